@@ -1,0 +1,87 @@
+// error.c — status text, error buffers and the fatal paths behind RD_ASSERT / RD_MPI_CHECK.
+//
+// The fatal path must end the whole job: a bare abort() on one rank leaves the others spinning in
+// MPI calls, so when MPI is initialised we call MPI_Abort on COMM_WORLD.
+#include "rd/error.h"
+#include "rd/log.h"
+
+#include <mpi.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *rd_strerror(int status) {
+    switch (status) {
+#define RD__STATUS_CASE(name, code, text)                                                          \
+    case code:                                                                                     \
+        return text;
+        RD_STATUS_MAP(RD__STATUS_CASE)
+#undef RD__STATUS_CASE
+    default:
+        return "unknown error";
+    }
+}
+
+void rd_errbuf_clear(rd_errbuf *eb) {
+    if (eb) {
+        eb->code = RD_OK;
+        eb->msg[0] = '\0';
+    }
+}
+
+int rd_err_set(rd_errbuf *eb, int code, const char *fmt, ...) {
+    if (eb && eb->code == RD_OK) {
+        eb->code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(eb->msg, sizeof eb->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void rd_err_prefix(rd_errbuf *eb, const char *fmt, ...) {
+    if (!eb)
+        return;
+    char pre[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    char old[sizeof eb->msg];
+    memcpy(old, eb->msg, sizeof old);
+    snprintf(eb->msg, sizeof eb->msg, "%s%s", pre, old);
+}
+
+static RD_NORETURN void die(void) {
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    fflush(stdout);
+    fflush(stderr);
+    if (inited && !finalized)
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    abort();
+}
+
+void rd__fatal(const char *file, int line, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "[r%d %s] %s:%d FATAL: %s\n", rd_log_get_rank(), rd_log_get_role(), file, line,
+            msg);
+    die();
+}
+
+void rd__mpi_fail(const char *file, int line, const char *call, int rc) {
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS)
+        snprintf(text, sizeof text, "MPI error %d", rc);
+    fprintf(stderr, "[r%d %s] %s:%d FATAL: %s failed: %s\n", rd_log_get_rank(), rd_log_get_role(),
+            file, line, call, text);
+    die();
+}

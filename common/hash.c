@@ -1,0 +1,74 @@
+// hash.c — a small, fast 64-bit string hash (8-byte blocks with multiply-xorshift mixing, folded
+// through splitmix64) and a table-driven CRC-32C. Keys are part of the on-disk formats (datasets,
+// checkpoints, token stores): changing either function is a format version change.
+#include "rd/hash.h"
+
+#include <string.h>
+
+static inline uint64_t load64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8); // little-endian hosts only (x86_64, aarch64); asserted by the format tests
+    return v;
+}
+
+uint64_t rd_hash64(const void *data, size_t len, uint64_t seed) {
+    const unsigned char *p = data;
+    uint64_t h = rd_mix64(seed ^ (0x27d4eb2f165667c5ULL * (uint64_t)(len + 1)));
+    while (len >= 8) {
+        h = rd_mix64(h ^ load64(p)) * 0x9fb21c651e98df25ULL;
+        p += 8;
+        len -= 8;
+    }
+    uint64_t tail = 0;
+    for (size_t i = 0; i < len; i++)
+        tail |= (uint64_t)p[i] << (8 * i);
+    h = rd_mix64(h ^ tail ^ ((uint64_t)len << 56));
+    return h;
+}
+
+uint64_t rd_hash_str(const char *s, uint64_t seed) {
+    return rd_hash64(s, strlen(s), seed);
+}
+
+static inline uint64_t nonzero(uint64_t k) {
+    return k ? k : 0x9e3779b97f4a7c15ULL;
+}
+
+uint64_t rd_feature_key(const char *field, const void *value, size_t len) {
+    return nonzero(rd_hash64(value, len, rd_hash_str(field, 0x6a09e667f3bcc908ULL)));
+}
+
+uint64_t rd_feature_key_u64(const char *field, uint64_t value) {
+    return nonzero(rd_mix64(value ^ rd_hash_str(field, 0xbb67ae8584caa73bULL)));
+}
+
+uint64_t rd_table_key(uint64_t table_id, uint64_t feature_key) {
+    return nonzero(rd_mix64(feature_key ^ rd_mix64(table_id ^ 0x3c6ef372fe94f82bULL)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRC-32C, reflected polynomial 0x82F63B78, slice-by-1 table built once at first use. The table
+// is a function-local static computed deterministically (no observable mutable state).
+
+static uint32_t crc_table[256];
+static int crc_table_ready;
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_table[i] = c;
+    }
+    crc_table_ready = 1;
+}
+
+uint32_t rd_crc32c(uint32_t crc, const void *data, size_t len) {
+    if (!crc_table_ready)
+        crc_init();
+    const unsigned char *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < len; i++)
+        crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}

@@ -1,0 +1,397 @@
+// rd/config.h — the run configuration: one YAML file parsed once into plain structs.
+//
+// Defines:
+//   rd_config and its per-module sub-structs:
+//     rd_run_config      (run:)       name, output folder, seed, log level
+//     rd_cluster_config  (cluster:)   PS ranks and the worker jobs (teacher, students)
+//     rd_data_config     (data:)      source (synthetic | movielens100k | movielens1m | csv),
+//                                     schema, synthetic generator, time split, negative sampling
+//     rd_ps_config       (ps:)        embedding tables, optimizers, admission/eviction, checkpoints
+//     rd_model_config    (models:)    named model architectures built at start-up
+//     rd_train_config    (train:)     batch phase and dense optimizer
+//     rd_tokens_config   (tokens:)    IAT instance-token store and source model
+//     rd_distill_config  (distill:)   Rec-Distill: alpha, towers, debiasing, transport, target log
+//     rd_output_config   (output:)    metrics files and plots
+//   rd_config_defaults()  fill every field with its documented default
+//   rd_config_load()      parse + validate a YAML file (errors name file:line:column and key path)
+//   rd_config_parse_string()  same from memory (tests, fuzzing)
+//   rd_config_validate()  cross-field checks (also run by load)
+//   rd_config_print()     the effective config as YAML (rank 0 prints it at start-up)
+//   rd_config_bcast()     rank `root` -> all ranks, as bytes
+//   rd_config_find_model/table/job()  lookups by name
+//
+// Invariant: no pointers anywhere in rd_config — only fixed-size arrays — so it can be sent with
+// MPI_Bcast as raw bytes (STYLE.md 7). Modules receive a const pointer to their own sub-struct and
+// never read YAML or the environment themselves.
+#ifndef RD_CONFIG_H
+#define RD_CONFIG_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd/error.h"
+
+#define RD_NAME_MAX 32    // names: jobs, tables, models, fields, columns (incl. NUL)
+#define RD_PATH_MAX 256   // file system paths (incl. NUL)
+#define RD_MAX_JOBS 8     // worker jobs in one launch
+#define RD_MAX_TABLES 32  // embedding tables on the PS group
+#define RD_MAX_MODELS 8   // model architectures
+#define RD_MAX_COLUMNS 48 // columns of one CSV file
+#define RD_MAX_FIELDS 32  // features of the schema (categorical + multi + numeric)
+#define RD_MAX_SIDE 4     // side tables joined by key
+#define RD_MAX_LAYERS 8   // hidden layers of one MLP
+#define RD_MAX_FEATURES 32 // features one model embeds
+
+// ---------------------------------------------------------------------------------------------
+// run:
+
+typedef struct rd_run_config {
+    char name[RD_NAME_MAX];    // run name; default "run"
+    char out_dir[RD_PATH_MAX]; // run folder for metrics, reports, checkpoints; default "runs/<name>"
+    uint64_t seed;             // master seed; every RNG stream splits from it; default 42
+    char log_level[8];         // error | warn | info | debug; default "info"
+} rd_run_config;
+
+// ---------------------------------------------------------------------------------------------
+// cluster:
+
+typedef enum rd_job_role {
+    RD_JOB_TEACHER = 0, // trains the big model, emits distillation targets
+    RD_JOB_STUDENT = 1, // trains a small model; receives targets when distill = true
+} rd_job_role;
+
+typedef struct rd_job_config {
+    char name[RD_NAME_MAX];    // job name, unique (e.g. "teacher", "student", "student_raw")
+    int role;                  // rd_job_role; YAML: teacher | student
+    int ranks;                 // worker ranks of this job, >= 1; default 1
+    char model[RD_NAME_MAX];   // name of an entry of models:
+    int distill;               // student only: 1 = learn from the teacher's targets; default 0
+    char teacher[RD_NAME_MAX]; // student with distill: the job whose targets it joins; default
+                               // the first teacher job
+} rd_job_config;
+
+typedef struct rd_cluster_config {
+    int ps_ranks;                       // parameter-server ranks P >= 1; default 1
+    int n_jobs;                         // number of entries in jobs
+    rd_job_config jobs[RD_MAX_JOBS];    // worker jobs; ranks are laid out PS first, then jobs in
+                                        // this order (the order of an MPMD launch)
+    int blas_threads;                   // OpenBLAS threads per rank, >= 1; default 1
+    int poll_us_max;                    // max backoff of polling loops, microseconds; default 200
+} rd_cluster_config;
+
+// ---------------------------------------------------------------------------------------------
+// data:
+
+typedef enum rd_data_source {
+    RD_DATA_SYNTHETIC = 0,     // built-in long-range generator (data.synthetic)
+    RD_DATA_MOVIELENS100K = 1, // u.data, u.user, u.item in data.input
+    RD_DATA_MOVIELENS1M = 2,   // ratings.dat, users.dat, movies.dat ("::"-separated)
+    RD_DATA_CSV = 3,           // any CSV/TSV log described by data.schema
+} rd_data_source;
+
+typedef enum rd_field_kind {
+    RD_FIELD_CATEGORICAL = 0, // one value -> one key
+    RD_FIELD_MULTI = 1,       // several values separated by `sep` -> up to max_len keys
+    RD_FIELD_NUMERIC = 2,     // a float (optionally log1p-transformed)
+} rd_field_kind;
+
+typedef enum rd_label_op {
+    RD_LABEL_GE = 0, // label = value >= threshold
+    RD_LABEL_GT = 1,
+    RD_LABEL_EQ = 2,
+    RD_LABEL_NE = 3,
+    RD_LABEL_LE = 4,
+    RD_LABEL_LT = 5,
+} rd_label_op;
+
+typedef struct rd_field_config {
+    char name[RD_NAME_MAX];   // feature name (used in keys and in models.features)
+    char column[RD_NAME_MAX]; // column that holds it (in the log, or in side table `side`)
+    char side[RD_NAME_MAX];   // "" = the interaction log; else the name of a side table
+    int kind;                 // rd_field_kind; YAML: categorical | multi | numeric
+    int max_len;              // multi: max values kept per event, 1..64; default 8
+    char sep[4];              // multi: value separator; default "|"
+    int log1p;                // numeric: apply log1p(max(x,0)) before storing; default 0
+    int flags;                // categorical: 1 = value is a 0/1 flag column (multi-hot from
+                              // several columns, e.g. MovieLens genres); default 0
+} rd_field_config;
+
+typedef struct rd_side_config {
+    char name[RD_NAME_MAX];     // side table name, e.g. "users"
+    char path[RD_PATH_MAX];     // file, relative to data.input when not absolute
+    char delimiter[4];          // "," "\t" "|" "::" ...; default ","
+    int header;                 // 1 = first line names the columns; default 0
+    int n_columns;              // number of names in columns (when header = 0)
+    char columns[RD_MAX_COLUMNS][RD_NAME_MAX]; // column names in file order
+    char key_column[RD_NAME_MAX]; // column joined with join_column of the log
+    char join_column[RD_NAME_MAX]; // column of the log holding the key (e.g. "user")
+    char encoding[12];          // "utf-8" | "latin-1"; default "utf-8"
+} rd_side_config;
+
+typedef struct rd_schema_config {
+    char path[RD_PATH_MAX];  // interaction log, relative to data.input when not absolute
+    char delimiter[4];       // default ","
+    int header;              // 1 = first line holds column names; default 1
+    int n_columns;           // number of names in columns (required when header = 0)
+    char columns[RD_MAX_COLUMNS][RD_NAME_MAX];
+    char user_column[RD_NAME_MAX];  // required
+    char item_column[RD_NAME_MAX];  // required
+    char time_column[RD_NAME_MAX];  // required
+    char time_format[12];           // "unix" (seconds) | "unix_ms" | "iso8601"; default "unix"
+    char label_column[RD_NAME_MAX]; // required
+    int label_op;                   // rd_label_op of the rule "column OP threshold"
+    double label_threshold;         // default: op >= 1 (a 0/1 label column)
+    int n_fields;
+    rd_field_config fields[RD_MAX_FIELDS]; // features besides user and item ids
+    int n_side;
+    rd_side_config side[RD_MAX_SIDE];
+} rd_schema_config;
+
+typedef struct rd_synthetic_config {
+    uint64_t events;          // total events, 1e3 .. 1e9; default 200000
+    int users;                // default 2000
+    int items;                // default 5000
+    int topics;               // latent interest topics; default 32
+    int dim;                  // latent dimension; default 16
+    double drift;             // per-event drift of the short-term interest, 0..1; default 0.02
+    double long_range;        // weight of long-range (hundreds of events back) signals; default 1.0
+    int memory_span;          // how far back long-range events still matter, events; default 400
+    double base_ctr;          // target mean click rate before sampling, (0,1); default 0.3
+    uint64_t seed;            // 0 = derive from run.seed; default 0
+} rd_synthetic_config;
+
+typedef struct rd_split_config {
+    double batch_fraction;   // first fraction of events (time order) = batch period; default 0.8
+    double holdout_fraction; // last fraction = holdout window; default 0.1
+    int stream_windows;      // K windows between batch and holdout, >= 1; default 5
+} rd_split_config;
+
+typedef struct rd_negsample_config {
+    double rate;     // keep this fraction of negatives (r_s in Rec-Distill), (0,1]; 1 = no
+                     // sampling; default 1
+    double pos_rate; // fraction of positives kept (r_+), (0,1]; default 1
+} rd_negsample_config;
+
+typedef struct rd_data_config {
+    int source;                // rd_data_source; YAML: synthetic | movielens100k | movielens1m | csv
+    char input[RD_PATH_MAX];   // input folder (MovieLens, CSV); default "../shared/data/movielens-100k"
+    char dir[RD_PATH_MAX];     // prepared dataset folder; default "<run.out_dir>/data"
+    int history_max;           // longest user history any model reads, events; default 256
+    rd_schema_config schema;   // csv (and the presets, which fill it)
+    rd_synthetic_config synthetic;
+    rd_split_config split;
+    rd_negsample_config negatives;
+} rd_data_config;
+
+// ---------------------------------------------------------------------------------------------
+// ps:
+
+typedef enum rd_opt_kind {
+    RD_OPT_SGD = 0,
+    RD_OPT_ADAGRAD = 1,
+    RD_OPT_ADAM = 2,
+    RD_OPT_FTRL = 3,
+} rd_opt_kind;
+
+typedef struct rd_optim_config {
+    int kind;           // rd_opt_kind; YAML: sgd | adagrad | adam | ftrl; default adagrad
+    float lr;           // learning rate (ftrl: alpha); default 0.05
+    float beta1;        // adam; default 0.9
+    float beta2;        // adam; default 0.999
+    float eps;          // adam/adagrad; default 1e-8
+    float initial_accumulator; // adagrad; default 0.1
+    float l1;           // ftrl; default 0
+    float l2;           // ftrl (and weight decay for others); default 0
+    float beta;         // ftrl; default 1
+} rd_optim_config;
+
+typedef struct rd_table_config {
+    char name[RD_NAME_MAX]; // unique table name
+    int dim;                // embedding dim, 1..1024
+    rd_optim_config optim;  // server-side optimizer
+    float init_std;         // N(0, init_std) initialisation from the key; default 0.01
+    int admit_count;        // create a row after this many sightings; 1 = always; default 1
+    int64_t ttl;            // evict rows unseen for this long in stream time (seconds); 0 = never
+    uint64_t capacity;      // initial rows per shard (grows); default 4096
+} rd_table_config;
+
+typedef struct rd_ps_config {
+    int n_tables;
+    rd_table_config tables[RD_MAX_TABLES];
+    int sync;                 // 1 = every push applied before the next pull; default 1
+    int staleness;            // async: max steps a worker may run ahead; 0 = unbounded; default 0
+    uint64_t max_msg_bytes;   // largest accepted request; default 64 MiB
+    char checkpoint_dir[RD_PATH_MAX]; // default "<run.out_dir>/ckpt"
+    int checkpoint_every;     // steps between checkpoints; 0 = only at the end; default 0
+    int checkpoint_keep;      // checkpoints retained; default 2
+} rd_ps_config;
+
+// ---------------------------------------------------------------------------------------------
+// models:
+
+typedef enum rd_pooling {
+    RD_POOL_SUM = 0,
+    RD_POOL_MEAN = 1,
+} rd_pooling;
+
+typedef enum rd_seq_kind {
+    RD_SEQ_NONE = 0,        // no sequence branch
+    RD_SEQ_MEAN = 1,        // mean of the history embeddings
+    RD_SEQ_DIN = 2,         // target attention (DIN)
+    RD_SEQ_TRANSFORMER = 3, // self-attention blocks with a query built from the request
+} rd_seq_kind;
+
+typedef struct rd_feature_use {
+    char field[RD_NAME_MAX]; // schema field, or "user" / "item"
+    char table[RD_NAME_MAX]; // PS table that embeds it
+    int pooling;             // multi-valued fields: rd_pooling; YAML sum | mean; default mean
+} rd_feature_use;
+
+typedef struct rd_seq_config {
+    int kind;                 // rd_seq_kind; YAML none | mean | din | transformer; default none
+    int length;               // events of history read, 1..4096; default 16
+    char table[RD_NAME_MAX];  // table embedding history items (and labels); default: item's table
+    int layers;               // transformer blocks; default 1
+    int heads;                // attention heads; default 2
+    int dim;                  // model width inside the branch (0 = table dim); default 0
+    int with_labels;          // add an embedding of each history event's label; default 1
+} rd_seq_config;
+
+typedef struct rd_token_use {
+    int scheme;   // 0 = off, 1 = temporal-order tokens, 2 = user-order tokens; default 0
+    int length;   // tokens fetched (L), 1..4096; default 64
+    int kind;     // rd_seq_kind of the branch over tokens; default transformer
+    int layers;   // default 1
+    int heads;    // default 2
+    int adapter;  // adapter MLP width; default 64
+} rd_token_use;
+
+typedef struct rd_model_config {
+    char name[RD_NAME_MAX];
+    int n_features;
+    rd_feature_use features[RD_MAX_FEATURES];
+    rd_seq_config seq;        // hand-crafted item-ID sequence branch
+    rd_token_use tokens;      // IAT instance-token branch
+    int n_mlp;
+    int mlp[RD_MAX_LAYERS];   // backbone hidden sizes, e.g. [256, 128, 64]
+    int n_tower;
+    int tower[RD_MAX_LAYERS]; // hidden sizes of each tower (students with two towers); default []
+    int two_towers;           // 1 = main + auxiliary tower (distilled students); default 0
+    int layer_norm;           // layer norm on the backbone input; default 0
+    char activation[8];       // relu | gelu; default relu
+} rd_model_config;
+
+// ---------------------------------------------------------------------------------------------
+// train:
+
+typedef enum rd_order {
+    RD_ORDER_TIME = 0, // global time order
+    RD_ORDER_USER = 1, // grouped by user, time-sorted within a user
+} rd_order;
+
+typedef struct rd_train_config {
+    int batch_size;       // examples per worker step; default 256
+    int epochs;           // passes over the batch period; default 1
+    int order;            // rd_order; YAML time | user; default time
+    char optimizer[8];    // dense: sgd | adam | adamw; default adam
+    float lr;             // default 1e-3
+    float beta1;          // default 0.9
+    float beta2;          // default 0.999
+    float eps;            // default 1e-8
+    float weight_decay;   // adamw; default 0
+    int eval_every;       // steps between progress lines; default 100
+} rd_train_config;
+
+// ---------------------------------------------------------------------------------------------
+// tokens:
+
+typedef struct rd_tokens_config {
+    int dim;                 // token dimension d; default 64
+    char store_dir[RD_PATH_MAX]; // LMDB store folder; default "<run.out_dir>/tokens"
+    char dtype[8];           // fp32 | fp16; default fp32
+    int scheme;              // which scheme the source model builds: 1 temporal, 2 user; default 2
+    int sit_layers;          // Source Instance Transformer layers (user order); default 2
+    int window;              // T: tokens per user window in the source model; default 32
+    char source_model[RD_NAME_MAX]; // architecture of the source model (models:); default ""
+    uint64_t map_size;       // initial LMDB map size per shard, bytes (grows); default 64 MiB
+    int append_batch;        // tokens per write transaction; default 4096
+} rd_tokens_config;
+
+// ---------------------------------------------------------------------------------------------
+// distill:
+
+typedef struct rd_distill_config {
+    float alpha;             // weight of the distillation BCE in the aux tower; default 1
+    float temperature;       // tau (1 = plain BCE against sigmoid(z_t)); default 1
+    int aux_tower;           // 1 = distill into the auxiliary tower only; default 1
+    int debias;              // 1 = cross-debias through the student's calibration f; default 1
+    float bias;              // b_s of the calibration; default 0
+    int start_window;        // first stream window that uses targets (-1 = also batch phase);
+                             // default -1
+    int max_in_flight;       // target messages in flight per sender; default 8
+    int batch;               // targets per message; default 1024
+    int wait_ms;             // bounded wait for a late target; default 2000
+    char target_log[RD_PATH_MAX]; // LMDB target log; default "<run.out_dir>/targets"
+    int replay;              // 1 = read targets from target_log instead of a live teacher; default 0
+} rd_distill_config;
+
+// ---------------------------------------------------------------------------------------------
+// output:
+
+typedef struct rd_output_config {
+    char metrics_format[8]; // csv | jsonl; default csv
+    int plot;               // 1 = write a PNG of AUC per window; default 1
+    int progress_every_s;   // seconds between progress lines; default 10
+} rd_output_config;
+
+// ---------------------------------------------------------------------------------------------
+// The whole configuration.
+
+typedef struct rd_config {
+    char source_path[RD_PATH_MAX]; // file it was loaded from ("" for strings)
+    rd_run_config run;
+    rd_cluster_config cluster;
+    rd_data_config data;
+    rd_ps_config ps;
+    int n_models;
+    rd_model_config models[RD_MAX_MODELS];
+    rd_train_config train;
+    rd_tokens_config tokens;
+    rd_distill_config distill;
+    rd_output_config output;
+} rd_config;
+
+/** Fill every field with its documented default (no tables, models or jobs). */
+void rd_config_defaults(rd_config *cfg);
+
+/**
+ * Parse and validate a YAML run configuration.
+ * @param[in]  path  YAML file
+ * @param[out] cfg   filled on success; unspecified on failure
+ * @param[out] eb    on failure "path:line:col: key.path: what is wrong" (may be NULL)
+ * @return RD_OK, RD_ERR_IO (unreadable), RD_ERR_CONFIG (syntax, unknown key, wrong type,
+ *         out-of-range, missing or duplicate key, failed cross-check)
+ */
+int rd_config_load(const char *path, rd_config *cfg, rd_errbuf *eb);
+
+/** Same as rd_config_load from a buffer; `name` stands for the file name in messages. */
+int rd_config_parse_string(const char *text, size_t len, const char *name, rd_config *cfg,
+                           rd_errbuf *eb);
+
+/** Cross-field checks (names resolve, ranks add up, ...). @return RD_OK or RD_ERR_CONFIG. */
+int rd_config_validate(const rd_config *cfg, rd_errbuf *eb);
+
+/** Write the effective configuration as YAML to `out` (a FILE *). */
+void rd_config_print(const rd_config *cfg, void *out);
+
+/** Broadcast from `root` over `comm` as raw bytes (rd_config holds no pointers). */
+void rd_config_bcast(rd_config *cfg, int root, MPI_Comm comm);
+
+const rd_model_config *rd_config_find_model(const rd_config *cfg, const char *name);
+const rd_table_config *rd_config_find_table(const rd_config *cfg, const char *name);
+const rd_job_config *rd_config_find_job(const rd_config *cfg, const char *name);
+/** Total ranks the config needs: ps_ranks + sum of jobs[i].ranks. */
+int rd_config_world_size(const rd_config *cfg);
+
+#endif // RD_CONFIG_H

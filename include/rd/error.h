@@ -1,0 +1,100 @@
+// rd/error.h — status codes, error detail buffers and always-on assertions.
+//
+// Defines:
+//   rd_status          negative error codes (RD_OK = 0), X-macro table RD_STATUS_MAP
+//   rd_strerror()      code -> static text
+//   rd_errbuf          caller-owned buffer holding one detailed message ("file:line:col: ...")
+//   rd_err_set()       fill an rd_errbuf and return the code (for `return rd_err_set(...)`)
+//   RD_ASSERT(c)       broken invariant: prints rank, file:line and aborts the whole MPI job
+//   RD_MPI_CHECK(call) every MPI call goes through it; failure aborts the job
+//
+// Three tiers (STYLE.md 4): recoverable failures return rd_status and describe themselves in an
+// rd_errbuf; broken invariants assert; out-of-memory and MPI errors abort.
+#ifndef RD_ERROR_H
+#define RD_ERROR_H
+
+#include <stddef.h>
+
+#define RD_STATUS_MAP(X)                                                                          \
+    X(OK, 0, "success")                                                                            \
+    X(ERR_NOMEM, -1, "out of memory")                                                              \
+    X(ERR_IO, -2, "I/O error")                                                                     \
+    X(ERR_CONFIG, -3, "invalid configuration")                                                     \
+    X(ERR_PARSE, -4, "malformed input")                                                            \
+    X(ERR_SCHEMA, -5, "schema mismatch")                                                           \
+    X(ERR_CORRUPT, -6, "corrupted data (bad magic or checksum)")                                   \
+    X(ERR_VERSION, -7, "unsupported version or layout")                                            \
+    X(ERR_ARG, -8, "invalid argument")                                                             \
+    X(ERR_RANGE, -9, "value out of range")                                                         \
+    X(ERR_NOTFOUND, -10, "not found")                                                              \
+    X(ERR_EXISTS, -11, "already exists")                                                           \
+    X(ERR_LMDB, -12, "LMDB error")                                                                 \
+    X(ERR_MPI, -13, "MPI error")                                                                   \
+    X(ERR_PROTO, -14, "malformed message")                                                         \
+    X(ERR_FULL, -15, "no space left")                                                              \
+    X(ERR_TIMEOUT, -16, "timed out")                                                               \
+    X(ERR_UNSUPPORTED, -17, "unsupported operation")                                               \
+    X(ERR_STATE, -18, "invalid state")                                                             \
+    X(ERR_EMPTY, -19, "empty input")
+
+typedef enum rd_status {
+#define RD__STATUS_ENUM(name, code, text) RD_##name = code,
+    RD_STATUS_MAP(RD__STATUS_ENUM)
+#undef RD__STATUS_ENUM
+} rd_status;
+
+/** @return static, never-NULL text for a status code (unknown codes give "unknown error"). */
+const char *rd_strerror(int status);
+
+/** A detailed error message. Callers own it (usually on the stack); callees fill it on failure.
+ *  Functions taking `rd_errbuf *eb` accept NULL (detail discarded). */
+typedef struct rd_errbuf {
+    int code;       // the rd_status that was set, RD_OK if none
+    char msg[1024]; // "what: where: why", NUL-terminated
+} rd_errbuf;
+
+/** Clear an error buffer. */
+void rd_errbuf_clear(rd_errbuf *eb);
+
+#if defined(__GNUC__)
+#define RD_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
+#define RD_NORETURN __attribute__((noreturn))
+#else
+#define RD_PRINTF(fmt_idx, arg_idx)
+#define RD_NORETURN
+#endif
+
+/** Set `eb` (if not NULL) to code + formatted message. Keeps the first error if one is already set.
+ *  @return code, so that `return rd_err_set(eb, RD_ERR_IO, "...")` reads naturally. */
+int rd_err_set(rd_errbuf *eb, int code, const char *fmt, ...) RD_PRINTF(3, 4);
+
+/** Prefix an existing message with more context ("while loading X: " + old message). */
+void rd_err_prefix(rd_errbuf *eb, const char *fmt, ...) RD_PRINTF(2, 3);
+
+/** Print a fatal message with rank and location, then MPI_Abort (or abort() without MPI). */
+RD_NORETURN void rd__fatal(const char *file, int line, const char *fmt, ...) RD_PRINTF(3, 4);
+
+/** Always on, also in release builds. */
+#define RD_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            rd__fatal(__FILE__, __LINE__, "assertion failed: %s", #cond);                          \
+    } while (0)
+
+#define RD_ASSERT_MSG(cond, ...)                                                                   \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            rd__fatal(__FILE__, __LINE__, __VA_ARGS__);                                            \
+    } while (0)
+
+/** Abort the job on any MPI error, with the MPI error string. */
+#define RD_MPI_CHECK(call)                                                                         \
+    do {                                                                                           \
+        int rd__mpi_rc = (call);                                                                   \
+        if (rd__mpi_rc != 0)                                                                       \
+            rd__mpi_fail(__FILE__, __LINE__, #call, rd__mpi_rc);                                   \
+    } while (0)
+
+RD_NORETURN void rd__mpi_fail(const char *file, int line, const char *call, int rc);
+
+#endif // RD_ERROR_H
