@@ -51,7 +51,9 @@ void rd_err_prefix(rd_errbuf *eb, const char *fmt, ...) {
     va_end(ap);
     char old[sizeof eb->msg];
     memcpy(old, eb->msg, sizeof old);
-    snprintf(eb->msg, sizeof eb->msg, "%s%s", pre, old);
+    // Truncation of a long message is acceptable; using the result tells GCC it was considered.
+    if (snprintf(eb->msg, sizeof eb->msg, "%s%s", pre, old) >= (int)sizeof eb->msg)
+        eb->msg[sizeof eb->msg - 1] = '\0';
 }
 
 static RD_NORETURN void die(void) {

@@ -15,10 +15,20 @@
 //   rd_config_defaults()  fill every field with its documented default
 //   rd_config_load()      parse + validate a YAML file (errors name file:line:column and key path)
 //   rd_config_parse_string()  same from memory (tests, fuzzing)
-//   rd_config_validate()  cross-field checks (also run by load)
+//   rd_config_validate()  range checks of every field + cross-field checks (also run by load)
+//   rd_config_resolve()   fill derived defaults left empty (paths under run.out_dir, ...)
 //   rd_config_print()     the effective config as YAML (rank 0 prints it at start-up)
 //   rd_config_bcast()     rank `root` -> all ranks, as bytes
 //   rd_config_find_model/table/job()  lookups by name
+//
+// YAML layout: top-level keys run, cluster, data, ps, models, train, tokens, distill, output; each
+// YAML key is the field name unless a comment says `YAML: key`. A count field `n_x` is never
+// written: it is the length of the YAML list `x`. configs/reference.yaml shows every key.
+// Booleans (int 0/1) accept true/false/yes/no/on/off/1/0; integers accept 1_000, 0x10 and exact
+// float notation (2e5); byte sizes also accept KiB/MiB/GiB/TiB suffixes ("64MiB"). Strings and
+// enum names are case-sensitive. Relative paths are relative to the working directory unless a
+// comment says otherwise. Range errors, unknown keys, etc. are RD_ERR_CONFIG with
+// "file:line:col: key.path: problem".
 //
 // Invariant: no pointers anywhere in rd_config — only fixed-size arrays — so it can be sent with
 // MPI_Bcast as raw bytes (STYLE.md 7). Modules receive a const pointer to their own sub-struct and
@@ -47,7 +57,7 @@
 // run:
 
 typedef struct rd_run_config {
-    char name[RD_NAME_MAX];    // run name; default "run"
+    char name[RD_NAME_MAX];    // run name, letters/digits/_-. only; default "run"
     char out_dir[RD_PATH_MAX]; // run folder for metrics, reports, checkpoints; default "runs/<name>"
     uint64_t seed;             // master seed; every RNG stream splits from it; default 42
     char log_level[8];         // error | warn | info | debug; default "info"
@@ -62,22 +72,22 @@ typedef enum rd_job_role {
 } rd_job_role;
 
 typedef struct rd_job_config {
-    char name[RD_NAME_MAX];    // job name, unique (e.g. "teacher", "student", "student_raw")
-    int role;                  // rd_job_role; YAML: teacher | student
-    int ranks;                 // worker ranks of this job, >= 1; default 1
-    char model[RD_NAME_MAX];   // name of an entry of models:
+    char name[RD_NAME_MAX];    // job name, unique, required (e.g. "teacher", "student_raw")
+    int role;                  // rd_job_role; YAML: teacher | student; required
+    int ranks;                 // worker ranks of this job, 1..65536; default 1
+    char model[RD_NAME_MAX];   // name of an entry of models:; required
     int distill;               // student only: 1 = learn from the teacher's targets; default 0
     char teacher[RD_NAME_MAX]; // student with distill: the job whose targets it joins; default
                                // the first teacher job
 } rd_job_config;
 
 typedef struct rd_cluster_config {
-    int ps_ranks;                       // parameter-server ranks P >= 1; default 1
-    int n_jobs;                         // number of entries in jobs
-    rd_job_config jobs[RD_MAX_JOBS];    // worker jobs; ranks are laid out PS first, then jobs in
-                                        // this order (the order of an MPMD launch)
-    int blas_threads;                   // OpenBLAS threads per rank, >= 1; default 1
-    int poll_us_max;                    // max backoff of polling loops, microseconds; default 200
+    int ps_ranks;                       // parameter-server ranks P, 1..4096; default 1
+    int n_jobs;                         // number of entries in jobs (at least 1)
+    rd_job_config jobs[RD_MAX_JOBS];    // YAML: jobs: list of maps. Worker jobs; ranks are laid
+                                        // out PS first, then jobs in this order (MPMD launch)
+    int blas_threads;                   // OpenBLAS threads per rank, 1..256; default 1
+    int poll_us_max;                    // max backoff of polling loops, 1..1e6 us; default 200
 } rd_cluster_config;
 
 // ---------------------------------------------------------------------------------------------
@@ -106,10 +116,13 @@ typedef enum rd_label_op {
 } rd_label_op;
 
 typedef struct rd_field_config {
-    char name[RD_NAME_MAX];   // feature name (used in keys and in models.features)
-    char column[RD_NAME_MAX]; // column that holds it (in the log, or in side table `side`)
+    char name[RD_NAME_MAX];   // feature name (used in keys and in models.features); required,
+                              // unique, not "user" or "item"
+    char column[RD_NAME_MAX]; // column that holds it (in the log, or in side table `side`);
+                              // default: the field name
     char side[RD_NAME_MAX];   // "" = the interaction log; else the name of a side table
-    int kind;                 // rd_field_kind; YAML: categorical | multi | numeric
+    int kind;                 // rd_field_kind; YAML: categorical | multi | numeric; default
+                              // categorical
     int max_len;              // multi: max values kept per event, 1..64; default 8
     char sep[4];              // multi: value separator; default "|"
     int log1p;                // numeric: apply log1p(max(x,0)) before storing; default 0
@@ -118,34 +131,38 @@ typedef struct rd_field_config {
 } rd_field_config;
 
 typedef struct rd_side_config {
-    char name[RD_NAME_MAX];     // side table name, e.g. "users"
-    char path[RD_PATH_MAX];     // file, relative to data.input when not absolute
+    char name[RD_NAME_MAX];     // side table name, e.g. "users"; required
+    char path[RD_PATH_MAX];     // file, relative to data.input when not absolute; required
     char delimiter[4];          // "," "\t" "|" "::" ...; default ","
     int header;                 // 1 = first line names the columns; default 0
     int n_columns;              // number of names in columns (when header = 0)
-    char columns[RD_MAX_COLUMNS][RD_NAME_MAX]; // column names in file order
-    char key_column[RD_NAME_MAX]; // column joined with join_column of the log
-    char join_column[RD_NAME_MAX]; // column of the log holding the key (e.g. "user")
+    char columns[RD_MAX_COLUMNS][RD_NAME_MAX]; // YAML: columns: [..]; names in file order
+    char key_column[RD_NAME_MAX]; // column joined with join_column of the log; required
+    char join_column[RD_NAME_MAX]; // column of the log holding the key (e.g. "user"); required
     char encoding[12];          // "utf-8" | "latin-1"; default "utf-8"
 } rd_side_config;
 
 typedef struct rd_schema_config {
-    char path[RD_PATH_MAX];  // interaction log, relative to data.input when not absolute
-    char delimiter[4];       // default ","
+    char path[RD_PATH_MAX];  // interaction log, relative to data.input when not absolute (csv:
+                             // required)
+    char delimiter[4];       // default ","  (write "\t" in double quotes for TSV)
     int header;              // 1 = first line holds column names; default 1
     int n_columns;           // number of names in columns (required when header = 0)
-    char columns[RD_MAX_COLUMNS][RD_NAME_MAX];
-    char user_column[RD_NAME_MAX];  // required
-    char item_column[RD_NAME_MAX];  // required
-    char time_column[RD_NAME_MAX];  // required
+    char columns[RD_MAX_COLUMNS][RD_NAME_MAX]; // YAML: columns: [..]
+    char user_column[RD_NAME_MAX];  // csv: required (and in columns when header = 0)
+    char item_column[RD_NAME_MAX];  // csv: required
+    char time_column[RD_NAME_MAX];  // csv: required
     char time_format[12];           // "unix" (seconds) | "unix_ms" | "iso8601"; default "unix"
-    char label_column[RD_NAME_MAX]; // required
-    int label_op;                   // rd_label_op of the rule "column OP threshold"
-    double label_threshold;         // default: op >= 1 (a 0/1 label column)
+    // YAML: label: "rating >= 4"  (rule COLUMN OP NUMBER, OP one of >= > == != <= < =)
+    //   or  label: {column: rating, op: ">=", threshold: 4}
+    char label_column[RD_NAME_MAX]; // YAML: label.column; csv: required
+    int label_op;                   // YAML: label.op; rd_label_op; default ">="
+    double label_threshold;         // YAML: label.threshold; default 1 (a 0/1 label column)
     int n_fields;
-    rd_field_config fields[RD_MAX_FIELDS]; // features besides user and item ids
+    rd_field_config fields[RD_MAX_FIELDS]; // YAML: fields: list of maps; features besides the
+                                           // user and item ids
     int n_side;
-    rd_side_config side[RD_MAX_SIDE];
+    rd_side_config side[RD_MAX_SIDE];      // YAML: side: list of maps
 } rd_schema_config;
 
 typedef struct rd_synthetic_config {
@@ -158,13 +175,17 @@ typedef struct rd_synthetic_config {
     double long_range;        // weight of long-range (hundreds of events back) signals; default 1.0
     int memory_span;          // how far back long-range events still matter, events; default 400
     double base_ctr;          // target mean click rate before sampling, (0,1); default 0.3
+                              // (users, items 1..1e8; topics 1..4096; dim 1..1024;
+                              // long_range 0..1e6; memory_span 1..1e6)
     uint64_t seed;            // 0 = derive from run.seed; default 0
 } rd_synthetic_config;
 
 typedef struct rd_split_config {
-    double batch_fraction;   // first fraction of events (time order) = batch period; default 0.8
-    double holdout_fraction; // last fraction = holdout window; default 0.1
-    int stream_windows;      // K windows between batch and holdout, >= 1; default 5
+    double batch_fraction;   // first fraction of events (time order) = batch period, (0,1);
+                             // default 0.8
+    double holdout_fraction; // last fraction = holdout window, [0,1); default 0.1; the two sum
+                             // to < 1 (the rest is split into the stream windows)
+    int stream_windows;      // K windows between batch and holdout, 1..10000; default 5
 } rd_split_config;
 
 typedef struct rd_negsample_config {
@@ -174,10 +195,14 @@ typedef struct rd_negsample_config {
 } rd_negsample_config;
 
 typedef struct rd_data_config {
-    int source;                // rd_data_source; YAML: synthetic | movielens100k | movielens1m | csv
-    char input[RD_PATH_MAX];   // input folder (MovieLens, CSV); default "../shared/data/movielens-100k"
+    int source;                // rd_data_source; YAML: synthetic | movielens100k | movielens1m | csv;
+                               // default synthetic
+    char input[RD_PATH_MAX];   // input folder (MovieLens, CSV); default for movielens100k
+                               // "../shared/data/movielens-100k", for movielens1m
+                               // "../shared/data/movielens-1m", else ""
     char dir[RD_PATH_MAX];     // prepared dataset folder; default "<run.out_dir>/data"
-    int history_max;           // longest user history any model reads, events; default 256
+    int history_max;           // longest user history any model reads, 1..4096 events; default
+                               // 256; every models[].seq.length must be <= it
     rd_schema_config schema;   // csv (and the presets, which fill it)
     rd_synthetic_config synthetic;
     rd_split_config split;
@@ -195,33 +220,34 @@ typedef enum rd_opt_kind {
 } rd_opt_kind;
 
 typedef struct rd_optim_config {
-    int kind;           // rd_opt_kind; YAML: sgd | adagrad | adam | ftrl; default adagrad
-    float lr;           // learning rate (ftrl: alpha); default 0.05
-    float beta1;        // adam; default 0.9
-    float beta2;        // adam; default 0.999
-    float eps;          // adam/adagrad; default 1e-8
-    float initial_accumulator; // adagrad; default 0.1
-    float l1;           // ftrl; default 0
-    float l2;           // ftrl (and weight decay for others); default 0
-    float beta;         // ftrl; default 1
+    int kind;           // rd_opt_kind; YAML: type: sgd | adagrad | adam | ftrl; default adagrad
+    float lr;           // learning rate (ftrl: alpha), (0, 1000]; default 0.05
+    float beta1;        // adam, [0,1); default 0.9
+    float beta2;        // adam, [0,1); default 0.999
+    float eps;          // adam/adagrad, (0,1]; default 1e-8
+    float initial_accumulator; // adagrad, >= 0; default 0.1
+    float l1;           // ftrl, >= 0; default 0
+    float l2;           // ftrl (and weight decay for others), >= 0; default 0
+    float beta;         // ftrl, >= 0; default 1
 } rd_optim_config;
 
 typedef struct rd_table_config {
-    char name[RD_NAME_MAX]; // unique table name
-    int dim;                // embedding dim, 1..1024
-    rd_optim_config optim;  // server-side optimizer
-    float init_std;         // N(0, init_std) initialisation from the key; default 0.01
+    char name[RD_NAME_MAX]; // unique table name; required
+    int dim;                // embedding dim, 1..1024; required
+    rd_optim_config optim;  // server-side optimizer; YAML: optimizer: {type: adagrad, lr: ...}
+    float init_std;         // N(0, init_std) initialisation from the key, 0..10; default 0.01
     int admit_count;        // create a row after this many sightings; 1 = always; default 1
-    int64_t ttl;            // evict rows unseen for this long in stream time (seconds); 0 = never
-    uint64_t capacity;      // initial rows per shard (grows); default 4096
+    int64_t ttl;            // evict rows unseen for this long in stream time (seconds); 0 = never;
+                            // default 0
+    uint64_t capacity;      // initial rows per shard (grows), 1..2^40; default 4096
 } rd_table_config;
 
 typedef struct rd_ps_config {
     int n_tables;
-    rd_table_config tables[RD_MAX_TABLES];
+    rd_table_config tables[RD_MAX_TABLES]; // YAML: tables: list of maps
     int sync;                 // 1 = every push applied before the next pull; default 1
     int staleness;            // async: max steps a worker may run ahead; 0 = unbounded; default 0
-    uint64_t max_msg_bytes;   // largest accepted request; default 64 MiB
+    uint64_t max_msg_bytes;   // largest accepted request, 4 KiB..1 TiB; default 64 MiB
     char checkpoint_dir[RD_PATH_MAX]; // default "<run.out_dir>/ckpt"
     int checkpoint_every;     // steps between checkpoints; 0 = only at the end; default 0
     int checkpoint_keep;      // checkpoints retained; default 2
@@ -243,38 +269,42 @@ typedef enum rd_seq_kind {
 } rd_seq_kind;
 
 typedef struct rd_feature_use {
-    char field[RD_NAME_MAX]; // schema field, or "user" / "item"
-    char table[RD_NAME_MAX]; // PS table that embeds it
+    char field[RD_NAME_MAX]; // schema field, or "user" / "item"; required (checked against
+                             // data.schema.fields for the csv source)
+    char table[RD_NAME_MAX]; // PS table that embeds it; required
     int pooling;             // multi-valued fields: rd_pooling; YAML sum | mean; default mean
 } rd_feature_use;
 
 typedef struct rd_seq_config {
     int kind;                 // rd_seq_kind; YAML none | mean | din | transformer; default none
-    int length;               // events of history read, 1..4096; default 16
+    int length;               // events of history read, 1..4096 (<= data.history_max); default 16
     char table[RD_NAME_MAX];  // table embedding history items (and labels); default: item's table
-    int layers;               // transformer blocks; default 1
-    int heads;                // attention heads; default 2
+    int layers;               // transformer blocks, 1..64; default 1
+    int heads;                // attention heads, 1..64; must divide the width; default 2
     int dim;                  // model width inside the branch (0 = table dim); default 0
     int with_labels;          // add an embedding of each history event's label; default 1
 } rd_seq_config;
 
 typedef struct rd_token_use {
-    int scheme;   // 0 = off, 1 = temporal-order tokens, 2 = user-order tokens; default 0
+    int scheme;   // 0 = off, 1 = temporal-order tokens, 2 = user-order tokens; default 0; when
+                  // > 0 it must equal tokens.scheme and tokens.source_model must be set
     int length;   // tokens fetched (L), 1..4096; default 64
-    int kind;     // rd_seq_kind of the branch over tokens; default transformer
-    int layers;   // default 1
-    int heads;    // default 2
-    int adapter;  // adapter MLP width; default 64
+    int kind;     // rd_seq_kind of the branch over tokens (YAML names as seq.kind); default
+                  // transformer
+    int layers;   // 1..64; default 1
+    int heads;    // 1..64; default 2
+    int adapter;  // adapter MLP width, 1..65536; default 64
 } rd_token_use;
 
 typedef struct rd_model_config {
-    char name[RD_NAME_MAX];
+    char name[RD_NAME_MAX];   // unique model name; required
     int n_features;
-    rd_feature_use features[RD_MAX_FEATURES];
-    rd_seq_config seq;        // hand-crafted item-ID sequence branch
-    rd_token_use tokens;      // IAT instance-token branch
+    rd_feature_use features[RD_MAX_FEATURES]; // YAML: features: list of {field, table, pooling}
+    rd_seq_config seq;        // hand-crafted item-ID sequence branch (YAML map seq:)
+    rd_token_use tokens;      // IAT instance-token branch (YAML map tokens:)
     int n_mlp;
-    int mlp[RD_MAX_LAYERS];   // backbone hidden sizes, e.g. [256, 128, 64]
+    int mlp[RD_MAX_LAYERS];   // backbone hidden sizes, e.g. [256, 128, 64]; each 1..65536;
+                              // default []
     int n_tower;
     int tower[RD_MAX_LAYERS]; // hidden sizes of each tower (students with two towers); default []
     int two_towers;           // 1 = main + auxiliary tower (distilled students); default 0
@@ -291,47 +321,49 @@ typedef enum rd_order {
 } rd_order;
 
 typedef struct rd_train_config {
-    int batch_size;       // examples per worker step; default 256
-    int epochs;           // passes over the batch period; default 1
+    int batch_size;       // examples per worker step, 1..2^20; default 256
+    int epochs;           // passes over the batch period, 0..1000; default 1
     int order;            // rd_order; YAML time | user; default time
     char optimizer[8];    // dense: sgd | adam | adamw; default adam
-    float lr;             // default 1e-3
-    float beta1;          // default 0.9
-    float beta2;          // default 0.999
-    float eps;            // default 1e-8
-    float weight_decay;   // adamw; default 0
-    int eval_every;       // steps between progress lines; default 100
+    float lr;             // (0, 1000]; default 1e-3
+    float beta1;          // [0,1); default 0.9
+    float beta2;          // [0,1); default 0.999
+    float eps;            // (0,1]; default 1e-8
+    float weight_decay;   // adamw, >= 0; default 0
+    int eval_every;       // steps between progress lines, >= 1; default 100
 } rd_train_config;
 
 // ---------------------------------------------------------------------------------------------
 // tokens:
 
 typedef struct rd_tokens_config {
-    int dim;                 // token dimension d; default 64
+    int dim;                 // token dimension d, 1..4096; default 64
     char store_dir[RD_PATH_MAX]; // LMDB store folder; default "<run.out_dir>/tokens"
     char dtype[8];           // fp32 | fp16; default fp32
     int scheme;              // which scheme the source model builds: 1 temporal, 2 user; default 2
-    int sit_layers;          // Source Instance Transformer layers (user order); default 2
-    int window;              // T: tokens per user window in the source model; default 32
+    int sit_layers;          // Source Instance Transformer layers (user order), 0..64; default 2
+    int window;              // T: tokens per user window in the source model, 1..4096; default 32
     char source_model[RD_NAME_MAX]; // architecture of the source model (models:); default ""
-    uint64_t map_size;       // initial LMDB map size per shard, bytes (grows); default 64 MiB
-    int append_batch;        // tokens per write transaction; default 4096
+    uint64_t map_size;       // initial LMDB map size per shard, 1 MiB..16 TiB (grows); default
+                             // 64 MiB
+    int append_batch;        // tokens per write transaction, 1..2^24; default 4096
 } rd_tokens_config;
 
 // ---------------------------------------------------------------------------------------------
 // distill:
 
 typedef struct rd_distill_config {
-    float alpha;             // weight of the distillation BCE in the aux tower; default 1
-    float temperature;       // tau (1 = plain BCE against sigmoid(z_t)); default 1
-    int aux_tower;           // 1 = distill into the auxiliary tower only; default 1
+    float alpha;             // weight of the distillation BCE in the aux tower, >= 0; default 1
+    float temperature;       // tau > 0 (1 = plain BCE against sigmoid(z_t)); default 1
+    int aux_tower;           // 1 = distill into the auxiliary tower only (the distilled
+                             // students' models then need two_towers: true); default 1
     int debias;              // 1 = cross-debias through the student's calibration f; default 1
     float bias;              // b_s of the calibration; default 0
     int start_window;        // first stream window that uses targets (-1 = also batch phase);
-                             // default -1
-    int max_in_flight;       // target messages in flight per sender; default 8
-    int batch;               // targets per message; default 1024
-    int wait_ms;             // bounded wait for a late target; default 2000
+                             // < data.split.stream_windows; default -1
+    int max_in_flight;       // target messages in flight per sender, >= 1; default 8
+    int batch;               // targets per message, 1..2^24; default 1024
+    int wait_ms;             // bounded wait for a late target, 0..1e7 ms; default 2000
     char target_log[RD_PATH_MAX]; // LMDB target log; default "<run.out_dir>/targets"
     int replay;              // 1 = read targets from target_log instead of a live teacher; default 0
 } rd_distill_config;
@@ -342,7 +374,7 @@ typedef struct rd_distill_config {
 typedef struct rd_output_config {
     char metrics_format[8]; // csv | jsonl; default csv
     int plot;               // 1 = write a PNG of AUC per window; default 1
-    int progress_every_s;   // seconds between progress lines; default 10
+    int progress_every_s;   // seconds between progress lines, 0..86400; default 10
 } rd_output_config;
 
 // ---------------------------------------------------------------------------------------------
@@ -355,15 +387,28 @@ typedef struct rd_config {
     rd_data_config data;
     rd_ps_config ps;
     int n_models;
-    rd_model_config models[RD_MAX_MODELS];
+    rd_model_config models[RD_MAX_MODELS]; // YAML: models: list of maps
     rd_train_config train;
     rd_tokens_config tokens;
     rd_distill_config distill;
     rd_output_config output;
 } rd_config;
 
-/** Fill every field with its documented default (no tables, models or jobs). */
+/** Fill every field with its documented default (no tables, models or jobs). memsets the whole
+ *  struct first (deterministic padding), then resolves the derived paths as rd_config_resolve.
+ *  Configs built in code from it fail rd_config_validate until they get a job and its model. */
 void rd_config_defaults(rd_config *cfg);
+
+/**
+ * Fill derived defaults that are still empty: run.out_dir ("runs/<name>"), data.dir,
+ * ps.checkpoint_dir, tokens.store_dir, distill.target_log (under run.out_dir), data.input of the
+ * MovieLens sources, a field's column (its name), a distilled student's teacher (the first
+ * teacher job) and a sequence branch's table (the table of the model's "item" feature).
+ * Idempotent; rd_config_load calls it. Call it after editing run.name / run.out_dir in code
+ * and clearing the derived paths you want recomputed.
+ * @return RD_OK or RD_ERR_CONFIG (a derived path would not fit RD_PATH_MAX)
+ */
+int rd_config_resolve(rd_config *cfg, rd_errbuf *eb);
 
 /**
  * Parse and validate a YAML run configuration.
@@ -379,19 +424,25 @@ int rd_config_load(const char *path, rd_config *cfg, rd_errbuf *eb);
 int rd_config_parse_string(const char *text, size_t len, const char *name, rd_config *cfg,
                            rd_errbuf *eb);
 
-/** Cross-field checks (names resolve, ranks add up, ...). @return RD_OK or RD_ERR_CONFIG. */
+/** Range checks of every field (as the loader does) and cross-field checks: unique job, model,
+ *  table and field names; jobs' models and models' tables exist; a distilled student's teacher is
+ *  a teacher job; at least one job; split fractions; csv columns exist; ...
+ *  @param[out] eb  "key.path: problem" (the loader adds file:line:col)
+ *  @return RD_OK or RD_ERR_CONFIG. */
 int rd_config_validate(const rd_config *cfg, rd_errbuf *eb);
 
-/** Write the effective configuration as YAML to `out` (a FILE *). */
+/** Write the effective configuration as YAML to `out` (a FILE *). rd_config_parse_string reads
+ *  it back into an identical struct (memcmp-equal, source_path aside). */
 void rd_config_print(const rd_config *cfg, void *out);
 
 /** Broadcast from `root` over `comm` as raw bytes (rd_config holds no pointers). */
 void rd_config_bcast(rd_config *cfg, int root, MPI_Comm comm);
 
+/** Lookups by name. @return a pointer into cfg (lives as long as cfg), or NULL if absent. */
 const rd_model_config *rd_config_find_model(const rd_config *cfg, const char *name);
 const rd_table_config *rd_config_find_table(const rd_config *cfg, const char *name);
 const rd_job_config *rd_config_find_job(const rd_config *cfg, const char *name);
-/** Total ranks the config needs: ps_ranks + sum of jobs[i].ranks. */
+/** Total ranks the config needs: ps_ranks + sum of jobs[i].ranks (-1 if it overflows int). */
 int rd_config_world_size(const rd_config *cfg);
 
 #endif // RD_CONFIG_H

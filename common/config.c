@@ -1,0 +1,2039 @@
+// config.c — the YAML run configuration: a table-driven loader, range checker, cross-checker,
+// printer and broadcaster for rd_config (include/rd/config.h).
+//
+// How it works:
+//   1. rd_config_parse_string fills the struct with the raw defaults of the descriptor tables
+//      (config_internal.h), loads the YAML text into a libyaml document and walks the document
+//      and the descriptor tables side by side. Every key, value type, list length and string
+//      length is checked there, so a bad value is reported with the file:line:col of its node.
+//   2. Derived defaults (paths under run.out_dir, data.input of the MovieLens presets, a field's
+//      column, a student's teacher, a sequence branch's table) are resolved.
+//   3. rd_config_validate runs the same range checks again over the struct (so configs built in
+//      code are checked too) and then the cross-field checks. While loading, the document is
+//      still alive, so even these messages point at the line of the offending key: the key path
+//      is looked up in the document.
+//
+// Invariants: the struct holds no pointers (MPI_Bcast as bytes); rd_config_defaults memsets the
+// whole struct first so that padding bytes are deterministic and print -> parse round trips
+// compare equal with memcmp. Never crashes on any input: the walk is driven by the descriptor
+// tables (finite depth), so even self-referencing YAML aliases terminate.
+//
+// Workload: one parse per run on rank 0 (a few KB of YAML); nothing here is performance-critical.
+#include "rd/config.h"
+#include "rd/alloc.h"
+
+#include "config_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+#define CK_MAX_KEYS 48         // rows of the largest table (checked at parse time)
+#define CK_MAX_FILE (1u << 20) // refuse configs above 1 MiB (real ones are a few KB)
+
+_Static_assert(sizeof(rd_config) < (size_t)INT_MAX, "rd_config must fit one MPI_Bcast count");
+
+// ---------------------------------------------------------------------------------------------
+// Allowed names. Index = enum value, so the order must match rd/config.h.
+
+static const char *const job_roles[] = {"teacher", "student", NULL};
+static const char *const data_sources[] = {"synthetic", "movielens100k", "movielens1m", "csv",
+                                           NULL};
+static const char *const field_kinds[] = {"categorical", "multi", "numeric", NULL};
+static const char *const label_ops[] = {">=", ">", "==", "!=", "<=", "<", NULL};
+static const char *const opt_kinds[] = {"sgd", "adagrad", "adam", "ftrl", NULL};
+static const char *const poolings[] = {"sum", "mean", NULL};
+static const char *const seq_kinds[] = {"none", "mean", "din", "transformer", NULL};
+static const char *const orders[] = {"time", "user", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const time_formats[] = {"unix", "unix_ms", "iso8601", NULL};
+static const char *const encodings[] = {"utf-8", "latin-1", NULL};
+static const char *const activations[] = {"relu", "gelu", NULL};
+static const char *const dense_opts[] = {"sgd", "adam", "adamw", NULL};
+static const char *const dtypes[] = {"fp32", "fp16", NULL};
+static const char *const metric_formats[] = {"csv", "jsonl", NULL};
+
+// ---------------------------------------------------------------------------------------------
+// Row macros. OFF() fails to compile when the member does not have the C type the row claims
+// (arrays decay to pointers in _Generic's controlling expression).
+
+#define OFF(T, m, ty) _Generic(((T *)0)->m, ty : offsetof(T, m))
+#define MSIZE(T, m)   sizeof(((T *)0)->m)
+#define MCOUNT(T, m)  ((int)(sizeof(((T *)0)->m) / sizeof(((T *)0)->m[0])))
+#define REQ           CK_REQUIRED
+#define NUM_INF       1e300
+
+#define K_INT(T, k, m, lo_, hi_, fl, def_)                                                         \
+    {                                                                                              \
+        .key = k, .type = CK_INT, .off = OFF(T, m, int), .flags = CK_RANGE | (fl), .lo = lo_,      \
+        .hi = hi_, .def = def_                                                                     \
+    }
+#define K_I64(T, k, m, lo_, hi_, fl, def_)                                                         \
+    {                                                                                              \
+        .key = k, .type = CK_INT64, .off = OFF(T, m, int64_t), .flags = CK_RANGE | (fl),           \
+        .lo = lo_, .hi = hi_, .def = def_                                                          \
+    }
+#define K_U64(T, k, m, lo_, hi_, fl, def_)                                                         \
+    {                                                                                              \
+        .key = k, .type = CK_UINT64, .off = OFF(T, m, uint64_t), .flags = CK_RANGE | (fl),         \
+        .lo = lo_, .hi = hi_, .def = def_                                                          \
+    }
+#define K_FLT(T, k, m, lo_, hi_, fl, def_)                                                         \
+    {                                                                                              \
+        .key = k, .type = CK_FLOAT, .off = OFF(T, m, float), .flags = CK_RANGE | (fl), .lo = lo_,  \
+        .hi = hi_, .def = def_                                                                     \
+    }
+#define K_DBL(T, k, m, lo_, hi_, fl, def_)                                                         \
+    {                                                                                              \
+        .key = k, .type = CK_DOUBLE, .off = OFF(T, m, double), .flags = CK_RANGE | (fl),           \
+        .lo = lo_, .hi = hi_, .def = def_                                                          \
+    }
+#define K_BOOL(T, k, m, def_)                                                                      \
+    { .key = k, .type = CK_BOOL, .off = OFF(T, m, int), .def = def_ }
+#define K_STR(T, k, m, fl, def_)                                                                   \
+    {                                                                                              \
+        .key = k, .type = CK_STR, .off = OFF(T, m, char *), .size = MSIZE(T, m), .flags = (fl),    \
+        .def = def_                                                                                \
+    }
+#define K_CHOICE(T, k, m, nm, def_)                                                                \
+    {                                                                                              \
+        .key = k, .type = CK_STR, .off = OFF(T, m, char *), .size = MSIZE(T, m), .names = nm,      \
+        .def = def_                                                                                \
+    }
+#define K_ENUM(T, k, m, nm, fl, def_)                                                              \
+    { .key = k, .type = CK_ENUM, .off = OFF(T, m, int), .flags = (fl), .names = nm, .def = def_ }
+#define K_INTS(T, k, m, cnt, lo_, hi_)                                                             \
+    {                                                                                              \
+        .key = k, .type = CK_INT_LIST, .off = OFF(T, m, int *), .size = sizeof(int),               \
+        .count_off = OFF(T, cnt, int), .max_count = MCOUNT(T, m), .flags = CK_RANGE, .lo = lo_,    \
+        .hi = hi_                                                                                  \
+    }
+#define K_STRS(T, k, m, cnt)                                                                       \
+    {                                                                                              \
+        .key = k, .type = CK_STR_LIST, .off = OFF(T, m, char(*)[RD_NAME_MAX]),                     \
+        .size = MSIZE(T, m[0]), .count_off = OFF(T, cnt, int), .max_count = MCOUNT(T, m)           \
+    }
+#define K_MAP(T, k, m, ST, sub_)                                                                   \
+    { .key = k, .type = CK_MAP, .off = OFF(T, m, ST), .sub = &sub_ }
+#define K_MAPS(T, k, m, ST, cnt, sub_)                                                             \
+    {                                                                                              \
+        .key = k, .type = CK_MAP_LIST, .off = OFF(T, m, ST *), .size = sizeof(ST),                 \
+        .count_off = OFF(T, cnt, int), .max_count = MCOUNT(T, m), .sub = &sub_                     \
+    }
+#define TABLE(var, T, rows) static const ck_struct var = {#T, rows, sizeof(rows) / sizeof(rows[0])}
+
+// ---------------------------------------------------------------------------------------------
+// Descriptor tables, leaves first. Ranges are inclusive unless CK_EXCL_LO / CK_EXCL_HI.
+
+static const ck_key run_keys[] = {
+    K_STR(rd_run_config, "name", name, 0, "run"),
+    K_STR(rd_run_config, "out_dir", out_dir, 0, NULL), // resolved: runs/<name>
+    K_U64(rd_run_config, "seed", seed, 0, 1.9e19, 0, "42"),
+    K_CHOICE(rd_run_config, "log_level", log_level, log_levels, "info"),
+};
+TABLE(run_desc, rd_run_config, run_keys);
+
+static const ck_key job_keys[] = {
+    K_STR(rd_job_config, "name", name, REQ, NULL),
+    K_ENUM(rd_job_config, "role", role, job_roles, REQ, NULL),
+    K_INT(rd_job_config, "ranks", ranks, 1, 65536, 0, "1"),
+    K_STR(rd_job_config, "model", model, REQ, NULL),
+    K_BOOL(rd_job_config, "distill", distill, "false"),
+    K_STR(rd_job_config, "teacher", teacher, 0, NULL), // resolved: first teacher job
+};
+TABLE(job_desc, rd_job_config, job_keys);
+
+static const ck_key cluster_keys[] = {
+    K_INT(rd_cluster_config, "ps_ranks", ps_ranks, 1, 4096, 0, "1"),
+    K_MAPS(rd_cluster_config, "jobs", jobs, rd_job_config, n_jobs, job_desc),
+    K_INT(rd_cluster_config, "blas_threads", blas_threads, 1, 256, 0, "1"),
+    K_INT(rd_cluster_config, "poll_us_max", poll_us_max, 1, 1000000, 0, "200"),
+};
+TABLE(cluster_desc, rd_cluster_config, cluster_keys);
+
+static const ck_key field_keys[] = {
+    K_STR(rd_field_config, "name", name, REQ, NULL),
+    K_STR(rd_field_config, "column", column, 0, NULL), // resolved: the field name
+    K_STR(rd_field_config, "side", side, 0, NULL),
+    K_ENUM(rd_field_config, "kind", kind, field_kinds, 0, "categorical"),
+    K_INT(rd_field_config, "max_len", max_len, 1, 64, 0, "8"),
+    K_STR(rd_field_config, "sep", sep, 0, "|"),
+    K_BOOL(rd_field_config, "log1p", log1p, "false"),
+    K_BOOL(rd_field_config, "flags", flags, "false"),
+};
+TABLE(field_desc, rd_field_config, field_keys);
+
+static const ck_key side_keys[] = {
+    K_STR(rd_side_config, "name", name, REQ, NULL),
+    K_STR(rd_side_config, "path", path, REQ, NULL),
+    K_STR(rd_side_config, "delimiter", delimiter, 0, ","),
+    K_BOOL(rd_side_config, "header", header, "false"),
+    K_STRS(rd_side_config, "columns", columns, n_columns),
+    K_STR(rd_side_config, "key_column", key_column, REQ, NULL),
+    K_STR(rd_side_config, "join_column", join_column, REQ, NULL),
+    K_CHOICE(rd_side_config, "encoding", encoding, encodings, "utf-8"),
+};
+TABLE(side_desc, rd_side_config, side_keys);
+
+// data.schema.label: offsets are those of rd_schema_config (the label row sits at offset 0).
+static const ck_key label_keys[] = {
+    K_STR(rd_schema_config, "column", label_column, 0, NULL),
+    K_ENUM(rd_schema_config, "op", label_op, label_ops, 0, ">="),
+    K_DBL(rd_schema_config, "threshold", label_threshold, -NUM_INF, NUM_INF, 0, "1"),
+};
+TABLE(label_desc, rd_schema_config, label_keys);
+
+static const ck_key schema_keys[] = {
+    K_STR(rd_schema_config, "path", path, 0, NULL),
+    K_STR(rd_schema_config, "delimiter", delimiter, 0, ","),
+    K_BOOL(rd_schema_config, "header", header, "true"),
+    K_STRS(rd_schema_config, "columns", columns, n_columns),
+    K_STR(rd_schema_config, "user_column", user_column, 0, NULL),
+    K_STR(rd_schema_config, "item_column", item_column, 0, NULL),
+    K_STR(rd_schema_config, "time_column", time_column, 0, NULL),
+    K_CHOICE(rd_schema_config, "time_format", time_format, time_formats, "unix"),
+    {.key = "label", .type = CK_LABEL, .off = 0, .sub = &label_desc},
+    K_MAPS(rd_schema_config, "fields", fields, rd_field_config, n_fields, field_desc),
+    K_MAPS(rd_schema_config, "side", side, rd_side_config, n_side, side_desc),
+};
+TABLE(schema_desc, rd_schema_config, schema_keys);
+
+static const ck_key synthetic_keys[] = {
+    K_U64(rd_synthetic_config, "events", events, 1e3, 1e9, 0, "200000"),
+    K_INT(rd_synthetic_config, "users", users, 1, 1e8, 0, "2000"),
+    K_INT(rd_synthetic_config, "items", items, 1, 1e8, 0, "5000"),
+    K_INT(rd_synthetic_config, "topics", topics, 1, 4096, 0, "32"),
+    K_INT(rd_synthetic_config, "dim", dim, 1, 1024, 0, "16"),
+    K_DBL(rd_synthetic_config, "drift", drift, 0, 1, 0, "0.02"),
+    K_DBL(rd_synthetic_config, "long_range", long_range, 0, 1e6, 0, "1.0"),
+    K_INT(rd_synthetic_config, "memory_span", memory_span, 1, 1e6, 0, "400"),
+    K_DBL(rd_synthetic_config, "base_ctr", base_ctr, 0, 1, CK_EXCL_LO | CK_EXCL_HI, "0.3"),
+    K_U64(rd_synthetic_config, "seed", seed, 0, 1.9e19, 0, "0"),
+};
+TABLE(synthetic_desc, rd_synthetic_config, synthetic_keys);
+
+static const ck_key split_keys[] = {
+    K_DBL(rd_split_config, "batch_fraction", batch_fraction, 0, 1, CK_EXCL_LO | CK_EXCL_HI, "0.8"),
+    K_DBL(rd_split_config, "holdout_fraction", holdout_fraction, 0, 1, CK_EXCL_HI, "0.1"),
+    K_INT(rd_split_config, "stream_windows", stream_windows, 1, 10000, 0, "5"),
+};
+TABLE(split_desc, rd_split_config, split_keys);
+
+static const ck_key negsample_keys[] = {
+    K_DBL(rd_negsample_config, "rate", rate, 0, 1, CK_EXCL_LO, "1"),
+    K_DBL(rd_negsample_config, "pos_rate", pos_rate, 0, 1, CK_EXCL_LO, "1"),
+};
+TABLE(negsample_desc, rd_negsample_config, negsample_keys);
+
+static const ck_key data_keys[] = {
+    K_ENUM(rd_data_config, "source", source, data_sources, 0, "synthetic"),
+    K_STR(rd_data_config, "input", input, 0, NULL), // resolved for the MovieLens sources
+    K_STR(rd_data_config, "dir", dir, 0, NULL),     // resolved: <run.out_dir>/data
+    K_INT(rd_data_config, "history_max", history_max, 1, 4096, 0, "256"),
+    K_MAP(rd_data_config, "schema", schema, rd_schema_config, schema_desc),
+    K_MAP(rd_data_config, "synthetic", synthetic, rd_synthetic_config, synthetic_desc),
+    K_MAP(rd_data_config, "split", split, rd_split_config, split_desc),
+    K_MAP(rd_data_config, "negatives", negatives, rd_negsample_config, negsample_desc),
+};
+TABLE(data_desc, rd_data_config, data_keys);
+
+static const ck_key optim_keys[] = {
+    K_ENUM(rd_optim_config, "type", kind, opt_kinds, 0, "adagrad"),
+    K_FLT(rd_optim_config, "lr", lr, 0, 1e3, CK_EXCL_LO, "0.05"),
+    K_FLT(rd_optim_config, "beta1", beta1, 0, 1, CK_EXCL_HI, "0.9"),
+    K_FLT(rd_optim_config, "beta2", beta2, 0, 1, CK_EXCL_HI, "0.999"),
+    K_FLT(rd_optim_config, "eps", eps, 0, 1, CK_EXCL_LO, "1e-8"),
+    K_FLT(rd_optim_config, "initial_accumulator", initial_accumulator, 0, 1e6, 0, "0.1"),
+    K_FLT(rd_optim_config, "l1", l1, 0, 1e6, 0, "0"),
+    K_FLT(rd_optim_config, "l2", l2, 0, 1e6, 0, "0"),
+    K_FLT(rd_optim_config, "beta", beta, 0, 1e6, 0, "1"),
+};
+TABLE(optim_desc, rd_optim_config, optim_keys);
+
+static const ck_key table_keys[] = {
+    K_STR(rd_table_config, "name", name, REQ, NULL),
+    K_INT(rd_table_config, "dim", dim, 1, 1024, REQ, NULL),
+    K_MAP(rd_table_config, "optimizer", optim, rd_optim_config, optim_desc),
+    K_FLT(rd_table_config, "init_std", init_std, 0, 10, 0, "0.01"),
+    K_INT(rd_table_config, "admit_count", admit_count, 1, 1e9, 0, "1"),
+    K_I64(rd_table_config, "ttl", ttl, 0, 9.2e18, 0, "0"),
+    K_U64(rd_table_config, "capacity", capacity, 1, 1099511627776.0, 0, "4096"),
+};
+TABLE(table_desc, rd_table_config, table_keys);
+
+static const ck_key ps_keys[] = {
+    K_MAPS(rd_ps_config, "tables", tables, rd_table_config, n_tables, table_desc),
+    K_BOOL(rd_ps_config, "sync", sync, "true"),
+    K_INT(rd_ps_config, "staleness", staleness, 0, 1e6, 0, "0"),
+    K_U64(rd_ps_config, "max_msg_bytes", max_msg_bytes, 4096, 1099511627776.0, CK_BYTES, "64MiB"),
+    K_STR(rd_ps_config, "checkpoint_dir", checkpoint_dir, 0, NULL), // resolved: <out>/ckpt
+    K_INT(rd_ps_config, "checkpoint_every", checkpoint_every, 0, INT_MAX, 0, "0"),
+    K_INT(rd_ps_config, "checkpoint_keep", checkpoint_keep, 1, 1000, 0, "2"),
+};
+TABLE(ps_desc, rd_ps_config, ps_keys);
+
+static const ck_key feature_keys[] = {
+    K_STR(rd_feature_use, "field", field, REQ, NULL),
+    K_STR(rd_feature_use, "table", table, REQ, NULL),
+    K_ENUM(rd_feature_use, "pooling", pooling, poolings, 0, "mean"),
+};
+TABLE(feature_desc, rd_feature_use, feature_keys);
+
+static const ck_key seq_keys[] = {
+    K_ENUM(rd_seq_config, "kind", kind, seq_kinds, 0, "none"),
+    K_INT(rd_seq_config, "length", length, 1, 4096, 0, "16"),
+    K_STR(rd_seq_config, "table", table, 0, NULL), // resolved: the table of feature "item"
+    K_INT(rd_seq_config, "layers", layers, 1, 64, 0, "1"),
+    K_INT(rd_seq_config, "heads", heads, 1, 64, 0, "2"),
+    K_INT(rd_seq_config, "dim", dim, 0, 4096, 0, "0"),
+    K_BOOL(rd_seq_config, "with_labels", with_labels, "true"),
+};
+TABLE(seq_desc, rd_seq_config, seq_keys);
+
+static const ck_key token_use_keys[] = {
+    K_INT(rd_token_use, "scheme", scheme, 0, 2, 0, "0"),
+    K_INT(rd_token_use, "length", length, 1, 4096, 0, "64"),
+    K_ENUM(rd_token_use, "kind", kind, seq_kinds, 0, "transformer"),
+    K_INT(rd_token_use, "layers", layers, 1, 64, 0, "1"),
+    K_INT(rd_token_use, "heads", heads, 1, 64, 0, "2"),
+    K_INT(rd_token_use, "adapter", adapter, 1, 65536, 0, "64"),
+};
+TABLE(token_use_desc, rd_token_use, token_use_keys);
+
+static const ck_key model_keys[] = {
+    K_STR(rd_model_config, "name", name, REQ, NULL),
+    K_MAPS(rd_model_config, "features", features, rd_feature_use, n_features, feature_desc),
+    K_MAP(rd_model_config, "seq", seq, rd_seq_config, seq_desc),
+    K_MAP(rd_model_config, "tokens", tokens, rd_token_use, token_use_desc),
+    K_INTS(rd_model_config, "mlp", mlp, n_mlp, 1, 65536),
+    K_INTS(rd_model_config, "tower", tower, n_tower, 1, 65536),
+    K_BOOL(rd_model_config, "two_towers", two_towers, "false"),
+    K_BOOL(rd_model_config, "layer_norm", layer_norm, "false"),
+    K_CHOICE(rd_model_config, "activation", activation, activations, "relu"),
+};
+TABLE(model_desc, rd_model_config, model_keys);
+
+static const ck_key train_keys[] = {
+    K_INT(rd_train_config, "batch_size", batch_size, 1, 1 << 20, 0, "256"),
+    K_INT(rd_train_config, "epochs", epochs, 0, 1000, 0, "1"),
+    K_ENUM(rd_train_config, "order", order, orders, 0, "time"),
+    K_CHOICE(rd_train_config, "optimizer", optimizer, dense_opts, "adam"),
+    K_FLT(rd_train_config, "lr", lr, 0, 1e3, CK_EXCL_LO, "1e-3"),
+    K_FLT(rd_train_config, "beta1", beta1, 0, 1, CK_EXCL_HI, "0.9"),
+    K_FLT(rd_train_config, "beta2", beta2, 0, 1, CK_EXCL_HI, "0.999"),
+    K_FLT(rd_train_config, "eps", eps, 0, 1, CK_EXCL_LO, "1e-8"),
+    K_FLT(rd_train_config, "weight_decay", weight_decay, 0, 1e3, 0, "0"),
+    K_INT(rd_train_config, "eval_every", eval_every, 1, INT_MAX, 0, "100"),
+};
+TABLE(train_desc, rd_train_config, train_keys);
+
+static const ck_key tokens_keys[] = {
+    K_INT(rd_tokens_config, "dim", dim, 1, 4096, 0, "64"),
+    K_STR(rd_tokens_config, "store_dir", store_dir, 0, NULL), // resolved: <out>/tokens
+    K_CHOICE(rd_tokens_config, "dtype", dtype, dtypes, "fp32"),
+    K_INT(rd_tokens_config, "scheme", scheme, 1, 2, 0, "2"),
+    K_INT(rd_tokens_config, "sit_layers", sit_layers, 0, 64, 0, "2"),
+    K_INT(rd_tokens_config, "window", window, 1, 4096, 0, "32"),
+    K_STR(rd_tokens_config, "source_model", source_model, 0, NULL),
+    K_U64(rd_tokens_config, "map_size", map_size, 1048576.0, 17592186044416.0, CK_BYTES, "64MiB"),
+    K_INT(rd_tokens_config, "append_batch", append_batch, 1, 1 << 24, 0, "4096"),
+};
+TABLE(tokens_desc, rd_tokens_config, tokens_keys);
+
+static const ck_key distill_keys[] = {
+    K_FLT(rd_distill_config, "alpha", alpha, 0, 1e6, 0, "1"),
+    K_FLT(rd_distill_config, "temperature", temperature, 0, 1e3, CK_EXCL_LO, "1"),
+    K_BOOL(rd_distill_config, "aux_tower", aux_tower, "true"),
+    K_BOOL(rd_distill_config, "debias", debias, "true"),
+    K_FLT(rd_distill_config, "bias", bias, -1e3, 1e3, 0, "0"),
+    K_INT(rd_distill_config, "start_window", start_window, -1, 1e6, 0, "-1"),
+    K_INT(rd_distill_config, "max_in_flight", max_in_flight, 1, 1e6, 0, "8"),
+    K_INT(rd_distill_config, "batch", batch, 1, 1 << 24, 0, "1024"),
+    K_INT(rd_distill_config, "wait_ms", wait_ms, 0, 1e7, 0, "2000"),
+    K_STR(rd_distill_config, "target_log", target_log, 0, NULL), // resolved: <out>/targets
+    K_BOOL(rd_distill_config, "replay", replay, "false"),
+};
+TABLE(distill_desc, rd_distill_config, distill_keys);
+
+static const ck_key output_keys[] = {
+    K_CHOICE(rd_output_config, "metrics_format", metrics_format, metric_formats, "csv"),
+    K_BOOL(rd_output_config, "plot", plot, "true"),
+    K_INT(rd_output_config, "progress_every_s", progress_every_s, 0, 86400, 0, "10"),
+};
+TABLE(output_desc, rd_output_config, output_keys);
+
+static const ck_key root_keys[] = {
+    K_MAP(rd_config, "run", run, rd_run_config, run_desc),
+    K_MAP(rd_config, "cluster", cluster, rd_cluster_config, cluster_desc),
+    K_MAP(rd_config, "data", data, rd_data_config, data_desc),
+    K_MAP(rd_config, "ps", ps, rd_ps_config, ps_desc),
+    K_MAPS(rd_config, "models", models, rd_model_config, n_models, model_desc),
+    K_MAP(rd_config, "train", train, rd_train_config, train_desc),
+    K_MAP(rd_config, "tokens", tokens, rd_tokens_config, tokens_desc),
+    K_MAP(rd_config, "distill", distill, rd_distill_config, distill_desc),
+    K_MAP(rd_config, "output", output, rd_output_config, output_desc),
+};
+const ck_struct rd__config_root = {"rd_config", root_keys,
+                                   sizeof(root_keys) / sizeof(root_keys[0])};
+
+// ---------------------------------------------------------------------------------------------
+// Small text helpers.
+
+// Copy `len` bytes of s into out as a printable, quoted excerpt (for messages).
+static const char *excerpt(const char *s, size_t len, char *out, size_t cap) {
+    size_t o = 0;
+    const size_t limit = 48;
+    out[o++] = '\'';
+    for (size_t i = 0; i < len && o + 8 < cap; i++) {
+        if (i == limit) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o++] = '\'';
+    out[o] = '\0';
+    return out;
+}
+
+static const char *type_text(ck_type t) {
+    switch (t) {
+        case CK_INT:
+        case CK_INT64:
+            return "an integer";
+        case CK_UINT64:
+            return "a non-negative integer";
+        case CK_FLOAT:
+        case CK_DOUBLE:
+            return "a number";
+        case CK_BOOL:
+            return "a boolean (true/false)";
+        case CK_STR:
+        case CK_ENUM:
+            return "a string";
+        case CK_INT_LIST:
+            return "a list of integers";
+        case CK_STR_LIST:
+            return "a list of strings";
+        case CK_MAP:
+            return "a map";
+        case CK_MAP_LIST:
+            return "a list of maps";
+        case CK_LABEL:
+            return "a map {column, op, threshold} or a rule like \"rating >= 4\"";
+    }
+    return "a value";
+}
+
+static const char *node_text(const yaml_node_t *n) {
+    switch (n->type) {
+        case YAML_MAPPING_NODE:
+            return "a map";
+        case YAML_SEQUENCE_NODE:
+            return "a list";
+        case YAML_SCALAR_NODE:
+            return "a scalar";
+        default:
+            return "nothing";
+    }
+}
+
+// Format a range bound: integers without exponent when they are exact.
+static void bound_text(double v, char *out, size_t cap) {
+    if (v <= -NUM_INF) {
+        snprintf(out, cap, "-inf");
+    } else if (v >= NUM_INF) {
+        snprintf(out, cap, "inf");
+    } else if (v == floor(v) && fabs(v) < 1e15) {
+        snprintf(out, cap, "%.0f", v);
+    } else {
+        snprintf(out, cap, "%g", v);
+    }
+}
+
+static int names_count(const char *const *names) {
+    int n = 0;
+    while (names[n])
+        n++;
+    return n;
+}
+
+static void names_list(const char *const *names, char *out, size_t cap) {
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = 0; names[i] && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", i ? ", " : "", names[i]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar conversion and checks (shared by the YAML walk, the defaults and the validator).
+
+// Parse an integer magnitude: decimal or 0x hex, '_' separators, or a number in float notation
+// with an integral value (2e5). Optional binary size suffix with CK_BYTES.
+static int parse_integer(const char *s, size_t len, int bytes, int *neg, uint64_t *mag) {
+    char buf[80];
+    size_t n = 0;
+    if (len == 0 || len >= sizeof buf)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != '_')
+            buf[n++] = s[i];
+    buf[n] = '\0';
+    if (strlen(buf) != n) // embedded NUL
+        return -1;
+    uint64_t mult = 1;
+    if (bytes) {
+        static const struct {
+            const char *sfx;
+            uint64_t mult;
+        } sfx[] = {
+            {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40}};
+        for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+            size_t sl = strlen(sfx[i].sfx);
+            if (n > sl && strcmp(buf + n - sl, sfx[i].sfx) == 0) {
+                mult = sfx[i].mult;
+                n -= sl;
+                while (n > 0 && buf[n - 1] == ' ')
+                    n--;
+                buf[n] = '\0';
+                break;
+            }
+        }
+    }
+    const char *p = buf;
+    *neg = 0;
+    if (*p == '+' || *p == '-')
+        *neg = (*p++ == '-');
+    uint64_t v = 0;
+    int ok = 1;
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X') && p[2]) {
+        for (p += 2; *p && ok; p++) {
+            int d = isdigit((unsigned char)*p)    ? *p - '0'
+                    : isxdigit((unsigned char)*p) ? tolower((unsigned char)*p) - 'a' + 10
+                                                  : -1;
+            if (d < 0 || v > (UINT64_MAX >> 4))
+                ok = 0;
+            else
+                v = v * 16 + (uint64_t)d;
+        }
+    } else if (*p && strspn(p, "0123456789") == strlen(p)) {
+        for (; *p && ok; p++) {
+            uint64_t d = (uint64_t)(*p - '0');
+            if (v > (UINT64_MAX - d) / 10)
+                ok = 0;
+            else
+                v = v * 10 + d;
+        }
+    } else {
+        // Float notation, accepted only for exact integers (events: 2e5).
+        char *end = NULL;
+        errno = 0;
+        double d = strtod(buf, &end);
+        if (end == buf || *end != '\0' || errno || !isfinite(d) || d != floor(d) ||
+            fabs(d) >= 18446744073709551616.0)
+            return -1;
+        *neg = d < 0;
+        v = (uint64_t)fabs(d);
+    }
+    if (!ok)
+        return -2; // too large
+    if (mult > 1 && v > UINT64_MAX / mult)
+        return -2;
+    *mag = v * mult;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out) {
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+// Range check of a number against a row. @return 0 ok, -1 with `why` filled.
+static int check_range(const ck_key *k, double v, const char *shown, char *why, size_t wn) {
+    if (!(k->flags & CK_RANGE))
+        return 0;
+    int lo_ok = (k->flags & CK_EXCL_LO) ? v > k->lo : v >= k->lo;
+    int hi_ok = (k->flags & CK_EXCL_HI) ? v < k->hi : v <= k->hi;
+    if (lo_ok && hi_ok)
+        return 0;
+    char lo[32], hi[32];
+    bound_text(k->lo, lo, sizeof lo);
+    bound_text(k->hi, hi, sizeof hi);
+    snprintf(why, wn, "value %s out of range %c%s, %s%c", shown,
+             (k->flags & CK_EXCL_LO) ? '(' : '[', lo, hi, (k->flags & CK_EXCL_HI) ? ')' : ']');
+    return -1;
+}
+
+// Check the stored value of a scalar of type t at dst against row k (ranges, enum bounds,
+// string termination and allowed values). Used after parsing and by rd_config_validate.
+static int check_scalar(const ck_key *k, ck_type t, const void *dst, char *why, size_t wn) {
+    char shown[64];
+    switch (t) {
+        case CK_INT: {
+            int v;
+            memcpy(&v, dst, sizeof v);
+            snprintf(shown, sizeof shown, "%d", v);
+            return check_range(k, (double)v, shown, why, wn);
+        }
+        case CK_INT64: {
+            int64_t v;
+            memcpy(&v, dst, sizeof v);
+            snprintf(shown, sizeof shown, "%lld", (long long)v);
+            return check_range(k, (double)v, shown, why, wn);
+        }
+        case CK_UINT64: {
+            uint64_t v;
+            memcpy(&v, dst, sizeof v);
+            snprintf(shown, sizeof shown, "%llu", (unsigned long long)v);
+            return check_range(k, (double)v, shown, why, wn);
+        }
+        case CK_FLOAT:
+        case CK_DOUBLE: {
+            double v;
+            if (t == CK_FLOAT) {
+                float f;
+                memcpy(&f, dst, sizeof f);
+                v = (double)f;
+            } else {
+                memcpy(&v, dst, sizeof v);
+            }
+            if (!isfinite(v)) {
+                snprintf(why, wn, "not a finite number");
+                return -1;
+            }
+            snprintf(shown, sizeof shown, "%.10g", v);
+            return check_range(k, v, shown, why, wn);
+        }
+        case CK_BOOL: {
+            int v;
+            memcpy(&v, dst, sizeof v);
+            if (v != 0 && v != 1) {
+                snprintf(why, wn, "boolean holds %d (must be 0 or 1)", v);
+                return -1;
+            }
+            return 0;
+        }
+        case CK_ENUM: {
+            int v;
+            memcpy(&v, dst, sizeof v);
+            if (v < 0 || v >= names_count(k->names)) {
+                char allowed[256];
+                names_list(k->names, allowed, sizeof allowed);
+                snprintf(why, wn, "enum value %d out of range (allowed: %s)", v, allowed);
+                return -1;
+            }
+            return 0;
+        }
+        case CK_STR: {
+            const char *s = dst;
+            if (!memchr(s, '\0', k->size)) {
+                snprintf(why, wn, "string is not NUL-terminated within %zu bytes", k->size);
+                return -1;
+            }
+            if ((k->flags & CK_REQUIRED) && s[0] == '\0') {
+                snprintf(why, wn, "must not be empty");
+                return -1;
+            }
+            if (k->names) {
+                for (int i = 0; k->names[i]; i++)
+                    if (strcmp(s, k->names[i]) == 0)
+                        return 0;
+                char allowed[256], ex[80];
+                names_list(k->names, allowed, sizeof allowed);
+                snprintf(why, wn, "unknown value %s (allowed: %s)",
+                         excerpt(s, strlen(s), ex, sizeof ex), allowed);
+                return -1;
+            }
+            return 0;
+        }
+        default:
+            return 0;
+    }
+}
+
+// Convert one scalar text into the field at dst (type t: the row's type, or the element type of
+// a list row). `quoted` = the YAML scalar was quoted; `null` = it was an empty/null plain scalar.
+// @return 0 ok, -1 with `why` filled.
+static int parse_scalar(const ck_key *k,
+                        ck_type t,
+                        const char *s,
+                        size_t len,
+                        int quoted,
+                        int null,
+                        void *dst,
+                        char *why,
+                        size_t wn) {
+    char ex[80];
+    if (t == CK_STR) {
+        if (null) {
+            len = 0;
+            s = "";
+        }
+        if (memchr(s, '\0', len)) {
+            snprintf(why, wn, "string contains a NUL character");
+            return -1;
+        }
+        if (len >= k->size) {
+            snprintf(why, wn, "string too long (%zu bytes; at most %zu)", len, k->size - 1);
+            return -1;
+        }
+        memset(dst, 0, k->size);
+        memcpy(dst, s, len);
+        return check_scalar(k, t, dst, why, wn);
+    }
+    if (null) {
+        snprintf(why, wn, "expected %s, got nothing (null)", type_text(t));
+        return -1;
+    }
+    if (t == CK_ENUM) {
+        for (int i = 0; k->names[i]; i++) {
+            if (strlen(k->names[i]) == len && memcmp(k->names[i], s, len) == 0) {
+                memcpy(dst, &i, sizeof i);
+                return 0;
+            }
+        }
+        char allowed[256];
+        names_list(k->names, allowed, sizeof allowed);
+        snprintf(why, wn, "unknown value %s (allowed: %s)", excerpt(s, len, ex, sizeof ex),
+                 allowed);
+        return -1;
+    }
+    if (quoted) {
+        snprintf(why, wn, "expected %s, got the quoted string %s", type_text(t),
+                 excerpt(s, len, ex, sizeof ex));
+        return -1;
+    }
+    if (memchr(s, '\0', len)) {
+        snprintf(why, wn, "expected %s, got text with a NUL character", type_text(t));
+        return -1;
+    }
+    switch (t) {
+        case CK_BOOL: {
+            int v;
+            if (parse_bool(s, &v)) {
+                snprintf(why, wn, "expected a boolean (true/false/yes/no/on/off), got %s",
+                         excerpt(s, len, ex, sizeof ex));
+                return -1;
+            }
+            memcpy(dst, &v, sizeof v);
+            return 0;
+        }
+        case CK_INT:
+        case CK_INT64:
+        case CK_UINT64: {
+            int neg = 0;
+            uint64_t mag = 0;
+            int rc = parse_integer(s, len, (k->flags & CK_BYTES) != 0, &neg, &mag);
+            if (rc == -1) {
+                snprintf(why, wn, "expected %s%s, got %s", type_text(t),
+                         (k->flags & CK_BYTES) ? " (optionally with KiB/MiB/GiB/TiB)" : "",
+                         excerpt(s, len, ex, sizeof ex));
+                return -1;
+            }
+            int fits;
+            if (rc == 0 && t == CK_UINT64)
+                fits = !neg || mag == 0;
+            else if (rc == 0 && t == CK_INT64)
+                fits = neg ? mag <= (uint64_t)INT64_MAX + 1 : mag <= (uint64_t)INT64_MAX;
+            else if (rc == 0)
+                fits = neg ? mag <= (uint64_t)INT_MAX + 1 : mag <= (uint64_t)INT_MAX;
+            else
+                fits = 0;
+            if (!fits) {
+                snprintf(why, wn, "value %s does not fit %s", excerpt(s, len, ex, sizeof ex),
+                         t == CK_INT     ? "a 32-bit int"
+                         : t == CK_INT64 ? "a 64-bit int"
+                                         : "a non-negative 64-bit int");
+                return -1;
+            }
+            if (t == CK_UINT64) {
+                memcpy(dst, &mag, sizeof mag);
+            } else if (t == CK_INT64) {
+                int64_t v = neg ? (mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag)
+                                : (int64_t)mag;
+                memcpy(dst, &v, sizeof v);
+            } else {
+                int v = neg ? (int)(-(int64_t)mag) : (int)mag;
+                memcpy(dst, &v, sizeof v);
+            }
+            return check_scalar(k, t, dst, why, wn);
+        }
+        case CK_FLOAT:
+        case CK_DOUBLE: {
+            char buf[80];
+            if (len == 0 || len >= sizeof buf) {
+                snprintf(why, wn, "expected a number, got %s", excerpt(s, len, ex, sizeof ex));
+                return -1;
+            }
+            memcpy(buf, s, len);
+            buf[len] = '\0';
+            char *end = NULL;
+            errno = 0;
+            if (t == CK_FLOAT) {
+                float v = strtof(buf, &end);
+                if (end == buf || *end != '\0' || !isfinite(v) || (errno == ERANGE && v != 0.0f)) {
+                    snprintf(why, wn, "expected a finite number, got %s",
+                             excerpt(s, len, ex, sizeof ex));
+                    return -1;
+                }
+                memcpy(dst, &v, sizeof v);
+            } else {
+                double v = strtod(buf, &end);
+                if (end == buf || *end != '\0' || !isfinite(v) || (errno == ERANGE && v != 0.0)) {
+                    snprintf(why, wn, "expected a finite number, got %s",
+                             excerpt(s, len, ex, sizeof ex));
+                    return -1;
+                }
+                memcpy(dst, &v, sizeof v);
+            }
+            return check_scalar(k, t, dst, why, wn);
+        }
+        default:
+            snprintf(why, wn, "internal: scalar parser called for type %d", (int)t);
+            return -1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults.
+
+static void apply_defaults(const ck_struct *st, void *base) {
+    RD_ASSERT(st->n_keys <= CK_MAX_KEYS);
+    for (size_t i = 0; i < st->n_keys; i++) {
+        const ck_key *k = &st->keys[i];
+        char *dst = (char *)base + k->off;
+        if (k->type == CK_MAP || k->type == CK_LABEL) {
+            apply_defaults(k->sub, dst);
+        } else if (k->def) {
+            char why[256] = "";
+            int rc = parse_scalar(k, k->type, k->def, strlen(k->def), 0, 0, dst, why, sizeof why);
+            RD_ASSERT_MSG(rc == 0, "bad default '%s' for %s.%s: %s", k->def, st->name, k->key, why);
+        }
+    }
+}
+
+// Fill every field with its table default and leave derived fields empty (resolved later).
+static void defaults_raw(rd_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    apply_defaults(&rd__config_root, cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The YAML walk.
+
+typedef struct pctx {
+    yaml_document_t *doc;
+    const char *name; // file name for messages
+    rd_errbuf *eb;
+    char path[256]; // key path of the node being parsed ("ps.tables[1].optimizer")
+} pctx;
+
+static size_t path_push(pctx *c, const char *fmt, ...) RD_PRINTF(2, 3);
+static size_t path_push(pctx *c, const char *fmt, ...) {
+    size_t old = strlen(c->path);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->path + old, sizeof c->path - old, fmt, ap);
+    va_end(ap);
+    return old;
+}
+
+static size_t path_push_key(pctx *c, const char *key) {
+    return c->path[0] ? path_push(c, ".%s", key) : path_push(c, "%s", key);
+}
+
+static void path_pop(pctx *c, size_t old) {
+    c->path[old] = '\0';
+}
+
+static int perr(pctx *c, yaml_mark_t mark, const char *fmt, ...) RD_PRINTF(3, 4);
+static int perr(pctx *c, yaml_mark_t mark, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return rd_err_set(c->eb, RD_ERR_CONFIG, "%s:%zu:%zu: %s: %s", c->name, mark.line + 1,
+                      mark.column + 1, c->path[0] ? c->path : "(top level)", msg);
+}
+
+static int is_null(const yaml_node_t *n) {
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    const char *s = (const char *)n->data.scalar.value;
+    size_t len = n->data.scalar.length;
+    return len == 0 || (len == 1 && s[0] == '~') ||
+           (len == 4 && (!memcmp(s, "null", 4) || !memcmp(s, "Null", 4) || !memcmp(s, "NULL", 4)));
+}
+
+static int is_quoted(const yaml_node_t *n) {
+    return n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+}
+
+// Edit distance (optimal string alignment: insert, delete, substitute, swap two neighbours;
+// case-insensitive) between two short strings, for "did you mean".
+static size_t edit_distance(const char *a, size_t la, const char *b) {
+    size_t lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 99;
+    size_t d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            int ai = tolower((unsigned char)a[i - 1]), bj = tolower((unsigned char)b[j - 1]);
+            size_t best = d[i - 1][j - 1] + (ai != bj);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && ai == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == bj && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+static int unknown_key(pctx *c, const ck_struct *st, const yaml_node_t *kn) {
+    const char *ks = (const char *)kn->data.scalar.value;
+    size_t kl = kn->data.scalar.length;
+    char ex[80];
+    excerpt(ks, kl, ex, sizeof ex);
+    // Strip the quotes of the excerpt to show the key inside the path.
+    size_t exl = strlen(ex);
+    ex[exl - 1] = '\0';
+    size_t old = path_push_key(c, ex + 1);
+    size_t best = 99, besti = 0;
+    for (size_t i = 0; i < st->n_keys; i++) {
+        size_t d = edit_distance(ks, kl, st->keys[i].key);
+        if (d < best) {
+            best = d;
+            besti = i;
+        }
+    }
+    int rc;
+    // Suggest only close matches: one edit, two edits on keys of 4+ bytes, or a third of the key.
+    if (best <= 1 || (best == 2 && kl >= 4) || best * 3 <= kl) {
+        rc = perr(c, kn->start_mark, "unknown key (did you mean '%s'?)", st->keys[besti].key);
+    } else {
+        char known[400];
+        size_t o = 0;
+        known[0] = '\0';
+        for (size_t i = 0; i < st->n_keys && o < sizeof known; i++)
+            o += (size_t)snprintf(known + o, sizeof known - o, "%s%s", i ? ", " : "",
+                                  st->keys[i].key);
+        rc = perr(c, kn->start_mark, "unknown key (known keys: %s)", known);
+    }
+    path_pop(c, old);
+    return rc;
+}
+
+static int parse_struct(pctx *c, const ck_struct *st, void *base, const yaml_node_t *node);
+
+// "rating >= 4" -> label_column, label_op, label_threshold of the schema at base.
+static int parse_label_rule(pctx *c, void *base, const yaml_node_t *node) {
+    rd_schema_config *sc = base;
+    const char *s = (const char *)node->data.scalar.value;
+    size_t len = node->data.scalar.length;
+    char ex[80];
+    const char *op = NULL;
+    size_t opi = 0;
+    for (; opi < len; opi++)
+        if (strchr("<>=!", s[opi]) && s[opi] != '\0')
+            break;
+    size_t oplen = 0;
+    int opv = -1;
+    if (opi < len) {
+        op = s + opi;
+        static const struct {
+            const char *text;
+            int op;
+        } ops[] = {{">=", RD_LABEL_GE}, {"<=", RD_LABEL_LE}, {"==", RD_LABEL_EQ},
+                   {"!=", RD_LABEL_NE}, {">", RD_LABEL_GT},  {"<", RD_LABEL_LT},
+                   {"=", RD_LABEL_EQ}};
+        for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+            size_t ol = strlen(ops[i].text);
+            if (len - opi >= ol && memcmp(op, ops[i].text, ol) == 0) {
+                opv = ops[i].op;
+                oplen = ol;
+                break;
+            }
+        }
+    }
+    size_t cb = 0, ce = opi;
+    while (cb < ce && isspace((unsigned char)s[cb]))
+        cb++;
+    while (ce > cb && isspace((unsigned char)s[ce - 1]))
+        ce--;
+    char num[64];
+    size_t nb = opi + oplen, ne = len;
+    while (nb < ne && isspace((unsigned char)s[nb]))
+        nb++;
+    while (ne > nb && isspace((unsigned char)s[ne - 1]))
+        ne--;
+    char *end = NULL;
+    double thr = 0;
+    int ok = opv >= 0 && ce > cb && ne > nb && ne - nb < sizeof num &&
+             !memchr(s + cb, '\0', ce - cb) && !memchr(s + nb, '\0', ne - nb);
+    if (ok) {
+        memcpy(num, s + nb, ne - nb);
+        num[ne - nb] = '\0';
+        errno = 0;
+        thr = strtod(num, &end);
+        ok = end != num && *end == '\0' && isfinite(thr) && errno == 0;
+    }
+    if (!ok)
+        return perr(c, node->start_mark,
+                    "expected a rule 'COLUMN OP NUMBER' (OP one of >= > == != <= <) or a map "
+                    "{column, op, threshold}, got %s",
+                    excerpt(s, len, ex, sizeof ex));
+    if (ce - cb >= sizeof sc->label_column)
+        return perr(c, node->start_mark, "label column name too long (%zu bytes; at most %zu)",
+                    ce - cb, sizeof sc->label_column - 1);
+    memset(sc->label_column, 0, sizeof sc->label_column);
+    memcpy(sc->label_column, s + cb, ce - cb);
+    sc->label_op = opv;
+    sc->label_threshold = thr;
+    return RD_OK;
+}
+
+static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *node) {
+    char *dst = (char *)base + k->off;
+    char why[512];
+    switch (k->type) {
+        case CK_LABEL:
+            if (node->type == YAML_SCALAR_NODE && !is_null(node))
+                return parse_label_rule(c, base, node);
+            return parse_struct(c, k->sub, dst, node);
+        case CK_MAP:
+            return parse_struct(c, k->sub, dst, node);
+        case CK_MAP_LIST:
+        case CK_INT_LIST:
+        case CK_STR_LIST: {
+            int *count = (int *)(void *)((char *)base + k->count_off);
+            memset(dst, 0, k->size * (size_t)k->max_count);
+            *count = 0;
+            if (is_null(node))
+                return RD_OK;
+            if (node->type != YAML_SEQUENCE_NODE)
+                return perr(c, node->start_mark, "expected %s, got %s", type_text(k->type),
+                            node_text(node));
+            const yaml_node_item_t *it = node->data.sequence.items.start;
+            size_t n = (size_t)(node->data.sequence.items.top - it);
+            for (size_t i = 0; i < n; i++) {
+                const yaml_node_t *item = yaml_document_get_node(c->doc, it[i]);
+                if (!item)
+                    return perr(c, node->start_mark, "broken YAML document");
+                if (i >= (size_t)k->max_count)
+                    return perr(c, item->start_mark, "too many entries (%zu given; at most %d)", n,
+                                k->max_count);
+                size_t old = path_push(c, "[%zu]", i);
+                char *elem = dst + i * k->size;
+                int rc = RD_OK;
+                if (k->type == CK_MAP_LIST) {
+                    if (item->type != YAML_MAPPING_NODE) {
+                        rc = perr(c, item->start_mark, "expected a map, got %s", node_text(item));
+                    } else {
+                        apply_defaults(k->sub, elem);
+                        rc = parse_struct(c, k->sub, elem, item);
+                    }
+                } else if (item->type != YAML_SCALAR_NODE) {
+                    rc = perr(c, item->start_mark, "expected %s, got %s",
+                              k->type == CK_INT_LIST ? "an integer" : "a string", node_text(item));
+                } else {
+                    ck_type et = k->type == CK_INT_LIST ? CK_INT : CK_STR;
+                    if (parse_scalar(k, et, (const char *)item->data.scalar.value,
+                                     item->data.scalar.length, is_quoted(item), is_null(item), elem,
+                                     why, sizeof why))
+                        rc = perr(c, item->start_mark, "%s", why);
+                }
+                if (rc)
+                    return rc;
+                path_pop(c, old);
+                *count = (int)i + 1;
+            }
+            return RD_OK;
+        }
+        default:
+            if (node->type != YAML_SCALAR_NODE)
+                return perr(c, node->start_mark, "expected %s, got %s", type_text(k->type),
+                            node_text(node));
+            if (parse_scalar(k, k->type, (const char *)node->data.scalar.value,
+                             node->data.scalar.length, is_quoted(node), is_null(node), dst, why,
+                             sizeof why))
+                return perr(c, node->start_mark, "%s", why);
+            return RD_OK;
+    }
+}
+
+static int parse_struct(pctx *c, const ck_struct *st, void *base, const yaml_node_t *node) {
+    RD_ASSERT(st->n_keys <= CK_MAX_KEYS);
+    size_t seen[CK_MAX_KEYS] = {0}; // 1-based line of the key's first occurrence
+    if (is_null(node)) {
+        for (size_t i = 0; i < st->n_keys; i++)
+            if (st->keys[i].flags & CK_REQUIRED)
+                return perr(c, node->start_mark, "missing required key '%s'", st->keys[i].key);
+        return RD_OK;
+    }
+    if (node->type != YAML_MAPPING_NODE)
+        return perr(c, node->start_mark, "expected a map, got %s", node_text(node));
+    for (const yaml_node_pair_t *p = node->data.mapping.pairs.start;
+         p < node->data.mapping.pairs.top; p++) {
+        const yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+        const yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
+        if (!kn || !vn)
+            return perr(c, node->start_mark, "broken YAML document");
+        if (kn->type != YAML_SCALAR_NODE)
+            return perr(c, kn->start_mark, "keys must be plain strings, got %s", node_text(kn));
+        const char *ks = (const char *)kn->data.scalar.value;
+        size_t kl = kn->data.scalar.length;
+        size_t idx = st->n_keys;
+        for (size_t i = 0; i < st->n_keys; i++) {
+            if (strlen(st->keys[i].key) == kl && memcmp(st->keys[i].key, ks, kl) == 0) {
+                idx = i;
+                break;
+            }
+        }
+        if (idx == st->n_keys)
+            return unknown_key(c, st, kn);
+        size_t old = path_push_key(c, st->keys[idx].key);
+        if (seen[idx]) {
+            int rc = perr(c, kn->start_mark, "duplicate key (first given at line %zu)", seen[idx]);
+            path_pop(c, old);
+            return rc;
+        }
+        seen[idx] = kn->start_mark.line + 1;
+        int rc = parse_value(c, &st->keys[idx], base, vn);
+        if (rc)
+            return rc;
+        path_pop(c, old);
+    }
+    for (size_t i = 0; i < st->n_keys; i++)
+        if ((st->keys[i].flags & CK_REQUIRED) && !seen[i])
+            return perr(c, node->start_mark, "missing required key '%s'", st->keys[i].key);
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation context: messages carry file:line:col when the YAML document is available.
+
+typedef struct vctx {
+    rd_errbuf *eb;
+    const char *name;           // file name ("" = none)
+    const yaml_document_t *doc; // NULL when validating a struct built in code
+} vctx;
+
+// Find the node of a key path ("cluster.jobs[1].model") in the document; falls back to the
+// deepest ancestor that exists.
+static yaml_mark_t locate(const yaml_document_t *doc, const char *path) {
+    yaml_document_t *d = (yaml_document_t *)(uintptr_t)doc; // libyaml's getters are not const
+    yaml_node_t *node = yaml_document_get_root_node(d);
+    yaml_mark_t mark = {0, 0, 0};
+    if (!node)
+        return mark;
+    mark = node->start_mark;
+    const char *p = path;
+    while (*p) {
+        if (*p == '.') {
+            p++;
+            continue;
+        }
+        if (*p == '[') {
+            char *end = NULL;
+            unsigned long idx = strtoul(p + 1, &end, 10);
+            if (!end || *end != ']' || node->type != YAML_SEQUENCE_NODE)
+                break;
+            p = end + 1;
+            yaml_node_item_t *it = node->data.sequence.items.start;
+            if (idx >= (unsigned long)(node->data.sequence.items.top - it))
+                break;
+            node = yaml_document_get_node(d, it[idx]);
+            if (!node)
+                break;
+            mark = node->start_mark;
+            continue;
+        }
+        size_t kl = strcspn(p, ".[");
+        if (node->type != YAML_MAPPING_NODE)
+            break;
+        yaml_node_t *next = NULL;
+        for (yaml_node_pair_t *pr = node->data.mapping.pairs.start;
+             pr < node->data.mapping.pairs.top; pr++) {
+            yaml_node_t *kn = yaml_document_get_node(d, pr->key);
+            if (kn && kn->type == YAML_SCALAR_NODE && kn->data.scalar.length == kl &&
+                memcmp(kn->data.scalar.value, p, kl) == 0) {
+                next = yaml_document_get_node(d, pr->value);
+                break;
+            }
+        }
+        if (!next)
+            break;
+        node = next;
+        mark = node->start_mark;
+        p += kl;
+    }
+    return mark;
+}
+
+static int verr(const vctx *v, const char *path, const char *fmt, ...) RD_PRINTF(3, 4);
+static int verr(const vctx *v, const char *path, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (v->doc) {
+        yaml_mark_t m = locate(v->doc, path);
+        return rd_err_set(v->eb, RD_ERR_CONFIG, "%s:%zu:%zu: %s: %s", v->name, m.line + 1,
+                          m.column + 1, path, msg);
+    }
+    if (v->name && v->name[0])
+        return rd_err_set(v->eb, RD_ERR_CONFIG, "%s: %s: %s", v->name, path, msg);
+    return rd_err_set(v->eb, RD_ERR_CONFIG, "%s: %s", path, msg);
+}
+
+// Range, enum and string checks of every field, driven by the tables.
+static int
+check_struct(const vctx *v, const ck_struct *st, const void *base, char *path, size_t cap) {
+    size_t plen = strlen(path);
+    char why[512];
+    for (size_t i = 0; i < st->n_keys; i++) {
+        const ck_key *k = &st->keys[i];
+        const char *dst = (const char *)base + k->off;
+        snprintf(path + plen, cap - plen, "%s%s", plen ? "." : "", k->key);
+        int rc = RD_OK;
+        switch (k->type) {
+            case CK_MAP:
+            case CK_LABEL:
+                rc = check_struct(v, k->sub, dst, path, cap);
+                break;
+            case CK_MAP_LIST:
+            case CK_INT_LIST:
+            case CK_STR_LIST: {
+                int n;
+                memcpy(&n, (const char *)base + k->count_off, sizeof n);
+                if (n < 0 || n > k->max_count) {
+                    rc = verr(v, path, "entry count %d out of range [0, %d]", n, k->max_count);
+                    break;
+                }
+                size_t l2 = strlen(path);
+                for (int j = 0; j < n && rc == RD_OK; j++) {
+                    snprintf(path + l2, cap - l2, "[%d]", j);
+                    const char *elem = dst + (size_t)j * k->size;
+                    if (k->type == CK_MAP_LIST)
+                        rc = check_struct(v, k->sub, elem, path, cap);
+                    else if (check_scalar(k, k->type == CK_INT_LIST ? CK_INT : CK_STR, elem, why,
+                                          sizeof why))
+                        rc = verr(v, path, "%s", why);
+                }
+                break;
+            }
+            default:
+                if (check_scalar(k, k->type, dst, why, sizeof why))
+                    rc = verr(v, path, "%s", why);
+                break;
+        }
+        path[plen] = '\0';
+        if (rc)
+            return rc;
+    }
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Derived defaults.
+
+static int set_path(
+    const vctx *v, char *dst, size_t cap, const char *dir, const char *leaf, const char *what) {
+    int n = snprintf(dst, cap, "%s/%s", dir, leaf);
+    if (n < 0 || (size_t)n >= cap) {
+        memset(dst, 0, cap);
+        return verr(v, what,
+                    "derived path '%s/%s' is too long (at most %zu bytes); set it "
+                    "explicitly or shorten run.out_dir",
+                    dir, leaf, cap - 1);
+    }
+    return RD_OK;
+}
+
+static int resolve_impl(rd_config *cfg, const vctx *v) {
+    int rc;
+    if (cfg->run.out_dir[0] == '\0') {
+        int n = snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "runs/%s", cfg->run.name);
+        if (n < 0 || (size_t)n >= sizeof cfg->run.out_dir)
+            return verr(v, "run.out_dir", "derived path too long");
+    }
+    const char *out = cfg->run.out_dir;
+    if (!cfg->data.dir[0] &&
+        (rc = set_path(v, cfg->data.dir, sizeof cfg->data.dir, out, "data", "data.dir")))
+        return rc;
+    if (!cfg->ps.checkpoint_dir[0] &&
+        (rc = set_path(v, cfg->ps.checkpoint_dir, sizeof cfg->ps.checkpoint_dir, out, "ckpt",
+                       "ps.checkpoint_dir")))
+        return rc;
+    if (!cfg->tokens.store_dir[0] &&
+        (rc = set_path(v, cfg->tokens.store_dir, sizeof cfg->tokens.store_dir, out, "tokens",
+                       "tokens.store_dir")))
+        return rc;
+    if (!cfg->distill.target_log[0] &&
+        (rc = set_path(v, cfg->distill.target_log, sizeof cfg->distill.target_log, out, "targets",
+                       "distill.target_log")))
+        return rc;
+    if (!cfg->data.input[0]) {
+        if (cfg->data.source == RD_DATA_MOVIELENS100K)
+            snprintf(cfg->data.input, sizeof cfg->data.input, "../shared/data/movielens-100k");
+        else if (cfg->data.source == RD_DATA_MOVIELENS1M)
+            snprintf(cfg->data.input, sizeof cfg->data.input, "../shared/data/movielens-1m");
+    }
+    rd_schema_config *sc = &cfg->data.schema;
+    for (int i = 0; i < sc->n_fields && i < RD_MAX_FIELDS; i++)
+        if (!sc->fields[i].column[0])
+            memcpy(sc->fields[i].column, sc->fields[i].name, sizeof sc->fields[i].column);
+    // A distilled student without `teacher:` joins the first teacher job.
+    const char *first_teacher = NULL;
+    for (int i = 0; i < cfg->cluster.n_jobs && i < RD_MAX_JOBS; i++)
+        if (cfg->cluster.jobs[i].role == RD_JOB_TEACHER && !first_teacher)
+            first_teacher = cfg->cluster.jobs[i].name;
+    for (int i = 0; i < cfg->cluster.n_jobs && i < RD_MAX_JOBS; i++) {
+        rd_job_config *j = &cfg->cluster.jobs[i];
+        if (j->role == RD_JOB_STUDENT && j->distill && !j->teacher[0] && first_teacher)
+            memcpy(j->teacher, first_teacher, sizeof j->teacher);
+    }
+    // A sequence branch without `table:` embeds history items with the table of feature "item".
+    for (int m = 0; m < cfg->n_models && m < RD_MAX_MODELS; m++) {
+        rd_model_config *mc = &cfg->models[m];
+        if (mc->seq.kind == RD_SEQ_NONE || mc->seq.table[0])
+            continue;
+        for (int f = 0; f < mc->n_features && f < RD_MAX_FEATURES; f++) {
+            if (strcmp(mc->features[f].field, "item") == 0) {
+                memcpy(mc->seq.table, mc->features[f].table, sizeof mc->seq.table);
+                break;
+            }
+        }
+    }
+    return RD_OK;
+}
+
+int rd_config_resolve(rd_config *cfg, rd_errbuf *eb) {
+    vctx v = {eb, "", NULL};
+    rd_errbuf_clear(eb);
+    return resolve_impl(cfg, &v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-field checks.
+
+// Names that end up in paths and logs: letters, digits, '_', '-', '.'.
+static int bad_name(const char *s) {
+    if (!s[0])
+        return 1;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+            return 1;
+    return 0;
+}
+
+static int in_list(const char list[][RD_NAME_MAX], int n, const char *s) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(list[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+static int check_name(const vctx *v, const char *path, const char *s) {
+    if (bad_name(s))
+        return verr(v, path, "invalid name '%s' (use letters, digits, '_', '-', '.')", s);
+    return RD_OK;
+}
+
+static int check_csv_schema(const rd_config *cfg, const vctx *v) {
+    const rd_schema_config *sc = &cfg->data.schema;
+    char p[128];
+    if (!sc->path[0])
+        return verr(v, "data.schema.path", "a csv source needs the path of the interaction log");
+    if (!sc->delimiter[0])
+        return verr(v, "data.schema.delimiter", "must not be empty");
+    if (!sc->header && sc->n_columns == 0)
+        return verr(v, "data.schema.columns",
+                    "a file without a header line (header: false) needs the list of columns");
+    for (int i = 0; i < sc->n_columns; i++) {
+        snprintf(p, sizeof p, "data.schema.columns[%d]", i);
+        if (!sc->columns[i][0])
+            return verr(v, p, "column name must not be empty");
+        if (in_list(sc->columns, i, sc->columns[i]))
+            return verr(v, p, "duplicate column '%s'", sc->columns[i]);
+    }
+    static const char *const req_keys[] = {"user_column", "item_column", "time_column",
+                                           "label.column"};
+    const char *req_vals[] = {sc->user_column, sc->item_column, sc->time_column, sc->label_column};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "data.schema.%s", req_keys[i]);
+        if (!req_vals[i][0])
+            return verr(v, p, "required for a csv source");
+        if (!sc->header && !in_list(sc->columns, sc->n_columns, req_vals[i]))
+            return verr(v, p, "column '%s' is not in data.schema.columns", req_vals[i]);
+    }
+    for (int s = 0; s < sc->n_side; s++) {
+        const rd_side_config *sd = &sc->side[s];
+        snprintf(p, sizeof p, "data.schema.side[%d].name", s);
+        for (int t = 0; t < s; t++)
+            if (strcmp(sc->side[t].name, sd->name) == 0)
+                return verr(v, p, "duplicate side table '%s'", sd->name);
+        snprintf(p, sizeof p, "data.schema.side[%d].delimiter", s);
+        if (!sd->delimiter[0])
+            return verr(v, p, "must not be empty");
+        if (!sd->header) {
+            snprintf(p, sizeof p, "data.schema.side[%d].columns", s);
+            if (sd->n_columns == 0)
+                return verr(v, p, "a side file without a header line needs the list of columns");
+            snprintf(p, sizeof p, "data.schema.side[%d].key_column", s);
+            if (!in_list(sd->columns, sd->n_columns, sd->key_column))
+                return verr(v, p, "column '%s' is not in data.schema.side[%d].columns",
+                            sd->key_column, s);
+        }
+        snprintf(p, sizeof p, "data.schema.side[%d].join_column", s);
+        if (!sc->header && !in_list(sc->columns, sc->n_columns, sd->join_column))
+            return verr(v, p, "column '%s' is not in data.schema.columns", sd->join_column);
+    }
+    for (int f = 0; f < sc->n_fields; f++) {
+        const rd_field_config *fc = &sc->fields[f];
+        snprintf(p, sizeof p, "data.schema.fields[%d].name", f);
+        if (strcmp(fc->name, "user") == 0 || strcmp(fc->name, "item") == 0)
+            return verr(v, p, "'%s' is reserved for the id features", fc->name);
+        for (int g = 0; g < f; g++)
+            if (strcmp(sc->fields[g].name, fc->name) == 0)
+                return verr(v, p, "duplicate field name '%s'", fc->name);
+        if (fc->kind == RD_FIELD_MULTI && !fc->sep[0]) {
+            snprintf(p, sizeof p, "data.schema.fields[%d].sep", f);
+            return verr(v, p, "a multi-valued field needs a separator");
+        }
+        snprintf(p, sizeof p, "data.schema.fields[%d].column", f);
+        if (!fc->column[0])
+            return verr(v, p, "must not be empty");
+        if (fc->side[0]) {
+            const rd_side_config *sd = NULL;
+            for (int s = 0; s < sc->n_side; s++)
+                if (strcmp(sc->side[s].name, fc->side) == 0)
+                    sd = &sc->side[s];
+            if (!sd) {
+                snprintf(p, sizeof p, "data.schema.fields[%d].side", f);
+                return verr(v, p, "no side table named '%s' in data.schema.side", fc->side);
+            }
+            if (!sd->header && !in_list(sd->columns, sd->n_columns, fc->column))
+                return verr(v, p, "column '%s' is not in the columns of side table '%s'",
+                            fc->column, sd->name);
+        } else if (!sc->header && !in_list(sc->columns, sc->n_columns, fc->column)) {
+            return verr(v, p, "column '%s' is not in data.schema.columns", fc->column);
+        }
+    }
+    return RD_OK;
+}
+
+static int check_models(const rd_config *cfg, const vctx *v) {
+    char p[128];
+    int csv = cfg->data.source == RD_DATA_CSV;
+    const rd_schema_config *sc = &cfg->data.schema;
+    for (int m = 0; m < cfg->n_models; m++) {
+        const rd_model_config *mc = &cfg->models[m];
+        int rc;
+        snprintf(p, sizeof p, "models[%d].name", m);
+        if ((rc = check_name(v, p, mc->name)))
+            return rc;
+        for (int o = 0; o < m; o++)
+            if (strcmp(cfg->models[o].name, mc->name) == 0)
+                return verr(v, p, "duplicate model name '%s'", mc->name);
+        for (int f = 0; f < mc->n_features; f++) {
+            const rd_feature_use *fu = &mc->features[f];
+            snprintf(p, sizeof p, "models[%d].features[%d].table", m, f);
+            if (!rd_config_find_table(cfg, fu->table))
+                return verr(v, p, "no table named '%s' in ps.tables", fu->table);
+            snprintf(p, sizeof p, "models[%d].features[%d].field", m, f);
+            for (int g = 0; g < f; g++)
+                if (strcmp(mc->features[g].field, fu->field) == 0)
+                    return verr(v, p, "field '%s' is embedded twice", fu->field);
+            if (csv && strcmp(fu->field, "user") != 0 && strcmp(fu->field, "item") != 0) {
+                int found = 0;
+                for (int s = 0; s < sc->n_fields; s++)
+                    found |= strcmp(sc->fields[s].name, fu->field) == 0;
+                if (!found)
+                    return verr(v, p, "no field named '%s' in data.schema.fields (or user, item)",
+                                fu->field);
+            }
+        }
+        const rd_seq_config *sq = &mc->seq;
+        if (sq->kind != RD_SEQ_NONE) {
+            snprintf(p, sizeof p, "models[%d].seq.table", m);
+            if (!sq->table[0])
+                return verr(v, p,
+                            "not set, and the model embeds no 'item' feature to take the "
+                            "table from");
+            const rd_table_config *t = rd_config_find_table(cfg, sq->table);
+            if (!t)
+                return verr(v, p, "no table named '%s' in ps.tables", sq->table);
+            snprintf(p, sizeof p, "models[%d].seq.length", m);
+            if (sq->length > cfg->data.history_max)
+                return verr(v, p, "%d exceeds data.history_max (%d)", sq->length,
+                            cfg->data.history_max);
+            int width = sq->dim ? sq->dim : t->dim;
+            if (sq->kind == RD_SEQ_TRANSFORMER && width % sq->heads != 0) {
+                snprintf(p, sizeof p, "models[%d].seq.heads", m);
+                return verr(v, p, "%d heads do not divide the branch width %d", sq->heads, width);
+            }
+        }
+        const rd_token_use *tu = &mc->tokens;
+        if (tu->scheme > 0) {
+            snprintf(p, sizeof p, "models[%d].tokens.kind", m);
+            if (tu->kind == RD_SEQ_NONE)
+                return verr(v, p, "a model that reads tokens needs a branch kind other than none");
+            snprintf(p, sizeof p, "models[%d].tokens.scheme", m);
+            if (tu->scheme != cfg->tokens.scheme)
+                return verr(v, p, "reads scheme %d tokens but tokens.scheme builds scheme %d",
+                            tu->scheme, cfg->tokens.scheme);
+            if (!cfg->tokens.source_model[0])
+                return verr(v, p,
+                            "the model reads instance tokens but tokens.source_model is not "
+                            "set");
+        }
+    }
+    if (cfg->tokens.source_model[0] && !rd_config_find_model(cfg, cfg->tokens.source_model))
+        return verr(v, "tokens.source_model", "no model named '%s' in models",
+                    cfg->tokens.source_model);
+    return RD_OK;
+}
+
+static int validate_impl(const rd_config *cfg, const vctx *v) {
+    char path[256] = "";
+    char p[128];
+    int rc = check_struct(v, &rd__config_root, cfg, path, sizeof path);
+    if (rc)
+        return rc;
+    if ((rc = check_name(v, "run.name", cfg->run.name)))
+        return rc;
+    if (!cfg->run.out_dir[0])
+        return verr(v, "run.out_dir", "must not be empty (rd_config_resolve fills it)");
+
+    // ---- cluster
+    const rd_cluster_config *cl = &cfg->cluster;
+    if (cl->n_jobs < 1)
+        return verr(v, "cluster.jobs", "at least one worker job is needed");
+    for (int i = 0; i < cl->n_jobs; i++) {
+        const rd_job_config *j = &cl->jobs[i];
+        snprintf(p, sizeof p, "cluster.jobs[%d].name", i);
+        if ((rc = check_name(v, p, j->name)))
+            return rc;
+        for (int o = 0; o < i; o++)
+            if (strcmp(cl->jobs[o].name, j->name) == 0)
+                return verr(v, p, "duplicate job name '%s'", j->name);
+        snprintf(p, sizeof p, "cluster.jobs[%d].model", i);
+        const rd_model_config *mc = rd_config_find_model(cfg, j->model);
+        if (!mc)
+            return verr(v, p, "no model named '%s' in models", j->model);
+        snprintf(p, sizeof p, "cluster.jobs[%d].distill", i);
+        if (j->distill && j->role != RD_JOB_STUDENT)
+            return verr(v, p, "only student jobs can distill");
+        if (j->distill) {
+            snprintf(p, sizeof p, "cluster.jobs[%d].teacher", i);
+            if (!j->teacher[0])
+                return verr(v, p, "a distilled student needs a teacher job, and there is none");
+            const rd_job_config *t = rd_config_find_job(cfg, j->teacher);
+            if (!t || t->role != RD_JOB_TEACHER)
+                return verr(v, p, "'%s' is not a teacher job", j->teacher);
+            if (cfg->distill.aux_tower && !mc->two_towers) {
+                snprintf(p, sizeof p, "cluster.jobs[%d].model", i);
+                return verr(v, p,
+                            "model '%s' distils into its auxiliary tower (distill.aux_tower) "
+                            "but has two_towers: false",
+                            mc->name);
+            }
+        }
+    }
+    if (rd_config_world_size(cfg) < 0)
+        return verr(v, "cluster", "the total number of ranks overflows");
+
+    // ---- ps
+    for (int i = 0; i < cfg->ps.n_tables; i++) {
+        const rd_table_config *t = &cfg->ps.tables[i];
+        snprintf(p, sizeof p, "ps.tables[%d].name", i);
+        if ((rc = check_name(v, p, t->name)))
+            return rc;
+        for (int o = 0; o < i; o++)
+            if (strcmp(cfg->ps.tables[o].name, t->name) == 0)
+                return verr(v, p, "duplicate table name '%s'", t->name);
+    }
+
+    // ---- models, tokens
+    if ((rc = check_models(cfg, v)))
+        return rc;
+
+    // ---- data
+    const rd_split_config *sp = &cfg->data.split;
+    if (!(sp->batch_fraction + sp->holdout_fraction < 1.0))
+        return verr(v, "data.split",
+                    "batch_fraction + holdout_fraction = %g must be < 1 (the rest is the stream "
+                    "windows)",
+                    sp->batch_fraction + sp->holdout_fraction);
+    if (cfg->distill.start_window >= sp->stream_windows)
+        return verr(v, "distill.start_window", "%d is not a stream window (there are %d)",
+                    cfg->distill.start_window, sp->stream_windows);
+    if ((cfg->data.source == RD_DATA_MOVIELENS100K || cfg->data.source == RD_DATA_MOVIELENS1M) &&
+        !cfg->data.input[0])
+        return verr(v, "data.input", "the MovieLens sources need an input folder");
+    if (cfg->data.source == RD_DATA_CSV && (rc = check_csv_schema(cfg, v)))
+        return rc;
+    if (!cfg->data.dir[0])
+        return verr(v, "data.dir", "must not be empty (rd_config_resolve fills it)");
+    return RD_OK;
+}
+
+int rd_config_validate(const rd_config *cfg, rd_errbuf *eb) {
+    rd_errbuf_clear(eb);
+    vctx v = {eb, cfg->source_path, NULL};
+    return validate_impl(cfg, &v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+void rd_config_defaults(rd_config *cfg) {
+    defaults_raw(cfg);
+    vctx v = {NULL, "", NULL};
+    int rc = resolve_impl(cfg, &v);
+    RD_ASSERT(rc == RD_OK);
+}
+
+// Syntax error text of a failed libyaml parser.
+static int yaml_fail(const yaml_parser_t *parser, const char *name, rd_errbuf *eb) {
+    int code = parser->error == YAML_MEMORY_ERROR ? RD_ERR_NOMEM : RD_ERR_CONFIG;
+    yaml_mark_t m = parser->problem_mark;
+    if (parser->context)
+        return rd_err_set(eb, code, "%s:%zu:%zu: yaml: %s started at line %zu: %s", name,
+                          m.line + 1, m.column + 1, parser->context, parser->context_mark.line + 1,
+                          parser->problem ? parser->problem : "syntax error");
+    return rd_err_set(eb, code, "%s:%zu:%zu: yaml: %s", name, m.line + 1, m.column + 1,
+                      parser->problem ? parser->problem : "syntax error");
+}
+
+// libyaml's scanner costs O(depth) per token, so pathological nesting ("[[[[..." 100k deep)
+// takes minutes. A first pass over the events stops at CK_MAX_DEPTH, long before that matters;
+// no configuration nests deeper than 6.
+#define CK_MAX_DEPTH 64
+static int check_depth(const char *text, size_t len, const char *name, rd_errbuf *eb) {
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: cannot initialise the YAML parser", name);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int depth = 0, rc = RD_OK;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            rc = yaml_fail(&parser, name, eb);
+            break;
+        }
+        yaml_event_type_t type = ev.type;
+        yaml_mark_t mark = ev.start_mark;
+        yaml_event_delete(&ev);
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
+            if (++depth > CK_MAX_DEPTH) {
+                rc = rd_err_set(eb, RD_ERR_CONFIG, "%s:%zu:%zu: yaml: nested deeper than %d levels",
+                                name, mark.line + 1, mark.column + 1, CK_MAX_DEPTH);
+                break;
+            }
+        } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        } else if (type == YAML_STREAM_END_EVENT) {
+            break;
+        }
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+int rd_config_parse_string(
+    const char *text, size_t len, const char *name, rd_config *cfg, rd_errbuf *eb) {
+    rd_errbuf_clear(eb);
+    if (!name)
+        name = "<string>";
+    defaults_raw(cfg);
+    if (!text && len)
+        return rd_err_set(eb, RD_ERR_ARG, "%s: NULL text", name);
+    if (!text)
+        text = "";
+    if (len > CK_MAX_FILE)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "%s: %zu bytes is too large for a configuration "
+                          "(at most %u)",
+                          name, len, CK_MAX_FILE);
+    int rc = check_depth(text, len, name, eb);
+    if (rc)
+        return rc;
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&parser))
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: cannot initialise the YAML parser", name);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        rc = yaml_fail(&parser, name, eb);
+        yaml_parser_delete(&parser);
+        return rc;
+    }
+    // A second document is an error (one file = one run).
+    yaml_document_t doc2;
+    if (!yaml_parser_load(&parser, &doc2)) {
+        rc = yaml_fail(&parser, name, eb);
+    } else {
+        if (yaml_document_get_root_node(&doc2))
+            rc = rd_err_set(eb, RD_ERR_CONFIG,
+                            "%s:%zu:%zu: yaml: only one YAML document is allowed per file", name,
+                            doc2.start_mark.line + 1, doc2.start_mark.column + 1);
+        yaml_document_delete(&doc2);
+    }
+    yaml_parser_delete(&parser);
+    if (rc == RD_OK) {
+        pctx c = {.doc = &doc, .name = name, .eb = eb};
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        if (root)
+            rc = parse_struct(&c, &rd__config_root, cfg, root);
+    }
+    if (rc == RD_OK) {
+        vctx v = {eb, name, &doc};
+        rc = resolve_impl(cfg, &v);
+        if (rc == RD_OK)
+            rc = validate_impl(cfg, &v);
+    }
+    yaml_document_delete(&doc);
+    return rc;
+}
+
+int rd_config_load(const char *path, rd_config *cfg, rd_errbuf *eb) {
+    rd_errbuf_clear(eb);
+    if (!path)
+        return rd_err_set(eb, RD_ERR_ARG, "rd_config_load: NULL path");
+    if (strlen(path) >= sizeof cfg->source_path)
+        return rd_err_set(eb, RD_ERR_IO, "%s: path too long (at most %zu bytes)", path,
+                          sizeof cfg->source_path - 1);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_IO, "%s: not a regular file", path);
+    }
+    size_t cap = 8192, len = 0;
+    char *buf = rd_malloc(cap);
+    int rc = RD_OK;
+    if (!buf) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory reading the file", path);
+        goto fn_fail;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (cap > CK_MAX_FILE) {
+                rc = rd_err_set(eb, RD_ERR_CONFIG,
+                                "%s: file larger than %u bytes: not a "
+                                "configuration",
+                                path, CK_MAX_FILE);
+                goto fn_fail;
+            }
+            char *nb = rd_realloc(buf, cap * 2);
+            if (!nb) {
+                rc = rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory reading the file", path);
+                goto fn_fail;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) {
+            if (ferror(f)) {
+                rc = rd_err_set(eb, RD_ERR_IO, "%s: read error: %s", path, strerror(errno));
+                goto fn_fail;
+            }
+            break;
+        }
+    }
+    rc = rd_config_parse_string(buf, len, path, cfg, eb);
+    if (rc == RD_OK)
+        snprintf(cfg->source_path, sizeof cfg->source_path, "%s", path);
+fn_fail:
+    rd_free(buf);
+    fclose(f);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Printing.
+
+// YAML double-quoted string. Non-ASCII code points are written as \u escapes so that line
+// separators (U+2028 ...) survive a round trip unchanged.
+static void print_str(FILE *out, const char *s, size_t cap) {
+    size_t n = strnlen(s, cap);
+    fputc('"', out);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            fprintf(out, "\\%c", ch);
+        } else if (ch == '\t') {
+            fputs("\\t", out);
+        } else if (ch == '\n') {
+            fputs("\\n", out);
+        } else if (ch == '\r') {
+            fputs("\\r", out);
+        } else if (ch < 0x20 || ch == 0x7f) {
+            fprintf(out, "\\x%02x", ch);
+        } else if (ch < 0x80) {
+            fputc(ch, out);
+        } else {
+            // Decode one UTF-8 sequence; invalid bytes are escaped one by one.
+            int extra = ch >= 0xf0 ? 3 : ch >= 0xe0 ? 2 : ch >= 0xc0 ? 1 : -1;
+            uint32_t cp = ch & (extra == 3 ? 0x07 : extra == 2 ? 0x0f : 0x1f);
+            int ok = extra > 0 && i + (size_t)extra < n;
+            for (int e = 1; ok && e <= extra; e++) {
+                if (i + (size_t)e >= n || ((unsigned char)s[i + (size_t)e] & 0xc0) != 0x80)
+                    ok = 0;
+                else
+                    cp = (cp << 6) | ((unsigned char)s[i + (size_t)e] & 0x3f);
+            }
+            if (ok) {
+                if (cp > 0xffff)
+                    fprintf(out, "\\U%08x", (unsigned)cp);
+                else
+                    fprintf(out, "\\u%04x", (unsigned)cp);
+                i += (size_t)extra;
+            } else {
+                fprintf(out, "\\x%02x", ch);
+            }
+        }
+    }
+    fputc('"', out);
+}
+
+// Shortest decimal text that reads back to the same float / double.
+static void print_float(FILE *out, float v) {
+    char buf[48];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v)
+            break;
+    }
+    fputs(buf, out);
+}
+
+static void print_double(FILE *out, double v) {
+    char buf[48];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    fputs(buf, out);
+}
+
+static int plain_word(const char *s) {
+    if (!s[0])
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_')
+            return 0;
+    return 1;
+}
+
+static void print_scalar(FILE *out, const ck_key *k, ck_type t, const void *dst) {
+    switch (t) {
+        case CK_INT:
+        case CK_BOOL: {
+            int v;
+            memcpy(&v, dst, sizeof v);
+            if (t == CK_BOOL && (v == 0 || v == 1))
+                fputs(v ? "true" : "false", out);
+            else
+                fprintf(out, "%d", v);
+            break;
+        }
+        case CK_INT64: {
+            int64_t v;
+            memcpy(&v, dst, sizeof v);
+            fprintf(out, "%lld", (long long)v);
+            break;
+        }
+        case CK_UINT64: {
+            uint64_t v;
+            memcpy(&v, dst, sizeof v);
+            fprintf(out, "%llu", (unsigned long long)v);
+            break;
+        }
+        case CK_FLOAT: {
+            float v;
+            memcpy(&v, dst, sizeof v);
+            print_float(out, v);
+            break;
+        }
+        case CK_DOUBLE: {
+            double v;
+            memcpy(&v, dst, sizeof v);
+            print_double(out, v);
+            break;
+        }
+        case CK_ENUM: {
+            int v;
+            memcpy(&v, dst, sizeof v);
+            if (v >= 0 && v < names_count(k->names)) {
+                const char *nm = k->names[v];
+                if (plain_word(nm))
+                    fputs(nm, out);
+                else
+                    print_str(out, nm, strlen(nm) + 1);
+            } else {
+                fprintf(out, "%d", v);
+            }
+            break;
+        }
+        case CK_STR:
+            // Values from a fixed list (log_level: info) read better plain; free text is quoted.
+            if (k->names && memchr(dst, '\0', k->size) && plain_word(dst))
+                fputs(dst, out);
+            else
+                print_str(out, dst, k->size);
+            break;
+        default:
+            break;
+    }
+}
+
+static void print_struct(
+    FILE *out, const ck_struct *st, const void *base, int indent, const char *first_prefix) {
+    for (size_t i = 0; i < st->n_keys; i++) {
+        const ck_key *k = &st->keys[i];
+        const char *dst = (const char *)base + k->off;
+        if (indent == 0 && i > 0)
+            fputc('\n', out);
+        if (i == 0 && first_prefix)
+            fputs(first_prefix, out);
+        else
+            fprintf(out, "%*s", indent, "");
+        fprintf(out, "%s:", k->key);
+        switch (k->type) {
+            case CK_MAP:
+            case CK_LABEL:
+                fputc('\n', out);
+                print_struct(out, k->sub, dst, indent + 2, NULL);
+                break;
+            case CK_MAP_LIST:
+            case CK_INT_LIST:
+            case CK_STR_LIST: {
+                int n;
+                memcpy(&n, (const char *)base + k->count_off, sizeof n);
+                if (n < 0)
+                    n = 0;
+                if (n > k->max_count)
+                    n = k->max_count;
+                if (k->type != CK_MAP_LIST || n == 0) {
+                    fputs(" [", out);
+                    for (int j = 0; j < n; j++) {
+                        if (j)
+                            fputs(", ", out);
+                        print_scalar(out, k, k->type == CK_INT_LIST ? CK_INT : CK_STR,
+                                     dst + (size_t)j * k->size);
+                    }
+                    fputs("]\n", out);
+                    break;
+                }
+                fputc('\n', out);
+                char prefix[64];
+                snprintf(prefix, sizeof prefix, "%*s- ", indent + 2, "");
+                for (int j = 0; j < n; j++)
+                    print_struct(out, k->sub, dst + (size_t)j * k->size, indent + 4, prefix);
+                break;
+            }
+            default:
+                fputc(' ', out);
+                print_scalar(out, k, k->type, dst);
+                fputc('\n', out);
+                break;
+        }
+    }
+}
+
+void rd_config_print(const rd_config *cfg, void *out) {
+    FILE *f = out;
+    fputs("# recdistill effective configuration", f);
+    if (cfg->source_path[0]) {
+        fputs(" of ", f);
+        print_str(f, cfg->source_path, sizeof cfg->source_path);
+    }
+    fputs("\n", f);
+    print_struct(f, &rd__config_root, cfg, 0, NULL);
+    fflush(f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// MPI and lookups.
+
+void rd_config_bcast(rd_config *cfg, int root, MPI_Comm comm) {
+    RD_MPI_CHECK(MPI_Bcast(cfg, (int)sizeof *cfg, MPI_BYTE, root, comm));
+}
+
+const rd_model_config *rd_config_find_model(const rd_config *cfg, const char *name) {
+    if (!cfg || !name)
+        return NULL;
+    for (int i = 0; i < cfg->n_models && i < RD_MAX_MODELS; i++)
+        if (strcmp(cfg->models[i].name, name) == 0)
+            return &cfg->models[i];
+    return NULL;
+}
+
+const rd_table_config *rd_config_find_table(const rd_config *cfg, const char *name) {
+    if (!cfg || !name)
+        return NULL;
+    for (int i = 0; i < cfg->ps.n_tables && i < RD_MAX_TABLES; i++)
+        if (strcmp(cfg->ps.tables[i].name, name) == 0)
+            return &cfg->ps.tables[i];
+    return NULL;
+}
+
+const rd_job_config *rd_config_find_job(const rd_config *cfg, const char *name) {
+    if (!cfg || !name)
+        return NULL;
+    for (int i = 0; i < cfg->cluster.n_jobs && i < RD_MAX_JOBS; i++)
+        if (strcmp(cfg->cluster.jobs[i].name, name) == 0)
+            return &cfg->cluster.jobs[i];
+    return NULL;
+}
+
+int rd_config_world_size(const rd_config *cfg) {
+    long long n = cfg->cluster.ps_ranks;
+    for (int i = 0; i < cfg->cluster.n_jobs && i < RD_MAX_JOBS; i++)
+        n += cfg->cluster.jobs[i].ranks;
+    return n > INT_MAX || n < 0 ? -1 : (int)n;
+}

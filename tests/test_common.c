@@ -1,0 +1,419 @@
+// test_common.c — the common pieces: errors, hashing, CRC32C, RNG, allocation, logging.
+//
+// Golden hash values were computed once from this implementation and pinned: the hashes are part
+// of the on-disk formats (datasets, checkpoints, token stores), so any change must be deliberate.
+// rd_mix64(0) also equals the published first output of splitmix64 from state 0.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/alloc.h"
+#include "rd/error.h"
+#include "rd/hash.h"
+#include "rd/log.h"
+#include "rd/rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+static void test_strerror(void **state) {
+    (void)state;
+    static const struct {
+        int code;
+        const char *text;
+    } table[] = {
+#define ROW(name, code, text) {code, text},
+        RD_STATUS_MAP(ROW)
+#undef ROW
+    };
+    size_t n = sizeof table / sizeof table[0];
+    assert_int_equal(n, 20);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(rd_strerror(table[i].code), table[i].text);
+        // Codes are 0, -1, -2, ... without gaps or duplicates.
+        assert_int_equal(table[i].code, -(int)i);
+    }
+    assert_string_equal(rd_strerror(RD_OK), "success");
+    assert_string_equal(rd_strerror(RD_ERR_CONFIG), "invalid configuration");
+    assert_string_equal(rd_strerror(RD_ERR_EMPTY), "empty input");
+    assert_string_equal(rd_strerror(-20), "unknown error");
+    assert_string_equal(rd_strerror(1), "unknown error");
+    assert_string_equal(rd_strerror(-1000000), "unknown error");
+}
+
+static void test_errbuf(void **state) {
+    (void)state;
+    rd_errbuf eb;
+    memset(&eb, 0x7f, sizeof eb);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(eb.code, RD_OK);
+    assert_string_equal(eb.msg, "");
+    // Returns the code, keeps the first error.
+    assert_int_equal(rd_err_set(&eb, RD_ERR_IO, "%s: %d", "first", 1), RD_ERR_IO);
+    assert_int_equal(rd_err_set(&eb, RD_ERR_PARSE, "second"), RD_ERR_PARSE);
+    assert_int_equal(eb.code, RD_ERR_IO);
+    assert_string_equal(eb.msg, "first: 1");
+    rd_err_prefix(&eb, "loading %s: ", "x.bin");
+    assert_string_equal(eb.msg, "loading x.bin: first: 1");
+    // NULL buffers are accepted everywhere.
+    assert_int_equal(rd_err_set(NULL, RD_ERR_ARG, "ignored"), RD_ERR_ARG);
+    rd_err_prefix(NULL, "x");
+    rd_errbuf_clear(NULL);
+    // Long messages are truncated, always NUL-terminated.
+    rd_errbuf_clear(&eb);
+    char big[3000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    rd_err_set(&eb, RD_ERR_IO, "%s", big);
+    assert_int_equal(strlen(eb.msg), sizeof eb.msg - 1);
+    rd_err_prefix(&eb, "%s", "pre: ");
+    assert_int_equal(strlen(eb.msg), sizeof eb.msg - 1);
+    assert_int_equal(strncmp(eb.msg, "pre: aaa", 8), 0);
+    // After clear, a new error is recorded.
+    rd_errbuf_clear(&eb);
+    rd_err_set(&eb, RD_ERR_NOTFOUND, "again");
+    assert_int_equal(eb.code, RD_ERR_NOTFOUND);
+    assert_string_equal(eb.msg, "again");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hashing
+
+static void test_hash_golden(void **state) {
+    (void)state;
+    assert_int_equal(rd_mix64(0), 0xe220a8397b1dcdafULL);
+    assert_int_equal(rd_mix64(1), 0x910a2dec89025cc1ULL);
+    assert_int_equal(rd_hash64("", 0, 0), 0x7a235e994b495db8ULL);
+    assert_int_equal(rd_hash64("hello", 5, 1), 0x530c636033ec0b04ULL);
+    assert_int_equal(rd_hash_str("abcdefghijklmnopq", 7), 0x92c6404cb5beb15aULL);
+    assert_int_equal(rd_feature_key("item", "42", 2), 0xe786d578a070cf3bULL);
+    assert_int_equal(rd_feature_key_u64("user", 42), 0xbf95c12daa2c93f9ULL);
+    assert_int_equal(rd_table_key(1, 2), 0xe9470be3c8490cfeULL);
+    assert_int_equal(rd_shard_of(12345, 7), 3);
+}
+
+static void test_hash_properties(void **state) {
+    (void)state;
+    // Seed, length and every byte matter; rd_hash_str equals rd_hash64 over strlen bytes.
+    const char *s = "the quick brown fox";
+    uint64_t h = rd_hash64(s, strlen(s), 0);
+    assert_int_equal(rd_hash_str(s, 0), h);
+    assert_int_not_equal(rd_hash64(s, strlen(s), 1), h);
+    assert_int_not_equal(rd_hash64(s, strlen(s) - 1, 0), h);
+    char buf[32];
+    for (size_t i = 0; i < strlen(s); i++) {
+        memcpy(buf, s, strlen(s));
+        buf[i] ^= 1;
+        assert_int_not_equal(rd_hash64(buf, strlen(s), 0), h);
+    }
+    // Unaligned input gives the same result as aligned.
+    char shifted[64];
+    memcpy(shifted + 3, s, strlen(s));
+    assert_int_equal(rd_hash64(shifted + 3, strlen(s), 0), h);
+    // "\0" and "" differ (length is mixed in); field names separate keys.
+    assert_int_not_equal(rd_hash64("\0", 1, 0), rd_hash64("", 0, 0));
+    assert_int_not_equal(rd_feature_key("a", "1", 1), rd_feature_key("b", "1", 1));
+    assert_int_not_equal(rd_feature_key_u64("a", 1), rd_feature_key_u64("b", 1));
+    assert_int_not_equal(rd_table_key(1, 5), rd_table_key(2, 5));
+}
+
+static void test_keys_never_zero(void **state) {
+    (void)state;
+    // No key function returns 0 (the reserved empty slot), over many inputs including 0.
+    for (uint64_t v = 0; v < 200000; v++) {
+        assert_true(rd_feature_key_u64("item", v) != 0);
+        assert_true(rd_table_key(v, v * 31) != 0);
+        assert_true(rd_table_key(0, v) != 0);
+        char txt[24];
+        int n = snprintf(txt, sizeof txt, "%llu", (unsigned long long)v);
+        assert_true(rd_feature_key("tag", txt, (size_t)n) != 0);
+    }
+    assert_true(rd_feature_key("", "", 0) != 0);
+    assert_true(rd_table_key(0, 0) != 0);
+}
+
+static void check_balance(const uint64_t *keys, size_t n, int nshards, double tol) {
+    size_t counts[64] = {0};
+    for (size_t i = 0; i < n; i++) {
+        int s = rd_shard_of(keys[i], nshards);
+        assert_true(s >= 0 && s < nshards);
+        counts[s]++;
+    }
+    double mean = (double)n / nshards;
+    for (int s = 0; s < nshards; s++) {
+        double dev = fabs((double)counts[s] - mean) / mean;
+        if (dev > tol) {
+            print_error("shard %d of %d holds %zu keys (mean %.0f, off by %.1f%%)\n", s, nshards,
+                        counts[s], mean, 100.0 * dev);
+            fail();
+        }
+    }
+}
+
+static void test_shard_balance(void **state) {
+    (void)state;
+    enum { N = 100000 };
+    uint64_t *seq = malloc(N * sizeof *seq), *fk = malloc(N * sizeof *fk);
+    assert_non_null(seq);
+    assert_non_null(fk);
+    for (uint64_t i = 0; i < N; i++) {
+        seq[i] = i + 1;                        // low-entropy keys
+        fk[i] = rd_feature_key_u64("item", i); // real keys
+    }
+    // 100k keys: within 5% for P <= 8, 7% for 16 (~4.5 standard deviations at P = 16).
+    for (int p = 1; p <= 16; p++) {
+        double tol = p <= 8 ? 0.05 : 0.07;
+        check_balance(seq, N, p, tol);
+        check_balance(fk, N, p, tol);
+    }
+    free(seq);
+    free(fk);
+}
+
+static void test_crc32c(void **state) {
+    (void)state;
+    assert_int_equal(rd_crc32c(0, "123456789", 9), 0xE3069283u);
+    assert_int_equal(rd_crc32c(0, "", 0), 0u);
+    // 32 zero bytes: the iSCSI test vector of RFC 3720 (B.4).
+    unsigned char zeros[32] = {0};
+    assert_int_equal(rd_crc32c(0, zeros, 32), 0x8A9136AAu);
+    // Incremental = one shot.
+    const char *s = "incremental checksums must not depend on chunking";
+    uint32_t one = rd_crc32c(0, s, strlen(s));
+    for (size_t cut = 0; cut <= strlen(s); cut++)
+        assert_int_equal(rd_crc32c(rd_crc32c(0, s, cut), s + cut, strlen(s) - cut), one);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RNG
+
+static void test_rng_determinism(void **state) {
+    (void)state;
+    rd_rng a, b;
+    rd_rng_seed(&a, 42);
+    rd_rng_seed(&b, 42);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(rd_rng_u64(&a), rd_rng_u64(&b));
+    // Different seeds, including 0 (a valid state), give different streams.
+    rd_rng_seed(&a, 0);
+    rd_rng_seed(&b, 1);
+    int same = 0;
+    for (int i = 0; i < 1000; i++)
+        same += rd_rng_u64(&a) == rd_rng_u64(&b);
+    assert_int_equal(same, 0);
+    rd_rng_seed(&a, 0);
+    assert_true(a.s[0] | a.s[1] | a.s[2] | a.s[3]);
+    // A copy is a fork.
+    rd_rng_seed(&a, 7);
+    rd_rng_u64(&a);
+    b = a;
+    assert_int_equal(rd_rng_u64(&a), rd_rng_u64(&b));
+}
+
+static void test_rng_split(void **state) {
+    (void)state;
+    // Same (seed, stream) -> same sequence, whatever ran before.
+    rd_rng a, b, other;
+    rd_rng_split(&a, 42, 3);
+    rd_rng_split(&other, 42, 4);
+    for (int i = 0; i < 100; i++)
+        rd_rng_u64(&other);
+    rd_rng_split(&b, 42, 3);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(rd_rng_u64(&a), rd_rng_u64(&b));
+    // Neighbouring streams (and the parent seed) are independent: sample correlation of their
+    // uniforms is near 0 and no output repeats.
+    enum { S = 8, N = 20000 };
+    static double u[S][N];
+    for (int s = 0; s < S; s++) {
+        rd_rng r;
+        rd_rng_split(&r, 42, (uint64_t)s);
+        for (int i = 0; i < N; i++)
+            u[s][i] = rd_rng_uniform(&r);
+    }
+    for (int s = 0; s < S; s++) {
+        for (int t = s + 1; t < S; t++) {
+            double sx = 0, sy = 0, sxy = 0, sxx = 0, syy = 0;
+            for (int i = 0; i < N; i++) {
+                sx += u[s][i];
+                sy += u[t][i];
+                sxy += u[s][i] * u[t][i];
+                sxx += u[s][i] * u[s][i];
+                syy += u[t][i] * u[t][i];
+            }
+            double cov = sxy / N - (sx / N) * (sy / N);
+            double corr =
+                cov / sqrt((sxx / N - (sx / N) * (sx / N)) * (syy / N - (sy / N) * (sy / N)));
+            // 1/sqrt(N) = 0.007: 0.04 is more than 5 standard deviations.
+            assert_true(fabs(corr) < 0.04);
+            assert_true(u[s][0] != u[t][0]);
+        }
+    }
+    rd_rng p;
+    rd_rng_seed(&p, 42);
+    rd_rng_split(&a, 42, 0);
+    assert_int_not_equal(rd_rng_u64(&p), rd_rng_u64(&a));
+}
+
+static void test_rng_ranges(void **state) {
+    (void)state;
+    rd_rng r;
+    rd_rng_seed(&r, 5);
+    // rd_rng_below: always in [0, n); n = 1 gives 0; uniform over small n.
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(rd_rng_below(&r, 1), 0);
+    static const uint64_t ns[] = {2, 3, 7, 10, 1000, 1ULL << 33, (1ULL << 63) + 1, UINT64_MAX};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++)
+        for (int i = 0; i < 20000; i++)
+            assert_true(rd_rng_below(&r, ns[k]) < ns[k]);
+    enum { K = 6, N = 60000 };
+    int hist[K] = {0};
+    for (int i = 0; i < N; i++)
+        hist[rd_rng_below(&r, K)]++;
+    double chi2 = 0;
+    for (int k = 0; k < K; k++)
+        chi2 += (hist[k] - N / K) * (double)(hist[k] - N / K) / (N / K);
+    assert_true(chi2 < 25.0); // 5 degrees of freedom: p < 1e-4 beyond 25.7
+    // Uniforms in [0, 1); normal has mean 0 and variance 1.
+    double sum = 0, sumsq = 0;
+    for (int i = 0; i < N; i++) {
+        double x = rd_rng_uniform(&r);
+        float f = rd_rng_uniformf(&r);
+        assert_true(x >= 0.0 && x < 1.0);
+        assert_true(f >= 0.0f && f < 1.0f);
+        double z = rd_rng_normal(&r);
+        assert_true(isfinite(z));
+        sum += z;
+        sumsq += z * z;
+    }
+    assert_true(fabs(sum / N) < 0.03);
+    assert_true(fabs(sumsq / N - 1.0) < 0.05);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocation
+
+static int g_fail; // 1 = every allocation fails
+static int g_calls;
+static void *test_malloc_fn(size_t n) {
+    g_calls++;
+    return g_fail ? NULL : malloc(n);
+}
+static void *test_realloc_fn(void *p, size_t n) {
+    g_calls++;
+    return g_fail ? NULL : realloc(p, n);
+}
+
+static void test_aligned(void **state) {
+    (void)state;
+    static const size_t sizes[] = {0, 1, 3, 63, 64, 65, 100, 4096, 1000001};
+    void *ptrs[sizeof sizes / sizeof sizes[0]];
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        ptrs[i] = rd_aligned_alloc(sizes[i]);
+        assert_non_null(ptrs[i]);
+        assert_int_equal((uintptr_t)ptrs[i] % RD_ALIGN, 0);
+        memset(ptrs[i], 0xcd, sizes[i]); // the whole size is usable (ASan checks)
+    }
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        rd_aligned_free(ptrs[i]);
+    rd_aligned_free(NULL);
+    void *x = rd_aligned_xalloc(128);
+    assert_int_equal((uintptr_t)x % RD_ALIGN, 0);
+    rd_aligned_free(x);
+    // Impossible sizes fail cleanly.
+    assert_null(rd_aligned_alloc(SIZE_MAX - 10));
+    assert_null(rd_calloc(SIZE_MAX / 2, 4));
+    // calloc zeroes; realloc keeps content; xstrdup copies.
+    unsigned char *c = rd_calloc(100, 3);
+    assert_non_null(c);
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(c[i], 0);
+    c[299] = 9;
+    c = rd_xrealloc(c, 1000);
+    assert_int_equal(c[299], 9);
+    rd_free(c);
+    rd_free(NULL);
+    char *d = rd_xstrdup("dup me");
+    assert_string_equal(d, "dup me");
+    rd_free(d);
+}
+
+static void test_oom_injection(void **state) {
+    (void)state;
+    rd_allocator a = {test_malloc_fn, test_realloc_fn, free};
+    rd_alloc_set(&a);
+    g_fail = 1;
+    g_calls = 0;
+    assert_null(rd_malloc(16));
+    assert_null(rd_calloc(4, 4));
+    assert_null(rd_realloc(NULL, 16));
+    assert_null(rd_aligned_alloc(256));
+    assert_int_equal(g_calls, 4); // every call went through the injected allocator
+    g_fail = 0;
+    void *p = rd_malloc(16);
+    assert_non_null(p);
+    void *q = rd_aligned_alloc(256);
+    assert_non_null(q);
+    assert_int_equal(g_calls, 6);
+    rd_free(p);
+    rd_aligned_free(q);
+    // NULL restores libc.
+    rd_alloc_set(NULL);
+    g_calls = 0;
+    p = rd_malloc(8);
+    assert_non_null(p);
+    assert_int_equal(g_calls, 0);
+    rd_free(p);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logging
+
+static void test_log_levels(void **state) {
+    (void)state;
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++) {
+        rd_log_level lv = RD_LOG_LEVEL_ERROR;
+        assert_int_equal(rd_log_level_parse(names[i], &lv), RD_OK);
+        assert_int_equal(lv, i);
+    }
+    rd_log_level lv = RD_LOG_LEVEL_WARN;
+    assert_int_equal(rd_log_level_parse("verbose", &lv), RD_ERR_ARG);
+    assert_int_equal(rd_log_level_parse("INFO", &lv), RD_ERR_ARG);
+    assert_int_equal(lv, RD_LOG_LEVEL_WARN); // untouched on failure
+    rd_log_init(RD_LOG_LEVEL_DEBUG, 3, "ps");
+    assert_int_equal(rd_log_get_level(), RD_LOG_LEVEL_DEBUG);
+    assert_int_equal(rd_log_get_rank(), 3);
+    assert_string_equal(rd_log_get_role(), "ps");
+    rd_log_set_rank(1, NULL);
+    assert_string_equal(rd_log_get_role(), "-");
+    rd_log_set_rank(0, "a-role-name-that-is-much-longer-than-the-buffer");
+    assert_true(strlen(rd_log_get_role()) < 24);
+    // Below the level nothing is formatted: an argument with a side effect is not evaluated.
+    rd_log_init(RD_LOG_LEVEL_ERROR, 0, "test");
+    int evaluated = 0;
+    RD_LOG_DEBUG("%d", ++evaluated);
+    assert_int_equal(evaluated, 0);
+    rd_log_init(RD_LOG_LEVEL_INFO, 0, "test");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strerror),        cmocka_unit_test(test_errbuf),
+        cmocka_unit_test(test_hash_golden),     cmocka_unit_test(test_hash_properties),
+        cmocka_unit_test(test_keys_never_zero), cmocka_unit_test(test_shard_balance),
+        cmocka_unit_test(test_crc32c),          cmocka_unit_test(test_rng_determinism),
+        cmocka_unit_test(test_rng_split),       cmocka_unit_test(test_rng_ranges),
+        cmocka_unit_test(test_aligned),         cmocka_unit_test(test_oom_injection),
+        cmocka_unit_test(test_log_levels),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

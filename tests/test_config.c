@@ -1,0 +1,1214 @@
+// test_config.c — the YAML configuration module (common/config.c).
+//
+// Covers: documented defaults; every error kind with its exact "file:line:col: key.path:" prefix;
+// the value syntaxes (booleans, integer forms, byte sizes, label rules); derived defaults; the
+// cross-field checks (as messages of rd_config_validate on structs built in code, and with
+// locations when loading); print -> parse round trips compared with memcmp; every
+// configs/*.yaml loads; configs/reference.yaml names every key; file errors and out-of-memory;
+// and a fuzz loop of ~2000 random and mutated variants of configs/reference.yaml.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/alloc.h"
+#include "rd/config.h"
+#include "rd/rng.h"
+
+#include "../common/config_internal.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <yaml.h>
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+// A minimal valid configuration that error cases extend.
+#define BASE                                                                                       \
+    "cluster:\n"                                                                                   \
+    "  jobs:\n"                                                                                    \
+    "    - name: w\n"                                                                              \
+    "      role: teacher\n"                                                                        \
+    "      model: m\n"                                                                             \
+    "ps:\n"                                                                                        \
+    "  tables:\n"                                                                                  \
+    "    - name: e\n"                                                                              \
+    "      dim: 8\n"                                                                               \
+    "models:\n"                                                                                    \
+    "  - name: m\n"                                                                                \
+    "    features:\n"                                                                              \
+    "      - field: user\n"                                                                        \
+    "        table: e\n"
+// BASE has 14 lines; text appended after it starts at line 15.
+
+static rd_config *new_cfg(void) {
+    rd_config *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    return c;
+}
+
+static int parse(const char *yaml, rd_config *cfg, rd_errbuf *eb) {
+    return rd_config_parse_string(yaml, strlen(yaml), "t.yaml", cfg, eb);
+}
+
+// Mismatches of expect_error in the running test (all are reported, then the test fails).
+static int g_mismatches;
+
+// Parse `yaml` and expect RD_ERR_CONFIG with a message starting with `prefix` and containing
+// `part` (may be NULL).
+static void expect_error(const char *yaml, const char *prefix, const char *part) {
+    rd_config *c = new_cfg();
+    rd_errbuf eb;
+    int rc = parse(yaml, c, &eb);
+    if (rc != RD_ERR_CONFIG || eb.code != RD_ERR_CONFIG ||
+        strncmp(eb.msg, prefix, strlen(prefix)) != 0 || (part && !strstr(eb.msg, part))) {
+        print_error("YAML:\n%s\nrc=%d msg: %s\nexpected prefix: %s\nand part: %s\n\n", yaml, rc,
+                    eb.msg, prefix, part ? part : "(none)");
+        g_mismatches++;
+    }
+    free(c);
+}
+
+static int reset_mismatches(void **state) {
+    (void)state;
+    g_mismatches = 0;
+    return 0;
+}
+
+static int check_mismatches(void **state) {
+    (void)state;
+    return g_mismatches == 0 ? 0 : -1;
+}
+
+static void expect_ok(const char *yaml, rd_config *c) {
+    rd_errbuf eb;
+    int rc = parse(yaml, c, &eb);
+    if (rc != RD_OK) {
+        print_error("YAML:\n%s\nrc=%d msg: %s\n", yaml, rc, eb.msg);
+        fail();
+    }
+}
+
+static char *print_to_string(const rd_config *c, size_t *len) {
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    assert_non_null(f);
+    rd_config_print(c, f);
+    fclose(f);
+    return buf;
+}
+
+// print -> parse -> memcmp (source_path is not part of the YAML).
+static void expect_round_trip(const rd_config *c) {
+    size_t len = 0;
+    char *text = print_to_string(c, &len);
+    rd_config *a = new_cfg(), *b = new_cfg();
+    memcpy(a, c, sizeof *a);
+    memset(a->source_path, 0, sizeof a->source_path);
+    rd_errbuf eb;
+    int rc = rd_config_parse_string(text, len, "printed", b, &eb);
+    if (rc != RD_OK) {
+        print_error("printed config does not parse: %s\n%s\n", eb.msg, text);
+        fail();
+    }
+    if (memcmp(a, b, sizeof *a) != 0) {
+        const unsigned char *pa = (const unsigned char *)a, *pb = (const unsigned char *)b;
+        size_t i = 0;
+        while (pa[i] == pb[i])
+            i++;
+        print_error("round trip differs at byte %zu\n%s\n", i, text);
+        fail();
+    }
+    // Printing the re-parsed struct gives the same text as printing the original.
+    size_t len1 = 0, len2 = 0;
+    char *text1 = print_to_string(a, &len1);
+    char *text2 = print_to_string(b, &len2);
+    assert_int_equal(len1, len2);
+    assert_memory_equal(text1, text2, len1);
+    free(text1);
+    free(text2);
+    free(text);
+    free(a);
+    free(b);
+}
+
+static char *read_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static const char *source_dir(void) {
+    const char *d = getenv("RD_SOURCE_DIR");
+    return d ? d : "..";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults
+
+static void test_defaults(void **state) {
+    (void)state;
+    rd_config *c = new_cfg();
+    memset(c, 0xab, sizeof *c);
+    rd_config_defaults(c);
+    assert_string_equal(c->source_path, "");
+    assert_string_equal(c->run.name, "run");
+    assert_string_equal(c->run.out_dir, "runs/run");
+    assert_int_equal(c->run.seed, 42);
+    assert_string_equal(c->run.log_level, "info");
+    assert_int_equal(c->cluster.ps_ranks, 1);
+    assert_int_equal(c->cluster.n_jobs, 0);
+    assert_int_equal(c->cluster.blas_threads, 1);
+    assert_int_equal(c->cluster.poll_us_max, 200);
+    assert_int_equal(c->data.source, RD_DATA_SYNTHETIC);
+    assert_string_equal(c->data.input, "");
+    assert_string_equal(c->data.dir, "runs/run/data");
+    assert_int_equal(c->data.history_max, 256);
+    assert_string_equal(c->data.schema.delimiter, ",");
+    assert_int_equal(c->data.schema.header, 1);
+    assert_string_equal(c->data.schema.time_format, "unix");
+    assert_int_equal(c->data.schema.label_op, RD_LABEL_GE);
+    assert_true(c->data.schema.label_threshold == 1.0);
+    assert_int_equal(c->data.synthetic.events, 200000);
+    assert_int_equal(c->data.synthetic.users, 2000);
+    assert_int_equal(c->data.synthetic.items, 5000);
+    assert_int_equal(c->data.synthetic.topics, 32);
+    assert_int_equal(c->data.synthetic.dim, 16);
+    assert_true(c->data.synthetic.drift == 0.02);
+    assert_true(c->data.synthetic.long_range == 1.0);
+    assert_int_equal(c->data.synthetic.memory_span, 400);
+    assert_true(c->data.synthetic.base_ctr == 0.3);
+    assert_int_equal(c->data.synthetic.seed, 0);
+    assert_true(c->data.split.batch_fraction == 0.8);
+    assert_true(c->data.split.holdout_fraction == 0.1);
+    assert_int_equal(c->data.split.stream_windows, 5);
+    assert_true(c->data.negatives.rate == 1.0);
+    assert_true(c->data.negatives.pos_rate == 1.0);
+    assert_int_equal(c->ps.n_tables, 0);
+    assert_int_equal(c->ps.sync, 1);
+    assert_int_equal(c->ps.staleness, 0);
+    assert_int_equal(c->ps.max_msg_bytes, 64u << 20);
+    assert_string_equal(c->ps.checkpoint_dir, "runs/run/ckpt");
+    assert_int_equal(c->ps.checkpoint_every, 0);
+    assert_int_equal(c->ps.checkpoint_keep, 2);
+    assert_int_equal(c->n_models, 0);
+    assert_int_equal(c->train.batch_size, 256);
+    assert_int_equal(c->train.epochs, 1);
+    assert_int_equal(c->train.order, RD_ORDER_TIME);
+    assert_string_equal(c->train.optimizer, "adam");
+    assert_true(c->train.lr == 1e-3f);
+    assert_true(c->train.beta1 == 0.9f);
+    assert_true(c->train.beta2 == 0.999f);
+    assert_true(c->train.eps == 1e-8f);
+    assert_true(c->train.weight_decay == 0.0f);
+    assert_int_equal(c->train.eval_every, 100);
+    assert_int_equal(c->tokens.dim, 64);
+    assert_string_equal(c->tokens.store_dir, "runs/run/tokens");
+    assert_string_equal(c->tokens.dtype, "fp32");
+    assert_int_equal(c->tokens.scheme, 2);
+    assert_int_equal(c->tokens.sit_layers, 2);
+    assert_int_equal(c->tokens.window, 32);
+    assert_string_equal(c->tokens.source_model, "");
+    assert_int_equal(c->tokens.map_size, 64u << 20);
+    assert_int_equal(c->tokens.append_batch, 4096);
+    assert_true(c->distill.alpha == 1.0f);
+    assert_true(c->distill.temperature == 1.0f);
+    assert_int_equal(c->distill.aux_tower, 1);
+    assert_int_equal(c->distill.debias, 1);
+    assert_true(c->distill.bias == 0.0f);
+    assert_int_equal(c->distill.start_window, -1);
+    assert_int_equal(c->distill.max_in_flight, 8);
+    assert_int_equal(c->distill.batch, 1024);
+    assert_int_equal(c->distill.wait_ms, 2000);
+    assert_string_equal(c->distill.target_log, "runs/run/targets");
+    assert_int_equal(c->distill.replay, 0);
+    assert_string_equal(c->output.metrics_format, "csv");
+    assert_int_equal(c->output.plot, 1);
+    assert_int_equal(c->output.progress_every_s, 10);
+    // Padding and unused array entries are zero: two calls over different garbage agree.
+    rd_config *d = new_cfg();
+    memset(d, 0x5c, sizeof *d);
+    rd_config_defaults(d);
+    assert_memory_equal(c, d, sizeof *c);
+    free(d);
+    free(c);
+}
+
+// Defaults of entries created from YAML lists, and the derived defaults.
+static void test_entry_defaults_and_resolve(void **state) {
+    (void)state;
+    rd_config *c = new_cfg();
+    expect_ok(BASE "run:\n  name: exp1\n"
+                   "data:\n  source: movielens100k\n  schema:\n    fields:\n      - name: g\n",
+              c);
+    assert_string_equal(c->run.out_dir, "runs/exp1");
+    assert_string_equal(c->data.dir, "runs/exp1/data");
+    assert_string_equal(c->ps.checkpoint_dir, "runs/exp1/ckpt");
+    assert_string_equal(c->tokens.store_dir, "runs/exp1/tokens");
+    assert_string_equal(c->distill.target_log, "runs/exp1/targets");
+    assert_string_equal(c->data.input, "../shared/data/movielens-100k");
+    const rd_job_config *j = &c->cluster.jobs[0];
+    assert_int_equal(j->ranks, 1);
+    assert_int_equal(j->distill, 0);
+    const rd_table_config *t = &c->ps.tables[0];
+    assert_int_equal(t->optim.kind, RD_OPT_ADAGRAD);
+    assert_true(t->optim.lr == 0.05f);
+    assert_true(t->optim.beta1 == 0.9f);
+    assert_true(t->optim.beta2 == 0.999f);
+    assert_true(t->optim.eps == 1e-8f);
+    assert_true(t->optim.initial_accumulator == 0.1f);
+    assert_true(t->optim.l1 == 0.0f && t->optim.l2 == 0.0f && t->optim.beta == 1.0f);
+    assert_true(t->init_std == 0.01f);
+    assert_int_equal(t->admit_count, 1);
+    assert_int_equal(t->ttl, 0);
+    assert_int_equal(t->capacity, 4096);
+    const rd_model_config *m = &c->models[0];
+    assert_int_equal(m->features[0].pooling, RD_POOL_MEAN);
+    assert_int_equal(m->seq.kind, RD_SEQ_NONE);
+    assert_int_equal(m->seq.length, 16);
+    assert_int_equal(m->seq.layers, 1);
+    assert_int_equal(m->seq.heads, 2);
+    assert_int_equal(m->seq.dim, 0);
+    assert_int_equal(m->seq.with_labels, 1);
+    assert_int_equal(m->tokens.scheme, 0);
+    assert_int_equal(m->tokens.length, 64);
+    assert_int_equal(m->tokens.kind, RD_SEQ_TRANSFORMER);
+    assert_int_equal(m->tokens.adapter, 64);
+    assert_int_equal(m->n_mlp, 0);
+    assert_int_equal(m->n_tower, 0);
+    assert_int_equal(m->two_towers, 0);
+    assert_string_equal(m->activation, "relu");
+    const rd_field_config *f = &c->data.schema.fields[0];
+    assert_string_equal(f->column, "g"); // column defaults to the field name
+    assert_int_equal(f->kind, RD_FIELD_CATEGORICAL);
+    assert_int_equal(f->max_len, 8);
+    assert_string_equal(f->sep, "|");
+    assert_int_equal(f->log1p, 0);
+
+    // movielens1m has its own input default; synthetic none. Explicit paths are kept.
+    expect_ok(BASE "data:\n  source: movielens1m\n  dir: /tmp/d\n", c);
+    assert_string_equal(c->data.input, "../shared/data/movielens-1m");
+    assert_string_equal(c->data.dir, "/tmp/d");
+    expect_ok(BASE "run:\n  out_dir: /scratch/x\n", c);
+    assert_string_equal(c->run.out_dir, "/scratch/x");
+    assert_string_equal(c->data.dir, "/scratch/x/data");
+    assert_string_equal(c->data.input, "");
+
+    // A distilled student joins the first teacher; a sequence branch takes the item's table.
+    expect_ok("cluster:\n  jobs:\n"
+              "    - {name: t1, role: teacher, model: m}\n"
+              "    - {name: t2, role: teacher, model: m}\n"
+              "    - {name: s, role: student, model: s, distill: true}\n"
+              "ps:\n  tables:\n    - {name: e, dim: 8}\n    - {name: e2, dim: 4}\n"
+              "models:\n"
+              "  - name: m\n    features:\n      - {field: user, table: e}\n"
+              "  - name: s\n    features:\n      - {field: item, table: e2}\n"
+              "    seq: {kind: mean}\n    two_towers: true\n",
+              c);
+    assert_string_equal(c->cluster.jobs[2].teacher, "t1");
+    assert_string_equal(c->cluster.jobs[0].teacher, "");
+    assert_string_equal(c->models[1].seq.table, "e2");
+    assert_string_equal(c->models[0].seq.table, ""); // kind none: untouched
+    free(c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value syntaxes
+
+static void test_value_forms(void **state) {
+    (void)state;
+    rd_config *c = new_cfg();
+    expect_ok(BASE "data:\n  synthetic:\n    events: 2e5\n    drift: 1e-3\n"
+                   "output:\n  plot: Off\n  progress_every_s: +7\n"
+                   "distill:\n  aux_tower: 0\n  debias: YES\n  bias: -2.5\n"
+                   "tokens:\n  map_size: 1GiB\n  window: 1_000\n  sit_layers: 0x10\n"
+                   "train:\n  lr: 3\n",
+              c);
+    assert_int_equal(c->data.synthetic.events, 200000);
+    assert_true(c->data.synthetic.drift == 1e-3);
+    assert_int_equal(c->output.plot, 0);
+    assert_int_equal(c->output.progress_every_s, 7);
+    assert_int_equal(c->distill.aux_tower, 0);
+    assert_int_equal(c->distill.debias, 1);
+    assert_true(c->distill.bias == -2.5f);
+    assert_int_equal(c->tokens.map_size, 1u << 30);
+    assert_int_equal(c->tokens.window, 1000);
+    assert_int_equal(c->tokens.sit_layers, 16);
+    assert_true(c->train.lr == 3.0f);
+    expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+              "models:\n  - name: m\n"
+              "ps:\n  sync: no\n  max_msg_bytes: 2 MiB\n  staleness: 0x10\n"
+              "  checkpoint_every: 1_000\n",
+              c);
+    assert_int_equal(c->ps.sync, 0);
+    assert_int_equal(c->ps.max_msg_bytes, 2u << 20);
+    assert_int_equal(c->ps.staleness, 16);
+    assert_int_equal(c->ps.checkpoint_every, 1000);
+
+    // Label: rule string (several spellings) and map form.
+    static const struct {
+        const char *rule;
+        const char *col;
+        int op;
+        double thr;
+    } rules[] = {
+        {"\"rating >= 4\"", "rating", RD_LABEL_GE, 4},
+        {"'clicked>0'", "clicked", RD_LABEL_GT, 0},
+        {"\"x == -1.5\"", "x", RD_LABEL_EQ, -1.5},
+        {"\"my col != 2\"", "my col", RD_LABEL_NE, 2},
+        {"\"s<=1e3\"", "s", RD_LABEL_LE, 1000},
+        {"\"s < 0.25\"", "s", RD_LABEL_LT, 0.25},
+        {"\"s = 3\"", "s", RD_LABEL_EQ, 3},
+    };
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        char y[512];
+        snprintf(y, sizeof y, BASE "data:\n  schema:\n    label: %s\n", rules[i].rule);
+        expect_ok(y, c);
+        assert_string_equal(c->data.schema.label_column, rules[i].col);
+        assert_int_equal(c->data.schema.label_op, rules[i].op);
+        assert_true(c->data.schema.label_threshold == rules[i].thr);
+    }
+    expect_ok(BASE "data:\n  schema:\n    label: {column: r, op: \"<\", threshold: 2}\n", c);
+    assert_string_equal(c->data.schema.label_column, "r");
+    assert_int_equal(c->data.schema.label_op, RD_LABEL_LT);
+    assert_true(c->data.schema.label_threshold == 2.0);
+
+    // Strings: escapes, tab delimiter, UTF-8; null and empty values.
+    expect_ok(BASE
+              "data:\n  schema:\n    delimiter: \"\\t\"\n    path: \"caf\\u00e9 \\\"q\\\".csv\"\n"
+              "  input: ~\n",
+              c);
+    assert_string_equal(c->data.schema.delimiter, "\t");
+    assert_string_equal(c->data.schema.path, "caf\xc3\xa9 \"q\".csv");
+    assert_string_equal(c->data.input, "");
+    // Empty maps and lists keep defaults / are empty.
+    expect_ok(BASE "train:\noutput: {}\n", c);
+    assert_int_equal(c->train.batch_size, 256);
+    free(c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error kinds, each with its exact location and key path.
+
+static void test_errors_syntax(void **state) {
+    (void)state;
+    expect_error("run:\n  name: [x\n",
+                 "t.yaml:3:1: yaml: while parsing a flow sequence started "
+                 "at line 2: did not find expected ',' or ']'",
+                 NULL);
+    expect_error("run:\n  name: x\n bad: 1\n", "t.yaml:3:2: yaml: ", NULL);
+    expect_error("run: {name: x}\n---\nrun: {name: y}\n",
+                 "t.yaml:2:1: yaml: only one YAML document is allowed per file", NULL);
+    expect_error("run: \"unterminated\n", "t.yaml:", "yaml:");
+    expect_error("run:\n\tname: x\n", "t.yaml:2:1: yaml: ", NULL);
+    expect_error("- 1\n- 2\n", "t.yaml:1:1: (top level): expected a map, got a list", NULL);
+    expect_error("just text\n", "t.yaml:1:1: (top level): expected a map, got a scalar", NULL);
+    // Nesting guard.
+    char deep[400];
+    memset(deep, '[', 100);
+    snprintf(deep + 100, sizeof deep - 100, "%s", "\n");
+    expect_error(deep, "t.yaml:1:65: yaml: nested deeper than 64 levels", NULL);
+    expect_error("{? [a]: 1}\n", "t.yaml:1:", "keys must be plain strings, got a list");
+    expect_error("run: &r {name: *r}\n", "t.yaml:1:6: run.name: expected a string, got a map",
+                 NULL);
+}
+
+static void test_errors_keys(void **state) {
+    (void)state;
+    // Unknown key with a suggestion, and without (the known keys are listed).
+    expect_error(BASE "run:\n  nmae: x\n",
+                 "t.yaml:16:3: run.nmae: unknown key (did you mean 'name'?)", NULL);
+    expect_error(BASE "ps:\n", "t.yaml:15:1: ps: duplicate key (first given at line 6)", NULL);
+    expect_error("zzz: 1\n" BASE,
+                 "t.yaml:1:1: zzz: unknown key (known keys: run, cluster, data, ps, models, train, "
+                 "tokens, distill, output)",
+                 NULL);
+    expect_error(BASE "train:\n  learning_rate: 1\n",
+                 "t.yaml:16:3: train.learning_rate: unknown key (known keys: ", "eval_every");
+    expect_error("models:\n  - name: m\n    mpl: [1]\n",
+                 "t.yaml:3:5: models[0].mpl: unknown key (did you mean 'mlp'?)", NULL);
+    expect_error(
+        "ps:\n  tables:\n    - name: e\n      dim: 8\n      optimizer:\n        typ: sgd\n",
+        "t.yaml:6:9: ps.tables[0].optimizer.typ: unknown key (did you mean 'type'?)", NULL);
+    // Duplicate key inside a list entry.
+    expect_error("ps:\n  tables:\n    - name: e\n      dim: 8\n      dim: 9\n",
+                 "t.yaml:5:7: ps.tables[0].dim: duplicate key (first given at line 4)", NULL);
+    // Missing required keys: reported at the map that lacks them.
+    expect_error("ps:\n  tables:\n    - name: e\n",
+                 "t.yaml:3:7: ps.tables[0]: missing required key 'dim'", NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: a, model: m}\n",
+                 "t.yaml:3:7: cluster.jobs[0]: missing required key 'role'", NULL);
+    expect_error("models:\n  - name: m\n    features:\n      - {table: e}\n",
+                 "t.yaml:4:9: models[0].features[0]: missing required key 'field'", NULL);
+    expect_error("cluster:\n  jobs:\n    -\n",
+                 "t.yaml:3:6: cluster.jobs[0]: expected a map, got a "
+                 "scalar",
+                 NULL);
+    expect_error("data:\n  schema:\n    side:\n      - {name: u, path: p, key_column: k}\n",
+                 "t.yaml:4:9: data.schema.side[0]: missing required key 'join_column'", NULL);
+    // Required strings must not be empty.
+    expect_error("ps:\n  tables:\n    - name: \"\"\n      dim: 8\n",
+                 "t.yaml:3:13: ps.tables[0].name: must not be empty", NULL);
+}
+
+static void test_errors_types(void **state) {
+    (void)state;
+    expect_error(BASE "run:\n  seed: abc\n",
+                 "t.yaml:16:9: run.seed: expected a non-negative integer, got 'abc'", NULL);
+    expect_error(BASE "run:\n  seed: -1\n",
+                 "t.yaml:16:9: run.seed: value '-1' does not fit a non-negative 64-bit int", NULL);
+    expect_error(BASE "cluster2: 1\n",
+                 "t.yaml:15:1: cluster2: unknown key (did you mean "
+                 "'cluster'?)",
+                 NULL);
+    expect_error("cluster:\n  ps_ranks: \"4\"\n",
+                 "t.yaml:2:13: cluster.ps_ranks: expected an integer, got the quoted string '4'",
+                 NULL);
+    expect_error("cluster:\n  ps_ranks: 2.5\n",
+                 "t.yaml:2:13: cluster.ps_ranks: expected an integer, got '2.5'", NULL);
+    expect_error("cluster:\n  ps_ranks: 99999999999\n",
+                 "t.yaml:2:13: cluster.ps_ranks: value '99999999999' does not fit a 32-bit int",
+                 NULL);
+    expect_error("cluster:\n  ps_ranks:\n",
+                 "t.yaml:2:12: cluster.ps_ranks: expected an integer, "
+                 "got nothing (null)",
+                 NULL);
+    expect_error("cluster:\n  ps_ranks: [1]\n",
+                 "t.yaml:2:13: cluster.ps_ranks: expected an integer, got a list", NULL);
+    expect_error("run:\n  name: {a: 1}\n", "t.yaml:2:9: run.name: expected a string, got a map",
+                 NULL);
+    expect_error("run: 5\n", "t.yaml:1:6: run: expected a map, got a scalar", NULL);
+    expect_error("ps:\n  sync: maybe\n",
+                 "t.yaml:2:9: ps.sync: expected a boolean (true/false/yes/no/on/off), got 'maybe'",
+                 NULL);
+    expect_error("train:\n  lr: fast\n",
+                 "t.yaml:2:7: train.lr: expected a finite number, got "
+                 "'fast'",
+                 NULL);
+    expect_error("train:\n  lr: .nan\n", "t.yaml:2:7: train.lr: expected a finite number", NULL);
+    expect_error("train:\n  lr: 1e99\n", "t.yaml:2:7: train.lr: expected a finite number", NULL);
+    expect_error("models:\n  - name: m\n    mlp: 64\n",
+                 "t.yaml:3:10: models[0].mlp: expected a list of integers, got a scalar", NULL);
+    expect_error("models:\n  - name: m\n    mlp: [64, x]\n",
+                 "t.yaml:3:15: models[0].mlp[1]: expected an integer, got 'x'", NULL);
+    expect_error("models:\n  - name: m\n    mlp: [[1]]\n",
+                 "t.yaml:3:11: models[0].mlp[0]: expected an integer, got a list", NULL);
+    expect_error("cluster:\n  jobs: {name: a}\n",
+                 "t.yaml:2:9: cluster.jobs: expected a list of maps, got a map", NULL);
+    expect_error("ps:\n  tables:\n    - name: e\n      dim: 8\n      optimizer: adam\n",
+                 "t.yaml:5:18: ps.tables[0].optimizer: expected a map, got a scalar", NULL);
+    expect_error("data:\n  schema:\n    label: rating\n",
+                 "t.yaml:3:12: data.schema.label: expected a rule 'COLUMN OP NUMBER'", NULL);
+    expect_error("data:\n  schema:\n    label: \">= 4\"\n",
+                 "t.yaml:3:12: data.schema.label: expected a rule", NULL);
+    expect_error("data:\n  schema:\n    label: \"r >= x\"\n",
+                 "t.yaml:3:12: data.schema.label: expected a rule", NULL);
+    expect_error("data:\n  schema:\n    label: [r]\n",
+                 "t.yaml:3:12: data.schema.label: expected a map, got a list", NULL);
+    expect_error("run:\n  name: \"a\\0b\"\n",
+                 "t.yaml:2:9: run.name: string contains a NUL character", NULL);
+    expect_error("ps:\n  max_msg_bytes: 64 MB\n",
+                 "t.yaml:2:18: ps.max_msg_bytes: expected a non-negative integer (optionally with "
+                 "KiB/MiB/GiB/TiB), got '64 MB'",
+                 NULL);
+}
+
+static void test_errors_values(void **state) {
+    (void)state;
+    // Out of range (inclusive and exclusive bounds).
+    expect_error("cluster:\n  ps_ranks: 0\n",
+                 "t.yaml:2:13: cluster.ps_ranks: value 0 out of range [1, 4096]", NULL);
+    expect_error("ps:\n  tables:\n    - name: e\n      dim: 1025\n",
+                 "t.yaml:4:12: ps.tables[0].dim: value 1025 out of range [1, 1024]", NULL);
+    expect_error("data:\n  negatives:\n    rate: 0\n",
+                 "t.yaml:3:11: data.negatives.rate: value 0 out of range (0, 1]", NULL);
+    expect_error("data:\n  split:\n    holdout_fraction: 1\n",
+                 "t.yaml:3:23: data.split.holdout_fraction: value 1 out of range [0, 1)", NULL);
+    expect_error("data:\n  synthetic:\n    events: 999\n",
+                 "t.yaml:3:13: data.synthetic.events: value 999 out of range [1000, 1000000000]",
+                 NULL);
+    expect_error("ps:\n  max_msg_bytes: 1KiB\n",
+                 "t.yaml:2:18: ps.max_msg_bytes: value 1024 out of range [4096, 1099511627776]",
+                 NULL);
+    expect_error("distill:\n  start_window: -2\n",
+                 "t.yaml:2:17: distill.start_window: value -2 out of range [-1, 1000000]", NULL);
+    expect_error("models:\n  - name: m\n    mlp: [1, 0]\n",
+                 "t.yaml:3:14: models[0].mlp[1]: value 0 out of range [1, 65536]", NULL);
+    // Unknown enum values list the allowed ones (enums and string choices).
+    expect_error("data:\n  source: movielens\n",
+                 "t.yaml:2:11: data.source: unknown value 'movielens' (allowed: synthetic, "
+                 "movielens100k, movielens1m, csv)",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: a, role: techer, model: m}\n",
+                 "t.yaml:3:23: cluster.jobs[0].role: unknown value 'techer' (allowed: teacher, "
+                 "student)",
+                 NULL);
+    expect_error("run:\n  log_level: verbose\n",
+                 "t.yaml:2:14: run.log_level: unknown value 'verbose' (allowed: error, warn, info, "
+                 "debug)",
+                 NULL);
+    expect_error("ps:\n  tables:\n    - {name: e, dim: 8, optimizer: {type: rmsprop}}\n",
+                 "t.yaml:3:43: ps.tables[0].optimizer.type: unknown value 'rmsprop'", NULL);
+    // String too long.
+    expect_error("run:\n  name: abcdefghijabcdefghijabcdefghijab\n",
+                 "t.yaml:2:9: run.name: string too long (32 bytes; at most 31)", NULL);
+    expect_error("data:\n  schema:\n    delimiter: \"abcd\"\n",
+                 "t.yaml:3:16: data.schema.delimiter: string too long (4 bytes; at most 3)", NULL);
+    expect_error("data:\n  schema:\n    columns: [a, abcdefghijabcdefghijabcdefghijabc]\n",
+                 "t.yaml:3:18: data.schema.columns[1]: string too long (33 bytes; at most 31)",
+                 NULL);
+    // Too many list entries: reported at the first entry too many.
+    char y[4096];
+    size_t o = (size_t)snprintf(y, sizeof y, "cluster:\n  jobs:\n");
+    for (int i = 0; i < RD_MAX_JOBS + 1; i++)
+        o += (size_t)snprintf(y + o, sizeof y - o, "    - {name: j%d, role: student, model: m}\n",
+                              i);
+    expect_error(y, "t.yaml:11:7: cluster.jobs: too many entries (9 given; at most 8)", NULL);
+    o = (size_t)snprintf(y, sizeof y, "models:\n  - name: m\n    mlp: [");
+    for (int i = 0; i < RD_MAX_LAYERS + 2; i++)
+        o += (size_t)snprintf(y + o, sizeof y - o, "%s8", i ? ", " : "");
+    snprintf(y + o, sizeof y - o, "]\n");
+    expect_error(y, "t.yaml:3:35: models[0].mlp: too many entries (10 given; at most 8)", NULL);
+}
+
+// Cross-field checks through the loader: located at the offending key.
+static void test_errors_cross(void **state) {
+    (void)state;
+    expect_error("run:\n  name: x\n", "t.yaml:1:1: cluster.jobs: at least one worker job is needed",
+                 NULL);
+    expect_error("", "t.yaml:1:1: cluster.jobs: at least one worker job is needed", NULL);
+    expect_error(BASE "run:\n  name: \"a b\"\n",
+                 "t.yaml:16:9: run.name: invalid name 'a b' (use letters, digits, '_', '-', '.')",
+                 NULL);
+    // Job checks.
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: zz}\n",
+                 "t.yaml:3:39: cluster.jobs[0].model: no model named 'zz' in models", NULL);
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: w, role: teacher, model: m}\n"
+                 "    - {name: w, role: student, model: m}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:4:14: cluster.jobs[1].name: duplicate job name 'w'", NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m, distill: true}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:3:51: cluster.jobs[0].distill: only student jobs can distill", NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: s, role: student, model: m, distill: true}\n"
+                 "models:\n  - name: m\n    two_towers: true\n",
+                 "t.yaml:3:7: cluster.jobs[0].teacher: a distilled student needs a teacher job, "
+                 "and there is none",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: a, role: student, model: m}\n"
+                 "    - {name: s, role: student, model: m, distill: true, teacher: a}\n"
+                 "models:\n  - name: m\n    two_towers: true\n",
+                 "t.yaml:4:66: cluster.jobs[1].teacher: 'a' is not a teacher job", NULL);
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: t, role: teacher, model: m}\n"
+                 "    - {name: s, role: student, model: m, distill: true}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:4:39: cluster.jobs[1].model: model 'm' distils into its auxiliary tower",
+                 NULL);
+    // Table and model checks.
+    expect_error(BASE "  - name: m\n", "t.yaml:15:11: models[1].name: duplicate model name 'm'",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n    - {name: e, dim: 4}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:7:14: ps.tables[1].name: duplicate table name 'e'", NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "models:\n  - name: m\n    features:\n      - {field: user, table: nope}\n",
+                 "t.yaml:7:30: models[0].features[0].table: no table named 'nope' in ps.tables",
+                 NULL);
+    expect_error(BASE "      - field: user\n        table: e\n",
+                 "t.yaml:15:16: models[0].features[1].field: field 'user' is embedded twice", NULL);
+    expect_error(BASE "    seq: {kind: mean}\n",
+                 "t.yaml:15:10: models[0].seq.table: not set, and the model embeds no 'item' "
+                 "feature",
+                 NULL);
+    expect_error(BASE "    seq: {kind: mean, table: e, length: 300}\n",
+                 "t.yaml:15:41: models[0].seq.length: 300 exceeds data.history_max (256)", NULL);
+    expect_error(BASE "    seq: {kind: transformer, table: e, heads: 3}\n",
+                 "t.yaml:15:47: models[0].seq.heads: 3 heads do not divide the branch width 8",
+                 NULL);
+    expect_error(BASE "    tokens: {scheme: 1}\n",
+                 "t.yaml:15:22: models[0].tokens.scheme: reads scheme 1 tokens but tokens.scheme "
+                 "builds scheme 2",
+                 NULL);
+    expect_error(BASE "    tokens: {scheme: 2}\n",
+                 "t.yaml:15:22: models[0].tokens.scheme: the model reads instance tokens but "
+                 "tokens.source_model is not set",
+                 NULL);
+    expect_error(BASE "    tokens: {scheme: 2, kind: none}\n",
+                 "t.yaml:15:31: models[0].tokens.kind: a model that reads tokens needs", NULL);
+    expect_error(BASE "tokens:\n  source_model: ghost\n",
+                 "t.yaml:16:17: tokens.source_model: no model named 'ghost' in models", NULL);
+    // Data checks.
+    expect_error(BASE "data:\n  split: {batch_fraction: 0.9, holdout_fraction: 0.1}\n",
+                 "t.yaml:16:10: data.split: batch_fraction + holdout_fraction = 1 must be < 1",
+                 NULL);
+    expect_error(BASE "distill:\n  start_window: 5\n",
+                 "t.yaml:16:17: distill.start_window: 5 is not a stream window (there are 5)",
+                 NULL);
+    expect_error(
+        BASE "data:\n  source: csv\n",
+        "t.yaml:16:3: data.schema.path: a csv source needs the path of the interaction log", NULL);
+}
+
+// The csv schema checks.
+static void test_errors_csv(void **state) {
+    (void)state;
+#define CSV                                                                                        \
+    BASE "data:\n"                                                                                 \
+         "  source: csv\n"                                                                         \
+         "  schema:\n"                                                                             \
+         "    path: log.csv\n"                                                                     \
+         "    header: false\n"
+    // CSV has 19 lines; the schema map starts at line 18, column 5.
+    rd_config *c = new_cfg();
+    expect_ok(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                  "    time_column: t\n    label: l >= 1\n",
+              c);
+    free(c);
+    expect_error(CSV "    user_column: u\n",
+                 "t.yaml:18:5: data.schema.columns: a file without a header line (header: false) "
+                 "needs the list of columns",
+                 NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n",
+                 "t.yaml:18:5: data.schema.label.column: required for a csv source", NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: x\n"
+                     "    time_column: t\n    label: l >= 1\n",
+                 "t.yaml:22:18: data.schema.item_column: column 'x' is not in data.schema.columns",
+                 NULL);
+    expect_error(CSV "    columns: [u, i, u]\n",
+                 "t.yaml:20:21: data.schema.columns[2]: duplicate column 'u'", NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    fields:\n      - {name: g, column: zz}\n",
+                 "t.yaml:26:27: data.schema.fields[0].column: column 'zz' is not in "
+                 "data.schema.columns",
+                 NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    fields:\n      - {name: l}\n      - {name: l}\n",
+                 "t.yaml:27:16: data.schema.fields[1].name: duplicate field name 'l'", NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    fields:\n      - {name: user, column: u}\n",
+                 "t.yaml:26:16: data.schema.fields[0].name: 'user' is reserved", NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    fields:\n      - {name: g, side: users}\n",
+                 "t.yaml:26:25: data.schema.fields[0].side: no side table named 'users'", NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    side:\n      - {name: users, path: u.csv, key_column: id, "
+                     "join_column: u}\n"
+                     "    fields:\n      - {name: g, side: users}\n",
+                 "t.yaml:26:9: data.schema.side[0].columns: a side file without a header line "
+                 "needs the list of columns",
+                 NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    side:\n      - {name: users, path: u.csv, key_column: id, "
+                     "join_column: q, columns: [id, g]}\n",
+                 "t.yaml:26:65: data.schema.side[0].join_column: column 'q' is not in "
+                 "data.schema.columns",
+                 NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    side:\n      - {name: users, path: u.csv, key_column: id, "
+                     "join_column: u, columns: [id, g]}\n"
+                     "    fields:\n      - {name: h, side: users}\n",
+                 "t.yaml:28:9: data.schema.fields[0].column: column 'h' is not in the columns of "
+                 "side table 'users'",
+                 NULL);
+#undef CSV
+    // Features of a csv model must name schema fields (or user/item).
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                 "models:\n  - name: m\n    features:\n      - {field: age, table: e}\n"
+                 "data:\n  source: csv\n  schema:\n    path: p\n    user_column: u\n"
+                 "    item_column: i\n    time_column: t\n    label: l >= 1\n",
+                 "t.yaml:10:17: models[0].features[0].field: no field named 'age' in "
+                 "data.schema.fields",
+                 NULL);
+}
+
+// ---------------------------------------------------------------------------------------------
+// rd_config_validate on structs built in code (no location: "key.path: problem").
+
+static void build_valid(rd_config *c) {
+    rd_config_defaults(c);
+    c->cluster.n_jobs = 1;
+    snprintf(c->cluster.jobs[0].name, RD_NAME_MAX, "w");
+    c->cluster.jobs[0].role = RD_JOB_TEACHER;
+    c->cluster.jobs[0].ranks = 2;
+    snprintf(c->cluster.jobs[0].model, RD_NAME_MAX, "m");
+    c->n_models = 1;
+    snprintf(c->models[0].name, RD_NAME_MAX, "m");
+    c->models[0].seq.length = 16;
+    c->models[0].seq.layers = 1;
+    c->models[0].seq.heads = 2;
+    c->models[0].tokens.length = 64;
+    c->models[0].tokens.layers = 1;
+    c->models[0].tokens.heads = 2;
+    c->models[0].tokens.adapter = 64;
+    snprintf(c->models[0].activation, sizeof c->models[0].activation, "relu");
+}
+
+static void expect_invalid(const rd_config *c, const char *msg) {
+    rd_errbuf eb;
+    assert_int_equal(rd_config_validate(c, &eb), RD_ERR_CONFIG);
+    if (strncmp(eb.msg, msg, strlen(msg)) != 0) {
+        print_error("got: %s\nexpected: %s\n", eb.msg, msg);
+        fail();
+    }
+}
+
+static void test_validate_struct(void **state) {
+    (void)state;
+    rd_config *c = new_cfg();
+    rd_errbuf eb;
+    rd_config_defaults(c);
+    expect_invalid(c, "cluster.jobs: at least one worker job is needed");
+    build_valid(c);
+    assert_int_equal(rd_config_validate(c, &eb), RD_OK);
+    assert_int_equal(rd_config_world_size(c), 3);
+    assert_ptr_equal(rd_config_find_job(c, "w"), &c->cluster.jobs[0]);
+    assert_ptr_equal(rd_config_find_model(c, "m"), &c->models[0]);
+    assert_null(rd_config_find_model(c, "w"));
+    assert_null(rd_config_find_table(c, "m"));
+    assert_null(rd_config_find_job(c, NULL));
+
+    // The range checks of the tables run on structs too.
+    build_valid(c);
+    c->cluster.jobs[0].ranks = 0;
+    expect_invalid(c, "cluster.jobs[0].ranks: value 0 out of range [1, 65536]");
+    build_valid(c);
+    c->train.lr = NAN;
+    expect_invalid(c, "train.lr: not a finite number");
+    build_valid(c);
+    c->data.source = 7;
+    expect_invalid(c, "data.source: enum value 7 out of range");
+    build_valid(c);
+    c->ps.sync = 2;
+    expect_invalid(c, "ps.sync: boolean holds 2");
+    build_valid(c);
+    snprintf(c->train.optimizer, sizeof c->train.optimizer, "lamb");
+    expect_invalid(c, "train.optimizer: unknown value 'lamb' (allowed: sgd, adam, adamw)");
+    build_valid(c);
+    memset(c->run.log_level, 'x', sizeof c->run.log_level);
+    expect_invalid(c, "run.log_level: string is not NUL-terminated within 8 bytes");
+    build_valid(c);
+    c->models[0].n_mlp = 9;
+    expect_invalid(c, "models[0].mlp: entry count 9 out of range [0, 8]");
+    build_valid(c);
+    c->models[0].n_mlp = 1;
+    c->models[0].mlp[0] = -3;
+    expect_invalid(c, "models[0].mlp[0]: value -3 out of range [1, 65536]");
+    build_valid(c);
+    c->cluster.jobs[0].name[0] = '\0';
+    expect_invalid(c, "cluster.jobs[0].name: must not be empty");
+    build_valid(c);
+    c->run.out_dir[0] = '\0';
+    expect_invalid(c, "run.out_dir: must not be empty");
+    // rd_config_resolve fills it again.
+    assert_int_equal(rd_config_resolve(c, &eb), RD_OK);
+    assert_string_equal(c->run.out_dir, "runs/run");
+    assert_int_equal(rd_config_validate(c, &eb), RD_OK);
+    // A derived path that does not fit.
+    build_valid(c);
+    memset(c->run.out_dir, 'd', RD_PATH_MAX - 2);
+    c->run.out_dir[RD_PATH_MAX - 2] = '\0';
+    c->data.dir[0] = '\0';
+    assert_int_equal(rd_config_resolve(c, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "data.dir: derived path"));
+    free(c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Round trips and the shipped configs.
+
+// A config built in code prints to YAML that loads back identically.
+static void test_round_trip(void **state) {
+    (void)state;
+    rd_config *c = new_cfg();
+    build_valid(c);
+    rd_errbuf eb;
+    assert_int_equal(rd_config_validate(c, &eb), RD_OK);
+    expect_round_trip(c);
+    free(c);
+}
+
+static void test_round_trip_values(void **state) {
+    (void)state;
+    rd_config *c = new_cfg();
+    expect_ok(BASE "run:\n  name: r.t-1\n  seed: 18446744073709551615\n"
+                   "data:\n  schema:\n    delimiter: \"\\t\"\n"
+                   "    path: \"we\\u00efrd \\\"q\\\" \\\\ \\u2028 \\U0001F600 x\"\n"
+                   "    columns: [\"a b\", \"c:d\", \"#e\", \"- f\", \"null\", \"yes\", \"\"]\n"
+                   "    label: {column: \"rating, x\", op: \"!=\", threshold: -0.1}\n"
+                   "  synthetic: {drift: 0.1234567890123, long_range: 3e-300, base_ctr: 0.7}\n"
+                   "train: {lr: 0.1, eps: 1.17549435e-38, weight_decay: 123.456789}\n"
+                   "distill: {bias: -0.0, alpha: 1e-7}\n"
+                   "tokens: {map_size: 17592186044416}\n",
+              c);
+    assert_string_equal(c->data.schema.columns[4], "null");
+    assert_string_equal(c->data.schema.columns[6], "");
+    assert_int_equal(c->run.seed, UINT64_MAX);
+    expect_round_trip(c);
+    free(c);
+}
+
+// Every configs/*.yaml loads, validates and round-trips.
+static void test_shipped_configs(void **state) {
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/configs", source_dir());
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0, seen_reference = 0, seen_demo = 0;
+    struct dirent *e;
+    rd_config *c = new_cfg();
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l < 5 || strcmp(e->d_name + l - 5, ".yaml") != 0)
+            continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        rd_errbuf eb;
+        int rc = rd_config_load(path, c, &eb);
+        if (rc != RD_OK) {
+            print_error("%s: %s\n", path, eb.msg);
+            fail();
+        }
+        assert_string_equal(c->source_path, path);
+        expect_round_trip(c);
+        seen_reference |= strcmp(e->d_name, "reference.yaml") == 0;
+        seen_demo |= strcmp(e->d_name, "demo.yaml") == 0;
+        n++;
+    }
+    closedir(d);
+    assert_true(n >= 4);
+    assert_true(seen_reference && seen_demo);
+    // demo.yaml is the 4-rank default job described in its header.
+    char path[2048];
+    snprintf(path, sizeof path, "%s/demo.yaml", dir);
+    rd_errbuf eb;
+    assert_int_equal(rd_config_load(path, c, &eb), RD_OK);
+    assert_int_equal(rd_config_world_size(c), 4);
+    assert_int_equal(c->data.synthetic.events, 200000);
+    const rd_model_config *t = rd_config_find_model(c, "teacher");
+    const rd_model_config *s = rd_config_find_model(c, "student");
+    assert_non_null(t);
+    assert_non_null(s);
+    assert_int_equal(t->seq.kind, RD_SEQ_TRANSFORMER);
+    assert_int_equal(t->seq.length, 128);
+    assert_int_equal(s->seq.kind, RD_SEQ_MEAN);
+    assert_int_equal(s->seq.length, 16);
+    assert_string_equal(rd_config_find_job(c, "student")->teacher, "teacher");
+    free(c);
+}
+
+// Walk a descriptor table and the YAML document of configs/reference.yaml together: every key
+// must be present (in the first entry of each list).
+static int find_key(yaml_document_t *doc, yaml_node_t *map, const char *key, yaml_node_t **out) {
+    if (!map || map->type != YAML_MAPPING_NODE)
+        return 0;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        if (k && k->type == YAML_SCALAR_NODE && strcmp((char *)k->data.scalar.value, key) == 0) {
+            *out = yaml_document_get_node(doc, p->value);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+check_mentions(yaml_document_t *doc, yaml_node_t *map, const ck_struct *st, const char *path) {
+    int missing = 0;
+    for (size_t i = 0; i < st->n_keys; i++) {
+        const ck_key *k = &st->keys[i];
+        yaml_node_t *v = NULL;
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", k->key);
+        if (!find_key(doc, map, k->key, &v)) {
+            print_error("configs/reference.yaml does not mention %s\n", sub);
+            missing++;
+            continue;
+        }
+        if (k->type == CK_MAP || (k->type == CK_LABEL && v->type == YAML_MAPPING_NODE)) {
+            missing += check_mentions(doc, v, k->sub, sub);
+        } else if (k->type == CK_MAP_LIST) {
+            if (v->type != YAML_SEQUENCE_NODE ||
+                v->data.sequence.items.top == v->data.sequence.items.start) {
+                print_error("configs/reference.yaml: %s has no example entry\n", sub);
+                missing++;
+                continue;
+            }
+            missing += check_mentions(
+                doc, yaml_document_get_node(doc, v->data.sequence.items.start[0]), k->sub, sub);
+        }
+    }
+    return missing;
+}
+
+static void test_reference_names_every_key(void **state) {
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/configs/reference.yaml", source_dir());
+    size_t len = 0;
+    char *text = read_text(path, &len);
+    assert_non_null(text);
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    assert_true(yaml_parser_initialize(&parser));
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    assert_true(yaml_parser_load(&parser, &doc));
+    int missing = check_mentions(&doc, yaml_document_get_root_node(&doc), &rd__config_root, "");
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    free(text);
+    assert_int_equal(missing, 0);
+    // And every row either has a default, is required, or is a derived/optional string/list.
+    // (A row with a bad default text would already have aborted rd_config_defaults.)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files and out-of-memory.
+
+static void test_load_files(void **state) {
+    (void)state;
+    rd_config *c = new_cfg();
+    rd_errbuf eb;
+    assert_int_equal(rd_config_load("/nonexistent/dir/x.yaml", c, &eb), RD_ERR_IO);
+    assert_string_equal(eb.msg, "/nonexistent/dir/x.yaml: cannot open: No such file or directory");
+    assert_int_equal(rd_config_load("/", c, &eb), RD_ERR_IO);
+    assert_string_equal(eb.msg, "/: not a regular file");
+    // A file with an error reports its own path.
+    char tmp[] = "/tmp/rd_test_config_XXXXXX";
+    int fd = mkstemp(tmp);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("run:\n  seed: x\n", f);
+    fclose(f);
+    assert_int_equal(rd_config_load(tmp, c, &eb), RD_ERR_CONFIG);
+    char want[256];
+    snprintf(want, sizeof want, "%s:2:9: run.seed: expected", tmp);
+    assert_int_equal(strncmp(eb.msg, want, strlen(want)), 0);
+    unlink(tmp);
+    // A stale message in the caller's buffer does not hide the new one.
+    rd_err_set(&eb, RD_ERR_IO, "old");
+    assert_int_equal(parse("run: 1\n", c, &eb), RD_ERR_CONFIG);
+    assert_int_equal(strncmp(eb.msg, "t.yaml:1:6: run:", 16), 0);
+    // NULL error buffers are accepted.
+    assert_int_equal(parse("run: 1\n", c, NULL), RD_ERR_CONFIG);
+    // Oversized input.
+    size_t big = (1u << 20) + 1;
+    char *huge = malloc(big);
+    assert_non_null(huge);
+    memset(huge, '#', big);
+    assert_int_equal(rd_config_parse_string(huge, big, "big.yaml", c, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "too large"));
+    free(huge);
+    free(c);
+}
+
+static int g_fail_malloc;
+static void *failing_malloc(size_t n) {
+    return g_fail_malloc ? NULL : malloc(n);
+}
+static void *failing_realloc(void *p, size_t n) {
+    return g_fail_malloc ? NULL : realloc(p, n);
+}
+
+static void test_load_oom(void **state) {
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/configs/demo.yaml", source_dir());
+    rd_config *c = new_cfg();
+    rd_errbuf eb;
+    rd_allocator a = {failing_malloc, failing_realloc, free};
+    rd_alloc_set(&a);
+    g_fail_malloc = 1;
+    int rc = rd_config_load(path, c, &eb);
+    g_fail_malloc = 0;
+    rd_alloc_set(NULL);
+    assert_int_equal(rc, RD_ERR_NOMEM);
+    assert_non_null(strstr(eb.msg, "out of memory"));
+    assert_int_equal(rd_config_load(path, c, &eb), RD_OK);
+    free(c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fuzz: random bytes, and mutations of configs/reference.yaml. Every input must end in RD_OK or
+// in an error with a non-empty message; ASan/UBSan builds catch memory errors. Longer campaigns:
+// RD_FUZZ_ITERS=200000 RD_FUZZ_SEED=7 ./test_config
+
+static void check_fuzz_result(int rc, const rd_errbuf *eb, const char *text, size_t len) {
+    if (rc == RD_OK)
+        return;
+    if ((rc != RD_ERR_CONFIG && rc != RD_ERR_NOMEM) || eb->msg[0] == '\0' || eb->code != rc) {
+        print_error("fuzz input (%zu bytes) gave rc=%d msg='%s'\n%.*s\n", len, rc, eb->msg,
+                    (int)(len < 2000 ? len : 2000), text);
+        fail();
+    }
+    assert_int_equal(strncmp(eb->msg, "fuzz:", 5), 0);
+}
+
+static void test_fuzz(void **state) {
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/configs/reference.yaml", source_dir());
+    size_t rlen = 0;
+    char *ref = read_text(path, &rlen);
+    assert_non_null(ref);
+    rd_config *c = new_cfg();
+    rd_rng rng;
+    const char *iters_env = getenv("RD_FUZZ_ITERS"), *seed_env = getenv("RD_FUZZ_SEED");
+    long iters = iters_env ? strtol(iters_env, NULL, 10) : 2000;
+    rd_rng_seed(&rng, seed_env ? strtoull(seed_env, NULL, 10) : 20251123);
+    static const char tokens[][12] = {":",   "- ",  "[",     "]",    "{", "}",  "\"", "'",
+                                      "\n",  "  ",  "&a ",   "*a",   "#", "? ", "|",  ">",
+                                      "\t",  "~",   "null",  "1e99", "-", "0x", ",",  "!!str ",
+                                      "---", "...", "\\u00", "\xc3", "\0"};
+    const size_t ntok = sizeof tokens / sizeof tokens[0];
+    char *buf = malloc(rlen * 2 + 4096);
+    assert_non_null(buf);
+    int ok = 0, bad = 0;
+    for (long iter = 0; iter < iters; iter++) {
+        size_t len;
+        int kind = (int)rd_rng_below(&rng, 6);
+        if (kind == 0) {
+            // Random bytes, biased towards YAML punctuation.
+            len = (size_t)rd_rng_below(&rng, 512);
+            for (size_t i = 0; i < len; i++) {
+                const char *t = tokens[rd_rng_below(&rng, ntok)];
+                buf[i] = rd_rng_below(&rng, 3) ? (char)rd_rng_below(&rng, 256) : t[0];
+            }
+        } else {
+            memcpy(buf, ref, rlen);
+            len = rlen;
+            int nmut = 1 + (int)rd_rng_below(&rng, kind == 5 ? 40 : 4);
+            for (int m = 0; m < nmut; m++) {
+                size_t pos = len ? (size_t)rd_rng_below(&rng, len) : 0;
+                switch (rd_rng_below(&rng, 6)) {
+                    case 0: // flip a byte
+                        if (len)
+                            buf[pos] = (char)rd_rng_below(&rng, 256);
+                        break;
+                    case 1: { // insert a token
+                        const char *t = tokens[rd_rng_below(&rng, ntok)];
+                        size_t tl = t[0] ? strlen(t) : 1;
+                        if (len + tl < rlen * 2 + 4000) {
+                            memmove(buf + pos + tl, buf + pos, len - pos);
+                            memcpy(buf + pos, t, tl);
+                            len += tl;
+                        }
+                        break;
+                    }
+                    case 2: { // delete a span
+                        size_t n = (size_t)rd_rng_below(&rng, 40);
+                        if (pos + n > len)
+                            n = len - pos;
+                        memmove(buf + pos, buf + pos + n, len - pos - n);
+                        len -= n;
+                        break;
+                    }
+                    case 3: { // duplicate a line
+                        size_t b = pos, e = pos;
+                        while (b > 0 && buf[b - 1] != '\n')
+                            b--;
+                        while (e < len && buf[e] != '\n')
+                            e++;
+                        size_t n = e - b + (e < len);
+                        if (len + n < rlen * 2 + 4000) {
+                            memmove(buf + b + n, buf + b, len - b);
+                            len += n;
+                        }
+                        break;
+                    }
+                    case 4: // truncate
+                        len = pos;
+                        break;
+                    default: { // replace a value's digits with a large or negative number
+                        const char *nums[] = {"-1",    "0",         "99999999999999999999",
+                                              "1e308", "-0.0",      "4097",
+                                              "65537", "2147483648"};
+                        const char *t = nums[rd_rng_below(&rng, 8)];
+                        size_t tl = strlen(t);
+                        while (pos < len && !(buf[pos] >= '0' && buf[pos] <= '9'))
+                            pos++;
+                        size_t e = pos;
+                        while (e < len && buf[e] >= '0' && buf[e] <= '9')
+                            e++;
+                        if (pos < len && len - (e - pos) + tl < rlen * 2 + 4000) {
+                            memmove(buf + pos + tl, buf + e, len - e);
+                            memcpy(buf + pos, t, tl);
+                            len = len - (e - pos) + tl;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        rd_errbuf eb;
+        int rc = rd_config_parse_string(buf, len, "fuzz", c, &eb);
+        check_fuzz_result(rc, &eb, buf, len);
+        if (rc == RD_OK) {
+            ok++;
+            // Whatever was accepted must validate and print back to the same struct.
+            assert_int_equal(rd_config_validate(c, &eb), RD_OK);
+            expect_round_trip(c);
+        } else {
+            bad++;
+        }
+    }
+    print_message("fuzz: %d accepted, %d rejected\n", ok, bad);
+    assert_true(ok > 0 && bad > 0);
+    free(buf);
+    free(ref);
+    free(c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_entry_defaults_and_resolve),
+        cmocka_unit_test(test_value_forms),
+        cmocka_unit_test_setup_teardown(test_errors_syntax, reset_mismatches, check_mismatches),
+        cmocka_unit_test_setup_teardown(test_errors_keys, reset_mismatches, check_mismatches),
+        cmocka_unit_test_setup_teardown(test_errors_types, reset_mismatches, check_mismatches),
+        cmocka_unit_test_setup_teardown(test_errors_values, reset_mismatches, check_mismatches),
+        cmocka_unit_test_setup_teardown(test_errors_cross, reset_mismatches, check_mismatches),
+        cmocka_unit_test_setup_teardown(test_errors_csv, reset_mismatches, check_mismatches),
+        cmocka_unit_test(test_validate_struct),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_round_trip_values),
+        cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test(test_reference_names_every_key),
+        cmocka_unit_test(test_load_files),
+        cmocka_unit_test(test_load_oom),
+        cmocka_unit_test(test_fuzz),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
