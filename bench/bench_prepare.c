@@ -1,0 +1,291 @@
+// bench_prepare.c — throughput (events/s) and peak memory of `prepare`: MovieLens-100K through
+// the movielens100k preset, and N synthetic events through the long-range generator.
+//
+//   bench_prepare [--events N] [--ml100k DIR] [--out DIR] [--reps R] [--warmup W]
+//                 [--skip-ml] [--skip-synth] [--json PATH]
+//
+// Each run happens in a forked child, so that its peak resident set (wait4's ru_maxrss) is its
+// own; the child also times a full open (mmap + CRC-32C of every byte). W warm-up runs per case
+// are discarded, then R runs are reported as min / avg / max. Throughput counts input events
+// (before negative sampling) per second of wall time, fsync included. Resident set counts the
+// pages of the output file touched through the mapping while the index is built (released in
+// 32 MiB steps), not the page cache.
+#include "rd/config.h"
+#include "rd/dataset.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct run_result {
+    int ok;
+    double prepare_s;
+    double open_s;
+    uint64_t events; // input events
+    uint64_t file_bytes;
+    char err[1024];
+} run_result;
+
+typedef struct stats {
+    double min, avg, max;
+} stats;
+
+typedef struct case_result {
+    const char *name;
+    uint64_t events;
+    uint64_t file_bytes;
+    int reps;
+    stats time_s, events_per_s, peak_rss_mb, open_s;
+} case_result;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void remove_dataset(const char *dir) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, RD_DATASET_FILE);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/%s", dir, RD_DATASET_META);
+    unlink(p);
+    rmdir(dir);
+}
+
+// Child: prepare + verified open; the result goes through the pipe.
+static void child_run(const rd_data_config *dc, int fd) {
+    run_result r;
+    memset(&r, 0, sizeof r);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    double t0 = now_s();
+    int rc = rd_dataset_prepare(dc, 42, &eb);
+    r.prepare_s = now_s() - t0;
+    if (rc == RD_OK) {
+        rd_dataset *ds = NULL;
+        t0 = now_s();
+        rc = rd_dataset_open(dc->dir, 0, &ds, &eb);
+        r.open_s = now_s() - t0;
+        if (rc == RD_OK) {
+            r.events = rd_dataset_get_info(ds)->raw_events;
+            r.file_bytes = rd_dataset_get_info(ds)->file_bytes;
+            rd_dataset_close(ds);
+        }
+    }
+    r.ok = rc == RD_OK;
+    snprintf(r.err, sizeof r.err, "%s", eb.msg);
+    ssize_t w = write(fd, &r, sizeof r);
+    _exit(w == (ssize_t)sizeof r && r.ok ? 0 : 1);
+}
+
+// One run in a child process. @return 0 on success.
+static int run_once(const rd_data_config *dc, run_result *r, double *rss_mb) {
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        close(p[0]);
+        child_run(dc, p[1]);
+    }
+    close(p[1]);
+    memset(r, 0, sizeof *r);
+    ssize_t got = read(p[0], r, sizeof *r);
+    close(p[0]);
+    int status = 0;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) != pid)
+        return -1;
+    *rss_mb = (double)ru.ru_maxrss / 1024.0; // KiB on Linux
+    remove_dataset(dc->dir);
+    if (got != (ssize_t)sizeof *r || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || !r->ok) {
+        fprintf(stderr, "bench_prepare: run failed: %s\n", got > 0 ? r->err : "child died");
+        return -1;
+    }
+    return 0;
+}
+
+static void acc(stats *s, double v, int i) {
+    if (i == 0 || v < s->min)
+        s->min = v;
+    if (i == 0 || v > s->max)
+        s->max = v;
+    s->avg += v;
+}
+
+static int
+run_case(const char *name, const rd_data_config *dc, int warmup, int reps, case_result *cr) {
+    memset(cr, 0, sizeof *cr);
+    cr->name = name;
+    cr->reps = reps;
+    run_result r;
+    double rss;
+    for (int i = 0; i < warmup; i++)
+        if (run_once(dc, &r, &rss) != 0)
+            return -1;
+    for (int i = 0; i < reps; i++) {
+        if (run_once(dc, &r, &rss) != 0)
+            return -1;
+        acc(&cr->time_s, r.prepare_s, i);
+        acc(&cr->events_per_s, (double)r.events / r.prepare_s, i);
+        acc(&cr->peak_rss_mb, rss, i);
+        acc(&cr->open_s, r.open_s, i);
+        cr->events = r.events;
+        cr->file_bytes = r.file_bytes;
+    }
+    cr->time_s.avg /= reps;
+    cr->events_per_s.avg /= reps;
+    cr->peak_rss_mb.avg /= reps;
+    cr->open_s.avg /= reps;
+    return 0;
+}
+
+static void print_case(const case_result *c) {
+    printf("%-14s %11llu %9.1f  %7.3f %7.3f %7.3f  %10.0f %10.0f %10.0f  %7.1f %7.1f  %7.3f\n",
+           c->name, (unsigned long long)c->events, (double)c->file_bytes / 1e6, c->time_s.min,
+           c->time_s.avg, c->time_s.max, c->events_per_s.min, c->events_per_s.avg,
+           c->events_per_s.max, c->peak_rss_mb.avg, c->peak_rss_mb.max, c->open_s.avg);
+}
+
+static void json_stats(FILE *f, const char *key, const stats *s) {
+    fprintf(f, "\"%s\": {\"min\": %.6g, \"avg\": %.6g, \"max\": %.6g}", key, s->min, s->avg,
+            s->max);
+}
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: bench_prepare [--events N] [--ml100k DIR] [--out DIR] [--reps R]\n"
+                 "                     [--warmup W] [--skip-ml] [--skip-synth] [--json PATH]\n");
+}
+
+int main(int argc, char **argv) {
+    uint64_t events = 1000000;
+    const char *ml = NULL, *json = NULL, *out = NULL;
+    int reps = 3, warmup = 1, skip_ml = 0, skip_synth = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--events") && v) {
+            events = (uint64_t)strtod(v, NULL);
+            i++;
+        } else if (!strcmp(a, "--ml100k") && v) {
+            ml = v;
+            i++;
+        } else if (!strcmp(a, "--out") && v) {
+            out = v;
+            i++;
+        } else if (!strcmp(a, "--json") && v) {
+            json = v;
+            i++;
+        } else if (!strcmp(a, "--reps") && v) {
+            reps = atoi(v);
+            i++;
+        } else if (!strcmp(a, "--warmup") && v) {
+            warmup = atoi(v);
+            i++;
+        } else if (!strcmp(a, "--skip-ml")) {
+            skip_ml = 1;
+        } else if (!strcmp(a, "--skip-synth")) {
+            skip_synth = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (reps < 1 || warmup < 0 || events < 1) {
+        usage(stderr);
+        return 2;
+    }
+    char mlbuf[512];
+    if (!ml) {
+        const char *shared = getenv("RD_SHARED_DATA");
+        snprintf(mlbuf, sizeof mlbuf, "%s/movielens-100k", shared ? shared : "../shared/data");
+        ml = mlbuf;
+    }
+    char outbuf[128];
+    if (!out) {
+        snprintf(outbuf, sizeof outbuf, "/tmp/rd_bench_prepare_%ld", (long)getpid());
+        out = outbuf;
+    }
+    rd_config *cfg = calloc(1, sizeof *cfg);
+    rd_config_defaults(cfg);
+    snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds", out);
+    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "bench_prepare: cannot create %s\n", out);
+        return 1;
+    }
+    case_result cases[2];
+    int n_cases = 0, rc = 0;
+    char probe[600];
+    snprintf(probe, sizeof probe, "%s/u.data", ml);
+    struct stat st;
+    if (!skip_ml && stat(probe, &st) != 0) {
+        printf("movielens100k: skipped (no %s)\n", probe);
+        skip_ml = 1;
+    }
+    printf("%-14s %11s %9s  %7s %7s %7s  %10s %10s %10s  %7s %7s  %7s\n", "case", "events",
+           "file_MB", "t_min", "t_avg", "t_max", "ev/s_min", "ev/s_avg", "ev/s_max", "rss_avg",
+           "rss_max", "open_s");
+    if (!skip_ml) {
+        cfg->data.source = RD_DATA_MOVIELENS100K;
+        if (strlen(ml) >= sizeof cfg->data.input) {
+            fprintf(stderr, "bench_prepare: --ml100k path too long\n");
+            return 2;
+        }
+        memcpy(cfg->data.input, ml, strlen(ml) + 1);
+        if (run_case("movielens100k", &cfg->data, warmup, reps, &cases[n_cases]) == 0)
+            print_case(&cases[n_cases++]);
+        else
+            rc = 1;
+    }
+    if (!skip_synth) {
+        cfg->data.source = RD_DATA_SYNTHETIC;
+        cfg->data.synthetic.events = events;
+        if (run_case("synthetic", &cfg->data, warmup, reps, &cases[n_cases]) == 0)
+            print_case(&cases[n_cases++]);
+        else
+            rc = 1;
+    }
+    rmdir(out);
+    if (json) {
+        FILE *f = fopen(json, "w");
+        if (!f) {
+            fprintf(stderr, "bench_prepare: cannot write %s\n", json);
+            return 1;
+        }
+        fprintf(f, "{\"bench\": \"prepare\", \"warmup\": %d, \"cases\": [", warmup);
+        for (int i = 0; i < n_cases; i++) {
+            const case_result *c = &cases[i];
+            fprintf(f,
+                    "%s\n  {\"name\": \"%s\", \"events\": %llu, \"file_bytes\": %llu, "
+                    "\"reps\": %d, ",
+                    i ? "," : "", c->name, (unsigned long long)c->events,
+                    (unsigned long long)c->file_bytes, c->reps);
+            json_stats(f, "time_s", &c->time_s);
+            fprintf(f, ", ");
+            json_stats(f, "events_per_s", &c->events_per_s);
+            fprintf(f, ", ");
+            json_stats(f, "peak_rss_mb", &c->peak_rss_mb);
+            fprintf(f, ", ");
+            json_stats(f, "open_verify_s", &c->open_s);
+            fprintf(f, "}");
+        }
+        fprintf(f, "\n]}\n");
+        fclose(f);
+    }
+    free(cfg);
+    return rc;
+}

@@ -1,0 +1,502 @@
+// csv.c — streaming reader of delimited text with file:line positions (see rd/csv.h).
+//
+// Workload: interaction logs of up to billions of rows, read once, front to back. The reader keeps
+// one growing window of the file (1 MiB to start) and parses one row at a time out of it; a row
+// that does not fit is retried after the window is compacted and refilled, so memory is bounded
+// by the longest row (max_line), never by the file.
+//
+// Invariants: buf[beg, end) holds unparsed bytes; `line` is the line number of buf[beg]; the
+// fields returned point into `out`, which only the next call rewrites.
+#include "rd/csv.h"
+
+#include "rd/alloc.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CSV_CHUNK    (1u << 20)
+#define CSV_MAX_LINE ((size_t)64 << 20)
+#define CSV_NAME_MAX 512
+
+struct rd_csv_reader {
+    char name[CSV_NAME_MAX];
+    FILE *fp;          // NULL for memory readers
+    char *own;         // the window (file readers); NULL for memory readers
+    const char *buf;   // own, or the caller's buffer
+    size_t cap;        // bytes allocated in own
+    size_t beg, end;   // unparsed bytes are buf[beg, end)
+    int eof;           // no more bytes will arrive after buf[end)
+    int started;       // BOM check done
+    int failed;        // sticky error state
+    uint64_t line;     // line number of buf[beg]
+    uint64_t row_line; // line of the row last returned
+    char delim[4];
+    size_t dlen;
+    int quote;
+    size_t max_line;
+    char *out; // field bytes of the current row, unquoted
+    size_t out_len, out_cap;
+    size_t *starts; // field start offsets into out (n + 1 entries used)
+    rd_csv_field *fields;
+    size_t f_cap;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Opening and closing
+
+static int
+init_common(rd_csv_reader *r, const char *name, const rd_csv_options *opt, rd_errbuf *eb) {
+    snprintf(r->name, sizeof r->name, "%s", name ? name : "<input>");
+    const char *d = (opt && opt->delimiter[0]) ? opt->delimiter : ",";
+    size_t dl = strnlen(d, sizeof opt->delimiter);
+    if (dl == 0 || dl > 3 || memchr(d, '\n', dl) || memchr(d, '\r', dl))
+        return rd_err_set(eb, RD_ERR_ARG, "%s: invalid delimiter (1 to 3 bytes, no newline)",
+                          r->name);
+    if (opt && opt->quote && memchr(d, opt->quote, dl))
+        return rd_err_set(eb, RD_ERR_ARG, "%s: the quote character is part of the delimiter",
+                          r->name);
+    memcpy(r->delim, d, dl);
+    r->delim[dl] = '\0';
+    r->dlen = dl;
+    r->quote = opt ? opt->quote : 0;
+    r->max_line = (opt && opt->max_line) ? opt->max_line : CSV_MAX_LINE;
+    r->line = 1;
+    r->out_cap = 256;
+    r->f_cap = 16;
+    r->out = rd_malloc(r->out_cap);
+    r->starts = rd_malloc((r->f_cap + 1) * sizeof *r->starts);
+    r->fields = rd_malloc(r->f_cap * sizeof *r->fields);
+    if (!r->out || !r->starts || !r->fields)
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory", r->name);
+    return RD_OK;
+}
+
+int rd_csv_open(const char *path, const rd_csv_options *opt, rd_csv_reader **out, rd_errbuf *eb) {
+    *out = NULL;
+    rd_csv_reader *r = rd_calloc(1, sizeof *r);
+    if (!r)
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory", path);
+    int rc = init_common(r, path, opt, eb);
+    if (rc != RD_OK)
+        goto fn_fail;
+    r->fp = fopen(path, "rb");
+    if (!r->fp) {
+        rc = rd_err_set(eb, RD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        goto fn_fail;
+    }
+    r->cap = CSV_CHUNK;
+    r->own = rd_malloc(r->cap);
+    if (!r->own) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory", path);
+        goto fn_fail;
+    }
+    r->buf = r->own;
+    *out = r;
+    return RD_OK;
+fn_fail:
+    rd_csv_close(r);
+    return rc;
+}
+
+int rd_csv_open_mem(const char *name,
+                    const char *data,
+                    size_t len,
+                    const rd_csv_options *opt,
+                    rd_csv_reader **out,
+                    rd_errbuf *eb) {
+    *out = NULL;
+    rd_csv_reader *r = rd_calloc(1, sizeof *r);
+    if (!r)
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory", name);
+    int rc = init_common(r, name, opt, eb);
+    if (rc != RD_OK) {
+        rd_csv_close(r);
+        return rc;
+    }
+    r->buf = data ? data : "";
+    r->end = data ? len : 0;
+    r->eof = 1;
+    *out = r;
+    return RD_OK;
+}
+
+void rd_csv_close(rd_csv_reader *r) {
+    if (!r)
+        return;
+    if (r->fp)
+        fclose(r->fp);
+    rd_free(r->own);
+    rd_free(r->out);
+    rd_free(r->starts);
+    rd_free(r->fields);
+    rd_free(r);
+}
+
+uint64_t rd_csv_line(const rd_csv_reader *r) {
+    return r->row_line;
+}
+
+const char *rd_csv_name(const rd_csv_reader *r) {
+    return r->name;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buffer management
+
+// Make room and read more bytes. Keeps buf[beg, end) and moves it to the front.
+static int refill(rd_csv_reader *r, rd_errbuf *eb) {
+    if (r->eof)
+        return RD_OK;
+    if (r->beg > 0) {
+        memmove(r->own, r->own + r->beg, r->end - r->beg);
+        r->end -= r->beg;
+        r->beg = 0;
+    }
+    if (r->end == r->cap) {
+        if (r->cap > r->max_line + 4)
+            return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: row longer than %zu bytes", r->name,
+                              (unsigned long long)r->line, r->max_line);
+        size_t ncap = r->cap * 2;
+        char *nb = rd_realloc(r->own, ncap);
+        if (!nb)
+            return rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory for a %zu-byte row", r->name,
+                              ncap);
+        r->own = nb;
+        r->buf = nb;
+        r->cap = ncap;
+    }
+    size_t got = fread(r->own + r->end, 1, r->cap - r->end, r->fp);
+    r->end += got;
+    if (got == 0) {
+        if (ferror(r->fp))
+            return rd_err_set(eb, RD_ERR_IO, "%s:%llu: read error", r->name,
+                              (unsigned long long)r->line);
+        r->eof = 1;
+    }
+    return RD_OK;
+}
+
+static int out_push(rd_csv_reader *r, const char *p, size_t n) {
+    if (r->out_len + n > r->out_cap) {
+        size_t nc = r->out_cap;
+        while (nc < r->out_len + n)
+            nc *= 2;
+        char *nb = rd_realloc(r->out, nc);
+        if (!nb)
+            return -1;
+        r->out = nb;
+        r->out_cap = nc;
+    }
+    memcpy(r->out + r->out_len, p, n);
+    r->out_len += n;
+    return 0;
+}
+
+static int field_start(rd_csv_reader *r, size_t nf) {
+    if (nf + 1 > r->f_cap) {
+        size_t nc = r->f_cap * 2;
+        size_t *ns = rd_realloc(r->starts, (nc + 1) * sizeof *ns);
+        if (!ns)
+            return -1;
+        r->starts = ns;
+        rd_csv_field *nfld = rd_realloc(r->fields, nc * sizeof *nfld);
+        if (!nfld)
+            return -1;
+        r->fields = nfld;
+        r->f_cap = nc;
+    }
+    r->starts[nf] = r->out_len;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row parser
+
+enum { P_ROW = 1, P_MORE = 2, P_EOF = 3, P_SKIP = 4 };
+
+// Parse one row starting at buf[beg]. Returns P_ROW (row in out/starts, *nf fields, *used bytes
+// consumed including the newline, *nl newlines consumed), P_MORE (the row is not complete in the
+// window: refill and retry), P_EOF, P_SKIP (an empty line of *used bytes), or a negative status.
+static int parse_row(rd_csv_reader *r, size_t *nf_out, size_t *used, uint64_t *nl, rd_errbuf *eb) {
+    const char *b = r->buf + r->beg;
+    const char *e = r->buf + r->end;
+    const char *p = b;
+    const char *d = r->delim;
+    size_t dl = r->dlen;
+    uint64_t lines = 0;
+    if (p == e)
+        return r->eof ? P_EOF : P_MORE;
+    // Empty lines: "\n" or "\r\n" (and a lone "\r" at the very end).
+    if (*p == '\n') {
+        *used = 1;
+        *nl = 1;
+        return P_SKIP;
+    }
+    if (*p == '\r') {
+        if (p + 1 == e) {
+            if (!r->eof)
+                return P_MORE;
+            *used = 1;
+            *nl = 0;
+            return P_SKIP;
+        }
+        if (p[1] == '\n') {
+            *used = 2;
+            *nl = 1;
+            return P_SKIP;
+        }
+    }
+    r->out_len = 0;
+    size_t nf = 0;
+    for (;;) {
+        if (field_start(r, nf) != 0)
+            goto nomem;
+        nf++;
+        if ((size_t)(p - b) > r->max_line)
+            goto too_long;
+        if (r->quote && p < e && *p == (char)r->quote) {
+            // Quoted field: runs to the matching quote; "" is a literal quote.
+            p++;
+            for (;;) {
+                if (p == e) {
+                    if (!r->eof)
+                        return P_MORE;
+                    return rd_err_set(eb, RD_ERR_PARSE,
+                                      "%s:%llu: unterminated quoted field (column %zu)", r->name,
+                                      (unsigned long long)r->line, nf);
+                }
+                if (*p == (char)r->quote) {
+                    if (p + 1 == e && !r->eof)
+                        return P_MORE;
+                    if (p + 1 < e && p[1] == (char)r->quote) {
+                        if (out_push(r, p, 1) != 0)
+                            goto nomem;
+                        p += 2;
+                        continue;
+                    }
+                    p++;
+                    break;
+                }
+                const char *q = p;
+                while (q < e && *q != (char)r->quote) {
+                    if (*q == '\n')
+                        lines++;
+                    q++;
+                }
+                if (out_push(r, p, (size_t)(q - p)) != 0)
+                    goto nomem;
+                p = q;
+                if ((size_t)(p - b) > r->max_line)
+                    goto too_long;
+            }
+            // After the closing quote: delimiter, end of row, or an error.
+            if (p == e) {
+                if (!r->eof)
+                    return P_MORE;
+                break;
+            }
+            if (*p == '\n') {
+                p++;
+                lines++;
+                break;
+            }
+            if (*p == '\r') {
+                if (p + 1 == e) {
+                    if (!r->eof)
+                        return P_MORE;
+                    p++;
+                    break;
+                }
+                if (p[1] == '\n') {
+                    p += 2;
+                    lines++;
+                    break;
+                }
+            }
+            if ((size_t)(e - p) < dl && !r->eof && memcmp(p, d, (size_t)(e - p)) == 0)
+                return P_MORE;
+            if ((size_t)(e - p) >= dl && memcmp(p, d, dl) == 0) {
+                p += dl;
+                continue;
+            }
+            return rd_err_set(eb, RD_ERR_PARSE,
+                              "%s:%llu: unexpected character '%c' after the closing quote of "
+                              "column %zu",
+                              r->name, (unsigned long long)(r->line + lines),
+                              (*p >= 32 && *p < 127) ? *p : '?', nf);
+        }
+        // Unquoted field: up to a delimiter or the end of the row.
+        const char *q = p;
+        int ended = 0; // 1 = end of row, 2 = delimiter
+        for (;;) {
+            if (q == e) {
+                if (!r->eof)
+                    return P_MORE;
+                ended = 1;
+                break;
+            }
+            char c = *q;
+            if (c == '\n') {
+                ended = 1;
+                break;
+            }
+            if (c == d[0]) {
+                size_t left = (size_t)(e - q);
+                if (left >= dl) {
+                    if (memcmp(q, d, dl) == 0) {
+                        ended = 2;
+                        break;
+                    }
+                } else if (!r->eof) {
+                    return P_MORE;
+                }
+            }
+            q++;
+        }
+        size_t flen = (size_t)(q - p);
+        if (ended == 1 && flen > 0 && p[flen - 1] == '\r')
+            flen--; // CRLF
+        if (out_push(r, p, flen) != 0)
+            goto nomem;
+        if (ended == 2) {
+            p = q + dl;
+            continue;
+        }
+        p = q;
+        if (p < e) { // the newline
+            p++;
+            lines++;
+        }
+        break;
+    }
+    if ((size_t)(p - b) > r->max_line + 2)
+        goto too_long;
+    r->starts[nf] = r->out_len;
+    *nf_out = nf;
+    *used = (size_t)(p - b);
+    *nl = lines;
+    return P_ROW;
+nomem:
+    return rd_err_set(eb, RD_ERR_NOMEM, "%s:%llu: out of memory", r->name,
+                      (unsigned long long)r->line);
+too_long:
+    return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: row longer than %zu bytes", r->name,
+                      (unsigned long long)r->line, r->max_line);
+}
+
+int rd_csv_next(rd_csv_reader *r, const rd_csv_field **fields, size_t *n, rd_errbuf *eb) {
+    *fields = NULL;
+    *n = 0;
+    if (r->failed)
+        return rd_err_set(eb, RD_ERR_STATE, "%s: reader already failed", r->name);
+    for (;;) {
+        if (!r->started) {
+            if (r->end - r->beg < 3 && !r->eof) {
+                int rc = refill(r, eb);
+                if (rc != RD_OK) {
+                    r->failed = 1;
+                    return rc;
+                }
+                continue;
+            }
+            if (r->end - r->beg >= 3 && memcmp(r->buf + r->beg, "\xEF\xBB\xBF", 3) == 0)
+                r->beg += 3;
+            r->started = 1;
+        }
+        size_t nf = 0, used = 0;
+        uint64_t nl = 0;
+        int pr = parse_row(r, &nf, &used, &nl, eb);
+        if (pr < 0) {
+            r->failed = 1;
+            return pr;
+        }
+        if (pr == P_MORE) {
+            int rc = refill(r, eb);
+            if (rc != RD_OK) {
+                r->failed = 1;
+                return rc;
+            }
+            continue;
+        }
+        if (pr == P_EOF)
+            return 0;
+        if (pr == P_SKIP) {
+            r->beg += used;
+            r->line += nl;
+            continue;
+        }
+        r->row_line = r->line;
+        r->beg += used;
+        r->line += nl;
+        for (size_t i = 0; i < nf; i++) {
+            r->fields[i].ptr = r->out + r->starts[i];
+            r->fields[i].len = r->starts[i + 1] - r->starts[i];
+        }
+        *fields = r->fields;
+        *n = nf;
+        return 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers
+
+static void trim(const rd_csv_field *f, const char **p, const char **e) {
+    *p = f->ptr;
+    *e = f->ptr + f->len;
+    while (*p < *e && (**p == ' ' || **p == '\t'))
+        (*p)++;
+    while (*e > *p && ((*e)[-1] == ' ' || (*e)[-1] == '\t'))
+        (*e)--;
+}
+
+int rd_csv_parse_i64(const rd_csv_field *f, int64_t *out) {
+    const char *p, *e;
+    trim(f, &p, &e);
+    int neg = 0;
+    if (p < e && (*p == '-' || *p == '+')) {
+        neg = *p == '-';
+        p++;
+    }
+    if (p == e)
+        return -1;
+    uint64_t v = 0;
+    uint64_t lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; p < e; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        uint64_t dgt = (uint64_t)(*p - '0');
+        if (v > (lim - dgt) / 10)
+            return -1;
+        v = v * 10 + dgt;
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+int rd_csv_parse_double(const rd_csv_field *f, double *out) {
+    const char *p, *e;
+    trim(f, &p, &e);
+    size_t len = (size_t)(e - p);
+    if (len == 0 || len >= 64)
+        return -1;
+    char tmp[64];
+    memcpy(tmp, p, len);
+    tmp[len] = '\0';
+    // strtod also accepts "inf", "nan" and hex floats; only finite decimal values are wanted.
+    for (size_t i = 0; i < len; i++) {
+        char c = tmp[i];
+        if (!((c >= '0' && c <= '9') || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E'))
+            return -1;
+    }
+    char *endp = NULL;
+    errno = 0;
+    double v = strtod(tmp, &endp);
+    if (endp != tmp + len || errno == ERANGE || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}

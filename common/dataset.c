@@ -1,0 +1,1350 @@
+// dataset.c — the binary dataset format: builder (streaming writer, per-user index, header,
+// meta.yaml, atomic install) and reader (mmap, verification, splits, iteration, history).
+//
+// Workload: written once by `recdistill prepare` (10^5 .. 10^8 events, streamed: memory is
+// bounded by the number of users, items and distinct field values, never by the events), then
+// mapped read-only by every rank of every job, possibly many times per run.
+//
+// Invariants:
+//   - records are appended in time order; record i has id i; dense user/item indices are given
+//     in order of first appearance among kept events;
+//   - the index sections are derived from the records alone (counting sort by user, stable);
+//   - nothing is visible at dc->dir until every byte is written and fsynced: the folder is built
+//     under "<dir>.tmp-<pid>" and renamed (or atomically exchanged with an old dataset);
+//   - every byte of events.bin is covered by a CRC-32C (header, records, index).
+#include "dataset_internal.h"
+
+#include "rd/alloc.h"
+#include "rd/hash.h"
+#include "rd/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the dataset format is little-endian; big-endian hosts are not supported"
+#endif
+
+_Static_assert(sizeof(rd_record) == 48, "rd_record is the 48-byte record prefix");
+
+// ---------------------------------------------------------------------------------------------
+// On-disk header (little-endian). Followed by n_fields disk_field entries and (n_windows + 1)
+// uint64 window boundaries, zero-padded to header_size (a multiple of 64).
+
+#define HDR_ENDIAN 0x01020304u
+
+typedef struct disk_header {
+    char magic[8];        // RD_DATASET_MAGIC
+    uint32_t version;     // RD_DATASET_VERSION
+    uint32_t header_size; // bytes before the first record
+    uint32_t record_size; // bytes per record
+    uint32_t n_slots;     // key slots per record
+    uint32_t n_numeric;   // floats per record
+    uint32_t n_fields;    // field table entries
+    uint32_t n_windows;   // K stream windows
+    int32_t source;       // rd_data_source
+    uint64_t n_events, n_users, n_items, n_positives;
+    int64_t ts_min, ts_max;
+    uint64_t raw_events, raw_positives;
+    double neg_rate, pos_rate;
+    uint64_t batch_end, holdout_begin;
+    uint64_t records_off, user_off_off, user_rec_off, user_pos_off, file_size;
+    uint32_t records_crc, index_crc, header_crc, endian;
+} disk_header;
+
+typedef struct disk_field {
+    char name[RD_NAME_MAX];
+    uint32_t kind, offset, width, reserved;
+    uint64_t vocab;
+} disk_field;
+
+_Static_assert(sizeof(disk_header) == 192, "header layout is part of the format");
+_Static_assert(sizeof(disk_field) == 56, "field layout is part of the format");
+
+static uint64_t round_up(uint64_t x, uint64_t a) {
+    return (x + a - 1) / a * a;
+}
+
+static uint32_t record_size_of(uint32_t n_slots, uint32_t n_numeric) {
+    return (uint32_t)round_up(sizeof(rd_record) + 8ull * n_slots + 4ull * n_numeric, 8);
+}
+
+static uint32_t header_size_of(uint32_t n_fields, uint32_t n_windows) {
+    return (uint32_t)round_up(
+        sizeof(disk_header) + sizeof(disk_field) * n_fields + 8ull * (n_windows + 1), 64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+int rd__layout_add(rd__layout *lay, const char *name, int kind, uint32_t width) {
+    if (lay->n_fields >= RD_MAX_FIELDS)
+        return -1;
+    rd_dataset_field *f = &lay->fields[lay->n_fields];
+    memset(f, 0, sizeof *f);
+    snprintf(f->name, sizeof f->name, "%s", name);
+    f->kind = kind;
+    if (kind == RD_FIELD_NUMERIC) {
+        f->offset = lay->n_numeric;
+        f->width = 1;
+        lay->n_numeric++;
+    } else {
+        f->offset = lay->n_slots;
+        f->width = width;
+        lay->n_slots += width;
+    }
+    return lay->n_fields++;
+}
+
+void rd__yaml_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p == '\t')
+            fputs("\\t", f);
+        else if (*p < 32 || *p == 127)
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+int rd__u64map_init(rd__u64map *m, uint64_t cap_hint) {
+    uint64_t cap = 16;
+    while (cap < 2 * cap_hint)
+        cap *= 2;
+    m->keys = rd_calloc(cap, sizeof *m->keys);
+    m->vals = rd_malloc(cap * sizeof *m->vals);
+    m->cap = cap;
+    m->n = 0;
+    if (!m->keys || !m->vals) {
+        rd__u64map_free(m);
+        return RD_ERR_NOMEM;
+    }
+    return RD_OK;
+}
+
+void rd__u64map_free(rd__u64map *m) {
+    rd_free(m->keys);
+    rd_free(m->vals);
+    m->keys = NULL;
+    m->vals = NULL;
+    m->cap = m->n = 0;
+}
+
+static int u64map_grow(rd__u64map *m) {
+    rd__u64map nm;
+    if (rd__u64map_init(&nm, m->cap) != RD_OK) // cap_hint = old cap -> doubles
+        return RD_ERR_NOMEM;
+    for (uint64_t i = 0; i < m->cap; i++) {
+        uint64_t k = m->keys[i];
+        if (!k)
+            continue;
+        uint64_t j = rd_mix64(k) & (nm.cap - 1);
+        while (nm.keys[j])
+            j = (j + 1) & (nm.cap - 1);
+        nm.keys[j] = k;
+        nm.vals[j] = m->vals[i];
+    }
+    nm.n = m->n;
+    rd__u64map_free(m);
+    *m = nm;
+    return RD_OK;
+}
+
+uint32_t *rd__u64map_put(rd__u64map *m, uint64_t key, uint32_t val_if_new, int *inserted) {
+    RD_ASSERT(key != 0);
+    *inserted = 0;
+    uint64_t j = rd_mix64(key) & (m->cap - 1);
+    while (m->keys[j]) {
+        if (m->keys[j] == key)
+            return &m->vals[j];
+        j = (j + 1) & (m->cap - 1);
+    }
+    if (2 * (m->n + 1) > m->cap) {
+        if (u64map_grow(m) != RD_OK)
+            return NULL;
+        j = rd_mix64(key) & (m->cap - 1);
+        while (m->keys[j])
+            j = (j + 1) & (m->cap - 1);
+    }
+    m->keys[j] = key;
+    m->vals[j] = val_if_new;
+    m->n++;
+    *inserted = 1;
+    return &m->vals[j];
+}
+
+uint32_t *rd__u64map_get(const rd__u64map *m, uint64_t key) {
+    if (!key || !m->cap)
+        return NULL;
+    uint64_t j = rd_mix64(key) & (m->cap - 1);
+    while (m->keys[j]) {
+        if (m->keys[j] == key)
+            return &m->vals[j];
+        j = (j + 1) & (m->cap - 1);
+    }
+    return NULL;
+}
+
+// Drop the pages of map[off, off + len) from this process (whole pages inside the range only).
+// For a shared file mapping this only unmaps: the data, dirty or not, stays in the page cache and
+// reaches the file. It keeps the resident set of a pass over a large file small.
+static void drop_pages(const uint8_t *map, uint64_t off, uint64_t len) {
+    uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t a = round_up(off, pg), b = (off + len) / pg * pg;
+    if (b > a)
+        madvise((void *)(uintptr_t)(map + a), (size_t)(b - a), MADV_DONTNEED);
+}
+
+#define PASS_CHUNK ((uint64_t)32 << 20) // bytes per step of the sequential passes
+
+static uint32_t crc_pass(uint32_t crc, const uint8_t *map, uint64_t off, uint64_t len) {
+    for (uint64_t done = 0; done < len;) {
+        uint64_t k = len - done < PASS_CHUNK ? len - done : PASS_CHUNK;
+        crc = rd_crc32c(crc, map + off + done, (size_t)k);
+        drop_pages(map, off + done, k);
+        done += k;
+    }
+    return crc;
+}
+
+static int write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+// Parent folder of `path` into `out` ("." if none).
+static void parent_of(const char *path, char *out, size_t n) {
+    snprintf(out, n, "%s", path);
+    size_t len = strlen(out);
+    while (len > 1 && out[len - 1] == '/')
+        out[--len] = '\0';
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        snprintf(out, n, ".");
+    else if (slash == out)
+        out[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+// mkdir -p
+static int make_dirs(const char *path) {
+    char tmp[RD_PATH_MAX + 64];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+// What is at `path`: 0 nothing, 1 a dataset folder (only events.bin / meta.yaml inside, and
+// events.bin present), 2 something else (name of an offending entry in `why`).
+static int classify_dir(const char *path, char *why, size_t wn) {
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(why, wn, "it is not a folder");
+        return 2;
+    }
+    DIR *d = opendir(path);
+    if (!d) {
+        snprintf(why, wn, "it cannot be listed: %s", strerror(errno));
+        return 2;
+    }
+    int has_events = 0, other = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (strcmp(de->d_name, RD_DATASET_FILE) == 0)
+            has_events = 1;
+        else if (strcmp(de->d_name, RD_DATASET_META) != 0 && !other) {
+            other = 1;
+            snprintf(why, wn, "it holds '%s'", de->d_name);
+        }
+    }
+    closedir(d);
+    if (other)
+        return 2;
+    if (!has_events) {
+        snprintf(why, wn, "it holds no %s", RD_DATASET_FILE);
+        return 2;
+    }
+    return 1;
+}
+
+// Remove a folder holding only the dataset's own files (never anything else).
+static void remove_dataset_dir(const char *path) {
+    char f[RD_PATH_MAX + 96];
+    snprintf(f, sizeof f, "%s/%s", path, RD_DATASET_FILE);
+    unlink(f);
+    snprintf(f, sizeof f, "%s/%s", path, RD_DATASET_META);
+    unlink(f);
+    rmdir(path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builder
+
+struct rd__builder {
+    rd__layout lay;
+    rd_split_config split;
+    char dir[RD_PATH_MAX];
+    char tmp[RD_PATH_MAX + 32];
+    char events_path[RD_PATH_MAX + 64];
+    int fd;
+    int have_tmp;
+    int finished;
+    uint32_t record_size, header_size;
+    uint8_t *rec;  // scratch record
+    uint8_t *wbuf; // write buffer
+    size_t wlen, wcap;
+    size_t crc_skip; // placeholder header bytes at the start of the first buffer
+    uint32_t records_crc;
+    uint64_t n, n_pos, raw, raw_pos;
+    int64_t ts_min, ts_max;
+    double neg_rate, pos_rate;
+    uint64_t ns_seed; // negative-sampling hash seed
+    rd__u64map users, items;
+    rd__u64map vocab[RD_MAX_FIELDS];
+    uint64_t *user_count; // events per dense user
+    uint64_t user_cap;
+};
+
+int rd__builder_create(const rd_data_config *dc,
+                       const rd__layout *lay,
+                       uint64_t seed,
+                       rd__builder **out,
+                       rd_errbuf *eb) {
+    *out = NULL;
+    if (!dc->dir[0])
+        return rd_err_set(eb, RD_ERR_CONFIG, "data.dir: the dataset folder is not set");
+    if (strlen(dc->dir) + 32 >= RD_PATH_MAX)
+        return rd_err_set(eb, RD_ERR_CONFIG, "data.dir: path too long: %s", dc->dir);
+    const rd_split_config *sp = &dc->split;
+    if (!(sp->batch_fraction > 0 && sp->batch_fraction < 1) || !(sp->holdout_fraction >= 0) ||
+        sp->batch_fraction + sp->holdout_fraction >= 1 || sp->stream_windows < 1 ||
+        sp->stream_windows > 10000)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "data.split: need 0 < batch_fraction, 0 <= holdout_fraction, sum < 1, "
+                          "1 <= stream_windows <= 10000 (got %g, %g, %d)",
+                          sp->batch_fraction, sp->holdout_fraction, sp->stream_windows);
+    const rd_negsample_config *ng = &dc->negatives;
+    if (!(ng->rate > 0 && ng->rate <= 1) || !(ng->pos_rate > 0 && ng->pos_rate <= 1))
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "data.negatives: rate and pos_rate must be in (0, 1] (got %g, %g)",
+                          ng->rate, ng->pos_rate);
+    char why[300];
+    if (classify_dir(dc->dir, why, sizeof why) == 2)
+        return rd_err_set(eb, RD_ERR_EXISTS,
+                          "data.dir %s exists and is not a dataset folder (%s); remove it or "
+                          "choose another data.dir",
+                          dc->dir, why);
+
+    rd__builder *b = rd_calloc(1, sizeof *b);
+    if (!b)
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    int rc = RD_OK;
+    b->fd = -1;
+    b->lay = *lay;
+    b->split = *sp;
+    b->neg_rate = ng->rate;
+    b->pos_rate = ng->pos_rate;
+    b->ns_seed = rd_mix64(seed ^ 0x6e65675f73616d70ULL);
+    snprintf(b->dir, sizeof b->dir, "%s", dc->dir);
+    size_t dl = strlen(b->dir);
+    while (dl > 1 && b->dir[dl - 1] == '/')
+        b->dir[--dl] = '\0';
+    snprintf(b->tmp, sizeof b->tmp, "%s.tmp-%ld", b->dir, (long)getpid());
+    snprintf(b->events_path, sizeof b->events_path, "%s/%s", b->tmp, RD_DATASET_FILE);
+    b->record_size = record_size_of(lay->n_slots, lay->n_numeric);
+    b->header_size = header_size_of((uint32_t)lay->n_fields, (uint32_t)sp->stream_windows);
+    b->wcap = (size_t)4 << 20;
+    b->rec = rd_calloc(1, b->record_size);
+    b->wbuf = rd_malloc(b->wcap);
+    b->user_cap = 1024;
+    b->user_count = rd_calloc(b->user_cap, sizeof *b->user_count);
+    if (!b->rec || !b->wbuf || !b->user_count || rd__u64map_init(&b->users, 1024) != RD_OK ||
+        rd__u64map_init(&b->items, 1024) != RD_OK) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+        goto fn_fail;
+    }
+    for (int f = 0; f < lay->n_fields; f++)
+        if (lay->fields[f].kind != RD_FIELD_NUMERIC && rd__u64map_init(&b->vocab[f], 64) != RD_OK) {
+            rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+            goto fn_fail;
+        }
+
+    char parent[RD_PATH_MAX];
+    parent_of(b->dir, parent, sizeof parent);
+    if (make_dirs(parent) != 0) {
+        rc = rd_err_set(eb, RD_ERR_IO, "cannot create folder %s: %s", parent, strerror(errno));
+        goto fn_fail;
+    }
+    if (mkdir(b->tmp, 0777) != 0) {
+        // A leftover of an earlier process with our pid: remove it if it is only ours.
+        if (errno == EEXIST && classify_dir(b->tmp, why, sizeof why) == 1) {
+            remove_dataset_dir(b->tmp);
+            if (mkdir(b->tmp, 0777) == 0)
+                goto made;
+        }
+        rc = rd_err_set(eb, RD_ERR_IO, "cannot create folder %s: %s", b->tmp, strerror(errno));
+        goto fn_fail;
+    }
+made:
+    b->have_tmp = 1;
+    b->fd = open(b->events_path, O_RDWR | O_CREAT | O_TRUNC, 0666);
+    if (b->fd < 0) {
+        rc = rd_err_set(eb, RD_ERR_IO, "cannot create %s: %s", b->events_path, strerror(errno));
+        goto fn_fail;
+    }
+    // Placeholder header; the real one is written by finish.
+    memset(b->wbuf, 0, b->header_size);
+    b->wlen = b->header_size;
+    b->crc_skip = b->header_size;
+    b->ts_min = INT64_MAX;
+    b->ts_max = INT64_MIN;
+    *out = b;
+    return RD_OK;
+fn_fail:
+    rd__builder_destroy(b);
+    return rc;
+}
+
+// Write the buffer out; the record CRC covers everything but the placeholder header.
+static int flush_buf(rd__builder *b, rd_errbuf *eb) {
+    if (b->wlen == 0)
+        return RD_OK;
+    b->records_crc = rd_crc32c(b->records_crc, b->wbuf + b->crc_skip, b->wlen - b->crc_skip);
+    b->crc_skip = 0;
+    if (write_all(b->fd, b->wbuf, b->wlen) != 0)
+        return rd_err_set(eb, RD_ERR_IO, "cannot write %s: %s", b->events_path, strerror(errno));
+    b->wlen = 0;
+    return RD_OK;
+}
+
+uint64_t rd__builder_count(const rd__builder *b) {
+    return b->n;
+}
+
+uint64_t rd__builder_raw_count(const rd__builder *b) {
+    return b->raw;
+}
+
+int rd__builder_add(rd__builder *b, const rd__event *ev, rd_errbuf *eb) {
+    RD_ASSERT(!b->finished);
+    RD_ASSERT(ev->label == 0.0f || ev->label == 1.0f);
+    RD_ASSERT(b->n == 0 || ev->ts >= b->ts_max); // sources feed events in time order
+    int pos = ev->label > 0.5f;
+    b->raw++;
+    b->raw_pos += (uint64_t)pos;
+    double rate = pos ? b->pos_rate : b->neg_rate;
+    if (rate < 1.0) {
+        uint64_t h = rd_mix64(b->ns_seed ^ rd_mix64(ev->sample));
+        double u = (double)(h >> 11) * (1.0 / 9007199254740992.0);
+        if (u >= rate)
+            return RD_OK;
+    }
+    int ins = 0;
+    uint32_t *uidx = rd__u64map_put(&b->users, ev->user_key, (uint32_t)b->users.n, &ins);
+    if (!uidx)
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory (users)");
+    if (ins && b->users.n >= UINT32_MAX)
+        return rd_err_set(eb, RD_ERR_RANGE, "more than %u distinct users", UINT32_MAX - 1);
+    uint32_t u = *uidx;
+    uint32_t *iidx = rd__u64map_put(&b->items, ev->item_key, (uint32_t)b->items.n, &ins);
+    if (!iidx)
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory (items)");
+    if (ins && b->items.n >= UINT32_MAX)
+        return rd_err_set(eb, RD_ERR_RANGE, "more than %u distinct items", UINT32_MAX - 1);
+    if (u >= b->user_cap) {
+        uint64_t nc = b->user_cap * 2;
+        uint64_t *ncnt = rd_realloc(b->user_count, nc * sizeof *ncnt);
+        if (!ncnt)
+            return rd_err_set(eb, RD_ERR_NOMEM, "out of memory (users)");
+        memset(ncnt + b->user_cap, 0, (nc - b->user_cap) * sizeof *ncnt);
+        b->user_count = ncnt;
+        b->user_cap = nc;
+    }
+    b->user_count[u]++;
+
+    rd_record *r = (rd_record *)b->rec;
+    memset(b->rec, 0, b->record_size);
+    r->id = b->n;
+    r->ts = ev->ts;
+    r->user = u;
+    r->item = *iidx;
+    r->label = ev->label;
+    r->weight = (float)(1.0 / rate);
+    r->user_key = ev->user_key;
+    r->item_key = ev->item_key;
+    uint64_t *keys = (uint64_t *)(b->rec + sizeof(rd_record));
+    float *nums = (float *)(keys + b->lay.n_slots);
+    if (b->lay.n_slots)
+        memcpy(keys, ev->keys, 8ull * b->lay.n_slots);
+    if (b->lay.n_numeric)
+        memcpy(nums, ev->nums, 4ull * b->lay.n_numeric);
+    for (int f = 0; f < b->lay.n_fields; f++) {
+        const rd_dataset_field *fd = &b->lay.fields[f];
+        if (fd->kind == RD_FIELD_NUMERIC)
+            continue;
+        for (uint32_t s = 0; s < fd->width; s++) {
+            uint64_t k = keys[fd->offset + s];
+            if (k && !rd__u64map_put(&b->vocab[f], k, 0, &ins))
+                return rd_err_set(eb, RD_ERR_NOMEM, "out of memory (vocabulary of %s)", fd->name);
+        }
+    }
+    if (b->wlen + b->record_size > b->wcap) {
+        int rc = flush_buf(b, eb);
+        if (rc != RD_OK)
+            return rc;
+    }
+    memcpy(b->wbuf + b->wlen, b->rec, b->record_size);
+    b->wlen += b->record_size;
+    if (b->n == 0)
+        b->ts_min = ev->ts;
+    b->ts_max = ev->ts;
+    b->n++;
+    b->n_pos += (uint64_t)pos;
+    return RD_OK;
+}
+
+// Split boundaries (see rd/dataset.h): wb[0] = b, wb[K] = h.
+static void compute_splits(uint64_t n, const rd_split_config *sp, uint64_t *wb) {
+    uint64_t K = (uint64_t)sp->stream_windows;
+    double bd = llround((double)n * sp->batch_fraction);
+    double hd = llround((double)n * sp->holdout_fraction);
+    uint64_t b = bd < 0 ? 0 : (uint64_t)bd;
+    uint64_t hc = hd < 0 ? 0 : (uint64_t)hd;
+    if (b > n)
+        b = n;
+    uint64_t h = hc > n ? 0 : n - hc;
+    if (h < b)
+        h = b;
+    for (uint64_t w = 0; w <= K; w++)
+        wb[w] = b + (h - b) * w / K;
+}
+
+static void fmt_utc(int64_t ts, char *out, size_t n) {
+    time_t t = (time_t)ts;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, n, "?");
+}
+
+static const char *kind_name(int kind) {
+    switch (kind) {
+        case RD_FIELD_CATEGORICAL:
+            return "categorical";
+        case RD_FIELD_MULTI:
+            return "multi";
+        case RD_FIELD_NUMERIC:
+            return "numeric";
+        default:
+            return "?";
+    }
+}
+
+static const char *source_name(int s) {
+    switch (s) {
+        case RD_DATA_SYNTHETIC:
+            return "synthetic";
+        case RD_DATA_MOVIELENS100K:
+            return "movielens100k";
+        case RD_DATA_MOVIELENS1M:
+            return "movielens1m";
+        case RD_DATA_CSV:
+            return "csv";
+        default:
+            return "?";
+    }
+}
+
+static void yaml_range(FILE *f,
+                       const char *indent,
+                       const char *name,
+                       uint64_t beg,
+                       uint64_t end,
+                       const uint8_t *recs,
+                       uint32_t rs) {
+    fprintf(f, "%s%s: {begin: %llu, end: %llu, events: %llu", indent, name, (unsigned long long)beg,
+            (unsigned long long)end, (unsigned long long)(end - beg));
+    if (end > beg) {
+        const rd_record *r0 = (const rd_record *)(recs + beg * rs);
+        const rd_record *r1 = (const rd_record *)(recs + (end - 1) * rs);
+        fprintf(f, ", ts_first: %lld, ts_last: %lld", (long long)r0->ts, (long long)r1->ts);
+    }
+    fprintf(f, "}\n");
+}
+
+static int write_meta(rd__builder *b,
+                      const disk_header *h,
+                      const uint64_t *wb,
+                      const uint8_t *recs,
+                      const char *source_yaml,
+                      rd_errbuf *eb) {
+    char path[RD_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", b->tmp, RD_DATASET_META);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return rd_err_set(eb, RD_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    char t0[40], t1[40];
+    fmt_utc(h->ts_min, t0, sizeof t0);
+    fmt_utc(h->ts_max, t1, sizeof t1);
+    uint32_t rs = h->record_size;
+    fprintf(f, "# recdistill dataset, written by `recdistill prepare`. events.bin holds the "
+               "records;\n# this file describes them (see include/rd/dataset.h).\n");
+    fprintf(f,
+            "format: {file: %s, magic: \"RDDSET\\r\\n\", version: %u, bytes: %llu, "
+            "header_size: %u, header_crc32c: 0x%08x, records_crc32c: 0x%08x, "
+            "index_crc32c: 0x%08x}\n",
+            RD_DATASET_FILE, h->version, (unsigned long long)h->file_size, h->header_size,
+            h->header_crc, h->records_crc, h->index_crc);
+    fprintf(f, "source: %s\n", source_name(h->source));
+    fprintf(f, "events: %llu\nusers: %llu\nitems: %llu\npositives: %llu\nlabel_rate: %.6f\n",
+            (unsigned long long)h->n_events, (unsigned long long)h->n_users,
+            (unsigned long long)h->n_items, (unsigned long long)h->n_positives,
+            (double)h->n_positives / (double)h->n_events);
+    fprintf(f, "time: {min: %lld, max: %lld, min_utc: \"%s\", max_utc: \"%s\"}\n",
+            (long long)h->ts_min, (long long)h->ts_max, t0, t1);
+    fprintf(f,
+            "negatives:\n  rate: %.17g          # r_s: fraction of negatives kept\n"
+            "  pos_rate: %.17g      # r_+: fraction of positives kept\n"
+            "  events_before: %llu\n  positives_before: %llu\n  negatives_before: %llu\n"
+            "  positives_kept: %llu\n  negatives_kept: %llu\n",
+            h->neg_rate, h->pos_rate, (unsigned long long)h->raw_events,
+            (unsigned long long)h->raw_positives,
+            (unsigned long long)(h->raw_events - h->raw_positives),
+            (unsigned long long)h->n_positives, (unsigned long long)(h->n_events - h->n_positives));
+    fprintf(f,
+            "layout:\n  record_size: %u\n  prefix: [id u64 @0, ts i64 @8, user u32 @16, "
+            "item u32 @20, label f32 @24, weight f32 @28, user_key u64 @32, item_key u64 "
+            "@40]\n  slots: %u                # uint64 keys at byte %zu\n"
+            "  numeric: %u              # float32 at byte %zu\n",
+            rs, h->n_slots, sizeof(rd_record), h->n_numeric,
+            sizeof(rd_record) + 8 * (size_t)h->n_slots);
+    fprintf(f, "fields:\n");
+    if (b->lay.n_fields == 0)
+        fprintf(f, "  []\n");
+    for (int i = 0; i < b->lay.n_fields; i++) {
+        const rd_dataset_field *fd = &b->lay.fields[i];
+        fprintf(f, "  - {name: ");
+        rd__yaml_str(f, fd->name);
+        fprintf(f, ", kind: %s, %s: %u, width: %u, vocab: %llu}\n", kind_name(fd->kind),
+                fd->kind == RD_FIELD_NUMERIC ? "index" : "slot", fd->offset, fd->width,
+                (unsigned long long)fd->vocab);
+    }
+    fprintf(f, "vocab:\n  user: %llu\n  item: %llu\n", (unsigned long long)h->n_users,
+            (unsigned long long)h->n_items);
+    for (int i = 0; i < b->lay.n_fields; i++)
+        if (b->lay.fields[i].kind != RD_FIELD_NUMERIC)
+            fprintf(f, "  %s: %llu\n", b->lay.fields[i].name,
+                    (unsigned long long)b->lay.fields[i].vocab);
+    fprintf(f,
+            "split:\n  batch_fraction: %.17g\n  holdout_fraction: %.17g\n"
+            "  stream_windows: %u\n",
+            b->split.batch_fraction, b->split.holdout_fraction, h->n_windows);
+    yaml_range(f, "  ", "batch", 0, wb[0], recs, rs);
+    fprintf(f, "  stream:\n");
+    for (uint32_t w = 0; w < h->n_windows; w++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "- w%u", w);
+        yaml_range(f, "    ", nm, wb[w], wb[w + 1], recs, rs);
+    }
+    yaml_range(f, "  ", "holdout", wb[h->n_windows], h->n_events, recs, rs);
+    if (source_yaml)
+        fputs(source_yaml, f);
+    int bad = ferror(f) != 0;
+    bad |= fflush(f) != 0;
+    bad |= fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad)
+        return rd_err_set(eb, RD_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    return RD_OK;
+}
+
+// Put the finished temporary folder at b->dir: a plain rename when nothing is there, an atomic
+// exchange (renameat2 RENAME_EXCHANGE) with an old dataset folder otherwise.
+static int install(rd__builder *b, rd_errbuf *eb) {
+    char why[300];
+    int what = classify_dir(b->dir, why, sizeof why);
+    if (what == 2)
+        return rd_err_set(eb, RD_ERR_EXISTS, "data.dir %s exists and is not a dataset folder (%s)",
+                          b->dir, why);
+    if (what == 0) {
+        if (rename(b->tmp, b->dir) != 0)
+            return rd_err_set(eb, RD_ERR_IO, "cannot rename %s to %s: %s", b->tmp, b->dir,
+                              strerror(errno));
+    } else {
+        int rc = -1;
+#if defined(SYS_renameat2)
+        rc = (int)syscall(SYS_renameat2, AT_FDCWD, b->tmp, AT_FDCWD, b->dir, 2 /*EXCHANGE*/);
+#endif
+        if (rc == 0) {
+            remove_dataset_dir(b->tmp); // the old dataset now lives under the temporary name
+        } else {
+            // No exchange on this file system: move the old one aside, then rename.
+            char old[RD_PATH_MAX + 48];
+            snprintf(old, sizeof old, "%s.old-%ld", b->dir, (long)getpid());
+            if (rename(b->dir, old) != 0)
+                return rd_err_set(eb, RD_ERR_IO, "cannot move %s aside: %s", b->dir,
+                                  strerror(errno));
+            if (rename(b->tmp, b->dir) != 0) {
+                int e = errno;
+                if (rename(old, b->dir) != 0)
+                    RD_LOG_ERROR("could not restore %s from %s", b->dir, old);
+                return rd_err_set(eb, RD_ERR_IO, "cannot rename %s to %s: %s", b->tmp, b->dir,
+                                  strerror(e));
+            }
+            remove_dataset_dir(old);
+        }
+    }
+    b->have_tmp = 0;
+    char parent[RD_PATH_MAX];
+    parent_of(b->dir, parent, sizeof parent);
+    if (fsync_path(parent) != 0)
+        RD_LOG_WARN("fsync of folder %s failed: %s", parent, strerror(errno));
+    return RD_OK;
+}
+
+int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
+    RD_ASSERT(!b->finished);
+    int rc = RD_OK;
+    uint8_t *map = MAP_FAILED;
+    uint64_t *cursor = NULL;
+    size_t file_size = 0;
+    if (b->n == 0)
+        return rd_err_set(eb, RD_ERR_EMPTY, "no events: %s",
+                          b->raw ? "every event was dropped by negative sampling"
+                                 : "the input holds no data rows");
+    // 1. Flush the records.
+    if ((rc = flush_buf(b, eb)) != RD_OK)
+        return rc;
+
+    // 2. Layout of the file.
+    uint64_t n = b->n, U = b->users.n, K = (uint64_t)b->split.stream_windows;
+    disk_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, RD_DATASET_MAGIC, 8);
+    h.version = RD_DATASET_VERSION;
+    h.header_size = b->header_size;
+    h.record_size = b->record_size;
+    h.n_slots = b->lay.n_slots;
+    h.n_numeric = b->lay.n_numeric;
+    h.n_fields = (uint32_t)b->lay.n_fields;
+    h.n_windows = (uint32_t)K;
+    h.source = b->lay.source;
+    h.n_events = n;
+    h.n_users = U;
+    h.n_items = b->items.n;
+    h.n_positives = b->n_pos;
+    h.ts_min = b->ts_min;
+    h.ts_max = b->ts_max;
+    h.raw_events = b->raw;
+    h.raw_positives = b->raw_pos;
+    h.neg_rate = b->neg_rate;
+    h.pos_rate = b->pos_rate;
+    h.records_off = b->header_size;
+    h.user_off_off = h.records_off + n * b->record_size;
+    h.user_rec_off = h.user_off_off + (U + 1) * 8;
+    h.user_pos_off = h.user_rec_off + n * 8;
+    h.file_size = h.user_pos_off + round_up(n * 4, 8);
+    h.endian = HDR_ENDIAN;
+    h.records_crc = b->records_crc;
+    file_size = (size_t)h.file_size;
+
+    // 3. Reserve the index space (so a full disk is an error, not a SIGBUS) and map the file.
+    int e = posix_fallocate(b->fd, (off_t)h.user_off_off, (off_t)(h.file_size - h.user_off_off));
+    if (e != 0) {
+        rc = rd_err_set(eb, RD_ERR_IO, "cannot extend %s to %llu bytes: %s", b->events_path,
+                        (unsigned long long)h.file_size, strerror(e));
+        goto fn_fail;
+    }
+    map = mmap(NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, 0);
+    if (map == MAP_FAILED) {
+        rc = rd_err_set(eb, RD_ERR_IO, "cannot map %s: %s", b->events_path, strerror(errno));
+        goto fn_fail;
+    }
+    const uint8_t *recs = map + h.records_off;
+    uint64_t *user_off = (uint64_t *)(map + h.user_off_off);
+    uint64_t *user_rec = (uint64_t *)(map + h.user_rec_off);
+    uint32_t *user_pos = (uint32_t *)(map + h.user_pos_off);
+
+    // 4. Per-user index: counting sort of the record indices by user (stable = time order).
+    cursor = rd_malloc((U ? U : 1) * sizeof *cursor);
+    if (!cursor) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (user index of %llu users)",
+                        (unsigned long long)U);
+        goto fn_fail;
+    }
+    uint64_t acc = 0;
+    for (uint64_t u = 0; u < U; u++) {
+        if (b->user_count[u] > UINT32_MAX) {
+            rc = rd_err_set(eb, RD_ERR_RANGE, "user %llu has more than 2^32-1 events",
+                            (unsigned long long)u);
+            goto fn_fail;
+        }
+        user_off[u] = acc;
+        cursor[u] = acc;
+        acc += b->user_count[u];
+    }
+    user_off[U] = acc;
+    RD_ASSERT(acc == n);
+    uint64_t per_chunk = PASS_CHUNK / b->record_size + 1;
+    for (uint64_t i0 = 0; i0 < n; i0 += per_chunk) {
+        uint64_t i1 = i0 + per_chunk < n ? i0 + per_chunk : n;
+        for (uint64_t i = i0; i < i1; i++) {
+            uint32_t u = ((const rd_record *)(recs + i * b->record_size))->user;
+            RD_ASSERT(u < U);
+            user_pos[i] = (uint32_t)(cursor[u] - user_off[u]);
+            user_rec[cursor[u]++] = i;
+        }
+        // Records and positions are visited in order: let their pages go (user_rec is written
+        // at random and stays mapped until the CRC pass).
+        drop_pages(map, h.records_off + i0 * b->record_size, (i1 - i0) * b->record_size);
+        drop_pages(map, h.user_pos_off + i0 * 4, (i1 - i0) * 4);
+    }
+    if (n % 2)
+        user_pos[n] = 0; // padding
+    h.index_crc = crc_pass(0, map, h.user_off_off, h.file_size - h.user_off_off);
+
+    // 5. Header: fixed part, field table (with vocabulary sizes), window boundaries.
+    uint8_t *hb = rd_calloc(1, b->header_size);
+    if (!hb) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+        goto fn_fail;
+    }
+    for (int f = 0; f < b->lay.n_fields; f++) {
+        rd_dataset_field *fd = &b->lay.fields[f];
+        fd->vocab = fd->kind == RD_FIELD_NUMERIC ? 0 : b->vocab[f].n;
+        disk_field df;
+        memset(&df, 0, sizeof df);
+        memcpy(df.name, fd->name, sizeof df.name);
+        df.name[RD_NAME_MAX - 1] = '\0';
+        df.kind = (uint32_t)fd->kind;
+        df.offset = fd->offset;
+        df.width = fd->width;
+        df.vocab = fd->vocab;
+        memcpy(hb + sizeof h + (size_t)f * sizeof df, &df, sizeof df);
+    }
+    uint64_t *wb = (uint64_t *)(hb + sizeof h + (size_t)b->lay.n_fields * sizeof(disk_field));
+    compute_splits(n, &b->split, wb);
+    h.batch_end = wb[0];
+    h.holdout_begin = wb[K];
+    memcpy(hb, &h, sizeof h);
+    h.header_crc = rd_crc32c(0, hb, b->header_size);
+    memcpy(hb, &h, sizeof h);
+    memcpy(map, hb, b->header_size);
+    rc = write_meta(b, &h, wb, recs, source_yaml, eb);
+    rd_free(hb);
+    if (rc != RD_OK)
+        goto fn_fail;
+
+    // 6. Durability: file contents, then the folder entries, then the rename.
+    if (msync(map, file_size, MS_SYNC) != 0 || fsync(b->fd) != 0) {
+        rc = rd_err_set(eb, RD_ERR_IO, "cannot sync %s: %s", b->events_path, strerror(errno));
+        goto fn_fail;
+    }
+    munmap(map, file_size);
+    map = MAP_FAILED;
+    close(b->fd);
+    b->fd = -1;
+    if (fsync_path(b->tmp) != 0) {
+        rc = rd_err_set(eb, RD_ERR_IO, "cannot sync folder %s: %s", b->tmp, strerror(errno));
+        goto fn_fail;
+    }
+    if ((rc = install(b, eb)) != RD_OK)
+        goto fn_fail;
+    b->finished = 1;
+    rd_free(cursor);
+    return RD_OK;
+fn_fail:
+    if (map != MAP_FAILED)
+        munmap(map, file_size);
+    rd_free(cursor);
+    return rc;
+}
+
+void rd__builder_destroy(rd__builder *b) {
+    if (!b)
+        return;
+    if (b->fd >= 0)
+        close(b->fd);
+    if (b->have_tmp)
+        remove_dataset_dir(b->tmp);
+    rd_free(b->rec);
+    rd_free(b->wbuf);
+    rd_free(b->user_count);
+    rd__u64map_free(&b->users);
+    rd__u64map_free(&b->items);
+    for (int f = 0; f < RD_MAX_FIELDS; f++)
+        rd__u64map_free(&b->vocab[f]);
+    rd_free(b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prepare: dispatch on the source.
+
+int rd_dataset_prepare(const rd_data_config *dc, uint64_t run_seed, rd_errbuf *eb) {
+    switch (dc->source) {
+        case RD_DATA_SYNTHETIC:
+            return rd__prepare_synthetic(dc, run_seed, eb);
+        case RD_DATA_MOVIELENS100K:
+        case RD_DATA_MOVIELENS1M:
+        case RD_DATA_CSV:
+            return rd__prepare_csv(dc, run_seed, eb);
+        default:
+            return rd_err_set(eb, RD_ERR_CONFIG, "data.source: unknown source %d", dc->source);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+
+struct rd_dataset {
+    char path[RD_PATH_MAX + 64];
+    const uint8_t *map;
+    size_t map_len;
+    rd_dataset_info info;
+    rd_dataset_field fields[RD_MAX_FIELDS];
+    const uint64_t *wb; // n_windows + 1 boundaries
+    const uint8_t *recs;
+    const uint64_t *user_off;
+    const uint64_t *user_rec;
+    const uint32_t *user_pos;
+};
+
+static int corrupt(rd_errbuf *eb, const char *path, const char *what) {
+    return rd_err_set(eb, RD_ERR_CORRUPT, "%s: %s", path, what);
+}
+
+int rd_dataset_open(const char *dir, int flags, rd_dataset **out, rd_errbuf *eb) {
+    *out = NULL;
+    rd_dataset *ds = rd_calloc(1, sizeof *ds);
+    if (!ds)
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    int rc = RD_OK;
+    int fd = -1;
+    char why[256];
+    snprintf(ds->path, sizeof ds->path, "%s/%s", dir, RD_DATASET_FILE);
+    const char *p = ds->path;
+    fd = open(p, O_RDONLY);
+    if (fd < 0) {
+        rc = rd_err_set(eb, RD_ERR_IO, "%s: cannot open: %s", p, strerror(errno));
+        goto fn_fail;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = rd_err_set(eb, RD_ERR_IO, "%s: cannot stat: %s", p, strerror(errno));
+        goto fn_fail;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (size < sizeof(disk_header)) {
+        snprintf(why, sizeof why, "truncated: %llu bytes, smaller than the %zu-byte header",
+                 (unsigned long long)size, sizeof(disk_header));
+        rc = corrupt(eb, p, why);
+        goto fn_fail;
+    }
+    void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        rc = rd_err_set(eb, RD_ERR_IO, "%s: cannot map: %s", p, strerror(errno));
+        goto fn_fail;
+    }
+    close(fd);
+    fd = -1;
+    ds->map = m;
+    ds->map_len = (size_t)size;
+
+    disk_header h;
+    memcpy(&h, ds->map, sizeof h);
+    if (memcmp(h.magic, RD_DATASET_MAGIC, 8) != 0) {
+        rc = corrupt(eb, p, "bad magic: not a recdistill dataset file");
+        goto fn_fail;
+    }
+    if (h.endian != HDR_ENDIAN || h.version != RD_DATASET_VERSION) {
+        rc = rd_err_set(eb, RD_ERR_VERSION,
+                        "%s: unsupported format version %u (this build reads version %d)", p,
+                        h.version, RD_DATASET_VERSION);
+        goto fn_fail;
+    }
+    if (h.n_fields > RD_MAX_FIELDS || h.n_windows < 1 || h.n_windows > 10000 ||
+        h.header_size != header_size_of(h.n_fields, h.n_windows) || h.header_size > size) {
+        rc = corrupt(eb, p,
+                     size < h.header_size ? "truncated inside the header"
+                                          : "inconsistent header (sizes)");
+        goto fn_fail;
+    }
+    {
+        disk_header hz = h;
+        hz.header_crc = 0;
+        uint32_t crc = rd_crc32c(0, &hz, sizeof hz);
+        crc = rd_crc32c(crc, ds->map + sizeof hz, h.header_size - sizeof hz);
+        if (crc != h.header_crc) {
+            snprintf(why, sizeof why, "header checksum mismatch (stored 0x%08x, computed 0x%08x)",
+                     h.header_crc, crc);
+            rc = corrupt(eb, p, why);
+            goto fn_fail;
+        }
+    }
+    // Sizes and offsets, checked without overflow.
+    uint64_t n = h.n_events, U = h.n_users;
+    uint64_t lim = (uint64_t)1 << 40;
+    if (n == 0 || n > lim || U == 0 || U > n || h.n_items == 0 || h.n_items > n ||
+        h.n_positives > n || h.n_slots > 4096 || h.n_numeric > 4096 ||
+        h.record_size != record_size_of(h.n_slots, h.n_numeric) || h.ts_min > h.ts_max ||
+        h.records_off != h.header_size || h.user_off_off != h.records_off + n * h.record_size ||
+        h.user_rec_off != h.user_off_off + (U + 1) * 8 ||
+        h.user_pos_off != h.user_rec_off + n * 8 ||
+        h.file_size != h.user_pos_off + round_up(n * 4, 8) || h.raw_events < n ||
+        !(h.neg_rate > 0 && h.neg_rate <= 1) || !(h.pos_rate > 0 && h.pos_rate <= 1)) {
+        rc = corrupt(eb, p, "inconsistent header (counts or offsets)");
+        goto fn_fail;
+    }
+    if (size != h.file_size) {
+        snprintf(why, sizeof why, "%s: file has %llu bytes, the header says %llu",
+                 size < h.file_size ? "truncated" : "trailing bytes", (unsigned long long)size,
+                 (unsigned long long)h.file_size);
+        rc = corrupt(eb, p, why);
+        goto fn_fail;
+    }
+    // Field table and windows.
+    for (uint32_t f = 0; f < h.n_fields; f++) {
+        disk_field df;
+        memcpy(&df, ds->map + sizeof h + f * sizeof df, sizeof df);
+        uint32_t cap = df.kind == RD_FIELD_NUMERIC ? h.n_numeric : h.n_slots;
+        if (memchr(df.name, '\0', sizeof df.name) == NULL || df.name[0] == '\0' ||
+            df.kind > RD_FIELD_NUMERIC || df.width == 0 || df.offset > cap ||
+            df.width > cap - df.offset || (df.kind == RD_FIELD_NUMERIC && df.width != 1)) {
+            rc = corrupt(eb, p, "inconsistent field table");
+            goto fn_fail;
+        }
+        rd_dataset_field *fld = &ds->fields[f];
+        memcpy(fld->name, df.name, sizeof fld->name);
+        fld->kind = (int)df.kind;
+        fld->offset = df.offset;
+        fld->width = df.width;
+        fld->vocab = df.vocab;
+    }
+    ds->wb = (const uint64_t *)(ds->map + sizeof h + h.n_fields * sizeof(disk_field));
+    if (ds->wb[0] != h.batch_end || ds->wb[h.n_windows] != h.holdout_begin)
+        rc = corrupt(eb, p, "inconsistent split table");
+    for (uint32_t w = 0; rc == RD_OK && w < h.n_windows; w++)
+        if (ds->wb[w] > ds->wb[w + 1] || ds->wb[w + 1] > n)
+            rc = corrupt(eb, p, "inconsistent split table");
+    if (rc != RD_OK)
+        goto fn_fail;
+    ds->recs = ds->map + h.records_off;
+    ds->user_off = (const uint64_t *)(ds->map + h.user_off_off);
+    ds->user_rec = (const uint64_t *)(ds->map + h.user_rec_off);
+    ds->user_pos = (const uint32_t *)(ds->map + h.user_pos_off);
+
+    if (!(flags & RD_DATASET_NOVERIFY)) {
+        uint32_t crc = crc_pass(0, ds->map, h.records_off, n * h.record_size);
+        if (crc != h.records_crc) {
+            snprintf(why, sizeof why,
+                     "record checksum mismatch (stored 0x%08x, computed 0x%08x): the file is "
+                     "corrupted",
+                     h.records_crc, crc);
+            rc = corrupt(eb, p, why);
+            goto fn_fail;
+        }
+        crc = crc_pass(0, ds->map, h.user_off_off, h.file_size - h.user_off_off);
+        if (crc != h.index_crc) {
+            snprintf(why, sizeof why,
+                     "index checksum mismatch (stored 0x%08x, computed 0x%08x): the file is "
+                     "corrupted",
+                     h.index_crc, crc);
+            rc = corrupt(eb, p, why);
+            goto fn_fail;
+        }
+    }
+    // The user offsets are cheap to check even without the CRC: they bound every list access.
+    if (ds->user_off[0] != 0 || ds->user_off[U] != n) {
+        rc = corrupt(eb, p, "inconsistent user index");
+        goto fn_fail;
+    }
+    for (uint64_t u = 0; u < U; u++)
+        if (ds->user_off[u] > ds->user_off[u + 1]) {
+            rc = corrupt(eb, p, "inconsistent user index");
+            goto fn_fail;
+        }
+
+    rd_dataset_info *in = &ds->info;
+    in->version = h.version;
+    in->record_size = h.record_size;
+    in->n_slots = h.n_slots;
+    in->n_numeric = h.n_numeric;
+    in->n_fields = h.n_fields;
+    in->n_windows = h.n_windows;
+    in->source = h.source;
+    in->n_events = n;
+    in->n_users = U;
+    in->n_items = h.n_items;
+    in->n_positives = h.n_positives;
+    in->ts_min = h.ts_min;
+    in->ts_max = h.ts_max;
+    in->raw_events = h.raw_events;
+    in->raw_positives = h.raw_positives;
+    in->neg_rate = h.neg_rate;
+    in->pos_rate = h.pos_rate;
+    in->file_bytes = h.file_size;
+    in->records_crc = h.records_crc;
+    in->index_crc = h.index_crc;
+    *out = ds;
+    return RD_OK;
+fn_fail:
+    if (fd >= 0)
+        close(fd);
+    rd_dataset_close(ds);
+    return rc;
+}
+
+void rd_dataset_close(rd_dataset *ds) {
+    if (!ds)
+        return;
+    if (ds->map)
+        munmap((void *)(uintptr_t)ds->map, ds->map_len);
+    rd_free(ds);
+}
+
+const rd_dataset_info *rd_dataset_get_info(const rd_dataset *ds) {
+    return &ds->info;
+}
+
+const rd_dataset_field *rd_dataset_fields(const rd_dataset *ds) {
+    return ds->fields;
+}
+
+const rd_dataset_field *rd_dataset_find_field(const rd_dataset *ds, const char *name) {
+    for (uint32_t f = 0; f < ds->info.n_fields; f++)
+        if (strcmp(ds->fields[f].name, name) == 0)
+            return &ds->fields[f];
+    return NULL;
+}
+
+const rd_record *rd_dataset_record(const rd_dataset *ds, uint64_t i) {
+    RD_ASSERT(i < ds->info.n_events);
+    return (const rd_record *)(ds->recs + i * ds->info.record_size);
+}
+
+const uint64_t *rd_dataset_keys(const rd_dataset *ds, uint64_t i) {
+    RD_ASSERT(i < ds->info.n_events);
+    return (const uint64_t *)(ds->recs + i * ds->info.record_size + sizeof(rd_record));
+}
+
+const float *rd_dataset_nums(const rd_dataset *ds, uint64_t i) {
+    RD_ASSERT(i < ds->info.n_events);
+    return (const float *)(ds->recs + i * ds->info.record_size + sizeof(rd_record) +
+                           8 * (size_t)ds->info.n_slots);
+}
+
+rd_range rd_dataset_all(const rd_dataset *ds) {
+    return (rd_range){0, ds->info.n_events};
+}
+
+rd_range rd_dataset_batch(const rd_dataset *ds) {
+    return (rd_range){0, ds->wb[0]};
+}
+
+rd_range rd_dataset_window(const rd_dataset *ds, uint32_t w) {
+    RD_ASSERT(w < ds->info.n_windows);
+    return (rd_range){ds->wb[w], ds->wb[w + 1]};
+}
+
+rd_range rd_dataset_holdout(const rd_dataset *ds) {
+    return (rd_range){ds->wb[ds->info.n_windows], ds->info.n_events};
+}
+
+// First record with ts >= t.
+static uint64_t lower_ts(const rd_dataset *ds, int64_t t) {
+    uint64_t lo = 0, hi = ds->info.n_events;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (rd_dataset_record(ds, mid)->ts < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+rd_range rd_dataset_time_range(const rd_dataset *ds, int64_t t0, int64_t t1) {
+    if (t1 <= t0)
+        return (rd_range){0, 0};
+    uint64_t b = lower_ts(ds, t0);
+    uint64_t e = lower_ts(ds, t1);
+    return (rd_range){b, e < b ? b : e};
+}
+
+rd_range rd_dataset_shard(rd_range r, int rank, int nranks) {
+    RD_ASSERT(nranks >= 1 && rank >= 0 && rank < nranks);
+    if (r.end < r.begin)
+        r.end = r.begin;
+    uint64_t len = r.end - r.begin;
+    __extension__ typedef unsigned __int128 u128;
+    uint64_t b = r.begin + (uint64_t)((u128)len * (uint64_t)rank / (uint64_t)nranks);
+    uint64_t e = r.begin + (uint64_t)((u128)len * (uint64_t)(rank + 1) / (uint64_t)nranks);
+    return (rd_range){b, e};
+}
+
+// Position of the first entry >= v in the sorted list a[lo, hi).
+static uint64_t lower_u64(const uint64_t *a, uint64_t lo, uint64_t hi, uint64_t v) {
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+// User mode: move to the next user (from it->user) owned by this rank with records in range.
+static int iter_user_advance(rd_dataset_iter *it) {
+    const rd_dataset *ds = it->ds;
+    while (it->user < ds->info.n_users) {
+        uint64_t u = it->user;
+        uint64_t lo = ds->user_off[u], hi = ds->user_off[u + 1];
+        int mine = 1;
+        if (it->nranks > 1 && lo < hi) {
+            uint64_t first = ds->user_rec[lo];
+            RD_ASSERT(first < ds->info.n_events);
+            mine = rd_shard_of(rd_dataset_record(ds, first)->user_key, it->nranks) == it->rank;
+        }
+        if (mine && lo < hi) {
+            uint64_t a = lower_u64(ds->user_rec, lo, hi, it->range.begin);
+            uint64_t b = lower_u64(ds->user_rec, a, hi, it->range.end);
+            if (a < b) {
+                it->next = a;
+                it->stop = b;
+                return 1;
+            }
+        }
+        it->user++;
+    }
+    return 0;
+}
+
+void rd_dataset_iter_init(
+    rd_dataset_iter *it, const rd_dataset *ds, rd_range range, int mode, int rank, int nranks) {
+    RD_ASSERT(nranks >= 1 && rank >= 0 && rank < nranks);
+    RD_ASSERT(mode == RD_PART_CONTIGUOUS || mode == RD_PART_STRIDED || mode == RD_PART_USER);
+    memset(it, 0, sizeof *it);
+    if (range.end > ds->info.n_events)
+        range.end = ds->info.n_events;
+    if (range.begin > range.end)
+        range.begin = range.end;
+    it->ds = ds;
+    it->range = range;
+    it->mode = mode;
+    it->rank = rank;
+    it->nranks = nranks;
+    if (mode == RD_PART_CONTIGUOUS) {
+        rd_range s = rd_dataset_shard(range, rank, nranks);
+        it->next = s.begin;
+        it->stop = s.end;
+        it->step = 1;
+    } else if (mode == RD_PART_STRIDED) {
+        it->next = range.begin + (uint64_t)rank;
+        it->stop = range.end;
+        it->step = (uint64_t)nranks;
+    } else {
+        it->user = 0;
+        if (!iter_user_advance(it))
+            it->next = it->stop = 0;
+    }
+}
+
+int rd_dataset_iter_next(rd_dataset_iter *it, uint64_t *idx) {
+    if (it->mode != RD_PART_USER) {
+        if (it->next >= it->stop)
+            return 0;
+        *idx = it->next;
+        it->next += it->step;
+        return 1;
+    }
+    if (it->next >= it->stop) {
+        if (it->user >= it->ds->info.n_users)
+            return 0;
+        it->user++;
+        if (!iter_user_advance(it)) {
+            it->next = it->stop = 0;
+            return 0;
+        }
+    }
+    uint64_t i = it->ds->user_rec[it->next++];
+    RD_ASSERT(i < it->ds->info.n_events);
+    *idx = i;
+    return 1;
+}
+
+const uint64_t *rd_dataset_user_records(const rd_dataset *ds, uint64_t u, uint64_t *n) {
+    RD_ASSERT(u < ds->info.n_users);
+    *n = ds->user_off[u + 1] - ds->user_off[u];
+    return ds->user_rec + ds->user_off[u];
+}
+
+uint32_t rd_dataset_user_pos(const rd_dataset *ds, uint64_t i) {
+    RD_ASSERT(i < ds->info.n_events);
+    return ds->user_pos[i];
+}
+
+const uint64_t *rd_dataset_history_view(const rd_dataset *ds, uint64_t i, size_t L, size_t *n) {
+    const rd_record *r = rd_dataset_record(ds, i);
+    RD_ASSERT(r->user < ds->info.n_users);
+    uint64_t off = ds->user_off[r->user];
+    uint64_t p = ds->user_pos[i];
+    // Holds for every verified file; guards unverified (RD_DATASET_NOVERIFY) opens.
+    RD_ASSERT(off + p < ds->user_off[r->user + 1] && ds->user_rec[off + p] == i);
+    uint64_t start = p > L ? p - L : 0;
+    *n = (size_t)(p - start);
+    return ds->user_rec + off + start;
+}
+
+void rd_dataset_history(const rd_dataset *ds, uint64_t i, size_t L, uint64_t *out_idx, size_t *n) {
+    const uint64_t *v = rd_dataset_history_view(ds, i, L, n);
+    if (*n)
+        memcpy(out_idx, v, *n * sizeof *out_idx);
+}

@@ -1,0 +1,93 @@
+// dataset_internal.h — the dataset builder shared by the sources (schema.c: CSV and MovieLens,
+// synth.c: the generator) and dataset.c, which owns the file format.
+//
+// A source describes its record layout (rd__layout), then feeds events in time order to
+// rd__builder_add, which applies negative sampling, assigns dense user/item indices by first
+// appearance, counts the vocabulary of every field, and streams the records to the temporary
+// folder. rd__builder_finish computes the splits, writes the per-user index, the header, CRCs and
+// meta.yaml, fsyncs, and renames the folder into place. Destroying an unfinished builder removes
+// the temporary folder, so a failing source leaves nothing behind.
+#ifndef RD_DATASET_INTERNAL_H
+#define RD_DATASET_INTERNAL_H
+
+#include "rd/dataset.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct rd__layout {
+    int source; // rd_data_source
+    int n_fields;
+    rd_dataset_field fields[RD_MAX_FIELDS]; // vocab is filled by the builder
+    uint32_t n_slots;                       // sum of widths of key fields
+    uint32_t n_numeric;                     // numeric fields
+} rd__layout;
+
+/** Add a field to the layout (kind RD_FIELD_CATEGORICAL / MULTI take `width` slots, NUMERIC one
+ *  float). @return its index, or -1 if RD_MAX_FIELDS is reached. */
+int rd__layout_add(rd__layout *lay, const char *name, int kind, uint32_t width);
+
+typedef struct rd__event {
+    int64_t ts;        // unix seconds; non-decreasing across calls
+    uint64_t user_key; // raw-id keys (never 0)
+    uint64_t item_key;
+    float label;          // 0 or 1
+    uint64_t sample;      // stable identity of the event in the input (line, generator index):
+                          // negative sampling hashes it, so the kept set does not depend on order
+    const uint64_t *keys; // n_slots keys (0 = empty); may be NULL when n_slots = 0
+    const float *nums;    // n_numeric floats; may be NULL when n_numeric = 0
+} rd__event;
+
+typedef struct rd__builder rd__builder;
+
+/** Create the temporary folder "<dc->dir>.tmp-<pid>" and start events.bin.
+ *  @return RD_OK, RD_ERR_IO, RD_ERR_EXISTS, RD_ERR_CONFIG, RD_ERR_NOMEM */
+int rd__builder_create(const rd_data_config *dc,
+                       const rd__layout *lay,
+                       uint64_t seed,
+                       rd__builder **out,
+                       rd_errbuf *eb);
+
+/** Append one event (dropped by negative sampling with probability 1 - rate of its class).
+ *  @return RD_OK, RD_ERR_IO (write failed), RD_ERR_RANGE (2^32-1 users or items), RD_ERR_NOMEM */
+int rd__builder_add(rd__builder *b, const rd__event *ev, rd_errbuf *eb);
+
+/** Events accepted so far (after sampling) and offered so far (before). */
+uint64_t rd__builder_count(const rd__builder *b);
+uint64_t rd__builder_raw_count(const rd__builder *b);
+
+/** Finish: index, header, meta.yaml (with `source_yaml`, the source's own section: YAML text at
+ *  top level, may be NULL), fsync, rename into dc->dir.
+ *  @return RD_OK, RD_ERR_EMPTY (no events kept), RD_ERR_IO, RD_ERR_EXISTS, RD_ERR_NOMEM */
+int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb);
+
+/** Free; an unfinished builder's temporary folder is removed. Accepts NULL. */
+void rd__builder_destroy(rd__builder *b);
+
+/** Sources (schema.c, synth.c). Both write dc->dir through a builder. */
+int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb);
+int rd__prepare_synthetic(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb);
+
+/** Write `s` as a double-quoted YAML scalar (escapes quotes, backslashes, control bytes). */
+void rd__yaml_str(FILE *f, const char *s);
+
+// ---------------------------------------------------------------------------------------------
+// A small open-addressing map uint64 key (never 0) -> uint32 value, for vocabularies and dense
+// indices. Grows at 50% load; memory ~ 24 bytes x 2 x entries.
+
+typedef struct rd__u64map {
+    uint64_t *keys; // 0 = free
+    uint32_t *vals;
+    uint64_t cap; // power of two
+    uint64_t n;
+} rd__u64map;
+
+int rd__u64map_init(rd__u64map *m, uint64_t cap_hint);
+void rd__u64map_free(rd__u64map *m);
+/** Find key; if absent insert it with value `val_if_new` and set *inserted = 1.
+ *  @return pointer to the value slot (valid until the next insert), NULL on out-of-memory. */
+uint32_t *rd__u64map_put(rd__u64map *m, uint64_t key, uint32_t val_if_new, int *inserted);
+/** @return pointer to the value or NULL if absent. */
+uint32_t *rd__u64map_get(const rd__u64map *m, uint64_t key);
+
+#endif // RD_DATASET_INTERNAL_H

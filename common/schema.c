@@ -1,0 +1,1180 @@
+// schema.c — the CSV/TSV source of `prepare`: a YAML schema (rd_schema_config) says which columns
+// are user, item, time and label, which are features, and which side tables to join by key; the
+// MovieLens 100K and 1M formats are presets of it.
+//
+// Pipeline: (1) load every side table into a hash map key -> row, with the row's feature values
+// already turned into keys/floats; (2) stream the interaction log, checking every row (column
+// count, numbers, timestamps, join keys) and keeping one compact event per row; (3) sort the events
+// by (time, user id, item id, line), with ids in natural order (numbers by value, before other
+// strings); (4) feed them to the dataset builder in that order.
+//
+// Workload: the log is held in memory for the sort (about 8 bytes per key slot + 4 per numeric
+// field + 40 bytes per event), side tables likewise. MovieLens-100K takes a fraction of a second.
+//
+// Conventions: an empty categorical value is a missing value (key 0); an empty multi value yields
+// no keys; numeric, timestamp and label columns must hold numbers. A "flags" field covers
+// `max_len` consecutive 0/1 columns starting at `column`; its keys are the names of the columns
+// holding 1 (how MovieLens-100K stores genres). Bytes are hashed as they are (no transcoding).
+#include "dataset_internal.h"
+
+#include "rd/alloc.h"
+#include "rd/csv.h"
+#include "rd/hash.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// Presets
+
+static void set_cols(char (*dst)[RD_NAME_MAX], int *n, const char *const *names) {
+    *n = 0;
+    for (; names[*n]; (*n)++)
+        snprintf(dst[*n], RD_NAME_MAX, "%s", names[*n]);
+}
+
+static void add_field(rd_schema_config *sc,
+                      const char *name,
+                      const char *column,
+                      const char *side,
+                      int kind,
+                      int max_len,
+                      int flags) {
+    rd_field_config *f = &sc->fields[sc->n_fields++];
+    memset(f, 0, sizeof *f);
+    snprintf(f->name, sizeof f->name, "%s", name);
+    snprintf(f->column, sizeof f->column, "%s", column);
+    snprintf(f->side, sizeof f->side, "%s", side);
+    f->kind = kind;
+    f->max_len = max_len;
+    snprintf(f->sep, sizeof f->sep, "|");
+    f->flags = flags;
+}
+
+static void set_side(rd_side_config *sd,
+                     const char *name,
+                     const char *path,
+                     const char *delim,
+                     const char *const *cols,
+                     const char *key) {
+    memset(sd, 0, sizeof *sd);
+    snprintf(sd->name, sizeof sd->name, "%s", name);
+    snprintf(sd->path, sizeof sd->path, "%s", path);
+    snprintf(sd->delimiter, sizeof sd->delimiter, "%s", delim);
+    set_cols(sd->columns, &sd->n_columns, cols);
+    snprintf(sd->key_column, sizeof sd->key_column, "%s", key);
+    snprintf(sd->join_column, sizeof sd->join_column, "%s", key);
+    snprintf(sd->encoding, sizeof sd->encoding, "latin-1");
+}
+
+int rd_schema_preset(int source, rd_schema_config *sc, rd_errbuf *eb) {
+    if (source != RD_DATA_MOVIELENS100K && source != RD_DATA_MOVIELENS1M)
+        return rd_err_set(eb, RD_ERR_ARG, "no schema preset for data source %d", source);
+    memset(sc, 0, sizeof *sc);
+    static const char *const log_cols[] = {"user_id", "item_id", "rating", "timestamp", NULL};
+    set_cols(sc->columns, &sc->n_columns, log_cols);
+    snprintf(sc->user_column, sizeof sc->user_column, "user_id");
+    snprintf(sc->item_column, sizeof sc->item_column, "item_id");
+    snprintf(sc->time_column, sizeof sc->time_column, "timestamp");
+    snprintf(sc->time_format, sizeof sc->time_format, "unix");
+    snprintf(sc->label_column, sizeof sc->label_column, "rating");
+    sc->label_op = RD_LABEL_GE;
+    sc->label_threshold = 4;
+    sc->header = 0;
+    sc->n_side = 2;
+    if (source == RD_DATA_MOVIELENS100K) {
+        static const char *const users[] = {"user_id", "age", "gender", "occupation", "zip", NULL};
+        static const char *const items[] = {
+            "item_id",     "title",     "release_date", "video_release_date", "imdb_url", "unknown",
+            "action",      "adventure", "animation",    "children",           "comedy",   "crime",
+            "documentary", "drama",     "fantasy",      "film_noir",          "horror",   "musical",
+            "mystery",     "romance",   "sci_fi",       "thriller",           "war",      "western",
+            NULL};
+        snprintf(sc->path, sizeof sc->path, "u.data");
+        snprintf(sc->delimiter, sizeof sc->delimiter, "\t");
+        set_side(&sc->side[0], "users", "u.user", "|", users, "user_id");
+        set_side(&sc->side[1], "items", "u.item", "|", items, "item_id");
+        add_field(sc, "age", "age", "users", RD_FIELD_CATEGORICAL, 8, 0);
+        add_field(sc, "gender", "gender", "users", RD_FIELD_CATEGORICAL, 8, 0);
+        add_field(sc, "occupation", "occupation", "users", RD_FIELD_CATEGORICAL, 8, 0);
+        add_field(sc, "zip", "zip", "users", RD_FIELD_CATEGORICAL, 8, 0);
+        add_field(sc, "genres", "unknown", "items", RD_FIELD_CATEGORICAL, 19, 1);
+    } else {
+        static const char *const users[] = {"user_id", "gender", "age", "occupation", "zip", NULL};
+        static const char *const items[] = {"item_id", "title", "genres", NULL};
+        snprintf(sc->path, sizeof sc->path, "ratings.dat");
+        snprintf(sc->delimiter, sizeof sc->delimiter, "::");
+        set_side(&sc->side[0], "users", "users.dat", "::", users, "user_id");
+        set_side(&sc->side[1], "items", "movies.dat", "::", items, "item_id");
+        add_field(sc, "age", "age", "users", RD_FIELD_CATEGORICAL, 8, 0);
+        add_field(sc, "gender", "gender", "users", RD_FIELD_CATEGORICAL, 8, 0);
+        add_field(sc, "occupation", "occupation", "users", RD_FIELD_CATEGORICAL, 8, 0);
+        add_field(sc, "zip", "zip", "users", RD_FIELD_CATEGORICAL, 8, 0);
+        add_field(sc, "genres", "genres", "items", RD_FIELD_MULTI, 6, 0);
+    }
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value parsing
+
+// A printable excerpt of a field for messages.
+static const char *show(const rd_csv_field *f, char *buf, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < f->len && k + 4 < n; i++) {
+        unsigned char c = (unsigned char)f->ptr[i];
+        buf[k++] = (c >= 32 && c < 127) ? (char)c : '?';
+    }
+    if (f->len > 0 && k + 4 >= n && k < f->len) {
+        buf[k++] = '.';
+        buf[k++] = '.';
+        buf[k++] = '.';
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int digits(const char **p, const char *e, int n, int64_t *v) {
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        if (*p >= e || **p < '0' || **p > '9')
+            return -1;
+        *v = *v * 10 + (**p - '0');
+        (*p)++;
+    }
+    return 0;
+}
+
+// ISO 8601: YYYY-MM-DD[(T| )hh:mm[:ss[.fff...]]][Z|(+|-)hh[:]mm] -> milliseconds since epoch.
+static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
+    const char *p = f->ptr, *e = f->ptr + f->len;
+    while (p < e && *p == ' ')
+        p++;
+    while (e > p && e[-1] == ' ')
+        e--;
+    int64_t y, mo, d, hh = 0, mi = 0, ss = 0, frac = 0;
+    if (digits(&p, e, 4, &y) || p >= e || *p++ != '-' || digits(&p, e, 2, &mo) || p >= e ||
+        *p++ != '-' || digits(&p, e, 2, &d))
+        return -1;
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1])
+        return -1;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo == 2 && d == 29 && !leap)
+        return -1;
+    int64_t off = 0;
+    if (p < e && (*p == 'T' || *p == ' ')) {
+        p++;
+        if (digits(&p, e, 2, &hh) || p >= e || *p++ != ':' || digits(&p, e, 2, &mi))
+            return -1;
+        if (p < e && *p == ':') {
+            p++;
+            if (digits(&p, e, 2, &ss))
+                return -1;
+            if (p < e && (*p == '.' || *p == ',')) {
+                p++;
+                int nd = 0;
+                while (p < e && *p >= '0' && *p <= '9') {
+                    if (nd < 3)
+                        frac = frac * 10 + (*p - '0');
+                    nd++;
+                    p++;
+                }
+                if (nd == 0)
+                    return -1;
+                for (int k = nd; k < 3; k++)
+                    frac *= 10;
+            }
+        }
+        if (hh > 23 || mi > 59 || ss > 60)
+            return -1;
+        if (p < e && *p == 'Z') {
+            p++;
+        } else if (p < e && (*p == '+' || *p == '-')) {
+            int sign = *p++ == '-' ? -1 : 1;
+            int64_t oh, om;
+            if (digits(&p, e, 2, &oh))
+                return -1;
+            if (p < e && *p == ':')
+                p++;
+            if (digits(&p, e, 2, &om) || oh > 23 || om > 59)
+                return -1;
+            off = sign * (oh * 3600 + om * 60);
+        }
+    }
+    if (p != e)
+        return -1;
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - off;
+    *ms = secs * 1000 + frac;
+    return 0;
+}
+
+#define TS_MIN_S (-62135596800LL) // 0001-01-01
+#define TS_MAX_S 253402300799LL   // 9999-12-31T23:59:59
+
+enum { TF_UNIX = 0, TF_UNIX_MS = 1, TF_ISO = 2 };
+
+static int parse_time(const rd_csv_field *f, int tf, int64_t *ms) {
+    int64_t v;
+    if (tf == TF_ISO)
+        return parse_iso8601(f, ms);
+    if (rd_csv_parse_i64(f, &v) == 0) {
+        if (tf == TF_UNIX) {
+            if (v < TS_MIN_S || v > TS_MAX_S)
+                return -1;
+            *ms = v * 1000;
+        } else {
+            if (v < TS_MIN_S * 1000 || v > TS_MAX_S * 1000)
+                return -1;
+            *ms = v;
+        }
+        return 0;
+    }
+    double dv;
+    if (rd_csv_parse_double(f, &dv) != 0)
+        return -1;
+    double scale = tf == TF_UNIX ? 1000.0 : 1.0;
+    double m = floor(dv * scale);
+    if (!(m >= (double)TS_MIN_S * 1000.0 && m <= (double)TS_MAX_S * 1000.0))
+        return -1;
+    *ms = (int64_t)m;
+    return 0;
+}
+
+static int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0)))
+        q--;
+    return q;
+}
+
+static int label_of(int op, double v, double t) {
+    switch (op) {
+        case RD_LABEL_GE:
+            return v >= t;
+        case RD_LABEL_GT:
+            return v > t;
+        case RD_LABEL_EQ:
+            return v == t;
+        case RD_LABEL_NE:
+            return v != t;
+        case RD_LABEL_LE:
+            return v <= t;
+        default:
+            return v < t;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field plans
+
+typedef struct field_plan {
+    const rd_field_config *cfg;
+    int side;        // -1 = log, else side table index
+    int col;         // column in its file
+    int kind;        // RD_FIELD_CATEGORICAL, MULTI (also flags), NUMERIC
+    int flags;       // 0/1 flag columns
+    uint32_t width;  // slots
+    uint32_t offset; // slot (or numeric index) in the record
+    uint32_t soff;   // slot (or numeric index) inside the side row
+} field_plan;
+
+typedef struct side_table {
+    const rd_side_config *cfg;
+    char path[RD_PATH_MAX * 2 + 2];
+    int join_col; // column of the log
+    int n_cols;
+    uint32_t n_slots, n_num;
+    rd__u64map rows; // key hash -> row
+    uint64_t *keys;  // rows x n_slots
+    float *nums;     // rows x n_num
+    uint64_t *line;  // input line of each row (duplicate-key messages)
+    uint64_t n_rows, cap_rows;
+} side_table;
+
+typedef struct csv_ctx {
+    const rd_data_config *dc;
+    rd_schema_config sc;
+    int quote;
+    char log_path[RD_PATH_MAX * 2 + 2];
+    int n_cols;
+    char (*cols)[RD_NAME_MAX]; // log column names (n_cols)
+    int c_user, c_item, c_time, c_label, tf;
+    rd__layout lay;
+    field_plan plan[RD_MAX_FIELDS];
+    int n_plan;
+    side_table side[RD_MAX_SIDE];
+    int n_side;
+} csv_ctx;
+
+static void resolve_path(const char *input, const char *p, char *out, size_t n) {
+    if (p[0] == '/' || !input[0])
+        snprintf(out, n, "%s", p);
+    else
+        snprintf(out, n, "%s/%s", input, p);
+}
+
+static void delim_of(const char *d, char *out) {
+    // Accept the two-character spelling "\t" from configs that did not unescape it.
+    if (strcmp(d, "\\t") == 0)
+        snprintf(out, 4, "\t");
+    else
+        snprintf(out, 4, "%s", d[0] ? d : ",");
+}
+
+static int find_col(char (*cols)[RD_NAME_MAX], int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(cols[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static int missing_col(rd_errbuf *eb,
+                       const char *file,
+                       const char *what,
+                       const char *name,
+                       char (*cols)[RD_NAME_MAX],
+                       int n) {
+    char list[600];
+    size_t k = 0;
+    list[0] = '\0';
+    for (int i = 0; i < n && k + RD_NAME_MAX + 4 < sizeof list; i++)
+        k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", cols[i]);
+    return rd_err_set(eb, RD_ERR_SCHEMA, "%s: %s: no column '%s' (columns: %s)", file, what, name,
+                      list);
+}
+
+// Column names from the header row (header = 1) or the schema's list; checks they agree.
+static int read_columns(rd_csv_reader *r,
+                        int header,
+                        int n_cfg,
+                        const char *cfg_cols,
+                        char (**out)[RD_NAME_MAX],
+                        int *n_out,
+                        rd_errbuf *eb) {
+    const char *file = rd_csv_name(r);
+    if (!header) {
+        *out = rd_malloc((size_t)(n_cfg ? n_cfg : 1) * RD_NAME_MAX);
+        if (!*out)
+            return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+        memcpy(*out, cfg_cols, (size_t)n_cfg * RD_NAME_MAX);
+        for (int i = 0; i < n_cfg; i++)
+            (*out)[i][RD_NAME_MAX - 1] = '\0';
+        *n_out = n_cfg;
+        if (n_cfg == 0)
+            return rd_err_set(eb, RD_ERR_SCHEMA,
+                              "%s: the file has no header line and the schema lists no columns",
+                              file);
+        return RD_OK;
+    }
+    const rd_csv_field *f;
+    size_t nf;
+    int rc = rd_csv_next(r, &f, &nf, eb);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: no header line", file);
+    uint64_t line = rd_csv_line(r);
+    if (nf > RD_MAX_COLUMNS)
+        return rd_err_set(eb, RD_ERR_SCHEMA, "%s:%llu: %zu columns, more than the %d supported",
+                          file, (unsigned long long)line, nf, RD_MAX_COLUMNS);
+    *out = rd_malloc(nf * RD_NAME_MAX);
+    if (!*out)
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < nf; i++) {
+        if (f[i].len == 0 || f[i].len >= RD_NAME_MAX)
+            return rd_err_set(eb, RD_ERR_SCHEMA,
+                              "%s:%llu: header column %zu is empty or longer than %d bytes", file,
+                              (unsigned long long)line, i + 1, RD_NAME_MAX - 1);
+        memcpy((*out)[i], f[i].ptr, f[i].len);
+        (*out)[i][f[i].len] = '\0';
+        for (size_t j = 0; j < i; j++)
+            if (strcmp((*out)[i], (*out)[j]) == 0)
+                return rd_err_set(eb, RD_ERR_SCHEMA, "%s:%llu: duplicate header column '%s'", file,
+                                  (unsigned long long)line, (*out)[i]);
+    }
+    *n_out = (int)nf;
+    if (n_cfg > 0) {
+        int same = n_cfg == (int)nf;
+        for (int i = 0; same && i < n_cfg; i++)
+            same = strncmp(cfg_cols + (size_t)i * RD_NAME_MAX, (*out)[i], RD_NAME_MAX) == 0;
+        if (!same)
+            return rd_err_set(eb, RD_ERR_SCHEMA,
+                              "%s:%llu: the header line does not match the schema's columns "
+                              "(%zu header columns, %d in the schema)",
+                              file, (unsigned long long)line, nf, n_cfg);
+    }
+    return RD_OK;
+}
+
+static int bad_value(
+    rd_errbuf *eb, rd_csv_reader *r, const char *col, const char *what, const rd_csv_field *f) {
+    char sv[48];
+    return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': %s '%s'", rd_csv_name(r),
+                      (unsigned long long)rd_csv_line(r), col, what, show(f, sv, sizeof sv));
+}
+
+// Fill the slots / floats of one field from a row (of the log or of a side table).
+static int fill_field(const field_plan *fp,
+                      rd_csv_reader *r,
+                      const rd_csv_field *row,
+                      char (*cols)[RD_NAME_MAX],
+                      uint64_t *keys,
+                      float *nums,
+                      rd_errbuf *eb) {
+    const char *name = fp->cfg->name;
+    const rd_csv_field *v = &row[fp->col];
+    if (fp->kind == RD_FIELD_NUMERIC) {
+        double x;
+        if (rd_csv_parse_double(v, &x) != 0)
+            return bad_value(eb, r, cols[fp->col], v->len ? "non-numeric value" : "empty value", v);
+        if (fp->cfg->log1p)
+            x = log1p(x > 0 ? x : 0);
+        if (fabs(x) > (double)FLT_MAX)
+            return bad_value(eb, r, cols[fp->col], "value out of float range", v);
+        nums[0] = (float)x;
+        return RD_OK;
+    }
+    if (fp->flags) {
+        uint32_t k = 0;
+        for (uint32_t j = 0; j < fp->width; j++) {
+            const rd_csv_field *fl = &row[fp->col + (int)j];
+            int64_t b;
+            if (fl->len == 0)
+                continue;
+            if (rd_csv_parse_i64(fl, &b) != 0 || (b != 0 && b != 1))
+                return bad_value(eb, r, cols[fp->col + (int)j], "flag column holds", fl);
+            if (b)
+                keys[k++] =
+                    rd_feature_key(name, cols[fp->col + (int)j], strlen(cols[fp->col + (int)j]));
+        }
+        return RD_OK;
+    }
+    if (fp->kind == RD_FIELD_CATEGORICAL) {
+        keys[0] = v->len ? rd_feature_key(name, v->ptr, v->len) : 0;
+        return RD_OK;
+    }
+    // Multi-valued: split by sep, skip empty parts, keep the first `width`.
+    const char *sep = fp->cfg->sep[0] ? fp->cfg->sep : "|";
+    size_t sl = strlen(sep);
+    const char *p = v->ptr, *e = v->ptr + v->len;
+    uint32_t k = 0;
+    while (p <= e && k < fp->width) {
+        const char *q = p;
+        while (q < e && !((size_t)(e - q) >= sl && memcmp(q, sep, sl) == 0))
+            q++;
+        if (q > p)
+            keys[k++] = rd_feature_key(name, p, (size_t)(q - p));
+        if (q >= e)
+            break;
+        p = q + sl;
+    }
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Side tables
+
+static void side_free(side_table *st) {
+    rd__u64map_free(&st->rows);
+    rd_free(st->keys);
+    rd_free(st->nums);
+    rd_free(st->line);
+}
+
+static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
+    side_table *st = &cx->side[s];
+    const rd_side_config *sd = st->cfg;
+    rd_csv_options o;
+    memset(&o, 0, sizeof o);
+    delim_of(sd->delimiter, o.delimiter);
+    o.quote = cx->quote;
+    rd_csv_reader *r = NULL;
+    char(*cols)[RD_NAME_MAX] = NULL;
+    int rc = rd_csv_open(st->path, &o, &r, eb);
+    if (rc != RD_OK)
+        goto done;
+    rc = read_columns(r, sd->header, sd->n_columns, &sd->columns[0][0], &cols, &st->n_cols, eb);
+    if (rc != RD_OK)
+        goto done;
+    int kc = find_col(cols, st->n_cols, sd->key_column);
+    if (kc < 0) {
+        rc = missing_col(eb, st->path, "key_column", sd->key_column, cols, st->n_cols);
+        goto done;
+    }
+    // Resolve the columns of this table's fields.
+    for (int i = 0; i < cx->n_plan; i++) {
+        field_plan *fp = &cx->plan[i];
+        if (fp->side != s)
+            continue;
+        fp->col = find_col(cols, st->n_cols, fp->cfg->column);
+        if (fp->col < 0) {
+            rc = missing_col(eb, st->path, fp->cfg->name, fp->cfg->column, cols, st->n_cols);
+            goto done;
+        }
+        if (fp->flags && fp->col + (int)fp->width > st->n_cols) {
+            rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                            "%s: field '%s': %u flag columns from '%s' run past the last column",
+                            st->path, fp->cfg->name, fp->width, fp->cfg->column);
+            goto done;
+        }
+    }
+    if (rd__u64map_init(&st->rows, 1024) != RD_OK) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    const rd_csv_field *f;
+    size_t nf;
+    while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
+        if ((int)nf != st->n_cols) {
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: expected %d columns, found %zu", st->path,
+                            (unsigned long long)rd_csv_line(r), st->n_cols, nf);
+            goto done;
+        }
+        if (st->n_rows == st->cap_rows) {
+            uint64_t nc = st->cap_rows ? st->cap_rows * 2 : 1024;
+            uint64_t *nk = rd_realloc(st->keys, nc * (st->n_slots ? st->n_slots : 1) * 8);
+            if (nk)
+                st->keys = nk;
+            float *nn = rd_realloc(st->nums, nc * (st->n_num ? st->n_num : 1) * 4);
+            if (nn)
+                st->nums = nn;
+            uint64_t *nl = rd_realloc(st->line, nc * 8);
+            if (nl)
+                st->line = nl;
+            if (!nk || !nn || !nl) {
+                rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (side table %s)", sd->name);
+                goto done;
+            }
+            st->cap_rows = nc;
+        }
+        uint64_t row = st->n_rows;
+        const rd_csv_field *kv = &f[kc];
+        if (kv->len == 0) {
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': empty key", st->path,
+                            (unsigned long long)rd_csv_line(r), sd->key_column);
+            goto done;
+        }
+        int ins;
+        uint32_t *slot = rd__u64map_put(&st->rows, rd_hash64(kv->ptr, kv->len, 0x5e1d), 0, &ins);
+        if (!slot) {
+            rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (side table %s)", sd->name);
+            goto done;
+        }
+        if (!ins) {
+            char sv[48];
+            rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                            "%s:%llu: duplicate key '%s' in column '%s' "
+                            "(first on line %llu)",
+                            st->path, (unsigned long long)rd_csv_line(r), show(kv, sv, sizeof sv),
+                            sd->key_column, (unsigned long long)st->line[*slot]);
+            goto done;
+        }
+        if (row >= UINT32_MAX) {
+            rc = rd_err_set(eb, RD_ERR_RANGE, "%s: more than 2^32-1 rows", st->path);
+            goto done;
+        }
+        *slot = (uint32_t)row;
+        st->line[row] = rd_csv_line(r);
+        uint64_t *keys = st->keys + row * st->n_slots;
+        float *nums = st->nums + row * st->n_num;
+        memset(keys, 0, st->n_slots * 8ull);
+        for (int i = 0; i < cx->n_plan; i++) {
+            const field_plan *fp = &cx->plan[i];
+            if (fp->side != s)
+                continue;
+            rc = fill_field(fp, r, f, cols, keys + (fp->kind == RD_FIELD_NUMERIC ? 0 : fp->soff),
+                            nums + (fp->kind == RD_FIELD_NUMERIC ? fp->soff : 0), eb);
+            if (rc != RD_OK)
+                goto done;
+        }
+        st->n_rows++;
+    }
+    if (rc < 0)
+        goto done;
+    rc = RD_OK;
+    if (st->n_rows == 0)
+        rc = rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: side table '%s' has no rows", st->path,
+                        sd->name);
+done:
+    rd_free(cols);
+    rd_csv_close(r);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interned ids and the sort
+
+typedef struct intern {
+    rd__u64map map; // feature key -> id
+    uint64_t *key;  // id -> feature key
+    uint64_t *soff; // id -> offset of its bytes in arena (n + 1 entries)
+    char *arena;
+    uint64_t n, cap, alen, acap;
+    uint32_t *rank; // natural-order rank of each id
+} intern;
+
+static void intern_free(intern *t) {
+    rd__u64map_free(&t->map);
+    rd_free(t->key);
+    rd_free(t->soff);
+    rd_free(t->arena);
+    rd_free(t->rank);
+}
+
+// @return id, or -1 on out-of-memory.
+static int64_t intern_put(intern *t, const char *field, const rd_csv_field *v) {
+    uint64_t k = rd_feature_key(field, v->ptr, v->len);
+    int ins;
+    uint32_t *slot = rd__u64map_put(&t->map, k, (uint32_t)t->n, &ins);
+    if (!slot)
+        return -1;
+    if (!ins)
+        return *slot;
+    if (t->n + 2 > t->cap) {
+        uint64_t nc = t->cap ? t->cap * 2 : 1024;
+        uint64_t *nk = rd_realloc(t->key, nc * 8);
+        if (nk)
+            t->key = nk;
+        uint64_t *no = rd_realloc(t->soff, (nc + 1) * 8);
+        if (no)
+            t->soff = no;
+        if (!nk || !no)
+            return -1;
+        t->cap = nc;
+        if (t->n == 0)
+            t->soff[0] = 0;
+    }
+    if (t->alen + v->len > t->acap) {
+        uint64_t nc = t->acap ? t->acap : 4096;
+        while (nc < t->alen + v->len)
+            nc *= 2;
+        char *na = rd_realloc(t->arena, nc);
+        if (!na)
+            return -1;
+        t->arena = na;
+        t->acap = nc;
+    }
+    memcpy(t->arena + t->alen, v->ptr, v->len);
+    t->alen += v->len;
+    t->key[t->n] = k;
+    t->soff[t->n + 1] = t->alen;
+    return (int64_t)t->n++;
+}
+
+// Natural order: canonical unsigned integers (no sign, no leading zero) by value, before any
+// other string; other strings bytewise.
+static int canon_uint(const char *s, size_t n, uint64_t *v) {
+    if (n == 0 || n > 19 || (n > 1 && s[0] == '0'))
+        return 0;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        x = x * 10 + (uint64_t)(s[i] - '0');
+    }
+    *v = x;
+    return 1;
+}
+
+typedef struct id_sort {
+    uint64_t num;  // value of a canonical integer id
+    const char *s; // bytes of any other id
+    uint64_t len;
+    uint32_t is_str;
+    uint32_t id;
+} id_sort;
+
+static int cmp_ids(const void *a, const void *b) {
+    const id_sort *x = a, *y = b;
+    if (x->is_str != y->is_str)
+        return x->is_str ? 1 : -1;
+    if (!x->is_str)
+        return x->num < y->num ? -1 : x->num > y->num;
+    int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+    if (c)
+        return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static int intern_rank(intern *t) {
+    id_sort *ids = rd_malloc((t->n ? t->n : 1) * sizeof *ids);
+    t->rank = rd_malloc((t->n ? t->n : 1) * 4);
+    if (!ids || !t->rank) {
+        rd_free(ids);
+        return -1;
+    }
+    for (uint64_t i = 0; i < t->n; i++) {
+        id_sort *e = &ids[i];
+        e->s = t->arena + t->soff[i];
+        e->len = t->soff[i + 1] - t->soff[i];
+        e->is_str = !canon_uint(e->s, (size_t)e->len, &e->num);
+        e->id = (uint32_t)i;
+    }
+    qsort(ids, t->n, sizeof *ids, cmp_ids);
+    for (uint64_t i = 0; i < t->n; i++)
+        t->rank[ids[i].id] = (uint32_t)i;
+    rd_free(ids);
+    return 0;
+}
+
+typedef struct ev_meta {
+    int64_t ts_ms;
+    uint32_t urank, irank;
+    uint64_t line;
+    uint64_t idx; // into the per-event arrays
+} ev_meta;
+
+static int cmp_ev(const void *a, const void *b) {
+    const ev_meta *x = a, *y = b;
+    if (x->ts_ms != y->ts_ms)
+        return x->ts_ms < y->ts_ms ? -1 : 1;
+    if (x->urank != y->urank)
+        return x->urank < y->urank ? -1 : 1;
+    if (x->irank != y->irank)
+        return x->irank < y->irank ? -1 : 1;
+    return x->line < y->line ? -1 : x->line > y->line;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The source
+
+static void write_schema_yaml(FILE *f, const csv_ctx *cx) {
+    const rd_schema_config *sc = &cx->sc;
+    static const char *const ops[] = {">=", ">", "==", "!=", "<=", "<"};
+    fprintf(f, "schema:\n  path: ");
+    rd__yaml_str(f, cx->log_path);
+    fprintf(f, "\n  delimiter: ");
+    char d[4];
+    delim_of(sc->delimiter, d);
+    rd__yaml_str(f, d);
+    fprintf(f, "\n  quoting: %s\n  header: %s\n  columns: [", cx->quote ? "true" : "false",
+            sc->header ? "true" : "false");
+    for (int i = 0; i < cx->n_cols; i++) {
+        fprintf(f, "%s", i ? ", " : "");
+        rd__yaml_str(f, cx->cols[i]);
+    }
+    fprintf(f, "]\n  user_column: ");
+    rd__yaml_str(f, sc->user_column);
+    fprintf(f, "\n  item_column: ");
+    rd__yaml_str(f, sc->item_column);
+    fprintf(f, "\n  time_column: ");
+    rd__yaml_str(f, sc->time_column);
+    fprintf(f, "\n  time_format: %s\n", sc->time_format[0] ? sc->time_format : "unix");
+    fprintf(f, "  label: {column: ");
+    rd__yaml_str(f, sc->label_column);
+    fprintf(f, ", op: \"%s\", threshold: %.17g}\n",
+            ops[sc->label_op >= 0 && sc->label_op <= 5 ? sc->label_op : 0], sc->label_threshold);
+    fprintf(f, "  side:%s\n", cx->n_side ? "" : " []");
+    for (int s = 0; s < cx->n_side; s++) {
+        const side_table *st = &cx->side[s];
+        fprintf(f, "    - {name: ");
+        rd__yaml_str(f, st->cfg->name);
+        fprintf(f, ", path: ");
+        rd__yaml_str(f, st->path);
+        fprintf(f, ", key_column: ");
+        rd__yaml_str(f, st->cfg->key_column);
+        fprintf(f, ", join_column: ");
+        rd__yaml_str(f, st->cfg->join_column);
+        fprintf(f, ", rows: %llu}\n", (unsigned long long)st->n_rows);
+    }
+    fprintf(f, "  fields:%s\n", cx->n_plan ? "" : " []");
+    for (int i = 0; i < cx->n_plan; i++) {
+        const field_plan *fp = &cx->plan[i];
+        fprintf(f, "    - {name: ");
+        rd__yaml_str(f, fp->cfg->name);
+        fprintf(f, ", column: ");
+        rd__yaml_str(f, fp->cfg->column);
+        fprintf(f, ", side: ");
+        rd__yaml_str(f, fp->cfg->side);
+        fprintf(f, ", kind: %s%s",
+                fp->flags                      ? "flags"
+                : fp->kind == RD_FIELD_MULTI   ? "multi"
+                : fp->kind == RD_FIELD_NUMERIC ? "numeric"
+                                               : "categorical",
+                fp->cfg->log1p && fp->kind == RD_FIELD_NUMERIC ? ", log1p: true" : "");
+        if (fp->kind == RD_FIELD_MULTI && !fp->flags) {
+            fprintf(f, ", sep: ");
+            rd__yaml_str(f, fp->cfg->sep);
+        }
+        fprintf(f, ", width: %u}\n", fp->width);
+    }
+}
+
+// Build the plan (layout) and open side tables. The layout puts key fields first in schema
+// order, then numeric fields.
+static int plan_fields(csv_ctx *cx, rd_errbuf *eb) {
+    rd_schema_config *sc = &cx->sc;
+    memset(&cx->lay, 0, sizeof cx->lay);
+    cx->lay.source = cx->dc->source;
+    if (sc->n_fields < 0 || sc->n_fields > RD_MAX_FIELDS || sc->n_side < 0 ||
+        sc->n_side > RD_MAX_SIDE)
+        return rd_err_set(eb, RD_ERR_CONFIG, "data.schema: bad number of fields or side tables");
+    cx->n_side = sc->n_side;
+    for (int s = 0; s < sc->n_side; s++) {
+        cx->side[s].cfg = &sc->side[s];
+        resolve_path(cx->dc->input, sc->side[s].path, cx->side[s].path, sizeof cx->side[s].path);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < sc->n_fields; i++) {
+            const rd_field_config *fc = &sc->fields[i];
+            int numeric = fc->kind == RD_FIELD_NUMERIC && !fc->flags;
+            if (numeric != pass)
+                continue;
+            field_plan *fp = &cx->plan[cx->n_plan];
+            memset(fp, 0, sizeof *fp);
+            fp->cfg = fc;
+            fp->flags = fc->flags && fc->kind != RD_FIELD_NUMERIC;
+            fp->kind = fp->flags ? RD_FIELD_MULTI : fc->kind;
+            if (fp->kind < RD_FIELD_CATEGORICAL || fp->kind > RD_FIELD_NUMERIC)
+                return rd_err_set(eb, RD_ERR_CONFIG, "data.schema.fields[%d]: bad kind %d", i,
+                                  fc->kind);
+            if (fp->kind == RD_FIELD_MULTI && (fc->max_len < 1 || fc->max_len > 64))
+                return rd_err_set(eb, RD_ERR_CONFIG,
+                                  "data.schema.fields[%d].max_len: %d is outside 1..64", i,
+                                  fc->max_len);
+            if (!fc->name[0] || !strcmp(fc->name, "user") || !strcmp(fc->name, "item"))
+                return rd_err_set(eb, RD_ERR_CONFIG,
+                                  "data.schema.fields[%d].name: empty or reserved ('%s')", i,
+                                  fc->name);
+            for (int j = 0; j < cx->n_plan; j++)
+                if (!strcmp(cx->plan[j].cfg->name, fc->name))
+                    return rd_err_set(eb, RD_ERR_CONFIG,
+                                      "data.schema.fields[%d].name: duplicate field '%s'", i,
+                                      fc->name);
+            fp->width = fp->kind == RD_FIELD_MULTI ? (uint32_t)fc->max_len : 1;
+            fp->side = -1;
+            if (fc->side[0]) {
+                for (int s = 0; s < sc->n_side; s++)
+                    if (!strcmp(sc->side[s].name, fc->side))
+                        fp->side = s;
+                if (fp->side < 0)
+                    return rd_err_set(eb, RD_ERR_CONFIG,
+                                      "data.schema.fields[%d].side: no side table '%s'", i,
+                                      fc->side);
+                side_table *st = &cx->side[fp->side];
+                if (fp->kind == RD_FIELD_NUMERIC) {
+                    fp->soff = st->n_num;
+                    st->n_num++;
+                } else {
+                    fp->soff = st->n_slots;
+                    st->n_slots += fp->width;
+                }
+            }
+            int idx = rd__layout_add(&cx->lay, fc->name, fp->kind, fp->width);
+            RD_ASSERT(idx >= 0);
+            fp->offset = cx->lay.fields[idx].offset;
+            cx->n_plan++;
+        }
+    }
+    return RD_OK;
+}
+
+typedef struct ev_store {
+    ev_meta *meta;
+    uint64_t *keys;
+    float *nums;
+    uint8_t *label;
+    uint64_t n, cap;
+} ev_store;
+
+static int ev_grow(ev_store *es, uint32_t ns, uint32_t nn) {
+    uint64_t nc = es->cap ? es->cap * 2 : 4096;
+    ev_meta *m = rd_realloc(es->meta, nc * sizeof *m);
+    if (m)
+        es->meta = m;
+    uint64_t *k = rd_realloc(es->keys, nc * (ns ? ns : 1) * 8);
+    if (k)
+        es->keys = k;
+    float *f = rd_realloc(es->nums, nc * (nn ? nn : 1) * 4);
+    if (f)
+        es->nums = f;
+    uint8_t *l = rd_realloc(es->label, nc);
+    if (l)
+        es->label = l;
+    if (!m || !k || !f || !l)
+        return -1;
+    es->cap = nc;
+    return 0;
+}
+
+int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
+    csv_ctx *cx = rd_calloc(1, sizeof *cx);
+    if (!cx)
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    int rc = RD_OK;
+    rd_csv_reader *r = NULL;
+    rd__builder *b = NULL;
+    ev_store es;
+    memset(&es, 0, sizeof es);
+    intern users, items;
+    memset(&users, 0, sizeof users);
+    memset(&items, 0, sizeof items);
+    char *yaml = NULL;
+    size_t yaml_len = 0;
+    cx->dc = dc;
+    if (dc->source == RD_DATA_CSV) {
+        cx->sc = dc->schema;
+        cx->quote = '"';
+    } else {
+        if ((rc = rd_schema_preset(dc->source, &cx->sc, eb)) != RD_OK)
+            goto done;
+        cx->quote = 0; // MovieLens files are not quoted (titles hold stray quotes)
+    }
+    rd_schema_config *sc = &cx->sc;
+    if (!sc->path[0]) {
+        rc = rd_err_set(eb, RD_ERR_CONFIG, "data.schema.path: the interaction log is not set");
+        goto done;
+    }
+    resolve_path(dc->input, sc->path, cx->log_path, sizeof cx->log_path);
+    const char *tfs = sc->time_format[0] ? sc->time_format : "unix";
+    if (!strcmp(tfs, "unix"))
+        cx->tf = TF_UNIX;
+    else if (!strcmp(tfs, "unix_ms"))
+        cx->tf = TF_UNIX_MS;
+    else if (!strcmp(tfs, "iso8601"))
+        cx->tf = TF_ISO;
+    else {
+        rc = rd_err_set(eb, RD_ERR_CONFIG, "data.schema.time_format: unknown format '%s'", tfs);
+        goto done;
+    }
+    if (sc->label_op < RD_LABEL_GE || sc->label_op > RD_LABEL_LT) {
+        rc = rd_err_set(eb, RD_ERR_CONFIG, "data.schema.label.op: bad operator %d", sc->label_op);
+        goto done;
+    }
+    if ((rc = plan_fields(cx, eb)) != RD_OK)
+        goto done;
+
+    // 1. The log's columns (needed to resolve the join columns), then the side tables.
+    rd_csv_options o;
+    memset(&o, 0, sizeof o);
+    delim_of(sc->delimiter, o.delimiter);
+    o.quote = cx->quote;
+    if ((rc = rd_csv_open(cx->log_path, &o, &r, eb)) != RD_OK)
+        goto done;
+    if ((rc = read_columns(r, sc->header, sc->n_columns, &sc->columns[0][0], &cx->cols, &cx->n_cols,
+                           eb)) != RD_OK)
+        goto done;
+    const char *req_names[] = {"user_column", "item_column", "time_column", "label.column"};
+    const char *req[] = {sc->user_column, sc->item_column, sc->time_column, sc->label_column};
+    int *req_idx[] = {&cx->c_user, &cx->c_item, &cx->c_time, &cx->c_label};
+    for (int i = 0; i < 4; i++) {
+        *req_idx[i] = req[i][0] ? find_col(cx->cols, cx->n_cols, req[i]) : -1;
+        if (*req_idx[i] < 0) {
+            rc = req[i][0]
+                     ? missing_col(eb, cx->log_path, req_names[i], req[i], cx->cols, cx->n_cols)
+                     : rd_err_set(eb, RD_ERR_CONFIG, "data.schema.%s: not set", req_names[i]);
+            goto done;
+        }
+    }
+    for (int s = 0; s < cx->n_side; s++) {
+        side_table *st = &cx->side[s];
+        st->join_col = find_col(cx->cols, cx->n_cols, st->cfg->join_column);
+        if (st->join_col < 0) {
+            rc = missing_col(eb, cx->log_path, "join_column", st->cfg->join_column, cx->cols,
+                             cx->n_cols);
+            goto done;
+        }
+        if ((rc = load_side(cx, s, eb)) != RD_OK)
+            goto done;
+    }
+    for (int i = 0; i < cx->n_plan; i++) {
+        field_plan *fp = &cx->plan[i];
+        if (fp->side >= 0)
+            continue;
+        fp->col = find_col(cx->cols, cx->n_cols, fp->cfg->column);
+        if (fp->col < 0) {
+            rc =
+                missing_col(eb, cx->log_path, fp->cfg->name, fp->cfg->column, cx->cols, cx->n_cols);
+            goto done;
+        }
+        if (fp->flags && fp->col + (int)fp->width > cx->n_cols) {
+            rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                            "%s: field '%s': %u flag columns from '%s' run past the last column",
+                            cx->log_path, fp->cfg->name, fp->width, fp->cfg->column);
+            goto done;
+        }
+    }
+
+    // 2. Stream the log.
+    if (rd__u64map_init(&users.map, 1024) != RD_OK || rd__u64map_init(&items.map, 1024) != RD_OK) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    uint32_t ns = cx->lay.n_slots, nn = cx->lay.n_numeric;
+    const rd_csv_field *f;
+    size_t nf;
+    while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
+        uint64_t line = rd_csv_line(r);
+        if ((int)nf != cx->n_cols) {
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: expected %d columns, found %zu",
+                            cx->log_path, (unsigned long long)line, cx->n_cols, nf);
+            goto done;
+        }
+        if (es.n == es.cap && ev_grow(&es, ns, nn) != 0) {
+            rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory after %llu events",
+                            (unsigned long long)es.n);
+            goto done;
+        }
+        ev_meta *m = &es.meta[es.n];
+        uint64_t *keys = es.keys + es.n * ns;
+        float *nums = es.nums + es.n * nn;
+        if (f[cx->c_user].len == 0 || f[cx->c_item].len == 0) {
+            int c = f[cx->c_user].len == 0 ? cx->c_user : cx->c_item;
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': empty id", cx->log_path,
+                            (unsigned long long)line, cx->cols[c]);
+            goto done;
+        }
+        if (parse_time(&f[cx->c_time], cx->tf, &m->ts_ms) != 0) {
+            rc = bad_value(eb, r, cx->cols[cx->c_time],
+                           cx->tf == TF_ISO       ? "bad iso8601 timestamp"
+                           : cx->tf == TF_UNIX_MS ? "bad unix_ms timestamp"
+                                                  : "bad unix timestamp",
+                           &f[cx->c_time]);
+            goto done;
+        }
+        double lv;
+        if (rd_csv_parse_double(&f[cx->c_label], &lv) != 0) {
+            rc =
+                bad_value(eb, r, cx->cols[cx->c_label], "non-numeric label value", &f[cx->c_label]);
+            goto done;
+        }
+        es.label[es.n] = (uint8_t)label_of(sc->label_op, lv, sc->label_threshold);
+        int64_t uid = intern_put(&users, "user", &f[cx->c_user]);
+        int64_t iid = intern_put(&items, "item", &f[cx->c_item]);
+        if (uid < 0 || iid < 0) {
+            rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (ids)");
+            goto done;
+        }
+        m->urank = (uint32_t)uid; // the id for now; replaced by its rank before the sort
+        m->irank = (uint32_t)iid;
+        m->line = line;
+        m->idx = es.n;
+        memset(keys, 0, ns * 8ull);
+        for (int s = 0; s < cx->n_side; s++) {
+            side_table *st = &cx->side[s];
+            const rd_csv_field *jv = &f[st->join_col];
+            uint32_t *row = rd__u64map_get(&st->rows, rd_hash64(jv->ptr, jv->len, 0x5e1d));
+            if (!row) {
+                char sv[48];
+                rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                                "%s:%llu: column '%s': key '%s' not found in side table '%s' "
+                                "(%s)",
+                                cx->log_path, (unsigned long long)line, cx->cols[st->join_col],
+                                show(jv, sv, sizeof sv), st->cfg->name, st->path);
+                goto done;
+            }
+            for (int i = 0; i < cx->n_plan; i++) {
+                const field_plan *fp = &cx->plan[i];
+                if (fp->side != s)
+                    continue;
+                if (fp->kind == RD_FIELD_NUMERIC)
+                    nums[fp->offset] = st->nums[(uint64_t)*row * st->n_num + fp->soff];
+                else
+                    memcpy(keys + fp->offset, st->keys + (uint64_t)*row * st->n_slots + fp->soff,
+                           fp->width * 8ull);
+            }
+        }
+        for (int i = 0; i < cx->n_plan; i++) {
+            const field_plan *fp = &cx->plan[i];
+            if (fp->side >= 0)
+                continue;
+            rc = fill_field(fp, r, f, cx->cols,
+                            keys + (fp->kind == RD_FIELD_NUMERIC ? 0 : fp->offset),
+                            nums + (fp->kind == RD_FIELD_NUMERIC ? fp->offset : 0), eb);
+            if (rc != RD_OK)
+                goto done;
+        }
+        es.n++;
+    }
+    if (rc < 0)
+        goto done;
+    rc = RD_OK;
+    if (es.n == 0) {
+        rc = rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: no data rows", cx->log_path);
+        goto done;
+    }
+    if (users.n >= UINT32_MAX || items.n >= UINT32_MAX) {
+        rc = rd_err_set(eb, RD_ERR_RANGE, "%s: more than 2^32-1 distinct users or items",
+                        cx->log_path);
+        goto done;
+    }
+
+    // 3. Sort by (time, user, item, line) with ids in natural order.
+    if (intern_rank(&users) != 0 || intern_rank(&items) != 0) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (sort)");
+        goto done;
+    }
+    for (uint64_t i = 0; i < es.n; i++) {
+        es.meta[i].urank = users.rank[es.meta[i].urank];
+        es.meta[i].irank = items.rank[es.meta[i].irank];
+    }
+    // The ranks replaced the ids: keep the keys reachable through the ranks.
+    uint64_t *ukey = rd_malloc(users.n * 8), *ikey = rd_malloc(items.n * 8);
+    if (!ukey || !ikey) {
+        rd_free(ukey);
+        rd_free(ikey);
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (sort)");
+        goto done;
+    }
+    for (uint64_t i = 0; i < users.n; i++)
+        ukey[users.rank[i]] = users.key[i];
+    for (uint64_t i = 0; i < items.n; i++)
+        ikey[items.rank[i]] = items.key[i];
+    qsort(es.meta, es.n, sizeof *es.meta, cmp_ev);
+
+    // 4. Build.
+    FILE *ms = open_memstream(&yaml, &yaml_len);
+    if (!ms) {
+        rd_free(ukey);
+        rd_free(ikey);
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    write_schema_yaml(ms, cx);
+    fclose(ms);
+    rc = rd__builder_create(dc, &cx->lay, seed, &b, eb);
+    for (uint64_t i = 0; rc == RD_OK && i < es.n; i++) {
+        const ev_meta *m = &es.meta[i];
+        rd__event ev;
+        ev.ts = floor_div(m->ts_ms, 1000);
+        ev.user_key = ukey[m->urank];
+        ev.item_key = ikey[m->irank];
+        ev.label = es.label[m->idx] ? 1.0f : 0.0f;
+        ev.sample = m->line;
+        ev.keys = es.keys + m->idx * ns;
+        ev.nums = es.nums + m->idx * nn;
+        rc = rd__builder_add(b, &ev, eb);
+    }
+    rd_free(ukey);
+    rd_free(ikey);
+    if (rc == RD_OK)
+        rc = rd__builder_finish(b, yaml, eb);
+done:
+    rd__builder_destroy(b);
+    rd_csv_close(r);
+    rd_free(es.meta);
+    rd_free(es.keys);
+    rd_free(es.nums);
+    rd_free(es.label);
+    intern_free(&users);
+    intern_free(&items);
+    for (int s = 0; s < RD_MAX_SIDE; s++)
+        side_free(&cx->side[s]);
+    rd_free(cx->cols);
+    rd_free(cx);
+    free(yaml); // open_memstream's buffer comes from libc malloc
+    return rc;
+}

@@ -1,0 +1,249 @@
+// rd/dataset.h — the binary, time-sorted dataset folder: format, reader (mmap), and prepare.
+//
+// Defines:
+//   rd_record              fixed prefix of every record (48 bytes), then keys and numerics
+//   rd_dataset_field       where a schema field lives in a record (slots or numeric index)
+//   rd_dataset_info        counts, time range, layout, sampling rates of an opened dataset
+//   rd_range               a half-open range [begin, end) of record indices (= sample ids)
+//   rd_dataset_prepare()   build data.dir from the config's data source (CSV/MovieLens/synthetic)
+//   rd_schema_preset()     fill an rd_schema_config for movielens100k / movielens1m
+//   rd_dataset_open/close  mmap a dataset folder; verify magic, version, sizes and CRC-32C
+//   rd_dataset_record/keys/nums   record i and its key slots / numeric features
+//   rd_dataset_batch/window/holdout/all/time_range   split ranges and time windows
+//   rd_dataset_shard()     contiguous share of a range for one of n ranks
+//   rd_dataset_iter_*      iterate a range in time order (contiguous or strided over ranks) or in
+//                          user order (users owned by a rank, time-sorted within each user)
+//   rd_dataset_user_*      per-user index: a user's records in time order, a record's position
+//   rd_dataset_history()   the last L records of the same user strictly before record i, O(L)
+//
+// Folder layout (written by rd_dataset_prepare into "<dir>.tmp-<pid>", fsynced, then renamed):
+//   events.bin   [header | records | user offsets | user record lists | record positions]
+//   meta.yaml    human-readable: source, schema, layout, vocabulary sizes, time range, label rate,
+//                negative-sampling counts, split boundaries (record ranges + timestamps)
+//
+// events.bin, little-endian, every section 8-byte aligned:
+//   header     magic "RDDSET\r\n", version, sizes, counts, split boundaries, field table, CRCs
+//   records    n x record_size bytes: rd_record | uint64 keys[n_slots] | float num[n_numeric] |
+//              zero padding to a multiple of 8. Records are in time order: sorted by (timestamp,
+//              user id, item id, input line), stable and deterministic; record i has id i.
+//   user_off   (n_users + 1) x uint64: user u's records are user_rec[user_off[u], user_off[u+1])
+//   user_rec   n x uint64 record indices, grouped by user, ascending (= time order) per user
+//   user_pos   n x uint32: position of record i within its user's list (padded to 8 bytes)
+// CRC-32C covers the records and (separately) the three index sections; the header carries its
+// own CRC. Users and items are dense indices in order of first appearance in time order.
+//
+// Keys: user_key = rd_feature_key("user", id bytes), item_key = rd_feature_key("item", id bytes)
+// for CSV/MovieLens (rd_feature_key_u64 for the synthetic source), and each slot of a field holds
+// rd_feature_key(field name, value bytes) (0 = empty). A model derives the key its table sees with
+// rd_table_key(table id, key).
+//
+// Splits are quantiles of the event count in time order: batch [0, b), stream windows
+// w = 0..K-1 covering [b, h) in K near-equal parts, holdout [h, n), with
+// b = round(n * batch_fraction) and h = n - round(n * holdout_fraction).
+#ifndef RD_DATASET_H
+#define RD_DATASET_H
+
+#include "rd/config.h"
+#include "rd/error.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RD_DATASET_MAGIC   "RDDSET\r\n" // 8 bytes, no NUL
+#define RD_DATASET_VERSION 1
+#define RD_DATASET_FILE    "events.bin"
+#define RD_DATASET_META    "meta.yaml"
+
+// ---------------------------------------------------------------------------------------------
+// Format
+
+/** The fixed 48-byte prefix of every record. Followed by uint64 keys[n_slots] and float
+ *  num[n_numeric] (see rd_dataset_keys / rd_dataset_nums). */
+typedef struct rd_record {
+    uint64_t id;       // sample id = index in time order, 0..n-1
+    int64_t ts;        // event time, unix seconds
+    uint32_t user;     // dense user index, 0..n_users-1, by first appearance in time order
+    uint32_t item;     // dense item index, 0..n_items-1, by first appearance in time order
+    float label;       // 0 or 1
+    float weight;      // 1 / sampling rate of the event's class (1 without negative sampling)
+    uint64_t user_key; // rd_feature_key of the raw user id
+    uint64_t item_key; // rd_feature_key of the raw item id
+} rd_record;
+
+/** Where one schema field lives inside a record. */
+typedef struct rd_dataset_field {
+    char name[RD_NAME_MAX]; // field name (the key's hash salt)
+    int kind;               // rd_field_kind; 0/1 flag fields (MovieLens genres) are stored as
+                            // RD_FIELD_MULTI: one slot per flag column
+    uint32_t offset;        // first key slot (categorical, multi) or numeric index (numeric)
+    uint32_t width;         // slots (1 for categorical and numeric, max_len for multi)
+    uint64_t vocab;         // distinct non-empty values seen (0 for numeric fields)
+} rd_dataset_field;
+
+typedef struct rd_dataset_info {
+    uint32_t version;     // RD_DATASET_VERSION
+    uint32_t record_size; // bytes per record, multiple of 8
+    uint32_t n_slots;     // uint64 key slots per record
+    uint32_t n_numeric;   // floats per record
+    uint32_t n_fields;    // entries of the field table
+    uint32_t n_windows;   // K stream windows
+    int source;           // rd_data_source the data came from
+    uint64_t n_events;    // records (after negative sampling)
+    uint64_t n_users;     // distinct users
+    uint64_t n_items;     // distinct items
+    uint64_t n_positives; // records with label 1
+    int64_t ts_min;       // first and last timestamp (unix seconds)
+    int64_t ts_max;
+    uint64_t raw_events; // events before negative sampling
+    uint64_t raw_positives;
+    double neg_rate;      // fraction of negatives kept (r_s); 1 = no sampling
+    double pos_rate;      // fraction of positives kept (r_+)
+    uint64_t file_bytes;  // size of events.bin
+    uint32_t records_crc; // CRC-32C of the record section
+    uint32_t index_crc;   // CRC-32C of the user index sections
+} rd_dataset_info;
+
+/** Half-open range of record indices [begin, end). */
+typedef struct rd_range {
+    uint64_t begin;
+    uint64_t end;
+} rd_range;
+
+typedef struct rd_dataset rd_dataset;
+
+// ---------------------------------------------------------------------------------------------
+// Prepare (writer side)
+
+/**
+ * Build the dataset folder dc->dir from dc->source: CSV through dc->schema, MovieLens through
+ * rd_schema_preset, or the synthetic generator. The folder is written under "<dir>.tmp-<pid>",
+ * fsynced and renamed into place, so a failure leaves neither the folder nor the temporary one.
+ * An existing dataset folder at dir (one holding events.bin) is replaced atomically; any other
+ * existing path is an error.
+ * @param[in]  dc        data config (schema paths are relative to dc->input when not absolute)
+ * @param[in]  run_seed  run.seed: seeds the generator when synthetic.seed is 0, and negative
+ *                       sampling
+ * @param[out] eb        "file:line: column 'x': what is wrong" for bad input
+ * @return RD_OK, RD_ERR_IO (unreadable input, unwritable output, disk full), RD_ERR_PARSE
+ *         (malformed line, wrong column count, non-numeric value, bad timestamp), RD_ERR_SCHEMA
+ *         (a column the schema names is missing, missing side-table key, duplicate side key),
+ *         RD_ERR_EMPTY (no events), RD_ERR_CONFIG (inconsistent data config), RD_ERR_EXISTS
+ *         (dir exists and is not a dataset), RD_ERR_RANGE (more users/items than 2^32-1),
+ *         RD_ERR_NOMEM.
+ */
+int rd_dataset_prepare(const rd_data_config *dc, uint64_t run_seed, rd_errbuf *eb);
+
+/**
+ * Fill `sc` with the schema of a MovieLens preset (the whole struct is overwritten; other
+ * sources are an error). movielens100k: u.data (tab; user_id item_id rating timestamp) joined
+ * with u.user ("|"; fields age, gender, occupation, zip) and u.item ("|"; field genres = the 19
+ * 0/1 genre flag columns). movielens1m: ratings.dat, users.dat, movies.dat ("::"; fields gender,
+ * age, occupation, zip, genres = the "|"-separated Genres column, up to 6 values). Both label
+ * events with rating >= 4 and read unix seconds.
+ * @return RD_OK or RD_ERR_ARG (not a MovieLens source)
+ */
+int rd_schema_preset(int source, rd_schema_config *sc, rd_errbuf *eb);
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+
+enum {
+    RD_DATASET_NOVERIFY = 1, // skip the full CRC of records and index at open (header, sizes and
+                             // offsets are still checked); use when the file was just verified
+};
+
+/**
+ * Open and mmap a dataset folder (read-only, shared: ranks on one node share the pages).
+ * @param[in]  dir    dataset folder
+ * @param[in]  flags  0 or RD_DATASET_NOVERIFY
+ * @param[out] out    the dataset; close with rd_dataset_close
+ * @param[out] eb     "dir/events.bin: what" (bad magic, truncated, CRC mismatch, ...)
+ * @return RD_OK, RD_ERR_IO, RD_ERR_CORRUPT (bad magic, CRC mismatch, inconsistent header,
+ *         truncated or oversized file), RD_ERR_VERSION, RD_ERR_NOMEM
+ */
+int rd_dataset_open(const char *dir, int flags, rd_dataset **out, rd_errbuf *eb);
+
+/** Unmap and free. Accepts NULL. Pointers obtained from the dataset die with it. */
+void rd_dataset_close(rd_dataset *ds);
+
+/** Counts and layout. @return a pointer that lives as long as ds. */
+const rd_dataset_info *rd_dataset_get_info(const rd_dataset *ds);
+
+/** The field table (info->n_fields entries) and a lookup by name (NULL if absent).
+ *  @return pointers that live as long as ds. */
+const rd_dataset_field *rd_dataset_fields(const rd_dataset *ds);
+const rd_dataset_field *rd_dataset_find_field(const rd_dataset *ds, const char *name);
+
+/** Record i (asserts i < n_events), its n_slots keys and its n_numeric floats.
+ *  @return pointers into the mapping; valid until rd_dataset_close. */
+const rd_record *rd_dataset_record(const rd_dataset *ds, uint64_t i);
+const uint64_t *rd_dataset_keys(const rd_dataset *ds, uint64_t i);
+const float *rd_dataset_nums(const rd_dataset *ds, uint64_t i);
+
+/** Split ranges: all events, the batch period, stream window w (0 <= w < n_windows, asserted),
+ *  and the holdout window. */
+rd_range rd_dataset_all(const rd_dataset *ds);
+rd_range rd_dataset_batch(const rd_dataset *ds);
+rd_range rd_dataset_window(const rd_dataset *ds, uint32_t w);
+rd_range rd_dataset_holdout(const rd_dataset *ds);
+
+/** Records with t0 <= ts < t1 (binary search; an empty range if none). */
+rd_range rd_dataset_time_range(const rd_dataset *ds, int64_t t0, int64_t t1);
+
+/** Contiguous share of r for `rank` of `nranks` (sizes differ by at most one, in rank order). */
+rd_range rd_dataset_shard(rd_range r, int rank, int nranks);
+
+// ---------------------------------------------------------------------------------------------
+// Iteration and partitioning across ranks
+
+typedef enum rd_partition {
+    RD_PART_CONTIGUOUS = 0, // rank r gets rd_dataset_shard(range, r, n), in time order
+    RD_PART_STRIDED = 1,    // rank r gets begin + r, begin + r + n, ... (time order)
+    RD_PART_USER = 2,       // user order: users u = 0, 1, ... with
+                            // rd_shard_of(user_key, n) == r, each user's records in the range in
+                            // time order (the IAT user-order scheme, and the store's sharding)
+} rd_partition;
+
+/** Iterator state (plain struct; copy to fork). */
+typedef struct rd_dataset_iter {
+    const rd_dataset *ds;
+    rd_range range;
+    int mode; // rd_partition
+    int rank;
+    int nranks;
+    uint64_t next; // time modes: next index; user mode: position in the current user's list
+    uint64_t stop; // time modes: end; user mode: end position in the current user's list
+    uint64_t step; // strided: nranks
+    uint64_t user; // user mode: current user
+} rd_dataset_iter;
+
+/** Start iterating `range` (clipped to the dataset) as `rank` of `nranks` (asserts
+ *  0 <= rank < nranks). */
+void rd_dataset_iter_init(
+    rd_dataset_iter *it, const rd_dataset *ds, rd_range range, int mode, int rank, int nranks);
+
+/** @return 1 and *idx = the next record index, or 0 at the end. */
+int rd_dataset_iter_next(rd_dataset_iter *it, uint64_t *idx);
+
+// ---------------------------------------------------------------------------------------------
+// Per-user index
+
+/** Records of user u in time order (asserts u < n_users). *n receives the count.
+ *  @return a pointer into the mapping; valid until rd_dataset_close. */
+const uint64_t *rd_dataset_user_records(const rd_dataset *ds, uint64_t u, uint64_t *n);
+
+/** Position of record i within its user's list (0 = the user's first event). */
+uint32_t rd_dataset_user_pos(const rd_dataset *ds, uint64_t i);
+
+/**
+ * The last min(L, pos) records of record i's user strictly before record i (in record order,
+ * i.e. earlier timestamps, and for equal timestamps earlier ids), oldest first, in O(L).
+ * @param[out] n  number of indices (0 for a user's first event)
+ * @return a pointer to the *n indices inside the mapping (valid until rd_dataset_close)
+ */
+const uint64_t *rd_dataset_history_view(const rd_dataset *ds, uint64_t i, size_t L, size_t *n);
+
+/** Same, copied into out_idx (room for L entries). */
+void rd_dataset_history(const rd_dataset *ds, uint64_t i, size_t L, uint64_t *out_idx, size_t *n);
+
+#endif // RD_DATASET_H

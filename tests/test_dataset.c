@@ -1,0 +1,1181 @@
+// test_dataset.c — the dataset format and the CSV/MovieLens source of prepare (rd/dataset.h):
+// record contents, sort order, dense ids, keys, splits, the per-user index and history, the
+// iterators and rank partitions, negative sampling, determinism, atomic output and replacement,
+// every kind of bad input (message checked for file:line, nothing left behind), corrupted and
+// truncated files, a fuzz loop over mutated dataset files, and out-of-memory injection.
+//
+// Fixtures: tests/data/clicks.csv + users.csv (a small CSV with quotes, CRLF, empty lines, ties),
+// tests/data/ml100k-mini and ml1m-mini (invented rows in the MovieLens formats). Outputs go to a
+// fresh folder under /tmp, removed at the end.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/alloc.h"
+#include "rd/config.h"
+#include "rd/dataset.h"
+#include "rd/hash.h"
+#include "rd/rng.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// ---------------------------------------------------------------------------------------------
+// File helpers
+
+static char g_tmp[256];  // the test's scratch folder
+static char g_data[512]; // tests/data
+
+static void rm_rf(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (d) {
+            struct dirent *de;
+            while ((de = readdir(d)) != NULL) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                    continue;
+                char sub[1024];
+                snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+                rm_rf(sub);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+// out = a + "/" + b, checked (the test's paths are short).
+static void join(char *out, size_t n, const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    assert_true(la + lb + 2 <= n);
+    memcpy(out, a, la);
+    out[la] = '/';
+    memcpy(out + la + 1, b, lb + 1);
+}
+
+static void path_in(char *out, size_t n, const char *name) {
+    join(out, n, g_tmp, name);
+}
+
+static void write_file(const char *path, const char *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+// Number of entries of g_tmp whose name contains `needle`.
+static int count_entries(const char *needle) {
+    DIR *d = opendir(g_tmp);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += strstr(de->d_name, needle) != NULL;
+    closedir(d);
+    return n;
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/rd_test_dataset_XXXXXX");
+    assert_non_null(mkdtemp(g_tmp));
+    const char *src = getenv("RD_SOURCE_DIR");
+    snprintf(g_data, sizeof g_data, "%s/tests/data", src ? src : ".");
+    char probe[600];
+    snprintf(probe, sizeof probe, "%s/clicks.csv", g_data);
+    if (!exists(probe)) {
+        fprintf(stderr, "fixtures not found at %s (set RD_SOURCE_DIR)\n", g_data);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    rm_rf(g_tmp);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config helpers
+
+static rd_config *new_cfg(void) {
+    rd_config *cfg = calloc(1, sizeof *cfg);
+    rd_config_defaults(cfg);
+    cfg->run.seed = 42;
+    return cfg;
+}
+
+static void set_str(char *dst, size_t n, const char *s) {
+    size_t l = strlen(s);
+    assert_true(l < n);
+    memcpy(dst, s, l + 1);
+}
+#define SET(dst, s) set_str((dst), sizeof(dst), (s))
+
+// The schema of tests/data/clicks.csv joined with users.csv.
+static void clicks_schema(rd_config *cfg, const char *input, const char *out) {
+    rd_data_config *dc = &cfg->data;
+    dc->source = RD_DATA_CSV;
+    SET(dc->input, input);
+    SET(dc->dir, out);
+    rd_schema_config *sc = &dc->schema;
+    memset(sc, 0, sizeof *sc);
+    SET(sc->path, "clicks.csv");
+    SET(sc->delimiter, ",");
+    sc->header = 1;
+    SET(sc->user_column, "uid");
+    SET(sc->item_column, "iid");
+    SET(sc->time_column, "ts");
+    SET(sc->time_format, "unix");
+    SET(sc->label_column, "clicked");
+    sc->label_op = RD_LABEL_GE;
+    sc->label_threshold = 1;
+    sc->n_fields = 4;
+    rd_field_config *f = sc->fields;
+    SET(f[0].name, "tags");
+    SET(f[0].column, "tags");
+    f[0].kind = RD_FIELD_MULTI;
+    f[0].max_len = 3;
+    SET(f[0].sep, "|");
+    SET(f[1].name, "price");
+    SET(f[1].column, "price");
+    f[1].kind = RD_FIELD_NUMERIC;
+    SET(f[2].name, "country");
+    SET(f[2].column, "country");
+    SET(f[2].side, "users");
+    f[2].kind = RD_FIELD_CATEGORICAL;
+    SET(f[3].name, "age");
+    SET(f[3].column, "age");
+    SET(f[3].side, "users");
+    f[3].kind = RD_FIELD_NUMERIC;
+    f[3].log1p = 1;
+    sc->n_side = 1;
+    rd_side_config *sd = &sc->side[0];
+    SET(sd->name, "users");
+    SET(sd->path, "users.csv");
+    SET(sd->delimiter, ",");
+    sd->header = 1;
+    SET(sd->key_column, "uid");
+    SET(sd->join_column, "uid");
+    dc->split.batch_fraction = 0.5;
+    dc->split.holdout_fraction = 0.2;
+    dc->split.stream_windows = 2;
+}
+
+// Copy a fixture file into g_tmp/<sub>/<name>, optionally replacing its content.
+static void put(const char *sub, const char *name, const char *content) {
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/%s", g_tmp, sub);
+    mkdir(dir, 0777);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (content) {
+        write_file(path, content, strlen(content));
+    } else {
+        char src[700];
+        size_t len;
+        snprintf(src, sizeof src, "%s/%s", g_data, name);
+        char *buf = read_file(src, &len);
+        assert_non_null(buf);
+        write_file(path, buf, len);
+        free(buf);
+    }
+}
+
+static int prepare(const rd_config *cfg, rd_errbuf *eb) {
+    rd_errbuf_clear(eb);
+    return rd_dataset_prepare(&cfg->data, cfg->run.seed, eb);
+}
+
+static rd_dataset *open_ok(const char *dir) {
+    rd_dataset *ds = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_dataset_open(dir, 0, &ds, &eb);
+    if (rc != RD_OK)
+        fprintf(stderr, "open %s: %s\n", dir, eb.msg);
+    assert_int_equal(rc, RD_OK);
+    return ds;
+}
+
+static uint64_t key_of(const char *field, const char *v) {
+    return rd_feature_key(field, v, strlen(v));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contents of the small CSV fixture
+
+static void test_csv_contents(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "clicks_ds");
+    clicks_schema(cfg, g_data, out);
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc != RD_OK)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    const rd_dataset_info *in = rd_dataset_get_info(ds);
+    assert_int_equal(in->n_events, 7);
+    assert_int_equal(in->n_users, 3);
+    assert_int_equal(in->n_items, 4);
+    assert_int_equal(in->n_positives, 4);
+    assert_int_equal(in->ts_min, 90);
+    assert_int_equal(in->ts_max, 120);
+    assert_int_equal(in->source, RD_DATA_CSV);
+    // Layout: key fields first (tags 3 slots, country 1), then numeric (price, age).
+    assert_int_equal(in->n_slots, 4);
+    assert_int_equal(in->n_numeric, 2);
+    assert_int_equal(in->record_size, 48 + 32 + 8);
+    assert_int_equal(in->n_fields, 4);
+    const rd_dataset_field *tags = rd_dataset_find_field(ds, "tags");
+    const rd_dataset_field *country = rd_dataset_find_field(ds, "country");
+    const rd_dataset_field *price = rd_dataset_find_field(ds, "price");
+    const rd_dataset_field *age = rd_dataset_find_field(ds, "age");
+    assert_non_null(tags);
+    assert_non_null(country);
+    assert_non_null(price);
+    assert_non_null(age);
+    assert_null(rd_dataset_find_field(ds, "nope"));
+    assert_int_equal(tags->kind, RD_FIELD_MULTI);
+    assert_int_equal(tags->offset, 0);
+    assert_int_equal(tags->width, 3);
+    assert_int_equal(tags->vocab, 5); // a b c "x,y" z
+    assert_int_equal(country->offset, 3);
+    assert_int_equal(country->vocab, 2);
+    assert_int_equal(price->kind, RD_FIELD_NUMERIC);
+    assert_int_equal(price->offset, 0);
+    assert_int_equal(age->offset, 1);
+
+    // Sorted by (ts, user in natural order, item, line):
+    //   90 u1 i3 | 100 9 i0 | 100 9 i1 | 100 10 i2 | 105 9 i2 | 110 10 i1 | 120 u1 i2
+    static const int64_t ts[] = {90, 100, 100, 100, 105, 110, 120};
+    static const char *const uid[] = {"u1", "9", "9", "10", "9", "10", "u1"};
+    static const char *const iid[] = {"i3", "i0", "i1", "i2", "i2", "i1", "i2"};
+    static const uint32_t udense[] = {0, 1, 1, 2, 1, 2, 0};
+    static const uint32_t idense[] = {0, 1, 2, 3, 3, 2, 3};
+    static const float label[] = {1, 1, 0, 1, 0, 0, 1};
+    static const float pr[] = {0, 3, 2, 1.5f, 6, 4.25f, 5};
+    static const char *const ctry[] = {"fr", "de", "de", "fr", "de", "fr", "fr"};
+    static const double ages[] = {30, 41, 41, 25, 41, 25, 30};
+    static const char *const tg[7][3] = {{"c", "a", NULL}, {NULL, NULL, NULL}, {"b", NULL, NULL},
+                                         {"a", "b", NULL}, {"a", NULL, NULL},  {"x,y", "z", NULL},
+                                         {"a", "b", NULL}};
+    for (uint64_t i = 0; i < 7; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        assert_int_equal(r->id, i);
+        assert_int_equal(r->ts, ts[i]);
+        assert_int_equal(r->user, udense[i]);
+        assert_int_equal(r->item, idense[i]);
+        assert_true(r->label == label[i]);
+        assert_true(r->weight == 1.0f);
+        assert_true(r->user_key == key_of("user", uid[i]));
+        assert_true(r->item_key == key_of("item", iid[i]));
+        const uint64_t *k = rd_dataset_keys(ds, i);
+        for (int s = 0; s < 3; s++)
+            assert_true(k[s] == (tg[i][s] ? key_of("tags", tg[i][s]) : 0));
+        assert_true(k[3] == key_of("country", ctry[i]));
+        const float *nm = rd_dataset_nums(ds, i);
+        assert_true(nm[0] == pr[i]);
+        assert_true(nm[1] == (float)log1p(ages[i]));
+    }
+    // Splits: b = round(7 * 0.5) = 4, h = 7 - round(1.4) = 6, two windows.
+    rd_range b = rd_dataset_batch(ds);
+    assert_int_equal(b.begin, 0);
+    assert_int_equal(b.end, 4);
+    assert_int_equal(rd_dataset_window(ds, 0).begin, 4);
+    assert_int_equal(rd_dataset_window(ds, 0).end, 5);
+    assert_int_equal(rd_dataset_window(ds, 1).begin, 5);
+    assert_int_equal(rd_dataset_window(ds, 1).end, 6);
+    assert_int_equal(rd_dataset_holdout(ds).begin, 6);
+    assert_int_equal(rd_dataset_holdout(ds).end, 7);
+    // Time windows.
+    rd_range t = rd_dataset_time_range(ds, 100, 110);
+    assert_int_equal(t.begin, 1);
+    assert_int_equal(t.end, 5);
+    t = rd_dataset_time_range(ds, 0, 90);
+    assert_int_equal(t.end - t.begin, 0);
+    t = rd_dataset_time_range(ds, 121, 500);
+    assert_int_equal(t.end - t.begin, 0);
+    // History: user "9" has records 1, 2, 4.
+    size_t n;
+    const uint64_t *h = rd_dataset_history_view(ds, 4, 10, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(h[0], 1);
+    assert_int_equal(h[1], 2);
+    h = rd_dataset_history_view(ds, 4, 1, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(h[0], 2);
+    h = rd_dataset_history_view(ds, 1, 10, &n);
+    assert_int_equal(n, 0);
+    rd_dataset_close(ds);
+
+    char meta[600];
+    snprintf(meta, sizeof meta, "%s/meta.yaml", out);
+    size_t len;
+    char *text = read_file(meta, &len);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "events: 7\n"));
+    assert_non_null(strstr(text, "users: 3\n"));
+    assert_non_null(strstr(text, "label_rate: 0.571429"));
+    assert_non_null(strstr(text, "batch: {begin: 0, end: 4"));
+    assert_non_null(strstr(text, "holdout: {begin: 6, end: 7"));
+    assert_non_null(strstr(text, "tags: 5\n"));
+    free(text);
+    assert_int_equal(count_entries(".tmp-"), 0);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A larger random log: per-user index, history, iterators and partitions against brute force.
+
+static void random_log(const char *sub, int rows, int users, double pos_rate, uint64_t seed) {
+    char *buf = malloc((size_t)rows * 64 + 64);
+    size_t k = (size_t)sprintf(buf, "t,u,i,y\n");
+    rd_rng r;
+    rd_rng_seed(&r, seed);
+    for (int i = 0; i < rows; i++)
+        k += (size_t)sprintf(
+            buf + k, "%llu,user%llu,%llu,%d\n", (unsigned long long)(1000 + rd_rng_below(&r, 500)),
+            (unsigned long long)rd_rng_below(&r, (uint64_t)users),
+            (unsigned long long)rd_rng_below(&r, 300), rd_rng_uniform(&r) < pos_rate);
+    buf[k] = '\0';
+    put(sub, "log.csv", buf);
+    free(buf);
+}
+
+static void simple_schema(rd_config *cfg, const char *sub, const char *out) {
+    rd_data_config *dc = &cfg->data;
+    dc->source = RD_DATA_CSV;
+    path_in(dc->input, sizeof dc->input, sub);
+    SET(dc->dir, out);
+    rd_schema_config *sc = &dc->schema;
+    memset(sc, 0, sizeof *sc);
+    SET(sc->path, "log.csv");
+    SET(sc->delimiter, ",");
+    sc->header = 1;
+    SET(sc->user_column, "u");
+    SET(sc->item_column, "i");
+    SET(sc->time_column, "t");
+    SET(sc->label_column, "y");
+    sc->label_threshold = 1;
+}
+
+static void test_index_history_iterators(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "rand_ds");
+    random_log("rand", 3000, 40, 0.4, 7);
+    simple_schema(cfg, "rand", out);
+    rd_errbuf eb;
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    rd_dataset *ds = open_ok(out);
+    const rd_dataset_info *in = rd_dataset_get_info(ds);
+    uint64_t n = in->n_events;
+    assert_int_equal(n, 3000);
+    assert_int_equal(in->n_users, 40);
+    // Time order and dense ids by first appearance.
+    uint32_t next_user = 0, next_item = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        if (i)
+            assert_true(rd_dataset_record(ds, i - 1)->ts <= r->ts);
+        assert_true(r->user <= next_user);
+        if (r->user == next_user)
+            next_user++;
+        assert_true(r->item <= next_item);
+        if (r->item == next_item)
+            next_item++;
+    }
+    assert_int_equal(next_user, in->n_users);
+    assert_int_equal(next_item, in->n_items);
+    // Per-user lists: ascending, complete, positions consistent; history = brute force.
+    uint64_t total = 0;
+    uint64_t *brute = malloc(n * sizeof *brute);
+    for (uint64_t u = 0; u < in->n_users; u++) {
+        uint64_t cnt;
+        const uint64_t *l = rd_dataset_user_records(ds, u, &cnt);
+        total += cnt;
+        for (uint64_t j = 0; j < cnt; j++) {
+            assert_int_equal(rd_dataset_record(ds, l[j])->user, u);
+            assert_int_equal(rd_dataset_user_pos(ds, l[j]), j);
+            if (j)
+                assert_true(l[j - 1] < l[j]);
+        }
+    }
+    assert_int_equal(total, n);
+    uint64_t out_idx[64];
+    for (uint64_t i = 0; i < n; i += 7) {
+        size_t L = (size_t)(i % 40) + 1, got;
+        rd_dataset_history(ds, i, L, out_idx, &got);
+        uint32_t u = rd_dataset_record(ds, i)->user;
+        size_t m = 0;
+        for (uint64_t j = 0; j < i; j++)
+            if (rd_dataset_record(ds, j)->user == u)
+                brute[m++] = j;
+        size_t want = m < L ? m : L;
+        assert_int_equal(got, want);
+        for (size_t j = 0; j < got; j++)
+            assert_int_equal(out_idx[j], brute[m - want + j]);
+    }
+    free(brute);
+    // Iterators: each mode over 3 ranks covers the range exactly once.
+    rd_range range = {123, 2777};
+    uint8_t *seen = calloc(n, 1);
+    for (int mode = 0; mode < 3; mode++) {
+        memset(seen, 0, n);
+        for (int rank = 0; rank < 3; rank++) {
+            rd_dataset_iter it;
+            rd_dataset_iter_init(&it, ds, range, mode, rank, 3);
+            uint64_t idx, prev = 0;
+            int first = 1;
+            uint32_t prev_user = 0;
+            while (rd_dataset_iter_next(&it, &idx)) {
+                assert_true(idx >= range.begin && idx < range.end);
+                assert_int_equal(seen[idx], 0);
+                seen[idx] = 1;
+                const rd_record *r = rd_dataset_record(ds, idx);
+                if (mode == RD_PART_USER) {
+                    assert_int_equal(rd_shard_of(r->user_key, 3), rank);
+                    if (!first && r->user == prev_user)
+                        assert_true(idx > prev);
+                    if (!first)
+                        assert_true(r->user >= prev_user);
+                } else if (!first) {
+                    assert_true(idx > prev);
+                    if (mode == RD_PART_STRIDED)
+                        assert_int_equal(idx - prev, 3);
+                }
+                prev = idx;
+                prev_user = r->user;
+                first = 0;
+            }
+        }
+        for (uint64_t i = range.begin; i < range.end; i++)
+            assert_int_equal(seen[i], 1);
+    }
+    free(seen);
+    // Shards: contiguous, balanced, in rank order.
+    rd_range s0 = rd_dataset_shard((rd_range){10, 21}, 0, 4);
+    rd_range s3 = rd_dataset_shard((rd_range){10, 21}, 3, 4);
+    assert_int_equal(s0.begin, 10);
+    assert_int_equal(s3.end, 21);
+    for (int rk = 0; rk < 4; rk++) {
+        rd_range s = rd_dataset_shard((rd_range){10, 21}, rk, 4);
+        assert_true(s.end - s.begin == 2 || s.end - s.begin == 3);
+        if (rk < 3)
+            assert_int_equal(s.end, rd_dataset_shard((rd_range){10, 21}, rk + 1, 4).begin);
+    }
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Determinism, replacement, refusal
+
+static void test_determinism_and_replace(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char a[512], b[512], fa[600], fb[600];
+    path_in(a, sizeof a, "det_a");
+    path_in(b, sizeof b, "det_b");
+    rd_errbuf eb;
+    clicks_schema(cfg, g_data, a);
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    clicks_schema(cfg, g_data, b);
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    static const char *const files[] = {RD_DATASET_FILE, RD_DATASET_META};
+    for (int f = 0; f < 2; f++) {
+        size_t la, lb;
+        snprintf(fa, sizeof fa, "%s/%s", a, files[f]);
+        snprintf(fb, sizeof fb, "%s/%s", b, files[f]);
+        char *ca = read_file(fa, &la), *cb = read_file(fb, &lb);
+        assert_non_null(ca);
+        assert_non_null(cb);
+        assert_int_equal(la, lb);
+        assert_memory_equal(ca, cb, la);
+        free(ca);
+        free(cb);
+    }
+    // Replacing an existing dataset folder: prepare another source into `a`.
+    random_log("rep", 50, 5, 0.5, 3);
+    simple_schema(cfg, "rep", a);
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    rd_dataset *ds = open_ok(a);
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, 50);
+    rd_dataset_close(ds);
+    assert_int_equal(count_entries(".tmp-"), 0);
+    assert_int_equal(count_entries(".old-"), 0);
+    // A folder that is not a dataset is never replaced.
+    char foreign[512], keep[600];
+    path_in(foreign, sizeof foreign, "foreign");
+    mkdir(foreign, 0777);
+    snprintf(keep, sizeof keep, "%s/precious.txt", foreign);
+    write_file(keep, "x", 1);
+    SET(cfg->data.dir, foreign);
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_EXISTS);
+    assert_non_null(strstr(eb.msg, "precious.txt"));
+    assert_true(exists(keep));
+    assert_int_equal(count_entries(".tmp-"), 0);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: each case gives its code, names file:line, and leaves nothing at the output.
+
+typedef struct bad_case {
+    const char *what;
+    const char *log;   // content of clicks.csv (NULL = the fixture)
+    const char *users; // content of users.csv (NULL = the fixture)
+    const char *time_format;
+    int rc;
+    const char *msg; // substring of the message
+} bad_case;
+
+static const char hdr[] = "ts,uid,iid,clicked,tags,price\n";
+
+static void test_bad_inputs(void **state) {
+    (void)state;
+    char log[8][256];
+    snprintf(log[0], sizeof log[0], "%s100,9,i1,1,a,1\n100,10,\"i2,1,a,1\n", hdr);
+    snprintf(log[1], sizeof log[1], "%s100,9,i1,1,a,1\n100,10,i2,1,a\n", hdr);
+    snprintf(log[2], sizeof log[2], "%s100,9,i1,yes,a,1\n", hdr);
+    snprintf(log[3], sizeof log[3], "%s100,9,i1,1,a,1\n\n100,9,i1,1,a,1.2.3\n", hdr);
+    snprintf(log[4], sizeof log[4], "%s100,9,i1,1,a,1\n1e,9,i1,1,a,1\n", hdr);
+    snprintf(log[5], sizeof log[5], "%s100,9,i1,1,a,1\n100,u9,i1,1,a,1\n", hdr);
+    snprintf(log[6], sizeof log[6], "%s2021-02-30T10:00:00Z,9,i1,1,a,1\n", hdr);
+    snprintf(log[7], sizeof log[7], "%s100,,i1,1,a,1\n", hdr);
+    const bad_case cases[] = {
+        {"malformed line", log[0], NULL, NULL, RD_ERR_PARSE, "clicks.csv:3: unterminated"},
+        {"wrong column count", log[1], NULL, NULL, RD_ERR_PARSE,
+         "clicks.csv:3: expected 6 columns, found 5"},
+        {"non-numeric label", log[2], NULL, NULL, RD_ERR_PARSE,
+         "clicks.csv:2: column 'clicked': non-numeric label value 'yes'"},
+        {"non-numeric feature", log[3], NULL, NULL, RD_ERR_PARSE,
+         "clicks.csv:4: column 'price': non-numeric value '1.2.3'"},
+        {"bad timestamp", log[4], NULL, NULL, RD_ERR_PARSE,
+         "clicks.csv:3: column 'ts': bad unix timestamp '1e'"},
+        {"bad iso8601 timestamp", log[6], NULL, "iso8601", RD_ERR_PARSE,
+         "clicks.csv:2: column 'ts': bad iso8601 timestamp '2021-02-30T10:00:00Z'"},
+        {"empty input", "", NULL, NULL, RD_ERR_EMPTY, "clicks.csv: empty input"},
+        {"header only", hdr, NULL, NULL, RD_ERR_EMPTY, "clicks.csv: empty input: no data rows"},
+        {"missing side key", log[5], NULL, NULL, RD_ERR_SCHEMA,
+         "clicks.csv:3: column 'uid': key 'u9' not found in side table 'users'"},
+        {"duplicate side key", NULL, "uid,country,age\n9,de,1\n10,fr,2\n9,fr,3\n", NULL,
+         RD_ERR_SCHEMA, "users.csv:4: duplicate key '9' in column 'uid' (first on line 2)"},
+        {"side column count", NULL, "uid,country,age\n9,de\n", NULL, RD_ERR_PARSE,
+         "users.csv:2: expected 3 columns, found 2"},
+        {"side non-numeric", NULL, "uid,country,age\nu1,fr,old\n", NULL, RD_ERR_PARSE,
+         "users.csv:2: column 'age': non-numeric value 'old'"},
+        {"missing column", "ts,uid,iid,click,tags,price\n1,2,3,4,5,6\n", NULL, NULL, RD_ERR_SCHEMA,
+         "label.column: no column 'clicked'"},
+        {"empty id", log[7], NULL, NULL, RD_ERR_PARSE, "clicks.csv:2: column 'uid': empty id"},
+        {"empty side table", NULL, "uid,country,age\n", NULL, RD_ERR_EMPTY,
+         "users.csv: empty input"},
+    };
+    rd_config *cfg = new_cfg();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const bad_case *bc = &cases[c];
+        char sub[64], in[512], out[512];
+        snprintf(sub, sizeof sub, "bad%zu", c);
+        put(sub, "clicks.csv", bc->log);
+        put(sub, "users.csv", bc->users);
+        path_in(in, sizeof in, sub);
+        path_in(out, sizeof out, "bad_out");
+        clicks_schema(cfg, in, out);
+        if (bc->time_format)
+            SET(cfg->data.schema.time_format, bc->time_format);
+        rd_errbuf eb;
+        int rc = prepare(cfg, &eb);
+        if (rc != bc->rc || !strstr(eb.msg, bc->msg))
+            fprintf(stderr, "case '%s': rc %d, message: %s\n", bc->what, rc, eb.msg);
+        assert_int_equal(rc, bc->rc);
+        assert_non_null(strstr(eb.msg, bc->msg));
+        assert_false(exists(out));
+        assert_int_equal(count_entries(".tmp-"), 0);
+    }
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ties in time are broken by user id, then item id, in natural order (canonical integers by
+// value, before any other string, which compare bytewise), then by input line.
+
+static void test_natural_order(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "nat_ds");
+    put("nat", "log.csv",
+        "t,u,i,y\n"
+        "5,b,1,1\n5,10,1,1\n5,9,x,1\n5,a,1,1\n5,010,1,1\n5,9,10,1\n5,9,9,1\n5,9,9,0\n"
+        "4,zz,1,0\n");
+    simple_schema(cfg, "nat", out);
+    rd_errbuf eb;
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    rd_dataset *ds = open_ok(out);
+    static const char *const u[] = {"zz", "9", "9", "9", "9", "10", "010", "a", "b"};
+    static const char *const it[] = {"1", "9", "9", "10", "x", "1", "1", "1", "1"};
+    static const float y[] = {0, 1, 0, 1, 1, 1, 1, 1, 1}; // equal keys keep input order
+    for (uint64_t i = 0; i < 9; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        assert_true(r->user_key == key_of("user", u[i]));
+        assert_true(r->item_key == key_of("item", it[i]));
+        assert_true(r->label == y[i]);
+    }
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time formats
+
+static void test_time_formats(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "iso_ds");
+    put("iso", "log.csv",
+        "t,u,i,y\n"
+        "2021-03-04T05:06:07Z,a,x,1\n"
+        "2021-03-04 05:06:07.900+01:00,b,x,0\n"
+        "2021-03-04,c,x,1\n"
+        "1970-01-01T00:00:00-00:30,d,x,0\n");
+    simple_schema(cfg, "iso", out);
+    SET(cfg->data.schema.time_format, "iso8601");
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    assert_int_equal(rd_dataset_record(ds, 0)->ts, 1800);       // d: 00:30 UTC
+    assert_int_equal(rd_dataset_record(ds, 1)->ts, 1614816000); // c: midnight
+    assert_int_equal(rd_dataset_record(ds, 2)->ts, 1614830767); // b: 04:06:07.9 UTC
+    assert_int_equal(rd_dataset_record(ds, 3)->ts, 1614834367); // a
+    rd_dataset_close(ds);
+
+    path_in(out, sizeof out, "ms_ds");
+    put("ms", "log.csv", "t,u,i,y\n1600000000999,a,x,1\n1600000000001,b,x,0\n-1500,c,x,1\n");
+    simple_schema(cfg, "ms", out);
+    SET(cfg->data.schema.time_format, "unix_ms");
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    ds = open_ok(out);
+    assert_int_equal(rd_dataset_record(ds, 0)->ts, -2); // floor(-1.5 s)
+    assert_true(rd_dataset_record(ds, 1)->user_key == key_of("user", "b"));
+    assert_int_equal(rd_dataset_record(ds, 1)->ts, 1600000000);
+    assert_int_equal(rd_dataset_record(ds, 2)->ts, 1600000000);
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Negative sampling
+
+static void test_negative_sampling(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512], out2[512];
+    path_in(out, sizeof out, "ns_ds");
+    path_in(out2, sizeof out2, "ns_ds2");
+    random_log("ns", 6000, 30, 0.25, 11);
+    simple_schema(cfg, "ns", out);
+    cfg->data.negatives.rate = 0.3;
+    rd_errbuf eb;
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    rd_dataset *ds = open_ok(out);
+    const rd_dataset_info *in = rd_dataset_get_info(ds);
+    assert_int_equal(in->raw_events, 6000);
+    uint64_t neg_before = in->raw_events - in->raw_positives;
+    uint64_t neg_kept = in->n_events - in->n_positives;
+    assert_int_equal(in->n_positives, in->raw_positives); // pos_rate 1 keeps every positive
+    double kept = (double)neg_kept / (double)neg_before;
+    assert_true(fabs(kept - 0.3) < 0.03);
+    assert_true(in->neg_rate == 0.3);
+    for (uint64_t i = 0; i < in->n_events; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        assert_true(r->weight == (r->label > 0 ? 1.0f : (float)(1.0 / 0.3)));
+        assert_int_equal(r->id, i);
+    }
+    // Splits are quantiles of the kept events.
+    assert_int_equal(rd_dataset_batch(ds).end, (uint64_t)llround(0.8 * (double)in->n_events));
+    rd_dataset_close(ds);
+    char meta[600];
+    snprintf(meta, sizeof meta, "%s/meta.yaml", out);
+    size_t len;
+    char *text = read_file(meta, &len);
+    char want[128];
+    snprintf(want, sizeof want, "negatives_kept: %llu\n", (unsigned long long)neg_kept);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "rate: 0.29999999999999999"));
+    free(text);
+    // Same seed: same kept set; another seed: another set.
+    SET(cfg->data.dir, out2);
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    rd_dataset *d1 = open_ok(out), *d2 = open_ok(out2);
+    assert_int_equal(rd_dataset_get_info(d1)->records_crc, rd_dataset_get_info(d2)->records_crc);
+    rd_dataset_close(d2);
+    cfg->run.seed = 43;
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    d2 = open_ok(out2);
+    assert_true(rd_dataset_get_info(d1)->records_crc != rd_dataset_get_info(d2)->records_crc);
+    rd_dataset_close(d1);
+    rd_dataset_close(d2);
+    // Everything dropped is an error, not an empty dataset.
+    put("allneg", "log.csv", "t,u,i,y\n1,a,b,0\n2,a,b,0\n");
+    simple_schema(cfg, "allneg", out2);
+    cfg->data.negatives.rate = 1e-9;
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_EMPTY);
+    assert_non_null(strstr(eb.msg, "negative sampling"));
+    assert_int_equal(count_entries(".tmp-"), 0);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// MovieLens presets on invented fixture rows
+
+static void test_presets(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char in[600], out[512];
+    rd_errbuf eb;
+    // 100K format: tab log, '|' side tables, genres as 19 flag columns.
+    snprintf(in, sizeof in, "%s/ml100k-mini", g_data);
+    path_in(out, sizeof out, "ml100k_ds");
+    cfg->data.source = RD_DATA_MOVIELENS100K;
+    SET(cfg->data.input, in);
+    SET(cfg->data.dir, out);
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    const rd_dataset_info *info = rd_dataset_get_info(ds);
+    assert_int_equal(info->n_events, 5);
+    assert_int_equal(info->n_users, 3);
+    assert_int_equal(info->n_items, 2);
+    assert_int_equal(info->n_positives, 3);
+    static const char *const u[] = {"6", "7", "7", "5", "5"};
+    static const char *const it[] = {"30", "30", "31", "31", "30"};
+    static const float y[] = {0, 1, 1, 0, 1};
+    const rd_dataset_field *g = rd_dataset_find_field(ds, "genres");
+    const rd_dataset_field *occ = rd_dataset_find_field(ds, "occupation");
+    assert_non_null(g);
+    assert_non_null(occ);
+    assert_int_equal(g->width, 19);
+    assert_int_equal(g->vocab, 6);
+    for (uint64_t i = 0; i < 5; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        assert_true(r->user_key == key_of("user", u[i]));
+        assert_true(r->item_key == key_of("item", it[i]));
+        assert_true(r->label == y[i]);
+        const uint64_t *k = rd_dataset_keys(ds, i) + g->offset;
+        if (!strcmp(it[i], "30")) {
+            assert_true(k[0] == key_of("genres", "animation"));
+            assert_true(k[1] == key_of("genres", "children"));
+            assert_true(k[2] == key_of("genres", "comedy"));
+        } else {
+            assert_true(k[0] == key_of("genres", "action"));
+            assert_true(k[1] == key_of("genres", "adventure"));
+            assert_true(k[2] == key_of("genres", "thriller"));
+        }
+        assert_true(k[3] == 0);
+    }
+    assert_true(rd_dataset_keys(ds, 0)[occ->offset] == key_of("occupation", "other"));
+    rd_dataset_close(ds);
+
+    // A bad flag value names the side file, line and column.
+    char src[700];
+    snprintf(src, sizeof src, "%s/ml100k-mini/u.data", g_data);
+    size_t len;
+    char *txt = read_file(src, &len);
+    put("ml100k-bad", "u.data", txt);
+    free(txt);
+    snprintf(src, sizeof src, "%s/ml100k-mini/u.user", g_data);
+    txt = read_file(src, &len);
+    put("ml100k-bad", "u.user", txt);
+    free(txt);
+    put("ml100k-bad", "u.item",
+        "30|T|d||u|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+        "31|T|d||u|0|2|1|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0|0\n");
+    path_in(in, sizeof in, "ml100k-bad");
+    SET(cfg->data.input, in);
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_PARSE);
+    assert_non_null(strstr(eb.msg, "u.item:2: column 'action': flag column holds '2'"));
+    ds = open_ok(out); // the failed prepare left the previous dataset at `out` untouched
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, 5);
+    rd_dataset_close(ds);
+    assert_int_equal(count_entries(".tmp-"), 0);
+
+    // 1M format: "::" everywhere, genres '|'-separated (an empty genre is skipped).
+    snprintf(in, sizeof in, "%s/ml1m-mini", g_data);
+    path_in(out, sizeof out, "ml1m_ds");
+    cfg->data.source = RD_DATA_MOVIELENS1M;
+    SET(cfg->data.input, in);
+    SET(cfg->data.dir, out);
+    rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    ds = open_ok(out);
+    info = rd_dataset_get_info(ds);
+    assert_int_equal(info->n_events, 8);
+    assert_int_equal(info->n_users, 4);
+    assert_int_equal(info->n_items, 3);
+    assert_int_equal(info->n_positives, 5);
+    static const char *const u1[] = {"4", "2", "1", "2", "1", "1", "3", "3"};
+    static const char *const i1[] = {"10", "12", "10", "10", "11", "12", "11", "12"};
+    g = rd_dataset_find_field(ds, "genres");
+    assert_int_equal(g->width, 6);
+    for (uint64_t i = 0; i < 8; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        assert_true(r->user_key == key_of("user", u1[i]));
+        assert_true(r->item_key == key_of("item", i1[i]));
+        const uint64_t *k = rd_dataset_keys(ds, i) + g->offset;
+        if (!strcmp(i1[i], "12")) {
+            assert_true(k[0] == key_of("genres", "Action"));
+            assert_true(k[1] == key_of("genres", "Thriller"));
+            assert_true(k[2] == 0);
+        }
+        if (!strcmp(i1[i], "10"))
+            assert_true(k[1] == key_of("genres", "Children's"));
+    }
+    assert_true(rd_dataset_keys(ds, 0)[rd_dataset_find_field(ds, "zip")->offset] ==
+                key_of("zip", "02460"));
+    rd_dataset_close(ds);
+
+    rd_schema_config sc;
+    assert_int_equal(rd_schema_preset(RD_DATA_CSV, &sc, &eb), RD_ERR_ARG);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Corrupted and truncated files
+
+static void copy_dataset(const char *from, const char *to) {
+    char a[600], b[600];
+    mkdir(to, 0777);
+    static const char *const files[] = {RD_DATASET_FILE, RD_DATASET_META};
+    for (int f = 0; f < 2; f++) {
+        snprintf(a, sizeof a, "%s/%s", from, files[f]);
+        snprintf(b, sizeof b, "%s/%s", to, files[f]);
+        size_t len;
+        char *buf = read_file(a, &len);
+        assert_non_null(buf);
+        write_file(b, buf, len);
+        free(buf);
+    }
+}
+
+static int open_err(const char *dir, int flags, char *msg, size_t n) {
+    rd_dataset *ds = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_dataset_open(dir, flags, &ds, &eb);
+    snprintf(msg, n, "%s", eb.msg);
+    if (rc == RD_OK)
+        rd_dataset_close(ds);
+    else
+        assert_null(ds);
+    return rc;
+}
+
+static void flip_at(const char *file, long off) {
+    int fd = open(file, O_RDWR);
+    assert_true(fd >= 0);
+    unsigned char c;
+    assert_int_equal(pread(fd, &c, 1, off), 1);
+    c ^= 0x20;
+    assert_int_equal(pwrite(fd, &c, 1, off), 1);
+    close(fd);
+}
+
+static void test_corruption(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char good[512], bad[512], file[600], msg[1024];
+    path_in(good, sizeof good, "corrupt_src");
+    path_in(bad, sizeof bad, "corrupt");
+    clicks_schema(cfg, g_data, good);
+    rd_errbuf eb;
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    snprintf(file, sizeof file, "%s/%s", bad, RD_DATASET_FILE);
+    struct stat st;
+    char gfile[600];
+    snprintf(gfile, sizeof gfile, "%s/%s", good, RD_DATASET_FILE);
+    assert_int_equal(stat(gfile, &st), 0);
+    long size = (long)st.st_size;
+    long rec_off = 576; // header_size of this layout (4 fields, 2 windows) rounds to 576
+    {
+        rd_dataset *ds = open_ok(good);
+        assert_int_equal(rd_dataset_get_info(ds)->file_bytes, (uint64_t)size);
+        rd_dataset_close(ds);
+    }
+
+    copy_dataset(good, bad);
+    assert_int_equal(truncate(file, size - 1), 0);
+    assert_int_equal(open_err(bad, 0, msg, sizeof msg), RD_ERR_CORRUPT);
+    assert_non_null(strstr(msg, "truncated"));
+    assert_non_null(strstr(msg, RD_DATASET_FILE));
+    assert_int_equal(truncate(file, 100), 0);
+    assert_int_equal(open_err(bad, 0, msg, sizeof msg), RD_ERR_CORRUPT);
+    assert_non_null(strstr(msg, "truncated"));
+    assert_int_equal(truncate(file, 0), 0);
+    assert_int_equal(open_err(bad, 0, msg, sizeof msg), RD_ERR_CORRUPT);
+    assert_non_null(strstr(msg, "truncated"));
+    rm_rf(bad);
+
+    copy_dataset(good, bad);
+    FILE *f = fopen(file, "ab");
+    fputs("junk", f);
+    fclose(f);
+    assert_int_equal(open_err(bad, 0, msg, sizeof msg), RD_ERR_CORRUPT);
+    assert_non_null(strstr(msg, "trailing bytes"));
+    rm_rf(bad);
+
+    copy_dataset(good, bad);
+    flip_at(file, rec_off + 100); // a record byte
+    assert_int_equal(open_err(bad, 0, msg, sizeof msg), RD_ERR_CORRUPT);
+    assert_non_null(strstr(msg, "record checksum mismatch"));
+    assert_int_equal(open_err(bad, RD_DATASET_NOVERIFY, msg, sizeof msg), RD_OK);
+    rm_rf(bad);
+
+    copy_dataset(good, bad);
+    flip_at(file, size - 20); // the index
+    assert_int_equal(open_err(bad, 0, msg, sizeof msg), RD_ERR_CORRUPT);
+    assert_non_null(strstr(msg, "index checksum mismatch"));
+    rm_rf(bad);
+
+    copy_dataset(good, bad);
+    flip_at(file, 60); // inside the header: counts
+    assert_int_equal(open_err(bad, RD_DATASET_NOVERIFY, msg, sizeof msg), RD_ERR_CORRUPT);
+    assert_non_null(strstr(msg, "header checksum mismatch"));
+    rm_rf(bad);
+
+    copy_dataset(good, bad);
+    flip_at(file, 0);
+    assert_int_equal(open_err(bad, 0, msg, sizeof msg), RD_ERR_CORRUPT);
+    assert_non_null(strstr(msg, "bad magic"));
+    rm_rf(bad);
+
+    copy_dataset(good, bad);
+    flip_at(file, 8); // version
+    assert_int_equal(open_err(bad, 0, msg, sizeof msg), RD_ERR_VERSION);
+    rm_rf(bad);
+
+    assert_int_equal(open_err(bad, 0, msg, sizeof msg), RD_ERR_IO);
+    assert_non_null(strstr(msg, "cannot open"));
+    free(cfg);
+}
+
+// Fuzz: random mutations of a valid file (byte changes, truncation, insertion) never crash and
+// are always reported (CRC-32C detects every burst of up to 32 bits and any truncation).
+static void test_fuzz_dataset(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char good[512], bad[512], gfile[600], file[600], msg[1024];
+    path_in(good, sizeof good, "fuzz_src");
+    path_in(bad, sizeof bad, "fuzz");
+    clicks_schema(cfg, g_data, good);
+    rd_errbuf eb;
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    copy_dataset(good, bad);
+    snprintf(gfile, sizeof gfile, "%s/%s", good, RD_DATASET_FILE);
+    snprintf(file, sizeof file, "%s/%s", bad, RD_DATASET_FILE);
+    size_t len;
+    char *orig = read_file(gfile, &len);
+    char *buf = malloc(len + 64);
+    rd_rng r;
+    rd_rng_seed(&r, 99);
+    int detected = 0;
+    for (int it = 0; it < 3000; it++) {
+        size_t n = len;
+        memcpy(buf, orig, len);
+        int kind = (int)rd_rng_below(&r, 4);
+        if (kind == 0) { // one byte
+            size_t pos = (size_t)rd_rng_below(&r, len);
+            buf[pos] = (char)(buf[pos] ^ (1 + rd_rng_below(&r, 255)));
+        } else if (kind == 1) { // a 4-byte burst
+            size_t pos = (size_t)rd_rng_below(&r, len - 4);
+            for (int b = 0; b < 4; b++)
+                buf[pos + (size_t)b] = (char)rd_rng_below(&r, 256);
+            if (!memcmp(buf, orig, len))
+                continue;
+        } else if (kind == 2) { // truncation
+            n = (size_t)rd_rng_below(&r, len);
+        } else { // insertion
+            size_t pos = (size_t)rd_rng_below(&r, len);
+            memmove(buf + pos + 8, buf + pos, len - pos);
+            memset(buf + pos, 0x5a, 8);
+            n = len + 8;
+        }
+        write_file(file, buf, n);
+        int rc = open_err(bad, 0, msg, sizeof msg);
+        assert_true(rc == RD_ERR_CORRUPT || rc == RD_ERR_VERSION);
+        assert_non_null(strstr(msg, RD_DATASET_FILE));
+        detected++;
+    }
+    assert_true(detected > 2500);
+    free(orig);
+    free(buf);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Out-of-memory injection: prepare fails cleanly (RD_ERR_NOMEM) at every allocation and leaves
+// nothing behind; with enough memory it succeeds.
+
+static long oom_budget;
+static void *oom_malloc(size_t n) {
+    return oom_budget-- > 0 ? malloc(n) : NULL;
+}
+static void *oom_realloc(void *p, size_t n) {
+    return oom_budget-- > 0 ? realloc(p, n) : NULL;
+}
+static const rd_allocator oom_alloc = {oom_malloc, oom_realloc, free};
+
+static void test_oom(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "oom_ds");
+    clicks_schema(cfg, g_data, out);
+    int ok = 0, nomem = 0;
+    for (long budget = 0; budget < 400 && !ok; budget++) {
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        oom_budget = budget;
+        rd_alloc_set(&oom_alloc);
+        int rc = rd_dataset_prepare(&cfg->data, 1, &eb);
+        rd_alloc_set(NULL);
+        if (rc == RD_OK) {
+            ok = 1;
+            break;
+        }
+        if (rc != RD_ERR_NOMEM)
+            fprintf(stderr, "budget %ld: rc %d %s\n", budget, rc, eb.msg);
+        assert_int_equal(rc, RD_ERR_NOMEM);
+        assert_true(eb.msg[0] != '\0');
+        assert_false(exists(out));
+        assert_int_equal(count_entries(".tmp-"), 0);
+        nomem++;
+    }
+    assert_true(ok);
+    assert_true(nomem > 20);
+    rd_dataset *ds = open_ok(out);
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, 7);
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the YAML loader: the schema keys as written in a config file.
+
+static void test_yaml_config(void **state) {
+    (void)state;
+    char yaml[2048], path[600], out[512];
+    path_in(out, sizeof out, "yaml_ds");
+    snprintf(yaml, sizeof yaml,
+             "run: {name: t, seed: 5}\n"
+             "cluster:\n  jobs:\n    - {name: s, role: student, model: m}\n"
+             "data:\n"
+             "  source: csv\n"
+             "  input: %s\n"
+             "  dir: %s\n"
+             "  schema:\n"
+             "    path: clicks.csv\n"
+             "    header: true\n"
+             "    user_column: uid\n"
+             "    item_column: iid\n"
+             "    time_column: ts\n"
+             "    label: \"clicked >= 1\"\n"
+             "    side:\n"
+             "      - {name: users, path: users.csv, header: true, key_column: uid, "
+             "join_column: uid}\n"
+             "    fields:\n"
+             "      - {name: tags, kind: multi, max_len: 2}\n"
+             "      - {name: country, side: users}\n"
+             "ps:\n  tables:\n    - {name: t, dim: 4}\n"
+             "models:\n  - name: m\n    features:\n      - {field: user, table: t}\n"
+             "      - {field: tags, table: t}\n",
+             g_data, out);
+    path_in(path, sizeof path, "cfg.yaml");
+    write_file(path, yaml, strlen(yaml));
+    rd_config *cfg = calloc(1, sizeof *cfg);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_config_load(path, cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, 7);
+    assert_int_equal(rd_dataset_get_info(ds)->n_positives, 4);
+    const rd_dataset_field *t = rd_dataset_find_field(ds, "tags");
+    assert_int_equal(t->width, 2);
+    // "x,y|z" keeps its first two values.
+    assert_true(rd_dataset_keys(ds, 5)[t->offset + 1] == key_of("tags", "z"));
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_csv_contents),
+        cmocka_unit_test(test_index_history_iterators),
+        cmocka_unit_test(test_determinism_and_replace),
+        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_natural_order),
+        cmocka_unit_test(test_time_formats),
+        cmocka_unit_test(test_negative_sampling),
+        cmocka_unit_test(test_presets),
+        cmocka_unit_test(test_corruption),
+        cmocka_unit_test(test_fuzz_dataset),
+        cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_yaml_config),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
