@@ -1,0 +1,435 @@
+// bench_ps.c — parameter-server throughput: P servers, W workers, Zipf keys, dims 8/16/64.
+//
+// Usage: mpiexec -n P+W bench_ps [--ps P] [--dims 8,16,64] [--draws N] [--vocab V] [--zipf S]
+//                                [--steps N] [--warmup N] [--optim sgd|adagrad|adam|ftrl]
+//                                [--sync 0|1] [--max-msg BYTES] [--json PATH]
+// Each worker pre-generates batches of N Zipf(S) draws over V ids per table, deduplicates them
+// (rd_kv_dedup, outside the timed loop), then runs `steps` timed steps per dim after `warmup`
+// untimed ones: pull(batch b+1) is issued before waiting for push(batch b) (the next batch's
+// pull overlaps this batch's compute and push), the "gradient" is 0.01 * value.
+// Figures (per dim; the PS ranks are the resource being measured):
+//   memcpy_gbps        memcpy of 256 MiB buffers on world rank 0 in the same run (median of 5)
+//   ps_row_gbps        embedding bytes (dim * 4 per key) pulled + pushed per second per PS rank
+//   ratio_memcpy       ps_row_gbps / memcpy_gbps
+//   bytes_per_key      wire bytes (requests + replies, headers included) per key pulled or pushed
+//   min_bytes_per_key  dim * 4 + 8 (one key id + one row, the floor of either direction)
+//   keys_per_s_per_ps  keys pulled + pushed per second per PS rank
+// plus min/avg/max of per-worker seconds (OSU style). Wall time is the slowest worker's.
+#include "rd/alloc.h"
+#include "rd/comm.h"
+#include "rd/config.h"
+#include "rd/hash.h"
+#include "rd/kv.h"
+#include "rd/log.h"
+#include "rd/optim.h"
+#include "rd/rng.h"
+#include "rd/server.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_DIMS 8
+#define N_BATCH  8
+
+typedef struct opts {
+    int ps;
+    int n_dims;
+    int dims[MAX_DIMS];
+    int draws;
+    uint64_t vocab;
+    double zipf;
+    int steps, warmup;
+    int optim;
+    int sync;
+    uint64_t max_msg;
+    const char *json;
+} opts;
+
+typedef struct row {
+    int dim;
+    double seconds, t_min, t_avg, t_max;
+    double memcpy_gbps, ps_row_gbps, ratio, bytes_per_key, keys_per_s_per_ps;
+    double unique_per_batch;
+    int min_bytes_per_key;
+} row;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void poll_wait(MPI_Request *r) {
+    rd_backoff b;
+    rd_backoff_reset(&b, 50);
+    for (;;) {
+        int done = 0;
+        RD_MPI_CHECK(MPI_Test(r, &done, MPI_STATUS_IGNORE));
+        if (done)
+            return;
+        rd_backoff_wait(&b);
+    }
+}
+
+static void barrier(MPI_Comm c) {
+    MPI_Request r;
+    RD_MPI_CHECK(MPI_Ibarrier(c, &r));
+    poll_wait(&r);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double measure_memcpy(void) {
+    size_t n = (size_t)256 << 20;
+    char *a = rd_aligned_xalloc(n), *b = rd_aligned_xalloc(n);
+    memset(a, 1, n);
+    memset(b, 2, n);
+    double r[5];
+    for (int i = 0; i < 5; i++) {
+        double t0 = now_s();
+        memcpy(b, a, n);
+        double t1 = now_s();
+        a[i] = b[n - 1 - (size_t)i]; // keep the copies observable
+        r[i] = (double)n / (t1 - t0) / 1e9;
+    }
+    rd_aligned_free(a);
+    rd_aligned_free(b);
+    qsort(r, 5, sizeof r[0], cmp_double);
+    return r[2];
+}
+
+static int parse(int argc, char **argv, opts *o) {
+    *o = (opts){1, 3, {8, 16, 64}, 65536, 1000000, 1.05, 40, 8, RD_OPT_ADAGRAD, 0, 64u << 20, NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            return -1;
+        if (strcmp(a, "--ps") == 0)
+            o->ps = atoi(v);
+        else if (strcmp(a, "--draws") == 0)
+            o->draws = atoi(v);
+        else if (strcmp(a, "--vocab") == 0)
+            o->vocab = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--zipf") == 0)
+            o->zipf = atof(v);
+        else if (strcmp(a, "--steps") == 0)
+            o->steps = atoi(v);
+        else if (strcmp(a, "--warmup") == 0)
+            o->warmup = atoi(v);
+        else if (strcmp(a, "--sync") == 0)
+            o->sync = atoi(v);
+        else if (strcmp(a, "--max-msg") == 0)
+            o->max_msg = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--json") == 0)
+            o->json = v;
+        else if (strcmp(a, "--optim") == 0) {
+            o->optim = -1;
+            for (int k = 0; k < 4; k++)
+                if (strcmp(v, rd_optim_name(k)) == 0)
+                    o->optim = k;
+            if (o->optim < 0)
+                return -1;
+        } else if (strcmp(a, "--dims") == 0) {
+            o->n_dims = 0;
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", v);
+            for (char *t = strtok(buf, ","); t && o->n_dims < MAX_DIMS; t = strtok(NULL, ","))
+                o->dims[o->n_dims++] = atoi(t);
+        } else
+            return -1;
+        i++;
+    }
+    if (o->max_msg < 4096)
+        return -1;
+    if (o->ps < 1 || o->draws < 1 || o->vocab < 1 || o->steps < 1 || o->warmup < 0 || o->n_dims < 1)
+        return -1;
+    for (int d = 0; d < o->n_dims; d++)
+        if (o->dims[d] < 1 || o->dims[d] > 1024)
+            return -1;
+    return 0;
+}
+
+// Zipf(s) over [0, n) by inverse CDF on a table (built once per worker).
+typedef struct zipf {
+    double *cdf;
+    uint64_t n;
+} zipf;
+
+static void zipf_init(zipf *z, uint64_t n, double s) {
+    z->n = n;
+    z->cdf = rd_xmalloc(n * sizeof *z->cdf);
+    double acc = 0;
+    for (uint64_t i = 0; i < n; i++)
+        z->cdf[i] = acc += 1.0 / pow((double)(i + 1), s);
+    for (uint64_t i = 0; i < n; i++)
+        z->cdf[i] /= acc;
+}
+
+static uint64_t zipf_draw(const zipf *z, rd_rng *r) {
+    double u = rd_rng_uniform(r);
+    uint64_t lo = 0, hi = z->n - 1;
+    while (lo < hi) {
+        uint64_t mid = (lo + hi) / 2;
+        if (z->cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+// `steps` pipelined steps of one dim on this worker, after a barrier of the workers. Values
+// and gradients are double-buffered: pull(b+1) is in flight while batch b is computed, and
+// push(b) while batch b+1 is pulled and computed (push(b-1) is waited before its gradient
+// buffer is reused). Returns this worker's seconds.
+static double run_dim(rd_kv *kv,
+                      int steps,
+                      int table,
+                      uint64_t *const *batch,
+                      const size_t *nb,
+                      float *vals[2],
+                      float *grads[2],
+                      MPI_Comm job) {
+    const size_t dim = (size_t)rd_kv_dim(kv, table);
+    int ts_pull = -1, ts_push[2] = {-1, -1};
+    RD_ASSERT(rd_kv_wait_all(kv) == RD_OK);
+    barrier(job);
+    double t0 = now_s();
+    int rc = rd_kv_pull(kv, table, batch[0], nb[0], vals[0], &ts_pull);
+    RD_ASSERT_MSG(rc == RD_OK, "pull: %s", rd_kv_errmsg(kv));
+    for (int s = 0; s < steps; s++) {
+        int b = s % N_BATCH;
+        rc = rd_kv_wait(kv, ts_pull);
+        RD_ASSERT_MSG(rc == RD_OK, "pull: %s", rd_kv_errmsg(kv));
+        const float *v = vals[s & 1];
+        // Issue the next pull now: it overlaps this step's compute and push.
+        if (s + 1 < steps) {
+            int b1 = (s + 1) % N_BATCH;
+            rc = rd_kv_pull(kv, table, batch[b1], nb[b1], vals[(s + 1) & 1], &ts_pull);
+            RD_ASSERT_MSG(rc == RD_OK, "pull: %s", rd_kv_errmsg(kv));
+        }
+        float *g = grads[s & 1];
+        if (ts_push[s & 1] >= 0) {
+            rc = rd_kv_wait(kv, ts_push[s & 1]); // push(s-2) used this buffer
+            RD_ASSERT_MSG(rc == RD_OK, "push: %s", rd_kv_errmsg(kv));
+        }
+        size_t nf = nb[b] * dim;
+        for (size_t i = 0; i < nf; i++)
+            g[i] = 0.01f * v[i];
+        rc = rd_kv_push(kv, table, batch[b], g, nb[b], &ts_push[s & 1]);
+        RD_ASSERT_MSG(rc == RD_OK, "push: %s", rd_kv_errmsg(kv));
+        rc = rd_kv_clock(kv, NULL);
+        RD_ASSERT(rc == RD_OK);
+    }
+    rc = rd_kv_wait_all(kv);
+    RD_ASSERT_MSG(rc == RD_OK, "%s", rd_kv_errmsg(kv));
+    return now_s() - t0;
+}
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: mpiexec -n P+W bench_ps [--ps P] [--dims 8,16,64] [--draws N] "
+            "[--vocab V] [--zipf S] [--steps N] [--warmup N] "
+            "[--optim sgd|adagrad|adam|ftrl] [--sync 0|1] [--max-msg BYTES] [--json PATH]\n");
+}
+
+int main(int argc, char **argv) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
+        fprintf(stderr, "%s\n", eb.msg);
+        return 1;
+    }
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    rd_log_init(RD_LOG_LEVEL_WARN, rank, "bench");
+    opts o;
+    if (parse(argc, argv, &o) != 0 || size <= o.ps) {
+        if (rank == 0)
+            usage();
+        rd_mpi_finalize();
+        return 2;
+    }
+    int W = size - o.ps;
+    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
+    rd_config_defaults(cfg);
+    cfg->cluster.ps_ranks = o.ps;
+    cfg->cluster.n_jobs = 1;
+    cfg->cluster.poll_us_max = 50;
+    snprintf(cfg->cluster.jobs[0].name, RD_NAME_MAX, "bench");
+    cfg->cluster.jobs[0].ranks = W;
+    cfg->ps.sync = o.sync;
+    cfg->ps.max_msg_bytes = o.max_msg;
+    cfg->ps.n_tables = o.n_dims;
+    for (int d = 0; d < o.n_dims; d++) {
+        rd_table_config *tc = &cfg->ps.tables[d];
+        snprintf(tc->name, RD_NAME_MAX, "d%d", o.dims[d]);
+        tc->dim = o.dims[d];
+        tc->optim.kind = o.optim;
+        tc->optim.lr = 0.05f;
+        tc->optim.beta1 = 0.9f;
+        tc->optim.beta2 = 0.999f;
+        tc->optim.eps = 1e-8f;
+        tc->optim.initial_accumulator = 0.1f;
+        tc->optim.beta = 1.0f;
+        tc->init_std = 0.01f;
+        tc->admit_count = 1;
+        tc->capacity = 1u << 16;
+    }
+
+    // memcpy bandwidth on rank 0 while the others wait (polling, off the CPU).
+    double memcpy_gbps = 0;
+    if (rank == 0)
+        memcpy_gbps = measure_memcpy();
+    MPI_Request r;
+    RD_MPI_CHECK(MPI_Ibcast(&memcpy_gbps, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD, &r));
+    poll_wait(&r);
+
+    rd_comm *comm = NULL;
+    int rc = rd_comm_create(MPI_COMM_WORLD, cfg, &comm, &eb);
+    RD_ASSERT_MSG(rc == RD_OK, "%s", eb.msg);
+    row rows[MAX_DIMS];
+    memset(rows, 0, sizeof rows);
+    if (comm->role_kind == RD_ROLE_PS) {
+        rc = rd_ps_serve(comm, cfg);
+        RD_ASSERT(rc == RD_OK);
+    } else {
+        rd_kv *kv = NULL;
+        rc = rd_kv_create(comm, cfg, &kv, &eb);
+        RD_ASSERT_MSG(rc == RD_OK, "%s", eb.msg);
+        int w = comm->job_rank;
+        zipf z;
+        zipf_init(&z, o.vocab, o.zipf);
+        size_t maxdim = 0;
+        for (int d = 0; d < o.n_dims; d++)
+            if ((size_t)o.dims[d] > maxdim)
+                maxdim = (size_t)o.dims[d];
+        uint64_t *raw = rd_xmalloc((size_t)o.draws * 8);
+        uint32_t *inv = rd_xmalloc((size_t)o.draws * 4);
+        void *scratch = rd_xmalloc(rd_kv_dedup_scratch_bytes((size_t)o.draws));
+        float *vals[2] = {rd_aligned_xalloc((size_t)o.draws * maxdim * 4),
+                          rd_aligned_xalloc((size_t)o.draws * maxdim * 4)};
+        float *grads[2] = {rd_aligned_xalloc((size_t)o.draws * maxdim * 4),
+                           rd_aligned_xalloc((size_t)o.draws * maxdim * 4)};
+        for (int d = 0; d < o.n_dims; d++) {
+            uint64_t *batch[N_BATCH];
+            size_t nb[N_BATCH];
+            double uniq = 0;
+            uint64_t tid = rd_hash_str(cfg->ps.tables[d].name, 0);
+            for (int b = 0; b < N_BATCH; b++) {
+                rd_rng rr;
+                rd_rng_split(&rr, 99, (uint64_t)(w * 1000 + d * N_BATCH + b));
+                for (int i = 0; i < o.draws; i++)
+                    raw[i] = rd_table_key(tid, zipf_draw(&z, &rr) + 1);
+                batch[b] = rd_xmalloc((size_t)o.draws * 8);
+                RD_ASSERT(rd_kv_dedup(raw, (size_t)o.draws, batch[b], inv, &nb[b], scratch,
+                                      rd_kv_dedup_scratch_bytes((size_t)o.draws)) == RD_OK);
+                uniq += (double)nb[b];
+            }
+            rd_kv_counters c0, c1;
+            if (o.warmup > 0) // untimed: creates the rows, warms caches and buffers
+                run_dim(kv, o.warmup, d, batch, nb, vals, grads, comm->job);
+            rd_kv_get_counters(kv, &c0);
+            double t = run_dim(kv, o.steps, d, batch, nb, vals, grads, comm->job);
+            rd_kv_get_counters(kv, &c1);
+            double bytes = (double)(c1.bytes_sent - c0.bytes_sent + c1.bytes_recv - c0.bytes_recv);
+            double keys =
+                (double)(c1.keys_pulled - c0.keys_pulled + c1.keys_pushed - c0.keys_pushed);
+            // Reduce over the workers: max/min/sum of time, sum of keys and bytes.
+            double in[5] = {t, -t, t, keys, bytes}, out[5];
+            MPI_Request rq[2];
+            RD_MPI_CHECK(MPI_Ireduce(in, out, 2, MPI_DOUBLE, MPI_MAX, 0, comm->job, &rq[0]));
+            RD_MPI_CHECK(
+                MPI_Ireduce(in + 2, out + 2, 3, MPI_DOUBLE, MPI_SUM, 0, comm->job, &rq[1]));
+            poll_wait(&rq[0]);
+            poll_wait(&rq[1]);
+            if (w == 0) {
+                row *rw = &rows[d];
+                rw->dim = o.dims[d];
+                rw->t_max = out[0];
+                rw->t_min = -out[1];
+                rw->t_avg = out[2] / W;
+                rw->seconds = out[0];
+                rw->memcpy_gbps = memcpy_gbps;
+                rw->keys_per_s_per_ps = out[3] / rw->seconds / o.ps;
+                rw->ps_row_gbps = out[3] * (double)o.dims[d] * 4.0 / rw->seconds / o.ps / 1e9;
+                rw->ratio = rw->ps_row_gbps / memcpy_gbps;
+                rw->bytes_per_key = out[4] / out[3];
+                rw->min_bytes_per_key = o.dims[d] * 4 + 8;
+                rw->unique_per_batch = uniq / N_BATCH;
+            }
+            for (int b = 0; b < N_BATCH; b++)
+                rd_free(batch[b]);
+        }
+        if (w == 0) {
+            printf("# bench_ps: %d PS, %d workers, %s, %s, Zipf(%.2f) over %llu ids, %d draws "
+                   "per batch, %d timed steps\n",
+                   o.ps, W, rd_optim_name(o.optim), o.sync ? "sync" : "async", o.zipf,
+                   (unsigned long long)o.vocab, o.draws, o.steps);
+            printf("%5s %8s %8s %10s %10s %8s %12s %10s %14s %22s\n", "dim", "uniq/b", "memcpy",
+                   "ps_row", "ratio", "B/key", "min_B/key", "keys/s/ps", "seconds",
+                   "worker s min/avg/max");
+            for (int d = 0; d < o.n_dims; d++) {
+                row *x = &rows[d];
+                printf("%5d %8.0f %8.2f %10.3f %10.3f %8.2f %12d %10.3g %14.3f %8.3f/%.3f/%.3f\n",
+                       x->dim, x->unique_per_batch, x->memcpy_gbps, x->ps_row_gbps, x->ratio,
+                       x->bytes_per_key, x->min_bytes_per_key, x->keys_per_s_per_ps, x->seconds,
+                       x->t_min, x->t_avg, x->t_max);
+            }
+            fflush(stdout);
+            if (o.json) {
+                FILE *f = fopen(o.json, "w");
+                if (!f) {
+                    fprintf(stderr, "bench_ps: cannot write %s\n", o.json);
+                } else {
+                    fprintf(f,
+                            "{\n  \"bench\": \"ps\",\n  \"ps\": %d,\n  \"workers\": %d,\n"
+                            "  \"optimizer\": \"%s\",\n  \"mode\": \"%s\",\n"
+                            "  \"zipf\": %.3f,\n  \"vocab\": %llu,\n  \"draws\": %d,\n"
+                            "  \"steps\": %d,\n  \"rows\": [\n",
+                            o.ps, W, rd_optim_name(o.optim), o.sync ? "sync" : "async", o.zipf,
+                            (unsigned long long)o.vocab, o.draws, o.steps);
+                    for (int d = 0; d < o.n_dims; d++) {
+                        row *x = &rows[d];
+                        fprintf(f,
+                                "    {\"dim\": %d, \"ps\": %d, \"workers\": %d, "
+                                "\"unique_keys_per_batch\": %.1f, \"memcpy_gbps\": %.4f, "
+                                "\"ps_row_gbps\": %.4f, \"ratio_memcpy\": %.4f, "
+                                "\"bytes_per_key\": %.4f, \"min_bytes_per_key\": %d, "
+                                "\"keys_per_s_per_ps\": %.1f, \"seconds\": %.4f, "
+                                "\"worker_seconds_min\": %.4f, \"worker_seconds_avg\": %.4f, "
+                                "\"worker_seconds_max\": %.4f}%s\n",
+                                x->dim, o.ps, W, x->unique_per_batch, x->memcpy_gbps,
+                                x->ps_row_gbps, x->ratio, x->bytes_per_key, x->min_bytes_per_key,
+                                x->keys_per_s_per_ps, x->seconds, x->t_min, x->t_avg, x->t_max,
+                                d + 1 < o.n_dims ? "," : "");
+                    }
+                    fprintf(f, "  ]\n}\n");
+                    fclose(f);
+                }
+            }
+        }
+        rd_free(raw);
+        rd_free(inv);
+        rd_free(scratch);
+        rd_aligned_free(vals[0]);
+        rd_aligned_free(vals[1]);
+        rd_aligned_free(grads[0]);
+        rd_aligned_free(grads[1]);
+        rd_free(z.cdf);
+        rc = rd_kv_shutdown(kv);
+        RD_ASSERT_MSG(rc == RD_OK, "%s", rd_kv_errmsg(kv));
+        rd_kv_destroy(kv);
+    }
+    rd_comm_destroy(comm);
+    rd_free(cfg);
+    rd_mpi_finalize();
+    return 0;
+}

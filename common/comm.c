@@ -1,0 +1,178 @@
+// comm.c — MPI start-up and the rank layout of a launch (PS ranks first, then each job's ranks
+// in config order), split once into the communicators of rd_comm.
+//
+// Invariant: the layout depends only on world rank numbers and the config, never on MPI_APPNUM,
+// so an MPMD mpiexec launch, srun --multi-prog and a Slurm heterogeneous step give the same roles.
+// Polling (rd_backoff): MPICH busy-polls inside blocking calls, which on a 2-core machine takes a
+// whole core away from the rank doing real work; every wait loop of the program tests and then
+// yields or sleeps with exponential backoff.
+#include "rd/comm.h"
+#include "rd/alloc.h"
+#include "rd/log.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+// ---------------------------------------------------------------------------------------------
+// MPI start-up
+
+static const char *thread_level_name(int level) {
+    switch (level) {
+        case MPI_THREAD_SINGLE:
+            return "MPI_THREAD_SINGLE";
+        case MPI_THREAD_FUNNELED:
+            return "MPI_THREAD_FUNNELED";
+        case MPI_THREAD_SERIALIZED:
+            return "MPI_THREAD_SERIALIZED";
+        case MPI_THREAD_MULTIPLE:
+            return "MPI_THREAD_MULTIPLE";
+        default:
+            return "unknown";
+    }
+}
+
+int rd_mpi_init(int *argc, char ***argv, int required, rd_errbuf *eb) {
+    int inited = 0, provided = MPI_THREAD_SINGLE;
+    RD_MPI_CHECK(MPI_Initialized(&inited));
+    if (!inited)
+        RD_MPI_CHECK(MPI_Init_thread(argc, argv, required, &provided));
+    else
+        RD_MPI_CHECK(MPI_Query_thread(&provided));
+    int rank = 0;
+    RD_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    rd_log_set_rank(rank, rd_log_get_role());
+    if (provided < required)
+        return rd_err_set(eb, RD_ERR_MPI, "MPI provides thread level %s, %s is required",
+                          thread_level_name(provided), thread_level_name(required));
+    return RD_OK;
+}
+
+void rd_mpi_finalize(void) {
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (inited && !finalized)
+        MPI_Finalize();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layout
+
+int rd_comm_create(MPI_Comm base, const rd_config *cfg, rd_comm **out, rd_errbuf *eb) {
+    RD_ASSERT(cfg && out);
+    *out = NULL;
+    const rd_cluster_config *cc = &cfg->cluster;
+    int size = 0, rank = 0;
+    RD_MPI_CHECK(MPI_Comm_size(base, &size));
+    RD_MPI_CHECK(MPI_Comm_rank(base, &rank));
+
+    // 1. Checks that only use the size and the config, so every rank returns the same code
+    //    before any collective call.
+    if (cc->ps_ranks < 1 || cc->ps_ranks > 4096)
+        return rd_err_set(eb, RD_ERR_CONFIG, "cluster.ps_ranks: %d is outside 1..4096",
+                          cc->ps_ranks);
+    if (cc->n_jobs < 1 || cc->n_jobs > RD_MAX_JOBS)
+        return rd_err_set(eb, RD_ERR_CONFIG, "cluster.jobs: %d jobs, need 1..%d", cc->n_jobs,
+                          RD_MAX_JOBS);
+    for (int j = 0; j < cc->n_jobs; j++)
+        if (cc->jobs[j].ranks < 1)
+            return rd_err_set(eb, RD_ERR_CONFIG, "cluster.jobs[%d] (%s): ranks %d < 1", j,
+                              cc->jobs[j].name, cc->jobs[j].ranks);
+    int need = rd_config_world_size(cfg);
+    if (need != size) {
+        char detail[512];
+        int off = snprintf(detail, sizeof detail, "ps_ranks %d", cc->ps_ranks);
+        for (int j = 0; j < cc->n_jobs && off > 0 && off < (int)sizeof detail; j++)
+            off += snprintf(detail + off, sizeof detail - (size_t)off, " + %s %d", cc->jobs[j].name,
+                            cc->jobs[j].ranks);
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "the launch has %d ranks but the config needs %d (%s); start it with "
+                          "mpiexec -n %d (or the matching MPMD/srun layout)",
+                          size, need, detail, need);
+    }
+
+    rd_comm *c = rd_calloc(1, sizeof *c);
+    if (!c)
+        return rd_err_set(eb, RD_ERR_NOMEM, "rd_comm_create: out of memory");
+    c->rank = rank;
+    c->size = size;
+    c->n_ps = cc->ps_ranks;
+    c->n_jobs = cc->n_jobs;
+    for (int i = 0; i < c->n_ps; i++)
+        c->ps_world[i] = i;
+    int first = c->n_ps;
+    for (int j = 0; j < c->n_jobs; j++) {
+        c->job_first[j] = first;
+        c->job_ranks[j] = cc->jobs[j].ranks;
+        snprintf(c->job_name[j], RD_NAME_MAX, "%s", cc->jobs[j].name);
+        first += cc->jobs[j].ranks;
+    }
+    int job = -1, index = -1;
+    RD_ASSERT(rd_comm_job_of(c, rank, &job, &index) == RD_OK);
+    c->role_kind = job < 0 ? RD_ROLE_PS : RD_ROLE_WORKER;
+    c->job_index = job;
+    c->ps_index = job < 0 ? index : -1;
+
+    // 2. Communicators, split once. Keys keep the world order inside every group.
+    RD_MPI_CHECK(MPI_Comm_dup(base, &c->world));
+    RD_MPI_CHECK(MPI_Comm_dup(base, &c->kv));
+    RD_MPI_CHECK(MPI_Comm_set_errhandler(c->kv, MPI_ERRORS_RETURN));
+    RD_MPI_CHECK(MPI_Comm_split(base, c->role_kind, rank, &c->role));
+    RD_MPI_CHECK(MPI_Comm_split(base, job + 1, rank, &c->job));
+    RD_MPI_CHECK(MPI_Comm_rank(c->job, &c->job_rank));
+    RD_MPI_CHECK(MPI_Comm_size(c->job, &c->job_size));
+    RD_ASSERT(job < 0 ? c->job_rank == index : c->job_rank == index);
+    *out = c;
+    return RD_OK;
+}
+
+void rd_comm_destroy(rd_comm *comm) {
+    if (!comm)
+        return;
+    MPI_Comm *all[] = {&comm->world, &comm->kv, &comm->role, &comm->job};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (*all[i] != MPI_COMM_NULL && *all[i] != 0)
+            RD_MPI_CHECK(MPI_Comm_free(all[i]));
+    rd_free(comm);
+}
+
+int rd_comm_job_of(const rd_comm *comm, int world_rank, int *job, int *index) {
+    if (world_rank < 0 || world_rank >= comm->size)
+        return RD_ERR_RANGE;
+    if (world_rank < comm->n_ps) {
+        *job = -1;
+        *index = world_rank;
+        return RD_OK;
+    }
+    for (int j = 0; j < comm->n_jobs; j++) {
+        if (world_rank < comm->job_first[j] + comm->job_ranks[j]) {
+            *job = j;
+            *index = world_rank - comm->job_first[j];
+            return RD_OK;
+        }
+    }
+    return RD_ERR_RANGE;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backoff
+
+void rd_backoff_reset(rd_backoff *b, int max_us) {
+    b->spins = 32;
+    b->us = 1;
+    b->max_us = max_us > 0 ? max_us : 1;
+}
+
+void rd_backoff_wait(rd_backoff *b) {
+    if (b->spins > 0) {
+        b->spins--;
+        sched_yield();
+        return;
+    }
+    struct timespec ts = {0, (long)b->us * 1000L};
+    nanosleep(&ts, NULL);
+    if (b->us < b->max_us)
+        b->us = b->us * 2 > b->max_us ? b->max_us : b->us * 2;
+}

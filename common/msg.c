@@ -1,0 +1,183 @@
+// msg.c — encode/decode/validate the 64-byte PS message header.
+//
+// Invariant: nothing here trusts a number it read. Every size is compared with the bytes that
+// were actually received, products are computed by division (count <= payload / per_key) so they
+// cannot overflow, and failures say what was received. The byte order is written explicitly
+// (little-endian) so the format does not depend on struct padding.
+#include "rd/msg.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// Byte order helpers
+
+static void put16(unsigned char *p, uint16_t v) {
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void put32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint16_t get16(const unsigned char *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get32(const unsigned char *p) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t get64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encode / decode
+
+void rd_msg_encode(const rd_msg_header *h, unsigned char out[RD_MSG_HEADER_BYTES]) {
+    put32(out + 0, h->magic);
+    put16(out + 4, h->version);
+    put16(out + 6, h->op);
+    put32(out + 8, (uint32_t)h->status);
+    put32(out + 12, h->table);
+    put64(out + 16, h->count);
+    put32(out + 24, h->dim);
+    put32(out + 28, h->flags);
+    put64(out + 32, h->req_id);
+    put64(out + 40, h->payload_bytes);
+    put64(out + 48, (uint64_t)h->step);
+    put64(out + 56, (uint64_t)h->stream_time);
+}
+
+int rd_msg_decode(const void *buf, size_t len, rd_msg_header *h, rd_errbuf *eb) {
+    memset(h, 0, sizeof *h);
+    if (!buf || len < RD_MSG_HEADER_BYTES)
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "message of %zu bytes is shorter than the %d-byte header", len,
+                          RD_MSG_HEADER_BYTES);
+    const unsigned char *p = buf;
+    h->magic = get32(p + 0);
+    if (h->magic != RD_MSG_MAGIC)
+        return rd_err_set(eb, RD_ERR_PROTO, "bad magic 0x%08" PRIx32 " (expected 0x%08x)", h->magic,
+                          RD_MSG_MAGIC);
+    h->version = get16(p + 4);
+    h->op = get16(p + 6);
+    h->status = (int32_t)get32(p + 8);
+    h->table = get32(p + 12);
+    h->count = get64(p + 16);
+    h->dim = get32(p + 24);
+    h->flags = get32(p + 28);
+    h->req_id = get64(p + 32);
+    h->payload_bytes = get64(p + 40);
+    h->step = (int64_t)get64(p + 48);
+    h->stream_time = (int64_t)get64(p + 56);
+    if (h->version != RD_MSG_VERSION)
+        return rd_err_set(eb, RD_ERR_VERSION, "message version %u, this build speaks %d",
+                          (unsigned)h->version, RD_MSG_VERSION);
+    if (h->payload_bytes != (uint64_t)(len - RD_MSG_HEADER_BYTES))
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "header says %" PRIu64 " payload bytes, %zu were received",
+                          h->payload_bytes, len - RD_MSG_HEADER_BYTES);
+    return RD_OK;
+}
+
+const char *rd_msg_op_name(unsigned op, char *buf, size_t cap) {
+    static const char *names[] = {"?",     "PULL", "PUSH", "CLOCK",
+                                  "STATS", "SAVE", "LOAD", "SHUTDOWN"};
+    if (op >= 1 && op <= RD_OP_BUILTIN_MAX)
+        return names[op];
+    if (!buf || cap == 0)
+        return "?";
+    if (op >= RD_OP_USER_MIN && op <= RD_OP_USER_MAX)
+        snprintf(buf, cap, "USER(%u)", op);
+    else
+        snprintf(buf, cap, "UNKNOWN(%u)", op);
+    return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+int rd_msg_check_request(const rd_msg_header *h, uint64_t max_payload, rd_errbuf *eb) {
+    char nb[24];
+    const char *name = rd_msg_op_name(h->op, nb, sizeof nb);
+    int builtin = h->op >= 1 && h->op <= RD_OP_BUILTIN_MAX;
+    int user = h->op >= RD_OP_USER_MIN && h->op <= RD_OP_USER_MAX;
+    if (!builtin && !user)
+        return rd_err_set(eb, RD_ERR_UNSUPPORTED, "unknown op %u", (unsigned)h->op);
+    if (h->flags != 0 || h->status != RD_OK)
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "%s request with flags 0x%x and status %d (both must "
+                          "be 0)",
+                          name, (unsigned)h->flags, (int)h->status);
+    if (h->payload_bytes > max_payload)
+        return rd_err_set(eb, RD_ERR_RANGE,
+                          "%s payload of %" PRIu64 " bytes exceeds ps.max_msg_bytes (%" PRIu64 ")",
+                          name, h->payload_bytes, max_payload);
+    if (user)
+        return RD_OK;
+    switch (h->op) {
+        case RD_OP_PULL:
+            if (h->count == 0 || h->payload_bytes % 8 != 0 || h->payload_bytes / 8 != h->count)
+                return rd_err_set(eb, RD_ERR_PROTO,
+                                  "PULL of %" PRIu64 " keys needs 8 payload bytes per key (at "
+                                  "least one key), got %" PRIu64,
+                                  h->count, h->payload_bytes);
+            if (h->dim < 1 || h->dim > RD_MSG_MAX_DIM)
+                return rd_err_set(eb, RD_ERR_PROTO, "PULL with dim %u (must be 1..%d)",
+                                  (unsigned)h->dim, RD_MSG_MAX_DIM);
+            return RD_OK;
+        case RD_OP_PUSH: {
+            if (h->dim < 1 || h->dim > RD_MSG_MAX_DIM)
+                return rd_err_set(eb, RD_ERR_PROTO, "PUSH with dim %u (must be 1..%d)",
+                                  (unsigned)h->dim, RD_MSG_MAX_DIM);
+            uint64_t per = 8u + 4u * (uint64_t)h->dim;
+            if (h->count == 0 || h->payload_bytes % per != 0 || h->payload_bytes / per != h->count)
+                return rd_err_set(eb, RD_ERR_PROTO,
+                                  "PUSH of %" PRIu64 " keys at dim %u needs %" PRIu64
+                                  " bytes per key (>= 1 key), got %" PRIu64 " payload bytes",
+                                  h->count, (unsigned)h->dim, per, h->payload_bytes);
+            return RD_OK;
+        }
+        case RD_OP_CLOCK:
+        case RD_OP_STATS:
+        case RD_OP_SHUTDOWN:
+            if (h->payload_bytes != 0 || h->count != 0)
+                return rd_err_set(eb, RD_ERR_PROTO,
+                                  "%s carries no payload (count %" PRIu64 ", %" PRIu64 " bytes)",
+                                  name, h->count, h->payload_bytes);
+            return RD_OK;
+        case RD_OP_SAVE:
+        case RD_OP_LOAD:
+            if (h->payload_bytes == 0)
+                return rd_err_set(eb, RD_ERR_PROTO, "%s without a directory", name);
+            return RD_OK;
+        default:
+            return rd_err_set(eb, RD_ERR_UNSUPPORTED, "unknown op %u", (unsigned)h->op);
+    }
+}
+
+int rd_msg_check_reply(const rd_msg_header *reply, unsigned op, uint64_t req_id, rd_errbuf *eb) {
+    if (!(reply->flags & RD_MSG_FLAG_REPLY))
+        return rd_err_set(eb, RD_ERR_PROTO, "reply without the reply flag");
+    if (reply->op != op || reply->req_id != req_id)
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "reply for op %u request %" PRIu64 " received for op %u request %" PRIu64,
+                          (unsigned)reply->op, reply->req_id, op, req_id);
+    return RD_OK;
+}

@@ -1,0 +1,137 @@
+// rd/checkpoint.h — embedding-table checkpoints: one LMDB environment per PS shard plus a
+// manifest, written atomically.
+//
+// Defines:
+//   rd_ckpt_manifest        what a checkpoint holds: P, step, seed, tables (name, dim, optimizer,
+//                           slots, row totals), per-shard CRC-32C and row counts
+//   rd_ckpt_shard_info      what one shard wrote (CRC, rows and pending keys per table)
+//   rd_ckpt_write_shard()   PS side of SAVE: one shard's tables into <dir>/shard-NNNNN
+//   rd_ckpt_read_shard()    PS side of LOAD: into empty tables, verifying the CRC
+//   rd_ckpt_write_manifest / rd_ckpt_read_manifest   <dir>/MANIFEST (the commit point)
+//   rd_ckpt_verify()        manifest + every shard: CRCs, layout, row totals
+//   rd_ckpt_shard_crc()     recompute one shard's CRC
+//   rd_ckpt_load_table()    merge one table from all shards into one rd_table (tests, tools,
+//                           any P)
+//
+// Layout of a checkpoint directory:
+//   MANIFEST         binary: magic "RDCKMANI", version, P, step, seed, tables, per-shard CRCs,
+//                    trailing CRC-32C of the file. Written last (temp file + fsync + rename):
+//                    a directory without MANIFEST is an incomplete checkpoint.
+//   shard-00000/     LMDB env (data.mdb, opened with MDB_NOLOCK so no lock file is written),
+//   shard-00001/ ... named databases:
+//       meta          "shard" -> shard record (magic, version, shard, P, step, seed, n_tables);
+//                     "table/NNNN" -> table record (name, index, dim, optimizer, slots, rows,
+//                     pending, cumulative counters, clock)
+//       rows.NNNN     8-byte big-endian key -> [dim*(1+S) f32 | last_seen i64 | count u64]
+//       pending.NNNN  8-byte big-endian key -> [count u32 | 0 u32 | last_seen i64]
+//                     (NNNN = the table's index in cfg.ps.tables)
+//   Each shard env is written into .shard-NNNNN.tmp, synced, then renamed: a shard directory is
+//   complete or absent. Values are little-endian host floats (x86_64 / aarch64).
+// Shard CRC: CRC-32C over (key bytes, value bytes) of meta, then of each table's rows.NNNN and
+// pending.NNNN in ascending table index, each database in key order. It does not depend on
+// the in-memory order of the hash map.
+#ifndef RD_CHECKPOINT_H
+#define RD_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd/config.h"
+#include "rd/error.h"
+#include "rd/table.h"
+
+#define RD_CKPT_VERSION    1
+#define RD_CKPT_MAX_SHARDS 4096
+
+typedef struct rd_ckpt_table {
+    char name[RD_NAME_MAX]; // table name
+    uint32_t index;         // index in cfg.ps.tables at save time
+    uint32_t dim;
+    uint32_t optim;   // rd_opt_kind
+    uint32_t slots;   // optimizer slot vectors per row
+    uint64_t rows;    // rows over all shards
+    uint64_t pending; // keys awaiting admission over all shards
+} rd_ckpt_table;
+
+/** A large struct (about 50 KiB): allocate it on the heap. */
+typedef struct rd_ckpt_manifest {
+    uint32_t version;  // RD_CKPT_VERSION
+    uint32_t n_shards; // P
+    int64_t step;      // steps completed when the cut was taken
+    uint64_t seed;     // cfg.run.seed (initial values of future rows depend on it)
+    uint32_t n_tables;
+    rd_ckpt_table tables[RD_MAX_TABLES];
+    uint32_t shard_crc[RD_CKPT_MAX_SHARDS];  // CRC-32C of each shard (see above)
+    uint64_t shard_rows[RD_CKPT_MAX_SHARDS]; // rows of each shard, all tables
+} rd_ckpt_manifest;
+
+typedef struct rd_ckpt_shard_info {
+    uint32_t crc;
+    uint32_t n_tables;
+    uint64_t rows[RD_MAX_TABLES];    // per table, in the order the tables were given
+    uint64_t pending[RD_MAX_TABLES]; // per table
+} rd_ckpt_shard_info;
+
+/** "<dir>/shard-NNNNN" into out. @return RD_OK or RD_ERR_RANGE (does not fit). */
+int rd_ckpt_shard_path(const char *dir, int shard, char *out, size_t cap);
+
+/**
+ * Write one shard: rows, optimizer slots, last-seen times, counts, pending admission counts and
+ * counters of `tables`, atomically (temp env + sync + rename). Creates `dir` if needed.
+ * @param[in]  tables    n_tables tables (any order; recorded by their index)
+ * @param[out] info      CRC and counts (may be NULL)
+ * @return RD_OK, RD_ERR_EXISTS (the shard directory exists: pick a fresh checkpoint dir),
+ *         RD_ERR_IO (mkdir/rename/fsync), RD_ERR_LMDB, RD_ERR_NOMEM, RD_ERR_ARG
+ */
+int rd_ckpt_write_shard(const char *dir,
+                        int shard,
+                        int n_shards,
+                        int64_t step,
+                        uint64_t seed,
+                        rd_table *const *tables,
+                        int n_tables,
+                        rd_ckpt_shard_info *info,
+                        rd_errbuf *eb);
+
+/**
+ * Read one shard into `tables`, which must be empty and created from the same table configs
+ * (name, dim, optimizer are checked against the shard; every given table must be in it).
+ * Nothing is changed in the tables on failure... except rows already inserted: callers load into
+ * fresh tables and swap them in only on success.
+ * @param[in]  expect_crc  the manifest's CRC for this shard, or NULL to skip the check
+ * @param[out] step        the shard's step (may be NULL)
+ * @return RD_OK, RD_ERR_NOTFOUND (no shard dir), RD_ERR_CORRUPT (CRC, bad record),
+ *         RD_ERR_SCHEMA (table missing or different), RD_ERR_VERSION, RD_ERR_LMDB, RD_ERR_NOMEM
+ */
+int rd_ckpt_read_shard(const char *dir,
+                       int shard,
+                       int n_shards,
+                       rd_table *const *tables,
+                       int n_tables,
+                       const uint32_t *expect_crc,
+                       int64_t *step,
+                       rd_ckpt_shard_info *info,
+                       rd_errbuf *eb);
+
+/** Recompute the CRC of <dir>/shard-NNNNN. @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_LMDB */
+int rd_ckpt_shard_crc(const char *dir, int shard, uint32_t *crc, rd_errbuf *eb);
+
+/** Write <dir>/MANIFEST atomically. @return RD_OK, RD_ERR_IO, RD_ERR_ARG */
+int rd_ckpt_write_manifest(const char *dir, const rd_ckpt_manifest *m, rd_errbuf *eb);
+/** Read and validate <dir>/MANIFEST (size, magic, version, CRC, ranges).
+ *  @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_IO, RD_ERR_CORRUPT, RD_ERR_VERSION */
+int rd_ckpt_read_manifest(const char *dir, rd_ckpt_manifest *m, rd_errbuf *eb);
+
+/** Full check of a checkpoint: the manifest, each shard's CRC, its shard record (P, index, step,
+ *  seed, tables) and the row totals. @return RD_OK or the first problem (eb names the shard). */
+int rd_ckpt_verify(const char *dir, rd_errbuf *eb);
+
+/**
+ * Merge table `name` of every shard of the checkpoint into `dst` (created from a config with the
+ * same dim and optimizer; normally empty): rows with slots, last-seen, counts and pending counts.
+ * Works for any P (tests compare runs with different P; tools reshard with it).
+ * @return RD_OK, RD_ERR_NOTFOUND (no such table), RD_ERR_SCHEMA, RD_ERR_CORRUPT, RD_ERR_LMDB, ...
+ */
+int rd_ckpt_load_table(const char *dir, const char *name, rd_table *dst, rd_errbuf *eb);
+
+#endif // RD_CHECKPOINT_H

@@ -1,0 +1,118 @@
+// rd/comm.h — MPI start-up, the rank layout of a launch, communicators and message tags.
+//
+// Defines:
+//   rd_mpi_init() / rd_mpi_finalize()  MPI_Init_thread with a required thread level
+//   rd_role                            RD_ROLE_PS | RD_ROLE_WORKER
+//   rd_tag                             every point-to-point tag of the program (named enum)
+//   rd_comm                            the layout: my role, job, shard; PS world ranks; the world
+//                                      ranks of every job; the communicators split once
+//   rd_comm_create() / rd_comm_destroy()
+//   rd_comm_job_of()                   world rank -> (job index, index in the job)
+//   rd_backoff                         polling helper: spin a little, then nanosleep with
+//                                      exponential backoff up to poll_us_max
+//
+// Rank layout (identical under `mpiexec -n P a : -n T b : ...` MPMD launches, Slurm --multi-prog
+// and Slurm heterogeneous job steps, because it only depends on the rank number, never on
+// MPI_APPNUM, which srun does not set): world ranks [0, P) are the PS ranks (shard i = rank i),
+// then the ranks of cluster.jobs[0], then jobs[1], ... in config order.
+//
+// Communicators (all created once, collectively, by rd_comm_create):
+//   world  a duplicate of the base communicator: application traffic (allreduce across jobs, ...)
+//   kv     a second duplicate reserved for PS requests and replies (rd_kv <-> rd_server); its
+//          error handler is MPI_ERRORS_RETURN so that the PS code can treat a bad message as data
+//   role   the ranks of my role: all PS ranks, or all worker ranks of every job
+//   job    the ranks of my job (workers), or the PS group again (PS ranks)
+#ifndef RD_COMM_H
+#define RD_COMM_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "rd/config.h"
+#include "rd/error.h"
+
+/**
+ * MPI_Init_thread asking for `required` (MPI_THREAD_SINGLE ... MPI_THREAD_MULTIPLE).
+ * @param[out] eb  on failure "MPI provides thread level X, Y is required"
+ * @return RD_OK, RD_ERR_MPI (the library provides less than required; MPI is initialised anyway
+ *         so that the caller can report and call rd_mpi_finalize)
+ */
+int rd_mpi_init(int *argc, char ***argv, int required, rd_errbuf *eb);
+/** MPI_Finalize if MPI is initialised and not yet finalized. */
+void rd_mpi_finalize(void);
+
+typedef enum rd_role {
+    RD_ROLE_PS = 0,     // embedding parameter server (one shard per rank)
+    RD_ROLE_WORKER = 1, // a worker of one of the jobs of cluster.jobs
+} rd_role;
+
+/** Message tags. PS traffic lives on rd_comm.kv; the other tags are for world/job
+ *  communicators. Reply tags encode the client's request slot, so replies can be matched even
+ *  when a server answers out of order (deferred requests). */
+typedef enum rd_tag {
+    RD_TAG_PS_REQUEST = 1,          // worker -> PS: rd_msg header + payload
+    RD_TAG_PS_BADMSG = 2,           // PS -> sender of a message whose header could not be read
+    RD_TAG_DISTILL_TARGET = 16,     // teacher -> student: distillation targets
+    RD_TAG_DISTILL_CREDIT = 17,     // student -> teacher: flow-control credits
+    RD_TAG_TOKEN = 24,              // reserved for the token-store module
+    RD_TAG_USER = 64,               // first tag free for other modules
+    RD_TAG_PS_REPLY_BASE = 4096,    // PS -> worker: RD_TAG_PS_REPLY_BASE + (req_id & slot mask)
+    RD_TAG_PS_REPLY_SLOTS = 4096,   // number of reply tags (request slots per worker process)
+    RD_TAG_PS_REPLY_RESERVED = 256, // the top slots [4096-256, 4096) are left to other clients
+                                    // sharing rd_comm.kv in the same process (token store);
+                                    // rd_kv uses [0, 4096-256)
+    RD_TAG_PS_DATA_BASE = 8192,     // PS -> worker: values of a PULL reply, + (req_id & mask)
+} rd_tag;
+
+typedef struct rd_comm {
+    MPI_Comm world;             // duplicate of the base communicator (application messages)
+    MPI_Comm kv;                // duplicate reserved for PS requests/replies; MPI_ERRORS_RETURN
+    MPI_Comm role;              // ranks of my role
+    MPI_Comm job;               // ranks of my job; for PS ranks, the PS group
+    int rank;                   // my rank in world (== in kv)
+    int size;                   // size of world
+    int role_kind;              // rd_role
+    int job_index;              // index into cluster.jobs, -1 on PS ranks
+    int job_rank;               // my rank in `job` (for PS ranks: my shard index)
+    int job_size;               // size of `job`
+    int ps_index;               // my shard index on PS ranks, -1 on workers
+    int n_ps;                   // P
+    int ps_world[4096];         // world rank of shard i, i < n_ps (== i with this layout)
+    int n_jobs;                 // cluster.n_jobs
+    int job_first[RD_MAX_JOBS]; // world rank of the first rank of job j
+    int job_ranks[RD_MAX_JOBS]; // number of ranks of job j
+    char job_name[RD_MAX_JOBS][RD_NAME_MAX]; // names from the config
+} rd_comm;
+
+/**
+ * Split `base` (usually MPI_COMM_WORLD) into the layout of cfg->cluster. Collective over base.
+ * @param[in]  base  communicator of the whole launch; its size must be rd_config_world_size(cfg)
+ * @param[in]  cfg   the run configuration (only cfg->cluster is read)
+ * @param[out] out   the layout; free with rd_comm_destroy (collective)
+ * @param[out] eb    e.g. "launch has 4 ranks but the config needs 5 (ps_ranks 1 + teacher 2 +
+ *                   student 2)"
+ * @return RD_OK, RD_ERR_CONFIG (world size mismatch, P > 4096, no jobs), RD_ERR_NOMEM.
+ *         All ranks return the same code (the checks only use the size and the config).
+ */
+int rd_comm_create(MPI_Comm base, const rd_config *cfg, rd_comm **out, rd_errbuf *eb);
+/** Free the communicators (collective) and the struct. Accepts NULL. */
+void rd_comm_destroy(rd_comm *comm);
+
+/** Job of a world rank: *job = index into cluster.jobs and *index = rank within the job, or
+ *  *job = -1 and *index = shard for a PS rank. @return RD_OK or RD_ERR_RANGE (not in world). */
+int rd_comm_job_of(const rd_comm *comm, int world_rank, int *job, int *index);
+
+/** Polling helper for loops that must not block inside MPI (blocked MPICH calls spin a core).
+ *  Usage: rd_backoff_reset(&b, max_us); while (!done) { ...test...; if (progress)
+ *  rd_backoff_reset(&b, max_us); else rd_backoff_wait(&b); } */
+typedef struct rd_backoff {
+    int spins;  // sched_yield rounds left before sleeping
+    int us;     // next sleep in microseconds
+    int max_us; // cap (cluster.poll_us_max)
+} rd_backoff;
+
+void rd_backoff_reset(rd_backoff *b, int max_us);
+/** Yield (first 32 calls after a reset), then sleep 1, 2, 4, ... max_us microseconds. */
+void rd_backoff_wait(rd_backoff *b);
+
+#endif // RD_COMM_H

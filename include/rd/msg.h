@@ -1,0 +1,108 @@
+// rd/msg.h — the wire format of parameter-server requests and replies.
+//
+// Defines:
+//   rd_msg_op                ops: PULL PUSH CLOCK STATS SAVE LOAD SHUTDOWN, and the range of ops
+//                            left to other modules (token store) [RD_OP_USER_MIN, RD_OP_USER_MAX]
+//   rd_msg_header            64-byte header in front of every message (requests and replies)
+//   rd_msg_encode()          header -> 64 little-endian bytes
+//   rd_msg_decode()          bytes -> header; checks magic, version and the received length
+//   rd_msg_check_request()   op-specific consistency of count / dim / payload size, bounded by
+//                            ps.max_msg_bytes; never trusts a size, never overflows
+//   rd_msg_check_reply()     a reply matches the request it answers
+//   rd_msg_op_name()
+//
+// Layout (little-endian, 64 bytes):
+//   0 u32 magic "RDPS"   4 u16 version   6 u16 op   8 i32 status (rd_status; replies)
+//   12 u32 table         16 u64 count    24 u32 dim 28 u32 flags
+//   32 u64 req_id        40 u64 payload_bytes        48 i64 step (sender clock)
+//   56 i64 stream_time (seconds)
+// A request is ONE message: header + payload, contiguous (validated as a whole).
+// Payloads (after the header):
+//   PULL     request: count u64 keys                  reply: count*dim f32 values, sent as a
+//            second message on RD_TAG_PS_DATA_BASE + slot (flag RD_MSG_FLAG_SPLIT; the header
+//            message has no payload and count/dim give the size of the second one) so that
+//            the values land directly in the caller's array with one copy
+//   PUSH     request: count u64 keys, count*dim f32   reply: none
+//   CLOCK    request: none (step = the step it ends, stream_time = time reached)  reply: none
+//   STATS    request: none (table, or RD_MSG_ALL_TABLES)  reply: table statistics (ps module)
+//   SAVE / LOAD  request: checkpoint directory + table list (ps module)  reply: shard info
+//   SHUTDOWN request: none                            reply: none
+//   any op, error reply: status < 0, payload = UTF-8 error text (not NUL-terminated)
+// This decoder is exposed to arbitrary bytes from the network (and fuzzed): every function
+// checks sizes against the received length before reading.
+#ifndef RD_MSG_H
+#define RD_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd/error.h"
+
+#define RD_MSG_MAGIC        0x53504452u // bytes "RDPS"
+#define RD_MSG_VERSION      1
+#define RD_MSG_HEADER_BYTES 64
+#define RD_MSG_MAX_DIM      1024        // largest embedding dim on the wire (= config limit)
+#define RD_MSG_ALL_TABLES   0xffffffffu // STATS over every table
+#define RD_MSG_ERRTEXT_MAX  512         // longest error text in an error reply
+
+#define RD_MSG_FLAG_REPLY 0x1u // set on replies
+#define RD_MSG_FLAG_SPLIT 0x2u // reply: the payload follows as a second message (data tag)
+
+typedef enum rd_msg_op {
+    RD_OP_PULL = 1,
+    RD_OP_PUSH = 2,
+    RD_OP_CLOCK = 3,
+    RD_OP_STATS = 4,
+    RD_OP_SAVE = 5,
+    RD_OP_LOAD = 6,
+    RD_OP_SHUTDOWN = 7,
+    RD_OP_BUILTIN_MAX = 7,
+    RD_OP_USER_MIN = 32,  // first op other modules may register (rd_server_register)
+    RD_OP_USER_MAX = 255, // last one
+} rd_msg_op;
+
+typedef struct rd_msg_header {
+    uint32_t magic;         // RD_MSG_MAGIC
+    uint16_t version;       // RD_MSG_VERSION
+    uint16_t op;            // rd_msg_op
+    int32_t status;         // RD_OK in requests; rd_status in replies
+    uint32_t table;         // table index in cfg.ps.tables (or RD_MSG_ALL_TABLES)
+    uint64_t count;         // keys (or items) in the payload
+    uint32_t dim;           // floats per key in the payload (0 when none)
+    uint32_t flags;         // RD_MSG_FLAG_*
+    uint64_t req_id;        // chosen by the client, echoed by the reply
+    uint64_t payload_bytes; // bytes after the header; must equal the received length - 64
+    int64_t step;           // the sender's step (clock)
+    int64_t stream_time;    // the sender's stream time in seconds
+} rd_msg_header;
+
+/** Write `h` as 64 little-endian bytes. */
+void rd_msg_encode(const rd_msg_header *h, unsigned char out[RD_MSG_HEADER_BYTES]);
+
+/**
+ * Read a header from `len` received bytes.
+ * @return RD_OK, RD_ERR_PROTO (shorter than a header, bad magic, payload_bytes != len - 64),
+ *         RD_ERR_VERSION (other version). `eb` says which and what was received. On failure
+ *         *h still holds whatever fields could be read (zeroed otherwise), so that a reply can
+ *         echo req_id when the magic was right.
+ */
+int rd_msg_decode(const void *buf, size_t len, rd_msg_header *h, rd_errbuf *eb);
+
+/**
+ * Op-specific checks of a decoded request: the op is built in or in the user range, flags and
+ * status are clear, payload_bytes <= max_payload, and for built-in ops count/dim/payload agree
+ * (PULL: 8*count; PUSH: (8 + 4*dim)*count with 1 <= dim <= RD_MSG_MAX_DIM; CLOCK, STATS,
+ * SHUTDOWN: empty; SAVE/LOAD: 1..max_payload bytes). Tables are checked by the server, which
+ * knows them.
+ * @return RD_OK, RD_ERR_PROTO, RD_ERR_UNSUPPORTED (unknown op), RD_ERR_RANGE (too big).
+ */
+int rd_msg_check_request(const rd_msg_header *h, uint64_t max_payload, rd_errbuf *eb);
+
+/** A reply answers request (op, req_id): magic/version already checked by rd_msg_decode; the
+ *  reply flag is set and op/req_id match. @return RD_OK or RD_ERR_PROTO. */
+int rd_msg_check_reply(const rd_msg_header *reply, unsigned op, uint64_t req_id, rd_errbuf *eb);
+
+/** "PULL", "PUSH", ..., "USER(40)", "UNKNOWN(9)" into a static table or `buf` (>= 16 bytes). */
+const char *rd_msg_op_name(unsigned op, char *buf, size_t cap);
+
+#endif // RD_MSG_H

@@ -1,0 +1,1105 @@
+// kv.c — worker-side PS client: splits pulls/pushes per shard (by hash), sends one message per
+// shard without blocking, matches replies by request slot, and completes them with polling +
+// backoff. See rd/kv.h for the API contract.
+//
+// Design:
+// - A request (timestamp) is a handle owning one sub-request per message. Sub-requests live in a
+//   pool of RD_TAG_PS_REPLY_SLOTS slots allocated at creation; a slot's index is the low 12 bits
+//   of its req_id and selects the reply tag, so replies can come back in any order (the server
+//   defers pulls in sync mode) without being confused.
+// - Replies are not pre-posted: the client MPI_Improbe's the reply tag (then the data tag) and
+//   receives each message by its actual size; an unexpected size is drained and reported as
+//   RD_ERR_PROTO. A receive can never be truncated, so a buggy or hostile server cannot abort us.
+// - Each request is one contiguous message [header | keys | grads] built in the slot's buffer
+//   (a derived datatype would make MPI pack and unpack through bounce buffers; one contiguous
+//   buffer moves with a single copy). A pull reply is a header message plus a contiguous data
+//   message received directly into the caller's vals (P = 1) or into the slot's staging buffer
+//   (P > 1, then scattered). Slot buffers grow geometrically to the largest batch and are then
+//   reused (no allocation in the step loop).
+#include "rd/kv.h"
+#include "rd/alloc.h"
+#include "rd/checkpoint.h"
+#include "rd/hash.h"
+#include "rd/log.h"
+#include "rd/msg.h"
+#include "rd/optim.h"
+
+#include "ps_internal.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+// Request slots of this client: the low reply tags; the top RD_TAG_PS_REPLY_RESERVED belong to
+// other clients of rd_comm.kv in the same process (see rd/comm.h).
+#define N_SUBS   (RD_TAG_PS_REPLY_SLOTS - RD_TAG_PS_REPLY_RESERVED)
+#define RBUF_MAX (1u << 20) // largest non-pull reply payload accepted (stats, info, error text)
+
+enum { WHERE_DST = 0, WHERE_RBUF = 1, WHERE_DRAIN = 2 };
+
+typedef struct kv_sub {
+    int next;   // next sub of the same handle, or next free slot
+    int handle; // handle slot
+    int shard;
+    unsigned op;
+    uint64_t req_id;
+    int in_use, complete;
+    int send_done;
+    int phase; // reply: 0 probe header, 1 receiving header, 2 probe data, 3 receiving data, 4 done
+    MPI_Request sreq, rreq;
+    MPI_Count reply_len; // bytes of the header message
+    int drained;         // the header message had an unexpected size and was drained
+    unsigned char drain_hdr[RD_MSG_HEADER_BYTES]; // target of a drained message's first bytes
+    rd_msg_header h;                              // the decoded reply header
+    void *dst; // where a PULL's values go: caller's vals (P = 1) or svals
+    size_t dst_bytes;
+    float *out; // scatter target (P > 1 pulls): out[spos[i]*dim]
+    size_t n, dim;
+    unsigned char *sbuf; // the request: [header | payload], 64-byte aligned
+    size_t sbuf_cap;
+    float *svals; // P > 1 pulls: the shard's values before scattering
+    size_t svals_cap;
+    uint32_t *spos; // P > 1 pulls: position of each of the shard's keys in the caller's arrays
+    size_t spos_cap;
+    unsigned char *rbuf; // the reply header message (header + small payload)
+    size_t rbuf_cap;
+    size_t rlen; // payload bytes of the reply in rbuf + 64
+    int status;
+} kv_sub;
+
+typedef struct kv_handle {
+    int ts;
+    int active;
+    int detached;
+    int head; // first sub, -1 if none
+    unsigned op;
+    int status;
+    char msg[384];
+} kv_handle;
+
+struct rd_kv {
+    const rd_comm *comm;
+    const rd_config *cfg;
+    MPI_Comm c;
+    int P, job, worker;
+    int n_tables;
+    int dims[RD_MAX_TABLES];
+    uint64_t max_payload;
+    int poll_us_max;
+    int64_t step, time;
+    int shut;
+
+    kv_sub *subs; // (N_SUBS)
+    int free_head, n_free;
+    kv_handle handles[RD_KV_MAX_HANDLES];
+    int next_ts;
+    uint64_t seq;
+
+    int deferred_status; // error of a detached request, reported by the next wait
+    char deferred_msg[384];
+
+    int *shard_of; // (cap) shard of each key of the current call
+    size_t shard_of_cap;
+    size_t *cnt; // (P)
+    int *chunk;  // (N_SUBS) subs of the current call, grouped by shard
+    int *first;  // (P + 1) offsets into chunk
+
+    rd_errbuf err;
+    rd_kv_counters ctr;
+    unsigned char bounce[4096];
+};
+
+// Format into a fixed buffer, truncating long messages (they are diagnostics).
+static void set_text(char *dst, size_t cap, const char *fmt, ...) RD_PRINTF(3, 4);
+static void set_text(char *dst, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, cap, fmt, ap);
+    va_end(ap);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Create / destroy
+
+int rd_kv_create(const rd_comm *comm, const rd_config *cfg, rd_kv **out, rd_errbuf *eb) {
+    RD_ASSERT(comm && cfg && out);
+    *out = NULL;
+    if (comm->role_kind != RD_ROLE_WORKER)
+        return rd_err_set(eb, RD_ERR_ARG, "rd_kv_create on rank %d, which is not a worker rank",
+                          comm->rank);
+    if (cfg->ps.n_tables < 1 || cfg->ps.n_tables > RD_MAX_TABLES)
+        return rd_err_set(eb, RD_ERR_CONFIG, "ps.tables: %d tables (need 1..%d)", cfg->ps.n_tables,
+                          RD_MAX_TABLES);
+    rd_kv *kv = rd_calloc(1, sizeof *kv);
+    if (!kv)
+        return rd_err_set(eb, RD_ERR_NOMEM, "rd_kv_create: out of memory");
+    kv->comm = comm;
+    kv->cfg = cfg;
+    kv->c = comm->kv;
+    kv->P = comm->n_ps;
+    kv->job = comm->job_index;
+    kv->worker = comm->job_rank;
+    kv->n_tables = cfg->ps.n_tables;
+    for (int i = 0; i < kv->n_tables; i++)
+        kv->dims[i] = cfg->ps.tables[i].dim;
+    kv->max_payload = cfg->ps.max_msg_bytes;
+    kv->poll_us_max = cfg->cluster.poll_us_max;
+    kv->subs = rd_calloc(N_SUBS, sizeof *kv->subs);
+    kv->cnt = rd_calloc((size_t)kv->P, sizeof *kv->cnt);
+    kv->first = rd_calloc((size_t)kv->P + 1, sizeof *kv->first);
+    kv->chunk = rd_calloc(N_SUBS, sizeof *kv->chunk);
+    if (!kv->subs || !kv->cnt || !kv->first || !kv->chunk) {
+        rd_kv_destroy(kv);
+        return rd_err_set(eb, RD_ERR_NOMEM, "rd_kv_create: out of memory");
+    }
+    for (int i = 0; i < N_SUBS; i++)
+        kv->subs[i].next = i + 1 < N_SUBS ? i + 1 : -1;
+    kv->free_head = 0;
+    kv->n_free = N_SUBS;
+    *out = kv;
+    return RD_OK;
+}
+
+void rd_kv_destroy(rd_kv *kv) {
+    if (!kv)
+        return;
+    if (kv->subs) {
+        rd_kv_wait_all(kv);
+        for (int i = 0; i < N_SUBS; i++) {
+            kv_sub *s = &kv->subs[i];
+            rd_aligned_free(s->sbuf);
+            rd_aligned_free(s->svals);
+            rd_free(s->spos);
+            rd_free(s->rbuf);
+        }
+    }
+    rd_free(kv->subs);
+    rd_free(kv->shard_of);
+    rd_free(kv->cnt);
+    rd_free(kv->first);
+    rd_free(kv->chunk);
+    rd_free(kv);
+}
+
+int rd_kv_table(const rd_kv *kv, const char *name) {
+    for (int i = 0; i < kv->n_tables; i++)
+        if (strcmp(kv->cfg->ps.tables[i].name, name) == 0)
+            return i;
+    return RD_ERR_NOTFOUND;
+}
+
+int rd_kv_dim(const rd_kv *kv, int table) {
+    return table >= 0 && table < kv->n_tables ? kv->dims[table] : RD_ERR_RANGE;
+}
+
+void rd_kv_set_time(rd_kv *kv, int64_t stream_time) {
+    kv->time = stream_time;
+}
+
+int64_t rd_kv_step(const rd_kv *kv) {
+    return kv->step;
+}
+
+void rd_kv_set_step(rd_kv *kv, int64_t step) {
+    kv->step = step;
+}
+
+const char *rd_kv_errmsg(const rd_kv *kv) {
+    return kv->err.msg;
+}
+
+void rd_kv_get_counters(const rd_kv *kv, rd_kv_counters *c) {
+    *c = kv->ctr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dedup: LSD radix sort of (key, position) pairs, 8 bits per pass, skipping constant bytes.
+
+size_t rd_kv_dedup_scratch_bytes(size_t n) {
+    return 32 * (n ? n : 1);
+}
+
+typedef struct kv_pair {
+    uint64_t key;
+    uint64_t pos;
+} kv_pair;
+
+int rd_kv_dedup(const uint64_t *keys,
+                size_t n,
+                uint64_t *uniq,
+                uint32_t *inverse,
+                size_t *n_uniq,
+                void *scratch,
+                size_t scratch_bytes) {
+    *n_uniq = 0;
+    if (n >= UINT32_MAX || (n && (!keys || !uniq || !inverse)))
+        return RD_ERR_ARG;
+    if (scratch_bytes < rd_kv_dedup_scratch_bytes(n) || !scratch)
+        return RD_ERR_ARG;
+    kv_pair *a = scratch, *b = a + n;
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i] == 0)
+            return RD_ERR_ARG;
+        a[i].key = keys[i];
+        a[i].pos = i;
+    }
+    for (int pass = 0; pass < 8; pass++) {
+        size_t count[256] = {0};
+        unsigned sh = 8u * (unsigned)pass;
+        for (size_t i = 0; i < n; i++)
+            count[(a[i].key >> sh) & 0xff]++;
+        int constant = 0;
+        for (int d = 0; d < 256; d++)
+            if (count[d] == n)
+                constant = 1;
+        if (constant)
+            continue;
+        size_t off = 0;
+        for (int d = 0; d < 256; d++) {
+            size_t c = count[d];
+            count[d] = off;
+            off += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            b[count[(a[i].key >> sh) & 0xff]++] = a[i];
+        kv_pair *t = a;
+        a = b;
+        b = t;
+    }
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || a[i].key != a[i - 1].key)
+            uniq[u++] = a[i].key;
+        inverse[a[i].pos] = (uint32_t)(u - 1);
+    }
+    *n_uniq = u;
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handles and sub-request slots
+
+static int handle_open(rd_kv *kv, unsigned op, int detached, int *slot);
+static void reap_detached(rd_kv *kv);
+static int ensure(void **p, size_t *cap, size_t need, int aligned);
+
+static int sub_alloc(rd_kv *kv) {
+    int i = kv->free_head;
+    RD_ASSERT(i >= 0);
+    kv_sub *s = &kv->subs[i];
+    kv->free_head = s->next;
+    kv->n_free--;
+    s->in_use = 1;
+    s->complete = s->send_done = s->phase = s->drained = 0;
+    s->status = RD_OK;
+    s->dst = NULL;
+    s->dst_bytes = 0;
+    s->out = NULL;
+    s->n = s->dim = 0;
+    s->rlen = 0;
+    s->next = -1;
+    return i;
+}
+
+static void sub_free(rd_kv *kv, int i) {
+    kv_sub *s = &kv->subs[i];
+    s->in_use = 0;
+    s->next = kv->free_head;
+    kv->free_head = i;
+    kv->n_free++;
+}
+
+static int handle_open(rd_kv *kv, unsigned op, int detached, int *slot) {
+    int ts = kv->next_ts;
+    int h = ts % RD_KV_MAX_HANDLES;
+    if (kv->handles[h].active) {
+        reap_detached(kv);
+        if (kv->handles[h].active)
+            return rd_err_set(&kv->err, RD_ERR_FULL,
+                              "%d requests outstanding: wait on old timestamps (ts %d is still "
+                              "open)",
+                              RD_KV_MAX_HANDLES, kv->handles[h].ts);
+    }
+    kv_handle *H = &kv->handles[h];
+    memset(H, 0, sizeof *H);
+    H->ts = ts;
+    H->active = 1;
+    H->detached = detached;
+    H->head = -1;
+    H->op = op;
+    kv->next_ts = ts + 1 < 0 ? 0 : ts + 1;
+    *slot = h;
+    return RD_OK;
+}
+
+static void handle_add(rd_kv *kv, int h, int sub) {
+    kv_sub *s = &kv->subs[sub];
+    s->handle = h;
+    s->next = kv->handles[h].head;
+    kv->handles[h].head = sub;
+}
+
+// Send sub `i`: its header is written into sbuf[0, 64) in front of the payload_bytes already
+// placed at sbuf + 64, and the request goes out as one contiguous message (which MPI can move
+// with a single copy; a derived datatype would be packed and unpacked through bounce buffers).
+static void sub_send(
+    rd_kv *kv, int i, unsigned op, uint32_t table, uint64_t count, uint32_t dim, size_t payload) {
+    kv_sub *s = &kv->subs[i];
+    RD_ASSERT(s->sbuf_cap >= RD_MSG_HEADER_BYTES + payload);
+    s->op = op;
+    s->req_id = (++kv->seq << 12) | (uint64_t)i;
+    rd_msg_header h = {RD_MSG_MAGIC, RD_MSG_VERSION, (uint16_t)op, 0,       table, count, dim, 0,
+                       s->req_id,    payload,        kv->step,     kv->time};
+    rd_msg_encode(&h, s->sbuf);
+    int dest = kv->comm->ps_world[s->shard];
+    RD_MPI_CHECK(MPI_Isend_c(s->sbuf, (MPI_Count)(RD_MSG_HEADER_BYTES + payload), MPI_BYTE, dest,
+                             RD_TAG_PS_REQUEST, kv->c, &s->sreq));
+    kv->ctr.messages++;
+    kv->ctr.bytes_sent += RD_MSG_HEADER_BYTES + payload;
+}
+
+static void set_sub_error(rd_kv *kv, kv_sub *s, int rc, const char *fmt, ...) RD_PRINTF(4, 5);
+static void set_sub_error(rd_kv *kv, kv_sub *s, int rc, const char *fmt, ...) {
+    kv_handle *H = &kv->handles[s->handle];
+    s->status = rc;
+    if (H->status != RD_OK)
+        return;
+    H->status = rc;
+    char nb[24], text[RD_MSG_ERRTEXT_MAX + 64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    set_text(H->msg, sizeof H->msg, "PS rank %d, %s: %s", kv->comm->ps_world[s->shard],
+             rd_msg_op_name(s->op, nb, sizeof nb), text);
+}
+
+// The header message arrived: check it and decide whether a data message follows.
+static void sub_header_done(rd_kv *kv, kv_sub *s) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    kv->ctr.bytes_recv += (uint64_t)s->reply_len;
+    int rc = RD_OK;
+    if (s->drained)
+        rc = rd_err_set(&eb, RD_ERR_PROTO, "reply of %lld bytes (unexpected size)",
+                        (long long)s->reply_len);
+    if (rc == RD_OK)
+        rc = rd_msg_decode(s->rbuf, (size_t)s->reply_len, &s->h, &eb);
+    if (rc == RD_OK)
+        rc = rd_msg_check_reply(&s->h, s->op, s->req_id, &eb);
+    if (rc != RD_OK) {
+        set_sub_error(kv, s, rc, "%s", eb.msg);
+        s->phase = 4;
+        return;
+    }
+    s->rlen = (size_t)s->reply_len - RD_MSG_HEADER_BYTES;
+    if (s->h.status != RD_OK) {
+        size_t len = s->rlen > RD_MSG_ERRTEXT_MAX ? RD_MSG_ERRTEXT_MAX : s->rlen;
+        set_sub_error(kv, s, s->h.status < 0 ? s->h.status : RD_ERR_PROTO, "%.*s", (int)len,
+                      (const char *)s->rbuf + RD_MSG_HEADER_BYTES);
+        s->phase = 4;
+        return;
+    }
+    if (s->op == RD_OP_PULL) {
+        if (!(s->h.flags & RD_MSG_FLAG_SPLIT) || s->h.count != s->n || s->h.dim != s->dim) {
+            set_sub_error(kv, s, RD_ERR_PROTO,
+                          "pull reply without its values (%" PRIu64
+                          " keys announced, %zu requested)",
+                          s->h.count, s->n);
+            // A data message may still come; collect (and drain) it if flagged.
+            s->phase = (s->h.flags & RD_MSG_FLAG_SPLIT) ? 2 : 4;
+            return;
+        }
+        s->phase = 2;
+        return;
+    }
+    s->phase = 4;
+}
+
+// Interpret a completed request (both messages of a pull are in).
+static void sub_finish(rd_kv *kv, kv_sub *s) {
+    if (s->status != RD_OK)
+        return;
+    if (s->op == RD_OP_PULL) {
+        if (s->out) {
+            // Scatter the shard's rows back to the caller's order.
+            const float *src = s->svals;
+            for (size_t i = 0; i < s->n; i++)
+                memcpy(s->out + (size_t)s->spos[i] * s->dim, src + i * s->dim,
+                       s->dim * sizeof(float));
+        }
+        kv->ctr.keys_pulled += s->n;
+    } else if (s->op == RD_OP_PUSH) {
+        kv->ctr.keys_pushed += s->n;
+    }
+}
+
+// Advance one sub-request; returns 1 if anything happened.
+static int sub_progress(rd_kv *kv, kv_sub *s) {
+    if (s->complete)
+        return 0;
+    int did = 0;
+    const int dest = kv->comm->ps_world[s->shard];
+    const int slot = (int)(s->req_id & (RD_TAG_PS_REPLY_SLOTS - 1));
+    if (!s->send_done) {
+        RD_MPI_CHECK(MPI_Test(&s->sreq, &s->send_done, MPI_STATUS_IGNORE));
+        did |= s->send_done;
+    }
+    if (s->phase == 0 || s->phase == 2) {
+        // Probe the next message (header, then data) and receive it by its actual size.
+        int flag = 0;
+        MPI_Message mh;
+        MPI_Status st;
+        int tag = s->phase == 0 ? RD_TAG_PS_REPLY_BASE + slot : RD_TAG_PS_DATA_BASE + slot;
+        RD_MPI_CHECK(MPI_Improbe(dest, tag, kv->c, &flag, &mh, &st));
+        if (flag) {
+            MPI_Count n = 0;
+            RD_MPI_CHECK(MPI_Get_count_c(&st, MPI_BYTE, &n));
+            int ok;
+            if (s->phase == 0) {
+                s->reply_len = n;
+                ok = n >= RD_MSG_HEADER_BYTES && n <= RD_MSG_HEADER_BYTES + RBUF_MAX &&
+                     ensure((void **)&s->rbuf, &s->rbuf_cap, (size_t)n, 0) == RD_OK;
+                if (ok)
+                    RD_MPI_CHECK(MPI_Imrecv_c(s->rbuf, n, MPI_BYTE, &mh, &s->rreq));
+            } else {
+                kv->ctr.bytes_recv += (uint64_t)n;
+                ok = s->status == RD_OK && (size_t)n == s->dst_bytes;
+                if (ok)
+                    RD_MPI_CHECK(MPI_Imrecv_c(s->dst, n, MPI_BYTE, &mh, &s->rreq));
+                else if (s->status == RD_OK)
+                    set_sub_error(kv, s, RD_ERR_PROTO, "pull values of %lld bytes, expected %zu",
+                                  (long long)n, s->dst_bytes);
+            }
+            if (!ok) {
+                // Unexpected size: drain it (bytes discarded) and report a protocol error.
+                MPI_Datatype dt;
+                rd__drain_type(n, s->drain_hdr, kv->bounce, sizeof kv->bounce, &dt);
+                RD_MPI_CHECK(MPI_Imrecv(MPI_BOTTOM, 1, dt, &mh, &s->rreq));
+                RD_MPI_CHECK(MPI_Type_free(&dt));
+                if (s->phase == 0)
+                    s->drained = 1;
+            }
+            s->phase++;
+            did = 1;
+        }
+    }
+    if (s->phase == 1 || s->phase == 3) {
+        int done = 0;
+        RD_MPI_CHECK(MPI_Test(&s->rreq, &done, MPI_STATUS_IGNORE));
+        if (done) {
+            did = 1;
+            if (s->phase == 1)
+                sub_header_done(kv, s);
+            else
+                s->phase = 4;
+        }
+    }
+    if (s->send_done && s->phase == 4) {
+        sub_finish(kv, s);
+        s->complete = 1;
+        did = 1;
+    }
+    return did;
+}
+
+// Progress every sub of handle h; *all_done set when complete.
+static int handle_progress(rd_kv *kv, int h, int *all_done) {
+    int did = 0, done = 1;
+    for (int i = kv->handles[h].head; i >= 0; i = kv->subs[i].next) {
+        did |= sub_progress(kv, &kv->subs[i]);
+        done &= kv->subs[i].complete;
+    }
+    *all_done = done;
+    return did;
+}
+
+// Release a complete handle; returns its status.
+static int handle_release(rd_kv *kv, int h) {
+    kv_handle *H = &kv->handles[h];
+    int i = H->head;
+    while (i >= 0) {
+        int n = kv->subs[i].next;
+        sub_free(kv, i);
+        i = n;
+    }
+    H->active = 0;
+    H->head = -1;
+    return H->status;
+}
+
+static void reap_detached(rd_kv *kv) {
+    for (int h = 0; h < RD_KV_MAX_HANDLES; h++) {
+        kv_handle *H = &kv->handles[h];
+        if (!H->active || !H->detached)
+            continue;
+        int done = 0;
+        handle_progress(kv, h, &done);
+        if (!done)
+            continue;
+        int rc = handle_release(kv, h);
+        if (rc != RD_OK && kv->deferred_status == RD_OK) {
+            kv->deferred_status = rc;
+            set_text(kv->deferred_msg, sizeof kv->deferred_msg, "%s", H->msg);
+        }
+    }
+}
+
+// Poll handle h to completion (backoff), without releasing it.
+static void handle_complete(rd_kv *kv, int h) {
+    rd_backoff bo;
+    rd_backoff_reset(&bo, kv->poll_us_max);
+    for (;;) {
+        int done = 0;
+        int did = handle_progress(kv, h, &done);
+        if (done)
+            return;
+        if (did)
+            rd_backoff_reset(&bo, kv->poll_us_max);
+        else
+            rd_backoff_wait(&bo);
+    }
+}
+
+static int take_deferred(rd_kv *kv) {
+    int rc = kv->deferred_status;
+    if (rc != RD_OK) {
+        rd_err_set(&kv->err, rc, "%s", kv->deferred_msg);
+        kv->deferred_status = RD_OK;
+    }
+    return rc;
+}
+
+int rd_kv_wait(rd_kv *kv, int ts) {
+    rd_errbuf_clear(&kv->err);
+    if (ts < 0 || ts >= kv->next_ts)
+        return rd_err_set(&kv->err, RD_ERR_ARG, "rd_kv_wait: timestamp %d was never issued", ts);
+    int h = ts % RD_KV_MAX_HANDLES;
+    kv_handle *H = &kv->handles[h];
+    int rc = RD_OK;
+    if (H->active && H->ts == ts && !H->detached) {
+        handle_complete(kv, h);
+        rc = handle_release(kv, h);
+        if (rc != RD_OK)
+            rd_err_set(&kv->err, rc, "%s", H->msg);
+    }
+    reap_detached(kv);
+    if (rc == RD_OK)
+        rc = take_deferred(kv);
+    return rc;
+}
+
+int rd_kv_test(rd_kv *kv, int ts, int *done) {
+    rd_errbuf_clear(&kv->err);
+    *done = 0;
+    if (ts < 0 || ts >= kv->next_ts)
+        return rd_err_set(&kv->err, RD_ERR_ARG, "rd_kv_test: timestamp %d was never issued", ts);
+    int h = ts % RD_KV_MAX_HANDLES;
+    kv_handle *H = &kv->handles[h];
+    if (!H->active || H->ts != ts || H->detached) {
+        *done = 1;
+        return RD_OK;
+    }
+    int all = 0;
+    handle_progress(kv, h, &all);
+    if (!all)
+        return RD_OK;
+    *done = 1;
+    int rc = handle_release(kv, h);
+    if (rc != RD_OK)
+        rd_err_set(&kv->err, rc, "%s", H->msg);
+    return rc;
+}
+
+int rd_kv_wait_all(rd_kv *kv) {
+    int first = RD_OK;
+    char msg[sizeof kv->err.msg];
+    msg[0] = '\0';
+    for (int h = 0; h < RD_KV_MAX_HANDLES; h++) {
+        kv_handle *H = &kv->handles[h];
+        if (!H->active)
+            continue;
+        handle_complete(kv, h);
+        int rc = handle_release(kv, h);
+        if (rc != RD_OK && first == RD_OK) {
+            first = rc;
+            set_text(msg, sizeof msg, "%s", H->msg);
+        }
+    }
+    rd_errbuf_clear(&kv->err);
+    if (first != RD_OK)
+        rd_err_set(&kv->err, first, "%s", msg);
+    int d = take_deferred(kv);
+    return first != RD_OK ? first : d;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull / push
+
+// Grow a staging buffer to at least `need` bytes (next power of two: batch sizes vary, and
+// re-allocating large buffers every step would cost page faults). Contents are not kept.
+static int ensure(void **p, size_t *cap, size_t need, int aligned) {
+    if (*cap >= need)
+        return RD_OK;
+    size_t c = 256;
+    while (c < need && c < ((size_t)1 << 62))
+        c <<= 1;
+    if (c < need)
+        c = need;
+    if (aligned)
+        rd_aligned_free(*p);
+    else
+        rd_free(*p);
+    *cap = 0;
+    *p = aligned ? rd_aligned_alloc(c) : rd_malloc(c);
+    if (!*p)
+        return RD_ERR_NOMEM;
+    *cap = c;
+    return RD_OK;
+}
+
+static int check_keys(rd_kv *kv, const uint64_t *keys, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i] == 0)
+            return rd_err_set(&kv->err, RD_ERR_ARG, "key %zu is 0 (reserved)", i);
+        if (i && keys[i] <= keys[i - 1])
+            return rd_err_set(&kv->err, RD_ERR_ARG,
+                              "keys must be strictly increasing (sorted, unique): keys[%zu] = "
+                              "%" PRIu64 " <= keys[%zu] = %" PRIu64 " (use rd_kv_dedup)",
+                              i, keys[i], i - 1, keys[i - 1]);
+    }
+    return RD_OK;
+}
+
+static int issue(rd_kv *kv,
+                 unsigned op,
+                 int table,
+                 const uint64_t *keys,
+                 size_t n,
+                 const float *grads,
+                 float *vals,
+                 int *ts) {
+    rd_errbuf_clear(&kv->err);
+    if (kv->shut)
+        return rd_err_set(&kv->err, RD_ERR_STATE, "request after rd_kv_shutdown");
+    if (!ts || table < 0 || table >= kv->n_tables || (n && !keys) ||
+        (n && op == RD_OP_PULL && !vals) || (n && op == RD_OP_PUSH && !grads))
+        return rd_err_set(&kv->err, RD_ERR_ARG, "bad arguments (table %d of %d, n %zu)", table,
+                          kv->n_tables, n);
+    reap_detached(kv);
+    int rc = check_keys(kv, keys, n);
+    if (rc != RD_OK)
+        return rc;
+    const size_t dim = (size_t)kv->dims[table];
+    const uint64_t per = op == RD_OP_PULL ? 8 : 8 + 4 * (uint64_t)dim;
+    const size_t maxk = (size_t)(kv->max_payload / per);
+    if (maxk == 0)
+        return rd_err_set(&kv->err, RD_ERR_CONFIG,
+                          "ps.max_msg_bytes (%" PRIu64 ") cannot hold one key of table %s",
+                          kv->max_payload, kv->cfg->ps.tables[table].name);
+    const int P = kv->P;
+
+    // 1. Count keys per shard and the messages they need.
+    size_t total_subs = 0;
+    if (P == 1) {
+        kv->cnt[0] = n;
+    } else {
+        if ((rc = ensure((void **)&kv->shard_of, &kv->shard_of_cap, n * sizeof(int), 0)))
+            return rd_err_set(&kv->err, rc, "out of memory splitting %zu keys", n);
+        memset(kv->cnt, 0, (size_t)P * sizeof *kv->cnt);
+        for (size_t i = 0; i < n; i++) {
+            int s = rd_shard_of(keys[i], P);
+            kv->shard_of[i] = s;
+            kv->cnt[s]++;
+        }
+    }
+    for (int p = 0; p < P; p++)
+        total_subs += (kv->cnt[p] + maxk - 1) / maxk;
+    if (total_subs > (size_t)kv->n_free) {
+        reap_detached(kv);
+        if (total_subs > (size_t)kv->n_free)
+            return rd_err_set(&kv->err, RD_ERR_FULL,
+                              "%zu messages needed, %d request slots free: wait on outstanding "
+                              "requests",
+                              total_subs, kv->n_free);
+    }
+    int h = 0; // set by handle_open; initialised for GCC's flow analysis
+    if ((rc = handle_open(kv, op, 0, &h)) != RD_OK)
+        return rc;
+
+    // 2. Allocate the subs, grouped by shard, each with its contiguous request buffer
+    //    [header | keys | grads] (and, for P > 1 pulls, the values + positions to scatter).
+    size_t k = 0;
+    for (int p = 0; p < P; p++) {
+        kv->first[p] = (int)k;
+        for (size_t left = kv->cnt[p]; left > 0;) {
+            size_t c = left < maxk ? left : maxk;
+            int i = sub_alloc(kv);
+            kv_sub *s = &kv->subs[i];
+            s->shard = p;
+            s->n = c;
+            s->dim = dim;
+            handle_add(kv, h, i);
+            kv->chunk[k++] = i;
+            left -= c;
+            size_t payload = c * (size_t)per;
+            rc = ensure((void **)&s->sbuf, &s->sbuf_cap, RD_MSG_HEADER_BYTES + payload, 1);
+            if (!rc && P > 1 && op == RD_OP_PULL) {
+                rc = ensure((void **)&s->svals, &s->svals_cap, c * dim * sizeof(float), 1);
+                if (!rc)
+                    rc = ensure((void **)&s->spos, &s->spos_cap, c * sizeof(uint32_t), 0);
+            }
+            if (rc) {
+                handle_release(kv, h);
+                return rd_err_set(&kv->err, RD_ERR_NOMEM,
+                                  "out of memory staging %zu keys for PS rank %d", c, p);
+            }
+        }
+    }
+    kv->first[P] = (int)k;
+
+    // 3. Fill and send. Keys stay in increasing order within each message.
+    if (P == 1) {
+        size_t off = 0;
+        for (size_t j = 0; j < k; j++) {
+            kv_sub *s = &kv->subs[kv->chunk[j]];
+            size_t c = s->n;
+            uint64_t *sk = (uint64_t *)(void *)(s->sbuf + RD_MSG_HEADER_BYTES);
+            memcpy(sk, keys + off, c * 8);
+            if (op == RD_OP_PULL) {
+                s->dst = vals + off * dim; // values land in place
+                s->dst_bytes = c * dim * sizeof(float);
+            } else {
+                memcpy(sk + c, grads + off * dim, c * dim * sizeof(float));
+            }
+            sub_send(kv, kv->chunk[j], op, (uint32_t)table, c, (uint32_t)dim, c * (size_t)per);
+            off += c;
+        }
+    } else {
+        // Gather per shard: cursor per shard over its subs (chunk[]) and the fill position.
+        size_t *fill = kv->cnt; // the counts are no longer needed
+        int *cur = kv->first;
+        memset(fill, 0, (size_t)P * sizeof *fill);
+        for (size_t i = 0; i < n; i++) {
+            int p = kv->shard_of[i];
+            kv_sub *s = &kv->subs[kv->chunk[cur[p]]];
+            size_t f = fill[p]++;
+            uint64_t *sk = (uint64_t *)(void *)(s->sbuf + RD_MSG_HEADER_BYTES);
+            sk[f] = keys[i];
+            if (op == RD_OP_PUSH)
+                memcpy((float *)(void *)(sk + s->n) + f * dim, grads + i * dim,
+                       dim * sizeof(float));
+            else
+                s->spos[f] = (uint32_t)i;
+            if (fill[p] == s->n) {
+                cur[p]++;
+                fill[p] = 0;
+            }
+        }
+        for (size_t j = 0; j < k; j++) {
+            int i = kv->chunk[j];
+            kv_sub *s = &kv->subs[i];
+            if (op == RD_OP_PULL) {
+                s->dst = s->svals;
+                s->dst_bytes = s->n * dim * sizeof(float);
+                s->out = vals;
+            }
+            sub_send(kv, i, op, (uint32_t)table, s->n, (uint32_t)dim, s->n * (size_t)per);
+        }
+    }
+    *ts = kv->handles[h].ts;
+    return RD_OK;
+}
+
+int rd_kv_pull(rd_kv *kv, int table, const uint64_t *keys, size_t n, float *vals, int *ts) {
+    return issue(kv, RD_OP_PULL, table, keys, n, NULL, vals, ts);
+}
+
+int rd_kv_push(rd_kv *kv, int table, const uint64_t *keys, const float *grads, size_t n, int *ts) {
+    return issue(kv, RD_OP_PUSH, table, keys, n, grads, NULL, ts);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control requests: one message per shard
+
+// Open a handle with one sub per shard (no payload yet). Returns the handle slot.
+static int open_per_shard(rd_kv *kv, unsigned op, int detached, size_t payload, int *h) {
+    if (kv->n_free < kv->P) {
+        reap_detached(kv);
+        if (kv->n_free < kv->P)
+            return rd_err_set(&kv->err, RD_ERR_FULL, "no free request slots: wait on requests");
+    }
+    int rc = handle_open(kv, op, detached, h);
+    if (rc != RD_OK)
+        return rc;
+    for (int p = kv->P - 1; p >= 0; p--) {
+        int i = sub_alloc(kv);
+        kv->subs[i].shard = p;
+        handle_add(kv, *h, i);
+    }
+    for (int i = kv->handles[*h].head; i >= 0; i = kv->subs[i].next)
+        if (ensure((void **)&kv->subs[i].sbuf, &kv->subs[i].sbuf_cap, RD_MSG_HEADER_BYTES + payload,
+                   1) != RD_OK) {
+            handle_release(kv, *h);
+            return rd_err_set(&kv->err, RD_ERR_NOMEM, "out of memory for a request buffer");
+        }
+    return RD_OK;
+}
+
+int rd_kv_clock(rd_kv *kv, int *ts) {
+    rd_errbuf_clear(&kv->err);
+    if (kv->shut)
+        return rd_err_set(&kv->err, RD_ERR_STATE, "request after rd_kv_shutdown");
+    reap_detached(kv);
+    int h;
+    int rc = open_per_shard(kv, RD_OP_CLOCK, ts == NULL, 0, &h);
+    if (rc != RD_OK)
+        return rc;
+    for (int i = kv->handles[h].head; i >= 0; i = kv->subs[i].next)
+        sub_send(kv, i, RD_OP_CLOCK, 0, 0, 0, 0);
+    kv->step++;
+    if (ts)
+        *ts = kv->handles[h].ts;
+    return RD_OK;
+}
+
+int rd_kv_stats(rd_kv *kv, int table, rd_table_stats *total, rd_table_stats *per_shard) {
+    rd_errbuf_clear(&kv->err);
+    if (table < 0 || table >= kv->n_tables || !total)
+        return rd_err_set(&kv->err, RD_ERR_ARG, "rd_kv_stats: bad table %d", table);
+    int h;
+    int rc = open_per_shard(kv, RD_OP_STATS, 0, 0, &h);
+    if (rc != RD_OK)
+        return rc;
+    for (int i = kv->handles[h].head; i >= 0; i = kv->subs[i].next)
+        sub_send(kv, i, RD_OP_STATS, (uint32_t)table, 0, 0, 0);
+    handle_complete(kv, h);
+    memset(total, 0, sizeof *total);
+    total->now = INT64_MIN;
+    rc = kv->handles[h].status;
+    for (int i = kv->handles[h].head; rc == RD_OK && i >= 0; i = kv->subs[i].next) {
+        kv_sub *s = &kv->subs[i];
+        if (s->rlen != RD__STATS_RECORD) {
+            rc = RD_ERR_PROTO;
+            set_text(kv->handles[h].msg, sizeof kv->handles[h].msg,
+                     "STATS reply of %zu bytes from PS rank %d", s->rlen,
+                     kv->comm->ps_world[s->shard]);
+            break;
+        }
+        uint32_t idx;
+        rd_table_stats st;
+        rd__stats_decode(s->rbuf + RD_MSG_HEADER_BYTES, &idx, &st);
+        if (per_shard)
+            per_shard[s->shard] = st;
+        total->rows += st.rows;
+        total->pending += st.pending;
+        total->bytes += st.bytes;
+        total->admitted += st.admitted;
+        total->rejected += st.rejected;
+        total->evicted += st.evicted;
+        total->pulled += st.pulled;
+        total->pushed += st.pushed;
+        if (st.now > total->now)
+            total->now = st.now;
+    }
+    if (rc != RD_OK)
+        rd_err_set(&kv->err, rc, "%s", kv->handles[h].msg);
+    handle_release(kv, h);
+    return rc;
+}
+
+// Send a checkpoint request (SAVE or LOAD) to every shard and wait for all replies.
+static int ckpt_round(rd_kv *kv,
+                      unsigned op,
+                      rd__ckpt_req *req,
+                      const rd_ckpt_manifest *m,
+                      rd_ckpt_shard_info *infos,
+                      rd_errbuf *eb) {
+    int h;
+    size_t bytes = rd__ckpt_req_bytes(req);
+    int rc = open_per_shard(kv, op, 0, bytes, &h);
+    if (rc != RD_OK)
+        return rd_err_set(eb, rc, "%s", kv->err.msg);
+    for (int i = kv->handles[h].head; i >= 0; i = kv->subs[i].next) {
+        kv_sub *s = &kv->subs[i];
+        if (m) {
+            req->flags = RD__CKPT_FLAG_CRC;
+            req->crc = m->shard_crc[s->shard];
+        }
+        rd__ckpt_req_encode(req, s->sbuf + RD_MSG_HEADER_BYTES);
+        sub_send(kv, i, op, 0, 0, 0, bytes);
+    }
+    handle_complete(kv, h);
+    rc = kv->handles[h].status;
+    for (int i = kv->handles[h].head; rc == RD_OK && i >= 0; i = kv->subs[i].next) {
+        kv_sub *s = &kv->subs[i];
+        rc = rd__shard_info_decode(s->rbuf + RD_MSG_HEADER_BYTES, s->rlen, &infos[s->shard], eb);
+        if (rc == RD_OK && infos[s->shard].n_tables != req->n_tables)
+            rc = rd_err_set(eb, RD_ERR_PROTO, "PS rank %d answered for %u tables, not %u",
+                            kv->comm->ps_world[s->shard], infos[s->shard].n_tables, req->n_tables);
+    }
+    if (kv->handles[h].status != RD_OK)
+        rd_err_set(eb, rc, "%s", kv->handles[h].msg);
+    handle_release(kv, h);
+    return rc;
+}
+
+static int
+table_list(rd_kv *kv, const int *tables, int n_tables, rd__ckpt_req *req, rd_errbuf *eb) {
+    if (!tables) {
+        req->n_tables = (uint32_t)kv->n_tables;
+        for (int i = 0; i < kv->n_tables; i++)
+            req->tables[i] = (uint32_t)i;
+        return RD_OK;
+    }
+    if (n_tables < 1 || n_tables > kv->n_tables)
+        return rd_err_set(eb, RD_ERR_ARG, "%d tables requested (1..%d)", n_tables, kv->n_tables);
+    req->n_tables = (uint32_t)n_tables;
+    for (int i = 0; i < n_tables; i++) {
+        if (tables[i] < 0 || tables[i] >= kv->n_tables)
+            return rd_err_set(eb, RD_ERR_ARG, "table index %d out of range", tables[i]);
+        for (int j = 0; j < i; j++)
+            if (tables[j] == tables[i])
+                return rd_err_set(eb, RD_ERR_ARG, "table index %d listed twice", tables[i]);
+        req->tables[i] = (uint32_t)tables[i];
+    }
+    return RD_OK;
+}
+
+int rd_kv_save(rd_kv *kv, const char *dir, const int *tables, int n_tables, rd_errbuf *eb) {
+    rd_errbuf_clear(&kv->err);
+    if (kv->shut)
+        return rd_err_set(eb, RD_ERR_STATE, "rd_kv_save after rd_kv_shutdown");
+    if (!dir || !*dir || strlen(dir) >= RD_PATH_MAX - 16)
+        return rd_err_set(eb, RD_ERR_ARG, "checkpoint directory empty or longer than %d bytes",
+                          RD_PATH_MAX - 16);
+    rd__ckpt_req req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.dir, sizeof req.dir, "%s", dir);
+    int rc = table_list(kv, tables, n_tables, &req, eb);
+    if (rc != RD_OK)
+        return rc;
+    rd_ckpt_shard_info *infos = rd_calloc((size_t)kv->P, sizeof *infos);
+    rd_ckpt_manifest *m = rd_calloc(1, sizeof *m);
+    if (!infos || !m) {
+        rd_free(infos);
+        rd_free(m);
+        return rd_err_set(eb, RD_ERR_NOMEM, "rd_kv_save: out of memory");
+    }
+    rc = ckpt_round(kv, RD_OP_SAVE, &req, NULL, infos, eb);
+    if (rc == RD_OK) {
+        m->version = RD_CKPT_VERSION;
+        m->n_shards = (uint32_t)kv->P;
+        m->step = kv->step;
+        m->seed = kv->cfg->run.seed;
+        m->n_tables = req.n_tables;
+        for (uint32_t i = 0; i < req.n_tables; i++) {
+            const rd_table_config *tc = &kv->cfg->ps.tables[req.tables[i]];
+            rd_ckpt_table *t = &m->tables[i];
+            snprintf(t->name, sizeof t->name, "%s", tc->name);
+            t->index = req.tables[i];
+            t->dim = (uint32_t)tc->dim;
+            t->optim = (uint32_t)tc->optim.kind;
+            t->slots = (uint32_t)rd_optim_slots(tc->optim.kind);
+            for (int p = 0; p < kv->P; p++) {
+                t->rows += infos[p].rows[i];
+                t->pending += infos[p].pending[i];
+            }
+        }
+        for (int p = 0; p < kv->P; p++) {
+            m->shard_crc[p] = infos[p].crc;
+            for (uint32_t i = 0; i < req.n_tables; i++)
+                m->shard_rows[p] += infos[p].rows[i];
+        }
+        rc = rd_ckpt_write_manifest(dir, m, eb);
+    }
+    if (rc != RD_OK)
+        rd_err_set(&kv->err, rc, "%s", eb ? eb->msg : "checkpoint failed");
+    rd_free(infos);
+    rd_free(m);
+    return rc;
+}
+
+int rd_kv_load(
+    rd_kv *kv, const char *dir, const int *tables, int n_tables, int64_t *step, rd_errbuf *eb) {
+    rd_errbuf_clear(&kv->err);
+    if (kv->shut)
+        return rd_err_set(eb, RD_ERR_STATE, "rd_kv_load after rd_kv_shutdown");
+    if (!dir || !*dir || strlen(dir) >= RD_PATH_MAX - 16)
+        return rd_err_set(eb, RD_ERR_ARG, "checkpoint directory empty or longer than %d bytes",
+                          RD_PATH_MAX - 16);
+    rd__ckpt_req req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.dir, sizeof req.dir, "%s", dir);
+    int rc = table_list(kv, tables, n_tables, &req, eb);
+    if (rc != RD_OK)
+        return rc;
+    rd_ckpt_manifest *m = rd_calloc(1, sizeof *m);
+    rd_ckpt_shard_info *infos = rd_calloc((size_t)kv->P, sizeof *infos);
+    if (!infos || !m) {
+        rd_free(infos);
+        rd_free(m);
+        return rd_err_set(eb, RD_ERR_NOMEM, "rd_kv_load: out of memory");
+    }
+    rc = rd_ckpt_read_manifest(dir, m, eb);
+    if (rc == RD_OK && m->n_shards != (uint32_t)kv->P)
+        rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                        "%s has %u shards but this run has %d PS ranks (restore needs the same "
+                        "layout)",
+                        dir, m->n_shards, kv->P);
+    if (rc == RD_OK && m->seed != kv->cfg->run.seed)
+        rc = rd_err_set(eb, RD_ERR_CONFIG,
+                        "%s was written with run.seed %" PRIu64 ", this run uses %" PRIu64
+                        " (new rows would be initialised differently)",
+                        dir, m->seed, kv->cfg->run.seed);
+    for (uint32_t i = 0; rc == RD_OK && i < req.n_tables; i++) {
+        const rd_table_config *tc = &kv->cfg->ps.tables[req.tables[i]];
+        const rd_ckpt_table *ct = NULL;
+        for (uint32_t j = 0; j < m->n_tables; j++)
+            if (strcmp(m->tables[j].name, tc->name) == 0)
+                ct = &m->tables[j];
+        if (!ct)
+            rc = rd_err_set(eb, RD_ERR_SCHEMA, "%s has no table %s", dir, tc->name);
+        else if (ct->dim != (uint32_t)tc->dim || ct->optim != (uint32_t)tc->optim.kind)
+            rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                            "%s: table %s is dim %u %s, the config says dim %d %s", dir, tc->name,
+                            ct->dim, rd_optim_name((int)ct->optim), tc->dim,
+                            rd_optim_name(tc->optim.kind));
+        else if (ct->index != req.tables[i])
+            rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                            "%s: table %s was ps.tables[%u] when saved and is ps.tables[%u] now "
+                            "(keep the table order)",
+                            dir, tc->name, ct->index, req.tables[i]);
+    }
+    if (rc == RD_OK)
+        rc = ckpt_round(kv, RD_OP_LOAD, &req, m, infos, eb);
+    if (rc == RD_OK) {
+        kv->step = m->step;
+        if (step)
+            *step = m->step;
+    } else {
+        rd_err_set(&kv->err, rc, "%s", eb ? eb->msg : "restore failed");
+    }
+    rd_free(infos);
+    rd_free(m);
+    return rc;
+}
+
+int rd_kv_shutdown(rd_kv *kv) {
+    int rc = rd_kv_wait_all(kv);
+    if (kv->shut)
+        return rc;
+    int h;
+    int rc2 = open_per_shard(kv, RD_OP_SHUTDOWN, 0, 0, &h);
+    if (rc2 != RD_OK)
+        return rc2;
+    for (int i = kv->handles[h].head; i >= 0; i = kv->subs[i].next)
+        sub_send(kv, i, RD_OP_SHUTDOWN, 0, 0, 0, 0);
+    handle_complete(kv, h);
+    rc2 = handle_release(kv, h);
+    if (rc2 != RD_OK)
+        rd_err_set(&kv->err, rc2, "%s", kv->handles[h].msg);
+    kv->shut = 1;
+    return rc != RD_OK ? rc : rc2;
+}

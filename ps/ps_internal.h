@@ -1,0 +1,56 @@
+// ps_internal.h — private helpers shared by the PS server (server.c) and its client (kv.c):
+// payload formats of STATS / SAVE / LOAD, and the datatype used to drain a message of an
+// unexpected size without allocating it.
+//
+// Payload formats (little-endian hosts; all fields fixed-size):
+//   checkpoint request (SAVE, LOAD):  u32 n_tables | u32 path_len | u32 flags | u32 crc |
+//                                     path bytes (no NUL) | u32 table index[n_tables]
+//                                     flags bit 0: crc is the expected shard CRC (LOAD)
+//   shard info reply (SAVE, LOAD):    u32 crc | u32 n_tables | {u64 rows, u64 pending}[n_tables]
+//   stats reply:                      {u32 index | u32 0 | 9 x u64 rd_table_stats fields}[n]
+#ifndef RD_PS_INTERNAL_H
+#define RD_PS_INTERNAL_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd/checkpoint.h"
+#include "rd/config.h"
+#include "rd/error.h"
+#include "rd/table.h"
+
+#define RD__CKPT_FLAG_CRC 0x1u
+#define RD__STATS_RECORD  80 // bytes per table in a STATS reply
+
+typedef struct rd__ckpt_req {
+    char dir[RD_PATH_MAX];
+    uint32_t n_tables;
+    uint32_t tables[RD_MAX_TABLES];
+    uint32_t flags;
+    uint32_t crc;
+} rd__ckpt_req;
+
+/** Bytes of an encoded checkpoint request. */
+size_t rd__ckpt_req_bytes(const rd__ckpt_req *r);
+/** Encode into out (rd__ckpt_req_bytes(r) bytes). */
+void rd__ckpt_req_encode(const rd__ckpt_req *r, unsigned char *out);
+/** Decode and validate (path 1..RD_PATH_MAX-1 bytes without NUL, 1..RD_MAX_TABLES unique
+ *  tables, exact size). @return RD_OK or RD_ERR_PROTO */
+int rd__ckpt_req_decode(const void *buf, size_t len, rd__ckpt_req *r, rd_errbuf *eb);
+
+size_t rd__shard_info_bytes(uint32_t n_tables);
+void rd__shard_info_encode(const rd_ckpt_shard_info *info, unsigned char *out);
+int rd__shard_info_decode(const void *buf, size_t len, rd_ckpt_shard_info *info, rd_errbuf *eb);
+
+void rd__stats_encode(uint32_t index, const rd_table_stats *st, unsigned char *out);
+void rd__stats_decode(const unsigned char *in, uint32_t *index, rd_table_stats *st);
+
+/** A committed datatype receiving a message of `bytes` bytes: the first min(bytes, 64) into
+ *  hdr, the rest overwritten into `bounce` (bounce_bytes, a multiple of 64) — a way to drain
+ *  an oversized message without allocating its size. The overlapping blocks are deliberate:
+ *  the drained bytes are discarded. */
+void rd__drain_type(
+    MPI_Count bytes, void *hdr, void *bounce, size_t bounce_bytes, MPI_Datatype *out);
+
+#endif // RD_PS_INTERNAL_H

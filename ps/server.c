@@ -1,0 +1,1264 @@
+// server.c — the PS rank's request loop: receive, validate, defer or execute, reply.
+//
+// Workload: W workers in one or more jobs send PULL/PUSH batches (thousands of keys), one CLOCK
+// per step, and rare STATS/SAVE/LOAD/SHUTDOWN. The loop must never block inside MPI (a blocked
+// MPICH call spins a core, and a 2-core machine runs several ranks), must never crash on bad
+// bytes, and in sync mode must produce the same rows for any P and any arrival order.
+//
+// Phases of one loop iteration:
+//   1. Receive: MPI_Improbe sizes each request; MPI_Imrecv receives it into a pooled buffer
+//      (or drains it into a bounce buffer when it is larger than ps.max_msg_bytes). Completed
+//      receives are validated and queued per job, keeping each sender's order.
+//   2. Serve: jobs take turns (one request per job per round). A request is executed when
+//      eligible, otherwise deferred; a worker's later requests queue behind its deferred ones.
+//      Step completion (sync) and clock advances (async) re-examine the deferred requests.
+//   3. Complete sends: replies are MPI_Isend'ed from pooled buffers, tested here and recycled.
+//   4. Back off: with nothing to do, yield, then sleep 1, 2, 4 ... poll_us_max microseconds.
+//
+// Invariants:
+// - every request gets exactly one reply (success or error), except that a worker's requests
+//   still deferred when the loop ends (it sent SHUTDOWN mid-step) are dropped with a warning;
+// - a sync job's buffered pushes all belong to step `done`; pulls/saves of step s run only when
+//   done >= s; the optimizer runs once per key per step on the worker-ordered sum of gradients.
+#include "rd/server.h"
+#include "rd/alloc.h"
+#include "rd/checkpoint.h"
+#include "rd/hash.h"
+#include "rd/log.h"
+#include "rd/msg.h"
+#include "rd/optim.h"
+
+#include "ps_internal.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+enum { MSG_NORMAL = 0, MSG_SHORT = 1, MSG_OVERSIZED = 2, MSG_NOMEM = 3 };
+
+typedef struct srv_msg {
+    struct srv_msg *next;
+    unsigned char *buf; // header + payload (MSG_NORMAL), 64-byte aligned
+    size_t cap;
+    size_t len; // bytes received (the true message size)
+    int kind;
+    MPI_Request req;
+    unsigned char small[RD_MSG_HEADER_BYTES]; // header of drained / short messages
+    rd_msg_header h;
+    int src, job, worker;
+} srv_msg;
+
+typedef struct srv_send {
+    unsigned char *buf;
+    size_t cap;
+    MPI_Request req[2]; // header (+ payload), and the data message of a split reply
+    int n_req;
+    int active;
+} srv_send;
+
+typedef struct srv_job {
+    int n;                            // workers of the job (PS ranks for the pseudo job)
+    int pseudo;                       // 1: requests from PS ranks (STATS and user ops only)
+    int64_t *clock;                   // (n) steps clocked by each worker
+    int64_t done;                     // steps applied
+    int64_t now;                      // async: latest stream time of the job's clocks
+    int64_t step_time;                // sync: latest stream time among the current step's clocks
+    int n_clocked;                    // sync: workers that clocked step `done`
+    srv_msg **pend_head, **pend_tail; // (n) sync: buffered pushes of step `done`
+    srv_msg *ready_head, *ready_tail;
+    srv_msg *def_head, *def_tail;
+    int *ndef;            // (n) deferred requests per worker
+    unsigned *stop;       // (n) retry-pass stamps
+    int *shut;            // (n) SHUTDOWN received
+    uint64_t tables_used; // bit i: the job touched table i
+    int changed;          // done/clock changed: re-examine deferred requests
+} srv_job;
+
+// Sum of one step's gradients per key (sync mode with several pushes of a table).
+typedef struct srv_acc {
+    uint64_t *slot_key; // (cap) 0 = empty
+    uint32_t *slot_idx; // (cap)
+    size_t cap;
+    uint64_t *keys; // (n) insertion order
+    int64_t *times; // (n) latest stream time of the key's pushes
+    float *grads;   // (n, dim)
+    size_t n, cap_n, dim;
+} srv_acc;
+
+typedef struct srv_user_op {
+    rd_server_handler fn;
+    void *user;
+} srv_user_op;
+
+struct rd_server {
+    const rd_comm *comm;
+    const rd_config *cfg;
+    MPI_Comm c;
+    int shard, P;
+    int n_tables;
+    rd_table *tables[RD_MAX_TABLES];
+    uint64_t max_payload;
+    int sync, staleness, poll_us_max;
+    uint64_t seed;
+
+    int n_jobs; // worker jobs; jobs[n_jobs] is the pseudo job of PS senders
+    srv_job jobs[RD_MAX_JOBS + 1];
+    int workers_total, workers_shut;
+
+    srv_msg *incoming_head, *incoming_tail; // posted receives, probe order
+    srv_msg *free_msgs;
+    unsigned *src_stamp; // (world size)
+    unsigned stamp;
+    unsigned pass; // retry_deferred pass number (per-worker stop stamps)
+
+    srv_send *sends;
+    size_t n_sends, cap_sends;
+
+    srv_user_op user_ops[RD_OP_USER_MAX + 1];
+    srv_msg *cur;  // request being handled by a user handler
+    int responded; // it was answered
+
+    srv_acc acc;
+    uint64_t n_requests, n_errors;
+    unsigned char bounce[65536]; // drain target of oversized messages
+};
+
+// ---------------------------------------------------------------------------------------------
+// Message and send-buffer pools
+
+// Capacity for a pooled buffer of n bytes: the next power of two (at least 4 KiB).
+static size_t grow_cap(size_t n) {
+    size_t c = 4096;
+    while (c < n && c < ((size_t)1 << 62))
+        c <<= 1;
+    return c < n ? n : c;
+}
+
+static srv_msg *msg_get(rd_server *s, size_t n) {
+    // Best fit from the free list, else grow one.
+    srv_msg **best = NULL, **pp = &s->free_msgs;
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->cap >= n && (!best || (*pp)->cap < (*best)->cap))
+            best = pp;
+    srv_msg *m;
+    if (best) {
+        m = *best;
+        *best = m->next;
+    } else if (s->free_msgs) {
+        m = s->free_msgs;
+        s->free_msgs = m->next;
+    } else {
+        m = rd_xcalloc(1, sizeof *m);
+    }
+    m->next = NULL;
+    m->kind = MSG_NORMAL;
+    if (m->cap < n) {
+        size_t cap = grow_cap(n);
+        rd_aligned_free(m->buf);
+        m->cap = 0;
+        m->buf = rd_aligned_alloc(cap);
+        if (m->buf)
+            m->cap = cap;
+        else
+            m->kind = MSG_NOMEM;
+    }
+    return m;
+}
+
+static void msg_put(rd_server *s, srv_msg *m) {
+    m->next = s->free_msgs;
+    s->free_msgs = m;
+}
+
+static const unsigned char *msg_hdr(const srv_msg *m) {
+    return m->kind == MSG_NORMAL ? m->buf : m->small;
+}
+
+static const unsigned char *msg_payload(const srv_msg *m) {
+    return m->buf + RD_MSG_HEADER_BYTES;
+}
+
+// A send buffer of at least `bytes` (NULL when out of memory and `fallible`).
+static srv_send *send_get(rd_server *s, size_t bytes, int fallible) {
+    srv_send *best = NULL, *any = NULL;
+    for (size_t i = 0; i < s->n_sends; i++) {
+        srv_send *b = &s->sends[i];
+        if (b->active)
+            continue;
+        if (!any)
+            any = b;
+        if (b->cap >= bytes && (!best || b->cap < best->cap))
+            best = b;
+    }
+    srv_send *b = best ? best : any;
+    if (!b) {
+        if (s->n_sends == s->cap_sends) {
+            size_t nc = s->cap_sends ? s->cap_sends * 2 : 16;
+            s->sends = rd_xrealloc(s->sends, nc * sizeof *s->sends);
+            memset(s->sends + s->cap_sends, 0, (nc - s->cap_sends) * sizeof *s->sends);
+            s->cap_sends = nc;
+        }
+        b = &s->sends[s->n_sends++];
+    }
+    if (b->cap < bytes) {
+        // Grow geometrically: reply sizes vary from batch to batch, and re-allocating large
+        // (mmap'ed) buffers costs page faults on every request.
+        size_t cap = grow_cap(bytes);
+        rd_aligned_free(b->buf);
+        b->cap = 0;
+        b->buf = fallible ? rd_aligned_alloc(cap) : rd_aligned_xalloc(cap);
+        if (!b->buf)
+            return NULL;
+        b->cap = cap;
+    }
+    b->n_req = 0;
+    return b;
+}
+
+static int progress_sends(rd_server *s) {
+    int work = 0;
+    for (size_t i = 0; i < s->n_sends; i++) {
+        srv_send *b = &s->sends[i];
+        if (!b->active)
+            continue;
+        int done = 0;
+        MPI_Status st[2];
+        RD_MPI_CHECK(MPI_Testall(b->n_req, b->req, &done, st));
+        if (done) {
+            b->active = 0;
+            work = 1;
+        }
+    }
+    return work;
+}
+
+static int sends_active(const rd_server *s) {
+    for (size_t i = 0; i < s->n_sends; i++)
+        if (s->sends[i].active)
+            return 1;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+
+static int reply_tag(uint64_t req_id) {
+    return RD_TAG_PS_REPLY_BASE + (int)(req_id & (RD_TAG_PS_REPLY_SLOTS - 1));
+}
+
+// Fill the header of `b` for request m and send header + payload_bytes already in place.
+static void reply_send(rd_server *s,
+                       const srv_msg *m,
+                       srv_send *b,
+                       int status,
+                       uint64_t count,
+                       uint32_t dim,
+                       size_t payload_bytes,
+                       int tag) {
+    rd_msg_header h;
+    memset(&h, 0, sizeof h);
+    h.magic = RD_MSG_MAGIC;
+    h.version = RD_MSG_VERSION;
+    h.op = m->h.op;
+    h.status = status;
+    h.table = m->h.table;
+    h.count = count;
+    h.dim = dim;
+    h.flags = RD_MSG_FLAG_REPLY;
+    h.req_id = m->h.req_id;
+    h.payload_bytes = payload_bytes;
+    h.step = m->job >= 0 && m->job <= s->n_jobs ? s->jobs[m->job].done : 0;
+    rd_msg_encode(&h, b->buf);
+    RD_MPI_CHECK(MPI_Isend_c(b->buf, (MPI_Count)(RD_MSG_HEADER_BYTES + payload_bytes), MPI_BYTE,
+                             m->src, tag, s->c, &b->req[0]));
+    b->n_req = 1;
+    b->active = 1;
+}
+
+// Successful PULL: the header alone, then the values as a second contiguous message that the
+// client receives straight into its destination array.
+static void reply_split(rd_server *s,
+                        const srv_msg *m,
+                        srv_send *b,
+                        uint64_t count,
+                        uint32_t dim,
+                        size_t payload_bytes) {
+    rd_msg_header h;
+    memset(&h, 0, sizeof h);
+    h.magic = RD_MSG_MAGIC;
+    h.version = RD_MSG_VERSION;
+    h.op = m->h.op;
+    h.table = m->h.table;
+    h.count = count;
+    h.dim = dim;
+    h.flags = RD_MSG_FLAG_REPLY | RD_MSG_FLAG_SPLIT;
+    h.req_id = m->h.req_id;
+    h.payload_bytes = 0; // of this message; the data message holds count * dim floats
+    h.step = s->jobs[m->job].done;
+    rd_msg_encode(&h, b->buf);
+    int slot = (int)(m->h.req_id & (RD_TAG_PS_REPLY_SLOTS - 1));
+    RD_MPI_CHECK(MPI_Isend(b->buf, RD_MSG_HEADER_BYTES, MPI_BYTE, m->src,
+                           RD_TAG_PS_REPLY_BASE + slot, s->c, &b->req[0]));
+    RD_MPI_CHECK(MPI_Isend_c(b->buf + RD_MSG_HEADER_BYTES, (MPI_Count)payload_bytes, MPI_BYTE,
+                             m->src, RD_TAG_PS_DATA_BASE + slot, s->c, &b->req[1]));
+    b->n_req = 2;
+    b->active = 1;
+}
+
+static void reply_ok(rd_server *s, const srv_msg *m, const void *payload, size_t bytes) {
+    srv_send *b = send_get(s, RD_MSG_HEADER_BYTES + bytes, 0);
+    if (bytes)
+        memcpy(b->buf + RD_MSG_HEADER_BYTES, payload, bytes);
+    reply_send(s, m, b, RD_OK, 0, 0, bytes, reply_tag(m->h.req_id));
+}
+
+// Error reply with the text as payload, and a rate-limited log line. Messages whose header
+// could not be read (no magic) are answered on RD_TAG_PS_BADMSG.
+static void reply_error(rd_server *s, const srv_msg *m, int status, const char *fmt, ...)
+    RD_PRINTF(4, 5);
+static void reply_error(rd_server *s, const srv_msg *m, int status, const char *fmt, ...) {
+    char text[RD_MSG_ERRTEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    size_t len = n < 0 ? 0 : ((size_t)n >= sizeof text ? sizeof text - 1 : (size_t)n);
+    s->n_errors++;
+    if (s->n_errors <= 20 || s->n_errors % 1000 == 0) {
+        char nb[24];
+        const char *who = m->job >= 0 && m->job < s->n_jobs ? s->comm->job_name[m->job] : "ps";
+        RD_LOG_WARN("rejected request from rank %d (%s #%d), op %s: %s [%s; %" PRIu64
+                    " rejected so far]",
+                    m->src, who, m->worker, rd_msg_op_name(m->h.op, nb, sizeof nb), text,
+                    rd_strerror(status), s->n_errors);
+    }
+    srv_send *b = send_get(s, RD_MSG_HEADER_BYTES + len, 0);
+    memcpy(b->buf + RD_MSG_HEADER_BYTES, text, len);
+    int tag = m->h.magic == RD_MSG_MAGIC ? reply_tag(m->h.req_id) : RD_TAG_PS_BADMSG;
+    reply_send(s, m, b, status, 0, 0, len, tag);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sync-step gradient accumulator
+
+static void acc_reset(srv_acc *a, size_t dim) {
+    if (a->slot_key)
+        memset(a->slot_key, 0, a->cap * sizeof *a->slot_key);
+    a->n = 0;
+    if (a->dim != dim) {
+        rd_aligned_free(a->grads);
+        a->grads = NULL;
+        a->cap_n = 0;
+        rd_free(a->keys);
+        rd_free(a->times);
+        a->keys = NULL;
+        a->times = NULL;
+        a->dim = dim;
+    }
+}
+
+static void acc_rehash(srv_acc *a, size_t cap) {
+    rd_free(a->slot_key);
+    rd_free(a->slot_idx);
+    a->slot_key = rd_xcalloc(cap, sizeof *a->slot_key);
+    a->slot_idx = rd_xcalloc(cap, sizeof *a->slot_idx);
+    a->cap = cap;
+    for (size_t i = 0; i < a->n; i++) {
+        size_t h = (size_t)rd_mix64(a->keys[i]) & (cap - 1);
+        while (a->slot_key[h])
+            h = (h + 1) & (cap - 1);
+        a->slot_key[h] = a->keys[i];
+        a->slot_idx[h] = (uint32_t)i;
+    }
+}
+
+// First gradient of a key is copied, later ones are added in call order (worker order).
+static void acc_add(srv_acc *a, uint64_t key, const float *g, int64_t t) {
+    if ((a->n + 1) * 2 > a->cap)
+        acc_rehash(a, a->cap ? a->cap * 2 : 1024);
+    size_t h = (size_t)rd_mix64(key) & (a->cap - 1);
+    while (a->slot_key[h] && a->slot_key[h] != key)
+        h = (h + 1) & (a->cap - 1);
+    if (a->slot_key[h] == key) {
+        size_t i = a->slot_idx[h];
+        float *dst = a->grads + i * a->dim;
+        for (size_t d = 0; d < a->dim; d++)
+            dst[d] += g[d];
+        if (t > a->times[i])
+            a->times[i] = t;
+        return;
+    }
+    if (a->n == a->cap_n) {
+        size_t nc = a->cap_n ? a->cap_n * 2 : 1024;
+        float *ng = rd_aligned_xalloc(nc * a->dim * sizeof(float));
+        if (a->n)
+            memcpy(ng, a->grads, a->n * a->dim * sizeof(float));
+        rd_aligned_free(a->grads);
+        a->grads = ng;
+        a->keys = rd_xrealloc(a->keys, nc * sizeof *a->keys);
+        a->times = rd_xrealloc(a->times, nc * sizeof *a->times);
+        a->cap_n = nc;
+    }
+    size_t i = a->n++;
+    a->slot_key[h] = key;
+    a->slot_idx[h] = (uint32_t)i;
+    a->keys[i] = key;
+    a->times[i] = t;
+    memcpy(a->grads + i * a->dim, g, a->dim * sizeof(float));
+}
+
+static void acc_free(srv_acc *a) {
+    rd_free(a->slot_key);
+    rd_free(a->slot_idx);
+    rd_free(a->keys);
+    rd_free(a->times);
+    rd_aligned_free(a->grads);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Create / destroy
+
+static void job_free(srv_job *j) {
+    rd_free(j->clock);
+    rd_free(j->pend_head);
+    rd_free(j->pend_tail);
+    rd_free(j->ndef);
+    rd_free(j->stop);
+    rd_free(j->shut);
+}
+
+static void free_list(srv_msg *m) {
+    while (m) {
+        srv_msg *n = m->next;
+        rd_aligned_free(m->buf);
+        rd_free(m);
+        m = n;
+    }
+}
+
+int rd_server_create(const rd_comm *comm, const rd_config *cfg, rd_server **out, rd_errbuf *eb) {
+    RD_ASSERT(comm && cfg && out);
+    *out = NULL;
+    if (comm->role_kind != RD_ROLE_PS)
+        return rd_err_set(eb, RD_ERR_ARG, "rd_server_create on rank %d, which is not a PS rank",
+                          comm->rank);
+    if (cfg->ps.n_tables < 1 || cfg->ps.n_tables > RD_MAX_TABLES)
+        return rd_err_set(eb, RD_ERR_CONFIG, "ps.tables: %d tables (need 1..%d)", cfg->ps.n_tables,
+                          RD_MAX_TABLES);
+    rd_server *s = rd_calloc(1, sizeof *s);
+    if (!s)
+        return rd_err_set(eb, RD_ERR_NOMEM, "rd_server_create: out of memory");
+    s->comm = comm;
+    s->cfg = cfg;
+    s->c = comm->kv;
+    s->shard = comm->ps_index;
+    s->P = comm->n_ps;
+    s->n_tables = cfg->ps.n_tables;
+    s->max_payload = cfg->ps.max_msg_bytes;
+    s->sync = cfg->ps.sync;
+    s->staleness = cfg->ps.staleness;
+    s->poll_us_max = cfg->cluster.poll_us_max;
+    s->seed = cfg->run.seed;
+    s->n_jobs = comm->n_jobs;
+    int rc = RD_OK;
+    for (int i = 0; i < s->n_tables && rc == RD_OK; i++) {
+        rd_table_config tc = cfg->ps.tables[i];
+        // The configured capacity is per shard; keep it (rows spread over P shards anyway).
+        rc = rd_table_create(&tc, i, s->seed, &s->tables[i], eb);
+    }
+    for (int j = 0; j <= s->n_jobs && rc == RD_OK; j++) {
+        srv_job *J = &s->jobs[j];
+        J->pseudo = j == s->n_jobs;
+        J->n = J->pseudo ? s->P : comm->job_ranks[j];
+        J->clock = rd_calloc((size_t)J->n, sizeof *J->clock);
+        J->pend_head = rd_calloc((size_t)J->n, sizeof *J->pend_head);
+        J->pend_tail = rd_calloc((size_t)J->n, sizeof *J->pend_tail);
+        J->ndef = rd_calloc((size_t)J->n, sizeof *J->ndef);
+        J->stop = rd_calloc((size_t)J->n, sizeof *J->stop);
+        J->shut = rd_calloc((size_t)J->n, sizeof *J->shut);
+        J->now = INT64_MIN;
+        J->step_time = INT64_MIN;
+        if (!J->clock || !J->pend_head || !J->pend_tail || !J->ndef || !J->stop || !J->shut)
+            rc = rd_err_set(eb, RD_ERR_NOMEM, "rd_server_create: out of memory");
+        if (!J->pseudo)
+            s->workers_total += J->n;
+    }
+    if (rc == RD_OK) {
+        s->src_stamp = rd_calloc((size_t)comm->size, sizeof *s->src_stamp);
+        if (!s->src_stamp)
+            rc = rd_err_set(eb, RD_ERR_NOMEM, "rd_server_create: out of memory");
+    }
+    if (rc != RD_OK) {
+        rd_server_destroy(s);
+        return rc;
+    }
+    *out = s;
+    return RD_OK;
+}
+
+void rd_server_destroy(rd_server *s) {
+    if (!s)
+        return;
+    // Outstanding receives/sends only exist if run() was interrupted; cancel what we can.
+    for (srv_msg *m = s->incoming_head; m; m = m->next) {
+        MPI_Cancel(&m->req);
+        MPI_Request_free(&m->req);
+    }
+    free_list(s->incoming_head);
+    for (int j = 0; j <= s->n_jobs; j++) {
+        srv_job *J = &s->jobs[j];
+        free_list(J->ready_head);
+        free_list(J->def_head);
+        for (int w = 0; J->pend_head && w < J->n; w++)
+            free_list(J->pend_head[w]);
+        job_free(J);
+    }
+    free_list(s->free_msgs);
+    for (size_t i = 0; i < s->n_sends; i++) {
+        if (s->sends[i].active) {
+            MPI_Status st[2];
+            MPI_Waitall(s->sends[i].n_req, s->sends[i].req, st);
+        }
+        rd_aligned_free(s->sends[i].buf);
+    }
+    rd_free(s->sends);
+    for (int i = 0; i < s->n_tables; i++)
+        rd_table_destroy(s->tables[i]);
+    acc_free(&s->acc);
+    rd_free(s->src_stamp);
+    rd_free(s);
+}
+
+rd_table *rd_server_table(rd_server *s, int index) {
+    return index >= 0 && index < s->n_tables ? s->tables[index] : NULL;
+}
+
+int rd_server_register(rd_server *s, unsigned op, rd_server_handler fn, void *user) {
+    if (op < RD_OP_USER_MIN || op > RD_OP_USER_MAX || !fn)
+        return RD_ERR_RANGE;
+    if (s->user_ops[op].fn)
+        return RD_ERR_EXISTS;
+    s->user_ops[op].fn = fn;
+    s->user_ops[op].user = user;
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues
+
+static void q_push(srv_msg **head, srv_msg **tail, srv_msg *m) {
+    m->next = NULL;
+    if (*tail)
+        (*tail)->next = m;
+    else
+        *head = m;
+    *tail = m;
+}
+
+static srv_msg *q_pop(srv_msg **head, srv_msg **tail) {
+    srv_msg *m = *head;
+    if (m) {
+        *head = m->next;
+        if (!*head)
+            *tail = NULL;
+        m->next = NULL;
+    }
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation after a receive completes
+
+static int keys_valid(const srv_msg *m, const char **why) {
+    const uint64_t *keys = (const uint64_t *)(const void *)msg_payload(m);
+    uint64_t prev = 0;
+    for (uint64_t i = 0; i < m->h.count; i++) {
+        if (keys[i] == 0) {
+            *why = "key 0 is reserved";
+            return 0;
+        }
+        if (i > 0 && keys[i] <= prev) {
+            *why = "keys must be strictly increasing (sorted, unique: see rd_kv_dedup)";
+            return 0;
+        }
+        prev = keys[i];
+    }
+    return 1;
+}
+
+static void route(rd_server *s, srv_msg *m) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    s->n_requests++;
+    int job = -1, w = -1;
+    RD_ASSERT(rd_comm_job_of(s->comm, m->src, &job, &w) == RD_OK);
+    m->job = job < 0 ? s->n_jobs : job;
+    m->worker = w;
+    memset(&m->h, 0, sizeof m->h);
+    if (m->kind == MSG_SHORT) {
+        reply_error(s, m, RD_ERR_PROTO, "message of %zu bytes is shorter than the %d-byte header",
+                    m->len, RD_MSG_HEADER_BYTES);
+        msg_put(s, m);
+        return;
+    }
+    int rc = rd_msg_decode(msg_hdr(m), m->len, &m->h, &eb);
+    if (rc != RD_OK) {
+        reply_error(s, m, rc, "%s", eb.msg);
+        msg_put(s, m);
+        return;
+    }
+    if (m->kind == MSG_OVERSIZED || m->kind == MSG_NOMEM) {
+        if (m->kind == MSG_OVERSIZED)
+            reply_error(s, m, RD_ERR_RANGE,
+                        "message of %zu bytes exceeds ps.max_msg_bytes (%" PRIu64
+                        ") + header; drained",
+                        m->len, s->max_payload);
+        else
+            reply_error(s, m, RD_ERR_NOMEM, "no memory to receive %zu bytes", m->len);
+        msg_put(s, m);
+        return;
+    }
+    rc = rd_msg_check_request(&m->h, s->max_payload, &eb);
+    if (rc != RD_OK) {
+        reply_error(s, m, rc, "%s", eb.msg);
+        msg_put(s, m);
+        return;
+    }
+    unsigned op = m->h.op;
+    srv_job *J = &s->jobs[m->job];
+    const char *why = NULL;
+    if (op == RD_OP_PULL || op == RD_OP_PUSH) {
+        if (m->h.table >= (uint32_t)s->n_tables) {
+            reply_error(s, m, RD_ERR_NOTFOUND, "unknown table %u (this PS has %d tables)",
+                        m->h.table, s->n_tables);
+        } else if (m->h.dim != (uint32_t)rd_table_dim(s->tables[m->h.table])) {
+            reply_error(s, m, RD_ERR_PROTO, "dim %u for table %s, whose dim is %zu", m->h.dim,
+                        rd_table_config_of(s->tables[m->h.table])->name,
+                        rd_table_dim(s->tables[m->h.table]));
+        } else if (!keys_valid(m, &why)) {
+            reply_error(s, m, RD_ERR_ARG, "%s", why);
+        } else {
+            why = NULL;
+            goto ok;
+        }
+        msg_put(s, m);
+        return;
+    }
+    if (op == RD_OP_STATS && m->h.table != RD_MSG_ALL_TABLES &&
+        m->h.table >= (uint32_t)s->n_tables) {
+        reply_error(s, m, RD_ERR_NOTFOUND, "unknown table %u (this PS has %d tables)", m->h.table,
+                    s->n_tables);
+        msg_put(s, m);
+        return;
+    }
+    if (op == RD_OP_SAVE || op == RD_OP_LOAD) {
+        rd__ckpt_req r;
+        rc = rd__ckpt_req_decode(msg_payload(m), (size_t)m->h.payload_bytes, &r, &eb);
+        for (uint32_t i = 0; rc == RD_OK && i < r.n_tables; i++)
+            if (r.tables[i] >= (uint32_t)s->n_tables)
+                rc = rd_err_set(&eb, RD_ERR_NOTFOUND, "unknown table %u (this PS has %d tables)",
+                                r.tables[i], s->n_tables);
+        if (rc != RD_OK) {
+            reply_error(s, m, rc, "%s", eb.msg);
+            msg_put(s, m);
+            return;
+        }
+    }
+    if (op >= RD_OP_USER_MIN && !s->user_ops[op].fn) {
+        reply_error(s, m, RD_ERR_UNSUPPORTED, "no handler registered for op %u", op);
+        msg_put(s, m);
+        return;
+    }
+ok:
+    if (J->pseudo && op != RD_OP_STATS && op < RD_OP_USER_MIN) {
+        reply_error(s, m, RD_ERR_STATE, "this op needs a worker rank (rank %d is a PS rank)",
+                    m->src);
+        msg_put(s, m);
+        return;
+    }
+    if (!J->pseudo && J->shut[w]) {
+        reply_error(s, m, RD_ERR_STATE, "request after SHUTDOWN");
+        msg_put(s, m);
+        return;
+    }
+    q_push(&J->ready_head, &J->ready_tail, m);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receive
+
+static int poll_incoming(rd_server *s) {
+    int work = 0;
+    // 1a. Match up to 64 new requests and post their receives.
+    for (int i = 0; i < 64; i++) {
+        int flag = 0;
+        MPI_Message mh;
+        MPI_Status st;
+        RD_MPI_CHECK(MPI_Improbe(MPI_ANY_SOURCE, RD_TAG_PS_REQUEST, s->c, &flag, &mh, &st));
+        if (!flag)
+            break;
+        MPI_Count n = 0;
+        RD_MPI_CHECK(MPI_Get_count_c(&st, MPI_BYTE, &n));
+        int normal =
+            n >= RD_MSG_HEADER_BYTES && (uint64_t)n - RD_MSG_HEADER_BYTES <= s->max_payload;
+        srv_msg *m = msg_get(s, normal ? (size_t)n : 0);
+        m->src = st.MPI_SOURCE;
+        m->len = (size_t)n;
+        if (!normal)
+            m->kind = n < RD_MSG_HEADER_BYTES ? MSG_SHORT : MSG_OVERSIZED;
+        if (m->kind == MSG_NORMAL) {
+            RD_MPI_CHECK(MPI_Imrecv_c(m->buf, n, MPI_BYTE, &mh, &m->req));
+        } else {
+            memset(m->small, 0, sizeof m->small);
+            MPI_Datatype dt;
+            rd__drain_type(n, m->small, s->bounce, sizeof s->bounce, &dt);
+            RD_MPI_CHECK(MPI_Imrecv(MPI_BOTTOM, 1, dt, &mh, &m->req));
+            RD_MPI_CHECK(MPI_Type_free(&dt));
+        }
+        q_push(&s->incoming_head, &s->incoming_tail, m);
+        work = 1;
+    }
+    // 1b. Route completed receives; a sender's later message waits for its earlier ones.
+    s->stamp++;
+    srv_msg *prev = NULL, *m = s->incoming_head;
+    while (m) {
+        srv_msg *next = m->next;
+        int done = 0;
+        if (s->src_stamp[m->src] != s->stamp)
+            RD_MPI_CHECK(MPI_Test(&m->req, &done, MPI_STATUS_IGNORE));
+        if (!done) {
+            s->src_stamp[m->src] = s->stamp;
+            prev = m;
+        } else {
+            if (prev)
+                prev->next = next;
+            else
+                s->incoming_head = next;
+            if (s->incoming_tail == m)
+                s->incoming_tail = prev;
+            m->next = NULL;
+            route(s, m);
+            work = 1;
+        }
+        m = next;
+    }
+    return work;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Execution
+
+static void evict_job(rd_server *s, srv_job *J, int64_t now) {
+    if (now == INT64_MIN)
+        return;
+    for (int i = 0; i < s->n_tables; i++) {
+        if (!(J->tables_used >> i & 1) || rd_table_config_of(s->tables[i])->ttl <= 0)
+            continue;
+        uint64_t n = rd_table_evict(s->tables[i], now);
+        if (n)
+            RD_LOG_DEBUG("table %s: evicted %" PRIu64 " rows at stream time %" PRId64,
+                         rd_table_config_of(s->tables[i])->name, n, now);
+    }
+}
+
+// Sync: apply step `done` (all workers clocked it): per table, first the sightings of the
+// step's pulls, then the buffered pushes (summed per key in worker order, applied once).
+static void apply_step(rd_server *s, srv_job *J) {
+    for (int ti = 0; ti < s->n_tables; ti++) {
+        rd_table *t = s->tables[ti];
+        const size_t dim = rd_table_dim(t);
+        srv_msg *only = NULL;
+        int n_push = 0, rc = RD_OK;
+        for (int w = 0; w < J->n; w++)
+            for (srv_msg *m = J->pend_head[w]; m; m = m->next) {
+                if (m->h.table != (uint32_t)ti)
+                    continue;
+                if (m->h.op == RD_OP_PUSH) {
+                    only = m;
+                    n_push++;
+                    continue;
+                }
+                const uint64_t *keys = (const uint64_t *)(const void *)msg_payload(m);
+                int r2 = rd_table_touch(t, keys, (size_t)m->h.count, m->h.stream_time);
+                if (r2 != RD_OK)
+                    rc = r2;
+            }
+        if (n_push == 1) {
+            // One push: keys are unique within it, so the "sum" is the gradient itself.
+            const uint64_t *keys = (const uint64_t *)(const void *)msg_payload(only);
+            const float *g = (const float *)(const void *)(keys + only->h.count);
+            int r2 = rd_table_push(t, keys, g, (size_t)only->h.count, only->h.stream_time);
+            if (r2 != RD_OK)
+                rc = r2;
+        } else if (n_push > 1) {
+            srv_acc *a = &s->acc;
+            acc_reset(a, dim);
+            for (int w = 0; w < J->n; w++)
+                for (srv_msg *m = J->pend_head[w]; m; m = m->next) {
+                    if (m->h.table != (uint32_t)ti || m->h.op != RD_OP_PUSH)
+                        continue;
+                    const uint64_t *keys = (const uint64_t *)(const void *)msg_payload(m);
+                    const float *g = (const float *)(const void *)(keys + m->h.count);
+                    for (uint64_t i = 0; i < m->h.count; i++)
+                        acc_add(a, keys[i], g + i * dim, m->h.stream_time);
+                }
+            for (size_t i = 0; i < a->n; i++) {
+                int r2 = rd_table_push(t, &a->keys[i], a->grads + i * dim, 1, a->times[i]);
+                if (r2 != RD_OK)
+                    rc = r2;
+            }
+        }
+        if (rc != RD_OK)
+            RD_LOG_ERROR("table %s: step %" PRId64 " could not be applied completely: %s",
+                         rd_table_config_of(t)->name, J->done, rd_strerror(rc));
+    }
+    for (int w = 0; w < J->n; w++) {
+        srv_msg *m = J->pend_head[w];
+        while (m) {
+            srv_msg *n = m->next;
+            msg_put(s, m);
+            m = n;
+        }
+        J->pend_head[w] = J->pend_tail[w] = NULL;
+    }
+}
+
+// A worker's PULL/PUSH/CLOCK/SAVE carries its own step, the number of CLOCKs it sent. Requests
+// are evaluated in per-worker order, so for a correct client that is exactly the number of its
+// CLOCKs executed so far. Anything else is a protocol violation, rejected at once: deferring a
+// "future" step forever would block the worker's later requests (and its SHUTDOWN).
+static int bad_step(const srv_job *J, const srv_msg *m) {
+    if (J->pseudo)
+        return 0;
+    switch (m->h.op) {
+        case RD_OP_PULL:
+        case RD_OP_PUSH:
+        case RD_OP_CLOCK:
+        case RD_OP_SAVE:
+            return m->h.step != J->clock[m->worker];
+        default:
+            return 0;
+    }
+}
+
+static int eligible(const rd_server *s, const srv_job *J, const srv_msg *m) {
+    if (J->pseudo)
+        return 1;
+    int64_t step = m->h.step;
+    switch (m->h.op) {
+        case RD_OP_PULL:
+            if (s->sync)
+                return step <= J->done;
+            return s->staleness == 0 || step <= J->done + s->staleness;
+        case RD_OP_PUSH:
+        case RD_OP_CLOCK:
+            return s->sync ? step <= J->done : 1;
+        case RD_OP_SAVE:
+            return step <= J->done;
+        default:
+            return 1;
+    }
+}
+
+// Returns 1 if m was kept (sync: its sightings are applied when the step completes).
+static int exec_pull(rd_server *s, srv_job *J, srv_msg *m) {
+    rd_table *t = s->tables[m->h.table];
+    size_t n = (size_t)m->h.count, dim = m->h.dim;
+    if (s->sync && m->h.step < J->done) {
+        reply_error(s, m, RD_ERR_STATE,
+                    "PULL for step %" PRId64 " after that step was applied (%" PRId64 " steps)",
+                    m->h.step, J->done);
+        return 0;
+    }
+    srv_send *b = send_get(s, RD_MSG_HEADER_BYTES + n * dim * sizeof(float), 1);
+    if (!b) {
+        reply_error(s, m, RD_ERR_NOMEM, "no memory for a reply of %zu keys", n);
+        return 0;
+    }
+    const uint64_t *keys = (const uint64_t *)(const void *)msg_payload(m);
+    float *out = (float *)(void *)(b->buf + RD_MSG_HEADER_BYTES);
+    J->tables_used |= 1ull << m->h.table;
+    // Sync: a pure read now; the sightings (admission counts, last-seen, new rows, counters)
+    // are applied at the end of the step, so a SAVE at this step boundary sees none of them
+    // whatever the arrival order. Async: everything at once.
+    int rc =
+        s->sync ? rd_table_read(t, keys, n, out) : rd_table_pull(t, keys, n, m->h.stream_time, out);
+    if (rc != RD_OK) {
+        reply_error(s, m, rc, "table %s: pull failed: %s", rd_table_config_of(t)->name,
+                    rd_strerror(rc));
+        return 0;
+    }
+    reply_split(s, m, b, n, (uint32_t)dim, n * dim * sizeof(float));
+    if (!s->sync)
+        return 0;
+    q_push(&J->pend_head[m->worker], &J->pend_tail[m->worker], m);
+    return 1;
+}
+
+// Returns 1 if m was kept (buffered sync push).
+static int exec_push(rd_server *s, srv_job *J, srv_msg *m) {
+    int w = m->worker;
+    J->tables_used |= 1ull << m->h.table;
+    if (s->sync) {
+        if (m->h.step < J->done || J->clock[w] > m->h.step) {
+            reply_error(s, m, RD_ERR_STATE,
+                        "PUSH for step %" PRId64 " after that step was clocked (server has "
+                        "applied %" PRId64 " steps, this worker clocked %" PRId64 ")",
+                        m->h.step, J->done, J->clock[w]);
+            return 0;
+        }
+        reply_ok(s, m, NULL, 0);
+        q_push(&J->pend_head[w], &J->pend_tail[w], m);
+        return 1;
+    }
+    rd_table *t = s->tables[m->h.table];
+    const uint64_t *keys = (const uint64_t *)(const void *)msg_payload(m);
+    const float *g = (const float *)(const void *)(keys + m->h.count);
+    int rc = rd_table_push(t, keys, g, (size_t)m->h.count, m->h.stream_time);
+    if (rc != RD_OK)
+        reply_error(s, m, rc, "table %s: push failed: %s", rd_table_config_of(t)->name,
+                    rd_strerror(rc));
+    else
+        reply_ok(s, m, NULL, 0);
+    return 0;
+}
+
+static void exec_clock(rd_server *s, srv_job *J, srv_msg *m) {
+    int w = m->worker;
+    int64_t step = m->h.step;
+    if (step != J->clock[w] || (s->sync && step != J->done)) {
+        reply_error(s, m, RD_ERR_STATE,
+                    "CLOCK for step %" PRId64 ", but this worker is at step %" PRId64
+                    " and the job has applied %" PRId64 " steps",
+                    step, J->clock[w], J->done);
+        return;
+    }
+    J->clock[w] = step + 1;
+    reply_ok(s, m, NULL, 0);
+    if (s->sync) {
+        if (m->h.stream_time > J->step_time)
+            J->step_time = m->h.stream_time;
+        if (++J->n_clocked < J->n)
+            return;
+        // 1. every worker clocked step `done`: apply, 2. evict, 3. advance.
+        apply_step(s, J);
+        evict_job(s, J, J->step_time);
+        J->done++;
+        J->n_clocked = 0;
+        J->step_time = INT64_MIN;
+        J->changed = 1;
+        return;
+    }
+    int advanced = m->h.stream_time > J->now;
+    if (advanced)
+        J->now = m->h.stream_time;
+    int64_t lo = J->clock[0];
+    for (int i = 1; i < J->n; i++)
+        if (J->clock[i] < lo)
+            lo = J->clock[i];
+    if (lo != J->done) {
+        J->done = lo;
+        J->changed = 1;
+    }
+    if (advanced)
+        evict_job(s, J, J->now);
+}
+
+static void exec_stats(rd_server *s, srv_msg *m) {
+    unsigned char buf[RD__STATS_RECORD * RD_MAX_TABLES];
+    size_t n = 0;
+    for (int i = 0; i < s->n_tables; i++) {
+        if (m->h.table != RD_MSG_ALL_TABLES && m->h.table != (uint32_t)i)
+            continue;
+        rd_table_stats st;
+        rd_table_get_stats(s->tables[i], &st);
+        rd__stats_encode((uint32_t)i, &st, buf + n * RD__STATS_RECORD);
+        n++;
+    }
+    reply_ok(s, m, buf, n * RD__STATS_RECORD);
+}
+
+static void exec_save(rd_server *s, srv_job *J, srv_msg *m) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd__ckpt_req r;
+    RD_ASSERT(rd__ckpt_req_decode(msg_payload(m), (size_t)m->h.payload_bytes, &r, &eb) == RD_OK);
+    if (s->sync && m->h.step != J->done) {
+        reply_error(s, m, RD_ERR_STATE,
+                    "SAVE at step %" PRId64 " but the job has applied %" PRId64 " steps", m->h.step,
+                    J->done);
+        return;
+    }
+    rd_table *tabs[RD_MAX_TABLES];
+    for (uint32_t i = 0; i < r.n_tables; i++)
+        tabs[i] = s->tables[r.tables[i]];
+    rd_ckpt_shard_info info;
+    memset(&info, 0, sizeof info);
+    int rc = rd_ckpt_write_shard(r.dir, s->shard, s->P, m->h.step, s->seed, tabs, (int)r.n_tables,
+                                 &info, &eb);
+    if (rc != RD_OK) {
+        reply_error(s, m, rc, "SAVE: %s", eb.msg);
+        return;
+    }
+    unsigned char out[8 + 16 * RD_MAX_TABLES];
+    rd__shard_info_encode(&info, out);
+    reply_ok(s, m, out, rd__shard_info_bytes(info.n_tables));
+    RD_LOG_INFO("saved shard %d of %d tables at step %" PRId64 " into %s (crc 0x%08x)", s->shard,
+                (int)r.n_tables, m->h.step, r.dir, info.crc);
+}
+
+static void exec_load(rd_server *s, srv_job *J, srv_msg *m) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd__ckpt_req r;
+    RD_ASSERT(rd__ckpt_req_decode(msg_payload(m), (size_t)m->h.payload_bytes, &r, &eb) == RD_OK);
+    int busy = J->n_clocked != 0;
+    for (int w = 0; w < J->n; w++)
+        busy |= J->pend_head[w] != NULL;
+    if (busy) {
+        reply_error(s, m, RD_ERR_STATE,
+                    "LOAD while the job is in the middle of step %" PRId64
+                    " (load before training, then synchronise the job's ranks)",
+                    J->done);
+        return;
+    }
+    rd_table *fresh[RD_MAX_TABLES] = {0};
+    int rc = RD_OK;
+    for (uint32_t i = 0; i < r.n_tables && rc == RD_OK; i++)
+        rc = rd_table_create(&s->cfg->ps.tables[r.tables[i]], (int)r.tables[i], s->seed, &fresh[i],
+                             &eb);
+    int64_t step = 0;
+    rd_ckpt_shard_info info;
+    memset(&info, 0, sizeof info);
+    if (rc == RD_OK)
+        rc = rd_ckpt_read_shard(r.dir, s->shard, s->P, fresh, (int)r.n_tables,
+                                (r.flags & RD__CKPT_FLAG_CRC) ? &r.crc : NULL, &step, &info, &eb);
+    if (rc != RD_OK) {
+        for (uint32_t i = 0; i < r.n_tables; i++)
+            rd_table_destroy(fresh[i]);
+        reply_error(s, m, rc, "LOAD: %s", eb.msg);
+        return;
+    }
+    for (uint32_t i = 0; i < r.n_tables; i++) {
+        rd_table_destroy(s->tables[r.tables[i]]);
+        s->tables[r.tables[i]] = fresh[i];
+        J->tables_used |= 1ull << r.tables[i];
+        rd_table_stats st;
+        rd_table_get_stats(fresh[i], &st);
+        if (st.now > J->now)
+            J->now = st.now;
+    }
+    J->done = step;
+    for (int w = 0; w < J->n; w++)
+        J->clock[w] = step;
+    J->step_time = INT64_MIN;
+    J->changed = 1;
+    unsigned char out[8 + 16 * RD_MAX_TABLES];
+    rd__shard_info_encode(&info, out);
+    reply_ok(s, m, out, rd__shard_info_bytes(info.n_tables));
+    RD_LOG_INFO("loaded shard %d (%u tables) at step %" PRId64 " from %s", s->shard, r.n_tables,
+                step, r.dir);
+}
+
+static void exec_user(rd_server *s, srv_msg *m) {
+    rd_kv_meta meta = {m->h.op,          m->h.table,
+                       m->h.count,       m->h.dim,
+                       m->h.req_id,      m->h.step,
+                       m->h.stream_time, m->h.payload_bytes,
+                       m->src,           m->job == s->n_jobs ? -1 : m->job,
+                       m->worker};
+    rd_kv_pairs pairs = {NULL, NULL, (size_t)m->h.count, msg_payload(m),
+                         (size_t)m->h.payload_bytes};
+    uint64_t per = 8u + 4u * (uint64_t)m->h.dim;
+    if (m->h.count && m->h.payload_bytes / per == m->h.count && m->h.payload_bytes % per == 0) {
+        pairs.keys = (const uint64_t *)(const void *)msg_payload(m);
+        pairs.vals = m->h.dim ? (const float *)(const void *)(pairs.keys + m->h.count) : NULL;
+    }
+    s->cur = m;
+    s->responded = 0;
+    int rc = s->user_ops[m->h.op].fn(&meta, &pairs, s, s->user_ops[m->h.op].user);
+    s->cur = NULL;
+    if (!s->responded)
+        reply_error(s, m, rc < 0 ? rc : RD_ERR_STATE, "handler for op %u %s", (unsigned)m->h.op,
+                    rc < 0 ? "failed" : "did not respond");
+}
+
+int rd_server_respond(
+    rd_server *s, const rd_kv_meta *req, int status, const void *payload, size_t bytes) {
+    if (!s->cur || s->responded || !req || req->req_id != s->cur->h.req_id)
+        return RD_ERR_STATE;
+    srv_send *b = send_get(s, RD_MSG_HEADER_BYTES + bytes, 1);
+    if (!b)
+        return RD_ERR_NOMEM;
+    if (bytes)
+        memcpy(b->buf + RD_MSG_HEADER_BYTES, payload, bytes);
+    reply_send(s, s->cur, b, status, 0, 0, bytes, reply_tag(s->cur->h.req_id));
+    s->responded = 1;
+    return RD_OK;
+}
+
+static void execute(rd_server *s, srv_job *J, srv_msg *m) {
+    int kept = 0;
+    if (bad_step(J, m)) {
+        char nb[24];
+        reply_error(s, m, RD_ERR_STATE,
+                    "%s for step %" PRId64 " from a worker at step %" PRId64
+                    " (steps count this worker's CLOCKs)",
+                    rd_msg_op_name(m->h.op, nb, sizeof nb), m->h.step, J->clock[m->worker]);
+        msg_put(s, m);
+        return;
+    }
+    switch (m->h.op) {
+        case RD_OP_PULL:
+            kept = exec_pull(s, J, m);
+            break;
+        case RD_OP_PUSH:
+            kept = exec_push(s, J, m);
+            break;
+        case RD_OP_CLOCK:
+            exec_clock(s, J, m);
+            break;
+        case RD_OP_STATS:
+            exec_stats(s, m);
+            break;
+        case RD_OP_SAVE:
+            exec_save(s, J, m);
+            break;
+        case RD_OP_LOAD:
+            exec_load(s, J, m);
+            break;
+        case RD_OP_SHUTDOWN:
+            J->shut[m->worker] = 1;
+            s->workers_shut++;
+            reply_ok(s, m, NULL, 0);
+            break;
+        default:
+            exec_user(s, m);
+            break;
+    }
+    if (!kept)
+        msg_put(s, m);
+}
+
+// Re-examine deferred requests after the job's state changed, until nothing more can run.
+static void retry_deferred(rd_server *s, srv_job *J) {
+    for (;;) {
+        J->changed = 0;
+        unsigned pass = ++s->pass;
+        srv_msg *prev = NULL, *m = J->def_head;
+        int ran = 0;
+        while (m) {
+            int w = m->worker;
+            if (J->stop[w] == pass || (!bad_step(J, m) && !eligible(s, J, m))) {
+                J->stop[w] = pass; // keep this worker's order: its later requests wait too
+                prev = m;
+                m = m->next;
+                continue;
+            }
+            if (prev)
+                prev->next = m->next;
+            else
+                J->def_head = m->next;
+            if (J->def_tail == m)
+                J->def_tail = prev;
+            m->next = NULL;
+            J->ndef[w]--;
+            execute(s, J, m);
+            ran = 1;
+            break; // the state may have changed: rescan from the start
+        }
+        if (!ran)
+            break;
+    }
+    J->changed = 0;
+}
+
+static void handle(rd_server *s, srv_job *J, srv_msg *m) {
+    int w = m->worker;
+    // User ops (token store) and STATS touch no step state: they never wait behind the
+    // worker's deferred requests (a token fetch must not stall until slower workers finish).
+    int free_op = m->h.op >= RD_OP_USER_MIN || m->h.op == RD_OP_STATS;
+    if (!J->pseudo && !free_op && (J->ndef[w] > 0 || (!bad_step(J, m) && !eligible(s, J, m)))) {
+        q_push(&J->def_head, &J->def_tail, m);
+        J->ndef[w]++;
+        return;
+    }
+    execute(s, J, m);
+    if (J->changed)
+        retry_deferred(s, J);
+}
+
+// Round-robin over jobs: one request per job per round, until every ready queue is empty.
+static int process_ready(rd_server *s) {
+    int work = 0;
+    for (int any = 1; any;) {
+        any = 0;
+        for (int j = 0; j <= s->n_jobs; j++) {
+            srv_job *J = &s->jobs[j];
+            srv_msg *m = q_pop(&J->ready_head, &J->ready_tail);
+            if (!m)
+                continue;
+            any = work = 1;
+            handle(s, J, m);
+        }
+    }
+    return work;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loop
+
+static int finished(const rd_server *s) {
+    if (s->workers_shut < s->workers_total || s->incoming_head || sends_active(s))
+        return 0;
+    for (int j = 0; j <= s->n_jobs; j++)
+        if (s->jobs[j].ready_head)
+            return 0;
+    return 1;
+}
+
+int rd_server_run(rd_server *s) {
+    RD_LOG_INFO("PS shard %d of %d: %d tables, %s mode%s, max payload %" PRIu64 " bytes", s->shard,
+                s->P, s->n_tables, s->sync ? "sync" : "async",
+                !s->sync && s->staleness ? " with a staleness bound" : "", s->max_payload);
+    rd_backoff bo;
+    rd_backoff_reset(&bo, s->poll_us_max);
+    for (;;) {
+        int work = poll_incoming(s);
+        work |= process_ready(s);
+        work |= progress_sends(s);
+        if (finished(s))
+            break;
+        if (work)
+            rd_backoff_reset(&bo, s->poll_us_max);
+        else
+            rd_backoff_wait(&bo);
+    }
+    for (int j = 0; j < s->n_jobs; j++) {
+        int left = 0;
+        for (srv_msg *m = s->jobs[j].def_head; m; m = m->next)
+            left++;
+        if (left)
+            RD_LOG_WARN("job %s: %d deferred requests dropped at shutdown (a worker stopped "
+                        "mid-step)",
+                        s->comm->job_name[j], left);
+    }
+    RD_LOG_DEBUG("PS shard %d: %" PRIu64 " requests, %" PRIu64 " rejected", s->shard, s->n_requests,
+                 s->n_errors);
+    return RD_OK;
+}
+
+int rd_ps_serve(const rd_comm *comm, const rd_config *cfg) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_server *s = NULL;
+    int rc = rd_server_create(comm, cfg, &s, &eb);
+    if (rc != RD_OK) {
+        RD_LOG_ERROR("cannot start the parameter server: %s", eb.msg);
+        return rc;
+    }
+    rc = rd_server_run(s);
+    rd_server_destroy(s);
+    return rc;
+}

@@ -1,0 +1,750 @@
+// table.c — an embedding table shard: linear-probing hash index of (key, row) into a chunked
+// arena of rows, a small admission count map, TTL eviction and per-table memory accounting.
+//
+// Workload: a PS shard serves pulls and pushes of batches of unique keys (Zipf-distributed: a few
+// hot rows and a long tail), creates rows as new keys are admitted, and evicts stale ones when
+// stream time advances. Lookups dominate; the index is kept at load <= 1/2 with 16-byte slots so
+// that a probe usually touches one cache line, and the next keys of a batch are prefetched.
+//
+// Invariants:
+// - index slot {key, row}: key 0 = empty; every live row r has exactly one slot with row == r.
+// - rows are dense in [0, n_rows); row r's key is in its row_meta (swap-remove needs it).
+// - an arena chunk is [chunk_rows rows of `stride` bytes | chunk_rows row_meta]; chunks are
+//   never moved or freed before destroy.
+// - `oldest` <= min(last_seen) over rows and pending entries (a lower bound, so eviction can
+//   skip scans that would remove nothing).
+#include "rd/table.h"
+#include "rd/alloc.h"
+#include "rd/hash.h"
+#include "rd/optim.h"
+#include "rd/rng.h"
+
+#include <inttypes.h>
+#include <string.h>
+#include <sys/mman.h>
+
+typedef struct idx_slot {
+    uint64_t key; // 0 = empty
+    uint64_t row;
+} idx_slot;
+
+typedef struct row_meta {
+    uint64_t key;
+    int64_t last_seen;
+    uint64_t count;
+} row_meta;
+
+typedef struct adm_slot {
+    uint64_t key; // 0 = empty
+    uint32_t count;
+    uint32_t pad;
+    int64_t last_seen;
+} adm_slot;
+
+struct rd_table {
+    rd_table_config cfg;
+    int index;
+    uint64_t seed;     // run seed ^ hash(table name): the init stream
+    size_t dim;        // floats of the embedding
+    size_t nslots;     // optimizer slot vectors
+    size_t row_floats; // dim * (1 + nslots)
+    size_t stride;     // bytes per row: row_floats * 4 padded to a cache line (or a power of
+                       // two below 64), so a row never straddles more lines than it needs
+
+    // Arena: chunks of chunk_rows rows, then chunk_rows row_meta records.
+    unsigned char **chunks;
+    size_t n_chunks, cap_chunks;
+    size_t chunk_rows; // power of two
+    unsigned chunk_shift;
+    size_t n_rows;
+
+    // Index.
+    idx_slot *idx;
+    size_t idx_cap; // power of two
+    size_t idx_mask;
+
+    // Admission map.
+    adm_slot *adm;
+    size_t adm_cap, adm_n;
+
+    int64_t oldest;
+    rd_table_stats st;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Row access
+
+// Row r's floats: [embedding | slots].
+static inline unsigned char *row_ptr(const rd_table *t, size_t r) {
+    return t->chunks[r >> t->chunk_shift] + (r & (t->chunk_rows - 1)) * t->stride;
+}
+
+// Row r's key, last-seen time and update count, kept apart from the floats so that a pull reads
+// only the embedding's cache lines (and a 64-float row is exactly 4 lines).
+static inline row_meta *meta_of(const rd_table *t, size_t r) {
+    row_meta *m = (row_meta *)(void *)(t->chunks[r >> t->chunk_shift] + t->chunk_rows * t->stride);
+    return m + (r & (t->chunk_rows - 1));
+}
+
+static size_t next_pow2(size_t x) {
+    size_t p = 1;
+    while (p < x)
+        p <<= 1;
+    return p;
+}
+
+static inline size_t slot_of(uint64_t key, size_t mask) {
+    return (size_t)rd_mix64(key) & mask;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Create / destroy
+
+// Ask for transparent huge pages on a large block (the kernel default here is "madvise"): rows
+// and index slots are accessed at random, and with 4 KiB pages most of those accesses also miss
+// the TLB. Advisory only; failures are ignored.
+static void advise_huge(void *p, size_t bytes) {
+#if defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, (size_t)(hi - lo), MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
+static int add_chunk(rd_table *t) {
+    if (t->n_chunks == t->cap_chunks) {
+        size_t nc = t->cap_chunks ? t->cap_chunks * 2 : 8;
+        unsigned char **p = rd_realloc(t->chunks, nc * sizeof *p);
+        if (!p)
+            return RD_ERR_NOMEM;
+        t->chunks = p;
+        t->cap_chunks = nc;
+    }
+    size_t bytes = t->chunk_rows * (t->stride + sizeof(row_meta));
+    unsigned char *c = rd_aligned_alloc(bytes);
+    if (!c)
+        return RD_ERR_NOMEM;
+    advise_huge(c, bytes);
+    t->chunks[t->n_chunks++] = c;
+    return RD_OK;
+}
+
+static int grow_index(rd_table *t, size_t new_cap) {
+    idx_slot *ni = rd_calloc(new_cap, sizeof *ni);
+    if (!ni)
+        return RD_ERR_NOMEM;
+    advise_huge(ni, new_cap * sizeof *ni);
+    size_t mask = new_cap - 1;
+    // Rebuild from the arena: it holds every live key, and rows do not move.
+    for (size_t r = 0; r < t->n_rows; r++) {
+        uint64_t key = meta_of(t, r)->key;
+        size_t s = slot_of(key, mask);
+        while (ni[s].key)
+            s = (s + 1) & mask;
+        ni[s].key = key;
+        ni[s].row = r;
+    }
+    rd_free(t->idx);
+    t->idx = ni;
+    t->idx_cap = new_cap;
+    t->idx_mask = mask;
+    return RD_OK;
+}
+
+int rd_table_create(
+    const rd_table_config *tc, int index, uint64_t run_seed, rd_table **out, rd_errbuf *eb) {
+    RD_ASSERT(tc && out);
+    *out = NULL;
+    int ns = rd_optim_slots(tc->optim.kind);
+    if (tc->dim < 1 || tc->dim > 1024)
+        return rd_err_set(eb, RD_ERR_CONFIG, "table %s: dim %d outside 1..1024", tc->name, tc->dim);
+    if (ns < 0)
+        return rd_err_set(eb, RD_ERR_CONFIG, "table %s: unknown optimizer kind %d", tc->name,
+                          tc->optim.kind);
+    rd_table *t = rd_calloc(1, sizeof *t);
+    if (!t)
+        return rd_err_set(eb, RD_ERR_NOMEM, "table %s: out of memory", tc->name);
+    t->cfg = *tc;
+    t->cfg.name[RD_NAME_MAX - 1] = '\0';
+    t->index = index;
+    t->seed = run_seed ^ rd_hash_str(t->cfg.name, 0);
+    t->dim = (size_t)tc->dim;
+    t->nslots = (size_t)ns;
+    t->row_floats = t->dim * (1 + t->nslots);
+    size_t fb = t->row_floats * sizeof(float);
+    if (fb >= 64) {
+        t->stride = (fb + 63) & ~(size_t)63;
+    } else {
+        t->stride = 4;
+        while (t->stride < fb)
+            t->stride <<= 1;
+    }
+    uint64_t cap = tc->capacity ? tc->capacity : 1;
+    size_t chunk = next_pow2(cap < 256 ? 256 : (cap > 65536 ? 65536 : (size_t)cap));
+    t->chunk_rows = chunk;
+    while (((size_t)1 << t->chunk_shift) < chunk)
+        t->chunk_shift++;
+    t->oldest = INT64_MAX;
+    t->st.now = INT64_MIN;
+
+    // Preallocate the configured capacity (growth later is lazy).
+    int rc = RD_OK;
+    if (cap > ((uint64_t)1 << 40)) {
+        rc = RD_ERR_NOMEM;
+    } else {
+        size_t want_chunks = (size_t)((cap + chunk - 1) / chunk);
+        for (size_t i = 0; i < want_chunks && rc == RD_OK; i++)
+            rc = add_chunk(t);
+        if (rc == RD_OK)
+            rc = grow_index(t, next_pow2((size_t)cap * 2 < 16 ? 16 : (size_t)cap * 2));
+    }
+    if (rc != RD_OK) {
+        uint64_t stride = t->stride + sizeof(row_meta);
+        rd_table_destroy(t);
+        return rd_err_set(eb, RD_ERR_NOMEM,
+                          "table %s: cannot allocate the initial capacity of %" PRIu64
+                          " rows (%" PRIu64 " bytes per row + 32 bytes of index)",
+                          tc->name, cap, stride);
+    }
+    *out = t;
+    return RD_OK;
+}
+
+void rd_table_destroy(rd_table *t) {
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n_chunks; i++)
+        rd_aligned_free(t->chunks[i]);
+    rd_free(t->chunks);
+    rd_free(t->idx);
+    rd_free(t->adm);
+    rd_free(t);
+}
+
+const rd_table_config *rd_table_config_of(const rd_table *t) {
+    return &t->cfg;
+}
+
+int rd_table_index(const rd_table *t) {
+    return t->index;
+}
+
+size_t rd_table_dim(const rd_table *t) {
+    return t->dim;
+}
+
+size_t rd_table_row_floats(const rd_table *t) {
+    return t->row_floats;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Initial values
+
+void rd_table_init_value(const rd_table *t, uint64_t key, float *out) {
+    rd_rng r;
+    rd_rng_split(&r, t->seed, key);
+    const double std = (double)t->cfg.init_std;
+    for (size_t i = 0; i < t->dim; i++)
+        out[i] = (float)(rd_rng_normal(&r) * std);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Index primitives
+
+static inline idx_slot *idx_lookup(const rd_table *t, uint64_t key) {
+    size_t s = slot_of(key, t->idx_mask);
+    for (;;) {
+        idx_slot *p = &t->idx[s];
+        if (p->key == key)
+            return p;
+        if (p->key == 0)
+            return NULL;
+        s = (s + 1) & t->idx_mask;
+    }
+}
+
+// Software pipelining of batch loops: the index slot of key i+8 and the row of key i+4 are
+// requested while key i is processed, so the cache misses of a batch overlap (rows of a large
+// table live in DRAM; a Zipf tail key misses on both the slot and the row).
+// row_bytes: leading bytes of the row that will be touched; meta: also its last-seen line.
+static inline void prefetch_ahead(
+    const rd_table *t, const uint64_t *keys, size_t i, size_t n, size_t row_bytes, int meta) {
+    if (i + 8 < n)
+        __builtin_prefetch(&t->idx[slot_of(keys[i + 8], t->idx_mask)]);
+    if (i + 4 < n && keys[i + 4] != 0) {
+        const idx_slot *p = idx_lookup(t, keys[i + 4]);
+        if (p) {
+            const unsigned char *r = row_ptr(t, p->row);
+            for (size_t off = 0; off < row_bytes; off += 64)
+                __builtin_prefetch(r + off);
+            if (meta)
+                __builtin_prefetch(meta_of(t, p->row), 1);
+        }
+    }
+}
+
+float *rd_table_find(rd_table *t, uint64_t key) {
+    if (key == 0)
+        return NULL;
+    idx_slot *p = idx_lookup(t, key);
+    return p ? (float *)(void *)row_ptr(t, p->row) : NULL;
+}
+
+// Append a row for `key` (not present) and index it. Grows arena and index as needed.
+static int insert_row(rd_table *t, uint64_t key, size_t *out_r) {
+    if ((t->n_rows + 1) * 2 > t->idx_cap) {
+        int rc = grow_index(t, t->idx_cap * 2);
+        if (rc != RD_OK)
+            return rc;
+    }
+    if (t->n_rows == t->n_chunks * t->chunk_rows) {
+        int rc = add_chunk(t);
+        if (rc != RD_OK)
+            return rc;
+    }
+    size_t r = t->n_rows++;
+    meta_of(t, r)->key = key;
+    size_t s = slot_of(key, t->idx_mask);
+    while (t->idx[s].key)
+        s = (s + 1) & t->idx_mask;
+    t->idx[s].key = key;
+    t->idx[s].row = r;
+    *out_r = r;
+    return RD_OK;
+}
+
+// Initialise a fresh row: embedding from the key, slots from the optimizer, meta.
+static void init_row(rd_table *t, uint64_t key, size_t r, int64_t now) {
+    float *f = (float *)(void *)row_ptr(t, r);
+    rd_table_init_value(t, key, f);
+    rd_optim_init_slots(&t->cfg.optim, f + t->dim, t->dim);
+    meta_of(t, r)->last_seen = now;
+    meta_of(t, r)->count = 0;
+    if (now < t->oldest)
+        t->oldest = now;
+}
+
+int rd_table_insert(rd_table *t, uint64_t key, int64_t now, float **row) {
+    if (key == 0)
+        return RD_ERR_ARG;
+    if (idx_lookup(t, key))
+        return RD_ERR_EXISTS;
+    size_t r;
+    int rc = insert_row(t, key, &r);
+    if (rc != RD_OK)
+        return rc;
+    init_row(t, key, r, now);
+    t->st.admitted++;
+    if (row)
+        *row = (float *)(void *)row_ptr(t, r);
+    return RD_OK;
+}
+
+// Backward-shift deletion of index slot `s` (linear probing without tombstones).
+static void idx_delete(rd_table *t, size_t s) {
+    size_t mask = t->idx_mask;
+    size_t hole = s;
+    size_t j = s;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (t->idx[j].key == 0)
+            break;
+        size_t home = slot_of(t->idx[j].key, mask);
+        // Move j into the hole if its home is not in (hole, j] cyclically.
+        int in_range = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!in_range) {
+            t->idx[hole] = t->idx[j];
+            hole = j;
+        }
+    }
+    t->idx[hole].key = 0;
+    t->idx[hole].row = 0;
+}
+
+static void remove_slot(rd_table *t, idx_slot *p) {
+    size_t r = p->row;
+    idx_delete(t, (size_t)(p - t->idx));
+    size_t last = t->n_rows - 1;
+    if (r != last) {
+        memcpy(row_ptr(t, r), row_ptr(t, last), t->stride);
+        *meta_of(t, r) = *meta_of(t, last);
+        idx_slot *q = idx_lookup(t, meta_of(t, r)->key);
+        RD_ASSERT(q && q->row == last);
+        q->row = r;
+    }
+    t->n_rows--;
+}
+
+int rd_table_remove(rd_table *t, uint64_t key) {
+    if (key == 0)
+        return RD_ERR_NOTFOUND;
+    idx_slot *p = idx_lookup(t, key);
+    if (!p)
+        return RD_ERR_NOTFOUND;
+    remove_slot(t, p);
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admission map (linear probing, backward-shift deletion, like the index)
+
+static adm_slot *adm_lookup(const rd_table *t, uint64_t key) {
+    if (!t->adm)
+        return NULL;
+    size_t mask = t->adm_cap - 1;
+    size_t s = slot_of(key, mask);
+    for (;;) {
+        if (t->adm[s].key == key)
+            return &t->adm[s];
+        if (t->adm[s].key == 0)
+            return NULL;
+        s = (s + 1) & mask;
+    }
+}
+
+static int adm_grow(rd_table *t) {
+    size_t nc = t->adm_cap ? t->adm_cap * 2 : 64;
+    adm_slot *na = rd_calloc(nc, sizeof *na);
+    if (!na)
+        return RD_ERR_NOMEM;
+    for (size_t i = 0; i < t->adm_cap; i++) {
+        if (!t->adm[i].key)
+            continue;
+        size_t s = slot_of(t->adm[i].key, nc - 1);
+        while (na[s].key)
+            s = (s + 1) & (nc - 1);
+        na[s] = t->adm[i];
+    }
+    rd_free(t->adm);
+    t->adm = na;
+    t->adm_cap = nc;
+    return RD_OK;
+}
+
+static int adm_insert(rd_table *t, uint64_t key, adm_slot **out) {
+    if ((t->adm_n + 1) * 2 > t->adm_cap) {
+        int rc = adm_grow(t);
+        if (rc != RD_OK)
+            return rc;
+    }
+    size_t mask = t->adm_cap - 1;
+    size_t s = slot_of(key, mask);
+    while (t->adm[s].key)
+        s = (s + 1) & mask;
+    t->adm[s].key = key;
+    t->adm[s].count = 0;
+    t->adm[s].last_seen = INT64_MIN;
+    t->adm_n++;
+    *out = &t->adm[s];
+    return RD_OK;
+}
+
+static void adm_delete(rd_table *t, adm_slot *p) {
+    size_t mask = t->adm_cap - 1;
+    size_t hole = (size_t)(p - t->adm);
+    size_t j = hole;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (t->adm[j].key == 0)
+            break;
+        size_t home = slot_of(t->adm[j].key, mask);
+        int in_range = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!in_range) {
+            t->adm[hole] = t->adm[j];
+            hole = j;
+        }
+    }
+    memset(&t->adm[hole], 0, sizeof t->adm[hole]);
+    t->adm_n--;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull / push
+
+int rd_table_pull(rd_table *t, const uint64_t *keys, size_t n, int64_t now, float *out) {
+    const size_t dim = t->dim;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t key = keys[i];
+        if (key == 0)
+            return RD_ERR_ARG;
+        prefetch_ahead(t, keys, i, n, dim * sizeof(float), 1);
+        float *dst = out + i * dim;
+        idx_slot *p = idx_lookup(t, key);
+        size_t r;
+        if (p) {
+            r = p->row;
+            row_meta *m = meta_of(t, r);
+            if (now > m->last_seen)
+                m->last_seen = now;
+        } else if (t->cfg.admit_count <= 1) {
+            int rc = insert_row(t, key, &r);
+            if (rc != RD_OK)
+                return rc;
+            init_row(t, key, r, now);
+            t->st.admitted++;
+        } else {
+            adm_slot *a = adm_lookup(t, key);
+            if (!a) {
+                int rc = adm_insert(t, key, &a);
+                if (rc != RD_OK)
+                    return rc;
+                if (now < t->oldest)
+                    t->oldest = now;
+            }
+            a->count++;
+            if (now > a->last_seen)
+                a->last_seen = now;
+            if (a->count >= (uint32_t)t->cfg.admit_count) {
+                int64_t seen = a->last_seen;
+                int rc = insert_row(t, key, &r);
+                if (rc != RD_OK)
+                    return rc;
+                adm_delete(t, adm_lookup(t, key));
+                init_row(t, key, r, seen);
+                t->st.admitted++;
+            } else {
+                rd_table_init_value(t, key, dst);
+                t->st.pulled++;
+                continue;
+            }
+        }
+        memcpy(dst, row_ptr(t, r), dim * sizeof(float));
+        t->st.pulled++;
+    }
+    return RD_OK;
+}
+
+int rd_table_read(const rd_table *t, const uint64_t *keys, size_t n, float *out) {
+    const size_t dim = t->dim;
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i] == 0)
+            return RD_ERR_ARG;
+        prefetch_ahead(t, keys, i, n, dim * sizeof(float), 0);
+        idx_slot *p = idx_lookup(t, keys[i]);
+        if (p)
+            memcpy(out + i * dim, row_ptr(t, p->row), dim * sizeof(float));
+        else
+            rd_table_init_value(t, keys[i], out + i * dim);
+    }
+    return RD_OK;
+}
+
+int rd_table_touch(rd_table *t, const uint64_t *keys, size_t n, int64_t now) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t key = keys[i];
+        if (key == 0)
+            return RD_ERR_ARG;
+        idx_slot *p = idx_lookup(t, key);
+        size_t r;
+        t->st.pulled++;
+        if (p) {
+            row_meta *m = meta_of(t, p->row);
+            if (now > m->last_seen)
+                m->last_seen = now;
+            continue;
+        }
+        if (t->cfg.admit_count <= 1) {
+            int rc = insert_row(t, key, &r);
+            if (rc != RD_OK)
+                return rc;
+            init_row(t, key, r, now);
+            t->st.admitted++;
+            continue;
+        }
+        adm_slot *a = adm_lookup(t, key);
+        if (!a) {
+            int rc = adm_insert(t, key, &a);
+            if (rc != RD_OK)
+                return rc;
+            if (now < t->oldest)
+                t->oldest = now;
+        }
+        a->count++;
+        if (now > a->last_seen)
+            a->last_seen = now;
+        if (a->count >= (uint32_t)t->cfg.admit_count) {
+            int64_t seen = a->last_seen;
+            int rc = insert_row(t, key, &r);
+            if (rc != RD_OK)
+                return rc;
+            adm_delete(t, adm_lookup(t, key));
+            init_row(t, key, r, seen);
+            t->st.admitted++;
+        }
+    }
+    return RD_OK;
+}
+
+int rd_table_push(rd_table *t, const uint64_t *keys, const float *grads, size_t n, int64_t now) {
+    const size_t dim = t->dim;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t key = keys[i];
+        if (key == 0)
+            return RD_ERR_ARG;
+        prefetch_ahead(t, keys, i, n, t->row_floats * sizeof(float), 1);
+        if (i + 4 < n)
+            __builtin_prefetch(grads + (i + 4) * dim);
+        idx_slot *p = idx_lookup(t, key);
+        size_t r;
+        if (p) {
+            r = p->row;
+        } else if (t->cfg.admit_count <= 1) {
+            int rc = insert_row(t, key, &r);
+            if (rc != RD_OK)
+                return rc;
+            init_row(t, key, r, now);
+            t->st.admitted++;
+        } else {
+            t->st.rejected++;
+            continue;
+        }
+        float *w = (float *)(void *)row_ptr(t, r);
+        row_meta *m = meta_of(t, r);
+        m->count += 1;
+        rd_optim_update(&t->cfg.optim, w, w + dim, m->count, grads + i * dim, dim);
+        if (now > m->last_seen)
+            m->last_seen = now;
+        t->st.pushed++;
+    }
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Eviction
+
+uint64_t rd_table_evict(rd_table *t, int64_t now) {
+    if (now > t->st.now)
+        t->st.now = now;
+    if (t->cfg.ttl <= 0 || t->st.now == INT64_MIN)
+        return 0;
+    int64_t limit = t->st.now < INT64_MIN + t->cfg.ttl ? INT64_MIN : t->st.now - t->cfg.ttl;
+    if (t->oldest >= limit)
+        return 0;
+    uint64_t evicted = 0;
+    int64_t oldest = INT64_MAX;
+    // Downward scan: swap-remove moves the (already checked) last row into the hole.
+    for (size_t r = t->n_rows; r-- > 0;) {
+        int64_t ls = meta_of(t, r)->last_seen;
+        if (ls < limit) {
+            idx_slot *p = idx_lookup(t, meta_of(t, r)->key);
+            RD_ASSERT(p && p->row == r);
+            remove_slot(t, p);
+            evicted++;
+        } else if (ls < oldest) {
+            oldest = ls;
+        }
+    }
+    // Pending counts: deletion shifts later entries back, so revisit the slot after a delete.
+    for (size_t i = 0; i < t->adm_cap;) {
+        adm_slot *a = &t->adm[i];
+        if (a->key && a->last_seen < limit) {
+            adm_delete(t, a);
+            continue;
+        }
+        if (a->key && a->last_seen < oldest)
+            oldest = a->last_seen;
+        i++;
+    }
+    t->oldest = oldest;
+    t->st.evicted += evicted;
+    return evicted;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Iteration, restore, stats
+
+size_t rd_table_size(const rd_table *t) {
+    return t->n_rows;
+}
+
+const float *
+rd_table_row_at(const rd_table *t, size_t i, uint64_t *key, int64_t *last_seen, uint64_t *count) {
+    RD_ASSERT(i < t->n_rows);
+    const row_meta *m = meta_of(t, i);
+    if (key)
+        *key = m->key;
+    if (last_seen)
+        *last_seen = m->last_seen;
+    if (count)
+        *count = m->count;
+    return (const float *)(const void *)row_ptr(t, i);
+}
+
+int rd_table_put(rd_table *t, uint64_t key, const float *row, int64_t last_seen, uint64_t count) {
+    if (key == 0)
+        return RD_ERR_ARG;
+    idx_slot *p = idx_lookup(t, key);
+    size_t r;
+    if (p) {
+        r = p->row;
+    } else {
+        int rc = insert_row(t, key, &r);
+        if (rc != RD_OK)
+            return rc;
+    }
+    memcpy(row_ptr(t, r), row, t->row_floats * sizeof(float));
+    meta_of(t, r)->last_seen = last_seen;
+    meta_of(t, r)->count = count;
+    if (last_seen < t->oldest)
+        t->oldest = last_seen;
+    return RD_OK;
+}
+
+size_t rd_table_pending_size(const rd_table *t) {
+    return t->adm_n;
+}
+
+int rd_table_pending_next(
+    const rd_table *t, size_t *cursor, uint64_t *key, uint32_t *count, int64_t *last_seen) {
+    for (size_t i = *cursor; i < t->adm_cap; i++) {
+        if (t->adm[i].key) {
+            *key = t->adm[i].key;
+            *count = t->adm[i].count;
+            *last_seen = t->adm[i].last_seen;
+            *cursor = i + 1;
+            return 1;
+        }
+    }
+    *cursor = t->adm_cap;
+    return 0;
+}
+
+int rd_table_pending_put(rd_table *t, uint64_t key, uint32_t count, int64_t last_seen) {
+    if (key == 0 || count == 0)
+        return RD_ERR_ARG;
+    adm_slot *a = adm_lookup(t, key);
+    if (!a) {
+        int rc = adm_insert(t, key, &a);
+        if (rc != RD_OK)
+            return rc;
+    }
+    a->count = count;
+    a->last_seen = last_seen;
+    if (last_seen < t->oldest)
+        t->oldest = last_seen;
+    return RD_OK;
+}
+
+void rd_table_get_stats(const rd_table *t, rd_table_stats *st) {
+    *st = t->st;
+    st->rows = t->n_rows;
+    st->pending = t->adm_n;
+    st->bytes = (uint64_t)(t->n_chunks * t->chunk_rows * (t->stride + sizeof(row_meta))) +
+                (uint64_t)(t->idx_cap * sizeof(idx_slot)) +
+                (uint64_t)(t->adm_cap * sizeof(adm_slot)) +
+                (uint64_t)(t->cap_chunks * sizeof(unsigned char *)) + (uint64_t)sizeof *t;
+}
+
+void rd_table_set_counters(rd_table *t, const rd_table_stats *st) {
+    t->st.admitted = st->admitted;
+    t->st.rejected = st->rejected;
+    t->st.evicted = st->evicted;
+    t->st.pulled = st->pulled;
+    t->st.pushed = st->pushed;
+    t->st.now = st->now;
+}
