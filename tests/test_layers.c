@@ -1,0 +1,1140 @@
+// test_layers.c — unit tests of rd/layers.h.
+//
+// Every layer gets (1) a finite-difference gradient check in fp32: the loss is a random linear
+// functional sum(w .* out) accumulated in double, Richardson-extrapolated central differences
+// (steps 8e-2 and 4e-2) on a sample of each input and weight tensor, and the norm-wise relative
+// error ||fd - analytic|| / ||.|| of each tensor must be < 1e-3; and (2), where a BLAS or
+// vectorised kernel exists, an equality check against its `_naive` twin on random inputs (forward
+// outputs and accumulated gradients). Known values, masks (padding, causal, fully masked rows) and
+// numerical extremes are checked too.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/config.h"
+#include "rd/layers.h"
+#include "rd/rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: a float arena per test, random tensors, the FD check and closeness checks.
+
+typedef struct arena {
+    float *base;
+    size_t used, cap;
+} arena;
+
+static void arena_init(arena *a, size_t cap) {
+    a->base = calloc(cap, sizeof(float));
+    assert_non_null(a->base);
+    a->used = 0;
+    a->cap = cap;
+}
+
+static void arena_free(arena *a) {
+    free(a->base);
+    a->base = NULL;
+}
+
+static float *take(arena *a, size_t n) {
+    size_t n16 = (n + 15) / 16 * 16;
+    assert_true(a->used + n16 <= a->cap);
+    float *p = a->base + a->used;
+    a->used += n16;
+    return p;
+}
+
+static void fill(float *x, size_t n, rd_rng *r, float scale) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * (float)rd_rng_normal(r);
+}
+
+static float *rnd(arena *a, rd_rng *r, size_t n, float scale) {
+    float *p = take(a, n);
+    fill(p, n, r, scale);
+    return p;
+}
+
+static double dotw(const float *out, const float *w, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)out[i] * (double)w[i];
+    return s;
+}
+
+typedef double (*loss_fn)(void *ctx);
+
+typedef struct fdt {
+    const char *name;
+    float *x;       // the tensor perturbed
+    const float *g; // its analytic gradient
+    size_t n;
+} fdt;
+
+#define FD_EPS    8e-2f
+#define FD_TOL    1e-3
+#define FD_PROBES 48
+
+// Central difference with the step actually representable in fp32.
+static double central(void *ctx, loss_fn f, float *x, float h) {
+    float orig = *x, xp = orig + h, xm = orig - h;
+    *x = xp;
+    double lp = f(ctx);
+    *x = xm;
+    double lm = f(ctx);
+    *x = orig;
+    return (lp - lm) / ((double)xp - (double)xm);
+}
+
+// Norm-wise relative error of the analytic gradient against finite differences on up to
+// FD_PROBES elements of the tensor (all of them when it is small). The difference quotient is
+// Richardson-extrapolated from steps FD_EPS and FD_EPS / 2, which cancels the O(h^2) term and so
+// allows a step large enough that fp32 rounding of the forward pass stays far below tolerance.
+static double fd_rel_error(void *ctx, loss_fn f, const fdt *t, rd_rng *r, double *gnorm) {
+    double num = 0.0, dfd = 0.0, dan = 0.0;
+    size_t probes = t->n < FD_PROBES ? t->n : FD_PROBES;
+    for (size_t p = 0; p < probes; p++) {
+        size_t i = t->n <= FD_PROBES ? p : (size_t)rd_rng_below(r, t->n);
+        double d1 = central(ctx, f, &t->x[i], FD_EPS);
+        double d2 = central(ctx, f, &t->x[i], 0.5f * FD_EPS);
+        double fd = (4.0 * d2 - d1) / 3.0;
+        double an = (double)t->g[i];
+        num += (fd - an) * (fd - an);
+        dfd += fd * fd;
+        dan += an * an;
+    }
+    double den = sqrt(dfd > dan ? dfd : dan);
+    *gnorm = den;
+    return den > 0.0 ? sqrt(num) / den : sqrt(num);
+}
+
+static void fd_check(void *ctx, loss_fn f, const fdt *ts, size_t nt, const char *layer) {
+    rd_rng r;
+    rd_rng_seed(&r, 1234);
+    double worst = 0.0;
+    for (size_t i = 0; i < nt; i++) {
+        double gnorm = 0.0;
+        double rel = fd_rel_error(ctx, f, &ts[i], &r, &gnorm);
+        if (!(rel < FD_TOL) || !(gnorm > 1e-6))
+            fail_msg("%s: d/d%s: FD relative error %.3g (tolerance %.0e), |g| = %.3g", layer,
+                     ts[i].name, rel, FD_TOL, gnorm);
+        worst = rel > worst ? rel : worst;
+    }
+    print_message("FD %-26s %2zu tensors, worst relative error %.2e\n", layer, nt, worst);
+    f(ctx); // leave the activations of the unperturbed point to the caller
+}
+
+// max |a - b| <= tol * max(max |b|, 1e-3)
+static void assert_close(const float *a, const float *b, size_t n, float tol, const char *what) {
+    float mx = 1e-3f, err = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i]))
+            fail_msg("%s: non-finite value at %zu (%g vs %g)", what, i, (double)a[i], (double)b[i]);
+        float d = fabsf(a[i] - b[i]);
+        err = d > err ? d : err;
+        mx = fabsf(b[i]) > mx ? fabsf(b[i]) : mx;
+    }
+    if (!(err <= tol * mx))
+        fail_msg("%s: max abs difference %.3g > %.1g * %.3g", what, (double)err, (double)tol,
+                 (double)mx);
+}
+
+static int all_zero(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != 0.0f)
+            return 0;
+    return 1;
+}
+
+#define NB_TOL 1e-4f // naive vs BLAS: different summation orders only
+
+// ---------------------------------------------------------------------------------------------
+// Linear
+
+typedef struct lin_ctx {
+    size_t BT, C, OC;
+    float *inp, *w, *b, *out, *wout;
+} lin_ctx;
+
+static double lin_loss(void *p) {
+    lin_ctx *c = p;
+    rd_linear_forward(c->out, c->inp, c->w, c->b, c->BT, c->C, c->OC);
+    return dotw(c->out, c->wout, c->BT * c->OC);
+}
+
+static void test_linear(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 14);
+    rd_rng r;
+    rd_rng_seed(&r, 1);
+    lin_ctx c = {.BT = 7, .C = 13, .OC = 5};
+    c.inp = rnd(&A, &r, c.BT * c.C, 1.0f);
+    c.w = rnd(&A, &r, c.OC * c.C, 0.3f);
+    c.b = rnd(&A, &r, c.OC, 0.1f);
+    c.out = take(&A, c.BT * c.OC);
+    c.wout = rnd(&A, &r, c.BT * c.OC, 1.0f);
+    float *dinp = take(&A, c.BT * c.C), *dw = take(&A, c.OC * c.C), *db = take(&A, c.OC);
+    lin_loss(&c);
+    rd_linear_backward(dinp, dw, db, c.wout, c.inp, c.w, c.BT, c.C, c.OC);
+    fdt ts[] = {{"inp", c.inp, dinp, c.BT * c.C}, {"w", c.w, dw, c.OC * c.C}, {"b", c.b, db, c.OC}};
+    fd_check(&c, lin_loss, ts, 3, "linear");
+
+    // Naive twin: forward, then backward accumulated twice (+= semantics) on both sides.
+    float *out_n = take(&A, c.BT * c.OC);
+    rd_linear_forward_naive(out_n, c.inp, c.w, c.b, c.BT, c.C, c.OC);
+    assert_close(c.out, out_n, c.BT * c.OC, NB_TOL, "linear forward vs naive");
+    float *dinp_n = take(&A, c.BT * c.C), *dw_n = take(&A, c.OC * c.C), *db_n = take(&A, c.OC);
+    for (int k = 0; k < 2; k++)
+        rd_linear_backward_naive(dinp_n, dw_n, db_n, c.wout, c.inp, c.w, c.BT, c.C, c.OC);
+    rd_linear_backward(dinp, dw, db, c.wout, c.inp, c.w, c.BT, c.C, c.OC);
+    assert_close(dinp, dinp_n, c.BT * c.C, NB_TOL, "linear dinp vs naive");
+    assert_close(dw, dw_n, c.OC * c.C, NB_TOL, "linear dweight vs naive");
+    assert_close(db, db_n, c.OC, NB_TOL, "linear dbias vs naive");
+
+    // No bias, no dinp (frozen input): the weight gradient is unchanged.
+    rd_linear_forward(c.out, c.inp, c.w, NULL, c.BT, c.C, c.OC);
+    rd_linear_forward_naive(out_n, c.inp, c.w, NULL, c.BT, c.C, c.OC);
+    assert_close(c.out, out_n, c.BT * c.OC, NB_TOL, "linear forward without bias");
+    memset(dw, 0, c.OC * c.C * sizeof(float));
+    memset(dw_n, 0, c.OC * c.C * sizeof(float));
+    rd_linear_backward(NULL, dw, NULL, c.wout, c.inp, c.w, c.BT, c.C, c.OC);
+    rd_linear_backward_naive(NULL, dw_n, NULL, c.wout, c.inp, c.w, c.BT, c.C, c.OC);
+    assert_close(dw, dw_n, c.OC * c.C, NB_TOL, "linear dweight without dinp");
+    arena_free(&A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations
+
+typedef struct act_ctx {
+    size_t N;
+    int kind;
+    float *inp, *out, *wout;
+} act_ctx;
+
+static double act_loss(void *p) {
+    act_ctx *c = p;
+    rd_act_forward(c->out, c->inp, c->N, c->kind);
+    return dotw(c->out, c->wout, c->N);
+}
+
+static void test_activations(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 16);
+    rd_rng r;
+    rd_rng_seed(&r, 2);
+    const int kinds[] = {RD_ACT_RELU, RD_ACT_GELU, RD_ACT_SIGMOID, RD_ACT_NONE};
+    for (int k = 0; k < 4; k++) {
+        act_ctx c = {.N = 67, .kind = kinds[k]};
+        c.inp = rnd(&A, &r, c.N, 1.5f);
+        for (size_t i = 0; i < c.N; i++) // keep ReLU's kink out of the FD steps
+            if (fabsf(c.inp[i]) < 0.2f)
+                c.inp[i] = 0.5f;
+        c.out = take(&A, c.N);
+        c.wout = rnd(&A, &r, c.N, 1.0f);
+        float *dinp = take(&A, c.N);
+        act_loss(&c);
+        rd_act_backward(dinp, c.wout, c.inp, c.out, c.N, c.kind);
+        fdt t = {"inp", c.inp, dinp, c.N};
+        fd_check(&c, act_loss, &t, 1, rd_act_name(c.kind));
+    }
+    // Fast vs libm over a wide range including saturation; no NaN or Inf anywhere.
+    size_t N = 4001;
+    float *x = take(&A, N), *a = take(&A, N), *b = take(&A, N);
+    for (size_t i = 0; i < N; i++)
+        x[i] = -100.0f + 200.0f * (float)i / (float)(N - 1);
+    x[0] = -1000.0f;
+    x[N - 1] = 1000.0f;
+    rd_sigmoid_forward(a, x, N);
+    rd_sigmoid_forward_naive(b, x, N);
+    for (size_t i = 0; i < N; i++)
+        assert_true(fabsf(a[i] - b[i]) <= 1e-6f * fabsf(b[i]) + 1e-30f);
+    rd_gelu_forward(a, x, N);
+    rd_gelu_forward_naive(b, x, N);
+    assert_close(a, b, N, 1e-6f, "gelu vs naive");
+    memset(a, 0, N * sizeof(float));
+    memset(b, 0, N * sizeof(float));
+    float *ones = take(&A, N);
+    for (size_t i = 0; i < N; i++)
+        ones[i] = 1.0f;
+    rd_gelu_backward(a, ones, x, N);
+    rd_gelu_backward_naive(b, ones, x, N);
+    assert_close(a, b, N, 1e-5f, "gelu backward vs naive");
+    rd_blas_set_threads(1);
+    assert_int_equal(rd_blas_get_threads(), 1);
+    rd_act_kind kind;
+    assert_int_equal(rd_act_parse("gelu", &kind), 0);
+    assert_int_equal(kind, RD_ACT_GELU);
+    assert_true(rd_act_parse("tanh", &kind) < 0);
+    arena_free(&A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer norm
+
+typedef struct ln_ctx {
+    size_t BT, C;
+    float *inp, *w, *b, *out, *mean, *rstd, *wout;
+} ln_ctx;
+
+static double ln_loss(void *p) {
+    ln_ctx *c = p;
+    rd_layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->BT, c->C);
+    return dotw(c->out, c->wout, c->BT * c->C);
+}
+
+static void test_layernorm(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 13);
+    rd_rng r;
+    rd_rng_seed(&r, 3);
+    ln_ctx c = {.BT = 5, .C = 12};
+    c.inp = rnd(&A, &r, c.BT * c.C, 2.0f);
+    c.w = rnd(&A, &r, c.C, 0.2f);
+    for (size_t i = 0; i < c.C; i++)
+        c.w[i] += 1.0f;
+    c.b = rnd(&A, &r, c.C, 0.2f);
+    c.out = take(&A, c.BT * c.C);
+    c.mean = take(&A, c.BT);
+    c.rstd = take(&A, c.BT);
+    c.wout = rnd(&A, &r, c.BT * c.C, 1.0f);
+    float *dinp = take(&A, c.BT * c.C), *dw = take(&A, c.C), *db = take(&A, c.C);
+    ln_loss(&c);
+    // Normalised rows have mean bias-free 0 and variance 1 before the affine part.
+    for (size_t bt = 0; bt < c.BT; bt++) {
+        double m = 0.0;
+        for (size_t i = 0; i < c.C; i++)
+            m += (double)((c.out[bt * c.C + i] - c.b[i]) / c.w[i]);
+        assert_true(fabs(m / (double)c.C) < 1e-5);
+    }
+    rd_layernorm_backward(dinp, dw, db, c.wout, c.inp, c.w, c.mean, c.rstd, c.BT, c.C);
+    fdt ts[] = {{"inp", c.inp, dinp, c.BT * c.C}, {"w", c.w, dw, c.C}, {"b", c.b, db, c.C}};
+    fd_check(&c, ln_loss, ts, 3, "layernorm");
+    arena_free(&A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedding pooling
+
+typedef struct emb_ctx {
+    size_t B, S, U, D;
+    int pooling;
+    const int32_t *idx;
+    float *rows, *out, *wout;
+} emb_ctx;
+
+static double emb_loss(void *p) {
+    emb_ctx *c = p;
+    rd_embedding_pool_forward(c->out, c->rows, c->idx, c->B, c->S, c->U, c->D, c->pooling);
+    return dotw(c->out, c->wout, c->B * c->D);
+}
+
+static void test_embedding_pool(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 12);
+    enum { B = 3, S = 3, U = 6, D = 4 };
+    const int32_t idx[B * S] = {0, 2, -1, -1, -1, -1, 5, 5, 1};
+    float *rows = take(&A, U * D), *out = take(&A, B * D);
+    for (size_t u = 0; u < U; u++)
+        for (size_t i = 0; i < D; i++)
+            rows[u * D + i] = (float)(u * 10 + i);
+    rd_embedding_pool_forward(out, rows, idx, B, S, U, D, RD_POOL_SUM);
+    for (size_t i = 0; i < D; i++) {
+        assert_true(out[i] == rows[i] + rows[2 * D + i]);
+        assert_true(out[D + i] == 0.0f); // all slots empty
+        assert_true(out[2 * D + i] == 2.0f * rows[5 * D + i] + rows[D + i]);
+    }
+    rd_embedding_pool_forward(out, rows, idx, B, S, U, D, RD_POOL_MEAN);
+    for (size_t i = 0; i < D; i++) {
+        assert_true(fabsf(out[i] - (rows[i] + rows[2 * D + i]) / 2.0f) < 1e-5f);
+        assert_true(out[D + i] == 0.0f);
+        assert_true(fabsf(out[2 * D + i] - (2.0f * rows[5 * D + i] + rows[D + i]) / 3.0f) < 1e-4f);
+    }
+    // Scatter-add: with dout = 1 the gradient of a row counts its (weighted) uses.
+    float *ones = take(&A, B * D), *drows = take(&A, U * D);
+    for (size_t i = 0; i < B * D; i++)
+        ones[i] = 1.0f;
+    rd_embedding_pool_backward(drows, ones, idx, B, S, U, D, RD_POOL_SUM);
+    const float cnt_sum[U] = {1, 1, 1, 0, 0, 2};
+    for (size_t u = 0; u < U; u++)
+        assert_true(drows[u * D] == cnt_sum[u]);
+    memset(drows, 0, U * D * sizeof(float));
+    rd_embedding_pool_backward(drows, ones, idx, B, S, U, D, RD_POOL_MEAN);
+    const float cnt_mean[U] = {0.5f, 1.0f / 3.0f, 0.5f, 0, 0, 2.0f / 3.0f};
+    for (size_t u = 0; u < U; u++)
+        assert_true(fabsf(drows[u * D + 3] - cnt_mean[u]) < 1e-6f);
+    // FD through both poolings.
+    rd_rng r;
+    rd_rng_seed(&r, 4);
+    for (int pooling = RD_POOL_SUM; pooling <= RD_POOL_MEAN; pooling++) {
+        emb_ctx c = {
+            B, S, U, D, pooling, idx, rnd(&A, &r, U * D, 1.0f), out, rnd(&A, &r, B * D, 1)};
+        memset(drows, 0, U * D * sizeof(float));
+        emb_loss(&c);
+        rd_embedding_pool_backward(drows, c.wout, idx, B, S, U, D, pooling);
+        fdt t = {"rows", c.rows, drows, U * D};
+        fd_check(&c, emb_loss, &t, 1, pooling == RD_POOL_SUM ? "pool sum" : "pool mean");
+    }
+    arena_free(&A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concat
+
+static void test_concat(void **state) {
+    (void)state;
+    const float a[2 * 2] = {1, 2, 3, 4}, b[2 * 3] = {5, 6, 7, 8, 9, 10};
+    const float *inps[2] = {a, b};
+    const size_t widths[2] = {2, 3};
+    float out[2 * 5];
+    rd_concat_forward(out, inps, widths, 2, 2);
+    const float want[10] = {1, 2, 5, 6, 7, 3, 4, 8, 9, 10};
+    assert_memory_equal(out, want, sizeof want);
+    float da[4] = {0}, db[6] = {1, 1, 1, 1, 1, 1};
+    float *dinps[2] = {da, NULL}; // second block frozen
+    rd_concat_backward(dinps, want, widths, 2, 2);
+    assert_memory_equal(da, a, sizeof da);
+    dinps[1] = db;
+    dinps[0] = NULL;
+    rd_concat_backward(dinps, want, widths, 2, 2);
+    for (size_t i = 0; i < 6; i++)
+        assert_true(db[i] == b[i] + 1.0f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Self-attention
+
+typedef struct attn_ctx {
+    size_t B, T, C, NH;
+    int causal;
+    const float *mask;
+    float *qkv, *out, *att, *wout;
+} attn_ctx;
+
+static double attn_loss(void *p) {
+    attn_ctx *c = p;
+    rd_attention_forward(c->out, c->att, c->qkv, c->mask, c->B, c->T, c->C, c->NH, c->causal);
+    return dotw(c->out, c->wout, c->B * c->T * c->C);
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 15);
+    rd_rng r;
+    rd_rng_seed(&r, 5);
+    enum { B = 3, T = 5, C = 8, NH = 2 };
+    // Example 0 all valid, example 1 with padding, example 2 fully padded.
+    const float mask[B * T] = {1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0};
+    for (int causal = 0; causal <= 1; causal++) {
+        attn_ctx c = {B, T, C, NH, causal, mask, NULL, NULL, NULL, NULL};
+        c.qkv = rnd(&A, &r, B * T * 3 * C, 0.8f);
+        c.out = take(&A, B * T * C);
+        c.att = take(&A, B * NH * T * T);
+        c.wout = rnd(&A, &r, B * T * C, 1.0f);
+        float *dqkv = take(&A, B * T * 3 * C), *scratch = take(&A, T * T);
+        attn_loss(&c);
+        // Probabilities: rows sum to 1 over visible keys, 0 on hidden ones, fully padded -> 0.
+        for (size_t b = 0; b < B; b++)
+            for (size_t h = 0; h < NH; h++)
+                for (size_t i = 0; i < T; i++) {
+                    const float *row = c.att + ((b * NH + h) * T + i) * T;
+                    float sum = 0.0f;
+                    int any = 0;
+                    for (size_t j = 0; j < T; j++) {
+                        int vis = mask[b * T + j] != 0.0f && (!causal || j <= i);
+                        any |= vis;
+                        if (!vis)
+                            assert_true(row[j] == 0.0f);
+                        sum += row[j];
+                    }
+                    assert_true(any ? fabsf(sum - 1.0f) < 1e-5f : sum == 0.0f);
+                }
+        assert_true(all_zero(c.out + 2 * T * C, T * C));
+        rd_attention_backward(dqkv, scratch, c.wout, c.qkv, c.att, mask, B, T, C, NH, causal);
+        assert_true(all_zero(dqkv + 2 * T * 3 * C, T * 3 * C));
+        fdt t = {"qkv", c.qkv, dqkv, B * T * 3 * C};
+        fd_check(&c, attn_loss, &t, 1, causal ? "causal attention" : "attention");
+
+        float *out_n = take(&A, B * T * C), *att_n = take(&A, B * NH * T * T);
+        rd_attention_forward_naive(out_n, att_n, c.qkv, mask, B, T, C, NH, causal);
+        assert_close(c.out, out_n, B * T * C, NB_TOL, "attention out vs naive");
+        assert_close(c.att, att_n, B * NH * T * T, NB_TOL, "attention probabilities vs naive");
+        float *dqkv_n = take(&A, B * T * 3 * C);
+        memset(dqkv, 0, B * T * 3 * C * sizeof(float));
+        rd_attention_backward(dqkv, scratch, c.wout, c.qkv, c.att, mask, B, T, C, NH, causal);
+        rd_attention_backward_naive(dqkv_n, scratch, c.wout, c.qkv, att_n, mask, B, T, C, NH,
+                                    causal);
+        assert_close(dqkv, dqkv_n, B * T * 3 * C, NB_TOL, "attention dqkv vs naive");
+    }
+    // Without a mask every key is visible: same as an all-ones mask.
+    float *qkv = rnd(&A, &r, B * T * 3 * C, 1.0f), *o1 = take(&A, B * T * C);
+    float *o2 = take(&A, B * T * C), *att = take(&A, B * NH * T * T);
+    float ones[B * T];
+    for (size_t i = 0; i < B * T; i++)
+        ones[i] = 1.0f;
+    rd_attention_forward(o1, att, qkv, NULL, B, T, C, NH, 0);
+    rd_attention_forward(o2, att, qkv, ones, B, T, C, NH, 0);
+    assert_memory_equal(o1, o2, B * T * C * sizeof(float));
+    arena_free(&A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Target attention
+
+typedef struct tattn_ctx {
+    size_t B, T, C, NH;
+    const float *mask;
+    float *q, *kv, *out, *att, *wout;
+} tattn_ctx;
+
+static double tattn_loss(void *p) {
+    tattn_ctx *c = p;
+    rd_target_attention_forward(c->out, c->att, c->q, c->kv, c->mask, c->B, c->T, c->C, c->NH);
+    return dotw(c->out, c->wout, c->B * c->C);
+}
+
+static void test_target_attention(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 14);
+    rd_rng r;
+    rd_rng_seed(&r, 6);
+    enum { B = 3, T = 6, C = 8, NH = 2 };
+    const float mask[B * T] = {1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+    tattn_ctx c = {B, T, C, NH, mask, NULL, NULL, NULL, NULL, NULL};
+    c.q = rnd(&A, &r, B * C, 1.0f);
+    c.kv = rnd(&A, &r, B * T * 2 * C, 1.0f);
+    c.out = take(&A, B * C);
+    c.att = take(&A, B * NH * T);
+    c.wout = rnd(&A, &r, B * C, 1.0f);
+    float *dq = take(&A, B * C), *dkv = take(&A, B * T * 2 * C), *scratch = take(&A, T);
+    tattn_loss(&c);
+    assert_true(all_zero(c.out + 2 * C, C)); // fully padded example
+    rd_target_attention_backward(dq, dkv, scratch, c.wout, c.q, c.kv, c.att, mask, B, T, C, NH);
+    fdt ts[] = {{"q", c.q, dq, B * C}, {"kv", c.kv, dkv, B * T * 2 * C}};
+    fd_check(&c, tattn_loss, ts, 2, "target attention");
+
+    float *out_n = take(&A, B * C), *att_n = take(&A, B * NH * T);
+    rd_target_attention_forward_naive(out_n, att_n, c.q, c.kv, mask, B, T, C, NH);
+    assert_close(c.out, out_n, B * C, NB_TOL, "target attention out vs naive");
+    assert_close(c.att, att_n, B * NH * T, NB_TOL, "target attention probabilities vs naive");
+    float *dq_n = take(&A, B * C), *dkv_n = take(&A, B * T * 2 * C);
+    rd_target_attention_backward_naive(dq_n, dkv_n, scratch, c.wout, c.q, c.kv, att_n, mask, B, T,
+                                       C, NH);
+    assert_close(dq, dq_n, B * C, NB_TOL, "target attention dq vs naive");
+    assert_close(dkv, dkv_n, B * T * 2 * C, NB_TOL, "target attention dkv vs naive");
+    arena_free(&A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Masked mean
+
+typedef struct mm_ctx {
+    size_t B, T, C;
+    const float *mask;
+    float *inp, *out, *wout;
+} mm_ctx;
+
+static double mm_loss(void *p) {
+    mm_ctx *c = p;
+    rd_masked_mean_forward(c->out, c->inp, c->mask, c->B, c->T, c->C);
+    return dotw(c->out, c->wout, c->B * c->C);
+}
+
+static void test_masked_mean(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 12);
+    rd_rng r;
+    rd_rng_seed(&r, 7);
+    enum { B = 3, T = 4, C = 3 };
+    const float mask[B * T] = {1, 1, 1, 1, 0, 1, 0, 1, 0, 0, 0, 0};
+    mm_ctx c = {
+        B, T, C, mask, rnd(&A, &r, B * T * C, 1.0f), take(&A, B * C), rnd(&A, &r, B * C, 1)};
+    mm_loss(&c);
+    for (size_t i = 0; i < C; i++)
+        assert_true(fabsf(c.out[C + i] - (c.inp[(T + 1) * C + i] + c.inp[(T + 3) * C + i]) / 2.0f) <
+                    1e-6f);
+    assert_true(all_zero(c.out + 2 * C, C));
+    float *dinp = take(&A, B * T * C);
+    rd_masked_mean_backward(dinp, c.wout, mask, B, T, C);
+    fdt t = {"inp", c.inp, dinp, B * T * C};
+    fd_check(&c, mm_loss, &t, 1, "masked mean");
+    arena_free(&A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Losses
+
+typedef struct loss_ctx {
+    size_t B;
+    float T;
+    int distill;
+    float *z, *y, *zt, *losses, *wout;
+} loss_ctx;
+
+static double loss_loss(void *p) {
+    loss_ctx *c = p;
+    if (c->distill)
+        rd_distill_bce_forward(c->losses, c->z, c->zt, c->T, c->B);
+    else
+        rd_bce_logits_forward(c->losses, c->z, c->y, c->B);
+    return dotw(c->losses, c->wout, c->B);
+}
+
+static void test_losses(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 12);
+    rd_rng r;
+    rd_rng_seed(&r, 8);
+    enum { B = 9 };
+    loss_ctx c = {B, 2.0f, 0, NULL, NULL, NULL, NULL, NULL};
+    c.z = rnd(&A, &r, B, 2.0f);
+    c.y = take(&A, B);
+    for (size_t b = 0; b < B; b++)
+        c.y[b] = (float)(b % 2);
+    c.zt = rnd(&A, &r, B, 2.0f);
+    c.losses = take(&A, B);
+    c.wout = rnd(&A, &r, B, 1.0f);
+    float *dz = take(&A, B);
+    for (c.distill = 0; c.distill <= 1; c.distill++) {
+        memset(dz, 0, B * sizeof(float));
+        loss_loss(&c);
+        if (c.distill)
+            rd_distill_bce_backward(dz, c.wout, c.z, c.zt, c.T, B);
+        else
+            rd_bce_logits_backward(dz, c.wout, c.z, c.y, B);
+        fdt t = {"logits", c.z, dz, B};
+        fd_check(&c, loss_loss, &t, 1, c.distill ? "distill bce" : "bce");
+    }
+    // Known values and extremes.
+    float z[4] = {0.0f, 100.0f, -100.0f, 30.0f}, y[4] = {1, 0, 0, 1}, l[4];
+    rd_bce_logits_forward(l, z, y, 4);
+    assert_true(fabsf(l[0] - logf(2.0f)) < 1e-6f);
+    assert_true(fabsf(l[1] - 100.0f) < 1e-4f);
+    assert_true(l[2] >= 0.0f && l[2] < 1e-30f);
+    assert_true(l[3] >= 0.0f && l[3] < 1e-12f);
+    float g[4] = {0}, ones[4] = {1, 1, 1, 1};
+    rd_bce_logits_backward(g, ones, z, y, 4);
+    assert_true(fabsf(g[0] + 0.5f) < 1e-6f && fabsf(g[1] - 1.0f) < 1e-6f && fabsf(g[2]) < 1e-30f);
+    // Distillation at T = 1 is BCE against the soft label sigma(z_t); zero gradient at z = z_t.
+    float zt[4] = {0.3f, -2.0f, 4.0f, 30.0f}, soft[4], ld[4], lb[4];
+    for (int i = 0; i < 4; i++)
+        soft[i] = 1.0f / (1.0f + expf(-zt[i]));
+    rd_distill_bce_forward(ld, z, zt, 1.0f, 4);
+    rd_bce_logits_forward(lb, z, soft, 4);
+    assert_close(ld, lb, 4, 1e-6f, "distill at T=1 vs soft-label BCE");
+    memset(g, 0, sizeof g);
+    rd_distill_bce_backward(g, ones, zt, zt, 3.0f, 4);
+    for (int i = 0; i < 4; i++)
+        assert_true(fabsf(g[i]) < 1e-6f);
+    arena_free(&A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DIN
+
+typedef struct din_ctx {
+    rd_seq_dims d;
+    const float *mask;
+    float *q, *k, *out, *wout;
+    rd_din_weights w;
+    rd_din_acts a;
+    int naive;
+} din_ctx;
+
+static void din_alloc(arena *A,
+                      rd_rng *r,
+                      const rd_seq_dims *d,
+                      rd_din_weights *w,
+                      rd_din_weights *dw,
+                      rd_din_acts *a,
+                      rd_din_scratch *s) {
+    size_t B = d->B, T = d->T, C = d->C, H = d->H;
+    w->w1 = rnd(A, r, H * 4 * C, 0.4f);
+    w->b1 = rnd(A, r, H, 0.1f);
+    w->w2 = rnd(A, r, H, 0.5f);
+    w->b2 = rnd(A, r, 1, 0.1f);
+    dw->w1 = take(A, H * 4 * C);
+    dw->b1 = take(A, H);
+    dw->w2 = take(A, H);
+    dw->b2 = take(A, 1);
+    a->feat = take(A, B * T * 4 * C);
+    a->hid = take(A, B * T * H);
+    a->hid_act = take(A, B * T * H);
+    a->score = take(A, B * T);
+    a->att = take(A, B * T);
+    s->dfeat = take(A, B * T * 4 * C);
+    s->dhid = take(A, B * T * H);
+    s->dhid_act = take(A, B * T * H);
+    s->dscore = take(A, B * T);
+}
+
+static double din_loss(void *p) {
+    din_ctx *c = p;
+    if (c->naive)
+        rd_din_forward_naive(c->out, &c->a, c->q, c->k, c->mask, &c->w, &c->d);
+    else
+        rd_din_forward(c->out, &c->a, c->q, c->k, c->mask, &c->w, &c->d);
+    return dotw(c->out, c->wout, c->d.B * c->d.C);
+}
+
+static void test_din(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 16);
+    rd_rng r;
+    rd_rng_seed(&r, 9);
+    rd_seq_dims d = {.B = 3, .T = 4, .C = 4, .NH = 1, .H = 6, .act = RD_ACT_GELU};
+    const float mask[12] = {1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0};
+    din_ctx c = {.d = d, .mask = mask};
+    rd_din_weights dw;
+    rd_din_scratch s;
+    din_alloc(&A, &r, &d, &c.w, &dw, &c.a, &s);
+    c.q = rnd(&A, &r, d.B * d.C, 1.0f);
+    c.k = rnd(&A, &r, d.B * d.T * d.C, 1.0f);
+    c.out = take(&A, d.B * d.C);
+    c.wout = rnd(&A, &r, d.B * d.C, 1.0f);
+    float *dq = take(&A, d.B * d.C), *dk = take(&A, d.B * d.T * d.C);
+    din_loss(&c);
+    assert_true(all_zero(c.out + 2 * d.C, d.C));
+    rd_din_backward(dq, dk, &dw, &s, c.wout, c.q, c.k, mask, &c.a, &c.w, &d);
+    fdt ts[] = {{"q", c.q, dq, d.B * d.C},
+                {"k", c.k, dk, d.B * d.T * d.C},
+                {"w1", c.w.w1, dw.w1, d.H * 16},
+                {"b1", c.w.b1, dw.b1, d.H},
+                {"w2", c.w.w2, dw.w2, d.H}};
+    fd_check(&c, din_loss, ts, 5, "din");
+    // b2 shifts every score equally: softmax removes it, so its gradient must be exactly 0.
+    assert_true(fabsf(dw.b2[0]) < 1e-6f);
+
+    // Naive twin.
+    float *out_b = take(&A, d.B * d.C);
+    memcpy(out_b, c.out, d.B * d.C * sizeof(float));
+    rd_din_weights dw_n;
+    rd_din_acts a_n;
+    rd_din_scratch s_n;
+    rd_din_weights w_save = c.w;
+    din_alloc(&A, &r, &d, &c.w, &dw_n, &a_n, &s_n);
+    c.w = w_save;
+    c.a = a_n;
+    c.naive = 1;
+    din_loss(&c);
+    assert_close(c.out, out_b, d.B * d.C, NB_TOL, "din out vs naive");
+    float *dq_n = take(&A, d.B * d.C), *dk_n = take(&A, d.B * d.T * d.C);
+    rd_din_backward_naive(dq_n, dk_n, &dw_n, &s_n, c.wout, c.q, c.k, mask, &a_n, &c.w, &d);
+    assert_close(dq, dq_n, d.B * d.C, NB_TOL, "din dq vs naive");
+    assert_close(dk, dk_n, d.B * d.T * d.C, NB_TOL, "din dk vs naive");
+    assert_close(dw.w1, dw_n.w1, d.H * 16, NB_TOL, "din dw1 vs naive");
+    arena_free(&A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transformer block
+
+typedef struct tb_ctx {
+    rd_seq_dims d;
+    const float *mask;
+    float *inp, *out, *wout;
+    rd_tblock_weights w;
+    rd_tblock_acts a;
+    int naive;
+} tb_ctx;
+
+static void tb_weights(arena *A, rd_rng *r, size_t C, rd_tblock_weights *w, int random) {
+    float s = random ? 1.0f : 0.0f;
+    w->ln1w = rnd(A, r, C, 0.1f * s);
+    w->ln1b = rnd(A, r, C, 0.1f * s);
+    w->qkvw = rnd(A, r, 3 * C * C, 0.3f * s);
+    w->qkvb = rnd(A, r, 3 * C, 0.1f * s);
+    w->projw = rnd(A, r, C * C, 0.3f * s);
+    w->projb = rnd(A, r, C, 0.1f * s);
+    w->ln2w = rnd(A, r, C, 0.1f * s);
+    w->ln2b = rnd(A, r, C, 0.1f * s);
+    w->fcw = rnd(A, r, 4 * C * C, 0.3f * s);
+    w->fcb = rnd(A, r, 4 * C, 0.1f * s);
+    w->fcprojw = rnd(A, r, 4 * C * C, 0.2f * s);
+    w->fcprojb = rnd(A, r, C, 0.1f * s);
+    if (random)
+        for (size_t i = 0; i < C; i++) {
+            w->ln1w[i] += 1.0f;
+            w->ln2w[i] += 1.0f;
+        }
+}
+
+static void tb_acts(arena *A, const rd_seq_dims *d, rd_tblock_acts *a) {
+    size_t BT = d->B * d->T, C = d->C;
+    a->ln1 = take(A, BT * C);
+    a->ln1_mean = take(A, BT);
+    a->ln1_rstd = take(A, BT);
+    a->qkv = take(A, BT * 3 * C);
+    a->att = take(A, d->B * d->NH * d->T * d->T);
+    a->atty = take(A, BT * C);
+    a->res = take(A, BT * C);
+    a->ln2 = take(A, BT * C);
+    a->ln2_mean = take(A, BT);
+    a->ln2_rstd = take(A, BT);
+    a->fch = take(A, BT * 4 * C);
+    a->fch_act = take(A, BT * 4 * C);
+}
+
+static void tb_scratch(arena *A, const rd_seq_dims *d, rd_tblock_scratch *s) {
+    size_t BT = d->B * d->T, C = d->C;
+    s->dres = take(A, BT * C);
+    s->dln = take(A, BT * C);
+    s->dqkv = take(A, BT * 3 * C);
+    s->datty = take(A, BT * C);
+    s->dfch = take(A, BT * 4 * C);
+    s->dfch_act = take(A, BT * 4 * C);
+    s->datt = take(A, d->T * d->T);
+}
+
+static double tb_loss(void *p) {
+    tb_ctx *c = p;
+    if (c->naive)
+        rd_tblock_forward_naive(c->out, &c->a, c->inp, c->mask, &c->w, &c->d);
+    else
+        rd_tblock_forward(c->out, &c->a, c->inp, c->mask, &c->w, &c->d);
+    return dotw(c->out, c->wout, c->d.B * c->d.T * c->d.C);
+}
+
+static void test_tblock(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 17);
+    rd_rng r;
+    rd_rng_seed(&r, 10);
+    const float mask[2 * 5] = {1, 1, 1, 1, 1, 1, 1, 0, 1, 0};
+    for (int causal = 0; causal <= 1; causal++) {
+        rd_seq_dims d = {.B = 2, .T = 5, .C = 8, .NH = 2, .causal = causal, .act = RD_ACT_GELU};
+        size_t C = d.C, BT = d.B * d.T;
+        tb_ctx c = {.d = d, .mask = mask};
+        tb_weights(&A, &r, C, &c.w, 1);
+        rd_tblock_weights dw;
+        tb_weights(&A, &r, C, &dw, 0);
+        tb_acts(&A, &d, &c.a);
+        rd_tblock_scratch s;
+        tb_scratch(&A, &d, &s);
+        c.inp = rnd(&A, &r, BT * C, 1.0f);
+        c.out = take(&A, BT * C);
+        c.wout = rnd(&A, &r, BT * C, 1.0f);
+        float *dinp = take(&A, BT * C);
+        tb_loss(&c);
+        rd_tblock_backward(dinp, &dw, &s, c.wout, c.inp, mask, &c.a, &c.w, &d);
+        fdt ts[] = {
+            {"inp", c.inp, dinp, BT * C},           {"ln1w", c.w.ln1w, dw.ln1w, C},
+            {"ln1b", c.w.ln1b, dw.ln1b, C},         {"qkvw", c.w.qkvw, dw.qkvw, 3 * C * C},
+            {"qkvb", c.w.qkvb, dw.qkvb, 3 * C},     {"projw", c.w.projw, dw.projw, C * C},
+            {"projb", c.w.projb, dw.projb, C},      {"ln2w", c.w.ln2w, dw.ln2w, C},
+            {"ln2b", c.w.ln2b, dw.ln2b, C},         {"fcw", c.w.fcw, dw.fcw, 4 * C * C},
+            {"fcb", c.w.fcb, dw.fcb, 4 * C},        {"fcprojw", c.w.fcprojw, dw.fcprojw, 4 * C * C},
+            {"fcprojb", c.w.fcprojb, dw.fcprojb, C}};
+        fd_check(&c, tb_loss, ts, sizeof ts / sizeof ts[0],
+                 causal ? "causal transformer block" : "transformer block");
+
+        // Naive twin on the same weights.
+        float *out_b = take(&A, BT * C);
+        memcpy(out_b, c.out, BT * C * sizeof(float));
+        c.naive = 1;
+        tb_acts(&A, &d, &c.a);
+        tb_loss(&c);
+        assert_close(c.out, out_b, BT * C, NB_TOL, "tblock out vs naive");
+        rd_tblock_weights dw_n;
+        tb_weights(&A, &r, C, &dw_n, 0);
+        rd_tblock_scratch s_n;
+        tb_scratch(&A, &d, &s_n);
+        float *dinp_n = take(&A, BT * C);
+        rd_tblock_backward_naive(dinp_n, &dw_n, &s_n, c.wout, c.inp, mask, &c.a, &c.w, &d);
+        assert_close(dinp, dinp_n, BT * C, NB_TOL, "tblock dinp vs naive");
+        assert_close(dw.qkvw, dw_n.qkvw, 3 * C * C, NB_TOL, "tblock dqkvw vs naive");
+        assert_close(dw.fcw, dw_n.fcw, 4 * C * C, NB_TOL, "tblock dfcw vs naive");
+        assert_close(dw.ln1w, dw_n.ln1w, C, NB_TOL, "tblock dln1w vs naive");
+    }
+    arena_free(&A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request-query attention
+
+typedef struct ra_ctx {
+    rd_seq_dims d;
+    const float *mask;
+    float *x, *h, *out, *wout;
+    rd_reqattn_weights w;
+    rd_reqattn_acts a;
+    int naive;
+} ra_ctx;
+
+static void
+ra_weights(arena *A, rd_rng *r, const rd_seq_dims *d, rd_reqattn_weights *w, int random) {
+    float s = random ? 1.0f : 0.0f;
+    size_t C = d->C, E = d->E;
+    w->lnw = rnd(A, r, C, 0.1f * s);
+    w->lnb = rnd(A, r, C, 0.1f * s);
+    w->qw = rnd(A, r, C * E, 0.4f * s);
+    w->qb = rnd(A, r, C, 0.1f * s);
+    w->kvw = rnd(A, r, 2 * C * C, 0.4f * s);
+    w->kvb = rnd(A, r, 2 * C, 0.1f * s);
+    w->projw = rnd(A, r, C * C, 0.4f * s);
+    w->projb = rnd(A, r, C, 0.1f * s);
+    if (random)
+        for (size_t i = 0; i < C; i++)
+            w->lnw[i] += 1.0f;
+}
+
+static void ra_acts(arena *A, const rd_seq_dims *d, rd_reqattn_acts *a, rd_reqattn_scratch *s) {
+    size_t B = d->B, T = d->T, C = d->C;
+    a->ln = take(A, B * T * C);
+    a->ln_mean = take(A, B * T);
+    a->ln_rstd = take(A, B * T);
+    a->q = take(A, B * C);
+    a->kv = take(A, B * T * 2 * C);
+    a->att = take(A, B * d->NH * T);
+    a->o = take(A, B * C);
+    s->dln = take(A, B * T * C);
+    s->dkv = take(A, B * T * 2 * C);
+    s->dq = take(A, B * C);
+    s->do_ = take(A, B * C);
+    s->dp = take(A, T);
+}
+
+static double ra_loss(void *p) {
+    ra_ctx *c = p;
+    if (c->naive)
+        rd_reqattn_forward_naive(c->out, &c->a, c->x, c->h, c->mask, &c->w, &c->d);
+    else
+        rd_reqattn_forward(c->out, &c->a, c->x, c->h, c->mask, &c->w, &c->d);
+    return dotw(c->out, c->wout, c->d.B * c->d.C);
+}
+
+static void test_reqattn(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 15);
+    rd_rng r;
+    rd_rng_seed(&r, 11);
+    rd_seq_dims d = {.B = 2, .T = 5, .C = 8, .NH = 2, .E = 6};
+    const float mask[10] = {1, 1, 0, 1, 1, 0, 1, 1, 0, 0};
+    ra_ctx c = {.d = d, .mask = mask};
+    ra_weights(&A, &r, &d, &c.w, 1);
+    rd_reqattn_weights dw;
+    ra_weights(&A, &r, &d, &dw, 0);
+    rd_reqattn_scratch s;
+    ra_acts(&A, &d, &c.a, &s);
+    c.x = rnd(&A, &r, d.B * d.E, 1.0f);
+    c.h = rnd(&A, &r, d.B * d.T * d.C, 1.0f);
+    c.out = take(&A, d.B * d.C);
+    c.wout = rnd(&A, &r, d.B * d.C, 1.0f);
+    float *dx = take(&A, d.B * d.E), *dh = take(&A, d.B * d.T * d.C);
+    ra_loss(&c);
+    rd_reqattn_backward(dx, dh, &dw, &s, c.wout, c.x, c.h, mask, &c.a, &c.w, &d);
+    size_t C = d.C, E = d.E;
+    fdt ts[] = {{"x_req", c.x, dx, d.B * E},           {"h", c.h, dh, d.B * d.T * C},
+                {"lnw", c.w.lnw, dw.lnw, C},           {"lnb", c.w.lnb, dw.lnb, C},
+                {"qw", c.w.qw, dw.qw, C * E},          {"qb", c.w.qb, dw.qb, C},
+                {"kvw", c.w.kvw, dw.kvw, 2 * C * C},   {"kvb", c.w.kvb, dw.kvb, 2 * C},
+                {"projw", c.w.projw, dw.projw, C * C}, {"projb", c.w.projb, dw.projb, C}};
+    fd_check(&c, ra_loss, ts, sizeof ts / sizeof ts[0], "request attention");
+
+    float *out_b = take(&A, d.B * C);
+    memcpy(out_b, c.out, d.B * C * sizeof(float));
+    rd_reqattn_scratch s_n;
+    ra_acts(&A, &d, &c.a, &s_n);
+    c.naive = 1;
+    ra_loss(&c);
+    assert_close(c.out, out_b, d.B * C, NB_TOL, "reqattn out vs naive");
+    rd_reqattn_weights dw_n;
+    ra_weights(&A, &r, &d, &dw_n, 0);
+    float *dx_n = take(&A, d.B * E), *dh_n = take(&A, d.B * d.T * C);
+    rd_reqattn_backward_naive(dx_n, dh_n, &dw_n, &s_n, c.wout, c.x, c.h, mask, &c.a, &c.w, &d);
+    assert_close(dx, dx_n, d.B * E, NB_TOL, "reqattn dx vs naive");
+    assert_close(dh, dh_n, d.B * d.T * C, NB_TOL, "reqattn dh vs naive");
+    assert_close(dw.kvw, dw_n.kvw, 2 * C * C, NB_TOL, "reqattn dkvw vs naive");
+    arena_free(&A);
+}
+
+// ---------------------------------------------------------------------------------------------
+// MLP and two towers
+
+static void mlp_alloc(arena *A,
+                      rd_rng *r,
+                      const rd_mlp_shape *s,
+                      size_t B,
+                      rd_mlp_weights *w,
+                      rd_mlp_weights *dw,
+                      rd_mlp_acts *a) {
+    for (size_t i = 0; i < s->n; i++) {
+        size_t in = s->dims[i], out = s->dims[i + 1];
+        w->w[i] = rnd(A, r, out * in, 1.0f / sqrtf((float)in));
+        w->b[i] = rnd(A, r, out, 0.1f);
+        dw->w[i] = take(A, out * in);
+        dw->b[i] = take(A, out);
+        a->pre[i] = take(A, B * out);
+        int act = i + 1 < s->n ? s->act : s->act_last;
+        a->post[i] = act == RD_ACT_NONE ? a->pre[i] : take(A, B * out);
+    }
+}
+
+typedef struct mlp_ctx {
+    rd_mlp_shape s;
+    size_t B;
+    float *inp, *wout;
+    rd_mlp_weights w;
+    rd_mlp_acts a;
+    int naive;
+} mlp_ctx;
+
+static double mlp_loss(void *p) {
+    mlp_ctx *c = p;
+    if (c->naive)
+        rd_mlp_forward_naive(&c->a, c->inp, &c->w, &c->s, c->B);
+    else
+        rd_mlp_forward(&c->a, c->inp, &c->w, &c->s, c->B);
+    return dotw(rd_mlp_output(&c->a, &c->s), c->wout, c->B * c->s.dims[c->s.n]);
+}
+
+static void test_mlp(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 14);
+    rd_rng r;
+    rd_rng_seed(&r, 12);
+    for (int last = 0; last < 2; last++) {
+        mlp_ctx c = {.s = {.n = 3,
+                           .dims = {6, 7, 5, 3},
+                           .act = RD_ACT_GELU,
+                           .act_last = last ? RD_ACT_SIGMOID : RD_ACT_NONE},
+                     .B = 4};
+        rd_mlp_weights dw;
+        mlp_alloc(&A, &r, &c.s, c.B, &c.w, &dw, &c.a);
+        c.inp = rnd(&A, &r, c.B * 6, 1.0f);
+        c.wout = rnd(&A, &r, c.B * 3, 1.0f);
+        float *dinp = take(&A, c.B * 6);
+        rd_mlp_scratch sc = {take(&A, c.B * 7), take(&A, c.B * 7)};
+        mlp_loss(&c);
+        rd_mlp_backward(dinp, &dw, &sc, c.wout, c.inp, &c.a, &c.w, &c.s, c.B);
+        fdt ts[] = {{"inp", c.inp, dinp, c.B * 6}, {"w0", c.w.w[0], dw.w[0], 42},
+                    {"b0", c.w.b[0], dw.b[0], 7},  {"w1", c.w.w[1], dw.w[1], 35},
+                    {"w2", c.w.w[2], dw.w[2], 15}, {"b2", c.w.b[2], dw.b[2], 3}};
+        fd_check(&c, mlp_loss, ts, 6, "mlp");
+
+        float out_b[12];
+        memcpy(out_b, rd_mlp_output(&c.a, &c.s), sizeof out_b);
+        c.naive = 1;
+        mlp_loss(&c);
+        assert_close(rd_mlp_output(&c.a, &c.s), out_b, 12, NB_TOL, "mlp out vs naive");
+        rd_mlp_weights dw_n;
+        rd_mlp_acts a_n;
+        rd_mlp_weights w_n;
+        mlp_alloc(&A, &r, &c.s, c.B, &w_n, &dw_n, &a_n);
+        float *dinp_n = take(&A, c.B * 6);
+        rd_mlp_backward_naive(dinp_n, &dw_n, &sc, c.wout, c.inp, &c.a, &c.w, &c.s, c.B);
+        assert_close(dinp, dinp_n, c.B * 6, NB_TOL, "mlp dinp vs naive");
+        assert_close(dw.w[0], dw_n.w[0], 42, NB_TOL, "mlp dw0 vs naive");
+        assert_close(dw.w[2], dw_n.w[2], 15, NB_TOL, "mlp dw2 vs naive");
+    }
+    arena_free(&A);
+}
+
+typedef struct tt_ctx {
+    rd_two_tower t;
+    size_t B;
+    float *h, *wm, *wa;
+    int naive;
+} tt_ctx;
+
+static double tt_loss(void *p) {
+    tt_ctx *c = p;
+    if (c->naive)
+        rd_two_tower_forward_naive(&c->t, c->h, c->B);
+    else
+        rd_two_tower_forward(&c->t, c->h, c->B);
+    return dotw(rd_mlp_output(&c->t.acts[0], &c->t.shape[0]), c->wm, c->B) +
+           dotw(rd_mlp_output(&c->t.acts[1], &c->t.shape[1]), c->wa, c->B);
+}
+
+static void test_two_tower(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 14);
+    rd_rng r;
+    rd_rng_seed(&r, 13);
+    tt_ctx c = {.B = 5};
+    c.t.shape[0] = (rd_mlp_shape){.n = 2, .dims = {4, 3, 1}, .act = RD_ACT_GELU};
+    c.t.shape[1] = (rd_mlp_shape){.n = 3, .dims = {4, 5, 2, 1}, .act = RD_ACT_SIGMOID};
+    rd_mlp_weights dw[2];
+    for (int i = 0; i < 2; i++)
+        mlp_alloc(&A, &r, &c.t.shape[i], c.B, &c.t.w[i], &dw[i], &c.t.acts[i]);
+    c.h = rnd(&A, &r, c.B * 4, 1.0f);
+    c.wm = rnd(&A, &r, c.B, 1.0f);
+    c.wa = rnd(&A, &r, c.B, 1.0f);
+    float *dh = take(&A, c.B * 4);
+    rd_mlp_scratch sc = {take(&A, c.B * 5), take(&A, c.B * 5)};
+    tt_loss(&c);
+    rd_two_tower_backward(dh, dw, &sc, c.wm, c.wa, c.h, &c.t, c.B);
+    fdt ts[] = {{"h", c.h, dh, c.B * 4},
+                {"main.w0", c.t.w[0].w[0], dw[0].w[0], 12},
+                {"main.w1", c.t.w[0].w[1], dw[0].w[1], 3},
+                {"aux.w0", c.t.w[1].w[0], dw[1].w[0], 20},
+                {"aux.w2", c.t.w[1].w[2], dw[1].w[2], 2},
+                {"aux.b2", c.t.w[1].b[2], dw[1].b[2], 1}};
+    fd_check(&c, tt_loss, ts, 6, "two towers");
+
+    // Isolation: the aux tower's gradient alone leaves every main-tower gradient exactly zero.
+    for (int i = 0; i < 2; i++)
+        for (size_t l = 0; l < c.t.shape[i].n; l++) {
+            size_t n = c.t.shape[i].dims[l] * c.t.shape[i].dims[l + 1];
+            memset(dw[i].w[l], 0, n * sizeof(float));
+            memset(dw[i].b[l], 0, c.t.shape[i].dims[l + 1] * sizeof(float));
+        }
+    rd_two_tower_backward(NULL, dw, &sc, NULL, c.wa, c.h, &c.t, c.B);
+    for (size_t l = 0; l < c.t.shape[0].n; l++) {
+        assert_true(all_zero(dw[0].w[l], c.t.shape[0].dims[l] * c.t.shape[0].dims[l + 1]));
+        assert_true(all_zero(dw[0].b[l], c.t.shape[0].dims[l + 1]));
+    }
+    assert_false(all_zero(dw[1].w[0], 20));
+
+    // Naive twin.
+    float zm[5], za[5];
+    tt_loss(&c);
+    memcpy(zm, rd_mlp_output(&c.t.acts[0], &c.t.shape[0]), sizeof zm);
+    memcpy(za, rd_mlp_output(&c.t.acts[1], &c.t.shape[1]), sizeof za);
+    c.naive = 1;
+    tt_loss(&c);
+    assert_close(rd_mlp_output(&c.t.acts[0], &c.t.shape[0]), zm, 5, NB_TOL, "main tower vs naive");
+    assert_close(rd_mlp_output(&c.t.acts[1], &c.t.shape[1]), za, 5, NB_TOL, "aux tower vs naive");
+    arena_free(&A);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_embedding_pool),
+        cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_target_attention),
+        cmocka_unit_test(test_masked_mean),
+        cmocka_unit_test(test_losses),
+        cmocka_unit_test(test_din),
+        cmocka_unit_test(test_tblock),
+        cmocka_unit_test(test_reqattn),
+        cmocka_unit_test(test_mlp),
+        cmocka_unit_test(test_two_tower),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

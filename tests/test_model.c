@@ -1,0 +1,905 @@
+// test_model.c — unit tests of rd/model.h and rd/dense_optim.h.
+//
+// - Finite-difference check of the WHOLE model (every parameter tensor and every table's pulled
+//   rows) on tiny configs that together use every branch kind: transformer / din / mean sequence
+//   branches, the IAT token branch, layer norm, numeric features, one and two towers, with and
+//   without distillation targets (fp32, norm-wise relative error < 1e-3 per tensor).
+// - Two-tower isolation: the aux loss does not depend on the main tower at all (bitwise), and the
+//   main tower's gradients are bitwise the same whatever the teacher sends.
+// - Overfitting a tiny synthetic batch to near-zero loss with Adam.
+// - Batch prefix (B < max_batch), determinism, FLOP and parameter counts, no allocation in the
+//   step, out-of-memory injection in create, clear errors for bad configs and bad batches, a
+//   model built from YAML through rd_config_parse_string, and the dense optimizers.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/alloc.h"
+#include "rd/config.h"
+#include "rd/dense_optim.h"
+#include "rd/layers.h"
+#include "rd/model.h"
+#include "rd/rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures: tables, configs and synthetic batches
+
+static const rd_table_config TABLES[] = {
+    {.name = "t_user", .dim = 4}, {.name = "t_item", .dim = 4}, {.name = "t_genre", .dim = 3},
+    {.name = "t_hist", .dim = 5}, {.name = "t_wide", .dim = 8},
+};
+#define N_TABLES ((int)(sizeof TABLES / sizeof TABLES[0]))
+
+static void mc_defaults(rd_model_config *mc, const char *name) {
+    memset(mc, 0, sizeof *mc);
+    snprintf(mc->name, sizeof mc->name, "%s", name);
+    mc->seq = (rd_seq_config){
+        .kind = RD_SEQ_NONE, .length = 16, .layers = 1, .heads = 2, .with_labels = 1};
+    mc->tokens = (rd_token_use){.scheme = 0,
+                                .length = 64,
+                                .kind = RD_SEQ_TRANSFORMER,
+                                .layers = 1,
+                                .heads = 2,
+                                .adapter = 64};
+    snprintf(mc->activation, sizeof mc->activation, "relu");
+}
+
+static void add_feature(rd_model_config *mc, const char *field, const char *table, int pooling) {
+    rd_feature_use *f = &mc->features[mc->n_features++];
+    snprintf(f->field, sizeof f->field, "%s", field);
+    snprintf(f->table, sizeof f->table, "%s", table);
+    f->pooling = pooling;
+}
+
+static rd_model_opts opts_for(size_t max_batch, size_t n_numeric, size_t token_dim) {
+    return (rd_model_opts){.tables = TABLES,
+                           .n_tables = N_TABLES,
+                           .max_batch = max_batch,
+                           .n_numeric = n_numeric,
+                           .token_dim = token_dim,
+                           .opt_slots = 2,
+                           .seed = 7};
+}
+
+// Config A: transformer history with labels, din token branch, numeric, layer norm, two towers.
+static void config_a(rd_model_config *mc) {
+    mc_defaults(mc, "a");
+    add_feature(mc, "user", "t_user", RD_POOL_MEAN);
+    add_feature(mc, "item", "t_item", RD_POOL_MEAN);
+    add_feature(mc, "genre", "t_genre", RD_POOL_MEAN);
+    mc->seq = (rd_seq_config){.kind = RD_SEQ_TRANSFORMER,
+                              .length = 4,
+                              .layers = 2,
+                              .heads = 2,
+                              .dim = 6,
+                              .with_labels = 1};
+    mc->tokens = (rd_token_use){
+        .scheme = 2, .length = 3, .kind = RD_SEQ_DIN, .layers = 1, .heads = 2, .adapter = 4};
+    mc->n_mlp = 2;
+    mc->mlp[0] = 8;
+    mc->mlp[1] = 5;
+    mc->n_tower = 1;
+    mc->tower[0] = 3;
+    mc->two_towers = 1;
+    mc->layer_norm = 1;
+    snprintf(mc->activation, sizeof mc->activation, "gelu");
+}
+
+// Config B: din history from its own table (sum pooling feature), mean token branch, one tower
+// with distillation, no layer norm, no tower hidden layer.
+static void config_b(rd_model_config *mc) {
+    mc_defaults(mc, "b");
+    add_feature(mc, "user", "t_user", RD_POOL_MEAN);
+    add_feature(mc, "tags", "t_genre", RD_POOL_SUM);
+    mc->seq =
+        (rd_seq_config){.kind = RD_SEQ_DIN, .length = 5, .layers = 1, .heads = 2, .with_labels = 0};
+    snprintf(mc->seq.table, sizeof mc->seq.table, "t_hist");
+    mc->tokens = (rd_token_use){
+        .scheme = 1, .length = 3, .kind = RD_SEQ_MEAN, .layers = 1, .heads = 1, .adapter = 3};
+    mc->n_mlp = 1;
+    mc->mlp[0] = 6;
+    snprintf(mc->activation, sizeof mc->activation, "gelu");
+}
+
+// Config C: mean history, causal transformer token branch, two towers, no MLP backbone.
+static void config_c(rd_model_config *mc) {
+    mc_defaults(mc, "c");
+    add_feature(mc, "item", "t_item", RD_POOL_MEAN);
+    mc->seq = (rd_seq_config){
+        .kind = RD_SEQ_MEAN, .length = 3, .layers = 1, .heads = 1, .with_labels = 1};
+    mc->tokens = (rd_token_use){.scheme = 2,
+                                .length = 4,
+                                .kind = RD_SEQ_TRANSFORMER,
+                                .layers = 1,
+                                .heads = 2,
+                                .adapter = 4};
+    mc->n_tower = 1;
+    mc->tower[0] = 4;
+    mc->two_towers = 1;
+    snprintf(mc->activation, sizeof mc->activation, "gelu");
+}
+
+// A synthetic batch owning all of its arrays.
+typedef struct tbatch {
+    rd_batch b;
+    float *rows[RD_MAX_TABLES];
+    float *drows[RD_MAX_TABLES];
+    int32_t *feat_idx[RD_MAX_FEATURES];
+    int32_t *seq_idx;
+    uint8_t *seq_labels, *tok_mask, *tok_labels, *has_target;
+    float *tokens, *numeric, *labels, *teacher;
+} tbatch;
+
+static void tb_make(tbatch *t, const rd_model *m, size_t B, uint64_t seed, int teacher) {
+    memset(t, 0, sizeof *t);
+    rd_rng r;
+    rd_rng_seed(&r, seed);
+    rd_batch *b = &t->b;
+    b->B = B;
+    size_t U = 7;
+    for (int k = 0; k < m->n_tables; k++) {
+        size_t n = U * m->tables[k].dim;
+        t->rows[k] = calloc(n, sizeof(float));
+        t->drows[k] = calloc(n, sizeof(float));
+        assert_non_null(t->rows[k]);
+        assert_non_null(t->drows[k]);
+        for (size_t i = 0; i < n; i++)
+            t->rows[k][i] = 0.5f * (float)rd_rng_normal(&r);
+        b->rows[k] = t->rows[k];
+        b->drows[k] = t->drows[k];
+        b->n_rows[k] = U;
+    }
+    for (int f = 0; f < m->n_features; f++) {
+        size_t S = m->features[f].pooling == RD_POOL_SUM || f == 2 ? 3 : 1;
+        t->feat_idx[f] = calloc(B * S, sizeof(int32_t));
+        assert_non_null(t->feat_idx[f]);
+        for (size_t i = 0; i < B * S; i++) // a few empty slots in multi-valued features
+            t->feat_idx[f][i] = S > 1 && i % 4 == 1 ? -1 : (int32_t)rd_rng_below(&r, U);
+        b->feat_idx[f] = t->feat_idx[f];
+        b->feat_slots[f] = S;
+    }
+    if (m->seq_table >= 0) {
+        size_t L = m->seq_length;
+        t->seq_idx = calloc(B * L, sizeof(int32_t));
+        t->seq_labels = calloc(B * L, 1);
+        assert_non_null(t->seq_idx);
+        assert_non_null(t->seq_labels);
+        for (size_t i = 0; i < B * L; i++) {
+            // Example 1 has only its first event; the others are full.
+            t->seq_idx[i] = (i / L == 1 && i % L > 0) ? -1 : (int32_t)rd_rng_below(&r, U);
+            t->seq_labels[i] = (uint8_t)rd_rng_below(&r, 2);
+        }
+        b->seq_idx = t->seq_idx;
+        b->seq_labels = m->seq_with_labels ? t->seq_labels : NULL;
+    }
+    if (m->tok_length > 0) {
+        size_t L = m->tok_length, d = m->tok_dim;
+        t->tokens = calloc(B * L * d, sizeof(float));
+        t->tok_mask = calloc(B * L, 1);
+        t->tok_labels = calloc(B * L, 1);
+        assert_non_null(t->tokens);
+        assert_non_null(t->tok_mask);
+        assert_non_null(t->tok_labels);
+        for (size_t i = 0; i < B * L * d; i++)
+            t->tokens[i] = (float)rd_rng_normal(&r);
+        for (size_t i = 0; i < B * L; i++) {
+            t->tok_mask[i] = !(i / L == 0 && i % L == L - 1); // example 0: last token padded
+            t->tok_labels[i] = (uint8_t)rd_rng_below(&r, 2);
+        }
+        b->tokens = t->tokens;
+        b->tok_mask = t->tok_mask;
+        b->tok_labels = t->tok_labels;
+    }
+    if (m->n_numeric > 0) {
+        t->numeric = calloc(B * m->n_numeric, sizeof(float));
+        assert_non_null(t->numeric);
+        for (size_t i = 0; i < B * m->n_numeric; i++)
+            t->numeric[i] = (float)rd_rng_normal(&r);
+        b->numeric = t->numeric;
+    }
+    t->labels = calloc(B, sizeof(float));
+    t->teacher = calloc(B, sizeof(float));
+    t->has_target = calloc(B, 1);
+    assert_non_null(t->labels);
+    assert_non_null(t->teacher);
+    assert_non_null(t->has_target);
+    for (size_t i = 0; i < B; i++) {
+        t->labels[i] = (float)rd_rng_below(&r, 2);
+        t->teacher[i] = 1.5f * (float)rd_rng_normal(&r);
+        t->has_target[i] = i % 3 != 1;
+    }
+    b->labels = t->labels;
+    if (teacher) {
+        b->teacher_logits = t->teacher;
+        b->has_target = t->has_target;
+        b->alpha = 0.7f;
+        b->temperature = 2.0f;
+    }
+}
+
+static void tb_free(tbatch *t) {
+    for (int k = 0; k < RD_MAX_TABLES; k++) {
+        free(t->rows[k]);
+        free(t->drows[k]);
+    }
+    for (int f = 0; f < RD_MAX_FEATURES; f++)
+        free(t->feat_idx[f]);
+    free(t->seq_idx);
+    free(t->seq_labels);
+    free(t->tok_mask);
+    free(t->tok_labels);
+    free(t->has_target);
+    free(t->tokens);
+    free(t->numeric);
+    free(t->labels);
+    free(t->teacher);
+}
+
+static rd_model *build(const rd_model_config *mc, const rd_model_opts *o) {
+    rd_model *m = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_model_create(mc, o, &m, &eb);
+    if (rc != RD_OK)
+        fail_msg("rd_model_create(%s): %s: %s", mc->name, rd_strerror(rc), eb.msg);
+    return m;
+}
+
+static void step(rd_model *m, const rd_batch *b) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_model_forward(m, b, &eb);
+    if (rc == RD_OK)
+        rc = rd_model_backward(m, b, &eb);
+    if (rc != RD_OK)
+        fail_msg("step: %s: %s", rd_strerror(rc), eb.msg);
+}
+
+static double fwd_loss(rd_model *m, const rd_batch *b) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_model_forward(m, b, &eb);
+    if (rc != RD_OK)
+        fail_msg("forward: %s: %s", rd_strerror(rc), eb.msg);
+    return m->loss;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finite differences over the whole model
+
+#define FD_TOL    1e-3
+#define FD_PROBES 24
+// Below this gradient magnitude per element, fp32 central differences of the whole model cannot
+// resolve 1e-3 relative error: the loss (~2) is only known to about one float ulp (~2.4e-7), so
+// the (0.04, 0.02) extrapolation resolves about 4/3 * 2.4e-7 / 0.04 ~ 8e-6 absolute, and the
+// (0.16, 0.08) one about 2e-6. Norms below FD_FLOOR * sqrt(probes) are compared with that floor
+// as the denominator (an absolute check at 3e-6 per element) and are counted apart.
+#define FD_FLOOR 3e-3
+
+static double central(rd_model *m, const rd_batch *b, float *x, float h) {
+    float orig = *x, xp = orig + h, xm = orig - h;
+    *x = xp;
+    double lp = fwd_loss(m, b);
+    *x = xm;
+    double lm = fwd_loss(m, b);
+    *x = orig;
+    return (lp - lm) / ((double)xp - (double)xm);
+}
+
+// Derivative at one element with an adaptive step (Ridders-style): Richardson extrapolations
+// from (h, h/2) for h = 0.04 and h = 0.16; the one whose two central differences agree best wins
+// (small steps lose to rounding noise, large ones to the O(h^4) truncation).
+static double fd_element(rd_model *m, const rd_batch *b, float *x) {
+    double best = 0.0, best_err = INFINITY;
+    const float hs[2] = {0.04f, 0.16f};
+    for (int k = 0; k < 2; k++) {
+        double d1 = central(m, b, x, hs[k]), d2 = central(m, b, x, 0.5f * hs[k]);
+        double err = fabs(d1 - d2);
+        if (err < best_err) {
+            best_err = err;
+            best = (4.0 * d2 - d1) / 3.0;
+        }
+    }
+    return best;
+}
+
+// Norm-wise relative error on up to FD_PROBES elements (floored denominator, see FD_FLOOR);
+// -1 when both gradients are zero on the probed elements. *limited = 1 when the floor applied.
+static double fd_tensor(
+    rd_model *m, const rd_batch *b, float *x, const float *g, size_t n, rd_rng *r, int *limited) {
+    double num = 0.0, dfd = 0.0, dan = 0.0;
+    size_t probes = n < FD_PROBES ? n : FD_PROBES;
+    for (size_t p = 0; p < probes; p++) {
+        size_t i = n <= FD_PROBES ? p : (size_t)rd_rng_below(r, n);
+        double fd = fd_element(m, b, &x[i]);
+        double an = (double)g[i];
+        num += (fd - an) * (fd - an);
+        dfd += fd * fd;
+        dan += an * an;
+    }
+    double den = sqrt(dfd > dan ? dfd : dan);
+    if (den < 1e-9)
+        return -1.0;
+    double floor = FD_FLOOR * sqrt((double)probes);
+    *limited = den < floor;
+    return sqrt(num) / (den > floor ? den : floor);
+}
+
+static void fd_model(const rd_model_config *mc, size_t n_numeric, size_t token_dim, int teacher) {
+    rd_model_opts o = opts_for(4, n_numeric, token_dim);
+    rd_model *m = build(mc, &o);
+    tbatch t;
+    tb_make(&t, m, 3, 99, teacher); // B = 3 < max_batch 4: the prefix layout is exercised too
+    step(m, &t.b);
+    float *g = malloc(m->n_slab * sizeof(float));
+    assert_non_null(g);
+    memcpy(g, m->grads, m->n_slab * sizeof(float));
+    rd_rng r;
+    rd_rng_seed(&r, 5);
+    double worst = 0.0;
+    int zero = 0, checked = 0, n_limited = 0;
+    for (int i = 0; i < m->n_tensors + m->n_tables; i++) {
+        int is_rows = i >= m->n_tensors;
+        const rd_model_tensor *ts = is_rows ? NULL : &m->tensors[i];
+        int k = i - m->n_tensors;
+        float *x = is_rows ? t.rows[k] : m->params + ts->offset;
+        const float *gx = is_rows ? t.drows[k] : g + ts->offset;
+        size_t n = is_rows ? t.b.n_rows[k] * m->tables[k].dim : ts->n;
+        const char *name = is_rows ? m->tables[k].name : ts->name;
+        int limited = 0;
+        double rel = fd_tensor(m, &t.b, x, gx, n, &r, &limited);
+        if (rel < 0.0 && !is_rows) {
+            zero++;
+            continue;
+        }
+        if (!(rel >= 0.0 && rel < FD_TOL))
+            fail_msg("model %s: d loss / d %s%s: FD relative error %.3g (tolerance %.0e)", mc->name,
+                     is_rows ? "rows of " : "", name, rel, FD_TOL);
+        worst = rel > worst ? rel : worst;
+        checked++;
+        n_limited += limited;
+    }
+    print_message("FD model %s: %d tensors + tables checked (%d at the fp32 resolution floor), "
+                  "worst relative error %.2e, %d with zero gradient, loss %.4f\n",
+                  mc->name, checked, n_limited, worst, zero, m->loss);
+    // Only the DIN output bias may have an exactly-zero gradient (softmax is shift-invariant).
+    assert_true(zero <= 2);
+    free(g);
+    tb_free(&t);
+    rd_model_destroy(m);
+}
+
+static void test_fd_model_a(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_a(&mc);
+    fd_model(&mc, 2, 5, 1);
+}
+
+static void test_fd_model_b(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_b(&mc);
+    fd_model(&mc, 0, 3, 1);
+}
+
+static void test_fd_model_c(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_c(&mc);
+    fd_model(&mc, 1, 2, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two-tower isolation
+
+static int has_prefix(const char *s, const char *p) {
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+static void test_two_tower_isolation(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_a(&mc);
+    rd_model_opts o = opts_for(4, 2, 5);
+    rd_model *m = build(&mc, &o);
+    tbatch t;
+    tb_make(&t, m, 4, 3, 1);
+
+    // Forward view: the aux loss does not depend on any main-tower parameter at all.
+    fwd_loss(m, &t.b);
+    double aux0 = m->loss_aux, main0 = m->loss_main;
+    int n_main = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (has_prefix(m->tensors[i].name, "tower_main.")) {
+            n_main++;
+            float *x = m->params + m->tensors[i].offset;
+            for (size_t k = 0; k < m->tensors[i].n; k++)
+                x[k] += 0.3f;
+        }
+    assert_true(n_main >= 4);
+    fwd_loss(m, &t.b);
+    assert_true(m->loss_aux == aux0); // bitwise
+    assert_true(m->loss_main != main0);
+
+    // Backward view: the main tower's gradients are bitwise the same whatever the teacher sends
+    // (no target, normal targets, extreme targets with a large alpha), while the aux tower and
+    // the shared backbone do see the teacher.
+    float *g0 = malloc(m->n_slab * sizeof(float));
+    assert_non_null(g0);
+    t.b.teacher_logits = NULL;
+    step(m, &t.b);
+    memcpy(g0, m->grads, m->n_slab * sizeof(float));
+    float extreme[4] = {80.0f, -80.0f, 50.0f, -3.0f};
+    uint8_t all[4] = {1, 1, 1, 1};
+    for (int v = 0; v < 2; v++) {
+        t.b.teacher_logits = v == 0 ? t.teacher : extreme;
+        t.b.has_target = v == 0 ? t.has_target : all;
+        t.b.alpha = v == 0 ? 0.7f : 50.0f;
+        t.b.temperature = v == 0 ? 2.0f : 0.5f;
+        step(m, &t.b);
+        for (int i = 0; i < m->n_tensors; i++) {
+            const rd_model_tensor *ts = &m->tensors[i];
+            int same = memcmp(g0 + ts->offset, m->grads + ts->offset, ts->n * sizeof(float)) == 0;
+            if (has_prefix(ts->name, "tower_main."))
+                assert_true(same);
+            if (strcmp(ts->name, "tower_aux.l0.w") == 0 || strcmp(ts->name, "backbone.l0.w") == 0)
+                assert_false(same);
+        }
+    }
+    free(g0);
+    tb_free(&t);
+    rd_model_destroy(m);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Overfit a tiny batch
+
+static void test_overfit(void **state) {
+    (void)state;
+    rd_model_config mc;
+    mc_defaults(&mc, "tiny");
+    add_feature(&mc, "user", "t_wide", RD_POOL_MEAN);
+    add_feature(&mc, "item", "t_item", RD_POOL_MEAN);
+    mc.seq = (rd_seq_config){
+        .kind = RD_SEQ_TRANSFORMER, .length = 4, .layers = 1, .heads = 2, .with_labels = 1};
+    mc.n_mlp = 2;
+    mc.mlp[0] = 32;
+    mc.mlp[1] = 16;
+    rd_model_opts o = opts_for(16, 1, 0);
+    rd_model *m = build(&mc, &o);
+    tbatch t;
+    tb_make(&t, m, 16, 11, 0);
+    // Distinct rows per example so that the labels can be memorised from the inputs.
+    for (size_t i = 0; i < 16; i++)
+        t.labels[i] = (float)((i * 7 + 3) % 2);
+    rd_train_config tc = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    snprintf(tc.optimizer, sizeof tc.optimizer, "adam");
+    rd_dense_optim opt;
+    assert_int_equal(rd_dense_optim_init(&opt, &tc, NULL), RD_OK);
+    double first = 0.0;
+    for (int it = 0; it < 300; it++) {
+        step(m, &t.b);
+        if (it == 0)
+            first = m->loss;
+        rd_dense_optim_step(&opt, m->params, m->grads, m->opt_state, m->n_slab);
+    }
+    double last = fwd_loss(m, &t.b);
+    print_message("overfit: loss %.4f -> %.6f after 300 Adam steps\n", first, last);
+    assert_true(first > 0.5);
+    assert_true(last < 1e-2);
+    tb_free(&t);
+    rd_model_destroy(m);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Structure: prefix batches, determinism, counts, allocation-free steps, OOM injection
+
+static void test_prefix_and_determinism(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_a(&mc);
+    rd_model_opts o = opts_for(6, 2, 5);
+    rd_model *m1 = build(&mc, &o), *m2 = build(&mc, &o);
+    assert_int_equal(m1->n_slab, m2->n_slab);
+    assert_memory_equal(m1->params, m2->params, m1->n_slab * sizeof(float));
+    size_t sum = 0;
+    for (int i = 0; i < m1->n_tensors; i++) {
+        sum += m1->tensors[i].n;
+        assert_true(m1->tensors[i].offset % 16 == 0);
+        assert_non_null(rd_model_find_tensor(m1, m1->tensors[i].name));
+    }
+    assert_int_equal(sum, rd_model_param_count(m1));
+    assert_null(rd_model_find_tensor(m1, "nope"));
+    // The logits of the first 3 examples do not depend on the rest of the batch.
+    tbatch t;
+    tb_make(&t, m1, 6, 21, 1);
+    assert_int_equal(fwd_loss(m1, &t.b) == fwd_loss(m1, &t.b), 1);
+    float z6[6];
+    memcpy(z6, m1->logits_main, sizeof z6);
+    t.b.B = 3;
+    fwd_loss(m2, &t.b);
+    assert_memory_equal(z6, m2->logits_main, 3 * sizeof(float));
+    // Backward on a different B than the last forward is refused.
+    t.b.B = 6;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_model_backward(m2, &t.b, &eb), RD_ERR_STATE);
+    tb_free(&t);
+    rd_model_destroy(m1);
+    rd_model_destroy(m2);
+}
+
+static void test_flops(void **state) {
+    (void)state;
+    // x_req (E = 4 + 4) -> mlp [5] -> tower -> 1: forward 2 (8*5 + 5*1) per example; the backward
+    // doubles every matmul (the embeddings need the input gradient).
+    rd_model_config mc;
+    mc_defaults(&mc, "flat");
+    add_feature(&mc, "user", "t_user", RD_POOL_MEAN);
+    add_feature(&mc, "item", "t_item", RD_POOL_MEAN);
+    mc.n_mlp = 1;
+    mc.mlp[0] = 5;
+    rd_model_opts o = opts_for(2, 0, 0);
+    rd_model *m = build(&mc, &o);
+    double f, b;
+    rd_model_flops(m, &f, &b);
+    assert_true(f == 2.0 * (8 * 5 + 5 * 1));
+    assert_true(b == 2.0 * f);
+    assert_int_equal(rd_model_param_count(m), 8 * 5 + 5 + 5 + 1);
+    rd_model_destroy(m);
+    // Transformer branch: the attention term 4 L^2 C per block is in.
+    mc.seq = (rd_seq_config){
+        .kind = RD_SEQ_TRANSFORMER, .length = 8, .layers = 1, .heads = 2, .with_labels = 1};
+    m = build(&mc, &o);
+    double f2;
+    rd_model_flops(m, &f2, NULL);
+    double C = 4, L = 8, E = 8;
+    double want = 2.0 * (8 * 5 + 5 * 1) - 2.0 * 8 * 5 + 2.0 * (12 * 5)     // backbone input 8 -> 12
+                  + 2 * L * 4 * C                                          // in-projection
+                  + 2 * L * C * 3 * C + 4 * L * L * C + 2 * L * C * C      // qkv, attention, proj
+                  + 2 * L * C * 4 * C * 2                                  // FFN
+                  + 2 * E * C + 2 * L * C * 2 * C + 4 * L * C + 2 * C * C; // request attention
+    assert_true(fabs(f2 - want) < 1e-9);
+    rd_model_destroy(m);
+}
+
+// Counting allocator: counts calls and live blocks; can fail after a budget of allocations.
+static long n_alloc_calls, n_live, fail_after = -1;
+
+static void *count_malloc(size_t n) {
+    n_alloc_calls++;
+    if (fail_after >= 0 && n_alloc_calls > fail_after)
+        return NULL;
+    void *p = malloc(n);
+    if (p)
+        n_live++;
+    return p;
+}
+static void *count_realloc(void *p, size_t n) {
+    n_alloc_calls++;
+    if (fail_after >= 0 && n_alloc_calls > fail_after)
+        return NULL;
+    void *q = realloc(p, n);
+    if (q && !p)
+        n_live++;
+    return q;
+}
+static void count_free(void *p) {
+    if (p)
+        n_live--;
+    free(p);
+}
+static const rd_allocator counting = {count_malloc, count_realloc, count_free};
+
+static void test_no_alloc_in_step(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_a(&mc);
+    rd_model_opts o = opts_for(4, 2, 5);
+    rd_alloc_set(&counting);
+    n_alloc_calls = n_live = 0;
+    fail_after = -1;
+    rd_model *m = build(&mc, &o);
+    tbatch t;
+    tb_make(&t, m, 4, 8, 1);
+    long before = n_alloc_calls;
+    for (int i = 0; i < 3; i++)
+        step(m, &t.b);
+    assert_int_equal(n_alloc_calls, before);
+    rd_model_destroy(m);
+    assert_int_equal(n_live, 0);
+    rd_alloc_set(NULL);
+    tb_free(&t);
+}
+
+static void test_oom_injection(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_a(&mc);
+    rd_model_opts o = opts_for(4, 2, 5);
+    rd_alloc_set(&counting);
+    int failures = 0;
+    for (long budget = 0; budget < 64; budget++) {
+        n_alloc_calls = n_live = 0;
+        fail_after = budget;
+        rd_model *m = NULL;
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        int rc = rd_model_create(&mc, &o, &m, &eb);
+        if (rc == RD_OK) {
+            rd_model_destroy(m);
+            assert_int_equal(n_live, 0);
+            break;
+        }
+        failures++;
+        assert_int_equal(rc, RD_ERR_NOMEM);
+        assert_null(m);
+        assert_int_equal(n_live, 0);
+        assert_non_null(strstr(eb.msg, "model 'a'"));
+    }
+    fail_after = -1;
+    rd_alloc_set(NULL);
+    assert_true(failures >= 3); // every allocation of create was made to fail once
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: configs and batches
+
+static void
+expect_config_error(const rd_model_config *mc, const rd_model_opts *o, const char *needle) {
+    rd_model *m = (rd_model *)1;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_model_create(mc, o, &m, &eb);
+    assert_int_equal(rc, RD_ERR_CONFIG);
+    assert_null(m);
+    if (!strstr(eb.msg, needle))
+        fail_msg("expected '%s' in the error, got '%s'", needle, eb.msg);
+}
+
+static void test_config_errors(void **state) {
+    (void)state;
+    rd_model_config mc;
+    rd_model_opts o = opts_for(4, 2, 5);
+    config_a(&mc);
+    snprintf(mc.features[1].table, sizeof mc.features[1].table, "t_missing");
+    expect_config_error(&mc, &o, "table 't_missing' is not in ps.tables");
+    config_a(&mc);
+    mc.seq.heads = 4; // width 6
+    expect_config_error(&mc, &o, "seq.heads: 4 does not divide the branch width 6");
+    config_a(&mc);
+    snprintf(mc.activation, sizeof mc.activation, "tanh");
+    expect_config_error(&mc, &o, "activation 'tanh'");
+    config_a(&mc);
+    mc.n_features = 0;
+    expect_config_error(&mc, &o, "seq.table is empty and no feature embeds 'item'");
+    config_a(&mc);
+    mc.tokens.kind = RD_SEQ_NONE;
+    expect_config_error(&mc, &o, "tokens.kind none");
+    config_a(&mc);
+    rd_model_opts o0 = opts_for(4, 2, 0);
+    expect_config_error(&mc, &o0, "token dim is 0");
+    config_a(&mc);
+    mc.mlp[1] = 0;
+    expect_config_error(&mc, &o, "mlp[1] = 0");
+    config_a(&mc);
+    rd_model_opts ob = opts_for(0, 2, 5);
+    expect_config_error(&mc, &ob, "max batch size");
+    mc_defaults(&mc, "empty");
+    rd_model_opts oe = opts_for(4, 0, 0);
+    expect_config_error(&mc, &oe, "empty backbone input");
+}
+
+static void expect_batch_error(rd_model *m, const rd_batch *b, int code, const char *needle) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_model_forward(m, b, &eb);
+    assert_int_equal(rc, code);
+    if (!strstr(eb.msg, needle))
+        fail_msg("expected '%s' in the error, got '%s'", needle, eb.msg);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_model_backward(m, b, &eb), RD_ERR_STATE); // nothing was computed
+}
+
+static void test_batch_errors(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_a(&mc);
+    rd_model_opts o = opts_for(4, 2, 5);
+    rd_model *m = build(&mc, &o);
+    tbatch t;
+    tb_make(&t, m, 4, 5, 1);
+    rd_batch b = t.b;
+    b.B = 5;
+    expect_batch_error(m, &b, RD_ERR_ARG, "B = 5 not in 1..4");
+    t.feat_idx[2][4] = 7; // U = 7
+    expect_batch_error(m, &t.b, RD_ERR_RANGE,
+                       "feature 'genre' (table 't_genre'): example 1 slot 1: row 7 not in [-1, 7)");
+    t.feat_idx[2][4] = -2;
+    expect_batch_error(m, &t.b, RD_ERR_RANGE, "row -2");
+    t.feat_idx[2][4] = 0;
+    t.seq_idx[3] = 100;
+    expect_batch_error(m, &t.b, RD_ERR_RANGE, "seq_idx (table 't_item')");
+    t.seq_idx[3] = 0;
+    t.seq_labels[2] = 2;
+    expect_batch_error(m, &t.b, RD_ERR_RANGE, "seq_labels[2] = 2");
+    t.seq_labels[2] = 1;
+#ifndef NDEBUG // the bulk NaN scans are debug-only (rd_model_check_batch)
+    t.tokens[5] = NAN;
+    expect_batch_error(m, &t.b, RD_ERR_RANGE, "tokens[5] is not finite");
+    t.tokens[5] = 0.0f;
+#endif
+    t.labels[3] = 1.5f;
+    expect_batch_error(m, &t.b, RD_ERR_RANGE, "labels[3] = 1.5");
+    t.labels[3] = 1.0f;
+    t.teacher[0] = INFINITY;
+    expect_batch_error(m, &t.b, RD_ERR_RANGE, "teacher_logits[0]");
+    t.has_target[0] = 0; // a non-finite logit without a target is fine
+    step(m, &t.b);
+    assert_true(isfinite(m->loss));
+    for (size_t i = 0; i < m->n_slab; i++)
+        assert_true(isfinite(m->grads[i]));
+    t.has_target[0] = 1;
+    t.teacher[0] = 0.0f;
+    b = t.b;
+    b.temperature = 0.0f;
+    expect_batch_error(m, &b, RD_ERR_RANGE, "temperature");
+    b = t.b;
+    b.numeric = NULL;
+    expect_batch_error(m, &b, RD_ERR_ARG, "numeric is NULL");
+    b = t.b;
+    b.tok_mask = NULL;
+    expect_batch_error(m, &b, RD_ERR_ARG, "token branch");
+    b = t.b;
+#ifndef NDEBUG
+    t.rows[1][0] = NAN;
+    expect_batch_error(m, &b, RD_ERR_RANGE, "rows of table 't_item'");
+    t.rows[1][0] = 0.0f;
+#endif
+    b.labels = NULL;
+    expect_batch_error(m, &b, RD_ERR_ARG, "labels is NULL");
+    // A valid batch still works afterwards, and backward without a forward is refused.
+    step(m, &t.b);
+    rd_model_destroy(m);
+    m = build(&mc, &o);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_model_backward(m, &t.b, &eb), RD_ERR_STATE);
+    rd_model_destroy(m);
+    tb_free(&t);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A model described in YAML
+
+static const char YAML[] = "cluster:\n"
+                           "  jobs:\n"
+                           "    - {name: teacher, role: teacher, model: teacher}\n"
+                           "ps:\n"
+                           "  tables:\n"
+                           "    - {name: t_user, dim: 8}\n"
+                           "    - {name: t_item, dim: 8}\n"
+                           "models:\n"
+                           "  - name: teacher\n"
+                           "    features:\n"
+                           "      - {field: user, table: t_user}\n"
+                           "      - {field: item, table: t_item}\n"
+                           "    seq: {kind: transformer, length: 8, layers: 2, heads: 2}\n"
+                           "    mlp: [16, 8]\n"
+                           "    activation: gelu\n"
+                           "data:\n"
+                           "  history_max: 8\n";
+
+static void test_from_yaml(void **state) {
+    (void)state;
+    static rd_config cfg; // large: keep it off the stack
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_config_parse_string(YAML, sizeof YAML - 1, "test.yaml", &cfg, &eb);
+    if (rc != RD_OK)
+        fail_msg("config: %s", eb.msg);
+    const rd_model_config *mc = rd_config_find_model(&cfg, "teacher");
+    assert_non_null(mc);
+    rd_model_opts o = {.tables = cfg.ps.tables,
+                       .n_tables = cfg.ps.n_tables,
+                       .max_batch = 8,
+                       .opt_slots = 2,
+                       .seed = cfg.run.seed};
+    rd_model *m = build(mc, &o);
+    assert_int_equal(m->n_tables, 2);
+    assert_int_equal(m->seq_table, 1); // the item's table by default
+    assert_int_equal(m->seq_length, 8);
+    assert_non_null(rd_model_find_tensor(m, "seq.block1.fcprojw"));
+    tbatch t;
+    tb_make(&t, m, 8, 1, 0);
+    step(m, &t.b);
+    assert_true(isfinite(m->loss) && m->loss > 0.0);
+    tb_free(&t);
+    rd_model_destroy(m);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dense optimizers
+
+static void test_dense_optim(void **state) {
+    (void)state;
+    rd_train_config tc = {
+        .lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.5f};
+    rd_dense_optim o;
+    rd_errbuf eb;
+    snprintf(tc.optimizer, sizeof tc.optimizer, "rmsprop");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dense_optim_init(&o, &tc, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "'rmsprop' is not sgd|adam|adamw"));
+    snprintf(tc.optimizer, sizeof tc.optimizer, "adam");
+    tc.lr = 0.0f;
+    assert_int_equal(rd_dense_optim_init(&o, &tc, NULL), RD_ERR_CONFIG);
+    tc.lr = 0.1f;
+    assert_int_equal(rd_dense_optim_slots(RD_DENSE_SGD), 0);
+    assert_int_equal(rd_dense_optim_slots(RD_DENSE_ADAMW), 2);
+
+    // SGD with L2: p -= lr (g + wd p).
+    snprintf(tc.optimizer, sizeof tc.optimizer, "sgd");
+    assert_int_equal(rd_dense_optim_init(&o, &tc, NULL), RD_OK);
+    float p[2] = {1.0f, -2.0f}, g[2] = {0.5f, 0.25f}, st[4] = {0};
+    rd_dense_optim_step(&o, p, g, NULL, 2);
+    assert_true(fabsf(p[0] - (1.0f - 0.1f * (0.5f + 0.5f))) < 1e-7f);
+    assert_true(fabsf(p[1] - (-2.0f - 0.1f * (0.25f - 1.0f))) < 1e-7f);
+
+    // Adam's first step moves every parameter by lr in the direction of -(g + wd p).
+    snprintf(tc.optimizer, sizeof tc.optimizer, "adam");
+    assert_int_equal(rd_dense_optim_init(&o, &tc, NULL), RD_OK);
+    p[0] = 1.0f;
+    p[1] = -2.0f;
+    rd_dense_optim_step(&o, p, g, st, 2);
+    assert_true(fabsf(p[0] - 0.9f) < 1e-6f); // g + wd p = 1.0 > 0
+    assert_true(fabsf(p[1] + 1.9f) < 1e-6f); // g + wd p = -0.75 < 0
+    assert_int_equal(o.t, 1);
+
+    // AdamW: the decay is outside the moments: first step = lr (sign(g) + wd p).
+    snprintf(tc.optimizer, sizeof tc.optimizer, "adamw");
+    assert_int_equal(rd_dense_optim_init(&o, &tc, NULL), RD_OK);
+    memset(st, 0, sizeof st);
+    p[0] = 1.0f;
+    p[1] = -2.0f;
+    rd_dense_optim_step(&o, p, g, st, 2);
+    assert_true(fabsf(p[0] - (1.0f - 0.1f * (1.0f + 0.5f))) < 1e-6f);
+    assert_true(fabsf(p[1] - (-2.0f - 0.1f * (1.0f - 1.0f))) < 1e-6f);
+
+    // Adam converges on a quadratic: minimise sum (p - 3)^2.
+    tc.weight_decay = 0.0f;
+    tc.lr = 0.05f;
+    snprintf(tc.optimizer, sizeof tc.optimizer, "adam");
+    assert_int_equal(rd_dense_optim_init(&o, &tc, NULL), RD_OK);
+    memset(st, 0, sizeof st);
+    p[0] = 0.0f;
+    p[1] = 10.0f;
+    for (int it = 0; it < 2000; it++) {
+        g[0] = 2.0f * (p[0] - 3.0f);
+        g[1] = 2.0f * (p[1] - 3.0f);
+        rd_dense_optim_step(&o, p, g, st, 2);
+    }
+    assert_true(fabsf(p[0] - 3.0f) < 1e-2f && fabsf(p[1] - 3.0f) < 1e-2f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fd_model_a),    cmocka_unit_test(test_fd_model_b),
+        cmocka_unit_test(test_fd_model_c),    cmocka_unit_test(test_two_tower_isolation),
+        cmocka_unit_test(test_overfit),       cmocka_unit_test(test_prefix_and_determinism),
+        cmocka_unit_test(test_flops),         cmocka_unit_test(test_no_alloc_in_step),
+        cmocka_unit_test(test_oom_injection), cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_batch_errors),  cmocka_unit_test(test_from_yaml),
+        cmocka_unit_test(test_dense_optim),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
