@@ -1,0 +1,626 @@
+// bench_tokens.c — token-store throughput: append, raw LMDB scan, direct fetch, fetch through
+// the owning PS rank.
+//
+// Usage: bench_tokens [--users U] [--per-user K] [--dim D] [--L L] [--batch R] [--iters N]
+//                     [--warmup N] [--inflight F] [--sync] [--dir DIR] [--json PATH]
+//        mpiexec -n 2 bench_tokens ...   (rank 0 = 1 PS rank, rank 1 = 1 worker)
+// Defaults: 2000 users x 1024 tokens of d = 64 fp32 (2.05 M records, ~600 MB of key + value
+// bytes), fetches of L = 256 tokens, 256 requests per batch, 20 timed batches after 3 untimed.
+// The store is built by world rank 0 in time order (every user gets its token of step t before
+// any gets step t + 1, as a stream delivers them; batches of append_batch = 4096 records;
+// MDB_NOSYNC unless --sync). Fetch times are uniform in [L, K], so every request finds L tokens.
+// Figures:
+//   append_tokens_per_s  records appended per second (the whole build)
+//   lmdb_scan_gbps       raw MDB_NEXT scan of the same env touching every key and value byte
+//                        (key + value bytes per second; median of 5 scans after one warm-up)
+//   direct_fetch_gbps    token bytes (found * d * 4) per second delivered by
+//                        rd_token_store_fetch_batch on the PS rank's own handle
+//   rpc_fetch_gbps       token bytes per second delivered to the worker's arrays through
+//                        rd_token_client (F batches in flight, default 2); "n/a" with 1 rank
+//   rpc_fetch_gbps_1     same with one batch in flight
+//   ratio_scan           rpc_fetch_gbps / lmdb_scan_gbps (target >= 0.5)
+// plus min/avg/max seconds per batch (OSU style). All from the same run and the same env.
+#include "rd/alloc.h"
+#include "rd/comm.h"
+#include "rd/config.h"
+#include "rd/hash.h"
+#include "rd/kv.h"
+#include "rd/lmdbx.h"
+#include "rd/log.h"
+#include "rd/rng.h"
+#include "rd/server.h"
+#include "rd/tokens.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct opts {
+    int users, per_user, dim, L, batch, iters, warmup, inflight, sync, keep;
+    const char *dir;
+    const char *json;
+} opts;
+
+typedef struct stats3 {
+    double min, avg, max;
+} stats3;
+
+typedef struct results {
+    double append_tokens_per_s, build_s;
+    double scan_gbps, scan_min, scan_max;
+    double direct_gbps;
+    stats3 direct_batch_s;
+    double rpc_gbps, rpc_gbps_1; // < 0: not measured
+    stats3 rpc_batch_s;
+    double store_bytes;
+    double scan_bytes;
+} results;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int parse(int argc, char **argv, opts *o) {
+    *o = (opts){2000, 1024, 64, 256, 256, 20, 3, 2, 0, 0, NULL, NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--sync") == 0) {
+            o->sync = 1;
+            continue;
+        }
+        if (strcmp(a, "--keep") == 0) {
+            o->keep = 1;
+            continue;
+        }
+        if (!v)
+            return -1;
+        i++;
+        if (strcmp(a, "--users") == 0)
+            o->users = atoi(v);
+        else if (strcmp(a, "--per-user") == 0)
+            o->per_user = atoi(v);
+        else if (strcmp(a, "--dim") == 0)
+            o->dim = atoi(v);
+        else if (strcmp(a, "--L") == 0)
+            o->L = atoi(v);
+        else if (strcmp(a, "--batch") == 0)
+            o->batch = atoi(v);
+        else if (strcmp(a, "--iters") == 0)
+            o->iters = atoi(v);
+        else if (strcmp(a, "--warmup") == 0)
+            o->warmup = atoi(v);
+        else if (strcmp(a, "--inflight") == 0)
+            o->inflight = atoi(v);
+        else if (strcmp(a, "--dir") == 0)
+            o->dir = v;
+        else if (strcmp(a, "--json") == 0)
+            o->json = v;
+        else
+            return -1;
+    }
+    if (o->users < 1 || o->per_user < 1 || o->dim < 1 || o->dim > RD_TOKEN_MAX_DIM || o->L < 1 ||
+        o->L > o->per_user || o->batch < 1 || o->iters < 1 || o->warmup < 0 || o->inflight < 1 ||
+        o->inflight > RD_TOKEN_CLIENT_MAX_INFLIGHT)
+        return -1;
+    return 0;
+}
+
+// Token element j of (user, t).
+static float tokval(uint64_t user, int64_t t, int j) {
+    return (float)(rd_mix64(user * 0x9e3779b9u ^ (uint64_t)t * 131u ^ (uint64_t)j) >> 40) /
+               (float)(1 << 24) -
+           0.5f;
+}
+
+static uint64_t user_key(int u) {
+    return rd_mix64((uint64_t)u + 1);
+}
+
+// Poll an MPI request with backoff (a blocked MPICH call spins a core).
+static void wait_req(MPI_Request *r) {
+    rd_backoff b;
+    rd_backoff_reset(&b, 500);
+    for (;;) {
+        int done = 0;
+        RD_MPI_CHECK(MPI_Test(r, &done, MPI_STATUS_IGNORE));
+        if (done)
+            return;
+        rd_backoff_wait(&b);
+    }
+}
+
+static void poll_barrier(MPI_Comm c) {
+    MPI_Request r;
+    RD_MPI_CHECK(MPI_Ibarrier(c, &r));
+    wait_req(&r);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Build, scan, direct fetch (world rank 0)
+
+static int build(const opts *o, const char *store, results *res) {
+    rd_token_store_opts so = {o->dim, RD_TOKEN_FP32, 1, 64ull << 20, 0, 4096, !o->sync};
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_token_store_create(store, &so, &s, &eb) != RD_OK) {
+        fprintf(stderr, "bench_tokens: %s\n", eb.msg);
+        return 1;
+    }
+    const size_t B = 4096, d = (size_t)o->dim;
+    uint64_t *users = rd_xmalloc(B * 8), *ids = rd_xmalloc(B * 8), *items = rd_xmalloc(B * 8);
+    int64_t *ts = rd_xmalloc(B * 8);
+    float *tok = rd_xmalloc(B * d * 4), *labels = rd_xmalloc(B * 4);
+    const uint64_t total = (uint64_t)o->users * (uint64_t)o->per_user;
+    double t0 = now_s(), gen = 0;
+    int rc = RD_OK;
+    for (uint64_t g0 = 0; g0 < total && rc == RD_OK; g0 += B) {
+        double tg = now_s();
+        size_t n = total - g0 < B ? (size_t)(total - g0) : B;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t g = g0 + i; // time-major: step g / users, user g % users
+            int u = (int)(g % (uint64_t)o->users);
+            int64_t t = (int64_t)(g / (uint64_t)o->users);
+            users[i] = user_key(u);
+            ts[i] = t;
+            ids[i] = g;
+            items[i] = rd_mix64(g);
+            labels[i] = (float)(g % 3 == 0);
+            for (size_t j = 0; j < d; j++)
+                tok[i * d + j] = tokval(users[i], t, (int)j);
+        }
+        gen += now_s() - tg; // generating the data is not the store's cost
+        rd_token_batch b = {n, users, ts, ids, tok, labels, items, NULL};
+        rc = rd_token_store_append(s, &b, &eb);
+    }
+    res->build_s = now_s() - t0 - gen;
+    res->append_tokens_per_s = (double)total / res->build_s;
+    rd_token_stats st;
+    if (rc == RD_OK)
+        rc = rd_token_store_stats(s, &st, NULL, &eb);
+    if (rc == RD_OK)
+        res->store_bytes = (double)st.file_bytes;
+    rd_token_store_destroy(s);
+    rd_free(users);
+    rd_free(ids);
+    rd_free(items);
+    rd_free(ts);
+    rd_free(tok);
+    rd_free(labels);
+    if (rc != RD_OK) {
+        fprintf(stderr, "bench_tokens: build: %s\n", eb.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+// Raw cursor scan of the shard env: every key and value byte is read.
+static int scan(const char *store, results *res) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/shard-0000", store);
+    rd_lmdbx_opts lo = {0};
+    lo.read_only = 1;
+    lo.max_dbs = 4;
+    MDB_env *env = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_lmdbx_env_open(path, &lo, &env, &eb) != RD_OK) {
+        fprintf(stderr, "bench_tokens: %s\n", eb.msg);
+        return 1;
+    }
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    double g[5];
+    uint64_t sink = 0;
+    for (int rep = -1; rep < 5; rep++) {
+        if (rd_lmdbx_read_begin(env, &txn, path, &eb) != RD_OK ||
+            mdb_dbi_open(txn, "tokens", 0, &dbi) != 0) {
+            fprintf(stderr, "bench_tokens: scan: %s\n", eb.msg);
+            mdb_env_close(env);
+            return 1;
+        }
+        MDB_cursor *cur;
+        mdb_cursor_open(txn, dbi, &cur);
+        MDB_val k, v;
+        uint64_t bytes = 0;
+        double t0 = now_s();
+        int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        while (rc == 0) {
+            // Touch every byte, 8 at a time (the same memory traffic as a copy-out).
+            const unsigned char *p = v.mv_data;
+            uint64_t acc = 0;
+            size_t i = 0;
+            for (; i + 8 <= v.mv_size; i += 8) {
+                uint64_t x;
+                memcpy(&x, p + i, 8);
+                acc ^= x;
+            }
+            for (; i < v.mv_size; i++)
+                acc ^= p[i];
+            uint64_t kx;
+            memcpy(&kx, k.mv_data, 8);
+            sink += acc ^ kx ^ ((const unsigned char *)k.mv_data)[k.mv_size - 1];
+            bytes += k.mv_size + v.mv_size;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        double dt = now_s() - t0;
+        mdb_cursor_close(cur);
+        mdb_txn_reset(txn);
+        if (rep >= 0)
+            g[rep] = (double)bytes / dt / 1e9;
+        res->scan_bytes = (double)bytes;
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    qsort(g, 5, sizeof g[0], cmp_double);
+    res->scan_gbps = g[2];
+    res->scan_min = g[0];
+    res->scan_max = g[4];
+    if (sink == 42)
+        printf("(sink)\n"); // keeps the loads alive
+    return 0;
+}
+
+// The requests of batch b: users and times, the same on every rank.
+static void make_batch(const opts *o, int b, uint64_t *users, int64_t *ts) {
+    rd_rng r;
+    rd_rng_split(&r, 2024, (uint64_t)b);
+    for (int i = 0; i < o->batch; i++) {
+        users[i] = user_key((int)rd_rng_below(&r, (uint64_t)o->users));
+        ts[i] = o->L + (int64_t)rd_rng_below(&r, (uint64_t)(o->per_user - o->L + 1));
+    }
+}
+
+typedef struct outs {
+    rd_token_fetch_out o;
+} outs;
+
+static void outs_init(outs *x, const opts *o) {
+    size_t R = (size_t)o->batch, L = (size_t)o->L;
+    memset(x, 0, sizeof *x);
+    x->o.tokens = rd_aligned_xalloc(R * L * (size_t)o->dim * 4);
+    x->o.labels = rd_aligned_xalloc(R * L * 4);
+    x->o.ts = rd_aligned_xalloc(R * L * 8);
+    x->o.mask = rd_aligned_xalloc(R * L);
+    x->o.n_found = rd_aligned_xalloc(R * 4);
+    memset(x->o.tokens, 0, R * L * (size_t)o->dim * 4); // fault the pages in before timing
+}
+
+static void outs_free(outs *x) {
+    rd_aligned_free(x->o.tokens);
+    rd_aligned_free(x->o.labels);
+    rd_aligned_free(x->o.ts);
+    rd_aligned_free(x->o.mask);
+    rd_aligned_free(x->o.n_found);
+}
+
+static uint64_t found_tokens(const outs *x, int R) {
+    uint64_t n = 0;
+    for (int i = 0; i < R; i++)
+        n += x->o.n_found[i];
+    return n;
+}
+
+static void stats_of(const double *t, int n, stats3 *s) {
+    s->min = INFINITY;
+    s->max = 0;
+    s->avg = 0;
+    for (int i = 0; i < n; i++) {
+        s->min = fmin(s->min, t[i]);
+        s->max = fmax(s->max, t[i]);
+        s->avg += t[i] / n;
+    }
+}
+
+static int direct_fetch(const opts *o, rd_token_store *s, results *res) {
+    uint64_t *users = rd_xmalloc((size_t)o->batch * 8);
+    int64_t *ts = rd_xmalloc((size_t)o->batch * 8);
+    outs x;
+    outs_init(&x, o);
+    double *t = rd_xmalloc((size_t)o->iters * sizeof *t);
+    uint64_t tokens = 0;
+    double total = 0;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = RD_OK;
+    for (int b = 0; b < o->warmup + o->iters && rc == RD_OK; b++) {
+        make_batch(o, b, users, ts);
+        double t0 = now_s();
+        rc = rd_token_store_fetch_batch(s, (size_t)o->batch, users, ts, (size_t)o->L, &x.o, &eb);
+        double dt = now_s() - t0;
+        if (b >= o->warmup) {
+            t[b - o->warmup] = dt;
+            total += dt;
+            tokens += found_tokens(&x, o->batch);
+        }
+    }
+    if (rc != RD_OK)
+        fprintf(stderr, "bench_tokens: direct fetch: %s\n", eb.msg);
+    res->direct_gbps = (double)tokens * o->dim * 4 / total / 1e9;
+    stats_of(t, o->iters, &res->direct_batch_s);
+    rd_free(t);
+    outs_free(&x);
+    rd_free(users);
+    rd_free(ts);
+    return rc != RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// RPC (world rank 1 = worker)
+
+static int rpc_fetch(const opts *o, rd_token_client *cl, int inflight, results *res, int save) {
+    uint64_t *users = rd_xmalloc((size_t)o->batch * 8);
+    int64_t *ts = rd_xmalloc((size_t)o->batch * 8);
+    outs x[RD_TOKEN_CLIENT_MAX_INFLIGHT];
+    for (int k = 0; k < inflight; k++)
+        outs_init(&x[k], o);
+    int handle[RD_TOKEN_CLIENT_MAX_INFLIGHT];
+    double *t = rd_xmalloc((size_t)(o->iters + inflight) * sizeof *t);
+    double t_start[RD_TOKEN_CLIENT_MAX_INFLIGHT];
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = RD_OK, n_batches = o->warmup + o->iters;
+    uint64_t tokens = 0;
+    double t_first = 0;
+    // A ring of `inflight` outstanding batches: batch b uses slot b % inflight.
+    for (int b = 0; b < n_batches + inflight && rc == RD_OK; b++) {
+        int slot = b % inflight;
+        if (b >= inflight) {
+            int done_b = b - inflight;
+            rc = rd_token_client_wait(cl, handle[slot], &eb);
+            if (rc != RD_OK)
+                break;
+            if (done_b >= o->warmup) {
+                t[done_b - o->warmup] = now_s() - t_start[slot];
+                tokens += found_tokens(&x[slot], o->batch);
+            }
+            if (done_b == n_batches - 1)
+                break;
+        }
+        if (b < n_batches) {
+            if (b == o->warmup)
+                t_first = now_s();
+            make_batch(o, b, users, ts);
+            t_start[slot] = now_s();
+            rc = rd_token_client_fetch_start(cl, (size_t)o->batch, users, ts, (size_t)o->L,
+                                             &x[slot].o, &handle[slot], &eb);
+        }
+    }
+    double total = now_s() - t_first;
+    if (rc != RD_OK)
+        fprintf(stderr, "bench_tokens: rpc fetch: %s\n", eb.msg);
+    double g = (double)tokens * o->dim * 4 / total / 1e9;
+    if (save) {
+        res->rpc_gbps = g;
+        stats_of(t, o->iters, &res->rpc_batch_s);
+    } else {
+        res->rpc_gbps_1 = g;
+    }
+    rd_free(t);
+    for (int k = 0; k < inflight; k++)
+        outs_free(&x[k]);
+    rd_free(users);
+    rd_free(ts);
+    return rc != RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+static void fmt_g(char *buf, size_t cap, double v) {
+    if (v < 0)
+        snprintf(buf, cap, "n/a");
+    else
+        snprintf(buf, cap, "%.3f", v);
+}
+
+static void report(const opts *o, const results *r, int ranks) {
+    char rpc[32], rpc1[32], ratio[32];
+    fmt_g(rpc, sizeof rpc, r->rpc_gbps);
+    fmt_g(rpc1, sizeof rpc1, r->rpc_gbps_1);
+    fmt_g(ratio, sizeof ratio, r->rpc_gbps < 0 ? -1 : r->rpc_gbps / r->scan_gbps);
+    printf("bench_tokens: %d users x %d tokens, d = %d fp32, L = %d, %d requests/batch, %d timed "
+           "batches (+%d warm-up), %d rank(s), %s\n",
+           o->users, o->per_user, o->dim, o->L, o->batch, o->iters, o->warmup, ranks,
+           o->sync ? "fsync per commit" : "MDB_NOSYNC");
+    printf("  %-26s %14.0f   (build %.2f s, data.mdb %.0f MB)\n", "append_tokens_per_s",
+           r->append_tokens_per_s, r->build_s, r->store_bytes / 1e6);
+    printf("  %-26s %14.3f   (min %.3f max %.3f; %.0f MB of key+value per scan)\n",
+           "lmdb_scan_gbps", r->scan_gbps, r->scan_min, r->scan_max, r->scan_bytes / 1e6);
+    printf("  %-26s %14.3f   (s/batch min %.4f avg %.4f max %.4f)\n", "direct_fetch_gbps",
+           r->direct_gbps, r->direct_batch_s.min, r->direct_batch_s.avg, r->direct_batch_s.max);
+    if (r->rpc_gbps >= 0)
+        printf("  %-26s %14s   (%d in flight; s/batch min %.4f avg %.4f max %.4f)\n",
+               "rpc_fetch_gbps", rpc, o->inflight, r->rpc_batch_s.min, r->rpc_batch_s.avg,
+               r->rpc_batch_s.max);
+    else
+        printf("  %-26s %14s   (run with mpiexec -n 2 for the PS path)\n", "rpc_fetch_gbps", rpc);
+    printf("  %-26s %14s\n", "rpc_fetch_gbps_1", rpc1);
+    printf("  %-26s %14s   (rpc_fetch_gbps / lmdb_scan_gbps; target >= 0.5)\n", "ratio_scan",
+           ratio);
+    if (o->json) {
+        FILE *f = fopen(o->json, "w");
+        if (!f) {
+            fprintf(stderr, "bench_tokens: cannot write %s\n", o->json);
+            return;
+        }
+        char rj[32], r1j[32], raj[32];
+        snprintf(rj, sizeof rj, "%s", r->rpc_gbps < 0 ? "null" : rpc);
+        snprintf(r1j, sizeof r1j, "%s", r->rpc_gbps_1 < 0 ? "null" : rpc1);
+        snprintf(raj, sizeof raj, "%s", r->rpc_gbps < 0 ? "null" : ratio);
+        fprintf(f,
+                "{\"bench\": \"tokens\", \"users\": %d, \"tokens_per_user\": %d, \"dim\": %d, "
+                "\"L\": %d, \"batch\": %d, \"iters\": %d, \"warmup\": %d, \"ranks\": %d, "
+                "\"inflight\": %d, \"sync\": %d,\n"
+                " \"append_tokens_per_s\": %.0f, \"lmdb_scan_gbps\": %.4f, "
+                "\"direct_fetch_gbps\": %.4f, \"rpc_fetch_gbps\": %s, \"rpc_fetch_gbps_1\": %s, "
+                "\"ratio_scan\": %s,\n"
+                " \"store_bytes\": %.0f, \"direct_batch_s\": [%.6f, %.6f, %.6f], "
+                "\"rpc_batch_s\": [%.6f, %.6f, %.6f]}\n",
+                o->users, o->per_user, o->dim, o->L, o->batch, o->iters, o->warmup, ranks,
+                o->inflight, o->sync, r->append_tokens_per_s, r->scan_gbps, r->direct_gbps, rj, r1j,
+                raj, r->store_bytes, r->direct_batch_s.min, r->direct_batch_s.avg,
+                r->direct_batch_s.max, r->rpc_batch_s.min, r->rpc_batch_s.avg, r->rpc_batch_s.max);
+        fclose(f);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int main(int argc, char **argv) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
+        fprintf(stderr, "%s\n", eb.msg);
+        return 1;
+    }
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    rd_log_init(RD_LOG_LEVEL_WARN, rank, NULL);
+    opts o;
+    if (parse(argc, argv, &o) != 0 || size > 2) {
+        if (rank == 0)
+            fprintf(stderr,
+                    "usage: [mpiexec -n 2] bench_tokens [--users U] [--per-user K] [--dim D] "
+                    "[--L L] [--batch R] [--iters N] [--warmup N] [--inflight 1..%d] [--sync] "
+                    "[--dir DIR] [--keep] [--json PATH]\n",
+                    RD_TOKEN_CLIENT_MAX_INFLIGHT);
+        rd_mpi_finalize();
+        return 2;
+    }
+    // The store folder: --dir/store, or a fresh temp folder made by rank 0.
+    char base[512] = {0}, store[600];
+    if (rank == 0) {
+        if (o.dir) {
+            snprintf(base, sizeof base, "%s", o.dir);
+        } else {
+            snprintf(base, sizeof base, "/tmp/rd_bench_tokens_XXXXXX");
+            if (!mkdtemp(base)) {
+                fprintf(stderr, "bench_tokens: mkdtemp failed\n");
+                MPI_Abort(MPI_COMM_WORLD, 1);
+            }
+        }
+    }
+    MPI_Request br;
+    RD_MPI_CHECK(MPI_Ibcast(base, (int)sizeof base, MPI_CHAR, 0, MPI_COMM_WORLD, &br));
+    wait_req(&br);
+    snprintf(store, sizeof store, "%s/store", base);
+    results res;
+    memset(&res, 0, sizeof res);
+    res.rpc_gbps = res.rpc_gbps_1 = -1;
+    int fail = 0;
+    rd_token_store *s = NULL;
+    if (rank == 0) {
+        fail = build(&o, store, &res);
+        if (!fail)
+            fail = scan(store, &res);
+        if (!fail) {
+            rd_token_open_opts oo = {0};
+            oo.mode = RD_TOKEN_WRITE;
+            oo.no_sync = !o.sync;
+            if (rd_token_store_open(store, &oo, &s, &eb) != RD_OK) {
+                fprintf(stderr, "bench_tokens: %s\n", eb.msg);
+                fail = 1;
+            }
+        }
+        if (!fail)
+            fail = direct_fetch(&o, s, &res);
+    }
+    int any_fail = 0;
+    MPI_Request ar;
+    RD_MPI_CHECK(MPI_Iallreduce(&fail, &any_fail, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &ar));
+    wait_req(&ar);
+    if (size == 2 && !any_fail) {
+        // 1 PS rank (world 0) + 1 worker (world 1).
+        rd_config cfg;
+        rd_config_defaults(&cfg);
+        cfg.cluster.ps_ranks = 1;
+        cfg.cluster.n_jobs = 1;
+        cfg.cluster.poll_us_max = 50;
+        snprintf(cfg.cluster.jobs[0].name, RD_NAME_MAX, "teacher");
+        snprintf(cfg.cluster.jobs[0].model, RD_NAME_MAX, "m");
+        cfg.cluster.jobs[0].role = RD_JOB_TEACHER;
+        cfg.cluster.jobs[0].ranks = 1;
+        cfg.ps.n_tables = 1;
+        snprintf(cfg.ps.tables[0].name, RD_NAME_MAX, "unused");
+        cfg.ps.tables[0].dim = 4;
+        cfg.ps.tables[0].optim.lr = 0.1f;
+        cfg.ps.tables[0].capacity = 16;
+        cfg.ps.tables[0].admit_count = 1;
+        rd_comm *comm = NULL;
+        if (rd_comm_create(MPI_COMM_WORLD, &cfg, &comm, &eb) != RD_OK) {
+            fprintf(stderr, "bench_tokens: %s\n", eb.msg);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        if (comm->role_kind == RD_ROLE_PS) {
+            rd_server *srv = NULL;
+            rd_token_service *svc = NULL;
+            if (rd_server_create(comm, &cfg, &srv, &eb) != RD_OK ||
+                rd_token_service_create(srv, s, &svc, &eb) != RD_OK) {
+                fprintf(stderr, "bench_tokens: %s\n", eb.msg);
+                MPI_Abort(MPI_COMM_WORLD, 1);
+            }
+            rd_server_run(srv);
+            rd_server_destroy(srv);
+            rd_token_service_destroy(svc);
+            double got[8];
+            MPI_Request rr;
+            RD_MPI_CHECK(MPI_Irecv(got, 8, MPI_DOUBLE, 1, 99, MPI_COMM_WORLD, &rr));
+            wait_req(&rr);
+            res.rpc_gbps = got[0];
+            res.rpc_gbps_1 = got[1];
+            res.rpc_batch_s = (stats3){got[2], got[3], got[4]};
+            fail |= got[5] != 0;
+        } else {
+            rd_kv *kv = NULL;
+            rd_token_client *cl = NULL;
+            rd_token_store_info info;
+            if (rd_kv_create(comm, &cfg, &kv, &eb) != RD_OK ||
+                rd_token_store_read_manifest(store, &info, &eb) != RD_OK) {
+                fprintf(stderr, "bench_tokens: %s\n", eb.msg);
+                MPI_Abort(MPI_COMM_WORLD, 1);
+            }
+            rd_token_client_opts co = {(int)info.n_shards, (int)info.dim, 50, 0};
+            if (rd_token_client_create(comm, &co, &cl, &eb) != RD_OK) {
+                fprintf(stderr, "bench_tokens: %s\n", eb.msg);
+                MPI_Abort(MPI_COMM_WORLD, 1);
+            }
+            int f = rpc_fetch(&o, cl, 1, &res, 0);
+            f |= rpc_fetch(&o, cl, o.inflight, &res, 1);
+            rd_token_client_destroy(cl);
+            rd_kv_shutdown(kv);
+            rd_kv_destroy(kv);
+            double out[8] = {res.rpc_gbps,        res.rpc_gbps_1,      res.rpc_batch_s.min,
+                             res.rpc_batch_s.avg, res.rpc_batch_s.max, (double)f};
+            MPI_Request sr;
+            RD_MPI_CHECK(MPI_Isend(out, 8, MPI_DOUBLE, 0, 99, MPI_COMM_WORLD, &sr));
+            wait_req(&sr);
+        }
+        rd_comm_destroy(comm);
+    }
+    if (rank == 0) {
+        rd_token_store_destroy(s);
+        if (!any_fail && !fail)
+            report(&o, &res, size);
+        if (!o.keep) {
+            char cmd[700];
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", o.dir ? store : base);
+            if (system(cmd) != 0)
+                fprintf(stderr, "bench_tokens: could not remove %s\n", store);
+        }
+    }
+    poll_barrier(MPI_COMM_WORLD);
+    rd_mpi_finalize();
+    return any_fail || fail;
+}

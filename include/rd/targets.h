@@ -1,0 +1,142 @@
+// rd/targets.h — the distillation target log: every raw teacher logit, keyed by (teacher job,
+// sample id, pass), in one LMDB env, so that students started later replay them.
+//
+// Defines:
+//   rd_target_log                      opaque handle (one LMDB env at distill.target_log)
+//   rd_target_log_opts                 map size, growth cap, sync mode
+//   rd_target_log_create / open / close
+//   rd_target_job_key()                teacher job name -> 64-bit key
+//   rd_target_batch, rd_target_log_append()    batched appends (one write transaction)
+//   rd_target_out, rd_target_log_read_range()  sample-id range -> arrays
+//   rd_target_log_get()                one (job, sample, pass)
+//   rd_target_log_count()              records in the log
+//
+// On disk: an LMDB env (data.mdb, lock.mdb) with two named databases. "meta" holds the header
+// record (key "header": magic "RDTGTLOG", version, key and value sizes, created, CRC-32C);
+// "targets" holds the records:
+//   key   (20 bytes) = big-endian job key | big-endian sample id | big-endian pass, so one job's
+//         targets are contiguous and ordered by sample id, then pass;
+//   value (20 bytes, little-endian) = logit f32 | window i32 | teacher version u64 (the
+//         teacher's step when it produced the logit) | CRC-32C over key and value.
+// A record appended twice (same job, sample and pass) keeps the last value.
+//
+// Concurrency: readers (MDB_RDONLY, e.g. a replaying student) see consistent snapshots and
+// never block writers; several writer processes may append, LMDB serialises their write
+// transactions. The map grows by doubling when full (never a lost write). A handle is used by
+// one thread at a time.
+#ifndef RD_TARGETS_H
+#define RD_TARGETS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd/error.h"
+
+#define RD_TARGET_LOG_VERSION 1
+#define RD_TARGET_KEY_BYTES   20
+#define RD_TARGET_VALUE_BYTES 20
+#define RD_TARGET_ANY_PASS    (-1)
+
+typedef struct rd_target_log rd_target_log;
+
+typedef struct rd_target_log_opts {
+    uint64_t map_size;     // initial map size in bytes; 0 = 1 MiB (or the file's when larger)
+    uint64_t max_map_size; // growth cap; 0 = 1 TiB
+    int no_sync;           // 1 = commits without fsync
+} rd_target_log_opts;
+
+/**
+ * Create a new target log at folder `path` (created; must not hold an LMDB env yet).
+ * @param[in] opts  may be NULL (defaults)
+ * @param[out] out  open for writing; close with rd_target_log_close
+ * @return RD_OK, RD_ERR_EXISTS (path holds data.mdb already), RD_ERR_IO, RD_ERR_ARG, RD_ERR_LMDB
+ */
+int rd_target_log_create(const char *path,
+                         const rd_target_log_opts *opts,
+                         rd_target_log **out,
+                         rd_errbuf *eb);
+
+/**
+ * Open an existing target log.
+ * @param[in] writable  0 = read-only (MDB_RDONLY), 1 = appends allowed
+ * @param[in] opts      may be NULL
+ * @return RD_OK, RD_ERR_NOTFOUND (no such log), RD_ERR_CORRUPT (no or damaged header record),
+ *         RD_ERR_VERSION (other log version or record layout; the message says which),
+ *         RD_ERR_LMDB, RD_ERR_NOMEM
+ */
+int rd_target_log_open(const char *path,
+                       int writable,
+                       const rd_target_log_opts *opts,
+                       rd_target_log **out,
+                       rd_errbuf *eb);
+
+/** Close the env and free the handle. Accepts NULL. */
+void rd_target_log_close(rd_target_log *log);
+
+/** Key of a teacher job: a hash of its name (rd_hash_str with a fixed seed). */
+uint64_t rd_target_job_key(const char *job_name);
+
+/** n targets of one teacher job and pass (arrays borrowed for the call). */
+typedef struct rd_target_batch {
+    size_t n;
+    uint64_t job;             // rd_target_job_key(teacher job name)
+    uint32_t pass;            // epoch / pass over the data that produced these logits
+    const uint64_t *samples;  // (n) sample ids
+    const float *logits;      // (n) raw teacher logits, finite
+    const uint64_t *versions; // (n) teacher step per logit, or NULL (0)
+    const int32_t *windows;   // (n) stream window per sample (-1 = batch phase), or NULL (-1)
+} rd_target_batch;
+
+/**
+ * Append a batch in one write transaction (keys sorted; MDB_APPEND when they extend the log).
+ * Validated first: nothing is written when a logit is not finite.
+ * @return RD_OK, RD_ERR_ARG (read-only handle, non-finite logit i, missing arrays),
+ *         RD_ERR_FULL (map at its cap or disk full; nothing of the batch committed),
+ *         RD_ERR_LMDB, RD_ERR_NOMEM
+ */
+int rd_target_log_append(rd_target_log *log, const rd_target_batch *b, rd_errbuf *eb);
+
+/** Outputs of a range read (caller-owned arrays of `cap` entries; NULL = not wanted, except
+ *  samples and logits). */
+typedef struct rd_target_out {
+    uint64_t *samples;  // (cap) required
+    float *logits;      // (cap) required
+    uint32_t *passes;   // (cap) or NULL
+    uint64_t *versions; // (cap) or NULL
+    int32_t *windows;   // (cap) or NULL
+} rd_target_out;
+
+/**
+ * Every record of `job` with sample_lo <= sample < sample_hi (and pass == `pass`, unless pass is
+ * RD_TARGET_ANY_PASS), in (sample, pass) order, from one read snapshot.
+ * @param[out] n_out  records written; on RD_ERR_RANGE, the number the range holds
+ * @return RD_OK, RD_ERR_RANGE (more than cap records: nothing is valid, *n_out says how many),
+ *         RD_ERR_CORRUPT (a record of the wrong size or CRC), RD_ERR_ARG, RD_ERR_LMDB
+ */
+int rd_target_log_read_range(rd_target_log *log,
+                             uint64_t job,
+                             uint64_t sample_lo,
+                             uint64_t sample_hi,
+                             int64_t pass,
+                             const rd_target_out *out,
+                             size_t cap,
+                             size_t *n_out,
+                             rd_errbuf *eb);
+
+/**
+ * One target. Outputs may be NULL.
+ * @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_CORRUPT, RD_ERR_LMDB
+ */
+int rd_target_log_get(rd_target_log *log,
+                      uint64_t job,
+                      uint64_t sample,
+                      uint32_t pass,
+                      float *logit,
+                      uint64_t *version,
+                      int32_t *window,
+                      rd_errbuf *eb);
+
+/** Records in the log (all jobs). @return RD_OK or RD_ERR_LMDB. */
+int rd_target_log_count(rd_target_log *log, uint64_t *n, rd_errbuf *eb);
+
+#endif // RD_TARGETS_H

@@ -1,0 +1,501 @@
+// rd/tokens.h — the IAT instance-token store: LMDB envs sharded by user, fetch-by-timestamp
+// without leakage, and its MPI path through the owning parameter-server rank.
+//
+// Defines:
+//   rd_token_dtype, rd_token_dtype_parse/name       fp32 | fp16 storage of tokens
+//   rd_token_f32_to_f16 / rd_token_f16_to_f32       IEEE binary16, round-to-nearest-even
+//   rd_token_store                                  opaque store handle
+//   rd_token_store_create / open / destroy          create a new store; open one (read-only or
+//                                                   writer of a set of shards); close
+//   rd_token_store_read_manifest / rd_token_store_info / rd_token_store_opts_from_config
+//   rd_token_shard_of_user / rd_token_ps_rank_of_shard   placement: user -> shard -> PS rank
+//   rd_token_batch, rd_token_store_append           batched appends (one write txn per shard
+//                                                   and append_batch records)
+//   rd_token_fetch_out, rd_token_store_fetch / _fetch_batch   last L tokens strictly before t
+//   rd_token_store_gc / _stats / _verify / _iterate tools: delete old entries, counts, checks,
+//                                                   export
+//   rd_token_shard_fetch_batch / rd_token_fetch_reply_bytes / rd_token_fetch_reply_view
+//   rd_token_append_pack / rd_token_append_packed_bytes / rd_token_shard_append_packed
+//                                                   wire-friendly shard entry points (packed)
+//   rd_token_service_create / destroy               PS side: handlers of RD_TOKEN_OP_* on an
+//                                                   rd_server
+//   rd_token_client_*                               worker side: batched fetch/append through the
+//                                                   owning PS ranks (one message per rank,
+//                                                   non-blocking)
+//
+// On disk: <dir>/MANIFEST (64 bytes: magic "RDTOKMAN", version, n_shards, dim, dtype, created,
+// value size, store id, CRC-32C; written atomically, last, by create) and <dir>/shard-%04d/ one
+// LMDB env per shard (data.mdb, lock.mdb) with two named databases: "meta" holds the header record
+// (key "header": version, dim, dtype, shard id, n_shards, store id, CRC — checked against the
+// manifest at open) and "tokens" holds the records:
+//   key   (24 bytes) = big-endian user | big-endian (timestamp ^ 2^63) | big-endian instance id,
+//         so memcmp order is (user, time, id) order and a cursor walks a user's history in time
+//         order;
+//   value (20 + dim * 4 or 2 bytes, little-endian) = label f32 | flags u32 | item key u64 |
+//         token (dim fp32, or dim binary16) | CRC-32C over key and the preceding value bytes.
+//
+// Placement: user u lives in shard rd_shard_of(u, n_shards) (rd/hash.h); shard s is owned — and
+// written — only by PS rank s % P (n_shards may be a multiple of P, so that a store can be
+// re-served by fewer or more ranks without rewriting it). One writer per shard env; readers
+// (other jobs, tools) open the store read-only: LMDB read transactions are snapshots, so they
+// never block the writer and never see a half-written batch.
+//
+// Fetch semantics: fetch(user, t, L) returns the LAST min(L, count) records of `user` with
+// timestamp STRICTLY LESS than t (never the instance at t itself, never the future), in time
+// order, OLDEST FIRST, left-aligned: slots [0, n_found) hold them (slot n_found - 1 is the most
+// recent), slots [n_found, L) are zero-filled with mask 0. Ties of timestamp are ordered by
+// instance id.
+//
+// Threading: a store handle is used by one thread at a time (it reuses its read transactions
+// and scratch buffers). Several handles, in one or several processes, may read the same store
+// while its owner writes.
+#ifndef RD_TOKENS_H
+#define RD_TOKENS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd/error.h"
+#include "rd/hash.h"
+
+#define RD_TOKEN_STORE_VERSION 1
+#define RD_TOKEN_MAX_DIM       4096  // largest token dimension
+#define RD_TOKEN_MAX_SHARDS    4096  // largest number of shards of a store
+#define RD_TOKEN_MAX_L         65536 // largest fetch length
+#define RD_TOKEN_KEY_BYTES     24    // user | time | instance id
+#define RD_TOKEN_VALUE_FIXED   20    // label + flags + item + crc
+#define RD_TOKEN_OP_FETCH      40    // rd_server user op: packed fetch request -> packed reply
+#define RD_TOKEN_OP_APPEND     41    // rd_server user op: packed append -> empty reply
+
+// ---------------------------------------------------------------------------------------------
+// Token element types
+
+typedef enum rd_token_dtype {
+    RD_TOKEN_FP32 = 1, // 4 bytes per element, exact
+    RD_TOKEN_FP16 = 2, // IEEE binary16, round-to-nearest-even; |rel err| <= 2^-11 in range
+} rd_token_dtype;
+
+/** "fp32" | "fp16" -> dtype. @return RD_OK or RD_ERR_ARG. */
+int rd_token_dtype_parse(const char *name, int *dtype);
+/** dtype -> "fp32" | "fp16" | "unknown". */
+const char *rd_token_dtype_name(int dtype);
+
+/** float -> binary16 bits, round to nearest even; overflow -> inf, NaN stays NaN (quiet). */
+uint16_t rd_token_f32_to_f16(float f);
+/** binary16 bits -> float (exact, subnormals included). */
+float rd_token_f16_to_f32(uint16_t h);
+
+// ---------------------------------------------------------------------------------------------
+// Store handle
+
+typedef struct rd_token_store rd_token_store;
+
+/** Layout of a new store (rd_token_store_create). */
+typedef struct rd_token_store_opts {
+    int dim;               // token dimension d, 1..RD_TOKEN_MAX_DIM
+    int dtype;             // rd_token_dtype
+    int n_shards;          // shards, 1..RD_TOKEN_MAX_SHARDS (a multiple of the PS ranks P)
+    uint64_t map_size;     // initial LMDB map size per shard, bytes; 0 = 1 MiB (grows)
+    uint64_t max_map_size; // cap of the growth per shard; 0 = 1 TiB
+    int append_batch;      // records per write transaction; 0 = 4096
+    int no_sync;           // 1 = commits without fsync (benchmarks, scratch stores)
+} rd_token_store_opts;
+
+typedef enum rd_token_mode {
+    RD_TOKEN_READ_ONLY = 0, // every shard, MDB_RDONLY: tools and reader jobs
+    RD_TOKEN_WRITE = 1,     // the shards owned by ps_rank (all when n_ps == 0), writable
+} rd_token_mode;
+
+/** How to open an existing store (rd_token_store_open). Zero-initialise, then set. */
+typedef struct rd_token_open_opts {
+    int mode;              // rd_token_mode
+    int ps_rank;           // WRITE: this PS rank (0..n_ps-1)
+    int n_ps;              // WRITE: P; shard s is opened iff s % P == ps_rank; 0 = all shards
+    int expect_dim;        // > 0: the store must have this dim, else RD_ERR_VERSION
+    int expect_dtype;      // > 0: the store must have this dtype, else RD_ERR_VERSION
+    uint64_t map_size;     // WRITE: raise the map to at least this size; 0 = the file's
+    uint64_t max_map_size; // WRITE: cap of the growth; 0 = 1 TiB
+    int append_batch;      // records per write transaction; 0 = 4096
+    int no_sync;           // WRITE: commits without fsync
+    int verify_crc;        // 1 = fetch checks every record's CRC (verify always does)
+} rd_token_open_opts;
+
+/** What the MANIFEST says. */
+typedef struct rd_token_store_info {
+    uint32_t version; // RD_TOKEN_STORE_VERSION
+    uint32_t n_shards;
+    uint32_t dim;
+    uint32_t dtype;       // rd_token_dtype
+    uint32_t value_bytes; // bytes of one record's value
+    int64_t created;      // unix seconds
+    uint64_t store_id;    // random id drawn at create; every shard header repeats it
+} rd_token_store_info;
+
+/**
+ * Create a new store in `dir` (which must not exist, or be an empty folder): every shard env with
+ * its header record, then the MANIFEST, atomically and last (a store whose creation did not
+ * finish has no MANIFEST and cannot be opened).
+ * @param[out] out  the new store, open for writing on every shard; free with
+ *                  rd_token_store_destroy (a PS rank usually closes it and re-opens its shards)
+ * @return RD_OK, RD_ERR_ARG (bad opts: which field and range), RD_ERR_EXISTS (dir not empty),
+ *         RD_ERR_IO / RD_ERR_FULL (mkdir, write), RD_ERR_LMDB, RD_ERR_NOMEM
+ */
+int rd_token_store_create(const char *dir,
+                          const rd_token_store_opts *opts,
+                          rd_token_store **out,
+                          rd_errbuf *eb);
+
+/**
+ * Open an existing store. Checks the MANIFEST (magic, CRC, version, expectations) and each opened
+ * shard's header record against it.
+ * @return RD_OK, RD_ERR_NOTFOUND (no dir, no MANIFEST, a shard env missing), RD_ERR_CORRUPT
+ *         (MANIFEST or shard header: bad size, magic or CRC), RD_ERR_VERSION (other store version,
+ *         dim or dtype than expected, a shard header that disagrees with the MANIFEST: the message
+ *         says what the store has and what was expected), RD_ERR_ARG (bad opts), RD_ERR_LMDB,
+ *         RD_ERR_NOMEM
+ */
+int rd_token_store_open(const char *dir,
+                        const rd_token_open_opts *opts,
+                        rd_token_store **out,
+                        rd_errbuf *eb);
+
+/** Close every env and free the handle. Accepts NULL. */
+void rd_token_store_destroy(rd_token_store *s);
+
+/** Read and check `<dir>/MANIFEST` only (no env is opened). Same codes as open. */
+int rd_token_store_read_manifest(const char *dir, rd_token_store_info *info, rd_errbuf *eb);
+
+struct rd_tokens_config;
+
+/**
+ * Store options from the `tokens:` config section (dim, dtype, map_size, append_batch); the
+ * number of shards is the caller's (usually cluster.ps_ranks or a multiple of it).
+ * @return RD_OK or RD_ERR_CONFIG ("tokens.dtype: ..." for an unknown dtype)
+ */
+int rd_token_store_opts_from_config(const struct rd_tokens_config *tc,
+                                    int n_shards,
+                                    rd_token_store_opts *o,
+                                    rd_errbuf *eb);
+
+/** The layout of an open store. */
+void rd_token_store_info_get(const rd_token_store *s, rd_token_store_info *info);
+
+/** 1 if this handle has shard `shard` open (and writable in WRITE mode), else 0. */
+int rd_token_store_has_shard(const rd_token_store *s, int shard);
+
+/** Shard of a user. */
+static inline int rd_token_shard_of_user(uint64_t user, int n_shards) {
+    return rd_shard_of(user, n_shards);
+}
+
+/** PS rank (0..n_ps-1) that owns and serves shard `shard`. */
+static inline int rd_token_ps_rank_of_shard(int shard, int n_ps) {
+    return shard % n_ps;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Append
+
+/** n records to append (borrowed for the call). */
+typedef struct rd_token_batch {
+    size_t n;
+    const uint64_t *users; // (n) user keys
+    const int64_t *ts;     // (n) timestamps (any int64; seconds in this project)
+    const uint64_t *ids;   // (n) instance ids (unique per user and timestamp)
+    const float *tokens;   // (n, dim), finite
+    const float *labels;   // (n) finite, or NULL (stored as 0)
+    const uint64_t *items; // (n) item keys, or NULL (0)
+    const uint32_t *flags; // (n) free flags, or NULL (0)
+} rd_token_batch;
+
+/**
+ * Append a batch. Every record is validated first (owned shard, finite values); then each
+ * shard's records are sorted by key and written in write transactions of append_batch records
+ * (MDB_APPEND while keys arrive in increasing order, ordinary puts otherwise). A record whose key
+ * (user, ts, id) already exists replaces it (re-appending a batch is idempotent). When the map
+ * is full it grows by doubling and the transaction is retried, so no write is lost.
+ * @return RD_OK, RD_ERR_ARG (record i: shard not owned by this handle, read-only store,
+ *         non-finite value; nothing written), RD_ERR_FULL (map at max_map_size or disk full;
+ *         the transactions committed before the failing one stay), RD_ERR_LMDB, RD_ERR_NOMEM
+ */
+int rd_token_store_append(rd_token_store *s, const rd_token_batch *b, rd_errbuf *eb);
+
+// ---------------------------------------------------------------------------------------------
+// Fetch
+
+/** Outputs of a fetch of R requests of length L (caller-owned arrays). */
+typedef struct rd_token_fetch_out {
+    float *tokens;     // (R, L, dim), required; zero-padded
+    float *labels;     // (R, L) or NULL
+    uint64_t *items;   // (R, L) or NULL
+    int64_t *ts;       // (R, L) or NULL
+    uint64_t *ids;     // (R, L) or NULL
+    uint8_t *mask;     // (R, L) or NULL; 1 = slot holds a record
+    uint32_t *n_found; // (R), required; records found per request (<= L)
+} rd_token_fetch_out;
+
+/**
+ * The last min(L, count) records of `user` strictly before `before_t` (see the semantics above),
+ * from one read snapshot.
+ * @param[in] L  1..RD_TOKEN_MAX_L
+ * @return RD_OK, RD_ERR_ARG (L out of range, the user's shard not open in this handle),
+ *         RD_ERR_CORRUPT (a record of the wrong size or CRC: shard, user and time named),
+ *         RD_ERR_LMDB. On error the outputs are unspecified.
+ */
+int rd_token_store_fetch(rd_token_store *s,
+                         uint64_t user,
+                         int64_t before_t,
+                         size_t L,
+                         const rd_token_fetch_out *out,
+                         rd_errbuf *eb);
+
+/** Fetch n requests (users[i], before_t[i]) into row i of `out`, with one read transaction per
+ *  shard involved (renewed, not recreated). Same codes as rd_token_store_fetch. */
+int rd_token_store_fetch_batch(rd_token_store *s,
+                               size_t n,
+                               const uint64_t *users,
+                               const int64_t *before_t,
+                               size_t L,
+                               const rd_token_fetch_out *out,
+                               rd_errbuf *eb);
+
+// ---------------------------------------------------------------------------------------------
+// Tools
+
+/**
+ * Delete every record with timestamp < before_t from the writable shards of this handle, in
+ * write transactions of at most append_batch deletions (a long gc never holds one huge txn).
+ * @param[out] n_deleted  records deleted (may be NULL)
+ * @return RD_OK, RD_ERR_ARG (read-only handle), RD_ERR_FULL, RD_ERR_LMDB
+ */
+int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_errbuf *eb);
+
+typedef struct rd_token_stats {
+    uint64_t entries;       // records
+    uint64_t users;         // distinct users
+    uint64_t payload_bytes; // entries * (key + value bytes)
+    uint64_t file_bytes;    // pages in use * page size (data.mdb high-water mark)
+    uint64_t map_bytes;     // current map size(s)
+    int64_t t_min, t_max;   // time range (INT64_MAX / INT64_MIN when empty)
+} rd_token_stats;
+
+/**
+ * Statistics over the shards open in this handle, from read snapshots.
+ * @param[out] total      sum (t_min/t_max: min/max)
+ * @param[out] per_shard  (n_shards) or NULL; shards not open are zeroed (t_min = INT64_MAX,
+ *                        t_max = INT64_MIN)
+ * @return RD_OK, RD_ERR_LMDB, RD_ERR_CORRUPT
+ */
+int rd_token_store_stats(rd_token_store *s,
+                         rd_token_stats *total,
+                         rd_token_stats *per_shard,
+                         rd_errbuf *eb);
+
+/**
+ * Check every open shard: header record against the MANIFEST, every key 24 bytes and strictly
+ * increasing, the user in the right shard, every value of the right size with a good CRC and
+ * finite numbers.
+ * @param[out] n_checked  records checked (may be NULL)
+ * @return RD_OK, or RD_ERR_CORRUPT / RD_ERR_VERSION describing the first problem (shard, user,
+ *         time, what), RD_ERR_LMDB
+ */
+int rd_token_store_verify(rd_token_store *s, uint64_t *n_checked, rd_errbuf *eb);
+
+/** One record as seen by rd_token_store_iterate. Pointers are valid during the callback only. */
+typedef struct rd_token_record {
+    int shard;
+    uint64_t user;
+    int64_t ts;
+    uint64_t id;
+    float label;
+    uint64_t item;
+    uint32_t flags;
+    const float *token; // (dim), converted to fp32
+} rd_token_record;
+
+/** Visit callback: return 0 to go on, non-zero to stop (rd_token_store_iterate returns it).
+ *  It must not modify the store through the same handle (a read transaction is live). */
+typedef int (*rd_token_visit_fn)(const rd_token_record *rec, void *user);
+
+/**
+ * Visit every record of `shard` (or of every open shard when shard < 0), in key order, from one
+ * read snapshot per shard. For export tools.
+ * @return RD_OK, the callback's non-zero value, RD_ERR_ARG (shard not open), RD_ERR_CORRUPT,
+ *         RD_ERR_LMDB
+ */
+int rd_token_store_iterate(
+    rd_token_store *s, int shard, rd_token_visit_fn fn, void *user, rd_errbuf *eb);
+
+// ---------------------------------------------------------------------------------------------
+// Wire-friendly shard entry points (what a PS rank runs for RD_TOKEN_OP_FETCH / _APPEND)
+//
+// Packed fetch reply for n requests of length L and dimension d with optional `fields`
+// (RD_TOKEN_FIELD_* bits; little-endian; every array starts 8-byte aligned relative to the
+// buffer when the buffer is):
+//   u32 magic "RDTF" | u32 n | u32 L | u32 d | u32 fields | u32 0     24 bytes
+//   [items u64 (n, L)] [ts i64 (n, L)] [ids u64 (n, L)] tokens f32 (n, L, d) [labels f32 (n, L)]
+//   n_found u32 (n) | mask u8 (n, L) | zero padding to a multiple of 8
+// Bracketed arrays are present only when their field bit is set. Tokens always travel as fp32
+// (fp16 stores convert on the server). Shipping only what the caller asked for matters: the
+// reply is copied twice on its way (server send buffer, client staging).
+//
+// Packed append for n records of dimension d:
+//   u32 magic "RDTA" | u32 n | u32 d | u32 reserved (0)              16 bytes
+//   users u64 (n) | ts i64 (n) | ids u64 (n) | items u64 (n) | tokens f32 (n, d) | labels f32 (n)
+//   | flags u32 (n) | zero padding to a multiple of 8
+
+#define RD_TOKEN_FIELD_LABELS 0x1u // labels f32
+#define RD_TOKEN_FIELD_ITEMS  0x2u // item keys u64
+#define RD_TOKEN_FIELD_TS     0x4u // timestamps i64
+#define RD_TOKEN_FIELD_IDS    0x8u // instance ids u64
+#define RD_TOKEN_FIELDS_ALL   0xfu
+
+/** The RD_TOKEN_FIELD_* bits of the optional arrays that `out` asks for (non-NULL). */
+unsigned rd_token_fetch_fields(const rd_token_fetch_out *out);
+
+/** Bytes of a packed fetch reply; 0 if n, L, dim or fields is out of range or the size
+ *  overflows. */
+size_t rd_token_fetch_reply_bytes(size_t n, size_t L, size_t dim, unsigned fields);
+
+/**
+ * Fetch n requests from this handle's shards into a packed reply.
+ * @param[in]  fields  RD_TOKEN_FIELD_* bits of the optional arrays to include
+ * @param[out] buf     cap >= rd_token_fetch_reply_bytes(n, L, dim, fields) bytes, 8-aligned
+ * @return RD_OK, RD_ERR_ARG (cap too small, L, n or fields out of range), and fetch's codes
+ */
+int rd_token_shard_fetch_batch(rd_token_store *s,
+                               size_t n,
+                               const uint64_t *users,
+                               const int64_t *before_t,
+                               size_t L,
+                               unsigned fields,
+                               void *buf,
+                               size_t cap,
+                               rd_errbuf *eb);
+
+/**
+ * Check a packed fetch reply of `len` bytes against the expected (n, L, dim, fields) and point
+ * `view`'s arrays into it (no copy; arrays of absent fields are NULL). Never trusts a size from
+ * the buffer: everything is checked against len, and n_found[i] <= L, mask in {0, 1} with
+ * mask row i = n_found[i] ones then zeros.
+ * @note view points into buf (lives as long as buf); buf must be 8-byte aligned.
+ * @return RD_OK or RD_ERR_PROTO (what is wrong)
+ */
+int rd_token_fetch_reply_view(const void *buf,
+                              size_t len,
+                              size_t n,
+                              size_t L,
+                              size_t dim,
+                              unsigned fields,
+                              rd_token_fetch_out *view,
+                              rd_errbuf *eb);
+
+/** Bytes of a packed append of n records of dimension dim; 0 on overflow / out of range. */
+size_t rd_token_append_packed_bytes(size_t n, size_t dim);
+
+/**
+ * Pack a batch for the wire.
+ * @param[out] buf  cap >= rd_token_append_packed_bytes(b->n, dim) bytes
+ * @return RD_OK or RD_ERR_ARG (cap too small, n or dim out of range)
+ */
+int rd_token_append_pack(const rd_token_batch *b, size_t dim, void *buf, size_t cap, rd_errbuf *eb);
+
+/**
+ * Validate a packed append of `len` bytes (magic, n, dim == the store's, exact size; never
+ * trusting a size) and append it (rd_token_store_append semantics).
+ * @param[in] buf  8-byte aligned
+ * @return RD_OK, RD_ERR_PROTO (malformed payload, nothing written), and append's codes
+ */
+int rd_token_shard_append_packed(rd_token_store *s, const void *buf, size_t len, rd_errbuf *eb);
+
+// ---------------------------------------------------------------------------------------------
+// MPI path (needs rd/server.h on PS ranks and rd/comm.h on workers)
+
+struct rd_server;
+struct rd_comm;
+
+typedef struct rd_token_service rd_token_service;
+
+/**
+ * Register the handlers of RD_TOKEN_OP_FETCH and RD_TOKEN_OP_APPEND on `srv`, serving `store`
+ * (a handle opened in WRITE mode with this PS rank's shards; READ_ONLY serves fetches only).
+ * Requests for users of other shards get an RD_ERR_ARG reply naming the owning rank.
+ * @note srv and store are borrowed: destroy the service after rd_server_destroy, and the store
+ *       after the service. If only the second op could not be registered, *out is still set
+ *       (the first handler refers to it) and must be destroyed the same way.
+ * @return RD_OK, RD_ERR_EXISTS (an op is already registered), RD_ERR_NOMEM
+ */
+int rd_token_service_create(struct rd_server *srv,
+                            rd_token_store *store,
+                            rd_token_service **out,
+                            rd_errbuf *eb);
+/** Free the service (its reply buffer). Accepts NULL. */
+void rd_token_service_destroy(rd_token_service *svc);
+
+typedef struct rd_token_client rd_token_client;
+
+/** Client settings (usually from cfg.tokens, the store's MANIFEST and cfg.cluster / cfg.ps). */
+typedef struct rd_token_client_opts {
+    int n_shards;           // shards of the store (MANIFEST)
+    int dim;                // token dimension (MANIFEST)
+    int poll_us_max;        // max backoff of waits, microseconds; 0 = 200
+    uint64_t max_msg_bytes; // largest request payload the PS accepts (ps.max_msg_bytes);
+                            // 0 = 64 MiB. Larger appends are split.
+} rd_token_client_opts;
+
+#define RD_TOKEN_CLIENT_MAX_INFLIGHT 8 // outstanding fetches per client
+
+/**
+ * @param[in] comm  the layout (a worker or PS rank); borrowed, must outlive the client
+ * @return RD_OK, RD_ERR_ARG (bad opts), RD_ERR_NOMEM
+ * @note Replies come back on the PS reply tags RD_TAG_PS_REPLY_BASE + slot with the slots
+ *       RD_TAG_PS_REPLY_SLOTS - 1 - k, k < RD_TOKEN_CLIENT_MAX_INFLIGHT (the top of the range,
+ *       which rd_kv only reaches with more than 4088 sub-requests in flight).
+ */
+int rd_token_client_create(const struct rd_comm *comm,
+                           const rd_token_client_opts *opts,
+                           rd_token_client **out,
+                           rd_errbuf *eb);
+/** Complete outstanding requests (fetch results are discarded: nothing is written to their
+ *  `out` arrays any more) and free. Accepts NULL. */
+void rd_token_client_destroy(rd_token_client *c);
+
+/**
+ * Start fetching n requests: they are grouped by owning PS rank and sent as one message per
+ * rank (MPI_Isend, no blocking). users/before_t are copied (reusable at once); `out` must stay
+ * valid and untouched until rd_token_client_wait(handle) returns.
+ * @param[out] handle  to pass to rd_token_client_wait
+ * @return RD_OK, RD_ERR_ARG (L or n out of range), RD_ERR_FULL (RD_TOKEN_CLIENT_MAX_INFLIGHT
+ *         fetches outstanding), RD_ERR_RANGE (a message would exceed max_msg_bytes), RD_ERR_NOMEM
+ */
+int rd_token_client_fetch_start(rd_token_client *c,
+                                size_t n,
+                                const uint64_t *users,
+                                const int64_t *before_t,
+                                size_t L,
+                                const rd_token_fetch_out *out,
+                                int *handle,
+                                rd_errbuf *eb);
+/** Complete a fetch (polling with backoff; never spins a core). @return RD_OK, the first
+ *  server-side error of its messages (text of the PS in eb), RD_ERR_PROTO (malformed reply),
+ *  RD_ERR_ARG (unknown handle). */
+int rd_token_client_wait(rd_token_client *c, int handle, rd_errbuf *eb);
+/** Start + wait. */
+int rd_token_client_fetch(rd_token_client *c,
+                          size_t n,
+                          const uint64_t *users,
+                          const int64_t *before_t,
+                          size_t L,
+                          const rd_token_fetch_out *out,
+                          rd_errbuf *eb);
+/** Append a batch through the owning PS ranks (one message per rank, split at max_msg_bytes);
+ *  blocking. @return RD_OK or the first error (a rank's error text in eb). */
+int rd_token_client_append(rd_token_client *c, const rd_token_batch *b, rd_errbuf *eb);
+
+/** Bytes moved by this client so far (payloads incl. 64-byte headers). */
+void rd_token_client_counters(const rd_token_client *c,
+                              uint64_t *bytes_sent,
+                              uint64_t *bytes_recv,
+                              uint64_t *messages);
+
+#endif // RD_TOKENS_H

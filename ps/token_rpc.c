@@ -1,0 +1,821 @@
+// token_rpc.c — the MPI path of the token store: PS-side handlers of RD_TOKEN_OP_FETCH and
+// RD_TOKEN_OP_APPEND registered on an rd_server, and the worker-side client that groups a batch
+// of requests by owning PS rank and sends one message per rank without blocking.
+//
+// Protocol (rd/msg.h headers on rd_comm.kv, tag RD_TAG_PS_REQUEST; replies on
+// RD_TAG_PS_REPLY_BASE + (req_id & 4095)):
+//   FETCH   request payload: u32 "RDTQ" | u32 n | u32 L | u32 dim | u32 fields | u32 0 |
+//                            users u64 (n) | t i64 (n)
+//           reply payload:   the packed fetch reply of rd/tokens.h (n, L, dim, fields)
+//   APPEND  request payload: the packed append of rd/tokens.h;  reply: empty
+//   errors: status < 0 and the error text as payload (as every PS reply)
+// The client uses the reply slots 4095 - k (k = its in-flight slot), the top of the range, so it
+// can share rd_comm.kv with an rd_kv client (whose slots fill from 0 upwards). Several messages
+// to one PS rank on one tag are matched in order (MPI non-overtaking).
+//
+// Every reply is received CONTIGUOUSLY (header + payload into one staging buffer) and then
+// copied to the caller's arrays. Receiving straight into the caller's arrays with a struct
+// datatype looks cheaper but is not: with MPICH ch4:ucx a non-contiguous receive goes through
+// UCX's generic pack/unpack path instead of the zero-copy (CMA) rendezvous, and measured 4x
+// slower for a 19 MB reply than a contiguous receive plus one memcpy. Only the optional arrays
+// the caller asked for travel (RD_TOKEN_FIELD_*).
+//
+// Waits poll with MPI_Test / MPI_Improbe and back off (rd_backoff), because a blocked MPICH call
+// spins a whole core (research/infra.md).
+#include "rd/tokens.h"
+
+#include "rd/alloc.h"
+#include "rd/comm.h"
+#include "rd/msg.h"
+#include "rd/server.h"
+
+#include "token_store_internal.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_REPLY_BYTES (UINT64_C(1) << 30) // largest fetch reply per message (1 GiB)
+#define SMALL_REPLY     4096                // error texts and empty replies
+#define BOUNCE_BYTES    4096
+
+// ---------------------------------------------------------------------------------------------
+// MPI datatype helpers
+
+// A datatype that receives `bytes`: the first 64 into hdr, the rest repeatedly over bounce
+// (deliberately overlapping: the drained bytes are discarded, never read).
+static void drain_type(MPI_Count bytes, void *hdr, void *bounce, MPI_Datatype *out) {
+    MPI_Count rest = bytes > RD_MSG_HEADER_BYTES ? bytes - RD_MSG_HEADER_BYTES : 0;
+    MPI_Count chunks = (rest + BOUNCE_BYTES - 1) / BOUNCE_BYTES;
+    if (chunks < 1)
+        chunks = 1;
+    MPI_Datatype vec;
+    RD_MPI_CHECK(MPI_Type_create_hvector_c(chunks, BOUNCE_BYTES, 0, MPI_BYTE, &vec));
+    MPI_Count bl[2] = {RD_MSG_HEADER_BYTES, 1};
+    MPI_Aint a0, a1;
+    RD_MPI_CHECK(MPI_Get_address(hdr, &a0));
+    RD_MPI_CHECK(MPI_Get_address(bounce, &a1));
+    MPI_Count disp[2] = {(MPI_Count)a0, (MPI_Count)a1};
+    MPI_Datatype types[2] = {MPI_BYTE, vec};
+    RD_MPI_CHECK(MPI_Type_create_struct_c(2, bl, disp, types, out));
+    RD_MPI_CHECK(MPI_Type_commit(out));
+    RD_MPI_CHECK(MPI_Type_free(&vec));
+}
+
+static size_t errtext_len(const char *msg) {
+    size_t n = strlen(msg);
+    return n > RD_MSG_ERRTEXT_MAX ? RD_MSG_ERRTEXT_MAX : n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PS side: the service
+
+struct rd_token_service {
+    rd_server *srv;
+    rd_token_store *store;
+    unsigned char *reply; // packed fetch reply (64-byte aligned, grows to the largest)
+    size_t reply_cap;
+    uint64_t *users; // (req_cap) request copies (payloads need not be aligned)
+    int64_t *ts;
+    size_t req_cap;
+    unsigned char *copy; // aligned copy of a misaligned append payload
+    size_t copy_cap;
+};
+
+static int grow_aligned(unsigned char **buf, size_t *cap, size_t need) {
+    if (*cap >= need)
+        return RD_OK;
+    unsigned char *b = rd_aligned_alloc(need);
+    if (!b)
+        return RD_ERR_NOMEM;
+    rd_aligned_free(*buf);
+    *buf = b;
+    *cap = need;
+    return RD_OK;
+}
+
+static int reply_error(rd_server *srv, const rd_kv_meta *meta, int rc, const rd_errbuf *eb) {
+    const char *msg = eb->msg[0] ? eb->msg : rd_strerror(rc);
+    return rd_server_respond(srv, meta, rc, msg, errtext_len(msg));
+}
+
+static int on_fetch(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server *srv, void *user) {
+    rd_token_service *svc = user;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    const unsigned char *p = pairs->payload;
+    size_t len = pairs->payload_bytes;
+    rd_token_store_info info;
+    rd_token_store_info_get(svc->store, &info);
+    int rc = RD_OK;
+    uint32_t n = 0, L = 0, dim = 0, fields = 0;
+    if (len < RD__TOKEN_FETCH_HEADER || !p) {
+        rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request of %zu bytes (header is %d)", len,
+                        RD__TOKEN_FETCH_HEADER);
+    } else {
+        n = rd__le32_get(p + 4);
+        L = rd__le32_get(p + 8);
+        dim = rd__le32_get(p + 12);
+        fields = rd__le32_get(p + 16);
+        if (rd__le32_get(p) != RD__TOKEN_REQ_MAGIC)
+            rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request: bad magic %08x",
+                            rd__le32_get(p));
+        else if (n < 1 || n > RD__TOKEN_MAX_REQUESTS)
+            rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request: n = %u out of range 1..%u", n,
+                            RD__TOKEN_MAX_REQUESTS);
+        else if (len != RD__TOKEN_FETCH_HEADER + 16 * (size_t)n)
+            rc = rd_err_set(&eb, RD_ERR_PROTO,
+                            "token fetch request of %zu bytes, but n = %u needs %zu", len, n,
+                            RD__TOKEN_FETCH_HEADER + 16 * (size_t)n);
+        else if ((fields & ~RD_TOKEN_FIELDS_ALL) != 0 || rd__le32_get(p + 20) != 0)
+            rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request: unknown fields 0x%x", fields);
+        else if (dim != info.dim)
+            rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request for dim %u, the store has %u",
+                            dim, info.dim);
+        else if (L < 1 || L > RD_TOKEN_MAX_L)
+            rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request: L = %u out of range 1..%d", L,
+                            RD_TOKEN_MAX_L);
+    }
+    size_t bytes = 0;
+    if (rc == RD_OK) {
+        bytes = rd_token_fetch_reply_bytes(n, L, dim, fields);
+        if (bytes == 0 || bytes > MAX_REPLY_BYTES)
+            rc = rd_err_set(&eb, RD_ERR_RANGE,
+                            "token fetch of %u x %u tokens would need a reply over %" PRIu64
+                            " bytes: split it",
+                            n, L, MAX_REPLY_BYTES);
+    }
+    if (rc == RD_OK && svc->req_cap < n) {
+        uint64_t *u = rd_realloc(svc->users, n * sizeof *u);
+        if (u)
+            svc->users = u;
+        int64_t *t = u ? rd_realloc(svc->ts, n * sizeof *t) : NULL;
+        if (t) {
+            svc->ts = t;
+            svc->req_cap = n;
+        } else {
+            rc = rd_err_set(&eb, RD_ERR_NOMEM, "token fetch: no memory for %u requests", n);
+        }
+    }
+    if (rc == RD_OK && grow_aligned(&svc->reply, &svc->reply_cap, bytes) != RD_OK)
+        rc = rd_err_set(&eb, RD_ERR_NOMEM, "token fetch: no memory for a %zu-byte reply", bytes);
+    if (rc == RD_OK) {
+        memcpy(svc->users, p + RD__TOKEN_FETCH_HEADER, 8 * (size_t)n);
+        memcpy(svc->ts, p + RD__TOKEN_FETCH_HEADER + 8 * (size_t)n, 8 * (size_t)n);
+        rc = rd_token_shard_fetch_batch(svc->store, n, svc->users, svc->ts, L, fields, svc->reply,
+                                        svc->reply_cap, &eb);
+    }
+    if (rc != RD_OK)
+        return reply_error(srv, meta, rc, &eb);
+    return rd_server_respond(srv, meta, RD_OK, svc->reply, bytes);
+}
+
+static int on_append(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server *srv, void *user) {
+    rd_token_service *svc = user;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    const void *p = pairs->payload;
+    size_t len = pairs->payload_bytes;
+    int rc = RD_OK;
+    if (p && ((uintptr_t)p & 7u) != 0) {
+        // The packed arrays are read in place: give them an aligned home first.
+        if (grow_aligned(&svc->copy, &svc->copy_cap, len) != RD_OK)
+            rc = rd_err_set(&eb, RD_ERR_NOMEM, "token append: no memory for %zu bytes", len);
+        else
+            p = memcpy(svc->copy, p, len);
+    }
+    if (rc == RD_OK)
+        rc = rd_token_shard_append_packed(svc->store, p, len, &eb);
+    if (rc != RD_OK)
+        return reply_error(srv, meta, rc, &eb);
+    return rd_server_respond(srv, meta, RD_OK, NULL, 0);
+}
+
+int rd_token_service_create(rd_server *srv,
+                            rd_token_store *store,
+                            rd_token_service **out,
+                            rd_errbuf *eb) {
+    RD_ASSERT(srv && store && out);
+    *out = NULL;
+    rd_token_service *svc = rd_calloc(1, sizeof *svc);
+    if (!svc)
+        return rd_err_set(eb, RD_ERR_NOMEM, "token service: out of memory");
+    svc->srv = srv;
+    svc->store = store;
+    int rc = rd_server_register(srv, RD_TOKEN_OP_FETCH, on_fetch, svc);
+    if (rc != RD_OK) {
+        rd_free(svc);
+        return rd_err_set(eb, rc, "token service: cannot register op %d on the server: %s",
+                          RD_TOKEN_OP_FETCH, rd_strerror(rc));
+    }
+    rc = rd_server_register(srv, RD_TOKEN_OP_APPEND, on_append, svc);
+    if (rc != RD_OK) {
+        // FETCH stays registered (the server cannot unregister): hand svc out so that it lives
+        // as long as the server, as for a success.
+        *out = svc;
+        return rd_err_set(eb, rc, "token service: cannot register op %d on the server: %s",
+                          RD_TOKEN_OP_APPEND, rd_strerror(rc));
+    }
+    *out = svc;
+    return RD_OK;
+}
+
+void rd_token_service_destroy(rd_token_service *svc) {
+    if (!svc)
+        return;
+    rd_aligned_free(svc->reply);
+    rd_aligned_free(svc->copy);
+    rd_free(svc->users);
+    rd_free(svc->ts);
+    rd_free(svc);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker side: the client
+
+enum { WHERE_STAGE = 1, WHERE_SMALL = 2, WHERE_DRAIN = 3 };
+
+typedef struct tc_msg {
+    int ps;       // PS index (world rank comm->ps_world[ps])
+    size_t n;     // requests (fetch) or records (append) in this message
+    size_t first; // fetch: offset of its requests in op->pos
+    unsigned op;  // RD_TOKEN_OP_*
+    uint64_t req_id;
+    unsigned char *req; // 64-byte header + payload (grows)
+    size_t req_cap, req_bytes;
+    unsigned char *stage; // fetch reply: 64-byte header + payload (64-aligned, grows)
+    size_t stage_cap;
+    size_t expect;                                          // expected success payload bytes
+    unsigned char hdr_in[RD_MSG_HEADER_BYTES];              // drained replies: their header
+    unsigned char small[RD_MSG_HEADER_BYTES + SMALL_REPLY]; // error texts, empty replies
+    MPI_Request sreq, rreq;
+    int send_done, recv_posted, recv_done, finished;
+    int where;
+    MPI_Count reply_len;
+} tc_msg;
+
+typedef struct tc_op {
+    int active;
+    int slot; // 0..MAX_INFLIGHT-1; reply tag slot = 4095 - slot
+    size_t n, L;
+    unsigned fields; // RD_TOKEN_FIELD_* asked for
+    int discard;     // destroy: complete the messages but write nothing to `out`
+    rd_token_fetch_out out;
+    tc_msg *msgs; // (cap_msgs)
+    int n_msgs, cap_msgs;
+    size_t *pos; // (n) caller positions grouped by message
+    size_t pos_cap;
+    int status;
+    char msg[512];
+} tc_op;
+
+struct rd_token_client {
+    const rd_comm *comm;
+    MPI_Comm c;
+    int P;
+    rd_token_client_opts o;
+    tc_op ops[RD_TOKEN_CLIENT_MAX_INFLIGHT + 1]; // the last one is reserved for appends
+    uint64_t seq;
+    int *cnt; // (P) scratch
+    uint64_t bytes_sent, bytes_recv, messages;
+    unsigned char bounce[BOUNCE_BYTES];
+};
+
+static void op_fail(tc_op *op, int rc, const char *fmt, ...) RD_PRINTF(3, 4);
+static void op_fail(tc_op *op, int rc, const char *fmt, ...) {
+    if (op->status != RD_OK)
+        return; // keep the first error
+    op->status = rc;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(op->msg, sizeof op->msg, fmt, ap);
+    va_end(ap);
+}
+
+int rd_token_client_create(const rd_comm *comm,
+                           const rd_token_client_opts *o,
+                           rd_token_client **out,
+                           rd_errbuf *eb) {
+    RD_ASSERT(comm && o && out);
+    *out = NULL;
+    if (o->n_shards < 1 || o->n_shards > RD_TOKEN_MAX_SHARDS || o->dim < 1 ||
+        o->dim > RD_TOKEN_MAX_DIM)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "token client: n_shards %d (1..%d) or dim %d (1..%d) "
+                          "out of range",
+                          o->n_shards, RD_TOKEN_MAX_SHARDS, o->dim, RD_TOKEN_MAX_DIM);
+    if (comm->n_ps < 1)
+        return rd_err_set(eb, RD_ERR_ARG, "token client: the layout has no PS rank");
+    rd_token_client *c = rd_calloc(1, sizeof *c);
+    if (!c)
+        return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+    c->comm = comm;
+    c->c = comm->kv;
+    c->P = comm->n_ps;
+    c->o = *o;
+    if (c->o.poll_us_max <= 0)
+        c->o.poll_us_max = 200;
+    if (c->o.max_msg_bytes == 0)
+        c->o.max_msg_bytes = UINT64_C(64) << 20;
+    c->cnt = rd_calloc((size_t)c->P, sizeof *c->cnt);
+    if (!c->cnt) {
+        rd_free(c);
+        return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+    }
+    for (int i = 0; i <= RD_TOKEN_CLIENT_MAX_INFLIGHT; i++)
+        c->ops[i].slot = i;
+    *out = c;
+    return RD_OK;
+}
+
+static int op_wait(rd_token_client *c, tc_op *op);
+
+static void op_free(tc_op *op) {
+    for (int m = 0; m < op->cap_msgs; m++) {
+        rd_aligned_free(op->msgs[m].req);
+        rd_aligned_free(op->msgs[m].stage);
+    }
+    rd_free(op->msgs);
+    rd_free(op->pos);
+}
+
+void rd_token_client_destroy(rd_token_client *c) {
+    if (!c)
+        return;
+    for (int i = 0; i <= RD_TOKEN_CLIENT_MAX_INFLIGHT; i++) {
+        if (c->ops[i].active) {
+            c->ops[i].discard = 1; // the caller's arrays may be gone already
+            op_wait(c, &c->ops[i]);
+        }
+        op_free(&c->ops[i]);
+    }
+    rd_free(c->cnt);
+    rd_free(c);
+}
+
+void rd_token_client_counters(const rd_token_client *c,
+                              uint64_t *bytes_sent,
+                              uint64_t *bytes_recv,
+                              uint64_t *messages) {
+    if (bytes_sent)
+        *bytes_sent = c->bytes_sent;
+    if (bytes_recv)
+        *bytes_recv = c->bytes_recv;
+    if (messages)
+        *messages = c->messages;
+}
+
+static int reply_tag_of(const tc_op *op) {
+    return RD_TAG_PS_REPLY_BASE + (RD_TAG_PS_REPLY_SLOTS - 1 - op->slot);
+}
+
+// Make room for `n` messages in op (slots keep their buffers across calls).
+static int op_reserve(tc_op *op, int n) {
+    if (op->cap_msgs >= n)
+        return RD_OK;
+    tc_msg *m = rd_realloc(op->msgs, (size_t)n * sizeof *m);
+    if (!m)
+        return RD_ERR_NOMEM;
+    memset(m + op->cap_msgs, 0, (size_t)(n - op->cap_msgs) * sizeof *m);
+    op->msgs = m;
+    op->cap_msgs = n;
+    return RD_OK;
+}
+
+// Reset the per-call state of message m (buffers kept).
+static void msg_reset(tc_msg *m) {
+    m->send_done = m->recv_posted = m->recv_done = m->finished = 0;
+    m->sreq = m->rreq = MPI_REQUEST_NULL;
+    m->reply_len = 0;
+}
+
+// Fill m's 64-byte header for `payload` bytes and send header + payload (one buffer).
+static void msg_send(rd_token_client *c, tc_op *op, tc_msg *m, size_t payload) {
+    m->req_id = (++c->seq << 12) | (uint64_t)(RD_TAG_PS_REPLY_SLOTS - 1 - op->slot);
+    rd_msg_header h = {RD_MSG_MAGIC,
+                       RD_MSG_VERSION,
+                       (uint16_t)m->op,
+                       0,
+                       0,
+                       (uint64_t)m->n,
+                       0,
+                       0,
+                       m->req_id,
+                       (uint64_t)payload,
+                       0,
+                       0};
+    rd_msg_encode(&h, m->req);
+    m->req_bytes = RD_MSG_HEADER_BYTES + payload;
+    RD_MPI_CHECK(MPI_Isend_c(m->req, (MPI_Count)m->req_bytes, MPI_BYTE, c->comm->ps_world[m->ps],
+                             RD_TAG_PS_REQUEST, c->c, &m->sreq));
+    c->messages++;
+    c->bytes_sent += m->req_bytes;
+}
+
+// Post the receive of m's reply once it has arrived (probe first: the size decides where it
+// goes, so no receive can be truncated). Every receive is contiguous. @return 1 if anything
+// happened.
+static int msg_probe(rd_token_client *c, tc_op *op, tc_msg *m) {
+    int flag = 0;
+    MPI_Message mh;
+    MPI_Status st;
+    RD_MPI_CHECK(MPI_Improbe(c->comm->ps_world[m->ps], reply_tag_of(op), c->c, &flag, &mh, &st));
+    if (!flag)
+        return 0;
+    MPI_Count len = 0;
+    RD_MPI_CHECK(MPI_Get_count_c(&st, MPI_BYTE, &len));
+    m->reply_len = len;
+    size_t pay = len > RD_MSG_HEADER_BYTES ? (size_t)len - RD_MSG_HEADER_BYTES : 0;
+    if (m->op == RD_TOKEN_OP_FETCH && len > RD_MSG_HEADER_BYTES && pay == m->expect) {
+        m->where = WHERE_STAGE;
+        RD_MPI_CHECK(MPI_Imrecv_c(m->stage, len, MPI_BYTE, &mh, &m->rreq));
+    } else if (len >= RD_MSG_HEADER_BYTES && pay <= SMALL_REPLY) {
+        m->where = WHERE_SMALL;
+        RD_MPI_CHECK(MPI_Imrecv_c(m->small, len, MPI_BYTE, &mh, &m->rreq));
+    } else {
+        m->where = WHERE_DRAIN;
+        MPI_Datatype dt;
+        drain_type(len, m->hdr_in, c->bounce, &dt);
+        RD_MPI_CHECK(MPI_Imrecv(MPI_BOTTOM, 1, dt, &mh, &m->rreq));
+        RD_MPI_CHECK(MPI_Type_free(&dt));
+    }
+    m->recv_posted = 1;
+    return 1;
+}
+
+// Copy a staged fetch reply to the caller's rows (one block copy per array when the message
+// holds every request in order, as with a single PS rank).
+static int msg_scatter(rd_token_client *c, tc_op *op, tc_msg *m, rd_errbuf *eb) {
+    rd_token_fetch_out v;
+    size_t L = op->L, d = (size_t)c->o.dim;
+    int rc = rd_token_fetch_reply_view(m->stage + RD_MSG_HEADER_BYTES, m->expect, m->n, L, d,
+                                       op->fields, &v, eb);
+    if (rc != RD_OK)
+        return rc;
+    const rd_token_fetch_out *o = &op->out;
+    if (m->n == op->n) {
+        // pos is the identity (requests are grouped stably by rank).
+        size_t nl = op->n * L;
+        memcpy(o->tokens, v.tokens, nl * d * sizeof(float));
+        memcpy(o->n_found, v.n_found, op->n * sizeof(uint32_t));
+        if (o->labels)
+            memcpy(o->labels, v.labels, nl * sizeof(float));
+        if (o->items)
+            memcpy(o->items, v.items, nl * sizeof(uint64_t));
+        if (o->ts)
+            memcpy(o->ts, v.ts, nl * sizeof(int64_t));
+        if (o->ids)
+            memcpy(o->ids, v.ids, nl * sizeof(uint64_t));
+        if (o->mask)
+            memcpy(o->mask, v.mask, nl);
+        return RD_OK;
+    }
+    for (size_t j = 0; j < m->n; j++) {
+        size_t r = op->pos[m->first + j];
+        memcpy(o->tokens + r * L * d, v.tokens + j * L * d, L * d * sizeof(float));
+        o->n_found[r] = v.n_found[j];
+        if (o->labels)
+            memcpy(o->labels + r * L, v.labels + j * L, L * sizeof(float));
+        if (o->items)
+            memcpy(o->items + r * L, v.items + j * L, L * sizeof(uint64_t));
+        if (o->ts)
+            memcpy(o->ts + r * L, v.ts + j * L, L * sizeof(int64_t));
+        if (o->ids)
+            memcpy(o->ids + r * L, v.ids + j * L, L * sizeof(uint64_t));
+        if (o->mask)
+            memcpy(o->mask + r * L, v.mask + j * L, L);
+    }
+    return RD_OK;
+}
+
+// Interpret a completed reply.
+static void msg_finish(rd_token_client *c, tc_op *op, tc_msg *m) {
+    m->finished = 1;
+    c->bytes_recv += (uint64_t)m->reply_len;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int world = c->comm->ps_world[m->ps];
+    if (m->where == WHERE_DRAIN) {
+        op_fail(op, RD_ERR_PROTO, "PS rank %d: token reply of %lld bytes (unexpected size)", world,
+                (long long)m->reply_len);
+        return;
+    }
+    const unsigned char *hdr = m->where == WHERE_STAGE ? m->stage : m->small;
+    const char *text = (const char *)m->small + RD_MSG_HEADER_BYTES;
+    rd_msg_header h;
+    int rc = rd_msg_decode(hdr, (size_t)m->reply_len, &h, &eb);
+    if (rc == RD_OK)
+        rc = rd_msg_check_reply(&h, m->op, m->req_id, &eb);
+    if (rc != RD_OK) {
+        op_fail(op, rc, "PS rank %d: %s", world, eb.msg);
+        return;
+    }
+    if (h.status != RD_OK) {
+        size_t len = m->where == WHERE_SMALL ? (size_t)h.payload_bytes : 0;
+        if (len > RD_MSG_ERRTEXT_MAX)
+            len = RD_MSG_ERRTEXT_MAX;
+        op_fail(op, h.status < 0 ? h.status : RD_ERR_PROTO, "PS rank %d: %.*s", world, (int)len,
+                text);
+        return;
+    }
+    if (m->op == RD_TOKEN_OP_APPEND) {
+        if (h.payload_bytes != 0)
+            op_fail(op, RD_ERR_PROTO, "PS rank %d: append reply carries %" PRIu64 " bytes", world,
+                    h.payload_bytes);
+        return;
+    }
+    if (m->where == WHERE_STAGE && op->discard)
+        rc = RD_OK;
+    else if (m->where == WHERE_STAGE)
+        rc = msg_scatter(c, op, m, &eb);
+    else
+        rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch reply of %" PRIu64 " bytes, expected %zu",
+                        h.payload_bytes, m->expect);
+    if (rc != RD_OK)
+        op_fail(op, rc, "PS rank %d: %s", world, eb.msg);
+}
+
+// Advance every message of op; @return 1 when all are finished.
+static int op_progress(rd_token_client *c, tc_op *op, int *did) {
+    int all = 1;
+    for (int i = 0; i < op->n_msgs; i++) {
+        tc_msg *m = &op->msgs[i];
+        if (m->finished)
+            continue;
+        if (!m->send_done) {
+            RD_MPI_CHECK(MPI_Test(&m->sreq, &m->send_done, MPI_STATUS_IGNORE));
+            *did |= m->send_done;
+        }
+        // Messages to the same rank share the tag: probe only for the first unfinished one,
+        // so that replies are matched in sending order.
+        int first_for_rank = 1;
+        for (int j = 0; j < i; j++)
+            if (op->msgs[j].ps == m->ps && !op->msgs[j].recv_posted)
+                first_for_rank = 0;
+        if (!m->recv_posted && first_for_rank)
+            *did |= msg_probe(c, op, m);
+        if (m->recv_posted && !m->recv_done) {
+            RD_MPI_CHECK(MPI_Test(&m->rreq, &m->recv_done, MPI_STATUS_IGNORE));
+            *did |= m->recv_done;
+        }
+        if (m->send_done && m->recv_done)
+            msg_finish(c, op, m);
+        else
+            all = 0;
+    }
+    return all;
+}
+
+static int op_wait(rd_token_client *c, tc_op *op) {
+    rd_backoff b;
+    rd_backoff_reset(&b, c->o.poll_us_max);
+    for (;;) {
+        int did = 0;
+        if (op_progress(c, op, &did))
+            break;
+        if (did)
+            rd_backoff_reset(&b, c->o.poll_us_max);
+        else
+            rd_backoff_wait(&b);
+    }
+    op->active = 0;
+    return op->status;
+}
+
+static int grow_buf(unsigned char **buf, size_t *cap, size_t need) {
+    return grow_aligned(buf, cap, need);
+}
+
+static int ps_of_user(const rd_token_client *c, uint64_t user) {
+    return rd_token_ps_rank_of_shard(rd_token_shard_of_user(user, c->o.n_shards), c->P);
+}
+
+int rd_token_client_fetch_start(rd_token_client *c,
+                                size_t n,
+                                const uint64_t *users,
+                                const int64_t *before_t,
+                                size_t L,
+                                const rd_token_fetch_out *out,
+                                int *handle,
+                                rd_errbuf *eb) {
+    RD_ASSERT(c && out && handle);
+    *handle = -1;
+    if (n < 1 || n > RD__TOKEN_MAX_REQUESTS || L < 1 || L > RD_TOKEN_MAX_L)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "token client fetch: n = %zu (1..%u) or L = %zu (1..%d) "
+                          "out of range",
+                          n, RD__TOKEN_MAX_REQUESTS, L, RD_TOKEN_MAX_L);
+    if (!users || !before_t || !out->tokens || !out->n_found)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "token client fetch: users, before_t, out->tokens, out->n_found needed");
+    tc_op *op = NULL;
+    for (int i = 0; i < RD_TOKEN_CLIENT_MAX_INFLIGHT && !op; i++)
+        if (!c->ops[i].active)
+            op = &c->ops[i];
+    if (!op)
+        return rd_err_set(eb, RD_ERR_FULL, "token client: %d fetches already outstanding",
+                          RD_TOKEN_CLIENT_MAX_INFLIGHT);
+    const unsigned fields = rd_token_fetch_fields(out);
+    // 1. Count requests per PS rank.
+    for (int r = 0; r < c->P; r++)
+        c->cnt[r] = 0;
+    for (size_t i = 0; i < n; i++)
+        c->cnt[ps_of_user(c, users[i])]++;
+    int n_msgs = 0;
+    for (int r = 0; r < c->P; r++)
+        if (c->cnt[r]) {
+            size_t bytes =
+                rd_token_fetch_reply_bytes((size_t)c->cnt[r], L, (size_t)c->o.dim, fields);
+            if (bytes == 0 || bytes > MAX_REPLY_BYTES)
+                return rd_err_set(eb, RD_ERR_RANGE,
+                                  "token client fetch: %d requests of L = %zu for PS %d need a "
+                                  "reply over %" PRIu64 " bytes; split the batch",
+                                  c->cnt[r], L, r, MAX_REPLY_BYTES);
+            n_msgs++;
+        }
+    if (op_reserve(op, n_msgs) != RD_OK)
+        return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+    if (op->pos_cap < n) {
+        size_t *p = rd_realloc(op->pos, n * sizeof *p);
+        if (!p)
+            return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+        op->pos = p;
+        op->pos_cap = n;
+    }
+    // 2. Lay out one message per rank; pos lists each message's requests in caller order.
+    op->n_msgs = 0;
+    size_t off = 0;
+    for (int r = 0; r < c->P; r++) {
+        if (!c->cnt[r])
+            continue;
+        tc_msg *m = &op->msgs[op->n_msgs++];
+        msg_reset(m);
+        m->ps = r;
+        m->op = RD_TOKEN_OP_FETCH;
+        m->n = (size_t)c->cnt[r];
+        m->first = off;
+        m->expect = rd_token_fetch_reply_bytes(m->n, L, (size_t)c->o.dim, fields);
+        size_t req = RD_MSG_HEADER_BYTES + RD__TOKEN_FETCH_HEADER + 16 * m->n;
+        if (grow_buf(&m->req, &m->req_cap, req) != RD_OK ||
+            grow_buf(&m->stage, &m->stage_cap, RD_MSG_HEADER_BYTES + m->expect) != RD_OK)
+            return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+        c->cnt[r] = (int)off; // becomes the fill cursor of rank r
+        off += m->n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int r = ps_of_user(c, users[i]);
+        op->pos[c->cnt[r]++] = i;
+    }
+    // 3. Pack and send.
+    for (int k = 0; k < op->n_msgs; k++) {
+        tc_msg *m = &op->msgs[k];
+        unsigned char *p = m->req + RD_MSG_HEADER_BYTES;
+        rd__le32_put(p, RD__TOKEN_REQ_MAGIC);
+        rd__le32_put(p + 4, (uint32_t)m->n);
+        rd__le32_put(p + 8, (uint32_t)L);
+        rd__le32_put(p + 12, (uint32_t)c->o.dim);
+        rd__le32_put(p + 16, fields);
+        rd__le32_put(p + 20, 0);
+        unsigned char *pu = p + RD__TOKEN_FETCH_HEADER, *pt = pu + 8 * m->n;
+        for (size_t j = 0; j < m->n; j++) {
+            size_t i = op->pos[m->first + j];
+            rd__le64_put(pu + 8 * j, users[i]);
+            rd__le64_put(pt + 8 * j, (uint64_t)before_t[i]);
+        }
+    }
+    op->active = 1;
+    op->status = RD_OK;
+    op->msg[0] = '\0';
+    op->n = n;
+    op->L = L;
+    op->out = *out;
+    op->fields = fields;
+    op->discard = 0;
+    for (int k = 0; k < op->n_msgs; k++) {
+        tc_msg *m = &op->msgs[k];
+        msg_send(c, op, m, RD__TOKEN_FETCH_HEADER + 16 * m->n);
+    }
+    *handle = op->slot;
+    return RD_OK;
+}
+
+int rd_token_client_wait(rd_token_client *c, int handle, rd_errbuf *eb) {
+    RD_ASSERT(c);
+    if (handle < 0 || handle >= RD_TOKEN_CLIENT_MAX_INFLIGHT || !c->ops[handle].active)
+        return rd_err_set(eb, RD_ERR_ARG, "token client: no outstanding fetch %d", handle);
+    tc_op *op = &c->ops[handle];
+    int rc = op_wait(c, op);
+    if (rc != RD_OK)
+        rd_err_set(eb, rc, "token fetch: %s", op->msg);
+    return rc;
+}
+
+int rd_token_client_fetch(rd_token_client *c,
+                          size_t n,
+                          const uint64_t *users,
+                          const int64_t *before_t,
+                          size_t L,
+                          const rd_token_fetch_out *out,
+                          rd_errbuf *eb) {
+    int h = -1;
+    int rc = rd_token_client_fetch_start(c, n, users, before_t, L, out, &h, eb);
+    if (rc != RD_OK)
+        return rc;
+    return rd_token_client_wait(c, h, eb);
+}
+
+int rd_token_client_append(rd_token_client *c, const rd_token_batch *b, rd_errbuf *eb) {
+    RD_ASSERT(c && b);
+    if (b->n == 0)
+        return RD_OK;
+    if (!b->users || !b->ts || !b->ids || !b->tokens)
+        return rd_err_set(eb, RD_ERR_ARG, "token client append: users, ts, ids, tokens required");
+    tc_op *op = &c->ops[RD_TOKEN_CLIENT_MAX_INFLIGHT];
+    RD_ASSERT(!op->active);
+    const size_t dim = (size_t)c->o.dim;
+    // Records per message so that a packed append stays within max_msg_bytes.
+    size_t per = 8 * 4 + 4 * 2 + 4 * dim;
+    uint64_t room = c->o.max_msg_bytes > 64 ? c->o.max_msg_bytes - 64 : 0;
+    size_t chunk = (size_t)(room / per);
+    if (chunk > RD__TOKEN_MAX_APPEND)
+        chunk = RD__TOKEN_MAX_APPEND;
+    if (chunk < 1)
+        return rd_err_set(eb, RD_ERR_RANGE,
+                          "token client append: max_msg_bytes %" PRIu64
+                          " cannot hold one record of dim %zu",
+                          c->o.max_msg_bytes, dim);
+    // 1. Group by rank (stable) into pos.
+    if (op->pos_cap < b->n) {
+        size_t *p = rd_realloc(op->pos, b->n * sizeof *p);
+        if (!p)
+            return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+        op->pos = p;
+        op->pos_cap = b->n;
+    }
+    for (int r = 0; r < c->P; r++)
+        c->cnt[r] = 0;
+    for (size_t i = 0; i < b->n; i++)
+        c->cnt[ps_of_user(c, b->users[i])]++;
+    int n_msgs = 0;
+    for (int r = 0; r < c->P; r++)
+        n_msgs += (int)((c->cnt[r] + chunk - 1) / chunk);
+    if (op_reserve(op, n_msgs) != RD_OK)
+        return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+    size_t off = 0;
+    for (int r = 0; r < c->P; r++) {
+        size_t k = (size_t)c->cnt[r];
+        c->cnt[r] = (int)off;
+        off += k;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        op->pos[c->cnt[ps_of_user(c, b->users[i])]++] = i;
+    // 2. Pack: messages of one rank are consecutive in pos.
+    op->n_msgs = 0;
+    op->status = RD_OK;
+    op->msg[0] = '\0';
+    size_t i0 = 0;
+    while (i0 < b->n) {
+        int r = ps_of_user(c, b->users[op->pos[i0]]);
+        size_t i1 = i0;
+        while (i1 < b->n && i1 - i0 < chunk && ps_of_user(c, b->users[op->pos[i1]]) == r)
+            i1++;
+        tc_msg *m = &op->msgs[op->n_msgs++];
+        msg_reset(m);
+        m->ps = r;
+        m->op = RD_TOKEN_OP_APPEND;
+        m->n = i1 - i0;
+        m->first = i0;
+        size_t bytes = rd_token_append_packed_bytes(m->n, dim);
+        if (grow_buf(&m->req, &m->req_cap, RD_MSG_HEADER_BYTES + bytes) != RD_OK)
+            return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+        rd__token_append_layout lay;
+        RD_ASSERT(rd__token_append_layout_of(m->n, dim, &lay));
+        unsigned char *p = m->req + RD_MSG_HEADER_BYTES;
+        memset(p, 0, bytes);
+        rd__le32_put(p, RD__TOKEN_APPEND_MAGIC);
+        rd__le32_put(p + 4, (uint32_t)m->n);
+        rd__le32_put(p + 8, (uint32_t)dim);
+        for (size_t j = 0; j < m->n; j++) {
+            size_t i = op->pos[i0 + j];
+            rd__le64_put(p + lay.users + 8 * j, b->users[i]);
+            rd__le64_put(p + lay.ts + 8 * j, (uint64_t)b->ts[i]);
+            rd__le64_put(p + lay.ids + 8 * j, b->ids[i]);
+            rd__le64_put(p + lay.items + 8 * j, b->items ? b->items[i] : 0);
+            memcpy(p + lay.tokens + 4 * dim * j, b->tokens + i * dim, 4 * dim);
+            if (b->labels)
+                memcpy(p + lay.labels + 4 * j, &b->labels[i], 4);
+            rd__le32_put(p + lay.flags + 4 * j, b->flags ? b->flags[i] : 0);
+        }
+        m->expect = 0;
+        i0 = i1;
+    }
+    // 3. Send everything, then wait for every reply.
+    op->active = 1;
+    for (int k = 0; k < op->n_msgs; k++)
+        msg_send(c, op, &op->msgs[k], rd_token_append_packed_bytes(op->msgs[k].n, dim));
+    int rc = op_wait(c, op);
+    if (rc != RD_OK)
+        rd_err_set(eb, rc, "token append: %s", op->msg);
+    return rc;
+}

@@ -1,0 +1,1604 @@
+// token_store.c — the IAT instance-token store: one LMDB env per shard, keys (user, time, id)
+// big-endian, fetch of the last L records strictly before t by a backward cursor walk.
+//
+// Invariants:
+// - A record's key is exactly 24 bytes and its value exactly value_bytes; both are checked on
+//   every read (a corrupted or foreign record is an RD_ERR_CORRUPT naming it, never a crash).
+// - Only the shards owned by this handle are writable; every append is validated completely
+//   before the first write transaction starts.
+// - Read transactions live in the handle and are reset at the end of each call and renewed at
+//   the next (mdb_txn_renew + mdb_cursor_renew), so a fetch batch costs no malloc and no reader
+//   slot churn, and no transaction of this process is active when a write grows the map.
+//
+// Workload: fetch is the hot path (the teacher reads 256..2048 tokens per example). For each
+// request it is one MDB_SET_RANGE on (user, t, 0) and then at most L MDB_PREV steps, each
+// decoding one record straight into the caller's arrays (fp32: one memcpy of d floats). Appends
+// arrive in batches of thousands and are sorted per shard, so a bulk load in key order uses
+// MDB_APPEND (no page splits in the middle of the tree).
+#include "rd/tokens.h"
+
+#include "rd/alloc.h"
+#include "rd/config.h"
+#include "rd/hash.h"
+#include "rd/lmdbx.h"
+
+#include "token_store_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MANIFEST_MAGIC  "RDTOKMAN"
+#define HEADER_MAGIC    "RDTOKSHD"
+#define MANIFEST_BYTES  64
+#define HEADER_BYTES    64
+#define DIR_MAX         3900 // leaves room for "/shard-NNNN/data.mdb"
+#define DEFAULT_BATCH   4096
+#define DEFAULT_MAP     (UINT64_C(1) << 20)
+#define TXN_PAYLOAD_CAP (UINT64_C(64) << 20) // bytes of records per write transaction
+
+typedef struct tk_shard {
+    MDB_env *env;       // NULL when this handle does not open the shard
+    MDB_dbi dbi_tokens; // "tokens"
+    MDB_dbi dbi_meta;   // "meta"
+    MDB_txn *rtxn;      // reusable read transaction (reset between calls), or NULL
+    MDB_cursor *rcur;   // cursor of rtxn on dbi_tokens, renewed with it
+    int live;           // rtxn is active in the current call
+    int writable;
+} tk_shard;
+
+// One record of an append, sorted by (shard, key, position in the batch).
+typedef struct tk_rec {
+    uint64_t user, tsk, id; // tsk = timestamp in unsigned order
+    uint32_t idx;           // position in the batch
+    uint32_t shard;
+} tk_rec;
+
+struct rd_token_store {
+    char dir[DIR_MAX];
+    rd_token_store_info info;
+    int mode;
+    int ps_rank, n_ps;
+    uint64_t max_map_size;
+    size_t append_batch;
+    int verify_crc;
+    size_t tok_bytes;   // dim * element size
+    size_t value_bytes; // RD_TOKEN_VALUE_FIXED + tok_bytes
+    tk_shard *shards;   // (n_shards)
+    int *live;          // (n_shards) shards with an active read txn in the current call
+    int n_live;
+    tk_rec *recs; // append scratch (grows once to the largest batch)
+    size_t recs_cap;
+    float *tokbuf; // (dim) decode scratch for iterate
+};
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+static int host_is_little_endian(void) {
+    const uint32_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+static int finite_bits(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    return (x & 0x7f800000u) != 0x7f800000u;
+}
+
+static void shard_path(const rd_token_store *s, const char *dir, int shard, char *buf, size_t cap) {
+    (void)s;
+    snprintf(buf, cap, "%s/shard-%04d", dir, shard);
+}
+
+static void
+pack_key(unsigned char k[RD_TOKEN_KEY_BYTES], uint64_t user, uint64_t tsk, uint64_t id) {
+    rd_lmdbx_put_be64(k, user);
+    rd_lmdbx_put_be64(k + 8, tsk);
+    rd_lmdbx_put_be64(k + 16, id);
+}
+
+static size_t elem_size(int dtype) {
+    return dtype == RD_TOKEN_FP16 ? 2 : 4;
+}
+
+// ---------------------------------------------------------------------------------------------
+// dtype and binary16
+
+int rd_token_dtype_parse(const char *name, int *dtype) {
+    if (name && strcmp(name, "fp32") == 0) {
+        *dtype = RD_TOKEN_FP32;
+        return RD_OK;
+    }
+    if (name && strcmp(name, "fp16") == 0) {
+        *dtype = RD_TOKEN_FP16;
+        return RD_OK;
+    }
+    return RD_ERR_ARG;
+}
+
+const char *rd_token_dtype_name(int dtype) {
+    return dtype == RD_TOKEN_FP32 ? "fp32" : dtype == RD_TOKEN_FP16 ? "fp16" : "unknown";
+}
+
+uint16_t rd_token_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) {
+        if (ax > 0x7f800000u) // NaN: keep it a (quiet) NaN with the top payload bits
+            return (uint16_t)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
+        return (uint16_t)(sign | 0x7c00u);
+    }
+    // 65520 = 65504 + half an ulp: ties to even go up to infinity (65504 has an odd mantissa).
+    if (ax >= 0x477ff000u)
+        return (uint16_t)(sign | 0x7c00u);
+    uint32_t e = ax >> 23;
+    if (e < 113) {
+        // Result is a half subnormal (or zero): value = m * 2^(e-150), unit 2^-24.
+        if (e < 102)
+            return (uint16_t)sign; // below 2^-25: rounds to zero
+        uint32_t m = (ax & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126 - e; // 14..24
+        uint32_t r = m >> shift;
+        uint32_t rem = m & ((1u << shift) - 1);
+        uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1u)))
+            r++; // may carry into the smallest normal (0x0400): the encoding is still right
+        return (uint16_t)(sign | r);
+    }
+    // Normal: rebias the exponent (127 -> 15) and round the 13 dropped mantissa bits.
+    uint32_t h = (ax - 0x38000000u) >> 13;
+    uint32_t rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+        h++; // a carry into the exponent is the correct rounding
+    return (uint16_t)(sign | h);
+}
+
+float rd_token_f16_to_f32(uint16_t hbits) {
+    uint32_t h = hbits;
+    uint32_t sign = (h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
+    if (e == 0) {
+        if (m == 0) {
+            x = sign;
+        } else {
+            // Subnormal m * 2^-24: normalise so that the leading one is the implicit bit.
+            uint32_t sh = 0;
+            while (!(m & 0x400u)) {
+                m <<= 1;
+                sh++;
+            }
+            x = sign | ((113u - sh) << 23) | ((m & 0x3ffu) << 13);
+        }
+    } else if (e == 31) {
+        x = sign | 0x7f800000u | (m << 13);
+    } else {
+        x = sign | ((e + 112u) << 23) | (m << 13);
+    }
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// MANIFEST and shard header records
+
+static void manifest_encode(const rd_token_store_info *in, unsigned char out[MANIFEST_BYTES]) {
+    memset(out, 0, MANIFEST_BYTES);
+    memcpy(out, MANIFEST_MAGIC, 8);
+    rd__le32_put(out + 8, in->version);
+    rd__le32_put(out + 12, in->n_shards);
+    rd__le32_put(out + 16, in->dim);
+    rd__le32_put(out + 20, in->dtype);
+    rd__le32_put(out + 24, in->value_bytes);
+    rd__le32_put(out + 28, RD_TOKEN_KEY_BYTES);
+    rd__le64_put(out + 32, (uint64_t)in->created);
+    rd__le64_put(out + 40, in->store_id);
+    rd__le32_put(out + 60, rd_crc32c(0, out, 60));
+}
+
+// Checks shared by the MANIFEST and the shard header: dim, dtype, shard count, value size.
+static int layout_sane(const rd_token_store_info *i) {
+    return i->n_shards >= 1 && i->n_shards <= RD_TOKEN_MAX_SHARDS && i->dim >= 1 &&
+           i->dim <= RD_TOKEN_MAX_DIM && (i->dtype == RD_TOKEN_FP32 || i->dtype == RD_TOKEN_FP16) &&
+           i->value_bytes == RD_TOKEN_VALUE_FIXED + i->dim * elem_size((int)i->dtype);
+}
+
+static int manifest_decode(
+    const unsigned char *p, size_t len, const char *path, rd_token_store_info *out, rd_errbuf *eb) {
+    if (len != MANIFEST_BYTES)
+        return rd_err_set(eb, RD_ERR_CORRUPT, "token store MANIFEST %s: %zu bytes, expected %d",
+                          path, len, MANIFEST_BYTES);
+    if (memcmp(p, MANIFEST_MAGIC, 8) != 0)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "token store MANIFEST %s: bad magic (not a token-store manifest)", path);
+    out->version = rd__le32_get(p + 8);
+    if (out->version != RD_TOKEN_STORE_VERSION)
+        return rd_err_set(eb, RD_ERR_VERSION,
+                          "token store MANIFEST %s: store version %u, this build reads version %d",
+                          path, out->version, RD_TOKEN_STORE_VERSION);
+    uint32_t crc = rd__le32_get(p + 60);
+    if (crc != rd_crc32c(0, p, 60))
+        return rd_err_set(eb, RD_ERR_CORRUPT, "token store MANIFEST %s: CRC mismatch", path);
+    out->n_shards = rd__le32_get(p + 12);
+    out->dim = rd__le32_get(p + 16);
+    out->dtype = rd__le32_get(p + 20);
+    out->value_bytes = rd__le32_get(p + 24);
+    out->created = (int64_t)rd__le64_get(p + 32);
+    out->store_id = rd__le64_get(p + 40);
+    if (!layout_sane(out) || rd__le32_get(p + 28) != RD_TOKEN_KEY_BYTES)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "token store MANIFEST %s: impossible layout (n_shards %u, dim %u, dtype "
+                          "%u, value %u bytes)",
+                          path, out->n_shards, out->dim, out->dtype, out->value_bytes);
+    return RD_OK;
+}
+
+static void
+header_encode(const rd_token_store_info *in, int shard, unsigned char out[HEADER_BYTES]) {
+    memset(out, 0, HEADER_BYTES);
+    memcpy(out, HEADER_MAGIC, 8);
+    rd__le32_put(out + 8, in->version);
+    rd__le32_put(out + 12, (uint32_t)shard);
+    rd__le32_put(out + 16, in->n_shards);
+    rd__le32_put(out + 20, in->dim);
+    rd__le32_put(out + 24, in->dtype);
+    rd__le32_put(out + 28, in->value_bytes);
+    rd__le64_put(out + 32, (uint64_t)in->created);
+    rd__le64_put(out + 40, in->store_id);
+    rd__le32_put(out + 60, rd_crc32c(0, out, 60));
+}
+
+// Check a shard's header record against the MANIFEST.
+static int header_check(
+    const MDB_val *v, const rd_token_store_info *m, int shard, const char *path, rd_errbuf *eb) {
+    const unsigned char *p = v->mv_data;
+    if (v->mv_size != HEADER_BYTES || memcmp(p, HEADER_MAGIC, 8) != 0 ||
+        rd__le32_get(p + 60) != rd_crc32c(0, p, 60))
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "token shard %s: header record is damaged (size %zu, bad magic or CRC)",
+                          path, v->mv_size);
+    uint32_t version = rd__le32_get(p + 8), sid = rd__le32_get(p + 12);
+    uint32_t ns = rd__le32_get(p + 16), dim = rd__le32_get(p + 20);
+    uint32_t dtype = rd__le32_get(p + 24), vb = rd__le32_get(p + 28);
+    uint64_t store_id = rd__le64_get(p + 40);
+    if (version != m->version || dim != m->dim || dtype != m->dtype || ns != m->n_shards ||
+        vb != m->value_bytes)
+        return rd_err_set(eb, RD_ERR_VERSION,
+                          "token shard %s: header says version %u, dim %u %s, %u shards, but the "
+                          "MANIFEST says version %u, dim %u %s, %u shards",
+                          path, version, dim, rd_token_dtype_name((int)dtype), ns, m->version,
+                          m->dim, rd_token_dtype_name((int)m->dtype), m->n_shards);
+    if (sid != (uint32_t)shard || store_id != m->store_id)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "token shard %s: header belongs to shard %u of store %016" PRIx64
+                          " (expected shard %d of store %016" PRIx64 ")",
+                          path, sid, store_id, shard, m->store_id);
+    return RD_OK;
+}
+
+int rd_token_store_read_manifest(const char *dir, rd_token_store_info *info, rd_errbuf *eb) {
+    RD_ASSERT(dir && info);
+    memset(info, 0, sizeof *info);
+    if (strlen(dir) >= DIR_MAX)
+        return rd_err_set(eb, RD_ERR_ARG, "token store path is longer than %d bytes", DIR_MAX - 1);
+    char path[DIR_MAX + 16];
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return rd_err_set(eb, RD_ERR_NOTFOUND, "token store %s: no such folder", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO,
+                          "token store %s: cannot open MANIFEST (%s)%s", dir, strerror(errno),
+                          errno == ENOENT ? "; not a token store, or its creation did not finish"
+                                          : "");
+    unsigned char buf[MANIFEST_BYTES + 1];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err)
+        return rd_err_set(eb, RD_ERR_IO, "token store %s: error reading MANIFEST", dir);
+    return manifest_decode(buf, n, path, info, eb);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Create / open / destroy
+
+typedef struct header_ctx {
+    const rd_token_store_info *info;
+    int shard;
+} header_ctx;
+
+static int write_header_cb(MDB_txn *txn, void *vctx, rd_errbuf *eb) {
+    (void)eb;
+    header_ctx *c = vctx;
+    MDB_dbi meta, tokens;
+    int rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &meta);
+    if (!rc)
+        rc = mdb_dbi_open(txn, "tokens", MDB_CREATE, &tokens);
+    if (rc)
+        return rc;
+    unsigned char h[HEADER_BYTES];
+    header_encode(c->info, c->shard, h);
+    MDB_val k = {6, (void *)"header"}, v = {HEADER_BYTES, h};
+    return mdb_put(txn, meta, &k, &v, 0);
+}
+
+static int check_opts_common(uint64_t map_size, uint64_t max_map, int append_batch, rd_errbuf *eb) {
+    if (append_batch < 0 || append_batch > (1 << 24))
+        return rd_err_set(eb, RD_ERR_ARG, "token store: append_batch %d out of range 0..2^24",
+                          append_batch);
+    if (max_map && map_size > max_map)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "token store: map_size %" PRIu64 " is above max_map_size %" PRIu64,
+                          map_size, max_map);
+    if (max_map && max_map < (UINT64_C(64) << 10))
+        return rd_err_set(eb, RD_ERR_ARG, "token store: max_map_size %" PRIu64 " below 64 KiB",
+                          max_map);
+    return RD_OK;
+}
+
+int rd_token_store_create(const char *dir,
+                          const rd_token_store_opts *o,
+                          rd_token_store **out,
+                          rd_errbuf *eb) {
+    RD_ASSERT(dir && o && out);
+    *out = NULL;
+    if (!host_is_little_endian())
+        return rd_err_set(eb, RD_ERR_UNSUPPORTED,
+                          "token store: big-endian hosts are not supported");
+    if (strlen(dir) == 0 || strlen(dir) >= DIR_MAX)
+        return rd_err_set(eb, RD_ERR_ARG, "token store: path length %zu out of range 1..%d",
+                          strlen(dir), DIR_MAX - 1);
+    if (o->dim < 1 || o->dim > RD_TOKEN_MAX_DIM)
+        return rd_err_set(eb, RD_ERR_ARG, "token store %s: dim %d out of range 1..%d", dir, o->dim,
+                          RD_TOKEN_MAX_DIM);
+    if (o->dtype != RD_TOKEN_FP32 && o->dtype != RD_TOKEN_FP16)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "token store %s: dtype %d is neither fp32 (%d) nor fp16 "
+                          "(%d)",
+                          dir, o->dtype, RD_TOKEN_FP32, RD_TOKEN_FP16);
+    if (o->n_shards < 1 || o->n_shards > RD_TOKEN_MAX_SHARDS)
+        return rd_err_set(eb, RD_ERR_ARG, "token store %s: n_shards %d out of range 1..%d", dir,
+                          o->n_shards, RD_TOKEN_MAX_SHARDS);
+    int rc = check_opts_common(o->map_size, o->max_map_size, o->append_batch, eb);
+    if (rc != RD_OK)
+        return rc;
+    // The folder must be new or empty: never mix two stores.
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        int busy = 0;
+        while ((e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                busy = 1;
+        closedir(d);
+        if (busy)
+            return rd_err_set(eb, RD_ERR_EXISTS,
+                              "token store %s: folder exists and is not empty (open it instead, or "
+                              "remove it)",
+                              dir);
+    } else if (errno != ENOENT) {
+        return rd_err_set(eb, RD_ERR_IO, "token store %s: %s", dir, strerror(errno));
+    }
+    rc = rd_lmdbx_mkdir_p(dir, eb);
+    if (rc != RD_OK)
+        return rc;
+    rd_token_store_info info = {
+        RD_TOKEN_STORE_VERSION,
+        (uint32_t)o->n_shards,
+        (uint32_t)o->dim,
+        (uint32_t)o->dtype,
+        (uint32_t)(RD_TOKEN_VALUE_FIXED + (size_t)o->dim * elem_size(o->dtype)),
+        (int64_t)time(NULL),
+        0};
+    // A store id tells shards of different stores apart (e.g. folders copied across stores).
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    info.store_id = rd_mix64(((uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec) ^
+                             rd_hash_str(dir, (uint64_t)getpid()));
+    rd_lmdbx_opts lo = {0};
+    lo.create = 1;
+    lo.no_sync = o->no_sync;
+    lo.map_size = o->map_size ? o->map_size : DEFAULT_MAP;
+    lo.max_map_size = o->max_map_size;
+    lo.max_dbs = 4;
+    char path[DIR_MAX + 32];
+    for (int i = 0; i < o->n_shards; i++) {
+        shard_path(NULL, dir, i, path, sizeof path);
+        MDB_env *env = NULL;
+        rc = rd_lmdbx_env_open(path, &lo, &env, eb);
+        if (rc != RD_OK)
+            return rc;
+        header_ctx hc = {&info, i};
+        rc = rd_lmdbx_write(env, o->max_map_size, path, "write shard header", write_header_cb, &hc,
+                            eb);
+        if (rc == RD_OK && o->no_sync)
+            mdb_env_sync(env, 1); // the header must survive whatever the store's sync mode
+        mdb_env_close(env);
+        if (rc != RD_OK)
+            return rc;
+    }
+    // The MANIFEST goes last: its presence means the store is complete.
+    unsigned char m[MANIFEST_BYTES];
+    manifest_encode(&info, m);
+    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    rc = rd_lmdbx_write_file_atomic(path, m, sizeof m, eb);
+    if (rc != RD_OK)
+        return rc;
+    rd_token_open_opts oo = {0};
+    oo.mode = RD_TOKEN_WRITE;
+    oo.map_size = o->map_size;
+    oo.max_map_size = o->max_map_size;
+    oo.append_batch = o->append_batch;
+    oo.no_sync = o->no_sync;
+    return rd_token_store_open(dir, &oo, out, eb);
+}
+
+// Open shard i of s: env, named databases (in a read transaction), header check.
+static int open_shard(rd_token_store *s, int i, const rd_token_open_opts *o, rd_errbuf *eb) {
+    char path[DIR_MAX + 32];
+    shard_path(s, s->dir, i, path, sizeof path);
+    rd_lmdbx_opts lo = {0};
+    lo.read_only = o->mode == RD_TOKEN_READ_ONLY;
+    lo.no_sync = o->no_sync;
+    lo.map_size = o->map_size;
+    lo.max_map_size = o->max_map_size;
+    lo.max_dbs = 4;
+    tk_shard *sh = &s->shards[i];
+    int rc = rd_lmdbx_env_open(path, &lo, &sh->env, eb);
+    if (rc != RD_OK) {
+        if (rc == RD_ERR_NOTFOUND)
+            rd_err_prefix(eb, "token store %s is missing shard %d: ", s->dir, i);
+        return rc;
+    }
+    MDB_txn *txn = NULL;
+    rc = rd_lmdbx_read_begin(sh->env, &txn, path, eb);
+    if (rc != RD_OK)
+        return rc;
+    int mrc = mdb_dbi_open(txn, "meta", 0, &sh->dbi_meta);
+    if (!mrc)
+        mrc = mdb_dbi_open(txn, "tokens", 0, &sh->dbi_tokens);
+    if (mrc) {
+        mdb_txn_abort(txn);
+        if (mrc == MDB_NOTFOUND)
+            return rd_err_set(eb, RD_ERR_CORRUPT,
+                              "token shard %s: no meta/tokens database (not a token-store shard)",
+                              path);
+        return rd_lmdbx_error(eb, mrc, "open token databases", path);
+    }
+    MDB_val k = {6, (void *)"header"}, v;
+    mrc = mdb_get(txn, sh->dbi_meta, &k, &v);
+    if (mrc) {
+        mdb_txn_abort(txn);
+        if (mrc == MDB_NOTFOUND)
+            return rd_err_set(eb, RD_ERR_CORRUPT, "token shard %s: no header record", path);
+        return rd_lmdbx_error(eb, mrc, "read shard header", path);
+    }
+    rc = header_check(&v, &s->info, i, path, eb);
+    // Committing a read transaction keeps the database handles open for the env's lifetime.
+    mrc = mdb_txn_commit(txn);
+    if (rc != RD_OK)
+        return rc;
+    if (mrc)
+        return rd_lmdbx_error(eb, mrc, "open token databases", path);
+    sh->writable = o->mode == RD_TOKEN_WRITE;
+    return RD_OK;
+}
+
+int rd_token_store_open(const char *dir,
+                        const rd_token_open_opts *o,
+                        rd_token_store **out,
+                        rd_errbuf *eb) {
+    RD_ASSERT(dir && o && out);
+    *out = NULL;
+    if (!host_is_little_endian())
+        return rd_err_set(eb, RD_ERR_UNSUPPORTED,
+                          "token store: big-endian hosts are not supported");
+    if (o->mode != RD_TOKEN_READ_ONLY && o->mode != RD_TOKEN_WRITE)
+        return rd_err_set(eb, RD_ERR_ARG, "token store %s: unknown mode %d", dir, o->mode);
+    if (o->mode == RD_TOKEN_WRITE && (o->n_ps < 0 || o->n_ps > 65536 ||
+                                      (o->n_ps > 0 && (o->ps_rank < 0 || o->ps_rank >= o->n_ps))))
+        return rd_err_set(eb, RD_ERR_ARG, "token store %s: PS rank %d of %d is not valid", dir,
+                          o->ps_rank, o->n_ps);
+    int rc = check_opts_common(o->map_size, o->max_map_size, o->append_batch, eb);
+    if (rc != RD_OK)
+        return rc;
+    rd_token_store_info info;
+    rc = rd_token_store_read_manifest(dir, &info, eb);
+    if (rc != RD_OK)
+        return rc;
+    if ((o->expect_dim > 0 && (uint32_t)o->expect_dim != info.dim) ||
+        (o->expect_dtype > 0 && (uint32_t)o->expect_dtype != info.dtype))
+        return rd_err_set(
+            eb, RD_ERR_VERSION, "token store %s has dim %u %s tokens, but dim %d %s was expected",
+            dir, info.dim, rd_token_dtype_name((int)info.dtype),
+            o->expect_dim > 0 ? o->expect_dim : (int)info.dim,
+            rd_token_dtype_name(o->expect_dtype > 0 ? o->expect_dtype : (int)info.dtype));
+    rd_token_store *s = rd_calloc(1, sizeof *s);
+    if (!s)
+        return rd_err_set(eb, RD_ERR_NOMEM, "token store %s: out of memory", dir);
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    s->info = info;
+    s->mode = o->mode;
+    s->ps_rank = o->n_ps > 0 ? o->ps_rank : 0;
+    s->n_ps = o->n_ps;
+    s->max_map_size = o->max_map_size;
+    s->append_batch = o->append_batch > 0 ? (size_t)o->append_batch : DEFAULT_BATCH;
+    s->verify_crc = o->verify_crc;
+    s->tok_bytes = (size_t)info.dim * elem_size((int)info.dtype);
+    s->value_bytes = info.value_bytes;
+    s->shards = rd_calloc(info.n_shards, sizeof *s->shards);
+    s->live = rd_calloc(info.n_shards, sizeof *s->live);
+    s->tokbuf = rd_calloc(info.dim, sizeof(float));
+    if (!s->shards || !s->live || !s->tokbuf) {
+        rd_token_store_destroy(s);
+        return rd_err_set(eb, RD_ERR_NOMEM, "token store %s: out of memory", dir);
+    }
+    for (int i = 0; i < (int)info.n_shards; i++) {
+        if (o->mode == RD_TOKEN_WRITE && o->n_ps > 0 && i % o->n_ps != o->ps_rank)
+            continue;
+        rc = open_shard(s, i, o, eb);
+        if (rc != RD_OK) {
+            rd_token_store_destroy(s);
+            return rc;
+        }
+    }
+    *out = s;
+    return RD_OK;
+}
+
+void rd_token_store_destroy(rd_token_store *s) {
+    if (!s)
+        return;
+    if (s->shards) {
+        for (uint32_t i = 0; i < s->info.n_shards; i++) {
+            tk_shard *sh = &s->shards[i];
+            if (sh->rcur)
+                mdb_cursor_close(sh->rcur);
+            if (sh->rtxn)
+                mdb_txn_abort(sh->rtxn);
+            if (sh->env)
+                mdb_env_close(sh->env);
+        }
+    }
+    rd_free(s->shards);
+    rd_free(s->live);
+    rd_free(s->recs);
+    rd_free(s->tokbuf);
+    rd_free(s);
+}
+
+int rd_token_store_opts_from_config(const rd_tokens_config *tc,
+                                    int n_shards,
+                                    rd_token_store_opts *o,
+                                    rd_errbuf *eb) {
+    RD_ASSERT(tc && o);
+    memset(o, 0, sizeof *o);
+    int dtype = 0;
+    if (rd_token_dtype_parse(tc->dtype, &dtype) != RD_OK)
+        return rd_err_set(eb, RD_ERR_CONFIG, "tokens.dtype: \"%.8s\" is neither fp32 nor fp16",
+                          tc->dtype);
+    o->dim = tc->dim;
+    o->dtype = dtype;
+    o->n_shards = n_shards;
+    o->map_size = tc->map_size;
+    o->append_batch = tc->append_batch;
+    return RD_OK;
+}
+
+void rd_token_store_info_get(const rd_token_store *s, rd_token_store_info *info) {
+    *info = s->info;
+}
+
+int rd_token_store_has_shard(const rd_token_store *s, int shard) {
+    return shard >= 0 && (uint32_t)shard < s->info.n_shards && s->shards[shard].env != NULL;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+// Encode one record's value at dst (value_bytes bytes; dst may be unaligned).
+static void encode_value(const rd_token_store *s,
+                         unsigned char *dst,
+                         const unsigned char key[RD_TOKEN_KEY_BYTES],
+                         const rd_token_batch *b,
+                         size_t i) {
+    float label = b->labels ? b->labels[i] : 0.0f;
+    uint32_t lb;
+    memcpy(&lb, &label, 4);
+    rd__le32_put(dst, lb);
+    rd__le32_put(dst + 4, b->flags ? b->flags[i] : 0u);
+    rd__le64_put(dst + 8, b->items ? b->items[i] : 0u);
+    const float *tok = b->tokens + i * s->info.dim;
+    if (s->info.dtype == RD_TOKEN_FP32) {
+        memcpy(dst + 16, tok, s->tok_bytes); // little-endian host (checked at open)
+    } else {
+        for (size_t j = 0; j < s->info.dim; j++) {
+            uint16_t h = rd_token_f32_to_f16(tok[j]);
+            dst[16 + 2 * j] = (unsigned char)h;
+            dst[17 + 2 * j] = (unsigned char)(h >> 8);
+        }
+    }
+    size_t body = s->value_bytes - 4;
+    uint32_t crc = rd_crc32c(rd_crc32c(0, key, RD_TOKEN_KEY_BYTES), dst, body);
+    rd__le32_put(dst + body, crc);
+}
+
+// Report a bad record.
+static int
+bad_record(const rd_token_store *s, int shard, const MDB_val *k, rd_errbuf *eb, const char *what) {
+    if (k->mv_size == RD_TOKEN_KEY_BYTES) {
+        const unsigned char *p = k->mv_data;
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "token store %s shard %d: record (user %" PRIu64 ", ts %" PRId64
+                          ", id %" PRIu64 "): %s",
+                          s->dir, shard, rd_lmdbx_get_be64(p),
+                          rd_lmdbx_key_i64(rd_lmdbx_get_be64(p + 8)), rd_lmdbx_get_be64(p + 16),
+                          what);
+    }
+    return rd_err_set(eb, RD_ERR_CORRUPT, "token store %s shard %d: key of %zu bytes: %s", s->dir,
+                      shard, k->mv_size, what);
+}
+
+static int value_crc_ok(const rd_token_store *s, const MDB_val *k, const MDB_val *v) {
+    size_t body = s->value_bytes - 4;
+    const unsigned char *p = v->mv_data;
+    uint32_t crc = rd_crc32c(rd_crc32c(0, k->mv_data, RD_TOKEN_KEY_BYTES), p, body);
+    return crc == rd__le32_get(p + body);
+}
+
+// Decode the token of a value into dst (dim floats).
+static void decode_token(const rd_token_store *s, const unsigned char *val, float *dst) {
+    if (s->info.dtype == RD_TOKEN_FP32) {
+        memcpy(dst, val + 16, s->tok_bytes);
+    } else {
+        const unsigned char *p = val + 16;
+        for (size_t j = 0; j < s->info.dim; j++)
+            dst[j] = rd_token_f16_to_f32((uint16_t)(p[2 * j] | (p[2 * j + 1] << 8)));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Append
+
+static int rec_cmp(const void *a, const void *b) {
+    const tk_rec *x = a, *y = b;
+    if (x->shard != y->shard)
+        return x->shard < y->shard ? -1 : 1;
+    if (x->user != y->user)
+        return x->user < y->user ? -1 : 1;
+    if (x->tsk != y->tsk)
+        return x->tsk < y->tsk ? -1 : 1;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx; // later duplicates are written last and win
+}
+
+typedef struct append_ctx {
+    rd_token_store *s;
+    int shard;
+    const rd_token_batch *b;
+    const tk_rec *recs;
+    size_t n;
+} append_ctx;
+
+static int append_cb(MDB_txn *txn, void *vctx, rd_errbuf *eb) {
+    (void)eb;
+    append_ctx *c = vctx;
+    rd_token_store *s = c->s;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(txn, s->shards[c->shard].dbi_tokens, &cur);
+    if (rc)
+        return rc;
+    unsigned char last[RD_TOKEN_KEY_BYTES];
+    int have_last = 0, last_unknown = 0;
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0) {
+        if (k.mv_size == RD_TOKEN_KEY_BYTES) {
+            memcpy(last, k.mv_data, RD_TOKEN_KEY_BYTES);
+            have_last = 1;
+        } else {
+            last_unknown = 1; // a foreign key: never use MDB_APPEND in this shard
+        }
+    } else if (rc != MDB_NOTFOUND) {
+        mdb_cursor_close(cur);
+        return rc;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        const tk_rec *r = &c->recs[i];
+        unsigned char kb[RD_TOKEN_KEY_BYTES];
+        pack_key(kb, r->user, r->tsk, r->id);
+        unsigned flags = MDB_RESERVE;
+        // MDB_APPEND only while keys are beyond the current last key: it skips the tree search
+        // and fills pages completely; anything else is an ordinary (overwriting) put.
+        if (!last_unknown && (!have_last || memcmp(kb, last, RD_TOKEN_KEY_BYTES) > 0))
+            flags |= MDB_APPEND;
+        k.mv_size = RD_TOKEN_KEY_BYTES;
+        k.mv_data = kb;
+        v.mv_size = s->value_bytes;
+        v.mv_data = NULL;
+        rc = mdb_cursor_put(cur, &k, &v, flags);
+        if (rc) {
+            mdb_cursor_close(cur);
+            return rc;
+        }
+        encode_value(s, v.mv_data, kb, c->b, r->idx);
+        if (!have_last || memcmp(kb, last, RD_TOKEN_KEY_BYTES) > 0)
+            memcpy(last, kb, RD_TOKEN_KEY_BYTES);
+        have_last = 1;
+    }
+    mdb_cursor_close(cur);
+    return 0;
+}
+
+int rd_token_store_append(rd_token_store *s, const rd_token_batch *b, rd_errbuf *eb) {
+    RD_ASSERT(s && b);
+    if (b->n == 0)
+        return RD_OK;
+    if (!b->users || !b->ts || !b->ids || !b->tokens)
+        return rd_err_set(eb, RD_ERR_ARG, "token append: users, ts, ids and tokens are required");
+    if (b->n > UINT32_MAX)
+        return rd_err_set(eb, RD_ERR_ARG, "token append: %zu records in one batch (max %u)", b->n,
+                          UINT32_MAX);
+    if (s->mode != RD_TOKEN_WRITE)
+        return rd_err_set(eb, RD_ERR_ARG, "token store %s is open read-only: cannot append",
+                          s->dir);
+    const size_t n = b->n, dim = s->info.dim;
+    const int ns = (int)s->info.n_shards;
+    // 1. Validate everything before writing anything.
+    for (size_t i = 0; i < n; i++) {
+        int sh = rd_token_shard_of_user(b->users[i], ns);
+        if (!s->shards[sh].writable) {
+            int owner = s->n_ps > 0 ? rd_token_ps_rank_of_shard(sh, s->n_ps) : 0;
+            return rd_err_set(eb, RD_ERR_ARG,
+                              "token append: record %zu (user %" PRIu64 ") belongs to shard %d, "
+                              "owned by PS rank %d, not by this handle (PS rank %d of %d)",
+                              i, b->users[i], sh, owner, s->ps_rank, s->n_ps);
+        }
+        const float *tok = b->tokens + i * dim;
+        for (size_t j = 0; j < dim; j++)
+            if (!finite_bits(tok[j]))
+                return rd_err_set(eb, RD_ERR_ARG,
+                                  "token append: record %zu (user %" PRIu64 ", ts %" PRId64
+                                  "): token element %zu is not finite",
+                                  i, b->users[i], b->ts[i], j);
+        if (b->labels && !finite_bits(b->labels[i]))
+            return rd_err_set(eb, RD_ERR_ARG,
+                              "token append: record %zu (user %" PRIu64 "): label is not finite", i,
+                              b->users[i]);
+    }
+    // 2. Sort by (shard, key) so that each shard gets increasing keys.
+    if (s->recs_cap < n) {
+        tk_rec *r = rd_realloc(s->recs, n * sizeof *r);
+        if (!r)
+            return rd_err_set(eb, RD_ERR_NOMEM, "token append: out of memory for %zu records", n);
+        s->recs = r;
+        s->recs_cap = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tk_rec *r = &s->recs[i];
+        r->user = b->users[i];
+        r->tsk = rd_lmdbx_i64_key(b->ts[i]);
+        r->id = b->ids[i];
+        r->idx = (uint32_t)i;
+        r->shard = (uint32_t)rd_token_shard_of_user(b->users[i], ns);
+    }
+    qsort(s->recs, n, sizeof *s->recs, rec_cmp);
+    // 3. One write transaction per shard and chunk (chunks bound the dirty pages of a txn).
+    size_t chunk = s->append_batch;
+    size_t cap = (size_t)(TXN_PAYLOAD_CAP / (s->value_bytes + RD_TOKEN_KEY_BYTES + 16));
+    if (chunk > cap)
+        chunk = cap;
+    char path[DIR_MAX + 32];
+    for (size_t g0 = 0; g0 < n;) {
+        uint32_t sh = s->recs[g0].shard;
+        size_t g1 = g0;
+        while (g1 < n && s->recs[g1].shard == sh)
+            g1++;
+        shard_path(s, s->dir, (int)sh, path, sizeof path);
+        for (size_t c0 = g0; c0 < g1; c0 += chunk) {
+            append_ctx ctx = {s, (int)sh, b, s->recs + c0, g1 - c0 < chunk ? g1 - c0 : chunk};
+            int rc = rd_lmdbx_write(s->shards[sh].env, s->max_map_size, path, "token append",
+                                    append_cb, &ctx, eb);
+            if (rc != RD_OK)
+                return rc;
+        }
+        g0 = g1;
+    }
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fetch
+
+// Make shard sh's read transaction and cursor live for the current call.
+static int shard_read(rd_token_store *s, int sh, rd_errbuf *eb) {
+    tk_shard *t = &s->shards[sh];
+    if (t->live)
+        return RD_OK;
+    char path[DIR_MAX + 32];
+    shard_path(s, s->dir, sh, path, sizeof path);
+    int rc = rd_lmdbx_read_begin(t->env, &t->rtxn, path, eb);
+    if (rc != RD_OK)
+        return rc;
+    int mrc = t->rcur ? mdb_cursor_renew(t->rtxn, t->rcur)
+                      : mdb_cursor_open(t->rtxn, t->dbi_tokens, &t->rcur);
+    if (mrc) {
+        mdb_txn_reset(t->rtxn);
+        return rd_lmdbx_error(eb, mrc, "open read cursor", path);
+    }
+    t->live = 1;
+    s->live[s->n_live++] = sh;
+    return RD_OK;
+}
+
+// End the current call: reset every live read transaction (keeps them for renewal).
+static void release_reads(rd_token_store *s) {
+    for (int i = 0; i < s->n_live; i++) {
+        tk_shard *t = &s->shards[s->live[i]];
+        mdb_txn_reset(t->rtxn);
+        t->live = 0;
+    }
+    s->n_live = 0;
+}
+
+// Decode the record (k, v) of `user` into slot `slot` of row `row` of out.
+static inline void decode_into(const rd_token_store *s,
+                               const MDB_val *k,
+                               const MDB_val *v,
+                               const rd_token_fetch_out *out,
+                               size_t row,
+                               size_t L,
+                               size_t slot) {
+    const unsigned char *kp = k->mv_data, *vp = v->mv_data;
+    size_t at = row * L + slot;
+    decode_token(s, vp, out->tokens + at * s->info.dim);
+    if (out->labels) {
+        uint32_t lb = rd__le32_get(vp);
+        memcpy(&out->labels[at], &lb, 4);
+    }
+    if (out->items)
+        out->items[at] = rd__le64_get(vp + 8);
+    if (out->ts)
+        out->ts[at] = rd_lmdbx_key_i64(rd_lmdbx_get_be64(kp + 8));
+    if (out->ids)
+        out->ids[at] = rd_lmdbx_get_be64(kp + 16);
+}
+
+// Move slots [from, from + cnt) of a row to [0, cnt) (cnt < L here, so the ranges may overlap).
+static void shift_row(const rd_token_store *s,
+                      const rd_token_fetch_out *out,
+                      size_t row,
+                      size_t L,
+                      size_t from,
+                      size_t cnt) {
+    size_t d = s->info.dim, base = row * L;
+    memmove(out->tokens + base * d, out->tokens + (base + from) * d, cnt * d * sizeof(float));
+    if (out->labels)
+        memmove(out->labels + base, out->labels + base + from, cnt * sizeof(float));
+    if (out->items)
+        memmove(out->items + base, out->items + base + from, cnt * sizeof(uint64_t));
+    if (out->ts)
+        memmove(out->ts + base, out->ts + base + from, cnt * sizeof(int64_t));
+    if (out->ids)
+        memmove(out->ids + base, out->ids + base + from, cnt * sizeof(uint64_t));
+}
+
+// Zero slots [cnt, L) of a row and write its mask and count.
+static void finish_row(
+    const rd_token_store *s, const rd_token_fetch_out *out, size_t row, size_t L, size_t cnt) {
+    size_t d = s->info.dim, base = row * L, pad = L - cnt;
+    if (pad) {
+        memset(out->tokens + (base + cnt) * d, 0, pad * d * sizeof(float));
+        if (out->labels)
+            memset(out->labels + base + cnt, 0, pad * sizeof(float));
+        if (out->items)
+            memset(out->items + base + cnt, 0, pad * sizeof(uint64_t));
+        if (out->ts)
+            memset(out->ts + base + cnt, 0, pad * sizeof(int64_t));
+        if (out->ids)
+            memset(out->ids + base + cnt, 0, pad * sizeof(uint64_t));
+    }
+    if (out->mask) {
+        memset(out->mask + base, 1, cnt);
+        memset(out->mask + base + cnt, 0, pad);
+    }
+    out->n_found[row] = (uint32_t)cnt;
+}
+
+// One request: the records of `user` before `before_t`, newest found first, written from the
+// back of the row (slot L-1 down) and moved to the front when fewer than L were found.
+static int fetch_one(rd_token_store *s,
+                     int sh,
+                     uint64_t user,
+                     int64_t before_t,
+                     size_t L,
+                     const rd_token_fetch_out *out,
+                     size_t row,
+                     rd_errbuf *eb) {
+    MDB_cursor *cur = s->shards[sh].rcur;
+    unsigned char kb[RD_TOKEN_KEY_BYTES];
+    // (user, t, 0) is the smallest key at time t, so every key below it has time < t.
+    pack_key(kb, user, rd_lmdbx_i64_key(before_t), 0);
+    MDB_val k = {RD_TOKEN_KEY_BYTES, kb}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    else if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    size_t cnt = 0;
+    while (rc == 0 && cnt < L) {
+        if (k.mv_size != RD_TOKEN_KEY_BYTES)
+            return bad_record(s, sh, &k, eb, "key is not 24 bytes");
+        if (rd_lmdbx_get_be64(k.mv_data) != user)
+            break;
+        if (v.mv_size != s->value_bytes) {
+            char what[96];
+            snprintf(what, sizeof what, "value of %zu bytes, expected %zu", v.mv_size,
+                     s->value_bytes);
+            return bad_record(s, sh, &k, eb, what);
+        }
+        if (s->verify_crc && !value_crc_ok(s, &k, &v))
+            return bad_record(s, sh, &k, eb, "CRC mismatch");
+        decode_into(s, &k, &v, out, row, L, L - 1 - cnt);
+        cnt++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        char path[DIR_MAX + 32];
+        shard_path(s, s->dir, sh, path, sizeof path);
+        return rd_lmdbx_error(eb, rc, "token fetch cursor", path);
+    }
+    if (cnt < L && cnt > 0)
+        shift_row(s, out, row, L, L - cnt, cnt);
+    finish_row(s, out, row, L, cnt);
+    return RD_OK;
+}
+
+int rd_token_store_fetch_batch(rd_token_store *s,
+                               size_t n,
+                               const uint64_t *users,
+                               const int64_t *before_t,
+                               size_t L,
+                               const rd_token_fetch_out *out,
+                               rd_errbuf *eb) {
+    RD_ASSERT(s && out);
+    if (L < 1 || L > RD_TOKEN_MAX_L)
+        return rd_err_set(eb, RD_ERR_ARG, "token fetch: L = %zu out of range 1..%d", L,
+                          RD_TOKEN_MAX_L);
+    if (n == 0)
+        return RD_OK;
+    if (!users || !before_t || !out->tokens || !out->n_found)
+        return rd_err_set(
+            eb, RD_ERR_ARG,
+            "token fetch: users, before_t, out->tokens and out->n_found are required");
+    const int ns = (int)s->info.n_shards;
+    int rc = RD_OK;
+    for (size_t i = 0; i < n && rc == RD_OK; i++) {
+        int sh = rd_token_shard_of_user(users[i], ns);
+        if (!s->shards[sh].env) {
+            rc = rd_err_set(eb, RD_ERR_ARG,
+                            "token fetch: user %" PRIu64 " is in shard %d, owned by PS rank %d; "
+                            "this handle (PS rank %d of %d) does not open it",
+                            users[i], sh, s->n_ps > 0 ? rd_token_ps_rank_of_shard(sh, s->n_ps) : 0,
+                            s->ps_rank, s->n_ps);
+            break;
+        }
+        rc = shard_read(s, sh, eb);
+        if (rc == RD_OK)
+            rc = fetch_one(s, sh, users[i], before_t[i], L, out, i, eb);
+    }
+    release_reads(s);
+    return rc;
+}
+
+int rd_token_store_fetch(rd_token_store *s,
+                         uint64_t user,
+                         int64_t before_t,
+                         size_t L,
+                         const rd_token_fetch_out *out,
+                         rd_errbuf *eb) {
+    return rd_token_store_fetch_batch(s, 1, &user, &before_t, L, out, eb);
+}
+
+// ---------------------------------------------------------------------------------------------
+// gc
+
+typedef struct gc_ctx {
+    rd_token_store *s;
+    int shard;
+    uint64_t before_k; // before_t in key order
+    uint64_t start_user;
+    int start_set; // 0: start at the first record
+    size_t max_del;
+    // results of the last run of the callback (valid once the txn committed)
+    size_t deleted;
+    int finished;
+    uint64_t next_user;
+} gc_ctx;
+
+static int gc_cb(MDB_txn *txn, void *vctx, rd_errbuf *eb) {
+    gc_ctx *c = vctx;
+    c->deleted = 0;
+    c->finished = 0;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(txn, c->s->shards[c->shard].dbi_tokens, &cur);
+    if (rc)
+        return rc;
+    unsigned char kb[RD_TOKEN_KEY_BYTES];
+    MDB_val k, v;
+    if (c->start_set) {
+        pack_key(kb, c->start_user, 0, 0);
+        k.mv_size = RD_TOKEN_KEY_BYTES;
+        k.mv_data = kb;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    while (rc == 0) {
+        if (k.mv_size != RD_TOKEN_KEY_BYTES) {
+            mdb_cursor_close(cur);
+            return bad_record(c->s, c->shard, &k, eb, "key is not 24 bytes");
+        }
+        uint64_t user = rd_lmdbx_get_be64(k.mv_data);
+        uint64_t tk = rd_lmdbx_get_be64((const unsigned char *)k.mv_data + 8);
+        if (tk < c->before_k) {
+            if (c->deleted == c->max_del) {
+                c->next_user = user; // resume here in the next transaction
+                mdb_cursor_close(cur);
+                return 0;
+            }
+            // Delete, then find the successor by key: unambiguous whatever page the deletion
+            // left the cursor on.
+            memcpy(kb, k.mv_data, RD_TOKEN_KEY_BYTES);
+            rc = mdb_cursor_del(cur, 0);
+            if (rc)
+                break;
+            c->deleted++;
+            k.mv_size = RD_TOKEN_KEY_BYTES;
+            k.mv_data = kb;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+            continue;
+        }
+        // The rest of this user's history is recent: jump to the next user.
+        if (user == UINT64_MAX) {
+            rc = MDB_NOTFOUND;
+            break;
+        }
+        pack_key(kb, user + 1, 0, 0);
+        k.mv_size = RD_TOKEN_KEY_BYTES;
+        k.mv_data = kb;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND) {
+        c->finished = 1;
+        return 0;
+    }
+    return rc;
+}
+
+int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_errbuf *eb) {
+    RD_ASSERT(s);
+    if (n_deleted)
+        *n_deleted = 0;
+    if (s->mode != RD_TOKEN_WRITE)
+        return rd_err_set(eb, RD_ERR_ARG, "token store %s is open read-only: cannot gc", s->dir);
+    uint64_t total = 0;
+    char path[DIR_MAX + 32];
+    for (uint32_t sh = 0; sh < s->info.n_shards; sh++) {
+        if (!s->shards[sh].writable)
+            continue;
+        shard_path(s, s->dir, (int)sh, path, sizeof path);
+        gc_ctx c = {0};
+        c.s = s;
+        c.shard = (int)sh;
+        c.before_k = rd_lmdbx_i64_key(before_t);
+        c.max_del = s->append_batch;
+        for (;;) {
+            int rc =
+                rd_lmdbx_write(s->shards[sh].env, s->max_map_size, path, "token gc", gc_cb, &c, eb);
+            if (rc != RD_OK) {
+                if (n_deleted)
+                    *n_deleted = total;
+                return rc;
+            }
+            total += c.deleted;
+            if (c.finished)
+                break;
+            c.start_user = c.next_user;
+            c.start_set = 1;
+        }
+    }
+    if (n_deleted)
+        *n_deleted = total;
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// stats / verify / iterate
+
+static void stats_empty(rd_token_stats *st) {
+    memset(st, 0, sizeof *st);
+    st->t_min = INT64_MAX;
+    st->t_max = INT64_MIN;
+}
+
+static int shard_stats(rd_token_store *s, int sh, rd_token_stats *st, rd_errbuf *eb) {
+    stats_empty(st);
+    tk_shard *t = &s->shards[sh];
+    int rc = shard_read(s, sh, eb);
+    if (rc != RD_OK)
+        return rc;
+    MDB_stat ms;
+    MDB_envinfo info;
+    mdb_stat(t->rtxn, t->dbi_tokens, &ms);
+    mdb_env_info(t->env, &info);
+    st->entries = ms.ms_entries;
+    st->payload_bytes = ms.ms_entries * (uint64_t)(RD_TOKEN_KEY_BYTES + s->value_bytes);
+    st->file_bytes = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+    st->map_bytes = info.me_mapsize;
+    // Users and the time range by skipping: first record of a user, then its last one found
+    // from the first key of the next user. O(users * log(entries)), not O(entries).
+    MDB_cursor *cur = t->rcur;
+    MDB_val k, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == 0) {
+        if (k.mv_size != RD_TOKEN_KEY_BYTES)
+            return bad_record(s, sh, &k, eb, "key is not 24 bytes");
+        uint64_t user = rd_lmdbx_get_be64(k.mv_data);
+        int64_t t0 = rd_lmdbx_key_i64(rd_lmdbx_get_be64((const unsigned char *)k.mv_data + 8));
+        st->users++;
+        if (t0 < st->t_min)
+            st->t_min = t0;
+        unsigned char kb[RD_TOKEN_KEY_BYTES];
+        int last_user = user == UINT64_MAX;
+        if (!last_user) {
+            pack_key(kb, user + 1, 0, 0);
+            k.mv_size = RD_TOKEN_KEY_BYTES;
+            k.mv_data = kb;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        }
+        int next_found = !last_user && mrc == 0;
+        if (!last_user && mrc != 0 && mrc != MDB_NOTFOUND)
+            break;
+        mrc = mdb_cursor_get(cur, &k, &v, next_found ? MDB_PREV : MDB_LAST);
+        if (mrc)
+            break;
+        if (k.mv_size != RD_TOKEN_KEY_BYTES)
+            return bad_record(s, sh, &k, eb, "key is not 24 bytes");
+        int64_t t1 = rd_lmdbx_key_i64(rd_lmdbx_get_be64((const unsigned char *)k.mv_data + 8));
+        if (t1 > st->t_max)
+            st->t_max = t1;
+        if (!next_found) {
+            mrc = MDB_NOTFOUND;
+            break;
+        }
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (mrc != MDB_NOTFOUND) {
+        char path[DIR_MAX + 32];
+        shard_path(s, s->dir, sh, path, sizeof path);
+        return rd_lmdbx_error(eb, mrc, "token stats cursor", path);
+    }
+    return RD_OK;
+}
+
+int rd_token_store_stats(rd_token_store *s,
+                         rd_token_stats *total,
+                         rd_token_stats *per_shard,
+                         rd_errbuf *eb) {
+    RD_ASSERT(s && total);
+    stats_empty(total);
+    int rc = RD_OK;
+    for (uint32_t sh = 0; sh < s->info.n_shards; sh++) {
+        rd_token_stats st;
+        stats_empty(&st);
+        if (s->shards[sh].env) {
+            rc = shard_stats(s, (int)sh, &st, eb);
+            release_reads(s);
+            if (rc != RD_OK)
+                return rc;
+        }
+        if (per_shard)
+            per_shard[sh] = st;
+        total->entries += st.entries;
+        total->users += st.users;
+        total->payload_bytes += st.payload_bytes;
+        total->file_bytes += st.file_bytes;
+        total->map_bytes += st.map_bytes;
+        if (st.t_min < total->t_min)
+            total->t_min = st.t_min;
+        if (st.t_max > total->t_max)
+            total->t_max = st.t_max;
+    }
+    return RD_OK;
+}
+
+// Walk shard sh in key order; check (verify) and/or call fn for each record.
+static int walk_shard(rd_token_store *s,
+                      int sh,
+                      int check,
+                      rd_token_visit_fn fn,
+                      void *user,
+                      uint64_t *n_seen,
+                      rd_errbuf *eb) {
+    tk_shard *t = &s->shards[sh];
+    int rc = shard_read(s, sh, eb);
+    if (rc != RD_OK)
+        return rc;
+    char path[DIR_MAX + 32];
+    shard_path(s, s->dir, sh, path, sizeof path);
+    if (check) {
+        MDB_val hk = {6, (void *)"header"}, hv;
+        int mrc = mdb_get(t->rtxn, t->dbi_meta, &hk, &hv);
+        if (mrc == MDB_NOTFOUND)
+            return rd_err_set(eb, RD_ERR_CORRUPT, "token shard %s: no header record", path);
+        if (mrc)
+            return rd_lmdbx_error(eb, mrc, "read shard header", path);
+        rc = header_check(&hv, &s->info, sh, path, eb);
+        if (rc != RD_OK)
+            return rc;
+    }
+    unsigned char prev[RD_TOKEN_KEY_BYTES];
+    int have_prev = 0;
+    uint64_t count = 0;
+    MDB_val k, v;
+    int mrc = mdb_cursor_get(t->rcur, &k, &v, MDB_FIRST);
+    while (mrc == 0) {
+        if (k.mv_size != RD_TOKEN_KEY_BYTES)
+            return bad_record(s, sh, &k, eb, "key is not 24 bytes");
+        if (v.mv_size != s->value_bytes) {
+            char what[96];
+            snprintf(what, sizeof what, "value of %zu bytes, expected %zu", v.mv_size,
+                     s->value_bytes);
+            return bad_record(s, sh, &k, eb, what);
+        }
+        const unsigned char *kp = k.mv_data, *vp = v.mv_data;
+        uint64_t u = rd_lmdbx_get_be64(kp);
+        if (check) {
+            if (have_prev && memcmp(prev, kp, RD_TOKEN_KEY_BYTES) >= 0)
+                return bad_record(s, sh, &k, eb, "keys are not strictly increasing");
+            if (rd_token_shard_of_user(u, (int)s->info.n_shards) != sh)
+                return bad_record(s, sh, &k, eb, "user belongs to another shard");
+            if (!value_crc_ok(s, &k, &v))
+                return bad_record(s, sh, &k, eb, "CRC mismatch");
+        }
+        decode_token(s, vp, s->tokbuf);
+        uint32_t lb = rd__le32_get(vp);
+        float label;
+        memcpy(&label, &lb, 4);
+        if (check) {
+            if (!finite_bits(label))
+                return bad_record(s, sh, &k, eb, "label is not finite");
+            for (size_t j = 0; j < s->info.dim; j++)
+                if (!finite_bits(s->tokbuf[j]))
+                    return bad_record(s, sh, &k, eb, "token element is not finite");
+        }
+        if (fn) {
+            rd_token_record r = {sh,
+                                 u,
+                                 rd_lmdbx_key_i64(rd_lmdbx_get_be64(kp + 8)),
+                                 rd_lmdbx_get_be64(kp + 16),
+                                 label,
+                                 rd__le64_get(vp + 8),
+                                 rd__le32_get(vp + 4),
+                                 s->tokbuf};
+            int frc = fn(&r, user);
+            if (frc != 0)
+                return frc;
+        }
+        memcpy(prev, kp, RD_TOKEN_KEY_BYTES);
+        have_prev = 1;
+        count++;
+        mrc = mdb_cursor_get(t->rcur, &k, &v, MDB_NEXT);
+    }
+    if (mrc != MDB_NOTFOUND)
+        return rd_lmdbx_error(eb, mrc, "token scan cursor", path);
+    if (check) {
+        MDB_stat ms;
+        mdb_stat(t->rtxn, t->dbi_tokens, &ms);
+        if (ms.ms_entries != count)
+            return rd_err_set(eb, RD_ERR_CORRUPT,
+                              "token shard %s: %" PRIu64 " records scanned but the tree counts %zu",
+                              path, count, ms.ms_entries);
+    }
+    if (n_seen)
+        *n_seen += count;
+    return RD_OK;
+}
+
+int rd_token_store_verify(rd_token_store *s, uint64_t *n_checked, rd_errbuf *eb) {
+    RD_ASSERT(s);
+    uint64_t n = 0;
+    int rc = RD_OK;
+    for (uint32_t sh = 0; sh < s->info.n_shards && rc == RD_OK; sh++) {
+        if (!s->shards[sh].env)
+            continue;
+        rc = walk_shard(s, (int)sh, 1, NULL, NULL, &n, eb);
+        release_reads(s);
+    }
+    if (n_checked)
+        *n_checked = n;
+    return rc;
+}
+
+int rd_token_store_iterate(
+    rd_token_store *s, int shard, rd_token_visit_fn fn, void *user, rd_errbuf *eb) {
+    RD_ASSERT(s && fn);
+    if (shard >= 0 && !rd_token_store_has_shard(s, shard))
+        return rd_err_set(eb, RD_ERR_ARG, "token iterate: shard %d is not open in this handle",
+                          shard);
+    int rc = RD_OK;
+    for (uint32_t sh = 0; sh < s->info.n_shards && rc == RD_OK; sh++) {
+        if (!s->shards[sh].env || (shard >= 0 && (int)sh != shard))
+            continue;
+        rc = walk_shard(s, (int)sh, 0, fn, user, NULL, eb);
+        release_reads(s);
+    }
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed shard entry points
+
+static int mul_ok(size_t a, size_t b, size_t *out) {
+    if (a && b > SIZE_MAX / a)
+        return 0;
+    *out = a * b;
+    return 1;
+}
+
+static size_t round8(size_t x) {
+    return (x + 7) & ~(size_t)7;
+}
+
+int rd__token_reply_layout_of(
+    size_t n, size_t L, size_t dim, unsigned fields, rd__token_reply_layout *lay) {
+    if (n < 1 || n > RD__TOKEN_MAX_REQUESTS || L < 1 || L > RD_TOKEN_MAX_L || dim < 1 ||
+        dim > RD_TOKEN_MAX_DIM || (fields & ~RD_TOKEN_FIELDS_ALL) != 0)
+        return 0;
+    size_t nl, nld;
+    if (!mul_ok(n, L, &nl) || !mul_ok(nl, dim, &nld))
+        return 0;
+    // Each term is bounded (n <= 2^20, L <= 2^16, dim <= 2^12), so the sums fit in 64 bits.
+    memset(lay, 0, sizeof *lay);
+    size_t off = RD__TOKEN_FETCH_HEADER;
+    if (fields & RD_TOKEN_FIELD_ITEMS) {
+        lay->items = off;
+        off += 8 * nl;
+    }
+    if (fields & RD_TOKEN_FIELD_TS) {
+        lay->ts = off;
+        off += 8 * nl;
+    }
+    if (fields & RD_TOKEN_FIELD_IDS) {
+        lay->ids = off;
+        off += 8 * nl;
+    }
+    lay->tokens = off;
+    off += 4 * nld;
+    if (fields & RD_TOKEN_FIELD_LABELS) {
+        lay->labels = off;
+        off += 4 * nl;
+    }
+    lay->n_found = off;
+    off += 4 * n;
+    lay->mask = off;
+    off += nl;
+    lay->total = round8(off);
+    return lay->total <= RD__TOKEN_MAX_PACKED;
+}
+
+int rd__token_append_layout_of(size_t n, size_t dim, rd__token_append_layout *lay) {
+    if (n < 1 || n > RD__TOKEN_MAX_APPEND || dim < 1 || dim > RD_TOKEN_MAX_DIM)
+        return 0;
+    size_t off = RD__TOKEN_REQ_HEADER;
+    lay->users = off;
+    off += 8 * n;
+    lay->ts = off;
+    off += 8 * n;
+    lay->ids = off;
+    off += 8 * n;
+    lay->items = off;
+    off += 8 * n;
+    lay->tokens = off;
+    off += 4 * n * dim;
+    lay->labels = off;
+    off += 4 * n;
+    lay->flags = off;
+    off += 4 * n;
+    lay->total = round8(off);
+    return 1;
+}
+
+unsigned rd_token_fetch_fields(const rd_token_fetch_out *out) {
+    return (out->labels ? RD_TOKEN_FIELD_LABELS : 0u) | (out->items ? RD_TOKEN_FIELD_ITEMS : 0u) |
+           (out->ts ? RD_TOKEN_FIELD_TS : 0u) | (out->ids ? RD_TOKEN_FIELD_IDS : 0u);
+}
+
+size_t rd_token_fetch_reply_bytes(size_t n, size_t L, size_t dim, unsigned fields) {
+    rd__token_reply_layout lay;
+    return rd__token_reply_layout_of(n, L, dim, fields, &lay) ? lay.total : 0;
+}
+
+// Pointers of a reply's arrays (NULL for absent fields).
+static rd_token_fetch_out reply_arrays(unsigned char *p, const rd__token_reply_layout *lay) {
+    rd_token_fetch_out o = {(float *)(void *)(p + lay->tokens),
+                            lay->labels ? (float *)(void *)(p + lay->labels) : NULL,
+                            lay->items ? (uint64_t *)(void *)(p + lay->items) : NULL,
+                            lay->ts ? (int64_t *)(void *)(p + lay->ts) : NULL,
+                            lay->ids ? (uint64_t *)(void *)(p + lay->ids) : NULL,
+                            p + lay->mask,
+                            (uint32_t *)(void *)(p + lay->n_found)};
+    return o;
+}
+
+size_t rd_token_append_packed_bytes(size_t n, size_t dim) {
+    rd__token_append_layout lay;
+    return rd__token_append_layout_of(n, dim, &lay) ? lay.total : 0;
+}
+
+int rd_token_shard_fetch_batch(rd_token_store *s,
+                               size_t n,
+                               const uint64_t *users,
+                               const int64_t *before_t,
+                               size_t L,
+                               unsigned fields,
+                               void *buf,
+                               size_t cap,
+                               rd_errbuf *eb) {
+    RD_ASSERT(s && buf);
+    rd__token_reply_layout lay;
+    if (!rd__token_reply_layout_of(n, L, s->info.dim, fields, &lay))
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "token fetch: %zu requests of L = %zu (dim %u, fields 0x%x) is out of "
+                          "range (n 1..%u, L 1..%d)",
+                          n, L, s->info.dim, fields, RD__TOKEN_MAX_REQUESTS, RD_TOKEN_MAX_L);
+    if (cap < lay.total)
+        return rd_err_set(eb, RD_ERR_ARG, "token fetch: reply buffer of %zu bytes, %zu needed", cap,
+                          lay.total);
+    if (((uintptr_t)buf & 7u) != 0)
+        return rd_err_set(eb, RD_ERR_ARG, "token fetch: reply buffer is not 8-byte aligned");
+    unsigned char *p = buf;
+    rd__le32_put(p, RD__TOKEN_REPLY_MAGIC);
+    rd__le32_put(p + 4, (uint32_t)n);
+    rd__le32_put(p + 8, (uint32_t)L);
+    rd__le32_put(p + 12, s->info.dim);
+    rd__le32_put(p + 16, fields);
+    rd__le32_put(p + 20, 0);
+    rd_token_fetch_out o = reply_arrays(p, &lay);
+    memset(p + lay.mask + n * L, 0, lay.total - (lay.mask + n * L)); // padding
+    return rd_token_store_fetch_batch(s, n, users, before_t, L, &o, eb);
+}
+
+int rd_token_fetch_reply_view(const void *buf,
+                              size_t len,
+                              size_t n,
+                              size_t L,
+                              size_t dim,
+                              unsigned fields,
+                              rd_token_fetch_out *view,
+                              rd_errbuf *eb) {
+    RD_ASSERT(buf && view);
+    rd__token_reply_layout lay;
+    if (!rd__token_reply_layout_of(n, L, dim, fields, &lay))
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "token fetch reply: (n %zu, L %zu, dim %zu, fields 0x%x) out of range", n,
+                          L, dim, fields);
+    if (((uintptr_t)buf & 7u) != 0)
+        return rd_err_set(eb, RD_ERR_PROTO, "token fetch reply: buffer is not 8-byte aligned");
+    if (len != lay.total)
+        return rd_err_set(eb, RD_ERR_PROTO, "token fetch reply of %zu bytes, expected %zu", len,
+                          lay.total);
+    const unsigned char *p = buf;
+    if (rd__le32_get(p) != RD__TOKEN_REPLY_MAGIC || rd__le32_get(p + 4) != n ||
+        rd__le32_get(p + 8) != L || rd__le32_get(p + 12) != dim || rd__le32_get(p + 16) != fields)
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "token fetch reply header (magic %08x, n %u, L %u, dim %u, fields 0x%x) "
+                          "does not match the request (n %zu, L %zu, dim %zu, fields 0x%x)",
+                          rd__le32_get(p), rd__le32_get(p + 4), rd__le32_get(p + 8),
+                          rd__le32_get(p + 12), rd__le32_get(p + 16), n, L, dim, fields);
+    rd_token_fetch_out o = reply_arrays((unsigned char *)(uintptr_t)buf, &lay);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t nf = o.n_found[i];
+        if (nf > L)
+            return rd_err_set(eb, RD_ERR_PROTO, "token fetch reply: request %zu found %u > L = %zu",
+                              i, nf, L);
+        for (size_t j = 0; j < L; j++)
+            if (o.mask[i * L + j] != (j < nf))
+                return rd_err_set(eb, RD_ERR_PROTO,
+                                  "token fetch reply: request %zu: mask[%zu] = %u with %u found", i,
+                                  j, o.mask[i * L + j], nf);
+    }
+    *view = o;
+    return RD_OK;
+}
+
+int rd_token_append_pack(
+    const rd_token_batch *b, size_t dim, void *buf, size_t cap, rd_errbuf *eb) {
+    RD_ASSERT(b && buf);
+    rd__token_append_layout lay;
+    if (!rd__token_append_layout_of(b->n, dim, &lay))
+        return rd_err_set(eb, RD_ERR_ARG, "token append pack: n %zu or dim %zu out of range", b->n,
+                          dim);
+    if (cap < lay.total)
+        return rd_err_set(eb, RD_ERR_ARG, "token append pack: buffer of %zu bytes, %zu needed", cap,
+                          lay.total);
+    if (!b->users || !b->ts || !b->ids || !b->tokens)
+        return rd_err_set(eb, RD_ERR_ARG, "token append pack: users, ts, ids, tokens required");
+    unsigned char *p = buf;
+    size_t n = b->n;
+    rd__le32_put(p, RD__TOKEN_APPEND_MAGIC);
+    rd__le32_put(p + 4, (uint32_t)n);
+    rd__le32_put(p + 8, (uint32_t)dim);
+    rd__le32_put(p + 12, 0);
+    memcpy(p + lay.users, b->users, 8 * n);
+    memcpy(p + lay.ts, b->ts, 8 * n);
+    memcpy(p + lay.ids, b->ids, 8 * n);
+    if (b->items)
+        memcpy(p + lay.items, b->items, 8 * n);
+    else
+        memset(p + lay.items, 0, 8 * n);
+    memcpy(p + lay.tokens, b->tokens, 4 * n * dim);
+    if (b->labels)
+        memcpy(p + lay.labels, b->labels, 4 * n);
+    else
+        memset(p + lay.labels, 0, 4 * n);
+    if (b->flags)
+        memcpy(p + lay.flags, b->flags, 4 * n);
+    else
+        memset(p + lay.flags, 0, 4 * n);
+    memset(p + lay.flags + 4 * n, 0, lay.total - (lay.flags + 4 * n));
+    return RD_OK;
+}
+
+int rd_token_shard_append_packed(rd_token_store *s, const void *buf, size_t len, rd_errbuf *eb) {
+    RD_ASSERT(s);
+    if (!buf || len < RD__TOKEN_REQ_HEADER)
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "token append: payload of %zu bytes is shorter than "
+                          "its %d-byte header",
+                          len, RD__TOKEN_REQ_HEADER);
+    if (((uintptr_t)buf & 7u) != 0)
+        return rd_err_set(eb, RD_ERR_PROTO, "token append: payload is not 8-byte aligned");
+    const unsigned char *p = buf;
+    uint32_t magic = rd__le32_get(p), n = rd__le32_get(p + 4), dim = rd__le32_get(p + 8);
+    if (magic != RD__TOKEN_APPEND_MAGIC)
+        return rd_err_set(eb, RD_ERR_PROTO, "token append: bad magic %08x", magic);
+    if (rd__le32_get(p + 12) != 0)
+        return rd_err_set(eb, RD_ERR_PROTO, "token append: reserved header field is not 0");
+    if (dim != s->info.dim)
+        return rd_err_set(eb, RD_ERR_PROTO, "token append: dim %u, but the store has dim %u", dim,
+                          s->info.dim);
+    rd__token_append_layout lay;
+    if (!rd__token_append_layout_of(n, dim, &lay))
+        return rd_err_set(eb, RD_ERR_PROTO, "token append: %u records out of range 1..%u", n,
+                          RD__TOKEN_MAX_APPEND);
+    if (len != lay.total)
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "token append: payload of %zu bytes, but %u records of dim %u need %zu",
+                          len, n, dim, lay.total);
+    rd_token_batch b = {n,
+                        (const uint64_t *)(const void *)(p + lay.users),
+                        (const int64_t *)(const void *)(p + lay.ts),
+                        (const uint64_t *)(const void *)(p + lay.ids),
+                        (const float *)(const void *)(p + lay.tokens),
+                        (const float *)(const void *)(p + lay.labels),
+                        (const uint64_t *)(const void *)(p + lay.items),
+                        (const uint32_t *)(const void *)(p + lay.flags)};
+    return rd_token_store_append(s, &b, eb);
+}

@@ -1,0 +1,373 @@
+// test_tokens_rpc.c — the token store's MPI path: workers append and fetch through the owning
+// PS ranks (rd_token_client -> rd_token_service on rd_server), side by side with an rd_kv client
+// on the same communicator.
+//
+// Usage: mpiexec -n N test_tokens_rpc P   (P PS ranks, N - P workers in one job; testlist runs
+// N=2/P=1, where every fetch is received in place, and N=4/P=2, where fetches are split per
+// rank and scattered back). The store has 2P shards (shard s is served by PS rank s % P).
+// Phases:
+//   1. rank 0 creates the store; every PS rank opens its shards and serves them;
+//   2. each worker appends its users' records through the client (small max_msg_bytes, so
+//      appends are split into many messages), with duplicated timestamps;
+//   3. after a job barrier every worker fetches every user at random times (several fetches in
+//      flight, one of them overlapped with an rd_kv pull) and compares with a local reference:
+//      exactly the last min(L, count) records strictly before t, tokens bit-exact, mask and zero
+//      padding right;
+//   4. errors: a NaN token is refused by the PS with its message; bad arguments locally;
+//   5. shutdown; each PS rank verifies its shards and counts the records.
+// Failures are counted per rank and summed with MPI_Allreduce; rank 0 reports.
+#include "ps_test_util.h"
+
+#include "rd/tokens.h"
+
+#define DIM              8
+#define USERS_PER_WORKER 30
+#define RECS_PER_USER    40
+
+static int g_errs;
+
+// Records of user u: k = 0..RECS_PER_USER-1 with ts = k / 2 (pairs share a timestamp), id = k.
+static int64_t rec_ts(int k) {
+    return k / 2;
+}
+
+static float tok(uint64_t user, int k, int j) {
+    return (float)(rd_mix64(user * 1000003u + (uint64_t)k * 131u + (uint64_t)j) >> 41) / 1024.0f;
+}
+
+static uint64_t user_key(int w, int i) {
+    return rd_mix64((uint64_t)(w * 1000 + i) + 99);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker
+
+static void append_phase(rd_token_client *cl, int w) {
+    const int n = USERS_PER_WORKER * RECS_PER_USER;
+    uint64_t *users = rd_xmalloc((size_t)n * 8), *ids = rd_xmalloc((size_t)n * 8);
+    uint64_t *items = rd_xmalloc((size_t)n * 8);
+    int64_t *ts = rd_xmalloc((size_t)n * 8);
+    float *tokens = rd_xmalloc((size_t)n * DIM * 4), *labels = rd_xmalloc((size_t)n * 4);
+    // Newest records first: the PS must sort them.
+    int m = 0;
+    for (int k = RECS_PER_USER - 1; k >= 0; k--)
+        for (int i = 0; i < USERS_PER_WORKER; i++) {
+            users[m] = user_key(w, i);
+            ts[m] = rec_ts(k);
+            ids[m] = (uint64_t)k;
+            items[m] = (uint64_t)k * 7;
+            labels[m] = (float)(k % 2);
+            for (int j = 0; j < DIM; j++)
+                tokens[(size_t)m * DIM + j] = tok(users[m], k, j);
+            m++;
+        }
+    rd_token_batch b = {(size_t)n, users, ts, ids, tokens, labels, items, NULL};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_token_client_append(cl, &b, &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "append: %s", eb.msg);
+    uint64_t sent = 0, msgs = 0;
+    rd_token_client_counters(cl, &sent, NULL, &msgs);
+    T_CHECK(&g_errs, msgs > 2, "appends were not split (%llu messages)", (unsigned long long)msgs);
+    rd_free(users);
+    rd_free(ids);
+    rd_free(items);
+    rd_free(ts);
+    rd_free(tokens);
+    rd_free(labels);
+}
+
+// Expected result of fetch(user of worker w, t, L) in row r of out.
+static void check_row(const rd_token_fetch_out *o, size_t r, size_t L, int w, int i, int64_t t) {
+    uint64_t u = user_key(w, i);
+    int count = 0; // records with ts < t
+    for (int k = 0; k < RECS_PER_USER; k++)
+        if (rec_ts(k) < t)
+            count++;
+    int want = count < (int)L ? count : (int)L;
+    T_CHECK(&g_errs, o->n_found[r] == (uint32_t)want, "user %d/%d t %lld: found %u, want %d", w, i,
+            (long long)t, o->n_found[r], want);
+    if (o->n_found[r] != (uint32_t)want)
+        return;
+    for (int s = 0; s < (int)L; s++) {
+        size_t at = r * L + (size_t)s;
+        if (s < want) {
+            int k = count - want + s;
+            T_CHECK(&g_errs, o->ts == NULL || o->ts[at] == rec_ts(k), "ts %lld, want %lld",
+                    o->ts ? (long long)o->ts[at] : 0LL, (long long)rec_ts(k));
+            T_CHECK(&g_errs, o->ts == NULL || o->ts[at] < t, "leak: ts %lld >= t %lld",
+                    o->ts ? (long long)o->ts[at] : 0LL, (long long)t);
+            T_CHECK(&g_errs, o->ids == NULL || o->ids[at] == (uint64_t)k, "id");
+            T_CHECK(&g_errs, o->items == NULL || o->items[at] == (uint64_t)k * 7, "item");
+            T_CHECK(&g_errs, o->labels == NULL || o->labels[at] == (float)(k % 2), "label");
+            T_CHECK(&g_errs, o->mask == NULL || o->mask[at] == 1, "mask");
+            for (int j = 0; j < DIM; j++)
+                T_CHECK(&g_errs, o->tokens[at * DIM + (size_t)j] == tok(u, k, j), "token");
+        } else {
+            T_CHECK(&g_errs, o->mask == NULL || o->mask[at] == 0, "padding mask");
+            for (int j = 0; j < DIM; j++)
+                T_CHECK(&g_errs, o->tokens[at * DIM + (size_t)j] == 0.0f, "padding token");
+        }
+    }
+}
+
+typedef struct fetch_buf {
+    rd_token_fetch_out o;
+} fetch_buf;
+
+static void fb_init(fetch_buf *f, size_t R, size_t L, int full) {
+    memset(f, 0, sizeof *f);
+    f->o.tokens = rd_xmalloc(R * L * DIM * 4);
+    f->o.n_found = rd_xmalloc(R * 4);
+    memset(f->o.tokens, 0x7f, R * L * DIM * 4); // poison: padding must be written
+    if (full) {
+        f->o.labels = rd_xmalloc(R * L * 4);
+        f->o.items = rd_xmalloc(R * L * 8);
+        f->o.ts = rd_xmalloc(R * L * 8);
+        f->o.ids = rd_xmalloc(R * L * 8);
+        f->o.mask = rd_xmalloc(R * L);
+    }
+}
+
+static void fb_free(fetch_buf *f) {
+    rd_free(f->o.tokens);
+    rd_free(f->o.n_found);
+    rd_free(f->o.labels);
+    rd_free(f->o.items);
+    rd_free(f->o.ts);
+    rd_free(f->o.ids);
+    rd_free(f->o.mask);
+}
+
+static void fetch_phase(rd_token_client *cl, rd_kv *kv, int W, int me, int P, int n_shards) {
+    const int R = W * USERS_PER_WORKER;
+    uint64_t *users = rd_xmalloc((size_t)R * 8);
+    int64_t *ts = rd_xmalloc((size_t)R * 8);
+    int *ww = rd_xmalloc((size_t)R * sizeof *ww), *ii = rd_xmalloc((size_t)R * sizeof *ii);
+    rd_rng r;
+    rd_rng_seed(&r, 1000 + (uint64_t)me);
+    const size_t Ls[3] = {1, 16, 64};
+    fetch_buf fb[3];
+    int h[3];
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    for (int round = 0; round < 4; round++) {
+        // Three fetches in flight at once, different L; the second one without optional arrays.
+        for (int q = 0; q < R; q++) {
+            ww[q] = q % W;
+            ii[q] = q / W;
+            users[q] = user_key(ww[q], ii[q]);
+            ts[q] = round == 0 && q % 5 == 0 ? INT64_MAX : (int64_t)rd_rng_below(&r, 24) - 1;
+        }
+        for (int f = 0; f < 3; f++) {
+            fb_init(&fb[f], (size_t)R, Ls[f], f != 1);
+            int rc =
+                rd_token_client_fetch_start(cl, (size_t)R, users, ts, Ls[f], &fb[f].o, &h[f], &eb);
+            T_CHECK(&g_errs, rc == RD_OK, "fetch_start: %s", eb.msg);
+        }
+        // The caller's request arrays are copied at start: scribbling on them is harmless.
+        int64_t *saved = rd_xmalloc((size_t)R * 8);
+        memcpy(saved, ts, (size_t)R * 8);
+        memset(ts, 0, (size_t)R * 8);
+        // An rd_kv pull on the same communicator while the fetches are in flight.
+        uint64_t keys[3] = {11, 12, 13};
+        float vals[3 * 4];
+        int kts;
+        int rc = rd_kv_pull(kv, 0, keys, 3, vals, &kts);
+        T_CHECK(&g_errs, rc == RD_OK, "kv pull: %s", rd_kv_errmsg(kv));
+        if (rc == RD_OK) {
+            rc = rd_kv_wait(kv, kts);
+            T_CHECK(&g_errs, rc == RD_OK, "kv wait: %s", rd_kv_errmsg(kv));
+        }
+        // Complete out of order.
+        for (int f = 2; f >= 0; f--) {
+            rc = rd_token_client_wait(cl, h[f], &eb);
+            T_CHECK(&g_errs, rc == RD_OK, "fetch wait: %s", eb.msg);
+            for (int q = 0; q < R && rc == RD_OK; q++)
+                check_row(&fb[f].o, (size_t)q, Ls[f], ww[q], ii[q], saved[q]);
+            fb_free(&fb[f]);
+        }
+        rd_free(saved);
+    }
+    // Users of a single PS rank only (P > 1): one message, received in place.
+    if (P > 1) {
+        int n1 = 0;
+        for (int q = 0; q < R; q++) {
+            int w = q % W, i = q / W;
+            uint64_t u = user_key(w, i);
+            if (rd_token_ps_rank_of_shard(rd_token_shard_of_user(u, n_shards), P) == P - 1) {
+                users[n1] = u;
+                ts[n1] = 7;
+                ww[n1] = w;
+                ii[n1] = i;
+                n1++;
+            }
+        }
+        T_CHECK(&g_errs, n1 > 0, "no user on the last PS rank");
+        fb_init(&fb[0], (size_t)n1, 8, 1);
+        int rc = rd_token_client_fetch(cl, (size_t)n1, users, ts, 8, &fb[0].o, &eb);
+        T_CHECK(&g_errs, rc == RD_OK, "single-rank fetch: %s", eb.msg);
+        for (int q = 0; q < n1 && rc == RD_OK; q++)
+            check_row(&fb[0].o, (size_t)q, 8, ww[q], ii[q], 7);
+        fb_free(&fb[0]);
+    }
+    // Too many fetches in flight; bad arguments.
+    fb_init(&fb[0], 1, 4, 0);
+    int hs[RD_TOKEN_CLIENT_MAX_INFLIGHT + 1];
+    int started = 0;
+    for (int k = 0; k <= RD_TOKEN_CLIENT_MAX_INFLIGHT; k++) {
+        rd_errbuf_clear(&eb);
+        int rc = rd_token_client_fetch_start(cl, 1, users, ts, 4, &fb[0].o, &hs[k], &eb);
+        if (k < RD_TOKEN_CLIENT_MAX_INFLIGHT) {
+            T_CHECK(&g_errs, rc == RD_OK, "start %d: %s", k, eb.msg);
+            started += rc == RD_OK;
+        } else {
+            T_CHECK(&g_errs, rc == RD_ERR_FULL, "start beyond the limit gave %d", rc);
+        }
+    }
+    for (int k = 0; k < started; k++)
+        T_CHECK(&g_errs, rd_token_client_wait(cl, hs[k], &eb) == RD_OK, "wait: %s", eb.msg);
+    T_CHECK(&g_errs, rd_token_client_wait(cl, hs[0], &eb) == RD_ERR_ARG, "second wait");
+    T_CHECK(&g_errs, rd_token_client_fetch(cl, 1, users, ts, 0, &fb[0].o, &eb) == RD_ERR_ARG,
+            "L = 0");
+    fb_free(&fb[0]);
+    rd_free(users);
+    rd_free(ts);
+    rd_free(ww);
+    rd_free(ii);
+}
+
+static void error_phase(rd_token_client *cl, int w) {
+    uint64_t u = user_key(w, 0), id = 999;
+    int64_t t = 1000;
+    float bad[DIM] = {0};
+    bad[3] = NAN;
+    rd_token_batch b = {1, &u, &t, &id, bad, NULL, NULL, NULL};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_token_client_append(cl, &b, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_ARG, "NaN append gave %d (%s)", rc, eb.msg);
+    T_CHECK(&g_errs, strstr(eb.msg, "not finite") != NULL && strstr(eb.msg, "PS rank") != NULL,
+            "error text: %s", eb.msg);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int main(int argc, char **argv) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
+        fprintf(stderr, "%s\n", eb.msg);
+        return 1;
+    }
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    rd_log_init(RD_LOG_LEVEL_WARN, rank, NULL);
+    int P = argc > 1 ? atoi(argv[1]) : 1;
+    if (P < 1 || P >= size) {
+        if (rank == 0)
+            fprintf(stderr, "usage: mpiexec -n N %s P (1 <= P < N)\n", argv[0]);
+        rd_mpi_finalize();
+        return 2;
+    }
+    const int W = size - P, n_shards = 2 * P;
+    static const char *names[1] = {"teacher"};
+    int ranks[1] = {W};
+    rd_config cfg;
+    t_config(&cfg, P, 1, names, ranks);
+    t_table(&cfg, "emb", 4, RD_OPT_SGD, 0.1f);
+    char dir[256];
+    t_tmpdir(dir, sizeof dir, "tokens_rpc");
+    char store[300];
+    snprintf(store, sizeof store, "%s/store", dir);
+    // 1. Create the store once.
+    if (rank == 0) {
+        rd_token_store_opts so = {DIM, RD_TOKEN_FP32, n_shards, 64 << 10, 0, 256, 1};
+        rd_token_store *s = NULL;
+        int rc = rd_token_store_create(store, &so, &s, &eb);
+        T_CHECK(&g_errs, rc == RD_OK, "create: %s", eb.msg);
+        rd_token_store_destroy(s);
+    }
+    t_barrier(MPI_COMM_WORLD);
+    rd_comm *comm = NULL;
+    int rc = rd_comm_create(MPI_COMM_WORLD, &cfg, &comm, &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "rd_comm_create: %s", eb.msg);
+    if (rc == RD_OK && comm->role_kind == RD_ROLE_PS) {
+        rd_token_open_opts oo = {0};
+        oo.mode = RD_TOKEN_WRITE;
+        oo.ps_rank = comm->ps_index;
+        oo.n_ps = P;
+        oo.no_sync = 1;
+        rd_token_store *s = NULL;
+        rd_server *srv = NULL;
+        rd_token_service *svc = NULL;
+        rc = rd_token_store_open(store, &oo, &s, &eb);
+        T_CHECK(&g_errs, rc == RD_OK, "open: %s", eb.msg);
+        if (rc == RD_OK)
+            rc = rd_server_create(comm, &cfg, &srv, &eb);
+        if (rc == RD_OK)
+            rc = rd_token_service_create(srv, s, &svc, &eb);
+        T_CHECK(&g_errs, rc == RD_OK, "server: %s", eb.msg);
+        if (rc == RD_OK) {
+            rd_token_service *again = NULL;
+            T_CHECK(&g_errs, rd_token_service_create(srv, s, &again, &eb) == RD_ERR_EXISTS,
+                    "double registration");
+            rc = rd_server_run(srv);
+            T_CHECK(&g_errs, rc == RD_OK, "run: %s", rd_strerror(rc));
+        }
+        rd_server_destroy(srv);
+        rd_token_service_destroy(svc);
+        // 5. This rank's shards hold every record of its users, all valid.
+        if (s) {
+            uint64_t checked = 0;
+            rc = rd_token_store_verify(s, &checked, &eb);
+            T_CHECK(&g_errs, rc == RD_OK, "verify: %s", eb.msg);
+            rd_token_stats st;
+            rc = rd_token_store_stats(s, &st, NULL, &eb);
+            uint64_t want = 0;
+            for (int w = 0; w < W; w++)
+                for (int i = 0; i < USERS_PER_WORKER; i++)
+                    if (rd_token_ps_rank_of_shard(rd_token_shard_of_user(user_key(w, i), n_shards),
+                                                  P) == comm->ps_index)
+                        want += RECS_PER_USER;
+            T_CHECK(&g_errs, rc == RD_OK && st.entries == want && checked == want,
+                    "PS %d holds %llu records, want %llu", comm->ps_index,
+                    (unsigned long long)st.entries, (unsigned long long)want);
+        }
+        rd_token_store_destroy(s);
+    } else if (rc == RD_OK) {
+        rd_kv *kv = NULL;
+        rd_token_client *cl = NULL;
+        rc = rd_kv_create(comm, &cfg, &kv, &eb);
+        T_CHECK(&g_errs, rc == RD_OK, "kv: %s", eb.msg);
+        rd_token_store_info info;
+        int mrc = rd_token_store_read_manifest(store, &info, &eb);
+        T_CHECK(&g_errs, mrc == RD_OK, "manifest: %s", eb.msg);
+        rd_token_client_opts co = {(int)info.n_shards, (int)info.dim, 100, 8 << 10};
+        int crc = mrc == RD_OK ? rd_token_client_create(comm, &co, &cl, &eb) : mrc;
+        T_CHECK(&g_errs, crc == RD_OK, "client: %s", eb.msg);
+        if (rc == RD_OK && crc == RD_OK) {
+            // 2. Appends; 3. fetches after every worker appended; 4. errors.
+            append_phase(cl, comm->job_rank);
+            t_barrier(comm->job);
+            fetch_phase(cl, kv, W, comm->job_rank, P, n_shards);
+            error_phase(cl, comm->job_rank);
+        }
+        rd_token_client_destroy(cl);
+        if (kv) {
+            rc = rd_kv_shutdown(kv);
+            T_CHECK(&g_errs, rc == RD_OK, "shutdown: %s", rd_kv_errmsg(kv));
+            rd_kv_destroy(kv);
+        }
+    }
+    rd_comm_destroy(comm);
+    int total = t_allsum(g_errs, MPI_COMM_WORLD);
+    if (rank == 0) {
+        t_rmtree(dir);
+        printf("test_tokens_rpc P=%d W=%d: %s (%d failures)\n", P, W, total ? "FAILED" : "passed",
+               total);
+    }
+    rd_mpi_finalize();
+    return total ? 1 : 0;
+}

@@ -1,0 +1,308 @@
+// test_targets.c — the distillation target log (rd/targets.h): append/read round trip in any
+// insertion order, pass filtering and range bounds, overwrite of a re-appended target, map
+// growth from a tiny map, RD_ERR_RANGE when the caller's arrays are too small, read-only handles
+// (also while a writer is open), header/version mismatches, corrupted records, bad input.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/hash.h"
+#include "rd/lmdbx.h"
+#include "rd/targets.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char g_root[256];
+
+static int setup_root(void **state) {
+    (void)state;
+    snprintf(g_root, sizeof g_root, "/tmp/rd_test_targets_XXXXXX");
+    return mkdtemp(g_root) ? 0 : -1;
+}
+
+static int teardown_root(void **state) {
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void log_path(char *buf, size_t cap, const char *name) {
+    snprintf(buf, cap, "%s/%s", g_root, name);
+}
+
+static float logit_of(uint64_t job, uint64_t sample, uint32_t pass) {
+    return (float)((double)(rd_mix64(job ^ sample * 31 ^ pass) >> 40) / (double)(1 << 20) - 8.0);
+}
+
+static void test_roundtrip_and_ranges(void **state) {
+    (void)state;
+    char p[512];
+    log_path(p, sizeof p, "rt");
+    rd_target_log_opts o = {0, 0, 1};
+    rd_target_log *log = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_create(p, &o, &log, &eb), RD_OK);
+    uint64_t teacher = rd_target_job_key("teacher"), other = rd_target_job_key("teacher2");
+    assert_true(teacher != other);
+    // Samples 0..999 in a shuffled order, passes 0 and 1, two jobs.
+    enum { N = 1000 };
+    uint64_t samples[N], versions[N];
+    float logits[N];
+    int32_t windows[N];
+    for (uint32_t pass = 0; pass < 2; pass++) {
+        for (uint64_t job_i = 0; job_i < 2; job_i++) {
+            uint64_t job = job_i ? other : teacher;
+            for (int i = 0; i < N; i++) {
+                uint64_t s = (uint64_t)((i * 7919) % N);
+                samples[i] = s;
+                logits[i] = logit_of(job, s, pass);
+                versions[i] = 100 * pass + s % 13;
+                windows[i] = (int32_t)(s / 250) - 1;
+            }
+            rd_target_batch b = {N, job, pass, samples, logits, versions, windows};
+            assert_int_equal(rd_target_log_append(log, &b, &eb), RD_OK);
+        }
+    }
+    uint64_t count = 0;
+    assert_int_equal(rd_target_log_count(log, &count, &eb), RD_OK);
+    assert_true(count == 4 * N);
+    // Range [100, 300) of pass 1: 200 records, in sample order.
+    uint64_t os[2 * N], ov[2 * N];
+    float ol[2 * N];
+    uint32_t op[2 * N];
+    int32_t ow[2 * N];
+    rd_target_out out = {os, ol, op, ov, ow};
+    size_t n = 0;
+    assert_int_equal(rd_target_log_read_range(log, teacher, 100, 300, 1, &out, 2 * N, &n, &eb),
+                     RD_OK);
+    assert_int_equal(n, 200);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(os[i] == 100 + i);
+        assert_true(op[i] == 1);
+        assert_true(ol[i] == logit_of(teacher, os[i], 1));
+        assert_true(ov[i] == 100 + os[i] % 13);
+        assert_int_equal(ow[i], (int32_t)(os[i] / 250) - 1);
+    }
+    // All passes: (sample, pass) order.
+    assert_int_equal(
+        rd_target_log_read_range(log, other, 998, 5000, RD_TARGET_ANY_PASS, &out, 2 * N, &n, &eb),
+        RD_OK);
+    assert_int_equal(n, 4);
+    assert_true(os[0] == 998 && op[0] == 0 && os[1] == 998 && op[1] == 1 && os[3] == 999);
+    assert_true(ol[3] == logit_of(other, 999, 1));
+    // Empty and inverted ranges, unknown job.
+    assert_int_equal(rd_target_log_read_range(log, teacher, 5, 5, 0, &out, 2 * N, &n, &eb), RD_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(rd_target_log_read_range(log, teacher, 9, 3, 0, &out, 2 * N, &n, &eb), RD_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(rd_target_log_read_range(log, 12345, 0, UINT64_MAX, RD_TARGET_ANY_PASS, &out,
+                                              2 * N, &n, &eb),
+                     RD_OK);
+    assert_int_equal(n, 0);
+    // Too small: RD_ERR_RANGE with the needed count.
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_read_range(log, teacher, 0, N, 0, &out, 10, &n, &eb),
+                     RD_ERR_RANGE);
+    assert_int_equal(n, N);
+    assert_non_null(strstr(eb.msg, "room for 10"));
+    // Optional outputs may be NULL.
+    rd_target_out slim = {os, ol, NULL, NULL, NULL};
+    assert_int_equal(rd_target_log_read_range(log, teacher, 0, 10, 0, &slim, 10, &n, &eb), RD_OK);
+    assert_int_equal(n, 10);
+    // get
+    float l;
+    uint64_t v;
+    int32_t w;
+    assert_int_equal(rd_target_log_get(log, teacher, 777, 1, &l, &v, &w, &eb), RD_OK);
+    assert_true(l == logit_of(teacher, 777, 1) && v == 100 + 777 % 13 && w == 2);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_get(log, teacher, 777, 2, &l, &v, &w, &eb), RD_ERR_NOTFOUND);
+    assert_non_null(strstr(eb.msg, "sample 777"));
+    // Re-appending a target replaces it; a batch may hold duplicates (the last one wins).
+    uint64_t ds[3] = {777, 5, 777};
+    float dl[3] = {1.5f, 2.5f, 3.5f};
+    rd_target_batch d = {3, teacher, 1, ds, dl, NULL, NULL};
+    assert_int_equal(rd_target_log_append(log, &d, &eb), RD_OK);
+    assert_int_equal(rd_target_log_get(log, teacher, 777, 1, &l, &v, &w, &eb), RD_OK);
+    assert_true(l == 3.5f && v == 0 && w == -1);
+    assert_int_equal(rd_target_log_count(log, &count, &eb), RD_OK);
+    assert_true(count == 4 * N);
+    // A reader opened while the writer is open sees the same data.
+    rd_target_log *ro = NULL;
+    assert_int_equal(rd_target_log_open(p, 0, NULL, &ro, &eb), RD_OK);
+    assert_int_equal(rd_target_log_get(ro, teacher, 5, 1, &l, NULL, NULL, &eb), RD_OK);
+    assert_true(l == 2.5f);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_append(ro, &d, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "read-only"));
+    // The reader's snapshot is renewed per call: it sees later appends.
+    uint64_t ns[1] = {4242};
+    float nl[1] = {-1.0f};
+    rd_target_batch nb = {1, teacher, 0, ns, nl, NULL, NULL};
+    assert_int_equal(rd_target_log_append(log, &nb, &eb), RD_OK);
+    assert_int_equal(rd_target_log_get(ro, teacher, 4242, 0, &l, NULL, NULL, &eb), RD_OK);
+    assert_true(l == -1.0f);
+    rd_target_log_close(ro);
+    rd_target_log_close(log);
+    // Creating over an existing log is refused.
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_create(p, &o, &log, &eb), RD_ERR_EXISTS);
+    assert_null(log);
+}
+
+static void test_growth(void **state) {
+    (void)state;
+    char p[512];
+    log_path(p, sizeof p, "grow");
+    rd_target_log_opts o = {64 << 10, 0, 1};
+    rd_target_log *log = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_create(p, &o, &log, &eb), RD_OK);
+    enum { B = 20000, ROUNDS = 10 };
+    static uint64_t s[B];
+    static float l[B];
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < B; i++) {
+            s[i] = (uint64_t)(r * B + i);
+            l[i] = (float)i * 0.5f;
+        }
+        rd_target_batch b = {B, 7, 0, s, l, NULL, NULL};
+        assert_int_equal(rd_target_log_append(log, &b, &eb), RD_OK);
+    }
+    uint64_t count = 0;
+    assert_int_equal(rd_target_log_count(log, &count, &eb), RD_OK);
+    assert_true(count == (uint64_t)B * ROUNDS);
+    float lv;
+    assert_int_equal(rd_target_log_get(log, 7, 3 * B + 11, 0, &lv, NULL, NULL, &eb), RD_OK);
+    assert_true(lv == 5.5f);
+    rd_target_log_close(log);
+    // At the cap: RD_ERR_FULL and the failed batch left nothing behind.
+    log_path(p, sizeof p, "capped");
+    rd_target_log_opts c = {64 << 10, 256 << 10, 1};
+    assert_int_equal(rd_target_log_create(p, &c, &log, &eb), RD_OK);
+    int rc = RD_OK;
+    uint64_t committed = 0;
+    for (int r = 0; r < 100 && rc == RD_OK; r++) {
+        for (int i = 0; i < 2000; i++)
+            s[i] = (uint64_t)(r * 2000 + i);
+        rd_target_batch b = {2000, 7, 0, s, l, NULL, NULL};
+        rd_errbuf_clear(&eb);
+        rc = rd_target_log_append(log, &b, &eb);
+        if (rc == RD_OK)
+            committed += 2000;
+    }
+    assert_int_equal(rc, RD_ERR_FULL);
+    assert_non_null(strstr(eb.msg, "full"));
+    assert_int_equal(rd_target_log_count(log, &count, &eb), RD_OK);
+    assert_true(count == committed && committed > 0);
+    rd_target_log_close(log);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    char p[512];
+    rd_errbuf eb;
+    rd_target_log *log = NULL;
+    log_path(p, sizeof p, "missing");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_open(p, 0, NULL, &log, &eb), RD_ERR_NOTFOUND);
+    assert_non_null(strstr(eb.msg, "missing"));
+    assert_int_equal(rd_target_log_create("", NULL, &log, &eb), RD_ERR_ARG);
+    // Bad input: non-finite logits, missing arrays, bad pass filter.
+    log_path(p, sizeof p, "err");
+    assert_int_equal(rd_target_log_create(p, NULL, &log, &eb), RD_OK);
+    uint64_t s[2] = {1, 2};
+    float l[2] = {0.5f, NAN};
+    rd_target_batch b = {2, 1, 0, s, l, NULL, NULL};
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_append(log, &b, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "record 1"));
+    uint64_t count = 9;
+    assert_int_equal(rd_target_log_count(log, &count, &eb), RD_OK);
+    assert_true(count == 0);
+    b.logits = NULL;
+    assert_int_equal(rd_target_log_append(log, &b, &eb), RD_ERR_ARG);
+    uint64_t os[2];
+    float ol[2];
+    rd_target_out out = {os, ol, NULL, NULL, NULL};
+    size_t n;
+    assert_int_equal(rd_target_log_read_range(log, 1, 0, 9, -2, &out, 2, &n, &eb), RD_ERR_ARG);
+    l[1] = 1.0f;
+    b.logits = l;
+    assert_int_equal(rd_target_log_append(log, &b, &eb), RD_OK);
+    rd_target_log_close(log);
+    // Corrupted record and damaged header, written behind the log's back.
+    rd_lmdbx_opts lo = {0};
+    lo.max_dbs = 4;
+    MDB_env *env;
+    assert_int_equal(rd_lmdbx_env_open(p, &lo, &env, &eb), RD_OK);
+    MDB_txn *txn;
+    MDB_dbi targets, meta;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "targets", 0, &targets), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    unsigned char key[20];
+    rd_lmdbx_put_be64(key, 1);
+    rd_lmdbx_put_be64(key + 8, 2);
+    rd_lmdbx_put_be32(key + 16, 0);
+    unsigned char val[20] = {0};
+    MDB_val k = {20, key}, v = {20, val};
+    assert_int_equal(mdb_put(txn, targets, &k, &v, 0), 0); // right size, bad CRC
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    assert_int_equal(rd_target_log_open(p, 0, NULL, &log, &eb), RD_OK);
+    float lv;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_get(log, 1, 2, 0, &lv, NULL, NULL, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "CRC"));
+    assert_int_equal(rd_target_log_get(log, 1, 1, 0, &lv, NULL, NULL, &eb), RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_read_range(log, 1, 0, 9, 0, &out, 2, &n, &eb), RD_ERR_CORRUPT);
+    rd_target_log_close(log);
+    // A header of another version.
+    assert_int_equal(rd_lmdbx_env_open(p, &lo, &env, &eb), RD_OK);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    MDB_val hk = {6, (void *)(uintptr_t) "header"}, hv;
+    assert_int_equal(mdb_get(txn, meta, &hk, &hv), 0);
+    unsigned char h[40];
+    assert_int_equal(hv.mv_size, 40);
+    memcpy(h, hv.mv_data, 40);
+    h[8] = 9; // version 9
+    uint32_t crc = rd_crc32c(0, h, 36);
+    memcpy(h + 36, &crc, 4);
+    hv.mv_data = h;
+    assert_int_equal(mdb_put(txn, meta, &hk, &hv, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_open(p, 0, NULL, &log, &eb), RD_ERR_VERSION);
+    assert_non_null(strstr(eb.msg, "version 9"));
+    assert_null(log);
+    // A plain LMDB env that is not a target log.
+    log_path(p, sizeof p, "plain");
+    lo.create = 1;
+    assert_int_equal(rd_lmdbx_env_open(p, &lo, &env, &eb), RD_OK);
+    mdb_env_close(env);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_open(p, 1, NULL, &log, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "not a target log"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_and_ranges),
+        cmocka_unit_test(test_growth),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, setup_root, teardown_root);
+}

@@ -1,0 +1,1445 @@
+// test_tokens.c — the IAT instance-token store (rd/tokens.h) and the LMDB helpers (rd/lmdbx.h).
+//
+// Covers: binary16 conversion (exhaustive round trip and round-to-nearest-even at every
+// midpoint), fp32/fp16 round trips through the store, the NO-LEAKAGE property (random users and
+// timestamps with duplicates: fetch(u, t, L) returns exactly the last min(L, count) records with
+// ts < t, in order, with the right mask and padding), map growth from 64 KiB (100k tokens, none
+// lost) and RD_ERR_FULL at the cap, layout mismatches, corrupted / missing MANIFEST and shards,
+// a forked writer appending while this process fetches (every snapshot a whole-batch prefix of
+// the final history, no torn token), gc, verify detecting bad value sizes and CRCs, ownership
+// by PS rank, bad input, the packed wire entry points against malformed payloads, iterate/stats,
+// and allocation failures.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/alloc.h"
+#include "rd/config.h"
+#include "rd/hash.h"
+#include "rd/lmdbx.h"
+#include "rd/rng.h"
+#include "rd/tokens.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+static char g_root[256];
+
+static int setup_root(void **state) {
+    (void)state;
+    snprintf(g_root, sizeof g_root, "/tmp/rd_test_tokens_XXXXXX");
+    if (!mkdtemp(g_root))
+        return -1;
+    return 0;
+}
+
+static void rm_rf(const char *path) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0)
+        fail_msg("cannot remove %s", path);
+}
+
+static int teardown_root(void **state) {
+    (void)state;
+    rm_rf(g_root);
+    return 0;
+}
+
+static void store_path(char *buf, size_t cap, const char *name) {
+    snprintf(buf, cap, "%s/%s", g_root, name);
+}
+
+// Token element j of record (user, ts, id): a deterministic value in [-4, 4).
+static float tokval(uint64_t user, int64_t ts, uint64_t id, size_t j) {
+    uint64_t h = rd_mix64(user * 0x9e37u ^ rd_mix64((uint64_t)ts) ^ (id << 7) ^ (uint64_t)j);
+    return (float)((double)(h >> 40) / (double)(1ull << 24) * 8.0 - 4.0);
+}
+
+static void fill_token(float *dst, size_t dim, uint64_t user, int64_t ts, uint64_t id) {
+    for (size_t j = 0; j < dim; j++)
+        dst[j] = tokval(user, ts, id, j);
+}
+
+// Fetch outputs for R requests of length L.
+typedef struct fout {
+    rd_token_fetch_out o;
+    size_t R, L, dim;
+} fout;
+
+static void fout_init(fout *f, size_t R, size_t L, size_t dim) {
+    f->R = R;
+    f->L = L;
+    f->dim = dim;
+    f->o.tokens = calloc(R * L * dim, sizeof(float));
+    f->o.labels = calloc(R * L, sizeof(float));
+    f->o.items = calloc(R * L, sizeof(uint64_t));
+    f->o.ts = calloc(R * L, sizeof(int64_t));
+    f->o.ids = calloc(R * L, sizeof(uint64_t));
+    f->o.mask = calloc(R * L, 1);
+    f->o.n_found = calloc(R, sizeof(uint32_t));
+    assert_non_null(f->o.tokens);
+    // Poison the outputs so that padding that is not written shows up.
+    memset(f->o.tokens, 0x7f, R * L * dim * sizeof(float));
+    memset(f->o.mask, 0x55, R * L);
+}
+
+static void fout_free(fout *f) {
+    free(f->o.tokens);
+    free(f->o.labels);
+    free(f->o.items);
+    free(f->o.ts);
+    free(f->o.ids);
+    free(f->o.mask);
+    free(f->o.n_found);
+}
+
+static rd_token_store *
+create_store(const char *name, int dim, int dtype, int n_shards, uint64_t map_size) {
+    char dir[512];
+    store_path(dir, sizeof dir, name);
+    rd_token_store_opts o = {0};
+    o.dim = dim;
+    o.dtype = dtype;
+    o.n_shards = n_shards;
+    o.map_size = map_size;
+    o.no_sync = 1;
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_token_store_create(dir, &o, &s, &eb);
+    if (rc != RD_OK)
+        fail_msg("create %s: %s", dir, eb.msg);
+    return s;
+}
+
+static rd_token_store *open_store(const char *name, int mode, int *rc_out, rd_errbuf *eb) {
+    char dir[512];
+    store_path(dir, sizeof dir, name);
+    rd_token_open_opts o = {0};
+    o.mode = mode;
+    o.no_sync = 1;
+    rd_token_store *s = NULL;
+    rd_errbuf_clear(eb);
+    *rc_out = rd_token_store_open(dir, &o, &s, eb);
+    return s;
+}
+
+// A user key that lands in shard `shard` of n_shards (search from `from`).
+static uint64_t user_in_shard(int shard, int n_shards, uint64_t from) {
+    for (uint64_t u = from;; u++)
+        if (rd_token_shard_of_user(u, n_shards) == shard)
+            return u;
+}
+
+// ---------------------------------------------------------------------------------------------
+// binary16
+
+static int f16_is_nan(uint16_t h) {
+    return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0;
+}
+
+static void test_fp16_exhaustive(void **state) {
+    (void)state;
+    for (uint32_t h = 0; h < 0x10000u; h++) {
+        float f = rd_token_f16_to_f32((uint16_t)h);
+        uint16_t back = rd_token_f32_to_f16(f);
+        if (f16_is_nan((uint16_t)h)) {
+            assert_true(isnan(f));
+            assert_true(f16_is_nan(back));
+        } else {
+            assert_int_equal(back, h);
+        }
+    }
+    // Known values.
+    assert_true(rd_token_f16_to_f32(0x3c00u) == 1.0f);
+    assert_true(rd_token_f16_to_f32(0xc000u) == -2.0f);
+    assert_true(rd_token_f16_to_f32(0x7bffu) == 65504.0f);
+    assert_true(rd_token_f16_to_f32(0x0001u) == ldexpf(1.0f, -24));
+    assert_true(rd_token_f16_to_f32(0x0400u) == ldexpf(1.0f, -14));
+    assert_int_equal(rd_token_f32_to_f16(65520.0f), 0x7c00u);   // tie -> even = inf
+    assert_int_equal(rd_token_f32_to_f16(65519.996f), 0x7bffu); // just below the tie
+    assert_int_equal(rd_token_f32_to_f16(1e10f), 0x7c00u);
+    assert_int_equal(rd_token_f32_to_f16(-1e10f), 0xfc00u);
+    assert_int_equal(rd_token_f32_to_f16(ldexpf(1.0f, -25)), 0x0000u); // tie -> even = 0
+    assert_int_equal(rd_token_f32_to_f16(ldexpf(1.5f, -25)), 0x0001u);
+    assert_int_equal(rd_token_f32_to_f16(-0.0f), 0x8000u);
+    assert_int_equal(rd_token_f32_to_f16(1e-30f), 0x0000u);
+    assert_true(f16_is_nan(rd_token_f32_to_f16(NAN)));
+    assert_int_equal(rd_token_f32_to_f16(INFINITY), 0x7c00u);
+}
+
+// Every midpoint between two adjacent finite halves rounds to the even one; just above rounds
+// up, just below rounds down.
+static void test_fp16_round_to_nearest_even(void **state) {
+    (void)state;
+    for (uint32_t h = 0; h < 0x7bffu; h++) {
+        float a = rd_token_f16_to_f32((uint16_t)h);
+        float b = rd_token_f16_to_f32((uint16_t)(h + 1));
+        float m = 0.5f * (a + b); // exact: 12 significant bits at most
+        assert_true(m > a && m < b);
+        uint16_t even = (h & 1u) ? (uint16_t)(h + 1) : (uint16_t)h;
+        assert_int_equal(rd_token_f32_to_f16(m), even);
+        assert_int_equal(rd_token_f32_to_f16(-m), even | 0x8000u);
+        assert_int_equal(rd_token_f32_to_f16(nextafterf(m, INFINITY)), h + 1);
+        assert_int_equal(rd_token_f32_to_f16(nextafterf(m, 0.0f)), h);
+    }
+    // Relative error bound in the normal range.
+    rd_rng r;
+    rd_rng_seed(&r, 5);
+    for (int i = 0; i < 100000; i++) {
+        float x = (float)((rd_rng_uniform(&r) * 2.0 - 1.0) * 1000.0);
+        if (fabsf(x) < 1e-3f)
+            continue;
+        float y = rd_token_f16_to_f32(rd_token_f32_to_f16(x));
+        assert_true(fabsf(y - x) <= ldexpf(fabsf(x), -11));
+    }
+    int dt = 0;
+    assert_int_equal(rd_token_dtype_parse("fp16", &dt), RD_OK);
+    assert_int_equal(dt, RD_TOKEN_FP16);
+    assert_int_equal(rd_token_dtype_parse("fp32", &dt), RD_OK);
+    assert_int_equal(dt, RD_TOKEN_FP32);
+    assert_int_equal(rd_token_dtype_parse("bf16", &dt), RD_ERR_ARG);
+    assert_string_equal(rd_token_dtype_name(RD_TOKEN_FP16), "fp16");
+}
+
+// ---------------------------------------------------------------------------------------------
+// LMDB helpers
+
+static void test_lmdbx_keys_and_errors(void **state) {
+    (void)state;
+    unsigned char b[8];
+    rd_lmdbx_put_be64(b, 0x0102030405060708ull);
+    assert_int_equal(b[0], 1);
+    assert_int_equal(b[7], 8);
+    assert_true(rd_lmdbx_get_be64(b) == 0x0102030405060708ull);
+    int64_t xs[] = {INT64_MIN, -5, -1, 0, 1, 7, INT64_MAX};
+    for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
+        assert_true(rd_lmdbx_key_i64(rd_lmdbx_i64_key(xs[i])) == xs[i]);
+        if (i)
+            assert_true(rd_lmdbx_i64_key(xs[i - 1]) < rd_lmdbx_i64_key(xs[i]));
+    }
+    assert_int_equal(rd_lmdbx_status(MDB_MAP_FULL), RD_ERR_FULL);
+    assert_int_equal(rd_lmdbx_status(ENOSPC), RD_ERR_FULL);
+    assert_int_equal(rd_lmdbx_status(MDB_NOTFOUND), RD_ERR_NOTFOUND);
+    assert_int_equal(rd_lmdbx_status(MDB_CORRUPTED), RD_ERR_CORRUPT);
+    assert_int_equal(rd_lmdbx_status(MDB_VERSION_MISMATCH), RD_ERR_VERSION);
+    assert_int_equal(rd_lmdbx_status(MDB_BAD_TXN), RD_ERR_LMDB);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_error(&eb, MDB_MAP_FULL, "append", "/x/y"), RD_ERR_FULL);
+    assert_non_null(strstr(eb.msg, "/x/y"));
+    assert_non_null(strstr(eb.msg, "append"));
+    assert_true(rd_lmdbx_is_rd_status(RD_ERR_FULL));
+    assert_false(rd_lmdbx_is_rd_status(MDB_MAP_FULL));
+    assert_false(rd_lmdbx_is_rd_status(ENOSPC));
+    // Read-only open of a missing env is RD_ERR_NOTFOUND with the path.
+    MDB_env *env = NULL;
+    rd_lmdbx_opts o = {0};
+    o.read_only = 1;
+    char p[512];
+    store_path(p, sizeof p, "no-such-env");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_env_open(p, &o, &env, &eb), RD_ERR_NOTFOUND);
+    assert_non_null(strstr(eb.msg, "no-such-env"));
+    // Atomic file write.
+    store_path(p, sizeof p, "atomic.bin");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_write_file_atomic(p, "abc", 3, &eb), RD_OK);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_size, 3);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    assert_int_not_equal(stat(tmp, &st), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Round trips
+
+static void roundtrip(int dtype, const char *name) {
+    const size_t dim = 24, per_user = 40;
+    const int n_users = 9;
+    rd_token_store *s = create_store(name, (int)dim, dtype, 4, 0);
+    size_t n = (size_t)n_users * per_user;
+    uint64_t *users = malloc(n * 8), *ids = malloc(n * 8), *items = malloc(n * 8);
+    int64_t *ts = malloc(n * 8);
+    float *tok = malloc(n * dim * 4), *labels = malloc(n * 4);
+    uint32_t *flags = malloc(n * 4);
+    // Insert in reverse time order to exercise the non-MDB_APPEND path too.
+    for (size_t i = 0; i < n; i++) {
+        size_t u = i % (size_t)n_users, k = per_user - 1 - i / (size_t)n_users;
+        users[i] = 1000 + u;
+        ts[i] = (int64_t)k * 10 - 100; // negative timestamps too
+        ids[i] = k * 3 + 1;
+        items[i] = rd_mix64(i + 1);
+        labels[i] = (float)(k % 2);
+        flags[i] = (uint32_t)k;
+        fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
+    }
+    rd_token_batch b = {n, users, ts, ids, tok, labels, items, flags};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    // Read back from the writer handle and from a read-only handle.
+    for (int pass = 0; pass < 2; pass++) {
+        rd_token_store *r = s;
+        int rc = RD_OK;
+        if (pass == 1) {
+            r = open_store(name, RD_TOKEN_READ_ONLY, &rc, &eb);
+            assert_int_equal(rc, RD_OK);
+        }
+        fout f;
+        fout_init(&f, 1, per_user, dim);
+        for (int u = 0; u < n_users; u++) {
+            assert_int_equal(
+                rd_token_store_fetch(r, 1000 + (uint64_t)u, INT64_MAX, per_user, &f.o, &eb), RD_OK);
+            assert_int_equal(f.o.n_found[0], per_user);
+            for (size_t k = 0; k < per_user; k++) {
+                int64_t t = (int64_t)k * 10 - 100;
+                assert_true(f.o.ts[k] == t);
+                assert_true(f.o.ids[k] == k * 3 + 1);
+                assert_true(f.o.labels[k] == (float)(k % 2));
+                assert_int_equal(f.o.mask[k], 1);
+                for (size_t j = 0; j < dim; j++) {
+                    float want = tokval(1000 + (uint64_t)u, t, k * 3 + 1, j);
+                    float got = f.o.tokens[k * dim + j];
+                    if (dtype == RD_TOKEN_FP32)
+                        assert_true(got == want);
+                    else
+                        assert_true(fabsf(got - want) <= 1e-3f * fabsf(want) + 1e-7f);
+                }
+            }
+        }
+        fout_free(&f);
+        uint64_t checked = 0;
+        assert_int_equal(rd_token_store_verify(r, &checked, &eb), RD_OK);
+        assert_true(checked == n);
+        if (pass == 1)
+            rd_token_store_destroy(r);
+    }
+    rd_token_store_destroy(s);
+    free(users);
+    free(ids);
+    free(items);
+    free(ts);
+    free(tok);
+    free(labels);
+    free(flags);
+}
+
+static void test_roundtrip_fp32(void **state) {
+    (void)state;
+    roundtrip(RD_TOKEN_FP32, "rt32");
+}
+
+static void test_roundtrip_fp16(void **state) {
+    (void)state;
+    roundtrip(RD_TOKEN_FP16, "rt16");
+}
+
+// ---------------------------------------------------------------------------------------------
+// No leakage: a property test against a reference model
+
+typedef struct ref_rec {
+    uint64_t user;
+    int64_t ts;
+    uint64_t id;
+    float label;
+    uint64_t item;
+} ref_rec;
+
+static int ref_cmp(const void *a, const void *b) {
+    const ref_rec *x = a, *y = b;
+    if (x->user != y->user)
+        return x->user < y->user ? -1 : 1;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void test_no_leakage(void **state) {
+    (void)state;
+    const size_t dim = 8;
+    const int n_users = 40;
+    rd_token_store *s = create_store("leak", (int)dim, RD_TOKEN_FP32, 3, 0);
+    rd_rng r;
+    rd_rng_seed(&r, 77);
+    // Users with 0..60 records; timestamps in a small range so that many share a timestamp.
+    size_t cap = (size_t)n_users * 60, n = 0;
+    ref_rec *ref = malloc(cap * sizeof *ref);
+    for (int u = 0; u < n_users; u++) {
+        size_t cnt = (size_t)rd_rng_below(&r, 61);
+        for (size_t k = 0; k < cnt; k++) {
+            ref_rec *x = &ref[n++];
+            x->user = rd_mix64((uint64_t)u + 17); // spread over the shards
+            x->ts = (int64_t)rd_rng_below(&r, 31) - 5;
+            x->id = k + 1; // unique per user
+            x->label = (float)rd_rng_below(&r, 2);
+            x->item = rd_rng_u64(&r);
+        }
+    }
+    // Append in random order, in several batches.
+    size_t *perm = malloc(n * sizeof *perm);
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)rd_rng_below(&r, i);
+        size_t t = perm[i - 1];
+        perm[i - 1] = perm[j];
+        perm[j] = t;
+    }
+    uint64_t *users = malloc(n * 8), *ids = malloc(n * 8), *items = malloc(n * 8);
+    int64_t *ts = malloc(n * 8);
+    float *tok = malloc(n * dim * 4), *labels = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) {
+        const ref_rec *x = &ref[perm[i]];
+        users[i] = x->user;
+        ts[i] = x->ts;
+        ids[i] = x->id;
+        items[i] = x->item;
+        labels[i] = x->label;
+        fill_token(tok + i * dim, dim, x->user, x->ts, x->id);
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    for (size_t b0 = 0; b0 < n; b0 += 333) {
+        size_t m = n - b0 < 333 ? n - b0 : 333;
+        rd_token_batch b = {m,           users + b0, ts + b0, ids + b0, tok + b0 * dim,
+                            labels + b0, items + b0, NULL};
+        assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    }
+    qsort(ref, n, sizeof *ref, ref_cmp);
+    // Random queries, single and batched.
+    const size_t Q = 600, LMAX = 70;
+    uint64_t *qu = malloc(Q * 8);
+    int64_t *qt = malloc(Q * 8);
+    size_t *ql = malloc(Q * sizeof *ql);
+    for (size_t q = 0; q < Q; q++) {
+        qu[q] = rd_mix64(rd_rng_below(&r, (uint64_t)n_users + 3) + 17); // a few unknown users
+        qt[q] = (int64_t)rd_rng_below(&r, 40) - 8;
+        if (q % 50 == 0)
+            qt[q] = q % 100 == 0 ? INT64_MIN : INT64_MAX;
+        ql[q] = 1 + (size_t)rd_rng_below(&r, LMAX);
+    }
+    fout f;
+    fout_init(&f, 1, LMAX, dim);
+    for (size_t q = 0; q < Q; q++) {
+        size_t L = ql[q];
+        memset(f.o.tokens, 0x7f, L * dim * 4);
+        memset(f.o.mask, 0x55, L);
+        assert_int_equal(rd_token_store_fetch(s, qu[q], qt[q], L, &f.o, &eb), RD_OK);
+        // Reference: records of the user with ts < t, the last min(L, count).
+        size_t lo = 0;
+        while (lo < n && ref[lo].user < qu[q])
+            lo++;
+        size_t hi = lo;
+        while (hi < n && ref[hi].user == qu[q] && ref[hi].ts < qt[q])
+            hi++;
+        size_t count = hi - lo, want = count < L ? count : L;
+        assert_int_equal(f.o.n_found[0], want);
+        for (size_t k = 0; k < want; k++) {
+            const ref_rec *x = &ref[hi - want + k];
+            assert_true(f.o.ts[k] < qt[q]); // never at or after t
+            assert_true(f.o.ts[k] == x->ts);
+            assert_true(f.o.ids[k] == x->id);
+            assert_true(f.o.items[k] == x->item);
+            assert_true(f.o.labels[k] == x->label);
+            assert_int_equal(f.o.mask[k], 1);
+            for (size_t j = 0; j < dim; j++)
+                assert_true(f.o.tokens[k * dim + j] == tokval(x->user, x->ts, x->id, j));
+        }
+        for (size_t k = want; k < L; k++) {
+            assert_int_equal(f.o.mask[k], 0);
+            assert_true(f.o.ts[k] == 0 && f.o.ids[k] == 0 && f.o.items[k] == 0);
+            for (size_t j = 0; j < dim; j++)
+                assert_true(f.o.tokens[k * dim + j] == 0.0f);
+        }
+    }
+    fout_free(&f);
+    // The batched fetch gives the same rows.
+    const size_t L = 25;
+    fout fb, f1;
+    fout_init(&fb, Q, L, dim);
+    fout_init(&f1, 1, L, dim);
+    assert_int_equal(rd_token_store_fetch_batch(s, Q, qu, qt, L, &fb.o, &eb), RD_OK);
+    for (size_t q = 0; q < Q; q++) {
+        assert_int_equal(rd_token_store_fetch(s, qu[q], qt[q], L, &f1.o, &eb), RD_OK);
+        assert_int_equal(fb.o.n_found[q], f1.o.n_found[0]);
+        assert_memory_equal(fb.o.tokens + q * L * dim, f1.o.tokens, L * dim * 4);
+        assert_memory_equal(fb.o.ts + q * L, f1.o.ts, L * 8);
+        assert_memory_equal(fb.o.mask + q * L, f1.o.mask, L);
+    }
+    fout_free(&fb);
+    fout_free(&f1);
+    rd_token_store_destroy(s);
+    free(ref);
+    free(perm);
+    free(users);
+    free(ids);
+    free(items);
+    free(ts);
+    free(tok);
+    free(labels);
+    free(qu);
+    free(qt);
+    free(ql);
+}
+
+// Duplicated keys replace the stored record; a re-appended batch is idempotent.
+static void test_duplicate_keys(void **state) {
+    (void)state;
+    const size_t dim = 4;
+    rd_token_store *s = create_store("dup", (int)dim, RD_TOKEN_FP32, 2, 0);
+    uint64_t users[3] = {5, 5, 5}, ids[3] = {1, 1, 2};
+    int64_t ts[3] = {10, 10, 10};
+    float tok[12] = {1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
+    rd_token_batch b = {3, users, ts, ids, tok, NULL, NULL, NULL};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    fout f;
+    fout_init(&f, 1, 4, dim);
+    assert_int_equal(rd_token_store_fetch(s, 5, 11, 4, &f.o, &eb), RD_OK);
+    assert_int_equal(f.o.n_found[0], 2);
+    assert_true(f.o.tokens[0] == 2.0f); // the later of the two (5, 10, 1) records won
+    assert_true(f.o.tokens[4] == 3.0f);
+    assert_int_equal(rd_token_store_fetch(s, 5, 10, 4, &f.o, &eb), RD_OK);
+    assert_int_equal(f.o.n_found[0], 0); // nothing strictly before 10
+    fout_free(&f);
+    rd_token_stats st;
+    assert_int_equal(rd_token_store_stats(s, &st, NULL, &eb), RD_OK);
+    assert_true(st.entries == 2);
+    rd_token_store_destroy(s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Map growth
+
+static void test_map_growth(void **state) {
+    (void)state;
+    const size_t dim = 64, N = 100000, B = 10000;
+    rd_token_store *s = create_store("grow", (int)dim, RD_TOKEN_FP32, 2, 64 << 10);
+    uint64_t *users = malloc(B * 8), *ids = malloc(B * 8);
+    int64_t *ts = malloc(B * 8);
+    float *tok = malloc(B * dim * 4);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    for (size_t b0 = 0; b0 < N; b0 += B) {
+        for (size_t i = 0; i < B; i++) {
+            size_t g = b0 + i;
+            users[i] = g % 97;
+            ts[i] = (int64_t)(g / 97);
+            ids[i] = g;
+            fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
+        }
+        rd_token_batch b = {B, users, ts, ids, tok, NULL, NULL, NULL};
+        assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    }
+    rd_token_stats tot, per[2];
+    assert_int_equal(rd_token_store_stats(s, &tot, per, &eb), RD_OK);
+    assert_true(tot.entries == N);
+    assert_true(tot.users == 97);
+    assert_true(per[0].map_bytes > (64u << 10) && per[1].map_bytes > (64u << 10));
+    assert_true(tot.t_min == 0 && tot.t_max == (int64_t)((N - 1) / 97));
+    uint64_t checked = 0;
+    assert_int_equal(rd_token_store_verify(s, &checked, &eb), RD_OK);
+    assert_true(checked == N);
+    // Spot check: user 3's full history.
+    size_t cnt = 0;
+    for (size_t g = 3; g < N; g += 97)
+        cnt++;
+    fout f;
+    fout_init(&f, 1, 2048, dim);
+    assert_int_equal(rd_token_store_fetch(s, 3, INT64_MAX, 2048, &f.o, &eb), RD_OK);
+    assert_int_equal(f.o.n_found[0], cnt);
+    for (size_t k = 0; k < cnt; k++) {
+        size_t g = 3 + 97 * k;
+        assert_true(f.o.ids[k] == g);
+        assert_true(f.o.tokens[k * dim + 5] == tokval(3, (int64_t)(g / 97), g, 5));
+    }
+    fout_free(&f);
+    rd_token_store_destroy(s);
+    // A capped map fails with RD_ERR_FULL and keeps every committed batch intact.
+    char dir[512];
+    store_path(dir, sizeof dir, "capped");
+    rd_token_store_opts o = {0};
+    o.dim = (int)dim;
+    o.dtype = RD_TOKEN_FP32;
+    o.n_shards = 1;
+    o.map_size = 64 << 10;
+    o.max_map_size = 512 << 10;
+    o.no_sync = 1;
+    o.append_batch = 1 << 20;
+    assert_int_equal(rd_token_store_create(dir, &o, &s, &eb), RD_OK);
+    size_t committed = 0;
+    int rc = RD_OK;
+    for (int round = 0; round < 50 && rc == RD_OK; round++) {
+        for (size_t i = 0; i < 300; i++) {
+            users[i] = 1;
+            ts[i] = (int64_t)(round * 300 + (int)i);
+            ids[i] = 0;
+            fill_token(tok + i * dim, dim, 1, ts[i], 0);
+        }
+        rd_token_batch b = {300, users, ts, ids, tok, NULL, NULL, NULL};
+        rd_errbuf_clear(&eb);
+        rc = rd_token_store_append(s, &b, &eb);
+        if (rc == RD_OK)
+            committed += 300;
+    }
+    assert_int_equal(rc, RD_ERR_FULL);
+    assert_non_null(strstr(eb.msg, "full"));
+    assert_true(committed > 0);
+    assert_int_equal(rd_token_store_stats(s, &tot, NULL, &eb), RD_OK);
+    assert_true(tot.entries == committed); // the failed batch left nothing behind
+    assert_int_equal(rd_token_store_verify(s, NULL, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    free(users);
+    free(ids);
+    free(ts);
+    free(tok);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layout errors
+
+static void write_manifest_field(const char *dir, long off, uint32_t value, int fix_crc) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/MANIFEST", dir);
+    FILE *f = fopen(p, "r+b");
+    assert_non_null(f);
+    unsigned char m[64];
+    assert_int_equal(fread(m, 1, 64, f), 64);
+    memcpy(m + off, &value, 4);
+    if (fix_crc) {
+        uint32_t crc = rd_crc32c(0, m, 60);
+        memcpy(m + 60, &crc, 4);
+    }
+    rewind(f);
+    assert_int_equal(fwrite(m, 1, 64, f), 64);
+    fclose(f);
+}
+
+static void test_layout_mismatch(void **state) {
+    (void)state;
+    rd_errbuf eb;
+    rd_token_store *s = create_store("lay8", 8, RD_TOKEN_FP32, 2, 0);
+    rd_token_store_destroy(s);
+    char dir[512];
+    store_path(dir, sizeof dir, "lay8");
+    rd_token_open_opts o = {0};
+    o.mode = RD_TOKEN_READ_ONLY;
+    o.expect_dim = 16;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_open(dir, &o, &s, &eb), RD_ERR_VERSION);
+    assert_null(s);
+    assert_non_null(strstr(eb.msg, "dim 8 fp32"));
+    assert_non_null(strstr(eb.msg, "dim 16"));
+    o.expect_dim = 8;
+    o.expect_dtype = RD_TOKEN_FP16;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_open(dir, &o, &s, &eb), RD_ERR_VERSION);
+    assert_non_null(strstr(eb.msg, "fp16"));
+    o.expect_dtype = RD_TOKEN_FP32;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_open(dir, &o, &s, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    // A shard of a store with another dim: the shard header disagrees with the MANIFEST.
+    s = create_store("lay16", 16, RD_TOKEN_FP32, 2, 0);
+    rd_token_store_destroy(s);
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s/lay8/shard-0001", g_root);
+    snprintf(b, sizeof b, "%s/lay16/shard-0001", g_root);
+    rm_rf(a);
+    assert_int_equal(rename(b, a), 0);
+    int rc;
+    s = open_store("lay8", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_VERSION);
+    assert_non_null(strstr(eb.msg, "shard-0001"));
+    assert_non_null(strstr(eb.msg, "dim 16"));
+    // A shard of another store with the same layout: its store id differs.
+    s = create_store("lay8b", 8, RD_TOKEN_FP32, 2, 0);
+    rd_token_store_destroy(s);
+    snprintf(b, sizeof b, "%s/lay8b/shard-0001", g_root);
+    rm_rf(a);
+    assert_int_equal(rename(b, a), 0);
+    s = open_store("lay8", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "store"));
+    // A MANIFEST of a newer version (valid CRC).
+    s = create_store("ver", 8, RD_TOKEN_FP32, 1, 0);
+    rd_token_store_destroy(s);
+    store_path(dir, sizeof dir, "ver");
+    write_manifest_field(dir, 8, 2, 1);
+    s = open_store("ver", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_VERSION);
+    assert_non_null(strstr(eb.msg, "version 2"));
+    // Bad create options.
+    rd_token_store_opts co = {0};
+    co.dim = 0;
+    co.dtype = RD_TOKEN_FP32;
+    co.n_shards = 1;
+    store_path(dir, sizeof dir, "bad");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "dim 0"));
+    co.dim = 4;
+    co.dtype = 3;
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_ERR_ARG);
+    co.dtype = RD_TOKEN_FP16;
+    co.n_shards = 0;
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_ERR_ARG);
+    co.n_shards = 1;
+    co.map_size = 1 << 20;
+    co.max_map_size = 1 << 19;
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_ERR_ARG);
+}
+
+static void test_manifest_corrupt_missing(void **state) {
+    (void)state;
+    rd_errbuf eb;
+    int rc;
+    rd_token_store *s = create_store("man", 8, RD_TOKEN_FP16, 2, 0);
+    rd_token_store_destroy(s);
+    char dir[512], p[600];
+    store_path(dir, sizeof dir, "man");
+    // Creating over an existing store is refused.
+    rd_token_store_opts co = {8, RD_TOKEN_FP16, 2, 0, 0, 0, 1};
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_ERR_EXISTS);
+    // Flipped byte: CRC.
+    write_manifest_field(dir, 16, 9, 0);
+    s = open_store("man", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "CRC"));
+    // Impossible layout with a valid CRC (dim 0).
+    write_manifest_field(dir, 16, 0, 1);
+    s = open_store("man", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_CORRUPT);
+    // Truncated.
+    snprintf(p, sizeof p, "%s/MANIFEST", dir);
+    assert_int_equal(truncate(p, 30), 0);
+    s = open_store("man", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "30 bytes"));
+    // Bad magic.
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    unsigned char junk[64] = "NOTATOKENSTORE";
+    fwrite(junk, 1, 64, f);
+    fclose(f);
+    s = open_store("man", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "magic"));
+    // Missing.
+    assert_int_equal(unlink(p), 0);
+    s = open_store("man", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_NOTFOUND);
+    assert_non_null(strstr(eb.msg, "MANIFEST"));
+    s = open_store("no-such-store", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_NOTFOUND);
+    // A missing shard env.
+    s = create_store("miss", 8, RD_TOKEN_FP32, 3, 0);
+    rd_token_store_destroy(s);
+    snprintf(p, sizeof p, "%s/miss/shard-0002", g_root);
+    rm_rf(p);
+    s = open_store("miss", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_NOTFOUND);
+    assert_non_null(strstr(eb.msg, "shard 2"));
+    assert_null(s);
+    rd_token_store_info info;
+    store_path(dir, sizeof dir, "miss");
+    assert_int_equal(rd_token_store_read_manifest(dir, &info, &eb), RD_OK);
+    assert_int_equal(info.n_shards, 3);
+    assert_int_equal(info.dim, 8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrent reader: a forked writer appends while we fetch
+
+enum { CW_BATCH = 50, CW_BATCHES = 400, CW_DIM = 32 };
+#define CW_USER 424242u
+
+static void concurrent_child(const char *dir) {
+    rd_token_open_opts o = {0};
+    o.mode = RD_TOKEN_WRITE;
+    o.no_sync = 1;
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_token_store_open(dir, &o, &s, &eb) != RD_OK) {
+        fprintf(stderr, "child open: %s\n", eb.msg);
+        _exit(2);
+    }
+    uint64_t users[CW_BATCH], ids[CW_BATCH];
+    int64_t ts[CW_BATCH];
+    static float tok[CW_BATCH * CW_DIM];
+    for (int bno = 0; bno < CW_BATCHES; bno++) {
+        for (int i = 0; i < CW_BATCH; i++) {
+            int64_t t = (int64_t)bno * CW_BATCH + i;
+            users[i] = CW_USER;
+            ts[i] = t;
+            ids[i] = (uint64_t)t;
+            fill_token(tok + (size_t)i * CW_DIM, CW_DIM, CW_USER, t, (uint64_t)t);
+        }
+        // Another user in the same batch keeps other keys moving too.
+        users[CW_BATCH - 1] = CW_USER + 1;
+        fill_token(tok + (size_t)(CW_BATCH - 1) * CW_DIM, CW_DIM, CW_USER + 1, ts[CW_BATCH - 1],
+                   ids[CW_BATCH - 1]);
+        rd_token_batch b = {CW_BATCH, users, ts, ids, tok, NULL, NULL, NULL};
+        if (rd_token_store_append(s, &b, &eb) != RD_OK) {
+            fprintf(stderr, "child append: %s\n", eb.msg);
+            _exit(3);
+        }
+        usleep(200); // let the reader take many snapshots between and during batches
+    }
+    rd_token_store_destroy(s);
+    _exit(0);
+}
+
+static void test_concurrent_reader(void **state) {
+    (void)state;
+    // Tiny map: the writer grows it many times while we read (MDB_MAP_RESIZED on our side).
+    rd_token_store *s = create_store("conc", CW_DIM, RD_TOKEN_FP32, 1, 64 << 10);
+    rd_token_store_destroy(s); // never fork with an open env
+    char dir[512];
+    store_path(dir, sizeof dir, "conc");
+    int rc;
+    rd_errbuf eb;
+    s = open_store("conc", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_OK);
+    rd_token_store_destroy(s);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        concurrent_child(dir);
+    s = open_store("conc", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_OK);
+    const size_t LBIG = (size_t)CW_BATCH * CW_BATCHES, LSMALL = 64;
+    fout big, small;
+    fout_init(&big, 1, LBIG, CW_DIM);
+    fout_init(&small, 1, LSMALL, CW_DIM);
+    const uint32_t per_batch = CW_BATCH - 1; // records of CW_USER per batch
+    uint32_t last = 0;
+    int snapshots = 0, growing = 0, status = 0, done = 0;
+    while (!done) {
+        done = waitpid(pid, &status, WNOHANG) == pid;
+        // Cheap check on every snapshot: the newest records are a contiguous tail that ends on
+        // a batch boundary (the newest CW_USER record of a batch has index CW_BATCH - 2).
+        rc = rd_token_store_fetch(s, CW_USER, INT64_MAX, LSMALL, &small.o, &eb);
+        assert_int_equal(rc, RD_OK);
+        uint32_t ns = small.o.n_found[0];
+        if (ns > 0)
+            assert_true(small.o.ts[ns - 1] % CW_BATCH == CW_BATCH - 2); // never a torn batch
+        for (uint32_t k = 0; k < ns; k++) {
+            if (k > 0) {
+                int64_t prev = small.o.ts[k - 1];
+                int64_t next = prev % CW_BATCH == CW_BATCH - 2 ? prev + 2 : prev + 1;
+                assert_true(small.o.ts[k] == next); // no gaps
+            }
+            for (size_t j = 0; j < CW_DIM; j += 5)
+                assert_true(small.o.tokens[k * CW_DIM + j] ==
+                            tokval(CW_USER, small.o.ts[k], (uint64_t)small.o.ts[k], j));
+        }
+        snapshots++;
+        if (snapshots % 16 != 0 && !done)
+            continue;
+        // Full history now and then: a prefix 0..n-1 of the final sequence, whole batches only.
+        rc = rd_token_store_fetch(s, CW_USER, INT64_MAX, LBIG, &big.o, &eb);
+        assert_int_equal(rc, RD_OK);
+        uint32_t nf = big.o.n_found[0];
+        assert_true(nf % per_batch == 0);
+        assert_true(nf >= last); // snapshots never go back
+        if (nf > last)
+            growing++;
+        last = nf;
+        for (uint32_t k = 0; k < nf; k++) {
+            int64_t want_t = (int64_t)(k / per_batch) * CW_BATCH + (int64_t)(k % per_batch);
+            assert_true(big.o.ts[k] == want_t);
+            for (size_t j = 0; j < CW_DIM; j += 7)
+                assert_true(big.o.tokens[k * CW_DIM + j] ==
+                            tokval(CW_USER, want_t, (uint64_t)want_t, j));
+        }
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    rc = rd_token_store_fetch(s, CW_USER, INT64_MAX, LBIG, &big.o, &eb);
+    assert_int_equal(rc, RD_OK);
+    assert_int_equal(big.o.n_found[0], per_batch * CW_BATCHES);
+    assert_int_equal(rd_token_store_verify(s, NULL, &eb), RD_OK);
+    print_message("concurrent reader: %d snapshots, %d saw new batches\n", snapshots, growing);
+    assert_true(snapshots >= 2);
+    fout_free(&big);
+    fout_free(&small);
+    rd_token_store_destroy(s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// gc
+
+static void test_gc(void **state) {
+    (void)state;
+    const size_t dim = 4, U = 10, T = 100;
+    char dir[512];
+    store_path(dir, sizeof dir, "gc");
+    rd_token_store_opts co = {(int)dim, RD_TOKEN_FP32, 3, 0, 0, 7, 1}; // 7 deletions per txn
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    size_t n = U * T;
+    uint64_t *users = malloc(n * 8), *ids = malloc(n * 8);
+    int64_t *ts = malloc(n * 8);
+    float *tok = malloc(n * dim * 4);
+    for (size_t i = 0; i < n; i++) {
+        users[i] = i % U;
+        ts[i] = (int64_t)(i / U);
+        ids[i] = i;
+        fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
+    }
+    rd_token_batch b = {n, users, ts, ids, tok, NULL, NULL, NULL};
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    uint64_t del = 0;
+    assert_int_equal(rd_token_store_gc(s, 50, &del, &eb), RD_OK);
+    assert_true(del == U * 50);
+    rd_token_stats st;
+    assert_int_equal(rd_token_store_stats(s, &st, NULL, &eb), RD_OK);
+    assert_true(st.entries == U * 50);
+    assert_true(st.t_min == 50 && st.t_max == 99);
+    assert_true(st.users == U);
+    fout f;
+    fout_init(&f, 1, 100, dim);
+    assert_int_equal(rd_token_store_fetch(s, 3, 60, 100, &f.o, &eb), RD_OK);
+    assert_int_equal(f.o.n_found[0], 10);
+    assert_true(f.o.ts[0] == 50 && f.o.ts[9] == 59);
+    fout_free(&f);
+    // gc again at the same point deletes nothing; gc of everything empties the store.
+    assert_int_equal(rd_token_store_gc(s, 50, &del, &eb), RD_OK);
+    assert_true(del == 0);
+    assert_int_equal(rd_token_store_gc(s, INT64_MAX, &del, &eb), RD_OK);
+    assert_true(del == U * 50);
+    assert_int_equal(rd_token_store_stats(s, &st, NULL, &eb), RD_OK);
+    assert_true(st.entries == 0 && st.users == 0);
+    assert_int_equal(rd_token_store_verify(s, NULL, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    int rc;
+    s = open_store("gc", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_gc(s, 10, &del, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "read-only"));
+    rd_token_store_destroy(s);
+    free(users);
+    free(ids);
+    free(ts);
+    free(tok);
+}
+
+// ---------------------------------------------------------------------------------------------
+// verify
+
+// Write a raw record into shard `shard` of store `name` behind the store's back.
+static void
+raw_put(const char *name, int shard, const unsigned char *key, const void *val, size_t vlen) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s/shard-%04d", g_root, name, shard);
+    rd_lmdbx_opts o = {0};
+    o.max_dbs = 4;
+    MDB_env *env = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_env_open(p, &o, &env, &eb), RD_OK);
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "tokens", 0, &dbi), 0);
+    MDB_val k = {RD_TOKEN_KEY_BYTES, (void *)(uintptr_t)key};
+    MDB_val v = {vlen, (void *)(uintptr_t)val};
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void test_verify_detects_corruption(void **state) {
+    (void)state;
+    const size_t dim = 8;
+    rd_token_store *s = create_store("ver1", (int)dim, RD_TOKEN_FP32, 2, 0);
+    uint64_t u0 = user_in_shard(0, 2, 100);
+    uint64_t users[4] = {u0, u0, u0, u0}, ids[4] = {1, 2, 3, 4};
+    int64_t ts[4] = {1, 2, 3, 4};
+    float tok[4 * 8];
+    for (int i = 0; i < 4; i++)
+        fill_token(tok + i * 8, dim, u0, ts[i], ids[i]);
+    rd_token_batch b = {4, users, ts, ids, tok, NULL, NULL, NULL};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    assert_int_equal(rd_token_store_verify(s, NULL, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    // A value of the wrong size for (u0, ts 3, id 3).
+    unsigned char key[24];
+    rd_lmdbx_put_be64(key, u0);
+    rd_lmdbx_put_be64(key + 8, rd_lmdbx_i64_key(3));
+    rd_lmdbx_put_be64(key + 16, 3);
+    unsigned char shortv[10] = {0};
+    raw_put("ver1", 0, key, shortv, sizeof shortv);
+    int rc;
+    s = open_store("ver1", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_OK);
+    uint64_t n = 0;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_verify(s, &n, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "value of 10 bytes"));
+    assert_non_null(strstr(eb.msg, "ts 3"));
+    fout f;
+    fout_init(&f, 1, 4, dim);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_fetch(s, u0, 10, 4, &f.o, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "value of 10 bytes"));
+    // Records before the damaged one are still readable.
+    assert_int_equal(rd_token_store_fetch(s, u0, 3, 4, &f.o, &eb), RD_OK);
+    assert_int_equal(f.o.n_found[0], 2);
+    rd_token_store_destroy(s);
+    // A value of the right size with a flipped byte: CRC.
+    s = create_store("ver2", (int)dim, RD_TOKEN_FP32, 2, 0);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    unsigned char val[RD_TOKEN_VALUE_FIXED + 8 * 4];
+    memset(val, 0, sizeof val);
+    memcpy(val + 16, tok + 2 * 8, 32);
+    raw_put("ver2", 0, key, val, sizeof val);
+    s = open_store("ver2", RD_TOKEN_READ_ONLY, &rc, &eb);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_verify(s, NULL, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "CRC"));
+    assert_int_equal(rd_token_store_fetch(s, u0, 10, 4, &f.o, &eb), RD_OK); // no CRC check
+    rd_token_store_destroy(s);
+    char dir[512];
+    store_path(dir, sizeof dir, "ver2");
+    rd_token_open_opts oo = {0};
+    oo.verify_crc = 1;
+    assert_int_equal(rd_token_store_open(dir, &oo, &s, &eb), RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_fetch(s, u0, 10, 4, &f.o, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "CRC"));
+    rd_token_store_destroy(s);
+    // A user stored in the wrong shard.
+    s = create_store("ver3", (int)dim, RD_TOKEN_FP32, 2, 0);
+    rd_token_store_destroy(s);
+    uint64_t u1 = user_in_shard(1, 2, 100);
+    rd_lmdbx_put_be64(key, u1);
+    raw_put("ver3", 0, key, val, sizeof val);
+    s = open_store("ver3", RD_TOKEN_READ_ONLY, &rc, &eb);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_verify(s, NULL, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "another shard"));
+    rd_token_store_destroy(s);
+    fout_free(&f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ownership and bad input
+
+static void test_ownership_and_bad_input(void **state) {
+    (void)state;
+    const size_t dim = 4;
+    rd_token_store *s = create_store("own", (int)dim, RD_TOKEN_FP32, 4, 0);
+    rd_token_store_destroy(s);
+    char dir[512];
+    store_path(dir, sizeof dir, "own");
+    rd_token_open_opts o = {0};
+    o.mode = RD_TOKEN_WRITE;
+    o.ps_rank = 1;
+    o.n_ps = 2;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_open(dir, &o, &s, &eb), RD_OK);
+    assert_false(rd_token_store_has_shard(s, 0));
+    assert_true(rd_token_store_has_shard(s, 1));
+    assert_false(rd_token_store_has_shard(s, 2));
+    assert_true(rd_token_store_has_shard(s, 3));
+    assert_false(rd_token_store_has_shard(s, 4));
+    uint64_t mine = user_in_shard(3, 4, 1), other = user_in_shard(2, 4, 1);
+    uint64_t users[2] = {mine, other}, ids[2] = {1, 2};
+    int64_t ts[2] = {5, 5};
+    float tok[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    rd_token_batch b = {2, users, ts, ids, tok, NULL, NULL, NULL};
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "owned by PS rank 0"));
+    rd_token_stats st;
+    assert_int_equal(rd_token_store_stats(s, &st, NULL, &eb), RD_OK);
+    assert_true(st.entries == 0); // nothing of the batch was written
+    fout f;
+    fout_init(&f, 1, 4, dim);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_fetch(s, other, 10, 4, &f.o, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "shard 2"));
+    // Non-finite values are refused before anything is written.
+    b.n = 1;
+    tok[2] = NAN;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "element 2"));
+    tok[2] = 3;
+    float lab = INFINITY;
+    b.labels = &lab;
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_ERR_ARG);
+    b.labels = NULL;
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    // L out of range.
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_fetch(s, mine, 10, 0, &f.o, &eb), RD_ERR_ARG);
+    assert_int_equal(rd_token_store_fetch(s, mine, 10, RD_TOKEN_MAX_L + 1, &f.o, &eb), RD_ERR_ARG);
+    assert_int_equal(rd_token_store_fetch(s, mine, 10, 4, &f.o, &eb), RD_OK);
+    assert_int_equal(f.o.n_found[0], 1);
+    // Missing arrays.
+    rd_token_batch nb = {1, users, ts, NULL, tok, NULL, NULL, NULL};
+    assert_int_equal(rd_token_store_append(s, &nb, &eb), RD_ERR_ARG);
+    rd_token_store_destroy(s);
+    // Bad PS rank.
+    o.ps_rank = 2;
+    assert_int_equal(rd_token_store_open(dir, &o, &s, &eb), RD_ERR_ARG);
+    // Read-only handles refuse appends.
+    int rc;
+    s = open_store("own", RD_TOKEN_READ_ONLY, &rc, &eb);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "read-only"));
+    rd_token_store_destroy(s);
+    fout_free(&f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed entry points
+
+static void test_packed_entry_points(void **state) {
+    (void)state;
+    const size_t dim = 6, n = 200, L = 9;
+    rd_token_store *s = create_store("packed", (int)dim, RD_TOKEN_FP16, 2, 0);
+    uint64_t *users = malloc(n * 8), *ids = malloc(n * 8), *items = malloc(n * 8);
+    int64_t *ts = malloc(n * 8);
+    float *tok = malloc(n * dim * 4), *labels = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) {
+        users[i] = i % 7;
+        ts[i] = (int64_t)(i / 7);
+        ids[i] = i;
+        items[i] = i * 11;
+        labels[i] = (float)(i % 2);
+        fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
+    }
+    rd_token_batch b = {n, users, ts, ids, tok, labels, items, NULL};
+    size_t bytes = rd_token_append_packed_bytes(n, dim);
+    assert_true(bytes > 0 && bytes % 8 == 0);
+    unsigned char *buf = rd_aligned_alloc(bytes + 64);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_append_pack(&b, dim, buf, bytes - 1, &eb), RD_ERR_ARG);
+    assert_int_equal(rd_token_append_pack(&b, dim, buf, bytes, &eb), RD_OK);
+    // Every truncation and every extension is refused, and nothing is written.
+    for (size_t len = 0; len < bytes; len += (len < 64 ? 1 : 97)) {
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_token_shard_append_packed(s, buf, len, &eb), RD_ERR_PROTO);
+    }
+    assert_int_equal(rd_token_shard_append_packed(s, buf, bytes + 8, &eb), RD_ERR_PROTO);
+    unsigned char saved[16];
+    memcpy(saved, buf, 16);
+    buf[0] ^= 1; // magic
+    assert_int_equal(rd_token_shard_append_packed(s, buf, bytes, &eb), RD_ERR_PROTO);
+    memcpy(buf, saved, 16);
+    buf[8] = 7; // dim
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_shard_append_packed(s, buf, bytes, &eb), RD_ERR_PROTO);
+    assert_non_null(strstr(eb.msg, "dim 7"));
+    memcpy(buf, saved, 16);
+    buf[7] = 0x7f; // n huge
+    assert_int_equal(rd_token_shard_append_packed(s, buf, bytes, &eb), RD_ERR_PROTO);
+    memcpy(buf, saved, 16);
+    buf[12] = 1; // reserved
+    assert_int_equal(rd_token_shard_append_packed(s, buf, bytes, &eb), RD_ERR_PROTO);
+    memcpy(buf, saved, 16);
+    assert_int_equal(rd_token_shard_append_packed(s, buf + 4, bytes - 8, &eb), RD_ERR_PROTO);
+    // Random garbage never crashes and never writes.
+    rd_rng r;
+    rd_rng_seed(&r, 3);
+    unsigned char *junk = rd_aligned_alloc(4096);
+    for (int it = 0; it < 2000; it++) {
+        size_t len = (size_t)rd_rng_below(&r, 4096);
+        for (size_t i = 0; i < len; i++)
+            junk[i] = (unsigned char)rd_rng_u64(&r);
+        if (it % 2 == 0 && len >= 16) {
+            memcpy(junk, saved, 16); // valid header, wrong sizes
+            junk[4] = (unsigned char)rd_rng_below(&r, 256);
+        }
+        int rc = rd_token_shard_append_packed(s, junk, len, &eb);
+        assert_true(rc == RD_ERR_PROTO || rc == RD_ERR_ARG || rc == RD_OK);
+    }
+    rd_token_stats st;
+    assert_int_equal(rd_token_store_stats(s, &st, NULL, &eb), RD_OK);
+    size_t before = st.entries; // garbage that happened to be valid (can only be tiny)
+    assert_int_equal(rd_token_shard_append_packed(s, buf, bytes, &eb), RD_OK);
+    assert_int_equal(rd_token_store_stats(s, &st, NULL, &eb), RD_OK);
+    assert_true(st.entries >= n && st.entries <= n + before);
+    // Packed fetch equals the direct fetch.
+    uint64_t qu[7];
+    int64_t qt[7];
+    for (int i = 0; i < 7; i++) {
+        qu[i] = (uint64_t)i;
+        qt[i] = 5 + 3 * i;
+    }
+    const unsigned ALL = RD_TOKEN_FIELDS_ALL;
+    size_t rb = rd_token_fetch_reply_bytes(7, L, dim, ALL);
+    unsigned char *reply = rd_aligned_alloc(rb);
+    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, ALL, reply, rb - 8, &eb),
+                     RD_ERR_ARG);
+    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, 0x10, reply, rb, &eb), RD_ERR_ARG);
+    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, ALL, reply, rb, &eb), RD_OK);
+    rd_token_fetch_out v;
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, ALL, &v, &eb), RD_OK);
+    fout f;
+    fout_init(&f, 7, L, dim);
+    assert_int_equal(rd_token_fetch_fields(&f.o), ALL);
+    assert_int_equal(rd_token_store_fetch_batch(s, 7, qu, qt, L, &f.o, &eb), RD_OK);
+    assert_memory_equal(v.tokens, f.o.tokens, 7 * L * dim * 4);
+    assert_memory_equal(v.ts, f.o.ts, 7 * L * 8);
+    assert_memory_equal(v.items, f.o.items, 7 * L * 8);
+    assert_memory_equal(v.mask, f.o.mask, 7 * L);
+    assert_memory_equal(v.n_found, f.o.n_found, 7 * 4);
+    assert_memory_equal(v.labels, f.o.labels, 7 * L * 4);
+    // Malformed replies are refused.
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb - 8, 7, L, dim, ALL, &v, &eb),
+                     RD_ERR_PROTO);
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L + 1, dim, ALL, &v, &eb),
+                     RD_ERR_PROTO);
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, &v, &eb), RD_ERR_PROTO);
+    v.mask[0] ^= 1;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, ALL, &v, &eb), RD_ERR_PROTO);
+    assert_non_null(strstr(eb.msg, "mask"));
+    v.mask[0] ^= 1;
+    v.n_found[1] = (uint32_t)L + 1;
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, ALL, &v, &eb), RD_ERR_PROTO);
+    assert_true(rd_token_fetch_reply_bytes(0, L, dim, ALL) == 0);
+    assert_true(rd_token_fetch_reply_bytes(1, 0, dim, ALL) == 0);
+    assert_true(rd_token_fetch_reply_bytes(1, L, RD_TOKEN_MAX_DIM + 1, ALL) == 0);
+    assert_true(rd_token_fetch_reply_bytes(1, L, dim, 0x10) == 0);
+    // Tokens only: a smaller reply with the same tokens, counts and mask, and no other arrays.
+    size_t rb0 = rd_token_fetch_reply_bytes(7, L, dim, 0);
+    assert_true(rb0 < rb);
+    unsigned char *reply0 = rd_aligned_alloc(rb0);
+    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, 0, reply0, rb0, &eb), RD_OK);
+    rd_token_fetch_out v0;
+    assert_int_equal(rd_token_fetch_reply_view(reply0, rb0, 7, L, dim, 0, &v0, &eb), RD_OK);
+    assert_null(v0.labels);
+    assert_null(v0.items);
+    assert_null(v0.ts);
+    assert_null(v0.ids);
+    assert_memory_equal(v0.tokens, f.o.tokens, 7 * L * dim * 4);
+    assert_memory_equal(v0.mask, f.o.mask, 7 * L);
+    assert_memory_equal(v0.n_found, f.o.n_found, 7 * 4);
+    rd_aligned_free(reply0);
+    fout_free(&f);
+    rd_aligned_free(reply);
+    rd_aligned_free(junk);
+    rd_aligned_free(buf);
+    rd_token_store_destroy(s);
+    free(users);
+    free(ids);
+    free(items);
+    free(ts);
+    free(tok);
+    free(labels);
+}
+
+// ---------------------------------------------------------------------------------------------
+// iterate / stats
+
+typedef struct visit_state {
+    uint64_t n;
+    int shard_prev;
+    uint64_t user_prev;
+    int64_t ts_prev;
+    int ordered, values_ok;
+    uint64_t stop_at;
+} visit_state;
+
+static int visit(const rd_token_record *rec, void *user) {
+    visit_state *v = user;
+    if (v->n && rec->shard == v->shard_prev &&
+        (rec->user < v->user_prev || (rec->user == v->user_prev && rec->ts < v->ts_prev)))
+        v->ordered = 0;
+    if (rec->token[2] != tokval(rec->user, rec->ts, rec->id, 2) || rec->flags != rec->id % 5 ||
+        rec->item != rec->id * 3)
+        v->values_ok = 0;
+    v->shard_prev = rec->shard;
+    v->user_prev = rec->user;
+    v->ts_prev = rec->ts;
+    v->n++;
+    return v->stop_at && v->n == v->stop_at ? 42 : 0;
+}
+
+static void test_iterate_and_stats(void **state) {
+    (void)state;
+    const size_t dim = 4, n = 500;
+    rd_token_store *s = create_store("iter", (int)dim, RD_TOKEN_FP32, 3, 0);
+    uint64_t users[500], ids[500], items[500];
+    int64_t ts[500];
+    uint32_t flags[500];
+    float tok[500 * 4];
+    for (size_t i = 0; i < n; i++) {
+        users[i] = (i * 7919) % 23;
+        ts[i] = (int64_t)i - 250;
+        ids[i] = i;
+        items[i] = i * 3;
+        flags[i] = (uint32_t)(i % 5);
+        fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
+    }
+    rd_token_batch b = {n, users, ts, ids, tok, NULL, items, flags};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    visit_state v = {0, 0, 0, 0, 1, 1, 0};
+    assert_int_equal(rd_token_store_iterate(s, -1, visit, &v, &eb), RD_OK);
+    assert_true(v.n == n);
+    assert_true(v.ordered && v.values_ok);
+    visit_state w = {0, 0, 0, 0, 1, 1, 17};
+    assert_int_equal(rd_token_store_iterate(s, -1, visit, &w, &eb), 42);
+    assert_true(w.n == 17);
+    assert_int_equal(rd_token_store_iterate(s, 5, visit, &w, &eb), RD_ERR_ARG);
+    rd_token_stats tot, per[3];
+    assert_int_equal(rd_token_store_stats(s, &tot, per, &eb), RD_OK);
+    assert_true(tot.entries == n && tot.users == 23);
+    assert_true(tot.t_min == -250 && tot.t_max == 249);
+    assert_true(per[0].entries + per[1].entries + per[2].entries == n);
+    assert_true(tot.payload_bytes == n * (24 + RD_TOKEN_VALUE_FIXED + dim * 4));
+    assert_true(tot.file_bytes > 0 && tot.map_bytes >= tot.file_bytes);
+    rd_token_store_info info;
+    rd_token_store_info_get(s, &info);
+    assert_int_equal(info.dim, dim);
+    assert_int_equal(info.n_shards, 3);
+    assert_int_equal(info.value_bytes, RD_TOKEN_VALUE_FIXED + dim * 4);
+    rd_token_store_destroy(s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocation failures
+
+static long g_alloc_left = -1; // allocations until failure; -1 = never fail
+
+static void *fail_malloc(size_t n) {
+    if (g_alloc_left == 0)
+        return NULL;
+    if (g_alloc_left > 0)
+        g_alloc_left--;
+    return malloc(n);
+}
+
+static void *fail_realloc(void *p, size_t n) {
+    if (g_alloc_left == 0)
+        return NULL;
+    if (g_alloc_left > 0)
+        g_alloc_left--;
+    return realloc(p, n);
+}
+
+static const rd_allocator g_fail_alloc = {fail_malloc, fail_realloc, free};
+
+static void test_alloc_failures(void **state) {
+    (void)state;
+    rd_token_store *s = create_store("oom", 4, RD_TOKEN_FP32, 2, 0);
+    rd_token_store_destroy(s);
+    char dir[512];
+    store_path(dir, sizeof dir, "oom");
+    uint64_t users[3] = {1, 2, 3}, ids[3] = {1, 2, 3};
+    int64_t ts[3] = {1, 2, 3};
+    float tok[12] = {0};
+    rd_token_batch b = {3, users, ts, ids, tok, NULL, NULL, NULL};
+    int saw_nomem = 0, saw_ok = 0;
+    for (long k = 0; k < 40; k++) {
+        rd_alloc_set(&g_fail_alloc);
+        g_alloc_left = k;
+        rd_token_open_opts o = {0};
+        o.mode = RD_TOKEN_WRITE;
+        o.no_sync = 1;
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        s = NULL;
+        int rc = rd_token_store_open(dir, &o, &s, &eb);
+        if (rc == RD_OK)
+            rc = rd_token_store_append(s, &b, &eb);
+        g_alloc_left = -1;
+        rd_alloc_set(NULL);
+        assert_true(rc == RD_OK || rc == RD_ERR_NOMEM);
+        if (rc == RD_ERR_NOMEM) {
+            saw_nomem = 1;
+            assert_non_null(strstr(eb.msg, "memory"));
+        } else {
+            saw_ok = 1;
+        }
+        rd_token_store_destroy(s);
+    }
+    assert_true(saw_nomem && saw_ok);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options from the config
+
+static void test_opts_from_config(void **state) {
+    (void)state;
+    rd_config cfg;
+    rd_config_defaults(&cfg);
+    rd_token_store_opts o;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_opts_from_config(&cfg.tokens, 4, &o, &eb), RD_OK);
+    assert_int_equal(o.dim, cfg.tokens.dim);
+    assert_int_equal(o.dtype, RD_TOKEN_FP32);
+    assert_int_equal(o.n_shards, 4);
+    assert_true(o.map_size == cfg.tokens.map_size);
+    assert_int_equal(o.append_batch, cfg.tokens.append_batch);
+    snprintf(cfg.tokens.dtype, sizeof cfg.tokens.dtype, "fp16");
+    assert_int_equal(rd_token_store_opts_from_config(&cfg.tokens, 4, &o, &eb), RD_OK);
+    assert_int_equal(o.dtype, RD_TOKEN_FP16);
+    snprintf(cfg.tokens.dtype, sizeof cfg.tokens.dtype, "int8");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_opts_from_config(&cfg.tokens, 4, &o, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "tokens.dtype"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fp16_exhaustive),
+        cmocka_unit_test(test_fp16_round_to_nearest_even),
+        cmocka_unit_test(test_lmdbx_keys_and_errors),
+        cmocka_unit_test(test_roundtrip_fp32),
+        cmocka_unit_test(test_roundtrip_fp16),
+        cmocka_unit_test(test_no_leakage),
+        cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_map_growth),
+        cmocka_unit_test(test_layout_mismatch),
+        cmocka_unit_test(test_manifest_corrupt_missing),
+        cmocka_unit_test(test_concurrent_reader),
+        cmocka_unit_test(test_gc),
+        cmocka_unit_test(test_verify_detects_corruption),
+        cmocka_unit_test(test_ownership_and_bad_input),
+        cmocka_unit_test(test_packed_entry_points),
+        cmocka_unit_test(test_iterate_and_stats),
+        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_opts_from_config),
+    };
+    return cmocka_run_group_tests(tests, setup_root, teardown_root);
+}
