@@ -41,5 +41,7 @@ static inline int rd_shard_of(uint64_t key, int nshards) {
 }
 
 uint32_t rd_crc32c(uint32_t crc, const void *data, size_t len);
+/** The naive twin of rd_crc32c (one table lookup per byte), for tests. Same results. */
+uint32_t rd_crc32c_bytewise(uint32_t crc, const void *data, size_t len);
 
 #endif // RD_HASH_H
