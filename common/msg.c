@@ -131,6 +131,12 @@ int rd_msg_check_request(const rd_msg_header *h, uint64_t max_payload, rd_errbuf
                           name, h->payload_bytes, max_payload);
     if (user)
         return RD_OK;
+    // The reply would go to a tag owned by another client of rd_comm.kv (token store).
+    if (rd_msg_slot_reserved(rd_msg_slot(h->req_id)))
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "%s request id %" PRIu64 " uses reply slot %u, reserved for other "
+                          "clients (rd_kv slots are 0..%d)",
+                          name, h->req_id, rd_msg_slot(h->req_id), RD_MSG_SLOT_KV_END - 1);
     switch (h->op) {
         case RD_OP_PULL:
             if (h->count == 0 || h->payload_bytes % 8 != 0 || h->payload_bytes / 8 != h->count)

@@ -23,6 +23,7 @@
 #include "rd/log.h"
 #include "rd/msg.h"
 #include "rd/optim.h"
+#include "rd/tokens.h"
 
 #include "ps_internal.h"
 
@@ -31,10 +32,16 @@
 #include <stdio.h>
 #include <string.h>
 
-// Request slots of this client: the low reply tags; the top RD_TAG_PS_REPLY_RESERVED belong to
-// other clients of rd_comm.kv in the same process (see rd/comm.h).
-#define N_SUBS   (RD_TAG_PS_REPLY_SLOTS - RD_TAG_PS_REPLY_RESERVED)
-#define RBUF_MAX (1u << 20) // largest non-pull reply payload accepted (stats, info, error text)
+// Request slots of this client: the low reply slots [0, RD_MSG_SLOT_KV_END); the top
+// RD_MSG_SLOTS_RESERVED belong to other clients of rd_comm.kv in the same process (the token
+// client's are [RD_MSG_SLOT_TOKEN_FIRST, RD_MSG_SLOTS); see rd/msg.h).
+#define N_SUBS        RD_MSG_SLOT_KV_END
+#define RBUF_MAX      (1u << 20) // largest non-pull reply payload accepted (stats, info, error text)
+#define CLIENT_HOT_US 50         // busy-poll window of waits after progress (rd_backoff_hot)
+_Static_assert(RD_MSG_SLOT_KV_END <= RD_MSG_SLOT_TOKEN_FIRST,
+               "rd_kv's reply slots must not reach the token client's");
+_Static_assert(RD_TOKEN_CLIENT_MAX_INFLIGHT + 1 <= RD_MSG_SLOTS - RD_MSG_SLOT_TOKEN_FIRST,
+               "rd_token_client's slots 4095 - k must stay in the reserved token range");
 
 enum { WHERE_DST = 0, WHERE_RBUF = 1, WHERE_DRAIN = 2 };
 
@@ -348,7 +355,8 @@ static void sub_send(
     kv_sub *s = &kv->subs[i];
     RD_ASSERT(s->sbuf_cap >= RD_MSG_HEADER_BYTES + payload);
     s->op = op;
-    s->req_id = (++kv->seq << 12) | (uint64_t)i;
+    RD_ASSERT(i >= 0 && i < RD_MSG_SLOT_KV_END); // never a reserved slot (rd/msg.h)
+    s->req_id = (++kv->seq << RD_MSG_SLOT_BITS) | (uint64_t)i;
     rd_msg_header h = {RD_MSG_MAGIC, RD_MSG_VERSION, (uint16_t)op, 0,       table, count, dim, 0,
                        s->req_id,    payload,        kv->step,     kv->time};
     rd_msg_encode(&h, s->sbuf);
@@ -441,7 +449,7 @@ static int sub_progress(rd_kv *kv, kv_sub *s) {
         return 0;
     int did = 0;
     const int dest = kv->comm->ps_world[s->shard];
-    const int slot = (int)(s->req_id & (RD_TAG_PS_REPLY_SLOTS - 1));
+    const int slot = (int)rd_msg_slot(s->req_id);
     if (!s->send_done) {
         RD_MPI_CHECK(MPI_Test(&s->sreq, &s->send_done, MPI_STATUS_IGNORE));
         did |= s->send_done;
@@ -549,14 +557,15 @@ static void reap_detached(rd_kv *kv) {
 // Poll handle h to completion (backoff), without releasing it.
 static void handle_complete(rd_kv *kv, int h) {
     rd_backoff bo;
-    rd_backoff_reset(&bo, kv->poll_us_max);
+    rd_backoff_hot(&bo, kv->poll_us_max, CLIENT_HOT_US);
     for (;;) {
         int done = 0;
         int did = handle_progress(kv, h, &done);
         if (done)
             return;
+        // Progress (a header in, a send done): the rest usually follows at once.
         if (did)
-            rd_backoff_reset(&bo, kv->poll_us_max);
+            rd_backoff_hot(&bo, kv->poll_us_max, CLIENT_HOT_US);
         else
             rd_backoff_wait(&bo);
     }
@@ -656,6 +665,7 @@ static int ensure(void **p, size_t *cap, size_t need, int aligned) {
     if (!*p)
         return RD_ERR_NOMEM;
     *cap = c;
+    rd__advise_huge(*p, c); // request buffers are read by the server through CMA
     return RD_OK;
 }
 

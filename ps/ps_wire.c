@@ -3,6 +3,7 @@
 #include "ps_internal.h"
 
 #include <string.h>
+#include <sys/mman.h>
 
 size_t rd__ckpt_req_bytes(const rd__ckpt_req *r) {
     return 16 + strlen(r->dir) + 4 * (size_t)r->n_tables;
@@ -123,4 +124,22 @@ void rd__drain_type(
     RD_MPI_CHECK(MPI_Type_create_struct_c(2, bl, disp, types, out));
     RD_MPI_CHECK(MPI_Type_commit(out));
     RD_MPI_CHECK(MPI_Type_free(&vec));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message buffers
+
+void rd__advise_huge(void *p, size_t bytes) {
+#if defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    if (bytes < 2 * huge)
+        return;
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, (size_t)(hi - lo), MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
 }

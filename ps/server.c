@@ -13,7 +13,8 @@
 //      eligible, otherwise deferred; a worker's later requests queue behind its deferred ones.
 //      Step completion (sync) and clock advances (async) re-examine the deferred requests.
 //   3. Complete sends: replies are MPI_Isend'ed from pooled buffers, tested here and recycled.
-//   4. Back off: with nothing to do, yield, then sleep 1, 2, 4 ... poll_us_max microseconds.
+//   4. Back off: right after traffic busy-poll for SERVER_HOT_US; then, with nothing to do,
+//      yield, then sleep 1, 2, 4 ... poll_us_max microseconds.
 //
 // Invariants:
 // - every request gets exactly one reply (success or error), except that a worker's requests
@@ -37,6 +38,10 @@
 
 enum { MSG_NORMAL = 0, MSG_SHORT = 1, MSG_OVERSIZED = 2, MSG_NOMEM = 3 };
 
+// Busy-poll window after traffic, microseconds (rd_backoff_hot): short enough that an idle
+// server leaves its core almost at once, long enough to catch a request's follow-up messages.
+#define SERVER_HOT_US 50
+
 typedef struct srv_msg {
     struct srv_msg *next;
     unsigned char *buf; // header + payload (MSG_NORMAL), 64-byte aligned
@@ -55,6 +60,7 @@ typedef struct srv_send {
     MPI_Request req[2]; // header (+ payload), and the data message of a split reply
     int n_req;
     int active;
+    int reserved; // handed out by rd_server_reply_buffer, not yet sent
 } srv_send;
 
 typedef struct srv_job {
@@ -116,8 +122,9 @@ struct rd_server {
     size_t n_sends, cap_sends;
 
     srv_user_op user_ops[RD_OP_USER_MAX + 1];
-    srv_msg *cur;  // request being handled by a user handler
-    int responded; // it was answered
+    srv_msg *cur;   // request being handled by a user handler
+    int responded;  // it was answered
+    long cur_reply; // index in sends of the buffer from rd_server_reply_buffer, or -1
 
     srv_acc acc;
     uint64_t n_requests, n_errors;
@@ -158,10 +165,12 @@ static srv_msg *msg_get(rd_server *s, size_t n) {
         rd_aligned_free(m->buf);
         m->cap = 0;
         m->buf = rd_aligned_alloc(cap);
-        if (m->buf)
+        if (m->buf) {
             m->cap = cap;
-        else
+            rd__advise_huge(m->buf, cap);
+        } else {
             m->kind = MSG_NOMEM;
+        }
     }
     return m;
 }
@@ -184,7 +193,7 @@ static srv_send *send_get(rd_server *s, size_t bytes, int fallible) {
     srv_send *best = NULL, *any = NULL;
     for (size_t i = 0; i < s->n_sends; i++) {
         srv_send *b = &s->sends[i];
-        if (b->active)
+        if (b->active || b->reserved)
             continue;
         if (!any)
             any = b;
@@ -211,6 +220,7 @@ static srv_send *send_get(rd_server *s, size_t bytes, int fallible) {
         if (!b->buf)
             return NULL;
         b->cap = cap;
+        rd__advise_huge(b->buf, cap);
     }
     b->n_req = 0;
     return b;
@@ -244,7 +254,19 @@ static int sends_active(const rd_server *s) {
 // Replies
 
 static int reply_tag(uint64_t req_id) {
-    return RD_TAG_PS_REPLY_BASE + (int)(req_id & (RD_TAG_PS_REPLY_SLOTS - 1));
+    return RD_TAG_PS_REPLY_BASE + (int)rd_msg_slot(req_id);
+}
+
+// Where the error reply to m goes: its reply tag, unless the header could not be read (no
+// magic) or a built-in op names a reserved reply slot (that tag belongs to another client of
+// rd_comm.kv in the sender's process, e.g. the token store): then RD_TAG_PS_BADMSG.
+static int error_tag(const srv_msg *m) {
+    if (m->h.magic != RD_MSG_MAGIC)
+        return RD_TAG_PS_BADMSG;
+    int builtin = m->h.op >= 1 && m->h.op <= RD_OP_BUILTIN_MAX;
+    if (builtin && rd_msg_slot_reserved(rd_msg_slot(m->h.req_id)))
+        return RD_TAG_PS_BADMSG;
+    return reply_tag(m->h.req_id);
 }
 
 // Fill the header of `b` for request m and send header + payload_bytes already in place.
@@ -297,7 +319,7 @@ static void reply_split(rd_server *s,
     h.payload_bytes = 0; // of this message; the data message holds count * dim floats
     h.step = s->jobs[m->job].done;
     rd_msg_encode(&h, b->buf);
-    int slot = (int)(m->h.req_id & (RD_TAG_PS_REPLY_SLOTS - 1));
+    int slot = (int)rd_msg_slot(m->h.req_id);
     RD_MPI_CHECK(MPI_Isend(b->buf, RD_MSG_HEADER_BYTES, MPI_BYTE, m->src,
                            RD_TAG_PS_REPLY_BASE + slot, s->c, &b->req[0]));
     RD_MPI_CHECK(MPI_Isend_c(b->buf + RD_MSG_HEADER_BYTES, (MPI_Count)payload_bytes, MPI_BYTE,
@@ -313,8 +335,7 @@ static void reply_ok(rd_server *s, const srv_msg *m, const void *payload, size_t
     reply_send(s, m, b, RD_OK, 0, 0, bytes, reply_tag(m->h.req_id));
 }
 
-// Error reply with the text as payload, and a rate-limited log line. Messages whose header
-// could not be read (no magic) are answered on RD_TAG_PS_BADMSG.
+// Error reply with the text as payload, and a rate-limited log line, on error_tag(m).
 static void reply_error(rd_server *s, const srv_msg *m, int status, const char *fmt, ...)
     RD_PRINTF(4, 5);
 static void reply_error(rd_server *s, const srv_msg *m, int status, const char *fmt, ...) {
@@ -335,8 +356,7 @@ static void reply_error(rd_server *s, const srv_msg *m, int status, const char *
     }
     srv_send *b = send_get(s, RD_MSG_HEADER_BYTES + len, 0);
     memcpy(b->buf + RD_MSG_HEADER_BYTES, text, len);
-    int tag = m->h.magic == RD_MSG_MAGIC ? reply_tag(m->h.req_id) : RD_TAG_PS_BADMSG;
-    reply_send(s, m, b, status, 0, 0, len, tag);
+    reply_send(s, m, b, status, 0, 0, len, error_tag(m));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -461,6 +481,7 @@ int rd_server_create(const rd_comm *comm, const rd_config *cfg, rd_server **out,
     s->poll_us_max = cfg->cluster.poll_us_max;
     s->seed = cfg->run.seed;
     s->n_jobs = comm->n_jobs;
+    s->cur_reply = -1;
     int rc = RD_OK;
     for (int i = 0; i < s->n_tables && rc == RD_OK; i++) {
         rd_table_config tc = cfg->ps.tables[i];
@@ -1077,22 +1098,65 @@ static void exec_user(rd_server *s, srv_msg *m) {
     }
     s->cur = m;
     s->responded = 0;
+    s->cur_reply = -1;
     int rc = s->user_ops[m->h.op].fn(&meta, &pairs, s, s->user_ops[m->h.op].user);
     s->cur = NULL;
+    if (s->cur_reply >= 0) // reserved but never sent: back to the pool
+        s->sends[s->cur_reply].reserved = 0;
+    s->cur_reply = -1;
     if (!s->responded)
         reply_error(s, m, rc < 0 ? rc : RD_ERR_STATE, "handler for op %u %s", (unsigned)m->h.op,
                     rc < 0 ? "failed" : "did not respond");
+}
+
+void *rd_server_reply_buffer(rd_server *s, const rd_kv_meta *req, size_t bytes) {
+    if (!s->cur || s->responded || !req || req->req_id != s->cur->h.req_id)
+        return NULL;
+    if (bytes > SIZE_MAX - RD_MSG_HEADER_BYTES)
+        return NULL;
+    if (s->cur_reply >= 0) {
+        srv_send *old = &s->sends[s->cur_reply];
+        if (old->cap >= RD_MSG_HEADER_BYTES + bytes)
+            return old->buf + RD_MSG_HEADER_BYTES; // the same buffer, now (re)sized for bytes
+        old->reserved = 0;
+        s->cur_reply = -1;
+    }
+    srv_send *b = send_get(s, RD_MSG_HEADER_BYTES + bytes, 1);
+    if (!b)
+        return NULL;
+    b->reserved = 1;
+    s->cur_reply = b - s->sends; // an index: send_get may move the array
+    return b->buf + RD_MSG_HEADER_BYTES;
 }
 
 int rd_server_respond(
     rd_server *s, const rd_kv_meta *req, int status, const void *payload, size_t bytes) {
     if (!s->cur || s->responded || !req || req->req_id != s->cur->h.req_id)
         return RD_ERR_STATE;
+    long ri = s->cur_reply;
+    if (ri >= 0) {
+        srv_send *r = &s->sends[ri];
+        // The payload was built in place (rd_server_reply_buffer): send it without a copy.
+        if (bytes && payload == r->buf + RD_MSG_HEADER_BYTES &&
+            bytes <= r->cap - RD_MSG_HEADER_BYTES) {
+            r->reserved = 0;
+            s->cur_reply = -1;
+            reply_send(s, s->cur, r, status, 0, 0, bytes, reply_tag(s->cur->h.req_id));
+            s->responded = 1;
+            return RD_OK;
+        }
+    }
+    // Copy path. A reserved buffer stays reserved until the copy is done: the payload may
+    // point into it.
     srv_send *b = send_get(s, RD_MSG_HEADER_BYTES + bytes, 1);
+    if (b && bytes)
+        memcpy(b->buf + RD_MSG_HEADER_BYTES, payload, bytes);
+    if (ri >= 0) {
+        s->sends[ri].reserved = 0;
+        s->cur_reply = -1;
+    }
     if (!b)
         return RD_ERR_NOMEM;
-    if (bytes)
-        memcpy(b->buf + RD_MSG_HEADER_BYTES, payload, bytes);
     reply_send(s, s->cur, b, status, 0, 0, bytes, reply_tag(s->cur->h.req_id));
     s->responded = 1;
     return RD_OK;
@@ -1230,8 +1294,10 @@ int rd_server_run(rd_server *s) {
         work |= progress_sends(s);
         if (finished(s))
             break;
+        // After traffic, poll without yielding for a short window (the data message of a
+        // reply being drained, the next request of a batch); idle, back off (see rd/comm.h).
         if (work)
-            rd_backoff_reset(&bo, s->poll_us_max);
+            rd_backoff_hot(&bo, s->poll_us_max, SERVER_HOT_US);
         else
             rd_backoff_wait(&bo);
     }

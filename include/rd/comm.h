@@ -3,12 +3,14 @@
 // Defines:
 //   rd_mpi_init() / rd_mpi_finalize()  MPI_Init_thread with a required thread level
 //   rd_role                            RD_ROLE_PS | RD_ROLE_WORKER
-//   rd_tag                             every point-to-point tag of the program (named enum)
+//   rd_tag                             every point-to-point tag of the program (named enum),
+//                                      including the reply-slot partition of rd_comm.kv
 //   rd_comm                            the layout: my role, job, shard; PS world ranks; the world
 //                                      ranks of every job; the communicators split once
 //   rd_comm_create() / rd_comm_destroy()
 //   rd_comm_job_of()                   world rank -> (job index, index in the job)
-//   rd_backoff                         polling helper: spin a little, then nanosleep with
+//   rd_backoff                         polling helper: busy-poll briefly after traffic
+//                                      (rd_backoff_hot), yield a little, then nanosleep with
 //                                      exponential backoff up to poll_us_max
 //
 // Rank layout (identical under `mpiexec -n P a : -n T b : ...` MPMD launches, Slurm --multi-prog
@@ -30,6 +32,7 @@
 
 #include "rd/config.h"
 #include "rd/error.h"
+#include "rd/msg.h"
 
 /**
  * MPI_Init_thread asking for `required` (MPI_THREAD_SINGLE ... MPI_THREAD_MULTIPLE).
@@ -50,18 +53,23 @@ typedef enum rd_role {
  *  communicators. Reply tags encode the client's request slot, so replies can be matched even
  *  when a server answers out of order (deferred requests). */
 typedef enum rd_tag {
-    RD_TAG_PS_REQUEST = 1,          // worker -> PS: rd_msg header + payload
-    RD_TAG_PS_BADMSG = 2,           // PS -> sender of a message whose header could not be read
-    RD_TAG_DISTILL_TARGET = 16,     // teacher -> student: distillation targets
-    RD_TAG_DISTILL_CREDIT = 17,     // student -> teacher: flow-control credits
-    RD_TAG_TOKEN = 24,              // reserved for the token-store module
-    RD_TAG_USER = 64,               // first tag free for other modules
-    RD_TAG_PS_REPLY_BASE = 4096,    // PS -> worker: RD_TAG_PS_REPLY_BASE + (req_id & slot mask)
-    RD_TAG_PS_REPLY_SLOTS = 4096,   // number of reply tags (request slots per worker process)
-    RD_TAG_PS_REPLY_RESERVED = 256, // the top slots [4096-256, 4096) are left to other clients
-                                    // sharing rd_comm.kv in the same process (token store);
-                                    // rd_kv uses [0, 4096-256)
-    RD_TAG_PS_DATA_BASE = 8192,     // PS -> worker: values of a PULL reply, + (req_id & mask)
+    RD_TAG_PS_REQUEST = 1,       // worker -> PS: rd_msg header + payload
+    RD_TAG_PS_BADMSG = 2,        // PS -> sender of a message whose header could not be read
+    RD_TAG_DISTILL_TARGET = 16,  // teacher -> student: distillation targets
+    RD_TAG_DISTILL_CREDIT = 17,  // student -> teacher: flow-control credits
+    RD_TAG_TOKEN = 24,           // reserved for the token-store module
+    RD_TAG_USER = 64,            // first tag free for other modules
+    RD_TAG_PS_REPLY_BASE = 4096, // PS -> worker: RD_TAG_PS_REPLY_BASE + rd_msg_slot(req_id)
+    RD_TAG_PS_REPLY_SLOTS = RD_MSG_SLOTS, // number of reply tags (request slots per process)
+    RD_TAG_PS_REPLY_RESERVED = RD_MSG_SLOTS_RESERVED, // top slots left to other clients of
+                                                      // rd_comm.kv in the same process
+    RD_TAG_PS_REPLY_KV_SLOTS = RD_MSG_SLOT_KV_END,    // rd_kv uses slots [0, 3840) only
+    // Reply tags of rd_token_client (slots [4080, 4096), i.e. tags [8176, 8192)); the token
+    // client uses slot 4095 - k for its in-flight slot k. Reserved: rd_kv never uses them and
+    // the server rejects built-in KV ops whose req_id carries one of the reserved slots.
+    RD_TAG_PS_REPLY_TOKEN_FIRST = RD_TAG_PS_REPLY_BASE + RD_MSG_SLOT_TOKEN_FIRST,
+    RD_TAG_PS_REPLY_TOKEN_LAST = RD_TAG_PS_REPLY_BASE + RD_MSG_SLOTS - 1,
+    RD_TAG_PS_DATA_BASE = 8192, // PS -> worker: values of a PULL reply, + rd_msg_slot(req_id)
 } rd_tag;
 
 typedef struct rd_comm {
@@ -104,15 +112,25 @@ int rd_comm_job_of(const rd_comm *comm, int world_rank, int *job, int *index);
 
 /** Polling helper for loops that must not block inside MPI (blocked MPICH calls spin a core).
  *  Usage: rd_backoff_reset(&b, max_us); while (!done) { ...test...; if (progress)
- *  rd_backoff_reset(&b, max_us); else rd_backoff_wait(&b); } */
+ *  rd_backoff_reset(&b, max_us); else rd_backoff_wait(&b); }
+ *  Loops that serve traffic (the PS loop, waits on replies) reset with rd_backoff_hot instead:
+ *  right after progress the next message usually follows within microseconds (the second half
+ *  of a request, the next request of a batch), and a yield or a sleep there costs a scheduler
+ *  round trip (milliseconds on a loaded 2-core machine); once the window has passed without
+ *  progress the loop backs off as usual, so an idle loop still leaves the core. */
 typedef struct rd_backoff {
-    int spins;  // sched_yield rounds left before sleeping
-    int us;     // next sleep in microseconds
-    int max_us; // cap (cluster.poll_us_max)
+    int spins;            // sched_yield rounds left before sleeping
+    int us;               // next sleep in microseconds
+    int max_us;           // cap (cluster.poll_us_max)
+    int64_t hot_until_ns; // busy-poll (no yield, no sleep) until this CLOCK_MONOTONIC time
 } rd_backoff;
 
 void rd_backoff_reset(rd_backoff *b, int max_us);
-/** Yield (first 32 calls after a reset), then sleep 1, 2, 4, ... max_us microseconds. */
+/** rd_backoff_reset plus a busy-poll window: rd_backoff_wait returns at once (a CPU pause)
+ *  during the next hot_us microseconds, then yields and sleeps as after rd_backoff_reset. */
+void rd_backoff_hot(rd_backoff *b, int max_us, int hot_us);
+/** Busy-poll inside a hot window; then yield (first 32 calls), then sleep 1, 2, 4, ... max_us
+ *  microseconds. */
 void rd_backoff_wait(rd_backoff *b);
 
 #endif // RD_COMM_H

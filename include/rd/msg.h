@@ -10,6 +10,8 @@
 //                            ps.max_msg_bytes; never trusts a size, never overflows
 //   rd_msg_check_reply()     a reply matches the request it answers
 //   rd_msg_op_name()
+//   RD_MSG_SLOT_*, rd_msg_slot()  the reply slot carried in the low 12 bits of req_id, and the
+//                            slots reserved for clients other than rd_kv (token store)
 //
 // Layout (little-endian, 64 bytes):
 //   0 u32 magic "RDPS"   4 u16 version   6 u16 op   8 i32 status (rd_status; replies)
@@ -28,6 +30,13 @@
 //   SAVE / LOAD  request: checkpoint directory + table list (ps module)  reply: shard info
 //   SHUTDOWN request: none                            reply: none
 //   any op, error reply: status < 0, payload = UTF-8 error text (not NUL-terminated)
+// Reply slots: a reply goes to tag RD_TAG_PS_REPLY_BASE + rd_msg_slot(req_id) (PULL values to
+// RD_TAG_PS_DATA_BASE + slot). Several clients share rd_comm.kv in one process, so the 4096 slots
+// are partitioned: rd_kv owns [0, RD_MSG_SLOT_KV_END); [RD_MSG_SLOT_KV_END, RD_MSG_SLOTS) is
+// reserved for other clients, of which rd_token_client uses [RD_MSG_SLOT_TOKEN_FIRST,
+// RD_MSG_SLOTS) (slot 4095 - k for its in-flight slot k). A built-in op (PULL ... SHUTDOWN) with
+// a reserved slot is rejected by rd_msg_check_request, and its error reply goes to
+// RD_TAG_PS_BADMSG: answering on the reserved tag would hand it to another client.
 // This decoder is exposed to arbitrary bytes from the network (and fuzzed): every function
 // checks sizes against the received length before reading.
 #ifndef RD_MSG_H
@@ -44,6 +53,13 @@
 #define RD_MSG_MAX_DIM      1024        // largest embedding dim on the wire (= config limit)
 #define RD_MSG_ALL_TABLES   0xffffffffu // STATS over every table
 #define RD_MSG_ERRTEXT_MAX  512         // longest error text in an error reply
+
+#define RD_MSG_SLOT_BITS        12   // req_id & RD_MSG_SLOT_MASK = slot
+#define RD_MSG_SLOTS            4096 // reply slots per client process
+#define RD_MSG_SLOT_MASK        (RD_MSG_SLOTS - 1)
+#define RD_MSG_SLOTS_RESERVED   256                                    // top slots kept from rd_kv
+#define RD_MSG_SLOT_KV_END      (RD_MSG_SLOTS - RD_MSG_SLOTS_RESERVED) // rd_kv: [0, 3840)
+#define RD_MSG_SLOT_TOKEN_FIRST (RD_MSG_SLOTS - 16) // rd_token_client: [4080, 4096)
 
 #define RD_MSG_FLAG_REPLY 0x1u // set on replies
 #define RD_MSG_FLAG_SPLIT 0x2u // reply: the payload follows as a second message (data tag)
@@ -76,6 +92,16 @@ typedef struct rd_msg_header {
     int64_t stream_time;    // the sender's stream time in seconds
 } rd_msg_header;
 
+/** The reply slot of a request id (its low RD_MSG_SLOT_BITS bits). */
+static inline unsigned rd_msg_slot(uint64_t req_id) {
+    return (unsigned)(req_id & RD_MSG_SLOT_MASK);
+}
+
+/** 1 if `slot` belongs to the reserved range [RD_MSG_SLOT_KV_END, RD_MSG_SLOTS) (not rd_kv's). */
+static inline int rd_msg_slot_reserved(unsigned slot) {
+    return slot >= RD_MSG_SLOT_KV_END && slot < RD_MSG_SLOTS;
+}
+
 /** Write `h` as 64 little-endian bytes. */
 void rd_msg_encode(const rd_msg_header *h, unsigned char out[RD_MSG_HEADER_BYTES]);
 
@@ -90,7 +116,8 @@ int rd_msg_decode(const void *buf, size_t len, rd_msg_header *h, rd_errbuf *eb);
 
 /**
  * Op-specific checks of a decoded request: the op is built in or in the user range, flags and
- * status are clear, payload_bytes <= max_payload, and for built-in ops count/dim/payload agree
+ * status are clear, payload_bytes <= max_payload, a built-in op's req_id slot is not reserved
+ * (rd_msg_slot_reserved), and for built-in ops count/dim/payload agree
  * (PULL: 8*count; PUSH: (8 + 4*dim)*count with 1 <= dim <= RD_MSG_MAX_DIM; CLOCK, STATS,
  * SHUTDOWN: empty; SAVE/LOAD: 1..max_payload bytes). Tables are checked by the server, which
  * knows them.

@@ -7,6 +7,8 @@
 //   rd_kv_meta, rd_kv_pairs, rd_server_handler   ps-lite style request handlers
 //   rd_server_register()   dispatch other request kinds (e.g. token-store fetch/append) by op
 //   rd_server_respond()    answer the request a handler is processing
+//   rd_server_reply_buffer()  a pooled reply buffer to build a large payload in place (then
+//                          rd_server_respond sends it without copying)
 //   rd_server_table()      a shard table (tests, handlers)
 //
 // Protocol summary (wire format in rd/msg.h; the client is rd/kv.h):
@@ -18,7 +20,9 @@
 //   payload, key 0, or keys that are not strictly increasing gets an error reply (status < 0 and
 //   the error text as payload), one WARN log line (rate limited), and the loop goes on.
 //   Oversized messages are drained without allocating their size. Replies to messages whose
-//   header could not be read go to tag RD_TAG_PS_BADMSG.
+//   header could not be read, and to built-in ops whose req_id names a reply slot reserved for
+//   other clients (rd/msg.h: the token store's tags are never answered for rd_kv traffic), go
+//   to tag RD_TAG_PS_BADMSG.
 // - Steps: every worker request carries the worker's step s (its number of CLOCKs so far).
 //   Per job, the server tracks each worker's clock and `done`, the number of steps applied.
 //   SYNC (ps.sync = 1): PUSHes of step s are buffered; when all W workers of the job sent
@@ -117,11 +121,23 @@ int rd_server_register(rd_server *srv, unsigned op, rd_server_handler fn, void *
 
 /**
  * Reply to the request being handled: status (RD_OK or a negative rd_status) and a payload
- * (copied; NULL/0 for none). Call once per request, from inside its handler.
+ * (copied, unless it is the buffer of rd_server_reply_buffer; NULL/0 for none). Call once per
+ * request, from inside its handler. The payload may be freed or reused once this returns.
  * @return RD_OK, RD_ERR_STATE (no request being handled, or already answered), RD_ERR_NOMEM
  */
 int rd_server_respond(
     rd_server *srv, const rd_kv_meta *req, int status, const void *payload, size_t bytes);
+
+/**
+ * A reply buffer of at least `bytes` bytes for the request being handled, taken from the
+ * server's send pool, so that a handler can build a large payload in place: passing this
+ * pointer (and bytes <= the size asked) to rd_server_respond sends it without a copy. Asking
+ * again with a larger size may return another buffer (the contents are not kept).
+ * @return the buffer (64-byte aligned), or NULL (no request being handled, already answered,
+ *         out of memory; the handler can still answer with a copied payload or an error)
+ * @note Owned by the server; valid until rd_server_respond or the end of the handler call.
+ */
+void *rd_server_reply_buffer(rd_server *srv, const rd_kv_meta *req, size_t bytes);
 
 /** This rank's shard of table `index` (borrowed; replaced by LOAD). NULL if out of range. */
 rd_table *rd_server_table(rd_server *srv, int index);

@@ -4,12 +4,15 @@
 // token store will use), rank 1 = a good worker (job "train") training 25 sync steps, rank 2 =
 // an evil worker (job "evil") that talks raw MPI to the PS while rank 1 trains:
 //   garbage shorter than a header, an empty message, bad magic, bad version, unknown op,
-//   unregistered user op, registered user op (echo), unknown table, a count that disagrees with
+//   unregistered user op, registered user op (echo, copied and built in place with
+//   rd_server_reply_buffer), unknown table, a count that disagrees with
 //   the payload (and whose product overflows), a short payload, a message larger than
 //   ps.max_msg_bytes (drained without allocating it), payload_bytes different from the received
 //   size, wrong dim, key 0, unsorted keys, a far-future step, reply flag set, malformed SAVE,
-//   LOAD of a missing checkpoint, STATS of an unknown table, 300 random or mutated messages,
-//   and a request after SHUTDOWN.
+//   LOAD of a missing checkpoint, STATS of an unknown table, a built-in op whose req_id names a
+//   reply slot reserved for other clients (rejected on RD_TAG_PS_BADMSG, never on the reserved
+//   tag) while a user op may use such a slot, 300 random or mutated messages, and a request
+//   after SHUTDOWN.
 // Each gets exactly one error reply with the expected status (on RD_TAG_PS_BADMSG when the
 // header could not be read); nothing else arrives; the good worker's pulled values equal a
 // single-process reference, i.e. the attack did not disturb training.
@@ -22,6 +25,7 @@
 #define STEPS   25
 #define DRAWS   64
 #define ECHO_OP 40
+#define REV_OP  42 // echo reversed, built in place in rd_server_reply_buffer
 
 static void make_cfg(rd_config *cfg) {
     const char *names[] = {"train", "evil"};
@@ -41,6 +45,28 @@ static int echo(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server *srv
     if (meta->job != 1 || meta->worker != 0)
         return rd_server_respond(srv, meta, RD_ERR_STATE, "bad identity", 12);
     return rd_server_respond(srv, meta, RD_OK, pairs->payload, pairs->payload_bytes);
+}
+
+// Reversed echo built in place: asks for a small buffer, then a larger one (the pool may hand
+// out another buffer), and answers without a copy.
+static int echo_rev(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server *srv, void *user) {
+    int *calls = user;
+    (*calls)++;
+    size_t n = pairs->payload_bytes;
+    if (!rd_server_reply_buffer(srv, meta, 1))
+        return RD_ERR_NOMEM;
+    unsigned char *out = rd_server_reply_buffer(srv, meta, n + 100000);
+    if (!out)
+        return RD_ERR_NOMEM;
+    const unsigned char *in = pairs->payload;
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[n - 1 - i];
+    int rc = rd_server_respond(srv, meta, RD_OK, out, n);
+    // Answered: no second buffer, no second reply.
+    if (rc == RD_OK && (rd_server_reply_buffer(srv, meta, 8) != NULL ||
+                        rd_server_respond(srv, meta, RD_OK, NULL, 0) != RD_ERR_STATE))
+        (*calls) += 1000;
+    return rc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,7 +200,36 @@ static int evil_run(const rd_comm *comm) {
         int st = get_reply(&e, reply_tag_of(h.req_id), &r, text, sizeof text);
         T_CHECK(&e.errs, st == RD_OK && strcmp(text, "hello") == 0, "echo: %d '%s'", st, text);
     }
+    // The in-place reply, on a reserved slot (as the token client would use): user ops may.
+    h = hdr(&e, REV_OP, 0, 0, 0, 5);
+    h.req_id = (h.req_id << RD_MSG_SLOT_BITS) | (RD_MSG_SLOTS - 1);
+    {
+        unsigned char buf[69];
+        rd_msg_encode(&h, buf);
+        memcpy(buf + 64, "hello", 5);
+        send_raw(&e, buf, sizeof buf);
+        rd_msg_header r;
+        char text[64];
+        int st = get_reply(&e, RD_TAG_PS_REPLY_TOKEN_LAST, &r, text, sizeof text);
+        T_CHECK(&e.errs, st == RD_OK && strcmp(text, "olleh") == 0 && r.req_id == h.req_id,
+                "in-place echo: %d '%s'", st, text);
+    }
     uint64_t keys[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    // A built-in op must not name a reserved reply slot: the answer goes to BADMSG, and nothing
+    // arrives on the reserved tag (checked with "nothing else is pending" below).
+    for (unsigned slot = RD_MSG_SLOT_KV_END; slot < RD_MSG_SLOTS; slot += 85) {
+        h = hdr(&e, RD_OP_PULL, 0, 2, 8, 16);
+        h.req_id = (h.req_id << RD_MSG_SLOT_BITS) | slot;
+        unsigned char buf[64 + 16];
+        rd_msg_encode(&h, buf);
+        memcpy(buf + 64, keys, 16);
+        send_raw(&e, buf, sizeof buf);
+        rd_msg_header r;
+        char text[600];
+        int st = get_reply(&e, RD_TAG_PS_BADMSG, &r, text, sizeof text);
+        T_CHECK(&e.errs, st == RD_ERR_PROTO && strstr(text, "reserved") && r.req_id == h.req_id,
+                "PULL on reserved slot %u: status %d: %s", slot, st, text);
+    }
     h = hdr(&e, RD_OP_PULL, 77, 2, 8, 16);
     expect(&e, "unknown table", &h, keys, 16, RD_ERR_NOTFOUND, "unknown table 77");
     h = hdr(&e, RD_OP_PULL, 0, 1000000000000ull, 8, 16);
@@ -304,13 +359,17 @@ int main(int argc, char **argv) {
         rd_server *srv = NULL;
         int calls = 0;
         T_CHECK(&errs, rd_server_create(comm, cfg, &srv, &eb) == RD_OK, "%s", eb.msg);
+        int rev_calls = 0;
         T_CHECK(&errs, rd_server_register(srv, ECHO_OP, echo, &calls) == RD_OK, "register");
+        T_CHECK(&errs, rd_server_register(srv, REV_OP, echo_rev, &rev_calls) == RD_OK, "register");
         T_CHECK(&errs, rd_server_register(srv, ECHO_OP, echo, &calls) == RD_ERR_EXISTS,
                 "double register");
         T_CHECK(&errs, rd_server_register(srv, 7, echo, &calls) == RD_ERR_RANGE,
                 "register of a built-in op");
         T_CHECK(&errs, rd_server_run(srv) == RD_OK, "run");
         T_CHECK(&errs, calls == 1, "echo handler called %d times", calls);
+        T_CHECK(&errs, rev_calls == 1, "in-place echo handler: %d (>= 1000: answered twice)",
+                rev_calls);
         rd_server_destroy(srv);
     } else if (rc == RD_OK && comm->job_index == 0) {
         rd_kv *kv = NULL;
