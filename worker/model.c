@@ -138,6 +138,8 @@ struct rd__model_priv {
     double flops_fwd, flops_bwd; // per example
     init_spec *inits;            // (n_tensors)
     size_t fwd_B;                // B of the last forward, 0 = none
+    int fwd_head;                // 1 = the last forward ran the head and losses (rd_model_forward),
+                                 // 0 = it stopped at h (rd_model_forward_hidden)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1016,12 +1018,9 @@ static double distill_sum(const rd__model_priv *p, const rd_batch *bt, size_t *n
     return s;
 }
 
-int rd_model_forward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
+// Steps 1-3 of the forward pass: features, sequence branches and backbone -> p->h.
+static void forward_backbone(rd_model *m, const rd_batch *bt) {
     rd__model_priv *p = m->priv;
-    p->fwd_B = 0;
-    int rc = rd_model_check_batch(m, bt, eb);
-    if (rc != RD_OK)
-        return rc;
     size_t B = bt->B;
 
     // 1. Embedded features -> x_req.
@@ -1055,6 +1054,37 @@ int rd_model_forward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
     }
     if (p->has_mlp)
         rd_mlp_forward(&p->bb_a, x, &p->bb_p, &p->bb_shape, B);
+}
+
+int rd_model_forward_hidden(
+    rd_model *m, const rd_batch *bt, const float **h, size_t *Hd, rd_errbuf *eb) {
+    rd__model_priv *p = m->priv;
+    p->fwd_B = 0;
+    int rc = rd_model_check_batch(m, bt, eb);
+    if (rc != RD_OK)
+        return rc;
+    forward_backbone(m, bt);
+    p->fwd_B = bt->B;
+    p->fwd_head = 0;
+    if (h)
+        *h = p->h;
+    if (Hd)
+        *Hd = p->Hd;
+    return RD_OK;
+}
+
+size_t rd_model_hidden_dim(const rd_model *m) {
+    return m->priv->Hd;
+}
+
+int rd_model_forward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
+    rd__model_priv *p = m->priv;
+    p->fwd_B = 0;
+    int rc = rd_model_check_batch(m, bt, eb);
+    if (rc != RD_OK)
+        return rc;
+    size_t B = bt->B;
+    forward_backbone(m, bt);
 
     // 4. Head.
     if (m->two_towers)
@@ -1095,6 +1125,7 @@ int rd_model_forward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
     }
     m->loss = m->loss_main + m->loss_aux;
     p->fwd_B = B;
+    p->fwd_head = 1;
     return RD_OK;
 }
 
@@ -1185,18 +1216,25 @@ static void tok_backward(rd_model *m, const rd_batch *bt) {
                        m->tok_dim, A);
 }
 
-int rd_model_backward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
-    rd__model_priv *p = m->priv;
-    if (!bt || p->fwd_B == 0 || p->fwd_B != bt->B)
-        return rd_err_set(eb, RD_ERR_STATE,
-                          "rd_model_backward: no forward of this batch before it (last forward "
-                          "B = %zu)",
-                          p->fwd_B);
-    size_t B = bt->B;
+// Zero the gradient slab and the caller's drows (the backward passes overwrite them).
+static void zero_grads(rd_model *m, const rd_batch *bt) {
     memset(m->grads, 0, m->n_slab * sizeof(float));
     for (int t = 0; t < m->n_tables; t++)
         if (bt->drows[t] && bt->n_rows[t] > 0)
             memset(bt->drows[t], 0, bt->n_rows[t] * m->tables[t].dim * sizeof(float));
+}
+
+static void backward_backbone(rd_model *m, const rd_batch *bt);
+
+int rd_model_backward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
+    rd__model_priv *p = m->priv;
+    if (!bt || p->fwd_B == 0 || p->fwd_B != bt->B || !p->fwd_head)
+        return rd_err_set(eb, RD_ERR_STATE,
+                          "rd_model_backward: no forward of this batch before it (last forward "
+                          "B = %zu%s)",
+                          p->fwd_B, p->fwd_B && !p->fwd_head ? ", hidden only" : "");
+    size_t B = bt->B;
+    zero_grads(m, bt);
 
     // 1. Losses -> d logits. Every example weighs 1/B; the distillation term alpha/B where the
     //    example has a target.
@@ -1227,6 +1265,31 @@ int rd_model_backward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
     else
         rd_mlp_backward(dh, &p->head_g[0], &p->mlp_sc, p->dz_main, p->h, &p->head.acts[0],
                         &p->head.w[0], &p->head.shape[0], B);
+    if (dh)
+        backward_backbone(m, bt);
+    return RD_OK;
+}
+
+int rd_model_backward_hidden(rd_model *m, const rd_batch *bt, const float *dh, rd_errbuf *eb) {
+    rd__model_priv *p = m->priv;
+    if (!bt || !dh || p->fwd_B == 0 || p->fwd_B != bt->B)
+        return rd_err_set(eb, RD_ERR_STATE,
+                          "rd_model_backward_hidden: no forward of this batch before it (last "
+                          "forward B = %zu) or NULL dh",
+                          p->fwd_B);
+    zero_grads(m, bt);
+    if (!p->need_dh) // the backbone is the identity on numeric inputs: nothing learns below h
+        return RD_OK;
+    memcpy(p->dh, dh, bt->B * p->Hd * sizeof(float));
+    backward_backbone(m, bt);
+    return RD_OK;
+}
+
+// Steps 3-5 of the backward pass from p->dh: backbone, sequence branches, features (gradients
+// accumulate into the slab and the drows, which the caller zeroed).
+static void backward_backbone(rd_model *m, const rd_batch *bt) {
+    rd__model_priv *p = m->priv;
+    size_t B = bt->B;
 
     // 3. Backbone -> d bb_in.
     const float *x = p->ln ? p->bb_ln : p->bb_in;
@@ -1239,7 +1302,7 @@ int rd_model_backward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
         dx = dxb;
     }
     if (!p->need_dbb) // numeric inputs only: nothing below the backbone learns
-        return RD_OK;
+        return;
     if (p->ln) {
         memset(p->dbb_in, 0, B * p->W * sizeof(float));
         rd_layernorm_backward(p->dbb_in, p->ln_w_g, p->ln_b_g, dx, p->bb_in, p->ln_w_p, p->bb_mean,
@@ -1273,5 +1336,4 @@ int rd_model_backward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
                                            mf->pooling);
         }
     }
-    return RD_OK;
 }

@@ -12,6 +12,9 @@
 //   rd_model_forward()             logits and losses
 //   rd_model_backward()            dense gradients (grad slab) + sparse row gradients (drows)
 //   rd_model_find_tensor(), rd_model_param_count(), rd_model_flops()
+//   rd_model_forward_hidden() / rd_model_backward_hidden() / rd_model_hidden_dim()
+//                                  the backbone alone (features -> h, dh -> gradients): for
+//                                  models that put their own head on h (the IAT source model)
 //
 // Architecture (DESIGN.md, issue 4):
 //   features: per feature f, gather its table's rows by index with sum/mean pooling -> (B, D_f);
@@ -195,6 +198,25 @@ int rd_model_forward(rd_model *m, const rd_batch *batch, rd_errbuf *eb);
  *  gradient slab with d loss / d params and every non-NULL batch->drows[t] with d loss / d rows.
  *  @return RD_OK or RD_ERR_STATE (no forward before it, or a different B). */
 int rd_model_backward(rd_model *m, const rd_batch *batch, rd_errbuf *eb);
+
+/** Forward pass up to the backbone output h only (no head, no loss): checks the batch like
+ *  rd_model_forward (labels are still required), then runs the features, sequence branches and
+ *  backbone. Used by models that put their own head on h (rd/source.h); the model's towers
+ *  then stay unused (their gradients are 0).
+ *  @param[out] h   (B, Hd) the backbone output inside the activation slab, valid until the next
+ *                  forward (may be NULL)
+ *  @param[out] Hd  its width (may be NULL)
+ *  @return RD_OK or the check's error (nothing computed). */
+int rd_model_forward_hidden(
+    rd_model *m, const rd_batch *batch, const float **h, size_t *Hd, rd_errbuf *eb);
+/** Backward pass of the last rd_model_forward_hidden (or rd_model_forward) of this same batch
+ *  from a given d loss / d h (B, Hd): overwrites the gradient slab (towers get 0) and every
+ *  non-NULL batch->drows[t]. dh is copied (borrowed for the call).
+ *  @return RD_OK or RD_ERR_STATE (no forward before it, a different B, dh NULL). */
+int rd_model_backward_hidden(rd_model *m, const rd_batch *batch, const float *dh, rd_errbuf *eb);
+/** @return Hd, the width of the backbone output h (the last mlp size, else the backbone input
+ *  width). */
+size_t rd_model_hidden_dim(const rd_model *m);
 
 /** @return the tensor named `name`, or NULL. */
 const rd_model_tensor *rd_model_find_tensor(const rd_model *m, const char *name);

@@ -1,0 +1,293 @@
+// rd/source.h — IAT stage 1: the source model that compresses every training instance into an
+// instance token (DESIGN.md "Instance-token store", research/papers.md §2.1, issue 5).
+//
+// Defines:
+//   Kernels (forward + backward, each with a `_naive` twin for the tests):
+//     rd_source_bottleneck_*   token = sigmoid(h W^T + b)
+//     rd_source_sit_*          the causal Source Instance Transformer over a user's window:
+//                              learned positions, `layers` pre-LN blocks (causal + padding mask),
+//                              final layer norm
+//   rd_source_opts, rd_source, rd_source_batch
+//   rd_source_create() / rd_source_destroy()
+//   rd_source_check_batch(), rd_source_forward(), rd_source_backward()
+//   rd_source_find_tensor()
+//   rd_source_train_opts, rd_source_train_stats, rd_source_train_range()   single-process driver
+//                              (in-process embedding tables, no PS) that trains the source model
+//                              on a dataset range and writes a token for every event to a store
+//
+// Architecture (tokens.source_model names the models: entry of the backbone):
+//   h       = backbone of that rd_model (features, seq branch, MLP; its towers are unused)  (B, Hd)
+//   token   = sigmoid(W_b h + b_b)                                         (B, d = tokens.dim)
+//   user-order scheme (tokens.scheme 2) with tokens.sit_layers > 0: the tokens of one GROUP (up to
+//             T = tokens.window instances of one user, time-sorted), preceded by that user's
+//             FROZEN previous tokens, form a sequence of length <= T; SIT(seq) -> y at the
+//             positions of the new instances. Position p of a query attends only to positions
+//             <= p (causal). The PRE-SIT tokens are the ones stored.
+//   temporal scheme (tokens.scheme 1), or sit_layers 0: y = token (each instance on its own).
+//   logit   = head(decompress(y)): decompress = linear d -> Hd + the model's activation; head =
+//             the model's tower hidden sizes then one logit; loss = mean_b w_b BCE(logit_b, y_b).
+// Streaming mode is the general case of the layout: a group of one new instance whose user's
+// previous T - 1 tokens come in frozen (fetched from the store: rd_token_store_fetch with
+// L = T - 1 fills prev_tokens / n_prev directly). Frozen tokens receive no gradient (they are
+// inputs, not outputs of this batch's backbone).
+//
+// Parameters: the backbone's own slab (backbone->params/grads/opt_state, rd/model.h) plus the
+// source's slab (params/grads/opt_state here: bottleneck, decompress, head, SIT). The trainer
+// steps and allreduces both. Memory (STYLE.md 6): one parameter, gradient, optimizer-state and
+// activation slab each, allocated at create; forward and backward never allocate.
+#ifndef RD_SOURCE_H
+#define RD_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd/config.h"
+#include "rd/dataset.h"
+#include "rd/error.h"
+#include "rd/layers.h"
+#include "rd/model.h"
+#include "rd/tokens.h"
+
+#define RD_SOURCE_MAX_SIT 64 // config limit of tokens.sit_layers
+
+// ---------------------------------------------------------------------------------------------
+// Bottleneck kernel: out (BT, D) = sigmoid(inp (BT, C) . weight (D, C)^T + bias (D))
+
+/** pre (BT, D) keeps the linear output (only for symmetry with the naive twin; the backward
+ *  reads `out`). */
+void rd_source_bottleneck_forward(float *out,
+                                  float *pre,
+                                  const float *inp,
+                                  const float *weight,
+                                  const float *bias,
+                                  size_t BT,
+                                  size_t C,
+                                  size_t D);
+/** dinp (BT, C) +=, dweight (D, C) +=, dbias (D) += (dinp, dbias may be NULL). dpre (BT, D) is
+ *  scratch (overwritten). `out` is the forward output. */
+void rd_source_bottleneck_backward(float *dinp,
+                                   float *dweight,
+                                   float *dbias,
+                                   float *dpre,
+                                   const float *dout,
+                                   const float *inp,
+                                   const float *weight,
+                                   const float *out,
+                                   size_t BT,
+                                   size_t C,
+                                   size_t D);
+void rd_source_bottleneck_forward_naive(float *out,
+                                        float *pre,
+                                        const float *inp,
+                                        const float *weight,
+                                        const float *bias,
+                                        size_t BT,
+                                        size_t C,
+                                        size_t D);
+void rd_source_bottleneck_backward_naive(float *dinp,
+                                         float *dweight,
+                                         float *dbias,
+                                         float *dpre,
+                                         const float *dout,
+                                         const float *inp,
+                                         const float *weight,
+                                         const float *out,
+                                         size_t BT,
+                                         size_t C,
+                                         size_t D);
+
+// ---------------------------------------------------------------------------------------------
+// Source Instance Transformer kernel:
+//   x0 = inp + pos;  x_{l+1} = tblock_l(x_l) (causal);  out = layernorm(x_L) * lnfw + lnfb
+
+typedef struct rd_source_sit_weights {
+    float *pos;                               // (T, C) learned positions
+    rd_tblock_weights blk[RD_SOURCE_MAX_SIT]; // pre-LN blocks (rd/layers.h)
+    float *lnfw, *lnfb;                       // (C) final layer norm
+} rd_source_sit_weights;
+
+typedef struct rd_source_sit_acts {
+    float *x[RD_SOURCE_MAX_SIT + 1]; // (G, T, C) x[0] = inp + pos, x[l + 1] = block l output
+    rd_tblock_acts blk[RD_SOURCE_MAX_SIT];
+    float *lnf_mean, *lnf_rstd; // (G, T)
+} rd_source_sit_acts;
+
+typedef struct rd_source_sit_scratch {
+    rd_tblock_scratch bs; // shared by the blocks (they run their backward one at a time)
+    float *dx[2];         // (G, T, C) ping-pong
+} rd_source_sit_scratch;
+
+/** inp (G, T, C), mask (G, T) -> out (G, T, C). d->B = G, d->T, d->C, d->NH, d->act are used;
+ *  d->causal must be 1 (asserted): the SIT is causal by definition. */
+void rd_source_sit_forward(float *out,
+                           const rd_source_sit_acts *acts,
+                           const float *inp,
+                           const float *mask,
+                           const rd_source_sit_weights *w,
+                           const rd_seq_dims *d,
+                           size_t layers);
+/** dinp (G, T, C) += (may be NULL), dw += ; dout (G, T, C). `inp` is not read (the block inputs
+ *  are kept in acts->x); it is there for the kernel signature convention. s->dx must not alias
+ *  dout or dinp. */
+void rd_source_sit_backward(float *dinp,
+                            const rd_source_sit_weights *dw,
+                            const rd_source_sit_scratch *s,
+                            const float *dout,
+                            const float *inp,
+                            const float *mask,
+                            const rd_source_sit_acts *acts,
+                            const rd_source_sit_weights *w,
+                            const rd_seq_dims *d,
+                            size_t layers);
+void rd_source_sit_forward_naive(float *out,
+                                 const rd_source_sit_acts *acts,
+                                 const float *inp,
+                                 const float *mask,
+                                 const rd_source_sit_weights *w,
+                                 const rd_seq_dims *d,
+                                 size_t layers);
+void rd_source_sit_backward_naive(float *dinp,
+                                  const rd_source_sit_weights *dw,
+                                  const rd_source_sit_scratch *s,
+                                  const float *dout,
+                                  const float *inp,
+                                  const float *mask,
+                                  const rd_source_sit_acts *acts,
+                                  const rd_source_sit_weights *w,
+                                  const rd_seq_dims *d,
+                                  size_t layers);
+
+// ---------------------------------------------------------------------------------------------
+// The source model
+
+/** Builder options. Pointers are borrowed only during rd_source_create. */
+typedef struct rd_source_opts {
+    const rd_table_config *tables; // cfg.ps.tables (the backbone's feature tables)
+    int n_tables;
+    size_t max_batch;  // largest number B of new instances per batch, >= 1
+    size_t max_groups; // largest number G of groups per batch; 0 = max_batch
+    size_t n_numeric;  // numeric features per example (the dataset's count)
+    size_t opt_slots;  // optimizer-state floats per parameter (rd_dense_optim_slots)
+    size_t sit_heads;  // SIT attention heads (must divide d); 0 = 4, 2 or 1, the largest dividing d
+    uint64_t seed;     // parameters (the backbone gets seed, the source's slab seed ^ a constant)
+} rd_source_opts;
+
+typedef struct rd__source_priv rd__source_priv;
+
+typedef struct rd_source {
+    rd_model *backbone; // the source_model entry's rd_model (owned)
+    int scheme;         // 1 temporal, 2 user order
+    size_t dim;         // d = tokens.dim
+    size_t window;      // T = tokens.window
+    size_t sit_layers;  // 0 when scheme 1
+    size_t sit_heads;
+    size_t hidden; // Hd of the backbone
+    size_t max_batch, max_groups;
+
+    // The source's own parameter slab (bottleneck, decompress, head, SIT), same conventions as
+    // rd_model: grads at the same offsets, opt_state = opt_slots slabs of n_slab floats.
+    float *params;
+    float *grads;
+    float *opt_state; // NULL when opt_slots == 0
+    size_t n_slab, n_params, opt_slots;
+    int n_tensors;
+    rd_model_tensor *tensors; // "bottleneck.w", "decompress.w", "head.l0.w", "sit.block0.qkvw", ...
+
+    // Outputs of the last rd_source_forward (valid for its batch's B).
+    float *tokens; // (max_batch, d) PRE-SIT tokens of the new instances, in batch row order: what
+                   // the trainer appends to the store
+    float *logits; // (max_batch)
+    double loss;   // mean_b w_b BCE
+
+    rd__source_priv *priv;
+} rd_source;
+
+/**
+ * One step's inputs. `base` holds the B new instances exactly as for rd_model (features,
+ * history, numeric, labels; no teacher logits, no tokens: the source model reads none), in
+ * GROUP order: group g owns the group_len[g] consecutive rows that follow group g - 1's, sorted
+ * by time. Every pointer is borrowed for the call; backward writes base.drows.
+ */
+typedef struct rd_source_batch {
+    rd_batch base;
+    size_t n_groups;           // G, 1..max_groups; 0 = every instance is a group of its own
+    const uint32_t *group_len; // (G) new instances per group, 1..T; they sum to B (NULL iff G = 0)
+    const float *prev_tokens;  // (G, T - 1, d) frozen previous tokens of each group's user,
+                               // oldest first, left-aligned (rows [0, n_prev[g]) valid), exactly
+                               // as rd_token_store_fetch(user, t_first, T - 1) returns them;
+                               // NULL = none. No gradient ever reaches them.
+    const uint32_t *n_prev;    // (G) valid rows of prev_tokens per group (NULL iff prev_tokens is
+                               // NULL). The most recent min(n_prev[g], T - group_len[g]) are used.
+    const float *loss_weights; // (B) per-instance weights of the loss, >= 0; NULL = all 1
+} rd_source_batch;
+
+/**
+ * Build the source model of `cfg`: the backbone from cfg.models[tokens.source_model] (which must
+ * not read tokens itself), then the source's slab.
+ * @return RD_OK, RD_ERR_CONFIG (no/unknown source_model, the model reads tokens, scheme not 1|2,
+ *         sit heads that do not divide d, a backbone error), RD_ERR_NOMEM
+ * @note free with rd_source_destroy.
+ */
+int rd_source_create(const rd_config *cfg,
+                     const rd_source_opts *opts,
+                     rd_source **out,
+                     rd_errbuf *eb);
+/** Free everything; NULL is fine. */
+void rd_source_destroy(rd_source *s);
+
+/** Validate the group layout, frozen tokens (finite) and loss weights, then the base batch
+ *  (rd_model_check_batch). @return RD_OK, RD_ERR_ARG (missing array, sizes) or RD_ERR_RANGE
+ *  with "group 3: group_len 40 not in 1..32" in eb. */
+int rd_source_check_batch(const rd_source *s, const rd_source_batch *b, rd_errbuf *eb);
+
+/** Forward: fills tokens, logits and loss. @return RD_OK or the check's error. */
+int rd_source_forward(rd_source *s, const rd_source_batch *b, rd_errbuf *eb);
+
+/** Backward of the last forward of this same batch: overwrites both gradient slabs (source and
+ *  backbone) and base.drows. @return RD_OK or RD_ERR_STATE. */
+int rd_source_backward(rd_source *s, const rd_source_batch *b, rd_errbuf *eb);
+
+/** @return the tensor of the source's slab named `name`, or NULL. */
+const rd_model_tensor *rd_source_find_tensor(const rd_source *s, const char *name);
+
+// ---------------------------------------------------------------------------------------------
+// Single-process driver (no PS): in-process embedding tables (rd/table.h) and dense optimizers.
+
+typedef struct rd_source_train_opts {
+    rd_range range;    // records to train on (clipped to the dataset); begin == end = all
+    int order;         // rd_order: RD_ORDER_TIME = batches of consecutive events in time order,
+                       // user-order groups take their user's previous tokens frozen from the
+                       // store (streaming mode; a batch holds at most T events of one user);
+                       // RD_ORDER_USER = users one after the other, groups = windows of T
+                       // consecutive events of a user, no frozen prefix (batch mode)
+    int epochs;        // passes over the range; 0 = cfg.train.epochs
+    size_t batch_size; // events per step; 0 = cfg.train.batch_size
+} rd_source_train_opts;
+
+typedef struct rd_source_train_stats {
+    uint64_t steps;
+    uint64_t events;         // instances trained (all epochs)
+    uint64_t tokens_written; // records appended (all epochs; later epochs replace earlier ones)
+    uint64_t frozen_used;    // frozen previous tokens fed to the SIT (time order, user scheme)
+    double loss_first;       // mean loss of the first epoch
+    double loss_last;        // mean loss of the last epoch
+    double auc_last;         // AUC of the last epoch's logits, each computed before the update
+                             // on its batch (progressive validation); NAN if one class only
+} rd_source_train_stats;
+
+/**
+ * Train the source model of `cfg` on a range of `ds` and append a token for every event of the
+ * range (key: the record's user_key, ts, record id; side info: label, item_key) to `store`
+ * after each step, so that a later batch's frozen prefix can be fetched from it.
+ * @param[in] store  open in WRITE mode on every shard, dim == cfg.tokens.dim (borrowed)
+ * @return RD_OK, RD_ERR_CONFIG (bad source model, a feature the dataset lacks, store dim),
+ *         the store's and the model's codes, RD_ERR_NOMEM
+ */
+int rd_source_train_range(const rd_config *cfg,
+                          const rd_dataset *ds,
+                          const rd_source_train_opts *o,
+                          rd_token_store *store,
+                          rd_source_train_stats *st,
+                          rd_errbuf *eb);
+
+#endif // RD_SOURCE_H

@@ -1,0 +1,1103 @@
+// test_source.c — unit tests of rd/source.h, the IAT source model (stage 1).
+//
+// - Kernels: bottleneck and causal SIT, BLAS vs naive twins (forward and backward) and
+//   finite-difference gradients (fp32, norm-wise relative error < 1e-3).
+// - Causality: a SIT output at position i never depends on an input at j > i (forward values
+//   and backward gradients), while it does depend on j <= i (the test can fail).
+// - The whole source model: FD over every tensor of both slabs and the pulled rows, on a batch
+//   with several groups, frozen previous tokens and loss weights (the frozen tokens are held
+//   constant, so the check also proves that no gradient is routed to or through them).
+// - Streaming == batch: a group of T new instances and the same last instance with the first
+//   T - 1 tokens given frozen produce the same token and logit; with the loss on the last
+//   instance only, head/decompress/SIT gradients agree and the bottleneck/backbone ones differ
+//   exactly because batch mode also differentiates the earlier tokens. prev_tokens is never
+//   written.
+// - Temporal scheme == user order with T = 1 (and no SIT): same tensors, bitwise same outputs
+//   and gradients; with a SIT the stored (pre-SIT) tokens are still the temporal ones.
+// - No allocation in forward/backward; clear errors for bad configs and bad batches.
+// - Driver: rd_source_train_range on a tiny synthetic dataset (rd_dataset_prepare into a temp
+//   dir), time and user order, both schemes: a token for every event, fetch(user, t, L) never
+//   returns a record at or after t and returns exactly the user's earlier events.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/alloc.h"
+#include "rd/config.h"
+#include "rd/dataset.h"
+#include "rd/layers.h"
+#include "rd/model.h"
+#include "rd/rng.h"
+#include "rd/source.h"
+#include "rd/tokens.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// ---------------------------------------------------------------------------------------------
+// Finite differences (generic over a loss closure)
+
+#define FD_TOL    1e-3
+#define FD_PROBES 24
+#define FD_FLOOR  3e-3 // see test_model.c: the fp32 resolution of a whole-model loss
+
+typedef double (*loss_fn)(void *ctx);
+
+static double central(loss_fn f, void *ctx, float *x, float h) {
+    float orig = *x, xp = orig + h, xm = orig - h;
+    *x = xp;
+    double lp = f(ctx);
+    *x = xm;
+    double lm = f(ctx);
+    *x = orig;
+    return (lp - lm) / ((double)xp - (double)xm);
+}
+
+// Candidate steps: the pair (h, h/2) whose two central differences agree best wins (small steps
+// lose to rounding noise, large ones to truncation). Tests through the SIT add smaller steps:
+// its layer norms act on d-wide tokens of small spread, where the curvature is high.
+static const float FD_STEPS_DEFAULT[] = {0.04f, 0.16f};
+static const float FD_STEPS_SIT[] = {0.0025f, 0.01f, 0.04f, 0.16f};
+static const float *g_steps = FD_STEPS_DEFAULT;
+static int g_nsteps = 2;
+
+static double fd_element(loss_fn f, void *ctx, float *x) {
+    double best = 0.0, best_err = INFINITY;
+    const float *hs = g_steps;
+    for (int k = 0; k < g_nsteps; k++) {
+        double d1 = central(f, ctx, x, hs[k]), d2 = central(f, ctx, x, 0.5f * hs[k]);
+        double err = fabs(d1 - d2);
+        if (err < best_err) {
+            best_err = err;
+            best = (4.0 * d2 - d1) / 3.0;
+        }
+    }
+    return best;
+}
+
+// Norm-wise relative error over up to FD_PROBES elements; -1 when both are zero there.
+static double fd_tensor(loss_fn f, void *ctx, float *x, const float *g, size_t n, rd_rng *r) {
+    double num = 0.0, dfd = 0.0, dan = 0.0;
+    size_t probes = n < FD_PROBES ? n : FD_PROBES;
+    for (size_t p = 0; p < probes; p++) {
+        size_t i = n <= FD_PROBES ? p : (size_t)rd_rng_below(r, n);
+        double fd = fd_element(f, ctx, &x[i]);
+        double an = (double)g[i];
+        num += (fd - an) * (fd - an);
+        dfd += fd * fd;
+        dan += an * an;
+    }
+    double den = sqrt(dfd > dan ? dfd : dan);
+    if (den < 1e-9)
+        return -1.0;
+    double floor = FD_FLOOR * sqrt((double)probes);
+    return sqrt(num) / (den > floor ? den : floor);
+}
+
+static float *randv(size_t n, rd_rng *r, float scale) {
+    float *x = calloc(n > 0 ? n : 1, sizeof(float));
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * (float)rd_rng_normal(r);
+    return x;
+}
+
+static float *zerov(size_t n) {
+    float *x = calloc(n > 0 ? n : 1, sizeof(float));
+    assert_non_null(x);
+    return x;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        m = d > m ? d : m;
+    }
+    return m;
+}
+
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)a[i] - (double)b[i];
+        num += e * e;
+        den += (double)a[i] * (double)a[i];
+    }
+    return sqrt(num) / (sqrt(den) + 1e-12);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bottleneck kernel
+
+typedef struct bn_ctx {
+    float *inp, *w, *b, *out, *pre, *R;
+    size_t BT, C, D;
+} bn_ctx;
+
+static double bn_loss(void *p) {
+    bn_ctx *c = p;
+    rd_source_bottleneck_forward(c->out, c->pre, c->inp, c->w, c->b, c->BT, c->C, c->D);
+    double s = 0.0;
+    for (size_t i = 0; i < c->BT * c->D; i++)
+        s += (double)c->out[i] * (double)c->R[i];
+    return s;
+}
+
+static void test_bottleneck(void **state) {
+    (void)state;
+    rd_rng r;
+    rd_rng_seed(&r, 11);
+    size_t BT = 6, C = 9, D = 5;
+    bn_ctx c = {.inp = randv(BT * C, &r, 1.0f),
+                .w = randv(D * C, &r, 0.5f),
+                .b = randv(D, &r, 0.3f),
+                .out = zerov(BT * D),
+                .pre = zerov(BT * D),
+                .R = randv(BT * D, &r, 1.0f),
+                .BT = BT,
+                .C = C,
+                .D = D};
+    float *out2 = zerov(BT * D), *pre2 = zerov(BT * D), *dpre = zerov(BT * D);
+    float *gi = zerov(BT * C), *gw = zerov(D * C), *gb = zerov(D);
+    float *gi2 = zerov(BT * C), *gw2 = zerov(D * C), *gb2 = zerov(D);
+    bn_loss(&c);
+    rd_source_bottleneck_forward_naive(out2, pre2, c.inp, c.w, c.b, BT, C, D);
+    assert_true(rel_diff(out2, c.out, BT * D) < 1e-6);
+    rd_source_bottleneck_backward(gi, gw, gb, dpre, c.R, c.inp, c.w, c.out, BT, C, D);
+    rd_source_bottleneck_backward_naive(gi2, gw2, gb2, dpre, c.R, c.inp, c.w, out2, BT, C, D);
+    assert_true(rel_diff(gi2, gi, BT * C) < 1e-5);
+    assert_true(rel_diff(gw2, gw, D * C) < 1e-5);
+    assert_true(rel_diff(gb2, gb, D) < 1e-5);
+    rd_rng pr;
+    rd_rng_seed(&pr, 3);
+    double e1 = fd_tensor(bn_loss, &c, c.inp, gi, BT * C, &pr);
+    double e2 = fd_tensor(bn_loss, &c, c.w, gw, D * C, &pr);
+    double e3 = fd_tensor(bn_loss, &c, c.b, gb, D, &pr);
+    print_message("bottleneck FD rel err: inp %.2e, w %.2e, b %.2e\n", e1, e2, e3);
+    assert_true(e1 >= 0 && e1 < FD_TOL);
+    assert_true(e2 >= 0 && e2 < FD_TOL);
+    assert_true(e3 >= 0 && e3 < FD_TOL);
+    // Gradients accumulate (+=): a second backward doubles them.
+    bn_loss(&c); // the FD probes left `out` at a perturbed point
+    rd_source_bottleneck_backward(gi, gw, gb, dpre, c.R, c.inp, c.w, c.out, BT, C, D);
+    for (size_t i = 0; i < D; i++)
+        assert_float_equal(gb[i], 2.0f * gb2[i], 1e-5f * (1.0f + fabsf(gb2[i])));
+    float *all[] = {c.inp, c.w, c.b, c.out, c.pre, c.R, out2, pre2,
+                    dpre,  gi,  gw,  gb,    gi2,   gw2, gb2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIT kernel
+
+typedef struct sit_fix {
+    rd_seq_dims d;
+    size_t layers;
+    float *slab, *gslab, *aslab; // weights, gradients, activations + scratch
+    rd_source_sit_weights w, g;
+    rd_source_sit_acts a;
+    rd_source_sit_scratch s;
+    float *inp, *mask, *out, *R, *dinp;
+} sit_fix;
+
+static float *carve(float **cur, size_t n) {
+    float *p = *cur;
+    *cur += n;
+    return p;
+}
+
+static size_t sit_weight_floats(size_t T, size_t C, size_t L) {
+    return T * C + L * (12 * C * C + 13 * C) + 2 * C;
+}
+
+static void sit_weights_carve(rd_source_sit_weights *w, float *base, size_t T, size_t C, size_t L) {
+    float *c = base;
+    w->pos = carve(&c, T * C);
+    for (size_t l = 0; l < L; l++) {
+        rd_tblock_weights *b = &w->blk[l];
+        b->ln1w = carve(&c, C);
+        b->ln1b = carve(&c, C);
+        b->qkvw = carve(&c, 3 * C * C);
+        b->qkvb = carve(&c, 3 * C);
+        b->projw = carve(&c, C * C);
+        b->projb = carve(&c, C);
+        b->ln2w = carve(&c, C);
+        b->ln2b = carve(&c, C);
+        b->fcw = carve(&c, 4 * C * C);
+        b->fcb = carve(&c, 4 * C);
+        b->fcprojw = carve(&c, 4 * C * C);
+        b->fcprojb = carve(&c, C);
+    }
+    w->lnfw = carve(&c, C);
+    w->lnfb = carve(&c, C);
+    assert_true((size_t)(c - base) == sit_weight_floats(T, C, L));
+}
+
+static void sit_make(sit_fix *f, size_t G, size_t T, size_t C, size_t NH, size_t L, uint64_t seed) {
+    memset(f, 0, sizeof *f);
+    f->d = (rd_seq_dims){.B = G, .T = T, .C = C, .NH = NH, .causal = 1, .act = RD_ACT_GELU};
+    f->layers = L;
+    rd_rng r;
+    rd_rng_seed(&r, seed);
+    size_t nw = sit_weight_floats(T, C, L);
+    f->slab = randv(nw, &r, 0.3f);
+    f->gslab = zerov(nw);
+    sit_weights_carve(&f->w, f->slab, T, C, L);
+    sit_weights_carve(&f->g, f->gslab, T, C, L);
+    for (size_t l = 0; l < L; l++) // layer norm gains near 1
+        for (size_t i = 0; i < C; i++) {
+            f->w.blk[l].ln1w[i] += 1.0f;
+            f->w.blk[l].ln2w[i] += 1.0f;
+        }
+    for (size_t i = 0; i < C; i++)
+        f->w.lnfw[i] += 1.0f;
+    size_t GT = G * T;
+    size_t na = (L + 1) * GT * C + L * (GT * (C * 15 + 4) + G * NH * T * T) + 2 * GT + GT * C * 14 +
+                T * T + 2 * GT * C;
+    f->aslab = zerov(na);
+    float *c = f->aslab;
+    for (size_t l = 0; l <= L; l++)
+        f->a.x[l] = carve(&c, GT * C);
+    for (size_t l = 0; l < L; l++) {
+        rd_tblock_acts *a = &f->a.blk[l];
+        a->ln1 = carve(&c, GT * C);
+        a->ln1_mean = carve(&c, GT);
+        a->ln1_rstd = carve(&c, GT);
+        a->qkv = carve(&c, GT * 3 * C);
+        a->att = carve(&c, G * NH * T * T);
+        a->atty = carve(&c, GT * C);
+        a->res = carve(&c, GT * C);
+        a->ln2 = carve(&c, GT * C);
+        a->ln2_mean = carve(&c, GT);
+        a->ln2_rstd = carve(&c, GT);
+        a->fch = carve(&c, GT * 4 * C);
+        a->fch_act = carve(&c, GT * 4 * C);
+    }
+    f->a.lnf_mean = carve(&c, GT);
+    f->a.lnf_rstd = carve(&c, GT);
+    f->s.bs.dres = carve(&c, GT * C);
+    f->s.bs.dln = carve(&c, GT * C);
+    f->s.bs.dqkv = carve(&c, GT * 3 * C);
+    f->s.bs.datty = carve(&c, GT * C);
+    f->s.bs.dfch = carve(&c, GT * 4 * C);
+    f->s.bs.dfch_act = carve(&c, GT * 4 * C);
+    f->s.bs.datt = carve(&c, T * T);
+    f->s.dx[0] = carve(&c, GT * C);
+    f->s.dx[1] = carve(&c, GT * C);
+    assert_true((size_t)(c - f->aslab) <= na);
+    f->inp = randv(GT * C, &r, 1.0f);
+    f->mask = zerov(GT);
+    for (size_t g = 0; g < G; g++) // group g has T - g valid positions (left-aligned)
+        for (size_t t = 0; t + g < T; t++)
+            f->mask[g * T + t] = 1.0f;
+    f->out = zerov(GT * C);
+    f->R = randv(GT * C, &r, 1.0f);
+    f->dinp = zerov(GT * C);
+}
+
+static void sit_free(sit_fix *f) {
+    free(f->slab);
+    free(f->gslab);
+    free(f->aslab);
+    free(f->inp);
+    free(f->mask);
+    free(f->out);
+    free(f->R);
+    free(f->dinp);
+}
+
+static double sit_loss(void *p) {
+    sit_fix *f = p;
+    rd_source_sit_forward(f->out, &f->a, f->inp, f->mask, &f->w, &f->d, f->layers);
+    double s = 0.0;
+    for (size_t i = 0; i < f->d.B * f->d.T * f->d.C; i++)
+        s += (double)f->out[i] * (double)f->R[i];
+    return s;
+}
+
+static void sit_grads(sit_fix *f, int naive) {
+    size_t nw = sit_weight_floats(f->d.T, f->d.C, f->layers), n = f->d.B * f->d.T * f->d.C;
+    memset(f->gslab, 0, nw * sizeof(float));
+    memset(f->dinp, 0, n * sizeof(float));
+    if (naive) {
+        rd_source_sit_forward_naive(f->out, &f->a, f->inp, f->mask, &f->w, &f->d, f->layers);
+        rd_source_sit_backward_naive(f->dinp, &f->g, &f->s, f->R, f->inp, f->mask, &f->a, &f->w,
+                                     &f->d, f->layers);
+    } else {
+        sit_loss(f);
+        rd_source_sit_backward(f->dinp, &f->g, &f->s, f->R, f->inp, f->mask, &f->a, &f->w, &f->d,
+                               f->layers);
+    }
+}
+
+static void test_sit_naive_and_fd(void **state) {
+    (void)state;
+    sit_fix f;
+    size_t G = 3, T = 4, C = 8, NH = 2, L = 2;
+    sit_make(&f, G, T, C, NH, L, 21);
+    size_t nw = sit_weight_floats(T, C, L), n = G * T * C;
+    sit_grads(&f, 1);
+    float *out_n = zerov(n), *din_n = zerov(n), *gw_n = zerov(nw);
+    memcpy(out_n, f.out, n * sizeof(float));
+    memcpy(din_n, f.dinp, n * sizeof(float));
+    memcpy(gw_n, f.gslab, nw * sizeof(float));
+    sit_grads(&f, 0);
+    assert_true(rel_diff(out_n, f.out, n) < 1e-5);
+    assert_true(rel_diff(din_n, f.dinp, n) < 1e-4);
+    assert_true(rel_diff(gw_n, f.gslab, nw) < 1e-4);
+
+    // FD on the input and on every weight tensor (probed).
+    rd_rng pr;
+    rd_rng_seed(&pr, 9);
+    float *gw = zerov(nw);
+    memcpy(gw, f.gslab, nw * sizeof(float));
+    double e = fd_tensor(sit_loss, &f, f.inp, f.dinp, n, &pr);
+    print_message("SIT FD rel err: inp %.2e\n", e);
+    assert_true(e >= 0 && e < FD_TOL);
+    struct {
+        const char *name;
+        float *x;
+        size_t n;
+    } ts[] = {{"pos", f.w.pos, T * C},
+              {"ln1w", f.w.blk[0].ln1w, C},
+              {"qkvw", f.w.blk[0].qkvw, 3 * C * C},
+              {"qkvb", f.w.blk[1].qkvb, 3 * C},
+              {"projw", f.w.blk[1].projw, C * C},
+              {"fcw", f.w.blk[0].fcw, 4 * C * C},
+              {"fcprojw", f.w.blk[1].fcprojw, 4 * C * C},
+              {"ln2b", f.w.blk[1].ln2b, C},
+              {"lnfw", f.w.lnfw, C},
+              {"lnfb", f.w.lnfb, C}};
+    for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
+        const float *g = gw + (ts[k].x - f.slab);
+        double ek = fd_tensor(sit_loss, &f, ts[k].x, g, ts[k].n, &pr);
+        if (!(ek >= 0 && ek < FD_TOL))
+            fail_msg("SIT FD: d loss / d %s: relative error %.3g", ts[k].name, ek);
+    }
+    free(out_n);
+    free(din_n);
+    free(gw_n);
+    free(gw);
+    sit_free(&f);
+}
+
+// Causality: output position i never depends on input position j > i, in value or gradient.
+static void test_sit_causal(void **state) {
+    (void)state;
+    sit_fix f;
+    size_t G = 2, T = 6, C = 8, NH = 2, L = 2, n = G * T * C;
+    sit_make(&f, G, T, C, NH, L, 5);
+    for (size_t i = 0; i < G * T; i++)
+        f.mask[i] = 1.0f;
+    sit_loss(&f);
+    float *base = zerov(n);
+    memcpy(base, f.out, n * sizeof(float));
+    for (size_t j = 0; j < T; j++) {
+        // Perturb input position j of group 1.
+        float *x = f.inp + (1 * T + j) * C;
+        float keep[8];
+        memcpy(keep, x, sizeof keep);
+        for (size_t i = 0; i < C; i++) // not a constant shift: layer norms would cancel it
+            x[i] += 0.3f * (float)i - 0.5f;
+        sit_loss(&f);
+        for (size_t t = 0; t < T; t++) {
+            double dg = max_abs_diff(base + (1 * T + t) * C, f.out + (1 * T + t) * C, C);
+            if (t < j)
+                assert_true(dg == 0.0); // earlier positions: bitwise unchanged
+            else
+                assert_true(dg > 1e-4); // j itself and later positions see it
+            // The other group is untouched.
+            assert_true(max_abs_diff(base + t * C, f.out + t * C, C) == 0.0);
+        }
+        memcpy(x, keep, sizeof keep);
+    }
+    // Gradient view: d out[pos i] / d inp[pos j] == 0 for every j > i.
+    for (size_t i = 0; i < T; i++) {
+        memset(f.R, 0, n * sizeof(float));
+        for (size_t c = 0; c < C; c++)
+            f.R[(0 * T + i) * C + c] = 1.0f + 0.1f * (float)c;
+        sit_grads(&f, 0);
+        for (size_t j = 0; j < T; j++) {
+            double gnorm = 0.0;
+            for (size_t c = 0; c < C; c++)
+                gnorm += fabs(f.dinp[(0 * T + j) * C + c]);
+            if (j > i)
+                assert_true(gnorm == 0.0);
+            else
+                assert_true(gnorm > 0.0);
+        }
+    }
+    free(base);
+    sit_free(&f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The source model: fixtures
+
+static const rd_table_config TABLES[] = {
+    {.name = "t_user", .dim = 4},
+    {.name = "t_item", .dim = 5},
+};
+
+static rd_config *make_cfg(int scheme, int window, int sit_layers, int dim) {
+    rd_config *cfg = calloc(1, sizeof *cfg);
+    assert_non_null(cfg);
+    rd_config_defaults(cfg);
+    cfg->ps.n_tables = 2;
+    memcpy(cfg->ps.tables, TABLES, sizeof TABLES);
+    cfg->n_models = 2;
+    rd_model_config *mc = &cfg->models[0];
+    snprintf(mc->name, sizeof mc->name, "src");
+    mc->n_features = 2;
+    snprintf(mc->features[0].field, RD_NAME_MAX, "user");
+    snprintf(mc->features[0].table, RD_NAME_MAX, "t_user");
+    snprintf(mc->features[1].field, RD_NAME_MAX, "item");
+    snprintf(mc->features[1].table, RD_NAME_MAX, "t_item");
+    mc->seq = (rd_seq_config){
+        .kind = RD_SEQ_MEAN, .length = 3, .layers = 1, .heads = 1, .with_labels = 1};
+    snprintf(mc->seq.table, RD_NAME_MAX, "t_item");
+    mc->tokens = (rd_token_use){.scheme = 0, .length = 4, .kind = RD_SEQ_MEAN, .adapter = 4};
+    mc->n_mlp = 1;
+    mc->mlp[0] = 7;
+    mc->n_tower = 1;
+    mc->tower[0] = 3;
+    snprintf(mc->activation, sizeof mc->activation, "gelu");
+    // A model that reads tokens (not allowed as a source model).
+    rd_model_config *mt = &cfg->models[1];
+    *mt = *mc;
+    snprintf(mt->name, sizeof mt->name, "reader");
+    mt->tokens.scheme = 2;
+    cfg->tokens.scheme = scheme;
+    cfg->tokens.window = window;
+    cfg->tokens.sit_layers = sit_layers;
+    cfg->tokens.dim = dim;
+    snprintf(cfg->tokens.source_model, RD_NAME_MAX, "src");
+    return cfg;
+}
+
+static rd_source *build(const rd_config *cfg, size_t max_batch, size_t heads) {
+    rd_source_opts o = {.tables = cfg->ps.tables,
+                        .n_tables = cfg->ps.n_tables,
+                        .max_batch = max_batch,
+                        .opt_slots = 2,
+                        .sit_heads = heads,
+                        .seed = 17};
+    rd_source *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_source_create(cfg, &o, &s, &eb);
+    if (rc != RD_OK)
+        fail_msg("rd_source_create: %s: %s", rd_strerror(rc), eb.msg);
+    return s;
+}
+
+// A batch owning its arrays: B instances, U rows per table.
+typedef struct sbatch {
+    rd_source_batch sb;
+    float *rows[2], *drows[2];
+    int32_t *fidx[2], *sidx;
+    uint8_t *slab;
+    float *labels, *weights, *prev;
+    uint32_t glen[16], nprev[16];
+} sbatch;
+
+static void sb_make(sbatch *t, const rd_source *s, size_t B, uint64_t seed) {
+    memset(t, 0, sizeof *t);
+    rd_rng r;
+    rd_rng_seed(&r, seed);
+    const rd_model *m = s->backbone;
+    size_t U = 6, L = m->seq_length;
+    rd_batch *b = &t->sb.base;
+    b->B = B;
+    for (int k = 0; k < m->n_tables; k++) {
+        size_t n = U * m->tables[k].dim;
+        t->rows[k] = randv(n, &r, 0.5f);
+        t->drows[k] = zerov(n);
+        b->rows[k] = t->rows[k];
+        b->drows[k] = t->drows[k];
+        b->n_rows[k] = U;
+    }
+    for (int f = 0; f < m->n_features; f++) {
+        t->fidx[f] = calloc(B, sizeof(int32_t));
+        for (size_t i = 0; i < B; i++)
+            t->fidx[f][i] = (int32_t)rd_rng_below(&r, U);
+        b->feat_idx[f] = t->fidx[f];
+        b->feat_slots[f] = 1;
+    }
+    t->sidx = calloc(B * L, sizeof(int32_t));
+    t->slab = calloc(B * L, 1);
+    for (size_t i = 0; i < B * L; i++) {
+        t->sidx[i] = i % L == L - 1 && i / L == 0 ? -1 : (int32_t)rd_rng_below(&r, U);
+        t->slab[i] = (uint8_t)rd_rng_below(&r, 2);
+    }
+    b->seq_idx = t->sidx;
+    b->seq_labels = t->slab;
+    t->labels = calloc(B, sizeof(float));
+    t->weights = calloc(B, sizeof(float));
+    for (size_t i = 0; i < B; i++) {
+        t->labels[i] = (float)rd_rng_below(&r, 2);
+        t->weights[i] = 0.5f + (float)rd_rng_uniform(&r);
+    }
+    b->labels = t->labels;
+    size_t T = s->window;
+    t->prev = zerov(16 * (T > 1 ? T - 1 : 1) * s->dim);
+    for (size_t i = 0; i < 16 * (T > 1 ? T - 1 : 1) * s->dim; i++)
+        t->prev[i] = (float)rd_rng_uniform(&r);
+}
+
+static void sb_free(sbatch *t) {
+    for (int k = 0; k < 2; k++) {
+        free(t->rows[k]);
+        free(t->drows[k]);
+        free(t->fidx[k]);
+    }
+    free(t->sidx);
+    free(t->slab);
+    free(t->labels);
+    free(t->weights);
+    free(t->prev);
+}
+
+static void fwd_bwd(rd_source *s, const rd_source_batch *b) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_source_forward(s, b, &eb);
+    if (rc == RD_OK)
+        rc = rd_source_backward(s, b, &eb);
+    if (rc != RD_OK)
+        fail_msg("source step: %s: %s", rd_strerror(rc), eb.msg);
+}
+
+typedef struct model_ctx {
+    rd_source *s;
+    const rd_source_batch *b;
+} model_ctx;
+
+static double model_loss(void *p) {
+    model_ctx *c = p;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_source_forward(c->s, c->b, &eb);
+    if (rc != RD_OK)
+        fail_msg("forward: %s", eb.msg);
+    return c->s->loss;
+}
+
+// FD over every tensor of both slabs and the rows of every table.
+static void fd_source(rd_source *s, sbatch *t) {
+    fwd_bwd(s, &t->sb);
+    rd_model *m = s->backbone;
+    float *gs = zerov(s->n_slab), *gm = zerov(m->n_slab);
+    memcpy(gs, s->grads, s->n_slab * sizeof(float));
+    memcpy(gm, m->grads, m->n_slab * sizeof(float));
+    float *gr[2] = {zerov(6 * 4), zerov(6 * 5)};
+    for (int k = 0; k < m->n_tables; k++)
+        memcpy(gr[k], t->drows[k], 6 * m->tables[k].dim * sizeof(float));
+    model_ctx c = {s, &t->sb};
+    rd_rng pr;
+    rd_rng_seed(&pr, 77);
+    double worst = 0.0;
+    int checked = 0, zero = 0;
+    for (int i = 0; i < s->n_tensors + m->n_tensors + m->n_tables; i++) {
+        float *x;
+        const float *g;
+        size_t n;
+        const char *name;
+        int is_tower = 0;
+        if (i < s->n_tensors) {
+            const rd_model_tensor *ts = &s->tensors[i];
+            x = s->params + ts->offset, g = gs + ts->offset, n = ts->n, name = ts->name;
+        } else if (i < s->n_tensors + m->n_tensors) {
+            const rd_model_tensor *ts = &m->tensors[i - s->n_tensors];
+            x = m->params + ts->offset, g = gm + ts->offset, n = ts->n, name = ts->name;
+            is_tower = strncmp(name, "tower", 5) == 0; // unused by the source model
+        } else {
+            int k = i - s->n_tensors - m->n_tensors;
+            x = t->rows[k], g = gr[k], n = 6 * m->tables[k].dim, name = m->tables[k].name;
+        }
+        double e = fd_tensor(model_loss, &c, x, g, n, &pr);
+        if (e < 0.0) {
+            assert_true(is_tower); // only the backbone's own (unused) towers have no gradient
+            zero++;
+            continue;
+        }
+        assert_false(is_tower);
+        if (getenv("RD_FD_VERBOSE"))
+            print_message("  %-24s %.3e\n", name, e);
+        if (!(e < FD_TOL))
+            fail_msg("source FD: d loss / d %s: relative error %.3g", name, e);
+        worst = e > worst ? e : worst;
+        checked++;
+    }
+    print_message("source FD: %d tensors checked, worst %.2e, %d unused tower tensors\n", checked,
+                  worst, zero);
+    free(gs);
+    free(gm);
+    free(gr[0]);
+    free(gr[1]);
+}
+
+static void test_fd_user_order_streaming(void **state) {
+    (void)state;
+    rd_config *cfg = make_cfg(2, 4, 2, 8);
+    rd_source *s = build(cfg, 8, 2);
+    assert_non_null(rd_source_find_tensor(s, "sit.block1.fcprojw"));
+    sbatch t;
+    sb_make(&t, s, 5, 4);
+    // Groups [2, 1, 2] with 1, 3 and 0 frozen previous tokens (group 1 uses only the most
+    // recent T - 1 = 3; group 0 uses 1 of its 1; group 2 none).
+    t.glen[0] = 2, t.glen[1] = 1, t.glen[2] = 2;
+    t.nprev[0] = 1, t.nprev[1] = 3, t.nprev[2] = 0;
+    t.sb.n_groups = 3;
+    t.sb.group_len = t.glen;
+    t.sb.prev_tokens = t.prev;
+    t.sb.n_prev = t.nprev;
+    t.sb.loss_weights = t.weights;
+    // Spread the tokens over (0, 1) as a trained bottleneck does: at the initial scale they sit
+    // near 0.5 with a tiny spread, and the SIT's layer norms then amplify the curvature so much
+    // that fp32 finite differences cannot resolve 1e-3.
+    const rd_model_tensor *bw = rd_source_find_tensor(s, "bottleneck.w");
+    assert_non_null(bw);
+    for (size_t i = 0; i < bw->n; i++)
+        s->params[bw->offset + i] *= 6.0f;
+    size_t np = 3 * 3 * s->dim;
+    float *prev_copy = zerov(np);
+    memcpy(prev_copy, t.prev, np * sizeof(float));
+    g_steps = FD_STEPS_SIT;
+    g_nsteps = 4;
+    fd_source(s, &t);
+    g_steps = FD_STEPS_DEFAULT;
+    g_nsteps = 2;
+    assert_memory_equal(prev_copy, t.prev, np * sizeof(float)); // never written
+    free(prev_copy);
+    sb_free(&t);
+    rd_source_destroy(s);
+    free(cfg);
+}
+
+static void test_fd_temporal(void **state) {
+    (void)state;
+    rd_config *cfg = make_cfg(1, 4, 2, 3);
+    rd_source *s = build(cfg, 4, 0);
+    assert_null(rd_source_find_tensor(s, "sit.pos"));
+    sbatch t;
+    sb_make(&t, s, 4, 8);
+    fd_source(s, &t);
+    sb_free(&t);
+    rd_source_destroy(s);
+    free(cfg);
+}
+
+// A window of T new instances vs. its last instance with the first T - 1 tokens frozen.
+static void test_streaming_equals_batch(void **state) {
+    (void)state;
+    size_t T = 4;
+    rd_config *cfg = make_cfg(2, (int)T, 2, 4);
+    rd_source *s = build(cfg, T, 2);
+    rd_model *m = s->backbone;
+    size_t d = s->dim;
+    sbatch t;
+    sb_make(&t, s, T, 12);
+    // Batch mode: one group of T new instances, the loss on the last one only.
+    float w_last[4] = {0, 0, 0, 1};
+    t.glen[0] = (uint32_t)T;
+    t.sb.n_groups = 1;
+    t.sb.group_len = t.glen;
+    t.sb.loss_weights = w_last;
+    fwd_bwd(s, &t.sb);
+    float tok[4 * 4], logit_last = s->logits[T - 1];
+    memcpy(tok, s->tokens, T * d * sizeof(float));
+    float *gs_b = zerov(s->n_slab), *gm_b = zerov(m->n_slab);
+    for (size_t i = 0; i < s->n_slab; i++)
+        gs_b[i] = s->grads[i] * (float)T; // the batch loss is averaged over T
+    for (size_t i = 0; i < m->n_slab; i++)
+        gm_b[i] = m->grads[i] * (float)T;
+
+    // Streaming: the last instance alone, the first T - 1 tokens frozen.
+    rd_source_batch st = {0};
+    st.base = t.sb.base;
+    st.base.B = 1;
+    for (int f = 0; f < m->n_features; f++)
+        st.base.feat_idx[f] = t.fidx[f] + (T - 1);
+    st.base.seq_idx = t.sidx + (T - 1) * m->seq_length;
+    st.base.seq_labels = t.slab + (T - 1) * m->seq_length;
+    st.base.labels = t.labels + (T - 1);
+    uint32_t one = 1, nprev = (uint32_t)(T - 1);
+    st.n_groups = 1;
+    st.group_len = &one;
+    st.prev_tokens = tok; // rows 0..T-2 of the batch's tokens: exactly the (1, T - 1, d) layout
+    st.n_prev = &nprev;
+    float tok_copy[16];
+    memcpy(tok_copy, tok, sizeof tok_copy);
+    fwd_bwd(s, &st);
+    assert_memory_equal(tok_copy, tok, sizeof tok_copy);
+    assert_true(max_abs_diff(s->tokens, tok + (T - 1) * d, d) < 1e-6);
+    assert_float_equal(s->logits[0], logit_last, 1e-5f);
+
+    // Above the tokens the two computations are the same; below, batch mode also pushes the loss
+    // through the T - 1 earlier tokens, streaming does not (they are frozen).
+    int same = 0, differ = 0;
+    for (int i = 0; i < s->n_tensors; i++) {
+        const rd_model_tensor *ts = &s->tensors[i];
+        double e = rel_diff(gs_b + ts->offset, s->grads + ts->offset, ts->n);
+        if (strncmp(ts->name, "bottleneck", 10) == 0) {
+            assert_true(e > 1e-3);
+            differ++;
+        } else {
+            if (!(e < 1e-4))
+                fail_msg("streaming vs batch: %s gradients differ (%.3g)", ts->name, e);
+            same++;
+        }
+    }
+    const rd_model_tensor *w0 = rd_model_find_tensor(m, "backbone.l0.w");
+    assert_non_null(w0);
+    assert_true(rel_diff(gm_b + w0->offset, m->grads + w0->offset, w0->n) > 1e-3);
+    print_message("streaming vs batch: %d tensors equal, %d differ (bottleneck)\n", same, differ);
+    free(gs_b);
+    free(gm_b);
+    sb_free(&t);
+    rd_source_destroy(s);
+    free(cfg);
+}
+
+// Temporal scheme == user order with T = 1 and no SIT; with a SIT the stored tokens still match.
+static void test_temporal_equals_user_t1(void **state) {
+    (void)state;
+    rd_config *ct = make_cfg(1, 8, 2, 4), *cu = make_cfg(2, 1, 0, 4), *cs = make_cfg(2, 1, 2, 4);
+    rd_source *a = build(ct, 5, 0), *b = build(cu, 5, 0), *c = build(cs, 5, 0);
+    assert_int_equal(a->n_tensors, b->n_tensors);
+    assert_int_equal(a->n_slab, b->n_slab);
+    assert_memory_equal(a->params, b->params, a->n_slab * sizeof(float));
+    sbatch t;
+    sb_make(&t, a, 5, 31);
+    t.sb.loss_weights = t.weights;
+    fwd_bwd(a, &t.sb);
+    float ga[4096], tok[5 * 4], lg[5];
+    assert_true(a->n_slab <= 4096);
+    memcpy(ga, a->grads, a->n_slab * sizeof(float));
+    memcpy(tok, a->tokens, sizeof tok);
+    memcpy(lg, a->logits, sizeof lg);
+    double la = a->loss;
+    // User order with T = 1: every instance is its own group (explicitly).
+    for (int g = 0; g < 5; g++)
+        t.glen[g] = 1;
+    t.sb.n_groups = 5;
+    t.sb.group_len = t.glen;
+    fwd_bwd(b, &t.sb);
+    assert_memory_equal(tok, b->tokens, sizeof tok);
+    assert_memory_equal(lg, b->logits, sizeof lg);
+    assert_true(la == b->loss);
+    assert_memory_equal(ga, b->grads, a->n_slab * sizeof(float));
+    assert_memory_equal(a->backbone->grads, b->backbone->grads,
+                        a->backbone->n_slab * sizeof(float));
+    // With a SIT: the stored tokens are pre-SIT, so they are still the temporal ones; the logits
+    // are not (the SIT transforms what the head sees).
+    fwd_bwd(c, &t.sb);
+    assert_memory_equal(tok, c->tokens, sizeof tok);
+    assert_true(max_abs_diff(lg, c->logits, 5) > 1e-6);
+    sb_free(&t);
+    rd_source_destroy(a);
+    rd_source_destroy(b);
+    rd_source_destroy(c);
+    free(ct);
+    free(cu);
+    free(cs);
+}
+
+// ---------------------------------------------------------------------------------------------
+// No allocation in the step; errors
+
+static long n_alloc_calls;
+static void *count_malloc(size_t n) {
+    n_alloc_calls++;
+    return malloc(n);
+}
+static void *count_realloc(void *p, size_t n) {
+    n_alloc_calls++;
+    return realloc(p, n);
+}
+static const rd_allocator counting = {count_malloc, count_realloc, free};
+
+static void test_no_alloc_in_step(void **state) {
+    (void)state;
+    rd_config *cfg = make_cfg(2, 4, 2, 4);
+    rd_source *s = build(cfg, 8, 2);
+    sbatch t;
+    sb_make(&t, s, 5, 4);
+    t.glen[0] = 3, t.glen[1] = 2, t.nprev[0] = 1, t.nprev[1] = 2;
+    t.sb.n_groups = 2;
+    t.sb.group_len = t.glen;
+    t.sb.prev_tokens = t.prev;
+    t.sb.n_prev = t.nprev;
+    n_alloc_calls = 0;
+    rd_alloc_set(&counting);
+    for (int k = 0; k < 3; k++)
+        fwd_bwd(s, &t.sb);
+    rd_alloc_set(NULL);
+    assert_int_equal(n_alloc_calls, 0);
+    sb_free(&t);
+    rd_source_destroy(s);
+    free(cfg);
+}
+
+static void expect_create_error(rd_config *cfg, const char *needle) {
+    rd_source_opts o = {.tables = cfg->ps.tables, .n_tables = cfg->ps.n_tables, .max_batch = 4};
+    rd_source *s = (rd_source *)1;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_create(cfg, &o, &s, &eb), RD_ERR_CONFIG);
+    assert_null(s);
+    if (!strstr(eb.msg, needle))
+        fail_msg("error '%s' does not mention '%s'", eb.msg, needle);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    rd_config *cfg = make_cfg(2, 4, 2, 4);
+    snprintf(cfg->tokens.source_model, RD_NAME_MAX, "nope");
+    expect_create_error(cfg, "'nope' is not in models");
+    snprintf(cfg->tokens.source_model, RD_NAME_MAX, "reader");
+    expect_create_error(cfg, "reads instance tokens");
+    cfg->tokens.source_model[0] = '\0';
+    expect_create_error(cfg, "empty");
+    snprintf(cfg->tokens.source_model, RD_NAME_MAX, "src");
+    cfg->tokens.scheme = 3;
+    expect_create_error(cfg, "tokens.scheme 3");
+    cfg->tokens.scheme = 2;
+    cfg->tokens.dim = 6;
+    rd_source_opts o = {.tables = cfg->ps.tables, .n_tables = 2, .max_batch = 4, .sit_heads = 4};
+    rd_source *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_create(cfg, &o, &s, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "do not divide"));
+    cfg->tokens.dim = 4;
+
+    // Bad batches: clear errors, nothing computed.
+    s = build(cfg, 8, 2);
+    sbatch t;
+    sb_make(&t, s, 5, 4);
+    t.sb.n_groups = 2;
+    t.sb.group_len = t.glen;
+    t.glen[0] = 3, t.glen[1] = 1; // sums to 4, B = 5
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_ERR_ARG);
+    if (!strstr(eb.msg, "sum to 4"))
+        fail_msg("unexpected message: %s", eb.msg);
+    t.glen[0] = 5, t.glen[1] = 0;
+    t.sb.n_groups = 1; // 5 > T = 4
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_ERR_RANGE);
+    assert_non_null(strstr(eb.msg, "group_len 5"));
+    t.glen[0] = 4, t.glen[1] = 1;
+    t.sb.n_groups = 2;
+    t.sb.prev_tokens = t.prev;
+    t.sb.n_prev = t.nprev;
+    t.nprev[0] = 4; // > T - 1
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_ERR_RANGE);
+    t.nprev[0] = 2;
+    t.prev[1] = NAN;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_ERR_RANGE);
+    assert_non_null(strstr(eb.msg, "not finite"));
+    t.prev[1] = 0.5f;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_backward(s, &t.sb, &eb), RD_ERR_STATE);
+    t.sb.n_prev = NULL;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_ERR_ARG);
+    t.sb.n_prev = t.nprev;
+    float tl[5] = {0};
+    t.sb.base.teacher_logits = tl;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_ERR_ARG);
+    t.sb.base.teacher_logits = NULL;
+    fwd_bwd(s, &t.sb);
+    // The backbone ran only up to h: its own full backward refuses (no head output to use).
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_model_backward(s->backbone, &t.sb.base, &eb), RD_ERR_STATE);
+    assert_non_null(strstr(eb.msg, "hidden only"));
+    sb_free(&t);
+    rd_source_destroy(s);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver on a tiny synthetic dataset
+
+static char g_tmp[128];
+
+static int setup_tmp(void **state) {
+    (void)state;
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/rd_test_source_XXXXXX");
+    return mkdtemp(g_tmp) ? 0 : -1;
+}
+
+static int teardown_tmp(void **state) {
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+typedef struct seen_ctx {
+    uint8_t *seen;
+    uint64_t n, dup, bad;
+    const rd_dataset *ds;
+} seen_ctx;
+
+static int visit(const rd_token_record *rec, void *user) {
+    seen_ctx *c = user;
+    if (rec->id >= c->n) {
+        c->bad++;
+        return 0;
+    }
+    const rd_record *r = rd_dataset_record(c->ds, rec->id);
+    if (r->user_key != rec->user || r->ts != rec->ts || r->item_key != rec->item ||
+        r->label != rec->label)
+        c->bad++;
+    if (c->seen[rec->id]++)
+        c->dup++;
+    return 0;
+}
+
+static void check_store(const rd_dataset *ds, rd_token_store *store, size_t dim) {
+    const rd_dataset_info *info = rd_dataset_get_info(ds);
+    uint64_t n = info->n_events;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    // A token for every event, exactly once, with the record's side info.
+    seen_ctx c = {.seen = calloc(n, 1), .n = n, .ds = ds};
+    assert_int_equal(rd_token_store_iterate(store, -1, visit, &c, &eb), RD_OK);
+    for (uint64_t i = 0; i < n; i++)
+        assert_int_equal(c.seen[i], 1);
+    assert_int_equal(c.dup, 0);
+    assert_int_equal(c.bad, 0);
+    free(c.seen);
+    // fetch(user, t, L): only records strictly before t, exactly the user's earlier events.
+    size_t L = 5;
+    float *tok = calloc(L * dim, sizeof(float));
+    int64_t ts[5];
+    uint64_t ids[5];
+    uint32_t nf;
+    rd_token_fetch_out fo = {.tokens = tok, .ts = ts, .ids = ids, .n_found = &nf};
+    uint64_t checked = 0, nonempty = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        assert_int_equal(rd_token_store_fetch(store, r->user_key, r->ts, L, &fo, &eb), RD_OK);
+        uint64_t cnt = 0;
+        const uint64_t *ur = rd_dataset_user_records(ds, r->user, &cnt);
+        uint64_t before = 0;
+        for (uint64_t k = 0; k < cnt; k++)
+            before += rd_dataset_record(ds, ur[k])->ts < r->ts;
+        assert_int_equal(nf, before < L ? before : L);
+        for (uint32_t k = 0; k < nf; k++) {
+            assert_true(ts[k] < r->ts);
+            assert_true(ids[k] != i);
+            assert_int_equal(rd_dataset_record(ds, ids[k])->user_key, r->user_key);
+            for (size_t j = 0; j < dim; j++) // sigmoid outputs
+                assert_true(tok[k * dim + j] > 0.0f && tok[k * dim + j] < 1.0f);
+        }
+        checked++;
+        nonempty += nf > 0;
+    }
+    assert_true(nonempty > n / 2);
+    free(tok);
+}
+
+static void run_driver(const char *name, int scheme, int order, int sit_layers) {
+    rd_config *cfg = make_cfg(scheme, 4, sit_layers, 8);
+    cfg->data.source = RD_DATA_SYNTHETIC;
+    cfg->data.synthetic.events = 1500;
+    cfg->data.synthetic.users = 40;
+    cfg->data.synthetic.items = 60;
+    cfg->data.synthetic.seed = 5;
+    snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds", g_tmp);
+    cfg->train.lr = 3e-3f;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    char tdir[300];
+    snprintf(tdir, sizeof tdir, "%s/tokens_%s", g_tmp, name);
+    if (access(cfg->data.dir, F_OK) != 0)
+        assert_int_equal(rd_dataset_prepare(&cfg->data, 1, &eb), RD_OK);
+    rd_dataset *ds = NULL;
+    assert_int_equal(rd_dataset_open(cfg->data.dir, 0, &ds, &eb), RD_OK);
+    rd_token_store_opts so = {.dim = 8, .dtype = RD_TOKEN_FP32, .n_shards = 2, .no_sync = 1};
+    rd_token_store *store = NULL;
+    assert_int_equal(rd_token_store_create(tdir, &so, &store, &eb), RD_OK);
+    rd_source_train_opts o = {.order = order, .epochs = 2, .batch_size = 64};
+    rd_source_train_stats st;
+    int rc = rd_source_train_range(cfg, ds, &o, store, &st, &eb);
+    if (rc != RD_OK)
+        fail_msg("train_range: %s: %s", rd_strerror(rc), eb.msg);
+    uint64_t n = rd_dataset_get_info(ds)->n_events;
+    print_message("driver %s: %llu events x 2 epochs in %llu steps, %llu frozen tokens used, "
+                  "loss %.4f -> %.4f, progressive AUC (epoch 2) %.4f\n",
+                  name, (unsigned long long)n, (unsigned long long)st.steps,
+                  (unsigned long long)st.frozen_used, st.loss_first, st.loss_last, st.auc_last);
+    assert_int_equal(st.events, 2 * n);
+    assert_int_equal(st.tokens_written, 2 * n);
+    // Streaming (time order, user scheme) feeds frozen previous tokens; the other modes none.
+    if (scheme == 2 && order == RD_ORDER_TIME)
+        assert_true(st.frozen_used > n);
+    else
+        assert_int_equal(st.frozen_used, 0);
+    assert_true(isfinite(st.loss_first) && isfinite(st.loss_last));
+    rd_token_stats ts;
+    assert_int_equal(rd_token_store_stats(store, &ts, NULL, &eb), RD_OK);
+    assert_int_equal(ts.entries, n);
+    check_store(ds, store, 8);
+    // A store of another dim is refused.
+    rd_token_store_destroy(store);
+    cfg->tokens.dim = 4;
+    store = NULL;
+    rd_token_open_opts oo = {.mode = RD_TOKEN_WRITE};
+    assert_int_equal(rd_token_store_open(tdir, &oo, &store, &eb), RD_OK);
+    assert_int_equal(rd_source_train_range(cfg, ds, &o, store, &st, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "dim"));
+    rd_token_store_destroy(store);
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
+static void test_driver_user_time(void **state) {
+    (void)state;
+    run_driver("user_time", 2, RD_ORDER_TIME, 2);
+}
+
+static void test_driver_user_user(void **state) {
+    (void)state;
+    run_driver("user_user", 2, RD_ORDER_USER, 2);
+}
+
+static void test_driver_temporal(void **state) {
+    (void)state;
+    run_driver("temporal", 1, RD_ORDER_TIME, 2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bottleneck),
+        cmocka_unit_test(test_sit_naive_and_fd),
+        cmocka_unit_test(test_sit_causal),
+        cmocka_unit_test(test_fd_user_order_streaming),
+        cmocka_unit_test(test_fd_temporal),
+        cmocka_unit_test(test_streaming_equals_batch),
+        cmocka_unit_test(test_temporal_equals_user_t1),
+        cmocka_unit_test(test_no_alloc_in_step),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_driver_user_time),
+        cmocka_unit_test(test_driver_user_user),
+        cmocka_unit_test(test_driver_temporal),
+    };
+    return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
+}

@@ -1,0 +1,1306 @@
+// source.c — IAT stage 1: the source model (backbone -> bottleneck token -> causal Source
+// Instance Transformer over a user's window -> decompress -> head, BCE) and a single-process
+// driver that trains it and writes a token for every event to the token store (rd/source.h).
+//
+// Invariants:
+// - The stored token is the PRE-SIT bottleneck output of the instance (s->tokens); the SIT only
+//   shapes what the head sees during training (IAT: storing SIT outputs costs downstream AUC).
+// - Frozen previous tokens are copied into the SIT input and their input gradient is dropped:
+//   nothing outside this batch's own instances is ever differentiated.
+// - Causality: a group's sequence is [frozen prefix | new instances | padding], time-sorted and
+//   left-aligned, under a causal mask, so position p never sees a later position (padding
+//   included: it comes after every valid position).
+// - Forward and backward never allocate: one parameter, gradient, optimizer-state and activation
+//   slab each, carved at create by two passes of layout() (count, then assign), as in model.c.
+//
+// Workload: with d = 64, T = 32 and B = 256 the SIT is small next to the backbone; the group
+// tensors are (G, T, d) with G <= max_groups, padded to T per group.
+#include "rd/source.h"
+
+#include "rd/alloc.h"
+#include "rd/dense_optim.h"
+#include "rd/hash.h"
+#include "rd/kv.h"
+#include "rd/log.h"
+#include "rd/metrics.h"
+#include "rd/rng.h"
+#include "rd/table.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// Bottleneck kernel
+
+void rd_source_bottleneck_forward(float *out,
+                                  float *pre,
+                                  const float *inp,
+                                  const float *weight,
+                                  const float *bias,
+                                  size_t BT,
+                                  size_t C,
+                                  size_t D) {
+    RD_ASSERT(out && pre && inp && weight && out != pre);
+    rd_linear_forward(pre, inp, weight, bias, BT, C, D);
+    rd_sigmoid_forward(out, pre, BT * D);
+}
+
+void rd_source_bottleneck_backward(float *dinp,
+                                   float *dweight,
+                                   float *dbias,
+                                   float *dpre,
+                                   const float *dout,
+                                   const float *inp,
+                                   const float *weight,
+                                   const float *out,
+                                   size_t BT,
+                                   size_t C,
+                                   size_t D) {
+    RD_ASSERT(dweight && dpre && dout && inp && weight && out);
+    memset(dpre, 0, BT * D * sizeof(float));
+    rd_sigmoid_backward(dpre, dout, out, BT * D);
+    rd_linear_backward(dinp, dweight, dbias, dpre, inp, weight, BT, C, D);
+}
+
+void rd_source_bottleneck_forward_naive(float *out,
+                                        float *pre,
+                                        const float *inp,
+                                        const float *weight,
+                                        const float *bias,
+                                        size_t BT,
+                                        size_t C,
+                                        size_t D) {
+    rd_linear_forward_naive(pre, inp, weight, bias, BT, C, D);
+    rd_sigmoid_forward_naive(out, pre, BT * D);
+}
+
+void rd_source_bottleneck_backward_naive(float *dinp,
+                                         float *dweight,
+                                         float *dbias,
+                                         float *dpre,
+                                         const float *dout,
+                                         const float *inp,
+                                         const float *weight,
+                                         const float *out,
+                                         size_t BT,
+                                         size_t C,
+                                         size_t D) {
+    for (size_t i = 0; i < BT * D; i++)
+        dpre[i] = dout[i] * out[i] * (1.0f - out[i]);
+    rd_linear_backward_naive(dinp, dweight, dbias, dpre, inp, weight, BT, C, D);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Source Instance Transformer kernel
+
+typedef void (*tblock_fwd_fn)(float *,
+                              const rd_tblock_acts *,
+                              const float *,
+                              const float *,
+                              const rd_tblock_weights *,
+                              const rd_seq_dims *);
+typedef void (*tblock_bwd_fn)(float *,
+                              const rd_tblock_weights *,
+                              const rd_tblock_scratch *,
+                              const float *,
+                              const float *,
+                              const float *,
+                              const rd_tblock_acts *,
+                              const rd_tblock_weights *,
+                              const rd_seq_dims *);
+
+static void sit_forward(tblock_fwd_fn blk,
+                        float *out,
+                        const rd_source_sit_acts *a,
+                        const float *inp,
+                        const float *mask,
+                        const rd_source_sit_weights *w,
+                        const rd_seq_dims *d,
+                        size_t layers) {
+    RD_ASSERT(d->causal == 1 && layers >= 1 && layers <= RD_SOURCE_MAX_SIT);
+    size_t G = d->B, T = d->T, C = d->C;
+    for (size_t g = 0; g < G; g++)
+        for (size_t t = 0; t < T; t++) {
+            const float *x = inp + (g * T + t) * C;
+            const float *pe = w->pos + t * C;
+            float *y = a->x[0] + (g * T + t) * C;
+            for (size_t i = 0; i < C; i++)
+                y[i] = x[i] + pe[i];
+        }
+    for (size_t l = 0; l < layers; l++)
+        blk(a->x[l + 1], &a->blk[l], a->x[l], mask, &w->blk[l], d);
+    rd_layernorm_forward(out, a->lnf_mean, a->lnf_rstd, a->x[layers], w->lnfw, w->lnfb, G * T, C);
+}
+
+static void sit_backward(tblock_bwd_fn blk,
+                         float *dinp,
+                         const rd_source_sit_weights *dw,
+                         const rd_source_sit_scratch *s,
+                         const float *dout,
+                         const float *mask,
+                         const rd_source_sit_acts *a,
+                         const rd_source_sit_weights *w,
+                         const rd_seq_dims *d,
+                         size_t layers) {
+    RD_ASSERT(d->causal == 1 && layers >= 1 && layers <= RD_SOURCE_MAX_SIT);
+    size_t G = d->B, T = d->T, C = d->C, n = G * T * C;
+    float *cur = s->dx[0];
+    memset(cur, 0, n * sizeof(float));
+    rd_layernorm_backward(cur, dw->lnfw, dw->lnfb, dout, a->x[layers], w->lnfw, a->lnf_mean,
+                          a->lnf_rstd, G * T, C);
+    for (size_t l = layers; l-- > 0;) {
+        float *nxt = cur == s->dx[0] ? s->dx[1] : s->dx[0];
+        memset(nxt, 0, n * sizeof(float));
+        blk(nxt, &dw->blk[l], &s->bs, cur, a->x[l], mask, &a->blk[l], &w->blk[l], d);
+        cur = nxt;
+    }
+    for (size_t g = 0; g < G; g++)
+        for (size_t t = 0; t < T; t++) {
+            const float *gx = cur + (g * T + t) * C;
+            float *gp = dw->pos + t * C;
+            for (size_t i = 0; i < C; i++)
+                gp[i] += gx[i];
+        }
+    if (dinp)
+        for (size_t i = 0; i < n; i++)
+            dinp[i] += cur[i];
+}
+
+void rd_source_sit_forward(float *out,
+                           const rd_source_sit_acts *acts,
+                           const float *inp,
+                           const float *mask,
+                           const rd_source_sit_weights *w,
+                           const rd_seq_dims *d,
+                           size_t layers) {
+    sit_forward(rd_tblock_forward, out, acts, inp, mask, w, d, layers);
+}
+
+void rd_source_sit_backward(float *dinp,
+                            const rd_source_sit_weights *dw,
+                            const rd_source_sit_scratch *s,
+                            const float *dout,
+                            const float *inp,
+                            const float *mask,
+                            const rd_source_sit_acts *acts,
+                            const rd_source_sit_weights *w,
+                            const rd_seq_dims *d,
+                            size_t layers) {
+    (void)inp; // the block inputs are kept in acts->x
+    sit_backward(rd_tblock_backward, dinp, dw, s, dout, mask, acts, w, d, layers);
+}
+
+void rd_source_sit_forward_naive(float *out,
+                                 const rd_source_sit_acts *acts,
+                                 const float *inp,
+                                 const float *mask,
+                                 const rd_source_sit_weights *w,
+                                 const rd_seq_dims *d,
+                                 size_t layers) {
+    sit_forward(rd_tblock_forward_naive, out, acts, inp, mask, w, d, layers);
+}
+
+void rd_source_sit_backward_naive(float *dinp,
+                                  const rd_source_sit_weights *dw,
+                                  const rd_source_sit_scratch *s,
+                                  const float *dout,
+                                  const float *inp,
+                                  const float *mask,
+                                  const rd_source_sit_acts *acts,
+                                  const rd_source_sit_weights *w,
+                                  const rd_seq_dims *d,
+                                  size_t layers) {
+    (void)inp;
+    sit_backward(rd_tblock_backward_naive, dinp, dw, s, dout, mask, acts, w, d, layers);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The source model: private state
+
+enum { INIT_ZERO = 0, INIT_ONE = 1, INIT_NORMAL = 2 };
+
+typedef struct init_spec {
+    int kind;
+    float std;
+} init_spec;
+
+struct rd__source_priv {
+    float *acts; // activation slab
+    init_spec *inits;
+    size_t *row_pos; // (max_batch) position g * T + p of each new instance in the SIT tensors
+    int act;         // rd_act_kind of the backbone model (decompress and head use it too)
+    int sit_on;      // scheme 2 with sit_layers > 0
+
+    // Parameters (p) and gradients (g)
+    float *bw_p, *bw_g; // (d, Hd) bottleneck
+    float *bb_p, *bb_g; // (d)
+    rd_mlp_shape dec_shape, head_shape;
+    rd_mlp_weights dec_p, dec_g, head_p, head_g;
+    rd_source_sit_weights sit_p, sit_g;
+    rd_seq_dims sd; // SIT dims (B = groups of the batch)
+
+    // Activations
+    const float *h; // (B, Hd) backbone output (inside the backbone's slab)
+    float *pre;     // (B, d) bottleneck pre-activation
+    float *sit_in;  // (G, T, d)
+    float *mask;    // (G, T)
+    float *sit_out; // (G, T, d)
+    rd_source_sit_acts sit_a;
+    float *ysit;    // (B, d) SIT outputs at the new instances
+    const float *y; // = ysit or s->tokens
+    rd_mlp_acts dec_a, head_a;
+    float *loss_b, *wts, *dz; // (B)
+
+    // Backward scratch
+    float *ddec;     // (B, Hd)
+    float *dy;       // (B, d)
+    float *dsit_out; // (G, T, d)
+    float *dsit_in;  // (G, T, d)
+    rd_source_sit_scratch sit_s;
+    float *dtok; // (B, d)
+    float *dpre; // (B, d)
+    float *dh;   // (B, Hd)
+    rd_mlp_scratch mlp_sc;
+
+    size_t fwd_B, fwd_G; // B and groups of the last forward, 0 = none
+};
+
+// ---------------------------------------------------------------------------------------------
+// Layout (two passes: count, then assign)
+
+typedef struct builder {
+    rd_source *s;
+    rd__source_priv *p;
+    int assign;
+    size_t poff, aoff, nparams;
+    int nt;
+} builder;
+
+static size_t pad16(size_t n) {
+    return (n + 15) / 16 * 16;
+}
+
+static void
+param(builder *bd, float **pp, float **gp, size_t n, int init, float std, const char *fmt, ...)
+    RD_PRINTF(7, 8);
+
+static void
+param(builder *bd, float **pp, float **gp, size_t n, int init, float std, const char *fmt, ...) {
+    if (bd->assign) {
+        rd_model_tensor *t = &bd->s->tensors[bd->nt];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(t->name, sizeof t->name, fmt, ap);
+        va_end(ap);
+        t->offset = bd->poff;
+        t->n = n;
+        bd->p->inits[bd->nt] = (init_spec){init, std};
+        *pp = bd->s->params + bd->poff;
+        *gp = bd->s->grads + bd->poff;
+    } else {
+        *pp = *gp = NULL;
+    }
+    bd->nt++;
+    bd->poff += pad16(n);
+    bd->nparams += n;
+}
+
+static float *act(builder *bd, size_t n) {
+    float *r = bd->assign ? bd->p->acts + bd->aoff : NULL;
+    bd->aoff += pad16(n);
+    return r;
+}
+
+static float fan_std(size_t in) {
+    return 1.0f / sqrtf((float)in);
+}
+
+static void layout_mlp(builder *bd,
+                       const char *name,
+                       const rd_mlp_shape *sh,
+                       rd_mlp_weights *w,
+                       rd_mlp_weights *g,
+                       rd_mlp_acts *a) {
+    size_t B = bd->s->max_batch;
+    for (size_t i = 0; i < sh->n; i++) {
+        size_t in = sh->dims[i], out = sh->dims[i + 1];
+        param(bd, &w->w[i], &g->w[i], out * in, INIT_NORMAL, fan_std(in), "%s.l%zu.w", name, i);
+        param(bd, &w->b[i], &g->b[i], out, INIT_ZERO, 0.0f, "%s.l%zu.b", name, i);
+        a->pre[i] = act(bd, B * out);
+        int f = i + 1 < sh->n ? sh->act : sh->act_last;
+        a->post[i] = f == RD_ACT_NONE ? a->pre[i] : act(bd, B * out);
+    }
+}
+
+static void layout(builder *bd) {
+    rd_source *s = bd->s;
+    rd__source_priv *p = bd->p;
+    size_t B = s->max_batch, G = s->max_groups, T = s->window, d = s->dim, Hd = s->hidden;
+    // Tensor order: bottleneck, decompress, head, then the SIT, so that a temporal model and a
+    // user-order model without SIT have the same tensors at the same indices (same init).
+    param(bd, &p->bw_p, &p->bw_g, d * Hd, INIT_NORMAL, fan_std(Hd), "bottleneck.w");
+    param(bd, &p->bb_p, &p->bb_g, d, INIT_ZERO, 0.0f, "bottleneck.b");
+    layout_mlp(bd, "decompress", &p->dec_shape, &p->dec_p, &p->dec_g, &p->dec_a);
+    layout_mlp(bd, "head", &p->head_shape, &p->head_p, &p->head_g, &p->head_a);
+    if (p->sit_on) {
+        size_t L = s->sit_layers, C = d, NH = s->sit_heads, GT = G * T;
+        float res_std = fan_std(C) / sqrtf(2.0f * (float)L);
+        rd_source_sit_weights *w = &p->sit_p, *g = &p->sit_g;
+        param(bd, &w->pos, &g->pos, T * C, INIT_NORMAL, 0.02f, "sit.pos");
+        for (size_t l = 0; l < L; l++) {
+            rd_tblock_weights *bw = &w->blk[l], *bg = &g->blk[l];
+            param(bd, &bw->ln1w, &bg->ln1w, C, INIT_ONE, 0.0f, "sit.block%zu.ln1w", l);
+            param(bd, &bw->ln1b, &bg->ln1b, C, INIT_ZERO, 0.0f, "sit.block%zu.ln1b", l);
+            param(bd, &bw->qkvw, &bg->qkvw, 3 * C * C, INIT_NORMAL, fan_std(C), "sit.block%zu.qkvw",
+                  l);
+            param(bd, &bw->qkvb, &bg->qkvb, 3 * C, INIT_ZERO, 0.0f, "sit.block%zu.qkvb", l);
+            param(bd, &bw->projw, &bg->projw, C * C, INIT_NORMAL, res_std, "sit.block%zu.projw", l);
+            param(bd, &bw->projb, &bg->projb, C, INIT_ZERO, 0.0f, "sit.block%zu.projb", l);
+            param(bd, &bw->ln2w, &bg->ln2w, C, INIT_ONE, 0.0f, "sit.block%zu.ln2w", l);
+            param(bd, &bw->ln2b, &bg->ln2b, C, INIT_ZERO, 0.0f, "sit.block%zu.ln2b", l);
+            param(bd, &bw->fcw, &bg->fcw, 4 * C * C, INIT_NORMAL, fan_std(C), "sit.block%zu.fcw",
+                  l);
+            param(bd, &bw->fcb, &bg->fcb, 4 * C, INIT_ZERO, 0.0f, "sit.block%zu.fcb", l);
+            param(bd, &bw->fcprojw, &bg->fcprojw, 4 * C * C, INIT_NORMAL,
+                  fan_std(4 * C) / sqrtf(2.0f * (float)L), "sit.block%zu.fcprojw", l);
+            param(bd, &bw->fcprojb, &bg->fcprojb, C, INIT_ZERO, 0.0f, "sit.block%zu.fcprojb", l);
+            rd_tblock_acts *a = &p->sit_a.blk[l];
+            a->ln1 = act(bd, GT * C);
+            a->ln1_mean = act(bd, GT);
+            a->ln1_rstd = act(bd, GT);
+            a->qkv = act(bd, GT * 3 * C);
+            a->att = act(bd, G * NH * T * T);
+            a->atty = act(bd, GT * C);
+            a->res = act(bd, GT * C);
+            a->ln2 = act(bd, GT * C);
+            a->ln2_mean = act(bd, GT);
+            a->ln2_rstd = act(bd, GT);
+            a->fch = act(bd, GT * 4 * C);
+            a->fch_act = act(bd, GT * 4 * C);
+        }
+        param(bd, &w->lnfw, &g->lnfw, C, INIT_ONE, 0.0f, "sit.lnfw");
+        param(bd, &w->lnfb, &g->lnfb, C, INIT_ZERO, 0.0f, "sit.lnfb");
+        for (size_t l = 0; l <= L; l++)
+            p->sit_a.x[l] = act(bd, GT * C);
+        p->sit_a.lnf_mean = act(bd, GT);
+        p->sit_a.lnf_rstd = act(bd, GT);
+        p->sit_in = act(bd, GT * C);
+        p->mask = act(bd, GT);
+        p->sit_out = act(bd, GT * C);
+        p->ysit = act(bd, B * C);
+        p->dsit_out = act(bd, GT * C);
+        p->dsit_in = act(bd, GT * C);
+        rd_tblock_scratch *bs = &p->sit_s.bs;
+        bs->dres = act(bd, GT * C);
+        bs->dln = act(bd, GT * C);
+        bs->dqkv = act(bd, GT * 3 * C);
+        bs->datty = act(bd, GT * C);
+        bs->dfch = act(bd, GT * 4 * C);
+        bs->dfch_act = act(bd, GT * 4 * C);
+        bs->datt = act(bd, T * T);
+        p->sit_s.dx[0] = act(bd, GT * C);
+        p->sit_s.dx[1] = act(bd, GT * C);
+    }
+    s->tokens = act(bd, B * d);
+    p->pre = act(bd, B * d);
+    p->loss_b = act(bd, B);
+    p->wts = act(bd, B);
+    p->dz = act(bd, B);
+    p->ddec = act(bd, B * Hd);
+    p->dy = act(bd, B * d);
+    p->dtok = act(bd, B * d);
+    p->dpre = act(bd, B * d);
+    p->dh = act(bd, B * Hd);
+    size_t maxw = Hd;
+    for (size_t i = 1; i <= p->head_shape.n; i++)
+        maxw = p->head_shape.dims[i] > maxw ? p->head_shape.dims[i] : maxw;
+    p->mlp_sc.a = act(bd, B * maxw);
+    p->mlp_sc.b = act(bd, B * maxw);
+    s->logits = bd->assign ? rd_mlp_output(&p->head_a, &p->head_shape) : NULL;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Create / destroy
+
+static void init_params(rd_source *s, uint64_t seed) {
+    for (int i = 0; i < s->n_tensors; i++) {
+        const rd_model_tensor *t = &s->tensors[i];
+        const init_spec *sp = &s->priv->inits[i];
+        float *x = s->params + t->offset;
+        rd_rng r;
+        rd_rng_split(&r, seed, (uint64_t)i);
+        for (size_t k = 0; k < t->n; k++)
+            x[k] = sp->kind == INIT_ONE      ? 1.0f
+                   : sp->kind == INIT_NORMAL ? sp->std * (float)rd_rng_normal(&r)
+                                             : 0.0f;
+    }
+}
+
+int rd_source_create(const rd_config *cfg,
+                     const rd_source_opts *opts,
+                     rd_source **out,
+                     rd_errbuf *eb) {
+    *out = NULL;
+    if (!cfg || !opts)
+        return rd_err_set(eb, RD_ERR_ARG, "rd_source_create: NULL config or options");
+    const rd_tokens_config *tc = &cfg->tokens;
+    if (tc->source_model[0] == '\0')
+        return rd_err_set(eb, RD_ERR_CONFIG, "tokens.source_model: empty (name a models: entry)");
+    const rd_model_config *mc = rd_config_find_model(cfg, tc->source_model);
+    if (!mc)
+        return rd_err_set(eb, RD_ERR_CONFIG, "tokens.source_model: '%s' is not in models",
+                          tc->source_model);
+    if (mc->tokens.scheme != 0)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "tokens.source_model: model '%s' reads instance tokens itself "
+                          "(tokens.scheme %d); the source model must not",
+                          mc->name, mc->tokens.scheme);
+    if (tc->scheme != 1 && tc->scheme != 2)
+        return rd_err_set(eb, RD_ERR_CONFIG, "tokens.scheme %d is not 1 (temporal) | 2 (user)",
+                          tc->scheme);
+    if (tc->dim < 1 || tc->dim > RD_TOKEN_MAX_DIM)
+        return rd_err_set(eb, RD_ERR_CONFIG, "tokens.dim %d not in 1..%d", tc->dim,
+                          RD_TOKEN_MAX_DIM);
+    if (tc->window < 1 || tc->window > 4096)
+        return rd_err_set(eb, RD_ERR_CONFIG, "tokens.window %d not in 1..4096", tc->window);
+    if (tc->sit_layers < 0 || tc->sit_layers > RD_SOURCE_MAX_SIT)
+        return rd_err_set(eb, RD_ERR_CONFIG, "tokens.sit_layers %d not in 0..%d", tc->sit_layers,
+                          RD_SOURCE_MAX_SIT);
+    if (opts->max_batch < 1)
+        return rd_err_set(eb, RD_ERR_CONFIG, "source model: max batch must be >= 1");
+    size_t d = (size_t)tc->dim;
+    size_t NH = opts->sit_heads;
+    if (NH == 0)
+        NH = d % 4 == 0 ? 4 : d % 2 == 0 ? 2 : 1;
+    if (d % NH != 0)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "source model: %zu SIT heads do not divide tokens.dim %zu", NH, d);
+
+    rd_source *s = rd_calloc(1, sizeof *s);
+    rd__source_priv *p = rd_calloc(1, sizeof *p);
+    if (!s || !p) {
+        rd_free(s);
+        rd_free(p);
+        return rd_err_set(eb, RD_ERR_NOMEM, "source model: out of memory");
+    }
+    s->priv = p;
+    int rc;
+    rd_model_opts mo = {.tables = opts->tables,
+                        .n_tables = opts->n_tables,
+                        .max_batch = opts->max_batch,
+                        .n_numeric = opts->n_numeric,
+                        .token_dim = 0,
+                        .causal = 0,
+                        .opt_slots = opts->opt_slots,
+                        .seed = opts->seed};
+    rc = rd_model_create(mc, &mo, &s->backbone, eb);
+    if (rc != RD_OK)
+        goto fail;
+    rd_act_kind ak = RD_ACT_RELU;
+    (void)rd_act_parse(mc->activation, &ak); // validated by rd_model_create
+    p->act = ak;
+    s->scheme = tc->scheme;
+    s->dim = d;
+    s->window = (size_t)tc->window;
+    s->sit_layers = tc->scheme == 2 ? (size_t)tc->sit_layers : 0;
+    s->sit_heads = NH;
+    s->hidden = rd_model_hidden_dim(s->backbone);
+    s->max_batch = opts->max_batch;
+    s->max_groups = opts->max_groups > 0 && opts->max_groups < opts->max_batch ? opts->max_groups
+                                                                               : opts->max_batch;
+    s->opt_slots = opts->opt_slots;
+    p->sit_on = s->sit_layers > 0;
+    p->sd = (rd_seq_dims){
+        .B = 0, .T = s->window, .C = d, .NH = NH, .E = 0, .H = 0, .causal = 1, .act = p->act};
+    p->dec_shape = (rd_mlp_shape){.n = 1, .act = p->act, .act_last = p->act};
+    p->dec_shape.dims[0] = d;
+    p->dec_shape.dims[1] = s->hidden;
+    p->head_shape =
+        (rd_mlp_shape){.n = (size_t)mc->n_tower + 1, .act = p->act, .act_last = RD_ACT_NONE};
+    p->head_shape.dims[0] = s->hidden;
+    for (int i = 0; i < mc->n_tower; i++)
+        p->head_shape.dims[i + 1] = (size_t)mc->tower[i];
+    p->head_shape.dims[p->head_shape.n] = 1;
+
+    builder bd = {.s = s, .p = p, .assign = 0};
+    layout(&bd);
+    s->n_slab = bd.poff;
+    s->n_params = bd.nparams;
+    s->n_tensors = bd.nt;
+    size_t n_acts = bd.aoff;
+    if (s->opt_slots > 0 && s->n_slab > SIZE_MAX / sizeof(float) / s->opt_slots) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "source model: optimizer state too large");
+        goto fail;
+    }
+    s->params = rd_aligned_alloc(s->n_slab * sizeof(float));
+    s->grads = rd_aligned_alloc(s->n_slab * sizeof(float));
+    if (s->opt_slots > 0)
+        s->opt_state = rd_aligned_alloc(s->opt_slots * s->n_slab * sizeof(float));
+    p->acts = rd_aligned_alloc(n_acts * sizeof(float));
+    s->tensors = rd_calloc((size_t)s->n_tensors, sizeof *s->tensors);
+    p->inits = rd_calloc((size_t)s->n_tensors, sizeof *p->inits);
+    p->row_pos = rd_calloc(s->max_batch, sizeof *p->row_pos);
+    if (!s->params || !s->grads || (s->opt_slots > 0 && !s->opt_state) || !p->acts || !s->tensors ||
+        !p->inits || !p->row_pos) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM,
+                        "source model: cannot allocate the slabs (%zu parameters, %zu activation "
+                        "floats, max batch %zu, max groups %zu)",
+                        s->n_slab, n_acts, s->max_batch, s->max_groups);
+        goto fail;
+    }
+    memset(s->params, 0, s->n_slab * sizeof(float));
+    memset(s->grads, 0, s->n_slab * sizeof(float));
+    if (s->opt_state)
+        memset(s->opt_state, 0, s->opt_slots * s->n_slab * sizeof(float));
+    memset(p->acts, 0, n_acts * sizeof(float));
+    bd = (builder){.s = s, .p = p, .assign = 1};
+    layout(&bd);
+    RD_ASSERT(bd.poff == s->n_slab && bd.aoff == n_acts && bd.nt == s->n_tensors);
+    init_params(s, opts->seed ^ 0x534f55524345ULL); // "SOURCE": a stream apart from the backbone
+    *out = s;
+    return RD_OK;
+
+fail:
+    rd_source_destroy(s);
+    return rc;
+}
+
+void rd_source_destroy(rd_source *s) {
+    if (!s)
+        return;
+    rd_model_destroy(s->backbone);
+    rd_aligned_free(s->params);
+    rd_aligned_free(s->grads);
+    rd_aligned_free(s->opt_state);
+    rd_free(s->tensors);
+    if (s->priv) {
+        rd_aligned_free(s->priv->acts);
+        rd_free(s->priv->inits);
+        rd_free(s->priv->row_pos);
+        rd_free(s->priv);
+    }
+    rd_free(s);
+}
+
+const rd_model_tensor *rd_source_find_tensor(const rd_source *s, const char *name) {
+    for (int i = 0; i < s->n_tensors; i++)
+        if (strcmp(s->tensors[i].name, name) == 0)
+            return &s->tensors[i];
+    return NULL;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch check
+
+int rd_source_check_batch(const rd_source *s, const rd_source_batch *b, rd_errbuf *eb) {
+    if (!b)
+        return rd_err_set(eb, RD_ERR_ARG, "source batch: NULL");
+    size_t B = b->base.B, T = s->window, d = s->dim;
+    if (B < 1 || B > s->max_batch)
+        return rd_err_set(eb, RD_ERR_ARG, "source batch: B = %zu not in 1..%zu", B, s->max_batch);
+    if (b->base.teacher_logits)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "source batch: teacher logits given (the source model does not distil)");
+    if (b->n_groups > 0) {
+        if (b->n_groups > s->max_groups)
+            return rd_err_set(eb, RD_ERR_ARG, "source batch: %zu groups (at most %zu)", b->n_groups,
+                              s->max_groups);
+        if (!b->group_len)
+            return rd_err_set(eb, RD_ERR_ARG, "source batch: %zu groups but group_len is NULL",
+                              b->n_groups);
+        if (!b->prev_tokens != !b->n_prev)
+            return rd_err_set(eb, RD_ERR_ARG,
+                              "source batch: prev_tokens and n_prev must be both set or both NULL");
+        size_t sum = 0;
+        for (size_t g = 0; g < b->n_groups; g++) {
+            uint32_t n = b->group_len[g];
+            if (n < 1 || n > T)
+                return rd_err_set(eb, RD_ERR_RANGE,
+                                  "source batch: group %zu: group_len %u not in "
+                                  "1..%zu (tokens.window)",
+                                  g, n, T);
+            sum += n;
+            if (b->n_prev) {
+                if (b->n_prev[g] > T - 1)
+                    return rd_err_set(eb, RD_ERR_RANGE,
+                                      "source batch: group %zu: n_prev %u > T - 1 = %zu", g,
+                                      b->n_prev[g], T - 1);
+                const float *pt = b->prev_tokens + g * (T - 1) * d;
+                for (size_t i = 0; i < (size_t)b->n_prev[g] * d; i++)
+                    if (!isfinite(pt[i]))
+                        return rd_err_set(eb, RD_ERR_RANGE,
+                                          "source batch: group %zu: previous token %zu is not "
+                                          "finite",
+                                          g, i / d);
+            }
+        }
+        if (sum != B)
+            return rd_err_set(eb, RD_ERR_ARG, "source batch: group lengths sum to %zu, B = %zu",
+                              sum, B);
+    } else if (b->prev_tokens || b->n_prev || b->group_len) {
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "source batch: group arrays given with n_groups = 0 (set n_groups)");
+    }
+    if (b->loss_weights)
+        for (size_t i = 0; i < B; i++)
+            if (!(b->loss_weights[i] >= 0.0f) || !isfinite(b->loss_weights[i]))
+                return rd_err_set(eb, RD_ERR_RANGE, "source batch: loss_weights[%zu] = %g", i,
+                                  (double)b->loss_weights[i]);
+    return rd_model_check_batch(s->backbone, &b->base, eb);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward / backward
+
+// Build the SIT input: per group [the most recent frozen tokens | the group's new tokens |
+// padding], the mask, and each new instance's position. @return the number of groups.
+static size_t sit_assemble(rd_source *s, const rd_source_batch *b) {
+    rd__source_priv *p = s->priv;
+    size_t B = b->base.B, T = s->window, d = s->dim;
+    size_t G = b->n_groups > 0 ? b->n_groups : B;
+    memset(p->sit_in, 0, G * T * d * sizeof(float));
+    memset(p->mask, 0, G * T * sizeof(float));
+    size_t row = 0;
+    for (size_t g = 0; g < G; g++) {
+        size_t n = b->n_groups > 0 ? b->group_len[g] : 1;
+        size_t P = 0;
+        float *x = p->sit_in + g * T * d;
+        if (b->prev_tokens) {
+            size_t have = b->n_prev[g];
+            P = have < T - n ? have : T - n;
+            memcpy(x, b->prev_tokens + (g * (T - 1) + (have - P)) * d, P * d * sizeof(float));
+        }
+        for (size_t k = 0; k < n; k++, row++) {
+            p->row_pos[row] = g * T + P + k;
+            memcpy(x + (P + k) * d, s->tokens + row * d, d * sizeof(float));
+        }
+        for (size_t t = 0; t < P + n; t++)
+            p->mask[g * T + t] = 1.0f;
+    }
+    RD_ASSERT(row == B);
+    return G;
+}
+
+int rd_source_forward(rd_source *s, const rd_source_batch *b, rd_errbuf *eb) {
+    rd__source_priv *p = s->priv;
+    p->fwd_B = 0;
+    int rc = rd_source_check_batch(s, b, eb);
+    if (rc != RD_OK)
+        return rc;
+    size_t B = b->base.B, d = s->dim, Hd = s->hidden;
+
+    // 1. Backbone -> h.
+    rc = rd_model_forward_hidden(s->backbone, &b->base, &p->h, NULL, eb);
+    if (rc != RD_OK)
+        return rc;
+
+    // 2. Bottleneck: the tokens that are stored.
+    rd_source_bottleneck_forward(s->tokens, p->pre, p->h, p->bw_p, p->bb_p, B, Hd, d);
+
+    // 3. Causal SIT over each group (user order), else each token alone.
+    p->y = s->tokens;
+    p->fwd_G = 0;
+    if (p->sit_on) {
+        size_t G = sit_assemble(s, b);
+        rd_seq_dims sd = p->sd;
+        sd.B = G;
+        rd_source_sit_forward(p->sit_out, &p->sit_a, p->sit_in, p->mask, &p->sit_p, &sd,
+                              s->sit_layers);
+        for (size_t r = 0; r < B; r++)
+            memcpy(p->ysit + r * d, p->sit_out + p->row_pos[r] * d, d * sizeof(float));
+        p->y = p->ysit;
+        p->fwd_G = G;
+    }
+
+    // 4. Decompress and head.
+    rd_mlp_forward(&p->dec_a, p->y, &p->dec_p, &p->dec_shape, B);
+    rd_mlp_forward(&p->head_a, rd_mlp_output(&p->dec_a, &p->dec_shape), &p->head_p, &p->head_shape,
+                   B);
+
+    // 5. Loss.
+    rd_bce_logits_forward(p->loss_b, s->logits, b->base.labels, B);
+    double sum = 0.0;
+    for (size_t i = 0; i < B; i++)
+        sum += (double)p->loss_b[i] * (b->loss_weights ? (double)b->loss_weights[i] : 1.0);
+    s->loss = sum / (double)B;
+    p->fwd_B = B;
+    return RD_OK;
+}
+
+int rd_source_backward(rd_source *s, const rd_source_batch *b, rd_errbuf *eb) {
+    rd__source_priv *p = s->priv;
+    if (!b || p->fwd_B == 0 || p->fwd_B != b->base.B)
+        return rd_err_set(eb, RD_ERR_STATE,
+                          "rd_source_backward: no forward of this batch before it (last forward "
+                          "B = %zu)",
+                          p->fwd_B);
+    size_t B = b->base.B, d = s->dim, Hd = s->hidden;
+    memset(s->grads, 0, s->n_slab * sizeof(float));
+
+    // 1. Loss -> d logits.
+    for (size_t i = 0; i < B; i++)
+        p->wts[i] = (b->loss_weights ? b->loss_weights[i] : 1.0f) / (float)B;
+    memset(p->dz, 0, B * sizeof(float));
+    rd_bce_logits_backward(p->dz, p->wts, s->logits, b->base.labels, B);
+
+    // 2. Head and decompress -> dy.
+    const float *dec_out = rd_mlp_output(&p->dec_a, &p->dec_shape);
+    memset(p->ddec, 0, B * Hd * sizeof(float));
+    rd_mlp_backward(p->ddec, &p->head_g, &p->mlp_sc, p->dz, dec_out, &p->head_a, &p->head_p,
+                    &p->head_shape, B);
+    memset(p->dy, 0, B * d * sizeof(float));
+    rd_mlp_backward(p->dy, &p->dec_g, &p->mlp_sc, p->ddec, p->y, &p->dec_a, &p->dec_p,
+                    &p->dec_shape, B);
+
+    // 3. SIT -> d tokens. Only the new instances' positions carry an output gradient, and only
+    //    their input gradient is kept: the frozen prefix gets none.
+    const float *dtok = p->dy;
+    if (p->sit_on) {
+        size_t G = p->fwd_G, T = s->window;
+        rd_seq_dims sd = p->sd;
+        sd.B = G;
+        memset(p->dsit_out, 0, G * T * d * sizeof(float));
+        for (size_t r = 0; r < B; r++)
+            memcpy(p->dsit_out + p->row_pos[r] * d, p->dy + r * d, d * sizeof(float));
+        memset(p->dsit_in, 0, G * T * d * sizeof(float));
+        rd_source_sit_backward(p->dsit_in, &p->sit_g, &p->sit_s, p->dsit_out, p->sit_in, p->mask,
+                               &p->sit_a, &p->sit_p, &sd, s->sit_layers);
+        for (size_t r = 0; r < B; r++)
+            memcpy(p->dtok + r * d, p->dsit_in + p->row_pos[r] * d, d * sizeof(float));
+        dtok = p->dtok;
+    }
+
+    // 4. Bottleneck -> dh, then the backbone.
+    memset(p->dh, 0, B * Hd * sizeof(float));
+    rd_source_bottleneck_backward(p->dh, p->bw_g, p->bb_g, p->dpre, dtok, p->h, p->bw_p, s->tokens,
+                                  B, Hd, d);
+    return rd_model_backward_hidden(s->backbone, &b->base, p->dh, eb);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single-process driver
+
+enum { SRC_USER = 0, SRC_ITEM = 1, SRC_HOUR = 2, SRC_WEEKDAY = 3, SRC_FIELD = 4 };
+
+typedef struct feat_src {
+    int kind;          // SRC_*
+    uint32_t offset;   // SRC_FIELD: first key slot
+    uint32_t width;    // slots per example
+    int table;         // model table slot
+    uint64_t table_id; // rd_hash_str(table name, 0), the salt of rd_table_key (as the trainer)
+} feat_src;
+
+typedef struct driver {
+    const rd_config *cfg;
+    const rd_dataset *ds;
+    rd_source *src;
+    rd_model *m; // src->backbone
+    rd_token_store *store;
+    size_t Bmax, T, d, L; // L = the backbone's history length (0 without a seq branch)
+    feat_src fs[RD_MAX_FEATURES];
+    uint64_t seq_table_id;
+    rd_table *tab[RD_MAX_TABLES];
+    size_t cap[RD_MAX_TABLES]; // keys per batch per table slot
+    uint64_t *raw[RD_MAX_TABLES], *uniq[RD_MAX_TABLES];
+    uint32_t *inv[RD_MAX_TABLES];
+    size_t n_raw[RD_MAX_TABLES], n_uniq[RD_MAX_TABLES];
+    float *rows[RD_MAX_TABLES], *drows[RD_MAX_TABLES];
+    int32_t *fidx[RD_MAX_FEATURES], *sidx;
+    uint8_t *slab;
+    float *numeric, *labels;
+    void *scratch;
+    size_t scratch_bytes;
+    // Batch in group order
+    uint64_t *rec;
+    size_t B, G;
+    uint32_t *glen;
+    uint32_t *ucnt; // (n_users) events of each user in the batch being formed
+    // Frozen prefix fetched from the store, and appends
+    float *prev;
+    uint32_t *n_found;
+    uint64_t *users, *items, *ids;
+    int64_t *ts;
+    float *tlabels;
+    // Dense optimizers of the two slabs
+    rd_dense_optim opt_bb, opt_src;
+    // Progressive predictions of the current epoch
+    float *pred, *plab;
+    size_t n_pred;
+} driver;
+
+static int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static uint64_t feature_key(const driver *dv, const feat_src *fs, uint64_t i, uint32_t slot) {
+    const rd_record *r = rd_dataset_record(dv->ds, i);
+    switch (fs->kind) {
+        case SRC_USER:
+            return r->user_key;
+        case SRC_ITEM:
+            return r->item_key;
+        case SRC_HOUR: {
+            int64_t sec = r->ts - floor_div(r->ts, 86400) * 86400;
+            return rd_feature_key_u64("hour", (uint64_t)(sec / 3600));
+        }
+        case SRC_WEEKDAY: {
+            int64_t day = floor_div(r->ts, 86400) + 3; // 1970-01-01 was a Thursday
+            return rd_feature_key_u64("weekday", (uint64_t)(day - floor_div(day, 7) * 7));
+        }
+        default:
+            return rd_dataset_keys(dv->ds, i)[fs->offset + slot];
+    }
+}
+
+static void driver_free(driver *dv) {
+    for (int t = 0; t < RD_MAX_TABLES; t++) {
+        rd_table_destroy(dv->tab[t]);
+        rd_free(dv->raw[t]);
+        rd_free(dv->uniq[t]);
+        rd_free(dv->inv[t]);
+        rd_free(dv->rows[t]);
+        rd_free(dv->drows[t]);
+    }
+    for (int f = 0; f < RD_MAX_FEATURES; f++)
+        rd_free(dv->fidx[f]);
+    rd_free(dv->sidx);
+    rd_free(dv->slab);
+    rd_free(dv->numeric);
+    rd_free(dv->labels);
+    rd_free(dv->scratch);
+    rd_free(dv->rec);
+    rd_free(dv->glen);
+    rd_free(dv->ucnt);
+    rd_free(dv->prev);
+    rd_free(dv->n_found);
+    rd_free(dv->users);
+    rd_free(dv->items);
+    rd_free(dv->ids);
+    rd_free(dv->ts);
+    rd_free(dv->tlabels);
+    rd_free(dv->pred);
+    rd_free(dv->plab);
+    rd_source_destroy(dv->src);
+}
+
+static int driver_init(driver *dv, const rd_source_train_opts *o, rd_errbuf *eb) {
+    const rd_config *cfg = dv->cfg;
+    const rd_dataset_info *info = rd_dataset_get_info(dv->ds);
+    int kind;
+    int rc = rd_dense_optim_parse(cfg->train.optimizer, &kind);
+    if (rc != RD_OK)
+        return rd_err_set(eb, RD_ERR_CONFIG, "train.optimizer: '%s' is not sgd|adam|adamw",
+                          cfg->train.optimizer);
+    rd_source_opts so = {.tables = cfg->ps.tables,
+                         .n_tables = cfg->ps.n_tables,
+                         .max_batch = dv->Bmax,
+                         .max_groups = dv->Bmax,
+                         .n_numeric = info->n_numeric,
+                         .opt_slots = rd_dense_optim_slots(kind),
+                         .seed = cfg->run.seed ^ rd_hash_str("source", 0)};
+    if ((rc = rd_source_create(cfg, &so, &dv->src, eb)) != RD_OK)
+        return rc;
+    if ((rc = rd_dense_optim_init(&dv->opt_bb, &cfg->train, eb)) != RD_OK ||
+        (rc = rd_dense_optim_init(&dv->opt_src, &cfg->train, eb)) != RD_OK)
+        return rc;
+    rd_model *m = dv->m = dv->src->backbone;
+    dv->T = dv->src->window;
+    dv->d = dv->src->dim;
+    dv->L = m->seq_length;
+    size_t B = dv->Bmax;
+
+    // Where each embedded feature comes from (the trainer's conventions, so that a store written
+    // here matches a later PS-backed run on the same tables).
+    for (int f = 0; f < m->n_features; f++) {
+        const char *name = m->features[f].field;
+        feat_src *fs = &dv->fs[f];
+        fs->table = m->features[f].table;
+        fs->table_id = rd_hash_str(m->tables[fs->table].name, 0);
+        fs->width = 1;
+        const rd_dataset_field *df = rd_dataset_find_field(dv->ds, name);
+        if (strcmp(name, "user") == 0) {
+            fs->kind = SRC_USER;
+        } else if (strcmp(name, "item") == 0) {
+            fs->kind = SRC_ITEM;
+        } else if (df) {
+            if (df->kind == RD_FIELD_NUMERIC)
+                return rd_err_set(eb, RD_ERR_CONFIG,
+                                  "source model '%s': feature '%s' is a numeric field of the "
+                                  "dataset (numeric fields enter the model directly)",
+                                  cfg->tokens.source_model, name);
+            fs->kind = SRC_FIELD;
+            fs->offset = df->offset;
+            fs->width = df->width;
+        } else if (strcmp(name, "hour") == 0) {
+            fs->kind = SRC_HOUR;
+        } else if (strcmp(name, "weekday") == 0) {
+            fs->kind = SRC_WEEKDAY;
+        } else {
+            return rd_err_set(eb, RD_ERR_CONFIG,
+                              "source model '%s': feature '%s' is not user, item, hour, weekday "
+                              "or a field of the dataset",
+                              cfg->tokens.source_model, name);
+        }
+        dv->cap[fs->table] += B * fs->width;
+        dv->fidx[f] = rd_calloc(B * fs->width, sizeof(int32_t));
+        if (!dv->fidx[f])
+            return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
+    }
+    if (dv->L) {
+        dv->seq_table_id = rd_hash_str(m->tables[m->seq_table].name, 0);
+        dv->cap[m->seq_table] += B * dv->L;
+        dv->sidx = rd_calloc(B * dv->L, sizeof(int32_t));
+        dv->slab = rd_calloc(B * dv->L, 1);
+        if (!dv->sidx || !dv->slab)
+            return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
+    }
+    size_t maxcap = 1;
+    for (int t = 0; t < m->n_tables; t++) {
+        const rd_table_config *tc = &cfg->ps.tables[m->tables[t].ps_index];
+        if ((rc = rd_table_create(tc, m->tables[t].ps_index, cfg->run.seed, &dv->tab[t], eb)))
+            return rc;
+        size_t c = dv->cap[t] > 0 ? dv->cap[t] : 1, D = m->tables[t].dim;
+        maxcap = c > maxcap ? c : maxcap;
+        dv->raw[t] = rd_malloc(c * sizeof(uint64_t));
+        dv->uniq[t] = rd_malloc(c * sizeof(uint64_t));
+        dv->inv[t] = rd_malloc(c * sizeof(uint32_t));
+        dv->rows[t] = rd_calloc(c * D, sizeof(float));
+        dv->drows[t] = rd_calloc(c * D, sizeof(float));
+        if (!dv->raw[t] || !dv->uniq[t] || !dv->inv[t] || !dv->rows[t] || !dv->drows[t])
+            return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
+    }
+    dv->scratch_bytes = rd_kv_dedup_scratch_bytes(maxcap);
+    dv->scratch = rd_malloc(dv->scratch_bytes);
+    size_t nn = info->n_numeric;
+    dv->numeric = nn ? rd_calloc(B * nn, sizeof(float)) : NULL;
+    dv->labels = rd_calloc(B, sizeof(float));
+    dv->rec = rd_calloc(B, sizeof(uint64_t));
+    dv->glen = rd_calloc(B, sizeof(uint32_t));
+    dv->ucnt = rd_calloc(info->n_users > 0 ? info->n_users : 1, sizeof(uint32_t));
+    size_t Tm1 = dv->T > 1 ? dv->T - 1 : 1;
+    dv->prev = rd_calloc(B * Tm1 * dv->d, sizeof(float));
+    dv->n_found = rd_calloc(B, sizeof(uint32_t));
+    dv->users = rd_calloc(B, sizeof(uint64_t));
+    dv->items = rd_calloc(B, sizeof(uint64_t));
+    dv->ids = rd_calloc(B, sizeof(uint64_t));
+    dv->ts = rd_calloc(B, sizeof(int64_t));
+    dv->tlabels = rd_calloc(B, sizeof(float));
+    uint64_t n_range = o->range.end - o->range.begin;
+    dv->pred = rd_calloc(n_range > 0 ? n_range : 1, sizeof(float));
+    dv->plab = rd_calloc(n_range > 0 ? n_range : 1, sizeof(float));
+    if (!dv->scratch || (nn && !dv->numeric) || !dv->labels || !dv->rec || !dv->glen || !dv->ucnt ||
+        !dv->prev || !dv->n_found || !dv->users || !dv->items || !dv->ids || !dv->ts ||
+        !dv->tlabels || !dv->pred || !dv->plab)
+        return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
+    return RD_OK;
+}
+
+// Keys, dedup and in-process pull of the batch in dv->rec; fills the rd_batch.
+static int build_batch(driver *dv, rd_source_batch *sb, rd_errbuf *eb) {
+    rd_model *m = dv->m;
+    size_t B = dv->B, nn = m->n_numeric;
+    int64_t t_max = INT64_MIN;
+    for (int t = 0; t < m->n_tables; t++)
+        dv->n_raw[t] = 0;
+    for (size_t b = 0; b < B; b++) {
+        uint64_t i = dv->rec[b];
+        const rd_record *r = rd_dataset_record(dv->ds, i);
+        dv->labels[b] = r->label;
+        t_max = r->ts > t_max ? r->ts : t_max;
+        if (nn)
+            memcpy(dv->numeric + b * nn, rd_dataset_nums(dv->ds, i), nn * sizeof(float));
+        for (int f = 0; f < m->n_features; f++) {
+            const feat_src *fs = &dv->fs[f];
+            int32_t *dst = dv->fidx[f] + b * fs->width;
+            for (uint32_t k = 0; k < fs->width; k++) {
+                uint64_t key = feature_key(dv, fs, i, k);
+                if (!key) {
+                    dst[k] = -1;
+                    continue;
+                }
+                dv->raw[fs->table][dv->n_raw[fs->table]] = rd_table_key(fs->table_id, key);
+                dst[k] = (int32_t)dv->n_raw[fs->table]++;
+            }
+        }
+        if (dv->L) {
+            size_t nh = 0;
+            const uint64_t *h = rd_dataset_history_view(dv->ds, i, dv->L, &nh);
+            int t = m->seq_table;
+            for (size_t j = 0; j < nh; j++) { // most recent first, as the trainer
+                const rd_record *hr = rd_dataset_record(dv->ds, h[nh - 1 - j]);
+                dv->raw[t][dv->n_raw[t]] = rd_table_key(dv->seq_table_id, hr->item_key);
+                dv->sidx[b * dv->L + j] = (int32_t)dv->n_raw[t]++;
+                dv->slab[b * dv->L + j] = hr->label > 0.5f ? 1 : 0;
+            }
+            for (size_t j = nh; j < dv->L; j++) {
+                dv->sidx[b * dv->L + j] = -1;
+                dv->slab[b * dv->L + j] = 0;
+            }
+        }
+    }
+    memset(sb, 0, sizeof *sb);
+    rd_batch *bt = &sb->base;
+    bt->B = B;
+    for (int t = 0; t < m->n_tables; t++) {
+        size_t D = m->tables[t].dim;
+        dv->n_uniq[t] = 0;
+        if (dv->n_raw[t]) {
+            int rc = rd_kv_dedup(dv->raw[t], dv->n_raw[t], dv->uniq[t], dv->inv[t], &dv->n_uniq[t],
+                                 dv->scratch, dv->scratch_bytes);
+            if (rc != RD_OK)
+                return rd_err_set(eb, rc, "source driver: key dedup of table '%s' failed",
+                                  m->tables[t].name);
+            rc = rd_table_pull(dv->tab[t], dv->uniq[t], dv->n_uniq[t], t_max, dv->rows[t]);
+            if (rc != RD_OK)
+                return rd_err_set(eb, rc, "source driver: pull of table '%s' failed",
+                                  m->tables[t].name);
+        }
+        (void)D;
+        bt->rows[t] = dv->rows[t];
+        bt->drows[t] = dv->drows[t];
+        bt->n_rows[t] = dv->n_uniq[t];
+    }
+    for (int f = 0; f < m->n_features; f++) {
+        const feat_src *fs = &dv->fs[f];
+        int32_t *x = dv->fidx[f];
+        for (size_t k = 0; k < B * fs->width; k++)
+            if (x[k] >= 0)
+                x[k] = (int32_t)dv->inv[fs->table][x[k]];
+        bt->feat_idx[f] = x;
+        bt->feat_slots[f] = fs->width;
+    }
+    if (dv->L) {
+        int t = m->seq_table;
+        for (size_t k = 0; k < B * dv->L; k++)
+            if (dv->sidx[k] >= 0)
+                dv->sidx[k] = (int32_t)dv->inv[t][dv->sidx[k]];
+        bt->seq_idx = dv->sidx;
+        bt->seq_labels = m->seq_with_labels ? dv->slab : NULL;
+    }
+    bt->numeric = nn ? dv->numeric : NULL;
+    bt->labels = dv->labels;
+    return RD_OK;
+}
+
+// Order of the batch (TIME mode): stable by user, so each user's events stay time-sorted.
+typedef struct rec_user {
+    uint32_t user;
+    uint32_t pos;
+    uint64_t rec;
+} rec_user;
+
+static int cmp_rec_user(const void *a, const void *b) {
+    const rec_user *x = a, *y = b;
+    if (x->user != y->user)
+        return x->user < y->user ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+// TIME mode: take consecutive events from *next while the batch has room and (user order) no
+// user has T events in it yet; group them by user. rs is scratch of Bmax entries.
+static void form_time_batch(driver *dv, uint64_t *next, uint64_t end, rec_user *rs) {
+    size_t n = 0;
+    int user_order = dv->src->scheme == 2;
+    while (n < dv->Bmax && *next < end) {
+        const rd_record *r = rd_dataset_record(dv->ds, *next);
+        if (user_order && dv->ucnt[r->user] >= dv->T)
+            break;
+        dv->ucnt[r->user]++;
+        rs[n] = (rec_user){.user = r->user, .pos = (uint32_t)n, .rec = *next};
+        n++;
+        (*next)++;
+    }
+    for (size_t k = 0; k < n; k++)
+        dv->ucnt[rs[k].user] = 0;
+    dv->B = n;
+    dv->G = 0;
+    if (user_order)
+        qsort(rs, n, sizeof *rs, cmp_rec_user);
+    for (size_t k = 0; k < n; k++) {
+        dv->rec[k] = rs[k].rec;
+        if (user_order) {
+            if (dv->G == 0 || rs[k].user != rs[k - 1].user)
+                dv->glen[dv->G++] = 0;
+            dv->glen[dv->G - 1]++;
+        }
+    }
+}
+
+// USER mode: users one after the other (rd_dataset_iter in user order), windows of T consecutive
+// events of a user. *pending carries a record that did not fit in the previous batch.
+static void form_user_batch(driver *dv, rd_dataset_iter *it, uint64_t *pending, int *has_pending) {
+    size_t n = 0;
+    uint32_t last_user = 0;
+    dv->G = 0;
+    for (;;) {
+        uint64_t i;
+        if (*has_pending) {
+            i = *pending;
+            *has_pending = 0;
+        } else if (!rd_dataset_iter_next(it, &i)) {
+            break;
+        }
+        if (n == dv->Bmax) {
+            *pending = i;
+            *has_pending = 1;
+            break;
+        }
+        const rd_record *r = rd_dataset_record(dv->ds, i);
+        if (dv->G == 0 || r->user != last_user || dv->glen[dv->G - 1] == dv->T)
+            dv->glen[dv->G++] = 0;
+        dv->glen[dv->G - 1]++;
+        last_user = r->user;
+        dv->rec[n++] = i;
+    }
+    dv->B = n;
+}
+
+// One step on the batch in dv->rec: fetch the frozen prefix, forward, record the progressive
+// predictions, backward, update, push the rows, append the tokens.
+static int run_step(driver *dv, int streaming, double *loss_sum, uint64_t *frozen, rd_errbuf *eb) {
+    rd_source *src = dv->src;
+    rd_model *m = dv->m;
+    rd_source_batch sb;
+    int rc = build_batch(dv, &sb, eb);
+    if (rc != RD_OK)
+        return rc;
+    size_t B = dv->B, d = dv->d;
+    if (src->scheme == 2) {
+        sb.n_groups = dv->G;
+        sb.group_len = dv->glen;
+    }
+    if (src->scheme == 2 && streaming && dv->T > 1) {
+        // The frozen prefix of each group: its user's tokens strictly before its first event.
+        size_t row = 0;
+        for (size_t g = 0; g < dv->G; g++) {
+            const rd_record *r = rd_dataset_record(dv->ds, dv->rec[row]);
+            dv->users[g] = r->user_key;
+            dv->ts[g] = r->ts;
+            row += dv->glen[g];
+        }
+        rd_token_fetch_out fo = {.tokens = dv->prev, .n_found = dv->n_found};
+        rc = rd_token_store_fetch_batch(dv->store, dv->G, dv->users, dv->ts, dv->T - 1, &fo, eb);
+        if (rc != RD_OK)
+            return rc;
+        sb.prev_tokens = dv->prev;
+        sb.n_prev = dv->n_found;
+        for (size_t g = 0; g < dv->G; g++) {
+            size_t room = dv->T - dv->glen[g];
+            *frozen += dv->n_found[g] < room ? dv->n_found[g] : room;
+        }
+    }
+    if ((rc = rd_source_forward(src, &sb, eb)) != RD_OK)
+        return rc;
+    *loss_sum += src->loss * (double)B;
+    for (size_t b = 0; b < B; b++) {
+        dv->pred[dv->n_pred] = 1.0f / (1.0f + expf(-src->logits[b]));
+        dv->plab[dv->n_pred++] = dv->labels[b];
+    }
+    if ((rc = rd_source_backward(src, &sb, eb)) != RD_OK)
+        return rc;
+    rd_dense_optim_step(&dv->opt_src, src->params, src->grads, src->opt_state, src->n_slab);
+    rd_dense_optim_step(&dv->opt_bb, m->params, m->grads, m->opt_state, m->n_slab);
+    int64_t now = INT64_MIN;
+    for (size_t b = 0; b < B; b++) {
+        const rd_record *r = rd_dataset_record(dv->ds, dv->rec[b]);
+        now = r->ts > now ? r->ts : now;
+        dv->users[b] = r->user_key;
+        dv->ts[b] = r->ts;
+        dv->ids[b] = r->id;
+        dv->items[b] = r->item_key;
+        dv->tlabels[b] = r->label;
+    }
+    for (int t = 0; t < m->n_tables; t++)
+        if (dv->n_uniq[t] &&
+            (rc = rd_table_push(dv->tab[t], dv->uniq[t], dv->drows[t], dv->n_uniq[t], now)))
+            return rd_err_set(eb, rc, "source driver: push to table '%s' failed",
+                              m->tables[t].name);
+    rd_token_batch tb = {.n = B,
+                         .users = dv->users,
+                         .ts = dv->ts,
+                         .ids = dv->ids,
+                         .tokens = src->tokens,
+                         .labels = dv->tlabels,
+                         .items = dv->items};
+    (void)d;
+    return rd_token_store_append(dv->store, &tb, eb);
+}
+
+int rd_source_train_range(const rd_config *cfg,
+                          const rd_dataset *ds,
+                          const rd_source_train_opts *o,
+                          rd_token_store *store,
+                          rd_source_train_stats *st,
+                          rd_errbuf *eb) {
+    if (!cfg || !ds || !o || !store || !st)
+        return rd_err_set(eb, RD_ERR_ARG, "rd_source_train_range: NULL argument");
+    memset(st, 0, sizeof *st);
+    st->auc_last = NAN;
+    rd_token_store_info si;
+    rd_token_store_info_get(store, &si);
+    if ((int)si.dim != cfg->tokens.dim)
+        return rd_err_set(eb, RD_ERR_CONFIG, "token store has dim %u, tokens.dim is %d", si.dim,
+                          cfg->tokens.dim);
+    if (o->order != RD_ORDER_TIME && o->order != RD_ORDER_USER)
+        return rd_err_set(eb, RD_ERR_ARG, "source driver: order %d is not time|user", o->order);
+    rd_source_train_opts oo = *o;
+    rd_range all = rd_dataset_all(ds);
+    if (oo.range.begin >= oo.range.end) {
+        oo.range = all;
+    } else {
+        oo.range.end = oo.range.end < all.end ? oo.range.end : all.end;
+        oo.range.begin = oo.range.begin < oo.range.end ? oo.range.begin : oo.range.end;
+    }
+    int epochs = oo.epochs > 0 ? oo.epochs : cfg->train.epochs;
+    driver dv = {.cfg = cfg,
+                 .ds = ds,
+                 .store = store,
+                 .Bmax = oo.batch_size > 0 ? oo.batch_size : (size_t)cfg->train.batch_size};
+    if (dv.Bmax < 1)
+        return rd_err_set(eb, RD_ERR_ARG, "source driver: batch size 0");
+    int rc = driver_init(&dv, &oo, eb);
+    rec_user *rs = rc == RD_OK ? rd_calloc(dv.Bmax, sizeof *rs) : NULL;
+    if (rc == RD_OK && !rs)
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
+    for (int e = 0; rc == RD_OK && e < epochs; e++) {
+        double loss_sum = 0.0;
+        uint64_t n_ep = 0;
+        dv.n_pred = 0;
+        uint64_t next = oo.range.begin, pending = 0;
+        int has_pending = 0;
+        rd_dataset_iter it;
+        rd_dataset_iter_init(&it, ds, oo.range, RD_PART_USER, 0, 1);
+        for (;;) {
+            if (oo.order == RD_ORDER_TIME)
+                form_time_batch(&dv, &next, oo.range.end, rs);
+            else
+                form_user_batch(&dv, &it, &pending, &has_pending);
+            if (dv.B == 0)
+                break;
+            if ((rc = run_step(&dv, oo.order == RD_ORDER_TIME, &loss_sum, &st->frozen_used, eb)) !=
+                RD_OK)
+                break;
+            st->steps++;
+            st->events += dv.B;
+            st->tokens_written += dv.B;
+            n_ep += dv.B;
+        }
+        if (rc != RD_OK)
+            break;
+        double mean = n_ep ? loss_sum / (double)n_ep : (double)NAN;
+        if (e == 0)
+            st->loss_first = mean;
+        st->loss_last = mean;
+        double auc = NAN;
+        if (dv.n_pred > 0 && rd_metrics_auc(dv.pred, dv.plab, dv.n_pred, &auc) != RD_OK)
+            auc = NAN;
+        st->auc_last = auc;
+    }
+    rd_free(rs);
+    driver_free(&dv);
+    return rc;
+}
