@@ -1,0 +1,365 @@
+// bench_targets.c — throughput of the distillation target transport (rd/distill.h).
+//
+// Usage: mpiexec -n T+S bench_targets [--teachers T] [--targets N] [--step B] [--batches 64,1024]
+//                                     [--in-flight W] [--reps R] [--warmup R] [--log 0|1]
+//                                     [--json PATH]
+// Ranks [0, T) are teacher ranks, [T, T+S) student ranks (owner = hash(sample) % S). Per
+// configuration (message batch) and repetition, every teacher emits N targets in emit calls of
+// B samples (a teacher step; one flush per step is NOT done, so messages are full), ends the
+// phase; every student get()s all of its samples in calls of B, in emit order, then waits for
+// the phase to complete and ends it. The clock runs from a barrier to the last rank's end of
+// phase. `warmup` repetitions are discarded. With --log 1 each teacher also appends every
+// target to a shared LMDB target log (no fsync), as the pipeline does.
+// Figures per message batch:
+//   targets_per_s      targets delivered per second, all teachers together (min over reps of the
+//                      wall time -> max rate, and the median)
+//   bytes_per_target   wire bytes per target (data + markers + headers; credits excluded)
+//   credit_bytes_per_target  the reverse direction
+//   t_min/t_avg/t_max  per-rank seconds of the median repetition (OSU style)
+//   sender_blocked_ms  time teachers waited for credits (avg over teachers, median rep)
+#include "rd/alloc.h"
+#include "rd/comm.h"
+#include "rd/distill.h"
+#include "rd/hash.h"
+#include "rd/targets.h"
+
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_CONF 16
+
+typedef struct opts {
+    int teachers;
+    long targets;
+    int step;
+    int n_batches;
+    int batches[MAX_CONF];
+    int in_flight;
+    int reps, warmup;
+    int log;
+    const char *json;
+} opts;
+
+typedef struct result {
+    int batch;
+    double best_s, median_s, t_min, t_avg, t_max;
+    double rate_best, rate_median, bytes_per_target, credit_bytes_per_target, blocked_ms;
+} result;
+
+static int owner_of(uint64_t s, void *ctx) {
+    return (int)(rd_mix64(s) % (uint64_t) * (const int *)ctx);
+}
+
+static int parse(int argc, char **argv, opts *o) {
+    *o = (opts){1, 1000000, 256, 4, {64, 256, 1024, 4096}, 8, 5, 1, 0, NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            return -1;
+        if (strcmp(a, "--teachers") == 0)
+            o->teachers = atoi(v);
+        else if (strcmp(a, "--targets") == 0)
+            o->targets = atol(v);
+        else if (strcmp(a, "--step") == 0)
+            o->step = atoi(v);
+        else if (strcmp(a, "--in-flight") == 0)
+            o->in_flight = atoi(v);
+        else if (strcmp(a, "--reps") == 0)
+            o->reps = atoi(v);
+        else if (strcmp(a, "--warmup") == 0)
+            o->warmup = atoi(v);
+        else if (strcmp(a, "--log") == 0)
+            o->log = atoi(v);
+        else if (strcmp(a, "--json") == 0)
+            o->json = v;
+        else if (strcmp(a, "--batches") == 0) {
+            o->n_batches = 0;
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", v);
+            for (char *tok = strtok(buf, ","); tok && o->n_batches < MAX_CONF;
+                 tok = strtok(NULL, ","))
+                o->batches[o->n_batches++] = atoi(tok);
+        } else
+            return -1;
+        i++;
+    }
+    if (o->teachers < 1 || o->targets < 1 || o->step < 1 || o->in_flight < 1 || o->reps < 1 ||
+        o->warmup < 0 || o->n_batches < 1)
+        return -1;
+    for (int k = 0; k < o->n_batches; k++)
+        if (o->batches[k] < 1 || o->batches[k] > (1 << 24))
+            return -1;
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    opts o;
+    if (parse(argc, argv, &o) != 0 || o.teachers >= size) {
+        if (rank == 0)
+            fprintf(stderr, "usage: mpiexec -n T+S bench_targets [--teachers T] [--targets N] "
+                            "[--step B] [--batches 64,1024] [--in-flight W] [--reps R] "
+                            "[--warmup R] [--log 0|1] [--json PATH]   (T < ranks)\n");
+        MPI_Finalize();
+        return 2;
+    }
+    int T = o.teachers, S = size - T, teacher = rank < T;
+    int *teachers = rd_xmalloc((size_t)T * sizeof *teachers);
+    int *students = rd_xmalloc((size_t)S * sizeof *students);
+    for (int t = 0; t < T; t++)
+        teachers[t] = t;
+    for (int d = 0; d < S; d++)
+        students[d] = T + d;
+
+    char log_path[256] = {0};
+    if (o.log && rank == 0) {
+        char root[] = "/tmp/rd_bench_targets_XXXXXX";
+        RD_ASSERT(mkdtemp(root) != NULL);
+        snprintf(log_path, sizeof log_path, "%s/targets", root);
+        rd_target_log_opts lo = {64u << 20, 0, 1};
+        rd_target_log *lg = NULL;
+        RD_ASSERT(rd_target_log_create(log_path, &lo, &lg, NULL) == RD_OK);
+        rd_target_log_close(lg);
+    }
+    MPI_Bcast(log_path, sizeof log_path, MPI_CHAR, 0, MPI_COMM_WORLD);
+    rd_target_log *log = NULL;
+    if (o.log && teacher) {
+        rd_target_log_opts lo = {64u << 20, 0, 1};
+        RD_ASSERT(rd_target_log_open(log_path, 1, &lo, &log, NULL) == RD_OK);
+    }
+
+    // Teacher t emits samples t, t + T, t + 2T, ...; a student's samples are those it owns.
+    size_t n_emit = (size_t)o.targets;
+    uint64_t *samples = rd_xmalloc(n_emit * sizeof *samples);
+    float *logits = rd_xmalloc((size_t)o.step * sizeof *logits);
+    for (int i = 0; i < o.step; i++)
+        logits[i] = (float)(i % 17) * 0.25f - 2.0f;
+    size_t n_mine = 0;
+    uint64_t *mine = NULL;
+    if (teacher) {
+        for (size_t i = 0; i < n_emit; i++)
+            samples[i] = (uint64_t)i * (uint64_t)T + (uint64_t)rank;
+    } else {
+        // Students ask in (teacher-interleaved) emit order.
+        int d = rank - T;
+        mine = rd_xmalloc((size_t)T * n_emit * sizeof *mine);
+        for (size_t i = 0; i < n_emit; i++)
+            for (int t = 0; t < T; t++) {
+                uint64_t s = (uint64_t)i * (uint64_t)T + (uint64_t)t;
+                if (owner_of(s, &S) == d)
+                    mine[n_mine++] = s;
+            }
+    }
+    float *zs = rd_xmalloc((size_t)o.step * sizeof *zs);
+    uint8_t *has = rd_xmalloc((size_t)o.step);
+
+    result res[MAX_CONF];
+    for (int c = 0; c < o.n_batches; c++) {
+        int batch = o.batches[c];
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        rd_target_sender *snd = NULL;
+        rd_target_recv *rcv = NULL;
+        if (teacher) {
+            rd_target_sender_opts so = {.comm = MPI_COMM_WORLD,
+                                        .n_students = S,
+                                        .students = students,
+                                        .sender_index = rank,
+                                        .owner = owner_of,
+                                        .owner_ctx = &S,
+                                        .max_in_flight = o.in_flight,
+                                        .batch = batch,
+                                        .poll_us_max = 200,
+                                        .timeout_ms = 600000,
+                                        .log = log,
+                                        .job = rd_target_job_key("bench")};
+            RD_ASSERT(rd_target_sender_create(&so, &snd, &eb) == RD_OK);
+        } else {
+            rd_target_recv_opts ro = {.comm = MPI_COMM_WORLD,
+                                      .n_teachers = T,
+                                      .teachers = teachers,
+                                      .student_index = rank - T,
+                                      .owner = owner_of,
+                                      .owner_ctx = &S,
+                                      .max_in_flight = o.in_flight,
+                                      .batch = batch,
+                                      .capacity = 0,
+                                      .poll_us_max = 200,
+                                      .wait_ms = 600000,
+                                      .timeout_ms = 600000};
+            RD_ASSERT(rd_target_recv_create(&ro, &rcv, &eb) == RD_OK);
+        }
+        int total_reps = o.warmup + o.reps;
+        double *walls = rd_xmalloc((size_t)total_reps * sizeof *walls);
+        double *mine_s = rd_xmalloc((size_t)total_reps * sizeof *mine_s);
+        rd_target_stats st0, st1;
+        memset(&st0, 0, sizeof st0);
+        uint64_t blocked0 = 0;
+        double blocked_ms_rep = 0;
+        for (int rep = 0; rep < total_reps; rep++) {
+            if (rep == o.warmup) {
+                if (snd)
+                    rd_target_sender_stats(snd, &st0);
+                else
+                    rd_target_recv_stats(rcv, &st0);
+                blocked0 = st0.blocked_us;
+            }
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = MPI_Wtime();
+            int rc;
+            if (teacher) {
+                rc = rd_target_sender_begin(snd, (uint32_t)rep, (int32_t)c, &eb);
+                for (size_t i = 0; i < n_emit && rc == RD_OK; i += (size_t)o.step) {
+                    size_t m = n_emit - i < (size_t)o.step ? n_emit - i : (size_t)o.step;
+                    rc = rd_target_sender_emit(snd, m, samples + i, logits, i, &eb);
+                }
+                if (rc == RD_OK)
+                    rc = rd_target_sender_end(snd, &eb);
+            } else {
+                rc = rd_target_recv_begin(rcv, (uint32_t)rep, (int32_t)c, &eb);
+                for (size_t i = 0; i < n_mine && rc == RD_OK; i += (size_t)o.step) {
+                    size_t m = n_mine - i < (size_t)o.step ? n_mine - i : (size_t)o.step;
+                    rc = rd_target_recv_get(rcv, m, mine + i, zs, NULL, has, &eb);
+                }
+                rd_backoff bo;
+                rd_backoff_reset(&bo, 200);
+                while (rc == RD_OK && !rd_target_recv_phase_complete(rcv)) {
+                    rc = rd_target_recv_progress(rcv, &eb);
+                    rd_backoff_wait(&bo);
+                }
+                if (rc == RD_OK)
+                    rc = rd_target_recv_end(rcv, &eb);
+            }
+            if (rc != RD_OK) {
+                fprintf(stderr, "bench_targets rank %d: %s\n", rank, eb.msg);
+                MPI_Abort(MPI_COMM_WORLD, 1);
+            }
+            mine_s[rep] = MPI_Wtime() - t0;
+            MPI_Allreduce(&mine_s[rep], &walls[rep], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        }
+        rd_errbuf_clear(&eb);
+        int rc = teacher ? rd_target_sender_close(snd, &eb) : rd_target_recv_close(rcv, &eb);
+        if (rc != RD_OK) {
+            fprintf(stderr, "bench_targets rank %d: close: %s\n", rank, eb.msg);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        if (snd)
+            rd_target_sender_stats(snd, &st1);
+        else
+            rd_target_recv_stats(rcv, &st1);
+        // Sanity: every target joined, nothing missing/late.
+        if (!teacher && (st1.missing || st1.late || st1.duplicates || st1.unused)) {
+            fprintf(stderr, "bench_targets rank %d: missing %llu late %llu dup %llu unused %llu\n",
+                    rank, (unsigned long long)st1.missing, (unsigned long long)st1.late,
+                    (unsigned long long)st1.duplicates, (unsigned long long)st1.unused);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        // Timed reps only: wire bytes (teachers), credit bytes (students), blocked time.
+        double loc[4] = {teacher ? (double)(st1.bytes - st0.bytes) : 0.0,
+                         teacher ? (double)(st1.sent - st0.sent) : 0.0,
+                         teacher ? 0.0 : (double)(st1.credits - st0.credits) * 16.0,
+                         teacher ? (double)(st1.blocked_us - blocked0) / 1e3 / o.reps : 0.0},
+               glob[4];
+        MPI_Allreduce(loc, glob, 4, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        blocked_ms_rep = glob[3] / T;
+        // Median repetition and per-rank spread.
+        double *timed = walls + o.warmup;
+        double sorted[256];
+        int nr = o.reps < 256 ? o.reps : 256;
+        memcpy(sorted, timed, (size_t)nr * sizeof *sorted);
+        qsort(sorted, (size_t)nr, sizeof *sorted, cmp_double);
+        double median = sorted[nr / 2];
+        int med_rep = 0;
+        for (int k = 0; k < nr; k++)
+            if (timed[k] == median)
+                med_rep = k;
+        double my = mine_s[o.warmup + med_rep], tmin, tmax, tsum;
+        MPI_Allreduce(&my, &tmin, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+        MPI_Allreduce(&my, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Allreduce(&my, &tsum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        double per_rep = (double)n_emit * T;
+        res[c] = (result){batch,
+                          sorted[0],
+                          median,
+                          tmin,
+                          tsum / size,
+                          tmax,
+                          per_rep / sorted[0],
+                          per_rep / median,
+                          glob[0] / glob[1],
+                          glob[2] / glob[1],
+                          blocked_ms_rep};
+        rd_free(walls);
+        rd_free(mine_s);
+        rd_target_sender_destroy(snd);
+        rd_target_recv_destroy(rcv);
+    }
+    if (rank == 0) {
+        printf("bench_targets: %d teacher(s) -> %d student(s), %ld targets per teacher per rep, "
+               "step %d, max_in_flight %d, log %s, %d reps (+%d warm-up)\n",
+               T, S, o.targets, o.step, o.in_flight, o.log ? "on" : "off", o.reps, o.warmup);
+        printf("%8s %14s %14s %10s %10s %9s %9s %9s %11s\n", "batch", "targets/s_best",
+               "targets/s_med", "bytes/tgt", "credit_B/t", "t_min", "t_avg", "t_max", "blocked_ms");
+        for (int c = 0; c < o.n_batches; c++)
+            printf("%8d %14.3e %14.3e %10.3f %10.4f %9.4f %9.4f %9.4f %11.2f\n", res[c].batch,
+                   res[c].rate_best, res[c].rate_median, res[c].bytes_per_target,
+                   res[c].credit_bytes_per_target, res[c].t_min, res[c].t_avg, res[c].t_max,
+                   res[c].blocked_ms);
+        if (o.json) {
+            FILE *f = fopen(o.json, "w");
+            if (!f) {
+                fprintf(stderr, "bench_targets: cannot write %s\n", o.json);
+            } else {
+                fprintf(f,
+                        "{\"bench\":\"targets\",\"teachers\":%d,\"students\":%d,"
+                        "\"targets_per_teacher\":%ld,\"step\":%d,\"max_in_flight\":%d,"
+                        "\"log\":%d,\"reps\":%d,\"warmup\":%d,\"results\":[",
+                        T, S, o.targets, o.step, o.in_flight, o.log, o.reps, o.warmup);
+                for (int c = 0; c < o.n_batches; c++)
+                    fprintf(f,
+                            "%s{\"batch\":%d,\"targets_per_s_best\":%.6g,"
+                            "\"targets_per_s_median\":%.6g,\"bytes_per_target\":%.6g,"
+                            "\"credit_bytes_per_target\":%.6g,\"wall_s_best\":%.6g,"
+                            "\"wall_s_median\":%.6g,\"t_min\":%.6g,\"t_avg\":%.6g,\"t_max\":%.6g,"
+                            "\"sender_blocked_ms\":%.6g}",
+                            c ? "," : "", res[c].batch, res[c].rate_best, res[c].rate_median,
+                            res[c].bytes_per_target, res[c].credit_bytes_per_target, res[c].best_s,
+                            res[c].median_s, res[c].t_min, res[c].t_avg, res[c].t_max,
+                            res[c].blocked_ms);
+                fprintf(f, "]}\n");
+                fclose(f);
+            }
+        }
+    }
+    rd_target_log_close(log);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (o.log && rank == 0) {
+        char cmd[300];
+        char *slash = strrchr(log_path, '/');
+        if (slash)
+            *slash = 0;
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", log_path);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", log_path);
+    }
+    rd_free(samples);
+    rd_free(logits);
+    rd_free(mine);
+    rd_free(zs);
+    rd_free(has);
+    rd_free(teachers);
+    rd_free(students);
+    MPI_Finalize();
+    return 0;
+}

@@ -1,0 +1,325 @@
+// rd/distill.h — Rec-Distill building blocks: the teacher -> student target transport over MPI,
+// the student-side join of samples with targets, target-log replay, and cross-debias calibration.
+//
+// Defines:
+//   rd_debias                          the four parameters of one side's calibration f
+//   rd_debias_identity() / rd_debias_from_sampling() / rd_debias_from_config() / rd_debias_check()
+//   rd_debias_prob()                   f(z), a probability
+//   rd_debias_logit_forward/backward   logit(f(z)) and its gradient (+ _naive twins for tests)
+//   rd_target_stats                    counters of a sender or a receiver
+//   rd_target_owner_fn                 sample id -> owning student index (the data iterator's rule)
+//   rd_target_join                     hash join keyed by (phase, sample id): put / take / miss
+//   rd_target_sender                   teacher side: emit targets, batched, credit flow control
+//   rd_target_recv                     student side: live (MPI) or replay (target log), one get()
+//
+// Cross-debias (papers.md §1.5, Eq. 12-14). One side's calibration of a raw logit z is
+//     f(z) = 1 / (1 + (r_s / p_X) * (e^{-z} + 1 - r_+) + b_s).
+// Without sampling (r_s = p_X = r_+ = 1, b_s = 0) f is the sigmoid, so logit(f(z)) = z. The
+// distilled student consumes the teacher's RAW logit projected through the STUDENT's f, as a
+// logit (rd/model.h: teacher_logits): logit(f(z)) = -log(A e^{-z} + K) with A = r_s / p_X and
+// K = A (1 - r_+) + b_s; f is a proper probability for every z iff A > 0 and K >= 0.
+// The secondary sources do not define r_s unambiguously (papers.md): rd_debias_from_sampling()
+// chooses the parameters that make f the exact Bayes correction of independent down-sampling
+// (negatives kept with probability q_-, positives with q_+: f(z) = 1/(1 + (q_+/q_-) e^{-z} + b_s)),
+// i.e. r_s = q_+ / q_- (kept-positive-to-kept-negative inflation), p_X = 1, r_+ = 1. Taking the
+// negatives' keep fraction itself as r_s would move probabilities the wrong way.
+//
+// Transport. A teacher job of T ranks and a student job of S ranks live in one MPMD world; both
+// sides name the other's ranks as ranks of one communicator (rd_comm.world). Every run is a
+// sequence of PHASES (batch epochs, then stream windows), begun and ended in the same order on
+// both sides; a phase is numbered 0, 1, 2, ... by the order of the begin calls and carries its
+// (pass, window) for the target log.
+//   1. The teacher, during its training forward pass, calls rd_target_sender_emit() with the
+//      batch's sample ids, raw logits and its step. Targets are staged per owning student rank
+//      and sent as one message when `batch` targets are staged (or at flush / end of phase).
+//   2. Flow control: a sender has at most `max_in_flight` unacknowledged messages over all
+//      destinations. A receiver acknowledges (credits) a message once it has joined it and its
+//      join table has room; a sender whose window is full progresses with backoff until a credit
+//      arrives (back-pressure reaches the teacher's training loop).
+//   3. End of phase: the sender flushes and sends an EOS marker to every student; the receiver
+//      knows a phase is complete when it holds the EOS of every teacher rank, and stops waiting.
+//   4. Close: the sender sends FIN to every student and waits until every message is credited;
+//      the receiver drains until it holds every FIN. Per (sender, receiver) pair, messages carry
+//      a sequence number; MPI's non-overtaking order makes a gap or repeat a protocol error, so a
+//      lost or duplicated message cannot go unnoticed.
+// Wire format (little-endian). Data / EOS / FIN message: 40-byte header
+//     0 u32 magic "RDTG"  4 u16 version  6 u16 kind (1 data, 2 eos, 3 fin)  8 u32 sender index
+//     12 u32 count  16 u64 phase  24 u32 pass  28 i32 window  32 u64 seq (per destination)
+// then count u64 sample ids, count u64 teacher versions, count f32 raw logits (20 bytes per
+// target). Credit message: 16 bytes: u32 magic "RDCR", u16 version, u16 0, u32 messages
+// credited, u32 receiver index.
+//
+// Join semantics (receiver): a target is keyed by (phase, sample id). take() of a joined target
+// counts it `joined`; a get() that finds none within the wait counts the sample `missing` and
+// leaves a marker, so that its target, if it comes later, is counted `late` and dropped; a target
+// whose phase has already ended is `late` too; a second target for a key is a `duplicate`
+// (dropped); targets never asked for before their phase ends are `unused`.
+//
+// Usage (one trainer step never waits longer than wait_ms; nothing here allocates per step):
+//   teacher rank:  s = rd_target_sender_create(...)
+//                  per phase:  rd_target_sender_begin(s, pass, window)
+//                     per step: forward -> rd_target_sender_emit(s, B, sample_ids,
+//                               model->logits_main, step) [-> rd_target_sender_flush(s) to cut
+//                               latency] -> backward / update
+//                  rd_target_sender_end(s)      ... rd_target_sender_close(s); _destroy(s)
+//   student rank:  r = rd_target_recv_create(...) (live, or .replay = log for a student alone)
+//                  rd_debias_from_config(&cfg.data, &cfg.distill, &f)
+//                  per phase:  rd_target_recv_begin(r, pass, window)
+//                     per step: rd_target_recv_get(r, B, sample_ids, z_t, NULL, has_target)
+//                               rd_debias_logit_forward(z_t, z_t, &f, B)
+//                               batch.teacher_logits = z_t; batch.has_target = has_target
+//                  rd_target_recv_end(r)        ... rd_target_recv_close(r); _destroy(r)
+//   A rank that is not training for a while (evaluation, checkpoints) should call
+//   rd_target_recv_progress() / rd_target_sender_progress() now and then so that credits flow.
+#ifndef RD_DISTILL_H
+#define RD_DISTILL_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd/config.h"
+#include "rd/error.h"
+#include "rd/targets.h"
+
+// ---------------------------------------------------------------------------------------------
+// Cross-debias calibration
+
+typedef struct rd_debias {
+    double r_s;    // negative sampling ratio of the formula (see header comment), > 0
+    double p_x;    // effective retention probability of the positive event, > 0
+    double r_plus; // nominal positive-retention rate; (r_s/p_x)(1 - r_plus) + b_s >= 0
+    double b_s;    // additive bias of the sampling strategy
+} rd_debias;
+
+/** r_s = p_x = r_plus = 1, b_s = 0: f is the sigmoid, the projection the identity. */
+rd_debias rd_debias_identity(void);
+
+/**
+ * The calibration of a side whose training data keeps negatives with probability `neg_keep` and
+ * positives with probability `pos_keep` (data.negatives.rate / pos_rate), plus bias b_s.
+ * @return RD_OK, RD_ERR_ARG (a rate outside (0, 1], b_s < 0 or not finite)
+ */
+int rd_debias_from_sampling(
+    double neg_keep, double pos_keep, double b_s, rd_debias *out, rd_errbuf *eb);
+
+/**
+ * The student's calibration from the run configuration: identity when distill.debias is 0 or
+ * the data is not sampled, else rd_debias_from_sampling(data.negatives.rate,
+ * data.negatives.pos_rate, distill.bias). This is where the config's keep rates are turned into
+ * the formula's parameters (see the header comment); trainers should not do it themselves.
+ * @return RD_OK, RD_ERR_ARG
+ */
+int rd_debias_from_config(const rd_data_config *data,
+                          const rd_distill_config *dc,
+                          rd_debias *out,
+                          rd_errbuf *eb);
+
+/** @return RD_OK or RD_ERR_ARG ("debias: r_s/p_x*(1-r_plus)+b_s = -0.2 < 0: f leaves [0,1]"). */
+int rd_debias_check(const rd_debias *d, rd_errbuf *eb);
+
+/** f(z) in [0, 1] (double precision, stable for any finite z). d must pass rd_debias_check. */
+double rd_debias_prob(const rd_debias *d, double z);
+
+/**
+ * out[i] = logit(f(inp[i])) = -log(A e^{-z} + K), computed stably (log-sum-exp).
+ * inp, out are (n); out may alias inp. d must pass rd_debias_check (asserted).
+ */
+void rd_debias_logit_forward(float *out, const float *inp, const rd_debias *d, size_t n);
+/** dinp[i] += dout[i] * d logit(f(z)) / dz at z = inp[i] (= A e^{-z} / (A e^{-z} + K), in
+ *  (0, 1]). All (n). */
+void rd_debias_logit_backward(
+    float *dinp, const float *dout, const float *inp, const rd_debias *d, size_t n);
+/** Naive twins: the formula as written, in double, then log(f / (1 - f)). Tests only. */
+void rd_debias_logit_forward_naive(float *out, const float *inp, const rd_debias *d, size_t n);
+void rd_debias_logit_backward_naive(
+    float *dinp, const float *dout, const float *inp, const rd_debias *d, size_t n);
+
+// ---------------------------------------------------------------------------------------------
+// Counters
+
+typedef struct rd_target_stats {
+    uint64_t sent;       // sender: targets sent (data messages only)
+    uint64_t logged;     // sender: targets appended to the target log
+    uint64_t received;   // receiver: valid targets received over MPI
+    uint64_t joined;     // receiver: get() answered from a live target
+    uint64_t replayed;   // receiver (replay): get() answered from the target log
+    uint64_t late;       // receiver: targets that came after their sample or phase was done
+    uint64_t missing;    // receiver: get() samples without a target within the wait
+    uint64_t duplicates; // receiver: second target for a (phase, sample) key, dropped
+    uint64_t unused;     // receiver: targets never asked for before their phase ended
+    uint64_t rejected;   // receiver/sender: malformed messages dropped (each also an error)
+    uint64_t messages;   // messages sent (sender) or received (receiver), markers included
+    uint64_t bytes;      // bytes of those messages, headers included
+    uint64_t credits;    // credit messages received (sender) or sent (receiver)
+    uint64_t blocked_us; // time spent waiting: window full (sender), get() waits (receiver)
+} rd_target_stats;
+
+/** The owner rule: sample id -> student index in [0, n_students) (the same deterministic rule
+ *  the student's data iterator uses). Called for every target on both sides. */
+typedef int (*rd_target_owner_fn)(uint64_t sample, void *ctx);
+
+// ---------------------------------------------------------------------------------------------
+// Join table (used by the receiver; public for tests and for trainers that join locally)
+
+typedef struct rd_target_join rd_target_join;
+
+typedef enum rd_join_result {
+    RD_JOIN_STORED = 0,    // new pending target
+    RD_JOIN_DUPLICATE = 1, // the key holds (or held, this phase) a target already
+    RD_JOIN_LATE = 2,      // its sample was declared missing, or its phase has ended
+    RD_JOIN_FULL = 3,      // no room (capacity entries): not stored
+} rd_join_result;
+
+/**
+ * @param[in] capacity  most entries held at once (pending, consumed and missing markers), >= 1
+ * @return RD_OK, RD_ERR_ARG, RD_ERR_NOMEM. Free with rd_target_join_destroy.
+ */
+int rd_target_join_create(size_t capacity, rd_target_join **out, rd_errbuf *eb);
+void rd_target_join_destroy(rd_target_join *j);
+/** Store a target. @return rd_join_result (FULL only when pending targets and missing markers
+ *  fill the capacity). */
+int rd_target_join_put(
+    rd_target_join *j, uint64_t phase, uint64_t sample, float logit, uint64_t version);
+/** A pending target of the key: copied out (outputs may be NULL) and marked consumed.
+ *  @return 1 found, 0 not (none yet, already consumed, or marked missing). */
+int rd_target_join_take(
+    rd_target_join *j, uint64_t phase, uint64_t sample, float *logit, uint64_t *version);
+/** Declare the sample missing (its target, if it comes, will be late).
+ *  @return 1 marker stored, 0 no room (a later target is then counted unused, not late). */
+int rd_target_join_miss(rd_target_join *j, uint64_t phase, uint64_t sample);
+/** End every phase <= `phase`: drop their entries; later puts for them are late.
+ *  @return the pending (never taken) targets dropped. */
+size_t rd_target_join_end(rd_target_join *j, uint64_t phase);
+/** Entries held (pending, consumed, missing markers). */
+size_t rd_target_join_size(const rd_target_join *j);
+/** Pending targets + missing markers. Consumed entries are kept for duplicate detection only
+ *  while there is room: when the table is full they are forgotten first. */
+size_t rd_target_join_live(const rd_target_join *j);
+
+// ---------------------------------------------------------------------------------------------
+// Teacher side
+
+typedef struct rd_target_sender_opts {
+    MPI_Comm comm;            // holds both jobs (rd_comm.world); borrowed for the handle's life
+    int n_students;           // student ranks, >= 1
+    const int *students;      // (n_students) their ranks in comm; copied
+    int sender_index;         // my index among the teacher ranks (0..T-1), in every message
+    rd_target_owner_fn owner; // sample -> student index
+    void *owner_ctx;
+    int max_in_flight;        // unacknowledged messages, >= 1 (distill.max_in_flight)
+    int batch;                // targets per message, 1..2^24 (distill.batch)
+    int poll_us_max;          // backoff cap (cluster.poll_us_max); <= 0 = 200
+    int timeout_ms;           // longest a call waits for credits; 0 = no limit
+    int tag_data, tag_credit; // 0 = RD_TAG_DISTILL_TARGET / RD_TAG_DISTILL_CREDIT
+    rd_target_log *log;       // optional: every emitted target is appended; borrowed
+    uint64_t job;             // rd_target_job_key(teacher job name), for the log
+} rd_target_sender_opts;
+
+typedef struct rd_target_sender rd_target_sender;
+
+/** @return RD_OK, RD_ERR_ARG (bad option, e.g. "students[2] = 9 not a rank of comm (size 6)"),
+ *  RD_ERR_NOMEM. Local (not collective). Free with rd_target_sender_destroy. */
+int rd_target_sender_create(const rd_target_sender_opts *o, rd_target_sender **out, rd_errbuf *eb);
+/** Start the next phase (pass, window: what the target log records; window -1 = batch phase).
+ *  @return RD_OK, RD_ERR_STATE (a phase is open, or the sender is closed) */
+int rd_target_sender_begin(rd_target_sender *s, uint32_t pass, int32_t window, rd_errbuf *eb);
+/**
+ * Emit n targets of the open phase: all validated first (finite logits, owner in range; nothing
+ * sent otherwise), appended to the log if any, staged; full batches are sent, waiting for
+ * credits with backoff when the window is full. Arrays are borrowed for the call.
+ * @param[in] version  the teacher's step that produced these logits
+ * @return RD_OK, RD_ERR_STATE (no open phase), RD_ERR_ARG (non-finite logit), RD_ERR_RANGE
+ *         (owner out of range), RD_ERR_TIMEOUT (no credit within timeout_ms), RD_ERR_PROTO
+ *         (malformed credit), the log's errors
+ */
+int rd_target_sender_emit(rd_target_sender *s,
+                          size_t n,
+                          const uint64_t *samples,
+                          const float *logits,
+                          uint64_t version,
+                          rd_errbuf *eb);
+/** Send every partly filled batch now (e.g. once per teacher step). Waits only for credits. */
+int rd_target_sender_flush(rd_target_sender *s, rd_errbuf *eb);
+/** Flush, then send the phase's EOS marker to every student. @return as emit. */
+int rd_target_sender_end(rd_target_sender *s, rd_errbuf *eb);
+/** Complete finished sends and take arriving credits; never waits. @return RD_OK, RD_ERR_PROTO */
+int rd_target_sender_progress(rd_target_sender *s, rd_errbuf *eb);
+/** Send FIN to every student and wait (backoff) until every message is credited and every send
+ *  completed. No phase may be open. @return RD_OK, RD_ERR_STATE, RD_ERR_TIMEOUT, RD_ERR_PROTO */
+int rd_target_sender_close(rd_target_sender *s, rd_errbuf *eb);
+void rd_target_sender_stats(const rd_target_sender *s, rd_target_stats *out);
+/** Free. Call rd_target_sender_close first (a handle destroyed with sends pending cancels them
+ *  and logs a warning). Accepts NULL. */
+void rd_target_sender_destroy(rd_target_sender *s);
+
+// ---------------------------------------------------------------------------------------------
+// Student side
+
+typedef struct rd_target_recv_opts {
+    // Live mode (replay == NULL):
+    MPI_Comm comm;            // as the sender's; borrowed
+    int n_teachers;           // teacher ranks, >= 1
+    const int *teachers;      // (n_teachers) their ranks in comm, in sender_index order; copied
+    int student_index;        // my index among the student ranks (the owner rule's value)
+    rd_target_owner_fn owner; // checks that each target belongs here (NULL = no check)
+    void *owner_ctx;
+    int max_in_flight;        // as the senders' (sizes the room reserved for in-flight data)
+    int batch;                // as the senders' (largest message accepted)
+    size_t capacity;          // join entries; 0 = 4 * teachers * max_in_flight * batch, at least
+                              // 65536. Credits stop while pending targets + missing markers +
+                              // the in-flight reserve exceed it (consumed targets are forgotten
+                              // when room is needed)
+    int poll_us_max;          // backoff cap; <= 0 = 200
+    int tag_data, tag_credit; // 0 = defaults
+    // Both modes:
+    int wait_ms;    // bounded wait of one get() call (distill.wait_ms), >= 0
+    int timeout_ms; // close: longest wait for the teachers' FIN; 0 = no limit
+    // Replay mode:
+    rd_target_log *replay; // non-NULL = replay from this log (borrowed); comm etc. unused
+    uint64_t job;          // rd_target_job_key(teacher job name)
+} rd_target_recv_opts;
+
+typedef struct rd_target_recv rd_target_recv;
+
+/** @return RD_OK, RD_ERR_ARG, RD_ERR_NOMEM. Free with rd_target_recv_destroy. */
+int rd_target_recv_create(const rd_target_recv_opts *o, rd_target_recv **out, rd_errbuf *eb);
+/** Start the next phase (same sequence as the teacher's). @return RD_OK, RD_ERR_STATE */
+int rd_target_recv_begin(rd_target_recv *r, uint32_t pass, int32_t window, rd_errbuf *eb);
+/**
+ * Targets of n samples of the open phase. Waits at most wait_ms for the whole call (not per
+ * sample) and not at all once every teacher ended the phase. Samples without a target get
+ * has_target[i] = 0 (logits[i] = 0) and are counted missing. Arrays are (n), caller-owned;
+ * versions may be NULL. In replay mode: one target-log lookup per sample, no wait.
+ * @return RD_OK, RD_ERR_STATE (no open phase), RD_ERR_ARG, RD_ERR_PROTO (a malformed message
+ * arrived: it was dropped and counted, eb names sender and defect; the outputs are still valid),
+ *         RD_ERR_CORRUPT / RD_ERR_LMDB (replay)
+ */
+int rd_target_recv_get(rd_target_recv *r,
+                       size_t n,
+                       const uint64_t *samples,
+                       float *logits,
+                       uint64_t *versions,
+                       uint8_t *has_target,
+                       rd_errbuf *eb);
+/** Receive what has arrived, join it, return credits; never waits (call between steps).
+ *  Stops at a malformed message: it is dropped and reported, the next call goes on.
+ *  @return RD_OK or RD_ERR_PROTO */
+int rd_target_recv_progress(rd_target_recv *r, rd_errbuf *eb);
+/** 1 when every teacher ended the open phase (nothing more will come for it). */
+int rd_target_recv_phase_complete(const rd_target_recv *r);
+/** End the open phase: its targets never asked for are dropped (unused), later ones are late. */
+int rd_target_recv_end(rd_target_recv *r, rd_errbuf *eb);
+/** Change the bounded wait of later get() calls (e.g. 0 in phases that must not wait). */
+void rd_target_recv_set_wait(rd_target_recv *r, int wait_ms);
+/** Drain until every teacher's FIN (live; no-op in replay). No phase may be open.
+ *  @return RD_OK, RD_ERR_STATE, RD_ERR_TIMEOUT, RD_ERR_PROTO */
+int rd_target_recv_close(rd_target_recv *r, rd_errbuf *eb);
+void rd_target_recv_stats(const rd_target_recv *r, rd_target_stats *out);
+/** Accepts NULL. */
+void rd_target_recv_destroy(rd_target_recv *r);
+
+/** Bytes of one data message carrying n targets (40 + 20 n). */
+size_t rd_target_msg_bytes(size_t n);
+
+#endif // RD_DISTILL_H

@@ -1,0 +1,821 @@
+// test_targets_transport.c — the distillation target transport (rd/distill.h) between a teacher
+// job and a student job in one world.
+//
+// Usage: mpiexec -n R test_targets_transport T   (ranks [0, T) teach, [T, R) are students)
+//        mpiexec -n 2 test_targets_transport bad (crafted malformed messages, see below)
+// Over 5 phases (stream windows) with a random number of samples each, the teachers emit the
+// targets of their half of each window in shuffled order and random batch sizes, with a tiny
+// message batch (7) and window (max_in_flight 2) so that back-pressure is constant; students
+// ask for their samples (owner = hash % S) in another shuffled order, random get sizes, and
+// sleep now and then (slow receivers). Checked on every student, against what the teachers
+// deterministically emitted:
+//   - every emitted target reaches its owner exactly once with its logit and teacher version;
+//     samples the teachers skip are missing; nothing else is;
+//   - window 1: one target is emitted twice -> one duplicate, the first value kept;
+//   - window 2: students never ask for some samples -> unused;
+//   - window 4: teachers hold back some targets until every student has given up on them
+//     (wait 0, then a "go" message) -> exactly those are late (and missing);
+//   - counters: sent (teachers) == received + late + duplicates (students), joined + unused ==
+//     received, and messages/bytes agree on both sides;
+//   - malformed messages (short, bad magic, oversized) sent to student 0 and a bad credit sent to
+//     teacher 0 are rejected with RD_ERR_PROTO and a message naming the defect;
+//   - every teacher also appends to one shared target log; after close, every student replays
+//     the log through the same get(): identical targets for every sample the live run joined,
+//     and the held-back ones are present in the log.
+// No hang: senders and receivers use timeouts; errors are summed with MPI_Allreduce, rank 0
+// reports.
+#include "rd/alloc.h"
+#include "rd/comm.h"
+#include "rd/distill.h"
+#include "rd/hash.h"
+#include "rd/rng.h"
+#include "rd/targets.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+    WINDOWS = 5,
+    BATCH = 7,
+    IN_FLIGHT = 2,
+    TAG_GO = 200,
+    DUP_WINDOW = 1,
+    UNUSED_WINDOW = 2,
+    LATE_WINDOW = 4
+};
+
+static int rank, n_errors;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "[rank %d] %s:%d: ", rank, __FILE__, __LINE__);                        \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            n_errors++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+typedef struct owner_ctx {
+    int n_students;
+} owner_ctx;
+
+static int owner_of(uint64_t sample, void *ctx) {
+    const owner_ctx *o = ctx;
+    return (int)(rd_mix64(sample ^ 0xabcdefULL) % (uint64_t)o->n_students);
+}
+
+// The schedule every rank derives identically.
+static int window_size(int w) {
+    rd_rng r;
+    rd_rng_split(&r, 99, (uint64_t)w);
+    return 200 + (int)rd_rng_below(&r, 400);
+}
+static uint64_t sample_id(int w, int k) {
+    return (uint64_t)w * 1000000ULL + (uint64_t)k * 7 + 1;
+}
+static int skipped(int k) { // never emitted: missing
+    return k % 11 == 0;
+}
+static int held_back(int w, int k) { // emitted after the students gave up: late
+    return w == LATE_WINDOW && k % 13 == 5 && !skipped(k);
+}
+static int not_asked(int w, int k) { // students never ask: unused
+    return w == UNUSED_WINDOW && k % 17 == 3 && !skipped(k);
+}
+static int teacher_of(int k, int n_teachers) {
+    return k % n_teachers;
+}
+static float logit_of(uint64_t s) {
+    return (float)((double)(rd_mix64(s) >> 40) / (double)(1 << 20) - 8.0);
+}
+static uint64_t version_of(uint64_t s) { // the teacher "step" that emitted s (deterministic)
+    return s / 3;
+}
+
+static void shuffle(uint64_t *a, size_t n, rd_rng *r) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)rd_rng_below(r, i);
+        uint64_t t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
+static void sleep_us(long us) {
+    struct timespec ts = {0, us * 1000L};
+    nanosleep(&ts, NULL);
+}
+
+// Emit `n` targets in random batch sizes, one version per call (the samples of one call are
+// grouped by version so that each call's single version is right).
+static void emit_all(rd_target_sender *s, const uint64_t *samples, size_t n, rd_rng *r) {
+    size_t i = 0;
+    while (i < n) {
+        size_t m = 1 + (size_t)rd_rng_below(r, 12);
+        if (m > n - i)
+            m = n - i;
+        // Cut the batch where the version changes.
+        uint64_t v = version_of(samples[i]);
+        size_t k = 1;
+        while (k < m && version_of(samples[i + k]) == v)
+            k++;
+        float lg[16];
+        for (size_t j = 0; j < k; j++)
+            lg[j] = logit_of(samples[i + j]);
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        int rc = rd_target_sender_emit(s, k, samples + i, lg, v, &eb);
+        CHECK(rc == RD_OK, "emit: %s", eb.msg);
+        if (rd_rng_below(r, 5) == 0) {
+            rc = rd_target_sender_flush(s, &eb);
+            CHECK(rc == RD_OK, "flush: %s", eb.msg);
+        }
+        i += k;
+    }
+}
+
+// Sort samples by version so emit_all's groups are long (teachers emit in "step" order).
+static int cmp_version(const void *a, const void *b) {
+    uint64_t va = version_of(*(const uint64_t *)a), vb = version_of(*(const uint64_t *)b);
+    return va < vb ? -1 : va > vb;
+}
+
+static void run_teacher(int t, int n_teachers, int n_students, const char *log_path) {
+    owner_ctx oc = {n_students};
+    int students[64];
+    for (int d = 0; d < n_students; d++)
+        students[d] = n_teachers + d;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_log *log = NULL;
+    int rc = rd_target_log_open(log_path, 1, NULL, &log, &eb);
+    CHECK(rc == RD_OK, "log open: %s", eb.msg);
+    rd_target_sender_opts so = {
+        .comm = MPI_COMM_WORLD,
+        .n_students = n_students,
+        .students = students,
+        .sender_index = t,
+        .owner = owner_of,
+        .owner_ctx = &oc,
+        .max_in_flight = IN_FLIGHT,
+        .batch = BATCH,
+        .poll_us_max = 200,
+        .timeout_ms = 60000,
+        .log = log,
+        .job = rd_target_job_key("teacher"),
+    };
+    rd_target_sender *s = NULL;
+    rc = rd_target_sender_create(&so, &s, &eb);
+    CHECK(rc == RD_OK, "sender create: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    // Bad input is rejected before anything is sent.
+    uint64_t one = 5;
+    float nan_logit = NAN;
+    CHECK(rd_target_sender_emit(s, 1, &one, &nan_logit, 0, NULL) == RD_ERR_STATE, "emit outside");
+    rd_rng r;
+    rd_rng_split(&r, 1234, (uint64_t)rank);
+    uint64_t *buf = rd_xmalloc(1000 * sizeof *buf);
+    uint64_t expect_sent = 0;
+    for (int w = 0; w < WINDOWS; w++) {
+        rc = rd_target_sender_begin(s, 0, w, &eb);
+        CHECK(rc == RD_OK, "begin: %s", eb.msg);
+        rd_errbuf_clear(&eb);
+        CHECK(rd_target_sender_emit(s, 1, &one, &nan_logit, 0, &eb) == RD_ERR_ARG &&
+                  strstr(eb.msg, "not finite"),
+              "non-finite logit accepted: %s", eb.msg);
+        rd_errbuf_clear(&eb);
+        int nw = window_size(w);
+        size_t n = 0, nh = 0;
+        uint64_t held[1000];
+        for (int k = 0; k < nw; k++) {
+            if (teacher_of(k, n_teachers) != t || skipped(k))
+                continue;
+            if (held_back(w, k))
+                held[nh++] = sample_id(w, k);
+            else
+                buf[n++] = sample_id(w, k);
+        }
+        shuffle(buf, n, &r);
+        qsort(buf, n, sizeof *buf, cmp_version);
+        emit_all(s, buf, n, &r);
+        expect_sent += n;
+        if (w == DUP_WINDOW && t == 0) {
+            // The same target twice (same value: the log keeps the last one).
+            float z = logit_of(buf[0]);
+            rc = rd_target_sender_emit(s, 1, buf, &z, version_of(buf[0]), &eb);
+            CHECK(rc == RD_OK, "dup emit: %s", eb.msg);
+            expect_sent++;
+        }
+        if (w == LATE_WINDOW) {
+            rc = rd_target_sender_flush(s, &eb);
+            CHECK(rc == RD_OK, "flush: %s", eb.msg);
+            // Wait for "go" from every student (they have given up on the held-back samples).
+            for (int d = 0; d < n_students; d++) {
+                int flag = 0;
+                rd_backoff bo;
+                rd_backoff_reset(&bo, 500);
+                double t0 = MPI_Wtime();
+                while (!flag && MPI_Wtime() - t0 < 60) {
+                    RD_MPI_CHECK(
+                        MPI_Iprobe(students[d], TAG_GO, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
+                    if (!flag) {
+                        rd_target_sender_progress(s, NULL);
+                        rd_backoff_wait(&bo);
+                    }
+                }
+                CHECK(flag, "no go from student %d", d);
+                if (flag) {
+                    int dummy;
+                    RD_MPI_CHECK(MPI_Recv(&dummy, 1, MPI_INT, students[d], TAG_GO, MPI_COMM_WORLD,
+                                          MPI_STATUS_IGNORE));
+                }
+            }
+            qsort(held, nh, sizeof *held, cmp_version);
+            emit_all(s, held, nh, &r);
+            expect_sent += nh;
+        }
+        rc = rd_target_sender_end(s, &eb);
+        CHECK(rc == RD_OK, "end: %s", eb.msg);
+    }
+    // Malformed messages to student 0 (teacher 0 only): short, bad magic, oversized.
+    if (t == 0) {
+        // After student 0 finished its windows (it says so with a go message).
+        int flag = 0;
+        rd_backoff gb;
+        rd_backoff_reset(&gb, 500);
+        double tg = MPI_Wtime();
+        while (!flag && MPI_Wtime() - tg < 60) {
+            RD_MPI_CHECK(MPI_Iprobe(students[0], TAG_GO, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
+            if (!flag) {
+                rd_target_sender_progress(s, NULL);
+                rd_backoff_wait(&gb);
+            }
+        }
+        CHECK(flag, "student 0 never finished its windows");
+        int dummy;
+        if (flag)
+            RD_MPI_CHECK(MPI_Recv(&dummy, 1, MPI_INT, students[0], TAG_GO, MPI_COMM_WORLD,
+                                  MPI_STATUS_IGNORE));
+        unsigned char junk[4000];
+        memset(junk, 0x5a, sizeof junk);
+        RD_MPI_CHECK(
+            MPI_Send(junk, 10, MPI_BYTE, students[0], RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+        RD_MPI_CHECK(
+            MPI_Send(junk, 40 + 20, MPI_BYTE, students[0], RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+        RD_MPI_CHECK(
+            MPI_Send(junk, 4000, MPI_BYTE, students[0], RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+        // A bad credit arrives from student 0 (sent before its close): rejected.
+        rd_backoff bo;
+        rd_backoff_reset(&bo, 500);
+        double t0 = MPI_Wtime();
+        rd_target_stats st;
+        int got = 0;
+        do {
+            rd_errbuf_clear(&eb);
+            if (rd_target_sender_progress(s, &eb) == RD_ERR_PROTO) {
+                CHECK(strstr(eb.msg, "credit") != NULL, "bad credit message: %s", eb.msg);
+                got = 1;
+            }
+            rd_target_sender_stats(s, &st);
+            if (!got)
+                rd_backoff_wait(&bo);
+        } while (!got && MPI_Wtime() - t0 < 60);
+        CHECK(got && st.rejected == 1, "bad credit not rejected (rejected %llu)",
+              (unsigned long long)st.rejected);
+    }
+    rd_errbuf_clear(&eb);
+    rc = rd_target_sender_close(s, &eb);
+    CHECK(rc == RD_OK, "close: %s", eb.msg);
+    rd_target_stats st;
+    rd_target_sender_stats(s, &st);
+    CHECK(st.sent == expect_sent && st.logged == expect_sent, "sent %llu logged %llu expected %llu",
+          (unsigned long long)st.sent, (unsigned long long)st.logged,
+          (unsigned long long)expect_sent);
+    CHECK(st.credits > 0, "no credits");
+    // Totals for the cross-check: sent, messages, bytes.
+    uint64_t tot[3] = {st.sent, st.messages, st.bytes}, dummy[3] = {0, 0, 0};
+    RD_MPI_CHECK(MPI_Allreduce(tot, dummy, 3, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD));
+    rd_target_sender_destroy(s);
+    rd_target_log_close(log);
+    rd_free(buf);
+}
+
+typedef struct got {
+    float z;
+    uint64_t v;
+    uint8_t has;
+} got;
+
+static void run_student(int d, int n_teachers, int n_students, const char *log_path) {
+    owner_ctx oc = {n_students};
+    int teachers[64];
+    for (int t = 0; t < n_teachers; t++)
+        teachers[t] = t;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_recv_opts ro = {
+        .comm = MPI_COMM_WORLD,
+        .n_teachers = n_teachers,
+        .teachers = teachers,
+        .student_index = d,
+        .owner = owner_of,
+        .owner_ctx = &oc,
+        .max_in_flight = IN_FLIGHT,
+        .batch = BATCH,
+        .capacity = 0,
+        .poll_us_max = 200,
+        .wait_ms = 30000,
+        .timeout_ms = 60000,
+    };
+    rd_target_recv *r = NULL;
+    int rc = rd_target_recv_create(&ro, &r, &eb);
+    CHECK(rc == RD_OK, "recv create: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    rd_rng rng;
+    rd_rng_split(&rng, 777, (uint64_t)rank);
+    // Per window: my samples, in my order, and what live get() returned.
+    uint64_t *mine[WINDOWS];
+    got *res[WINDOWS];
+    size_t n_mine[WINDOWS];
+    uint64_t exp_joined = 0, exp_missing = 0, exp_late = 0, exp_unused = 0, exp_dup = 0;
+    for (int w = 0; w < WINDOWS; w++) {
+        int nw = window_size(w);
+        mine[w] = rd_xmalloc((size_t)nw * sizeof *mine[w]);
+        res[w] = rd_xcalloc((size_t)nw, sizeof *res[w]);
+        n_mine[w] = 0;
+        for (int k = 0; k < nw; k++) {
+            uint64_t s = sample_id(w, k);
+            if (owner_of(s, &oc) != d)
+                continue;
+            if (not_asked(w, k)) {
+                exp_unused++;
+                continue;
+            }
+            mine[w][n_mine[w]++] = s;
+            if (skipped(k) || held_back(w, k))
+                exp_missing++;
+            else
+                exp_joined++;
+            if (held_back(w, k))
+                exp_late++;
+        }
+        shuffle(mine[w], n_mine[w], &rng);
+    }
+    // The duplicated target: teacher 0's first sample of DUP_WINDOW after its sort. Recompute it
+    // the way the teacher did is not possible (its rng); instead count duplicates and check 1
+    // total.
+    (void)exp_dup;
+    for (int w = 0; w < WINDOWS; w++) {
+        rc = rd_target_recv_begin(r, 0, w, &eb);
+        CHECK(rc == RD_OK, "begin: %s", eb.msg);
+        size_t i = 0;
+        if (w == LATE_WINDOW) {
+            // Ask for the held-back samples first, without waiting: they cannot be here.
+            rd_target_recv_set_wait(r, 0);
+            size_t nh = 0;
+            for (size_t k = 0; k < n_mine[w]; k++) {
+                uint64_t s = mine[w][k];
+                int kk = (int)((s - sample_id(w, 0)) / 7);
+                if (held_back(w, kk)) { // move to the front
+                    mine[w][k] = mine[w][nh];
+                    mine[w][nh++] = s;
+                }
+            }
+            float z[1000];
+            uint64_t v[1000];
+            uint8_t has[1000];
+            rc = rd_target_recv_get(r, nh, mine[w], z, v, has, &eb);
+            CHECK(rc == RD_OK, "get: %s", eb.msg);
+            for (size_t k = 0; k < nh; k++) {
+                CHECK(!has[k], "held-back sample %llu already here",
+                      (unsigned long long)mine[w][k]);
+                res[w][k] = (got){z[k], v[k], has[k]};
+            }
+            i = nh;
+            rd_target_recv_set_wait(r, 30000);
+            for (int t = 0; t < n_teachers; t++) {
+                int go = 1;
+                RD_MPI_CHECK(MPI_Send(&go, 1, MPI_INT, teachers[t], TAG_GO, MPI_COMM_WORLD));
+            }
+        }
+        while (i < n_mine[w]) {
+            size_t m = 1 + (size_t)rd_rng_below(&rng, 20);
+            if (m > n_mine[w] - i)
+                m = n_mine[w] - i;
+            float z[32];
+            uint64_t v[32];
+            uint8_t has[32];
+            rc = rd_target_recv_get(r, m, mine[w] + i, z, v, has, &eb);
+            CHECK(rc == RD_OK, "get: %s", eb.msg);
+            for (size_t k = 0; k < m; k++)
+                res[w][i + k] = (got){z[k], v[k], has[k]};
+            i += m;
+            if (rd_rng_below(&rng, 4) == 0)
+                sleep_us(200 + (long)rd_rng_below(&rng, 1500)); // slow receiver
+        }
+        // Wait for every teacher's end of the window, so that the counts below do not depend on
+        // timing (a target never asked for is unused only if it came before end()).
+        {
+            rd_backoff bo;
+            rd_backoff_reset(&bo, 500);
+            double t0 = MPI_Wtime();
+            while (!rd_target_recv_phase_complete(r) && MPI_Wtime() - t0 < 60) {
+                rc = rd_target_recv_progress(r, &eb);
+                CHECK(rc == RD_OK, "progress: %s", eb.msg);
+                rd_backoff_wait(&bo);
+            }
+            CHECK(rd_target_recv_phase_complete(r), "window %d never completed", w);
+        }
+        // Check this window.
+        for (size_t k = 0; k < n_mine[w]; k++) {
+            uint64_t s = mine[w][k];
+            int kk = (int)((s - sample_id(w, 0)) / 7);
+            int expect = !skipped(kk) && !held_back(w, kk);
+            CHECK(res[w][k].has == expect, "window %d sample %llu: has_target %d, expected %d", w,
+                  (unsigned long long)s, res[w][k].has, expect);
+            if (expect && res[w][k].has)
+                CHECK(res[w][k].z == logit_of(s) && res[w][k].v == version_of(s),
+                      "window %d sample %llu: logit %g version %llu, expected %g %llu", w,
+                      (unsigned long long)s, (double)res[w][k].z, (unsigned long long)res[w][k].v,
+                      (double)logit_of(s), (unsigned long long)version_of(s));
+        }
+        rc = rd_target_recv_end(r, &eb);
+        CHECK(rc == RD_OK, "end: %s", eb.msg);
+    }
+    // Malformed messages (student 0): three rejections, each named.
+    if (d == 0) {
+        int ready = 1;
+        RD_MPI_CHECK(MPI_Send(&ready, 1, MPI_INT, teachers[0], TAG_GO, MPI_COMM_WORLD));
+        rd_target_stats st;
+        double t0 = MPI_Wtime();
+        int seen_short = 0, seen_magic = 0, seen_big = 0;
+        rd_backoff bo;
+        rd_backoff_reset(&bo, 500);
+        do {
+            rd_errbuf_clear(&eb);
+            if (rd_target_recv_progress(r, &eb) == RD_ERR_PROTO) {
+                seen_short |= strstr(eb.msg, "shorter than a header") != NULL;
+                seen_magic |= strstr(eb.msg, "bad magic") != NULL;
+                seen_big |= strstr(eb.msg, "exceeds") != NULL;
+            }
+            rd_target_recv_stats(r, &st);
+            if (st.rejected < 3)
+                rd_backoff_wait(&bo);
+        } while (st.rejected < 3 && MPI_Wtime() - t0 < 60);
+        CHECK(st.rejected == 3 && seen_short && seen_magic && seen_big,
+              "malformed: rejected %llu short %d magic %d big %d", (unsigned long long)st.rejected,
+              seen_short, seen_magic, seen_big);
+        // A bad credit to teacher 0.
+        unsigned char junk[16];
+        memset(junk, 0x11, sizeof junk);
+        RD_MPI_CHECK(
+            MPI_Send(junk, 16, MPI_BYTE, teachers[0], RD_TAG_DISTILL_CREDIT, MPI_COMM_WORLD));
+    }
+    rd_errbuf_clear(&eb);
+    rc = rd_target_recv_close(r, &eb);
+    CHECK(rc == RD_OK, "close: %s", eb.msg);
+    rd_target_stats st;
+    rd_target_recv_stats(r, &st);
+    CHECK(st.joined == exp_joined, "joined %llu expected %llu", (unsigned long long)st.joined,
+          (unsigned long long)exp_joined);
+    CHECK(st.missing == exp_missing, "missing %llu expected %llu", (unsigned long long)st.missing,
+          (unsigned long long)exp_missing);
+    CHECK(st.late == exp_late, "late %llu expected %llu", (unsigned long long)st.late,
+          (unsigned long long)exp_late);
+    CHECK(st.unused == exp_unused, "unused %llu expected %llu", (unsigned long long)st.unused,
+          (unsigned long long)exp_unused);
+    CHECK(st.joined + st.unused == st.received, "joined %llu + unused %llu != received %llu",
+          (unsigned long long)st.joined, (unsigned long long)st.unused,
+          (unsigned long long)st.received);
+    CHECK(st.rejected == (d == 0 ? 3u : 0u), "rejected %llu", (unsigned long long)st.rejected);
+    // Cross-check with the teachers: sent == received + late + duplicates; messages and bytes
+    // (the three malformed ones excluded) agree.
+    uint64_t junk_msgs = d == 0 ? 3 : 0, junk_bytes = d == 0 ? 10 + 60 + 4000 : 0;
+    uint64_t mine_tot[3] = {st.received + st.late + st.duplicates, st.messages - junk_msgs,
+                            st.bytes - junk_bytes},
+             sum_students[3] = {0, 0, 0};
+    uint64_t zero[3] = {0, 0, 0}, sum_teachers[3];
+    (void)zero;
+    // The teachers contribute their (sent, messages, bytes) to the same reduction.
+    uint64_t contrib[3] = {0, 0, 0};
+    RD_MPI_CHECK(MPI_Allreduce(contrib, sum_teachers, 3, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD));
+    uint64_t dups = st.duplicates, sum_dups = 0;
+    MPI_Comm students_comm;
+    RD_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, 1, rank, &students_comm));
+    RD_MPI_CHECK(MPI_Allreduce(mine_tot, sum_students, 3, MPI_UINT64_T, MPI_SUM, students_comm));
+    RD_MPI_CHECK(MPI_Allreduce(&dups, &sum_dups, 1, MPI_UINT64_T, MPI_SUM, students_comm));
+    RD_MPI_CHECK(MPI_Comm_free(&students_comm));
+    for (int k = 0; k < 3; k++)
+        CHECK(sum_students[k] == sum_teachers[k], "total %d: students %llu teachers %llu", k,
+              (unsigned long long)sum_students[k], (unsigned long long)sum_teachers[k]);
+    CHECK(sum_dups == 1, "duplicates over all students %llu, expected 1",
+          (unsigned long long)sum_dups);
+    rd_target_recv_destroy(r);
+
+    // Replay from the log through the same get(): the same answers for every joined sample, and
+    // the held-back (late) targets are in the log.
+    rd_target_log *log = NULL;
+    rc = rd_target_log_open(log_path, 0, NULL, &log, &eb);
+    CHECK(rc == RD_OK, "log open: %s", eb.msg);
+    rd_target_recv_opts rr = {.wait_ms = 0, .replay = log, .job = rd_target_job_key("teacher")};
+    rc = rd_target_recv_create(&rr, &r, &eb);
+    CHECK(rc == RD_OK, "replay create: %s", eb.msg);
+    uint64_t replay_has = 0;
+    for (int w = 0; w < WINDOWS && rc == RD_OK; w++) {
+        CHECK(rd_target_recv_begin(r, 0, w, &eb) == RD_OK, "replay begin: %s", eb.msg);
+        for (size_t k = 0; k < n_mine[w]; k++) {
+            float z;
+            uint64_t v;
+            uint8_t has;
+            CHECK(rd_target_recv_get(r, 1, &mine[w][k], &z, &v, &has, &eb) == RD_OK,
+                  "replay get: %s", eb.msg);
+            uint64_t s = mine[w][k];
+            int kk = (int)((s - sample_id(w, 0)) / 7);
+            replay_has += has;
+            CHECK(has == !skipped(kk), "replay sample %llu has %d", (unsigned long long)s, has);
+            if (res[w][k].has)
+                CHECK(has && z == res[w][k].z && v == res[w][k].v,
+                      "replay sample %llu differs from live", (unsigned long long)s);
+        }
+        CHECK(rd_target_recv_end(r, &eb) == RD_OK, "replay end: %s", eb.msg);
+    }
+    rd_target_recv_stats(r, &st);
+    CHECK(st.replayed == replay_has && st.replayed == exp_joined + exp_late,
+          "replayed %llu expected %llu", (unsigned long long)st.replayed,
+          (unsigned long long)(exp_joined + exp_late));
+    rd_target_recv_destroy(r);
+    rd_target_log_close(log);
+    for (int w = 0; w < WINDOWS; w++) {
+        rd_free(mine[w]);
+        rd_free(res[w]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mode "bad" (2 ranks): rank 0 is a hand-written fake teacher that sends crafted messages; rank 1
+// is a receiver that must reject each with RD_ERR_PROTO and a message naming the defect, keep the
+// stream usable (a valid target after them is joined), and close cleanly on the FIN.
+
+static void put32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+// Build a message: kind, sender, count (header), phase, seq, then n targets (n may differ from
+// count to forge a size mismatch).
+static size_t craft(unsigned char *buf,
+                    int kind,
+                    uint32_t sender,
+                    uint32_t count,
+                    uint64_t phase,
+                    uint64_t seq,
+                    size_t n,
+                    const uint64_t *samples,
+                    const float *logits) {
+    put32(buf, 0x47544452u);
+    buf[4] = 1;
+    buf[5] = 0;
+    buf[6] = (unsigned char)kind;
+    buf[7] = 0;
+    put32(buf + 8, sender);
+    put32(buf + 12, count);
+    put64(buf + 16, phase);
+    put32(buf + 24, 0);
+    put32(buf + 28, 0);
+    put64(buf + 32, seq);
+    unsigned char *q = buf + 40;
+    for (size_t i = 0; i < n; i++)
+        put64(q + 8 * i, samples[i]);
+    q += 8 * n;
+    for (size_t i = 0; i < n; i++)
+        put64(q + 8 * i, 1000 + i);
+    q += 8 * n;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &logits[i], 4);
+        put32(q + 4 * i, u);
+    }
+    return rd_target_msg_bytes(n);
+}
+
+// Two students in the owner rule; the receiver is student 0. Samples owned by 0 and by 1:
+static uint64_t owned_by(int d) {
+    owner_ctx oc = {2};
+    for (uint64_t s = 1;; s++)
+        if (owner_of(s, &oc) == d)
+            return s;
+}
+
+enum { N_BAD = 8, N_CREDITED = 9 };
+
+static void run_fake_teacher(void) {
+    unsigned char buf[512];
+    uint64_t mine = owned_by(0), other = owned_by(1), two[2] = {mine, mine + 0};
+    float ok[2] = {0.5f, 1.5f}, withnan[2] = {0.5f, NAN};
+    two[1] = owned_by(0);
+    for (uint64_t s = two[0] + 1;; s++) { // a second sample of student 0
+        owner_ctx oc = {2};
+        if (owner_of(s, &oc) == 0) {
+            two[1] = s;
+            break;
+        }
+    }
+    size_t len;
+    // a. non-finite logit (credited, seq 0)
+    len = craft(buf, 1, 0, 2, 0, 0, 2, two, withnan);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    // b. a sample of another student (seq 1)
+    len = craft(buf, 1, 0, 1, 0, 1, 1, &other, ok);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    // c. count 3 with the bytes of 2 (seq 2)
+    len = craft(buf, 1, 0, 3, 0, 2, 2, two, ok);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    // d. a gap in the sequence (seq 7; not credited)
+    len = craft(buf, 1, 0, 1, 0, 7, 1, &mine, ok);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    // e. wrong sender index (not credited)
+    len = craft(buf, 1, 1, 1, 0, 3, 1, &mine, ok);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    // f. unknown kind (seq 3)
+    len = craft(buf, 9, 0, 0, 0, 3, 0, NULL, NULL);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    // g. EOS of the wrong phase (seq 4)
+    len = craft(buf, 2, 0, 0, 1, 4, 0, NULL, NULL);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    // h. the right EOS of phase 0 (seq 5)
+    len = craft(buf, 2, 0, 0, 0, 5, 0, NULL, NULL);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    // i. data of phase 0 after its EOS (seq 6)
+    len = craft(buf, 1, 0, 1, 0, 6, 1, &mine, ok);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    // j. a valid target of phase 1 (seq 7), k. EOS of phase 1 (seq 8), l. FIN (seq 9)
+    len = craft(buf, 1, 0, 1, 1, 7, 1, &mine, ok);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    len = craft(buf, 2, 0, 0, 1, 8, 0, NULL, NULL);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    len = craft(buf, 3, 0, 0, 2, 9, 0, NULL, NULL);
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+    // Collect the credits: every message of the stream except d and e, i.e. 10.
+    uint64_t credited = 0;
+    double t0 = MPI_Wtime();
+    while (credited < N_CREDITED + 1 && MPI_Wtime() - t0 < 60) {
+        int flag = 0;
+        RD_MPI_CHECK(
+            MPI_Iprobe(1, RD_TAG_DISTILL_CREDIT, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
+        if (!flag) {
+            sleep_us(200);
+            continue;
+        }
+        unsigned char c[16];
+        RD_MPI_CHECK(
+            MPI_Recv(c, 16, MPI_BYTE, 1, RD_TAG_DISTILL_CREDIT, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        credited += (uint64_t)c[8] | (uint64_t)c[9] << 8;
+    }
+    CHECK(credited == N_CREDITED + 1, "fake teacher: %llu messages credited, expected %d",
+          (unsigned long long)credited, N_CREDITED + 1);
+}
+
+static void run_bad_receiver(void) {
+    owner_ctx oc = {2};
+    int teachers[1] = {0};
+    rd_target_recv_opts ro = {.comm = MPI_COMM_WORLD,
+                              .n_teachers = 1,
+                              .teachers = teachers,
+                              .student_index = 0,
+                              .owner = owner_of,
+                              .owner_ctx = &oc,
+                              .max_in_flight = 4,
+                              .batch = 4,
+                              .wait_ms = 30000,
+                              .timeout_ms = 60000};
+    rd_target_recv *r = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    CHECK(rd_target_recv_create(&ro, &r, &eb) == RD_OK, "create: %s", eb.msg);
+    if (!r)
+        return;
+    CHECK(rd_target_recv_begin(r, 0, 0, &eb) == RD_OK, "begin: %s", eb.msg);
+    const char *expect[N_BAD] = {"non-finite",         "owned by student 1", "does not match",
+                                 "lost or duplicated", "claims sender 1",    "unknown message kind",
+                                 "ended phase 1",      "after ending it"};
+    int seen = 0;
+    double t0 = MPI_Wtime();
+    while (seen < N_BAD && MPI_Wtime() - t0 < 60) {
+        rd_errbuf_clear(&eb);
+        int rc = rd_target_recv_progress(r, &eb);
+        if (rc == RD_ERR_PROTO) {
+            CHECK(strstr(eb.msg, expect[seen]) != NULL,
+                  "malformed message %d: expected '%s' in '%s'", seen, expect[seen], eb.msg);
+            seen++;
+        } else {
+            CHECK(rc == RD_OK, "progress: %d %s", rc, eb.msg);
+            sleep_us(200);
+        }
+    }
+    CHECK(seen == N_BAD, "%d malformed messages reported, expected %d", seen, N_BAD);
+    CHECK(rd_target_recv_phase_complete(r), "phase 0 not complete after its EOS");
+    CHECK(rd_target_recv_end(r, &eb) == RD_OK, "end: %s", eb.msg);
+    CHECK(rd_target_recv_begin(r, 0, 0, &eb) == RD_OK, "begin: %s", eb.msg);
+    uint64_t mine = owned_by(0);
+    float z = 0;
+    uint8_t has = 0;
+    rd_errbuf_clear(&eb);
+    CHECK(rd_target_recv_get(r, 1, &mine, &z, NULL, &has, &eb) == RD_OK, "get: %s", eb.msg);
+    CHECK(has && z == 0.5f, "valid target after the malformed ones: has %d z %g", has, (double)z);
+    CHECK(rd_target_recv_end(r, &eb) == RD_OK, "end: %s", eb.msg);
+    rd_errbuf_clear(&eb);
+    CHECK(rd_target_recv_close(r, &eb) == RD_OK, "close: %s", eb.msg);
+    rd_target_stats st;
+    rd_target_recv_stats(r, &st);
+    CHECK(st.rejected == N_BAD && st.received == 1 && st.joined == 1,
+          "rejected %llu received %llu joined %llu", (unsigned long long)st.rejected,
+          (unsigned long long)st.received, (unsigned long long)st.joined);
+    rd_target_recv_destroy(r);
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (argc > 1 && strcmp(argv[1], "bad") == 0) {
+        if (size != 2) {
+            if (rank == 0)
+                fprintf(stderr, "mode bad needs 2 ranks\n");
+            MPI_Finalize();
+            return 2;
+        }
+        if (rank == 0)
+            run_fake_teacher();
+        else
+            run_bad_receiver();
+        int total = 0;
+        MPI_Allreduce(&n_errors, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+        if (rank == 0)
+            printf("test_targets_transport bad: %s (%d errors)\n", total ? "FAILED" : "ok", total);
+        MPI_Finalize();
+        return total ? 1 : 0;
+    }
+    int n_teachers = argc > 1 ? atoi(argv[1]) : 2;
+    if (n_teachers < 1 || n_teachers >= size || size - n_teachers > 64 || n_teachers > 64) {
+        if (rank == 0)
+            fprintf(stderr, "usage: mpiexec -n R %s T (1 <= T < R)\n", argv[0]);
+        MPI_Finalize();
+        return 2;
+    }
+    int n_students = size - n_teachers;
+    // One shared target log (rank 0 creates it; the teachers append, the students replay).
+    char log_path[256] = {0};
+    if (rank == 0) {
+        char root[] = "/tmp/rd_test_transport_XXXXXX";
+        if (!mkdtemp(root))
+            RD_ASSERT(0);
+        snprintf(log_path, sizeof log_path, "%s/targets", root);
+        rd_target_log_opts lo = {0, 0, 1};
+        rd_target_log *log = NULL;
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        if (rd_target_log_create(log_path, &lo, &log, &eb) != RD_OK) {
+            fprintf(stderr, "log create: %s\n", eb.msg);
+            RD_ASSERT(0);
+        }
+        rd_target_log_close(log);
+    }
+    MPI_Bcast(log_path, sizeof log_path, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (rank < n_teachers) {
+        run_teacher(rank, n_teachers, n_students, log_path);
+        // Match the students' split (color 1) with a teacher-side one.
+        MPI_Comm c;
+        RD_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, 0, rank, &c));
+        RD_MPI_CHECK(MPI_Comm_free(&c));
+    } else {
+        run_student(rank - n_teachers, n_teachers, n_students, log_path);
+    }
+    int total = 0;
+    MPI_Allreduce(&n_errors, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0) {
+        printf("test_targets_transport (%d teachers, %d students): %s (%d errors)\n", n_teachers,
+               n_students, total ? "FAILED" : "ok", total);
+        char cmd[300];
+        char *slash = strrchr(log_path, '/');
+        if (slash)
+            *slash = 0;
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", log_path);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", log_path);
+    }
+    MPI_Finalize();
+    return total ? 1 : 0;
+}

@@ -1,0 +1,438 @@
+// test_distill.c — rd/distill.h without MPI: the cross-debias calibration (identity without
+// sampling, stable kernel vs the naive formula, finite-difference gradient, Bayes correction of
+// down-sampled data, extreme logits, parameter validation) and the join table (out-of-order
+// arrival, duplicates rejected, late after a miss or after the phase ended, missing, capacity,
+// future phases kept across a phase end), plus the replay receiver on a target log.
+// The live MPI transport is tested by tests/mpi/test_targets_transport.c.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/distill.h"
+#include "rd/hash.h"
+#include "rd/rng.h"
+#include "rd/targets.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// Calibration
+
+static double sigm(double x) {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+static void test_debias_identity(void **state) {
+    (void)state;
+    rd_debias id = rd_debias_identity();
+    assert_int_equal(rd_debias_check(&id, NULL), RD_OK);
+    // from_sampling without sampling is the identity too.
+    rd_debias s1;
+    assert_int_equal(rd_debias_from_sampling(1.0, 1.0, 0.0, &s1, NULL), RD_OK);
+    enum { N = 41 };
+    float z[N], out[N], out2[N];
+    for (int i = 0; i < N; i++)
+        z[i] = -30.0f + 1.5f * (float)i;
+    rd_debias_logit_forward(out, z, &id, N);
+    rd_debias_logit_forward(out2, z, &s1, N);
+    for (int i = 0; i < N; i++) {
+        assert_true(fabsf(out[i] - z[i]) <= 1e-6f * (1.0f + fabsf(z[i])));
+        assert_true(fabsf(out2[i] - z[i]) <= 1e-6f * (1.0f + fabsf(z[i])));
+        assert_true(fabs(rd_debias_prob(&id, z[i]) - sigm(z[i])) < 1e-12);
+    }
+    // Gradient of the identity is 1.
+    float dz[N], dout[N];
+    for (int i = 0; i < N; i++) {
+        dz[i] = 0.5f;
+        dout[i] = 2.0f;
+    }
+    rd_debias_logit_backward(dz, dout, z, &id, N);
+    for (int i = 0; i < N; i++)
+        assert_true(fabsf(dz[i] - 2.5f) < 1e-6f); // accumulates: 0.5 + 2 * 1
+}
+
+static const rd_debias k_params[] = {
+    {1.0, 1.0, 1.0, 0.0},   // identity
+    {10.0, 1.0, 1.0, 0.0},  // pure shift (K = 0)
+    {0.25, 0.8, 0.9, 0.0},  // r_plus < 1: K > 0
+    {3.0, 0.5, 1.0, 0.05},  // bias only
+    {2.0, 0.7, 0.6, 0.3},   // everything
+    {0.05, 1.0, 1.0, 0.01}, // inflation < 1
+};
+#define N_PARAMS (sizeof k_params / sizeof k_params[0])
+
+static void test_debias_naive_twin(void **state) {
+    (void)state;
+    enum { N = 200 };
+    float z[N], a[N], b[N], ga[N], gb[N], dout[N];
+    rd_rng rng;
+    rd_rng_seed(&rng, 7);
+    for (int i = 0; i < N; i++) {
+        z[i] = (float)(rd_rng_uniform(&rng) * 24.0 - 12.0);
+        dout[i] = (float)rd_rng_normal(&rng);
+    }
+    for (size_t p = 0; p < N_PARAMS; p++) {
+        assert_int_equal(rd_debias_check(&k_params[p], NULL), RD_OK);
+        rd_debias_logit_forward(a, z, &k_params[p], N);
+        rd_debias_logit_forward_naive(b, z, &k_params[p], N);
+        memset(ga, 0, sizeof ga);
+        memset(gb, 0, sizeof gb);
+        rd_debias_logit_backward(ga, dout, z, &k_params[p], N);
+        rd_debias_logit_backward_naive(gb, dout, z, &k_params[p], N);
+        for (int i = 0; i < N; i++) {
+            // The naive twin loses digits of 1 - f for large g: compare with a loose bound.
+            assert_true(fabsf(a[i] - b[i]) <= 2e-4f * (1.0f + fabsf(a[i])));
+            assert_true(fabsf(ga[i] - gb[i]) <= 1e-5f * (1.0f + fabsf(gb[i])));
+            // f = sigmoid(projected logit)
+            double f = rd_debias_prob(&k_params[p], z[i]);
+            const rd_debias *d = &k_params[p];
+            double ref =
+                1.0 / (1.0 + (d->r_s / d->p_x) * (exp(-(double)z[i]) + 1.0 - d->r_plus) + d->b_s);
+            assert_true(fabs(f - ref) < 1e-12);
+            assert_true(fabs(sigm(a[i]) - ref) < 1e-6);
+        }
+    }
+}
+
+static void test_debias_fd_gradient(void **state) {
+    (void)state;
+    // d g / d z by central differences of the (double-evaluated) forward; the kernel is float, so
+    // difference it in float with a step that keeps rounding well below the tolerance.
+    enum { N = 64 };
+    float z[N], dz[N], ones[N];
+    rd_rng rng;
+    rd_rng_seed(&rng, 11);
+    for (int i = 0; i < N; i++) {
+        z[i] = (float)(rd_rng_uniform(&rng) * 16.0 - 8.0);
+        ones[i] = 1.0f;
+    }
+    const float h = 1e-2f;
+    for (size_t p = 0; p < N_PARAMS; p++) {
+        memset(dz, 0, sizeof dz);
+        rd_debias_logit_backward(dz, ones, z, &k_params[p], N);
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            float zp = z[i] + h, zm = z[i] - h, gp, gm;
+            rd_debias_logit_forward(&gp, &zp, &k_params[p], 1);
+            rd_debias_logit_forward(&gm, &zm, &k_params[p], 1);
+            double fd = ((double)gp - (double)gm) / (2.0 * (double)h);
+            if (fabs(fd - (double)dz[i]) > 2e-3 * (1.0 + fabs(fd))) {
+                print_error("param %zu z %g: analytic %g fd %g\n", p, (double)z[i], (double)dz[i],
+                            fd);
+                bad++;
+            }
+            assert_true(dz[i] > 0.0f && dz[i] <= 1.0f + 1e-6f);
+        }
+        assert_int_equal(bad, 0);
+    }
+}
+
+static void test_debias_bayes_correction(void **state) {
+    (void)state;
+    // A model trained on data that keeps negatives with probability qn and positives with qp
+    // learns the sampled posterior q = p qp / (p qp + (1-p) qn). f must map logit(q) back to p.
+    const double rates[][2] = {{0.1, 1.0}, {0.02, 1.0}, {0.5, 0.8}, {1.0, 1.0}, {0.3, 0.3}};
+    for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++) {
+        double qn = rates[r][0], qp = rates[r][1];
+        rd_debias d;
+        assert_int_equal(rd_debias_from_sampling(qn, qp, 0.0, &d, NULL), RD_OK);
+        for (double p = 0.001; p < 1.0; p += 0.037) {
+            double q = p * qp / (p * qp + (1 - p) * qn);
+            double z = log(q / (1 - q));
+            assert_true(fabs(rd_debias_prob(&d, z) - p) < 1e-9);
+            float zf = (float)z, g;
+            rd_debias_logit_forward(&g, &zf, &d, 1);
+            assert_true(fabs((double)g - log(p / (1 - p))) < 1e-4 * (1 + fabs(log(p / (1 - p)))));
+        }
+        // Down-sampled negatives inflate probabilities: the correction lowers them.
+        if (qn < qp)
+            assert_true(rd_debias_prob(&d, 0.0) < 0.5);
+    }
+}
+
+static void test_debias_from_config(void **state) {
+    (void)state;
+    rd_data_config data;
+    rd_distill_config dc;
+    memset(&data, 0, sizeof data);
+    memset(&dc, 0, sizeof dc);
+    data.negatives.rate = 0.1;
+    data.negatives.pos_rate = 1.0;
+    dc.debias = 0;
+    rd_debias d;
+    assert_int_equal(rd_debias_from_config(&data, &dc, &d, NULL), RD_OK);
+    assert_true(d.r_s == 1.0 && d.p_x == 1.0 && d.r_plus == 1.0 && d.b_s == 0.0);
+    dc.debias = 1;
+    assert_int_equal(rd_debias_from_config(&data, &dc, &d, NULL), RD_OK);
+    // Kept 1 negative in 10: a sampled-data probability of 1/2 is 1/11 in truth.
+    assert_true(fabs(rd_debias_prob(&d, 0.0) - 1.0 / 11.0) < 1e-12);
+    data.negatives.rate = 1.0; // no sampling: identity
+    assert_int_equal(rd_debias_from_config(&data, &dc, &d, NULL), RD_OK);
+    float z = 1.25f, g;
+    rd_debias_logit_forward(&g, &z, &d, 1);
+    assert_true(g == z);
+    data.negatives.rate = 0.0;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_debias_from_config(&data, &dc, &d, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "data.negatives"));
+}
+
+static void test_debias_extremes_and_checks(void **state) {
+    (void)state;
+    const float z[] = {-1e4f, -200.0f, -88.0f, 0.0f, 88.0f, 200.0f, 1e4f};
+    enum { N = sizeof z / sizeof z[0] };
+    float out[N], dz[N], ones[N];
+    for (int i = 0; i < N; i++)
+        ones[i] = 1.0f;
+    for (size_t p = 0; p < N_PARAMS; p++) {
+        memset(dz, 0, sizeof dz);
+        rd_debias_logit_forward(out, z, &k_params[p], N);
+        rd_debias_logit_backward(dz, ones, z, &k_params[p], N);
+        for (int i = 0; i < N; i++) {
+            assert_true(isfinite(out[i]) && isfinite(dz[i]));
+            double f = rd_debias_prob(&k_params[p], z[i]);
+            assert_true(f >= 0.0 && f <= 1.0);
+        }
+        for (int i = 1; i < N; i++)
+            assert_true(out[i] >= out[i - 1]); // monotone
+    }
+    rd_errbuf eb;
+    rd_debias bad = {1.0, 1.0, 2.0, 0.0}; // K = -1
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_debias_check(&bad, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "< 0"));
+    bad = (rd_debias){0.0, 1.0, 1.0, 0.0};
+    assert_int_equal(rd_debias_check(&bad, NULL), RD_ERR_ARG);
+    bad = (rd_debias){1.0, NAN, 1.0, 0.0};
+    assert_int_equal(rd_debias_check(&bad, NULL), RD_ERR_ARG);
+    rd_debias d;
+    assert_int_equal(rd_debias_from_sampling(0.0, 1.0, 0.0, &d, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_debias_from_sampling(0.5, 1.5, 0.0, &d, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_debias_from_sampling(0.5, 1.0, -0.1, &d, NULL), RD_ERR_ARG);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Join
+
+static void test_join_basic(void **state) {
+    (void)state;
+    rd_target_join *j = NULL;
+    assert_int_equal(rd_target_join_create(0, &j, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_join_create(1000, &j, NULL), RD_OK);
+    // Targets arrive in a shuffled order; takes come in another order.
+    enum { N = 500 };
+    uint64_t order[N];
+    for (int i = 0; i < N; i++)
+        order[i] = (uint64_t)((i * 211) % N) * 1000003ULL + 5;
+    for (int i = 0; i < N; i++)
+        assert_int_equal(rd_target_join_put(j, 0, order[i], (float)order[i] * 1e-6f, order[i] + 1),
+                         RD_JOIN_STORED);
+    assert_int_equal(rd_target_join_size(j), N);
+    // Same samples in the next phase are different keys.
+    assert_int_equal(rd_target_join_put(j, 1, order[0], 42.0f, 9), RD_JOIN_STORED);
+    // Duplicate of a pending target: rejected, first value kept.
+    assert_int_equal(rd_target_join_put(j, 0, order[3], -7.0f, 0), RD_JOIN_DUPLICATE);
+    for (int k = N - 1; k >= 0; k--) {
+        uint64_t s = (uint64_t)((k * 37) % N) * 1000003ULL + 5;
+        float z = 0;
+        uint64_t v = 0;
+        assert_int_equal(rd_target_join_take(j, 0, s, &z, &v), 1);
+        assert_true(z == (float)s * 1e-6f && v == s + 1);
+        // Taken once only.
+        assert_int_equal(rd_target_join_take(j, 0, s, NULL, NULL), 0);
+    }
+    // Duplicate after it was consumed: still rejected.
+    assert_int_equal(rd_target_join_put(j, 0, order[3], 1.0f, 0), RD_JOIN_DUPLICATE);
+    // Missing: not there -> marker; its target, arriving later, is late.
+    assert_int_equal(rd_target_join_take(j, 0, 777, NULL, NULL), 0);
+    assert_int_equal(rd_target_join_miss(j, 0, 777), 1);
+    assert_int_equal(rd_target_join_put(j, 0, 777, 1.0f, 0), RD_JOIN_LATE);
+    assert_int_equal(rd_target_join_take(j, 0, 777, NULL, NULL), 0);
+    // A pending target never taken is counted at the phase end; the next phase survives it.
+    assert_int_equal(rd_target_join_put(j, 0, 888, 1.0f, 0), RD_JOIN_STORED);
+    assert_int_equal(rd_target_join_put(j, 2, 888, 2.0f, 0), RD_JOIN_STORED);
+    assert_int_equal(rd_target_join_end(j, 0), 1);
+    assert_int_equal(rd_target_join_size(j), 2);
+    // After the end of phase 0 anything of phase 0 is late.
+    assert_int_equal(rd_target_join_put(j, 0, 999, 1.0f, 0), RD_JOIN_LATE);
+    float z = 0;
+    assert_int_equal(rd_target_join_take(j, 1, order[0], &z, NULL), 1);
+    assert_true(z == 42.0f);
+    assert_int_equal(rd_target_join_take(j, 2, 888, &z, NULL), 1);
+    assert_true(z == 2.0f);
+    assert_int_equal(rd_target_join_end(j, 2), 0);
+    assert_int_equal(rd_target_join_size(j), 0);
+    rd_target_join_destroy(j);
+    rd_target_join_destroy(NULL);
+}
+
+// The model of a full join: consumed entries of live phases are forgotten.
+static size_t purge_taken(uint8_t model[4][256], uint64_t floor) {
+    size_t k = 0;
+    for (uint64_t p = floor; p < 4; p++)
+        for (int s = 0; s < 256; s++)
+            if (model[p][s] == 2) {
+                model[p][s] = 0;
+                k++;
+            }
+    return k;
+}
+
+static void test_join_capacity(void **state) {
+    (void)state;
+    rd_target_join *j = NULL;
+    assert_int_equal(rd_target_join_create(8, &j, NULL), RD_OK);
+    for (uint64_t s = 0; s < 8; s++)
+        assert_int_equal(rd_target_join_put(j, 0, s, 0.0f, 0), RD_JOIN_STORED);
+    assert_int_equal(rd_target_join_put(j, 0, 100, 0.0f, 0), RD_JOIN_FULL);
+    assert_int_equal(rd_target_join_miss(j, 0, 101), 0);
+    // Consumed entries make room when needed (and stop being recognised as duplicates).
+    assert_int_equal(rd_target_join_take(j, 0, 3, NULL, NULL), 1);
+    assert_int_equal(rd_target_join_put(j, 0, 3, 0.0f, 0), RD_JOIN_DUPLICATE);
+    assert_int_equal(rd_target_join_live(j), 7);
+    assert_int_equal(rd_target_join_put(j, 0, 100, 0.0f, 0), RD_JOIN_STORED);
+    assert_int_equal(rd_target_join_size(j), 8);
+    assert_int_equal(rd_target_join_put(j, 0, 101, 0.0f, 0), RD_JOIN_FULL);
+    // Random stress: a model of the table (every key in a small universe) must agree.
+    rd_target_join_destroy(j);
+    assert_int_equal(rd_target_join_create(300, &j, NULL), RD_OK);
+    static uint8_t model[4][256]; // 0 none, 1 pending, 2 taken, 3 missed
+    memset(model, 0, sizeof model);
+    rd_rng rng;
+    rd_rng_seed(&rng, 3);
+    uint64_t floor = 0;
+    size_t n = 0;
+    for (int it = 0; it < 20000; it++) {
+        uint64_t ph = floor + rd_rng_below(&rng, 2), s = rd_rng_below(&rng, 256);
+        int op = (int)rd_rng_below(&rng, 100);
+        if (ph >= 4)
+            break;
+        if (op < 45) {
+            int res = rd_target_join_put(j, ph, s, (float)s, ph);
+            if (model[ph][s] == 0 && n >= 300)
+                n -= purge_taken(model, floor);
+            int exp = model[ph][s] == 0   ? (n < 300 ? RD_JOIN_STORED : RD_JOIN_FULL)
+                      : model[ph][s] == 3 ? RD_JOIN_LATE
+                                          : RD_JOIN_DUPLICATE;
+            assert_int_equal(res, exp);
+            if (res == RD_JOIN_STORED) {
+                model[ph][s] = 1;
+                n++;
+            }
+        } else if (op < 80) {
+            float z = -1;
+            uint64_t v = 99;
+            int got = rd_target_join_take(j, ph, s, &z, &v);
+            assert_int_equal(got, model[ph][s] == 1);
+            if (got) {
+                assert_true(z == (float)s && v == ph);
+                model[ph][s] = 2;
+            }
+        } else if (op < 98) {
+            if (model[ph][s] == 0 && n >= 300)
+                n -= purge_taken(model, floor); // the join forgets consumed entries first
+            if (model[ph][s] == 0 && n < 300) {
+                assert_int_equal(rd_target_join_miss(j, ph, s), 1);
+                model[ph][s] = 3;
+                n++;
+            }
+        } else {
+            size_t pend = 0;
+            for (int k = 0; k < 256; k++)
+                pend += model[floor][k] == 1;
+            assert_int_equal(rd_target_join_end(j, floor), pend);
+            for (int k = 0; k < 256; k++)
+                n -= model[floor][k] != 0;
+            floor++;
+        }
+        assert_int_equal(rd_target_join_size(j), n);
+        size_t live = 0;
+        for (uint64_t q = floor; q < 4; q++)
+            for (int k = 0; k < 256; k++)
+                live += model[q][k] == 1 || model[q][k] == 3;
+        assert_int_equal(rd_target_join_live(j), live);
+    }
+    rd_target_join_destroy(j);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replay receiver
+
+static void test_replay_receiver(void **state) {
+    (void)state;
+    char root[] = "/tmp/rd_test_distill_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char path[300];
+    snprintf(path, sizeof path, "%s/log", root);
+    rd_target_log_opts lo = {0, 0, 1};
+    rd_target_log *log = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_create(path, &lo, &log, &eb), RD_OK);
+    uint64_t job = rd_target_job_key("teacher");
+    uint64_t samples[6] = {10, 11, 12, 13, 14, 15};
+    float logits[6] = {0.5f, -1.0f, 2.0f, 3.5f, -0.25f, 1.0f};
+    uint64_t versions[6] = {1, 1, 2, 2, 3, 3};
+    rd_target_batch b = {5, job, 0, samples, logits, versions, NULL}; // sample 15 never logged
+    assert_int_equal(rd_target_log_append(log, &b, &eb), RD_OK);
+    rd_target_batch b1 = {2, job, 1, samples, logits + 4, versions, NULL}; // pass 1: 10, 11
+    assert_int_equal(rd_target_log_append(log, &b1, &eb), RD_OK);
+
+    rd_target_recv_opts ro;
+    memset(&ro, 0, sizeof ro);
+    ro.replay = log;
+    ro.job = job;
+    rd_target_recv *r = NULL;
+    assert_int_equal(rd_target_recv_create(&ro, &r, &eb), RD_OK);
+    float z[6];
+    uint64_t v[6];
+    uint8_t has[6];
+    assert_int_equal(rd_target_recv_get(r, 6, samples, z, v, has, &eb), RD_ERR_STATE);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_recv_begin(r, 0, -1, &eb), RD_OK);
+    // Out of order request.
+    uint64_t ask[6] = {15, 13, 10, 14, 12, 11};
+    assert_int_equal(rd_target_recv_get(r, 6, ask, z, v, has, &eb), RD_OK);
+    for (int i = 0; i < 6; i++) {
+        int k = (int)(ask[i] - 10);
+        assert_int_equal(has[i], k < 5);
+        if (k < 5)
+            assert_true(z[i] == logits[k] && v[i] == versions[k]);
+    }
+    assert_int_equal(rd_target_recv_end(r, &eb), RD_OK);
+    assert_int_equal(rd_target_recv_begin(r, 1, 0, &eb), RD_OK);
+    assert_int_equal(rd_target_recv_get(r, 3, samples, z, NULL, has, &eb), RD_OK);
+    assert_true(has[0] && has[1] && !has[2] && z[0] == logits[4] && z[1] == logits[5]);
+    assert_int_equal(rd_target_recv_end(r, &eb), RD_OK);
+    assert_int_equal(rd_target_recv_close(r, &eb), RD_OK);
+    rd_target_stats st;
+    rd_target_recv_stats(r, &st);
+    assert_true(st.replayed == 7 && st.missing == 2 && st.late == 0);
+    rd_target_recv_destroy(r);
+    rd_target_log_close(log);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_debias_identity),
+        cmocka_unit_test(test_debias_naive_twin),
+        cmocka_unit_test(test_debias_fd_gradient),
+        cmocka_unit_test(test_debias_bayes_correction),
+        cmocka_unit_test(test_debias_from_config),
+        cmocka_unit_test(test_debias_extremes_and_checks),
+        cmocka_unit_test(test_join_basic),
+        cmocka_unit_test(test_join_capacity),
+        cmocka_unit_test(test_replay_receiver),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
