@@ -10,6 +10,7 @@ static const rd_command commands[] = {
     {"prepare", "build a binary, time-sorted dataset folder from the config's data source",
      rd_cmd_prepare},
     {"config", "check a config file and print the effective configuration", rd_cmd_config},
+    {"train", "train every job of the config on the PS ranks (run under mpiexec)", rd_cmd_train},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

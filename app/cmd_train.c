@@ -1,0 +1,399 @@
+// cmd_train.c — `mpiexec -n N recdistill train CONFIG [--out DIR] [--seed N]`: the whole
+// launch. PS ranks serve the embedding tables; the ranks of every job (teacher, students) train
+// their model concurrently on the shared PS (rd/trainer.h); at the end each job's rank 0 prints its
+// table and world rank 0 writes <run.out_dir>/report.json.
+//
+// Phases (every rank):
+//   1. rank 0 loads the config; the status, then the config, are broadcast (bad config: rank 0
+//      prints one line, every rank exits 1).
+//   2. the world size must equal rd_config_world_size (else one message from rank 0, exit 1).
+//   3. rank 0 creates run.out_dir and, when data.dir holds no dataset, prepares it; the others
+//      wait on a polled broadcast of the status (a failure: every rank exits 1).
+//   4. roles: PS ranks rd_ps_serve; workers rd_trainer_create / run / destroy. A failure on any
+//      rank from here on is printed by that rank and ends the launch with MPI_Abort (the other
+//      ranks may be inside collectives or the PS loop, which nothing else could interrupt).
+//   5. each job's rank 0 sends its rd_trainer_result to world rank 0, which writes report.json
+//      (written to a temporary name and renamed).
+//
+// Exit codes: 0 success, 1 failure (a non-zero exit of mpiexec after MPI_Abort), 2 usage error.
+#include "commands.h"
+
+#include "rd/alloc.h"
+#include "rd/comm.h"
+#include "rd/config.h"
+#include "rd/dataset.h"
+#include "rd/layers.h"
+#include "rd/log.h"
+#include "rd/server.h"
+#include "rd/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { TAG_RESULT = RD_TAG_USER + 1 };
+
+static void train_usage(FILE *out) {
+    fprintf(
+        out,
+        "usage: mpiexec -n N recdistill train CONFIG.yaml [--out DIR] [--seed N]\n"
+        "\n"
+        "Train every job of the config concurrently: ranks [0, ps_ranks) serve the embedding\n"
+        "tables, then the ranks of cluster.jobs in config order train their models (batch\n"
+        "phase, stream windows with progressive validation, holdout). N must equal\n"
+        "`recdistill config --layout CONFIG` world_size.\n"
+        "\n"
+        "  --out DIR   run folder instead of run.out_dir (also moves the paths derived from it)\n"
+        "  --seed N    run.seed instead of the config's (model and embedding initialisation)\n"
+        "\n"
+        "The dataset at data.dir is prepared first when it does not exist. The run folder gets\n"
+        "<job>.metrics.<csv|jsonl> (one line per stream window, holdout, warm slice and\n"
+        "popularity baseline) and report.json.\n"
+        "\n"
+        "exit status: 0 ok, 1 failure on any rank (message on stderr), 2 usage error\n");
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// Polled completion: a blocked MPICH call spins a core, and PS ranks share 2 cores with workers.
+static void wait_req(MPI_Request *req, int poll_us) {
+    rd_backoff b;
+    rd_backoff_reset(&b, poll_us);
+    for (;;) {
+        int done = 0;
+        RD_MPI_CHECK(MPI_Test(req, &done, MPI_STATUS_IGNORE));
+        if (done)
+            return;
+        rd_backoff_wait(&b);
+    }
+}
+
+static void bcast_polled(void *buf, int count, MPI_Datatype dt, MPI_Comm c, int poll_us) {
+    MPI_Request r;
+    RD_MPI_CHECK(MPI_Ibcast(buf, count, dt, 0, c, &r));
+    wait_req(&r, poll_us);
+}
+
+RD_NORETURN static void die(const rd_comm *comm, const char *what, const rd_errbuf *eb, int rc) {
+    fprintf(stderr, "recdistill train: rank %d: %s: %s\n", comm ? comm->rank : 0, what,
+            eb && eb->msg[0] ? eb->msg : rd_strerror(rc));
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    for (;;)
+        pause();
+}
+
+static int mkdir_p(const char *path) {
+    char buf[RD_PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0775) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    return mkdir(buf, 0775) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+// --out DIR: move run.out_dir and every path that was derived from the old one.
+static int apply_out(rd_config *cfg, const char *out, rd_errbuf *eb) {
+    if (strlen(out) >= sizeof cfg->run.out_dir)
+        return rd_err_set(eb, RD_ERR_ARG, "--out: path too long");
+    char old[RD_PATH_MAX];
+    snprintf(old, sizeof old, "%s", cfg->run.out_dir);
+    char *paths[] = {cfg->data.dir, cfg->ps.checkpoint_dir, cfg->tokens.store_dir,
+                     cfg->distill.target_log};
+    size_t ol = strlen(old);
+    for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++)
+        if (strncmp(paths[k], old, ol) == 0 && paths[k][ol] == '/')
+            paths[k][0] = 0;
+    snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", out);
+    return rd_config_resolve(cfg, eb);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+static void jnum(FILE *f, double v) {
+    if (isfinite(v))
+        fprintf(f, "%.6f", v);
+    else
+        fputs("null", f);
+}
+
+static void jeval(FILE *f, const char *ind, const rd_trainer_eval *e) {
+    const rd_metrics_result *m = &e->m;
+    fprintf(f, "{\n%s  \"auc\": ", ind);
+    jnum(f, m->auc_valid ? m->auc : (double)NAN);
+    fprintf(f, ",\n%s  \"gauc\": ", ind);
+    jnum(f, m->gauc_valid ? m->gauc : (double)NAN);
+    fprintf(f, ",\n%s  \"logloss\": ", ind);
+    jnum(f, m->logloss);
+    fprintf(f, ",\n%s  \"calibration\": ", ind);
+    jnum(f, m->calibration_valid ? m->calibration : (double)NAN);
+    fprintf(f, ",\n%s  \"samples\": %llu\n%s}", ind, (unsigned long long)m->n, ind);
+}
+
+static int write_report(
+    const rd_config *cfg, const rd_trainer_result *res, int n, double wall, rd_errbuf *eb) {
+    char path[RD_PATH_MAX + 32], tmp[RD_PATH_MAX + 48];
+    snprintf(path, sizeof path, "%s/report.json", cfg->run.out_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return rd_err_set(eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
+    fprintf(f, "{\n  \"run\": \"%s\",\n  \"seed\": %llu,\n  \"config\": \"%s\",\n  \"wall_s\": ",
+            cfg->run.name, (unsigned long long)cfg->run.seed, cfg->source_path);
+    jnum(f, wall);
+    fputs(",\n  \"popularity\": {\n    \"holdout\": ", f);
+    jeval(f, "    ", &res[0].pop_holdout);
+    fputs(",\n    \"warm\": ", f);
+    jeval(f, "    ", &res[0].pop_warm);
+    fputs("\n  },\n  \"holdout\": {\n", f);
+    for (int j = 0; j < n; j++) {
+        fprintf(f, "    \"%s\": ", res[j].job);
+        jeval(f, "    ", &res[j].holdout);
+        fputs(j + 1 < n ? ",\n" : "\n", f);
+    }
+    fputs("  },\n  \"warm\": {\n", f);
+    for (int j = 0; j < n; j++) {
+        fprintf(f, "    \"%s\": ", res[j].job);
+        jeval(f, "    ", &res[j].warm);
+        fputs(j + 1 < n ? ",\n" : "\n", f);
+    }
+    fputs("  },\n  \"jobs\": {\n", f);
+    for (int j = 0; j < n; j++) {
+        const rd_trainer_result *r = &res[j];
+        fprintf(f,
+                "    \"%s\": {\n      \"model\": \"%s\",\n      \"ranks\": %d,\n      \"params\": "
+                "%llu,\n      \"flops_per_sample\": ",
+                r->job, r->model, r->ranks, (unsigned long long)r->params);
+        jnum(f, r->flops_per_sample);
+        fputs(",\n      \"wall_s\": ", f);
+        jnum(f, r->wall_s);
+        fputs(",\n      \"train_s\": ", f);
+        jnum(f, r->train_s);
+        fprintf(f, ",\n      \"train_samples\": %llu,\n      \"samples_per_s\": ",
+                (unsigned long long)r->train_samples);
+        jnum(f, r->samples_per_s);
+        fputs(",\n      \"final_loss\": ", f);
+        jnum(f, r->final_loss);
+        fputs(",\n      \"windows\": [", f);
+        for (int w = 0; w < r->n_windows; w++) {
+            const rd_metrics_result *m = &r->window[w].m;
+            fputs(w ? ", " : "", f);
+            fputs("{\"auc\": ", f);
+            jnum(f, m->auc_valid ? m->auc : (double)NAN);
+            fputs(", \"gauc\": ", f);
+            jnum(f, m->gauc_valid ? m->gauc : (double)NAN);
+            fputs(", \"logloss\": ", f);
+            jnum(f, m->logloss);
+            fprintf(f, ", \"samples\": %llu}", (unsigned long long)m->n);
+        }
+        fprintf(f, "]\n    }%s\n", j + 1 < n ? "," : "");
+    }
+    fputs("  }\n}\n", f);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        return rd_err_set(eb, RD_ERR_IO, "%s: write failed", path);
+    }
+    printf("report: %s\n", path);
+    return RD_OK;
+}
+
+static void print_table(const rd_trainer_result *r) {
+    const rd_metrics_result *h = &r->holdout.m, *w = &r->warm.m, *ph = &r->pop_holdout.m,
+                            *pw = &r->pop_warm.m;
+    printf("\n== %s (model %s, %d ranks, %llu params, %.3g FLOP/sample fwd) ==\n", r->job, r->model,
+           r->ranks, (unsigned long long)r->params, r->flops_per_sample);
+    printf("%-20s %8s %8s %8s %8s %8s\n", "holdout", "AUC", "GAUC", "logloss", "calib", "events");
+    printf("%-20s %8.4f %8.4f %8.4f %8.4f %8llu\n", "model", h->auc, h->gauc, h->logloss,
+           h->calibration, (unsigned long long)h->n);
+    printf("%-20s %8.4f %8.4f %8.4f %8.4f %8llu\n", "model, warm", w->auc, w->gauc, w->logloss,
+           w->calibration, (unsigned long long)w->n);
+    printf("%-20s %8.4f %8.4f %8.4f %8.4f %8llu\n", "popularity", ph->auc, ph->gauc, ph->logloss,
+           ph->calibration, (unsigned long long)ph->n);
+    printf("%-20s %8.4f %8.4f %8.4f %8.4f %8llu\n", "popularity, warm", pw->auc, pw->gauc,
+           pw->logloss, pw->calibration, (unsigned long long)pw->n);
+    printf("train: %llu samples in %.1f s = %.0f samples/s; wall %.1f s\n",
+           (unsigned long long)r->train_samples, r->train_s, r->samples_per_s, r->wall_s);
+    fflush(stdout);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int rd_cmd_train(int argc, char **argv) {
+    if (rd_app_wants_help(argc, argv)) {
+        train_usage(stdout);
+        return 0;
+    }
+    const char *config = NULL, *out = NULL;
+    long long seed = -1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
+            out = argv[++i];
+        } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
+            char *end = NULL;
+            seed = strtoll(argv[++i], &end, 10);
+            if (!*argv[i] || *end || seed < 0) {
+                fprintf(stderr, "recdistill train: --seed: '%s' is not a non-negative integer\n",
+                        argv[i]);
+                return 2;
+            }
+        } else if (argv[i][0] == '-' || config) {
+            train_usage(stderr);
+            return 2;
+        } else {
+            config = argv[i];
+        }
+    }
+    if (!config) {
+        train_usage(stderr);
+        return 2;
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
+        fprintf(stderr, "recdistill train: %s\n", eb.msg);
+        rd_mpi_finalize();
+        return 1;
+    }
+    double t_start = now_s();
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    rd_log_set_rank(rank, NULL);
+
+    // 1. Config: rank 0 loads, everyone learns the status, then the bytes.
+    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
+    int rc = RD_OK;
+    if (rank == 0) {
+        rc = rd_config_load(config, cfg, &eb);
+        if (rc == RD_OK && seed >= 0)
+            cfg->run.seed = (uint64_t)seed;
+        if (rc == RD_OK && out)
+            rc = apply_out(cfg, out, &eb);
+    }
+    RD_MPI_CHECK(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    if (rc != RD_OK) {
+        if (rank == 0)
+            fprintf(stderr, "recdistill train: %s\n", eb.msg[0] ? eb.msg : rd_strerror(rc));
+        rd_free(cfg);
+        rd_mpi_finalize();
+        return 1;
+    }
+    rd_config_bcast(cfg, 0, MPI_COMM_WORLD);
+    rd_log_level lvl = RD_LOG_LEVEL_INFO;
+    rd_log_level_parse(cfg->run.log_level, &lvl);
+    rd_log_init(lvl, rank, NULL);
+    const int poll = cfg->cluster.poll_us_max;
+
+    // 2. Layout (rd_comm_create returns the same code on every rank).
+    rd_comm *comm = NULL;
+    if ((rc = rd_comm_create(MPI_COMM_WORLD, cfg, &comm, &eb)) != RD_OK) {
+        if (rank == 0)
+            fprintf(stderr, "recdistill train: %s: %s\n", config,
+                    eb.msg[0] ? eb.msg : rd_strerror(rc));
+        rd_free(cfg);
+        rd_mpi_finalize();
+        return 1;
+    }
+    rd_log_set_rank(rank, comm->role_kind == RD_ROLE_PS ? "ps" : comm->job_name[comm->job_index]);
+    rd_blas_set_threads(cfg->cluster.blas_threads);
+
+    // 3. Run folder and dataset, by rank 0; everyone waits on the status.
+    struct {
+        int rc;
+        char msg[1024];
+    } st = {RD_OK, ""};
+    if (rank == 0) {
+        char probe[RD_PATH_MAX + 16];
+        snprintf(probe, sizeof probe, "%s/%s", cfg->data.dir, RD_DATASET_FILE);
+        if (mkdir_p(cfg->run.out_dir) != 0) {
+            st.rc = RD_ERR_IO;
+            snprintf(st.msg, sizeof st.msg, "%s: cannot create the run folder: %s",
+                     cfg->run.out_dir, strerror(errno));
+        } else if (access(probe, R_OK) != 0) {
+            printf("preparing the dataset at %s\n", cfg->data.dir);
+            fflush(stdout);
+            rd_errbuf peb;
+            rd_errbuf_clear(&peb);
+            st.rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &peb);
+            // prepare's messages name the input file and line already.
+            if (st.rc != RD_OK)
+                memcpy(st.msg, peb.msg[0] ? peb.msg : rd_strerror(st.rc),
+                       peb.msg[0] ? sizeof st.msg : strlen(rd_strerror(st.rc)) + 1);
+        }
+    }
+    bcast_polled(&st, (int)sizeof st, MPI_BYTE, MPI_COMM_WORLD, poll);
+    if (st.rc != RD_OK) {
+        if (rank == 0)
+            fprintf(stderr, "recdistill train: %s\n", st.msg);
+        rd_comm_destroy(comm);
+        rd_free(cfg);
+        rd_mpi_finalize();
+        return 1;
+    }
+
+    // 4. Roles.
+    rd_trainer_result *res = rd_xcalloc((size_t)comm->n_jobs, sizeof *res);
+    rd_trainer_result mine;
+    memset(&mine, 0, sizeof mine);
+    if (comm->role_kind == RD_ROLE_PS) {
+        if ((rc = rd_ps_serve(comm, cfg)) != RD_OK)
+            die(comm, "parameter server", NULL, rc);
+    } else {
+        rd_trainer *tr = NULL;
+        if ((rc = rd_trainer_create(comm, cfg, NULL, &tr, &eb)) != RD_OK)
+            die(comm, "setting up the trainer", &eb, rc);
+        if ((rc = rd_trainer_run(tr, &mine, &eb)) != RD_OK)
+            die(comm, comm->job_name[comm->job_index], &eb, rc);
+        if ((rc = rd_trainer_destroy(tr)) != RD_OK)
+            die(comm, "shutting down the KV client", NULL, rc);
+        if (comm->job_rank == 0)
+            print_table(&mine);
+    }
+
+    // 5. Results to world rank 0 (a PS rank: it has left its serve loop once every worker shut
+    //    down), which writes the report.
+    if (comm->role_kind == RD_ROLE_WORKER && comm->job_rank == 0 && rank != 0) {
+        MPI_Request r;
+        RD_MPI_CHECK(MPI_Isend(&mine, (int)sizeof mine, MPI_BYTE, 0, TAG_RESULT, comm->world, &r));
+        wait_req(&r, poll);
+    }
+    if (rank == 0) {
+        for (int j = 0; j < comm->n_jobs; j++) {
+            if (comm->job_first[j] == 0) {
+                res[j] = mine;
+                continue;
+            }
+            MPI_Request r;
+            RD_MPI_CHECK(MPI_Irecv(&res[j], (int)sizeof res[j], MPI_BYTE, comm->job_first[j],
+                                   TAG_RESULT, comm->world, &r));
+            wait_req(&r, poll);
+        }
+        if ((rc = write_report(cfg, res, comm->n_jobs, now_s() - t_start, &eb)) != RD_OK)
+            die(comm, "report", &eb, rc);
+    }
+    MPI_Request r;
+    RD_MPI_CHECK(MPI_Ibarrier(comm->world, &r));
+    wait_req(&r, poll);
+    rd_free(res);
+    rd_comm_destroy(comm);
+    rd_free(cfg);
+    rd_mpi_finalize();
+    return 0;
+}

@@ -1,0 +1,130 @@
+// rd/trainer.h — the training loop of one worker rank of one job: batch phase, stream windows with
+// progressive validation, holdout evaluation (whole and warm slice), popularity baseline.
+//
+// Defines:
+//   RD_TRAINER_WARM_MIN      earlier events a holdout user needs to count in the warm slice (20)
+//   rd_trainer_eval          metrics of one evaluated range (model or popularity baseline)
+//   rd_trainer_result        what a job's rank 0 reports at the end (plain struct: sent as bytes)
+//   rd_trainer               opaque: dataset, model, KV client, step buffers of one worker rank
+//   rd_trainer_create()      open the dataset, build the model, create the KV client
+//   rd_trainer_run()         run the whole schedule; job rank 0 writes the job's metrics file
+//   rd_trainer_model()       the dense model (tests compare parameters)
+//   rd_trainer_kv()          the KV client (tests pull rows after training)
+//   rd_trainer_destroy()     rd_kv_shutdown + free (every worker rank must reach it)
+//   rd_trainer_time_fields() the derived "hour" and "weekday" of a timestamp
+//
+// Schedule (per job, all ranks of the job in lock step):
+//   1. batch phase: train.epochs passes over rd_dataset_batch, in train.order (time: ranks take
+//      records strided, so step s of W ranks with batch B covers exactly the W*B consecutive
+//      records that one rank with batch W*B would take; user: users sharded by rd_shard_of).
+//   2. stream: for each window w, evaluate it with the current parameters, then train on it
+//      (time order, strided) — progressive validation.
+//   3. holdout: evaluate rd_dataset_holdout, whole and warm slice.
+// Data parallelism: a rank with B_r of a step's B_tot examples scales its dense gradient by
+// W * B_r / B_tot before rd_dense_allreduce (which averages) and its row gradients by B_r / B_tot
+// before the push (the PS sums a step's pushes), so the update equals the one of a single rank
+// with the whole B_tot-example batch, including ragged last steps and ranks with B_r = 0.
+//
+// Features a model may embed: "user", "item", any categorical / multi field of the dataset, and
+// two fields derived from the timestamp when the dataset has no field of that name: "hour"
+// (0..23, UTC) and "weekday" (0 = Monday .. 6, UTC). History items of the sequence branch are the
+// user's last L records strictly before the event (rd_dataset_history), most recent first
+// (position 0 = the latest), padding after them; history labels are those records' labels.
+//
+// Memory: every buffer of a step is allocated at create for train.batch_size (two stages, so the
+// next batch's keys and pull are prepared while this one is computed); nothing per step.
+#ifndef RD_TRAINER_H
+#define RD_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd/comm.h"
+#include "rd/config.h"
+#include "rd/error.h"
+#include "rd/kv.h"
+#include "rd/metrics.h"
+#include "rd/model.h"
+
+#define RD_TRAINER_WARM_MIN    20 // warm slice: the user has >= this many earlier events
+#define RD_TRAINER_MAX_WINDOWS 64 // stream windows kept in rd_trainer_result (others: file only)
+
+/** Metrics of one evaluated range. */
+typedef struct rd_trainer_eval {
+    rd_metrics_result m;  // auc, gauc, logloss, calibration, n, ... (NaN when undefined)
+    double samples_per_s; // training throughput of the phase that followed (stream windows) or
+                          // evaluation throughput (holdout), on this job
+} rd_trainer_eval;
+
+/** The report of one job (filled on the job's rank 0; other ranks get n_windows = 0). */
+typedef struct rd_trainer_result {
+    char job[RD_NAME_MAX];
+    char model[RD_NAME_MAX];
+    int ranks;               // worker ranks of the job
+    uint64_t params;         // dense parameters
+    double flops_per_sample; // forward dense FLOPs per example (rd_model_flops)
+    double wall_s;           // create .. end of run on rank 0
+    double train_s;          // seconds spent in training steps (batch + stream)
+    uint64_t train_samples;  // examples trained on (all ranks, all epochs and windows)
+    double samples_per_s;    // train_samples / train_s
+    double final_loss;       // moving average (0.99) of rank 0's training loss
+    int n_windows;           // stream windows evaluated (<= RD_TRAINER_MAX_WINDOWS kept)
+    rd_trainer_eval window[RD_TRAINER_MAX_WINDOWS];
+    rd_trainer_eval holdout; // the whole holdout window
+    rd_trainer_eval warm;    // holdout events whose user has >= RD_TRAINER_WARM_MIN earlier ones
+    rd_trainer_eval pop_holdout; // popularity baseline on the same events
+    rd_trainer_eval pop_warm;
+} rd_trainer_result;
+
+typedef struct rd_trainer rd_trainer;
+
+/** Options besides the config. */
+typedef struct rd_trainer_opts {
+    const char *dataset_dir; // prepared dataset folder; NULL = cfg->data.dir
+    const char *metrics_dir; // folder of the metrics file "<job>.metrics.<csv|jsonl>"; NULL =
+                             // cfg->run.out_dir; "" = write none
+    int quiet;               // 1 = no progress lines
+} rd_trainer_opts;
+
+/**
+ * Set up one worker rank: open the dataset (and check that its split matches cfg->data.split),
+ * build the job's model (seed cfg->run.seed, identical on the job's ranks), init the dense
+ * optimizer and create the KV client. Not collective (no MPI traffic), so a failure here may be
+ * local to one rank: the caller must turn it into a global stop (cmd_train aborts).
+ * @param[in]  comm  a worker rank's layout (borrowed: must outlive the trainer)
+ * @param[in]  cfg   validated run config (borrowed: must outlive the trainer)
+ * @param[out] out   free with rd_trainer_destroy
+ * @return RD_OK, RD_ERR_ARG (not a worker rank), RD_ERR_CONFIG (unknown field, numeric field
+ *         embedded, token branch, model invalid, dataset split differs from the config),
+ *         RD_ERR_IO / RD_ERR_CORRUPT / RD_ERR_VERSION (dataset), RD_ERR_NOMEM
+ */
+int rd_trainer_create(const rd_comm *comm,
+                      const rd_config *cfg,
+                      const rd_trainer_opts *opts,
+                      rd_trainer **out,
+                      rd_errbuf *eb);
+
+/**
+ * Run the schedule. Collective over the job's ranks (allreduce, metric gathers) and talks to the
+ * PS. On the job's rank 0 fills *res and writes the metrics file; other ranks zero *res except
+ * job, model and ranks.
+ * @return RD_OK, or a KV error (RD_ERR_PROTO, RD_ERR_STATE, ...), RD_ERR_RANGE (a batch failed
+ *         the model's checks: corrupt data), RD_ERR_IO (metrics file), RD_ERR_NOMEM. An error
+ *         leaves the job's other ranks inside collectives: the caller must abort the launch.
+ */
+int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb);
+
+/** The dense model (parameters identical on the job's ranks after every step). */
+rd_model *rd_trainer_model(rd_trainer *tr);
+/** The KV client (valid until rd_trainer_destroy). */
+rd_kv *rd_trainer_kv(rd_trainer *tr);
+
+/** Call rd_kv_shutdown (every worker rank must, also after a failed run when the PS ranks are
+ *  to return normally), then free everything. Accepts NULL. @return the shutdown's status. */
+int rd_trainer_destroy(rd_trainer *tr);
+
+/** The derived fields of unix time ts (UTC, also before 1970): *hour in 0..23 and *weekday in
+ *  0..6 with 0 = Monday. Their feature keys are rd_feature_key_u64("hour" | "weekday", value). */
+void rd_trainer_time_fields(int64_t ts, int *hour, int *weekday);
+
+#endif // RD_TRAINER_H

@@ -1,0 +1,52 @@
+// test_trainer.c — unit tests of the trainer's pure parts: the fields derived from the timestamp
+// (hour, weekday), against hand-checked dates and against gmtime_r over a sweep of times (also
+// before 1970). The training loop itself is tested against its single-process reference in
+// tests/mpi/trainer_dist.c and end to end in tests/scripts/train.sh.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "rd/trainer.h"
+
+static void check(int64_t ts, int hour, int weekday) {
+    int h = -1, w = -1;
+    rd_trainer_time_fields(ts, &h, &w);
+    assert_int_equal(h, hour);
+    assert_int_equal(w, weekday);
+}
+
+static void test_known_dates(void **state) {
+    (void)state;
+    check(0, 0, 3);          // 1970-01-01 00:00:00 UTC, a Thursday
+    check(-1, 23, 2);        // 1969-12-31 23:59:59, a Wednesday
+    check(874724710, 3, 5);  // 1997-09-20 03:05:10, a Saturday (MovieLens-100K's start)
+    check(893286638, 23, 2); // 1998-04-22 23:10:38, a Wednesday (its end)
+    check(1796083200, 0, 1); // 2026-12-01 00:00:00, a Tuesday
+    check(-86400 * 4, 0, 6); // 1969-12-28, a Sunday
+}
+
+static void test_matches_gmtime(void **state) {
+    (void)state;
+    // Weekday of struct tm counts from Sunday = 0; ours from Monday = 0.
+    for (int64_t ts = -400LL * 86400; ts < 60LL * 365 * 86400; ts += 7919 * 13 + 1) {
+        time_t tt = (time_t)ts;
+        struct tm tm;
+        assert_non_null(gmtime_r(&tt, &tm));
+        int h = -1, w = -1;
+        rd_trainer_time_fields(ts, &h, &w);
+        assert_int_equal(h, tm.tm_hour);
+        assert_int_equal(w, (tm.tm_wday + 6) % 7);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_known_dates),
+        cmocka_unit_test(test_matches_gmtime),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,932 @@
+// trainer.c — one worker rank's training loop (rd/trainer.h): keys -> dedup -> pull -> forward ->
+// backward -> allreduce -> push -> dense step, over the batch period, the stream windows
+// (evaluated before training on each) and the holdout.
+//
+// Invariants:
+// - every rank of a job runs the same number of steps in every training phase (ranks with no
+//   example left take B_r = 0 steps: zero gradients, no push, but allreduce and CLOCK), so the
+//   allreduce and the PS's sync steps line up;
+// - a step's update is the one of a single rank with all of the step's B_tot examples: dense
+//   gradients are scaled by W * B_r / B_tot before the averaging allreduce, row gradients by
+//   B_r / B_tot before the push (the PS sums the job's pushes of a step);
+// - keys and gradients given to rd_kv_pull / rd_kv_push live in a stage that is not refilled
+//   until those requests were waited on (two stages alternate);
+// - nothing is allocated inside the step loops (stages, scratch, metrics reserved at create).
+//
+// Workload: the model's forward/backward dominates (sgemm); key building is O(B * (slots + L)),
+// dedup is a radix sort of the same count. In sync mode the next batch's pull is sent right after
+// this step's CLOCK and is answered while the rank runs the allreduce and the dense optimizer; in
+// async mode it is sent before this step's compute.
+#include "rd/trainer.h"
+
+#include "rd/alloc.h"
+#include "rd/dataset.h"
+#include "rd/dense_optim.h"
+#include "rd/hash.h"
+#include "rd/log.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+// Where a model feature's keys come from.
+enum { SRC_USER = 0, SRC_ITEM = 1, SRC_HOUR = 2, SRC_WEEKDAY = 3, SRC_FIELD = 4 };
+
+typedef struct feat_src {
+    int kind;          // SRC_*
+    uint32_t offset;   // SRC_FIELD: first key slot in the record
+    uint32_t width;    // slots per example
+    int table;         // model-local table slot
+    uint64_t table_id; // rd_hash_str(table name, 0): salt of rd_table_key
+} feat_src;
+
+// Everything one batch needs, from record indices to pulled rows and row gradients.
+typedef struct stage {
+    size_t B;                       // examples in this batch (0..max_batch)
+    int64_t t_max;                  // latest timestamp of the batch (stream time of the step)
+    uint64_t *rec;                  // (max_batch) record indices
+    float *labels;                  // (max_batch)
+    float *numeric;                 // (max_batch, n_numeric) or NULL
+    int32_t *fidx[RD_MAX_FEATURES]; // (max_batch, width_f): position in raw, then in uniq
+    int32_t *sidx;                  // (max_batch, L) history rows, -1 = padding
+    uint8_t *slab;                  // (max_batch, L) history labels
+    uint64_t *raw[RD_MAX_TABLES];   // (cap_t) table keys in use order
+    size_t n_raw[RD_MAX_TABLES];
+    uint64_t *uniq[RD_MAX_TABLES]; // (cap_t) sorted unique keys (pulled and pushed)
+    uint32_t *inv[RD_MAX_TABLES];  // (cap_t)
+    size_t n_uniq[RD_MAX_TABLES];
+    float *vals[RD_MAX_TABLES];  // (cap_t, D_t) pulled rows
+    float *drows[RD_MAX_TABLES]; // (cap_t, D_t) row gradients (pushed)
+    int ts_pull[RD_MAX_TABLES];  // -1 = none in flight
+    int ts_push[RD_MAX_TABLES];
+} stage;
+
+struct rd_trainer {
+    const rd_comm *comm;
+    const rd_config *cfg;
+    const rd_job_config *job;
+    const rd_model_config *mcfg;
+    rd_dataset *ds;
+    const rd_dataset_info *info;
+    rd_model *model;
+    rd_kv *kv;
+    rd_dense_optim opt;
+    int kv_table[RD_MAX_TABLES]; // model table slot -> KV table index
+    feat_src src[RD_MAX_FEATURES];
+    uint64_t seq_table_id;
+    size_t L; // history length (0 without a seq branch)
+    size_t cap[RD_MAX_TABLES];
+    size_t max_batch;
+    stage st[2];
+    void *scratch; // dedup scratch
+    size_t scratch_bytes;
+    rd_metrics *met;      // this rank's evaluated examples
+    rd_metrics *met_warm; // the warm slice
+    float *pred;          // (max_batch) probabilities
+    uint64_t *users;      // (max_batch) user ids of the batch
+    char metrics_path[RD_PATH_MAX + 64];
+    int quiet;
+    // Progress.
+    double t_create;
+    double t_progress;
+    uint64_t planned; // training examples of the whole schedule (job total)
+    uint64_t trained; // training examples done (job total)
+    double train_s;   // seconds inside training phases
+    double loss_ema;
+    int have_loss;
+    const char *phase_name;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+void rd_trainer_time_fields(int64_t ts, int *hour, int *weekday) {
+    int64_t day = floor_div(ts, 86400);
+    *hour = (int)((ts - day * 86400) / 3600);
+    // 1970-01-01 was a Thursday: (day + 3) mod 7 counts from Monday = 0.
+    *weekday = (int)((day + 3) - floor_div(day + 3, 7) * 7);
+}
+
+// Key of slot `slot` of feature f in record i (0 = empty slot).
+static uint64_t feature_key(const rd_trainer *tr, const feat_src *fs, uint64_t i, uint32_t slot) {
+    const rd_record *r = rd_dataset_record(tr->ds, i);
+    switch (fs->kind) {
+        case SRC_USER:
+            return r->user_key;
+        case SRC_ITEM:
+            return r->item_key;
+        case SRC_HOUR:
+        case SRC_WEEKDAY: {
+            int hour = 0, wd = 0;
+            rd_trainer_time_fields(r->ts, &hour, &wd);
+            return fs->kind == SRC_HOUR ? rd_feature_key_u64("hour", (uint64_t)hour)
+                                        : rd_feature_key_u64("weekday", (uint64_t)wd);
+        }
+        default:
+            return rd_dataset_keys(tr->ds, i)[fs->offset + slot];
+    }
+}
+
+static int mkdir_p(const char *path) {
+    char buf[RD_PATH_MAX + 64];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0775) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0775) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Create / destroy
+
+static int resolve_features(rd_trainer *tr, rd_errbuf *eb) {
+    const rd_model *m = tr->model;
+    for (int f = 0; f < m->n_features; f++) {
+        const char *name = m->features[f].field;
+        feat_src *fs = &tr->src[f];
+        fs->table = m->features[f].table;
+        fs->table_id = rd_hash_str(m->tables[fs->table].name, 0);
+        fs->width = 1;
+        const rd_dataset_field *df = rd_dataset_find_field(tr->ds, name);
+        if (strcmp(name, "user") == 0) {
+            fs->kind = SRC_USER;
+        } else if (strcmp(name, "item") == 0) {
+            fs->kind = SRC_ITEM;
+        } else if (df) {
+            if (df->kind == RD_FIELD_NUMERIC)
+                return rd_err_set(eb, RD_ERR_CONFIG,
+                                  "model '%s': feature '%s' is a numeric field of the dataset; "
+                                  "numeric fields enter the model directly, do not embed them",
+                                  tr->mcfg->name, name);
+            fs->kind = SRC_FIELD;
+            fs->offset = df->offset;
+            fs->width = df->width;
+        } else if (strcmp(name, "hour") == 0) {
+            fs->kind = SRC_HOUR;
+        } else if (strcmp(name, "weekday") == 0) {
+            fs->kind = SRC_WEEKDAY;
+        } else {
+            char have[512] = "user, item, hour, weekday";
+            size_t len = strlen(have);
+            const rd_dataset_field *all = rd_dataset_fields(tr->ds);
+            for (uint32_t k = 0; k < tr->info->n_fields && len + 40 < sizeof have; k++)
+                len += (size_t)snprintf(have + len, sizeof have - len, ", %s", all[k].name);
+            return rd_err_set(eb, RD_ERR_CONFIG,
+                              "model '%s': feature '%s' is not a field of the dataset (have: %s)",
+                              tr->mcfg->name, name, have);
+        }
+    }
+    return RD_OK;
+}
+
+static void stage_alloc(rd_trainer *tr, stage *s) {
+    const rd_model *m = tr->model;
+    size_t Bm = tr->max_batch;
+    s->rec = rd_xmalloc(Bm * sizeof *s->rec);
+    s->labels = rd_xmalloc(Bm * sizeof *s->labels);
+    s->numeric = m->n_numeric ? rd_xmalloc(Bm * m->n_numeric * sizeof(float)) : NULL;
+    for (int f = 0; f < m->n_features; f++)
+        s->fidx[f] = rd_xmalloc(Bm * tr->src[f].width * sizeof(int32_t));
+    if (tr->L) {
+        s->sidx = rd_xmalloc(Bm * tr->L * sizeof *s->sidx);
+        s->slab = rd_xcalloc(Bm * tr->L, 1);
+    }
+    for (int t = 0; t < m->n_tables; t++) {
+        size_t c = tr->cap[t] ? tr->cap[t] : 1;
+        s->raw[t] = rd_xmalloc(c * sizeof(uint64_t));
+        s->uniq[t] = rd_xmalloc(c * sizeof(uint64_t));
+        s->inv[t] = rd_xmalloc(c * sizeof(uint32_t));
+        s->vals[t] = rd_aligned_xalloc(c * m->tables[t].dim * sizeof(float));
+        s->drows[t] = rd_aligned_xalloc(c * m->tables[t].dim * sizeof(float));
+        s->ts_pull[t] = s->ts_push[t] = -1;
+    }
+}
+
+static void stage_free(rd_trainer *tr, stage *s) {
+    if (!tr->model)
+        return;
+    rd_free(s->rec);
+    rd_free(s->labels);
+    rd_free(s->numeric);
+    for (int f = 0; f < tr->model->n_features; f++)
+        rd_free(s->fidx[f]);
+    rd_free(s->sidx);
+    rd_free(s->slab);
+    for (int t = 0; t < tr->model->n_tables; t++) {
+        rd_free(s->raw[t]);
+        rd_free(s->uniq[t]);
+        rd_free(s->inv[t]);
+        rd_aligned_free(s->vals[t]);
+        rd_aligned_free(s->drows[t]);
+    }
+}
+
+// The split of the dataset must be the one the config asks for: a dataset prepared from another
+// config would silently evaluate other windows.
+static int check_split(const rd_trainer *tr, const char *dir, rd_errbuf *eb) {
+    const rd_split_config *sp = &tr->cfg->data.split;
+    uint64_t n = tr->info->n_events;
+    uint64_t b = (uint64_t)llround((double)n * sp->batch_fraction);
+    uint64_t h = n - (uint64_t)llround((double)n * sp->holdout_fraction);
+    rd_range rb = rd_dataset_batch(tr->ds), rh = rd_dataset_holdout(tr->ds);
+    if ((int)tr->info->n_windows != sp->stream_windows || rb.end != b || rh.begin != h)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "%s: the dataset was prepared with another split (batch [0, %llu), %u "
+                          "windows, holdout from %llu) than data.split asks for (batch [0, %llu), "
+                          "%d windows, holdout from %llu): run `recdistill prepare` again",
+                          dir, (unsigned long long)rb.end, tr->info->n_windows,
+                          (unsigned long long)rh.begin, (unsigned long long)b, sp->stream_windows,
+                          (unsigned long long)h);
+    if (tr->info->source != tr->cfg->data.source)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "%s: the dataset comes from another data.source than the config's: run "
+                          "`recdistill prepare` again",
+                          dir);
+    return RD_OK;
+}
+
+int rd_trainer_create(const rd_comm *comm,
+                      const rd_config *cfg,
+                      const rd_trainer_opts *opts,
+                      rd_trainer **out,
+                      rd_errbuf *eb) {
+    *out = NULL;
+    if (!comm || comm->role_kind != RD_ROLE_WORKER || comm->job_index < 0)
+        return rd_err_set(eb, RD_ERR_ARG, "trainer: not a worker rank");
+    rd_trainer *tr = rd_xcalloc(1, sizeof *tr);
+    tr->t_create = now_s();
+    tr->comm = comm;
+    tr->cfg = cfg;
+    tr->quiet = opts ? opts->quiet : 0;
+    tr->job = &cfg->cluster.jobs[comm->job_index];
+    tr->mcfg = rd_config_find_model(cfg, tr->job->model);
+    int rc = RD_OK;
+    if (!tr->mcfg) {
+        rc = rd_err_set(eb, RD_ERR_CONFIG, "job '%s': no model named '%s'", tr->job->name,
+                        tr->job->model);
+        goto fail;
+    }
+    if (tr->mcfg->tokens.scheme > 0) {
+        rc = rd_err_set(eb, RD_ERR_UNSUPPORTED,
+                        "model '%s': the instance-token branch (tokens.scheme) is not trained by "
+                        "`recdistill train` yet",
+                        tr->mcfg->name);
+        goto fail;
+    }
+    const char *dir = opts && opts->dataset_dir ? opts->dataset_dir : cfg->data.dir;
+    if ((rc = rd_dataset_open(dir, RD_DATASET_NOVERIFY, &tr->ds, eb)) != RD_OK)
+        goto fail;
+    tr->info = rd_dataset_get_info(tr->ds);
+    if ((rc = check_split(tr, dir, eb)) != RD_OK)
+        goto fail;
+
+    // 1. Model and dense optimizer.
+    if ((rc = rd_dense_optim_init(&tr->opt, &cfg->train, eb)) != RD_OK)
+        goto fail;
+    tr->max_batch = (size_t)cfg->train.batch_size;
+    rd_model_opts mo = {
+        .tables = cfg->ps.tables,
+        .n_tables = cfg->ps.n_tables,
+        .max_batch = tr->max_batch,
+        .n_numeric = tr->info->n_numeric,
+        .token_dim = (size_t)cfg->tokens.dim,
+        .causal = 0,
+        .opt_slots = rd_dense_optim_slots(tr->opt.kind),
+        .seed = cfg->run.seed ^ rd_hash_str(tr->job->name, 0),
+    };
+    if ((rc = rd_model_create(tr->mcfg, &mo, &tr->model, eb)) != RD_OK)
+        goto fail;
+    if ((rc = resolve_features(tr, eb)) != RD_OK)
+        goto fail;
+    rd_model *m = tr->model;
+    tr->L = m->seq_table >= 0 ? m->seq_length : 0;
+    if (tr->L)
+        tr->seq_table_id = rd_hash_str(m->tables[m->seq_table].name, 0);
+
+    // 2. KV client and the table map.
+    if ((rc = rd_kv_create(comm, cfg, &tr->kv, eb)) != RD_OK)
+        goto fail;
+    size_t cap_max = 0;
+    for (int t = 0; t < m->n_tables; t++) {
+        int k = rd_kv_table(tr->kv, m->tables[t].name);
+        if (k < 0) {
+            rc = rd_err_set(eb, RD_ERR_CONFIG, "model '%s': table '%s' is not in ps.tables",
+                            tr->mcfg->name, m->tables[t].name);
+            goto fail;
+        }
+        tr->kv_table[t] = k;
+        size_t per = 0;
+        for (int f = 0; f < m->n_features; f++)
+            if (tr->src[f].table == t)
+                per += tr->src[f].width;
+        if (tr->L && m->seq_table == t)
+            per += tr->L;
+        tr->cap[t] = per * tr->max_batch;
+        if (tr->cap[t] > cap_max)
+            cap_max = tr->cap[t];
+    }
+    if (cap_max >= ((size_t)1 << 31)) {
+        rc = rd_err_set(eb, RD_ERR_CONFIG, "train.batch_size %zu x keys per example is too large",
+                        tr->max_batch);
+        goto fail;
+    }
+
+    // 3. Step buffers, allocated once.
+    stage_alloc(tr, &tr->st[0]);
+    stage_alloc(tr, &tr->st[1]);
+    tr->scratch_bytes = rd_kv_dedup_scratch_bytes(cap_max ? cap_max : 1);
+    tr->scratch = rd_xmalloc(tr->scratch_bytes);
+    tr->pred = rd_xmalloc(tr->max_batch * sizeof *tr->pred);
+    tr->users = rd_xmalloc(tr->max_batch * sizeof *tr->users);
+    rd_range hr = rd_dataset_holdout(tr->ds);
+    size_t eval_cap = (size_t)(hr.end - hr.begin) / (size_t)comm->job_size + 1;
+    if (rd_metrics_create(eval_cap, &tr->met) != RD_OK ||
+        rd_metrics_create(eval_cap, &tr->met_warm) != RD_OK) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "trainer: metrics accumulators");
+        goto fail;
+    }
+
+    // 4. Metrics file path (job rank 0 writes it).
+    const char *mdir = opts && opts->metrics_dir ? opts->metrics_dir : cfg->run.out_dir;
+    if (mdir[0])
+        snprintf(tr->metrics_path, sizeof tr->metrics_path, "%s/%s.metrics.%s", mdir, tr->job->name,
+                 strcmp(cfg->output.metrics_format, "jsonl") == 0 ? "jsonl" : "csv");
+    *out = tr;
+    return RD_OK;
+fail:
+    if (eb && eb->msg[0] && tr->job)
+        rd_err_prefix(eb, "job '%s' rank %d: ", tr->job->name, comm->job_rank);
+    rd_trainer_destroy(tr);
+    return rc;
+}
+
+int rd_trainer_destroy(rd_trainer *tr) {
+    if (!tr)
+        return RD_OK;
+    int rc = RD_OK;
+    if (tr->kv) {
+        rc = rd_kv_shutdown(tr->kv);
+        rd_kv_destroy(tr->kv);
+    }
+    stage_free(tr, &tr->st[0]);
+    stage_free(tr, &tr->st[1]);
+    rd_free(tr->scratch);
+    rd_free(tr->pred);
+    rd_free(tr->users);
+    rd_metrics_destroy(tr->met);
+    rd_metrics_destroy(tr->met_warm);
+    rd_model_destroy(tr->model);
+    rd_dataset_close(tr->ds);
+    rd_free(tr);
+    return rc;
+}
+
+rd_model *rd_trainer_model(rd_trainer *tr) {
+    return tr->model;
+}
+
+rd_kv *rd_trainer_kv(rd_trainer *tr) {
+    return tr->kv;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One batch: keys, dedup, pull
+
+// Take up to n records from the iterator into stage s and build its keys and index arrays.
+static int stage_fill(rd_trainer *tr, stage *s, rd_dataset_iter *it, size_t n, rd_errbuf *eb) {
+    const rd_model *m = tr->model;
+    size_t B = 0;
+    uint64_t idx;
+    while (B < n && rd_dataset_iter_next(it, &idx))
+        s->rec[B++] = idx;
+    s->B = B;
+    s->t_max = INT64_MIN;
+    for (int t = 0; t < m->n_tables; t++)
+        s->n_raw[t] = s->n_uniq[t] = 0;
+    for (size_t b = 0; b < B; b++) {
+        uint64_t i = s->rec[b];
+        const rd_record *r = rd_dataset_record(tr->ds, i);
+        s->labels[b] = r->label;
+        if (r->ts > s->t_max)
+            s->t_max = r->ts;
+        if (m->n_numeric)
+            memcpy(s->numeric + b * m->n_numeric, rd_dataset_nums(tr->ds, i),
+                   m->n_numeric * sizeof(float));
+        for (int f = 0; f < m->n_features; f++) {
+            const feat_src *fs = &tr->src[f];
+            int32_t *dst = s->fidx[f] + b * fs->width;
+            for (uint32_t k = 0; k < fs->width; k++) {
+                uint64_t key = feature_key(tr, fs, i, k);
+                if (!key) {
+                    dst[k] = -1;
+                    continue;
+                }
+                int t = fs->table;
+                s->raw[t][s->n_raw[t]] = rd_table_key(fs->table_id, key);
+                dst[k] = (int32_t)s->n_raw[t]++;
+            }
+        }
+        if (tr->L) {
+            size_t nh = 0;
+            const uint64_t *h = rd_dataset_history_view(tr->ds, i, tr->L, &nh);
+            int t = m->seq_table;
+            int32_t *si = s->sidx + b * tr->L;
+            uint8_t *sl = s->slab + b * tr->L;
+            // Most recent first: position j holds the (j+1)-th latest earlier event.
+            for (size_t j = 0; j < nh; j++) {
+                const rd_record *hr = rd_dataset_record(tr->ds, h[nh - 1 - j]);
+                s->raw[t][s->n_raw[t]] = rd_table_key(tr->seq_table_id, hr->item_key);
+                si[j] = (int32_t)s->n_raw[t]++;
+                sl[j] = hr->label > 0.5f ? 1 : 0;
+            }
+            for (size_t j = nh; j < tr->L; j++) {
+                si[j] = -1;
+                sl[j] = 0;
+            }
+        }
+    }
+    // Dedup per table, then turn positions in raw into rows of uniq.
+    for (int t = 0; t < m->n_tables; t++) {
+        if (!s->n_raw[t])
+            continue;
+        int rc = rd_kv_dedup(s->raw[t], s->n_raw[t], s->uniq[t], s->inv[t], &s->n_uniq[t],
+                             tr->scratch, tr->scratch_bytes);
+        if (rc != RD_OK)
+            return rd_err_set(eb, rc, "dedup of table '%s': %s", m->tables[t].name,
+                              rd_strerror(rc));
+    }
+    for (int f = 0; f < m->n_features; f++) {
+        const uint32_t *inv = s->inv[tr->src[f].table];
+        int32_t *x = s->fidx[f];
+        for (size_t k = 0; k < B * tr->src[f].width; k++)
+            if (x[k] >= 0)
+                x[k] = (int32_t)inv[x[k]];
+    }
+    if (tr->L) {
+        const uint32_t *inv = s->inv[m->seq_table];
+        for (size_t k = 0; k < B * tr->L; k++)
+            if (s->sidx[k] >= 0)
+                s->sidx[k] = (int32_t)inv[s->sidx[k]];
+    }
+    return RD_OK;
+}
+
+static int kv_fail(rd_trainer *tr, int rc, const char *what, rd_errbuf *eb) {
+    return rd_err_set(eb, rc, "%s: %s (%s)", what, rd_strerror(rc), rd_kv_errmsg(tr->kv));
+}
+
+static int stage_pull(rd_trainer *tr, stage *s, rd_errbuf *eb) {
+    for (int t = 0; t < tr->model->n_tables; t++) {
+        s->ts_pull[t] = -1;
+        if (!s->n_uniq[t])
+            continue;
+        rd_kv_set_time(tr->kv, s->t_max);
+        int rc = rd_kv_pull(tr->kv, tr->kv_table[t], s->uniq[t], s->n_uniq[t], s->vals[t],
+                            &s->ts_pull[t]);
+        if (rc != RD_OK)
+            return kv_fail(tr, rc, "pull", eb);
+    }
+    return RD_OK;
+}
+
+static int stage_wait(rd_trainer *tr, int *ts, rd_errbuf *eb) {
+    for (int t = 0; t < tr->model->n_tables; t++) {
+        if (ts[t] < 0)
+            continue;
+        int rc = rd_kv_wait(tr->kv, ts[t]);
+        ts[t] = -1;
+        if (rc != RD_OK)
+            return kv_fail(tr, rc, "wait", eb);
+    }
+    return RD_OK;
+}
+
+static void stage_batch(rd_trainer *tr, stage *s, rd_batch *bt) {
+    const rd_model *m = tr->model;
+    memset(bt, 0, sizeof *bt);
+    bt->B = s->B;
+    for (int t = 0; t < m->n_tables; t++) {
+        bt->rows[t] = s->vals[t];
+        bt->n_rows[t] = s->n_uniq[t];
+        bt->drows[t] = s->drows[t];
+    }
+    for (int f = 0; f < m->n_features; f++) {
+        bt->feat_idx[f] = s->fidx[f];
+        bt->feat_slots[f] = tr->src[f].width;
+    }
+    if (tr->L) {
+        bt->seq_idx = s->sidx;
+        bt->seq_labels = m->seq_with_labels ? s->slab : NULL;
+    }
+    bt->numeric = m->n_numeric ? s->numeric : NULL;
+    bt->labels = s->labels;
+    bt->alpha = 0.0f;
+    bt->temperature = 1.0f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress
+
+static void progress(rd_trainer *tr, const char *phase, int64_t step, int64_t steps, int force) {
+    if (tr->quiet || tr->comm->job_rank != 0 || tr->cfg->output.progress_every_s <= 0)
+        return;
+    double t = now_s();
+    if (!force && t - tr->t_progress < (double)tr->cfg->output.progress_every_s)
+        return;
+    tr->t_progress = t;
+    double rate = tr->train_s > 0 ? (double)tr->trained / tr->train_s : 0.0;
+    double eta = rate > 0 ? (double)(tr->planned - tr->trained) / rate : 0.0;
+    char at[48] = "done";
+    if (steps > 0)
+        snprintf(at, sizeof at, "step %lld/%lld", (long long)step, (long long)steps);
+    printf("[%s] %s %s  loss %.4f  %.0f samples/s  ETA %.0fs  (%.0fs elapsed)\n", tr->job->name,
+           phase, at, tr->loss_ema, rate, eta, t - tr->t_create);
+    fflush(stdout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
+// My examples of `range` in `mode` and the job's per-rank counts (collective over the job).
+static void phase_counts(rd_trainer *tr, rd_range range, int mode, int64_t *counts) {
+    rd_dataset_iter it;
+    rd_dataset_iter_init(&it, tr->ds, range, mode, tr->comm->job_rank, tr->comm->job_size);
+    int64_t mine = 0;
+    uint64_t idx;
+    if (mode == RD_PART_STRIDED) {
+        uint64_t n = range.end > range.begin ? range.end - range.begin : 0;
+        uint64_t r = (uint64_t)tr->comm->job_rank, W = (uint64_t)tr->comm->job_size;
+        mine = n > r ? (int64_t)((n - r + W - 1) / W) : 0;
+    } else {
+        while (rd_dataset_iter_next(&it, &idx))
+            mine++;
+    }
+    RD_MPI_CHECK(MPI_Allgather(&mine, 1, MPI_INT64_T, counts, 1, MPI_INT64_T, tr->comm->job));
+}
+
+static size_t batch_of(int64_t n, int64_t s, size_t B) {
+    int64_t left = n - s * (int64_t)B;
+    return left <= 0 ? 0 : (left < (int64_t)B ? (size_t)left : B);
+}
+
+/**
+ * Train one pass over `range`: all ranks of the job run `steps` = max_r ceil(n_r / B) steps.
+ * Sync mode: pull(s+1) is sent after CLOCK(s); async: before computing s.
+ */
+static int train_range(
+    rd_trainer *tr, rd_range range, int mode, const char *phase, int64_t *counts, rd_errbuf *eb) {
+    rd_model *m = tr->model;
+    const int W = tr->comm->job_size, me = tr->comm->job_rank;
+    const size_t B = tr->max_batch;
+    const int sync = tr->cfg->ps.sync;
+    phase_counts(tr, range, mode, counts);
+    int64_t steps = 0;
+    for (int r = 0; r < W; r++) {
+        int64_t s = (counts[r] + (int64_t)B - 1) / (int64_t)B;
+        if (s > steps)
+            steps = s;
+    }
+    if (steps == 0)
+        return RD_OK;
+    double t0 = now_s();
+    rd_dataset_iter it;
+    rd_dataset_iter_init(&it, tr->ds, range, mode, me, W);
+    int rc;
+    if ((rc = stage_fill(tr, &tr->st[0], &it, batch_of(counts[me], 0, B), eb)) != RD_OK)
+        return rc;
+    if ((rc = stage_pull(tr, &tr->st[0], eb)) != RD_OK)
+        return rc;
+    rd_batch bt;
+    for (int64_t s = 0; s < steps; s++) {
+        stage *cur = &tr->st[s & 1], *nxt = &tr->st[(s + 1) & 1];
+        size_t Btot = 0;
+        for (int r = 0; r < W; r++)
+            Btot += batch_of(counts[r], s, B);
+        // 1. The other stage's push (step s-1) must be complete before its keys are rebuilt.
+        if ((rc = stage_wait(tr, nxt->ts_push, eb)) != RD_OK)
+            return rc;
+        if (s + 1 < steps) {
+            if ((rc = stage_fill(tr, nxt, &it, batch_of(counts[me], s + 1, B), eb)) != RD_OK)
+                return rc;
+            if (!sync && (rc = stage_pull(tr, nxt, eb)) != RD_OK)
+                return rc;
+        }
+        // 2. Forward and backward on this rank's share of the step.
+        if ((rc = stage_wait(tr, cur->ts_pull, eb)) != RD_OK)
+            return rc;
+        if (cur->B > 0) {
+            stage_batch(tr, cur, &bt);
+            if ((rc = rd_model_forward(m, &bt, eb)) != RD_OK)
+                return rc;
+            if ((rc = rd_model_backward(m, &bt, eb)) != RD_OK)
+                return rc;
+            tr->loss_ema = tr->have_loss ? 0.99 * tr->loss_ema + 0.01 * m->loss : m->loss;
+            tr->have_loss = 1;
+            // 3. Scale to the step's whole batch (see the file header) and push the rows.
+            float rs = (float)cur->B / (float)Btot;
+            for (int t = 0; t < m->n_tables; t++) {
+                size_t nf = cur->n_uniq[t] * m->tables[t].dim;
+                float *g = cur->drows[t];
+                for (size_t k = 0; k < nf; k++)
+                    g[k] *= rs;
+                if (cur->n_uniq[t] &&
+                    (rc = rd_kv_push(tr->kv, tr->kv_table[t], cur->uniq[t], cur->drows[t],
+                                     cur->n_uniq[t], &cur->ts_push[t])) != RD_OK)
+                    return kv_fail(tr, rc, "push", eb);
+            }
+            float ds = (float)W * rs;
+            for (size_t k = 0; k < m->n_slab; k++)
+                m->grads[k] *= ds;
+        } else {
+            memset(m->grads, 0, m->n_slab * sizeof *m->grads);
+        }
+        if (cur->B > 0)
+            rd_kv_set_time(tr->kv, cur->t_max);
+        if ((rc = rd_kv_clock(tr->kv, NULL)) != RD_OK)
+            return kv_fail(tr, rc, "clock", eb);
+        if (sync && s + 1 < steps && (rc = stage_pull(tr, nxt, eb)) != RD_OK)
+            return rc;
+        // 4. Dense parameters: average over the job, then the optimizer (overlaps the PS).
+        if (W > 1)
+            rd_dense_allreduce(m->grads, m->n_slab, tr->comm->job);
+        rd_dense_optim_step(&tr->opt, m->params, m->grads, m->opt_state, m->n_slab);
+        tr->trained += Btot;
+        tr->train_s += now_s() - t0;
+        t0 = now_s();
+        progress(tr, phase, s + 1, steps, 0);
+    }
+    for (int k = 0; k < 2; k++)
+        if ((rc = stage_wait(tr, tr->st[k].ts_push, eb)) != RD_OK)
+            return rc;
+    return RD_OK;
+}
+
+/**
+ * Evaluate `range` with the current parameters: this rank scores its strided share; the job's
+ * examples are gathered on job rank 0, which computes the metrics (whole, and the warm slice).
+ */
+static int eval_range(rd_trainer *tr,
+                      rd_range range,
+                      rd_metrics_result *whole,
+                      rd_metrics_result *warm,
+                      double *secs,
+                      rd_errbuf *eb) {
+    rd_model *m = tr->model;
+    const int W = tr->comm->job_size, me = tr->comm->job_rank;
+    double t0 = now_s();
+    rd_metrics_reset(tr->met);
+    rd_metrics_reset(tr->met_warm);
+    rd_dataset_iter it;
+    rd_dataset_iter_init(&it, tr->ds, range, RD_PART_STRIDED, me, W);
+    int rc = RD_OK;
+    rd_batch bt;
+    stage *cur = &tr->st[0], *nxt = &tr->st[1];
+    rc = stage_fill(tr, cur, &it, tr->max_batch, eb);
+    if (rc == RD_OK)
+        rc = stage_pull(tr, cur, eb);
+    while (rc == RD_OK && cur->B > 0) {
+        // Prepare and request the next batch while this one is scored.
+        if ((rc = stage_fill(tr, nxt, &it, tr->max_batch, eb)) != RD_OK)
+            break;
+        if (nxt->B > 0 && (rc = stage_pull(tr, nxt, eb)) != RD_OK)
+            break;
+        if ((rc = stage_wait(tr, cur->ts_pull, eb)) != RD_OK)
+            break;
+        stage_batch(tr, cur, &bt);
+        if ((rc = rd_model_forward(m, &bt, eb)) != RD_OK)
+            break;
+        for (size_t b = 0; b < cur->B; b++) {
+            const rd_record *r = rd_dataset_record(tr->ds, cur->rec[b]);
+            float z = m->logits_main[b];
+            tr->pred[b] = 1.0f / (1.0f + expf(-z));
+            tr->users[b] = r->user;
+            if (rd_dataset_user_pos(tr->ds, cur->rec[b]) >= RD_TRAINER_WARM_MIN &&
+                (rc = rd_metrics_add(tr->met_warm, tr->pred[b], r->label, r->user)) != RD_OK)
+                break;
+        }
+        if (rc == RD_OK)
+            rc = rd_metrics_add_batch(tr->met, tr->pred, cur->labels, tr->users, cur->B, eb);
+        stage *tmp = cur;
+        cur = nxt;
+        nxt = tmp;
+    }
+    if (rc != RD_OK) {
+        rd_err_prefix(eb, "evaluation: ");
+        return rc; // the caller aborts the launch: no collective is attempted
+    }
+    RD_ASSERT(rd_metrics_gather(tr->met, 0, tr->comm->job) == RD_OK);
+    RD_ASSERT(rd_metrics_gather(tr->met_warm, 0, tr->comm->job) == RD_OK);
+    if (me == 0) {
+        rd_metrics_compute(tr->met, whole);
+        if (warm)
+            rd_metrics_compute(tr->met_warm, warm);
+    }
+    *secs = now_s() - t0;
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Popularity baseline and the metrics file
+
+// Item CTR over the batch period, smoothed towards the period's CTR with POP_PRIOR pseudo-events.
+#define POP_PRIOR 20.0
+
+static void popularity(rd_trainer *tr, rd_trainer_result *res) {
+    const rd_dataset *ds = tr->ds;
+    size_t ni = (size_t)tr->info->n_items;
+    double *cnt = rd_xcalloc(ni ? ni : 1, sizeof *cnt);
+    double *pos = rd_xcalloc(ni ? ni : 1, sizeof *pos);
+    rd_range b = rd_dataset_batch(ds);
+    double P = 0;
+    for (uint64_t i = b.begin; i < b.end; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        cnt[r->item] += 1;
+        pos[r->item] += (double)r->label;
+        P += (double)r->label;
+    }
+    double prior = b.end > b.begin ? P / (double)(b.end - b.begin) : 0.5;
+    rd_metrics *all = NULL, *warm = NULL;
+    rd_range h = rd_dataset_holdout(ds);
+    RD_ASSERT(rd_metrics_create((size_t)(h.end - h.begin), &all) == RD_OK);
+    RD_ASSERT(rd_metrics_create(0, &warm) == RD_OK);
+    for (uint64_t i = h.begin; i < h.end; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        float p = (float)((pos[r->item] + POP_PRIOR * prior) / (cnt[r->item] + POP_PRIOR));
+        RD_ASSERT(rd_metrics_add(all, p, r->label, r->user) == RD_OK);
+        if (rd_dataset_user_pos(ds, i) >= RD_TRAINER_WARM_MIN)
+            RD_ASSERT(rd_metrics_add(warm, p, r->label, r->user) == RD_OK);
+    }
+    rd_metrics_compute(all, &res->pop_holdout.m);
+    rd_metrics_compute(warm, &res->pop_warm.m);
+    rd_metrics_destroy(all);
+    rd_metrics_destroy(warm);
+    rd_free(cnt);
+    rd_free(pos);
+}
+
+static void put_num(FILE *f, double v, int json) {
+    if (isfinite(v))
+        fprintf(f, "%.6f", v);
+    else
+        fputs(json ? "null" : "nan", f);
+}
+
+static void write_line(FILE *f, int json, const char *phase, int window, const rd_trainer_eval *e) {
+    const rd_metrics_result *m = &e->m;
+    double v[4] = {m->auc_valid ? m->auc : (double)NAN, m->gauc_valid ? m->gauc : (double)NAN,
+                   m->logloss, m->calibration_valid ? m->calibration : (double)NAN};
+    if (json) {
+        fprintf(f, "{\"phase\": \"%s\", \"window\": %d, \"auc\": ", phase, window);
+        put_num(f, v[0], 1);
+        fputs(", \"gauc\": ", f);
+        put_num(f, v[1], 1);
+        fputs(", \"logloss\": ", f);
+        put_num(f, v[2], 1);
+        fputs(", \"calibration\": ", f);
+        put_num(f, v[3], 1);
+        fprintf(f, ", \"samples\": %llu, \"samples_per_s\": ", (unsigned long long)m->n);
+        put_num(f, e->samples_per_s, 1);
+        fputs("}\n", f);
+    } else {
+        fprintf(f, "%s,%d", phase, window);
+        for (int k = 0; k < 4; k++) {
+            fputc(',', f);
+            put_num(f, v[k], 0);
+        }
+        fprintf(f, ",%llu,", (unsigned long long)m->n);
+        put_num(f, e->samples_per_s, 0);
+        fputc('\n', f);
+    }
+}
+
+static int write_metrics(const rd_trainer *tr, const rd_trainer_result *res, rd_errbuf *eb) {
+    if (!tr->metrics_path[0])
+        return RD_OK;
+    char dir[sizeof tr->metrics_path];
+    snprintf(dir, sizeof dir, "%s", tr->metrics_path);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = 0;
+        if (mkdir_p(dir) != 0)
+            return rd_err_set(eb, RD_ERR_IO, "%s: cannot create folder: %s", dir, strerror(errno));
+    }
+    char tmp[sizeof tr->metrics_path + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", tr->metrics_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return rd_err_set(eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
+    int json = strcmp(tr->cfg->output.metrics_format, "jsonl") == 0;
+    if (!json)
+        fputs("phase,window,auc,gauc,logloss,calibration,samples,samples_per_s\n", f);
+    for (int w = 0; w < res->n_windows && w < RD_TRAINER_MAX_WINDOWS; w++)
+        write_line(f, json, "stream", w, &res->window[w]);
+    write_line(f, json, "holdout", -1, &res->holdout);
+    write_line(f, json, "holdout_warm", -1, &res->warm);
+    write_line(f, json, "popularity_holdout", -1, &res->pop_holdout);
+    write_line(f, json, "popularity_warm", -1, &res->pop_warm);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, tr->metrics_path) != 0) {
+        remove(tmp);
+        return rd_err_set(eb, RD_ERR_IO, "%s: write failed: %s", tr->metrics_path, strerror(errno));
+    }
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schedule
+
+int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
+    const rd_config *cfg = tr->cfg;
+    const int W = tr->comm->job_size, me = tr->comm->job_rank;
+    memset(res, 0, sizeof *res);
+    snprintf(res->job, sizeof res->job, "%s", tr->job->name);
+    snprintf(res->model, sizeof res->model, "%s", tr->mcfg->name);
+    res->ranks = W;
+    int64_t *counts = rd_xmalloc((size_t)W * sizeof *counts);
+    rd_range batch = rd_dataset_batch(tr->ds);
+    uint32_t K = tr->info->n_windows;
+    rd_range wend = K ? rd_dataset_window(tr->ds, K - 1) : batch;
+    tr->planned = (uint64_t)cfg->train.epochs * (batch.end - batch.begin) + (wend.end - batch.end);
+    tr->t_progress = now_s();
+    int mode = cfg->train.order == RD_ORDER_USER ? RD_PART_USER : RD_PART_STRIDED;
+    int rc = RD_OK;
+    char phase[64];
+
+    // 1. Batch phase.
+    for (int e = 0; e < cfg->train.epochs && rc == RD_OK; e++) {
+        snprintf(phase, sizeof phase, "batch epoch %d/%d", e + 1, cfg->train.epochs);
+        rc = train_range(tr, batch, mode, phase, counts, eb);
+        progress(tr, phase, 0, 0, 1); // end of the epoch
+    }
+    // 2. Stream windows: evaluate w, then train on w.
+    for (uint32_t w = 0; w < K && rc == RD_OK; w++) {
+        rd_range r = rd_dataset_window(tr->ds, w);
+        rd_metrics_result mr;
+        double es = 0;
+        memset(&mr, 0, sizeof mr);
+        if ((rc = eval_range(tr, r, &mr, NULL, &es, eb)) != RD_OK)
+            break;
+        double tt = tr->train_s;
+        uint64_t n0 = tr->trained;
+        snprintf(phase, sizeof phase, "stream window %u/%u", w + 1, K);
+        rc = train_range(tr, r, RD_PART_STRIDED, phase, counts, eb);
+        if (w < RD_TRAINER_MAX_WINDOWS) {
+            res->window[w].m = mr;
+            double dt = tr->train_s - tt;
+            res->window[w].samples_per_s = dt > 0 ? (double)(tr->trained - n0) / dt : 0.0;
+            res->n_windows = (int)w + 1;
+        }
+        if (me == 0 && !tr->quiet)
+            printf("[%s] stream window %u: auc %.4f gauc %.4f logloss %.4f (%llu events)\n",
+                   tr->job->name, w, mr.auc, mr.gauc, mr.logloss, (unsigned long long)mr.n);
+    }
+    // 3. Holdout, whole and warm.
+    if (rc == RD_OK) {
+        double es = 0;
+        rc = eval_range(tr, rd_dataset_holdout(tr->ds), &res->holdout.m, &res->warm.m, &es, eb);
+        res->holdout.samples_per_s = es > 0 ? (double)res->holdout.m.n / es : 0.0;
+        res->warm.samples_per_s = res->holdout.samples_per_s;
+    }
+    rd_free(counts);
+    if (rc != RD_OK)
+        return rc;
+    res->params = rd_model_param_count(tr->model);
+    double fwd = 0, bwd = 0;
+    rd_model_flops(tr->model, &fwd, &bwd);
+    res->flops_per_sample = fwd;
+    res->train_s = tr->train_s;
+    res->train_samples = tr->trained;
+    res->samples_per_s = tr->train_s > 0 ? (double)tr->trained / tr->train_s : 0.0;
+    res->final_loss = tr->loss_ema;
+    if (me == 0) {
+        popularity(tr, res);
+        res->wall_s = now_s() - tr->t_create;
+        if ((rc = write_metrics(tr, res, eb)) != RD_OK)
+            return rc;
+    } else {
+        res->n_windows = 0;
+    }
+    return RD_OK;
+}
