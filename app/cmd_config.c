@@ -1,6 +1,10 @@
 // cmd_config.c — `recdistill config CONFIG`: load and validate a run configuration and print the
 // effective configuration (every default filled in, derived paths resolved) as YAML on stdout.
 //
+// `recdistill config --layout CONFIG` prints instead the rank layout and the paths that launch
+// scripts need (slurm/*.sbatch), one `key=value` per line, so that a shell reads it without a
+// YAML parser.
+//
 // Exit codes: 0 valid, 1 invalid or unreadable (the message, "file:line:col: key.path: problem",
 // goes to stderr), 2 usage error. Runs without MPI (no MPI_Init): it only reads the file.
 #include "commands.h"
@@ -13,19 +17,50 @@
 
 static void config_usage(FILE *out) {
     fprintf(out,
-            "usage: recdistill config CONFIG.yaml\n"
+            "usage: recdistill config [--layout] CONFIG.yaml\n"
             "\n"
             "Check a run configuration and print the effective configuration (all defaults\n"
             "filled in, derived paths resolved) as YAML on stdout. The output is itself a valid\n"
             "configuration.\n"
             "\n"
+            "  --layout  print the launch layout instead, one key=value per line:\n"
+            "            world_size, ps_ranks, n_jobs; per job i (config order; ranks are\n"
+            "            laid out PS first): job<i>_name, _role, _ranks, _first_rank,\n"
+            "            _distill, _teacher; then run_name, out_dir, data_dir, target_log,\n"
+            "            replay, batch_size (read by the launch scripts in slurm/)\n"
+            "\n"
             "exit status: 0 valid, 1 invalid (message on stderr), 2 usage error\n");
+}
+
+// One key=value per line. Names are restricted to [A-Za-z0-9_.-] by the loader; paths are printed
+// as they are (a shell reader splits at the first '=').
+static void print_layout(const rd_config *cfg, FILE *f) {
+    const rd_cluster_config *c = &cfg->cluster;
+    fprintf(f, "world_size=%d\nps_ranks=%d\nn_jobs=%d\n", rd_config_world_size(cfg), c->ps_ranks,
+            c->n_jobs);
+    int first = c->ps_ranks;
+    for (int i = 0; i < c->n_jobs; i++) {
+        const rd_job_config *j = &c->jobs[i];
+        fprintf(f, "job%d_name=%s\njob%d_role=%s\njob%d_ranks=%d\njob%d_first_rank=%d\n", i,
+                j->name, i, j->role == RD_JOB_TEACHER ? "teacher" : "student", i, j->ranks, i,
+                first);
+        fprintf(f, "job%d_distill=%d\njob%d_teacher=%s\n", i, j->distill, i, j->teacher);
+        first += j->ranks;
+    }
+    fprintf(f, "run_name=%s\nout_dir=%s\ndata_dir=%s\ntarget_log=%s\nreplay=%d\nbatch_size=%d\n",
+            cfg->run.name, cfg->run.out_dir, cfg->data.dir, cfg->distill.target_log,
+            cfg->distill.replay, cfg->train.batch_size);
 }
 
 int rd_cmd_config(int argc, char **argv) {
     if (rd_app_wants_help(argc, argv)) {
         config_usage(stdout);
         return 0;
+    }
+    int layout = argc == 3 && strcmp(argv[1], "--layout") == 0;
+    if (layout) {
+        argv++;
+        argc--;
     }
     if (argc != 2 || argv[1][0] == '-') {
         config_usage(stderr);
@@ -41,7 +76,10 @@ int rd_cmd_config(int argc, char **argv) {
         rd_free(cfg);
         return 1;
     }
-    rd_config_print(cfg, stdout);
+    if (layout)
+        print_layout(cfg, stdout);
+    else
+        rd_config_print(cfg, stdout);
     rd_free(cfg);
     return 0;
 }

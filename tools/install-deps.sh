@@ -5,7 +5,9 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config mpich libmpich-dev libopenblas-dev liblmdb-dev lmdb-utils
       libyaml-dev libcmocka-dev)
 if [ "${1:-}" = "--slurm" ]; then
-    pkgs+=(slurmctld slurmd slurm-client munge)
+    # A local Slurm cluster (tools/slurm-local.sh) and what slurm/sweep.sh and
+    # tests/scripts/slurm.sh read JSON with.
+    pkgs+=(slurmctld slurmd slurm-client munge python3 jq)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# sweep.sh — a scaling sweep: one multi-node training run (slurm/train-multinode.sbatch) per
+# point of nodes x ranks per role x PS ranks x batch size, all submitted at once; waits for them and
+# gathers every run's report.json into one CSV, a text table and (when gnuplot is installed) a
+# PNG plot of throughput against world size.
+#
+#   slurm/sweep.sh SWEEP.spec           # on the login node
+#   slurm/sweep.sh --gather OUT_DIR     # gather again (e.g. after a timeout) without submitting
+#
+# SWEEP.spec: `key: values` lines, '#' starts a comment. Relative paths are relative to the
+# directory sweep.sh runs in (where the runs' relative paths resolve too).
+#   config: configs/demo.yaml   # required: the base config
+#   nodes:  1 2 4               # nodes per run (RD_NODES of train-multinode); default 2
+#   ranks:  1 2 4               # ranks of EVERY worker job (cluster.jobs[].ranks); default: as is
+#   teacher_ranks: 1 2          # or per role: ranks of every teacher job ...
+#   student_ranks: 1 4          # ... and of every student job (crossed); not with `ranks`
+#   ps:     1 2                 # cluster.ps_ranks; default: as is
+#   batch:  256 1024            # train.batch_size; default: as is
+#   out:    runs/sweep-demo     # sweep folder; default runs/sweep-<spec file name>
+#   timeout: 3600               # seconds to wait for all runs; default 0 = no limit
+# A point whose nodes exceed its world size is skipped (said on stderr).
+#
+# The sweep folder gets: configs/<point>.yaml (the derived configs), data/ (the dataset, prepared
+# once and shared by every point), <point>/ (each run folder), runs.tsv (point, job id, sizes),
+# sweep.csv (one row per point: the sizes, Slurm state and exit code, and every number of its
+# report.json, nested keys joined with '.', lists left out; ranks_per_job lists the jobs' ranks in
+# config order, "2/1/1"), sweep.txt (the table) and, with
+# gnuplot, sweep.png.
+#
+# Exit status: 0 every run completed with a report; 1 a bad spec/config, a failed submission or
+# a failed run (the CSV is still written for the others); 2 usage error.
+set -euo pipefail
+
+WAIT_MAX_S=30 # ADAPT: longest sleep between two squeue polls (seconds)
+
+. "$(dirname "$0")/common.sh"
+usage() {
+    echo "usage: slurm/sweep.sh SWEEP.spec | slurm/sweep.sh --gather OUT_DIR" >&2
+    exit 2
+}
+[ $# -ge 1 ] || usage
+rd_init "$0"
+command -v python3 >/dev/null || rd_die "python3 is needed to gather report.json files"
+
+# ---------------------------------------------------------------------------------------------
+# Gather: runs.tsv + every report.json -> sweep.csv, sweep.txt, sweep.png
+
+gather() {
+    local out="$1" failed=0
+    [ -f "$out/runs.tsv" ] || rd_die "$out/runs.tsv not found: not a sweep folder"
+    # Slurm's view of each job: state and exit code (scontrol while the job is remembered,
+    # MinJobAge; sacct when accounting is on).
+    : >"$out/states.tsv"
+    local point jobid rest state code line
+    while IFS=$'\t' read -r point jobid rest; do
+        [ "$point" = point ] && continue
+        state=UNKNOWN code=
+        if line="$(scontrol show job -o "$jobid" 2>/dev/null)" && [ -n "$line" ]; then
+            state="$(sed -n 's/.*JobState=\([^ ]*\).*/\1/p' <<<"$line")"
+            code="$(sed -n 's/.* ExitCode=\([^ ]*\).*/\1/p' <<<"$line")"
+        elif line="$(sacct -n -P -X -j "$jobid" -o State,ExitCode 2>/dev/null | head -n 1)" &&
+            [ -n "$line" ]; then
+            state="${line%%|*}" code="${line#*|}"
+        fi
+        printf '%s\t%s\t%s\n' "$point" "${state:-UNKNOWN}" "${code:-}" >>"$out/states.tsv"
+    done <"$out/runs.tsv"
+
+    python3 - "$out" <<'PY' || failed=1
+import csv, json, math, os, sys
+out = sys.argv[1]
+runs = list(csv.DictReader(open(os.path.join(out, "runs.tsv")), delimiter="\t"))
+states = {}
+for line in open(os.path.join(out, "states.tsv")):
+    p, s, c = (line.rstrip("\n").split("\t") + ["", ""])[:3]
+    states[p] = (s, c)
+
+def flatten(prefix, v, row):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            flatten(prefix + "." + k if prefix else k, x, row)
+    elif isinstance(v, bool):
+        row[prefix] = int(v)
+    elif isinstance(v, (int, float)):
+        row[prefix] = v
+    # strings and lists are left out: one row per run, one number per column
+
+fixed = ["point", "jobid", "state", "exit_code", "nodes", "ranks_per_job", "ps_ranks",
+         "batch_size", "world_size"]
+rows, extra, bad = [], [], 0
+for r in runs:
+    row = {k: r.get(k, "") for k in fixed}
+    row["state"], row["exit_code"] = states.get(r["point"], ("UNKNOWN", ""))
+    rep = os.path.join(r["run_dir"], "report.json")
+    try:
+        flatten("", json.load(open(rep)), row)
+    except (OSError, ValueError) as e:
+        print(f"sweep: {r['point']}: no report ({rep}: {e})", file=sys.stderr)
+        bad += 1
+    if row["state"] != "COMPLETED" or row["exit_code"] not in ("0:0", ""):
+        print(f"sweep: {r['point']}: job {row['jobid']} {row['state']} exit {row['exit_code']}"
+              f" (log: slurm-rd-train-multi-{row['jobid']}.out)", file=sys.stderr)
+        bad += 1
+    for k in row:
+        if k not in fixed and k not in extra:
+            extra.append(k)
+    rows.append(row)
+
+cols = fixed + extra
+with open(os.path.join(out, "sweep.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=cols, restval="")
+    w.writeheader()
+    w.writerows(rows)
+
+# Text table: the sizes, wall time, each job's throughput, holdout AUC.
+tput = [c for c in extra if c.startswith("jobs.") and c.endswith(".samples_per_s")]
+aucs = [c for c in extra if c.startswith("holdout.") and c.endswith(".auc")]
+show = ["point", "state", "nodes", "world_size", "ps_ranks", "ranks_per_job", "batch_size"]
+show += [c for c in ["wall_s"] if c in extra] + tput + aucs
+def fmt(v):
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else (f"{v:.4f}" if abs(v) < 10 else f"{v:.0f}")
+    return str(v)
+def head(c):
+    return c.replace("jobs.", "").replace(".samples_per_s", " samples/s").replace("holdout.", "")
+table = [[head(c) for c in show]] + [[fmt(r.get(c, "")) for c in show] for r in rows]
+wid = [max(len(t[i]) for t in table) for i in range(len(show))]
+with open(os.path.join(out, "sweep.txt"), "w") as f:
+    for t in table:
+        f.write("  ".join(s.rjust(wid[i]) for i, s in enumerate(t)) + "\n")
+# Plot data: total samples/s of all jobs against world size, one block (line) per node count;
+# sweep.gp draws it (when gnuplot is there).
+nodes_vals = sorted({int(r["nodes"]) for r in rows if r["nodes"]})
+blocks = []
+with open(os.path.join(out, "sweep.dat"), "w") as f:
+    for n in nodes_vals:
+        pts = sorted((int(r["world_size"]), sum(r[c] for c in tput))
+                     for r in rows if int(r["nodes"]) == n and tput and all(c in r for c in tput))
+        if not pts:
+            continue
+        f.write(f"# nodes={n}: world_size total_samples_per_s\n")
+        for w_, t in pts:
+            f.write(f"{w_} {t:.1f}\n")
+        f.write("\n\n")
+        blocks.append(n)
+with open(os.path.join(out, "sweep.gp"), "w") as f:
+    f.write(f"set terminal png size 900,600 noenhanced\nset output '{out}/sweep.png'\n")
+    f.write("set title 'recdistill scaling sweep: training throughput (all jobs together)'\n")
+    f.write("set xlabel 'world size (MPI ranks)'\nset ylabel 'samples/s'\nset key left top\n")
+    f.write("set grid\nset offsets graph 0.05, graph 0.05, graph 0.05, 0\n")
+    if blocks:
+        f.write("plot " + ", ".join(
+            f"'{out}/sweep.dat' index {i} using 1:2 with linespoints pt 7 title '{n} node(s)'"
+            for i, n in enumerate(blocks)) + "\n")
+sys.exit(1 if bad else 0)
+PY
+    cat "$out/sweep.txt"
+    echo "csv: $out/sweep.csv"
+    if ! grep -q "^plot " "$out/sweep.gp"; then
+        echo "plot: none (no run reported a throughput)"
+    elif ! command -v gnuplot >/dev/null; then
+        echo "plot: none (gnuplot not installed; the table above and sweep.csv have the figures;"
+        echo "      install gnuplot and run: gnuplot $out/sweep.gp)"
+    elif gnuplot "$out/sweep.gp" 2>"$out/gnuplot.err"; then
+        echo "plot: $out/sweep.png"
+    else
+        rd_note "gnuplot failed ($(head -n 3 "$out/gnuplot.err")): no plot; the table above has the figures"
+    fi
+    return "$failed"
+}
+
+if [ "$1" = --gather ]; then
+    [ $# -eq 2 ] || usage
+    gather "$2" || exit 1
+    exit 0
+fi
+[ $# -eq 1 ] || usage
+SPEC="$1"
+[ -f "$SPEC" ] || rd_die "sweep spec '$SPEC' not found"
+
+# ---------------------------------------------------------------------------------------------
+# 1. Read the spec.
+
+declare -A S=()
+lineno=0
+while IFS= read -r line || [ -n "$line" ]; do
+    lineno=$((lineno + 1))
+    line="${line%%#*}"
+    [[ "$line" =~ ^[[:space:]]*$ ]] && continue
+    [[ "$line" =~ ^[[:space:]]*([a-z_]+):[[:space:]]*(.*[^[:space:]])[[:space:]]*$ ]] ||
+        rd_die "$SPEC:$lineno: expected 'key: value(s)', got '$line'"
+    key="${BASH_REMATCH[1]}" val="${BASH_REMATCH[2]}"
+    case "$key" in
+        config | out | timeout) [[ "$val" != *" "* ]] || rd_die "$SPEC:$lineno: $key takes one value" ;;
+        nodes | ranks | teacher_ranks | student_ranks | ps | batch)
+            for v in $val; do
+                [[ "$v" =~ ^[1-9][0-9]*$ ]] || rd_die "$SPEC:$lineno: $key: '$v' is not a positive integer"
+            done ;;
+        *) rd_die "$SPEC:$lineno: unknown key '$key' (config, nodes, ranks, teacher_ranks, student_ranks, ps, batch, out, timeout)" ;;
+    esac
+    [ -z "${S[$key]:-}" ] || rd_die "$SPEC:$lineno: duplicate key '$key'"
+    S[$key]="$val"
+done <"$SPEC"
+[ -n "${S[config]:-}" ] || rd_die "$SPEC: 'config:' is required"
+[[ "${S[timeout]:-0}" =~ ^[0-9]+$ ]] || rd_die "$SPEC: timeout must be seconds"
+BASE="$(rd_abs "${S[config]}")" || rd_die "$SPEC: config '${S[config]}' not found"
+[ -f "$BASE" ] || rd_die "$SPEC: config '${S[config]}' not found"
+rd_layout "$BASE"
+declare -A B=()
+for k in "${!RD_L[@]}"; do B[$k]="${RD_L[$k]}"; done
+OUT="${S[out]:-runs/sweep-$(basename "${SPEC%.*}")}"
+case "$OUT" in /*) ;; *) OUT="$(pwd)/$OUT" ;; esac
+NODES_L="${S[nodes]:-2}"
+# Rank settings as "teacher:student" pairs ("same" = as in the config).
+RANK_PAIRS=()
+if [ -n "${S[ranks]:-}" ]; then
+    [ -z "${S[teacher_ranks]:-}${S[student_ranks]:-}" ] ||
+        rd_die "$SPEC: give either ranks or teacher_ranks/student_ranks, not both"
+    for r in ${S[ranks]}; do RANK_PAIRS+=("$r:$r"); done
+else
+    for t in ${S[teacher_ranks]:-same}; do
+        for u in ${S[student_ranks]:-same}; do RANK_PAIRS+=("$t:$u"); done
+    done
+fi
+PS_L="${S[ps]:-${B[ps_ranks]}}"
+BATCH_L="${S[batch]:-${B[batch_size]}}"
+mkdir -p "$OUT/configs"
+
+# ---------------------------------------------------------------------------------------------
+# 2. Derive one config per point from the base's effective config (every default written out):
+#    run name/out_dir per point, the shared dataset, the sizes; paths derived from the base's
+#    out_dir are emptied so that they follow the point's out_dir.
+
+"$RD_BIN" config "$BASE" >"$OUT/configs/base.effective.yaml" 2>"$OUT/configs/base.err" ||
+    rd_die "bad config: $(cat "$OUT/configs/base.err")"
+derive() { # point teacher_ranks student_ranks ps batch -> stdout
+    awk -v name="$1" -v outdir="$OUT/$1" -v data="$OUT/data" -v tranks="$2" -v sranks="$3" \
+        -v ps="$4" -v batch="$5" -v base_out="${B[out_dir]}/" '
+        function q(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return "\"" s "\"" }
+        function derived(v) { gsub(/^"|"$/, "", v); return index(v, base_out) == 1 }
+        /^[a-z_]+:/ { sec = $1; sub(/:.*/, "", sec) }
+        sec == "run" && /^  name:/ { print "  name: " q(name); next }
+        sec == "run" && /^  out_dir:/ { print "  out_dir: " q(outdir); next }
+        sec == "cluster" && /^  ps_ranks:/ { print "  ps_ranks: " ps; next }
+        sec == "cluster" && /^      role:/ { role = $2 }
+        sec == "cluster" && /^      ranks:/ && role == "teacher" && tranks != "same" {
+            print "      ranks: " tranks; next }
+        sec == "cluster" && /^      ranks:/ && role == "student" && sranks != "same" {
+            print "      ranks: " sranks; next }
+        sec == "data" && /^  dir:/ { print "  dir: " q(data); next }
+        sec == "train" && /^  batch_size:/ { print "  batch_size: " batch; next }
+        sec == "ps" && /^  checkpoint_dir:/ && derived($2) { print "  checkpoint_dir: \"\""; next }
+        sec == "tokens" && /^  store_dir:/ && derived($2) { print "  store_dir: \"\""; next }
+        sec == "distill" && /^  target_log:/ && derived($2) { print "  target_log: \"\""; next }
+        { print }' "$OUT/configs/base.effective.yaml"
+}
+
+points=()
+printf 'point\tjobid\tnodes\tranks_per_job\tps_ranks\tbatch_size\tworld_size\trun_dir\n' >"$OUT/runs.tsv.new"
+for n in $NODES_L; do
+    for pair in "${RANK_PAIRS[@]}"; do
+        tr="${pair%:*}" sr="${pair#*:}"
+        for p in $PS_L; do
+            for b in $BATCH_L; do
+                point="n$n"
+                if [ -n "${S[ranks]:-}" ]; then
+                    point="$point-r$tr"
+                else
+                    [ "$tr" = same ] || point="$point-t$tr"
+                    [ "$sr" = same ] || point="$point-s$sr"
+                fi
+                point="$point-p$p-b$b"
+                cfg="$OUT/configs/$point.yaml"
+                derive "$point" "$tr" "$sr" "$p" "$b" >"$cfg"
+                rd_layout "$cfg"
+                # The derived config must say what the point asks (guards the rewrite above).
+                [ "${RD_L[ps_ranks]}" = "$p" ] && [ "${RD_L[batch_size]}" = "$b" ] &&
+                    [ "${RD_L[out_dir]}" = "$OUT/$point" ] ||
+                    rd_die "derived config $cfg does not match point $point"
+                for ((i = 0; i < ${RD_L[n_jobs]}; i++)); do
+                    want="$tr"
+                    [ "${RD_L[job${i}_role]}" = teacher ] || want="$sr"
+                    [ "$want" = same ] || [ "${RD_L[job${i}_ranks]}" = "$want" ] ||
+                        rd_die "derived config $cfg: job $i has ${RD_L[job${i}_ranks]} ranks, not $want"
+                done
+                w="${RD_L[world_size]}"
+                if [ "$n" -gt "$w" ]; then
+                    rd_note "skip $point: $n nodes for $w ranks"
+                    continue
+                fi
+                points+=("$point")
+                rr="${RD_L[job0_ranks]}" # the jobs' ranks in config order: "2/1/1"
+                for ((i = 1; i < ${RD_L[n_jobs]}; i++)); do rr="$rr/${RD_L[job${i}_ranks]}"; done
+                printf '%s\t-\t%s\t%s\t%s\t%s\t%s\t%s\n' "$point" "$n" "$rr" "$p" "$b" "$w" \
+                    "$OUT/$point" >>"$OUT/runs.tsv.new"
+            done
+        done
+    done
+done
+[ "${#points[@]}" -ge 1 ] || rd_die "$SPEC: no point to run"
+
+# ---------------------------------------------------------------------------------------------
+# 3. Prepare the dataset once (every point reads the same data), then submit every point.
+
+if [ ! -f "$OUT/data/meta.yaml" ] && [ "${RD_DRY_RUN:-0}" != 1 ]; then
+    rd_note "preparing the shared dataset in $OUT/data"
+    "$RD_BIN" prepare "$OUT/configs/${points[0]}.yaml" >"$OUT/prepare.log" 2>&1 ||
+        rd_die "prepare failed: $(tail -n 5 "$OUT/prepare.log")"
+fi
+ids=()
+: >"$OUT/runs.tsv"
+while IFS=$'\t' read -r point jobid n rest; do
+    if [ "$point" = point ]; then
+        printf '%s\t%s\t%s\t%s\n' "$point" "$jobid" "$n" "$rest" >>"$OUT/runs.tsv"
+        continue
+    fi
+    sub="$(RD_NODES="$n" "$RD_SLURM_DIR/train-multinode.sbatch" "$OUT/configs/$point.yaml")" ||
+        rd_die "submitting $point failed${ids[0]:+ (already submitted: ${ids[*]}; scancel them, or gather later: slurm/sweep.sh --gather $OUT)}"
+    if [ "${RD_DRY_RUN:-0}" = 1 ]; then
+        echo "$sub"
+        continue
+    fi
+    read -r _ jobid _ <<<"$sub"
+    ids+=("$jobid")
+    printf '%s\t%s\t%s\t%s\n' "$point" "$jobid" "$n" "$rest" >>"$OUT/runs.tsv"
+    echo "sweep: $point -> job $jobid"
+done <"$OUT/runs.tsv.new"
+rm -f "$OUT/runs.tsv.new"
+[ "${RD_DRY_RUN:-0}" = 1 ] && exit 0
+
+# ---------------------------------------------------------------------------------------------
+# 4. Wait for every job (squeue polled with a growing sleep), then gather.
+
+t0=$SECONDS
+sleep_s=1
+idlist="$(IFS=,; echo "${ids[*]}")"
+while :; do
+    left="$(squeue -h -j "$idlist" -o %i 2>/dev/null | wc -l)" || left=0
+    [ "$left" -gt 0 ] || break
+    if [ "${S[timeout]:-0}" -gt 0 ] && [ $((SECONDS - t0)) -ge "${S[timeout]}" ]; then
+        rd_die "timeout after ${S[timeout]} s with $left job(s) left ($idlist); they keep running: gather later with slurm/sweep.sh --gather $OUT, or scancel them"
+    fi
+    sleep "$sleep_s"
+    [ "$sleep_s" -ge "$WAIT_MAX_S" ] || sleep_s=$((sleep_s * 2 > WAIT_MAX_S ? WAIT_MAX_S : sleep_s * 2))
+done
+echo "sweep: ${#ids[@]} run(s) finished in $((SECONDS - t0)) s"
+gather "$OUT" || exit 1

@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# slurm.sh — every script in slurm/ against a REAL Slurm: brings up a private one-host cluster
+# (tools/slurm-local.sh: munged, slurmctld, 4 slurmd virtual nodes) in a temporary folder,
+# submits each script with the tiny config tests/data/slurm-tiny.yaml (world size 4), waits with a
+# deadline, checks exit codes, report.json, where the ranks ran, the sweep's CSV, and the clear
+# failures of bad input (nothing submitted); then tears the cluster down by its PIDs.
+#
+#   bash tests/scripts/slurm.sh build/recdistill
+#
+# Skips (exit 77) when not root or when Slurm is missing and cannot be installed. Runs one at a
+# time on a host (flock), since every build directory's ctest may start it.
+set -u
+RD="${1:?usage: slurm.sh path/to/recdistill}"
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+case "$RD" in /*) ;; *) RD="$(pwd)/$RD" ;; esac
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+skip() {
+    echo "SKIP: $*"
+    exit 77
+}
+T_START=$SECONDS
+DEADLINE=$((SECONDS + 240)) # the whole test; it takes about 30-60 s
+
+[ "$(id -u)" -eq 0 ] || skip "not root (slurmd and munged need root)"
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null ||
+    ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
+    command -v apt-get >/dev/null || skip "Slurm is not installed and apt-get is missing"
+    "$SRC/tools/install-deps.sh" --slurm >/dev/null 2>&1 ||
+        skip "Slurm is not installed and tools/install-deps.sh --slurm failed"
+fi
+command -v flock >/dev/null || skip "flock missing"
+command -v jq >/dev/null || skip "jq missing (tools/install-deps.sh --slurm installs it)"
+command -v python3 >/dev/null || skip "python3 missing (tools/install-deps.sh --slurm installs it)"
+exec 9>/var/tmp/rd-slurm-test.lock
+flock -w 600 9 || skip "another slurm.sh held the lock for 10 minutes"
+
+# --- a private cluster ------------------------------------------------------------------------
+TMP="$(mktemp -d /var/tmp/rd_test_slurm_XXXXXX)"
+chmod 0755 "$TMP" # munged (user munge) must reach the cluster folder inside
+CL="$TMP/cluster"
+# A port base with nothing listening on it or the 4 slurmd ports after it.
+PORT=17817
+while ss -ltn 2>/dev/null | awk '{print $4}' | grep -qE ":($PORT|$((PORT + 1))|$((PORT + 2))|$((PORT + 3))|$((PORT + 4)))\$"; do
+    PORT=$((PORT + 10))
+    [ "$PORT" -lt 18817 ] || fail "no free port range found"
+done
+cleanup() {
+    "$SRC/tools/slurm-local.sh" down --dir "$CL" --purge >/dev/null 2>&1 ||
+        echo "warning: slurm-local down failed" >&2
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+"$SRC/tools/slurm-local.sh" up --nodes 4 --cpus 8 --dir "$CL" --port "$PORT" >"$TMP/up.log" 2>&1 ||
+    fail "slurm-local up: $(cat "$TMP/up.log")"
+export SLURM_CONF="$CL/etc/slurm.conf"
+"$SRC/tools/slurm-local.sh" up --nodes 4 --cpus 8 --dir "$CL" --port "$PORT" 2>&1 |
+    grep -q "already up" || fail "second up is not a no-op"
+"$SRC/tools/slurm-local.sh" status --dir "$CL" >"$TMP/status.log" 2>&1 ||
+    fail "status after up: $(cat "$TMP/status.log")"
+grep -q "4 *idle *n\[1-4\]" "$TMP/status.log" || fail "sinfo: $(cat "$TMP/status.log")"
+echo "cluster up in $((SECONDS - T_START)) s (port $PORT)"
+
+# --- configs: the tiny one under several run names ----------------------------------------------
+W="$TMP/work"
+mkdir -p "$W"
+cd "$W" || fail "cd $W"
+export RD_BIN="$RD" OMP_NUM_THREADS=1
+TINY="$SRC/tests/data/slurm-tiny.yaml"
+named() { # name -> config file with run.name = name
+    sed "s/^  name: slurm-tiny$/  name: $1/" "$TINY" >"$W/$1.yaml"
+    grep -q "^  name: $1$" "$W/$1.yaml" || fail "could not rename the run in $TINY"
+    echo "$W/$1.yaml"
+}
+# Replay: the two students only, reading the hetjob run's target log. (The config loader wants a
+# teacher job for `distill: true`, so the replaying student is written without it for now.)
+sed -e "s/^  name: slurm-tiny$/  name: replay/" -e '/role: teacher/d' \
+    -e 's/, distill: true//' "$TINY" >"$W/replay.yaml"
+printf '\ndistill:\n  replay: true\n  target_log: runs/het/targets\n' >>"$W/replay.yaml"
+printf 'run: {name: bad\n' >"$W/bad.yaml"
+
+submit() { # script config [env...] -> job id on stdout
+    local script="$1" cfg="$2" out
+    shift 2
+    out="$(env "$@" "$SRC/slurm/$script" "$cfg" 2>"$W/submit.err")" ||
+        fail "$script $cfg: $(cat "$W/submit.err")"
+    [[ "$out" =~ ^submitted\ ([0-9]+)\ (.*)$ ]] || fail "$script printed '$out'"
+    echo "${BASH_REMATCH[1]}"
+}
+state_of() { # job id -> "STATE EXIT" (het jobs: the first component)
+    scontrol show job -o "$1" 2>/dev/null | head -n 1 |
+        sed -n 's/.*JobState=\([^ ]*\).* ExitCode=\([^ ]*\).*/\1 \2/p'
+}
+wait_job() { # job id -> waits, then checks COMPLETED 0:0
+    local id="$1" st
+    while :; do
+        st="$(state_of "$id")"
+        case "$st" in
+            COMPLETED* | FAILED* | CANCELLED* | TIMEOUT* | NODE_FAIL* | OUT_OF_MEMORY* | BOOT_FAIL*) break ;;
+        esac
+        [ "$SECONDS" -lt "$DEADLINE" ] || { scancel "$id"; fail "job $id still '$st' at the deadline"; }
+        sleep 0.2
+    done
+    [ "$st" = "COMPLETED 0:0" ] || fail "job $id: $st: $(cat "$W"/slurm-*-"$id".out 2>/dev/null)"
+}
+check_report() { # run name, jobs... : report.json names every job with a throughput
+    local f="$W/runs/$1/report.json" j
+    shift
+    [ -s "$f" ] || fail "no $f"
+    for j in "$@"; do
+        jq -e ".jobs.\"$j\".samples_per_s > 0 and .jobs.\"$j\".train_samples > 0" "$f" >/dev/null ||
+            fail "$f: job $j has no throughput: $(cat "$f")"
+    done
+}
+nodes_of() { # run name, role -> distinct nodes that role ran on
+    awk -v r="$2" '$3 == r {print $4}' "$W/runs/$1/placement.txt" | sort -u | tr '\n' ' '
+}
+
+# --- bad input: clear errors, nothing submitted -------------------------------------------------
+before="$(squeue -h | wc -l)"
+for s in train-1node.sbatch train-multinode.sbatch distill-hetjob.sbatch student-replay.sbatch; do
+    "$SRC/slurm/$s" "$W/bad.yaml" >/dev/null 2>"$W/err" && fail "$s accepted a bad config"
+    grep -q "bad config: .*bad.yaml:" "$W/err" || fail "$s bad-config message: $(cat "$W/err")"
+    "$SRC/slurm/$s" "$W/missing.yaml" >/dev/null 2>"$W/err" && fail "$s accepted a missing config"
+    grep -q "missing.yaml" "$W/err" || fail "$s missing-config message: $(cat "$W/err")"
+    "$SRC/slurm/$s" >/dev/null 2>&1
+    [ $? -eq 2 ] || fail "$s without a config must exit 2"
+done
+"$SRC/slurm/student-replay.sbatch" "$(named notreplay)" >/dev/null 2>"$W/err" &&
+    fail "student-replay accepted a config without replay"
+grep -q "distill.replay: true" "$W/err" || fail "replay message: $(cat "$W/err")"
+"$SRC/slurm/student-replay.sbatch" "$W/replay.yaml" >/dev/null 2>"$W/err" &&
+    fail "student-replay accepted a missing target log"
+grep -q "target log .*runs/het/targets.* does not exist" "$W/err" || fail "target log message: $(cat "$W/err")"
+sed '/role: teacher/d; s/, distill: true//' "$(named noteacher)" >"$W/noteacher2.yaml"
+"$SRC/slurm/distill-hetjob.sbatch" "$W/noteacher2.yaml" >/dev/null 2>"$W/err" &&
+    fail "distill-hetjob accepted a config without a teacher"
+grep -q "needs a teacher job" "$W/err" || fail "hetjob message: $(cat "$W/err")"
+RD_BIN=/nonexistent "$SRC/slurm/train-1node.sbatch" "$TINY" >/dev/null 2>"$W/err" &&
+    fail "a missing binary was accepted"
+grep -q "/nonexistent.*not found" "$W/err" || fail "missing binary message: $(cat "$W/err")"
+printf 'config: %s\nranks: 1\nteacher_ranks: 2\n' "$TINY" >"$W/both.spec"
+"$SRC/slurm/sweep.sh" "$W/both.spec" >/dev/null 2>"$W/err" && fail "sweep accepted ranks + teacher_ranks"
+grep -q "either ranks or teacher_ranks" "$W/err" || fail "sweep spec message: $(cat "$W/err")"
+printf 'config: %s\nnodes: 1 x\n' "$TINY" >"$W/badval.spec"
+"$SRC/slurm/sweep.sh" "$W/badval.spec" >/dev/null 2>"$W/err" && fail "sweep accepted nodes: x"
+grep -q "badval.spec:2: nodes: 'x' is not a positive integer" "$W/err" || fail "sweep value message: $(cat "$W/err")"
+# Dry run: the `ranks:` form; 3 nodes for a 4- or 7-rank world are fine, 8 are skipped.
+printf 'config: %s\nnodes: 3 8\nranks: 1 2\nout: runs/dry\n' "$TINY" >"$W/dry.spec"
+RD_DRY_RUN=1 "$SRC/slurm/sweep.sh" "$W/dry.spec" >"$W/dry.out" 2>"$W/err" || fail "dry sweep: $(cat "$W/err")"
+[ "$(grep -c "^sbatch .*train-multinode.sbatch" "$W/dry.out")" -eq 2 ] || fail "dry sweep: $(cat "$W/dry.out" "$W/err")"
+grep -q "skip n8-r1-p1-b64: 8 nodes for 4 ranks" "$W/err" || fail "dry sweep skip: $(cat "$W/err")"
+grep -q -- "--nodes=3 --ntasks=7 .*n3-r2-p1-b64.yaml" "$W/dry.out" || fail "dry sweep sizes: $(cat "$W/dry.out")"
+[ ! -e "$W/runs/dry/data" ] || fail "a dry sweep prepared the dataset"
+[ "$(squeue -h | wc -l)" -eq "$before" ] || fail "a failed submission left a job: $(squeue)"
+
+# --- submit every script -------------------------------------------------------------------------
+t0=$SECONDS
+j1="$(submit train-1node.sbatch "$(named one)")"
+j2="$(submit train-multinode.sbatch "$(named multi)" RD_TASKS_PER_NODE=2)"
+j3="$(submit distill-hetjob.sbatch "$(named het)" RD_TASKS_PER_NODE=2)"
+# A job sized by hand with too few tasks fails inside with a clear message (exit 1).
+named short >/dev/null
+jbad="$(RD_SLURM_DIR="$SRC/slurm" sbatch --parsable --ntasks=2 --output="$W/slurm-short-%j.out" \
+    "$SRC/slurm/train-1node.sbatch" "$W/short.yaml")" || fail "sbatch of the short job"
+wait_job "$j1"
+wait_job "$j2"
+wait_job "$j3"
+echo "1-node, multi-node and het jobs done in $((SECONDS - t0)) s"
+while :; do
+    st="$(state_of "$jbad")"
+    case "$st" in FAILED* | COMPLETED*) break ;; esac
+    [ "$SECONDS" -lt "$DEADLINE" ] || fail "short job still '$st'"
+    sleep 0.2
+done
+[ "$st" = "FAILED 1:0" ] || fail "the short job must fail with exit 1, got '$st'"
+grep -q "allocation has 2 task(s) but the config needs 4" "$W/slurm-short-$jbad.out" ||
+    fail "short job message: $(cat "$W/slurm-short-$jbad.out")"
+
+check_report one teacher student student_raw
+check_report multi teacher student student_raw
+check_report het teacher student student_raw
+[ "$(wc -w <<<"$(awk '{print $4}' "$W/runs/one/placement.txt" | sort -u)")" -eq 1 ] ||
+    fail "1-node run spans several nodes: $(cat "$W/runs/one/placement.txt")"
+[ "$(awk '{print $4}' "$W/runs/multi/placement.txt" | sort -u | wc -l)" -eq 2 ] ||
+    fail "multi-node run must span 2 nodes: $(cat "$W/runs/multi/placement.txt")"
+[ "$(nodes_of multi ps)" != "$(nodes_of multi teacher)" ] ||
+    fail "multi-node: PS and teacher on the same node: $(cat "$W/runs/multi/placement.txt")"
+# Het job: the four components (ps, teacher, student, student_raw) on four distinct nodes, ranks
+# in config order.
+[ "$(awk '{print $4}' "$W/runs/het/placement.txt" | sort -u | wc -l)" -eq 4 ] ||
+    fail "het job components must have their own nodes: $(cat "$W/runs/het/placement.txt")"
+[ "$(awk '{print $3}' "$W/runs/het/placement.txt" | tr '\n' ' ')" = "ps teacher student student_raw " ] ||
+    fail "het job rank order: $(cat "$W/runs/het/placement.txt")"
+grep -q -- "--mpi=pmi2" "$W/slurm-rd-distill-het-$j3.out" || fail "het job did not use --mpi=pmi2"
+
+# --- student-only replay of the het run's target log -----------------------------------------------
+if [ ! -e "$W/runs/het/targets" ]; then
+    # train does not write a target log yet (distillation transport not landed): stand in for it,
+    # so that the submission path is tested; the check above proves a missing log is refused.
+    echo "note: runs/het/targets not written by train yet; replaying an empty stand-in"
+    mkdir -p "$W/runs/het/targets"
+fi
+j4="$(submit student-replay.sbatch "$W/replay.yaml" RD_TASKS_PER_NODE=2)"
+wait_job "$j4"
+check_report replay student student_raw
+jq -e '.jobs | has("teacher") | not' "$W/runs/replay/report.json" >/dev/null ||
+    fail "replay run trained a teacher"
+
+# --- scaling sweep ---------------------------------------------------------------------------------
+cat >"$W/tiny.spec" <<EOF
+# a small sweep over the tiny config
+config: $TINY
+nodes: 1 2
+teacher_ranks: 1 2   # the teacher job
+student_ranks: 1     # both student jobs
+ps: 1 2
+batch: 64
+out: runs/sweep
+timeout: 200
+EOF
+t0=$SECONDS
+"$SRC/slurm/sweep.sh" "$W/tiny.spec" >"$W/sweep.log" 2>&1 || fail "sweep: $(cat "$W/sweep.log")"
+echo "sweep of 8 points done in $((SECONDS - t0)) s"
+CSV="$W/runs/sweep/sweep.csv"
+[ "$(wc -l <"$CSV")" -eq 9 ] || fail "sweep.csv must have 8 rows: $(cat "$CSV")"
+head -n 1 "$CSV" | grep -q "^point,jobid,state,exit_code,nodes,ranks_per_job,ps_ranks,batch_size,world_size,.*jobs.teacher.samples_per_s" ||
+    fail "sweep.csv header: $(head -n 1 "$CSV")"
+# Every row: completed, and world size = ps + the jobs' ranks ("t/s/s").
+awk -F, 'NR > 1 { split($6, r, "/"); if ($3 != "COMPLETED" || $4 != "0:0" || $9 != $7 + r[1] + r[2] + r[3]) bad++ }
+         END {exit bad > 0}' "$CSV" || fail "sweep rows: $(cat "$CSV")"
+grep -q "^n2-t2-s1-p2-b64,[0-9]*,COMPLETED,0:0,2,2/1/1,2,64,6," "$CSV" ||
+    fail "sweep point n2-t2-s1-p2-b64: $(cat "$CSV")"
+[ "$(awk '{print $4}' "$W/runs/sweep/n2-t2-s1-p2-b64/placement.txt" | sort -u | wc -l)" -eq 2 ] ||
+    fail "sweep point n2 did not span 2 nodes"
+jq -e '.jobs.teacher.ranks == 2 and .jobs.student.ranks == 1' \
+    "$W/runs/sweep/n2-t2-s1-p2-b64/report.json" >/dev/null || fail "sweep point ranks in report.json"
+grep -q "samples/s" "$W/runs/sweep/sweep.txt" || fail "sweep table: $(cat "$W/runs/sweep/sweep.txt")"
+grep -q "^plot: " "$W/sweep.log" || fail "sweep says nothing about its plot"
+if command -v gnuplot >/dev/null; then
+    [ -s "$W/runs/sweep/sweep.png" ] || fail "gnuplot is installed but the sweep drew no plot"
+fi
+# The shared dataset was prepared once, and every run read it.
+[ -f "$W/runs/sweep/data/meta.yaml" ] || fail "sweep: no shared dataset"
+ls -d "$W"/runs/sweep/n*/data >/dev/null 2>&1 && fail "a sweep point prepared its own dataset"
+
+# --- a dead daemon is noticed and `up` repairs the cluster -----------------------------------------
+read -r pid _ <"$CL/pids/slurmd-n3.pid"
+kill "$pid"
+# Gone, or a zombie that PID 1 has not reaped yet.
+while [ -d "/proc/$pid" ] && [ "$(sed 's/^.*) //; s/ .*//' "/proc/$pid/stat" 2>/dev/null)" != Z ]; do
+    [ "$SECONDS" -lt "$DEADLINE" ] || fail "slurmd $pid did not stop"
+    sleep 0.1
+done
+"$SRC/tools/slurm-local.sh" status --dir "$CL" >/dev/null 2>&1
+[ $? -eq 3 ] || fail "status with a dead slurmd must exit 3"
+"$SRC/tools/slurm-local.sh" up --nodes 4 --cpus 8 --dir "$CL" --port "$PORT" >"$TMP/up2.log" 2>&1 ||
+    fail "up after a dead slurmd: $(cat "$TMP/up2.log")"
+grep -q "restarting (5 of 6 daemons alive" "$TMP/up2.log" || fail "up did not restart: $(cat "$TMP/up2.log")"
+
+# --- teardown, with a job still running: it is cancelled and leaves no process ------------------------
+jrun="$(sbatch --parsable -n1 --output=/dev/null --wrap "sleep 291.5")" || fail "sbatch sleep"
+until [ "$(state_of "$jrun")" = "RUNNING 0:0" ]; do
+    [ "$SECONDS" -lt "$DEADLINE" ] || fail "sleep job never ran: $(state_of "$jrun")"
+    sleep 0.2
+done
+"$SRC/tools/slurm-local.sh" down --dir "$CL" >"$TMP/down.log" 2>&1 || fail "down: $(cat "$TMP/down.log")"
+grep -q "cancelling job(s) $jrun" "$TMP/down.log" || fail "down did not cancel the job: $(cat "$TMP/down.log")"
+ps -eo args | grep -q "^sleep 291.5" && fail "down left the job's process running"
+"$SRC/tools/slurm-local.sh" status --dir "$CL" >/dev/null 2>&1
+[ $? -eq 3 ] || fail "status after down must exit 3"
+for f in "$CL"/pids/*.pid; do
+    [ -e "$f" ] && fail "down left $f"
+done
+echo "slurm.sh: all checks passed in $((SECONDS - T_START)) s"
