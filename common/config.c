@@ -1481,12 +1481,15 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             for (int g = 0; g < f; g++)
                 if (strcmp(mc->features[g].field, fu->field) == 0)
                     return verr(v, p, "field '%s' is embedded twice", fu->field);
-            if (csv && strcmp(fu->field, "user") != 0 && strcmp(fu->field, "item") != 0) {
+            // user, item and the timestamp-derived hour/weekday exist for every source.
+            if (csv && strcmp(fu->field, "user") != 0 && strcmp(fu->field, "item") != 0 &&
+                strcmp(fu->field, "hour") != 0 && strcmp(fu->field, "weekday") != 0) {
                 int found = 0;
                 for (int s = 0; s < sc->n_fields; s++)
                     found |= strcmp(sc->fields[s].name, fu->field) == 0;
                 if (!found)
-                    return verr(v, p, "no field named '%s' in data.schema.fields (or user, item)",
+                    return verr(v, p, "no field named '%s' in data.schema.fields (or user, item, hour, "
+                                "weekday)",
                                 fu->field);
             }
         }
@@ -1563,10 +1566,16 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
             return verr(v, p, "only student jobs can distill");
         if (j->distill) {
             snprintf(p, sizeof p, "cluster.jobs[%d].teacher", i);
-            if (!j->teacher[0])
-                return verr(v, p, "a distilled student needs a teacher job, and there is none");
+            // In replay mode the teacher ran in an earlier launch: `teacher` names the job whose
+            // recorded targets the student reads from distill.target_log, and need not be here.
             const rd_job_config *t = rd_config_find_job(cfg, j->teacher);
-            if (!t || t->role != RD_JOB_TEACHER)
+            if (!j->teacher[0])
+                return verr(v, p,
+                            cfg->distill.replay
+                                ? "a replaying student needs `teacher:` (the job that wrote the "
+                                  "target log)"
+                                : "a distilled student needs a teacher job, and there is none");
+            if (t ? t->role != RD_JOB_TEACHER : !cfg->distill.replay)
                 return verr(v, p, "'%s' is not a teacher job", j->teacher);
             if (cfg->distill.aux_tower && !mc->two_towers) {
                 snprintf(p, sizeof p, "cluster.jobs[%d].model", i);

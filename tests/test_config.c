@@ -749,6 +749,34 @@ static void test_errors_csv(void **state) {
                  "t.yaml:10:17: models[0].features[0].field: no field named 'age' in "
                  "data.schema.fields",
                  NULL);
+    // ... but hour and weekday come from the timestamp of every source.
+    {
+        const char *y = "cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                        "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                        "models:\n  - name: m\n    features:\n      - {field: hour, table: e}\n"
+                        "      - {field: weekday, table: e}\n"
+                        "data:\n  source: csv\n  schema:\n    path: p\n    user_column: u\n"
+                        "    item_column: i\n    time_column: t\n    label: l >= 1\n";
+        rd_config *cc = new_cfg();
+        rd_errbuf eb = {0};
+        assert_int_equal(parse(y, cc, &eb), RD_OK);
+        free(cc);
+    }
+    // A replaying student names the teacher job of an earlier launch; it need not be here, but a
+    // job of that name that is not a teacher is still an error.
+    {
+        const char *y = "cluster:\n  jobs:\n    - {name: s, role: student, model: m, distill: true, "
+                        "teacher: teacher}\n"
+                        "models:\n  - name: m\n    two_towers: true\n"
+                        "distill:\n  replay: true\n";
+        rd_config *cc = new_cfg();
+        rd_errbuf eb = {0};
+        assert_int_equal(parse(y, cc, &eb), RD_OK);
+        free(cc);
+    }
+    expect_error("cluster:\n  jobs:\n    - {name: s, role: student, model: m, distill: true}\n"
+                 "models:\n  - name: m\n    two_towers: true\ndistill:\n  replay: true\n",
+                 "t.yaml:3:7: cluster.jobs[0].teacher: a replaying student needs `teacher:`", NULL);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -74,10 +74,10 @@ named() { # name -> config file with run.name = name
     grep -q "^  name: $1$" "$W/$1.yaml" || fail "could not rename the run in $TINY"
     echo "$W/$1.yaml"
 }
-# Replay: the two students only, reading the hetjob run's target log. (The config loader wants a
-# teacher job for `distill: true`, so the replaying student is written without it for now.)
+# Replay: the two students only, reading the hetjob run's target log; the distilled student names
+# the teacher job of that earlier launch.
 sed -e "s/^  name: slurm-tiny$/  name: replay/" -e '/role: teacher/d' \
-    -e 's/, distill: true//' "$TINY" >"$W/replay.yaml"
+    -e 's/, distill: true/, distill: true, teacher: teacher/' "$TINY" >"$W/replay.yaml"
 printf '\ndistill:\n  replay: true\n  target_log: runs/het/targets\n' >>"$W/replay.yaml"
 printf 'run: {name: bad\n' >"$W/bad.yaml"
 
