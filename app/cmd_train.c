@@ -190,6 +190,20 @@ static int write_report(
         jnum(f, r->samples_per_s);
         fputs(",\n      \"final_loss\": ", f);
         jnum(f, r->final_loss);
+        if (r->targets.role != 0) {
+            const rd_trainer_targets *t = &r->targets;
+            static const char *const roles[] = {"none", "teacher", "student", "replay"};
+            fprintf(f,
+                    ",\n      \"targets\": {\"role\": \"%s\", \"sent\": %llu, \"logged\": %llu, "
+                    "\"received\": %llu, \"joined\": %llu, \"late\": %llu, \"missing\": %llu, "
+                    "\"replayed\": %llu, \"unused\": %llu, \"duplicates\": %llu}",
+                    roles[t->role >= 0 && t->role <= 3 ? t->role : 0],
+                    (unsigned long long)t->sent, (unsigned long long)t->logged,
+                    (unsigned long long)t->received, (unsigned long long)t->joined,
+                    (unsigned long long)t->late, (unsigned long long)t->missing,
+                    (unsigned long long)t->replayed, (unsigned long long)t->unused,
+                    (unsigned long long)t->duplicates);
+        }
         fputs(",\n      \"windows\": [", f);
         for (int w = 0; w < r->n_windows; w++) {
             const rd_metrics_result *m = &r->window[w].m;
@@ -204,7 +218,21 @@ static int write_report(
         }
         fprintf(f, "]\n    }%s\n", j + 1 < n ? "," : "");
     }
-    fputs("  }\n}\n", f);
+    // Distillation targets summed over the jobs (issue 6: targets.{sent,received,late,replayed}).
+    rd_trainer_targets sum = {0};
+    for (int j = 0; j < n; j++) {
+        sum.sent += res[j].targets.sent;
+        sum.received += res[j].targets.received;
+        sum.late += res[j].targets.late;
+        sum.missing += res[j].targets.missing;
+        sum.replayed += res[j].targets.replayed;
+    }
+    fprintf(f,
+            "  },\n  \"targets\": {\"sent\": %llu, \"received\": %llu, \"late\": %llu, "
+            "\"missing\": %llu, \"replayed\": %llu}\n}\n",
+            (unsigned long long)sum.sent, (unsigned long long)sum.received,
+            (unsigned long long)sum.late, (unsigned long long)sum.missing,
+            (unsigned long long)sum.replayed);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
         remove(tmp);

@@ -12,6 +12,10 @@
 // - keys and gradients given to rd_kv_pull / rd_kv_push live in a stage that is not refilled
 //   until those requests were waited on (two stages alternate);
 // - nothing is allocated inside the step loops (stages, scratch, metrics reserved at create).
+// - distillation (rd/trainer.h): teacher and student ranks begin / end the same phase sequence;
+//   the owner of a target is a pure function of its record index (owner_of), so a sender already
+//   in the next phase and a receiver still in this one agree; between steps and during
+//   evaluation both sides progress the transport, so neither waits on the other unboundedly.
 //
 // Workload: the model's forward/backward dominates (sgemm); key building is O(B * (slots + L)),
 // dedup is a radix sort of the same count. In sync mode the next batch's pull is sent right after
@@ -22,6 +26,7 @@
 #include "rd/alloc.h"
 #include "rd/dataset.h"
 #include "rd/dense_optim.h"
+#include "rd/distill.h"
 #include "rd/hash.h"
 #include "rd/log.h"
 
@@ -42,6 +47,21 @@ typedef struct feat_src {
     int table;         // model-local table slot
     uint64_t table_id; // rd_hash_str(table name, 0): salt of rd_table_key
 } feat_src;
+
+// The owner rule of one student job (rd_target_owner_fn context). A pure function of the record:
+// the batch period is iterated in train.order, each stream window strided from its first record,
+// so a sender and a receiver that are in different phases still agree.
+typedef struct owner_ctx {
+    const rd_dataset *ds;
+    uint64_t batch_end;  // records [0, batch_end) are the batch period
+    uint64_t stream_end; // end of the last stream window
+    uint32_t n_windows;
+    int batch_mode; // RD_PART_STRIDED or RD_PART_USER
+    int n;          // ranks of the student job
+} owner_ctx;
+
+// Longest wait of a distillation call (credits, FIN) besides distill.wait_ms: a real limit.
+#define DISTILL_TIMEOUT_MS 300000
 
 // Everything one batch needs, from record indices to pulled rows and row gradients.
 typedef struct stage {
@@ -98,6 +118,20 @@ struct rd_trainer {
     double loss_ema;
     int have_loss;
     const char *phase_name;
+    // Distillation (see rd/trainer.h).
+    owner_ctx own[RD_MAX_JOBS];         // teacher: per student job; student: own[0] = mine
+    rd_target_sender *snd[RD_MAX_JOBS]; // teacher: one sender per distilled student job
+    int n_snd;
+    rd_target_recv *rcv; // distilled student
+    rd_target_log *tlog;
+    int tgt_role;  // rd_trainer_targets.role
+    int tgt_use;   // student: the open phase trains on targets (distill.start_window)
+    int tgt_phase; // a distillation phase is open
+    rd_debias debias;
+    float *zt;       // (max_batch) projected teacher logits
+    uint8_t *has_zt; // (max_batch)
+    uint64_t step;   // training steps taken (the teacher's target version)
+    char targets_path[RD_PATH_MAX + 64];
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -370,9 +404,12 @@ int rd_trainer_create(const rd_comm *comm,
 
     // 4. Metrics file path (job rank 0 writes it).
     const char *mdir = opts && opts->metrics_dir ? opts->metrics_dir : cfg->run.out_dir;
-    if (mdir[0])
+    if (mdir[0]) {
         snprintf(tr->metrics_path, sizeof tr->metrics_path, "%s/%s.metrics.%s", mdir, tr->job->name,
                  strcmp(cfg->output.metrics_format, "jsonl") == 0 ? "jsonl" : "csv");
+        snprintf(tr->targets_path, sizeof tr->targets_path, "%s/%s.targets.json", mdir,
+                 tr->job->name);
+    }
     *out = tr;
     return RD_OK;
 fail:
@@ -386,6 +423,12 @@ int rd_trainer_destroy(rd_trainer *tr) {
     if (!tr)
         return RD_OK;
     int rc = RD_OK;
+    for (int k = 0; k < tr->n_snd; k++)
+        rd_target_sender_destroy(tr->snd[k]);
+    rd_target_recv_destroy(tr->rcv);
+    rd_target_log_close(tr->tlog);
+    rd_free(tr->zt);
+    rd_free(tr->has_zt);
     if (tr->kv) {
         rc = rd_kv_shutdown(tr->kv);
         rd_kv_destroy(tr->kv);
@@ -569,6 +612,317 @@ static void progress(rd_trainer *tr, const char *phase, int64_t step, int64_t st
 // ---------------------------------------------------------------------------------------------
 // Phases
 
+// ---------------------------------------------------------------------------------------------
+// Distillation targets (rd/trainer.h, rd/distill.h)
+
+static int owner_of(uint64_t sample, void *ctx) {
+    const owner_ctx *o = ctx;
+    rd_range b = rd_dataset_batch(o->ds);
+    if (sample >= o->stream_end || sample < b.begin)
+        return -1;
+    if (sample < o->batch_end) {
+        if (o->batch_mode == RD_PART_USER)
+            return rd_shard_of(rd_dataset_record(o->ds, sample)->user_key, o->n);
+        return (int)((sample - b.begin) % (uint64_t)o->n);
+    }
+    for (uint32_t w = 0; w < o->n_windows; w++) {
+        rd_range r = rd_dataset_window(o->ds, w);
+        if (sample >= r.begin && sample < r.end)
+            return (int)((sample - r.begin) % (uint64_t)o->n);
+    }
+    return -1;
+}
+
+static void owner_init(const rd_trainer *tr, owner_ctx *o, int n) {
+    uint32_t K = tr->info->n_windows;
+    rd_range b = rd_dataset_batch(tr->ds);
+    *o = (owner_ctx){
+        .ds = tr->ds,
+        .batch_end = b.end,
+        .stream_end = K ? rd_dataset_window(tr->ds, K - 1).end : b.end,
+        .n_windows = K,
+        .batch_mode = tr->cfg->train.order == RD_ORDER_USER ? RD_PART_USER : RD_PART_STRIDED,
+        .n = n,
+    };
+}
+
+// Teacher rank 0 of the job creates the target log (or opens the one an earlier run left), the
+// other ranks open it after a barrier of the job: LMDB serialises their appends.
+static int distill_open_log(rd_trainer *tr, rd_errbuf *eb) {
+    const char *path = tr->cfg->distill.target_log;
+    rd_target_log_opts lo = {.no_sync = 1};
+    int rc = RD_OK;
+    if (tr->comm->job_rank == 0) {
+        rc = rd_target_log_open(path, 1, &lo, &tr->tlog, eb);
+        if (rc == RD_ERR_NOTFOUND) {
+            if (mkdir_p(path) != 0)
+                rc = rd_err_set(eb, RD_ERR_IO, "%s: cannot create folder: %s", path,
+                                strerror(errno));
+            else
+                rc = rd_target_log_create(path, &lo, &tr->tlog, eb);
+        }
+    }
+    int ok = rc == RD_OK, all = 0;
+    RD_MPI_CHECK(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, tr->comm->job));
+    if (!all)
+        return rc != RD_OK ? rc
+                           : rd_err_set(eb, RD_ERR_IO, "%s: job rank 0 could not open it", path);
+    if (tr->comm->job_rank != 0)
+        rc = rd_target_log_open(path, 1, &lo, &tr->tlog, eb);
+    return rc;
+}
+
+// Create this rank's senders or receiver (collective over the job: the log's barrier).
+static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
+    const rd_config *cfg = tr->cfg;
+    const rd_distill_config *dc = &cfg->distill;
+    const rd_comm *c = tr->comm;
+    int rc = RD_OK;
+    if (tr->job->role == RD_JOB_TEACHER) {
+        if (dc->replay)
+            return RD_OK; // the students of this launch read the target log
+        int any = 0;
+        for (int j = 0; j < cfg->cluster.n_jobs; j++) {
+            const rd_job_config *sj = &cfg->cluster.jobs[j];
+            any |= sj->role == RD_JOB_STUDENT && sj->distill &&
+                   strcmp(sj->teacher, tr->job->name) == 0;
+        }
+        if (!any)
+            return RD_OK;
+        if (dc->target_log[0] && (rc = distill_open_log(tr, eb)) != RD_OK)
+            return rc;
+        for (int j = 0; j < cfg->cluster.n_jobs; j++) {
+            const rd_job_config *sj = &cfg->cluster.jobs[j];
+            if (!(sj->role == RD_JOB_STUDENT && sj->distill &&
+                  strcmp(sj->teacher, tr->job->name) == 0))
+                continue;
+            int n = c->job_ranks[j];
+            int *ranks = rd_xmalloc((size_t)n * sizeof *ranks);
+            for (int k = 0; k < n; k++)
+                ranks[k] = c->job_first[j] + k;
+            owner_ctx *o = &tr->own[tr->n_snd];
+            owner_init(tr, o, n);
+            rd_target_sender_opts so = {
+                .comm = c->world,
+                .n_students = n,
+                .students = ranks,
+                .sender_index = c->job_rank,
+                .owner = owner_of,
+                .owner_ctx = o,
+                .max_in_flight = dc->max_in_flight,
+                .batch = dc->batch,
+                .poll_us_max = cfg->cluster.poll_us_max,
+                .timeout_ms = DISTILL_TIMEOUT_MS + dc->wait_ms,
+                .log = tr->n_snd == 0 ? tr->tlog : NULL, // each target logged once
+                .job = rd_target_job_key(tr->job->name),
+            };
+            rc = rd_target_sender_create(&so, &tr->snd[tr->n_snd], eb);
+            rd_free(ranks);
+            if (rc != RD_OK)
+                return rc;
+            tr->n_snd++;
+        }
+        tr->tgt_role = 1;
+    } else if (tr->job->distill) {
+        if ((rc = rd_debias_from_config(&cfg->data, dc, &tr->debias, eb)) != RD_OK)
+            return rc;
+        owner_ctx *o = &tr->own[0];
+        owner_init(tr, o, c->job_size);
+        rd_target_recv_opts ro = {
+            .student_index = c->job_rank,
+            .owner = owner_of,
+            .owner_ctx = o,
+            .max_in_flight = dc->max_in_flight,
+            .batch = dc->batch,
+            .poll_us_max = cfg->cluster.poll_us_max,
+            .wait_ms = dc->wait_ms,
+            .timeout_ms = DISTILL_TIMEOUT_MS + dc->wait_ms,
+            .job = rd_target_job_key(tr->job->teacher),
+        };
+        int *ranks = NULL;
+        if (dc->replay) {
+            if ((rc = rd_target_log_open(dc->target_log, 0, NULL, &tr->tlog, eb)) != RD_OK) {
+                rd_err_prefix(eb, "distill.replay: ");
+                return rc;
+            }
+            ro.replay = tr->tlog;
+            tr->tgt_role = 3;
+        } else {
+            const rd_job_config *tj = rd_config_find_job(cfg, tr->job->teacher);
+            int tjx = tj ? (int)(tj - cfg->cluster.jobs) : -1;
+            if (tjx < 0)
+                return rd_err_set(eb, RD_ERR_CONFIG, "teacher job '%s' is not in this launch",
+                                  tr->job->teacher);
+            int n = c->job_ranks[tjx];
+            ranks = rd_xmalloc((size_t)n * sizeof *ranks);
+            for (int k = 0; k < n; k++)
+                ranks[k] = c->job_first[tjx] + k;
+            ro.comm = c->world;
+            ro.n_teachers = n;
+            ro.teachers = ranks;
+            tr->tgt_role = 2;
+        }
+        rc = rd_target_recv_create(&ro, &tr->rcv, eb);
+        rd_free(ranks);
+        if (rc != RD_OK)
+            return rc;
+        tr->zt = rd_xmalloc(tr->max_batch * sizeof *tr->zt);
+        tr->has_zt = rd_xcalloc(tr->max_batch, 1);
+    }
+    return RD_OK;
+}
+
+// Begin a phase on both sides (same sequence everywhere: see rd/trainer.h).
+static int distill_begin(rd_trainer *tr, uint32_t pass, int32_t window, rd_errbuf *eb) {
+    int rc = RD_OK;
+    for (int k = 0; k < tr->n_snd; k++) {
+        if ((rc = rd_target_sender_begin(tr->snd[k], pass, window, eb)) != RD_OK)
+            return rc;
+    }
+    if (tr->rcv) {
+        if ((rc = rd_target_recv_begin(tr->rcv, pass, window, eb)) != RD_OK)
+            return rc;
+        tr->tgt_use = window >= tr->cfg->distill.start_window;
+    }
+    tr->tgt_phase = tr->n_snd > 0 || tr->rcv;
+    return RD_OK;
+}
+
+static int distill_end(rd_trainer *tr, rd_errbuf *eb) {
+    int rc = RD_OK;
+    if (!tr->tgt_phase)
+        return RD_OK;
+    tr->tgt_phase = 0;
+    for (int k = 0; k < tr->n_snd; k++)
+        if ((rc = rd_target_sender_end(tr->snd[k], eb)) != RD_OK)
+            return rc;
+    if (tr->rcv)
+        rc = rd_target_recv_end(tr->rcv, eb);
+    tr->tgt_use = 0;
+    return rc;
+}
+
+// Between steps and during evaluation: let credits and targets flow; never waits. A malformed
+// message is dropped and counted by the receiver: a warning, not a failure.
+static int distill_progress(rd_trainer *tr, rd_errbuf *eb) {
+    int rc;
+    for (int k = 0; k < tr->n_snd; k++)
+        if ((rc = rd_target_sender_progress(tr->snd[k], eb)) != RD_OK)
+            return rc;
+    if (tr->rcv && rd_target_recv_progress(tr->rcv, eb) != RD_OK) {
+        if (eb->msg[0])
+            RD_LOG_WARN("job '%s': %s", tr->job->name, eb->msg);
+        eb->msg[0] = 0;
+    }
+    return RD_OK;
+}
+
+// Student: the targets of the stage's records into bt (projected through the calibration).
+static int distill_get(rd_trainer *tr, const stage *s, rd_batch *bt, rd_errbuf *eb) {
+    if (!tr->rcv)
+        return RD_OK;
+    if (!tr->tgt_use || s->B == 0)
+        return distill_progress(tr, eb);
+    int rc = rd_target_recv_get(tr->rcv, s->B, s->rec, tr->zt, NULL, tr->has_zt, eb);
+    if (rc == RD_ERR_PROTO) {
+        if (eb->msg[0])
+            RD_LOG_WARN("job '%s': %s", tr->job->name, eb->msg);
+        eb->msg[0] = 0;
+    } else if (rc != RD_OK) {
+        return rc;
+    }
+    rd_debias_logit_forward(tr->zt, tr->zt, &tr->debias, s->B);
+    bt->teacher_logits = tr->zt;
+    bt->has_target = tr->has_zt;
+    bt->alpha = tr->cfg->distill.alpha;
+    bt->temperature = tr->cfg->distill.temperature;
+    return RD_OK;
+}
+
+// Teacher: the raw logits of this step's forward pass, before the update.
+static int distill_emit(rd_trainer *tr, const stage *s, rd_errbuf *eb) {
+    int rc;
+    for (int k = 0; k < tr->n_snd; k++) {
+        if (s->B > 0 && (rc = rd_target_sender_emit(tr->snd[k], s->B, s->rec,
+                                                    tr->model->logits_main, tr->step, eb)) != RD_OK)
+            return rc;
+        if ((rc = rd_target_sender_flush(tr->snd[k], eb)) != RD_OK)
+            return rc;
+    }
+    return RD_OK;
+}
+
+// Close the transport (bounded waits), then sum the counters over the job.
+static int distill_finish(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
+    int rc = RD_OK;
+    for (int k = 0; k < tr->n_snd && rc == RD_OK; k++)
+        rc = rd_target_sender_close(tr->snd[k], eb);
+    if (tr->rcv && rc == RD_OK)
+        rc = rd_target_recv_close(tr->rcv, eb);
+    if (rc != RD_OK) {
+        rd_err_prefix(eb, "distillation targets: ");
+        return rc;
+    }
+    uint64_t v[9] = {0};
+    rd_target_stats st;
+    for (int k = 0; k < tr->n_snd; k++) {
+        rd_target_sender_stats(tr->snd[k], &st);
+        v[0] += st.sent;
+        v[1] += st.logged;
+    }
+    if (tr->rcv) {
+        rd_target_recv_stats(tr->rcv, &st);
+        v[2] = st.received;
+        v[3] = st.joined;
+        v[4] = st.late;
+        v[5] = st.missing;
+        v[6] = st.replayed;
+        v[7] = st.unused;
+        v[8] = st.duplicates;
+    }
+    uint64_t sum[9];
+    RD_MPI_CHECK(MPI_Allreduce(v, sum, 9, MPI_UINT64_T, MPI_SUM, tr->comm->job));
+    rd_trainer_targets *t = &res->targets;
+    t->role = tr->tgt_role;
+    t->sent = sum[0];
+    t->logged = sum[1];
+    t->received = sum[2];
+    t->joined = sum[3];
+    t->late = sum[4];
+    t->missing = sum[5];
+    t->replayed = sum[6];
+    t->unused = sum[7];
+    t->duplicates = sum[8];
+    return RD_OK;
+}
+
+// Job rank 0: "<job>.targets.json" (written atomically).
+static int write_targets(const rd_trainer *tr, const rd_trainer_targets *t, rd_errbuf *eb) {
+    if (!tr->targets_path[0] || t->role == 0)
+        return RD_OK;
+    static const char *const roles[] = {"none", "teacher", "student", "replay"};
+    char tmp[sizeof tr->targets_path + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", tr->targets_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return rd_err_set(eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
+    fprintf(f,
+            "{\"job\": \"%s\", \"role\": \"%s\", \"sent\": %llu, \"logged\": %llu, "
+            "\"received\": %llu, \"joined\": %llu, \"late\": %llu, \"missing\": %llu, "
+            "\"replayed\": %llu, \"unused\": %llu, \"duplicates\": %llu}\n",
+            tr->job->name, roles[t->role], (unsigned long long)t->sent,
+            (unsigned long long)t->logged, (unsigned long long)t->received,
+            (unsigned long long)t->joined, (unsigned long long)t->late,
+            (unsigned long long)t->missing, (unsigned long long)t->replayed,
+            (unsigned long long)t->unused, (unsigned long long)t->duplicates);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, tr->targets_path) != 0) {
+        remove(tmp);
+        return rd_err_set(eb, RD_ERR_IO, "%s: write failed: %s", tr->targets_path, strerror(errno));
+    }
+    return RD_OK;
+}
+
 // My examples of `range` in `mode` and the job's per-rank counts (collective over the job).
 static void phase_counts(rd_trainer *tr, rd_range range, int mode, int64_t *counts) {
     rd_dataset_iter it;
@@ -638,7 +992,11 @@ static int train_range(
             return rc;
         if (cur->B > 0) {
             stage_batch(tr, cur, &bt);
+            if ((rc = distill_get(tr, cur, &bt, eb)) != RD_OK)
+                return rc;
             if ((rc = rd_model_forward(m, &bt, eb)) != RD_OK)
+                return rc;
+            if ((rc = distill_emit(tr, cur, eb)) != RD_OK)
                 return rc;
             if ((rc = rd_model_backward(m, &bt, eb)) != RD_OK)
                 return rc;
@@ -661,7 +1019,10 @@ static int train_range(
                 m->grads[k] *= ds;
         } else {
             memset(m->grads, 0, m->n_slab * sizeof *m->grads);
+            if ((rc = distill_progress(tr, eb)) != RD_OK)
+                return rc;
         }
+        tr->step++;
         if (cur->B > 0)
             rd_kv_set_time(tr->kv, cur->t_max);
         if ((rc = rd_kv_clock(tr->kv, NULL)) != RD_OK)
@@ -713,6 +1074,8 @@ static int eval_range(rd_trainer *tr,
         if (nxt->B > 0 && (rc = stage_pull(tr, nxt, eb)) != RD_OK)
             break;
         if ((rc = stage_wait(tr, cur->ts_pull, eb)) != RD_OK)
+            break;
+        if ((rc = distill_progress(tr, eb)) != RD_OK)
             break;
         stage_batch(tr, cur, &bt);
         if ((rc = rd_model_forward(m, &bt, eb)) != RD_OK)
@@ -871,13 +1234,17 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     tr->planned = (uint64_t)cfg->train.epochs * (batch.end - batch.begin) + (wend.end - batch.end);
     tr->t_progress = now_s();
     int mode = cfg->train.order == RD_ORDER_USER ? RD_PART_USER : RD_PART_STRIDED;
-    int rc = RD_OK;
+    int rc = distill_setup(tr, eb);
     char phase[64];
 
     // 1. Batch phase.
     for (int e = 0; e < cfg->train.epochs && rc == RD_OK; e++) {
         snprintf(phase, sizeof phase, "batch epoch %d/%d", e + 1, cfg->train.epochs);
+        if ((rc = distill_begin(tr, (uint32_t)e, -1, eb)) != RD_OK)
+            break;
         rc = train_range(tr, batch, mode, phase, counts, eb);
+        if (rc == RD_OK)
+            rc = distill_end(tr, eb);
         progress(tr, phase, 0, 0, 1); // end of the epoch
     }
     // 2. Stream windows: evaluate w, then train on w.
@@ -891,7 +1258,11 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         double tt = tr->train_s;
         uint64_t n0 = tr->trained;
         snprintf(phase, sizeof phase, "stream window %u/%u", w + 1, K);
+        if ((rc = distill_begin(tr, 0, (int32_t)w, eb)) != RD_OK)
+            break;
         rc = train_range(tr, r, RD_PART_STRIDED, phase, counts, eb);
+        if (rc == RD_OK)
+            rc = distill_end(tr, eb);
         if (w < RD_TRAINER_MAX_WINDOWS) {
             res->window[w].m = mr;
             double dt = tr->train_s - tt;
@@ -909,6 +1280,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         res->holdout.samples_per_s = es > 0 ? (double)res->holdout.m.n / es : 0.0;
         res->warm.samples_per_s = res->holdout.samples_per_s;
     }
+    if (rc == RD_OK)
+        rc = distill_finish(tr, res, eb);
     rd_free(counts);
     if (rc != RD_OK)
         return rc;
@@ -924,6 +1297,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         popularity(tr, res);
         res->wall_s = now_s() - tr->t_create;
         if ((rc = write_metrics(tr, res, eb)) != RD_OK)
+            return rc;
+        if ((rc = write_targets(tr, &res->targets, eb)) != RD_OK)
             return rc;
     } else {
         res->n_windows = 0;

@@ -25,6 +25,19 @@
 // before the push (the PS sums a step's pushes), so the update equals the one of a single rank
 // with the whole B_tot-example batch, including ragged last steps and ranks with B_r = 0.
 //
+// Distillation (cluster.jobs[].distill): a teacher job with distilled students creates one
+// rd_target_sender per student job (over comm->world) and emits, at every training step, the
+// batch's raw logits_main of its own forward pass (before the update) keyed by dataset record
+// index, with its step as version; the first sender appends to distill.target_log. A distilled
+// student creates an rd_target_recv (live, or replaying distill.target_log when distill.replay)
+// and gets the targets of its step's records (bounded wait distill.wait_ms), projects them
+// through its cross-debias calibration and trains the aux tower on them (distill.alpha,
+// temperature) from distill.start_window on. Both sides begin / end the same phases: every batch
+// epoch e (pass e, window -1), then every stream window w (pass 0, window w). The owner of a
+// record is the student rank whose iterator takes it (strided by index from the range's start, or
+// rd_shard_of(user_key) in user order). Job rank 0 writes "<job>.targets.json" next to the
+// metrics file.
+//
 // Features a model may embed: "user", "item", any categorical / multi field of the dataset, and
 // two fields derived from the timestamp when the dataset has no field of that name: "hour"
 // (0..23, UTC) and "weekday" (0 = Monday .. 6, UTC). History items of the sequence branch are the
@@ -56,6 +69,20 @@ typedef struct rd_trainer_eval {
                           // evaluation throughput (holdout), on this job
 } rd_trainer_eval;
 
+/** Distillation-target counters of one job, summed over its ranks (rd_target_stats). */
+typedef struct rd_trainer_targets {
+    int role;            // 0 none, 1 teacher sending live, 2 student live, 3 student replaying
+    uint64_t sent;       // teacher: targets sent to students (all student jobs)
+    uint64_t logged;     // teacher: targets appended to distill.target_log
+    uint64_t received;   // student: targets received over MPI
+    uint64_t joined;     // student: samples answered by a live target
+    uint64_t late;       // student: targets that came after their sample / phase was done
+    uint64_t missing;    // student: samples without a target within distill.wait_ms
+    uint64_t replayed;   // student (replay): samples answered from the target log
+    uint64_t unused;     // student: targets never asked for (e.g. before distill.start_window)
+    uint64_t duplicates; // student: second target of a (phase, sample), dropped
+} rd_trainer_targets;
+
 /** The report of one job (filled on the job's rank 0; other ranks get n_windows = 0). */
 typedef struct rd_trainer_result {
     char job[RD_NAME_MAX];
@@ -74,6 +101,7 @@ typedef struct rd_trainer_result {
     rd_trainer_eval warm;    // holdout events whose user has >= RD_TRAINER_WARM_MIN earlier ones
     rd_trainer_eval pop_holdout; // popularity baseline on the same events
     rd_trainer_eval pop_warm;
+    rd_trainer_targets targets; // distillation counters (all ranks of the job)
 } rd_trainer_result;
 
 typedef struct rd_trainer rd_trainer;

@@ -3,7 +3,10 @@
 # config: usage and exit codes, a wrong world size, a bad config and missing input (every rank
 # exits non-zero with one message, no hang), a three-job launch (teacher, student, student_raw on
 # one PS rank) with its report.json and per-job metrics files, the jsonl metrics format, and an
-# async-PS run with a user-order batch phase.
+# async-PS run with a user-order batch phase; live distillation (every target the teacher sent is
+# received or counted late, the student joins them, student_raw is untouched), the student alone
+# replaying the recorded target log (targets replayed, holdout AUC within 0.01 of the live one),
+# and two teacher and two student ranks in user order (the owner rule).
 #
 #   bash tests/scripts/train.sh build/recdistill
 set -u
@@ -157,4 +160,101 @@ grep -q "sync: false" "$TMP/async.yaml" && grep -q "order: user" "$TMP/async.yam
 run -n 4 "$RD" train "$TMP/async.yaml" --out "$TMP/async" >"$TMP/out" 2>"$TMP/err" || fail "async: $(cat "$TMP/err")"
 grep -q "async mode" "$TMP/err" || fail "async: PS not in async mode"
 grep -q '"train_samples": 5400' "$TMP/async/report.json" || fail "async: train_samples"
+
+# --- distillation: teacher -> student targets, live and replayed ----------------------------------
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+command -v python3 >/dev/null || { echo "python3 not found: distillation checks skipped"; echo "train.sh: ok"; exit 0; }
+D="$TMP/d"; mkdir -p "$D"
+# field FILE KEY...: a value of a JSON file (python3 reads it; a missing key prints nothing).
+field() {
+    python3 - "$@" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]:
+    d = d[k] if isinstance(d, dict) and k in d else None
+print("" if d is None else d)
+PY
+}
+
+drun() { # N config out: the launch, 120 s at most (a hang is a failure)
+    timeout 120 "$MPIEXEC" -n "$1" "$RD" train "$2" --out "$3" >"$D/out" 2>"$D/err"
+    local rc=$?
+    [ $rc -eq 0 ] || fail "train $2 (exit $rc): $(grep -v INFO "$D/err" | head -20)"
+    if grep -q "WARN\|ERROR" "$D/err"; then fail "train $2 warned: $(grep "WARN\|ERROR" "$D/err")"; fi
+}
+
+# --- live: teacher + student (distill) + student_raw --------------------------------------------
+sed -e 's/name: slurm-tiny/name: train-tiny/' "$SRC/tests/data/slurm-tiny.yaml" > "$D/live.yaml"
+printf 'distill:\n  wait_ms: 5000\n  batch: 64\n' >> "$D/live.yaml"
+drun 4 "$D/live.yaml" "$D/live"
+T="$D/live/teacher.targets.json" S="$D/live/student.targets.json"
+[ -f "$D/live/report.json" ] || fail "no report.json"
+[ -f "$D/live/student.metrics.csv" ] || fail "no student metrics"
+[ -f "$T" ] && [ -f "$S" ] || fail "no targets files: $(ls "$D/live")"
+[ -e "$D/live/student_raw.targets.json" ] && fail "student_raw has targets"
+sent=$(field "$T" sent) logged=$(field "$T" logged)
+recv=$(field "$S" received) late=$(field "$S" late) joined=$(field "$S" joined)
+missing=$(field "$S" missing)
+echo "live: sent $sent logged $logged received $recv late $late joined $joined missing $missing"
+[ "$sent" -gt 0 ] || fail "teacher sent no targets"
+[ "$sent" -eq $((recv + late)) ] || fail "sent $sent != received $recv + late $late"
+python3 - "$D/live/report.json" "$sent" "$recv" "$late" <<'PY' || fail "report.json targets disagree"
+import json, sys
+r = json.load(open(sys.argv[1]))
+t = r["targets"]
+assert (t["sent"], t["received"], t["late"]) == tuple(map(int, sys.argv[2:5])), t
+assert r["jobs"]["teacher"]["targets"]["role"] == "teacher"
+assert r["jobs"]["student"]["targets"]["joined"] > 0
+assert "targets" not in r["jobs"]["student_raw"]
+PY
+[ "$logged" -eq "$sent" ] || fail "logged $logged != sent $sent"
+[ "$joined" -gt 0 ] || fail "student joined no targets"
+# Every training example of the student got a target or was counted missing.
+tsamples=$(field "$D/live/report.json" jobs student train_samples)
+[ $((joined + missing)) -eq "$tsamples" ] || fail "joined + missing != student train_samples $tsamples"
+auc_live=$(field "$D/live/report.json" holdout student auc)
+[ -n "$auc_live" ] || fail "no student holdout auc"
+
+# student_raw is unaffected by distillation: the same launch without a distilled student.
+sed -e 's/model: student, distill: true}/model: student}/' "$D/live.yaml" > "$D/nod.yaml"
+drun 4 "$D/nod.yaml" "$D/nod"
+[ "$(field "$D/nod/report.json" holdout student_raw auc)" = \
+  "$(field "$D/live/report.json" holdout student_raw auc)" ] || fail "student_raw changed"
+[ -e "$D/nod/teacher.targets.json" ] && fail "teacher without students has targets"
+
+# --- replay: the student alone, from the live run's target log ---------------------------------
+python3 - "$D/live.yaml" "$D/replay.yaml" "$D/live/targets" <<'PY'
+import sys
+s = open(sys.argv[1]).read()
+s = s.replace("    - {name: teacher, role: teacher, model: teacher}\n", "")
+s = s.replace("    - {name: student_raw, role: student, model: student_raw}\n", "")
+s = s.replace("distill: true}", "distill: true, teacher: teacher}")
+s = s.replace("distill:\n", "distill:\n  replay: true\n  target_log: %s\n" % sys.argv[3])
+open(sys.argv[2], "w").write(s)
+PY
+drun 2 "$D/replay.yaml" "$D/replay"
+R="$D/replay/student.targets.json"
+[ -f "$R" ] || fail "no replay targets file"
+replayed=$(field "$R" replayed)
+auc_replay=$(field "$D/replay/report.json" holdout student auc)
+echo "replay: replayed $replayed, student auc live $auc_live replay $auc_replay"
+[ "$replayed" -gt 0 ] || fail "nothing replayed"
+[ "$replayed" -eq "$joined" ] || fail "replayed $replayed != live joined $joined"
+python3 -c "import sys; sys.exit(0 if abs($auc_live - $auc_replay) <= 0.01 else 1)" ||
+    fail "replay auc $auc_replay differs from live $auc_live"
+# A replay of a log that does not exist fails cleanly.
+sed -e "s#target_log: .*#target_log: $D/none#" "$D/replay.yaml" > "$D/bad.yaml"
+timeout 120 "$MPIEXEC" -n 2 "$RD" train "$D/bad.yaml" --out "$D/bad" >/dev/null 2>"$D/err" &&
+    fail "replay of a missing log must fail"
+grep -q "none" "$D/err" || fail "missing log message: $(cat "$D/err")"
+
+# --- two teacher and two student ranks, two epochs in user order -------------------------------
+sed -e 's/model: teacher}/model: teacher, ranks: 2}/' -e 's/distill: true}/distill: true, ranks: 2}/' \
+    -e 's/  eval_every: 1000/  eval_every: 1000\n  epochs: 2\n  order: user/' \
+    "$D/live.yaml" > "$D/multi.yaml"
+drun 6 "$D/multi.yaml" "$D/multi"
+T="$D/multi/teacher.targets.json" S="$D/multi/student.targets.json"
+sent=$(field "$T" sent) recv=$(field "$S" received) late=$(field "$S" late)
+echo "multi: sent $sent received $recv late $late joined $(field "$S" joined)"
+[ "$sent" -gt 0 ] && [ "$sent" -eq $((recv + late)) ] || fail "multi: sent $sent received $recv late $late"
 echo "train.sh: ok"
