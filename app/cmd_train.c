@@ -197,12 +197,11 @@ static int write_report(
                     ",\n      \"targets\": {\"role\": \"%s\", \"sent\": %llu, \"logged\": %llu, "
                     "\"received\": %llu, \"joined\": %llu, \"late\": %llu, \"missing\": %llu, "
                     "\"replayed\": %llu, \"unused\": %llu, \"duplicates\": %llu}",
-                    roles[t->role >= 0 && t->role <= 3 ? t->role : 0],
-                    (unsigned long long)t->sent, (unsigned long long)t->logged,
-                    (unsigned long long)t->received, (unsigned long long)t->joined,
-                    (unsigned long long)t->late, (unsigned long long)t->missing,
-                    (unsigned long long)t->replayed, (unsigned long long)t->unused,
-                    (unsigned long long)t->duplicates);
+                    roles[t->role >= 0 && t->role <= 3 ? t->role : 0], (unsigned long long)t->sent,
+                    (unsigned long long)t->logged, (unsigned long long)t->received,
+                    (unsigned long long)t->joined, (unsigned long long)t->late,
+                    (unsigned long long)t->missing, (unsigned long long)t->replayed,
+                    (unsigned long long)t->unused, (unsigned long long)t->duplicates);
         }
         fputs(",\n      \"windows\": [", f);
         for (int w = 0; w < r->n_windows; w++) {

@@ -1488,7 +1488,8 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                 for (int s = 0; s < sc->n_fields; s++)
                     found |= strcmp(sc->fields[s].name, fu->field) == 0;
                 if (!found)
-                    return verr(v, p, "no field named '%s' in data.schema.fields (or user, item, hour, "
+                    return verr(v, p,
+                                "no field named '%s' in data.schema.fields (or user, item, hour, "
                                 "weekday)",
                                 fu->field);
             }

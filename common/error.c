@@ -18,8 +18,8 @@ const char *rd_strerror(int status) {
         return text;
         RD_STATUS_MAP(RD__STATUS_CASE)
 #undef RD__STATUS_CASE
-    default:
-        return "unknown error";
+        default:
+            return "unknown error";
     }
 }
 

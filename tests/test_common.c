@@ -201,7 +201,8 @@ static void test_crc32c(void **state) {
     for (size_t off = 0; off < 8; off++)
         for (size_t len = 0; len + off <= 308; len++) {
             uint32_t seed = (uint32_t)(len * 2654435761u + off);
-            assert_int_equal(rd_crc32c(seed, buf + off, len), rd_crc32c_bytewise(seed, buf + off, len));
+            assert_int_equal(rd_crc32c(seed, buf + off, len),
+                             rd_crc32c_bytewise(seed, buf + off, len));
         }
 }
 

@@ -765,10 +765,11 @@ static void test_errors_csv(void **state) {
     // A replaying student names the teacher job of an earlier launch; it need not be here, but a
     // job of that name that is not a teacher is still an error.
     {
-        const char *y = "cluster:\n  jobs:\n    - {name: s, role: student, model: m, distill: true, "
-                        "teacher: teacher}\n"
-                        "models:\n  - name: m\n    two_towers: true\n"
-                        "distill:\n  replay: true\n";
+        const char *y =
+            "cluster:\n  jobs:\n    - {name: s, role: student, model: m, distill: true, "
+            "teacher: teacher}\n"
+            "models:\n  - name: m\n    two_towers: true\n"
+            "distill:\n  replay: true\n";
         rd_config *cc = new_cfg();
         rd_errbuf eb = {0};
         assert_int_equal(parse(y, cc, &eb), RD_OK);

@@ -42,25 +42,26 @@
 
 #include "rd/error.h"
 
-#define RD_NAME_MAX 32    // names: jobs, tables, models, fields, columns (incl. NUL)
-#define RD_PATH_MAX 256   // file system paths (incl. NUL)
-#define RD_MAX_JOBS 8     // worker jobs in one launch
-#define RD_MAX_TABLES 32  // embedding tables on the PS group
-#define RD_MAX_MODELS 8   // model architectures
-#define RD_MAX_COLUMNS 48 // columns of one CSV file
-#define RD_MAX_FIELDS 32  // features of the schema (categorical + multi + numeric)
-#define RD_MAX_SIDE 4     // side tables joined by key
-#define RD_MAX_LAYERS 8   // hidden layers of one MLP
-#define RD_MAX_FEATURES 32 // features one model embeds
+#define RD_NAME_MAX     32  // names: jobs, tables, models, fields, columns (incl. NUL)
+#define RD_PATH_MAX     256 // file system paths (incl. NUL)
+#define RD_MAX_JOBS     8   // worker jobs in one launch
+#define RD_MAX_TABLES   32  // embedding tables on the PS group
+#define RD_MAX_MODELS   8   // model architectures
+#define RD_MAX_COLUMNS  48  // columns of one CSV file
+#define RD_MAX_FIELDS   32  // features of the schema (categorical + multi + numeric)
+#define RD_MAX_SIDE     4   // side tables joined by key
+#define RD_MAX_LAYERS   8   // hidden layers of one MLP
+#define RD_MAX_FEATURES 32  // features one model embeds
 
 // ---------------------------------------------------------------------------------------------
 // run:
 
 typedef struct rd_run_config {
-    char name[RD_NAME_MAX];    // run name, letters/digits/_-. only; default "run"
-    char out_dir[RD_PATH_MAX]; // run folder for metrics, reports, checkpoints; default "runs/<name>"
-    uint64_t seed;             // master seed; every RNG stream splits from it; default 42
-    char log_level[8];         // error | warn | info | debug; default "info"
+    char name[RD_NAME_MAX]; // run name, letters/digits/_-. only; default "run"
+    char
+        out_dir[RD_PATH_MAX]; // run folder for metrics, reports, checkpoints; default "runs/<name>"
+    uint64_t seed;            // master seed; every RNG stream splits from it; default 42
+    char log_level[8];        // error | warn | info | debug; default "info"
 } rd_run_config;
 
 // ---------------------------------------------------------------------------------------------
@@ -82,12 +83,12 @@ typedef struct rd_job_config {
 } rd_job_config;
 
 typedef struct rd_cluster_config {
-    int ps_ranks;                       // parameter-server ranks P, 1..4096; default 1
-    int n_jobs;                         // number of entries in jobs (at least 1)
-    rd_job_config jobs[RD_MAX_JOBS];    // YAML: jobs: list of maps. Worker jobs; ranks are laid
-                                        // out PS first, then jobs in this order (MPMD launch)
-    int blas_threads;                   // OpenBLAS threads per rank, 1..256; default 1
-    int poll_us_max;                    // max backoff of polling loops, 1..1e6 us; default 200
+    int ps_ranks;                    // parameter-server ranks P, 1..4096; default 1
+    int n_jobs;                      // number of entries in jobs (at least 1)
+    rd_job_config jobs[RD_MAX_JOBS]; // YAML: jobs: list of maps. Worker jobs; ranks are laid
+                                     // out PS first, then jobs in this order (MPMD launch)
+    int blas_threads;                // OpenBLAS threads per rank, 1..256; default 1
+    int poll_us_max;                 // max backoff of polling loops, 1..1e6 us; default 200
 } rd_cluster_config;
 
 // ---------------------------------------------------------------------------------------------
@@ -131,28 +132,28 @@ typedef struct rd_field_config {
 } rd_field_config;
 
 typedef struct rd_side_config {
-    char name[RD_NAME_MAX];     // side table name, e.g. "users"; required
-    char path[RD_PATH_MAX];     // file, relative to data.input when not absolute; required
-    char delimiter[4];          // "," "\t" "|" "::" ...; default ","
-    int header;                 // 1 = first line names the columns; default 0
-    int n_columns;              // number of names in columns (when header = 0)
+    char name[RD_NAME_MAX]; // side table name, e.g. "users"; required
+    char path[RD_PATH_MAX]; // file, relative to data.input when not absolute; required
+    char delimiter[4];      // "," "\t" "|" "::" ...; default ","
+    int header;             // 1 = first line names the columns; default 0
+    int n_columns;          // number of names in columns (when header = 0)
     char columns[RD_MAX_COLUMNS][RD_NAME_MAX]; // YAML: columns: [..]; names in file order
-    char key_column[RD_NAME_MAX]; // column joined with join_column of the log; required
+    char key_column[RD_NAME_MAX];  // column joined with join_column of the log; required
     char join_column[RD_NAME_MAX]; // column of the log holding the key (e.g. "user"); required
-    char encoding[12];          // "utf-8" | "latin-1"; default "utf-8"
+    char encoding[12];             // "utf-8" | "latin-1"; default "utf-8"
 } rd_side_config;
 
 typedef struct rd_schema_config {
-    char path[RD_PATH_MAX];  // interaction log, relative to data.input when not absolute (csv:
-                             // required)
-    char delimiter[4];       // default ","  (write "\t" in double quotes for TSV)
-    int header;              // 1 = first line holds column names; default 1
-    int n_columns;           // number of names in columns (required when header = 0)
+    char path[RD_PATH_MAX]; // interaction log, relative to data.input when not absolute (csv:
+                            // required)
+    char delimiter[4];      // default ","  (write "\t" in double quotes for TSV)
+    int header;             // 1 = first line holds column names; default 1
+    int n_columns;          // number of names in columns (required when header = 0)
     char columns[RD_MAX_COLUMNS][RD_NAME_MAX]; // YAML: columns: [..]
-    char user_column[RD_NAME_MAX];  // csv: required (and in columns when header = 0)
-    char item_column[RD_NAME_MAX];  // csv: required
-    char time_column[RD_NAME_MAX];  // csv: required
-    char time_format[12];           // "unix" (seconds) | "unix_ms" | "iso8601"; default "unix"
+    char user_column[RD_NAME_MAX];             // csv: required (and in columns when header = 0)
+    char item_column[RD_NAME_MAX];             // csv: required
+    char time_column[RD_NAME_MAX];             // csv: required
+    char time_format[12]; // "unix" (seconds) | "unix_ms" | "iso8601"; default "unix"
     // YAML: label: "rating >= 4"  (rule COLUMN OP NUMBER, OP one of >= > == != <= < =)
     //   or  label: {column: rating, op: ">=", threshold: 4}
     char label_column[RD_NAME_MAX]; // YAML: label.column; csv: required
@@ -162,22 +163,22 @@ typedef struct rd_schema_config {
     rd_field_config fields[RD_MAX_FIELDS]; // YAML: fields: list of maps; features besides the
                                            // user and item ids
     int n_side;
-    rd_side_config side[RD_MAX_SIDE];      // YAML: side: list of maps
+    rd_side_config side[RD_MAX_SIDE]; // YAML: side: list of maps
 } rd_schema_config;
 
 typedef struct rd_synthetic_config {
-    uint64_t events;          // total events, 1e3 .. 1e9; default 200000
-    int users;                // default 2000
-    int items;                // default 5000
-    int topics;               // latent interest topics; default 32
-    int dim;                  // latent dimension; default 16
-    double drift;             // per-event drift of the short-term interest, 0..1; default 0.02
-    double long_range;        // weight of long-range (hundreds of events back) signals; default 1.0
-    int memory_span;          // how far back long-range events still matter, events; default 400
-    double base_ctr;          // target mean click rate before sampling, (0,1); default 0.3
-                              // (users, items 1..1e8; topics 1..4096; dim 1..1024;
-                              // long_range 0..1e6; memory_span 1..1e6)
-    uint64_t seed;            // 0 = derive from run.seed; default 0
+    uint64_t events;   // total events, 1e3 .. 1e9; default 200000
+    int users;         // default 2000
+    int items;         // default 5000
+    int topics;        // latent interest topics; default 32
+    int dim;           // latent dimension; default 16
+    double drift;      // per-event drift of the short-term interest, 0..1; default 0.02
+    double long_range; // weight of long-range (hundreds of events back) signals; default 1.0
+    int memory_span;   // how far back long-range events still matter, events; default 400
+    double base_ctr;   // target mean click rate before sampling, (0,1); default 0.3
+                       // (users, items 1..1e8; topics 1..4096; dim 1..1024;
+                       // long_range 0..1e6; memory_span 1..1e6)
+    uint64_t seed;     // 0 = derive from run.seed; default 0
 } rd_synthetic_config;
 
 typedef struct rd_split_config {
@@ -195,15 +196,15 @@ typedef struct rd_negsample_config {
 } rd_negsample_config;
 
 typedef struct rd_data_config {
-    int source;                // rd_data_source; YAML: synthetic | movielens100k | movielens1m | csv;
-                               // default synthetic
-    char input[RD_PATH_MAX];   // input folder (MovieLens, CSV); default for movielens100k
-                               // "../shared/data/movielens-100k", for movielens1m
-                               // "../shared/data/movielens-1m", else ""
-    char dir[RD_PATH_MAX];     // prepared dataset folder; default "<run.out_dir>/data"
-    int history_max;           // longest user history any model reads, 1..4096 events; default
-                               // 256; every models[].seq.length must be <= it
-    rd_schema_config schema;   // csv (and the presets, which fill it)
+    int source;              // rd_data_source; YAML: synthetic | movielens100k | movielens1m | csv;
+                             // default synthetic
+    char input[RD_PATH_MAX]; // input folder (MovieLens, CSV); default for movielens100k
+                             // "../shared/data/movielens-100k", for movielens1m
+                             // "../shared/data/movielens-1m", else ""
+    char dir[RD_PATH_MAX];   // prepared dataset folder; default "<run.out_dir>/data"
+    int history_max;         // longest user history any model reads, 1..4096 events; default
+                             // 256; every models[].seq.length must be <= it
+    rd_schema_config schema; // csv (and the presets, which fill it)
     rd_synthetic_config synthetic;
     rd_split_config split;
     rd_negsample_config negatives;
@@ -220,15 +221,15 @@ typedef enum rd_opt_kind {
 } rd_opt_kind;
 
 typedef struct rd_optim_config {
-    int kind;           // rd_opt_kind; YAML: type: sgd | adagrad | adam | ftrl; default adagrad
-    float lr;           // learning rate (ftrl: alpha), (0, 1000]; default 0.05
-    float beta1;        // adam, [0,1); default 0.9
-    float beta2;        // adam, [0,1); default 0.999
-    float eps;          // adam/adagrad, (0,1]; default 1e-8
+    int kind;    // rd_opt_kind; YAML: type: sgd | adagrad | adam | ftrl; default adagrad
+    float lr;    // learning rate (ftrl: alpha), (0, 1000]; default 0.05
+    float beta1; // adam, [0,1); default 0.9
+    float beta2; // adam, [0,1); default 0.999
+    float eps;   // adam/adagrad, (0,1]; default 1e-8
     float initial_accumulator; // adagrad, >= 0; default 0.1
-    float l1;           // ftrl, >= 0; default 0
-    float l2;           // ftrl (and weight decay for others), >= 0; default 0
-    float beta;         // ftrl, >= 0; default 1
+    float l1;                  // ftrl, >= 0; default 0
+    float l2;                  // ftrl (and weight decay for others), >= 0; default 0
+    float beta;                // ftrl, >= 0; default 1
 } rd_optim_config;
 
 typedef struct rd_table_config {
@@ -245,12 +246,12 @@ typedef struct rd_table_config {
 typedef struct rd_ps_config {
     int n_tables;
     rd_table_config tables[RD_MAX_TABLES]; // YAML: tables: list of maps
-    int sync;                 // 1 = every push applied before the next pull; default 1
-    int staleness;            // async: max steps a worker may run ahead; 0 = unbounded; default 0
-    uint64_t max_msg_bytes;   // largest accepted request, 4 KiB..1 TiB; default 64 MiB
+    int sync;                              // 1 = every push applied before the next pull; default 1
+    int staleness;          // async: max steps a worker may run ahead; 0 = unbounded; default 0
+    uint64_t max_msg_bytes; // largest accepted request, 4 KiB..1 TiB; default 64 MiB
     char checkpoint_dir[RD_PATH_MAX]; // default "<run.out_dir>/ckpt"
-    int checkpoint_every;     // steps between checkpoints; 0 = only at the end; default 0
-    int checkpoint_keep;      // checkpoints retained; default 2
+    int checkpoint_every;             // steps between checkpoints; 0 = only at the end; default 0
+    int checkpoint_keep;              // checkpoints retained; default 2
 } rd_ps_config;
 
 // ---------------------------------------------------------------------------------------------
@@ -276,35 +277,35 @@ typedef struct rd_feature_use {
 } rd_feature_use;
 
 typedef struct rd_seq_config {
-    int kind;                 // rd_seq_kind; YAML none | mean | din | transformer; default none
-    int length;               // events of history read, 1..4096 (<= data.history_max); default 16
-    char table[RD_NAME_MAX];  // table embedding history items (and labels); default: item's table
-    int layers;               // transformer blocks, 1..64; default 1
-    int heads;                // attention heads, 1..64; must divide the width; default 2
-    int dim;                  // model width inside the branch (0 = table dim); default 0
-    int with_labels;          // add an embedding of each history event's label; default 1
+    int kind;                // rd_seq_kind; YAML none | mean | din | transformer; default none
+    int length;              // events of history read, 1..4096 (<= data.history_max); default 16
+    char table[RD_NAME_MAX]; // table embedding history items (and labels); default: item's table
+    int layers;              // transformer blocks, 1..64; default 1
+    int heads;               // attention heads, 1..64; must divide the width; default 2
+    int dim;                 // model width inside the branch (0 = table dim); default 0
+    int with_labels;         // add an embedding of each history event's label; default 1
 } rd_seq_config;
 
 typedef struct rd_token_use {
-    int scheme;   // 0 = off, 1 = temporal-order tokens, 2 = user-order tokens; default 0; when
-                  // > 0 it must equal tokens.scheme and tokens.source_model must be set
-    int length;   // tokens fetched (L), 1..4096; default 64
-    int kind;     // rd_seq_kind of the branch over tokens (YAML names as seq.kind); default
-                  // transformer
-    int layers;   // 1..64; default 1
-    int heads;    // 1..64; default 2
-    int adapter;  // adapter MLP width, 1..65536; default 64
+    int scheme;  // 0 = off, 1 = temporal-order tokens, 2 = user-order tokens; default 0; when
+                 // > 0 it must equal tokens.scheme and tokens.source_model must be set
+    int length;  // tokens fetched (L), 1..4096; default 64
+    int kind;    // rd_seq_kind of the branch over tokens (YAML names as seq.kind); default
+                 // transformer
+    int layers;  // 1..64; default 1
+    int heads;   // 1..64; default 2
+    int adapter; // adapter MLP width, 1..65536; default 64
 } rd_token_use;
 
 typedef struct rd_model_config {
-    char name[RD_NAME_MAX];   // unique model name; required
+    char name[RD_NAME_MAX]; // unique model name; required
     int n_features;
     rd_feature_use features[RD_MAX_FEATURES]; // YAML: features: list of {field, table, pooling}
-    rd_seq_config seq;        // hand-crafted item-ID sequence branch (YAML map seq:)
-    rd_token_use tokens;      // IAT instance-token branch (YAML map tokens:)
+    rd_seq_config seq;   // hand-crafted item-ID sequence branch (YAML map seq:)
+    rd_token_use tokens; // IAT instance-token branch (YAML map tokens:)
     int n_mlp;
-    int mlp[RD_MAX_LAYERS];   // backbone hidden sizes, e.g. [256, 128, 64]; each 1..65536;
-                              // default []
+    int mlp[RD_MAX_LAYERS]; // backbone hidden sizes, e.g. [256, 128, 64]; each 1..65536;
+                            // default []
     int n_tower;
     int tower[RD_MAX_LAYERS]; // hidden sizes of each tower (students with two towers); default []
     int two_towers;           // 1 = main + auxiliary tower (distilled students); default 0
@@ -321,51 +322,51 @@ typedef enum rd_order {
 } rd_order;
 
 typedef struct rd_train_config {
-    int batch_size;       // examples per worker step, 1..2^20; default 256
-    int epochs;           // passes over the batch period, 0..1000; default 1
-    int order;            // rd_order; YAML time | user; default time
-    char optimizer[8];    // dense: sgd | adam | adamw; default adam
-    float lr;             // (0, 1000]; default 1e-3
-    float beta1;          // [0,1); default 0.9
-    float beta2;          // [0,1); default 0.999
-    float eps;            // (0,1]; default 1e-8
-    float weight_decay;   // adamw, >= 0; default 0
-    int eval_every;       // steps between progress lines, >= 1; default 100
+    int batch_size;     // examples per worker step, 1..2^20; default 256
+    int epochs;         // passes over the batch period, 0..1000; default 1
+    int order;          // rd_order; YAML time | user; default time
+    char optimizer[8];  // dense: sgd | adam | adamw; default adam
+    float lr;           // (0, 1000]; default 1e-3
+    float beta1;        // [0,1); default 0.9
+    float beta2;        // [0,1); default 0.999
+    float eps;          // (0,1]; default 1e-8
+    float weight_decay; // adamw, >= 0; default 0
+    int eval_every;     // steps between progress lines, >= 1; default 100
 } rd_train_config;
 
 // ---------------------------------------------------------------------------------------------
 // tokens:
 
 typedef struct rd_tokens_config {
-    int dim;                 // token dimension d, 1..4096; default 64
+    int dim;                     // token dimension d, 1..4096; default 64
     char store_dir[RD_PATH_MAX]; // LMDB store folder; default "<run.out_dir>/tokens"
-    char dtype[8];           // fp32 | fp16; default fp32
-    int scheme;              // which scheme the source model builds: 1 temporal, 2 user; default 2
-    int sit_layers;          // Source Instance Transformer layers (user order), 0..64; default 2
-    int window;              // T: tokens per user window in the source model, 1..4096; default 32
+    char dtype[8];               // fp32 | fp16; default fp32
+    int scheme;     // which scheme the source model builds: 1 temporal, 2 user; default 2
+    int sit_layers; // Source Instance Transformer layers (user order), 0..64; default 2
+    int window;     // T: tokens per user window in the source model, 1..4096; default 32
     char source_model[RD_NAME_MAX]; // architecture of the source model (models:); default ""
-    uint64_t map_size;       // initial LMDB map size per shard, 1 MiB..16 TiB (grows); default
-                             // 64 MiB
-    int append_batch;        // tokens per write transaction, 1..2^24; default 4096
+    uint64_t map_size; // initial LMDB map size per shard, 1 MiB..16 TiB (grows); default
+                       // 64 MiB
+    int append_batch;  // tokens per write transaction, 1..2^24; default 4096
 } rd_tokens_config;
 
 // ---------------------------------------------------------------------------------------------
 // distill:
 
 typedef struct rd_distill_config {
-    float alpha;             // weight of the distillation BCE in the aux tower, >= 0; default 1
-    float temperature;       // tau > 0 (1 = plain BCE against sigmoid(z_t)); default 1
-    int aux_tower;           // 1 = distill into the auxiliary tower only (the distilled
-                             // students' models then need two_towers: true); default 1
-    int debias;              // 1 = cross-debias through the student's calibration f; default 1
-    float bias;              // b_s of the calibration; default 0
-    int start_window;        // first stream window that uses targets (-1 = also batch phase);
-                             // < data.split.stream_windows; default -1
-    int max_in_flight;       // target messages in flight per sender, >= 1; default 8
-    int batch;               // targets per message, 1..2^24; default 1024
-    int wait_ms;             // bounded wait for a late target, 0..1e7 ms; default 2000
+    float alpha;       // weight of the distillation BCE in the aux tower, >= 0; default 1
+    float temperature; // tau > 0 (1 = plain BCE against sigmoid(z_t)); default 1
+    int aux_tower;     // 1 = distill into the auxiliary tower only (the distilled
+                       // students' models then need two_towers: true); default 1
+    int debias;        // 1 = cross-debias through the student's calibration f; default 1
+    float bias;        // b_s of the calibration; default 0
+    int start_window;  // first stream window that uses targets (-1 = also batch phase);
+                       // < data.split.stream_windows; default -1
+    int max_in_flight; // target messages in flight per sender, >= 1; default 8
+    int batch;         // targets per message, 1..2^24; default 1024
+    int wait_ms;       // bounded wait for a late target, 0..1e7 ms; default 2000
     char target_log[RD_PATH_MAX]; // LMDB target log; default "<run.out_dir>/targets"
-    int replay;              // 1 = read targets from target_log instead of a live teacher; default 0
+    int replay; // 1 = read targets from target_log instead of a live teacher; default 0
 } rd_distill_config;
 
 // ---------------------------------------------------------------------------------------------
@@ -421,8 +422,8 @@ int rd_config_resolve(rd_config *cfg, rd_errbuf *eb);
 int rd_config_load(const char *path, rd_config *cfg, rd_errbuf *eb);
 
 /** Same as rd_config_load from a buffer; `name` stands for the file name in messages. */
-int rd_config_parse_string(const char *text, size_t len, const char *name, rd_config *cfg,
-                           rd_errbuf *eb);
+int rd_config_parse_string(
+    const char *text, size_t len, const char *name, rd_config *cfg, rd_errbuf *eb);
 
 /** Range checks of every field (as the loader does) and cross-field checks: unique job, model,
  *  table and field names; jobs' models and models' tables exist; a distilled student's teacher is
