@@ -26,6 +26,7 @@
 #include "rd/log.h"
 #include "rd/report.h"
 #include "rd/server.h"
+#include "rd/tokens.h"
 #include "rd/trainer.h"
 
 #include <errno.h>
@@ -106,6 +107,45 @@ static int mkdir_p(const char *path) {
         }
     }
     return mkdir(buf, 0775) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+// IAT: the run's token store exists with the config's layout before the PS ranks open their
+// shards. A new store gets one shard per PS rank; an existing one (shared with other runs) must
+// have tokens.dim and a shard count that is a multiple of the PS ranks.
+static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    char manifest[RD_PATH_MAX + 16];
+    snprintf(manifest, sizeof manifest, "%s/MANIFEST", cfg->tokens.store_dir);
+    int rc;
+    if (access(manifest, F_OK) != 0) {
+        rd_token_store_opts o;
+        rd_token_store *s = NULL;
+        rc = rd_token_store_opts_from_config(&cfg->tokens, cfg->cluster.ps_ranks, &o, &eb);
+        if (rc == RD_OK && mkdir_p(cfg->tokens.store_dir) != 0)
+            rc = rd_err_set(&eb, RD_ERR_IO, "cannot create it: %s", strerror(errno));
+        if (rc == RD_OK)
+            rc = rd_token_store_create(cfg->tokens.store_dir, &o, &s, &eb);
+        rd_token_store_destroy(s);
+    } else {
+        rd_token_store_info info;
+        rc = rd_token_store_read_manifest(cfg->tokens.store_dir, &info, &eb);
+        if (rc == RD_OK && (int)info.dim != cfg->tokens.dim)
+            rc = rd_err_set(&eb, RD_ERR_VERSION, "the store has dim %u, tokens.dim is %d", info.dim,
+                            cfg->tokens.dim);
+        if (rc == RD_OK && info.n_shards % (uint32_t)cfg->cluster.ps_ranks != 0)
+            rc = rd_err_set(&eb, RD_ERR_VERSION,
+                            "the store has %u shards, not a multiple of the %d PS ranks",
+                            info.n_shards, cfg->cluster.ps_ranks);
+    }
+    if (rc != RD_OK) {
+        int k = snprintf(msg, cap, "token store %s: ", cfg->tokens.store_dir);
+        if (k >= 0 && (size_t)k < cap)
+            memcpy(msg + k, eb.msg[0] ? eb.msg : rd_strerror(rc),
+                   strnlen(eb.msg[0] ? eb.msg : rd_strerror(rc), cap - (size_t)k - 1) + 1);
+        msg[cap - 1] = 0;
+    }
+    return rc;
 }
 
 // --out DIR: move run.out_dir and every path that was derived from the old one.
@@ -228,6 +268,8 @@ int rd_cmd_train(int argc, char **argv) {
                 memcpy(st.msg, peb.msg[0] ? peb.msg : rd_strerror(st.rc),
                        peb.msg[0] ? sizeof st.msg : strlen(rd_strerror(st.rc)) + 1);
         }
+        if (st.rc == RD_OK && rd_config_token_job(cfg) >= 0)
+            st.rc = token_store_ready(cfg, st.msg, sizeof st.msg);
     }
     bcast_polled(&st, (int)sizeof st, MPI_BYTE, MPI_COMM_WORLD, poll);
     if (st.rc != RD_OK) {

@@ -215,6 +215,17 @@ static void jjob(FILE *f, const rd_trainer_result *r, int last) {
                 (unsigned long long)t->missing, (unsigned long long)t->replayed,
                 (unsigned long long)t->unused, (unsigned long long)t->duplicates);
     }
+    const rd_trainer_tokens *tk = &r->tokens;
+    if (tk->built || tk->fetched_requests) {
+        fprintf(f,
+                ",\n      \"tokens\": {\"built\": %s, \"build_s\": ", tk->built ? "true" : "false");
+        jnum(f, tk->build_s);
+        fprintf(f, ", \"source_events\": %llu, \"tokens_written\": %llu, \"source_auc\": ",
+                (unsigned long long)tk->source_events, (unsigned long long)tk->tokens_written);
+        jnum(f, tk->source_auc);
+        fprintf(f, ", \"fetched_requests\": %llu, \"fetched_tokens\": %llu}",
+                (unsigned long long)tk->fetched_requests, (unsigned long long)tk->fetched_tokens);
+    }
     fputs(",\n      \"windows\": [", f);
     int nw = r->n_windows < RD_TRAINER_MAX_WINDOWS ? r->n_windows : RD_TRAINER_MAX_WINDOWS;
     for (int w = 0; w < nw; w++) {
