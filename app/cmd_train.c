@@ -1,7 +1,8 @@
 // cmd_train.c — `mpiexec -n N recdistill train CONFIG [--out DIR] [--seed N]`: the whole
 // launch. PS ranks serve the embedding tables; the ranks of every job (teacher, students) train
 // their model concurrently on the shared PS (rd/trainer.h); at the end each job's rank 0 prints its
-// table and world rank 0 writes <run.out_dir>/report.json.
+// table and world rank 0 writes <run.out_dir>/report.json (with "comm": bytes and messages per
+// channel, rd/traffic.h).
 //
 // Phases (every rank):
 //   1. rank 0 loads the config; the status, then the config, are broadcast (bad config: rank 0
@@ -26,6 +27,7 @@
 #include "rd/log.h"
 #include "rd/server.h"
 #include "rd/trainer.h"
+#include "rd/traffic.h"
 
 #include <errno.h>
 #include <math.h>
@@ -190,6 +192,11 @@ static int write_report(
         jnum(f, r->samples_per_s);
         fputs(",\n      \"final_loss\": ", f);
         jnum(f, r->final_loss);
+        fputs(",\n      \"comm_bytes_per_sample\": ", f);
+        uint64_t wire = 0;
+        for (int c = 0; c < RD_CHAN_COUNT; c++)
+            wire += rd_traffic_wire_bytes(&r->comm, c);
+        jnum(f, r->train_samples ? (double)wire / (double)r->train_samples : (double)NAN);
         if (r->targets.role != 0) {
             const rd_trainer_targets *t = &r->targets;
             static const char *const roles[] = {"none", "teacher", "student", "replay"};
@@ -226,8 +233,18 @@ static int write_report(
         sum.missing += res[j].targets.missing;
         sum.replayed += res[j].targets.replayed;
     }
+    // Communication per channel over every job (rd/traffic.h), per trained sample of all jobs.
+    rd_traffic comm;
+    uint64_t samples = 0;
+    memset(&comm, 0, sizeof comm);
+    for (int j = 0; j < n; j++) {
+        rd_traffic_add(&comm, &res[j].comm);
+        samples += res[j].train_samples;
+    }
+    fputs("  },\n  \"comm\": ", f);
+    rd_traffic_write_json(f, &comm, samples, "  ");
     fprintf(f,
-            "  },\n  \"targets\": {\"sent\": %llu, \"received\": %llu, \"late\": %llu, "
+            ",\n  \"targets\": {\"sent\": %llu, \"received\": %llu, \"late\": %llu, "
             "\"missing\": %llu, \"replayed\": %llu}\n}\n",
             (unsigned long long)sum.sent, (unsigned long long)sum.received,
             (unsigned long long)sum.late, (unsigned long long)sum.missing,
