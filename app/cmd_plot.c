@@ -105,7 +105,7 @@ int rd_cmd_plot(int argc, char **argv) {
                     fprintf(stderr, "recdistill plot: %s: '%s' is not a number\n", a, v);
                     return 2;
                 }
-                *(a[3] == 'i' ? &ymin : &ymax) = d;
+                *(strcmp(a, "--ymin") == 0 ? &ymin : &ymax) = d;
             } else {
                 usage(stderr);
                 return 2;

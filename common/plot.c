@@ -244,20 +244,17 @@ static double tr(double v, int log_axis) {
     return log_axis ? log2(v) : v;
 }
 
-// Range of one axis from the data (or fixed), in transformed units.
+// Range of one axis in transformed units: from the data (plus padding), with either bound
+// replaced by a fixed one when given (not NaN).
 static int axis_range(const rd_plot *p, int is_x, double *lo, double *hi, rd_errbuf *eb) {
     const int lg = is_x ? p->log_x : p->log_y;
     double fmin = is_x ? p->xmin : p->ymin, fmax = is_x ? p->xmax : p->ymax;
     const char *name = is_x ? "x" : "y";
-    if (!isnan(fmin) || !isnan(fmax)) {
-        if (!valid(fmin, lg) || !valid(fmax, lg) || !(fmin < fmax))
-            return rd_err_set(eb, RD_ERR_ARG,
-                              "plot '%s': fixed %s range [%g, %g] must be finite, min < max%s",
-                              p->title, name, fmin, fmax, lg ? " and positive (log axis)" : "");
-        *lo = tr(fmin, lg);
-        *hi = tr(fmax, lg);
-        return RD_OK;
-    }
+    if ((!isnan(fmin) && !valid(fmin, lg)) || (!isnan(fmax) && !valid(fmax, lg)) ||
+        (!isnan(fmin) && !isnan(fmax) && !(fmin < fmax)))
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "plot '%s': fixed %s range [%g, %g] must be finite, min < max%s",
+                          p->title, name, fmin, fmax, lg ? " and positive (log axis)" : "");
     double mn = INFINITY, mx = -INFINITY;
     for (int s = 0; s < p->n_series; s++) {
         const rd_plot_series *se = &p->series[s];
@@ -278,8 +275,14 @@ static int axis_range(const rd_plot *p, int is_x, double *lo, double *hi, rd_err
         mx += d;
     }
     double pad = 0.04 * (mx - mn);
-    *lo = mn - pad;
-    *hi = mx + pad;
+    *lo = isnan(fmin) ? mn - pad : tr(fmin, lg);
+    *hi = isnan(fmax) ? mx + pad : tr(fmax, lg);
+    if (!(*lo < *hi)) { // one fixed bound beyond all the data: a unit-wide range from it
+        if (isnan(fmax))
+            *hi = *lo + 1.0;
+        else
+            *lo = *hi - 1.0;
+    }
     return RD_OK;
 }
 

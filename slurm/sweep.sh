@@ -149,6 +149,12 @@ with open(os.path.join(out, "sweep.txt"), "w") as f:
             f.write(f"{head(c)}: min {min(v):.1f} max {max(v):.1f} mean {mean:.1f}: "
                     f"spread {100 * (max(v) - mean) / mean:+.1f}% / {100 * (min(v) - mean) / mean:+.1f}% "
                     f"around the mean, max/min {max(v) / min(v):.3f}\n")
+# Columns of the communication plot: with one node count, the total and every channel in use;
+# with several, the total (one line per node count).
+with open(os.path.join(out, "sweep-comm.y"), "w") as f:
+    one = len({r["nodes"] for r in rows}) <= 1
+    cc = (["comm.total.bytes_per_sample"] + comm_used) if one else ["comm.total.bytes_per_sample"]
+    f.write(("" if one else "group ") + ",".join(c for c in cc if c in extra) + "\n")
 # Plot data: total samples/s of all jobs against world size, one block (line) per node count;
 # sweep.gp draws it (when gnuplot is there).
 nodes_vals = sorted({int(r["nodes"]) for r in rows if r["nodes"]})
@@ -184,7 +190,10 @@ PY
         --out "$out/sweep.png" --title "scaling sweep: training throughput" \
         --xlabel "world size (MPI ranks)" --ylabel "samples/s (all jobs)" >/dev/null 2>"$out/plot.err"; then
         echo "plot: $out/sweep.png"
-        "$RD_BIN" plot "$out/sweep.csv" --x world_size --y comm.total.bytes_per_sample --group nodes \
+        local ycols group=()
+        ycols="$(cat "$out/sweep-comm.y" 2>/dev/null)"
+        case "$ycols" in "group "*) ycols="${ycols#group }" group=(--group nodes) ;; esac
+        [ -n "$ycols" ] && "$RD_BIN" plot "$out/sweep.csv" --x world_size --y "$ycols" "${group[@]}" \
             --out "$out/sweep-comm.png" --title "scaling sweep: communication per sample" \
             --xlabel "world size (MPI ranks)" --ylabel "bytes per trained sample" --ymin 0 \
             >/dev/null 2>>"$out/plot.err" && echo "plot: $out/sweep-comm.png"

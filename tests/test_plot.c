@@ -427,6 +427,15 @@ static void test_bad_input(void **state) {
     assert_int_equal(rd_plot_render(&p, img, &eb), RD_ERR_ARG);
     p.log_y = 0;
     assert_int_equal(rd_plot_render(&p, img, &eb), RD_OK);
+    // One bound fixed, the other from the data (y data is 1..2, padded).
+    p.ymin = 0;
+    p.ymax = NAN;
+    assert_int_equal(rd_plot_render(&p, img, &eb), RD_OK);
+    assert_true(p.lo_y == 0 && p.hi_y > 2 && p.hi_y < 2.1);
+    p.ymin = 5; // above every point: a unit range from it
+    assert_int_equal(rd_plot_render(&p, img, &eb), RD_OK);
+    assert_true(p.lo_y == 5 && p.hi_y == 6);
+    p.ymin = NAN;
     // Size out of range.
     p.width = 10;
     rd_errbuf_clear(&eb);

@@ -51,8 +51,8 @@ typedef struct rd_plot {
     char ylabel[96];
     int width, height;  // pixels (default 800 x 500; at least 160 x 120)
     int log_x, log_y;   // 1 = logarithmic axis (ticks at powers of 2 or 10)
-    double xmin, xmax;  // fixed x range; NaN = from the data (default)
-    double ymin, ymax;  // fixed y range; NaN = from the data (default)
+    double xmin, xmax;  // fixed x bounds; NaN = from the data (default); either may be fixed
+    double ymin, ymax;  // fixed y bounds; NaN = from the data (default)
     int compress;       // 1 = fixed-Huffman deflate (default), 0 = stored blocks
     int n_series;
     rd_plot_series series[RD_PLOT_MAX_SERIES];
