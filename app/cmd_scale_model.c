@@ -20,7 +20,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: recdistill scale-model --calib FILE [--bw GBPS] [--lat US] [--max-nodes N]\n"
             "                              [--workers-per-node N] [--ps-per-node X | --ps N]\n"
-            "                              [--hot-keys K] [--no-overlap] [--out PLOT.png]\n"
+            "                              [--hot-keys K] [--msg-overhead-us U] [--batch B]\n"
+            "                              [--no-overlap] [--out PLOT.png]\n"
             "                              [--out-throughput PLOT.png]\n"
             "\n"
             "Project one synchronous training step (compute, PS network, busiest PS shard,\n"
@@ -34,6 +35,8 @@ static void usage(FILE *out) {
             "  --workers-per-node N  worker ranks per node (default 1)\n"
             "  --ps-per-node X       PS shards per node (default 1); --ps N fixes the shard count\n"
             "  --hot-keys K          keys in every worker's batch (default: the calibration's)\n"
+            "  --msg-overhead-us U   software cost per message (default: the calibration's)\n"
+            "  --batch B             samples per worker step (default: the calibration's)\n"
             "  --no-overlap          the PS round trip does not overlap compute\n"
             "  --out PLOT.png        efficiency against nodes: this setting and its variants\n"
             "  --out-throughput PLOT.png  samples/s against nodes, model and linear scaling\n"
@@ -71,10 +74,12 @@ static int efficiency_plot(const char *path,
                            int max_nodes,
                            rd_errbuf *eb) {
     // This setting, then one change at a time: no overlap, 10x less bandwidth, 10x the
-    // latency, and 64 hot keys (keys in every worker's batch).
-    static const char *const names[] = {"this setting", "no overlap", "bandwidth / 10",
-                                        "latency x 10", "64 hot keys"};
-    enum { NV = 5 };
+    // latency, 64 hot keys (keys in every worker's batch), 8x fewer PS shards, and a 4x larger
+    // batch per worker (the same messages carry 4x the samples).
+    static const char *const names[] = {"this setting", "no overlap",  "bandwidth / 10",
+                                        "latency x 10", "64 hot keys", "PS shards / 8",
+                                        "batch x 4"};
+    enum { NV = 7 };
     double x[MAX_POINTS], y[NV][MAX_POINTS];
     rd_scale_point pts[MAX_POINTS];
     int n = 0;
@@ -89,6 +94,12 @@ static int efficiency_plot(const char *path,
             nv.lat_us *= 10;
         else if (v == 4)
             cv.hot_keys = 64;
+        else if (v == 5 && nv.fixed_ps > 0)
+            nv.fixed_ps = nv.fixed_ps / 8 > 0 ? nv.fixed_ps / 8 : 1;
+        else if (v == 5)
+            nv.ps_per_node /= 8;
+        else if (v == 6)
+            cv.batch_per_worker *= 4;
         if ((n = project(&cv, &nv, max_nodes, pts, eb)) < 0)
             return RD_ERR_ARG;
         for (int i = 0; i < n; i++) {
@@ -142,7 +153,7 @@ int rd_cmd_scale_model(int argc, char **argv) {
     const char *calib = NULL, *out = NULL, *out_tp = NULL;
     rd_scale_net net = {.bw_gbps = 12.5, .lat_us = 2.0, .workers_per_node = 1, .ps_per_node = 1,
                         .fixed_ps = 0, .overlap = 1};
-    double max_nodes = 256, hot = -1, v;
+    double max_nodes = 256, hot = -1, ovh = -1, batch = -1, v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--no-overlap") == 0) {
@@ -184,6 +195,12 @@ int rd_cmd_scale_model(int argc, char **argv) {
         } else if (strcmp(a, "--hot-keys") == 0) {
             if (parse_num(a, val, 0, &hot))
                 return 2;
+        } else if (strcmp(a, "--msg-overhead-us") == 0) {
+            if (parse_num(a, val, 0, &ovh))
+                return 2;
+        } else if (strcmp(a, "--batch") == 0) {
+            if (parse_num(a, val, 1, &batch))
+                return 2;
         } else {
             usage(stderr);
             return 2;
@@ -202,6 +219,10 @@ int rd_cmd_scale_model(int argc, char **argv) {
     }
     if (hot >= 0)
         c.hot_keys = hot;
+    if (ovh >= 0)
+        c.msg_overhead_us = ovh;
+    if (batch >= 1)
+        c.batch_per_worker = batch;
     rd_scale_point pts[MAX_POINTS];
     int n = project(&c, &net, (int)max_nodes, pts, &eb);
     if (n < 0) {
@@ -234,12 +255,19 @@ int rd_cmd_scale_model(int argc, char **argv) {
         printf("first bottleneck: none up to %d nodes (compute-bound, efficiency %.1f%%)\n",
                pts[n - 1].nodes, 100.0 * pts[n - 1].efficiency);
     } else {
-        // Name the largest non-compute term at that point.
+        // Name the term that costs the most time beyond the compute at that point: with overlap,
+        // the PS terms only cost what exceeds the compute, while the allreduce always adds.
         const rd_scale_point *p = &pts[first];
-        int arg = RD_SCALE_PS_NETWORK;
-        for (int k = RD_SCALE_PS_NETWORK; k < RD_SCALE_TERMS; k++)
-            if (p->term_us[k] > p->term_us[arg])
-                arg = k;
+        const double *t = p->term_us;
+        int arg = t[RD_SCALE_PS_SERVER] > t[RD_SCALE_PS_NETWORK] ? RD_SCALE_PS_SERVER
+                                                                 : RD_SCALE_PS_NETWORK;
+        if (net.overlap) {
+            double excess = t[arg] - t[RD_SCALE_COMPUTE];
+            if (!(excess > t[RD_SCALE_ALLREDUCE]))
+                arg = RD_SCALE_ALLREDUCE;
+        } else if (t[RD_SCALE_ALLREDUCE] > t[arg]) {
+            arg = RD_SCALE_ALLREDUCE;
+        }
         printf("first bottleneck: %s at %d nodes (efficiency %.1f%%, %s %.1f us vs compute "
                "%.1f us per step)\n",
                rd_scale_term_name(arg), p->nodes, 100.0 * p->efficiency, rd_scale_term_name(arg),

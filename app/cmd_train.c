@@ -192,11 +192,8 @@ static int write_report(
         jnum(f, r->samples_per_s);
         fputs(",\n      \"final_loss\": ", f);
         jnum(f, r->final_loss);
-        fputs(",\n      \"comm_bytes_per_sample\": ", f);
-        uint64_t wire = 0;
-        for (int c = 0; c < RD_CHAN_COUNT; c++)
-            wire += rd_traffic_wire_bytes(&r->comm, c);
-        jnum(f, r->train_samples ? (double)wire / (double)r->train_samples : (double)NAN);
+        fputs(",\n      \"comm\": ", f);
+        rd_traffic_write_json(f, &r->comm, r->train_samples, "      ");
         if (r->targets.role != 0) {
             const rd_trainer_targets *t = &r->targets;
             static const char *const roles[] = {"none", "teacher", "student", "replay"};

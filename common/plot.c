@@ -448,15 +448,36 @@ int rd_plot_render(rd_plot *p, uint8_t *rgb, rd_errbuf *eb) {
         }
     }
 
-    // 5. Legend (top left inside the area): a box with a line sample and the label per series.
+    // 5. Legend: a box with a line sample and the label per series, in the corner of the plot
+    //    area where it hides the fewest series pixels (top left on ties).
     if (p->n_series > 0) {
         int tw = 0;
         for (int s = 0; s < p->n_series; s++) {
             int w = text_width(p->series[s].label, 1);
             tw = w > tw ? w : tw;
         }
+        const int bw = 8 + 20 + 6 + tw + 8, bh = 6 + 12 * p->n_series;
         int x0 = p->area_x0 + 8, y0 = p->area_y0 + 8;
-        int x1 = x0 + 8 + 20 + 6 + tw + 8, y1 = y0 + 6 + 12 * p->n_series;
+        long best = -1;
+        for (int corner = 0; corner < 4; corner++) {
+            int cx = corner & 1 ? p->area_x1 - 8 - bw : p->area_x0 + 8;
+            int cy = corner & 2 ? p->area_y1 - 8 - bh : p->area_y0 + 8;
+            if (cx < p->area_x0 || cy < p->area_y0)
+                continue;
+            long hidden = 0;
+            for (int y = cy; y <= cy + bh && y < p->height; y++)
+                for (int x = cx; x <= cx + bw && x < p->width; x++) {
+                    const uint8_t *q = rgb + ((size_t)y * (size_t)p->width + (size_t)x) * 3;
+                    uint32_t v = (uint32_t)q[0] << 16 | (uint32_t)q[1] << 8 | q[2];
+                    hidden += v != 0xffffffu && v != grid && v != ink;
+                }
+            if (best < 0 || hidden < best) {
+                best = hidden;
+                x0 = cx;
+                y0 = cy;
+            }
+        }
+        int x1 = x0 + bw, y1 = y0 + bh;
         fill_rect(&in, x0, y0, x1, y1, 0xffffff);
         hline(&in, x0, x1, y0, ink);
         hline(&in, x0, x1, y1, ink);
