@@ -146,9 +146,10 @@ with open(os.path.join(out, "sweep.txt"), "w") as f:
         v = [r[c] for r in rows if isinstance(r.get(c), (int, float))]
         if len(v) >= 2 and sum(v) > 0:
             mean = sum(v) / len(v)
+            ratio = f"{max(v) / min(v):.3f}" if min(v) > 0 else "inf (a point has none)"
             f.write(f"{head(c)}: min {min(v):.1f} max {max(v):.1f} mean {mean:.1f}: "
                     f"spread {100 * (max(v) - mean) / mean:+.1f}% / {100 * (min(v) - mean) / mean:+.1f}% "
-                    f"around the mean, max/min {max(v) / min(v):.3f}\n")
+                    f"around the mean, max/min {ratio}\n")
 # Columns of the communication plot: with one node count, the total and every channel in use;
 # with several, the total (one line per node count).
 with open(os.path.join(out, "sweep-comm.y"), "w") as f:
