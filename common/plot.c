@@ -564,6 +564,8 @@ static void ob_need(obuf *o, size_t n) {
 }
 
 static void ob_bytes(obuf *o, const void *src, size_t n) {
+    if (n == 0) // IEND has no data (src NULL): memcpy must not see a null pointer
+        return;
     ob_need(o, n);
     if (o->oom)
         return;
