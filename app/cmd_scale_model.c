@@ -17,31 +17,32 @@
 #define MAX_POINTS 16 // 1, 2, 4, ... 2^15 nodes
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: recdistill scale-model --calib FILE [--bw GBPS] [--lat US] [--max-nodes N]\n"
-            "                              [--workers-per-node N] [--ps-per-node X | --ps N]\n"
-            "                              [--hot-keys K] [--msg-overhead-us U] [--batch B]\n"
-            "                              [--no-overlap] [--out PLOT.png]\n"
-            "                              [--out-throughput PLOT.png]\n"
-            "\n"
-            "Project one synchronous training step (compute, PS network, busiest PS shard,\n"
-            "dense allreduce) from 1 to N nodes (powers of 2) with the model calibrated by FILE\n"
-            "(`key: value` lines, see docs/scaling.md), and print throughput and efficiency.\n"
-            "\n"
-            "  --calib FILE          measured inputs (compute_us_per_sample, batch_per_worker, ...)\n"
-            "  --bw GBPS             network bandwidth per node in GB/s (default 12.5 = 100 Gb/s)\n"
-            "  --lat US              one-way latency in microseconds (default 2)\n"
-            "  --max-nodes N         largest node count (default 256)\n"
-            "  --workers-per-node N  worker ranks per node (default 1)\n"
-            "  --ps-per-node X       PS shards per node (default 1); --ps N fixes the shard count\n"
-            "  --hot-keys K          keys in every worker's batch (default: the calibration's)\n"
-            "  --msg-overhead-us U   software cost per message (default: the calibration's)\n"
-            "  --batch B             samples per worker step (default: the calibration's)\n"
-            "  --no-overlap          the PS round trip does not overlap compute\n"
-            "  --out PLOT.png        efficiency against nodes: this setting and its variants\n"
-            "  --out-throughput PLOT.png  samples/s against nodes, model and linear scaling\n"
-            "\n"
-            "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
+    fprintf(
+        out,
+        "usage: recdistill scale-model --calib FILE [--bw GBPS] [--lat US] [--max-nodes N]\n"
+        "                              [--workers-per-node N] [--ps-per-node X | --ps N]\n"
+        "                              [--hot-keys K] [--msg-overhead-us U] [--batch B]\n"
+        "                              [--no-overlap] [--out PLOT.png]\n"
+        "                              [--out-throughput PLOT.png]\n"
+        "\n"
+        "Project one synchronous training step (compute, PS network, busiest PS shard,\n"
+        "dense allreduce) from 1 to N nodes (powers of 2) with the model calibrated by FILE\n"
+        "(`key: value` lines, see docs/scaling.md), and print throughput and efficiency.\n"
+        "\n"
+        "  --calib FILE          measured inputs (compute_us_per_sample, batch_per_worker, ...)\n"
+        "  --bw GBPS             network bandwidth per node in GB/s (default 12.5 = 100 Gb/s)\n"
+        "  --lat US              one-way latency in microseconds (default 2)\n"
+        "  --max-nodes N         largest node count (default 256)\n"
+        "  --workers-per-node N  worker ranks per node (default 1)\n"
+        "  --ps-per-node X       PS shards per node (default 1); --ps N fixes the shard count\n"
+        "  --hot-keys K          keys in every worker's batch (default: the calibration's)\n"
+        "  --msg-overhead-us U   software cost per message (default: the calibration's)\n"
+        "  --batch B             samples per worker step (default: the calibration's)\n"
+        "  --no-overlap          the PS round trip does not overlap compute\n"
+        "  --out PLOT.png        efficiency against nodes: this setting and its variants\n"
+        "  --out-throughput PLOT.png  samples/s against nodes, model and linear scaling\n"
+        "\n"
+        "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
 }
 
 static int parse_num(const char *opt, const char *s, double lo, double *out) {
@@ -121,11 +122,8 @@ static int efficiency_plot(const char *path,
     return rd_plot_write_png(&p, path, eb);
 }
 
-static int throughput_plot(const char *path,
-                           const rd_scale_point *pts,
-                           int n,
-                           const rd_scale_net *net,
-                           rd_errbuf *eb) {
+static int throughput_plot(
+    const char *path, const rd_scale_point *pts, int n, const rd_scale_net *net, rd_errbuf *eb) {
     double x[MAX_POINTS], ym[MAX_POINTS], yl[MAX_POINTS];
     for (int i = 0; i < n; i++) {
         x[i] = pts[i].nodes;
@@ -151,8 +149,12 @@ int rd_cmd_scale_model(int argc, char **argv) {
         return 0;
     }
     const char *calib = NULL, *out = NULL, *out_tp = NULL;
-    rd_scale_net net = {.bw_gbps = 12.5, .lat_us = 2.0, .workers_per_node = 1, .ps_per_node = 1,
-                        .fixed_ps = 0, .overlap = 1};
+    rd_scale_net net = {.bw_gbps = 12.5,
+                        .lat_us = 2.0,
+                        .workers_per_node = 1,
+                        .ps_per_node = 1,
+                        .fixed_ps = 0,
+                        .overlap = 1};
     double max_nodes = 256, hot = -1, ovh = -1, batch = -1, v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;

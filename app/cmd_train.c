@@ -26,8 +26,8 @@
 #include "rd/layers.h"
 #include "rd/log.h"
 #include "rd/server.h"
-#include "rd/trainer.h"
 #include "rd/traffic.h"
+#include "rd/trainer.h"
 
 #include <errno.h>
 #include <math.h>

@@ -116,8 +116,8 @@ static int shards_of(const rd_scale_net *net, int nodes) {
     return p < 1 ? 1 : (int)p;
 }
 
-static void eval_point(const rd_scale_calib *c, const rd_scale_net *net, int nodes,
-                       rd_scale_point *o) {
+static void
+eval_point(const rd_scale_calib *c, const rd_scale_net *net, int nodes, rd_scale_point *o) {
     memset(o, 0, sizeof *o);
     const double B = c->batch_per_worker, lat = net->lat_us;
     const double bw = net->bw_gbps * 1e3; // bytes per microsecond
@@ -165,10 +165,9 @@ static void eval_point(const rd_scale_calib *c, const rd_scale_net *net, int nod
         o->bottleneck = arg;
     }
     o->samples_per_s = (double)W * B / o->step_us * 1e6;
-    o->bytes_per_sample = c->ps_bytes_per_sample + c->ctl_bytes_per_sample +
-                          c->targets_bytes_per_sample +
-                          (W > 1 ? 2.0 * (double)(W - 1) / (double)W * 4.0 * c->dense_params / B
-                                 : 0.0);
+    o->bytes_per_sample =
+        c->ps_bytes_per_sample + c->ctl_bytes_per_sample + c->targets_bytes_per_sample +
+        (W > 1 ? 2.0 * (double)(W - 1) / (double)W * 4.0 * c->dense_params / B : 0.0);
 }
 
 int rd_scale_eval(const rd_scale_calib *c,

@@ -114,8 +114,9 @@ void rd_traffic_write_json(FILE *f, const rd_traffic *t, uint64_t samples, const
         per_sample(f, wm, samples);
         fputs("},\n", f);
     }
-    fprintf(f, "%s  \"total\": {\"wire_bytes\": %llu, \"msgs\": %llu, \"bytes_per_sample\": ",
-            indent, (unsigned long long)tot_bytes, (unsigned long long)tot_msgs);
+    fprintf(f,
+            "%s  \"total\": {\"wire_bytes\": %llu, \"msgs\": %llu, \"bytes_per_sample\": ", indent,
+            (unsigned long long)tot_bytes, (unsigned long long)tot_msgs);
     per_sample(f, tot_bytes, samples);
     fputs(", \"msgs_per_sample\": ", f);
     per_sample(f, tot_msgs, samples);

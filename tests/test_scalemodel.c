@@ -75,8 +75,7 @@ static void test_terms_by_hand(void **state) {
     // No overlap: the sum.
     n.overlap = 0;
     assert_int_equal(rd_scale_eval(&c, &n, 4, &p, &eb), RD_OK);
-    near(p.step_us,
-         p.term_us[0] + p.term_us[1] + p.term_us[2] + p.term_us[3], 1e-12);
+    near(p.step_us, p.term_us[0] + p.term_us[1] + p.term_us[2] + p.term_us[3], 1e-12);
 }
 
 static void test_limits(void **state) {

@@ -1,5 +1,5 @@
 // rd/plot.h — a dependency-free line-plot writer: a few series of (x, y) points rendered into an
-// RGB raster with axes, ticks, grid, labels, a legend and a title in a built-in 5x7 bitmap font,
+// RGB raster with axes, ticks, grid, labels, a legend and a title in a built-in 5x8 bitmap font,
 // written as a PNG file (zlib stream, CRC-32 per chunk, Adler-32) atomically.
 //
 // Defines:
@@ -18,8 +18,7 @@
 // skipped and breaks its line (the segments on either side are not joined). An empty series (or
 // one with no valid point) still gets its legend entry. A plot without any valid point draws the
 // axes over the range [0, 1].
-// Text: printable ASCII; lowercase letters are drawn with the uppercase glyphs (small capitals)
-// and other bytes as '?'. Titles are drawn at twice the size.
+// Text: printable ASCII (other bytes are drawn as '?'); titles are drawn at twice the size.
 // PNG: 8-bit RGB, no interlace, filter type 0 on every row. The zlib stream uses either stored
 // blocks (compress = 0: simplest, about 3 bytes per pixel) or one block of fixed-Huffman codes
 // whose matches repeat the previous pixel or the row above (compress = 1, the default: a plot is
@@ -41,19 +40,19 @@ typedef struct rd_plot_series {
     const double *x; // (n) borrowed: must stay valid until the plot is rendered / written
     const double *y; // (n) borrowed
     size_t n;
-    uint32_t rgb;    // 0xRRGGBB; 0 = the palette colour of its index (0 black is not available)
-    int markers;     // 1 = a 5x5 square at every valid point
+    uint32_t rgb; // 0xRRGGBB; 0 = the palette colour of its index (0 black is not available)
+    int markers;  // 1 = a 5x5 square at every valid point
 } rd_plot_series;
 
 typedef struct rd_plot {
     char title[128];
     char xlabel[96];
     char ylabel[96];
-    int width, height;  // pixels (default 800 x 500; at least 160 x 120)
-    int log_x, log_y;   // 1 = logarithmic axis (ticks at powers of 2 or 10)
-    double xmin, xmax;  // fixed x bounds; NaN = from the data (default); either may be fixed
-    double ymin, ymax;  // fixed y bounds; NaN = from the data (default)
-    int compress;       // 1 = fixed-Huffman deflate (default), 0 = stored blocks
+    int width, height; // pixels (default 800 x 500; at least 160 x 120)
+    int log_x, log_y;  // 1 = logarithmic axis (ticks at powers of 2 or 10)
+    double xmin, xmax; // fixed x bounds; NaN = from the data (default); either may be fixed
+    double ymin, ymax; // fixed y bounds; NaN = from the data (default)
+    int compress;      // 1 = fixed-Huffman deflate (default), 0 = stored blocks
     int n_series;
     rd_plot_series series[RD_PLOT_MAX_SERIES];
     // Layout of the last rd_plot_render (read by rd_plot_map): plot area and data ranges.
@@ -105,11 +104,7 @@ int rd_png_encode(
 
 /** rd_png_encode, then write `path` atomically (as rd_plot_write_png).
  *  @return RD_OK, RD_ERR_ARG, RD_ERR_IO, RD_ERR_NOMEM */
-int rd_png_write(const char *path,
-                 const uint8_t *rgb,
-                 int width,
-                 int height,
-                 int compress,
-                 rd_errbuf *eb);
+int rd_png_write(
+    const char *path, const uint8_t *rgb, int width, int height, int compress, rd_errbuf *eb);
 
 #endif // RD_PLOT_H

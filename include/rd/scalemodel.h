@@ -34,16 +34,16 @@
 #include "rd/error.h"
 
 typedef struct rd_scale_calib {
-    double compute_us_per_sample;  // dense step time per sample of one worker rank, us
-    double batch_per_worker;       // samples per worker step (train.batch_size)
-    double dense_params;           // floats averaged by the allreduce each step
-    double ps_bytes_per_sample;    // ps_pull + ps_push wire bytes per trained sample
-    double ctl_bytes_per_sample;   // ps_ctl wire bytes per sample (informative; in the table)
+    double compute_us_per_sample;    // dense step time per sample of one worker rank, us
+    double batch_per_worker;         // samples per worker step (train.batch_size)
+    double dense_params;             // floats averaged by the allreduce each step
+    double ps_bytes_per_sample;      // ps_pull + ps_push wire bytes per trained sample
+    double ctl_bytes_per_sample;     // ps_ctl wire bytes per sample (informative; in the table)
     double targets_bytes_per_sample; // distillation target bytes per sample (student NIC)
-    double keys_per_sample;        // unique keys pulled per sample per worker step
-    double ps_key_ns;              // PS server time per key of a pull or a push, ns
-    double msg_overhead_us;        // software cost of one message at either end, us
-    double hot_keys;               // keys present in every worker's batch (0 = none)
+    double keys_per_sample;          // unique keys pulled per sample per worker step
+    double ps_key_ns;                // PS server time per key of a pull or a push, ns
+    double msg_overhead_us;          // software cost of one message at either end, us
+    double hot_keys;                 // keys present in every worker's batch (0 = none)
 } rd_scale_calib;
 
 typedef enum rd_scale_term {
@@ -55,23 +55,23 @@ typedef enum rd_scale_term {
 } rd_scale_term;
 
 typedef struct rd_scale_net {
-    double bw_gbps;          // network bandwidth per node, GB/s (bytes: 12.5 = 100 Gb/s)
-    double lat_us;           // one-way latency, us
-    int workers_per_node;    // worker ranks per node (>= 1)
-    double ps_per_node;      // PS shards per node (P = max(1, round(nodes * ps_per_node)))
-    int fixed_ps;            // > 0: P fixed at this many shards whatever the node count
-    int overlap;             // 1: next pull overlapped with compute (the trainer's default)
+    double bw_gbps;       // network bandwidth per node, GB/s (bytes: 12.5 = 100 Gb/s)
+    double lat_us;        // one-way latency, us
+    int workers_per_node; // worker ranks per node (>= 1)
+    double ps_per_node;   // PS shards per node (P = max(1, round(nodes * ps_per_node)))
+    int fixed_ps;         // > 0: P fixed at this many shards whatever the node count
+    int overlap;          // 1: next pull overlapped with compute (the trainer's default)
 } rd_scale_net;
 
 typedef struct rd_scale_point {
     int nodes, workers, ps;
-    double shards_hit;            // S
+    double shards_hit; // S
     double term_us[RD_SCALE_TERMS];
     double step_us;
     double samples_per_s;
-    double efficiency;            // vs nodes * (1-node throughput)
-    int bottleneck;               // rd_scale_term
-    double bytes_per_sample;      // wire bytes per sample of one worker (PS + allreduce share)
+    double efficiency;       // vs nodes * (1-node throughput)
+    int bottleneck;          // rd_scale_term
+    double bytes_per_sample; // wire bytes per sample of one worker (PS + allreduce share)
 } rd_scale_point;
 
 /**

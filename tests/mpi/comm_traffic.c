@@ -77,12 +77,14 @@ static int session_a(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void 
     T_CHECK(&errs, t.sent[RD_CHAN_PS_PULL].msgs == n, "pull msgs sent %llu",
             (unsigned long long)t.sent[RD_CHAN_PS_PULL].msgs);
     T_CHECK(&errs, t.sent[RD_CHAN_PS_PULL].bytes == n * HDR + 8 * total_u,
-            "pull bytes sent %llu, predicted %llu", (unsigned long long)t.sent[RD_CHAN_PS_PULL].bytes,
+            "pull bytes sent %llu, predicted %llu",
+            (unsigned long long)t.sent[RD_CHAN_PS_PULL].bytes,
             (unsigned long long)(n * HDR + 8 * total_u));
     T_CHECK(&errs, t.recv[RD_CHAN_PS_PULL].msgs == 2 * n, "pull msgs recv %llu",
             (unsigned long long)t.recv[RD_CHAN_PS_PULL].msgs);
     T_CHECK(&errs, t.recv[RD_CHAN_PS_PULL].bytes == n * HDR + 4 * DIM * total_u,
-            "pull bytes recv %llu, predicted %llu", (unsigned long long)t.recv[RD_CHAN_PS_PULL].bytes,
+            "pull bytes recv %llu, predicted %llu",
+            (unsigned long long)t.recv[RD_CHAN_PS_PULL].bytes,
             (unsigned long long)(n * HDR + 4 * DIM * total_u));
     // Control: one key fewer must not match.
     T_CHECK(&errs, t.sent[RD_CHAN_PS_PULL].bytes != n * HDR + 8 * (total_u - 1), "control");
