@@ -1,5 +1,4 @@
-// test_plot.c — the line-plot renderer and PNG writer (common/plot.c) and the traffic counters'
-// pure helpers (common/traffic.c).
+// test_plot.c — the line-plot renderer and PNG writer (common/plot.c).
 //
 // The PNG files are decoded back here by an independent reader: chunk walk with CRC-32 check,
 // IHDR fields, zlib header and Adler-32, and an inflater for stored and fixed-Huffman deflate
@@ -17,7 +16,6 @@
 
 #include "rd/alloc.h"
 #include "rd/plot.h"
-#include "rd/traffic.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -493,59 +491,6 @@ static void test_corruption_detected(void **state) {
     assert_int_equal(png_read(path, &img, &w, &h), -3);
 }
 
-// Traffic helpers: names, sums, wire bytes, the allreduce cost model, the JSON object.
-static void test_traffic(void **state) {
-    (void)state;
-    assert_string_equal(rd_traffic_chan_name(RD_CHAN_PS_PULL), "ps_pull");
-    assert_string_equal(rd_traffic_chan_name(RD_CHAN_ALLREDUCE), "allreduce");
-    assert_string_equal(rd_traffic_chan_name(RD_CHAN_COUNT), "?");
-    rd_traffic a, b;
-    memset(&a, 0, sizeof a);
-    memset(&b, 0, sizeof b);
-    rd_traffic_count(&a, RD_CHAN_PS_PULL, 0, 2, 100);
-    rd_traffic_count(&a, RD_CHAN_PS_PULL, 1, 4, 1000);
-    rd_traffic_count(&a, RD_CHAN_TARGETS, 0, 1, 60);
-    rd_traffic_count(&a, RD_CHAN_TARGETS, 1, 1, 60);
-    rd_traffic_count(NULL, RD_CHAN_TARGETS, 1, 1, 60);
-    rd_traffic_add(&b, &a);
-    rd_traffic_add(&b, &a);
-    assert_int_equal(b.sent[RD_CHAN_PS_PULL].msgs, 4);
-    assert_int_equal(b.recv[RD_CHAN_PS_PULL].bytes, 2000);
-    // One end counted (PS): sent + received; both ends (targets): the sent bytes only.
-    assert_int_equal(rd_traffic_wire_bytes(&b, RD_CHAN_PS_PULL), 2200);
-    assert_int_equal(rd_traffic_wire_bytes(&b, RD_CHAN_TARGETS), 120);
-    uint64_t m, by;
-    rd_traffic_allreduce_cost(1000, 1, &m, &by);
-    assert_true(m == 0 && by == 0);
-    rd_traffic_allreduce_cost(1000, 4, &m, &by);
-    assert_true(m == 6 && by == 6000); // 2 * 3 * 4000 / 4
-    rd_traffic_allreduce_cost(1000, 32, &m, &by);
-    assert_true(m == 62 && by == 2 * 31 * 4000 / 32);
-    char path[512];
-    snprintf(path, sizeof path, "%s/comm.json", g_dir);
-    FILE *f = fopen(path, "w");
-    rd_traffic_write_json(f, &b, 100, "");
-    fclose(f);
-    f = fopen(path, "r");
-    char text[4096];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
-    assert_non_null(strstr(text, "\"samples\": 100"));
-    assert_non_null(strstr(text, "\"ps_pull\": {\"msgs_sent\": 4, \"bytes_sent\": 200, "
-                                 "\"msgs_recv\": 8, \"bytes_recv\": 2000, \"wire_bytes\": 2200, "
-                                 "\"bytes_per_sample\": 22.000"));
-    assert_non_null(strstr(text, "\"total\": {\"wire_bytes\": 2320, \"msgs\": 14"));
-    f = fopen(path, "w");
-    rd_traffic_write_json(f, &b, 0, "");
-    fclose(f);
-    f = fopen(path, "r");
-    n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
-    assert_non_null(strstr(text, "\"bytes_per_sample\": null"));
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_and_pixels),
@@ -553,7 +498,6 @@ int main(void) {
         cmocka_unit_test(test_log_axis),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_corruption_detected),
-        cmocka_unit_test(test_traffic),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
