@@ -134,13 +134,13 @@ eval_point(const rd_scale_calib *c, const rd_scale_net *net, int nodes, rd_scale
     t[RD_SCALE_COMPUTE] = B * c->compute_us_per_sample;
     t[RD_SCALE_PS_NETWORK] = 3.0 * lat +
                              (double)net->workers_per_node * B * c->ps_bytes_per_sample / bw +
-                             7.0 * S * c->msg_overhead_us;
+                             (5.0 * S + 2.0 * (double)P) * c->msg_overhead_us;
     // The busiest shard: its even share of the ordinary keys plus every worker's request for
     // each hot key it holds.
     double keys_max = (double)W * (U - H) / (double)P + (double)W * ceil(H / (double)P);
     double bytes_per_key = c->ps_bytes_per_sample / c->keys_per_sample;
     t[RD_SCALE_PS_SERVER] = 2.0 * keys_max * c->ps_key_ns * 1e-3 +
-                            7.0 * (double)W * (S / (double)P) * c->msg_overhead_us +
+                            (double)W * (5.0 * S / (double)P + 2.0) * c->msg_overhead_us +
                             keys_max * bytes_per_key / bw;
     if (W > 1)
         t[RD_SCALE_ALLREDUCE] = 2.0 * log2((double)W) * lat +

@@ -72,6 +72,17 @@ static void test_terms_by_hand(void **state) {
     assert_int_equal(p.bottleneck, RD_SCALE_COMPUTE);
     near(p.samples_per_s, 4 * 256 / p.step_us * 1e6, 1e-12);
     near(p.bytes_per_sample, 300 + 1 + 10 + 2 * 3.0 / 4 * 4 * 10000 / 256, 1e-12);
+    // Few keys over many shards (S < P): 5 messages per shard touched, 2 (clock) per shard.
+    rd_scale_calib few = c;
+    few.batch_per_worker = 4;
+    few.keys_per_sample = 1;
+    rd_scale_net wide = n;
+    wide.fixed_ps = 64;
+    rd_scale_point q;
+    assert_int_equal(rd_scale_eval(&few, &wide, 8, &q, &eb), RD_OK);
+    double S = 64 * (1 - pow(63.0 / 64, 4));
+    near(q.shards_hit, S, 1e-12);
+    near(q.term_us[RD_SCALE_PS_NETWORK], 3 * 2.0 + 4 * 300 / bw + (5 * S + 2 * 64) * 1.0, 1e-9);
     // No overlap: the sum.
     n.overlap = 0;
     assert_int_equal(rd_scale_eval(&c, &n, 4, &p, &eb), RD_OK);

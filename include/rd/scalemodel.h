@@ -14,10 +14,11 @@
 // B = batch per worker, U = B * keys_per_sample unique keys a worker pulls and pushes):
 //   compute    B * compute_us_per_sample                                  (dense fwd + bwd + opt)
 //   shards hit S = P * (1 - (1 - 1/P)^U)   (distinct shards U hashed keys land on)
-//   ps_network 3 lat + workers_per_node * B * ps_bytes_per_sample / bw + 7 S * msg_overhead
-//              (pull round trip + push; the node's NIC carries all its workers' rows; 7 messages
-//              per shard touched: pull request + header + values, push request + ack, clock + ack)
-//   ps_server  2 * keys_max * ps_key_ns + 7 W (S / P) msg_overhead + bytes_max / bw
+//   ps_network 3 lat + workers_per_node * B * ps_bytes_per_sample / bw + (5 S + 2 P) msg_overhead
+//              (pull round trip + push; the node's NIC carries all its workers' rows; 5 messages
+//              per shard touched: pull request + header + values, push request + ack; and a
+//              clock + ack to every shard)
+//   ps_server  2 * keys_max * ps_key_ns + W (5 S / P + 2) msg_overhead + bytes_max / bw
 //              keys_max = W (U - H) / P + W ceil(H / P): the busiest shard's keys per step when
 //              H hot keys are in every worker's batch (hashing spreads the rest evenly);
 //              bytes_max = keys_max * ps_bytes_per_sample / keys_per_sample
