@@ -183,8 +183,12 @@ int rd_scale_eval(const rd_scale_calib *c,
                           "0, workers >= 1",
                           nodes, net->bw_gbps, net->lat_us, net->workers_per_node,
                           net->ps_per_node);
+    // The reference: one node with one PS shard, same network and overlap (a fixed shard
+    // count would otherwise make a lone worker fan out to all of them).
+    rd_scale_net ref = *net;
+    ref.fixed_ps = 1;
     rd_scale_point one;
-    eval_point(c, net, 1, &one);
+    eval_point(c, &ref, 1, &one);
     eval_point(c, net, nodes, out);
     out->efficiency = out->samples_per_s / ((double)nodes * one.samples_per_s);
     return RD_OK;

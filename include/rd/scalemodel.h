@@ -25,7 +25,8 @@
 //   allreduce  2 log2(W) lat + 2 (W - 1) / W * 4 dense_params / bw        (0 for W = 1)
 //   step       overlap: max(compute, ps_network, ps_server) + allreduce
 //              no overlap: compute + ps_network + ps_server + allreduce
-//   throughput W * B / step; efficiency = throughput / (nodes * throughput at 1 node).
+//   throughput W * B / step; efficiency = throughput / (nodes * throughput of 1 node with 1 PS
+//              shard, same network and overlap).
 // The bottleneck of a point is its largest term among those that add to the step.
 #ifndef RD_SCALEMODEL_H
 #define RD_SCALEMODEL_H
@@ -70,7 +71,7 @@ typedef struct rd_scale_point {
     double term_us[RD_SCALE_TERMS];
     double step_us;
     double samples_per_s;
-    double efficiency;       // vs nodes * (1-node throughput)
+    double efficiency;       // vs nodes * (throughput of 1 node with 1 PS shard)
     int bottleneck;          // rd_scale_term
     double bytes_per_sample; // wire bytes per sample of one worker (PS + allreduce share)
 } rd_scale_point;
@@ -86,7 +87,8 @@ typedef struct rd_scale_point {
 int rd_scale_calib_load(const char *path, rd_scale_calib *c, rd_errbuf *eb);
 
 /**
- * Evaluate the model at `nodes` (>= 1); the efficiency compares with the model at 1 node.
+ * Evaluate the model at `nodes` (>= 1); the efficiency compares with the model at 1 node and
+ * 1 PS shard.
  * @return RD_OK, RD_ERR_ARG (nodes < 1, bw <= 0, lat < 0, workers_per_node < 1)
  */
 int rd_scale_eval(const rd_scale_calib *c,
