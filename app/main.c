@@ -11,6 +11,9 @@ static const rd_command commands[] = {
      rd_cmd_prepare},
     {"config", "check a config file and print the effective configuration", rd_cmd_config},
     {"train", "train every job of the config on the PS ranks (run under mpiexec)", rd_cmd_train},
+    {"scale-model", "project throughput and efficiency to many nodes (calibrated model)",
+     rd_cmd_scale_model},
+    {"plot", "draw columns of a CSV file as a PNG line plot", rd_cmd_plot},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -25,7 +28,7 @@ static void usage(FILE *out) {
     fprintf(out, "usage: recdistill <command> [args]   (recdistill <command> --help)\n\n"
                  "commands:\n");
     for (int i = 0; i < n_commands; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv) {

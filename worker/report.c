@@ -1,5 +1,6 @@
 // report.c — report.json, the final table, stream averages and transferability (rd/report.h).
 #include "rd/report.h"
+#include "rd/traffic.h"
 
 #include <errno.h>
 #include <math.h>
@@ -202,6 +203,8 @@ static void jjob(FILE *f, const rd_trainer_result *r, int last) {
     jnum(f, r->samples_per_s);
     fputs(",\n      \"final_loss\": ", f);
     jnum(f, r->final_loss);
+    fputs(",\n      \"comm\": ", f);
+    rd_traffic_write_json(f, &r->comm, r->train_samples, "      ");
     if (r->targets.role != 0) {
         const rd_trainer_targets *t = &r->targets;
         static const char *const roles[] = {"none", "teacher", "student", "replay"};
@@ -306,6 +309,16 @@ int rd_report_write(
         sum.missing += res[j].targets.missing;
         sum.replayed += res[j].targets.replayed;
     }
+    // Communication per channel over every job (rd/traffic.h), per trained sample of all jobs.
+    rd_traffic comm;
+    uint64_t samples = 0;
+    memset(&comm, 0, sizeof comm);
+    for (int j = 0; j < n; j++) {
+        rd_traffic_add(&comm, &res[j].comm);
+        samples += res[j].train_samples;
+    }
+    fputs(",\n  \"comm\": ", f);
+    rd_traffic_write_json(f, &comm, samples, "  ");
     fprintf(f,
             ",\n  \"targets\": {\"sent\": %llu, \"received\": %llu, \"late\": %llu, "
             "\"missing\": %llu, \"replayed\": %llu}",
