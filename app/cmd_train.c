@@ -320,6 +320,8 @@ int rd_cmd_train(int argc, char **argv) {
         }
         if ((rc = rd_report_write(cfg, res, comm->n_jobs, now_s() - t_start, &eb)) != RD_OK)
             die(comm, "report", &eb, rc);
+        if (cfg->output.plot && (rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)
+            die(comm, "plot", &eb, rc);
         rd_report_print(cfg, res, comm->n_jobs);
         printf("report: %s/report.json\n", cfg->run.out_dir);
         fflush(stdout);
