@@ -190,8 +190,9 @@ typedef struct rd_split_config {
 } rd_split_config;
 
 typedef struct rd_negsample_config {
-    double rate;     // keep this fraction of negatives (r_s in Rec-Distill), (0,1]; 1 = no
-                     // sampling; default 1
+    double rate;     // keep this fraction of negatives (q_-), (0,1]; 1 = no sampling;
+                     // default 1. Cross-debias turns the keep rates into Rec-Distill's
+                     // r_s / p_X = pos_rate / rate (rd_debias_from_sampling, rd/distill.h)
     double pos_rate; // fraction of positives kept (r_+), (0,1]; default 1
 } rd_negsample_config;
 

@@ -266,6 +266,30 @@ timeout 120 "$MPIEXEC" -n 2 "$RD" train "$D/bad.yaml" --out "$D/bad" >/dev/null 
     fail "replay of a missing log must fail"
 grep -q "none" "$D/err" || fail "missing log message: $(cat "$D/err")"
 
+# --- negative sampling: cross-debias on and off ---------------------------------------------------
+# Negatives kept at 0.3: the dataset says so, the student projects the teacher's logits through
+# its calibration (debias on) or takes them raw (off). Only the distilled student may change.
+sed -e 's/^  history_max: 8$/  history_max: 8\n  negatives: {rate: 0.3}/' "$D/live.yaml" > "$D/neg.yaml"
+sed -e 's/^distill:$/distill:\n  debias: false/' "$D/neg.yaml" > "$D/negoff.yaml"
+grep -q "negatives: {rate: 0.3}" "$D/neg.yaml" && grep -q "debias: false" "$D/negoff.yaml" ||
+    fail "sampled configs"
+drun 4 "$D/neg.yaml" "$D/neg"
+drun 4 "$D/negoff.yaml" "$D/negoff"
+python3 - "$D/neg/report.json" "$D/negoff/report.json" "$D/live/report.json" <<'PY' || fail "sampled runs"
+import json, sys
+on, off, full = (json.load(open(p)) for p in sys.argv[1:4])
+# About 0.3 of the negatives are left (base CTR 0.3): far fewer training samples than unsampled.
+n_on, n_full = on["jobs"]["student"]["train_samples"], full["jobs"]["student"]["train_samples"]
+assert 0.3 * n_full < n_on < 0.75 * n_full, (n_on, n_full)
+assert on["jobs"]["student"]["targets"]["joined"] > 0
+assert on["holdout"]["student_raw"]["auc"] == off["holdout"]["student_raw"]["auc"]
+assert on["holdout"]["teacher"]["auc"] == off["holdout"]["teacher"]["auc"]
+assert on["holdout"]["student"]["auc"] != off["holdout"]["student"]["auc"], "debias had no effect"
+print("sampled: student auc debias on %.4f off %.4f, raw %.4f" % (
+    on["holdout"]["student"]["auc"], off["holdout"]["student"]["auc"],
+    on["holdout"]["student_raw"]["auc"]))
+PY
+
 # --- two teacher and two student ranks, two epochs in user order -------------------------------
 sed -e 's/model: teacher}/model: teacher, ranks: 2}/' -e 's/distill: true}/distill: true, ranks: 2}/' \
     -e 's/  eval_every: 1000/  eval_every: 1000\n  epochs: 2\n  order: user/' \
