@@ -18,6 +18,8 @@
 // Failures are counted per rank and summed with MPI_Allreduce; rank 0 reports.
 #include "ps_test_util.h"
 
+#include "rd/traffic.h"
+
 #include "rd/tokens.h"
 
 #define DIM              8
@@ -69,6 +71,20 @@ static void append_phase(rd_token_client *cl, int w) {
     uint64_t sent = 0, msgs = 0;
     rd_token_client_counters(cl, &sent, NULL, &msgs);
     T_CHECK(&g_errs, msgs > 2, "appends were not split (%llu messages)", (unsigned long long)msgs);
+    // Traffic accounting (rd/traffic.h): so far everything is on the append channel, and it
+    // equals the client's totals; one reply per request.
+    rd_traffic tr;
+    memset(&tr, 0, sizeof tr);
+    rd_token_client_add_traffic(cl, &tr);
+    T_CHECK(&g_errs,
+            tr.sent[RD_CHAN_TOKEN_APPEND].msgs == msgs &&
+                tr.sent[RD_CHAN_TOKEN_APPEND].bytes == sent &&
+                tr.recv[RD_CHAN_TOKEN_APPEND].msgs == msgs &&
+                tr.sent[RD_CHAN_TOKEN_FETCH].msgs == 0 && tr.recv[RD_CHAN_TOKEN_FETCH].bytes == 0,
+            "append traffic: %llu msgs %llu bytes counted, client %llu / %llu",
+            (unsigned long long)tr.sent[RD_CHAN_TOKEN_APPEND].msgs,
+            (unsigned long long)tr.sent[RD_CHAN_TOKEN_APPEND].bytes, (unsigned long long)msgs,
+            (unsigned long long)sent);
     rd_free(users);
     rd_free(ids);
     rd_free(items);
@@ -353,6 +369,19 @@ int main(int argc, char **argv) {
             t_barrier(comm->job);
             fetch_phase(cl, kv, W, comm->job_rank, P, n_shards);
             error_phase(cl, comm->job_rank);
+            // The two token channels add up to the client's totals; fetches were counted.
+            rd_traffic tr;
+            memset(&tr, 0, sizeof tr);
+            rd_token_client_add_traffic(cl, &tr);
+            uint64_t bs = 0, br = 0, ms = 0;
+            rd_token_client_counters(cl, &bs, &br, &ms);
+            const int F = RD_CHAN_TOKEN_FETCH, A = RD_CHAN_TOKEN_APPEND;
+            T_CHECK(&g_errs,
+                    tr.sent[F].bytes + tr.sent[A].bytes == bs &&
+                        tr.recv[F].bytes + tr.recv[A].bytes == br &&
+                        tr.sent[F].msgs + tr.sent[A].msgs == ms && tr.sent[F].msgs > 0 &&
+                        tr.recv[F].bytes > tr.sent[F].bytes,
+                    "token traffic does not add up to the client's counters");
         }
         rd_token_client_destroy(cl);
         if (kv) {
