@@ -943,13 +943,13 @@ static void test_shipped_configs(void **state) {
     rd_errbuf eb;
     assert_int_equal(rd_config_load(path, c, &eb), RD_OK);
     assert_int_equal(rd_config_world_size(c), 4);
-    assert_int_equal(c->data.synthetic.events, 200000);
+    assert_int_equal(c->data.synthetic.events, 120000);
     const rd_model_config *t = rd_config_find_model(c, "teacher");
     const rd_model_config *s = rd_config_find_model(c, "student");
     assert_non_null(t);
     assert_non_null(s);
-    assert_int_equal(t->seq.kind, RD_SEQ_TRANSFORMER);
-    assert_int_equal(t->seq.length, 128);
+    assert_int_equal(t->seq.kind, RD_SEQ_DIN);
+    assert_int_equal(t->seq.length, 256);
     assert_int_equal(s->seq.kind, RD_SEQ_MEAN);
     assert_int_equal(s->seq.length, 16);
     assert_string_equal(rd_config_find_job(c, "student")->teacher, "teacher");
