@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# ablations.sh — the distillation ablations of one config, each over paired seeds (tools/seeds.sh):
+#   base          the config as it is
+#   no_aux        no auxiliary tower: the students have one tower and the distillation term is
+#                 added to its loss (distill.aux_tower false, models' two_towers false)
+#   mid_stream    targets used only from the middle stream window on (distill.start_window K/2)
+#   sampled       negatives kept at 0.3 (data.negatives.rate), cross-debias on
+#   sampled_raw   the same sampled data, cross-debias off (the teacher's logits taken as they are)
+#   alpha3 / t2   distill.alpha 3; distill.temperature 2
+#
+#   tools/ablations.sh [-n RANKS] [-k SEEDS] [-v "VARIANT ..."] CONFIG OUTDIR
+#
+# Variant configs are written to OUTDIR/<variant>.yaml (python3 with PyYAML edits them; Debian:
+# apt-get install python3-yaml) and checked with `recdistill config`; each variant's runs and
+# summary go to OUTDIR/<variant>/ (seeds.sh resumes what is done). OUTDIR/ablations.md collects
+# the holdout η, teacher gap and student gain of every variant.
+set -euo pipefail
+N=4 K=3 VARIANTS="base no_aux mid_stream sampled sampled_raw alpha3 t2"
+while getopts "n:k:v:h" o; do
+    case $o in
+        n) N=$OPTARG ;; k) K=$OPTARG ;; v) VARIANTS=$OPTARG ;;
+        *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+[ $# -eq 2 ] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+CONFIG=$1 OUT=$2
+RD=${RD:-build/recdistill}
+HERE=$(cd "$(dirname "$0")" && pwd)
+command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
+    { echo "ablations.sh: needs python3 with PyYAML (apt-get install python3-yaml)" >&2; exit 2; }
+mkdir -p "$OUT"
+
+for v in $VARIANTS; do
+    python3 - "$CONFIG" "$OUT/$v.yaml" "$v" <<'PY'
+import sys, yaml
+src, dst, v = sys.argv[1:4]
+c = yaml.safe_load(open(src))
+d = c.setdefault("distill", {}) or {}
+c["distill"] = d
+students = [j["model"] for j in c["cluster"]["jobs"] if j.get("role") == "student"]
+K = c.get("data", {}).get("split", {}).get("stream_windows", 5)
+if v == "base":
+    pass
+elif v == "no_aux":
+    d["aux_tower"] = False
+    for m in c["models"]:
+        if m["name"] in students:
+            m["two_towers"] = False
+elif v == "mid_stream":
+    d["start_window"] = K // 2
+elif v in ("sampled", "sampled_raw"):
+    c["data"]["negatives"] = {"rate": 0.3}
+    d["debias"] = v == "sampled"
+elif v == "alpha3":
+    d["alpha"] = 3.0
+elif v == "t2":
+    d["temperature"] = 2.0
+else:
+    sys.exit("ablations.sh: unknown variant '%s'" % v)
+c.setdefault("run", {})["name"] = "%s-%s" % (c.get("run", {}).get("name", "run"), v)
+c["run"].pop("out_dir", None)
+yaml.safe_dump(c, open(dst, "w"), sort_keys=False)
+PY
+    "$RD" config "$OUT/$v.yaml" >/dev/null || { echo "ablations.sh: variant $v is not a valid config" >&2; exit 1; }
+done
+
+for v in $VARIANTS; do
+    echo "== $v"
+    RD=$RD "$HERE/seeds.sh" -n "$N" -k "$K" "$OUT/$v.yaml" "$OUT/$v" >/dev/null
+done
+
+{
+    echo "| variant | teacher gap | student gain | η (holdout) | η (warm) | η (stream) |"
+    echo "|---|---|---|---|---|---|"
+    for v in $VARIANTS; do
+        awk -F, -v v="$v" '
+            $2 == "gap" && $1 == "holdout" { gap = sprintf("%+.4f ± %.4f", $3, $4) }
+            $2 == "gain" && $1 == "holdout" { gain = sprintf("%+.4f ± %.4f", $3, $4) }
+            $2 == "eta" { e[$1] = $3 == "" ? "undef." : sprintf("%.3f", $3) }
+            END { printf "| %s | %s | %s | %s | %s | %s |\n", v, gap, gain, e["holdout"], e["warm"], e["stream"] }' \
+            "$OUT/$v/summary.csv"
+    done
+} >"$OUT/ablations.md"
+cat "$OUT/ablations.md"
