@@ -7,6 +7,10 @@
 #   sampled       negatives kept at 0.3 (data.negatives.rate), cross-debias on
 #   sampled_raw   the same sampled data, cross-debias off (the teacher's logits taken as they are)
 #   alpha3 / t2   distill.alpha 3; distill.temperature 2
+# and the IAT comparison (issue 5) for a config whose models read tokens:
+#   iat_none      no token branch (the hand-crafted item-ID sequence only)
+#   iat_temporal  temporal-order tokens (tokens.scheme 1, every reader too)
+#   iat_user      user-order tokens (tokens.scheme 2)
 #
 #   tools/ablations.sh [-n RANKS] [-k SEEDS] [-v "VARIANT ..."] CONFIG OUTDIR
 #
@@ -52,6 +56,18 @@ elif v == "mid_stream":
 elif v in ("sampled", "sampled_raw"):
     c["data"]["negatives"] = {"rate": 0.3}
     d["debias"] = v == "sampled"
+elif v in ("iat_none", "iat_temporal", "iat_user"):
+    scheme = {"iat_none": 0, "iat_temporal": 1, "iat_user": 2}[v]
+    for m in c["models"]:
+        if (m.get("tokens") or {}).get("scheme", 0) > 0:
+            if scheme:
+                m["tokens"]["scheme"] = scheme
+            else:
+                del m["tokens"]
+    if scheme:
+        c["tokens"]["scheme"] = scheme
+    else:
+        c.pop("tokens", None)
 elif v == "alpha3":
     d["alpha"] = 3.0
 elif v == "t2":
@@ -71,14 +87,17 @@ for v in $VARIANTS; do
 done
 
 {
-    echo "| variant | teacher gap | student gain | η (holdout) | η (warm) | η (stream) |"
-    echo "|---|---|---|---|---|---|"
+    echo "| variant | teacher AUC | teacher warm AUC | teacher gap | student gain | η (holdout) | η (warm) | η (stream) |"
+    echo "|---|---|---|---|---|---|---|---|"
     for v in $VARIANTS; do
         awk -F, -v v="$v" '
             $2 == "gap" && $1 == "holdout" { gap = sprintf("%+.4f ± %.4f", $3, $4) }
             $2 == "gain" && $1 == "holdout" { gain = sprintf("%+.4f ± %.4f", $3, $4) }
             $2 == "eta" { e[$1] = $3 == "" ? "undef." : sprintf("%.3f", $3) }
-            END { printf "| %s | %s | %s | %s | %s | %s |\n", v, gap, gain, e["holdout"], e["warm"], e["stream"] }' \
+            $1 == "holdout" && $2 == "teacher" { t = sprintf("%.4f ± %.4f", $3, $4) }
+            $1 == "warm" && $2 == "teacher" { w = sprintf("%.4f ± %.4f", $3, $4) }
+            END { printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", v, t, w, gap, gain,
+                         e["holdout"], e["warm"], e["stream"] }' \
             "$OUT/$v/summary.csv"
     done
 } >"$OUT/ablations.md"

@@ -10,7 +10,8 @@
 # (RANKS default 4; RD=path/to/recdistill overrides build/recdistill). A seed whose run folder
 # already holds report.json is not run again, so an interrupted sweep resumes. The summary is
 # printed and written to OUTDIR/summary.md and OUTDIR/summary.csv; it reads the runs'
-# <job>.metrics.csv files (awk only). Job names default to teacher, student, student_raw.
+# <job>.metrics.csv files (awk only). Job names default to teacher, student, student_raw; jobs
+# the config does not have are left out (and then eta too).
 set -euo pipefail
 N=4 FIRST=1 COUNT=10 T=teacher S=student R=student_raw
 while getopts "n:s:k:t:d:r:h" o; do
@@ -54,7 +55,7 @@ rows="$OUT/.rows"
 for ((s = FIRST; s < FIRST + COUNT; s++)); do
     for job in "$T" "$S" "$R"; do
         f="$OUT/seed-$s/$job.metrics.csv"
-        [ -r "$f" ] || { echo "seeds.sh: $f is missing" >&2; exit 1; }
+        [ -r "$f" ] || continue # a config without that job (e.g. a teacher alone)
         awk -F, -v s="$s" -v j="$job" '
             $1 == "holdout" { print s, j, "holdout", $3, $4, $5 }
             $1 == "holdout_warm" { print s, j, "warm", $3, $4, $5 }
@@ -77,6 +78,7 @@ awk -v T="$T" -v S="$S" -v R="$R" -v K="$COUNT" -v md="$OUT/summary.md" -v csv="
         split("holdout warm stream", sl, " "); split(T " " S " " R, jb, " ")
         for (a = 1; a <= 3; a++) for (b = 1; b <= 3; b++) {
             key = jb[b] SUBSEP sl[a]; n = cnt[key]
+            if (n == 0) { missing = 1; continue }
             for (i = 1; i <= n; i++) { x[i] = auc[key, i]; y[i] = gauc[key, i]; z[i] = ll[key, i] }
             m[a, b] = mean(x, n)
             printf "| %s | %s | %.4f ± %.4f | %.4f ± %.4f | %.4f ± %.4f |\n", sl[a], jb[b],
@@ -84,6 +86,7 @@ awk -v T="$T" -v S="$S" -v R="$R" -v K="$COUNT" -v md="$OUT/summary.md" -v csv="
             printf "%s,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n", sl[a], jb[b], mean(x, n), sd(x, n),
                    mean(y, n), sd(y, n), mean(z, n), sd(z, n), n >> csv
         }
+        if (missing) exit
         printf "\n| slice | teacher gap (T − raw) | student gain (S − raw) | eta (from the means) |\n|---|---|---|---|\n" >> md
         for (a = 1; a <= 3; a++) {
             n = 0
