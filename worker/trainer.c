@@ -28,7 +28,9 @@
 #include "rd/dense_optim.h"
 #include "rd/distill.h"
 #include "rd/hash.h"
+#include "rd/lmdbx.h"
 #include "rd/log.h"
+#include "rd/train_ckpt.h"
 
 #include <errno.h>
 #include <math.h>
@@ -132,6 +134,11 @@ struct rd_trainer {
     uint8_t *has_zt; // (max_batch)
     uint64_t step;   // training steps taken (the teacher's target version)
     char targets_path[RD_PATH_MAX + 64];
+    // Checkpoints (rd/train_ckpt.h).
+    char ckpt_root[RD_PATH_MAX]; // "" = none
+    int32_t pos_epoch;           // position of the range being trained
+    int32_t pos_window;
+    int64_t ckpt_step; // step of the last checkpoint written, -1 = none
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -402,7 +409,10 @@ int rd_trainer_create(const rd_comm *comm,
         goto fail;
     }
 
-    // 4. Metrics file path (job rank 0 writes it).
+    // 4. Checkpoint root and metrics file path (job rank 0 writes them).
+    const char *croot = opts && opts->checkpoint_dir ? opts->checkpoint_dir : cfg->ps.checkpoint_dir;
+    snprintf(tr->ckpt_root, sizeof tr->ckpt_root, "%s", croot);
+    tr->ckpt_step = -1;
     const char *mdir = opts && opts->metrics_dir ? opts->metrics_dir : cfg->run.out_dir;
     if (mdir[0]) {
         snprintf(tr->metrics_path, sizeof tr->metrics_path, "%s/%s.metrics.%s", mdir, tr->job->name,
@@ -945,6 +955,64 @@ static size_t batch_of(int64_t n, int64_t s, size_t B) {
     return left <= 0 ? 0 : (left < (int64_t)B ? (size_t)left : B);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Checkpoints (rd/train_ckpt.h)
+
+// Job rank 0 writes the checkpoint of the cut "steps 0..step-1 applied" when it is due (or
+// forced); the other ranks return at once. Called between rd_dense_optim_step and the next
+// step's push, so the PS cut (rd_kv_save waits for it) and the dense parameters agree.
+static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *eb) {
+    const int every = tr->cfg->ps.checkpoint_every;
+    int64_t step = rd_kv_step(tr->kv);
+    if (!tr->ckpt_root[0] || step == tr->ckpt_step || step == 0)
+        return RD_OK;
+    if (!force && (every <= 0 || step % every != 0))
+        return RD_OK;
+    tr->ckpt_step = step;
+    if (tr->comm->job_rank != 0)
+        return RD_OK;
+    char final[RD_PATH_MAX + 96], part[RD_PATH_MAX + 128], jdir[RD_PATH_MAX + 64];
+    snprintf(jdir, sizeof jdir, "%s/%s", tr->ckpt_root, tr->job->name);
+    if (rd_train_ckpt_path(tr->ckpt_root, tr->job->name, step, final, sizeof final) != RD_OK)
+        return rd_err_set(eb, RD_ERR_RANGE, "checkpoint: %s: path too long", tr->ckpt_root);
+    snprintf(part, sizeof part, "%s/.step-%012lld.partial", jdir, (long long)step);
+    int rc;
+    // A .partial left by a crash is garbage: it never had its rename.
+    if ((rc = rd_train_ckpt_rmtree(part, eb)) != RD_OK || (rc = rd_lmdbx_mkdir_p(part, eb)) != RD_OK)
+        goto fail;
+    rd_train_pos pos;
+    memset(&pos, 0, sizeof pos);
+    pos.step = step;
+    pos.epoch = tr->pos_epoch;
+    pos.window = tr->pos_window;
+    pos.range_step = range_step;
+    pos.trained = tr->trained;
+    pos.loss_ema = tr->loss_ema;
+    pos.have_loss = tr->have_loss;
+    pos.seed = tr->cfg->run.seed;
+    pos.config_hash = rd_train_ckpt_config_hash(tr->cfg, tr->mcfg);
+    snprintf(pos.job, sizeof pos.job, "%s", tr->job->name);
+    snprintf(pos.model, sizeof pos.model, "%s", tr->mcfg->name);
+    if ((rc = rd_train_ckpt_write_dense(part, &pos, tr->model, &tr->opt, eb)) != RD_OK)
+        goto fail;
+    int tables[RD_MAX_TABLES];
+    for (int t = 0; t < tr->model->n_tables; t++)
+        tables[t] = tr->kv_table[t];
+    // The PS shards, then the MANIFEST: the checkpoint is complete from here on.
+    if ((rc = rd_kv_save(tr->kv, part, tables, tr->model->n_tables, eb)) != RD_OK)
+        goto fail;
+    if ((rc = rd_train_ckpt_commit(part, final, eb)) != RD_OK)
+        goto fail;
+    if ((rc = rd_train_ckpt_prune(jdir, tr->cfg->ps.checkpoint_keep, eb)) != RD_OK)
+        goto fail;
+    if (!tr->quiet)
+        printf("[%s] checkpoint: %s\n", tr->job->name, final);
+    return RD_OK;
+fail:
+    rd_err_prefix(eb, "checkpoint of step %lld: ", (long long)step);
+    return rc;
+}
+
 /**
  * Train one pass over `range`: all ranks of the job run `steps` = max_r ceil(n_r / B) steps.
  * Sync mode: pull(s+1) is sent after CLOCK(s); async: before computing s.
@@ -1034,6 +1102,9 @@ static int train_range(
             rd_dense_allreduce(m->grads, m->n_slab, tr->comm->job);
         rd_dense_optim_step(&tr->opt, m->params, m->grads, m->opt_state, m->n_slab);
         tr->trained += Btot;
+        // 5. Every checkpoint_every steps: the cut "steps 0..s applied" (no push of s+1 yet).
+        if ((rc = ckpt_maybe(tr, s + 1, 0, eb)) != RD_OK)
+            return rc;
         tr->train_s += now_s() - t0;
         t0 = now_s();
         progress(tr, phase, s + 1, steps, 0);
@@ -1242,6 +1313,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         snprintf(phase, sizeof phase, "batch epoch %d/%d", e + 1, cfg->train.epochs);
         if ((rc = distill_begin(tr, (uint32_t)e, -1, eb)) != RD_OK)
             break;
+        tr->pos_epoch = e;
+        tr->pos_window = -1;
         rc = train_range(tr, batch, mode, phase, counts, eb);
         if (rc == RD_OK)
             rc = distill_end(tr, eb);
@@ -1260,6 +1333,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         snprintf(phase, sizeof phase, "stream window %u/%u", w + 1, K);
         if ((rc = distill_begin(tr, 0, (int32_t)w, eb)) != RD_OK)
             break;
+        tr->pos_epoch = cfg->train.epochs;
+        tr->pos_window = (int32_t)w;
         rc = train_range(tr, r, RD_PART_STRIDED, phase, counts, eb);
         if (rc == RD_OK)
             rc = distill_end(tr, eb);
@@ -1273,7 +1348,12 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
             printf("[%s] stream window %u: auc %.4f gauc %.4f logloss %.4f (%llu events)\n",
                    tr->job->name, w, mr.auc, mr.gauc, mr.logloss, (unsigned long long)mr.n);
     }
-    // 3. Holdout, whole and warm.
+    // 3. The final checkpoint (after the last training step), then the holdout, whole and warm.
+    if (rc == RD_OK) {
+        tr->pos_epoch = cfg->train.epochs;
+        tr->pos_window = (int32_t)K;
+        rc = ckpt_maybe(tr, 0, 1, eb);
+    }
     if (rc == RD_OK) {
         double es = 0;
         rc = eval_range(tr, rd_dataset_holdout(tr->ds), &res->holdout.m, &res->warm.m, &es, eb);

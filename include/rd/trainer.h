@@ -44,6 +44,11 @@
 // user's last L records strictly before the event (rd_dataset_history), most recent first
 // (position 0 = the latest), padding after them; history labels are those records' labels.
 //
+// Checkpoints (rd/train_ckpt.h): job rank 0 writes one after every ps.checkpoint_every-th step
+// (0 = none during training) and one after the last training step, into
+// <checkpoint_dir>/<job>/step-N (the job's tables through rd_kv_save, then dense.bin with the
+// dense parameters, optimizer state and position), keeping the newest ps.checkpoint_keep.
+//
 // Memory: every buffer of a step is allocated at create for train.batch_size (two stages, so the
 // next batch's keys and pull are prepared while this one is computed); nothing per step.
 #ifndef RD_TRAINER_H
@@ -112,6 +117,8 @@ typedef struct rd_trainer_opts {
     const char *metrics_dir; // folder of the metrics file "<job>.metrics.<csv|jsonl>"; NULL =
                              // cfg->run.out_dir; "" = write none
     int quiet;               // 1 = no progress lines
+    const char *checkpoint_dir; // root of the job's checkpoints (rd/train_ckpt.h); NULL =
+                                // cfg->ps.checkpoint_dir; "" = write none
 } rd_trainer_opts;
 
 /**
