@@ -13,6 +13,7 @@ typedef struct rd_command {
 int rd_cmd_prepare(int argc, char **argv);
 int rd_cmd_config(int argc, char **argv);
 int rd_cmd_train(int argc, char **argv);
+int rd_cmd_table(int argc, char **argv);
 
 /** 1 if argv holds -h or --help. */
 int rd_app_wants_help(int argc, char **argv);

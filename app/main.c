@@ -11,6 +11,8 @@ static const rd_command commands[] = {
      rd_cmd_prepare},
     {"config", "check a config file and print the effective configuration", rd_cmd_config},
     {"train", "train every job of the config on the PS ranks (run under mpiexec)", rd_cmd_train},
+    {"table", "inspect, export/import, evict, reshard, verify, compact table checkpoints",
+     rd_cmd_table},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
