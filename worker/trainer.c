@@ -468,12 +468,19 @@ rd_kv *rd_trainer_kv(rd_trainer *tr) {
 // One batch: keys, dedup, pull
 
 // Take up to n records from the iterator into stage s and build its keys and index arrays.
+static int stage_build(rd_trainer *tr, stage *s, size_t B, rd_errbuf *eb);
+
 static int stage_fill(rd_trainer *tr, stage *s, rd_dataset_iter *it, size_t n, rd_errbuf *eb) {
-    const rd_model *m = tr->model;
     size_t B = 0;
     uint64_t idx;
     while (B < n && rd_dataset_iter_next(it, &idx))
         s->rec[B++] = idx;
+    return stage_build(tr, s, B, eb);
+}
+
+// Keys, dedup and index arrays of the B records in s->rec.
+static int stage_build(rd_trainer *tr, stage *s, size_t B, rd_errbuf *eb) {
+    const rd_model *m = tr->model;
     s->B = B;
     s->t_max = INT64_MIN;
     for (int t = 0; t < m->n_tables; t++)
@@ -1384,4 +1391,32 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         res->n_windows = 0;
     }
     return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scoring given records (the training-time reference of the serving path)
+
+int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logits, rd_errbuf *eb) {
+    rd_model *m = tr->model;
+    stage *s = &tr->st[0];
+    int rc = RD_OK;
+    uint64_t n_ev = tr->info->n_events;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i] >= n_ev)
+            return rd_err_set(eb, RD_ERR_RANGE, "score: record %llu not in [0, %llu)",
+                              (unsigned long long)recs[i], (unsigned long long)n_ev);
+    for (size_t done = 0; done < n && rc == RD_OK;) {
+        size_t b = n - done < tr->max_batch ? n - done : tr->max_batch;
+        memcpy(s->rec, recs + done, b * sizeof *recs);
+        rd_batch bt;
+        if ((rc = stage_build(tr, s, b, eb)) == RD_OK && (rc = stage_pull(tr, s, eb)) == RD_OK &&
+            (rc = stage_wait(tr, s->ts_pull, eb)) == RD_OK) {
+            stage_batch(tr, s, &bt);
+            rc = rd_model_forward(m, &bt, eb);
+        }
+        if (rc == RD_OK)
+            memcpy(logits + done, m->logits_main, b * sizeof *logits);
+        done += b;
+    }
+    return rc;
 }

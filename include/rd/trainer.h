@@ -8,6 +8,7 @@
 //   rd_trainer               opaque: dataset, model, KV client, step buffers of one worker rank
 //   rd_trainer_create()      open the dataset, build the model, create the KV client
 //   rd_trainer_run()         run the whole schedule; job rank 0 writes the job's metrics file
+//   rd_trainer_score()       main-tower logits of given records (the serving reference)
 //   rd_trainer_model()       the dense model (tests compare parameters)
 //   rd_trainer_kv()          the KV client (tests pull rows after training)
 //   rd_trainer_destroy()     rd_kv_shutdown + free (every worker rank must reach it)
@@ -148,6 +149,15 @@ int rd_trainer_create(const rd_comm *comm,
  *         leaves the job's other ranks inside collectives: the caller must abort the launch.
  */
 int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb);
+
+/**
+ * Main-tower logits of dataset records `recs` with the current parameters and PS rows (one
+ * forward pass per train.batch_size records, rows pulled like an evaluation; no update). The
+ * reference of the serving path's scores (tests). Call after rd_trainer_run, before destroy.
+ * @param[out] logits  (n)
+ * @return RD_OK, RD_ERR_RANGE (a record index out of range), a KV error
+ */
+int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logits, rd_errbuf *eb);
 
 /** The dense model (parameters identical on the job's ranks after every step). */
 rd_model *rd_trainer_model(rd_trainer *tr);
