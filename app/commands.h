@@ -15,6 +15,7 @@ int rd_cmd_config(int argc, char **argv);
 int rd_cmd_train(int argc, char **argv);
 int rd_cmd_table(int argc, char **argv);
 int rd_cmd_export(int argc, char **argv);
+int rd_cmd_tokens(int argc, char **argv);
 
 /** 1 if argv holds -h or --help. */
 int rd_app_wants_help(int argc, char **argv);

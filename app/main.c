@@ -13,6 +13,7 @@ static const rd_command commands[] = {
     {"train", "train every job of the config on the PS ranks (run under mpiexec)", rd_cmd_train},
     {"table", "inspect, export/import, evict, reshard, verify, compact table checkpoints",
      rd_cmd_table},
+    {"tokens", "inspect, fetch from, gc, verify, compact an instance-token store", rd_cmd_tokens},
     {"export", "write the serving bundle of a trained student from a checkpoint", rd_cmd_export},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
