@@ -74,6 +74,8 @@ int rd_cmd_export(int argc, char **argv) {
         if (!job)
             rc = rd_err_set(&eb, RD_ERR_NOTFOUND, "%s: no student job (give --job)", config);
     }
+    if (rc == RD_OK && !rd_config_find_job(cfg, job))
+        rc = rd_err_set(&eb, RD_ERR_NOTFOUND, "%s: no job named '%s'", config, job);
     char latest[RD_PATH_MAX * 2];
     if (rc == RD_OK && !ckpt) {
         rc = rd_train_ckpt_latest(cfg->ps.checkpoint_dir, job, latest, sizeof latest, &eb);

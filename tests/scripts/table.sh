@@ -149,4 +149,17 @@ rm bad/MANIFEST
 expect_fail 1 "MANIFEST" "$RD" table verify bad
 cp -r "$C" bad2 && printf 'xx' | dd of=bad2/dense.bin bs=1 seek=100 conv=notrunc 2>/dev/null
 expect_fail 1 "dense.bin: CRC mismatch" "$RD" table verify bad2
+
+# --- recdistill export: the bundle of the student from its newest checkpoint -----------------------
+sed "s|^run: {name: tiny, seed: 5}|run: {name: tiny, seed: 5, out_dir: $TMP/run}|" tiny.yaml > run.yaml
+"$RD" export run.yaml --out s.rdsv >ex.out 2>ex.err || fail "export: $(cat ex.err)"
+grep -q "exported job student (model small, step .*$(basename "$C")" ex.out || fail "export output: $(cat ex.out)"
+[ -s s.rdsv ] || fail "no bundle"
+expect_fail 1 "exists" "$RD" export run.yaml --out s.rdsv
+expect_fail 1 "no job named 'nobody'" "$RD" export run.yaml --out t.rdsv --job nobody
+expect_fail 1 "nowhere" "$RD" export run.yaml --out t.rdsv --ckpt nowhere
+sed 's/mlp: \[16\]/mlp: [12]/' run.yaml > other.yaml
+expect_fail 1 "config hash" "$RD" export other.yaml --out t.rdsv
+expect_fail 2 "missing --out" "$RD" export run.yaml
+[ ! -e t.rdsv ] && [ ! -e t.rdsv.tmp ] || fail "failed export left a bundle"
 echo "table.sh: ok"
