@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 // Where a model feature's keys come from.
 enum { SRC_USER = 0, SRC_ITEM = 1, SRC_HOUR = 2, SRC_WEEKDAY = 3, SRC_FIELD = 4 };
@@ -139,6 +140,9 @@ struct rd_trainer {
     int32_t pos_epoch;           // position of the range being trained
     int32_t pos_window;
     int64_t ckpt_step; // step of the last checkpoint written, -1 = none
+    char resume_dir[RD_PATH_MAX * 2]; // "" = fresh start (rd_trainer_opts.resume_dir)
+    int resuming;                     // the run continues from rpos
+    rd_train_pos rpos;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -413,6 +417,8 @@ int rd_trainer_create(const rd_comm *comm,
     const char *croot = opts && opts->checkpoint_dir ? opts->checkpoint_dir : cfg->ps.checkpoint_dir;
     snprintf(tr->ckpt_root, sizeof tr->ckpt_root, "%s", croot);
     tr->ckpt_step = -1;
+    if (opts && opts->resume_dir && opts->resume_dir[0])
+        snprintf(tr->resume_dir, sizeof tr->resume_dir, "%s", opts->resume_dir);
     const char *mdir = opts && opts->metrics_dir ? opts->metrics_dir : cfg->run.out_dir;
     if (mdir[0]) {
         snprintf(tr->metrics_path, sizeof tr->metrics_path, "%s/%s.metrics.%s", mdir, tr->job->name,
@@ -1024,8 +1030,13 @@ fail:
  * Train one pass over `range`: all ranks of the job run `steps` = max_r ceil(n_r / B) steps.
  * Sync mode: pull(s+1) is sent after CLOCK(s); async: before computing s.
  */
-static int train_range(
-    rd_trainer *tr, rd_range range, int mode, const char *phase, int64_t *counts, rd_errbuf *eb) {
+static int train_range(rd_trainer *tr,
+                       rd_range range,
+                       int mode,
+                       const char *phase,
+                       int64_t *counts,
+                       int64_t start,
+                       rd_errbuf *eb) {
     rd_model *m = tr->model;
     const int W = tr->comm->job_size, me = tr->comm->job_rank;
     const size_t B = tr->max_batch;
@@ -1037,18 +1048,25 @@ static int train_range(
         if (s > steps)
             steps = s;
     }
-    if (steps == 0)
+    if (steps == 0 || start >= steps)
         return RD_OK;
     double t0 = now_s();
     rd_dataset_iter it;
     rd_dataset_iter_init(&it, tr->ds, range, mode, me, W);
+    // Resumed run: skip the records of the steps the checkpoint already holds.
+    for (int64_t s = 0; s < start; s++) {
+        uint64_t idx;
+        for (size_t k = batch_of(counts[me], s, B); k > 0 && rd_dataset_iter_next(&it, &idx); k--)
+            ;
+    }
     int rc;
-    if ((rc = stage_fill(tr, &tr->st[0], &it, batch_of(counts[me], 0, B), eb)) != RD_OK)
+    if ((rc = stage_fill(tr, &tr->st[start & 1], &it, batch_of(counts[me], start, B), eb)) !=
+        RD_OK)
         return rc;
-    if ((rc = stage_pull(tr, &tr->st[0], eb)) != RD_OK)
+    if ((rc = stage_pull(tr, &tr->st[start & 1], eb)) != RD_OK)
         return rc;
     rd_batch bt;
-    for (int64_t s = 0; s < steps; s++) {
+    for (int64_t s = start; s < steps; s++) {
         stage *cur = &tr->st[s & 1], *nxt = &tr->st[(s + 1) & 1];
         size_t Btot = 0;
         for (int r = 0; r < W; r++)
@@ -1298,6 +1316,93 @@ static int write_metrics(const rd_trainer *tr, const rd_trainer_result *res, rd_
 // ---------------------------------------------------------------------------------------------
 // The schedule
 
+// ---------------------------------------------------------------------------------------------
+// Resume (rd_trainer_opts.resume_dir)
+
+// Polled broadcast of an int over the job (a blocked MPICH call spins a core).
+static void job_bcast_int(rd_trainer *tr, int *v) {
+    MPI_Request r;
+    RD_MPI_CHECK(MPI_Ibcast(v, 1, MPI_INT, 0, tr->comm->job, &r));
+    rd_backoff b;
+    rd_backoff_reset(&b, tr->cfg->cluster.poll_us_max);
+    for (;;) {
+        int done = 0;
+        RD_MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
+        if (done)
+            return;
+        rd_backoff_wait(&b);
+    }
+}
+
+// Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
+// job's PS tables and the server's step (rd_kv_load) and tells the others the outcome; then every
+// rank takes the checkpoint's step as its own. No rank pulls before the broadcast.
+static int resume(rd_trainer *tr, rd_errbuf *eb) {
+    char dir[RD_PATH_MAX * 2], probe[RD_PATH_MAX * 2 + 16];
+    snprintf(probe, sizeof probe, "%s/%s", tr->resume_dir, RD_TRAIN_CKPT_DENSE);
+    int rc = RD_OK;
+    if (access(probe, R_OK) == 0)
+        snprintf(dir, sizeof dir, "%s", tr->resume_dir);
+    else
+        rc = rd_train_ckpt_latest(tr->resume_dir, tr->job->name, dir, sizeof dir, eb);
+    if (rc == RD_OK && tr->tgt_role != 0)
+        rc = rd_err_set(eb, RD_ERR_UNSUPPORTED,
+                        "--resume: job '%s' takes part in live distillation; resuming it is not "
+                        "supported yet",
+                        tr->job->name);
+    if (rc == RD_OK)
+        rc = rd_train_ckpt_read_dense(dir, rd_train_ckpt_config_hash(tr->cfg, tr->mcfg), &tr->rpos,
+                                      tr->model, &tr->opt, eb);
+    if (rc == RD_OK && strcmp(tr->rpos.job, tr->job->name) != 0)
+        rc = rd_err_set(eb, RD_ERR_SCHEMA, "--resume: %s is a checkpoint of job '%s', not '%s'",
+                        dir, tr->rpos.job, tr->job->name);
+    // Rank 0 loads the tables only if every rank read its dense state (a local failure above
+    // is still reported by that rank; the launch is aborted by the caller).
+    int st = rc;
+    if (tr->comm->job_rank == 0 && rc == RD_OK) {
+        int tables[RD_MAX_TABLES];
+        for (int t = 0; t < tr->model->n_tables; t++)
+            tables[t] = tr->kv_table[t];
+        int64_t step = -1;
+        st = rd_kv_load(tr->kv, dir, tables, tr->model->n_tables, &step, eb);
+        if (st == RD_OK && step != tr->rpos.step)
+            st = rd_err_set(eb, RD_ERR_CORRUPT, "--resume: %s: tables of step %lld, dense.bin of "
+                            "step %lld", dir, (long long)step, (long long)tr->rpos.step);
+        if (st != RD_OK)
+            rd_err_prefix(eb, "--resume: ");
+    }
+    job_bcast_int(tr, &st);
+    if (rc != RD_OK)
+        return rc;
+    if (st != RD_OK)
+        return tr->comm->job_rank == 0 ? st
+                                       : rd_err_set(eb, st, "--resume: job rank 0 failed to load "
+                                                            "the tables of %s", dir);
+    rd_kv_set_step(tr->kv, tr->rpos.step);
+    tr->step = (uint64_t)tr->rpos.step;
+    tr->trained = tr->rpos.trained;
+    tr->loss_ema = tr->rpos.loss_ema;
+    tr->have_loss = tr->rpos.have_loss;
+    tr->ckpt_step = tr->rpos.step;
+    tr->resuming = 1;
+    if (tr->comm->job_rank == 0 && !tr->quiet)
+        printf("[%s] resumed from %s (step %lld, epoch %d, window %d, step %lld of the phase)\n",
+               tr->job->name, dir, (long long)tr->rpos.step, tr->rpos.epoch, tr->rpos.window,
+               (long long)tr->rpos.range_step);
+    return RD_OK;
+}
+
+// Steps of phase (epoch e, window w) already in the checkpoint: -1 = the phase is before the
+// checkpoint (skip it whole, evaluation included), else the steps to skip.
+static int64_t resume_skip(const rd_trainer *tr, int32_t e, int32_t w) {
+    if (!tr->resuming)
+        return 0;
+    const rd_train_pos *p = &tr->rpos;
+    if (w < 0) // batch epoch e
+        return p->window >= 0 || e < p->epoch ? -1 : e == p->epoch ? p->range_step : 0;
+    return w < p->window ? -1 : w == p->window ? p->range_step : 0;
+}
+
 int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     const rd_config *cfg = tr->cfg;
     const int W = tr->comm->job_size, me = tr->comm->job_rank;
@@ -1313,16 +1418,21 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     tr->t_progress = now_s();
     int mode = cfg->train.order == RD_ORDER_USER ? RD_PART_USER : RD_PART_STRIDED;
     int rc = distill_setup(tr, eb);
+    if (rc == RD_OK && tr->resume_dir[0])
+        rc = resume(tr, eb);
     char phase[64];
 
     // 1. Batch phase.
     for (int e = 0; e < cfg->train.epochs && rc == RD_OK; e++) {
+        int64_t skip = resume_skip(tr, e, -1);
+        if (skip < 0)
+            continue;
         snprintf(phase, sizeof phase, "batch epoch %d/%d", e + 1, cfg->train.epochs);
         if ((rc = distill_begin(tr, (uint32_t)e, -1, eb)) != RD_OK)
             break;
         tr->pos_epoch = e;
         tr->pos_window = -1;
-        rc = train_range(tr, batch, mode, phase, counts, eb);
+        rc = train_range(tr, batch, mode, phase, counts, skip, eb);
         if (rc == RD_OK)
             rc = distill_end(tr, eb);
         progress(tr, phase, 0, 0, 1); // end of the epoch
@@ -1333,7 +1443,11 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         rd_metrics_result mr;
         double es = 0;
         memset(&mr, 0, sizeof mr);
-        if ((rc = eval_range(tr, r, &mr, NULL, &es, eb)) != RD_OK)
+        // A resumed run does not evaluate windows evaluated before its checkpoint (metrics NaN,
+        // n = 0), nor trains the steps the checkpoint holds.
+        int64_t skip = resume_skip(tr, 0, (int32_t)w);
+        mr.auc = mr.gauc = mr.logloss = mr.calibration = (double)NAN;
+        if (skip == 0 && (rc = eval_range(tr, r, &mr, NULL, &es, eb)) != RD_OK)
             break;
         double tt = tr->train_s;
         uint64_t n0 = tr->trained;
@@ -1342,7 +1456,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
             break;
         tr->pos_epoch = cfg->train.epochs;
         tr->pos_window = (int32_t)w;
-        rc = train_range(tr, r, RD_PART_STRIDED, phase, counts, eb);
+        if (skip >= 0)
+            rc = train_range(tr, r, RD_PART_STRIDED, phase, counts, skip, eb);
         if (rc == RD_OK)
             rc = distill_end(tr, eb);
         if (w < RD_TRAINER_MAX_WINDOWS) {

@@ -48,7 +48,13 @@
 // Checkpoints (rd/train_ckpt.h): job rank 0 writes one after every ps.checkpoint_every-th step
 // (0 = none during training) and one after the last training step, into
 // <checkpoint_dir>/<job>/step-N (the job's tables through rd_kv_save, then dense.bin with the
-// dense parameters, optimizer state and position), keeping the newest ps.checkpoint_keep.
+// dense parameters, optimizer state and position), keeping the newest ps.checkpoint_keep. With
+// opts.resume_dir the run continues from one: every rank restores the dense parameters, optimizer
+// state and position, job rank 0 restores the job's PS tables (rd_kv_load), and the schedule goes
+// on at the step after the checkpoint's (earlier phases are skipped and their windows are not
+// re-evaluated: metrics NaN). In sync mode the result is bit-identical to the uninterrupted run,
+// also on another number of PS ranks after `recdistill table reshard`. Not with live
+// distillation (RD_ERR_UNSUPPORTED).
 //
 // Memory: every buffer of a step is allocated at create for train.batch_size (two stages, so the
 // next batch's keys and pull are prepared while this one is computed); nothing per step.
@@ -120,6 +126,8 @@ typedef struct rd_trainer_opts {
     int quiet;               // 1 = no progress lines
     const char *checkpoint_dir; // root of the job's checkpoints (rd/train_ckpt.h); NULL =
                                 // cfg->ps.checkpoint_dir; "" = write none
+    const char *resume_dir;     // continue from a checkpoint: a step-N directory of this job,
+                                // or a checkpoint root (its newest <job>/step-N); NULL = fresh
 } rd_trainer_opts;
 
 /**
