@@ -403,7 +403,7 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
             unsigned dim, slots;
             char name[RD_NAME_MAX + 8], opt[32];
             if (lineno == 1 &&
-                sscanf(line, "# table %40s dim %u slots %u optimizer %31s", name, &dim, &slots,
+                sscanf(line, "# table %39s dim %u slots %u optimizer %31s", name, &dim, &slots,
                        opt) == 4 &&
                 (dim != ct->dim || slots != ct->slots))
                 rc = rd_err_set(eb, RD_ERR_SCHEMA,

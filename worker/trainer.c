@@ -1127,10 +1127,11 @@ static int train_range(rd_trainer *tr,
             rd_dense_allreduce(m->grads, m->n_slab, tr->comm->job);
         rd_dense_optim_step(&tr->opt, m->params, m->grads, m->opt_state, m->n_slab);
         tr->trained += Btot;
+        tr->train_s += now_s() - t0;
         // 5. Every checkpoint_every steps: the cut "steps 0..s applied" (no push of s+1 yet).
+        //    Not counted as training time.
         if ((rc = ckpt_maybe(tr, s + 1, 0, eb)) != RD_OK)
             return rc;
-        tr->train_s += now_s() - t0;
         t0 = now_s();
         progress(tr, phase, s + 1, steps, 0);
     }
