@@ -188,13 +188,13 @@ int rd_cmd_table(int argc, char **argv) {
     }
     int edits = strcmp(cmd, "import") == 0 || strcmp(cmd, "evict") == 0 ||
                 strcmp(cmd, "reshard") == 0 || strcmp(cmd, "compact") == 0;
-    const char *missing = !dir                                           ? "CKPT"
-                          : edits && !out                                ? "--out DIR"
-                          : strcmp(cmd, "export") == 0 && !out           ? "--out FILE"
-                          : (strcmp(cmd, "export") == 0 ||
-                             strcmp(cmd, "import") == 0) && !table       ? "--table NAME"
-                          : strcmp(cmd, "import") == 0 && !in            ? "--in FILE"
-                          : strcmp(cmd, "reshard") == 0 && shards == 0   ? "--shards P"
+    const char *missing = !dir                                 ? "CKPT"
+                          : edits && !out                      ? "--out DIR"
+                          : strcmp(cmd, "export") == 0 && !out ? "--out FILE"
+                          : (strcmp(cmd, "export") == 0 || strcmp(cmd, "import") == 0) && !table
+                              ? "--table NAME"
+                          : strcmp(cmd, "import") == 0 && !in          ? "--in FILE"
+                          : strcmp(cmd, "reshard") == 0 && shards == 0 ? "--shards P"
                           : strcmp(cmd, "evict") == 0 && older == INT64_MIN && min_count == 0
                               ? "--older-than T or --min-count N"
                               : NULL;
@@ -203,7 +203,7 @@ int rd_cmd_table(int argc, char **argv) {
                 missing);
         return 2;
     }
-    int fmt = strcmp(format, "tsv") == 0 ? RD_TABLETOOL_TSV
+    int fmt = strcmp(format, "tsv") == 0   ? RD_TABLETOOL_TSV
               : strcmp(format, "bin") == 0 ? RD_TABLETOOL_BIN
                                            : -1;
     if (fmt < 0) {

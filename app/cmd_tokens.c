@@ -124,13 +124,13 @@ int rd_cmd_tokens(int argc, char **argv) {
             dir = a;
         }
     }
-    const char *missing = !dir                                                  ? "STORE"
-                          : strcmp(cmd, "fetch") == 0 && !have_user             ? "--user KEY"
+    const char *missing = !dir                                      ? "STORE"
+                          : strcmp(cmd, "fetch") == 0 && !have_user ? "--user KEY"
                           : (strcmp(cmd, "fetch") == 0 || strcmp(cmd, "gc") == 0) && !have_before
                               ? "--before T"
-                          : strcmp(cmd, "fetch") == 0 && L == 0                 ? "--n L"
-                          : strcmp(cmd, "compact") == 0 && !out                 ? "--out DIR"
-                                                                                : NULL;
+                          : strcmp(cmd, "fetch") == 0 && L == 0 ? "--n L"
+                          : strcmp(cmd, "compact") == 0 && !out ? "--out DIR"
+                                                                : NULL;
     if (missing) {
         fprintf(stderr, "recdistill tokens %s: missing %s (recdistill tokens --help)\n", cmd,
                 missing);
@@ -158,8 +158,8 @@ int rd_cmd_tokens(int argc, char **argv) {
                 rd_token_stats *ps = per_shard ? rd_xcalloc(in.n_shards, sizeof *ps) : NULL;
                 rc = rd_token_store_stats(s, &tot, ps, &eb);
                 if (rc == RD_OK) {
-                    printf("store %s: %u shards, dim %u %s, version %u\n", dir, in.n_shards,
-                           in.dim, rd_token_dtype_name((int)in.dtype), in.version);
+                    printf("store %s: %u shards, dim %u %s, version %u\n", dir, in.n_shards, in.dim,
+                           rd_token_dtype_name((int)in.dtype), in.version);
                     print_stats("total", &tot);
                     for (uint32_t k = 0; ps && k < in.n_shards; k++) {
                         char what[32];
@@ -180,8 +180,8 @@ int rd_cmd_tokens(int argc, char **argv) {
                 uint64_t n = 0;
                 rc = rd_token_store_verify(s, &n, &eb);
                 if (rc == RD_OK)
-                    printf("ok: %s: %llu records checked, %u shards\n", dir,
-                           (unsigned long long)n, in.n_shards);
+                    printf("ok: %s: %llu records checked, %u shards\n", dir, (unsigned long long)n,
+                           in.n_shards);
             }
             rd_token_store_destroy(s);
         }

@@ -19,8 +19,8 @@
 #include "rd/dataset.h"
 #include "rd/dense_optim.h"
 #include "rd/hash.h"
-#include "rd/lmdbx.h"
 #include "rd/layers.h"
+#include "rd/lmdbx.h"
 #include "rd/log.h"
 #include "rd/model.h"
 #include "rd/optim.h"
@@ -306,8 +306,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_serve: cannot write %s\n", json);
             return 1;
         }
-        fprintf(f, "{\"bench\": \"serve\", \"model\": \"%s\", \"params\": %llu, \"rows\": %llu, "
-                   "\"iters\": %d, \"warmup\": %d, \"candidates\": {",
+        fprintf(f,
+                "{\"bench\": \"serve\", \"model\": \"%s\", \"params\": %llu, \"rows\": %llu, "
+                "\"iters\": %d, \"warmup\": %d, \"candidates\": {",
                 in.model, (unsigned long long)in.params, (unsigned long long)in.rows, iters,
                 warmup);
         for (int k = 0; k < 3; k++)

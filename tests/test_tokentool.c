@@ -125,8 +125,9 @@ static void test_tokens_cli(void **state) {
         grew += n > last;
         last = n;
         assert_int_equal(run(out, sizeof out, "%s tokens verify %s", g_rd, dir), 0);
-        assert_int_equal(run(out, sizeof out, "%s tokens fetch %s --user %u --before 99999999 --n 7",
-                             g_rd, dir, USER),
+        assert_int_equal(run(out, sizeof out,
+                             "%s tokens fetch %s --user %u --before 99999999 --n 7", g_rd, dir,
+                             USER),
                          0);
         unsigned long long nf = field_after(out, "n_found ");
         if (nf == 7) { // the newest record ends a batch
@@ -205,9 +206,8 @@ static void test_tokens_cli(void **state) {
     assert_int_equal(run(out, sizeof out, "%s tokens stats %s/none 2>&1", g_rd, g_root), 1);
     assert_non_null(strstr(out, "none"));
     assert_int_equal(run(NULL, 0, "%s tokens fetch %s --before 5 --n 3 2>/dev/null", g_rd, dir), 2);
-    assert_int_equal(run(NULL, 0, "%s tokens fetch %s --user 1 --before 5 --n 0 2>/dev/null", g_rd,
-                         dir),
-                     2);
+    assert_int_equal(
+        run(NULL, 0, "%s tokens fetch %s --user 1 --before 5 --n 0 2>/dev/null", g_rd, dir), 2);
     assert_int_equal(run(NULL, 0, "%s tokens frob %s 2>/dev/null", g_rd, dir), 2);
     assert_int_equal(run(out, sizeof out, "%s tokens compact %s --out %s 2>&1", g_rd, dir, cp), 1);
     assert_non_null(strstr(out, "exists"));

@@ -44,10 +44,10 @@ struct rd_serve {
     uint32_t *inv[RD_MAX_TABLES];
     float *vals[RD_MAX_TABLES];
     int32_t *fidx[RD_MAX_FEATURES];
-    int32_t *sidx;   // (max_n, L)
-    uint8_t *slab;   // (max_n, L)
-    int32_t *hpos;   // (L) history positions in raw
-    float *labels;   // (max_n) zeros: the forward wants labels
+    int32_t *sidx; // (max_n, L)
+    uint8_t *slab; // (max_n, L)
+    int32_t *hpos; // (L) history positions in raw
+    float *labels; // (max_n) zeros: the forward wants labels
     void *scratch;
     size_t scratch_bytes;
 };
@@ -110,8 +110,8 @@ int rd_serve_export(const rd_config *cfg,
     rd_model *m = NULL;
     rd_tabletool *tt = NULL;
     obuf o = {0};
-    int rc = rd_dataset_open(dataset_dir ? dataset_dir : cfg->data.dir, RD_DATASET_NOVERIFY, &ds,
-                             eb);
+    int rc =
+        rd_dataset_open(dataset_dir ? dataset_dir : cfg->data.dir, RD_DATASET_NOVERIFY, &ds, eb);
     if (rc != RD_OK)
         goto done;
     const rd_dataset_info *di = rd_dataset_get_info(ds);
@@ -383,8 +383,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         IN(&b, rows);
         size_t dim = m->tables[t].dim;
         if (b.bad || rows > (len - b.off) / (8 + dim * sizeof(float))) {
-            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: table %s: truncated rows", path,
-                            s->tc[t].name);
+            rc =
+                rd_err_set(eb, RD_ERR_CORRUPT, "%s: table %s: truncated rows", path, s->tc[t].name);
             break;
         }
         for (uint64_t i = 0; i < rows && rc == RD_OK; i++) {
@@ -471,8 +471,8 @@ int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offse
 // ---------------------------------------------------------------------------------------------
 // Score
 
-int rd_serve_score(rd_serve *s, const rd_serve_request *req, float *scores, float *logits,
-                   rd_errbuf *eb) {
+int rd_serve_score(
+    rd_serve *s, const rd_serve_request *req, float *scores, float *logits, rd_errbuf *eb) {
     rd_model *m = s->m;
     const size_t N = req->n, K = s->info.keys_per_candidate, L = s->info.hist_len;
     if (N == 0 || N > s->max_n)
@@ -587,8 +587,8 @@ int rd_serve_request_from_dataset(const rd_serve *s,
                                   rd_errbuf *eb) {
     const rd_dataset_info *di = rd_dataset_get_info(ds);
     if (rec >= di->n_events)
-        return rd_err_set(eb, RD_ERR_RANGE, "record %llu not in [0, %llu)",
-                          (unsigned long long)rec, (unsigned long long)di->n_events);
+        return rd_err_set(eb, RD_ERR_RANGE, "record %llu not in [0, %llu)", (unsigned long long)rec,
+                          (unsigned long long)di->n_events);
     if (di->n_numeric != s->info.n_numeric)
         return rd_err_set(eb, RD_ERR_SCHEMA, "dataset has %u numeric features, the bundle %zu",
                           di->n_numeric, s->info.n_numeric);
@@ -604,8 +604,8 @@ int rd_serve_request_from_dataset(const rd_serve *s,
             dst[0] = r->item_key;
         } else if (df) {
             if (df->width != s->width[f])
-                return rd_err_set(eb, RD_ERR_SCHEMA, "field '%s' has width %u, the bundle %u",
-                                  name, df->width, s->width[f]);
+                return rd_err_set(eb, RD_ERR_SCHEMA, "field '%s' has width %u, the bundle %u", name,
+                                  df->width, s->width[f]);
             memcpy(dst, rd_dataset_keys(ds, rec) + df->offset, df->width * sizeof *dst);
         } else if (strcmp(name, "hour") == 0 || strcmp(name, "weekday") == 0) {
             int hour = 0, wd = 0;

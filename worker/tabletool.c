@@ -46,7 +46,8 @@ static void table_config(const rd_ckpt_table *ct, rd_table_config *tc) {
     tc->capacity = 1024;
 }
 
-static int new_tables(const rd_ckpt_manifest *m, uint32_t n_shards, rd_table ***out, rd_errbuf *eb) {
+static int
+new_tables(const rd_ckpt_manifest *m, uint32_t n_shards, rd_table ***out, rd_errbuf *eb) {
     size_t n = (size_t)n_shards * m->n_tables;
     rd_table **tab = rd_xcalloc(n ? n : 1, sizeof *tab);
     for (uint32_t s = 0; s < n_shards; s++)
@@ -166,8 +167,8 @@ void rd_tabletool_stats(const rd_tabletool *tt, int table, rd_tabletool_hist *h)
 
 // Replace *slot by a copy holding the same rows and counters and the pending counts with
 // last_seen >= older_than (the admission map has no remove).
-static int drop_pending(const rd_ckpt_table *ct, uint64_t seed, rd_table **slot, int64_t older_than,
-                        rd_errbuf *eb) {
+static int drop_pending(
+    const rd_ckpt_table *ct, uint64_t seed, rd_table **slot, int64_t older_than, rd_errbuf *eb) {
     rd_table_config tc;
     table_config(ct, &tc);
     rd_table *nt = NULL;
@@ -551,8 +552,7 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
     const uint32_t P = m->n_shards, T = m->n_tables;
     uint32_t Q = n_shards > 0 ? (uint32_t)n_shards : P;
     if (n_shards < 0 || Q > RD_CKPT_MAX_SHARDS)
-        return rd_err_set(eb, RD_ERR_ARG, "shards: %d outside 1..%d", n_shards,
-                          RD_CKPT_MAX_SHARDS);
+        return rd_err_set(eb, RD_ERR_ARG, "shards: %d outside 1..%d", n_shards, RD_CKPT_MAX_SHARDS);
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new directory", out);
@@ -624,8 +624,8 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
         nm->tables[t].rows = nm->tables[t].pending = 0;
     for (uint32_t q = 0; rc == RD_OK && q < Q; q++) {
         rd_ckpt_shard_info info;
-        rc = rd_ckpt_write_shard(part, (int)q, (int)Q, m->step, m->seed, nt + (size_t)q * T,
-                                 (int)T, &info, eb);
+        rc = rd_ckpt_write_shard(part, (int)q, (int)Q, m->step, m->seed, nt + (size_t)q * T, (int)T,
+                                 &info, eb);
         if (rc != RD_OK)
             break;
         nm->shard_crc[q] = info.crc;

@@ -260,11 +260,11 @@ int rd_train_ckpt_read_dense(const char *dir,
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s/%s: %zu bytes, the header implies %zu", dir,
                         RD_TRAIN_CKPT_DENSE, n, want);
     else if (expect_hash && h.pos.config_hash != expect_hash)
-        rc = rd_err_set(eb, RD_ERR_SCHEMA,
-                        "%s: written for another model or table config (config hash %016llx, "
-                        "expected %016llx)",
-                        dir, (unsigned long long)h.pos.config_hash,
-                        (unsigned long long)expect_hash);
+        rc =
+            rd_err_set(eb, RD_ERR_SCHEMA,
+                       "%s: written for another model or table config (config hash %016llx, "
+                       "expected %016llx)",
+                       dir, (unsigned long long)h.pos.config_hash, (unsigned long long)expect_hash);
     else if (h.n_slab != m->n_slab || h.n_params != m->n_params)
         rc = rd_err_set(eb, RD_ERR_SCHEMA,
                         "%s: dense slab of %llu floats (%llu params), the model has %zu (%zu)", dir,

@@ -139,7 +139,7 @@ struct rd_trainer {
     char ckpt_root[RD_PATH_MAX]; // "" = none
     int32_t pos_epoch;           // position of the range being trained
     int32_t pos_window;
-    int64_t ckpt_step; // step of the last checkpoint written, -1 = none
+    int64_t ckpt_step;                // step of the last checkpoint written, -1 = none
     char resume_dir[RD_PATH_MAX * 2]; // "" = fresh start (rd_trainer_opts.resume_dir)
     int resuming;                     // the run continues from rpos
     rd_train_pos rpos;
@@ -414,7 +414,8 @@ int rd_trainer_create(const rd_comm *comm,
     }
 
     // 4. Checkpoint root and metrics file path (job rank 0 writes them).
-    const char *croot = opts && opts->checkpoint_dir ? opts->checkpoint_dir : cfg->ps.checkpoint_dir;
+    const char *croot =
+        opts && opts->checkpoint_dir ? opts->checkpoint_dir : cfg->ps.checkpoint_dir;
     snprintf(tr->ckpt_root, sizeof tr->ckpt_root, "%s", croot);
     tr->ckpt_step = -1;
     if (opts && opts->resume_dir && opts->resume_dir[0])
@@ -991,7 +992,8 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *
     snprintf(part, sizeof part, "%s/.step-%012lld.partial", jdir, (long long)step);
     int rc;
     // A .partial left by a crash is garbage: it never had its rename.
-    if ((rc = rd_train_ckpt_rmtree(part, eb)) != RD_OK || (rc = rd_lmdbx_mkdir_p(part, eb)) != RD_OK)
+    if ((rc = rd_train_ckpt_rmtree(part, eb)) != RD_OK ||
+        (rc = rd_lmdbx_mkdir_p(part, eb)) != RD_OK)
         goto fail;
     rd_train_pos pos;
     memset(&pos, 0, sizeof pos);
@@ -1060,8 +1062,7 @@ static int train_range(rd_trainer *tr,
             ;
     }
     int rc;
-    if ((rc = stage_fill(tr, &tr->st[start & 1], &it, batch_of(counts[me], start, B), eb)) !=
-        RD_OK)
+    if ((rc = stage_fill(tr, &tr->st[start & 1], &it, batch_of(counts[me], start, B), eb)) != RD_OK)
         return rc;
     if ((rc = stage_pull(tr, &tr->st[start & 1], eb)) != RD_OK)
         return rc;
@@ -1367,8 +1368,10 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
         int64_t step = -1;
         st = rd_kv_load(tr->kv, dir, tables, tr->model->n_tables, &step, eb);
         if (st == RD_OK && step != tr->rpos.step)
-            st = rd_err_set(eb, RD_ERR_CORRUPT, "--resume: %s: tables of step %lld, dense.bin of "
-                            "step %lld", dir, (long long)step, (long long)tr->rpos.step);
+            st = rd_err_set(eb, RD_ERR_CORRUPT,
+                            "--resume: %s: tables of step %lld, dense.bin of "
+                            "step %lld",
+                            dir, (long long)step, (long long)tr->rpos.step);
         if (st != RD_OK)
             rd_err_prefix(eb, "--resume: ");
     }
@@ -1377,8 +1380,10 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
         return rc;
     if (st != RD_OK)
         return tr->comm->job_rank == 0 ? st
-                                       : rd_err_set(eb, st, "--resume: job rank 0 failed to load "
-                                                            "the tables of %s", dir);
+                                       : rd_err_set(eb, st,
+                                                    "--resume: job rank 0 failed to load "
+                                                    "the tables of %s",
+                                                    dir);
     rd_kv_set_step(tr->kv, tr->rpos.step);
     tr->step = (uint64_t)tr->rpos.step;
     tr->trained = tr->rpos.trained;

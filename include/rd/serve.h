@@ -107,8 +107,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
  * @return RD_OK, RD_ERR_ARG (n out of 1..max_candidates, keys NULL, numeric missing),
  *         RD_ERR_RANGE (non-finite numeric)
  */
-int rd_serve_score(rd_serve *s, const rd_serve_request *req, float *scores, float *logits,
-                   rd_errbuf *eb);
+int rd_serve_score(
+    rd_serve *s, const rd_serve_request *req, float *scores, float *logits, rd_errbuf *eb);
 
 /** Free everything. Accepts NULL. */
 void rd_serve_close(rd_serve *s);

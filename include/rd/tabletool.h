@@ -47,8 +47,8 @@ enum { RD_TABLETOOL_TSV = 0, RD_TABLETOOL_BIN = 1 };
 /** Histograms of one table: bucket b counts rows whose value v has floor(log2(v + 1)) == b. */
 typedef struct rd_tabletool_hist {
     uint64_t rows, pending;
-    uint64_t row_bytes;           // rows * (key + floats + last_seen + count), as stored
-    int64_t newest, oldest;       // last_seen range (INT64_MIN / INT64_MAX when empty)
+    uint64_t row_bytes;                // rows * (key + floats + last_seen + count), as stored
+    int64_t newest, oldest;            // last_seen range (INT64_MIN / INT64_MAX when empty)
     uint64_t age[RD_TABLETOOL_HIST];   // age = newest - last_seen (stream seconds)
     uint64_t count[RD_TABLETOOL_HIST]; // updates applied to the row
 } rd_tabletool_hist;

@@ -42,14 +42,14 @@
 
 /** The trainer's position at a checkpoint (steps 0..step-1 of the job are applied). */
 typedef struct rd_train_pos {
-    int64_t step;        // job steps completed (rd_kv_step after the step's CLOCK)
-    int32_t epoch;       // batch epoch in progress (0-based); cfg.train.epochs once in the stream
-    int32_t window;      // stream window in progress, -1 during the batch phase
-    int64_t range_step;  // steps of the current epoch / window completed
-    uint64_t trained;    // training examples done (job total)
-    double loss_ema;     // moving average of job rank 0's loss
-    int32_t have_loss;   // loss_ema is set
-    uint64_t seed;       // cfg.run.seed
+    int64_t step;         // job steps completed (rd_kv_step after the step's CLOCK)
+    int32_t epoch;        // batch epoch in progress (0-based); cfg.train.epochs once in the stream
+    int32_t window;       // stream window in progress, -1 during the batch phase
+    int64_t range_step;   // steps of the current epoch / window completed
+    uint64_t trained;     // training examples done (job total)
+    double loss_ema;      // moving average of job rank 0's loss
+    int32_t have_loss;    // loss_ema is set
+    uint64_t seed;        // cfg.run.seed
     uint64_t config_hash; // rd_train_ckpt_config_hash of the job's model
     char job[RD_NAME_MAX];
     char model[RD_NAME_MAX];

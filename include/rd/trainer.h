@@ -120,10 +120,10 @@ typedef struct rd_trainer rd_trainer;
 
 /** Options besides the config. */
 typedef struct rd_trainer_opts {
-    const char *dataset_dir; // prepared dataset folder; NULL = cfg->data.dir
-    const char *metrics_dir; // folder of the metrics file "<job>.metrics.<csv|jsonl>"; NULL =
-                             // cfg->run.out_dir; "" = write none
-    int quiet;               // 1 = no progress lines
+    const char *dataset_dir;    // prepared dataset folder; NULL = cfg->data.dir
+    const char *metrics_dir;    // folder of the metrics file "<job>.metrics.<csv|jsonl>"; NULL =
+                                // cfg->run.out_dir; "" = write none
+    int quiet;                  // 1 = no progress lines
     const char *checkpoint_dir; // root of the job's checkpoints (rd/train_ckpt.h); NULL =
                                 // cfg->ps.checkpoint_dir; "" = write none
     const char *resume_dir;     // continue from a checkpoint: a step-N directory of this job,

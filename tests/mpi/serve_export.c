@@ -124,14 +124,15 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         maxd = d > maxd ? d : maxd;
         lo = fmin(lo, ref[i]);
         hi = fmax(hi, ref[i]);
-        T_CHECK(&g_errs, fabs((double)score[0] - 1.0 / (1.0 + exp(-(double)logit[0]))) < 1e-6, "score");
+        T_CHECK(&g_errs, fabs((double)score[0] - 1.0 / (1.0 + exp(-(double)logit[0]))) < 1e-6,
+                "score");
     }
     printf("serve vs trainer: %zu holdout requests, max |logit diff| %.3g (logits in [%.3f, "
            "%.3f])\n",
            n, maxd, lo, hi);
     T_CHECK(&g_errs, maxd <= 1e-6, "serving logits differ from the trainer's by %.3g", maxd);
-    T_CHECK(&g_errs, hi - lo > 1e-3, "logits do not vary (%.3g..%.3g): the test could not fail",
-            lo, hi);
+    T_CHECK(&g_errs, hi - lo > 1e-3, "logits do not vary (%.3g..%.3g): the test could not fail", lo,
+            hi);
 
     // 3. Many candidates: the record's item first, then other records' items.
     const size_t sizes[2] = {16, 256};
@@ -154,8 +155,8 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             }
             RD_ASSERT(rd_serve_request_from_dataset(sv, ds, recs[i], keys, hist, hl, NULL, &eb) ==
                       RD_OK);
-            rd_serve_request rq = {.n = sizes[k], .keys = keys, .hist_items = hist,
-                                   .hist_labels = hl};
+            rd_serve_request rq = {
+                .n = sizes[k], .keys = keys, .hist_items = hist, .hist_labels = hl};
             rc = rd_serve_score(sv, &rq, NULL, logit, &eb);
             T_CHECK(&g_errs, rc == RD_OK, "score %zu: %s", sizes[k], eb.msg);
             md = fmax(md, fabs((double)logit[0] - (double)solo[i]));
@@ -178,8 +179,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
     rd_serve *x = NULL;
     snprintf(p, sizeof p, "%s/none.rdsv", dir);
     rd_errbuf_clear(&eb);
-    T_CHECK(&g_errs, rd_serve_open(p, 4, &x, &eb) == RD_ERR_NOTFOUND && !x, "missing: %s",
-            eb.msg);
+    T_CHECK(&g_errs, rd_serve_open(p, 4, &x, &eb) == RD_ERR_NOTFOUND && !x, "missing: %s", eb.msg);
     snprintf(p, sizeof p, "%s/flip.rdsv", dir);
     copy_patch(bundle, p, 300, 0x10, 0);
     rd_errbuf_clear(&eb);
