@@ -37,9 +37,33 @@ static const char *yaml_fmt =
     "train: {batch_size: 64, epochs: 2}\n"
     "output: {progress_every_s: 0}\n";
 
+// The same student on MovieLens-100K (when $RD_SHARED_DATA has it): categorical side fields
+// and the multi-valued genres (mean pooling), so candidates carry multi-slot keys.
+static const char *yaml_ml =
+    "run: {name: svml, seed: 3, out_dir: %s/runml}\n"
+    "cluster:\n  ps_ranks: 2\n  jobs:\n    - {name: student, role: student, model: small}\n"
+    "data:\n  source: movielens100k\n  input: %s\n  dir: %s/dataml\n  history_max: 16\n"
+    "  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 1}\n"
+    "ps:\n  tables:\n    - {name: s_user, dim: 4}\n"
+    "    - {name: s_item, dim: 8, optimizer: {type: adam, lr: 0.01}}\n"
+    "    - {name: s_side, dim: 4}\n"
+    "models:\n  - name: small\n    features:\n      - {field: user, table: s_user}\n"
+    "      - {field: item, table: s_item}\n      - {field: age, table: s_side}\n"
+    "      - {field: occupation, table: s_side}\n"
+    "      - {field: genres, table: s_side, pooling: mean}\n"
+    "      - {field: weekday, table: s_side}\n"
+    "    seq: {kind: mean, length: 8}\n    mlp: [%d]\n    two_towers: true\n"
+    "train: {batch_size: 512, epochs: 1}\n"
+    "output: {progress_every_s: 0}\n";
+
+static const char *g_ml_input; // NULL = synthetic session
+
 static void make_config(rd_config *cfg, const char *dir, int mlp) {
     char text[4096];
-    snprintf(text, sizeof text, yaml_fmt, dir, dir, mlp);
+    if (g_ml_input)
+        snprintf(text, sizeof text, yaml_ml, dir, g_ml_input, dir, mlp);
+    else
+        snprintf(text, sizeof text, yaml_fmt, dir, dir, mlp);
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     int rc = rd_config_parse_string(text, strlen(text), "serve_export", cfg, &eb);
@@ -74,8 +98,8 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     char dsdir[600], ckpt[1024], bundle[700];
-    snprintf(dsdir, sizeof dsdir, "%s/data", dir);
-    snprintf(bundle, sizeof bundle, "%s/student.rdsv", dir);
+    snprintf(dsdir, sizeof dsdir, "%s", cfg->data.dir);
+    snprintf(bundle, sizeof bundle, "%s/student%s.rdsv", dir, g_ml_input ? "_ml" : "");
     int rc = rd_train_ckpt_latest(cfg->ps.checkpoint_dir, "student", ckpt, sizeof ckpt, &eb);
     T_CHECK(&g_errs, rc == RD_OK, "no checkpoint: %s", eb.msg);
     if (rc != RD_OK)
@@ -102,7 +126,8 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         goto out;
     rd_serve_info in;
     rd_serve_get_info(sv, &in);
-    T_CHECK(&g_errs, in.keys_per_candidate == 4 && in.hist_len == 8 && in.rows > 0,
+    T_CHECK(&g_errs,
+            in.keys_per_candidate == (g_ml_input ? 5 + 19u : 4) && in.hist_len == 8 && in.rows > 0,
             "info: K %zu L %zu rows %llu", in.keys_per_candidate, in.hist_len,
             (unsigned long long)in.rows);
     T_CHECK(&g_errs, in.config_hash == rd_train_ckpt_config_hash(cfg, &cfg->models[0]),
@@ -127,9 +152,9 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         T_CHECK(&g_errs, fabs((double)score[0] - 1.0 / (1.0 + exp(-(double)logit[0]))) < 1e-6,
                 "score");
     }
-    printf("serve vs trainer: %zu holdout requests, max |logit diff| %.3g (logits in [%.3f, "
+    printf("[%s] serve vs trainer: %zu holdout requests, max |logit diff| %.3g (logits in [%.3f, "
            "%.3f])\n",
-           n, maxd, lo, hi);
+           g_ml_input ? "movielens-100k" : "synthetic", n, maxd, lo, hi);
     T_CHECK(&g_errs, maxd <= 1e-6, "serving logits differ from the trainer's by %.3g", maxd);
     T_CHECK(&g_errs, hi - lo > 1e-3, "logits do not vary (%.3g..%.3g): the test could not fail", lo,
             hi);
@@ -225,28 +250,13 @@ out:
     rd_dataset_close(ds);
 }
 
-int main(int argc, char **argv) {
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
-        fprintf(stderr, "%s\n", eb.msg);
-        return 1;
-    }
-    int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    rd_log_init(RD_LOG_LEVEL_WARN, rank, NULL);
-    if (size != 3) {
-        if (rank == 0)
-            fprintf(stderr, "serve_export needs 3 ranks\n");
-        rd_mpi_finalize();
-        return 1;
-    }
-    char dir[512];
-    t_tmpdir(dir, sizeof dir, "serve");
+static void session(const char *dir) {
     rd_config *cfg = rd_xmalloc(sizeof *cfg);
     make_config(cfg, dir, 16);
-    int rc = RD_OK;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rank = 0, rc = RD_OK;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     if (rank == 0)
         rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
     t_bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -270,12 +280,48 @@ int main(int argc, char **argv) {
         T_CHECK(&g_errs, rc == RD_OK, "rd_trainer_destroy: %s", rd_strerror(rc));
     }
     rd_comm_destroy(comm);
+    t_barrier(MPI_COMM_WORLD);
+    rd_free(cfg);
+}
+
+int main(int argc, char **argv) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
+        fprintf(stderr, "%s\n", eb.msg);
+        return 1;
+    }
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    rd_log_init(RD_LOG_LEVEL_WARN, rank, NULL);
+    if (size != 3) {
+        if (rank == 0)
+            fprintf(stderr, "serve_export needs 3 ranks\n");
+        rd_mpi_finalize();
+        return 1;
+    }
+    char dir[512];
+    t_tmpdir(dir, sizeof dir, "serve");
+    session(dir);
+    // MovieLens-100K (multi-valued genres) when the shared data is there.
+    const char *shared = getenv("RD_SHARED_DATA");
+    char ml[600];
+    if (shared) {
+        snprintf(ml, sizeof ml, "%s/movielens-100k/u.data", shared);
+        if (access(ml, R_OK) == 0) {
+            snprintf(ml, sizeof ml, "%s/movielens-100k", shared);
+            g_ml_input = ml;
+            session(dir);
+        } else if (rank == 0) {
+            printf("movielens-100k session skipped: no %s\n", ml);
+        }
+    }
     int errs = t_allsum(g_errs, MPI_COMM_WORLD);
     if (rank == 0) {
         t_rmtree(dir);
         printf("serve_export: %s (%d failures)\n", errs ? "FAILED" : "ok", errs);
     }
-    rd_free(cfg);
     rd_mpi_finalize();
     return errs ? 1 : 0;
 }
