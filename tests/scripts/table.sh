@@ -150,6 +150,32 @@ expect_fail 1 "MANIFEST" "$RD" table verify bad
 cp -r "$C" bad2 && printf 'xx' | dd of=bad2/dense.bin bs=1 seek=100 conv=notrunc 2>/dev/null
 expect_fail 1 "dense.bin: CRC mismatch" "$RD" table verify bad2
 
+# --- tools on the checkpoints of a RUNNING job: they never disturb it -----------------------------
+# A longer run checkpoints every 5 steps while `table verify` and `table stats` read the newest
+# complete checkpoint again and again; the run ends normally and its final checkpoint is
+# byte-identical to the same run without readers (sync mode is deterministic).
+sed -e 's/events: 6000/events: 40000/' -e 's/checkpoint_every: 20/checkpoint_every: 5/' \
+    -e 's/checkpoint_keep: 2/checkpoint_keep: 1000/' tiny.yaml > live.yaml
+run -n 3 "$RD" train live.yaml --out quiet >/dev/null 2>err || fail "train quiet: $(cat err)"
+run -n 3 "$RD" train live.yaml --out live >/dev/null 2>err &
+pid=$!
+reads=0
+while kill -0 $pid 2>/dev/null; do
+    c=$(ls -d live/ckpt/student/step-* 2>/dev/null | tail -1)
+    if [ -n "$c" ]; then
+        "$RD" table verify "$c" >/dev/null 2>e || fail "verify of $c during training: $(cat e)"
+        "$RD" table stats "$c" >/dev/null 2>e || fail "stats of $c during training: $(cat e)"
+        reads=$((reads + 1))
+    fi
+done
+wait $pid || fail "train with readers: $(cat err)"
+echo "table tools: $reads verify+stats rounds while the job was checkpointing"
+[ "$reads" -ge 2 ] || fail "too few reads during training ($reads)"
+fq=$(ls -d quiet/ckpt/student/step-* | tail -1)
+fl=$(ls -d live/ckpt/student/step-* | tail -1)
+[ "$(basename "$fq")" = "$(basename "$fl")" ] || fail "final steps differ"
+cmp -s "$fq/dense.bin" "$fl/dense.bin" && cmp -s "$fq/MANIFEST" "$fl/MANIFEST" || fail "readers changed the run"
+
 # --- recdistill export: the bundle of the student from its newest checkpoint -----------------------
 sed "s|^run: {name: tiny, seed: 5}|run: {name: tiny, seed: 5, out_dir: $TMP/run}|" tiny.yaml > run.yaml
 "$RD" export run.yaml --out s.rdsv >ex.out 2>ex.err || fail "export: $(cat ex.err)"
