@@ -385,7 +385,7 @@ static void test_dense_and_dirs(void **state) {
     assert_non_null(strstr(latest, "step-000000000030"));
     char jd[350];
     snprintf(jd, sizeof jd, "%s/student", root);
-    assert_int_equal(rd_train_ckpt_prune(jd, 2, &eb), RD_OK);
+    assert_int_equal(rd_train_ckpt_prune(jd, 40, 2, &eb), RD_OK);
     char d10[400], d20[400], d40[400];
     rd_train_ckpt_path(root, "student", 10, d10, sizeof d10);
     rd_train_ckpt_path(root, "student", 20, d20, sizeof d20);
@@ -394,6 +394,19 @@ static void test_dense_and_dirs(void **state) {
     assert_true(stat(d10, &st) != 0);
     assert_true(stat(d20, &st) == 0);
     assert_true(stat(d40, &st) == 0); // incomplete ones are not counted (nor removed) by prune
+    // After a rerun committed step 15, the complete 20 and 30 of the earlier run are dropped.
+    char d15[400], man15[450], d30[400];
+    rd_train_ckpt_path(root, "student", 15, d15, sizeof d15);
+    rd_train_ckpt_path(root, "student", 30, d30, sizeof d30);
+    assert_int_equal(rd_lmdbx_mkdir_p(d15, NULL), RD_OK);
+    snprintf(man15, sizeof man15, "%s/MANIFEST", d15);
+    f = fopen(man15, "w");
+    fputs("x", f);
+    fclose(f);
+    assert_int_equal(rd_train_ckpt_prune(jd, 15, 2, &eb), RD_OK);
+    assert_true(stat(d15, &st) == 0 && stat(d20, &st) != 0 && stat(d30, &st) != 0);
+    assert_int_equal(rd_train_ckpt_latest(root, "student", latest, sizeof latest, &eb), RD_OK);
+    assert_non_null(strstr(latest, "step-000000000015"));
     rd_free(m.params);
     rd_free(m.opt_state);
     rd_free(z.params);

@@ -391,12 +391,20 @@ static int list_steps(const char *job_dir, int64_t **steps, size_t *n, rd_errbuf
     return RD_OK;
 }
 
-int rd_train_ckpt_prune(const char *job_dir, int keep, rd_errbuf *eb) {
+int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf *eb) {
     int64_t *steps;
     size_t n;
     int rc = list_steps(job_dir, &steps, &n, eb);
     if (rc == RD_ERR_NOTFOUND)
         return RD_OK;
+    // Checkpoints beyond `newest` belong to an earlier run in the same folder (this one has not
+    // reached them): drop them, so that they can neither outrank this run's nor be resumed from
+    // by mistake.
+    while (rc == RD_OK && n > 0 && steps[n - 1] > newest) {
+        char p[RD_PATH_MAX * 2];
+        snprintf(p, sizeof p, "%s/step-%012lld", job_dir, (long long)steps[--n]);
+        rc = rd_train_ckpt_rmtree(p, eb);
+    }
     for (size_t i = 0; rc == RD_OK && keep >= 0 && i + (size_t)keep < n; i++) {
         char p[RD_PATH_MAX * 2];
         snprintf(p, sizeof p, "%s/step-%012lld", job_dir, (long long)steps[i]);

@@ -1018,7 +1018,7 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *
         goto fail;
     if ((rc = rd_train_ckpt_commit(part, final, eb)) != RD_OK)
         goto fail;
-    if ((rc = rd_train_ckpt_prune(jdir, tr->cfg->ps.checkpoint_keep, eb)) != RD_OK)
+    if ((rc = rd_train_ckpt_prune(jdir, step, tr->cfg->ps.checkpoint_keep, eb)) != RD_OK)
         goto fail;
     if (!tr->quiet)
         printf("[%s] checkpoint: %s\n", tr->job->name, final);

@@ -99,10 +99,11 @@ int rd_train_ckpt_read_pos(const char *dir, rd_train_pos *pos, rd_errbuf *eb);
  */
 int rd_train_ckpt_commit(const char *partial, const char *final, rd_errbuf *eb);
 
-/** Remove all but the newest `keep` complete checkpoints (step-N with a MANIFEST) of
- *  <root>/<job>, and leftover .partial directories other than `except` (may be NULL).
+/** Retention of <root>/<job> after checkpoint `newest` was committed: remove the complete
+ *  checkpoints (step-N with a MANIFEST) with a step above `newest` (left by an earlier run in the
+ *  same folder), then all but the newest `keep` of the others. Incomplete ones are left alone.
  *  @return RD_OK or RD_ERR_IO */
-int rd_train_ckpt_prune(const char *job_dir, int keep, rd_errbuf *eb);
+int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf *eb);
 
 /** The newest complete checkpoint of <root>/<job> into out.
  *  @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_RANGE */
