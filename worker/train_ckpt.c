@@ -332,8 +332,14 @@ static void sync_dir(const char *dir) {
 }
 
 int rd_train_ckpt_commit(const char *partial, const char *final, rd_errbuf *eb) {
+    // The replaced directory is moved to a hidden name first (".step-N.old"), so that a crash
+    // never leaves a half-removed checkpoint under a step-N name.
     char old[RD_PATH_MAX * 2];
-    snprintf(old, sizeof old, "%s.old", final);
+    const char *base = strrchr(final, '/');
+    if (base)
+        snprintf(old, sizeof old, "%.*s/.%s.old", (int)(base - final), final, base + 1);
+    else
+        snprintf(old, sizeof old, ".%s.old", final);
     struct stat st;
     int had = stat(final, &st) == 0;
     if (had) {
@@ -391,6 +397,18 @@ static int list_steps(const char *job_dir, int64_t **steps, size_t *n, rd_errbuf
     return RD_OK;
 }
 
+// Remove one checkpoint: rename it to a hidden name first (atomic), then delete it, so that a
+// crash midway never leaves a step-N directory with some of its files gone.
+static int drop_step(const char *job_dir, int64_t step, rd_errbuf *eb) {
+    char p[RD_PATH_MAX * 2], q[RD_PATH_MAX * 2 + 16];
+    snprintf(p, sizeof p, "%s/step-%012lld", job_dir, (long long)step);
+    snprintf(q, sizeof q, "%s/.step-%012lld.deleting", job_dir, (long long)step);
+    int rc = rd_train_ckpt_rmtree(q, eb);
+    if (rc == RD_OK && rename(p, q) != 0)
+        rc = rd_err_set(eb, RD_ERR_IO, "rename %s: %s", p, strerror(errno));
+    return rc == RD_OK ? rd_train_ckpt_rmtree(q, eb) : rc;
+}
+
 int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf *eb) {
     int64_t *steps;
     size_t n;
@@ -400,16 +418,23 @@ int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf
     // Checkpoints beyond `newest` belong to an earlier run in the same folder (this one has not
     // reached them): drop them, so that they can neither outrank this run's nor be resumed from
     // by mistake.
-    while (rc == RD_OK && n > 0 && steps[n - 1] > newest) {
+    while (rc == RD_OK && n > 0 && steps[n - 1] > newest)
+        rc = drop_step(job_dir, steps[--n], eb);
+    for (size_t i = 0; rc == RD_OK && keep >= 0 && i + (size_t)keep < n; i++)
+        rc = drop_step(job_dir, steps[i], eb);
+    // Hidden leftovers of crashes (".step-N.partial", ".step-N.old", ".step-N.deleting"); the
+    // checkpoint being committed has been renamed already, so none of them is live.
+    DIR *d = rc == RD_OK ? opendir(job_dir) : NULL;
+    struct dirent *e;
+    while (d && rc == RD_OK && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, ".step-", 6) != 0)
+            continue;
         char p[RD_PATH_MAX * 2];
-        snprintf(p, sizeof p, "%s/step-%012lld", job_dir, (long long)steps[--n]);
+        snprintf(p, sizeof p, "%s/%s", job_dir, e->d_name);
         rc = rd_train_ckpt_rmtree(p, eb);
     }
-    for (size_t i = 0; rc == RD_OK && keep >= 0 && i + (size_t)keep < n; i++) {
-        char p[RD_PATH_MAX * 2];
-        snprintf(p, sizeof p, "%s/step-%012lld", job_dir, (long long)steps[i]);
-        rc = rd_train_ckpt_rmtree(p, eb);
-    }
+    if (d)
+        closedir(d);
     rd_free(steps);
     return rc;
 }

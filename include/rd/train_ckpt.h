@@ -20,6 +20,8 @@
 //                                     then the directory is renamed to step-N. A crash at any
 //                                     point leaves the previous step-N directories untouched; a
 //                                     leftover .partial is removed by the next checkpoint.
+//   Retention renames a checkpoint to .step-N.deleting before removing it, and a replaced one
+//   (a rerun into the same folder) to .step-N.old: a step-N directory is always whole.
 // dense.bin (little-endian host floats, like the shard envs):
 //   magic "RDDENSE1" | u32 version | u32 optimizer kind | u64 n_slab | u64 n_params |
 //   u64 opt_slots | u64 optimizer t | f32 lr, beta1, beta2, eps, weight_decay | i64 step |
@@ -101,7 +103,8 @@ int rd_train_ckpt_commit(const char *partial, const char *final, rd_errbuf *eb);
 
 /** Retention of <root>/<job> after checkpoint `newest` was committed: remove the complete
  *  checkpoints (step-N with a MANIFEST) with a step above `newest` (left by an earlier run in the
- *  same folder), then all but the newest `keep` of the others. Incomplete ones are left alone.
+ *  same folder), then all but the newest `keep` of the others, then hidden crash leftovers
+ *  (.step-N.partial / .old / .deleting). step-N directories without a MANIFEST are left alone.
  *  @return RD_OK or RD_ERR_IO */
 int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf *eb);
 

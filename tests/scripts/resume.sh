@@ -4,7 +4,9 @@
 # window, ends with the SAME final checkpoint as the uninterrupted run (dense.bin and the PS
 # MANIFEST with every shard's CRC byte-identical) and the same holdout metrics; a checkpoint
 # resharded from 2 to 1 and to 3 PS shards (`table reshard`) and resumed on that many PS ranks
-# ends with identical dense parameters and identical rows. Bad input: a missing checkpoint, a
+# ends with identical dense parameters and identical rows. kill -9 of every rank while the job
+# checkpoints every 2 steps leaves only whole step-N directories, and resuming from the newest ends
+# exactly like the uninterrupted run. Bad input: a missing checkpoint, a
 # checkpoint of another model config, a checkpoint of 2 shards on 1 PS rank — every rank exits
 # non-zero with a clear message.
 #
@@ -91,6 +93,30 @@ for P in 1 3; do
     done
     [ "$(holdout A.out)" = "$(holdout C.out)" ] || fail "P=$P: holdout differs"
 done
+
+# --- kill -9 of every rank while it checkpoints: every step-N left is whole, resume is exact -------
+sed -e 's/events: 6000/events: 40000/' -e 's/checkpoint_every: 20/checkpoint_every: 2/' \
+    -e 's/checkpoint_keep: 100/checkpoint_keep: 3/' p2.yaml > kill.yaml
+run -n 3 "$RD" train kill.yaml --out KQ >/dev/null 2>err || fail "uninterrupted: $(cat err)"
+run -n 3 "$RD" train kill.yaml --out "$TMP/K" >/dev/null 2>&1 &
+for _ in $(seq 1 200); do
+    [ "$(ls -d K/ckpt/student/step-* 2>/dev/null | wc -l)" -ge 3 ] && break
+    sleep 0.05
+done
+sleep 0.3
+pids=$(pgrep -f "^$RD train kill.yaml --out $TMP/K\$")
+[ -n "$pids" ] || fail "the run ended before it could be killed"
+kill -9 $pids
+wait
+for d in K/ckpt/student/step-*; do
+    "$RD" table verify "$d" | grep -q "dense.bin ok" || fail "after kill -9: $d is not whole"
+done
+run -n 3 "$RD" train kill.yaml --out "$TMP/K" --resume K/ckpt >K.out 2>err || fail "resume after kill: $(cat err)"
+grep -q "resumed from" K.out || fail "no resume after kill"
+f=$(ls KQ/ckpt/student | tail -1)
+cmp -s "KQ/ckpt/student/$f/dense.bin" "K/ckpt/student/$f/dense.bin" &&
+    cmp -s "KQ/ckpt/student/$f/MANIFEST" "K/ckpt/student/$f/MANIFEST" || fail "kill -9 + resume differs"
+ls -a K/ckpt/student | grep -q '^\.step-' && fail "crash leftovers not cleaned"
 
 # --- bad input --------------------------------------------------------------------------------
 bad() { # $1 = message regex, rest = launch
