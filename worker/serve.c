@@ -390,10 +390,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         for (uint64_t i = 0; i < rows && rc == RD_OK; i++) {
             uint64_t key;
             IN(&b, key);
-            const float *row = (const float *)(const void *)(buf + b.off);
-            float tmp[1024];
-            memcpy(tmp, row, dim * sizeof(float));
-            b.off += dim * sizeof(float);
+            float tmp[1024]; // dim <= 1024 (rd_table_create checks)
+            in_get(&b, tmp, dim * sizeof(float));
             rc = rd_table_put(s->tab[t], key, tmp, 0, 0);
             if (rc != RD_OK)
                 rd_err_set(eb, rc, "%s: table %s row %llu: %s", path, s->tc[t].name,
