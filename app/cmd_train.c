@@ -24,7 +24,9 @@
 #include "rd/dataset.h"
 #include "rd/layers.h"
 #include "rd/log.h"
+#include "rd/report.h"
 #include "rd/server.h"
+#include "rd/tokens.h"
 #include "rd/trainer.h"
 
 #include <errno.h>
@@ -109,6 +111,45 @@ static int mkdir_p(const char *path) {
     return mkdir(buf, 0775) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+// IAT: the run's token store exists with the config's layout before the PS ranks open their
+// shards. A new store gets one shard per PS rank; an existing one (shared with other runs) must
+// have tokens.dim and a shard count that is a multiple of the PS ranks.
+static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    char manifest[RD_PATH_MAX + 16];
+    snprintf(manifest, sizeof manifest, "%s/MANIFEST", cfg->tokens.store_dir);
+    int rc;
+    if (access(manifest, F_OK) != 0) {
+        rd_token_store_opts o;
+        rd_token_store *s = NULL;
+        rc = rd_token_store_opts_from_config(&cfg->tokens, cfg->cluster.ps_ranks, &o, &eb);
+        if (rc == RD_OK && mkdir_p(cfg->tokens.store_dir) != 0)
+            rc = rd_err_set(&eb, RD_ERR_IO, "cannot create it: %s", strerror(errno));
+        if (rc == RD_OK)
+            rc = rd_token_store_create(cfg->tokens.store_dir, &o, &s, &eb);
+        rd_token_store_destroy(s);
+    } else {
+        rd_token_store_info info;
+        rc = rd_token_store_read_manifest(cfg->tokens.store_dir, &info, &eb);
+        if (rc == RD_OK && (int)info.dim != cfg->tokens.dim)
+            rc = rd_err_set(&eb, RD_ERR_VERSION, "the store has dim %u, tokens.dim is %d", info.dim,
+                            cfg->tokens.dim);
+        if (rc == RD_OK && info.n_shards % (uint32_t)cfg->cluster.ps_ranks != 0)
+            rc = rd_err_set(&eb, RD_ERR_VERSION,
+                            "the store has %u shards, not a multiple of the %d PS ranks",
+                            info.n_shards, cfg->cluster.ps_ranks);
+    }
+    if (rc != RD_OK) {
+        int k = snprintf(msg, cap, "token store %s: ", cfg->tokens.store_dir);
+        if (k >= 0 && (size_t)k < cap)
+            memcpy(msg + k, eb.msg[0] ? eb.msg : rd_strerror(rc),
+                   strnlen(eb.msg[0] ? eb.msg : rd_strerror(rc), cap - (size_t)k - 1) + 1);
+        msg[cap - 1] = 0;
+    }
+    return rc;
+}
+
 // --out DIR: move run.out_dir and every path that was derived from the old one.
 static int apply_out(rd_config *cfg, const char *out, rd_errbuf *eb) {
     if (strlen(out) >= sizeof cfg->run.out_dir)
@@ -123,143 +164,6 @@ static int apply_out(rd_config *cfg, const char *out, rd_errbuf *eb) {
             paths[k][0] = 0;
     snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", out);
     return rd_config_resolve(cfg, eb);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Report
-
-static void jnum(FILE *f, double v) {
-    if (isfinite(v))
-        fprintf(f, "%.6f", v);
-    else
-        fputs("null", f);
-}
-
-static void jeval(FILE *f, const char *ind, const rd_trainer_eval *e) {
-    const rd_metrics_result *m = &e->m;
-    fprintf(f, "{\n%s  \"auc\": ", ind);
-    jnum(f, m->auc_valid ? m->auc : (double)NAN);
-    fprintf(f, ",\n%s  \"gauc\": ", ind);
-    jnum(f, m->gauc_valid ? m->gauc : (double)NAN);
-    fprintf(f, ",\n%s  \"logloss\": ", ind);
-    jnum(f, m->logloss);
-    fprintf(f, ",\n%s  \"calibration\": ", ind);
-    jnum(f, m->calibration_valid ? m->calibration : (double)NAN);
-    fprintf(f, ",\n%s  \"samples\": %llu\n%s}", ind, (unsigned long long)m->n, ind);
-}
-
-static int write_report(
-    const rd_config *cfg, const rd_trainer_result *res, int n, double wall, rd_errbuf *eb) {
-    char path[RD_PATH_MAX + 32], tmp[RD_PATH_MAX + 48];
-    snprintf(path, sizeof path, "%s/report.json", cfg->run.out_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return rd_err_set(eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
-    fprintf(f, "{\n  \"run\": \"%s\",\n  \"seed\": %llu,\n  \"config\": \"%s\",\n  \"wall_s\": ",
-            cfg->run.name, (unsigned long long)cfg->run.seed, cfg->source_path);
-    jnum(f, wall);
-    fputs(",\n  \"popularity\": {\n    \"holdout\": ", f);
-    jeval(f, "    ", &res[0].pop_holdout);
-    fputs(",\n    \"warm\": ", f);
-    jeval(f, "    ", &res[0].pop_warm);
-    fputs("\n  },\n  \"holdout\": {\n", f);
-    for (int j = 0; j < n; j++) {
-        fprintf(f, "    \"%s\": ", res[j].job);
-        jeval(f, "    ", &res[j].holdout);
-        fputs(j + 1 < n ? ",\n" : "\n", f);
-    }
-    fputs("  },\n  \"warm\": {\n", f);
-    for (int j = 0; j < n; j++) {
-        fprintf(f, "    \"%s\": ", res[j].job);
-        jeval(f, "    ", &res[j].warm);
-        fputs(j + 1 < n ? ",\n" : "\n", f);
-    }
-    fputs("  },\n  \"jobs\": {\n", f);
-    for (int j = 0; j < n; j++) {
-        const rd_trainer_result *r = &res[j];
-        fprintf(f,
-                "    \"%s\": {\n      \"model\": \"%s\",\n      \"ranks\": %d,\n      \"params\": "
-                "%llu,\n      \"flops_per_sample\": ",
-                r->job, r->model, r->ranks, (unsigned long long)r->params);
-        jnum(f, r->flops_per_sample);
-        fputs(",\n      \"wall_s\": ", f);
-        jnum(f, r->wall_s);
-        fputs(",\n      \"train_s\": ", f);
-        jnum(f, r->train_s);
-        fprintf(f, ",\n      \"train_samples\": %llu,\n      \"samples_per_s\": ",
-                (unsigned long long)r->train_samples);
-        jnum(f, r->samples_per_s);
-        fputs(",\n      \"final_loss\": ", f);
-        jnum(f, r->final_loss);
-        if (r->targets.role != 0) {
-            const rd_trainer_targets *t = &r->targets;
-            static const char *const roles[] = {"none", "teacher", "student", "replay"};
-            fprintf(f,
-                    ",\n      \"targets\": {\"role\": \"%s\", \"sent\": %llu, \"logged\": %llu, "
-                    "\"received\": %llu, \"joined\": %llu, \"late\": %llu, \"missing\": %llu, "
-                    "\"replayed\": %llu, \"unused\": %llu, \"duplicates\": %llu}",
-                    roles[t->role >= 0 && t->role <= 3 ? t->role : 0], (unsigned long long)t->sent,
-                    (unsigned long long)t->logged, (unsigned long long)t->received,
-                    (unsigned long long)t->joined, (unsigned long long)t->late,
-                    (unsigned long long)t->missing, (unsigned long long)t->replayed,
-                    (unsigned long long)t->unused, (unsigned long long)t->duplicates);
-        }
-        fputs(",\n      \"windows\": [", f);
-        for (int w = 0; w < r->n_windows; w++) {
-            const rd_metrics_result *m = &r->window[w].m;
-            fputs(w ? ", " : "", f);
-            fputs("{\"auc\": ", f);
-            jnum(f, m->auc_valid ? m->auc : (double)NAN);
-            fputs(", \"gauc\": ", f);
-            jnum(f, m->gauc_valid ? m->gauc : (double)NAN);
-            fputs(", \"logloss\": ", f);
-            jnum(f, m->logloss);
-            fprintf(f, ", \"samples\": %llu}", (unsigned long long)m->n);
-        }
-        fprintf(f, "]\n    }%s\n", j + 1 < n ? "," : "");
-    }
-    // Distillation targets summed over the jobs (issue 6: targets.{sent,received,late,replayed}).
-    rd_trainer_targets sum = {0};
-    for (int j = 0; j < n; j++) {
-        sum.sent += res[j].targets.sent;
-        sum.received += res[j].targets.received;
-        sum.late += res[j].targets.late;
-        sum.missing += res[j].targets.missing;
-        sum.replayed += res[j].targets.replayed;
-    }
-    fprintf(f,
-            "  },\n  \"targets\": {\"sent\": %llu, \"received\": %llu, \"late\": %llu, "
-            "\"missing\": %llu, \"replayed\": %llu}\n}\n",
-            (unsigned long long)sum.sent, (unsigned long long)sum.received,
-            (unsigned long long)sum.late, (unsigned long long)sum.missing,
-            (unsigned long long)sum.replayed);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-        remove(tmp);
-        return rd_err_set(eb, RD_ERR_IO, "%s: write failed", path);
-    }
-    printf("report: %s\n", path);
-    return RD_OK;
-}
-
-static void print_table(const rd_trainer_result *r) {
-    const rd_metrics_result *h = &r->holdout.m, *w = &r->warm.m, *ph = &r->pop_holdout.m,
-                            *pw = &r->pop_warm.m;
-    printf("\n== %s (model %s, %d ranks, %llu params, %.3g FLOP/sample fwd) ==\n", r->job, r->model,
-           r->ranks, (unsigned long long)r->params, r->flops_per_sample);
-    printf("%-20s %8s %8s %8s %8s %8s\n", "holdout", "AUC", "GAUC", "logloss", "calib", "events");
-    printf("%-20s %8.4f %8.4f %8.4f %8.4f %8llu\n", "model", h->auc, h->gauc, h->logloss,
-           h->calibration, (unsigned long long)h->n);
-    printf("%-20s %8.4f %8.4f %8.4f %8.4f %8llu\n", "model, warm", w->auc, w->gauc, w->logloss,
-           w->calibration, (unsigned long long)w->n);
-    printf("%-20s %8.4f %8.4f %8.4f %8.4f %8llu\n", "popularity", ph->auc, ph->gauc, ph->logloss,
-           ph->calibration, (unsigned long long)ph->n);
-    printf("%-20s %8.4f %8.4f %8.4f %8.4f %8llu\n", "popularity, warm", pw->auc, pw->gauc,
-           pw->logloss, pw->calibration, (unsigned long long)pw->n);
-    printf("train: %llu samples in %.1f s = %.0f samples/s; wall %.1f s\n",
-           (unsigned long long)r->train_samples, r->train_s, r->samples_per_s, r->wall_s);
-    fflush(stdout);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,6 +272,8 @@ int rd_cmd_train(int argc, char **argv) {
                 memcpy(st.msg, peb.msg[0] ? peb.msg : rd_strerror(st.rc),
                        peb.msg[0] ? sizeof st.msg : strlen(rd_strerror(st.rc)) + 1);
         }
+        if (st.rc == RD_OK && rd_config_token_job(cfg) >= 0)
+            st.rc = token_store_ready(cfg, st.msg, sizeof st.msg);
     }
     bcast_polled(&st, (int)sizeof st, MPI_BYTE, MPI_COMM_WORLD, poll);
     if (st.rc != RD_OK) {
@@ -395,8 +301,6 @@ int rd_cmd_train(int argc, char **argv) {
             die(comm, comm->job_name[comm->job_index], &eb, rc);
         if ((rc = rd_trainer_destroy(tr)) != RD_OK)
             die(comm, "shutting down the KV client", NULL, rc);
-        if (comm->job_rank == 0)
-            print_table(&mine);
     }
 
     // 5. Results to world rank 0 (a PS rank: it has left its serve loop once every worker shut
@@ -417,8 +321,11 @@ int rd_cmd_train(int argc, char **argv) {
                                    TAG_RESULT, comm->world, &r));
             wait_req(&r, poll);
         }
-        if ((rc = write_report(cfg, res, comm->n_jobs, now_s() - t_start, &eb)) != RD_OK)
+        if ((rc = rd_report_write(cfg, res, comm->n_jobs, now_s() - t_start, &eb)) != RD_OK)
             die(comm, "report", &eb, rc);
+        rd_report_print(cfg, res, comm->n_jobs);
+        printf("report: %s/report.json\n", cfg->run.out_dir);
+        fflush(stdout);
     }
     MPI_Request r;
     RD_MPI_CHECK(MPI_Ibarrier(comm->world, &r));

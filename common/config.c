@@ -2041,6 +2041,15 @@ const rd_job_config *rd_config_find_job(const rd_config *cfg, const char *name) 
     return NULL;
 }
 
+int rd_config_token_job(const rd_config *cfg) {
+    for (int i = 0; i < cfg->cluster.n_jobs && i < RD_MAX_JOBS; i++) {
+        const rd_model_config *m = rd_config_find_model(cfg, cfg->cluster.jobs[i].model);
+        if (m && m->tokens.scheme > 0)
+            return i;
+    }
+    return -1;
+}
+
 int rd_config_world_size(const rd_config *cfg) {
     long long n = cfg->cluster.ps_ranks;
     for (int i = 0; i < cfg->cluster.n_jobs && i < RD_MAX_JOBS; i++)

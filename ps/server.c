@@ -28,6 +28,7 @@
 #include "rd/log.h"
 #include "rd/msg.h"
 #include "rd/optim.h"
+#include "rd/tokens.h"
 
 #include "ps_internal.h"
 
@@ -1324,7 +1325,32 @@ int rd_ps_serve(const rd_comm *comm, const rd_config *cfg) {
         RD_LOG_ERROR("cannot start the parameter server: %s", eb.msg);
         return rc;
     }
+    // IAT: when a job reads instance tokens, this rank also owns (and is the only writer of) its
+    // shards of the run's token store (created by world rank 0 before the roles start).
+    rd_token_store *store = NULL;
+    rd_token_service *svc = NULL;
+    if (rd_config_token_job(cfg) >= 0) {
+        rd_token_open_opts oo;
+        memset(&oo, 0, sizeof oo);
+        oo.mode = RD_TOKEN_WRITE;
+        oo.ps_rank = comm->ps_index;
+        oo.n_ps = cfg->cluster.ps_ranks;
+        oo.expect_dim = cfg->tokens.dim;
+        oo.map_size = cfg->tokens.map_size;
+        oo.append_batch = cfg->tokens.append_batch;
+        rc = rd_token_store_open(cfg->tokens.store_dir, &oo, &store, &eb);
+        if (rc == RD_OK)
+            rc = rd_token_service_create(s, store, &svc, &eb);
+        if (rc != RD_OK) {
+            RD_LOG_ERROR("cannot serve the token store %s: %s", cfg->tokens.store_dir, eb.msg);
+            rd_server_destroy(s);
+            rd_token_store_destroy(store);
+            return rc;
+        }
+    }
     rc = rd_server_run(s);
     rd_server_destroy(s);
+    rd_token_service_destroy(svc);
+    rd_token_store_destroy(store);
     return rc;
 }

@@ -1084,6 +1084,96 @@ static void test_driver_temporal(void **state) {
     run_driver("temporal", 1, RD_ORDER_TIME, 2);
 }
 
+// Persistent driver (what `recdistill train` uses): parameters carry over between ranges, and an
+// infer_only pass writes tokens without changing them. Checked through the tokens themselves:
+// two infer_only passes over the same range write identical tokens; a training pass over it then
+// writes, for its first batch, the same tokens (computed before that batch's update) and for later
+// batches different ones (the updates took effect).
+typedef struct grab_ctx {
+    float *tok; // (n, dim) by record id
+    size_t dim;
+} grab_ctx;
+
+static int grab(const rd_token_record *rec, void *user) {
+    grab_ctx *g = user;
+    memcpy(g->tok + rec->id * g->dim, rec->token, g->dim * sizeof(float));
+    return 0;
+}
+
+static int io_fetch(void *ctx,
+                    size_t n,
+                    const uint64_t *users,
+                    const int64_t *before_t,
+                    size_t L,
+                    const rd_token_fetch_out *out,
+                    rd_errbuf *eb) {
+    return rd_token_store_fetch_batch(ctx, n, users, before_t, L, out, eb);
+}
+
+static int io_append(void *ctx, const rd_token_batch *b, rd_errbuf *eb) {
+    return rd_token_store_append(ctx, b, eb);
+}
+
+static void test_driver_persistent(void **state) {
+    (void)state;
+    rd_config *cfg = make_cfg(2, 4, 1, 8);
+    cfg->data.source = RD_DATA_SYNTHETIC;
+    cfg->data.synthetic.events = 1500;
+    cfg->data.synthetic.users = 40;
+    cfg->data.synthetic.items = 60;
+    cfg->data.synthetic.seed = 5;
+    snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds", g_tmp);
+    cfg->train.lr = 3e-3f;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (access(cfg->data.dir, F_OK) != 0)
+        assert_int_equal(rd_dataset_prepare(&cfg->data, 1, &eb), RD_OK);
+    rd_dataset *ds = NULL;
+    assert_int_equal(rd_dataset_open(cfg->data.dir, 0, &ds, &eb), RD_OK);
+    uint64_t n = rd_dataset_get_info(ds)->n_events, half = n / 2;
+    char tdir[300];
+    snprintf(tdir, sizeof tdir, "%s/tokens_persistent", g_tmp);
+    rd_token_store_opts so = {.dim = 8, .dtype = RD_TOKEN_FP32, .n_shards = 1, .no_sync = 1};
+    rd_token_store *store = NULL;
+    assert_int_equal(rd_token_store_create(tdir, &so, &store, &eb), RD_OK);
+    rd_source_io io = {.ctx = store, .fetch = io_fetch, .append = io_append};
+    rd_source_driver *sd = NULL;
+    assert_int_equal(rd_source_driver_create(cfg, ds, &io, 64, &sd, &eb), RD_OK);
+    rd_source_train_stats st;
+    rd_source_train_opts first = {.range = {0, half}, .order = RD_ORDER_USER, .epochs = 1};
+    assert_int_equal(rd_source_driver_run(sd, &first, &st, &eb), RD_OK);
+    assert_int_equal(st.events, half);
+
+    grab_ctx g[3];
+    rd_source_train_opts second = {
+        .range = {half, n}, .order = RD_ORDER_TIME, .epochs = 3, .infer_only = 1};
+    for (int k = 0; k < 3; k++) {
+        if (k == 2)
+            second.infer_only = 0;
+        second.epochs = k == 2 ? 1 : 3; // infer_only ignores epochs: one pass
+        assert_int_equal(rd_source_driver_run(sd, &second, &st, &eb), RD_OK);
+        assert_int_equal(st.events, n - half);
+        g[k].dim = 8;
+        g[k].tok = calloc(n * 8, sizeof(float));
+        assert_int_equal(rd_token_store_iterate(store, -1, grab, &g[k], &eb), RD_OK);
+    }
+    size_t row = half * 8, tail = (n - 1) * 8;
+    assert_memory_equal(g[0].tok + row, g[1].tok + row, (n - half) * 8 * sizeof(float));
+    assert_memory_equal(g[1].tok + row, g[2].tok + row, 8 * sizeof(float)); // first event
+    assert_true(max_abs_diff(g[1].tok + tail, g[2].tok + tail, 8) > 0.0);   // after updates
+    // The first range's tokens were not rewritten by the later passes.
+    assert_memory_equal(g[0].tok, g[2].tok, half * 8 * sizeof(float));
+    for (int k = 0; k < 3; k++)
+        free(g[k].tok);
+    // A batch larger than the driver's is refused.
+    second.batch_size = 65;
+    assert_int_equal(rd_source_driver_run(sd, &second, &st, &eb), RD_ERR_ARG);
+    rd_source_driver_destroy(sd);
+    rd_token_store_destroy(store);
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bottleneck),
@@ -1098,6 +1188,7 @@ int main(void) {
         cmocka_unit_test(test_driver_user_time),
         cmocka_unit_test(test_driver_user_user),
         cmocka_unit_test(test_driver_temporal),
+        cmocka_unit_test(test_driver_persistent),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

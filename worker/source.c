@@ -798,7 +798,7 @@ typedef struct driver {
     const rd_dataset *ds;
     rd_source *src;
     rd_model *m; // src->backbone
-    rd_token_store *store;
+    rd_source_io io;
     size_t Bmax, T, d, L; // L = the backbone's history length (0 without a seq branch)
     feat_src fs[RD_MAX_FEATURES];
     uint64_t seq_table_id;
@@ -828,7 +828,7 @@ typedef struct driver {
     rd_dense_optim opt_bb, opt_src;
     // Progressive predictions of the current epoch
     float *pred, *plab;
-    size_t n_pred;
+    size_t n_pred, pred_cap;
 } driver;
 
 static int64_t floor_div(int64_t a, int64_t b) {
@@ -887,7 +887,7 @@ static void driver_free(driver *dv) {
     rd_source_destroy(dv->src);
 }
 
-static int driver_init(driver *dv, const rd_source_train_opts *o, rd_errbuf *eb) {
+static int driver_init(driver *dv, rd_errbuf *eb) {
     const rd_config *cfg = dv->cfg;
     const rd_dataset_info *info = rd_dataset_get_info(dv->ds);
     int kind;
@@ -989,9 +989,10 @@ static int driver_init(driver *dv, const rd_source_train_opts *o, rd_errbuf *eb)
     dv->ids = rd_calloc(B, sizeof(uint64_t));
     dv->ts = rd_calloc(B, sizeof(int64_t));
     dv->tlabels = rd_calloc(B, sizeof(float));
-    uint64_t n_range = o->range.end - o->range.begin;
-    dv->pred = rd_calloc(n_range > 0 ? n_range : 1, sizeof(float));
-    dv->plab = rd_calloc(n_range > 0 ? n_range : 1, sizeof(float));
+    // Progressive predictions of one run over a range: grown by rd_source_driver_run.
+    dv->pred_cap = B;
+    dv->pred = rd_calloc(B, sizeof(float));
+    dv->plab = rd_calloc(B, sizeof(float));
     if (!dv->scratch || (nn && !dv->numeric) || !dv->labels || !dv->rec || !dv->glen || !dv->ucnt ||
         !dv->prev || !dv->n_found || !dv->users || !dv->items || !dv->ids || !dv->ts ||
         !dv->tlabels || !dv->pred || !dv->plab)
@@ -1161,7 +1162,8 @@ static void form_user_batch(driver *dv, rd_dataset_iter *it, uint64_t *pending, 
 
 // One step on the batch in dv->rec: fetch the frozen prefix, forward, record the progressive
 // predictions, backward, update, push the rows, append the tokens.
-static int run_step(driver *dv, int streaming, double *loss_sum, uint64_t *frozen, rd_errbuf *eb) {
+static int
+run_step(driver *dv, int streaming, int update, double *loss_sum, uint64_t *frozen, rd_errbuf *eb) {
     rd_source *src = dv->src;
     rd_model *m = dv->m;
     rd_source_batch sb;
@@ -1183,7 +1185,7 @@ static int run_step(driver *dv, int streaming, double *loss_sum, uint64_t *froze
             row += dv->glen[g];
         }
         rd_token_fetch_out fo = {.tokens = dv->prev, .n_found = dv->n_found};
-        rc = rd_token_store_fetch_batch(dv->store, dv->G, dv->users, dv->ts, dv->T - 1, &fo, eb);
+        rc = dv->io.fetch(dv->io.ctx, dv->G, dv->users, dv->ts, dv->T - 1, &fo, eb);
         if (rc != RD_OK)
             return rc;
         sb.prev_tokens = dv->prev;
@@ -1200,10 +1202,12 @@ static int run_step(driver *dv, int streaming, double *loss_sum, uint64_t *froze
         dv->pred[dv->n_pred] = 1.0f / (1.0f + expf(-src->logits[b]));
         dv->plab[dv->n_pred++] = dv->labels[b];
     }
-    if ((rc = rd_source_backward(src, &sb, eb)) != RD_OK)
-        return rc;
-    rd_dense_optim_step(&dv->opt_src, src->params, src->grads, src->opt_state, src->n_slab);
-    rd_dense_optim_step(&dv->opt_bb, m->params, m->grads, m->opt_state, m->n_slab);
+    if (update) {
+        if ((rc = rd_source_backward(src, &sb, eb)) != RD_OK)
+            return rc;
+        rd_dense_optim_step(&dv->opt_src, src->params, src->grads, src->opt_state, src->n_slab);
+        rd_dense_optim_step(&dv->opt_bb, m->params, m->grads, m->opt_state, m->n_slab);
+    }
     int64_t now = INT64_MIN;
     for (size_t b = 0; b < B; b++) {
         const rd_record *r = rd_dataset_record(dv->ds, dv->rec[b]);
@@ -1214,7 +1218,7 @@ static int run_step(driver *dv, int streaming, double *loss_sum, uint64_t *froze
         dv->items[b] = r->item_key;
         dv->tlabels[b] = r->label;
     }
-    for (int t = 0; t < m->n_tables; t++)
+    for (int t = 0; t < m->n_tables && update; t++)
         if (dv->n_uniq[t] &&
             (rc = rd_table_push(dv->tab[t], dv->uniq[t], dv->drows[t], dv->n_uniq[t], now)))
             return rd_err_set(eb, rc, "source driver: push to table '%s' failed",
@@ -1227,7 +1231,143 @@ static int run_step(driver *dv, int streaming, double *loss_sum, uint64_t *froze
                          .labels = dv->tlabels,
                          .items = dv->items};
     (void)d;
-    return rd_token_store_append(dv->store, &tb, eb);
+    return dv->io.append(dv->io.ctx, &tb, eb);
+}
+
+struct rd_source_driver {
+    driver dv;
+    rec_user *rs; // (Bmax) scratch of the time-order batch former
+};
+
+int rd_source_driver_create(const rd_config *cfg,
+                            const rd_dataset *ds,
+                            const rd_source_io *io,
+                            size_t batch_size,
+                            rd_source_driver **out,
+                            rd_errbuf *eb) {
+    *out = NULL;
+    if (!cfg || !ds || !io || !io->fetch || !io->append)
+        return rd_err_set(eb, RD_ERR_ARG, "rd_source_driver_create: NULL argument");
+    rd_source_driver *sd = rd_calloc(1, sizeof *sd);
+    if (!sd)
+        return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
+    driver *dv = &sd->dv;
+    dv->cfg = cfg;
+    dv->ds = ds;
+    dv->io = *io;
+    dv->Bmax = batch_size > 0 ? batch_size : (size_t)cfg->train.batch_size;
+    int rc = dv->Bmax < 1 ? rd_err_set(eb, RD_ERR_ARG, "source driver: batch size 0")
+                          : driver_init(dv, eb);
+    if (rc == RD_OK && !(sd->rs = rd_calloc(dv->Bmax, sizeof *sd->rs)))
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
+    if (rc != RD_OK) {
+        rd_source_driver_destroy(sd);
+        return rc;
+    }
+    *out = sd;
+    return RD_OK;
+}
+
+void rd_source_driver_destroy(rd_source_driver *sd) {
+    if (!sd)
+        return;
+    rd_free(sd->rs);
+    driver_free(&sd->dv);
+    rd_free(sd);
+}
+
+int rd_source_driver_run(rd_source_driver *sd,
+                         const rd_source_train_opts *o,
+                         rd_source_train_stats *st,
+                         rd_errbuf *eb) {
+    if (!sd || !o || !st)
+        return rd_err_set(eb, RD_ERR_ARG, "rd_source_driver_run: NULL argument");
+    driver *dv = &sd->dv;
+    memset(st, 0, sizeof *st);
+    st->auc_last = NAN;
+    if (o->order != RD_ORDER_TIME && o->order != RD_ORDER_USER)
+        return rd_err_set(eb, RD_ERR_ARG, "source driver: order %d is not time|user", o->order);
+    if (o->batch_size > dv->Bmax)
+        return rd_err_set(eb, RD_ERR_ARG, "source driver: batch size %zu > the driver's %zu",
+                          o->batch_size, dv->Bmax);
+    rd_source_train_opts oo = *o;
+    rd_range all = rd_dataset_all(dv->ds);
+    if (oo.range.begin >= oo.range.end) {
+        oo.range = all;
+    } else {
+        oo.range.end = oo.range.end < all.end ? oo.range.end : all.end;
+        oo.range.begin = oo.range.begin < oo.range.end ? oo.range.begin : oo.range.end;
+    }
+    uint64_t n_range = oo.range.end - oo.range.begin;
+    if (n_range > dv->pred_cap) {
+        float *p = rd_realloc(dv->pred, n_range * sizeof(float));
+        if (p)
+            dv->pred = p;
+        float *l = p ? rd_realloc(dv->plab, n_range * sizeof(float)) : NULL;
+        if (l)
+            dv->plab = l;
+        if (!p || !l)
+            return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
+        dv->pred_cap = n_range;
+    }
+    size_t Bkeep = dv->Bmax;
+    if (oo.batch_size > 0)
+        dv->Bmax = oo.batch_size;
+    int epochs = oo.epochs > 0 ? oo.epochs : dv->cfg->train.epochs;
+    if (oo.infer_only)
+        epochs = 1;
+    int rc = RD_OK;
+    for (int e = 0; rc == RD_OK && e < epochs; e++) {
+        double loss_sum = 0.0;
+        uint64_t n_ep = 0;
+        dv->n_pred = 0;
+        uint64_t next = oo.range.begin, pending = 0;
+        int has_pending = 0;
+        rd_dataset_iter it;
+        rd_dataset_iter_init(&it, dv->ds, oo.range, RD_PART_USER, 0, 1);
+        for (;;) {
+            if (oo.order == RD_ORDER_TIME)
+                form_time_batch(dv, &next, oo.range.end, sd->rs);
+            else
+                form_user_batch(dv, &it, &pending, &has_pending);
+            if (dv->B == 0)
+                break;
+            if ((rc = run_step(dv, oo.order == RD_ORDER_TIME, !oo.infer_only, &loss_sum,
+                               &st->frozen_used, eb)) != RD_OK)
+                break;
+            st->steps++;
+            st->events += dv->B;
+            st->tokens_written += dv->B;
+            n_ep += dv->B;
+        }
+        if (rc != RD_OK)
+            break;
+        double mean = n_ep ? loss_sum / (double)n_ep : (double)NAN;
+        if (e == 0)
+            st->loss_first = mean;
+        st->loss_last = mean;
+        double auc = NAN;
+        if (dv->n_pred > 0 && rd_metrics_auc(dv->pred, dv->plab, dv->n_pred, &auc) != RD_OK)
+            auc = NAN;
+        st->auc_last = auc;
+    }
+    dv->Bmax = Bkeep;
+    return rc;
+}
+
+// The direct store as the driver's I/O.
+static int store_fetch(void *ctx,
+                       size_t n,
+                       const uint64_t *users,
+                       const int64_t *before_t,
+                       size_t L,
+                       const rd_token_fetch_out *out,
+                       rd_errbuf *eb) {
+    return rd_token_store_fetch_batch(ctx, n, users, before_t, L, out, eb);
+}
+
+static int store_append(void *ctx, const rd_token_batch *b, rd_errbuf *eb) {
+    return rd_token_store_append(ctx, b, eb);
 }
 
 int rd_source_train_range(const rd_config *cfg,
@@ -1247,60 +1387,11 @@ int rd_source_train_range(const rd_config *cfg,
                           cfg->tokens.dim);
     if (o->order != RD_ORDER_TIME && o->order != RD_ORDER_USER)
         return rd_err_set(eb, RD_ERR_ARG, "source driver: order %d is not time|user", o->order);
-    rd_source_train_opts oo = *o;
-    rd_range all = rd_dataset_all(ds);
-    if (oo.range.begin >= oo.range.end) {
-        oo.range = all;
-    } else {
-        oo.range.end = oo.range.end < all.end ? oo.range.end : all.end;
-        oo.range.begin = oo.range.begin < oo.range.end ? oo.range.begin : oo.range.end;
-    }
-    int epochs = oo.epochs > 0 ? oo.epochs : cfg->train.epochs;
-    driver dv = {.cfg = cfg,
-                 .ds = ds,
-                 .store = store,
-                 .Bmax = oo.batch_size > 0 ? oo.batch_size : (size_t)cfg->train.batch_size};
-    if (dv.Bmax < 1)
-        return rd_err_set(eb, RD_ERR_ARG, "source driver: batch size 0");
-    int rc = driver_init(&dv, &oo, eb);
-    rec_user *rs = rc == RD_OK ? rd_calloc(dv.Bmax, sizeof *rs) : NULL;
-    if (rc == RD_OK && !rs)
-        rc = rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
-    for (int e = 0; rc == RD_OK && e < epochs; e++) {
-        double loss_sum = 0.0;
-        uint64_t n_ep = 0;
-        dv.n_pred = 0;
-        uint64_t next = oo.range.begin, pending = 0;
-        int has_pending = 0;
-        rd_dataset_iter it;
-        rd_dataset_iter_init(&it, ds, oo.range, RD_PART_USER, 0, 1);
-        for (;;) {
-            if (oo.order == RD_ORDER_TIME)
-                form_time_batch(&dv, &next, oo.range.end, rs);
-            else
-                form_user_batch(&dv, &it, &pending, &has_pending);
-            if (dv.B == 0)
-                break;
-            if ((rc = run_step(&dv, oo.order == RD_ORDER_TIME, &loss_sum, &st->frozen_used, eb)) !=
-                RD_OK)
-                break;
-            st->steps++;
-            st->events += dv.B;
-            st->tokens_written += dv.B;
-            n_ep += dv.B;
-        }
-        if (rc != RD_OK)
-            break;
-        double mean = n_ep ? loss_sum / (double)n_ep : (double)NAN;
-        if (e == 0)
-            st->loss_first = mean;
-        st->loss_last = mean;
-        double auc = NAN;
-        if (dv.n_pred > 0 && rd_metrics_auc(dv.pred, dv.plab, dv.n_pred, &auc) != RD_OK)
-            auc = NAN;
-        st->auc_last = auc;
-    }
-    rd_free(rs);
-    driver_free(&dv);
+    rd_source_io io = {.ctx = store, .fetch = store_fetch, .append = store_append};
+    rd_source_driver *sd = NULL;
+    int rc = rd_source_driver_create(cfg, ds, &io, o->batch_size, &sd, eb);
+    if (rc == RD_OK)
+        rc = rd_source_driver_run(sd, o, st, eb);
+    rd_source_driver_destroy(sd);
     return rc;
 }

@@ -30,6 +30,8 @@
 #include "rd/hash.h"
 #include "rd/lmdbx.h"
 #include "rd/log.h"
+#include "rd/source.h"
+#include "rd/tokens.h"
 #include "rd/train_ckpt.h"
 
 #include <errno.h>
@@ -85,6 +87,16 @@ typedef struct stage {
     float *drows[RD_MAX_TABLES]; // (cap_t, D_t) row gradients (pushed)
     int ts_pull[RD_MAX_TABLES];  // -1 = none in flight
     int ts_push[RD_MAX_TABLES];
+    // Instance tokens (IAT stage 2), fetched through the PS ranks with the pull.
+    uint64_t *tk_users; // (max_batch) user key of each example
+    int64_t *tk_ts;     // (max_batch) its timestamp: tokens strictly before it
+    float *tk_fetch;    // (max_batch, Lt, d) as fetched: oldest first, left-aligned
+    float *tk_flab;     // (max_batch, Lt) labels as fetched
+    uint32_t *tk_n;     // (max_batch) tokens found
+    float *tokens;      // (max_batch, Lt, d) model order: most recent first
+    uint8_t *tk_mask;   // (max_batch, Lt)
+    uint8_t *tk_lab;    // (max_batch, Lt)
+    int tk_handle;      // fetch in flight, -1 = none
 } stage;
 
 struct rd_trainer {
@@ -143,6 +155,11 @@ struct rd_trainer {
     char resume_dir[RD_PATH_MAX * 2]; // "" = fresh start (rd_trainer_opts.resume_dir)
     int resuming;                     // the run continues from rpos
     rd_train_pos rpos;
+    // IAT: token client (jobs whose model reads tokens, and the job that builds the store).
+    rd_token_client *tok;
+    size_t Lt, dt; // tokens per example and their dim (0 without the token branch)
+    int tok_job;   // rd_config_token_job: the job that builds the store (-1 = none)
+    rd_trainer_tokens tok_stats;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -267,6 +284,18 @@ static void stage_alloc(rd_trainer *tr, stage *s) {
         s->drows[t] = rd_aligned_xalloc(c * m->tables[t].dim * sizeof(float));
         s->ts_pull[t] = s->ts_push[t] = -1;
     }
+    s->tk_handle = -1;
+    if (tr->Lt) {
+        size_t n = Bm * tr->Lt;
+        s->tk_users = rd_xmalloc(Bm * sizeof(uint64_t));
+        s->tk_ts = rd_xmalloc(Bm * sizeof(int64_t));
+        s->tk_n = rd_xmalloc(Bm * sizeof(uint32_t));
+        s->tk_fetch = rd_xmalloc(n * tr->dt * sizeof(float));
+        s->tokens = rd_xmalloc(n * tr->dt * sizeof(float));
+        s->tk_flab = rd_xmalloc(n * sizeof(float));
+        s->tk_mask = rd_xmalloc(n);
+        s->tk_lab = rd_xmalloc(n);
+    }
 }
 
 static void stage_free(rd_trainer *tr, stage *s) {
@@ -279,6 +308,14 @@ static void stage_free(rd_trainer *tr, stage *s) {
         rd_free(s->fidx[f]);
     rd_free(s->sidx);
     rd_free(s->slab);
+    rd_free(s->tk_users);
+    rd_free(s->tk_ts);
+    rd_free(s->tk_n);
+    rd_free(s->tk_fetch);
+    rd_free(s->tokens);
+    rd_free(s->tk_flab);
+    rd_free(s->tk_mask);
+    rd_free(s->tk_lab);
     for (int t = 0; t < tr->model->n_tables; t++) {
         rd_free(s->raw[t]);
         rd_free(s->uniq[t]);
@@ -333,13 +370,7 @@ int rd_trainer_create(const rd_comm *comm,
                         tr->job->model);
         goto fail;
     }
-    if (tr->mcfg->tokens.scheme > 0) {
-        rc = rd_err_set(eb, RD_ERR_UNSUPPORTED,
-                        "model '%s': the instance-token branch (tokens.scheme) is not trained by "
-                        "`recdistill train` yet",
-                        tr->mcfg->name);
-        goto fail;
-    }
+    tr->tok_job = rd_config_token_job(cfg);
     const char *dir = opts && opts->dataset_dir ? opts->dataset_dir : cfg->data.dir;
     if ((rc = rd_dataset_open(dir, RD_DATASET_NOVERIFY, &tr->ds, eb)) != RD_OK)
         goto fail;
@@ -369,6 +400,26 @@ int rd_trainer_create(const rd_comm *comm,
     tr->L = m->seq_table >= 0 ? m->seq_length : 0;
     if (tr->L)
         tr->seq_table_id = rd_hash_str(m->tables[m->seq_table].name, 0);
+    if (tr->mcfg->tokens.scheme > 0) {
+        tr->Lt = m->tok_length;
+        tr->dt = (size_t)cfg->tokens.dim;
+    }
+    if (tr->Lt || tr->tok_job == comm->job_index) {
+        rd_token_store_info info;
+        if ((rc = rd_token_store_read_manifest(cfg->tokens.store_dir, &info, eb)) != RD_OK)
+            goto fail;
+        rd_token_client_opts co = {.n_shards = (int)info.n_shards,
+                                   .dim = (int)info.dim,
+                                   .poll_us_max = cfg->cluster.poll_us_max,
+                                   .max_msg_bytes = cfg->ps.max_msg_bytes};
+        if ((int)info.dim != cfg->tokens.dim) {
+            rc = rd_err_set(eb, RD_ERR_VERSION, "token store %s has dim %u, tokens.dim is %d",
+                            cfg->tokens.store_dir, info.dim, cfg->tokens.dim);
+            goto fail;
+        }
+        if ((rc = rd_token_client_create(comm, &co, &tr->tok, eb)) != RD_OK)
+            goto fail;
+    }
 
     // 2. KV client and the table map.
     if ((rc = rd_kv_create(comm, cfg, &tr->kv, eb)) != RD_OK)
@@ -444,6 +495,7 @@ int rd_trainer_destroy(rd_trainer *tr) {
         rd_target_sender_destroy(tr->snd[k]);
     rd_target_recv_destroy(tr->rcv);
     rd_target_log_close(tr->tlog);
+    rd_token_client_destroy(tr->tok);
     rd_free(tr->zt);
     rd_free(tr->has_zt);
     if (tr->kv) {
@@ -498,6 +550,10 @@ static int stage_build(rd_trainer *tr, stage *s, size_t B, rd_errbuf *eb) {
         s->labels[b] = r->label;
         if (r->ts > s->t_max)
             s->t_max = r->ts;
+        if (tr->Lt) {
+            s->tk_users[b] = r->user_key;
+            s->tk_ts[b] = r->ts;
+        }
         if (m->n_numeric)
             memcpy(s->numeric + b * m->n_numeric, rd_dataset_nums(tr->ds, i),
                    m->n_numeric * sizeof(float));
@@ -565,6 +621,14 @@ static int kv_fail(rd_trainer *tr, int rc, const char *what, rd_errbuf *eb) {
 }
 
 static int stage_pull(rd_trainer *tr, stage *s, rd_errbuf *eb) {
+    if (tr->Lt && s->B > 0) {
+        rd_token_fetch_out fo = {.tokens = s->tk_fetch, .labels = s->tk_flab, .n_found = s->tk_n};
+        int rc = rd_token_client_fetch_start(tr->tok, s->B, s->tk_users, s->tk_ts, tr->Lt, &fo,
+                                             &s->tk_handle, eb);
+        if (rc != RD_OK)
+            return rc;
+        tr->tok_stats.fetched_requests += s->B;
+    }
     for (int t = 0; t < tr->model->n_tables; t++) {
         s->ts_pull[t] = -1;
         if (!s->n_uniq[t])
@@ -590,6 +654,36 @@ static int stage_wait(rd_trainer *tr, int *ts, rd_errbuf *eb) {
     return RD_OK;
 }
 
+// Complete the stage's token fetch and lay the tokens out as the model reads them: most recent
+// first (position 0 = the latest earlier instance, as the item history), padding after.
+static int stage_wait_tokens(rd_trainer *tr, stage *s, rd_errbuf *eb) {
+    if (s->tk_handle < 0)
+        return RD_OK;
+    int rc = rd_token_client_wait(tr->tok, s->tk_handle, eb);
+    s->tk_handle = -1;
+    if (rc != RD_OK)
+        return rc;
+    const size_t L = tr->Lt, d = tr->dt;
+    for (size_t b = 0; b < s->B; b++) {
+        size_t n = s->tk_n[b] < L ? s->tk_n[b] : L;
+        const float *src = s->tk_fetch + b * L * d;
+        float *dst = s->tokens + b * L * d;
+        uint8_t *mk = s->tk_mask + b * L, *lb = s->tk_lab + b * L;
+        for (size_t j = 0; j < n; j++) {
+            memcpy(dst + j * d, src + (n - 1 - j) * d, d * sizeof(float));
+            mk[j] = 1;
+            lb[j] = s->tk_flab[b * L + n - 1 - j] > 0.5f ? 1 : 0;
+        }
+        if (n < L) {
+            memset(dst + n * d, 0, (L - n) * d * sizeof(float));
+            memset(mk + n, 0, L - n);
+            memset(lb + n, 0, L - n);
+        }
+        tr->tok_stats.fetched_tokens += n;
+    }
+    return RD_OK;
+}
+
 static void stage_batch(rd_trainer *tr, stage *s, rd_batch *bt) {
     const rd_model *m = tr->model;
     memset(bt, 0, sizeof *bt);
@@ -606,6 +700,11 @@ static void stage_batch(rd_trainer *tr, stage *s, rd_batch *bt) {
     if (tr->L) {
         bt->seq_idx = s->sidx;
         bt->seq_labels = m->seq_with_labels ? s->slab : NULL;
+    }
+    if (tr->Lt) {
+        bt->tokens = s->tokens;
+        bt->tok_mask = s->tk_mask;
+        bt->tok_labels = s->tk_lab;
     }
     bt->numeric = m->n_numeric ? s->numeric : NULL;
     bt->labels = s->labels;
@@ -1082,7 +1181,8 @@ static int train_range(rd_trainer *tr,
                 return rc;
         }
         // 2. Forward and backward on this rank's share of the step.
-        if ((rc = stage_wait(tr, cur->ts_pull, eb)) != RD_OK)
+        if ((rc = stage_wait(tr, cur->ts_pull, eb)) != RD_OK ||
+            (rc = stage_wait_tokens(tr, cur, eb)) != RD_OK)
             return rc;
         if (cur->B > 0) {
             stage_batch(tr, cur, &bt);
@@ -1171,7 +1271,8 @@ static int eval_range(rd_trainer *tr,
             break;
         if (nxt->B > 0 && (rc = stage_pull(tr, nxt, eb)) != RD_OK)
             break;
-        if ((rc = stage_wait(tr, cur->ts_pull, eb)) != RD_OK)
+        if ((rc = stage_wait(tr, cur->ts_pull, eb)) != RD_OK ||
+            (rc = stage_wait_tokens(tr, cur, eb)) != RD_OK)
             break;
         if ((rc = distill_progress(tr, eb)) != RD_OK)
             break;
@@ -1409,6 +1510,128 @@ static int64_t resume_skip(const rd_trainer *tr, int32_t e, int32_t w) {
     return w < p->window ? -1 : w == p->window ? p->range_step : 0;
 }
 
+// IAT stage 1: the token store of the run
+
+enum { TAG_TOKENS_READY = RD_TAG_USER + 2 };
+
+static int src_fetch(void *ctx,
+                     size_t n,
+                     const uint64_t *users,
+                     const int64_t *before_t,
+                     size_t L,
+                     const rd_token_fetch_out *out,
+                     rd_errbuf *eb) {
+    return rd_token_client_fetch(ctx, n, users, before_t, L, out, eb);
+}
+
+static int src_append(void *ctx, const rd_token_batch *b, rd_errbuf *eb) {
+    return rd_token_client_append(ctx, b, eb);
+}
+
+// Rank 0 of the builder job trains the source model (tokens.source_model) on the batch period
+// (train.epochs passes; user order for the user-order scheme), then goes through the stream
+// windows in time order training as it goes (streaming mode: each group's previous tokens come
+// frozen from the store), then writes the holdout's tokens without training on it. Every token
+// is appended through the PS rank that owns its user's shard. A token is computed before the
+// update on its own batch, so the tokens of stream and holdout events carry no label of their
+// own or of any later event.
+static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
+    const rd_config *cfg = tr->cfg;
+    double t0 = now_s();
+    rd_source_io io = {.ctx = tr->tok, .fetch = src_fetch, .append = src_append};
+    rd_source_driver *sd = NULL;
+    int rc = rd_source_driver_create(cfg, tr->ds, &io, tr->max_batch, &sd, eb);
+    rd_range batch = rd_dataset_batch(tr->ds), hold = rd_dataset_holdout(tr->ds);
+    uint32_t K = tr->info->n_windows;
+    rd_range stream = {batch.end, K ? rd_dataset_window(tr->ds, K - 1).end : batch.end};
+    struct {
+        rd_range r;
+        int order, epochs, infer;
+        const char *what;
+    } parts[3] = {
+        {batch, cfg->tokens.scheme == 2 ? RD_ORDER_USER : RD_ORDER_TIME, cfg->train.epochs, 0,
+         "batch period"},
+        {stream, RD_ORDER_TIME, 1, 0, "stream"},
+        {hold, RD_ORDER_TIME, 1, 1, "holdout (no training)"},
+    };
+    for (int k = 0; k < 3 && rc == RD_OK; k++) {
+        if (parts[k].r.end <= parts[k].r.begin || (k == 0 && parts[k].epochs == 0))
+            continue;
+        rd_source_train_opts o = {.range = parts[k].r,
+                                  .order = parts[k].order,
+                                  .epochs = parts[k].epochs,
+                                  .infer_only = parts[k].infer};
+        rd_source_train_stats st;
+        if ((rc = rd_source_driver_run(sd, &o, &st, eb)) != RD_OK)
+            break;
+        tr->tok_stats.source_events += parts[k].infer ? 0 : st.events;
+        tr->tok_stats.tokens_written += st.tokens_written;
+        if (k < 2)
+            tr->tok_stats.source_auc = st.auc_last;
+        if (!tr->quiet)
+            printf("[%s] tokens: %s, %llu tokens written, source model progressive AUC %.4f "
+                   "(%.1f s)\n",
+                   tr->job->name, parts[k].what, (unsigned long long)st.tokens_written, st.auc_last,
+                   now_s() - t0);
+        fflush(stdout);
+    }
+    rd_source_driver_destroy(sd);
+    tr->tok_stats.build_s = now_s() - t0;
+    tr->tok_stats.built = rc == RD_OK;
+    return rc;
+}
+
+// Polled wait of one request.
+static void wait_polled(MPI_Request *r, int poll) {
+    rd_backoff b;
+    rd_backoff_reset(&b, poll);
+    for (;;) {
+        int done = 0;
+        RD_MPI_CHECK(MPI_Test(r, &done, MPI_STATUS_IGNORE));
+        if (done)
+            return;
+        rd_backoff_wait(&b);
+    }
+}
+
+// Every worker job starts training only once the store is built: the builder job's rank 0 builds
+// it and tells the rank 0 of every other job; each job's rank 0 then releases its ranks.
+static int tokens_ready(rd_trainer *tr, rd_errbuf *eb) {
+    if (tr->tok_job < 0)
+        return RD_OK;
+    const rd_comm *c = tr->comm;
+    const int poll = tr->cfg->cluster.poll_us_max;
+    int rc = RD_OK;
+    if (c->job_rank == 0) {
+        if (c->job_index == tr->tok_job) {
+            rc = tokens_build(tr, eb);
+            for (int j = 0; j < c->n_jobs; j++) {
+                if (j == c->job_index)
+                    continue;
+                MPI_Request r;
+                RD_MPI_CHECK(
+                    MPI_Isend(&rc, 1, MPI_INT, c->job_first[j], TAG_TOKENS_READY, c->world, &r));
+                wait_polled(&r, poll);
+            }
+        } else {
+            MPI_Request r;
+            RD_MPI_CHECK(MPI_Irecv(&rc, 1, MPI_INT, c->job_first[tr->tok_job], TAG_TOKENS_READY,
+                                   c->world, &r));
+            wait_polled(&r, poll);
+            if (rc != RD_OK)
+                rd_err_set(eb, rc, "the token store was not built (job '%s' failed)",
+                           c->job_name[tr->tok_job]);
+        }
+    }
+    int st = rc;
+    MPI_Request r;
+    RD_MPI_CHECK(MPI_Ibcast(&st, 1, MPI_INT, 0, c->job, &r));
+    wait_polled(&r, poll);
+    if (st != RD_OK && rc == RD_OK)
+        rc = rd_err_set(eb, st, "the token store was not built (job rank 0 failed)");
+    return rc;
+}
+
 int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     const rd_config *cfg = tr->cfg;
     const int W = tr->comm->job_size, me = tr->comm->job_rank;
@@ -1423,7 +1646,9 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     tr->planned = (uint64_t)cfg->train.epochs * (batch.end - batch.begin) + (wend.end - batch.end);
     tr->t_progress = now_s();
     int mode = cfg->train.order == RD_ORDER_USER ? RD_PART_USER : RD_PART_STRIDED;
-    int rc = distill_setup(tr, eb);
+    int rc = tokens_ready(tr, eb);
+    if (rc == RD_OK)
+        rc = distill_setup(tr, eb);
     if (rc == RD_OK && tr->resume_dir[0])
         rc = resume(tr, eb);
     char phase[64];
@@ -1501,6 +1726,11 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     res->train_samples = tr->trained;
     res->samples_per_s = tr->train_s > 0 ? (double)tr->trained / tr->train_s : 0.0;
     res->final_loss = tr->loss_ema;
+    uint64_t tk[2] = {tr->tok_stats.fetched_requests, tr->tok_stats.fetched_tokens}, tks[2];
+    RD_MPI_CHECK(MPI_Allreduce(tk, tks, 2, MPI_UINT64_T, MPI_SUM, tr->comm->job));
+    res->tokens = tr->tok_stats;
+    res->tokens.fetched_requests = tks[0];
+    res->tokens.fetched_tokens = tks[1];
     if (me == 0) {
         popularity(tr, res);
         res->wall_s = now_s() - tr->t_create;
@@ -1531,7 +1761,8 @@ int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logi
         memcpy(s->rec, recs + done, b * sizeof *recs);
         rd_batch bt;
         if ((rc = stage_build(tr, s, b, eb)) == RD_OK && (rc = stage_pull(tr, s, eb)) == RD_OK &&
-            (rc = stage_wait(tr, s->ts_pull, eb)) == RD_OK) {
+            (rc = stage_wait(tr, s->ts_pull, eb)) == RD_OK &&
+            (rc = stage_wait_tokens(tr, s, eb)) == RD_OK) {
             stage_batch(tr, s, &bt);
             rc = rd_model_forward(m, &bt, eb);
         }

@@ -445,5 +445,8 @@ const rd_table_config *rd_config_find_table(const rd_config *cfg, const char *na
 const rd_job_config *rd_config_find_job(const rd_config *cfg, const char *name);
 /** Total ranks the config needs: ps_ranks + sum of jobs[i].ranks (-1 if it overflows int). */
 int rd_config_world_size(const rd_config *cfg);
+/** Index of the first job whose model reads instance tokens (models[].tokens.scheme > 0), or -1:
+ *  that job builds the run's token store (IAT stage 1) before any job trains. */
+int rd_config_token_job(const rd_config *cfg);
 
 #endif // RD_CONFIG_H

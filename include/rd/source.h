@@ -11,6 +11,8 @@
 //   rd_source_create() / rd_source_destroy()
 //   rd_source_check_batch(), rd_source_forward(), rd_source_backward()
 //   rd_source_find_tensor()
+//   rd_source_io, rd_source_driver_create/run/destroy   the same driver kept across ranges, with
+//                              its token I/O through the store or through the PS ranks
 //   rd_source_train_opts, rd_source_train_stats, rd_source_train_range()   single-process driver
 //                              (in-process embedding tables, no PS) that trains the source model
 //                              on a dataset range and writes a token for every event to a store
@@ -262,6 +264,8 @@ typedef struct rd_source_train_opts {
                        // consecutive events of a user, no frozen prefix (batch mode)
     int epochs;        // passes over the range; 0 = cfg.train.epochs
     size_t batch_size; // events per step; 0 = cfg.train.batch_size
+    int infer_only;    // 1 = write the tokens of the range without training on it (one pass, no
+                       // backward, no table push): the holdout of a run
 } rd_source_train_opts;
 
 typedef struct rd_source_train_stats {
@@ -289,5 +293,42 @@ int rd_source_train_range(const rd_config *cfg,
                           rd_token_store *store,
                           rd_source_train_stats *st,
                           rd_errbuf *eb);
+
+/** Where a driver reads frozen prefixes and writes tokens: the store directly (tools, tests), or
+ *  the owning PS ranks through an rd_token_client (`recdistill train`). Both have the semantics
+ *  of rd_token_store_fetch_batch / rd_token_store_append. */
+typedef struct rd_source_io {
+    void *ctx;
+    int (*fetch)(void *ctx,
+                 size_t n,
+                 const uint64_t *users,
+                 const int64_t *before_t,
+                 size_t L,
+                 const rd_token_fetch_out *out,
+                 rd_errbuf *eb);
+    int (*append)(void *ctx, const rd_token_batch *b, rd_errbuf *eb);
+} rd_source_io;
+
+/** A source model with its in-process tables and optimizers that lives across several ranges
+ *  (the batch period, then the stream, then the holdout of one run). */
+typedef struct rd_source_driver rd_source_driver;
+
+/** Build the model, tables and buffers for batches of up to batch_size events (0 =
+ *  cfg.train.batch_size). The io is copied; its ctx is borrowed. Same codes as
+ *  rd_source_train_range. */
+int rd_source_driver_create(const rd_config *cfg,
+                            const rd_dataset *ds,
+                            const rd_source_io *io,
+                            size_t batch_size,
+                            rd_source_driver **out,
+                            rd_errbuf *eb);
+/** Train on (or, with o->infer_only, only tokenise) one range; the parameters carry over to the
+ *  next call. o->batch_size must be <= the driver's. */
+int rd_source_driver_run(rd_source_driver *d,
+                         const rd_source_train_opts *o,
+                         rd_source_train_stats *st,
+                         rd_errbuf *eb);
+/** Free everything; NULL is fine. */
+void rd_source_driver_destroy(rd_source_driver *d);
 
 #endif // RD_SOURCE_H

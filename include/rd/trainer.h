@@ -39,6 +39,17 @@
 // rd_shard_of(user_key) in user order). Job rank 0 writes "<job>.targets.json" next to the
 // metrics file.
 //
+// Instance tokens (IAT, models[].tokens.scheme > 0; rd_config_token_job names the first job whose
+// model reads them): before any job trains, rank 0 of that job builds the run's token store at
+// tokens.store_dir — an rd_source_driver trains tokens.source_model over the batch period
+// (train.epochs passes, user order for scheme 2), then over the stream windows in time order
+// (streaming mode: frozen previous tokens fetched from the store), then writes the holdout's
+// tokens without training on it; every token goes through the PS rank that owns its user's
+// shard (rd_token_client_append; the PS ranks serve the store with rd_token_service). Then it
+// tells the rank 0 of every other job, and each job's rank 0 releases its ranks. A job whose
+// model reads tokens fetches, with each batch's pull, the user's last tokens.length tokens
+// strictly before the event (rd_token_client_fetch_start), laid out most recent first.
+//
 // Features a model may embed: "user", "item", any categorical / multi field of the dataset, and
 // two fields derived from the timestamp when the dataset has no field of that name: "hour"
 // (0..23, UTC) and "weekday" (0 = Monday .. 6, UTC). History items of the sequence branch are the
@@ -95,6 +106,18 @@ typedef struct rd_trainer_targets {
     uint64_t duplicates; // student: second target of a (phase, sample), dropped
 } rd_trainer_targets;
 
+/** IAT counters of one job: the store build (job rank 0 of the builder job) and the fetches
+ *  (all ranks of the job). */
+typedef struct rd_trainer_tokens {
+    int built;                 // 1 = this job built the run's token store
+    double build_s;            // seconds of the build (source model training + appends)
+    uint64_t source_events;    // events the source model trained on (all epochs)
+    uint64_t tokens_written;   // tokens appended (all passes; a later epoch overwrites)
+    double source_auc;         // the source model's progressive AUC of its last trained pass
+    uint64_t fetched_requests; // examples whose history tokens were fetched
+    uint64_t fetched_tokens;   // tokens delivered to the model
+} rd_trainer_tokens;
+
 /** The report of one job (filled on the job's rank 0; other ranks get n_windows = 0). */
 typedef struct rd_trainer_result {
     char job[RD_NAME_MAX];
@@ -114,6 +137,7 @@ typedef struct rd_trainer_result {
     rd_trainer_eval pop_holdout; // popularity baseline on the same events
     rd_trainer_eval pop_warm;
     rd_trainer_targets targets; // distillation counters (all ranks of the job)
+    rd_trainer_tokens tokens;   // IAT store build and fetch counters
 } rd_trainer_result;
 
 typedef struct rd_trainer rd_trainer;

@@ -116,7 +116,7 @@ run -n 4 "$RD" train "$TMP/ok.yaml" --out "$TMP/run" >"$TMP/out" 2>"$TMP/err" ||
 R="$TMP/run/report.json"
 [ -s "$R" ] || fail "no report.json"
 for job in teacher student student_raw; do
-    grep -q "== $job (model" "$TMP/out" || fail "no final table of $job"
+    grep -q "^$job  *holdout  *0\.[0-9]" "$TMP/out" || fail "no final table row of $job"
     [ -s "$TMP/run/$job.metrics.csv" ] || fail "no metrics file of $job"
     head -1 "$TMP/run/$job.metrics.csv" | grep -q "^phase,window,auc,gauc,logloss,calibration,samples,samples_per_s$" || fail "csv header"
     [ "$(grep -c '^stream,' "$TMP/run/$job.metrics.csv")" -eq 3 ] || fail "3 stream lines expected"
@@ -139,7 +139,23 @@ for job in ("teacher", "student", "student_raw"):
     assert j["params"] > 0 and j["flops_per_sample"] > 0 and j["wall_s"] > 0
     assert j["samples_per_s"] > 0 and j["train_samples"] == 4800 + 600
     assert len(j["windows"]) == 3
+    s = r["stream"][job]
+    aucs = [w["auc"] for w in j["windows"] if w["auc"] is not None]
+    assert abs(s["auc"] - sum(aucs) / len(aucs)) < 2e-6, (s, aucs)
+    assert s["samples"] == sum(w["samples"] for w in j["windows"])
+    assert r["flops_per_sample"][job] == j["flops_per_sample"] and r["params"][job] == j["params"]
 assert r["jobs"]["teacher"]["params"] > r["jobs"]["student"]["params"]
+e = r["eta"]
+assert (e["teacher"], e["student"], e["student_raw"]) == ("teacher", "student", "student_raw"), e
+for part in ("holdout", "warm", "stream"):
+    h = e[part]
+    gap = h["teacher_auc"] - h["student_raw_auc"]
+    assert abs(h["teacher_gap"] - gap) < 2e-6, h
+    if gap > 0:
+        assert abs(h["eta"] - (h["student_auc"] - h["student_raw_auc"]) / gap) < 1e-3 * max(1, abs(h["eta"])), h
+    else:
+        assert h["eta"] is None, h
+assert abs(e["holdout"]["teacher_auc"] - r["holdout"]["teacher"]["auc"]) < 2e-6
 assert 0.3 < r["popularity"]["holdout"]["auc"] < 1.0
 assert r["popularity"]["warm"]["samples"] <= 600
 EOF
