@@ -1,7 +1,8 @@
 // cmd_train.c — `mpiexec -n N recdistill train CONFIG [--out DIR] [--seed N]`: the whole
 // launch. PS ranks serve the embedding tables; the ranks of every job (teacher, students) train
 // their model concurrently on the shared PS (rd/trainer.h); at the end each job's rank 0 prints its
-// table and world rank 0 writes <run.out_dir>/report.json.
+// table and world rank 0 writes <run.out_dir>/report.json (with "comm": bytes and messages per
+// channel, rd/traffic.h).
 //
 // Phases (every rank):
 //   1. rank 0 loads the config; the status, then the config, are broadcast (bad config: rank 0
@@ -27,6 +28,7 @@
 #include "rd/report.h"
 #include "rd/server.h"
 #include "rd/tokens.h"
+#include "rd/traffic.h"
 #include "rd/trainer.h"
 
 #include <errno.h>
@@ -323,6 +325,8 @@ int rd_cmd_train(int argc, char **argv) {
         }
         if ((rc = rd_report_write(cfg, res, comm->n_jobs, now_s() - t_start, &eb)) != RD_OK)
             die(comm, "report", &eb, rc);
+        if (cfg->output.plot && (rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)
+            die(comm, "plot", &eb, rc);
         rd_report_print(cfg, res, comm->n_jobs);
         printf("report: %s/report.json\n", cfg->run.out_dir);
         fflush(stdout);

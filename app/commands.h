@@ -16,6 +16,8 @@ int rd_cmd_train(int argc, char **argv);
 int rd_cmd_table(int argc, char **argv);
 int rd_cmd_export(int argc, char **argv);
 int rd_cmd_tokens(int argc, char **argv);
+int rd_cmd_scale_model(int argc, char **argv);
+int rd_cmd_plot(int argc, char **argv);
 
 /** 1 if argv holds -h or --help. */
 int rd_app_wants_help(int argc, char **argv);

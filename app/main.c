@@ -15,6 +15,9 @@ static const rd_command commands[] = {
      rd_cmd_table},
     {"tokens", "inspect, fetch from, gc, verify, compact an instance-token store", rd_cmd_tokens},
     {"export", "write the serving bundle of a trained student from a checkpoint", rd_cmd_export},
+    {"scale-model", "project throughput and efficiency to many nodes (calibrated model)",
+     rd_cmd_scale_model},
+    {"plot", "draw columns of a CSV file as a PNG line plot", rd_cmd_plot},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -29,7 +32,7 @@ static void usage(FILE *out) {
     fprintf(out, "usage: recdistill <command> [args]   (recdistill <command> --help)\n\n"
                  "commands:\n");
     for (int i = 0; i < n_commands; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv) {

@@ -114,6 +114,7 @@ struct rd_kv {
 
     rd_errbuf err;
     rd_kv_counters ctr;
+    rd_traffic traffic; // per channel: pull, push, everything else (ps_ctl)
     unsigned char bounce[4096];
 };
 
@@ -218,6 +219,10 @@ const char *rd_kv_errmsg(const rd_kv *kv) {
 
 void rd_kv_get_counters(const rd_kv *kv, rd_kv_counters *c) {
     *c = kv->ctr;
+}
+
+void rd_kv_add_traffic(const rd_kv *kv, rd_traffic *t) {
+    rd_traffic_add(t, &kv->traffic);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,6 +352,11 @@ static void handle_add(rd_kv *kv, int h, int sub) {
     kv->handles[h].head = sub;
 }
 
+// Accounting channel of a request op.
+static int op_chan(unsigned op) {
+    return op == RD_OP_PULL ? RD_CHAN_PS_PULL : op == RD_OP_PUSH ? RD_CHAN_PS_PUSH : RD_CHAN_PS_CTL;
+}
+
 // Send sub `i`: its header is written into sbuf[0, 64) in front of the payload_bytes already
 // placed at sbuf + 64, and the request goes out as one contiguous message (which MPI can move
 // with a single copy; a derived datatype would be packed and unpacked through bounce buffers).
@@ -365,6 +375,7 @@ static void sub_send(
                              RD_TAG_PS_REQUEST, kv->c, &s->sreq));
     kv->ctr.messages++;
     kv->ctr.bytes_sent += RD_MSG_HEADER_BYTES + payload;
+    rd_traffic_count(&kv->traffic, op_chan(op), 0, 1, RD_MSG_HEADER_BYTES + payload);
 }
 
 static void set_sub_error(rd_kv *kv, kv_sub *s, int rc, const char *fmt, ...) RD_PRINTF(4, 5);
@@ -388,6 +399,7 @@ static void sub_header_done(rd_kv *kv, kv_sub *s) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     kv->ctr.bytes_recv += (uint64_t)s->reply_len;
+    rd_traffic_count(&kv->traffic, op_chan(s->op), 1, 1, (uint64_t)s->reply_len);
     int rc = RD_OK;
     if (s->drained)
         rc = rd_err_set(&eb, RD_ERR_PROTO, "reply of %lld bytes (unexpected size)",
@@ -473,6 +485,7 @@ static int sub_progress(rd_kv *kv, kv_sub *s) {
                     RD_MPI_CHECK(MPI_Imrecv_c(s->rbuf, n, MPI_BYTE, &mh, &s->rreq));
             } else {
                 kv->ctr.bytes_recv += (uint64_t)n;
+                rd_traffic_count(&kv->traffic, op_chan(s->op), 1, 1, (uint64_t)n);
                 ok = s->status == RD_OK && (size_t)n == s->dst_bytes;
                 if (ok)
                     RD_MPI_CHECK(MPI_Imrecv_c(s->dst, n, MPI_BYTE, &mh, &s->rreq));

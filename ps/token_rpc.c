@@ -28,6 +28,7 @@
 #include "rd/comm.h"
 #include "rd/msg.h"
 #include "rd/server.h"
+#include "rd/traffic.h"
 
 #include "token_store_internal.h"
 
@@ -279,8 +280,14 @@ struct rd_token_client {
     uint64_t seq;
     int *cnt; // (P) scratch
     uint64_t bytes_sent, bytes_recv, messages;
+    rd_traffic traffic; // token_fetch / token_append, both directions
     unsigned char bounce[BOUNCE_BYTES];
 };
+
+// Accounting channel of a token op.
+static int tc_chan(unsigned op) {
+    return op == RD_TOKEN_OP_APPEND ? RD_CHAN_TOKEN_APPEND : RD_CHAN_TOKEN_FETCH;
+}
 
 static void op_fail(tc_op *op, int rc, const char *fmt, ...) RD_PRINTF(3, 4);
 static void op_fail(tc_op *op, int rc, const char *fmt, ...) {
@@ -354,6 +361,10 @@ void rd_token_client_destroy(rd_token_client *c) {
     rd_free(c);
 }
 
+void rd_token_client_add_traffic(const rd_token_client *c, rd_traffic *t) {
+    rd_traffic_add(t, &c->traffic);
+}
+
 void rd_token_client_counters(const rd_token_client *c,
                               uint64_t *bytes_sent,
                               uint64_t *bytes_recv,
@@ -411,6 +422,7 @@ static void msg_send(rd_token_client *c, tc_op *op, tc_msg *m, size_t payload) {
                              RD_TAG_PS_REQUEST, c->c, &m->sreq));
     c->messages++;
     c->bytes_sent += m->req_bytes;
+    rd_traffic_count(&c->traffic, tc_chan(m->op), 0, 1, m->req_bytes);
 }
 
 // Post the receive of m's reply once it has arrived (probe first: the size decides where it
@@ -493,6 +505,7 @@ static int msg_scatter(rd_token_client *c, tc_op *op, tc_msg *m, rd_errbuf *eb) 
 static void msg_finish(rd_token_client *c, tc_op *op, tc_msg *m) {
     m->finished = 1;
     c->bytes_recv += (uint64_t)m->reply_len;
+    rd_traffic_count(&c->traffic, tc_chan(m->op), 1, 1, (uint64_t)m->reply_len);
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     int world = c->comm->ps_world[m->ps];

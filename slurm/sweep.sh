@@ -15,6 +15,9 @@
 #   teacher_ranks: 1 2          # or per role: ranks of every teacher job ...
 #   student_ranks: 1 4          # ... and of every student job (crossed); not with `ranks`
 #   ps:     1 2                 # cluster.ps_ranks; default: as is
+#   points: 2:1:1 4:3:1 8:6:2   # instead of the crossed ranks/ps keys: zipped teacher ranks :
+#                               # student ranks : PS ranks per point (weak scaling: grow them
+#                               # together); '-' = as in the config
 #   batch:  256 1024            # train.batch_size; default: as is
 #   out:    runs/sweep-demo     # sweep folder; default runs/sweep-<spec file name>
 #   timeout: 3600               # seconds to wait for all runs; default 0 = no limit
@@ -100,6 +103,10 @@ for r in runs:
         print(f"sweep: {r['point']}: job {row['jobid']} {row['state']} exit {row['exit_code']}"
               f" (log: slurm-rd-train-multi-{row['jobid']}.out)", file=sys.stderr)
         bad += 1
+    # Sum of the jobs' throughputs: the figure a weak-scaling sweep plots.
+    tp = [v for k, v in row.items() if k.startswith("jobs.") and k.endswith(".samples_per_s")]
+    if tp:
+        row["total_samples_per_s"] = sum(tp)
     for k in row:
         if k not in fixed and k not in extra:
             extra.append(k)
@@ -116,17 +123,39 @@ tput = [c for c in extra if c.startswith("jobs.") and c.endswith(".samples_per_s
 aucs = [c for c in extra if c.startswith("holdout.") and c.endswith(".auc")]
 show = ["point", "state", "nodes", "world_size", "ps_ranks", "ranks_per_job", "batch_size"]
 show += [c for c in ["wall_s"] if c in extra] + tput + aucs
+# Communication per trained sample (report.json "comm"): the total and every channel in use.
+comm_cols = [c for c in extra if c.startswith("comm.") and c.endswith(".bytes_per_sample")]
+comm_used = [c for c in comm_cols if c != "comm.total.bytes_per_sample" and
+             any(isinstance(r.get(c), (int, float)) and r.get(c) > 0 for r in rows)]
+show += [c for c in ["comm.total.bytes_per_sample"] if c in extra] + comm_used
 def fmt(v):
     if isinstance(v, float):
         return "nan" if math.isnan(v) else (f"{v:.4f}" if abs(v) < 10 else f"{v:.0f}")
     return str(v)
 def head(c):
+    if c.startswith("comm."):
+        return c[5:].replace(".bytes_per_sample", " B/sample")
     return c.replace("jobs.", "").replace(".samples_per_s", " samples/s").replace("holdout.", "")
 table = [[head(c) for c in show]] + [[fmt(r.get(c, "")) for c in show] for r in rows]
 wid = [max(len(t[i]) for t in table) for i in range(len(show))]
 with open(os.path.join(out, "sweep.txt"), "w") as f:
     for t in table:
         f.write("  ".join(s.rjust(wid[i]) for i, s in enumerate(t)) + "\n")
+    # Spread of the comm bytes per sample over the points (weak scaling: should stay flat).
+    for c in (["comm.total.bytes_per_sample"] if "comm.total.bytes_per_sample" in extra else []) + comm_used:
+        v = [r[c] for r in rows if isinstance(r.get(c), (int, float))]
+        if len(v) >= 2 and sum(v) > 0:
+            mean = sum(v) / len(v)
+            ratio = f"{max(v) / min(v):.3f}" if min(v) > 0 else "inf (a point has none)"
+            f.write(f"{head(c)}: min {min(v):.1f} max {max(v):.1f} mean {mean:.1f}: "
+                    f"spread {100 * (max(v) - mean) / mean:+.1f}% / {100 * (min(v) - mean) / mean:+.1f}% "
+                    f"around the mean, max/min {ratio}\n")
+# Columns of the communication plot: with one node count, the total and every channel in use;
+# with several, the total (one line per node count).
+with open(os.path.join(out, "sweep-comm.y"), "w") as f:
+    one = len({r["nodes"] for r in rows}) <= 1
+    cc = (["comm.total.bytes_per_sample"] + comm_used) if one else ["comm.total.bytes_per_sample"]
+    f.write(("" if one else "group ") + ",".join(c for c in cc if c in extra) + "\n")
 # Plot data: total samples/s of all jobs against world size, one block (line) per node count;
 # sweep.gp draws it (when gnuplot is there).
 nodes_vals = sorted({int(r["nodes"]) for r in rows if r["nodes"]})
@@ -155,15 +184,22 @@ sys.exit(1 if bad else 0)
 PY
     cat "$out/sweep.txt"
     echo "csv: $out/sweep.csv"
+    # Plots with recdistill's own PNG writer (no gnuplot needed); sweep.gp stays for gnuplot users.
     if ! grep -q "^plot " "$out/sweep.gp"; then
         echo "plot: none (no run reported a throughput)"
-    elif ! command -v gnuplot >/dev/null; then
-        echo "plot: none (gnuplot not installed; the table above and sweep.csv have the figures;"
-        echo "      install gnuplot and run: gnuplot $out/sweep.gp)"
-    elif gnuplot "$out/sweep.gp" 2>"$out/gnuplot.err"; then
+    elif "$RD_BIN" plot "$out/sweep.csv" --x world_size --y total_samples_per_s --group nodes \
+        --out "$out/sweep.png" --title "scaling sweep: training throughput" \
+        --xlabel "world size (MPI ranks)" --ylabel "samples/s (all jobs)" >/dev/null 2>"$out/plot.err"; then
         echo "plot: $out/sweep.png"
+        local ycols group=()
+        ycols="$(cat "$out/sweep-comm.y" 2>/dev/null)"
+        case "$ycols" in "group "*) ycols="${ycols#group }" group=(--group nodes) ;; esac
+        [ -n "$ycols" ] && "$RD_BIN" plot "$out/sweep.csv" --x world_size --y "$ycols" "${group[@]}" \
+            --out "$out/sweep-comm.png" --title "scaling sweep: communication per sample" \
+            --xlabel "world size (MPI ranks)" --ylabel "bytes per trained sample" --ymin 0 \
+            >/dev/null 2>>"$out/plot.err" && echo "plot: $out/sweep-comm.png"
     else
-        rd_note "gnuplot failed ($(head -n 3 "$out/gnuplot.err")): no plot; the table above has the figures"
+        rd_note "recdistill plot failed ($(head -n 3 "$out/plot.err")): no plot; the table above has the figures"
     fi
     return "$failed"
 }
@@ -191,11 +227,16 @@ while IFS= read -r line || [ -n "$line" ]; do
     key="${BASH_REMATCH[1]}" val="${BASH_REMATCH[2]}"
     case "$key" in
         config | out | timeout) [[ "$val" != *" "* ]] || rd_die "$SPEC:$lineno: $key takes one value" ;;
+        points)
+            for v in $val; do
+                [[ "$v" =~ ^([1-9][0-9]*|-):([1-9][0-9]*|-):[1-9][0-9]*$ ]] ||
+                    rd_die "$SPEC:$lineno: points: '$v' is not TEACHER_RANKS:STUDENT_RANKS:PS (positive integers or '-' for the ranks)"
+            done ;;
         nodes | ranks | teacher_ranks | student_ranks | ps | batch)
             for v in $val; do
                 [[ "$v" =~ ^[1-9][0-9]*$ ]] || rd_die "$SPEC:$lineno: $key: '$v' is not a positive integer"
             done ;;
-        *) rd_die "$SPEC:$lineno: unknown key '$key' (config, nodes, ranks, teacher_ranks, student_ranks, ps, batch, out, timeout)" ;;
+        *) rd_die "$SPEC:$lineno: unknown key '$key' (config, nodes, ranks, teacher_ranks, student_ranks, ps, points, batch, out, timeout)" ;;
     esac
     [ -z "${S[$key]:-}" ] || rd_die "$SPEC:$lineno: duplicate key '$key'"
     S[$key]="$val"
@@ -223,6 +264,21 @@ else
 fi
 PS_L="${S[ps]:-${B[ps_ranks]}}"
 BATCH_L="${S[batch]:-${B[batch_size]}}"
+# Points as "teacher:student:ps" triples: zipped from `points`, else ranks x ps crossed.
+TRIPLES=()
+if [ -n "${S[points]:-}" ]; then
+    [ -z "${S[ranks]:-}${S[teacher_ranks]:-}${S[student_ranks]:-}${S[ps]:-}" ] ||
+        rd_die "$SPEC: give either points or ranks/teacher_ranks/student_ranks/ps, not both"
+    for v in ${S[points]}; do
+        t="${v%%:*}" rest="${v#*:}"
+        u="${rest%%:*}" p="${rest#*:}"
+        TRIPLES+=("${t/-/same}:${u/-/same}:$p")
+    done
+else
+    for pair in "${RANK_PAIRS[@]}"; do
+        for p in $PS_L; do TRIPLES+=("$pair:$p"); done
+    done
+fi
 mkdir -p "$OUT/configs"
 
 # ---------------------------------------------------------------------------------------------
@@ -257,42 +313,41 @@ derive() { # point teacher_ranks student_ranks ps batch -> stdout
 points=()
 printf 'point\tjobid\tnodes\tranks_per_job\tps_ranks\tbatch_size\tworld_size\trun_dir\n' >"$OUT/runs.tsv.new"
 for n in $NODES_L; do
-    for pair in "${RANK_PAIRS[@]}"; do
-        tr="${pair%:*}" sr="${pair#*:}"
-        for p in $PS_L; do
-            for b in $BATCH_L; do
-                point="n$n"
-                if [ -n "${S[ranks]:-}" ]; then
-                    point="$point-r$tr"
-                else
-                    [ "$tr" = same ] || point="$point-t$tr"
-                    [ "$sr" = same ] || point="$point-s$sr"
-                fi
-                point="$point-p$p-b$b"
-                cfg="$OUT/configs/$point.yaml"
-                derive "$point" "$tr" "$sr" "$p" "$b" >"$cfg"
-                rd_layout "$cfg"
-                # The derived config must say what the point asks (guards the rewrite above).
-                [ "${RD_L[ps_ranks]}" = "$p" ] && [ "${RD_L[batch_size]}" = "$b" ] &&
-                    [ "${RD_L[out_dir]}" = "$OUT/$point" ] ||
-                    rd_die "derived config $cfg does not match point $point"
-                for ((i = 0; i < ${RD_L[n_jobs]}; i++)); do
-                    want="$tr"
-                    [ "${RD_L[job${i}_role]}" = teacher ] || want="$sr"
-                    [ "$want" = same ] || [ "${RD_L[job${i}_ranks]}" = "$want" ] ||
-                        rd_die "derived config $cfg: job $i has ${RD_L[job${i}_ranks]} ranks, not $want"
-                done
-                w="${RD_L[world_size]}"
-                if [ "$n" -gt "$w" ]; then
-                    rd_note "skip $point: $n nodes for $w ranks"
-                    continue
-                fi
-                points+=("$point")
-                rr="${RD_L[job0_ranks]}" # the jobs' ranks in config order: "2/1/1"
-                for ((i = 1; i < ${RD_L[n_jobs]}; i++)); do rr="$rr/${RD_L[job${i}_ranks]}"; done
-                printf '%s\t-\t%s\t%s\t%s\t%s\t%s\t%s\n' "$point" "$n" "$rr" "$p" "$b" "$w" \
-                    "$OUT/$point" >>"$OUT/runs.tsv.new"
+    for triple in "${TRIPLES[@]}"; do
+        tr="${triple%%:*}" rest="${triple#*:}"
+        sr="${rest%%:*}" p="${rest#*:}"
+        for b in $BATCH_L; do
+            point="n$n"
+            if [ -n "${S[ranks]:-}" ]; then
+                point="$point-r$tr"
+            else
+                [ "$tr" = same ] || point="$point-t$tr"
+                [ "$sr" = same ] || point="$point-s$sr"
+            fi
+            point="$point-p$p-b$b"
+            cfg="$OUT/configs/$point.yaml"
+            derive "$point" "$tr" "$sr" "$p" "$b" >"$cfg"
+            rd_layout "$cfg"
+            # The derived config must say what the point asks (guards the rewrite above).
+            [ "${RD_L[ps_ranks]}" = "$p" ] && [ "${RD_L[batch_size]}" = "$b" ] &&
+                [ "${RD_L[out_dir]}" = "$OUT/$point" ] ||
+                rd_die "derived config $cfg does not match point $point"
+            for ((i = 0; i < ${RD_L[n_jobs]}; i++)); do
+                want="$tr"
+                [ "${RD_L[job${i}_role]}" = teacher ] || want="$sr"
+                [ "$want" = same ] || [ "${RD_L[job${i}_ranks]}" = "$want" ] ||
+                    rd_die "derived config $cfg: job $i has ${RD_L[job${i}_ranks]} ranks, not $want"
             done
+            w="${RD_L[world_size]}"
+            if [ "$n" -gt "$w" ]; then
+                rd_note "skip $point: $n nodes for $w ranks"
+                continue
+            fi
+            points+=("$point")
+            rr="${RD_L[job0_ranks]}" # the jobs' ranks in config order: "2/1/1"
+            for ((i = 1; i < ${RD_L[n_jobs]}; i++)); do rr="$rr/${RD_L[job${i}_ranks]}"; done
+            printf '%s\t-\t%s\t%s\t%s\t%s\t%s\t%s\n' "$point" "$n" "$rr" "$p" "$b" "$w" \
+                "$OUT/$point" >>"$OUT/runs.tsv.new"
         done
     done
 done

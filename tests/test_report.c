@@ -163,6 +163,20 @@ static void test_write(void **state) {
     snprintf(path, sizeof path, "%s/report.json.tmp", dir);
     assert_int_not_equal(access(path, F_OK), 0);
     rd_free(js);
+    // The per-window plot: a PNG (signature, IHDR of 800 x 500).
+    res[1].window[1].m.auc_valid = 0; // an undefined AUC is skipped, not drawn as 0
+    assert_int_equal(rd_report_plot(cfg, res, 3, &eb), RD_OK);
+    snprintf(path, sizeof path, "%s/auc_windows.png", dir);
+    FILE *pf = fopen(path, "rb");
+    assert_non_null(pf);
+    unsigned char hdr[24];
+    assert_int_equal(fread(hdr, 1, sizeof hdr, pf), sizeof hdr);
+    fclose(pf);
+    assert_memory_equal(hdr, "\x89PNG\r\n\x1a\n", 8);
+    assert_memory_equal(hdr + 12, "IHDR", 4);
+    assert_int_equal((hdr[16] << 24) | (hdr[17] << 16) | (hdr[18] << 8) | hdr[19], 800);
+    assert_int_equal((hdr[20] << 24) | (hdr[21] << 16) | (hdr[22] << 8) | hdr[23], 500);
+    assert_int_equal(remove(path), 0);
 
     // A folder that does not exist: an error naming the file, nothing written.
     snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s/missing/sub", dir);

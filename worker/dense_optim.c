@@ -85,8 +85,18 @@ void rd_dense_optim_step(rd_dense_optim *o,
 }
 
 void rd_dense_allreduce(float *grads, size_t n, MPI_Comm comm) {
+    rd_dense_allreduce_counted(grads, n, comm, NULL);
+}
+
+void rd_dense_allreduce_counted(float *grads, size_t n, MPI_Comm comm, rd_traffic *t) {
     int size;
     RD_MPI_CHECK(MPI_Comm_size(comm, &size));
+    if (t && size > 1) {
+        uint64_t msgs, bytes;
+        rd_traffic_allreduce_cost(n, size, &msgs, &bytes);
+        rd_traffic_count(t, RD_CHAN_ALLREDUCE, 0, msgs, bytes);
+        rd_traffic_count(t, RD_CHAN_ALLREDUCE, 1, msgs, bytes);
+    }
     for (size_t off = 0; off < n;) {
         size_t chunk = n - off < (size_t)INT_MAX ? n - off : (size_t)INT_MAX;
         RD_MPI_CHECK(

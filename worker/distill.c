@@ -32,7 +32,7 @@
 #define CREDIT_MAGIC 0x52434452u // bytes "RDCR"
 #define MSG_VERSION  1
 #define HEADER_BYTES 40
-#define CREDIT_BYTES 16
+#define CREDIT_BYTES RD_TARGET_CREDIT_BYTES
 #define TARGET_BYTES 20
 #define MAX_BATCH    (1 << 24)
 

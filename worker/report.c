@@ -1,5 +1,8 @@
 // report.c — report.json, the final table, stream averages and transferability (rd/report.h).
 #include "rd/report.h"
+#include "rd/alloc.h"
+#include "rd/plot.h"
+#include "rd/traffic.h"
 
 #include <errno.h>
 #include <math.h>
@@ -202,6 +205,8 @@ static void jjob(FILE *f, const rd_trainer_result *r, int last) {
     jnum(f, r->samples_per_s);
     fputs(",\n      \"final_loss\": ", f);
     jnum(f, r->final_loss);
+    fputs(",\n      \"comm\": ", f);
+    rd_traffic_write_json(f, &r->comm, r->train_samples, "      ");
     if (r->targets.role != 0) {
         const rd_trainer_targets *t = &r->targets;
         static const char *const roles[] = {"none", "teacher", "student", "replay"};
@@ -306,6 +311,16 @@ int rd_report_write(
         sum.missing += res[j].targets.missing;
         sum.replayed += res[j].targets.replayed;
     }
+    // Communication per channel over every job (rd/traffic.h), per trained sample of all jobs.
+    rd_traffic comm;
+    uint64_t samples = 0;
+    memset(&comm, 0, sizeof comm);
+    for (int j = 0; j < n; j++) {
+        rd_traffic_add(&comm, &res[j].comm);
+        samples += res[j].train_samples;
+    }
+    fputs(",\n  \"comm\": ", f);
+    rd_traffic_write_json(f, &comm, samples, "  ");
     fprintf(f,
             ",\n  \"targets\": {\"sent\": %llu, \"received\": %llu, \"late\": %llu, "
             "\"missing\": %llu, \"replayed\": %llu}",
@@ -322,6 +337,38 @@ int rd_report_write(
         return rd_err_set(eb, RD_ERR_IO, "%s: write failed", path);
     }
     return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plot
+
+int rd_report_plot(const rd_config *cfg, const rd_trainer_result *res, int n, rd_errbuf *eb) {
+    rd_plot p;
+    rd_plot_init(&p);
+    snprintf(p.title, sizeof p.title, "%s: AUC per stream window (seed %llu)", cfg->run.name,
+             (unsigned long long)cfg->run.seed);
+    snprintf(p.xlabel, sizeof p.xlabel, "stream window (scored before training on it)");
+    snprintf(p.ylabel, sizeof p.ylabel, "AUC");
+    int jobs = n < RD_PLOT_MAX_SERIES ? n : RD_PLOT_MAX_SERIES;
+    double *xy = rd_calloc((size_t)jobs * 2 * RD_TRAINER_MAX_WINDOWS + 1, sizeof(double));
+    if (!xy)
+        return rd_err_set(eb, RD_ERR_NOMEM, "plot: out of memory");
+    for (int j = 0; j < jobs; j++) {
+        double *x = xy + (size_t)j * 2 * RD_TRAINER_MAX_WINDOWS, *y = x + RD_TRAINER_MAX_WINDOWS;
+        int nw =
+            res[j].n_windows < RD_TRAINER_MAX_WINDOWS ? res[j].n_windows : RD_TRAINER_MAX_WINDOWS;
+        for (int w = 0; w < nw; w++) {
+            x[w] = w;
+            y[w] = res[j].window[w].m.auc_valid ? res[j].window[w].m.auc : (double)NAN;
+        }
+        rd_plot_add(&p, res[j].job, x, y, (size_t)nw);
+        p.series[p.n_series - 1].markers = 1;
+    }
+    char path[RD_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/auc_windows.png", cfg->run.out_dir);
+    int rc = rd_plot_write_png(&p, path, eb);
+    rd_free(xy);
+    return rc;
 }
 
 // ---------------------------------------------------------------------------------------------

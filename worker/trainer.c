@@ -160,6 +160,7 @@ struct rd_trainer {
     size_t Lt, dt; // tokens per example and their dim (0 without the token branch)
     int tok_job;   // rd_config_token_job: the job that builds the store (-1 = none)
     rd_trainer_tokens tok_stats;
+    rd_traffic traffic; // allreduce and targets of this rank (the KV client keeps its own)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -992,9 +993,15 @@ static int distill_finish(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb)
         rd_target_sender_stats(tr->snd[k], &st);
         v[0] += st.sent;
         v[1] += st.logged;
+        rd_traffic_count(&tr->traffic, RD_CHAN_TARGETS, 0, st.messages, st.bytes);
+        rd_traffic_count(&tr->traffic, RD_CHAN_TARGETS, 1, st.credits,
+                         st.credits * RD_TARGET_CREDIT_BYTES);
     }
     if (tr->rcv) {
         rd_target_recv_stats(tr->rcv, &st);
+        rd_traffic_count(&tr->traffic, RD_CHAN_TARGETS, 1, st.messages, st.bytes);
+        rd_traffic_count(&tr->traffic, RD_CHAN_TARGETS, 0, st.credits,
+                         st.credits * RD_TARGET_CREDIT_BYTES);
         v[2] = st.received;
         v[3] = st.joined;
         v[4] = st.late;
@@ -1225,7 +1232,7 @@ static int train_range(rd_trainer *tr,
             return rc;
         // 4. Dense parameters: average over the job, then the optimizer (overlaps the PS).
         if (W > 1)
-            rd_dense_allreduce(m->grads, m->n_slab, tr->comm->job);
+            rd_dense_allreduce_counted(m->grads, m->n_slab, tr->comm->job, &tr->traffic);
         rd_dense_optim_step(&tr->opt, m->params, m->grads, m->opt_state, m->n_slab);
         tr->trained += Btot;
         tr->train_s += now_s() - t0;
@@ -1715,6 +1722,14 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     }
     if (rc == RD_OK)
         rc = distill_finish(tr, res, eb);
+    if (rc == RD_OK) {
+        // Communication of the job: this rank's channels, summed on job rank 0.
+        rd_traffic mine = tr->traffic;
+        rd_kv_add_traffic(tr->kv, &mine);
+        if (tr->tok)
+            rd_token_client_add_traffic(tr->tok, &mine);
+        rd_traffic_reduce(&mine, &res->comm, 0, tr->comm->job, cfg->cluster.poll_us_max);
+    }
     rd_free(counts);
     if (rc != RD_OK)
         return rc;

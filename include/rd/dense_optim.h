@@ -8,6 +8,7 @@
 //   rd_dense_optim_slots()    optimizer-state floats per parameter (rd_model_opts.opt_slots)
 //   rd_dense_optim_step()     one update over a parameter slab
 //   rd_dense_allreduce()      average gradients across the ranks of one job (in place)
+//   rd_dense_allreduce_counted()  the same, counting its cost on the allreduce channel
 //
 // Data parallelism (DESIGN.md): dense parameters are replicated inside a job and kept identical
 // by averaging their gradients before every step (sparse gradients go to the PS instead). With
@@ -23,6 +24,7 @@
 
 #include "rd/config.h"
 #include "rd/error.h"
+#include "rd/traffic.h"
 
 typedef enum rd_dense_optim_kind {
     RD_DENSE_SGD = 0,   // p -= lr (g + wd p)
@@ -62,5 +64,8 @@ void rd_dense_optim_step(
  *  MPI_SUM, then a scale by 1 / size; counts above INT_MAX are sent in chunks). Every rank of
  *  comm must call it with the same n. MPI errors abort (RD_MPI_CHECK). */
 void rd_dense_allreduce(float *grads, size_t n, MPI_Comm comm);
+/** rd_dense_allreduce, plus its cost per rank (rd_traffic_allreduce_cost of n floats over the
+ *  size of comm) counted on RD_CHAN_ALLREDUCE of *t, both directions. t may be NULL. */
+void rd_dense_allreduce_counted(float *grads, size_t n, MPI_Comm comm, rd_traffic *t);
 
 #endif // RD_DENSE_OPTIM_H

@@ -82,6 +82,8 @@
 #include "rd/error.h"
 #include "rd/targets.h"
 
+#define RD_TARGET_CREDIT_BYTES 16 // size of one credit message (wire format above)
+
 // ---------------------------------------------------------------------------------------------
 // Cross-debias calibration
 

@@ -18,6 +18,7 @@
 //   rd_kv_save() / rd_kv_load()   consistent checkpoints of PS tables (rd/checkpoint.h)
 //   rd_kv_shutdown()      tell every PS rank this worker is done (rd_ps_serve returns when all did)
 //   rd_kv_errmsg(), rd_kv_get_counters()
+//   rd_kv_add_traffic()   this client's messages and bytes on ps_pull / ps_push / ps_ctl
 //
 // Sharding: key k lives on PS rank rd_shard_of(k, P) — by HASH, not by key range. ps-lite splits
 // [0, 2^64) into P contiguous ranges, so small or clustered ids pile onto one server (the "hot
@@ -55,6 +56,7 @@
 #include "rd/config.h"
 #include "rd/error.h"
 #include "rd/table.h"
+#include "rd/traffic.h"
 
 #define RD_KV_MAX_HANDLES 256 // outstanding timestamps per client
 
@@ -180,5 +182,9 @@ int rd_kv_shutdown(rd_kv *kv);
 /** Detail of the last error ("" if none). Valid until the next call on kv. */
 const char *rd_kv_errmsg(const rd_kv *kv);
 void rd_kv_get_counters(const rd_kv *kv, rd_kv_counters *c);
+/** Add this client's traffic so far into *t: every request message (64-byte header + payload)
+ *  as sent, every reply message (a pull's header message and its values message count as two)
+ *  as received, on RD_CHAN_PS_PULL, RD_CHAN_PS_PUSH or RD_CHAN_PS_CTL by the request's op. */
+void rd_kv_add_traffic(const rd_kv *kv, rd_traffic *t);
 
 #endif // RD_KV_H

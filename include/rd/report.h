@@ -8,6 +8,7 @@
 //   rd_report_stream_mean() per-window metrics averaged over a job's stream windows
 //   rd_report_eta_of()      eta = (AUC_student - AUC_raw) / (AUC_teacher - AUC_raw)
 //   rd_report_write()       <run.out_dir>/report.json (temp + rename: complete or absent)
+//   rd_report_plot()        <run.out_dir>/auc_windows.png: AUC per stream window, per job
 //   rd_report_print()       the final table of every job plus eta, on stdout
 //
 // Roles: the teacher is the job a distilled student names (distill: true, teacher: or the first
@@ -63,6 +64,13 @@ rd_report_eta rd_report_eta_of(double teacher_auc, double student_auc, double ra
  */
 int rd_report_write(
     const rd_config *cfg, const rd_trainer_result *res, int n, double wall_s, rd_errbuf *eb);
+
+/**
+ * Write <cfg->run.out_dir>/auc_windows.png: AUC of every stream window (x = window index, each
+ * scored before training on it) for every job, one line per job (rd/plot.h, atomic).
+ * @return RD_OK, RD_ERR_IO, RD_ERR_NOMEM
+ */
+int rd_report_plot(const rd_config *cfg, const rd_trainer_result *res, int n, rd_errbuf *eb);
 
 /** Print the final table (every job's holdout, warm and stream metrics; eta) to stdout. */
 void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n);

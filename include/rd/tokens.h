@@ -413,6 +413,7 @@ int rd_token_shard_append_packed(rd_token_store *s, const void *buf, size_t len,
 
 struct rd_server;
 struct rd_comm;
+struct rd_traffic;
 
 typedef struct rd_token_service rd_token_service;
 
@@ -497,5 +498,8 @@ void rd_token_client_counters(const rd_token_client *c,
                               uint64_t *bytes_sent,
                               uint64_t *bytes_recv,
                               uint64_t *messages);
+/** Add this client's traffic into *t: requests as sent, replies as received, on
+ *  RD_CHAN_TOKEN_FETCH or RD_CHAN_TOKEN_APPEND (rd/traffic.h). */
+void rd_token_client_add_traffic(const rd_token_client *c, struct rd_traffic *t);
 
 #endif // RD_TOKENS_H

@@ -81,6 +81,7 @@
 #include "rd/kv.h"
 #include "rd/metrics.h"
 #include "rd/model.h"
+#include "rd/traffic.h"
 
 #define RD_TRAINER_WARM_MIN    20 // warm slice: the user has >= this many earlier events
 #define RD_TRAINER_MAX_WINDOWS 64 // stream windows kept in rd_trainer_result (others: file only)
@@ -138,6 +139,8 @@ typedef struct rd_trainer_result {
     rd_trainer_eval pop_warm;
     rd_trainer_targets targets; // distillation counters (all ranks of the job)
     rd_trainer_tokens tokens;   // IAT store build and fetch counters
+    rd_traffic comm; // messages and bytes per channel, summed over the job's ranks (rank 0 only;
+                     // PS traffic as the job's KV clients saw it, up to the end of the holdout)
 } rd_trainer_result;
 
 typedef struct rd_trainer rd_trainer;

@@ -154,6 +154,27 @@ RD_DRY_RUN=1 "$SRC/slurm/sweep.sh" "$W/dry.spec" >"$W/dry.out" 2>"$W/err" || fai
 grep -q "skip n8-r1-p1-b64: 8 nodes for 4 ranks" "$W/err" || fail "dry sweep skip: $(cat "$W/err")"
 grep -q -- "--nodes=3 --ntasks=7 .*n3-r2-p1-b64.yaml" "$W/dry.out" || fail "dry sweep sizes: $(cat "$W/dry.out")"
 [ ! -e "$W/runs/dry/data" ] || fail "a dry sweep prepared the dataset"
+# Dry run: the zipped `points:` form (weak scaling), and its conflicts and bad values.
+printf 'config: %s
+nodes: 2
+points: 1:1:1 2:1:2 -:2:1
+out: runs/dryp
+' "$TINY" >"$W/dryp.spec"
+RD_DRY_RUN=1 "$SRC/slurm/sweep.sh" "$W/dryp.spec" >"$W/dryp.out" 2>"$W/err" || fail "dry points sweep: $(cat "$W/err")"
+[ "$(grep -c "^sbatch .*train-multinode.sbatch" "$W/dryp.out")" -eq 3 ] || fail "dry points: $(cat "$W/dryp.out" "$W/err")"
+grep -q -- "--ntasks=6 .*n2-t2-s1-p2-b64.yaml" "$W/dryp.out" || fail "dry points sizes: $(cat "$W/dryp.out")"
+grep -q -- "--ntasks=6 .*n2-s2-p1-b64.yaml" "$W/dryp.out" || fail "dry points '-': $(cat "$W/dryp.out")"
+printf 'config: %s
+points: 1:1:1
+ps: 2
+' "$TINY" >"$W/pboth.spec"
+"$SRC/slurm/sweep.sh" "$W/pboth.spec" >/dev/null 2>"$W/err" && fail "sweep accepted points + ps"
+grep -q "either points or" "$W/err" || fail "points conflict message: $(cat "$W/err")"
+printf 'config: %s
+points: 1:1
+' "$TINY" >"$W/pbad.spec"
+"$SRC/slurm/sweep.sh" "$W/pbad.spec" >/dev/null 2>"$W/err" && fail "sweep accepted points: 1:1"
+grep -q "pbad.spec:2: points: '1:1'" "$W/err" || fail "points value message: $(cat "$W/err")"
 [ "$(squeue -h | wc -l)" -eq "$before" ] || fail "a failed submission left a job: $(squeue)"
 
 # --- submit every script -------------------------------------------------------------------------
@@ -239,6 +260,10 @@ jq -e '.jobs.teacher.ranks == 2 and .jobs.student.ranks == 1' \
     "$W/runs/sweep/n2-t2-s1-p2-b64/report.json" >/dev/null || fail "sweep point ranks in report.json"
 grep -q "samples/s" "$W/runs/sweep/sweep.txt" || fail "sweep table: $(cat "$W/runs/sweep/sweep.txt")"
 grep -q "^plot: " "$W/sweep.log" || fail "sweep says nothing about its plot"
+# Communication per sample of every run (report.json "comm"), in the CSV and the table.
+head -n 1 "$CSV" | grep -q "comm.total.bytes_per_sample" || fail "sweep.csv lacks comm columns"
+grep -q "total B/sample: min" "$W/runs/sweep/sweep.txt" || fail "sweep table lacks the comm spread"
+[ -s "$W/runs/sweep/sweep-comm.png" ] || fail "sweep drew no comm plot: $(cat "$W/sweep.log")"
 if command -v gnuplot >/dev/null; then
     [ -s "$W/runs/sweep/sweep.png" ] || fail "gnuplot is installed but the sweep drew no plot"
 fi

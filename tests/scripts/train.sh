@@ -115,6 +115,8 @@ grep -q "feature 'colour' is not a field of the dataset" "$TMP/err" || fail "unk
 run -n 4 "$RD" train "$TMP/ok.yaml" --out "$TMP/run" >"$TMP/out" 2>"$TMP/err" || fail "train: $(cat "$TMP/err")"
 R="$TMP/run/report.json"
 [ -s "$R" ] || fail "no report.json"
+head -c 8 "$TMP/run/auc_windows.png" | od -An -tx1 | tr -d ' \n' | grep -qx "89504e470d0a1a0a" ||
+    fail "no PNG plot of the windows' AUC"
 for job in teacher student student_raw; do
     grep -q "^$job  *holdout  *0\.[0-9]" "$TMP/out" || fail "no final table row of $job"
     [ -s "$TMP/run/$job.metrics.csv" ] || fail "no metrics file of $job"

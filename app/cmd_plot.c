@@ -1,0 +1,256 @@
+// cmd_plot.c — `recdistill plot CSV --x COL --y COL[,COL...] [--group COL] --out PLOT.png`: draw
+// columns of a CSV file (a header row, then one row per point; e.g. slurm/sweep.sh's sweep.csv
+// or a metrics file) as a line plot with rd_plot. One series per y column, or, with --group,
+// one series per distinct value of that column (of the single y column). Points are sorted by x
+// within a series; an empty or non-numeric cell is a skipped point (it breaks the line).
+//
+// Exit codes: 0 ok, 1 failure (unreadable CSV, unknown column, no numeric point, unwritable
+// plot: nothing written), 2 usage error.
+#include "commands.h"
+
+#include "rd/alloc.h"
+#include "rd/csv.h"
+#include "rd/plot.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ROWS 100000
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: recdistill plot CSV --x COL --y COL[,COL...] [--group COL] --out PLOT.png\n"
+            "                      [--title TEXT] [--xlabel TEXT] [--ylabel TEXT] [--log-x]\n"
+            "                      [--log-y] [--ymin V] [--ymax V]\n"
+            "\n"
+            "Draw CSV columns (header row first) as a PNG line plot: one series per --y column,\n"
+            "or one per distinct value of --group (then a single --y column). Points are sorted\n"
+            "by x; empty or non-numeric cells are skipped and break the line. At most %d\n"
+            "series and %d rows.\n"
+            "\n"
+            "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n",
+            RD_PLOT_MAX_SERIES, MAX_ROWS);
+}
+
+typedef struct pt {
+    double x, y;
+} pt;
+
+static int cmp_pt(const void *a, const void *b) {
+    double x = ((const pt *)a)->x, y = ((const pt *)b)->x;
+    return (x > y) - (x < y);
+}
+
+static int col_index(const rd_csv_field *f, size_t n, const char *name) {
+    size_t len = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        if (f[i].len == len && memcmp(f[i].ptr, name, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+static double cell(const rd_csv_field *f, size_t n, int col) {
+    double v;
+    if (col < 0 || (size_t)col >= n || rd_csv_parse_double(&f[col], &v) != 0)
+        return NAN;
+    return v;
+}
+
+int rd_cmd_plot(int argc, char **argv) {
+    if (rd_app_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    const char *csv = NULL, *xcol = NULL, *ycols = NULL, *group = NULL, *out = NULL;
+    const char *title = "", *xlabel = NULL, *ylabel = NULL;
+    int log_x = 0, log_y = 0;
+    double ymin = NAN, ymax = NAN;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--log-x") == 0) {
+            log_x = 1;
+        } else if (strcmp(a, "--log-y") == 0) {
+            log_y = 1;
+        } else if (a[0] != '-') {
+            if (csv) {
+                usage(stderr);
+                return 2;
+            }
+            csv = a;
+        } else if (!v) {
+            usage(stderr);
+            return 2;
+        } else {
+            i++;
+            if (strcmp(a, "--x") == 0) {
+                xcol = v;
+            } else if (strcmp(a, "--y") == 0) {
+                ycols = v;
+            } else if (strcmp(a, "--group") == 0) {
+                group = v;
+            } else if (strcmp(a, "--out") == 0) {
+                out = v;
+            } else if (strcmp(a, "--title") == 0) {
+                title = v;
+            } else if (strcmp(a, "--xlabel") == 0) {
+                xlabel = v;
+            } else if (strcmp(a, "--ylabel") == 0) {
+                ylabel = v;
+            } else if (strcmp(a, "--ymin") == 0 || strcmp(a, "--ymax") == 0) {
+                char *end = NULL;
+                double d = strtod(v, &end);
+                if (!*v || *end || !isfinite(d)) {
+                    fprintf(stderr, "recdistill plot: %s: '%s' is not a number\n", a, v);
+                    return 2;
+                }
+                *(strcmp(a, "--ymin") == 0 ? &ymin : &ymax) = d;
+            } else {
+                usage(stderr);
+                return 2;
+            }
+        }
+    }
+    if (!csv || !xcol || !ycols || !out) {
+        usage(stderr);
+        return 2;
+    }
+    // The y column names.
+    char ybuf[1024];
+    const char *yname[RD_PLOT_MAX_SERIES];
+    int ny = 0;
+    if (snprintf(ybuf, sizeof ybuf, "%s", ycols) >= (int)sizeof ybuf) {
+        fprintf(stderr, "recdistill plot: --y: list too long\n");
+        return 2;
+    }
+    for (char *s = strtok(ybuf, ","); s; s = strtok(NULL, ",")) {
+        if (ny == RD_PLOT_MAX_SERIES) {
+            fprintf(stderr, "recdistill plot: --y: at most %d columns\n", RD_PLOT_MAX_SERIES);
+            return 2;
+        }
+        yname[ny++] = s;
+    }
+    if (ny == 0 || (group && ny != 1)) {
+        fprintf(stderr, "recdistill plot: --y: %s\n",
+                ny == 0 ? "no column" : "--group takes a single --y column");
+        return 2;
+    }
+
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_csv_options opt = {.delimiter = ",", .quote = '"', .max_line = 0};
+    rd_csv_reader *r = NULL;
+    if (rd_csv_open(csv, &opt, &r, &eb) != RD_OK) {
+        fprintf(stderr, "recdistill plot: %s\n", eb.msg);
+        return 1;
+    }
+    int rc = 1;
+    pt *pts[RD_PLOT_MAX_SERIES] = {0};
+    double *xs[RD_PLOT_MAX_SERIES] = {0}, *ys[RD_PLOT_MAX_SERIES] = {0};
+    size_t npts[RD_PLOT_MAX_SERIES] = {0};
+    char gname[RD_PLOT_MAX_SERIES][64];
+    int ng = 0;
+    int xi = -1, yi[RD_PLOT_MAX_SERIES], gi = -1;
+    const rd_csv_field *f;
+    size_t nf, rows = 0;
+    int st = rd_csv_next(r, &f, &nf, &eb);
+    if (st <= 0) {
+        fprintf(stderr, "recdistill plot: %s\n", st < 0 ? eb.msg : "empty file (no header row)");
+        goto fn_fail;
+    }
+    if ((xi = col_index(f, nf, xcol)) < 0) {
+        fprintf(stderr, "recdistill plot: %s: no column '%s'\n", csv, xcol);
+        goto fn_fail;
+    }
+    for (int k = 0; k < ny; k++)
+        if ((yi[k] = col_index(f, nf, yname[k])) < 0) {
+            fprintf(stderr, "recdistill plot: %s: no column '%s'\n", csv, yname[k]);
+            goto fn_fail;
+        }
+    if (group && (gi = col_index(f, nf, group)) < 0) {
+        fprintf(stderr, "recdistill plot: %s: no column '%s'\n", csv, group);
+        goto fn_fail;
+    }
+    for (int k = 0; k < RD_PLOT_MAX_SERIES; k++)
+        pts[k] = rd_xmalloc(MAX_ROWS * sizeof **pts);
+    if (!group)
+        ng = ny;
+    while ((st = rd_csv_next(r, &f, &nf, &eb)) == 1) {
+        if (++rows > MAX_ROWS) {
+            fprintf(stderr, "recdistill plot: %s: more than %d rows\n", csv, MAX_ROWS);
+            goto fn_fail;
+        }
+        double x = cell(f, nf, xi);
+        if (!group) {
+            for (int k = 0; k < ny; k++)
+                pts[k][npts[k]++] = (pt){x, cell(f, nf, yi[k])};
+            continue;
+        }
+        char g[64] = "";
+        if ((size_t)gi < nf)
+            snprintf(g, sizeof g, "%.*s", (int)(f[gi].len < 63 ? f[gi].len : 63), f[gi].ptr);
+        int k = 0;
+        while (k < ng && strcmp(gname[k], g) != 0)
+            k++;
+        if (k == ng) {
+            if (ng == RD_PLOT_MAX_SERIES) {
+                fprintf(stderr, "recdistill plot: %s: more than %d values of '%s'\n", csv,
+                        RD_PLOT_MAX_SERIES, group);
+                goto fn_fail;
+            }
+            snprintf(gname[ng++], sizeof gname[0], "%s", g);
+        }
+        pts[k][npts[k]++] = (pt){x, cell(f, nf, yi[0])};
+    }
+    if (st < 0) {
+        fprintf(stderr, "recdistill plot: %s\n", eb.msg);
+        goto fn_fail;
+    }
+    // Sort each series by x and split into arrays; count the valid points.
+    size_t valid = 0;
+    rd_plot p;
+    rd_plot_init(&p);
+    snprintf(p.title, sizeof p.title, "%s", title);
+    snprintf(p.xlabel, sizeof p.xlabel, "%s", xlabel ? xlabel : xcol);
+    snprintf(p.ylabel, sizeof p.ylabel, "%s", ylabel ? ylabel : (ny == 1 ? yname[0] : ""));
+    p.log_x = log_x;
+    p.log_y = log_y;
+    p.ymin = ymin;
+    p.ymax = ymax;
+    for (int k = 0; k < ng; k++) {
+        qsort(pts[k], npts[k], sizeof **pts, cmp_pt);
+        xs[k] = rd_xmalloc((npts[k] ? npts[k] : 1) * sizeof(double));
+        ys[k] = rd_xmalloc((npts[k] ? npts[k] : 1) * sizeof(double));
+        for (size_t i = 0; i < npts[k]; i++) {
+            xs[k][i] = pts[k][i].x;
+            ys[k][i] = pts[k][i].y;
+            valid += isfinite(xs[k][i]) && isfinite(ys[k][i]);
+        }
+        char label[96];
+        if (group)
+            snprintf(label, sizeof label, "%s = %s", group, gname[k]);
+        else
+            snprintf(label, sizeof label, "%s", yname[k]);
+        rd_plot_add(&p, label, xs[k], ys[k], npts[k]);
+    }
+    if (valid == 0) {
+        fprintf(stderr, "recdistill plot: %s: no row has numbers in both '%s' and the y column\n",
+                csv, xcol);
+        goto fn_fail;
+    }
+    if (rd_plot_write_png(&p, out, &eb) != RD_OK) {
+        fprintf(stderr, "recdistill plot: %s\n", eb.msg);
+        goto fn_fail;
+    }
+    printf("plot: %s (%zu points)\n", out, valid);
+    rc = 0;
+fn_fail:
+    for (int k = 0; k < RD_PLOT_MAX_SERIES; k++) {
+        rd_free(pts[k]);
+        rd_free(xs[k]);
+        rd_free(ys[k]);
+    }
+    rd_csv_close(r);
+    return rc;
+}

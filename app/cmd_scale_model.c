@@ -1,0 +1,293 @@
+// cmd_scale_model.c — `recdistill scale-model --calib FILE [--bw GBPS] [--lat US] ...`: project
+// step time, throughput and efficiency of synchronous training from 1 to N nodes with the
+// calibrated model of rd/scalemodel.h; print the table, name the first bottleneck, and write the
+// projection plots with rd_plot. No MPI: runs on a login node.
+//
+// Exit codes: 0 ok, 1 failure (bad calibration file, unwritable plot), 2 usage error.
+#include "commands.h"
+
+#include "rd/plot.h"
+#include "rd/scalemodel.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_POINTS 16 // 1, 2, 4, ... 2^15 nodes
+
+static void usage(FILE *out) {
+    fprintf(
+        out,
+        "usage: recdistill scale-model --calib FILE [--bw GBPS] [--lat US] [--max-nodes N]\n"
+        "                              [--workers-per-node N] [--ps-per-node X | --ps N]\n"
+        "                              [--hot-keys K] [--msg-overhead-us U] [--batch B]\n"
+        "                              [--no-overlap] [--out PLOT.png]\n"
+        "                              [--out-throughput PLOT.png]\n"
+        "\n"
+        "Project one synchronous training step (compute, PS network, busiest PS shard,\n"
+        "dense allreduce) from 1 to N nodes (powers of 2) with the model calibrated by FILE\n"
+        "(`key: value` lines, see docs/scaling.md), and print throughput and efficiency.\n"
+        "\n"
+        "  --calib FILE          measured inputs (compute_us_per_sample, batch_per_worker, ...)\n"
+        "  --bw GBPS             network bandwidth per node in GB/s (default 12.5 = 100 Gb/s)\n"
+        "  --lat US              one-way latency in microseconds (default 2)\n"
+        "  --max-nodes N         largest node count (default 256)\n"
+        "  --workers-per-node N  worker ranks per node (default 1)\n"
+        "  --ps-per-node X       PS shards per node (default 1); --ps N fixes the shard count\n"
+        "  --hot-keys K          keys in every worker's batch (default: the calibration's)\n"
+        "  --msg-overhead-us U   software cost per message (default: the calibration's)\n"
+        "  --batch B             samples per worker step (default: the calibration's)\n"
+        "  --no-overlap          the PS round trip does not overlap compute\n"
+        "  --out PLOT.png        efficiency against nodes: this setting and its variants\n"
+        "  --out-throughput PLOT.png  samples/s against nodes, model and linear scaling\n"
+        "\n"
+        "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
+}
+
+static int parse_num(const char *opt, const char *s, double lo, double *out) {
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (!*s || *end || !isfinite(v) || v < lo) {
+        fprintf(stderr, "recdistill scale-model: %s: '%s' is not a number >= %g\n", opt, s, lo);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+// Evaluate 1, 2, 4, ... max_nodes; returns the number of points or -1.
+static int project(const rd_scale_calib *c,
+                   const rd_scale_net *net,
+                   int max_nodes,
+                   rd_scale_point *pts,
+                   rd_errbuf *eb) {
+    int n = 0;
+    for (int nodes = 1; nodes <= max_nodes && n < MAX_POINTS; nodes *= 2)
+        if (rd_scale_eval(c, net, nodes, &pts[n++], eb) != RD_OK)
+            return -1;
+    return n;
+}
+
+static int efficiency_plot(const char *path,
+                           const rd_scale_calib *c,
+                           const rd_scale_net *net,
+                           int max_nodes,
+                           rd_errbuf *eb) {
+    // This setting, then one change at a time: no overlap, 10x less bandwidth, 10x the
+    // latency, 64 hot keys (keys in every worker's batch), 8x fewer PS shards, and a 4x larger
+    // batch per worker (the same messages carry 4x the samples).
+    static const char *const names[] = {"this setting", "no overlap",  "bandwidth / 10",
+                                        "latency x 10", "64 hot keys", "PS shards / 8",
+                                        "batch x 4"};
+    enum { NV = 7 };
+    double x[MAX_POINTS], y[NV][MAX_POINTS];
+    rd_scale_point pts[MAX_POINTS];
+    int n = 0;
+    for (int v = 0; v < NV; v++) {
+        rd_scale_net nv = *net;
+        rd_scale_calib cv = *c;
+        if (v == 1)
+            nv.overlap = 0;
+        else if (v == 2)
+            nv.bw_gbps /= 10;
+        else if (v == 3)
+            nv.lat_us *= 10;
+        else if (v == 4)
+            cv.hot_keys = 64;
+        else if (v == 5 && nv.fixed_ps > 0)
+            nv.fixed_ps = nv.fixed_ps / 8 > 0 ? nv.fixed_ps / 8 : 1;
+        else if (v == 5)
+            nv.ps_per_node /= 8;
+        else if (v == 6)
+            cv.batch_per_worker *= 4;
+        if ((n = project(&cv, &nv, max_nodes, pts, eb)) < 0)
+            return RD_ERR_ARG;
+        for (int i = 0; i < n; i++) {
+            x[i] = pts[i].nodes;
+            y[v][i] = 100.0 * pts[i].efficiency;
+        }
+    }
+    rd_plot p;
+    rd_plot_init(&p);
+    snprintf(p.title, sizeof p.title, "Projected efficiency (%.3g GB/s, %.3g us)", net->bw_gbps,
+             net->lat_us);
+    snprintf(p.xlabel, sizeof p.xlabel, "nodes");
+    snprintf(p.ylabel, sizeof p.ylabel, "efficiency %% of linear");
+    p.log_x = 1;
+    p.ymin = 0;
+    p.ymax = 105;
+    for (int v = 0; v < NV; v++)
+        rd_plot_add(&p, names[v], x, y[v], (size_t)n);
+    return rd_plot_write_png(&p, path, eb);
+}
+
+static int throughput_plot(
+    const char *path, const rd_scale_point *pts, int n, const rd_scale_net *net, rd_errbuf *eb) {
+    double x[MAX_POINTS], ym[MAX_POINTS], yl[MAX_POINTS];
+    for (int i = 0; i < n; i++) {
+        x[i] = pts[i].nodes;
+        ym[i] = pts[i].samples_per_s / 1e6;
+        yl[i] = pts[0].samples_per_s * pts[i].nodes / 1e6;
+    }
+    rd_plot p;
+    rd_plot_init(&p);
+    snprintf(p.title, sizeof p.title, "Projected throughput (%.3g GB/s, %.3g us)", net->bw_gbps,
+             net->lat_us);
+    snprintf(p.xlabel, sizeof p.xlabel, "nodes");
+    snprintf(p.ylabel, sizeof p.ylabel, "million samples/s");
+    p.log_x = 1;
+    p.log_y = 1;
+    rd_plot_add(&p, "linear scaling", x, yl, (size_t)n);
+    rd_plot_add(&p, "model", x, ym, (size_t)n);
+    return rd_plot_write_png(&p, path, eb);
+}
+
+int rd_cmd_scale_model(int argc, char **argv) {
+    if (rd_app_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    const char *calib = NULL, *out = NULL, *out_tp = NULL;
+    rd_scale_net net = {.bw_gbps = 12.5,
+                        .lat_us = 2.0,
+                        .workers_per_node = 1,
+                        .ps_per_node = 1,
+                        .fixed_ps = 0,
+                        .overlap = 1};
+    double max_nodes = 256, hot = -1, ovh = -1, batch = -1, v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--no-overlap") == 0) {
+            net.overlap = 0;
+            continue;
+        }
+        if (!val || a[0] != '-') {
+            usage(stderr);
+            return 2;
+        }
+        i++;
+        if (strcmp(a, "--calib") == 0) {
+            calib = val;
+        } else if (strcmp(a, "--out") == 0) {
+            out = val;
+        } else if (strcmp(a, "--out-throughput") == 0) {
+            out_tp = val;
+        } else if (strcmp(a, "--bw") == 0) {
+            if (parse_num(a, val, 1e-6, &net.bw_gbps))
+                return 2;
+        } else if (strcmp(a, "--lat") == 0) {
+            if (parse_num(a, val, 0, &net.lat_us))
+                return 2;
+        } else if (strcmp(a, "--max-nodes") == 0) {
+            if (parse_num(a, val, 1, &max_nodes) || max_nodes > 32768 ||
+                max_nodes != floor(max_nodes))
+                return 2;
+        } else if (strcmp(a, "--workers-per-node") == 0) {
+            if (parse_num(a, val, 1, &v) || v > 4096 || v != floor(v))
+                return 2;
+            net.workers_per_node = (int)v;
+        } else if (strcmp(a, "--ps-per-node") == 0) {
+            if (parse_num(a, val, 0, &net.ps_per_node) || net.ps_per_node > 64)
+                return 2;
+        } else if (strcmp(a, "--ps") == 0) {
+            if (parse_num(a, val, 1, &v) || v > 1e6 || v != floor(v))
+                return 2;
+            net.fixed_ps = (int)v;
+        } else if (strcmp(a, "--hot-keys") == 0) {
+            if (parse_num(a, val, 0, &hot))
+                return 2;
+        } else if (strcmp(a, "--msg-overhead-us") == 0) {
+            if (parse_num(a, val, 0, &ovh))
+                return 2;
+        } else if (strcmp(a, "--batch") == 0) {
+            if (parse_num(a, val, 1, &batch))
+                return 2;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!calib) {
+        usage(stderr);
+        return 2;
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_scale_calib c;
+    if (rd_scale_calib_load(calib, &c, &eb) != RD_OK) {
+        fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
+        return 1;
+    }
+    if (hot >= 0)
+        c.hot_keys = hot;
+    if (ovh >= 0)
+        c.msg_overhead_us = ovh;
+    if (batch >= 1)
+        c.batch_per_worker = batch;
+    rd_scale_point pts[MAX_POINTS];
+    int n = project(&c, &net, (int)max_nodes, pts, &eb);
+    if (n < 0) {
+        fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
+        return 1;
+    }
+
+    printf("# scale model: %.3g GB/s, %.3g us, %d worker(s)/node, ", net.bw_gbps, net.lat_us,
+           net.workers_per_node);
+    if (net.fixed_ps)
+        printf("%d PS shard(s)", net.fixed_ps);
+    else
+        printf("%.3g PS shard(s)/node", net.ps_per_node);
+    printf(", %s, batch %g/worker, %g hot keys\n", net.overlap ? "overlap" : "no overlap",
+           c.batch_per_worker, c.hot_keys);
+    printf("%6s %7s %6s %10s %10s %10s %10s %10s %13s %7s  %s\n", "nodes", "workers", "ps",
+           "compute_us", "psnet_us", "psserv_us", "allred_us", "step_us", "samples/s", "eff%",
+           "bottleneck");
+    int first = -1;
+    for (int i = 0; i < n; i++) {
+        const rd_scale_point *p = &pts[i];
+        printf("%6d %7d %6d %10.1f %10.1f %10.1f %10.1f %10.1f %13.0f %7.1f  %s\n", p->nodes,
+               p->workers, p->ps, p->term_us[RD_SCALE_COMPUTE], p->term_us[RD_SCALE_PS_NETWORK],
+               p->term_us[RD_SCALE_PS_SERVER], p->term_us[RD_SCALE_ALLREDUCE], p->step_us,
+               p->samples_per_s, 100.0 * p->efficiency, rd_scale_term_name(p->bottleneck));
+        if (first < 0 && (p->bottleneck != RD_SCALE_COMPUTE || p->efficiency < 0.9))
+            first = i;
+    }
+    if (first < 0) {
+        printf("first bottleneck: none up to %d nodes (compute-bound, efficiency %.1f%%)\n",
+               pts[n - 1].nodes, 100.0 * pts[n - 1].efficiency);
+    } else {
+        // Name the term that costs the most time beyond the compute at that point: with overlap,
+        // the PS terms only cost what exceeds the compute, while the allreduce always adds.
+        const rd_scale_point *p = &pts[first];
+        const double *t = p->term_us;
+        int arg = t[RD_SCALE_PS_SERVER] > t[RD_SCALE_PS_NETWORK] ? RD_SCALE_PS_SERVER
+                                                                 : RD_SCALE_PS_NETWORK;
+        if (net.overlap) {
+            double excess = t[arg] - t[RD_SCALE_COMPUTE];
+            if (!(excess > t[RD_SCALE_ALLREDUCE]))
+                arg = RD_SCALE_ALLREDUCE;
+        } else if (t[RD_SCALE_ALLREDUCE] > t[arg]) {
+            arg = RD_SCALE_ALLREDUCE;
+        }
+        printf("first bottleneck: %s at %d nodes (efficiency %.1f%%, %s %.1f us vs compute "
+               "%.1f us per step)\n",
+               rd_scale_term_name(arg), p->nodes, 100.0 * p->efficiency, rd_scale_term_name(arg),
+               p->term_us[arg], p->term_us[RD_SCALE_COMPUTE]);
+    }
+    if (out) {
+        if (efficiency_plot(out, &c, &net, (int)max_nodes, &eb) != RD_OK) {
+            fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
+            return 1;
+        }
+        printf("plot: %s\n", out);
+    }
+    if (out_tp) {
+        if (throughput_plot(out_tp, pts, n, &net, &eb) != RD_OK) {
+            fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
+            return 1;
+        }
+        printf("plot: %s\n", out_tp);
+    }
+    return 0;
+}

@@ -1,0 +1,195 @@
+// scalemodel.c — the calibrated performance model of rd/scalemodel.h: the calibration file
+// parser and the evaluation of one node count. Pure arithmetic, no MPI, no allocation.
+#include "rd/scalemodel.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------
+// Calibration file
+
+typedef struct field {
+    const char *name;
+    size_t off;
+    int required; // 1 required, 0 optional (default 0)
+    int positive; // 1 must be > 0
+} field;
+
+static const field fields[] = {
+    {"compute_us_per_sample", offsetof(rd_scale_calib, compute_us_per_sample), 1, 1},
+    {"batch_per_worker", offsetof(rd_scale_calib, batch_per_worker), 1, 1},
+    {"dense_params", offsetof(rd_scale_calib, dense_params), 1, 0},
+    {"ps_bytes_per_sample", offsetof(rd_scale_calib, ps_bytes_per_sample), 1, 0},
+    {"ctl_bytes_per_sample", offsetof(rd_scale_calib, ctl_bytes_per_sample), 0, 0},
+    {"targets_bytes_per_sample", offsetof(rd_scale_calib, targets_bytes_per_sample), 0, 0},
+    {"keys_per_sample", offsetof(rd_scale_calib, keys_per_sample), 1, 1},
+    {"ps_key_ns", offsetof(rd_scale_calib, ps_key_ns), 1, 0},
+    {"msg_overhead_us", offsetof(rd_scale_calib, msg_overhead_us), 1, 0},
+    {"hot_keys", offsetof(rd_scale_calib, hot_keys), 0, 0},
+};
+#define N_FIELDS (sizeof fields / sizeof fields[0])
+
+int rd_scale_calib_load(const char *path, rd_scale_calib *c, rd_errbuf *eb) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    memset(c, 0, sizeof *c);
+    int seen[N_FIELDS] = {0};
+    char line[512];
+    int lineno = 0, rc = RD_OK;
+    while (rc == RD_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = 0;
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t len = strlen(p);
+        while (len && (p[len - 1] == '\n' || p[len - 1] == '\r' || p[len - 1] == ' ' ||
+                       p[len - 1] == '\t'))
+            p[--len] = 0;
+        if (!*p)
+            continue;
+        char *colon = strchr(p, ':');
+        if (!colon) {
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%d: expected 'key: value', got '%s'", path,
+                            lineno, p);
+            break;
+        }
+        *colon = 0;
+        char *key = p, *val = colon + 1;
+        size_t kl = strlen(key);
+        while (kl && (key[kl - 1] == ' ' || key[kl - 1] == '\t'))
+            key[--kl] = 0;
+        while (*val == ' ' || *val == '\t')
+            val++;
+        size_t k = 0;
+        while (k < N_FIELDS && strcmp(fields[k].name, key) != 0)
+            k++;
+        if (k == N_FIELDS) {
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%d: unknown key '%s'", path, lineno, key);
+            break;
+        }
+        if (seen[k]) {
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%d: duplicate key '%s'", path, lineno, key);
+            break;
+        }
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(val, &end);
+        if (!*val || *end || errno || !isfinite(v) || v < 0 || (fields[k].positive && v <= 0)) {
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%d: %s: '%s' is not a finite number %s", path,
+                            lineno, key, val, fields[k].positive ? "> 0" : ">= 0");
+            break;
+        }
+        *(double *)(void *)((char *)c + fields[k].off) = v;
+        seen[k] = 1;
+    }
+    if (rc == RD_OK && ferror(f))
+        rc = rd_err_set(eb, RD_ERR_IO, "%s: read error", path);
+    fclose(f);
+    for (size_t k = 0; rc == RD_OK && k < N_FIELDS; k++)
+        if (fields[k].required && !seen[k])
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s: missing key '%s'", path, fields[k].name);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+static const char *const term_names[RD_SCALE_TERMS] = {"compute", "ps_network", "ps_server",
+                                                       "allreduce"};
+
+const char *rd_scale_term_name(int term) {
+    return term >= 0 && term < RD_SCALE_TERMS ? term_names[term] : "?";
+}
+
+static int shards_of(const rd_scale_net *net, int nodes) {
+    if (net->fixed_ps > 0)
+        return net->fixed_ps;
+    long p = lround((double)nodes * net->ps_per_node);
+    return p < 1 ? 1 : (int)p;
+}
+
+static void
+eval_point(const rd_scale_calib *c, const rd_scale_net *net, int nodes, rd_scale_point *o) {
+    memset(o, 0, sizeof *o);
+    const double B = c->batch_per_worker, lat = net->lat_us;
+    const double bw = net->bw_gbps * 1e3; // bytes per microsecond
+    const int W = nodes * net->workers_per_node, P = shards_of(net, nodes);
+    const double U = B * c->keys_per_sample;
+    const double S = P == 1 ? 1.0 : (double)P * (1.0 - pow(1.0 - 1.0 / (double)P, U));
+    const double H = c->hot_keys < U ? c->hot_keys : U;
+    o->nodes = nodes;
+    o->workers = W;
+    o->ps = P;
+    o->shards_hit = S;
+
+    double *t = o->term_us;
+    t[RD_SCALE_COMPUTE] = B * c->compute_us_per_sample;
+    t[RD_SCALE_PS_NETWORK] = 3.0 * lat +
+                             (double)net->workers_per_node * B * c->ps_bytes_per_sample / bw +
+                             (5.0 * S + 2.0 * (double)P) * c->msg_overhead_us;
+    // The busiest shard: its even share of the ordinary keys plus every worker's request for
+    // each hot key it holds.
+    double keys_max = (double)W * (U - H) / (double)P + (double)W * ceil(H / (double)P);
+    double bytes_per_key = c->ps_bytes_per_sample / c->keys_per_sample;
+    t[RD_SCALE_PS_SERVER] = 2.0 * keys_max * c->ps_key_ns * 1e-3 +
+                            (double)W * (5.0 * S / (double)P + 2.0) * c->msg_overhead_us +
+                            keys_max * bytes_per_key / bw;
+    if (W > 1)
+        t[RD_SCALE_ALLREDUCE] = 2.0 * log2((double)W) * lat +
+                                2.0 * (double)(W - 1) / (double)W * 4.0 * c->dense_params / bw;
+    if (net->overlap) {
+        double m = t[RD_SCALE_COMPUTE];
+        int arg = RD_SCALE_COMPUTE;
+        for (int k = RD_SCALE_PS_NETWORK; k <= RD_SCALE_PS_SERVER; k++)
+            if (t[k] > m) {
+                m = t[k];
+                arg = k;
+            }
+        o->step_us = m + t[RD_SCALE_ALLREDUCE];
+        o->bottleneck = t[RD_SCALE_ALLREDUCE] > m ? RD_SCALE_ALLREDUCE : arg;
+    } else {
+        int arg = 0;
+        for (int k = 0; k < RD_SCALE_TERMS; k++) {
+            o->step_us += t[k];
+            if (t[k] > t[arg])
+                arg = k;
+        }
+        o->bottleneck = arg;
+    }
+    o->samples_per_s = (double)W * B / o->step_us * 1e6;
+    o->bytes_per_sample =
+        c->ps_bytes_per_sample + c->ctl_bytes_per_sample + c->targets_bytes_per_sample +
+        (W > 1 ? 2.0 * (double)(W - 1) / (double)W * 4.0 * c->dense_params / B : 0.0);
+}
+
+int rd_scale_eval(const rd_scale_calib *c,
+                  const rd_scale_net *net,
+                  int nodes,
+                  rd_scale_point *out,
+                  rd_errbuf *eb) {
+    if (nodes < 1 || !(net->bw_gbps > 0) || !(net->lat_us >= 0) || net->workers_per_node < 1 ||
+        !(net->ps_per_node >= 0) || net->fixed_ps < 0)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "scale model: nodes %d, bandwidth %g GB/s, latency %g us, %d workers "
+                          "per node, %g PS per node: need nodes >= 1, bandwidth > 0, latency >= "
+                          "0, workers >= 1",
+                          nodes, net->bw_gbps, net->lat_us, net->workers_per_node,
+                          net->ps_per_node);
+    // The reference: one node with one PS shard, same network and overlap (a fixed shard
+    // count would otherwise make a lone worker fan out to all of them).
+    rd_scale_net ref = *net;
+    ref.fixed_ps = 1;
+    rd_scale_point one;
+    eval_point(c, &ref, 1, &one);
+    eval_point(c, net, nodes, out);
+    out->efficiency = out->samples_per_s / ((double)nodes * one.samples_per_s);
+    return RD_OK;
+}

@@ -1,0 +1,221 @@
+// test_scalemodel.c — the calibrated performance model (common/scalemodel.c).
+//
+// Each term against a hand computation from the formulas of rd/scalemodel.h, limits that must
+// hold whatever the inputs (1 node: efficiency 1 and no allreduce; infinite bandwidth and zero
+// latency and overhead: the compute-bound ideal; efficiency never above 1 and falling with nodes
+// when communication grows), the hot-key term, and the calibration parser's errors (unknown,
+// duplicate, missing, negative, non-numeric keys with file:line; unreadable file).
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/scalemodel.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define near(a, b, eps) assert_true(fabs((a) - (b)) <= (eps) * (1.0 + fabs(b)))
+
+static rd_scale_calib calib(void) {
+    rd_scale_calib c = {
+        .compute_us_per_sample = 2.0,
+        .batch_per_worker = 256,
+        .dense_params = 10000,
+        .ps_bytes_per_sample = 300,
+        .ctl_bytes_per_sample = 1,
+        .targets_bytes_per_sample = 10,
+        .keys_per_sample = 4,
+        .ps_key_ns = 50,
+        .msg_overhead_us = 1.0,
+        .hot_keys = 0,
+    };
+    return c;
+}
+
+static rd_scale_net net(void) {
+    rd_scale_net n = {.bw_gbps = 12.5,
+                      .lat_us = 2.0,
+                      .workers_per_node = 1,
+                      .ps_per_node = 1,
+                      .fixed_ps = 0,
+                      .overlap = 1};
+    return n;
+}
+
+static void test_terms_by_hand(void **state) {
+    (void)state;
+    rd_scale_calib c = calib();
+    rd_scale_net n = net();
+    rd_scale_point p;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    // 4 nodes: W = 4, P = 4, U = 1024 keys; S = 4 (1 - 0.75^1024) = 4 up to 1e-12.
+    assert_int_equal(rd_scale_eval(&c, &n, 4, &p, &eb), RD_OK);
+    assert_int_equal(p.workers, 4);
+    assert_int_equal(p.ps, 4);
+    near(p.shards_hit, 4.0, 1e-9);
+    double bw = 12.5e3; // bytes per us
+    near(p.term_us[RD_SCALE_COMPUTE], 512.0, 1e-12);
+    near(p.term_us[RD_SCALE_PS_NETWORK], 3 * 2.0 + 256 * 300 / bw + 7 * 4 * 1.0, 1e-9);
+    double keys_max = 4.0 * 1024 / 4; // even share, no hot keys
+    near(p.term_us[RD_SCALE_PS_SERVER],
+         2 * keys_max * 50e-3 + 7 * 4 * 1.0 + keys_max * (300.0 / 4) / bw, 1e-9);
+    near(p.term_us[RD_SCALE_ALLREDUCE], 2 * 2 * 2.0 + 2 * 3.0 / 4 * 4 * 10000 / bw, 1e-9);
+    // Overlap: max of the first three plus the allreduce.
+    near(p.step_us, 512.0 + p.term_us[RD_SCALE_ALLREDUCE], 1e-12);
+    assert_int_equal(p.bottleneck, RD_SCALE_COMPUTE);
+    near(p.samples_per_s, 4 * 256 / p.step_us * 1e6, 1e-12);
+    near(p.bytes_per_sample, 300 + 1 + 10 + 2 * 3.0 / 4 * 4 * 10000 / 256, 1e-12);
+    // Few keys over many shards (S < P): 5 messages per shard touched, 2 (clock) per shard.
+    rd_scale_calib few = c;
+    few.batch_per_worker = 4;
+    few.keys_per_sample = 1;
+    rd_scale_net wide = n;
+    wide.fixed_ps = 64;
+    rd_scale_point q;
+    assert_int_equal(rd_scale_eval(&few, &wide, 8, &q, &eb), RD_OK);
+    double S = 64 * (1 - pow(63.0 / 64, 4));
+    near(q.shards_hit, S, 1e-12);
+    near(q.term_us[RD_SCALE_PS_NETWORK], 3 * 2.0 + 4 * 300 / bw + (5 * S + 2 * 64) * 1.0, 1e-9);
+    // No overlap: the sum.
+    n.overlap = 0;
+    assert_int_equal(rd_scale_eval(&c, &n, 4, &p, &eb), RD_OK);
+    near(p.step_us, p.term_us[0] + p.term_us[1] + p.term_us[2] + p.term_us[3], 1e-12);
+}
+
+static void test_limits(void **state) {
+    (void)state;
+    rd_scale_calib c = calib();
+    rd_scale_net n = net();
+    rd_scale_point p;
+    rd_errbuf eb;
+    // 1 node: efficiency 1, no allreduce.
+    assert_int_equal(rd_scale_eval(&c, &n, 1, &p, &eb), RD_OK);
+    near(p.efficiency, 1.0, 1e-12);
+    assert_true(p.term_us[RD_SCALE_ALLREDUCE] == 0);
+    // A near-infinite network with free messages: compute-bound at any size (server keys stay
+    // below compute here), efficiency 1.
+    c.msg_overhead_us = 0;
+    n.bw_gbps = 1e12;
+    n.lat_us = 0;
+    for (int nodes = 1; nodes <= 256; nodes *= 2) {
+        assert_int_equal(rd_scale_eval(&c, &n, nodes, &p, &eb), RD_OK);
+        near(p.efficiency, 1.0, 1e-6);
+        assert_int_equal(p.bottleneck, RD_SCALE_COMPUTE);
+    }
+    // Realistic network: efficiency in (0, 1], never increasing with nodes.
+    c = calib();
+    n = net();
+    double prev = 2;
+    for (int nodes = 1; nodes <= 256; nodes *= 2) {
+        assert_int_equal(rd_scale_eval(&c, &n, nodes, &p, &eb), RD_OK);
+        assert_true(p.efficiency > 0 && p.efficiency <= 1.0 + 1e-12);
+        assert_true(p.efficiency <= prev + 1e-12);
+        prev = p.efficiency;
+    }
+    // At 256 nodes the per-message fan-out of the PS (7 messages per shard touched, and every
+    // worker touches every shard) exceeds the compute: the bottleneck is not compute.
+    assert_int_equal(rd_scale_eval(&c, &n, 256, &p, &eb), RD_OK);
+    assert_int_not_equal(p.bottleneck, RD_SCALE_COMPUTE);
+    // Fixed PS count: P stays.
+    n.fixed_ps = 3;
+    assert_int_equal(rd_scale_eval(&c, &n, 64, &p, &eb), RD_OK);
+    assert_int_equal(p.ps, 3);
+    // Bad arguments.
+    n = net();
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_scale_eval(&c, &n, 0, &p, &eb), RD_ERR_ARG);
+    n.bw_gbps = 0;
+    assert_int_equal(rd_scale_eval(&c, &n, 2, &p, &eb), RD_ERR_ARG);
+}
+
+// Hot keys: the busiest shard's keys grow with W ceil(H / P) on top of its even share.
+static void test_hot_keys(void **state) {
+    (void)state;
+    rd_scale_calib c = calib();
+    rd_scale_net n = net();
+    n.fixed_ps = 8;
+    rd_scale_point cold, hot;
+    rd_errbuf eb;
+    assert_int_equal(rd_scale_eval(&c, &n, 64, &cold, &eb), RD_OK);
+    c.hot_keys = 4; // fewer hot keys than shards: one shard holds one of them
+    assert_int_equal(rd_scale_eval(&c, &n, 64, &hot, &eb), RD_OK);
+    double U = 1024, W = 64, P = 8;
+    double k_cold = W * U / P, k_hot = W * (U - 4) / P + W * 1;
+    double per_key = 2 * 50e-3 + (300.0 / 4) / 12.5e3;
+    near(hot.term_us[RD_SCALE_PS_SERVER] - cold.term_us[RD_SCALE_PS_SERVER],
+         (k_hot - k_cold) * per_key, 1e-9);
+    assert_true(hot.term_us[RD_SCALE_PS_SERVER] > cold.term_us[RD_SCALE_PS_SERVER]);
+}
+
+static const char *write_tmp(const char *text) {
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/rd_test_calib_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void test_calib_file(void **state) {
+    (void)state;
+    static const char *good = "# comment\n"
+                              "compute_us_per_sample: 2.5   # us\n"
+                              "batch_per_worker: 256\n"
+                              "dense_params: 1433\n"
+                              "ps_bytes_per_sample: 230.5\n"
+                              "keys_per_sample: 3.7\n"
+                              "ps_key_ns: 48\n"
+                              "msg_overhead_us: 1\n"
+                              "\n";
+    rd_scale_calib c;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    const char *p = write_tmp(good);
+    assert_int_equal(rd_scale_calib_load(p, &c, &eb), RD_OK);
+    near(c.compute_us_per_sample, 2.5, 1e-12);
+    near(c.keys_per_sample, 3.7, 1e-12);
+    assert_true(c.hot_keys == 0 && c.targets_bytes_per_sample == 0);
+    unlink(p);
+
+    static const struct {
+        const char *text, *expect;
+    } bad[] = {
+        {"compute_us_per_sample: 1\ncolour: 3\n", ":2: unknown key 'colour'"},
+        {"batch_per_worker: 1\nbatch_per_worker: 2\n", ":2: duplicate key"},
+        {"batch_per_worker: -1\n", "batch_per_worker: '-1' is not a finite number > 0"},
+        {"ps_key_ns: fast\n", "ps_key_ns: 'fast'"},
+        {"ps_key_ns 3\n", ":1: expected 'key: value'"},
+        {"batch_per_worker: 1\n", "missing key 'compute_us_per_sample'"},
+        {"keys_per_sample: 0\n", "keys_per_sample: '0' is not a finite number > 0"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = write_tmp(bad[i].text);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_scale_calib_load(p, &c, &eb), RD_ERR_PARSE);
+        if (!strstr(eb.msg, bad[i].expect))
+            fail_msg("case %zu: message '%s' lacks '%s'", i, eb.msg, bad[i].expect);
+        unlink(p);
+    }
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_scale_calib_load("/nonexistent/calib.yaml", &c, &eb), RD_ERR_IO);
+    assert_non_null(strstr(eb.msg, "/nonexistent/calib.yaml"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_terms_by_hand),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_hot_keys),
+        cmocka_unit_test(test_calib_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""scale-calib.py — write the calibration file of `recdistill scale-model` from measurements.
+
+    tools/scale-calib.py --report RUN/report.json --job teacher --batch 256 \
+        --bench-dense bench_dense.json --dense-model teacher --bench-ps bench_ps.json \
+        [--msg-overhead-us 1.0] [--hot-keys 0] > calib.yaml
+
+Sources (each value is written with a comment naming where it came from):
+  compute_us_per_sample     bench_dense --json: 1e6 / <dense-model>_samples_per_s
+                            (or --compute-us directly)
+  batch_per_worker          --batch (train.batch_size of the run)
+  dense_params              report.json jobs.<job>.params
+  ps_bytes_per_sample       report.json jobs.<job>.comm: ps_pull + ps_push bytes_per_sample
+  ctl_bytes_per_sample      report.json jobs.<job>.comm.ps_ctl.bytes_per_sample
+  targets_bytes_per_sample  report.json jobs.<job>.comm.targets: (bytes_sent + bytes_recv) /
+                            samples (what crosses this job's NIC: a teacher sends, a student
+                            receives)
+  keys_per_sample           pull request payload (bytes_sent - 64 * msgs_sent) / 8 / samples
+  ps_key_ns                 bench_ps --json: 1e9 / rows[0].keys_per_s_per_ps (or --ps-key-ns)
+  msg_overhead_us           --msg-overhead-us (default 1.0: see docs/scaling.md)
+  hot_keys                  --hot-keys (default 0)
+Exit status: 0 ok, 1 a missing or malformed input (message on stderr), 2 usage error.
+"""
+import argparse
+import json
+import sys
+
+
+def die(msg):
+    print(f"scale-calib: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        die(f"{path}: {e}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--job", required=True)
+    ap.add_argument("--batch", type=float, required=True)
+    ap.add_argument("--bench-dense")
+    ap.add_argument("--dense-model", choices=["teacher", "student"], default="teacher")
+    ap.add_argument("--compute-us", type=float)
+    ap.add_argument("--bench-ps")
+    ap.add_argument("--ps-key-ns", type=float)
+    ap.add_argument("--msg-overhead-us", type=float, default=1.0)
+    ap.add_argument("--hot-keys", type=float, default=0.0)
+    a = ap.parse_args()
+
+    rep = load(a.report)
+    job = rep.get("jobs", {}).get(a.job)
+    if job is None:
+        die(f"{a.report}: no job '{a.job}' (jobs: {', '.join(rep.get('jobs', {}))})")
+    comm = job.get("comm")
+    if not isinstance(comm, dict):
+        die(f"{a.report}: job '{a.job}' has no 'comm' object (a report of an older recdistill?)")
+    samples = comm.get("samples") or 0
+    if samples <= 0:
+        die(f"{a.report}: job '{a.job}' trained no sample")
+
+    def bps(ch):
+        v = comm.get(ch, {}).get("bytes_per_sample")
+        if v is None:
+            die(f"{a.report}: jobs.{a.job}.comm.{ch}.bytes_per_sample missing")
+        return float(v)
+
+    t = comm.get("targets", {})
+    tgt = (t.get("bytes_sent", 0) + t.get("bytes_recv", 0)) / samples
+    pull = comm["ps_pull"]
+    keys = (pull["bytes_sent"] - 64 * pull["msgs_sent"]) / 8.0 / samples
+    if a.compute_us is not None:
+        compute, csrc = a.compute_us, "--compute-us"
+    elif a.bench_dense:
+        bd = load(a.bench_dense)
+        k = f"{a.dense_model}_samples_per_s"
+        if not bd.get(k):
+            die(f"{a.bench_dense}: no {k}")
+        compute, csrc = 1e6 / bd[k], f"{a.bench_dense}: 1e6 / {k} ({bd[k]:.1f})"
+    else:
+        die("give --bench-dense or --compute-us")
+    if a.ps_key_ns is not None:
+        key_ns, ksrc = a.ps_key_ns, "--ps-key-ns"
+    elif a.bench_ps:
+        bp = load(a.bench_ps)
+        try:
+            kps = bp["rows"][0]["keys_per_s_per_ps"]
+        except (KeyError, IndexError, TypeError):
+            die(f"{a.bench_ps}: no rows[0].keys_per_s_per_ps")
+        key_ns, ksrc = 1e9 / kps, f"{a.bench_ps}: 1e9 / keys_per_s_per_ps ({kps:.3g})"
+    else:
+        die("give --bench-ps or --ps-key-ns")
+
+    out = [
+        f"# calibration of recdistill scale-model (tools/scale-calib.py), job '{a.job}' of {a.report}",
+        f"compute_us_per_sample: {compute:.4f}  # {csrc}",
+        f"batch_per_worker: {a.batch:g}  # --batch",
+        f"dense_params: {job['params']}  # jobs.{a.job}.params",
+        f"ps_bytes_per_sample: {bps('ps_pull') + bps('ps_push'):.3f}  # comm ps_pull + ps_push",
+        f"ctl_bytes_per_sample: {bps('ps_ctl'):.3f}  # comm ps_ctl",
+        f"targets_bytes_per_sample: {tgt:.3f}  # comm targets, sent + received",
+        f"keys_per_sample: {keys:.4f}  # pull request payload / 8 / samples",
+        f"ps_key_ns: {key_ns:.3f}  # {ksrc}",
+        f"msg_overhead_us: {a.msg_overhead_us:g}  # --msg-overhead-us",
+        f"hot_keys: {a.hot_keys:g}  # --hot-keys",
+    ]
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# seeds.sh — run one config over paired seeds and summarise: every AUC as mean ± std over the
+# seeds, the teacher gap (teacher − student_raw, paired per seed) with its spread, the student's
+# gain, and eta from the means — for the holdout, its warm slice and the stream windows' mean.
+#
+#   tools/seeds.sh [-n RANKS] [-s FIRST] [-k COUNT] [-t TEACHER] [-d STUDENT] [-r RAW] CONFIG OUTDIR
+#
+# Seeds FIRST .. FIRST+COUNT-1 (default 1..10) run one after the other as
+#   mpiexec.mpich -n RANKS build/recdistill train CONFIG --seed S --out OUTDIR/seed-S
+# (RANKS default 4; RD=path/to/recdistill overrides build/recdistill). A seed whose run folder
+# already holds report.json is not run again, so an interrupted sweep resumes. The summary is
+# printed and written to OUTDIR/summary.md and OUTDIR/summary.csv; it reads the runs'
+# <job>.metrics.csv files (awk only). Job names default to teacher, student, student_raw.
+set -euo pipefail
+N=4 FIRST=1 COUNT=10 T=teacher S=student R=student_raw
+while getopts "n:s:k:t:d:r:h" o; do
+    case $o in
+        n) N=$OPTARG ;; s) FIRST=$OPTARG ;; k) COUNT=$OPTARG ;;
+        t) T=$OPTARG ;; d) S=$OPTARG ;; r) R=$OPTARG ;;
+        *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+[ $# -eq 2 ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+CONFIG=$1 OUT=$2
+RD=${RD:-build/recdistill}
+for v in "$N" "$FIRST" "$COUNT"; do
+    [[ $v =~ ^[0-9]+$ ]] || { echo "seeds.sh: '$v' is not a non-negative integer" >&2; exit 2; }
+done
+[ -r "$CONFIG" ] || { echo "seeds.sh: $CONFIG: cannot read the config" >&2; exit 2; }
+[ -x "$RD" ] || { echo "seeds.sh: $RD: not built (cmake --build build)" >&2; exit 2; }
+mkdir -p "$OUT"
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+
+for ((s = FIRST; s < FIRST + COUNT; s++)); do
+    d="$OUT/seed-$s"
+    if [ -s "$d/report.json" ]; then
+        echo "seed $s: done before ($d)"
+        continue
+    fi
+    echo "seed $s: running"
+    t0=$(date +%s)
+    if ! mpiexec.mpich -n "$N" "$RD" train "$CONFIG" --seed "$s" --out "$d" >"$OUT/seed-$s.log" 2>&1; then
+        echo "seeds.sh: seed $s failed; see $OUT/seed-$s.log" >&2
+        tail -5 "$OUT/seed-$s.log" >&2
+        exit 1
+    fi
+    echo "seed $s: $(($(date +%s) - t0)) s"
+done
+
+# One line per (seed, job, slice): seed job slice auc gauc logloss
+rows="$OUT/.rows"
+: >"$rows"
+for ((s = FIRST; s < FIRST + COUNT; s++)); do
+    for job in "$T" "$S" "$R"; do
+        f="$OUT/seed-$s/$job.metrics.csv"
+        [ -r "$f" ] || { echo "seeds.sh: $f is missing" >&2; exit 1; }
+        awk -F, -v s="$s" -v j="$job" '
+            $1 == "holdout" { print s, j, "holdout", $3, $4, $5 }
+            $1 == "holdout_warm" { print s, j, "warm", $3, $4, $5 }
+            $1 == "stream" && $3 != "" { a += $3; g += $4; l += $5; n++ }
+            END { if (n) print s, j, "stream", a / n, g / n, l / n }' "$f" >>"$rows"
+    done
+done
+
+awk -v T="$T" -v S="$S" -v R="$R" -v K="$COUNT" -v md="$OUT/summary.md" -v csv="$OUT/summary.csv" '
+    function mean(x, n,   i, t) { t = 0; for (i = 1; i <= n; i++) t += x[i]; return t / n }
+    function sd(x, n,   i, m, t) { if (n < 2) return 0; m = mean(x, n); t = 0
+        for (i = 1; i <= n; i++) t += (x[i] - m) ^ 2; return sqrt(t / (n - 1)) }
+    { key = $2 SUBSEP $3; i = ++cnt[key]; auc[key, i] = $4; gauc[key, i] = $5; ll[key, i] = $6
+      seeds[$1] = 1; byseed[$1, $2, $3] = $4 }
+    END {
+        ns = 0; for (s in seeds) ns++
+        printf "%d paired seeds\n\n", ns > md
+        printf "| slice | job | AUC | GAUC | logloss |\n|---|---|---|---|---|\n" >> md
+        print "slice,job,auc_mean,auc_std,gauc_mean,gauc_std,logloss_mean,logloss_std,n" > csv
+        split("holdout warm stream", sl, " "); split(T " " S " " R, jb, " ")
+        for (a = 1; a <= 3; a++) for (b = 1; b <= 3; b++) {
+            key = jb[b] SUBSEP sl[a]; n = cnt[key]
+            for (i = 1; i <= n; i++) { x[i] = auc[key, i]; y[i] = gauc[key, i]; z[i] = ll[key, i] }
+            m[a, b] = mean(x, n)
+            printf "| %s | %s | %.4f ± %.4f | %.4f ± %.4f | %.4f ± %.4f |\n", sl[a], jb[b],
+                   mean(x, n), sd(x, n), mean(y, n), sd(y, n), mean(z, n), sd(z, n) >> md
+            printf "%s,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n", sl[a], jb[b], mean(x, n), sd(x, n),
+                   mean(y, n), sd(y, n), mean(z, n), sd(z, n), n >> csv
+        }
+        printf "\n| slice | teacher gap (T − raw) | student gain (S − raw) | eta (from the means) |\n|---|---|---|---|\n" >> md
+        for (a = 1; a <= 3; a++) {
+            n = 0
+            for (s in seeds) { n++; g[n] = byseed[s, T, sl[a]] - byseed[s, R, sl[a]]
+                               h[n] = byseed[s, S, sl[a]] - byseed[s, R, sl[a]] }
+            gap = m[a, 1] - m[a, 3]; gain = m[a, 2] - m[a, 3]
+            printf "| %s | %+.4f ± %.4f | %+.4f ± %.4f | %s |\n", sl[a], mean(g, n), sd(g, n),
+                   mean(h, n), sd(h, n), gap > 0 ? sprintf("%.3f", gain / gap) : "undefined (gap <= 0)" >> md
+            printf "%s,gap,%.6f,%.6f,,,,,%d\n%s,gain,%.6f,%.6f,,,,,%d\n%s,eta,%s,,,,,,%d\n", sl[a],
+                   mean(g, n), sd(g, n), n, sl[a], mean(h, n), sd(h, n), n, sl[a],
+                   gap > 0 ? sprintf("%.6f", gain / gap) : "", n >> csv
+        }
+    }' "$rows"
+rm -f "$rows"
+cat "$OUT/summary.md"
