@@ -45,7 +45,7 @@ enum { TAG_RESULT = RD_TAG_USER + 1 };
 static void train_usage(FILE *out) {
     fprintf(
         out,
-        "usage: mpiexec -n N recdistill train CONFIG.yaml [--out DIR] [--seed N]\n"
+        "usage: mpiexec -n N recdistill train CONFIG.yaml [--out DIR] [--seed N] [--resume DIR]\n"
         "\n"
         "Train every job of the config concurrently: ranks [0, ps_ranks) serve the embedding\n"
         "tables, then the ranks of cluster.jobs in config order train their models (batch\n"
@@ -54,6 +54,8 @@ static void train_usage(FILE *out) {
         "\n"
         "  --out DIR   run folder instead of run.out_dir (also moves the paths derived from it)\n"
         "  --seed N    run.seed instead of the config's (model and embedding initialisation)\n"
+        "  --resume DIR  continue from a checkpoint: a step-N directory of the (single) job, or\n"
+        "              a checkpoint root holding <job>/step-N (each job takes its newest)\n"
         "\n"
         "The dataset at data.dir is prepared first when it does not exist. The run folder gets\n"
         "<job>.metrics.<csv|jsonl> (one line per stream window, holdout, warm slice and\n"
@@ -173,11 +175,13 @@ int rd_cmd_train(int argc, char **argv) {
         train_usage(stdout);
         return 0;
     }
-    const char *config = NULL, *out = NULL;
+    const char *config = NULL, *out = NULL, *resume = NULL;
     long long seed = -1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
             out = argv[++i];
+        } else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) {
+            resume = argv[++i];
         } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
             char *end = NULL;
             seed = strtoll(argv[++i], &end, 10);
@@ -292,7 +296,8 @@ int rd_cmd_train(int argc, char **argv) {
             die(comm, "parameter server", NULL, rc);
     } else {
         rd_trainer *tr = NULL;
-        if ((rc = rd_trainer_create(comm, cfg, NULL, &tr, &eb)) != RD_OK)
+        rd_trainer_opts topts = {.resume_dir = resume};
+        if ((rc = rd_trainer_create(comm, cfg, &topts, &tr, &eb)) != RD_OK)
             die(comm, "setting up the trainer", &eb, rc);
         if ((rc = rd_trainer_run(tr, &mine, &eb)) != RD_OK)
             die(comm, comm->job_name[comm->job_index], &eb, rc);

@@ -13,6 +13,9 @@ typedef struct rd_command {
 int rd_cmd_prepare(int argc, char **argv);
 int rd_cmd_config(int argc, char **argv);
 int rd_cmd_train(int argc, char **argv);
+int rd_cmd_table(int argc, char **argv);
+int rd_cmd_export(int argc, char **argv);
+int rd_cmd_tokens(int argc, char **argv);
 int rd_cmd_scale_model(int argc, char **argv);
 int rd_cmd_plot(int argc, char **argv);
 

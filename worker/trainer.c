@@ -28,9 +28,11 @@
 #include "rd/dense_optim.h"
 #include "rd/distill.h"
 #include "rd/hash.h"
+#include "rd/lmdbx.h"
 #include "rd/log.h"
 #include "rd/source.h"
 #include "rd/tokens.h"
+#include "rd/train_ckpt.h"
 
 #include <errno.h>
 #include <math.h>
@@ -38,6 +40,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 // Where a model feature's keys come from.
 enum { SRC_USER = 0, SRC_ITEM = 1, SRC_HOUR = 2, SRC_WEEKDAY = 3, SRC_FIELD = 4 };
@@ -144,6 +147,14 @@ struct rd_trainer {
     uint8_t *has_zt; // (max_batch)
     uint64_t step;   // training steps taken (the teacher's target version)
     char targets_path[RD_PATH_MAX + 64];
+    // Checkpoints (rd/train_ckpt.h).
+    char ckpt_root[RD_PATH_MAX]; // "" = none
+    int32_t pos_epoch;           // position of the range being trained
+    int32_t pos_window;
+    int64_t ckpt_step;                // step of the last checkpoint written, -1 = none
+    char resume_dir[RD_PATH_MAX * 2]; // "" = fresh start (rd_trainer_opts.resume_dir)
+    int resuming;                     // the run continues from rpos
+    rd_train_pos rpos;
     // IAT: token client (jobs whose model reads tokens, and the job that builds the store).
     rd_token_client *tok;
     size_t Lt, dt; // tokens per example and their dim (0 without the token branch)
@@ -454,7 +465,13 @@ int rd_trainer_create(const rd_comm *comm,
         goto fail;
     }
 
-    // 4. Metrics file path (job rank 0 writes it).
+    // 4. Checkpoint root and metrics file path (job rank 0 writes them).
+    const char *croot =
+        opts && opts->checkpoint_dir ? opts->checkpoint_dir : cfg->ps.checkpoint_dir;
+    snprintf(tr->ckpt_root, sizeof tr->ckpt_root, "%s", croot);
+    tr->ckpt_step = -1;
+    if (opts && opts->resume_dir && opts->resume_dir[0])
+        snprintf(tr->resume_dir, sizeof tr->resume_dir, "%s", opts->resume_dir);
     const char *mdir = opts && opts->metrics_dir ? opts->metrics_dir : cfg->run.out_dir;
     if (mdir[0]) {
         snprintf(tr->metrics_path, sizeof tr->metrics_path, "%s/%s.metrics.%s", mdir, tr->job->name,
@@ -511,12 +528,19 @@ rd_kv *rd_trainer_kv(rd_trainer *tr) {
 // One batch: keys, dedup, pull
 
 // Take up to n records from the iterator into stage s and build its keys and index arrays.
+static int stage_build(rd_trainer *tr, stage *s, size_t B, rd_errbuf *eb);
+
 static int stage_fill(rd_trainer *tr, stage *s, rd_dataset_iter *it, size_t n, rd_errbuf *eb) {
-    const rd_model *m = tr->model;
     size_t B = 0;
     uint64_t idx;
     while (B < n && rd_dataset_iter_next(it, &idx))
         s->rec[B++] = idx;
+    return stage_build(tr, s, B, eb);
+}
+
+// Keys, dedup and index arrays of the B records in s->rec.
+static int stage_build(rd_trainer *tr, stage *s, size_t B, rd_errbuf *eb) {
+    const rd_model *m = tr->model;
     s->B = B;
     s->t_max = INT64_MIN;
     for (int t = 0; t < m->n_tables; t++)
@@ -1051,12 +1075,76 @@ static size_t batch_of(int64_t n, int64_t s, size_t B) {
     return left <= 0 ? 0 : (left < (int64_t)B ? (size_t)left : B);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Checkpoints (rd/train_ckpt.h)
+
+// Job rank 0 writes the checkpoint of the cut "steps 0..step-1 applied" when it is due (or
+// forced); the other ranks return at once. Called between rd_dense_optim_step and the next
+// step's push, so the PS cut (rd_kv_save waits for it) and the dense parameters agree.
+static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *eb) {
+    const int every = tr->cfg->ps.checkpoint_every;
+    int64_t step = rd_kv_step(tr->kv);
+    if (!tr->ckpt_root[0] || step == tr->ckpt_step || step == 0)
+        return RD_OK;
+    if (!force && (every <= 0 || step % every != 0))
+        return RD_OK;
+    tr->ckpt_step = step;
+    if (tr->comm->job_rank != 0)
+        return RD_OK;
+    char final[RD_PATH_MAX + 96], part[RD_PATH_MAX + 128], jdir[RD_PATH_MAX + 64];
+    snprintf(jdir, sizeof jdir, "%s/%s", tr->ckpt_root, tr->job->name);
+    if (rd_train_ckpt_path(tr->ckpt_root, tr->job->name, step, final, sizeof final) != RD_OK)
+        return rd_err_set(eb, RD_ERR_RANGE, "checkpoint: %s: path too long", tr->ckpt_root);
+    snprintf(part, sizeof part, "%s/.step-%012lld.partial", jdir, (long long)step);
+    int rc;
+    // A .partial left by a crash is garbage: it never had its rename.
+    if ((rc = rd_train_ckpt_rmtree(part, eb)) != RD_OK ||
+        (rc = rd_lmdbx_mkdir_p(part, eb)) != RD_OK)
+        goto fail;
+    rd_train_pos pos;
+    memset(&pos, 0, sizeof pos);
+    pos.step = step;
+    pos.epoch = tr->pos_epoch;
+    pos.window = tr->pos_window;
+    pos.range_step = range_step;
+    pos.trained = tr->trained;
+    pos.loss_ema = tr->loss_ema;
+    pos.have_loss = tr->have_loss;
+    pos.seed = tr->cfg->run.seed;
+    pos.config_hash = rd_train_ckpt_config_hash(tr->cfg, tr->mcfg);
+    snprintf(pos.job, sizeof pos.job, "%s", tr->job->name);
+    snprintf(pos.model, sizeof pos.model, "%s", tr->mcfg->name);
+    if ((rc = rd_train_ckpt_write_dense(part, &pos, tr->model, &tr->opt, eb)) != RD_OK)
+        goto fail;
+    int tables[RD_MAX_TABLES];
+    for (int t = 0; t < tr->model->n_tables; t++)
+        tables[t] = tr->kv_table[t];
+    // The PS shards, then the MANIFEST: the checkpoint is complete from here on.
+    if ((rc = rd_kv_save(tr->kv, part, tables, tr->model->n_tables, eb)) != RD_OK)
+        goto fail;
+    if ((rc = rd_train_ckpt_commit(part, final, eb)) != RD_OK)
+        goto fail;
+    if ((rc = rd_train_ckpt_prune(jdir, step, tr->cfg->ps.checkpoint_keep, eb)) != RD_OK)
+        goto fail;
+    if (!tr->quiet)
+        printf("[%s] checkpoint: %s\n", tr->job->name, final);
+    return RD_OK;
+fail:
+    rd_err_prefix(eb, "checkpoint of step %lld: ", (long long)step);
+    return rc;
+}
+
 /**
  * Train one pass over `range`: all ranks of the job run `steps` = max_r ceil(n_r / B) steps.
  * Sync mode: pull(s+1) is sent after CLOCK(s); async: before computing s.
  */
-static int train_range(
-    rd_trainer *tr, rd_range range, int mode, const char *phase, int64_t *counts, rd_errbuf *eb) {
+static int train_range(rd_trainer *tr,
+                       rd_range range,
+                       int mode,
+                       const char *phase,
+                       int64_t *counts,
+                       int64_t start,
+                       rd_errbuf *eb) {
     rd_model *m = tr->model;
     const int W = tr->comm->job_size, me = tr->comm->job_rank;
     const size_t B = tr->max_batch;
@@ -1068,18 +1156,24 @@ static int train_range(
         if (s > steps)
             steps = s;
     }
-    if (steps == 0)
+    if (steps == 0 || start >= steps)
         return RD_OK;
     double t0 = now_s();
     rd_dataset_iter it;
     rd_dataset_iter_init(&it, tr->ds, range, mode, me, W);
+    // Resumed run: skip the records of the steps the checkpoint already holds.
+    for (int64_t s = 0; s < start; s++) {
+        uint64_t idx;
+        for (size_t k = batch_of(counts[me], s, B); k > 0 && rd_dataset_iter_next(&it, &idx); k--)
+            ;
+    }
     int rc;
-    if ((rc = stage_fill(tr, &tr->st[0], &it, batch_of(counts[me], 0, B), eb)) != RD_OK)
+    if ((rc = stage_fill(tr, &tr->st[start & 1], &it, batch_of(counts[me], start, B), eb)) != RD_OK)
         return rc;
-    if ((rc = stage_pull(tr, &tr->st[0], eb)) != RD_OK)
+    if ((rc = stage_pull(tr, &tr->st[start & 1], eb)) != RD_OK)
         return rc;
     rd_batch bt;
-    for (int64_t s = 0; s < steps; s++) {
+    for (int64_t s = start; s < steps; s++) {
         stage *cur = &tr->st[s & 1], *nxt = &tr->st[(s + 1) & 1];
         size_t Btot = 0;
         for (int r = 0; r < W; r++)
@@ -1142,6 +1236,10 @@ static int train_range(
         rd_dense_optim_step(&tr->opt, m->params, m->grads, m->opt_state, m->n_slab);
         tr->trained += Btot;
         tr->train_s += now_s() - t0;
+        // 5. Every checkpoint_every steps: the cut "steps 0..s applied" (no push of s+1 yet).
+        //    Not counted as training time.
+        if ((rc = ckpt_maybe(tr, s + 1, 0, eb)) != RD_OK)
+            return rc;
         t0 = now_s();
         progress(tr, phase, s + 1, steps, 0);
     }
@@ -1329,6 +1427,96 @@ static int write_metrics(const rd_trainer *tr, const rd_trainer_result *res, rd_
 // The schedule
 
 // ---------------------------------------------------------------------------------------------
+// Resume (rd_trainer_opts.resume_dir)
+
+// Polled broadcast of an int over the job (a blocked MPICH call spins a core).
+static void job_bcast_int(rd_trainer *tr, int *v) {
+    MPI_Request r;
+    RD_MPI_CHECK(MPI_Ibcast(v, 1, MPI_INT, 0, tr->comm->job, &r));
+    rd_backoff b;
+    rd_backoff_reset(&b, tr->cfg->cluster.poll_us_max);
+    for (;;) {
+        int done = 0;
+        RD_MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
+        if (done)
+            return;
+        rd_backoff_wait(&b);
+    }
+}
+
+// Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
+// job's PS tables and the server's step (rd_kv_load) and tells the others the outcome; then every
+// rank takes the checkpoint's step as its own. No rank pulls before the broadcast.
+static int resume(rd_trainer *tr, rd_errbuf *eb) {
+    char dir[RD_PATH_MAX * 2], probe[RD_PATH_MAX * 2 + 16];
+    snprintf(probe, sizeof probe, "%s/%s", tr->resume_dir, RD_TRAIN_CKPT_DENSE);
+    int rc = RD_OK;
+    if (access(probe, R_OK) == 0)
+        snprintf(dir, sizeof dir, "%s", tr->resume_dir);
+    else
+        rc = rd_train_ckpt_latest(tr->resume_dir, tr->job->name, dir, sizeof dir, eb);
+    if (rc == RD_OK && tr->tgt_role != 0)
+        rc = rd_err_set(eb, RD_ERR_UNSUPPORTED,
+                        "--resume: job '%s' takes part in live distillation; resuming it is not "
+                        "supported yet",
+                        tr->job->name);
+    if (rc == RD_OK)
+        rc = rd_train_ckpt_read_dense(dir, rd_train_ckpt_config_hash(tr->cfg, tr->mcfg), &tr->rpos,
+                                      tr->model, &tr->opt, eb);
+    if (rc == RD_OK && strcmp(tr->rpos.job, tr->job->name) != 0)
+        rc = rd_err_set(eb, RD_ERR_SCHEMA, "--resume: %s is a checkpoint of job '%s', not '%s'",
+                        dir, tr->rpos.job, tr->job->name);
+    // Rank 0 loads the tables only if every rank read its dense state (a local failure above
+    // is still reported by that rank; the launch is aborted by the caller).
+    int st = rc;
+    if (tr->comm->job_rank == 0 && rc == RD_OK) {
+        int tables[RD_MAX_TABLES];
+        for (int t = 0; t < tr->model->n_tables; t++)
+            tables[t] = tr->kv_table[t];
+        int64_t step = -1;
+        st = rd_kv_load(tr->kv, dir, tables, tr->model->n_tables, &step, eb);
+        if (st == RD_OK && step != tr->rpos.step)
+            st = rd_err_set(eb, RD_ERR_CORRUPT,
+                            "--resume: %s: tables of step %lld, dense.bin of "
+                            "step %lld",
+                            dir, (long long)step, (long long)tr->rpos.step);
+        if (st != RD_OK)
+            rd_err_prefix(eb, "--resume: ");
+    }
+    job_bcast_int(tr, &st);
+    if (rc != RD_OK)
+        return rc;
+    if (st != RD_OK)
+        return tr->comm->job_rank == 0 ? st
+                                       : rd_err_set(eb, st,
+                                                    "--resume: job rank 0 failed to load "
+                                                    "the tables of %s",
+                                                    dir);
+    rd_kv_set_step(tr->kv, tr->rpos.step);
+    tr->step = (uint64_t)tr->rpos.step;
+    tr->trained = tr->rpos.trained;
+    tr->loss_ema = tr->rpos.loss_ema;
+    tr->have_loss = tr->rpos.have_loss;
+    tr->ckpt_step = tr->rpos.step;
+    tr->resuming = 1;
+    if (tr->comm->job_rank == 0 && !tr->quiet)
+        printf("[%s] resumed from %s (step %lld, epoch %d, window %d, step %lld of the phase)\n",
+               tr->job->name, dir, (long long)tr->rpos.step, tr->rpos.epoch, tr->rpos.window,
+               (long long)tr->rpos.range_step);
+    return RD_OK;
+}
+
+// Steps of phase (epoch e, window w) already in the checkpoint: -1 = the phase is before the
+// checkpoint (skip it whole, evaluation included), else the steps to skip.
+static int64_t resume_skip(const rd_trainer *tr, int32_t e, int32_t w) {
+    if (!tr->resuming)
+        return 0;
+    const rd_train_pos *p = &tr->rpos;
+    if (w < 0) // batch epoch e
+        return p->window >= 0 || e < p->epoch ? -1 : e == p->epoch ? p->range_step : 0;
+    return w < p->window ? -1 : w == p->window ? p->range_step : 0;
+}
+
 // IAT stage 1: the token store of the run
 
 enum { TAG_TOKENS_READY = RD_TAG_USER + 2 };
@@ -1468,14 +1656,21 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     int rc = tokens_ready(tr, eb);
     if (rc == RD_OK)
         rc = distill_setup(tr, eb);
+    if (rc == RD_OK && tr->resume_dir[0])
+        rc = resume(tr, eb);
     char phase[64];
 
     // 1. Batch phase.
     for (int e = 0; e < cfg->train.epochs && rc == RD_OK; e++) {
+        int64_t skip = resume_skip(tr, e, -1);
+        if (skip < 0)
+            continue;
         snprintf(phase, sizeof phase, "batch epoch %d/%d", e + 1, cfg->train.epochs);
         if ((rc = distill_begin(tr, (uint32_t)e, -1, eb)) != RD_OK)
             break;
-        rc = train_range(tr, batch, mode, phase, counts, eb);
+        tr->pos_epoch = e;
+        tr->pos_window = -1;
+        rc = train_range(tr, batch, mode, phase, counts, skip, eb);
         if (rc == RD_OK)
             rc = distill_end(tr, eb);
         progress(tr, phase, 0, 0, 1); // end of the epoch
@@ -1486,14 +1681,21 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         rd_metrics_result mr;
         double es = 0;
         memset(&mr, 0, sizeof mr);
-        if ((rc = eval_range(tr, r, &mr, NULL, &es, eb)) != RD_OK)
+        // A resumed run does not evaluate windows evaluated before its checkpoint (metrics NaN,
+        // n = 0), nor trains the steps the checkpoint holds.
+        int64_t skip = resume_skip(tr, 0, (int32_t)w);
+        mr.auc = mr.gauc = mr.logloss = mr.calibration = (double)NAN;
+        if (skip == 0 && (rc = eval_range(tr, r, &mr, NULL, &es, eb)) != RD_OK)
             break;
         double tt = tr->train_s;
         uint64_t n0 = tr->trained;
         snprintf(phase, sizeof phase, "stream window %u/%u", w + 1, K);
         if ((rc = distill_begin(tr, 0, (int32_t)w, eb)) != RD_OK)
             break;
-        rc = train_range(tr, r, RD_PART_STRIDED, phase, counts, eb);
+        tr->pos_epoch = cfg->train.epochs;
+        tr->pos_window = (int32_t)w;
+        if (skip >= 0)
+            rc = train_range(tr, r, RD_PART_STRIDED, phase, counts, skip, eb);
         if (rc == RD_OK)
             rc = distill_end(tr, eb);
         if (w < RD_TRAINER_MAX_WINDOWS) {
@@ -1506,7 +1708,12 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
             printf("[%s] stream window %u: auc %.4f gauc %.4f logloss %.4f (%llu events)\n",
                    tr->job->name, w, mr.auc, mr.gauc, mr.logloss, (unsigned long long)mr.n);
     }
-    // 3. Holdout, whole and warm.
+    // 3. The final checkpoint (after the last training step), then the holdout, whole and warm.
+    if (rc == RD_OK) {
+        tr->pos_epoch = cfg->train.epochs;
+        tr->pos_window = (int32_t)K;
+        rc = ckpt_maybe(tr, 0, 1, eb);
+    }
     if (rc == RD_OK) {
         double es = 0;
         rc = eval_range(tr, rd_dataset_holdout(tr->ds), &res->holdout.m, &res->warm.m, &es, eb);
@@ -1550,4 +1757,33 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         res->n_windows = 0;
     }
     return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scoring given records (the training-time reference of the serving path)
+
+int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logits, rd_errbuf *eb) {
+    rd_model *m = tr->model;
+    stage *s = &tr->st[0];
+    int rc = RD_OK;
+    uint64_t n_ev = tr->info->n_events;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i] >= n_ev)
+            return rd_err_set(eb, RD_ERR_RANGE, "score: record %llu not in [0, %llu)",
+                              (unsigned long long)recs[i], (unsigned long long)n_ev);
+    for (size_t done = 0; done < n && rc == RD_OK;) {
+        size_t b = n - done < tr->max_batch ? n - done : tr->max_batch;
+        memcpy(s->rec, recs + done, b * sizeof *recs);
+        rd_batch bt;
+        if ((rc = stage_build(tr, s, b, eb)) == RD_OK && (rc = stage_pull(tr, s, eb)) == RD_OK &&
+            (rc = stage_wait(tr, s->ts_pull, eb)) == RD_OK &&
+            (rc = stage_wait_tokens(tr, s, eb)) == RD_OK) {
+            stage_batch(tr, s, &bt);
+            rc = rd_model_forward(m, &bt, eb);
+        }
+        if (rc == RD_OK)
+            memcpy(logits + done, m->logits_main, b * sizeof *logits);
+        done += b;
+    }
+    return rc;
 }

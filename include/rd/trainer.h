@@ -8,6 +8,7 @@
 //   rd_trainer               opaque: dataset, model, KV client, step buffers of one worker rank
 //   rd_trainer_create()      open the dataset, build the model, create the KV client
 //   rd_trainer_run()         run the whole schedule; job rank 0 writes the job's metrics file
+//   rd_trainer_score()       main-tower logits of given records (the serving reference)
 //   rd_trainer_model()       the dense model (tests compare parameters)
 //   rd_trainer_kv()          the KV client (tests pull rows after training)
 //   rd_trainer_destroy()     rd_kv_shutdown + free (every worker rank must reach it)
@@ -54,6 +55,17 @@
 // (0..23, UTC) and "weekday" (0 = Monday .. 6, UTC). History items of the sequence branch are the
 // user's last L records strictly before the event (rd_dataset_history), most recent first
 // (position 0 = the latest), padding after them; history labels are those records' labels.
+//
+// Checkpoints (rd/train_ckpt.h): job rank 0 writes one after every ps.checkpoint_every-th step
+// (0 = none during training) and one after the last training step, into
+// <checkpoint_dir>/<job>/step-N (the job's tables through rd_kv_save, then dense.bin with the
+// dense parameters, optimizer state and position), keeping the newest ps.checkpoint_keep. With
+// opts.resume_dir the run continues from one: every rank restores the dense parameters, optimizer
+// state and position, job rank 0 restores the job's PS tables (rd_kv_load), and the schedule goes
+// on at the step after the checkpoint's (earlier phases are skipped and their windows are not
+// re-evaluated: metrics NaN). In sync mode the result is bit-identical to the uninterrupted run,
+// also on another number of PS ranks after `recdistill table reshard`. Not with live
+// distillation (RD_ERR_UNSUPPORTED).
 //
 // Memory: every buffer of a step is allocated at create for train.batch_size (two stages, so the
 // next batch's keys and pull are prepared while this one is computed); nothing per step.
@@ -135,10 +147,14 @@ typedef struct rd_trainer rd_trainer;
 
 /** Options besides the config. */
 typedef struct rd_trainer_opts {
-    const char *dataset_dir; // prepared dataset folder; NULL = cfg->data.dir
-    const char *metrics_dir; // folder of the metrics file "<job>.metrics.<csv|jsonl>"; NULL =
-                             // cfg->run.out_dir; "" = write none
-    int quiet;               // 1 = no progress lines
+    const char *dataset_dir;    // prepared dataset folder; NULL = cfg->data.dir
+    const char *metrics_dir;    // folder of the metrics file "<job>.metrics.<csv|jsonl>"; NULL =
+                                // cfg->run.out_dir; "" = write none
+    int quiet;                  // 1 = no progress lines
+    const char *checkpoint_dir; // root of the job's checkpoints (rd/train_ckpt.h); NULL =
+                                // cfg->ps.checkpoint_dir; "" = write none
+    const char *resume_dir;     // continue from a checkpoint: a step-N directory of this job,
+                                // or a checkpoint root (its newest <job>/step-N); NULL = fresh
 } rd_trainer_opts;
 
 /**
@@ -168,6 +184,15 @@ int rd_trainer_create(const rd_comm *comm,
  *         leaves the job's other ranks inside collectives: the caller must abort the launch.
  */
 int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb);
+
+/**
+ * Main-tower logits of dataset records `recs` with the current parameters and PS rows (one
+ * forward pass per train.batch_size records, rows pulled like an evaluation; no update). The
+ * reference of the serving path's scores (tests). Call after rd_trainer_run, before destroy.
+ * @param[out] logits  (n)
+ * @return RD_OK, RD_ERR_RANGE (a record index out of range), a KV error
+ */
+int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logits, rd_errbuf *eb);
 
 /** The dense model (parameters identical on the job's ranks after every step). */
 rd_model *rd_trainer_model(rd_trainer *tr);

@@ -1,0 +1,107 @@
+// cmd_export.c — `recdistill export CONFIG --out FILE [--job NAME] [--ckpt DIR] [--data DIR]`:
+// the serving bundle of a trained student (rd/serve.h): its main tower and the embedding rows
+// of its tables, with the format version and the config hash, from a training checkpoint.
+//
+// Defaults: the first student job of the config (the only job when there is one), its newest
+// complete checkpoint under ps.checkpoint_dir, the dataset at data.dir. The bundle is written
+// to a temporary name and renamed: a failure leaves nothing at FILE.
+//
+// Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
+#include "commands.h"
+
+#include "rd/alloc.h"
+#include "rd/config.h"
+#include "rd/serve.h"
+#include "rd/train_ckpt.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void export_usage(FILE *out) {
+    fprintf(out,
+            "usage: recdistill export CONFIG.yaml --out FILE [--job NAME] [--ckpt DIR] "
+            "[--data DIR]\n"
+            "\n"
+            "Write the serving bundle of a trained student: the dense parameters of its main\n"
+            "tower and the embedding rows of the tables it reads, with the bundle version and the\n"
+            "hash of the model and table config (checked against the checkpoint's).\n"
+            "\n"
+            "  --out FILE   bundle to write (must not exist)\n"
+            "  --job NAME   job to export; default: the first student job of the config\n"
+            "  --ckpt DIR   training checkpoint (a step-N directory); default: the newest\n"
+            "               complete one under <ps.checkpoint_dir>/<job>\n"
+            "  --data DIR   prepared dataset (feature widths); default: data.dir\n"
+            "\n"
+            "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
+}
+
+int rd_cmd_export(int argc, char **argv) {
+    if (rd_app_wants_help(argc, argv)) {
+        export_usage(stdout);
+        return 0;
+    }
+    const char *config = NULL, *out = NULL, *job = NULL, *ckpt = NULL, *data = NULL;
+    for (int i = 1; i < argc; i++) {
+        int has = i + 1 < argc;
+        if (strcmp(argv[i], "--out") == 0 && has)
+            out = argv[++i];
+        else if (strcmp(argv[i], "--job") == 0 && has)
+            job = argv[++i];
+        else if (strcmp(argv[i], "--ckpt") == 0 && has)
+            ckpt = argv[++i];
+        else if (strcmp(argv[i], "--data") == 0 && has)
+            data = argv[++i];
+        else if (argv[i][0] == '-' || config) {
+            fprintf(stderr, "recdistill export: unexpected argument '%s'\n", argv[i]);
+            export_usage(stderr);
+            return 2;
+        } else
+            config = argv[i];
+    }
+    if (!config || !out) {
+        fprintf(stderr, "recdistill export: missing %s\n", !config ? "CONFIG" : "--out FILE");
+        export_usage(stderr);
+        return 2;
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
+    int rc = rd_config_load(config, cfg, &eb);
+    if (rc == RD_OK && !job) {
+        for (int j = 0; j < cfg->cluster.n_jobs && !job; j++)
+            if (cfg->cluster.jobs[j].role == RD_JOB_STUDENT)
+                job = cfg->cluster.jobs[j].name;
+        if (!job)
+            rc = rd_err_set(&eb, RD_ERR_NOTFOUND, "%s: no student job (give --job)", config);
+    }
+    if (rc == RD_OK && !rd_config_find_job(cfg, job))
+        rc = rd_err_set(&eb, RD_ERR_NOTFOUND, "%s: no job named '%s'", config, job);
+    char latest[RD_PATH_MAX * 2];
+    if (rc == RD_OK && !ckpt) {
+        rc = rd_train_ckpt_latest(cfg->ps.checkpoint_dir, job, latest, sizeof latest, &eb);
+        ckpt = latest;
+    }
+    if (rc == RD_OK)
+        rc = rd_serve_export(cfg, job, ckpt, data, out, &eb);
+    if (rc == RD_OK) {
+        rd_serve *sv = NULL;
+        rc = rd_serve_open(out, 1, &sv, &eb); // read back: the bundle must load
+        if (rc == RD_OK) {
+            rd_serve_info in;
+            rd_serve_get_info(sv, &in);
+            printf("exported job %s (model %s, step %lld, %llu params, %llu rows, config hash "
+                   "%016llx) from %s: %s\n",
+                   in.job, in.model, (long long)in.step, (unsigned long long)in.params,
+                   (unsigned long long)in.rows, (unsigned long long)in.config_hash, ckpt, out);
+            rd_serve_close(sv);
+        } else {
+            remove(out);
+        }
+    }
+    rd_free(cfg);
+    if (rc != RD_OK) {
+        fprintf(stderr, "recdistill export: %s\n", eb.msg[0] ? eb.msg : rd_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

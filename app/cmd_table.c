@@ -1,0 +1,321 @@
+// cmd_table.c — `recdistill table <stats|export|import|evict|reshard|verify|compact> CKPT ...`:
+// maintenance of PS table checkpoints (a step-N directory of `recdistill train`, or any
+// directory rd_kv_save wrote) with rd/tabletool.h.
+//
+// Read-only subcommands (stats, export, verify) never write into the checkpoint; the others
+// write a NEW checkpoint directory given by --out (which must not exist) and leave the input
+// unchanged, so a bad edit can never destroy the only copy. Output files are written to a
+// temporary name and renamed at the end: a failed command leaves no partial output.
+//
+// Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
+#include "commands.h"
+
+#include "rd/checkpoint.h"
+#include "rd/optim.h"
+#include "rd/tabletool.h"
+#include "rd/train_ckpt.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void table_usage(FILE *out) {
+    fprintf(out,
+            "usage: recdistill table <command> CKPT [options]\n"
+            "\n"
+            "CKPT is a checkpoint directory (MANIFEST + shard-NNNNN/, e.g. <ps.checkpoint_dir>/\n"
+            "<job>/step-N written by `recdistill train`). Commands that change tables write a new\n"
+            "checkpoint to --out DIR (must not exist); the input is never modified.\n"
+            "\n"
+            "  stats   CKPT [--table NAME]            rows, bytes, dims, optimizer, histograms\n"
+            "                                         of age and update count\n"
+            "  export  CKPT --table NAME --out FILE [--format tsv|bin]   rows sorted by key\n"
+            "                                         (FILE '-' = stdout, tsv only)\n"
+            "  import  CKPT --table NAME --in FILE --out DIR   replace the table's rows by an\n"
+            "                                         export (tsv or bin, detected)\n"
+            "  evict   CKPT --out DIR [--table NAME] [--older-than T] [--min-count N]\n"
+            "                                         drop rows last seen before stream time T\n"
+            "                                         or updated fewer than N times\n"
+            "  reshard CKPT --shards P --out DIR      rows to rd_shard_of(key, P) (serve with P\n"
+            "                                         PS ranks)\n"
+            "  verify  CKPT                           MANIFEST, every shard's CRC and layout,\n"
+            "                                         row totals, dense.bin\n"
+            "  compact CKPT --out DIR                 rewrite every shard env without free pages\n"
+            "\n"
+            "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
+}
+
+static int fail(const char *cmd, const rd_errbuf *eb, int rc) {
+    fprintf(stderr, "recdistill table %s: %s\n", cmd, eb->msg[0] ? eb->msg : rd_strerror(rc));
+    return 1;
+}
+
+static int parse_i64(const char *s, int64_t *v) {
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (!*s || *end || errno)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+// Bytes of the files under a directory (one level of shard dirs).
+static uint64_t du(const char *dir, const rd_ckpt_manifest *m) {
+    uint64_t total = 0;
+    struct stat st;
+    char p[RD_PATH_MAX * 2 + 32];
+    snprintf(p, sizeof p, "%s/MANIFEST", dir);
+    if (stat(p, &st) == 0)
+        total += (uint64_t)st.st_size;
+    snprintf(p, sizeof p, "%s/%s", dir, RD_TRAIN_CKPT_DENSE);
+    if (stat(p, &st) == 0)
+        total += (uint64_t)st.st_size;
+    for (uint32_t s = 0; s < m->n_shards; s++) {
+        char sp[RD_PATH_MAX * 2];
+        rd_ckpt_shard_path(dir, (int)s, sp, sizeof sp);
+        snprintf(p, sizeof p, "%s/data.mdb", sp);
+        if (stat(p, &st) == 0)
+            total += (uint64_t)st.st_size;
+    }
+    return total;
+}
+
+static void print_hist(const char *what, const uint64_t *h) {
+    printf("  %s:", what);
+    int any = 0;
+    for (int b = 0; b < RD_TABLETOOL_HIST; b++) {
+        if (!h[b])
+            continue;
+        uint64_t lo = (b == 0 ? 0 : ((uint64_t)1 << b) - 1), hi = ((uint64_t)1 << (b + 1)) - 2;
+        printf(" [%" PRIu64 "..%" PRIu64 "]=%" PRIu64, lo, hi, h[b]);
+        any = 1;
+    }
+    printf("%s\n", any ? "" : " (no rows)");
+}
+
+static int cmd_stats(rd_tabletool *tt, const char *dir, const char *table) {
+    const rd_ckpt_manifest *m = rd_tabletool_manifest(tt);
+    printf("checkpoint %s: step %lld, %u shards, seed %llu, %u tables, %llu bytes on disk\n", dir,
+           (long long)m->step, m->n_shards, (unsigned long long)m->seed, m->n_tables,
+           (unsigned long long)du(dir, m));
+    rd_train_pos pos;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_train_ckpt_read_pos(dir, &pos, &eb) == RD_OK)
+        printf("dense: job %s, model %s, step %lld, config hash %016llx\n", pos.job, pos.model,
+               (long long)pos.step, (unsigned long long)pos.config_hash);
+    for (uint32_t t = 0; t < m->n_tables; t++) {
+        const rd_ckpt_table *ct = &m->tables[t];
+        if (table && strcmp(table, ct->name) != 0)
+            continue;
+        rd_tabletool_hist h;
+        rd_tabletool_stats(tt, (int)t, &h);
+        printf("table %s: dim %u, optimizer %s (%u slots), rows %llu, pending %llu, row bytes "
+               "%llu",
+               ct->name, ct->dim, rd_optim_name((int)ct->optim), ct->slots,
+               (unsigned long long)h.rows, (unsigned long long)h.pending,
+               (unsigned long long)h.row_bytes);
+        if (h.rows)
+            printf(", last seen %lld..%lld", (long long)h.oldest, (long long)h.newest);
+        printf("\n");
+        print_hist("age (s before the newest row)", h.age);
+        print_hist("updates", h.count);
+    }
+    return 0;
+}
+
+int rd_cmd_table(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        table_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    static const char *const cmds[] = {"stats",   "export", "import", "evict",
+                                       "reshard", "verify", "compact"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        known |= strcmp(cmd, cmds[i]) == 0;
+    if (!known) {
+        fprintf(stderr, "recdistill table: unknown command '%s'\n\n", cmd);
+        table_usage(stderr);
+        return 2;
+    }
+    if (rd_app_wants_help(argc, argv)) {
+        table_usage(stdout);
+        return 0;
+    }
+    const char *dir = NULL, *table = NULL, *out = NULL, *in = NULL, *format = "tsv";
+    int64_t older = INT64_MIN, min_count = 0, shards = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (strcmp(a, "--table") == 0 && has) {
+            table = argv[++i];
+        } else if (strcmp(a, "--out") == 0 && has) {
+            out = argv[++i];
+        } else if (strcmp(a, "--in") == 0 && has) {
+            in = argv[++i];
+        } else if (strcmp(a, "--format") == 0 && has) {
+            format = argv[++i];
+        } else if (strcmp(a, "--older-than") == 0 && has) {
+            if (parse_i64(argv[++i], &older)) {
+                fprintf(stderr, "recdistill table %s: --older-than: '%s' is not an integer\n", cmd,
+                        argv[i]);
+                return 2;
+            }
+        } else if (strcmp(a, "--min-count") == 0 && has) {
+            if (parse_i64(argv[++i], &min_count) || min_count < 0) {
+                fprintf(stderr, "recdistill table %s: --min-count: '%s' is not a count\n", cmd,
+                        argv[i]);
+                return 2;
+            }
+        } else if (strcmp(a, "--shards") == 0 && has) {
+            if (parse_i64(argv[++i], &shards) || shards < 1 || shards > RD_CKPT_MAX_SHARDS) {
+                fprintf(stderr, "recdistill table %s: --shards: '%s' is not in 1..%d\n", cmd,
+                        argv[i], RD_CKPT_MAX_SHARDS);
+                return 2;
+            }
+        } else if (a[0] == '-' || dir) {
+            fprintf(stderr, "recdistill table %s: unexpected argument '%s'\n", cmd, a);
+            return 2;
+        } else {
+            dir = a;
+        }
+    }
+    int edits = strcmp(cmd, "import") == 0 || strcmp(cmd, "evict") == 0 ||
+                strcmp(cmd, "reshard") == 0 || strcmp(cmd, "compact") == 0;
+    const char *missing = !dir                                 ? "CKPT"
+                          : edits && !out                      ? "--out DIR"
+                          : strcmp(cmd, "export") == 0 && !out ? "--out FILE"
+                          : (strcmp(cmd, "export") == 0 || strcmp(cmd, "import") == 0) && !table
+                              ? "--table NAME"
+                          : strcmp(cmd, "import") == 0 && !in          ? "--in FILE"
+                          : strcmp(cmd, "reshard") == 0 && shards == 0 ? "--shards P"
+                          : strcmp(cmd, "evict") == 0 && older == INT64_MIN && min_count == 0
+                              ? "--older-than T or --min-count N"
+                              : NULL;
+    if (missing) {
+        fprintf(stderr, "recdistill table %s: missing %s (recdistill table --help)\n", cmd,
+                missing);
+        return 2;
+    }
+    int fmt = strcmp(format, "tsv") == 0   ? RD_TABLETOOL_TSV
+              : strcmp(format, "bin") == 0 ? RD_TABLETOOL_BIN
+                                           : -1;
+    if (fmt < 0) {
+        fprintf(stderr, "recdistill table %s: --format: '%s' is not tsv|bin\n", cmd, format);
+        return 2;
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc;
+    if (strcmp(cmd, "verify") == 0) {
+        rd_ckpt_manifest *m = calloc(1, sizeof *m);
+        if (!m)
+            return 1;
+        rc = rd_ckpt_verify(dir, &eb);
+        if (rc == RD_OK)
+            rc = rd_ckpt_read_manifest(dir, m, &eb);
+        rd_train_pos pos;
+        int dense = 0;
+        if (rc == RD_OK) {
+            int d = rd_train_ckpt_read_pos(dir, &pos, &eb);
+            if (d == RD_OK) {
+                dense = 1;
+                if (pos.step != m->step)
+                    rc = rd_err_set(&eb, RD_ERR_CORRUPT,
+                                    "%s: dense.bin is of step %lld, the MANIFEST of step %lld", dir,
+                                    (long long)pos.step, (long long)m->step);
+            } else if (d != RD_ERR_NOTFOUND) {
+                rc = d;
+            } else {
+                rd_errbuf_clear(&eb);
+            }
+        }
+        if (rc == RD_OK) {
+            uint64_t rows = 0;
+            for (uint32_t t = 0; t < m->n_tables; t++)
+                rows += m->tables[t].rows;
+            printf("ok: %s: step %lld, %u shards, %u tables, %llu rows%s\n", dir,
+                   (long long)m->step, m->n_shards, m->n_tables, (unsigned long long)rows,
+                   dense ? ", dense.bin ok" : "");
+        }
+        free(m);
+        return rc == RD_OK ? 0 : fail(cmd, &eb, rc);
+    }
+
+    rd_tabletool *tt = NULL;
+    if ((rc = rd_tabletool_open(dir, &tt, &eb)) != RD_OK)
+        return fail(cmd, &eb, rc);
+    int ti = -1;
+    if (table && (ti = rd_tabletool_find(tt, table)) < 0) {
+        rd_err_set(&eb, RD_ERR_NOTFOUND, "%s: no table named '%s'", dir, table);
+        rd_tabletool_close(tt);
+        return fail(cmd, &eb, RD_ERR_NOTFOUND);
+    }
+    int code = 0;
+    if (strcmp(cmd, "stats") == 0) {
+        code = cmd_stats(tt, dir, table);
+    } else if (strcmp(cmd, "export") == 0) {
+        int to_stdout = strcmp(out, "-") == 0;
+        char tmp[RD_PATH_MAX + 16];
+        FILE *f = stdout;
+        if (to_stdout && fmt != RD_TABLETOOL_TSV) {
+            rc = rd_err_set(&eb, RD_ERR_ARG, "--out -: binary export needs a file");
+        } else if (!to_stdout) {
+            snprintf(tmp, sizeof tmp, "%s.tmp", out);
+            if (!(f = fopen(tmp, "wb")))
+                rc = rd_err_set(&eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
+        }
+        if (rc == RD_OK)
+            rc = rd_tabletool_export(tt, ti, fmt, f, &eb);
+        if (!to_stdout && f) {
+            if (fclose(f) != 0 && rc == RD_OK)
+                rc = rd_err_set(&eb, RD_ERR_IO, "%s: write failed", tmp);
+            if (rc == RD_OK && rename(tmp, out) != 0)
+                rc = rd_err_set(&eb, RD_ERR_IO, "rename to %s: %s", out, strerror(errno));
+            if (rc != RD_OK)
+                remove(tmp);
+        }
+    } else if (strcmp(cmd, "import") == 0) {
+        FILE *f = fopen(in, "rb");
+        uint64_t n = 0;
+        if (!f)
+            rc = rd_err_set(&eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", in,
+                            strerror(errno));
+        else
+            rc = rd_tabletool_import(tt, ti, f, in, &n, &eb);
+        if (f)
+            fclose(f);
+        if (rc == RD_OK)
+            rc = rd_tabletool_write(tt, out, 0, &eb);
+        if (rc == RD_OK)
+            printf("imported %llu rows into table %s: %s\n", (unsigned long long)n, table, out);
+    } else if (strcmp(cmd, "evict") == 0) {
+        uint64_t n = 0;
+        rc = rd_tabletool_evict(tt, ti, older, (uint64_t)min_count, &n, &eb);
+        if (rc == RD_OK)
+            rc = rd_tabletool_write(tt, out, 0, &eb);
+        if (rc == RD_OK)
+            printf("evicted %llu rows: %s\n", (unsigned long long)n, out);
+    } else if (strcmp(cmd, "reshard") == 0) {
+        rc = rd_tabletool_write(tt, out, (int)shards, &eb);
+        if (rc == RD_OK)
+            printf("resharded %u -> %lld shards: %s\n", rd_tabletool_manifest(tt)->n_shards,
+                   (long long)shards, out);
+    } else { // compact
+        uint64_t before = du(dir, rd_tabletool_manifest(tt));
+        rc = rd_tabletool_write(tt, out, 0, &eb);
+        if (rc == RD_OK)
+            printf("compacted %llu -> %llu bytes: %s\n", (unsigned long long)before,
+                   (unsigned long long)du(out, rd_tabletool_manifest(tt)), out);
+    }
+    rd_tabletool_close(tt);
+    if (rc != RD_OK)
+        return fail(cmd, &eb, rc);
+    return code;
+}

@@ -1,0 +1,194 @@
+// cmd_tokens.c — `recdistill tokens <stats|fetch|gc|verify|compact> STORE ...`: maintenance of
+// an instance-token store (rd/tokens.h, rd/tokentool.h).
+//
+// stats, fetch, verify and compact open the store READ-ONLY: LMDB readers take a snapshot and
+// never block the writer, so they are safe while a training job appends (each shard's answer is
+// one consistent snapshot: an append batch is seen whole or not at all). gc opens every shard
+// for writing: LMDB serialises it with a live writer (one write transaction at a time per shard),
+// and it deletes in bounded transactions.
+//
+// Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
+#include "commands.h"
+
+#include "rd/alloc.h"
+#include "rd/tokens.h"
+#include "rd/tokentool.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void tokens_usage(FILE *out) {
+    fprintf(out,
+            "usage: recdistill tokens <command> STORE [options]\n"
+            "\n"
+            "STORE is an instance-token store directory (MANIFEST + shard-NNNN/).\n"
+            "\n"
+            "  stats   STORE [--per-shard]            records, users, bytes, time range\n"
+            "  fetch   STORE --user KEY --before T --n L   the last L tokens of user KEY strictly\n"
+            "                                         before time T (the training path's answer)\n"
+            "  gc      STORE --before T               delete every record with time < T\n"
+            "  verify  STORE                          MANIFEST, shard headers, every key and\n"
+            "                                         record CRC\n"
+            "  compact STORE --out DIR                compacted copy (the input is untouched)\n"
+            "\n"
+            "stats, fetch, verify and compact are read-only and safe while a job appends.\n"
+            "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
+}
+
+static int parse_u64(const char *s, uint64_t *v) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (!*s || *end || errno || s[0] == '-')
+        return -1;
+    *v = x;
+    return 0;
+}
+
+static int parse_i64(const char *s, int64_t *v) {
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (!*s || *end || errno)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+static void print_stats(const char *what, const rd_token_stats *t) {
+    printf("%s: %llu records, %llu users, %llu payload bytes, %llu file bytes, %llu map bytes",
+           what, (unsigned long long)t->entries, (unsigned long long)t->users,
+           (unsigned long long)t->payload_bytes, (unsigned long long)t->file_bytes,
+           (unsigned long long)t->map_bytes);
+    if (t->entries)
+        printf(", time %lld..%lld", (long long)t->t_min, (long long)t->t_max);
+    printf("\n");
+}
+
+int rd_cmd_tokens(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        tokens_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    static const char *const cmds[] = {"stats", "fetch", "gc", "verify", "compact"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        known |= strcmp(cmd, cmds[i]) == 0;
+    if (!known) {
+        fprintf(stderr, "recdistill tokens: unknown command '%s'\n\n", cmd);
+        tokens_usage(stderr);
+        return 2;
+    }
+    if (rd_app_wants_help(argc, argv)) {
+        tokens_usage(stdout);
+        return 0;
+    }
+    const char *dir = NULL, *out = NULL;
+    uint64_t user = 0, L = 0;
+    int64_t before = 0;
+    int have_user = 0, have_before = 0, per_shard = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (strcmp(a, "--user") == 0 && has) {
+            if (parse_u64(argv[++i], &user) || user == 0) {
+                fprintf(stderr, "recdistill tokens %s: --user: '%s' is not a user key\n", cmd,
+                        argv[i]);
+                return 2;
+            }
+            have_user = 1;
+        } else if (strcmp(a, "--before") == 0 && has) {
+            if (parse_i64(argv[++i], &before)) {
+                fprintf(stderr, "recdistill tokens %s: --before: '%s' is not an integer time\n",
+                        cmd, argv[i]);
+                return 2;
+            }
+            have_before = 1;
+        } else if (strcmp(a, "--n") == 0 && has) {
+            if (parse_u64(argv[++i], &L) || L < 1 || L > RD_TOKEN_MAX_L) {
+                fprintf(stderr, "recdistill tokens %s: --n: '%s' is not in 1..%d\n", cmd, argv[i],
+                        RD_TOKEN_MAX_L);
+                return 2;
+            }
+        } else if (strcmp(a, "--out") == 0 && has) {
+            out = argv[++i];
+        } else if (strcmp(a, "--per-shard") == 0) {
+            per_shard = 1;
+        } else if (a[0] == '-' || dir) {
+            fprintf(stderr, "recdistill tokens %s: unexpected argument '%s'\n", cmd, a);
+            return 2;
+        } else {
+            dir = a;
+        }
+    }
+    const char *missing = !dir                                      ? "STORE"
+                          : strcmp(cmd, "fetch") == 0 && !have_user ? "--user KEY"
+                          : (strcmp(cmd, "fetch") == 0 || strcmp(cmd, "gc") == 0) && !have_before
+                              ? "--before T"
+                          : strcmp(cmd, "fetch") == 0 && L == 0 ? "--n L"
+                          : strcmp(cmd, "compact") == 0 && !out ? "--out DIR"
+                                                                : NULL;
+    if (missing) {
+        fprintf(stderr, "recdistill tokens %s: missing %s (recdistill tokens --help)\n", cmd,
+                missing);
+        return 2;
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = RD_OK;
+    if (strcmp(cmd, "compact") == 0) {
+        rc = rd_tokentool_compact(dir, out, &eb);
+        if (rc == RD_OK)
+            printf("compacted copy of %s: %s\n", dir, out);
+    } else {
+        rd_token_open_opts oo;
+        memset(&oo, 0, sizeof oo);
+        oo.mode = strcmp(cmd, "gc") == 0 ? RD_TOKEN_WRITE : RD_TOKEN_READ_ONLY;
+        oo.verify_crc = 1;
+        rd_token_store *s = NULL;
+        rc = rd_token_store_open(dir, &oo, &s, &eb);
+        if (rc == RD_OK) {
+            rd_token_store_info in;
+            rd_token_store_info_get(s, &in);
+            if (strcmp(cmd, "stats") == 0) {
+                rd_token_stats tot;
+                rd_token_stats *ps = per_shard ? rd_xcalloc(in.n_shards, sizeof *ps) : NULL;
+                rc = rd_token_store_stats(s, &tot, ps, &eb);
+                if (rc == RD_OK) {
+                    printf("store %s: %u shards, dim %u %s, version %u\n", dir, in.n_shards, in.dim,
+                           rd_token_dtype_name((int)in.dtype), in.version);
+                    print_stats("total", &tot);
+                    for (uint32_t k = 0; ps && k < in.n_shards; k++) {
+                        char what[32];
+                        snprintf(what, sizeof what, "shard %u", k);
+                        print_stats(what, &ps[k]);
+                    }
+                }
+                rd_free(ps);
+            } else if (strcmp(cmd, "fetch") == 0) {
+                rc = rd_tokentool_print_fetch(s, user, before, (size_t)L, stdout, &eb);
+            } else if (strcmp(cmd, "gc") == 0) {
+                uint64_t n = 0;
+                rc = rd_token_store_gc(s, before, &n, &eb);
+                if (rc == RD_OK)
+                    printf("deleted %llu records before %lld\n", (unsigned long long)n,
+                           (long long)before);
+            } else {
+                uint64_t n = 0;
+                rc = rd_token_store_verify(s, &n, &eb);
+                if (rc == RD_OK)
+                    printf("ok: %s: %llu records checked, %u shards\n", dir, (unsigned long long)n,
+                           in.n_shards);
+            }
+            rd_token_store_destroy(s);
+        }
+    }
+    if (rc != RD_OK) {
+        fprintf(stderr, "recdistill tokens %s: %s\n", cmd, eb.msg[0] ? eb.msg : rd_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

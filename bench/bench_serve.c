@@ -1,0 +1,333 @@
+// bench_serve.c — serving latency and throughput of rd_serve_score (rd/serve.h) for requests
+// of 1, 16 and 256 candidates.
+//
+// Usage: bench_serve [--bundle FILE --data DIR] [--iters N] [--warmup N] [--dir DIR]
+//                    [--json PATH]
+// Without --bundle the benchmark builds its own student: the ml100k-student architecture
+// (user, item and the derived hour and weekday embedded at d = 8, a 16-event mean history with
+// labels, MLP [64, 32], two towers) on a synthetic dataset of 20000 events (2000 users, 5000
+// items), with one row per key of the dataset in a one-shard checkpoint, exported with
+// rd_serve_export — the same path as `recdistill export`. Parameters are the initial ones:
+// latency does not depend on their values.
+// A request is one holdout event (its user, time and history) with N candidate items (its own
+// item, then items of other events). Only rd_serve_score is timed (one thread, OpenBLAS with one
+// thread); requests are built beforehand. Per N: p50_us, p99_us (latency percentiles),
+// qps (requests / total scoring time) and min/avg/max us, after `warmup` untimed requests.
+#include "rd/alloc.h"
+#include "rd/checkpoint.h"
+#include "rd/config.h"
+#include "rd/dataset.h"
+#include "rd/dense_optim.h"
+#include "rd/hash.h"
+#include "rd/layers.h"
+#include "rd/lmdbx.h"
+#include "rd/log.h"
+#include "rd/model.h"
+#include "rd/optim.h"
+#include "rd/rng.h"
+#include "rd/serve.h"
+#include "rd/table.h"
+#include "rd/train_ckpt.h"
+#include "rd/trainer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *yaml_fmt =
+    "run: {name: bsv, seed: 7, out_dir: %s/run}\n"
+    "cluster:\n  ps_ranks: 1\n  jobs:\n    - {name: student, role: student, model: student}\n"
+    "data:\n  source: synthetic\n  dir: %s/data\n  history_max: 16\n"
+    "  synthetic: {events: 20000, users: 2000, items: 5000}\n"
+    "  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 1}\n"
+    "ps:\n  tables:\n    - {name: s_user, dim: 8}\n    - {name: s_item, dim: 8}\n"
+    "    - {name: s_side, dim: 8}\n"
+    "models:\n  - name: student\n    features:\n      - {field: user, table: s_user}\n"
+    "      - {field: item, table: s_item}\n      - {field: hour, table: s_side}\n"
+    "      - {field: weekday, table: s_side}\n"
+    "    seq: {kind: mean, length: 16, table: s_item}\n    mlp: [64, 32]\n"
+    "    two_towers: true\n";
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int die(const char *what, const rd_errbuf *eb) {
+    fprintf(stderr, "bench_serve: %s: %s\n", what, eb->msg);
+    exit(1);
+}
+
+// Build a one-shard checkpoint of the student with a row for every key of the dataset, and
+// export it. Returns the bundle path in out.
+static void build_bundle(const char *dir, char *bundle, size_t cap, char *dsdir, size_t dcap) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    char text[4096];
+    snprintf(text, sizeof text, yaml_fmt, dir, dir);
+    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
+    if (rd_config_parse_string(text, strlen(text), "bench_serve", cfg, &eb) != RD_OK)
+        die("config", &eb);
+    snprintf(dsdir, dcap, "%s", cfg->data.dir);
+    if (rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb) != RD_OK)
+        die("prepare", &eb);
+    rd_dataset *ds = NULL;
+    if (rd_dataset_open(cfg->data.dir, 0, &ds, &eb) != RD_OK)
+        die("dataset", &eb);
+    const rd_dataset_info *di = rd_dataset_get_info(ds);
+    // Tables with a row for each user, item, hour and weekday key.
+    const int T = cfg->ps.n_tables;
+    rd_table *tab[RD_MAX_TABLES];
+    for (int t = 0; t < T; t++)
+        if (rd_table_create(&cfg->ps.tables[t], t, cfg->run.seed, &tab[t], &eb) != RD_OK)
+            die("table", &eb);
+    uint64_t tid[3] = {rd_hash_str("s_user", 0), rd_hash_str("s_item", 0),
+                       rd_hash_str("s_side", 0)};
+    for (uint64_t i = 0; i < di->n_events; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        int hour, wd;
+        rd_trainer_time_fields(r->ts, &hour, &wd);
+        uint64_t k[4] = {rd_table_key(tid[0], r->user_key), rd_table_key(tid[1], r->item_key),
+                         rd_table_key(tid[2], rd_feature_key_u64("hour", (uint64_t)hour)),
+                         rd_table_key(tid[2], rd_feature_key_u64("weekday", (uint64_t)wd))};
+        int slot[4] = {0, 1, 2, 2};
+        for (int j = 0; j < 4; j++)
+            if (rd_table_touch(tab[slot[j]], &k[j], 1, r->ts) != RD_OK)
+                die("touch", &eb);
+    }
+    char ck[600];
+    snprintf(ck, sizeof ck, "%s/ckpt", dir);
+    rd_ckpt_shard_info info;
+    if (rd_ckpt_write_shard(ck, 0, 1, 1, cfg->run.seed, tab, T, &info, &eb) != RD_OK)
+        die("write shard", &eb);
+    rd_ckpt_manifest *m = rd_xcalloc(1, sizeof *m);
+    m->version = RD_CKPT_VERSION;
+    m->n_shards = 1;
+    m->step = 1;
+    m->seed = cfg->run.seed;
+    m->n_tables = (uint32_t)T;
+    for (int t = 0; t < T; t++) {
+        const rd_table_config *tc = &cfg->ps.tables[t];
+        snprintf(m->tables[t].name, RD_NAME_MAX, "%s", tc->name);
+        m->tables[t].index = (uint32_t)t;
+        m->tables[t].dim = (uint32_t)tc->dim;
+        m->tables[t].optim = (uint32_t)tc->optim.kind;
+        m->tables[t].slots = (uint32_t)rd_optim_slots(tc->optim.kind);
+        m->tables[t].rows = info.rows[t];
+        m->tables[t].pending = info.pending[t];
+        m->shard_rows[0] += info.rows[t];
+    }
+    m->shard_crc[0] = info.crc;
+    if (rd_ckpt_write_manifest(ck, m, &eb) != RD_OK)
+        die("manifest", &eb);
+    // Dense parameters: the model's initial ones.
+    rd_dense_optim opt;
+    if (rd_dense_optim_init(&opt, &cfg->train, &eb) != RD_OK)
+        die("optimizer", &eb);
+    rd_model_opts mo = {.tables = cfg->ps.tables,
+                        .n_tables = cfg->ps.n_tables,
+                        .max_batch = 1,
+                        .n_numeric = di->n_numeric,
+                        .opt_slots = rd_dense_optim_slots(opt.kind),
+                        .seed = 11};
+    rd_model *model = NULL;
+    if (rd_model_create(&cfg->models[0], &mo, &model, &eb) != RD_OK)
+        die("model", &eb);
+    rd_train_pos pos;
+    memset(&pos, 0, sizeof pos);
+    pos.step = 1;
+    pos.seed = cfg->run.seed;
+    pos.config_hash = rd_train_ckpt_config_hash(cfg, &cfg->models[0]);
+    snprintf(pos.job, sizeof pos.job, "student");
+    snprintf(pos.model, sizeof pos.model, "student");
+    if (rd_train_ckpt_write_dense(ck, &pos, model, &opt, &eb) != RD_OK)
+        die("dense.bin", &eb);
+    snprintf(bundle, cap, "%s/student.rdsv", dir);
+    if (rd_serve_export(cfg, "student", ck, NULL, bundle, &eb) != RD_OK)
+        die("export", &eb);
+    rd_model_destroy(model);
+    rd_free(m);
+    for (int t = 0; t < T; t++)
+        rd_table_destroy(tab[t]);
+    rd_dataset_close(ds);
+    rd_free(cfg);
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct result {
+    size_t n;
+    double p50_us, p99_us, qps, min_us, avg_us, max_us;
+} result;
+
+int main(int argc, char **argv) {
+    const char *bundle_arg = NULL, *data_arg = NULL, *json = NULL, *dir_arg = NULL;
+    int iters = 2000, warmup = 100;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            fprintf(stderr, "usage: bench_serve [--bundle FILE --data DIR] [--iters N] "
+                            "[--warmup N] [--dir DIR] [--json PATH]\n");
+            return 2;
+        }
+        i++;
+        if (strcmp(a, "--bundle") == 0)
+            bundle_arg = v;
+        else if (strcmp(a, "--data") == 0)
+            data_arg = v;
+        else if (strcmp(a, "--json") == 0)
+            json = v;
+        else if (strcmp(a, "--dir") == 0)
+            dir_arg = v;
+        else if (strcmp(a, "--iters") == 0)
+            iters = atoi(v);
+        else if (strcmp(a, "--warmup") == 0)
+            warmup = atoi(v);
+        else {
+            fprintf(stderr, "bench_serve: unknown option %s\n", a);
+            return 2;
+        }
+    }
+    if (iters < 10 || warmup < 0 || (bundle_arg && !data_arg)) {
+        fprintf(stderr, "bench_serve: --iters >= 10, --warmup >= 0, --bundle needs --data\n");
+        return 2;
+    }
+    rd_log_init(RD_LOG_LEVEL_WARN, 0, "bench");
+    rd_blas_set_threads(1);
+    char dir[512], bundle[700], dsdir[RD_PATH_MAX];
+    if (dir_arg)
+        snprintf(dir, sizeof dir, "%s", dir_arg);
+    else
+        snprintf(dir, sizeof dir, "/tmp/rd_bench_serve_%d", (int)getpid());
+    if (bundle_arg) {
+        snprintf(bundle, sizeof bundle, "%s", bundle_arg);
+        snprintf(dsdir, sizeof dsdir, "%s", data_arg);
+    } else {
+        build_bundle(dir, bundle, sizeof bundle, dsdir, sizeof dsdir);
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_serve *sv = NULL;
+    if (rd_serve_open(bundle, 256, &sv, &eb) != RD_OK)
+        die("open", &eb);
+    rd_dataset *ds = NULL;
+    if (rd_dataset_open(dsdir, 0, &ds, &eb) != RD_OK)
+        die("dataset", &eb);
+    rd_serve_info in;
+    rd_serve_get_info(sv, &in);
+    rd_range h = rd_dataset_holdout(ds);
+    const size_t K = in.keys_per_candidate, L = in.hist_len, NN = in.n_numeric;
+    size_t item_off = (size_t)-1;
+    for (int f = 0; f < in.n_features; f++) {
+        const char *field;
+        size_t off, w;
+        rd_serve_feature(sv, f, &field, &off, &w);
+        if (strcmp(field, "item") == 0)
+            item_off = off;
+    }
+    // Requests built beforehand: R distinct requests of 256 candidates, reused round robin.
+    const size_t R = 64, NC = 256;
+    uint64_t *keys = rd_xmalloc(R * NC * K * sizeof *keys);
+    uint64_t *hist = rd_xmalloc(R * (L ? L : 1) * sizeof *hist);
+    uint8_t *hl = rd_xmalloc(R * (L ? L : 1));
+    float *num = rd_xmalloc(R * NC * (NN ? NN : 1) * sizeof *num);
+    rd_rng rng;
+    rd_rng_seed(&rng, 99);
+    uint64_t span = h.end - h.begin;
+    for (size_t r = 0; r < R; r++) {
+        uint64_t rec = h.begin + rd_rng_u64(&rng) % span;
+        uint64_t *kr = keys + r * NC * K;
+        if (rd_serve_request_from_dataset(sv, ds, rec, kr, hist + r * L, hl + r * L,
+                                          num + r * NC * NN, &eb) != RD_OK)
+            die("request", &eb);
+        for (size_t c = 1; c < NC; c++) {
+            memcpy(kr + c * K, kr, K * sizeof *kr);
+            if (NN)
+                memcpy(num + (r * NC + c) * NN, num + r * NC * NN, NN * sizeof *num);
+            if (item_off != (size_t)-1) {
+                uint64_t other = rd_rng_u64(&rng) % rd_dataset_get_info(ds)->n_events;
+                kr[c * K + item_off] = rd_dataset_record(ds, other)->item_key;
+            }
+        }
+    }
+    const size_t sizes[3] = {1, 16, 256};
+    result res[3];
+    double *lat = rd_xmalloc((size_t)iters * sizeof *lat);
+    float out[256];
+    for (int k = 0; k < 3; k++) {
+        size_t N = sizes[k];
+        int it_k = N == 256 ? (iters / 4 > 10 ? iters / 4 : 10) : iters;
+        double total = 0;
+        for (int i = -warmup; i < it_k; i++) {
+            size_t r = (size_t)(i + warmup) % R;
+            rd_serve_request rq = {.n = N,
+                                   .keys = keys + r * NC * K,
+                                   .hist_items = L ? hist + r * L : NULL,
+                                   .hist_labels = L ? hl + r * L : NULL,
+                                   .numeric = NN ? num + r * NC * NN : NULL};
+            double t0 = now_s();
+            if (rd_serve_score(sv, &rq, out, NULL, &eb) != RD_OK)
+                die("score", &eb);
+            double dt = now_s() - t0;
+            if (i >= 0) {
+                lat[i] = dt;
+                total += dt;
+            }
+        }
+        qsort(lat, (size_t)it_k, sizeof *lat, cmp_d);
+        result *x = &res[k];
+        x->n = N;
+        x->p50_us = 1e6 * lat[(size_t)(0.50 * (it_k - 1))];
+        x->p99_us = 1e6 * lat[(size_t)(0.99 * (it_k - 1))];
+        x->qps = it_k / total;
+        x->min_us = 1e6 * lat[0];
+        x->max_us = 1e6 * lat[it_k - 1];
+        x->avg_us = 1e6 * total / it_k;
+    }
+    printf("bench_serve: bundle %s (model %s, %llu params, %llu rows, K %zu keys, history %zu), "
+           "%d timed requests (256: %d), %d warm-up\n",
+           bundle, in.model, (unsigned long long)in.params, (unsigned long long)in.rows, K, L,
+           iters, iters / 4 > 10 ? iters / 4 : 10, warmup);
+    printf("  %10s %10s %10s %12s %12s %10s %10s %10s\n", "candidates", "p50_us", "p99_us", "qps",
+           "cands/s", "min_us", "avg_us", "max_us");
+    for (int k = 0; k < 3; k++)
+        printf("  %10zu %10.1f %10.1f %12.0f %12.0f %10.1f %10.1f %10.1f\n", res[k].n,
+               res[k].p50_us, res[k].p99_us, res[k].qps, res[k].qps * (double)res[k].n,
+               res[k].min_us, res[k].avg_us, res[k].max_us);
+    if (json) {
+        FILE *f = fopen(json, "w");
+        if (!f) {
+            fprintf(stderr, "bench_serve: cannot write %s\n", json);
+            return 1;
+        }
+        fprintf(f,
+                "{\"bench\": \"serve\", \"model\": \"%s\", \"params\": %llu, \"rows\": %llu, "
+                "\"iters\": %d, \"warmup\": %d, \"candidates\": {",
+                in.model, (unsigned long long)in.params, (unsigned long long)in.rows, iters,
+                warmup);
+        for (int k = 0; k < 3; k++)
+            fprintf(f,
+                    "%s\"%zu\": {\"p50_us\": %.2f, \"p99_us\": %.2f, \"qps\": %.1f, "
+                    "\"min_us\": %.2f, \"avg_us\": %.2f, \"max_us\": %.2f}",
+                    k ? ", " : "", res[k].n, res[k].p50_us, res[k].p99_us, res[k].qps,
+                    res[k].min_us, res[k].avg_us, res[k].max_us);
+        fprintf(f, "}}\n");
+        fclose(f);
+    }
+    rd_free(lat);
+    rd_free(keys);
+    rd_free(hist);
+    rd_free(hl);
+    rd_free(num);
+    rd_dataset_close(ds);
+    rd_serve_close(sv);
+    if (!bundle_arg && !dir_arg && rd_train_ckpt_rmtree(dir, &eb) != RD_OK)
+        fprintf(stderr, "bench_serve: %s\n", eb.msg);
+    return 0;
+}

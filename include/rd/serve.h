@@ -1,0 +1,142 @@
+// rd/serve.h — the student's serving bundle and a small scoring API: one request (one user at
+// one time, with its history) and N candidates -> N main-tower scores.
+//
+// Defines:
+//   RD_SERVE_VERSION          bundle format version
+//   rd_serve_export()         checkpoint (dense.bin + PS shards) + config -> bundle file
+//   rd_serve                  opaque scorer (model, embedding rows, request buffers)
+//   rd_serve_info             what a bundle holds (job, model, step, config hash, layout)
+//   rd_serve_request          one request: per-candidate feature keys, the shared history
+//   rd_serve_open / score / close
+//   rd_serve_feature()        layout of the keys of one candidate (feature f: offset, width)
+//   rd_serve_request_from_dataset()   a dataset record as a one-candidate request (tests, bench)
+//
+// Bundle file (one file, little-endian host floats like the checkpoints; written to a temporary
+// name, fsync'ed and renamed):
+//   magic "RDSERVE1" | u32 version | u32 sizeof(rd_model_config) | u32 sizeof(rd_table_config)
+//   | u32 n_tables | u64 config_hash | i64 step | u64 seed | i64 created (unix s)
+//   | char job[32] | char model[32] | rd_model_config | n_tables x rd_table_config (the model's
+//   tables in model slot order, optimizer set to sgd: no slots are shipped) | u32 n_features |
+//   u32 width[n_features] | u32 n_numeric | u64 n_slab | u64 n_params | params (n_slab f32) |
+//   per table: u64 rows, rows x (u64 key | dim f32) | u32 CRC-32C of everything before.
+// The configs are the plain pointer-free structs of rd/config.h (written as bytes, like the
+// config broadcast): a bundle is read by a build with the same struct sizes, else
+// RD_ERR_VERSION. Only the main tower serves: the auxiliary tower's parameters (trained on the
+// teacher's targets) are zeroed in the bundle.
+//
+// Scores equal the training-time main-tower scores (rd_trainer_score): the same model code runs
+// on the same parameters and rows; a key without a row gets the same deterministic initial value
+// as the PS gives it (rd_table_read on a table created from the same config and seed).
+//
+// Keys: a request carries FIELD-level keys as stored in datasets (rd_record.user_key /
+// item_key, rd_dataset_keys slots, rd_feature_key_u64("hour" | "weekday", v)); the scorer turns
+// them into table keys (rd_table_key). Not thread-safe: one rd_serve per serving thread (they
+// can share nothing but are cheap: the rows are the only large part).
+#ifndef RD_SERVE_H
+#define RD_SERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd/config.h"
+#include "rd/dataset.h"
+#include "rd/error.h"
+
+#define RD_SERVE_VERSION 1
+
+typedef struct rd_serve rd_serve;
+
+typedef struct rd_serve_info {
+    uint32_t version;
+    char job[RD_NAME_MAX];
+    char model[RD_NAME_MAX];
+    uint64_t config_hash; // rd_train_ckpt_config_hash of the model at export
+    int64_t step;         // training step of the checkpoint
+    uint64_t seed;        // run seed (initial values of unseen keys)
+    int64_t created;      // unix seconds of the export
+    int n_features;
+    size_t keys_per_candidate; // K: sum of the features' widths
+    size_t hist_len;           // L of the sequence branch (0 without)
+    size_t n_numeric;          // floats per candidate
+    uint64_t rows;             // embedding rows shipped
+    uint64_t params;           // dense parameters
+} rd_serve_info;
+
+/** One request: n candidates of one user at one time. Pointers are borrowed for the call. */
+typedef struct rd_serve_request {
+    size_t n;                   // candidates, 1..max_candidates
+    const uint64_t *keys;       // (n, K) field-level keys of each candidate, 0 = empty slot
+    const uint64_t *hist_items; // (L) item keys of the user's earlier events, most recent first,
+                                // 0 = padding; NULL when L == 0 (or no history)
+    const uint8_t *hist_labels; // (L) labels of those events (0/1), NULL = all 0
+    const float *numeric;       // (n, n_numeric), NULL when n_numeric == 0
+} rd_serve_request;
+
+/**
+ * Write the serving bundle of job `job` from training checkpoint `ckpt_dir` (a step-N directory
+ * of `recdistill train`: dense.bin + the job's PS tables).
+ * @param[in] cfg          the run config (the model, its tables, the seed); its config hash
+ *                         must equal the checkpoint's
+ * @param[in] dataset_dir  the prepared dataset (feature widths, numeric count); NULL =
+ *                         cfg->data.dir
+ * @return RD_OK, RD_ERR_NOTFOUND (job, checkpoint, dense.bin, table), RD_ERR_SCHEMA (config
+ *         hash or model layout differs), RD_ERR_UNSUPPORTED (token branch), RD_ERR_CORRUPT,
+ *         RD_ERR_VERSION, RD_ERR_IO, RD_ERR_EXISTS (out exists); nothing is left at `out` on
+ *         failure
+ */
+int rd_serve_export(const rd_config *cfg,
+                    const char *job,
+                    const char *ckpt_dir,
+                    const char *dataset_dir,
+                    const char *out,
+                    rd_errbuf *eb);
+
+/**
+ * Load a bundle and allocate everything a request of up to max_candidates needs.
+ * @param[out] out  free with rd_serve_close
+ * @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_CORRUPT (magic, size, CRC), RD_ERR_VERSION (format
+ *         or struct sizes), RD_ERR_CONFIG (the model cannot be built), RD_ERR_ARG
+ *         (max_candidates 0), RD_ERR_NOMEM, RD_ERR_IO
+ */
+int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_errbuf *eb);
+
+/**
+ * Score one request. No allocation.
+ * @param[out] scores  (n) probabilities sigmoid(main logit), or NULL
+ * @param[out] logits  (n) main-tower logits, or NULL
+ * @return RD_OK, RD_ERR_ARG (n out of 1..max_candidates, keys NULL, numeric missing),
+ *         RD_ERR_RANGE (non-finite numeric)
+ */
+int rd_serve_score(
+    rd_serve *s, const rd_serve_request *req, float *scores, float *logits, rd_errbuf *eb);
+
+/** Free everything. Accepts NULL. */
+void rd_serve_close(rd_serve *s);
+
+void rd_serve_get_info(const rd_serve *s, rd_serve_info *info);
+
+/** Feature f (0..n_features-1): its field name, first key slot and width in a candidate's keys.
+ *  @return RD_OK or RD_ERR_RANGE */
+int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offset, size_t *width);
+
+/**
+ * Fill a one-candidate request from dataset record `rec`, deriving every key as the trainer does
+ * (user, item, hour / weekday of the timestamp, dataset fields; history = the user's last L
+ * records strictly before, most recent first).
+ * @param[out] keys      (K)
+ * @param[out] hist      (L) or NULL when L == 0
+ * @param[out] hist_lab  (L) or NULL when L == 0
+ * @param[out] numeric   (n_numeric) or NULL when n_numeric == 0
+ * @return RD_OK, RD_ERR_RANGE (rec), RD_ERR_SCHEMA (a feature missing from the dataset or of
+ *         another width)
+ */
+int rd_serve_request_from_dataset(const rd_serve *s,
+                                  const rd_dataset *ds,
+                                  uint64_t rec,
+                                  uint64_t *keys,
+                                  uint64_t *hist,
+                                  uint8_t *hist_lab,
+                                  float *numeric,
+                                  rd_errbuf *eb);
+
+#endif // RD_SERVE_H

@@ -1,0 +1,117 @@
+// rd/tabletool.h — offline maintenance of PS table checkpoints (`recdistill table ...`): load a
+// checkpoint shard by shard, inspect, edit rows, and write it back out with any number of
+// shards.
+//
+// Defines:
+//   rd_tabletool                opaque: a checkpoint loaded into memory, one rd_table per
+//                               (shard, table), every shard's CRC checked against the MANIFEST
+//   rd_tabletool_open/close
+//   rd_tabletool_manifest()     the checkpoint's MANIFEST
+//   rd_tabletool_find()         a table's position in the manifest by name
+//   rd_tabletool_table()        the rd_table of (shard, table)
+//   rd_tabletool_hist           log2 histograms of age and update count
+//   rd_tabletool_stats()        rows, pending keys, bytes, histograms of one table
+//   rd_tabletool_evict()        drop rows older than a stream time and/or updated fewer times
+//   rd_tabletool_export()/import()  rows as TSV or binary (exact round trip)
+//   rd_tabletool_write()        write the (edited) checkpoint to a new directory with P' shards
+//                               (reshard, compact, and the output of evict / import)
+//
+// A rewrite never changes the input: it writes <out>.partial (every shard env, then the
+// MANIFEST, then a copy of dense.bin when the input is a training checkpoint) and renames it to
+// <out>, which must not exist. Rows go to shard rd_shard_of(key, P') with their slots, last-seen
+// time and count unchanged, and pending admission counts follow their key, so a PS of P' ranks
+// that loads the result serves exactly the rows that P ranks served (initial values of missing
+// keys depend on the key and seed only: rd/table.h). With P' == P each new shard gets the old
+// shard's cumulative counters and clock, so a compacted checkpoint has the same shard CRCs; with
+// P' != P the counters are summed into shard 0 and every shard gets the latest clock.
+//
+// Memory: the whole checkpoint is held in memory (one table per shard); tools for tables larger
+// than one machine's memory would stream shard by shard instead.
+#ifndef RD_TABLETOOL_H
+#define RD_TABLETOOL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rd/checkpoint.h"
+#include "rd/error.h"
+#include "rd/table.h"
+
+#define RD_TABLETOOL_HIST 64 // log2 buckets
+
+typedef struct rd_tabletool rd_tabletool;
+
+/** Export formats. */
+enum { RD_TABLETOOL_TSV = 0, RD_TABLETOOL_BIN = 1 };
+
+/** Histograms of one table: bucket b counts rows whose value v has floor(log2(v + 1)) == b. */
+typedef struct rd_tabletool_hist {
+    uint64_t rows, pending;
+    uint64_t row_bytes;                // rows * (key + floats + last_seen + count), as stored
+    int64_t newest, oldest;            // last_seen range (INT64_MIN / INT64_MAX when empty)
+    uint64_t age[RD_TABLETOOL_HIST];   // age = newest - last_seen (stream seconds)
+    uint64_t count[RD_TABLETOOL_HIST]; // updates applied to the row
+} rd_tabletool_hist;
+
+/**
+ * Load checkpoint `dir`: MANIFEST, then every shard (CRC checked).
+ * @param[out] out  free with rd_tabletool_close
+ * @return RD_OK, RD_ERR_NOTFOUND (no dir / MANIFEST / shard), RD_ERR_CORRUPT, RD_ERR_VERSION,
+ *         RD_ERR_SCHEMA, RD_ERR_LMDB, RD_ERR_NOMEM
+ */
+int rd_tabletool_open(const char *dir, rd_tabletool **out, rd_errbuf *eb);
+void rd_tabletool_close(rd_tabletool *tt);
+
+const rd_ckpt_manifest *rd_tabletool_manifest(const rd_tabletool *tt);
+/** @return the table's position in the manifest, or -1. */
+int rd_tabletool_find(const rd_tabletool *tt, const char *name);
+/** Borrowed until rd_tabletool_close (or an import of that table, which replaces it). */
+rd_table *rd_tabletool_table(rd_tabletool *tt, int shard, int table);
+
+/** Statistics of table `table` (position in the manifest) over all shards. */
+void rd_tabletool_stats(const rd_tabletool *tt, int table, rd_tabletool_hist *h);
+
+/**
+ * Remove rows of `table` (-1 = every table) with last_seen < older_than (INT64_MIN = no age
+ * rule) or count < min_count (0 = no count rule); the age rule also drops pending admission
+ * counts last seen before older_than.
+ * @param[out] removed  rows removed (may be NULL)
+ * @return RD_OK or RD_ERR_NOMEM
+ */
+int rd_tabletool_evict(rd_tabletool *tt,
+                       int table,
+                       int64_t older_than,
+                       uint64_t min_count,
+                       uint64_t *removed,
+                       rd_errbuf *eb);
+
+/**
+ * Write every row of `table`, sorted by key, to `f`. TSV: a "# table NAME dim D slots S
+ * optimizer O rows N" line, then one line per row: key, last_seen, count, then dim * (1 + S)
+ * floats printed with 9 significant digits (exact for f32), tab separated. BIN: magic
+ * "RDTBLEXP", u32 version, u32 dim, u32 slots, u32 optimizer, u64 rows, char name[32], then per
+ * row u64 key, i64 last_seen, u64 count, floats; then a u32 CRC-32C of everything before.
+ * @return RD_OK or RD_ERR_IO
+ */
+int rd_tabletool_export(const rd_tabletool *tt, int table, int format, FILE *f, rd_errbuf *eb);
+
+/**
+ * Replace every row of `table` by the rows of an export (either format, detected by its first
+ * bytes). The whole file is parsed and checked (dim, slots, optimizer, keys non-zero and unique,
+ * finite floats, the CRC of a binary file) before the table is touched.
+ * @param[out] n_rows  rows imported (may be NULL)
+ * @return RD_OK, RD_ERR_PARSE (line N: what), RD_ERR_CORRUPT (binary CRC / size),
+ *         RD_ERR_SCHEMA (dim / slots / optimizer differ), RD_ERR_IO, RD_ERR_NOMEM
+ */
+int rd_tabletool_import(
+    rd_tabletool *tt, int table, FILE *f, const char *what, uint64_t *n_rows, rd_errbuf *eb);
+
+/**
+ * Write the checkpoint as it now is into the new directory `out` with `n_shards` shards
+ * (0 = the same P). Copies <dir>/dense.bin along when the input has one.
+ * @return RD_OK, RD_ERR_EXISTS (out exists), RD_ERR_ARG (n_shards out of range), RD_ERR_IO,
+ *         RD_ERR_LMDB, RD_ERR_NOMEM; on failure nothing is left at `out`
+ */
+int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbuf *eb);
+
+#endif // RD_TABLETOOL_H

@@ -1,0 +1,35 @@
+// rd/tokentool.h — maintenance helpers of the instance-token store for `recdistill tokens`
+// (the store's own API in rd/tokens.h does stats, verify, gc and fetch).
+//
+// Defines:
+//   rd_tokentool_compact()     copy a store into a new directory with every shard env
+//                              compacted (LMDB MDB_CP_COMPACT: no free pages), from one read
+//                              snapshot per shard — safe while a writer appends
+//   rd_tokentool_print_fetch() the answer of rd_token_store_fetch as TSV
+//
+// Compaction never changes the input: <out>.partial gets shard-NNNN/data.mdb copies, then a copy
+// of the MANIFEST (the store's commit point, written last), then the directory is renamed to
+// <out>. Records appended after a shard's snapshot are not in the copy: stop the writer (or
+// accept that cut) before swapping the copy in.
+#ifndef RD_TOKENTOOL_H
+#define RD_TOKENTOOL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "rd/error.h"
+#include "rd/tokens.h"
+
+/** @return RD_OK, RD_ERR_NOTFOUND / RD_ERR_CORRUPT / RD_ERR_VERSION (input store),
+ *  RD_ERR_EXISTS (out exists), RD_ERR_IO, RD_ERR_LMDB; nothing is left at `out` on failure */
+int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb);
+
+/**
+ * Fetch (user, before_t, L) from `s` and print "# user U before T L n_found N" then one line per
+ * found record: slot, ts, id, label, item, then the dim token values (%.9g: exact for fp32).
+ * @return rd_token_store_fetch's code
+ */
+int rd_tokentool_print_fetch(
+    rd_token_store *s, uint64_t user, int64_t before_t, size_t L, FILE *f, rd_errbuf *eb);
+
+#endif // RD_TOKENTOOL_H

@@ -1,0 +1,118 @@
+// rd/train_ckpt.h — training checkpoints of one job: the PS tables (rd_kv_save), the job's dense
+// parameters with their optimizer state, and the trainer's position, in one directory whose
+// PS MANIFEST is the commit point.
+//
+// Defines:
+//   rd_train_pos               where the trainer stood when the cut was taken (plain struct)
+//   rd_train_ckpt_path()       "<root>/<job>/step-NNNNNNNNNNNN"
+//   rd_train_ckpt_write_dense()/read_dense()   <dir>/dense.bin (params + optimizer slots + pos)
+//   rd_train_ckpt_config_hash()   hash of a model's architecture and its tables' configs
+//   rd_train_ckpt_commit()     rename a finished ".partial" directory into place (atomic)
+//   rd_train_ckpt_prune()      keep the newest `keep` complete checkpoints of a job
+//   rd_train_ckpt_latest()     the newest complete checkpoint of a job
+//   rd_train_ckpt_rmtree()     rm -r (tools, retention)
+//
+// Layout (ps.checkpoint_dir = root):
+//   <root>/<job>/step-000000000120/   a complete checkpoint: MANIFEST + shard-NNNNN/ (rd/
+//                                     checkpoint.h, the job's tables only) + dense.bin
+//   <root>/<job>/.step-000000000120.partial/   being written. Written in this order: dense.bin
+//                                     (atomic file), the PS shards, the MANIFEST (rd_kv_save),
+//                                     then the directory is renamed to step-N. A crash at any
+//                                     point leaves the previous step-N directories untouched; a
+//                                     leftover .partial is removed by the next checkpoint.
+//   Retention renames a checkpoint to .step-N.deleting before removing it, and a replaced one
+//   (a rerun into the same folder) to .step-N.old: a step-N directory is always whole.
+// dense.bin (little-endian host floats, like the shard envs):
+//   magic "RDDENSE1" | u32 version | u32 optimizer kind | u64 n_slab | u64 n_params |
+//   u64 opt_slots | u64 optimizer t | f32 lr, beta1, beta2, eps, weight_decay | i64 step |
+//   i32 epoch | i32 window | i64 range_step | u64 trained | f64 loss_ema | i32 have_loss |
+//   u64 seed | u64 config_hash | char job[32] | char model[32] |
+//   params (n_slab f32) | opt_state (opt_slots * n_slab f32) | u32 CRC-32C of all before it.
+#ifndef RD_TRAIN_CKPT_H
+#define RD_TRAIN_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd/config.h"
+#include "rd/dense_optim.h"
+#include "rd/error.h"
+#include "rd/model.h"
+
+#define RD_TRAIN_CKPT_VERSION 1
+#define RD_TRAIN_CKPT_DENSE   "dense.bin"
+
+/** The trainer's position at a checkpoint (steps 0..step-1 of the job are applied). */
+typedef struct rd_train_pos {
+    int64_t step;         // job steps completed (rd_kv_step after the step's CLOCK)
+    int32_t epoch;        // batch epoch in progress (0-based); cfg.train.epochs once in the stream
+    int32_t window;       // stream window in progress, -1 during the batch phase
+    int64_t range_step;   // steps of the current epoch / window completed
+    uint64_t trained;     // training examples done (job total)
+    double loss_ema;      // moving average of job rank 0's loss
+    int32_t have_loss;    // loss_ema is set
+    uint64_t seed;        // cfg.run.seed
+    uint64_t config_hash; // rd_train_ckpt_config_hash of the job's model
+    char job[RD_NAME_MAX];
+    char model[RD_NAME_MAX];
+} rd_train_pos;
+
+/** "<root>/<job>/step-%012lld" into out. @return RD_OK or RD_ERR_RANGE (does not fit). */
+int rd_train_ckpt_path(const char *root, const char *job, int64_t step, char *out, size_t cap);
+
+/**
+ * Hash of what a checkpoint's dense parameters and rows mean: the model config and the configs
+ * of the tables it reads (name, dim, optimizer, init_std, admission, ttl), and the run seed.
+ */
+uint64_t rd_train_ckpt_config_hash(const rd_config *cfg, const rd_model_config *mc);
+
+/**
+ * Write <dir>/dense.bin atomically (temp file + fsync + rename).
+ * @return RD_OK, RD_ERR_IO, RD_ERR_FULL
+ */
+int rd_train_ckpt_write_dense(const char *dir,
+                              const rd_train_pos *pos,
+                              const rd_model *m,
+                              const rd_dense_optim *opt,
+                              rd_errbuf *eb);
+
+/**
+ * Read <dir>/dense.bin into a model built from the same config: params and (when opt is not
+ * NULL and the model has optimizer slots) opt_state and the optimizer's step count.
+ * @param[in]  expect_hash  0 = do not check, else the checkpoint's config hash must equal it
+ * @param[out] pos          may be NULL
+ * @return RD_OK, RD_ERR_NOTFOUND (no file), RD_ERR_CORRUPT (size, magic, CRC),
+ *         RD_ERR_VERSION, RD_ERR_SCHEMA (other n_slab / optimizer slots / config hash), RD_ERR_IO
+ */
+int rd_train_ckpt_read_dense(const char *dir,
+                             uint64_t expect_hash,
+                             rd_train_pos *pos,
+                             rd_model *m,
+                             rd_dense_optim *opt,
+                             rd_errbuf *eb);
+
+/** Read only the position record of <dir>/dense.bin (checked like read_dense). */
+int rd_train_ckpt_read_pos(const char *dir, rd_train_pos *pos, rd_errbuf *eb);
+
+/**
+ * Move the finished `partial` directory to `final`: a previous `final` (e.g. of an earlier run
+ * into the same folder) is renamed aside first and removed after the rename, then the parent is
+ * fsync'ed. @return RD_OK or RD_ERR_IO
+ */
+int rd_train_ckpt_commit(const char *partial, const char *final, rd_errbuf *eb);
+
+/** Retention of <root>/<job> after checkpoint `newest` was committed: remove the complete
+ *  checkpoints (step-N with a MANIFEST) with a step above `newest` (left by an earlier run in the
+ *  same folder), then all but the newest `keep` of the others, then hidden crash leftovers
+ *  (.step-N.partial / .old / .deleting). step-N directories without a MANIFEST are left alone.
+ *  @return RD_OK or RD_ERR_IO */
+int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf *eb);
+
+/** The newest complete checkpoint of <root>/<job> into out.
+ *  @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_RANGE */
+int rd_train_ckpt_latest(const char *root, const char *job, char *out, size_t cap, rd_errbuf *eb);
+
+/** rm -r path (a missing path is fine). @return RD_OK or RD_ERR_IO */
+int rd_train_ckpt_rmtree(const char *path, rd_errbuf *eb);
+
+#endif // RD_TRAIN_CKPT_H

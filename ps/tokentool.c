@@ -1,0 +1,122 @@
+// tokentool.c — store compaction and fetch printing for `recdistill tokens` (rd/tokentool.h).
+#include "rd/tokentool.h"
+
+#include "rd/alloc.h"
+#include "rd/lmdbx.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int copy_small(const char *from, const char *to, rd_errbuf *eb) {
+    FILE *f = fopen(from, "rb");
+    if (!f)
+        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", from,
+                          strerror(errno));
+    unsigned char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    int bad = ferror(f) || !feof(f);
+    fclose(f);
+    if (bad)
+        return rd_err_set(eb, RD_ERR_IO, "%s: read error (or larger than a MANIFEST)", from);
+    return rd_lmdbx_write_file_atomic(to, buf, n, eb);
+}
+
+// rm -r of a directory of shard directories (two levels), for cleanup after a failure.
+static void remove_partial(const char *part, int n_shards) {
+    char p[4200];
+    for (int s = 0; s < n_shards; s++) {
+        snprintf(p, sizeof p, "%s/shard-%04d/data.mdb", part, s);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/shard-%04d/lock.mdb", part, s);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/shard-%04d", part, s);
+        rmdir(p);
+    }
+    snprintf(p, sizeof p, "%s/MANIFEST", part);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/MANIFEST.tmp", part);
+    unlink(p);
+    rmdir(part);
+}
+
+int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
+    rd_token_store_info info;
+    int rc = rd_token_store_read_manifest(dir, &info, eb);
+    if (rc != RD_OK)
+        return rc;
+    struct stat st;
+    if (stat(out, &st) == 0)
+        return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new directory", out);
+    char part[4096];
+    if (snprintf(part, sizeof part, "%s.partial", out) >= (int)sizeof part)
+        return rd_err_set(eb, RD_ERR_ARG, "output path too long");
+    remove_partial(part, (int)info.n_shards);
+    for (uint32_t s = 0; rc == RD_OK && s < info.n_shards; s++) {
+        char src[4200], dst[4200];
+        snprintf(src, sizeof src, "%s/shard-%04u", dir, s);
+        snprintf(dst, sizeof dst, "%s/shard-%04u", part, s);
+        if ((rc = rd_lmdbx_mkdir_p(dst, eb)) != RD_OK)
+            break;
+        rd_lmdbx_opts lo = {.read_only = 1, .max_dbs = 4};
+        MDB_env *env = NULL;
+        if ((rc = rd_lmdbx_env_open(src, &lo, &env, eb)) != RD_OK)
+            break;
+        // One read snapshot: the copy is consistent even while the writer commits.
+        int lrc = mdb_env_copy2(env, dst, MDB_CP_COMPACT);
+        if (lrc)
+            rc = rd_lmdbx_error(eb, lrc, "compacting copy of", src);
+        mdb_env_close(env);
+    }
+    if (rc == RD_OK) {
+        char src[4200], dst[4200];
+        snprintf(src, sizeof src, "%s/MANIFEST", dir);
+        snprintf(dst, sizeof dst, "%s/MANIFEST", part);
+        rc = copy_small(src, dst, eb);
+    }
+    if (rc == RD_OK && rename(part, out) != 0)
+        rc = rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));
+    if (rc != RD_OK)
+        remove_partial(part, (int)info.n_shards);
+    return rc;
+}
+
+int rd_tokentool_print_fetch(
+    rd_token_store *s, uint64_t user, int64_t before_t, size_t L, FILE *f, rd_errbuf *eb) {
+    rd_token_store_info in;
+    rd_token_store_info_get(s, &in);
+    size_t d = in.dim;
+    float *tok = rd_xmalloc(L * d * sizeof *tok), *lab = rd_xmalloc(L * sizeof *lab);
+    uint64_t *items = rd_xmalloc(L * sizeof *items), *ids = rd_xmalloc(L * sizeof *ids);
+    int64_t *ts = rd_xmalloc(L * sizeof *ts);
+    uint8_t *mask = rd_xmalloc(L);
+    uint32_t nf = 0;
+    rd_token_fetch_out o = {.tokens = tok,
+                            .labels = lab,
+                            .items = items,
+                            .ts = ts,
+                            .ids = ids,
+                            .mask = mask,
+                            .n_found = &nf};
+    int rc = rd_token_store_fetch(s, user, before_t, L, &o, eb);
+    if (rc == RD_OK) {
+        fprintf(f, "# user %llu before %lld L %zu n_found %u dim %zu\n", (unsigned long long)user,
+                (long long)before_t, L, nf, d);
+        for (uint32_t i = 0; i < nf; i++) {
+            fprintf(f, "%u\t%lld\t%llu\t%.9g\t%llu", i, (long long)ts[i],
+                    (unsigned long long)ids[i], (double)lab[i], (unsigned long long)items[i]);
+            for (size_t j = 0; j < d; j++)
+                fprintf(f, "\t%.9g", (double)tok[i * d + j]);
+            fputc('\n', f);
+        }
+    }
+    rd_free(tok);
+    rd_free(lab);
+    rd_free(items);
+    rd_free(ids);
+    rd_free(ts);
+    rd_free(mask);
+    return rc;
+}

@@ -1,0 +1,327 @@
+// serve_export.c — the serving path against the training-time student (3 ranks: 2 PS + 1
+// worker).
+//
+// A tiny two-tower student (user, item, hour, weekday on two tables, a mean history branch with
+// labels) trains on synthetic data; `train` writes its final checkpoint. The worker then:
+//   1. scores every holdout record with the trainer's own forward (rd_trainer_score: params and
+//      PS rows as trained) — the reference;
+//   2. exports a bundle from the checkpoint (rd_serve_export) and scores the same records, one
+//      request each, through rd_serve: |logit difference| must be <= 1e-6 (and must not be 0
+//      for every record only because both are constant: the logits must vary);
+//   3. scores requests of 16 and 256 candidates (the record's own item first, then other items):
+//      candidate 0 equals the one-candidate score to 1e-6, i.e. no dependence on the batch;
+//   4. bad input: missing bundle, a flipped byte (CRC), another version, a truncated file, a
+//      config whose model differs from the checkpoint's (config hash), an existing output file,
+//      a request of 0 or too many candidates — each a clear error code, nothing written.
+#include "ps_test_util.h"
+
+#include "rd/dataset.h"
+#include "rd/serve.h"
+#include "rd/train_ckpt.h"
+#include "rd/trainer.h"
+
+static int g_errs;
+
+static const char *yaml_fmt =
+    "run: {name: sv, seed: 3, out_dir: %s/run}\n"
+    "cluster:\n  ps_ranks: 2\n  jobs:\n    - {name: student, role: student, model: small}\n"
+    "data:\n  source: synthetic\n  dir: %s/data\n  history_max: 16\n"
+    "  synthetic: {events: 5000, users: 50, items: 250}\n"
+    "  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 2}\n"
+    "ps:\n  tables:\n    - {name: s_user, dim: 4}\n"
+    "    - {name: s_item, dim: 8, optimizer: {type: adam, lr: 0.01}}\n"
+    "models:\n  - name: small\n    features:\n      - {field: user, table: s_user}\n"
+    "      - {field: item, table: s_item}\n      - {field: hour, table: s_user}\n"
+    "      - {field: weekday, table: s_user}\n"
+    "    seq: {kind: mean, length: 8}\n    mlp: [%d]\n    two_towers: true\n"
+    "train: {batch_size: 64, epochs: 2}\n"
+    "output: {progress_every_s: 0}\n";
+
+// The same student on MovieLens-100K (when $RD_SHARED_DATA has it): categorical side fields
+// and the multi-valued genres (mean pooling), so candidates carry multi-slot keys.
+static const char *yaml_ml =
+    "run: {name: svml, seed: 3, out_dir: %s/runml}\n"
+    "cluster:\n  ps_ranks: 2\n  jobs:\n    - {name: student, role: student, model: small}\n"
+    "data:\n  source: movielens100k\n  input: %s\n  dir: %s/dataml\n  history_max: 16\n"
+    "  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 1}\n"
+    "ps:\n  tables:\n    - {name: s_user, dim: 4}\n"
+    "    - {name: s_item, dim: 8, optimizer: {type: adam, lr: 0.01}}\n"
+    "    - {name: s_side, dim: 4}\n"
+    "models:\n  - name: small\n    features:\n      - {field: user, table: s_user}\n"
+    "      - {field: item, table: s_item}\n      - {field: age, table: s_side}\n"
+    "      - {field: occupation, table: s_side}\n"
+    "      - {field: genres, table: s_side, pooling: mean}\n"
+    "      - {field: weekday, table: s_side}\n"
+    "    seq: {kind: mean, length: 8}\n    mlp: [%d]\n    two_towers: true\n"
+    "train: {batch_size: 512, epochs: 1}\n"
+    "output: {progress_every_s: 0}\n";
+
+static const char *g_ml_input; // NULL = synthetic session
+
+static void make_config(rd_config *cfg, const char *dir, int mlp) {
+    char text[4096];
+    if (g_ml_input)
+        snprintf(text, sizeof text, yaml_ml, dir, g_ml_input, dir, mlp);
+    else
+        snprintf(text, sizeof text, yaml_fmt, dir, dir, mlp);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_config_parse_string(text, strlen(text), "serve_export", cfg, &eb);
+    RD_ASSERT_MSG(rc == RD_OK, "config: %s", eb.msg);
+}
+
+static int exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static void copy_patch(const char *from, const char *to, long off, int xor_byte, long truncate) {
+    FILE *f = fopen(from, "rb");
+    RD_ASSERT(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = rd_xmalloc((size_t)n);
+    RD_ASSERT(fread(b, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    if (off >= 0)
+        b[off] ^= (unsigned char)xor_byte;
+    if (truncate > 0)
+        n = truncate;
+    f = fopen(to, "wb");
+    RD_ASSERT(f && fwrite(b, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    rd_free(b);
+}
+
+static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    char dsdir[600], ckpt[1024], bundle[700];
+    snprintf(dsdir, sizeof dsdir, "%s", cfg->data.dir);
+    snprintf(bundle, sizeof bundle, "%s/student%s.rdsv", dir, g_ml_input ? "_ml" : "");
+    int rc = rd_train_ckpt_latest(cfg->ps.checkpoint_dir, "student", ckpt, sizeof ckpt, &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "no checkpoint: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    rd_dataset *ds = NULL;
+    RD_ASSERT(rd_dataset_open(dsdir, 0, &ds, &eb) == RD_OK);
+    rd_range h = rd_dataset_holdout(ds);
+    size_t n = (size_t)(h.end - h.begin);
+    uint64_t *recs = rd_xmalloc(n * sizeof *recs);
+    for (size_t i = 0; i < n; i++)
+        recs[i] = h.begin + i;
+    float *ref = rd_xmalloc(n * sizeof *ref);
+    // 1. The reference.
+    rc = rd_trainer_score(tr, recs, n, ref, &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "rd_trainer_score: %s", eb.msg);
+
+    // 2. Export, open, score one by one.
+    rc = rd_serve_export(cfg, "student", ckpt, NULL, bundle, &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "rd_serve_export: %s", eb.msg);
+    rd_serve *sv = NULL;
+    rc = rd_serve_open(bundle, 256, &sv, &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "rd_serve_open: %s", eb.msg);
+    if (rc != RD_OK)
+        goto out;
+    rd_serve_info in;
+    rd_serve_get_info(sv, &in);
+    T_CHECK(&g_errs,
+            in.keys_per_candidate == (g_ml_input ? 5 + 19u : 4) && in.hist_len == 8 && in.rows > 0,
+            "info: K %zu L %zu rows %llu", in.keys_per_candidate, in.hist_len,
+            (unsigned long long)in.rows);
+    T_CHECK(&g_errs, in.config_hash == rd_train_ckpt_config_hash(cfg, &cfg->models[0]),
+            "config hash");
+    const size_t K = in.keys_per_candidate, NC = 256;
+    uint64_t *keys = rd_xmalloc(NC * K * sizeof *keys), hist[8];
+    uint8_t hl[8];
+    float logit[256], score[256];
+    double maxd = 0, lo = 1e30, hi = -1e30;
+    float *solo = rd_xmalloc(n * sizeof *solo);
+    for (size_t i = 0; i < n; i++) {
+        RD_ASSERT(rd_serve_request_from_dataset(sv, ds, recs[i], keys, hist, hl, NULL, &eb) ==
+                  RD_OK);
+        rd_serve_request rq = {.n = 1, .keys = keys, .hist_items = hist, .hist_labels = hl};
+        rc = rd_serve_score(sv, &rq, score, logit, &eb);
+        T_CHECK(&g_errs, rc == RD_OK, "score: %s", eb.msg);
+        solo[i] = logit[0];
+        double d = fabs((double)logit[0] - (double)ref[i]);
+        maxd = d > maxd ? d : maxd;
+        lo = fmin(lo, ref[i]);
+        hi = fmax(hi, ref[i]);
+        T_CHECK(&g_errs, fabs((double)score[0] - 1.0 / (1.0 + exp(-(double)logit[0]))) < 1e-6,
+                "score");
+    }
+    printf("[%s] serve vs trainer: %zu holdout requests, max |logit diff| %.3g (logits in [%.3f, "
+           "%.3f])\n",
+           g_ml_input ? "movielens-100k" : "synthetic", n, maxd, lo, hi);
+    T_CHECK(&g_errs, maxd <= 1e-6, "serving logits differ from the trainer's by %.3g", maxd);
+    T_CHECK(&g_errs, hi - lo > 1e-3, "logits do not vary (%.3g..%.3g): the test could not fail", lo,
+            hi);
+
+    // 3. Many candidates: the record's item first, then other records' items.
+    const size_t sizes[2] = {16, 256};
+    for (int k = 0; k < 2; k++) {
+        double md = 0;
+        for (size_t i = 0; i < n; i += 7) {
+            for (size_t c = 0; c < sizes[k]; c++) {
+                uint64_t other = c == 0 ? recs[i] : recs[(i + c * 13) % n];
+                RD_ASSERT(rd_serve_request_from_dataset(sv, ds, other, keys + c * K, hist, hl, NULL,
+                                                        &eb) == RD_OK);
+                // Same user, time and history for every candidate: only the item differs.
+                memcpy(keys + c * K, keys, K * sizeof *keys);
+                size_t off, w;
+                const char *field;
+                for (int f = 0; f < in.n_features; f++) {
+                    rd_serve_feature(sv, f, &field, &off, &w);
+                    if (strcmp(field, "item") == 0)
+                        keys[c * K + off] = rd_dataset_record(ds, other)->item_key;
+                }
+            }
+            RD_ASSERT(rd_serve_request_from_dataset(sv, ds, recs[i], keys, hist, hl, NULL, &eb) ==
+                      RD_OK);
+            rd_serve_request rq = {
+                .n = sizes[k], .keys = keys, .hist_items = hist, .hist_labels = hl};
+            rc = rd_serve_score(sv, &rq, NULL, logit, &eb);
+            T_CHECK(&g_errs, rc == RD_OK, "score %zu: %s", sizes[k], eb.msg);
+            md = fmax(md, fabs((double)logit[0] - (double)solo[i]));
+        }
+        printf("%zu candidates: candidate 0 vs one-candidate request: max diff %.3g\n", sizes[k],
+               md);
+        T_CHECK(&g_errs, md <= 1e-6, "batch of %zu changes the score by %.3g", sizes[k], md);
+    }
+    rd_errbuf_clear(&eb);
+    rd_serve_request bad = {.n = 0, .keys = keys};
+    T_CHECK(&g_errs, rd_serve_score(sv, &bad, NULL, logit, &eb) == RD_ERR_ARG, "n = 0");
+    bad.n = 257;
+    T_CHECK(&g_errs, rd_serve_score(sv, &bad, NULL, logit, &eb) == RD_ERR_ARG, "n > max");
+    rd_serve_close(sv);
+    rd_free(keys);
+    rd_free(solo);
+
+    // 4. Bad input.
+    char p[800];
+    rd_serve *x = NULL;
+    snprintf(p, sizeof p, "%s/none.rdsv", dir);
+    rd_errbuf_clear(&eb);
+    T_CHECK(&g_errs, rd_serve_open(p, 4, &x, &eb) == RD_ERR_NOTFOUND && !x, "missing: %s", eb.msg);
+    snprintf(p, sizeof p, "%s/flip.rdsv", dir);
+    copy_patch(bundle, p, 300, 0x10, 0);
+    rd_errbuf_clear(&eb);
+    rc = rd_serve_open(p, 4, &x, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && strstr(eb.msg, "CRC"), "flipped byte: %d %s", rc,
+            eb.msg);
+    snprintf(p, sizeof p, "%s/ver.rdsv", dir);
+    copy_patch(bundle, p, 8, 0x07, 0); // the version field
+    rd_errbuf_clear(&eb);
+    rc = rd_serve_open(p, 4, &x, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_VERSION && strstr(eb.msg, "version"), "version: %d %s", rc,
+            eb.msg);
+    snprintf(p, sizeof p, "%s/trunc.rdsv", dir);
+    copy_patch(bundle, p, -1, 0, 200);
+    rd_errbuf_clear(&eb);
+    rc = rd_serve_open(p, 4, &x, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_CORRUPT, "truncated: %d %s", rc, eb.msg);
+    rd_errbuf_clear(&eb);
+    T_CHECK(&g_errs, rd_serve_open(bundle, 0, &x, &eb) == RD_ERR_ARG, "max_candidates 0");
+    rd_errbuf_clear(&eb);
+    rc = rd_serve_export(cfg, "student", ckpt, NULL, bundle, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_EXISTS, "existing output: %d", rc);
+    rd_config *other = rd_xmalloc(sizeof *other);
+    make_config(other, dir, 12);
+    snprintf(p, sizeof p, "%s/other.rdsv", dir);
+    rd_errbuf_clear(&eb);
+    rc = rd_serve_export(other, "student", ckpt, NULL, p, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_SCHEMA && strstr(eb.msg, "config hash") && !exists(p),
+            "other config: %d %s", rc, eb.msg);
+    rd_errbuf_clear(&eb);
+    rc = rd_serve_export(cfg, "teacher", ckpt, NULL, p, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_NOTFOUND && !exists(p), "unknown job: %d %s", rc, eb.msg);
+    snprintf(p, sizeof p, "%s/nowhere", dir);
+    char q[800];
+    snprintf(q, sizeof q, "%s/x.rdsv", dir);
+    rd_errbuf_clear(&eb);
+    rc = rd_serve_export(cfg, "student", p, NULL, q, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_NOTFOUND && !exists(q), "missing checkpoint: %d %s", rc, eb.msg);
+    rd_free(other);
+out:
+    rd_free(recs);
+    rd_free(ref);
+    rd_dataset_close(ds);
+}
+
+static void session(const char *dir) {
+    rd_config *cfg = rd_xmalloc(sizeof *cfg);
+    make_config(cfg, dir, 16);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rank = 0, rc = RD_OK;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0)
+        rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
+    t_bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    RD_ASSERT_MSG(rc == RD_OK, "prepare: %s", eb.msg);
+    rd_comm *comm = NULL;
+    rc = rd_comm_create(MPI_COMM_WORLD, cfg, &comm, &eb);
+    RD_ASSERT_MSG(rc == RD_OK, "rd_comm_create: %s", eb.msg);
+    if (comm->role_kind == RD_ROLE_PS) {
+        rc = rd_ps_serve(comm, cfg);
+        T_CHECK(&g_errs, rc == RD_OK, "rd_ps_serve: %s", rd_strerror(rc));
+    } else {
+        rd_trainer *tr = NULL;
+        rd_trainer_opts o = {.metrics_dir = "", .quiet = 1};
+        rc = rd_trainer_create(comm, cfg, &o, &tr, &eb);
+        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_create: %s", eb.msg);
+        rd_trainer_result res;
+        rc = rd_trainer_run(tr, &res, &eb);
+        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_run: %s", eb.msg);
+        worker_checks(tr, cfg, dir);
+        rc = rd_trainer_destroy(tr);
+        T_CHECK(&g_errs, rc == RD_OK, "rd_trainer_destroy: %s", rd_strerror(rc));
+    }
+    rd_comm_destroy(comm);
+    t_barrier(MPI_COMM_WORLD);
+    rd_free(cfg);
+}
+
+int main(int argc, char **argv) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
+        fprintf(stderr, "%s\n", eb.msg);
+        return 1;
+    }
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    rd_log_init(RD_LOG_LEVEL_WARN, rank, NULL);
+    if (size != 3) {
+        if (rank == 0)
+            fprintf(stderr, "serve_export needs 3 ranks\n");
+        rd_mpi_finalize();
+        return 1;
+    }
+    char dir[512];
+    t_tmpdir(dir, sizeof dir, "serve");
+    session(dir);
+    // MovieLens-100K (multi-valued genres) when the shared data is there.
+    const char *shared = getenv("RD_SHARED_DATA");
+    char ml[600];
+    if (shared) {
+        snprintf(ml, sizeof ml, "%s/movielens-100k/u.data", shared);
+        if (access(ml, R_OK) == 0) {
+            snprintf(ml, sizeof ml, "%s/movielens-100k", shared);
+            g_ml_input = ml;
+            session(dir);
+        } else if (rank == 0) {
+            printf("movielens-100k session skipped: no %s\n", ml);
+        }
+    }
+    int errs = t_allsum(g_errs, MPI_COMM_WORLD);
+    if (rank == 0) {
+        t_rmtree(dir);
+        printf("serve_export: %s (%d failures)\n", errs ? "FAILED" : "ok", errs);
+    }
+    rd_mpi_finalize();
+    return errs ? 1 : 0;
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# resume.sh — `recdistill train CONFIG --resume CKPT` continues exactly (synchronous PS):
+# a run resumed from a checkpoint in the middle of a batch epoch, or in the middle of a stream
+# window, ends with the SAME final checkpoint as the uninterrupted run (dense.bin and the PS
+# MANIFEST with every shard's CRC byte-identical) and the same holdout metrics; a checkpoint
+# resharded from 2 to 1 and to 3 PS shards (`table reshard`) and resumed on that many PS ranks
+# ends with identical dense parameters and identical rows. kill -9 of every rank while the job
+# checkpoints every 2 steps leaves only whole step-N directories, and resuming from the newest ends
+# exactly like the uninterrupted run. Bad input: a missing checkpoint, a
+# checkpoint of another model config, a checkpoint of 2 shards on 1 PS rank — every rank exits
+# non-zero with a clear message.
+#
+#   bash tests/scripts/resume.sh build/recdistill
+set -u
+RD="$(realpath "${1:?usage: resume.sh path/to/recdistill}")"
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+TMP="$(mktemp -d /tmp/rd_test_resume_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+run() { timeout 300 "$MPIEXEC" "$@"; }
+cd "$TMP" || exit 1
+
+config() { # $1 = PS ranks, $2 = mlp width
+    cat <<YAML
+run: {name: tiny, seed: 5}
+cluster:
+  ps_ranks: $1
+  jobs:
+    - {name: student, role: student, model: small}
+data:
+  source: synthetic
+  dir: $TMP/data
+  history_max: 16
+  synthetic: {events: 6000, users: 60, items: 300}
+  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 3}
+ps:
+  checkpoint_every: 20
+  checkpoint_keep: 100
+  tables:
+    - {name: s_user, dim: 4, admit_count: 2}
+    - {name: s_item, dim: 4, optimizer: {type: adam, lr: 0.01}}
+models:
+  - name: small
+    features:
+      - {field: user, table: s_user}
+      - {field: item, table: s_item}
+      - {field: hour, table: s_user}
+    seq: {kind: mean, length: 8}
+    mlp: [$2]
+    two_towers: true
+train: {batch_size: 64, epochs: 2}
+output: {progress_every_s: 0}
+YAML
+}
+config 2 16 > p2.yaml
+config 1 16 > p1.yaml
+config 3 16 > p3.yaml
+config 2 12 > other.yaml
+
+run -n 3 "$RD" train p2.yaml --out A >A.out 2>A.err || fail "train A: $(cat A.err)"
+CK=A/ckpt/student
+FINAL="$(ls -d $CK/step-* | tail -1)"
+F="$(basename "$FINAL")"
+[ "$F" = "step-000000000162" ] || fail "unexpected final checkpoint $F"
+holdout() { grep "^model  " "$1" | head -1; }
+
+# --- same P: bit-identical ------------------------------------------------------------------------
+for st in 000000000040 000000000140 000000000160; do
+    rm -rf B
+    run -n 3 "$RD" train p2.yaml --out B --resume $CK/step-$st >B.out 2>B.err || fail "resume $st: $(cat B.err)"
+    grep -q "resumed from .*step-$st" B.out || fail "no resume line: $(cat B.out)"
+    cmp -s "$FINAL/dense.bin" "B/ckpt/student/$F/dense.bin" || fail "resume from $st: dense.bin differs"
+    cmp -s "$FINAL/MANIFEST" "B/ckpt/student/$F/MANIFEST" || fail "resume from $st: tables differ (MANIFEST CRCs)"
+    [ "$(holdout A.out)" = "$(holdout B.out)" ] || fail "resume from $st: holdout differs"
+done
+# A checkpoint root resumes each job from its newest checkpoint.
+rm -rf B
+mkdir -p root/student && cp -r $CK/step-000000000100 root/student/
+run -n 3 "$RD" train p2.yaml --out B --resume root >B.out 2>B.err || fail "resume root: $(cat B.err)"
+grep -q "resumed from root/student/step-000000000100" B.out || fail "root resume: $(cat B.out)"
+cmp -s "$FINAL/dense.bin" "B/ckpt/student/$F/dense.bin" || fail "root resume: dense.bin differs"
+
+# --- resharded to 1 and 3 PS ranks ---------------------------------------------------------------
+for P in 1 3; do
+    rm -rf R$P C$P
+    "$RD" table reshard $CK/step-000000000060 --shards $P --out R$P >/dev/null || fail "reshard $P"
+    run -n $((P + 1)) "$RD" train p$P.yaml --out C$P --resume R$P >C.out 2>C.err || fail "resume on $P: $(cat C.err)"
+    cmp -s "$FINAL/dense.bin" "C$P/ckpt/student/$F/dense.bin" || fail "P=$P: dense.bin differs"
+    for t in s_user s_item; do
+        "$RD" table export "$FINAL" --table $t --out a.tsv && "$RD" table export "C$P/ckpt/student/$F" --table $t --out c.tsv || fail "export"
+        cmp -s a.tsv c.tsv || fail "P=$P: rows of $t differ"
+    done
+    [ "$(holdout A.out)" = "$(holdout C.out)" ] || fail "P=$P: holdout differs"
+done
+
+# --- kill -9 of every rank while it checkpoints: every step-N left is whole, resume is exact -------
+sed -e 's/events: 6000/events: 40000/' -e 's/checkpoint_every: 20/checkpoint_every: 2/' \
+    -e 's/checkpoint_keep: 100/checkpoint_keep: 3/' p2.yaml > kill.yaml
+run -n 3 "$RD" train kill.yaml --out KQ >/dev/null 2>err || fail "uninterrupted: $(cat err)"
+run -n 3 "$RD" train kill.yaml --out "$TMP/K" >/dev/null 2>&1 &
+for _ in $(seq 1 200); do
+    [ "$(ls -d K/ckpt/student/step-* 2>/dev/null | wc -l)" -ge 3 ] && break
+    sleep 0.05
+done
+sleep 0.3
+pids=$(pgrep -f "^$RD train kill.yaml --out $TMP/K\$")
+[ -n "$pids" ] || fail "the run ended before it could be killed"
+kill -9 $pids
+wait
+for d in K/ckpt/student/step-*; do
+    "$RD" table verify "$d" | grep -q "dense.bin ok" || fail "after kill -9: $d is not whole"
+done
+run -n 3 "$RD" train kill.yaml --out "$TMP/K" --resume K/ckpt >K.out 2>err || fail "resume after kill: $(cat err)"
+grep -q "resumed from" K.out || fail "no resume after kill"
+f=$(ls KQ/ckpt/student | tail -1)
+cmp -s "KQ/ckpt/student/$f/dense.bin" "K/ckpt/student/$f/dense.bin" &&
+    cmp -s "KQ/ckpt/student/$f/MANIFEST" "K/ckpt/student/$f/MANIFEST" || fail "kill -9 + resume differs"
+ls -a K/ckpt/student | grep -q '^\.step-' && fail "crash leftovers not cleaned"
+
+# --- bad input --------------------------------------------------------------------------------
+bad() { # $1 = message regex, rest = launch
+    local re="$1"; shift
+    run "$@" >o 2>e; local rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "$*: exit $rc"
+    grep -Eq -e "$re" e || fail "$*: message: $(cat e)"
+}
+bad "nowhere.*no complete checkpoint" -n 3 "$RD" train p2.yaml --out X --resume nowhere
+bad "config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-000000000040
+bad "shard|P|layout" -n 2 "$RD" train p1.yaml --out X --resume $CK/step-000000000040
+echo "resume.sh: ok"

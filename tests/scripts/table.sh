@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# table.sh — checkpoints written by `recdistill train` and `recdistill table ...` on them:
+# checkpoint cadence and retention (ps.checkpoint_every / _keep, no .partial left), stats,
+# verify, export TSV and binary + import (exact round trip), evict (age, count), reshard
+# P -> P' -> P (every row at rd_shard_of under P', all rows unchanged), compact (same CRCs),
+# and bad input: missing and corrupt checkpoints, unknown table, bad import files, an existing
+# --out, bad arguments — each a clear message, non-zero exit, no partial output.
+#
+#   bash tests/scripts/table.sh build/recdistill
+set -u
+RD="$(realpath "${1:?usage: table.sh path/to/recdistill}")"
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+TMP="$(mktemp -d /tmp/rd_test_table_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+run() { timeout 300 "$MPIEXEC" "$@"; }
+cd "$TMP" || exit 1
+
+cat > tiny.yaml <<YAML
+run: {name: tiny, seed: 5}
+cluster:
+  ps_ranks: 2
+  jobs:
+    - {name: student, role: student, model: small}
+data:
+  source: synthetic
+  history_max: 16
+  synthetic: {events: 6000, users: 60, items: 300}
+  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 3}
+ps:
+  checkpoint_every: 20
+  checkpoint_keep: 2
+  tables:
+    - {name: s_user, dim: 4}
+    - {name: s_item, dim: 4, optimizer: {type: adam, lr: 0.01}}
+models:
+  - name: small
+    features:
+      - {field: user, table: s_user}
+      - {field: item, table: s_item}
+      - {field: hour, table: s_user}
+    seq: {kind: mean, length: 8}
+    mlp: [16]
+    two_towers: true
+train: {batch_size: 64, epochs: 2}
+output: {progress_every_s: 0}
+YAML
+
+# --- train writes checkpoints: every 20 steps and at the end, newest 2 kept ----------------------
+run -n 3 "$RD" train tiny.yaml --out run >out 2>err || fail "train: $(cat err)"
+n_ck=$(grep -c "checkpoint: " out)
+[ "$n_ck" -ge 3 ] || fail "expected several checkpoints, got $n_ck"
+ls -d run/ckpt/student/step-* >dirs || fail "no checkpoint directory"
+[ "$(wc -l <dirs)" -eq 2 ] || fail "checkpoint_keep 2: $(cat dirs)"
+ls -a run/ckpt/student | grep -q partial && fail "a .partial directory was left"
+C="$(tail -1 dirs)"
+[ -s "$C/MANIFEST" ] && [ -s "$C/dense.bin" ] || fail "incomplete last checkpoint $C"
+
+# --- verify, stats ---------------------------------------------------------------------------------
+"$RD" table verify "$C" >v || fail "verify: $(cat v)"
+grep -q "^ok: .*2 shards, 2 tables, .*dense.bin ok" v || fail "verify output: $(cat v)"
+"$RD" table stats "$C" >s || fail "stats"
+grep -q "table s_item: dim 4, optimizer adam (2 slots), rows 300" s || fail "stats s_item: $(cat s)"
+grep -q "table s_user: dim 4, optimizer adagrad (1 slots)" s || fail "stats s_user: $(cat s)"
+grep -q "age (s before the newest row): \[0..0\]=" s || fail "age histogram: $(cat s)"
+grep -q "updates: " s || fail "update histogram"
+"$RD" table stats "$C" --table s_user | grep -q s_item && fail "--table filter"
+
+# --- export / import round trip ------------------------------------------------------------------
+"$RD" table export "$C" --table s_item --out item.tsv || fail "export tsv"
+"$RD" table export "$C" --table s_item --out item.bin --format bin || fail "export bin"
+[ "$(grep -vc '^#' item.tsv)" -eq 300 ] || fail "export rows"
+"$RD" table import "$C" --table s_item --in item.bin --out imp >/dev/null || fail "import bin"
+"$RD" table export imp --table s_item --out imp.tsv && cmp -s imp.tsv item.tsv || fail "bin round trip"
+"$RD" table import "$C" --table s_item --in item.tsv --out imp2 >/dev/null || fail "import tsv"
+"$RD" table export imp2 --table s_item --out imp2.tsv && cmp -s imp2.tsv item.tsv || fail "tsv round trip"
+# Editing a value through TSV shows up in the new checkpoint and only there.
+awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$4="0.5"} {print}' item.tsv > edit.tsv
+"$RD" table import "$C" --table s_item --in edit.tsv --out imp3 >/dev/null || fail "import edit"
+"$RD" table export imp3 --table s_item --out - | sed -n 2p | cut -f4 | grep -qx 0.5 || fail "edit lost"
+"$RD" table export "$C" --table s_item --out - | cmp -s - item.tsv || fail "input changed"
+
+# --- reshard 2 -> 3 -> 2: same rows, each on its shard, same CRCs as before -----------------------
+"$RD" table reshard "$C" --shards 3 --out r3 >/dev/null || fail "reshard 3"
+"$RD" table verify r3 | grep -q "3 shards" || fail "verify r3"
+"$RD" table reshard r3 --shards 2 --out r2 >/dev/null || fail "reshard 2"
+for t in s_user s_item; do
+    "$RD" table export "$C" --table $t --out a.$t && "$RD" table export r3 --table $t --out b.$t &&
+        "$RD" table export r2 --table $t --out c.$t || fail "export $t"
+    cmp -s a.$t b.$t && cmp -s a.$t c.$t || fail "reshard changed rows of $t"
+done
+# (Per-shard placement under P' is checked by tests/test_tabletool.c.)
+"$RD" table verify r2 >/dev/null || fail "verify r2"
+
+# --- compact: same content, same shard CRCs ------------------------------------------------------
+"$RD" table compact "$C" --out cp >/dev/null || fail "compact"
+cmp -s "$C/MANIFEST" cp/MANIFEST || fail "compact changed the MANIFEST (CRCs)"
+cmp -s "$C/dense.bin" cp/dense.bin || fail "compact lost dense.bin"
+
+# --- evict -----------------------------------------------------------------------------------------
+"$RD" table evict "$C" --min-count 40 --out ev >ev.out || fail "evict count"
+n=$(sed -n 's/^evicted \([0-9]*\) rows.*/\1/p' ev.out)
+want=$(awk -F'\t' '!/^#/ && $3 < 40' a.s_user a.s_item | wc -l)
+[ "$n" = "$want" ] || fail "evict --min-count 40: $n rows, expected $want"
+"$RD" table export ev --table s_item --out - | awk -F'\t' '!/^#/ && $3 < 40' | grep -q . && fail "evicted rows remain"
+newest=$(awk -F'\t' '!/^#/{print $2}' a.s_item | sort -n | tail -1)
+"$RD" table evict "$C" --table s_item --older-than "$newest" --out ev2 >/dev/null || fail "evict age"
+"$RD" table export ev2 --table s_item --out - | awk -F'\t' -v t="$newest" '!/^#/ && $2 < t' | grep -q . && fail "old rows remain"
+"$RD" table export ev2 --table s_user --out - | cmp -s - a.s_user || fail "evict --table touched another table"
+
+# --- bad input -------------------------------------------------------------------------------------
+expect_fail() { # $1 = exit code, $2 = message regex, rest = command
+    local code="$1" re="$2"; shift 2
+    "$@" >o 2>e; local rc=$?
+    [ $rc -eq "$code" ] || fail "$*: exit $rc (expected $code): $(cat e)"
+    grep -Eq -e "$re" e || fail "$*: message: $(cat e)"
+}
+expect_fail 1 "nowhere/MANIFEST" "$RD" table stats nowhere
+expect_fail 1 "no table named 'nope'" "$RD" table export "$C" --table nope --out y.tsv
+[ ! -e y.tsv ] && [ ! -e y.tsv.tmp ] || fail "failed export left output"
+expect_fail 2 "missing --shards" "$RD" table reshard "$C" --out z
+expect_fail 2 "--shards: '0'" "$RD" table reshard "$C" --shards 0 --out z
+expect_fail 2 "missing --out" "$RD" table compact "$C"
+expect_fail 2 "unknown command 'frob'" "$RD" table frob "$C"
+expect_fail 2 "--format: 'xml'" "$RD" table export "$C" --table s_item --format xml --out y
+expect_fail 1 "exists" "$RD" table compact "$C" --out cp
+expect_fail 1 "dim 4 with 2 slots; table s_user is dim 4 with 1 slots" \
+    "$RD" table import "$C" --table s_user --in item.tsv --out z
+head -c 1000 item.bin > trunc.bin
+expect_fail 1 "truncated" "$RD" table import "$C" --table s_item --in trunc.bin --out z
+printf '5\t1\t2\t0.1\n' > short.tsv
+expect_fail 1 "short.tsv:1: expected key" "$RD" table import "$C" --table s_item --in short.tsv --out z
+(sed -n 1,2p item.tsv; sed -n 2p item.tsv) > dup.tsv
+expect_fail 1 "appears twice" "$RD" table import "$C" --table s_item --in dup.tsv --out z
+[ ! -e z ] && [ ! -e z.partial ] || fail "failed import left a checkpoint"
+# A damaged shard: flip bytes in every page of shard 1 past the meta pages.
+cp -r "$C" bad
+python3 - bad/shard-00001/data.mdb <<'PY' || fail "python"
+import sys
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+for o in range(2 * 4096 + 4000, len(b), 4096):
+    b[o] ^= 0x40
+open(p, 'wb').write(b)
+PY
+expect_fail 1 "shard-00001.*CRC|shard-00001" "$RD" table verify bad
+expect_fail 1 "shard-00001" "$RD" table stats bad
+rm bad/MANIFEST
+expect_fail 1 "MANIFEST" "$RD" table verify bad
+cp -r "$C" bad2 && printf 'xx' | dd of=bad2/dense.bin bs=1 seek=100 conv=notrunc 2>/dev/null
+expect_fail 1 "dense.bin: CRC mismatch" "$RD" table verify bad2
+
+# --- tools on the checkpoints of a RUNNING job: they never disturb it -----------------------------
+# A longer run checkpoints every 5 steps while `table verify` and `table stats` read the newest
+# complete checkpoint again and again; the run ends normally and its final checkpoint is
+# byte-identical to the same run without readers (sync mode is deterministic).
+sed -e 's/events: 6000/events: 40000/' -e 's/checkpoint_every: 20/checkpoint_every: 5/' \
+    -e 's/checkpoint_keep: 2/checkpoint_keep: 1000/' tiny.yaml > live.yaml
+run -n 3 "$RD" train live.yaml --out quiet >/dev/null 2>err || fail "train quiet: $(cat err)"
+run -n 3 "$RD" train live.yaml --out live >/dev/null 2>err &
+pid=$!
+reads=0
+while kill -0 $pid 2>/dev/null; do
+    c=$(ls -d live/ckpt/student/step-* 2>/dev/null | tail -1)
+    if [ -n "$c" ]; then
+        "$RD" table verify "$c" >/dev/null 2>e || fail "verify of $c during training: $(cat e)"
+        "$RD" table stats "$c" >/dev/null 2>e || fail "stats of $c during training: $(cat e)"
+        reads=$((reads + 1))
+    fi
+done
+wait $pid || fail "train with readers: $(cat err)"
+echo "table tools: $reads verify+stats rounds while the job was checkpointing"
+[ "$reads" -ge 2 ] || fail "too few reads during training ($reads)"
+fq=$(ls -d quiet/ckpt/student/step-* | tail -1)
+fl=$(ls -d live/ckpt/student/step-* | tail -1)
+[ "$(basename "$fq")" = "$(basename "$fl")" ] || fail "final steps differ"
+cmp -s "$fq/dense.bin" "$fl/dense.bin" && cmp -s "$fq/MANIFEST" "$fl/MANIFEST" || fail "readers changed the run"
+
+# --- recdistill export: the bundle of the student from its newest checkpoint -----------------------
+sed "s|^run: {name: tiny, seed: 5}|run: {name: tiny, seed: 5, out_dir: $TMP/run}|" tiny.yaml > run.yaml
+"$RD" export run.yaml --out s.rdsv >ex.out 2>ex.err || fail "export: $(cat ex.err)"
+grep -q "exported job student (model small, step .*$(basename "$C")" ex.out || fail "export output: $(cat ex.out)"
+[ -s s.rdsv ] || fail "no bundle"
+expect_fail 1 "exists" "$RD" export run.yaml --out s.rdsv
+expect_fail 1 "no job named 'nobody'" "$RD" export run.yaml --out t.rdsv --job nobody
+expect_fail 1 "nowhere" "$RD" export run.yaml --out t.rdsv --ckpt nowhere
+sed 's/mlp: \[16\]/mlp: [12]/' run.yaml > other.yaml
+expect_fail 1 "config hash" "$RD" export other.yaml --out t.rdsv
+expect_fail 2 "missing --out" "$RD" export run.yaml
+[ ! -e t.rdsv ] && [ ! -e t.rdsv.tmp ] || fail "failed export left a bundle"
+echo "table.sh: ok"

@@ -1,0 +1,434 @@
+// test_tabletool.c — offline checkpoint tools (rd/tabletool.h) and the training checkpoint's
+// dense file and directories (rd/train_ckpt.h):
+//   - reshard P = 3 -> P' = 5: every row and every pending key sits in shard rd_shard_of(key, 5),
+//     with its exact floats, last-seen and count; totals match; and back to 3 gives the same rows;
+//   - compact (P' = P) reproduces every shard CRC (the MANIFEST is byte-identical);
+//   - evict by age removes exactly the rows and pending keys last seen before T, by count exactly
+//     the rows updated fewer than N times;
+//   - export -> import (TSV and binary) is exact, and a damaged binary export is refused before
+//     the table is touched;
+//   - dense.bin round trip (params, optimizer slots and step, position), and refusals: flipped
+//     byte (CRC), other config hash, other slab size; commit replaces an older directory, prune
+//     keeps the newest N complete ones, latest ignores incomplete ones.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/alloc.h"
+#include "rd/checkpoint.h"
+#include "rd/hash.h"
+#include "rd/lmdbx.h"
+#include "rd/optim.h"
+#include "rd/table.h"
+#include "rd/tabletool.h"
+#include "rd/train_ckpt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char g_root[256];
+
+static rd_table_config make_cfg(const char *name, int dim, int kind) {
+    rd_table_config tc;
+    memset(&tc, 0, sizeof tc);
+    snprintf(tc.name, sizeof tc.name, "%s", name);
+    tc.dim = dim;
+    tc.optim.kind = kind;
+    tc.optim.lr = 0.1f;
+    tc.optim.beta1 = 0.9f;
+    tc.optim.beta2 = 0.999f;
+    tc.optim.eps = 1e-8f;
+    tc.optim.initial_accumulator = 0.1f;
+    tc.init_std = 0.1f;
+    tc.admit_count = 2;
+    tc.capacity = 8;
+    return tc;
+}
+
+// A checkpoint of P shards with two tables; key k lives on shard rd_shard_of(k, P). Keys with
+// k % 5 == 0 stay pending (one sighting); the others get rows with (k % 7) pushes.
+static void make_ckpt(const char *dir, int P) {
+    rd_table_config tc[2] = {make_cfg("emb_a", 4, RD_OPT_ADAM), make_cfg("emb_b", 3, RD_OPT_SGD)};
+    rd_ckpt_manifest *m = rd_xcalloc(1, sizeof *m);
+    m->version = RD_CKPT_VERSION;
+    m->n_shards = (uint32_t)P;
+    m->step = 9;
+    m->seed = 5;
+    m->n_tables = 2;
+    for (int t = 0; t < 2; t++) {
+        memcpy(m->tables[t].name, tc[t].name, RD_NAME_MAX);
+        m->tables[t].index = (uint32_t)t;
+        m->tables[t].dim = (uint32_t)tc[t].dim;
+        m->tables[t].optim = (uint32_t)tc[t].optim.kind;
+        m->tables[t].slots = (uint32_t)rd_optim_slots(tc[t].optim.kind);
+    }
+    for (int s = 0; s < P; s++) {
+        rd_table *tab[2];
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        for (int t = 0; t < 2; t++) {
+            assert_int_equal(rd_table_create(&tc[t], t, 5, &tab[t], &eb), RD_OK);
+            float out[8], g[8] = {0.1f, -0.2f, 0.3f, 0.05f};
+            for (uint64_t k = 1; k <= 300; k++) {
+                if (rd_shard_of(k * 7919 + (uint64_t)t, P) != s)
+                    continue;
+                uint64_t key = k * 7919 + (uint64_t)t;
+                assert_int_equal(rd_table_pull(tab[t], &key, 1, (int64_t)k, out), RD_OK);
+                if (k % 5 == 0)
+                    continue;
+                assert_int_equal(rd_table_pull(tab[t], &key, 1, (int64_t)k, out), RD_OK);
+                for (uint64_t r = 0; r < k % 7; r++)
+                    assert_int_equal(rd_table_push(tab[t], &key, g, 1, (int64_t)k + 1), RD_OK);
+            }
+        }
+        rd_ckpt_shard_info info;
+        assert_int_equal(rd_ckpt_write_shard(dir, s, P, 9, 5, tab, 2, &info, &eb), RD_OK);
+        m->shard_crc[s] = info.crc;
+        for (int t = 0; t < 2; t++) {
+            m->tables[t].rows += info.rows[t];
+            m->tables[t].pending += info.pending[t];
+            m->shard_rows[s] += info.rows[t];
+        }
+        rd_table_destroy(tab[0]);
+        rd_table_destroy(tab[1]);
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_write_manifest(dir, m, &eb), RD_OK);
+    rd_free(m);
+}
+
+static void path(char *out, size_t cap, const char *name) {
+    snprintf(out, cap, "%s/%s", g_root, name);
+}
+
+static rd_tabletool *open_tt(const char *dir) {
+    rd_tabletool *tt = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_tabletool_open(dir, &tt, &eb);
+    if (rc != RD_OK)
+        fail_msg("open %s: %s", dir, eb.msg);
+    return tt;
+}
+
+// Find key in any shard of tt's table t; returns the row or NULL.
+static const float *find_row(rd_tabletool *tt, int t, uint64_t key, int64_t *ls, uint64_t *c) {
+    const rd_ckpt_manifest *m = rd_tabletool_manifest(tt);
+    for (uint32_t s = 0; s < m->n_shards; s++) {
+        rd_table *tab = rd_tabletool_table(tt, (int)s, t);
+        for (size_t i = 0; i < rd_table_size(tab); i++) {
+            uint64_t k;
+            const float *row = rd_table_row_at(tab, i, &k, ls, c);
+            if (k == key)
+                return row;
+        }
+    }
+    return NULL;
+}
+
+static void same_rows(rd_tabletool *a, rd_tabletool *b) {
+    const rd_ckpt_manifest *ma = rd_tabletool_manifest(a);
+    for (uint32_t t = 0; t < ma->n_tables; t++) {
+        size_t nf = ma->tables[t].dim * (1 + ma->tables[t].slots), na = 0, nb = 0;
+        for (uint32_t s = 0; s < ma->n_shards; s++) {
+            rd_table *tab = rd_tabletool_table(a, (int)s, (int)t);
+            na += rd_table_size(tab);
+            for (size_t i = 0; i < rd_table_size(tab); i++) {
+                uint64_t k, c, c2;
+                int64_t ls, ls2;
+                const float *row = rd_table_row_at(tab, i, &k, &ls, &c);
+                const float *o = find_row(b, (int)t, k, &ls2, &c2);
+                assert_non_null(o);
+                assert_memory_equal(row, o, nf * sizeof(float));
+                assert_true(ls == ls2 && c == c2);
+            }
+        }
+        const rd_ckpt_manifest *mb = rd_tabletool_manifest(b);
+        for (uint32_t s = 0; s < mb->n_shards; s++)
+            nb += rd_table_size(rd_tabletool_table(b, (int)s, (int)t));
+        assert_int_equal(na, nb);
+    }
+}
+
+static void test_reshard(void **state) {
+    (void)state;
+    char p3[300], p5[300], back[300];
+    path(p3, sizeof p3, "p3");
+    path(p5, sizeof p5, "p5");
+    path(back, sizeof back, "back3");
+    make_ckpt(p3, 3);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_tabletool *a = open_tt(p3);
+    assert_int_equal(rd_tabletool_write(a, p5, 5, &eb), RD_OK);
+    assert_int_equal(rd_ckpt_verify(p5, &eb), RD_OK);
+    rd_tabletool *b = open_tt(p5);
+    const rd_ckpt_manifest *mb = rd_tabletool_manifest(b);
+    assert_int_equal(mb->n_shards, 5);
+    size_t pend_a = 0, pend_b = 0;
+    for (int t = 0; t < 2; t++) {
+        for (int s = 0; s < 5; s++) {
+            rd_table *tab = rd_tabletool_table(b, s, t);
+            for (size_t i = 0; i < rd_table_size(tab); i++) {
+                uint64_t k;
+                rd_table_row_at(tab, i, &k, NULL, NULL);
+                assert_int_equal(rd_shard_of(k, 5), s);
+            }
+            size_t cur = 0;
+            uint64_t k;
+            uint32_t cnt;
+            int64_t ls;
+            while (rd_table_pending_next(tab, &cur, &k, &cnt, &ls)) {
+                assert_int_equal(rd_shard_of(k, 5), s);
+                pend_b++;
+            }
+        }
+        for (int s = 0; s < 3; s++)
+            pend_a += rd_table_pending_size(rd_tabletool_table(a, s, t));
+    }
+    assert_true(pend_a > 0);
+    assert_int_equal(pend_a, pend_b);
+    same_rows(a, b);
+    same_rows(b, a);
+    // Back to 3 shards: the same rows again; and writing over an existing dir is refused.
+    assert_int_equal(rd_tabletool_write(b, back, 3, &eb), RD_OK);
+    rd_tabletool *c = open_tt(back);
+    same_rows(a, c);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tabletool_write(b, back, 3, &eb), RD_ERR_EXISTS);
+    rd_tabletool_close(a);
+    rd_tabletool_close(b);
+    rd_tabletool_close(c);
+}
+
+static int same_file(const char *x, const char *y) {
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", x, y);
+    return system(cmd) == 0;
+}
+
+static void test_compact_evict_export(void **state) {
+    (void)state;
+    char src[300], cp[300], ev[300], m1[320], m2[320];
+    path(src, sizeof src, "src");
+    path(cp, sizeof cp, "compact");
+    path(ev, sizeof ev, "evicted");
+    make_ckpt(src, 2);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_tabletool *a = open_tt(src);
+    assert_int_equal(rd_tabletool_write(a, cp, 0, &eb), RD_OK);
+    snprintf(m1, sizeof m1, "%s/MANIFEST", src);
+    snprintf(m2, sizeof m2, "%s/MANIFEST", cp);
+    assert_true(same_file(m1, m2)); // identical shard CRCs, counters and totals
+    // Evict: by age (last seen < 150) on table 0, by count (< 3 updates) on table 1.
+    uint64_t gone_age = 0, gone_count = 0, want_age = 0, want_count = 0;
+    for (int s = 0; s < 2; s++) {
+        rd_table *t0 = rd_tabletool_table(a, s, 0), *t1 = rd_tabletool_table(a, s, 1);
+        for (size_t i = 0; i < rd_table_size(t0); i++) {
+            int64_t ls;
+            rd_table_row_at(t0, i, NULL, &ls, NULL);
+            want_age += ls < 150;
+        }
+        for (size_t i = 0; i < rd_table_size(t1); i++) {
+            uint64_t c;
+            rd_table_row_at(t1, i, NULL, NULL, &c);
+            want_count += c < 3;
+        }
+    }
+    assert_int_equal(rd_tabletool_evict(a, 0, 150, 0, &gone_age, &eb), RD_OK);
+    assert_int_equal(rd_tabletool_evict(a, 1, INT64_MIN, 3, &gone_count, &eb), RD_OK);
+    assert_true(want_age > 0 && want_count > 0);
+    assert_int_equal(gone_age, want_age);
+    assert_int_equal(gone_count, want_count);
+    for (int s = 0; s < 2; s++) {
+        rd_table *t0 = rd_tabletool_table(a, s, 0);
+        for (size_t i = 0; i < rd_table_size(t0); i++) {
+            int64_t ls;
+            rd_table_row_at(t0, i, NULL, &ls, NULL);
+            assert_true(ls >= 150);
+        }
+        size_t cur = 0;
+        uint64_t k;
+        uint32_t cnt;
+        int64_t ls;
+        while (rd_table_pending_next(t0, &cur, &k, &cnt, &ls))
+            assert_true(ls >= 150);
+    }
+    assert_int_equal(rd_tabletool_write(a, ev, 0, &eb), RD_OK);
+    assert_int_equal(rd_ckpt_verify(ev, &eb), RD_OK);
+
+    // Export -> import, both formats, into a fresh load of the source.
+    for (int fmt = 0; fmt < 2; fmt++) {
+        rd_tabletool *x = open_tt(src), *y = open_tt(src);
+        FILE *f = tmpfile();
+        assert_int_equal(rd_tabletool_export(x, 0, fmt, f, &eb), RD_OK);
+        // Empty y's table 0 through an eviction of everything, then import.
+        uint64_t n = 0;
+        assert_int_equal(rd_tabletool_evict(y, 0, INT64_MAX, 0, &n, &eb), RD_OK);
+        assert_true(n > 0);
+        rewind(f);
+        assert_int_equal(rd_tabletool_import(y, 0, f, "export", &n, &eb), RD_OK);
+        same_rows(x, y);
+        same_rows(y, x);
+        if (fmt == RD_TABLETOOL_BIN) {
+            // A flipped byte in the middle: refused, and the table is untouched.
+            fseek(f, 0, SEEK_END);
+            long len = ftell(f);
+            fseek(f, len / 2, SEEK_SET);
+            int ch = fgetc(f);
+            fseek(f, len / 2, SEEK_SET);
+            fputc(ch ^ 0x20, f);
+            rewind(f);
+            rd_errbuf_clear(&eb);
+            assert_int_equal(rd_tabletool_import(y, 0, f, "export", &n, &eb), RD_ERR_CORRUPT);
+            assert_non_null(strstr(eb.msg, "CRC"));
+            same_rows(x, y);
+        }
+        fclose(f);
+        rd_tabletool_close(x);
+        rd_tabletool_close(y);
+    }
+    rd_tabletool_close(a);
+}
+
+static void test_dense_and_dirs(void **state) {
+    (void)state;
+    rd_model m;
+    memset(&m, 0, sizeof m);
+    m.n_slab = m.n_params = 37;
+    m.opt_slots = 2;
+    m.params = rd_xmalloc(37 * sizeof(float));
+    m.opt_state = rd_xmalloc(74 * sizeof(float));
+    for (int i = 0; i < 37; i++)
+        m.params[i] = 0.5f * (float)i - 3.0f;
+    for (int i = 0; i < 74; i++)
+        m.opt_state[i] = 1e-3f * (float)i;
+    rd_dense_optim o;
+    memset(&o, 0, sizeof o);
+    o.kind = RD_DENSE_ADAM;
+    o.t = 123;
+    rd_train_pos pos;
+    memset(&pos, 0, sizeof pos);
+    pos.step = 40;
+    pos.epoch = 1;
+    pos.window = -1;
+    pos.range_step = 7;
+    pos.config_hash = 0xabcdef;
+    snprintf(pos.job, sizeof pos.job, "student");
+    char root[300], part[400], final[400];
+    path(root, sizeof root, "ckroot");
+    snprintf(part, sizeof part, "%s/student/.step-000000000040.partial", root);
+    assert_int_equal(rd_train_ckpt_path(root, "student", 40, final, sizeof final), RD_OK);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_mkdir_p(part, NULL), RD_OK);
+    assert_int_equal(rd_train_ckpt_write_dense(part, &pos, &m, &o, &eb), RD_OK);
+    // Read back into a zeroed model.
+    rd_model z = m;
+    z.params = rd_xcalloc(37, sizeof(float));
+    z.opt_state = rd_xcalloc(74, sizeof(float));
+    rd_dense_optim oz;
+    memset(&oz, 0, sizeof oz);
+    rd_train_pos pz;
+    assert_int_equal(rd_train_ckpt_read_dense(part, 0xabcdef, &pz, &z, &oz, &eb), RD_OK);
+    assert_memory_equal(z.params, m.params, 37 * sizeof(float));
+    assert_memory_equal(z.opt_state, m.opt_state, 74 * sizeof(float));
+    assert_int_equal(oz.t, 123);
+    assert_true(pz.step == 40 && pz.epoch == 1 && pz.window == -1 && pz.range_step == 7);
+    assert_string_equal(pz.job, "student");
+    // Refusals.
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_read_dense(part, 0x1234, &pz, &z, &oz, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "config hash"));
+    z.n_slab = z.n_params = 36;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_read_dense(part, 0, &pz, &z, &oz, &eb), RD_ERR_SCHEMA);
+    z.n_slab = z.n_params = 37;
+    char file[450];
+    snprintf(file, sizeof file, "%s/dense.bin", part);
+    FILE *f = fopen(file, "r+b");
+    assert_non_null(f);
+    fseek(f, 200, SEEK_SET);
+    fputc(0x77, f);
+    fclose(f);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_read_dense(part, 0, &pz, &z, &oz, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "CRC"));
+    // Directories: a dense.bin alone is not a complete checkpoint (no MANIFEST).
+    assert_int_equal(rd_train_ckpt_write_dense(part, &pos, &m, &o, &eb), RD_OK);
+    assert_int_equal(rd_train_ckpt_commit(part, final, &eb), RD_OK);
+    char latest[400];
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_latest(root, "student", latest, sizeof latest, &eb),
+                     RD_ERR_NOTFOUND);
+    // Three complete checkpoints (a MANIFEST each) and one incomplete newer one.
+    for (int64_t st = 10; st <= 40; st += 10) {
+        char d[400], man[450];
+        assert_int_equal(rd_train_ckpt_path(root, "student", st, d, sizeof d), RD_OK);
+        assert_int_equal(rd_lmdbx_mkdir_p(d, NULL), RD_OK);
+        if (st == 40)
+            continue;
+        snprintf(man, sizeof man, "%s/MANIFEST", d);
+        f = fopen(man, "w");
+        fputs("x", f);
+        fclose(f);
+    }
+    assert_int_equal(rd_train_ckpt_latest(root, "student", latest, sizeof latest, &eb), RD_OK);
+    assert_non_null(strstr(latest, "step-000000000030"));
+    char jd[350];
+    snprintf(jd, sizeof jd, "%s/student", root);
+    assert_int_equal(rd_train_ckpt_prune(jd, 40, 2, &eb), RD_OK);
+    char d10[400], d20[400], d40[400];
+    rd_train_ckpt_path(root, "student", 10, d10, sizeof d10);
+    rd_train_ckpt_path(root, "student", 20, d20, sizeof d20);
+    rd_train_ckpt_path(root, "student", 40, d40, sizeof d40);
+    struct stat st;
+    assert_true(stat(d10, &st) != 0);
+    assert_true(stat(d20, &st) == 0);
+    assert_true(stat(d40, &st) == 0); // incomplete ones are not counted (nor removed) by prune
+    // After a rerun committed step 15, the complete 20 and 30 of the earlier run are dropped.
+    char d15[400], man15[450], d30[400];
+    rd_train_ckpt_path(root, "student", 15, d15, sizeof d15);
+    rd_train_ckpt_path(root, "student", 30, d30, sizeof d30);
+    assert_int_equal(rd_lmdbx_mkdir_p(d15, NULL), RD_OK);
+    snprintf(man15, sizeof man15, "%s/MANIFEST", d15);
+    f = fopen(man15, "w");
+    fputs("x", f);
+    fclose(f);
+    assert_int_equal(rd_train_ckpt_prune(jd, 15, 2, &eb), RD_OK);
+    assert_true(stat(d15, &st) == 0 && stat(d20, &st) != 0 && stat(d30, &st) != 0);
+    assert_int_equal(rd_train_ckpt_latest(root, "student", latest, sizeof latest, &eb), RD_OK);
+    assert_non_null(strstr(latest, "step-000000000015"));
+    rd_free(m.params);
+    rd_free(m.opt_state);
+    rd_free(z.params);
+    rd_free(z.opt_state);
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(g_root, sizeof g_root, "/tmp/rd_test_tabletool_XXXXXX");
+    return mkdtemp(g_root) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    return rd_train_ckpt_rmtree(g_root, NULL) == RD_OK ? 0 : -1;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reshard),
+        cmocka_unit_test(test_compact_evict_export),
+        cmocka_unit_test(test_dense_and_dirs),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,241 @@
+// test_tokentool.c — `recdistill tokens ...` (app/cmd_tokens.c, rd/tokentool.h) on a real store:
+//   - while a forked writer appends batches, the read-only commands (stats, verify, fetch,
+//     compact) run again and again through the CLI: they never fail, the writer is never blocked
+//     (it finishes all its batches), and every answer is a consistent snapshot (the record count
+//     is a whole number of batches, never decreasing; fetch returns whole batches only);
+//   - afterwards `tokens fetch` prints exactly what rd_token_store_fetch_batch returns (the call
+//     a PS rank runs for the training path's RD_TOKEN_OP_FETCH), byte-exact floats;
+//   - compact writes a verified copy with the same records; gc deletes exactly the old ones;
+//   - bad input: missing store, corrupt MANIFEST, bad arguments (exit 2), an existing --out.
+// The CLI is $RD_BINARY_DIR/recdistill (set by ctest); the test skips without it.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/alloc.h"
+#include "rd/tokens.h"
+#include "rd/tokentool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { DIM = 4, BATCH = 40, BATCHES = 150 };
+#define USER 777u
+
+static char g_root[256], g_rd[512];
+
+static float tokval(int64_t t, size_t j) {
+    return (float)t * 0.001f + (float)j;
+}
+
+// Run a shell command; its stdout into out (cap bytes). @return the exit status.
+static int run(char *out, size_t cap, const char *fmt, ...) {
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = 0, got;
+    while (out && n + 1 < cap && (got = fread(out + n, 1, cap - 1 - n, p)) > 0)
+        n += got;
+    if (out)
+        out[n] = 0;
+    else
+        while (fgetc(p) != EOF)
+            ;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void writer(const char *dir) {
+    rd_token_open_opts o;
+    memset(&o, 0, sizeof o);
+    o.mode = RD_TOKEN_WRITE;
+    o.no_sync = 1;
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_token_store_open(dir, &o, &s, &eb) != RD_OK)
+        _exit(2);
+    uint64_t users[BATCH], ids[BATCH];
+    int64_t ts[BATCH];
+    float tok[BATCH * DIM];
+    for (int b = 0; b < BATCHES; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            int64_t t = (int64_t)b * BATCH + i;
+            users[i] = USER;
+            ts[i] = t;
+            ids[i] = (uint64_t)t;
+            for (size_t j = 0; j < DIM; j++)
+                tok[i * DIM + j] = tokval(t, j);
+        }
+        rd_token_batch bt = {BATCH, users, ts, ids, tok, NULL, NULL, NULL};
+        if (rd_token_store_append(s, &bt, &eb) != RD_OK)
+            _exit(3);
+        usleep(2000);
+    }
+    rd_token_store_destroy(s);
+    _exit(0);
+}
+
+static unsigned long long field_after(const char *text, const char *label) {
+    const char *p = strstr(text, label);
+    return p ? strtoull(p + strlen(label), NULL, 10) : (unsigned long long)-1;
+}
+
+static void test_tokens_cli(void **state) {
+    (void)state;
+    if (!getenv("RD_BINARY_DIR"))
+        skip();
+    snprintf(g_rd, sizeof g_rd, "%s/recdistill", getenv("RD_BINARY_DIR"));
+    if (access(g_rd, X_OK) != 0)
+        skip();
+    char dir[300], out[1 << 16];
+    snprintf(dir, sizeof dir, "%s/store", g_root);
+    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 1, 0, 0, 4096, 1};
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    rd_token_store_destroy(s); // never fork with an open env
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        writer(dir);
+
+    // 1. Read-only commands while the writer appends.
+    int status = 0, done = 0, rounds = 0, grew = 0;
+    unsigned long long last = 0;
+    while (!done) {
+        done = waitpid(pid, &status, WNOHANG) == pid;
+        assert_int_equal(run(out, sizeof out, "%s tokens stats %s", g_rd, dir), 0);
+        unsigned long long n = field_after(out, "total: ");
+        assert_true(n % BATCH == 0); // a whole number of batches: a snapshot
+        assert_true(n >= last);
+        grew += n > last;
+        last = n;
+        assert_int_equal(run(out, sizeof out, "%s tokens verify %s", g_rd, dir), 0);
+        assert_int_equal(run(out, sizeof out,
+                             "%s tokens fetch %s --user %u --before 99999999 --n 7", g_rd, dir,
+                             USER),
+                         0);
+        unsigned long long nf = field_after(out, "n_found ");
+        if (nf == 7) { // the newest record ends a batch
+            const char *lastline = strrchr(out, '\n');
+            while (lastline > out && lastline[-1] != '\n')
+                lastline--;
+            long long slot, ts;
+            assert_int_equal(sscanf(lastline, "%lld\t%lld", &slot, &ts), 2);
+            assert_true(ts % BATCH == BATCH - 1);
+        }
+        if (rounds % 10 == 0) {
+            char cp[400];
+            snprintf(cp, sizeof cp, "%s/copy%d", g_root, rounds);
+            assert_int_equal(run(NULL, 0, "%s tokens compact %s --out %s", g_rd, dir, cp), 0);
+            assert_int_equal(run(out, sizeof out, "%s tokens stats %s", g_rd, cp), 0);
+            assert_true(field_after(out, "total: ") % BATCH == 0);
+        }
+        rounds++;
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0); // the writer finished every batch
+    print_message("tokens CLI: %d rounds during the writes, %d saw new batches\n", rounds, grew);
+    assert_true(rounds >= 2);
+
+    // 2. fetch == rd_token_store_fetch_batch (the PS side of the training path's fetch).
+    rd_token_open_opts oo;
+    memset(&oo, 0, sizeof oo);
+    oo.mode = RD_TOKEN_READ_ONLY;
+    assert_int_equal(rd_token_store_open(dir, &oo, &s, &eb), RD_OK);
+    const size_t L = 50;
+    const int64_t before = 3333;
+    float tok[L * DIM];
+    int64_t ts[L];
+    uint64_t ids[L], user = USER;
+    uint32_t nfound = 0;
+    rd_token_fetch_out fo = {.tokens = tok, .ts = ts, .ids = ids, .n_found = &nfound};
+    assert_int_equal(rd_token_store_fetch_batch(s, 1, &user, &before, L, &fo, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    assert_int_equal(run(out, sizeof out, "%s tokens fetch %s --user %u --before %lld --n %zu",
+                         g_rd, dir, USER, (long long)before, L),
+                     0);
+    assert_int_equal(field_after(out, "n_found "), nfound);
+    assert_int_equal(nfound, L);
+    char *line = strchr(out, '\n') + 1;
+    for (uint32_t i = 0; i < nfound; i++) {
+        unsigned slot;
+        long long t;
+        unsigned long long id, item;
+        float lab, v[DIM];
+        int k = sscanf(line, "%u\t%lld\t%llu\t%f\t%llu\t%f\t%f\t%f\t%f", &slot, &t, &id, &lab,
+                       &item, &v[0], &v[1], &v[2], &v[3]);
+        assert_int_equal(k, 9);
+        assert_int_equal(t, ts[i]);
+        assert_int_equal(id, ids[i]);
+        for (size_t j = 0; j < DIM; j++)
+            assert_true(v[j] == tok[i * DIM + j]);
+        line = strchr(line, '\n') + 1;
+    }
+    assert_true(ts[nfound - 1] == before - 1);
+
+    // 3. compact (same records, verified) and gc (exactly the old ones).
+    char cp[400];
+    snprintf(cp, sizeof cp, "%s/final", g_root);
+    assert_int_equal(run(NULL, 0, "%s tokens compact %s --out %s", g_rd, dir, cp), 0);
+    assert_int_equal(run(out, sizeof out, "%s tokens verify %s", g_rd, cp), 0);
+    assert_non_null(strstr(out, "6000 records checked"));
+    assert_int_equal(run(out, sizeof out, "%s tokens gc %s --before 1000", g_rd, cp), 0);
+    assert_non_null(strstr(out, "deleted 1000 records"));
+    assert_int_equal(run(out, sizeof out, "%s tokens stats %s", g_rd, cp), 0);
+    assert_int_equal(field_after(out, "total: "), 5000);
+    assert_non_null(strstr(out, "time 1000..5999"));
+    assert_int_equal(run(out, sizeof out, "%s tokens stats %s", g_rd, dir), 0);
+    assert_int_equal(field_after(out, "total: "), 6000); // the input is untouched
+
+    // 4. Bad input.
+    assert_int_equal(run(out, sizeof out, "%s tokens stats %s/none 2>&1", g_rd, g_root), 1);
+    assert_non_null(strstr(out, "none"));
+    assert_int_equal(run(NULL, 0, "%s tokens fetch %s --before 5 --n 3 2>/dev/null", g_rd, dir), 2);
+    assert_int_equal(
+        run(NULL, 0, "%s tokens fetch %s --user 1 --before 5 --n 0 2>/dev/null", g_rd, dir), 2);
+    assert_int_equal(run(NULL, 0, "%s tokens frob %s 2>/dev/null", g_rd, dir), 2);
+    assert_int_equal(run(out, sizeof out, "%s tokens compact %s --out %s 2>&1", g_rd, dir, cp), 1);
+    assert_non_null(strstr(out, "exists"));
+    char man[420];
+    snprintf(man, sizeof man, "%s/MANIFEST", cp);
+    FILE *f = fopen(man, "r+b");
+    assert_non_null(f);
+    fseek(f, 20, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    assert_int_equal(run(out, sizeof out, "%s tokens verify %s 2>&1", g_rd, cp), 1);
+    assert_non_null(strstr(out, "MANIFEST"));
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(g_root, sizeof g_root, "/tmp/rd_test_tokentool_XXXXXX");
+    return mkdtemp(g_root) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokens_cli)};
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

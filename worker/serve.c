@@ -1,0 +1,636 @@
+// serve.c — serving bundle export and the scoring path (rd/serve.h).
+//
+// Scoring is the trainer's evaluation forward with the PS replaced by local tables: keys ->
+// table keys -> per-table dedup -> rd_table_read (rows, or the deterministic initial value) ->
+// rd_batch -> rd_model_forward -> logits_main. Every buffer is sized at open for
+// max_candidates, so a request allocates nothing. The history is shared by the candidates of a
+// request: its keys are added once per table and their row indices copied to every candidate.
+#include "rd/serve.h"
+
+#include "rd/alloc.h"
+#include "rd/hash.h"
+#include "rd/kv.h"
+#include "rd/lmdbx.h"
+#include "rd/model.h"
+#include "rd/table.h"
+#include "rd/tabletool.h"
+#include "rd/train_ckpt.h"
+#include "rd/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static const char bundle_magic[8] = {'R', 'D', 'S', 'E', 'R', 'V', 'E', '1'};
+
+struct rd_serve {
+    rd_serve_info info;
+    rd_model_config mc;
+    int n_tables;
+    rd_table_config tc[RD_MAX_TABLES];
+    rd_table *tab[RD_MAX_TABLES];
+    uint64_t table_id[RD_MAX_TABLES];
+    uint32_t width[RD_MAX_FEATURES];
+    size_t offset[RD_MAX_FEATURES];
+    rd_model *m;
+    size_t max_n;
+    // Request buffers (max_n candidates).
+    size_t cap[RD_MAX_TABLES];
+    uint64_t *raw[RD_MAX_TABLES];
+    uint64_t *uniq[RD_MAX_TABLES];
+    uint32_t *inv[RD_MAX_TABLES];
+    float *vals[RD_MAX_TABLES];
+    int32_t *fidx[RD_MAX_FEATURES];
+    int32_t *sidx; // (max_n, L)
+    uint8_t *slab; // (max_n, L)
+    int32_t *hpos; // (L) history positions in raw
+    float *labels; // (max_n) zeros: the forward wants labels
+    void *scratch;
+    size_t scratch_bytes;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Export
+
+typedef struct obuf {
+    unsigned char *p;
+    size_t len, cap;
+} obuf;
+
+static void out_put(obuf *o, const void *v, size_t n) {
+    if (o->len + n > o->cap) {
+        while (o->len + n > o->cap)
+            o->cap = o->cap ? 2 * o->cap : 1 << 16;
+        o->p = rd_xrealloc(o->p, o->cap);
+    }
+    memcpy(o->p + o->len, v, n);
+    o->len += n;
+}
+#define OUT(o, v) out_put((o), &(v), sizeof(v))
+
+// Width of feature `field` in the dataset (user, item, hour, weekday: 1).
+static int feature_width(const rd_dataset *ds, const char *field, uint32_t *w, rd_errbuf *eb) {
+    const rd_dataset_field *df = rd_dataset_find_field(ds, field);
+    if (df) {
+        if (df->kind == RD_FIELD_NUMERIC)
+            return rd_err_set(eb, RD_ERR_SCHEMA, "feature '%s' is a numeric field", field);
+        *w = df->width;
+        return RD_OK;
+    }
+    if (strcmp(field, "user") == 0 || strcmp(field, "item") == 0 || strcmp(field, "hour") == 0 ||
+        strcmp(field, "weekday") == 0) {
+        *w = 1;
+        return RD_OK;
+    }
+    return rd_err_set(eb, RD_ERR_SCHEMA, "feature '%s' is not a field of the dataset", field);
+}
+
+int rd_serve_export(const rd_config *cfg,
+                    const char *job,
+                    const char *ckpt_dir,
+                    const char *dataset_dir,
+                    const char *out,
+                    rd_errbuf *eb) {
+    const rd_job_config *jc = rd_config_find_job(cfg, job);
+    if (!jc)
+        return rd_err_set(eb, RD_ERR_NOTFOUND, "no job named '%s' in the config", job);
+    const rd_model_config *mc = rd_config_find_model(cfg, jc->model);
+    if (!mc)
+        return rd_err_set(eb, RD_ERR_NOTFOUND, "job '%s': no model named '%s'", job, jc->model);
+    if (mc->tokens.scheme > 0)
+        return rd_err_set(eb, RD_ERR_UNSUPPORTED,
+                          "model '%s': the instance-token branch is not served yet", mc->name);
+    struct stat st;
+    if (stat(out, &st) == 0)
+        return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new file name", out);
+    rd_dataset *ds = NULL;
+    rd_model *m = NULL;
+    rd_tabletool *tt = NULL;
+    obuf o = {0};
+    int rc =
+        rd_dataset_open(dataset_dir ? dataset_dir : cfg->data.dir, RD_DATASET_NOVERIFY, &ds, eb);
+    if (rc != RD_OK)
+        goto done;
+    const rd_dataset_info *di = rd_dataset_get_info(ds);
+    // 1. The model, its dense parameters from the checkpoint (config hash checked).
+    rd_model_opts mo = {.tables = cfg->ps.tables,
+                        .n_tables = cfg->ps.n_tables,
+                        .max_batch = 1,
+                        .n_numeric = di->n_numeric,
+                        .token_dim = (size_t)cfg->tokens.dim,
+                        .opt_slots = 0,
+                        .seed = 1};
+    if ((rc = rd_model_create(mc, &mo, &m, eb)) != RD_OK)
+        goto done;
+    uint64_t hash = rd_train_ckpt_config_hash(cfg, mc);
+    rd_train_pos pos;
+    if ((rc = rd_train_ckpt_read_dense(ckpt_dir, hash, &pos, m, NULL, eb)) != RD_OK)
+        goto done;
+    if (strcmp(pos.job, job) != 0) {
+        rc = rd_err_set(eb, RD_ERR_SCHEMA, "%s is a checkpoint of job '%s', not '%s'", ckpt_dir,
+                        pos.job, job);
+        goto done;
+    }
+    // Only the main tower serves: zero the auxiliary tower.
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strncmp(m->tensors[i].name, "tower_aux", 9) == 0)
+            memset(m->params + m->tensors[i].offset, 0, m->tensors[i].n * sizeof(float));
+    uint32_t width[RD_MAX_FEATURES];
+    for (int f = 0; f < m->n_features; f++)
+        if ((rc = feature_width(ds, m->features[f].field, &width[f], eb)) != RD_OK)
+            goto done;
+    // 2. The PS rows of the model's tables.
+    if ((rc = rd_tabletool_open(ckpt_dir, &tt, eb)) != RD_OK)
+        goto done;
+    int ti[RD_MAX_TABLES];
+    for (int t = 0; t < m->n_tables; t++)
+        if ((ti[t] = rd_tabletool_find(tt, m->tables[t].name)) < 0) {
+            rc = rd_err_set(eb, RD_ERR_NOTFOUND, "%s: no table '%s' (model '%s' reads it)",
+                            ckpt_dir, m->tables[t].name, mc->name);
+            goto done;
+        }
+    // 3. The bundle.
+    uint32_t version = RD_SERVE_VERSION, mcs = sizeof(rd_model_config),
+             tcs = sizeof(rd_table_config), nt = (uint32_t)m->n_tables;
+    int64_t created = (int64_t)time(NULL);
+    char name[RD_NAME_MAX];
+    out_put(&o, bundle_magic, 8);
+    OUT(&o, version);
+    OUT(&o, mcs);
+    OUT(&o, tcs);
+    OUT(&o, nt);
+    OUT(&o, hash);
+    OUT(&o, pos.step);
+    OUT(&o, cfg->run.seed);
+    OUT(&o, created);
+    memset(name, 0, sizeof name);
+    snprintf(name, sizeof name, "%s", job);
+    out_put(&o, name, sizeof name);
+    memset(name, 0, sizeof name);
+    snprintf(name, sizeof name, "%s", mc->name);
+    out_put(&o, name, sizeof name);
+    out_put(&o, mc, sizeof *mc);
+    for (int t = 0; t < m->n_tables; t++) {
+        rd_table_config tc = cfg->ps.tables[m->tables[t].ps_index];
+        tc.optim.kind = RD_OPT_SGD;
+        out_put(&o, &tc, sizeof tc);
+    }
+    uint32_t nf = (uint32_t)m->n_features, nn = di->n_numeric;
+    OUT(&o, nf);
+    out_put(&o, width, nf * sizeof width[0]);
+    OUT(&o, nn);
+    uint64_t n_slab = m->n_slab, n_params = m->n_params;
+    OUT(&o, n_slab);
+    OUT(&o, n_params);
+    out_put(&o, m->params, m->n_slab * sizeof(float));
+    const rd_ckpt_manifest *man = rd_tabletool_manifest(tt);
+    for (int t = 0; t < m->n_tables; t++) {
+        uint64_t rows = 0;
+        for (uint32_t s = 0; s < man->n_shards; s++)
+            rows += rd_table_size(rd_tabletool_table(tt, (int)s, ti[t]));
+        OUT(&o, rows);
+        for (uint32_t s = 0; s < man->n_shards; s++) {
+            const rd_table *tab = rd_tabletool_table(tt, (int)s, ti[t]);
+            for (size_t i = 0; i < rd_table_size(tab); i++) {
+                uint64_t key;
+                const float *row = rd_table_row_at(tab, i, &key, NULL, NULL);
+                OUT(&o, key);
+                out_put(&o, row, m->tables[t].dim * sizeof(float));
+            }
+        }
+    }
+    uint32_t crc = rd_crc32c(0, o.p, o.len);
+    OUT(&o, crc);
+    rc = rd_lmdbx_write_file_atomic(out, o.p, o.len, eb);
+done:
+    rd_free(o.p);
+    rd_tabletool_close(tt);
+    rd_model_destroy(m);
+    rd_dataset_close(ds);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Open / close
+
+typedef struct ibuf {
+    const unsigned char *p;
+    size_t len, off;
+    int bad;
+} ibuf;
+
+static void in_get(ibuf *b, void *v, size_t n) {
+    if (b->bad || b->len - b->off < n) {
+        b->bad = 1;
+        memset(v, 0, n);
+        return;
+    }
+    memcpy(v, b->p + b->off, n);
+    b->off += n;
+}
+#define IN(b, v) in_get((b), &(v), sizeof(v))
+
+void rd_serve_close(rd_serve *s) {
+    if (!s)
+        return;
+    for (int t = 0; t < RD_MAX_TABLES; t++) {
+        rd_table_destroy(s->tab[t]);
+        rd_free(s->raw[t]);
+        rd_free(s->uniq[t]);
+        rd_free(s->inv[t]);
+        rd_free(s->vals[t]);
+    }
+    for (int f = 0; f < RD_MAX_FEATURES; f++)
+        rd_free(s->fidx[f]);
+    rd_free(s->sidx);
+    rd_free(s->slab);
+    rd_free(s->hpos);
+    rd_free(s->labels);
+    rd_free(s->scratch);
+    rd_model_destroy(s->m);
+    rd_free(s);
+}
+
+static int read_file(const char *path, unsigned char **buf, size_t *len, rd_errbuf *eb) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", path,
+                          strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || st.st_size < 16) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: too short to be a serving bundle", path);
+    }
+    *len = (size_t)st.st_size;
+    *buf = rd_xmalloc(*len);
+    size_t got = fread(*buf, 1, *len, f);
+    fclose(f);
+    if (got != *len) {
+        rd_free(*buf);
+        return rd_err_set(eb, RD_ERR_IO, "%s: short read", path);
+    }
+    return RD_OK;
+}
+
+int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_errbuf *eb) {
+    *out = NULL;
+    if (max_candidates == 0 || max_candidates > ((size_t)1 << 20))
+        return rd_err_set(eb, RD_ERR_ARG, "max_candidates %zu outside 1..2^20", max_candidates);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int rc = read_file(path, &buf, &len, eb);
+    if (rc != RD_OK)
+        return rc;
+    rd_serve *s = rd_xcalloc(1, sizeof *s);
+    ibuf b = {buf, len - 4, 0, 0};
+    char magic[8];
+    uint32_t version, mcs, tcs, nt, crc;
+    in_get(&b, magic, 8);
+    IN(&b, version);
+    IN(&b, mcs);
+    IN(&b, tcs);
+    IN(&b, nt);
+    memcpy(&crc, buf + len - 4, 4);
+    if (memcmp(magic, bundle_magic, 8) != 0) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: not a serving bundle (bad magic)", path);
+        goto fail;
+    }
+    if (version != RD_SERVE_VERSION) {
+        rc = rd_err_set(eb, RD_ERR_VERSION, "%s: bundle version %u, this build reads version %d",
+                        path, version, RD_SERVE_VERSION);
+        goto fail;
+    }
+    if (rd_crc32c(0, buf, len - 4) != crc) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: CRC mismatch (file damaged)", path);
+        goto fail;
+    }
+    if (mcs != sizeof(rd_model_config) || tcs != sizeof(rd_table_config) || nt == 0 ||
+        nt > RD_MAX_TABLES) {
+        rc = rd_err_set(eb, RD_ERR_VERSION,
+                        "%s: written by a build with another config layout (model config %u "
+                        "bytes, table config %u, %u tables; this build: %zu, %zu)",
+                        path, mcs, tcs, nt, sizeof(rd_model_config), sizeof(rd_table_config));
+        goto fail;
+    }
+    rd_serve_info *in = &s->info;
+    in->version = version;
+    IN(&b, in->config_hash);
+    IN(&b, in->step);
+    IN(&b, in->seed);
+    IN(&b, in->created);
+    in_get(&b, in->job, RD_NAME_MAX);
+    in_get(&b, in->model, RD_NAME_MAX);
+    in->job[RD_NAME_MAX - 1] = in->model[RD_NAME_MAX - 1] = 0;
+    in_get(&b, &s->mc, sizeof s->mc);
+    s->n_tables = (int)nt;
+    for (uint32_t t = 0; t < nt; t++) {
+        in_get(&b, &s->tc[t], sizeof s->tc[t]);
+        s->tc[t].name[RD_NAME_MAX - 1] = 0;
+    }
+    uint32_t nf, nn;
+    IN(&b, nf);
+    if (nf > RD_MAX_FEATURES) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %u features", path, nf);
+        goto fail;
+    }
+    in_get(&b, s->width, nf * sizeof s->width[0]);
+    IN(&b, nn);
+    uint64_t n_slab, n_params;
+    IN(&b, n_slab);
+    IN(&b, n_params);
+    if (b.bad) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: truncated header", path);
+        goto fail;
+    }
+    // The model, then its parameters.
+    s->max_n = max_candidates;
+    rd_model_opts mo = {.tables = s->tc,
+                        .n_tables = s->n_tables,
+                        .max_batch = max_candidates,
+                        .n_numeric = nn,
+                        .token_dim = 0,
+                        .opt_slots = 0,
+                        .seed = 1};
+    if ((rc = rd_model_create(&s->mc, &mo, &s->m, eb)) != RD_OK) {
+        rd_err_prefix(eb, "%s: ", path);
+        goto fail;
+    }
+    rd_model *m = s->m;
+    if (n_slab != m->n_slab || n_params != m->n_params || (int)nf != m->n_features ||
+        m->n_tables != s->n_tables) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                        "%s: %llu dense floats and %u features, the model built from the "
+                        "bundle's config has %zu and %d",
+                        path, (unsigned long long)n_slab, nf, m->n_slab, m->n_features);
+        goto fail;
+    }
+    in_get(&b, m->params, m->n_slab * sizeof(float));
+    // Tables: created from the config and seed (initial values of unseen keys), then the rows.
+    in->rows = 0;
+    for (int t = 0; t < s->n_tables && rc == RD_OK; t++) {
+        if (m->tables[t].ps_index != t) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: table order differs from the model's", path);
+            break;
+        }
+        s->tc[t].capacity = 1024;
+        if ((rc = rd_table_create(&s->tc[t], t, in->seed, &s->tab[t], eb)) != RD_OK)
+            break;
+        s->table_id[t] = rd_hash_str(s->tc[t].name, 0);
+        uint64_t rows;
+        IN(&b, rows);
+        size_t dim = m->tables[t].dim;
+        if (b.bad || rows > (len - b.off) / (8 + dim * sizeof(float))) {
+            rc =
+                rd_err_set(eb, RD_ERR_CORRUPT, "%s: table %s: truncated rows", path, s->tc[t].name);
+            break;
+        }
+        for (uint64_t i = 0; i < rows && rc == RD_OK; i++) {
+            uint64_t key;
+            IN(&b, key);
+            float tmp[1024]; // dim <= 1024 (rd_table_create checks)
+            in_get(&b, tmp, dim * sizeof(float));
+            rc = rd_table_put(s->tab[t], key, tmp, 0, 0);
+            if (rc != RD_OK)
+                rd_err_set(eb, rc, "%s: table %s row %llu: %s", path, s->tc[t].name,
+                           (unsigned long long)i, rd_strerror(rc));
+        }
+        in->rows += rows;
+    }
+    if (rc == RD_OK && (b.bad || b.off != len - 4))
+        rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %zu bytes left over after the rows", path,
+                        len - 4 - b.off);
+    if (rc != RD_OK)
+        goto fail;
+    snprintf(in->model, sizeof in->model, "%s", s->mc.name);
+    in->n_features = m->n_features;
+    in->n_numeric = nn;
+    in->hist_len = m->seq_table >= 0 ? m->seq_length : 0;
+    in->params = m->n_params;
+    size_t K = 0;
+    for (int f = 0; f < m->n_features; f++) {
+        s->offset[f] = K;
+        K += s->width[f];
+    }
+    in->keys_per_candidate = K;
+    // Request buffers.
+    const size_t L = in->hist_len, N = max_candidates;
+    size_t cap_max = 1;
+    for (int t = 0; t < m->n_tables; t++) {
+        size_t per = 0;
+        for (int f = 0; f < m->n_features; f++)
+            if (m->features[f].table == t)
+                per += s->width[f];
+        s->cap[t] = per * N + (m->seq_table == t ? L : 0) + 1;
+        if (s->cap[t] > cap_max)
+            cap_max = s->cap[t];
+        s->raw[t] = rd_xmalloc(s->cap[t] * sizeof(uint64_t));
+        s->uniq[t] = rd_xmalloc(s->cap[t] * sizeof(uint64_t));
+        s->inv[t] = rd_xmalloc(s->cap[t] * sizeof(uint32_t));
+        s->vals[t] = rd_xmalloc(s->cap[t] * m->tables[t].dim * sizeof(float));
+    }
+    for (int f = 0; f < m->n_features; f++)
+        s->fidx[f] = rd_xmalloc(N * s->width[f] * sizeof(int32_t));
+    if (L) {
+        s->sidx = rd_xmalloc(N * L * sizeof(int32_t));
+        s->slab = rd_xmalloc(N * L);
+        s->hpos = rd_xmalloc(L * sizeof(int32_t));
+    }
+    s->labels = rd_xcalloc(N, sizeof(float));
+    s->scratch_bytes = rd_kv_dedup_scratch_bytes(cap_max);
+    s->scratch = rd_xmalloc(s->scratch_bytes);
+    rd_free(buf);
+    *out = s;
+    return RD_OK;
+fail:
+    rd_free(buf);
+    rd_serve_close(s);
+    return rc;
+}
+
+void rd_serve_get_info(const rd_serve *s, rd_serve_info *info) {
+    *info = s->info;
+}
+
+int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offset, size_t *width) {
+    if (f < 0 || f >= s->m->n_features)
+        return RD_ERR_RANGE;
+    if (field)
+        *field = s->m->features[f].field;
+    if (offset)
+        *offset = s->offset[f];
+    if (width)
+        *width = s->width[f];
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Score
+
+int rd_serve_score(
+    rd_serve *s, const rd_serve_request *req, float *scores, float *logits, rd_errbuf *eb) {
+    rd_model *m = s->m;
+    const size_t N = req->n, K = s->info.keys_per_candidate, L = s->info.hist_len;
+    if (N == 0 || N > s->max_n)
+        return rd_err_set(eb, RD_ERR_ARG, "request: %zu candidates outside 1..%zu", N, s->max_n);
+    if (!req->keys)
+        return rd_err_set(eb, RD_ERR_ARG, "request: keys missing");
+    if (s->info.n_numeric && !req->numeric)
+        return rd_err_set(eb, RD_ERR_ARG, "request: %zu numeric features per candidate missing",
+                          s->info.n_numeric);
+    size_t n_raw[RD_MAX_TABLES] = {0};
+    // 1. Table keys in use order, positions into raw.
+    for (int f = 0; f < m->n_features; f++) {
+        int t = m->features[f].table;
+        const size_t w = s->width[f], off = s->offset[f];
+        for (size_t b = 0; b < N; b++)
+            for (size_t k = 0; k < w; k++) {
+                uint64_t key = req->keys[b * K + off + k];
+                int32_t *dst = &s->fidx[f][b * w + k];
+                if (!key) {
+                    *dst = -1;
+                    continue;
+                }
+                s->raw[t][n_raw[t]] = rd_table_key(s->table_id[t], key);
+                *dst = (int32_t)n_raw[t]++;
+            }
+    }
+    if (L) {
+        int t = m->seq_table;
+        for (size_t j = 0; j < L; j++) {
+            uint64_t key = req->hist_items ? req->hist_items[j] : 0;
+            if (!key) {
+                s->hpos[j] = -1;
+                continue;
+            }
+            s->raw[t][n_raw[t]] = rd_table_key(s->table_id[t], key);
+            s->hpos[j] = (int32_t)n_raw[t]++;
+        }
+    }
+    // 2. Dedup, rows (or initial values), indices into the unique rows.
+    size_t n_uniq[RD_MAX_TABLES] = {0};
+    for (int t = 0; t < m->n_tables; t++) {
+        if (!n_raw[t])
+            continue;
+        int rc = rd_kv_dedup(s->raw[t], n_raw[t], s->uniq[t], s->inv[t], &n_uniq[t], s->scratch,
+                             s->scratch_bytes);
+        if (rc != RD_OK)
+            return rd_err_set(eb, rc, "request: dedup of table %s", s->tc[t].name);
+        rc = rd_table_read(s->tab[t], s->uniq[t], n_uniq[t], s->vals[t]);
+        if (rc != RD_OK)
+            return rd_err_set(eb, rc, "request: table %s", s->tc[t].name);
+    }
+    for (int f = 0; f < m->n_features; f++) {
+        const uint32_t *inv = s->inv[m->features[f].table];
+        int32_t *x = s->fidx[f];
+        for (size_t k = 0; k < N * s->width[f]; k++)
+            if (x[k] >= 0)
+                x[k] = (int32_t)inv[x[k]];
+    }
+    if (L) {
+        const uint32_t *inv = s->inv[m->seq_table];
+        for (size_t j = 0; j < L; j++) {
+            int32_t p = s->hpos[j] >= 0 ? (int32_t)inv[s->hpos[j]] : -1;
+            uint8_t lab = req->hist_labels && s->hpos[j] >= 0 ? req->hist_labels[j] : 0;
+            for (size_t b = 0; b < N; b++) {
+                s->sidx[b * L + j] = p;
+                s->slab[b * L + j] = lab;
+            }
+        }
+    }
+    // 3. Forward.
+    rd_batch bt;
+    memset(&bt, 0, sizeof bt);
+    bt.B = N;
+    for (int t = 0; t < m->n_tables; t++) {
+        bt.rows[t] = s->vals[t];
+        bt.n_rows[t] = n_uniq[t];
+    }
+    for (int f = 0; f < m->n_features; f++) {
+        bt.feat_idx[f] = s->fidx[f];
+        bt.feat_slots[f] = s->width[f];
+    }
+    if (L) {
+        bt.seq_idx = s->sidx;
+        bt.seq_labels = m->seq_with_labels ? s->slab : NULL;
+    }
+    bt.numeric = s->info.n_numeric ? req->numeric : NULL;
+    bt.labels = s->labels;
+    bt.temperature = 1.0f;
+    int rc = rd_model_forward(m, &bt, eb);
+    if (rc != RD_OK)
+        return rc;
+    for (size_t b = 0; b < N; b++) {
+        float z = m->logits_main[b];
+        if (logits)
+            logits[b] = z;
+        if (scores)
+            scores[b] = 1.0f / (1.0f + expf(-z));
+    }
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests from a dataset (tests, benchmarks)
+
+int rd_serve_request_from_dataset(const rd_serve *s,
+                                  const rd_dataset *ds,
+                                  uint64_t rec,
+                                  uint64_t *keys,
+                                  uint64_t *hist,
+                                  uint8_t *hist_lab,
+                                  float *numeric,
+                                  rd_errbuf *eb) {
+    const rd_dataset_info *di = rd_dataset_get_info(ds);
+    if (rec >= di->n_events)
+        return rd_err_set(eb, RD_ERR_RANGE, "record %llu not in [0, %llu)", (unsigned long long)rec,
+                          (unsigned long long)di->n_events);
+    if (di->n_numeric != s->info.n_numeric)
+        return rd_err_set(eb, RD_ERR_SCHEMA, "dataset has %u numeric features, the bundle %zu",
+                          di->n_numeric, s->info.n_numeric);
+    const rd_record *r = rd_dataset_record(ds, rec);
+    const rd_model *m = s->m;
+    for (int f = 0; f < m->n_features; f++) {
+        const char *name = m->features[f].field;
+        uint64_t *dst = keys + s->offset[f];
+        const rd_dataset_field *df = rd_dataset_find_field(ds, name);
+        if (strcmp(name, "user") == 0) {
+            dst[0] = r->user_key;
+        } else if (strcmp(name, "item") == 0) {
+            dst[0] = r->item_key;
+        } else if (df) {
+            if (df->width != s->width[f])
+                return rd_err_set(eb, RD_ERR_SCHEMA, "field '%s' has width %u, the bundle %u", name,
+                                  df->width, s->width[f]);
+            memcpy(dst, rd_dataset_keys(ds, rec) + df->offset, df->width * sizeof *dst);
+        } else if (strcmp(name, "hour") == 0 || strcmp(name, "weekday") == 0) {
+            int hour = 0, wd = 0;
+            rd_trainer_time_fields(r->ts, &hour, &wd);
+            dst[0] = name[0] == 'h' ? rd_feature_key_u64("hour", (uint64_t)hour)
+                                    : rd_feature_key_u64("weekday", (uint64_t)wd);
+        } else {
+            return rd_err_set(eb, RD_ERR_SCHEMA, "feature '%s' is not a field of the dataset",
+                              name);
+        }
+    }
+    const size_t L = s->info.hist_len;
+    if (L) {
+        size_t nh = 0;
+        const uint64_t *h = rd_dataset_history_view(ds, rec, L, &nh);
+        for (size_t j = 0; j < L; j++) {
+            if (j < nh) {
+                const rd_record *hr = rd_dataset_record(ds, h[nh - 1 - j]);
+                hist[j] = hr->item_key;
+                hist_lab[j] = hr->label > 0.5f ? 1 : 0;
+            } else {
+                hist[j] = 0;
+                hist_lab[j] = 0;
+            }
+        }
+    }
+    if (s->info.n_numeric)
+        memcpy(numeric, rd_dataset_nums(ds, rec), s->info.n_numeric * sizeof(float));
+    return RD_OK;
+}

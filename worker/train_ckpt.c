@@ -1,0 +1,456 @@
+// train_ckpt.c — a job's training checkpoint besides its PS shards: dense.bin (parameters,
+// optimizer slots, trainer position), directory naming, commit by rename, retention
+// (rd/train_ckpt.h).
+//
+// The file is built in memory and written with rd_lmdbx_write_file_atomic (temp + fsync +
+// rename): dense slabs of the models of this project are a few MB, and a torn dense.bin must
+// never exist. Reads check size, magic, version and the trailing CRC-32C before touching the
+// model, so a failed read leaves the model as it was.
+#include "rd/train_ckpt.h"
+
+#include "rd/alloc.h"
+#include "rd/hash.h"
+#include "rd/lmdbx.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char dense_magic[8] = {'R', 'D', 'D', 'E', 'N', 'S', 'E', '1'};
+
+// Header bytes: magic 8 + 2*u32 + 4*u64 + 5*f32 + i64 + 2*i32 + i64 + u64 + f64 + i32 + 2*u64
+// + 2 names.
+#define HDR_BYTES (8 + 8 + 32 + 20 + 8 + 8 + 8 + 8 + 8 + 4 + 16 + 2 * RD_NAME_MAX)
+
+// ---------------------------------------------------------------------------------------------
+// Little serializer (host byte order, like the shard envs)
+
+typedef struct wbuf {
+    unsigned char *p;
+    size_t off;
+} wbuf;
+
+static void put(wbuf *w, const void *v, size_t n) {
+    memcpy(w->p + w->off, v, n);
+    w->off += n;
+}
+#define PUT(w, v) put((w), &(v), sizeof(v))
+
+typedef struct rbuf {
+    const unsigned char *p;
+    size_t off;
+} rbuf;
+
+static void get(rbuf *r, void *v, size_t n) {
+    memcpy(v, r->p + r->off, n);
+    r->off += n;
+}
+#define GET(r, v) get((r), &(v), sizeof(v))
+
+// ---------------------------------------------------------------------------------------------
+
+int rd_train_ckpt_path(const char *root, const char *job, int64_t step, char *out, size_t cap) {
+    int n = snprintf(out, cap, "%s/%s/step-%012lld", root, job, (long long)step);
+    return n < 0 || (size_t)n >= cap ? RD_ERR_RANGE : RD_OK;
+}
+
+uint64_t rd_train_ckpt_config_hash(const rd_config *cfg, const rd_model_config *mc) {
+    // Field by field (not the struct bytes): padding and unused array tails must not matter.
+    uint64_t h = rd_hash_str(mc->name, 0x7264636b70ULL);
+    for (int f = 0; f < mc->n_features; f++) {
+        h = rd_hash_str(mc->features[f].field, h);
+        h = rd_hash_str(mc->features[f].table, h);
+        h = rd_hash64(&mc->features[f].pooling, sizeof mc->features[f].pooling, h);
+    }
+    h = rd_hash64(&mc->seq.kind, sizeof mc->seq.kind, h);
+    h = rd_hash64(&mc->seq.length, sizeof mc->seq.length, h);
+    h = rd_hash_str(mc->seq.table, h);
+    h = rd_hash64(&mc->seq.layers, sizeof mc->seq.layers, h);
+    h = rd_hash64(&mc->seq.heads, sizeof mc->seq.heads, h);
+    h = rd_hash64(&mc->seq.dim, sizeof mc->seq.dim, h);
+    h = rd_hash64(&mc->seq.with_labels, sizeof mc->seq.with_labels, h);
+    h = rd_hash64(&mc->tokens.scheme, sizeof mc->tokens.scheme, h);
+    h = rd_hash64(mc->mlp, (size_t)mc->n_mlp * sizeof mc->mlp[0], h);
+    h = rd_hash64(mc->tower, (size_t)mc->n_tower * sizeof mc->tower[0], h);
+    h = rd_hash64(&mc->two_towers, sizeof mc->two_towers, h);
+    h = rd_hash64(&mc->layer_norm, sizeof mc->layer_norm, h);
+    h = rd_hash_str(mc->activation, h);
+    for (int t = 0; t < cfg->ps.n_tables; t++) {
+        const rd_table_config *tc = &cfg->ps.tables[t];
+        int used = strcmp(mc->seq.table, tc->name) == 0;
+        for (int f = 0; f < mc->n_features && !used; f++)
+            used = strcmp(mc->features[f].table, tc->name) == 0;
+        if (!used)
+            continue;
+        h = rd_hash_str(tc->name, h);
+        h = rd_hash64(&tc->dim, sizeof tc->dim, h);
+        h = rd_hash64(&tc->optim.kind, sizeof tc->optim.kind, h);
+        h = rd_hash64(&tc->init_std, sizeof tc->init_std, h);
+        h = rd_hash64(&tc->admit_count, sizeof tc->admit_count, h);
+        h = rd_hash64(&tc->ttl, sizeof tc->ttl, h);
+    }
+    h = rd_hash64(&cfg->run.seed, sizeof cfg->run.seed, h);
+    return h ? h : 1;
+}
+
+int rd_train_ckpt_write_dense(const char *dir,
+                              const rd_train_pos *pos,
+                              const rd_model *m,
+                              const rd_dense_optim *opt,
+                              rd_errbuf *eb) {
+    char path[RD_PATH_MAX + 64];
+    if (snprintf(path, sizeof path, "%s/%s", dir, RD_TRAIN_CKPT_DENSE) >= (int)sizeof path)
+        return rd_err_set(eb, RD_ERR_ARG, "%s: checkpoint path too long", dir);
+    size_t nf = m->n_slab * (1 + m->opt_slots);
+    size_t bytes = HDR_BYTES + nf * sizeof(float) + 4;
+    wbuf w = {rd_xmalloc(bytes), 0};
+    uint32_t version = RD_TRAIN_CKPT_VERSION, kind = (uint32_t)opt->kind;
+    uint64_t n_slab = m->n_slab, n_params = m->n_params, slots = m->opt_slots, t = opt->t;
+    put(&w, dense_magic, 8);
+    PUT(&w, version);
+    PUT(&w, kind);
+    PUT(&w, n_slab);
+    PUT(&w, n_params);
+    PUT(&w, slots);
+    PUT(&w, t);
+    PUT(&w, opt->lr);
+    PUT(&w, opt->beta1);
+    PUT(&w, opt->beta2);
+    PUT(&w, opt->eps);
+    PUT(&w, opt->weight_decay);
+    PUT(&w, pos->step);
+    PUT(&w, pos->epoch);
+    PUT(&w, pos->window);
+    PUT(&w, pos->range_step);
+    PUT(&w, pos->trained);
+    PUT(&w, pos->loss_ema);
+    PUT(&w, pos->have_loss);
+    PUT(&w, pos->seed);
+    PUT(&w, pos->config_hash);
+    char name[RD_NAME_MAX];
+    memset(name, 0, sizeof name);
+    snprintf(name, sizeof name, "%s", pos->job);
+    put(&w, name, sizeof name);
+    memset(name, 0, sizeof name);
+    snprintf(name, sizeof name, "%s", pos->model);
+    put(&w, name, sizeof name);
+    put(&w, m->params, m->n_slab * sizeof(float));
+    if (m->opt_slots)
+        put(&w, m->opt_state, m->n_slab * m->opt_slots * sizeof(float));
+    uint32_t crc = rd_crc32c(0, w.p, w.off);
+    PUT(&w, crc);
+    int rc = rd_lmdbx_write_file_atomic(path, w.p, w.off, eb);
+    rd_free(w.p);
+    return rc;
+}
+
+// Load and check the whole file; *buf is freed by the caller (rd_free).
+static int load_file(const char *dir, unsigned char **buf, size_t *len, rd_errbuf *eb) {
+    char path[RD_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, RD_TRAIN_CKPT_DENSE);
+    *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", path,
+                          strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || st.st_size < HDR_BYTES + 4 ||
+        (uint64_t)st.st_size > ((uint64_t)1 << 40)) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: %lld bytes is not a dense checkpoint", path,
+                          (long long)st.st_size);
+    }
+    size_t n = (size_t)st.st_size;
+    unsigned char *p = rd_xmalloc(n);
+    size_t got = fread(p, 1, n, f);
+    fclose(f);
+    if (got != n) {
+        rd_free(p);
+        return rd_err_set(eb, RD_ERR_IO, "%s: short read", path);
+    }
+    if (memcmp(p, dense_magic, 8) != 0) {
+        rd_free(p);
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: bad magic (not a dense checkpoint)", path);
+    }
+    uint32_t version, crc;
+    memcpy(&version, p + 8, 4);
+    if (version != RD_TRAIN_CKPT_VERSION) {
+        rd_free(p);
+        return rd_err_set(eb, RD_ERR_VERSION, "%s: version %u, this build reads version %d", path,
+                          version, RD_TRAIN_CKPT_VERSION);
+    }
+    memcpy(&crc, p + n - 4, 4);
+    if (rd_crc32c(0, p, n - 4) != crc) {
+        rd_free(p);
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: CRC mismatch (file damaged)", path);
+    }
+    *buf = p;
+    *len = n;
+    return RD_OK;
+}
+
+typedef struct hdr {
+    uint32_t version, kind;
+    uint64_t n_slab, n_params, slots, t;
+    float lr, beta1, beta2, eps, wd;
+    rd_train_pos pos;
+} hdr;
+
+static void parse_hdr(const unsigned char *p, hdr *h) {
+    rbuf r = {p, 8};
+    memset(h, 0, sizeof *h);
+    GET(&r, h->version);
+    GET(&r, h->kind);
+    GET(&r, h->n_slab);
+    GET(&r, h->n_params);
+    GET(&r, h->slots);
+    GET(&r, h->t);
+    GET(&r, h->lr);
+    GET(&r, h->beta1);
+    GET(&r, h->beta2);
+    GET(&r, h->eps);
+    GET(&r, h->wd);
+    GET(&r, h->pos.step);
+    GET(&r, h->pos.epoch);
+    GET(&r, h->pos.window);
+    GET(&r, h->pos.range_step);
+    GET(&r, h->pos.trained);
+    GET(&r, h->pos.loss_ema);
+    GET(&r, h->pos.have_loss);
+    GET(&r, h->pos.seed);
+    GET(&r, h->pos.config_hash);
+    get(&r, h->pos.job, RD_NAME_MAX);
+    get(&r, h->pos.model, RD_NAME_MAX);
+    h->pos.job[RD_NAME_MAX - 1] = h->pos.model[RD_NAME_MAX - 1] = 0;
+}
+
+int rd_train_ckpt_read_pos(const char *dir, rd_train_pos *pos, rd_errbuf *eb) {
+    unsigned char *p;
+    size_t n;
+    int rc = load_file(dir, &p, &n, eb);
+    if (rc != RD_OK)
+        return rc;
+    hdr h;
+    parse_hdr(p, &h);
+    rd_free(p);
+    *pos = h.pos;
+    return RD_OK;
+}
+
+int rd_train_ckpt_read_dense(const char *dir,
+                             uint64_t expect_hash,
+                             rd_train_pos *pos,
+                             rd_model *m,
+                             rd_dense_optim *opt,
+                             rd_errbuf *eb) {
+    unsigned char *p;
+    size_t n;
+    int rc = load_file(dir, &p, &n, eb);
+    if (rc != RD_OK)
+        return rc;
+    hdr h;
+    parse_hdr(p, &h);
+    size_t want = HDR_BYTES + (size_t)(h.n_slab * (1 + h.slots)) * sizeof(float) + 4;
+    if (h.slots > 2 || h.n_slab > ((uint64_t)1 << 36) || want != n)
+        rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s/%s: %zu bytes, the header implies %zu", dir,
+                        RD_TRAIN_CKPT_DENSE, n, want);
+    else if (expect_hash && h.pos.config_hash != expect_hash)
+        rc =
+            rd_err_set(eb, RD_ERR_SCHEMA,
+                       "%s: written for another model or table config (config hash %016llx, "
+                       "expected %016llx)",
+                       dir, (unsigned long long)h.pos.config_hash, (unsigned long long)expect_hash);
+    else if (h.n_slab != m->n_slab || h.n_params != m->n_params)
+        rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                        "%s: dense slab of %llu floats (%llu params), the model has %zu (%zu)", dir,
+                        (unsigned long long)h.n_slab, (unsigned long long)h.n_params, m->n_slab,
+                        m->n_params);
+    else if (opt && h.slots != m->opt_slots)
+        rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                        "%s: %llu optimizer slots per parameter, the model has %zu", dir,
+                        (unsigned long long)h.slots, m->opt_slots);
+    if (rc == RD_OK) {
+        const unsigned char *q = p + HDR_BYTES;
+        memcpy(m->params, q, m->n_slab * sizeof(float));
+        if (opt) {
+            if (m->opt_slots)
+                memcpy(m->opt_state, q + m->n_slab * sizeof(float),
+                       m->n_slab * m->opt_slots * sizeof(float));
+            opt->t = h.t;
+        }
+        if (pos)
+            *pos = h.pos;
+    }
+    rd_free(p);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directories
+
+int rd_train_ckpt_rmtree(const char *path, rd_errbuf *eb) {
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? RD_OK : rd_err_set(eb, RD_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlink(path) != 0)
+            return rd_err_set(eb, RD_ERR_IO, "remove %s: %s", path, strerror(errno));
+        return RD_OK;
+    }
+    DIR *d = opendir(path);
+    if (!d)
+        return rd_err_set(eb, RD_ERR_IO, "%s: %s", path, strerror(errno));
+    int rc = RD_OK;
+    struct dirent *e;
+    while (rc == RD_OK && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char sub[RD_PATH_MAX * 2];
+        if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub) {
+            rc = rd_err_set(eb, RD_ERR_IO, "%s/%s: path too long", path, e->d_name);
+            break;
+        }
+        rc = rd_train_ckpt_rmtree(sub, eb);
+    }
+    closedir(d);
+    if (rc == RD_OK && rmdir(path) != 0)
+        rc = rd_err_set(eb, RD_ERR_IO, "rmdir %s: %s", path, strerror(errno));
+    return rc;
+}
+
+static void sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+int rd_train_ckpt_commit(const char *partial, const char *final, rd_errbuf *eb) {
+    // The replaced directory is moved to a hidden name first (".step-N.old"), so that a crash
+    // never leaves a half-removed checkpoint under a step-N name.
+    char old[RD_PATH_MAX * 2];
+    const char *base = strrchr(final, '/');
+    if (base)
+        snprintf(old, sizeof old, "%.*s/.%s.old", (int)(base - final), final, base + 1);
+    else
+        snprintf(old, sizeof old, ".%s.old", final);
+    struct stat st;
+    int had = stat(final, &st) == 0;
+    if (had) {
+        int rc = rd_train_ckpt_rmtree(old, eb);
+        if (rc != RD_OK)
+            return rc;
+        if (rename(final, old) != 0)
+            return rd_err_set(eb, RD_ERR_IO, "rename %s: %s", final, strerror(errno));
+    }
+    if (rename(partial, final) != 0)
+        return rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", partial, final, strerror(errno));
+    char parent[RD_PATH_MAX * 2];
+    snprintf(parent, sizeof parent, "%s", final);
+    char *slash = strrchr(parent, '/');
+    if (slash) {
+        *slash = 0;
+        sync_dir(parent[0] ? parent : "/");
+    }
+    return had ? rd_train_ckpt_rmtree(old, eb) : RD_OK;
+}
+
+// Complete checkpoints of a job folder, sorted by step (ascending). Returns the count; *steps is
+// freed by the caller.
+static int list_steps(const char *job_dir, int64_t **steps, size_t *n, rd_errbuf *eb) {
+    *steps = NULL;
+    *n = 0;
+    DIR *d = opendir(job_dir);
+    if (!d)
+        return errno == ENOENT ? RD_ERR_NOTFOUND
+                               : rd_err_set(eb, RD_ERR_IO, "%s: %s", job_dir, strerror(errno));
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long long s;
+        char tail;
+        if (strncmp(e->d_name, "step-", 5) != 0 || sscanf(e->d_name + 5, "%lld%c", &s, &tail) != 1)
+            continue;
+        char man[RD_PATH_MAX * 2];
+        snprintf(man, sizeof man, "%s/%s/MANIFEST", job_dir, e->d_name);
+        if (access(man, R_OK) != 0)
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            *steps = rd_xrealloc(*steps, cap * sizeof **steps);
+        }
+        (*steps)[(*n)++] = s;
+    }
+    closedir(d);
+    for (size_t i = 1; i < *n; i++) // insertion sort: a handful of checkpoints
+        for (size_t j = i; j > 0 && (*steps)[j - 1] > (*steps)[j]; j--) {
+            int64_t t = (*steps)[j];
+            (*steps)[j] = (*steps)[j - 1];
+            (*steps)[j - 1] = t;
+        }
+    return RD_OK;
+}
+
+// Remove one checkpoint: rename it to a hidden name first (atomic), then delete it, so that a
+// crash midway never leaves a step-N directory with some of its files gone.
+static int drop_step(const char *job_dir, int64_t step, rd_errbuf *eb) {
+    char p[RD_PATH_MAX * 2], q[RD_PATH_MAX * 2 + 16];
+    snprintf(p, sizeof p, "%s/step-%012lld", job_dir, (long long)step);
+    snprintf(q, sizeof q, "%s/.step-%012lld.deleting", job_dir, (long long)step);
+    int rc = rd_train_ckpt_rmtree(q, eb);
+    if (rc == RD_OK && rename(p, q) != 0)
+        rc = rd_err_set(eb, RD_ERR_IO, "rename %s: %s", p, strerror(errno));
+    return rc == RD_OK ? rd_train_ckpt_rmtree(q, eb) : rc;
+}
+
+int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf *eb) {
+    int64_t *steps;
+    size_t n;
+    int rc = list_steps(job_dir, &steps, &n, eb);
+    if (rc == RD_ERR_NOTFOUND)
+        return RD_OK;
+    // Checkpoints beyond `newest` belong to an earlier run in the same folder (this one has not
+    // reached them): drop them, so that they can neither outrank this run's nor be resumed from
+    // by mistake.
+    while (rc == RD_OK && n > 0 && steps[n - 1] > newest)
+        rc = drop_step(job_dir, steps[--n], eb);
+    for (size_t i = 0; rc == RD_OK && keep >= 0 && i + (size_t)keep < n; i++)
+        rc = drop_step(job_dir, steps[i], eb);
+    // Hidden leftovers of crashes (".step-N.partial", ".step-N.old", ".step-N.deleting"); the
+    // checkpoint being committed has been renamed already, so none of them is live.
+    DIR *d = rc == RD_OK ? opendir(job_dir) : NULL;
+    struct dirent *e;
+    while (d && rc == RD_OK && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, ".step-", 6) != 0)
+            continue;
+        char p[RD_PATH_MAX * 2];
+        snprintf(p, sizeof p, "%s/%s", job_dir, e->d_name);
+        rc = rd_train_ckpt_rmtree(p, eb);
+    }
+    if (d)
+        closedir(d);
+    rd_free(steps);
+    return rc;
+}
+
+int rd_train_ckpt_latest(const char *root, const char *job, char *out, size_t cap, rd_errbuf *eb) {
+    char jd[RD_PATH_MAX * 2];
+    snprintf(jd, sizeof jd, "%s/%s", root, job);
+    int64_t *steps;
+    size_t n;
+    int rc = list_steps(jd, &steps, &n, eb);
+    if (rc == RD_OK && n == 0)
+        rc = RD_ERR_NOTFOUND;
+    if (rc == RD_ERR_NOTFOUND)
+        rd_err_set(eb, rc, "%s: no complete checkpoint", jd);
+    else if (rc == RD_OK && rd_train_ckpt_path(root, job, steps[n - 1], out, cap) != RD_OK)
+        rc = rd_err_set(eb, RD_ERR_RANGE, "%s: path too long", jd);
+    rd_free(steps);
+    return rc;
+}
