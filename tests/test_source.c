@@ -1100,20 +1100,6 @@ static int grab(const rd_token_record *rec, void *user) {
     return 0;
 }
 
-static int io_fetch(void *ctx,
-                    size_t n,
-                    const uint64_t *users,
-                    const int64_t *before_t,
-                    size_t L,
-                    const rd_token_fetch_out *out,
-                    rd_errbuf *eb) {
-    return rd_token_store_fetch_batch(ctx, n, users, before_t, L, out, eb);
-}
-
-static int io_append(void *ctx, const rd_token_batch *b, rd_errbuf *eb) {
-    return rd_token_store_append(ctx, b, eb);
-}
-
 static void test_driver_persistent(void **state) {
     (void)state;
     rd_config *cfg = make_cfg(2, 4, 1, 8);
@@ -1136,7 +1122,7 @@ static void test_driver_persistent(void **state) {
     rd_token_store_opts so = {.dim = 8, .dtype = RD_TOKEN_FP32, .n_shards = 1, .no_sync = 1};
     rd_token_store *store = NULL;
     assert_int_equal(rd_token_store_create(tdir, &so, &store, &eb), RD_OK);
-    rd_source_io io = {.ctx = store, .fetch = io_fetch, .append = io_append};
+    rd_source_io io = rd_source_io_store(store);
     rd_source_driver *sd = NULL;
     assert_int_equal(rd_source_driver_create(cfg, ds, &io, 64, &sd, &eb), RD_OK);
     rd_source_train_stats st;

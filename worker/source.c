@@ -1355,7 +1355,7 @@ int rd_source_driver_run(rd_source_driver *sd,
     return rc;
 }
 
-// The direct store as the driver's I/O.
+// The driver's I/O: the store directly, or the token client (same semantics).
 static int store_fetch(void *ctx,
                        size_t n,
                        const uint64_t *users,
@@ -1368,6 +1368,30 @@ static int store_fetch(void *ctx,
 
 static int store_append(void *ctx, const rd_token_batch *b, rd_errbuf *eb) {
     return rd_token_store_append(ctx, b, eb);
+}
+
+static int client_fetch(void *ctx,
+                        size_t n,
+                        const uint64_t *users,
+                        const int64_t *before_t,
+                        size_t L,
+                        const rd_token_fetch_out *out,
+                        rd_errbuf *eb) {
+    return rd_token_client_fetch(ctx, n, users, before_t, L, out, eb);
+}
+
+static int client_append(void *ctx, const rd_token_batch *b, rd_errbuf *eb) {
+    return rd_token_client_append(ctx, b, eb);
+}
+
+rd_source_io rd_source_io_store(rd_token_store *store) {
+    rd_source_io io = {.ctx = store, .fetch = store_fetch, .append = store_append};
+    return io;
+}
+
+rd_source_io rd_source_io_client(rd_token_client *client) {
+    rd_source_io io = {.ctx = client, .fetch = client_fetch, .append = client_append};
+    return io;
 }
 
 int rd_source_train_range(const rd_config *cfg,
@@ -1387,7 +1411,7 @@ int rd_source_train_range(const rd_config *cfg,
                           cfg->tokens.dim);
     if (o->order != RD_ORDER_TIME && o->order != RD_ORDER_USER)
         return rd_err_set(eb, RD_ERR_ARG, "source driver: order %d is not time|user", o->order);
-    rd_source_io io = {.ctx = store, .fetch = store_fetch, .append = store_append};
+    rd_source_io io = rd_source_io_store(store);
     rd_source_driver *sd = NULL;
     int rc = rd_source_driver_create(cfg, ds, &io, o->batch_size, &sd, eb);
     if (rc == RD_OK)

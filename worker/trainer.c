@@ -1521,20 +1521,6 @@ static int64_t resume_skip(const rd_trainer *tr, int32_t e, int32_t w) {
 
 enum { TAG_TOKENS_READY = RD_TAG_USER + 2 };
 
-static int src_fetch(void *ctx,
-                     size_t n,
-                     const uint64_t *users,
-                     const int64_t *before_t,
-                     size_t L,
-                     const rd_token_fetch_out *out,
-                     rd_errbuf *eb) {
-    return rd_token_client_fetch(ctx, n, users, before_t, L, out, eb);
-}
-
-static int src_append(void *ctx, const rd_token_batch *b, rd_errbuf *eb) {
-    return rd_token_client_append(ctx, b, eb);
-}
-
 // Rank 0 of the builder job trains the source model (tokens.source_model) on the batch period
 // (train.epochs passes; user order for the user-order scheme), then goes through the stream
 // windows in time order training as it goes (streaming mode: each group's previous tokens come
@@ -1545,7 +1531,7 @@ static int src_append(void *ctx, const rd_token_batch *b, rd_errbuf *eb) {
 static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
     const rd_config *cfg = tr->cfg;
     double t0 = now_s();
-    rd_source_io io = {.ctx = tr->tok, .fetch = src_fetch, .append = src_append};
+    rd_source_io io = rd_source_io_client(tr->tok);
     rd_source_driver *sd = NULL;
     int rc = rd_source_driver_create(cfg, tr->ds, &io, tr->max_batch, &sd, eb);
     rd_range batch = rd_dataset_batch(tr->ds), hold = rd_dataset_holdout(tr->ds);

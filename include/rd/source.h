@@ -309,6 +309,11 @@ typedef struct rd_source_io {
     int (*append)(void *ctx, const rd_token_batch *b, rd_errbuf *eb);
 } rd_source_io;
 
+/** The io of a store opened for writing (borrowed). */
+rd_source_io rd_source_io_store(rd_token_store *store);
+/** The io through the PS ranks that own the shards (borrowed client). */
+rd_source_io rd_source_io_client(rd_token_client *client);
+
 /** A source model with its in-process tables and optimizers that lives across several ranges
  *  (the batch period, then the stream, then the holdout of one run). */
 typedef struct rd_source_driver rd_source_driver;
