@@ -94,10 +94,10 @@ awk -v T="$T" -v S="$S" -v R="$R" -v K="$COUNT" -v md="$OUT/summary.md" -v csv="
                                h[n] = byseed[s, S, sl[a]] - byseed[s, R, sl[a]] }
             gap = m[a, 1] - m[a, 3]; gain = m[a, 2] - m[a, 3]
             printf "| %s | %+.4f ± %.4f | %+.4f ± %.4f | %s |\n", sl[a], mean(g, n), sd(g, n),
-                   mean(h, n), sd(h, n), gap > 0 ? sprintf("%.3f", gain / gap) : "undefined (gap <= 0)" >> md
+                   mean(h, n), sd(h, n), (gap > 0 ? sprintf("%.3f", gain / gap) : "undefined (gap <= 0)") >> md
             printf "%s,gap,%.6f,%.6f,,,,,%d\n%s,gain,%.6f,%.6f,,,,,%d\n%s,eta,%s,,,,,,%d\n", sl[a],
                    mean(g, n), sd(g, n), n, sl[a], mean(h, n), sd(h, n), n, sl[a],
-                   gap > 0 ? sprintf("%.6f", gain / gap) : "", n >> csv
+                   (gap > 0 ? sprintf("%.6f", gain / gap) : ""), n >> csv
         }
     }' "$rows"
 rm -f "$rows"
