@@ -278,6 +278,8 @@ static const ck_key ps_keys[] = {
     K_STR(rd_ps_config, "checkpoint_dir", checkpoint_dir, 0, NULL), // resolved: <out>/ckpt
     K_INT(rd_ps_config, "checkpoint_every", checkpoint_every, 0, INT_MAX, 0, "0"),
     K_INT(rd_ps_config, "checkpoint_keep", checkpoint_keep, 1, 1000, 0, "2"),
+    K_INT(rd_ps_config, "checkpoint_every_s", checkpoint_every_s, 0, 31536000, 0, "0"),
+    K_INT(rd_ps_config, "checkpoint_every_windows", checkpoint_every_windows, 0, 10000, 0, "0"),
 };
 TABLE(ps_desc, rd_ps_config, ps_keys);
 

@@ -152,6 +152,7 @@ struct rd_trainer {
     int32_t pos_epoch;           // position of the range being trained
     int32_t pos_window;
     int64_t ckpt_step;                // step of the last checkpoint written, -1 = none
+    double ckpt_t;                    // when it was written (or the trainer created)
     char resume_dir[RD_PATH_MAX * 2]; // "" = fresh start (rd_trainer_opts.resume_dir)
     int resuming;                     // the run continues from rpos
     rd_train_pos rpos;
@@ -470,6 +471,7 @@ int rd_trainer_create(const rd_comm *comm,
         opts && opts->checkpoint_dir ? opts->checkpoint_dir : cfg->ps.checkpoint_dir;
     snprintf(tr->ckpt_root, sizeof tr->ckpt_root, "%s", croot);
     tr->ckpt_step = -1;
+    tr->ckpt_t = now_s();
     if (opts && opts->resume_dir && opts->resume_dir[0])
         snprintf(tr->resume_dir, sizeof tr->resume_dir, "%s", opts->resume_dir);
     const char *mdir = opts && opts->metrics_dir ? opts->metrics_dir : cfg->run.out_dir;
@@ -1082,15 +1084,19 @@ static size_t batch_of(int64_t n, int64_t s, size_t B) {
 // forced); the other ranks return at once. Called between rd_dense_optim_step and the next
 // step's push, so the PS cut (rd_kv_save waits for it) and the dense parameters agree.
 static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *eb) {
-    const int every = tr->cfg->ps.checkpoint_every;
+    const int every = tr->cfg->ps.checkpoint_every, every_s = tr->cfg->ps.checkpoint_every_s;
     int64_t step = rd_kv_step(tr->kv);
     if (!tr->ckpt_root[0] || step == tr->ckpt_step || step == 0)
         return RD_OK;
-    if (!force && (every <= 0 || step % every != 0))
+    // Only job rank 0 writes, so its own clock may decide the time cadence.
+    int due = force || (every > 0 && step % every == 0) ||
+              (every_s > 0 && tr->comm->job_rank == 0 && now_s() - tr->ckpt_t >= every_s);
+    if (!due)
         return RD_OK;
     tr->ckpt_step = step;
     if (tr->comm->job_rank != 0)
         return RD_OK;
+    tr->ckpt_t = now_s();
     char final[RD_PATH_MAX + 96], part[RD_PATH_MAX + 128], jdir[RD_PATH_MAX + 64];
     snprintf(jdir, sizeof jdir, "%s/%s", tr->ckpt_root, tr->job->name);
     if (rd_train_ckpt_path(tr->ckpt_root, tr->job->name, step, final, sizeof final) != RD_OK)
@@ -1238,7 +1244,10 @@ static int train_range(rd_trainer *tr,
         tr->train_s += now_s() - t0;
         // 5. Every checkpoint_every steps: the cut "steps 0..s applied" (no push of s+1 yet).
         //    Not counted as training time.
-        if ((rc = ckpt_maybe(tr, s + 1, 0, eb)) != RD_OK)
+        const int ew = tr->cfg->ps.checkpoint_every_windows;
+        int window_end =
+            s + 1 == steps && tr->pos_window >= 0 && ew > 0 && (tr->pos_window + 1) % ew == 0;
+        if ((rc = ckpt_maybe(tr, s + 1, window_end, eb)) != RD_OK)
             return rc;
         t0 = now_s();
         progress(tr, phase, s + 1, steps, 0);

@@ -253,6 +253,10 @@ typedef struct rd_ps_config {
     char checkpoint_dir[RD_PATH_MAX]; // default "<run.out_dir>/ckpt"
     int checkpoint_every;             // steps between checkpoints; 0 = only at the end; default 0
     int checkpoint_keep;              // checkpoints retained; default 2
+    int checkpoint_every_s;           // also when this many seconds passed since the last one
+                                      // (job rank 0's clock, checked between steps); 0 = off
+    int checkpoint_every_windows;     // also after the last step of every N-th stream window;
+                                      // 0 = off
 } rd_ps_config;
 
 // ---------------------------------------------------------------------------------------------

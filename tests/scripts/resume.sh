@@ -63,7 +63,13 @@ CK=A/ckpt/student
 FINAL="$(ls -d $CK/step-* | tail -1)"
 F="$(basename "$FINAL")"
 [ "$F" = "step-000000000162" ] || fail "unexpected final checkpoint $F"
-holdout() { grep "^model  " "$1" | head -1; }
+grep -Eq "^student +holdout +0\.[0-9]" A.out || fail "no holdout row in the final table: $(cat A.out)"
+holdout() { # the student's holdout row of the final table (fails the test when there is none)
+    local r
+    r=$(grep -E "^student +holdout +0\.[0-9]" "$1" | head -1)
+    [ -n "$r" ] || fail "no holdout row in $1: $(tail -5 "$1")"
+    echo "$r"
+}
 
 # --- same P: bit-identical ------------------------------------------------------------------------
 for st in 000000000040 000000000140 000000000160; do
@@ -117,6 +123,26 @@ f=$(ls KQ/ckpt/student | tail -1)
 cmp -s "KQ/ckpt/student/$f/dense.bin" "K/ckpt/student/$f/dense.bin" &&
     cmp -s "KQ/ckpt/student/$f/MANIFEST" "K/ckpt/student/$f/MANIFEST" || fail "kill -9 + resume differs"
 ls -a K/ckpt/student | grep -q '^\.step-' && fail "crash leftovers not cleaned"
+
+# --- cadence by stream windows and by seconds -------------------------------------------------------
+# 3 windows of 200 events = 4 steps each after 150 batch steps: window ends at steps 154, 158, 162
+# (the last one is also the final checkpoint). Resuming from a window end is exact too.
+sed -e 's/checkpoint_every: 20/checkpoint_every: 0\n  checkpoint_every_windows: 1/' p2.yaml > win.yaml
+run -n 3 "$RD" train win.yaml --out W >W.out 2>err || fail "window cadence: $(cat err)"
+[ "$(ls W/ckpt/student | tr '\n' ' ')" = "step-000000000154 step-000000000158 step-000000000162 " ] ||
+    fail "window cadence wrote: $(ls W/ckpt/student)"
+rm -rf B
+run -n 3 "$RD" train win.yaml --out B --resume W/ckpt/student/step-000000000158 >B.out 2>err ||
+    fail "resume from a window end: $(cat err)"
+cmp -s "W/ckpt/student/$F/dense.bin" "B/ckpt/student/$F/dense.bin" || fail "window resume: dense.bin differs"
+[ "$(holdout A.out)" = "$(holdout W.out)" ] || fail "window cadence changed the training"
+# Every second of job rank 0's clock, with 0.1 s steps: several checkpoints, each whole.
+sed -e 's/checkpoint_every: 20/checkpoint_every: 0\n  checkpoint_every_s: 1/' p2.yaml > sec.yaml
+run -n 3 "$RD" train sec.yaml --out S >/dev/null 2>err || fail "time cadence: $(cat err)"
+[ "$(ls -d S/ckpt/student/step-* | wc -l)" -ge 1 ] || fail "time cadence wrote nothing"
+for d in S/ckpt/student/step-*; do
+    "$RD" table verify "$d" | grep -q "dense.bin ok" || fail "time cadence: $d is not whole"
+done
 
 # --- bad input --------------------------------------------------------------------------------
 bad() { # $1 = message regex, rest = launch
