@@ -104,14 +104,14 @@ done
 sed -e 's/events: 6000/events: 40000/' -e 's/checkpoint_every: 20/checkpoint_every: 2/' \
     -e 's/checkpoint_keep: 100/checkpoint_keep: 3/' p2.yaml > kill.yaml
 run -n 3 "$RD" train kill.yaml --out KQ >/dev/null 2>err || fail "uninterrupted: $(cat err)"
-run -n 3 "$RD" train kill.yaml --out "$TMP/K" >/dev/null 2>&1 &
+run -n 3 "$RD" train kill.yaml --out "$TMP/K" >K0.out 2>K0.err &
 for _ in $(seq 1 200); do
     [ "$(ls -d K/ckpt/student/step-* 2>/dev/null | wc -l)" -ge 3 ] && break
     sleep 0.05
 done
 sleep 0.3
 pids=$(pgrep -f "^$RD train kill.yaml --out $TMP/K\$")
-[ -n "$pids" ] || fail "the run ended before it could be killed"
+[ -n "$pids" ] || fail "the run ended before it could be killed: $(ls K/ckpt/student 2>&1 | tail -3) $(tail -3 K0.out K0.err)"
 kill -9 $pids
 wait
 for d in K/ckpt/student/step-*; do
