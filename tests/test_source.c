@@ -1151,6 +1151,33 @@ static void test_driver_persistent(void **state) {
     assert_memory_equal(g[0].tok, g[2].tok, half * 8 * sizeof(float));
     for (int k = 0; k < 3; k++)
         free(g[k].tok);
+    // first_epoch_tokens: three epochs write exactly the tokens of a one-epoch run of a fresh
+    // driver (the first pass, each token computed before the update on its batch).
+    grab_ctx h[2];
+    for (int k = 0; k < 2; k++) {
+        char dir2[320];
+        snprintf(dir2, sizeof dir2, "%s/tokens_first_%d", g_tmp, k);
+        rd_token_store *s2 = NULL;
+        assert_int_equal(rd_token_store_create(dir2, &so, &s2, &eb), RD_OK);
+        rd_source_io io2 = rd_source_io_store(s2);
+        rd_source_driver *d2 = NULL;
+        assert_int_equal(rd_source_driver_create(cfg, ds, &io2, 64, &d2, &eb), RD_OK);
+        rd_source_train_opts fo = {.range = {0, half},
+                                   .order = RD_ORDER_USER,
+                                   .epochs = k ? 3 : 1,
+                                   .first_epoch_tokens = k};
+        assert_int_equal(rd_source_driver_run(d2, &fo, &st, &eb), RD_OK);
+        assert_int_equal(st.tokens_written, half);
+        assert_int_equal(st.events, (k ? 3 : 1) * half);
+        h[k].dim = 8;
+        h[k].tok = calloc(n * 8, sizeof(float));
+        assert_int_equal(rd_token_store_iterate(s2, -1, grab, &h[k], &eb), RD_OK);
+        rd_source_driver_destroy(d2);
+        rd_token_store_destroy(s2);
+    }
+    assert_memory_equal(h[0].tok, h[1].tok, half * 8 * sizeof(float));
+    free(h[0].tok);
+    free(h[1].tok);
     // A batch larger than the driver's is refused.
     second.batch_size = 65;
     assert_int_equal(rd_source_driver_run(sd, &second, &st, &eb), RD_ERR_ARG);

@@ -1162,8 +1162,13 @@ static void form_user_batch(driver *dv, rd_dataset_iter *it, uint64_t *pending, 
 
 // One step on the batch in dv->rec: fetch the frozen prefix, forward, record the progressive
 // predictions, backward, update, push the rows, append the tokens.
-static int
-run_step(driver *dv, int streaming, int update, double *loss_sum, uint64_t *frozen, rd_errbuf *eb) {
+static int run_step(driver *dv,
+                    int streaming,
+                    int update,
+                    int write,
+                    double *loss_sum,
+                    uint64_t *frozen,
+                    rd_errbuf *eb) {
     rd_source *src = dv->src;
     rd_model *m = dv->m;
     rd_source_batch sb;
@@ -1231,7 +1236,7 @@ run_step(driver *dv, int streaming, int update, double *loss_sum, uint64_t *froz
                          .labels = dv->tlabels,
                          .items = dv->items};
     (void)d;
-    return dv->io.append(dv->io.ctx, &tb, eb);
+    return write ? dv->io.append(dv->io.ctx, &tb, eb) : RD_OK;
 }
 
 struct rd_source_driver {
@@ -1332,12 +1337,13 @@ int rd_source_driver_run(rd_source_driver *sd,
                 form_user_batch(dv, &it, &pending, &has_pending);
             if (dv->B == 0)
                 break;
-            if ((rc = run_step(dv, oo.order == RD_ORDER_TIME, !oo.infer_only, &loss_sum,
+            int write = !oo.first_epoch_tokens || e == 0;
+            if ((rc = run_step(dv, oo.order == RD_ORDER_TIME, !oo.infer_only, write, &loss_sum,
                                &st->frozen_used, eb)) != RD_OK)
                 break;
             st->steps++;
             st->events += dv->B;
-            st->tokens_written += dv->B;
+            st->tokens_written += write ? dv->B : 0;
             n_ep += dv->B;
         }
         if (rc != RD_OK)

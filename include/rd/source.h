@@ -266,6 +266,10 @@ typedef struct rd_source_train_opts {
     size_t batch_size; // events per step; 0 = cfg.train.batch_size
     int infer_only;    // 1 = write the tokens of the range without training on it (one pass, no
                        // backward, no table push): the holdout of a run
+    int first_epoch_tokens; // 1 = append tokens during the first epoch only: every token is then
+                            // computed before the model trained on its batch (progressive, as
+                            // in the stream and the holdout); later epochs only train. 0 = every
+                            // epoch appends (the last epoch's tokens win: in-sample tokens)
 } rd_source_train_opts;
 
 typedef struct rd_source_train_stats {
