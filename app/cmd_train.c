@@ -26,6 +26,7 @@
 #include "rd/log.h"
 #include "rd/server.h"
 #include "rd/trainer.h"
+#include "rd/watch.h"
 
 #include <errno.h>
 #include <math.h>
@@ -87,9 +88,33 @@ RD_NORETURN static void die(const rd_comm *comm, const char *what, const rd_errb
     fprintf(stderr, "recdistill train: rank %d: %s: %s\n", comm ? comm->rank : 0, what,
             eb && eb->msg[0] ? eb->msg : rd_strerror(rc));
     fflush(stderr);
+    rd__watch_failing(); // this message explains the end: the sentinel must not call it a death
     MPI_Abort(MPI_COMM_WORLD, 1);
     for (;;)
         pause();
+}
+
+// Tell this rank's sentinel who we are, and the launch-wide token of its marker file (rank 0's
+// host, pid and start time, broadcast).
+static void identify(rd_watch *watch, const rd_comm *comm, const rd_config *cfg) {
+    char token[96] = "";
+    if (comm->rank == 0) {
+        char host[48] = "";
+        gethostname(host, sizeof host - 1);
+        snprintf(token, sizeof token, "%s-%ld-%lld", host, (long)getpid(), (long long)time(NULL));
+    }
+    RD_MPI_CHECK(MPI_Bcast(token, (int)sizeof token, MPI_CHAR, 0, comm->world));
+    char who[256];
+    if (comm->role_kind == RD_ROLE_PS) {
+        snprintf(who, sizeof who, "rank %d (role ps: parameter-server shard %d of %d)", comm->rank,
+                 comm->ps_index, comm->n_ps);
+    } else {
+        const rd_job_config *j = &cfg->cluster.jobs[comm->job_index];
+        snprintf(who, sizeof who, "rank %d (role %s: job '%s' rank %d of %d)", comm->rank,
+                 j->role == RD_JOB_TEACHER ? "teacher" : "student", j->name, comm->job_rank,
+                 comm->job_size);
+    }
+    rd_watch_identify(watch, who, token);
 }
 
 static int mkdir_p(const char *path) {
@@ -262,6 +287,9 @@ static void print_table(const rd_trainer_result *r) {
 
 // ---------------------------------------------------------------------------------------------
 
+static int train_main(int argc, char **argv, const char *config, const char *out, long long seed,
+                      rd_watch *watch);
+
 int rd_cmd_train(int argc, char **argv) {
     if (rd_app_wants_help(argc, argv)) {
         train_usage(stdout);
@@ -291,6 +319,19 @@ int rd_cmd_train(int argc, char **argv) {
         train_usage(stderr);
         return 2;
     }
+    // A sentinel per rank, forked before MPI exists, names a rank that dies abruptly (rd/watch.h).
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_watch *watch = NULL;
+    if (rd_watch_start(&watch, &eb) != RD_OK)
+        fprintf(stderr, "recdistill train: %s (continuing without it)\n", eb.msg);
+    int code = train_main(argc, argv, config, out, seed, watch);
+    rd_watch_stop(watch);
+    return code;
+}
+
+static int train_main(int argc, char **argv, const char *config, const char *out, long long seed,
+                      rd_watch *watch) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
@@ -339,6 +380,7 @@ int rd_cmd_train(int argc, char **argv) {
         return 1;
     }
     rd_log_set_rank(rank, comm->role_kind == RD_ROLE_PS ? "ps" : comm->job_name[comm->job_index]);
+    identify(watch, comm, cfg);
     rd_blas_set_threads(cfg->cluster.blas_threads);
 
     // 3. Run folder and dataset, by rank 0; everyone waits on the status.

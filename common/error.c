@@ -3,6 +3,7 @@
 // The fatal path must end the whole job: a bare abort() on one rank leaves the others spinning in
 // MPI calls, so when MPI is initialised we call MPI_Abort on COMM_WORLD.
 #include "rd/error.h"
+#include "rd/watch.h"
 #include "rd/log.h"
 
 #include <mpi.h>
@@ -62,6 +63,7 @@ static RD_NORETURN void die(void) {
     MPI_Finalized(&finalized);
     fflush(stdout);
     fflush(stderr);
+    rd__watch_failing(); // the message above names the failure: no "died" line from the sentinel
     if (inited && !finalized)
         MPI_Abort(MPI_COMM_WORLD, 1);
     abort();
