@@ -10,6 +10,8 @@
 #include "rd/lmdbx.h"
 
 #include <errno.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +34,7 @@ int rd_lmdbx_status(int rc) {
         case MDB_MAP_FULL:
         case MDB_TXN_FULL:
         case ENOSPC:
+        case EFBIG: // the file may not grow (RLIMIT_FSIZE, file system limit): no space for it
 #ifdef EDQUOT
         case EDQUOT:
 #endif
@@ -59,6 +62,24 @@ int rd_lmdbx_status(int rc) {
     }
 }
 
+// LMDB reports a short write (the usual form of a full disk, or of a file-size limit) as EIO.
+// Tell that case apart: little free space where the env lives, or a finite RLIMIT_FSIZE.
+static int looks_full(const char *path) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        return 1;
+    struct statvfs vf;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    while (statvfs(dir, &vf) != 0) {
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+            return 0;
+        *slash = '\0';
+    }
+    return (uint64_t)vf.f_bavail * vf.f_frsize < (uint64_t)4 << 20;
+}
+
 int rd_lmdbx_error(rd_errbuf *eb, int rc, const char *what, const char *path) {
     if (rc == 0)
         return RD_OK;
@@ -66,6 +87,10 @@ int rd_lmdbx_error(rd_errbuf *eb, int rc, const char *what, const char *path) {
     const char *why = mdb_strerror(rc);
     if (rc == MDB_TXN_FULL)
         why = "transaction has too many dirty pages (MDB_TXN_FULL)";
+    if (rc == EIO && path && looks_full(path)) {
+        st = RD_ERR_FULL;
+        why = "short write: no space left (disk full or file size limit)";
+    }
     rd_err_set(eb, st, "%s: %s: %s (LMDB rc %d)", what ? what : "LMDB", path ? path : "(env)", why,
                rc);
     return st;
@@ -98,7 +123,7 @@ int rd_lmdbx_mkdir_p(const char *path, rd_errbuf *eb) {
 
 static int io_error(rd_errbuf *eb, const char *what, const char *path) {
     int e = errno;
-    return rd_err_set(eb, e == ENOSPC || e == EDQUOT ? RD_ERR_FULL : RD_ERR_IO, "%s %s: %s", what,
+    return rd_err_set(eb, e == ENOSPC || e == EDQUOT || e == EFBIG ? RD_ERR_FULL : RD_ERR_IO, "%s %s: %s", what,
                       path, strerror(e));
 }
 
