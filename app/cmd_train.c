@@ -7,8 +7,9 @@
 //   1. rank 0 loads the config; the status, then the config, are broadcast (bad config: rank 0
 //      prints one line, every rank exits 1).
 //   2. the world size must equal rd_config_world_size (else one message from rank 0, exit 1).
-//   3. rank 0 creates run.out_dir and, when data.dir holds no dataset, prepares it; the others
-//      wait on a polled broadcast of the status (a failure: every rank exits 1).
+//   3. rank 0 creates run.out_dir and, when data.dir holds no dataset, prepares it (else verifies
+//      the existing one in full, CRCs included); the others wait on a polled broadcast of the
+//      status (a failure: every rank exits 1).
 //   4. roles: PS ranks rd_ps_serve; workers rd_trainer_create / run / destroy. A failure on any
 //      rank from here on is printed by that rank and ends the launch with MPI_Abort (the other
 //      ranks may be inside collectives or the PS loop, which nothing else could interrupt).
@@ -89,6 +90,10 @@ RD_NORETURN static void die(const rd_comm *comm, const char *what, const rd_errb
             eb && eb->msg[0] ? eb->msg : rd_strerror(rc));
     fflush(stderr);
     rd__watch_failing(); // this message explains the end: the sentinel must not call it a death
+    // Let the launcher forward this message before MPI_Abort has every rank killed (hydra lost it
+    // about 1 abort in 12 on a loaded host without the pause).
+    struct timespec pause_ts = {0, 250 * 1000 * 1000};
+    nanosleep(&pause_ts, NULL);
     MPI_Abort(MPI_COMM_WORLD, 1);
     for (;;)
         pause();
@@ -302,8 +307,9 @@ int rd_cmd_train(int argc, char **argv) {
             out = argv[++i];
         } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
             char *end = NULL;
+            errno = 0;
             seed = strtoll(argv[++i], &end, 10);
-            if (!*argv[i] || *end || seed < 0) {
+            if (!*argv[i] || *end || seed < 0 || errno == ERANGE) { // ERANGE: saturated, not N
                 fprintf(stderr, "recdistill train: --seed: '%s' is not a non-negative integer\n",
                         argv[i]);
                 return 2;
@@ -405,6 +411,17 @@ static int train_main(int argc, char **argv, const char *config, const char *out
             if (st.rc != RD_OK)
                 memcpy(st.msg, peb.msg[0] ? peb.msg : rd_strerror(st.rc),
                        peb.msg[0] ? sizeof st.msg : strlen(rd_strerror(st.rc)) + 1);
+        } else {
+            // An existing dataset is checked once, in full (records and index CRCs), here: the
+            // trainers map it without the check, and a damaged record would otherwise train
+            // silently or trip an assertion deep in the index code.
+            rd_errbuf veb;
+            rd_errbuf_clear(&veb);
+            rd_dataset *ds = NULL;
+            st.rc = rd_dataset_open(cfg->data.dir, 0, &ds, &veb);
+            rd_dataset_close(ds);
+            if (st.rc != RD_OK)
+                snprintf(st.msg, sizeof st.msg, "%.1000s", veb.msg[0] ? veb.msg : rd_strerror(st.rc));
         }
     }
     bcast_polled(&st, (int)sizeof st, MPI_BYTE, MPI_COMM_WORLD, poll);
