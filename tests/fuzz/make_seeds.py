@@ -84,8 +84,7 @@ put(os.path.join(C, "csv"), "tsv_quoted", bytes([5]) + b'a\tb\n"x\ty"\t2\n"q""q"
 put(os.path.join(C, "csv"), "ml_colons", bytes([3]) + b"1::2::5::881250949\n3::4::1::8\n")
 put(os.path.join(C, "csv"), "pipes_short_lines", bytes([10]) + b"1|F|0|0|1\n" * 3)
 
-# --- dataset seed: a prepared events.bin, verified (0) and not (1) ------------------------------
+# --- dataset seed: a prepared events.bin -------------------------------------------------------
 if len(sys.argv) > 1:
     ev = open(sys.argv[1], "rb").read()
-    put(os.path.join(C, "dataset"), "tiny_verify", b"\0" + ev)
-    put(os.path.join(C, "dataset"), "tiny_noverify", b"\1" + ev)
+    put(os.path.join(C, "dataset"), "tiny", ev)
