@@ -202,7 +202,7 @@ RD_NORETURN static void sentinel(int rfd, pid_t parent) {
             char msg[1024];
             int n = snprintf(msg, sizeof msg,
                              "recdistill: %s, pid %ld on host %s, died without an orderly exit "
-                             "(killed by a signal or crashed); the launcher ends the whole job\n",
+                             "(killed by a signal or crashed); the job cannot go on without it\n",
                              ident, (long)parent, host);
             if (n > 0)
                 write_all(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);

@@ -16,7 +16,7 @@
 // only the rank holds. The kernel closes the write end whatever way the rank ends, so the sentinel
 // always learns of the end; without a prior rd_watch_stop() it prints
 //   recdistill: rank 1 (teacher: job 'teacher' rank 0, pid 123 on host vm) died without an orderly
-//   exit (killed or crashed); the launcher ends the whole job
+//   exit (killed by a signal or crashed); the job cannot go on without it
 // on the rank's stderr, which the launcher still forwards.
 //
 // Which rank died first: all ranks of a torn-down launch end abruptly, the victims within a
