@@ -292,8 +292,8 @@ static void print_table(const rd_trainer_result *r) {
 
 // ---------------------------------------------------------------------------------------------
 
-static int train_main(int argc, char **argv, const char *config, const char *out, long long seed,
-                      rd_watch *watch);
+static int train_main(
+    int argc, char **argv, const char *config, const char *out, long long seed, rd_watch *watch);
 
 int rd_cmd_train(int argc, char **argv) {
     if (rd_app_wants_help(argc, argv)) {
@@ -336,8 +336,8 @@ int rd_cmd_train(int argc, char **argv) {
     return code;
 }
 
-static int train_main(int argc, char **argv, const char *config, const char *out, long long seed,
-                      rd_watch *watch) {
+static int train_main(
+    int argc, char **argv, const char *config, const char *out, long long seed, rd_watch *watch) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
@@ -421,7 +421,8 @@ static int train_main(int argc, char **argv, const char *config, const char *out
             st.rc = rd_dataset_open(cfg->data.dir, 0, &ds, &veb);
             rd_dataset_close(ds);
             if (st.rc != RD_OK)
-                snprintf(st.msg, sizeof st.msg, "%.1000s", veb.msg[0] ? veb.msg : rd_strerror(st.rc));
+                snprintf(st.msg, sizeof st.msg, "%.1000s",
+                         veb.msg[0] ? veb.msg : rd_strerror(st.rc));
         }
     }
     bcast_polled(&st, (int)sizeof st, MPI_BYTE, MPI_COMM_WORLD, poll);

@@ -3,8 +3,8 @@
 // The fatal path must end the whole job: a bare abort() on one rank leaves the others spinning in
 // MPI calls, so when MPI is initialised we call MPI_Abort on COMM_WORLD.
 #include "rd/error.h"
-#include "rd/watch.h"
 #include "rd/log.h"
+#include "rd/watch.h"
 
 #include <mpi.h>
 #include <stdarg.h>

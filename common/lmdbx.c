@@ -10,12 +10,12 @@
 #include "rd/lmdbx.h"
 
 #include <errno.h>
-#include <sys/resource.h>
-#include <sys/statvfs.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_MAP    (UINT64_C(1) << 40) // 1 TiB of address space, not of disk
@@ -123,8 +123,8 @@ int rd_lmdbx_mkdir_p(const char *path, rd_errbuf *eb) {
 
 static int io_error(rd_errbuf *eb, const char *what, const char *path) {
     int e = errno;
-    return rd_err_set(eb, e == ENOSPC || e == EDQUOT || e == EFBIG ? RD_ERR_FULL : RD_ERR_IO, "%s %s: %s", what,
-                      path, strerror(e));
+    return rd_err_set(eb, e == ENOSPC || e == EDQUOT || e == EFBIG ? RD_ERR_FULL : RD_ERR_IO,
+                      "%s %s: %s", what, path, strerror(e));
 }
 
 int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb) {
@@ -238,8 +238,8 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
         MDB_stat ms;
         char data[4096 + 16];
         snprintf(data, sizeof data, "%s/data.mdb", path);
-        if (mdb_env_info(env, &info) == 0 && mdb_env_stat(env, &ms) == 0 &&
-            stat(data, &st) == 0 && st.st_size > 0) {
+        if (mdb_env_info(env, &info) == 0 && mdb_env_stat(env, &ms) == 0 && stat(data, &st) == 0 &&
+            st.st_size > 0) {
             uint64_t need = ((uint64_t)info.me_last_pgno + 1) * (uint64_t)ms.ms_psize;
             if (need > (uint64_t)st.st_size) {
                 mdb_env_close(env);

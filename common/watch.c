@@ -5,16 +5,16 @@
 // that keeps only the pipe's read end and stderr, reads until end of file. The kernel closes the
 // write end when the rank ends in any way, so an end of file without "X" is an abrupt end.
 //
-// The write end is also kept in a process-wide variable (for rd__watch_failing) so that rd__fatal and
-// RD_MPI_CHECK, which end the launch from anywhere, can say "F" first. It is the only mutable
+// The write end is also kept in a process-wide variable (for rd__watch_failing) so that rd__fatal
+// and RD_MPI_CHECK, which end the launch from anywhere, can say "F" first. It is the only mutable
 // global besides the logger state, set once per process.
 #include "rd/watch.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdint.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +23,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <unistd.h>
 
 struct rd_watch {
     int fd;    // write end of the pipe
@@ -31,7 +30,6 @@ struct rd_watch {
 };
 
 static int watch_fd = -1;
-
 
 static void write_all(int fd, const char *s, size_t n) {
     while (n > 0) {
@@ -122,7 +120,6 @@ static int stamp_first(const char *name_prefix, long pid, int64_t t) {
     closedir(d);
     return first;
 }
-
 
 RD_NORETURN static void sentinel(int rfd, pid_t parent) {
     // Keep only the pipe and stderr: a held stdout or PMI socket would delay the launcher.
