@@ -8,8 +8,9 @@
 //   1. rank 0 loads the config; the status, then the config, are broadcast (bad config: rank 0
 //      prints one line, every rank exits 1).
 //   2. the world size must equal rd_config_world_size (else one message from rank 0, exit 1).
-//   3. rank 0 creates run.out_dir and, when data.dir holds no dataset, prepares it; the others
-//      wait on a polled broadcast of the status (a failure: every rank exits 1).
+//   3. rank 0 creates run.out_dir and, when data.dir holds no dataset, prepares it (else verifies
+//      the existing one in full, CRCs included); the others wait on a polled broadcast of the
+//      status (a failure: every rank exits 1).
 //   4. roles: PS ranks rd_ps_serve; workers rd_trainer_create / run / destroy. A failure on any
 //      rank from here on is printed by that rank and ends the launch with MPI_Abort (the other
 //      ranks may be inside collectives or the PS loop, which nothing else could interrupt).
@@ -30,6 +31,7 @@
 #include "rd/tokens.h"
 #include "rd/traffic.h"
 #include "rd/trainer.h"
+#include "rd/watch.h"
 
 #include <errno.h>
 #include <math.h>
@@ -93,9 +95,37 @@ RD_NORETURN static void die(const rd_comm *comm, const char *what, const rd_errb
     fprintf(stderr, "recdistill train: rank %d: %s: %s\n", comm ? comm->rank : 0, what,
             eb && eb->msg[0] ? eb->msg : rd_strerror(rc));
     fflush(stderr);
+    rd__watch_failing(); // this message explains the end: the sentinel must not call it a death
+    // Let the launcher forward this message before MPI_Abort has every rank killed (hydra lost it
+    // about 1 abort in 12 on a loaded host without the pause).
+    struct timespec pause_ts = {0, 250 * 1000 * 1000};
+    nanosleep(&pause_ts, NULL);
     MPI_Abort(MPI_COMM_WORLD, 1);
     for (;;)
         pause();
+}
+
+// Tell this rank's sentinel who we are, and the launch-wide token of its marker file (rank 0's
+// host, pid and start time, broadcast).
+static void identify(rd_watch *watch, const rd_comm *comm, const rd_config *cfg) {
+    char token[96] = "";
+    if (comm->rank == 0) {
+        char host[48] = "";
+        gethostname(host, sizeof host - 1);
+        snprintf(token, sizeof token, "%s-%ld-%lld", host, (long)getpid(), (long long)time(NULL));
+    }
+    RD_MPI_CHECK(MPI_Bcast(token, (int)sizeof token, MPI_CHAR, 0, comm->world));
+    char who[256];
+    if (comm->role_kind == RD_ROLE_PS) {
+        snprintf(who, sizeof who, "rank %d (role ps: parameter-server shard %d of %d)", comm->rank,
+                 comm->ps_index, comm->n_ps);
+    } else {
+        const rd_job_config *j = &cfg->cluster.jobs[comm->job_index];
+        snprintf(who, sizeof who, "rank %d (role %s: job '%s' rank %d of %d)", comm->rank,
+                 j->role == RD_JOB_TEACHER ? "teacher" : "student", j->name, comm->job_rank,
+                 comm->job_size);
+    }
+    rd_watch_identify(watch, who, token);
 }
 
 static int mkdir_p(const char *path) {
@@ -170,6 +200,14 @@ static int apply_out(rd_config *cfg, const char *out, rd_errbuf *eb) {
 
 // ---------------------------------------------------------------------------------------------
 
+static int train_main(int argc,
+                      char **argv,
+                      const char *config,
+                      const char *out,
+                      const char *resume,
+                      long long seed,
+                      rd_watch *watch);
+
 int rd_cmd_train(int argc, char **argv) {
     if (rd_app_wants_help(argc, argv)) {
         train_usage(stdout);
@@ -184,8 +222,9 @@ int rd_cmd_train(int argc, char **argv) {
             resume = argv[++i];
         } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
             char *end = NULL;
+            errno = 0;
             seed = strtoll(argv[++i], &end, 10);
-            if (!*argv[i] || *end || seed < 0) {
+            if (!*argv[i] || *end || seed < 0 || errno == ERANGE) { // ERANGE: saturated, not N
                 fprintf(stderr, "recdistill train: --seed: '%s' is not a non-negative integer\n",
                         argv[i]);
                 return 2;
@@ -201,6 +240,24 @@ int rd_cmd_train(int argc, char **argv) {
         train_usage(stderr);
         return 2;
     }
+    // A sentinel per rank, forked before MPI exists, names a rank that dies abruptly (rd/watch.h).
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_watch *watch = NULL;
+    if (rd_watch_start(&watch, &eb) != RD_OK)
+        fprintf(stderr, "recdistill train: %s (continuing without it)\n", eb.msg);
+    int code = train_main(argc, argv, config, out, resume, seed, watch);
+    rd_watch_stop(watch);
+    return code;
+}
+
+static int train_main(int argc,
+                      char **argv,
+                      const char *config,
+                      const char *out,
+                      const char *resume,
+                      long long seed,
+                      rd_watch *watch) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
@@ -249,6 +306,7 @@ int rd_cmd_train(int argc, char **argv) {
         return 1;
     }
     rd_log_set_rank(rank, comm->role_kind == RD_ROLE_PS ? "ps" : comm->job_name[comm->job_index]);
+    identify(watch, comm, cfg);
     rd_blas_set_threads(cfg->cluster.blas_threads);
 
     // 3. Run folder and dataset, by rank 0; everyone waits on the status.
@@ -273,6 +331,18 @@ int rd_cmd_train(int argc, char **argv) {
             if (st.rc != RD_OK)
                 memcpy(st.msg, peb.msg[0] ? peb.msg : rd_strerror(st.rc),
                        peb.msg[0] ? sizeof st.msg : strlen(rd_strerror(st.rc)) + 1);
+        } else {
+            // An existing dataset is checked once, in full (records and index CRCs), here: the
+            // trainers map it without the check, and a damaged record would otherwise train
+            // silently or trip an assertion deep in the index code.
+            rd_errbuf veb;
+            rd_errbuf_clear(&veb);
+            rd_dataset *ds = NULL;
+            st.rc = rd_dataset_open(cfg->data.dir, 0, &ds, &veb);
+            rd_dataset_close(ds);
+            if (st.rc != RD_OK)
+                snprintf(st.msg, sizeof st.msg, "%.1000s",
+                         veb.msg[0] ? veb.msg : rd_strerror(st.rc));
         }
         if (st.rc == RD_OK && rd_config_token_job(cfg) >= 0)
             st.rc = token_store_ready(cfg, st.msg, sizeof st.msg);

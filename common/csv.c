@@ -434,6 +434,13 @@ int rd_csv_next(rd_csv_reader *r, const rd_csv_field **fields, size_t *n, rd_err
         for (size_t i = 0; i < nf; i++) {
             r->fields[i].ptr = r->out + r->starts[i];
             r->fields[i].len = r->starts[i + 1] - r->starts[i];
+            // A NUL byte is never text: a binary or damaged file, not a value to hash.
+            if (r->fields[i].len && memchr(r->fields[i].ptr, '\0', r->fields[i].len)) {
+                r->failed = 1;
+                return rd_err_set(eb, RD_ERR_PARSE,
+                                  "%s:%llu: NUL byte in column %zu (a binary or damaged file?)",
+                                  r->name, (unsigned long long)r->row_line, i + 1);
+            }
         }
         *fields = r->fields;
         *n = nf;

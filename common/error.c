@@ -4,12 +4,14 @@
 // MPI calls, so when MPI is initialised we call MPI_Abort on COMM_WORLD.
 #include "rd/error.h"
 #include "rd/log.h"
+#include "rd/watch.h"
 
 #include <mpi.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const char *rd_strerror(int status) {
     switch (status) {
@@ -62,6 +64,14 @@ static RD_NORETURN void die(void) {
     MPI_Finalized(&finalized);
     fflush(stdout);
     fflush(stderr);
+    rd__watch_failing(); // the message above names the failure: no "died" line from the sentinel
+    if (inited && !finalized) {
+        // Give the launcher's proxy time to forward our last stderr lines: MPI_Abort makes it
+        // kill every rank at once, and a message still in the pipe is then lost (seen with
+        // hydra about 1 abort in 12 on a loaded host).
+        struct timespec ts = {0, 250 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     if (inited && !finalized)
         MPI_Abort(MPI_COMM_WORLD, 1);
     abort();

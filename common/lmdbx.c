@@ -13,7 +13,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_MAP    (UINT64_C(1) << 40) // 1 TiB of address space, not of disk
@@ -32,6 +34,7 @@ int rd_lmdbx_status(int rc) {
         case MDB_MAP_FULL:
         case MDB_TXN_FULL:
         case ENOSPC:
+        case EFBIG: // the file may not grow (RLIMIT_FSIZE, file system limit): no space for it
 #ifdef EDQUOT
         case EDQUOT:
 #endif
@@ -59,6 +62,24 @@ int rd_lmdbx_status(int rc) {
     }
 }
 
+// LMDB reports a short write (the usual form of a full disk, or of a file-size limit) as EIO.
+// Tell that case apart: little free space where the env lives, or a finite RLIMIT_FSIZE.
+static int looks_full(const char *path) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        return 1;
+    struct statvfs vf;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    while (statvfs(dir, &vf) != 0) {
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+            return 0;
+        *slash = '\0';
+    }
+    return (uint64_t)vf.f_bavail * vf.f_frsize < (uint64_t)4 << 20;
+}
+
 int rd_lmdbx_error(rd_errbuf *eb, int rc, const char *what, const char *path) {
     if (rc == 0)
         return RD_OK;
@@ -66,6 +87,10 @@ int rd_lmdbx_error(rd_errbuf *eb, int rc, const char *what, const char *path) {
     const char *why = mdb_strerror(rc);
     if (rc == MDB_TXN_FULL)
         why = "transaction has too many dirty pages (MDB_TXN_FULL)";
+    if (rc == EIO && path && looks_full(path)) {
+        st = RD_ERR_FULL;
+        why = "short write: no space left (disk full or file size limit)";
+    }
     rd_err_set(eb, st, "%s: %s: %s (LMDB rc %d)", what ? what : "LMDB", path ? path : "(env)", why,
                rc);
     return st;
@@ -98,8 +123,8 @@ int rd_lmdbx_mkdir_p(const char *path, rd_errbuf *eb) {
 
 static int io_error(rd_errbuf *eb, const char *what, const char *path) {
     int e = errno;
-    return rd_err_set(eb, e == ENOSPC || e == EDQUOT ? RD_ERR_FULL : RD_ERR_IO, "%s %s: %s", what,
-                      path, strerror(e));
+    return rd_err_set(eb, e == ENOSPC || e == EDQUOT || e == EFBIG ? RD_ERR_FULL : RD_ERR_IO,
+                      "%s %s: %s", what, path, strerror(e));
 }
 
 int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb) {
@@ -204,6 +229,26 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
         mdb_env_close(env);
         // LMDB says EINVAL for a file that is not an LMDB env on some paths; MDB_INVALID on most.
         return rd_lmdbx_error(eb, rc, "mdb_env_open", path);
+    }
+    // A truncated data.mdb (copied in part, a full disk during a copy) still opens: its meta page
+    // names pages past the end of the file, and the first read of one through the map is a
+    // SIGBUS. Check the file against the meta page before anything reads a page.
+    {
+        MDB_envinfo info;
+        MDB_stat ms;
+        char data[4096 + 16];
+        snprintf(data, sizeof data, "%s/data.mdb", path);
+        if (mdb_env_info(env, &info) == 0 && mdb_env_stat(env, &ms) == 0 && stat(data, &st) == 0 &&
+            st.st_size > 0) {
+            uint64_t need = ((uint64_t)info.me_last_pgno + 1) * (uint64_t)ms.ms_psize;
+            if (need > (uint64_t)st.st_size) {
+                mdb_env_close(env);
+                return rd_err_set(eb, RD_ERR_CORRUPT,
+                                  "LMDB env %s: data.mdb is truncated: %lld bytes, but its last "
+                                  "page ends at byte %llu",
+                                  path, (long long)st.st_size, (unsigned long long)need);
+            }
+        }
     }
     if (!o->read_only) {
         // Opened with the size recorded in the file; raise it to the requested one (never shrink:

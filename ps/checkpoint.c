@@ -10,6 +10,7 @@
 // Rows are written in key order with MDB_APPEND (sequential B-tree fill, no page splits), so the
 // files, and their CRCs, do not depend on the hash map's layout.
 #include "rd/checkpoint.h"
+#include "rd/lmdbx.h"
 #include "rd/alloc.h"
 #include "rd/hash.h"
 #include "rd/optim.h"
@@ -130,6 +131,12 @@ static int dir_exists(const char *path) {
 }
 
 static int lmdb_err(rd_errbuf *eb, int rc, const char *what, const char *path) {
+    // A full disk is RD_ERR_FULL with its own words (rd_lmdbx_error tells a short write apart).
+    if (rc == ENOSPC || rc == EFBIG || rc == EIO || rc == MDB_MAP_FULL) {
+        int st = rd_lmdbx_error(NULL, rc, what, path);
+        if (st == RD_ERR_FULL)
+            return rd_lmdbx_error(eb, rc, what, path);
+    }
     return rd_err_set(eb, RD_ERR_LMDB, "%s %s: %s", what, path, mdb_strerror(rc));
 }
 

@@ -164,9 +164,12 @@ rd_train() {
     # OPENBLAS/OMP threads: one per rank unless the user asked otherwise (cluster.blas_threads
     # sets OpenBLAS's own count inside recdistill).
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-    rd_note "job ${SLURM_JOB_ID:-?}: srun --mpi=pmi2 $* $RD_BIN train $RD_CONFIG"
+    # --kill-on-bad-exit: a rank that dies (kill -9, OOM, crash) ends the step at once; without
+    # it srun leaves the other ranks spinning in MPI until the time limit (tests/scripts/
+    # rank_death.sh, docs/reliability.md).
+    rd_note "job ${SLURM_JOB_ID:-?}: srun --mpi=pmi2 --kill-on-bad-exit=1 $* $RD_BIN train $RD_CONFIG"
     local t0=$SECONDS
-    srun --mpi=pmi2 "$@" "$RD_BIN" train "$RD_CONFIG" || rc=$?
+    srun --mpi=pmi2 --kill-on-bad-exit=1 "$@" "$RD_BIN" train "$RD_CONFIG" || rc=$?
     rd_note "job ${SLURM_JOB_ID:-?}: train exited $rc after $((SECONDS - t0)) s"
     [ "$rc" -eq 0 ] || exit "$rc"
     [ -s "$dir/report.json" ] || rd_die "train exited 0 but left no $dir/report.json"

@@ -134,6 +134,18 @@ static void test_errors_name_line(void **state) {
     assert_non_null(strstr(o.eb.msg, "mem.csv:3:"));
     assert_non_null(strstr(o.eb.msg, "after the closing quote"));
 
+    // A NUL byte (binary or damaged input) is an error naming the line and column.
+    {
+        static const char nul[] = "a,b\n1,2\n3,x\0y\n";
+        rd_csv_options o2 = {.delimiter = ",", .quote = '"'};
+        rd_csv_reader *rn = NULL;
+        assert_int_equal(rd_csv_open_mem("nul.csv", nul, sizeof nul - 1, &o2, &rn, NULL), RD_OK);
+        drain(rn, &o);
+        assert_int_equal(o.rc, RD_ERR_PARSE);
+        assert_non_null(strstr(o.eb.msg, "nul.csv:3: NUL byte in column 2"));
+        rd_csv_close(rn);
+    }
+
     // Row length limit.
     rd_csv_options opt = {.delimiter = ",", .quote = '"', .max_line = 16};
     rd_csv_reader *r = NULL;

@@ -21,7 +21,8 @@
 // (no transcoding: Latin-1 input simply yields Latin-1 bytes).
 //
 // Errors (RD_ERR_PARSE, message "name:line: ..."): unterminated quoted field, a character after a
-// closing quote that is not a delimiter or the end of the row, a row longer than max_line bytes.
+// closing quote that is not a delimiter or the end of the row, a row longer than max_line bytes,
+// a NUL byte in a field (binary or damaged input).
 // RD_ERR_IO for unreadable files, RD_ERR_NOMEM when a buffer cannot grow.
 #ifndef RD_CSV_H
 #define RD_CSV_H

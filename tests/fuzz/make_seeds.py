@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""make_seeds.py — (re)write the small committed seed corpora of tests/fuzz/corpus/ and the wire
+cases of tests/bad/wire/. Configs and CSVs are copied from tests/; the dataset seed needs a
+prepared events.bin (pass its path). Run from the repository root:
+
+    python3 tests/fuzz/make_seeds.py [path/to/events.bin]
+"""
+import os, shutil, struct, sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+C = os.path.join(ROOT, "tests", "fuzz", "corpus")
+BAD = os.path.join(ROOT, "tests", "bad", "wire")
+MAGIC, VERSION = 0x53504452, 1
+
+def hdr(op, table=0, count=0, dim=0, flags=0, req_id=1, payload=b"", status=0, magic=MAGIC,
+        version=VERSION, payload_bytes=None, step=0, t=0):
+    pb = len(payload) if payload_bytes is None else payload_bytes
+    return struct.pack("<IHHiIQIIQQqq", magic, version, op, status, table, count, dim, flags,
+                       req_id, pb, step, t) + payload
+
+def ckpt_req(path, tables, flags=0, crc=0, n_tables=None, plen=None):
+    p = path.encode()
+    n = len(tables) if n_tables is None else n_tables
+    return struct.pack("<IIII", n, len(p) if plen is None else plen, flags, crc) + p + \
+        b"".join(struct.pack("<I", t) for t in tables)
+
+def put(d, name, data):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+# --- wire: good seeds --------------------------------------------------------------------------
+W = os.path.join(C, "wire")
+keys = b"".join(struct.pack("<Q", k) for k in (3, 5, 9))
+put(W, "pull", hdr(1, count=3, dim=4, payload=keys))
+put(W, "push", hdr(2, count=2, dim=2, payload=struct.pack("<QQffff", 3, 5, .1, .2, .3, .4)))
+put(W, "clock", hdr(3, step=4))
+put(W, "stats", hdr(4, table=0xffffffff))
+put(W, "save", hdr(5, payload=ckpt_req("/tmp/ckpt", [0, 1])))
+put(W, "load", hdr(6, payload=ckpt_req("/tmp/ckpt", [0], flags=1, crc=7)))
+put(W, "shutdown", hdr(7))
+put(W, "reply_shard_info", hdr(5, flags=1, payload=struct.pack("<II", 0, 1) + bytes(16)))
+put(W, "user_op", hdr(40, count=2, payload=bytes(16)))
+
+# --- wire: bad cases (each must be rejected by decode or check_request) ---------------------------
+put(BAD, "empty", b"")
+put(BAD, "short_header", hdr(1)[:40])
+put(BAD, "bad_magic", hdr(1, count=1, payload=keys[:8], magic=0x12345678))
+put(BAD, "bad_version", hdr(1, count=1, payload=keys[:8], version=9))
+put(BAD, "payload_longer_than_message", hdr(1, count=3, payload=keys, payload_bytes=1 << 40))
+put(BAD, "payload_shorter_than_message", hdr(1, count=3, payload=keys, payload_bytes=8))
+put(BAD, "pull_count_mismatch", hdr(1, count=4, dim=4, payload=keys))
+put(BAD, "pull_dim_zero", hdr(1, count=3, payload=keys))
+put(BAD, "pull_count_overflow", hdr(1, count=(1 << 61) + 3, payload=keys))
+put(BAD, "push_dim_zero", hdr(2, count=1, dim=0, payload=struct.pack("<Q", 3)))
+put(BAD, "push_dim_huge", hdr(2, count=1, dim=1 << 20, payload=struct.pack("<Qf", 3, 1.0)))
+put(BAD, "push_size_overflow", hdr(2, count=1 << 62, dim=1024, payload=bytes(16)))
+put(BAD, "unknown_op", hdr(12))
+put(BAD, "op_zero", hdr(0))
+put(BAD, "request_with_status", hdr(3, status=-4))
+put(BAD, "request_with_reply_flag", hdr(3, flags=1))
+put(BAD, "clock_with_payload", hdr(3, payload=b"x" * 8))
+put(BAD, "reserved_slot", hdr(1, count=3, payload=keys, req_id=4095))
+put(BAD, "too_big", hdr(40, payload=bytes(64), payload_bytes=(1 << 20) + 1))
+put(BAD, "save_empty", hdr(5))
+put(BAD, "save_path_len_past_end", hdr(5, payload=ckpt_req("/tmp/c", [0], plen=4000)))
+put(BAD, "save_no_tables", hdr(5, payload=ckpt_req("/tmp/c", [])))
+put(BAD, "save_too_many_tables", hdr(5, payload=ckpt_req("/tmp/c", list(range(40)))))
+put(BAD, "save_duplicate_tables", hdr(5, payload=ckpt_req("/tmp/c", [1, 1])))
+put(BAD, "save_nul_in_path", hdr(5, payload=ckpt_req("/tmp\0/c", [0])))
+put(BAD, "save_empty_path", hdr(5, payload=ckpt_req("", [0])))
+put(BAD, "load_trailing_bytes", hdr(6, payload=ckpt_req("/tmp/c", [0]) + b"zz"))
+
+# --- config and csv seeds: copies of committed inputs -------------------------------------------
+for name in ("slurm-tiny.yaml",):
+    shutil.copy(os.path.join(ROOT, "tests", "data", name), os.path.join(C, "config", name))
+for name in ("reference.yaml", "schema-example.yaml"):
+    shutil.copy(os.path.join(ROOT, "configs", name), os.path.join(C, "config", name))
+clicks = open(os.path.join(ROOT, "tests", "data", "clicks.csv"), "rb").read()
+users = open(os.path.join(ROOT, "tests", "data", "users.csv"), "rb").read()
+put(os.path.join(C, "csv"), "clicks_quoted", bytes([4]) + clicks)
+put(os.path.join(C, "csv"), "users_plain", bytes([0]) + users)
+put(os.path.join(C, "csv"), "tsv_quoted", bytes([5]) + b'a\tb\n"x\ty"\t2\n"q""q"\t\n')
+put(os.path.join(C, "csv"), "ml_colons", bytes([3]) + b"1::2::5::881250949\n3::4::1::8\n")
+put(os.path.join(C, "csv"), "pipes_short_lines", bytes([10]) + b"1|F|0|0|1\n" * 3)
+
+# --- dataset seed: a prepared events.bin -------------------------------------------------------
+if len(sys.argv) > 1:
+    ev = open(sys.argv[1], "rb").read()
+    put(os.path.join(C, "dataset"), "tiny", ev)

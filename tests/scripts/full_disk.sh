@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# full_disk.sh — a real ENOSPC: `recdistill prepare` and `recdistill train` writing into a 1 MiB
+# tmpfs. Each must exit 1 with a message naming the file and the cause, leave no partial output
+# (no dataset folder, no temporary folder, no report.json), and a dataset prepared before the disk
+# filled stays valid. Needs to mount a tmpfs (root); otherwise it reruns the prepare check under
+# `ulimit -f` (EFBIG instead of ENOSPC). tests/test_fulldisk.c covers the token store, MDB_MAP_FULL
+# and checkpoints under RLIMIT_FSIZE.
+#
+#   bash tests/scripts/full_disk.sh build/recdistill
+set -u
+RD="${1:?usage: full_disk.sh path/to/recdistill}"
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+TMP="$(mktemp -d /tmp/rd_test_full_XXXXXX)"
+MNT="$TMP/disk"
+mkdir -p "$MNT"
+MOUNTED=0
+cleanup() { [ $MOUNTED -eq 1 ] && umount "$MNT" 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# 200k synthetic events: about 30 MB of dataset, far more than the disk.
+sed -e 's/events: 4000/events: 200000/' "$SRC/tests/data/slurm-tiny.yaml" > "$TMP/big.yaml"
+
+if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=1m rd_full "$MNT" 2>/dev/null; then
+    MOUNTED=1
+    # --- prepare onto a full disk ---------------------------------------------------------------
+    "$RD" prepare "$TMP/big.yaml" --out "$MNT/data" >/dev/null 2>"$TMP/err"
+    rc=$?
+    [ $rc -eq 1 ] || fail "prepare on a full disk: exit $rc"
+    grep -q "$MNT/data.*No space left on device" "$TMP/err" || fail "prepare message: $(cat "$TMP/err")"
+    [ -z "$(ls -A "$MNT")" ] || fail "prepare left output on the full disk: $(ls -A "$MNT")"
+    echo "prepare: $(cat "$TMP/err")"
+
+    # --- a small dataset fits; a second, bigger prepare over it fails and keeps it ----------------
+    "$RD" prepare "$SRC/tests/data/slurm-tiny.yaml" --out "$MNT/data" >/dev/null 2>"$TMP/err" ||
+        fail "small prepare: $(cat "$TMP/err")"
+    sum=$(md5sum "$MNT/data/events.bin")
+    "$RD" prepare "$TMP/big.yaml" --out "$MNT/data" >/dev/null 2>"$TMP/err" && fail "replace on a full disk must fail"
+    [ "$(md5sum "$MNT/data/events.bin")" = "$sum" ] || fail "the existing dataset changed"
+    [ "$(ls -A "$MNT")" = "data" ] || fail "temporary output left: $(ls -A "$MNT")"
+
+    # --- train whose run folder is on the full disk ------------------------------------------------
+    if command -v mpiexec.mpich >/dev/null; then
+        rm -rf "$MNT/data"
+        timeout 120 mpiexec.mpich -n 4 "$RD" train "$TMP/big.yaml" --out "$MNT/run" >/dev/null 2>"$TMP/err"
+        rc=$?
+        [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "train on a full disk: exit $rc"
+        grep -q "No space left on device" "$TMP/err" || fail "train message: $(grep -v INFO "$TMP/err" | tail -3)"
+        [ ! -e "$MNT/run/report.json" ] || fail "train left a report"
+        [ ! -e "$MNT/run/data" ] || fail "train left a dataset: $(ls -A "$MNT/run")"
+        echo "train: $(grep -v INFO "$TMP/err" | head -1)"
+    fi
+else
+    echo "cannot mount a tmpfs: prepare under ulimit -f instead"
+    ( ulimit -f 512; trap '' XFSZ; exec "$RD" prepare "$TMP/big.yaml" --out "$TMP/data" ) >/dev/null 2>"$TMP/err"
+    rc=$?
+    [ $rc -eq 1 ] || fail "prepare over the file size limit: exit $rc"
+    grep -q "$TMP/data.*File too large" "$TMP/err" || fail "prepare message: $(cat "$TMP/err")"
+    [ -z "$(ls -A "$TMP" | grep -v -e big.yaml -e err -e disk)" ] || fail "partial output: $(ls -A "$TMP")"
+fi
+echo "full_disk.sh: ok"
