@@ -527,7 +527,10 @@ static void test_prefix_and_determinism(void **state) {
     memcpy(z6, m1->logits_main, sizeof z6);
     t.b.B = 3;
     fwd_loss(m2, &t.b);
-    assert_memory_equal(z6, m2->logits_main, 3 * sizeof(float));
+    // Within rounding, not bitwise: OpenBLAS kernels (e.g. Haswell's) block sgemm by the row count,
+    // so the same row may be summed in another order when B changes.
+    for (int i = 0; i < 3; i++)
+        assert_true(fabsf(z6[i] - m2->logits_main[i]) <= 1e-5f * (1.0f + fabsf(z6[i])));
     // Backward on a different B than the last forward is refused.
     t.b.B = 6;
     rd_errbuf eb;
