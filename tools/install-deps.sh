@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Install what recdistill needs on Debian 12 (as root). Installs only what is missing, so a second
-# run costs a second. Usage: tools/install-deps.sh [--slurm]
+# run costs a second. Usage: tools/install-deps.sh [--slurm] [--ci]
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config mpich libmpich-dev libopenblas-dev liblmdb-dev lmdb-utils
       libyaml-dev libcmocka-dev)
-if [ "${1:-}" = "--slurm" ]; then
-    # A local Slurm cluster (tools/slurm-local.sh) and what slurm/sweep.sh and
-    # tests/scripts/slurm.sh read JSON with.
-    pkgs+=(slurmctld slurmd slurm-client munge python3 jq)
-fi
+for a in "$@"; do
+    case $a in
+        # A local Slurm cluster (tools/slurm-local.sh) and what slurm/sweep.sh and
+        # tests/scripts/slurm.sh read JSON with.
+        --slurm) pkgs+=(slurmctld slurmd slurm-client munge python3 jq) ;;
+        # What .ci/run needs beyond the tests: valgrind (tools/valgrind-unit.sh) and clang with
+        # its libFuzzer runtime (RD_FUZZ=ON).
+        --ci) pkgs+=(valgrind clang libclang-rt-14-dev) ;;
+        *) echo "install-deps: unknown option '$a' (--slurm, --ci)" >&2; exit 2 ;;
+    esac
+done
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
