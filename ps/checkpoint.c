@@ -10,9 +10,9 @@
 // Rows are written in key order with MDB_APPEND (sequential B-tree fill, no page splits), so the
 // files, and their CRCs, do not depend on the hash map's layout.
 #include "rd/checkpoint.h"
-#include "rd/lmdbx.h"
 #include "rd/alloc.h"
 #include "rd/hash.h"
+#include "rd/lmdbx.h"
 #include "rd/optim.h"
 
 #include <errno.h>

@@ -23,10 +23,10 @@
 // millisecond of the culprit. Each sentinel that sees an abrupt end writes the time it saw it to
 // /dev/shm/recdistill-<token>.<pid>, waits 200 ms, and prints only if no stamp of the same launch
 // is earlier (sentinels wake in the order of the deaths, as far as the scheduler keeps it: on a
-// loaded host a victim is sometimes named instead; docs/reliability.md has the figures). A rank that ends the launch on purpose
-// (rd_watch_failing, then MPI_Abort) stamps time 0 first, so the victims of its MPI_Abort stay
-// silent. On several hosts, each host's first abrupt end is reported (the first line in time is
-// the culprit). Stamps are removed by their sentinel 3 s later.
+// loaded host a victim is sometimes named instead; docs/reliability.md has the figures). A rank
+// that ends the launch on purpose (rd_watch_failing, then MPI_Abort) stamps time 0 first, so the
+// victims of its MPI_Abort stay silent. On several hosts, each host's first abrupt end is reported
+// (the first line in time is the culprit). Stamps are removed by their sentinel 3 s later.
 #ifndef RD_WATCH_H
 #define RD_WATCH_H
 
