@@ -12,22 +12,26 @@
 #   iat_temporal  temporal-order tokens (tokens.scheme 1, every reader too)
 #   iat_user      user-order tokens (tokens.scheme 2)
 #
-#   tools/ablations.sh [-n RANKS] [-k SEEDS] [-v "VARIANT ..."] CONFIG OUTDIR
+#   tools/ablations.sh [-n RANKS] [-k SEEDS] [-v "VARIANT ..."] [-d DATASEED] CONFIG OUTDIR
+#
+# -d fixes data.synthetic.seed in every variant, so that on synthetic data only the training
+# seed varies between the paired seeds (without it the generator follows run.seed too).
 #
 # Variant configs are written to OUTDIR/<variant>.yaml (python3 with PyYAML edits them; Debian:
 # apt-get install python3-yaml) and checked with `recdistill config`; each variant's runs and
 # summary go to OUTDIR/<variant>/ (seeds.sh resumes what is done). OUTDIR/ablations.md collects
 # the holdout η, teacher gap and student gain of every variant.
 set -euo pipefail
-N=4 K=3 VARIANTS="base no_aux mid_stream sampled sampled_raw alpha3 t2"
-while getopts "n:k:v:h" o; do
+N=4 K=3 VARIANTS="base no_aux mid_stream sampled sampled_raw alpha3 t2" DSEED=0
+while getopts "n:k:v:d:h" o; do
     case $o in
-        n) N=$OPTARG ;; k) K=$OPTARG ;; v) VARIANTS=$OPTARG ;;
-        *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        n) N=$OPTARG ;; k) K=$OPTARG ;; v) VARIANTS=$OPTARG ;; d) DSEED=$OPTARG ;;
+        *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 2 ] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[[ $DSEED =~ ^[0-9]+$ ]] || { echo "ablations.sh: -d '$DSEED' is not a non-negative integer" >&2; exit 2; }
 CONFIG=$1 OUT=$2
 RD=${RD:-build/recdistill}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -36,10 +40,12 @@ command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
 mkdir -p "$OUT"
 
 for v in $VARIANTS; do
-    python3 - "$CONFIG" "$OUT/$v.yaml" "$v" <<'PY'
+    python3 - "$CONFIG" "$OUT/$v.yaml" "$v" "$DSEED" <<'PY'
 import sys, yaml
-src, dst, v = sys.argv[1:4]
+src, dst, v, dseed = sys.argv[1:5]
 c = yaml.safe_load(open(src))
+if int(dseed) > 0:
+    c.setdefault("data", {}).setdefault("synthetic", {})["seed"] = int(dseed)
 d = c.setdefault("distill", {}) or {}
 c["distill"] = d
 students = [j["model"] for j in c["cluster"]["jobs"] if j.get("role") == "student"]
