@@ -72,23 +72,10 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// Polled completion: a blocked MPICH call spins a core, and PS ranks share 2 cores with workers.
-static void wait_req(MPI_Request *req, int poll_us) {
-    rd_backoff b;
-    rd_backoff_reset(&b, poll_us);
-    for (;;) {
-        int done = 0;
-        RD_MPI_CHECK(MPI_Test(req, &done, MPI_STATUS_IGNORE));
-        if (done)
-            return;
-        rd_backoff_wait(&b);
-    }
-}
-
 static void bcast_polled(void *buf, int count, MPI_Datatype dt, MPI_Comm c, int poll_us) {
     MPI_Request r;
     RD_MPI_CHECK(MPI_Ibcast(buf, count, dt, 0, c, &r));
-    wait_req(&r, poll_us);
+    rd_comm_wait(&r, poll_us);
 }
 
 RD_NORETURN static void die(const rd_comm *comm, const char *what, const rd_errbuf *eb, int rc) {
@@ -380,7 +367,7 @@ static int train_main(int argc,
     if (comm->role_kind == RD_ROLE_WORKER && comm->job_rank == 0 && rank != 0) {
         MPI_Request r;
         RD_MPI_CHECK(MPI_Isend(&mine, (int)sizeof mine, MPI_BYTE, 0, TAG_RESULT, comm->world, &r));
-        wait_req(&r, poll);
+        rd_comm_wait(&r, poll);
     }
     if (rank == 0) {
         for (int j = 0; j < comm->n_jobs; j++) {
@@ -391,7 +378,7 @@ static int train_main(int argc,
             MPI_Request r;
             RD_MPI_CHECK(MPI_Irecv(&res[j], (int)sizeof res[j], MPI_BYTE, comm->job_first[j],
                                    TAG_RESULT, comm->world, &r));
-            wait_req(&r, poll);
+            rd_comm_wait(&r, poll);
         }
         if ((rc = rd_report_write(cfg, res, comm->n_jobs, now_s() - t_start, &eb)) != RD_OK)
             die(comm, "report", &eb, rc);
@@ -403,7 +390,7 @@ static int train_main(int argc,
     }
     MPI_Request r;
     RD_MPI_CHECK(MPI_Ibarrier(comm->world, &r));
-    wait_req(&r, poll);
+    rd_comm_wait(&r, poll);
     rd_free(res);
     rd_comm_destroy(comm);
     rd_free(cfg);

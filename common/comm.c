@@ -202,3 +202,15 @@ void rd_backoff_wait(rd_backoff *b) {
     if (b->us < b->max_us)
         b->us = b->us * 2 > b->max_us ? b->max_us : b->us * 2;
 }
+
+void rd_comm_wait(MPI_Request *req, int poll_us_max) {
+    rd_backoff b;
+    rd_backoff_reset(&b, poll_us_max > 0 ? poll_us_max : 200);
+    for (;;) {
+        int done = 0;
+        RD_MPI_CHECK(MPI_Test(req, &done, MPI_STATUS_IGNORE));
+        if (done)
+            return;
+        rd_backoff_wait(&b);
+    }
+}

@@ -63,15 +63,7 @@ void rd_traffic_reduce(
     memset(&out, 0, sizeof out);
     MPI_Request r;
     RD_MPI_CHECK(MPI_Ireduce(&in, &out, 4 * RD_CHAN_COUNT, MPI_UINT64_T, MPI_SUM, root, comm, &r));
-    rd_backoff b;
-    rd_backoff_reset(&b, poll_us_max > 0 ? poll_us_max : 200);
-    for (;;) {
-        int done = 0;
-        RD_MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
-        if (done)
-            break;
-        rd_backoff_wait(&b);
-    }
+    rd_comm_wait(&r, poll_us_max);
     int me;
     RD_MPI_CHECK(MPI_Comm_rank(comm, &me));
     if (me == root)

@@ -1442,15 +1442,7 @@ static int write_metrics(const rd_trainer *tr, const rd_trainer_result *res, rd_
 static void job_bcast_int(rd_trainer *tr, int *v) {
     MPI_Request r;
     RD_MPI_CHECK(MPI_Ibcast(v, 1, MPI_INT, 0, tr->comm->job, &r));
-    rd_backoff b;
-    rd_backoff_reset(&b, tr->cfg->cluster.poll_us_max);
-    for (;;) {
-        int done = 0;
-        RD_MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
-        if (done)
-            return;
-        rd_backoff_wait(&b);
-    }
+    rd_comm_wait(&r, tr->cfg->cluster.poll_us_max);
 }
 
 // Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
@@ -1589,19 +1581,6 @@ static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
     return rc;
 }
 
-// Polled wait of one request.
-static void wait_polled(MPI_Request *r, int poll) {
-    rd_backoff b;
-    rd_backoff_reset(&b, poll);
-    for (;;) {
-        int done = 0;
-        RD_MPI_CHECK(MPI_Test(r, &done, MPI_STATUS_IGNORE));
-        if (done)
-            return;
-        rd_backoff_wait(&b);
-    }
-}
-
 // Every worker job starts training only once the store is built: the builder job's rank 0 builds
 // it and tells the rank 0 of every other job; each job's rank 0 then releases its ranks.
 static int tokens_ready(rd_trainer *tr, rd_errbuf *eb) {
@@ -1619,22 +1598,20 @@ static int tokens_ready(rd_trainer *tr, rd_errbuf *eb) {
                 MPI_Request r;
                 RD_MPI_CHECK(
                     MPI_Isend(&rc, 1, MPI_INT, c->job_first[j], TAG_TOKENS_READY, c->world, &r));
-                wait_polled(&r, poll);
+                rd_comm_wait(&r, poll);
             }
         } else {
             MPI_Request r;
             RD_MPI_CHECK(MPI_Irecv(&rc, 1, MPI_INT, c->job_first[tr->tok_job], TAG_TOKENS_READY,
                                    c->world, &r));
-            wait_polled(&r, poll);
+            rd_comm_wait(&r, poll);
             if (rc != RD_OK)
                 rd_err_set(eb, rc, "the token store was not built (job '%s' failed)",
                            c->job_name[tr->tok_job]);
         }
     }
     int st = rc;
-    MPI_Request r;
-    RD_MPI_CHECK(MPI_Ibcast(&st, 1, MPI_INT, 0, c->job, &r));
-    wait_polled(&r, poll);
+    job_bcast_int(tr, &st);
     if (st != RD_OK && rc == RD_OK)
         rc = rd_err_set(eb, st, "the token store was not built (job rank 0 failed)");
     return rc;
@@ -1743,7 +1720,9 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     res->samples_per_s = tr->train_s > 0 ? (double)tr->trained / tr->train_s : 0.0;
     res->final_loss = tr->loss_ema;
     uint64_t tk[2] = {tr->tok_stats.fetched_requests, tr->tok_stats.fetched_tokens}, tks[2];
-    RD_MPI_CHECK(MPI_Allreduce(tk, tks, 2, MPI_UINT64_T, MPI_SUM, tr->comm->job));
+    MPI_Request tkr;
+    RD_MPI_CHECK(MPI_Iallreduce(tk, tks, 2, MPI_UINT64_T, MPI_SUM, tr->comm->job, &tkr));
+    rd_comm_wait(&tkr, cfg->cluster.poll_us_max);
     res->tokens = tr->tok_stats;
     res->tokens.fetched_requests = tks[0];
     res->tokens.fetched_tokens = tks[1];

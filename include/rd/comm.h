@@ -9,6 +9,7 @@
 //                                      ranks of every job; the communicators split once
 //   rd_comm_create() / rd_comm_destroy()
 //   rd_comm_job_of()                   world rank -> (job index, index in the job)
+//   rd_comm_wait()                     complete one request, polling with rd_backoff
 //   rd_backoff                         polling helper: busy-poll briefly after traffic
 //                                      (rd_backoff_hot), yield a little, then nanosleep with
 //                                      exponential backoff up to poll_us_max
@@ -132,5 +133,9 @@ void rd_backoff_hot(rd_backoff *b, int max_us, int hot_us);
 /** Busy-poll inside a hot window; then yield (first 32 calls), then sleep 1, 2, 4, ... max_us
  *  microseconds. */
 void rd_backoff_wait(rd_backoff *b);
+
+/** Complete one request by MPI_Test with backoff up to poll_us_max microseconds (<= 0: 200), so a
+ *  rank waiting on a collective or a point-to-point message does not spin a core. */
+void rd_comm_wait(MPI_Request *req, int poll_us_max);
 
 #endif // RD_COMM_H
