@@ -345,6 +345,8 @@ static const ck_key tokens_keys[] = {
     K_INT(rd_tokens_config, "scheme", scheme, 1, 2, 0, "2"),
     K_INT(rd_tokens_config, "sit_layers", sit_layers, 0, 64, 0, "2"),
     K_INT(rd_tokens_config, "window", window, 1, 4096, 0, "32"),
+    K_ENUM(rd_tokens_config, "batch_order", batch_order, orders, 0, "user"),
+    K_BOOL(rd_tokens_config, "sit_labels", sit_labels, "false"),
     K_STR(rd_tokens_config, "source_model", source_model, 0, NULL),
     K_U64(rd_tokens_config, "map_size", map_size, 1048576.0, 17592186044416.0, CK_BYTES, "64MiB"),
     K_INT(rd_tokens_config, "append_batch", append_batch, 1, 1 << 24, 0, "4096"),

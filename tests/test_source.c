@@ -697,10 +697,11 @@ static void test_fd_temporal(void **state) {
 }
 
 // A window of T new instances vs. its last instance with the first T - 1 tokens frozen.
-static void test_streaming_equals_batch(void **state) {
-    (void)state;
+// With sit_labels the frozen prefix carries its labels, so both see the same label inputs.
+static void streaming_equals_batch(int sit_labels) {
     size_t T = 4;
     rd_config *cfg = make_cfg(2, (int)T, 2, 4);
+    cfg->tokens.sit_labels = sit_labels;
     rd_source *s = build(cfg, T, 2);
     rd_model *m = s->backbone;
     size_t d = s->dim;
@@ -735,6 +736,7 @@ static void test_streaming_equals_batch(void **state) {
     st.group_len = &one;
     st.prev_tokens = tok; // rows 0..T-2 of the batch's tokens: exactly the (1, T - 1, d) layout
     st.n_prev = &nprev;
+    st.prev_labels = sit_labels ? t.labels : NULL; // their labels, row for row
     float tok_copy[16];
     memcpy(tok_copy, tok, sizeof tok_copy);
     fwd_bwd(s, &st);
@@ -760,12 +762,99 @@ static void test_streaming_equals_batch(void **state) {
     const rd_model_tensor *w0 = rd_model_find_tensor(m, "backbone.l0.w");
     assert_non_null(w0);
     assert_true(rel_diff(gm_b + w0->offset, m->grads + w0->offset, w0->n) > 1e-3);
-    print_message("streaming vs batch: %d tensors equal, %d differ (bottleneck)\n", same, differ);
+    print_message("streaming vs batch (sit_labels %d): %d tensors equal, %d differ (bottleneck)\n",
+                  sit_labels, same, differ);
     free(gs_b);
     free(gm_b);
     sb_free(&t);
     rd_source_destroy(s);
     free(cfg);
+}
+
+static void test_streaming_equals_batch(void **state) {
+    (void)state;
+    streaming_equals_batch(0);
+}
+
+static void test_streaming_equals_batch_labels(void **state) {
+    (void)state;
+    streaming_equals_batch(1);
+}
+
+// sit_labels: every tensor (the label embeddings included) against finite differences.
+static void test_fd_sit_labels(void **state) {
+    (void)state;
+    rd_config *cfg = make_cfg(2, 4, 1, 8);
+    cfg->tokens.sit_labels = 1;
+    rd_source *s = build(cfg, 8, 2);
+    assert_non_null(rd_source_find_tensor(s, "sit.prev_label"));
+    sbatch t;
+    sb_make(&t, s, 5, 4);
+    float plab[3 * 3] = {1, 0, 0, 0, 1, 1, 0, 0, 0};
+    t.glen[0] = 2, t.glen[1] = 1, t.glen[2] = 2;
+    t.nprev[0] = 1, t.nprev[1] = 3, t.nprev[2] = 0;
+    t.sb.n_groups = 3;
+    t.sb.group_len = t.glen;
+    t.sb.prev_tokens = t.prev;
+    t.sb.n_prev = t.nprev;
+    t.sb.prev_labels = plab;
+    t.sb.loss_weights = t.weights;
+    const rd_model_tensor *bw = rd_source_find_tensor(s, "bottleneck.w");
+    for (size_t i = 0; i < bw->n; i++)
+        s->params[bw->offset + i] *= 6.0f;
+    g_steps = FD_STEPS_SIT;
+    g_nsteps = 4;
+    fd_source(s, &t);
+    g_steps = FD_STEPS_DEFAULT;
+    g_nsteps = 2;
+    sb_free(&t);
+    rd_source_destroy(s);
+    free(cfg);
+}
+
+// sit_labels never shows an instance its own label: flipping the label of a group's last instance
+// leaves every logit unchanged, flipping an earlier one changes the later logits only; flipping a
+// frozen token's label changes the group's logits. Without sit_labels no label reaches a logit.
+static void test_sit_labels_causal(void **state) {
+    (void)state;
+    for (int on = 0; on <= 1; on++) {
+        rd_config *cfg = make_cfg(2, 4, 1, 8);
+        cfg->tokens.sit_labels = on;
+        rd_source *s = build(cfg, 8, 2);
+        sbatch t;
+        sb_make(&t, s, 3, 9);
+        float plab[3] = {1, 0, 1};
+        t.glen[0] = 3;
+        t.nprev[0] = 1;
+        t.sb.n_groups = 1;
+        t.sb.group_len = t.glen;
+        t.sb.prev_tokens = t.prev;
+        t.sb.n_prev = t.nprev;
+        t.sb.prev_labels = plab;
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        float base[3], z[3];
+        assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_OK);
+        memcpy(base, s->logits, sizeof base);
+        // Flip the label of instance k (k = 3: the frozen token's) and compare.
+        for (int k = 0; k <= 3; k++) {
+            float *l = k < 3 ? &t.labels[k] : &plab[0];
+            *l = 1.0f - *l;
+            assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_OK);
+            memcpy(z, s->logits, sizeof z);
+            *l = 1.0f - *l;
+            for (int r = 0; r < 3; r++) {
+                int sees = on && (k == 3 || r > k); // later instances only, or all for the prefix
+                if (sees)
+                    assert_true(fabsf(z[r] - base[r]) > 1e-7f);
+                else
+                    assert_float_equal(z[r], base[r], 0.0f);
+            }
+        }
+        sb_free(&t);
+        rd_source_destroy(s);
+        free(cfg);
+    }
 }
 
 // Temporal scheme == user order with T = 1 and no SIT; with a SIT the stored tokens still match.
@@ -1194,6 +1283,9 @@ int main(void) {
         cmocka_unit_test(test_sit_causal),
         cmocka_unit_test(test_fd_user_order_streaming),
         cmocka_unit_test(test_fd_temporal),
+        cmocka_unit_test(test_fd_sit_labels),
+        cmocka_unit_test(test_sit_labels_causal),
+        cmocka_unit_test(test_streaming_equals_batch_labels),
         cmocka_unit_test(test_streaming_equals_batch),
         cmocka_unit_test(test_temporal_equals_user_t1),
         cmocka_unit_test(test_no_alloc_in_step),

@@ -240,7 +240,9 @@ struct rd__source_priv {
     rd_mlp_shape dec_shape, head_shape;
     rd_mlp_weights dec_p, dec_g, head_p, head_g;
     rd_source_sit_weights sit_p, sit_g;
-    rd_seq_dims sd; // SIT dims (B = groups of the batch)
+    float *lab_p, *lab_g; // (3, d) SIT label embeddings: 0, 1, unknown (sit_labels only)
+    rd_seq_dims sd;       // SIT dims (B = groups of the batch)
+    uint8_t *sit_lab;     // (max_groups, T) label index added at each SIT position (sit_labels)
 
     // Activations
     const float *h; // (B, Hd) backbone output (inside the backbone's slab)
@@ -383,6 +385,8 @@ static void layout(builder *bd) {
         }
         param(bd, &w->lnfw, &g->lnfw, C, INIT_ONE, 0.0f, "sit.lnfw");
         param(bd, &w->lnfb, &g->lnfb, C, INIT_ZERO, 0.0f, "sit.lnfb");
+        if (s->sit_labels)
+            param(bd, &p->lab_p, &p->lab_g, 3 * C, INIT_NORMAL, 0.02f, "sit.prev_label");
         for (size_t l = 0; l <= L; l++)
             p->sit_a.x[l] = act(bd, GT * C);
         p->sit_a.lnf_mean = act(bd, GT);
@@ -507,6 +511,7 @@ int rd_source_create(const rd_config *cfg,
     s->window = (size_t)tc->window;
     s->sit_layers = tc->scheme == 2 ? (size_t)tc->sit_layers : 0;
     s->sit_heads = NH;
+    s->sit_labels = s->sit_layers > 0 && tc->sit_labels;
     s->hidden = rd_model_hidden_dim(s->backbone);
     s->max_batch = opts->max_batch;
     s->max_groups = opts->max_groups > 0 && opts->max_groups < opts->max_batch ? opts->max_groups
@@ -543,8 +548,10 @@ int rd_source_create(const rd_config *cfg,
     s->tensors = rd_calloc((size_t)s->n_tensors, sizeof *s->tensors);
     p->inits = rd_calloc((size_t)s->n_tensors, sizeof *p->inits);
     p->row_pos = rd_calloc(s->max_batch, sizeof *p->row_pos);
+    if (s->sit_labels)
+        p->sit_lab = rd_calloc(s->max_groups * s->window, 1);
     if (!s->params || !s->grads || (s->opt_slots > 0 && !s->opt_state) || !p->acts || !s->tensors ||
-        !p->inits || !p->row_pos) {
+        !p->inits || !p->row_pos || (s->sit_labels && !p->sit_lab)) {
         rc = rd_err_set(eb, RD_ERR_NOMEM,
                         "source model: cannot allocate the slabs (%zu parameters, %zu activation "
                         "floats, max batch %zu, max groups %zu)",
@@ -580,6 +587,7 @@ void rd_source_destroy(rd_source *s) {
         rd_aligned_free(s->priv->acts);
         rd_free(s->priv->inits);
         rd_free(s->priv->row_pos);
+        rd_free(s->priv->sit_lab);
         rd_free(s->priv);
     }
     rd_free(s);
@@ -628,6 +636,13 @@ int rd_source_check_batch(const rd_source *s, const rd_source_batch *b, rd_errbu
                     return rd_err_set(eb, RD_ERR_RANGE,
                                       "source batch: group %zu: n_prev %u > T - 1 = %zu", g,
                                       b->n_prev[g], T - 1);
+                const float *pl = b->prev_labels ? b->prev_labels + g * (T - 1) : NULL;
+                for (size_t i = 0; pl && i < (size_t)b->n_prev[g]; i++)
+                    if (!(pl[i] == 0.0f || pl[i] == 1.0f))
+                        return rd_err_set(eb, RD_ERR_RANGE,
+                                          "source batch: group %zu: previous label %zu = %g is "
+                                          "not 0 or 1",
+                                          g, i, (double)pl[i]);
                 const float *pt = b->prev_tokens + g * (T - 1) * d;
                 for (size_t i = 0; i < (size_t)b->n_prev[g] * d; i++)
                     if (!isfinite(pt[i]))
@@ -640,7 +655,9 @@ int rd_source_check_batch(const rd_source *s, const rd_source_batch *b, rd_errbu
         if (sum != B)
             return rd_err_set(eb, RD_ERR_ARG, "source batch: group lengths sum to %zu, B = %zu",
                               sum, B);
-    } else if (b->prev_tokens || b->n_prev || b->group_len) {
+        if (b->prev_labels && !b->prev_tokens)
+            return rd_err_set(eb, RD_ERR_ARG, "source batch: prev_labels without prev_tokens");
+    } else if (b->prev_tokens || b->n_prev || b->group_len || b->prev_labels) {
         return rd_err_set(eb, RD_ERR_ARG,
                           "source batch: group arrays given with n_groups = 0 (set n_groups)");
     }
@@ -679,6 +696,30 @@ static size_t sit_assemble(rd_source *s, const rd_source_batch *b) {
         }
         for (size_t t = 0; t < P + n; t++)
             p->mask[g * T + t] = 1.0f;
+        if (s->sit_labels) {
+            // Position t reads the label of position t - 1: of the frozen token before it (the
+            // one just before the used prefix for t = 0, when the caller gave labels), or of the
+            // group's previous new instance. Never its own.
+            const float *pl =
+                b->prev_tokens && b->prev_labels ? b->prev_labels + g * (T - 1) : NULL;
+            size_t have = b->prev_tokens ? b->n_prev[g] : 0, first = row - n;
+            uint8_t *li = p->sit_lab + g * T;
+            for (size_t t = 0; t < P + n; t++) {
+                uint8_t l = 2;
+                if (t < P + 1) {
+                    size_t k = have - P + t; // index + 1 of the frozen token before position t
+                    if (pl && k >= 1)
+                        l = pl[k - 1] > 0.5f ? 1 : 0;
+                } else {
+                    l = b->base.labels[first + (t - 1 - P)] > 0.5f ? 1 : 0;
+                }
+                li[t] = l;
+                const float *e = p->lab_p + (size_t)l * d;
+                float *xt = x + t * d;
+                for (size_t k = 0; k < d; k++)
+                    xt[k] += e[k];
+            }
+        }
     }
     RD_ASSERT(row == B);
     return G;
@@ -770,6 +811,15 @@ int rd_source_backward(rd_source *s, const rd_source_batch *b, rd_errbuf *eb) {
                                &p->sit_a, &p->sit_p, &sd, s->sit_layers);
         for (size_t r = 0; r < B; r++)
             memcpy(p->dtok + r * d, p->dsit_in + p->row_pos[r] * d, d * sizeof(float));
+        if (s->sit_labels)
+            for (size_t i = 0; i < G * T; i++) {
+                if (p->mask[i] == 0.0f)
+                    continue;
+                float *ge = p->lab_g + (size_t)p->sit_lab[i] * d;
+                const float *gi = p->dsit_in + i * d;
+                for (size_t k = 0; k < d; k++)
+                    ge[k] += gi[k];
+            }
         dtok = p->dtok;
     }
 
@@ -820,6 +870,7 @@ typedef struct driver {
     uint32_t *ucnt; // (n_users) events of each user in the batch being formed
     // Frozen prefix fetched from the store, and appends
     float *prev;
+    float *prev_lab; // (B, T - 1) labels of prev
     uint32_t *n_found;
     uint64_t *users, *items, *ids;
     int64_t *ts;
@@ -876,6 +927,7 @@ static void driver_free(driver *dv) {
     rd_free(dv->glen);
     rd_free(dv->ucnt);
     rd_free(dv->prev);
+    rd_free(dv->prev_lab);
     rd_free(dv->n_found);
     rd_free(dv->users);
     rd_free(dv->items);
@@ -983,6 +1035,7 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
     dv->ucnt = rd_calloc(info->n_users > 0 ? info->n_users : 1, sizeof(uint32_t));
     size_t Tm1 = dv->T > 1 ? dv->T - 1 : 1;
     dv->prev = rd_calloc(B * Tm1 * dv->d, sizeof(float));
+    dv->prev_lab = rd_calloc(B * Tm1, sizeof(float));
     dv->n_found = rd_calloc(B, sizeof(uint32_t));
     dv->users = rd_calloc(B, sizeof(uint64_t));
     dv->items = rd_calloc(B, sizeof(uint64_t));
@@ -994,8 +1047,8 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
     dv->pred = rd_calloc(B, sizeof(float));
     dv->plab = rd_calloc(B, sizeof(float));
     if (!dv->scratch || (nn && !dv->numeric) || !dv->labels || !dv->rec || !dv->glen || !dv->ucnt ||
-        !dv->prev || !dv->n_found || !dv->users || !dv->items || !dv->ids || !dv->ts ||
-        !dv->tlabels || !dv->pred || !dv->plab)
+        !dv->prev || !dv->prev_lab || !dv->n_found || !dv->users || !dv->items || !dv->ids ||
+        !dv->ts || !dv->tlabels || !dv->pred || !dv->plab)
         return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
     return RD_OK;
 }
@@ -1189,11 +1242,14 @@ static int run_step(driver *dv,
             dv->ts[g] = r->ts;
             row += dv->glen[g];
         }
-        rd_token_fetch_out fo = {.tokens = dv->prev, .n_found = dv->n_found};
+        rd_token_fetch_out fo = {.tokens = dv->prev,
+                                 .labels = src->sit_labels ? dv->prev_lab : NULL,
+                                 .n_found = dv->n_found};
         rc = dv->io.fetch(dv->io.ctx, dv->G, dv->users, dv->ts, dv->T - 1, &fo, eb);
         if (rc != RD_OK)
             return rc;
         sb.prev_tokens = dv->prev;
+        sb.prev_labels = src->sit_labels ? dv->prev_lab : NULL;
         sb.n_prev = dv->n_found;
         for (size_t g = 0; g < dv->G; g++) {
             size_t room = dv->T - dv->glen[g];

@@ -1544,8 +1544,8 @@ static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
         int order, epochs, infer;
         const char *what;
     } parts[3] = {
-        {batch, cfg->tokens.scheme == 2 ? RD_ORDER_USER : RD_ORDER_TIME, cfg->train.epochs, 0,
-         "batch period"},
+        {batch, cfg->tokens.scheme == 2 ? cfg->tokens.batch_order : RD_ORDER_TIME,
+         cfg->train.epochs, 0, "batch period"},
         {stream, RD_ORDER_TIME, 1, 0, "stream"},
         {hold, RD_ORDER_TIME, 1, 1, "holdout (no training)"},
     };
@@ -1569,10 +1569,10 @@ static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
         if (k < 2)
             tr->tok_stats.source_auc = st.auc_last;
         if (!tr->quiet)
-            printf("[%s] tokens: %s, %llu tokens written, source model progressive AUC %.4f "
-                   "(%.1f s)\n",
+            printf("[%s] tokens: %s, %llu tokens written, source model progressive AUC %.4f, "
+                   "loss %.4f -> %.4f (%.1f s)\n",
                    tr->job->name, parts[k].what, (unsigned long long)st.tokens_written, st.auc_last,
-                   now_s() - t0);
+                   st.loss_first, st.loss_last, now_s() - t0);
         fflush(stdout);
     }
     rd_source_driver_destroy(sd);

@@ -346,9 +346,15 @@ typedef struct rd_tokens_config {
     int dim;                     // token dimension d, 1..4096; default 64
     char store_dir[RD_PATH_MAX]; // LMDB store folder; default "<run.out_dir>/tokens"
     char dtype[8];               // fp32 | fp16; default fp32
-    int scheme;     // which scheme the source model builds: 1 temporal, 2 user; default 2
-    int sit_layers; // Source Instance Transformer layers (user order), 0..64; default 2
-    int window;     // T: tokens per user window in the source model, 1..4096; default 32
+    int scheme;      // which scheme the source model builds: 1 temporal, 2 user; default 2
+    int sit_layers;  // Source Instance Transformer layers (user order), 0..64; default 2
+    int window;      // T: tokens per user window in the source model, 1..4096; default 32
+    int batch_order; // rd_order; YAML user | time: how the user-order source model walks the batch
+                     // period: user = users one after the other in windows of T events (the
+                     // paper's batch mode), time = time-ordered batches with each user's previous
+                     // tokens fetched frozen (the streaming mode of the stream); default user
+    int sit_labels;  // 1 = the SIT also reads each earlier instance's label (position p gets the
+                     // label embedding of position p - 1, never its own); default 0
     char source_model[RD_NAME_MAX]; // architecture of the source model (models:); default ""
     uint64_t map_size; // initial LMDB map size per shard, 1 MiB..16 TiB (grows); default
                        // 64 MiB

@@ -182,6 +182,7 @@ typedef struct rd_source {
     size_t dim;         // d = tokens.dim
     size_t window;      // T = tokens.window
     size_t sit_layers;  // 0 when scheme 1
+    int sit_labels;     // tokens.sit_labels (with the SIT only): previous labels feed the SIT
     size_t sit_heads;
     size_t hidden; // Hd of the backbone
     size_t max_batch, max_groups;
@@ -220,6 +221,11 @@ typedef struct rd_source_batch {
                                // NULL = none. No gradient ever reaches them.
     const uint32_t *n_prev;    // (G) valid rows of prev_tokens per group (NULL iff prev_tokens is
                                // NULL). The most recent min(n_prev[g], T - group_len[g]) are used.
+    const float *prev_labels;  // (G, T - 1) labels (0 / 1) of prev_tokens, row for row; NULL =
+                               // unknown. Read only with sit_labels: SIT position p then adds
+                               // the embedding of the label of position p - 1 (a new instance's
+                               // own label never reaches its own logit; "unknown" at p = 0 and
+                               // after prefixes without labels).
     const float *loss_weights; // (B) per-instance weights of the loss, >= 0; NULL = all 1
 } rd_source_batch;
 

@@ -18,7 +18,7 @@ trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 run() { timeout 300 "$MPIEXEC" "$@"; }
 
-config() { # $1 = ps ranks, $2 = scheme, $3 = extra jobs
+config() { # $1 = ps ranks, $2 = scheme, $3 = extra jobs, $4 = extra tokens: keys
     cat <<EOF
 run: {name: iat-tiny, seed: 3}
 cluster:
@@ -57,7 +57,7 @@ models:
       - {field: user, table: s_user}
       - {field: item, table: s_item}
     mlp: [8]
-tokens: {dim: 8, scheme: $2, sit_layers: 1, window: 4, source_model: src}
+tokens: {dim: 8, scheme: $2, sit_layers: 1, window: 4, source_model: src${4:-}}
 train: {batch_size: 64, epochs: 2}
 output: {progress_every_s: 0}
 EOF
@@ -83,22 +83,29 @@ PY
 W=$((4800 + 600 + 600))
 F=$((2 * 4800 + 600 + 600 + 600))
 
-for scheme in 2 1; do
-    config 1 $scheme "" > "$TMP/p1.yaml"
-    config 2 $scheme "" > "$TMP/p2.yaml"
-    run -n 2 "$RD" train "$TMP/p1.yaml" --out "$TMP/p1-$scheme" >"$TMP/out" 2>"$TMP/err" ||
+# User order as in the paper (batch period in windows of one user), user order with the batch
+# period in time order and the SIT reading earlier labels, and the temporal scheme.
+n=0
+for variant in 2 "2:, batch_order: time, sit_labels: true" 1; do
+    scheme=${variant%%:*}
+    tag=$((++n))
+    extra=${variant#"$scheme"}
+    extra=${extra#:}
+    config 1 $scheme "" "$extra" > "$TMP/p1.yaml"
+    config 2 $scheme "" "$extra" > "$TMP/p2.yaml"
+    run -n 2 "$RD" train "$TMP/p1.yaml" --out "$TMP/p1-$tag" >"$TMP/out" 2>"$TMP/err" ||
         fail "scheme $scheme, 1 PS: $(cat "$TMP/err")"
     grep -q "tokens: holdout (no training), 600 tokens written" "$TMP/out" ||
         fail "build lines: $(cat "$TMP/out")"
-    run -n 3 "$RD" train "$TMP/p2.yaml" --out "$TMP/p2-$scheme" >"$TMP/out" 2>"$TMP/err" ||
+    run -n 3 "$RD" train "$TMP/p2.yaml" --out "$TMP/p2-$tag" >"$TMP/out" 2>"$TMP/err" ||
         fail "scheme $scheme, 2 PS: $(cat "$TMP/err")"
-    check "$TMP/p1-$scheme/report.json" $W $F
-    check "$TMP/p2-$scheme/report.json" $W $F
-    [ -f "$TMP/p1-$scheme/tokens/MANIFEST" ] || fail "no store MANIFEST"
-    ls -d "$TMP/p2-$scheme/tokens/shard-"* | wc -l | grep -qx 2 || fail "2 PS ranks: not 2 shards"
-    a1=$(auc "$TMP/p1-$scheme/report.json" teacher)
-    a2=$(auc "$TMP/p2-$scheme/report.json" teacher)
-    echo "scheme $scheme: holdout AUC 1 PS $a1, 2 PS $a2"
+    check "$TMP/p1-$tag/report.json" $W $F
+    check "$TMP/p2-$tag/report.json" $W $F
+    [ -f "$TMP/p1-$tag/tokens/MANIFEST" ] || fail "no store MANIFEST"
+    ls -d "$TMP/p2-$tag/tokens/shard-"* | wc -l | grep -qx 2 || fail "2 PS ranks: not 2 shards"
+    a1=$(auc "$TMP/p1-$tag/report.json" teacher)
+    a2=$(auc "$TMP/p2-$tag/report.json" teacher)
+    echo "scheme $scheme$extra: holdout AUC 1 PS $a1, 2 PS $a2"
     [ "$a1" = "$a2" ] || fail "scheme $scheme: AUC depends on the PS count ($a1 vs $a2)"
 done
 
@@ -116,10 +123,10 @@ PY
 
 # The store left by a run with another dim: a clear error, no report.
 sed -e 's/tokens: {dim: 8,/tokens: {dim: 6,/' "$TMP/p1.yaml" > "$TMP/dim.yaml"
-rm -f "$TMP/p1-1/report.json"
-run -n 2 "$RD" train "$TMP/dim.yaml" --out "$TMP/p1-1" >"$TMP/out" 2>"$TMP/err" &&
+rm -f "$TMP/p1-3/report.json"
+run -n 2 "$RD" train "$TMP/dim.yaml" --out "$TMP/p1-3" >"$TMP/out" 2>"$TMP/err" &&
     fail "dim mismatch accepted"
 grep -q "token store .*tokens: the store has dim 8, tokens.dim is 6" "$TMP/err" ||
     fail "dim message: $(cat "$TMP/err")"
-[ ! -e "$TMP/p1-1/report.json" ] || fail "failed run left a report"
+[ ! -e "$TMP/p1-3/report.json" ] || fail "failed run left a report"
 echo "iat.sh: ok"
