@@ -478,6 +478,7 @@ static rd_config *make_cfg(int scheme, int window, int sit_layers, int dim) {
     cfg->tokens.scheme = scheme;
     cfg->tokens.window = window;
     cfg->tokens.sit_layers = sit_layers;
+    cfg->tokens.sit_labels = 0; // the tests that want them set them
     cfg->tokens.dim = dim;
     snprintf(cfg->tokens.source_model, RD_NAME_MAX, "src");
     return cfg;

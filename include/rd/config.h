@@ -352,9 +352,9 @@ typedef struct rd_tokens_config {
     int batch_order; // rd_order; YAML user | time: how the user-order source model walks the batch
                      // period: user = users one after the other in windows of T events (the
                      // paper's batch mode), time = time-ordered batches with each user's previous
-                     // tokens fetched frozen (the streaming mode of the stream); default user
+                     // tokens fetched frozen (the streaming mode of the stream); default time
     int sit_labels;  // 1 = the SIT also reads each earlier instance's label (position p gets the
-                     // label embedding of position p - 1, never its own); default 0
+                     // label embedding of position p - 1, never its own); default 1
     char source_model[RD_NAME_MAX]; // architecture of the source model (models:); default ""
     uint64_t map_size; // initial LMDB map size per shard, 1 MiB..16 TiB (grows); default
                        // 64 MiB

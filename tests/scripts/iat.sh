@@ -86,7 +86,7 @@ F=$((2 * 4800 + 600 + 600 + 600))
 # User order as in the paper (batch period in windows of one user), user order with the batch
 # period in time order and the SIT reading earlier labels, and the temporal scheme.
 n=0
-for variant in 2 "2:, batch_order: time, sit_labels: true" 1; do
+for variant in "2:, batch_order: user, sit_labels: false" 2 1; do
     scheme=${variant%%:*}
     tag=$((++n))
     extra=${variant#"$scheme"}
