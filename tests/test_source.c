@@ -646,11 +646,12 @@ static void fd_source(rd_source *s, sbatch *t) {
     free(gr[1]);
 }
 
-static void test_fd_user_order_streaming(void **state) {
-    (void)state;
+static void fd_user_order_streaming(int sit_labels) {
     rd_config *cfg = make_cfg(2, 4, 2, 8);
+    cfg->tokens.sit_labels = sit_labels;
     rd_source *s = build(cfg, 8, 2);
     assert_non_null(rd_source_find_tensor(s, "sit.block1.fcprojw"));
+    assert_true(!rd_source_find_tensor(s, "sit.prev_label") == !sit_labels);
     sbatch t;
     sb_make(&t, s, 5, 4);
     // Groups [2, 1, 2] with 1, 3 and 0 frozen previous tokens (group 1 uses only the most
@@ -661,6 +662,8 @@ static void test_fd_user_order_streaming(void **state) {
     t.sb.group_len = t.glen;
     t.sb.prev_tokens = t.prev;
     t.sb.n_prev = t.nprev;
+    float plab[3 * 3] = {1, 0, 0, 0, 1, 1, 0, 0, 0}; // labels of the frozen tokens
+    t.sb.prev_labels = sit_labels ? plab : NULL;
     t.sb.loss_weights = t.weights;
     // Spread the tokens over (0, 1) as a trained bottleneck does: at the initial scale they sit
     // near 0.5 with a tiny spread, and the SIT's layer norms then amplify the curvature so much
@@ -682,6 +685,11 @@ static void test_fd_user_order_streaming(void **state) {
     sb_free(&t);
     rd_source_destroy(s);
     free(cfg);
+}
+
+static void test_fd_user_order_streaming(void **state) {
+    (void)state;
+    fd_user_order_streaming(0);
 }
 
 static void test_fd_temporal(void **state) {
@@ -785,32 +793,7 @@ static void test_streaming_equals_batch_labels(void **state) {
 // sit_labels: every tensor (the label embeddings included) against finite differences.
 static void test_fd_sit_labels(void **state) {
     (void)state;
-    rd_config *cfg = make_cfg(2, 4, 1, 8);
-    cfg->tokens.sit_labels = 1;
-    rd_source *s = build(cfg, 8, 2);
-    assert_non_null(rd_source_find_tensor(s, "sit.prev_label"));
-    sbatch t;
-    sb_make(&t, s, 5, 4);
-    float plab[3 * 3] = {1, 0, 0, 0, 1, 1, 0, 0, 0};
-    t.glen[0] = 2, t.glen[1] = 1, t.glen[2] = 2;
-    t.nprev[0] = 1, t.nprev[1] = 3, t.nprev[2] = 0;
-    t.sb.n_groups = 3;
-    t.sb.group_len = t.glen;
-    t.sb.prev_tokens = t.prev;
-    t.sb.n_prev = t.nprev;
-    t.sb.prev_labels = plab;
-    t.sb.loss_weights = t.weights;
-    const rd_model_tensor *bw = rd_source_find_tensor(s, "bottleneck.w");
-    for (size_t i = 0; i < bw->n; i++)
-        s->params[bw->offset + i] *= 6.0f;
-    g_steps = FD_STEPS_SIT;
-    g_nsteps = 4;
-    fd_source(s, &t);
-    g_steps = FD_STEPS_DEFAULT;
-    g_nsteps = 2;
-    sb_free(&t);
-    rd_source_destroy(s);
-    free(cfg);
+    fd_user_order_streaming(1);
 }
 
 // sit_labels never shows an instance its own label: flipping the label of a group's last instance
