@@ -198,15 +198,16 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_table: cannot write %s\n", o.json);
             return 1;
         }
-        fprintf(f,
-                "{\n  \"bench\": \"table\",\n  \"dim\": %d,\n  \"optimizer\": \"%s\",\n"
-                "  \"zipf\": %.3f,\n  \"vocab\": %llu,\n  \"draws\": %d,\n"
-                "  \"unique_keys_per_batch\": %.1f,\n  \"rows\": %zu,\n  \"reps\": %d,\n"
-                "  \"pull_ns\": %.2f,\n  \"pull_ns_min\": %.2f,\n  \"push_ns\": %.2f,\n"
-                "  \"push_ns_min\": %.2f,\n  \"pull_wall_ns\": %.2f,\n  \"push_wall_ns\": %.2f\n}\n",
-                o.dim, rd_optim_name(o.optim), o.zipf, (unsigned long long)o.vocab, o.draws,
-                uniq / o.batches, rd_table_size(t), o.reps, med[0], mn[0], med[1], mn[1], med[2],
-                med[3]);
+        fprintf(
+            f,
+            "{\n  \"bench\": \"table\",\n  \"dim\": %d,\n  \"optimizer\": \"%s\",\n"
+            "  \"zipf\": %.3f,\n  \"vocab\": %llu,\n  \"draws\": %d,\n"
+            "  \"unique_keys_per_batch\": %.1f,\n  \"rows\": %zu,\n  \"reps\": %d,\n"
+            "  \"pull_ns\": %.2f,\n  \"pull_ns_min\": %.2f,\n  \"push_ns\": %.2f,\n"
+            "  \"push_ns_min\": %.2f,\n  \"pull_wall_ns\": %.2f,\n  \"push_wall_ns\": %.2f\n}\n",
+            o.dim, rd_optim_name(o.optim), o.zipf, (unsigned long long)o.vocab, o.draws,
+            uniq / o.batches, rd_table_size(t), o.reps, med[0], mn[0], med[1], mn[1], med[2],
+            med[3]);
         fclose(f);
     }
     for (int j = 0; j < 4; j++)

@@ -30,7 +30,7 @@
 #define RD__CKPT_FLAG_COMMIT 0x4u
 #define RD__CKPT_FLAG_ABORT  0x8u
 #define RD__CKPT_PHASES      (RD__CKPT_FLAG_STAGE | RD__CKPT_FLAG_COMMIT | RD__CKPT_FLAG_ABORT)
-#define RD__STATS_RECORD  80 // bytes per table in a STATS reply
+#define RD__STATS_RECORD     80 // bytes per table in a STATS reply
 
 typedef struct rd__ckpt_req {
     char dir[RD_PATH_MAX];

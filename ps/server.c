@@ -1120,8 +1120,8 @@ static void exec_load(rd_server *s, srv_job *J, srv_msg *m) {
         J->staged_n = 0;
         rd__shard_info_encode(&J->staged_info, out);
         reply_ok(s, m, out, rd__shard_info_bytes(J->staged_info.n_tables));
-        RD_LOG_INFO("loaded shard %d (%u tables) at step %" PRId64 " from %s", s->shard,
-                    r.n_tables, J->done, r.dir);
+        RD_LOG_INFO("loaded shard %d (%u tables) at step %" PRId64 " from %s", s->shard, r.n_tables,
+                    J->done, r.dir);
         return;
     }
     int busy = J->n_clocked != 0;

@@ -311,8 +311,8 @@ static inline void la_resolve(const rd_table *t, lookahead *la, size_t j) {
     la->row[j & (LA_RING - 1)] = r;
 }
 
-static inline void
-la_start(const rd_table *t, lookahead *la, const uint64_t *keys, size_t n, size_t row_bytes, int meta) {
+static inline void la_start(
+    const rd_table *t, lookahead *la, const uint64_t *keys, size_t n, size_t row_bytes, int meta) {
     la->keys = keys;
     la->n = n;
     la->row_bytes = row_bytes;
