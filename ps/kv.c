@@ -932,7 +932,8 @@ int rd_kv_stats(rd_kv *kv, int table, rd_table_stats *total, rd_table_stats *per
     return rc;
 }
 
-// Send a checkpoint request (SAVE or LOAD) to every shard and wait for all replies.
+// Send a checkpoint request (SAVE or LOAD) to every shard and wait for all replies. With a
+// manifest m, each shard is sent its expected CRC.
 static int ckpt_round(rd_kv *kv,
                       unsigned op,
                       rd__ckpt_req *req,
@@ -947,7 +948,7 @@ static int ckpt_round(rd_kv *kv,
     for (int i = kv->handles[h].head; i >= 0; i = kv->subs[i].next) {
         kv_sub *s = &kv->subs[i];
         if (m) {
-            req->flags = RD__CKPT_FLAG_CRC;
+            req->flags |= RD__CKPT_FLAG_CRC;
             req->crc = m->shard_crc[s->shard];
         }
         rd__ckpt_req_encode(req, s->sbuf + RD_MSG_HEADER_BYTES);
@@ -1095,8 +1096,25 @@ int rd_kv_load(
                             "(keep the table order)",
                             dir, tc->name, ct->index, req.tables[i]);
     }
-    if (rc == RD_OK)
+    // All shards or none: 1. every shard reads and verifies its file into tables kept aside
+    // (STAGE; a shard mid-step or with a bad file refuses); 2. if all staged, COMMIT installs
+    // them everywhere, else ABORT drops them everywhere and the first refusal is reported.
+    if (rc == RD_OK) {
+        req.flags = RD__CKPT_FLAG_STAGE;
         rc = ckpt_round(kv, RD_OP_LOAD, &req, m, infos, eb);
+        if (rc == RD_OK) {
+            req.flags = RD__CKPT_FLAG_COMMIT;
+            rc = ckpt_round(kv, RD_OP_LOAD, &req, m, infos, eb);
+        } else {
+            rd_errbuf ab;
+            rd_errbuf_clear(&ab);
+            req.flags = RD__CKPT_FLAG_ABORT;
+            int rc2 = ckpt_round(kv, RD_OP_LOAD, &req, m, infos, &ab);
+            if (rc2 != RD_OK)
+                RD_LOG_ERROR("aborting the LOAD of %s: %s", dir, ab.msg);
+            rd_err_prefix(eb, "no shard was loaded: ");
+        }
+    }
     if (rc == RD_OK) {
         kv->step = m->step;
         if (step)

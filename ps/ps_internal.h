@@ -6,6 +6,11 @@
 //   checkpoint request (SAVE, LOAD):  u32 n_tables | u32 path_len | u32 flags | u32 crc |
 //                                     path bytes (no NUL) | u32 table index[n_tables]
 //                                     flags bit 0: crc is the expected shard CRC (LOAD)
+//                                     bits 1-3 (LOAD, at most one): the phase of an
+//                                     all-or-nothing load: STAGE (read and verify into
+//                                     tables kept aside; the job's step requests wait),
+//                                     then COMMIT (install them) or ABORT (drop them).
+//                                     No phase bit: read and install at once (one shard).
 //   shard info reply (SAVE, LOAD):    u32 crc | u32 n_tables | {u64 rows, u64 pending}[n_tables]
 //   stats reply:                      {u32 index | u32 0 | 9 x u64 rd_table_stats fields}[n]
 #ifndef RD_PS_INTERNAL_H
@@ -20,8 +25,12 @@
 #include "rd/error.h"
 #include "rd/table.h"
 
-#define RD__CKPT_FLAG_CRC 0x1u
-#define RD__STATS_RECORD  80 // bytes per table in a STATS reply
+#define RD__CKPT_FLAG_CRC    0x1u
+#define RD__CKPT_FLAG_STAGE  0x2u
+#define RD__CKPT_FLAG_COMMIT 0x4u
+#define RD__CKPT_FLAG_ABORT  0x8u
+#define RD__CKPT_PHASES      (RD__CKPT_FLAG_STAGE | RD__CKPT_FLAG_COMMIT | RD__CKPT_FLAG_ABORT)
+#define RD__STATS_RECORD     80 // bytes per table in a STATS reply
 
 typedef struct rd__ckpt_req {
     char dir[RD_PATH_MAX];
@@ -36,7 +45,7 @@ size_t rd__ckpt_req_bytes(const rd__ckpt_req *r);
 /** Encode into out (rd__ckpt_req_bytes(r) bytes). */
 void rd__ckpt_req_encode(const rd__ckpt_req *r, unsigned char *out);
 /** Decode and validate (path 1..RD_PATH_MAX-1 bytes without NUL, 1..RD_MAX_TABLES unique
- *  tables, exact size). @return RD_OK or RD_ERR_PROTO */
+ *  tables, exact size, known flags with at most one phase bit). @return RD_OK or RD_ERR_PROTO */
 int rd__ckpt_req_decode(const void *buf, size_t len, rd__ckpt_req *r, rd_errbuf *eb);
 
 size_t rd__shard_info_bytes(uint32_t n_tables);

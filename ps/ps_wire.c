@@ -35,7 +35,8 @@ int rd__ckpt_req_decode(const void *buf, size_t len, rd__ckpt_req *r, rd_errbuf 
     if (plen < 1 || plen >= RD_PATH_MAX)
         return rd_err_set(eb, RD_ERR_PROTO, "checkpoint directory of %u bytes (1..%d)", plen,
                           RD_PATH_MAX - 1);
-    if ((r->flags & ~RD__CKPT_FLAG_CRC) != 0)
+    uint32_t phase = r->flags & RD__CKPT_PHASES;
+    if ((r->flags & ~(RD__CKPT_FLAG_CRC | RD__CKPT_PHASES)) != 0 || (phase & (phase - 1)) != 0)
         return rd_err_set(eb, RD_ERR_PROTO, "checkpoint request flags 0x%x", r->flags);
     if (len != 16 + (size_t)plen + 4 * (size_t)r->n_tables)
         return rd_err_set(eb, RD_ERR_PROTO, "checkpoint request of %zu bytes, expected %zu", len,

@@ -53,6 +53,7 @@ typedef struct srv_msg {
     unsigned char small[RD_MSG_HEADER_BYTES]; // header of drained / short messages
     rd_msg_header h;
     int src, job, worker;
+    uint32_t ckpt_flags; // LOAD: the request's flags (phase bits), set by route()
 } srv_msg;
 
 typedef struct srv_send {
@@ -80,6 +81,16 @@ typedef struct srv_job {
     int *shut;            // (n) SHUTDOWN received
     uint64_t tables_used; // bit i: the job touched table i
     int changed;          // done/clock changed: re-examine deferred requests
+    // A staged LOAD (phase 1 of an all-or-nothing load, see exec_load): tables read and
+    // verified but not installed. While one is staged the job's PULL/PUSH/CLOCK/SAVE wait, so
+    // the state it was checked against ("not in the middle of a step") holds until COMMIT.
+    int staged;                          // 1: staged_* hold a load
+    int staged_worker;                   // the worker that staged it
+    uint32_t staged_n;                   // tables
+    uint32_t staged_idx[RD_MAX_TABLES];  // their indices
+    rd_table *staged_tab[RD_MAX_TABLES]; // (staged_n) owned until COMMIT/ABORT
+    int64_t staged_step;
+    rd_ckpt_shard_info staged_info;
 } srv_job;
 
 // Sum of one step's gradients per key (sync mode with several pushes of a table).
@@ -161,6 +172,7 @@ static srv_msg *msg_get(rd_server *s, size_t n) {
     }
     m->next = NULL;
     m->kind = MSG_NORMAL;
+    m->ckpt_flags = 0;
     if (m->cap < n) {
         size_t cap = grow_cap(n);
         rd_aligned_free(m->buf);
@@ -534,6 +546,8 @@ void rd_server_destroy(rd_server *s) {
         free_list(J->def_head);
         for (int w = 0; J->pend_head && w < J->n; w++)
             free_list(J->pend_head[w]);
+        for (uint32_t i = 0; J->staged && i < J->staged_n; i++)
+            rd_table_destroy(J->staged_tab[i]);
         job_free(J);
     }
     free_list(s->free_msgs);
@@ -681,11 +695,14 @@ static void route(rd_server *s, srv_msg *m) {
             if (r.tables[i] >= (uint32_t)s->n_tables)
                 rc = rd_err_set(&eb, RD_ERR_NOTFOUND, "unknown table %u (this PS has %d tables)",
                                 r.tables[i], s->n_tables);
+        if (rc == RD_OK && op == RD_OP_SAVE && (r.flags & RD__CKPT_PHASES))
+            rc = rd_err_set(&eb, RD_ERR_PROTO, "SAVE with LOAD phase flags 0x%x", r.flags);
         if (rc != RD_OK) {
             reply_error(s, m, rc, "%s", eb.msg);
             msg_put(s, m);
             return;
         }
+        m->ckpt_flags = r.flags;
     }
     if (op >= RD_OP_USER_MIN && !s->user_ops[op].fn) {
         reply_error(s, m, RD_ERR_UNSUPPORTED, "no handler registered for op %u", op);
@@ -867,6 +884,9 @@ static int bad_step(const srv_job *J, const srv_msg *m) {
 static int eligible(const rd_server *s, const srv_job *J, const srv_msg *m) {
     if (J->pseudo)
         return 1;
+    if (J->staged && (m->h.op == RD_OP_PULL || m->h.op == RD_OP_PUSH || m->h.op == RD_OP_CLOCK ||
+                      m->h.op == RD_OP_SAVE))
+        return 0; // until the staged LOAD is committed or aborted
     int64_t step = m->h.step;
     switch (m->h.op) {
         case RD_OP_PULL:
@@ -1030,21 +1050,97 @@ static void exec_save(rd_server *s, srv_job *J, srv_msg *m) {
                 (int)r.n_tables, m->h.step, r.dir, info.crc);
 }
 
+// Drop a staged LOAD's tables (ABORT, a newer STAGE, or nothing to commit).
+static void unstage(srv_job *J) {
+    for (uint32_t i = 0; J->staged && i < J->staged_n; i++)
+        rd_table_destroy(J->staged_tab[i]);
+    J->staged = 0;
+    J->staged_n = 0;
+    J->changed = 1; // requests that waited for the load may run now
+}
+
+// Install a read checkpoint: tables[i] replaces table idx[i]; the job restarts at `step`.
+static void install_load(rd_server *s,
+                         srv_job *J,
+                         uint32_t n,
+                         const uint32_t *idx,
+                         rd_table *const *tables,
+                         int64_t step) {
+    for (uint32_t i = 0; i < n; i++) {
+        rd_table_destroy(s->tables[idx[i]]);
+        s->tables[idx[i]] = tables[i];
+        J->tables_used |= 1ull << idx[i];
+        rd_table_stats st;
+        rd_table_get_stats(tables[i], &st);
+        if (st.now > J->now)
+            J->now = st.now;
+    }
+    J->done = step;
+    for (int w = 0; w < J->n; w++)
+        J->clock[w] = step;
+    J->step_time = INT64_MIN;
+    J->changed = 1;
+}
+
+// LOAD. The client loads all shards or none (rd_kv_load): phase 1 (STAGE) reads and verifies
+// this shard's file into fresh tables kept aside, after checking that the job is between steps;
+// from then on the job's step requests wait here, so that check still holds at phase 2. Phase 2
+// is COMMIT when every shard staged (install: cannot fail) or ABORT when any refused (drop).
+// A request without a phase bit reads and installs at once, for one shard on its own.
 static void exec_load(rd_server *s, srv_job *J, srv_msg *m) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd__ckpt_req r;
     RD_ASSERT(rd__ckpt_req_decode(msg_payload(m), (size_t)m->h.payload_bytes, &r, &eb) == RD_OK);
+    const uint32_t phase = r.flags & RD__CKPT_PHASES;
+    unsigned char out[8 + 16 * RD_MAX_TABLES];
+    if (phase == RD__CKPT_FLAG_ABORT) {
+        if (J->staged && J->staged_worker == m->worker)
+            unstage(J);
+        rd_ckpt_shard_info none;
+        memset(&none, 0, sizeof none);
+        none.n_tables = r.n_tables;
+        rd__shard_info_encode(&none, out);
+        reply_ok(s, m, out, rd__shard_info_bytes(none.n_tables));
+        return;
+    }
+    if (phase == RD__CKPT_FLAG_COMMIT) {
+        int same = J->staged && J->staged_worker == m->worker && J->staged_n == r.n_tables;
+        for (uint32_t i = 0; same && i < r.n_tables; i++)
+            same = J->staged_idx[i] == r.tables[i];
+        if (!same) {
+            reply_error(s, m, RD_ERR_STATE,
+                        "LOAD commit without a matching staged load on shard %d (the tables "
+                        "are unchanged)",
+                        s->shard);
+            return;
+        }
+        install_load(s, J, J->staged_n, J->staged_idx, J->staged_tab, J->staged_step);
+        J->staged = 0; // the tables now belong to the server
+        J->staged_n = 0;
+        rd__shard_info_encode(&J->staged_info, out);
+        reply_ok(s, m, out, rd__shard_info_bytes(J->staged_info.n_tables));
+        RD_LOG_INFO("loaded shard %d (%u tables) at step %" PRId64 " from %s", s->shard, r.n_tables,
+                    J->done, r.dir);
+        return;
+    }
     int busy = J->n_clocked != 0;
     for (int w = 0; w < J->n; w++)
         busy |= J->pend_head[w] != NULL;
     if (busy) {
         reply_error(s, m, RD_ERR_STATE,
                     "LOAD while the job is in the middle of step %" PRId64
-                    " (load before training, then synchronise the job's ranks)",
-                    J->done);
+                    " on shard %d (load before training, then synchronise the job's ranks)",
+                    J->done, s->shard);
         return;
     }
+    if (J->staged && J->staged_worker != m->worker) {
+        reply_error(s, m, RD_ERR_STATE, "LOAD while worker %d's load is staged on shard %d",
+                    J->staged_worker, s->shard);
+        return;
+    }
+    if (J->staged)
+        unstage(J); // this worker's earlier attempt, never committed
     rd_table *fresh[RD_MAX_TABLES] = {0};
     int rc = RD_OK;
     for (uint32_t i = 0; i < r.n_tables && rc == RD_OK; i++)
@@ -1062,22 +1158,19 @@ static void exec_load(rd_server *s, srv_job *J, srv_msg *m) {
         reply_error(s, m, rc, "LOAD: %s", eb.msg);
         return;
     }
-    for (uint32_t i = 0; i < r.n_tables; i++) {
-        rd_table_destroy(s->tables[r.tables[i]]);
-        s->tables[r.tables[i]] = fresh[i];
-        J->tables_used |= 1ull << r.tables[i];
-        rd_table_stats st;
-        rd_table_get_stats(fresh[i], &st);
-        if (st.now > J->now)
-            J->now = st.now;
-    }
-    J->done = step;
-    for (int w = 0; w < J->n; w++)
-        J->clock[w] = step;
-    J->step_time = INT64_MIN;
-    J->changed = 1;
-    unsigned char out[8 + 16 * RD_MAX_TABLES];
     rd__shard_info_encode(&info, out);
+    if (phase == RD__CKPT_FLAG_STAGE) {
+        J->staged = 1;
+        J->staged_worker = m->worker;
+        J->staged_n = r.n_tables;
+        memcpy(J->staged_idx, r.tables, r.n_tables * sizeof r.tables[0]);
+        memcpy(J->staged_tab, fresh, r.n_tables * sizeof fresh[0]);
+        J->staged_step = step;
+        J->staged_info = info;
+        reply_ok(s, m, out, rd__shard_info_bytes(info.n_tables));
+        return;
+    }
+    install_load(s, J, r.n_tables, r.tables, fresh, step);
     reply_ok(s, m, out, rd__shard_info_bytes(info.n_tables));
     RD_LOG_INFO("loaded shard %d (%u tables) at step %" PRId64 " from %s", s->shard, r.n_tables,
                 step, r.dir);
@@ -1243,7 +1336,11 @@ static void handle(rd_server *s, srv_job *J, srv_msg *m) {
     int w = m->worker;
     // User ops (token store) and STATS touch no step state: they never wait behind the
     // worker's deferred requests (a token fetch must not stall until slower workers finish).
-    int free_op = m->h.op >= RD_OP_USER_MIN || m->h.op == RD_OP_STATS;
+    // Neither do the second phase of a LOAD (COMMIT, ABORT): the loading worker waits for it
+    // with nothing else in flight, and other workers' requests may be waiting on it.
+    int free_op = m->h.op >= RD_OP_USER_MIN || m->h.op == RD_OP_STATS ||
+                  (m->h.op == RD_OP_LOAD &&
+                   (m->ckpt_flags & (RD__CKPT_FLAG_COMMIT | RD__CKPT_FLAG_ABORT)));
     if (!J->pseudo && !free_op && (J->ndef[w] > 0 || (!bad_step(J, m) && !eligible(s, J, m)))) {
         q_push(&J->def_head, &J->def_tail, m);
         J->ndef[w]++;

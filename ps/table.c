@@ -268,24 +268,71 @@ static inline idx_slot *idx_lookup(const rd_table *t, uint64_t key) {
     }
 }
 
-// Software pipelining of batch loops: the index slot of key i+8 and the row of key i+4 are
-// requested while key i is processed, so the cache misses of a batch overlap (rows of a large
-// table live in DRAM; a Zipf tail key misses on both the slot and the row).
-// row_bytes: leading bytes of the row that will be touched; meta: also its last-seen line.
-static inline void prefetch_ahead(
-    const rd_table *t, const uint64_t *keys, size_t i, size_t n, size_t row_bytes, int meta) {
-    if (i + 8 < n)
-        __builtin_prefetch(&t->idx[slot_of(keys[i + 8], t->idx_mask)]);
-    if (i + 4 < n && keys[i + 4] != 0) {
-        const idx_slot *p = idx_lookup(t, keys[i + 4]);
+// Software pipelining of batch loops (one lookup per key): while key i is processed, the index
+// slot of key i + LA_SLOT is prefetched and key i + LA_ROW is looked up (its slot line arrived
+// meanwhile), its row index kept in a small ring and its row's lines prefetched; key i then
+// takes its row from the ring. Rows of a large table live in DRAM and a Zipf tail key misses on
+// both the slot and the row, so the misses of LA_ROW keys overlap. A ring entry is either a row
+// (rows never move inside a batch call: nothing is removed there, and growth moves index slots,
+// not rows) or "not found", which the caller re-checks with a fresh lookup because an earlier
+// key of the same batch may have inserted it (a key given twice).
+#define LA_SLOT 16
+#define LA_ROW  8
+#define LA_RING 16 // power of two > LA_ROW
+#define LA_NONE SIZE_MAX
+
+typedef struct lookahead {
+    const uint64_t *keys;
+    size_t n;
+    size_t row_bytes; // leading bytes of a row the loop touches
+    int meta;         // the loop also writes the row's meta record
+    size_t row[LA_RING];
+} lookahead;
+
+static inline void la_prefetch_slot(const rd_table *t, uint64_t key) {
+    __builtin_prefetch(&t->idx[slot_of(key, t->idx_mask)]);
+}
+
+// Look key j up, remember its row and prefetch the row's lines (and meta record).
+static inline void la_resolve(const rd_table *t, lookahead *la, size_t j) {
+    uint64_t key = la->keys[j];
+    size_t r = LA_NONE;
+    if (key != 0) {
+        const idx_slot *p = idx_lookup(t, key);
         if (p) {
-            const unsigned char *r = row_ptr(t, p->row);
-            for (size_t off = 0; off < row_bytes; off += 64)
-                __builtin_prefetch(r + off);
-            if (meta)
-                __builtin_prefetch(meta_of(t, p->row), 1);
+            r = p->row;
+            const unsigned char *rp = row_ptr(t, r);
+            for (size_t off = 0; off < la->row_bytes; off += 64)
+                __builtin_prefetch(rp + off);
+            if (la->meta)
+                __builtin_prefetch(meta_of(t, r), 1);
         }
     }
+    la->row[j & (LA_RING - 1)] = r;
+}
+
+static inline void la_start(
+    const rd_table *t, lookahead *la, const uint64_t *keys, size_t n, size_t row_bytes, int meta) {
+    la->keys = keys;
+    la->n = n;
+    la->row_bytes = row_bytes;
+    la->meta = meta;
+    for (size_t j = 0; j < n && j < LA_SLOT; j++)
+        if (keys[j] != 0)
+            la_prefetch_slot(t, keys[j]);
+    for (size_t j = 0; j < n && j < LA_ROW; j++)
+        la_resolve(t, la, j);
+}
+
+// Advance the pipeline to key i and return key i's row, or LA_NONE when it had none at
+// look-up time (key 0, or a key without a row: the caller looks it up again).
+static inline size_t la_next(const rd_table *t, lookahead *la, size_t i) {
+    size_t r = la->row[i & (LA_RING - 1)];
+    if (i + LA_SLOT < la->n && la->keys[i + LA_SLOT] != 0)
+        la_prefetch_slot(t, la->keys[i + LA_SLOT]);
+    if (i + LA_ROW < la->n)
+        la_resolve(t, la, i + LA_ROW);
+    return r;
 }
 
 float *rd_table_find(rd_table *t, uint64_t key) {
@@ -466,54 +513,74 @@ static void adm_delete(rd_table *t, adm_slot *p) {
 // ---------------------------------------------------------------------------------------------
 // Pull / push
 
+// A key without a row at look-up time (new, or pending admission): the sighting. Returns RD_OK
+// with *r set to the key's row, or *r = LA_NONE when the key is still pending (then dst, unless
+// NULL, gets the initial value).
+static int pull_missing(rd_table *t, uint64_t key, int64_t now, float *dst, size_t *r) {
+    idx_slot *p = idx_lookup(t, key); // an earlier key of the batch may have created it
+    if (p) {
+        *r = p->row;
+        row_meta *m = meta_of(t, *r);
+        if (now > m->last_seen)
+            m->last_seen = now;
+        return RD_OK;
+    }
+    if (t->cfg.admit_count <= 1) {
+        int rc = insert_row(t, key, r);
+        if (rc != RD_OK)
+            return rc;
+        init_row(t, key, *r, now);
+        t->st.admitted++;
+        return RD_OK;
+    }
+    adm_slot *a = adm_lookup(t, key);
+    if (!a) {
+        int rc = adm_insert(t, key, &a);
+        if (rc != RD_OK)
+            return rc;
+        if (now < t->oldest)
+            t->oldest = now;
+    }
+    a->count++;
+    if (now > a->last_seen)
+        a->last_seen = now;
+    if (a->count >= (uint32_t)t->cfg.admit_count) {
+        int64_t seen = a->last_seen;
+        int rc = insert_row(t, key, r);
+        if (rc != RD_OK)
+            return rc;
+        adm_delete(t, adm_lookup(t, key));
+        init_row(t, key, *r, seen);
+        t->st.admitted++;
+        return RD_OK;
+    }
+    if (dst)
+        rd_table_init_value(t, key, dst);
+    *r = LA_NONE;
+    return RD_OK;
+}
+
 int rd_table_pull(rd_table *t, const uint64_t *keys, size_t n, int64_t now, float *out) {
     const size_t dim = t->dim;
+    lookahead la;
+    la_start(t, &la, keys, n, dim * sizeof(float), 1);
     for (size_t i = 0; i < n; i++) {
         uint64_t key = keys[i];
         if (key == 0)
             return RD_ERR_ARG;
-        prefetch_ahead(t, keys, i, n, dim * sizeof(float), 1);
         float *dst = out + i * dim;
-        idx_slot *p = idx_lookup(t, key);
-        size_t r;
-        if (p) {
-            r = p->row;
+        size_t r = la_next(t, &la, i);
+        if (r != LA_NONE) {
             row_meta *m = meta_of(t, r);
             if (now > m->last_seen)
                 m->last_seen = now;
-        } else if (t->cfg.admit_count <= 1) {
-            int rc = insert_row(t, key, &r);
+        } else {
+            int rc = pull_missing(t, key, now, dst, &r);
             if (rc != RD_OK)
                 return rc;
-            init_row(t, key, r, now);
-            t->st.admitted++;
-        } else {
-            adm_slot *a = adm_lookup(t, key);
-            if (!a) {
-                int rc = adm_insert(t, key, &a);
-                if (rc != RD_OK)
-                    return rc;
-                if (now < t->oldest)
-                    t->oldest = now;
-            }
-            a->count++;
-            if (now > a->last_seen)
-                a->last_seen = now;
-            if (a->count >= (uint32_t)t->cfg.admit_count) {
-                int64_t seen = a->last_seen;
-                int rc = insert_row(t, key, &r);
-                if (rc != RD_OK)
-                    return rc;
-                adm_delete(t, adm_lookup(t, key));
-                init_row(t, key, r, seen);
-                t->st.admitted++;
-            } else {
-                rd_table_init_value(t, key, dst);
-                t->st.pulled++;
-                continue;
-            }
         }
-        memcpy(dst, row_ptr(t, r), dim * sizeof(float));
+        if (r != LA_NONE)
+            memcpy(dst, row_ptr(t, r), dim * sizeof(float));
         t->st.pulled++;
     }
     return RD_OK;
@@ -521,13 +588,14 @@ int rd_table_pull(rd_table *t, const uint64_t *keys, size_t n, int64_t now, floa
 
 int rd_table_read(const rd_table *t, const uint64_t *keys, size_t n, float *out) {
     const size_t dim = t->dim;
+    lookahead la;
+    la_start(t, &la, keys, n, dim * sizeof(float), 0);
     for (size_t i = 0; i < n; i++) {
         if (keys[i] == 0)
             return RD_ERR_ARG;
-        prefetch_ahead(t, keys, i, n, dim * sizeof(float), 0);
-        idx_slot *p = idx_lookup(t, keys[i]);
-        if (p)
-            memcpy(out + i * dim, row_ptr(t, p->row), dim * sizeof(float));
+        size_t r = la_next(t, &la, i); // nothing is inserted here: LA_NONE is final
+        if (r != LA_NONE)
+            memcpy(out + i * dim, row_ptr(t, r), dim * sizeof(float));
         else
             rd_table_init_value(t, keys[i], out + i * dim);
     }
@@ -535,73 +603,50 @@ int rd_table_read(const rd_table *t, const uint64_t *keys, size_t n, float *out)
 }
 
 int rd_table_touch(rd_table *t, const uint64_t *keys, size_t n, int64_t now) {
+    lookahead la;
+    la_start(t, &la, keys, n, 0, 1);
     for (size_t i = 0; i < n; i++) {
         uint64_t key = keys[i];
         if (key == 0)
             return RD_ERR_ARG;
-        idx_slot *p = idx_lookup(t, key);
-        size_t r;
+        size_t r = la_next(t, &la, i);
         t->st.pulled++;
-        if (p) {
-            row_meta *m = meta_of(t, p->row);
+        if (r != LA_NONE) {
+            row_meta *m = meta_of(t, r);
             if (now > m->last_seen)
                 m->last_seen = now;
             continue;
         }
-        if (t->cfg.admit_count <= 1) {
-            int rc = insert_row(t, key, &r);
-            if (rc != RD_OK)
-                return rc;
-            init_row(t, key, r, now);
-            t->st.admitted++;
-            continue;
-        }
-        adm_slot *a = adm_lookup(t, key);
-        if (!a) {
-            int rc = adm_insert(t, key, &a);
-            if (rc != RD_OK)
-                return rc;
-            if (now < t->oldest)
-                t->oldest = now;
-        }
-        a->count++;
-        if (now > a->last_seen)
-            a->last_seen = now;
-        if (a->count >= (uint32_t)t->cfg.admit_count) {
-            int64_t seen = a->last_seen;
-            int rc = insert_row(t, key, &r);
-            if (rc != RD_OK)
-                return rc;
-            adm_delete(t, adm_lookup(t, key));
-            init_row(t, key, r, seen);
-            t->st.admitted++;
-        }
+        int rc = pull_missing(t, key, now, NULL, &r);
+        if (rc != RD_OK)
+            return rc;
     }
     return RD_OK;
 }
 
 int rd_table_push(rd_table *t, const uint64_t *keys, const float *grads, size_t n, int64_t now) {
     const size_t dim = t->dim;
+    lookahead la;
+    la_start(t, &la, keys, n, t->row_floats * sizeof(float), 1);
     for (size_t i = 0; i < n; i++) {
         uint64_t key = keys[i];
         if (key == 0)
             return RD_ERR_ARG;
-        prefetch_ahead(t, keys, i, n, t->row_floats * sizeof(float), 1);
-        if (i + 4 < n)
-            __builtin_prefetch(grads + (i + 4) * dim);
-        idx_slot *p = idx_lookup(t, key);
-        size_t r;
-        if (p) {
-            r = p->row;
-        } else if (t->cfg.admit_count <= 1) {
-            int rc = insert_row(t, key, &r);
-            if (rc != RD_OK)
-                return rc;
-            init_row(t, key, r, now);
-            t->st.admitted++;
-        } else {
-            t->st.rejected++;
-            continue;
+        size_t r = la_next(t, &la, i);
+        if (r == LA_NONE) {
+            idx_slot *p = idx_lookup(t, key); // an earlier key of the batch may have created it
+            if (p) {
+                r = p->row;
+            } else if (t->cfg.admit_count <= 1) {
+                int rc = insert_row(t, key, &r);
+                if (rc != RD_OK)
+                    return rc;
+                init_row(t, key, r, now);
+                t->st.admitted++;
+            } else {
+                t->st.rejected++;
+                continue;
+            }
         }
         float *w = (float *)(void *)row_ptr(t, r);
         row_meta *m = meta_of(t, r);

@@ -181,6 +181,24 @@ static void test_ckpt_payload(void **state) {
     memcpy(bad, buf, n);
     bad[0] = 200; // too many tables
     assert_int_equal(rd__ckpt_req_decode(bad, n, &g, NULL), RD_ERR_PROTO);
+    // LOAD phases: each alone (with or without the CRC flag) is valid, two at once or an
+    // unknown bit are not.
+    const uint32_t ok_flags[] = {RD__CKPT_FLAG_STAGE, RD__CKPT_FLAG_COMMIT | RD__CKPT_FLAG_CRC,
+                                 RD__CKPT_FLAG_ABORT};
+    for (size_t i = 0; i < sizeof ok_flags / sizeof ok_flags[0]; i++) {
+        r.flags = ok_flags[i];
+        rd__ckpt_req_encode(&r, bad);
+        assert_int_equal(rd__ckpt_req_decode(bad, n, &g, NULL), RD_OK);
+        assert_true(g.flags == ok_flags[i]);
+    }
+    const uint32_t bad_flags[] = {RD__CKPT_FLAG_STAGE | RD__CKPT_FLAG_COMMIT,
+                                  RD__CKPT_FLAG_COMMIT | RD__CKPT_FLAG_ABORT, 0x10u};
+    for (size_t i = 0; i < sizeof bad_flags / sizeof bad_flags[0]; i++) {
+        r.flags = bad_flags[i];
+        rd__ckpt_req_encode(&r, bad);
+        assert_int_equal(rd__ckpt_req_decode(bad, n, &g, NULL), RD_ERR_PROTO);
+    }
+    r.flags = RD__CKPT_FLAG_CRC;
 
     rd_ckpt_shard_info in, out;
     memset(&in, 0, sizeof in);

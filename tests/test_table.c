@@ -228,6 +228,86 @@ static void test_pull_push(void **state) {
     rd_table_destroy(t);
 }
 
+// Two tables hold the same rows (keys, counts, last-seen times, floats and counters).
+static void assert_same_tables(const rd_table *a, const rd_table *b) {
+    assert_int_equal(rd_table_size(a), rd_table_size(b));
+    assert_int_equal(rd_table_pending_size(a), rd_table_pending_size(b));
+    size_t nf = rd_table_row_floats(a);
+    for (size_t i = 0; i < rd_table_size(a); i++) {
+        uint64_t ka, kb, ca, cb;
+        int64_t la, lb;
+        const float *ra = rd_table_row_at(a, i, &ka, &la, &ca);
+        const float *rb = rd_table_row_at(b, i, &kb, &lb, &cb);
+        assert_true(ka == kb && la == lb && ca == cb);
+        assert_memory_equal(ra, rb, nf * sizeof(float));
+    }
+    rd_table_stats sa, sb;
+    rd_table_get_stats(a, &sa);
+    rd_table_get_stats(b, &sb);
+    assert_true(sa.admitted == sb.admitted && sa.rejected == sb.rejected);
+    assert_true(sa.pulled == sb.pulled && sa.pushed == sb.pushed);
+}
+
+// The batch loops (pull, read, touch, push) look keys up ahead of use and keep the rows in a
+// ring; their naive twin is the same call one key at a time, where no lookahead can happen.
+// Batches mix known keys, new keys (the index grows inside a batch: capacity 16), keys given
+// twice (the second occurrence must find the row the first created), and with admission > 1
+// keys that get admitted inside the batch.
+static void test_batch_matches_single(void **state) {
+    (void)state;
+    for (int admit = 1; admit <= 3; admit += 2) {
+        rd_table_config tc = make_cfg("la", 5, RD_OPT_ADAGRAD);
+        tc.admit_count = admit;
+        rd_table *bat = make(&tc), *one = make(&tc), *split = make(&tc);
+        enum { N = 300 };
+        uint64_t keys[N];
+        float ob[N * 5], oo[N * 5], os[N * 5], g[N * 5];
+        rd_rng r;
+        rd_rng_split(&r, 7, (uint64_t)admit);
+        for (int round = 0; round < 12; round++) {
+            size_t n = (size_t)(N - 37 * round % 101);
+            uint64_t span = 40 + 60 * (uint64_t)round; // new keys each round
+            for (size_t i = 0; i < n; i++)
+                keys[i] = 1 + rd_rng_below(&r, span);
+            for (size_t i = 3; i < n; i += 17)
+                keys[i] = keys[i - 3]; // a duplicate a few keys later
+            int64_t now = 100 + round;
+            assert_int_equal(rd_table_pull(bat, keys, n, now, ob), RD_OK);
+            assert_int_equal(rd_table_pull(split, keys, 0, now, os), RD_OK); // empty batch
+            for (size_t i = 0; i < n; i++)
+                assert_int_equal(rd_table_pull(one, keys + i, 1, now, oo + i * 5), RD_OK);
+            // pull == touch + read, here also as batches.
+            assert_int_equal(rd_table_touch(split, keys, n, now), RD_OK);
+            assert_int_equal(rd_table_read(split, keys, n, os), RD_OK);
+            assert_memory_equal(ob, oo, n * 5 * sizeof(float));
+            assert_memory_equal(ob, os, n * 5 * sizeof(float));
+            assert_same_tables(bat, one);
+            for (size_t i = 0; i < n * 5; i++)
+                g[i] = 0.5f * ob[i] + 0.01f * (float)(i % 7);
+            assert_int_equal(rd_table_push(bat, keys, g, n, now), RD_OK);
+            for (size_t i = 0; i < n; i++)
+                assert_int_equal(rd_table_push(one, keys + i, g + i * 5, 1, now), RD_OK);
+            assert_int_equal(rd_table_push(split, keys, g, n, now), RD_OK);
+            assert_same_tables(bat, one);
+            assert_same_tables(bat, split);
+            // A push of keys never pulled: with admission 1 it creates their rows, and a key
+            // given twice must be updated twice in the row its first occurrence created.
+            for (size_t i = 0; i < n; i++)
+                keys[i] = 100000 + 1000 * (uint64_t)round + rd_rng_below(&r, 64);
+            assert_int_equal(rd_table_push(bat, keys, g, n, now), RD_OK);
+            assert_int_equal(rd_table_push(split, keys, g, n, now), RD_OK);
+            for (size_t i = 0; i < n; i++)
+                assert_int_equal(rd_table_push(one, keys + i, g + i * 5, 1, now), RD_OK);
+            assert_same_tables(bat, one);
+        }
+        // The rows did grow inside batches, far past the capacity of 16.
+        assert_true(rd_table_size(bat) > 200);
+        rd_table_destroy(bat);
+        rd_table_destroy(one);
+        rd_table_destroy(split);
+    }
+}
+
 static void test_admission(void **state) {
     (void)state;
     rd_table_config tc = make_cfg("adm", 2, RD_OPT_SGD);
@@ -422,6 +502,7 @@ int main(void) {
         cmocka_unit_test(test_init_deterministic),
         cmocka_unit_test(test_grow_remove_model),
         cmocka_unit_test(test_pull_push),
+        cmocka_unit_test(test_batch_matches_single),
         cmocka_unit_test(test_admission),
         cmocka_unit_test(test_evict),
         cmocka_unit_test(test_put_restore),

@@ -168,9 +168,13 @@ int rd_kv_save(rd_kv *kv, const char *dir, const int *tables, int n_tables, rd_e
  * same table names, dims, optimizers and seed; every shard's CRC is checked) and set this
  * worker's step and the server's step of this job to the checkpoint's step. Blocking. Call it
  * from one rank of the job before any pull, then share *step with the other ranks of the job
- * (rd_kv_set_step) and synchronise them before they pull.
+ * (rd_kv_set_step) and synchronise them before they pull. All shards or none: each shard first
+ * reads and verifies its file into tables kept aside (meanwhile the job's pulls, pushes, clocks
+ * and saves wait on that shard), and they are installed only when every shard succeeded;
+ * otherwise every shard drops them and the error names the first shard that refused.
  * @return RD_OK, RD_ERR_NOTFOUND (no MANIFEST), RD_ERR_SCHEMA (layout differs), RD_ERR_CONFIG
- *         (seed differs), RD_ERR_CORRUPT (CRC), RD_ERR_STATE (the job is mid-step), ...
+ *         (seed differs), RD_ERR_CORRUPT (CRC), RD_ERR_STATE (the job is mid-step on some
+ *         shard), ...
  */
 int rd_kv_load(
     rd_kv *kv, const char *dir, const int *tables, int n_tables, int64_t *step, rd_errbuf *eb);

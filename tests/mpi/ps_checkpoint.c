@@ -7,6 +7,10 @@
 //     save into an existing one), then worker 0 loads MID, shares the step with worker 1, both
 //     continue steps 15..29, and worker 0 saves RESUMED.
 //   Session 3: LOAD while the job is mid-step is refused (RD_ERR_STATE) and nothing breaks.
+//   Session 4: LOAD all or nothing: one shard is mid-step (a push of worker 1 reached only
+//     shard 0), so it refuses; shard 1 could load but must not (a half-loaded PS would hold
+//     MID's rows on shard 1 and reset its clocks to step MID). Every shard still has no rows
+//     and the job finishes step 0; then, between steps, the same LOAD succeeds everywhere.
 // Checks: FULL and RESUMED have the same step and the same per-shard CRCs (the CRC covers the
 // canonical content: rows, slots, counts, last-seen, pending counts, counters), identical
 // tables loaded with rd_ckpt_load_table, and the values pulled in steps 15..29 are identical.
@@ -123,6 +127,78 @@ static int session3(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void *
     return errs;
 }
 
+// Rows per shard, summed over the tables (rd_kv_stats).
+static void shard_rows(rd_kv *kv, const rd_config *cfg, uint64_t rows[2]) {
+    rows[0] = rows[1] = 0;
+    for (int t = 0; t < cfg->ps.n_tables; t++) {
+        rd_table_stats total, per[2];
+        RD_ASSERT(rd_kv_stats(kv, t, &total, per) == RD_OK);
+        rows[0] += per[0].rows;
+        rows[1] += per[1].rows;
+    }
+}
+
+static int session4(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void *p) {
+    ctx *c = p;
+    int w = comm->job_rank, errs = 0;
+    int ts;
+    if (w == 1) {
+        // A key of shard 0 only: shard 0 is then mid-step, shard 1 is between steps.
+        uint64_t key[1] = {1};
+        while (rd_shard_of(key[0], 2) != 0)
+            key[0]++;
+        float g[8] = {0};
+        T_CHECK(&errs, rd_kv_push(kv, 0, key, g, 1, &ts) == RD_OK, "push");
+        T_CHECK(&errs, rd_kv_wait(kv, ts) == RD_OK, "push: %s", rd_kv_errmsg(kv));
+    }
+    t_barrier(comm->job);
+    rd_errbuf eb;
+    int64_t step = -1;
+    if (w == 0) {
+        rd_ckpt_manifest *mf = rd_xcalloc(1, sizeof *mf);
+        rd_errbuf_clear(&eb);
+        T_CHECK(&errs, rd_ckpt_read_manifest(c->mid, mf, &eb) == RD_OK, "%s", eb.msg);
+        T_CHECK(&errs, mf->shard_rows[0] > 0 && mf->shard_rows[1] > 0,
+                "MID has rows on both shards (%llu, %llu)", (unsigned long long)mf->shard_rows[0],
+                (unsigned long long)mf->shard_rows[1]);
+        rd_errbuf_clear(&eb);
+        int rc = rd_kv_load(kv, c->mid, NULL, 0, &step, &eb);
+        T_CHECK(&errs, rc == RD_ERR_STATE, "load with shard 0 mid-step gave %d: %s", rc, eb.msg);
+        T_CHECK(&errs, strstr(eb.msg, "no shard was loaded") && strstr(eb.msg, "shard 0"),
+                "message: %s", eb.msg);
+        T_CHECK(&errs, rd_kv_step(kv) == 0, "client step %lld", (long long)rd_kv_step(kv));
+        uint64_t rows[2];
+        shard_rows(kv, cfg, rows);
+        T_CHECK(&errs, rows[0] == 0 && rows[1] == 0,
+                "half-loaded: shard rows %llu and %llu after a refused LOAD",
+                (unsigned long long)rows[0], (unsigned long long)rows[1]);
+        rd_free(mf);
+    }
+    t_barrier(comm->job); // worker 1 clocks only after the LOAD (else shard 1 is mid-step too)
+    // Step 0 completes on both shards (a shard that had loaded would be at step MID).
+    T_CHECK(&errs, rd_kv_clock(kv, &ts) == RD_OK, "clock");
+    T_CHECK(&errs, rd_kv_wait(kv, ts) == RD_OK, "clock after a refused LOAD: %s",
+            rd_kv_errmsg(kv));
+    t_barrier(comm->job);
+    if (w == 0) {
+        rd_errbuf_clear(&eb);
+        int rc = rd_kv_load(kv, c->mid, NULL, 0, &step, &eb);
+        T_CHECK(&errs, rc == RD_OK && step == MID, "load between steps gave %d (step %lld): %s",
+                rc, (long long)step, eb.msg);
+        rd_ckpt_manifest *mf = rd_xcalloc(1, sizeof *mf);
+        rd_errbuf_clear(&eb);
+        T_CHECK(&errs, rd_ckpt_read_manifest(c->mid, mf, &eb) == RD_OK, "%s", eb.msg);
+        uint64_t rows[2];
+        shard_rows(kv, cfg, rows);
+        T_CHECK(&errs, rows[0] == mf->shard_rows[0] && rows[1] == mf->shard_rows[1],
+                "loaded shard rows %llu, %llu; MID has %llu, %llu", (unsigned long long)rows[0],
+                (unsigned long long)rows[1], (unsigned long long)mf->shard_rows[0],
+                (unsigned long long)mf->shard_rows[1]);
+        rd_free(mf);
+    }
+    return errs;
+}
+
 int main(int argc, char **argv) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
@@ -156,6 +232,8 @@ int main(int argc, char **argv) {
     errs += t_session(MPI_COMM_WORLD, cfg, session2, &c);
     t_barrier(MPI_COMM_WORLD);
     errs += t_session(MPI_COMM_WORLD, cfg, session3, &c);
+    t_barrier(MPI_COMM_WORLD);
+    errs += t_session(MPI_COMM_WORLD, cfg, session4, &c);
     t_barrier(MPI_COMM_WORLD);
 
     if (rank == 0) {
