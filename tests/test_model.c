@@ -127,6 +127,23 @@ static void config_c(rd_model_config *mc) {
     snprintf(mc->activation, sizeof mc->activation, "gelu");
 }
 
+// Config D: the shape of configs/synthetic-iat.yaml: din history with labels and a din token
+// branch, one tower. Config E: the same with a transformer token branch. (The configs run ReLU;
+// the FD steps here, 0.02..0.16, cross ReLU kinks, so every FD config uses GELU.)
+static void config_d(rd_model_config *mc, int tok_kind) {
+    mc_defaults(mc, tok_kind == RD_SEQ_DIN ? "d" : "e");
+    add_feature(mc, "user", "t_user", RD_POOL_MEAN);
+    add_feature(mc, "item", "t_item", RD_POOL_MEAN);
+    mc->seq =
+        (rd_seq_config){.kind = RD_SEQ_DIN, .length = 5, .layers = 1, .heads = 2, .with_labels = 1};
+    mc->tokens = (rd_token_use){
+        .scheme = 2, .length = 4, .kind = tok_kind, .layers = 1, .heads = 2, .adapter = 4};
+    mc->n_mlp = 2;
+    mc->mlp[0] = 8;
+    mc->mlp[1] = 5;
+    snprintf(mc->activation, sizeof mc->activation, "gelu"); // smooth: FD steps cross no kink
+}
+
 // A synthetic batch owning all of its arrays.
 typedef struct tbatch {
     rd_batch b;
@@ -388,6 +405,20 @@ static void test_fd_model_b(void **state) {
     (void)state;
     rd_model_config mc;
     config_b(&mc);
+    fd_model(&mc, 0, 3, 1);
+}
+
+static void test_fd_model_d(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_d(&mc, RD_SEQ_DIN);
+    fd_model(&mc, 0, 3, 1);
+}
+
+static void test_fd_model_e(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_d(&mc, RD_SEQ_TRANSFORMER);
     fd_model(&mc, 0, 3, 1);
 }
 
@@ -897,7 +928,8 @@ static void test_dense_optim(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_model_a),    cmocka_unit_test(test_fd_model_b),
-        cmocka_unit_test(test_fd_model_c),    cmocka_unit_test(test_two_tower_isolation),
+        cmocka_unit_test(test_fd_model_c),    cmocka_unit_test(test_fd_model_d),
+        cmocka_unit_test(test_fd_model_e),    cmocka_unit_test(test_two_tower_isolation),
         cmocka_unit_test(test_overfit),       cmocka_unit_test(test_prefix_and_determinism),
         cmocka_unit_test(test_flops),         cmocka_unit_test(test_no_alloc_in_step),
         cmocka_unit_test(test_oom_injection), cmocka_unit_test(test_config_errors),
