@@ -308,6 +308,7 @@ static const ck_key token_use_keys[] = {
     K_INT(rd_token_use, "layers", layers, 1, 64, 0, "1"),
     K_INT(rd_token_use, "heads", heads, 1, 64, 0, "2"),
     K_INT(rd_token_use, "adapter", adapter, 1, 65536, 0, "64"),
+    K_BOOL(rd_token_use, "gate", gate, "false"),
 };
 TABLE(token_use_desc, rd_token_use, token_use_keys);
 

@@ -353,6 +353,9 @@ static double fd_tensor(
 static void fd_model(const rd_model_config *mc, size_t n_numeric, size_t token_dim, int teacher) {
     rd_model_opts o = opts_for(4, n_numeric, token_dim);
     rd_model *m = build(mc, &o);
+    const rd_model_tensor *gate = rd_model_find_tensor(m, "tok.gate");
+    for (size_t k = 0; gate && k < gate->n; k++) // it starts at 0, where the branch has no gradient
+        m->params[gate->offset + k] = 0.5f + 0.1f * (float)k;
     tbatch t;
     tb_make(&t, m, 3, 99, teacher); // B = 3 < max_batch 4: the prefix layout is exercised too
     step(m, &t.b);
@@ -420,6 +423,37 @@ static void test_fd_model_e(void **state) {
     rd_model_config mc;
     config_d(&mc, RD_SEQ_TRANSFORMER);
     fd_model(&mc, 0, 3, 1);
+    mc.tokens.gate = 1; // the same with the token gate (set away from 0 by fd_model)
+    fd_model(&mc, 0, 3, 1);
+}
+
+// tokens.gate starts at 0: the tokens do not change the logits until the gate has learned.
+static void test_token_gate_starts_closed(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_d(&mc, RD_SEQ_DIN);
+    mc.tokens.gate = 1;
+    rd_model_opts o = opts_for(4, 0, 3);
+    rd_model *m = build(&mc, &o);
+    tbatch t;
+    tb_make(&t, m, 4, 5, 0);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    float z0[4], z1[4];
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+    memcpy(z0, m->logits_main, sizeof z0);
+    for (size_t i = 0; i < 4 * m->tok_length * m->tok_dim; i++)
+        t.tokens[i] = -t.tokens[i] + 0.3f;
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+    memcpy(z1, m->logits_main, sizeof z1);
+    assert_memory_equal(z0, z1, sizeof z0);
+    const rd_model_tensor *gate = rd_model_find_tensor(m, "tok.gate");
+    assert_non_null(gate);
+    m->params[gate->offset] = 1.0f;
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+    assert_true(fabsf(m->logits_main[0] - z0[0]) > 1e-7f);
+    tb_free(&t);
+    rd_model_destroy(m);
 }
 
 static void test_fd_model_c(void **state) {
@@ -927,13 +961,21 @@ static void test_dense_optim(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fd_model_a),    cmocka_unit_test(test_fd_model_b),
-        cmocka_unit_test(test_fd_model_c),    cmocka_unit_test(test_fd_model_d),
-        cmocka_unit_test(test_fd_model_e),    cmocka_unit_test(test_two_tower_isolation),
-        cmocka_unit_test(test_overfit),       cmocka_unit_test(test_prefix_and_determinism),
-        cmocka_unit_test(test_flops),         cmocka_unit_test(test_no_alloc_in_step),
-        cmocka_unit_test(test_oom_injection), cmocka_unit_test(test_config_errors),
-        cmocka_unit_test(test_batch_errors),  cmocka_unit_test(test_from_yaml),
+        cmocka_unit_test(test_fd_model_a),
+        cmocka_unit_test(test_fd_model_b),
+        cmocka_unit_test(test_fd_model_c),
+        cmocka_unit_test(test_fd_model_d),
+        cmocka_unit_test(test_fd_model_e),
+        cmocka_unit_test(test_token_gate_starts_closed),
+        cmocka_unit_test(test_two_tower_isolation),
+        cmocka_unit_test(test_overfit),
+        cmocka_unit_test(test_prefix_and_determinism),
+        cmocka_unit_test(test_flops),
+        cmocka_unit_test(test_no_alloc_in_step),
+        cmocka_unit_test(test_oom_injection),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_batch_errors),
+        cmocka_unit_test(test_from_yaml),
         cmocka_unit_test(test_dense_optim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

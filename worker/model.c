@@ -94,12 +94,15 @@ struct rd__model_priv {
 
     // Token branch: adapter + label side-embedding
     branch tok;
-    size_t A;                     // adapter width
-    float *ad_w_p, *ad_w_g;       // (A, d_tok)
-    float *ad_b_p, *ad_b_g;       // (A)
-    float *tok_lab_p, *tok_lab_g; // (2, A)
-    float *ad_pre, *ad;           // (B, L, A)
-    float *dad, *dad_pre;         // (B, L, A)
+    size_t A;                      // adapter width
+    float *ad_w_p, *ad_w_g;        // (A, d_tok)
+    float *ad_b_p, *ad_b_g;        // (A)
+    float *tok_lab_p, *tok_lab_g;  // (2, A)
+    float *ad_pre, *ad;            // (B, L, A)
+    float *dad, *dad_pre;          // (B, L, A)
+    int tok_gate;                  // tokens.gate: out -> gate * out
+    float *gate_p, *gate_g;        // (C_tok), initialised to 0
+    float *tok_gated, *dtok_gated; // (B, C_tok)
 
     // Backbone
     size_t W;             // backbone input width
@@ -374,6 +377,11 @@ static void layout(builder *bd) {
         p->dad_pre = act(bd, B * L * A);
         flops_linear(bd, (double)L, m->tok_dim, A, 0); // frozen tokens: no input gradient
         layout_branch(bd, &p->tok, "tok");
+        if (p->tok_gate) {
+            param(bd, &p->gate_p, &p->gate_g, p->tok.d.C, INIT_ZERO, 0.0f, "tok.gate");
+            p->tok_gated = act(bd, B * p->tok.d.C);
+            p->dtok_gated = act(bd, B * p->tok.d.C);
+        }
     }
 
     // Backbone input: [x_req | numeric | seq | tok]
@@ -393,8 +401,9 @@ static void layout(builder *bd) {
     branch *brs[2] = {&p->seq, &p->tok};
     for (int i = 0; i < 2; i++)
         if (brs[i]->on) {
-            p->part[p->n_parts] = brs[i]->out;
-            p->dpart[p->n_parts] = brs[i]->dout;
+            int gated = i == 1 && p->tok_gate;
+            p->part[p->n_parts] = gated ? p->tok_gated : brs[i]->out;
+            p->dpart[p->n_parts] = gated ? p->dtok_gated : brs[i]->dout;
             p->part_w[p->n_parts++] = brs[i]->d.C;
         }
     p->W = 0;
@@ -628,6 +637,7 @@ static int validate(rd_model *m,
             return rc;
         m->tok_length = p->tok.d.T;
         m->tok_dim = o->token_dim;
+        p->tok_gate = tu->gate ? 1 : 0;
     }
 
     if (mc->n_mlp < 0 || mc->n_mlp > RD_MAX_LAYERS || mc->n_tower < 0 ||
@@ -1004,6 +1014,12 @@ static void tok_forward(rd_model *m, const rd_batch *bt) {
         memcpy(x + A, p->tok_lab_p + (size_t)bt->tok_labels[i] * A, A * sizeof(float));
     }
     branch_forward(br, p->x_req, B);
+    if (p->tok_gate) {
+        size_t C = br->d.C;
+        for (size_t b = 0; b < B; b++)
+            for (size_t k = 0; k < C; k++)
+                p->tok_gated[b * C + k] = p->gate_p[k] * br->out[b * C + k];
+    }
 }
 
 // Sum over the examples with a target of the per-example distillation losses.
@@ -1202,6 +1218,15 @@ static void tok_backward(rd_model *m, const rd_batch *bt) {
     rd__model_priv *p = m->priv;
     branch *br = &p->tok;
     size_t B = bt->B, L = br->d.T, A = p->A, BL = B * L;
+    if (p->tok_gate) {
+        size_t C = br->d.C;
+        for (size_t b = 0; b < B; b++)
+            for (size_t k = 0; k < C; k++) {
+                float d = p->dtok_gated[b * C + k];
+                p->gate_g[k] += d * br->out[b * C + k];
+                br->dout[b * C + k] = d * p->gate_p[k];
+            }
+    }
     branch_backward(br, p->dx_req, p->x_req, B);
     for (size_t i = 0; i < BL; i++) {
         const float *d = br->dbin + i * 2 * A;

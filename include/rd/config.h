@@ -300,6 +300,8 @@ typedef struct rd_token_use {
     int layers;  // 1..64; default 1
     int heads;   // 1..64; default 2
     int adapter; // adapter MLP width, 1..65536; default 64
+    int gate;    // 1 = the branch output is scaled per channel by a learned gate that starts at 0,
+                 // so the model starts as without tokens; default 0
 } rd_token_use;
 
 typedef struct rd_model_config {
