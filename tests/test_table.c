@@ -1,7 +1,7 @@
 // test_table.c — the embedding table shard: insert/find, growth far beyond the initial capacity,
 // removal (backward-shift deletion) against a reference model, TTL eviction, admission counting,
-// deterministic initial values (and init_as twins), restore (put / pending_put), memory accounting and
-// out-of-memory injection through the swappable allocator.
+// deterministic initial values (and init_as twins), restore (put / pending_put), memory accounting
+// and out-of-memory injection through the swappable allocator.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
