@@ -149,6 +149,7 @@ static const ck_key job_keys[] = {
     K_STR(rd_job_config, "model", model, REQ, NULL),
     K_BOOL(rd_job_config, "distill", distill, "false"),
     K_STR(rd_job_config, "teacher", teacher, 0, NULL), // resolved: first teacher job
+    K_STR(rd_job_config, "init_as", init_as, 0, NULL), // "" = the job's own name
 };
 TABLE(job_desc, rd_job_config, job_keys);
 
@@ -267,6 +268,7 @@ static const ck_key table_keys[] = {
     K_INT(rd_table_config, "admit_count", admit_count, 1, 1e9, 0, "1"),
     K_I64(rd_table_config, "ttl", ttl, 0, 9.2e18, 0, "0"),
     K_U64(rd_table_config, "capacity", capacity, 1, 1099511627776.0, 0, "4096"),
+    K_STR(rd_table_config, "init_as", init_as, 0, NULL), // "" = the table's own name
 };
 TABLE(table_desc, rd_table_config, table_keys);
 
@@ -1563,6 +1565,10 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
         for (int o = 0; o < i; o++)
             if (strcmp(cl->jobs[o].name, j->name) == 0)
                 return verr(v, p, "duplicate job name '%s'", j->name);
+        snprintf(p, sizeof p, "cluster.jobs[%d].init_as", i);
+        if (j->init_as[0] && strcmp(j->init_as, j->name) != 0 &&
+            !rd_config_find_job(cfg, j->init_as))
+            return verr(v, p, "no job named '%s' to initialise as", j->init_as);
         snprintf(p, sizeof p, "cluster.jobs[%d].model", i);
         const rd_model_config *mc = rd_config_find_model(cfg, j->model);
         if (!mc)
@@ -1604,6 +1610,15 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
         for (int o = 0; o < i; o++)
             if (strcmp(cfg->ps.tables[o].name, t->name) == 0)
                 return verr(v, p, "duplicate table name '%s'", t->name);
+        snprintf(p, sizeof p, "ps.tables[%d].init_as", i);
+        if (t->init_as[0] && strcmp(t->init_as, t->name) != 0) {
+            const rd_table_config *o = rd_config_find_table(cfg, t->init_as);
+            if (!o)
+                return verr(v, p, "no table named '%s' to initialise as", t->init_as);
+            if (o->dim != t->dim)
+                return verr(v, p, "table '%s' has dim %d, this one %d: rows cannot start alike",
+                            o->name, o->dim, t->dim);
+        }
     }
 
     // ---- models, tokens

@@ -156,6 +156,10 @@ static int grow_index(rd_table *t, size_t new_cap) {
     return RD_OK;
 }
 
+uint64_t rd_table_salt(const rd_table_config *tc) {
+    return rd_hash_str(tc->init_as[0] ? tc->init_as : tc->name, 0);
+}
+
 int rd_table_create(
     const rd_table_config *tc, int index, uint64_t run_seed, rd_table **out, rd_errbuf *eb) {
     RD_ASSERT(tc && out);
@@ -172,7 +176,8 @@ int rd_table_create(
     t->cfg = *tc;
     t->cfg.name[RD_NAME_MAX - 1] = '\0';
     t->index = index;
-    t->seed = run_seed ^ rd_hash_str(t->cfg.name, 0);
+    t->cfg.init_as[RD_NAME_MAX - 1] = '\0';
+    t->seed = run_seed ^ rd_table_salt(&t->cfg);
     t->dim = (size_t)tc->dim;
     t->nslots = (size_t)ns;
     t->row_floats = t->dim * (1 + t->nslots);

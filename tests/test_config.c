@@ -268,6 +268,8 @@ static void test_entry_defaults_and_resolve(void **state) {
     assert_int_equal(j->ranks, 1);
     assert_int_equal(j->distill, 0);
     const rd_table_config *t = &c->ps.tables[0];
+    assert_string_equal(j->init_as, ""); // "" = initialise under the own name
+    assert_string_equal(t->init_as, "");
     assert_int_equal(t->optim.kind, RD_OPT_ADAGRAD);
     assert_true(t->optim.lr == 0.05f);
     assert_true(t->optim.beta1 == 0.9f);
@@ -624,7 +626,18 @@ static void test_errors_cross(void **state) {
                  "models:\n  - name: m\n",
                  "t.yaml:4:39: cluster.jobs[1].model: model 'm' distils into its auxiliary tower",
                  NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m, init_as: zz}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:3:51: cluster.jobs[0].init_as: no job named 'zz' to initialise as", NULL);
     // Table and model checks.
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8, init_as: zz}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:6:34: ps.tables[0].init_as: no table named 'zz' to initialise as", NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n    - {name: f, dim: 4, init_as: e}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:7:34: ps.tables[1].init_as: table 'e' has dim 8, this one 4", NULL);
     expect_error(BASE "  - name: m\n", "t.yaml:15:11: models[1].name: duplicate model name 'm'",
                  NULL);
     expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"

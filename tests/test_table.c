@@ -1,7 +1,7 @@
 // test_table.c — the embedding table shard: insert/find, growth far beyond the initial capacity,
 // removal (backward-shift deletion) against a reference model, TTL eviction, admission counting,
-// deterministic initial values, restore (put / pending_put), memory accounting and
-// out-of-memory injection through the swappable allocator.
+// deterministic initial values (and init_as twins), restore (put / pending_put), memory accounting
+// and out-of-memory injection through the swappable allocator.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -104,6 +104,15 @@ static void test_init_deterministic(void **state) {
     rd_table_init_value(tb, 12345, z);
     assert_memory_equal(x, y, sizeof x);
     assert_memory_not_equal(x, z, sizeof x);
+    // A twin table (init_as: user) starts with user's rows, though its name differs.
+    rd_table_config c = make_cfg("user_twin", 8, RD_OPT_SGD);
+    c.init_std = 0.5f;
+    snprintf(c.init_as, sizeof c.init_as, "user");
+    rd_table *tc = make(&c);
+    float w[8];
+    rd_table_init_value(tc, 12345, w);
+    assert_memory_equal(x, w, sizeof x);
+    rd_table_destroy(tc);
     // The values look like N(0, 0.5): mean near 0, std near 0.5 over many keys.
     double s = 0, s2 = 0;
     for (uint64_t k = 1; k <= 4000; k++) {

@@ -4,41 +4,67 @@
 # alone, so it costs one student run (seconds on MovieLens-100K) instead of a teacher run.
 #
 #   tools/replay-sweep.sh [-s SEED] CONFIG RUN_DIR OUTDIR [POINT ...]
+#   tools/replay-sweep.sh -k SEEDS [-f FIRST] CONFIG SEEDS_DIR OUTDIR [POINT ...]
 #
 # CONFIG is the pipeline config RUN_DIR was made with (e.g. configs/ml100k.yaml, run with
 # --seed SEED --out RUN_DIR); its first distilled student job is kept, every other job dropped.
-# POINT is alpha:temperature (default 0.3:1 1:1 3:1 10:1 1:3 3:3), or "noaux" (one tower, the
-# distillation term in its loss) with its undistilled twin "noaux_raw". Results: one line per
-# point with the student's holdout and warm AUC, next to RUN_DIR's student and student_raw.
+# POINT is alpha:temperature (default 0.3:1 1:1 3:1 10:1 1:3 3:3), "noaux" (one tower, the
+# distillation term in its loss) or "noaux:alpha:temperature", "noaux_raw" (its undistilled twin),
+# or comma-separated tokens: noaux, raw (no distillation), a=ALPHA, t=TEMPERATURE,
+# mlp=64-32 (the student's shared backbone), tower=8 (hidden layers of each tower; tower=0: none).
+# Results: one line per point with the student's holdout and warm AUC, next to RUN_DIR's student
+# and student_raw.
+#
+# With -k, SEEDS_DIR holds a tools/seeds.sh sweep (seed-F .. seed-F+K-1, default F = 1): every point
+# is replayed on every seed's log, and each distilled point is paired with its undistilled twin
+# (the same tokens with "raw" and without a=/t=; added when not listed) replayed on the same seed.
+# OUTDIR/summary.md gets every point's holdout / warm / stream-mean AUC as mean ± std over the
+# seeds, the teacher gap and the student gain (both paired per seed) and eta from the means.
 # Needs python3 with PyYAML (apt-get install python3-yaml).
 set -euo pipefail
-SEED=1
-while getopts "s:h" o; do
+SEED=1 K=0 FIRST=1
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+while getopts "s:k:f:h" o; do
     case $o in
-        s) SEED=$OPTARG ;;
-        *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        s) SEED=$OPTARG ;; k) K=$OPTARG ;; f) FIRST=$OPTARG ;;
+        *) usage; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 3 ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 3 ] || { usage >&2; exit 2; }
+for v in "$SEED" "$K" "$FIRST"; do
+    [[ $v =~ ^[0-9]+$ ]] || { echo "replay-sweep.sh: '$v' is not a non-negative integer" >&2; exit 2; }
+done
 CONFIG=$1 RUN=$2 OUT=$3
 shift 3
 POINTS=${*:-"0.3:1 1:1 3:1 10:1 1:3 3:3"}
 RD=${RD:-build/recdistill}
-[ -d "$RUN/targets" ] || { echo "replay-sweep.sh: $RUN/targets: no target log" >&2; exit 2; }
 command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
     { echo "replay-sweep.sh: needs python3 with PyYAML (apt-get install python3-yaml)" >&2; exit 2; }
 mkdir -p "$OUT"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
-row() { # label log
-    awk -v l="$1" '$2 == "holdout" && h == "" { h = $3 } $2 == "warm" && w == "" { w = $3 }
-                   END { printf "%-14s holdout AUC %s  warm AUC %s\n", l, h, w }' \
-        <(grep -E "^$3 +(holdout|warm) " "$2")
+# The undistilled twin of a point: its tokens without a= / t=, plus raw.
+twin() {
+    python3 - "$1" <<'PY'
+import sys
+p = sys.argv[1]
+legacy = {"noaux": "noaux", "noaux_raw": "noaux,raw"}
+if p in legacy:
+    toks = legacy[p].split(",")
+elif ":" in p:
+    parts = p.split(":")
+    toks = ["noaux"] if parts[0] == "noaux" else []
+else:
+    toks = p.split(",")
+toks = [t for t in toks if not t.startswith(("a=", "t=")) and t != "raw"]
+print(",".join(toks + ["raw"]))
+PY
 }
 
-for p in $POINTS; do
-    python3 - "$CONFIG" "$OUT/$p.yaml" "$p" "$RUN/targets" <<'PY'
+# Write OUTDIR-local config $2 for point $3 replaying log $4.
+mkconfig() {
+    python3 - "$CONFIG" "$1" "$2" "$3" <<'PY'
 import sys, yaml
 src, dst, p, log = sys.argv[1:5]
 c = yaml.safe_load(open(src))
@@ -50,25 +76,139 @@ job = dict(jobs[0], teacher=teacher)
 d = dict(c.get("distill") or {}, replay=True, target_log=log)
 model = next(m for m in c["models"] if m["name"] == job["model"])
 if p in ("noaux", "noaux_raw"):
-    model["two_towers"] = False
-    d["aux_tower"] = False
-    if p == "noaux_raw":
-        job.pop("distill", None); job.pop("teacher", None); d["replay"] = False
+    toks = ["noaux"] + (["raw"] if p == "noaux_raw" else [])
+elif ":" in p:
+    parts = p.split(":")
+    if parts[0] == "noaux":
+        parts = parts[1:]
+        toks = ["noaux"]
+    else:
+        toks = []
+    if len(parts) != 2:
+        sys.exit("replay-sweep.sh: point '%s': expected [noaux:]alpha:temperature" % p)
+    toks += ["a=" + parts[0], "t=" + parts[1]]
 else:
-    a, t = p.split(":")
-    d["alpha"], d["temperature"] = float(a), float(t)
+    toks = p.split(",")
+for t in toks:
+    k, _, v = t.partition("=")
+    try:
+        if t == "noaux":
+            model["two_towers"] = False
+            d["aux_tower"] = False
+        elif t == "raw":
+            job.pop("distill", None); job.pop("teacher", None); d["replay"] = False
+        elif k == "a":
+            d["alpha"] = float(v)
+        elif k == "t":
+            d["temperature"] = float(v)
+        elif k == "mlp":
+            model["mlp"] = [int(x) for x in v.split("-")]
+        elif k == "tower":
+            model["tower"] = [] if v == "0" else [int(x) for x in v.split("-")]
+        else:
+            raise ValueError
+    except ValueError:
+        sys.exit("replay-sweep.sh: point '%s': unknown or bad token '%s'" % (p, t))
 c["cluster"]["jobs"] = [job]
 c["distill"] = d
 c.setdefault("run", {}).pop("out_dir", None)
 yaml.safe_dump(c, open(dst, "w"), sort_keys=False)
 PY
-    mpiexec.mpich -n $(("$(awk '/ps_ranks:/ {print $2; exit}' "$OUT/$p.yaml")" + 1)) "$RD" train \
-        "$OUT/$p.yaml" --seed "$SEED" --out "$OUT/$p" >"$OUT/$p.log" 2>&1 ||
-        { echo "replay-sweep.sh: point $p failed; see $OUT/$p.log" >&2; exit 1; }
-    job=$(python3 -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['cluster']['jobs'][0]['name'])" "$OUT/$p.yaml")
-    row "$p" "$OUT/$p.log" "$job"
+}
+
+# Replay point $1 of run dir $2 with seed $3 into $4 (.yaml, .log, run folder).
+replay() {
+    local p=$1 run=$2 seed=$3 dst=$4
+    [ -d "$run/targets" ] || { echo "replay-sweep.sh: $run/targets: no target log" >&2; exit 2; }
+    if [ -s "$dst/report.json" ]; then return 0; fi
+    mkconfig "$dst.yaml" "$p" "$run/targets"
+    "$RD" config "$dst.yaml" >/dev/null || { echo "replay-sweep.sh: point $p is not a valid config" >&2; exit 1; }
+    mpiexec.mpich -n $(("$(awk '/ps_ranks:/ {print $2; exit}' "$dst.yaml")" + 1)) "$RD" train \
+        "$dst.yaml" --seed "$seed" --out "$dst" >"$dst.log" 2>&1 ||
+        { echo "replay-sweep.sh: point $p failed; see $dst.log" >&2; exit 1; }
+}
+
+jobname() { python3 -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['cluster']['jobs'][0]['name'])" "$1"; }
+
+if [ "$K" -eq 0 ]; then
+    row() { # label log
+        awk -v l="$1" '$2 == "holdout" && h == "" { h = $3 } $2 == "warm" && w == "" { w = $3 }
+                       END { printf "%-14s holdout AUC %s  warm AUC %s\n", l, h, w }' \
+            <(grep -E "^$3 +(holdout|warm) " "$2")
+    }
+    for p in $POINTS; do
+        rm -rf "${OUT:?}/$p"
+        replay "$p" "$RUN" "$SEED" "$OUT/$p"
+        row "$p" "$OUT/$p.log" "$(jobname "$OUT/$p.yaml")"
+    done
+    for j in student student_raw teacher; do
+        [ -f "$RUN/$j.metrics.csv" ] && awk -F, -v j="$j" '$1 == "holdout" { h = $3 } $1 == "holdout_warm" { w = $3 }
+            END { printf "%-14s holdout AUC %.4f  warm AUC %.4f  (the live run)\n", j, h, w }' "$RUN/$j.metrics.csv"
+    done
+    exit 0
+fi
+
+# Multi-seed mode: the points plus their twins, every one on every seed.
+ALL=""
+for p in $POINTS; do
+    t=$(twin "$p")
+    for q in "$p" "$t"; do
+        case " $ALL " in *" $q "*) ;; *) ALL="$ALL $q" ;; esac
+    done
 done
-for j in student student_raw teacher; do
-    [ -f "$RUN/$j.metrics.csv" ] && awk -F, -v j="$j" '$1 == "holdout" { h = $3 } $1 == "holdout_warm" { w = $3 }
-        END { printf "%-14s holdout AUC %.4f  warm AUC %.4f  (the live run)\n", j, h, w }' "$RUN/$j.metrics.csv"
+for ((s = FIRST; s < FIRST + K; s++)); do
+    for p in $ALL; do
+        mkdir -p "$OUT/seed-$s"
+        replay "$p" "$RUN/seed-$s" "$s" "$OUT/seed-$s/$p"
+    done
+    echo "seed $s: done"
 done
+
+python3 - "$RUN" "$OUT" "$FIRST" "$K" "$POINTS" <<'PY'
+import csv, os, statistics as st, subprocess, sys, yaml
+run, out, first, k, points = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split()
+seeds = range(first, first + k)
+
+def metrics(path):
+    r, stream = {}, []
+    for row in csv.DictReader(open(path)):
+        if row["phase"] == "holdout": r["holdout"] = float(row["auc"])
+        elif row["phase"] == "holdout_warm": r["warm"] = float(row["auc"])
+        elif row["phase"] == "stream" and row["auc"]: stream.append(float(row["auc"]))
+    r["stream"] = sum(stream) / len(stream)
+    return r
+
+def point(p, s):
+    d = os.path.join(out, "seed-%d" % s, p)
+    job = yaml.safe_load(open(d + ".yaml"))["cluster"]["jobs"][0]["name"]
+    return metrics(os.path.join(d, job + ".metrics.csv"))
+
+def twin(p):
+    legacy = {"noaux": "noaux", "noaux_raw": "noaux,raw"}
+    if p in legacy: toks = legacy[p].split(",")
+    elif ":" in p: toks = ["noaux"] if p.split(":")[0] == "noaux" else []
+    else: toks = p.split(",")
+    return ",".join([t for t in toks if not t.startswith(("a=", "t=")) and t != "raw"] + ["raw"])
+
+def ms(x): return "%.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0.0)
+def pm(x): return "%+.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0.0)
+
+teacher = {s: metrics(os.path.join(run, "seed-%d" % s, "teacher.metrics.csv")) for s in seeds}
+lines = ["%d paired seeds (%d..%d), replayed from %s" % (k, first, first + k - 1, run), "",
+         "| point | slice | teacher | student | twin (raw) | teacher gap | student gain | η |",
+         "|---|---|---|---|---|---|---|---|"]
+for p in points:
+    tw = twin(p)
+    for sl in ("holdout", "warm", "stream"):
+        T = [teacher[s][sl] for s in seeds]
+        S = [point(p, s)[sl] for s in seeds]
+        R = [point(tw, s)[sl] for s in seeds]
+        gap = [a - b for a, b in zip(T, R)]
+        gain = [a - b for a, b in zip(S, R)]
+        eta = st.mean(gain) / st.mean(gap) if st.mean(gap) > 0 else float("nan")
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            p if sl == "holdout" else "", sl, ms(T), ms(S), ms(R), pm(gap), pm(gain),
+            "%.2f" % eta if st.mean(gap) > 0 else "undef. (gap <= 0)"))
+open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY

@@ -18,6 +18,7 @@
 #include "rd/alloc.h"
 #include "rd/layers.h"
 #include "rd/rng.h"
+#include "rd/table.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -476,6 +477,7 @@ static int table_slot(rd_model *m, const rd_model_opts *o, int ps) {
     snprintf(t->name, sizeof t->name, "%s", o->tables[ps].name);
     t->ps_index = ps;
     t->dim = (size_t)o->tables[ps].dim;
+    t->salt = rd_table_salt(&o->tables[ps]);
     return m->n_tables++;
 }
 

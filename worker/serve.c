@@ -329,6 +329,7 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     for (uint32_t t = 0; t < nt; t++) {
         in_get(&b, &s->tc[t], sizeof s->tc[t]);
         s->tc[t].name[RD_NAME_MAX - 1] = 0;
+        s->tc[t].init_as[RD_NAME_MAX - 1] = 0;
     }
     uint32_t nf, nn;
     IN(&b, nf);
@@ -378,7 +379,7 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         s->tc[t].capacity = 1024;
         if ((rc = rd_table_create(&s->tc[t], t, in->seed, &s->tab[t], eb)) != RD_OK)
             break;
-        s->table_id[t] = rd_hash_str(s->tc[t].name, 0);
+        s->table_id[t] = rd_table_salt(&s->tc[t]);
         uint64_t rows;
         IN(&b, rows);
         size_t dim = m->tables[t].dim;

@@ -840,7 +840,7 @@ typedef struct feat_src {
     uint32_t offset;   // SRC_FIELD: first key slot
     uint32_t width;    // slots per example
     int table;         // model table slot
-    uint64_t table_id; // rd_hash_str(table name, 0), the salt of rd_table_key (as the trainer)
+    uint64_t table_id; // rd_table_salt(), the salt of rd_table_key (as the trainer)
 } feat_src;
 
 typedef struct driver {
@@ -971,7 +971,7 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
         const char *name = m->features[f].field;
         feat_src *fs = &dv->fs[f];
         fs->table = m->features[f].table;
-        fs->table_id = rd_hash_str(m->tables[fs->table].name, 0);
+        fs->table_id = m->tables[fs->table].salt;
         fs->width = 1;
         const rd_dataset_field *df = rd_dataset_find_field(dv->ds, name);
         if (strcmp(name, "user") == 0) {
@@ -1003,7 +1003,7 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
             return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
     }
     if (dv->L) {
-        dv->seq_table_id = rd_hash_str(m->tables[m->seq_table].name, 0);
+        dv->seq_table_id = m->tables[m->seq_table].salt;
         dv->cap[m->seq_table] += B * dv->L;
         dv->sidx = rd_calloc(B * dv->L, sizeof(int32_t));
         dv->slab = rd_calloc(B * dv->L, 1);

@@ -93,6 +93,8 @@ uint64_t rd_train_ckpt_config_hash(const rd_config *cfg, const rd_model_config *
         h = rd_hash64(&tc->init_std, sizeof tc->init_std, h);
         h = rd_hash64(&tc->admit_count, sizeof tc->admit_count, h);
         h = rd_hash64(&tc->ttl, sizeof tc->ttl, h);
+        if (tc->init_as[0] && strcmp(tc->init_as, tc->name) != 0) // twin tables only
+            h = rd_hash_str(tc->init_as, h);
     }
     h = rd_hash64(&cfg->run.seed, sizeof cfg->run.seed, h);
     return h ? h : 1;

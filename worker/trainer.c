@@ -50,7 +50,7 @@ typedef struct feat_src {
     uint32_t offset;   // SRC_FIELD: first key slot in the record
     uint32_t width;    // slots per example
     int table;         // model-local table slot
-    uint64_t table_id; // rd_hash_str(table name, 0): salt of rd_table_key
+    uint64_t table_id; // rd_table_salt(): salt of rd_table_key
 } feat_src;
 
 // The owner rule of one student job (rd_target_owner_fn context). A pure function of the record:
@@ -231,7 +231,7 @@ static int resolve_features(rd_trainer *tr, rd_errbuf *eb) {
         const char *name = m->features[f].field;
         feat_src *fs = &tr->src[f];
         fs->table = m->features[f].table;
-        fs->table_id = rd_hash_str(m->tables[fs->table].name, 0);
+        fs->table_id = m->tables[fs->table].salt;
         fs->width = 1;
         const rd_dataset_field *df = rd_dataset_find_field(tr->ds, name);
         if (strcmp(name, "user") == 0) {
@@ -392,7 +392,8 @@ int rd_trainer_create(const rd_comm *comm,
         .token_dim = (size_t)cfg->tokens.dim,
         .causal = 0,
         .opt_slots = rd_dense_optim_slots(tr->opt.kind),
-        .seed = cfg->run.seed ^ rd_hash_str(tr->job->name, 0),
+        .seed =
+            cfg->run.seed ^ rd_hash_str(tr->job->init_as[0] ? tr->job->init_as : tr->job->name, 0),
     };
     if ((rc = rd_model_create(tr->mcfg, &mo, &tr->model, eb)) != RD_OK)
         goto fail;
@@ -401,7 +402,7 @@ int rd_trainer_create(const rd_comm *comm,
     rd_model *m = tr->model;
     tr->L = m->seq_table >= 0 ? m->seq_length : 0;
     if (tr->L)
-        tr->seq_table_id = rd_hash_str(m->tables[m->seq_table].name, 0);
+        tr->seq_table_id = m->tables[m->seq_table].salt;
     if (tr->mcfg->tokens.scheme > 0) {
         tr->Lt = m->tok_length;
         tr->dt = (size_t)cfg->tokens.dim;

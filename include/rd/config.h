@@ -80,6 +80,9 @@ typedef struct rd_job_config {
     int distill;               // student only: 1 = learn from the teacher's targets; default 0
     char teacher[RD_NAME_MAX]; // student with distill: the job whose targets it joins; default
                                // the first teacher job
+    char init_as[RD_NAME_MAX]; // initialise the dense parameters as job NAME would (the same
+                               // draws for the same shapes): a no-distillation twin started
+                               // from its distilled student's point; "" = own name
 } rd_job_config;
 
 typedef struct rd_cluster_config {
@@ -242,6 +245,8 @@ typedef struct rd_table_config {
     int64_t ttl;            // evict rows unseen for this long in stream time (seconds); 0 = never;
                             // default 0
     uint64_t capacity;      // initial rows per shard (grows), 1..2^40; default 4096
+    char init_as[RD_NAME_MAX]; // draw initial rows as table NAME does (same dim required);
+                               // "" = own name
 } rd_table_config;
 
 typedef struct rd_ps_config {

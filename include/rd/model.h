@@ -80,8 +80,9 @@ typedef struct rd_model_tensor {
 /** An embedding table the model reads, in model-local slot order (the index into rd_batch.rows). */
 typedef struct rd_model_table {
     char name[RD_NAME_MAX];
-    int ps_index; // index into opts.tables
-    size_t dim;   // D_t
+    int ps_index;  // index into opts.tables
+    size_t dim;    // D_t
+    uint64_t salt; // rd_table_salt(): the salt of its keys (rd_table_key)
 } rd_model_table;
 
 typedef struct rd_model_feature {

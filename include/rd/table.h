@@ -29,7 +29,8 @@
 //   Large chunks and the index are madvise'd for transparent huge pages (random row access).
 // - Memory accounting (rd_table_stats.bytes) counts arena chunks, index and admission map.
 // - Initial value of (table, key) = N(0, init_std) drawn from rd_rng_split(run_seed ^
-//   rd_hash_str(table name, 0), key): identical on any PS layout.
+//   rd_hash_str(table name, 0), key): identical on any PS layout. A table with `init_as: NAME`
+//   draws under NAME instead, so its rows start equal to table NAME's (twin students).
 // - Admission (admit_count = N > 1): a key gets a row on its N-th PULL sighting (one sighting per
 //   pull request containing the key). Until then pulls return the initial value and pushes of
 //   that key are dropped and counted as `rejected`. Counts live in a small separate map. With
@@ -82,6 +83,10 @@ size_t rd_table_row_floats(const rd_table *t);
 
 /** Deterministic initial embedding of `key`; out is (dim). */
 void rd_table_init_value(const rd_table *t, uint64_t key, float *out);
+
+/** rd_hash_str(name, 0), or of `init_as` when set: the salt of the table's keys (rd_table_key)
+ *  and of its init stream, so that a twin table (init_as) sees the same keys and rows. */
+uint64_t rd_table_salt(const rd_table_config *tc);
 
 /**
  * Pull: for each key, the row's embedding into out[i*dim...]. Existing rows get last_seen =
