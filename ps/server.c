@@ -1338,9 +1338,9 @@ static void handle(rd_server *s, srv_job *J, srv_msg *m) {
     // worker's deferred requests (a token fetch must not stall until slower workers finish).
     // Neither do the second phase of a LOAD (COMMIT, ABORT): the loading worker waits for it
     // with nothing else in flight, and other workers' requests may be waiting on it.
-    int free_op = m->h.op >= RD_OP_USER_MIN || m->h.op == RD_OP_STATS ||
-                  (m->h.op == RD_OP_LOAD &&
-                   (m->ckpt_flags & (RD__CKPT_FLAG_COMMIT | RD__CKPT_FLAG_ABORT)));
+    int free_op =
+        m->h.op >= RD_OP_USER_MIN || m->h.op == RD_OP_STATS ||
+        (m->h.op == RD_OP_LOAD && (m->ckpt_flags & (RD__CKPT_FLAG_COMMIT | RD__CKPT_FLAG_ABORT)));
     if (!J->pseudo && !free_op && (J->ndef[w] > 0 || (!bad_step(J, m) && !eligible(s, J, m)))) {
         q_push(&J->def_head, &J->def_tail, m);
         J->ndef[w]++;

@@ -506,16 +506,11 @@ static void test_oom(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_errors),
-        cmocka_unit_test(test_insert_find),
-        cmocka_unit_test(test_init_deterministic),
-        cmocka_unit_test(test_grow_remove_model),
-        cmocka_unit_test(test_pull_push),
-        cmocka_unit_test(test_batch_matches_single),
-        cmocka_unit_test(test_admission),
-        cmocka_unit_test(test_evict),
-        cmocka_unit_test(test_put_restore),
-        cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_create_errors),      cmocka_unit_test(test_insert_find),
+        cmocka_unit_test(test_init_deterministic), cmocka_unit_test(test_grow_remove_model),
+        cmocka_unit_test(test_pull_push),          cmocka_unit_test(test_batch_matches_single),
+        cmocka_unit_test(test_admission),          cmocka_unit_test(test_evict),
+        cmocka_unit_test(test_put_restore),        cmocka_unit_test(test_oom),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -177,14 +177,13 @@ static int session4(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void *
     t_barrier(comm->job); // worker 1 clocks only after the LOAD (else shard 1 is mid-step too)
     // Step 0 completes on both shards (a shard that had loaded would be at step MID).
     T_CHECK(&errs, rd_kv_clock(kv, &ts) == RD_OK, "clock");
-    T_CHECK(&errs, rd_kv_wait(kv, ts) == RD_OK, "clock after a refused LOAD: %s",
-            rd_kv_errmsg(kv));
+    T_CHECK(&errs, rd_kv_wait(kv, ts) == RD_OK, "clock after a refused LOAD: %s", rd_kv_errmsg(kv));
     t_barrier(comm->job);
     if (w == 0) {
         rd_errbuf_clear(&eb);
         int rc = rd_kv_load(kv, c->mid, NULL, 0, &step, &eb);
-        T_CHECK(&errs, rc == RD_OK && step == MID, "load between steps gave %d (step %lld): %s",
-                rc, (long long)step, eb.msg);
+        T_CHECK(&errs, rc == RD_OK && step == MID, "load between steps gave %d (step %lld): %s", rc,
+                (long long)step, eb.msg);
         rd_ckpt_manifest *mf = rd_xcalloc(1, sizeof *mf);
         rd_errbuf_clear(&eb);
         T_CHECK(&errs, rd_ckpt_read_manifest(c->mid, mf, &eb) == RD_OK, "%s", eb.msg);
