@@ -218,6 +218,7 @@ static const ck_key synthetic_keys[] = {
     K_DBL(rd_synthetic_config, "long_range", long_range, 0, 1e6, 0, "1.0"),
     K_INT(rd_synthetic_config, "memory_span", memory_span, 1, 1e6, 0, "400"),
     K_DBL(rd_synthetic_config, "base_ctr", base_ctr, 0, 1, CK_EXCL_LO | CK_EXCL_HI, "0.3"),
+    K_INT(rd_synthetic_config, "contexts", contexts, 0, 64, 0, "0"),
     K_U64(rd_synthetic_config, "seed", seed, 0, 1.9e19, 0, "0"),
 };
 TABLE(synthetic_desc, rd_synthetic_config, synthetic_keys);

@@ -34,6 +34,7 @@
 #define A_LT          3.0f         // weight of <p_u, v_i>
 #define A_ST          2.0f         // weight of <s_u, v_i>
 #define A_MEM         3.0f         // weight of the memory sign (times long_range)
+#define A_CTX         0.5          // click-logit offset of a context: + deliberate, - passive
 #define RHO           0.5f         // short-term pull toward a clicked item
 #define Q_STD         0.5          // item quality spread
 #define ITEM_NOISE    0.6          // item vector scatter around its topic
@@ -58,6 +59,7 @@ typedef struct memory {
     uint32_t created; // user step of the remembered exposure
     uint32_t due;     // user step at which it comes back
     int32_t sign;     // +1 clicked, -1 not
+    int32_t weight;   // 1, or 0 for an exposure in a passive context (it leaves no trace)
 } memory;
 
 typedef struct user_state {
@@ -328,6 +330,12 @@ static uint32_t pick_interest_item(rd_synth *g, user_state *st, rd_rng *r) {
     return g->titems[g->toff[t] + alias_draw(&g->tpop[t], r)];
 }
 
+// Even contexts are deliberate (search, a followed link), odd ones passive (autoplay, a feed
+// scrolled past).
+static int ctx_deliberate(int ctx) {
+    return (ctx & 1) == 0;
+}
+
 static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
     uint32_t D = g->D;
     uint32_t u = alias_draw(&g->act, r);
@@ -338,7 +346,7 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
     g->t_cum += -log(1.0 - rd_rng_uniform(r)) * MEAN_GAP_S;
 
     // Exposure: a due memory comes back first; otherwise the ordinary mix.
-    int kind = -1, sign = 0;
+    int kind = -1, sign = 0, weight = 0;
     uint32_t item = 0, age = 0;
     for (uint32_t j = 0; j < st->n_mem; j++) {
         memory *m = &st->mem[j];
@@ -346,6 +354,7 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
             continue;
         kind = RD_SYNTH_FOLLOWUP;
         sign = m->sign;
+        weight = m->weight;
         age = step - m->created;
         uint32_t sid = g->series[m->item];
         item = rd_rng_uniform(r) < P_SAME_ITEM
@@ -368,6 +377,15 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
         }
     }
 
+    // The request context (drawn only when the config asks for contexts, so that without them
+    // the random stream, and so every event, is that of the generator before contexts existed).
+    int ctx = -1;
+    double ctx_offset = 0.0;
+    if (g->cfg.contexts > 0) {
+        ctx = (int)rd_rng_below(r, (uint64_t)g->cfg.contexts);
+        ctx_offset = ctx_deliberate(ctx) ? A_CTX : -A_CTX;
+    }
+
     // Click probability.
     float decay = 1.0f - (float)g->cfg.drift;
     const float *vi = g->v + (size_t)item * D;
@@ -378,7 +396,7 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
         ds += s[k] * vi[k];
     }
     double x = g->bias + (double)g->q[item] + (double)(A_LT * dl) + (double)(A_ST * ds) +
-               (double)A_MEM * g->cfg.long_range * sign;
+               (double)A_MEM * g->cfg.long_range * sign * weight + ctx_offset;
     double prob = 1.0 / (1.0 + exp(-x));
     int click = rd_rng_uniform(r) < prob;
 
@@ -394,6 +412,7 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
         m->created = step;
         m->due = step + g->gap + (uint32_t)rd_rng_below(r, g->span - g->gap + 1);
         m->sign = click ? 1 : -1;
+        m->weight = ctx < 0 || ctx_deliberate(ctx) ? 1 : 0;
     }
     if (rd_rng_uniform(r) < g->cfg.drift / 20.0) { // slow drift of the long-term mixture
         st->topics[rd_rng_below(r, N_INTEREST)] = alias_draw(&g->topic_pop, r);
@@ -408,7 +427,9 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
     ev->series = g->series[item];
     ev->label = click ? 1.0f : 0.0f;
     ev->kind = kind;
+    ev->ctx = ctx;
     ev->mem_sign = sign;
+    ev->mem_weight = weight;
     ev->mem_age = age;
     ev->step = step;
     ev->p = (float)prob;
@@ -486,6 +507,8 @@ static int check_cfg(const rd_synthetic_config *c, rd_errbuf *eb) {
         bad = "memory_span: must be in 1 .. 1e6";
     else if (!(c->base_ctr > 0 && c->base_ctr < 1))
         bad = "base_ctr: must be in (0, 1)";
+    else if (c->contexts < 0 || c->contexts > 64)
+        bad = "contexts: must be in 0 .. 64";
     if (bad)
         return rd_err_set(eb, RD_ERR_CONFIG, "data.synthetic.%s", bad);
     return RD_OK;
@@ -589,7 +612,8 @@ void rd_synth_destroy(rd_synth *g) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The synthetic source of prepare: fields "topic" and "series" (categorical, item attributes).
+// The synthetic source of prepare: fields "topic" and "series" (categorical, item attributes) and,
+// with contexts, "ctx" (categorical, the request context of the event).
 
 int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf *eb) {
     const rd_synthetic_config *sc = &dc->synthetic;
@@ -606,6 +630,8 @@ int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf
     lay.source = RD_DATA_SYNTHETIC;
     rd__layout_add(&lay, "topic", RD_FIELD_CATEGORICAL, 1);
     rd__layout_add(&lay, "series", RD_FIELD_CATEGORICAL, 1);
+    if (sc->contexts > 0)
+        rd__layout_add(&lay, "ctx", RD_FIELD_CATEGORICAL, 1);
     FILE *ms = open_memstream(&yaml, &yaml_len);
     if (!ms) {
         rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
@@ -614,20 +640,22 @@ int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf
     fprintf(ms,
             "synthetic:\n  events: %llu\n  users: %d\n  items: %d\n  topics: %d\n  dim: %d\n"
             "  drift: %.17g\n  long_range: %.17g\n  memory_span: %d\n  base_ctr: %.17g\n"
-            "  seed: %llu            # effective seed\n  bias: %.17g   # calibrated logit "
-            "bias\n  series: %u\n",
+            "  contexts: %d\n  seed: %llu            # effective seed\n  bias: %.17g   # "
+            "calibrated logit bias\n  series: %u\n",
             (unsigned long long)sc->events, sc->users, sc->items, sc->topics, sc->dim, sc->drift,
-            sc->long_range, sc->memory_span, sc->base_ctr, (unsigned long long)seed,
+            sc->long_range, sc->memory_span, sc->base_ctr, sc->contexts, (unsigned long long)seed,
             rd_synth_bias(g), rd_synth_n_series(g));
     fclose(ms);
     if ((rc = rd__builder_create(dc, &lay, run_seed, &b, eb)) != RD_OK)
         goto done;
     rd_synth_event ev;
-    uint64_t keys[2];
+    uint64_t keys[3];
     while (rd_synth_next(g, &ev)) {
         rd__event e;
         keys[0] = rd_feature_key_u64("topic", ev.topic);
         keys[1] = rd_feature_key_u64("series", ev.series);
+        if (ev.ctx >= 0)
+            keys[2] = rd_feature_key_u64("ctx", (uint64_t)ev.ctx);
         e.ts = ev.ts;
         e.user_key = rd_feature_key_u64("user", ev.user);
         e.item_key = rd_feature_key_u64("item", ev.item);

@@ -96,8 +96,10 @@ static void test_ranges_and_calibration(void **state) {
             assert_true(ev.label == 0.0f || ev.label == 1.0f);
             assert_true(ev.p > 0.0f && ev.p < 1.0f);
             assert_int_equal(ev.step, steps[ev.user]++);
+            assert_int_equal(ev.ctx, -1); // no contexts by default
             if (ev.kind == RD_SYNTH_FOLLOWUP) {
                 assert_true(ev.mem_sign == 1 || ev.mem_sign == -1);
+                assert_int_equal(ev.mem_weight, 1);
                 assert_true(ev.mem_age >= (uint32_t)c.memory_span / 8);
             } else {
                 assert_int_equal(ev.mem_sign, 0);
@@ -350,13 +352,13 @@ static void test_long_history_beats_short(void **state) {
 // ---------------------------------------------------------------------------------------------
 // The prepare source: records match the generator, bytes are deterministic.
 
-static void test_prepare_synthetic(void **state) {
-    (void)state;
+static void prepare_synthetic(int contexts) {
     rd_config *cfg = calloc(1, sizeof *cfg);
     rd_config_defaults(cfg);
     cfg->data.source = RD_DATA_SYNTHETIC;
     cfg->data.synthetic = base_cfg(20000, 100);
     cfg->data.synthetic.seed = 77;
+    cfg->data.synthetic.contexts = contexts;
     char a[200], b[200];
     join(a, sizeof a, g_tmp, "syn_a");
     join(b, sizeof b, g_tmp, "syn_b");
@@ -376,8 +378,13 @@ static void test_prepare_synthetic(void **state) {
     assert_int_equal(ia->source, RD_DATA_SYNTHETIC);
     const rd_dataset_field *tf = rd_dataset_find_field(da, "topic");
     const rd_dataset_field *sf = rd_dataset_find_field(da, "series");
+    const rd_dataset_field *cf = rd_dataset_find_field(da, "ctx");
     assert_non_null(tf);
     assert_non_null(sf);
+    if (contexts > 0)
+        assert_non_null(cf);
+    else
+        assert_null(cf);
     rd_synth *g = make(&cfg->data.synthetic, 77);
     rd_synth_event ev;
     for (uint64_t i = 0; rd_synth_next(g, &ev); i++) {
@@ -388,6 +395,9 @@ static void test_prepare_synthetic(void **state) {
         assert_true(r->label == ev.label);
         assert_true(rd_dataset_keys(da, i)[tf->offset] == rd_feature_key_u64("topic", ev.topic));
         assert_true(rd_dataset_keys(da, i)[sf->offset] == rd_feature_key_u64("series", ev.series));
+        if (cf)
+            assert_true(rd_dataset_keys(da, i)[cf->offset] ==
+                        rd_feature_key_u64("ctx", (uint64_t)ev.ctx));
     }
     rd_synth_destroy(g);
     rd_dataset_close(da);
@@ -395,6 +405,72 @@ static void test_prepare_synthetic(void **state) {
     rm_dataset(a);
     rm_dataset(b);
     free(cfg);
+}
+
+static void test_prepare_synthetic(void **state) {
+    (void)state;
+    prepare_synthetic(0);
+    prepare_synthetic(3);
+}
+
+// Contexts: uniform over 0..C-1; deliberate (even) contexts click more; a follow-up's memory
+// counts exactly when the remembered exposure (found through mem_age in the user's own event
+// sequence) had a deliberate context; and the remembered click moves the follow-up's click only
+// then.
+static void test_contexts(void **state) {
+    (void)state;
+    rd_synthetic_config c = base_cfg(200000, 200);
+    c.contexts = 4;
+    rd_synth *g = make(&c, 11);
+    int8_t **ctx_of = calloc((size_t)c.users, sizeof *ctx_of); // [user][step]
+    uint32_t *cap = calloc((size_t)c.users, sizeof *cap);
+    uint64_t per_ctx[4] = {0, 0, 0, 0};
+    double clicks_ctx[2] = {0, 0}, n_ctx[2] = {0, 0};
+    double fu_clicks[2][2] = {{0, 0}, {0, 0}}, fu_n[2][2] = {{0, 0}, {0, 0}}; // [weight][sign>0]
+    rd_synth_event ev;
+    while (rd_synth_next(g, &ev)) {
+        assert_true(ev.ctx >= 0 && ev.ctx < 4);
+        per_ctx[ev.ctx]++;
+        if (ev.step >= cap[ev.user]) {
+            uint32_t nc = cap[ev.user] ? 2 * cap[ev.user] : 256;
+            ctx_of[ev.user] = realloc(ctx_of[ev.user], nc);
+            assert_non_null(ctx_of[ev.user]);
+            cap[ev.user] = nc;
+        }
+        ctx_of[ev.user][ev.step] = (int8_t)ev.ctx;
+        int deliberate = (ev.ctx & 1) == 0;
+        if (ev.kind == RD_SYNTH_FOLLOWUP) {
+            assert_true(ev.mem_age <= ev.step);
+            int then = ctx_of[ev.user][ev.step - ev.mem_age];
+            assert_int_equal(ev.mem_weight, (then & 1) == 0 ? 1 : 0);
+            fu_clicks[ev.mem_weight][ev.mem_sign > 0] += (double)ev.label;
+            fu_n[ev.mem_weight][ev.mem_sign > 0] += 1;
+        } else {
+            assert_int_equal(ev.mem_weight, 0);
+            clicks_ctx[deliberate] += (double)ev.label;
+            n_ctx[deliberate] += 1;
+        }
+    }
+    for (int k = 0; k < 4; k++)
+        assert_true(fabs((double)per_ctx[k] / 200000.0 - 0.25) < 0.01);
+    double lift_ctx = clicks_ctx[1] / n_ctx[1] - clicks_ctx[0] / n_ctx[0];
+    double lift_w1 = fu_clicks[1][1] / fu_n[1][1] - fu_clicks[1][0] / fu_n[1][0];
+    double lift_w0 = fu_clicks[0][1] / fu_n[0][1] - fu_clicks[0][0] / fu_n[0][0];
+    fprintf(stderr,
+            "contexts: click rate deliberate - passive %+.3f; follow-ups, remembered click - "
+            "not: %+.3f (deliberate memory, %.0f events), %+.3f (passive, %.0f)\n",
+            lift_ctx, lift_w1, fu_n[1][0] + fu_n[1][1], lift_w0, fu_n[0][0] + fu_n[0][1]);
+    assert_true(fu_n[0][0] + fu_n[0][1] > 1000 && fu_n[1][0] + fu_n[1][1] > 1000);
+    assert_true(lift_ctx > 0.1);
+    assert_true(lift_w1 > 0.4);
+    // Without the memory term the remembered click still correlates a little with the
+    // follow-up's (the same user's interests), but far less.
+    assert_true(lift_w0 < 0.5 * lift_w1);
+    for (int u = 0; u < c.users; u++)
+        free(ctx_of[u]);
+    free(ctx_of);
+    free(cap);
+    rd_synth_destroy(g);
 }
 
 static void test_config_errors(void **state) {
@@ -412,6 +488,11 @@ static void test_config_errors(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
     assert_non_null(strstr(eb.msg, "data.synthetic.topics"));
+    c = base_cfg(1000, 10);
+    c.contexts = 65;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "data.synthetic.contexts"));
     c = base_cfg(0, 10);
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
@@ -446,7 +527,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_determinism),       cmocka_unit_test(test_ranges_and_calibration),
         cmocka_unit_test(test_long_range_signal), cmocka_unit_test(test_long_history_beats_short),
-        cmocka_unit_test(test_prepare_synthetic), cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_prepare_synthetic), cmocka_unit_test(test_contexts),
+        cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -181,6 +181,9 @@ typedef struct rd_synthetic_config {
     double base_ctr;   // target mean click rate before sampling, (0,1); default 0.3
                        // (users, items 1..1e8; topics 1..4096; dim 1..1024;
                        // long_range 0..1e6; memory_span 1..1e6)
+    int contexts;      // per-event request context ("ctx" field) with this many values, 0..64;
+                       // 0 = none (the events are then those of a generator without it); see
+                       // rd/synth.h for what a context changes. Default 0
     uint64_t seed;     // 0 = derive from run.seed; default 0
 } rd_synthetic_config;
 

@@ -27,6 +27,13 @@
 //   - Click ~ Bernoulli(sigmoid(b + q_i + 3 <p_u, v_i> + 2 <s_u, v_i> + 3 long_range m)), with
 //     m = +1 / -1 on a follow-up whose remembered exposure was / was not clicked, else 0; b is
 //     bisected on a calibration run so that the mean click probability is base_ctr.
+//   - Contexts (data.synthetic.contexts = C > 0; default 0, and then no draw is made, so the events
+//     are exactly those without the option): each event has a request context c, uniform over
+//     0..C-1 and written as the categorical field "ctx". Even contexts are deliberate (search),
+//     odd ones passive (autoplay): the click logit gets +0.5 / -0.5, and an exposure in a passive
+//     context still becomes a memory and comes back, but its sign no longer moves the click
+//     (m = 0). The item history with labels cannot tell which remembered exposures count; a
+//     model that sees the past events' contexts (e.g. IAT's instance tokens) can.
 //   So the strongest per-event signal (m) sits 50..400 user events back: invisible to a short
 //   history, plain in a long one; the long-term mix needs long histories to estimate, and drifts.
 //   The signal needs users with several times memory_span events (events / users): with fewer,
@@ -61,7 +68,9 @@ typedef struct rd_synth_event {
     float label;     // 0 or 1
     // Ground truth (not written to datasets): what a perfect model would know.
     int kind;         // rd_synth_kind
+    int ctx;          // the request context, 0..contexts-1 (a dataset field), or -1 without
     int mem_sign;     // follow-ups: +1 (remembered exposure clicked) or -1; else 0
+    int mem_weight;   // follow-ups: 1, or 0 when the remembered exposure's context was passive
     uint32_t mem_age; // follow-ups: user events since the remembered exposure; else 0
     uint32_t step;    // the user's event count before this event
     float p;          // true click probability
