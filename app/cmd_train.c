@@ -9,7 +9,8 @@
 //      prints one line, every rank exits 1).
 //   2. the world size must equal rd_config_world_size (else one message from rank 0, exit 1).
 //   3. rank 0 creates run.out_dir and, when data.dir holds no dataset, prepares it (else verifies
-//      the existing one in full, CRCs included); the others wait on a polled broadcast of the
+//      the existing one in full, CRCs included, and that it was prepared from this data config:
+//      rd_dataset_check_config); the others wait on a polled broadcast of the
 //      status (a failure: every rank exits 1).
 //   4. roles: PS ranks rd_ps_serve; workers rd_trainer_create / run / destroy. A failure on any
 //      rank from here on is printed by that rank and ends the launch with MPI_Abort (the other
@@ -327,6 +328,8 @@ static int train_main(int argc,
             rd_dataset *ds = NULL;
             st.rc = rd_dataset_open(cfg->data.dir, 0, &ds, &veb);
             rd_dataset_close(ds);
+            if (st.rc == RD_OK)
+                st.rc = rd_dataset_check_config(cfg->data.dir, &cfg->data, cfg->run.seed, &veb);
             if (st.rc != RD_OK)
                 snprintf(st.msg, sizeof st.msg, "%.1000s",
                          veb.msg[0] ? veb.msg : rd_strerror(st.rc));

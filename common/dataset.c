@@ -17,6 +17,7 @@
 #include "rd/alloc.h"
 #include "rd/hash.h"
 #include "rd/log.h"
+#include "rd/synth.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -43,6 +44,8 @@ _Static_assert(sizeof(rd_record) == 48, "rd_record is the 48-byte record prefix"
 // uint64 window boundaries, zero-padded to header_size (a multiple of 64).
 
 #define HDR_ENDIAN 0x01020304u
+
+#define CFG_HASH_KEY "data_config_hash: "
 
 typedef struct disk_header {
     char magic[8];        // RD_DATASET_MAGIC
@@ -346,7 +349,8 @@ struct rd__builder {
     uint64_t n, n_pos, raw, raw_pos;
     int64_t ts_min, ts_max;
     double neg_rate, pos_rate;
-    uint64_t ns_seed; // negative-sampling hash seed
+    uint64_t ns_seed;  // negative-sampling hash seed
+    uint64_t cfg_hash; // rd_dataset_config_hash of the config it is built from
     rd__u64map users, items;
     rd__u64map vocab[RD_MAX_FIELDS];
     uint64_t *user_count; // events per dense user
@@ -393,6 +397,7 @@ int rd__builder_create(const rd_data_config *dc,
     b->neg_rate = ng->rate;
     b->pos_rate = ng->pos_rate;
     b->ns_seed = rd_mix64(seed ^ 0x6e65675f73616d70ULL);
+    b->cfg_hash = rd_dataset_config_hash(dc, seed);
     snprintf(b->dir, sizeof b->dir, "%s", dc->dir);
     size_t dl = strlen(b->dir);
     while (dl > 1 && b->dir[dl - 1] == '/')
@@ -643,6 +648,10 @@ static int write_meta(rd__builder *b,
             RD_DATASET_FILE, h->version, (unsigned long long)h->file_size, h->header_size,
             h->header_crc, h->records_crc, h->index_crc);
     fprintf(f, "source: %s\n", source_name(h->source));
+    fprintf(f,
+            "%s0x%016llx   # of the data config and seeds it was built from "
+            "(rd_dataset_check_config)\n",
+            CFG_HASH_KEY, (unsigned long long)b->cfg_hash);
     fprintf(f, "events: %llu\nusers: %llu\nitems: %llu\npositives: %llu\nlabel_rate: %.6f\n",
             (unsigned long long)h->n_events, (unsigned long long)h->n_users,
             (unsigned long long)h->n_items, (unsigned long long)h->n_positives,
@@ -1396,4 +1405,79 @@ void rd_dataset_history(const rd_dataset *ds, uint64_t i, size_t L, uint64_t *ou
     const uint64_t *v = rd_dataset_history_view(ds, i, L, n);
     if (*n)
         memcpy(out_idx, v, *n * sizeof *out_idx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which config a dataset folder was built from
+
+// The data section of the effective configuration as rd_config_print writes it, with what does
+// not change the records blanked (the folder, the history length models read) and the seeds
+// that do made explicit: the synthetic generator's (run.seed when synthetic.seed is 0) and
+// negative sampling's (run.seed, when it samples).
+uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
+    rd_config *c = rd_calloc(1, sizeof *c);
+    if (!c)
+        return 0;
+    rd_config_defaults(c);
+    c->data = *dc;
+    memset(c->data.dir, 0, sizeof c->data.dir);
+    c->data.history_max = 1;
+    if (dc->source == RD_DATA_SYNTHETIC && dc->synthetic.seed == 0)
+        c->data.synthetic.seed = rd_synth_seed(&dc->synthetic, run_seed);
+    int sampled = dc->negatives.rate < 1 || dc->negatives.pos_rate < 1;
+    c->run.seed = sampled ? run_seed : 0;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    uint64_t h = 0;
+    if (f) {
+        rd_config_print(c, f);
+        fclose(f);
+        // The data section, and run.seed only when it seeds something (above).
+        const char *d = text ? strstr(text, "\ndata:") : NULL;
+        if (d) {
+            const char *e = d + 6;
+            while ((e = strchr(e, '\n')) && e[1] && (e[1] == ' ' || e[1] == '#' || e[1] == '\n'))
+                e++;
+            size_t n = e ? (size_t)(e - d) : strlen(d);
+            h = rd_hash64(d, n, 0x646174615f636667ULL) ^ rd_mix64(c->run.seed);
+        }
+    }
+    free(text); // open_memstream's buffer comes from libc malloc
+    rd_free(c);
+    return h;
+}
+
+int rd_dataset_check_config(const char *dir,
+                            const rd_data_config *dc,
+                            uint64_t run_seed,
+                            rd_errbuf *eb) {
+    char path[RD_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, RD_DATASET_META);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    char line[512];
+    int found = 0;
+    unsigned long long there = 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, CFG_HASH_KEY, strlen(CFG_HASH_KEY)) == 0) {
+            found = sscanf(line + strlen(CFG_HASH_KEY), "0x%llx", &there) == 1 ? 1 : -1;
+            break;
+        }
+    fclose(f);
+    if (found == 0)
+        return RD_OK; // prepared before the hash existed: nothing to compare
+    if (found < 0)
+        return rd_err_set(eb, RD_ERR_PARSE, "%s: malformed %s line", path, "data_config_hash");
+    uint64_t here = rd_dataset_config_hash(dc, run_seed);
+    if (here == (uint64_t)there)
+        return RD_OK;
+    return rd_err_set(eb, RD_ERR_CONFIG,
+                      "data.dir %s holds a dataset prepared from another data configuration "
+                      "(data_config_hash 0x%016llx in %s, 0x%016llx for this config: the source, "
+                      "input, schema, synthetic parameters, split or negative sampling differ, or "
+                      "the run seed that seeds them); remove the folder to prepare it again, or "
+                      "point data.dir elsewhere",
+                      dir, there, RD_DATASET_META, (unsigned long long)here);
 }

@@ -568,6 +568,10 @@ int rd_synth_next(rd_synth *g, rd_synth_event *ev) {
     return 1;
 }
 
+uint64_t rd_synth_seed(const rd_synthetic_config *cfg, uint64_t run_seed) {
+    return cfg->seed ? cfg->seed : rd_mix64(run_seed ^ 0x73796e7468657469ULL);
+}
+
 double rd_synth_bias(const rd_synth *g) {
     return g->bias;
 }
@@ -617,7 +621,7 @@ void rd_synth_destroy(rd_synth *g) {
 
 int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf *eb) {
     const rd_synthetic_config *sc = &dc->synthetic;
-    uint64_t seed = sc->seed ? sc->seed : rd_mix64(run_seed ^ 0x73796e7468657469ULL);
+    uint64_t seed = rd_synth_seed(sc, run_seed);
     rd_synth *g = NULL;
     rd__builder *b = NULL;
     char *yaml = NULL;

@@ -473,6 +473,71 @@ static void test_contexts(void **state) {
     rd_synth_destroy(g);
 }
 
+// A prepared folder remembers the data config it was built from: train refuses it for another
+// one (rd_dataset_check_config), and accepts what does not change the records.
+static void test_check_config(void **state) {
+    (void)state;
+    rd_config *cfg = calloc(1, sizeof *cfg);
+    rd_config_defaults(cfg);
+    cfg->data.source = RD_DATA_SYNTHETIC;
+    cfg->data.synthetic = base_cfg(5000, 50);
+    char a[200];
+    join(a, sizeof a, g_tmp, "syn_check");
+    memcpy(cfg->data.dir, a, sizeof a);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_prepare(&cfg->data, 3, &eb), RD_OK);
+    rd_data_config d = cfg->data;
+    assert_int_equal(rd_dataset_check_config(a, &d, 3, &eb), RD_OK);
+    // Not part of the records: the folder's name, the history length models read.
+    snprintf(d.dir, sizeof d.dir, "/elsewhere");
+    d.history_max = 17;
+    assert_int_equal(rd_dataset_check_config(a, &d, 3, &eb), RD_OK);
+    // Part of them: the events, the split, the contexts, and the run seed that seeds the generator.
+    d = cfg->data;
+    d.synthetic.events = 6000;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_check_config(a, &d, 3, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "another data configuration"));
+    assert_non_null(strstr(eb.msg, a));
+    d = cfg->data;
+    d.split.stream_windows = 4;
+    assert_int_equal(rd_dataset_check_config(a, &d, 3, &eb), RD_ERR_CONFIG);
+    d = cfg->data;
+    d.synthetic.contexts = 2;
+    assert_int_equal(rd_dataset_check_config(a, &d, 3, &eb), RD_ERR_CONFIG);
+    assert_int_equal(rd_dataset_check_config(a, &cfg->data, 4, &eb), RD_ERR_CONFIG);
+    // With the generator's seed given, the run seed no longer matters (no negative sampling)...
+    d = cfg->data;
+    d.synthetic.seed = rd_synth_seed(&cfg->data.synthetic, 3);
+    assert_int_equal(rd_dataset_check_config(a, &d, 4, &eb), RD_OK);
+    // ...unless negatives are sampled, with the run seed.
+    d.negatives.rate = 0.5;
+    assert_int_equal(rd_dataset_check_config(a, &d, 4, &eb), RD_ERR_CONFIG);
+    // A folder from before the hash existed passes; a malformed hash line is an error.
+    char meta[600], text[8192];
+    snprintf(meta, sizeof meta, "%s/%s", a, RD_DATASET_META);
+    FILE *f = fopen(meta, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *h = strstr(text, "data_config_hash: 0x");
+    assert_non_null(h);
+    h[strlen("data_config_hash: ")] = 'z';
+    f = fopen(meta, "w");
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(rd_dataset_check_config(a, &cfg->data, 3, &eb), RD_ERR_PARSE);
+    h[0] = '#';
+    f = fopen(meta, "w");
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(rd_dataset_check_config(a, &d, 4, &eb), RD_OK);
+    rm_dataset(a);
+    free(cfg);
+}
+
 static void test_config_errors(void **state) {
     (void)state;
     rd_synth *g = NULL;
@@ -528,7 +593,7 @@ int main(void) {
         cmocka_unit_test(test_determinism),       cmocka_unit_test(test_ranges_and_calibration),
         cmocka_unit_test(test_long_range_signal), cmocka_unit_test(test_long_history_beats_short),
         cmocka_unit_test(test_prepare_synthetic), cmocka_unit_test(test_contexts),
-        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_check_config),      cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

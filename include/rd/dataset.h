@@ -6,6 +6,7 @@
 //   rd_dataset_info        counts, time range, layout, sampling rates of an opened dataset
 //   rd_range               a half-open range [begin, end) of record indices (= sample ids)
 //   rd_dataset_prepare()   build data.dir from the config's data source (CSV/MovieLens/synthetic)
+//   rd_dataset_check_config()  refuse a prepared folder built from another data config
 //   rd_schema_preset()     fill an rd_schema_config for movielens100k / movielens1m
 //   rd_dataset_open/close  mmap a dataset folder; verify magic, version, sizes and CRC-32C
 //   rd_dataset_record/keys/nums   record i and its key slots / numeric features
@@ -132,6 +133,27 @@ typedef struct rd_dataset rd_dataset;
  *         RD_ERR_NOMEM.
  */
 int rd_dataset_prepare(const rd_data_config *dc, uint64_t run_seed, rd_errbuf *eb);
+
+/**
+ * A hash of what decides a dataset's records: the data section of the config (source, input,
+ * schema, synthetic parameters, split, negative sampling; not data.dir nor history_max) and the
+ * seeds it draws from (the generator's, and run_seed when negatives are sampled). Prepare writes
+ * it into meta.yaml as data_config_hash.
+ */
+uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed);
+
+/**
+ * Check that the dataset folder `dir` was prepared from this data config and run seed, so that a
+ * run never trains silently on a folder left by another config (e.g. a shared data.dir after
+ * the event count or the split changed). A folder without data_config_hash (prepared by an
+ * older version) passes.
+ * @return RD_OK, RD_ERR_CONFIG ("data.dir DIR holds a dataset prepared from another data
+ *         configuration ..."), RD_ERR_IO (meta.yaml unreadable), RD_ERR_PARSE (malformed line)
+ */
+int rd_dataset_check_config(const char *dir,
+                            const rd_data_config *dc,
+                            uint64_t run_seed,
+                            rd_errbuf *eb);
 
 /**
  * Fill `sc` with the schema of a MovieLens preset (the whole struct is overwritten; other

@@ -6,6 +6,7 @@
 //   rd_synth_create()  build items, topics and users from an rd_synthetic_config and a seed,
 //                      and calibrate the click bias to base_ctr
 //   rd_synth_next()    the next event in time order
+//   rd_synth_seed()    the generator seed of a run (synthetic.seed, or derived from run.seed)
 //   rd_synth_bias()    the calibrated bias
 //   rd_synth_item_topic() / rd_synth_item_series()
 //   rd_synth_destroy()
@@ -90,6 +91,9 @@ int rd_synth_create(const rd_synthetic_config *cfg, uint64_t seed, rd_synth **ou
 
 /** @return 1 and the next event in *ev, or 0 after cfg->events events. */
 int rd_synth_next(rd_synth *g, rd_synth_event *ev);
+
+/** The generator seed of a run: cfg->seed, or one derived from run.seed when it is 0. */
+uint64_t rd_synth_seed(const rd_synthetic_config *cfg, uint64_t run_seed);
 
 /** The calibrated logit bias b. */
 double rd_synth_bias(const rd_synth *g);

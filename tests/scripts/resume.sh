@@ -101,17 +101,22 @@ for P in 1 3; do
 done
 
 # --- kill -9 of every rank while it checkpoints: every step-N left is whole, resume is exact -------
-sed -e 's/events: 6000/events: 40000/' -e 's/checkpoint_every: 20/checkpoint_every: 2/' \
+# The run must still be going when it is killed: 162 steps of this config take well under a
+# second on an idle machine, so it trains on 24000 events (about 650 steps; its own data.dir:
+# train refuses a folder prepared from another data config), and the kill comes
+# as soon as two checkpoints are whole (counted with a glob: the rotation deletes old ones while
+# ls would list them).
+sed -e 's/events: 6000/events: 24000/' -e "s|dir: $TMP/data|dir: $TMP/data_kill|" \
+    -e 's/checkpoint_every: 20/checkpoint_every: 2/' \
     -e 's/checkpoint_keep: 100/checkpoint_keep: 3/' p2.yaml > kill.yaml
 run -n 3 "$RD" train kill.yaml --out KQ >/dev/null 2>err || fail "uninterrupted: $(cat err)"
 run -n 3 "$RD" train kill.yaml --out "$TMP/K" >K0.out 2>K0.err &
-for _ in $(seq 1 200); do
-    [ "$(ls -d K/ckpt/student/step-* 2>/dev/null | wc -l)" -ge 3 ] && break
-    sleep 0.05
+for _ in $(seq 1 1200); do
+    [ "$(compgen -G 'K/ckpt/student/step-*' | wc -l)" -ge 2 ] && break
+    sleep 0.02
 done
-sleep 0.3
 pids=$(pgrep -f "^$RD train kill.yaml --out $TMP/K\$")
-[ -n "$pids" ] || fail "the run ended before it could be killed: $(ls K/ckpt/student 2>&1 | tail -3) $(tail -3 K0.out K0.err)"
+[ -n "$pids" ] || fail "the run ended before it could be killed: $(ls K/ckpt/student 2>&1 | tail -n 3) $(cat K0.out K0.err | tail -n 3)"
 kill -9 $pids
 wait
 for d in K/ckpt/student/step-*; do
@@ -154,4 +159,7 @@ bad() { # $1 = message regex, rest = launch
 bad "nowhere.*no complete checkpoint" -n 3 "$RD" train p2.yaml --out X --resume nowhere
 bad "config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-000000000040
 bad "shard|P|layout" -n 2 "$RD" train p1.yaml --out X --resume $CK/step-000000000040
+# The shared data.dir was prepared for 6000 events: a config asking for 7000 must not train on it.
+sed -e 's/events: 6000/events: 7000/' p2.yaml > more.yaml
+bad "data.dir .*/data holds a dataset prepared from another data configuration" -n 3 "$RD" train more.yaml --out X
 echo "resume.sh: ok"
