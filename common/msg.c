@@ -267,7 +267,10 @@ int rd_msg_check_shm(const rd_msg_header *h,
                               d->reply_off);
         return RD_OK;
     }
-    const uint64_t reply = h->count * h->dim * 4u; // count <= max_payload / 8: no overflow
+    if (h->count > UINT64_MAX / (4u * (uint64_t)h->dim))
+        return rd_err_set(eb, RD_ERR_RANGE, "PULL reply of %" PRIu64 " keys at dim %u overflows",
+                          h->count, (unsigned)h->dim);
+    const uint64_t reply = h->count * h->dim * 4u;
     if (!range_ok(d->reply_off, reply, region_bytes))
         return rd_err_set(eb, RD_ERR_RANGE,
                           "PULL reply at [%" PRIu64 ", +%" PRIu64
