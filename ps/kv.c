@@ -776,10 +776,10 @@ static void shm_attach(rd_kv *kv, int p) {
         }
         rd__shm_arena_init(&kv->arena, kv->shm.bytes);
     }
-    kv->shm_state[p] = -1;
     int h = 0;
     if (kv->n_free < 1 || handle_open(kv, RD_OP_ATTACH, 0, &h) != RD_OK)
-        return;
+        return; // no free slot now: ask again at the next pull or push
+    kv->shm_state[p] = -1;
     int i = sub_alloc(kv);
     kv->subs[i].shard = p;
     handle_add(kv, h, i);

@@ -100,7 +100,8 @@ typedef struct rd__shm_attach {
 int rd__shm_create(
     uint64_t bytes, uint64_t id, rd__shm_region *r, rd__shm_attach *a, rd_errbuf *eb);
 /** Map the region announced in *a (creator side or peer). @return RD_OK, RD_ERR_UNSUPPORTED
- *  (another node), RD_ERR_IO (cannot open or map it), RD_ERR_PROTO (size or id differ) */
+ *  (another node), RD_ERR_IO (cannot open or map it), RD_ERR_PROTO (size or id differ, or
+ *  the file is not sealed against shrinking) */
 int rd__shm_map(const rd__shm_attach *a, rd__shm_region *r, rd_errbuf *eb);
 /** Unmap (and close the creator's fd). Accepts an unmapped region. */
 void rd__shm_unmap(rd__shm_region *r);

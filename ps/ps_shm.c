@@ -69,7 +69,7 @@ int rd__shm_create(
     r->fd = -1;
     if (bytes < 2 * RD_MSG_SHM_RESERVED || bytes > (uint64_t)SIZE_MAX / 2)
         return rd_err_set(eb, RD_ERR_ARG, "shared-memory region of %" PRIu64 " bytes", bytes);
-    int fd = memfd_create("rd-kv-shm", MFD_CLOEXEC);
+    int fd = memfd_create("rd-kv-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return rd_err_set(eb, RD_ERR_IO, "memfd_create: %s", strerror(errno));
     if (ftruncate(fd, (off_t)bytes) != 0) {
@@ -77,6 +77,13 @@ int rd__shm_create(
         close(fd);
         return rd_err_set(eb, RD_ERR_IO, "ftruncate of a %" PRIu64 "-byte memfd: %s", bytes,
                           strerror(e));
+    }
+    // Sealed at its size: a peer that mapped it can never be made to touch pages past the end
+    // of the file (SIGBUS) by someone shrinking it.
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        int e = errno;
+        close(fd);
+        return rd_err_set(eb, RD_ERR_IO, "sealing a memfd: %s", strerror(e));
     }
     void *p = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
@@ -121,6 +128,11 @@ int rd__shm_map(const rd__shm_attach *a, rd__shm_region *r, rd_errbuf *eb) {
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != a->bytes) {
         close(fd);
         return rd_err_set(eb, RD_ERR_PROTO, "%s is not a %" PRIu64 "-byte region", path, a->bytes);
+    }
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+        close(fd);
+        return rd_err_set(eb, RD_ERR_PROTO, "%s is not sealed against shrinking", path);
     }
     void *p = mmap(NULL, (size_t)a->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int e = errno;

@@ -1273,14 +1273,18 @@ static void exec_load(rd_server *s, srv_job *J, srv_msg *m) {
                 step, r.dir);
 }
 
-// ATTACH: map the sender's shared-memory region (replacing one it attached before). A region
-// on another node is refused without a warning: the client then uses MPI for this PS rank.
+// ATTACH: map the sender's shared-memory region (once per sender). A region on another node is
+// refused without a warning: the client then uses MPI for this PS rank.
 static void exec_attach(rd_server *s, srv_msg *m) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd__shm_attach a;
     rd__shm_region r;
     int rc = rd__shm_attach_decode(msg_payload(m), (size_t)m->h.payload_bytes, &a, &eb);
+    // One region per sender for the server's life: requests still deferred point into it.
+    if (rc == RD_OK && s->regions[m->src].base)
+        rc = rd_err_set(&eb, RD_ERR_STATE, "rank %d attached region %016" PRIx64 " already", m->src,
+                        s->regions[m->src].id);
     if (rc == RD_OK)
         rc = rd__shm_map(&a, &r, &eb);
     if (rc == RD_ERR_UNSUPPORTED) {
@@ -1291,7 +1295,6 @@ static void exec_attach(rd_server *s, srv_msg *m) {
         reply_error(s, m, rc, "ATTACH: %s", eb.msg);
         return;
     }
-    rd__shm_unmap(&s->regions[m->src]);
     s->regions[m->src] = r;
     reply_ok(s, m, NULL, 0);
     RD_LOG_DEBUG("PS shard %d: rank %d attached a %" PRIu64 "-byte shared-memory region", s->shard,

@@ -389,6 +389,9 @@ static void test_shm_region(void **state) {
     peer.base[6000] = 7;
     assert_int_equal(mine.base[6000], 7);
     rd__shm_unmap(&peer);
+    // Sealed: the file cannot shrink under a peer's mapping, nor grow.
+    assert_int_not_equal(ftruncate(mine.fd, 4096), 0);
+    assert_int_not_equal(ftruncate(mine.fd, 2u << 20), 0);
     // Refusals: another node, another id, another size, a missing fd.
     rd__shm_attach x = a;
     snprintf(x.host, sizeof x.host, "elsewhere");

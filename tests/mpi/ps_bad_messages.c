@@ -14,11 +14,11 @@
 //   tag) while a user op may use such a slot, 300 random or mutated messages, and a request
 //   after SHUTDOWN. Shared memory (evil_shm): a shared-memory request before any ATTACH, ATTACH
 //   payloads of the wrong size, from another node, naming a missing file, a region of another
-//   size or id; then, with a real region attached, descriptors naming another region, ranges
-//   outside the region, in its reserved start, unaligned, overflowing, of the wrong length,
-//   a reply overlapping the keys or out of the region, a PUSH with a reply range, a descriptor
-//   of the wrong size, the flag on CLOCK, too many keys, key 0 in the region; and one valid
-//   shared-memory PULL whose values must land in the region.
+//   size or id, a second ATTACH after a good one; then, with a real region attached, descriptors
+//   naming another region, ranges outside the region, in its reserved start, unaligned,
+//   overflowing, of the wrong length, a reply overlapping the keys or out of the region, a PUSH
+//   with a reply range, a descriptor of the wrong size, the flag on CLOCK, too many keys, key 0 in
+//   the region; and one valid shared-memory PULL whose values must land in the region.
 // Each gets exactly one error reply with the expected status (on RD_TAG_PS_BADMSG when the
 // header could not be read); nothing else arrives; the good worker's pulled values equal a
 // single-process reference, i.e. the attack did not disturb training.
@@ -231,6 +231,7 @@ static void evil_shm(evil *e) {
     x.id = 0xbadull;
     expect_attach(e, "ATTACH with another id", &x, RD_ERR_PROTO, "header differs");
     expect_attach(e, "ATTACH", &a, RD_OK, NULL);
+    expect_attach(e, "second ATTACH", &a, RD_ERR_STATE, "already");
 
     uint64_t *k = (uint64_t *)(void *)(reg.base + 64);
     for (int i = 0; i < 8; i++)
