@@ -2,7 +2,7 @@
 //
 // Usage: mpiexec -n P+W bench_ps [--ps P] [--dims 8,16,64] [--draws N] [--vocab V] [--zipf S]
 //                                [--steps N] [--warmup N] [--optim sgd|adagrad|adam|ftrl]
-//                                [--sync 0|1] [--max-msg BYTES] [--json PATH]
+//                                [--sync 0|1] [--max-msg BYTES] [--shm 0|1] [--json PATH]
 // Each worker pre-generates batches of N Zipf(S) draws over V ids per table, deduplicates them
 // (rd_kv_dedup, outside the timed loop), then runs `steps` timed steps per dim after `warmup`
 // untimed ones: pull(batch b+1) is issued before waiting for push(batch b) (the next batch's
@@ -19,7 +19,11 @@
 //   ps_row_gbps        embedding bytes (dim * 4 per key) pulled + pushed per second per PS rank
 //                      (each direction counted once: a pulled row once, a pushed gradient once)
 //   ratio_memcpy       ps_row_gbps / memcpy_gbps
-//   bytes_per_key      wire bytes (requests + replies, headers included) per key pulled or pushed
+//   bytes_per_key      bytes crossing between the processes (requests + replies, headers
+//                      included, through MPI or the shared-memory region) per key pulled or
+//                      pushed
+// --shm 1 (default) is ps.shm auto: payloads to a PS rank on this node go through a shared-memory
+// region, only a header and a 32-byte descriptor through MPI; --shm 0 sends everything by MPI.
 //   min_bytes_per_key  dim * 4 + 8 (one key id + one row, the floor of either direction)
 //   keys_per_s_per_ps  keys pulled + pushed per second per PS rank
 // plus min/avg/max of per-worker seconds (OSU style). Wall time is the slowest worker's.
@@ -53,6 +57,7 @@ typedef struct opts {
     int optim;
     int sync;
     uint64_t max_msg;
+    int shm;
     const char *json;
 } opts;
 
@@ -106,7 +111,8 @@ static void measure_memcpy(char *a, char *b, size_t bytes, double *out, int n) {
 }
 
 static int parse(int argc, char **argv, opts *o) {
-    *o = (opts){1, 3, {8, 16, 64}, 65536, 1000000, 1.05, 40, 8, RD_OPT_ADAGRAD, 0, 64u << 20, NULL};
+    *o = (opts){1, 3,         {8, 16, 64}, 65536, 1000000, 1.05, 40, 8, RD_OPT_ADAGRAD,
+                0, 64u << 20, 1,           NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
@@ -127,6 +133,8 @@ static int parse(int argc, char **argv, opts *o) {
             o->sync = atoi(v);
         else if (strcmp(a, "--max-msg") == 0)
             o->max_msg = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--shm") == 0 && (strcmp(v, "0") == 0 || strcmp(v, "1") == 0))
+            o->shm = atoi(v);
         else if (strcmp(a, "--json") == 0)
             o->json = v;
         else if (strcmp(a, "--optim") == 0) {
@@ -234,10 +242,10 @@ static double run_dim(rd_kv *kv,
 }
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: mpiexec -n P+W bench_ps [--ps P] [--dims 8,16,64] [--draws N] "
-            "[--vocab V] [--zipf S] [--steps N] [--warmup N] "
-            "[--optim sgd|adagrad|adam|ftrl] [--sync 0|1] [--max-msg BYTES] [--json PATH]\n");
+    fprintf(stderr, "usage: mpiexec -n P+W bench_ps [--ps P] [--dims 8,16,64] [--draws N] "
+                    "[--vocab V] [--zipf S] [--steps N] [--warmup N] "
+                    "[--optim sgd|adagrad|adam|ftrl] [--sync 0|1] [--max-msg BYTES] [--shm 0|1] "
+                    "[--json PATH]\n");
 }
 
 int main(int argc, char **argv) {
@@ -268,6 +276,7 @@ int main(int argc, char **argv) {
     cfg->cluster.jobs[0].ranks = W;
     cfg->ps.sync = o.sync;
     cfg->ps.max_msg_bytes = o.max_msg;
+    cfg->ps.shm = o.shm ? RD_SHM_AUTO : RD_SHM_OFF;
     cfg->ps.n_tables = o.n_dims;
     for (int d = 0; d < o.n_dims; d++) {
         rd_table_config *tc = &cfg->ps.tables[d];
@@ -381,9 +390,9 @@ int main(int argc, char **argv) {
         }
         if (w == 0) {
             printf("# bench_ps: %d PS, %d workers, %s, %s, Zipf(%.2f) over %llu ids, %d draws "
-                   "per batch, %d timed steps\n",
+                   "per batch, %d timed steps, shm %s\n",
                    o.ps, W, rd_optim_name(o.optim), o.sync ? "sync" : "async", o.zipf,
-                   (unsigned long long)o.vocab, o.draws, o.steps);
+                   (unsigned long long)o.vocab, o.draws, o.steps, o.shm ? "auto" : "off");
             printf("%5s %8s %8s %12s %10s %10s %8s %12s %10s %14s %22s\n", "dim", "uniq/b",
                    "memcpy", "mc min/max", "ps_row", "ratio", "B/key", "min_B/key", "keys/s/ps",
                    "seconds", "worker s min/avg/max");
@@ -405,9 +414,9 @@ int main(int argc, char **argv) {
                             "{\n  \"bench\": \"ps\",\n  \"ps\": %d,\n  \"workers\": %d,\n"
                             "  \"optimizer\": \"%s\",\n  \"mode\": \"%s\",\n"
                             "  \"zipf\": %.3f,\n  \"vocab\": %llu,\n  \"draws\": %d,\n"
-                            "  \"steps\": %d,\n  \"rows\": [\n",
+                            "  \"steps\": %d,\n  \"shm\": %d,\n  \"rows\": [\n",
                             o.ps, W, rd_optim_name(o.optim), o.sync ? "sync" : "async", o.zipf,
-                            (unsigned long long)o.vocab, o.draws, o.steps);
+                            (unsigned long long)o.vocab, o.draws, o.steps, o.shm);
                     for (int d = 0; d < o.n_dims; d++) {
                         row *x = &rows[d];
                         fprintf(f,

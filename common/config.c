@@ -52,6 +52,7 @@ static const char *const field_kinds[] = {"categorical", "multi", "numeric", NUL
 static const char *const label_ops[] = {">=", ">", "==", "!=", "<=", "<", NULL};
 static const char *const opt_kinds[] = {"sgd", "adagrad", "adam", "ftrl", NULL};
 static const char *const poolings[] = {"sum", "mean", NULL};
+static const char *const shm_modes[] = {"auto", "off", NULL};
 static const char *const seq_kinds[] = {"none", "mean", "din", "transformer", NULL};
 static const char *const orders[] = {"time", "user", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -278,6 +279,8 @@ static const ck_key ps_keys[] = {
     K_BOOL(rd_ps_config, "sync", sync, "true"),
     K_INT(rd_ps_config, "staleness", staleness, 0, 1e6, 0, "0"),
     K_U64(rd_ps_config, "max_msg_bytes", max_msg_bytes, 4096, 1099511627776.0, CK_BYTES, "64MiB"),
+    K_ENUM(rd_ps_config, "shm", shm, shm_modes, 0, "auto"),
+    K_U64(rd_ps_config, "shm_bytes", shm_bytes, 1048576, 1099511627776.0, CK_BYTES, "256MiB"),
     K_STR(rd_ps_config, "checkpoint_dir", checkpoint_dir, 0, NULL), // resolved: <out>/ckpt
     K_INT(rd_ps_config, "checkpoint_every", checkpoint_every, 0, INT_MAX, 0, "0"),
     K_INT(rd_ps_config, "checkpoint_keep", checkpoint_keep, 1, 1000, 0, "2"),

@@ -97,8 +97,8 @@ int rd_msg_decode(const void *buf, size_t len, rd_msg_header *h, rd_errbuf *eb) 
 }
 
 const char *rd_msg_op_name(unsigned op, char *buf, size_t cap) {
-    static const char *names[] = {"?",     "PULL", "PUSH", "CLOCK",
-                                  "STATS", "SAVE", "LOAD", "SHUTDOWN"};
+    static const char *names[] = {"?",    "PULL", "PUSH",     "CLOCK", "STATS",
+                                  "SAVE", "LOAD", "SHUTDOWN", "ATTACH"};
     if (op >= 1 && op <= RD_OP_BUILTIN_MAX)
         return names[op];
     if (!buf || cap == 0)
@@ -120,11 +120,12 @@ int rd_msg_check_request(const rd_msg_header *h, uint64_t max_payload, rd_errbuf
     int user = h->op >= RD_OP_USER_MIN && h->op <= RD_OP_USER_MAX;
     if (!builtin && !user)
         return rd_err_set(eb, RD_ERR_UNSUPPORTED, "unknown op %u", (unsigned)h->op);
-    if (h->flags != 0 || h->status != RD_OK)
+    const int shm = h->flags == RD_MSG_FLAG_SHM && (h->op == RD_OP_PULL || h->op == RD_OP_PUSH);
+    if ((h->flags != 0 && !shm) || h->status != RD_OK)
         return rd_err_set(eb, RD_ERR_PROTO,
                           "%s request with flags 0x%x and status %d (both must "
-                          "be 0)",
-                          name, (unsigned)h->flags, (int)h->status);
+                          "be 0, or flags 0x%x on PULL and PUSH)",
+                          name, (unsigned)h->flags, (int)h->status, RD_MSG_FLAG_SHM);
     if (h->payload_bytes > max_payload)
         return rd_err_set(eb, RD_ERR_RANGE,
                           "%s payload of %" PRIu64 " bytes exceeds ps.max_msg_bytes (%" PRIu64 ")",
@@ -137,6 +138,25 @@ int rd_msg_check_request(const rd_msg_header *h, uint64_t max_payload, rd_errbuf
                           "%s request id %" PRIu64 " uses reply slot %u, reserved for other "
                           "clients (rd_kv slots are 0..%d)",
                           name, h->req_id, rd_msg_slot(h->req_id), RD_MSG_SLOT_KV_END - 1);
+    if (shm) {
+        // The payload is a descriptor; the keys and gradients are in the sender's region and
+        // rd_msg_check_shm checks their size. Bound count here so that size cannot overflow.
+        if (h->payload_bytes != RD_MSG_SHM_DESC_BYTES)
+            return rd_err_set(eb, RD_ERR_PROTO,
+                              "shared-memory %s with a payload of %" PRIu64
+                              " bytes (the descriptor has %d)",
+                              name, h->payload_bytes, RD_MSG_SHM_DESC_BYTES);
+        if (h->dim < 1 || h->dim > RD_MSG_MAX_DIM)
+            return rd_err_set(eb, RD_ERR_PROTO, "%s with dim %u (must be 1..%d)", name,
+                              (unsigned)h->dim, RD_MSG_MAX_DIM);
+        uint64_t per = h->op == RD_OP_PULL ? 8u : 8u + 4u * (uint64_t)h->dim;
+        if (h->count == 0 || h->count > max_payload / per)
+            return rd_err_set(eb, RD_ERR_RANGE,
+                              "shared-memory %s of %" PRIu64 " keys at dim %u: 1..%" PRIu64
+                              " keys fit ps.max_msg_bytes (%" PRIu64 ")",
+                              name, h->count, (unsigned)h->dim, max_payload / per, max_payload);
+        return RD_OK;
+    }
     switch (h->op) {
         case RD_OP_PULL:
             if (h->count == 0 || h->payload_bytes % 8 != 0 || h->payload_bytes / 8 != h->count)
@@ -173,9 +193,96 @@ int rd_msg_check_request(const rd_msg_header *h, uint64_t max_payload, rd_errbuf
             if (h->payload_bytes == 0)
                 return rd_err_set(eb, RD_ERR_PROTO, "%s without a directory", name);
             return RD_OK;
+        case RD_OP_ATTACH:
+            if (h->payload_bytes != RD_MSG_ATTACH_BYTES || h->count != 0)
+                return rd_err_set(eb, RD_ERR_PROTO,
+                                  "ATTACH needs a %d-byte payload and count 0 (got %" PRIu64
+                                  " bytes, count %" PRIu64 ")",
+                                  RD_MSG_ATTACH_BYTES, h->payload_bytes, h->count);
+            return RD_OK;
         default:
             return rd_err_set(eb, RD_ERR_UNSUPPORTED, "unknown op %u", (unsigned)h->op);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared-memory descriptors
+
+void rd_msg_shm_encode(const rd_msg_shm *d, unsigned char out[RD_MSG_SHM_DESC_BYTES]) {
+    put64(out + 0, d->region);
+    put64(out + 8, d->req_off);
+    put64(out + 16, d->req_bytes);
+    put64(out + 24, d->reply_off);
+}
+
+void rd_msg_shm_decode(const unsigned char in[RD_MSG_SHM_DESC_BYTES], rd_msg_shm *d) {
+    d->region = get64(in + 0);
+    d->req_off = get64(in + 8);
+    d->req_bytes = get64(in + 16);
+    d->reply_off = get64(in + 24);
+}
+
+// [off, off + bytes) is aligned, past the reserved start and inside [0, size): no overflow.
+static int range_ok(uint64_t off, uint64_t bytes, uint64_t size) {
+    return off % RD_MSG_SHM_ALIGN == 0 && off >= RD_MSG_SHM_RESERVED && off <= size &&
+           bytes <= size - off;
+}
+
+int rd_msg_check_shm(const rd_msg_header *h,
+                     const rd_msg_shm *d,
+                     uint64_t region,
+                     uint64_t region_bytes,
+                     uint64_t max_payload,
+                     rd_errbuf *eb) {
+    char nb[24];
+    const char *name = rd_msg_op_name(h->op, nb, sizeof nb);
+    if (h->op != RD_OP_PULL && h->op != RD_OP_PUSH)
+        return rd_err_set(eb, RD_ERR_PROTO, "shared-memory descriptor on a %s request", name);
+    if (d->region != region)
+        return rd_err_set(eb, RD_ERR_STATE,
+                          "%s names shared-memory region %016" PRIx64
+                          ", the sender attached region %016" PRIx64,
+                          name, d->region, region);
+    if (h->dim < 1 || h->dim > RD_MSG_MAX_DIM)
+        return rd_err_set(eb, RD_ERR_PROTO, "%s with dim %u (must be 1..%d)", name,
+                          (unsigned)h->dim, RD_MSG_MAX_DIM);
+    const uint64_t per = h->op == RD_OP_PULL ? 8u : 8u + 4u * (uint64_t)h->dim;
+    if (h->count == 0 || h->count > max_payload / per)
+        return rd_err_set(eb, RD_ERR_RANGE, "%s of %" PRIu64 " keys (1..%" PRIu64 " fit)", name,
+                          h->count, max_payload / per);
+    if (d->req_bytes != per * h->count)
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "%s of %" PRIu64 " keys at dim %u needs %" PRIu64
+                          " request bytes in shared memory, the descriptor says %" PRIu64,
+                          name, h->count, (unsigned)h->dim, per * h->count, d->req_bytes);
+    if (!range_ok(d->req_off, d->req_bytes, region_bytes))
+        return rd_err_set(
+            eb, RD_ERR_RANGE,
+            "%s request at [%" PRIu64 ", +%" PRIu64 ") is not a %d-aligned range of the %" PRIu64
+            "-byte shared-memory region past its first %d bytes",
+            name, d->req_off, d->req_bytes, RD_MSG_SHM_ALIGN, region_bytes, RD_MSG_SHM_RESERVED);
+    if (h->op == RD_OP_PUSH) {
+        if (d->reply_off != 0)
+            return rd_err_set(eb, RD_ERR_PROTO, "PUSH with a reply offset (%" PRIu64 ")",
+                              d->reply_off);
+        return RD_OK;
+    }
+    if (h->count > UINT64_MAX / (4u * (uint64_t)h->dim))
+        return rd_err_set(eb, RD_ERR_RANGE, "PULL reply of %" PRIu64 " keys at dim %u overflows",
+                          h->count, (unsigned)h->dim);
+    const uint64_t reply = h->count * h->dim * 4u;
+    if (!range_ok(d->reply_off, reply, region_bytes))
+        return rd_err_set(eb, RD_ERR_RANGE,
+                          "PULL reply at [%" PRIu64 ", +%" PRIu64
+                          ") is not a %d-aligned range of the %" PRIu64
+                          "-byte shared-memory region past its first %d bytes",
+                          d->reply_off, reply, RD_MSG_SHM_ALIGN, region_bytes, RD_MSG_SHM_RESERVED);
+    if (d->reply_off < d->req_off + d->req_bytes && d->req_off < d->reply_off + reply)
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "PULL reply [%" PRIu64 ", +%" PRIu64 ") overlaps its keys [%" PRIu64
+                          ", +%" PRIu64 ")",
+                          d->reply_off, reply, d->req_off, d->req_bytes);
+    return RD_OK;
 }
 
 int rd_msg_check_reply(const rd_msg_header *reply, unsigned op, uint64_t req_id, rd_errbuf *eb) {

@@ -31,6 +31,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 // Request slots of this client: the low reply slots [0, RD_MSG_SLOT_KV_END); the top
 // RD_MSG_SLOTS_RESERVED belong to other clients of rd_comm.kv in the same process (the token
@@ -73,6 +75,11 @@ typedef struct kv_sub {
     size_t rbuf_cap;
     size_t rlen; // payload bytes of the reply in rbuf + 64
     int status;
+    // Shared memory (shm = 1): the payload sits in the client's region at req_off (and a
+    // PULL's values come back at reply_off); the message is the header + descriptor only.
+    int shm;
+    uint64_t req_off, req_bytes, reply_off;
+    unsigned char *req; // where the payload is written: sbuf + 64, or the region at req_off
 } kv_sub;
 
 typedef struct kv_handle {
@@ -111,6 +118,14 @@ struct rd_kv {
     size_t *cnt; // (P)
     int *chunk;  // (N_SUBS) subs of the current call, grouped by shard
     int *first;  // (P + 1) offsets into chunk
+
+    // Same-node shared memory (ps.shm auto): one region, mapped by every PS rank that can; a
+    // shard is asked (ATTACH) before the first pull or push that goes to it.
+    int shm_on;             // 1: try shared memory (region created at the first pull/push)
+    rd__shm_region shm;     // the region (base NULL until created)
+    rd__shm_attach shm_att; // its announcement
+    rd__shm_arena arena;    // ranges of the requests in flight
+    signed char *shm_state; // (P) 0 not asked, 1 attached, -1 unavailable (MPI only)
 
     rd_errbuf err;
     rd_kv_counters ctr;
@@ -157,7 +172,10 @@ int rd_kv_create(const rd_comm *comm, const rd_config *cfg, rd_kv **out, rd_errb
     kv->cnt = rd_calloc((size_t)kv->P, sizeof *kv->cnt);
     kv->first = rd_calloc((size_t)kv->P + 1, sizeof *kv->first);
     kv->chunk = rd_calloc(N_SUBS, sizeof *kv->chunk);
-    if (!kv->subs || !kv->cnt || !kv->first || !kv->chunk) {
+    kv->shm_state = rd_calloc((size_t)kv->P, sizeof *kv->shm_state);
+    kv->shm_on = cfg->ps.shm == RD_SHM_AUTO;
+    kv->shm.fd = -1;
+    if (!kv->subs || !kv->cnt || !kv->first || !kv->chunk || !kv->shm_state) {
         rd_kv_destroy(kv);
         return rd_err_set(eb, RD_ERR_NOMEM, "rd_kv_create: out of memory");
     }
@@ -187,6 +205,9 @@ void rd_kv_destroy(rd_kv *kv) {
     rd_free(kv->cnt);
     rd_free(kv->first);
     rd_free(kv->chunk);
+    rd_free(kv->shm_state);
+    rd__shm_unmap(&kv->shm);
+    rd__shm_arena_free_all(&kv->arena);
     rd_free(kv);
 }
 
@@ -311,11 +332,20 @@ static int sub_alloc(rd_kv *kv) {
     s->n = s->dim = 0;
     s->rlen = 0;
     s->next = -1;
+    s->shm = 0;
+    s->req = NULL;
     return i;
 }
 
 static void sub_free(rd_kv *kv, int i) {
     kv_sub *s = &kv->subs[i];
+    if (s->shm) {
+        // The server answered (or the request was never sent): its ranges are free again.
+        RD_ASSERT(rd__shm_release(&kv->arena, s->req_off) == RD_OK);
+        if (s->op == RD_OP_PULL)
+            RD_ASSERT(rd__shm_release(&kv->arena, s->reply_off) == RD_OK);
+        s->shm = 0;
+    }
     s->in_use = 0;
     s->next = kv->free_head;
     kv->free_head = i;
@@ -360,22 +390,34 @@ static int op_chan(unsigned op) {
 // Send sub `i`: its header is written into sbuf[0, 64) in front of the payload_bytes already
 // placed at sbuf + 64, and the request goes out as one contiguous message (which MPI can move
 // with a single copy; a derived datatype would be packed and unpacked through bounce buffers).
+// A shared-memory sub (s->shm) sends the header and its descriptor; the payload already placed
+// in the region counts as sent too (it crosses to the server all the same).
 static void sub_send(
     rd_kv *kv, int i, unsigned op, uint32_t table, uint64_t count, uint32_t dim, size_t payload) {
     kv_sub *s = &kv->subs[i];
-    RD_ASSERT(s->sbuf_cap >= RD_MSG_HEADER_BYTES + payload);
     s->op = op;
     RD_ASSERT(i >= 0 && i < RD_MSG_SLOT_KV_END); // never a reserved slot (rd/msg.h)
     s->req_id = (++kv->seq << RD_MSG_SLOT_BITS) | (uint64_t)i;
-    rd_msg_header h = {RD_MSG_MAGIC, RD_MSG_VERSION, (uint16_t)op, 0,       table, count, dim, 0,
-                       s->req_id,    payload,        kv->step,     kv->time};
+    size_t wire = payload;
+    uint32_t flags = 0;
+    if (s->shm) {
+        RD_ASSERT(payload == s->req_bytes);
+        rd_msg_shm d = {kv->shm.id, s->req_off, s->req_bytes, op == RD_OP_PULL ? s->reply_off : 0};
+        rd_msg_shm_encode(&d, s->sbuf + RD_MSG_HEADER_BYTES);
+        wire = RD_MSG_SHM_DESC_BYTES;
+        flags = RD_MSG_FLAG_SHM;
+    }
+    RD_ASSERT(s->sbuf_cap >= RD_MSG_HEADER_BYTES + wire);
+    rd_msg_header h = {RD_MSG_MAGIC, RD_MSG_VERSION, (uint16_t)op, 0,    table,    count,
+                       dim,          flags,          s->req_id,    wire, kv->step, kv->time};
     rd_msg_encode(&h, s->sbuf);
     int dest = kv->comm->ps_world[s->shard];
-    RD_MPI_CHECK(MPI_Isend_c(s->sbuf, (MPI_Count)(RD_MSG_HEADER_BYTES + payload), MPI_BYTE, dest,
+    RD_MPI_CHECK(MPI_Isend_c(s->sbuf, (MPI_Count)(RD_MSG_HEADER_BYTES + wire), MPI_BYTE, dest,
                              RD_TAG_PS_REQUEST, kv->c, &s->sreq));
+    const uint64_t bytes = RD_MSG_HEADER_BYTES + wire + (s->shm ? payload : 0);
     kv->ctr.messages++;
-    kv->ctr.bytes_sent += RD_MSG_HEADER_BYTES + payload;
-    rd_traffic_count(&kv->traffic, op_chan(op), 0, 1, RD_MSG_HEADER_BYTES + payload);
+    kv->ctr.bytes_sent += bytes;
+    rd_traffic_count(&kv->traffic, op_chan(op), 0, 1, bytes);
 }
 
 static void set_sub_error(rd_kv *kv, kv_sub *s, int rc, const char *fmt, ...) RD_PRINTF(4, 5);
@@ -421,6 +463,20 @@ static void sub_header_done(rd_kv *kv, kv_sub *s) {
         s->phase = 4;
         return;
     }
+    if (s->op == RD_OP_PULL && s->shm) {
+        // The values are in the region already: the header must say so, for these keys.
+        if (!(s->h.flags & RD_MSG_FLAG_SHM) || (s->h.flags & RD_MSG_FLAG_SPLIT) ||
+            s->h.count != s->n || s->h.dim != s->dim || s->rlen != 0) {
+            set_sub_error(kv, s, RD_ERR_PROTO,
+                          "shared-memory pull reply with flags 0x%x for %" PRIu64
+                          " keys at dim %u (%zu keys at dim %zu requested)",
+                          (unsigned)s->h.flags, s->h.count, (unsigned)s->h.dim, s->n, s->dim);
+            s->phase = (s->h.flags & RD_MSG_FLAG_SPLIT) ? 2 : 4;
+            return;
+        }
+        s->phase = 4;
+        return;
+    }
     if (s->op == RD_OP_PULL) {
         if (!(s->h.flags & RD_MSG_FLAG_SPLIT) || s->h.count != s->n || s->h.dim != s->dim) {
             set_sub_error(kv, s, RD_ERR_PROTO,
@@ -442,12 +498,20 @@ static void sub_finish(rd_kv *kv, kv_sub *s) {
     if (s->status != RD_OK)
         return;
     if (s->op == RD_OP_PULL) {
+        const float *src =
+            s->shm ? (const float *)(const void *)(kv->shm.base + s->reply_off) : s->svals;
         if (s->out) {
             // Scatter the shard's rows back to the caller's order.
-            const float *src = s->svals;
             for (size_t i = 0; i < s->n; i++)
                 memcpy(s->out + (size_t)s->spos[i] * s->dim, src + i * s->dim,
                        s->dim * sizeof(float));
+        } else if (s->shm) {
+            memcpy(s->dst, src, s->n * s->dim * sizeof(float));
+        }
+        if (s->shm) { // the values crossed through the region: count them as received
+            const uint64_t bytes = (uint64_t)s->n * s->dim * sizeof(float);
+            kv->ctr.bytes_recv += bytes;
+            rd_traffic_count(&kv->traffic, op_chan(s->op), 1, 0, bytes);
         }
         kv->ctr.keys_pulled += s->n;
     } else if (s->op == RD_OP_PUSH) {
@@ -695,6 +759,64 @@ static int check_keys(rd_kv *kv, const uint64_t *keys, size_t n) {
     return RD_OK;
 }
 
+// Create the region (once) and ATTACH it to shard p, waiting for the answer. A refusal (another
+// node, no /proc access) leaves shard p on MPI for the rest of the run; so does any failure here.
+static void shm_attach(rd_kv *kv, int p) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (!kv->shm.base) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        uint64_t id = rd_mix64(((uint64_t)(uint32_t)getpid() << 32) ^ (uint64_t)kv->comm->rank ^
+                               ((uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec));
+        if (rd__shm_create(kv->cfg->ps.shm_bytes, id, &kv->shm, &kv->shm_att, &eb) != RD_OK) {
+            RD_LOG_INFO("no shared-memory region (%s): PS payloads go through MPI", eb.msg);
+            kv->shm_on = 0;
+            return;
+        }
+        rd__shm_arena_init(&kv->arena, kv->shm.bytes);
+    }
+    int h = 0;
+    if (kv->n_free < 1 || handle_open(kv, RD_OP_ATTACH, 0, &h) != RD_OK)
+        return; // no free slot now: ask again at the next pull or push
+    kv->shm_state[p] = -1;
+    int i = sub_alloc(kv);
+    kv->subs[i].shard = p;
+    handle_add(kv, h, i);
+    if (ensure((void **)&kv->subs[i].sbuf, &kv->subs[i].sbuf_cap,
+               RD_MSG_HEADER_BYTES + RD_MSG_ATTACH_BYTES, 1) != RD_OK) {
+        handle_release(kv, h);
+        return;
+    }
+    rd__shm_attach_encode(&kv->shm_att, kv->subs[i].sbuf + RD_MSG_HEADER_BYTES);
+    sub_send(kv, i, RD_OP_ATTACH, 0, 0, 0, RD_MSG_ATTACH_BYTES);
+    handle_complete(kv, h);
+    if (handle_release(kv, h) == RD_OK)
+        kv->shm_state[p] = 1;
+    else
+        RD_LOG_INFO("PS rank %d does not map this worker's shared memory (%s): its payloads go "
+                    "through MPI",
+                    kv->comm->ps_world[p], kv->handles[h].msg);
+}
+
+// Put sub s's payload (and a PULL's values) in the region if both ranges fit; otherwise it
+// stays an MPI request.
+static void shm_place(rd_kv *kv, kv_sub *s, unsigned op, size_t payload, size_t reply) {
+    uint64_t ro = 0, po = 0;
+    if (rd__shm_alloc(&kv->arena, payload, &ro) != RD_OK)
+        return;
+    if (op == RD_OP_PULL && rd__shm_alloc(&kv->arena, reply, &po) != RD_OK) {
+        rd__shm_release(&kv->arena, ro);
+        return;
+    }
+    s->shm = 1;
+    s->op = op; // sub_free releases the reply range of a PULL even if it is never sent
+    s->req_off = ro;
+    s->req_bytes = payload;
+    s->reply_off = po;
+    s->req = kv->shm.base + ro;
+}
+
 static int issue(rd_kv *kv,
                  unsigned op,
                  int table,
@@ -739,6 +861,10 @@ static int issue(rd_kv *kv,
     }
     for (int p = 0; p < P; p++)
         total_subs += (kv->cnt[p] + maxk - 1) / maxk;
+    if (kv->shm_on)
+        for (int p = 0; p < P; p++)
+            if (kv->cnt[p] > 0 && kv->shm_state[p] == 0)
+                shm_attach(kv, p);
     if (total_subs > (size_t)kv->n_free) {
         reap_detached(kv);
         if (total_subs > (size_t)kv->n_free)
@@ -767,12 +893,20 @@ static int issue(rd_kv *kv,
             kv->chunk[k++] = i;
             left -= c;
             size_t payload = c * (size_t)per;
-            rc = ensure((void **)&s->sbuf, &s->sbuf_cap, RD_MSG_HEADER_BYTES + payload, 1);
-            if (!rc && P > 1 && op == RD_OP_PULL) {
-                rc = ensure((void **)&s->svals, &s->svals_cap, c * dim * sizeof(float), 1);
+            if (kv->shm_on && kv->shm_state[p] == 1)
+                shm_place(kv, s, op, payload, c * dim * sizeof(float));
+            if (s->shm) {
+                rc = ensure((void **)&s->sbuf, &s->sbuf_cap,
+                            RD_MSG_HEADER_BYTES + RD_MSG_SHM_DESC_BYTES, 1);
+            } else {
+                rc = ensure((void **)&s->sbuf, &s->sbuf_cap, RD_MSG_HEADER_BYTES + payload, 1);
                 if (!rc)
-                    rc = ensure((void **)&s->spos, &s->spos_cap, c * sizeof(uint32_t), 0);
+                    s->req = s->sbuf + RD_MSG_HEADER_BYTES;
+                if (!rc && P > 1 && op == RD_OP_PULL)
+                    rc = ensure((void **)&s->svals, &s->svals_cap, c * dim * sizeof(float), 1);
             }
+            if (!rc && P > 1 && op == RD_OP_PULL)
+                rc = ensure((void **)&s->spos, &s->spos_cap, c * sizeof(uint32_t), 0);
             if (rc) {
                 handle_release(kv, h);
                 return rd_err_set(&kv->err, RD_ERR_NOMEM,
@@ -788,7 +922,7 @@ static int issue(rd_kv *kv,
         for (size_t j = 0; j < k; j++) {
             kv_sub *s = &kv->subs[kv->chunk[j]];
             size_t c = s->n;
-            uint64_t *sk = (uint64_t *)(void *)(s->sbuf + RD_MSG_HEADER_BYTES);
+            uint64_t *sk = (uint64_t *)(void *)s->req;
             memcpy(sk, keys + off, c * 8);
             if (op == RD_OP_PULL) {
                 s->dst = vals + off * dim; // values land in place
@@ -808,7 +942,7 @@ static int issue(rd_kv *kv,
             int p = kv->shard_of[i];
             kv_sub *s = &kv->subs[kv->chunk[cur[p]]];
             size_t f = fill[p]++;
-            uint64_t *sk = (uint64_t *)(void *)(s->sbuf + RD_MSG_HEADER_BYTES);
+            uint64_t *sk = (uint64_t *)(void *)s->req;
             sk[f] = keys[i];
             if (op == RD_OP_PUSH)
                 memcpy((float *)(void *)(sk + s->n) + f * dim, grads + i * dim,

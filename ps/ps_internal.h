@@ -23,6 +23,7 @@
 #include "rd/checkpoint.h"
 #include "rd/config.h"
 #include "rd/error.h"
+#include "rd/msg.h"
 #include "rd/table.h"
 
 #define RD__CKPT_FLAG_CRC    0x1u
@@ -67,5 +68,61 @@ void rd__drain_type(
  *  (process_vm_readv), which pins and walks the peer's pages one page-table entry at a time:
  *  huge pages make that walk 512 times shorter and spare TLB misses on both sides. */
 void rd__advise_huge(void *p, size_t bytes);
+
+// ---------------------------------------------------------------------------------------------
+// Same-node shared memory (ps_shm.c). A worker's rd_kv creates one region (an anonymous memfd)
+// and announces it to each PS rank with an ATTACH request; a PS rank on the same node (same
+// host name and boot id) opens it through /proc/<pid>/fd/<fd>, checks its size and the id
+// written in its first bytes, and maps it. Requests then carry an rd_msg_shm descriptor.
+//   region header (the first RD_MSG_SHM_RESERVED bytes): u64 magic "RDSHMREG" | u64 id | u64 bytes
+//   ATTACH payload (RD_MSG_ATTACH_BYTES): u32 pid | u32 fd | u64 bytes | u64 id |
+//                                         char host[64] | char boot_id[40] (NUL-padded)
+
+#define RD__SHM_HOST 64
+#define RD__SHM_BOOT 40
+
+typedef struct rd__shm_region {
+    unsigned char *base; // NULL when not mapped
+    uint64_t bytes;
+    uint64_t id;
+    int fd; // the creator's memfd; -1 on the mapping side
+} rd__shm_region;
+
+typedef struct rd__shm_attach {
+    uint32_t pid, fd;
+    uint64_t bytes, id;
+    char host[RD__SHM_HOST];
+    char boot[RD__SHM_BOOT];
+} rd__shm_attach;
+
+/** Create a region of `bytes` (>= 2 * RD_MSG_SHM_RESERVED) with identity `id` and fill *a with
+ *  its announcement. @return RD_OK, RD_ERR_IO (memfd_create/ftruncate/mmap failed: eb says) */
+int rd__shm_create(
+    uint64_t bytes, uint64_t id, rd__shm_region *r, rd__shm_attach *a, rd_errbuf *eb);
+/** Map the region announced in *a (creator side or peer). @return RD_OK, RD_ERR_UNSUPPORTED
+ *  (another node), RD_ERR_IO (cannot open or map it), RD_ERR_PROTO (size or id differ, or
+ *  the file is not sealed against shrinking) */
+int rd__shm_map(const rd__shm_attach *a, rd__shm_region *r, rd_errbuf *eb);
+/** Unmap (and close the creator's fd). Accepts an unmapped region. */
+void rd__shm_unmap(rd__shm_region *r);
+
+void rd__shm_attach_encode(const rd__shm_attach *a, unsigned char out[RD_MSG_ATTACH_BYTES]);
+/** @return RD_OK or RD_ERR_PROTO (wrong length, unterminated strings) */
+int rd__shm_attach_decode(const void *buf, size_t len, rd__shm_attach *a, rd_errbuf *eb);
+
+/** First-fit allocator of a region's bytes [RD_MSG_SHM_RESERVED, bytes), RD_MSG_SHM_ALIGN
+ *  granularity, for the few requests in flight (a sorted array of used ranges). */
+typedef struct rd__shm_arena {
+    uint64_t bytes;
+    uint64_t *off, *len; // (cap) used ranges, sorted by offset
+    size_t n, cap;
+} rd__shm_arena;
+
+void rd__shm_arena_init(rd__shm_arena *a, uint64_t bytes);
+void rd__shm_arena_free_all(rd__shm_arena *a);
+/** @return RD_OK and *off, or RD_ERR_FULL (no gap of `bytes`), RD_ERR_NOMEM */
+int rd__shm_alloc(rd__shm_arena *a, uint64_t bytes, uint64_t *off);
+/** Release the range starting at off. @return RD_OK or RD_ERR_NOTFOUND */
+int rd__shm_release(rd__shm_arena *a, uint64_t off);
 
 #endif // RD_PS_INTERNAL_H

@@ -53,7 +53,12 @@ typedef struct srv_msg {
     unsigned char small[RD_MSG_HEADER_BYTES]; // header of drained / short messages
     rd_msg_header h;
     int src, job, worker;
-    uint32_t ckpt_flags; // LOAD: the request's flags (phase bits), set by route()
+    uint32_t ckpt_flags;     // LOAD: the request's flags (phase bits), set by route()
+    const unsigned char *pl; // the payload: buf + 64, or the request's range of the sender's
+                             // shared-memory region (shm)
+    int shm;                 // PULL/PUSH whose payload (and PULL reply) is in shared memory
+    uint64_t shm_bytes;      // shm: payload bytes at pl
+    float *shm_out;          // shm PULL: where the values go
 } srv_msg;
 
 typedef struct srv_send {
@@ -139,6 +144,7 @@ struct rd_server {
     long cur_reply; // index in sends of the buffer from rd_server_reply_buffer, or -1
 
     srv_acc acc;
+    rd__shm_region *regions; // (world size) the shared-memory region each worker attached
     uint64_t n_requests, n_errors;
     unsigned char bounce[65536]; // drain target of oversized messages
 };
@@ -198,7 +204,32 @@ static const unsigned char *msg_hdr(const srv_msg *m) {
 }
 
 static const unsigned char *msg_payload(const srv_msg *m) {
-    return m->buf + RD_MSG_HEADER_BYTES;
+    return m->pl;
+}
+
+// Copy a shared-memory request's payload into a private buffer: the sender may reuse its
+// range as soon as it has the reply, and a sync step keeps PULL keys and PUSH gradients until
+// the step is applied. @return 0, or -1 when out of memory (nothing changed).
+static int localize(srv_msg *m) {
+    if (!m->shm)
+        return 0;
+    size_t need = RD_MSG_HEADER_BYTES + (size_t)m->shm_bytes;
+    if (m->cap < need) {
+        size_t cap = grow_cap(need);
+        unsigned char *nb = rd_aligned_alloc(cap);
+        if (!nb)
+            return -1;
+        memcpy(nb, m->buf, RD_MSG_HEADER_BYTES);
+        rd_aligned_free(m->buf);
+        m->buf = nb;
+        m->cap = cap;
+        rd__advise_huge(m->buf, cap);
+    }
+    memcpy(m->buf + RD_MSG_HEADER_BYTES, m->pl, (size_t)m->shm_bytes);
+    m->pl = m->buf + RD_MSG_HEADER_BYTES;
+    m->shm = 0;
+    m->shm_out = NULL;
+    return 0;
 }
 
 // A send buffer of at least `bytes` (NULL when out of memory and `fallible`).
@@ -283,14 +314,15 @@ static int error_tag(const srv_msg *m) {
 }
 
 // Fill the header of `b` for request m and send header + payload_bytes already in place.
-static void reply_send(rd_server *s,
-                       const srv_msg *m,
-                       srv_send *b,
-                       int status,
-                       uint64_t count,
-                       uint32_t dim,
-                       size_t payload_bytes,
-                       int tag) {
+static void reply_send_flags(rd_server *s,
+                             const srv_msg *m,
+                             srv_send *b,
+                             int status,
+                             uint64_t count,
+                             uint32_t dim,
+                             size_t payload_bytes,
+                             int tag,
+                             uint32_t flags) {
     rd_msg_header h;
     memset(&h, 0, sizeof h);
     h.magic = RD_MSG_MAGIC;
@@ -300,7 +332,7 @@ static void reply_send(rd_server *s,
     h.table = m->h.table;
     h.count = count;
     h.dim = dim;
-    h.flags = RD_MSG_FLAG_REPLY;
+    h.flags = RD_MSG_FLAG_REPLY | flags;
     h.req_id = m->h.req_id;
     h.payload_bytes = payload_bytes;
     h.step = m->job >= 0 && m->job <= s->n_jobs ? s->jobs[m->job].done : 0;
@@ -309,6 +341,17 @@ static void reply_send(rd_server *s,
                              m->src, tag, s->c, &b->req[0]));
     b->n_req = 1;
     b->active = 1;
+}
+
+static void reply_send(rd_server *s,
+                       const srv_msg *m,
+                       srv_send *b,
+                       int status,
+                       uint64_t count,
+                       uint32_t dim,
+                       size_t payload_bytes,
+                       int tag) {
+    reply_send_flags(s, m, b, status, count, dim, payload_bytes, tag, 0);
 }
 
 // Successful PULL: the header alone, then the values as a second contiguous message that the
@@ -348,18 +391,20 @@ static void reply_ok(rd_server *s, const srv_msg *m, const void *payload, size_t
     reply_send(s, m, b, RD_OK, 0, 0, bytes, reply_tag(m->h.req_id));
 }
 
-// Error reply with the text as payload, and a rate-limited log line, on error_tag(m).
-static void reply_error(rd_server *s, const srv_msg *m, int status, const char *fmt, ...)
-    RD_PRINTF(4, 5);
-static void reply_error(rd_server *s, const srv_msg *m, int status, const char *fmt, ...) {
+// Error reply with the text as payload, and (log = 1) a rate-limited log line, on error_tag(m).
+static void reply_error_v(rd_server *s, const srv_msg *m, int status, int log, const char *fmt, ...)
+    RD_PRINTF(5, 6);
+static void
+reply_error_v(rd_server *s, const srv_msg *m, int status, int log, const char *fmt, ...) {
     char text[RD_MSG_ERRTEXT_MAX];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     size_t len = n < 0 ? 0 : ((size_t)n >= sizeof text ? sizeof text - 1 : (size_t)n);
-    s->n_errors++;
-    if (s->n_errors <= 20 || s->n_errors % 1000 == 0) {
+    if (log)
+        s->n_errors++;
+    if (log && (s->n_errors <= 20 || s->n_errors % 1000 == 0)) {
         char nb[24];
         const char *who = m->job >= 0 && m->job < s->n_jobs ? s->comm->job_name[m->job] : "ps";
         RD_LOG_WARN("rejected request from rank %d (%s #%d), op %s: %s [%s; %" PRIu64
@@ -371,6 +416,8 @@ static void reply_error(rd_server *s, const srv_msg *m, int status, const char *
     memcpy(b->buf + RD_MSG_HEADER_BYTES, text, len);
     reply_send(s, m, b, status, 0, 0, len, error_tag(m));
 }
+
+#define reply_error(s, m, status, ...) reply_error_v(s, m, status, 1, __VA_ARGS__)
 
 // ---------------------------------------------------------------------------------------------
 // Sync-step gradient accumulator
@@ -520,8 +567,11 @@ int rd_server_create(const rd_comm *comm, const rd_config *cfg, rd_server **out,
     }
     if (rc == RD_OK) {
         s->src_stamp = rd_calloc((size_t)comm->size, sizeof *s->src_stamp);
-        if (!s->src_stamp)
+        s->regions = rd_calloc((size_t)comm->size, sizeof *s->regions);
+        if (!s->src_stamp || !s->regions)
             rc = rd_err_set(eb, RD_ERR_NOMEM, "rd_server_create: out of memory");
+        for (int i = 0; s->regions && i < comm->size; i++)
+            s->regions[i].fd = -1;
     }
     if (rc != RD_OK) {
         rd_server_destroy(s);
@@ -563,6 +613,9 @@ void rd_server_destroy(rd_server *s) {
         rd_table_destroy(s->tables[i]);
     acc_free(&s->acc);
     rd_free(s->src_stamp);
+    for (int i = 0; s->regions && i < s->comm->size; i++)
+        rd__shm_unmap(&s->regions[i]);
+    rd_free(s->regions);
     rd_free(s);
 }
 
@@ -631,6 +684,10 @@ static void route(rd_server *s, srv_msg *m) {
     RD_ASSERT(rd_comm_job_of(s->comm, m->src, &job, &w) == RD_OK);
     m->job = job < 0 ? s->n_jobs : job;
     m->worker = w;
+    m->pl = m->kind == MSG_NORMAL ? m->buf + RD_MSG_HEADER_BYTES : NULL;
+    m->shm = 0;
+    m->shm_bytes = 0;
+    m->shm_out = NULL;
     memset(&m->h, 0, sizeof m->h);
     if (m->kind == MSG_SHORT) {
         reply_error(s, m, RD_ERR_PROTO, "message of %zu bytes is shorter than the %d-byte header",
@@ -664,6 +721,30 @@ static void route(rd_server *s, srv_msg *m) {
     unsigned op = m->h.op;
     srv_job *J = &s->jobs[m->job];
     const char *why = NULL;
+    if (m->h.flags & RD_MSG_FLAG_SHM) {
+        // Payload in the sender's region: the descriptor must name the attached region and
+        // ranges inside it (rd_msg_check_request allowed the flag on PULL/PUSH only).
+        const rd__shm_region *r = &s->regions[m->src];
+        rd_msg_shm d;
+        rd_msg_shm_decode(m->buf + RD_MSG_HEADER_BYTES, &d);
+        if (!r->base)
+            rc = rd_err_set(&eb, RD_ERR_STATE,
+                            "shared-memory request, but rank %d attached no region to this PS "
+                            "rank",
+                            m->src);
+        else
+            rc = rd_msg_check_shm(&m->h, &d, r->id, r->bytes, s->max_payload, &eb);
+        if (rc != RD_OK) {
+            reply_error(s, m, rc, "%s", eb.msg);
+            msg_put(s, m);
+            return;
+        }
+        m->shm = 1;
+        m->shm_bytes = d.req_bytes;
+        m->pl = r->base + d.req_off;
+        if (op == RD_OP_PULL)
+            m->shm_out = (float *)(void *)(r->base + d.reply_off);
+    }
     if (op == RD_OP_PULL || op == RD_OP_PUSH) {
         if (m->h.table >= (uint32_t)s->n_tables) {
             reply_error(s, m, RD_ERR_NOTFOUND, "unknown table %u (this PS has %d tables)",
@@ -913,13 +994,13 @@ static int exec_pull(rd_server *s, srv_job *J, srv_msg *m) {
                     m->h.step, J->done);
         return 0;
     }
-    srv_send *b = send_get(s, RD_MSG_HEADER_BYTES + n * dim * sizeof(float), 1);
+    srv_send *b = send_get(s, RD_MSG_HEADER_BYTES + (m->shm ? 0 : n * dim * sizeof(float)), 1);
     if (!b) {
         reply_error(s, m, RD_ERR_NOMEM, "no memory for a reply of %zu keys", n);
         return 0;
     }
     const uint64_t *keys = (const uint64_t *)(const void *)msg_payload(m);
-    float *out = (float *)(void *)(b->buf + RD_MSG_HEADER_BYTES);
+    float *out = m->shm ? m->shm_out : (float *)(void *)(b->buf + RD_MSG_HEADER_BYTES);
     J->tables_used |= 1ull << m->h.table;
     // Sync: a pure read now; the sightings (admission counts, last-seen, new rows, counters)
     // are applied at the end of the step, so a SAVE at this step boundary sees none of them
@@ -931,7 +1012,18 @@ static int exec_pull(rd_server *s, srv_job *J, srv_msg *m) {
                     rd_strerror(rc));
         return 0;
     }
-    reply_split(s, m, b, n, (uint32_t)dim, n * dim * sizeof(float));
+    if (m->shm) {
+        // The values are in the sender's region; keep the keys (sync: sightings at the end of
+        // the step) before the reply lets the sender reuse its range.
+        if (s->sync && localize(m) != 0) {
+            reply_error(s, m, RD_ERR_NOMEM, "no memory to keep the %zu keys of a pull", n);
+            return 0;
+        }
+        reply_send_flags(s, m, b, RD_OK, n, (uint32_t)dim, 0, reply_tag(m->h.req_id),
+                         RD_MSG_FLAG_SHM);
+    } else {
+        reply_split(s, m, b, n, (uint32_t)dim, n * dim * sizeof(float));
+    }
     if (!s->sync)
         return 0;
     q_push(&J->pend_head[m->worker], &J->pend_tail[m->worker], m);
@@ -948,6 +1040,11 @@ static int exec_push(rd_server *s, srv_job *J, srv_msg *m) {
                         "PUSH for step %" PRId64 " after that step was clocked (server has "
                         "applied %" PRId64 " steps, this worker clocked %" PRId64 ")",
                         m->h.step, J->done, J->clock[w]);
+            return 0;
+        }
+        if (localize(m) != 0) {
+            reply_error(s, m, RD_ERR_NOMEM, "no memory to keep a push of %" PRIu64 " keys",
+                        m->h.count);
             return 0;
         }
         reply_ok(s, m, NULL, 0);
@@ -1176,6 +1273,34 @@ static void exec_load(rd_server *s, srv_job *J, srv_msg *m) {
                 step, r.dir);
 }
 
+// ATTACH: map the sender's shared-memory region (once per sender). A region on another node is
+// refused without a warning: the client then uses MPI for this PS rank.
+static void exec_attach(rd_server *s, srv_msg *m) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd__shm_attach a;
+    rd__shm_region r;
+    int rc = rd__shm_attach_decode(msg_payload(m), (size_t)m->h.payload_bytes, &a, &eb);
+    // One region per sender for the server's life: requests still deferred point into it.
+    if (rc == RD_OK && s->regions[m->src].base)
+        rc = rd_err_set(&eb, RD_ERR_STATE, "rank %d attached region %016" PRIx64 " already", m->src,
+                        s->regions[m->src].id);
+    if (rc == RD_OK)
+        rc = rd__shm_map(&a, &r, &eb);
+    if (rc == RD_ERR_UNSUPPORTED) {
+        reply_error_v(s, m, rc, 0, "ATTACH: %s", eb.msg);
+        return;
+    }
+    if (rc != RD_OK) {
+        reply_error(s, m, rc, "ATTACH: %s", eb.msg);
+        return;
+    }
+    s->regions[m->src] = r;
+    reply_ok(s, m, NULL, 0);
+    RD_LOG_DEBUG("PS shard %d: rank %d attached a %" PRIu64 "-byte shared-memory region", s->shard,
+                 m->src, r.bytes);
+}
+
 static void exec_user(rd_server *s, srv_msg *m) {
     rd_kv_meta meta = {m->h.op,          m->h.table,
                        m->h.count,       m->h.dim,
@@ -1286,6 +1411,9 @@ static void execute(rd_server *s, srv_job *J, srv_msg *m) {
         case RD_OP_LOAD:
             exec_load(s, J, m);
             break;
+        case RD_OP_ATTACH:
+            exec_attach(s, m);
+            break;
         case RD_OP_SHUTDOWN:
             J->shut[m->worker] = 1;
             s->workers_shut++;
@@ -1339,7 +1467,7 @@ static void handle(rd_server *s, srv_job *J, srv_msg *m) {
     // Neither do the second phase of a LOAD (COMMIT, ABORT): the loading worker waits for it
     // with nothing else in flight, and other workers' requests may be waiting on it.
     int free_op =
-        m->h.op >= RD_OP_USER_MIN || m->h.op == RD_OP_STATS ||
+        m->h.op >= RD_OP_USER_MIN || m->h.op == RD_OP_STATS || m->h.op == RD_OP_ATTACH ||
         (m->h.op == RD_OP_LOAD && (m->ckpt_flags & (RD__CKPT_FLAG_COMMIT | RD__CKPT_FLAG_ABORT)));
     if (!J->pseudo && !free_op && (J->ndef[w] > 0 || (!bad_step(J, m) && !eligible(s, J, m)))) {
         q_push(&J->def_head, &J->def_tail, m);

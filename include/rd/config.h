@@ -252,12 +252,20 @@ typedef struct rd_table_config {
                                // "" = own name
 } rd_table_config;
 
+typedef enum rd_shm_mode {
+    RD_SHM_AUTO = 0, // use a shared-memory region with every PS rank on this node that maps it
+    RD_SHM_OFF = 1,  // every payload goes through MPI
+} rd_shm_mode;
+
 typedef struct rd_ps_config {
     int n_tables;
     rd_table_config tables[RD_MAX_TABLES]; // YAML: tables: list of maps
     int sync;                              // 1 = every push applied before the next pull; default 1
     int staleness;          // async: max steps a worker may run ahead; 0 = unbounded; default 0
     uint64_t max_msg_bytes; // largest accepted request, 4 KiB..1 TiB; default 64 MiB
+    int shm;                // rd_shm_mode: same-node shared-memory data path; default auto
+    uint64_t shm_bytes;     // shared-memory region per worker (virtual; pages are used as
+                            // requests need them), 1 MiB..1 TiB; default 256 MiB
     char checkpoint_dir[RD_PATH_MAX]; // default "<run.out_dir>/ckpt"
     int checkpoint_every;             // steps between checkpoints; 0 = only at the end; default 0
     int checkpoint_keep;              // checkpoints retained; default 2

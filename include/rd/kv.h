@@ -28,6 +28,18 @@
 // contiguous [header | keys | grads] buffer (so MPI moves it with a single copy, CMA on one
 // node); with P = 1 a pull's values are received straight into the caller's vals.
 //
+// Same-node shared memory (ps.shm auto, the default): at its first pull or push the client
+// creates one region of ps.shm_bytes (an anonymous memfd; virtual, pages are used as requests
+// need them) and asks each PS rank it talks to to map it (ATTACH, once per PS rank, blocking).
+// A PS rank on this node maps it; one on another node refuses and keeps getting MPI requests.
+// With a mapped region, a request's keys (and gradients) are written straight into a range of
+// the region, and only the 64-byte header plus a 32-byte descriptor go through MPI; the server
+// reads them in place and writes a pull's values into a second range, and its reply is a header
+// alone; the client then copies the values into vals (scatters them, P > 1). Ranges are freed
+// when the request is waited on. A request that does not fit the free part of the region goes
+// through MPI. The counters and traffic count the bytes that cross between the processes,
+// whichever way they travel (header + descriptor + keys + gradients; header + values).
+//
 // A typical synchronous training step (ps.sync = 1) of worker w, overlapping the next batch:
 //     rd_kv_dedup(batch_keys, n, uniq, inv, &nu, scratch, scratch_bytes);
 //     rd_kv_pull(kv, t, uniq, nu, vals, &ts_pull);       // step s
@@ -188,7 +200,10 @@ const char *rd_kv_errmsg(const rd_kv *kv);
 void rd_kv_get_counters(const rd_kv *kv, rd_kv_counters *c);
 /** Add this client's traffic so far into *t: every request message (64-byte header + payload)
  *  as sent, every reply message (a pull's header message and its values message count as two)
- *  as received, on RD_CHAN_PS_PULL, RD_CHAN_PS_PUSH or RD_CHAN_PS_CTL by the request's op. */
+ *  as received, on RD_CHAN_PS_PULL, RD_CHAN_PS_PUSH or RD_CHAN_PS_CTL by the request's op
+ *  (ATTACH on ps_ctl). A shared-memory request counts one message of 64 + 32 bytes plus its
+ *  keys and gradients as sent, and its pull reply one header message plus the values (moved
+ *  through the region, no message) as received. */
 void rd_kv_add_traffic(const rd_kv *kv, rd_traffic *t);
 
 #endif // RD_KV_H

@@ -9,6 +9,8 @@
 //   rd_msg_check_request()   op-specific consistency of count / dim / payload size, bounded by
 //                            ps.max_msg_bytes; never trusts a size, never overflows
 //   rd_msg_check_reply()     a reply matches the request it answers
+//   rd_msg_shm, rd_msg_shm_encode/decode(), rd_msg_check_shm()  the descriptor of a request whose
+//                            payload sits in a same-node shared-memory region (RD_MSG_FLAG_SHM)
 //   rd_msg_op_name()
 //   RD_MSG_SLOT_*, rd_msg_slot()  the reply slot carried in the low 12 bits of req_id, and the
 //                            slots reserved for clients other than rd_kv (token store)
@@ -29,6 +31,14 @@
 //   STATS    request: none (table, or RD_MSG_ALL_TABLES)  reply: table statistics (ps module)
 //   SAVE / LOAD  request: checkpoint directory + table list (ps module)  reply: shard info
 //   SHUTDOWN request: none                            reply: none
+//   ATTACH   request: RD_MSG_ATTACH_BYTES naming the sender's shared-memory region (ps module)
+//            reply: none (an error reply when the PS cannot map it: then the client uses MPI)
+// Shared-memory requests (flag RD_MSG_FLAG_SHM, PULL and PUSH only, after an ATTACH): the
+//   message payload is a RD_MSG_SHM_DESC_BYTES descriptor (rd_msg_shm); the keys (and gradients)
+//   are at [req_off, req_off + req_bytes) of the sender's region, laid out as the MPI payload
+//   would be. A PULL's values are written by the server at [reply_off, + count*dim*4) and its
+//   reply is the header alone with RD_MSG_FLAG_SHM (no data message). The server reads the
+//   request and writes the reply region only until it sends the reply.
 //   any op, error reply: status < 0, payload = UTF-8 error text (not NUL-terminated)
 // Reply slots: a reply goes to tag RD_TAG_PS_REPLY_BASE + rd_msg_slot(req_id) (PULL values to
 // RD_TAG_PS_DATA_BASE + slot). Several clients share rd_comm.kv in one process, so the 4096 slots
@@ -63,6 +73,14 @@
 
 #define RD_MSG_FLAG_REPLY 0x1u // set on replies
 #define RD_MSG_FLAG_SPLIT 0x2u // reply: the payload follows as a second message (data tag)
+#define RD_MSG_FLAG_SHM                                                                            \
+    0x4u // request: the payload is an rd_msg_shm descriptor; PULL reply:
+         // the values are in the sender's shared-memory region
+
+#define RD_MSG_SHM_DESC_BYTES 32  // an encoded rd_msg_shm
+#define RD_MSG_SHM_ALIGN      64  // request and reply offsets are multiples of this
+#define RD_MSG_SHM_RESERVED   64  // bytes at the start of a region that no request may use
+#define RD_MSG_ATTACH_BYTES   128 // payload of an ATTACH request
 
 typedef enum rd_msg_op {
     RD_OP_PULL = 1,
@@ -72,7 +90,8 @@ typedef enum rd_msg_op {
     RD_OP_SAVE = 5,
     RD_OP_LOAD = 6,
     RD_OP_SHUTDOWN = 7,
-    RD_OP_BUILTIN_MAX = 7,
+    RD_OP_ATTACH = 8, // map the sender's shared-memory region (same node)
+    RD_OP_BUILTIN_MAX = 8,
     RD_OP_USER_MIN = 32,  // first op other modules may register (rd_server_register)
     RD_OP_USER_MAX = 255, // last one
 } rd_msg_op;
@@ -91,6 +110,14 @@ typedef struct rd_msg_header {
     int64_t step;           // the sender's step (clock)
     int64_t stream_time;    // the sender's stream time in seconds
 } rd_msg_header;
+
+/** Where a shared-memory request's payload and reply are, in the sender's region. */
+typedef struct rd_msg_shm {
+    uint64_t region;    // id of the region (must be the one the sender attached)
+    uint64_t req_off;   // keys (PULL) or keys + gradients (PUSH)
+    uint64_t req_bytes; // 8 * count (PULL) or (8 + 4 * dim) * count (PUSH)
+    uint64_t reply_off; // PULL: count * dim floats written here; PUSH: 0
+} rd_msg_shm;
 
 /** The reply slot of a request id (its low RD_MSG_SLOT_BITS bits). */
 static inline unsigned rd_msg_slot(uint64_t req_id) {
@@ -115,15 +142,38 @@ void rd_msg_encode(const rd_msg_header *h, unsigned char out[RD_MSG_HEADER_BYTES
 int rd_msg_decode(const void *buf, size_t len, rd_msg_header *h, rd_errbuf *eb);
 
 /**
- * Op-specific checks of a decoded request: the op is built in or in the user range, flags and
- * status are clear, payload_bytes <= max_payload, a built-in op's req_id slot is not reserved
+ * Op-specific checks of a decoded request: the op is built in or in the user range, status is
+ * clear, flags are clear except RD_MSG_FLAG_SHM on PULL/PUSH (then the payload is exactly
+ * RD_MSG_SHM_DESC_BYTES and count/dim are checked as below against the descriptor's size, by
+ * rd_msg_check_shm), payload_bytes <= max_payload, a built-in op's req_id slot is not reserved
  * (rd_msg_slot_reserved), and for built-in ops count/dim/payload agree
  * (PULL: 8*count; PUSH: (8 + 4*dim)*count with 1 <= dim <= RD_MSG_MAX_DIM; CLOCK, STATS,
- * SHUTDOWN: empty; SAVE/LOAD: 1..max_payload bytes). Tables are checked by the server, which
- * knows them.
+ * SHUTDOWN: empty; SAVE/LOAD: 1..max_payload bytes; ATTACH: RD_MSG_ATTACH_BYTES). Tables are
+ * checked by the server, which knows them.
  * @return RD_OK, RD_ERR_PROTO, RD_ERR_UNSUPPORTED (unknown op), RD_ERR_RANGE (too big).
  */
 int rd_msg_check_request(const rd_msg_header *h, uint64_t max_payload, rd_errbuf *eb);
+
+/** Write `d` as RD_MSG_SHM_DESC_BYTES little-endian bytes. */
+void rd_msg_shm_encode(const rd_msg_shm *d, unsigned char out[RD_MSG_SHM_DESC_BYTES]);
+/** Read a descriptor (the caller checked that RD_MSG_SHM_DESC_BYTES bytes are there). */
+void rd_msg_shm_decode(const unsigned char in[RD_MSG_SHM_DESC_BYTES], rd_msg_shm *d);
+
+/**
+ * A shared-memory descriptor against the region the sender attached (id `region`, `region_bytes`
+ * long) and the request header `h` (already accepted by rd_msg_check_request): the region id
+ * matches; req_bytes is what count and dim need and at most max_payload; both ranges are
+ * RD_MSG_SHM_ALIGN-aligned, start at or after RD_MSG_SHM_RESERVED, end inside the region
+ * (no overflow) and do not overlap; a PUSH has reply_off 0.
+ * @return RD_OK, RD_ERR_STATE (another region), RD_ERR_PROTO, RD_ERR_RANGE (outside the
+ *         region or above max_payload); `eb` names the field and the values.
+ */
+int rd_msg_check_shm(const rd_msg_header *h,
+                     const rd_msg_shm *d,
+                     uint64_t region,
+                     uint64_t region_bytes,
+                     uint64_t max_payload,
+                     rd_errbuf *eb);
 
 /** A reply answers request (op, req_id): magic/version already checked by rd_msg_decode; the
  *  reply flag is set and op/req_id match. @return RD_OK or RD_ERR_PROTO. */

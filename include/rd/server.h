@@ -47,6 +47,13 @@
 //   0..s-1 applied" (s = the request's step) and replies with its CRC; the client writes the
 //   manifest. LOAD replaces the listed tables from the shard (CRC checked) and resets the
 //   job's clocks to the checkpoint's step; it needs a quiescent job (no buffered pushes).
+// - Shared memory (rd/msg.h ATTACH, RD_MSG_FLAG_SHM): a worker on this node may ATTACH its
+//   region (mapped here until the server is destroyed). Its PULL/PUSH requests then carry a
+//   descriptor; ranges that are not inside that region, misaligned, overlapping, of the wrong
+//   length or naming another region get an error reply and a log line like other bad messages.
+//   The payload is read in place; a PULL's values are written into the region. Sync steps keep
+//   PULL keys and PUSH gradients until the step is applied: those are copied out of the region
+//   before the reply, after which the worker may reuse its ranges.
 // - The loop ends when every worker rank of every job has sent SHUTDOWN and all replies are out.
 #ifndef RD_SERVER_H
 #define RD_SERVER_H

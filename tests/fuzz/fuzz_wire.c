@@ -1,6 +1,7 @@
 // fuzz_wire.c — the parameter-server wire decoders on arbitrary bytes: the 64-byte header
 // (rd_msg_decode, rd_msg_check_request, rd_msg_check_reply), then the payload codecs that the
-// header's op leads to: SAVE/LOAD requests (rd__ckpt_req_decode), SAVE/LOAD replies
+// header's op leads to: shared-memory descriptors (rd_msg_check_shm), ATTACH payloads
+// (rd__shm_attach_decode), SAVE/LOAD requests (rd__ckpt_req_decode), SAVE/LOAD replies
 // (rd__shard_info_decode) and packed token fetch replies (rd_token_fetch_reply_view, with
 // (n, L, dim, fields) taken from the header's count, table, dim and flags).
 #include "fuzz.h"
@@ -28,6 +29,16 @@ int rd_fuzz_check(const uint8_t *data, size_t size) {
     if (rc == RD_OK && (h.op == RD_OP_SAVE || h.op == RD_OP_LOAD)) {
         rd__ckpt_req r;
         rc = rd__ckpt_req_decode(pl, pl_len, &r, &eb);
+    }
+    if (rc == RD_OK && (h.flags & RD_MSG_FLAG_SHM)) {
+        // A descriptor against a region with the id it names (the other checks do the work).
+        rd_msg_shm d;
+        rd_msg_shm_decode(pl, &d);
+        rc = rd_msg_check_shm(&h, &d, d.region, (uint64_t)1 << 30, (uint64_t)1 << 20, &eb);
+    }
+    if (rc == RD_OK && h.op == RD_OP_ATTACH) {
+        rd__shm_attach a;
+        rc = rd__shm_attach_decode(pl, pl_len, &a, &eb);
     }
     // Replies carry their own payloads; decode them whatever the request check said.
     rd_ckpt_shard_info info;

@@ -41,6 +41,11 @@ put(W, "load", hdr(6, payload=ckpt_req("/tmp/ckpt", [0], flags=1, crc=7)))
 put(W, "shutdown", hdr(7))
 put(W, "reply_shard_info", hdr(5, flags=1, payload=struct.pack("<II", 0, 1) + bytes(16)))
 put(W, "user_op", hdr(40, count=2, payload=bytes(16)))
+# shared memory: a descriptor (region, request offset, length, reply offset) and an ATTACH
+put(W, "pull_shm", hdr(1, count=3, dim=4, flags=4, payload=struct.pack("<QQQQ", 7, 64, 24, 128)))
+put(W, "push_shm", hdr(2, count=2, dim=2, flags=4, payload=struct.pack("<QQQQ", 7, 64, 32, 0)))
+put(W, "attach", hdr(8, payload=struct.pack("<IIQQ", 1234, 5, 1 << 20, 7) +
+                     b"host".ljust(64, b"\0") + b"boot".ljust(40, b"\0")))
 
 # --- wire: bad cases (each must be rejected by decode or check_request) ---------------------------
 put(BAD, "empty", b"")
@@ -70,6 +75,10 @@ put(BAD, "save_duplicate_tables", hdr(5, payload=ckpt_req("/tmp/c", [1, 1])))
 put(BAD, "save_nul_in_path", hdr(5, payload=ckpt_req("/tmp\0/c", [0])))
 put(BAD, "save_empty_path", hdr(5, payload=ckpt_req("", [0])))
 put(BAD, "load_trailing_bytes", hdr(6, payload=ckpt_req("/tmp/c", [0]) + b"zz"))
+put(BAD, "shm_flag_on_clock", hdr(3, flags=4))
+put(BAD, "shm_descriptor_short", hdr(1, count=2, dim=8, flags=4, payload=bytes(24)))
+put(BAD, "shm_pull_count_zero", hdr(1, count=0, dim=8, flags=4, payload=bytes(32)))
+put(BAD, "attach_short", hdr(8, payload=bytes(100)))
 
 # --- config and csv seeds: copies of committed inputs -------------------------------------------
 for name in ("slurm-tiny.yaml",):

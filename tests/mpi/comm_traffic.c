@@ -7,6 +7,10 @@
 // (64-byte header per message; a pull request carries 8 bytes per key and is answered by a
 // header message plus a values message of 4 * dim bytes per key; a push carries 8 + 4 * dim
 // bytes per key and is answered by a header; a clock is a header each way per PS rank).
+// Session A runs twice: with ps.shm off (all by MPI), then with ps.shm auto (same node: each
+// pull/push message is the header + a 32-byte descriptor, its keys, gradients and values cross
+// through the shared-memory region and are counted all the same; a pull is answered by one
+// header message; one ATTACH each way on ps_ctl). Session B runs with ps.shm off.
 // Session B: 2 PS + 2 workers (all 4 ranks). The same unique keys of every step, split between
 // the two workers in two different ways (parity of the position, then halves): summed over the
 // workers with rd_traffic_reduce, the payload bytes (bytes minus 64 per message) of pull and push
@@ -49,9 +53,10 @@ static size_t step_keys(int s, uint64_t *uniq) {
 
 static int session_a(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void *ctx) {
     (void)comm;
-    (void)cfg;
     (void)ctx;
     int errs = 0;
+    const int shm = cfg->ps.shm == RD_SHM_AUTO;
+    const uint64_t D = shm ? RD_MSG_SHM_DESC_BYTES : 0; // per pull/push request message
     uint64_t uniq[BATCH];
     float vals[BATCH * DIM], grads[BATCH * DIM];
     uint64_t total_u = 0;
@@ -73,33 +78,37 @@ static int session_a(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void 
     memset(&t, 0, sizeof t);
     rd_kv_add_traffic(kv, &t);
     const uint64_t n = N_STEPS;
-    // Pull: N requests of 64 + 8u, 2N replies (header, then values 4 * DIM * u).
+    // Pull: N requests of 64 (+ D) + 8u, 2N replies (header, then values 4 * DIM * u); with
+    // shared memory N header replies, the values through the region.
     T_CHECK(&errs, t.sent[RD_CHAN_PS_PULL].msgs == n, "pull msgs sent %llu",
             (unsigned long long)t.sent[RD_CHAN_PS_PULL].msgs);
-    T_CHECK(&errs, t.sent[RD_CHAN_PS_PULL].bytes == n * HDR + 8 * total_u,
-            "pull bytes sent %llu, predicted %llu",
+    T_CHECK(&errs, t.sent[RD_CHAN_PS_PULL].bytes == n * (HDR + D) + 8 * total_u,
+            "pull bytes sent %llu, predicted %llu (shm %d)",
             (unsigned long long)t.sent[RD_CHAN_PS_PULL].bytes,
-            (unsigned long long)(n * HDR + 8 * total_u));
-    T_CHECK(&errs, t.recv[RD_CHAN_PS_PULL].msgs == 2 * n, "pull msgs recv %llu",
+            (unsigned long long)(n * (HDR + D) + 8 * total_u), shm);
+    T_CHECK(&errs, t.recv[RD_CHAN_PS_PULL].msgs == (shm ? n : 2 * n), "pull msgs recv %llu",
             (unsigned long long)t.recv[RD_CHAN_PS_PULL].msgs);
     T_CHECK(&errs, t.recv[RD_CHAN_PS_PULL].bytes == n * HDR + 4 * DIM * total_u,
             "pull bytes recv %llu, predicted %llu",
             (unsigned long long)t.recv[RD_CHAN_PS_PULL].bytes,
             (unsigned long long)(n * HDR + 4 * DIM * total_u));
     // Control: one key fewer must not match.
-    T_CHECK(&errs, t.sent[RD_CHAN_PS_PULL].bytes != n * HDR + 8 * (total_u - 1), "control");
+    T_CHECK(&errs, t.sent[RD_CHAN_PS_PULL].bytes != n * (HDR + D) + 8 * (total_u - 1), "control");
     // Push: N requests of 64 + (8 + 4 DIM) u, N header replies.
     T_CHECK(&errs, t.sent[RD_CHAN_PS_PUSH].msgs == n && t.recv[RD_CHAN_PS_PUSH].msgs == n,
             "push msgs %llu / %llu", (unsigned long long)t.sent[RD_CHAN_PS_PUSH].msgs,
             (unsigned long long)t.recv[RD_CHAN_PS_PUSH].msgs);
-    T_CHECK(&errs, t.sent[RD_CHAN_PS_PUSH].bytes == n * HDR + (8 + 4 * DIM) * total_u,
+    T_CHECK(&errs, t.sent[RD_CHAN_PS_PUSH].bytes == n * (HDR + D) + (8 + 4 * DIM) * total_u,
             "push bytes sent %llu", (unsigned long long)t.sent[RD_CHAN_PS_PUSH].bytes);
     T_CHECK(&errs, t.recv[RD_CHAN_PS_PUSH].bytes == n * HDR, "push bytes recv %llu",
             (unsigned long long)t.recv[RD_CHAN_PS_PUSH].bytes);
-    // Clock: a header each way per step (one PS rank).
+    // Clock: a header each way per step (one PS rank); shm: one ATTACH (+ its payload) each way.
+    const uint64_t a = shm ? 1 : 0;
     T_CHECK(&errs,
-            t.sent[RD_CHAN_PS_CTL].msgs == n && t.sent[RD_CHAN_PS_CTL].bytes == n * HDR &&
-                t.recv[RD_CHAN_PS_CTL].msgs == n && t.recv[RD_CHAN_PS_CTL].bytes == n * HDR,
+            t.sent[RD_CHAN_PS_CTL].msgs == n + a &&
+                t.sent[RD_CHAN_PS_CTL].bytes == (n + a) * HDR + a * RD_MSG_ATTACH_BYTES &&
+                t.recv[RD_CHAN_PS_CTL].msgs == n + a &&
+                t.recv[RD_CHAN_PS_CTL].bytes == (n + a) * HDR,
             "ctl %llu msgs %llu bytes sent, %llu / %llu recv",
             (unsigned long long)t.sent[RD_CHAN_PS_CTL].msgs,
             (unsigned long long)t.sent[RD_CHAN_PS_CTL].bytes,
@@ -236,6 +245,9 @@ int main(int argc, char **argv) {
     t_table(&cfg, "t", DIM, RD_OPT_SGD, 0.1f);
     MPI_Comm two = t_first_ranks(2);
     if (two != MPI_COMM_NULL) {
+        cfg.ps.shm = RD_SHM_OFF;
+        g_errs += t_session(two, &cfg, session_a, NULL);
+        cfg.ps.shm = RD_SHM_AUTO;
         g_errs += t_session(two, &cfg, session_a, NULL);
         MPI_Comm_free(&two);
     }
@@ -249,6 +261,7 @@ int main(int argc, char **argv) {
     // B: all 4 ranks, 2 PS + 2 workers.
     int ranks2[] = {2};
     t_config(&cfg, 2, 1, names1, ranks2);
+    cfg.ps.shm = RD_SHM_OFF;
     t_table(&cfg, "t", DIM, RD_OPT_SGD, 0.1f);
     split_ctx sc;
     memset(&sc, 0, sizeof sc);

@@ -12,7 +12,13 @@
 //   LOAD of a missing checkpoint, STATS of an unknown table, a built-in op whose req_id names a
 //   reply slot reserved for other clients (rejected on RD_TAG_PS_BADMSG, never on the reserved
 //   tag) while a user op may use such a slot, 300 random or mutated messages, and a request
-//   after SHUTDOWN.
+//   after SHUTDOWN. Shared memory (evil_shm): a shared-memory request before any ATTACH, ATTACH
+//   payloads of the wrong size, from another node, naming a missing file, a region of another
+//   size or id, a second ATTACH after a good one; then, with a real region attached, descriptors
+//   naming another region, ranges outside the region, in its reserved start, unaligned,
+//   overflowing, of the wrong length, a reply overlapping the keys or out of the region, a PUSH
+//   with a reply range, a descriptor of the wrong size, the flag on CLOCK, too many keys, key 0 in
+//   the region; and one valid shared-memory PULL whose values must land in the region.
 // Each gets exactly one error reply with the expected status (on RD_TAG_PS_BADMSG when the
 // header could not be read); nothing else arrives; the good worker's pulled values equal a
 // single-process reference, i.e. the attack did not disturb training.
@@ -172,6 +178,123 @@ static void expect_bad(evil *e, const char *what, const void *buf, size_t len) {
     T_CHECK(&e->errs, st == RD_ERR_PROTO, "%s: status %d: %s", what, st, text);
 }
 
+// A shared-memory PULL/PUSH of `count` keys at dim 8 with descriptor d, expecting `want`.
+static void expect_shm(evil *e,
+                       const char *what,
+                       unsigned op,
+                       uint64_t count,
+                       const rd_msg_shm *d,
+                       int want,
+                       const char *needle) {
+    rd_msg_header h = hdr(e, op, 0, count, 8, RD_MSG_SHM_DESC_BYTES);
+    h.flags = RD_MSG_FLAG_SHM;
+    unsigned char desc[RD_MSG_SHM_DESC_BYTES];
+    rd_msg_shm_encode(d, desc);
+    expect(e, what, &h, desc, sizeof desc, want, needle);
+}
+
+static void
+expect_attach(evil *e, const char *what, const rd__shm_attach *a, int want, const char *needle) {
+    unsigned char buf[RD_MSG_ATTACH_BYTES];
+    rd__shm_attach_encode(a, buf);
+    rd_msg_header h = hdr(e, RD_OP_ATTACH, 0, 0, 0, sizeof buf);
+    expect(e, what, &h, buf, sizeof buf, want, needle);
+}
+
+static void evil_shm(evil *e) {
+    const uint64_t R = 1u << 20;
+    rd_msg_shm d = {1, 64, 16, 128};
+    expect_shm(e, "shm PULL before ATTACH", RD_OP_PULL, 2, &d, RD_ERR_STATE, "attached no region");
+    rd__shm_region reg;
+    rd__shm_attach a;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd__shm_create(R, 0xfeedull, &reg, &a, &eb);
+    T_CHECK(&e->errs, rc == RD_OK, "rd__shm_create: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    {
+        unsigned char buf[100] = {0};
+        rd_msg_header h = hdr(e, RD_OP_ATTACH, 0, 0, 0, sizeof buf);
+        expect(e, "ATTACH of 100 bytes", &h, buf, sizeof buf, RD_ERR_PROTO, "ATTACH needs");
+    }
+    rd__shm_attach x = a;
+    snprintf(x.host, sizeof x.host, "elsewhere");
+    expect_attach(e, "ATTACH from another node", &x, RD_ERR_UNSUPPORTED, "elsewhere");
+    x = a;
+    x.fd = 999999;
+    expect_attach(e, "ATTACH of a missing fd", &x, RD_ERR_IO, "open /proc/");
+    x = a;
+    x.bytes = R * 2;
+    expect_attach(e, "ATTACH with another size", &x, RD_ERR_PROTO, "region");
+    x = a;
+    x.id = 0xbadull;
+    expect_attach(e, "ATTACH with another id", &x, RD_ERR_PROTO, "header differs");
+    expect_attach(e, "ATTACH", &a, RD_OK, NULL);
+    expect_attach(e, "second ATTACH", &a, RD_ERR_STATE, "already");
+
+    uint64_t *k = (uint64_t *)(void *)(reg.base + 64);
+    for (int i = 0; i < 8; i++)
+        k[i] = (uint64_t)i + 1;
+    d = (rd_msg_shm){0xbadull, 64, 16, 128};
+    expect_shm(e, "shm PULL of another region", RD_OP_PULL, 2, &d, RD_ERR_STATE, "region");
+    d = (rd_msg_shm){0xfeedull, R, 16, 128};
+    expect_shm(e, "shm keys past the region", RD_OP_PULL, 2, &d, RD_ERR_RANGE, "request at");
+    d = (rd_msg_shm){0xfeedull, UINT64_MAX - 63, 16, 128};
+    expect_shm(e, "shm offset near 2^64", RD_OP_PULL, 2, &d, RD_ERR_RANGE, "request at");
+    d = (rd_msg_shm){0xfeedull, R - 64, 2 * (8 + 32), 0};
+    expect_shm(e, "shm PUSH straddling the end", RD_OP_PUSH, 2, &d, RD_ERR_RANGE, "request at");
+    d = (rd_msg_shm){0xfeedull, 0, 16, 128};
+    expect_shm(e, "shm keys in the reserved start", RD_OP_PULL, 2, &d, RD_ERR_RANGE, "first 64");
+    d = (rd_msg_shm){0xfeedull, 72, 16, 128};
+    expect_shm(e, "unaligned shm keys", RD_OP_PULL, 2, &d, RD_ERR_RANGE, "aligned");
+    d = (rd_msg_shm){0xfeedull, 64, 24, 128};
+    expect_shm(e, "shm keys of the wrong length", RD_OP_PULL, 2, &d, RD_ERR_PROTO, "needs 16");
+    d = (rd_msg_shm){0xfeedull, 64, 16, 64};
+    expect_shm(e, "shm reply over the keys", RD_OP_PULL, 2, &d, RD_ERR_PROTO, "overlaps");
+    d = (rd_msg_shm){0xfeedull, 64, 16, R};
+    expect_shm(e, "shm reply past the region", RD_OP_PULL, 2, &d, RD_ERR_RANGE, "reply at");
+    d = (rd_msg_shm){0xfeedull, 64, 2 * (8 + 32), 4096};
+    expect_shm(e, "shm PUSH with a reply range", RD_OP_PUSH, 2, &d, RD_ERR_PROTO, "reply offset");
+    d = (rd_msg_shm){0xfeedull, 64, 8000, 16384};
+    expect_shm(e, "shm PULL of too many keys", RD_OP_PULL, 1000, &d, RD_ERR_RANGE, "fit");
+    {
+        rd_msg_header h = hdr(e, RD_OP_PULL, 0, 2, 8, 24);
+        h.flags = RD_MSG_FLAG_SHM;
+        unsigned char desc[24] = {0};
+        expect(e, "shm descriptor of 24 bytes", &h, desc, sizeof desc, RD_ERR_PROTO, "descriptor");
+        h = hdr(e, RD_OP_CLOCK, 0, 0, 0, 0);
+        h.flags = RD_MSG_FLAG_SHM;
+        expect(e, "shm flag on CLOCK", &h, NULL, 0, RD_ERR_PROTO, "flags");
+    }
+    k[0] = 0;
+    d = (rd_msg_shm){0xfeedull, 64, 16, 128};
+    expect_shm(e, "key 0 in shared memory", RD_OP_PULL, 2, &d, RD_ERR_ARG, "key 0");
+    k[0] = 1;
+    // A valid one: the values of keys 1..8 land at reply_off, the reply has no data message.
+    float *v = (float *)(void *)(reg.base + 4096);
+    for (int i = 0; i < 64; i++)
+        v[i] = NAN;
+    d = (rd_msg_shm){0xfeedull, 64, 64, 4096};
+    rd_msg_header h = hdr(e, RD_OP_PULL, 0, 8, 8, RD_MSG_SHM_DESC_BYTES);
+    h.flags = RD_MSG_FLAG_SHM;
+    unsigned char buf[64 + RD_MSG_SHM_DESC_BYTES];
+    rd_msg_encode(&h, buf);
+    rd_msg_shm_encode(&d, buf + 64);
+    send_raw(e, buf, sizeof buf);
+    rd_msg_header r;
+    char text[600];
+    int st = get_reply(e, reply_tag_of(h.req_id), &r, text, sizeof text);
+    T_CHECK(&e->errs, st == RD_OK && (r.flags & RD_MSG_FLAG_SHM) && r.count == 8 && r.dim == 8,
+            "valid shm PULL: status %d flags 0x%x count %llu: %s", st, (unsigned)r.flags,
+            (unsigned long long)r.count, text);
+    int finite = 0;
+    for (int i = 0; i < 64; i++)
+        finite += isfinite(v[i]) && v[i] != 0.0f;
+    T_CHECK(&e->errs, finite == 64, "valid shm PULL: %d of 64 values written", finite);
+    rd__shm_unmap(&reg); // the server keeps its own mapping until it ends
+}
+
 static int evil_run(const rd_comm *comm) {
     evil e = {comm->kv, comm->ps_world[0], 0, 1000};
     unsigned char junk[256];
@@ -280,6 +403,7 @@ static int evil_run(const rd_comm *comm) {
     }
     h = hdr(&e, RD_OP_STATS, 5, 0, 0, 0);
     expect(&e, "STATS of an unknown table", &h, NULL, 0, RD_ERR_NOTFOUND, NULL);
+    evil_shm(&e);
 
     // Random and mutated messages: each gets exactly one reply.
     rd_rng r;
