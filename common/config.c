@@ -300,6 +300,7 @@ static const ck_key seq_keys[] = {
     K_INT(rd_seq_config, "heads", heads, 1, 64, 0, "2"),
     K_INT(rd_seq_config, "dim", dim, 0, 4096, 0, "0"),
     K_BOOL(rd_seq_config, "with_labels", with_labels, "true"),
+    K_INT(rd_seq_config, "mean_length", mean_length, 0, 4096, 0, "0"),
 };
 TABLE(seq_desc, rd_seq_config, seq_keys);
 
@@ -1502,6 +1503,10 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             }
         }
         const rd_seq_config *sq = &mc->seq;
+        if (sq->kind == RD_SEQ_NONE && sq->mean_length > 0) {
+            snprintf(p, sizeof p, "models[%d].seq.mean_length", m);
+            return verr(v, p, "%d without a history branch (seq.kind is none)", sq->mean_length);
+        }
         if (sq->kind != RD_SEQ_NONE) {
             snprintf(p, sizeof p, "models[%d].seq.table", m);
             if (!sq->table[0])
@@ -1515,6 +1520,15 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             if (sq->length > cfg->data.history_max)
                 return verr(v, p, "%d exceeds data.history_max (%d)", sq->length,
                             cfg->data.history_max);
+            if (sq->mean_length > 0) {
+                snprintf(p, sizeof p, "models[%d].seq.mean_length", m);
+                if (sq->kind == RD_SEQ_MEAN)
+                    return verr(v, p,
+                                "a second mean-pooled view needs seq.kind din or transformer "
+                                "(the branch is already a mean)");
+                if (sq->mean_length > sq->length)
+                    return verr(v, p, "%d exceeds seq.length (%d)", sq->mean_length, sq->length);
+            }
             int width = sq->dim ? sq->dim : t->dim;
             if (sq->kind == RD_SEQ_TRANSFORMER && width % sq->heads != 0) {
                 snprintf(p, sizeof p, "models[%d].seq.heads", m);

@@ -92,6 +92,9 @@ struct rd__model_priv {
     // Seq branch: gathered history + label side-embedding
     branch seq;
     float *seq_lab_p, *seq_lab_g; // (2, D_t)
+    // seq.mean_length: a mean-pooled view of the Lm most recent events of the same history (its
+    // bin is the first Lm events of seq.bin, copied; its dbin adds back into seq.dbin)
+    branch seqm;
 
     // Token branch: adapter + label side-embedding
     branch tok;
@@ -108,9 +111,9 @@ struct rd__model_priv {
     // Backbone
     size_t W;             // backbone input width
     int n_parts;          // concat parts
-    const float *part[4]; // x_req, numeric (set per batch), seq out, tok out
-    float *dpart[4];      // their gradients (NULL for numeric)
-    size_t part_w[4];
+    const float *part[5]; // x_req, numeric (set per batch), seq out, seq mean view out, tok out
+    float *dpart[5];      // their gradients (NULL for numeric)
+    size_t part_w[5];
     int part_numeric;         // index of the numeric part, -1 if none
     float *bb_in, *dbb_in;    // (B, W)
     int ln;                   // layer norm on the backbone input
@@ -366,6 +369,8 @@ static void layout(builder *bd) {
             param(bd, &p->seq_lab_p, &p->seq_lab_g, 2 * Dt, INIT_NORMAL, 0.02f, "seq.label_emb");
         layout_branch(bd, &p->seq, "seq");
     }
+    if (p->seqm.on)
+        layout_branch(bd, &p->seqm, "seq_mean");
     if (p->tok.on) {
         size_t L = m->tok_length, A = p->A;
         param(bd, &p->ad_w_p, &p->ad_w_g, A * m->tok_dim, INIT_NORMAL, fan_std(m->tok_dim),
@@ -385,7 +390,7 @@ static void layout(builder *bd) {
         }
     }
 
-    // Backbone input: [x_req | numeric | seq | tok]
+    // Backbone input: [x_req | numeric | seq | seq mean view | tok]
     p->n_parts = 0;
     p->part_numeric = -1;
     if (p->E > 0) {
@@ -399,10 +404,10 @@ static void layout(builder *bd) {
         p->dpart[p->n_parts] = NULL;
         p->part_w[p->n_parts++] = m->n_numeric;
     }
-    branch *brs[2] = {&p->seq, &p->tok};
-    for (int i = 0; i < 2; i++)
+    branch *brs[3] = {&p->seq, &p->seqm, &p->tok};
+    for (int i = 0; i < 3; i++)
         if (brs[i]->on) {
-            int gated = i == 1 && p->tok_gate;
+            int gated = i == 2 && p->tok_gate;
             p->part[p->n_parts] = gated ? p->tok_gated : brs[i]->out;
             p->dpart[p->n_parts] = gated ? p->dtok_gated : brs[i]->dout;
             p->part_w[p->n_parts++] = brs[i]->d.C;
@@ -612,6 +617,25 @@ static int validate(rd_model *m,
             return rc;
         m->seq_length = p->seq.d.T;
         m->seq_with_labels = sq->with_labels ? 1 : 0;
+        if (sq->mean_length < 0 || (size_t)sq->mean_length > m->seq_length)
+            return rd_err_set(eb, RD_ERR_CONFIG,
+                              "model '%s': seq.mean_length %d not in 0..seq.length (%zu)", name,
+                              sq->mean_length, m->seq_length);
+        if (sq->mean_length > 0) {
+            if (sq->kind == RD_SEQ_MEAN)
+                return rd_err_set(eb, RD_ERR_CONFIG,
+                                  "model '%s': seq.mean_length needs seq.kind din|transformer "
+                                  "(the branch is already a mean)",
+                                  name);
+            rc = setup_branch(&p->seqm, "seq.mean_length", name, RD_SEQ_MEAN,
+                              (size_t)sq->mean_length, C, 1, 0, p->E, Dt, o->causal, p->act, eb);
+            if (rc != RD_OK)
+                return rc;
+        }
+    } else if (sq->mean_length != 0) {
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "model '%s': seq.mean_length %d without a seq branch (seq.kind none)",
+                          name, sq->mean_length);
     }
 
     const rd_token_use *tu = &mc->tokens;
@@ -646,7 +670,8 @@ static int validate(rd_model *m,
         mc->n_tower > RD_MAX_LAYERS)
         return rd_err_set(eb, RD_ERR_CONFIG, "model '%s': mlp/tower: at most %d layers", name,
                           RD_MAX_LAYERS);
-    size_t W = p->E + o->n_numeric + (p->seq.on ? p->seq.d.C : 0) + (p->tok.on ? p->tok.d.C : 0);
+    size_t W = p->E + o->n_numeric + (p->seq.on ? p->seq.d.C : 0) + (p->seqm.on ? p->seqm.d.C : 0) +
+               (p->tok.on ? p->tok.d.C : 0);
     if (W == 0)
         return rd_err_set(eb, RD_ERR_CONFIG,
                           "model '%s': empty backbone input (no feature, numeric or sequence)",
@@ -1000,6 +1025,15 @@ static void seq_forward(rd_model *m, const rd_batch *bt) {
                 x[k] += lab[k];
         }
     branch_forward(br, p->x_req, B);
+    if (p->seqm.on) { // the mean view reads the first Lm (most recent) events of the same input
+        branch *bm = &p->seqm;
+        size_t Lm = bm->d.T;
+        for (size_t b = 0; b < B; b++) {
+            memcpy(bm->bin + b * Lm * Dt, br->bin + b * L * Dt, Lm * Dt * sizeof(float));
+            memcpy(bm->mask + b * Lm, br->mask + b * L, Lm * sizeof(float));
+        }
+        branch_forward(bm, p->x_req, B);
+    }
 }
 
 static void tok_forward(rd_model *m, const rd_batch *bt) {
@@ -1202,6 +1236,17 @@ static void seq_backward(rd_model *m, const rd_batch *bt) {
     branch *br = &p->seq;
     size_t B = bt->B, L = br->d.T, t = (size_t)m->seq_table, Dt = m->tables[t].dim;
     branch_backward(br, p->dx_req, p->x_req, B);
+    if (p->seqm.on) { // add the mean view's input gradient to the first Lm events
+        branch *bm = &p->seqm;
+        size_t Lm = bm->d.T;
+        branch_backward(bm, p->dx_req, p->x_req, B);
+        for (size_t b = 0; b < B; b++) {
+            float *dst = br->dbin + b * L * Dt;
+            const float *src = bm->dbin + b * Lm * Dt;
+            for (size_t k = 0; k < Lm * Dt; k++)
+                dst[k] += src[k];
+        }
+    }
     if (m->seq_with_labels)
         for (size_t i = 0; i < B * L; i++) {
             if (bt->seq_idx[i] < 0)

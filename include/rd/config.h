@@ -294,6 +294,9 @@ typedef struct rd_seq_config {
     int heads;               // attention heads, 1..64; must divide the width; default 2
     int dim;                 // model width inside the branch (0 = table dim); default 0
     int with_labels;         // add an embedding of each history event's label; default 1
+    int mean_length;         // also mean-pool the mean_length most recent events (a second view
+                             // of the same history, beside a din|transformer branch's output),
+                             // 0..length; 0 = off; default 0
 } rd_seq_config;
 
 typedef struct rd_token_use {
