@@ -301,6 +301,7 @@ static const ck_key seq_keys[] = {
     K_INT(rd_seq_config, "dim", dim, 0, 4096, 0, "0"),
     K_BOOL(rd_seq_config, "with_labels", with_labels, "true"),
     K_INT(rd_seq_config, "mean_length", mean_length, 0, 4096, 0, "0"),
+    K_BOOL(rd_seq_config, "mean_by_label", mean_by_label, "false"),
 };
 TABLE(seq_desc, rd_seq_config, seq_keys);
 
@@ -1528,6 +1529,13 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                                 "(the branch is already a mean)");
                 if (sq->mean_length > sq->length)
                     return verr(v, p, "%d exceeds seq.length (%d)", sq->mean_length, sq->length);
+            }
+            if (sq->mean_by_label) {
+                snprintf(p, sizeof p, "models[%d].seq.mean_by_label", m);
+                if (sq->mean_length == 0)
+                    return verr(v, p, "needs seq.mean_length > 0 (it shapes that view)");
+                if (!sq->with_labels)
+                    return verr(v, p, "needs seq.with_labels (the batch carries no labels)");
             }
             int width = sq->dim ? sq->dim : t->dim;
             if (sq->kind == RD_SEQ_TRANSFORMER && width % sq->heads != 0) {

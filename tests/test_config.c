@@ -290,6 +290,7 @@ static void test_entry_defaults_and_resolve(void **state) {
     assert_int_equal(m->seq.dim, 0);
     assert_int_equal(m->seq.with_labels, 1);
     assert_int_equal(m->seq.mean_length, 0);
+    assert_int_equal(m->seq.mean_by_label, 0);
     assert_int_equal(m->tokens.scheme, 0);
     assert_int_equal(m->tokens.length, 64);
     assert_int_equal(m->tokens.kind, RD_SEQ_TRANSFORMER);
@@ -662,6 +663,11 @@ static void test_errors_cross(void **state) {
     expect_error(BASE "    seq: {kind: mean, table: e, mean_length: 4}\n", "t.yaml:15:",
                  "models[0].seq.mean_length: a second mean-pooled view needs seq.kind din or "
                  "transformer");
+    expect_error(BASE "    seq: {kind: transformer, table: e, mean_by_label: true}\n",
+                 "t.yaml:15:", "models[0].seq.mean_by_label: needs seq.mean_length > 0");
+    expect_error(BASE "    seq: {kind: din, table: e, mean_length: 2, mean_by_label: true, "
+                      "with_labels: false}\n",
+                 "t.yaml:15:", "models[0].seq.mean_by_label: needs seq.with_labels");
     expect_error(BASE "    seq: {mean_length: 4}\n", "t.yaml:15:",
                  "models[0].seq.mean_length: 4 without a history branch (seq.kind is none)");
     expect_error(BASE "    seq: {kind: transformer, table: e, heads: 3}\n",

@@ -453,6 +453,55 @@ static void test_fd_model_f(void **state) {
     fd_model(&mc, 0, 0, 1);
     config_f(&mc, RD_SEQ_DIN, 5); // the view over the whole history, with a din branch
     fd_model(&mc, 1, 0, 0);
+    config_f(&mc, RD_SEQ_TRANSFORMER, 4); // liked and disliked events pooled apart
+    mc.seq.mean_by_label = 1;
+    fd_model(&mc, 0, 0, 1);
+}
+
+// seq.mean_by_label routes a liked event's input to the first half of the view's in-projection
+// and a disliked one's to the second. With the transformer's output and the second half's weights
+// zeroed, a disliked event's item does not move the logits, a liked event's does.
+static void test_seq_mean_by_label(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_f(&mc, RD_SEQ_TRANSFORMER, 3);
+    mc.seq.mean_by_label = 1;
+    rd_model_opts o = opts_for(4, 0, 0);
+    rd_model *m = build(&mc, &o);
+    const rd_model_tensor *w = rd_model_find_tensor(m, "seq_mean.in.w");
+    assert_non_null(w);
+    size_t Dt = m->tables[m->seq_table].dim, C = w->n / (2 * Dt);
+    assert_int_equal(w->n, C * 2 * Dt); // (C, 2 D_t)
+    const char *zero[2] = {"seq.ra.projw", "seq.ra.projb"};
+    for (int k = 0; k < 2; k++) {
+        const rd_model_tensor *ts = rd_model_find_tensor(m, zero[k]);
+        memset(m->params + ts->offset, 0, ts->n * sizeof(float));
+    }
+    // Zero the disliked half of the in-projection: a disliked event's item row no longer counts.
+    for (size_t c = 0; c < C; c++)
+        memset(m->params + w->offset + c * 2 * Dt + Dt, 0, Dt * sizeof(float));
+    tbatch t;
+    tb_make(&t, m, 4, 33, 0);
+    size_t L = m->seq_length;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    float z0[4], z1[4];
+    t.seq_labels[2 * L + 1] = 0; // example 2, second most recent event: disliked
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+    memcpy(z0, m->logits_main, sizeof z0);
+    t.seq_idx[2 * L + 1] = (t.seq_idx[2 * L + 1] + 1) % 7; // another disliked item: no change
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+    memcpy(z1, m->logits_main, sizeof z1);
+    assert_memory_equal(z0, z1, sizeof z0);
+    t.seq_labels[2 * L + 1] = 1; // now liked: its item row and label embedding count
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+    memcpy(z0, m->logits_main, sizeof z0);
+    t.seq_idx[2 * L + 1] = (t.seq_idx[2 * L + 1] + 1) % 7; // another liked item: a change
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+    memcpy(z1, m->logits_main, sizeof z1);
+    assert_true(fabsf(z1[2] - z0[2]) > 1e-6f);
+    tb_free(&t);
+    rd_model_destroy(m);
 }
 
 // seq.mean_length reads the mean_length MOST RECENT events (positions 0..Lm-1): with the
@@ -839,6 +888,13 @@ static void test_config_errors(void **state) {
     expect_config_error(&mc, &o, "seq.mean_length 6 not in 0..seq.length (5)");
     config_f(&mc, RD_SEQ_MEAN, 3);
     expect_config_error(&mc, &o, "seq.mean_length needs seq.kind din|transformer");
+    config_f(&mc, RD_SEQ_TRANSFORMER, 0);
+    mc.seq.mean_by_label = 1;
+    expect_config_error(&mc, &o, "seq.mean_by_label without seq.mean_length");
+    config_f(&mc, RD_SEQ_TRANSFORMER, 3);
+    mc.seq.mean_by_label = 1;
+    mc.seq.with_labels = 0;
+    expect_config_error(&mc, &o, "seq.mean_by_label needs seq.with_labels");
     config_f(&mc, RD_SEQ_NONE, 3);
     expect_config_error(&mc, &o, "seq.mean_length 3 without a seq branch");
     mc_defaults(&mc, "empty");
@@ -1047,6 +1103,7 @@ int main(void) {
         cmocka_unit_test(test_fd_model_e),
         cmocka_unit_test(test_fd_model_f),
         cmocka_unit_test(test_seq_mean_view_window),
+        cmocka_unit_test(test_seq_mean_by_label),
         cmocka_unit_test(test_token_gate_starts_closed),
         cmocka_unit_test(test_two_tower_isolation),
         cmocka_unit_test(test_overfit),

@@ -95,6 +95,7 @@ struct rd__model_priv {
     // seq.mean_length: a mean-pooled view of the Lm most recent events of the same history (its
     // bin is the first Lm events of seq.bin, copied; its dbin adds back into seq.dbin)
     branch seqm;
+    int seqm_by_label; // seq.mean_by_label: its bin is [x * y | x * (1 - y)] (2 D_t wide)
 
     // Token branch: adapter + label side-embedding
     branch tok;
@@ -627,10 +628,18 @@ static int validate(rd_model *m,
                                   "model '%s': seq.mean_length needs seq.kind din|transformer "
                                   "(the branch is already a mean)",
                                   name);
+            if (sq->mean_by_label && !sq->with_labels)
+                return rd_err_set(eb, RD_ERR_CONFIG,
+                                  "model '%s': seq.mean_by_label needs seq.with_labels", name);
+            p->seqm_by_label = sq->mean_by_label ? 1 : 0;
             rc = setup_branch(&p->seqm, "seq.mean_length", name, RD_SEQ_MEAN,
-                              (size_t)sq->mean_length, C, 1, 0, p->E, Dt, o->causal, p->act, eb);
+                              (size_t)sq->mean_length, C, 1, 0, p->E,
+                              p->seqm_by_label ? 2 * Dt : Dt, o->causal, p->act, eb);
             if (rc != RD_OK)
                 return rc;
+        } else if (sq->mean_by_label) {
+            return rd_err_set(eb, RD_ERR_CONFIG,
+                              "model '%s': seq.mean_by_label without seq.mean_length", name);
         }
     } else if (sq->mean_length != 0) {
         return rd_err_set(eb, RD_ERR_CONFIG,
@@ -1029,8 +1038,20 @@ static void seq_forward(rd_model *m, const rd_batch *bt) {
         branch *bm = &p->seqm;
         size_t Lm = bm->d.T;
         for (size_t b = 0; b < B; b++) {
-            memcpy(bm->bin + b * Lm * Dt, br->bin + b * L * Dt, Lm * Dt * sizeof(float));
             memcpy(bm->mask + b * Lm, br->mask + b * L, Lm * sizeof(float));
+            if (!p->seqm_by_label) {
+                memcpy(bm->bin + b * Lm * Dt, br->bin + b * L * Dt, Lm * Dt * sizeof(float));
+                continue;
+            }
+            // By label: event j's input goes to the first half when liked, the second when not.
+            memset(bm->bin + b * Lm * 2 * Dt, 0, Lm * 2 * Dt * sizeof(float));
+            for (size_t j = 0; j < Lm; j++) {
+                size_t i = b * L + j;
+                if (bt->seq_idx[i] < 0)
+                    continue;
+                float *dst = bm->bin + (b * Lm + j) * 2 * Dt + (bt->seq_labels[i] ? 0 : Dt);
+                memcpy(dst, br->bin + i * Dt, Dt * sizeof(float));
+            }
         }
         branch_forward(bm, p->x_req, B);
     }
@@ -1241,10 +1262,22 @@ static void seq_backward(rd_model *m, const rd_batch *bt) {
         size_t Lm = bm->d.T;
         branch_backward(bm, p->dx_req, p->x_req, B);
         for (size_t b = 0; b < B; b++) {
-            float *dst = br->dbin + b * L * Dt;
-            const float *src = bm->dbin + b * Lm * Dt;
-            for (size_t k = 0; k < Lm * Dt; k++)
-                dst[k] += src[k];
+            if (!p->seqm_by_label) {
+                float *dst = br->dbin + b * L * Dt;
+                const float *src = bm->dbin + b * Lm * Dt;
+                for (size_t k = 0; k < Lm * Dt; k++)
+                    dst[k] += src[k];
+                continue;
+            }
+            for (size_t j = 0; j < Lm; j++) {
+                size_t i = b * L + j;
+                if (bt->seq_idx[i] < 0)
+                    continue;
+                float *dst = br->dbin + i * Dt;
+                const float *src = bm->dbin + (b * Lm + j) * 2 * Dt + (bt->seq_labels[i] ? 0 : Dt);
+                for (size_t k = 0; k < Dt; k++)
+                    dst[k] += src[k];
+            }
         }
     }
     if (m->seq_with_labels)

@@ -297,6 +297,8 @@ typedef struct rd_seq_config {
     int mean_length;         // also mean-pool the mean_length most recent events (a second view
                              // of the same history, beside a din|transformer branch's output),
                              // 0..length; 0 = off; default 0
+    int mean_by_label;       // the mean view pools liked and disliked events into separate halves
+                       // ([x * y | x * (1 - y)]); needs mean_length and with_labels; default 0
 } rd_seq_config;
 
 typedef struct rd_token_use {
