@@ -144,10 +144,10 @@ static void config_d(rd_model_config *mc, int tok_kind) {
     snprintf(mc->activation, sizeof mc->activation, "gelu"); // smooth: FD steps cross no kink
 }
 
-// Config F: the teacher shape of configs/ml100k.yaml with seq.mean_length: a transformer history
-// with labels plus a mean-pooled view of its most recent events, one tower. (kind din with the
-// view over the whole history: the same with config_f(mc, RD_SEQ_DIN, 5).)
-static void config_f(rd_model_config *mc, int kind, int mean_length) {
+// Config F: the teacher shape of configs/ml100k.yaml with seq.view: a history branch of `kind`
+// with labels plus a second view (`view`, mean | din, none = off) of its view_length most recent
+// events, one tower.
+static void config_f(rd_model_config *mc, int kind, int view, int view_length) {
     mc_defaults(mc, "f");
     add_feature(mc, "user", "t_user", RD_POOL_MEAN);
     add_feature(mc, "item", "t_item", RD_POOL_MEAN);
@@ -156,7 +156,8 @@ static void config_f(rd_model_config *mc, int kind, int mean_length) {
                               .layers = 1,
                               .heads = 2,
                               .with_labels = 1,
-                              .mean_length = mean_length};
+                              .view = view,
+                              .view_length = view_length};
     mc->n_mlp = 2;
     mc->mlp[0] = 8;
     mc->mlp[1] = 5;
@@ -449,26 +450,30 @@ static void test_fd_model_e(void **state) {
 static void test_fd_model_f(void **state) {
     (void)state;
     rd_model_config mc;
-    config_f(&mc, RD_SEQ_TRANSFORMER, 3);
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 3);
     fd_model(&mc, 0, 0, 1);
-    config_f(&mc, RD_SEQ_DIN, 5); // the view over the whole history, with a din branch
+    config_f(&mc, RD_SEQ_DIN, RD_SEQ_MEAN, 5); // the view over the whole history
     fd_model(&mc, 1, 0, 0);
-    config_f(&mc, RD_SEQ_TRANSFORMER, 4); // liked and disliked events pooled apart
-    mc.seq.mean_by_label = 1;
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 4); // liked and disliked events apart
+    mc.seq.view_by_label = 1;
     fd_model(&mc, 0, 0, 1);
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_DIN, 3); // a din view (query from the request)
+    fd_model(&mc, 0, 0, 1);
+    mc.seq.view_by_label = 1;
+    fd_model(&mc, 1, 0, 0);
 }
 
-// seq.mean_by_label routes a liked event's input to the first half of the view's in-projection
+// seq.view_by_label routes a liked event's input to the first half of the view's in-projection
 // and a disliked one's to the second. With the transformer's output and the second half's weights
 // zeroed, a disliked event's item does not move the logits, a liked event's does.
-static void test_seq_mean_by_label(void **state) {
+static void test_seq_view_by_label(void **state) {
     (void)state;
     rd_model_config mc;
-    config_f(&mc, RD_SEQ_TRANSFORMER, 3);
-    mc.seq.mean_by_label = 1;
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 3);
+    mc.seq.view_by_label = 1;
     rd_model_opts o = opts_for(4, 0, 0);
     rd_model *m = build(&mc, &o);
-    const rd_model_tensor *w = rd_model_find_tensor(m, "seq_mean.in.w");
+    const rd_model_tensor *w = rd_model_find_tensor(m, "seq_view.in.w");
     assert_non_null(w);
     size_t Dt = m->tables[m->seq_table].dim, C = w->n / (2 * Dt);
     assert_int_equal(w->n, C * 2 * Dt); // (C, 2 D_t)
@@ -504,17 +509,21 @@ static void test_seq_mean_by_label(void **state) {
     rd_model_destroy(m);
 }
 
-// seq.mean_length reads the mean_length MOST RECENT events (positions 0..Lm-1): with the
-// transformer branch's output projection zeroed (its output is then 0), the logits do not move
-// when an older event changes, and do when a recent one does; without the view they never do.
-static void test_seq_mean_view_window(void **state) {
+// seq.view reads the view_length MOST RECENT events (positions 0..Lm-1): with the transformer
+// branch's output projection zeroed (its output is then 0), the logits do not move when an older
+// event changes, and do when a recent one does; without the view they never do.
+static void test_seq_view_window(void **state) {
     (void)state;
-    for (int with_view = 0; with_view < 2; with_view++) {
+    for (int with_view = 0; with_view < 3; with_view++) { // none, mean, din
         rd_model_config mc;
-        config_f(&mc, RD_SEQ_TRANSFORMER, with_view ? 3 : 0);
+        config_f(&mc, RD_SEQ_TRANSFORMER,
+                 with_view == 0   ? RD_SEQ_NONE
+                 : with_view == 1 ? RD_SEQ_MEAN
+                                  : RD_SEQ_DIN,
+                 3);
         rd_model_opts o = opts_for(4, 0, 0);
         rd_model *m = build(&mc, &o);
-        assert_true((rd_model_find_tensor(m, "seq_mean.in.w") != NULL) == with_view);
+        assert_true((rd_model_find_tensor(m, "seq_view.in.w") != NULL) == (with_view > 0));
         const char *zero[2] = {"seq.ra.projw", "seq.ra.projb"};
         for (int k = 0; k < 2; k++) {
             const rd_model_tensor *ts = rd_model_find_tensor(m, zero[k]);
@@ -884,19 +893,19 @@ static void test_config_errors(void **state) {
     config_a(&mc);
     rd_model_opts ob = opts_for(0, 2, 5);
     expect_config_error(&mc, &ob, "max batch size");
-    config_f(&mc, RD_SEQ_TRANSFORMER, 6);
-    expect_config_error(&mc, &o, "seq.mean_length 6 not in 0..seq.length (5)");
-    config_f(&mc, RD_SEQ_MEAN, 3);
-    expect_config_error(&mc, &o, "seq.mean_length needs seq.kind din|transformer");
-    config_f(&mc, RD_SEQ_TRANSFORMER, 0);
-    mc.seq.mean_by_label = 1;
-    expect_config_error(&mc, &o, "seq.mean_by_label without seq.mean_length");
-    config_f(&mc, RD_SEQ_TRANSFORMER, 3);
-    mc.seq.mean_by_label = 1;
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 6);
+    expect_config_error(&mc, &o, "seq.view_length 6 not in 1..seq.length (5)");
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_TRANSFORMER, 3);
+    expect_config_error(&mc, &o, "seq.view 3 is not mean|din");
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_NONE, 3);
+    mc.seq.view_by_label = 1;
+    expect_config_error(&mc, &o, "seq.view_by_label without seq.view");
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 3);
+    mc.seq.view_by_label = 1;
     mc.seq.with_labels = 0;
-    expect_config_error(&mc, &o, "seq.mean_by_label needs seq.with_labels");
-    config_f(&mc, RD_SEQ_NONE, 3);
-    expect_config_error(&mc, &o, "seq.mean_length 3 without a seq branch");
+    expect_config_error(&mc, &o, "seq.view_by_label needs seq.with_labels");
+    config_f(&mc, RD_SEQ_NONE, RD_SEQ_MEAN, 3);
+    expect_config_error(&mc, &o, "seq.view without a seq branch");
     mc_defaults(&mc, "empty");
     rd_model_opts oe = opts_for(4, 0, 0);
     expect_config_error(&mc, &oe, "empty backbone input");
@@ -1102,8 +1111,8 @@ int main(void) {
         cmocka_unit_test(test_fd_model_d),
         cmocka_unit_test(test_fd_model_e),
         cmocka_unit_test(test_fd_model_f),
-        cmocka_unit_test(test_seq_mean_view_window),
-        cmocka_unit_test(test_seq_mean_by_label),
+        cmocka_unit_test(test_seq_view_window),
+        cmocka_unit_test(test_seq_view_by_label),
         cmocka_unit_test(test_token_gate_starts_closed),
         cmocka_unit_test(test_two_tower_isolation),
         cmocka_unit_test(test_overfit),

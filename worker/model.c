@@ -92,10 +92,10 @@ struct rd__model_priv {
     // Seq branch: gathered history + label side-embedding
     branch seq;
     float *seq_lab_p, *seq_lab_g; // (2, D_t)
-    // seq.mean_length: a mean-pooled view of the Lm most recent events of the same history (its
+    // seq.view: a second view (mean | din) of the Lm most recent events of the same history (its
     // bin is the first Lm events of seq.bin, copied; its dbin adds back into seq.dbin)
     branch seqm;
-    int seqm_by_label; // seq.mean_by_label: its bin is [x * y | x * (1 - y)] (2 D_t wide)
+    int seqm_by_label; // seq.view_by_label: its bin is [x * y | x * (1 - y)] (2 D_t wide)
 
     // Token branch: adapter + label side-embedding
     branch tok;
@@ -112,7 +112,7 @@ struct rd__model_priv {
     // Backbone
     size_t W;             // backbone input width
     int n_parts;          // concat parts
-    const float *part[5]; // x_req, numeric (set per batch), seq out, seq mean view out, tok out
+    const float *part[5]; // x_req, numeric (set per batch), seq out, seq view out, tok out
     float *dpart[5];      // their gradients (NULL for numeric)
     size_t part_w[5];
     int part_numeric;         // index of the numeric part, -1 if none
@@ -371,7 +371,7 @@ static void layout(builder *bd) {
         layout_branch(bd, &p->seq, "seq");
     }
     if (p->seqm.on)
-        layout_branch(bd, &p->seqm, "seq_mean");
+        layout_branch(bd, &p->seqm, "seq_view");
     if (p->tok.on) {
         size_t L = m->tok_length, A = p->A;
         param(bd, &p->ad_w_p, &p->ad_w_g, A * m->tok_dim, INIT_NORMAL, fan_std(m->tok_dim),
@@ -391,7 +391,7 @@ static void layout(builder *bd) {
         }
     }
 
-    // Backbone input: [x_req | numeric | seq | seq mean view | tok]
+    // Backbone input: [x_req | numeric | seq | seq view | tok]
     p->n_parts = 0;
     p->part_numeric = -1;
     if (p->E > 0) {
@@ -618,33 +618,29 @@ static int validate(rd_model *m,
             return rc;
         m->seq_length = p->seq.d.T;
         m->seq_with_labels = sq->with_labels ? 1 : 0;
-        if (sq->mean_length < 0 || (size_t)sq->mean_length > m->seq_length)
-            return rd_err_set(eb, RD_ERR_CONFIG,
-                              "model '%s': seq.mean_length %d not in 0..seq.length (%zu)", name,
-                              sq->mean_length, m->seq_length);
-        if (sq->mean_length > 0) {
-            if (sq->kind == RD_SEQ_MEAN)
+        if (sq->view != RD_SEQ_NONE) {
+            if (sq->view != RD_SEQ_MEAN && sq->view != RD_SEQ_DIN)
+                return rd_err_set(eb, RD_ERR_CONFIG, "model '%s': seq.view %d is not mean|din",
+                                  name, sq->view);
+            if (sq->view_length < 1 || (size_t)sq->view_length > m->seq_length)
                 return rd_err_set(eb, RD_ERR_CONFIG,
-                                  "model '%s': seq.mean_length needs seq.kind din|transformer "
-                                  "(the branch is already a mean)",
-                                  name);
-            if (sq->mean_by_label && !sq->with_labels)
+                                  "model '%s': seq.view_length %d not in 1..seq.length (%zu)", name,
+                                  sq->view_length, m->seq_length);
+            if (sq->view_by_label && !sq->with_labels)
                 return rd_err_set(eb, RD_ERR_CONFIG,
-                                  "model '%s': seq.mean_by_label needs seq.with_labels", name);
-            p->seqm_by_label = sq->mean_by_label ? 1 : 0;
-            rc = setup_branch(&p->seqm, "seq.mean_length", name, RD_SEQ_MEAN,
-                              (size_t)sq->mean_length, C, 1, 0, p->E,
-                              p->seqm_by_label ? 2 * Dt : Dt, o->causal, p->act, eb);
+                                  "model '%s': seq.view_by_label needs seq.with_labels", name);
+            p->seqm_by_label = sq->view_by_label ? 1 : 0;
+            rc = setup_branch(&p->seqm, "seq.view", name, sq->view, (size_t)sq->view_length, C, 1,
+                              0, p->E, p->seqm_by_label ? 2 * Dt : Dt, o->causal, p->act, eb);
             if (rc != RD_OK)
                 return rc;
-        } else if (sq->mean_by_label) {
-            return rd_err_set(eb, RD_ERR_CONFIG,
-                              "model '%s': seq.mean_by_label without seq.mean_length", name);
+        } else if (sq->view_by_label) {
+            return rd_err_set(eb, RD_ERR_CONFIG, "model '%s': seq.view_by_label without seq.view",
+                              name);
         }
-    } else if (sq->mean_length != 0) {
+    } else if (sq->view != RD_SEQ_NONE) {
         return rd_err_set(eb, RD_ERR_CONFIG,
-                          "model '%s': seq.mean_length %d without a seq branch (seq.kind none)",
-                          name, sq->mean_length);
+                          "model '%s': seq.view without a seq branch (seq.kind none)", name);
     }
 
     const rd_token_use *tu = &mc->tokens;
@@ -1034,7 +1030,7 @@ static void seq_forward(rd_model *m, const rd_batch *bt) {
                 x[k] += lab[k];
         }
     branch_forward(br, p->x_req, B);
-    if (p->seqm.on) { // the mean view reads the first Lm (most recent) events of the same input
+    if (p->seqm.on) { // the view reads the first Lm (most recent) events of the same input
         branch *bm = &p->seqm;
         size_t Lm = bm->d.T;
         for (size_t b = 0; b < B; b++) {
@@ -1257,7 +1253,7 @@ static void seq_backward(rd_model *m, const rd_batch *bt) {
     branch *br = &p->seq;
     size_t B = bt->B, L = br->d.T, t = (size_t)m->seq_table, Dt = m->tables[t].dim;
     branch_backward(br, p->dx_req, p->x_req, B);
-    if (p->seqm.on) { // add the mean view's input gradient to the first Lm events
+    if (p->seqm.on) { // add the view's input gradient to the first Lm events
         branch *bm = &p->seqm;
         size_t Lm = bm->d.T;
         branch_backward(bm, p->dx_req, p->x_req, B);

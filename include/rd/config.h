@@ -294,11 +294,12 @@ typedef struct rd_seq_config {
     int heads;               // attention heads, 1..64; must divide the width; default 2
     int dim;                 // model width inside the branch (0 = table dim); default 0
     int with_labels;         // add an embedding of each history event's label; default 1
-    int mean_length;         // also mean-pool the mean_length most recent events (a second view
-                             // of the same history, beside a din|transformer branch's output),
-                             // 0..length; 0 = off; default 0
-    int mean_by_label;       // the mean view pools liked and disliked events into separate halves
-                       // ([x * y | x * (1 - y)]); needs mean_length and with_labels; default 0
+    int view;                // a second view of the same history beside the branch's output:
+                             // rd_seq_kind, YAML none | mean | din; default none
+    int view_length;         // the view reads the view_length most recent events, 1..length;
+                             // default 16
+    int view_by_label;       // the view's input is [x * y | x * (1 - y)]: liked and disliked
+                             // events apart (needs with_labels); default 0
 } rd_seq_config;
 
 typedef struct rd_token_use {
