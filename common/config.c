@@ -304,6 +304,9 @@ static const ck_key seq_keys[] = {
     K_INT(rd_seq_config, "heads", heads, 1, 64, 0, "2"),
     K_INT(rd_seq_config, "dim", dim, 0, 4096, 0, "0"),
     K_BOOL(rd_seq_config, "with_labels", with_labels, "true"),
+    K_ENUM(rd_seq_config, "view", view, seq_kinds, 0, "none"),
+    K_INT(rd_seq_config, "view_length", view_length, 0, 4096, 0, "16"), // >= 1 with a view
+    K_BOOL(rd_seq_config, "view_by_label", view_by_label, "false"),
 };
 TABLE(seq_desc, rd_seq_config, seq_keys);
 
@@ -1506,6 +1509,12 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             }
         }
         const rd_seq_config *sq = &mc->seq;
+        if (sq->kind == RD_SEQ_NONE && sq->view != RD_SEQ_NONE) {
+            snprintf(p, sizeof p, "models[%d].seq.view", m);
+            return verr(v, p,
+                        "a second view of the history needs a history branch (seq.kind is "
+                        "none)");
+        }
         if (sq->kind != RD_SEQ_NONE) {
             snprintf(p, sizeof p, "models[%d].seq.table", m);
             if (!sq->table[0])
@@ -1519,6 +1528,22 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             if (sq->length > cfg->data.history_max)
                 return verr(v, p, "%d exceeds data.history_max (%d)", sq->length,
                             cfg->data.history_max);
+            if (sq->view != RD_SEQ_NONE) {
+                snprintf(p, sizeof p, "models[%d].seq.view", m);
+                if (sq->view != RD_SEQ_MEAN && sq->view != RD_SEQ_DIN)
+                    return verr(v, p, "a view is mean or din (transformer: use seq.kind)");
+                snprintf(p, sizeof p, "models[%d].seq.view_length", m);
+                if (sq->view_length < 1)
+                    return verr(v, p, "%d: a view reads at least 1 event", sq->view_length);
+                if (sq->view_length > sq->length)
+                    return verr(v, p, "%d exceeds seq.length (%d)", sq->view_length, sq->length);
+                snprintf(p, sizeof p, "models[%d].seq.view_by_label", m);
+                if (sq->view_by_label && !sq->with_labels)
+                    return verr(v, p, "needs seq.with_labels (the batch carries no labels)");
+            } else if (sq->view_by_label) {
+                snprintf(p, sizeof p, "models[%d].seq.view_by_label", m);
+                return verr(v, p, "needs seq.view mean or din (it shapes that view)");
+            }
             int width = sq->dim ? sq->dim : t->dim;
             if (sq->kind == RD_SEQ_TRANSFORMER && width % sq->heads != 0) {
                 snprintf(p, sizeof p, "models[%d].seq.heads", m);

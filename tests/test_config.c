@@ -289,6 +289,9 @@ static void test_entry_defaults_and_resolve(void **state) {
     assert_int_equal(m->seq.heads, 2);
     assert_int_equal(m->seq.dim, 0);
     assert_int_equal(m->seq.with_labels, 1);
+    assert_int_equal(m->seq.view, RD_SEQ_NONE);
+    assert_int_equal(m->seq.view_length, 16);
+    assert_int_equal(m->seq.view_by_label, 0);
     assert_int_equal(m->tokens.scheme, 0);
     assert_int_equal(m->tokens.length, 64);
     assert_int_equal(m->tokens.kind, RD_SEQ_TRANSFORMER);
@@ -656,6 +659,18 @@ static void test_errors_cross(void **state) {
                  NULL);
     expect_error(BASE "    seq: {kind: mean, table: e, length: 300}\n",
                  "t.yaml:15:41: models[0].seq.length: 300 exceeds data.history_max (256)", NULL);
+    expect_error(BASE "    seq: {kind: transformer, table: e, length: 8, view: mean, "
+                      "view_length: 9}\n",
+                 "t.yaml:15:", "models[0].seq.view_length: 9 exceeds seq.length (8)");
+    expect_error(BASE "    seq: {kind: din, table: e, view: transformer}\n",
+                 "t.yaml:15:", "models[0].seq.view: a view is mean or din");
+    expect_error(BASE "    seq: {kind: transformer, table: e, view_by_label: true}\n",
+                 "t.yaml:15:", "models[0].seq.view_by_label: needs seq.view mean or din");
+    expect_error(BASE "    seq: {kind: din, table: e, view: mean, view_length: 2, "
+                      "view_by_label: true, with_labels: false}\n",
+                 "t.yaml:15:", "models[0].seq.view_by_label: needs seq.with_labels");
+    expect_error(BASE "    seq: {view: din}\n", "t.yaml:15:",
+                 "models[0].seq.view: a second view of the history needs a history branch");
     expect_error(BASE "    seq: {kind: transformer, table: e, heads: 3}\n",
                  "t.yaml:15:47: models[0].seq.heads: 3 heads do not divide the branch width 8",
                  NULL);

@@ -144,6 +144,26 @@ static void config_d(rd_model_config *mc, int tok_kind) {
     snprintf(mc->activation, sizeof mc->activation, "gelu"); // smooth: FD steps cross no kink
 }
 
+// Config F: the teacher shape of configs/ml100k.yaml with seq.view: a history branch of `kind`
+// with labels plus a second view (`view`, mean | din, none = off) of its view_length most recent
+// events, one tower.
+static void config_f(rd_model_config *mc, int kind, int view, int view_length) {
+    mc_defaults(mc, "f");
+    add_feature(mc, "user", "t_user", RD_POOL_MEAN);
+    add_feature(mc, "item", "t_item", RD_POOL_MEAN);
+    mc->seq = (rd_seq_config){.kind = kind,
+                              .length = 5,
+                              .layers = 1,
+                              .heads = 2,
+                              .with_labels = 1,
+                              .view = view,
+                              .view_length = view_length};
+    mc->n_mlp = 2;
+    mc->mlp[0] = 8;
+    mc->mlp[1] = 5;
+    snprintf(mc->activation, sizeof mc->activation, "gelu");
+}
+
 // A synthetic batch owning all of its arrays.
 typedef struct tbatch {
     rd_batch b;
@@ -425,6 +445,117 @@ static void test_fd_model_e(void **state) {
     fd_model(&mc, 0, 3, 1);
     mc.tokens.gate = 1; // the same with the token gate (set away from 0 by fd_model)
     fd_model(&mc, 0, 3, 1);
+}
+
+static void test_fd_model_f(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 3);
+    fd_model(&mc, 0, 0, 1);
+    config_f(&mc, RD_SEQ_DIN, RD_SEQ_MEAN, 5); // the view over the whole history
+    fd_model(&mc, 1, 0, 0);
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 4); // liked and disliked events apart
+    mc.seq.view_by_label = 1;
+    fd_model(&mc, 0, 0, 1);
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_DIN, 3); // a din view (query from the request)
+    fd_model(&mc, 0, 0, 1);
+    mc.seq.view_by_label = 1;
+    fd_model(&mc, 1, 0, 0);
+}
+
+// seq.view_by_label routes a liked event's input to the first half of the view's in-projection
+// and a disliked one's to the second. With the transformer's output and the second half's weights
+// zeroed, a disliked event's item does not move the logits, a liked event's does.
+static void test_seq_view_by_label(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 3);
+    mc.seq.view_by_label = 1;
+    rd_model_opts o = opts_for(4, 0, 0);
+    rd_model *m = build(&mc, &o);
+    const rd_model_tensor *w = rd_model_find_tensor(m, "seq_view.in.w");
+    assert_non_null(w);
+    size_t Dt = m->tables[m->seq_table].dim, C = w->n / (2 * Dt);
+    assert_int_equal(w->n, C * 2 * Dt); // (C, 2 D_t)
+    const char *zero[2] = {"seq.ra.projw", "seq.ra.projb"};
+    for (int k = 0; k < 2; k++) {
+        const rd_model_tensor *ts = rd_model_find_tensor(m, zero[k]);
+        memset(m->params + ts->offset, 0, ts->n * sizeof(float));
+    }
+    // Zero the disliked half of the in-projection: a disliked event's item row no longer counts.
+    for (size_t c = 0; c < C; c++)
+        memset(m->params + w->offset + c * 2 * Dt + Dt, 0, Dt * sizeof(float));
+    tbatch t;
+    tb_make(&t, m, 4, 33, 0);
+    size_t L = m->seq_length;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    float z0[4], z1[4];
+    t.seq_labels[2 * L + 1] = 0; // example 2, second most recent event: disliked
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+    memcpy(z0, m->logits_main, sizeof z0);
+    t.seq_idx[2 * L + 1] = (t.seq_idx[2 * L + 1] + 1) % 7; // another disliked item: no change
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+    memcpy(z1, m->logits_main, sizeof z1);
+    assert_memory_equal(z0, z1, sizeof z0);
+    t.seq_labels[2 * L + 1] = 1; // now liked: its item row and label embedding count
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+    memcpy(z0, m->logits_main, sizeof z0);
+    t.seq_idx[2 * L + 1] = (t.seq_idx[2 * L + 1] + 1) % 7; // another liked item: a change
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+    memcpy(z1, m->logits_main, sizeof z1);
+    assert_true(fabsf(z1[2] - z0[2]) > 1e-6f);
+    tb_free(&t);
+    rd_model_destroy(m);
+}
+
+// seq.view reads the view_length MOST RECENT events (positions 0..Lm-1): with the transformer
+// branch's output projection zeroed (its output is then 0), the logits do not move when an older
+// event changes, and do when a recent one does; without the view they never do.
+static void test_seq_view_window(void **state) {
+    (void)state;
+    for (int with_view = 0; with_view < 3; with_view++) { // none, mean, din
+        rd_model_config mc;
+        config_f(&mc, RD_SEQ_TRANSFORMER,
+                 with_view == 0   ? RD_SEQ_NONE
+                 : with_view == 1 ? RD_SEQ_MEAN
+                                  : RD_SEQ_DIN,
+                 3);
+        rd_model_opts o = opts_for(4, 0, 0);
+        rd_model *m = build(&mc, &o);
+        assert_true((rd_model_find_tensor(m, "seq_view.in.w") != NULL) == (with_view > 0));
+        const char *zero[2] = {"seq.ra.projw", "seq.ra.projb"};
+        for (int k = 0; k < 2; k++) {
+            const rd_model_tensor *ts = rd_model_find_tensor(m, zero[k]);
+            assert_non_null(ts);
+            memset(m->params + ts->offset, 0, ts->n * sizeof(float));
+        }
+        tbatch t;
+        tb_make(&t, m, 4, 21, 0);
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        float z0[4], z1[4];
+        assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+        memcpy(z0, m->logits_main, sizeof z0);
+        size_t L = m->seq_length; // example 2: full history of 5 events
+        t.seq_idx[2 * L + 4] = (t.seq_idx[2 * L + 4] + 1) % 7; // the oldest event: outside
+        t.seq_labels[2 * L + 3] ^= 1;                          // the view (positions 3, 4)
+        assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+        memcpy(z1, m->logits_main, sizeof z1);
+        assert_memory_equal(z0, z1, sizeof z0);
+        t.seq_labels[2 * L + 2] ^= 1; // the third most recent: inside the view
+        assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+        memcpy(z1, m->logits_main, sizeof z1);
+        if (with_view)
+            assert_true(fabsf(z1[2] - z0[2]) > 1e-6f);
+        else
+            assert_memory_equal(z0, z1, sizeof z0);
+        for (int b = 0; b < 4; b++) // the other examples are untouched
+            if (b != 2)
+                assert_true(z1[b] == z0[b]);
+        tb_free(&t);
+        rd_model_destroy(m);
+    }
 }
 
 // tokens.gate starts at 0: the tokens do not change the logits until the gate has learned.
@@ -762,6 +893,19 @@ static void test_config_errors(void **state) {
     config_a(&mc);
     rd_model_opts ob = opts_for(0, 2, 5);
     expect_config_error(&mc, &ob, "max batch size");
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 6);
+    expect_config_error(&mc, &o, "seq.view_length 6 not in 1..seq.length (5)");
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_TRANSFORMER, 3);
+    expect_config_error(&mc, &o, "seq.view 3 is not mean|din");
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_NONE, 3);
+    mc.seq.view_by_label = 1;
+    expect_config_error(&mc, &o, "seq.view_by_label without seq.view");
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 3);
+    mc.seq.view_by_label = 1;
+    mc.seq.with_labels = 0;
+    expect_config_error(&mc, &o, "seq.view_by_label needs seq.with_labels");
+    config_f(&mc, RD_SEQ_NONE, RD_SEQ_MEAN, 3);
+    expect_config_error(&mc, &o, "seq.view without a seq branch");
     mc_defaults(&mc, "empty");
     rd_model_opts oe = opts_for(4, 0, 0);
     expect_config_error(&mc, &oe, "empty backbone input");
@@ -966,6 +1110,9 @@ int main(void) {
         cmocka_unit_test(test_fd_model_c),
         cmocka_unit_test(test_fd_model_d),
         cmocka_unit_test(test_fd_model_e),
+        cmocka_unit_test(test_fd_model_f),
+        cmocka_unit_test(test_seq_view_window),
+        cmocka_unit_test(test_seq_view_by_label),
         cmocka_unit_test(test_token_gate_starts_closed),
         cmocka_unit_test(test_two_tower_isolation),
         cmocka_unit_test(test_overfit),

@@ -92,6 +92,10 @@ struct rd__model_priv {
     // Seq branch: gathered history + label side-embedding
     branch seq;
     float *seq_lab_p, *seq_lab_g; // (2, D_t)
+    // seq.view: a second view (mean | din) of the Lm most recent events of the same history (its
+    // bin is the first Lm events of seq.bin, copied; its dbin adds back into seq.dbin)
+    branch seqm;
+    int seqm_by_label; // seq.view_by_label: its bin is [x * y | x * (1 - y)] (2 D_t wide)
 
     // Token branch: adapter + label side-embedding
     branch tok;
@@ -108,9 +112,9 @@ struct rd__model_priv {
     // Backbone
     size_t W;             // backbone input width
     int n_parts;          // concat parts
-    const float *part[4]; // x_req, numeric (set per batch), seq out, tok out
-    float *dpart[4];      // their gradients (NULL for numeric)
-    size_t part_w[4];
+    const float *part[5]; // x_req, numeric (set per batch), seq out, seq view out, tok out
+    float *dpart[5];      // their gradients (NULL for numeric)
+    size_t part_w[5];
     int part_numeric;         // index of the numeric part, -1 if none
     float *bb_in, *dbb_in;    // (B, W)
     int ln;                   // layer norm on the backbone input
@@ -366,6 +370,8 @@ static void layout(builder *bd) {
             param(bd, &p->seq_lab_p, &p->seq_lab_g, 2 * Dt, INIT_NORMAL, 0.02f, "seq.label_emb");
         layout_branch(bd, &p->seq, "seq");
     }
+    if (p->seqm.on)
+        layout_branch(bd, &p->seqm, "seq_view");
     if (p->tok.on) {
         size_t L = m->tok_length, A = p->A;
         param(bd, &p->ad_w_p, &p->ad_w_g, A * m->tok_dim, INIT_NORMAL, fan_std(m->tok_dim),
@@ -385,7 +391,7 @@ static void layout(builder *bd) {
         }
     }
 
-    // Backbone input: [x_req | numeric | seq | tok]
+    // Backbone input: [x_req | numeric | seq | seq view | tok]
     p->n_parts = 0;
     p->part_numeric = -1;
     if (p->E > 0) {
@@ -399,10 +405,10 @@ static void layout(builder *bd) {
         p->dpart[p->n_parts] = NULL;
         p->part_w[p->n_parts++] = m->n_numeric;
     }
-    branch *brs[2] = {&p->seq, &p->tok};
-    for (int i = 0; i < 2; i++)
+    branch *brs[3] = {&p->seq, &p->seqm, &p->tok};
+    for (int i = 0; i < 3; i++)
         if (brs[i]->on) {
-            int gated = i == 1 && p->tok_gate;
+            int gated = i == 2 && p->tok_gate;
             p->part[p->n_parts] = gated ? p->tok_gated : brs[i]->out;
             p->dpart[p->n_parts] = gated ? p->dtok_gated : brs[i]->dout;
             p->part_w[p->n_parts++] = brs[i]->d.C;
@@ -612,6 +618,29 @@ static int validate(rd_model *m,
             return rc;
         m->seq_length = p->seq.d.T;
         m->seq_with_labels = sq->with_labels ? 1 : 0;
+        if (sq->view != RD_SEQ_NONE) {
+            if (sq->view != RD_SEQ_MEAN && sq->view != RD_SEQ_DIN)
+                return rd_err_set(eb, RD_ERR_CONFIG, "model '%s': seq.view %d is not mean|din",
+                                  name, sq->view);
+            if (sq->view_length < 1 || (size_t)sq->view_length > m->seq_length)
+                return rd_err_set(eb, RD_ERR_CONFIG,
+                                  "model '%s': seq.view_length %d not in 1..seq.length (%zu)", name,
+                                  sq->view_length, m->seq_length);
+            if (sq->view_by_label && !sq->with_labels)
+                return rd_err_set(eb, RD_ERR_CONFIG,
+                                  "model '%s': seq.view_by_label needs seq.with_labels", name);
+            p->seqm_by_label = sq->view_by_label ? 1 : 0;
+            rc = setup_branch(&p->seqm, "seq.view", name, sq->view, (size_t)sq->view_length, C, 1,
+                              0, p->E, p->seqm_by_label ? 2 * Dt : Dt, o->causal, p->act, eb);
+            if (rc != RD_OK)
+                return rc;
+        } else if (sq->view_by_label) {
+            return rd_err_set(eb, RD_ERR_CONFIG, "model '%s': seq.view_by_label without seq.view",
+                              name);
+        }
+    } else if (sq->view != RD_SEQ_NONE) {
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "model '%s': seq.view without a seq branch (seq.kind none)", name);
     }
 
     const rd_token_use *tu = &mc->tokens;
@@ -646,7 +675,8 @@ static int validate(rd_model *m,
         mc->n_tower > RD_MAX_LAYERS)
         return rd_err_set(eb, RD_ERR_CONFIG, "model '%s': mlp/tower: at most %d layers", name,
                           RD_MAX_LAYERS);
-    size_t W = p->E + o->n_numeric + (p->seq.on ? p->seq.d.C : 0) + (p->tok.on ? p->tok.d.C : 0);
+    size_t W = p->E + o->n_numeric + (p->seq.on ? p->seq.d.C : 0) + (p->seqm.on ? p->seqm.d.C : 0) +
+               (p->tok.on ? p->tok.d.C : 0);
     if (W == 0)
         return rd_err_set(eb, RD_ERR_CONFIG,
                           "model '%s': empty backbone input (no feature, numeric or sequence)",
@@ -1000,6 +1030,27 @@ static void seq_forward(rd_model *m, const rd_batch *bt) {
                 x[k] += lab[k];
         }
     branch_forward(br, p->x_req, B);
+    if (p->seqm.on) { // the view reads the first Lm (most recent) events of the same input
+        branch *bm = &p->seqm;
+        size_t Lm = bm->d.T;
+        for (size_t b = 0; b < B; b++) {
+            memcpy(bm->mask + b * Lm, br->mask + b * L, Lm * sizeof(float));
+            if (!p->seqm_by_label) {
+                memcpy(bm->bin + b * Lm * Dt, br->bin + b * L * Dt, Lm * Dt * sizeof(float));
+                continue;
+            }
+            // By label: event j's input goes to the first half when liked, the second when not.
+            memset(bm->bin + b * Lm * 2 * Dt, 0, Lm * 2 * Dt * sizeof(float));
+            for (size_t j = 0; j < Lm; j++) {
+                size_t i = b * L + j;
+                if (bt->seq_idx[i] < 0)
+                    continue;
+                float *dst = bm->bin + (b * Lm + j) * 2 * Dt + (bt->seq_labels[i] ? 0 : Dt);
+                memcpy(dst, br->bin + i * Dt, Dt * sizeof(float));
+            }
+        }
+        branch_forward(bm, p->x_req, B);
+    }
 }
 
 static void tok_forward(rd_model *m, const rd_batch *bt) {
@@ -1202,6 +1253,29 @@ static void seq_backward(rd_model *m, const rd_batch *bt) {
     branch *br = &p->seq;
     size_t B = bt->B, L = br->d.T, t = (size_t)m->seq_table, Dt = m->tables[t].dim;
     branch_backward(br, p->dx_req, p->x_req, B);
+    if (p->seqm.on) { // add the view's input gradient to the first Lm events
+        branch *bm = &p->seqm;
+        size_t Lm = bm->d.T;
+        branch_backward(bm, p->dx_req, p->x_req, B);
+        for (size_t b = 0; b < B; b++) {
+            if (!p->seqm_by_label) {
+                float *dst = br->dbin + b * L * Dt;
+                const float *src = bm->dbin + b * Lm * Dt;
+                for (size_t k = 0; k < Lm * Dt; k++)
+                    dst[k] += src[k];
+                continue;
+            }
+            for (size_t j = 0; j < Lm; j++) {
+                size_t i = b * L + j;
+                if (bt->seq_idx[i] < 0)
+                    continue;
+                float *dst = br->dbin + i * Dt;
+                const float *src = bm->dbin + (b * Lm + j) * 2 * Dt + (bt->seq_labels[i] ? 0 : Dt);
+                for (size_t k = 0; k < Dt; k++)
+                    dst[k] += src[k];
+            }
+        }
+    }
     if (m->seq_with_labels)
         for (size_t i = 0; i < B * L; i++) {
             if (bt->seq_idx[i] < 0)

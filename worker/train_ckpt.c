@@ -74,6 +74,11 @@ uint64_t rd_train_ckpt_config_hash(const rd_config *cfg, const rd_model_config *
     h = rd_hash64(&mc->seq.heads, sizeof mc->seq.heads, h);
     h = rd_hash64(&mc->seq.dim, sizeof mc->seq.dim, h);
     h = rd_hash64(&mc->seq.with_labels, sizeof mc->seq.with_labels, h);
+    if (mc->seq.view != RD_SEQ_NONE) { // hashed only when on: older checkpoints still load
+        h = rd_hash64(&mc->seq.view, sizeof mc->seq.view, h);
+        h = rd_hash64(&mc->seq.view_length, sizeof mc->seq.view_length, h);
+        h = rd_hash64(&mc->seq.view_by_label, sizeof mc->seq.view_by_label, h);
+    }
     h = rd_hash64(&mc->tokens.scheme, sizeof mc->tokens.scheme, h);
     h = rd_hash64(mc->mlp, (size_t)mc->n_mlp * sizeof mc->mlp[0], h);
     h = rd_hash64(mc->tower, (size_t)mc->n_tower * sizeof mc->tower[0], h);

@@ -305,6 +305,12 @@ typedef struct rd_seq_config {
     int heads;               // attention heads, 1..64; must divide the width; default 2
     int dim;                 // model width inside the branch (0 = table dim); default 0
     int with_labels;         // add an embedding of each history event's label; default 1
+    int view;                // a second view of the same history beside the branch's output:
+                             // rd_seq_kind, YAML none | mean | din; default none
+    int view_length;         // the view reads the view_length most recent events, 1..length;
+                             // default 16
+    int view_by_label;       // the view's input is [x * y | x * (1 - y)]: liked and disliked
+                             // events apart (needs with_labels); default 0
 } rd_seq_config;
 
 typedef struct rd_token_use {

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# variant.sh — one variant of a config over paired seeds: keep some of its jobs, override some
+# keys, run the result with tools/seeds.sh (mean ± std per job; gap, gain and eta when the
+# teacher, student and student_raw jobs are all kept).
+#
+#   tools/variant.sh [-j "JOB ..."] [-k SEEDS] [-s FIRST] CONFIG OUTDIR [KEY=VALUE ...]
+#
+# -j keeps only the named cluster jobs, in their order (default: all). A teacher kept alone from
+# configs/ml100k.yaml is the pipeline's teacher: same job name, index and tables, so the same
+# initial point and the same run (its targets go nowhere).
+# KEY is a dotted path into the YAML: a map key, a list index, or the name of a list element
+# that has a `name` (models.teacher.seq.view, ps.tables.t_item.optimizer.lr, train.epochs);
+# VALUE is YAML (din, 3, "[64, 32]", "{kind: mean, length: 16}"). A missing map key is added;
+# a missing path, list index or name is an error.
+# The variant is written to OUTDIR/config.yaml, checked with `recdistill config`, and run over
+# seeds FIRST .. FIRST+SEEDS-1 (default 1..3) with the world size it needs:
+#   tools/seeds.sh -n RANKS -s FIRST -k SEEDS OUTDIR/config.yaml OUTDIR
+# Needs python3 with PyYAML (apt-get install python3-yaml).
+set -euo pipefail
+JOBS="" K=3 FIRST=1
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+while getopts "j:k:s:h" o; do
+    case $o in
+        j) JOBS=$OPTARG ;; k) K=$OPTARG ;; s) FIRST=$OPTARG ;;
+        *) usage; exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 2 ] || { usage >&2; exit 2; }
+for v in "$K" "$FIRST"; do
+    [[ $v =~ ^[0-9]+$ ]] || { echo "variant.sh: '$v' is not a non-negative integer" >&2; exit 2; }
+done
+CONFIG=$1 OUT=$2
+shift 2
+[ -r "$CONFIG" ] || { echo "variant.sh: $CONFIG: cannot read the config" >&2; exit 2; }
+RD=${RD:-build/recdistill}
+HERE=$(cd "$(dirname "$0")" && pwd)
+command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
+    { echo "variant.sh: needs python3 with PyYAML (apt-get install python3-yaml)" >&2; exit 2; }
+mkdir -p "$OUT"
+
+RANKS=$(python3 - "$CONFIG" "$OUT/config.yaml" "$JOBS" "$@" <<'PY'
+import sys, yaml
+src, dst, jobs = sys.argv[1:4]
+c = yaml.safe_load(open(src))
+def die(msg):
+    sys.exit(f"variant.sh: {msg}")
+if jobs.split():
+    have = {j["name"]: j for j in c["cluster"]["jobs"]}
+    for n in jobs.split():
+        if n not in have:
+            die(f"-j: no job '{n}' in {src} (have: {' '.join(have)})")
+    c["cluster"]["jobs"] = [j for j in c["cluster"]["jobs"] if j["name"] in jobs.split()]
+for kv in sys.argv[4:]:
+    if "=" not in kv:
+        die(f"'{kv}': expected KEY=VALUE")
+    key, val = kv.split("=", 1)
+    try:
+        val = yaml.safe_load(val)
+    except yaml.YAMLError as e:
+        die(f"'{kv}': the value is not YAML: {e}")
+    node, parts = c, key.split(".")
+    for i, p in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if p.isdigit() and int(p) < len(node):
+                k = int(p)
+            else:
+                idx = [n for n, e in enumerate(node) if isinstance(e, dict) and e.get("name") == p]
+                if not idx:
+                    die(f"'{key}': no element '{p}' at {where}")
+                k = idx[0]
+        elif isinstance(node, dict):
+            if p not in node and not last:
+                die(f"'{key}': no key '{p}' at {where}")
+            k = p
+        else:
+            die(f"'{key}': {'.'.join(parts[:i])} is a scalar")
+        if last:
+            node[k] = val
+        else:
+            node = node[k]
+yaml.safe_dump(c, open(dst, "w"), default_flow_style=None, sort_keys=False)
+cl = c["cluster"]
+print(cl.get("ps_ranks", 1) + sum(j.get("ranks", 1) for j in cl["jobs"]))
+PY
+)
+"$RD" config "$OUT/config.yaml" >/dev/null || { echo "variant.sh: $OUT/config.yaml is not valid" >&2; exit 2; }
+echo "variant.sh: $OUT/config.yaml, $RANKS ranks, seeds $FIRST..$((FIRST + K - 1))"
+RD=$RD "$HERE/seeds.sh" -n "$RANKS" -s "$FIRST" -k "$K" "$OUT/config.yaml" "$OUT"
