@@ -11,57 +11,21 @@
 #include <string.h>
 
 // ---------------------------------------------------------------------------------------------
-// Byte order helpers
-
-static void put16(unsigned char *p, uint16_t v) {
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void put32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint16_t get16(const unsigned char *p) {
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get32(const unsigned char *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Encode / decode
 
 void rd_msg_encode(const rd_msg_header *h, unsigned char out[RD_MSG_HEADER_BYTES]) {
-    put32(out + 0, h->magic);
-    put16(out + 4, h->version);
-    put16(out + 6, h->op);
-    put32(out + 8, (uint32_t)h->status);
-    put32(out + 12, h->table);
-    put64(out + 16, h->count);
-    put32(out + 24, h->dim);
-    put32(out + 28, h->flags);
-    put64(out + 32, h->req_id);
-    put64(out + 40, h->payload_bytes);
-    put64(out + 48, (uint64_t)h->step);
-    put64(out + 56, (uint64_t)h->stream_time);
+    rd_le_put32(out + 0, h->magic);
+    rd_le_put16(out + 4, h->version);
+    rd_le_put16(out + 6, h->op);
+    rd_le_put32(out + 8, (uint32_t)h->status);
+    rd_le_put32(out + 12, h->table);
+    rd_le_put64(out + 16, h->count);
+    rd_le_put32(out + 24, h->dim);
+    rd_le_put32(out + 28, h->flags);
+    rd_le_put64(out + 32, h->req_id);
+    rd_le_put64(out + 40, h->payload_bytes);
+    rd_le_put64(out + 48, (uint64_t)h->step);
+    rd_le_put64(out + 56, (uint64_t)h->stream_time);
 }
 
 int rd_msg_decode(const void *buf, size_t len, rd_msg_header *h, rd_errbuf *eb) {
@@ -71,21 +35,21 @@ int rd_msg_decode(const void *buf, size_t len, rd_msg_header *h, rd_errbuf *eb) 
                           "message of %zu bytes is shorter than the %d-byte header", len,
                           RD_MSG_HEADER_BYTES);
     const unsigned char *p = buf;
-    h->magic = get32(p + 0);
+    h->magic = rd_le_get32(p + 0);
     if (h->magic != RD_MSG_MAGIC)
         return rd_err_set(eb, RD_ERR_PROTO, "bad magic 0x%08" PRIx32 " (expected 0x%08x)", h->magic,
                           RD_MSG_MAGIC);
-    h->version = get16(p + 4);
-    h->op = get16(p + 6);
-    h->status = (int32_t)get32(p + 8);
-    h->table = get32(p + 12);
-    h->count = get64(p + 16);
-    h->dim = get32(p + 24);
-    h->flags = get32(p + 28);
-    h->req_id = get64(p + 32);
-    h->payload_bytes = get64(p + 40);
-    h->step = (int64_t)get64(p + 48);
-    h->stream_time = (int64_t)get64(p + 56);
+    h->version = rd_le_get16(p + 4);
+    h->op = rd_le_get16(p + 6);
+    h->status = (int32_t)rd_le_get32(p + 8);
+    h->table = rd_le_get32(p + 12);
+    h->count = rd_le_get64(p + 16);
+    h->dim = rd_le_get32(p + 24);
+    h->flags = rd_le_get32(p + 28);
+    h->req_id = rd_le_get64(p + 32);
+    h->payload_bytes = rd_le_get64(p + 40);
+    h->step = (int64_t)rd_le_get64(p + 48);
+    h->stream_time = (int64_t)rd_le_get64(p + 56);
     if (h->version != RD_MSG_VERSION)
         return rd_err_set(eb, RD_ERR_VERSION, "message version %u, this build speaks %d",
                           (unsigned)h->version, RD_MSG_VERSION);
@@ -209,17 +173,17 @@ int rd_msg_check_request(const rd_msg_header *h, uint64_t max_payload, rd_errbuf
 // Shared-memory descriptors
 
 void rd_msg_shm_encode(const rd_msg_shm *d, unsigned char out[RD_MSG_SHM_DESC_BYTES]) {
-    put64(out + 0, d->region);
-    put64(out + 8, d->req_off);
-    put64(out + 16, d->req_bytes);
-    put64(out + 24, d->reply_off);
+    rd_le_put64(out + 0, d->region);
+    rd_le_put64(out + 8, d->req_off);
+    rd_le_put64(out + 16, d->req_bytes);
+    rd_le_put64(out + 24, d->reply_off);
 }
 
 void rd_msg_shm_decode(const unsigned char in[RD_MSG_SHM_DESC_BYTES], rd_msg_shm *d) {
-    d->region = get64(in + 0);
-    d->req_off = get64(in + 8);
-    d->req_bytes = get64(in + 16);
-    d->reply_off = get64(in + 24);
+    d->region = rd_le_get64(in + 0);
+    d->req_off = rd_le_get64(in + 8);
+    d->req_bytes = rd_le_get64(in + 16);
+    d->reply_off = rd_le_get64(in + 24);
 }
 
 // [off, off + bytes) is aligned, past the reserved start and inside [0, size): no overflow.

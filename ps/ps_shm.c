@@ -23,30 +23,6 @@
 
 #define SHM_MAGIC 0x4745524d48534452ull // bytes "RDSHMREG"
 
-static void put32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t get64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 // This node's identity: host name and kernel boot id ("" when unreadable).
 static void node_identity(char host[RD__SHM_HOST], char boot[RD__SHM_BOOT]) {
     memset(host, 0, RD__SHM_HOST);
@@ -96,9 +72,9 @@ int rd__shm_create(
     r->bytes = bytes;
     r->id = id;
     r->fd = fd;
-    put64(r->base, SHM_MAGIC);
-    put64(r->base + 8, id);
-    put64(r->base + 16, bytes);
+    rd_le_put64(r->base, SHM_MAGIC);
+    rd_le_put64(r->base + 8, id);
+    rd_le_put64(r->base + 16, bytes);
     memset(a, 0, sizeof *a);
     a->pid = (uint32_t)getpid();
     a->fd = (uint32_t)fd;
@@ -140,7 +116,8 @@ int rd__shm_map(const rd__shm_attach *a, rd__shm_region *r, rd_errbuf *eb) {
     if (p == MAP_FAILED)
         return rd_err_set(eb, RD_ERR_IO, "mmap %s: %s", path, strerror(e));
     const unsigned char *b = p;
-    if (get64(b) != SHM_MAGIC || get64(b + 8) != a->id || get64(b + 16) != a->bytes) {
+    if (rd_le_get64(b) != SHM_MAGIC || rd_le_get64(b + 8) != a->id ||
+        rd_le_get64(b + 16) != a->bytes) {
         munmap(p, (size_t)a->bytes);
         return rd_err_set(eb, RD_ERR_PROTO,
                           "%s does not hold region %016" PRIx64 " (its header differs)", path,
@@ -164,10 +141,10 @@ void rd__shm_unmap(rd__shm_region *r) {
 
 void rd__shm_attach_encode(const rd__shm_attach *a, unsigned char out[RD_MSG_ATTACH_BYTES]) {
     memset(out, 0, RD_MSG_ATTACH_BYTES);
-    put32(out + 0, a->pid);
-    put32(out + 4, a->fd);
-    put64(out + 8, a->bytes);
-    put64(out + 16, a->id);
+    rd_le_put32(out + 0, a->pid);
+    rd_le_put32(out + 4, a->fd);
+    rd_le_put64(out + 8, a->bytes);
+    rd_le_put64(out + 16, a->id);
     memcpy(out + 24, a->host, RD__SHM_HOST);
     memcpy(out + 24 + RD__SHM_HOST, a->boot, RD__SHM_BOOT);
 }
@@ -180,10 +157,10 @@ int rd__shm_attach_decode(const void *buf, size_t len, rd__shm_attach *a, rd_err
         return rd_err_set(eb, RD_ERR_PROTO, "ATTACH payload of %zu bytes (expected %d)", len,
                           RD_MSG_ATTACH_BYTES);
     const unsigned char *p = buf;
-    a->pid = get32(p);
-    a->fd = get32(p + 4);
-    a->bytes = get64(p + 8);
-    a->id = get64(p + 16);
+    a->pid = rd_le_get32(p);
+    a->fd = rd_le_get32(p + 4);
+    a->bytes = rd_le_get64(p + 8);
+    a->id = rd_le_get64(p + 16);
     memcpy(a->host, p + 24, RD__SHM_HOST);
     memcpy(a->boot, p + 24 + RD__SHM_HOST, RD__SHM_BOOT);
     if (a->host[RD__SHM_HOST - 1] != '\0' || a->boot[RD__SHM_BOOT - 1] != '\0')

@@ -12,6 +12,7 @@
 //   rd_msg_shm, rd_msg_shm_encode/decode(), rd_msg_check_shm()  the descriptor of a request whose
 //                            payload sits in a same-node shared-memory region (RD_MSG_FLAG_SHM)
 //   rd_msg_op_name()
+//   rd_le_put16/32/64(), rd_le_get16/32/64()  little-endian fields of these formats
 //   RD_MSG_SLOT_*, rd_msg_slot()  the reply slot carried in the low 12 bits of req_id, and the
 //                            slots reserved for clients other than rd_kv (token store)
 //
@@ -56,6 +57,36 @@
 #include <stdint.h>
 
 #include "rd/error.h"
+
+// Little-endian fields of the wire formats (headers, descriptors, ATTACH payloads): byte by byte,
+// so they read the same on any host and at any alignment.
+static inline void rd_le_put16(unsigned char *p, uint16_t v) {
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+static inline void rd_le_put32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline void rd_le_put64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline uint16_t rd_le_get16(const unsigned char *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t rd_le_get32(const unsigned char *p) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+static inline uint64_t rd_le_get64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
 
 #define RD_MSG_MAGIC        0x53504452u // bytes "RDPS"
 #define RD_MSG_VERSION      1
