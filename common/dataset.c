@@ -1471,6 +1471,9 @@ int rd_dataset_check_config(const char *dir,
     if (found < 0)
         return rd_err_set(eb, RD_ERR_PARSE, "%s: malformed %s line", path, "data_config_hash");
     uint64_t here = rd_dataset_config_hash(dc, run_seed);
+    if (here == 0) // the hash could not be computed: say so rather than claim a mismatch
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory while checking the data config",
+                          path);
     if (here == (uint64_t)there)
         return RD_OK;
     return rd_err_set(eb, RD_ERR_CONFIG,

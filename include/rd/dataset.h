@@ -138,7 +138,7 @@ int rd_dataset_prepare(const rd_data_config *dc, uint64_t run_seed, rd_errbuf *e
  * A hash of what decides a dataset's records: the data section of the config (source, input,
  * schema, synthetic parameters, split, negative sampling; not data.dir nor history_max) and the
  * seeds it draws from (the generator's, and run_seed when negatives are sampled). Prepare writes
- * it into meta.yaml as data_config_hash.
+ * it into meta.yaml as data_config_hash. @return the hash, or 0 when out of memory.
  */
 uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed);
 
@@ -148,7 +148,8 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed);
  * the event count or the split changed). A folder without data_config_hash (prepared by an
  * older version) passes.
  * @return RD_OK, RD_ERR_CONFIG ("data.dir DIR holds a dataset prepared from another data
- *         configuration ..."), RD_ERR_IO (meta.yaml unreadable), RD_ERR_PARSE (malformed line)
+ *         configuration ..."), RD_ERR_IO (meta.yaml unreadable), RD_ERR_PARSE (malformed line),
+ *         RD_ERR_NOMEM
  */
 int rd_dataset_check_config(const char *dir,
                             const rd_data_config *dc,
