@@ -130,7 +130,7 @@ static void build_bundle(const char *dir, char *bundle, size_t cap, char *dsdir,
     rd_model_opts mo = {.tables = cfg->ps.tables,
                         .n_tables = cfg->ps.n_tables,
                         .max_batch = 1,
-                        .n_numeric = di->n_numeric,
+                        .n_numeric = rd_dataset_n_inputs(di),
                         .opt_slots = rd_dense_optim_slots(opt.kind),
                         .seed = 11};
     rd_model *model = NULL;

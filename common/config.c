@@ -48,7 +48,7 @@ _Static_assert(sizeof(rd_config) < (size_t)INT_MAX, "rd_config must fit one MPI_
 static const char *const job_roles[] = {"teacher", "student", NULL};
 static const char *const data_sources[] = {"synthetic", "movielens100k", "movielens1m", "csv",
                                            NULL};
-static const char *const field_kinds[] = {"categorical", "multi", "numeric", NULL};
+static const char *const field_kinds[] = {"categorical", "multi", "numeric", "feedback", NULL};
 static const char *const label_ops[] = {">=", ">", "==", "!=", "<=", "<", NULL};
 static const char *const opt_kinds[] = {"sgd", "adagrad", "adam", "ftrl", NULL};
 static const char *const poolings[] = {"sum", "mean", NULL};
@@ -307,6 +307,9 @@ static const ck_key seq_keys[] = {
     K_ENUM(rd_seq_config, "view", view, seq_kinds, 0, "none"),
     K_INT(rd_seq_config, "view_length", view_length, 0, 4096, 0, "16"), // >= 1 with a view
     K_BOOL(rd_seq_config, "view_by_label", view_by_label, "false"),
+    K_INTS(rd_seq_config, "stats", stats, n_stats, 1, 4096),
+    K_STR(rd_seq_config, "stats_feedback", stats_feedback, 0, NULL),
+    K_BOOL(rd_seq_config, "stats_residual", stats_residual, "false"),
 };
 TABLE(seq_desc, rd_seq_config, seq_keys);
 
@@ -1500,7 +1503,15 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                 strcmp(fu->field, "hour") != 0 && strcmp(fu->field, "weekday") != 0) {
                 int found = 0;
                 for (int s = 0; s < sc->n_fields; s++)
-                    found |= strcmp(sc->fields[s].name, fu->field) == 0;
+                    if (strcmp(sc->fields[s].name, fu->field) == 0) {
+                        if (sc->fields[s].kind == RD_FIELD_FEEDBACK)
+                            return verr(v, p,
+                                        "field '%s' is feedback (known only after the event): "
+                                        "it cannot be a feature; read it through "
+                                        "seq.stats_feedback",
+                                        fu->field);
+                        found = 1;
+                    }
                 if (!found)
                     return verr(v, p,
                                 "no field named '%s' in data.schema.fields (or user, item, hour, "
@@ -1509,6 +1520,36 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             }
         }
         const rd_seq_config *sq = &mc->seq;
+        for (int k = 0; k < sq->n_stats; k++) {
+            snprintf(p, sizeof p, "models[%d].seq.stats[%d]", m, k);
+            if (sq->stats[k] > cfg->data.history_max)
+                return verr(v, p, "%d exceeds data.history_max (%d)", sq->stats[k],
+                            cfg->data.history_max);
+            if (k > 0 && sq->stats[k] <= sq->stats[k - 1])
+                return verr(v, p, "%d: the windows must be ascending and distinct", sq->stats[k]);
+        }
+        if (sq->stats_residual && !sq->stats_feedback[0]) {
+            snprintf(p, sizeof p, "models[%d].seq.stats_residual", m);
+            return verr(v, p, "needs seq.stats_feedback (the value whose residual it averages)");
+        }
+        if (sq->stats_feedback[0]) {
+            snprintf(p, sizeof p, "models[%d].seq.stats_feedback", m);
+            if (!sq->n_stats)
+                return verr(v, p, "needs seq.stats (the windows it is averaged over)");
+            if (csv) {
+                int found = 0;
+                for (int s = 0; s < sc->n_fields; s++)
+                    if (strcmp(sc->fields[s].name, sq->stats_feedback) == 0) {
+                        if (sc->fields[s].kind != RD_FIELD_FEEDBACK)
+                            return verr(v, p, "field '%s' is not of kind feedback",
+                                        sq->stats_feedback);
+                        found = 1;
+                    }
+                if (!found)
+                    return verr(v, p, "no field named '%s' in data.schema.fields",
+                                sq->stats_feedback);
+            }
+        }
         if (sq->kind == RD_SEQ_NONE && sq->view != RD_SEQ_NONE) {
             snprintf(p, sizeof p, "models[%d].seq.view", m);
             return verr(v, p,
@@ -1568,6 +1609,13 @@ static int check_models(const rd_config *cfg, const vctx *v) {
     if (cfg->tokens.source_model[0] && !rd_config_find_model(cfg, cfg->tokens.source_model))
         return verr(v, "tokens.source_model", "no model named '%s' in models",
                     cfg->tokens.source_model);
+    const rd_model_config *src =
+        cfg->tokens.source_model[0] ? rd_config_find_model(cfg, cfg->tokens.source_model) : NULL;
+    if (src && src->seq.n_stats)
+        return verr(v, "tokens.source_model",
+                    "model '%s' has seq.stats: a source model compresses one event and reads no "
+                    "history",
+                    src->name);
     return RD_OK;
 }
 

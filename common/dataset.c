@@ -98,7 +98,7 @@ int rd__layout_add(rd__layout *lay, const char *name, int kind, uint32_t width) 
     memset(f, 0, sizeof *f);
     snprintf(f->name, sizeof f->name, "%s", name);
     f->kind = kind;
-    if (kind == RD_FIELD_NUMERIC) {
+    if (rd_field_is_float(kind)) {
         f->offset = lay->n_numeric;
         f->width = 1;
         lay->n_numeric++;
@@ -417,7 +417,7 @@ int rd__builder_create(const rd_data_config *dc,
         goto fn_fail;
     }
     for (int f = 0; f < lay->n_fields; f++)
-        if (lay->fields[f].kind != RD_FIELD_NUMERIC && rd__u64map_init(&b->vocab[f], 64) != RD_OK) {
+        if (!rd_field_is_float(lay->fields[f].kind) && rd__u64map_init(&b->vocab[f], 64) != RD_OK) {
             rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
             goto fn_fail;
         }
@@ -533,7 +533,7 @@ int rd__builder_add(rd__builder *b, const rd__event *ev, rd_errbuf *eb) {
         memcpy(nums, ev->nums, 4ull * b->lay.n_numeric);
     for (int f = 0; f < b->lay.n_fields; f++) {
         const rd_dataset_field *fd = &b->lay.fields[f];
-        if (fd->kind == RD_FIELD_NUMERIC)
+        if (rd_field_is_float(fd->kind))
             continue;
         for (uint32_t s = 0; s < fd->width; s++) {
             uint64_t k = keys[fd->offset + s];
@@ -587,6 +587,8 @@ static const char *kind_name(int kind) {
             return "multi";
         case RD_FIELD_NUMERIC:
             return "numeric";
+        case RD_FIELD_FEEDBACK:
+            return "feedback";
         default:
             return "?";
     }
@@ -682,13 +684,13 @@ static int write_meta(rd__builder *b,
         fprintf(f, "  - {name: ");
         rd__yaml_str(f, fd->name);
         fprintf(f, ", kind: %s, %s: %u, width: %u, vocab: %llu}\n", kind_name(fd->kind),
-                fd->kind == RD_FIELD_NUMERIC ? "index" : "slot", fd->offset, fd->width,
+                rd_field_is_float(fd->kind) ? "index" : "slot", fd->offset, fd->width,
                 (unsigned long long)fd->vocab);
     }
     fprintf(f, "vocab:\n  user: %llu\n  item: %llu\n", (unsigned long long)h->n_users,
             (unsigned long long)h->n_items);
     for (int i = 0; i < b->lay.n_fields; i++)
-        if (b->lay.fields[i].kind != RD_FIELD_NUMERIC)
+        if (!rd_field_is_float(b->lay.fields[i].kind))
             fprintf(f, "  %s: %llu\n", b->lay.fields[i].name,
                     (unsigned long long)b->lay.fields[i].vocab);
     fprintf(f,
@@ -867,7 +869,7 @@ int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
     }
     for (int f = 0; f < b->lay.n_fields; f++) {
         rd_dataset_field *fd = &b->lay.fields[f];
-        fd->vocab = fd->kind == RD_FIELD_NUMERIC ? 0 : b->vocab[f].n;
+        fd->vocab = rd_field_is_float(fd->kind) ? 0 : b->vocab[f].n;
         disk_field df;
         memset(&df, 0, sizeof df);
         memcpy(df.name, fd->name, sizeof df.name);
@@ -1106,10 +1108,10 @@ int rd_dataset_open(const char *dir, int flags, rd_dataset **out, rd_errbuf *eb)
     for (uint32_t f = 0; f < h.n_fields; f++) {
         disk_field df;
         memcpy(&df, ds->map + sizeof h + f * sizeof df, sizeof df);
-        uint32_t cap = df.kind == RD_FIELD_NUMERIC ? h.n_numeric : h.n_slots;
+        uint32_t cap = rd_field_is_float((int)df.kind) ? h.n_numeric : h.n_slots;
         if (memchr(df.name, '\0', sizeof df.name) == NULL || df.name[0] == '\0' ||
-            df.kind > RD_FIELD_NUMERIC || df.width == 0 || df.offset > cap ||
-            df.width > cap - df.offset || (df.kind == RD_FIELD_NUMERIC && df.width != 1)) {
+            df.kind > RD_FIELD_FEEDBACK || df.width == 0 || df.offset > cap ||
+            df.width > cap - df.offset || (rd_field_is_float((int)df.kind) && df.width != 1)) {
             rc = corrupt(eb, p, "inconsistent field table");
             goto fn_fail;
         }
@@ -1169,8 +1171,25 @@ int rd_dataset_open(const char *dir, int flags, rd_dataset **out, rd_errbuf *eb)
     if (!(flags & RD_DATASET_NOVERIFY) && (rc = check_index(ds, &h, p, eb)) != RD_OK)
         goto fn_fail;
 
+    // Feedback values must be the tail of the floats: the model inputs are the first ones.
+    uint32_t n_fb = 0;
+    for (uint32_t f = 0; f < h.n_fields; f++)
+        n_fb += ds->fields[f].kind == RD_FIELD_FEEDBACK;
+    for (uint32_t f = 0; f < h.n_fields; f++) {
+        const rd_dataset_field *fl = &ds->fields[f];
+        int bad = n_fb > h.n_numeric ||
+                  (fl->kind == RD_FIELD_FEEDBACK && fl->offset < h.n_numeric - n_fb) ||
+                  (fl->kind == RD_FIELD_NUMERIC && fl->offset >= h.n_numeric - n_fb);
+        if (bad) {
+            rc = corrupt(eb, p,
+                         "inconsistent field table (feedback values are not the last floats)");
+            goto fn_fail;
+        }
+    }
+
     rd_dataset_info *in = &ds->info;
     in->version = h.version;
+    in->n_feedback = n_fb;
     in->record_size = h.record_size;
     in->n_slots = h.n_slots;
     in->n_numeric = h.n_numeric;
@@ -1399,6 +1418,97 @@ const uint64_t *rd_dataset_history_view(const rd_dataset *ds, uint64_t i, size_t
     uint64_t start = p > L ? p - L : 0;
     *n = (size_t)(p - start);
     return ds->user_rec + off + start;
+}
+
+size_t rd_history_stats_width(const rd_seq_config *sq) {
+    if (!sq->n_stats)
+        return 0;
+    return 1 + (size_t)sq->n_stats *
+                   (1 + (sq->stats_feedback[0] ? 1 : 0) + (sq->stats_residual ? 1 : 0));
+}
+
+float *rd_dataset_item_means(const rd_dataset *ds, int feedback_index) {
+    const rd_dataset_info *in = &ds->info;
+    float *out = rd_malloc((in->n_events ? in->n_events : 1) * sizeof(float));
+    double *sum = rd_calloc(in->n_items ? in->n_items : 1, sizeof(double));
+    uint32_t *cnt = rd_calloc(in->n_items ? in->n_items : 1, sizeof(uint32_t));
+    if (!out || !sum || !cnt) {
+        rd_free(out);
+        out = NULL;
+        goto done;
+    }
+    double g_sum = 0;
+    for (uint64_t e = 0; e < in->n_events; e++) {
+        const rd_record *r = rd_dataset_record(ds, e);
+        RD_ASSERT(r->item < in->n_items);
+        double g = e ? g_sum / (double)e : 0.0;
+        out[e] =
+            (float)((sum[r->item] + RD_STATS_PRIOR * g) / ((double)cnt[r->item] + RD_STATS_PRIOR));
+        double x = (double)rd_dataset_nums(ds, e)[feedback_index];
+        sum[r->item] += x;
+        cnt[r->item]++;
+        g_sum += x;
+    }
+done:
+    rd_free(sum);
+    rd_free(cnt);
+    return out;
+}
+
+void rd_dataset_history_stats(const rd_dataset *ds,
+                              uint64_t i,
+                              const rd_seq_config *sq,
+                              int feedback_index,
+                              const float *item_mean,
+                              float *out) {
+    if (!sq->n_stats)
+        return;
+    size_t nh = 0;
+    const uint64_t *h = rd_dataset_history_view(ds, i, (size_t)sq->stats[sq->n_stats - 1], &nh);
+    out[0] = (float)log1p((double)rd_dataset_user_pos(ds, i));
+    // Windows ascend: one walk from the latest event back, closing each window on the way.
+    double sum_y = 0, sum_f = 0, sum_r = 0;
+    size_t j = 0;
+    int fb = feedback_index >= 0, res = fb && item_mean;
+    size_t stride = 1 + (size_t)fb + (size_t)res;
+    for (int k = 0; k < sq->n_stats; k++) {
+        size_t end = (size_t)sq->stats[k] < nh ? (size_t)sq->stats[k] : nh;
+        for (; j < end; j++) {
+            uint64_t e = h[nh - 1 - j];
+            sum_y += (double)rd_dataset_record(ds, e)->label;
+            if (fb) {
+                double x = (double)rd_dataset_nums(ds, e)[feedback_index];
+                sum_f += x;
+                if (res)
+                    sum_r += x - (double)item_mean[e];
+            }
+        }
+        float *o = out + 1 + (size_t)k * stride;
+        o[0] = end ? (float)(sum_y / (double)end) : 0.0f;
+        if (fb)
+            o[1] = end ? (float)(sum_f / (double)end) : 0.0f;
+        if (res)
+            o[2] = end ? (float)(sum_r / (double)end) : 0.0f;
+    }
+}
+
+int rd_dataset_stats_feedback(
+    const rd_dataset *ds, const char *model, const rd_seq_config *sq, int *index, rd_errbuf *eb) {
+    *index = -1;
+    if (!sq->stats_feedback[0])
+        return RD_OK;
+    const rd_dataset_field *f = rd_dataset_find_field(ds, sq->stats_feedback);
+    if (!f)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "model '%s': seq.stats_feedback: the dataset has no field '%s' (a folder "
+                          "prepared before feedback fields existed must be prepared again)",
+                          model, sq->stats_feedback);
+    if (f->kind != RD_FIELD_FEEDBACK)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "model '%s': seq.stats_feedback: field '%s' is not of kind feedback",
+                          model, sq->stats_feedback);
+    *index = (int)f->offset;
+    return RD_OK;
 }
 
 void rd_dataset_history(const rd_dataset *ds, uint64_t i, size_t L, uint64_t *out_idx, size_t *n) {

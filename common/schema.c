@@ -102,6 +102,7 @@ int rd_schema_preset(int source, rd_schema_config *sc, rd_errbuf *eb) {
         add_field(sc, "occupation", "occupation", "users", RD_FIELD_CATEGORICAL, 8, 0);
         add_field(sc, "zip", "zip", "users", RD_FIELD_CATEGORICAL, 8, 0);
         add_field(sc, "genres", "unknown", "items", RD_FIELD_CATEGORICAL, 19, 1);
+        add_field(sc, "rating", "rating", "", RD_FIELD_FEEDBACK, 8, 0);
     } else {
         static const char *const users[] = {"user_id", "gender", "age", "occupation", "zip", NULL};
         static const char *const items[] = {"item_id", "title", "genres", NULL};
@@ -114,6 +115,7 @@ int rd_schema_preset(int source, rd_schema_config *sc, rd_errbuf *eb) {
         add_field(sc, "occupation", "occupation", "users", RD_FIELD_CATEGORICAL, 8, 0);
         add_field(sc, "zip", "zip", "users", RD_FIELD_CATEGORICAL, 8, 0);
         add_field(sc, "genres", "genres", "items", RD_FIELD_MULTI, 6, 0);
+        add_field(sc, "rating", "rating", "", RD_FIELD_FEEDBACK, 8, 0);
     }
     return RD_OK;
 }
@@ -436,7 +438,7 @@ static int fill_field(const field_plan *fp,
                       rd_errbuf *eb) {
     const char *name = fp->cfg->name;
     const rd_csv_field *v = &row[fp->col];
-    if (fp->kind == RD_FIELD_NUMERIC) {
+    if (rd_field_is_float(fp->kind)) {
         double x;
         if (rd_csv_parse_double(v, &x) != 0)
             return bad_value(eb, r, cols[fp->col], v->len ? "non-numeric value" : "empty value", v);
@@ -595,8 +597,8 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
             const field_plan *fp = &cx->plan[i];
             if (fp->side != s)
                 continue;
-            rc = fill_field(fp, r, f, cols, keys + (fp->kind == RD_FIELD_NUMERIC ? 0 : fp->soff),
-                            nums + (fp->kind == RD_FIELD_NUMERIC ? fp->soff : 0), eb);
+            rc = fill_field(fp, r, f, cols, keys + (rd_field_is_float(fp->kind) ? 0 : fp->soff),
+                            nums + (rd_field_is_float(fp->kind) ? fp->soff : 0), eb);
             if (rc != RD_OK)
                 goto done;
         }
@@ -800,11 +802,12 @@ static void write_schema_yaml(FILE *f, const csv_ctx *cx) {
         fprintf(f, ", side: ");
         rd__yaml_str(f, fp->cfg->side);
         fprintf(f, ", kind: %s%s",
-                fp->flags                      ? "flags"
-                : fp->kind == RD_FIELD_MULTI   ? "multi"
-                : fp->kind == RD_FIELD_NUMERIC ? "numeric"
-                                               : "categorical",
-                fp->cfg->log1p && fp->kind == RD_FIELD_NUMERIC ? ", log1p: true" : "");
+                fp->flags                       ? "flags"
+                : fp->kind == RD_FIELD_MULTI    ? "multi"
+                : fp->kind == RD_FIELD_NUMERIC  ? "numeric"
+                : fp->kind == RD_FIELD_FEEDBACK ? "feedback"
+                                                : "categorical",
+                fp->cfg->log1p && rd_field_is_float(fp->kind) ? ", log1p: true" : "");
         if (fp->kind == RD_FIELD_MULTI && !fp->flags) {
             fprintf(f, ", sep: ");
             rd__yaml_str(f, fp->cfg->sep);
@@ -827,18 +830,23 @@ static int plan_fields(csv_ctx *cx, rd_errbuf *eb) {
         cx->side[s].cfg = &sc->side[s];
         resolve_path(cx->dc->input, sc->side[s].path, cx->side[s].path, sizeof cx->side[s].path);
     }
-    for (int pass = 0; pass < 2; pass++) {
+    // Key fields first, then numeric, then feedback: feedback values are the tail of a record's
+    // floats, so the model inputs are its first n_numeric - n_feedback floats.
+    for (int pass = 0; pass < 3; pass++) {
         for (int i = 0; i < sc->n_fields; i++) {
             const rd_field_config *fc = &sc->fields[i];
-            int numeric = fc->kind == RD_FIELD_NUMERIC && !fc->flags;
-            if (numeric != pass)
+            int fpass = fc->flags                       ? 0
+                        : fc->kind == RD_FIELD_NUMERIC  ? 1
+                        : fc->kind == RD_FIELD_FEEDBACK ? 2
+                                                        : 0;
+            if (fpass != pass)
                 continue;
             field_plan *fp = &cx->plan[cx->n_plan];
             memset(fp, 0, sizeof *fp);
             fp->cfg = fc;
-            fp->flags = fc->flags && fc->kind != RD_FIELD_NUMERIC;
+            fp->flags = fc->flags && !rd_field_is_float(fc->kind);
             fp->kind = fp->flags ? RD_FIELD_MULTI : fc->kind;
-            if (fp->kind < RD_FIELD_CATEGORICAL || fp->kind > RD_FIELD_NUMERIC)
+            if (fp->kind < RD_FIELD_CATEGORICAL || fp->kind > RD_FIELD_FEEDBACK)
                 return rd_err_set(eb, RD_ERR_CONFIG, "data.schema.fields[%d]: bad kind %d", i,
                                   fc->kind);
             if (fp->kind == RD_FIELD_MULTI && (fc->max_len < 1 || fc->max_len > 64))
@@ -865,7 +873,7 @@ static int plan_fields(csv_ctx *cx, rd_errbuf *eb) {
                                       "data.schema.fields[%d].side: no side table '%s'", i,
                                       fc->side);
                 side_table *st = &cx->side[fp->side];
-                if (fp->kind == RD_FIELD_NUMERIC) {
+                if (rd_field_is_float(fp->kind)) {
                     fp->soff = st->n_num;
                     st->n_num++;
                 } else {
@@ -1080,7 +1088,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 const field_plan *fp = &cx->plan[i];
                 if (fp->side != s)
                     continue;
-                if (fp->kind == RD_FIELD_NUMERIC)
+                if (rd_field_is_float(fp->kind))
                     nums[fp->offset] = st->nums[(uint64_t)*row * st->n_num + fp->soff];
                 else
                     memcpy(keys + fp->offset, st->keys + (uint64_t)*row * st->n_slots + fp->soff,
@@ -1092,8 +1100,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
             if (fp->side >= 0)
                 continue;
             rc = fill_field(fp, r, f, cx->cols,
-                            keys + (fp->kind == RD_FIELD_NUMERIC ? 0 : fp->offset),
-                            nums + (fp->kind == RD_FIELD_NUMERIC ? fp->offset : 0), eb);
+                            keys + (rd_field_is_float(fp->kind) ? 0 : fp->offset),
+                            nums + (rd_field_is_float(fp->kind) ? fp->offset : 0), eb);
             if (rc != RD_OK)
                 goto done;
         }

@@ -669,6 +669,14 @@ static void test_errors_cross(void **state) {
     expect_error(BASE "    seq: {kind: din, table: e, view: mean, view_length: 2, "
                       "view_by_label: true, with_labels: false}\n",
                  "t.yaml:15:", "models[0].seq.view_by_label: needs seq.with_labels");
+    expect_error(BASE "    seq: {stats: [4, 4]}\n", "t.yaml:15:",
+                 "models[0].seq.stats[1]: 4: the windows must be ascending and distinct");
+    expect_error(BASE "    seq: {stats: [300]}\n",
+                 "t.yaml:15:", "models[0].seq.stats[0]: 300 exceeds data.history_max (256)");
+    expect_error(BASE "    seq: {stats_feedback: r}\n",
+                 "t.yaml:15:", "models[0].seq.stats_feedback: needs seq.stats");
+    expect_error(BASE "    seq: {stats: [2], stats_residual: true}\n",
+                 "t.yaml:15:", "models[0].seq.stats_residual: needs seq.stats_feedback");
     expect_error(BASE "    seq: {view: din}\n", "t.yaml:15:",
                  "models[0].seq.view: a second view of the history needs a history branch");
     expect_error(BASE "    seq: {kind: transformer, table: e, heads: 3}\n",
@@ -777,6 +785,47 @@ static void test_errors_csv(void **state) {
                  "t.yaml:10:17: models[0].features[0].field: no field named 'age' in "
                  "data.schema.fields",
                  NULL);
+    // A feedback field is known only after its event: never a feature, only history statistics.
+#define FB_CSV                                                                                     \
+    "data:\n  source: csv\n  schema:\n    path: p\n    user_column: u\n"                           \
+    "    item_column: i\n    time_column: t\n    label: l >= 1\n"                                  \
+    "    fields:\n      - {name: r, kind: feedback}\n      - {name: x, kind: numeric}\n"
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                 "models:\n  - name: m\n    features:\n      - {field: r, table: e}\n" FB_CSV,
+                 "t.yaml:10:17: models[0].features[0].field: field 'r' is feedback (known only "
+                 "after the event): it cannot be a feature",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                 "models:\n  - name: m\n    features:\n      - {field: user, table: e}\n"
+                 "    seq: {stats: [4], stats_feedback: x}\n" FB_CSV,
+                 "t.yaml:11:", "models[0].seq.stats_feedback: field 'x' is not of kind feedback");
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                 "models:\n  - name: m\n    features:\n      - {field: user, table: e}\n"
+                 "    seq: {stats: [4], stats_feedback: nope}\n" FB_CSV,
+                 "t.yaml:11:", "models[0].seq.stats_feedback: no field named 'nope'");
+    {
+        const char *y =
+            "cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+            "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+            "models:\n  - name: m\n    features:\n      - {field: user, table: e}\n"
+            "    seq: {stats: [1, 4, 16], stats_feedback: r, stats_residual: true}\n" FB_CSV;
+        rd_config *cc = new_cfg();
+        rd_errbuf eb = {0};
+        int rc = parse(y, cc, &eb);
+        if (rc != RD_OK)
+            fprintf(stderr, "%s\n", eb.msg);
+        assert_int_equal(rc, RD_OK);
+        assert_int_equal(cc->models[0].seq.n_stats, 3);
+        assert_int_equal(cc->models[0].seq.stats[2], 16);
+        assert_string_equal(cc->models[0].seq.stats_feedback, "r");
+        assert_int_equal(cc->models[0].seq.stats_residual, 1);
+        assert_int_equal(cc->data.schema.fields[0].kind, RD_FIELD_FEEDBACK);
+        free(cc);
+    }
+#undef FB_CSV
     // ... but hour and weekday come from the timestamp of every source.
     {
         const char *y = "cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"

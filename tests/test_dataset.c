@@ -801,6 +801,15 @@ static void test_presets(void **state) {
     const rd_dataset_field *occ = rd_dataset_find_field(ds, "occupation");
     assert_non_null(g);
     assert_non_null(occ);
+    // The rating is a feedback field: stored, never a model input.
+    const rd_dataset_field *rating = rd_dataset_find_field(ds, "rating");
+    assert_non_null(rating);
+    assert_int_equal(rating->kind, RD_FIELD_FEEDBACK);
+    assert_int_equal(info->n_feedback, 1);
+    assert_int_equal(rd_dataset_n_inputs(info), 0);
+    static const float stars[] = {3, 4, 5, 2, 4};
+    for (uint64_t i = 0; i < 5; i++)
+        assert_true(rd_dataset_nums(ds, i)[rating->offset] == stars[i]);
     assert_int_equal(g->width, 19);
     assert_int_equal(g->vocab, 6);
     for (uint64_t i = 0; i < 5; i++) {
@@ -927,6 +936,151 @@ static void flip_at(const char *file, long off) {
     c ^= 0x20;
     assert_int_equal(pwrite(fd, &c, 1, off), 1);
     close(fd);
+}
+
+static void near(double got, double want, double eps) {
+    if (fabs(got - want) > eps)
+        fprintf(stderr, "got %.9g, want %.9g\n", got, want);
+    assert_true(fabs(got - want) <= eps);
+}
+
+// Feedback fields and the history statistics (seq.stats) against a brute-force reference.
+static void test_feedback_stats(void **state) {
+    (void)state;
+    // 3 users, 5 items, 90 events; a rating 1..5 (label = rating >= 4) and a price.
+    char csv[8192];
+    size_t len = (size_t)snprintf(csv, sizeof csv, "ts,uid,iid,rating,price\n");
+    uint64_t x = 12345;
+    for (int e = 0; e < 90; e++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int u = (int)((x >> 33) % 3), it = (int)((x >> 40) % 5), r = 1 + (int)((x >> 50) % 5);
+        len += (size_t)snprintf(csv + len, sizeof csv - len, "%d,u%d,i%d,%d,%d.5\n", 1000 + e / 2,
+                                u, it, r, e % 7);
+    }
+    put("fb_in", "log.csv", csv);
+    rd_config *cfg = new_cfg();
+    rd_data_config *dc = &cfg->data;
+    dc->source = RD_DATA_CSV;
+    assert_true(strlen(g_tmp) + 7 < sizeof dc->input);
+    memcpy(dc->input, g_tmp, strlen(g_tmp));
+    memcpy(dc->input + strlen(g_tmp), "/fb_in", 7);
+    path_in(dc->dir, sizeof dc->dir, "fb_ds");
+    rd_schema_config *sc = &dc->schema;
+    memset(sc, 0, sizeof *sc);
+    SET(sc->path, "log.csv");
+    SET(sc->delimiter, ",");
+    sc->header = 1;
+    SET(sc->user_column, "uid");
+    SET(sc->item_column, "iid");
+    SET(sc->time_column, "ts");
+    SET(sc->time_format, "unix");
+    SET(sc->label_column, "rating");
+    sc->label_op = RD_LABEL_GE;
+    sc->label_threshold = 4;
+    sc->n_fields = 2;
+    SET(sc->fields[0].name, "stars"); // declared first, stored last
+    SET(sc->fields[0].column, "rating");
+    sc->fields[0].kind = RD_FIELD_FEEDBACK;
+    SET(sc->fields[1].name, "price");
+    SET(sc->fields[1].column, "price");
+    sc->fields[1].kind = RD_FIELD_NUMERIC;
+    dc->split.batch_fraction = 0.5;
+    dc->split.holdout_fraction = 0.2;
+    dc->split.stream_windows = 1;
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc != RD_OK)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(dc->dir);
+    const rd_dataset_info *in = rd_dataset_get_info(ds);
+    const rd_dataset_field *fs = rd_dataset_find_field(ds, "stars");
+    const rd_dataset_field *fp = rd_dataset_find_field(ds, "price");
+    assert_int_equal(in->n_numeric, 2);
+    assert_int_equal(in->n_feedback, 1);
+    assert_int_equal(rd_dataset_n_inputs(in), 1);
+    assert_int_equal(fs->kind, RD_FIELD_FEEDBACK);
+    assert_int_equal(fs->offset, 1);
+    assert_int_equal(fp->offset, 0);
+
+    rd_seq_config sq;
+    memset(&sq, 0, sizeof sq);
+    sq.n_stats = 3;
+    sq.stats[0] = 1;
+    sq.stats[1] = 3;
+    sq.stats[2] = 8;
+    int fb = -2;
+    assert_int_equal(rd_dataset_stats_feedback(ds, "m", &sq, &fb, &eb), RD_OK);
+    assert_int_equal(fb, -1); // none asked for
+    SET(sq.stats_feedback, "price");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_stats_feedback(ds, "m", &sq, &fb, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "model 'm': seq.stats_feedback: field 'price' is not of kind"));
+    SET(sq.stats_feedback, "nope");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_stats_feedback(ds, "m", &sq, &fb, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "has no field 'nope'"));
+    SET(sq.stats_feedback, "stars");
+    assert_int_equal(rd_dataset_stats_feedback(ds, "m", &sq, &fb, &eb), RD_OK);
+    assert_int_equal(fb, 1);
+    sq.stats_residual = 1;
+    assert_int_equal(rd_history_stats_width(&sq), 1 + 3 * 3);
+
+    // Item means: the shrunk mean of the item's earlier ratings, brute force.
+    uint64_t n = in->n_events;
+    float *im = rd_dataset_item_means(ds, fb);
+    assert_non_null(im);
+    for (uint64_t e = 0; e < n; e++) {
+        double s_it = 0, s_all = 0, c_it = 0;
+        for (uint64_t f = 0; f < e; f++) {
+            double v = rd_dataset_nums(ds, f)[1];
+            s_all += v;
+            if (rd_dataset_record(ds, f)->item == rd_dataset_record(ds, e)->item) {
+                s_it += v;
+                c_it++;
+            }
+        }
+        double g = e ? s_all / (double)e : 0;
+        near((double)im[e], (s_it + RD_STATS_PRIOR * g) / (c_it + RD_STATS_PRIOR), 1e-5);
+    }
+    // Stats of every record: only the same user's strictly earlier events, latest first.
+    for (int variant = 0; variant < 2; variant++) {
+        int use_fb = variant == 1;
+        sq.stats_residual = use_fb;
+        SET(sq.stats_feedback, use_fb ? "stars" : "");
+        size_t W = rd_history_stats_width(&sq);
+        assert_int_equal(W, use_fb ? 10 : 4);
+        for (uint64_t i = 0; i < n; i++) {
+            float got[16];
+            rd_dataset_history_stats(ds, i, &sq, use_fb ? fb : -1, use_fb ? im : NULL, got);
+            const rd_record *ri = rd_dataset_record(ds, i);
+            uint64_t earlier[128];
+            size_t ne = 0;
+            for (uint64_t f = i; f-- > 0;) // latest first
+                if (rd_dataset_record(ds, f)->user == ri->user)
+                    earlier[ne++] = f;
+            near((double)got[0], log1p((double)ne), 1e-6);
+            for (int k = 0; k < 3; k++) {
+                size_t end = (size_t)sq.stats[k] < ne ? (size_t)sq.stats[k] : ne;
+                double sy = 0, sf = 0, sr = 0;
+                for (size_t j = 0; j < end; j++) {
+                    double v = rd_dataset_nums(ds, earlier[j])[1];
+                    sy += (double)rd_dataset_record(ds, earlier[j])->label;
+                    sf += v;
+                    sr += v - (double)im[earlier[j]];
+                }
+                const float *o = got + 1 + k * (use_fb ? 3 : 1);
+                near((double)o[0], end ? sy / (double)end : 0, 1e-5);
+                if (use_fb) {
+                    near((double)o[1], end ? sf / (double)end : 0, 1e-5);
+                    near((double)o[2], end ? sr / (double)end : 0, 1e-5);
+                }
+            }
+        }
+    }
+    rd_free(im);
+    rd_dataset_close(ds);
+    free(cfg);
 }
 
 static void test_corruption(void **state) {
@@ -1172,6 +1326,7 @@ int main(void) {
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_negative_sampling),
         cmocka_unit_test(test_presets),
+        cmocka_unit_test(test_feedback_stats),
         cmocka_unit_test(test_corruption),
         cmocka_unit_test(test_fuzz_dataset),
         cmocka_unit_test(test_oom),

@@ -75,8 +75,9 @@ static void out_put(obuf *o, const void *v, size_t n) {
 static int feature_width(const rd_dataset *ds, const char *field, uint32_t *w, rd_errbuf *eb) {
     const rd_dataset_field *df = rd_dataset_find_field(ds, field);
     if (df) {
-        if (df->kind == RD_FIELD_NUMERIC)
-            return rd_err_set(eb, RD_ERR_SCHEMA, "feature '%s' is a numeric field", field);
+        if (rd_field_is_float(df->kind))
+            return rd_err_set(eb, RD_ERR_SCHEMA, "feature '%s' is a %s field", field,
+                              df->kind == RD_FIELD_NUMERIC ? "numeric" : "feedback");
         *w = df->width;
         return RD_OK;
     }
@@ -103,6 +104,10 @@ int rd_serve_export(const rd_config *cfg,
     if (mc->tokens.scheme > 0)
         return rd_err_set(eb, RD_ERR_UNSUPPORTED,
                           "model '%s': the instance-token branch is not served yet", mc->name);
+    if (mc->seq.n_stats)
+        return rd_err_set(eb, RD_ERR_UNSUPPORTED,
+                          "model '%s': history statistics (seq.stats) are not served yet",
+                          mc->name);
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new file name", out);
@@ -119,7 +124,7 @@ int rd_serve_export(const rd_config *cfg,
     rd_model_opts mo = {.tables = cfg->ps.tables,
                         .n_tables = cfg->ps.n_tables,
                         .max_batch = 1,
-                        .n_numeric = di->n_numeric,
+                        .n_numeric = rd_dataset_n_inputs(di),
                         .token_dim = (size_t)cfg->tokens.dim,
                         .opt_slots = 0,
                         .seed = 1};
@@ -178,7 +183,7 @@ int rd_serve_export(const rd_config *cfg,
         tc.optim.kind = RD_OPT_SGD;
         out_put(&o, &tc, sizeof tc);
     }
-    uint32_t nf = (uint32_t)m->n_features, nn = di->n_numeric;
+    uint32_t nf = (uint32_t)m->n_features, nn = rd_dataset_n_inputs(di);
     OUT(&o, nf);
     out_put(&o, width, nf * sizeof width[0]);
     OUT(&o, nn);
@@ -588,9 +593,9 @@ int rd_serve_request_from_dataset(const rd_serve *s,
     if (rec >= di->n_events)
         return rd_err_set(eb, RD_ERR_RANGE, "record %llu not in [0, %llu)", (unsigned long long)rec,
                           (unsigned long long)di->n_events);
-    if (di->n_numeric != s->info.n_numeric)
+    if (rd_dataset_n_inputs(di) != s->info.n_numeric)
         return rd_err_set(eb, RD_ERR_SCHEMA, "dataset has %u numeric features, the bundle %zu",
-                          di->n_numeric, s->info.n_numeric);
+                          rd_dataset_n_inputs(di), s->info.n_numeric);
     const rd_record *r = rd_dataset_record(ds, rec);
     const rd_model *m = s->m;
     for (int f = 0; f < m->n_features; f++) {

@@ -951,7 +951,7 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
                          .n_tables = cfg->ps.n_tables,
                          .max_batch = dv->Bmax,
                          .max_groups = dv->Bmax,
-                         .n_numeric = info->n_numeric,
+                         .n_numeric = rd_dataset_n_inputs(info),
                          .opt_slots = rd_dense_optim_slots(kind),
                          .seed = cfg->run.seed ^ rd_hash_str("source", 0)};
     if ((rc = rd_source_create(cfg, &so, &dv->src, eb)) != RD_OK)
@@ -983,6 +983,11 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
                 return rd_err_set(eb, RD_ERR_CONFIG,
                                   "source model '%s': feature '%s' is a numeric field of the "
                                   "dataset (numeric fields enter the model directly)",
+                                  cfg->tokens.source_model, name);
+            if (df->kind == RD_FIELD_FEEDBACK)
+                return rd_err_set(eb, RD_ERR_CONFIG,
+                                  "source model '%s': feature '%s' is feedback (known only after "
+                                  "the event): it cannot be a feature",
                                   cfg->tokens.source_model, name);
             fs->kind = SRC_FIELD;
             fs->offset = df->offset;
@@ -1027,7 +1032,7 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
     }
     dv->scratch_bytes = rd_kv_dedup_scratch_bytes(maxcap);
     dv->scratch = rd_malloc(dv->scratch_bytes);
-    size_t nn = info->n_numeric;
+    size_t nn = rd_dataset_n_inputs(info);
     dv->numeric = nn ? rd_calloc(B * nn, sizeof(float)) : NULL;
     dv->labels = rd_calloc(B, sizeof(float));
     dv->rec = rd_calloc(B, sizeof(uint64_t));

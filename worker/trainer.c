@@ -112,7 +112,9 @@ struct rd_trainer {
     int kv_table[RD_MAX_TABLES]; // model table slot -> KV table index
     feat_src src[RD_MAX_FEATURES];
     uint64_t seq_table_id;
-    size_t L; // history length (0 without a seq branch)
+    size_t L;           // history length (0 without a seq branch)
+    int stats_feedback; // numeric index of seq.stats_feedback, -1 without
+    float *item_mean;   // rd_dataset_item_means for seq.stats_residual, else NULL
     size_t cap[RD_MAX_TABLES];
     size_t max_batch;
     stage st[2];
@@ -243,6 +245,12 @@ static int resolve_features(rd_trainer *tr, rd_errbuf *eb) {
                 return rd_err_set(eb, RD_ERR_CONFIG,
                                   "model '%s': feature '%s' is a numeric field of the dataset; "
                                   "numeric fields enter the model directly, do not embed them",
+                                  tr->mcfg->name, name);
+            if (df->kind == RD_FIELD_FEEDBACK)
+                return rd_err_set(eb, RD_ERR_CONFIG,
+                                  "model '%s': feature '%s' is feedback (known only after the "
+                                  "event): it cannot be a feature; read it through "
+                                  "seq.stats_feedback",
                                   tr->mcfg->name, name);
             fs->kind = SRC_FIELD;
             fs->offset = df->offset;
@@ -379,6 +387,14 @@ int rd_trainer_create(const rd_comm *comm,
     tr->info = rd_dataset_get_info(tr->ds);
     if ((rc = check_split(tr, dir, eb)) != RD_OK)
         goto fail;
+    if ((rc = rd_dataset_stats_feedback(tr->ds, tr->mcfg->name, &tr->mcfg->seq, &tr->stats_feedback,
+                                        eb)) != RD_OK)
+        goto fail;
+    if (tr->mcfg->seq.stats_residual &&
+        !(tr->item_mean = rd_dataset_item_means(tr->ds, tr->stats_feedback))) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "job '%s': out of memory for item means", tr->job->name);
+        goto fail;
+    }
 
     // 1. Model and dense optimizer.
     if ((rc = rd_dense_optim_init(&tr->opt, &cfg->train, eb)) != RD_OK)
@@ -388,7 +404,7 @@ int rd_trainer_create(const rd_comm *comm,
         .tables = cfg->ps.tables,
         .n_tables = cfg->ps.n_tables,
         .max_batch = tr->max_batch,
-        .n_numeric = tr->info->n_numeric,
+        .n_numeric = rd_dataset_n_inputs(tr->info) + rd_history_stats_width(&tr->mcfg->seq),
         .token_dim = (size_t)cfg->tokens.dim,
         .causal = 0,
         .opt_slots = rd_dense_optim_slots(tr->opt.kind),
@@ -515,6 +531,7 @@ int rd_trainer_destroy(rd_trainer *tr) {
     rd_metrics_destroy(tr->met_warm);
     rd_model_destroy(tr->model);
     rd_dataset_close(tr->ds);
+    rd_free(tr->item_mean);
     rd_free(tr);
     return rc;
 }
@@ -558,9 +575,13 @@ static int stage_build(rd_trainer *tr, stage *s, size_t B, rd_errbuf *eb) {
             s->tk_users[b] = r->user_key;
             s->tk_ts[b] = r->ts;
         }
-        if (m->n_numeric)
-            memcpy(s->numeric + b * m->n_numeric, rd_dataset_nums(tr->ds, i),
-                   m->n_numeric * sizeof(float));
+        if (m->n_numeric) {
+            float *num = s->numeric + b * m->n_numeric;
+            size_t n_in = rd_dataset_n_inputs(tr->info);
+            memcpy(num, rd_dataset_nums(tr->ds, i), n_in * sizeof(float));
+            rd_dataset_history_stats(tr->ds, i, &tr->mcfg->seq, tr->stats_feedback, tr->item_mean,
+                                     num + n_in);
+        }
         for (int f = 0; f < m->n_features; f++) {
             const feat_src *fs = &tr->src[f];
             int32_t *dst = s->fidx[f] + b * fs->width;

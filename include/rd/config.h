@@ -52,6 +52,8 @@
 #define RD_MAX_SIDE     4   // side tables joined by key
 #define RD_MAX_LAYERS   8   // hidden layers of one MLP
 #define RD_MAX_FEATURES 32  // features one model embeds
+#define RD_MAX_STATS    8   // windows of seq.stats
+#define RD_STATS_PRIOR  10  // pseudo-events of the global mean in seq.stats_residual's item means
 
 // ---------------------------------------------------------------------------------------------
 // run:
@@ -108,7 +110,15 @@ typedef enum rd_field_kind {
     RD_FIELD_CATEGORICAL = 0, // one value -> one key
     RD_FIELD_MULTI = 1,       // several values separated by `sep` -> up to max_len keys
     RD_FIELD_NUMERIC = 2,     // a float (optionally log1p-transformed)
+    RD_FIELD_FEEDBACK = 3,    // a float known only once the event has happened (an explicit
+                              // rating, a dwell time): never a model input for its own event;
+                              // models read it over a user's earlier events (seq.stats_feedback)
 } rd_field_kind;
+
+/** 1 for the kinds stored as one float per record (numeric, feedback), 0 for key slots. */
+static inline int rd_field_is_float(int kind) {
+    return kind == RD_FIELD_NUMERIC || kind == RD_FIELD_FEEDBACK;
+}
 
 typedef enum rd_label_op {
     RD_LABEL_GE = 0, // label = value >= threshold
@@ -125,11 +135,12 @@ typedef struct rd_field_config {
     char column[RD_NAME_MAX]; // column that holds it (in the log, or in side table `side`);
                               // default: the field name
     char side[RD_NAME_MAX];   // "" = the interaction log; else the name of a side table
-    int kind;                 // rd_field_kind; YAML: categorical | multi | numeric; default
-                              // categorical
+    int kind;                 // rd_field_kind; YAML: categorical | multi | numeric | feedback;
+                              // default categorical
     int max_len;              // multi: max values kept per event, 1..64; default 8
     char sep[4];              // multi: value separator; default "|"
-    int log1p;                // numeric: apply log1p(max(x,0)) before storing; default 0
+    int log1p;                // numeric, feedback: apply log1p(max(x,0)) before storing;
+                              // default 0
     int flags;                // categorical: 1 = value is a 0/1 flag column (multi-hot from
                               // several columns, e.g. MovieLens genres); default 0
 } rd_field_config;
@@ -311,6 +322,17 @@ typedef struct rd_seq_config {
                              // default 16
     int view_by_label;       // the view's input is [x * y | x * (1 - y)]: liked and disliked
                              // events apart (needs with_labels); default 0
+    int n_stats;
+    int stats[RD_MAX_STATS]; // history statistics as dense inputs: log1p of the user's count of
+                             // earlier events, then for each window k the mean label of the k
+                             // latest earlier events (each 1..data.history_max, ascending); works
+                             // with seq.kind none too; default [] (none)
+    char stats_feedback[RD_NAME_MAX]; // a feedback field of the dataset: each window also gives
+                                      // its mean (needs stats); default "" (none)
+    int stats_residual; // each window also gives the mean residual of the feedback: value minus
+                        // the item's mean value over its events before that one (shrunk to the
+                        // running global mean with weight RD_STATS_PRIOR); a user's harshness.
+                        // Needs stats_feedback; default 0
 } rd_seq_config;
 
 typedef struct rd_token_use {

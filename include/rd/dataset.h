@@ -85,7 +85,8 @@ typedef struct rd_dataset_info {
     uint32_t version;     // RD_DATASET_VERSION
     uint32_t record_size; // bytes per record, multiple of 8
     uint32_t n_slots;     // uint64 key slots per record
-    uint32_t n_numeric;   // floats per record
+    uint32_t n_numeric;   // floats per record: the model inputs, then the n_feedback values
+    uint32_t n_feedback;  // feedback fields (rd_field_kind RD_FIELD_FEEDBACK): the last floats
     uint32_t n_fields;    // entries of the field table
     uint32_t n_windows;   // K stream windows
     int source;           // rd_data_source the data came from
@@ -268,5 +269,48 @@ const uint64_t *rd_dataset_history_view(const rd_dataset *ds, uint64_t i, size_t
 
 /** Same, copied into out_idx (room for L entries). */
 void rd_dataset_history(const rd_dataset *ds, uint64_t i, size_t L, uint64_t *out_idx, size_t *n);
+
+/** Floats of a record that are model inputs: n_numeric - n_feedback, the first ones. */
+static inline uint32_t rd_dataset_n_inputs(const rd_dataset_info *in) {
+    return in->n_numeric - in->n_feedback;
+}
+
+/** Width of the history statistics of seq.stats: 1 + n_stats * (1 + feedback + residual). */
+size_t rd_history_stats_width(const rd_seq_config *sq);
+
+/**
+ * The history statistics of record i (seq.stats of rd/config.h), in this order: log1p(number of
+ * the user's events before i), then for each window k: the mean label of the min(k, pos) latest
+ * earlier events, and with a feedback field (feedback_index >= 0) the mean of its values over the
+ * same events, and with item_mean (seq.stats_residual) the mean of value - item_mean[e]. An
+ * empty window gives 0 (the count tells the model it is empty). Reads only events strictly
+ * before i: no label or feedback of i itself, nor of anything later. O(max k).
+ * @param[in]  feedback_index  numeric index of the feedback field (rd_dataset_field.offset), or -1
+ * @param[in]  item_mean       rd_dataset_item_means() of that field, or NULL (no residual)
+ * @param[out] out             rd_history_stats_width(sq) floats
+ */
+void rd_dataset_history_stats(const rd_dataset *ds,
+                              uint64_t i,
+                              const rd_seq_config *sq,
+                              int feedback_index,
+                              const float *item_mean,
+                              float *out);
+
+/**
+ * For every record e, the mean of a feedback field over the earlier events (in record order) of
+ * e's item, shrunk toward the running mean of all earlier events: (sum + P * g) / (count + P)
+ * with P = RD_STATS_PRIOR (g = 0 for the very first event). One pass in record order, O(n).
+ * @param[out] out  n_events floats, or NULL on out-of-memory (free with rd_free)
+ */
+float *rd_dataset_item_means(const rd_dataset *ds, int feedback_index);
+
+/**
+ * Resolve seq.stats_feedback against the dataset's field table.
+ * @param[out] index  numeric index of the field, or -1 when sq->stats_feedback is empty
+ * @return RD_OK, or RD_ERR_SCHEMA ("model 'M': seq.stats_feedback: ...") when the dataset has no
+ *         such field or it is not of kind feedback (e.g. a folder prepared before the kind existed)
+ */
+int rd_dataset_stats_feedback(
+    const rd_dataset *ds, const char *model, const rd_seq_config *sq, int *index, rd_errbuf *eb);
 
 #endif // RD_DATASET_H

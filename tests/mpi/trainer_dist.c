@@ -5,7 +5,8 @@
 // The schedule (2 epochs over the batch period, 3 stream windows, holdout) is the same, B is
 // chosen so that steps are ragged (the last step of every phase has fewer than 2B examples and
 // the two workers get different counts), and the model has a DIN history branch, several
-// features on one table and a derived field (hour). Checks (train.order time):
+// features on one table, a derived field (hour) and history statistics (seq.stats). Checks
+// (train.order time):
 //   - dense parameters of A and B agree within fp tolerance,
 //   - every user and item embedding row on the PS agrees (pulled after training),
 //   - holdout AUC / logloss and every stream window's AUC agree.
@@ -50,7 +51,7 @@ static const char *yaml_fmt =
     "      - {field: user, table: u}\n"
     "      - {field: hour, table: u}\n"
     "      - {field: item, table: i}\n"
-    "    seq: {kind: din, length: 8}\n"
+    "    seq: {kind: din, length: 8, stats: [1, 3, 8]}\n"
     "    mlp: [16]\n"
     "train: {batch_size: %d, epochs: 2, order: %s}\n"
     "output: {progress_every_s: 0}\n";
