@@ -50,6 +50,13 @@ struct rd_serve {
     float *labels; // (max_n) zeros: the forward wants labels
     void *scratch;
     size_t scratch_bytes;
+    // rd_serve_request_from_dataset's item means (seq.stats_residual), built at first use for
+    // the dataset it was given; mutable behind the const rd_serve of that call.
+    struct stats_cache {
+        const rd_dataset *ds;
+        uint32_t records_crc;
+        float *item_mean;
+    } * cache;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -104,10 +111,6 @@ int rd_serve_export(const rd_config *cfg,
     if (mc->tokens.scheme > 0)
         return rd_err_set(eb, RD_ERR_UNSUPPORTED,
                           "model '%s': the instance-token branch is not served yet", mc->name);
-    if (mc->seq.n_stats)
-        return rd_err_set(eb, RD_ERR_UNSUPPORTED,
-                          "model '%s': history statistics (seq.stats) are not served yet",
-                          mc->name);
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new file name", out);
@@ -124,7 +127,7 @@ int rd_serve_export(const rd_config *cfg,
     rd_model_opts mo = {.tables = cfg->ps.tables,
                         .n_tables = cfg->ps.n_tables,
                         .max_batch = 1,
-                        .n_numeric = rd_dataset_n_inputs(di),
+                        .n_numeric = rd_dataset_n_inputs(di) + rd_history_stats_width(&mc->seq),
                         .token_dim = (size_t)cfg->tokens.dim,
                         .opt_slots = 0,
                         .seed = 1};
@@ -183,7 +186,8 @@ int rd_serve_export(const rd_config *cfg,
         tc.optim.kind = RD_OPT_SGD;
         out_put(&o, &tc, sizeof tc);
     }
-    uint32_t nf = (uint32_t)m->n_features, nn = rd_dataset_n_inputs(di);
+    uint32_t nf = (uint32_t)m->n_features,
+             nn = rd_dataset_n_inputs(di) + (uint32_t)rd_history_stats_width(&mc->seq);
     OUT(&o, nf);
     out_put(&o, width, nf * sizeof width[0]);
     OUT(&o, nn);
@@ -241,6 +245,9 @@ static void in_get(ibuf *b, void *v, size_t n) {
 void rd_serve_close(rd_serve *s) {
     if (!s)
         return;
+    if (s->cache)
+        rd_free(s->cache->item_mean);
+    rd_free(s->cache);
     for (int t = 0; t < RD_MAX_TABLES; t++) {
         rd_table_destroy(s->tab[t]);
         rd_free(s->raw[t]);
@@ -290,6 +297,7 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     if (rc != RD_OK)
         return rc;
     rd_serve *s = rd_xcalloc(1, sizeof *s);
+    s->cache = rd_xcalloc(1, sizeof *s->cache);
     ibuf b = {buf, len - 4, 0, 0};
     char magic[8];
     uint32_t version, mcs, tcs, nt, crc;
@@ -413,6 +421,14 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     snprintf(in->model, sizeof in->model, "%s", s->mc.name);
     in->n_features = m->n_features;
     in->n_numeric = nn;
+    in->n_stats = rd_history_stats_width(&s->mc.seq);
+    if (in->n_stats > nn) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                        "%s: %u numeric inputs, fewer than the model's %zu "
+                        "history statistics",
+                        path, nn, in->n_stats);
+        goto fail;
+    }
     in->hist_len = m->seq_table >= 0 ? m->seq_length : 0;
     in->params = m->n_params;
     size_t K = 0;
@@ -593,9 +609,26 @@ int rd_serve_request_from_dataset(const rd_serve *s,
     if (rec >= di->n_events)
         return rd_err_set(eb, RD_ERR_RANGE, "record %llu not in [0, %llu)", (unsigned long long)rec,
                           (unsigned long long)di->n_events);
-    if (rd_dataset_n_inputs(di) != s->info.n_numeric)
+    size_t n_in = s->info.n_numeric - s->info.n_stats;
+    if (rd_dataset_n_inputs(di) != n_in)
         return rd_err_set(eb, RD_ERR_SCHEMA, "dataset has %u numeric features, the bundle %zu",
-                          rd_dataset_n_inputs(di), s->info.n_numeric);
+                          rd_dataset_n_inputs(di), n_in);
+    int fb = -1;
+    int rc = rd_dataset_stats_feedback(ds, s->mc.name, &s->mc.seq, &fb, eb);
+    if (rc != RD_OK)
+        return rc;
+    const float *item_mean = NULL;
+    if (s->mc.seq.stats_residual) {
+        struct stats_cache *c = s->cache;
+        if (c->ds != ds || c->records_crc != di->records_crc || !c->item_mean) {
+            rd_free(c->item_mean);
+            c->ds = ds;
+            c->records_crc = di->records_crc;
+            if (!(c->item_mean = rd_dataset_item_means(ds, fb)))
+                return rd_err_set(eb, RD_ERR_NOMEM, "out of memory for the item means");
+        }
+        item_mean = c->item_mean;
+    }
     const rd_record *r = rd_dataset_record(ds, rec);
     const rd_model *m = s->m;
     for (int f = 0; f < m->n_features; f++) {
@@ -636,7 +669,8 @@ int rd_serve_request_from_dataset(const rd_serve *s,
             }
         }
     }
-    if (s->info.n_numeric)
-        memcpy(numeric, rd_dataset_nums(ds, rec), s->info.n_numeric * sizeof(float));
+    if (n_in)
+        memcpy(numeric, rd_dataset_nums(ds, rec), n_in * sizeof(float));
+    rd_dataset_history_stats(ds, rec, &s->mc.seq, fb, item_mean, numeric + n_in);
     return RD_OK;
 }

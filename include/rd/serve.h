@@ -57,7 +57,10 @@ typedef struct rd_serve_info {
     int n_features;
     size_t keys_per_candidate; // K: sum of the features' widths
     size_t hist_len;           // L of the sequence branch (0 without)
-    size_t n_numeric;          // floats per candidate
+    size_t n_numeric;          // floats per candidate: the dataset's numeric inputs, then n_stats
+    size_t n_stats;            // the last n_stats floats are the user's history statistics
+                               // (seq.stats of the model; rd_dataset_history_stats computes them,
+                               // the same for every candidate of one request)
     uint64_t rows;             // embedding rows shipped
     uint64_t params;           // dense parameters
 } rd_serve_info;
@@ -122,13 +125,16 @@ int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offse
 /**
  * Fill a one-candidate request from dataset record `rec`, deriving every key as the trainer does
  * (user, item, hour / weekday of the timestamp, dataset fields; history = the user's last L
- * records strictly before, most recent first).
+ * records strictly before, most recent first; numeric = the record's numeric inputs, then the
+ * history statistics of seq.stats). With seq.stats_residual the first call for a dataset
+ * computes its item means (O(records)) and keeps them in s: calls on one rd_serve must not run
+ * concurrently.
  * @param[out] keys      (K)
  * @param[out] hist      (L) or NULL when L == 0
  * @param[out] hist_lab  (L) or NULL when L == 0
  * @param[out] numeric   (n_numeric) or NULL when n_numeric == 0
  * @return RD_OK, RD_ERR_RANGE (rec), RD_ERR_SCHEMA (a feature missing from the dataset or of
- *         another width)
+ *         another width, or seq.stats_feedback not a feedback field of it), RD_ERR_NOMEM
  */
 int rd_serve_request_from_dataset(const rd_serve *s,
                                   const rd_dataset *ds,

@@ -33,7 +33,7 @@ static const char *yaml_fmt =
     "models:\n  - name: small\n    features:\n      - {field: user, table: s_user}\n"
     "      - {field: item, table: s_item}\n      - {field: hour, table: s_user}\n"
     "      - {field: weekday, table: s_user}\n"
-    "    seq: {kind: mean, length: 8}\n    mlp: [%d]\n    two_towers: true\n"
+    "    seq: {kind: mean, length: 8, stats: [2, 8]}\n    mlp: [%d]\n    two_towers: true\n"
     "train: {batch_size: 64, epochs: 2}\n"
     "output: {progress_every_s: 0}\n";
 
@@ -52,7 +52,8 @@ static const char *yaml_ml =
     "      - {field: occupation, table: s_side}\n"
     "      - {field: genres, table: s_side, pooling: mean}\n"
     "      - {field: weekday, table: s_side}\n"
-    "    seq: {kind: mean, length: 8}\n    mlp: [%d]\n    two_towers: true\n"
+    "    seq: {kind: mean, length: 8, stats: [1, 4, 16], stats_feedback: rating,\n"
+    "          stats_residual: true}\n    mlp: [%d]\n    two_towers: true\n"
     "train: {batch_size: 512, epochs: 1}\n"
     "output: {progress_every_s: 0}\n";
 
@@ -132,16 +133,22 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             (unsigned long long)in.rows);
     T_CHECK(&g_errs, in.config_hash == rd_train_ckpt_config_hash(cfg, &cfg->models[0]),
             "config hash");
-    const size_t K = in.keys_per_candidate, NC = 256;
+    // History statistics: synthetic [2, 8] (labels), MovieLens [1, 4, 16] x (label, rating,
+    // residual); both sessions have no other numeric input.
+    T_CHECK(&g_errs, in.n_stats == (g_ml_input ? 10u : 3u) && in.n_numeric == in.n_stats,
+            "info: %zu numeric, %zu stats", in.n_numeric, in.n_stats);
+    const size_t K = in.keys_per_candidate, NC = 256, NN = in.n_numeric;
+    float *num = rd_xcalloc(NC * (NN ? NN : 1), sizeof *num);
     uint64_t *keys = rd_xmalloc(NC * K * sizeof *keys), hist[8];
     uint8_t hl[8];
     float logit[256], score[256];
     double maxd = 0, lo = 1e30, hi = -1e30;
     float *solo = rd_xmalloc(n * sizeof *solo);
     for (size_t i = 0; i < n; i++) {
-        RD_ASSERT(rd_serve_request_from_dataset(sv, ds, recs[i], keys, hist, hl, NULL, &eb) ==
+        RD_ASSERT(rd_serve_request_from_dataset(sv, ds, recs[i], keys, hist, hl, num, &eb) ==
                   RD_OK);
-        rd_serve_request rq = {.n = 1, .keys = keys, .hist_items = hist, .hist_labels = hl};
+        rd_serve_request rq = {
+            .n = 1, .keys = keys, .hist_items = hist, .hist_labels = hl, .numeric = num};
         rc = rd_serve_score(sv, &rq, score, logit, &eb);
         T_CHECK(&g_errs, rc == RD_OK, "score: %s", eb.msg);
         solo[i] = logit[0];
@@ -166,8 +173,8 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         for (size_t i = 0; i < n; i += 7) {
             for (size_t c = 0; c < sizes[k]; c++) {
                 uint64_t other = c == 0 ? recs[i] : recs[(i + c * 13) % n];
-                RD_ASSERT(rd_serve_request_from_dataset(sv, ds, other, keys + c * K, hist, hl, NULL,
-                                                        &eb) == RD_OK);
+                RD_ASSERT(rd_serve_request_from_dataset(sv, ds, other, keys + c * K, hist, hl,
+                                                        num + c * NN, &eb) == RD_OK);
                 // Same user, time and history for every candidate: only the item differs.
                 memcpy(keys + c * K, keys, K * sizeof *keys);
                 size_t off, w;
@@ -178,10 +185,12 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
                         keys[c * K + off] = rd_dataset_record(ds, other)->item_key;
                 }
             }
-            RD_ASSERT(rd_serve_request_from_dataset(sv, ds, recs[i], keys, hist, hl, NULL, &eb) ==
+            RD_ASSERT(rd_serve_request_from_dataset(sv, ds, recs[i], keys, hist, hl, num, &eb) ==
                       RD_OK);
+            for (size_t c = 1; c < sizes[k]; c++) // the user's statistics, for every candidate
+                memcpy(num + c * NN, num, NN * sizeof *num);
             rd_serve_request rq = {
-                .n = sizes[k], .keys = keys, .hist_items = hist, .hist_labels = hl};
+                .n = sizes[k], .keys = keys, .hist_items = hist, .hist_labels = hl, .numeric = num};
             rc = rd_serve_score(sv, &rq, NULL, logit, &eb);
             T_CHECK(&g_errs, rc == RD_OK, "score %zu: %s", sizes[k], eb.msg);
             md = fmax(md, fabs((double)logit[0] - (double)solo[i]));
@@ -197,6 +206,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
     T_CHECK(&g_errs, rd_serve_score(sv, &bad, NULL, logit, &eb) == RD_ERR_ARG, "n > max");
     rd_serve_close(sv);
     rd_free(keys);
+    rd_free(num);
     rd_free(solo);
 
     // 4. Bad input.
