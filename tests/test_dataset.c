@@ -149,24 +149,37 @@ static void set_str(char *dst, size_t n, const char *s) {
 }
 #define SET(dst, s) set_str((dst), sizeof(dst), (s))
 
-// The schema of tests/data/clicks.csv joined with users.csv.
-static void clicks_schema(rd_config *cfg, const char *input, const char *out) {
+// A CSV source: comma-separated `path` with a header, columns uid, iid, ts (unix seconds), label
+// = label_column >= threshold, no fields yet.
+static rd_schema_config *csv_source(rd_config *cfg,
+                                    const char *input,
+                                    const char *out,
+                                    const char *path,
+                                    const char *label_column,
+                                    double threshold) {
     rd_data_config *dc = &cfg->data;
     dc->source = RD_DATA_CSV;
     SET(dc->input, input);
     SET(dc->dir, out);
     rd_schema_config *sc = &dc->schema;
     memset(sc, 0, sizeof *sc);
-    SET(sc->path, "clicks.csv");
+    SET(sc->path, path);
     SET(sc->delimiter, ",");
     sc->header = 1;
     SET(sc->user_column, "uid");
     SET(sc->item_column, "iid");
     SET(sc->time_column, "ts");
     SET(sc->time_format, "unix");
-    SET(sc->label_column, "clicked");
+    SET(sc->label_column, label_column);
     sc->label_op = RD_LABEL_GE;
-    sc->label_threshold = 1;
+    sc->label_threshold = threshold;
+    return sc;
+}
+
+// The schema of tests/data/clicks.csv joined with users.csv.
+static void clicks_schema(rd_config *cfg, const char *input, const char *out) {
+    rd_data_config *dc = &cfg->data;
+    rd_schema_config *sc = csv_source(cfg, input, out, "clicks.csv", "clicked", 1);
     sc->n_fields = 4;
     rd_field_config *f = sc->fields;
     SET(f[0].name, "tags");
@@ -960,23 +973,10 @@ static void test_feedback_stats(void **state) {
     put("fb_in", "log.csv", csv);
     rd_config *cfg = new_cfg();
     rd_data_config *dc = &cfg->data;
-    dc->source = RD_DATA_CSV;
-    assert_true(strlen(g_tmp) + 7 < sizeof dc->input);
-    memcpy(dc->input, g_tmp, strlen(g_tmp));
-    memcpy(dc->input + strlen(g_tmp), "/fb_in", 7);
-    path_in(dc->dir, sizeof dc->dir, "fb_ds");
-    rd_schema_config *sc = &dc->schema;
-    memset(sc, 0, sizeof *sc);
-    SET(sc->path, "log.csv");
-    SET(sc->delimiter, ",");
-    sc->header = 1;
-    SET(sc->user_column, "uid");
-    SET(sc->item_column, "iid");
-    SET(sc->time_column, "ts");
-    SET(sc->time_format, "unix");
-    SET(sc->label_column, "rating");
-    sc->label_op = RD_LABEL_GE;
-    sc->label_threshold = 4;
+    char in_dir[600], out_dir[512];
+    snprintf(in_dir, sizeof in_dir, "%s/fb_in", g_tmp);
+    path_in(out_dir, sizeof out_dir, "fb_ds");
+    rd_schema_config *sc = csv_source(cfg, in_dir, out_dir, "log.csv", "rating", 4);
     sc->n_fields = 2;
     SET(sc->fields[0].name, "stars"); // declared first, stored last
     SET(sc->fields[0].column, "rating");
