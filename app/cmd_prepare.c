@@ -78,6 +78,8 @@ static void print_stats(const rd_dataset *ds, const char *dir, double secs) {
     for (uint32_t i = 0; i < in->n_fields; i++) {
         if (f[i].kind == RD_FIELD_NUMERIC)
             printf(", %s (numeric)", f[i].name);
+        else if (f[i].kind == RD_FIELD_FEEDBACK)
+            printf(", %s (feedback)", f[i].name);
         else
             printf(", %s %llu", f[i].name, (unsigned long long)f[i].vocab);
     }

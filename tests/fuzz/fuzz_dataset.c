@@ -8,6 +8,7 @@
 // most mutated inputs at the CRC).
 #include "fuzz.h"
 
+#include "rd/alloc.h"
 #include "rd/dataset.h"
 
 #include <stdio.h>
@@ -62,6 +63,27 @@ static void walk(const rd_dataset *ds) {
     }
     rd_range tr = rd_dataset_time_range(ds, in->ts_min, in->ts_max);
     sink += tr.begin;
+    // History statistics (seq.stats), with the first feedback field and its item means if any.
+    rd_seq_config sq;
+    memset(&sq, 0, sizeof sq);
+    sq.n_stats = 3;
+    sq.stats[0] = 1;
+    sq.stats[1] = 4;
+    sq.stats[2] = 16;
+    int fb = -1;
+    for (uint32_t f = 0; f < in->n_fields && fb < 0; f++)
+        if (fl[f].kind == RD_FIELD_FEEDBACK) {
+            fb = (int)fl[f].offset;
+            snprintf(sq.stats_feedback, sizeof sq.stats_feedback, "%s", fl[f].name);
+            sq.stats_residual = 1;
+        }
+    float *im = fb >= 0 ? rd_dataset_item_means(ds, fb) : NULL;
+    float st[16];
+    for (uint64_t i = all.begin; i < all.end && i < 4096 && (fb < 0 || im); i++) {
+        rd_dataset_history_stats(ds, i, &sq, fb, im, st);
+        sink += (uint64_t)(st[0] > 0);
+    }
+    rd_free(im);
     (void)sink;
 }
 
