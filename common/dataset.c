@@ -1463,6 +1463,9 @@ void rd_dataset_history_stats(const rd_dataset *ds,
                               float *out) {
     if (!sq->n_stats)
         return;
+    // The layout of out is rd_history_stats_width(sq): the caller resolved what sq asks for.
+    RD_ASSERT((feedback_index >= 0) == (sq->stats_feedback[0] != '\0'));
+    RD_ASSERT(!sq->stats_residual || item_mean);
     size_t nh = 0;
     const uint64_t *h = rd_dataset_history_view(ds, i, (size_t)sq->stats[sq->n_stats - 1], &nh);
     out[0] = (float)log1p((double)rd_dataset_user_pos(ds, i));

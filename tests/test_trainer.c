@@ -10,7 +10,12 @@
 
 #include <cmocka.h>
 
+#include "rd/config.h"
+#include "rd/train_ckpt.h"
 #include "rd/trainer.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 static void check(int64_t ts, int hour, int weekday) {
     int h = -1, w = -1;
@@ -43,10 +48,41 @@ static void test_matches_gmtime(void **state) {
     }
 }
 
+// The checkpoint's config hash follows the history statistics (a resume with other windows must
+// be refused) and ignores them when they are off (older checkpoints still load).
+static void test_ckpt_hash_stats(void **state) {
+    (void)state;
+    rd_config *cfg = calloc(1, sizeof *cfg);
+    assert_non_null(cfg);
+    rd_config_defaults(cfg);
+    rd_model_config mc;
+    memset(&mc, 0, sizeof mc);
+    strcpy(mc.name, "m");
+    uint64_t off = rd_train_ckpt_config_hash(cfg, &mc);
+    mc.seq.n_stats = 2;
+    mc.seq.stats[0] = 1;
+    mc.seq.stats[1] = 4;
+    uint64_t a = rd_train_ckpt_config_hash(cfg, &mc);
+    mc.seq.stats[1] = 8;
+    uint64_t b = rd_train_ckpt_config_hash(cfg, &mc);
+    strcpy(mc.seq.stats_feedback, "rating");
+    uint64_t c = rd_train_ckpt_config_hash(cfg, &mc);
+    mc.seq.stats_residual = 1;
+    uint64_t d = rd_train_ckpt_config_hash(cfg, &mc);
+    assert_true(off != a && a != b && b != c && c != d);
+    mc.seq.n_stats = 0; // off: the same hash as a model that never had the keys
+    memset(mc.seq.stats, 0, sizeof mc.seq.stats);
+    mc.seq.stats_feedback[0] = '\0';
+    mc.seq.stats_residual = 0;
+    assert_true(rd_train_ckpt_config_hash(cfg, &mc) == off);
+    free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_dates),
         cmocka_unit_test(test_matches_gmtime),
+        cmocka_unit_test(test_ckpt_hash_stats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -79,6 +79,11 @@ uint64_t rd_train_ckpt_config_hash(const rd_config *cfg, const rd_model_config *
         h = rd_hash64(&mc->seq.view_length, sizeof mc->seq.view_length, h);
         h = rd_hash64(&mc->seq.view_by_label, sizeof mc->seq.view_by_label, h);
     }
+    if (mc->seq.n_stats) { // the history statistics change what the inputs mean; hashed when on
+        h = rd_hash64(mc->seq.stats, (size_t)mc->seq.n_stats * sizeof mc->seq.stats[0], h);
+        h = rd_hash_str(mc->seq.stats_feedback, h);
+        h = rd_hash64(&mc->seq.stats_residual, sizeof mc->seq.stats_residual, h);
+    }
     h = rd_hash64(&mc->tokens.scheme, sizeof mc->tokens.scheme, h);
     h = rd_hash64(mc->mlp, (size_t)mc->n_mlp * sizeof mc->mlp[0], h);
     h = rd_hash64(mc->tower, (size_t)mc->n_tower * sizeof mc->tower[0], h);

@@ -285,8 +285,10 @@ size_t rd_history_stats_width(const rd_seq_config *sq);
  * same events, and with item_mean (seq.stats_residual) the mean of value - item_mean[e]. An
  * empty window gives 0 (the count tells the model it is empty). Reads only events strictly
  * before i: no label or feedback of i itself, nor of anything later. O(max k).
- * @param[in]  feedback_index  numeric index of the feedback field (rd_dataset_field.offset), or -1
- * @param[in]  item_mean       rd_dataset_item_means() of that field, or NULL (no residual)
+ * @param[in]  feedback_index  numeric index of sq->stats_feedback (rd_dataset_stats_feedback), -1
+ *                             when it is empty
+ * @param[in]  item_mean       rd_dataset_item_means() of that field when sq->stats_residual, else
+ *                             NULL
  * @param[out] out             rd_history_stats_width(sq) floats
  */
 void rd_dataset_history_stats(const rd_dataset *ds,
