@@ -1536,6 +1536,13 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             snprintf(p, sizeof p, "models[%d].seq.stats_feedback", m);
             if (!sq->n_stats)
                 return verr(v, p, "needs seq.stats (the windows it is averaged over)");
+            if (cfg->data.source == RD_DATA_SYNTHETIC)
+                return verr(v, p, "the synthetic source has no feedback field");
+            if ((cfg->data.source == RD_DATA_MOVIELENS100K ||
+                 cfg->data.source == RD_DATA_MOVIELENS1M) &&
+                strcmp(sq->stats_feedback, "rating") != 0)
+                return verr(v, p, "'%s': the MovieLens presets' feedback field is 'rating'",
+                            sq->stats_feedback);
             if (csv) {
                 int found = 0;
                 for (int s = 0; s < sc->n_fields; s++)

@@ -677,6 +677,12 @@ static void test_errors_cross(void **state) {
                  "t.yaml:15:", "models[0].seq.stats_feedback: needs seq.stats");
     expect_error(BASE "    seq: {stats: [2], stats_residual: true}\n",
                  "t.yaml:15:", "models[0].seq.stats_residual: needs seq.stats_feedback");
+    expect_error(BASE "    seq: {stats: [2], stats_feedback: rating}\n", "t.yaml:15:",
+                 "models[0].seq.stats_feedback: the synthetic source has no feedback field");
+    expect_error(BASE "    seq: {stats: [2], stats_feedback: stars}\n"
+                      "data: {source: movielens100k}\n",
+                 "t.yaml:15:",
+                 "models[0].seq.stats_feedback: 'stars': the MovieLens presets' feedback field");
     expect_error(BASE "    seq: {view: din}\n", "t.yaml:15:",
                  "models[0].seq.view: a second view of the history needs a history branch");
     expect_error(BASE "    seq: {kind: transformer, table: e, heads: 3}\n",
