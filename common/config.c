@@ -373,6 +373,7 @@ static const ck_key distill_keys[] = {
     K_BOOL(rd_distill_config, "debias", debias, "true"),
     K_FLT(rd_distill_config, "bias", bias, -1e3, 1e3, 0, "0"),
     K_INT(rd_distill_config, "start_window", start_window, -1, 1e6, 0, "-1"),
+    K_INT(rd_distill_config, "start_epoch", start_epoch, 0, 1e6, 0, "0"),
     K_INT(rd_distill_config, "max_in_flight", max_in_flight, 1, 1e6, 0, "8"),
     K_INT(rd_distill_config, "batch", batch, 1, 1 << 24, 0, "1024"),
     K_INT(rd_distill_config, "wait_ms", wait_ms, 0, 1e7, 0, "2000"),
@@ -1716,6 +1717,13 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
                     "batch_fraction + holdout_fraction = %g must be < 1 (the rest is the stream "
                     "windows)",
                     sp->batch_fraction + sp->holdout_fraction);
+    if (cfg->distill.start_epoch > 0 && cfg->distill.start_window >= 0)
+        return verr(v, "distill.start_epoch",
+                    "%d: batch epochs use no targets when distill.start_window is %d (>= 0)",
+                    cfg->distill.start_epoch, cfg->distill.start_window);
+    if (cfg->distill.start_epoch > 0 && cfg->distill.start_epoch >= cfg->train.epochs)
+        return verr(v, "distill.start_epoch", "%d is not a batch epoch (train.epochs is %d)",
+                    cfg->distill.start_epoch, cfg->train.epochs);
     if (cfg->distill.start_window >= sp->stream_windows)
         return verr(v, "distill.start_window", "%d is not a stream window (there are %d)",
                     cfg->distill.start_window, sp->stream_windows);

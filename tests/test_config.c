@@ -234,6 +234,7 @@ static void test_defaults(void **state) {
     assert_int_equal(c->distill.debias, 1);
     assert_true(c->distill.bias == 0.0f);
     assert_int_equal(c->distill.start_window, -1);
+    assert_int_equal(c->distill.start_epoch, 0);
     assert_int_equal(c->distill.max_in_flight, 8);
     assert_int_equal(c->distill.batch, 1024);
     assert_int_equal(c->distill.wait_ms, 2000);
@@ -704,6 +705,11 @@ static void test_errors_cross(void **state) {
     expect_error(BASE "data:\n  split: {batch_fraction: 0.9, holdout_fraction: 0.1}\n",
                  "t.yaml:16:10: data.split: batch_fraction + holdout_fraction = 1 must be < 1",
                  NULL);
+    expect_error(BASE "distill:\n  start_epoch: 1\n  start_window: 0\n", "t.yaml:",
+                 "distill.start_epoch: 1: batch epochs use no targets when "
+                 "distill.start_window is 0");
+    expect_error(BASE "distill:\n  start_epoch: 1\n",
+                 "t.yaml:", "distill.start_epoch: 1 is not a batch epoch (train.epochs is 1)");
     expect_error(BASE "distill:\n  start_window: 5\n",
                  "t.yaml:16:17: distill.start_window: 5 is not a stream window (there are 5)",
                  NULL);

@@ -10,14 +10,15 @@
 # --seed SEED --out RUN_DIR); its first distilled student job is kept, every other job dropped.
 # POINT is alpha:temperature (default 0.3:1 1:1 3:1 10:1 1:3 3:3), "noaux" (one tower, the
 # distillation term in its loss) or "noaux:alpha:temperature", "noaux_raw" (its undistilled twin),
-# or comma-separated tokens: noaux, raw (no distillation), a=ALPHA, t=TEMPERATURE,
+# or comma-separated tokens: noaux, raw (no distillation), a=ALPHA, t=TEMPERATURE, e=EPOCH (first
+# batch epoch whose targets are used: distill.start_epoch),
 # mlp=64-32 (the student's shared backbone), tower=8 (hidden layers of each tower; tower=0: none).
 # Results: one line per point with the student's holdout and warm AUC, next to RUN_DIR's student
 # and student_raw.
 #
 # With -k, SEEDS_DIR holds a tools/seeds.sh sweep (seed-F .. seed-F+K-1, default F = 1): every point
 # is replayed on every seed's log, and each distilled point is paired with its undistilled twin
-# (the same tokens with "raw" and without a=/t=; added when not listed) replayed on the same seed.
+# (the same tokens with "raw" and without a=/t=/e=; added when not listed) replayed on the same seed.
 # OUTDIR/summary.md gets every point's holdout / warm / stream-mean AUC as mean ± std over the
 # seeds, the teacher gap and the student gain (both paired per seed) and eta from the means.
 # Needs python3 with PyYAML (apt-get install python3-yaml).
@@ -44,7 +45,7 @@ command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
 mkdir -p "$OUT"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
-# The undistilled twin of a point: its tokens without a= / t=, plus raw.
+# The undistilled twin of a point: its tokens without a= / t= / e=, plus raw.
 twin() {
     python3 - "$1" <<'PY'
 import sys
@@ -57,7 +58,7 @@ elif ":" in p:
     toks = ["noaux"] if parts[0] == "noaux" else []
 else:
     toks = p.split(",")
-toks = [t for t in toks if not t.startswith(("a=", "t=")) and t != "raw"]
+toks = [t for t in toks if not t.startswith(("a=", "t=", "e=")) and t != "raw"]
 print(",".join(toks + ["raw"]))
 PY
 }
@@ -101,6 +102,8 @@ for t in toks:
             d["alpha"] = float(v)
         elif k == "t":
             d["temperature"] = float(v)
+        elif k == "e":
+            d["start_epoch"] = int(v)
         elif k == "mlp":
             model["mlp"] = [int(x) for x in v.split("-")]
         elif k == "tower":
@@ -188,7 +191,7 @@ def twin(p):
     if p in legacy: toks = legacy[p].split(",")
     elif ":" in p: toks = ["noaux"] if p.split(":")[0] == "noaux" else []
     else: toks = p.split(",")
-    return ",".join([t for t in toks if not t.startswith(("a=", "t=")) and t != "raw"] + ["raw"])
+    return ",".join([t for t in toks if not t.startswith(("a=", "t=", "e=")) and t != "raw"] + ["raw"])
 
 def ms(x): return "%.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0.0)
 def pm(x): return "%+.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0.0)

@@ -142,7 +142,7 @@ struct rd_trainer {
     rd_target_recv *rcv; // distilled student
     rd_target_log *tlog;
     int tgt_role;  // rd_trainer_targets.role
-    int tgt_use;   // student: the open phase trains on targets (distill.start_window)
+    int tgt_use;   // student: the open phase trains on targets (distill.start_window/_epoch)
     int tgt_phase; // a distillation phase is open
     rd_debias debias;
     float *zt;       // (max_batch) projected teacher logits
@@ -930,7 +930,8 @@ static int distill_begin(rd_trainer *tr, uint32_t pass, int32_t window, rd_errbu
     if (tr->rcv) {
         if ((rc = rd_target_recv_begin(tr->rcv, pass, window, eb)) != RD_OK)
             return rc;
-        tr->tgt_use = window >= tr->cfg->distill.start_window;
+        const rd_distill_config *dc = &tr->cfg->distill;
+        tr->tgt_use = window >= dc->start_window && (window >= 0 || (int)pass >= dc->start_epoch);
     }
     tr->tgt_phase = tr->n_snd > 0 || tr->rcv;
     return RD_OK;

@@ -419,6 +419,9 @@ typedef struct rd_distill_config {
     float bias;        // b_s of the calibration; default 0
     int start_window;  // first stream window that uses targets (-1 = also batch phase);
                        // < data.split.stream_windows; default -1
+    int start_epoch;   // with start_window -1: first batch epoch whose targets are used (the
+                       // teacher's logits of its earlier passes come from a less trained
+                       // teacher); < train.epochs; default 0
     int max_in_flight; // target messages in flight per sender, >= 1; default 8
     int batch;         // targets per message, 1..2^24; default 1024
     int wait_ms;       // bounded wait for a late target, 0..1e7 ms; default 2000
