@@ -942,6 +942,19 @@ static int distill_end(rd_trainer *tr, rd_errbuf *eb) {
     if (!tr->tgt_phase)
         return RD_OK;
     tr->tgt_phase = 0;
+    // A phase that used no targets (before distill.start_epoch / start_window) did not wait for
+    // the teacher: wait for its end of the phase now, so that the student does not reach the
+    // first phase that uses targets far ahead of the teacher (its bounded waits would then run
+    // out and those samples would train without targets). The phase's targets count as unused.
+    if (tr->rcv && !tr->tgt_use) {
+        rd_backoff bo;
+        rd_backoff_reset(&bo, tr->cfg->cluster.poll_us_max);
+        while (!rd_target_recv_phase_complete(tr->rcv)) {
+            if ((rc = rd_target_recv_progress(tr->rcv, eb)) != RD_OK)
+                return rc;
+            rd_backoff_wait(&bo);
+        }
+    }
     for (int k = 0; k < tr->n_snd; k++)
         if ((rc = rd_target_sender_end(tr->snd[k], eb)) != RD_OK)
             return rc;
