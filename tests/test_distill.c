@@ -269,6 +269,16 @@ static void test_join_basic(void **state) {
     assert_true(z == 2.0f);
     assert_int_equal(rd_target_join_end(j, 2), 0);
     assert_int_equal(rd_target_join_size(j), 0);
+    // Drop one phase without ending it (a phase that takes no targets): its pending entries go,
+    // the other phases' stay, and later targets of it are stored again, not late.
+    assert_int_equal(rd_target_join_put(j, 3, 1, 1.0f, 0), RD_JOIN_STORED);
+    assert_int_equal(rd_target_join_put(j, 3, 2, 1.0f, 0), RD_JOIN_STORED);
+    assert_int_equal(rd_target_join_put(j, 4, 1, 4.0f, 0), RD_JOIN_STORED);
+    assert_int_equal(rd_target_join_drop(j, 3), 2);
+    assert_int_equal(rd_target_join_size(j), 1);
+    assert_int_equal(rd_target_join_put(j, 3, 3, 1.0f, 0), RD_JOIN_STORED);
+    assert_int_equal(rd_target_join_take(j, 4, 1, &z, NULL), 1);
+    assert_true(z == 4.0f);
     rd_target_join_destroy(j);
     rd_target_join_destroy(NULL);
 }

@@ -194,13 +194,13 @@ void rd_target_join_destroy(rd_target_join *j) {
 
 // Rebuild the table without the entries of ended phases (and, with drop_taken, without the
 // consumed ones); returns the pending targets dropped.
-static size_t rebuild(rd_target_join *j, int drop_taken) {
+static size_t rebuild_drop(rd_target_join *j, int drop_taken, uint64_t drop_phase) {
     size_t kept = 0, dropped = 0;
     for (size_t i = 0; i <= j->mask; i++) {
         jentry *e = &j->tab[i];
         if (e->state == ST_EMPTY)
             continue;
-        if (e->phase >= j->floor && !(drop_taken && e->state == ST_TAKEN))
+        if (e->phase >= j->floor && !(drop_taken && e->state == ST_TAKEN) && e->phase != drop_phase)
             j->scratch[kept++] = *e;
         else if (e->state == ST_PENDING)
             dropped++;
@@ -213,6 +213,10 @@ static size_t rebuild(rd_target_join *j, int drop_taken) {
     }
     j->n = kept;
     return dropped;
+}
+
+static size_t rebuild(rd_target_join *j, int drop_taken) {
+    return rebuild_drop(j, drop_taken, UINT64_MAX);
 }
 
 // Room for one more entry: when the table is full of entries, forget the consumed ones (their
@@ -282,6 +286,10 @@ size_t rd_target_join_end(rd_target_join *j, uint64_t phase) {
     // Rebuild: deleting from a linear-probing table in place would need backward shifts per
     // entry; a phase end touches every entry anyway.
     return rebuild(j, 0);
+}
+
+size_t rd_target_join_drop(rd_target_join *j, uint64_t phase) {
+    return rebuild_drop(j, 0, phase);
 }
 
 size_t rd_target_join_size(const rd_target_join *j) {
@@ -744,6 +752,7 @@ struct rd_target_recv {
 
     uint64_t phase; // phases begun (the open one is phase - 1)
     int open, closing;
+    int skip; // the open phase takes no targets: what arrives for it is counted unused at once
     uint32_t pass;
     int32_t window;
     rd_target_stats stats;
@@ -953,6 +962,11 @@ static int handle_msg(
                                   r->student_index, t, (unsigned long long)sample, d);
         }
     }
+    if (r->skip && r->open && h.phase == r->phase - 1) { // never stored: credits keep flowing
+        r->stats.received += n;
+        r->stats.unused += n;
+        return RD_OK;
+    }
     for (size_t i = 0; i < n; i++) {
         int res = rd_target_join_put(r->join, h.phase, get_u64(sm + 8 * i), get_f32(lg + 4 * i),
                                      get_u64(vs + 8 * i));
@@ -1059,12 +1073,22 @@ int rd_target_recv_phase_complete(const rd_target_recv *r) {
     return 1;
 }
 
+void rd_target_recv_skip(rd_target_recv *r) {
+    if (!r->open || r->replay_mode)
+        return;
+    r->skip = 1;
+    // What came for this phase before it began is dropped too (and makes room for credits).
+    r->stats.unused += rd_target_join_drop(r->join, r->phase - 1);
+    send_credits(r);
+}
+
 int rd_target_recv_begin(rd_target_recv *r, uint32_t pass, int32_t window, rd_errbuf *eb) {
     if (r->open || r->closing)
         return rd_err_set(eb, RD_ERR_STATE, "target receiver: begin: %s",
                           r->closing ? "receiver is closed" : "phase already open");
     r->phase++;
     r->open = 1;
+    r->skip = 0;
     r->pass = pass;
     r->window = window;
     return RD_OK;

@@ -932,6 +932,8 @@ static int distill_begin(rd_trainer *tr, uint32_t pass, int32_t window, rd_errbu
             return rc;
         const rd_distill_config *dc = &tr->cfg->distill;
         tr->tgt_use = window >= dc->start_window && (window >= 0 || (int)pass >= dc->start_epoch);
+        if (!tr->tgt_use)
+            rd_target_recv_skip(tr->rcv);
     }
     tr->tgt_phase = tr->n_snd > 0 || tr->rcv;
     return RD_OK;

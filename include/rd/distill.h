@@ -193,6 +193,9 @@ int rd_target_join_miss(rd_target_join *j, uint64_t phase, uint64_t sample);
 /** End every phase <= `phase`: drop their entries; later puts for them are late.
  *  @return the pending (never taken) targets dropped. */
 size_t rd_target_join_end(rd_target_join *j, uint64_t phase);
+/** Drop the entries of one phase (not ended: later targets of it can still be stored).
+ *  @return the dropped targets never taken */
+size_t rd_target_join_drop(rd_target_join *j, uint64_t phase);
 /** Entries held (pending, consumed, missing markers). */
 size_t rd_target_join_size(const rd_target_join *j);
 /** Pending targets + missing markers. Consumed entries are kept for duplicate detection only
@@ -310,6 +313,10 @@ int rd_target_recv_get(rd_target_recv *r,
 int rd_target_recv_progress(rd_target_recv *r, rd_errbuf *eb);
 /** 1 when every teacher ended the open phase (nothing more will come for it). */
 int rd_target_recv_phase_complete(const rd_target_recv *r);
+/** The open phase takes no targets (distill.start_epoch / start_window): what arrives for it,
+ *  and what came before it began, is counted received and unused at once and never stored, so
+ *  credits keep flowing while the student waits for the teachers' end of the phase. */
+void rd_target_recv_skip(rd_target_recv *r);
 /** End the open phase: its targets never asked for are dropped (unused), later ones are late. */
 int rd_target_recv_end(rd_target_recv *r, rd_errbuf *eb);
 /** Change the bounded wait of later get() calls (e.g. 0 in phases that must not wait). */

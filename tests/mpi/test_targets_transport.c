@@ -3,6 +3,7 @@
 //
 // Usage: mpiexec -n R test_targets_transport T   (ranks [0, T) teach, [T, R) are students)
 //        mpiexec -n 2 test_targets_transport bad (crafted malformed messages, see below)
+//        (then a phase that takes no targets: run_skip_*, below)
 // Over 5 phases (stream windows) with a random number of samples each, the teachers emit the
 // targets of their half of each window in shuffled order and random batch sizes, with a tiny
 // message batch (7) and window (max_in_flight 2) so that back-pressure is constant; students
@@ -745,6 +746,106 @@ static void run_bad_receiver(void) {
     rd_target_recv_destroy(r);
 }
 
+// After mode bad (2 ranks): a phase the student takes no targets from (distill.start_epoch) holds
+// 30 times more targets than its join table has room for. The student skips it and waits for the
+// teacher's end of it: every target must be counted unused without being stored (credits keep
+// flowing: storing them would stop the credits and the teacher would never end the phase), then
+// the next phase's targets are all joined.
+enum { SKIP_N = 1920, USE_N = 100 };
+
+static void run_skip_teacher(void) {
+    int students[1] = {1};
+    owner_ctx oc = {1};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_sender_opts so = {.comm = MPI_COMM_WORLD,
+                                .n_students = 1,
+                                .students = students,
+                                .owner = owner_of,
+                                .owner_ctx = &oc,
+                                .max_in_flight = IN_FLIGHT,
+                                .batch = BATCH,
+                                .poll_us_max = 200,
+                                .timeout_ms = 20000,
+                                .job = rd_target_job_key("teacher")};
+    rd_target_sender *s = NULL;
+    int rc = rd_target_sender_create(&so, &s, &eb);
+    CHECK(rc == RD_OK, "skip sender create: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    for (int ph = 0; ph < 2 && rc == RD_OK; ph++) {
+        rc = rd_target_sender_begin(s, (uint32_t)ph, -1, &eb);
+        size_t n = ph == 0 ? SKIP_N : USE_N;
+        for (size_t i = 0; i < n && rc == RD_OK; i++) {
+            uint64_t sample = i;
+            float logit = (float)i * 0.01f + (float)ph;
+            rc = rd_target_sender_emit(s, 1, &sample, &logit, (uint64_t)ph, &eb);
+        }
+        if (rc == RD_OK)
+            rc = rd_target_sender_end(s, &eb);
+    }
+    CHECK(rc == RD_OK, "skip teacher: %s", eb.msg);
+    rc = rd_target_sender_close(s, &eb);
+    CHECK(rc == RD_OK, "skip teacher close: %s", eb.msg);
+    rd_target_sender_destroy(s);
+}
+
+static void run_skip_student(void) {
+    int teachers[1] = {0};
+    owner_ctx oc = {1};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_recv_opts ro = {.comm = MPI_COMM_WORLD,
+                              .n_teachers = 1,
+                              .teachers = teachers,
+                              .owner = owner_of,
+                              .owner_ctx = &oc,
+                              .max_in_flight = IN_FLIGHT,
+                              .batch = BATCH,
+                              .capacity = 64, // >= 2 x the in-flight reserve (2 x 7)
+                              .poll_us_max = 200,
+                              .wait_ms = 20000,
+                              .timeout_ms = 20000};
+    rd_target_recv *r = NULL;
+    int rc = rd_target_recv_create(&ro, &r, &eb);
+    CHECK(rc == RD_OK, "skip recv create: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    rc = rd_target_recv_begin(r, 0, -1, &eb);
+    rd_target_recv_skip(r);
+    double t0 = MPI_Wtime();
+    while (rc == RD_OK && !rd_target_recv_phase_complete(r) && MPI_Wtime() - t0 < 20)
+        rc = rd_target_recv_progress(r, &eb);
+    CHECK(rd_target_recv_phase_complete(r), "skipped phase never completed (credits stopped?)");
+    if (rc == RD_OK)
+        rc = rd_target_recv_end(r, &eb);
+    rd_target_stats st;
+    rd_target_recv_stats(r, &st);
+    CHECK(st.unused == SKIP_N && st.received == SKIP_N && st.late == 0,
+          "skipped phase: unused %llu received %llu late %llu, expected %d unused",
+          (unsigned long long)st.unused, (unsigned long long)st.received,
+          (unsigned long long)st.late, SKIP_N);
+    if (rc == RD_OK)
+        rc = rd_target_recv_begin(r, 1, -1, &eb);
+    uint64_t samples[USE_N];
+    float logits[USE_N];
+    uint8_t has[USE_N];
+    for (int i = 0; i < USE_N; i++)
+        samples[i] = (uint64_t)i;
+    if (rc == RD_OK)
+        rc = rd_target_recv_get(r, USE_N, samples, logits, NULL, has, &eb);
+    int good = 0;
+    for (int i = 0; rc == RD_OK && i < USE_N; i++)
+        good += has[i] && logits[i] == (float)i * 0.01f + 1.0f;
+    CHECK(good == USE_N, "used phase: %d of %d targets joined with their logit", good, USE_N);
+    if (rc == RD_OK)
+        rc = rd_target_recv_end(r, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_recv_close(r, &eb);
+    CHECK(rc == RD_OK, "skip student: %s", eb.msg);
+    rd_target_recv_destroy(r);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int size;
@@ -761,6 +862,11 @@ int main(int argc, char **argv) {
             run_fake_teacher();
         else
             run_bad_receiver();
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (rank == 0) // then a phase that takes no targets (mode skip, below)
+            run_skip_teacher();
+        else
+            run_skip_student();
         int total = 0;
         MPI_Allreduce(&n_errors, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
         if (rank == 0)
