@@ -821,7 +821,8 @@ static void run_skip_student(void) {
         rc = rd_target_recv_end(r, &eb);
     rd_target_stats st;
     rd_target_recv_stats(r, &st);
-    CHECK(st.unused == SKIP_N && st.received == SKIP_N && st.late == 0,
+    // Received may already hold some of the next phase's targets (stored, not unused).
+    CHECK(st.unused == SKIP_N && st.received >= SKIP_N && st.late == 0,
           "skipped phase: unused %llu received %llu late %llu, expected %d unused",
           (unsigned long long)st.unused, (unsigned long long)st.received,
           (unsigned long long)st.late, SKIP_N);
