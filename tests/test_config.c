@@ -678,6 +678,9 @@ static void test_errors_cross(void **state) {
                  "t.yaml:15:", "models[0].seq.stats_feedback: needs seq.stats");
     expect_error(BASE "    seq: {stats: [2], stats_residual: true}\n",
                  "t.yaml:15:", "models[0].seq.stats_residual: needs seq.stats_feedback");
+    expect_error(BASE "    seq: {stats: [2]}\ntokens: {source_model: m}\n", "t.yaml:",
+                 "tokens.source_model: model 'm' has seq.stats: a source model compresses one "
+                 "event");
     expect_error(BASE "    seq: {stats: [2], stats_feedback: rating}\n", "t.yaml:15:",
                  "models[0].seq.stats_feedback: the synthetic source has no feedback field");
     expect_error(BASE "    seq: {stats: [2], stats_feedback: stars}\n"
