@@ -22,6 +22,7 @@
 #include "rd/comm.h"
 #include "rd/hash.h"
 #include "rd/log.h"
+#include "rd/msg.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -49,42 +50,15 @@ static double now_ms(void) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Little-endian encoding
+// Little-endian encoding (rd/msg.h's helpers; the logits as the bits of an IEEE binary32)
 
-static void put_u16(unsigned char *p, uint16_t v) {
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-static void put_u32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint16_t get_u16(const unsigned char *p) {
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-static uint32_t get_u32(const unsigned char *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-static uint64_t get_u64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 static void put_f32(unsigned char *p, float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
-    put_u32(p, u);
+    rd_le_put32(p, u);
 }
 static float get_f32(const unsigned char *p) {
-    uint32_t u = get_u32(p);
+    uint32_t u = rd_le_get32(p);
     float f;
     memcpy(&f, &u, 4);
     return f;
@@ -101,27 +75,27 @@ typedef struct msg_header {
 } msg_header;
 
 static void encode_header(unsigned char *p, const msg_header *h) {
-    put_u32(p + 0, h->magic);
-    put_u16(p + 4, h->version);
-    put_u16(p + 6, h->kind);
-    put_u32(p + 8, h->sender);
-    put_u32(p + 12, h->count);
-    put_u64(p + 16, h->phase);
-    put_u32(p + 24, h->pass);
-    put_u32(p + 28, (uint32_t)h->window);
-    put_u64(p + 32, h->seq);
+    rd_le_put32(p + 0, h->magic);
+    rd_le_put16(p + 4, h->version);
+    rd_le_put16(p + 6, h->kind);
+    rd_le_put32(p + 8, h->sender);
+    rd_le_put32(p + 12, h->count);
+    rd_le_put64(p + 16, h->phase);
+    rd_le_put32(p + 24, h->pass);
+    rd_le_put32(p + 28, (uint32_t)h->window);
+    rd_le_put64(p + 32, h->seq);
 }
 
 static void decode_header(const unsigned char *p, msg_header *h) {
-    h->magic = get_u32(p + 0);
-    h->version = get_u16(p + 4);
-    h->kind = get_u16(p + 6);
-    h->sender = get_u32(p + 8);
-    h->count = get_u32(p + 12);
-    h->phase = get_u64(p + 16);
-    h->pass = get_u32(p + 24);
-    h->window = (int32_t)get_u32(p + 28);
-    h->seq = get_u64(p + 32);
+    h->magic = rd_le_get32(p + 0);
+    h->version = rd_le_get16(p + 4);
+    h->kind = rd_le_get16(p + 6);
+    h->sender = rd_le_get32(p + 8);
+    h->count = rd_le_get32(p + 12);
+    h->phase = rd_le_get64(p + 16);
+    h->pass = rd_le_get32(p + 24);
+    h->window = (int32_t)rd_le_get32(p + 28);
+    h->seq = rd_le_get64(p + 32);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,8 +433,8 @@ int rd_target_sender_progress(rd_target_sender *s, rd_errbuf *eb) {
                                 s->sender_index, bytes, s->students[d], CREDIT_BYTES);
                 continue;
             }
-            uint32_t magic = get_u32(c), count = get_u32(c + 8), who = get_u32(c + 12);
-            uint16_t version = get_u16(c + 4);
+            uint32_t magic = rd_le_get32(c), count = rd_le_get32(c + 8), who = rd_le_get32(c + 12);
+            uint16_t version = rd_le_get16(c + 4);
             if (magic != CREDIT_MAGIC || version != MSG_VERSION || who != (uint32_t)d ||
                 count == 0 || count > s->unacked_to[d]) {
                 s->stats.rejected++;
@@ -531,10 +505,10 @@ static int send_msg(rd_target_sender *s, int d, int kind, rd_errbuf *eb) {
     const float *lg = s->st_logits + (size_t)d * (size_t)s->batch;
     unsigned char *q = p + HEADER_BYTES;
     for (size_t i = 0; i < n; i++)
-        put_u64(q + 8 * i, sm[i]);
+        rd_le_put64(q + 8 * i, sm[i]);
     q += 8 * n;
     for (size_t i = 0; i < n; i++)
-        put_u64(q + 8 * i, vs[i]);
+        rd_le_put64(q + 8 * i, vs[i]);
     q += 8 * n;
     for (size_t i = 0; i < n; i++)
         put_f32(q + 4 * i, lg[i]);
@@ -946,7 +920,7 @@ static int handle_msg(
     const unsigned char *sm = p + HEADER_BYTES, *vs = sm + 8 * n, *lg = vs + 8 * n;
     // Validate the whole message before joining any of it.
     for (size_t i = 0; i < n; i++) {
-        uint64_t sample = get_u64(sm + 8 * i);
+        uint64_t sample = rd_le_get64(sm + 8 * i);
         float logit = get_f32(lg + 4 * i);
         if (!isfinite(logit))
             return rd_err_set(eb, RD_ERR_PROTO,
@@ -968,8 +942,8 @@ static int handle_msg(
         return RD_OK;
     }
     for (size_t i = 0; i < n; i++) {
-        int res = rd_target_join_put(r->join, h.phase, get_u64(sm + 8 * i), get_f32(lg + 4 * i),
-                                     get_u64(vs + 8 * i));
+        int res = rd_target_join_put(r->join, h.phase, rd_le_get64(sm + 8 * i), get_f32(lg + 4 * i),
+                                     rd_le_get64(vs + 8 * i));
         switch (res) {
             case RD_JOIN_STORED:
                 r->stats.received++;
@@ -1011,11 +985,11 @@ static void send_credits(rd_target_recv *r) {
             if (r->cbusy[i])
                 continue;
             unsigned char *c = r->cbuf + i * CREDIT_BYTES;
-            put_u32(c, CREDIT_MAGIC);
-            put_u16(c + 4, MSG_VERSION);
-            put_u16(c + 6, 0);
-            put_u32(c + 8, (uint32_t)r->owed[t]);
-            put_u32(c + 12, (uint32_t)r->student_index);
+            rd_le_put32(c, CREDIT_MAGIC);
+            rd_le_put16(c + 4, MSG_VERSION);
+            rd_le_put16(c + 6, 0);
+            rd_le_put32(c + 8, (uint32_t)r->owed[t]);
+            rd_le_put32(c + 12, (uint32_t)r->student_index);
             RD_MPI_CHECK(MPI_Isend(c, CREDIT_BYTES, MPI_BYTE, r->teachers[t], r->tag_credit,
                                    r->comm, &r->creq[i]));
             r->cbusy[i] = 1;

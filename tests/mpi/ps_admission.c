@@ -137,21 +137,12 @@ static int worker(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void *p)
 }
 
 int main(int argc, char **argv) {
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK)
-        return 1;
     int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    rd_log_init(RD_LOG_LEVEL_WARN, rank, "test");
+    if (t_mpi_start(&argc, &argv, &rank, &size) != 0)
+        return 1;
     int P = argc > 1 ? atoi(argv[1]) : 1;
-    if (P < 1 || size != P + 1) {
-        if (rank == 0)
-            fprintf(stderr, "ps_admission P needs P+1 ranks\n");
-        rd_mpi_finalize();
-        return 77;
-    }
+    if (P < 1 || size != P + 1)
+        return t_mpi_refuse(rank, 77, "ps_admission P needs P+1 ranks");
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
     make_cfg(cfg, P);
     int errs = t_session(MPI_COMM_WORLD, cfg, worker, NULL);

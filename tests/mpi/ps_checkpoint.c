@@ -199,20 +199,13 @@ static int session4(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void *
 }
 
 int main(int argc, char **argv) {
+    int rank, size;
+    if (t_mpi_start(&argc, &argv, &rank, &size) != 0)
+        return 1;
+    if (size != 4)
+        return t_mpi_refuse(rank, 77, "ps_checkpoint needs 4 ranks");
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK)
-        return 1;
-    int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    rd_log_init(RD_LOG_LEVEL_WARN, rank, "test");
-    if (size != 4) {
-        if (rank == 0)
-            fprintf(stderr, "ps_checkpoint needs 4 ranks\n");
-        rd_mpi_finalize();
-        return 77;
-    }
     int errs = 0;
     char dir[256], mid[300], full[300], resumed[300];
     t_tmpdir(dir, sizeof dir, "ckpt");

@@ -73,20 +73,13 @@ static void share(ctx *c) {
 }
 
 int main(int argc, char **argv) {
+    int rank, size;
+    if (t_mpi_start(&argc, &argv, &rank, &size) != 0)
+        return 1;
+    if (size != 5)
+        return t_mpi_refuse(rank, 77, "ps_sync_layouts needs 5 ranks");
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK)
-        return 1;
-    int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    rd_log_init(RD_LOG_LEVEL_WARN, rank, "test");
-    if (size != 5) {
-        if (rank == 0)
-            fprintf(stderr, "ps_sync_layouts needs 5 ranks\n");
-        rd_mpi_finalize();
-        return 77;
-    }
     int errs = 0;
     char dir[256], dir_a[300], dir_b[300];
     t_tmpdir(dir, sizeof dir, "sync");

@@ -45,6 +45,33 @@
     } while (0)
 
 // ---------------------------------------------------------------------------------------------
+// Start and layout check (the preamble of every MPI test's main)
+
+// MPI up (thread level SINGLE), logging at WARN with the world rank; *rank and *size set.
+// Returns 0, or 1 after printing why MPI did not start.
+static int t_mpi_start(int *argc, char ***argv, int *rank, int *size) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_mpi_init(argc, argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
+        fprintf(stderr, "%s\n", eb.msg);
+        return 1;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, size);
+    rd_log_init(RD_LOG_LEVEL_WARN, *rank, "test");
+    return 0;
+}
+
+// A launch this test cannot run in: rank 0 says why; MPI is finalized; returns `code` for main
+// (77 = skipped under ctest's SKIP_RETURN_CODE, anything else = failed).
+static int t_mpi_refuse(int rank, int code, const char *why) {
+    if (rank == 0)
+        fprintf(stderr, "%s\n", why);
+    rd_mpi_finalize();
+    return code;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Polling collectives
 
 static void t_wait(MPI_Request *req) {

@@ -295,22 +295,11 @@ static void session(const char *dir) {
 }
 
 int main(int argc, char **argv) {
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
-        fprintf(stderr, "%s\n", eb.msg);
-        return 1;
-    }
     int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    rd_log_init(RD_LOG_LEVEL_WARN, rank, NULL);
-    if (size != 3) {
-        if (rank == 0)
-            fprintf(stderr, "serve_export needs 3 ranks\n");
-        rd_mpi_finalize();
+    if (t_mpi_start(&argc, &argv, &rank, &size) != 0)
         return 1;
-    }
+    if (size != 3)
+        return t_mpi_refuse(rank, 1, "serve_export needs 3 ranks");
     char dir[512];
     t_tmpdir(dir, sizeof dir, "serve");
     session(dir);

@@ -270,16 +270,11 @@ static void error_phase(rd_token_client *cl, int w) {
 // ---------------------------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
+    int rank, size;
+    if (t_mpi_start(&argc, &argv, &rank, &size) != 0)
+        return 1;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
-        fprintf(stderr, "%s\n", eb.msg);
-        return 1;
-    }
-    int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    rd_log_init(RD_LOG_LEVEL_WARN, rank, NULL);
     int P = argc > 1 ? atoi(argv[1]) : 1;
     if (P < 1 || P >= size) {
         if (rank == 0)

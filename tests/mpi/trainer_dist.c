@@ -264,22 +264,13 @@ static void run_order(const char *dir, const char *order, int control, int tag0)
 }
 
 int main(int argc, char **argv) {
+    int rank, size;
+    if (t_mpi_start(&argc, &argv, &rank, &size) != 0)
+        return 1;
+    if (size != 4)
+        return t_mpi_refuse(rank, 1, "trainer_dist needs 4 ranks");
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
-        fprintf(stderr, "%s\n", eb.msg);
-        return 1;
-    }
-    int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    rd_log_init(RD_LOG_LEVEL_WARN, rank, NULL);
-    if (size != 4) {
-        if (rank == 0)
-            fprintf(stderr, "trainer_dist needs 4 ranks\n");
-        rd_mpi_finalize();
-        return 1;
-    }
     char dir[512];
     t_tmpdir(dir, sizeof dir, "trainer");
     // Rank 0 prepares the dataset once; the sessions share it.
