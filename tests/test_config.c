@@ -1042,6 +1042,7 @@ static void test_shipped_configs(void **state) {
     assert_non_null(s);
     assert_int_equal(t->seq.kind, RD_SEQ_DIN);
     assert_int_equal(t->seq.length, 256);
+    assert_true(t->layer_norm); // the teacher that learns the memory effect on every seed
     assert_int_equal(s->seq.kind, RD_SEQ_MEAN);
     assert_int_equal(s->seq.length, 16);
     assert_string_equal(rd_config_find_job(c, "student")->teacher, "teacher");
