@@ -20,6 +20,7 @@
 #include "rd/alloc.h"
 #include "rd/config.h"
 #include "rd/dense_optim.h"
+#include "rd/distill.h"
 #include "rd/layers.h"
 #include "rd/model.h"
 #include "rd/rng.h"
@@ -175,6 +176,11 @@ typedef struct tbatch {
     float *tokens, *numeric, *labels, *teacher;
 } tbatch;
 
+// A non-identity calibration f_S (negatives kept at 0.3, b_s 0.1): rd_debias_from_sampling's
+// parameters, r_s = q_+ / q_- = 1 / 0.3.
+static const rd_debias k_calib = {.r_s = 1.0 / 0.3, .p_x = 1.0, .r_plus = 1.0, .b_s = 0.1};
+
+// teacher: 0 = no targets, 1 = targets, 2 = targets and the calibration k_calib.
 static void tb_make(tbatch *t, const rd_model *m, size_t B, uint64_t seed, int teacher) {
     memset(t, 0, sizeof *t);
     rd_rng r;
@@ -260,6 +266,8 @@ static void tb_make(tbatch *t, const rd_model *m, size_t B, uint64_t seed, int t
         b->alpha = 0.7f;
         b->temperature = 2.0f;
     }
+    if (teacher == 2) // cross-debias: the student's logit through a sampling calibration
+        b->calib = &k_calib;
 }
 
 static void tb_free(tbatch *t) {
@@ -422,6 +430,7 @@ static void test_fd_model_a(void **state) {
     rd_model_config mc;
     config_a(&mc);
     fd_model(&mc, 2, 5, 1);
+    fd_model(&mc, 2, 5, 2); // two towers, the aux tower's logit through the calibration
 }
 
 static void test_fd_model_b(void **state) {
@@ -429,6 +438,42 @@ static void test_fd_model_b(void **state) {
     rd_model_config mc;
     config_b(&mc);
     fd_model(&mc, 0, 3, 1);
+    fd_model(&mc, 0, 3, 2); // one tower, its logit through the calibration
+}
+
+// Cross-debias: the distillation term compares the student's logit projected through f_S with
+// the (already projected) teacher logit: loss_distill = mean over targets of
+// T^2 BCE(sigma(g(z_s) / T), sigma(z_t / T)), g(z) = logit(f_S(z)) = -log(A e^{-z} + K), computed
+// here from the formula in double precision.
+static void test_distill_calibrated_loss(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_a(&mc);
+    rd_model_opts o = opts_for(4, 2, 5);
+    rd_model *m = build(&mc, &o);
+    tbatch t;
+    tb_make(&t, m, 4, 17, 2);
+    step(m, &t.b);
+    double A = k_calib.r_s / k_calib.p_x, K = A * (1.0 - k_calib.r_plus) + k_calib.b_s;
+    double T = t.b.temperature, sum = 0.0;
+    size_t n = 0;
+    for (size_t b = 0; b < t.b.B; b++) {
+        if (!t.has_target[b])
+            continue;
+        double g = -log(A * exp(-(double)m->logits_aux[b]) + K);
+        double ps = 1.0 / (1.0 + exp(-g / T)), pt = 1.0 / (1.0 + exp(-(double)t.teacher[b] / T));
+        sum += -T * T * (pt * log(ps) + (1.0 - pt) * log(1.0 - ps));
+        n++;
+    }
+    assert_true(n > 0 && m->n_distill == n);
+    assert_true(fabs(m->loss_distill - sum / (double)n) < 1e-5 * (1.0 + fabs(sum / (double)n)));
+    // Without the calibration the same batch gives another value (the projection is not a no-op).
+    double calibrated = m->loss_distill;
+    t.b.calib = NULL;
+    step(m, &t.b);
+    assert_true(fabs(m->loss_distill - calibrated) > 1e-3);
+    tb_free(&t);
+    rd_model_destroy(m);
 }
 
 static void test_fd_model_d(void **state) {
@@ -636,11 +681,12 @@ static void test_two_tower_isolation(void **state) {
     memcpy(g0, m->grads, m->n_slab * sizeof(float));
     float extreme[4] = {80.0f, -80.0f, 50.0f, -3.0f};
     uint8_t all[4] = {1, 1, 1, 1};
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < 3; v++) { // v = 2: the extreme targets through the calibration
         t.b.teacher_logits = v == 0 ? t.teacher : extreme;
         t.b.has_target = v == 0 ? t.has_target : all;
         t.b.alpha = v == 0 ? 0.7f : 50.0f;
         t.b.temperature = v == 0 ? 2.0f : 0.5f;
+        t.b.calib = v == 2 ? &k_calib : NULL;
         step(m, &t.b);
         for (int i = 0; i < m->n_tensors; i++) {
             const rd_model_tensor *ts = &m->tensors[i];
@@ -966,6 +1012,10 @@ static void test_batch_errors(void **state) {
     b.temperature = 0.0f;
     expect_batch_error(m, &b, RD_ERR_RANGE, "temperature");
     b = t.b;
+    const rd_debias bad_calib = {.r_s = 0.0, .p_x = 1.0, .r_plus = 1.0, .b_s = 0.0};
+    b.calib = &bad_calib; // f would not be a probability
+    expect_batch_error(m, &b, RD_ERR_ARG, "calib: debias: r_s = 0");
+    b = t.b;
     b.numeric = NULL;
     expect_batch_error(m, &b, RD_ERR_ARG, "numeric is NULL");
     b = t.b;
@@ -1111,6 +1161,7 @@ int main(void) {
         cmocka_unit_test(test_fd_model_d),
         cmocka_unit_test(test_fd_model_e),
         cmocka_unit_test(test_fd_model_f),
+        cmocka_unit_test(test_distill_calibrated_loss),
         cmocka_unit_test(test_seq_view_window),
         cmocka_unit_test(test_seq_view_by_label),
         cmocka_unit_test(test_token_gate_starts_closed),

@@ -17,6 +17,11 @@ rd_debias rd_debias_identity(void) {
     return d;
 }
 
+int rd_debias_is_identity(const rd_debias *d) {
+    double a = d->r_s / d->p_x;
+    return a == 1.0 && a * (1.0 - d->r_plus) + d->b_s == 0.0;
+}
+
 int rd_debias_check(const rd_debias *d, rd_errbuf *eb) {
     if (!d)
         return rd_err_set(eb, RD_ERR_ARG, "debias: NULL parameters");

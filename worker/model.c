@@ -16,6 +16,7 @@
 #include "rd/model.h"
 
 #include "rd/alloc.h"
+#include "rd/distill.h"
 #include "rd/layers.h"
 #include "rd/rng.h"
 #include "rd/table.h"
@@ -139,6 +140,7 @@ struct rd__model_priv {
 
     // Losses
     float *loss_b, *dist_b;  // (B)
+    float *zcal, *dzcal;     // (B) the student's logit through rd_batch.calib, and its gradient
     float *w_task, *w_dist;  // (B) per-example weights of the loss terms
     float *dz_main, *dz_aux; // (B)
 
@@ -458,6 +460,8 @@ static void layout(builder *bd) {
         bd->assign && m->two_towers ? rd_mlp_output(&p->head.acts[1], &p->head.shape[1]) : NULL;
     p->loss_b = act(bd, B);
     p->dist_b = act(bd, B);
+    p->zcal = act(bd, B);
+    p->dzcal = act(bd, B);
     p->w_task = act(bd, B);
     p->w_dist = act(bd, B);
     p->dz_main = act(bd, B);
@@ -974,6 +978,10 @@ int rd_model_check_batch(const rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
         for (size_t b = 0; b < B; b++)
             if ((!bt->has_target || bt->has_target[b]) && !isfinite(bt->teacher_logits[b]))
                 return rd_err_set(eb, RD_ERR_RANGE, "batch: teacher_logits[%zu] is not finite", b);
+        if (bt->calib && (rc = rd_debias_check(bt->calib, eb)) != RD_OK) {
+            rd_err_prefix(eb, "batch: calib: ");
+            return rc;
+        }
     }
     return RD_OK;
 }
@@ -1174,6 +1182,10 @@ int rd_model_forward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
     double dist = 0.0;
     if (bt->teacher_logits) {
         const float *z = m->two_towers ? m->logits_aux : m->logits_main;
+        if (bt->calib) { // cross-debias: the student's logit in the teacher target's space
+            rd_debias_logit_forward(p->zcal, z, bt->calib, B);
+            z = p->zcal;
+        }
         rd_distill_bce_forward(p->dist_b, z, bt->teacher_logits, bt->temperature, B);
         if (bt->has_target) // keep absent targets out of the buffer (their logits may be garbage)
             for (size_t b = 0; b < B; b++)
@@ -1349,12 +1361,18 @@ int rd_model_backward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
     if (m->two_towers) {
         memset(p->dz_aux, 0, B * sizeof(float));
         rd_bce_logits_backward(p->dz_aux, p->w_task, m->logits_aux, bt->labels, B);
-        if (bt->teacher_logits)
-            rd_distill_bce_backward(p->dz_aux, p->w_dist, m->logits_aux, bt->teacher_logits,
+    }
+    if (bt->teacher_logits) {
+        float *dz = m->two_towers ? p->dz_aux : p->dz_main;
+        const float *z = m->two_towers ? m->logits_aux : m->logits_main;
+        if (bt->calib) { // through g(z) = logit(f_S(z)), computed by the forward pass in zcal
+            memset(p->dzcal, 0, B * sizeof(float));
+            rd_distill_bce_backward(p->dzcal, p->w_dist, p->zcal, bt->teacher_logits,
                                     bt->temperature, B);
-    } else if (bt->teacher_logits) {
-        rd_distill_bce_backward(p->dz_main, p->w_dist, m->logits_main, bt->teacher_logits,
-                                bt->temperature, B);
+            rd_debias_logit_backward(dz, p->dzcal, z, bt->calib, B);
+        } else {
+            rd_distill_bce_backward(dz, p->w_dist, z, bt->teacher_logits, bt->temperature, B);
+        }
     }
 
     // 2. Head -> dh.

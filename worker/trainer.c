@@ -1000,6 +1000,7 @@ static int distill_get(rd_trainer *tr, const stage *s, rd_batch *bt, rd_errbuf *
     bt->has_target = tr->has_zt;
     bt->alpha = tr->cfg->distill.alpha;
     bt->temperature = tr->cfg->distill.temperature;
+    bt->calib = rd_debias_is_identity(&tr->debias) ? NULL : &tr->debias;
     return RD_OK;
 }
 

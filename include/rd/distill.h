@@ -3,7 +3,8 @@
 //
 // Defines:
 //   rd_debias                          the four parameters of one side's calibration f
-//   rd_debias_identity() / rd_debias_from_sampling() / rd_debias_from_config() / rd_debias_check()
+//   rd_debias_identity() / rd_debias_is_identity() / rd_debias_from_sampling()
+//   rd_debias_from_config() / rd_debias_check()
 //   rd_debias_prob()                   f(z), a probability
 //   rd_debias_logit_forward/backward   logit(f(z)) and its gradient (+ _naive twins for tests)
 //   rd_target_stats                    counters of a sender or a receiver
@@ -16,7 +17,9 @@
 //     f(z) = 1 / (1 + (r_s / p_X) * (e^{-z} + 1 - r_+) + b_s).
 // Without sampling (r_s = p_X = r_+ = 1, b_s = 0) f is the sigmoid, so logit(f(z)) = z. The
 // distilled student consumes the teacher's RAW logit projected through the STUDENT's f, as a
-// logit (rd/model.h: teacher_logits): logit(f(z)) = -log(A e^{-z} + K) with A = r_s / p_X and
+// logit (rd/model.h: teacher_logits), and compares it with its own logit projected through the
+// same f (rd_batch.calib): D(f_S(z_t), f_S(z_s)), never a calibrated probability against a raw
+// one. logit(f(z)) = -log(A e^{-z} + K) with A = r_s / p_X and
 // K = A (1 - r_+) + b_s; f is a proper probability for every z iff A > 0 and K >= 0.
 // The secondary sources do not define r_s unambiguously (papers.md): rd_debias_from_sampling()
 // chooses the parameters that make f the exact Bayes correction of independent down-sampling
@@ -68,6 +71,7 @@
 //                     per step: rd_target_recv_get(r, B, sample_ids, z_t, NULL, has_target)
 //                               rd_debias_logit_forward(z_t, z_t, &f, B)
 //                               batch.teacher_logits = z_t; batch.has_target = has_target
+//                               batch.calib = rd_debias_is_identity(&f) ? NULL : &f
 //                  rd_target_recv_end(r)        ... rd_target_recv_close(r); _destroy(r)
 //   A rank that is not training for a while (evaluation, checkpoints) should call
 //   rd_target_recv_progress() / rd_target_sender_progress() now and then so that credits flow.
@@ -96,6 +100,9 @@ typedef struct rd_debias {
 
 /** r_s = p_x = r_plus = 1, b_s = 0: f is the sigmoid, the projection the identity. */
 rd_debias rd_debias_identity(void);
+
+/** 1 when f is the sigmoid (r_s / p_x = 1 and (r_s / p_x)(1 - r_plus) + b_s = 0), else 0. */
+int rd_debias_is_identity(const rd_debias *d);
 
 /**
  * The calibration of a side whose training data keeps negatives with probability `neg_keep` and

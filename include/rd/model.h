@@ -34,12 +34,14 @@
 //   head:     one tower (models[].tower hidden layers, then a linear to one logit), or two
 //             towers that share no parameter (main + aux) on h when two_towers = 1.
 //   losses:   main = mean_b BCE(z_main, y). With two towers, aux = mean_b [BCE(z_aux, y) +
-//             has_target_b * alpha * T^2 * BCE(sigma(z_aux / T), sigma(z_t / T))]; examples
+//             has_target_b * alpha * T^2 * BCE(sigma(g(z_aux) / T), sigma(z_t / T))]; examples
 //             without a target train the aux tower on the task loss alone. With one tower and
 //             teacher logits, the distillation term is added to the single tower's loss. The
-//             optimised objective is main + aux. Cross-debias (Rec-Distill): the trainer passes
-//             the teacher's raw logit already projected through the STUDENT's calibration f_S
-//             (as a logit); the model never calibrates.
+//             optimised objective is main + aux. Cross-debias (Rec-Distill, papers.md §1.5):
+//             the trainer passes the teacher's raw logit already projected through the
+//             STUDENT's calibration f_S (as a logit: z_t = logit(f_S(z_teacher))), and the
+//             model projects the student's logit through the same f_S, g(z) = logit(f_S(z))
+//             (rd_batch.calib; g = identity without it). The task losses stay on raw logits.
 //
 // Memory (STYLE.md 6): rd_model_create allocates ONE parameter slab, ONE gradient slab of the same
 // layout, ONE optimizer-state slab and ONE activation slab (sized for opts.max_batch, including the
@@ -162,6 +164,10 @@ typedef struct rd_batch {
     const uint8_t *has_target;   // (B) 1 = teacher_logits[b] is valid; NULL = all valid
     float alpha;                 // weight of the distillation term, >= 0
     float temperature;           // T > 0
+    // The student's own calibration f_S (cross-debias, rd/distill.h): the distillation term
+    // compares logit(f_S(z_student)) with teacher_logits (= logit(f_S(z_teacher))), so both sides
+    // are in the same calibrated space. NULL = identity (no sampling, or distill.debias off).
+    const struct rd_debias *calib;
 } rd_batch;
 
 /**
