@@ -370,6 +370,7 @@ static const ck_key distill_keys[] = {
     K_FLT(rd_distill_config, "alpha", alpha, 0, 1e6, 0, "1"),
     K_FLT(rd_distill_config, "temperature", temperature, 0, 1e3, CK_EXCL_LO, "1"),
     K_BOOL(rd_distill_config, "aux_tower", aux_tower, "true"),
+    K_BOOL(rd_distill_config, "aux_task", aux_task, "true"),
     K_BOOL(rd_distill_config, "debias", debias, "true"),
     K_FLT(rd_distill_config, "bias", bias, -1e3, 1e3, 0, "0"),
     K_INT(rd_distill_config, "start_window", start_window, -1, 1e6, 0, "-1"),
@@ -1717,6 +1718,10 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
                     "batch_fraction + holdout_fraction = %g must be < 1 (the rest is the stream "
                     "windows)",
                     sp->batch_fraction + sp->holdout_fraction);
+    if (!cfg->distill.aux_task && !cfg->distill.aux_tower)
+        return verr(v, "distill.aux_task",
+                    "false needs distill.aux_tower: true (a single tower always learns the "
+                    "labels)");
     if (cfg->distill.start_epoch > 0 && cfg->distill.start_window >= 0)
         return verr(v, "distill.start_epoch",
                     "%d: batch epochs use no targets when distill.start_window is %d (>= 0)",

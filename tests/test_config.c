@@ -231,6 +231,7 @@ static void test_defaults(void **state) {
     assert_true(c->distill.alpha == 1.0f);
     assert_true(c->distill.temperature == 1.0f);
     assert_int_equal(c->distill.aux_tower, 1);
+    assert_int_equal(c->distill.aux_task, 1);
     assert_int_equal(c->distill.debias, 1);
     assert_true(c->distill.bias == 0.0f);
     assert_int_equal(c->distill.start_window, -1);
@@ -711,6 +712,12 @@ static void test_errors_cross(void **state) {
     expect_error(BASE "distill:\n  start_epoch: 1\n  start_window: 0\n", "t.yaml:",
                  "distill.start_epoch: 1: batch epochs use no targets when "
                  "distill.start_window is 0");
+    expect_error(BASE "distill:\n  aux_tower: false\n  aux_task: false\n",
+                 "t.yaml:", "distill.aux_task: false needs distill.aux_tower: true");
+    rd_config *c = new_cfg();
+    expect_ok(BASE "distill:\n  aux_task: false\n", c);
+    assert_int_equal(c->distill.aux_task, 0);
+    free(c);
     expect_error(BASE "distill:\n  start_epoch: 1\n",
                  "t.yaml:", "distill.start_epoch: 1 is not a batch epoch (train.epochs is 1)");
     expect_error(BASE "distill:\n  start_window: 5\n",

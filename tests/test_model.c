@@ -180,7 +180,8 @@ typedef struct tbatch {
 // parameters, r_s = q_+ / q_- = 1 / 0.3.
 static const rd_debias k_calib = {.r_s = 1.0 / 0.3, .p_x = 1.0, .r_plus = 1.0, .b_s = 0.1};
 
-// teacher: 0 = no targets, 1 = targets, 2 = targets and the calibration k_calib.
+// teacher: 0 = no targets, 1 = targets, 2 = targets and the calibration k_calib, 3 = targets
+// and no task loss in the aux tower.
 static void tb_make(tbatch *t, const rd_model *m, size_t B, uint64_t seed, int teacher) {
     memset(t, 0, sizeof *t);
     rd_rng r;
@@ -268,6 +269,8 @@ static void tb_make(tbatch *t, const rd_model *m, size_t B, uint64_t seed, int t
     }
     if (teacher == 2) // cross-debias: the student's logit through a sampling calibration
         b->calib = &k_calib;
+    if (teacher == 3) // the aux tower on the distillation term alone (distill.aux_task: false)
+        b->aux_task_off = 1;
 }
 
 static void tb_free(tbatch *t) {
@@ -431,6 +434,7 @@ static void test_fd_model_a(void **state) {
     config_a(&mc);
     fd_model(&mc, 2, 5, 1);
     fd_model(&mc, 2, 5, 2); // two towers, the aux tower's logit through the calibration
+    fd_model(&mc, 2, 5, 3); // two towers, the aux tower on the distillation term alone
 }
 
 static void test_fd_model_b(void **state) {
@@ -472,6 +476,14 @@ static void test_distill_calibrated_loss(void **state) {
     t.b.calib = NULL;
     step(m, &t.b);
     assert_true(fabs(m->loss_distill - calibrated) > 1e-3);
+    // distill.aux_task: false: the aux loss is the distillation term alone, alpha * sum / B; the
+    // main tower's loss does not change.
+    double main0 = m->loss_main;
+    t.b.aux_task_off = 1;
+    step(m, &t.b);
+    double term = (double)t.b.alpha * m->loss_distill * (double)m->n_distill / (double)t.b.B;
+    assert_true(fabs(m->loss_aux - term) < 1e-6 * (1.0 + term));
+    assert_true(m->loss_main == main0);
     tb_free(&t);
     rd_model_destroy(m);
 }

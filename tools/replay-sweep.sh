@@ -10,7 +10,8 @@
 # --seed SEED --out RUN_DIR); its first distilled student job is kept, every other job dropped.
 # POINT is alpha:temperature (default 0.3:1 1:1 3:1 10:1 1:3 3:3), "noaux" (one tower, the
 # distillation term in its loss) or "noaux:alpha:temperature", "noaux_raw" (its undistilled twin),
-# or comma-separated tokens: noaux, raw (no distillation), a=ALPHA, t=TEMPERATURE, e=EPOCH (first
+# or comma-separated tokens: noaux, raw (no distillation), notask (the auxiliary tower learns from
+# the teacher alone: distill.aux_task false), a=ALPHA, t=TEMPERATURE, e=EPOCH (first
 # batch epoch whose targets are used: distill.start_epoch),
 # mlp=64-32 (the student's shared backbone), tower=8 (hidden layers of each tower; tower=0: none).
 # Results: one line per point with the student's holdout and warm AUC, next to RUN_DIR's student
@@ -18,13 +19,14 @@
 #
 # With -k, SEEDS_DIR holds a tools/seeds.sh sweep (seed-F .. seed-F+K-1, default F = 1): every point
 # is replayed on every seed's log, and each distilled point is paired with its undistilled twin
-# (the same tokens with "raw" and without a=/t=/e=; added when not listed) replayed on the same seed.
+# (the same tokens with "raw" and without a=/t=/e=/notask; added when not listed) replayed on the
+# same seed.
 # OUTDIR/summary.md gets every point's holdout / warm / stream-mean AUC as mean ± std over the
 # seeds, the teacher gap and the student gain (both paired per seed) and eta from the means.
 # Needs python3 with PyYAML (apt-get install python3-yaml).
 set -euo pipefail
 SEED=1 K=0 FIRST=1
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 while getopts "s:k:f:h" o; do
     case $o in
         s) SEED=$OPTARG ;; k) K=$OPTARG ;; f) FIRST=$OPTARG ;;
@@ -58,7 +60,7 @@ elif ":" in p:
     toks = ["noaux"] if parts[0] == "noaux" else []
 else:
     toks = p.split(",")
-toks = [t for t in toks if not t.startswith(("a=", "t=", "e=")) and t != "raw"]
+toks = [t for t in toks if not t.startswith(("a=", "t=", "e=")) and t not in ("raw", "notask")]
 print(",".join(toks + ["raw"]))
 PY
 }
@@ -96,6 +98,8 @@ for t in toks:
         if t == "noaux":
             model["two_towers"] = False
             d["aux_tower"] = False
+        elif t == "notask":
+            d["aux_task"] = False
         elif t == "raw":
             job.pop("distill", None); job.pop("teacher", None); d["replay"] = False
         elif k == "a":

@@ -1200,7 +1200,8 @@ int rd_model_forward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
         double sum_aux = 0.0;
         for (size_t b = 0; b < B; b++)
             sum_aux += (double)p->loss_b[b];
-        m->loss_aux = sum_aux * inv_b + (bt->teacher_logits ? dist_term : 0.0);
+        int task = !(bt->teacher_logits && bt->aux_task_off);
+        m->loss_aux = (task ? sum_aux * inv_b : 0.0) + (bt->teacher_logits ? dist_term : 0.0);
     } else if (bt->teacher_logits) {
         m->loss_main += dist_term;
     }
@@ -1360,7 +1361,8 @@ int rd_model_backward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
     rd_bce_logits_backward(p->dz_main, p->w_task, m->logits_main, bt->labels, B);
     if (m->two_towers) {
         memset(p->dz_aux, 0, B * sizeof(float));
-        rd_bce_logits_backward(p->dz_aux, p->w_task, m->logits_aux, bt->labels, B);
+        if (!(bt->teacher_logits && bt->aux_task_off))
+            rd_bce_logits_backward(p->dz_aux, p->w_task, m->logits_aux, bt->labels, B);
     }
     if (bt->teacher_logits) {
         float *dz = m->two_towers ? p->dz_aux : p->dz_main;

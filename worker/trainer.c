@@ -1001,6 +1001,7 @@ static int distill_get(rd_trainer *tr, const stage *s, rd_batch *bt, rd_errbuf *
     bt->alpha = tr->cfg->distill.alpha;
     bt->temperature = tr->cfg->distill.temperature;
     bt->calib = rd_debias_is_identity(&tr->debias) ? NULL : &tr->debias;
+    bt->aux_task_off = !tr->cfg->distill.aux_task;
     return RD_OK;
 }
 

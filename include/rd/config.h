@@ -415,6 +415,9 @@ typedef struct rd_distill_config {
     float temperature; // tau > 0 (1 = plain BCE against sigmoid(z_t)); default 1
     int aux_tower;     // 1 = distill into the auxiliary tower only (the distilled
                        // students' models then need two_towers: true); default 1
+    int aux_task;      // 1 = the auxiliary tower learns the hard labels too (Rec-Distill:
+                       // task + alpha * distill); 0 = the distillation term alone (ExFM's
+                       // auxiliary head); needs aux_tower; default 1
     int debias;        // 1 = cross-debias through the student's calibration f; default 1
     float bias;        // b_s of the calibration; default 0
     int start_window;  // first stream window that uses targets (-1 = also batch phase);

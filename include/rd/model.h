@@ -35,9 +35,10 @@
 //             towers that share no parameter (main + aux) on h when two_towers = 1.
 //   losses:   main = mean_b BCE(z_main, y). With two towers, aux = mean_b [BCE(z_aux, y) +
 //             has_target_b * alpha * T^2 * BCE(sigma(g(z_aux) / T), sigma(z_t / T))]; examples
-//             without a target train the aux tower on the task loss alone. With one tower and
-//             teacher logits, the distillation term is added to the single tower's loss. The
-//             optimised objective is main + aux. Cross-debias (Rec-Distill, papers.md §1.5):
+//             without a target train the aux tower on the task loss alone (aux_task_off: the aux
+//             loss is the distillation term alone, and such examples do not train it). With one
+//             tower and teacher logits, the distillation term is added to the single tower's loss.
+//             The optimised objective is main + aux. Cross-debias (Rec-Distill, papers.md §1.5):
 //             the trainer passes the teacher's raw logit already projected through the
 //             STUDENT's calibration f_S (as a logit: z_t = logit(f_S(z_teacher))), and the
 //             model projects the student's logit through the same f_S, g(z) = logit(f_S(z))
@@ -164,6 +165,8 @@ typedef struct rd_batch {
     const uint8_t *has_target;   // (B) 1 = teacher_logits[b] is valid; NULL = all valid
     float alpha;                 // weight of the distillation term, >= 0
     float temperature;           // T > 0
+    int aux_task_off;            // two towers with teacher_logits: 1 = the aux tower's loss is
+                                 // the distillation term alone (distill.aux_task: false)
     // The student's own calibration f_S (cross-debias, rd/distill.h): the distillation term
     // compares logit(f_S(z_student)) with teacher_logits (= logit(f_S(z_teacher))), so both sides
     // are in the same calibrated space. NULL = identity (no sampling, or distill.debias off).
