@@ -195,7 +195,8 @@ def twin(p):
     if p in legacy: toks = legacy[p].split(",")
     elif ":" in p: toks = ["noaux"] if p.split(":")[0] == "noaux" else []
     else: toks = p.split(",")
-    return ",".join([t for t in toks if not t.startswith(("a=", "t=", "e=")) and t != "raw"] + ["raw"])
+    keep = [t for t in toks if not t.startswith(("a=", "t=", "e=")) and t not in ("raw", "notask")]
+    return ",".join(keep + ["raw"])  # as twin() above
 
 def ms(x): return "%.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0.0)
 def pm(x): return "%+.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0.0)
