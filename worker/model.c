@@ -1196,12 +1196,13 @@ int rd_model_forward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
     }
     double dist_term = (double)bt->alpha * dist * inv_b;
     if (m->two_towers) {
-        rd_bce_logits_forward(p->loss_b, m->logits_aux, bt->labels, B);
         double sum_aux = 0.0;
-        for (size_t b = 0; b < B; b++)
-            sum_aux += (double)p->loss_b[b];
-        int task = !(bt->teacher_logits && bt->aux_task_off);
-        m->loss_aux = (task ? sum_aux * inv_b : 0.0) + (bt->teacher_logits ? dist_term : 0.0);
+        if (!(bt->teacher_logits && bt->aux_task_off)) { // the aux tower's task loss
+            rd_bce_logits_forward(p->loss_b, m->logits_aux, bt->labels, B);
+            for (size_t b = 0; b < B; b++)
+                sum_aux += (double)p->loss_b[b];
+        }
+        m->loss_aux = sum_aux * inv_b + (bt->teacher_logits ? dist_term : 0.0);
     } else if (bt->teacher_logits) {
         m->loss_main += dist_term;
     }
