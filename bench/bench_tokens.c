@@ -144,7 +144,7 @@ static void poll_barrier(MPI_Comm c) {
 // Build, scan, direct fetch (world rank 0)
 
 static int build(const opts *o, const char *store, results *res) {
-    rd_token_store_opts so = {o->dim, RD_TOKEN_FP32, 1, 64ull << 20, 0, 4096, !o->sync};
+    rd_token_store_opts so = {o->dim, RD_TOKEN_FP32, 1, 64ull << 20, 0, 4096, !o->sync, 0, 0};
     rd_token_store *s = NULL;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
@@ -175,7 +175,7 @@ static int build(const opts *o, const char *store, results *res) {
                 tok[i * d + j] = tokval(users[i], t, (int)j);
         }
         gen += now_s() - tg; // generating the data is not the store's cost
-        rd_token_batch b = {n, users, ts, ids, tok, labels, items, NULL};
+        rd_token_batch b = {n, users, ts, ids, tok, labels, items, NULL, NULL};
         rc = rd_token_store_append(s, &b, &eb);
     }
     res->build_s = now_s() - t0 - gen;
@@ -591,7 +591,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_tokens: %s\n", eb.msg);
                 MPI_Abort(MPI_COMM_WORLD, 1);
             }
-            rd_token_client_opts co = {(int)info.n_shards, (int)info.dim, 50, 0};
+            rd_token_client_opts co = {(int)info.n_shards, (int)info.dim, 50, 0, 0};
             if (rd_token_client_create(comm, &co, &cl, &eb) != RD_OK) {
                 fprintf(stderr, "bench_tokens: %s\n", eb.msg);
                 MPI_Abort(MPI_COMM_WORLD, 1);

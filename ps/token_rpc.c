@@ -4,9 +4,10 @@
 //
 // Protocol (rd/msg.h headers on rd_comm.kv, tag RD_TAG_PS_REQUEST; replies on
 // RD_TAG_PS_REPLY_BASE + (req_id & 4095)):
-//   FETCH   request payload: u32 "RDTQ" | u32 n | u32 L | u32 dim | u32 fields | u32 0 |
+//   FETCH   request payload: u32 "RDTQ" | u32 n | u32 L | u32 dim | u32 fields | u32 S |
 //                            users u64 (n) | t i64 (n)
-//           reply payload:   the packed fetch reply of rd/tokens.h (n, L, dim, fields)
+//           (S: the side values per record the client expects, 0 without RD_TOKEN_FIELD_SIDE)
+//           reply payload:   the packed fetch reply of rd/tokens.h (n, L, dim, S, fields)
 //   APPEND  request payload: the packed append of rd/tokens.h;  reply: empty
 //   errors: status < 0 and the error text as payload (as every PS reply)
 // The client uses the reply slots 4095 - k (k = its in-flight slot), the top of the range, so it
@@ -129,8 +130,13 @@ static int on_fetch(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server 
             rc = rd_err_set(&eb, RD_ERR_PROTO,
                             "token fetch request of %zu bytes, but n = %u needs %zu", len, n,
                             RD__TOKEN_FETCH_HEADER + 16 * (size_t)n);
-        else if ((fields & ~RD_TOKEN_FIELDS_ALL) != 0 || rd__le32_get(p + 20) != 0)
+        else if ((fields & ~RD_TOKEN_FIELDS_ALL) != 0)
             rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request: unknown fields 0x%x", fields);
+        else if (rd__le32_get(p + 20) != ((fields & RD_TOKEN_FIELD_SIDE) ? info.n_side : 0))
+            rc = rd_err_set(&eb, RD_ERR_PROTO,
+                            "token fetch request expects %u side values per token, the store has "
+                            "%u",
+                            rd__le32_get(p + 20), info.n_side);
         else if (dim != info.dim)
             rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request for dim %u, the store has %u",
                             dim, info.dim);
@@ -140,7 +146,7 @@ static int on_fetch(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server 
     }
     size_t bytes = 0;
     if (rc == RD_OK) {
-        bytes = rd_token_fetch_reply_bytes(n, L, dim, fields);
+        bytes = rd_token_fetch_reply_bytes(n, L, dim, info.n_side, fields);
         if (bytes == 0 || bytes > MAX_REPLY_BYTES)
             rc = rd_err_set(&eb, RD_ERR_RANGE,
                             "token fetch of %u x %u tokens would need a reply over %" PRIu64
@@ -307,11 +313,12 @@ int rd_token_client_create(const rd_comm *comm,
     RD_ASSERT(comm && o && out);
     *out = NULL;
     if (o->n_shards < 1 || o->n_shards > RD_TOKEN_MAX_SHARDS || o->dim < 1 ||
-        o->dim > RD_TOKEN_MAX_DIM)
+        o->dim > RD_TOKEN_MAX_DIM || o->n_side < 0 || o->n_side > RD_TOKEN_MAX_SIDE)
         return rd_err_set(eb, RD_ERR_ARG,
-                          "token client: n_shards %d (1..%d) or dim %d (1..%d) "
+                          "token client: n_shards %d (1..%d), dim %d (1..%d) or n_side %d (0..%d) "
                           "out of range",
-                          o->n_shards, RD_TOKEN_MAX_SHARDS, o->dim, RD_TOKEN_MAX_DIM);
+                          o->n_shards, RD_TOKEN_MAX_SHARDS, o->dim, RD_TOKEN_MAX_DIM, o->n_side,
+                          RD_TOKEN_MAX_SIDE);
     if (comm->n_ps < 1)
         return rd_err_set(eb, RD_ERR_ARG, "token client: the layout has no PS rank");
     rd_token_client *c = rd_calloc(1, sizeof *c);
@@ -461,7 +468,8 @@ static int msg_probe(rd_token_client *c, tc_op *op, tc_msg *m) {
 static int msg_scatter(rd_token_client *c, tc_op *op, tc_msg *m, rd_errbuf *eb) {
     rd_token_fetch_out v;
     size_t L = op->L, d = (size_t)c->o.dim;
-    int rc = rd_token_fetch_reply_view(m->stage + RD_MSG_HEADER_BYTES, m->expect, m->n, L, d,
+    size_t S = (size_t)c->o.n_side;
+    int rc = rd_token_fetch_reply_view(m->stage + RD_MSG_HEADER_BYTES, m->expect, m->n, L, d, S,
                                        op->fields, &v, eb);
     if (rc != RD_OK)
         return rc;
@@ -479,6 +487,8 @@ static int msg_scatter(rd_token_client *c, tc_op *op, tc_msg *m, rd_errbuf *eb) 
             memcpy(o->ts, v.ts, nl * sizeof(int64_t));
         if (o->ids)
             memcpy(o->ids, v.ids, nl * sizeof(uint64_t));
+        if (o->side && S)
+            memcpy(o->side, v.side, nl * S * sizeof(float));
         if (o->mask)
             memcpy(o->mask, v.mask, nl);
         return RD_OK;
@@ -495,6 +505,8 @@ static int msg_scatter(rd_token_client *c, tc_op *op, tc_msg *m, rd_errbuf *eb) 
             memcpy(o->ts + r * L, v.ts + j * L, L * sizeof(int64_t));
         if (o->ids)
             memcpy(o->ids + r * L, v.ids + j * L, L * sizeof(uint64_t));
+        if (o->side && S)
+            memcpy(o->side + r * L * S, v.side + j * L * S, L * S * sizeof(float));
         if (o->mask)
             memcpy(o->mask + r * L, v.mask + j * L, L);
     }
@@ -639,7 +651,8 @@ int rd_token_client_fetch_start(rd_token_client *c,
     for (int r = 0; r < c->P; r++)
         if (c->cnt[r]) {
             size_t bytes =
-                rd_token_fetch_reply_bytes((size_t)c->cnt[r], L, (size_t)c->o.dim, fields);
+                rd_token_fetch_reply_bytes((size_t)c->cnt[r], L, (size_t)c->o.dim,
+                                           (size_t)c->o.n_side, fields);
             if (bytes == 0 || bytes > MAX_REPLY_BYTES)
                 return rd_err_set(eb, RD_ERR_RANGE,
                                   "token client fetch: %d requests of L = %zu for PS %d need a "
@@ -668,7 +681,8 @@ int rd_token_client_fetch_start(rd_token_client *c,
         m->op = RD_TOKEN_OP_FETCH;
         m->n = (size_t)c->cnt[r];
         m->first = off;
-        m->expect = rd_token_fetch_reply_bytes(m->n, L, (size_t)c->o.dim, fields);
+        m->expect =
+            rd_token_fetch_reply_bytes(m->n, L, (size_t)c->o.dim, (size_t)c->o.n_side, fields);
         size_t req = RD_MSG_HEADER_BYTES + RD__TOKEN_FETCH_HEADER + 16 * m->n;
         if (grow_buf(&m->req, &m->req_cap, req) != RD_OK ||
             grow_buf(&m->stage, &m->stage_cap, RD_MSG_HEADER_BYTES + m->expect) != RD_OK)
@@ -689,7 +703,7 @@ int rd_token_client_fetch_start(rd_token_client *c,
         rd__le32_put(p + 8, (uint32_t)L);
         rd__le32_put(p + 12, (uint32_t)c->o.dim);
         rd__le32_put(p + 16, fields);
-        rd__le32_put(p + 20, 0);
+        rd__le32_put(p + 20, (fields & RD_TOKEN_FIELD_SIDE) ? (uint32_t)c->o.n_side : 0);
         unsigned char *pu = p + RD__TOKEN_FETCH_HEADER, *pt = pu + 8 * m->n;
         for (size_t j = 0; j < m->n; j++) {
             size_t i = op->pos[m->first + j];
@@ -746,9 +760,9 @@ int rd_token_client_append(rd_token_client *c, const rd_token_batch *b, rd_errbu
         return rd_err_set(eb, RD_ERR_ARG, "token client append: users, ts, ids, tokens required");
     tc_op *op = &c->ops[RD_TOKEN_CLIENT_MAX_INFLIGHT];
     RD_ASSERT(!op->active);
-    const size_t dim = (size_t)c->o.dim;
+    const size_t dim = (size_t)c->o.dim, S = (size_t)c->o.n_side;
     // Records per message so that a packed append stays within max_msg_bytes.
-    size_t per = 8 * 4 + 4 * 2 + 4 * dim;
+    size_t per = 8 * 4 + 4 * 2 + 4 * S + 4 * dim;
     uint64_t room = c->o.max_msg_bytes > 64 ? c->o.max_msg_bytes - 64 : 0;
     size_t chunk = (size_t)(room / per);
     if (chunk > RD__TOKEN_MAX_APPEND)
@@ -799,16 +813,17 @@ int rd_token_client_append(rd_token_client *c, const rd_token_batch *b, rd_errbu
         m->op = RD_TOKEN_OP_APPEND;
         m->n = i1 - i0;
         m->first = i0;
-        size_t bytes = rd_token_append_packed_bytes(m->n, dim);
+        size_t bytes = rd_token_append_packed_bytes(m->n, dim, S);
         if (grow_buf(&m->req, &m->req_cap, RD_MSG_HEADER_BYTES + bytes) != RD_OK)
             return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
         rd__token_append_layout lay;
-        RD_ASSERT(rd__token_append_layout_of(m->n, dim, &lay));
+        RD_ASSERT(rd__token_append_layout_of(m->n, dim, S, &lay));
         unsigned char *p = m->req + RD_MSG_HEADER_BYTES;
         memset(p, 0, bytes);
         rd__le32_put(p, RD__TOKEN_APPEND_MAGIC);
         rd__le32_put(p + 4, (uint32_t)m->n);
         rd__le32_put(p + 8, (uint32_t)dim);
+        rd__le32_put(p + 12, (uint32_t)S);
         for (size_t j = 0; j < m->n; j++) {
             size_t i = op->pos[i0 + j];
             rd__le64_put(p + lay.users + 8 * j, b->users[i]);
@@ -819,6 +834,8 @@ int rd_token_client_append(rd_token_client *c, const rd_token_batch *b, rd_errbu
             if (b->labels)
                 memcpy(p + lay.labels + 4 * j, &b->labels[i], 4);
             rd__le32_put(p + lay.flags + 4 * j, b->flags ? b->flags[i] : 0);
+            if (b->side && S)
+                memcpy(p + lay.side + 4 * S * j, b->side + i * S, 4 * S);
         }
         m->expect = 0;
         i0 = i1;
@@ -826,7 +843,7 @@ int rd_token_client_append(rd_token_client *c, const rd_token_batch *b, rd_errbu
     // 3. Send everything, then wait for every reply.
     op->active = 1;
     for (int k = 0; k < op->n_msgs; k++)
-        msg_send(c, op, &op->msgs[k], rd_token_append_packed_bytes(op->msgs[k].n, dim));
+        msg_send(c, op, &op->msgs[k], rd_token_append_packed_bytes(op->msgs[k].n, dim, S));
     int rc = op_wait(c, op);
     if (rc != RD_OK)
         rd_err_set(eb, rc, "token append: %s", op->msg);

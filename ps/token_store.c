@@ -69,7 +69,8 @@ struct rd_token_store {
     size_t append_batch;
     int verify_crc;
     size_t tok_bytes;   // dim * element size
-    size_t value_bytes; // RD_TOKEN_VALUE_FIXED + tok_bytes
+    size_t tok_off;     // offset of the token in a value: 16 + 4 * n_side
+    size_t value_bytes; // RD_TOKEN_VALUE_FIXED + 4 * n_side + tok_bytes
     tk_shard *shards;   // (n_shards)
     int *live;          // (n_shards) shards with an active read txn in the current call
     int n_live;
@@ -204,6 +205,7 @@ static void manifest_encode(const rd_token_store_info *in, unsigned char out[MAN
     rd__le32_put(out + 28, RD_TOKEN_KEY_BYTES);
     rd__le64_put(out + 32, (uint64_t)in->created);
     rd__le64_put(out + 40, in->store_id);
+    rd__le32_put(out + 48, in->n_side); // 0 (reserved) in version 1
     rd__le32_put(out + 60, rd_crc32c(0, out, 60));
 }
 
@@ -211,7 +213,9 @@ static void manifest_encode(const rd_token_store_info *in, unsigned char out[MAN
 static int layout_sane(const rd_token_store_info *i) {
     return i->n_shards >= 1 && i->n_shards <= RD_TOKEN_MAX_SHARDS && i->dim >= 1 &&
            i->dim <= RD_TOKEN_MAX_DIM && (i->dtype == RD_TOKEN_FP32 || i->dtype == RD_TOKEN_FP16) &&
-           i->value_bytes == RD_TOKEN_VALUE_FIXED + i->dim * elem_size((int)i->dtype);
+           i->n_side <= RD_TOKEN_MAX_SIDE && (i->version >= 2 || i->n_side == 0) &&
+           i->value_bytes ==
+               RD_TOKEN_VALUE_FIXED + 4 * i->n_side + i->dim * elem_size((int)i->dtype);
 }
 
 static int manifest_decode(
@@ -223,9 +227,10 @@ static int manifest_decode(
         return rd_err_set(eb, RD_ERR_CORRUPT,
                           "token store MANIFEST %s: bad magic (not a token-store manifest)", path);
     out->version = rd__le32_get(p + 8);
-    if (out->version != RD_TOKEN_STORE_VERSION)
+    if (out->version < 1 || out->version > RD_TOKEN_STORE_VERSION)
         return rd_err_set(eb, RD_ERR_VERSION,
-                          "token store MANIFEST %s: store version %u, this build reads version %d",
+                          "token store MANIFEST %s: store version %u, this build reads versions "
+                          "1..%d",
                           path, out->version, RD_TOKEN_STORE_VERSION);
     uint32_t crc = rd__le32_get(p + 60);
     if (crc != rd_crc32c(0, p, 60))
@@ -236,11 +241,13 @@ static int manifest_decode(
     out->value_bytes = rd__le32_get(p + 24);
     out->created = (int64_t)rd__le64_get(p + 32);
     out->store_id = rd__le64_get(p + 40);
+    out->n_side = rd__le32_get(p + 48);
     if (!layout_sane(out) || rd__le32_get(p + 28) != RD_TOKEN_KEY_BYTES)
         return rd_err_set(eb, RD_ERR_CORRUPT,
-                          "token store MANIFEST %s: impossible layout (n_shards %u, dim %u, dtype "
-                          "%u, value %u bytes)",
-                          path, out->n_shards, out->dim, out->dtype, out->value_bytes);
+                          "token store MANIFEST %s: impossible layout (version %u, n_shards %u, "
+                          "dim %u, dtype %u, %u side values, value %u bytes)",
+                          path, out->version, out->n_shards, out->dim, out->dtype, out->n_side,
+                          out->value_bytes);
     return RD_OK;
 }
 
@@ -256,6 +263,7 @@ header_encode(const rd_token_store_info *in, int shard, unsigned char out[HEADER
     rd__le32_put(out + 28, in->value_bytes);
     rd__le64_put(out + 32, (uint64_t)in->created);
     rd__le64_put(out + 40, in->store_id);
+    rd__le32_put(out + 48, in->n_side);
     rd__le32_put(out + 60, rd_crc32c(0, out, 60));
 }
 
@@ -272,13 +280,16 @@ static int header_check(
     uint32_t ns = rd__le32_get(p + 16), dim = rd__le32_get(p + 20);
     uint32_t dtype = rd__le32_get(p + 24), vb = rd__le32_get(p + 28);
     uint64_t store_id = rd__le64_get(p + 40);
+    uint32_t n_side = rd__le32_get(p + 48);
     if (version != m->version || dim != m->dim || dtype != m->dtype || ns != m->n_shards ||
-        vb != m->value_bytes)
+        vb != m->value_bytes || n_side != m->n_side)
         return rd_err_set(eb, RD_ERR_VERSION,
-                          "token shard %s: header says version %u, dim %u %s, %u shards, but the "
-                          "MANIFEST says version %u, dim %u %s, %u shards",
-                          path, version, dim, rd_token_dtype_name((int)dtype), ns, m->version,
-                          m->dim, rd_token_dtype_name((int)m->dtype), m->n_shards);
+                          "token shard %s: header says version %u, dim %u %s, %u shards, %u side "
+                          "values, but the MANIFEST says version %u, dim %u %s, %u shards, %u side "
+                          "values",
+                          path, version, dim, rd_token_dtype_name((int)dtype), ns, n_side,
+                          m->version, m->dim, rd_token_dtype_name((int)m->dtype), m->n_shards,
+                          m->n_side);
     if (sid != (uint32_t)shard || store_id != m->store_id)
         return rd_err_set(eb, RD_ERR_CORRUPT,
                           "token shard %s: header belongs to shard %u of store %016" PRIx64
@@ -372,6 +383,14 @@ int rd_token_store_create(const char *dir,
     if (o->n_shards < 1 || o->n_shards > RD_TOKEN_MAX_SHARDS)
         return rd_err_set(eb, RD_ERR_ARG, "token store %s: n_shards %d out of range 1..%d", dir,
                           o->n_shards, RD_TOKEN_MAX_SHARDS);
+    if (o->n_side < 0 || o->n_side > RD_TOKEN_MAX_SIDE)
+        return rd_err_set(eb, RD_ERR_ARG, "token store %s: n_side %d out of range 0..%d", dir,
+                          o->n_side, RD_TOKEN_MAX_SIDE);
+    if (o->version < 0 || o->version > RD_TOKEN_STORE_VERSION || (o->version == 1 && o->n_side))
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "token store %s: version %d is not writable (0, 1 without side values, "
+                          "or %d)",
+                          dir, o->version, RD_TOKEN_STORE_VERSION);
     int rc = check_opts_common(o->map_size, o->max_map_size, o->append_batch, eb);
     if (rc != RD_OK)
         return rc;
@@ -396,13 +415,15 @@ int rd_token_store_create(const char *dir,
     if (rc != RD_OK)
         return rc;
     rd_token_store_info info = {
-        RD_TOKEN_STORE_VERSION,
+        o->version ? (uint32_t)o->version : RD_TOKEN_STORE_VERSION,
         (uint32_t)o->n_shards,
         (uint32_t)o->dim,
         (uint32_t)o->dtype,
-        (uint32_t)(RD_TOKEN_VALUE_FIXED + (size_t)o->dim * elem_size(o->dtype)),
+        (uint32_t)(RD_TOKEN_VALUE_FIXED + 4 * (size_t)o->n_side +
+                   (size_t)o->dim * elem_size(o->dtype)),
         (int64_t)time(NULL),
-        0};
+        0,
+        (uint32_t)o->n_side};
     // A store id tells shards of different stores apart (e.g. folders copied across stores).
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -538,10 +559,11 @@ int rd_token_store_open(const char *dir,
     s->append_batch = o->append_batch > 0 ? (size_t)o->append_batch : DEFAULT_BATCH;
     s->verify_crc = o->verify_crc;
     s->tok_bytes = (size_t)info.dim * elem_size((int)info.dtype);
+    s->tok_off = 16 + 4 * (size_t)info.n_side;
     s->value_bytes = info.value_bytes;
     s->shards = rd_calloc(info.n_shards, sizeof *s->shards);
     s->live = rd_calloc(info.n_shards, sizeof *s->live);
-    s->tokbuf = rd_calloc(info.dim, sizeof(float));
+    s->tokbuf = rd_calloc(info.dim + info.n_side, sizeof(float)); // token, then side values
     if (!s->shards || !s->live || !s->tokbuf) {
         rd_token_store_destroy(s);
         return rd_err_set(eb, RD_ERR_NOMEM, "token store %s: out of memory", dir);
@@ -621,14 +643,20 @@ static void encode_value(const rd_token_store *s,
     rd__le32_put(dst, lb);
     rd__le32_put(dst + 4, b->flags ? b->flags[i] : 0u);
     rd__le64_put(dst + 8, b->items ? b->items[i] : 0u);
+    size_t S = s->info.n_side;
+    if (b->side)
+        memcpy(dst + 16, b->side + i * S, 4 * S); // little-endian host (checked at open)
+    else
+        memset(dst + 16, 0, 4 * S);
     const float *tok = b->tokens + i * s->info.dim;
+    unsigned char *td = dst + s->tok_off;
     if (s->info.dtype == RD_TOKEN_FP32) {
-        memcpy(dst + 16, tok, s->tok_bytes); // little-endian host (checked at open)
+        memcpy(td, tok, s->tok_bytes);
     } else {
         for (size_t j = 0; j < s->info.dim; j++) {
             uint16_t h = rd_token_f32_to_f16(tok[j]);
-            dst[16 + 2 * j] = (unsigned char)h;
-            dst[17 + 2 * j] = (unsigned char)(h >> 8);
+            td[2 * j] = (unsigned char)h;
+            td[2 * j + 1] = (unsigned char)(h >> 8);
         }
     }
     size_t body = s->value_bytes - 4;
@@ -662,9 +690,9 @@ static int value_crc_ok(const rd_token_store *s, const MDB_val *k, const MDB_val
 // Decode the token of a value into dst (dim floats).
 static void decode_token(const rd_token_store *s, const unsigned char *val, float *dst) {
     if (s->info.dtype == RD_TOKEN_FP32) {
-        memcpy(dst, val + 16, s->tok_bytes);
+        memcpy(dst, val + s->tok_off, s->tok_bytes);
     } else {
-        const unsigned char *p = val + 16;
+        const unsigned char *p = val + s->tok_off;
         for (size_t j = 0; j < s->info.dim; j++)
             dst[j] = rd_token_f16_to_f32((uint16_t)(p[2 * j] | (p[2 * j + 1] << 8)));
     }
@@ -779,6 +807,12 @@ int rd_token_store_append(rd_token_store *s, const rd_token_batch *b, rd_errbuf 
             return rd_err_set(eb, RD_ERR_ARG,
                               "token append: record %zu (user %" PRIu64 "): label is not finite", i,
                               b->users[i]);
+        for (size_t j = 0; b->side && j < s->info.n_side; j++)
+            if (!finite_bits(b->side[i * s->info.n_side + j]))
+                return rd_err_set(eb, RD_ERR_ARG,
+                                  "token append: record %zu (user %" PRIu64
+                                  "): side value %zu is not finite",
+                                  i, b->users[i], j);
     }
     // 2. Sort by (shard, key) so that each shard gets increasing keys.
     if (s->recs_cap < n) {
@@ -872,6 +906,8 @@ static inline void decode_into(const rd_token_store *s,
     }
     if (out->items)
         out->items[at] = rd__le64_get(vp + 8);
+    if (out->side && s->info.n_side)
+        memcpy(out->side + at * s->info.n_side, vp + 16, 4 * s->info.n_side);
     if (out->ts)
         out->ts[at] = rd_lmdbx_key_i64(rd_lmdbx_get_be64(kp + 8));
     if (out->ids)
@@ -895,6 +931,9 @@ static void shift_row(const rd_token_store *s,
         memmove(out->ts + base, out->ts + base + from, cnt * sizeof(int64_t));
     if (out->ids)
         memmove(out->ids + base, out->ids + base + from, cnt * sizeof(uint64_t));
+    size_t S = s->info.n_side;
+    if (out->side && S)
+        memmove(out->side + base * S, out->side + (base + from) * S, cnt * S * sizeof(float));
 }
 
 // Zero slots [cnt, L) of a row and write its mask and count.
@@ -911,6 +950,9 @@ static void finish_row(
             memset(out->ts + base + cnt, 0, pad * sizeof(int64_t));
         if (out->ids)
             memset(out->ids + base + cnt, 0, pad * sizeof(uint64_t));
+        size_t S = s->info.n_side;
+        if (out->side && S)
+            memset(out->side + (base + cnt) * S, 0, pad * S * sizeof(float));
     }
     if (out->mask) {
         memset(out->mask + base, 1, cnt);
@@ -1281,12 +1323,17 @@ static int walk_shard(rd_token_store *s,
         uint32_t lb = rd__le32_get(vp);
         float label;
         memcpy(&label, &lb, 4);
+        float *side = s->tokbuf + s->info.dim;
+        memcpy(side, vp + 16, 4 * s->info.n_side);
         if (check) {
             if (!finite_bits(label))
                 return bad_record(s, sh, &k, eb, "label is not finite");
             for (size_t j = 0; j < s->info.dim; j++)
                 if (!finite_bits(s->tokbuf[j]))
                     return bad_record(s, sh, &k, eb, "token element is not finite");
+            for (size_t j = 0; j < s->info.n_side; j++)
+                if (!finite_bits(side[j]))
+                    return bad_record(s, sh, &k, eb, "side value is not finite");
         }
         if (fn) {
             rd_token_record r = {sh,
@@ -1296,7 +1343,8 @@ static int walk_shard(rd_token_store *s,
                                  label,
                                  rd__le64_get(vp + 8),
                                  rd__le32_get(vp + 4),
-                                 s->tokbuf};
+                                 s->tokbuf,
+                                 side};
             int frc = fn(&r, user);
             if (frc != 0)
                 return frc;
@@ -1367,9 +1415,10 @@ static size_t round8(size_t x) {
 }
 
 int rd__token_reply_layout_of(
-    size_t n, size_t L, size_t dim, unsigned fields, rd__token_reply_layout *lay) {
+    size_t n, size_t L, size_t dim, size_t n_side, unsigned fields, rd__token_reply_layout *lay) {
     if (n < 1 || n > RD__TOKEN_MAX_REQUESTS || L < 1 || L > RD_TOKEN_MAX_L || dim < 1 ||
-        dim > RD_TOKEN_MAX_DIM || (fields & ~RD_TOKEN_FIELDS_ALL) != 0)
+        dim > RD_TOKEN_MAX_DIM || n_side > RD_TOKEN_MAX_SIDE ||
+        (fields & ~RD_TOKEN_FIELDS_ALL) != 0)
         return 0;
     size_t nl, nld;
     if (!mul_ok(n, L, &nl) || !mul_ok(nl, dim, &nld))
@@ -1395,6 +1444,10 @@ int rd__token_reply_layout_of(
         lay->labels = off;
         off += 4 * nl;
     }
+    if ((fields & RD_TOKEN_FIELD_SIDE) && n_side) {
+        lay->side = off;
+        off += 4 * nl * n_side;
+    }
     lay->n_found = off;
     off += 4 * n;
     lay->mask = off;
@@ -1403,8 +1456,9 @@ int rd__token_reply_layout_of(
     return lay->total <= RD__TOKEN_MAX_PACKED;
 }
 
-int rd__token_append_layout_of(size_t n, size_t dim, rd__token_append_layout *lay) {
-    if (n < 1 || n > RD__TOKEN_MAX_APPEND || dim < 1 || dim > RD_TOKEN_MAX_DIM)
+int rd__token_append_layout_of(size_t n, size_t dim, size_t n_side, rd__token_append_layout *lay) {
+    if (n < 1 || n > RD__TOKEN_MAX_APPEND || dim < 1 || dim > RD_TOKEN_MAX_DIM ||
+        n_side > RD_TOKEN_MAX_SIDE)
         return 0;
     size_t off = RD__TOKEN_REQ_HEADER;
     lay->users = off;
@@ -1421,18 +1475,21 @@ int rd__token_append_layout_of(size_t n, size_t dim, rd__token_append_layout *la
     off += 4 * n;
     lay->flags = off;
     off += 4 * n;
+    lay->side = off;
+    off += 4 * n * n_side;
     lay->total = round8(off);
     return 1;
 }
 
 unsigned rd_token_fetch_fields(const rd_token_fetch_out *out) {
     return (out->labels ? RD_TOKEN_FIELD_LABELS : 0u) | (out->items ? RD_TOKEN_FIELD_ITEMS : 0u) |
-           (out->ts ? RD_TOKEN_FIELD_TS : 0u) | (out->ids ? RD_TOKEN_FIELD_IDS : 0u);
+           (out->ts ? RD_TOKEN_FIELD_TS : 0u) | (out->ids ? RD_TOKEN_FIELD_IDS : 0u) |
+           (out->side ? RD_TOKEN_FIELD_SIDE : 0u);
 }
 
-size_t rd_token_fetch_reply_bytes(size_t n, size_t L, size_t dim, unsigned fields) {
+size_t rd_token_fetch_reply_bytes(size_t n, size_t L, size_t dim, size_t n_side, unsigned fields) {
     rd__token_reply_layout lay;
-    return rd__token_reply_layout_of(n, L, dim, fields, &lay) ? lay.total : 0;
+    return rd__token_reply_layout_of(n, L, dim, n_side, fields, &lay) ? lay.total : 0;
 }
 
 // Pointers of a reply's arrays (NULL for absent fields).
@@ -1443,13 +1500,14 @@ static rd_token_fetch_out reply_arrays(unsigned char *p, const rd__token_reply_l
                             lay->ts ? (int64_t *)(void *)(p + lay->ts) : NULL,
                             lay->ids ? (uint64_t *)(void *)(p + lay->ids) : NULL,
                             p + lay->mask,
-                            (uint32_t *)(void *)(p + lay->n_found)};
+                            (uint32_t *)(void *)(p + lay->n_found),
+                            lay->side ? (float *)(void *)(p + lay->side) : NULL};
     return o;
 }
 
-size_t rd_token_append_packed_bytes(size_t n, size_t dim) {
+size_t rd_token_append_packed_bytes(size_t n, size_t dim, size_t n_side) {
     rd__token_append_layout lay;
-    return rd__token_append_layout_of(n, dim, &lay) ? lay.total : 0;
+    return rd__token_append_layout_of(n, dim, n_side, &lay) ? lay.total : 0;
 }
 
 int rd_token_shard_fetch_batch(rd_token_store *s,
@@ -1463,7 +1521,7 @@ int rd_token_shard_fetch_batch(rd_token_store *s,
                                rd_errbuf *eb) {
     RD_ASSERT(s && buf);
     rd__token_reply_layout lay;
-    if (!rd__token_reply_layout_of(n, L, s->info.dim, fields, &lay))
+    if (!rd__token_reply_layout_of(n, L, s->info.dim, s->info.n_side, fields, &lay))
         return rd_err_set(eb, RD_ERR_ARG,
                           "token fetch: %zu requests of L = %zu (dim %u, fields 0x%x) is out of "
                           "range (n 1..%u, L 1..%d)",
@@ -1479,7 +1537,7 @@ int rd_token_shard_fetch_batch(rd_token_store *s,
     rd__le32_put(p + 8, (uint32_t)L);
     rd__le32_put(p + 12, s->info.dim);
     rd__le32_put(p + 16, fields);
-    rd__le32_put(p + 20, 0);
+    rd__le32_put(p + 20, (fields & RD_TOKEN_FIELD_SIDE) ? s->info.n_side : 0);
     rd_token_fetch_out o = reply_arrays(p, &lay);
     memset(p + lay.mask + n * L, 0, lay.total - (lay.mask + n * L)); // padding
     return rd_token_store_fetch_batch(s, n, users, before_t, L, &o, eb);
@@ -1490,28 +1548,34 @@ int rd_token_fetch_reply_view(const void *buf,
                               size_t n,
                               size_t L,
                               size_t dim,
+                              size_t n_side,
                               unsigned fields,
                               rd_token_fetch_out *view,
                               rd_errbuf *eb) {
     RD_ASSERT(buf && view);
     rd__token_reply_layout lay;
-    if (!rd__token_reply_layout_of(n, L, dim, fields, &lay))
+    if (!rd__token_reply_layout_of(n, L, dim, n_side, fields, &lay))
         return rd_err_set(eb, RD_ERR_PROTO,
-                          "token fetch reply: (n %zu, L %zu, dim %zu, fields 0x%x) out of range", n,
-                          L, dim, fields);
+                          "token fetch reply: (n %zu, L %zu, dim %zu, %zu side values, fields "
+                          "0x%x) out of range",
+                          n, L, dim, n_side, fields);
     if (((uintptr_t)buf & 7u) != 0)
         return rd_err_set(eb, RD_ERR_PROTO, "token fetch reply: buffer is not 8-byte aligned");
     if (len != lay.total)
         return rd_err_set(eb, RD_ERR_PROTO, "token fetch reply of %zu bytes, expected %zu", len,
                           lay.total);
     const unsigned char *p = buf;
+    size_t want_side = (fields & RD_TOKEN_FIELD_SIDE) ? n_side : 0;
     if (rd__le32_get(p) != RD__TOKEN_REPLY_MAGIC || rd__le32_get(p + 4) != n ||
-        rd__le32_get(p + 8) != L || rd__le32_get(p + 12) != dim || rd__le32_get(p + 16) != fields)
+        rd__le32_get(p + 8) != L || rd__le32_get(p + 12) != dim ||
+        rd__le32_get(p + 16) != fields || rd__le32_get(p + 20) != want_side)
         return rd_err_set(eb, RD_ERR_PROTO,
-                          "token fetch reply header (magic %08x, n %u, L %u, dim %u, fields 0x%x) "
-                          "does not match the request (n %zu, L %zu, dim %zu, fields 0x%x)",
+                          "token fetch reply header (magic %08x, n %u, L %u, dim %u, fields 0x%x, "
+                          "%u side values) does not match the request (n %zu, L %zu, dim %zu, "
+                          "fields 0x%x, %zu side values)",
                           rd__le32_get(p), rd__le32_get(p + 4), rd__le32_get(p + 8),
-                          rd__le32_get(p + 12), rd__le32_get(p + 16), n, L, dim, fields);
+                          rd__le32_get(p + 12), rd__le32_get(p + 16), rd__le32_get(p + 20), n, L,
+                          dim, fields, want_side);
     rd_token_fetch_out o = reply_arrays((unsigned char *)(uintptr_t)buf, &lay);
     for (size_t i = 0; i < n; i++) {
         uint32_t nf = o.n_found[i];
@@ -1529,12 +1593,13 @@ int rd_token_fetch_reply_view(const void *buf,
 }
 
 int rd_token_append_pack(
-    const rd_token_batch *b, size_t dim, void *buf, size_t cap, rd_errbuf *eb) {
+    const rd_token_batch *b, size_t dim, size_t n_side, void *buf, size_t cap, rd_errbuf *eb) {
     RD_ASSERT(b && buf);
     rd__token_append_layout lay;
-    if (!rd__token_append_layout_of(b->n, dim, &lay))
-        return rd_err_set(eb, RD_ERR_ARG, "token append pack: n %zu or dim %zu out of range", b->n,
-                          dim);
+    if (!rd__token_append_layout_of(b->n, dim, n_side, &lay))
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "token append pack: n %zu, dim %zu or n_side %zu out of range", b->n,
+                          dim, n_side);
     if (cap < lay.total)
         return rd_err_set(eb, RD_ERR_ARG, "token append pack: buffer of %zu bytes, %zu needed", cap,
                           lay.total);
@@ -1545,7 +1610,7 @@ int rd_token_append_pack(
     rd__le32_put(p, RD__TOKEN_APPEND_MAGIC);
     rd__le32_put(p + 4, (uint32_t)n);
     rd__le32_put(p + 8, (uint32_t)dim);
-    rd__le32_put(p + 12, 0);
+    rd__le32_put(p + 12, (uint32_t)n_side);
     memcpy(p + lay.users, b->users, 8 * n);
     memcpy(p + lay.ts, b->ts, 8 * n);
     memcpy(p + lay.ids, b->ids, 8 * n);
@@ -1562,7 +1627,12 @@ int rd_token_append_pack(
         memcpy(p + lay.flags, b->flags, 4 * n);
     else
         memset(p + lay.flags, 0, 4 * n);
-    memset(p + lay.flags + 4 * n, 0, lay.total - (lay.flags + 4 * n));
+    if (b->side)
+        memcpy(p + lay.side, b->side, 4 * n * n_side);
+    else
+        memset(p + lay.side, 0, 4 * n * n_side);
+    size_t end = lay.side + 4 * n * n_side;
+    memset(p + end, 0, lay.total - end);
     return RD_OK;
 }
 
@@ -1577,15 +1647,18 @@ int rd_token_shard_append_packed(rd_token_store *s, const void *buf, size_t len,
         return rd_err_set(eb, RD_ERR_PROTO, "token append: payload is not 8-byte aligned");
     const unsigned char *p = buf;
     uint32_t magic = rd__le32_get(p), n = rd__le32_get(p + 4), dim = rd__le32_get(p + 8);
+    uint32_t n_side = rd__le32_get(p + 12);
     if (magic != RD__TOKEN_APPEND_MAGIC)
         return rd_err_set(eb, RD_ERR_PROTO, "token append: bad magic %08x", magic);
-    if (rd__le32_get(p + 12) != 0)
-        return rd_err_set(eb, RD_ERR_PROTO, "token append: reserved header field is not 0");
     if (dim != s->info.dim)
         return rd_err_set(eb, RD_ERR_PROTO, "token append: dim %u, but the store has dim %u", dim,
                           s->info.dim);
+    if (n_side != s->info.n_side)
+        return rd_err_set(eb, RD_ERR_PROTO,
+                          "token append: %u side values per record, but the store has %u", n_side,
+                          s->info.n_side);
     rd__token_append_layout lay;
-    if (!rd__token_append_layout_of(n, dim, &lay))
+    if (!rd__token_append_layout_of(n, dim, n_side, &lay))
         return rd_err_set(eb, RD_ERR_PROTO, "token append: %u records out of range 1..%u", n,
                           RD__TOKEN_MAX_APPEND);
     if (len != lay.total)
@@ -1599,6 +1672,7 @@ int rd_token_shard_append_packed(rd_token_store *s, const void *buf, size_t len,
                         (const float *)(const void *)(p + lay.tokens),
                         (const float *)(const void *)(p + lay.labels),
                         (const uint64_t *)(const void *)(p + lay.items),
-                        (const uint32_t *)(const void *)(p + lay.flags)};
+                        (const uint32_t *)(const void *)(p + lay.flags),
+                        (const float *)(const void *)(p + lay.side)};
     return rd_token_store_append(s, &b, eb);
 }

@@ -25,18 +25,19 @@
 /** Byte offsets of the arrays of a packed fetch reply of (n, L, dim, fields); the offset of an
  *  absent optional array is 0. */
 typedef struct rd__token_reply_layout {
-    size_t items, ts, ids, tokens, labels, n_found, mask, total;
+    size_t items, ts, ids, tokens, labels, side, n_found, mask, total;
 } rd__token_reply_layout;
 
-/** Byte offsets of the arrays of a packed append of (n, dim). */
+/** Byte offsets of the arrays of a packed append of (n, dim, n_side). */
 typedef struct rd__token_append_layout {
-    size_t users, ts, ids, items, tokens, labels, flags, total;
+    size_t users, ts, ids, items, tokens, labels, flags, side, total;
 } rd__token_append_layout;
 
-/** @return 1 and the layout, or 0 when n / L / dim are out of range or the size overflows. */
+/** @return 1 and the layout, or 0 when n / L / dim / n_side are out of range or the size
+ *  overflows. n_side counts only when fields has RD_TOKEN_FIELD_SIDE. */
 int rd__token_reply_layout_of(
-    size_t n, size_t L, size_t dim, unsigned fields, rd__token_reply_layout *lay);
-int rd__token_append_layout_of(size_t n, size_t dim, rd__token_append_layout *lay);
+    size_t n, size_t L, size_t dim, size_t n_side, unsigned fields, rd__token_reply_layout *lay);
+int rd__token_append_layout_of(size_t n, size_t dim, size_t n_side, rd__token_append_layout *lay);
 
 static inline void rd__le32_put(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)v;

@@ -100,7 +100,7 @@ static int append_range(rd_token_store *s, uint64_t first, size_t n, rd_errbuf *
         for (size_t d = 0; d < DIM; d++)
             tok[i * DIM + d] = (float)((k * 31 + d) % 101) / 101.0f;
     }
-    rd_token_batch b = {n, users, ts, ids, tok, NULL, NULL, NULL};
+    rd_token_batch b = {n, users, ts, ids, tok, NULL, NULL, NULL, NULL};
     int rc = rd_token_store_append(s, &b, eb);
     free(users);
     free(ids);

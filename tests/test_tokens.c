@@ -90,6 +90,7 @@ static void fout_init(fout *f, size_t R, size_t L, size_t dim) {
     f->o.ids = calloc(R * L, sizeof(uint64_t));
     f->o.mask = calloc(R * L, 1);
     f->o.n_found = calloc(R, sizeof(uint32_t));
+    f->o.side = NULL; // stores with side values: test_side_values sets its own
     assert_non_null(f->o.tokens);
     // Poison the outputs so that padding that is not written shows up.
     memset(f->o.tokens, 0x7f, R * L * dim * sizeof(float));
@@ -289,7 +290,7 @@ static void roundtrip(int dtype, const char *name) {
         flags[i] = (uint32_t)k;
         fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
     }
-    rd_token_batch b = {n, users, ts, ids, tok, labels, items, flags};
+    rd_token_batch b = {n, users, ts, ids, tok, labels, items, flags, NULL};
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
@@ -418,7 +419,7 @@ static void test_no_leakage(void **state) {
     for (size_t b0 = 0; b0 < n; b0 += 333) {
         size_t m = n - b0 < 333 ? n - b0 : 333;
         rd_token_batch b = {m,           users + b0, ts + b0, ids + b0, tok + b0 * dim,
-                            labels + b0, items + b0, NULL};
+                            labels + b0, items + b0, NULL, NULL};
         assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
     }
     qsort(ref, n, sizeof *ref, ref_cmp);
@@ -506,7 +507,7 @@ static void test_duplicate_keys(void **state) {
     uint64_t users[3] = {5, 5, 5}, ids[3] = {1, 1, 2};
     int64_t ts[3] = {10, 10, 10};
     float tok[12] = {1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
-    rd_token_batch b = {3, users, ts, ids, tok, NULL, NULL, NULL};
+    rd_token_batch b = {3, users, ts, ids, tok, NULL, NULL, NULL, NULL};
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
@@ -546,7 +547,7 @@ static void test_map_growth(void **state) {
             ids[i] = g;
             fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
         }
-        rd_token_batch b = {B, users, ts, ids, tok, NULL, NULL, NULL};
+        rd_token_batch b = {B, users, ts, ids, tok, NULL, NULL, NULL, NULL};
         assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
     }
     rd_token_stats tot, per[2];
@@ -594,7 +595,7 @@ static void test_map_growth(void **state) {
             ids[i] = 0;
             fill_token(tok + i * dim, dim, 1, ts[i], 0);
         }
-        rd_token_batch b = {300, users, ts, ids, tok, NULL, NULL, NULL};
+        rd_token_batch b = {300, users, ts, ids, tok, NULL, NULL, NULL, NULL};
         rd_errbuf_clear(&eb);
         rc = rd_token_store_append(s, &b, &eb);
         if (rc == RD_OK)
@@ -683,10 +684,10 @@ static void test_layout_mismatch(void **state) {
     s = create_store("ver", 8, RD_TOKEN_FP32, 1, 0);
     rd_token_store_destroy(s);
     store_path(dir, sizeof dir, "ver");
-    write_manifest_field(dir, 8, 2, 1);
+    write_manifest_field(dir, 8, RD_TOKEN_STORE_VERSION + 1, 1);
     s = open_store("ver", RD_TOKEN_READ_ONLY, &rc, &eb);
     assert_int_equal(rc, RD_ERR_VERSION);
-    assert_non_null(strstr(eb.msg, "version 2"));
+    assert_non_null(strstr(eb.msg, "version 3"));
     // Bad create options.
     rd_token_store_opts co = {0};
     co.dim = 0;
@@ -717,7 +718,7 @@ static void test_manifest_corrupt_missing(void **state) {
     char dir[512], p[600];
     store_path(dir, sizeof dir, "man");
     // Creating over an existing store is refused.
-    rd_token_store_opts co = {8, RD_TOKEN_FP16, 2, 0, 0, 0, 1};
+    rd_token_store_opts co = {8, RD_TOKEN_FP16, 2, 0, 0, 0, 1, 0, 0};
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_ERR_EXISTS);
     // Flipped byte: CRC.
@@ -799,7 +800,7 @@ static void concurrent_child(const char *dir) {
         users[CW_BATCH - 1] = CW_USER + 1;
         fill_token(tok + (size_t)(CW_BATCH - 1) * CW_DIM, CW_DIM, CW_USER + 1, ts[CW_BATCH - 1],
                    ids[CW_BATCH - 1]);
-        rd_token_batch b = {CW_BATCH, users, ts, ids, tok, NULL, NULL, NULL};
+        rd_token_batch b = {CW_BATCH, users, ts, ids, tok, NULL, NULL, NULL, NULL};
         if (rd_token_store_append(s, &b, &eb) != RD_OK) {
             fprintf(stderr, "child append: %s\n", eb.msg);
             _exit(3);
@@ -896,7 +897,7 @@ static void test_gc(void **state) {
     const size_t dim = 4, U = 10, T = 100;
     char dir[512];
     store_path(dir, sizeof dir, "gc");
-    rd_token_store_opts co = {(int)dim, RD_TOKEN_FP32, 3, 0, 0, 7, 1}; // 7 deletions per txn
+    rd_token_store_opts co = {(int)dim, RD_TOKEN_FP32, 3, 0, 0, 7, 1, 0, 0}; // 7 deletions per txn
     rd_token_store *s = NULL;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
@@ -911,7 +912,7 @@ static void test_gc(void **state) {
         ids[i] = i;
         fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
     }
-    rd_token_batch b = {n, users, ts, ids, tok, NULL, NULL, NULL};
+    rd_token_batch b = {n, users, ts, ids, tok, NULL, NULL, NULL, NULL};
     assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
     uint64_t del = 0;
     assert_int_equal(rd_token_store_gc(s, 50, &del, &eb), RD_OK);
@@ -984,7 +985,7 @@ static void test_verify_detects_corruption(void **state) {
     float tok[4 * 8];
     for (int i = 0; i < 4; i++)
         fill_token(tok + i * 8, dim, u0, ts[i], ids[i]);
-    rd_token_batch b = {4, users, ts, ids, tok, NULL, NULL, NULL};
+    rd_token_batch b = {4, users, ts, ids, tok, NULL, NULL, NULL, NULL};
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
@@ -1077,7 +1078,7 @@ static void test_ownership_and_bad_input(void **state) {
     uint64_t users[2] = {mine, other}, ids[2] = {1, 2};
     int64_t ts[2] = {5, 5};
     float tok[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-    rd_token_batch b = {2, users, ts, ids, tok, NULL, NULL, NULL};
+    rd_token_batch b = {2, users, ts, ids, tok, NULL, NULL, NULL, NULL};
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_token_store_append(s, &b, &eb), RD_ERR_ARG);
     assert_non_null(strstr(eb.msg, "owned by PS rank 0"));
@@ -1108,7 +1109,7 @@ static void test_ownership_and_bad_input(void **state) {
     assert_int_equal(rd_token_store_fetch(s, mine, 10, 4, &f.o, &eb), RD_OK);
     assert_int_equal(f.o.n_found[0], 1);
     // Missing arrays.
-    rd_token_batch nb = {1, users, ts, NULL, tok, NULL, NULL, NULL};
+    rd_token_batch nb = {1, users, ts, NULL, tok, NULL, NULL, NULL, NULL};
     assert_int_equal(rd_token_store_append(s, &nb, &eb), RD_ERR_ARG);
     rd_token_store_destroy(s);
     // Bad PS rank.
@@ -1142,14 +1143,14 @@ static void test_packed_entry_points(void **state) {
         labels[i] = (float)(i % 2);
         fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
     }
-    rd_token_batch b = {n, users, ts, ids, tok, labels, items, NULL};
-    size_t bytes = rd_token_append_packed_bytes(n, dim);
+    rd_token_batch b = {n, users, ts, ids, tok, labels, items, NULL, NULL};
+    size_t bytes = rd_token_append_packed_bytes(n, dim, 0);
     assert_true(bytes > 0 && bytes % 8 == 0);
     unsigned char *buf = rd_aligned_alloc(bytes + 64);
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_token_append_pack(&b, dim, buf, bytes - 1, &eb), RD_ERR_ARG);
-    assert_int_equal(rd_token_append_pack(&b, dim, buf, bytes, &eb), RD_OK);
+    assert_int_equal(rd_token_append_pack(&b, dim, 0, buf, bytes - 1, &eb), RD_ERR_ARG);
+    assert_int_equal(rd_token_append_pack(&b, dim, 0, buf, bytes, &eb), RD_OK);
     // Every truncation and every extension is refused, and nothing is written.
     for (size_t len = 0; len < bytes; len += (len < 64 ? 1 : 97)) {
         rd_errbuf_clear(&eb);
@@ -1169,8 +1170,10 @@ static void test_packed_entry_points(void **state) {
     buf[7] = 0x7f; // n huge
     assert_int_equal(rd_token_shard_append_packed(s, buf, bytes, &eb), RD_ERR_PROTO);
     memcpy(buf, saved, 16);
-    buf[12] = 1; // reserved
+    buf[12] = 1; // side values per record: the store has none
+    rd_errbuf_clear(&eb);
     assert_int_equal(rd_token_shard_append_packed(s, buf, bytes, &eb), RD_ERR_PROTO);
+    assert_non_null(strstr(eb.msg, "side values"));
     memcpy(buf, saved, 16);
     assert_int_equal(rd_token_shard_append_packed(s, buf + 4, bytes - 8, &eb), RD_ERR_PROTO);
     // Random garbage never crashes and never writes.
@@ -1201,15 +1204,15 @@ static void test_packed_entry_points(void **state) {
         qu[i] = (uint64_t)i;
         qt[i] = 5 + 3 * i;
     }
-    const unsigned ALL = RD_TOKEN_FIELDS_ALL;
-    size_t rb = rd_token_fetch_reply_bytes(7, L, dim, ALL);
+    const unsigned ALL = RD_TOKEN_FIELDS_ALL & ~RD_TOKEN_FIELD_SIDE; // the store has no side values
+    size_t rb = rd_token_fetch_reply_bytes(7, L, dim, 0, ALL);
     unsigned char *reply = rd_aligned_alloc(rb);
     assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, ALL, reply, rb - 8, &eb),
                      RD_ERR_ARG);
-    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, 0x10, reply, rb, &eb), RD_ERR_ARG);
+    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, 0x20, reply, rb, &eb), RD_ERR_ARG);
     assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, ALL, reply, rb, &eb), RD_OK);
     rd_token_fetch_out v;
-    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, ALL, &v, &eb), RD_OK);
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, ALL, &v, &eb), RD_OK);
     fout f;
     fout_init(&f, 7, L, dim);
     assert_int_equal(rd_token_fetch_fields(&f.o), ALL);
@@ -1221,29 +1224,30 @@ static void test_packed_entry_points(void **state) {
     assert_memory_equal(v.n_found, f.o.n_found, 7 * 4);
     assert_memory_equal(v.labels, f.o.labels, 7 * L * 4);
     // Malformed replies are refused.
-    assert_int_equal(rd_token_fetch_reply_view(reply, rb - 8, 7, L, dim, ALL, &v, &eb),
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb - 8, 7, L, dim, 0, ALL, &v, &eb),
                      RD_ERR_PROTO);
-    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L + 1, dim, ALL, &v, &eb),
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L + 1, dim, 0, ALL, &v, &eb),
                      RD_ERR_PROTO);
-    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, &v, &eb), RD_ERR_PROTO);
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, 0, &v, &eb), RD_ERR_PROTO);
     v.mask[0] ^= 1;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, ALL, &v, &eb), RD_ERR_PROTO);
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, ALL, &v, &eb), RD_ERR_PROTO);
     assert_non_null(strstr(eb.msg, "mask"));
     v.mask[0] ^= 1;
     v.n_found[1] = (uint32_t)L + 1;
-    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, ALL, &v, &eb), RD_ERR_PROTO);
-    assert_true(rd_token_fetch_reply_bytes(0, L, dim, ALL) == 0);
-    assert_true(rd_token_fetch_reply_bytes(1, 0, dim, ALL) == 0);
-    assert_true(rd_token_fetch_reply_bytes(1, L, RD_TOKEN_MAX_DIM + 1, ALL) == 0);
-    assert_true(rd_token_fetch_reply_bytes(1, L, dim, 0x10) == 0);
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, ALL, &v, &eb), RD_ERR_PROTO);
+    assert_true(rd_token_fetch_reply_bytes(0, L, dim, 0, ALL) == 0);
+    assert_true(rd_token_fetch_reply_bytes(1, 0, dim, 0, ALL) == 0);
+    assert_true(rd_token_fetch_reply_bytes(1, L, RD_TOKEN_MAX_DIM + 1, 0, ALL) == 0);
+    assert_true(rd_token_fetch_reply_bytes(1, L, dim, 0, 0x20) == 0);
+    assert_true(rd_token_fetch_reply_bytes(1, L, dim, RD_TOKEN_MAX_SIDE + 1, ALL) == 0);
     // Tokens only: a smaller reply with the same tokens, counts and mask, and no other arrays.
-    size_t rb0 = rd_token_fetch_reply_bytes(7, L, dim, 0);
+    size_t rb0 = rd_token_fetch_reply_bytes(7, L, dim, 0, 0);
     assert_true(rb0 < rb);
     unsigned char *reply0 = rd_aligned_alloc(rb0);
     assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, 0, reply0, rb0, &eb), RD_OK);
     rd_token_fetch_out v0;
-    assert_int_equal(rd_token_fetch_reply_view(reply0, rb0, 7, L, dim, 0, &v0, &eb), RD_OK);
+    assert_int_equal(rd_token_fetch_reply_view(reply0, rb0, 7, L, dim, 0, 0, &v0, &eb), RD_OK);
     assert_null(v0.labels);
     assert_null(v0.items);
     assert_null(v0.ts);
@@ -1277,6 +1281,211 @@ typedef struct visit_state {
     uint64_t stop_at;
 } visit_state;
 
+// ---------------------------------------------------------------------------------------------
+// Side values (store version 2) and version 1 stores
+
+#define SIDE_N 3
+
+static float sideval(uint64_t user, int64_t ts, size_t j) {
+    return (float)(user % 5) + 0.25f * (float)(ts % 4) - (float)j;
+}
+
+typedef struct side_visit {
+    size_t n, bad;
+} side_visit;
+
+static int visit_side(const rd_token_record *rec, void *user) {
+    side_visit *v = user;
+    v->n++;
+    for (size_t j = 0; j < SIDE_N; j++)
+        if (rec->side[j] != sideval(rec->user, rec->ts, j))
+            v->bad++;
+    return 0;
+}
+
+static void side_values(int dtype, const char *name) {
+    const size_t dim = 5, n = 120, L = 6, R = 4;
+    char dir[512];
+    store_path(dir, sizeof dir, name);
+    rd_token_store_opts co = {0};
+    co.dim = (int)dim;
+    co.dtype = dtype;
+    co.n_shards = 2;
+    co.no_sync = 1;
+    co.n_side = SIDE_N;
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    rd_token_store_info info;
+    rd_token_store_info_get(s, &info);
+    assert_int_equal(info.version, RD_TOKEN_STORE_VERSION);
+    assert_int_equal(info.n_side, SIDE_N);
+    assert_int_equal(info.value_bytes,
+                     RD_TOKEN_VALUE_FIXED + 4 * SIDE_N + dim * (dtype == RD_TOKEN_FP32 ? 4 : 2));
+    uint64_t users[120], ids[120];
+    int64_t ts[120];
+    float tok[120 * 5], side[120 * SIDE_N], labels[120];
+    for (size_t i = 0; i < n; i++) {
+        users[i] = i % R;
+        ts[i] = (int64_t)(i / R);
+        ids[i] = i;
+        labels[i] = (float)(i % 2);
+        fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
+        for (size_t j = 0; j < SIDE_N; j++)
+            side[i * SIDE_N + j] = sideval(users[i], ts[i], j);
+    }
+    rd_token_batch b = {n, users, ts, ids, tok, labels, NULL, NULL, side};
+    // A non-finite side value refuses the whole batch.
+    side[7 * SIDE_N + 2] = NAN;
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "side value 2"));
+    side[7 * SIDE_N + 2] = sideval(users[7], ts[7], 2);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    // Direct fetch: the side values of the L records before t, aligned with the tokens.
+    fout f;
+    fout_init(&f, R, L, dim);
+    f.o.side = calloc(R * L * SIDE_N, sizeof(float));
+    memset(f.o.side, 0x7f, R * L * SIDE_N * sizeof(float)); // poison: padding must be zeroed
+    uint64_t qu[4] = {0, 1, 2, 3};
+    int64_t qt[4] = {3, 20, 100, 0}; // 3, L, L (all 30 records before), 0 found
+    assert_int_equal(rd_token_store_fetch_batch(s, R, qu, qt, L, &f.o, &eb), RD_OK);
+    for (size_t r = 0; r < R; r++) {
+        uint32_t nf = f.o.n_found[r];
+        assert_int_equal(nf, r == 0 ? 3 : r == 3 ? 0 : L);
+        for (size_t k = 0; k < L; k++)
+            for (size_t j = 0; j < SIDE_N; j++) {
+                float got = f.o.side[(r * L + k) * SIDE_N + j];
+                float want = k < nf ? sideval(qu[r], f.o.ts[r * L + k], j) : 0.0f;
+                assert_true(got == want);
+            }
+    }
+    // Packed fetch with the side bit equals the direct fetch; without it there is no side array.
+    const unsigned ALL = RD_TOKEN_FIELDS_ALL;
+    size_t rb = rd_token_fetch_reply_bytes(R, L, dim, SIDE_N, ALL);
+    assert_true(rb == rd_token_fetch_reply_bytes(R, L, dim, 0, ALL) + R * L * SIDE_N * 4);
+    unsigned char *reply = rd_aligned_alloc(rb);
+    assert_int_equal(rd_token_shard_fetch_batch(s, R, qu, qt, L, ALL, reply, rb, &eb), RD_OK);
+    rd_token_fetch_out v;
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, R, L, dim, SIDE_N, ALL, &v, &eb), RD_OK);
+    assert_memory_equal(v.side, f.o.side, R * L * SIDE_N * 4);
+    assert_memory_equal(v.tokens, f.o.tokens, R * L * dim * 4);
+    // A reader that expects another number of side values is refused by the header check.
+    size_t rb2 = rd_token_fetch_reply_bytes(R, L, dim, SIDE_N - 1, ALL);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb2, R, L, dim, SIDE_N - 1, ALL, &v, &eb),
+                     RD_ERR_PROTO);
+    // Packed append round trip (a second user range), and one with the wrong count is refused.
+    for (size_t i = 0; i < n; i++)
+        users[i] += 100;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < SIDE_N; j++)
+            side[i * SIDE_N + j] = sideval(users[i], ts[i], j);
+    size_t ab = rd_token_append_packed_bytes(n, dim, SIDE_N);
+    unsigned char *abuf = rd_aligned_alloc(ab);
+    assert_int_equal(rd_token_append_pack(&b, dim, SIDE_N, abuf, ab, &eb), RD_OK);
+    assert_int_equal(rd_token_shard_append_packed(s, abuf, ab, &eb), RD_OK);
+    size_t ab0 = rd_token_append_packed_bytes(n, dim, 0);
+    unsigned char *abuf0 = rd_aligned_alloc(ab0);
+    assert_int_equal(rd_token_append_pack(&b, dim, 0, abuf0, ab0, &eb), RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_shard_append_packed(s, abuf0, ab0, &eb), RD_ERR_PROTO);
+    assert_non_null(strstr(eb.msg, "side values"));
+    // Every record, read back by a read-only handle: verify and iterate see the side values.
+    int rc;
+    rd_token_store *ro = open_store(name, RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_OK);
+    uint64_t checked = 0;
+    assert_int_equal(rd_token_store_verify(ro, &checked, &eb), RD_OK);
+    assert_true(checked == 2 * n);
+    side_visit sv = {0, 0};
+    assert_int_equal(rd_token_store_iterate(ro, -1, visit_side, &sv, &eb), RD_OK);
+    assert_true(sv.n == 2 * n);
+    assert_true(sv.bad == 0);
+    rd_token_store_destroy(ro);
+    rd_aligned_free(abuf0);
+    rd_aligned_free(abuf);
+    rd_aligned_free(reply);
+    free(f.o.side);
+    fout_free(&f);
+    rd_token_store_destroy(s);
+}
+
+static void test_side_values(void **state) {
+    (void)state;
+    side_values(RD_TOKEN_FP32, "side32");
+    side_values(RD_TOKEN_FP16, "side16");
+}
+
+static void test_version1_store(void **state) {
+    (void)state;
+    char dir[512];
+    store_path(dir, sizeof dir, "v1");
+    rd_token_store_opts co = {0};
+    co.dim = 4;
+    co.dtype = RD_TOKEN_FP32;
+    co.n_shards = 1;
+    co.no_sync = 1;
+    co.version = 1;
+    co.n_side = 2;
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    // Version 1 has no side values.
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "version 1"));
+    co.n_side = RD_TOKEN_MAX_SIDE + 1;
+    co.version = 0;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "n_side"));
+    co.n_side = 0;
+    co.version = 1;
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    // The version 1 layout: value = label | flags | item | token | crc, read as before.
+    int rc;
+    s = open_store("v1", RD_TOKEN_WRITE, &rc, &eb);
+    assert_int_equal(rc, RD_OK);
+    rd_token_store_info info;
+    rd_token_store_info_get(s, &info);
+    assert_int_equal(info.version, 1);
+    assert_int_equal(info.n_side, 0);
+    assert_int_equal(info.value_bytes, RD_TOKEN_VALUE_FIXED + 4 * 4);
+    uint64_t users[3] = {1, 1, 1}, ids[3] = {0, 1, 2};
+    int64_t ts[3] = {10, 20, 30};
+    float tok[12], labels[3] = {1, 0, 1}, side[6] = {1, 2, 3, 4, 5, 6};
+    for (size_t i = 0; i < 3; i++)
+        fill_token(tok + i * 4, 4, users[i], ts[i], ids[i]);
+    rd_token_batch b = {3, users, ts, ids, tok, labels, NULL, NULL, side}; // side ignored: 0 per record
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    fout f;
+    fout_init(&f, 1, 4, 4);
+    float fs[8];
+    f.o.side = fs; // no side values in the store: nothing written there
+    memset(fs, 0x7f, sizeof fs);
+    assert_int_equal(rd_token_store_fetch(s, 1, 25, 4, &f.o, &eb), RD_OK);
+    assert_int_equal(f.o.n_found[0], 2);
+    assert_true(f.o.labels[0] == 1.0f && f.o.labels[1] == 0.0f);
+    for (size_t j = 0; j < 4; j++)
+        assert_true(f.o.tokens[4 + j] == tokval(1, 20, 1, j));
+    unsigned char poison[sizeof fs];
+    memset(poison, 0x7f, sizeof poison);
+    assert_memory_equal(fs, poison, sizeof fs);
+    uint64_t checked = 0;
+    assert_int_equal(rd_token_store_verify(s, &checked, &eb), RD_OK);
+    assert_true(checked == 3);
+    f.o.side = NULL;
+    fout_free(&f);
+    rd_token_store_destroy(s);
+    // The MANIFEST of a version 1 store that claims side values is refused.
+    write_manifest_field(dir, 48, 2, 1);
+    rd_errbuf_clear(&eb);
+    s = open_store("v1", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "2 side values"));
+}
+
 static int visit(const rd_token_record *rec, void *user) {
     visit_state *v = user;
     if (v->n && rec->shard == v->shard_prev &&
@@ -1308,7 +1517,7 @@ static void test_iterate_and_stats(void **state) {
         flags[i] = (uint32_t)(i % 5);
         fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
     }
-    rd_token_batch b = {n, users, ts, ids, tok, NULL, items, flags};
+    rd_token_batch b = {n, users, ts, ids, tok, NULL, items, flags, NULL};
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
@@ -1367,7 +1576,7 @@ static void test_alloc_failures(void **state) {
     uint64_t users[3] = {1, 2, 3}, ids[3] = {1, 2, 3};
     int64_t ts[3] = {1, 2, 3};
     float tok[12] = {0};
-    rd_token_batch b = {3, users, ts, ids, tok, NULL, NULL, NULL};
+    rd_token_batch b = {3, users, ts, ids, tok, NULL, NULL, NULL, NULL};
     int saw_nomem = 0, saw_ok = 0;
     for (long k = 0; k < 40; k++) {
         rd_alloc_set(&g_fail_alloc);
@@ -1437,6 +1646,8 @@ int main(void) {
         cmocka_unit_test(test_verify_detects_corruption),
         cmocka_unit_test(test_ownership_and_bad_input),
         cmocka_unit_test(test_packed_entry_points),
+        cmocka_unit_test(test_side_values),
+        cmocka_unit_test(test_version1_store),
         cmocka_unit_test(test_iterate_and_stats),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_opts_from_config),

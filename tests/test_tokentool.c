@@ -78,7 +78,7 @@ static void writer(const char *dir) {
             for (size_t j = 0; j < DIM; j++)
                 tok[i * DIM + j] = tokval(t, j);
         }
-        rd_token_batch bt = {BATCH, users, ts, ids, tok, NULL, NULL, NULL};
+        rd_token_batch bt = {BATCH, users, ts, ids, tok, NULL, NULL, NULL, NULL};
         if (rd_token_store_append(s, &bt, &eb) != RD_OK)
             _exit(3);
         usleep(2000);
@@ -101,7 +101,7 @@ static void test_tokens_cli(void **state) {
         skip();
     char dir[300], out[1 << 16];
     snprintf(dir, sizeof dir, "%s/store", g_root);
-    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 1, 0, 0, 4096, 1};
+    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 1, 0, 0, 4096, 1, 0, 0};
     rd_token_store *s = NULL;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);

@@ -31,8 +31,13 @@
 //   key   (24 bytes) = big-endian user | big-endian (timestamp ^ 2^63) | big-endian instance id,
 //         so memcmp order is (user, time, id) order and a cursor walks a user's history in time
 //         order;
-//   value (20 + dim * 4 or 2 bytes, little-endian) = label f32 | flags u32 | item key u64 |
-//         token (dim fp32, or dim binary16) | CRC-32C over key and the preceding value bytes.
+//   value (20 + 4 * n_side + dim * 4 or 2 bytes, little-endian) = label f32 | flags u32 |
+//         item key u64 | side f32 (n_side) | token (dim fp32, or dim binary16) | CRC-32C over
+//         key and the preceding value bytes.
+// The side values are the instance's feedback known after the event (e.g. a rating, a dwell
+// time: the dataset's feedback fields named by tokens.side), so that a reader's token branch can
+// use them as side information next to the label. n_side is fixed per store (MANIFEST, shard
+// headers). Version 1 stores (no side values, n_side 0) are still read and written.
 //
 // Placement: user u lives in shard rd_shard_of(u, n_shards) (rd/hash.h); shard s is owned — and
 // written — only by PS rank s % P (n_shards may be a multiple of P, so that a store can be
@@ -58,12 +63,13 @@
 #include "rd/error.h"
 #include "rd/hash.h"
 
-#define RD_TOKEN_STORE_VERSION 1
+#define RD_TOKEN_STORE_VERSION 2     // what create writes; versions 1 (n_side 0) and 2 are read
+#define RD_TOKEN_MAX_SIDE      16    // most side values per record
 #define RD_TOKEN_MAX_DIM       4096  // largest token dimension
 #define RD_TOKEN_MAX_SHARDS    4096  // largest number of shards of a store
 #define RD_TOKEN_MAX_L         65536 // largest fetch length
 #define RD_TOKEN_KEY_BYTES     24    // user | time | instance id
-#define RD_TOKEN_VALUE_FIXED   20    // label + flags + item + crc
+#define RD_TOKEN_VALUE_FIXED   20    // label + flags + item + crc (+ 4 * n_side)
 #define RD_TOKEN_OP_FETCH      40    // rd_server user op: packed fetch request -> packed reply
 #define RD_TOKEN_OP_APPEND     41    // rd_server user op: packed append -> empty reply
 
@@ -99,6 +105,9 @@ typedef struct rd_token_store_opts {
     uint64_t max_map_size; // cap of the growth per shard; 0 = 1 TiB
     int append_batch;      // records per write transaction; 0 = 4096
     int no_sync;           // 1 = commits without fsync (benchmarks, scratch stores)
+    int n_side;            // side values per record, 0..RD_TOKEN_MAX_SIDE
+    int version;           // 0 = RD_TOKEN_STORE_VERSION; 1 = the layout before side values
+                           // (n_side must be 0), for readers built before version 2
 } rd_token_store_opts;
 
 typedef enum rd_token_mode {
@@ -129,6 +138,7 @@ typedef struct rd_token_store_info {
     uint32_t value_bytes; // bytes of one record's value
     int64_t created;      // unix seconds
     uint64_t store_id;    // random id drawn at create; every shard header repeats it
+    uint32_t n_side;      // side values per record (0 for version 1 stores)
 } rd_token_store_info;
 
 /**
@@ -206,6 +216,7 @@ typedef struct rd_token_batch {
     const float *labels;   // (n) finite, or NULL (stored as 0)
     const uint64_t *items; // (n) item keys, or NULL (0)
     const uint32_t *flags; // (n) free flags, or NULL (0)
+    const float *side;     // (n, n_side) finite side values, or NULL (0); n_side of the store
 } rd_token_batch;
 
 /**
@@ -232,6 +243,7 @@ typedef struct rd_token_fetch_out {
     uint64_t *ids;     // (R, L) or NULL
     uint8_t *mask;     // (R, L) or NULL; 1 = slot holds a record
     uint32_t *n_found; // (R), required; records found per request (<= L)
+    float *side;       // (R, L, n_side) or NULL; n_side of the store (ignored when it is 0)
 } rd_token_fetch_out;
 
 /**
@@ -311,6 +323,7 @@ typedef struct rd_token_record {
     uint64_t item;
     uint32_t flags;
     const float *token; // (dim), converted to fp32
+    const float *side;  // (n_side of the store)
 } rd_token_record;
 
 /** Visit callback: return 0 to go on, non-zero to stop (rd_token_store_iterate returns it).
@@ -332,35 +345,38 @@ int rd_token_store_iterate(
 // Packed fetch reply for n requests of length L and dimension d with optional `fields`
 // (RD_TOKEN_FIELD_* bits; little-endian; every array starts 8-byte aligned relative to the
 // buffer when the buffer is):
-//   u32 magic "RDTF" | u32 n | u32 L | u32 d | u32 fields | u32 0     24 bytes
+//   u32 magic "RDTF" | u32 n | u32 L | u32 d | u32 fields | u32 S     24 bytes
 //   [items u64 (n, L)] [ts i64 (n, L)] [ids u64 (n, L)] tokens f32 (n, L, d) [labels f32 (n, L)]
-//   n_found u32 (n) | mask u8 (n, L) | zero padding to a multiple of 8
+//   [side f32 (n, L, S)] n_found u32 (n) | mask u8 (n, L) | zero padding to a multiple of 8
+// where S = n_side of the store (0 when the side bit is clear).
 // Bracketed arrays are present only when their field bit is set. Tokens always travel as fp32
 // (fp16 stores convert on the server). Shipping only what the caller asked for matters: the
 // reply is copied twice on its way (server send buffer, client staging).
 //
 // Packed append for n records of dimension d:
-//   u32 magic "RDTA" | u32 n | u32 d | u32 reserved (0)              16 bytes
+//   u32 magic "RDTA" | u32 n | u32 d | u32 S (side values per record)   16 bytes
 //   users u64 (n) | ts i64 (n) | ids u64 (n) | items u64 (n) | tokens f32 (n, d) | labels f32 (n)
-//   | flags u32 (n) | zero padding to a multiple of 8
+//   | flags u32 (n) | side f32 (n, S) | zero padding to a multiple of 8
 
 #define RD_TOKEN_FIELD_LABELS 0x1u // labels f32
 #define RD_TOKEN_FIELD_ITEMS  0x2u // item keys u64
 #define RD_TOKEN_FIELD_TS     0x4u // timestamps i64
-#define RD_TOKEN_FIELD_IDS    0x8u // instance ids u64
-#define RD_TOKEN_FIELDS_ALL   0xfu
+#define RD_TOKEN_FIELD_IDS    0x8u  // instance ids u64
+#define RD_TOKEN_FIELD_SIDE   0x10u // side values f32 (n_side per slot)
+#define RD_TOKEN_FIELDS_ALL   0x1fu
 
 /** The RD_TOKEN_FIELD_* bits of the optional arrays that `out` asks for (non-NULL). */
 unsigned rd_token_fetch_fields(const rd_token_fetch_out *out);
 
-/** Bytes of a packed fetch reply; 0 if n, L, dim or fields is out of range or the size
- *  overflows. */
-size_t rd_token_fetch_reply_bytes(size_t n, size_t L, size_t dim, unsigned fields);
+/** Bytes of a packed fetch reply (n_side: the store's; it counts only with RD_TOKEN_FIELD_SIDE);
+ *  0 if n, L, dim, n_side or fields is out of range or the size overflows. */
+size_t rd_token_fetch_reply_bytes(size_t n, size_t L, size_t dim, size_t n_side, unsigned fields);
 
 /**
  * Fetch n requests from this handle's shards into a packed reply.
  * @param[in]  fields  RD_TOKEN_FIELD_* bits of the optional arrays to include
- * @param[out] buf     cap >= rd_token_fetch_reply_bytes(n, L, dim, fields) bytes, 8-aligned
+ * @param[out] buf     cap >= rd_token_fetch_reply_bytes(n, L, dim, n_side, fields) bytes,
+ *                     8-aligned (dim and n_side of the store)
  * @return RD_OK, RD_ERR_ARG (cap too small, L, n or fields out of range), and fetch's codes
  */
 int rd_token_shard_fetch_batch(rd_token_store *s,
@@ -374,7 +390,8 @@ int rd_token_shard_fetch_batch(rd_token_store *s,
                                rd_errbuf *eb);
 
 /**
- * Check a packed fetch reply of `len` bytes against the expected (n, L, dim, fields) and point
+ * Check a packed fetch reply of `len` bytes against the expected (n, L, dim, n_side, fields) and
+ * point
  * `view`'s arrays into it (no copy; arrays of absent fields are NULL). Never trusts a size from
  * the buffer: everything is checked against len, and n_found[i] <= L, mask in {0, 1} with
  * mask row i = n_found[i] ones then zeros.
@@ -386,22 +403,25 @@ int rd_token_fetch_reply_view(const void *buf,
                               size_t n,
                               size_t L,
                               size_t dim,
+                              size_t n_side,
                               unsigned fields,
                               rd_token_fetch_out *view,
                               rd_errbuf *eb);
 
-/** Bytes of a packed append of n records of dimension dim; 0 on overflow / out of range. */
-size_t rd_token_append_packed_bytes(size_t n, size_t dim);
+/** Bytes of a packed append of n records of dimension dim with n_side side values each; 0 on
+ *  overflow / out of range. */
+size_t rd_token_append_packed_bytes(size_t n, size_t dim, size_t n_side);
 
 /**
- * Pack a batch for the wire.
- * @param[out] buf  cap >= rd_token_append_packed_bytes(b->n, dim) bytes
- * @return RD_OK or RD_ERR_ARG (cap too small, n or dim out of range)
+ * Pack a batch for the wire (b->side, when not NULL, holds n_side values per record).
+ * @param[out] buf  cap >= rd_token_append_packed_bytes(b->n, dim, n_side) bytes
+ * @return RD_OK or RD_ERR_ARG (cap too small, n, dim or n_side out of range)
  */
-int rd_token_append_pack(const rd_token_batch *b, size_t dim, void *buf, size_t cap, rd_errbuf *eb);
+int rd_token_append_pack(
+    const rd_token_batch *b, size_t dim, size_t n_side, void *buf, size_t cap, rd_errbuf *eb);
 
 /**
- * Validate a packed append of `len` bytes (magic, n, dim == the store's, exact size; never
+ * Validate a packed append of `len` bytes (magic, n, dim and n_side == the store's, exact size; never
  * trusting a size) and append it (rd_token_store_append semantics).
  * @param[in] buf  8-byte aligned
  * @return RD_OK, RD_ERR_PROTO (malformed payload, nothing written), and append's codes
@@ -442,6 +462,8 @@ typedef struct rd_token_client_opts {
     int poll_us_max;        // max backoff of waits, microseconds; 0 = 200
     uint64_t max_msg_bytes; // largest request payload the PS accepts (ps.max_msg_bytes);
                             // 0 = 64 MiB. Larger appends are split.
+    int n_side;             // side values per record (MANIFEST); fetches asking for them get
+                            // (R, L, n_side)
 } rd_token_client_opts;
 
 #define RD_TOKEN_CLIENT_MAX_INFLIGHT 8 // outstanding fetches per client

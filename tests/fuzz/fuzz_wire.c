@@ -51,7 +51,8 @@ int rd_fuzz_check(const uint8_t *data, size_t size) {
         memset(&view, 0, sizeof view);
         size_t n = (size_t)(h.count % 4096), L = (size_t)(h.table % 512 + 1),
                dim = (size_t)(h.dim % 256 + 1);
-        (void)rd_token_fetch_reply_view(al, pl_len, n, L, dim, h.flags & 0xff, &view, &eb);
+        (void)rd_token_fetch_reply_view(al, pl_len, n, L, dim, (size_t)(h.flags >> 8) % 18,
+                                        h.flags & 0xff, &view, &eb);
         free(al);
     }
     (void)rc2;

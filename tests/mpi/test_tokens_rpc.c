@@ -63,7 +63,7 @@ static void append_phase(rd_token_client *cl, int w) {
                 tokens[(size_t)m * DIM + j] = tok(users[m], k, j);
             m++;
         }
-    rd_token_batch b = {(size_t)n, users, ts, ids, tokens, labels, items, NULL};
+    rd_token_batch b = {(size_t)n, users, ts, ids, tokens, labels, items, NULL, NULL};
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     int rc = rd_token_client_append(cl, &b, &eb);
@@ -258,7 +258,7 @@ static void error_phase(rd_token_client *cl, int w) {
     int64_t t = 1000;
     float bad[DIM] = {0};
     bad[3] = NAN;
-    rd_token_batch b = {1, &u, &t, &id, bad, NULL, NULL, NULL};
+    rd_token_batch b = {1, &u, &t, &id, bad, NULL, NULL, NULL, NULL};
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     int rc = rd_token_client_append(cl, &b, &eb);
@@ -294,7 +294,7 @@ int main(int argc, char **argv) {
     snprintf(store, sizeof store, "%s/store", dir);
     // 1. Create the store once.
     if (rank == 0) {
-        rd_token_store_opts so = {DIM, RD_TOKEN_FP32, n_shards, 64 << 10, 0, 256, 1};
+        rd_token_store_opts so = {DIM, RD_TOKEN_FP32, n_shards, 64 << 10, 0, 256, 1, 0, 0};
         rd_token_store *s = NULL;
         int rc = rd_token_store_create(store, &so, &s, &eb);
         T_CHECK(&g_errs, rc == RD_OK, "create: %s", eb.msg);
@@ -355,7 +355,7 @@ int main(int argc, char **argv) {
         rd_token_store_info info;
         int mrc = rd_token_store_read_manifest(store, &info, &eb);
         T_CHECK(&g_errs, mrc == RD_OK, "manifest: %s", eb.msg);
-        rd_token_client_opts co = {(int)info.n_shards, (int)info.dim, 100, 8 << 10};
+        rd_token_client_opts co = {(int)info.n_shards, (int)info.dim, 100, 8 << 10, 0};
         int crc = mrc == RD_OK ? rd_token_client_create(comm, &co, &cl, &eb) : mrc;
         T_CHECK(&g_errs, crc == RD_OK, "client: %s", eb.msg);
         if (rc == RD_OK && crc == RD_OK) {
