@@ -27,7 +27,9 @@ static void tokens_usage(FILE *out) {
             "\n"
             "  stats   STORE [--per-shard]            records, users, bytes, time range\n"
             "  fetch   STORE --user KEY --before T --n L   the last L tokens of user KEY strictly\n"
-            "                                         before time T (the training path's answer)\n"
+            "                                         before time T (the training path's answer);\n"
+            "                                         --user-id ID instead names the user by the\n"
+            "                                         raw id of a CSV or MovieLens log\n"
             "  gc      STORE --before T               delete every record with time < T\n"
             "  verify  STORE                          MANIFEST, shard headers, every key and\n"
             "                                         record CRC\n"
@@ -100,6 +102,14 @@ int rd_cmd_tokens(int argc, char **argv) {
                 return 2;
             }
             have_user = 1;
+        } else if (strcmp(a, "--user-id") == 0 && has) {
+            const char *id = argv[++i];
+            if (!id[0]) {
+                fprintf(stderr, "recdistill tokens %s: --user-id: empty id\n", cmd);
+                return 2;
+            }
+            user = rd_feature_key("user", id, strlen(id)); // as the dataset keys a raw user id
+            have_user = 1;
         } else if (strcmp(a, "--before") == 0 && has) {
             if (parse_i64(argv[++i], &before)) {
                 fprintf(stderr, "recdistill tokens %s: --before: '%s' is not an integer time\n",
@@ -158,8 +168,9 @@ int rd_cmd_tokens(int argc, char **argv) {
                 rd_token_stats *ps = per_shard ? rd_xcalloc(in.n_shards, sizeof *ps) : NULL;
                 rc = rd_token_store_stats(s, &tot, ps, &eb);
                 if (rc == RD_OK) {
-                    printf("store %s: %u shards, dim %u %s, version %u\n", dir, in.n_shards, in.dim,
-                           rd_token_dtype_name((int)in.dtype), in.version);
+                    printf("store %s: %u shards, dim %u %s, version %u, %u side values\n", dir,
+                           in.n_shards, in.dim, rd_token_dtype_name((int)in.dtype), in.version,
+                           in.n_side);
                     print_stats("total", &tot);
                     for (uint32_t k = 0; ps && k < in.n_shards; k++) {
                         char what[32];

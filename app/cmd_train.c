@@ -133,7 +133,8 @@ static int mkdir_p(const char *path) {
 
 // IAT: the run's token store exists with the config's layout before the PS ranks open their
 // shards. A new store gets one shard per PS rank; an existing one (shared with other runs) must
-// have tokens.dim and a shard count that is a multiple of the PS ranks.
+// have tokens.dim, as many side values as tokens.side names, and a shard count that is a multiple
+// of the PS ranks.
 static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
@@ -155,6 +156,11 @@ static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
         if (rc == RD_OK && (int)info.dim != cfg->tokens.dim)
             rc = rd_err_set(&eb, RD_ERR_VERSION, "the store has dim %u, tokens.dim is %d", info.dim,
                             cfg->tokens.dim);
+        if (rc == RD_OK && (int)info.n_side != cfg->tokens.n_side)
+            rc = rd_err_set(&eb, RD_ERR_VERSION,
+                            "the store has %u side values per token, tokens.side names %d (a store "
+                            "keeps the side values it was created with)",
+                            info.n_side, cfg->tokens.n_side);
         if (rc == RD_OK && info.n_shards % (uint32_t)cfg->cluster.ps_ranks != 0)
             rc = rd_err_set(&eb, RD_ERR_VERSION,
                             "the store has %u shards, not a multiple of the %d PS ranks",

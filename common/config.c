@@ -361,6 +361,7 @@ static const ck_key tokens_keys[] = {
     K_ENUM(rd_tokens_config, "batch_order", batch_order, orders, 0, "time"),
     K_BOOL(rd_tokens_config, "sit_labels", sit_labels, "true"),
     K_STR(rd_tokens_config, "source_model", source_model, 0, NULL),
+    K_STRS(rd_tokens_config, "side", side, n_side),
     K_U64(rd_tokens_config, "map_size", map_size, 1048576.0, 17592186044416.0, CK_BYTES, "64MiB"),
     K_INT(rd_tokens_config, "append_batch", append_batch, 1, 1 << 24, 0, "4096"),
 };
@@ -1478,6 +1479,26 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
     return RD_OK;
 }
 
+// `name` (at config path p) must be a feedback field of the data source.
+static int
+check_feedback_name(const rd_config *cfg, const vctx *v, const char *p, const char *name) {
+    if (cfg->data.source == RD_DATA_SYNTHETIC)
+        return verr(v, p, "the synthetic source has no feedback field");
+    if ((cfg->data.source == RD_DATA_MOVIELENS100K || cfg->data.source == RD_DATA_MOVIELENS1M) &&
+        strcmp(name, "rating") != 0)
+        return verr(v, p, "'%s': the MovieLens presets' feedback field is 'rating'", name);
+    if (cfg->data.source == RD_DATA_CSV) {
+        const rd_schema_config *sc = &cfg->data.schema;
+        for (int s = 0; s < sc->n_fields; s++)
+            if (strcmp(sc->fields[s].name, name) == 0)
+                return sc->fields[s].kind == RD_FIELD_FEEDBACK
+                           ? 0
+                           : verr(v, p, "field '%s' is not of kind feedback", name);
+        return verr(v, p, "no field named '%s' in data.schema.fields", name);
+    }
+    return 0;
+}
+
 static int check_models(const rd_config *cfg, const vctx *v) {
     char p[128];
     int csv = cfg->data.source == RD_DATA_CSV;
@@ -1538,26 +1559,8 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             snprintf(p, sizeof p, "models[%d].seq.stats_feedback", m);
             if (!sq->n_stats)
                 return verr(v, p, "needs seq.stats (the windows it is averaged over)");
-            if (cfg->data.source == RD_DATA_SYNTHETIC)
-                return verr(v, p, "the synthetic source has no feedback field");
-            if ((cfg->data.source == RD_DATA_MOVIELENS100K ||
-                 cfg->data.source == RD_DATA_MOVIELENS1M) &&
-                strcmp(sq->stats_feedback, "rating") != 0)
-                return verr(v, p, "'%s': the MovieLens presets' feedback field is 'rating'",
-                            sq->stats_feedback);
-            if (csv) {
-                int found = 0;
-                for (int s = 0; s < sc->n_fields; s++)
-                    if (strcmp(sc->fields[s].name, sq->stats_feedback) == 0) {
-                        if (sc->fields[s].kind != RD_FIELD_FEEDBACK)
-                            return verr(v, p, "field '%s' is not of kind feedback",
-                                        sq->stats_feedback);
-                        found = 1;
-                    }
-                if (!found)
-                    return verr(v, p, "no field named '%s' in data.schema.fields",
-                                sq->stats_feedback);
-            }
+            if ((rc = check_feedback_name(cfg, v, p, sq->stats_feedback)))
+                return rc;
         }
         if (sq->kind == RD_SEQ_NONE && sq->view != RD_SEQ_NONE) {
             snprintf(p, sizeof p, "models[%d].seq.view", m);
@@ -1618,6 +1621,15 @@ static int check_models(const rd_config *cfg, const vctx *v) {
     if (cfg->tokens.source_model[0] && !rd_config_find_model(cfg, cfg->tokens.source_model))
         return verr(v, "tokens.source_model", "no model named '%s' in models",
                     cfg->tokens.source_model);
+    for (int k = 0; k < cfg->tokens.n_side; k++) {
+        snprintf(p, sizeof p, "tokens.side[%d]", k);
+        int rc = check_feedback_name(cfg, v, p, cfg->tokens.side[k]);
+        if (rc)
+            return rc;
+        for (int j = 0; j < k; j++)
+            if (strcmp(cfg->tokens.side[j], cfg->tokens.side[k]) == 0)
+                return verr(v, p, "'%s' is listed twice", cfg->tokens.side[k]);
+    }
     const rd_model_config *src =
         cfg->tokens.source_model[0] ? rd_config_find_model(cfg, cfg->tokens.source_model) : NULL;
     if (src && src->seq.n_stats)

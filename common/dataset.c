@@ -1495,23 +1495,29 @@ void rd_dataset_history_stats(const rd_dataset *ds,
     }
 }
 
+int rd_dataset_feedback_index(
+    const rd_dataset *ds, const char *what, const char *name, int *index, rd_errbuf *eb) {
+    *index = -1;
+    const rd_dataset_field *f = rd_dataset_find_field(ds, name);
+    if (!f)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s: the dataset has no field '%s' (a folder prepared before feedback "
+                          "fields existed must be prepared again)",
+                          what, name);
+    if (f->kind != RD_FIELD_FEEDBACK)
+        return rd_err_set(eb, RD_ERR_SCHEMA, "%s: field '%s' is not of kind feedback", what, name);
+    *index = (int)f->offset;
+    return RD_OK;
+}
+
 int rd_dataset_stats_feedback(
     const rd_dataset *ds, const char *model, const rd_seq_config *sq, int *index, rd_errbuf *eb) {
     *index = -1;
     if (!sq->stats_feedback[0])
         return RD_OK;
-    const rd_dataset_field *f = rd_dataset_find_field(ds, sq->stats_feedback);
-    if (!f)
-        return rd_err_set(eb, RD_ERR_SCHEMA,
-                          "model '%s': seq.stats_feedback: the dataset has no field '%s' (a folder "
-                          "prepared before feedback fields existed must be prepared again)",
-                          model, sq->stats_feedback);
-    if (f->kind != RD_FIELD_FEEDBACK)
-        return rd_err_set(eb, RD_ERR_SCHEMA,
-                          "model '%s': seq.stats_feedback: field '%s' is not of kind feedback",
-                          model, sq->stats_feedback);
-    *index = (int)f->offset;
-    return RD_OK;
+    char what[RD_NAME_MAX + 40];
+    snprintf(what, sizeof what, "model '%s': seq.stats_feedback", model);
+    return rd_dataset_feedback_index(ds, what, sq->stats_feedback, index, eb);
 }
 
 void rd_dataset_history(const rd_dataset *ds, uint64_t i, size_t L, uint64_t *out_idx, size_t *n) {

@@ -414,16 +414,15 @@ int rd_token_store_create(const char *dir,
     rc = rd_lmdbx_mkdir_p(dir, eb);
     if (rc != RD_OK)
         return rc;
-    rd_token_store_info info = {
-        o->version ? (uint32_t)o->version : RD_TOKEN_STORE_VERSION,
-        (uint32_t)o->n_shards,
-        (uint32_t)o->dim,
-        (uint32_t)o->dtype,
-        (uint32_t)(RD_TOKEN_VALUE_FIXED + 4 * (size_t)o->n_side +
-                   (size_t)o->dim * elem_size(o->dtype)),
-        (int64_t)time(NULL),
-        0,
-        (uint32_t)o->n_side};
+    rd_token_store_info info = {o->version ? (uint32_t)o->version : RD_TOKEN_STORE_VERSION,
+                                (uint32_t)o->n_shards,
+                                (uint32_t)o->dim,
+                                (uint32_t)o->dtype,
+                                (uint32_t)(RD_TOKEN_VALUE_FIXED + 4 * (size_t)o->n_side +
+                                           (size_t)o->dim * elem_size(o->dtype)),
+                                (int64_t)time(NULL),
+                                0,
+                                (uint32_t)o->n_side};
     // A store id tells shards of different stores apart (e.g. folders copied across stores).
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -617,8 +616,11 @@ int rd_token_store_opts_from_config(const rd_tokens_config *tc,
     o->n_shards = n_shards;
     o->map_size = tc->map_size;
     o->append_batch = tc->append_batch;
+    o->n_side = tc->n_side;
     return RD_OK;
 }
+
+_Static_assert(RD_MAX_TOKEN_SIDE == RD_TOKEN_MAX_SIDE, "tokens.side fits a store's side values");
 
 void rd_token_store_info_get(const rd_token_store *s, rd_token_store_info *info) {
     *info = s->info;
@@ -1567,8 +1569,8 @@ int rd_token_fetch_reply_view(const void *buf,
     const unsigned char *p = buf;
     size_t want_side = (fields & RD_TOKEN_FIELD_SIDE) ? n_side : 0;
     if (rd__le32_get(p) != RD__TOKEN_REPLY_MAGIC || rd__le32_get(p + 4) != n ||
-        rd__le32_get(p + 8) != L || rd__le32_get(p + 12) != dim ||
-        rd__le32_get(p + 16) != fields || rd__le32_get(p + 20) != want_side)
+        rd__le32_get(p + 8) != L || rd__le32_get(p + 12) != dim || rd__le32_get(p + 16) != fields ||
+        rd__le32_get(p + 20) != want_side)
         return rd_err_set(eb, RD_ERR_PROTO,
                           "token fetch reply header (magic %08x, n %u, L %u, dim %u, fields 0x%x, "
                           "%u side values) does not match the request (n %zu, L %zu, dim %zu, "
@@ -1598,8 +1600,8 @@ int rd_token_append_pack(
     rd__token_append_layout lay;
     if (!rd__token_append_layout_of(b->n, dim, n_side, &lay))
         return rd_err_set(eb, RD_ERR_ARG,
-                          "token append pack: n %zu, dim %zu or n_side %zu out of range", b->n,
-                          dim, n_side);
+                          "token append pack: n %zu, dim %zu or n_side %zu out of range", b->n, dim,
+                          n_side);
     if (cap < lay.total)
         return rd_err_set(eb, RD_ERR_ARG, "token append pack: buffer of %zu bytes, %zu needed", cap,
                           lay.total);

@@ -87,8 +87,9 @@ int rd_tokentool_print_fetch(
     rd_token_store *s, uint64_t user, int64_t before_t, size_t L, FILE *f, rd_errbuf *eb) {
     rd_token_store_info in;
     rd_token_store_info_get(s, &in);
-    size_t d = in.dim;
+    size_t d = in.dim, S = in.n_side;
     float *tok = rd_xmalloc(L * d * sizeof *tok), *lab = rd_xmalloc(L * sizeof *lab);
+    float *side = S ? rd_xmalloc(L * S * sizeof *side) : NULL;
     uint64_t *items = rd_xmalloc(L * sizeof *items), *ids = rd_xmalloc(L * sizeof *ids);
     int64_t *ts = rd_xmalloc(L * sizeof *ts);
     uint8_t *mask = rd_xmalloc(L);
@@ -99,14 +100,20 @@ int rd_tokentool_print_fetch(
                             .ts = ts,
                             .ids = ids,
                             .mask = mask,
-                            .n_found = &nf};
+                            .n_found = &nf,
+                            .side = side};
     int rc = rd_token_store_fetch(s, user, before_t, L, &o, eb);
     if (rc == RD_OK) {
-        fprintf(f, "# user %llu before %lld L %zu n_found %u dim %zu\n", (unsigned long long)user,
+        fprintf(f, "# user %llu before %lld L %zu n_found %u dim %zu", (unsigned long long)user,
                 (long long)before_t, L, nf, d);
+        if (S)
+            fprintf(f, " side %zu", S);
+        fputc('\n', f);
         for (uint32_t i = 0; i < nf; i++) {
             fprintf(f, "%u\t%lld\t%llu\t%.9g\t%llu", i, (long long)ts[i],
                     (unsigned long long)ids[i], (double)lab[i], (unsigned long long)items[i]);
+            for (size_t j = 0; j < S; j++)
+                fprintf(f, "\t%.9g", (double)side[i * S + j]);
             for (size_t j = 0; j < d; j++)
                 fprintf(f, "\t%.9g", (double)tok[i * d + j]);
             fputc('\n', f);
@@ -114,6 +121,7 @@ int rd_tokentool_print_fetch(
     }
     rd_free(tok);
     rd_free(lab);
+    rd_free(side);
     rd_free(items);
     rd_free(ids);
     rd_free(ts);

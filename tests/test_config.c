@@ -847,6 +847,33 @@ static void test_errors_csv(void **state) {
         assert_int_equal(cc->data.schema.fields[0].kind, RD_FIELD_FEEDBACK);
         free(cc);
     }
+    // tokens.side: feedback fields stored with each token.
+#define TOK_M                                                                                      \
+    "cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"                                \
+    "ps:\n  tables:\n    - {name: e, dim: 8}\n"                                                    \
+    "models:\n  - name: m\n    features:\n      - {field: user, table: e}\n"
+    expect_error(TOK_M "tokens: {side: [x]}\n" FB_CSV,
+                 "t.yaml:", "tokens.side[0]: field 'x' is not of kind feedback");
+    expect_error(TOK_M "tokens: {side: [r, nope]}\n" FB_CSV,
+                 "t.yaml:", "tokens.side[1]: no field named 'nope' in data.schema.fields");
+    expect_error(TOK_M "tokens: {side: [r, r]}\n" FB_CSV,
+                 "t.yaml:", "tokens.side[1]: 'r' is listed twice");
+    expect_error(TOK_M "tokens: {side: [rating]}\ndata: {source: synthetic}\n",
+                 "t.yaml:", "tokens.side[0]: the synthetic source has no feedback field");
+    expect_error(TOK_M "tokens: {side: [stars]}\ndata: {source: movielens100k}\n", "t.yaml:",
+                 "tokens.side[0]: 'stars': the MovieLens presets' feedback field is 'rating'");
+    {
+        rd_config *cc = new_cfg();
+        rd_errbuf eb = {0};
+        int rc = parse(TOK_M "tokens: {side: [r]}\n" FB_CSV, cc, &eb);
+        if (rc != RD_OK)
+            fprintf(stderr, "%s\n", eb.msg);
+        assert_int_equal(rc, RD_OK);
+        assert_int_equal(cc->tokens.n_side, 1);
+        assert_string_equal(cc->tokens.side[0], "r");
+        free(cc);
+    }
+#undef TOK_M
 #undef FB_CSV
     // ... but hour and weekday come from the timestamp of every source.
     {

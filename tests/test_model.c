@@ -173,7 +173,7 @@ typedef struct tbatch {
     int32_t *feat_idx[RD_MAX_FEATURES];
     int32_t *seq_idx;
     uint8_t *seq_labels, *tok_mask, *tok_labels, *has_target;
-    float *tokens, *numeric, *labels, *teacher;
+    float *tokens, *tok_side, *numeric, *labels, *teacher;
 } tbatch;
 
 // A non-identity calibration f_S (negatives kept at 0.3, b_s 0.1): rd_debias_from_sampling's
@@ -241,6 +241,15 @@ static void tb_make(tbatch *t, const rd_model *m, size_t B, uint64_t seed, int t
         b->tokens = t->tokens;
         b->tok_mask = t->tok_mask;
         b->tok_labels = t->tok_labels;
+        if (m->tok_side) { // ratings-like values 1..5 and a centred one
+            size_t S = m->tok_side;
+            t->tok_side = calloc(B * L * S, sizeof(float));
+            assert_non_null(t->tok_side);
+            for (size_t i = 0; i < B * L * S; i++)
+                t->tok_side[i] =
+                    i % S == 0 ? (float)(1 + rd_rng_below(&r, 5)) : (float)rd_rng_normal(&r);
+            b->tok_side = t->tok_side;
+        }
     }
     if (m->n_numeric > 0) {
         t->numeric = calloc(B * m->n_numeric, sizeof(float));
@@ -286,6 +295,7 @@ static void tb_free(tbatch *t) {
     free(t->tok_labels);
     free(t->has_target);
     free(t->tokens);
+    free(t->tok_side);
     free(t->numeric);
     free(t->labels);
     free(t->teacher);
@@ -381,9 +391,8 @@ static double fd_tensor(
     return sqrt(num) / (den > floor ? den : floor);
 }
 
-static void fd_model(const rd_model_config *mc, size_t n_numeric, size_t token_dim, int teacher) {
-    rd_model_opts o = opts_for(4, n_numeric, token_dim);
-    rd_model *m = build(mc, &o);
+static void fd_model_opts(const rd_model_config *mc, const rd_model_opts *o, int teacher) {
+    rd_model *m = build(mc, o);
     const rd_model_tensor *gate = rd_model_find_tensor(m, "tok.gate");
     for (size_t k = 0; gate && k < gate->n; k++) // it starts at 0, where the branch has no gradient
         m->params[gate->offset + k] = 0.5f + 0.1f * (float)k;
@@ -425,6 +434,50 @@ static void fd_model(const rd_model_config *mc, size_t n_numeric, size_t token_d
     assert_true(zero <= 2);
     free(g);
     tb_free(&t);
+    rd_model_destroy(m);
+}
+
+static void fd_model(const rd_model_config *mc, size_t n_numeric, size_t token_dim, int teacher) {
+    rd_model_opts o = opts_for(4, n_numeric, token_dim);
+    fd_model_opts(mc, &o, teacher);
+}
+
+// Side values stored with the tokens (tokens.side): FD gradients of their projection, padded
+// slots ignore them, valid slots do not.
+static void test_fd_model_token_side(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_a(&mc); // DIN token branch
+    rd_model_opts o = opts_for(4, 2, 5);
+    o.token_side = 2;
+    fd_model_opts(&mc, &o, 1);
+    config_d(&mc, RD_SEQ_TRANSFORMER);
+    o = opts_for(4, 0, 3);
+    o.token_side = 1;
+    fd_model_opts(&mc, &o, 1);
+    rd_model *m = build(&mc, &o);
+    assert_int_equal(m->tok_side, 1);
+    assert_non_null(rd_model_find_tensor(m, "tok.side_w"));
+    tbatch t;
+    tb_make(&t, m, 3, 99, 1);
+    double base = fwd_loss(m, &t.b);
+    size_t L = m->tok_length;
+    t.tok_side[L - 1] += 7.0f; // example 0's last slot is padding
+    assert_true(fwd_loss(m, &t.b) == base);
+    t.tok_side[0] += 7.0f; // example 0's most recent token
+    assert_true(fwd_loss(m, &t.b) != base);
+    // A batch without the side values is refused by name.
+    t.b.tok_side = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "tok_side"));
+    tb_free(&t);
+    rd_model_destroy(m);
+    // Without side values the parameter slab is the one of before (no tok.side_w).
+    o.token_side = 0;
+    m = build(&mc, &o);
+    assert_null(rd_model_find_tensor(m, "tok.side_w"));
     rd_model_destroy(m);
 }
 
@@ -1168,6 +1221,7 @@ static void test_dense_optim(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_model_a),
+        cmocka_unit_test(test_fd_model_token_side),
         cmocka_unit_test(test_fd_model_b),
         cmocka_unit_test(test_fd_model_c),
         cmocka_unit_test(test_fd_model_d),

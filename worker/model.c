@@ -100,15 +100,16 @@ struct rd__model_priv {
 
     // Token branch: adapter + label side-embedding
     branch tok;
-    size_t A;                      // adapter width
-    float *ad_w_p, *ad_w_g;        // (A, d_tok)
-    float *ad_b_p, *ad_b_g;        // (A)
-    float *tok_lab_p, *tok_lab_g;  // (2, A)
-    float *ad_pre, *ad;            // (B, L, A)
-    float *dad, *dad_pre;          // (B, L, A)
-    int tok_gate;                  // tokens.gate: out -> gate * out
-    float *gate_p, *gate_g;        // (C_tok), initialised to 0
-    float *tok_gated, *dtok_gated; // (B, C_tok)
+    size_t A;                       // adapter width
+    float *ad_w_p, *ad_w_g;         // (A, d_tok)
+    float *ad_b_p, *ad_b_g;         // (A)
+    float *tok_lab_p, *tok_lab_g;   // (2, A)
+    float *tok_side_p, *tok_side_g; // (tok_side, A): side value k adds side[k] * row k
+    float *ad_pre, *ad;             // (B, L, A)
+    float *dad, *dad_pre;           // (B, L, A)
+    int tok_gate;                   // tokens.gate: out -> gate * out
+    float *gate_p, *gate_g;         // (C_tok), initialised to 0
+    float *tok_gated, *dtok_gated;  // (B, C_tok)
 
     // Backbone
     size_t W;             // backbone input width
@@ -380,6 +381,9 @@ static void layout(builder *bd) {
               "tok.adapter.w");
         param(bd, &p->ad_b_p, &p->ad_b_g, A, INIT_ZERO, 0.0f, "tok.adapter.b");
         param(bd, &p->tok_lab_p, &p->tok_lab_g, 2 * A, INIT_NORMAL, 0.02f, "tok.label_emb");
+        if (m->tok_side) // only then: the slab of models without side values is unchanged
+            param(bd, &p->tok_side_p, &p->tok_side_g, m->tok_side * A, INIT_NORMAL, 0.02f,
+                  "tok.side_w");
         p->ad_pre = act(bd, B * L * A);
         p->ad = act(bd, B * L * A);
         p->dad = act(bd, B * L * A);
@@ -672,6 +676,10 @@ static int validate(rd_model *m,
             return rc;
         m->tok_length = p->tok.d.T;
         m->tok_dim = o->token_dim;
+        if (o->token_side > RD_MAX_TOKEN_SIDE)
+            return rd_err_set(eb, RD_ERR_CONFIG, "model '%s': %zu token side values (at most %d)",
+                              name, o->token_side, RD_MAX_TOKEN_SIDE);
+        m->tok_side = o->token_side;
         p->tok_gate = tu->gate ? 1 : 0;
     }
 
@@ -953,6 +961,15 @@ int rd_model_check_batch(const rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
         if ((rc = check_01(bt->tok_mask, B * m->tok_length, "tok_mask", eb)) ||
             (rc = check_01(bt->tok_labels, B * m->tok_length, "tok_labels", eb)))
             return rc;
+        if (m->tok_side && !bt->tok_side)
+            return rd_err_set(eb, RD_ERR_ARG,
+                              "batch: the token branch reads %zu side values but tok_side is NULL",
+                              m->tok_side);
+#ifndef NDEBUG
+        if (m->tok_side &&
+            (rc = check_floats(bt->tok_side, B * m->tok_length * m->tok_side, "tok_side", eb)))
+            return rc;
+#endif
     }
     if (m->n_numeric > 0) {
         if (!bt->numeric)
@@ -1069,10 +1086,16 @@ static void tok_forward(rd_model *m, const rd_batch *bt) {
         br->mask[i] = bt->tok_mask[i] ? 1.0f : 0.0f;
     rd_linear_forward(p->ad_pre, bt->tokens, p->ad_w_p, p->ad_b_p, BL, m->tok_dim, A);
     rd_sigmoid_forward(p->ad, p->ad_pre, BL * A);
+    const size_t S = m->tok_side;
     for (size_t i = 0; i < BL; i++) {
         float *x = br->bin + i * 2 * A;
         memcpy(x, p->ad + i * A, A * sizeof(float));
         memcpy(x + A, p->tok_lab_p + (size_t)bt->tok_labels[i] * A, A * sizeof(float));
+        for (size_t j = 0; j < S; j++) {
+            const float v = bt->tok_side[i * S + j], *w = p->tok_side_p + j * A;
+            for (size_t k = 0; k < A; k++)
+                x[A + k] += v * w[k];
+        }
     }
     branch_forward(br, p->x_req, B);
     if (p->tok_gate) {
@@ -1324,6 +1347,12 @@ static void tok_backward(rd_model *m, const rd_batch *bt) {
         float *g = p->tok_lab_g + (size_t)bt->tok_labels[i] * A;
         for (size_t k = 0; k < A; k++)
             g[k] += d[A + k];
+        for (size_t j = 0; j < m->tok_side; j++) {
+            const float v = bt->tok_side[i * m->tok_side + j];
+            float *gw = p->tok_side_g + j * A;
+            for (size_t k = 0; k < A; k++)
+                gw[k] += v * d[A + k];
+        }
     }
     memset(p->dad_pre, 0, BL * A * sizeof(float));
     rd_sigmoid_backward(p->dad_pre, p->dad, p->ad, BL * A);

@@ -875,6 +875,9 @@ typedef struct driver {
     uint64_t *users, *items, *ids;
     int64_t *ts;
     float *tlabels;
+    size_t n_side;                   // tokens.side: feedback values stored with each token
+    int side_idx[RD_MAX_TOKEN_SIDE]; // their numeric indices in the dataset
+    float *tside;                    // (Bmax, n_side)
     // Dense optimizers of the two slabs
     rd_dense_optim opt_bb, opt_src;
     // Progressive predictions of the current epoch
@@ -928,6 +931,7 @@ static void driver_free(driver *dv) {
     rd_free(dv->ucnt);
     rd_free(dv->prev);
     rd_free(dv->prev_lab);
+    rd_free(dv->tside);
     rd_free(dv->n_found);
     rd_free(dv->users);
     rd_free(dv->items);
@@ -1047,6 +1051,16 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
     dv->ids = rd_calloc(B, sizeof(uint64_t));
     dv->ts = rd_calloc(B, sizeof(int64_t));
     dv->tlabels = rd_calloc(B, sizeof(float));
+    dv->n_side = (size_t)dv->cfg->tokens.n_side;
+    for (size_t k = 0; k < dv->n_side; k++) {
+        char what[40];
+        snprintf(what, sizeof what, "tokens.side[%zu]", k);
+        rc = rd_dataset_feedback_index(dv->ds, what, dv->cfg->tokens.side[k], &dv->side_idx[k], eb);
+        if (rc != RD_OK)
+            return rc;
+    }
+    if (dv->n_side && !(dv->tside = rd_calloc(B * dv->n_side, sizeof(float))))
+        return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
     // Progressive predictions of one run over a range: grown by rd_source_driver_run.
     dv->pred_cap = B;
     dv->pred = rd_calloc(B, sizeof(float));
@@ -1283,6 +1297,11 @@ static int run_step(driver *dv,
         dv->ids[b] = r->id;
         dv->items[b] = r->item_key;
         dv->tlabels[b] = r->label;
+        if (dv->n_side) {
+            const float *num = rd_dataset_nums(dv->ds, dv->rec[b]);
+            for (size_t k = 0; k < dv->n_side; k++)
+                dv->tside[b * dv->n_side + k] = num[dv->side_idx[k]];
+        }
     }
     for (int t = 0; t < m->n_tables && update; t++)
         if (dv->n_uniq[t] &&
@@ -1295,7 +1314,8 @@ static int run_step(driver *dv,
                          .ids = dv->ids,
                          .tokens = src->tokens,
                          .labels = dv->tlabels,
-                         .items = dv->items};
+                         .items = dv->items,
+                         .side = dv->tside};
     (void)d;
     return write ? dv->io.append(dv->io.ctx, &tb, eb) : RD_OK;
 }
@@ -1476,6 +1496,10 @@ int rd_source_train_range(const rd_config *cfg,
     if ((int)si.dim != cfg->tokens.dim)
         return rd_err_set(eb, RD_ERR_CONFIG, "token store has dim %u, tokens.dim is %d", si.dim,
                           cfg->tokens.dim);
+    if ((int)si.n_side != cfg->tokens.n_side)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "token store has %u side values per token, tokens.side names %d",
+                          si.n_side, cfg->tokens.n_side);
     if (o->order != RD_ORDER_TIME && o->order != RD_ORDER_USER)
         return rd_err_set(eb, RD_ERR_ARG, "source driver: order %d is not time|user", o->order);
     rd_source_io io = rd_source_io_store(store);

@@ -96,6 +96,8 @@ typedef struct stage {
     float *tokens;      // (max_batch, Lt, d) model order: most recent first
     uint8_t *tk_mask;   // (max_batch, Lt)
     uint8_t *tk_lab;    // (max_batch, Lt)
+    float *tk_fside;    // (max_batch, Lt, S) side values as fetched (S = tokens.side), or NULL
+    float *tk_side;     // (max_batch, Lt, S) model order, or NULL
     int tk_handle;      // fetch in flight, -1 = none
 } stage;
 
@@ -160,8 +162,8 @@ struct rd_trainer {
     rd_train_pos rpos;
     // IAT: token client (jobs whose model reads tokens, and the job that builds the store).
     rd_token_client *tok;
-    size_t Lt, dt; // tokens per example and their dim (0 without the token branch)
-    int tok_job;   // rd_config_token_job: the job that builds the store (-1 = none)
+    size_t Lt, dt, St; // tokens per example, their dim and side values (0 without the token branch)
+    int tok_job;       // rd_config_token_job: the job that builds the store (-1 = none)
     rd_trainer_tokens tok_stats;
     rd_traffic traffic; // allreduce and targets of this rank (the KV client keeps its own)
 };
@@ -305,6 +307,10 @@ static void stage_alloc(rd_trainer *tr, stage *s) {
         s->tk_flab = rd_xmalloc(n * sizeof(float));
         s->tk_mask = rd_xmalloc(n);
         s->tk_lab = rd_xmalloc(n);
+        if (tr->St) {
+            s->tk_fside = rd_xmalloc(n * tr->St * sizeof(float));
+            s->tk_side = rd_xmalloc(n * tr->St * sizeof(float));
+        }
     }
 }
 
@@ -326,6 +332,8 @@ static void stage_free(rd_trainer *tr, stage *s) {
     rd_free(s->tk_flab);
     rd_free(s->tk_mask);
     rd_free(s->tk_lab);
+    rd_free(s->tk_fside);
+    rd_free(s->tk_side);
     for (int t = 0; t < tr->model->n_tables; t++) {
         rd_free(s->raw[t]);
         rd_free(s->uniq[t]);
@@ -406,6 +414,7 @@ int rd_trainer_create(const rd_comm *comm,
         .max_batch = tr->max_batch,
         .n_numeric = rd_dataset_n_inputs(tr->info) + rd_history_stats_width(&tr->mcfg->seq),
         .token_dim = (size_t)cfg->tokens.dim,
+        .token_side = (size_t)cfg->tokens.n_side,
         .causal = 0,
         .opt_slots = rd_dense_optim_slots(tr->opt.kind),
         .seed =
@@ -422,6 +431,7 @@ int rd_trainer_create(const rd_comm *comm,
     if (tr->mcfg->tokens.scheme > 0) {
         tr->Lt = m->tok_length;
         tr->dt = (size_t)cfg->tokens.dim;
+        tr->St = m->tok_side;
     }
     if (tr->Lt || tr->tok_job == comm->job_index) {
         rd_token_store_info info;
@@ -430,10 +440,17 @@ int rd_trainer_create(const rd_comm *comm,
         rd_token_client_opts co = {.n_shards = (int)info.n_shards,
                                    .dim = (int)info.dim,
                                    .poll_us_max = cfg->cluster.poll_us_max,
-                                   .max_msg_bytes = cfg->ps.max_msg_bytes};
+                                   .max_msg_bytes = cfg->ps.max_msg_bytes,
+                                   .n_side = (int)info.n_side};
         if ((int)info.dim != cfg->tokens.dim) {
             rc = rd_err_set(eb, RD_ERR_VERSION, "token store %s has dim %u, tokens.dim is %d",
                             cfg->tokens.store_dir, info.dim, cfg->tokens.dim);
+            goto fail;
+        }
+        if ((int)info.n_side != cfg->tokens.n_side) {
+            rc = rd_err_set(eb, RD_ERR_VERSION,
+                            "token store %s has %u side values per token, tokens.side names %d",
+                            cfg->tokens.store_dir, info.n_side, cfg->tokens.n_side);
             goto fail;
         }
         if ((rc = rd_token_client_create(comm, &co, &tr->tok, eb)) != RD_OK)
@@ -647,7 +664,8 @@ static int kv_fail(rd_trainer *tr, int rc, const char *what, rd_errbuf *eb) {
 
 static int stage_pull(rd_trainer *tr, stage *s, rd_errbuf *eb) {
     if (tr->Lt && s->B > 0) {
-        rd_token_fetch_out fo = {.tokens = s->tk_fetch, .labels = s->tk_flab, .n_found = s->tk_n};
+        rd_token_fetch_out fo = {
+            .tokens = s->tk_fetch, .labels = s->tk_flab, .n_found = s->tk_n, .side = s->tk_fside};
         int rc = rd_token_client_fetch_start(tr->tok, s->B, s->tk_users, s->tk_ts, tr->Lt, &fo,
                                              &s->tk_handle, eb);
         if (rc != RD_OK)
@@ -688,7 +706,7 @@ static int stage_wait_tokens(rd_trainer *tr, stage *s, rd_errbuf *eb) {
     s->tk_handle = -1;
     if (rc != RD_OK)
         return rc;
-    const size_t L = tr->Lt, d = tr->dt;
+    const size_t L = tr->Lt, d = tr->dt, S = tr->St;
     for (size_t b = 0; b < s->B; b++) {
         size_t n = s->tk_n[b] < L ? s->tk_n[b] : L;
         const float *src = s->tk_fetch + b * L * d;
@@ -698,6 +716,14 @@ static int stage_wait_tokens(rd_trainer *tr, stage *s, rd_errbuf *eb) {
             memcpy(dst + j * d, src + (n - 1 - j) * d, d * sizeof(float));
             mk[j] = 1;
             lb[j] = s->tk_flab[b * L + n - 1 - j] > 0.5f ? 1 : 0;
+        }
+        if (S) {
+            const float *fs = s->tk_fside + b * L * S;
+            float *ds = s->tk_side + b * L * S;
+            for (size_t j = 0; j < n; j++)
+                memcpy(ds + j * S, fs + (n - 1 - j) * S, S * sizeof(float));
+            if (n < L)
+                memset(ds + n * S, 0, (L - n) * S * sizeof(float));
         }
         if (n < L) {
             memset(dst + n * d, 0, (L - n) * d * sizeof(float));
@@ -730,6 +756,7 @@ static void stage_batch(rd_trainer *tr, stage *s, rd_batch *bt) {
         bt->tokens = s->tokens;
         bt->tok_mask = s->tk_mask;
         bt->tok_labels = s->tk_lab;
+        bt->tok_side = s->tk_side;
     }
     bt->numeric = m->n_numeric ? s->numeric : NULL;
     bt->labels = s->labels;

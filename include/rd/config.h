@@ -42,18 +42,19 @@
 
 #include "rd/error.h"
 
-#define RD_NAME_MAX     32  // names: jobs, tables, models, fields, columns (incl. NUL)
-#define RD_PATH_MAX     256 // file system paths (incl. NUL)
-#define RD_MAX_JOBS     8   // worker jobs in one launch
-#define RD_MAX_TABLES   32  // embedding tables on the PS group
-#define RD_MAX_MODELS   8   // model architectures
-#define RD_MAX_COLUMNS  48  // columns of one CSV file
-#define RD_MAX_FIELDS   32  // features of the schema (categorical + multi + numeric)
-#define RD_MAX_SIDE     4   // side tables joined by key
-#define RD_MAX_LAYERS   8   // hidden layers of one MLP
-#define RD_MAX_FEATURES 32  // features one model embeds
-#define RD_MAX_STATS    8   // windows of seq.stats
-#define RD_STATS_PRIOR  10  // pseudo-events of the global mean in seq.stats_residual's item means
+#define RD_NAME_MAX       32  // names: jobs, tables, models, fields, columns (incl. NUL)
+#define RD_PATH_MAX       256 // file system paths (incl. NUL)
+#define RD_MAX_JOBS       8   // worker jobs in one launch
+#define RD_MAX_TABLES     32  // embedding tables on the PS group
+#define RD_MAX_MODELS     8   // model architectures
+#define RD_MAX_COLUMNS    48  // columns of one CSV file
+#define RD_MAX_FIELDS     32  // features of the schema (categorical + multi + numeric)
+#define RD_MAX_SIDE       4   // side tables joined by key
+#define RD_MAX_LAYERS     8   // hidden layers of one MLP
+#define RD_MAX_FEATURES   32  // features one model embeds
+#define RD_MAX_STATS      8   // windows of seq.stats
+#define RD_MAX_TOKEN_SIDE 16  // feedback fields stored with each token (= RD_TOKEN_MAX_SIDE)
+#define RD_STATS_PRIOR    10  // pseudo-events of the global mean in seq.stats_residual's item means
 
 // ---------------------------------------------------------------------------------------------
 // run:
@@ -405,6 +406,10 @@ typedef struct rd_tokens_config {
     uint64_t map_size; // initial LMDB map size per shard, 1 MiB..16 TiB (grows); default
                        // 64 MiB
     int append_batch;  // tokens per write transaction, 1..2^24; default 4096
+    int n_side;        // number of names in side
+    char side[RD_MAX_TOKEN_SIDE][RD_NAME_MAX]; // feedback fields of the dataset stored with each
+                                               // token as side information (a rating, a dwell
+                                               // time), read by every token branch; default []
 } rd_tokens_config;
 
 // ---------------------------------------------------------------------------------------------

@@ -315,4 +315,14 @@ float *rd_dataset_item_means(const rd_dataset *ds, int feedback_index);
 int rd_dataset_stats_feedback(
     const rd_dataset *ds, const char *model, const rd_seq_config *sq, int *index, rd_errbuf *eb);
 
+/**
+ * Resolve a feedback field by name.
+ * @param[in]  what   who asks, for the message (e.g. "tokens.side[0]")
+ * @param[out] index  numeric index of the field (into rd_record numeric values)
+ * @return RD_OK, or RD_ERR_SCHEMA ("WHAT: ...") when the dataset has no such field or it is not of
+ *         kind feedback
+ */
+int rd_dataset_feedback_index(
+    const rd_dataset *ds, const char *what, const char *name, int *index, rd_errbuf *eb);
+
 #endif // RD_DATASET_H

@@ -67,6 +67,8 @@ typedef struct rd_model_opts {
     size_t n_numeric;              // numeric features per example (the dataset's count), >= 0
     size_t token_dim;              // d_tok of the instance tokens (cfg.tokens.dim) when the token
                                    // branch is on
+    size_t token_side;             // side values stored with each token (cfg.tokens.side), each
+                                   // mapped into the label side-embedding by a learned vector
     int causal;                    // 1 = causal self-attention in the sequence branches; default 0
     size_t opt_slots;              // optimizer-state floats per parameter (rd_dense_optim_slots)
     uint64_t seed;                 // parameter initialisation (same seed -> same parameters)
@@ -119,6 +121,7 @@ typedef struct rd_model {
     int seq_with_labels; // the batch must carry seq_labels
     size_t tok_length;   // L_tok of the token branch (0 without)
     size_t tok_dim;      // d_tok
+    size_t tok_side;     // side values per token (0 = the label alone)
     size_t n_numeric;
     size_t max_batch;
     int two_towers;
@@ -157,6 +160,8 @@ typedef struct rd_batch {
     const float *tokens;       // (B, tok_length, tok_dim) instance tokens (frozen: no gradient)
     const uint8_t *tok_mask;   // (B, tok_length) 1 = valid token, 0 = padding
     const uint8_t *tok_labels; // (B, tok_length) labels stored with the tokens, 0 or 1
+    const float *tok_side;     // (B, tok_length, tok_side) side values stored with the tokens
+                               // (finite), or NULL when tok_side is 0
 
     const float *numeric; // (B, n_numeric), NULL when n_numeric == 0
     const float *labels;  // (B) in [0, 1]

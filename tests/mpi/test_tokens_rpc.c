@@ -23,6 +23,7 @@
 #include "rd/tokens.h"
 
 #define DIM              8
+#define SIDE             2 // side values per record (store version 2)
 #define USERS_PER_WORKER 30
 #define RECS_PER_USER    40
 
@@ -35,6 +36,10 @@ static int64_t rec_ts(int k) {
 
 static float tok(uint64_t user, int k, int j) {
     return (float)(rd_mix64(user * 1000003u + (uint64_t)k * 131u + (uint64_t)j) >> 41) / 1024.0f;
+}
+
+static float sidev(uint64_t user, int k, int j) {
+    return (float)(user % 7) + 0.5f * (float)k - 3.0f * (float)j;
 }
 
 static uint64_t user_key(int w, int i) {
@@ -50,6 +55,7 @@ static void append_phase(rd_token_client *cl, int w) {
     uint64_t *items = rd_xmalloc((size_t)n * 8);
     int64_t *ts = rd_xmalloc((size_t)n * 8);
     float *tokens = rd_xmalloc((size_t)n * DIM * 4), *labels = rd_xmalloc((size_t)n * 4);
+    float *side = rd_xmalloc((size_t)n * SIDE * 4);
     // Newest records first: the PS must sort them.
     int m = 0;
     for (int k = RECS_PER_USER - 1; k >= 0; k--)
@@ -61,9 +67,11 @@ static void append_phase(rd_token_client *cl, int w) {
             labels[m] = (float)(k % 2);
             for (int j = 0; j < DIM; j++)
                 tokens[(size_t)m * DIM + j] = tok(users[m], k, j);
+            for (int j = 0; j < SIDE; j++)
+                side[(size_t)m * SIDE + j] = sidev(users[m], k, j);
             m++;
         }
-    rd_token_batch b = {(size_t)n, users, ts, ids, tokens, labels, items, NULL, NULL};
+    rd_token_batch b = {(size_t)n, users, ts, ids, tokens, labels, items, NULL, side};
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     int rc = rd_token_client_append(cl, &b, &eb);
@@ -91,6 +99,7 @@ static void append_phase(rd_token_client *cl, int w) {
     rd_free(ts);
     rd_free(tokens);
     rd_free(labels);
+    rd_free(side);
 }
 
 // Expected result of fetch(user of worker w, t, L) in row r of out.
@@ -117,12 +126,16 @@ static void check_row(const rd_token_fetch_out *o, size_t r, size_t L, int w, in
             T_CHECK(&g_errs, o->items == NULL || o->items[at] == (uint64_t)k * 7, "item");
             T_CHECK(&g_errs, o->labels == NULL || o->labels[at] == (float)(k % 2), "label");
             T_CHECK(&g_errs, o->mask == NULL || o->mask[at] == 1, "mask");
+            for (int j = 0; o->side && j < SIDE; j++)
+                T_CHECK(&g_errs, o->side[at * SIDE + (size_t)j] == sidev(u, k, j), "side value");
             for (int j = 0; j < DIM; j++)
                 T_CHECK(&g_errs, o->tokens[at * DIM + (size_t)j] == tok(u, k, j), "token");
         } else {
             T_CHECK(&g_errs, o->mask == NULL || o->mask[at] == 0, "padding mask");
             for (int j = 0; j < DIM; j++)
                 T_CHECK(&g_errs, o->tokens[at * DIM + (size_t)j] == 0.0f, "padding token");
+            for (int j = 0; o->side && j < SIDE; j++)
+                T_CHECK(&g_errs, o->side[at * SIDE + (size_t)j] == 0.0f, "padding side value");
         }
     }
 }
@@ -142,6 +155,8 @@ static void fb_init(fetch_buf *f, size_t R, size_t L, int full) {
         f->o.ts = rd_xmalloc(R * L * 8);
         f->o.ids = rd_xmalloc(R * L * 8);
         f->o.mask = rd_xmalloc(R * L);
+        f->o.side = rd_xmalloc(R * L * SIDE * 4);
+        memset(f->o.side, 0x7f, R * L * SIDE * 4);
     }
 }
 
@@ -153,6 +168,7 @@ static void fb_free(fetch_buf *f) {
     rd_free(f->o.ts);
     rd_free(f->o.ids);
     rd_free(f->o.mask);
+    rd_free(f->o.side);
 }
 
 static void fetch_phase(rd_token_client *cl, rd_kv *kv, int W, int me, int P, int n_shards) {
@@ -294,7 +310,7 @@ int main(int argc, char **argv) {
     snprintf(store, sizeof store, "%s/store", dir);
     // 1. Create the store once.
     if (rank == 0) {
-        rd_token_store_opts so = {DIM, RD_TOKEN_FP32, n_shards, 64 << 10, 0, 256, 1, 0, 0};
+        rd_token_store_opts so = {DIM, RD_TOKEN_FP32, n_shards, 64 << 10, 0, 256, 1, SIDE, 0};
         rd_token_store *s = NULL;
         int rc = rd_token_store_create(store, &so, &s, &eb);
         T_CHECK(&g_errs, rc == RD_OK, "create: %s", eb.msg);
@@ -355,7 +371,8 @@ int main(int argc, char **argv) {
         rd_token_store_info info;
         int mrc = rd_token_store_read_manifest(store, &info, &eb);
         T_CHECK(&g_errs, mrc == RD_OK, "manifest: %s", eb.msg);
-        rd_token_client_opts co = {(int)info.n_shards, (int)info.dim, 100, 8 << 10, 0};
+        rd_token_client_opts co = {(int)info.n_shards, (int)info.dim, 100, 8 << 10,
+                                   (int)info.n_side};
         int crc = mrc == RD_OK ? rd_token_client_create(comm, &co, &cl, &eb) : mrc;
         T_CHECK(&g_errs, crc == RD_OK, "client: %s", eb.msg);
         if (rc == RD_OK && crc == RD_OK) {
