@@ -1,67 +1,70 @@
-#!/ usr / bin / env bash
-#iat.sh — IAT end to end in `recdistill train`: the teacher job builds the run's token store
-#(source model over the batch period, the stream and the holdout; every token appended through
-#the PS rank that owns its user) and its model reads the user's tokens fetched through the PS.
-#Checks : the store's layout, one token per event and pass, the exact number of fetches, the same
-#holdout AUC with 1 and 2 PS ranks(neither the store nor the tables depend on P), both schemes,
-#a student job that waits for the store while the teacher builds it, a store of another dim
-#answered with a clear error, and side values(tokens.side : a CSV log's rating stored with each
-#token, fetched back equal, and a reused store without them refused).
+#!/usr/bin/env bash
+# iat.sh — IAT end to end in `recdistill train`: the teacher job builds the run's token store
+# (source model over the batch period, the stream and the holdout; every token appended through
+# the PS rank that owns its user) and its model reads the user's tokens fetched through the PS.
+# Checks: the store's layout, one token per event and pass, the exact number of fetches, the same
+# holdout AUC with 1 and 2 PS ranks (neither the store nor the tables depend on P), both schemes,
+# a student job that waits for the store while the teacher builds it, a store of another dim
+# answered with a clear error, and side values (tokens.side: a CSV log's rating stored with each
+# token, fetched back equal, and a reused store without them refused).
 #
-#bash tests / scripts / iat.sh build / recdistill
-set - u RD = "${1:?usage: iat.sh path/to/recdistill}" MPIEXEC =
-    "$(command -v mpiexec.mpich || true)"[-n "$MPIEXEC"] || {
-    echo "mpiexec.mpich not found: skip";
-    exit 77;
-}
-command - v python3 > / dev / null || {
-    echo "python3 not found: skip";
-    exit 77;
-}
-TMP = "$(mktemp -d /tmp/rd_test_iat_XXXXXX)" trap 'rm -rf "$TMP"' EXIT fail() {
-    echo "FAIL: $*" > &2;
-    exit 1;
-}
-run() {
-    timeout 300 "$MPIEXEC"
-                "$@";
+#   bash tests/scripts/iat.sh build/recdistill
+set -u
+RD="${1:?usage: iat.sh path/to/recdistill}"
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+command -v python3 >/dev/null || { echo "python3 not found: skip"; exit 77; }
+TMP="$(mktemp -d /tmp/rd_test_iat_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+run() { timeout 300 "$MPIEXEC" "$@"; }
+
+config() { # $1 = ps ranks, $2 = scheme, $3 = extra jobs, $4 = extra tokens: keys
+    cat <<EOF
+run: {name: iat-tiny, seed: 3}
+cluster:
+  ps_ranks: $1
+  jobs:
+    - {name: teacher, role: teacher, model: big}
+$3
+data:
+  source: synthetic
+  history_max: 16
+  synthetic: {events: 6000, users: 60, items: 300}
+  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 3}
+ps:
+  tables:
+    - {name: t_user, dim: 8}
+    - {name: t_item, dim: 8}
+    - {name: k_user, dim: 4}
+    - {name: k_item, dim: 4}
+    - {name: s_user, dim: 4}
+    - {name: s_item, dim: 4}
+models:
+  - name: big
+    features:
+      - {field: user, table: t_user}
+      - {field: item, table: t_item}
+    seq: {kind: mean, length: 8}
+    tokens: {scheme: $2, length: 12, kind: transformer, layers: 1, heads: 2, adapter: 8}
+    mlp: [16]
+  - name: src
+    features:
+      - {field: user, table: k_user}
+      - {field: item, table: k_item}
+    mlp: [16]
+  - name: small
+    features:
+      - {field: user, table: s_user}
+      - {field: item, table: s_item}
+    mlp: [8]
+tokens: {dim: 8, scheme: $2, sit_layers: 1, window: 4, source_model: src${4:-}}
+train: {batch_size: 64, epochs: 2}
+output: {progress_every_s: 0}
+EOF
 }
 
-config(){
-    #$1 = ps ranks,
-    $2 = scheme,
-    $3 = extra jobs,
-    $4 = extra tokens : keys cat
-         << EOF run : {name : iat - tiny, seed : 3} cluster :
-                ps_ranks : $1 jobs : -{name : teacher, role : teacher, model : big} $3 data :
-                source : synthetic history_max : 16 synthetic :
-                    {events : 6000, users : 60, items : 300} split :
-                        {batch_fraction : 0.8, holdout_fraction : 0.1, stream_windows : 3} ps :
-                tables : -{name : t_user, dim : 8} - {name : t_item, dim : 8} -
-                {name : k_user, dim : 4} - {name : k_item, dim : 4} - {name : s_user, dim : 4} -
-                {name : s_item, dim : 4} models : -name : big
-                features : -{field : user, table : t_user} -
-                {field : item, table : t_item} seq : {kind : mean, length : 8} tokens : {
-                    scheme : $2,
-                    length : 12,
-                    kind : transformer,
-                    layers : 1,
-                    heads : 2,
-                    adapter : 8
-                } mlp : [16] -
-                name : src features : -{field : user, table : k_user} -
-                {field : item, table : k_item} mlp : [16] -
-                name : small features : -{field : user, table : s_user} -
-                {field : item, table : s_item} mlp : [8] tokens :
-                    {dim : 8, scheme : $2, sit_layers : 1, window : 4, source_model : src${4 : -}}
-                train : {batch_size : 64, epochs : 2} output : {progress_every_s : 0} EOF
-}
-
-auc() {
-    python3 - c
-        "import json,sys; print(json.load(open(sys.argv[1]))['holdout'][sys.argv[2]]['auc'])"
-        "$@";
-}
+auc() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['holdout'][sys.argv[2]]['auc'])" "$@"; }
 
 check() { # report, tokens written, fetches
     python3 - "$@" <<'PY' || fail "report $1"
@@ -76,16 +79,15 @@ assert t["source_events"] == 2 * 4800 + 600, t
 assert 0.3 < r["holdout"]["teacher"]["auc"] < 1.0
 PY
 }
-#Tokens : 4800 batch(first of the 2 epochs only) + 600 stream + 600 holdout.Fetches : training
+# Tokens: 4800 batch (first of the 2 epochs only) + 600 stream + 600 holdout. Fetches: training
 # 2 x 4800 + 600, evaluation 600 stream + 600 holdout.
 W=$((4800 + 600 + 600))
 F=$((2 * 4800 + 600 + 600 + 600))
 
-#User order as in the paper(batch period in windows of one user), user order with the batch
-#period in time order and the SIT reading earlier labels, and the temporal scheme.
+# User order as in the paper (batch period in windows of one user), user order with the batch
+# period in time order and the SIT reading earlier labels, and the temporal scheme.
 n=0
-for variant in "2:, batch_order: user, sit_labels: false" 2 1;
-do
+for variant in "2:, batch_order: user, sit_labels: false" 2 1; do
     scheme=${variant%%:*}
     tag=$((++n))
     extra=${variant#"$scheme"}
@@ -108,7 +110,7 @@ do
     [ "$a1" = "$a2" ] || fail "scheme $scheme: AUC depends on the PS count ($a1 vs $a2)"
 done
 
-#A student job without tokens waits for the store, then trains as usual.
+# A student job without tokens waits for the store, then trains as usual.
 config 1 2 "    - {name: student, role: student, model: small}" > "$TMP/two.yaml"
 run -n 3 "$RD" train "$TMP/two.yaml" --out "$TMP/two" >"$TMP/out" 2>"$TMP/err" ||
     fail "two jobs: $(cat "$TMP/err")"
@@ -120,7 +122,7 @@ assert "tokens" not in r["jobs"]["student"]
 assert 0.3 < r["holdout"]["student"]["auc"] < 1.0
 PY
 
-#The store left by a run with another dim : a clear error, no report.
+# The store left by a run with another dim: a clear error, no report.
 sed -e 's/tokens: {dim: 8,/tokens: {dim: 6,/' "$TMP/p1.yaml" > "$TMP/dim.yaml"
 rm -f "$TMP/p1-3/report.json"
 run -n 2 "$RD" train "$TMP/dim.yaml" --out "$TMP/p1-3" >"$TMP/out" 2>"$TMP/err" &&
@@ -128,9 +130,9 @@ run -n 2 "$RD" train "$TMP/dim.yaml" --out "$TMP/p1-3" >"$TMP/out" 2>"$TMP/err" 
 grep -q "token store .*tokens: the store has dim 8, tokens.dim is 6" "$TMP/err" ||
     fail "dim message: $(cat "$TMP/err")"
 [ ! -e "$TMP/p1-3/report.json" ] || fail "failed run left a report"
-#Side values(tokens.side) : a CSV log whose rating is a feedback field.The store records one
-#side value per token, and the teacher reads it; the holdout AUC is the same with 1 and 2 PS
-#ranks(fetches of side values through either), and the values fetched are the ratings.
+# Side values (tokens.side): a CSV log whose rating is a feedback field. The store records one
+# side value per token, and the teacher reads it; the holdout AUC is the same with 1 and 2 PS
+# ranks (fetches of side values through either), and the values fetched are the ratings.
 python3 - "$TMP/log.csv" <<'PY'
 import random, sys
 r = random.Random(5)
@@ -147,16 +149,11 @@ import sys
 text = sys.stdin.read()
 text = text.replace("""  source: synthetic
   history_max: 16
-  synthetic: {
-    events:
-        6000, users : 60, items : 300}""", """  source: csv
+  synthetic: {events: 6000, users: 60, items: 300}""", """  source: csv
   input: TMPDIR
   history_max: 16
-  schema: {
-    path:
-        log.csv, user_column : u, item_column : i, time_column : t, label : "r >= 4", fields : [
-            {name : r, kind : feedback}
-        ]}""").replace("TMPDIR", sys.argv[1])
+  schema: {path: log.csv, user_column: u, item_column: i, time_column: t, label: "r >= 4",
+           fields: [{name: r, kind: feedback}]}""").replace("TMPDIR", sys.argv[1])
 text = text.replace("source_model: src}", "source_model: src, side: " + sys.argv[2] + "}")
 sys.stdout.write(text)' "$TMP" "$2"
 }
@@ -186,13 +183,13 @@ for r in rows:
     assert side == ts // 7 % 5 + 1, r[:6]
     assert label == (1.0 if side >= 4 else 0.0), r[:6]
 PY
-#Without the side values the teacher differs(it reads them), with them the run is repeatable.
+# Without the side values the teacher differs (it reads them), with them the run is repeatable.
 side_config 1 "[]" > "$TMP/s0.yaml"
 run -n 2 "$RD" train "$TMP/s0.yaml" --out "$TMP/s0" >"$TMP/out" 2>"$TMP/err" ||
     fail "no side values: $(cat "$TMP/err")"
 a0=$(auc "$TMP/s0/report.json" teacher)
 [ "$a0" != "$a1" ] || fail "side values change nothing ($a0)"
-#A store without side values, reused by a config that names one : a clear error, no report.
+# A store without side values, reused by a config that names one: a clear error, no report.
 python3 - "$TMP/s1.yaml" "$TMP/s0/tokens" > "$TMP/reuse.yaml" <<'PY'
 import sys
 t = open(sys.argv[1]).read()
