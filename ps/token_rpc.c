@@ -650,9 +650,8 @@ int rd_token_client_fetch_start(rd_token_client *c,
     int n_msgs = 0;
     for (int r = 0; r < c->P; r++)
         if (c->cnt[r]) {
-            size_t bytes =
-                rd_token_fetch_reply_bytes((size_t)c->cnt[r], L, (size_t)c->o.dim,
-                                           (size_t)c->o.n_side, fields);
+            size_t bytes = rd_token_fetch_reply_bytes((size_t)c->cnt[r], L, (size_t)c->o.dim,
+                                                      (size_t)c->o.n_side, fields);
             if (bytes == 0 || bytes > MAX_REPLY_BYTES)
                 return rd_err_set(eb, RD_ERR_RANGE,
                                   "token client fetch: %d requests of L = %zu for PS %d need a "

@@ -419,7 +419,7 @@ static void test_no_leakage(void **state) {
     for (size_t b0 = 0; b0 < n; b0 += 333) {
         size_t m = n - b0 < 333 ? n - b0 : 333;
         rd_token_batch b = {m,           users + b0, ts + b0, ids + b0, tok + b0 * dim,
-                            labels + b0, items + b0, NULL, NULL};
+                            labels + b0, items + b0, NULL,    NULL};
         assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
     }
     qsort(ref, n, sizeof *ref, ref_cmp);
@@ -1231,11 +1231,13 @@ static void test_packed_entry_points(void **state) {
     assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, 0, &v, &eb), RD_ERR_PROTO);
     v.mask[0] ^= 1;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, ALL, &v, &eb), RD_ERR_PROTO);
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, ALL, &v, &eb),
+                     RD_ERR_PROTO);
     assert_non_null(strstr(eb.msg, "mask"));
     v.mask[0] ^= 1;
     v.n_found[1] = (uint32_t)L + 1;
-    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, ALL, &v, &eb), RD_ERR_PROTO);
+    assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, ALL, &v, &eb),
+                     RD_ERR_PROTO);
     assert_true(rd_token_fetch_reply_bytes(0, L, dim, 0, ALL) == 0);
     assert_true(rd_token_fetch_reply_bytes(1, 0, dim, 0, ALL) == 0);
     assert_true(rd_token_fetch_reply_bytes(1, L, RD_TOKEN_MAX_DIM + 1, 0, ALL) == 0);
@@ -1457,7 +1459,8 @@ static void test_version1_store(void **state) {
     float tok[12], labels[3] = {1, 0, 1}, side[6] = {1, 2, 3, 4, 5, 6};
     for (size_t i = 0; i < 3; i++)
         fill_token(tok + i * 4, 4, users[i], ts[i], ids[i]);
-    rd_token_batch b = {3, users, ts, ids, tok, labels, NULL, NULL, side}; // side ignored: 0 per record
+    rd_token_batch b = {3,      users, ts,   ids, tok,
+                        labels, NULL,  NULL, side}; // side ignored: 0 per record
     assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
     fout f;
     fout_init(&f, 1, 4, 4);

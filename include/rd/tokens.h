@@ -358,9 +358,9 @@ int rd_token_store_iterate(
 //   users u64 (n) | ts i64 (n) | ids u64 (n) | items u64 (n) | tokens f32 (n, d) | labels f32 (n)
 //   | flags u32 (n) | side f32 (n, S) | zero padding to a multiple of 8
 
-#define RD_TOKEN_FIELD_LABELS 0x1u // labels f32
-#define RD_TOKEN_FIELD_ITEMS  0x2u // item keys u64
-#define RD_TOKEN_FIELD_TS     0x4u // timestamps i64
+#define RD_TOKEN_FIELD_LABELS 0x1u  // labels f32
+#define RD_TOKEN_FIELD_ITEMS  0x2u  // item keys u64
+#define RD_TOKEN_FIELD_TS     0x4u  // timestamps i64
 #define RD_TOKEN_FIELD_IDS    0x8u  // instance ids u64
 #define RD_TOKEN_FIELD_SIDE   0x10u // side values f32 (n_side per slot)
 #define RD_TOKEN_FIELDS_ALL   0x1fu
@@ -421,8 +421,8 @@ int rd_token_append_pack(
     const rd_token_batch *b, size_t dim, size_t n_side, void *buf, size_t cap, rd_errbuf *eb);
 
 /**
- * Validate a packed append of `len` bytes (magic, n, dim and n_side == the store's, exact size; never
- * trusting a size) and append it (rd_token_store_append semantics).
+ * Validate a packed append of `len` bytes (magic, n, dim and n_side == the store's, exact size;
+ * never trusting a size) and append it (rd_token_store_append semantics).
  * @param[in] buf  8-byte aligned
  * @return RD_OK, RD_ERR_PROTO (malformed payload, nothing written), and append's codes
  */
