@@ -262,6 +262,9 @@ static int64_t floor_div(int64_t a, int64_t b) {
     return q;
 }
 
+// Spellings of rd_label_op, in its order.
+static const char *const label_ops[] = {">=", ">", "==", "!=", "<=", "<"};
+
 static int label_of(int op, double v, double t) {
     switch (op) {
         case RD_LABEL_GE:
@@ -755,7 +758,6 @@ static int cmp_ev(const void *a, const void *b) {
 
 static void write_schema_yaml(FILE *f, const csv_ctx *cx) {
     const rd_schema_config *sc = &cx->sc;
-    static const char *const ops[] = {">=", ">", "==", "!=", "<=", "<"};
     fprintf(f, "schema:\n  path: ");
     rd__yaml_str(f, cx->log_path);
     fprintf(f, "\n  delimiter: ");
@@ -778,7 +780,8 @@ static void write_schema_yaml(FILE *f, const csv_ctx *cx) {
     fprintf(f, "  label: {column: ");
     rd__yaml_str(f, sc->label_column);
     fprintf(f, ", op: \"%s\", threshold: %.17g}\n",
-            ops[sc->label_op >= 0 && sc->label_op <= 5 ? sc->label_op : 0], sc->label_threshold);
+            label_ops[sc->label_op >= 0 && sc->label_op <= 5 ? sc->label_op : 0],
+            sc->label_threshold);
     fprintf(f, "  side:%s\n", cx->n_side ? "" : " []");
     for (int s = 0; s < cx->n_side; s++) {
         const side_table *st = &cx->side[s];
@@ -1112,6 +1115,21 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     rc = RD_OK;
     if (es.n == 0) {
         rc = rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: no data rows", cx->log_path);
+        goto done;
+    }
+    // A log with one class only (purchases or clicks without their impressions, or a label rule
+    // that no event meets) has nothing for a classifier to learn and no AUC to report: refuse
+    // it here, naming the rule, rather than train it into a report of nulls.
+    uint64_t n_pos = 0;
+    for (uint64_t i = 0; i < es.n; i++)
+        n_pos += es.label[i];
+    if (n_pos == 0 || n_pos == es.n) {
+        rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                        "%s: label rule '%s %s %g' gives label %d to all %llu events: training "
+                        "needs both classes (a log of positives only needs its negatives, e.g. "
+                        "the impressions that were not clicked)",
+                        cx->log_path, sc->label_column, label_ops[sc->label_op],
+                        sc->label_threshold, n_pos ? 1 : 0, (unsigned long long)es.n);
         goto done;
     }
     if (users.n >= UINT32_MAX || items.n >= UINT32_MAX) {

@@ -624,6 +624,14 @@ static void test_bad_inputs(void **state) {
         {"empty id", log[7], NULL, NULL, RD_ERR_PARSE, "clicks.csv:2: column 'uid': empty id"},
         {"empty side table", NULL, "uid,country,age\n", NULL, RD_ERR_EMPTY,
          "users.csv: empty input"},
+        // A log of positives only (purchases, clicks without impressions) or of negatives only
+        // has no AUC to learn or to report: refused, not trained into a report of nulls.
+        {"positives only", "ts,uid,iid,clicked,tags,price\n100,9,i1,1,a,1\n101,10,i2,3,b,2\n", NULL,
+         NULL, RD_ERR_SCHEMA,
+         "clicks.csv: label rule 'clicked >= 1' gives label 1 to all 2 events"},
+        {"negatives only", "ts,uid,iid,clicked,tags,price\n100,9,i1,0,a,1\n101,10,i2,0,b,2\n", NULL,
+         NULL, RD_ERR_SCHEMA,
+         "clicks.csv: label rule 'clicked >= 1' gives label 0 to all 2 events"},
     };
     rd_config *cfg = new_cfg();
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -774,9 +782,10 @@ static void test_negative_sampling(void **state) {
     rd_dataset_close(d1);
     rd_dataset_close(d2);
     // Everything dropped is an error, not an empty dataset.
-    put("allneg", "log.csv", "t,u,i,y\n1,a,b,0\n2,a,b,0\n");
+    put("allneg", "log.csv", "t,u,i,y\n1,a,b,0\n2,a,b,0\n3,a,b,1\n");
     simple_schema(cfg, "allneg", out2);
     cfg->data.negatives.rate = 1e-9;
+    cfg->data.negatives.pos_rate = 1e-9;
     assert_int_equal(prepare(cfg, &eb), RD_ERR_EMPTY);
     assert_non_null(strstr(eb.msg, "negative sampling"));
     assert_int_equal(count_entries(".tmp-"), 0);
