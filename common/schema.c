@@ -159,7 +159,7 @@ static int digits(const char **p, const char *e, int n, int64_t *v) {
     return 0;
 }
 
-// ISO 8601: YYYY-MM-DD[(T| )hh:mm[:ss[.fff...]]][Z|(+|-)hh[:]mm] -> milliseconds since epoch.
+// ISO 8601: YYYY-MM-DD[(T| )hh:mm[:ss[.fff...]]][Z|(+|-)hh[[:]mm]] -> milliseconds since epoch.
 static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
     const char *p = f->ptr, *e = f->ptr + f->len;
     while (p < e && *p == ' ')
@@ -206,12 +206,18 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
             p++;
         } else if (p < e && (*p == '+' || *p == '-')) {
             int sign = *p++ == '-' ? -1 : 1;
-            int64_t oh, om;
+            int64_t oh, om = 0;
             if (digits(&p, e, 2, &oh))
                 return -1;
-            if (p < e && *p == ':')
+            // +hh:mm, +hhmm, or +hh alone (ISO 8601 allows it; PostgreSQL prints "-05").
+            if (p < e && *p == ':') {
                 p++;
-            if (digits(&p, e, 2, &om) || oh > 23 || om > 59)
+                if (digits(&p, e, 2, &om))
+                    return -1;
+            } else if (p < e && digits(&p, e, 2, &om)) {
+                return -1;
+            }
+            if (oh > 23 || om > 59)
                 return -1;
             off = sign * (oh * 3600 + om * 60);
         }

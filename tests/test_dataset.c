@@ -700,7 +700,10 @@ static void test_time_formats(void **state) {
         "2021-03-04T05:06:07Z,a,x,1\n"
         "2021-03-04 05:06:07.900+01:00,b,x,0\n"
         "2021-03-04,c,x,1\n"
-        "1970-01-01T00:00:00-00:30,d,x,0\n");
+        "1970-01-01T00:00:00-00:30,d,x,0\n"
+        // An offset of whole hours may omit the minutes (ISO 8601 +hh; PostgreSQL's output).
+        "2021-03-04 05:06:07-05,e,x,1\n"
+        "2021-03-04T05:06:07.5+05,f,x,0\n");
     simple_schema(cfg, "iso", out);
     SET(cfg->data.schema.time_format, "iso8601");
     rd_errbuf eb;
@@ -711,8 +714,12 @@ static void test_time_formats(void **state) {
     rd_dataset *ds = open_ok(out);
     assert_int_equal(rd_dataset_record(ds, 0)->ts, 1800);       // d: 00:30 UTC
     assert_int_equal(rd_dataset_record(ds, 1)->ts, 1614816000); // c: midnight
-    assert_int_equal(rd_dataset_record(ds, 2)->ts, 1614830767); // b: 04:06:07.9 UTC
-    assert_int_equal(rd_dataset_record(ds, 3)->ts, 1614834367); // a
+    assert_int_equal(rd_dataset_record(ds, 2)->ts, 1614816367); // f: 00:06:07.5 UTC
+    assert_true(rd_dataset_record(ds, 2)->user_key == key_of("user", "f"));
+    assert_int_equal(rd_dataset_record(ds, 3)->ts, 1614830767); // b: 04:06:07.9 UTC
+    assert_int_equal(rd_dataset_record(ds, 4)->ts, 1614834367); // a
+    assert_int_equal(rd_dataset_record(ds, 5)->ts, 1614852367); // e: 10:06:07 UTC
+    assert_true(rd_dataset_record(ds, 5)->user_key == key_of("user", "e"));
     rd_dataset_close(ds);
 
     path_in(out, sizeof out, "ms_ds");
