@@ -944,7 +944,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     cx->dc = dc;
     if (dc->source == RD_DATA_CSV) {
         cx->sc = dc->schema;
-        cx->quote = '"';
+        cx->quote = cx->sc.quoting ? '"' : 0;
     } else {
         if ((rc = rd_schema_preset(dc->source, &cx->sc, eb)) != RD_OK)
             goto done;

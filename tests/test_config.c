@@ -183,6 +183,7 @@ static void test_defaults(void **state) {
     assert_int_equal(c->data.history_max, 256);
     assert_string_equal(c->data.schema.delimiter, ",");
     assert_int_equal(c->data.schema.header, 1);
+    assert_int_equal(c->data.schema.quoting, 1);
     assert_string_equal(c->data.schema.time_format, "unix");
     assert_int_equal(c->data.schema.label_op, RD_LABEL_GE);
     assert_true(c->data.schema.label_threshold == 1.0);
@@ -392,6 +393,8 @@ static void test_value_forms(void **state) {
         assert_int_equal(c->data.schema.label_op, rules[i].op);
         assert_true(c->data.schema.label_threshold == rules[i].thr);
     }
+    expect_ok(BASE "data:\n  schema:\n    quoting: false\n", c);
+    assert_int_equal(c->data.schema.quoting, 0);
     expect_ok(BASE "data:\n  schema:\n    label: {column: r, op: \"<\", threshold: 2}\n", c);
     assert_string_equal(c->data.schema.label_column, "r");
     assert_int_equal(c->data.schema.label_op, RD_LABEL_LT);

@@ -166,6 +166,7 @@ static rd_schema_config *csv_source(rd_config *cfg,
     SET(sc->path, path);
     SET(sc->delimiter, ",");
     sc->header = 1;
+    sc->quoting = 1;
     SET(sc->user_column, "uid");
     SET(sc->item_column, "iid");
     SET(sc->time_column, "ts");
@@ -405,6 +406,7 @@ static void simple_schema(rd_config *cfg, const char *sub, const char *out) {
     SET(sc->path, "log.csv");
     SET(sc->delimiter, ",");
     sc->header = 1;
+    sc->quoting = 1;
     SET(sc->user_column, "u");
     SET(sc->item_column, "i");
     SET(sc->time_column, "t");
@@ -732,6 +734,57 @@ static void test_time_formats(void **state) {
     assert_true(rd_dataset_record(ds, 1)->user_key == key_of("user", "b"));
     assert_int_equal(rd_dataset_record(ds, 1)->ts, 1600000000);
     assert_int_equal(rd_dataset_record(ds, 2)->ts, 1600000000);
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quoting: a "::" file (MovieLens-1M style) whose titles start with a quote reads only with
+// data.schema.quoting off, which then applies to its side tables as well.
+
+static void test_quoting_off(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "quote_ds");
+    put("quote", "log.csv", "t::u::i::y\n1::a::1::1\n2::b::2::0\n3::\"c\"::1::1\n");
+    put("quote", "items.dat", "1::\"Great\" Cats (1998)::Drama\n2::Plain (1990)::Comedy\n");
+    simple_schema(cfg, "quote", out);
+    rd_schema_config *sc = &cfg->data.schema;
+    SET(sc->delimiter, "::");
+    sc->n_fields = 1;
+    SET(sc->fields[0].name, "title");
+    SET(sc->fields[0].column, "title");
+    SET(sc->fields[0].side, "items");
+    sc->n_side = 1;
+    rd_side_config *sd = &sc->side[0];
+    SET(sd->name, "items");
+    SET(sd->path, "items.dat");
+    SET(sd->delimiter, "::");
+    sd->n_columns = 3;
+    SET(sd->columns[0], "i");
+    SET(sd->columns[1], "title");
+    SET(sd->columns[2], "genres");
+    SET(sd->key_column, "i");
+    SET(sd->join_column, "i");
+    rd_errbuf eb;
+    // Quoting on (the default): the side table's first title is a malformed quoted field.
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_PARSE);
+    assert_non_null(
+        strstr(eb.msg, "items.dat:1: unexpected character ' ' after the closing quote"));
+    assert_false(exists(out));
+    // Quoting off: quotes are bytes of the value, in the log and in the side table.
+    sc->quoting = 0;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    const rd_dataset_field *f = rd_dataset_find_field(ds, "title");
+    assert_non_null(f);
+    assert_true(rd_dataset_keys(ds, 0)[f->offset] == key_of("title", "\"Great\" Cats (1998)"));
+    assert_true(rd_dataset_record(ds, 2)->user_key == key_of("user", "\"c\""));
+    assert_true(rd_dataset_keys(ds, 2)[f->offset] == key_of("title", "\"Great\" Cats (1998)"));
     rd_dataset_close(ds);
     free(cfg);
 }
@@ -1340,6 +1393,7 @@ int main(void) {
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_natural_order),
         cmocka_unit_test(test_time_formats),
+        cmocka_unit_test(test_quoting_off),
         cmocka_unit_test(test_negative_sampling),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_feedback_stats),
