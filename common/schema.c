@@ -20,6 +20,7 @@
 #include "rd/alloc.h"
 #include "rd/csv.h"
 #include "rd/hash.h"
+#include "rd/log.h"
 
 #include <float.h>
 #include <math.h>
@@ -228,6 +229,11 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
     *ms = secs * 1000 + frac;
     return 0;
 }
+
+// Warning thresholds of prepare: a numeric input beyond this magnitude, and a unix_ms log whose
+// latest value is below this (1973-03-03 in milliseconds, 1e11 seconds would be year 5138).
+#define RD_SCHEMA_NUMERIC_WARN 1000.0
+#define RD_SCHEMA_MS_WARN      100000000000LL
 
 #define TS_MIN_S (-62135596800LL) // 0001-01-01
 #define TS_MAX_S 253402300799LL   // 9999-12-31T23:59:59
@@ -1137,6 +1143,30 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                         cx->log_path, sc->label_column, label_ops[sc->label_op],
                         sc->label_threshold, n_pos ? 1 : 0, (unsigned long long)es.n);
         goto done;
+    }
+    // Values that parse but are likely not what the log meant: warn, naming the field, and
+    // build the dataset all the same (they are legal).
+    for (int i = 0; i < cx->n_plan; i++) {
+        const field_plan *fp = &cx->plan[i];
+        if (fp->kind != RD_FIELD_NUMERIC)
+            continue;
+        double big = 0.0;
+        for (uint64_t e = 0; e < es.n; e++)
+            big = fmax(big, fabs((double)es.nums[e * nn + fp->offset]));
+        if (big > RD_SCHEMA_NUMERIC_WARN)
+            RD_LOG_WARN("%s: numeric field '%s' reaches %g: the models read numeric fields as they "
+                        "are, and inputs this large saturate them (set log1p: true, or rescale "
+                        "the column)",
+                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path, fp->cfg->name, big);
+    }
+    if (cx->tf == TF_UNIX_MS) {
+        int64_t last = INT64_MIN;
+        for (uint64_t e = 0; e < es.n; e++)
+            last = es.meta[e].ts_ms > last ? es.meta[e].ts_ms : last;
+        if (last < RD_SCHEMA_MS_WARN)
+            RD_LOG_WARN("%s: time_format unix_ms: every timestamp falls before 1973-03-03 (the "
+                        "latest is %lld): are they unix seconds (time_format: unix)?",
+                        cx->log_path, (long long)last);
     }
     if (users.n >= UINT32_MAX || items.n >= UINT32_MAX) {
         rc = rd_err_set(eb, RD_ERR_RANGE, "%s: more than 2^32-1 distinct users or items",
