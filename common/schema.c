@@ -235,6 +235,9 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
 #define RD_SCHEMA_NUMERIC_WARN 1000.0
 #define RD_SCHEMA_MS_WARN      100000000000LL
 
+// Columns of a file with a header line (a schema's own list holds at most RD_MAX_COLUMNS).
+#define RD_SCHEMA_MAX_HEADER 65536
+
 #define TS_MIN_S (-62135596800LL) // 0001-01-01
 #define TS_MAX_S 253402300799LL   // 9999-12-31T23:59:59
 
@@ -404,17 +407,22 @@ static int read_columns(rd_csv_reader *r,
     if (rc == 0)
         return rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: no header line", file);
     uint64_t line = rd_csv_line(r);
-    if (nf > RD_MAX_COLUMNS)
+    // A header names the columns, so unlike a schema's list (RD_MAX_COLUMNS) it may be wide: the
+    // columns nobody reads cost nothing.
+    if (nf > RD_SCHEMA_MAX_HEADER)
         return rd_err_set(eb, RD_ERR_SCHEMA, "%s:%llu: %zu columns, more than the %d supported",
-                          file, (unsigned long long)line, nf, RD_MAX_COLUMNS);
+                          file, (unsigned long long)line, nf, RD_SCHEMA_MAX_HEADER);
     *out = rd_malloc(nf * RD_NAME_MAX);
     if (!*out)
         return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < nf; i++) {
-        if (f[i].len == 0 || f[i].len >= RD_NAME_MAX)
-            return rd_err_set(eb, RD_ERR_SCHEMA,
-                              "%s:%llu: header column %zu is empty or longer than %d bytes", file,
-                              (unsigned long long)line, i + 1, RD_NAME_MAX - 1);
+        // An empty name (the index column pandas writes) or one longer than any config name
+        // can hold names a column no schema can refer to: keep it unnamed ("" matches no
+        // configured column) instead of refusing the file.
+        if (f[i].len == 0 || f[i].len >= RD_NAME_MAX) {
+            (*out)[i][0] = '\0';
+            continue;
+        }
         memcpy((*out)[i], f[i].ptr, f[i].len);
         (*out)[i][f[i].len] = '\0';
         for (size_t j = 0; j < i; j++)

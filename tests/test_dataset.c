@@ -790,6 +790,56 @@ static void test_quoting_off(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Wide logs: a header file may have more columns than a schema can list, an unnamed column
+// (the index pandas' to_csv writes first, with an empty name) and names longer than a config
+// name; none of them is read, so none of them may stop the log from being read.
+
+static void test_wide_header(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "wide_ds");
+    enum { EXTRA = 60 };
+    char *buf = malloc(16384);
+    size_t k = (size_t)sprintf(buf, ",t,u,i,y,a_column_name_much_longer_than_thirty_one_bytes");
+    for (int c = 0; c < EXTRA; c++)
+        k += (size_t)sprintf(buf + k, ",x%d", c);
+    buf[k++] = '\n';
+    for (int r = 0; r < 4; r++) {
+        k += (size_t)sprintf(buf + k, "%d,%d,user%d,item%d,%d,z", r, 100 + r, r % 2, r, r % 2);
+        for (int c = 0; c < EXTRA; c++)
+            k += (size_t)sprintf(buf + k, ",%d", c);
+        buf[k++] = '\n';
+    }
+    buf[k] = '\0';
+    put("wide", "log.csv", buf);
+    free(buf);
+    simple_schema(cfg, "wide", out);
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, 4);
+    for (uint64_t r = 0; r < 4; r++) {
+        char u[16], it[16];
+        snprintf(u, sizeof u, "user%d", (int)(r % 2));
+        snprintf(it, sizeof it, "item%d", (int)r);
+        assert_int_equal(rd_dataset_record(ds, r)->ts, 100 + (int64_t)r);
+        assert_true(rd_dataset_record(ds, r)->user_key == key_of("user", u));
+        assert_true(rd_dataset_record(ds, r)->item_key == key_of("item", it));
+        assert_true(rd_dataset_record(ds, r)->label == (float)(r % 2));
+    }
+    rd_dataset_close(ds);
+    // Two columns of the same name stay an error: which one a schema means is ambiguous.
+    put("wide", "log.csv", "t,u,i,y,u\n1,a,b,1,c\n");
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "log.csv:1: duplicate header column 'u'"));
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Negative sampling
 
 static void test_negative_sampling(void **state) {
@@ -1394,6 +1444,7 @@ int main(void) {
         cmocka_unit_test(test_natural_order),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_quoting_off),
+        cmocka_unit_test(test_wide_header),
         cmocka_unit_test(test_negative_sampling),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_feedback_stats),
