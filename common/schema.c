@@ -519,6 +519,54 @@ static void side_free(side_table *st) {
     rd_free(st->line);
 }
 
+// A row of a Latin-1 file as UTF-8: every byte >= 0x80 is the code point of the same value, two
+// bytes in UTF-8. The fields are copied into *buf and *out points at them (both grown as
+// needed, freed by the caller). @return 0, or -1 when out of memory.
+typedef struct latin1_row {
+    char *buf;
+    size_t cap;
+    rd_csv_field *fields;
+    size_t n_cap;
+} latin1_row;
+
+static int latin1_to_utf8(latin1_row *lr, const rd_csv_field *f, size_t nf) {
+    size_t need = 0;
+    for (size_t i = 0; i < nf; i++) {
+        need += f[i].len;
+        for (size_t j = 0; j < f[i].len; j++)
+            need += (unsigned char)f[i].ptr[j] >= 0x80;
+    }
+    if (need + 1 > lr->cap) {
+        char *nb = rd_realloc(lr->buf, need + 1);
+        if (!nb)
+            return -1;
+        lr->buf = nb;
+        lr->cap = need + 1;
+    }
+    if (nf > lr->n_cap) {
+        rd_csv_field *nfl = rd_realloc(lr->fields, nf * sizeof *nfl);
+        if (!nfl)
+            return -1;
+        lr->fields = nfl;
+        lr->n_cap = nf;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < nf; i++) {
+        lr->fields[i].ptr = lr->buf + k;
+        for (size_t j = 0; j < f[i].len; j++) {
+            unsigned char c = (unsigned char)f[i].ptr[j];
+            if (c < 0x80) {
+                lr->buf[k++] = (char)c;
+            } else {
+                lr->buf[k++] = (char)(0xc0 | (c >> 6));
+                lr->buf[k++] = (char)(0x80 | (c & 0x3f));
+            }
+        }
+        lr->fields[i].len = (size_t)(lr->buf + k - lr->fields[i].ptr);
+    }
+    return 0;
+}
+
 static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
     side_table *st = &cx->side[s];
     const rd_side_config *sd = st->cfg;
@@ -528,6 +576,11 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
     o.quote = cx->quote;
     rd_csv_reader *r = NULL;
     char(*cols)[RD_NAME_MAX] = NULL;
+    // Keys and values of a Latin-1 table are hashed as UTF-8, as the log's (and any config's)
+    // text is, so that "Caf\xe9" here joins "Caf\xc3\xa9" there.
+    int latin1 = strcmp(sd->encoding, "latin-1") == 0;
+    latin1_row lr;
+    memset(&lr, 0, sizeof lr);
     int rc = rd_csv_open(st->path, &o, &r, eb);
     if (rc != RD_OK)
         goto done;
@@ -567,6 +620,13 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
             rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: expected %d columns, found %zu", st->path,
                             (unsigned long long)rd_csv_line(r), st->n_cols, nf);
             goto done;
+        }
+        if (latin1) {
+            if (latin1_to_utf8(&lr, f, nf) != 0) {
+                rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (side table %s)", sd->name);
+                goto done;
+            }
+            f = lr.fields;
         }
         if (st->n_rows == st->cap_rows) {
             uint64_t nc = st->cap_rows ? st->cap_rows * 2 : 1024;
@@ -634,6 +694,8 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
         rc = rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: side table '%s' has no rows", st->path,
                         sd->name);
 done:
+    rd_free(lr.buf);
+    rd_free(lr.fields);
     rd_free(cols);
     rd_csv_close(r);
     return rc;

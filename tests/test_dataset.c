@@ -840,6 +840,50 @@ static void test_wide_header(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A side table declared latin-1 is read as Latin-1: its keys and values join and hash as the
+// same text in UTF-8 would, so a Latin-1 city table joins a UTF-8 log.
+
+static void test_side_latin1(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "latin_ds");
+    put("latin", "log.csv", "t,u,i,y,city\n1,a,x,1,Caf\xc3\xa9\n2,b,x,0,Rome\n");
+    put("latin", "cities.csv", "city,region\nCaf\xe9,M\xfcnchen\nRome,Lazio\n");
+    simple_schema(cfg, "latin", out);
+    rd_schema_config *sc = &cfg->data.schema;
+    sc->n_fields = 1;
+    SET(sc->fields[0].name, "region");
+    SET(sc->fields[0].column, "region");
+    SET(sc->fields[0].side, "cities");
+    sc->n_side = 1;
+    rd_side_config *sd = &sc->side[0];
+    SET(sd->name, "cities");
+    SET(sd->path, "cities.csv");
+    SET(sd->delimiter, ",");
+    sd->header = 1;
+    SET(sd->key_column, "city");
+    SET(sd->join_column, "city");
+    SET(sd->encoding, "latin-1");
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    const rd_dataset_field *f = rd_dataset_find_field(ds, "region");
+    assert_non_null(f);
+    assert_true(rd_dataset_keys(ds, 0)[f->offset] == key_of("region", "M\xc3\xbcnchen"));
+    assert_true(rd_dataset_keys(ds, 1)[f->offset] == key_of("region", "Lazio"));
+    rd_dataset_close(ds);
+    // Read as UTF-8 (the default), the Latin-1 key is another string: a clear error.
+    SET(sd->encoding, "utf-8");
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "log.csv:2: column 'city': key 'Caf?" "?' not found"));
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Negative sampling
 
 static void test_negative_sampling(void **state) {
@@ -1445,6 +1489,7 @@ int main(void) {
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_quoting_off),
         cmocka_unit_test(test_wide_header),
+        cmocka_unit_test(test_side_latin1),
         cmocka_unit_test(test_negative_sampling),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_feedback_stats),
