@@ -1218,16 +1218,18 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     // build the dataset all the same (they are legal).
     for (int i = 0; i < cx->n_plan; i++) {
         const field_plan *fp = &cx->plan[i];
-        if (fp->kind != RD_FIELD_NUMERIC)
+        if (!rd_field_is_float(fp->kind))
             continue;
         double big = 0.0;
         for (uint64_t e = 0; e < es.n; e++)
             big = fmax(big, fabs((double)es.nums[e * nn + fp->offset]));
         if (big > RD_SCHEMA_NUMERIC_WARN)
-            RD_LOG_WARN("%s: numeric field '%s' reaches %g: the models read numeric fields as they "
-                        "are, and inputs this large saturate them (set log1p: true, or rescale "
-                        "the column)",
-                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path, fp->cfg->name, big);
+            RD_LOG_WARN("%s: %s field '%s' reaches %g: the models read %s as they are, and "
+                        "inputs this large saturate them (set log1p: true, or rescale the column)",
+                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path,
+                        fp->kind == RD_FIELD_NUMERIC ? "numeric" : "feedback", fp->cfg->name, big,
+                        fp->kind == RD_FIELD_NUMERIC ? "numeric fields"
+                                                     : "its means (seq.stats_feedback)");
     }
     if (cx->tf == TF_UNIX_MS) {
         int64_t last = INT64_MIN;
