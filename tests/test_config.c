@@ -757,6 +757,13 @@ static void test_errors_csv(void **state) {
                      "    time_column: t\n    label: l >= 1\n",
                  "t.yaml:22:18: data.schema.item_column: column 'x' is not in data.schema.columns",
                  NULL);
+    // One column as two of user, item and time gives events of one user, item or instant.
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: u\n"
+                     "    time_column: t\n    label: l >= 1\n",
+                 "t.yaml:22:18: data.schema.item_column: column 'u' is the user_column too", NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: i\n    label: l >= 1\n",
+                 "t.yaml:23:18: data.schema.time_column: column 'i' is the item_column too", NULL);
     expect_error(CSV "    columns: [u, i, u]\n",
                  "t.yaml:20:21: data.schema.columns[2]: duplicate column 'u'", NULL);
     expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
