@@ -884,6 +884,21 @@ static void test_side_latin1(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// data_config_hash: a key added to the data section later (schema.quoting) leaves the hash of
+// a config that keeps its default unchanged, so folders prepared before it are still accepted.
+
+static void test_config_hash_compat(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    uint64_t h = rd_dataset_config_hash(&cfg->data, 42);
+    // The hash of the default data section before schema.quoting existed (commit 1cc3d48).
+    assert_int_equal(h, 0xff82daefcf0e5f8eULL);
+    cfg->data.schema.quoting = 0;
+    assert_true(rd_dataset_config_hash(&cfg->data, 42) != h);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Negative sampling
 
 static void test_negative_sampling(void **state) {
@@ -1490,6 +1505,7 @@ int main(void) {
         cmocka_unit_test(test_quoting_off),
         cmocka_unit_test(test_wide_header),
         cmocka_unit_test(test_side_latin1),
+        cmocka_unit_test(test_config_hash_compat),
         cmocka_unit_test(test_negative_sampling),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_feedback_stats),
