@@ -879,7 +879,8 @@ static void test_side_latin1(void **state) {
     // Read as UTF-8 (the default), the Latin-1 key is another string: a clear error.
     SET(sd->encoding, "utf-8");
     assert_int_equal(prepare(cfg, &eb), RD_ERR_SCHEMA);
-    assert_non_null(strstr(eb.msg, "log.csv:2: column 'city': key 'Caf?" "?' not found"));
+    assert_non_null(strstr(eb.msg, "log.csv:2: column 'city': key 'Caf?"
+                                   "?' not found"));
     free(cfg);
 }
 
