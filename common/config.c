@@ -198,6 +198,7 @@ static const ck_key schema_keys[] = {
     K_STR(rd_schema_config, "path", path, 0, NULL),
     K_STR(rd_schema_config, "delimiter", delimiter, 0, ","),
     K_BOOL(rd_schema_config, "header", header, "true"),
+    K_BOOL(rd_schema_config, "quoting", quoting, "true"),
     K_STRS(rd_schema_config, "columns", columns, n_columns),
     K_STR(rd_schema_config, "user_column", user_column, 0, NULL),
     K_STR(rd_schema_config, "item_column", item_column, 0, NULL),
@@ -1422,6 +1423,11 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
             return verr(v, p, "required for a csv source");
         if (!sc->header && !in_list(sc->columns, sc->n_columns, req_vals[i]))
             return verr(v, p, "column '%s' is not in data.schema.columns", req_vals[i]);
+        // The ids and the time come from three columns: one column as two of them would make
+        // every event of one user, one item or one instant (the label may read any column).
+        for (int j = 0; j < i && i < 3; j++)
+            if (strcmp(req_vals[i], req_vals[j]) == 0)
+                return verr(v, p, "column '%s' is the %s too", req_vals[i], req_keys[j]);
     }
     for (int s = 0; s < sc->n_side; s++) {
         const rd_side_config *sd = &sc->side[s];

@@ -1553,12 +1553,24 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
         rd_config_print(c, f);
         fclose(f);
         // The data section, and run.seed only when it seeds something (above).
-        const char *d = text ? strstr(text, "\ndata:") : NULL;
+        char *d = text ? strstr(text, "\ndata:") : NULL;
         if (d) {
             const char *e = d + 6;
             while ((e = strchr(e, '\n')) && e[1] && (e[1] == ' ' || e[1] == '#' || e[1] == '\n'))
                 e++;
             size_t n = e ? (size_t)(e - d) : strlen(d);
+            // Keys added to the data section after the hash existed are left out of it while
+            // they hold their default, so that a folder prepared before them keeps its hash.
+            static const char *const compat[] = {"\n    quoting: true\n", NULL};
+            for (int k = 0; compat[k]; k++) {
+                size_t cl = strlen(compat[k]);
+                char *p = strstr(d, compat[k]);
+                if (p && (size_t)(p - d) + cl <= n) {
+                    // Keep the leading newline, drop the line.
+                    memmove(p + 1, p + cl, strlen(p + cl) + 1);
+                    n -= cl - 1;
+                }
+            }
             h = rd_hash64(d, n, 0x646174615f636667ULL) ^ rd_mix64(c->run.seed);
         }
     }

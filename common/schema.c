@@ -20,6 +20,7 @@
 #include "rd/alloc.h"
 #include "rd/csv.h"
 #include "rd/hash.h"
+#include "rd/log.h"
 
 #include <float.h>
 #include <math.h>
@@ -159,7 +160,7 @@ static int digits(const char **p, const char *e, int n, int64_t *v) {
     return 0;
 }
 
-// ISO 8601: YYYY-MM-DD[(T| )hh:mm[:ss[.fff...]]][Z|(+|-)hh[:]mm] -> milliseconds since epoch.
+// ISO 8601: YYYY-MM-DD[(T| )hh:mm[:ss[.fff...]]][Z|(+|-)hh[[:]mm]] -> milliseconds since epoch.
 static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
     const char *p = f->ptr, *e = f->ptr + f->len;
     while (p < e && *p == ' ')
@@ -206,12 +207,18 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
             p++;
         } else if (p < e && (*p == '+' || *p == '-')) {
             int sign = *p++ == '-' ? -1 : 1;
-            int64_t oh, om;
+            int64_t oh, om = 0;
             if (digits(&p, e, 2, &oh))
                 return -1;
-            if (p < e && *p == ':')
+            // +hh:mm, +hhmm, or +hh alone (ISO 8601 allows it; PostgreSQL prints "-05").
+            if (p < e && *p == ':') {
                 p++;
-            if (digits(&p, e, 2, &om) || oh > 23 || om > 59)
+                if (digits(&p, e, 2, &om))
+                    return -1;
+            } else if (p < e && digits(&p, e, 2, &om)) {
+                return -1;
+            }
+            if (oh > 23 || om > 59)
                 return -1;
             off = sign * (oh * 3600 + om * 60);
         }
@@ -222,6 +229,14 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
     *ms = secs * 1000 + frac;
     return 0;
 }
+
+// Warning thresholds of prepare: a numeric input beyond this magnitude, and a unix_ms log whose
+// latest value is below this (1973-03-03 in milliseconds, 1e11 seconds would be year 5138).
+#define RD_SCHEMA_NUMERIC_WARN 1000.0
+#define RD_SCHEMA_MS_WARN      100000000000LL
+
+// Columns of a file with a header line (a schema's own list holds at most RD_MAX_COLUMNS).
+#define RD_SCHEMA_MAX_HEADER 65536
 
 #define TS_MIN_S (-62135596800LL) // 0001-01-01
 #define TS_MAX_S 253402300799LL   // 9999-12-31T23:59:59
@@ -261,6 +276,9 @@ static int64_t floor_div(int64_t a, int64_t b) {
         q--;
     return q;
 }
+
+// Spellings of rd_label_op, in its order.
+static const char *const label_ops[] = {">=", ">", "==", "!=", "<=", "<"};
 
 static int label_of(int op, double v, double t) {
     switch (op) {
@@ -389,17 +407,22 @@ static int read_columns(rd_csv_reader *r,
     if (rc == 0)
         return rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: no header line", file);
     uint64_t line = rd_csv_line(r);
-    if (nf > RD_MAX_COLUMNS)
+    // A header names the columns, so unlike a schema's list (RD_MAX_COLUMNS) it may be wide: the
+    // columns nobody reads cost nothing.
+    if (nf > RD_SCHEMA_MAX_HEADER)
         return rd_err_set(eb, RD_ERR_SCHEMA, "%s:%llu: %zu columns, more than the %d supported",
-                          file, (unsigned long long)line, nf, RD_MAX_COLUMNS);
+                          file, (unsigned long long)line, nf, RD_SCHEMA_MAX_HEADER);
     *out = rd_malloc(nf * RD_NAME_MAX);
     if (!*out)
         return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < nf; i++) {
-        if (f[i].len == 0 || f[i].len >= RD_NAME_MAX)
-            return rd_err_set(eb, RD_ERR_SCHEMA,
-                              "%s:%llu: header column %zu is empty or longer than %d bytes", file,
-                              (unsigned long long)line, i + 1, RD_NAME_MAX - 1);
+        // An empty name (the index column pandas writes) or one longer than any config name
+        // can hold names a column no schema can refer to: keep it unnamed ("" matches no
+        // configured column) instead of refusing the file.
+        if (f[i].len == 0 || f[i].len >= RD_NAME_MAX) {
+            (*out)[i][0] = '\0';
+            continue;
+        }
         memcpy((*out)[i], f[i].ptr, f[i].len);
         (*out)[i][f[i].len] = '\0';
         for (size_t j = 0; j < i; j++)
@@ -496,6 +519,54 @@ static void side_free(side_table *st) {
     rd_free(st->line);
 }
 
+// A row of a Latin-1 file as UTF-8: every byte >= 0x80 is the code point of the same value, two
+// bytes in UTF-8. The fields are copied into *buf and *out points at them (both grown as
+// needed, freed by the caller). @return 0, or -1 when out of memory.
+typedef struct latin1_row {
+    char *buf;
+    size_t cap;
+    rd_csv_field *fields;
+    size_t n_cap;
+} latin1_row;
+
+static int latin1_to_utf8(latin1_row *lr, const rd_csv_field *f, size_t nf) {
+    size_t need = 0;
+    for (size_t i = 0; i < nf; i++) {
+        need += f[i].len;
+        for (size_t j = 0; j < f[i].len; j++)
+            need += (unsigned char)f[i].ptr[j] >= 0x80;
+    }
+    if (need + 1 > lr->cap) {
+        char *nb = rd_realloc(lr->buf, need + 1);
+        if (!nb)
+            return -1;
+        lr->buf = nb;
+        lr->cap = need + 1;
+    }
+    if (nf > lr->n_cap) {
+        rd_csv_field *nfl = rd_realloc(lr->fields, nf * sizeof *nfl);
+        if (!nfl)
+            return -1;
+        lr->fields = nfl;
+        lr->n_cap = nf;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < nf; i++) {
+        lr->fields[i].ptr = lr->buf + k;
+        for (size_t j = 0; j < f[i].len; j++) {
+            unsigned char c = (unsigned char)f[i].ptr[j];
+            if (c < 0x80) {
+                lr->buf[k++] = (char)c;
+            } else {
+                lr->buf[k++] = (char)(0xc0 | (c >> 6));
+                lr->buf[k++] = (char)(0x80 | (c & 0x3f));
+            }
+        }
+        lr->fields[i].len = (size_t)(lr->buf + k - lr->fields[i].ptr);
+    }
+    return 0;
+}
+
 static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
     side_table *st = &cx->side[s];
     const rd_side_config *sd = st->cfg;
@@ -505,6 +576,11 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
     o.quote = cx->quote;
     rd_csv_reader *r = NULL;
     char(*cols)[RD_NAME_MAX] = NULL;
+    // Keys and values of a Latin-1 table are hashed as UTF-8, as the log's (and any config's)
+    // text is, so that "Caf\xe9" here joins "Caf\xc3\xa9" there.
+    int latin1 = strcmp(sd->encoding, "latin-1") == 0;
+    latin1_row lr;
+    memset(&lr, 0, sizeof lr);
     int rc = rd_csv_open(st->path, &o, &r, eb);
     if (rc != RD_OK)
         goto done;
@@ -544,6 +620,13 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
             rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: expected %d columns, found %zu", st->path,
                             (unsigned long long)rd_csv_line(r), st->n_cols, nf);
             goto done;
+        }
+        if (latin1) {
+            if (latin1_to_utf8(&lr, f, nf) != 0) {
+                rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (side table %s)", sd->name);
+                goto done;
+            }
+            f = lr.fields;
         }
         if (st->n_rows == st->cap_rows) {
             uint64_t nc = st->cap_rows ? st->cap_rows * 2 : 1024;
@@ -611,6 +694,8 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
         rc = rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: side table '%s' has no rows", st->path,
                         sd->name);
 done:
+    rd_free(lr.buf);
+    rd_free(lr.fields);
     rd_free(cols);
     rd_csv_close(r);
     return rc;
@@ -755,7 +840,6 @@ static int cmp_ev(const void *a, const void *b) {
 
 static void write_schema_yaml(FILE *f, const csv_ctx *cx) {
     const rd_schema_config *sc = &cx->sc;
-    static const char *const ops[] = {">=", ">", "==", "!=", "<=", "<"};
     fprintf(f, "schema:\n  path: ");
     rd__yaml_str(f, cx->log_path);
     fprintf(f, "\n  delimiter: ");
@@ -778,7 +862,8 @@ static void write_schema_yaml(FILE *f, const csv_ctx *cx) {
     fprintf(f, "  label: {column: ");
     rd__yaml_str(f, sc->label_column);
     fprintf(f, ", op: \"%s\", threshold: %.17g}\n",
-            ops[sc->label_op >= 0 && sc->label_op <= 5 ? sc->label_op : 0], sc->label_threshold);
+            label_ops[sc->label_op >= 0 && sc->label_op <= 5 ? sc->label_op : 0],
+            sc->label_threshold);
     fprintf(f, "  side:%s\n", cx->n_side ? "" : " []");
     for (int s = 0; s < cx->n_side; s++) {
         const side_table *st = &cx->side[s];
@@ -935,7 +1020,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     cx->dc = dc;
     if (dc->source == RD_DATA_CSV) {
         cx->sc = dc->schema;
-        cx->quote = '"';
+        cx->quote = cx->sc.quoting ? '"' : 0;
     } else {
         if ((rc = rd_schema_preset(dc->source, &cx->sc, eb)) != RD_OK)
             goto done;
@@ -1113,6 +1198,47 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     if (es.n == 0) {
         rc = rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: no data rows", cx->log_path);
         goto done;
+    }
+    // A log with one class only (purchases or clicks without their impressions, or a label rule
+    // that no event meets) has nothing for a classifier to learn and no AUC to report: refuse
+    // it here, naming the rule, rather than train it into a report of nulls.
+    uint64_t n_pos = 0;
+    for (uint64_t i = 0; i < es.n; i++)
+        n_pos += es.label[i];
+    if (n_pos == 0 || n_pos == es.n) {
+        rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                        "%s: label rule '%s %s %g' gives label %d to all %llu events: training "
+                        "needs both classes (a log of positives only needs its negatives, e.g. "
+                        "the impressions that were not clicked)",
+                        cx->log_path, sc->label_column, label_ops[sc->label_op],
+                        sc->label_threshold, n_pos ? 1 : 0, (unsigned long long)es.n);
+        goto done;
+    }
+    // Values that parse but are likely not what the log meant: warn, naming the field, and
+    // build the dataset all the same (they are legal).
+    for (int i = 0; i < cx->n_plan; i++) {
+        const field_plan *fp = &cx->plan[i];
+        if (!rd_field_is_float(fp->kind))
+            continue;
+        double big = 0.0;
+        for (uint64_t e = 0; e < es.n; e++)
+            big = fmax(big, fabs((double)es.nums[e * nn + fp->offset]));
+        if (big > RD_SCHEMA_NUMERIC_WARN)
+            RD_LOG_WARN("%s: %s field '%s' reaches %g: the models read %s as they are, and "
+                        "inputs this large saturate them (set log1p: true, or rescale the column)",
+                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path,
+                        fp->kind == RD_FIELD_NUMERIC ? "numeric" : "feedback", fp->cfg->name, big,
+                        fp->kind == RD_FIELD_NUMERIC ? "numeric fields"
+                                                     : "its means (seq.stats_feedback)");
+    }
+    if (cx->tf == TF_UNIX_MS) {
+        int64_t last = INT64_MIN;
+        for (uint64_t e = 0; e < es.n; e++)
+            last = es.meta[e].ts_ms > last ? es.meta[e].ts_ms : last;
+        if (last < RD_SCHEMA_MS_WARN)
+            RD_LOG_WARN("%s: time_format unix_ms: every timestamp falls before 1973-03-03 (the "
+                        "latest is %lld): are they unix seconds (time_format: unix)?",
+                        cx->log_path, (long long)last);
     }
     if (users.n >= UINT32_MAX || items.n >= UINT32_MAX) {
         rc = rd_err_set(eb, RD_ERR_RANGE, "%s: more than 2^32-1 distinct users or items",

@@ -183,6 +183,7 @@ static void test_defaults(void **state) {
     assert_int_equal(c->data.history_max, 256);
     assert_string_equal(c->data.schema.delimiter, ",");
     assert_int_equal(c->data.schema.header, 1);
+    assert_int_equal(c->data.schema.quoting, 1);
     assert_string_equal(c->data.schema.time_format, "unix");
     assert_int_equal(c->data.schema.label_op, RD_LABEL_GE);
     assert_true(c->data.schema.label_threshold == 1.0);
@@ -392,6 +393,8 @@ static void test_value_forms(void **state) {
         assert_int_equal(c->data.schema.label_op, rules[i].op);
         assert_true(c->data.schema.label_threshold == rules[i].thr);
     }
+    expect_ok(BASE "data:\n  schema:\n    quoting: false\n", c);
+    assert_int_equal(c->data.schema.quoting, 0);
     expect_ok(BASE "data:\n  schema:\n    label: {column: r, op: \"<\", threshold: 2}\n", c);
     assert_string_equal(c->data.schema.label_column, "r");
     assert_int_equal(c->data.schema.label_op, RD_LABEL_LT);
@@ -754,6 +757,13 @@ static void test_errors_csv(void **state) {
                      "    time_column: t\n    label: l >= 1\n",
                  "t.yaml:22:18: data.schema.item_column: column 'x' is not in data.schema.columns",
                  NULL);
+    // One column as two of user, item and time gives events of one user, item or instant.
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: u\n"
+                     "    time_column: t\n    label: l >= 1\n",
+                 "t.yaml:22:18: data.schema.item_column: column 'u' is the user_column too", NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: i\n    label: l >= 1\n",
+                 "t.yaml:23:18: data.schema.time_column: column 'i' is the item_column too", NULL);
     expect_error(CSV "    columns: [u, i, u]\n",
                  "t.yaml:20:21: data.schema.columns[2]: duplicate column 'u'", NULL);
     expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"

@@ -166,6 +166,7 @@ static rd_schema_config *csv_source(rd_config *cfg,
     SET(sc->path, path);
     SET(sc->delimiter, ",");
     sc->header = 1;
+    sc->quoting = 1;
     SET(sc->user_column, "uid");
     SET(sc->item_column, "iid");
     SET(sc->time_column, "ts");
@@ -405,6 +406,7 @@ static void simple_schema(rd_config *cfg, const char *sub, const char *out) {
     SET(sc->path, "log.csv");
     SET(sc->delimiter, ",");
     sc->header = 1;
+    sc->quoting = 1;
     SET(sc->user_column, "u");
     SET(sc->item_column, "i");
     SET(sc->time_column, "t");
@@ -624,6 +626,14 @@ static void test_bad_inputs(void **state) {
         {"empty id", log[7], NULL, NULL, RD_ERR_PARSE, "clicks.csv:2: column 'uid': empty id"},
         {"empty side table", NULL, "uid,country,age\n", NULL, RD_ERR_EMPTY,
          "users.csv: empty input"},
+        // A log of positives only (purchases, clicks without impressions) or of negatives only
+        // has no AUC to learn or to report: refused, not trained into a report of nulls.
+        {"positives only", "ts,uid,iid,clicked,tags,price\n100,9,i1,1,a,1\n101,10,i2,3,b,2\n", NULL,
+         NULL, RD_ERR_SCHEMA,
+         "clicks.csv: label rule 'clicked >= 1' gives label 1 to all 2 events"},
+        {"negatives only", "ts,uid,iid,clicked,tags,price\n100,9,i1,0,a,1\n101,10,i2,0,b,2\n", NULL,
+         NULL, RD_ERR_SCHEMA,
+         "clicks.csv: label rule 'clicked >= 1' gives label 0 to all 2 events"},
     };
     rd_config *cfg = new_cfg();
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -692,7 +702,10 @@ static void test_time_formats(void **state) {
         "2021-03-04T05:06:07Z,a,x,1\n"
         "2021-03-04 05:06:07.900+01:00,b,x,0\n"
         "2021-03-04,c,x,1\n"
-        "1970-01-01T00:00:00-00:30,d,x,0\n");
+        "1970-01-01T00:00:00-00:30,d,x,0\n"
+        // An offset of whole hours may omit the minutes (ISO 8601 +hh; PostgreSQL's output).
+        "2021-03-04 05:06:07-05,e,x,1\n"
+        "2021-03-04T05:06:07.5+05,f,x,0\n");
     simple_schema(cfg, "iso", out);
     SET(cfg->data.schema.time_format, "iso8601");
     rd_errbuf eb;
@@ -703,8 +716,12 @@ static void test_time_formats(void **state) {
     rd_dataset *ds = open_ok(out);
     assert_int_equal(rd_dataset_record(ds, 0)->ts, 1800);       // d: 00:30 UTC
     assert_int_equal(rd_dataset_record(ds, 1)->ts, 1614816000); // c: midnight
-    assert_int_equal(rd_dataset_record(ds, 2)->ts, 1614830767); // b: 04:06:07.9 UTC
-    assert_int_equal(rd_dataset_record(ds, 3)->ts, 1614834367); // a
+    assert_int_equal(rd_dataset_record(ds, 2)->ts, 1614816367); // f: 00:06:07.5 UTC
+    assert_true(rd_dataset_record(ds, 2)->user_key == key_of("user", "f"));
+    assert_int_equal(rd_dataset_record(ds, 3)->ts, 1614830767); // b: 04:06:07.9 UTC
+    assert_int_equal(rd_dataset_record(ds, 4)->ts, 1614834367); // a
+    assert_int_equal(rd_dataset_record(ds, 5)->ts, 1614852367); // e: 10:06:07 UTC
+    assert_true(rd_dataset_record(ds, 5)->user_key == key_of("user", "e"));
     rd_dataset_close(ds);
 
     path_in(out, sizeof out, "ms_ds");
@@ -718,6 +735,167 @@ static void test_time_formats(void **state) {
     assert_int_equal(rd_dataset_record(ds, 1)->ts, 1600000000);
     assert_int_equal(rd_dataset_record(ds, 2)->ts, 1600000000);
     rd_dataset_close(ds);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quoting: a "::" file (MovieLens-1M style) whose titles start with a quote reads only with
+// data.schema.quoting off, which then applies to its side tables as well.
+
+static void test_quoting_off(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "quote_ds");
+    put("quote", "log.csv", "t::u::i::y\n1::a::1::1\n2::b::2::0\n3::\"c\"::1::1\n");
+    put("quote", "items.dat", "1::\"Great\" Cats (1998)::Drama\n2::Plain (1990)::Comedy\n");
+    simple_schema(cfg, "quote", out);
+    rd_schema_config *sc = &cfg->data.schema;
+    SET(sc->delimiter, "::");
+    sc->n_fields = 1;
+    SET(sc->fields[0].name, "title");
+    SET(sc->fields[0].column, "title");
+    SET(sc->fields[0].side, "items");
+    sc->n_side = 1;
+    rd_side_config *sd = &sc->side[0];
+    SET(sd->name, "items");
+    SET(sd->path, "items.dat");
+    SET(sd->delimiter, "::");
+    sd->n_columns = 3;
+    SET(sd->columns[0], "i");
+    SET(sd->columns[1], "title");
+    SET(sd->columns[2], "genres");
+    SET(sd->key_column, "i");
+    SET(sd->join_column, "i");
+    rd_errbuf eb;
+    // Quoting on (the default): the side table's first title is a malformed quoted field.
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_PARSE);
+    assert_non_null(
+        strstr(eb.msg, "items.dat:1: unexpected character ' ' after the closing quote"));
+    assert_false(exists(out));
+    // Quoting off: quotes are bytes of the value, in the log and in the side table.
+    sc->quoting = 0;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    const rd_dataset_field *f = rd_dataset_find_field(ds, "title");
+    assert_non_null(f);
+    assert_true(rd_dataset_keys(ds, 0)[f->offset] == key_of("title", "\"Great\" Cats (1998)"));
+    assert_true(rd_dataset_record(ds, 2)->user_key == key_of("user", "\"c\""));
+    assert_true(rd_dataset_keys(ds, 2)[f->offset] == key_of("title", "\"Great\" Cats (1998)"));
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wide logs: a header file may have more columns than a schema can list, an unnamed column
+// (the index pandas' to_csv writes first, with an empty name) and names longer than a config
+// name; none of them is read, so none of them may stop the log from being read.
+
+static void test_wide_header(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "wide_ds");
+    enum { EXTRA = 60 };
+    char *buf = malloc(16384);
+    size_t k = (size_t)sprintf(buf, ",t,u,i,y,a_column_name_much_longer_than_thirty_one_bytes");
+    for (int c = 0; c < EXTRA; c++)
+        k += (size_t)sprintf(buf + k, ",x%d", c);
+    buf[k++] = '\n';
+    for (int r = 0; r < 4; r++) {
+        k += (size_t)sprintf(buf + k, "%d,%d,user%d,item%d,%d,z", r, 100 + r, r % 2, r, r % 2);
+        for (int c = 0; c < EXTRA; c++)
+            k += (size_t)sprintf(buf + k, ",%d", c);
+        buf[k++] = '\n';
+    }
+    buf[k] = '\0';
+    put("wide", "log.csv", buf);
+    free(buf);
+    simple_schema(cfg, "wide", out);
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, 4);
+    for (uint64_t r = 0; r < 4; r++) {
+        char u[16], it[16];
+        snprintf(u, sizeof u, "user%d", (int)(r % 2));
+        snprintf(it, sizeof it, "item%d", (int)r);
+        assert_int_equal(rd_dataset_record(ds, r)->ts, 100 + (int64_t)r);
+        assert_true(rd_dataset_record(ds, r)->user_key == key_of("user", u));
+        assert_true(rd_dataset_record(ds, r)->item_key == key_of("item", it));
+        assert_true(rd_dataset_record(ds, r)->label == (float)(r % 2));
+    }
+    rd_dataset_close(ds);
+    // Two columns of the same name stay an error: which one a schema means is ambiguous.
+    put("wide", "log.csv", "t,u,i,y,u\n1,a,b,1,c\n");
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "log.csv:1: duplicate header column 'u'"));
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A side table declared latin-1 is read as Latin-1: its keys and values join and hash as the
+// same text in UTF-8 would, so a Latin-1 city table joins a UTF-8 log.
+
+static void test_side_latin1(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "latin_ds");
+    put("latin", "log.csv", "t,u,i,y,city\n1,a,x,1,Caf\xc3\xa9\n2,b,x,0,Rome\n");
+    put("latin", "cities.csv", "city,region\nCaf\xe9,M\xfcnchen\nRome,Lazio\n");
+    simple_schema(cfg, "latin", out);
+    rd_schema_config *sc = &cfg->data.schema;
+    sc->n_fields = 1;
+    SET(sc->fields[0].name, "region");
+    SET(sc->fields[0].column, "region");
+    SET(sc->fields[0].side, "cities");
+    sc->n_side = 1;
+    rd_side_config *sd = &sc->side[0];
+    SET(sd->name, "cities");
+    SET(sd->path, "cities.csv");
+    SET(sd->delimiter, ",");
+    sd->header = 1;
+    SET(sd->key_column, "city");
+    SET(sd->join_column, "city");
+    SET(sd->encoding, "latin-1");
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    const rd_dataset_field *f = rd_dataset_find_field(ds, "region");
+    assert_non_null(f);
+    assert_true(rd_dataset_keys(ds, 0)[f->offset] == key_of("region", "M\xc3\xbcnchen"));
+    assert_true(rd_dataset_keys(ds, 1)[f->offset] == key_of("region", "Lazio"));
+    rd_dataset_close(ds);
+    // Read as UTF-8 (the default), the Latin-1 key is another string: a clear error.
+    SET(sd->encoding, "utf-8");
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "log.csv:2: column 'city': key 'Caf?"
+                                   "?' not found"));
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// data_config_hash: a key added to the data section later (schema.quoting) leaves the hash of
+// a config that keeps its default unchanged, so folders prepared before it are still accepted.
+
+static void test_config_hash_compat(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    uint64_t h = rd_dataset_config_hash(&cfg->data, 42);
+    // The hash of the default data section before schema.quoting existed (commit 1cc3d48).
+    assert_int_equal(h, 0xff82daefcf0e5f8eULL);
+    cfg->data.schema.quoting = 0;
+    assert_true(rd_dataset_config_hash(&cfg->data, 42) != h);
     free(cfg);
 }
 
@@ -774,9 +952,10 @@ static void test_negative_sampling(void **state) {
     rd_dataset_close(d1);
     rd_dataset_close(d2);
     // Everything dropped is an error, not an empty dataset.
-    put("allneg", "log.csv", "t,u,i,y\n1,a,b,0\n2,a,b,0\n");
+    put("allneg", "log.csv", "t,u,i,y\n1,a,b,0\n2,a,b,0\n3,a,b,1\n");
     simple_schema(cfg, "allneg", out2);
     cfg->data.negatives.rate = 1e-9;
+    cfg->data.negatives.pos_rate = 1e-9;
     assert_int_equal(prepare(cfg, &eb), RD_ERR_EMPTY);
     assert_non_null(strstr(eb.msg, "negative sampling"));
     assert_int_equal(count_entries(".tmp-"), 0);
@@ -1324,6 +1503,10 @@ int main(void) {
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_natural_order),
         cmocka_unit_test(test_time_formats),
+        cmocka_unit_test(test_quoting_off),
+        cmocka_unit_test(test_wide_header),
+        cmocka_unit_test(test_side_latin1),
+        cmocka_unit_test(test_config_hash_compat),
         cmocka_unit_test(test_negative_sampling),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_feedback_stats),

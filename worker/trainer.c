@@ -424,6 +424,16 @@ int rd_trainer_create(const rd_comm *comm,
         goto fail;
     if ((rc = resolve_features(tr, eb)) != RD_OK)
         goto fail;
+    // A job's sparse state and its checkpoints live on the PS: a model that reads no table (only
+    // dense inputs: numeric fields, history statistics) would train to the end and then fail in
+    // its first checkpoint, which needs at least one table. Refuse it before any step.
+    if (tr->model->n_tables == 0) {
+        rc = rd_err_set(eb, RD_ERR_CONFIG,
+                        "model '%s' reads no embedding table (no feature and no sequence branch): "
+                        "embed at least one feature, e.g. {field: item, table: ...}",
+                        tr->mcfg->name);
+        goto fail;
+    }
     rd_model *m = tr->model;
     tr->L = m->seq_table >= 0 ? m->seq_length : 0;
     if (tr->L)

@@ -163,6 +163,10 @@ typedef struct rd_schema_config {
                             // required)
     char delimiter[4];      // default ","  (write "\t" in double quotes for TSV)
     int header;             // 1 = first line holds column names; default 1
+    int quoting;            // 1 = RFC-4180 quotes: a field that starts with '"' runs to the
+                            // closing quote (may hold delimiters); 0 = quotes are ordinary
+                            // bytes ("::" or "|" files whose text starts with a quote); for the
+                            // log and its side tables; default 1
     int n_columns;          // number of names in columns (required when header = 0)
     char columns[RD_MAX_COLUMNS][RD_NAME_MAX]; // YAML: columns: [..]
     char user_column[RD_NAME_MAX];             // csv: required (and in columns when header = 0)

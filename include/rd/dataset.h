@@ -128,7 +128,8 @@ typedef struct rd_dataset rd_dataset;
  * @param[out] eb        "file:line: column 'x': what is wrong" for bad input
  * @return RD_OK, RD_ERR_IO (unreadable input, unwritable output, disk full), RD_ERR_PARSE
  *         (malformed line, wrong column count, non-numeric value, bad timestamp), RD_ERR_SCHEMA
- *         (a column the schema names is missing, missing side-table key, duplicate side key),
+ *         (a column the schema names is missing, missing side-table key, duplicate side key,
+ *         a label rule that gives every event the same class),
  *         RD_ERR_EMPTY (no events), RD_ERR_CONFIG (inconsistent data config), RD_ERR_EXISTS
  *         (dir exists and is not a dataset), RD_ERR_RANGE (more users/items than 2^32-1),
  *         RD_ERR_NOMEM.

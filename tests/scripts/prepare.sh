@@ -88,6 +88,37 @@ printf 'ts,uid,iid,clicked\n10,9,a,1\n11,10,b,1\n12,9,c,0\n' > "$TMP/in/clicks.c
 "$RD" prepare "$TMP/csv.yaml" --out "$TMP/csv_out" > "$TMP/out" 2>"$TMP/err" || fail "csv: $(cat "$TMP/err")"
 grep -q "country 2" "$TMP/out" || fail "csv vocabulary: $(cat "$TMP/out")"
 
+# --- CSV: values that parse but are likely wrong are named on stderr (the dataset is built) --
+# A raw numeric column of large values (prices in cents) saturates every model that reads it; a
+# unix_ms log whose values are seconds lands in January 1970.
+printf 'ts,uid,iid,clicked,price,dwell\n1600000000,9,a,1,1500000,-2e4\n1600000100,10,b,0,20,3\n' > "$TMP/in/big.csv"
+{ common; cat <<EOF
+data:
+  source: csv
+  input: $TMP/in
+  schema:
+    path: big.csv
+    user_column: uid
+    item_column: iid
+    time_column: ts
+    time_format: unix_ms
+    label: "clicked >= 1"
+    fields:
+      - {name: price, kind: numeric}
+      - {name: dwell, kind: feedback}
+EOF
+} > "$TMP/big.yaml"
+"$RD" prepare "$TMP/big.yaml" --out "$TMP/big_out" > "$TMP/out" 2>"$TMP/err" || fail "big: $(cat "$TMP/err")"
+grep -q "big.csv: numeric field 'price' reaches 1.5e+06" "$TMP/err" \
+    || fail "no warning for a large numeric field: $(cat "$TMP/err")"
+grep -q "big.csv: feedback field 'dwell' reaches 20000" "$TMP/err" \
+    || fail "no warning for a large feedback field: $(cat "$TMP/err")"
+grep -q "big.csv: time_format unix_ms: every timestamp falls before" "$TMP/err" \
+    || fail "no warning for seconds read as unix_ms: $(cat "$TMP/err")"
+sed -i 's/time_format: unix_ms/time_format: unix/; s/kind: numeric}/kind: numeric, log1p: true}/; s/kind: feedback}/kind: feedback, log1p: true}/' "$TMP/big.yaml"
+"$RD" prepare "$TMP/big.yaml" --out "$TMP/big_out" > "$TMP/out" 2>"$TMP/err" || fail "big: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "warning on a sound log: $(cat "$TMP/err")"
+
 # --- MovieLens-100K -------------------------------------------------------------------------
 ML="${RD_SHARED_DATA:-}/movielens-100k"
 if [ -n "${RD_SHARED_DATA:-}" ] && [ -f "$ML/u.data" ]; then

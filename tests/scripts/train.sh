@@ -111,6 +111,18 @@ rc=$?
 grep -q "feature 'colour' is not a field of the dataset" "$TMP/err" || fail "unknown feature message: $(cat "$TMP/err")"
 [ ! -e "$TMP/f/report.json" ] || fail "failed run left a report"
 
+# --- a model that reads no embedding table (dense inputs only): refused before training -------
+# (it used to train to the end and then abort in its checkpoint: "0 tables requested")
+perl -0pe 's/  - name: small_raw\n    features:\n.*?\n.*?\n    seq: \{kind: mean, length: 8\}\n/  - name: small_raw\n    features: []\n    seq: {stats: [1, 4]}\n/s' \
+    "$TMP/ok.yaml" > "$TMP/notab.yaml"
+grep -q "features: \[\]" "$TMP/notab.yaml" || fail "notab.yaml was not derived"
+run -n 4 "$RD" train "$TMP/notab.yaml" --out "$TMP/nt" >"$TMP/out" 2>"$TMP/err"
+rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "model without tables: exit $rc"
+grep -q "model 'small_raw' reads no embedding table" "$TMP/err" || fail "model without tables message: $(cat "$TMP/err")"
+grep -q "checkpoint" "$TMP/out" && fail "model without tables: trained before failing"
+[ ! -e "$TMP/nt/report.json" ] || fail "failed run left a report"
+
 # --- three jobs on one PS rank --------------------------------------------------------------
 run -n 4 "$RD" train "$TMP/ok.yaml" --out "$TMP/run" >"$TMP/out" 2>"$TMP/err" || fail "train: $(cat "$TMP/err")"
 R="$TMP/run/report.json"
