@@ -5,6 +5,7 @@
 //   rd_lmdbx_error()         same, and fill an rd_errbuf with "what: path: LMDB text (rc N)"
 //   rd_lmdbx_opts            how to open an env (read-only or writable, map size, its cap, ...)
 //   rd_lmdbx_env_open()      mdb_env_create + options + mdb_env_open (creating the folder)
+//   rd_lmdbx_check_size()    refuse a data.mdb shorter than its meta page says (a SIGBUS later)
 //   rd_lmdbx_grow()          double the map size (no transaction of this process may be active)
 //   rd_lmdbx_write()         run a callback in a write transaction; on MDB_MAP_FULL abort, grow
 //                            the map and run the whole callback again (never a lost write)
@@ -77,6 +78,16 @@ static inline int rd_lmdbx_is_rd_status(int rc) {
  *         RD_ERR_CORRUPT (not an LMDB file), RD_ERR_VERSION, RD_ERR_NOMEM, RD_ERR_LMDB
  */
 int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *opts, MDB_env **out, rd_errbuf *eb);
+
+/**
+ * Refuse an env whose data.mdb is shorter than its meta page says (copied in part, cut by a
+ * full disk): LMDB opens such a file, and the first read of a page past its end through the map
+ * is a SIGBUS. rd_lmdbx_env_open calls it; call it after any other mdb_env_open of a file that
+ * was not written by this process.
+ * @param[in] path  the env folder (holding data.mdb)
+ * @return RD_OK, RD_ERR_CORRUPT ("LMDB env <path>: data.mdb is truncated: ...")
+ */
+int rd_lmdbx_check_size(MDB_env *env, const char *path, rd_errbuf *eb);
 
 /**
  * Double the map size of `env`, capped at max_map_size.
