@@ -26,6 +26,10 @@
 
 static const char bundle_magic[8] = {'R', 'D', 'S', 'E', 'R', 'V', 'E', '1'};
 
+// Keys of one feature per candidate: a multi-valued schema field keeps at most max_len (1..64,
+// config.c) values; every other feature has one.
+#define MAX_WIDTH 64
+
 struct rd_serve {
     rd_serve_info info;
     rd_model_config mc;
@@ -357,6 +361,36 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     IN(&b, n_params);
     if (b.bad) {
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: truncated header", path);
+        goto fail;
+    }
+    // The CRC only says the file is as written; everything that sizes memory or indexes an
+    // array is checked against the limits a config can express before it is used: the model and
+    // table configs as the YAML loader checks them (ranges, list counts, terminated strings),
+    // each feature's key width as a schema field's max_len, the numeric inputs as the dataset's
+    // numeric fields plus the history statistics.
+    {
+        rd_errbuf local;
+        char what[RD_PATH_MAX + 32];
+        snprintf(what, sizeof what, "%s: model config", path);
+        rc = rd_config_check_model(&s->mc, what, &local);
+        for (uint32_t t = 0; rc == RD_OK && t < nt; t++) {
+            snprintf(what, sizeof what, "%s: table config %u", path, t);
+            rc = rd_config_check_table(&s->tc[t], what, &local);
+        }
+        if (rc != RD_OK) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s", local.msg);
+            goto fail;
+        }
+    }
+    for (uint32_t f = 0; f < nf; f++)
+        if (s->width[f] < 1 || s->width[f] > MAX_WIDTH) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: feature %u has %u keys (1..%d)", path, f,
+                            s->width[f], MAX_WIDTH);
+            goto fail;
+        }
+    if (nn > RD_MAX_FIELDS + rd_history_stats_width(&s->mc.seq)) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %u numeric inputs (at most %zu)", path, nn,
+                        RD_MAX_FIELDS + rd_history_stats_width(&s->mc.seq));
         goto fail;
     }
     // The model, then its parameters.
