@@ -10,8 +10,9 @@
 //     like a binary export; a folder is a read error; extreme last-seen times give a sane
 //     age histogram;
 //   - dense.bin round trip (params, optimizer slots and step, position), and refusals: flipped
-//     byte (CRC), other config hash, other slab size; commit replaces an older directory, prune
-//     keeps the newest N complete ones, latest ignores incomplete ones.
+//     byte (CRC), other config hash, other slab size, a file far larger than its header says;
+//     commit replaces an older directory, prune keeps the newest N complete ones, latest ignores
+//     incomplete ones.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -367,6 +368,21 @@ static void test_import_bad_input(void **state) {
     assert_true(h.oldest == INT64_MIN && h.newest == INT64_MAX);
     assert_int_equal(h.age[0], 1);
     assert_int_equal(h.age[RD_TABLETOOL_HIST - 1], 1);
+
+    // A rewrite refuses to carry a damaged dense.bin into the new checkpoint.
+    char dense[400], out[300];
+    snprintf(dense, sizeof dense, "%s/%s", src, RD_TRAIN_CKPT_DENSE);
+    FILE *df = fopen(dense, "wb");
+    assert_non_null(df);
+    for (int i = 0; i < 500; i++)
+        fputc(i & 0xff, df);
+    fclose(df);
+    path(out, sizeof out, "imp_out");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tabletool_write(tt, out, 0, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "not copied along"));
+    struct stat st;
+    assert_int_not_equal(stat(out, &st), 0);
     rd_tabletool_close(tt);
 }
 
@@ -433,6 +449,13 @@ static void test_dense_and_dirs(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_train_ckpt_read_dense(part, 0, &pz, &z, &oz, &eb), RD_ERR_CORRUPT);
     assert_non_null(strstr(eb.msg, "CRC"));
+    // A dense.bin grown to 100 GiB (a sparse file: its header intact, zeros after) is refused by
+    // its size before anything is read: it used to be loaded whole, and the allocation aborted.
+    assert_int_equal(rd_train_ckpt_write_dense(part, &pos, &m, &o, &eb), RD_OK);
+    assert_int_equal(truncate(file, (off_t)100 << 30), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_read_pos(part, &pz, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "the header implies"));
     // Directories: a dense.bin alone is not a complete checkpoint (no MANIFEST).
     assert_int_equal(rd_train_ckpt_write_dense(part, &pos, &m, &o, &eb), RD_OK);
     assert_int_equal(rd_train_ckpt_commit(part, final, &eb), RD_OK);

@@ -289,7 +289,12 @@ static int read_file(const char *path, unsigned char **buf, size_t *len, rd_errb
         return rd_err_set(eb, RD_ERR_CORRUPT, "%s: too short to be a serving bundle", path);
     }
     *len = (size_t)st.st_size;
-    *buf = rd_xmalloc(*len);
+    // Fallible: a huge (damaged, sparse, foreign) file is an error, not an abort.
+    *buf = rd_malloc(*len);
+    if (!*buf) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: no memory to load %zu bytes", path, *len);
+    }
     size_t got = fread(*buf, 1, *len, f);
     fclose(f);
     if (got != *len) {

@@ -550,20 +550,29 @@ static int copy_file(const char *from, const char *to, rd_errbuf *eb) {
     if (!f)
         return errno == ENOENT ? RD_ERR_NOTFOUND
                                : rd_err_set(eb, RD_ERR_IO, "%s: %s", from, strerror(errno));
+    // Fallible growth: a huge (damaged, sparse) dense.bin is an error, not an abort.
     size_t cap = 1 << 20, n = 0;
-    unsigned char *buf = rd_xmalloc(cap);
+    unsigned char *buf = rd_malloc(cap);
     size_t got;
-    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+    int nomem = !buf;
+    while (!nomem && (got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n == cap) {
+            unsigned char *nb = rd_realloc(buf, 2 * cap);
+            if (!nb) {
+                nomem = 1;
+                break;
+            }
+            buf = nb;
             cap *= 2;
-            buf = rd_xrealloc(buf, cap);
         }
     }
     int bad = ferror(f);
     fclose(f);
-    int rc = bad ? rd_err_set(eb, RD_ERR_IO, "%s: read error", from)
-                 : rd_lmdbx_write_file_atomic(to, buf, n, eb);
+    int rc =
+        nomem ? rd_err_set(eb, RD_ERR_NOMEM, "%s: no memory to copy it (%zu bytes read)", from, n)
+        : bad ? rd_err_set(eb, RD_ERR_IO, "%s: read error", from)
+              : rd_lmdbx_write_file_atomic(to, buf, n, eb);
     rd_free(buf);
     return rc;
 }
@@ -662,12 +671,22 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
     if (rc == RD_OK)
         rc = rd_ckpt_write_manifest(part, nm, eb);
     if (rc == RD_OK) {
-        char from[RD_PATH_MAX + 32], to[RD_PATH_MAX + 48];
-        snprintf(from, sizeof from, "%s/%s", tt->dir, RD_TRAIN_CKPT_DENSE);
-        snprintf(to, sizeof to, "%s/%s", part, RD_TRAIN_CKPT_DENSE);
-        int crc = copy_file(from, to, eb);
-        if (crc != RD_OK && crc != RD_ERR_NOTFOUND)
-            rc = crc;
+        // dense.bin goes along only if it is whole (size, CRC): a damaged one would be copied
+        // into a checkpoint that looks new, and a huge one would be read into memory.
+        rd_train_pos pos;
+        rd_errbuf local;
+        rd_errbuf_clear(&local);
+        int drc = rd_train_ckpt_read_pos(tt->dir, &pos, &local);
+        if (drc == RD_OK) {
+            char from[RD_PATH_MAX + 32], to[RD_PATH_MAX + 48];
+            snprintf(from, sizeof from, "%s/%s", tt->dir, RD_TRAIN_CKPT_DENSE);
+            snprintf(to, sizeof to, "%s/%s", part, RD_TRAIN_CKPT_DENSE);
+            drc = copy_file(from, to, eb);
+            if (drc != RD_OK && drc != RD_ERR_NOTFOUND)
+                rc = drc;
+        } else if (drc != RD_ERR_NOTFOUND) {
+            rc = rd_err_set(eb, drc, "%s (not copied along)", local.msg);
+        }
     }
     if (rc == RD_OK && rename(part, out) != 0)
         rc = rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));

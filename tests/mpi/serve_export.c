@@ -294,6 +294,15 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             rd_serve_close(x);
             x = NULL;
         }
+        // 2 TiB (sparse: a valid header, then zeros): more than any machine here can allocate.
+        snprintf(p, sizeof p, "%s/huge.rdsv", dir);
+        copy_patch(bundle, p, -1, 0, 200);
+        RD_ASSERT(truncate(p, (off_t)1 << 41) == 0);
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_open(p, 4, &x, &eb);
+        T_CHECK(&g_errs, (rc == RD_ERR_NOMEM || rc == RD_ERR_CORRUPT) && !x, "2 TiB bundle: %d %s",
+                rc, eb.msg);
+        unlink(p);
         char name[RD_NAME_MAX];
         memset(name, 'A', sizeof name); // the model name without its terminating NUL
         snprintf(p, sizeof p, "%s/lie_name.rdsv", dir);
