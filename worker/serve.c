@@ -166,12 +166,23 @@ int rd_serve_export(const rd_config *cfg,
     if ((rc = rd_tabletool_open(ckpt_dir, &tt, eb)) != RD_OK)
         goto done;
     int ti[RD_MAX_TABLES];
-    for (int t = 0; t < m->n_tables; t++)
+    const rd_ckpt_manifest *man = rd_tabletool_manifest(tt);
+    for (int t = 0; t < m->n_tables; t++) {
         if ((ti[t] = rd_tabletool_find(tt, m->tables[t].name)) < 0) {
             rc = rd_err_set(eb, RD_ERR_NOTFOUND, "%s: no table '%s' (model '%s' reads it)",
                             ckpt_dir, m->tables[t].name, mc->name);
             goto done;
         }
+        // The config hash covers dense.bin only: the shards beside it may hold tables of the
+        // same name and another dim, whose rows would be copied at the model's width.
+        if (man->tables[ti[t]].dim != m->tables[t].dim) {
+            rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                            "%s: table '%s' is dim %u in the checkpoint, model '%s' reads dim %zu",
+                            ckpt_dir, m->tables[t].name, man->tables[ti[t]].dim, mc->name,
+                            m->tables[t].dim);
+            goto done;
+        }
+    }
     // 3. The bundle.
     uint32_t version = RD_SERVE_VERSION, mcs = sizeof(rd_model_config),
              tcs = sizeof(rd_table_config), nt = (uint32_t)m->n_tables;
@@ -207,7 +218,6 @@ int rd_serve_export(const rd_config *cfg,
     OUT(&o, n_slab);
     OUT(&o, n_params);
     out_put(&o, m->params, m->n_slab * sizeof(float));
-    const rd_ckpt_manifest *man = rd_tabletool_manifest(tt);
     for (int t = 0; t < m->n_tables; t++) {
         uint64_t rows = 0;
         for (uint32_t s = 0; s < man->n_shards; s++)
