@@ -11,6 +11,7 @@
 #include "commands.h"
 
 #include "rd/checkpoint.h"
+#include "rd/lmdbx.h"
 #include "rd/optim.h"
 #include "rd/tabletool.h"
 #include "rd/train_ckpt.h"
@@ -268,7 +269,10 @@ int rd_cmd_table(int argc, char **argv) {
             rc = rd_err_set(&eb, RD_ERR_ARG, "--out -: binary export needs a file");
         } else if (!to_stdout) {
             snprintf(tmp, sizeof tmp, "%s.tmp", out);
-            if (!(f = fopen(tmp, "wb")))
+            // Written to out.tmp and renamed: never over a FIFO, device or symlink.
+            rc = rd_lmdbx_check_replaceable(out, &eb);
+            f = NULL;
+            if (rc == RD_OK && !(f = fopen(tmp, "wb")))
                 rc = rd_err_set(&eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
         }
         if (rc == RD_OK)

@@ -127,10 +127,27 @@ static int io_error(rd_errbuf *eb, const char *what, const char *path) {
                       "%s %s: %s", what, path, strerror(e));
 }
 
+int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb) {
+    struct stat st;
+    if (lstat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+        return RD_OK;
+    const char *what = S_ISLNK(st.st_mode)                          ? "a symbolic link"
+                       : S_ISFIFO(st.st_mode)                       ? "a FIFO"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                    : "a special file";
+    return rd_err_set(eb, RD_ERR_EXISTS,
+                      "%s exists and is not a regular file (%s): not replaced; give the path of "
+                      "a regular file",
+                      path, what);
+}
+
 int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb) {
     char tmp[4096 + 8];
     if (strlen(path) >= 4096)
         return rd_err_set(eb, RD_ERR_ARG, "path too long: %.64s...", path);
+    int chk = rd_lmdbx_check_replaceable(path, eb);
+    if (chk != RD_OK)
+        return chk;
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)

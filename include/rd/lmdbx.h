@@ -15,6 +15,7 @@
 //   rd_lmdbx_i64_key() / rd_lmdbx_key_i64()             int64 <-> uint64 in unsigned order
 //   rd_lmdbx_mkdir_p()       mkdir -p with an rd_errbuf message
 //   rd_lmdbx_write_file_atomic()  write a small file via tmp + fsync + rename + fsync(dir)
+//   rd_lmdbx_check_replaceable()  refuse to rename a file over a FIFO, device or symlink
 //
 // Error mapping (rd_lmdbx_status): MDB_NOTFOUND and ENOENT -> RD_ERR_NOTFOUND; MDB_MAP_FULL,
 // ENOSPC, EDQUOT and MDB_TXN_FULL -> RD_ERR_FULL (the disk, the map at its cap, or a transaction
@@ -190,5 +191,16 @@ int rd_lmdbx_mkdir_p(const char *path, rd_errbuf *eb);
  * @return RD_OK or RD_ERR_IO / RD_ERR_FULL (ENOSPC) with the path and strerror in eb
  */
 int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb);
+
+/**
+ * May `path` be replaced by a file written under a temporary name and renamed over it? A rename
+ * replaces the directory entry itself: over a FIFO, a device or a symlink it swaps the node for
+ * a regular file (as root, `--out /dev/null` turned /dev/null into a file). Call it before
+ * writing the temporary file.
+ * @return RD_OK when path does not exist, is a regular file, or is a folder (the rename then
+ *         fails on its own); RD_ERR_EXISTS ("<path> exists and is not a regular file (...): not
+ *         replaced") for anything else
+ */
+int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb);
 
 #endif // RD_LMDBX_H

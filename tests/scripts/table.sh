@@ -119,6 +119,10 @@ expect_fail() { # $1 = exit code, $2 = message regex, rest = command
 expect_fail 1 "nowhere/MANIFEST" "$RD" table stats nowhere
 expect_fail 1 "no table named 'nope'" "$RD" table export "$C" --table nope --out y.tsv
 [ ! -e y.tsv ] && [ ! -e y.tsv.tmp ] || fail "failed export left output"
+# An --out that is a FIFO or a device (e.g. /dev/null as root) is not replaced by a file.
+mkfifo fifo.tsv
+expect_fail 1 "not a regular file" "$RD" table export "$C" --table s_item --out fifo.tsv
+[ -p fifo.tsv ] && [ ! -e fifo.tsv.tmp ] || fail "export replaced a FIFO"
 expect_fail 2 "missing --shards" "$RD" table reshard "$C" --out z
 expect_fail 2 "--shards: '0'" "$RD" table reshard "$C" --shards 0 --out z
 expect_fail 2 "missing --out" "$RD" table compact "$C"
