@@ -336,6 +336,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         // row), so the export must refuse.
         char mix[700], from[1100], to[800];
         snprintf(mix, sizeof mix, "%s/mixed_ckpt", dir);
+        rd_train_ckpt_rmtree(mix, NULL); // left by the session before (same folder)
         rd_table_config tc[2];
         rd_table *tab[2];
         rd_ckpt_manifest *mm = rd_xcalloc(1, sizeof *mm);
@@ -352,7 +353,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             float row[2] = {0.5f, -0.5f};
             for (uint64_t k = 1; k <= 40; k++)
                 RD_ASSERT(rd_table_put(tab[t], k * 977, row, 1, 1) == RD_OK);
-            snprintf(mm->tables[t].name, RD_NAME_MAX, "%s", tc[t].name);
+            memcpy(mm->tables[t].name, tc[t].name, RD_NAME_MAX);
             mm->tables[t].index = (uint32_t)t;
             mm->tables[t].dim = 2;
             mm->tables[t].optim = RD_OPT_SGD;
@@ -377,7 +378,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             fputc(ch, fo);
         fclose(fi);
         fclose(fo);
-        snprintf(p, sizeof p, "%s/mixed.rdsv", dir);
+        snprintf(p, sizeof p, "%s/mixed%s.rdsv", dir, g_ml_input ? "_ml" : "");
         rd_errbuf_clear(&eb);
         rc = rd_serve_export(cfg, "student", mix, NULL, p, &eb);
         T_CHECK(&g_errs, rc == RD_ERR_SCHEMA && strstr(eb.msg, "dim 2") && !exists(p),
