@@ -91,7 +91,9 @@ static void print_hist(const char *what, const uint64_t *h) {
     for (int b = 0; b < RD_TABLETOOL_HIST; b++) {
         if (!h[b])
             continue;
-        uint64_t lo = (b == 0 ? 0 : ((uint64_t)1 << b) - 1), hi = ((uint64_t)1 << (b + 1)) - 2;
+        // Bucket b holds [2^b - 1, 2^(b+1) - 2]; the last one everything above (1 << 64 is UB).
+        uint64_t lo = (b == 0 ? 0 : ((uint64_t)1 << b) - 1);
+        uint64_t hi = b == RD_TABLETOOL_HIST - 1 ? UINT64_MAX : ((uint64_t)1 << (b + 1)) - 2;
         printf(" [%" PRIu64 "..%" PRIu64 "]=%" PRIu64, lo, hi, h[b]);
         any = 1;
     }

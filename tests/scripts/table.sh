@@ -80,6 +80,13 @@ awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$4="0.5"} {print}' item.tsv > edit.tsv
 "$RD" table import "$C" --table s_item --in edit.tsv --out imp3 >/dev/null || fail "import edit"
 "$RD" table export imp3 --table s_item --out - | sed -n 2p | cut -f4 | grep -qx 0.5 || fail "edit lost"
 "$RD" table export "$C" --table s_item --out - | cmp -s - item.tsv || fail "input changed"
+# Last-seen times at both ends of int64 (valid in a TSV): stats must print the age histogram's
+# last bucket (2^63-1 .. 2^64-1) without overflow (the ASan/UBSan build aborts on one).
+awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$2="-9223372036854775808"} NR==3{$2="9223372036854775807"} {print}' \
+    item.tsv > extreme.tsv
+"$RD" table import "$C" --table s_item --in extreme.tsv --out imp4 >/dev/null || fail "import extreme"
+"$RD" table stats imp4 --table s_item >s4 2>&1 || fail "stats of extreme ages: $(cat s4)"
+grep -q "\[9223372036854775807..18446744073709551615\]=1" s4 || fail "last age bucket: $(cat s4)"
 
 # --- reshard 2 -> 3 -> 2: same rows, each on its shard, same CRCs as before -----------------------
 "$RD" table reshard "$C" --shards 3 --out r3 >/dev/null || fail "reshard 3"
