@@ -10,6 +10,7 @@
 // Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 #include "commands.h"
 
+#include "rd/alloc.h"
 #include "rd/checkpoint.h"
 #include "rd/lmdbx.h"
 #include "rd/optim.h"
@@ -265,12 +266,15 @@ int rd_cmd_table(int argc, char **argv) {
         code = cmd_stats(tt, dir, table);
     } else if (strcmp(cmd, "export") == 0) {
         int to_stdout = strcmp(out, "-") == 0;
-        char tmp[RD_PATH_MAX + 16];
+        // Sized for out: a fixed buffer truncated a long --out to a prefix, and the file of
+        // that name was overwritten and then renamed away.
+        size_t tlen = strlen(out) + sizeof ".tmp";
+        char *tmp = rd_xmalloc(tlen);
+        snprintf(tmp, tlen, "%s.tmp", out);
         FILE *f = stdout;
         if (to_stdout && fmt != RD_TABLETOOL_TSV) {
             rc = rd_err_set(&eb, RD_ERR_ARG, "--out -: binary export needs a file");
         } else if (!to_stdout) {
-            snprintf(tmp, sizeof tmp, "%s.tmp", out);
             // Written to out.tmp and renamed: never over a FIFO, device or symlink.
             rc = rd_lmdbx_check_replaceable(out, &eb);
             f = NULL;
@@ -287,6 +291,7 @@ int rd_cmd_table(int argc, char **argv) {
             if (rc != RD_OK)
                 remove(tmp);
         }
+        rd_free(tmp);
     } else if (strcmp(cmd, "import") == 0) {
         FILE *f = fopen(in, "rb");
         uint64_t n = 0;

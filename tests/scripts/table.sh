@@ -130,6 +130,16 @@ expect_fail 1 "no table named 'nope'" "$RD" table export "$C" --table nope --out
 mkfifo fifo.tsv
 expect_fail 1 "not a regular file" "$RD" table export "$C" --table s_item --out fifo.tsv
 [ -p fifo.tsv ] && [ ! -e fifo.tsv.tmp ] || fail "export replaced a FIFO"
+# An --out longer than the temporary name's buffer (272 bytes): the temporary file was the
+# truncated prefix of the path, so a file of that name was overwritten and then moved away.
+long=$(printf 'd%.0s' $(seq 200))
+mkdir -p "L/$long/$long"
+out="$(pwd)/L/$long/$long/x.tsv"
+prefix="${out:0:271}"
+echo precious >"$prefix"
+"$RD" table export "$C" --table s_item --out "$out" || fail "export to a long path"
+cmp -s "$out" item.tsv || fail "export to a long path: content"
+[ "$(cat "$prefix")" = precious ] || fail "export to a long path clobbered $prefix"
 expect_fail 2 "missing --shards" "$RD" table reshard "$C" --out z
 expect_fail 2 "--shards: '0'" "$RD" table reshard "$C" --shards 0 --out z
 expect_fail 2 "missing --out" "$RD" table compact "$C"
