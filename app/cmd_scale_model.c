@@ -56,6 +56,20 @@ static int parse_num(const char *opt, const char *s, double lo, double *out) {
     return 0;
 }
 
+// A number in lo..hi (a whole one when `integer`); prints the usage error itself.
+static int
+parse_bounded(const char *opt, const char *s, double lo, double hi, int integer, double *out) {
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (!*s || *end || !isfinite(v) || v < lo || v > hi || (integer && v != floor(v))) {
+        fprintf(stderr, "recdistill scale-model: %s: '%s' is not %s in %.15g..%.15g\n", opt, s,
+                integer ? "an integer" : "a number", lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 // Evaluate 1, 2, 4, ... max_nodes; returns the number of points or -1.
 static int project(const rd_scale_calib *c,
                    const rd_scale_net *net,
@@ -180,18 +194,17 @@ int rd_cmd_scale_model(int argc, char **argv) {
             if (parse_num(a, val, 0, &net.lat_us))
                 return 2;
         } else if (strcmp(a, "--max-nodes") == 0) {
-            if (parse_num(a, val, 1, &max_nodes) || max_nodes > 32768 ||
-                max_nodes != floor(max_nodes))
+            if (parse_bounded(a, val, 1, 32768, 1, &max_nodes))
                 return 2;
         } else if (strcmp(a, "--workers-per-node") == 0) {
-            if (parse_num(a, val, 1, &v) || v > 4096 || v != floor(v))
+            if (parse_bounded(a, val, 1, 4096, 1, &v))
                 return 2;
             net.workers_per_node = (int)v;
         } else if (strcmp(a, "--ps-per-node") == 0) {
-            if (parse_num(a, val, 0, &net.ps_per_node) || net.ps_per_node > 64)
+            if (parse_bounded(a, val, 0, 64, 0, &net.ps_per_node))
                 return 2;
         } else if (strcmp(a, "--ps") == 0) {
-            if (parse_num(a, val, 1, &v) || v > 1e6 || v != floor(v))
+            if (parse_bounded(a, val, 1, 1e6, 1, &v))
                 return 2;
             net.fixed_ps = (int)v;
         } else if (strcmp(a, "--hot-keys") == 0) {

@@ -10,7 +10,9 @@
 // Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 #include "commands.h"
 
+#include "rd/alloc.h"
 #include "rd/checkpoint.h"
+#include "rd/lmdbx.h"
 #include "rd/optim.h"
 #include "rd/tabletool.h"
 #include "rd/train_ckpt.h"
@@ -90,7 +92,9 @@ static void print_hist(const char *what, const uint64_t *h) {
     for (int b = 0; b < RD_TABLETOOL_HIST; b++) {
         if (!h[b])
             continue;
-        uint64_t lo = (b == 0 ? 0 : ((uint64_t)1 << b) - 1), hi = ((uint64_t)1 << (b + 1)) - 2;
+        // Bucket b holds [2^b - 1, 2^(b+1) - 2]; the last one everything above (1 << 64 is UB).
+        uint64_t lo = (b == 0 ? 0 : ((uint64_t)1 << b) - 1);
+        uint64_t hi = b == RD_TABLETOOL_HIST - 1 ? UINT64_MAX : ((uint64_t)1 << (b + 1)) - 2;
         printf(" [%" PRIu64 "..%" PRIu64 "]=%" PRIu64, lo, hi, h[b]);
         any = 1;
     }
@@ -262,13 +266,19 @@ int rd_cmd_table(int argc, char **argv) {
         code = cmd_stats(tt, dir, table);
     } else if (strcmp(cmd, "export") == 0) {
         int to_stdout = strcmp(out, "-") == 0;
-        char tmp[RD_PATH_MAX + 16];
+        // Sized for out: a fixed buffer truncated a long --out to a prefix, and the file of
+        // that name was overwritten and then renamed away.
+        size_t tlen = strlen(out) + sizeof ".tmp";
+        char *tmp = rd_xmalloc(tlen);
+        snprintf(tmp, tlen, "%s.tmp", out);
         FILE *f = stdout;
         if (to_stdout && fmt != RD_TABLETOOL_TSV) {
             rc = rd_err_set(&eb, RD_ERR_ARG, "--out -: binary export needs a file");
         } else if (!to_stdout) {
-            snprintf(tmp, sizeof tmp, "%s.tmp", out);
-            if (!(f = fopen(tmp, "wb")))
+            // Written to out.tmp and renamed: never over a FIFO, device or symlink.
+            rc = rd_lmdbx_check_replaceable(out, &eb);
+            f = NULL;
+            if (rc == RD_OK && !(f = fopen(tmp, "wb")))
                 rc = rd_err_set(&eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
         }
         if (rc == RD_OK)
@@ -281,6 +291,7 @@ int rd_cmd_table(int argc, char **argv) {
             if (rc != RD_OK)
                 remove(tmp);
         }
+        rd_free(tmp);
     } else if (strcmp(cmd, "import") == 0) {
         FILE *f = fopen(in, "rb");
         uint64_t n = 0;

@@ -1766,6 +1766,21 @@ int rd_config_validate(const rd_config *cfg, rd_errbuf *eb) {
     return validate_impl(cfg, &v);
 }
 
+static int check_one(const ck_struct *st, const void *base, const char *what, rd_errbuf *eb) {
+    rd_errbuf_clear(eb);
+    vctx v = {eb, what, NULL};
+    char path[256] = "";
+    return check_struct(&v, st, base, path, sizeof path);
+}
+
+int rd_config_check_model(const rd_model_config *mc, const char *what, rd_errbuf *eb) {
+    return check_one(&model_desc, mc, what, eb);
+}
+
+int rd_config_check_table(const rd_table_config *tc, const char *what, rd_errbuf *eb) {
+    return check_one(&table_desc, tc, what, eb);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loading.
 

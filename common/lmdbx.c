@@ -127,10 +127,27 @@ static int io_error(rd_errbuf *eb, const char *what, const char *path) {
                       "%s %s: %s", what, path, strerror(e));
 }
 
+int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb) {
+    struct stat st;
+    if (lstat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+        return RD_OK;
+    const char *what = S_ISLNK(st.st_mode)                          ? "a symbolic link"
+                       : S_ISFIFO(st.st_mode)                       ? "a FIFO"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                    : "a special file";
+    return rd_err_set(eb, RD_ERR_EXISTS,
+                      "%s exists and is not a regular file (%s): not replaced; give the path of "
+                      "a regular file",
+                      path, what);
+}
+
 int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb) {
     char tmp[4096 + 8];
     if (strlen(path) >= 4096)
         return rd_err_set(eb, RD_ERR_ARG, "path too long: %.64s...", path);
+    int chk = rd_lmdbx_check_replaceable(path, eb);
+    if (chk != RD_OK)
+        return chk;
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
@@ -191,6 +208,27 @@ int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, r
 // ---------------------------------------------------------------------------------------------
 // Env
 
+// A truncated data.mdb (copied in part, a full disk during a copy) still opens: its meta page
+// names pages past the end of the file, and the first read of one through the map is a SIGBUS.
+// Check the file against the meta page before anything reads a page.
+int rd_lmdbx_check_size(MDB_env *env, const char *path, rd_errbuf *eb) {
+    MDB_envinfo info;
+    MDB_stat ms;
+    struct stat st;
+    char data[4096 + 16];
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    if (mdb_env_info(env, &info) == 0 && mdb_env_stat(env, &ms) == 0 && stat(data, &st) == 0 &&
+        st.st_size > 0) {
+        uint64_t need = ((uint64_t)info.me_last_pgno + 1) * (uint64_t)ms.ms_psize;
+        if (need > (uint64_t)st.st_size)
+            return rd_err_set(eb, RD_ERR_CORRUPT,
+                              "LMDB env %s: data.mdb is truncated: %lld bytes, but its last page "
+                              "ends at byte %llu",
+                              path, (long long)st.st_size, (unsigned long long)need);
+    }
+    return RD_OK;
+}
+
 int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, rd_errbuf *eb) {
     RD_ASSERT(path && o && out);
     *out = NULL;
@@ -230,25 +268,10 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
         // LMDB says EINVAL for a file that is not an LMDB env on some paths; MDB_INVALID on most.
         return rd_lmdbx_error(eb, rc, "mdb_env_open", path);
     }
-    // A truncated data.mdb (copied in part, a full disk during a copy) still opens: its meta page
-    // names pages past the end of the file, and the first read of one through the map is a
-    // SIGBUS. Check the file against the meta page before anything reads a page.
-    {
-        MDB_envinfo info;
-        MDB_stat ms;
-        char data[4096 + 16];
-        snprintf(data, sizeof data, "%s/data.mdb", path);
-        if (mdb_env_info(env, &info) == 0 && mdb_env_stat(env, &ms) == 0 && stat(data, &st) == 0 &&
-            st.st_size > 0) {
-            uint64_t need = ((uint64_t)info.me_last_pgno + 1) * (uint64_t)ms.ms_psize;
-            if (need > (uint64_t)st.st_size) {
-                mdb_env_close(env);
-                return rd_err_set(eb, RD_ERR_CORRUPT,
-                                  "LMDB env %s: data.mdb is truncated: %lld bytes, but its last "
-                                  "page ends at byte %llu",
-                                  path, (long long)st.st_size, (unsigned long long)need);
-            }
-        }
+    rc = rd_lmdbx_check_size(env, path, eb);
+    if (rc != RD_OK) {
+        mdb_env_close(env);
+        return rc;
     }
     if (!o->read_only) {
         // Opened with the size recorded in the file; raise it to the requested one (never shrink:

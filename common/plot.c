@@ -16,6 +16,7 @@
 #include "rd/plot.h"
 
 #include "rd/alloc.h"
+#include "rd/lmdbx.h"
 
 #include <errno.h>
 #include <math.h>
@@ -753,7 +754,12 @@ int rd_png_write(
                           RD_PLOT_MAX_SIDE);
     if (rc != RD_OK)
         return rd_err_set(eb, rc, "%s: no memory to encode a %dx%d PNG", path, width, height);
-    // Temporary file beside the target (same file system, so the rename is atomic).
+    // Temporary file beside the target (same file system, so the rename is atomic) - but never
+    // renamed over a FIFO, device or symlink, whose node it would replace.
+    if ((rc = rd_lmdbx_check_replaceable(path, eb)) != RD_OK) {
+        rd_free(png);
+        return rc;
+    }
     size_t pl = strlen(path);
     char *tmp = rd_malloc(pl + 16);
     if (!tmp) {

@@ -43,7 +43,20 @@ int rd_scale_calib_load(const char *path, rd_scale_calib *c, rd_errbuf *eb) {
     int lineno = 0, rc = RD_OK;
     while (rc == RD_OK && fgets(line, sizeof line, f)) {
         lineno++;
+        // A line longer than the buffer: drop the rest of it, so that its tail is not read as
+        // the next line. That is fine inside a comment; a key: value must fit.
+        int cut = !strchr(line, '\n') && !feof(f);
+        if (cut) {
+            int ch;
+            while ((ch = fgetc(f)) != EOF && ch != '\n')
+                ;
+        }
         char *hash = strchr(line, '#');
+        if (cut && !hash) {
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%d: line longer than %zu bytes", path, lineno,
+                            sizeof line - 2);
+            break;
+        }
         if (hash)
             *hash = 0;
         char *p = line;

@@ -219,6 +219,12 @@ static int open_env_ro(const char *path, MDB_env **env, rd_errbuf *eb) {
         *env = NULL;
         return lmdb_err(eb, rc, "open", path);
     }
+    // A shard cut short by a partial copy would SIGBUS on its first read past the end.
+    if ((rc = rd_lmdbx_check_size(*env, path, eb)) != RD_OK) {
+        mdb_env_close(*env);
+        *env = NULL;
+        return rc;
+    }
     return RD_OK;
 }
 

@@ -451,6 +451,25 @@ static void test_bad_input(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_plot_write_png(&p, sub, &eb), RD_ERR_IO);
     assert_non_null(strstr(eb.msg, "isdir.png"));
+    // A FIFO (or a device such as /dev/null, or a symlink to one) is not replaced by a file:
+    // the rename would swap the node itself (as root, /dev/null became a PNG).
+    char fifo[512], link[512];
+    snprintf(fifo, sizeof fifo, "%s/fifo.png", g_dir);
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_plot_write_png(&p, fifo, &eb), RD_ERR_EXISTS);
+    assert_non_null(strstr(eb.msg, "not a regular file"));
+    struct stat st;
+    assert_int_equal(lstat(fifo, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    snprintf(link, sizeof link, "%s/null.png", g_dir);
+    assert_int_equal(symlink("/dev/null", link), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_plot_write_png(&p, link, &eb), RD_ERR_EXISTS);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(stat("/dev/null", &st), 0);
+    assert_true(S_ISCHR(st.st_mode));
     DIR *d = opendir(g_dir);
     struct dirent *e;
     while ((e = readdir(d)) != NULL)

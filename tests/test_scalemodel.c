@@ -186,6 +186,26 @@ static void test_calib_file(void **state) {
     assert_true(c.hot_keys == 0 && c.targets_bytes_per_sample == 0);
     unlink(p);
 
+    // A comment longer than the line buffer is still a comment (its tail was read as the next
+    // line, "expected 'key: value'" at the wrong line number); a long key: value line is an
+    // error naming its own line.
+    char *text = malloc(4096);
+    assert_non_null(text);
+    int n = snprintf(text, 4096, "# %0700d\n%s", 0, good);
+    assert_true(n > 0 && n < 4096);
+    p = write_tmp(text);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_scale_calib_load(p, &c, &eb), RD_OK);
+    near(c.keys_per_sample, 3.7, 1e-12);
+    unlink(p);
+    snprintf(text, 4096, "%s# ok\nhot_keys: %0700d\n", good, 1);
+    p = write_tmp(text);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_scale_calib_load(p, &c, &eb), RD_ERR_PARSE);
+    assert_non_null(strstr(eb.msg, ":11: line longer than"));
+    unlink(p);
+    free(text);
+
     static const struct {
         const char *text, *expect;
     } bad[] = {

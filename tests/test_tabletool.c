@@ -6,10 +6,13 @@
 //   - evict by age removes exactly the rows and pending keys last seen before T, by count exactly
 //     the rows updated fewer than N times;
 //   - export -> import (TSV and binary) is exact, and a damaged binary export is refused before
-//     the table is touched;
+//     the table is touched; so are negative keys or counts in TSV and a file that only starts
+//     like a binary export; a folder is a read error; extreme last-seen times give a sane
+//     age histogram;
 //   - dense.bin round trip (params, optimizer slots and step, position), and refusals: flipped
-//     byte (CRC), other config hash, other slab size; commit replaces an older directory, prune
-//     keeps the newest N complete ones, latest ignores incomplete ones.
+//     byte (CRC), other config hash, other slab size, a file far larger than its header says;
+//     commit replaces an older directory, prune keeps the newest N complete ones, latest ignores
+//     incomplete ones.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -299,6 +302,90 @@ static void test_compact_evict_export(void **state) {
     rd_tabletool_close(a);
 }
 
+// Import a text/binary file given as a string; returns the status, eb filled.
+static int import_text(rd_tabletool *tt, int t, const char *text, size_t len, rd_errbuf *eb) {
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    rewind(f);
+    uint64_t n = 0;
+    rd_errbuf_clear(eb);
+    int rc = rd_tabletool_import(tt, t, f, "in.tsv", &n, eb);
+    fclose(f);
+    return rc;
+}
+
+// Hand-edited or foreign import files: a negative key or count is an error (strtoull would wrap
+// "-1" to 2^64-1), a file that only starts like a binary export is named as such, a folder is a
+// read error (not "empty"), and rows at both ends of the int64 time range give a sane histogram.
+static void test_import_bad_input(void **state) {
+    (void)state;
+    char src[300];
+    path(src, sizeof src, "imp_src");
+    make_ckpt(src, 2);
+    rd_tabletool *tt = open_tt(src);
+    rd_errbuf eb;
+    // emb_b: dim 3, sgd (no slots): key, last_seen, count, 3 floats.
+    const char *neg_key = "# table emb_b dim 3 slots 0 optimizer sgd rows 1\n"
+                          "-1\t5\t1\t0.1\t0.2\t0.3\n";
+    assert_int_equal(import_text(tt, 1, neg_key, strlen(neg_key), &eb), RD_ERR_PARSE);
+    assert_non_null(strstr(eb.msg, "in.tsv:2"));
+    const char *neg_count = "7\t5\t-5\t0.1\t0.2\t0.3\n";
+    assert_int_equal(import_text(tt, 1, neg_count, strlen(neg_count), &eb), RD_ERR_PARSE);
+    assert_non_null(strstr(eb.msg, "in.tsv:1"));
+    const char *space_key = " 7\t5\t1\t0.1\t0.2\t0.3\n";
+    assert_int_equal(import_text(tt, 1, space_key, strlen(space_key), &eb), RD_ERR_PARSE);
+    // The table is untouched by the refused imports.
+    rd_tabletool *ref = open_tt(src);
+    same_rows(ref, tt);
+    rd_tabletool_close(ref);
+
+    // Starts with 'R' like "RDTBLEXP", but is a checkpoint MANIFEST ("RDCKMANI...").
+    char bin[256];
+    memset(bin, 0, sizeof bin);
+    memcpy(bin, "RDCKMANI", 8);
+    assert_int_equal(import_text(tt, 1, bin, sizeof bin, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "not a table export"));
+
+    // A folder opens with fopen on Linux; reading it fails (EISDIR).
+    FILE *d = fopen(g_root, "rb");
+    if (d) {
+        uint64_t n = 0;
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_import(tt, 1, d, g_root, &n, &eb), RD_ERR_IO);
+        assert_null(strstr(eb.msg, "empty"));
+        fclose(d);
+    }
+
+    // Last-seen at INT64_MIN and INT64_MAX: the age of the oldest row is 2^64 - 1 seconds,
+    // computed without signed overflow and counted in the last bucket, not in bucket 0.
+    const char *extreme = "7\t-9223372036854775808\t1\t0.1\t0.2\t0.3\n"
+                          "8\t9223372036854775807\t2\t0.1\t0.2\t0.3\n";
+    assert_int_equal(import_text(tt, 1, extreme, strlen(extreme), &eb), RD_OK);
+    rd_tabletool_hist h;
+    rd_tabletool_stats(tt, 1, &h);
+    assert_int_equal(h.rows, 2);
+    assert_true(h.oldest == INT64_MIN && h.newest == INT64_MAX);
+    assert_int_equal(h.age[0], 1);
+    assert_int_equal(h.age[RD_TABLETOOL_HIST - 1], 1);
+
+    // A rewrite refuses to carry a damaged dense.bin into the new checkpoint.
+    char dense[400], out[300];
+    snprintf(dense, sizeof dense, "%s/%s", src, RD_TRAIN_CKPT_DENSE);
+    FILE *df = fopen(dense, "wb");
+    assert_non_null(df);
+    for (int i = 0; i < 500; i++)
+        fputc(i & 0xff, df);
+    fclose(df);
+    path(out, sizeof out, "imp_out");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tabletool_write(tt, out, 0, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "not copied along"));
+    struct stat st;
+    assert_int_not_equal(stat(out, &st), 0);
+    rd_tabletool_close(tt);
+}
+
 static void test_dense_and_dirs(void **state) {
     (void)state;
     rd_model m;
@@ -362,6 +449,13 @@ static void test_dense_and_dirs(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_train_ckpt_read_dense(part, 0, &pz, &z, &oz, &eb), RD_ERR_CORRUPT);
     assert_non_null(strstr(eb.msg, "CRC"));
+    // A dense.bin grown to 100 GiB (a sparse file: its header intact, zeros after) is refused by
+    // its size before anything is read: it used to be loaded whole, and the allocation aborted.
+    assert_int_equal(rd_train_ckpt_write_dense(part, &pos, &m, &o, &eb), RD_OK);
+    assert_int_equal(truncate(file, (off_t)100 << 30), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_read_pos(part, &pz, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "the header implies"));
     // Directories: a dense.bin alone is not a complete checkpoint (no MANIFEST).
     assert_int_equal(rd_train_ckpt_write_dense(part, &pos, &m, &o, &eb), RD_OK);
     assert_int_equal(rd_train_ckpt_commit(part, final, &eb), RD_OK);
@@ -428,6 +522,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reshard),
         cmocka_unit_test(test_compact_evict_export),
+        cmocka_unit_test(test_import_bad_input),
         cmocka_unit_test(test_dense_and_dirs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

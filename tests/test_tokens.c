@@ -265,6 +265,14 @@ static void test_lmdbx_keys_and_errors(void **state) {
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp", p);
     assert_int_not_equal(stat(tmp, &st), 0);
+    // Never over a FIFO or a device: the rename would replace the node.
+    store_path(p, sizeof p, "atomic.fifo");
+    assert_int_equal(mkfifo(p, 0644), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_write_file_atomic(p, "abc", 3, &eb), RD_ERR_EXISTS);
+    assert_non_null(strstr(eb.msg, "not a regular file"));
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@
 #include "rd/optim.h"
 #include "rd/train_ckpt.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -123,6 +124,8 @@ rd_table *rd_tabletool_table(rd_tabletool *tt, int shard, int table) {
 }
 
 static int log2_bucket(uint64_t v) {
+    if (v == UINT64_MAX) // v + 1 would wrap to bucket 0
+        return RD_TABLETOOL_HIST - 1;
     int b = 0;
     v += 1;
     while (v > 1 && b < RD_TABLETOOL_HIST - 1) {
@@ -159,7 +162,8 @@ void rd_tabletool_stats(const rd_tabletool *tt, int table, rd_tabletool_hist *h)
             int64_t ls;
             uint64_t c;
             rd_table_row_at(t, i, NULL, &ls, &c);
-            h->age[log2_bucket((uint64_t)(h->newest - ls))]++;
+            // newest >= ls, but their difference may exceed INT64_MAX: subtract unsigned.
+            h->age[log2_bucket((uint64_t)h->newest - (uint64_t)ls)]++;
             h->count[log2_bucket(c)]++;
         }
     }
@@ -347,6 +351,11 @@ static int read_bin(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
     unsigned char h[8 + 4 * 4 + 8 + RD_NAME_MAX];
     if (fread(h, 1, sizeof h, f) != sizeof h)
         return rd_err_set(eb, RD_ERR_CORRUPT, "%s: truncated header", what);
+    if (memcmp(h, exp_magic, sizeof exp_magic) != 0)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "%s: not a table export (no RDTBLEXP magic, and not TSV: a TSV line "
+                          "starts with a key or '#')",
+                          what);
     uint32_t v[4];
     uint64_t rows;
     memcpy(v, h + 8, sizeof v);
@@ -413,12 +422,18 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
                                 what, dim, slots, ct->name, ct->dim, ct->slots);
             continue;
         }
-        char *p = line, *end;
+        // Key and count are unsigned: strtoull would take "-1" as 2^64-1 (and skip leading
+        // blanks), so each must start with a digit.
+        char *p = line, *end = line;
         errno = 0;
-        unsigned long long key = strtoull(p, &end, 10);
+        unsigned long long key = 0;
         long long ls = 0;
         unsigned long long c = 0;
-        int ok = end != p && *end == '\t' && errno == 0;
+        int ok = isdigit((unsigned char)*p);
+        if (ok) {
+            key = strtoull(p, &end, 10);
+            ok = *end == '\t' && errno == 0;
+        }
         if (ok) {
             p = end + 1;
             ls = strtoll(p, &end, 10);
@@ -426,8 +441,11 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
         }
         if (ok) {
             p = end + 1;
+            ok = isdigit((unsigned char)*p);
+        }
+        if (ok) {
             c = strtoull(p, &end, 10);
-            ok = end != p && errno == 0;
+            ok = errno == 0;
         }
         for (size_t j = 0; ok && j < r->nf; j++) {
             if (*end != '\t') {
@@ -469,7 +487,10 @@ int rd_tabletool_import(
     r.nf = (size_t)ct->dim * (1 + ct->slots);
     int c0 = fgetc(f);
     if (c0 == EOF) {
+        int err = ferror(f) ? errno : 0; // a folder opens, and its first read fails (EISDIR)
         rows_free(&r);
+        if (err)
+            return rd_err_set(eb, RD_ERR_IO, "%s: %s", what, strerror(err));
         return rd_err_set(eb, RD_ERR_PARSE, "%s: empty file", what);
     }
     ungetc(c0, f);
@@ -529,20 +550,29 @@ static int copy_file(const char *from, const char *to, rd_errbuf *eb) {
     if (!f)
         return errno == ENOENT ? RD_ERR_NOTFOUND
                                : rd_err_set(eb, RD_ERR_IO, "%s: %s", from, strerror(errno));
+    // Fallible growth: a huge (damaged, sparse) dense.bin is an error, not an abort.
     size_t cap = 1 << 20, n = 0;
-    unsigned char *buf = rd_xmalloc(cap);
+    unsigned char *buf = rd_malloc(cap);
     size_t got;
-    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+    int nomem = !buf;
+    while (!nomem && (got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n == cap) {
+            unsigned char *nb = rd_realloc(buf, 2 * cap);
+            if (!nb) {
+                nomem = 1;
+                break;
+            }
+            buf = nb;
             cap *= 2;
-            buf = rd_xrealloc(buf, cap);
         }
     }
     int bad = ferror(f);
     fclose(f);
-    int rc = bad ? rd_err_set(eb, RD_ERR_IO, "%s: read error", from)
-                 : rd_lmdbx_write_file_atomic(to, buf, n, eb);
+    int rc =
+        nomem ? rd_err_set(eb, RD_ERR_NOMEM, "%s: no memory to copy it (%zu bytes read)", from, n)
+        : bad ? rd_err_set(eb, RD_ERR_IO, "%s: read error", from)
+              : rd_lmdbx_write_file_atomic(to, buf, n, eb);
     rd_free(buf);
     return rc;
 }
@@ -641,12 +671,22 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
     if (rc == RD_OK)
         rc = rd_ckpt_write_manifest(part, nm, eb);
     if (rc == RD_OK) {
-        char from[RD_PATH_MAX + 32], to[RD_PATH_MAX + 48];
-        snprintf(from, sizeof from, "%s/%s", tt->dir, RD_TRAIN_CKPT_DENSE);
-        snprintf(to, sizeof to, "%s/%s", part, RD_TRAIN_CKPT_DENSE);
-        int crc = copy_file(from, to, eb);
-        if (crc != RD_OK && crc != RD_ERR_NOTFOUND)
-            rc = crc;
+        // dense.bin goes along only if it is whole (size, CRC): a damaged one would be copied
+        // into a checkpoint that looks new, and a huge one would be read into memory.
+        rd_train_pos pos;
+        rd_errbuf local;
+        rd_errbuf_clear(&local);
+        int drc = rd_train_ckpt_read_pos(tt->dir, &pos, &local);
+        if (drc == RD_OK) {
+            char from[RD_PATH_MAX + 32], to[RD_PATH_MAX + 48];
+            snprintf(from, sizeof from, "%s/%s", tt->dir, RD_TRAIN_CKPT_DENSE);
+            snprintf(to, sizeof to, "%s/%s", part, RD_TRAIN_CKPT_DENSE);
+            drc = copy_file(from, to, eb);
+            if (drc != RD_OK && drc != RD_ERR_NOTFOUND)
+                rc = drc;
+        } else if (drc != RD_ERR_NOTFOUND) {
+            rc = rd_err_set(eb, drc, "%s (not copied along)", local.msg);
+        }
     }
     if (rc == RD_OK && rename(part, out) != 0)
         rc = rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));

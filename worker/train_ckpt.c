@@ -161,51 +161,6 @@ int rd_train_ckpt_write_dense(const char *dir,
     return rc;
 }
 
-// Load and check the whole file; *buf is freed by the caller (rd_free).
-static int load_file(const char *dir, unsigned char **buf, size_t *len, rd_errbuf *eb) {
-    char path[RD_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/%s", dir, RD_TRAIN_CKPT_DENSE);
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", path,
-                          strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size < HDR_BYTES + 4 ||
-        (uint64_t)st.st_size > ((uint64_t)1 << 40)) {
-        fclose(f);
-        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: %lld bytes is not a dense checkpoint", path,
-                          (long long)st.st_size);
-    }
-    size_t n = (size_t)st.st_size;
-    unsigned char *p = rd_xmalloc(n);
-    size_t got = fread(p, 1, n, f);
-    fclose(f);
-    if (got != n) {
-        rd_free(p);
-        return rd_err_set(eb, RD_ERR_IO, "%s: short read", path);
-    }
-    if (memcmp(p, dense_magic, 8) != 0) {
-        rd_free(p);
-        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: bad magic (not a dense checkpoint)", path);
-    }
-    uint32_t version, crc;
-    memcpy(&version, p + 8, 4);
-    if (version != RD_TRAIN_CKPT_VERSION) {
-        rd_free(p);
-        return rd_err_set(eb, RD_ERR_VERSION, "%s: version %u, this build reads version %d", path,
-                          version, RD_TRAIN_CKPT_VERSION);
-    }
-    memcpy(&crc, p + n - 4, 4);
-    if (rd_crc32c(0, p, n - 4) != crc) {
-        rd_free(p);
-        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: CRC mismatch (file damaged)", path);
-    }
-    *buf = p;
-    *len = n;
-    return RD_OK;
-}
-
 typedef struct hdr {
     uint32_t version, kind;
     uint64_t n_slab, n_params, slots, t;
@@ -239,6 +194,76 @@ static void parse_hdr(const unsigned char *p, hdr *h) {
     get(&r, h->pos.job, RD_NAME_MAX);
     get(&r, h->pos.model, RD_NAME_MAX);
     h->pos.job[RD_NAME_MAX - 1] = h->pos.model[RD_NAME_MAX - 1] = 0;
+}
+
+// Load and check the whole file; *buf is freed by the caller (rd_free). The header is read
+// first and the file's size must be the one it implies, so that a damaged or foreign file is
+// refused before its bytes are: a file of many GB would otherwise be loaded whole (or abort the
+// allocation) only to fail the CRC.
+static int load_file(const char *dir, unsigned char **buf, size_t *len, rd_errbuf *eb) {
+    char path[RD_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, RD_TRAIN_CKPT_DENSE);
+    *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", path,
+                          strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || st.st_size < HDR_BYTES + 4 ||
+        (uint64_t)st.st_size > ((uint64_t)1 << 40)) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: %lld bytes is not a dense checkpoint", path,
+                          (long long)st.st_size);
+    }
+    size_t n = (size_t)st.st_size;
+    unsigned char head[HDR_BYTES];
+    if (fread(head, 1, sizeof head, f) != sizeof head) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_IO, "%s: short read", path);
+    }
+    if (memcmp(head, dense_magic, 8) != 0) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: bad magic (not a dense checkpoint)", path);
+    }
+    hdr h;
+    parse_hdr(head, &h);
+    if (h.version != RD_TRAIN_CKPT_VERSION) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_VERSION, "%s: version %u, this build reads version %d", path,
+                          h.version, RD_TRAIN_CKPT_VERSION);
+    }
+    // slots <= 2 and n_slab <= 2^36 keep the product far from overflow.
+    uint64_t want = h.slots > 2 || h.n_slab > ((uint64_t)1 << 36)
+                        ? 0
+                        : HDR_BYTES + h.n_slab * (1 + h.slots) * sizeof(float) + 4;
+    if (want != n) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "%s: %zu bytes, the header implies %llu (%llu floats, %llu slots)", path,
+                          n, (unsigned long long)want, (unsigned long long)h.n_slab,
+                          (unsigned long long)h.slots);
+    }
+    unsigned char *p = rd_malloc(n);
+    if (!p) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: no memory to load %zu bytes", path, n);
+    }
+    memcpy(p, head, sizeof head);
+    size_t got = sizeof head + fread(p + sizeof head, 1, n - sizeof head, f);
+    fclose(f);
+    if (got != n) {
+        rd_free(p);
+        return rd_err_set(eb, RD_ERR_IO, "%s: short read", path);
+    }
+    uint32_t crc;
+    memcpy(&crc, p + n - 4, 4);
+    if (rd_crc32c(0, p, n - 4) != crc) {
+        rd_free(p);
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: CRC mismatch (file damaged)", path);
+    }
+    *buf = p;
+    *len = n;
+    return RD_OK;
 }
 
 int rd_train_ckpt_read_pos(const char *dir, rd_train_pos *pos, rd_errbuf *eb) {

@@ -16,6 +16,8 @@
 //   rd_config_load()      parse + validate a YAML file (errors name file:line:column and key path)
 //   rd_config_parse_string()  same from memory (tests, fuzzing)
 //   rd_config_validate()  range checks of every field + cross-field checks (also run by load)
+//   rd_config_check_model/table()  the same range and string checks of one models[] / ps.tables[]
+//                         entry read from a file (a serving bundle), not from YAML
 //   rd_config_resolve()   fill derived defaults left empty (paths under run.out_dir, ...)
 //   rd_config_print()     the effective config as YAML (rank 0 prints it at start-up)
 //   rd_config_bcast()     rank `root` -> all ranks, as bytes
@@ -503,6 +505,17 @@ int rd_config_parse_string(
  *  @param[out] eb  "key.path: problem" (the loader adds file:line:col)
  *  @return RD_OK or RD_ERR_CONFIG. */
 int rd_config_validate(const rd_config *cfg, rd_errbuf *eb);
+
+/**
+ * Range, enum and string checks of one model architecture or one table config, as the loader
+ * applies to each models[] / ps.tables[] entry (no cross-field checks): for structs that come
+ * from a file rather than from YAML (a serving bundle), before anything sizes memory from them.
+ * @param[in] what  names the struct in messages, e.g. "student.rdsv: model"
+ * @return RD_OK or RD_ERR_CONFIG ("<what>: mlp[0]: value 2147483647 out of range [1, 65536]",
+ *         "<what>: name: string is not NUL-terminated within 32 bytes")
+ */
+int rd_config_check_model(const rd_model_config *mc, const char *what, rd_errbuf *eb);
+int rd_config_check_table(const rd_table_config *tc, const char *what, rd_errbuf *eb);
 
 /** Write the effective configuration as YAML to `out` (a FILE *). rd_config_parse_string reads
  *  it back into an identical struct (memcmp-equal, source_path aside). */

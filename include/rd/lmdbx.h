@@ -5,6 +5,7 @@
 //   rd_lmdbx_error()         same, and fill an rd_errbuf with "what: path: LMDB text (rc N)"
 //   rd_lmdbx_opts            how to open an env (read-only or writable, map size, its cap, ...)
 //   rd_lmdbx_env_open()      mdb_env_create + options + mdb_env_open (creating the folder)
+//   rd_lmdbx_check_size()    refuse a data.mdb shorter than its meta page says (a SIGBUS later)
 //   rd_lmdbx_grow()          double the map size (no transaction of this process may be active)
 //   rd_lmdbx_write()         run a callback in a write transaction; on MDB_MAP_FULL abort, grow
 //                            the map and run the whole callback again (never a lost write)
@@ -14,6 +15,7 @@
 //   rd_lmdbx_i64_key() / rd_lmdbx_key_i64()             int64 <-> uint64 in unsigned order
 //   rd_lmdbx_mkdir_p()       mkdir -p with an rd_errbuf message
 //   rd_lmdbx_write_file_atomic()  write a small file via tmp + fsync + rename + fsync(dir)
+//   rd_lmdbx_check_replaceable()  refuse to rename a file over a FIFO, device or symlink
 //
 // Error mapping (rd_lmdbx_status): MDB_NOTFOUND and ENOENT -> RD_ERR_NOTFOUND; MDB_MAP_FULL,
 // ENOSPC, EDQUOT and MDB_TXN_FULL -> RD_ERR_FULL (the disk, the map at its cap, or a transaction
@@ -77,6 +79,16 @@ static inline int rd_lmdbx_is_rd_status(int rc) {
  *         RD_ERR_CORRUPT (not an LMDB file), RD_ERR_VERSION, RD_ERR_NOMEM, RD_ERR_LMDB
  */
 int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *opts, MDB_env **out, rd_errbuf *eb);
+
+/**
+ * Refuse an env whose data.mdb is shorter than its meta page says (copied in part, cut by a
+ * full disk): LMDB opens such a file, and the first read of a page past its end through the map
+ * is a SIGBUS. rd_lmdbx_env_open calls it; call it after any other mdb_env_open of a file that
+ * was not written by this process.
+ * @param[in] path  the env folder (holding data.mdb)
+ * @return RD_OK, RD_ERR_CORRUPT ("LMDB env <path>: data.mdb is truncated: ...")
+ */
+int rd_lmdbx_check_size(MDB_env *env, const char *path, rd_errbuf *eb);
 
 /**
  * Double the map size of `env`, capped at max_map_size.
@@ -179,5 +191,16 @@ int rd_lmdbx_mkdir_p(const char *path, rd_errbuf *eb);
  * @return RD_OK or RD_ERR_IO / RD_ERR_FULL (ENOSPC) with the path and strerror in eb
  */
 int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb);
+
+/**
+ * May `path` be replaced by a file written under a temporary name and renamed over it? A rename
+ * replaces the directory entry itself: over a FIFO, a device or a symlink it swaps the node for
+ * a regular file (as root, `--out /dev/null` turned /dev/null into a file). Call it before
+ * writing the temporary file.
+ * @return RD_OK when path does not exist, is a regular file, or is a folder (the rename then
+ *         fails on its own); RD_ERR_EXISTS ("<path> exists and is not a regular file (...): not
+ *         replaced") for anything else
+ */
+int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb);
 
 #endif // RD_LMDBX_H

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """make_seeds.py — (re)write the small committed seed corpora of tests/fuzz/corpus/ and the wire
 cases of tests/bad/wire/. Configs and CSVs are copied from tests/; the dataset seed needs a
-prepared events.bin (pass its path). Run from the repository root:
+prepared events.bin, the serving-bundle seed (and the bundles of tests/bad/serve/) a bundle
+written by `recdistill export` (pass their paths; a bundle is recognised by its .rdsv name).
+Run from the repository root:
 
-    python3 tests/fuzz/make_seeds.py [path/to/events.bin]
+    python3 tests/fuzz/make_seeds.py [path/to/events.bin] [path/to/bundle.rdsv]
+
+The committed bundle seed is the student of a tiny synthetic run (1 PS, 1000 events, 6 users,
+12 items, dims 2, seq mean of 4 with stats [2], mlp [4]), exported with `recdistill export`.
 """
 import os, shutil, struct, sys
 
@@ -93,7 +98,49 @@ put(os.path.join(C, "csv"), "tsv_quoted", bytes([5]) + b'a\tb\n"x\ty"\t2\n"q""q"
 put(os.path.join(C, "csv"), "ml_colons", bytes([3]) + b"1::2::5::881250949\n3::4::1::8\n")
 put(os.path.join(C, "csv"), "pipes_short_lines", bytes([10]) + b"1|F|0|0|1\n" * 3)
 
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+def reseal(b, off, val):
+    """Bundle b with bytes val at off and its trailing CRC-32C recomputed: well-formed, lying."""
+    b = bytearray(b)
+    b[off:off + len(val)] = val
+    b[-4:] = struct.pack("<I", crc32c(bytes(b[:-4])))
+    return bytes(b)
+
+args = sys.argv[1:]
+bundle = [a for a in args if a.endswith(".rdsv")]
+events = [a for a in args if not a.endswith(".rdsv")]
+
 # --- dataset seed: a prepared events.bin -------------------------------------------------------
-if len(sys.argv) > 1:
-    ev = open(sys.argv[1], "rb").read()
+if events:
+    ev = open(events[0], "rb").read()
     put(os.path.join(C, "dataset"), "tiny", ev)
+
+# --- serving bundle: the seed, and CRC-resealed bundles whose content lies (tests/bad/serve/) ----
+if bundle:
+    sv = open(bundle[0], "rb").read()
+    put(os.path.join(C, "serve"), "tiny", sv)
+    mcs, tcs, nt = struct.unpack_from("<III", sv, 12)
+    # Offsets inside rd_model_config (include/rd/config.h; all fields 4-byte aligned).
+    assert mcs == 2468, "rd_model_config changed: update the offsets below"
+    MC = 56 + 2 * 32                     # after the header, job and model names
+    NSTATS, MLP = 2280, 2384             # seq.n_stats, mlp[0]
+    nf_off = MC + mcs + nt * tcs
+    nf, = struct.unpack_from("<I", sv, nf_off)
+    w_off, nn_off = nf_off + 4, nf_off + 4 + 4 * nf
+    SB = os.path.join(ROOT, "tests", "bad", "serve")
+    u32 = lambda v: struct.pack("<I", v)
+    put(SB, "width_huge", reseal(sv, w_off, u32(0xFFFFFFFF)))   # was an abort (137 GB malloc)
+    put(SB, "width_zero", reseal(sv, w_off, u32(0)))
+    put(SB, "numeric_huge", reseal(sv, nn_off, u32(0xFFFFFFFF)))
+    put(SB, "n_stats_past_array", reseal(sv, MC + NSTATS, u32(1000)))
+    put(SB, "mlp_huge", reseal(sv, MC + MLP, u32(0x7FFFFFFF)))
+    put(SB, "name_unterminated", reseal(sv, MC, b"A" * 32))
+    put(SB, "n_features_huge", reseal(sv, nf_off, u32(0xFFFFFFFF)))
+    put(SB, "table_dim_zero", reseal(sv, MC + mcs + 32, u32(0)))  # table 0: name[32], dim

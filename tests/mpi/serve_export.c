@@ -10,12 +10,17 @@
 //      for every record only because both are constant: the logits must vary);
 //   3. scores requests of 16 and 256 candidates (the record's own item first, then other items):
 //      candidate 0 equals the one-candidate score to 1e-6, i.e. no dependence on the batch;
-//   4. bad input: missing bundle, a flipped byte (CRC), another version, a truncated file, a
-//      config whose model differs from the checkpoint's (config hash), an existing output file,
+//   4. bad input: missing bundle, a flipped byte (CRC), another version, a truncated file,
+//      CRC-sealed files whose widths, counts, sizes or strings lie (refused, never an abort), a
+//      config whose model differs from the checkpoint's (config hash), PS shards whose tables
+//      have another dim than the model's, an existing output file,
 //      a request of 0 or too many candidates — each a clear error code, nothing written.
 #include "ps_test_util.h"
 
+#include <stddef.h>
+
 #include "rd/dataset.h"
+#include "rd/hash.h"
 #include "rd/serve.h"
 #include "rd/train_ckpt.h"
 #include "rd/trainer.h"
@@ -91,6 +96,27 @@ static void copy_patch(const char *from, const char *to, long off, int xor_byte,
         n = truncate;
     f = fopen(to, "wb");
     RD_ASSERT(f && fwrite(b, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    rd_free(b);
+}
+
+// Copy a bundle with `n` bytes at `off` replaced by `val` and its trailing CRC-32C recomputed:
+// a well-formed file whose content lies (what the CRC cannot catch).
+static void copy_reseal(const char *from, const char *to, size_t off, const void *val, size_t n) {
+    FILE *f = fopen(from, "rb");
+    RD_ASSERT(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = rd_xmalloc((size_t)len);
+    RD_ASSERT(fread(b, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    RD_ASSERT(off + n + 4 <= (size_t)len);
+    memcpy(b + off, val, n);
+    uint32_t crc = rd_crc32c(0, b, (size_t)len - 4);
+    memcpy(b + len - 4, &crc, 4);
+    f = fopen(to, "wb");
+    RD_ASSERT(f && fwrite(b, 1, (size_t)len, f) == (size_t)len);
     fclose(f);
     rd_free(b);
 }
@@ -234,6 +260,63 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
     T_CHECK(&g_errs, rc == RD_ERR_CORRUPT, "truncated: %d %s", rc, eb.msg);
     rd_errbuf_clear(&eb);
     T_CHECK(&g_errs, rd_serve_open(bundle, 0, &x, &eb) == RD_ERR_ARG, "max_candidates 0");
+    // Well-formed (CRC-sealed) bundles whose counts and strings lie: each refused with
+    // RD_ERR_CORRUPT, never an abort on a huge allocation or a read past an array.
+    {
+        // Layout: magic, version, config sizes, n_tables (24), hash, step, seed, created (56),
+        // job and model names, the model config, n_tables table configs, n_features, widths,
+        // n_numeric.
+        const size_t mc_off = 56 + 2 * RD_NAME_MAX;
+        uint32_t nt = 0, nf = 0;
+        FILE *f = fopen(bundle, "rb");
+        RD_ASSERT(f && fseek(f, 20, SEEK_SET) == 0 && fread(&nt, 4, 1, f) == 1);
+        const size_t nf_off = mc_off + sizeof(rd_model_config) + nt * sizeof(rd_table_config);
+        RD_ASSERT(fseek(f, (long)nf_off, SEEK_SET) == 0 && fread(&nf, 4, 1, f) == 1);
+        fclose(f);
+        const size_t w_off = nf_off + 4, nn_off = w_off + 4 * (size_t)nf;
+        struct {
+            const char *what;
+            size_t off;
+            uint32_t val;
+        } lies[] = {
+            {"feature width 2^32-1", w_off, 0xffffffffu},
+            {"feature width 0", w_off, 0},
+            {"2^32-1 numeric inputs", nn_off, 0xffffffffu},
+            {"seq.n_stats 1000",
+             mc_off + offsetof(rd_model_config, seq) + offsetof(rd_seq_config, n_stats), 1000},
+            {"mlp[0] 2^31-1", mc_off + offsetof(rd_model_config, mlp), 0x7fffffffu},
+        };
+        for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+            snprintf(p, sizeof p, "%s/lie%zu.rdsv", dir, i);
+            copy_reseal(bundle, p, lies[i].off, &lies[i].val, 4);
+            rd_errbuf_clear(&eb);
+            rc = rd_serve_open(p, 4, &x, &eb);
+            T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && !x, "%s: %d %s", lies[i].what, rc, eb.msg);
+            rd_serve_close(x);
+            x = NULL;
+        }
+#if !defined(__SANITIZE_ADDRESS__) // ASan's allocator aborts on a 2 TiB request by design
+        // 2 TiB (sparse: a valid header, then zeros): more than any machine here can allocate.
+        snprintf(p, sizeof p, "%s/huge.rdsv", dir);
+        copy_patch(bundle, p, -1, 0, 200);
+        RD_ASSERT(truncate(p, (off_t)1 << 41) == 0);
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_open(p, 4, &x, &eb);
+        T_CHECK(&g_errs, (rc == RD_ERR_NOMEM || rc == RD_ERR_CORRUPT) && !x, "2 TiB bundle: %d %s",
+                rc, eb.msg);
+        unlink(p);
+#endif
+        char name[RD_NAME_MAX];
+        memset(name, 'A', sizeof name); // the model name without its terminating NUL
+        snprintf(p, sizeof p, "%s/lie_name.rdsv", dir);
+        copy_reseal(bundle, p, mc_off + offsetof(rd_model_config, name), name, sizeof name);
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_open(p, 4, &x, &eb);
+        T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && !x && strstr(eb.msg, "NUL"),
+                "unterminated model name: %d %s", rc, eb.msg);
+        rd_serve_close(x);
+        x = NULL;
+    }
     rd_errbuf_clear(&eb);
     rc = rd_serve_export(cfg, "student", ckpt, NULL, bundle, &eb);
     T_CHECK(&g_errs, rc == RD_ERR_EXISTS, "existing output: %d", rc);
@@ -247,6 +330,60 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
     rd_errbuf_clear(&eb);
     rc = rd_serve_export(cfg, "teacher", ckpt, NULL, p, &eb);
     T_CHECK(&g_errs, rc == RD_ERR_NOTFOUND && !exists(p), "unknown job: %d %s", rc, eb.msg);
+    {
+        // The student's own dense.bin (its config hash matches) beside PS shards whose tables
+        // have the right names but dim 2: the rows would be read as dim 4 and 8 (past each
+        // row), so the export must refuse.
+        char mix[700], from[1100], to[800];
+        snprintf(mix, sizeof mix, "%s/mixed_ckpt", dir);
+        rd_train_ckpt_rmtree(mix, NULL); // left by the session before (same folder)
+        rd_table_config tc[2];
+        rd_table *tab[2];
+        rd_ckpt_manifest *mm = rd_xcalloc(1, sizeof *mm);
+        mm->version = RD_CKPT_VERSION;
+        mm->n_shards = 1;
+        mm->seed = cfg->run.seed;
+        mm->n_tables = 2;
+        for (int t = 0; t < 2; t++) {
+            tc[t] = cfg->ps.tables[t];
+            tc[t].dim = 2;
+            tc[t].optim.kind = RD_OPT_SGD;
+            tc[t].capacity = 16;
+            RD_ASSERT(rd_table_create(&tc[t], t, cfg->run.seed, &tab[t], &eb) == RD_OK);
+            float row[2] = {0.5f, -0.5f};
+            for (uint64_t k = 1; k <= 40; k++)
+                RD_ASSERT(rd_table_put(tab[t], k * 977, row, 1, 1) == RD_OK);
+            memcpy(mm->tables[t].name, tc[t].name, RD_NAME_MAX);
+            mm->tables[t].index = (uint32_t)t;
+            mm->tables[t].dim = 2;
+            mm->tables[t].optim = RD_OPT_SGD;
+            mm->tables[t].slots = 0;
+        }
+        rd_ckpt_shard_info info;
+        RD_ASSERT(rd_ckpt_write_shard(mix, 0, 1, 0, cfg->run.seed, tab, 2, &info, &eb) == RD_OK);
+        mm->shard_crc[0] = info.crc;
+        for (int t = 0; t < 2; t++) {
+            mm->tables[t].rows = info.rows[t];
+            mm->shard_rows[0] += info.rows[t];
+            rd_table_destroy(tab[t]);
+        }
+        RD_ASSERT(rd_ckpt_write_manifest(mix, mm, &eb) == RD_OK);
+        rd_free(mm);
+        snprintf(from, sizeof from, "%s/%s", ckpt, RD_TRAIN_CKPT_DENSE);
+        snprintf(to, sizeof to, "%s/%s", mix, RD_TRAIN_CKPT_DENSE);
+        FILE *fi = fopen(from, "rb"), *fo = fopen(to, "wb");
+        RD_ASSERT(fi && fo);
+        int ch;
+        while ((ch = fgetc(fi)) != EOF)
+            fputc(ch, fo);
+        fclose(fi);
+        fclose(fo);
+        snprintf(p, sizeof p, "%s/mixed%s.rdsv", dir, g_ml_input ? "_ml" : "");
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_export(cfg, "student", mix, NULL, p, &eb);
+        T_CHECK(&g_errs, rc == RD_ERR_SCHEMA && strstr(eb.msg, "dim 2") && !exists(p),
+                "checkpoint tables of another dim: %d %s", rc, eb.msg);
+    }
     snprintf(p, sizeof p, "%s/nowhere", dir);
     char q[800];
     snprintf(q, sizeof q, "%s/x.rdsv", dir);

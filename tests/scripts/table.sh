@@ -80,6 +80,13 @@ awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$4="0.5"} {print}' item.tsv > edit.tsv
 "$RD" table import "$C" --table s_item --in edit.tsv --out imp3 >/dev/null || fail "import edit"
 "$RD" table export imp3 --table s_item --out - | sed -n 2p | cut -f4 | grep -qx 0.5 || fail "edit lost"
 "$RD" table export "$C" --table s_item --out - | cmp -s - item.tsv || fail "input changed"
+# Last-seen times at both ends of int64 (valid in a TSV): stats must print the age histogram's
+# last bucket (2^63-1 .. 2^64-1) without overflow (the ASan/UBSan build aborts on one).
+awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$2="-9223372036854775808"} NR==3{$2="9223372036854775807"} {print}' \
+    item.tsv > extreme.tsv
+"$RD" table import "$C" --table s_item --in extreme.tsv --out imp4 >/dev/null || fail "import extreme"
+"$RD" table stats imp4 --table s_item >s4 2>&1 || fail "stats of extreme ages: $(cat s4)"
+grep -q "\[9223372036854775807..18446744073709551615\]=1" s4 || fail "last age bucket: $(cat s4)"
 
 # --- reshard 2 -> 3 -> 2: same rows, each on its shard, same CRCs as before -----------------------
 "$RD" table reshard "$C" --shards 3 --out r3 >/dev/null || fail "reshard 3"
@@ -119,6 +126,20 @@ expect_fail() { # $1 = exit code, $2 = message regex, rest = command
 expect_fail 1 "nowhere/MANIFEST" "$RD" table stats nowhere
 expect_fail 1 "no table named 'nope'" "$RD" table export "$C" --table nope --out y.tsv
 [ ! -e y.tsv ] && [ ! -e y.tsv.tmp ] || fail "failed export left output"
+# An --out that is a FIFO or a device (e.g. /dev/null as root) is not replaced by a file.
+mkfifo fifo.tsv
+expect_fail 1 "not a regular file" "$RD" table export "$C" --table s_item --out fifo.tsv
+[ -p fifo.tsv ] && [ ! -e fifo.tsv.tmp ] || fail "export replaced a FIFO"
+# An --out longer than the temporary name's buffer (272 bytes): the temporary file was the
+# truncated prefix of the path, so a file of that name was overwritten and then moved away.
+long=$(printf 'd%.0s' $(seq 200))
+mkdir -p "L/$long/$long"
+out="$(pwd)/L/$long/$long/x.tsv"
+prefix="${out:0:271}"
+echo precious >"$prefix"
+"$RD" table export "$C" --table s_item --out "$out" || fail "export to a long path"
+cmp -s "$out" item.tsv || fail "export to a long path: content"
+[ "$(cat "$prefix")" = precious ] || fail "export to a long path clobbered $prefix"
 expect_fail 2 "missing --shards" "$RD" table reshard "$C" --out z
 expect_fail 2 "--shards: '0'" "$RD" table reshard "$C" --shards 0 --out z
 expect_fail 2 "missing --out" "$RD" table compact "$C"
