@@ -120,7 +120,8 @@ run -n 4 "$RD" train "$TMP/notab.yaml" --out "$TMP/nt" >"$TMP/out" 2>"$TMP/err"
 rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "model without tables: exit $rc"
 grep -q "model 'small_raw' reads no embedding table" "$TMP/err" || fail "model without tables message: $(cat "$TMP/err")"
-grep -q "checkpoint" "$TMP/out" && fail "model without tables: trained before failing"
+# (the other jobs of this tiny launch may finish before the abort reaches them on a loaded host)
+grep -q "\[student_raw\] checkpoint" "$TMP/out" && fail "model without tables: trained before failing"
 [ ! -e "$TMP/nt/report.json" ] || fail "failed run left a report"
 
 # --- three jobs on one PS rank --------------------------------------------------------------
