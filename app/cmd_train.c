@@ -156,11 +156,12 @@ static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
         if (rc == RD_OK && (int)info.dim != cfg->tokens.dim)
             rc = rd_err_set(&eb, RD_ERR_VERSION, "the store has dim %u, tokens.dim is %d", info.dim,
                             cfg->tokens.dim);
-        if (rc == RD_OK && (int)info.n_side != cfg->tokens.n_side)
+        if (rc == RD_OK && (int)info.n_side != rd_tokens_side_width(&cfg->tokens))
             rc = rd_err_set(&eb, RD_ERR_VERSION,
-                            "the store has %u side values per token, tokens.side names %d (a store "
-                            "keeps the side values it was created with)",
-                            info.n_side, cfg->tokens.n_side);
+                            "the store has %u side values per token, tokens.side and "
+                            "tokens.side_residual ask for %d (a store keeps the side values it was "
+                            "created with)",
+                            info.n_side, rd_tokens_side_width(&cfg->tokens));
         if (rc == RD_OK && info.n_shards % (uint32_t)cfg->cluster.ps_ranks != 0)
             rc = rd_err_set(&eb, RD_ERR_VERSION,
                             "the store has %u shards, not a multiple of the %d PS ranks",

@@ -363,6 +363,7 @@ static const ck_key tokens_keys[] = {
     K_BOOL(rd_tokens_config, "sit_labels", sit_labels, "true"),
     K_STR(rd_tokens_config, "source_model", source_model, 0, NULL),
     K_STRS(rd_tokens_config, "side", side, n_side),
+    K_BOOL(rd_tokens_config, "side_residual", side_residual, "false"),
     K_U64(rd_tokens_config, "map_size", map_size, 1048576.0, 17592186044416.0, CK_BYTES, "64MiB"),
     K_INT(rd_tokens_config, "append_batch", append_batch, 1, 1 << 24, 0, "4096"),
 };
@@ -1636,6 +1637,14 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             if (strcmp(cfg->tokens.side[j], cfg->tokens.side[k]) == 0)
                 return verr(v, p, "'%s' is listed twice", cfg->tokens.side[k]);
     }
+    if (cfg->tokens.side_residual && !cfg->tokens.n_side)
+        return verr(v, "tokens.side_residual",
+                    "needs tokens.side (the fields it takes residuals of)");
+    if (rd_tokens_side_width(&cfg->tokens) > RD_MAX_TOKEN_SIDE)
+        return verr(
+            v, "tokens.side_residual",
+            "%d side fields with their residuals make %d side values per token (at most %d)",
+            cfg->tokens.n_side, rd_tokens_side_width(&cfg->tokens), RD_MAX_TOKEN_SIDE);
     const rd_model_config *src =
         cfg->tokens.source_model[0] ? rd_config_find_model(cfg, cfg->tokens.source_model) : NULL;
     if (src && src->seq.n_stats)

@@ -616,7 +616,7 @@ int rd_token_store_opts_from_config(const rd_tokens_config *tc,
     o->n_shards = n_shards;
     o->map_size = tc->map_size;
     o->append_batch = tc->append_batch;
-    o->n_side = tc->n_side;
+    o->n_side = rd_tokens_side_width(tc);
     return RD_OK;
 }
 

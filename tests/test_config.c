@@ -881,8 +881,16 @@ static void test_errors_csv(void **state) {
         assert_int_equal(rc, RD_OK);
         assert_int_equal(cc->tokens.n_side, 1);
         assert_string_equal(cc->tokens.side[0], "r");
+        assert_int_equal(rd_tokens_side_width(&cc->tokens), 1);
+        free(cc);
+        cc = new_cfg();
+        assert_int_equal(parse(TOK_M "tokens: {side: [r], side_residual: true}\n" FB_CSV, cc, &eb),
+                         RD_OK);
+        assert_int_equal(rd_tokens_side_width(&cc->tokens), 2);
         free(cc);
     }
+    expect_error(TOK_M "tokens: {side_residual: true}\n" FB_CSV,
+                 "t.yaml:", "tokens.side_residual: needs tokens.side");
 #undef TOK_M
 #undef FB_CSV
     // ... but hour and weekday come from the timestamp of every source.

@@ -875,9 +875,12 @@ typedef struct driver {
     uint64_t *users, *items, *ids;
     int64_t *ts;
     float *tlabels;
-    size_t n_side;                   // tokens.side: feedback values stored with each token
-    int side_idx[RD_MAX_TOKEN_SIDE]; // their numeric indices in the dataset
-    float *tside;                    // (Bmax, n_side)
+    size_t n_side;                       // tokens.side: feedback fields stored with each token
+    int side_idx[RD_MAX_TOKEN_SIDE];     // their numeric indices in the dataset
+    float *side_mean[RD_MAX_TOKEN_SIDE]; // tokens.side_residual: per event, the field's mean over
+                                         // the item's earlier events; NULL without
+    size_t side_w; // side values per token: n_side, or 2 n_side with residuals
+    float *tside;  // (Bmax, side_w): the values, then their residuals
     // Dense optimizers of the two slabs
     rd_dense_optim opt_bb, opt_src;
     // Progressive predictions of the current epoch
@@ -932,6 +935,8 @@ static void driver_free(driver *dv) {
     rd_free(dv->prev);
     rd_free(dv->prev_lab);
     rd_free(dv->tside);
+    for (int k = 0; k < RD_MAX_TOKEN_SIDE; k++)
+        rd_free(dv->side_mean[k]);
     rd_free(dv->n_found);
     rd_free(dv->users);
     rd_free(dv->items);
@@ -1059,7 +1064,11 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
         if (rc != RD_OK)
             return rc;
     }
-    if (dv->n_side && !(dv->tside = rd_calloc(B * dv->n_side, sizeof(float))))
+    dv->side_w = (size_t)rd_tokens_side_width(&dv->cfg->tokens);
+    for (size_t k = 0; dv->cfg->tokens.side_residual && k < dv->n_side; k++)
+        if (!(dv->side_mean[k] = rd_dataset_item_means(dv->ds, dv->side_idx[k])))
+            return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
+    if (dv->side_w && !(dv->tside = rd_calloc(B * dv->side_w, sizeof(float))))
         return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
     // Progressive predictions of one run over a range: grown by rd_source_driver_run.
     dv->pred_cap = B;
@@ -1299,8 +1308,12 @@ static int run_step(driver *dv,
         dv->tlabels[b] = r->label;
         if (dv->n_side) {
             const float *num = rd_dataset_nums(dv->ds, dv->rec[b]);
-            for (size_t k = 0; k < dv->n_side; k++)
-                dv->tside[b * dv->n_side + k] = num[dv->side_idx[k]];
+            float *o = dv->tside + b * dv->side_w;
+            for (size_t k = 0; k < dv->n_side; k++) {
+                o[k] = num[dv->side_idx[k]];
+                if (dv->side_mean[k])
+                    o[dv->n_side + k] = o[k] - dv->side_mean[k][dv->rec[b]];
+            }
         }
     }
     for (int t = 0; t < m->n_tables && update; t++)
@@ -1496,10 +1509,11 @@ int rd_source_train_range(const rd_config *cfg,
     if ((int)si.dim != cfg->tokens.dim)
         return rd_err_set(eb, RD_ERR_CONFIG, "token store has dim %u, tokens.dim is %d", si.dim,
                           cfg->tokens.dim);
-    if ((int)si.n_side != cfg->tokens.n_side)
+    if ((int)si.n_side != rd_tokens_side_width(&cfg->tokens))
         return rd_err_set(eb, RD_ERR_CONFIG,
-                          "token store has %u side values per token, tokens.side names %d",
-                          si.n_side, cfg->tokens.n_side);
+                          "token store has %u side values per token, tokens.side and "
+                          "tokens.side_residual ask for %d",
+                          si.n_side, rd_tokens_side_width(&cfg->tokens));
     if (o->order != RD_ORDER_TIME && o->order != RD_ORDER_USER)
         return rd_err_set(eb, RD_ERR_ARG, "source driver: order %d is not time|user", o->order);
     rd_source_io io = rd_source_io_store(store);

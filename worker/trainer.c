@@ -414,7 +414,7 @@ int rd_trainer_create(const rd_comm *comm,
         .max_batch = tr->max_batch,
         .n_numeric = rd_dataset_n_inputs(tr->info) + rd_history_stats_width(&tr->mcfg->seq),
         .token_dim = (size_t)cfg->tokens.dim,
-        .token_side = (size_t)cfg->tokens.n_side,
+        .token_side = (size_t)rd_tokens_side_width(&cfg->tokens),
         .causal = 0,
         .opt_slots = rd_dense_optim_slots(tr->opt.kind),
         .seed =
@@ -457,10 +457,11 @@ int rd_trainer_create(const rd_comm *comm,
                             cfg->tokens.store_dir, info.dim, cfg->tokens.dim);
             goto fail;
         }
-        if ((int)info.n_side != cfg->tokens.n_side) {
+        if ((int)info.n_side != rd_tokens_side_width(&cfg->tokens)) {
             rc = rd_err_set(eb, RD_ERR_VERSION,
-                            "token store %s has %u side values per token, tokens.side names %d",
-                            cfg->tokens.store_dir, info.n_side, cfg->tokens.n_side);
+                            "token store %s has %u side values per token, tokens.side and "
+                            "tokens.side_residual ask for %d",
+                            cfg->tokens.store_dir, info.n_side, rd_tokens_side_width(&cfg->tokens));
             goto fail;
         }
         if ((rc = rd_token_client_create(comm, &co, &tr->tok, eb)) != RD_OK)

@@ -416,7 +416,15 @@ typedef struct rd_tokens_config {
     char side[RD_MAX_TOKEN_SIDE][RD_NAME_MAX]; // feedback fields of the dataset stored with each
                                                // token as side information (a rating, a dwell
                                                // time), read by every token branch; default []
+    int side_residual; // 1 = each side field also stores its residual: the value minus the mean
+                       // of that field over the item's earlier events (rd_dataset_item_means);
+                       // needs side; default 0
 } rd_tokens_config;
+
+/** Side values per token that a tokens: section asks for (tokens.side, twice with residuals). */
+static inline int rd_tokens_side_width(const rd_tokens_config *t) {
+    return t->n_side * (t->side_residual ? 2 : 1);
+}
 
 // ---------------------------------------------------------------------------------------------
 // distill:

@@ -183,6 +183,30 @@ for r in rows:
     assert side == ts // 7 % 5 + 1, r[:6]
     assert label == (1.0 if side >= 4 else 0.0), r[:6]
 PY
+# With residuals: a second side value, the rating minus the item's mean rating before the event
+# (shrunk toward the mean of all earlier ratings with 10 pseudo-events, as seq.stats_residual).
+side_config 1 "[r], side_residual: true" > "$TMP/sr.yaml"
+run -n 2 "$RD" train "$TMP/sr.yaml" --out "$TMP/sr" >"$TMP/out" 2>"$TMP/err" ||
+    fail "side residuals: $(cat "$TMP/err")"
+"$RD" tokens fetch "$TMP/sr/tokens" --user-id u7 --before 2000000 --n 500 >"$TMP/out" \
+    2>"$TMP/err" || fail "fetch: $(cat "$TMP/err")"
+python3 - "$TMP/out" "$TMP/log.csv" <<'PY' || fail "fetched side residuals"
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+assert lines[0].endswith(" side 2"), lines[0]
+mean_before, s, c, g_sum, n = {}, {}, {}, 0.0, 0
+for l in open(sys.argv[2]).read().splitlines()[1:]:  # time order: every t is distinct
+    u, i, t, r = l.split(",")
+    g = g_sum / n if n else 0.0
+    if u == "u7":
+        mean_before[int(t)] = (s.get(i, 0.0) + 10 * g) / (c.get(i, 0) + 10)
+    s[i] = s.get(i, 0.0) + float(r); c[i] = c.get(i, 0) + 1; g_sum += float(r); n += 1
+rows = [l.split("\t") for l in lines[1:]]
+assert len(rows) == len(mean_before), (len(rows), len(mean_before))
+for row in rows:
+    ts, side, resid = int(row[1]), float(row[5]), float(row[6])
+    assert abs(resid - (side - mean_before[ts])) < 1e-5, row[:7]
+PY
 # Without the side values the teacher differs (it reads them), with them the run is repeatable.
 side_config 1 "[]" > "$TMP/s0.yaml"
 run -n 2 "$RD" train "$TMP/s0.yaml" --out "$TMP/s0" >"$TMP/out" 2>"$TMP/err" ||
@@ -197,7 +221,7 @@ print(t.replace("side: [r]}", "side: [r], store_dir: " + sys.argv[2] + "}"))
 PY
 run -n 2 "$RD" train "$TMP/reuse.yaml" --out "$TMP/reuse" >"$TMP/out" 2>"$TMP/err" &&
     fail "a store without side values accepted"
-grep -q "the store has 0 side values per token, tokens.side names 1" "$TMP/err" ||
+grep -q "the store has 0 side values per token, tokens.side and tokens.side_residual ask for 1" "$TMP/err" ||
     fail "side mismatch message: $(cat "$TMP/err")"
 [ ! -e "$TMP/reuse/report.json" ] || fail "failed run left a report"
 echo "iat.sh: ok"
