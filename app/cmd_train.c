@@ -83,14 +83,7 @@ RD_NORETURN static void die(const rd_comm *comm, const char *what, const rd_errb
     fprintf(stderr, "recdistill train: rank %d: %s: %s\n", comm ? comm->rank : 0, what,
             eb && eb->msg[0] ? eb->msg : rd_strerror(rc));
     fflush(stderr);
-    rd__watch_failing(); // this message explains the end: the sentinel must not call it a death
-    // Let the launcher forward this message before MPI_Abort has every rank killed (hydra lost it
-    // about 1 abort in 12 on a loaded host without the pause).
-    struct timespec pause_ts = {0, 250 * 1000 * 1000};
-    nanosleep(&pause_ts, NULL);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-    for (;;)
-        pause();
+    rd_abort_launch(); // the message above explains the end: the sentinel must not call it a death
 }
 
 // Tell this rank's sentinel who we are, and the launch-wide token of its marker file (rank 0's

@@ -7,11 +7,13 @@
 #include "rd/watch.h"
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 const char *rd_strerror(int status) {
     switch (status) {
@@ -58,23 +60,37 @@ void rd_err_prefix(rd_errbuf *eb, const char *fmt, ...) {
         eb->msg[sizeof eb->msg - 1] = '\0';
 }
 
-static RD_NORETURN void die(void) {
+void rd__abort_watchdog(unsigned seconds) {
+    // Default action (terminate), unblocked, whatever the process or MPI set before: the alarm
+    // must end this process even when MPI_Abort never returns.
+    signal(SIGALRM, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGALRM);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    alarm(seconds);
+}
+
+void rd_abort_launch(void) {
     int inited = 0, finalized = 0;
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
     fflush(stdout);
     fflush(stderr);
     rd__watch_failing(); // the message above names the failure: no "died" line from the sentinel
-    if (inited && !finalized) {
-        // Give the launcher's proxy time to forward our last stderr lines: MPI_Abort makes it
-        // kill every rank at once, and a message still in the pipe is then lost (seen with
-        // hydra about 1 abort in 12 on a loaded host).
-        struct timespec ts = {0, 250 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    if (inited && !finalized)
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    abort();
+    if (!inited || finalized)
+        abort();
+    // MPI_Abort has been seen (once, in CI under load) never to return nor end the launch. The
+    // alarm bounds that: this rank then dies by SIGALRM, which the launcher reports as an
+    // abnormal end and answers by killing the other ranks.
+    rd__abort_watchdog(RD_ABORT_WATCHDOG_S);
+    // Give the launcher's proxy time to forward our last stderr lines: MPI_Abort makes it kill
+    // every rank at once, and a message still in the pipe is then lost (seen with hydra about 1
+    // abort in 12 on a loaded host).
+    struct timespec ts = {0, 250 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    _exit(1); // MPI_Abort returned, which it must not: end this rank at least
 }
 
 void rd__fatal(const char *file, int line, const char *fmt, ...) {
@@ -85,7 +101,7 @@ void rd__fatal(const char *file, int line, const char *fmt, ...) {
     va_end(ap);
     fprintf(stderr, "[r%d %s] %s:%d FATAL: %s\n", rd_log_get_rank(), rd_log_get_role(), file, line,
             msg);
-    die();
+    rd_abort_launch();
 }
 
 void rd__mpi_fail(const char *file, int line, const char *call, int rc) {
@@ -95,5 +111,5 @@ void rd__mpi_fail(const char *file, int line, const char *call, int rc) {
         snprintf(text, sizeof text, "MPI error %d", rc);
     fprintf(stderr, "[r%d %s] %s:%d FATAL: %s failed: %s\n", rd_log_get_rank(), rd_log_get_role(),
             file, line, call, text);
-    die();
+    rd_abort_launch();
 }

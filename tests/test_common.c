@@ -17,9 +17,13 @@
 #include "rd/rng.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -82,6 +86,61 @@ static void test_errbuf(void **state) {
     rd_err_set(&eb, RD_ERR_NOTFOUND, "again");
     assert_int_equal(eb.code, RD_ERR_NOTFOUND);
     assert_string_equal(eb.msg, "again");
+}
+
+// Wait up to limit_s for the child; kill it and fail when it is still alive.
+static int wait_child(pid_t pid, double limit_s) {
+    struct timespec t0, t, nap = {0, 20 * 1000 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        int st = 0;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        assert_true(r >= 0);
+        if (r == pid)
+            return st;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec) > limit_s) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            fail_msg("child still alive after %.0f s", limit_s);
+        }
+        nanosleep(&nap, NULL);
+    }
+}
+
+// The watchdog of rd_abort_launch ends a process stuck after it (a hung MPI_Abort), even when
+// SIGALRM was ignored and blocked before.
+static void test_abort_watchdog(void **state) {
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGALRM, SIG_IGN);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGALRM);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        rd__abort_watchdog(1);
+        for (;;)
+            pause();
+    }
+    int st = wait_child(pid, 15.0);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGALRM);
+}
+
+// Without MPI, rd_abort_launch is abort().
+static void test_abort_launch_without_mpi(void **state) {
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        fclose(stderr); // no sanitizer or abort noise in the test log
+        rd_abort_launch();
+    }
+    int st = wait_child(pid, 15.0);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGABRT);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,13 +480,21 @@ static void test_log_levels(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strerror),        cmocka_unit_test(test_errbuf),
-        cmocka_unit_test(test_hash_golden),     cmocka_unit_test(test_hash_properties),
-        cmocka_unit_test(test_keys_never_zero), cmocka_unit_test(test_shard_balance),
-        cmocka_unit_test(test_crc32c),          cmocka_unit_test(test_rng_determinism),
-        cmocka_unit_test(test_rng_split),       cmocka_unit_test(test_rng_ranges),
-        cmocka_unit_test(test_aligned),         cmocka_unit_test(test_oom_injection),
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_errbuf),
+        cmocka_unit_test(test_hash_golden),
+        cmocka_unit_test(test_hash_properties),
+        cmocka_unit_test(test_keys_never_zero),
+        cmocka_unit_test(test_shard_balance),
+        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_rng_determinism),
+        cmocka_unit_test(test_rng_split),
+        cmocka_unit_test(test_rng_ranges),
+        cmocka_unit_test(test_aligned),
+        cmocka_unit_test(test_oom_injection),
         cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_abort_watchdog),
+        cmocka_unit_test(test_abort_launch_without_mpi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

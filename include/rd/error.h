@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#define RD_STATUS_MAP(X)                                                                          \
+#define RD_STATUS_MAP(X)                                                                           \
     X(OK, 0, "success")                                                                            \
     X(ERR_NOMEM, -1, "out of memory")                                                              \
     X(ERR_IO, -2, "I/O error")                                                                     \
@@ -58,7 +58,7 @@ void rd_errbuf_clear(rd_errbuf *eb);
 
 #if defined(__GNUC__)
 #define RD_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
-#define RD_NORETURN __attribute__((noreturn))
+#define RD_NORETURN                 __attribute__((noreturn))
 #else
 #define RD_PRINTF(fmt_idx, arg_idx)
 #define RD_NORETURN
@@ -73,6 +73,18 @@ void rd_err_prefix(rd_errbuf *eb, const char *fmt, ...) RD_PRINTF(2, 3);
 
 /** Print a fatal message with rank and location, then MPI_Abort (or abort() without MPI). */
 RD_NORETURN void rd__fatal(const char *file, int line, const char *fmt, ...) RD_PRINTF(3, 4);
+
+/** End the launch after a fatal error already printed: MPI_Abort on COMM_WORLD when MPI is
+ *  initialised (after a short pause that lets the launcher forward stderr), else abort(). A
+ *  watchdog alarm of RD_ABORT_WATCHDOG_S seconds is armed first, so the rank dies by SIGALRM if
+ *  MPI_Abort hangs. */
+RD_NORETURN void rd_abort_launch(void);
+
+#define RD_ABORT_WATCHDOG_S 20u
+
+/** Reset SIGALRM to its default action, unblock it and arm alarm(seconds). Internal to
+ *  rd_abort_launch; public for its test. */
+void rd__abort_watchdog(unsigned seconds);
 
 /** Always on, also in release builds. */
 #define RD_ASSERT(cond)                                                                            \
