@@ -336,7 +336,8 @@ static int direct_fetch(const opts *o, rd_token_store *s, results *res) {
     for (int b = 0; b < o->warmup + o->iters && rc == RD_OK; b++) {
         make_batch(o, b, users, ts);
         double t0 = now_s();
-        rc = rd_token_store_fetch_batch(s, (size_t)o->batch, users, ts, (size_t)o->L, &x.o, &eb);
+        rc = rd_token_store_fetch_batch(s, (size_t)o->batch, users, ts, NULL, (size_t)o->L, &x.o,
+                                        &eb);
         double dt = now_s() - t0;
         if (b >= o->warmup) {
             t[b - o->warmup] = dt;
@@ -392,7 +393,7 @@ static int rpc_fetch(const opts *o, rd_token_client *cl, int inflight, results *
                 t_first = now_s();
             make_batch(o, b, users, ts);
             t_start[slot] = now_s();
-            rc = rd_token_client_fetch_start(cl, (size_t)o->batch, users, ts, (size_t)o->L,
+            rc = rd_token_client_fetch_start(cl, (size_t)o->batch, users, ts, NULL, (size_t)o->L,
                                              &x[slot].o, &handle[slot], &eb);
         }
     }

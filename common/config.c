@@ -54,6 +54,7 @@ static const char *const opt_kinds[] = {"sgd", "adagrad", "adam", "ftrl", NULL};
 static const char *const poolings[] = {"sum", "mean", NULL};
 static const char *const shm_modes[] = {"auto", "off", NULL};
 static const char *const seq_kinds[] = {"none", "mean", "din", "transformer", NULL};
+static const char *const same_time_modes[] = {"exclude", "earlier", NULL};
 static const char *const orders[] = {"time", "user", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const time_formats[] = {"unix", "unix_ms", "iso8601", NULL};
@@ -322,6 +323,8 @@ static const ck_key token_use_keys[] = {
     K_INT(rd_token_use, "heads", heads, 1, 64, 0, "2"),
     K_INT(rd_token_use, "adapter", adapter, 1, 65536, 0, "64"),
     K_BOOL(rd_token_use, "gate", gate, "false"),
+    K_INTS(rd_token_use, "stats", stats, n_stats, 1, 4096),
+    K_ENUM(rd_token_use, "same_time", same_time, same_time_modes, 0, "exclude"),
 };
 TABLE(token_use_desc, rd_token_use, token_use_keys);
 
@@ -1611,6 +1614,15 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             }
         }
         const rd_token_use *tu = &mc->tokens;
+        for (int k = 0; k < tu->n_stats; k++) {
+            snprintf(p, sizeof p, "models[%d].tokens.stats[%d]", m, k);
+            if (tu->scheme == 0)
+                return verr(v, p, "needs tokens.scheme (the model reads no tokens)");
+            if (tu->stats[k] > tu->length)
+                return verr(v, p, "%d exceeds tokens.length (%d)", tu->stats[k], tu->length);
+            if (k > 0 && tu->stats[k] <= tu->stats[k - 1])
+                return verr(v, p, "%d: the windows must be ascending and distinct", tu->stats[k]);
+        }
         if (tu->scheme > 0) {
             snprintf(p, sizeof p, "models[%d].tokens.kind", m);
             if (tu->kind == RD_SEQ_NONE)

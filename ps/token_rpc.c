@@ -5,7 +5,9 @@
 // Protocol (rd/msg.h headers on rd_comm.kv, tag RD_TAG_PS_REQUEST; replies on
 // RD_TAG_PS_REPLY_BASE + (req_id & 4095)):
 //   FETCH   request payload: u32 "RDTQ" | u32 n | u32 L | u32 dim | u32 fields | u32 S |
-//                            users u64 (n) | t i64 (n)
+//                            users u64 (n) | t i64 (n) [| before ids u64 (n)]
+//           (fields bit RD__TOKEN_REQ_BEFORE_ID: the ids follow, rd_token_store_fetch_batch's
+//           before_id)
 //           (S: the side values per record the client expects, 0 without RD_TOKEN_FIELD_SIDE)
 //           reply payload:   the packed fetch reply of rd/tokens.h (n, L, dim, S, fields)
 //   APPEND  request payload: the packed append of rd/tokens.h;  reply: empty
@@ -80,6 +82,7 @@ struct rd_token_service {
     size_t reply_cap;
     uint64_t *users; // (req_cap) request copies (payloads need not be aligned)
     int64_t *ts;
+    uint64_t *ids; // before ids, when a request carries them
     size_t req_cap;
     unsigned char *copy; // aligned copy of a misaligned append payload
     size_t copy_cap;
@@ -112,6 +115,7 @@ static int on_fetch(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server 
     rd_token_store_info_get(svc->store, &info);
     int rc = RD_OK;
     uint32_t n = 0, L = 0, dim = 0, fields = 0;
+    int with_ids = 0;
     if (len < RD__TOKEN_FETCH_HEADER || !p) {
         rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request of %zu bytes (header is %d)", len,
                         RD__TOKEN_FETCH_HEADER);
@@ -120,16 +124,18 @@ static int on_fetch(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server 
         L = rd__le32_get(p + 8);
         dim = rd__le32_get(p + 12);
         fields = rd__le32_get(p + 16);
+        with_ids = (fields & RD__TOKEN_REQ_BEFORE_ID) != 0;
+        fields &= ~RD__TOKEN_REQ_BEFORE_ID;
         if (rd__le32_get(p) != RD__TOKEN_REQ_MAGIC)
             rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request: bad magic %08x",
                             rd__le32_get(p));
         else if (n < 1 || n > RD__TOKEN_MAX_REQUESTS)
             rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request: n = %u out of range 1..%u", n,
                             RD__TOKEN_MAX_REQUESTS);
-        else if (len != RD__TOKEN_FETCH_HEADER + 16 * (size_t)n)
+        else if (len != RD__TOKEN_FETCH_HEADER + (with_ids ? 24 : 16) * (size_t)n)
             rc = rd_err_set(&eb, RD_ERR_PROTO,
                             "token fetch request of %zu bytes, but n = %u needs %zu", len, n,
-                            RD__TOKEN_FETCH_HEADER + 16 * (size_t)n);
+                            RD__TOKEN_FETCH_HEADER + (with_ids ? 24 : 16) * (size_t)n);
         else if ((fields & ~RD_TOKEN_FIELDS_ALL) != 0)
             rc = rd_err_set(&eb, RD_ERR_PROTO, "token fetch request: unknown fields 0x%x", fields);
         else if (rd__le32_get(p + 20) != ((fields & RD_TOKEN_FIELD_SIDE) ? info.n_side : 0))
@@ -158,8 +164,11 @@ static int on_fetch(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server 
         if (u)
             svc->users = u;
         int64_t *t = u ? rd_realloc(svc->ts, n * sizeof *t) : NULL;
-        if (t) {
+        if (t)
             svc->ts = t;
+        uint64_t *ids = t ? rd_realloc(svc->ids, n * sizeof *ids) : NULL;
+        if (ids) {
+            svc->ids = ids;
             svc->req_cap = n;
         } else {
             rc = rd_err_set(&eb, RD_ERR_NOMEM, "token fetch: no memory for %u requests", n);
@@ -170,7 +179,10 @@ static int on_fetch(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server 
     if (rc == RD_OK) {
         memcpy(svc->users, p + RD__TOKEN_FETCH_HEADER, 8 * (size_t)n);
         memcpy(svc->ts, p + RD__TOKEN_FETCH_HEADER + 8 * (size_t)n, 8 * (size_t)n);
-        rc = rd_token_shard_fetch_batch(svc->store, n, svc->users, svc->ts, L, fields, svc->reply,
+        if (with_ids)
+            memcpy(svc->ids, p + RD__TOKEN_FETCH_HEADER + 16 * (size_t)n, 8 * (size_t)n);
+        rc = rd_token_shard_fetch_batch(svc->store, n, svc->users, svc->ts,
+                                        with_ids ? svc->ids : NULL, L, fields, svc->reply,
                                         svc->reply_cap, &eb);
     }
     if (rc != RD_OK)
@@ -235,6 +247,7 @@ void rd_token_service_destroy(rd_token_service *svc) {
     rd_aligned_free(svc->copy);
     rd_free(svc->users);
     rd_free(svc->ts);
+    rd_free(svc->ids);
     rd_free(svc);
 }
 
@@ -620,6 +633,7 @@ int rd_token_client_fetch_start(rd_token_client *c,
                                 size_t n,
                                 const uint64_t *users,
                                 const int64_t *before_t,
+                                const uint64_t *before_id,
                                 size_t L,
                                 const rd_token_fetch_out *out,
                                 int *handle,
@@ -642,6 +656,7 @@ int rd_token_client_fetch_start(rd_token_client *c,
         return rd_err_set(eb, RD_ERR_FULL, "token client: %d fetches already outstanding",
                           RD_TOKEN_CLIENT_MAX_INFLIGHT);
     const unsigned fields = rd_token_fetch_fields(out);
+    const size_t per_req = before_id ? 24 : 16; // request bytes: user, t [, id]
     // 1. Count requests per PS rank.
     for (int r = 0; r < c->P; r++)
         c->cnt[r] = 0;
@@ -682,7 +697,7 @@ int rd_token_client_fetch_start(rd_token_client *c,
         m->first = off;
         m->expect =
             rd_token_fetch_reply_bytes(m->n, L, (size_t)c->o.dim, (size_t)c->o.n_side, fields);
-        size_t req = RD_MSG_HEADER_BYTES + RD__TOKEN_FETCH_HEADER + 16 * m->n;
+        size_t req = RD_MSG_HEADER_BYTES + RD__TOKEN_FETCH_HEADER + per_req * m->n;
         if (grow_buf(&m->req, &m->req_cap, req) != RD_OK ||
             grow_buf(&m->stage, &m->stage_cap, RD_MSG_HEADER_BYTES + m->expect) != RD_OK)
             return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
@@ -701,13 +716,15 @@ int rd_token_client_fetch_start(rd_token_client *c,
         rd__le32_put(p + 4, (uint32_t)m->n);
         rd__le32_put(p + 8, (uint32_t)L);
         rd__le32_put(p + 12, (uint32_t)c->o.dim);
-        rd__le32_put(p + 16, fields);
+        rd__le32_put(p + 16, fields | (before_id ? RD__TOKEN_REQ_BEFORE_ID : 0u));
         rd__le32_put(p + 20, (fields & RD_TOKEN_FIELD_SIDE) ? (uint32_t)c->o.n_side : 0);
-        unsigned char *pu = p + RD__TOKEN_FETCH_HEADER, *pt = pu + 8 * m->n;
+        unsigned char *pu = p + RD__TOKEN_FETCH_HEADER, *pt = pu + 8 * m->n, *pi = pt + 8 * m->n;
         for (size_t j = 0; j < m->n; j++) {
             size_t i = op->pos[m->first + j];
             rd__le64_put(pu + 8 * j, users[i]);
             rd__le64_put(pt + 8 * j, (uint64_t)before_t[i]);
+            if (before_id)
+                rd__le64_put(pi + 8 * j, before_id[i]);
         }
     }
     op->active = 1;
@@ -720,7 +737,7 @@ int rd_token_client_fetch_start(rd_token_client *c,
     op->discard = 0;
     for (int k = 0; k < op->n_msgs; k++) {
         tc_msg *m = &op->msgs[k];
-        msg_send(c, op, m, RD__TOKEN_FETCH_HEADER + 16 * m->n);
+        msg_send(c, op, m, RD__TOKEN_FETCH_HEADER + per_req * m->n);
     }
     *handle = op->slot;
     return RD_OK;
@@ -741,11 +758,12 @@ int rd_token_client_fetch(rd_token_client *c,
                           size_t n,
                           const uint64_t *users,
                           const int64_t *before_t,
+                          const uint64_t *before_id,
                           size_t L,
                           const rd_token_fetch_out *out,
                           rd_errbuf *eb) {
     int h = -1;
-    int rc = rd_token_client_fetch_start(c, n, users, before_t, L, out, &h, eb);
+    int rc = rd_token_client_fetch_start(c, n, users, before_t, before_id, L, out, &h, eb);
     if (rc != RD_OK)
         return rc;
     return rd_token_client_wait(c, h, eb);

@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -969,14 +970,15 @@ static int fetch_one(rd_token_store *s,
                      int sh,
                      uint64_t user,
                      int64_t before_t,
+                     uint64_t before_id,
                      size_t L,
                      const rd_token_fetch_out *out,
                      size_t row,
                      rd_errbuf *eb) {
     MDB_cursor *cur = s->shards[sh].rcur;
     unsigned char kb[RD_TOKEN_KEY_BYTES];
-    // (user, t, 0) is the smallest key at time t, so every key below it has time < t.
-    pack_key(kb, user, rd_lmdbx_i64_key(before_t), 0);
+    // Every key below (user, t, id) is the user's and earlier; with id 0, every one has time < t.
+    pack_key(kb, user, rd_lmdbx_i64_key(before_t), before_id);
     MDB_val k = {RD_TOKEN_KEY_BYTES, kb}, v;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     if (rc == MDB_NOTFOUND)
@@ -1016,6 +1018,7 @@ int rd_token_store_fetch_batch(rd_token_store *s,
                                size_t n,
                                const uint64_t *users,
                                const int64_t *before_t,
+                               const uint64_t *before_id,
                                size_t L,
                                const rd_token_fetch_out *out,
                                rd_errbuf *eb) {
@@ -1043,7 +1046,8 @@ int rd_token_store_fetch_batch(rd_token_store *s,
         }
         rc = shard_read(s, sh, eb);
         if (rc == RD_OK)
-            rc = fetch_one(s, sh, users[i], before_t[i], L, out, i, eb);
+            rc = fetch_one(s, sh, users[i], before_t[i], before_id ? before_id[i] : 0, L, out, i,
+                           eb);
     }
     release_reads(s);
     return rc;
@@ -1055,7 +1059,7 @@ int rd_token_store_fetch(rd_token_store *s,
                          size_t L,
                          const rd_token_fetch_out *out,
                          rd_errbuf *eb) {
-    return rd_token_store_fetch_batch(s, 1, &user, &before_t, L, out, eb);
+    return rd_token_store_fetch_batch(s, 1, &user, &before_t, NULL, L, out, eb);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1483,6 +1487,39 @@ int rd__token_append_layout_of(size_t n, size_t dim, size_t n_side, rd__token_ap
     return 1;
 }
 
+size_t rd_token_summary_width(int n_windows, size_t n_side) {
+    return n_windows > 0 ? 1 + (size_t)n_windows * (1 + n_side) : 0;
+}
+
+void rd_token_summary(const int *windows,
+                      int n_windows,
+                      size_t n,
+                      const uint8_t *labels,
+                      const float *side,
+                      size_t n_side,
+                      float *out) {
+    if (n_windows <= 0)
+        return;
+    RD_ASSERT(n_side <= RD_TOKEN_MAX_SIDE && (side || !n_side));
+    out[0] = (float)log1p((double)n);
+    // Windows ascend: one walk from the latest token back, closing each window on the way.
+    double sum_y = 0, sum_s[RD_TOKEN_MAX_SIDE] = {0};
+    size_t j = 0;
+    for (int k = 0; k < n_windows; k++) {
+        RD_ASSERT(windows[k] >= 1 && (k == 0 || windows[k] > windows[k - 1]));
+        size_t end = (size_t)windows[k] < n ? (size_t)windows[k] : n;
+        for (; j < end; j++) {
+            sum_y += labels[j] ? 1.0 : 0.0;
+            for (size_t c = 0; c < n_side; c++)
+                sum_s[c] += (double)side[j * n_side + c];
+        }
+        float *o = out + 1 + (size_t)k * (1 + n_side);
+        o[0] = end ? (float)(sum_y / (double)end) : 0.0f;
+        for (size_t c = 0; c < n_side; c++)
+            o[1 + c] = end ? (float)(sum_s[c] / (double)end) : 0.0f;
+    }
+}
+
 unsigned rd_token_fetch_fields(const rd_token_fetch_out *out) {
     return (out->labels ? RD_TOKEN_FIELD_LABELS : 0u) | (out->items ? RD_TOKEN_FIELD_ITEMS : 0u) |
            (out->ts ? RD_TOKEN_FIELD_TS : 0u) | (out->ids ? RD_TOKEN_FIELD_IDS : 0u) |
@@ -1516,6 +1553,7 @@ int rd_token_shard_fetch_batch(rd_token_store *s,
                                size_t n,
                                const uint64_t *users,
                                const int64_t *before_t,
+                               const uint64_t *before_id,
                                size_t L,
                                unsigned fields,
                                void *buf,
@@ -1542,7 +1580,7 @@ int rd_token_shard_fetch_batch(rd_token_store *s,
     rd__le32_put(p + 20, (fields & RD_TOKEN_FIELD_SIDE) ? s->info.n_side : 0);
     rd_token_fetch_out o = reply_arrays(p, &lay);
     memset(p + lay.mask + n * L, 0, lay.total - (lay.mask + n * L)); // padding
-    return rd_token_store_fetch_batch(s, n, users, before_t, L, &o, eb);
+    return rd_token_store_fetch_batch(s, n, users, before_t, before_id, L, &o, eb);
 }
 
 int rd_token_fetch_reply_view(const void *buf,

@@ -13,14 +13,15 @@
 #include <stdint.h>
 #include <string.h>
 
-#define RD__TOKEN_REQ_MAGIC    0x51544452u         // "RDTQ"
-#define RD__TOKEN_REPLY_MAGIC  0x46544452u         // "RDTF"
-#define RD__TOKEN_APPEND_MAGIC 0x41544452u         // "RDTA"
-#define RD__TOKEN_MAX_REQUESTS (1u << 20)          // requests per packed fetch
-#define RD__TOKEN_MAX_APPEND   (1u << 24)          // records per packed append
-#define RD__TOKEN_REQ_HEADER   16                  // packed append header
-#define RD__TOKEN_FETCH_HEADER 24                  // fetch request and fetch reply headers
-#define RD__TOKEN_MAX_PACKED   (UINT64_C(1) << 36) // 64 GiB: any packed buffer above is refused
+#define RD__TOKEN_REQ_MAGIC     0x51544452u         // "RDTQ"
+#define RD__TOKEN_REPLY_MAGIC   0x46544452u         // "RDTF"
+#define RD__TOKEN_APPEND_MAGIC  0x41544452u         // "RDTA"
+#define RD__TOKEN_MAX_REQUESTS  (1u << 20)          // requests per packed fetch
+#define RD__TOKEN_MAX_APPEND    (1u << 24)          // records per packed append
+#define RD__TOKEN_REQ_HEADER    16                  // packed append header
+#define RD__TOKEN_FETCH_HEADER  24                  // fetch request and fetch reply headers
+#define RD__TOKEN_REQ_BEFORE_ID 0x80000000u         // fetch request fields bit: ids (n) follow t
+#define RD__TOKEN_MAX_PACKED    (UINT64_C(1) << 36) // 64 GiB: any packed buffer above is refused
 
 /** Byte offsets of the arrays of a packed fetch reply of (n, L, dim, fields); the offset of an
  *  absent optional array is 0. */

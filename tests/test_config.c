@@ -299,6 +299,8 @@ static void test_entry_defaults_and_resolve(void **state) {
     assert_int_equal(m->tokens.length, 64);
     assert_int_equal(m->tokens.kind, RD_SEQ_TRANSFORMER);
     assert_int_equal(m->tokens.adapter, 64);
+    assert_int_equal(m->tokens.n_stats, 0);
+    assert_int_equal(m->tokens.same_time, 0);
     assert_int_equal(m->n_mlp, 0);
     assert_int_equal(m->n_tower, 0);
     assert_int_equal(m->two_towers, 0);
@@ -706,6 +708,15 @@ static void test_errors_cross(void **state) {
                  NULL);
     expect_error(BASE "    tokens: {scheme: 2, kind: none}\n",
                  "t.yaml:15:31: models[0].tokens.kind: a model that reads tokens needs", NULL);
+    expect_error(BASE "    tokens: {stats: [4]}\n", "t.yaml:",
+                 "models[0].tokens.stats[0]: needs tokens.scheme (the model reads no tokens)");
+    expect_error(BASE "    tokens: {scheme: 2, length: 8, stats: [4, 16]}\n",
+                 "t.yaml:", "models[0].tokens.stats[1]: 16 exceeds tokens.length (8)");
+    expect_error(BASE "    tokens: {scheme: 2, stats: [4, 4]}\n", "t.yaml:",
+                 "models[0].tokens.stats[1]: 4: the windows must be ascending and distinct");
+    expect_error(BASE "    tokens: {scheme: 2, stats: [0]}\n", "t.yaml:", "tokens.stats");
+    expect_error(BASE "    tokens: {scheme: 2, same_time: before}\n",
+                 "t.yaml:", "tokens.same_time");
     expect_error(BASE "tokens:\n  source_model: ghost\n",
                  "t.yaml:16:17: tokens.source_model: no model named 'ghost' in models", NULL);
     // Data checks.

@@ -483,7 +483,7 @@ static void test_no_leakage(void **state) {
     fout fb, f1;
     fout_init(&fb, Q, L, dim);
     fout_init(&f1, 1, L, dim);
-    assert_int_equal(rd_token_store_fetch_batch(s, Q, qu, qt, L, &fb.o, &eb), RD_OK);
+    assert_int_equal(rd_token_store_fetch_batch(s, Q, qu, qt, NULL, L, &fb.o, &eb), RD_OK);
     for (size_t q = 0; q < Q; q++) {
         assert_int_equal(rd_token_store_fetch(s, qu[q], qt[q], L, &f1.o, &eb), RD_OK);
         assert_int_equal(fb.o.n_found[q], f1.o.n_found[0]);
@@ -493,6 +493,35 @@ static void test_no_leakage(void **state) {
     }
     fout_free(&fb);
     fout_free(&f1);
+    // With before ids: also the records at t whose instance id is below the request's (the key
+    // order), never the record with that id, nothing after it.
+    uint64_t *qi = malloc(Q * 8);
+    for (size_t q = 0; q < Q; q++)
+        qi[q] = q % 37 == 0 ? UINT64_MAX : rd_rng_below(&r, 60);
+    fout_init(&fb, Q, L, dim);
+    assert_int_equal(rd_token_store_fetch_batch(s, Q, qu, qt, qi, L, &fb.o, &eb), RD_OK);
+    size_t ties = 0;
+    for (size_t q = 0; q < Q; q++) {
+        size_t lo = 0;
+        while (lo < n && ref[lo].user < qu[q])
+            lo++;
+        size_t hi = lo;
+        while (hi < n && ref[hi].user == qu[q] &&
+               (ref[hi].ts < qt[q] || (ref[hi].ts == qt[q] && ref[hi].id < qi[q])))
+            hi++;
+        size_t count = hi - lo, want = count < L ? count : L;
+        assert_int_equal(fb.o.n_found[q], want);
+        for (size_t k = 0; k < want; k++) {
+            const ref_rec *x = &ref[hi - want + k];
+            assert_true(fb.o.ts[q * L + k] == x->ts && fb.o.ids[q * L + k] == x->id);
+            assert_true(x->ts < qt[q] || x->id < qi[q]);
+            ties += x->ts == qt[q];
+            assert_true(fb.o.tokens[(q * L + k) * dim] == tokval(x->user, x->ts, x->id, 0));
+        }
+    }
+    assert_true(ties > 0); // the queries did reach records of their own time
+    fout_free(&fb);
+    free(qi);
     rd_token_store_destroy(s);
     free(ref);
     free(perm);
@@ -1215,16 +1244,17 @@ static void test_packed_entry_points(void **state) {
     const unsigned ALL = RD_TOKEN_FIELDS_ALL & ~RD_TOKEN_FIELD_SIDE; // the store has no side values
     size_t rb = rd_token_fetch_reply_bytes(7, L, dim, 0, ALL);
     unsigned char *reply = rd_aligned_alloc(rb);
-    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, ALL, reply, rb - 8, &eb),
+    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, NULL, L, ALL, reply, rb - 8, &eb),
                      RD_ERR_ARG);
-    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, 0x20, reply, rb, &eb), RD_ERR_ARG);
-    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, ALL, reply, rb, &eb), RD_OK);
+    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, NULL, L, 0x20, reply, rb, &eb),
+                     RD_ERR_ARG);
+    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, NULL, L, ALL, reply, rb, &eb), RD_OK);
     rd_token_fetch_out v;
     assert_int_equal(rd_token_fetch_reply_view(reply, rb, 7, L, dim, 0, ALL, &v, &eb), RD_OK);
     fout f;
     fout_init(&f, 7, L, dim);
     assert_int_equal(rd_token_fetch_fields(&f.o), ALL);
-    assert_int_equal(rd_token_store_fetch_batch(s, 7, qu, qt, L, &f.o, &eb), RD_OK);
+    assert_int_equal(rd_token_store_fetch_batch(s, 7, qu, qt, NULL, L, &f.o, &eb), RD_OK);
     assert_memory_equal(v.tokens, f.o.tokens, 7 * L * dim * 4);
     assert_memory_equal(v.ts, f.o.ts, 7 * L * 8);
     assert_memory_equal(v.items, f.o.items, 7 * L * 8);
@@ -1255,7 +1285,7 @@ static void test_packed_entry_points(void **state) {
     size_t rb0 = rd_token_fetch_reply_bytes(7, L, dim, 0, 0);
     assert_true(rb0 < rb);
     unsigned char *reply0 = rd_aligned_alloc(rb0);
-    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, L, 0, reply0, rb0, &eb), RD_OK);
+    assert_int_equal(rd_token_shard_fetch_batch(s, 7, qu, qt, NULL, L, 0, reply0, rb0, &eb), RD_OK);
     rd_token_fetch_out v0;
     assert_int_equal(rd_token_fetch_reply_view(reply0, rb0, 7, L, dim, 0, 0, &v0, &eb), RD_OK);
     assert_null(v0.labels);
@@ -1359,7 +1389,7 @@ static void side_values(int dtype, const char *name) {
     memset(f.o.side, 0x7f, R * L * SIDE_N * sizeof(float)); // poison: padding must be zeroed
     uint64_t qu[4] = {0, 1, 2, 3};
     int64_t qt[4] = {3, 20, 100, 0}; // 3, L, L (all 30 records before), 0 found
-    assert_int_equal(rd_token_store_fetch_batch(s, R, qu, qt, L, &f.o, &eb), RD_OK);
+    assert_int_equal(rd_token_store_fetch_batch(s, R, qu, qt, NULL, L, &f.o, &eb), RD_OK);
     for (size_t r = 0; r < R; r++) {
         uint32_t nf = f.o.n_found[r];
         assert_int_equal(nf, r == 0 ? 3 : r == 3 ? 0 : L);
@@ -1375,7 +1405,7 @@ static void side_values(int dtype, const char *name) {
     size_t rb = rd_token_fetch_reply_bytes(R, L, dim, SIDE_N, ALL);
     assert_true(rb == rd_token_fetch_reply_bytes(R, L, dim, 0, ALL) + R * L * SIDE_N * 4);
     unsigned char *reply = rd_aligned_alloc(rb);
-    assert_int_equal(rd_token_shard_fetch_batch(s, R, qu, qt, L, ALL, reply, rb, &eb), RD_OK);
+    assert_int_equal(rd_token_shard_fetch_batch(s, R, qu, qt, NULL, L, ALL, reply, rb, &eb), RD_OK);
     rd_token_fetch_out v;
     assert_int_equal(rd_token_fetch_reply_view(reply, rb, R, L, dim, SIDE_N, ALL, &v, &eb), RD_OK);
     assert_memory_equal(v.side, f.o.side, R * L * SIDE_N * 4);
@@ -1425,6 +1455,50 @@ static void test_side_values(void **state) {
     (void)state;
     side_values(RD_TOKEN_FP32, "side32");
     side_values(RD_TOKEN_FP16, "side16");
+}
+
+// rd_token_summary against its naive twin: every window summed from scratch, for every count of
+// fetched tokens around the window edges, with and without side values.
+static void test_summary(void **state) {
+    (void)state;
+    const int windows[] = {1, 3, 8};
+    enum { L = 10, S = 2 };
+    uint8_t labels[L];
+    float side[L * S];
+    uint64_t x = 12345;
+    for (int j = 0; j < L; j++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        labels[j] = (uint8_t)((x >> 33) & 1u);
+        for (int c = 0; c < S; c++)
+            side[j * S + c] = (float)((x >> (20 + 5 * c)) % 5u) + 1.0f - 0.5f * (float)c;
+    }
+    assert_int_equal(rd_token_summary_width(3, S), 1 + 3 * (1 + S));
+    assert_int_equal(rd_token_summary_width(3, 0), 1 + 3);
+    assert_int_equal(rd_token_summary_width(0, S), 0);
+    for (size_t ns = 0; ns <= S; ns += S) {
+        for (size_t n = 0; n <= L; n++) {
+            float out[1 + 3 * (1 + S)];
+            for (size_t k = 0; k < sizeof out / sizeof out[0]; k++)
+                out[k] = -7.0f; // every slot of the width must be written
+            rd_token_summary(windows, 3, n, labels, ns ? side : NULL, ns, out);
+            assert_float_equal(out[0], log1p((double)n), 1e-6);
+            for (int k = 0; k < 3; k++) {
+                size_t m = (size_t)windows[k] < n ? (size_t)windows[k] : n;
+                double y = 0, f[S] = {0};
+                for (size_t j = 0; j < m; j++) {
+                    y += labels[j];
+                    for (size_t c = 0; c < ns; c++)
+                        f[c] += (double)side[j * ns + c];
+                }
+                const float *o = out + 1 + (size_t)k * (1 + ns);
+                assert_float_equal(o[0], m ? y / (double)m : 0.0, 1e-6);
+                for (size_t c = 0; c < ns; c++)
+                    assert_float_equal(o[1 + c], m ? f[c] / (double)m : 0.0, 1e-5);
+            }
+            for (size_t k = rd_token_summary_width(3, ns); k < sizeof out / sizeof out[0]; k++)
+                assert_float_equal(out[k], -7.0f, 0.0); // and nothing beyond it
+        }
+    }
 }
 
 static void test_version1_store(void **state) {
@@ -1658,6 +1732,7 @@ int main(void) {
         cmocka_unit_test(test_ownership_and_bad_input),
         cmocka_unit_test(test_packed_entry_points),
         cmocka_unit_test(test_side_values),
+        cmocka_unit_test(test_summary),
         cmocka_unit_test(test_version1_store),
         cmocka_unit_test(test_iterate_and_stats),
         cmocka_unit_test(test_alloc_failures),

@@ -164,7 +164,7 @@ static void test_tokens_cli(void **state) {
     uint64_t ids[L], user = USER;
     uint32_t nfound = 0;
     rd_token_fetch_out fo = {.tokens = tok, .ts = ts, .ids = ids, .n_found = &nfound};
-    assert_int_equal(rd_token_store_fetch_batch(s, 1, &user, &before, L, &fo, &eb), RD_OK);
+    assert_int_equal(rd_token_store_fetch_batch(s, 1, &user, &before, NULL, L, &fo, &eb), RD_OK);
     rd_token_store_destroy(s);
     assert_int_equal(run(out, sizeof out, "%s tokens fetch %s --user %u --before %lld --n %zu",
                          g_rd, dir, USER, (long long)before, L),

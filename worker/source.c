@@ -1463,7 +1463,7 @@ static int store_fetch(void *ctx,
                        size_t L,
                        const rd_token_fetch_out *out,
                        rd_errbuf *eb) {
-    return rd_token_store_fetch_batch(ctx, n, users, before_t, L, out, eb);
+    return rd_token_store_fetch_batch(ctx, n, users, before_t, NULL, L, out, eb);
 }
 
 static int store_append(void *ctx, const rd_token_batch *b, rd_errbuf *eb) {
@@ -1477,7 +1477,7 @@ static int client_fetch(void *ctx,
                         size_t L,
                         const rd_token_fetch_out *out,
                         rd_errbuf *eb) {
-    return rd_token_client_fetch(ctx, n, users, before_t, L, out, eb);
+    return rd_token_client_fetch(ctx, n, users, before_t, NULL, L, out, eb);
 }
 
 static int client_append(void *ctx, const rd_token_batch *b, rd_errbuf *eb) {

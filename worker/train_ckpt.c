@@ -85,6 +85,10 @@ uint64_t rd_train_ckpt_config_hash(const rd_config *cfg, const rd_model_config *
         h = rd_hash64(&mc->seq.stats_residual, sizeof mc->seq.stats_residual, h);
     }
     h = rd_hash64(&mc->tokens.scheme, sizeof mc->tokens.scheme, h);
+    if (mc->tokens.same_time) // which tokens are read: hashed when not the default
+        h = rd_hash64(&mc->tokens.same_time, sizeof mc->tokens.same_time, h);
+    if (mc->tokens.n_stats) // summaries of the fetched tokens: hashed when on, as seq.stats
+        h = rd_hash64(mc->tokens.stats, (size_t)mc->tokens.n_stats * sizeof mc->tokens.stats[0], h);
     h = rd_hash64(mc->mlp, (size_t)mc->n_mlp * sizeof mc->mlp[0], h);
     h = rd_hash64(mc->tower, (size_t)mc->n_tower * sizeof mc->tower[0], h);
     h = rd_hash64(&mc->two_towers, sizeof mc->two_towers, h);

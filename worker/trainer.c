@@ -90,6 +90,7 @@ typedef struct stage {
     // Instance tokens (IAT stage 2), fetched through the PS ranks with the pull.
     uint64_t *tk_users; // (max_batch) user key of each example
     int64_t *tk_ts;     // (max_batch) its timestamp: tokens strictly before it
+    uint64_t *tk_ids;   // (max_batch) its id (tokens.same_time earlier: ties before it too)
     float *tk_fetch;    // (max_batch, Lt, d) as fetched: oldest first, left-aligned
     float *tk_flab;     // (max_batch, Lt) labels as fetched
     uint32_t *tk_n;     // (max_batch) tokens found
@@ -301,6 +302,7 @@ static void stage_alloc(rd_trainer *tr, stage *s) {
         size_t n = Bm * tr->Lt;
         s->tk_users = rd_xmalloc(Bm * sizeof(uint64_t));
         s->tk_ts = rd_xmalloc(Bm * sizeof(int64_t));
+        s->tk_ids = rd_xmalloc(Bm * sizeof(uint64_t));
         s->tk_n = rd_xmalloc(Bm * sizeof(uint32_t));
         s->tk_fetch = rd_xmalloc(n * tr->dt * sizeof(float));
         s->tokens = rd_xmalloc(n * tr->dt * sizeof(float));
@@ -326,6 +328,7 @@ static void stage_free(rd_trainer *tr, stage *s) {
     rd_free(s->slab);
     rd_free(s->tk_users);
     rd_free(s->tk_ts);
+    rd_free(s->tk_ids);
     rd_free(s->tk_n);
     rd_free(s->tk_fetch);
     rd_free(s->tokens);
@@ -412,7 +415,9 @@ int rd_trainer_create(const rd_comm *comm,
         .tables = cfg->ps.tables,
         .n_tables = cfg->ps.n_tables,
         .max_batch = tr->max_batch,
-        .n_numeric = rd_dataset_n_inputs(tr->info) + rd_history_stats_width(&tr->mcfg->seq),
+        .n_numeric = rd_dataset_n_inputs(tr->info) + rd_history_stats_width(&tr->mcfg->seq) +
+                     rd_token_summary_width(tr->mcfg->tokens.n_stats,
+                                            (size_t)rd_tokens_side_width(&cfg->tokens)),
         .token_dim = (size_t)cfg->tokens.dim,
         .token_side = (size_t)rd_tokens_side_width(&cfg->tokens),
         .causal = 0,
@@ -602,6 +607,7 @@ static int stage_build(rd_trainer *tr, stage *s, size_t B, rd_errbuf *eb) {
         if (tr->Lt) {
             s->tk_users[b] = r->user_key;
             s->tk_ts[b] = r->ts;
+            s->tk_ids[b] = r->id;
         }
         if (m->n_numeric) {
             float *num = s->numeric + b * m->n_numeric;
@@ -677,8 +683,9 @@ static int stage_pull(rd_trainer *tr, stage *s, rd_errbuf *eb) {
     if (tr->Lt && s->B > 0) {
         rd_token_fetch_out fo = {
             .tokens = s->tk_fetch, .labels = s->tk_flab, .n_found = s->tk_n, .side = s->tk_fside};
-        int rc = rd_token_client_fetch_start(tr->tok, s->B, s->tk_users, s->tk_ts, tr->Lt, &fo,
-                                             &s->tk_handle, eb);
+        int rc = rd_token_client_fetch_start(tr->tok, s->B, s->tk_users, s->tk_ts,
+                                             tr->mcfg->tokens.same_time ? s->tk_ids : NULL, tr->Lt,
+                                             &fo, &s->tk_handle, eb);
         if (rc != RD_OK)
             return rc;
         tr->tok_stats.fetched_requests += s->B;
@@ -742,6 +749,14 @@ static int stage_wait_tokens(rd_trainer *tr, stage *s, rd_errbuf *eb) {
             memset(lb + n, 0, L - n);
         }
         tr->tok_stats.fetched_tokens += n;
+        if (tr->mcfg->tokens.n_stats) {
+            // The summaries close the numeric inputs, after the fields and the history statistics.
+            const rd_model *m = tr->model;
+            size_t w = rd_token_summary_width(tr->mcfg->tokens.n_stats, S);
+            rd_token_summary(tr->mcfg->tokens.stats, tr->mcfg->tokens.n_stats, n, lb,
+                             S ? s->tk_side + b * L * S : NULL, S,
+                             s->numeric + (b + 1) * m->n_numeric - w);
+        }
     }
     return RD_OK;
 }

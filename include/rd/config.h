@@ -353,6 +353,15 @@ typedef struct rd_token_use {
     int adapter; // adapter MLP width, 1..65536; default 64
     int gate;    // 1 = the branch output is scaled per channel by a learned gate that starts at 0,
                  // so the model starts as without tokens; default 0
+    int n_stats;
+    int stats[RD_MAX_STATS]; // summaries of the fetched tokens as dense inputs (rd_token_summary):
+                             // log1p of the count fetched, then for each window k the mean label
+                             // and the mean of each side value (tokens.side) of the k latest
+                             // tokens (each 1..length, ascending); default [] (none)
+    int same_time; // which tokens of the event's own timestamp are read: 0 = none (strictly before
+                   // its time), 1 = those of events earlier in the dataset's order (instance id),
+                   // as the item history reads a log's same-second events; YAML exclude |
+                   // earlier; default exclude
 } rd_token_use;
 
 typedef struct rd_model_config {

@@ -262,11 +262,17 @@ int rd_token_store_fetch(rd_token_store *s,
                          rd_errbuf *eb);
 
 /** Fetch n requests (users[i], before_t[i]) into row i of `out`, with one read transaction per
- *  shard involved (renewed, not recreated). Same codes as rd_token_store_fetch. */
+ *  shard involved (renewed, not recreated). Same codes as rd_token_store_fetch.
+ *  before_id: NULL for the semantics above (strictly before before_t), or (n) instance ids: then
+ *  request i also returns the records at before_t[i] whose instance id is below before_id[i] —
+ *  the key order, which is the dataset's event order (a log's events that share one timestamp
+ *  are ordered by id; the hand-crafted history reads them as earlier). Never the record with that
+ *  id itself, nothing after it. */
 int rd_token_store_fetch_batch(rd_token_store *s,
                                size_t n,
                                const uint64_t *users,
                                const int64_t *before_t,
+                               const uint64_t *before_id,
                                size_t L,
                                const rd_token_fetch_out *out,
                                rd_errbuf *eb);
@@ -368,6 +374,23 @@ int rd_token_store_iterate(
 /** The RD_TOKEN_FIELD_* bits of the optional arrays that `out` asks for (non-NULL). */
 unsigned rd_token_fetch_fields(const rd_token_fetch_out *out);
 
+/** Width of rd_token_summary's output: 1 + n_windows * (1 + n_side), or 0 without windows. */
+size_t rd_token_summary_width(int n_windows, size_t n_side);
+
+/** Summary statistics of one request's fetched tokens, as dense model inputs
+ * (models[].tokens.stats, the token-store twin of seq.stats): out[0] = log1p(n); then for each
+ * window k (ascending, each >= 1) the mean label of the min(windows[k], n) most recent tokens and
+ * the mean of each of their n_side side values; 0 for an empty window. labels (n) and side (n,
+ * n_side) are most recent first, as the trainer lays a fetch out; side may be NULL when n_side is
+ * 0. */
+void rd_token_summary(const int *windows,
+                      int n_windows,
+                      size_t n,
+                      const uint8_t *labels,
+                      const float *side,
+                      size_t n_side,
+                      float *out);
+
 /** Bytes of a packed fetch reply (n_side: the store's; it counts only with RD_TOKEN_FIELD_SIDE);
  *  0 if n, L, dim, n_side or fields is out of range or the size overflows. */
 size_t rd_token_fetch_reply_bytes(size_t n, size_t L, size_t dim, size_t n_side, unsigned fields);
@@ -383,6 +406,7 @@ int rd_token_shard_fetch_batch(rd_token_store *s,
                                size_t n,
                                const uint64_t *users,
                                const int64_t *before_t,
+                               const uint64_t *before_id,
                                size_t L,
                                unsigned fields,
                                void *buf,
@@ -485,7 +509,8 @@ void rd_token_client_destroy(rd_token_client *c);
 
 /**
  * Start fetching n requests: they are grouped by owning PS rank and sent as one message per
- * rank (MPI_Isend, no blocking). users/before_t are copied (reusable at once); `out` must stay
+ * rank (MPI_Isend, no blocking). users/before_t/before_id are copied (reusable at once);
+ * before_id is NULL or per request, as in rd_token_store_fetch_batch; `out` must stay
  * valid and untouched until rd_token_client_wait(handle) returns.
  * @param[out] handle  to pass to rd_token_client_wait
  * @return RD_OK, RD_ERR_ARG (L or n out of range), RD_ERR_FULL (RD_TOKEN_CLIENT_MAX_INFLIGHT
@@ -495,6 +520,7 @@ int rd_token_client_fetch_start(rd_token_client *c,
                                 size_t n,
                                 const uint64_t *users,
                                 const int64_t *before_t,
+                                const uint64_t *before_id,
                                 size_t L,
                                 const rd_token_fetch_out *out,
                                 int *handle,
@@ -508,6 +534,7 @@ int rd_token_client_fetch(rd_token_client *c,
                           size_t n,
                           const uint64_t *users,
                           const int64_t *before_t,
+                          const uint64_t *before_id,
                           size_t L,
                           const rd_token_fetch_out *out,
                           rd_errbuf *eb);

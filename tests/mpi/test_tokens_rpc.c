@@ -103,11 +103,13 @@ static void append_phase(rd_token_client *cl, int w) {
 }
 
 // Expected result of fetch(user of worker w, t, L) in row r of out.
-static void check_row(const rd_token_fetch_out *o, size_t r, size_t L, int w, int i, int64_t t) {
+// bid: the request's before id (0 = strictly before t): records at t with a lower id count too.
+static void
+check_row(const rd_token_fetch_out *o, size_t r, size_t L, int w, int i, int64_t t, uint64_t bid) {
     uint64_t u = user_key(w, i);
-    int count = 0; // records with ts < t
+    int count = 0; // records with a key below (t, bid): the records are in key order
     for (int k = 0; k < RECS_PER_USER; k++)
-        if (rec_ts(k) < t)
+        if (rec_ts(k) < t || (rec_ts(k) == t && (uint64_t)k < bid))
             count++;
     int want = count < (int)L ? count : (int)L;
     T_CHECK(&g_errs, o->n_found[r] == (uint32_t)want, "user %d/%d t %lld: found %u, want %d", w, i,
@@ -120,8 +122,10 @@ static void check_row(const rd_token_fetch_out *o, size_t r, size_t L, int w, in
             int k = count - want + s;
             T_CHECK(&g_errs, o->ts == NULL || o->ts[at] == rec_ts(k), "ts %lld, want %lld",
                     o->ts ? (long long)o->ts[at] : 0LL, (long long)rec_ts(k));
-            T_CHECK(&g_errs, o->ts == NULL || o->ts[at] < t, "leak: ts %lld >= t %lld",
-                    o->ts ? (long long)o->ts[at] : 0LL, (long long)t);
+            T_CHECK(&g_errs,
+                    o->ts == NULL || o->ts[at] < t ||
+                        (o->ts[at] == t && o->ids && o->ids[at] < bid),
+                    "leak: ts %lld >= t %lld", o->ts ? (long long)o->ts[at] : 0LL, (long long)t);
             T_CHECK(&g_errs, o->ids == NULL || o->ids[at] == (uint64_t)k, "id");
             T_CHECK(&g_errs, o->items == NULL || o->items[at] == (uint64_t)k * 7, "item");
             T_CHECK(&g_errs, o->labels == NULL || o->labels[at] == (float)(k % 2), "label");
@@ -175,6 +179,7 @@ static void fetch_phase(rd_token_client *cl, rd_kv *kv, int W, int me, int P, in
     const int R = W * USERS_PER_WORKER;
     uint64_t *users = rd_xmalloc((size_t)R * 8);
     int64_t *ts = rd_xmalloc((size_t)R * 8);
+    uint64_t *bid = rd_xmalloc((size_t)R * 8);
     int *ww = rd_xmalloc((size_t)R * sizeof *ww), *ii = rd_xmalloc((size_t)R * sizeof *ii);
     rd_rng r;
     rd_rng_seed(&r, 1000 + (uint64_t)me);
@@ -190,17 +195,23 @@ static void fetch_phase(rd_token_client *cl, rd_kv *kv, int W, int me, int P, in
             ii[q] = q / W;
             users[q] = user_key(ww[q], ii[q]);
             ts[q] = round == 0 && q % 5 == 0 ? INT64_MAX : (int64_t)rd_rng_below(&r, 24) - 1;
+            bid[q] = round >= 2 ? rd_rng_below(&r, RECS_PER_USER + 2) : 0;
         }
+        // Rounds 2 and 3 send before ids: the records of the request's own time below its id too.
+        const uint64_t *ids_arg = round >= 2 ? bid : NULL;
         for (int f = 0; f < 3; f++) {
             fb_init(&fb[f], (size_t)R, Ls[f], f != 1);
-            int rc =
-                rd_token_client_fetch_start(cl, (size_t)R, users, ts, Ls[f], &fb[f].o, &h[f], &eb);
+            int rc = rd_token_client_fetch_start(cl, (size_t)R, users, ts, ids_arg, Ls[f], &fb[f].o,
+                                                 &h[f], &eb);
             T_CHECK(&g_errs, rc == RD_OK, "fetch_start: %s", eb.msg);
         }
         // The caller's request arrays are copied at start: scribbling on them is harmless.
         int64_t *saved = rd_xmalloc((size_t)R * 8);
+        uint64_t *saved_b = rd_xmalloc((size_t)R * 8);
         memcpy(saved, ts, (size_t)R * 8);
+        memcpy(saved_b, bid, (size_t)R * 8);
         memset(ts, 0, (size_t)R * 8);
+        memset(bid, 0xff, (size_t)R * 8);
         // An rd_kv pull on the same communicator while the fetches are in flight.
         uint64_t keys[3] = {11, 12, 13};
         float vals[3 * 4];
@@ -216,10 +227,11 @@ static void fetch_phase(rd_token_client *cl, rd_kv *kv, int W, int me, int P, in
             rc = rd_token_client_wait(cl, h[f], &eb);
             T_CHECK(&g_errs, rc == RD_OK, "fetch wait: %s", eb.msg);
             for (int q = 0; q < R && rc == RD_OK; q++)
-                check_row(&fb[f].o, (size_t)q, Ls[f], ww[q], ii[q], saved[q]);
+                check_row(&fb[f].o, (size_t)q, Ls[f], ww[q], ii[q], saved[q], saved_b[q]);
             fb_free(&fb[f]);
         }
         rd_free(saved);
+        rd_free(saved_b);
     }
     // Users of a single PS rank only (P > 1): one message, received in place.
     if (P > 1) {
@@ -237,10 +249,10 @@ static void fetch_phase(rd_token_client *cl, rd_kv *kv, int W, int me, int P, in
         }
         T_CHECK(&g_errs, n1 > 0, "no user on the last PS rank");
         fb_init(&fb[0], (size_t)n1, 8, 1);
-        int rc = rd_token_client_fetch(cl, (size_t)n1, users, ts, 8, &fb[0].o, &eb);
+        int rc = rd_token_client_fetch(cl, (size_t)n1, users, ts, NULL, 8, &fb[0].o, &eb);
         T_CHECK(&g_errs, rc == RD_OK, "single-rank fetch: %s", eb.msg);
         for (int q = 0; q < n1 && rc == RD_OK; q++)
-            check_row(&fb[0].o, (size_t)q, 8, ww[q], ii[q], 7);
+            check_row(&fb[0].o, (size_t)q, 8, ww[q], ii[q], 7, 0);
         fb_free(&fb[0]);
     }
     // Too many fetches in flight; bad arguments.
@@ -249,7 +261,7 @@ static void fetch_phase(rd_token_client *cl, rd_kv *kv, int W, int me, int P, in
     int started = 0;
     for (int k = 0; k <= RD_TOKEN_CLIENT_MAX_INFLIGHT; k++) {
         rd_errbuf_clear(&eb);
-        int rc = rd_token_client_fetch_start(cl, 1, users, ts, 4, &fb[0].o, &hs[k], &eb);
+        int rc = rd_token_client_fetch_start(cl, 1, users, ts, NULL, 4, &fb[0].o, &hs[k], &eb);
         if (k < RD_TOKEN_CLIENT_MAX_INFLIGHT) {
             T_CHECK(&g_errs, rc == RD_OK, "start %d: %s", k, eb.msg);
             started += rc == RD_OK;
@@ -260,11 +272,12 @@ static void fetch_phase(rd_token_client *cl, rd_kv *kv, int W, int me, int P, in
     for (int k = 0; k < started; k++)
         T_CHECK(&g_errs, rd_token_client_wait(cl, hs[k], &eb) == RD_OK, "wait: %s", eb.msg);
     T_CHECK(&g_errs, rd_token_client_wait(cl, hs[0], &eb) == RD_ERR_ARG, "second wait");
-    T_CHECK(&g_errs, rd_token_client_fetch(cl, 1, users, ts, 0, &fb[0].o, &eb) == RD_ERR_ARG,
+    T_CHECK(&g_errs, rd_token_client_fetch(cl, 1, users, ts, NULL, 0, &fb[0].o, &eb) == RD_ERR_ARG,
             "L = 0");
     fb_free(&fb[0]);
     rd_free(users);
     rd_free(ts);
+    rd_free(bid);
     rd_free(ww);
     rd_free(ii);
 }

@@ -224,4 +224,54 @@ run -n 2 "$RD" train "$TMP/reuse.yaml" --out "$TMP/reuse" >"$TMP/out" 2>"$TMP/er
 grep -q "the store has 0 side values per token, tokens.side and tokens.side_residual ask for 1" "$TMP/err" ||
     fail "side mismatch message: $(cat "$TMP/err")"
 [ ! -e "$TMP/reuse/report.json" ] || fail "failed run left a report"
+# Summaries of the fetched tokens (models[].tokens.stats) as dense inputs: computed from what
+# each fetch returns, so they too are the same with 1 and 2 PS ranks, and they change the model.
+for p in 1 2; do
+    sed 's/adapter: 8}/adapter: 8, stats: [2, 8]}/' "$TMP/s$p.yaml" >"$TMP/st$p.yaml"
+    grep -q "stats: \[2, 8\]" "$TMP/st$p.yaml" || fail "tokens.stats not set in the config"
+done
+run -n 2 "$RD" train "$TMP/st1.yaml" --out "$TMP/st1" >"$TMP/out" 2>"$TMP/err" ||
+    fail "token summaries, 1 PS: $(cat "$TMP/err")"
+run -n 3 "$RD" train "$TMP/st2.yaml" --out "$TMP/st2" >"$TMP/out" 2>"$TMP/err" ||
+    fail "token summaries, 2 PS: $(cat "$TMP/err")"
+b1=$(auc "$TMP/st1/report.json" teacher)
+b2=$(auc "$TMP/st2/report.json" teacher)
+echo "token summaries: holdout AUC 1 PS $b1, 2 PS $b2 (without: $a1)"
+[ "$b1" = "$b2" ] || fail "token summaries: AUC depends on the PS count ($b1 vs $b2)"
+[ "$b1" != "$a1" ] || fail "token summaries change nothing ($b1)"
+# Same-second events (models[].tokens.same_time): a log whose users rate four items a second. With
+# `earlier` the teacher also reads the tokens of its own second's earlier events (dataset order),
+# so it fetches more for the same requests, the same with 1 and 2 PS ranks; `exclude` (the
+# default, strictly before the event's time) is the run without the key, to the last digit.
+mkdir -p "$TMP/ties"
+awk -F, 'NR == 1 { print; next } { g = int((NR - 2) / 4); $1 = "u" (g * 7) % 60; $3 = 1000000 + 7 * g; print }' OFS=, \
+    "$TMP/log.csv" >"$TMP/ties/log.csv"
+for mode in none exclude earlier; do
+    for p in 1 2; do
+        sed -e "s|input: $TMP$|input: $TMP/ties|" "$TMP/s$p.yaml" |
+            if [ $mode = none ]; then cat; else sed "s/adapter: 8}/adapter: 8, same_time: $mode}/"; fi \
+                >"$TMP/ti-$mode-$p.yaml"
+        grep -q "input: $TMP/ties" "$TMP/ti-$mode-$p.yaml" || fail "tie log not set in the config"
+    done
+    run -n 2 "$RD" train "$TMP/ti-$mode-1.yaml" --out "$TMP/ti-$mode-1" >"$TMP/out" 2>"$TMP/err" ||
+        fail "same_time $mode: $(cat "$TMP/err")"
+done
+run -n 3 "$RD" train "$TMP/ti-earlier-2.yaml" --out "$TMP/ti-earlier-2" >"$TMP/out" 2>"$TMP/err" ||
+    fail "same_time earlier, 2 PS: $(cat "$TMP/err")"
+python3 - "$TMP" <<'PY' || fail "same_time"
+import json, sys
+r = {k: json.load(open(f"{sys.argv[1]}/ti-{k}/report.json")) for k in
+     ("none-1", "exclude-1", "earlier-1", "earlier-2")}
+t = {k: v["jobs"]["teacher"]["tokens"] for k, v in r.items()}
+a = {k: v["holdout"]["teacher"]["auc"] for k, v in r.items()}
+print("same_time: fetched tokens exclude %d, earlier %d of %d requests; AUC none %s exclude %s "
+      "earlier %s (2 PS %s)" % (t["exclude-1"]["fetched_tokens"], t["earlier-1"]["fetched_tokens"],
+      t["earlier-1"]["fetched_requests"], a["none-1"], a["exclude-1"], a["earlier-1"], a["earlier-2"]))
+assert t["exclude-1"]["fetched_requests"] == t["earlier-1"]["fetched_requests"]
+assert t["earlier-1"]["fetched_tokens"] > t["exclude-1"]["fetched_tokens"]
+assert t["exclude-1"]["fetched_tokens"] == t["none-1"]["fetched_tokens"]
+assert a["none-1"] == a["exclude-1"], "same_time: exclude is not the default"
+assert a["earlier-1"] == a["earlier-2"], "same_time earlier depends on the PS count"
+assert a["earlier-1"] != a["exclude-1"], "same_time earlier changes nothing"
+PY
 echo "iat.sh: ok"
