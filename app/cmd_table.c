@@ -266,32 +266,25 @@ int rd_cmd_table(int argc, char **argv) {
         code = cmd_stats(tt, dir, table);
     } else if (strcmp(cmd, "export") == 0) {
         int to_stdout = strcmp(out, "-") == 0;
-        // Sized for out: a fixed buffer truncated a long --out to a prefix, and the file of
-        // that name was overwritten and then renamed away.
-        size_t tlen = strlen(out) + sizeof ".tmp";
-        char *tmp = rd_xmalloc(tlen);
-        snprintf(tmp, tlen, "%s.tmp", out);
+        // A unique temporary file beside --out, renamed over it: never over a FIFO, device or
+        // symlink, and never through a link planted under a predictable name (rd/lmdbx.h).
+        rd_lmdbx_outfile of;
+        memset(&of, 0, sizeof of);
         FILE *f = stdout;
         if (to_stdout && fmt != RD_TABLETOOL_TSV) {
             rc = rd_err_set(&eb, RD_ERR_ARG, "--out -: binary export needs a file");
         } else if (!to_stdout) {
-            // Written to out.tmp and renamed: never over a FIFO, device or symlink.
-            rc = rd_lmdbx_check_replaceable(out, &eb);
-            f = NULL;
-            if (rc == RD_OK && !(f = fopen(tmp, "wb")))
-                rc = rd_err_set(&eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
+            rc = rd_lmdbx_outfile_open(out, &of, &eb);
+            f = of.f;
         }
         if (rc == RD_OK)
             rc = rd_tabletool_export(tt, ti, fmt, f, &eb);
-        if (!to_stdout && f) {
-            if (fclose(f) != 0 && rc == RD_OK)
-                rc = rd_err_set(&eb, RD_ERR_IO, "%s: write failed", tmp);
-            if (rc == RD_OK && rename(tmp, out) != 0)
-                rc = rd_err_set(&eb, RD_ERR_IO, "rename to %s: %s", out, strerror(errno));
-            if (rc != RD_OK)
-                remove(tmp);
+        if (!to_stdout) {
+            if (rc == RD_OK)
+                rc = rd_lmdbx_outfile_commit(&of, &eb);
+            else
+                rd_lmdbx_outfile_abort(&of);
         }
-        rd_free(tmp);
     } else if (strcmp(cmd, "import") == 0) {
         FILE *f = fopen(in, "rb");
         uint64_t n = 0;
