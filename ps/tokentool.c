@@ -48,13 +48,17 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new directory", out);
-    // The copy is built in a folder of its own beside --out (rd/lmdbx.h).
+    // Missing parents of --out are created as before, but removed again when the run fails
+    // (only those this run made); the copy is built in a folder of its own beside --out.
     char part[4096], created[4096];
     if (strlen(out) + 48 > sizeof part)
         return rd_err_set(eb, RD_ERR_ARG, "output path too long");
-    if ((rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, eb)) != RD_OK ||
-        (rc = rd_lmdbx_mkdir_partial(out, part, sizeof part, eb)) != RD_OK)
+    if ((rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, eb)) != RD_OK)
         return rc;
+    if ((rc = rd_lmdbx_mkdir_partial(out, part, sizeof part, eb)) != RD_OK) {
+        rd_lmdbx_rmdir_created(out, created);
+        return rc;
+    }
     for (uint32_t s = 0; rc == RD_OK && s < info.n_shards; s++) {
         char src[4200], dst[4200];
         snprintf(src, sizeof src, "%s/shard-%04u", dir, s);
@@ -82,8 +86,10 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
             errno == EEXIST || errno == ENOTEMPTY
                 ? rd_err_set(eb, RD_ERR_EXISTS, "%s exists (written meanwhile by another run)", out)
                 : rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));
-    if (rc != RD_OK)
+    if (rc != RD_OK) {
         remove_partial(part, (int)info.n_shards);
+        rd_lmdbx_rmdir_created(out, created);
+    }
     return rc;
 }
 

@@ -586,15 +586,18 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new directory", out);
-    // The checkpoint is built in a folder of its own beside --out (rd/lmdbx.h).
+    // Missing parents of --out are created as before, but removed again when the run fails
+    // (only those this run made); the checkpoint is built in a folder of its own beside --out.
     char part[RD_PATH_MAX + 48], created[RD_PATH_MAX + 48];
     if (strlen(out) + 48 > sizeof part)
         return rd_err_set(eb, RD_ERR_ARG, "output path too long: %.64s...", out);
     int rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, eb);
-    if (rc == RD_OK)
-        rc = rd_lmdbx_mkdir_partial(out, part, sizeof part, eb);
     if (rc != RD_OK)
         return rc;
+    if ((rc = rd_lmdbx_mkdir_partial(out, part, sizeof part, eb)) != RD_OK) {
+        rd_lmdbx_rmdir_created(out, created);
+        return rc;
+    }
     rd_table **nt = NULL;
     if (rc == RD_OK)
         rc = new_tables(m, Q, &nt, eb);
@@ -698,8 +701,10 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
             errno == EEXIST || errno == ENOTEMPTY
                 ? rd_err_set(eb, RD_ERR_EXISTS, "%s exists (written meanwhile by another run)", out)
                 : rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));
-    if (rc != RD_OK)
+    if (rc != RD_OK) {
         rd_train_ckpt_rmtree(part, NULL);
+        rd_lmdbx_rmdir_created(out, created);
+    }
     rd_free(nm);
     free_tables(nt, (size_t)Q * T);
     return rc;
