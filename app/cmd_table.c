@@ -148,47 +148,39 @@ int rd_cmd_table(int argc, char **argv) {
         table_usage(stderr);
         return 2;
     }
-    if (rd_app_wants_help(argc, argv)) {
+    char prog[64];
+    snprintf(prog, sizeof prog, "recdistill table %s", cmd);
+    rd_app_opt opts[] = {
+        {"--table", RD_APP_STRING, NULL},      {"--out", RD_APP_STRING, NULL},
+        {"--in", RD_APP_STRING, NULL},         {"--format", RD_APP_STRING, NULL},
+        {"--older-than", RD_APP_NUMBER, NULL}, {"--min-count", RD_APP_NUMBER, NULL},
+        {"--shards", RD_APP_NUMBER, NULL}};
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    const char *dir = NULL;
+    int n_pos = 0;
+    int st = rd_app_parse(prog, argc, argv, 2, opts, n_opts, &dir, 1, &n_pos);
+    if (st == 1) {
         table_usage(stdout);
         return 0;
     }
-    const char *dir = NULL, *table = NULL, *out = NULL, *in = NULL, *format = "tsv";
+    if (st != 0)
+        return 2;
+    const char *table = opts[0].value, *out = opts[1].value, *in = opts[2].value;
+    const char *format = opts[3].value ? opts[3].value : "tsv";
     int64_t older = INT64_MIN, min_count = 0, shards = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (strcmp(a, "--table") == 0 && has) {
-            table = argv[++i];
-        } else if (strcmp(a, "--out") == 0 && has) {
-            out = argv[++i];
-        } else if (strcmp(a, "--in") == 0 && has) {
-            in = argv[++i];
-        } else if (strcmp(a, "--format") == 0 && has) {
-            format = argv[++i];
-        } else if (strcmp(a, "--older-than") == 0 && has) {
-            if (parse_i64(argv[++i], &older)) {
-                fprintf(stderr, "recdistill table %s: --older-than: '%s' is not an integer\n", cmd,
-                        argv[i]);
-                return 2;
-            }
-        } else if (strcmp(a, "--min-count") == 0 && has) {
-            if (parse_i64(argv[++i], &min_count) || min_count < 0) {
-                fprintf(stderr, "recdistill table %s: --min-count: '%s' is not a count\n", cmd,
-                        argv[i]);
-                return 2;
-            }
-        } else if (strcmp(a, "--shards") == 0 && has) {
-            if (parse_i64(argv[++i], &shards) || shards < 1 || shards > RD_CKPT_MAX_SHARDS) {
-                fprintf(stderr, "recdistill table %s: --shards: '%s' is not in 1..%d\n", cmd,
-                        argv[i], RD_CKPT_MAX_SHARDS);
-                return 2;
-            }
-        } else if (a[0] == '-' || dir) {
-            fprintf(stderr, "recdistill table %s: unexpected argument '%s'\n", cmd, a);
-            return 2;
-        } else {
-            dir = a;
-        }
+    if (opts[4].value && parse_i64(opts[4].value, &older)) {
+        fprintf(stderr, "%s: --older-than: '%s' is not an integer\n", prog, opts[4].value);
+        return 2;
+    }
+    if (opts[5].value && (parse_i64(opts[5].value, &min_count) || min_count < 0)) {
+        fprintf(stderr, "%s: --min-count: '%s' is not a count\n", prog, opts[5].value);
+        return 2;
+    }
+    if (opts[6].value &&
+        (parse_i64(opts[6].value, &shards) || shards < 1 || shards > RD_CKPT_MAX_SHARDS)) {
+        fprintf(stderr, "%s: --shards: '%s' is not in 1..%d\n", prog, opts[6].value,
+                RD_CKPT_MAX_SHARDS);
+        return 2;
     }
     int edits = strcmp(cmd, "import") == 0 || strcmp(cmd, "evict") == 0 ||
                 strcmp(cmd, "reshard") == 0 || strcmp(cmd, "compact") == 0;
