@@ -53,24 +53,24 @@ static void print_layout(const rd_config *cfg, FILE *f) {
 }
 
 int rd_cmd_config(int argc, char **argv) {
-    if (rd_app_wants_help(argc, argv)) {
+    rd_app_opt opts[] = {{"--layout", RD_APP_FLAG, NULL}};
+    const char *path = NULL;
+    int n_pos = 0;
+    int st = rd_app_parse("recdistill config", argc, argv, 1, opts, 1, &path, 1, &n_pos);
+    if (st == 1) {
         config_usage(stdout);
         return 0;
     }
-    int layout = argc == 3 && strcmp(argv[1], "--layout") == 0;
-    if (layout) {
-        argv++;
-        argc--;
-    }
-    if (argc != 2 || argv[1][0] == '-') {
+    if (st != 0 || n_pos != 1) {
         config_usage(stderr);
         return 2;
     }
+    int layout = opts[0].value != NULL;
     // rd_config is large (hundreds of KB): keep it off the stack.
     rd_config *cfg = rd_xmalloc(sizeof *cfg);
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    int rc = rd_config_load(argv[1], cfg, &eb);
+    int rc = rd_config_load(path, cfg, &eb);
     if (rc != RD_OK) {
         fprintf(stderr, "recdistill config: %s\n", eb.msg[0] ? eb.msg : rd_strerror(rc));
         rd_free(cfg);

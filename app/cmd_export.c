@@ -36,28 +36,23 @@ static void export_usage(FILE *out) {
 }
 
 int rd_cmd_export(int argc, char **argv) {
-    if (rd_app_wants_help(argc, argv)) {
+    rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL},
+                         {"--job", RD_APP_STRING, NULL},
+                         {"--ckpt", RD_APP_STRING, NULL},
+                         {"--data", RD_APP_STRING, NULL}};
+    const char *config = NULL;
+    int n_pos = 0;
+    int st = rd_app_parse("recdistill export", argc, argv, 1, opts, 4, &config, 1, &n_pos);
+    if (st == 1) {
         export_usage(stdout);
         return 0;
     }
-    const char *config = NULL, *out = NULL, *job = NULL, *ckpt = NULL, *data = NULL;
-    for (int i = 1; i < argc; i++) {
-        int has = i + 1 < argc;
-        if (strcmp(argv[i], "--out") == 0 && has)
-            out = argv[++i];
-        else if (strcmp(argv[i], "--job") == 0 && has)
-            job = argv[++i];
-        else if (strcmp(argv[i], "--ckpt") == 0 && has)
-            ckpt = argv[++i];
-        else if (strcmp(argv[i], "--data") == 0 && has)
-            data = argv[++i];
-        else if (argv[i][0] == '-' || config) {
-            fprintf(stderr, "recdistill export: unexpected argument '%s'\n", argv[i]);
-            export_usage(stderr);
-            return 2;
-        } else
-            config = argv[i];
+    if (st != 0) {
+        export_usage(stderr);
+        return 2;
     }
+    const char *out = opts[0].value, *job = opts[1].value, *ckpt = opts[2].value,
+               *data = opts[3].value;
     if (!config || !out) {
         fprintf(stderr, "recdistill export: missing %s\n", !config ? "CONFIG" : "--out FILE");
         export_usage(stderr);

@@ -59,58 +59,40 @@ static double cell(const rd_csv_field *f, size_t n, int col) {
 }
 
 int rd_cmd_plot(int argc, char **argv) {
-    if (rd_app_wants_help(argc, argv)) {
+    rd_app_opt opts[] = {{"--x", RD_APP_STRING, NULL},      {"--y", RD_APP_STRING, NULL},
+                         {"--group", RD_APP_STRING, NULL},  {"--out", RD_APP_STRING, NULL},
+                         {"--title", RD_APP_STRING, NULL},  {"--xlabel", RD_APP_STRING, NULL},
+                         {"--ylabel", RD_APP_STRING, NULL}, {"--ymin", RD_APP_NUMBER, NULL},
+                         {"--ymax", RD_APP_NUMBER, NULL},   {"--log-x", RD_APP_FLAG, NULL},
+                         {"--log-y", RD_APP_FLAG, NULL}};
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    const char *csv = NULL;
+    int n_pos = 0;
+    int ps = rd_app_parse("recdistill plot", argc, argv, 1, opts, n_opts, &csv, 1, &n_pos);
+    if (ps == 1) {
         usage(stdout);
         return 0;
     }
-    const char *csv = NULL, *xcol = NULL, *ycols = NULL, *group = NULL, *out = NULL;
-    const char *title = "", *xlabel = NULL, *ylabel = NULL;
-    int log_x = 0, log_y = 0;
+    if (ps != 0) {
+        usage(stderr);
+        return 2;
+    }
+    const char *xcol = opts[0].value, *ycols = opts[1].value, *group = opts[2].value;
+    const char *out = opts[3].value, *title = opts[4].value ? opts[4].value : "";
+    const char *xlabel = opts[5].value, *ylabel = opts[6].value;
+    int log_x = opts[9].value != NULL, log_y = opts[10].value != NULL;
     double ymin = NAN, ymax = NAN;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--log-x") == 0) {
-            log_x = 1;
-        } else if (strcmp(a, "--log-y") == 0) {
-            log_y = 1;
-        } else if (a[0] != '-') {
-            if (csv) {
-                usage(stderr);
-                return 2;
-            }
-            csv = a;
-        } else if (!v) {
-            usage(stderr);
+    for (int k = 7; k <= 8; k++) {
+        const char *v = opts[k].value;
+        if (!v)
+            continue;
+        char *end = NULL;
+        double d = strtod(v, &end);
+        if (!*v || *end || !isfinite(d)) {
+            fprintf(stderr, "recdistill plot: %s: '%s' is not a number\n", opts[k].name, v);
             return 2;
-        } else {
-            i++;
-            if (strcmp(a, "--x") == 0) {
-                xcol = v;
-            } else if (strcmp(a, "--y") == 0) {
-                ycols = v;
-            } else if (strcmp(a, "--group") == 0) {
-                group = v;
-            } else if (strcmp(a, "--out") == 0) {
-                out = v;
-            } else if (strcmp(a, "--title") == 0) {
-                title = v;
-            } else if (strcmp(a, "--xlabel") == 0) {
-                xlabel = v;
-            } else if (strcmp(a, "--ylabel") == 0) {
-                ylabel = v;
-            } else if (strcmp(a, "--ymin") == 0 || strcmp(a, "--ymax") == 0) {
-                char *end = NULL;
-                double d = strtod(v, &end);
-                if (!*v || *end || !isfinite(d)) {
-                    fprintf(stderr, "recdistill plot: %s: '%s' is not a number\n", a, v);
-                    return 2;
-                }
-                *(strcmp(a, "--ymin") == 0 ? &ymin : &ymax) = d;
-            } else {
-                usage(stderr);
-                return 2;
-            }
         }
+        *(k == 7 ? &ymin : &ymax) = d;
     }
     if (!csv || !xcol || !ycols || !out) {
         usage(stderr);

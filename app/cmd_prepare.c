@@ -89,25 +89,19 @@ static void print_stats(const rd_dataset *ds, const char *dir, double secs) {
 }
 
 int rd_cmd_prepare(int argc, char **argv) {
-    if (rd_app_wants_help(argc, argv)) {
+    rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL}};
+    const char *config = NULL;
+    int n_pos = 0;
+    int st = rd_app_parse("recdistill prepare", argc, argv, 1, opts, 1, &config, 1, &n_pos);
+    if (st == 1) {
         prepare_usage(stdout);
         return 0;
     }
-    const char *config = NULL, *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
-            out = argv[++i];
-        } else if (argv[i][0] == '-' || config) {
-            prepare_usage(stderr);
-            return 2;
-        } else {
-            config = argv[i];
-        }
-    }
-    if (!config) {
+    if (st != 0 || !config) {
         prepare_usage(stderr);
         return 2;
     }
+    const char *out = opts[0].value;
     rd_config *cfg = rd_xmalloc(sizeof *cfg); // hundreds of KB: keep it off the stack
     rd_errbuf eb;
     rd_errbuf_clear(&eb);

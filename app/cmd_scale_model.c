@@ -158,36 +158,43 @@ static int throughput_plot(
 }
 
 int rd_cmd_scale_model(int argc, char **argv) {
-    if (rd_app_wants_help(argc, argv)) {
+    rd_app_opt opts[] = {{"--calib", RD_APP_STRING, NULL},
+                         {"--out", RD_APP_STRING, NULL},
+                         {"--out-throughput", RD_APP_STRING, NULL},
+                         {"--no-overlap", RD_APP_FLAG, NULL},
+                         {"--bw", RD_APP_NUMBER, NULL},
+                         {"--lat", RD_APP_NUMBER, NULL},
+                         {"--max-nodes", RD_APP_NUMBER, NULL},
+                         {"--workers-per-node", RD_APP_NUMBER, NULL},
+                         {"--ps-per-node", RD_APP_NUMBER, NULL},
+                         {"--ps", RD_APP_NUMBER, NULL},
+                         {"--hot-keys", RD_APP_NUMBER, NULL},
+                         {"--msg-overhead-us", RD_APP_NUMBER, NULL},
+                         {"--batch", RD_APP_NUMBER, NULL}};
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    int n_pos = 0;
+    int st = rd_app_parse("recdistill scale-model", argc, argv, 1, opts, n_opts, NULL, 0, &n_pos);
+    if (st == 1) {
         usage(stdout);
         return 0;
     }
-    const char *calib = NULL, *out = NULL, *out_tp = NULL;
+    if (st != 0) {
+        usage(stderr);
+        return 2;
+    }
+    const char *calib = opts[0].value, *out = opts[1].value, *out_tp = opts[2].value;
     rd_scale_net net = {.bw_gbps = 12.5,
                         .lat_us = 2.0,
                         .workers_per_node = 1,
                         .ps_per_node = 1,
                         .fixed_ps = 0,
-                        .overlap = 1};
+                        .overlap = opts[3].value == NULL};
     double max_nodes = 256, hot = -1, ovh = -1, batch = -1, v;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--no-overlap") == 0) {
-            net.overlap = 0;
+    for (int k = 4; k < n_opts; k++) {
+        const char *a = opts[k].name, *val = opts[k].value;
+        if (!val)
             continue;
-        }
-        if (!val || a[0] != '-') {
-            usage(stderr);
-            return 2;
-        }
-        i++;
-        if (strcmp(a, "--calib") == 0) {
-            calib = val;
-        } else if (strcmp(a, "--out") == 0) {
-            out = val;
-        } else if (strcmp(a, "--out-throughput") == 0) {
-            out_tp = val;
-        } else if (strcmp(a, "--bw") == 0) {
+        if (strcmp(a, "--bw") == 0) {
             if (parse_num(a, val, 1e-6, &net.bw_gbps))
                 return 2;
         } else if (strcmp(a, "--lat") == 0) {
@@ -216,9 +223,6 @@ int rd_cmd_scale_model(int argc, char **argv) {
         } else if (strcmp(a, "--batch") == 0) {
             if (parse_num(a, val, 1, &batch))
                 return 2;
-        } else {
-            usage(stderr);
-            return 2;
         }
     }
     if (!calib) {

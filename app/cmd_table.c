@@ -148,47 +148,39 @@ int rd_cmd_table(int argc, char **argv) {
         table_usage(stderr);
         return 2;
     }
-    if (rd_app_wants_help(argc, argv)) {
+    char prog[64];
+    snprintf(prog, sizeof prog, "recdistill table %s", cmd);
+    rd_app_opt opts[] = {
+        {"--table", RD_APP_STRING, NULL},      {"--out", RD_APP_STRING, NULL},
+        {"--in", RD_APP_STRING, NULL},         {"--format", RD_APP_STRING, NULL},
+        {"--older-than", RD_APP_NUMBER, NULL}, {"--min-count", RD_APP_NUMBER, NULL},
+        {"--shards", RD_APP_NUMBER, NULL}};
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    const char *dir = NULL;
+    int n_pos = 0;
+    int st = rd_app_parse(prog, argc, argv, 2, opts, n_opts, &dir, 1, &n_pos);
+    if (st == 1) {
         table_usage(stdout);
         return 0;
     }
-    const char *dir = NULL, *table = NULL, *out = NULL, *in = NULL, *format = "tsv";
+    if (st != 0)
+        return 2;
+    const char *table = opts[0].value, *out = opts[1].value, *in = opts[2].value;
+    const char *format = opts[3].value ? opts[3].value : "tsv";
     int64_t older = INT64_MIN, min_count = 0, shards = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (strcmp(a, "--table") == 0 && has) {
-            table = argv[++i];
-        } else if (strcmp(a, "--out") == 0 && has) {
-            out = argv[++i];
-        } else if (strcmp(a, "--in") == 0 && has) {
-            in = argv[++i];
-        } else if (strcmp(a, "--format") == 0 && has) {
-            format = argv[++i];
-        } else if (strcmp(a, "--older-than") == 0 && has) {
-            if (parse_i64(argv[++i], &older)) {
-                fprintf(stderr, "recdistill table %s: --older-than: '%s' is not an integer\n", cmd,
-                        argv[i]);
-                return 2;
-            }
-        } else if (strcmp(a, "--min-count") == 0 && has) {
-            if (parse_i64(argv[++i], &min_count) || min_count < 0) {
-                fprintf(stderr, "recdistill table %s: --min-count: '%s' is not a count\n", cmd,
-                        argv[i]);
-                return 2;
-            }
-        } else if (strcmp(a, "--shards") == 0 && has) {
-            if (parse_i64(argv[++i], &shards) || shards < 1 || shards > RD_CKPT_MAX_SHARDS) {
-                fprintf(stderr, "recdistill table %s: --shards: '%s' is not in 1..%d\n", cmd,
-                        argv[i], RD_CKPT_MAX_SHARDS);
-                return 2;
-            }
-        } else if (a[0] == '-' || dir) {
-            fprintf(stderr, "recdistill table %s: unexpected argument '%s'\n", cmd, a);
-            return 2;
-        } else {
-            dir = a;
-        }
+    if (opts[4].value && parse_i64(opts[4].value, &older)) {
+        fprintf(stderr, "%s: --older-than: '%s' is not an integer\n", prog, opts[4].value);
+        return 2;
+    }
+    if (opts[5].value && (parse_i64(opts[5].value, &min_count) || min_count < 0)) {
+        fprintf(stderr, "%s: --min-count: '%s' is not a count\n", prog, opts[5].value);
+        return 2;
+    }
+    if (opts[6].value &&
+        (parse_i64(opts[6].value, &shards) || shards < 1 || shards > RD_CKPT_MAX_SHARDS)) {
+        fprintf(stderr, "%s: --shards: '%s' is not in 1..%d\n", prog, opts[6].value,
+                RD_CKPT_MAX_SHARDS);
+        return 2;
     }
     int edits = strcmp(cmd, "import") == 0 || strcmp(cmd, "evict") == 0 ||
                 strcmp(cmd, "reshard") == 0 || strcmp(cmd, "compact") == 0;
@@ -266,32 +258,25 @@ int rd_cmd_table(int argc, char **argv) {
         code = cmd_stats(tt, dir, table);
     } else if (strcmp(cmd, "export") == 0) {
         int to_stdout = strcmp(out, "-") == 0;
-        // Sized for out: a fixed buffer truncated a long --out to a prefix, and the file of
-        // that name was overwritten and then renamed away.
-        size_t tlen = strlen(out) + sizeof ".tmp";
-        char *tmp = rd_xmalloc(tlen);
-        snprintf(tmp, tlen, "%s.tmp", out);
+        // A unique temporary file beside --out, renamed over it: never over a FIFO, device or
+        // symlink, and never through a link planted under a predictable name (rd/lmdbx.h).
+        rd_lmdbx_outfile of;
+        memset(&of, 0, sizeof of);
         FILE *f = stdout;
         if (to_stdout && fmt != RD_TABLETOOL_TSV) {
             rc = rd_err_set(&eb, RD_ERR_ARG, "--out -: binary export needs a file");
         } else if (!to_stdout) {
-            // Written to out.tmp and renamed: never over a FIFO, device or symlink.
-            rc = rd_lmdbx_check_replaceable(out, &eb);
-            f = NULL;
-            if (rc == RD_OK && !(f = fopen(tmp, "wb")))
-                rc = rd_err_set(&eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
+            rc = rd_lmdbx_outfile_open(out, &of, &eb);
+            f = of.f;
         }
         if (rc == RD_OK)
             rc = rd_tabletool_export(tt, ti, fmt, f, &eb);
-        if (!to_stdout && f) {
-            if (fclose(f) != 0 && rc == RD_OK)
-                rc = rd_err_set(&eb, RD_ERR_IO, "%s: write failed", tmp);
-            if (rc == RD_OK && rename(tmp, out) != 0)
-                rc = rd_err_set(&eb, RD_ERR_IO, "rename to %s: %s", out, strerror(errno));
-            if (rc != RD_OK)
-                remove(tmp);
+        if (!to_stdout) {
+            if (rc == RD_OK)
+                rc = rd_lmdbx_outfile_commit(&of, &eb);
+            else
+                rd_lmdbx_outfile_abort(&of);
         }
-        rd_free(tmp);
     } else if (strcmp(cmd, "import") == 0) {
         FILE *f = fopen(in, "rb");
         uint64_t n = 0;

@@ -84,55 +84,53 @@ int rd_cmd_tokens(int argc, char **argv) {
         tokens_usage(stderr);
         return 2;
     }
-    if (rd_app_wants_help(argc, argv)) {
+    char prog[64];
+    snprintf(prog, sizeof prog, "recdistill tokens %s", cmd);
+    // --user-id takes a raw id of the log, which may look like a negative number.
+    rd_app_opt opts[] = {{"--user", RD_APP_NUMBER, NULL},   {"--user-id", RD_APP_NUMBER, NULL},
+                         {"--before", RD_APP_NUMBER, NULL}, {"--n", RD_APP_NUMBER, NULL},
+                         {"--out", RD_APP_STRING, NULL},    {"--per-shard", RD_APP_FLAG, NULL}};
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    const char *dir = NULL;
+    int n_pos = 0;
+    int st = rd_app_parse(prog, argc, argv, 2, opts, n_opts, &dir, 1, &n_pos);
+    if (st == 1) {
         tokens_usage(stdout);
         return 0;
     }
-    const char *dir = NULL, *out = NULL;
+    if (st != 0)
+        return 2;
+    const char *out = opts[4].value;
     uint64_t user = 0, L = 0;
     int64_t before = 0;
-    int have_user = 0, have_before = 0, per_shard = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (strcmp(a, "--user") == 0 && has) {
-            if (parse_u64(argv[++i], &user) || user == 0) {
-                fprintf(stderr, "recdistill tokens %s: --user: '%s' is not a user key\n", cmd,
-                        argv[i]);
-                return 2;
-            }
-            have_user = 1;
-        } else if (strcmp(a, "--user-id") == 0 && has) {
-            const char *id = argv[++i];
-            if (!id[0]) {
-                fprintf(stderr, "recdistill tokens %s: --user-id: empty id\n", cmd);
-                return 2;
-            }
-            user = rd_feature_key("user", id, strlen(id)); // as the dataset keys a raw user id
-            have_user = 1;
-        } else if (strcmp(a, "--before") == 0 && has) {
-            if (parse_i64(argv[++i], &before)) {
-                fprintf(stderr, "recdistill tokens %s: --before: '%s' is not an integer time\n",
-                        cmd, argv[i]);
-                return 2;
-            }
-            have_before = 1;
-        } else if (strcmp(a, "--n") == 0 && has) {
-            if (parse_u64(argv[++i], &L) || L < 1 || L > RD_TOKEN_MAX_L) {
-                fprintf(stderr, "recdistill tokens %s: --n: '%s' is not in 1..%d\n", cmd, argv[i],
-                        RD_TOKEN_MAX_L);
-                return 2;
-            }
-        } else if (strcmp(a, "--out") == 0 && has) {
-            out = argv[++i];
-        } else if (strcmp(a, "--per-shard") == 0) {
-            per_shard = 1;
-        } else if (a[0] == '-' || dir) {
-            fprintf(stderr, "recdistill tokens %s: unexpected argument '%s'\n", cmd, a);
+    int have_user = 0, have_before = opts[2].value != NULL, per_shard = opts[5].value != NULL;
+    if (opts[0].value && opts[1].value) {
+        fprintf(stderr, "%s: give --user or --user-id, not both\n", prog);
+        return 2;
+    }
+    if (opts[0].value) {
+        if (parse_u64(opts[0].value, &user) || user == 0) {
+            fprintf(stderr, "%s: --user: '%s' is not a user key\n", prog, opts[0].value);
             return 2;
-        } else {
-            dir = a;
         }
+        have_user = 1;
+    }
+    if (opts[1].value) {
+        const char *id = opts[1].value;
+        if (!id[0]) {
+            fprintf(stderr, "%s: --user-id: empty id\n", prog);
+            return 2;
+        }
+        user = rd_feature_key("user", id, strlen(id)); // as the dataset keys a raw user id
+        have_user = 1;
+    }
+    if (have_before && parse_i64(opts[2].value, &before)) {
+        fprintf(stderr, "%s: --before: '%s' is not an integer time\n", prog, opts[2].value);
+        return 2;
+    }
+    if (opts[3].value && (parse_u64(opts[3].value, &L) || L < 1 || L > RD_TOKEN_MAX_L)) {
+        fprintf(stderr, "%s: --n: '%s' is not in 1..%d\n", prog, opts[3].value, RD_TOKEN_MAX_L);
+        return 2;
     }
     const char *missing = !dir                                      ? "STORE"
                           : strcmp(cmd, "fetch") == 0 && !have_user ? "--user KEY"

@@ -197,36 +197,30 @@ static int train_main(int argc,
                       rd_watch *watch);
 
 int rd_cmd_train(int argc, char **argv) {
-    if (rd_app_wants_help(argc, argv)) {
+    rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL},
+                         {"--resume", RD_APP_STRING, NULL},
+                         {"--seed", RD_APP_NUMBER, NULL}};
+    const char *config = NULL;
+    int n_pos = 0;
+    int st = rd_app_parse("recdistill train", argc, argv, 1, opts, 3, &config, 1, &n_pos);
+    if (st == 1) {
         train_usage(stdout);
         return 0;
     }
-    const char *config = NULL, *out = NULL, *resume = NULL;
-    long long seed = -1;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
-            out = argv[++i];
-        } else if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc) {
-            resume = argv[++i];
-        } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
-            char *end = NULL;
-            errno = 0;
-            seed = strtoll(argv[++i], &end, 10);
-            if (!*argv[i] || *end || seed < 0 || errno == ERANGE) { // ERANGE: saturated, not N
-                fprintf(stderr, "recdistill train: --seed: '%s' is not a non-negative integer\n",
-                        argv[i]);
-                return 2;
-            }
-        } else if (argv[i][0] == '-' || config) {
-            train_usage(stderr);
-            return 2;
-        } else {
-            config = argv[i];
-        }
-    }
-    if (!config) {
+    if (st != 0 || !config) {
         train_usage(stderr);
         return 2;
+    }
+    const char *out = opts[0].value, *resume = opts[1].value, *sv = opts[2].value;
+    long long seed = -1;
+    if (sv) {
+        char *end = NULL;
+        errno = 0;
+        seed = strtoll(sv, &end, 10);
+        if (!*sv || *end || seed < 0 || errno == ERANGE) { // ERANGE: saturated, not N
+            fprintf(stderr, "recdistill train: --seed: '%s' is not a non-negative integer\n", sv);
+            return 2;
+        }
     }
     // A sentinel per rank, forked before MPI exists, names a rank that dies abruptly (rd/watch.h).
     rd_errbuf eb;

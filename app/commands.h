@@ -19,7 +19,38 @@ int rd_cmd_tokens(int argc, char **argv);
 int rd_cmd_scale_model(int argc, char **argv);
 int rd_cmd_plot(int argc, char **argv);
 
-/** 1 if argv holds -h or --help. */
-int rd_app_wants_help(int argc, char **argv);
+/** How an option of rd_app_parse takes its value. */
+typedef enum rd_app_opt_kind {
+    RD_APP_FLAG = 0, // no value (--per-shard)
+    RD_APP_STRING,   // the next argument, which must not be an option ("-" alone is a value)
+    RD_APP_NUMBER,   // the next argument, which may also be a negative number (--before -5)
+} rd_app_opt_kind;
+
+/** One option of a command. The command converts and range-checks the value itself. */
+typedef struct rd_app_opt {
+    const char *name;  // "--out"
+    int kind;          // rd_app_opt_kind
+    const char *value; // set by rd_app_parse: the value (a flag: its name); NULL if not given
+} rd_app_opt;
+
+/**
+ * Parse argv[first..argc): the options of `opts` anywhere, the other arguments (at most
+ * max_pos) into pos in order. A usage error prints one line "<prog>: ..." on stderr naming the
+ * argument: an unknown option, an option given twice ("--out given twice"), an option without
+ * its value or followed by another option ("--out needs a value, not the option '-h'"), one
+ * positional argument too many.
+ * @param[in,out] opts  every value reset, then set for the options given
+ * @param[out] pos      borrowed pointers into argv
+ * @return 0 parsed; 1 -h or --help given as an option (print the help, exit 0); 2 usage error
+ */
+int rd_app_parse(const char *prog,
+                 int argc,
+                 char **argv,
+                 int first,
+                 rd_app_opt *opts,
+                 int n_opts,
+                 const char **pos,
+                 int max_pos,
+                 int *n_pos);
 
 #endif

@@ -21,13 +21,6 @@ static const rd_command commands[] = {
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
-int rd_app_wants_help(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-            return 1;
-    return 0;
-}
-
 static void usage(FILE *out) {
     fprintf(out, "usage: recdistill <command> [args]   (recdistill <command> --help)\n\n"
                  "commands:\n");

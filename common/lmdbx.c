@@ -9,6 +9,8 @@
 // path and costs one mdb_txn_renew.
 #include "rd/lmdbx.h"
 
+#include "rd/hash.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_MAP    (UINT64_C(1) << 40) // 1 TiB of address space, not of disk
@@ -141,48 +144,8 @@ int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb) {
                       path, what);
 }
 
-int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb) {
-    char tmp[4096 + 8];
-    if (strlen(path) >= 4096)
-        return rd_err_set(eb, RD_ERR_ARG, "path too long: %.64s...", path);
-    int chk = rd_lmdbx_check_replaceable(path, eb);
-    if (chk != RD_OK)
-        return chk;
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return io_error(eb, "create", tmp);
-    const unsigned char *p = data;
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, p + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int rc = io_error(eb, "write", tmp);
-            close(fd);
-            unlink(tmp);
-            return rc;
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) != 0) {
-        int rc = io_error(eb, "fsync", tmp);
-        close(fd);
-        unlink(tmp);
-        return rc;
-    }
-    if (close(fd) != 0) {
-        int rc = io_error(eb, "close", tmp);
-        unlink(tmp);
-        return rc;
-    }
-    if (rename(tmp, path) != 0) {
-        int rc = io_error(eb, "rename to", path);
-        unlink(tmp);
-        return rc;
-    }
-    // Make the rename durable: fsync the folder holding it.
+// fsync the folder holding `path`, so that a rename in it is durable.
+static int fsync_parent(const char *path, rd_errbuf *eb) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -203,6 +166,205 @@ int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, r
         close(dfd);
     }
     return RD_OK;
+}
+
+// A suffix nobody can predict for a temporary name: ".<pid>.<8 hex digits>" from the pid, the
+// clock, an address of the caller's frame and the attempt. Names are created exclusively (O_EXCL,
+// mkdir), so a collision only costs a retry.
+static void unique_suffix(char *buf, size_t cap, const void *salt, int attempt) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t seed = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_sec * 1000000007ULL ^
+                    (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)salt;
+    uint64_t r = rd_mix64(seed + (uint64_t)attempt);
+    snprintf(buf, cap, ".%ld.%08x", (long)getpid(), (unsigned)(r & 0xffffffffu));
+}
+
+int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb) {
+    memset(of, 0, sizeof *of);
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof of->path)
+        return rd_err_set(eb, RD_ERR_ARG, "output path of %zu bytes (1..%zu): %.64s...", n,
+                          sizeof of->path - 1, path);
+    int rc = rd_lmdbx_check_replaceable(path, eb);
+    if (rc != RD_OK)
+        return rc;
+    memcpy(of->path, path, n + 1);
+    // A name nobody can predict, created exclusively: a file or symlink planted under it is
+    // never opened (O_EXCL fails on any existing entry, dangling symlinks included), and two
+    // writers into one path each get their own.
+    int fd = -1;
+    for (int attempt = 0; fd < 0 && attempt < 100; attempt++) {
+        char sfx[40];
+        unique_suffix(sfx, sizeof sfx, of, attempt);
+        snprintf(of->tmp, sizeof of->tmp, "%s.tmp%s", path, sfx);
+        fd = open(of->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        rc = io_error(eb, "create temporary file", of->tmp);
+        of->tmp[0] = '\0';
+        return rc;
+    }
+    if (!(of->f = fdopen(fd, "wb"))) {
+        rc = io_error(eb, "open", of->tmp);
+        close(fd);
+        unlink(of->tmp);
+        of->tmp[0] = '\0';
+        return rc;
+    }
+    return RD_OK;
+}
+
+void rd_lmdbx_outfile_abort(rd_lmdbx_outfile *of) {
+    if (!of)
+        return;
+    if (of->f)
+        fclose(of->f);
+    of->f = NULL;
+    if (of->tmp[0])
+        unlink(of->tmp);
+    of->tmp[0] = '\0';
+}
+
+int rd_lmdbx_outfile_commit(rd_lmdbx_outfile *of, rd_errbuf *eb) {
+    if (!of->f)
+        return rd_err_set(eb, RD_ERR_ARG, "%s: output file not open", of->path);
+    // A failed fwrite/fprintf of the caller (a full disk) sticks in ferror; the errno it set is
+    // most likely still the one at entry, else the cause is reported as EIO.
+    int rc = RD_OK, e0 = errno;
+    if (fflush(of->f) != 0) {
+        rc = io_error(eb, "write", of->tmp);
+    } else if (ferror(of->f)) {
+        errno = e0 ? e0 : EIO;
+        rc = io_error(eb, "write", of->tmp);
+    } else if (fsync(fileno(of->f)) != 0) {
+        rc = io_error(eb, "fsync", of->tmp);
+    }
+    int cerr = fclose(of->f);
+    of->f = NULL;
+    if (rc == RD_OK && cerr != 0)
+        rc = io_error(eb, "close", of->tmp);
+    // Checked again: the target may have been replaced by a FIFO or a link since the open.
+    if (rc == RD_OK)
+        rc = rd_lmdbx_check_replaceable(of->path, eb);
+    if (rc == RD_OK && rename(of->tmp, of->path) != 0)
+        rc = io_error(eb, "rename to", of->path);
+    if (rc != RD_OK) {
+        rd_lmdbx_outfile_abort(of);
+        return rc;
+    }
+    of->tmp[0] = '\0';
+    return fsync_parent(of->path, eb);
+}
+
+// Cut the last component (and the slashes before it) off `p` in place. @return 0 when nothing
+// is left to cut ("a", "/", "").
+static int cut_last(char *p) {
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') // trailing slashes name the same folder
+        p[--n] = '\0';
+    char *slash = strrchr(p, '/');
+    if (!slash)
+        return 0;
+    while (slash > p && slash[-1] == '/')
+        slash--;
+    if (slash == p)
+        return 0; // the parent is "/": never created, never removed
+    *slash = '\0';
+    return 1;
+}
+
+int rd_lmdbx_mkdir_parents(const char *path, char *created, size_t cap, rd_errbuf *eb) {
+    char dir[4096];
+    if (cap)
+        created[0] = '\0';
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof dir || n >= cap)
+        return rd_err_set(eb, RD_ERR_ARG, "path of %zu bytes (1..%zu): %.64s...", n,
+                          (cap < sizeof dir ? cap : sizeof dir) - 1, path);
+    memcpy(dir, path, n + 1);
+    if (!cut_last(dir))
+        return RD_OK; // a relative name or a child of "/": its folder exists
+    size_t dn = strlen(dir);
+    for (size_t i = 1; i <= dn; i++) {
+        if (dir[i] != '/' && dir[i] != '\0')
+            continue;
+        if (dir[i - 1] == '/')
+            continue; // "a//b": the same folder again
+        char c = dir[i];
+        dir[i] = '\0';
+        if (mkdir(dir, 0755) == 0) {
+            if (!created[0])
+                memcpy(created, dir, i + 1); // the outermost one: everything below is new too
+        } else {
+            struct stat st;
+            int e = errno;
+            if (e != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                int rc = e == EEXIST ? rd_err_set(eb, RD_ERR_IO,
+                                                  "mkdir %s: exists and is not a folder", dir)
+                                     : rd_err_set(eb, e == ENOSPC ? RD_ERR_FULL : RD_ERR_IO,
+                                                  "mkdir %s: %s", dir, strerror(e));
+                rd_lmdbx_rmdir_created(path, created);
+                created[0] = '\0';
+                return rc;
+            }
+        }
+        dir[i] = c;
+    }
+    return RD_OK;
+}
+
+void rd_lmdbx_rmdir_created(const char *path, const char *created) {
+    if (!created || !created[0])
+        return;
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return;
+    size_t cl = strlen(created);
+    // Innermost first; rmdir removes a folder only when it is empty, so anything another
+    // process put there meanwhile keeps its folders.
+    while (cut_last(dir) && strlen(dir) >= cl) {
+        rmdir(dir);
+        if (strcmp(dir, created) == 0)
+            break;
+    }
+}
+
+int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *eb) {
+    size_t n = strlen(out);
+    while (n > 1 && out[n - 1] == '/')
+        n--;
+    if (n == 0 || n + 40 > cap)
+        return rd_err_set(eb, RD_ERR_ARG, "output path of %zu bytes (1..%zu): %.64s...", n,
+                          cap > 40 ? cap - 40 : 0, out);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        char sfx[40];
+        unique_suffix(sfx, sizeof sfx, part, attempt);
+        snprintf(part, cap, "%.*s.partial%s", (int)n, out, sfx);
+        // mkdir is exclusive: it fails on any existing entry, a planted symlink included.
+        if (mkdir(part, 0755) == 0)
+            return RD_OK;
+        if (errno != EEXIST)
+            break;
+    }
+    int rc = io_error(eb, "mkdir", part);
+    part[0] = '\0';
+    return rc;
+}
+
+int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb) {
+    rd_lmdbx_outfile of;
+    int rc = rd_lmdbx_outfile_open(path, &of, eb);
+    if (rc != RD_OK)
+        return rc;
+    if (len && fwrite(data, 1, len, of.f) != len) {
+        rc = io_error(eb, "write", of.tmp);
+        rd_lmdbx_outfile_abort(&of);
+        return rc;
+    }
+    return rd_lmdbx_outfile_commit(&of, eb);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -754,54 +754,9 @@ int rd_png_write(
                           RD_PLOT_MAX_SIDE);
     if (rc != RD_OK)
         return rd_err_set(eb, rc, "%s: no memory to encode a %dx%d PNG", path, width, height);
-    // Temporary file beside the target (same file system, so the rename is atomic) - but never
-    // renamed over a FIFO, device or symlink, whose node it would replace.
-    if ((rc = rd_lmdbx_check_replaceable(path, eb)) != RD_OK) {
-        rd_free(png);
-        return rc;
-    }
-    size_t pl = strlen(path);
-    char *tmp = rd_malloc(pl + 16);
-    if (!tmp) {
-        rd_free(png);
-        return rd_err_set(eb, RD_ERR_NOMEM, "%s: no memory", path);
-    }
-    snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        rc = rd_err_set(eb, RD_ERR_IO, "%s: cannot create a temporary file beside it: %s", path,
-                        strerror(errno));
-        goto fn_fail;
-    }
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        rc = rd_err_set(eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
-        close(fd);
-        remove(tmp);
-        goto fn_fail;
-    }
-    size_t wrote = fwrite(png, 1, len, f);
-    int werr = wrote != len || fflush(f) != 0 ? errno : 0;
-    if (fclose(f) != 0 && !werr)
-        werr = errno ? errno : EIO;
-    if (wrote != len && !werr)
-        werr = EIO;
-    if (werr) {
-        rc = rd_err_set(eb, RD_ERR_IO, "%s: write failed: %s", path, strerror(werr));
-        remove(tmp);
-        goto fn_fail;
-    }
-    // mkstemp creates 0600; a plot is an ordinary output file.
-    chmod(tmp, 0644);
-    if (rename(tmp, path) != 0) {
-        rc = rd_err_set(eb, RD_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp,
-                        strerror(errno));
-        remove(tmp);
-        goto fn_fail;
-    }
-    rc = RD_OK;
-fn_fail:
-    rd_free(tmp);
+    // A unique temporary file beside the target, renamed over it: never over a FIFO, device or
+    // symlink, whose node the rename would replace (rd/lmdbx.h).
+    rc = rd_lmdbx_write_file_atomic(path, png, len, eb);
     rd_free(png);
     return rc;
 }

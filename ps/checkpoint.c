@@ -454,8 +454,15 @@ int rd_ckpt_write_shard(const char *dir,
         return rd_err_set(eb, RD_ERR_EXISTS,
                           "%s already exists: write each checkpoint into a fresh directory",
                           final_path);
-    if (dir_exists(tmp_path))
-        remove_env_dir(tmp_path); // left by an interrupted save
+    // Left by an interrupted save: removed only if it is a real folder. A symlink planted under
+    // this name is removed itself, never followed into the folder it names.
+    struct stat tst;
+    if (lstat(tmp_path, &tst) == 0) {
+        if (S_ISDIR(tst.st_mode))
+            remove_env_dir(tmp_path);
+        else
+            unlink(tmp_path);
+    }
 
     size_t mapsize = env_size_estimate(tables, n_tables);
     for (int attempt = 0;; attempt++) {
@@ -780,31 +787,13 @@ int rd_ckpt_write_manifest(const char *dir, const rd_ckpt_manifest *m, rd_errbuf
     memcpy(p, &crc, 4);
 
     int rc = mkdir_p(dir, eb);
-    char tmp[RD_PATH_MAX * 2], fin[RD_PATH_MAX * 2];
-    if (rc == RD_OK && (snprintf(tmp, sizeof tmp, "%s/.MANIFEST.tmp", dir) >= (int)sizeof tmp ||
-                        snprintf(fin, sizeof fin, "%s/MANIFEST", dir) >= (int)sizeof fin))
+    char fin[RD_PATH_MAX * 2];
+    if (rc == RD_OK && snprintf(fin, sizeof fin, "%s/MANIFEST", dir) >= (int)sizeof fin)
         rc = rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long: %s", dir);
-    if (rc == RD_OK) {
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) {
-            rc = rd_err_set(eb, RD_ERR_IO, "create %s: %s", tmp, strerror(errno));
-        } else {
-            ssize_t w = write(fd, buf, len);
-            int err = errno;
-            if (w != (ssize_t)len)
-                rc = rd_err_set(eb, RD_ERR_IO, "write %s: %s", tmp,
-                                w < 0 ? strerror(err) : "short write");
-            else if (fsync(fd) != 0)
-                rc = rd_err_set(eb, RD_ERR_IO, "fsync %s: %s", tmp, strerror(errno));
-            close(fd);
-            if (rc == RD_OK && rename(tmp, fin) != 0)
-                rc = rd_err_set(eb, RD_ERR_IO, "rename %s: %s", tmp, strerror(errno));
-            if (rc != RD_OK)
-                unlink(tmp);
-            else
-                rc = fsync_dir(dir, eb);
-        }
-    }
+    // A unique temporary file beside it, fsynced, renamed, folder fsynced (rd/lmdbx.h): the
+    // MANIFEST is the commit point of the checkpoint.
+    if (rc == RD_OK)
+        rc = rd_lmdbx_write_file_atomic(fin, buf, len, eb);
     rd_free(buf);
     return rc;
 }

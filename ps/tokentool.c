@@ -37,8 +37,6 @@ static void remove_partial(const char *part, int n_shards) {
     }
     snprintf(p, sizeof p, "%s/MANIFEST", part);
     unlink(p);
-    snprintf(p, sizeof p, "%s/MANIFEST.tmp", part);
-    unlink(p);
     rmdir(part);
 }
 
@@ -50,10 +48,17 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new directory", out);
-    char part[4096];
-    if (snprintf(part, sizeof part, "%s.partial", out) >= (int)sizeof part)
+    // Missing parents of --out are created as before, but removed again when the run fails
+    // (only those this run made); the copy is built in a folder of its own beside --out.
+    char part[4096], created[4096];
+    if (strlen(out) + 48 > sizeof part)
         return rd_err_set(eb, RD_ERR_ARG, "output path too long");
-    remove_partial(part, (int)info.n_shards);
+    if ((rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, eb)) != RD_OK)
+        return rc;
+    if ((rc = rd_lmdbx_mkdir_partial(out, part, sizeof part, eb)) != RD_OK) {
+        rd_lmdbx_rmdir_created(out, created);
+        return rc;
+    }
     for (uint32_t s = 0; rc == RD_OK && s < info.n_shards; s++) {
         char src[4200], dst[4200];
         snprintf(src, sizeof src, "%s/shard-%04u", dir, s);
@@ -77,9 +82,14 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
         rc = copy_small(src, dst, eb);
     }
     if (rc == RD_OK && rename(part, out) != 0)
-        rc = rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));
-    if (rc != RD_OK)
+        rc =
+            errno == EEXIST || errno == ENOTEMPTY
+                ? rd_err_set(eb, RD_ERR_EXISTS, "%s exists (written meanwhile by another run)", out)
+                : rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));
+    if (rc != RD_OK) {
         remove_partial(part, (int)info.n_shards);
+        rd_lmdbx_rmdir_created(out, created);
+    }
     return rc;
 }
 

@@ -389,8 +389,48 @@ static void test_manifest_errors(void **state) {
     free(m);
 }
 
+// Symlinks planted under the names a checkpoint write used to use for its temporary files
+// (".shard-NNNNN.tmp", ".MANIFEST.tmp"): the write must neither follow them nor empty the folder
+// they point to. The shard's temporary folder was removed through stat(), which follows a link:
+// the env files of the folder it named were deleted.
+static void test_planted_symlinks(void **state) {
+    fx *f = *state;
+    char victim[300], vfile[340], vman[300], p[300];
+    snprintf(victim, sizeof victim, "%s.victim", f->dir);
+    snprintf(vfile, sizeof vfile, "%s/data.mdb", victim);
+    snprintf(vman, sizeof vman, "%s.victim-manifest", f->dir);
+    assert_int_equal(mkdir(victim, 0755), 0);
+    FILE *fp = fopen(vfile, "wb");
+    assert_non_null(fp);
+    fputs("precious", fp);
+    fclose(fp);
+    fp = fopen(vman, "wb");
+    assert_non_null(fp);
+    fputs("precious", fp);
+    fclose(fp);
+    snprintf(p, sizeof p, "%s/.shard-00000.tmp", f->dir);
+    assert_int_equal(symlink(victim, p), 0);
+    snprintf(p, sizeof p, "%s/.MANIFEST.tmp", f->dir);
+    assert_int_equal(symlink(vman, p), 0);
+    rd_ckpt_manifest *m = malloc(sizeof *m);
+    write_ckpt(f, m);
+    assert_int_equal(rd_ckpt_verify(f->dir, NULL), RD_OK);
+    struct stat st;
+    assert_int_equal(stat(vfile, &st), 0);
+    assert_int_equal(st.st_size, 8);
+    assert_int_equal(stat(vman, &st), 0);
+    assert_int_equal(st.st_size, 8);
+    assert_int_equal(lstat(p, &st), 0); // the MANIFEST's planted link is left alone
+    assert_true(S_ISLNK(st.st_mode));
+    unlink(vfile);
+    rmdir(victim);
+    unlink(vman);
+    free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_planted_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption, setup, teardown),

@@ -12,7 +12,8 @@
 //   - dense.bin round trip (params, optimizer slots and step, position), and refusals: flipped
 //     byte (CRC), other config hash, other slab size, a file far larger than its header says;
 //     commit replaces an older directory, prune keeps the newest N complete ones, latest ignores
-//     incomplete ones.
+//     incomplete ones;
+//   - a rewrite to --out a/b/c that fails removes the parents it created, and only those.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -507,6 +508,74 @@ static void test_dense_and_dirs(void **state) {
     rd_free(z.opt_state);
 }
 
+// Entries of g_root whose name contains `part` (leftover partial folders).
+static int count_in_root(const char *part) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "find '%s' -name '*%s*' | wc -l", g_root, part);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p && fscanf(p, "%d", &n) != 1)
+        n = -1;
+    if (p)
+        pclose(p);
+    return n;
+}
+
+// `table compact|reshard|... --out a/b/c` creates the missing parents a/ and a/b/; a run that
+// fails removes exactly those again (they used to stay behind), and never a folder that existed.
+static void test_out_parents(void **state) {
+    (void)state;
+    char src[300], dense[340], out[400], top[300], keep[300];
+    path(src, sizeof src, "src-dense");
+    make_ckpt(src, 2);
+    // A damaged dense.bin fails the write after every shard and the MANIFEST are written.
+    snprintf(dense, sizeof dense, "%s/dense.bin", src);
+    FILE *f = fopen(dense, "wb");
+    assert_non_null(f);
+    fputs("not a dense file", f);
+    fclose(f);
+    rd_tabletool *tt = open_tt(src);
+    rd_errbuf eb;
+    struct stat st;
+    // 1. Every parent new: all removed.
+    path(top, sizeof top, "new1");
+    snprintf(out, sizeof out, "%s/new2/out", top);
+    rd_errbuf_clear(&eb);
+    assert_int_not_equal(rd_tabletool_write(tt, out, 3, &eb), RD_OK);
+    assert_non_null(strstr(eb.msg, "dense.bin"));
+    assert_int_not_equal(lstat(top, &st), 0);
+    // 2. Some parents new: only those removed.
+    path(keep, sizeof keep, "keep");
+    assert_int_equal(mkdir(keep, 0755), 0);
+    snprintf(out, sizeof out, "%s/a/b/out", keep);
+    rd_errbuf_clear(&eb);
+    assert_int_not_equal(rd_tabletool_write(tt, out, 0, &eb), RD_OK);
+    assert_int_equal(lstat(keep, &st), 0);
+    snprintf(out, sizeof out, "%s/a", keep);
+    assert_int_not_equal(lstat(out, &st), 0);
+    // 3. No parent new: nothing removed, nothing left.
+    snprintf(out, sizeof out, "%s/out", keep);
+    rd_errbuf_clear(&eb);
+    assert_int_not_equal(rd_tabletool_write(tt, out, 0, &eb), RD_OK);
+    assert_int_equal(lstat(keep, &st), 0);
+    assert_int_equal(count_in_root(".partial"), 0);
+    // 4. A parent that is a file: a clear message, nothing created.
+    snprintf(out, sizeof out, "%s/dense.bin/x/out", src);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tabletool_write(tt, out, 0, &eb), RD_ERR_IO);
+    assert_non_null(strstr(eb.msg, "dense.bin: exists and is not a folder"));
+    rd_tabletool_close(tt);
+    // 5. Success creates the parents and keeps them.
+    assert_int_equal(unlink(dense), 0);
+    tt = open_tt(src);
+    snprintf(out, sizeof out, "%s/new2/out", top);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tabletool_write(tt, out, 3, &eb), RD_OK);
+    assert_int_equal(rd_ckpt_verify(out, &eb), RD_OK);
+    assert_int_equal(count_in_root(".partial"), 0);
+    rd_tabletool_close(tt);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/rd_test_tabletool_XXXXXX");
@@ -520,10 +589,9 @@ static int teardown(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reshard),
-        cmocka_unit_test(test_compact_evict_export),
-        cmocka_unit_test(test_import_bad_input),
-        cmocka_unit_test(test_dense_and_dirs),
+        cmocka_unit_test(test_reshard),          cmocka_unit_test(test_compact_evict_export),
+        cmocka_unit_test(test_import_bad_input), cmocka_unit_test(test_dense_and_dirs),
+        cmocka_unit_test(test_out_parents),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

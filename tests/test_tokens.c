@@ -275,6 +275,128 @@ static void test_lmdbx_keys_and_errors(void **state) {
     assert_true(S_ISFIFO(st.st_mode));
 }
 
+// The atomic writes (rd_lmdbx_outfile) against what a predictable temporary name allowed: a
+// symlink planted at "<path>.tmp" was followed (the file it named was truncated and overwritten),
+// and two writers into one path shared "<path>.tmp" (torn files, or a rename that failed after
+// the other writer had moved the file away).
+static int count_tmp(const char *dir, const char *prefix) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c '^%s\\.tmp\\.'", dir, prefix);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p && fscanf(p, "%d", &n) != 1)
+        n = -1;
+    if (p)
+        pclose(p);
+    return n;
+}
+
+static void test_atomic_file_races(void **state) {
+    (void)state;
+    char dir[300], path[400], victim[400], old_tmp[420];
+    store_path(dir, sizeof dir, "atomic");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/out.bin", dir);
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    snprintf(old_tmp, sizeof old_tmp, "%s.tmp", path);
+    FILE *f = fopen(victim, "wb");
+    assert_non_null(f);
+    fputs("precious", f);
+    fclose(f);
+    // 1. A planted symlink at the old temporary name is not followed.
+    assert_int_equal(symlink(victim, old_tmp), 0);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_write_file_atomic(path, "new", 3, &eb), RD_OK);
+    struct stat st;
+    assert_int_equal(stat(victim, &st), 0);
+    assert_int_equal(st.st_size, 8);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 3);
+    assert_int_equal(lstat(old_tmp, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(count_tmp(dir, "out.bin"), 0);
+    // 2. The stream form: a failure (abort) and a commit leave no temporary file; a target that
+    // turned into a symlink meanwhile is refused at the commit.
+    rd_lmdbx_outfile of;
+    assert_int_equal(rd_lmdbx_outfile_open(path, &of, &eb), RD_OK);
+    assert_non_null(strstr(of.tmp, "out.bin.tmp."));
+    fputs("partial", of.f);
+    rd_lmdbx_outfile_abort(&of);
+    rd_lmdbx_outfile_abort(&of); // twice is harmless
+    assert_int_equal(count_tmp(dir, "out.bin"), 0);
+    assert_int_equal(rd_lmdbx_outfile_open(path, &of, &eb), RD_OK);
+    fprintf(of.f, "%s", "streamed");
+    assert_int_equal(rd_lmdbx_outfile_commit(&of, &eb), RD_OK);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 8);
+    assert_int_equal(rd_lmdbx_outfile_open(path, &of, &eb), RD_OK);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(symlink(victim, path), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_outfile_commit(&of, &eb), RD_ERR_EXISTS);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(count_tmp(dir, "out.bin"), 0);
+    assert_int_equal(unlink(path), 0);
+    // A missing folder: the message names the target's folder, nothing is created.
+    char nodir[420];
+    snprintf(nodir, sizeof nodir, "%s/none/x.bin", dir);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_write_file_atomic(nodir, "x", 1, &eb), RD_ERR_IO);
+    assert_non_null(strstr(eb.msg, "none/x.bin"));
+    // 3. Two writers into one path, many times over: every write succeeds, and the file is
+    // always one writer's complete content.
+    enum { SIZE = 256 << 10, ROUNDS = 25 };
+    fflush(NULL);
+    pid_t pid[2];
+    for (int w = 0; w < 2; w++) {
+        pid[w] = fork();
+        assert_true(pid[w] >= 0);
+        if (pid[w] == 0) {
+            unsigned char *buf = malloc(SIZE);
+            if (!buf)
+                _exit(99);
+            memset(buf, 'A' + w, SIZE);
+            int failed = 0;
+            for (int r = 0; r < ROUNDS; r++)
+                failed += rd_lmdbx_write_file_atomic(path, buf, SIZE, NULL) != RD_OK;
+            free(buf);
+            _exit(failed);
+        }
+    }
+    for (int w = 0; w < 2; w++) {
+        int status = 0;
+        assert_int_equal(waitpid(pid[w], &status, 0), pid[w]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    f = fopen(path, "rb");
+    assert_non_null(f);
+    unsigned char *got = malloc(SIZE + 1);
+    assert_int_equal(fread(got, 1, SIZE + 1, f), SIZE);
+    fclose(f);
+    assert_true(got[0] == 'A' || got[0] == 'B');
+    for (size_t i = 1; i < SIZE; i++)
+        if (got[i] != got[0])
+            fail_msg("byte %zu is '%c' in a file of '%c': a torn write", i, got[i], got[0]);
+    free(got);
+    assert_int_equal(count_tmp(dir, "out.bin"), 0);
+    // 4. Folders to build an output in are unique too, and never a planted link.
+    char part1[500], part2[500], planted[420];
+    snprintf(planted, sizeof planted, "%s/ckpt.partial", dir);
+    assert_int_equal(symlink(victim, planted), 0);
+    snprintf(planted, sizeof planted, "%s/ckpt", dir);
+    assert_int_equal(rd_lmdbx_mkdir_partial(planted, part1, sizeof part1, &eb), RD_OK);
+    assert_int_equal(rd_lmdbx_mkdir_partial(planted, part2, sizeof part2, &eb), RD_OK);
+    assert_string_not_equal(part1, part2);
+    assert_non_null(strstr(part1, "/ckpt.partial."));
+    assert_int_equal(lstat(part1, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(lstat(part2, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Round trips
 
@@ -1719,6 +1841,7 @@ int main(void) {
         cmocka_unit_test(test_fp16_exhaustive),
         cmocka_unit_test(test_fp16_round_to_nearest_even),
         cmocka_unit_test(test_lmdbx_keys_and_errors),
+        cmocka_unit_test(test_atomic_file_races),
         cmocka_unit_test(test_roundtrip_fp32),
         cmocka_unit_test(test_roundtrip_fp16),
         cmocka_unit_test(test_no_leakage),

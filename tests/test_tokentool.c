@@ -6,7 +6,8 @@
 //   - afterwards `tokens fetch` prints exactly what rd_token_store_fetch_batch returns (the call
 //     a PS rank runs for the training path's RD_TOKEN_OP_FETCH), byte-exact floats;
 //   - compact writes a verified copy with the same records; gc deletes exactly the old ones;
-//   - bad input: missing store, corrupt MANIFEST, bad arguments (exit 2), an existing --out.
+//   - bad input: missing store, corrupt MANIFEST, bad arguments (exit 2), an existing --out;
+//   - compact --out a/b/c that fails removes the parents it created, and only those.
 // The CLI is $RD_BINARY_DIR/recdistill (set by ctest); the test skips without it.
 #include <setjmp.h>
 #include <stdarg.h>
@@ -222,6 +223,52 @@ static void test_tokens_cli(void **state) {
     assert_non_null(strstr(out, "MANIFEST"));
 }
 
+// `tokens compact --out a/b/c` creates the missing parents a/ and a/b/; a compaction that fails
+// (here: shard 1 of the store is gone) removes exactly those again, never a folder that existed,
+// and leaves no partial copy. A compaction that succeeds keeps them.
+static void test_compact_out_parents(void **state) {
+    (void)state;
+    char dir[300], shard[340], out[400], top[300], keep[300], cmd[700];
+    snprintf(dir, sizeof dir, "%s/store2", g_root);
+    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 2, 0, 0, 4096, 1, 0, 0};
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    // 1. Success: parents made and kept, a store that verifies.
+    snprintf(out, sizeof out, "%s/ok1/ok2/copy", g_root);
+    assert_int_equal(rd_tokentool_compact(dir, out, &eb), RD_OK);
+    rd_token_open_opts oo;
+    memset(&oo, 0, sizeof oo);
+    oo.mode = RD_TOKEN_READ_ONLY;
+    assert_int_equal(rd_token_store_open(out, &oo, &s, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    // 2. Failures after the parents were made.
+    snprintf(shard, sizeof shard, "%s/shard-0001", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", shard);
+    assert_int_equal(system(cmd), 0);
+    struct stat st;
+    snprintf(top, sizeof top, "%s/new1", g_root);
+    snprintf(out, sizeof out, "%s/new2/copy", top);
+    rd_errbuf_clear(&eb);
+    assert_int_not_equal(rd_tokentool_compact(dir, out, &eb), RD_OK);
+    assert_non_null(strstr(eb.msg, "shard-0001"));
+    assert_int_not_equal(lstat(top, &st), 0);
+    snprintf(keep, sizeof keep, "%s/keep", g_root);
+    assert_int_equal(mkdir(keep, 0755), 0);
+    snprintf(out, sizeof out, "%s/a/b/copy", keep);
+    assert_int_not_equal(rd_tokentool_compact(dir, out, &eb), RD_OK);
+    assert_int_equal(lstat(keep, &st), 0);
+    snprintf(out, sizeof out, "%s/a", keep);
+    assert_int_not_equal(lstat(out, &st), 0);
+    snprintf(out, sizeof out, "%s/copy", keep);
+    assert_int_not_equal(rd_tokentool_compact(dir, out, &eb), RD_OK);
+    assert_int_equal(lstat(keep, &st), 0);
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", keep);
+    assert_int_equal(system(cmd), 0); // no partial copy left
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/rd_test_tokentool_XXXXXX");
@@ -236,6 +283,7 @@ static int teardown(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokens_cli)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokens_cli),
+                                       cmocka_unit_test(test_compact_out_parents)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

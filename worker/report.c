@@ -1,6 +1,7 @@
 // report.c — report.json, the final table, stream averages and transferability (rd/report.h).
 #include "rd/report.h"
 #include "rd/alloc.h"
+#include "rd/lmdbx.h"
 #include "rd/plot.h"
 #include "rd/traffic.h"
 
@@ -264,12 +265,13 @@ static void jper_job(FILE *f, const char *key, const rd_trainer_result *res, int
 
 int rd_report_write(
     const rd_config *cfg, const rd_trainer_result *res, int n, double wall_s, rd_errbuf *eb) {
-    char path[RD_PATH_MAX + 32], tmp[RD_PATH_MAX + 48];
+    char path[RD_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/report.json", cfg->run.out_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return rd_err_set(eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
+    rd_lmdbx_outfile of;
+    int rc = rd_lmdbx_outfile_open(path, &of, eb);
+    if (rc != RD_OK)
+        return rc;
+    FILE *f = of.f;
     fprintf(f, "{\n  \"run\": \"%s\",\n  \"seed\": %llu,\n  \"config\": \"%s\",\n  \"wall_s\": ",
             cfg->run.name, (unsigned long long)cfg->run.seed, cfg->source_path);
     jnum(f, wall_s);
@@ -331,12 +333,7 @@ int rd_report_write(
     for (int j = 0; j < n; j++)
         jjob(f, &res[j], j + 1 == n);
     fputs("  }\n}\n", f);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-        remove(tmp);
-        return rd_err_set(eb, RD_ERR_IO, "%s: write failed", path);
-    }
-    return RD_OK;
+    return rd_lmdbx_outfile_commit(&of, eb);
 }
 
 // ---------------------------------------------------------------------------------------------

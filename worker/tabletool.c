@@ -586,10 +586,18 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new directory", out);
-    char part[RD_PATH_MAX + 16];
-    if (snprintf(part, sizeof part, "%s.partial", out) >= (int)sizeof part)
+    // Missing parents of --out are created as before, but removed again when the run fails
+    // (only those this run made); the checkpoint is built in a folder of its own beside --out.
+    char part[RD_PATH_MAX + 48], created[RD_PATH_MAX + 48];
+    if (strlen(out) + 48 > sizeof part)
         return rd_err_set(eb, RD_ERR_ARG, "output path too long: %.64s...", out);
-    int rc = rd_train_ckpt_rmtree(part, eb);
+    int rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, eb);
+    if (rc != RD_OK)
+        return rc;
+    if ((rc = rd_lmdbx_mkdir_partial(out, part, sizeof part, eb)) != RD_OK) {
+        rd_lmdbx_rmdir_created(out, created);
+        return rc;
+    }
     rd_table **nt = NULL;
     if (rc == RD_OK)
         rc = new_tables(m, Q, &nt, eb);
@@ -678,7 +686,7 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
         rd_errbuf_clear(&local);
         int drc = rd_train_ckpt_read_pos(tt->dir, &pos, &local);
         if (drc == RD_OK) {
-            char from[RD_PATH_MAX + 32], to[RD_PATH_MAX + 48];
+            char from[RD_PATH_MAX + 32], to[RD_PATH_MAX + 80];
             snprintf(from, sizeof from, "%s/%s", tt->dir, RD_TRAIN_CKPT_DENSE);
             snprintf(to, sizeof to, "%s/%s", part, RD_TRAIN_CKPT_DENSE);
             drc = copy_file(from, to, eb);
@@ -689,9 +697,14 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
         }
     }
     if (rc == RD_OK && rename(part, out) != 0)
-        rc = rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));
-    if (rc != RD_OK)
+        rc =
+            errno == EEXIST || errno == ENOTEMPTY
+                ? rd_err_set(eb, RD_ERR_EXISTS, "%s exists (written meanwhile by another run)", out)
+                : rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));
+    if (rc != RD_OK) {
         rd_train_ckpt_rmtree(part, NULL);
+        rd_lmdbx_rmdir_created(out, created);
+    }
     rd_free(nm);
     free_tables(nt, (size_t)Q * T);
     return rc;

@@ -14,7 +14,12 @@
 //   rd_lmdbx_put_be64() / rd_lmdbx_get_be64() / _be32   big-endian key packing
 //   rd_lmdbx_i64_key() / rd_lmdbx_key_i64()             int64 <-> uint64 in unsigned order
 //   rd_lmdbx_mkdir_p()       mkdir -p with an rd_errbuf message
-//   rd_lmdbx_write_file_atomic()  write a small file via tmp + fsync + rename + fsync(dir)
+//   rd_lmdbx_mkdir_parents() / rd_lmdbx_rmdir_created()   create the missing parents of an
+//                            output, and remove exactly those again when the run fails
+//   rd_lmdbx_mkdir_partial() a unique "<out>.partial.<pid>.<hex>" folder to build `out` in
+//   rd_lmdbx_outfile, rd_lmdbx_outfile_open() / _commit() / _abort()   write a file under a
+//                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
+//   rd_lmdbx_write_file_atomic()  write a small file via an outfile: fsync + rename + fsync(dir)
 //   rd_lmdbx_check_replaceable()  refuse to rename a file over a FIFO, device or symlink
 //
 // Error mapping (rd_lmdbx_status): MDB_NOTFOUND and ENOENT -> RD_ERR_NOTFOUND; MDB_MAP_FULL,
@@ -40,6 +45,7 @@
 #include <lmdb.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "rd/error.h"
 
@@ -186,11 +192,83 @@ static inline int64_t rd_lmdbx_key_i64(uint64_t u) {
 int rd_lmdbx_mkdir_p(const char *path, rd_errbuf *eb);
 
 /**
- * Write `len` bytes to `path` atomically: `<path>.tmp`, fsync, rename over `path`, fsync the
- * folder. A crash leaves either the old file (or none) or the new one, never a torn one.
- * @return RD_OK or RD_ERR_IO / RD_ERR_FULL (ENOSPC) with the path and strerror in eb
+ * A file written under a unique temporary name beside its target and renamed over it when
+ * complete (same folder, so the rename is atomic). The temporary name is
+ * `<path>.tmp.<pid>.<8 hex digits>`, created with O_CREAT | O_EXCL | O_NOFOLLOW: nothing planted
+ * under a predictable name (a symlink to someone else's file) is ever opened, and concurrent
+ * writers into one path each write their own file; the last rename wins, and every reader
+ * sees one complete file. Plain struct, usually on the stack (about 8 KiB).
+ */
+typedef struct rd_lmdbx_outfile {
+    FILE *f;             // the temporary file, open "wb"; NULL after commit or abort
+    char path[4096];     // the target
+    char tmp[4096 + 32]; // the temporary file's name; "" when there is none to remove
+} rd_lmdbx_outfile;
+
+/**
+ * Create the temporary file of `path` (see rd_lmdbx_outfile). Write to of->f, then call
+ * rd_lmdbx_outfile_commit or rd_lmdbx_outfile_abort (exactly one of them).
+ * @param[in]  path  the target; refused when it is a FIFO, a device or a symlink
+ *                   (rd_lmdbx_check_replaceable)
+ * @param[out] of    the open file; on failure nothing is open and nothing is left on disk
+ * @return RD_OK; RD_ERR_ARG (path empty or too long), RD_ERR_EXISTS (not replaceable),
+ *         RD_ERR_IO / RD_ERR_FULL (the folder is missing, read-only or full)
+ */
+int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb);
+
+/**
+ * Flush and fsync the temporary file, close it, rename it over the target (checked again to be
+ * replaceable) and fsync the folder. On any failure, write errors of the caller's own
+ * fwrite/fprintf included (they stick in ferror), the temporary file is removed and the target
+ * is untouched.
+ * @return RD_OK; RD_ERR_IO / RD_ERR_FULL ("write <tmp>: No space left on device", ...);
+ *         RD_ERR_EXISTS (the target became a FIFO, device or symlink meanwhile)
+ * @note of->f is closed in every case; of may be reused by rd_lmdbx_outfile_open.
+ */
+int rd_lmdbx_outfile_commit(rd_lmdbx_outfile *of, rd_errbuf *eb);
+
+/** Close and remove the temporary file (a failed write). Accepts NULL and a committed, aborted
+ *  or failed-to-open `of` (then does nothing). */
+void rd_lmdbx_outfile_abort(rd_lmdbx_outfile *of);
+
+/**
+ * Write `len` bytes to `path` atomically through an rd_lmdbx_outfile: unique temporary file,
+ * fsync, rename over `path`, fsync the folder. A crash leaves either the old file (or none) or
+ * the new one, never a torn one (and at worst a stray `<path>.tmp.*`).
+ * @return RD_OK or RD_ERR_IO / RD_ERR_FULL (ENOSPC) with the path and strerror in eb;
+ *         RD_ERR_EXISTS when `path` is a FIFO, device or symlink
  */
 int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb);
+
+/**
+ * Create the missing parent folders of `path` (not `path` itself), mode 0755, and say which was
+ * the outermost one created, so that a run that fails can remove exactly what it made
+ * (rd_lmdbx_rmdir_created). On failure the folders made so far are removed again.
+ * @param[in]  path     a file or folder about to be created
+ * @param[out] created  the outermost folder this call created, "" when every parent existed;
+ *                      cap bytes (at least strlen(path) + 1)
+ * @return RD_OK; RD_ERR_ARG (path empty or too long); RD_ERR_IO ("mkdir <dir>: exists and is
+ *         not a folder", "mkdir <dir>: Permission denied"); RD_ERR_FULL (ENOSPC)
+ */
+int rd_lmdbx_mkdir_parents(const char *path, char *created, size_t cap, rd_errbuf *eb);
+
+/**
+ * Undo rd_lmdbx_mkdir_parents after a failure: rmdir the parents of `path` from the innermost
+ * up to `created`. Only empty folders go (rmdir), so files others put there meanwhile stay.
+ * Does nothing when `created` is NULL or "".
+ */
+void rd_lmdbx_rmdir_created(const char *path, const char *created);
+
+/**
+ * Create a fresh folder beside `out` to build it in, `<out>.partial.<pid>.<8 hex digits>`
+ * (mkdir, mode 0755, exclusive: concurrent builds of one `out` never share a folder, and no
+ * planted symlink is followed). Rename it to `out` when complete; remove it on failure. A crash
+ * leaves it behind under that name.
+ * @param[out] part  the folder's name, cap bytes (strlen(out) + 40 is enough)
+ * @return RD_OK; RD_ERR_ARG (out empty or too long); RD_ERR_IO / RD_ERR_FULL from mkdir (the
+ *         parent is missing, read-only or full)
+ */
+int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *eb);
 
 /**
  * May `path` be replaced by a file written under a temporary name and renamed over it? A rename

@@ -7,9 +7,9 @@
 //                              snapshot per shard — safe while a writer appends
 //   rd_tokentool_print_fetch() the answer of rd_token_store_fetch as TSV
 //
-// Compaction never changes the input: <out>.partial gets shard-NNNN/data.mdb copies, then a copy
-// of the MANIFEST (the store's commit point, written last), then the directory is renamed to
-// <out>. Records appended after a shard's snapshot are not in the copy: stop the writer (or
+// Compaction never changes the input: a fresh <out>.partial.<pid>.<hex> gets shard-NNNN/data.mdb
+// copies, then a copy of the MANIFEST (the store's commit point, written last), then the
+// directory is renamed to <out>. Records appended after a shard's snapshot are not in the copy: stop the writer (or
 // accept that cut) before swapping the copy in.
 #ifndef RD_TOKENTOOL_H
 #define RD_TOKENTOOL_H
