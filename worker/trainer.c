@@ -1126,12 +1126,11 @@ static int write_targets(const rd_trainer *tr, const rd_trainer_targets *t, rd_e
     if (!tr->targets_path[0] || t->role == 0)
         return RD_OK;
     static const char *const roles[] = {"none", "teacher", "student", "replay"};
-    char tmp[sizeof tr->targets_path + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", tr->targets_path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return rd_err_set(eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
-    fprintf(f,
+    rd_lmdbx_outfile of;
+    int rc = rd_lmdbx_outfile_open(tr->targets_path, &of, eb);
+    if (rc != RD_OK)
+        return rc;
+    fprintf(of.f,
             "{\"job\": \"%s\", \"role\": \"%s\", \"sent\": %llu, \"logged\": %llu, "
             "\"received\": %llu, \"joined\": %llu, \"late\": %llu, \"missing\": %llu, "
             "\"replayed\": %llu, \"unused\": %llu, \"duplicates\": %llu}\n",
@@ -1140,12 +1139,7 @@ static int write_targets(const rd_trainer *tr, const rd_trainer_targets *t, rd_e
             (unsigned long long)t->joined, (unsigned long long)t->late,
             (unsigned long long)t->missing, (unsigned long long)t->replayed,
             (unsigned long long)t->unused, (unsigned long long)t->duplicates);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, tr->targets_path) != 0) {
-        remove(tmp);
-        return rd_err_set(eb, RD_ERR_IO, "%s: write failed: %s", tr->targets_path, strerror(errno));
-    }
-    return RD_OK;
+    return rd_lmdbx_outfile_commit(&of, eb); // unique temporary name, fsync, rename
 }
 
 // My examples of `range` in `mode` and the job's per-rank counts (collective over the job).
@@ -1503,11 +1497,11 @@ static int write_metrics(const rd_trainer *tr, const rd_trainer_result *res, rd_
         if (mkdir_p(dir) != 0)
             return rd_err_set(eb, RD_ERR_IO, "%s: cannot create folder: %s", dir, strerror(errno));
     }
-    char tmp[sizeof tr->metrics_path + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", tr->metrics_path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return rd_err_set(eb, RD_ERR_IO, "%s: %s", tmp, strerror(errno));
+    rd_lmdbx_outfile of;
+    int rc = rd_lmdbx_outfile_open(tr->metrics_path, &of, eb);
+    if (rc != RD_OK)
+        return rc;
+    FILE *f = of.f;
     int json = strcmp(tr->cfg->output.metrics_format, "jsonl") == 0;
     if (!json)
         fputs("phase,window,auc,gauc,logloss,calibration,samples,samples_per_s\n", f);
@@ -1517,12 +1511,7 @@ static int write_metrics(const rd_trainer *tr, const rd_trainer_result *res, rd_
     write_line(f, json, "holdout_warm", -1, &res->warm);
     write_line(f, json, "popularity_holdout", -1, &res->pop_holdout);
     write_line(f, json, "popularity_warm", -1, &res->pop_warm);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, tr->metrics_path) != 0) {
-        remove(tmp);
-        return rd_err_set(eb, RD_ERR_IO, "%s: write failed: %s", tr->metrics_path, strerror(errno));
-    }
-    return RD_OK;
+    return rd_lmdbx_outfile_commit(&of, eb); // unique temporary name, fsync, rename
 }
 
 // ---------------------------------------------------------------------------------------------
