@@ -18,12 +18,13 @@
 //
 // A rewrite never changes the input: it writes a fresh <out>.partial.<pid>.<hex> beside <out>
 // (every shard env, then the MANIFEST, then a copy of dense.bin when the input is a training
-// checkpoint) and renames it to <out>, which must not exist. Rows go to shard rd_shard_of(key, P') with their slots, last-seen
-// time and count unchanged, and pending admission counts follow their key, so a PS of P' ranks
-// that loads the result serves exactly the rows that P ranks served (initial values of missing
-// keys depend on the key and seed only: rd/table.h). With P' == P each new shard gets the old
-// shard's cumulative counters and clock, so a compacted checkpoint has the same shard CRCs; with
-// P' != P the counters are summed into shard 0 and every shard gets the latest clock.
+// checkpoint) and renames it to <out>, which must not exist. Rows go to shard rd_shard_of(key, P')
+// with their slots, last-seen time and count unchanged, and pending admission counts follow their
+// key, so a PS of P' ranks that loads the result serves exactly the rows that P ranks served
+// (initial values of missing keys depend on the key and seed only: rd/table.h). With P' == P each
+// new shard gets the old shard's cumulative counters and clock, so a compacted checkpoint has the
+// same shard CRCs; with P' != P the counters are summed into shard 0 and every shard gets the
+// latest clock.
 //
 // Memory: the whole checkpoint is held in memory (one table per shard); tools for tables larger
 // than one machine's memory would stream shard by shard instead.

@@ -9,8 +9,8 @@
 //
 // Compaction never changes the input: a fresh <out>.partial.<pid>.<hex> gets shard-NNNN/data.mdb
 // copies, then a copy of the MANIFEST (the store's commit point, written last), then the
-// directory is renamed to <out>. Records appended after a shard's snapshot are not in the copy: stop the writer (or
-// accept that cut) before swapping the copy in.
+// directory is renamed to <out>. Records appended after a shard's snapshot are not in the copy:
+// stop the writer (or accept that cut) before swapping the copy in.
 #ifndef RD_TOKENTOOL_H
 #define RD_TOKENTOOL_H
 
