@@ -20,23 +20,26 @@
 #include <string.h>
 
 static void tokens_usage(FILE *out) {
-    fprintf(out,
-            "usage: recdistill tokens <command> STORE [options]\n"
-            "\n"
-            "STORE is an instance-token store directory (MANIFEST + shard-NNNN/).\n"
-            "\n"
-            "  stats   STORE [--per-shard]            records, users, bytes, time range\n"
-            "  fetch   STORE --user KEY --before T --n L   the last L tokens of user KEY strictly\n"
-            "                                         before time T (the training path's answer);\n"
-            "                                         --user-id ID instead names the user by the\n"
-            "                                         raw id of a CSV or MovieLens log\n"
-            "  gc      STORE --before T               delete every record with time < T\n"
-            "  verify  STORE                          MANIFEST, shard headers, every key and\n"
-            "                                         record CRC\n"
-            "  compact STORE --out DIR                compacted copy (the input is untouched)\n"
-            "\n"
-            "stats, fetch, verify and compact are read-only and safe while a job appends.\n"
-            "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
+    fprintf(
+        out,
+        "usage: recdistill tokens <command> STORE [options]\n"
+        "\n"
+        "STORE is an instance-token store directory (MANIFEST + shard-NNNN/).\n"
+        "\n"
+        "  stats   STORE [--per-shard]            records, users, bytes, time range\n"
+        "  fetch   STORE --user KEY --before T --n L   the last L tokens of user KEY strictly\n"
+        "                                         before time T (the training path's answer);\n"
+        "                                         --user-id ID instead names the user by the\n"
+        "                                         raw id of a CSV or MovieLens log; --before-id I\n"
+        "                                         also returns the records at T with an id\n"
+        "                                         below I (tokens.same_time earlier)\n"
+        "  gc      STORE --before T               delete every record with time < T\n"
+        "  verify  STORE                          MANIFEST, shard headers, every key and\n"
+        "                                         record CRC\n"
+        "  compact STORE --out DIR                compacted copy (the input is untouched)\n"
+        "\n"
+        "stats, fetch, verify and compact are read-only and safe while a job appends.\n"
+        "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
 }
 
 static int parse_u64(const char *s, uint64_t *v) {
@@ -87,9 +90,10 @@ int rd_cmd_tokens(int argc, char **argv) {
     char prog[64];
     snprintf(prog, sizeof prog, "recdistill tokens %s", cmd);
     // --user-id takes a raw id of the log, which may look like a negative number.
-    rd_app_opt opts[] = {{"--user", RD_APP_NUMBER, NULL},   {"--user-id", RD_APP_NUMBER, NULL},
-                         {"--before", RD_APP_NUMBER, NULL}, {"--n", RD_APP_NUMBER, NULL},
-                         {"--out", RD_APP_STRING, NULL},    {"--per-shard", RD_APP_FLAG, NULL}};
+    rd_app_opt opts[] = {{"--user", RD_APP_NUMBER, NULL},     {"--user-id", RD_APP_NUMBER, NULL},
+                         {"--before", RD_APP_NUMBER, NULL},   {"--n", RD_APP_NUMBER, NULL},
+                         {"--out", RD_APP_STRING, NULL},      {"--per-shard", RD_APP_FLAG, NULL},
+                         {"--before-id", RD_APP_NUMBER, NULL}};
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const char *dir = NULL;
     int n_pos = 0;
@@ -126,6 +130,14 @@ int rd_cmd_tokens(int argc, char **argv) {
     }
     if (have_before && parse_i64(opts[2].value, &before)) {
         fprintf(stderr, "%s: --before: '%s' is not an integer time\n", prog, opts[2].value);
+        return 2;
+    }
+    uint64_t before_id = 0;
+    if (opts[6].value &&
+        (strcmp(cmd, "fetch") != 0 || parse_u64(opts[6].value, &before_id) || before_id == 0)) {
+        fprintf(stderr, "%s: --before-id: '%s' %s\n", prog, opts[6].value,
+                strcmp(cmd, "fetch") != 0 ? "is an option of fetch only"
+                                          : "is not an instance id (1..2^64-1)");
         return 2;
     }
     if (opts[3].value && (parse_u64(opts[3].value, &L) || L < 1 || L > RD_TOKEN_MAX_L)) {
@@ -178,7 +190,7 @@ int rd_cmd_tokens(int argc, char **argv) {
                 }
                 rd_free(ps);
             } else if (strcmp(cmd, "fetch") == 0) {
-                rc = rd_tokentool_print_fetch(s, user, before, (size_t)L, stdout, &eb);
+                rc = rd_tokentool_print_fetch(s, user, before, before_id, (size_t)L, stdout, &eb);
             } else if (strcmp(cmd, "gc") == 0) {
                 uint64_t n = 0;
                 rc = rd_token_store_gc(s, before, &n, &eb);

@@ -93,8 +93,13 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
     return rc;
 }
 
-int rd_tokentool_print_fetch(
-    rd_token_store *s, uint64_t user, int64_t before_t, size_t L, FILE *f, rd_errbuf *eb) {
+int rd_tokentool_print_fetch(rd_token_store *s,
+                             uint64_t user,
+                             int64_t before_t,
+                             uint64_t before_id,
+                             size_t L,
+                             FILE *f,
+                             rd_errbuf *eb) {
     rd_token_store_info in;
     rd_token_store_info_get(s, &in);
     size_t d = in.dim, S = in.n_side;
@@ -112,10 +117,13 @@ int rd_tokentool_print_fetch(
                             .mask = mask,
                             .n_found = &nf,
                             .side = side};
-    int rc = rd_token_store_fetch(s, user, before_t, L, &o, eb);
+    int rc = rd_token_store_fetch_batch(s, 1, &user, &before_t, before_id ? &before_id : NULL, L,
+                                        &o, eb);
     if (rc == RD_OK) {
-        fprintf(f, "# user %llu before %lld L %zu n_found %u dim %zu", (unsigned long long)user,
-                (long long)before_t, L, nf, d);
+        fprintf(f, "# user %llu before %lld", (unsigned long long)user, (long long)before_t);
+        if (before_id)
+            fprintf(f, " id %llu", (unsigned long long)before_id);
+        fprintf(f, " L %zu n_found %u dim %zu", L, nf, d);
         if (S)
             fprintf(f, " side %zu", S);
         fputc('\n', f);

@@ -166,6 +166,32 @@ static void test_tokens_cli(void **state) {
     uint32_t nfound = 0;
     rd_token_fetch_out fo = {.tokens = tok, .ts = ts, .ids = ids, .n_found = &nfound};
     assert_int_equal(rd_token_store_fetch_batch(s, 1, &user, &before, NULL, L, &fo, &eb), RD_OK);
+    // --before-id: the record at `before` (its id is its time) counts when its id is lower.
+    int64_t ts_id[L];
+    uint64_t ids_id[L], bid = (uint64_t)before + 1;
+    uint32_t nf_id = 0;
+    float tok_id[L * DIM];
+    rd_token_fetch_out fi = {.tokens = tok_id, .ts = ts_id, .ids = ids_id, .n_found = &nf_id};
+    assert_int_equal(rd_token_store_fetch_batch(s, 1, &user, &before, &bid, L, &fi, &eb), RD_OK);
+    assert_int_equal(nf_id, L);
+    assert_true(ts_id[L - 1] == before && ids_id[L - 1] == (uint64_t)before);
+    assert_int_equal(run(out, sizeof out,
+                         "%s tokens fetch %s --user %u --before %lld --before-id %llu --n %zu",
+                         g_rd, dir, USER, (long long)before, (unsigned long long)bid, L),
+                     0);
+    assert_non_null(strstr(out, " id 3334 L 50 n_found 50"));
+    const char *lastline = strrchr(out, '\n');
+    while (lastline > out && lastline[-1] != '\n')
+        lastline--;
+    long long slot_l, ts_l;
+    assert_int_equal(sscanf(lastline, "%lld\t%lld", &slot_l, &ts_l), 2);
+    assert_int_equal(ts_l, before); // the newest line is the record at `before` itself
+    assert_int_equal(run(out, sizeof out, "%s tokens gc %s --before 1 --before-id 5", g_rd, dir),
+                     2);
+    assert_int_equal(run(out, sizeof out,
+                         "%s tokens fetch %s --user %u --before 5 --before-id 0 --n 3", g_rd, dir,
+                         USER),
+                     2);
     rd_token_store_destroy(s);
     assert_int_equal(run(out, sizeof out, "%s tokens fetch %s --user %u --before %lld --n %zu",
                          g_rd, dir, USER, (long long)before, L),

@@ -27,9 +27,17 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb);
 /**
  * Fetch (user, before_t, L) from `s` and print "# user U before T L n_found N" then one line per
  * found record: slot, ts, id, label, item, then the dim token values (%.9g: exact for fp32).
- * @return rd_token_store_fetch's code
+ * before_id 0 fetches strictly before before_t; otherwise also the records at before_t with a
+ * lower instance id (rd_token_store_fetch_batch's before_id, what a model with
+ * tokens.same_time earlier reads), and the header says "before T id I".
+ * @return rd_token_store_fetch_batch's code
  */
-int rd_tokentool_print_fetch(
-    rd_token_store *s, uint64_t user, int64_t before_t, size_t L, FILE *f, rd_errbuf *eb);
+int rd_tokentool_print_fetch(rd_token_store *s,
+                             uint64_t user,
+                             int64_t before_t,
+                             uint64_t before_id,
+                             size_t L,
+                             FILE *f,
+                             rd_errbuf *eb);
 
 #endif // RD_TOKENTOOL_H
