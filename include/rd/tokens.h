@@ -12,6 +12,7 @@
 //   rd_token_batch, rd_token_store_append           batched appends (one write txn per shard
 //                                                   and append_batch records)
 //   rd_token_fetch_out, rd_token_store_fetch / _fetch_batch   last L tokens strictly before t
+//                                                   (_fetch_batch: or below the key (t, id))
 //   rd_token_store_gc / _stats / _verify / _iterate tools: delete old entries, counts, checks,
 //                                                   export
 //   rd_token_shard_fetch_batch / rd_token_fetch_reply_bytes / rd_token_fetch_reply_view

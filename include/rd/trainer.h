@@ -48,7 +48,9 @@
 // shard (rd_token_client_append; the PS ranks serve the store with rd_token_service). Then it
 // tells the rank 0 of every other job, and each job's rank 0 releases its ranks. A job whose
 // model reads tokens fetches, with each batch's pull, the user's last tokens.length tokens
-// strictly before the event (rd_token_client_fetch_start), laid out most recent first.
+// strictly before the event (rd_token_client_fetch_start), laid out most recent first; with
+// tokens.same_time earlier also those of its own second that come before it (its id), and with
+// tokens.stats their summaries (rd_token_summary) close its numeric inputs.
 //
 // Features a model may embed: "user", "item", any categorical / multi field of the dataset, and
 // two fields derived from the timestamp when the dataset has no field of that name: "hour"
