@@ -33,6 +33,7 @@
 #include "rd/server.h"
 #include "rd/traffic.h"
 
+#include "ps_internal.h"
 #include "token_store_internal.h"
 
 #include <inttypes.h>
@@ -174,20 +175,33 @@ static int on_fetch(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server 
             rc = rd_err_set(&eb, RD_ERR_NOMEM, "token fetch: no memory for %u requests", n);
         }
     }
-    if (rc == RD_OK && grow_aligned(&svc->reply, &svc->reply_cap, bytes) != RD_OK)
-        rc = rd_err_set(&eb, RD_ERR_NOMEM, "token fetch: no memory for a %zu-byte reply", bytes);
+    // The reply is built in place in the server's send buffer and sent without a copy (a fetch
+    // of 256 x 256 tokens of d = 64 is a 17 MB reply); the handler's own buffer is the fallback
+    // when the pool has no memory.
+    unsigned char *out = NULL;
+    size_t out_cap = 0;
+    if (rc == RD_OK) {
+        out = rd_server_reply_buffer(srv, meta, bytes);
+        out_cap = bytes;
+        if (!out) {
+            if (grow_aligned(&svc->reply, &svc->reply_cap, bytes) != RD_OK)
+                rc = rd_err_set(&eb, RD_ERR_NOMEM, "token fetch: no memory for a %zu-byte reply",
+                                bytes);
+            out = svc->reply;
+            out_cap = svc->reply_cap;
+        }
+    }
     if (rc == RD_OK) {
         memcpy(svc->users, p + RD__TOKEN_FETCH_HEADER, 8 * (size_t)n);
         memcpy(svc->ts, p + RD__TOKEN_FETCH_HEADER + 8 * (size_t)n, 8 * (size_t)n);
         if (with_ids)
             memcpy(svc->ids, p + RD__TOKEN_FETCH_HEADER + 16 * (size_t)n, 8 * (size_t)n);
         rc = rd_token_shard_fetch_batch(svc->store, n, svc->users, svc->ts,
-                                        with_ids ? svc->ids : NULL, L, fields, svc->reply,
-                                        svc->reply_cap, &eb);
+                                        with_ids ? svc->ids : NULL, L, fields, out, out_cap, &eb);
     }
     if (rc != RD_OK)
         return reply_error(srv, meta, rc, &eb);
-    return rd_server_respond(srv, meta, RD_OK, svc->reply, bytes);
+    return rd_server_respond(srv, meta, RD_OK, out, bytes);
 }
 
 static int on_append(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server *srv, void *user) {
@@ -621,8 +635,14 @@ static int op_wait(rd_token_client *c, tc_op *op) {
     return op->status;
 }
 
+// A fetch reply staging buffer: the kernel copies each reply into it (CMA), so it asks for huge
+// pages as the server's send buffers do (fewer pages to pin per copy).
 static int grow_buf(unsigned char **buf, size_t *cap, size_t need) {
-    return grow_aligned(buf, cap, need);
+    size_t had = *cap;
+    int rc = grow_aligned(buf, cap, need);
+    if (rc == RD_OK && *cap != had)
+        rd__advise_huge(*buf, *cap);
+    return rc;
 }
 
 static int ps_of_user(const rd_token_client *c, uint64_t user) {
