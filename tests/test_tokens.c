@@ -1743,6 +1743,31 @@ static void test_iterate_and_stats(void **state) {
     assert_true(per[0].entries + per[1].entries + per[2].entries == n);
     assert_true(tot.payload_bytes == n * (24 + RD_TOKEN_VALUE_FIXED + dim * 4));
     assert_true(tot.file_bytes > 0 && tot.map_bytes >= tot.file_bytes);
+    // The raw scan reads every key and value byte: the same bytes as the stats, the shards add
+    // up (bytes, and the XOR digest), and one more record adds one record's bytes.
+    uint64_t all_b = 0, all_d = 0, sum_b = 0, xor_d = 0;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_scan_raw(s, -1, &all_b, &all_d, &eb), RD_OK);
+    assert_true(all_b == tot.payload_bytes);
+    for (int sh = 0; sh < 3; sh++) {
+        uint64_t bb = 0, dd = 0;
+        assert_int_equal(rd_token_store_scan_raw(s, sh, &bb, &dd, &eb), RD_OK);
+        assert_true(bb == per[sh].payload_bytes);
+        sum_b += bb;
+        xor_d ^= dd;
+    }
+    assert_true(sum_b == all_b && xor_d == all_d);
+    assert_int_equal(rd_token_store_scan_raw(s, 3, NULL, NULL, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "shard 3"));
+    uint64_t u1 = 5, id1 = 100000;
+    int64_t t1 = 1000;
+    float tok1[4] = {0.25f, -0.5f, 1.0f, 2.0f};
+    rd_token_batch b1 = {1, &u1, &t1, &id1, tok1, NULL, NULL, NULL, NULL};
+    assert_int_equal(rd_token_store_append(s, &b1, &eb), RD_OK);
+    uint64_t more_b = 0, more_d = 0;
+    assert_int_equal(rd_token_store_scan_raw(s, -1, &more_b, &more_d, &eb), RD_OK);
+    assert_true(more_b == all_b + 24 + RD_TOKEN_VALUE_FIXED + dim * 4);
+    assert_true(more_d != all_d);
     rd_token_store_info info;
     rd_token_store_info_get(s, &info);
     assert_int_equal(info.dim, dim);

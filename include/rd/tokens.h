@@ -346,6 +346,20 @@ typedef int (*rd_token_visit_fn)(const rd_token_record *rec, void *user);
 int rd_token_store_iterate(
     rd_token_store *s, int shard, rd_token_visit_fn fn, void *user, rd_errbuf *eb);
 
+/**
+ * Raw cursor scan of every open shard (or of `shard` alone when >= 0) through this handle's own
+ * environments: reads every key and value byte in key order, decodes nothing, checks nothing
+ * but sizes. It is the reference a fetch is measured against (bench/bench_tokens.c), and it
+ * maps every page of the store into this process, so later fetches through the same handle run
+ * at their steady-state speed instead of paying the first-touch cost.
+ * @param[out] bytes  key + value bytes read (may be NULL)
+ * @param[out] digest an XOR of the bytes read, so the reads cannot be optimised away (may be
+ *                    NULL)
+ * @return RD_OK, RD_ERR_ARG (shard not open), RD_ERR_LMDB
+ */
+int rd_token_store_scan_raw(
+    rd_token_store *s, int shard, uint64_t *bytes, uint64_t *digest, rd_errbuf *eb);
+
 // ---------------------------------------------------------------------------------------------
 // Wire-friendly shard entry points (what a PS rank runs for RD_TOKEN_OP_FETCH / _APPEND)
 //

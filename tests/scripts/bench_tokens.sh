@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# bench_tokens.sh — the token-store benchmark on a tiny store: it runs with 1 rank (no PS path)
+# and with 2 (1 PS + 1 worker), writes JSON with every key the issue names (ratio_scan null with
+# 1 rank), and refuses bad arguments with its usage and exit 2. Figures are not checked here
+# (this machine is shared); only that they are finite and positive.
+#
+#   bash tests/scripts/bench_tokens.sh build/recdistill
+set -u
+RD="$(realpath "${1:?usage: bench_tokens.sh path/to/recdistill}")"
+BENCH="$(dirname "$RD")/bench/bench_tokens"
+[ -x "$BENCH" ] || { echo "no $BENCH (RD_BUILD_BENCH off): skip"; exit 77; }
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+TMP="$(mktemp -d /tmp/rd_test_bench_tokens_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+TINY=(--users 40 --per-user 96 --dim 8 --L 32 --batch 16 --iters 3 --rounds 3 --warmup 1)
+
+for n in 1 2; do
+  timeout 300 "$MPIEXEC" -n $n "$BENCH" "${TINY[@]}" --dir "$TMP/d$n" --json "$TMP/r$n.json" \
+    > "$TMP/out$n.txt" 2>&1 || { cat "$TMP/out$n.txt"; fail "bench_tokens -n $n exited $?"; }
+  [ ! -e "$TMP/d$n/store" ] || fail "-n $n left its store behind without --keep"
+  python3 - "$TMP/r$n.json" $n <<'PY' || fail "-n $n: bad JSON"
+import json, math, sys
+j = json.load(open(sys.argv[1])); n = int(sys.argv[2])
+keys = ["lmdb_scan_gbps", "rpc_fetch_gbps", "direct_fetch_gbps", "ratio_scan", "append_tokens_per_s"]
+for k in keys:
+    assert k in j, k
+for k in ["lmdb_scan_gbps", "direct_fetch_gbps", "append_tokens_per_s"]:
+    assert math.isfinite(j[k]) and j[k] > 0, (k, j[k])
+assert j["rounds"] == 3 and j["ranks"] == n
+lo, hi = j["lmdb_scan_gbps_range"]
+assert lo <= j["lmdb_scan_gbps"] <= hi
+if n == 1:
+    assert j["rpc_fetch_gbps"] is None and j["ratio_scan"] is None and j["rpc_fetch_gbps_range"] is None
+else:
+    assert j["rpc_fetch_gbps"] > 0 and j["rpc_fetch_gbps_1"] > 0
+    lo, hi = j["rpc_fetch_gbps_range"]
+    assert lo <= j["rpc_fetch_gbps"] <= hi
+    assert abs(j["ratio_scan"] - j["rpc_fetch_gbps"] / j["lmdb_scan_gbps"]) < 0.01
+PY
+done
+grep -q "ratio_scan" "$TMP/out2.txt" || fail "no ratio_scan line"
+
+# Bad arguments: usage, exit 2, no JSON written.
+for args in "--rounds 0" "--rounds 65" "--L 200 --per-user 100" "--iters" "--bogus 1"; do
+  # shellcheck disable=SC2086
+  timeout 60 "$MPIEXEC" -n 1 "$BENCH" $args --json "$TMP/bad.json" > "$TMP/bad.txt" 2>&1
+  rc=$?
+  [ $rc -eq 2 ] || fail "'$args' exited $rc, expected 2"
+  grep -q "usage:" "$TMP/bad.txt" || fail "'$args': no usage line"
+  [ ! -e "$TMP/bad.json" ] || fail "'$args' wrote JSON"
+done
+echo "bench_tokens.sh: ok"
