@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# bench_smoke.sh — every benchmark under bench/ (bench_tokens has its own script) runs at a tiny
+# size, exits 0, and writes JSON that parses and holds its headline figure, finite and positive;
+# an unknown option exits 2 without JSON. No figure is judged here (this machine is shared and
+# noisy): this keeps the tools that check the speed targets from rotting.
+#
+#   bash tests/scripts/bench_smoke.sh build/recdistill
+set -u
+RD="$(realpath "${1:?usage: bench_smoke.sh path/to/recdistill}")"
+B="$(dirname "$RD")/bench"
+[ -x "$B/bench_dense" ] || { echo "no $B (RD_BUILD_BENCH off): skip"; exit 77; }
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+TMP="$(mktemp -d /tmp/rd_test_bench_smoke_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+export OPENBLAS_NUM_THREADS=1
+
+# name | launcher ("" or "mpi") | tiny arguments | python expression over j that must hold
+CASES=(
+  "dense||--batch 8 --iters 1 --warmup 0 --seq-len 8 --dim 8 --layers 1 --heads 1|j['sgemm_gflops'] > 0 and j['teacher_samples_per_s'] > 0 and j['student_samples_per_s'] > 0"
+  "table||--dim 8 --draws 2000 --batches 2 --reps 2 --vocab 1000|j['pull_ns'] > 0 and j['push_ns'] > 0"
+  "prepare||--events 20000 --reps 1 --warmup 0 --skip-ml --out $TMP/prep|j['cases'][0]['events'] == 20000 and j['cases'][0]['events_per_s']['avg'] > 0"
+  "serve||--iters 10 --warmup 1 --dir $TMP/serve|all(j['candidates'][n]['qps'] > 0 for n in ('1', '16', '256'))"
+  "ps|mpi|--ps 1 --dims 8 --steps 5 --warmup 1 --draws 500 --vocab 2000|j['rows'][0]['dim'] == 8 and j['rows'][0]['ps_row_gbps'] > 0 and j['rows'][0]['memcpy_gbps'] > 0"
+  "targets|mpi|--teachers 1 --targets 5000 --batches 64,256 --reps 1 --warmup 0|len(j['results']) == 2 and all(r['targets_per_s_median'] > 0 for r in j['results'])"
+)
+for c in "${CASES[@]}"; do
+  IFS='|' read -r name launch args check <<< "$c"
+  run=("$B/bench_$name")
+  [ "$launch" = mpi ] && run=("$MPIEXEC" -n 2 "$B/bench_$name")
+  # shellcheck disable=SC2086
+  timeout 300 "${run[@]}" $args --json "$TMP/$name.json" > "$TMP/$name.txt" 2>&1 ||
+    { cat "$TMP/$name.txt"; fail "bench_$name exited non-zero"; }
+  python3 - "$TMP/$name.json" "$check" <<'PY' || fail "bench_$name: JSON check failed: $check"
+import json, math, sys
+j = json.load(open(sys.argv[1]))
+def finite(x):
+    if isinstance(x, dict):
+        return all(finite(v) for v in x.values())
+    if isinstance(x, list):
+        return all(finite(v) for v in x)
+    return not isinstance(x, float) or math.isfinite(x)
+assert finite(j), "a figure is not finite"
+assert eval(sys.argv[2], {"j": j})
+PY
+  timeout 60 "${run[@]}" --bogus 1 --json "$TMP/bad-$name.json" > "$TMP/bad-$name.txt" 2>&1
+  rc=$?
+  [ $rc -eq 2 ] || fail "bench_$name --bogus exited $rc, expected 2"
+  [ ! -e "$TMP/bad-$name.json" ] || fail "bench_$name --bogus wrote JSON"
+  echo "bench_$name: ok"
+done
+echo "bench_smoke.sh: ok"
