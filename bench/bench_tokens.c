@@ -355,26 +355,24 @@ static int direct_fetch(const opts *o, rd_token_store *s, results *res) {
 // ---------------------------------------------------------------------------------------------
 // RPC (world rank 1 = worker)
 
-// Batches [first, first + n) through the client with `inflight` outstanding (batch b uses slot
-// b % inflight). Per-batch latencies go to lat (when not NULL); returns the wall seconds of the
-// whole ring, and the tokens found through *tokens.
+// Batches 0 .. n-1 through the client with `inflight` outstanding (batch b uses slot
+// b % inflight), one continuous pipeline. For each batch: its latency from start to completion
+// (lat), the time it completed (done_at, seconds since t0) and the tokens it found.
 static int rpc_ring(const opts *o,
                     rd_token_client *cl,
                     int inflight,
                     outs *x,
-                    int first,
                     int n,
+                    double t0,
                     double *lat,
-                    double *wall_s,
-                    uint64_t *tokens,
+                    double *done_at,
+                    uint64_t *found,
                     rd_errbuf *eb) {
     uint64_t *users = rd_xmalloc((size_t)o->batch * 8);
     int64_t *ts = rd_xmalloc((size_t)o->batch * 8);
     int handle[RD_TOKEN_CLIENT_MAX_INFLIGHT];
     double t_start[RD_TOKEN_CLIENT_MAX_INFLIGHT];
     int rc = RD_OK;
-    *tokens = 0;
-    double t0 = now_s();
     for (int b = 0; b < n + inflight && rc == RD_OK; b++) {
         int slot = b % inflight;
         if (b >= inflight) {
@@ -382,42 +380,48 @@ static int rpc_ring(const opts *o,
             rc = rd_token_client_wait(cl, handle[slot], eb);
             if (rc != RD_OK)
                 break;
-            if (lat)
-                lat[done_b] = now_s() - t_start[slot];
-            *tokens += found_tokens(&x[slot], o->batch);
+            double now = now_s();
+            lat[done_b] = now - t_start[slot];
+            done_at[done_b] = now - t0;
+            found[done_b] = found_tokens(&x[slot], o->batch);
             if (done_b == n - 1)
                 break;
         }
         if (b < n) {
-            make_batch(o, first + b, users, ts);
+            make_batch(o, b, users, ts);
             t_start[slot] = now_s();
             rc = rd_token_client_fetch_start(cl, (size_t)o->batch, users, ts, NULL, (size_t)o->L,
                                              &x[slot].o, &handle[slot], eb);
         }
     }
-    *wall_s = now_s() - t0;
     rd_free(users);
     rd_free(ts);
     return rc;
 }
 
-// The warm-up batches, then o->rounds rounds of o->iters batches; the median round.
+// The warm-up batches, then o->rounds rounds of o->iters batches in one pipeline (no refill
+// between rounds); round r spans from the completion of its predecessor's last batch to the
+// completion of its own last batch. The figure is the median round.
 static int rpc_fetch(const opts *o, rd_token_client *cl, int inflight, results *res, int save) {
     outs x[RD_TOKEN_CLIENT_MAX_INFLIGHT];
     for (int k = 0; k < inflight; k++)
         outs_init(&x[k], o);
-    const int timed = o->rounds * o->iters;
-    double *lat = rd_xmalloc((size_t)timed * sizeof *lat), g[MAX_ROUNDS], wall;
-    uint64_t tokens = 0;
+    const int timed = o->rounds * o->iters, n = o->warmup + timed;
+    double *lat = rd_xmalloc((size_t)n * sizeof *lat);
+    double *done_at = rd_xmalloc((size_t)n * sizeof *done_at), g[MAX_ROUNDS];
+    uint64_t *found = rd_xmalloc((size_t)n * sizeof *found);
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    int rc = o->warmup > 0 ? rpc_ring(o, cl, inflight, x, 0, o->warmup, NULL, &wall, &tokens, &eb)
-                           : RD_OK;
+    const double t0 = now_s();
+    int rc = rpc_ring(o, cl, inflight, x, n, t0, lat, done_at, found, &eb);
     for (int r = 0; r < o->rounds && rc == RD_OK; r++) {
-        rc = rpc_ring(o, cl, inflight, x, o->warmup + r * o->iters, o->iters, lat + r * o->iters,
-                      &wall, &tokens, &eb);
-        g[r] = (double)tokens * o->dim * 4 / wall / 1e9;
-        if (o->verbose && rc == RD_OK)
+        int first = o->warmup + r * o->iters, last = first + o->iters - 1;
+        double from = first > 0 ? done_at[first - 1] : 0.0;
+        uint64_t tokens = 0;
+        for (int b = first; b <= last; b++)
+            tokens += found[b];
+        g[r] = (double)tokens * o->dim * 4 / (done_at[last] - from) / 1e9;
+        if (o->verbose)
             fprintf(stderr, "bench_tokens: rpc round %d (%d in flight): %.3f GB/s\n", r + 1,
                     inflight, g[r]);
     }
@@ -425,12 +429,14 @@ static int rpc_fetch(const opts *o, rd_token_client *cl, int inflight, results *
         fprintf(stderr, "bench_tokens: rpc fetch: %s\n", eb.msg);
     } else if (save) {
         median_of(g, o->rounds, &res->rpc_gbps, &res->rpc_min, &res->rpc_max);
-        stats_of(lat, timed, &res->rpc_batch_s);
+        stats_of(lat + o->warmup, timed, &res->rpc_batch_s);
     } else {
         double lo, hi;
         median_of(g, o->rounds, &res->rpc_gbps_1, &lo, &hi);
     }
     rd_free(lat);
+    rd_free(done_at);
+    rd_free(found);
     for (int k = 0; k < inflight; k++)
         outs_free(&x[k]);
     return rc != RD_OK;
