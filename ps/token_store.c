@@ -1423,7 +1423,9 @@ int rd_token_store_scan_raw(
         MDB_val k, v;
         int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
         while (mrc == 0) {
-            // Every byte, 8 at a time: the memory traffic of a copy-out without the stores.
+            // Every byte, 8 at a time: the memory traffic of a copy-out without the stores. The
+            // two loops are written out on purpose: a shared helper made this scan 12 % slower
+            // (1.81 against 2.05 GB/s), and a slower reference flatters every fetch ratio.
             const unsigned char *p = v.mv_data;
             size_t i = 0;
             for (; i + 8 <= v.mv_size; i += 8) {

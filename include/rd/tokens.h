@@ -348,10 +348,10 @@ int rd_token_store_iterate(
 
 /**
  * Raw cursor scan of every open shard (or of `shard` alone when >= 0) through this handle's own
- * environments: reads every key and value byte in key order, decodes nothing, checks nothing
- * but sizes. It is the reference a fetch is measured against (bench/bench_tokens.c), and it
- * maps every page of the store into this process, so later fetches through the same handle run
- * at their steady-state speed instead of paying the first-touch cost.
+ * environments: reads every key and value byte in key order, decodes and checks nothing. It is the
+ * reference a fetch is measured against (bench/bench_tokens.c), and it maps every page of the store
+ * into this process, so later fetches through the same handle run at their steady-state speed
+ * instead of paying the first-touch cost.
  * @param[out] bytes  key + value bytes read (may be NULL)
  * @param[out] digest an XOR of the bytes read, so the reads cannot be optimised away (may be
  *                    NULL)
