@@ -129,6 +129,24 @@ static int get_reply(evil *e, int tag, rd_msg_header *h, char *text, size_t cap)
     }
 }
 
+// Send header h with a payload of len bytes (at most 64), and receive the reply on `tag`: its
+// status, header and text.
+static int call_raw(evil *e,
+                    const rd_msg_header *h,
+                    const char *payload,
+                    size_t len,
+                    int tag,
+                    rd_msg_header *r,
+                    char *text,
+                    size_t cap) {
+    unsigned char buf[128];
+    RD_ASSERT(len <= sizeof buf - 64);
+    rd_msg_encode(h, buf);
+    memcpy(buf + 64, payload, len);
+    send_raw(e, buf, 64 + len);
+    return get_reply(e, tag, r, text, cap);
+}
+
 static rd_msg_header
 hdr(evil *e, unsigned op, uint32_t table, uint64_t count, uint32_t dim, uint64_t payload) {
     rd_msg_header h;
@@ -316,42 +334,24 @@ static int evil_run(const rd_comm *comm) {
     h = hdr(&e, ECHO_OP + 1, 0, 0, 0, 5);
     expect(&e, "unregistered user op", &h, "hello", 5, RD_ERR_UNSUPPORTED, "no handler");
     // The registered one answers through rd_server_respond.
-    h = hdr(&e, ECHO_OP, 0, 0, 0, 5);
     {
-        unsigned char buf[69];
-        rd_msg_encode(&h, buf);
-        memcpy(buf + 64, "hello", 5);
-        send_raw(&e, buf, sizeof buf);
         rd_msg_header r;
         char text[64];
-        int st = get_reply(&e, reply_tag_of(h.req_id), &r, text, sizeof text);
+        h = hdr(&e, ECHO_OP, 0, 0, 0, 5);
+        int st = call_raw(&e, &h, "hello", 5, reply_tag_of(h.req_id), &r, text, sizeof text);
         T_CHECK(&e.errs, st == RD_OK && strcmp(text, "hello") == 0, "echo: %d '%s'", st, text);
-    }
-    // Refused after the handler took a reply buffer, twice: the error arrives, and the in-place
-    // echo below still gets a buffer.
-    for (int k = 0; k < 2; k++) {
-        h = hdr(&e, REV_OP, 0, 0, 0, 8);
-        unsigned char buf[72];
-        rd_msg_encode(&h, buf);
-        memcpy(buf + 64, "FAILFAIL", 8);
-        send_raw(&e, buf, sizeof buf);
-        rd_msg_header r;
-        char text[64];
-        int st = get_reply(&e, reply_tag_of(h.req_id), &r, text, sizeof text);
-        T_CHECK(&e.errs, st == RD_ERR_CORRUPT && strcmp(text, "refused after reserving") == 0,
-                "refusal after reserving: %d '%s'", st, text);
-    }
-    // The in-place reply, on a reserved slot (as the token client would use): user ops may.
-    h = hdr(&e, REV_OP, 0, 0, 0, 5);
-    h.req_id = (h.req_id << RD_MSG_SLOT_BITS) | (RD_MSG_SLOTS - 1);
-    {
-        unsigned char buf[69];
-        rd_msg_encode(&h, buf);
-        memcpy(buf + 64, "hello", 5);
-        send_raw(&e, buf, sizeof buf);
-        rd_msg_header r;
-        char text[64];
-        int st = get_reply(&e, RD_TAG_PS_REPLY_TOKEN_LAST, &r, text, sizeof text);
+        // Refused after the handler took a reply buffer, twice: the error arrives, and the in-place
+        // echo below still gets a buffer.
+        for (int k = 0; k < 2; k++) {
+            h = hdr(&e, REV_OP, 0, 0, 0, 8);
+            st = call_raw(&e, &h, "FAILFAIL", 8, reply_tag_of(h.req_id), &r, text, sizeof text);
+            T_CHECK(&e.errs, st == RD_ERR_CORRUPT && strcmp(text, "refused after reserving") == 0,
+                    "refusal after reserving: %d '%s'", st, text);
+        }
+        // The in-place reply, on a reserved slot (as the token client would use): user ops may.
+        h = hdr(&e, REV_OP, 0, 0, 0, 5);
+        h.req_id = (h.req_id << RD_MSG_SLOT_BITS) | (RD_MSG_SLOTS - 1);
+        st = call_raw(&e, &h, "hello", 5, RD_TAG_PS_REPLY_TOKEN_LAST, &r, text, sizeof text);
         T_CHECK(&e.errs, st == RD_OK && strcmp(text, "olleh") == 0 && r.req_id == h.req_id,
                 "in-place echo: %d '%s'", st, text);
     }
