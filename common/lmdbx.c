@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -414,6 +416,7 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
     int rc = mdb_env_create(&env);
     if (rc)
         return rd_lmdbx_error(eb, rc, "mdb_env_create", path);
+    rd_lmdbx_guard_env(env);
     if (o->max_dbs)
         rc = mdb_env_set_maxdbs(env, o->max_dbs);
     if (!rc && o->max_readers)
@@ -541,4 +544,151 @@ int rd_lmdbx_read_begin(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf
         }
         return rd_lmdbx_error(eb, rc, "begin read transaction", path);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damaged pages: the guard (see rd/lmdbx.h)
+//
+// One process-wide SIGSEGV/SIGBUS handler (SA_SIGINFO | SA_NODEFER: the signal is not blocked
+// while it runs, so the siglongjmp out of it needs no mask restore) and a per-thread stack of
+// guards. The handler only reads the thread's innermost guard and jumps; without one it hands
+// the signal to the previous disposition.
+
+static _Thread_local rd_lmdbx_guard *g_guard_top;
+static struct sigaction g_prev_segv, g_prev_bus;
+static int g_guard_installing; // 1 while a thread (re)installs the handler
+
+static void guard_chain(int sig, siginfo_t *si, void *uc) {
+    struct sigaction *prev = sig == SIGSEGV ? &g_prev_segv : &g_prev_bus;
+    if (prev->sa_flags & SA_SIGINFO) {
+        if (prev->sa_sigaction) {
+            prev->sa_sigaction(sig, si, uc);
+            return;
+        }
+    } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(sig);
+        return;
+    }
+    // The default action: restore it. A hardware fault repeats when the handler returns and
+    // then terminates the process with the signal (and a core) as if no handler had run; a
+    // signal sent by kill() is raised again.
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    if (!si || si->si_code <= 0)
+        raise(sig);
+}
+
+static void guard_on_signal(int sig, siginfo_t *si, void *uc) {
+    static _Thread_local int chaining;
+    rd_lmdbx_guard *g = g_guard_top;
+    if (!g) {
+        // A handler that was installed after this one and chains back here would loop: the
+        // second visit takes the default action instead.
+        if (chaining) {
+            signal(sig, SIG_DFL);
+            return;
+        }
+        chaining = 1;
+        guard_chain(sig, si, uc);
+        chaining = 0;
+        return;
+    }
+    g->sig = sig;
+    g->addr = si ? si->si_addr : NULL;
+    g_guard_top = g->prev;
+    siglongjmp(g->jb, 1);
+}
+
+static void guard_on_assert(MDB_env *env, const char *msg) {
+    (void)env;
+    rd_lmdbx_guard *g = g_guard_top;
+    if (!g)
+        return; // LMDB aborts, as without the guard
+    g->sig = 0;
+    g->addr = NULL;
+    snprintf(g->assert_msg, sizeof g->assert_msg, "%s", msg ? msg : "?");
+    g_guard_top = g->prev;
+    siglongjmp(g->jb, 1);
+}
+
+// Install the handler unless it is in place. Checked on every guard (one sigaction call, a
+// fraction of a microsecond against a guarded call's milliseconds), because other code may
+// replace it later: MPI and UCX at start-up, a test runner around each test. The disposition
+// found is the one a fault outside a guard goes to.
+static void guard_install(void) {
+    struct sigaction cur;
+    if (sigaction(SIGSEGV, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+        cur.sa_sigaction == guard_on_signal && sigaction(SIGBUS, NULL, &cur) == 0 &&
+        (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == guard_on_signal)
+        return;
+    int expect = 0;
+    while (!__atomic_compare_exchange_n(&g_guard_installing, &expect, 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+        expect = 0;
+        sched_yield();
+    }
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = guard_on_signal;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    // On failure (never seen) the guards are inert: faults keep their old disposition.
+    if (sigaction(SIGSEGV, &sa, &old) == 0 &&
+        !((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == guard_on_signal))
+        g_prev_segv = old;
+    if (sigaction(SIGBUS, &sa, &old) == 0 &&
+        !((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == guard_on_signal))
+        g_prev_bus = old;
+    __atomic_store_n(&g_guard_installing, 0, __ATOMIC_RELEASE);
+}
+
+void rd_lmdbx_guard_push(rd_lmdbx_guard *g, const char *what) {
+    guard_install();
+    g->what = what;
+    g->sig = 0;
+    g->addr = NULL;
+    g->assert_msg[0] = '\0';
+    g->prev = g_guard_top;
+    g_guard_top = g;
+}
+
+void rd_lmdbx_guard_pop(rd_lmdbx_guard *g) {
+    RD_ASSERT(g_guard_top == g);
+    g_guard_top = g->prev;
+}
+
+int rd_lmdbx_guard_fault(rd_lmdbx_guard *g, rd_errbuf *eb) {
+    const char *what = g->what ? g->what : "LMDB env";
+    if (g->sig)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "%s: damaged LMDB file (%s at %p while reading its page structure): "
+                          "the file was changed or cut outside LMDB; restore it from a copy or "
+                          "rebuild it",
+                          what, g->sig == SIGBUS ? "SIGBUS" : "SIGSEGV", g->addr);
+    return rd_err_set(eb, RD_ERR_CORRUPT,
+                      "%s: damaged LMDB file (LMDB assertion: %s): the file was changed or cut "
+                      "outside LMDB; restore it from a copy or rebuild it",
+                      what, g->assert_msg);
+}
+
+void rd_lmdbx_guard_env(MDB_env *env) {
+    guard_install();
+    // EINVAL when liblmdb was built with NDEBUG (no assertions): nothing to route then.
+    (void)mdb_env_set_assert(env, guard_on_assert);
+}
+
+int rd_lmdbx_damage_refuse(const rd_lmdbx_damage *d, rd_errbuf *eb) {
+    return rd_err_set(eb, RD_ERR_CORRUPT, "%s", d->msg);
+}
+
+int rd_lmdbx_damage_record(rd_lmdbx_damage *d, const char *prefix, rd_errbuf *geb, rd_errbuf *eb) {
+    if (prefix && *prefix)
+        rd_err_prefix(geb, "%s", prefix);
+    memcpy(d->msg, geb->msg, sizeof d->msg);
+    d->msg[sizeof d->msg - 1] = '\0';
+    d->damaged = 1;
+    return rd_err_set(eb, RD_ERR_CORRUPT, "%s", d->msg);
 }

@@ -37,7 +37,12 @@ struct rd_target_log {
     uint64_t max_map_size;
     struct trec *recs; // append scratch
     size_t recs_cap;
+    rd_lmdbx_damage dmg; // a damaged page met (rd/lmdbx.h): every later call is refused
 };
+
+// Return the result of `call` run under the damaged-page guard (rd/lmdbx.h).
+#define TL_GUARDED(log, eb, call)                                                                  \
+    RD_LMDBX_RETURN_GUARDED(&(log)->dmg, "target log ", (log)->path, eb, call)
 
 typedef struct trec {
     unsigned char key[RD_TARGET_KEY_BYTES];
@@ -179,7 +184,7 @@ open_env(rd_target_log *log, int writable, int create, const rd_target_log_opts 
 }
 
 // Open the databases and check the header (the env is open).
-static int attach(rd_target_log *log, rd_errbuf *eb) {
+static int attach_unguarded(rd_target_log *log, rd_errbuf *eb) {
     MDB_txn *txn = NULL;
     int rc = rd_lmdbx_read_begin(log->env, &txn, log->path, eb);
     if (rc != RD_OK)
@@ -208,6 +213,11 @@ static int attach(rd_target_log *log, rd_errbuf *eb) {
     if (rc != RD_OK)
         return rc;
     return rd_lmdbx_error(eb, mrc, "open target log databases", log->path);
+}
+
+// The databases and the header check, under the guard (a damaged file can fault already here).
+static int attach(rd_target_log *log, rd_errbuf *eb) {
+    TL_GUARDED(log, eb, attach_unguarded(log, eb));
 }
 
 static int log_new(const char *path, rd_target_log **out, rd_errbuf *eb) {
@@ -366,7 +376,7 @@ static int append_cb(MDB_txn *txn, void *vctx, rd_errbuf *eb) {
     return 0;
 }
 
-int rd_target_log_append(rd_target_log *log, const rd_target_batch *b, rd_errbuf *eb) {
+static int append_unguarded(rd_target_log *log, const rd_target_batch *b, rd_errbuf *eb) {
     RD_ASSERT(log && b);
     if (b->n == 0)
         return RD_OK;
@@ -407,6 +417,11 @@ int rd_target_log_append(rd_target_log *log, const rd_target_batch *b, rd_errbuf
                           &c, eb);
 }
 
+int rd_target_log_append(rd_target_log *log, const rd_target_batch *b, rd_errbuf *eb) {
+    RD_ASSERT(log);
+    TL_GUARDED(log, eb, append_unguarded(log, b, eb));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reads
 
@@ -423,15 +438,15 @@ static int read_begin(rd_target_log *log, rd_errbuf *eb) {
     return RD_OK;
 }
 
-int rd_target_log_read_range(rd_target_log *log,
-                             uint64_t job,
-                             uint64_t lo,
-                             uint64_t hi,
-                             int64_t pass,
-                             const rd_target_out *out,
-                             size_t cap,
-                             size_t *n_out,
-                             rd_errbuf *eb) {
+static int read_range_unguarded(rd_target_log *log,
+                                uint64_t job,
+                                uint64_t lo,
+                                uint64_t hi,
+                                int64_t pass,
+                                const rd_target_out *out,
+                                size_t cap,
+                                size_t *n_out,
+                                rd_errbuf *eb) {
     RD_ASSERT(log && out && n_out);
     *n_out = 0;
     if (!out->samples || !out->logits)
@@ -493,14 +508,27 @@ int rd_target_log_read_range(rd_target_log *log,
     return RD_OK;
 }
 
-int rd_target_log_get(rd_target_log *log,
-                      uint64_t job,
-                      uint64_t sample,
-                      uint32_t pass,
-                      float *logit,
-                      uint64_t *version,
-                      int32_t *window,
-                      rd_errbuf *eb) {
+int rd_target_log_read_range(rd_target_log *log,
+                             uint64_t job,
+                             uint64_t lo,
+                             uint64_t hi,
+                             int64_t pass,
+                             const rd_target_out *out,
+                             size_t cap,
+                             size_t *n_out,
+                             rd_errbuf *eb) {
+    RD_ASSERT(log);
+    TL_GUARDED(log, eb, read_range_unguarded(log, job, lo, hi, pass, out, cap, n_out, eb));
+}
+
+static int get_unguarded(rd_target_log *log,
+                         uint64_t job,
+                         uint64_t sample,
+                         uint32_t pass,
+                         float *logit,
+                         uint64_t *version,
+                         int32_t *window,
+                         rd_errbuf *eb) {
     RD_ASSERT(log);
     int rc = read_begin(log, eb);
     if (rc != RD_OK)
@@ -522,7 +550,19 @@ int rd_target_log_get(rd_target_log *log,
     return rc;
 }
 
-int rd_target_log_count(rd_target_log *log, uint64_t *n, rd_errbuf *eb) {
+int rd_target_log_get(rd_target_log *log,
+                      uint64_t job,
+                      uint64_t sample,
+                      uint32_t pass,
+                      float *logit,
+                      uint64_t *version,
+                      int32_t *window,
+                      rd_errbuf *eb) {
+    RD_ASSERT(log);
+    TL_GUARDED(log, eb, get_unguarded(log, job, sample, pass, logit, version, window, eb));
+}
+
+static int count_unguarded(rd_target_log *log, uint64_t *n, rd_errbuf *eb) {
     RD_ASSERT(log && n);
     *n = 0;
     int rc = read_begin(log, eb);
@@ -535,4 +575,9 @@ int rd_target_log_count(rd_target_log *log, uint64_t *n, rd_errbuf *eb) {
         return rd_lmdbx_error(eb, mrc, "target log stat", log->path);
     *n = st.ms_entries;
     return RD_OK;
+}
+
+int rd_target_log_count(rd_target_log *log, uint64_t *n, rd_errbuf *eb) {
+    RD_ASSERT(log);
+    TL_GUARDED(log, eb, count_unguarded(log, n, eb));
 }

@@ -78,6 +78,11 @@ struct rd_token_store {
     tk_rec *recs; // append scratch (grows once to the largest batch)
     size_t recs_cap;
     float *tokbuf; // (dim) decode scratch for iterate
+    // Damaged pages (rd/lmdbx.h guard): `where` names the shard being read or written, for the
+    // message; after a fault the handle refuses every call with the first message.
+    char where[DIR_MAX + 32];
+    int where_shard; // the shard `where` names, or -1
+    rd_lmdbx_damage dmg;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -107,6 +112,18 @@ pack_key(unsigned char k[RD_TOKEN_KEY_BYTES], uint64_t user, uint64_t tsk, uint6
     rd_lmdbx_put_be64(k + 8, tsk);
     rd_lmdbx_put_be64(k + 16, id);
 }
+
+// Name shard `shard` in the message of a damaged page met from now on.
+static void set_where(rd_token_store *s, int shard) {
+    if (s->where_shard != shard) {
+        shard_path(s, s->dir, shard, s->where, sizeof s->where);
+        s->where_shard = shard;
+    }
+}
+
+// Return the result of `call` run under the damaged-page guard (rd/lmdbx.h).
+#define TK_GUARDED(s, eb, call)                                                                    \
+    RD_LMDBX_RETURN_GUARDED(&(s)->dmg, "token store ", (s)->where, eb, call)
 
 static size_t elem_size(int dtype) {
     return dtype == RD_TOKEN_FP16 ? 2 : 4;
@@ -467,25 +484,11 @@ int rd_token_store_create(const char *dir,
     return rd_token_store_open(dir, &oo, out, eb);
 }
 
-// Open shard i of s: env, named databases (in a read transaction), header check.
-static int open_shard(rd_token_store *s, int i, const rd_token_open_opts *o, rd_errbuf *eb) {
-    char path[DIR_MAX + 32];
-    shard_path(s, s->dir, i, path, sizeof path);
-    rd_lmdbx_opts lo = {0};
-    lo.read_only = o->mode == RD_TOKEN_READ_ONLY;
-    lo.no_sync = o->no_sync;
-    lo.map_size = o->map_size;
-    lo.max_map_size = o->max_map_size;
-    lo.max_dbs = 4;
+// The databases and the header check of shard i (its env is open), under open_shard's guard.
+static int open_shard_dbs(rd_token_store *s, int i, const char *path, rd_errbuf *eb) {
     tk_shard *sh = &s->shards[i];
-    int rc = rd_lmdbx_env_open(path, &lo, &sh->env, eb);
-    if (rc != RD_OK) {
-        if (rc == RD_ERR_NOTFOUND)
-            rd_err_prefix(eb, "token store %s is missing shard %d: ", s->dir, i);
-        return rc;
-    }
     MDB_txn *txn = NULL;
-    rc = rd_lmdbx_read_begin(sh->env, &txn, path, eb);
+    int rc = rd_lmdbx_read_begin(sh->env, &txn, path, eb);
     if (rc != RD_OK)
         return rc;
     int mrc = mdb_dbi_open(txn, "meta", 0, &sh->dbi_meta);
@@ -514,6 +517,33 @@ static int open_shard(rd_token_store *s, int i, const rd_token_open_opts *o, rd_
         return rc;
     if (mrc)
         return rd_lmdbx_error(eb, mrc, "open token databases", path);
+    return RD_OK;
+}
+
+// Open shard i of s: env, named databases (in a read transaction), header check.
+static int open_shard(rd_token_store *s, int i, const rd_token_open_opts *o, rd_errbuf *eb) {
+    char path[DIR_MAX + 32];
+    shard_path(s, s->dir, i, path, sizeof path);
+    rd_lmdbx_opts lo = {0};
+    lo.read_only = o->mode == RD_TOKEN_READ_ONLY;
+    lo.no_sync = o->no_sync;
+    lo.map_size = o->map_size;
+    lo.max_map_size = o->max_map_size;
+    lo.max_dbs = 4;
+    tk_shard *sh = &s->shards[i];
+    int rc = rd_lmdbx_env_open(path, &lo, &sh->env, eb);
+    if (rc != RD_OK) {
+        if (rc == RD_ERR_NOTFOUND)
+            rd_err_prefix(eb, "token store %s is missing shard %d: ", s->dir, i);
+        return rc;
+    }
+    set_where(s, i);
+    int faulted = 0;
+    RD_LMDBX_GUARDED(rc, faulted, s->where, eb, open_shard_dbs(s, i, path, eb));
+    if (faulted)
+        rd_err_prefix(eb, "token store ");
+    if (rc != RD_OK)
+        return rc;
     sh->writable = o->mode == RD_TOKEN_WRITE;
     return RD_OK;
 }
@@ -551,6 +581,8 @@ int rd_token_store_open(const char *dir,
     if (!s)
         return rd_err_set(eb, RD_ERR_NOMEM, "token store %s: out of memory", dir);
     snprintf(s->dir, sizeof s->dir, "%s", dir);
+    snprintf(s->where, sizeof s->where, "%s", dir);
+    s->where_shard = -1;
     s->info = info;
     s->mode = o->mode;
     s->ps_rank = o->n_ps > 0 ? o->ps_rank : 0;
@@ -775,7 +807,7 @@ static int append_cb(MDB_txn *txn, void *vctx, rd_errbuf *eb) {
     return 0;
 }
 
-int rd_token_store_append(rd_token_store *s, const rd_token_batch *b, rd_errbuf *eb) {
+static int store_append_unguarded(rd_token_store *s, const rd_token_batch *b, rd_errbuf *eb) {
     RD_ASSERT(s && b);
     if (b->n == 0)
         return RD_OK;
@@ -846,6 +878,7 @@ int rd_token_store_append(rd_token_store *s, const rd_token_batch *b, rd_errbuf 
         while (g1 < n && s->recs[g1].shard == sh)
             g1++;
         shard_path(s, s->dir, (int)sh, path, sizeof path);
+        set_where(s, (int)sh);
         for (size_t c0 = g0; c0 < g1; c0 += chunk) {
             append_ctx ctx = {s, (int)sh, b, s->recs + c0, g1 - c0 < chunk ? g1 - c0 : chunk};
             int rc = rd_lmdbx_write(s->shards[sh].env, s->max_map_size, path, "token append",
@@ -858,12 +891,18 @@ int rd_token_store_append(rd_token_store *s, const rd_token_batch *b, rd_errbuf 
     return RD_OK;
 }
 
+int rd_token_store_append(rd_token_store *s, const rd_token_batch *b, rd_errbuf *eb) {
+    RD_ASSERT(s);
+    TK_GUARDED(s, eb, store_append_unguarded(s, b, eb));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fetch
 
 // Make shard sh's read transaction and cursor live for the current call.
 static int shard_read(rd_token_store *s, int sh, rd_errbuf *eb) {
     tk_shard *t = &s->shards[sh];
+    set_where(s, sh);
     if (t->live)
         return RD_OK;
     char path[DIR_MAX + 32];
@@ -1014,14 +1053,14 @@ static int fetch_one(rd_token_store *s,
     return RD_OK;
 }
 
-int rd_token_store_fetch_batch(rd_token_store *s,
-                               size_t n,
-                               const uint64_t *users,
-                               const int64_t *before_t,
-                               const uint64_t *before_id,
-                               size_t L,
-                               const rd_token_fetch_out *out,
-                               rd_errbuf *eb) {
+static int store_fetch_batch_unguarded(rd_token_store *s,
+                                       size_t n,
+                                       const uint64_t *users,
+                                       const int64_t *before_t,
+                                       const uint64_t *before_id,
+                                       size_t L,
+                                       const rd_token_fetch_out *out,
+                                       rd_errbuf *eb) {
     RD_ASSERT(s && out);
     if (L < 1 || L > RD_TOKEN_MAX_L)
         return rd_err_set(eb, RD_ERR_ARG, "token fetch: L = %zu out of range 1..%d", L,
@@ -1051,6 +1090,18 @@ int rd_token_store_fetch_batch(rd_token_store *s,
     }
     release_reads(s);
     return rc;
+}
+
+int rd_token_store_fetch_batch(rd_token_store *s,
+                               size_t n,
+                               const uint64_t *users,
+                               const int64_t *before_t,
+                               const uint64_t *before_id,
+                               size_t L,
+                               const rd_token_fetch_out *out,
+                               rd_errbuf *eb) {
+    RD_ASSERT(s);
+    TK_GUARDED(s, eb, store_fetch_batch_unguarded(s, n, users, before_t, before_id, L, out, eb));
 }
 
 int rd_token_store_fetch(rd_token_store *s,
@@ -1139,7 +1190,8 @@ static int gc_cb(MDB_txn *txn, void *vctx, rd_errbuf *eb) {
     return rc;
 }
 
-int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_errbuf *eb) {
+static int
+store_gc_unguarded(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_errbuf *eb) {
     RD_ASSERT(s);
     if (n_deleted)
         *n_deleted = 0;
@@ -1151,6 +1203,7 @@ int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, 
         if (!s->shards[sh].writable)
             continue;
         shard_path(s, s->dir, (int)sh, path, sizeof path);
+        set_where(s, (int)sh);
         gc_ctx c = {0};
         c.s = s;
         c.shard = (int)sh;
@@ -1174,6 +1227,11 @@ int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, 
     if (n_deleted)
         *n_deleted = total;
     return RD_OK;
+}
+
+int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_errbuf *eb) {
+    RD_ASSERT(s);
+    TK_GUARDED(s, eb, store_gc_unguarded(s, before_t, n_deleted, eb));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1245,10 +1303,10 @@ static int shard_stats(rd_token_store *s, int sh, rd_token_stats *st, rd_errbuf 
     return RD_OK;
 }
 
-int rd_token_store_stats(rd_token_store *s,
-                         rd_token_stats *total,
-                         rd_token_stats *per_shard,
-                         rd_errbuf *eb) {
+static int store_stats_unguarded(rd_token_store *s,
+                                 rd_token_stats *total,
+                                 rd_token_stats *per_shard,
+                                 rd_errbuf *eb) {
     RD_ASSERT(s && total);
     stats_empty(total);
     int rc = RD_OK;
@@ -1274,6 +1332,14 @@ int rd_token_store_stats(rd_token_store *s,
             total->t_max = st.t_max;
     }
     return RD_OK;
+}
+
+int rd_token_store_stats(rd_token_store *s,
+                         rd_token_stats *total,
+                         rd_token_stats *per_shard,
+                         rd_errbuf *eb) {
+    RD_ASSERT(s);
+    TK_GUARDED(s, eb, store_stats_unguarded(s, total, per_shard, eb));
 }
 
 // Walk shard sh in key order; check (verify) and/or call fn for each record.
@@ -1375,7 +1441,7 @@ static int walk_shard(rd_token_store *s,
     return RD_OK;
 }
 
-int rd_token_store_verify(rd_token_store *s, uint64_t *n_checked, rd_errbuf *eb) {
+static int store_verify_unguarded(rd_token_store *s, uint64_t *n_checked, rd_errbuf *eb) {
     RD_ASSERT(s);
     uint64_t n = 0;
     int rc = RD_OK;
@@ -1390,7 +1456,12 @@ int rd_token_store_verify(rd_token_store *s, uint64_t *n_checked, rd_errbuf *eb)
     return rc;
 }
 
-int rd_token_store_iterate(
+int rd_token_store_verify(rd_token_store *s, uint64_t *n_checked, rd_errbuf *eb) {
+    RD_ASSERT(s);
+    TK_GUARDED(s, eb, store_verify_unguarded(s, n_checked, eb));
+}
+
+static int store_iterate_unguarded(
     rd_token_store *s, int shard, rd_token_visit_fn fn, void *user, rd_errbuf *eb) {
     RD_ASSERT(s && fn);
     if (shard >= 0 && !rd_token_store_has_shard(s, shard))
@@ -1406,7 +1477,13 @@ int rd_token_store_iterate(
     return rc;
 }
 
-int rd_token_store_scan_raw(
+int rd_token_store_iterate(
+    rd_token_store *s, int shard, rd_token_visit_fn fn, void *user, rd_errbuf *eb) {
+    RD_ASSERT(s);
+    TK_GUARDED(s, eb, store_iterate_unguarded(s, shard, fn, user, eb));
+}
+
+static int store_scan_raw_unguarded(
     rd_token_store *s, int shard, uint64_t *bytes, uint64_t *digest, rd_errbuf *eb) {
     RD_ASSERT(s);
     if (shard >= 0 && !rd_token_store_has_shard(s, shard))
@@ -1458,6 +1535,12 @@ int rd_token_store_scan_raw(
     if (digest)
         *digest = acc;
     return rc;
+}
+
+int rd_token_store_scan_raw(
+    rd_token_store *s, int shard, uint64_t *bytes, uint64_t *digest, rd_errbuf *eb) {
+    RD_ASSERT(s);
+    TK_GUARDED(s, eb, store_scan_raw_unguarded(s, shard, bytes, digest, eb));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -48,6 +48,20 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new directory", out);
+    // Verify the source first: LMDB's compacting walk trusts the page structure, and on a
+    // damaged page it can overrun its own buffers (a heap corruption, not a fault a guard can
+    // catch). One read pass more; a damaged store is refused with verify's message.
+    rd_token_open_opts oo = {0};
+    oo.mode = RD_TOKEN_READ_ONLY;
+    rd_token_store *vs = NULL;
+    rc = rd_token_store_open(dir, &oo, &vs, eb);
+    if (rc == RD_OK)
+        rc = rd_token_store_verify(vs, NULL, eb);
+    rd_token_store_destroy(vs);
+    if (rc != RD_OK) {
+        rd_err_prefix(eb, "compact: the source store does not verify: ");
+        return rc;
+    }
     // Missing parents of --out are created as before, but removed again when the run fails
     // (only those this run made); the copy is built in a folder of its own beside --out.
     char part[4096], created[4096];
@@ -69,9 +83,16 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
         MDB_env *env = NULL;
         if ((rc = rd_lmdbx_env_open(src, &lo, &env, eb)) != RD_OK)
             break;
-        // One read snapshot: the copy is consistent even while the writer commits.
-        int lrc = mdb_env_copy2(env, dst, MDB_CP_COMPACT);
-        if (lrc)
+        // One read snapshot: the copy is consistent even while the writer commits. LMDB walks
+        // the source's pages in this thread (and writes in one of its own): a damaged page is
+        // an error, not a crash (rd/lmdbx.h). After one, the walk's writer thread stays blocked
+        // until the process exits, and the env is closed with its snapshot still registered.
+        int lrc = 0, faulted = 0;
+        RD_LMDBX_GUARDED(lrc, faulted, src, eb, mdb_env_copy2(env, dst, MDB_CP_COMPACT));
+        if (faulted) {
+            rd_err_prefix(eb, "token store ");
+            rc = lrc;
+        } else if (lrc)
             rc = rd_lmdbx_error(eb, lrc, "compacting copy of", src);
         mdb_env_close(env);
     }

@@ -24,10 +24,13 @@
 #include "rd/tokens.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1212,6 +1215,177 @@ static void test_verify_detects_corruption(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Damaged pages (the guard of rd/lmdbx.h)
+
+static int read_byte(const volatile unsigned char *p) {
+    return p[0];
+}
+
+static int nested_fault(const volatile unsigned char *p, int *inner_faulted, rd_errbuf *eb) {
+    int rc;
+    RD_LMDBX_GUARDED(rc, *inner_faulted, "inner", eb, read_byte(p));
+    return rc == RD_ERR_CORRUPT ? 7 : -1;
+}
+
+static void test_guard_signals(void **state) {
+    (void)state;
+    // Valgrind reports the deliberate invalid reads as errors before the handler runs.
+    if (getenv("RD_UNDER_VALGRIND"))
+        skip();
+    long pg = sysconf(_SC_PAGESIZE);
+    unsigned char *none = mmap(NULL, (size_t)pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(none != MAP_FAILED);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = 0, faulted = 0;
+    // SIGSEGV: the call returns through the guard with the message.
+    RD_LMDBX_GUARDED(rc, faulted, "/x/shard-0003", &eb, read_byte(none));
+    assert_int_equal(faulted, 1);
+    assert_int_equal(rc, RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "/x/shard-0003: damaged LMDB file (SIGSEGV"));
+    // SIGBUS: a shared map of an empty file read past its end.
+    char path[512];
+    snprintf(path, sizeof path, "%s/empty.bin", g_root);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    unsigned char *past = mmap(NULL, (size_t)pg, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(past != MAP_FAILED);
+    rd_errbuf_clear(&eb);
+    RD_LMDBX_GUARDED(rc, faulted, "bus", &eb, read_byte(past));
+    assert_int_equal(faulted, 1);
+    assert_non_null(strstr(eb.msg, "bus: damaged LMDB file (SIGBUS"));
+    // Nested guards: the innermost catches; the outer call returns normally.
+    int inner = 0;
+    rd_errbuf_clear(&eb);
+    RD_LMDBX_GUARDED(rc, faulted, "outer", &eb, nested_fault(none, &inner, &eb));
+    assert_int_equal(faulted, 0);
+    assert_int_equal(inner, 1);
+    assert_int_equal(rc, 7);
+    assert_non_null(strstr(eb.msg, "inner: damaged"));
+    // A call that does not fault returns its own value.
+    unsigned char ok = 42;
+    RD_LMDBX_GUARDED(rc, faulted, "ok", &eb, read_byte(&ok));
+    assert_int_equal(faulted, 0);
+    assert_int_equal(rc, 42);
+    // Outside a guard a fault keeps its old disposition: here the default, death by SIGSEGV.
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL);
+        RD_LMDBX_GUARDED(rc, faulted, "child", &eb, read_byte(&ok)); // installs the handler
+        (void)read_byte(none);
+        _exit(3);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGSEGV);
+    munmap(past, (size_t)pg);
+    close(fd);
+    munmap(none, (size_t)pg);
+}
+
+// Zero every leaf page of the shard's token database except those holding its smallest key:
+// a cursor walk starts on a good page and then steps onto zeroed siblings, where LMDB asserts
+// (it checks the page type on a descent, not on a sibling step).
+static void zero_leaves_after_first(const char *name) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s/shard-0000/data.mdb", g_root, name);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f), pg = sysconf(_SC_PAGESIZE);
+    unsigned char *b = malloc((size_t)len);
+    assert_non_null(b);
+    fseek(f, 0, SEEK_SET);
+    assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
+    unsigned char min_key[24];
+    int have_min = 0, n_leaves = 0, n_zeroed = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (long o = 2 * pg; o + pg <= len; o += pg) {
+            uint16_t flags, lower, ptr, ksize;
+            memcpy(&flags, b + o + 10, 2);
+            memcpy(&lower, b + o + 12, 2);
+            if (flags != 2 || lower <= 16)
+                continue;
+            memcpy(&ptr, b + o + 16, 2);
+            if (ptr + 8 + 24 > pg)
+                continue;
+            memcpy(&ksize, b + o + ptr + 6, 2);
+            if (ksize != 24)
+                continue;
+            const unsigned char *key = b + o + ptr + 8;
+            if (pass == 0) {
+                n_leaves++;
+                if (!have_min || memcmp(key, min_key, 24) < 0)
+                    memcpy(min_key, key, 24), have_min = 1;
+            } else if (memcmp(key, min_key, 24) != 0) {
+                memset(b + o, 0, (size_t)pg);
+                n_zeroed++;
+            }
+        }
+    assert_true(n_leaves >= 3 && n_zeroed >= 1);
+    fseek(f, 0, SEEK_SET);
+    assert_int_equal(fwrite(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    free(b);
+}
+
+static void test_damaged_page(void **state) {
+    (void)state;
+    const size_t dim = 16, n = 2000;
+    rd_token_store *s = create_store("dmg", (int)dim, RD_TOKEN_FP32, 1, 0);
+    uint64_t *users = malloc(n * sizeof *users), *ids = malloc(n * sizeof *ids);
+    int64_t *ts = malloc(n * sizeof *ts);
+    float *tok = malloc(n * dim * sizeof *tok);
+    assert_true(users && ids && ts && tok);
+    for (size_t i = 0; i < n; i++) {
+        users[i] = 1000 + i % 20;
+        ts[i] = (int64_t)(i / 20);
+        ids[i] = i;
+        fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
+    }
+    rd_token_batch b = {n, users, ts, ids, tok, NULL, NULL, NULL, NULL};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    zero_leaves_after_first("dmg");
+    int rc;
+    s = open_store("dmg", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_OK);
+    // The walk meets the damage: an error naming the shard, not an abort.
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_verify(s, NULL, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "dmg/shard-0000: damaged LMDB file (LMDB assertion"));
+    char first[1024];
+    snprintf(first, sizeof first, "%s", eb.msg);
+    // The handle refuses every later call with the same message.
+    rd_errbuf_clear(&eb);
+    uint64_t bytes = 0, digest = 0;
+    assert_int_equal(rd_token_store_scan_raw(s, 0, &bytes, &digest, &eb), RD_ERR_CORRUPT);
+    assert_string_equal(eb.msg, first);
+    fout f;
+    fout_init(&f, 1, 4, dim);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_fetch(s, 1000, 5, 4, &f.o, &eb), RD_ERR_CORRUPT);
+    assert_string_equal(eb.msg, first);
+    rd_token_store_destroy(s);
+    // A fresh handle: the raw scan meets it too.
+    s = open_store("dmg", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_scan_raw(s, 0, &bytes, &digest, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "damaged LMDB file"));
+    rd_token_store_destroy(s);
+    fout_free(&f);
+    free(users);
+    free(ids);
+    free(ts);
+    free(tok);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Ownership and bad input
 
 static void test_ownership_and_bad_input(void **state) {
@@ -1877,6 +2051,8 @@ int main(void) {
         cmocka_unit_test(test_concurrent_reader),
         cmocka_unit_test(test_gc),
         cmocka_unit_test(test_verify_detects_corruption),
+        cmocka_unit_test(test_guard_signals),
+        cmocka_unit_test(test_damaged_page),
         cmocka_unit_test(test_ownership_and_bad_input),
         cmocka_unit_test(test_packed_entry_points),
         cmocka_unit_test(test_side_values),

@@ -21,6 +21,8 @@ command -v valgrind >/dev/null || { echo "valgrind not found: skip"; exit 77; }
 SKIP="${RD_VALGRIND_SKIP-test_synth}"
 JOBS="${RD_VALGRIND_JOBS:-2}"
 export OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Sandybridge}"
+# Tests that read unmapped memory on purpose (the damaged-page guard) skip that part.
+export RD_UNDER_VALGRIND=1
 LOGS="$(mktemp -d /tmp/rd_vg_XXXXXX)"
 trap 'rm -rf "$LOGS"' EXIT
 VG=(valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect

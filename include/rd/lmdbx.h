@@ -21,6 +21,8 @@
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
 //   rd_lmdbx_write_file_atomic()  write a small file via an outfile: fsync + rename + fsync(dir)
 //   rd_lmdbx_check_replaceable()  refuse to rename a file over a FIFO, device or symlink
+//   rd_lmdbx_guard, RD_LMDBX_GUARDED()   turn a damaged page met inside LMDB (SIGSEGV, SIGBUS,
+//                            or LMDB's own assertion, which aborts) into an rd_errbuf error
 //
 // Error mapping (rd_lmdbx_status): MDB_NOTFOUND and ENOENT -> RD_ERR_NOTFOUND; MDB_MAP_FULL,
 // ENOSPC, EDQUOT and MDB_TXN_FULL -> RD_ERR_FULL (the disk, the map at its cap, or a transaction
@@ -43,6 +45,7 @@
 #define RD_LMDBX_H
 
 #include <lmdb.h>
+#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -280,5 +283,97 @@ int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *e
  *         replaced") for anything else
  */
 int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb);
+
+// ---------------------------------------------------------------------------------------------
+// Damaged pages
+//
+// LMDB trusts the page structure of its file: a page whose header, pointers or sizes were
+// damaged on disk (a flipped bit, a zeroed block, a bad copy) makes the reading thread follow a
+// wild pointer (SIGSEGV), read past the end of the file (SIGBUS) or fail one of LMDB's own
+// assertions, which calls abort(). Record CRCs cannot catch this: the crash comes before the
+// record. The guard turns those three into an ordinary error of the call that met them:
+//
+//     int rc, faulted;
+//     RD_LMDBX_GUARDED(rc, faulted, path, eb, read_something(s, ..., eb));
+//
+// runs the call; if the thread faults inside it (or LMDB asserts), control returns to the
+// guard, which sets eb to "<path>: damaged LMDB file (SIGSEGV at 0x..., in LMDB's page
+// structure): ..." and rc to RD_ERR_CORRUPT. Guards nest (per thread). Nothing of the
+// interrupted call is cleaned up: a caller that got RD_ERR_CORRUPT from a guard must treat the
+// env as unusable (report and stop; closing it is allowed). A fault outside any guard goes to
+// the handler that was installed before (ASan, UCX, the default: a core dump) exactly as if
+// the guard did not exist, and an LMDB assertion outside a guard aborts as before.
+// The handler is installed on first use (rd_lmdbx_env_open or the first guard) and chains to
+// the previous one; envs opened with rd_lmdbx_env_open route LMDB's assertions through it
+// (mdb_env_set_assert), others can call rd_lmdbx_guard_env().
+// Cost: a sigsetjmp without the signal mask (no system call) and two thread-local stores per
+// guarded call; guard whole operations (a fetch batch, a scan), not single records.
+
+typedef struct rd_lmdbx_guard {
+    sigjmp_buf jb;
+    struct rd_lmdbx_guard *prev;
+    const char *what; // names the file in the message (the env folder)
+    int sig;          // SIGSEGV / SIGBUS, or 0 for an LMDB assertion
+    void *addr;       // the faulting address (signals)
+    char assert_msg[192];
+} rd_lmdbx_guard;
+
+/** Internal to RD_LMDBX_GUARDED: install the handler (once) and make `g` the innermost guard. */
+void rd_lmdbx_guard_push(rd_lmdbx_guard *g, const char *what);
+/** Internal: leave `g` (the innermost guard) after its call returned. */
+void rd_lmdbx_guard_pop(rd_lmdbx_guard *g);
+/** Internal: after a fault was caught by `g`: fill eb, return RD_ERR_CORRUPT. */
+int rd_lmdbx_guard_fault(rd_lmdbx_guard *g, rd_errbuf *eb);
+/** Route LMDB's assertion callback of `env` to the guards (rd_lmdbx_env_open does it). */
+void rd_lmdbx_guard_env(MDB_env *env);
+
+/**
+ * Run `call` (an expression of type int) under a guard; store its value, or RD_ERR_CORRUPT
+ * with eb filled when it met a damaged page, in the int lvalue `rc`; set the int lvalue
+ * `faulted` to 1 in the second case and to 0 otherwise.
+ */
+#define RD_LMDBX_GUARDED(rc, faulted, what, eb, call)                                              \
+    do {                                                                                           \
+        rd_lmdbx_guard rd_g_;                                                                      \
+        rd_lmdbx_guard_push(&rd_g_, (what));                                                       \
+        if (sigsetjmp(rd_g_.jb, 0)) {                                                              \
+            (rc) = rd_lmdbx_guard_fault(&rd_g_, (eb));                                             \
+            (faulted) = 1;                                                                         \
+        } else {                                                                                   \
+            (rc) = (call);                                                                         \
+            rd_lmdbx_guard_pop(&rd_g_);                                                            \
+            (faulted) = 0;                                                                         \
+        }                                                                                          \
+    } while (0)
+
+/** The damaged state of a handle (a store, a log): set by its first guarded fault. */
+typedef struct rd_lmdbx_damage {
+    int damaged;
+    char msg[1024];
+} rd_lmdbx_damage;
+
+/** Internal to RD_LMDBX_RETURN_GUARDED: refuse a call on a damaged handle. */
+int rd_lmdbx_damage_refuse(const rd_lmdbx_damage *d, rd_errbuf *eb);
+/** Internal: record the fault message `geb` (prefixed) in d, copy it to eb, RD_ERR_CORRUPT. */
+int rd_lmdbx_damage_record(rd_lmdbx_damage *d, const char *prefix, rd_errbuf *geb, rd_errbuf *eb);
+
+/**
+ * In a function returning int: return the value of `call` run under a guard, for a handle
+ * whose damaged state is `dmg`. After a fault the handle refuses every later call with the
+ * first message ("<prefix><what>: damaged LMDB file ..."): its transactions and cursors were
+ * left mid-operation.
+ */
+#define RD_LMDBX_RETURN_GUARDED(dmg, prefix, what, eb, call)                                       \
+    do {                                                                                           \
+        if ((dmg)->damaged)                                                                        \
+            return rd_lmdbx_damage_refuse((dmg), (eb));                                            \
+        int rc_, faulted_;                                                                         \
+        rd_errbuf geb_;                                                                            \
+        rd_errbuf_clear(&geb_);                                                                    \
+        RD_LMDBX_GUARDED(rc_, faulted_, (what), &geb_, (call));                                    \
+        if (!faulted_)                                                                             \
+            return rc_;                                                                            \
+        return rd_lmdbx_damage_record((dmg), (prefix), &geb_, (eb));                               \
+    } while (0)
 
 #endif // RD_LMDBX_H
