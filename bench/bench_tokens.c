@@ -41,7 +41,10 @@
 #include "rd/server.h"
 #include "rd/tokens.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,8 +81,24 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int parse(int argc, char **argv, opts *o) {
+// An integer option value: all of `v` must be a number in [lo, hi].
+static int
+int_opt(const char *name, const char *v, long lo, long hi, int *out, char *why, size_t cap) {
+    char *end = NULL;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        snprintf(why, cap, "%s: '%s' is not an integer in %ld..%ld", name, v, lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+// @return 0, or -1 with the reason in why (the caller prints it and the usage).
+static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
     *o = (opts){2000, 1024, 64, 256, 256, 20, 3, 2, 0, 0, 5, 0, NULL, NULL};
+    why[0] = '\0';
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--sync") == 0) {
@@ -94,39 +113,54 @@ static int parse(int argc, char **argv, opts *o) {
             o->keep = 1;
             continue;
         }
-        if (!v)
-            return -1;
-        i++;
-        if (strcmp(a, "--users") == 0)
-            o->users = atoi(v);
-        else if (strcmp(a, "--per-user") == 0)
-            o->per_user = atoi(v);
-        else if (strcmp(a, "--dim") == 0)
-            o->dim = atoi(v);
-        else if (strcmp(a, "--L") == 0)
-            o->L = atoi(v);
-        else if (strcmp(a, "--batch") == 0)
-            o->batch = atoi(v);
-        else if (strcmp(a, "--iters") == 0)
-            o->iters = atoi(v);
-        else if (strcmp(a, "--rounds") == 0)
-            o->rounds = atoi(v);
-        else if (strcmp(a, "--warmup") == 0)
-            o->warmup = atoi(v);
-        else if (strcmp(a, "--inflight") == 0)
-            o->inflight = atoi(v);
-        else if (strcmp(a, "--dir") == 0)
-            o->dir = v;
-        else if (strcmp(a, "--json") == 0)
-            o->json = v;
-        else
-            return -1;
-    }
-    if (o->users < 1 || o->per_user < 1 || o->dim < 1 || o->dim > RD_TOKEN_MAX_DIM || o->L < 1 ||
-        o->L > o->per_user || o->batch < 1 || o->iters < 1 || o->rounds < 1 ||
-        o->rounds > MAX_ROUNDS || o->warmup < 0 || o->inflight < 1 ||
-        o->inflight > RD_TOKEN_CLIENT_MAX_INFLIGHT)
+        static const struct {
+            const char *name;
+            size_t off;
+            long lo, hi;
+        } ints[] = {
+            {"--users", offsetof(opts, users), 1, INT_MAX},
+            {"--per-user", offsetof(opts, per_user), 1, INT_MAX},
+            {"--dim", offsetof(opts, dim), 1, RD_TOKEN_MAX_DIM},
+            {"--L", offsetof(opts, L), 1, INT_MAX},
+            {"--batch", offsetof(opts, batch), 1, INT_MAX},
+            {"--iters", offsetof(opts, iters), 1, INT_MAX},
+            {"--rounds", offsetof(opts, rounds), 1, MAX_ROUNDS},
+            {"--warmup", offsetof(opts, warmup), 0, INT_MAX},
+            {"--inflight", offsetof(opts, inflight), 1, RD_TOKEN_CLIENT_MAX_INFLIGHT},
+        };
+        int known = 0;
+        for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
+            if (strcmp(a, ints[k].name) == 0) {
+                if (!v) {
+                    snprintf(why, cap, "%s needs a value", a);
+                    return -1;
+                }
+                if (int_opt(a, v, ints[k].lo, ints[k].hi, (int *)(void *)((char *)o + ints[k].off),
+                            why, cap) != 0)
+                    return -1;
+                known = 1;
+                i++;
+                break;
+            }
+        if (known)
+            continue;
+        if (strcmp(a, "--dir") == 0 || strcmp(a, "--json") == 0) {
+            if (!v) {
+                snprintf(why, cap, "%s needs a value", a);
+                return -1;
+            }
+            *(strcmp(a, "--dir") == 0 ? &o->dir : &o->json) = v;
+            i++;
+            continue;
+        }
+        snprintf(why, cap, "unknown option '%s'", a);
         return -1;
+    }
+    if (o->L > o->per_user) {
+        snprintf(why, cap, "--L %d is more than --per-user %d (every fetch must find L tokens)",
+                 o->L, o->per_user);
+        return -1;
+    }
     return 0;
 }
 
@@ -526,7 +560,12 @@ int main(int argc, char **argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     rd_log_init(RD_LOG_LEVEL_WARN, rank, NULL);
     opts o;
-    if (parse(argc, argv, &o) != 0 || size > 2) {
+    char why[256];
+    if (parse(argc, argv, &o, why, sizeof why) != 0 || size > 2) {
+        if (rank == 0 && size > 2)
+            fprintf(stderr, "bench_tokens: %d ranks: run with 1 or 2\n", size);
+        else if (rank == 0)
+            fprintf(stderr, "bench_tokens: %s\n", why);
         if (rank == 0)
             fprintf(stderr,
                     "usage: [mpiexec -n 2] bench_tokens [--users U] [--per-user K] [--dim D] "

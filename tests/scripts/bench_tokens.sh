@@ -42,13 +42,21 @@ PY
 done
 grep -q "ratio_scan" "$TMP/out2.txt" || fail "no ratio_scan line"
 
-# Bad arguments: usage, exit 2, no JSON written.
-for args in "--rounds 0" "--rounds 65" "--L 200 --per-user 100" "--iters" "--bogus 1"; do
+# Bad arguments: the reason, the usage, exit 2, no JSON written.
+while IFS='|' read -r args why; do
   # shellcheck disable=SC2086
-  timeout 60 "$MPIEXEC" -n 1 "$BENCH" $args --json "$TMP/bad.json" > "$TMP/bad.txt" 2>&1
+  timeout 60 "$MPIEXEC" -n 1 "$BENCH" $args --json "$TMP/bad.json" > "$TMP/bad.txt" 2>&1 < /dev/null
   rc=$?
   [ $rc -eq 2 ] || fail "'$args' exited $rc, expected 2"
   grep -q "usage:" "$TMP/bad.txt" || fail "'$args': no usage line"
+  grep -qF -- "bench_tokens: $why" "$TMP/bad.txt" || fail "'$args': no reason '$why': $(head -1 "$TMP/bad.txt")"
   [ ! -e "$TMP/bad.json" ] || fail "'$args' wrote JSON"
-done
+done <<'EOF'
+--rounds 0|--rounds: '0' is not an integer in 1..64
+--rounds 65|--rounds: '65' is not an integer in 1..64
+--users 3x|--users: '3x' is not an integer
+--L 200 --per-user 100|--L 200 is more than --per-user 100
+--iters|--iters: '--json' is not an integer
+--bogus 1|unknown option '--bogus'
+EOF
 echo "bench_tokens.sh: ok"
