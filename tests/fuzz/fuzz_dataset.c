@@ -87,6 +87,15 @@ static void walk(const rd_dataset *ds) {
     (void)sink;
 }
 
+// The scratch folder goes when the process exits normally (replay, libFuzzer's
+// -runs/-max_total_time).
+static void remove_dir(void) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, RD_DATASET_FILE);
+    unlink(path);
+    rmdir(dir);
+}
+
 int rd_fuzz_check(const uint8_t *data, size_t size) {
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/rd_fuzz_dataset_%ld", (long)getpid());
@@ -94,6 +103,7 @@ int rd_fuzz_check(const uint8_t *data, size_t size) {
         snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
         if (system(cmd) != 0)
             return RD_ERR_IO;
+        atexit(remove_dir);
     }
     char path[128];
     snprintf(path, sizeof path, "%s/%s", dir, RD_DATASET_FILE);
