@@ -2,8 +2,8 @@
 // the owning PS rank.
 //
 // Usage: bench_tokens [--users U] [--per-user K] [--dim D] [--L L] [--batch R] [--iters N]
-//                     [--rounds N] [--warmup N] [--inflight F] [--sync] [--dir DIR] [--keep]
-//                     [--verbose] [--json PATH]
+//                     [--rounds N] [--warmup N] [--inflight F] [--sync] [--compact]
+//                     [--dir DIR] [--keep] [--verbose] [--json PATH]
 //        mpiexec -n 2 bench_tokens ...   (rank 0 = 1 PS rank, rank 1 = 1 worker)
 // Defaults: 2000 users x 1024 tokens of d = 64 fp32 (2.05 M records, ~600 MB of key + value
 // bytes), fetches of L = 256 tokens, 256 requests per batch; 5 timed rounds of 20 batches each
@@ -11,6 +11,10 @@
 // The store is built by world rank 0 in time order (every user gets its token of step t before
 // any gets step t + 1, as a stream delivers them; batches of append_batch = 4096 records;
 // MDB_NOSYNC unless --sync). Fetch times are uniform in [L, K], so every request finds L tokens.
+// Appending in time order scatters each user's leaf pages over the whole file. --compact then
+// measures on a `tokens compact` copy (rd_tokentool_compact: pages rewritten in key order, so a
+// user's records are contiguous) instead, as an operator would serve a store that is no longer
+// appended to; the build's figures stay those of the original.
 // Figures (every throughput is the median of its rounds, with the slowest and fastest round):
 //   append_tokens_per_s  records appended per second (the whole build)
 //   lmdb_scan_gbps       raw MDB_NEXT scan touching every key and value byte, through the very
@@ -40,6 +44,7 @@
 #include "rd/rng.h"
 #include "rd/server.h"
 #include "rd/tokens.h"
+#include "rd/tokentool.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -48,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +61,7 @@ typedef struct opts {
     int users, per_user, dim, L, batch, iters, warmup, inflight, sync, keep, rounds, verbose;
     const char *dir;
     const char *json;
+    int compact;
 } opts;
 
 typedef struct stats3 {
@@ -73,6 +80,8 @@ typedef struct results {
     stats3 rpc_batch_s;
     double store_bytes;
     double scan_bytes;
+    double compact_s;     // --compact: seconds of `tokens compact` (verify + copy)
+    double compact_bytes; // --compact: data.mdb bytes of the copy
 } results;
 
 static double now_s(void) {
@@ -97,7 +106,7 @@ int_opt(const char *name, const char *v, long lo, long hi, int *out, char *why, 
 
 // @return 0, or -1 with the reason in why (the caller prints it and the usage).
 static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
-    *o = (opts){2000, 1024, 64, 256, 256, 20, 3, 2, 0, 0, 5, 0, NULL, NULL};
+    *o = (opts){2000, 1024, 64, 256, 256, 20, 3, 2, 0, 0, 5, 0, NULL, NULL, 0};
     why[0] = '\0';
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -111,6 +120,10 @@ static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
         }
         if (strcmp(a, "--keep") == 0) {
             o->keep = 1;
+            continue;
+        }
+        if (strcmp(a, "--compact") == 0) {
+            o->compact = 1;
             continue;
         }
         static const struct {
@@ -486,6 +499,34 @@ static void fmt_g(char *buf, size_t cap, double v) {
         snprintf(buf, cap, "%.3f", v);
 }
 
+// --compact: replace the built store by its compacted copy (<store>.compact); `store` then names
+// the copy. The original is removed first thing after the copy, to halve the disk use.
+static int compact_store(char *store, size_t cap, results *res) {
+    char copy[700], cmd[1500];
+    snprintf(copy, sizeof copy, "%s.compact", store);
+    if (strlen(copy) >= cap) {
+        fprintf(stderr, "bench_tokens: store path too long\n");
+        return 1;
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    double t0 = now_s();
+    if (rd_tokentool_compact(store, copy, &eb) != RD_OK) {
+        fprintf(stderr, "bench_tokens: compact: %s\n", eb.msg);
+        return 1;
+    }
+    res->compact_s = now_s() - t0;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", store);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench_tokens: could not remove %s\n", store);
+    memcpy(store, copy, strlen(copy) + 1);
+    char data[800];
+    snprintf(data, sizeof data, "%s/shard-0000/data.mdb", store);
+    struct stat st;
+    res->compact_bytes = stat(data, &st) == 0 ? (double)st.st_size : 0;
+    return 0;
+}
+
 static void report(const opts *o, const results *r, int ranks) {
     char rpc[32], rpc1[32], ratio[32];
     fmt_g(rpc, sizeof rpc, r->rpc_gbps);
@@ -497,6 +538,10 @@ static void report(const opts *o, const results *r, int ranks) {
            o->sync ? "fsync per commit" : "MDB_NOSYNC");
     printf("  %-26s %14.0f   (build %.2f s, data.mdb %.0f MB)\n", "append_tokens_per_s",
            r->append_tokens_per_s, r->build_s, r->store_bytes / 1e6);
+    if (o->compact)
+        printf("  %-26s %14.2f   (tokens compact: verify + copy in key order; data.mdb %.0f MB); "
+               "the figures below are of the copy\n",
+               "compact_s", r->compact_s, r->compact_bytes / 1e6);
     printf("  %-26s %14.3f   (rounds %.3f..%.3f; %.0f MB of key+value per scan)\n",
            "lmdb_scan_gbps", r->scan_gbps, r->scan_min, r->scan_max, r->scan_bytes / 1e6);
     printf("  %-26s %14.3f   (rounds %.3f..%.3f; s/batch min %.4f avg %.4f max %.4f)\n",
@@ -518,7 +563,8 @@ static void report(const opts *o, const results *r, int ranks) {
             fprintf(stderr, "bench_tokens: cannot write %s\n", o->json);
             return;
         }
-        char rj[32], r1j[32], raj[32], rrange[80];
+        char rj[32], r1j[32], raj[32], rrange[80], cs[32];
+        snprintf(cs, sizeof cs, o->compact ? "%.3f" : "null", r->compact_s);
         if (r->rpc_gbps < 0)
             snprintf(rrange, sizeof rrange, "null");
         else
@@ -536,12 +582,14 @@ static void report(const opts *o, const results *r, int ranks) {
                 " \"store_bytes\": %.0f, \"direct_batch_s\": [%.6f, %.6f, %.6f], "
                 "\"rpc_batch_s\": [%.6f, %.6f, %.6f],\n"
                 " \"lmdb_scan_gbps_range\": [%.4f, %.4f], \"direct_fetch_gbps_range\": [%.4f, "
-                "%.4f], \"rpc_fetch_gbps_range\": %s}\n",
+                "%.4f], \"rpc_fetch_gbps_range\": %s,\n"
+                " \"compacted\": %s, \"compact_s\": %s}\n",
                 o->users, o->per_user, o->dim, o->L, o->batch, o->iters, o->rounds, o->warmup,
                 ranks, o->inflight, o->sync, r->append_tokens_per_s, r->scan_gbps, r->direct_gbps,
                 rj, r1j, raj, r->store_bytes, r->direct_batch_s.min, r->direct_batch_s.avg,
                 r->direct_batch_s.max, r->rpc_batch_s.min, r->rpc_batch_s.avg, r->rpc_batch_s.max,
-                r->scan_min, r->scan_max, r->direct_min, r->direct_max, rrange);
+                r->scan_min, r->scan_max, r->direct_min, r->direct_max, rrange,
+                o->compact ? "true" : "false", cs);
         fclose(f);
     }
 }
@@ -570,7 +618,8 @@ int main(int argc, char **argv) {
             fprintf(stderr,
                     "usage: [mpiexec -n 2] bench_tokens [--users U] [--per-user K] [--dim D] "
                     "[--L L] [--batch R] [--iters N] [--rounds 1..%d] [--warmup N] "
-                    "[--inflight 1..%d] [--sync] [--dir DIR] [--keep] [--verbose] [--json PATH]\n",
+                    "[--inflight 1..%d] [--sync] [--compact] [--dir DIR] [--keep] [--verbose] "
+                    "[--json PATH]\n",
                     MAX_ROUNDS, RD_TOKEN_CLIENT_MAX_INFLIGHT);
         rd_mpi_finalize();
         return 2;
@@ -592,6 +641,8 @@ int main(int argc, char **argv) {
     RD_MPI_CHECK(MPI_Ibcast(base, (int)sizeof base, MPI_CHAR, 0, MPI_COMM_WORLD, &br));
     wait_req(&br);
     snprintf(store, sizeof store, "%s/store", base);
+    if (rank != 0 && o.compact) // where rank 0's compact_store puts the copy it serves
+        snprintf(store, sizeof store, "%s/store.compact", base);
     results res;
     memset(&res, 0, sizeof res);
     res.rpc_gbps = res.rpc_gbps_1 = -1;
@@ -599,6 +650,8 @@ int main(int argc, char **argv) {
     rd_token_store *s = NULL;
     if (rank == 0) {
         fail = build(&o, store, &res);
+        if (!fail && o.compact)
+            fail = compact_store(store, sizeof store, &res);
         if (!fail) {
             rd_token_open_opts oo = {0};
             oo.mode = RD_TOKEN_WRITE;

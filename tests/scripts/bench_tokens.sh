@@ -16,13 +16,20 @@ trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 TINY=(--users 40 --per-user 96 --dim 8 --L 32 --batch 16 --iters 3 --rounds 3 --warmup 1)
 
-for n in 1 2; do
-  timeout 300 "$MPIEXEC" -n $n "$BENCH" "${TINY[@]}" --dir "$TMP/d$n" --json "$TMP/r$n.json" \
-    > "$TMP/out$n.txt" 2>&1 || { cat "$TMP/out$n.txt"; fail "bench_tokens -n $n exited $?"; }
-  [ ! -e "$TMP/d$n/store" ] || fail "-n $n left its store behind without --keep"
-  python3 - "$TMP/r$n.json" $n <<'PY' || fail "-n $n: bad JSON"
+# 1 and 2 ranks on the store as built; 2 ranks on its compacted copy (--compact).
+for run in 1 2 2c; do
+  n=${run%c}
+  extra=()
+  [ "$run" = 2c ] && extra=(--compact)
+  timeout 300 "$MPIEXEC" -n $n "$BENCH" "${TINY[@]}" "${extra[@]}" --dir "$TMP/d$run" \
+    --json "$TMP/r$run.json" > "$TMP/out$run.txt" 2>&1 ||
+    { cat "$TMP/out$run.txt"; fail "bench_tokens -n $n ${extra[*]} exited $?"; }
+  [ -z "$(ls -A "$TMP/d$run")" ] || fail "$run left its store behind without --keep: $(ls "$TMP/d$run")"
+  python3 - "$TMP/r$run.json" $n "$run" <<'PY' || fail "$run: bad JSON"
 import json, math, sys
 j = json.load(open(sys.argv[1])); n = int(sys.argv[2])
+assert j["compacted"] is (sys.argv[3] == "2c"), j["compacted"]
+assert (j["compact_s"] is None) == (sys.argv[3] != "2c"), j["compact_s"]
 keys = ["lmdb_scan_gbps", "rpc_fetch_gbps", "direct_fetch_gbps", "ratio_scan", "append_tokens_per_s"]
 for k in keys:
     assert k in j, k
@@ -41,6 +48,7 @@ else:
 PY
 done
 grep -q "ratio_scan" "$TMP/out2.txt" || fail "no ratio_scan line"
+grep -q "the figures below are of the copy" "$TMP/out2c.txt" || fail "--compact: no compact_s line"
 
 # Bad arguments: the reason, the usage, exit 2, no JSON written.
 while IFS='|' read -r args why; do
