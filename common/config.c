@@ -222,6 +222,7 @@ static const ck_key synthetic_keys[] = {
     K_INT(rd_synthetic_config, "memory_span", memory_span, 1, 1e6, 0, "400"),
     K_DBL(rd_synthetic_config, "base_ctr", base_ctr, 0, 1, CK_EXCL_LO | CK_EXCL_HI, "0.3"),
     K_INT(rd_synthetic_config, "contexts", contexts, 0, 64, 0, "0"),
+    K_INT(rd_synthetic_config, "feedback", feedback, 0, 1, 0, "0"),
     K_U64(rd_synthetic_config, "seed", seed, 0, 1.9e19, 0, "0"),
 };
 TABLE(synthetic_desc, rd_synthetic_config, synthetic_keys);
@@ -1492,8 +1493,15 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
 // `name` (at config path p) must be a feedback field of the data source.
 static int
 check_feedback_name(const rd_config *cfg, const vctx *v, const char *p, const char *name) {
-    if (cfg->data.source == RD_DATA_SYNTHETIC)
-        return verr(v, p, "the synthetic source has no feedback field");
+    if (cfg->data.source == RD_DATA_SYNTHETIC) {
+        if (!cfg->data.synthetic.feedback)
+            return verr(v, p,
+                        "the synthetic source has a feedback field ('engagement') only with "
+                        "data.synthetic.feedback: 1");
+        if (strcmp(name, "engagement") != 0)
+            return verr(v, p, "'%s': the synthetic source's feedback field is 'engagement'", name);
+        return 0;
+    }
     if ((cfg->data.source == RD_DATA_MOVIELENS100K || cfg->data.source == RD_DATA_MOVIELENS1M) &&
         strcmp(name, "rating") != 0)
         return verr(v, p, "'%s': the MovieLens presets' feedback field is 'rating'", name);

@@ -35,6 +35,7 @@
 #define A_ST          2.0f         // weight of <s_u, v_i>
 #define A_MEM         3.0f         // weight of the memory sign (times long_range)
 #define A_CTX         0.5          // click-logit offset of a context: + deliberate, - passive
+#define FB_NOISE      0.5          // standard deviation of the engagement's noise
 #define RHO           0.5f         // short-term pull toward a clicked item
 #define Q_STD         0.5          // item quality spread
 #define ITEM_NOISE    0.6          // item vector scatter around its topic
@@ -399,6 +400,11 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
                (double)A_MEM * g->cfg.long_range * sign * weight + ctx_offset;
     double prob = 1.0 / (1.0 + exp(-x));
     int click = rd_rng_uniform(r) < prob;
+    // Engagement: drawn only with the option (see the contexts above).
+    float engagement = 0.0f;
+    if (g->cfg.feedback)
+        engagement =
+            (float)((double)(A_LT * dl) + (double)(A_ST * ds) + FB_NOISE * rd_rng_normal(r));
 
     // State updates.
     if (click) {
@@ -433,6 +439,7 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
     ev->mem_age = age;
     ev->step = step;
     ev->p = (float)prob;
+    ev->engagement = engagement;
 }
 
 // Bisect the bias so that the mean click probability of a calibration run matches base_ctr. The
@@ -616,8 +623,9 @@ void rd_synth_destroy(rd_synth *g) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The synthetic source of prepare: fields "topic" and "series" (categorical, item attributes) and,
-// with contexts, "ctx" (categorical, the request context of the event).
+// The synthetic source of prepare: fields "topic" and "series" (categorical, item attributes),
+// with contexts "ctx" (categorical, the request context of the event), with feedback
+// "engagement" (feedback: a float known once the event happened).
 
 int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf *eb) {
     const rd_synthetic_config *sc = &dc->synthetic;
@@ -636,6 +644,8 @@ int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf
     rd__layout_add(&lay, "series", RD_FIELD_CATEGORICAL, 1);
     if (sc->contexts > 0)
         rd__layout_add(&lay, "ctx", RD_FIELD_CATEGORICAL, 1);
+    if (sc->feedback)
+        rd__layout_add(&lay, "engagement", RD_FIELD_FEEDBACK, 1);
     FILE *ms = open_memstream(&yaml, &yaml_len);
     if (!ms) {
         rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
@@ -644,11 +654,11 @@ int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf
     fprintf(ms,
             "synthetic:\n  events: %llu\n  users: %d\n  items: %d\n  topics: %d\n  dim: %d\n"
             "  drift: %.17g\n  long_range: %.17g\n  memory_span: %d\n  base_ctr: %.17g\n"
-            "  contexts: %d\n  seed: %llu            # effective seed\n  bias: %.17g   # "
-            "calibrated logit bias\n  series: %u\n",
+            "  contexts: %d\n  feedback: %d\n  seed: %llu            # effective seed\n"
+            "  bias: %.17g   # calibrated logit bias\n  series: %u\n",
             (unsigned long long)sc->events, sc->users, sc->items, sc->topics, sc->dim, sc->drift,
-            sc->long_range, sc->memory_span, sc->base_ctr, sc->contexts, (unsigned long long)seed,
-            rd_synth_bias(g), rd_synth_n_series(g));
+            sc->long_range, sc->memory_span, sc->base_ctr, sc->contexts, sc->feedback,
+            (unsigned long long)seed, rd_synth_bias(g), rd_synth_n_series(g));
     fclose(ms);
     if ((rc = rd__builder_create(dc, &lay, run_seed, &b, eb)) != RD_OK)
         goto done;
@@ -666,7 +676,7 @@ int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf
         e.label = ev.label;
         e.sample = ev.index;
         e.keys = keys;
-        e.nums = NULL;
+        e.nums = sc->feedback ? &ev.engagement : NULL;
         if ((rc = rd__builder_add(b, &e, eb)) != RD_OK)
             goto done;
     }

@@ -688,7 +688,8 @@ static void test_errors_cross(void **state) {
                  "tokens.source_model: model 'm' has seq.stats: a source model compresses one "
                  "event");
     expect_error(BASE "    seq: {stats: [2], stats_feedback: rating}\n", "t.yaml:15:",
-                 "models[0].seq.stats_feedback: the synthetic source has no feedback field");
+                 "models[0].seq.stats_feedback: the synthetic source has a feedback field "
+                 "('engagement') only with data.synthetic.feedback: 1");
     expect_error(BASE "    seq: {stats: [2], stats_feedback: stars}\n"
                       "data: {source: movielens100k}\n",
                  "t.yaml:15:",
@@ -879,8 +880,14 @@ static void test_errors_csv(void **state) {
                  "t.yaml:", "tokens.side[1]: no field named 'nope' in data.schema.fields");
     expect_error(TOK_M "tokens: {side: [r, r]}\n" FB_CSV,
                  "t.yaml:", "tokens.side[1]: 'r' is listed twice");
-    expect_error(TOK_M "tokens: {side: [rating]}\ndata: {source: synthetic}\n",
-                 "t.yaml:", "tokens.side[0]: the synthetic source has no feedback field");
+    expect_error(TOK_M "tokens: {side: [rating]}\ndata: {source: synthetic}\n", "t.yaml:",
+                 "tokens.side[0]: the synthetic source has a feedback field ('engagement') only "
+                 "with data.synthetic.feedback: 1");
+    expect_error(TOK_M "tokens: {side: [rating]}\ndata: {source: synthetic, synthetic: {feedback: "
+                       "1}}\n",
+                 "t.yaml:",
+                 "tokens.side[0]: 'rating': the synthetic source's feedback field is "
+                 "'engagement'");
     expect_error(TOK_M "tokens: {side: [stars]}\ndata: {source: movielens100k}\n", "t.yaml:",
                  "tokens.side[0]: 'stars': the MovieLens presets' feedback field is 'rating'");
     {

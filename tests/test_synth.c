@@ -352,13 +352,14 @@ static void test_long_history_beats_short(void **state) {
 // ---------------------------------------------------------------------------------------------
 // The prepare source: records match the generator, bytes are deterministic.
 
-static void prepare_synthetic(int contexts) {
+static void prepare_synthetic(int contexts, int feedback) {
     rd_config *cfg = calloc(1, sizeof *cfg);
     rd_config_defaults(cfg);
     cfg->data.source = RD_DATA_SYNTHETIC;
     cfg->data.synthetic = base_cfg(20000, 100);
     cfg->data.synthetic.seed = 77;
     cfg->data.synthetic.contexts = contexts;
+    cfg->data.synthetic.feedback = feedback;
     char a[200], b[200];
     join(a, sizeof a, g_tmp, "syn_a");
     join(b, sizeof b, g_tmp, "syn_b");
@@ -385,6 +386,14 @@ static void prepare_synthetic(int contexts) {
         assert_non_null(cf);
     else
         assert_null(cf);
+    const rd_dataset_field *ff = rd_dataset_find_field(da, "engagement");
+    if (feedback) {
+        assert_non_null(ff);
+        assert_int_equal(ff->kind, RD_FIELD_FEEDBACK);
+        assert_int_equal(ia->n_feedback, 1);
+    } else {
+        assert_null(ff);
+    }
     rd_synth *g = make(&cfg->data.synthetic, 77);
     rd_synth_event ev;
     for (uint64_t i = 0; rd_synth_next(g, &ev); i++) {
@@ -398,6 +407,8 @@ static void prepare_synthetic(int contexts) {
         if (cf)
             assert_true(rd_dataset_keys(da, i)[cf->offset] ==
                         rd_feature_key_u64("ctx", (uint64_t)ev.ctx));
+        if (ff)
+            assert_true(rd_dataset_nums(da, i)[ff->offset] == ev.engagement);
     }
     rd_synth_destroy(g);
     rd_dataset_close(da);
@@ -409,8 +420,40 @@ static void prepare_synthetic(int contexts) {
 
 static void test_prepare_synthetic(void **state) {
     (void)state;
-    prepare_synthetic(0);
-    prepare_synthetic(3);
+    prepare_synthetic(0, 0);
+    prepare_synthetic(3, 0);
+    prepare_synthetic(0, 1);
+}
+
+// Feedback: without it every engagement is 0 and the events are those of the generator without
+// the option; with it the engagement tracks the click probability (its user part), more closely
+// than the click itself does, and its noise is the documented 0.5.
+static void test_feedback(void **state) {
+    (void)state;
+    rd_synthetic_config c = base_cfg(60000, 100);
+    rd_synth *g = make(&c, 5);
+    rd_synth_event ev;
+    while (rd_synth_next(g, &ev))
+        assert_true(ev.engagement == 0.0f);
+    rd_synth_destroy(g);
+    c.feedback = 1;
+    g = make(&c, 5);
+    double n = 0, se = 0, sl = 0, sp = 0, see = 0, sll = 0, spp = 0, sep = 0, slp = 0;
+    while (rd_synth_next(g, &ev)) {
+        assert_true(isfinite(ev.engagement));
+        double e = ev.engagement, l = ev.label, pr = ev.p, x = log(pr / (1.0 - pr)); // true logit
+        n++, se += e, sl += l, sp += x, see += e * e, sll += l * l, spp += x * x;
+        sep += e * x, slp += l * x;
+    }
+    rd_synth_destroy(g);
+    double ve = see / n - (se / n) * (se / n), vl = sll / n - (sl / n) * (sl / n);
+    double vp = spp / n - (sp / n) * (sp / n);
+    double r_ep = (sep / n - se / n * sp / n) / sqrt(ve * vp);
+    double r_lp = (slp / n - sl / n * sp / n) / sqrt(vl * vp);
+    fprintf(stderr, "feedback: corr(engagement, logit) %.3f, corr(click, logit) %.3f, sd %.3f\n",
+            r_ep, r_lp, sqrt(ve));
+    assert_true(r_ep > r_lp + 0.1);
+    assert_true(sqrt(ve) > 0.5); // the noise alone has sd 0.5
 }
 
 // Contexts: uniform over 0..C-1; deliberate (even) contexts click more; a follow-up's memory
@@ -593,7 +636,8 @@ int main(void) {
         cmocka_unit_test(test_determinism),       cmocka_unit_test(test_ranges_and_calibration),
         cmocka_unit_test(test_long_range_signal), cmocka_unit_test(test_long_history_beats_short),
         cmocka_unit_test(test_prepare_synthetic), cmocka_unit_test(test_contexts),
-        cmocka_unit_test(test_check_config),      cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_feedback),          cmocka_unit_test(test_check_config),
+        cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -203,6 +203,8 @@ typedef struct rd_synthetic_config {
                        // 0 = none (the events are then those of a generator without it); see
                        // rd/synth.h for what a context changes. Default 0
     uint64_t seed;     // 0 = derive from run.seed; default 0
+    int feedback;      // 1 = each event also has "engagement", a feedback field (rd/synth.h);
+                       // 0 = none (the events are then those of a generator without it). Default 0
 } rd_synthetic_config;
 
 typedef struct rd_split_config {

@@ -35,6 +35,13 @@
 //     context still becomes a memory and comes back, but its sign no longer moves the click
 //     (m = 0). The item history with labels cannot tell which remembered exposures count; a
 //     model that sees the past events' contexts (e.g. IAT's instance tokens) can.
+//   - Feedback (data.synthetic.feedback = 1; default 0, and then no draw is made): each event
+//     also has "engagement", a feedback field (known once the event happened, like a rating or a
+//     watch time): 3 <p_u, v_i> + 2 <s_u, v_i> + N(0, 0.5^2), the user's affinity for the item
+//     as the click model weighs it, without the item's quality, the memory and the context. A
+//     click says only whether the logit won a coin flip; the engagement of past events says how
+//     much the user liked them, so a model that reads it over the history (token side values,
+//     seq.stats_feedback) can estimate the user's interests from fewer events.
 //   So the strongest per-event signal (m) sits 50..400 user events back: invisible to a short
 //   history, plain in a long one; the long-term mix needs long histories to estimate, and drifts.
 //   The signal needs users with several times memory_span events (events / users): with fewer,
@@ -75,6 +82,7 @@ typedef struct rd_synth_event {
     uint32_t mem_age; // follow-ups: user events since the remembered exposure; else 0
     uint32_t step;    // the user's event count before this event
     float p;          // true click probability
+    float engagement; // data.synthetic.feedback: the "engagement" feedback value; else 0
 } rd_synth_event;
 
 typedef struct rd_synth rd_synth;
