@@ -614,11 +614,10 @@ static void guard_on_assert(MDB_env *env, const char *msg) {
     siglongjmp(g->jb, 1);
 }
 
-// Install the handler unless it is in place. Checked on every guard (one sigaction call, a
-// fraction of a microsecond against a guarded call's milliseconds), because other code may
-// replace it later: MPI and UCX at start-up, a test runner around each test. The disposition
-// found is the one a fault outside a guard goes to.
-static void guard_install(void) {
+// Install the handler unless it is in place (two sigaction queries: about 1 µs each on this
+// 2-core VM, too much for every guarded call, so env opens and callers do it, not the guards).
+// The disposition found is the one a fault outside a guard goes to.
+void rd_lmdbx_guard_install(void) {
     struct sigaction cur;
     if (sigaction(SIGSEGV, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
         cur.sa_sigaction == guard_on_signal && sigaction(SIGBUS, NULL, &cur) == 0 &&
@@ -646,7 +645,6 @@ static void guard_install(void) {
 }
 
 void rd_lmdbx_guard_push(rd_lmdbx_guard *g, const char *what) {
-    guard_install();
     g->what = what;
     g->sig = 0;
     g->addr = NULL;
@@ -675,7 +673,7 @@ int rd_lmdbx_guard_fault(rd_lmdbx_guard *g, rd_errbuf *eb) {
 }
 
 void rd_lmdbx_guard_env(MDB_env *env) {
-    guard_install();
+    rd_lmdbx_guard_install();
     // EINVAL when liblmdb was built with NDEBUG (no assertions): nothing to route then.
     (void)mdb_env_set_assert(env, guard_on_assert);
 }

@@ -1232,6 +1232,7 @@ static void test_guard_signals(void **state) {
     // Valgrind reports the deliberate invalid reads as errors before the handler runs.
     if (getenv("RD_UNDER_VALGRIND"))
         skip();
+    rd_lmdbx_guard_install(); // cmocka put its own handler back after the last test
     long pg = sysconf(_SC_PAGESIZE);
     unsigned char *none = mmap(NULL, (size_t)pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(none != MAP_FAILED);
@@ -1272,7 +1273,8 @@ static void test_guard_signals(void **state) {
     assert_true(pid >= 0);
     if (pid == 0) {
         signal(SIGSEGV, SIG_DFL);
-        RD_LMDBX_GUARDED(rc, faulted, "child", &eb, read_byte(&ok)); // installs the handler
+        rd_lmdbx_guard_install(); // on top of the default action
+        RD_LMDBX_GUARDED(rc, faulted, "child", &eb, read_byte(&ok));
         (void)read_byte(none);
         _exit(3);
     }

@@ -297,17 +297,19 @@ int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb);
 //     RD_LMDBX_GUARDED(rc, faulted, path, eb, read_something(s, ..., eb));
 //
 // runs the call; if the thread faults inside it (or LMDB asserts), control returns to the
-// guard, which sets eb to "<path>: damaged LMDB file (SIGSEGV at 0x..., in LMDB's page
+// guard, which sets eb to "<path>: damaged LMDB file (SIGSEGV at 0x... while reading its page
 // structure): ..." and rc to RD_ERR_CORRUPT. Guards nest (per thread). Nothing of the
 // interrupted call is cleaned up: a caller that got RD_ERR_CORRUPT from a guard must treat the
 // env as unusable (report and stop; closing it is allowed). A fault outside any guard goes to
 // the handler that was installed before (ASan, UCX, the default: a core dump) exactly as if
 // the guard did not exist, and an LMDB assertion outside a guard aborts as before.
-// The handler is installed on first use (rd_lmdbx_env_open or the first guard) and chains to
-// the previous one; envs opened with rd_lmdbx_env_open route LMDB's assertions through it
-// (mdb_env_set_assert), others can call rd_lmdbx_guard_env().
-// Cost: a sigsetjmp without the signal mask (no system call) and two thread-local stores per
-// guarded call; guard whole operations (a fetch batch, a scan), not single records.
+// The handler is (re)installed by every rd_lmdbx_env_open (and rd_lmdbx_guard_install) when it
+// is not in place, and chains to the one it found. A program in which another library replaces
+// the SIGSEGV handler after its envs are open (a test runner does, around each test) calls
+// rd_lmdbx_guard_install() again. Envs opened with rd_lmdbx_env_open route LMDB's assertions
+// through the guards (mdb_env_set_assert); others can call rd_lmdbx_guard_env().
+// Cost per guarded call: a sigsetjmp without the signal mask (no system call) and two
+// thread-local stores.
 
 typedef struct rd_lmdbx_guard {
     sigjmp_buf jb;
@@ -318,7 +320,9 @@ typedef struct rd_lmdbx_guard {
     char assert_msg[192];
 } rd_lmdbx_guard;
 
-/** Internal to RD_LMDBX_GUARDED: install the handler (once) and make `g` the innermost guard. */
+/** Install the SIGSEGV/SIGBUS handler of the guards unless it is in place (see above). */
+void rd_lmdbx_guard_install(void);
+/** Internal to RD_LMDBX_GUARDED: make `g` the innermost guard of this thread. */
 void rd_lmdbx_guard_push(rd_lmdbx_guard *g, const char *what);
 /** Internal: leave `g` (the innermost guard) after its call returned. */
 void rd_lmdbx_guard_pop(rd_lmdbx_guard *g);
