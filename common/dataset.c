@@ -1561,7 +1561,8 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
             size_t n = e ? (size_t)(e - d) : strlen(d);
             // Keys added to the data section after the hash existed are left out of it while
             // they hold their default, so that a folder prepared before them keeps its hash.
-            static const char *const compat[] = {"\n    quoting: true\n", NULL};
+            static const char *const compat[] = {"\n    quoting: true\n", "\n    feedback: 0\n",
+                                                 NULL};
             for (int k = 0; compat[k]; k++) {
                 size_t cl = strlen(compat[k]);
                 char *p = strstr(d, compat[k]);
