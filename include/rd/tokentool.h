@@ -2,9 +2,11 @@
 // (the store's own API in rd/tokens.h does stats, verify, gc and fetch).
 //
 // Defines:
-//   rd_tokentool_compact()     copy a store into a new directory with every shard env
-//                              compacted (LMDB MDB_CP_COMPACT: no free pages), from one read
-//                              snapshot per shard — safe while a writer appends
+//   rd_tokentool_compact()     verify a store (as rd_token_store_verify), then copy it into a
+//                              new directory with every shard env compacted (LMDB
+//                              MDB_CP_COMPACT: no free pages, each user's records on
+//                              neighbouring pages), from one read snapshot per shard — safe
+//                              while a writer appends
 //   rd_tokentool_print_fetch() the answer of rd_token_store_fetch as TSV
 //
 // Compaction never changes the input: a fresh <out>.partial.<pid>.<hex> gets shard-NNNN/data.mdb
