@@ -243,8 +243,11 @@ static int train_main(int argc,
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
-        fprintf(stderr, "recdistill train: %s\n", eb.msg);
-        rd_mpi_finalize();
+        int r0 = 0;
+        MPI_Comm_rank(MPI_COMM_WORLD, &r0);
+        if (r0 == 0)
+            fprintf(stderr, "recdistill train: %s\n", eb.msg);
+        rd_mpi_finalize(1);
         return 1;
     }
     double t_start = now_s();
@@ -268,7 +271,7 @@ static int train_main(int argc,
         if (rank == 0)
             fprintf(stderr, "recdistill train: %s\n", eb.msg[0] ? eb.msg : rd_strerror(rc));
         rd_free(cfg);
-        rd_mpi_finalize();
+        rd_mpi_finalize(1);
         return 1;
     }
     rd_config_bcast(cfg, 0, MPI_COMM_WORLD);
@@ -284,7 +287,7 @@ static int train_main(int argc,
             fprintf(stderr, "recdistill train: %s: %s\n", config,
                     eb.msg[0] ? eb.msg : rd_strerror(rc));
         rd_free(cfg);
-        rd_mpi_finalize();
+        rd_mpi_finalize(1);
         return 1;
     }
     rd_log_set_rank(rank, comm->role_kind == RD_ROLE_PS ? "ps" : comm->job_name[comm->job_index]);
@@ -337,7 +340,7 @@ static int train_main(int argc,
             fprintf(stderr, "recdistill train: %s\n", st.msg);
         rd_comm_destroy(comm);
         rd_free(cfg);
-        rd_mpi_finalize();
+        rd_mpi_finalize(1);
         return 1;
     }
 
@@ -391,6 +394,6 @@ static int train_main(int argc,
     rd_free(res);
     rd_comm_destroy(comm);
     rd_free(cfg);
-    rd_mpi_finalize();
+    rd_mpi_finalize(0);
     return 0;
 }

@@ -263,7 +263,7 @@ int main(int argc, char **argv) {
     if (parse(argc, argv, &o) != 0 || size <= o.ps) {
         if (rank == 0)
             usage();
-        rd_mpi_finalize();
+        rd_mpi_finalize(2);
         return 2;
     }
     int W = size - o.ps;
@@ -454,6 +454,6 @@ int main(int argc, char **argv) {
     }
     rd_comm_destroy(comm);
     rd_free(cfg);
-    rd_mpi_finalize();
+    rd_mpi_finalize(0);
     return 0;
 }

@@ -621,7 +621,7 @@ int main(int argc, char **argv) {
                     "[--inflight 1..%d] [--sync] [--compact] [--dir DIR] [--keep] [--verbose] "
                     "[--json PATH]\n",
                     MAX_ROUNDS, RD_TOKEN_CLIENT_MAX_INFLIGHT);
-        rd_mpi_finalize();
+        rd_mpi_finalize(2);
         return 2;
     }
     // The store folder: --dir/store, or a fresh temp folder made by rank 0.
@@ -753,6 +753,7 @@ int main(int argc, char **argv) {
         }
     }
     poll_barrier(MPI_COMM_WORLD);
-    rd_mpi_finalize();
-    return any_fail || fail;
+    int status = any_fail || fail;
+    rd_mpi_finalize(status);
+    return status;
 }

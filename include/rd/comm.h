@@ -37,13 +37,25 @@
 
 /**
  * MPI_Init_thread asking for `required` (MPI_THREAD_SINGLE ... MPI_THREAD_MULTIPLE).
- * @param[out] eb  on failure "MPI provides thread level X, Y is required"
- * @return RD_OK, RD_ERR_MPI (the library provides less than required; MPI is initialised anyway
- *         so that the caller can report and call rd_mpi_finalize)
+ * Also reads RD_FINALIZE_TIMEOUT_S (rd_mpi_finalize) and duplicates MPI_COMM_WORLD for the
+ * exit barrier (collective).
+ * @param[out] eb  on failure "MPI provides thread level X, Y is required", or a malformed
+ *                 RD_FINALIZE_TIMEOUT_S
+ * @return RD_OK, RD_ERR_MPI (the library provides less than required), RD_ERR_ARG (the
+ *         environment variable); MPI is initialised anyway so that the caller can report and
+ *         call rd_mpi_finalize
  */
 int rd_mpi_init(int *argc, char ***argv, int required, rd_errbuf *eb);
-/** MPI_Finalize if MPI is initialised and not yet finalized. */
-void rd_mpi_finalize(void);
+/**
+ * MPI_Finalize if MPI is initialised and not yet finalized. Collective over MPI_COMM_WORLD, as
+ * MPI_Finalize is: after rd_mpi_init, every rank first waits (polling, on a communicator of its
+ * own) until all ranks are here, then finalizes under an alarm. If MPI_Finalize has not returned
+ * after RD_FINALIZE_TIMEOUT_S seconds (environment; default 60, 0 = no limit; rd_mpi_init
+ * rejects a malformed value), the rank prints why on stderr and exits with `status` — the code
+ * the program returns next, so a run that failed does not turn into a success. Output streams
+ * are flushed first.
+ */
+void rd_mpi_finalize(int status);
 
 typedef enum rd_role {
     RD_ROLE_PS = 0,     // embedding parameter server (one shard per rank)

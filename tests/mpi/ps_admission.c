@@ -148,6 +148,6 @@ int main(int argc, char **argv) {
     int errs = t_session(MPI_COMM_WORLD, cfg, worker, NULL);
     rd_free(cfg);
     int rc = t_finish("ps_admission", errs);
-    rd_mpi_finalize();
+    rd_mpi_finalize(rc);
     return rc;
 }

@@ -542,6 +542,6 @@ int main(int argc, char **argv) {
     t_zipf_free(&z);
     rd_free(cfg);
     rc = t_finish("ps_bad_messages", errs);
-    rd_mpi_finalize();
+    rd_mpi_finalize(rc);
     return rc;
 }

@@ -177,6 +177,6 @@ int main(int argc, char **argv) {
     t_zipf_free(&z);
     rd_free(cfg);
     int rc = t_finish("ps_shm_layouts", errs);
-    rd_mpi_finalize();
+    rd_mpi_finalize(rc);
     return rc;
 }

@@ -159,6 +159,6 @@ int main(int argc, char **argv) {
     rd_free(cfg1);
     rd_free(cfg3);
     int rc = t_finish("ps_sync_layouts", errs);
-    rd_mpi_finalize();
+    rd_mpi_finalize(rc);
     return rc;
 }

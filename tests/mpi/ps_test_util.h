@@ -67,7 +67,7 @@ static int t_mpi_start(int *argc, char ***argv, int *rank, int *size) {
 static int t_mpi_refuse(int rank, int code, const char *why) {
     if (rank == 0)
         fprintf(stderr, "%s\n", why);
-    rd_mpi_finalize();
+    rd_mpi_finalize(code);
     return code;
 }
 

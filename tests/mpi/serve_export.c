@@ -458,6 +458,7 @@ int main(int argc, char **argv) {
         t_rmtree(dir);
         printf("serve_export: %s (%d failures)\n", errs ? "FAILED" : "ok", errs);
     }
-    rd_mpi_finalize();
-    return errs ? 1 : 0;
+    int status = errs ? 1 : 0;
+    rd_mpi_finalize(status);
+    return status;
 }

@@ -308,7 +308,7 @@ int main(int argc, char **argv) {
     if (P < 1 || P >= size) {
         if (rank == 0)
             fprintf(stderr, "usage: mpiexec -n N %s P (1 <= P < N)\n", argv[0]);
-        rd_mpi_finalize();
+        rd_mpi_finalize(2);
         return 2;
     }
     const int W = size - P, n_shards = 2 * P;
@@ -422,6 +422,7 @@ int main(int argc, char **argv) {
         printf("test_tokens_rpc P=%d W=%d: %s (%d failures)\n", P, W, total ? "FAILED" : "passed",
                total);
     }
-    rd_mpi_finalize();
-    return total ? 1 : 0;
+    int status = total ? 1 : 0;
+    rd_mpi_finalize(status);
+    return status;
 }

@@ -291,6 +291,6 @@ int main(int argc, char **argv) {
     if (rank == 0)
         t_rmtree(dir);
     int code = t_finish("trainer_dist", g_errs);
-    rd_mpi_finalize();
+    rd_mpi_finalize(code);
     return code;
 }
