@@ -172,6 +172,7 @@ static const ck_key field_keys[] = {
     K_STR(rd_field_config, "sep", sep, 0, "|"),
     K_BOOL(rd_field_config, "log1p", log1p, "false"),
     K_BOOL(rd_field_config, "flags", flags, "false"),
+    K_BOOL(rd_field_config, "standardize", standardize, "false"),
 };
 TABLE(field_desc, rd_field_config, field_keys);
 
@@ -1464,6 +1465,13 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
         for (int g = 0; g < f; g++)
             if (strcmp(sc->fields[g].name, fc->name) == 0)
                 return verr(v, p, "duplicate field name '%s'", fc->name);
+        if (fc->standardize && fc->kind != RD_FIELD_NUMERIC) {
+            snprintf(p, sizeof p, "data.schema.fields[%d].standardize", f);
+            return verr(v, p, "only numeric fields are standardized ('%s' is %s)", fc->name,
+                        fc->kind == RD_FIELD_FEEDBACK ? "a feedback field"
+                        : fc->kind == RD_FIELD_MULTI  ? "multi-valued"
+                                                      : "categorical");
+        }
         if (fc->kind == RD_FIELD_MULTI && !fc->sep[0]) {
             snprintf(p, sizeof p, "data.schema.fields[%d].sep", f);
             return verr(v, p, "a multi-valued field needs a separator");

@@ -355,6 +355,10 @@ struct rd__builder {
     rd__u64map vocab[RD_MAX_FIELDS];
     uint64_t *user_count; // events per dense user
     uint64_t user_cap;
+    // fields[].standardize: which layout fields, and the mean and std applied (finish)
+    int stdz[RD_MAX_FIELDS];
+    double stdz_mean[RD_MAX_FIELDS], stdz_sd[RD_MAX_FIELDS];
+    uint64_t stdz_n; // events the statistics are over (the batch period)
 };
 
 int rd__builder_create(const rd_data_config *dc,
@@ -398,6 +402,11 @@ int rd__builder_create(const rd_data_config *dc,
     b->pos_rate = ng->pos_rate;
     b->ns_seed = rd_mix64(seed ^ 0x6e65675f73616d70ULL);
     b->cfg_hash = rd_dataset_config_hash(dc, seed);
+    for (int f = 0; f < lay->n_fields; f++)
+        for (int g = 0; g < dc->schema.n_fields; g++)
+            if (lay->fields[f].kind == RD_FIELD_NUMERIC && dc->schema.fields[g].standardize &&
+                strcmp(dc->schema.fields[g].name, lay->fields[f].name) == 0)
+                b->stdz[f] = 1;
     snprintf(b->dir, sizeof b->dir, "%s", dc->dir);
     size_t dl = strlen(b->dir);
     while (dl > 1 && b->dir[dl - 1] == '/')
@@ -683,9 +692,13 @@ static int write_meta(rd__builder *b,
         const rd_dataset_field *fd = &b->lay.fields[i];
         fprintf(f, "  - {name: ");
         rd__yaml_str(f, fd->name);
-        fprintf(f, ", kind: %s, %s: %u, width: %u, vocab: %llu}\n", kind_name(fd->kind),
+        fprintf(f, ", kind: %s, %s: %u, width: %u, vocab: %llu", kind_name(fd->kind),
                 rd_field_is_float(fd->kind) ? "index" : "slot", fd->offset, fd->width,
                 (unsigned long long)fd->vocab);
+        if (b->stdz[i])
+            fprintf(f, ", standardized: {mean: %.9g, std: %.9g, over_events: %llu}",
+                    b->stdz_mean[i], b->stdz_sd[i], (unsigned long long)b->stdz_n);
+        fprintf(f, "}\n");
     }
     fprintf(f, "vocab:\n  user: %llu\n  item: %llu\n", (unsigned long long)h->n_users,
             (unsigned long long)h->n_items);
@@ -760,6 +773,64 @@ static int install(rd__builder *b, rd_errbuf *eb) {
     return RD_OK;
 }
 
+// fields[].standardize: the mean and (population) standard deviation of each such field over the
+// batch period's records (the split of the events kept), then every record's value replaced by
+// (x - mean) / std, the stream and holdout with the batch period's figures (nothing of the later
+// periods leaks into what the models see). A constant field (std below 1e-12 of its scale) or an
+// empty batch period keeps std 1. The record CRC is recomputed over the rewritten records.
+static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb) {
+    int any = 0;
+    for (int f = 0; f < b->lay.n_fields; f++)
+        any |= b->stdz[f];
+    if (!any)
+        return RD_OK;
+    uint64_t *wb = rd_malloc(((size_t)b->split.stream_windows + 1) * sizeof *wb);
+    if (!wb)
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    compute_splits(n, &b->split, wb);
+    uint64_t nb = wb[0];
+    rd_free(wb);
+    const size_t rs = b->record_size, noff = sizeof(rd_record) + 8 * (size_t)b->lay.n_slots;
+    b->stdz_n = nb;
+    for (int f = 0; f < b->lay.n_fields; f++) {
+        if (!b->stdz[f])
+            continue;
+        const size_t off = noff + 4 * (size_t)b->lay.fields[f].offset;
+        double sum = 0, mean = 0, ss = 0, amax = 0;
+        for (uint64_t i = 0; i < nb; i++) {
+            float x;
+            memcpy(&x, recs + i * rs + off, 4);
+            sum += (double)x;
+        }
+        mean = nb ? sum / (double)nb : 0.0;
+        for (uint64_t i = 0; i < nb; i++) {
+            float x;
+            memcpy(&x, recs + i * rs + off, 4);
+            ss += ((double)x - mean) * ((double)x - mean);
+            amax = fmax(amax, fabs((double)x));
+        }
+        double sd = nb ? sqrt(ss / (double)nb) : 1.0;
+        if (!(sd > 1e-12 * (amax > 1 ? amax : 1)))
+            sd = 1.0;
+        b->stdz_mean[f] = mean;
+        b->stdz_sd[f] = sd;
+        for (uint64_t i = 0; i < n; i++) {
+            float x;
+            memcpy(&x, recs + i * rs + off, 4);
+            float z = (float)(((double)x - mean) / sd);
+            if (!isfinite(z))
+                return rd_err_set(eb, RD_ERR_RANGE,
+                                  "field '%s': standardized value of record %llu is not finite "
+                                  "(%g, mean %g, std %g)",
+                                  b->lay.fields[f].name, (unsigned long long)i, (double)x, mean,
+                                  sd);
+            memcpy(recs + i * rs + off, &z, 4);
+        }
+    }
+    b->records_crc = rd_crc32c(0, recs, (size_t)(n * rs));
+    return RD_OK;
+}
+
 int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
     RD_ASSERT(!b->finished);
     int rc = RD_OK;
@@ -818,6 +889,9 @@ int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
         rc = rd_err_set(eb, RD_ERR_IO, "cannot map %s: %s", b->events_path, strerror(errno));
         goto fn_fail;
     }
+    if ((rc = standardize(b, map + h.records_off, n, eb)) != RD_OK)
+        goto fn_fail;
+    h.records_crc = b->records_crc;
     const uint8_t *recs = map + h.records_off;
     uint64_t *user_off = (uint64_t *)(map + h.user_off_off);
     uint64_t *user_rec = (uint64_t *)(map + h.user_rec_off);
@@ -1561,12 +1635,13 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
             size_t n = e ? (size_t)(e - d) : strlen(d);
             // Keys added to the data section after the hash existed are left out of it while
             // they hold their default, so that a folder prepared before them keeps its hash.
+            // Every occurrence goes (fields[].standardize is printed once per field).
             static const char *const compat[] = {"\n    quoting: true\n", "\n    feedback: 0\n",
-                                                 NULL};
+                                                 "\n        standardize: false\n", NULL};
             for (int k = 0; compat[k]; k++) {
                 size_t cl = strlen(compat[k]);
-                char *p = strstr(d, compat[k]);
-                if (p && (size_t)(p - d) + cl <= n) {
+                char *p = d;
+                while ((p = strstr(p, compat[k])) && (size_t)(p - d) + cl <= n) {
                     // Keep the leading newline, drop the line.
                     memmove(p + 1, p + cl, strlen(p + cl) + 1);
                     n -= cl - 1;

@@ -893,6 +893,8 @@ static void write_schema_yaml(FILE *f, const csv_ctx *cx) {
                 : fp->kind == RD_FIELD_FEEDBACK ? "feedback"
                                                 : "categorical",
                 fp->cfg->log1p && rd_field_is_float(fp->kind) ? ", log1p: true" : "");
+        if (fp->cfg->standardize && fp->kind == RD_FIELD_NUMERIC)
+            fprintf(f, ", standardize: true");
         if (fp->kind == RD_FIELD_MULTI && !fp->flags) {
             fprintf(f, ", sep: ");
             rd__yaml_str(f, fp->cfg->sep);
@@ -1218,18 +1220,20 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     // build the dataset all the same (they are legal).
     for (int i = 0; i < cx->n_plan; i++) {
         const field_plan *fp = &cx->plan[i];
-        if (!rd_field_is_float(fp->kind))
-            continue;
+        if (!rd_field_is_float(fp->kind) || (fp->cfg->standardize && fp->kind == RD_FIELD_NUMERIC))
+            continue; // standardized fields are rescaled by the dataset builder
         double big = 0.0;
         for (uint64_t e = 0; e < es.n; e++)
             big = fmax(big, fabs((double)es.nums[e * nn + fp->offset]));
         if (big > RD_SCHEMA_NUMERIC_WARN)
             RD_LOG_WARN("%s: %s field '%s' reaches %g: the models read %s as they are, and "
-                        "inputs this large saturate them (set log1p: true, or rescale the column)",
+                        "inputs this large saturate them (set %slog1p: true, or rescale the "
+                        "column)",
                         fp->side >= 0 ? cx->side[fp->side].path : cx->log_path,
                         fp->kind == RD_FIELD_NUMERIC ? "numeric" : "feedback", fp->cfg->name, big,
                         fp->kind == RD_FIELD_NUMERIC ? "numeric fields"
-                                                     : "its means (seq.stats_feedback)");
+                                                     : "its means (seq.stats_feedback)",
+                        fp->kind == RD_FIELD_NUMERIC ? "standardize: true, or " : "");
     }
     if (cx->tf == TF_UNIX_MS) {
         int64_t last = INT64_MIN;

@@ -896,6 +896,12 @@ static void test_config_hash_compat(void **state) {
     assert_int_equal(h, 0xff82daefcf0e5f8eULL);
     cfg->data.schema.quoting = 0;
     assert_true(rd_dataset_config_hash(&cfg->data, 42) != h);
+    // A schema with fields, before fields[].standardize existed (commit 767f7c7).
+    clicks_schema(cfg, "in", "out");
+    h = rd_dataset_config_hash(&cfg->data, 42);
+    assert_int_equal(h, 0xd2610533aeadfbcaULL);
+    cfg->data.schema.fields[1].standardize = 1;
+    assert_true(rd_dataset_config_hash(&cfg->data, 42) != h);
     free(cfg);
 }
 
@@ -1495,6 +1501,124 @@ static void test_yaml_config(void **state) {
     free(cfg);
 }
 
+// ---------------------------------------------------------------------------------------------
+// fields[].standardize
+
+// A log whose numeric column drifts upwards in time (so the batch period's mean is not the
+// whole log's), a constant column, and a log1p column; prepared with and without standardize.
+static void standardize_schema(rd_config *cfg, const char *out, int on) {
+    simple_schema(cfg, "stdz", out);
+    rd_schema_config *sc = &cfg->data.schema;
+    sc->n_fields = 3;
+    const char *names[3] = {"x", "c", "n"};
+    for (int k = 0; k < 3; k++) {
+        SET(sc->fields[k].name, names[k]);
+        SET(sc->fields[k].column, names[k]);
+        sc->fields[k].kind = RD_FIELD_NUMERIC;
+        sc->fields[k].standardize = on;
+    }
+    sc->fields[2].log1p = 1;
+    cfg->data.split.batch_fraction = 0.6;
+    cfg->data.split.holdout_fraction = 0.2;
+    cfg->data.split.stream_windows = 2;
+}
+
+static void test_standardize(void **state) {
+    (void)state;
+    enum { ROWS = 500 };
+    char *buf = malloc(ROWS * 80 + 64);
+    size_t k = (size_t)sprintf(buf, "t,u,i,y,x,c,n\n");
+    rd_rng r;
+    rd_rng_seed(&r, 7);
+    for (int i = 0; i < ROWS; i++)
+        k += (size_t)sprintf(buf + k, "%d,u%d,%d,%d,%.3f,5,%d\n", 1000 + i,
+                             (int)rd_rng_below(&r, 20), (int)rd_rng_below(&r, 50),
+                             rd_rng_uniform(&r) < 0.4, 1000.0 + 3.0 * i + 40.0 * rd_rng_uniform(&r),
+                             (int)rd_rng_below(&r, 100000));
+    put("stdz", "log.csv", buf);
+    free(buf);
+
+    rd_config *cfg = new_cfg();
+    char raw_dir[512], std_dir[512];
+    path_in(raw_dir, sizeof raw_dir, "stdz_raw");
+    path_in(std_dir, sizeof std_dir, "stdz_on");
+    rd_errbuf eb;
+    standardize_schema(cfg, raw_dir, 0);
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    uint64_t h_raw = rd_dataset_config_hash(&cfg->data, 42);
+    standardize_schema(cfg, std_dir, 1);
+    int rc = prepare(cfg, &eb);
+    if (rc != RD_OK)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    assert_true(rd_dataset_config_hash(&cfg->data, 42) != h_raw);
+
+    rd_dataset *a = open_ok(raw_dir), *b = open_ok(std_dir); // open verifies the record CRC
+    const rd_dataset_info *ia = rd_dataset_get_info(a);
+    assert_int_equal(ia->n_events, ROWS);
+    assert_int_equal(rd_dataset_get_info(b)->n_events, ROWS);
+    rd_range bat = rd_dataset_batch(a);
+    assert_int_equal(bat.begin, 0);
+    assert_int_equal(bat.end, 300);
+    for (int k2 = 0; k2 < 3; k2++) {
+        const char *name = k2 == 0 ? "x" : k2 == 1 ? "c" : "n";
+        uint32_t o = rd_dataset_find_field(a, name)->offset;
+        assert_int_equal(rd_dataset_find_field(b, name)->offset, o);
+        // The reference: mean and population std of the raw values over the batch period.
+        double sum = 0, ss = 0;
+        for (uint64_t i = bat.begin; i < bat.end; i++)
+            sum += (double)rd_dataset_nums(a, i)[o];
+        double mean = sum / (double)(bat.end - bat.begin);
+        for (uint64_t i = bat.begin; i < bat.end; i++) {
+            double d = (double)rd_dataset_nums(a, i)[o] - mean;
+            ss += d * d;
+        }
+        double sd = sqrt(ss / (double)(bat.end - bat.begin));
+        if (k2 == 1)
+            sd = 1.0; // a constant column keeps std 1
+        double zs = 0, zz = 0, late = 0;
+        for (uint64_t i = 0; i < ia->n_events; i++) {
+            double x = (double)rd_dataset_nums(a, i)[o], z = (double)rd_dataset_nums(b, i)[o];
+            near(z, (x - mean) / sd, 1e-4 * (1 + fabs(z)));
+            if (i < bat.end) {
+                zs += z;
+                zz += z * z;
+            } else {
+                late += z;
+            }
+        }
+        near(zs / (double)bat.end, 0.0, 1e-5);
+        near(zz / (double)bat.end, k2 == 1 ? 0.0 : 1.0, 1e-4);
+        if (k2 == 0) // the holdout keeps the batch period's scale: its drifted values sit above 0
+            assert_true(late / (double)(ia->n_events - bat.end) > 1.0);
+        // The other fields and the keys are untouched.
+        assert_memory_equal(rd_dataset_keys(a, 123), rd_dataset_keys(b, 123),
+                            8 * (size_t)ia->n_slots);
+    }
+    rd_dataset_close(a);
+    rd_dataset_close(b);
+
+    // meta.yaml names the figures, once per standardized field.
+    char meta[700];
+    snprintf(meta, sizeof meta, "%s/meta.yaml", std_dir);
+    size_t len = 0;
+    char *m = read_file(meta, &len);
+    assert_non_null(m);
+    int n = 0;
+    for (const char *p = m; (p = strstr(p, "standardized: {mean: ")); p++)
+        n++;
+    assert_int_equal(n, 3);
+    assert_non_null(strstr(m, "std: 1, over_events: 300}"));
+    assert_non_null(strstr(m, "standardize: true"));
+    free(m);
+    snprintf(meta, sizeof meta, "%s/meta.yaml", raw_dir);
+    m = read_file(meta, &len);
+    assert_non_null(m);
+    assert_null(strstr(m, "standardized"));
+    free(m);
+    free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_contents),
@@ -1514,6 +1638,7 @@ int main(void) {
         cmocka_unit_test(test_fuzz_dataset),
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_yaml_config),
+        cmocka_unit_test(test_standardize),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
