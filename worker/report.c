@@ -400,8 +400,17 @@ void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n) 
         static const char *const names[] = {"holdout", "warm", "stream"};
         for (int s = 0; s < 3; s++) {
             rd_report_eta e = slice_eta(res, ro, s);
-            printf("eta %-8s %7.3f   (teacher gap %+.4f, student gain %+.4f)\n", names[s], e.eta,
-                   e.gap, e.gain);
+            if (isfinite(e.eta))
+                printf("eta %-8s %7.3f   (teacher gap %+.4f, student gain %+.4f)\n", names[s],
+                       e.eta, e.gap, e.gain);
+            else if (isfinite(e.gap))
+                printf("eta %-8s     n/a   (teacher gap %+.4f, student gain %+.4f: no gap over "
+                       "student_raw to transfer)\n",
+                       names[s], e.gap, e.gain);
+            else
+                printf("eta %-8s     n/a   (no AUC on this slice: it is empty or holds one "
+                       "class)\n",
+                       names[s]);
         }
         const rd_trainer_result *t = &res[ro.teacher], *s = &res[ro.student];
         if (t->flops_per_sample > 0)

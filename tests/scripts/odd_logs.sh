@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# odd_logs.sh — valid but degenerate interaction logs run the whole pipeline (teacher, distilled
+# student, student_raw on one PS rank) to a report, exit 0, and say why a figure is missing
+# instead of printing nan:
+#   same_ts        every event in the same second (the split cuts inside one timestamp)
+#   one_user       a single user
+#   tiny           30 events: stream windows of 0-1 events, a holdout of 3
+#   oneclass_tail  only positives after the batch period: no AUC on the stream or the holdout
+# Each log also has a numeric field with `standardize: true` (its meta.yaml figures are
+# checked). report.json must parse, hold null (never NaN) where a figure is undefined, and the
+# printed eta lines must read "n/a" with the reason.
+#
+#   bash tests/scripts/odd_logs.sh build/recdistill
+set -u
+RD="${1:?usage: odd_logs.sh path/to/recdistill}"
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+command -v python3 >/dev/null || { echo "python3 not found: skip"; exit 77; }
+TMP="$(mktemp -d /tmp/rd_test_odd_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+export OPENBLAS_NUM_THREADS=1
+
+python3 - "$TMP" <<'EOF'
+import random, sys
+d = sys.argv[1]
+random.seed(1)
+def write(name, rows):
+    with open(f"{d}/{name}.csv", "w") as f:
+        f.write("ts,uid,iid,clicked,price\n")
+        for r in rows:
+            f.write(",".join(map(str, r)) + "\n")
+U = lambda n: f"u{random.randrange(n)}"
+I = lambda n: f"i{random.randrange(n)}"
+Y = lambda: int(random.random() < 0.4)
+P = lambda: round(1000 + random.random() * 100000, 2)
+write("same_ts", [(1000, U(20), I(50), Y(), P()) for _ in range(2000)])
+write("one_user", [(1000 + i, "u1", I(50), Y(), P()) for i in range(2000)])
+write("tiny", [(1000 + i, U(5), I(10), Y(), P()) for i in range(30)])
+write("oneclass_tail", [(1000 + i, U(20), I(50), 1 if i >= 1600 else Y(), P())
+                        for i in range(2000)])
+EOF
+
+for f in same_ts one_user tiny oneclass_tail; do
+    cat >"$TMP/$f.yaml" <<EOF
+run: {name: $f, seed: 1}
+cluster:
+  ps_ranks: 1
+  jobs:
+    - {name: teacher, role: teacher, model: big}
+    - {name: student, role: student, model: small, distill: true}
+    - {name: student_raw, role: student, model: small_raw, init_as: student}
+data:
+  source: csv
+  input: $TMP
+  schema:
+    path: $f.csv
+    header: true
+    user_column: uid
+    item_column: iid
+    time_column: ts
+    label: "clicked >= 1"
+    fields:
+      - {name: price, kind: numeric, standardize: true}
+ps:
+  tables:
+    - {name: t, dim: 8}
+    - {name: s, dim: 4}
+    - {name: r, dim: 4, init_as: s}
+models:
+  - {name: big, features: [{field: user, table: t}, {field: item, table: t}],
+     seq: {kind: mean, length: 8}, mlp: [16]}
+  - {name: small, features: [{field: user, table: s}, {field: item, table: s}], mlp: [8],
+     two_towers: true}
+  - {name: small_raw, features: [{field: user, table: r}, {field: item, table: r}], mlp: [8],
+     two_towers: true}
+EOF
+    out="$TMP/run_$f"
+    timeout 300 "$MPIEXEC" -n 4 "$RD" train "$TMP/$f.yaml" --out "$out" >"$TMP/$f.out" \
+        2>"$TMP/$f.err"
+    rc=$?
+    [ $rc -eq 0 ] || fail "$f: exit $rc: $(tail -5 "$TMP/$f.err")"
+    [ -f "$out/report.json" ] || fail "$f: no report.json"
+    grep '^eta ' "$TMP/$f.out" | grep -q nan && fail "$f: an eta line prints nan"
+    [ "$(grep -c '^eta ' "$TMP/$f.out")" -eq 3 ] || fail "$f: expected three eta lines"
+    grep '^eta ' "$TMP/$f.out" | grep -vq "n/a\|[0-9]\.[0-9][0-9][0-9] " &&
+        fail "$f: an eta line is neither a figure nor n/a: $(grep '^eta ' "$TMP/$f.out")"
+    python3 - "$f" "$out/report.json" "$TMP/$f.out" "$out/data/meta.yaml" <<'EOF' ||
+import json, math, sys
+name, path, printed, meta = sys.argv[1:5]
+text = open(path).read()
+assert "NaN" not in text and "Infinity" not in text, "non-JSON number in report.json"
+r = json.loads(text)
+lines = [l for l in open(printed) if l.startswith("eta ")]
+for sl, line in zip(("holdout", "warm", "stream"), lines):
+    e = r["eta"][sl]
+    if e["eta"] is None:
+        assert "n/a" in line, (sl, line)
+        if e["teacher_gap"] is None:
+            assert "no AUC on this slice" in line, (sl, line)
+        else:
+            assert e["teacher_gap"] <= 0 and "no gap over student_raw" in line, (sl, line)
+    else:
+        assert math.isfinite(e["eta"]) and e["teacher_gap"] > 0, (sl, e)
+if name == "oneclass_tail":
+    assert r["eta"]["holdout"]["eta"] is None and r["eta"]["holdout"]["teacher_gap"] is None
+m = open(meta).read()
+assert "standardized: {mean: " in m, "meta.yaml lacks the standardized figures"
+EOF
+        fail "$f: report check"
+    echo "$f: ok ($(grep '^eta holdout' "$TMP/$f.out"))"
+done
+echo "odd_logs: ok"
