@@ -50,7 +50,7 @@ int rd_mpi_init(int *argc, char ***argv, int required, rd_errbuf *eb);
  * MPI_Finalize if MPI is initialised and not yet finalized. Collective over MPI_COMM_WORLD, as
  * MPI_Finalize is: after rd_mpi_init, every rank first waits (polling, on a communicator of its
  * own) until all ranks are here, then finalizes under an alarm. If MPI_Finalize has not returned
- * after RD_FINALIZE_TIMEOUT_S seconds (environment; default 60, 0 = no limit; rd_mpi_init
+ * after RD_FINALIZE_TIMEOUT_S seconds (environment; default 30, 0 = no limit; rd_mpi_init
  * rejects a malformed value), the rank prints why on stderr and exits with `status` — the code
  * the program returns next, so a run that failed does not turn into a success. Output streams
  * are flushed first.
