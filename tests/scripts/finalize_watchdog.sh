@@ -31,8 +31,8 @@ hang_env=(env UCX_TLS=tcp,self UCX_RNDV_SCHEME=put_zcopy RD_FINALIZE_TIMEOUT_S=3
 run() { timeout 120 "${hang_env[@]}" "$MPIEXEC" "$@"; }
 
 # The transport must come up at all (a host without a usable TCP interface cannot run this).
-if ! timeout 60 env UCX_TLS=tcp,self RD_FINALIZE_TIMEOUT_S=3 "$MPIEXEC" -n 4 "$RD" train "$SRC/tests/data/slurm-tiny.yaml" \
-    --out "$TMP/probe" >"$TMP/probe.out" 2>"$TMP/probe.err"; then
+if ! timeout 60 env UCX_TLS=tcp,self RD_FINALIZE_TIMEOUT_S=3 "$MPIEXEC" -n 4 "$RD" train \
+    "$SRC/tests/data/slurm-tiny.yaml" --out "$TMP/probe" >"$TMP/probe.out" 2>"$TMP/probe.err"; then
     if [ ! -f "$TMP/probe/report.json" ]; then
         echo "UCX over TCP does not start here: skip ($(tail -2 "$TMP/probe.err" | tr '\n' ' '))"
         exit 77
@@ -46,7 +46,8 @@ for i in 1 2 3; do
         >"$TMP/out$i" 2>"$TMP/err$i"
     rc=$?
     [ $rc -ne 124 ] || fail "run $i hung past 120 s: $(tail -3 "$TMP/err$i")"
-    [ $rc -eq 0 ] || [ $rc -eq 9 ] || [ $rc -eq 255 ] || fail "run $i exited $rc: $(tail -5 "$TMP/err$i")"
+    [ $rc -eq 0 ] || [ $rc -eq 9 ] || [ $rc -eq 255 ] ||
+        fail "run $i exited $rc: $(tail -5 "$TMP/err$i")"
     [ -f "$TMP/run$i/report.json" ] || fail "run $i wrote no report"
     grep -q "died without an orderly exit" "$TMP/err$i" &&
         fail "run $i: a watchdog exit was reported as a dead rank: $(grep died "$TMP/err$i")"
