@@ -88,6 +88,23 @@ int rd_cmd_export(int argc, char **argv) {
                    "%016llx) from %s: %s\n",
                    in.job, in.model, (long long)in.step, (unsigned long long)in.params,
                    (unsigned long long)in.rows, (unsigned long long)in.config_hash, ckpt, out);
+            // What a client sending raw numeric values (numeric_raw) gets done to them.
+            for (size_t j = 0; j < in.n_numeric - in.n_stats; j++) {
+                const char *field = "";
+                uint32_t xf = 0;
+                double mean = 0, sd = 1;
+                rd_serve_numeric(sv, j, &field, &xf, &mean, &sd);
+                printf("numeric input %zu: %s", j, field);
+                if (xf & RD_XFORM_UNKNOWN)
+                    printf(" (transform not recorded: a version-1 dataset; send stored values)");
+                else if (!xf)
+                    printf(" (as is)");
+                if (xf & RD_XFORM_LOG1P)
+                    printf(", log1p(max(x, 0))");
+                if (xf & RD_XFORM_STANDARDIZE)
+                    printf(", then (x - %.9g) / %.9g", mean, sd);
+                printf("\n");
+            }
             rd_serve_close(sv);
         } else {
             remove(out);

@@ -40,8 +40,9 @@
 _Static_assert(sizeof(rd_record) == 48, "rd_record is the 48-byte record prefix");
 
 // ---------------------------------------------------------------------------------------------
-// On-disk header (little-endian). Followed by n_fields disk_field entries and (n_windows + 1)
-// uint64 window boundaries, zero-padded to header_size (a multiple of 64).
+// On-disk header (little-endian). Followed by n_fields disk_field entries, (n_windows + 1)
+// uint64 window boundaries and (version 2) n_fields disk_xform entries, zero-padded to
+// header_size (a multiple of 64).
 
 #define HDR_ENDIAN 0x01020304u
 
@@ -68,12 +69,18 @@ typedef struct disk_header {
 
 typedef struct disk_field {
     char name[RD_NAME_MAX];
-    uint32_t kind, offset, width, reserved;
+    uint32_t kind, offset, width;
+    uint32_t transform; // version 2: RD_XFORM_LOG1P | RD_XFORM_STANDARDIZE; version 1: 0
     uint64_t vocab;
 } disk_field;
 
+typedef struct disk_xform {
+    double mean, std; // RD_XFORM_STANDARDIZE: stored = (x - mean) / std; else 0, 1
+} disk_xform;
+
 _Static_assert(sizeof(disk_header) == 192, "header layout is part of the format");
 _Static_assert(sizeof(disk_field) == 56, "field layout is part of the format");
+_Static_assert(sizeof(disk_xform) == 16, "transform layout is part of the format");
 
 static uint64_t round_up(uint64_t x, uint64_t a) {
     return (x + a - 1) / a * a;
@@ -83,9 +90,20 @@ static uint32_t record_size_of(uint32_t n_slots, uint32_t n_numeric) {
     return (uint32_t)round_up(sizeof(rd_record) + 8ull * n_slots + 4ull * n_numeric, 8);
 }
 
-static uint32_t header_size_of(uint32_t n_fields, uint32_t n_windows) {
-    return (uint32_t)round_up(
-        sizeof(disk_header) + sizeof(disk_field) * n_fields + 8ull * (n_windows + 1), 64);
+static uint32_t header_size_of(uint32_t version, uint32_t n_fields, uint32_t n_windows) {
+    return (uint32_t)round_up(sizeof(disk_header) + sizeof(disk_field) * n_fields +
+                                  8ull * (n_windows + 1) +
+                                  (version >= 2 ? sizeof(disk_xform) * n_fields : 0),
+                              64);
+}
+
+float rd_field_transform(uint32_t transform, double mean, double std, double x) {
+    if (transform & RD_XFORM_LOG1P)
+        x = log1p(x > 0 ? x : 0);
+    float v = (float)x;
+    if (transform & RD_XFORM_STANDARDIZE)
+        v = (float)(((double)v - mean) / std);
+    return v;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,11 +420,12 @@ int rd__builder_create(const rd_data_config *dc,
     b->pos_rate = ng->pos_rate;
     b->ns_seed = rd_mix64(seed ^ 0x6e65675f73616d70ULL);
     b->cfg_hash = rd_dataset_config_hash(dc, seed);
-    for (int f = 0; f < lay->n_fields; f++)
-        for (int g = 0; g < dc->schema.n_fields; g++)
-            if (lay->fields[f].kind == RD_FIELD_NUMERIC && dc->schema.fields[g].standardize &&
-                strcmp(dc->schema.fields[g].name, lay->fields[f].name) == 0)
-                b->stdz[f] = 1;
+    for (int f = 0; f < lay->n_fields; f++) {
+        b->stdz[f] = lay->fields[f].kind == RD_FIELD_NUMERIC &&
+                     (lay->fields[f].transform & RD_XFORM_STANDARDIZE);
+        b->lay.fields[f].mean = 0;
+        b->lay.fields[f].std = 1;
+    }
     snprintf(b->dir, sizeof b->dir, "%s", dc->dir);
     size_t dl = strlen(b->dir);
     while (dl > 1 && b->dir[dl - 1] == '/')
@@ -414,7 +433,8 @@ int rd__builder_create(const rd_data_config *dc,
     snprintf(b->tmp, sizeof b->tmp, "%s.tmp-%ld", b->dir, (long)getpid());
     snprintf(b->events_path, sizeof b->events_path, "%s/%s", b->tmp, RD_DATASET_FILE);
     b->record_size = record_size_of(lay->n_slots, lay->n_numeric);
-    b->header_size = header_size_of((uint32_t)lay->n_fields, (uint32_t)sp->stream_windows);
+    b->header_size =
+        header_size_of(RD_DATASET_VERSION, (uint32_t)lay->n_fields, (uint32_t)sp->stream_windows);
     b->wcap = (size_t)4 << 20;
     b->rec = rd_calloc(1, b->record_size);
     b->wbuf = rd_malloc(b->wcap);
@@ -695,8 +715,10 @@ static int write_meta(rd__builder *b,
         fprintf(f, ", kind: %s, %s: %u, width: %u, vocab: %llu", kind_name(fd->kind),
                 rd_field_is_float(fd->kind) ? "index" : "slot", fd->offset, fd->width,
                 (unsigned long long)fd->vocab);
+        if (fd->transform & RD_XFORM_LOG1P)
+            fprintf(f, ", log1p: true");
         if (b->stdz[i])
-            fprintf(f, ", standardized: {mean: %.9g, std: %.9g, over_events: %llu}",
+            fprintf(f, ", standardized: {mean: %.17g, std: %.17g, over_events: %llu}",
                     b->stdz_mean[i], b->stdz_sd[i], (unsigned long long)b->stdz_n);
         fprintf(f, "}\n");
     }
@@ -814,10 +836,12 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
             sd = 1.0;
         b->stdz_mean[f] = mean;
         b->stdz_sd[f] = sd;
+        b->lay.fields[f].mean = mean;
+        b->lay.fields[f].std = sd;
         for (uint64_t i = 0; i < n; i++) {
             float x;
             memcpy(&x, recs + i * rs + off, 4);
-            float z = (float)(((double)x - mean) / sd);
+            float z = rd_field_transform(RD_XFORM_STANDARDIZE, mean, sd, (double)x);
             if (!isfinite(z))
                 return rd_err_set(eb, RD_ERR_RANGE,
                                   "field '%s': standardized value of record %llu is not finite "
@@ -951,11 +975,16 @@ int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
         df.kind = (uint32_t)fd->kind;
         df.offset = fd->offset;
         df.width = fd->width;
+        df.transform = fd->transform & (RD_XFORM_LOG1P | RD_XFORM_STANDARDIZE);
         df.vocab = fd->vocab;
         memcpy(hb + sizeof h + (size_t)f * sizeof df, &df, sizeof df);
     }
     uint64_t *wb = (uint64_t *)(hb + sizeof h + (size_t)b->lay.n_fields * sizeof(disk_field));
     compute_splits(n, &b->split, wb);
+    for (int f = 0; f < b->lay.n_fields; f++) {
+        disk_xform dx = {b->lay.fields[f].mean, b->lay.fields[f].std};
+        memcpy((uint8_t *)(wb + K + 1) + (size_t)f * sizeof dx, &dx, sizeof dx);
+    }
     h.batch_end = wb[0];
     h.holdout_begin = wb[K];
     memcpy(hb, &h, sizeof h);
@@ -1132,14 +1161,15 @@ int rd_dataset_open(const char *dir, int flags, rd_dataset **out, rd_errbuf *eb)
         rc = corrupt(eb, p, "bad magic: not a recdistill dataset file");
         goto fn_fail;
     }
-    if (h.endian != HDR_ENDIAN || h.version != RD_DATASET_VERSION) {
+    if (h.endian != HDR_ENDIAN || h.version < 1 || h.version > RD_DATASET_VERSION) {
         rc = rd_err_set(eb, RD_ERR_VERSION,
-                        "%s: unsupported format version %u (this build reads version %d)", p,
+                        "%s: unsupported format version %u (this build reads versions 1 to %d)", p,
                         h.version, RD_DATASET_VERSION);
         goto fn_fail;
     }
     if (h.n_fields > RD_MAX_FIELDS || h.n_windows < 1 || h.n_windows > 10000 ||
-        h.header_size != header_size_of(h.n_fields, h.n_windows) || h.header_size > size) {
+        h.header_size != header_size_of(h.version, h.n_fields, h.n_windows) ||
+        h.header_size > size) {
         rc = corrupt(eb, p,
                      size < h.header_size ? "truncated inside the header"
                                           : "inconsistent header (sizes)");
@@ -1195,6 +1225,28 @@ int rd_dataset_open(const char *dir, int flags, rd_dataset **out, rd_errbuf *eb)
         fld->offset = df.offset;
         fld->width = df.width;
         fld->vocab = df.vocab;
+        fld->mean = 0;
+        fld->std = 1;
+        fld->transform = h.version < 2 ? RD_XFORM_UNKNOWN : df.transform;
+        if (h.version >= 2) {
+            disk_xform dx;
+            memcpy(&dx,
+                   ds->map + sizeof h + h.n_fields * sizeof df + 8ull * (h.n_windows + 1) +
+                       f * sizeof dx,
+                   sizeof dx);
+            int stdz = (df.transform & RD_XFORM_STANDARDIZE) != 0;
+            if ((df.transform & ~(RD_XFORM_LOG1P | RD_XFORM_STANDARDIZE)) != 0 ||
+                (df.transform != 0 && !rd_field_is_float((int)df.kind)) ||
+                (stdz && !(isfinite(dx.mean) && isfinite(dx.std) && dx.std > 0)) ||
+                (!stdz && (dx.mean != 0 || dx.std != 1))) {
+                snprintf(why, sizeof why, "field '%s': inconsistent transform (flags 0x%x)",
+                         df.name, df.transform);
+                rc = corrupt(eb, p, why);
+                goto fn_fail;
+            }
+            fld->mean = dx.mean;
+            fld->std = dx.std;
+        }
     }
     ds->wb = (const uint64_t *)(ds->map + sizeof h + h.n_fields * sizeof(disk_field));
     if (ds->wb[0] != h.batch_end || ds->wb[h.n_windows] != h.holdout_begin)

@@ -971,6 +971,9 @@ static int plan_fields(csv_ctx *cx, rd_errbuf *eb) {
             int idx = rd__layout_add(&cx->lay, fc->name, fp->kind, fp->width);
             RD_ASSERT(idx >= 0);
             fp->offset = cx->lay.fields[idx].offset;
+            if (rd_field_is_float(fp->kind))
+                cx->lay.fields[idx].transform = (fc->log1p ? RD_XFORM_LOG1P : 0u) |
+                                                (fc->standardize ? RD_XFORM_STANDARDIZE : 0u);
             cx->n_plan++;
         }
     }

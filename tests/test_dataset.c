@@ -1530,11 +1530,18 @@ static void test_standardize(void **state) {
     size_t k = (size_t)sprintf(buf, "t,u,i,y,x,c,n\n");
     rd_rng r;
     rd_rng_seed(&r, 7);
-    for (int i = 0; i < ROWS; i++)
-        k += (size_t)sprintf(buf + k, "%d,u%d,%d,%d,%.3f,5,%d\n", 1000 + i,
-                             (int)rd_rng_below(&r, 20), (int)rd_rng_below(&r, 50),
-                             rd_rng_uniform(&r) < 0.4, 1000.0 + 3.0 * i + 40.0 * rd_rng_uniform(&r),
-                             (int)rd_rng_below(&r, 100000));
+    static double raw[ROWS][3]; // the CSV's values of x, c, n (row i is record i: distinct t)
+    for (int i = 0; i < ROWS; i++) {
+        int u = (int)rd_rng_below(&r, 20), it = (int)rd_rng_below(&r, 50);
+        int y = rd_rng_uniform(&r) < 0.4;
+        char xs[32];
+        snprintf(xs, sizeof xs, "%.3f", 1000.0 + 3.0 * i + 40.0 * rd_rng_uniform(&r));
+        int nv = (int)rd_rng_below(&r, 100000);
+        k += (size_t)sprintf(buf + k, "%d,u%d,%d,%d,%s,5,%d\n", 1000 + i, u, it, y, xs, nv);
+        raw[i][0] = strtod(xs, NULL);
+        raw[i][1] = 5;
+        raw[i][2] = nv;
+    }
     put("stdz", "log.csv", buf);
     free(buf);
 
@@ -1591,6 +1598,22 @@ static void test_standardize(void **state) {
         near(zz / (double)bat.end, k2 == 1 ? 0.0 : 1.0, 1e-4);
         if (k2 == 0) // the holdout keeps the batch period's scale: its drifted values sit above 0
             assert_true(late / (double)(ia->n_events - bat.end) > 1.0);
+        // The field table records the transform; rd_field_transform gives the stored value of
+        // a raw CSV value bit for bit (what a serving client does).
+        const rd_dataset_field *fa = rd_dataset_find_field(a, name),
+                               *fb = rd_dataset_find_field(b, name);
+        uint32_t lg = k2 == 2 ? RD_XFORM_LOG1P : 0u;
+        assert_int_equal(fa->transform, lg);
+        assert_true(fa->mean == 0 && fa->std == 1);
+        assert_int_equal(fb->transform, lg | RD_XFORM_STANDARDIZE);
+        near(fb->mean, mean, 1e-9 * (1 + fabs(mean)));
+        near(fb->std, sd, 1e-9 * sd);
+        for (uint64_t i = 0; i < ia->n_events; i++) {
+            float za = rd_field_transform(fa->transform, fa->mean, fa->std, raw[i][k2]);
+            float zb = rd_field_transform(fb->transform, fb->mean, fb->std, raw[i][k2]);
+            assert_memory_equal(&za, &rd_dataset_nums(a, i)[o], 4);
+            assert_memory_equal(&zb, &rd_dataset_nums(b, i)[o], 4);
+        }
         // The other fields and the keys are untouched.
         assert_memory_equal(rd_dataset_keys(a, 123), rd_dataset_keys(b, 123),
                             8 * (size_t)ia->n_slots);
@@ -1619,6 +1642,24 @@ static void test_standardize(void **state) {
     free(cfg);
 }
 
+// A folder prepared before the field transforms were recorded (format version 1, committed as
+// tests/data/dataset-v1: a tiny synthetic dataset) still opens; its fields say the transform is
+// unknown.
+static void test_version1_folder(void **state) {
+    (void)state;
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/dataset-v1", g_data);
+    rd_dataset *ds = open_ok(dir);
+    const rd_dataset_info *in = rd_dataset_get_info(ds);
+    assert_int_equal(in->version, 1);
+    assert_true(in->n_fields > 0);
+    for (uint32_t f = 0; f < in->n_fields; f++) {
+        assert_int_equal(rd_dataset_fields(ds)[f].transform, RD_XFORM_UNKNOWN);
+        assert_true(rd_dataset_fields(ds)[f].mean == 0 && rd_dataset_fields(ds)[f].std == 1);
+    }
+    rd_dataset_close(ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_contents),
@@ -1639,6 +1680,7 @@ int main(void) {
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_yaml_config),
         cmocka_unit_test(test_standardize),
+        cmocka_unit_test(test_version1_folder),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

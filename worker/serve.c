@@ -60,6 +60,13 @@ struct rd_serve {
     uint8_t *slab; // (max_n, L)
     int32_t *hpos; // (L) history positions in raw
     float *labels; // (max_n) zeros: the forward wants labels
+    // Version 2: each numeric input's field and transform (rd_field_transform), for requests
+    // with numeric_raw; a version-1 bundle has RD_XFORM_UNKNOWN.
+    uint32_t n_inputs;
+    char in_name[RD_MAX_FIELDS][RD_NAME_MAX];
+    uint32_t in_xform[RD_MAX_FIELDS];
+    double in_mean[RD_MAX_FIELDS], in_std[RD_MAX_FIELDS];
+    float *numbuf; // (max_n, n_numeric): raw inputs transformed
     void *scratch;
     size_t scratch_bytes;
     // rd_serve_request_from_dataset's item means (seq.stats_residual), built at first use for
@@ -214,6 +221,29 @@ int rd_serve_export(const rd_config *cfg,
     OUT(&o, nf);
     out_put(&o, width, nf * sizeof width[0]);
     OUT(&o, nn);
+    // Version 2: the dataset's numeric inputs (numeric index order) and how the dataset turned
+    // a raw value into the stored one, so a client can send raw values (numeric_raw).
+    uint32_t n_in = rd_dataset_n_inputs(di);
+    OUT(&o, n_in);
+    for (uint32_t j = 0; j < n_in; j++) {
+        const rd_dataset_field *fd = NULL, *all = rd_dataset_fields(ds);
+        for (uint32_t f = 0; f < di->n_fields && !fd; f++)
+            if (all[f].kind == RD_FIELD_NUMERIC && all[f].offset == j)
+                fd = &all[f];
+        if (!fd) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: no numeric field at input index %u",
+                            dataset_dir ? dataset_dir : cfg->data.dir, j);
+            goto done;
+        }
+        memset(name, 0, sizeof name);
+        snprintf(name, sizeof name, "%s", fd->name);
+        out_put(&o, name, sizeof name);
+        uint32_t xf = fd->transform;
+        double mean = fd->mean, sd = fd->std;
+        OUT(&o, xf);
+        OUT(&o, mean);
+        OUT(&o, sd);
+    }
     uint64_t n_slab = m->n_slab, n_params = m->n_params;
     OUT(&o, n_slab);
     OUT(&o, n_params);
@@ -283,6 +313,7 @@ void rd_serve_close(rd_serve *s) {
     rd_free(s->slab);
     rd_free(s->hpos);
     rd_free(s->labels);
+    rd_free(s->numbuf);
     rd_free(s->scratch);
     rd_model_destroy(s->m);
     rd_free(s);
@@ -338,9 +369,10 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: not a serving bundle (bad magic)", path);
         goto fail;
     }
-    if (version != RD_SERVE_VERSION) {
-        rc = rd_err_set(eb, RD_ERR_VERSION, "%s: bundle version %u, this build reads version %d",
-                        path, version, RD_SERVE_VERSION);
+    if (version < 1 || version > RD_SERVE_VERSION) {
+        rc = rd_err_set(eb, RD_ERR_VERSION,
+                        "%s: bundle version %u, this build reads versions 1 to %d", path, version,
+                        RD_SERVE_VERSION);
         goto fail;
     }
     if (rd_crc32c(0, buf, len - 4) != crc && !RD__FUZZING) {
@@ -379,6 +411,36 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     }
     in_get(&b, s->width, nf * sizeof s->width[0]);
     IN(&b, nn);
+    if (version >= 2) {
+        IN(&b, s->n_inputs);
+        if (s->n_inputs > RD_MAX_FIELDS || s->n_inputs > nn) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %u numeric input fields (%u inputs)", path,
+                            s->n_inputs, nn);
+            goto fail;
+        }
+        for (uint32_t j = 0; j < s->n_inputs; j++) {
+            in_get(&b, s->in_name[j], RD_NAME_MAX);
+            IN(&b, s->in_xform[j]);
+            IN(&b, s->in_mean[j]);
+            IN(&b, s->in_std[j]);
+            uint32_t xf = s->in_xform[j];
+            int stdz = (xf & RD_XFORM_STANDARDIZE) != 0;
+            if (b.bad)
+                break;
+            if (memchr(s->in_name[j], '\0', RD_NAME_MAX) == NULL || !s->in_name[j][0] ||
+                (xf & RD_XFORM_UNKNOWN ? xf != RD_XFORM_UNKNOWN
+                                       : (xf & ~(RD_XFORM_LOG1P | RD_XFORM_STANDARDIZE)) != 0) ||
+                (stdz &&
+                 !(isfinite(s->in_mean[j]) && isfinite(s->in_std[j]) && s->in_std[j] > 0))) {
+                s->in_name[j][RD_NAME_MAX - 1] = 0;
+                rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                                "%s: numeric input %u ('%s'): bad transform (flags 0x%x, mean "
+                                "%g, std %g)",
+                                path, j, s->in_name[j], xf, s->in_mean[j], s->in_std[j]);
+                goto fail;
+            }
+        }
+    }
     uint64_t n_slab, n_params;
     IN(&b, n_slab);
     IN(&b, n_params);
@@ -486,6 +548,16 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                         path, nn, in->n_stats);
         goto fail;
     }
+    if (version < 2) { // no transforms recorded: the inputs are known only as stored values
+        s->n_inputs = nn - (uint32_t)in->n_stats;
+        for (uint32_t j = 0; j < s->n_inputs; j++)
+            s->in_xform[j] = RD_XFORM_UNKNOWN;
+    } else if (s->n_inputs != nn - in->n_stats) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                        "%s: %u numeric input fields, but %u inputs less %zu history statistics",
+                        path, s->n_inputs, nn, in->n_stats);
+        goto fail;
+    }
     in->hist_len = m->seq_table >= 0 ? m->seq_length : 0;
     in->params = m->n_params;
     size_t K = 0;
@@ -518,6 +590,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         s->hpos = rd_xmalloc(L * sizeof(int32_t));
     }
     s->labels = rd_xcalloc(N, sizeof(float));
+    if (nn)
+        s->numbuf = rd_xmalloc(N * nn * sizeof(float));
     s->scratch_bytes = rd_kv_dedup_scratch_bytes(cap_max);
     s->scratch = rd_xmalloc(s->scratch_bytes);
     rd_free(buf);
@@ -531,6 +605,55 @@ fail:
 
 void rd_serve_get_info(const rd_serve *s, rd_serve_info *info) {
     *info = s->info;
+}
+
+int rd_serve_numeric(const rd_serve *s,
+                     size_t j,
+                     const char **field,
+                     uint32_t *transform,
+                     double *mean,
+                     double *std) {
+    if (j >= s->n_inputs)
+        return RD_ERR_RANGE;
+    if (field)
+        *field = s->in_name[j];
+    if (transform)
+        *transform = s->in_xform[j];
+    if (mean)
+        *mean = s->in_xform[j] & RD_XFORM_STANDARDIZE ? s->in_mean[j] : 0.0;
+    if (std)
+        *std = s->in_xform[j] & RD_XFORM_STANDARDIZE ? s->in_std[j] : 1.0;
+    return RD_OK;
+}
+
+// req->numeric_raw: the raw inputs of every candidate as the dataset stores them, into numbuf
+// (the history statistics, the last n_stats floats, are passed through).
+static int transform_raw(rd_serve *s, const rd_serve_request *req, rd_errbuf *eb) {
+    const size_t N = req->n, NN = s->info.n_numeric;
+    for (uint32_t j = 0; j < s->n_inputs; j++)
+        if (s->in_xform[j] & RD_XFORM_UNKNOWN)
+            return rd_err_set(eb, RD_ERR_UNSUPPORTED,
+                              "request: numeric_raw needs the inputs' transforms, which this "
+                              "bundle (version %u, or exported from a version-1 dataset) does "
+                              "not record; send stored values, or re-prepare and re-export",
+                              s->info.version);
+    for (size_t b = 0; b < N; b++) {
+        const float *x = req->numeric + b * NN;
+        float *y = s->numbuf + b * NN;
+        for (uint32_t j = 0; j < s->n_inputs; j++) {
+            if (!isfinite(x[j]))
+                return rd_err_set(eb, RD_ERR_RANGE, "request: candidate %zu: '%s' is %g", b,
+                                  s->in_name[j], (double)x[j]);
+            y[j] = rd_field_transform(s->in_xform[j], s->in_mean[j], s->in_std[j], (double)x[j]);
+            if (!isfinite(y[j]))
+                return rd_err_set(eb, RD_ERR_RANGE,
+                                  "request: candidate %zu: '%s' = %g is out of range after its "
+                                  "transform",
+                                  b, s->in_name[j], (double)x[j]);
+        }
+        memcpy(y + s->n_inputs, x + s->n_inputs, (NN - s->n_inputs) * sizeof(float));
+    }
+    return RD_OK;
 }
 
 int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offset, size_t *width) {
@@ -559,6 +682,11 @@ int rd_serve_score(
     if (s->info.n_numeric && !req->numeric)
         return rd_err_set(eb, RD_ERR_ARG, "request: %zu numeric features per candidate missing",
                           s->info.n_numeric);
+    if (s->info.n_numeric && req->numeric_raw) {
+        int rc0 = transform_raw(s, req, eb);
+        if (rc0 != RD_OK)
+            return rc0;
+    }
     size_t n_raw[RD_MAX_TABLES] = {0};
     // 1. Table keys in use order, positions into raw.
     for (int f = 0; f < m->n_features; f++) {
@@ -635,7 +763,7 @@ int rd_serve_score(
         bt.seq_idx = s->sidx;
         bt.seq_labels = m->seq_with_labels ? s->slab : NULL;
     }
-    bt.numeric = s->info.n_numeric ? req->numeric : NULL;
+    bt.numeric = !s->info.n_numeric ? NULL : req->numeric_raw ? s->numbuf : req->numeric;
     bt.labels = s->labels;
     bt.temperature = 1.0f;
     int rc = rd_model_forward(m, &bt, eb);

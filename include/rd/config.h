@@ -147,7 +147,8 @@ typedef struct rd_field_config {
     int flags;                // categorical: 1 = value is a 0/1 flag column (multi-hot from
                               // several columns, e.g. MovieLens genres); default 0
     int standardize;          // numeric: 1 = store (x - mean) / std, mean and std of the batch
-                              // period's events (after log1p), in meta.yaml; default 0
+                              // period's events (after log1p), recorded in the dataset
+                              // (rd_dataset_field) and in serving bundles; default 0
 } rd_field_config;
 
 typedef struct rd_side_config {

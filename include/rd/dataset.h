@@ -23,7 +23,9 @@
 //                negative-sampling counts, split boundaries (record ranges + timestamps)
 //
 // events.bin, little-endian, every section 8-byte aligned:
-//   header     magic "RDDSET\r\n", version, sizes, counts, split boundaries, field table, CRCs
+//   header     magic "RDDSET\r\n", version, sizes, counts, field table, split boundaries, CRCs;
+//              version 2 adds each field's transform (flags in the field entry, then a table of
+//              n_fields x {f64 mean, f64 std} after the split boundaries)
 //   records    n x record_size bytes: rd_record | uint64 keys[n_slots] | float num[n_numeric] |
 //              zero padding to a multiple of 8. Records are in time order: sorted by (timestamp,
 //              user id, item id, input line), stable and deterministic; record i has id i.
@@ -51,7 +53,7 @@
 #include <stdint.h>
 
 #define RD_DATASET_MAGIC   "RDDSET\r\n" // 8 bytes, no NUL
-#define RD_DATASET_VERSION 1
+#define RD_DATASET_VERSION 2 // written; version 1 (no field transforms recorded) is still read
 #define RD_DATASET_FILE    "events.bin"
 #define RD_DATASET_META    "meta.yaml"
 
@@ -79,7 +81,23 @@ typedef struct rd_dataset_field {
     uint32_t offset;        // first key slot (categorical, multi) or numeric index (numeric)
     uint32_t width;         // slots (1 for categorical and numeric, max_len for multi)
     uint64_t vocab;         // distinct non-empty values seen (0 for numeric fields)
+    uint32_t transform;     // how a raw value became the stored one: RD_XFORM_* flags
+    double mean, std;       // RD_XFORM_STANDARDIZE: stored = (x - mean) / std (else 0 and 1)
 } rd_dataset_field;
+
+// rd_dataset_field.transform: what the dataset builder did to a numeric (or feedback) field's raw
+// value before storing it, in this order (rd_field_transform applies the same steps).
+#define RD_XFORM_LOG1P       1u // log1p(max(x, 0))
+#define RD_XFORM_STANDARDIZE 2u // (x - mean) / std, the batch period's figures
+#define RD_XFORM_UNKNOWN     4u // a version-1 folder: the transform was not recorded
+
+/**
+ * A raw value as the dataset stores it for field fd: log1p(max(x, 0)) under RD_XFORM_LOG1P, then
+ * rounded to float, then ((double)that - mean) / std under RD_XFORM_STANDARDIZE, rounded to float
+ * — the builder's steps, so a serving client's raw input gives the stored value bit for bit.
+ * The result may be non-finite for a non-finite or huge x: callers check.
+ */
+float rd_field_transform(uint32_t transform, double mean, double std, double x);
 
 typedef struct rd_dataset_info {
     uint32_t version;     // RD_DATASET_VERSION

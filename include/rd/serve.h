@@ -9,6 +9,7 @@
 //   rd_serve_request          one request: per-candidate feature keys, the shared history
 //   rd_serve_open / score / close
 //   rd_serve_feature()        layout of the keys of one candidate (feature f: offset, width)
+//   rd_serve_numeric()        numeric input j: its field and how a raw value is transformed
 //   rd_serve_request_from_dataset()   a dataset record as a one-candidate request (tests, bench)
 //
 // Bundle file (one file, little-endian host floats like the checkpoints; written to a temporary
@@ -17,8 +18,9 @@
 //   | u32 n_tables | u64 config_hash | i64 step | u64 seed | i64 created (unix s)
 //   | char job[32] | char model[32] | rd_model_config | n_tables x rd_table_config (the model's
 //   tables in model slot order, optimizer set to sgd: no slots are shipped) | u32 n_features |
-//   u32 width[n_features] | u32 n_numeric | u64 n_slab | u64 n_params | params (n_slab f32) |
-//   per table: u64 rows, rows x (u64 key | dim f32) | u32 CRC-32C of everything before.
+//   u32 width[n_features] | u32 n_numeric | (version 2: u32 n_inputs | n_inputs x (char
+//   field[32] | u32 transform | f64 mean | f64 std)) | u64 n_slab | u64 n_params | params (n_slab
+//   f32) | per table: u64 rows, rows x (u64 key | dim f32) | u32 CRC-32C of everything before.
 // The configs are the plain pointer-free structs of rd/config.h (written as bytes, like the
 // config broadcast): a bundle is read by a build with the same struct sizes, else
 // RD_ERR_VERSION. Only the main tower serves: the auxiliary tower's parameters (trained on the
@@ -42,7 +44,7 @@
 #include "rd/dataset.h"
 #include "rd/error.h"
 
-#define RD_SERVE_VERSION 1
+#define RD_SERVE_VERSION 2 // written; version 1 (no numeric transforms) is still read
 
 typedef struct rd_serve rd_serve;
 
@@ -73,6 +75,11 @@ typedef struct rd_serve_request {
                                 // 0 = padding; NULL when L == 0 (or no history)
     const uint8_t *hist_labels; // (L) labels of those events (0/1), NULL = all 0
     const float *numeric;       // (n, n_numeric), NULL when n_numeric == 0
+    int numeric_raw;            // 0: the numeric inputs are as the dataset stores them;
+                                // 1: raw field values (what the CSV held): the scorer applies
+                                // each input's log1p / standardize (rd_serve_numeric) first. The
+                                // history statistics (the last n_stats floats) are passed as
+                                // computed either way.
 } rd_serve_request;
 
 /**
@@ -108,7 +115,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
  * @param[out] scores  (n) probabilities sigmoid(main logit), or NULL
  * @param[out] logits  (n) main-tower logits, or NULL
  * @return RD_OK, RD_ERR_ARG (n out of 1..max_candidates, keys NULL, numeric missing),
- *         RD_ERR_RANGE (non-finite numeric)
+ *         RD_ERR_RANGE (non-finite numeric, or a raw value whose transform is not finite),
+ *         RD_ERR_UNSUPPORTED (numeric_raw with a bundle that does not record the transforms)
  */
 int rd_serve_score(
     rd_serve *s, const rd_serve_request *req, float *scores, float *logits, rd_errbuf *eb);
@@ -121,6 +129,21 @@ void rd_serve_get_info(const rd_serve *s, rd_serve_info *info);
 /** Feature f (0..n_features-1): its field name, first key slot and width in a candidate's keys.
  *  @return RD_OK or RD_ERR_RANGE */
 int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offset, size_t *width);
+
+/**
+ * Numeric input j (0 .. n_numeric - n_stats - 1): its dataset field, and what the dataset did to
+ * a raw value before storing it (RD_XFORM_* of rd/dataset.h: rd_field_transform(transform, mean,
+ * std, x) gives the stored value; mean 0 and std 1 without RD_XFORM_STANDARDIZE). A version-1
+ * bundle, or one exported from a version-1 dataset, gives RD_XFORM_UNKNOWN: such a bundle scores
+ * stored values only.
+ * @return RD_OK or RD_ERR_RANGE
+ */
+int rd_serve_numeric(const rd_serve *s,
+                     size_t j,
+                     const char **field,
+                     uint32_t *transform,
+                     double *mean,
+                     double *std);
 
 /**
  * Fill a one-candidate request from dataset record `rec`, deriving every key as the trainer does

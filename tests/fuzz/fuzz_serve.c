@@ -1,9 +1,10 @@
 // fuzz_serve.c — the serving bundle reader (rd_serve_open: header, embedded model and table
 // configs, feature widths, numeric count, dense parameters, table rows) on arbitrary bytes, and
 // when a bundle is accepted, one scoring request of each size 1 and 4 built from its layout
-// (keys, history and numeric inputs all present). The whole input is the bundle file. Fuzzing
-// builds define FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, which makes the reader ignore a CRC
-// mismatch, so that mutations reach the checks behind it (a replay in a normal build stops most
+// (keys, history and numeric inputs all present), each sent once with stored and once with raw
+// numeric values (numeric_raw: the bundle's transforms). The whole input is the bundle file.
+// Fuzzing builds define FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, which makes the reader ignore a
+// CRC mismatch, so that mutations reach the checks behind it (a replay in a normal build stops most
 // mutated inputs at the CRC; the committed regressions carry a valid CRC).
 #include "fuzz.h"
 
@@ -31,16 +32,20 @@ static void score(rd_serve *sv) {
         hist[i] = i % 2 ? 77 * i + 1 : 0;
         hl[i] = (uint8_t)(i % 2);
     }
-    for (size_t s = 1; s <= n; s += n - 1) {
-        rd_serve_request rq = {.n = s,
-                               .keys = keys,
-                               .hist_items = L ? hist : NULL,
-                               .hist_labels = L ? hl : NULL,
-                               .numeric = nn ? num : NULL};
-        rd_errbuf eb;
-        rd_errbuf_clear(&eb);
-        (void)rd_serve_score(sv, &rq, scores, logits, &eb);
-    }
+    for (size_t i = 0; i < n * nn; i++)
+        num[i] = (float)((int)(i % 7) - 2) * 1.5f;
+    for (size_t s = 1; s <= n; s += n - 1)
+        for (int raw = 0; raw < 2; raw++) {
+            rd_serve_request rq = {.n = s,
+                                   .keys = keys,
+                                   .hist_items = L ? hist : NULL,
+                                   .hist_labels = L ? hl : NULL,
+                                   .numeric = nn ? num : NULL,
+                                   .numeric_raw = raw};
+            rd_errbuf eb;
+            rd_errbuf_clear(&eb);
+            (void)rd_serve_score(sv, &rq, scores, logits, &eb);
+        }
     rd_free(keys);
     rd_free(hist);
     rd_free(hl);

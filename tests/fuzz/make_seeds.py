@@ -7,8 +7,14 @@ Run from the repository root:
 
     python3 tests/fuzz/make_seeds.py [path/to/events.bin] [path/to/bundle.rdsv]
 
-The committed bundle seed is the student of a tiny synthetic run (1 PS, 1000 events, 6 users,
-12 items, dims 2, seq mean of 4 with stats [2], mlp [4]), exported with `recdistill export`.
+Dataset seeds are named by format version: `tiny` (version 1, a tiny synthetic run; kept, since
+version 1 is still read) and `tiny-v2`. The bundle seed `tiny` is the bundle given (version 2),
+`tiny-v1` the same bundle rewritten in version 1 (without the numeric input table). The committed
+version-2 seeds come from tests/data/clicks.csv with a log1p + standardized numeric field (`price`)
+and the multi-valued `tags` (1 PS, one student with user and item on one dim-2 table, mlp [4]:
+`recdistill prepare`, `train` with 2 ranks, `export`). The cases of tests/bad/serve/ are written
+from the bundle given, at offsets of rd_model_config below (a bundle of another config layout is
+refused before its lie is read: ctest `bad_serve` requires ERR_CORRUPT of every case).
 """
 import os, shutil, struct, sys
 
@@ -118,19 +124,22 @@ bundle = [a for a in args if a.endswith(".rdsv")]
 events = [a for a in args if not a.endswith(".rdsv")]
 
 # --- dataset seed: a prepared events.bin -------------------------------------------------------
+def seed_name(version):
+    return "tiny" if version == 1 else "tiny-v%d" % version
+
 if events:
     ev = open(events[0], "rb").read()
-    put(os.path.join(C, "dataset"), "tiny", ev)
+    put(os.path.join(C, "dataset"), seed_name(struct.unpack_from("<I", ev, 8)[0]), ev)
 
 # --- serving bundle: the seed, and CRC-resealed bundles whose content lies (tests/bad/serve/) ----
 if bundle:
     sv = open(bundle[0], "rb").read()
-    put(os.path.join(C, "serve"), "tiny", sv)
-    mcs, tcs, nt = struct.unpack_from("<III", sv, 12)
+    version, mcs, tcs, nt = struct.unpack_from("<IIII", sv, 8)
+    assert version == 2, "give a bundle of format version 2"
     # Offsets inside rd_model_config (include/rd/config.h; all fields 4-byte aligned).
-    assert mcs == 2468, "rd_model_config changed: update the offsets below"
+    assert mcs == 2508, "rd_model_config changed: update the offsets below"
     MC = 56 + 2 * 32                     # after the header, job and model names
-    NSTATS, MLP = 2280, 2384             # seq.n_stats, mlp[0]
+    NSTATS, MLP = 2280, 2424             # seq.n_stats, mlp[0]
     nf_off = MC + mcs + nt * tcs
     nf, = struct.unpack_from("<I", sv, nf_off)
     w_off, nn_off = nf_off + 4, nf_off + 4 + 4 * nf
@@ -144,3 +153,17 @@ if bundle:
     put(SB, "name_unterminated", reseal(sv, MC, b"A" * 32))
     put(SB, "n_features_huge", reseal(sv, nf_off, u32(0xFFFFFFFF)))
     put(SB, "table_dim_zero", reseal(sv, MC + mcs + 32, u32(0)))  # table 0: name[32], dim
+    n_in, = struct.unpack_from("<I", sv, nn_off + 4)
+    cut = 4 + n_in * (32 + 4 + 16)
+    v1 = bytearray(sv[:nn_off + 4] + sv[nn_off + 4 + cut:])
+    v1[8:12] = struct.pack("<I", 1)
+    put(os.path.join(C, "serve"), "tiny", sv)
+    put(os.path.join(C, "serve"), "tiny-v1", reseal(bytes(v1), 8, struct.pack("<I", 1)))
+    if n_in:  # version 2: n_inputs, then per input field[32], u32 transform, f64 mean, f64 std
+        x0 = nn_off + 8
+        put(SB, "inputs_huge", reseal(sv, nn_off + 4, u32(0xFFFFFFFF)))
+        put(SB, "inputs_more_than_numeric", reseal(sv, nn_off + 4, u32(n_in + 1)))
+        put(SB, "input_name_unterminated", reseal(sv, x0, b"B" * 32))
+        put(SB, "input_transform_flags", reseal(sv, x0 + 32, u32(0x10)))
+        put(SB, "input_std_zero", reseal(sv, x0 + 32 + 4 + 8, struct.pack("<d", 0.0)))
+        put(SB, "input_mean_nan", reseal(sv, x0 + 32 + 4, struct.pack("<d", float("nan"))))

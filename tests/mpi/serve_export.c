@@ -17,6 +17,7 @@
 //      a request of 0 or too many candidates — each a clear error code, nothing written.
 #include "ps_test_util.h"
 
+#include <math.h>
 #include <stddef.h>
 
 #include "rd/dataset.h"
@@ -62,12 +63,67 @@ static const char *yaml_ml =
     "train: {batch_size: 512, epochs: 1}\n"
     "output: {progress_every_s: 0}\n";
 
-static const char *g_ml_input; // NULL = synthetic session
+// A CSV log with two numeric inputs: `price` (log1p, then standardized) and `dwell` (as is),
+// both functions of the event's time, so the checks can rebuild every record's raw values.
+static const char *yaml_csv =
+    "run: {name: svcsv, seed: 3, out_dir: %s/runcsv}\n"
+    "cluster:\n  ps_ranks: 2\n  jobs:\n    - {name: student, role: student, model: small}\n"
+    "data:\n  source: csv\n  input: %s\n  dir: %s/datacsv\n  history_max: 16\n"
+    "  schema:\n    path: log.csv\n    user_column: u\n    item_column: i\n"
+    "    time_column: t\n    label: \"y >= 1\"\n    fields:\n"
+    "      - {name: price, kind: numeric, log1p: true, standardize: true}\n"
+    "      - {name: dwell, kind: numeric}\n"
+    "  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 2}\n"
+    "ps:\n  tables:\n    - {name: s_user, dim: 4}\n"
+    "    - {name: s_item, dim: 8, optimizer: {type: adam, lr: 0.01}}\n"
+    "models:\n  - name: small\n    features:\n      - {field: user, table: s_user}\n"
+    "      - {field: item, table: s_item}\n      - {field: hour, table: s_user}\n"
+    "      - {field: weekday, table: s_user}\n"
+    "    seq: {kind: mean, length: 8, stats: [2, 8]}\n    mlp: [%d]\n    two_towers: true\n"
+    "train: {batch_size: 64, epochs: 2}\n"
+    "output: {progress_every_s: 0}\n";
+
+static const char *g_ml_input; // movielens session: the MovieLens-100K folder
+static int g_csv;              // csv session
+
+enum { CSV_ROWS = 4000, CSV_T0 = 1000000 };
+// The raw values of the csv session's event at time t (exact in float and in the CSV text).
+static double csv_price(int64_t t) {
+    return (double)((t / 60 * 37) % 1000) + 0.25 * (double)((t / 60) % 4);
+}
+static double csv_dwell(int64_t t) {
+    return (double)((t / 60) % 13);
+}
+
+static void write_csv(const char *dir) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/log.csv", dir);
+    FILE *f = fopen(p, "w");
+    RD_ASSERT(f);
+    fprintf(f, "t,u,i,y,price,dwell\n");
+    uint64_t r = 12345;
+    for (int k = 0; k < CSV_ROWS; k++) {
+        int64_t t = CSV_T0 + 60 * (int64_t)k;
+        r = rd_mix64(r + (uint64_t)k);
+        int u = (int)(r % 40), it = (int)((r >> 20) % 150);
+        // The label leans on the price, so the numeric inputs carry weight in the model.
+        double px = csv_price(t);
+        int y = ((r >> 40) % 1000) < (uint64_t)(200 + 0.6 * px);
+        fprintf(f, "%lld,u%d,%d,%d,%.2f,%.0f\n", (long long)t, u, it, y, px, csv_dwell(t));
+    }
+    RD_ASSERT(fclose(f) == 0);
+}
+
+static const char *session_name(void) {
+    return g_ml_input ? "movielens-100k" : g_csv ? "csv" : "synthetic";
+}
 
 static void make_config(rd_config *cfg, const char *dir, int mlp) {
     char text[4096];
     if (g_ml_input)
         snprintf(text, sizeof text, yaml_ml, dir, g_ml_input, dir, mlp);
+    else if (g_csv)
+        snprintf(text, sizeof text, yaml_csv, dir, dir, dir, mlp);
     else
         snprintf(text, sizeof text, yaml_fmt, dir, dir, mlp);
     rd_errbuf eb;
@@ -121,12 +177,49 @@ static void copy_reseal(const char *from, const char *to, size_t off, const void
     rd_free(b);
 }
 
+// Offset of n_numeric in a bundle: after the header (56 bytes), job and model names, the model
+// config, n_tables table configs, n_features and the widths.
+static size_t numeric_offset(const char *bundle) {
+    const size_t mc_off = 56 + 2 * RD_NAME_MAX;
+    uint32_t nt = 0, nf = 0;
+    FILE *f = fopen(bundle, "rb");
+    RD_ASSERT(f && fseek(f, 20, SEEK_SET) == 0 && fread(&nt, 4, 1, f) == 1);
+    const size_t nf_off = mc_off + sizeof(rd_model_config) + nt * sizeof(rd_table_config);
+    RD_ASSERT(fseek(f, (long)nf_off, SEEK_SET) == 0 && fread(&nf, 4, 1, f) == 1);
+    fclose(f);
+    return nf_off + 4 + 4 * (size_t)nf;
+}
+
+// The same bundle in format version 1: version 1, without the numeric input table that follows
+// n_numeric (n_inputs entries), CRC resealed.
+static void copy_as_v1(const char *from, const char *to, size_t n_inputs) {
+    FILE *f = fopen(from, "rb");
+    RD_ASSERT(f);
+    fseek(f, 0, SEEK_END);
+    size_t len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = rd_xmalloc(len);
+    RD_ASSERT(fread(b, 1, len, f) == len);
+    fclose(f);
+    const size_t at = numeric_offset(from) + 4, cut = 4 + n_inputs * (RD_NAME_MAX + 4 + 16);
+    memmove(b + at, b + at + cut, len - at - cut);
+    len -= cut;
+    const uint32_t v1 = 1;
+    memcpy(b + 8, &v1, 4);
+    uint32_t crc = rd_crc32c(0, b, len - 4);
+    memcpy(b + len - 4, &crc, 4);
+    f = fopen(to, "wb");
+    RD_ASSERT(f && fwrite(b, 1, len, f) == len);
+    fclose(f);
+    rd_free(b);
+}
+
 static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     char dsdir[600], ckpt[1024], bundle[700];
     snprintf(dsdir, sizeof dsdir, "%s", cfg->data.dir);
-    snprintf(bundle, sizeof bundle, "%s/student%s.rdsv", dir, g_ml_input ? "_ml" : "");
+    snprintf(bundle, sizeof bundle, "%s/student_%s.rdsv", dir, session_name());
     int rc = rd_train_ckpt_latest(cfg->ps.checkpoint_dir, "student", ckpt, sizeof ckpt, &eb);
     T_CHECK(&g_errs, rc == RD_OK, "no checkpoint: %s", eb.msg);
     if (rc != RD_OK)
@@ -159,10 +252,12 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             (unsigned long long)in.rows);
     T_CHECK(&g_errs, in.config_hash == rd_train_ckpt_config_hash(cfg, &cfg->models[0]),
             "config hash");
-    // History statistics: synthetic [2, 8] (labels), MovieLens [1, 4, 16] x (label, rating,
-    // residual); both sessions have no other numeric input.
-    T_CHECK(&g_errs, in.n_stats == (g_ml_input ? 10u : 3u) && in.n_numeric == in.n_stats,
-            "info: %zu numeric, %zu stats", in.n_numeric, in.n_stats);
+    // History statistics: synthetic and csv [2, 8] (labels), MovieLens [1, 4, 16] x (label,
+    // rating, residual); the csv session also has its two numeric inputs.
+    T_CHECK(&g_errs,
+            in.version == RD_SERVE_VERSION && in.n_stats == (g_ml_input ? 10u : 3u) &&
+                in.n_numeric == in.n_stats + (g_csv ? 2u : 0u),
+            "info: version %u, %zu numeric, %zu stats", in.version, in.n_numeric, in.n_stats);
     const size_t K = in.keys_per_candidate, NC = 256, NN = in.n_numeric;
     float *num = rd_xcalloc(NC * (NN ? NN : 1), sizeof *num);
     uint64_t *keys = rd_xmalloc(NC * K * sizeof *keys), hist[8];
@@ -187,7 +282,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
     }
     printf("[%s] serve vs trainer: %zu holdout requests, max |logit diff| %.3g (logits in [%.3f, "
            "%.3f])\n",
-           g_ml_input ? "movielens-100k" : "synthetic", n, maxd, lo, hi);
+           session_name(), n, maxd, lo, hi);
     T_CHECK(&g_errs, maxd <= 1e-6, "serving logits differ from the trainer's by %.3g", maxd);
     T_CHECK(&g_errs, hi - lo > 1e-3, "logits do not vary (%.3g..%.3g): the test could not fail", lo,
             hi);
@@ -224,6 +319,100 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         printf("%zu candidates: candidate 0 vs one-candidate request: max diff %.3g\n", sizes[k],
                md);
         T_CHECK(&g_errs, md <= 1e-6, "batch of %zu changes the score by %.3g", sizes[k], md);
+    }
+    // Raw numeric inputs: the bundle records each input's field and transform (the dataset's),
+    // and a request of raw values scores exactly as one of stored values.
+    for (size_t j = 0; j < NN - in.n_stats; j++) {
+        const char *field = NULL;
+        uint32_t xf = 0;
+        double mean = 0, sd = 0;
+        T_CHECK(&g_errs, rd_serve_numeric(sv, j, &field, &xf, &mean, &sd) == RD_OK, "numeric %zu",
+                j);
+        const rd_dataset_field *df = rd_dataset_find_field(ds, field);
+        T_CHECK(&g_errs,
+                df && df->kind == RD_FIELD_NUMERIC && df->offset == j && df->transform == xf &&
+                    df->mean == mean && df->std == sd,
+                "numeric %zu ('%s'): transform 0x%x mean %g std %g", j, field, xf, mean, sd);
+        T_CHECK(&g_errs, xf == (j == 0 ? RD_XFORM_LOG1P | RD_XFORM_STANDARDIZE : 0u),
+                "numeric %zu: transform 0x%x", j, xf);
+    }
+    T_CHECK(&g_errs, rd_serve_numeric(sv, NN - in.n_stats, NULL, NULL, NULL, NULL) == RD_ERR_RANGE,
+            "numeric past the inputs");
+    if (g_csv) {
+        size_t differ = 0;
+        for (size_t i = 0; i < n; i++) {
+            RD_ASSERT(rd_serve_request_from_dataset(sv, ds, recs[i], keys, hist, hl, num, &eb) ==
+                      RD_OK);
+            const float stored0 = num[0];
+            int64_t t = rd_dataset_record(ds, recs[i])->ts;
+            num[0] = (float)csv_price(t);
+            num[1] = (float)csv_dwell(t);
+            differ += num[0] != stored0;
+            rd_errbuf_clear(&eb);
+            rd_serve_request rq = {.n = 1,
+                                   .keys = keys,
+                                   .hist_items = hist,
+                                   .hist_labels = hl,
+                                   .numeric = num,
+                                   .numeric_raw = 1};
+            rc = rd_serve_score(sv, &rq, NULL, logit, &eb);
+            T_CHECK(&g_errs, rc == RD_OK && logit[0] == solo[i],
+                    "raw inputs of record %llu: %d %s, logit %.9g against %.9g",
+                    (unsigned long long)recs[i], rc, eb.msg, (double)logit[0], (double)solo[i]);
+            if (i == 0) { // the same raw values read as stored ones: another score
+                rq.numeric_raw = 0;
+                RD_ASSERT(rd_serve_score(sv, &rq, NULL, logit, &eb) == RD_OK);
+                T_CHECK(&g_errs, logit[0] != solo[i], "raw read as stored: same logit");
+                num[0] = NAN;
+                rq.numeric_raw = 1;
+                rd_errbuf_clear(&eb);
+                rc = rd_serve_score(sv, &rq, NULL, logit, &eb);
+                T_CHECK(&g_errs, rc == RD_ERR_RANGE && strstr(eb.msg, "'price'"), "raw NaN: %d %s",
+                        rc, eb.msg);
+            }
+        }
+        printf("[csv] %zu holdout requests with raw price and dwell: same logits as stored values "
+               "(%zu raw prices differ from the stored ones)\n",
+               n, differ);
+        T_CHECK(&g_errs, differ == n, "raw and stored prices agree on %zu records", n - differ);
+    }
+    {
+        // A version-1 bundle (written before the transforms were recorded) still opens and
+        // scores stored values the same; raw values are refused by name.
+        char v1[800];
+        snprintf(v1, sizeof v1, "%s/v1_%s.rdsv", dir, session_name());
+        copy_as_v1(bundle, v1, NN - in.n_stats);
+        rd_serve *old = NULL;
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_open(v1, 4, &old, &eb);
+        T_CHECK(&g_errs, rc == RD_OK, "version-1 bundle: %d %s", rc, eb.msg);
+        if (rc == RD_OK) {
+            rd_serve_info oi;
+            rd_serve_get_info(old, &oi);
+            uint32_t xf = 0;
+            T_CHECK(&g_errs,
+                    oi.version == 1 && oi.n_numeric == NN &&
+                        (NN == in.n_stats ||
+                         (rd_serve_numeric(old, 0, NULL, &xf, NULL, NULL) == RD_OK &&
+                          xf == RD_XFORM_UNKNOWN)),
+                    "version-1 info: version %u, %zu numeric, transform 0x%x", oi.version,
+                    oi.n_numeric, xf);
+            RD_ASSERT(rd_serve_request_from_dataset(old, ds, recs[0], keys, hist, hl, num, &eb) ==
+                      RD_OK);
+            rd_serve_request rq = {
+                .n = 1, .keys = keys, .hist_items = hist, .hist_labels = hl, .numeric = num};
+            rc = rd_serve_score(old, &rq, NULL, logit, &eb);
+            T_CHECK(&g_errs, rc == RD_OK && logit[0] == solo[0], "version-1 score: %d %s", rc,
+                    eb.msg);
+            rq.numeric_raw = 1;
+            rd_errbuf_clear(&eb);
+            rc = rd_serve_score(old, &rq, NULL, logit, &eb);
+            T_CHECK(&g_errs,
+                    NN == in.n_stats ? rc == RD_OK
+                                     : rc == RD_ERR_UNSUPPORTED && strstr(eb.msg, "re-export"),
+                    "version-1 raw request: %d %s", rc, eb.msg);
+            rd_serve_close(old);
+        }
     }
     rd_errbuf_clear(&eb);
     rd_serve_request bad = {.n = 0, .keys = keys};
@@ -273,7 +462,8 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         const size_t nf_off = mc_off + sizeof(rd_model_config) + nt * sizeof(rd_table_config);
         RD_ASSERT(fseek(f, (long)nf_off, SEEK_SET) == 0 && fread(&nf, 4, 1, f) == 1);
         fclose(f);
-        const size_t w_off = nf_off + 4, nn_off = w_off + 4 * (size_t)nf;
+        const size_t w_off = nf_off + 4, nn_off = numeric_offset(bundle);
+        RD_ASSERT(nn_off == w_off + 4 * (size_t)nf);
         struct {
             const char *what;
             size_t off;
@@ -282,6 +472,8 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             {"feature width 2^32-1", w_off, 0xffffffffu},
             {"feature width 0", w_off, 0},
             {"2^32-1 numeric inputs", nn_off, 0xffffffffu},
+            {"2^32-1 numeric input fields", nn_off + 4, 0xffffffffu},
+            {"transform flags 0x10", g_csv ? nn_off + 8 + RD_NAME_MAX : nn_off, 0x10},
             {"seq.n_stats 1000",
              mc_off + offsetof(rd_model_config, seq) + offsetof(rd_seq_config, n_stats), 1000},
             {"mlp[0] 2^31-1", mc_off + offsetof(rd_model_config, mlp), 0x7fffffffu},
@@ -294,6 +486,19 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && !x, "%s: %d %s", lies[i].what, rc, eb.msg);
             rd_serve_close(x);
             x = NULL;
+        }
+        if (g_csv) { // the standardized input's mean NaN, its std 0
+            const double bad_v[2] = {NAN, 0.0};
+            for (int k = 0; k < 2; k++) {
+                snprintf(p, sizeof p, "%s/lie_xform%d.rdsv", dir, k);
+                copy_reseal(bundle, p, nn_off + 8 + RD_NAME_MAX + 4 + 8 * (size_t)k, &bad_v[k], 8);
+                rd_errbuf_clear(&eb);
+                rc = rd_serve_open(p, 4, &x, &eb);
+                T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && !x && strstr(eb.msg, "'price'"),
+                        "transform %s: %d %s", k ? "std 0" : "mean NaN", rc, eb.msg);
+                rd_serve_close(x);
+                x = NULL;
+            }
         }
 #if !defined(__SANITIZE_ADDRESS__) // ASan's allocator aborts on a 2 TiB request by design
         // 2 TiB (sparse: a valid header, then zeros): more than any machine here can allocate.
@@ -378,7 +583,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             fputc(ch, fo);
         fclose(fi);
         fclose(fo);
-        snprintf(p, sizeof p, "%s/mixed%s.rdsv", dir, g_ml_input ? "_ml" : "");
+        snprintf(p, sizeof p, "%s/mixed_%s.rdsv", dir, session_name());
         rd_errbuf_clear(&eb);
         rc = rd_serve_export(cfg, "student", mix, NULL, p, &eb);
         T_CHECK(&g_errs, rc == RD_ERR_SCHEMA && strstr(eb.msg, "dim 2") && !exists(p),
@@ -404,6 +609,8 @@ static void session(const char *dir) {
     rd_errbuf_clear(&eb);
     int rank = 0, rc = RD_OK;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0 && g_csv)
+        write_csv(dir);
     if (rank == 0)
         rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
     t_bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -440,6 +647,9 @@ int main(int argc, char **argv) {
     char dir[512];
     t_tmpdir(dir, sizeof dir, "serve");
     session(dir);
+    g_csv = 1; // numeric inputs, raw and stored
+    session(dir);
+    g_csv = 0;
     // MovieLens-100K (multi-valued genres) when the shared data is there.
     const char *shared = getenv("RD_SHARED_DATA");
     char ml[600];
