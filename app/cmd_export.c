@@ -88,6 +88,10 @@ int rd_cmd_export(int argc, char **argv) {
                    "%016llx) from %s: %s\n",
                    in.job, in.model, (long long)in.step, (unsigned long long)in.params,
                    (unsigned long long)in.rows, (unsigned long long)in.config_hash, ckpt, out);
+            if (in.logit_shift != 0.0f)
+                printf("logit shift %+.6g: the job's own negative sampling, undone in every "
+                       "served score\n",
+                       (double)in.logit_shift);
             // What a client sending raw numeric values (numeric_raw) gets done to them.
             for (size_t j = 0; j < in.n_numeric - in.n_stats; j++) {
                 const char *field = "";

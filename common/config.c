@@ -46,6 +46,7 @@ _Static_assert(sizeof(rd_config) < (size_t)INT_MAX, "rd_config must fit one MPI_
 // Allowed names. Index = enum value, so the order must match rd/config.h.
 
 static const char *const job_roles[] = {"teacher", "student", NULL};
+static const char *const debias_sides[] = {"student", "teacher", NULL};
 static const char *const data_sources[] = {"synthetic", "movielens100k", "movielens1m", "csv",
                                            NULL};
 static const char *const field_kinds[] = {"categorical", "multi", "numeric", "feedback", NULL};
@@ -144,6 +145,12 @@ static const ck_key run_keys[] = {
 };
 TABLE(run_desc, rd_run_config, run_keys);
 
+static const ck_key negsample_keys[] = {
+    K_DBL(rd_negsample_config, "rate", rate, 0, 1, CK_EXCL_LO, "1"),
+    K_DBL(rd_negsample_config, "pos_rate", pos_rate, 0, 1, CK_EXCL_LO, "1"),
+};
+TABLE(negsample_desc, rd_negsample_config, negsample_keys);
+
 static const ck_key job_keys[] = {
     K_STR(rd_job_config, "name", name, REQ, NULL),
     K_ENUM(rd_job_config, "role", role, job_roles, REQ, NULL),
@@ -152,6 +159,7 @@ static const ck_key job_keys[] = {
     K_BOOL(rd_job_config, "distill", distill, "false"),
     K_STR(rd_job_config, "teacher", teacher, 0, NULL), // resolved: first teacher job
     K_STR(rd_job_config, "init_as", init_as, 0, NULL), // "" = the job's own name
+    K_MAP(rd_job_config, "negatives", negatives, rd_negsample_config, negsample_desc),
 };
 TABLE(job_desc, rd_job_config, job_keys);
 
@@ -234,12 +242,6 @@ static const ck_key split_keys[] = {
     K_INT(rd_split_config, "stream_windows", stream_windows, 1, 10000, 0, "5"),
 };
 TABLE(split_desc, rd_split_config, split_keys);
-
-static const ck_key negsample_keys[] = {
-    K_DBL(rd_negsample_config, "rate", rate, 0, 1, CK_EXCL_LO, "1"),
-    K_DBL(rd_negsample_config, "pos_rate", pos_rate, 0, 1, CK_EXCL_LO, "1"),
-};
-TABLE(negsample_desc, rd_negsample_config, negsample_keys);
 
 static const ck_key data_keys[] = {
     K_ENUM(rd_data_config, "source", source, data_sources, 0, "synthetic"),
@@ -388,6 +390,7 @@ static const ck_key distill_keys[] = {
     K_INT(rd_distill_config, "wait_ms", wait_ms, 0, 1e7, 0, "2000"),
     K_STR(rd_distill_config, "target_log", target_log, 0, NULL), // resolved: <out>/targets
     K_BOOL(rd_distill_config, "replay", replay, "false"),
+    K_ENUM(rd_distill_config, "debias_teacher", debias_teacher, debias_sides, 0, "student"),
 };
 TABLE(distill_desc, rd_distill_config, distill_keys);
 

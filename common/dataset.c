@@ -1500,7 +1500,39 @@ void rd_dataset_iter_init(
     }
 }
 
+uint64_t rd_sample_salt(uint64_t run_seed) {
+    return rd_mix64(run_seed ^ 0x6a6f625f73616d70ULL);
+}
+
+int rd_sample_keep(uint64_t salt, double neg_keep, double pos_keep, uint64_t id, int positive) {
+    double keep = positive ? pos_keep : neg_keep;
+    if (keep >= 1.0)
+        return 1;
+    double u = (double)(rd_mix64(salt ^ rd_mix64(id + 0x9e3779b97f4a7c15ULL)) >> 11) * 0x1p-53;
+    return u < keep;
+}
+
+void rd_dataset_iter_sample(rd_dataset_iter *it, uint64_t salt, double neg_keep, double pos_keep) {
+    RD_ASSERT(neg_keep > 0 && neg_keep <= 1 && pos_keep > 0 && pos_keep <= 1);
+    it->sampled = neg_keep < 1.0 || pos_keep < 1.0;
+    it->keep_salt = salt;
+    it->keep_neg = neg_keep;
+    it->keep_pos = pos_keep;
+}
+
+static int iter_next_any(rd_dataset_iter *it, uint64_t *idx);
+
 int rd_dataset_iter_next(rd_dataset_iter *it, uint64_t *idx) {
+    if (!it->sampled)
+        return iter_next_any(it, idx);
+    while (iter_next_any(it, idx))
+        if (rd_sample_keep(it->keep_salt, it->keep_neg, it->keep_pos, *idx,
+                           rd_dataset_record(it->ds, *idx)->label > 0.5f))
+            return 1;
+    return 0;
+}
+
+static int iter_next_any(rd_dataset_iter *it, uint64_t *idx) {
     if (it->mode != RD_PART_USER) {
         if (it->next >= it->stop)
             return 0;

@@ -952,6 +952,7 @@ static void build_valid(rd_config *c) {
     c->cluster.jobs[0].role = RD_JOB_TEACHER;
     c->cluster.jobs[0].ranks = 2;
     snprintf(c->cluster.jobs[0].model, RD_NAME_MAX, "m");
+    c->cluster.jobs[0].negatives.rate = c->cluster.jobs[0].negatives.pos_rate = 1;
     c->n_models = 1;
     snprintf(c->models[0].name, RD_NAME_MAX, "m");
     c->models[0].seq.length = 16;

@@ -1642,6 +1642,69 @@ static void test_standardize(void **state) {
     free(cfg);
 }
 
+// A job's own sampling (cluster.jobs[].negatives): rates as asked, the same answer every time,
+// nested across rates (a lower rate keeps a subset), and the iterator yields exactly the kept
+// records of each mode's share.
+static void test_job_sampling(void **state) {
+    (void)state;
+    const uint64_t salt = rd_sample_salt(42), N = 200000;
+    assert_true(salt != rd_sample_salt(43));
+    uint64_t kept3 = 0, kept1 = 0, pos = 0;
+    for (uint64_t id = 0; id < N; id++) {
+        int k3 = rd_sample_keep(salt, 0.3, 1.0, id, 0), k1 = rd_sample_keep(salt, 0.1, 1.0, id, 0);
+        assert_int_equal(k3, rd_sample_keep(salt, 0.3, 1.0, id, 0));
+        if (k1)
+            assert_true(k3); // nested
+        kept3 += (uint64_t)k3;
+        kept1 += (uint64_t)k1;
+        pos += (uint64_t)rd_sample_keep(salt, 0.3, 1.0, id, 1); // positives at rate 1: all
+    }
+    assert_int_equal(pos, N);
+    // Binomial: 0.3 N +- 5 sd.
+    near((double)kept3 / (double)N, 0.3, 5 * sqrt(0.21 / (double)N));
+    near((double)kept1 / (double)N, 0.1, 5 * sqrt(0.09 / (double)N));
+
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "samp_ds");
+    random_log("samp", 3000, 40, 0.4, 11);
+    simple_schema(cfg, "samp", out);
+    rd_errbuf eb;
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    rd_dataset *ds = open_ok(out);
+    const int modes[3] = {RD_PART_CONTIGUOUS, RD_PART_STRIDED, RD_PART_USER};
+    for (int mi = 0; mi < 3; mi++) {
+        uint64_t all = 0, got = 0, want = 0;
+        for (int r = 0; r < 3; r++) {
+            rd_dataset_iter a, b;
+            rd_dataset_iter_init(&a, ds, rd_dataset_all(ds), modes[mi], r, 3);
+            b = a;
+            rd_dataset_iter_sample(&b, salt, 0.25, 0.5);
+            uint64_t i, j;
+            while (rd_dataset_iter_next(&a, &i)) {
+                all++;
+                if (!rd_sample_keep(salt, 0.25, 0.5, i, rd_dataset_record(ds, i)->label > 0.5f))
+                    continue;
+                want++;
+                assert_int_equal(rd_dataset_iter_next(&b, &j), 1);
+                assert_int_equal(i, j);
+                got++;
+            }
+            assert_int_equal(rd_dataset_iter_next(&b, &j), 0);
+            // Rates of 1 are no sampling.
+            rd_dataset_iter c;
+            rd_dataset_iter_init(&c, ds, rd_dataset_all(ds), modes[mi], r, 3);
+            rd_dataset_iter_sample(&c, salt, 1.0, 1.0);
+            assert_int_equal(c.sampled, 0);
+        }
+        assert_int_equal(all, 3000);
+        assert_int_equal(got, want);
+        assert_true(want > 3000 / 8 && want < 3000 / 2);
+    }
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
 // A folder prepared before the field transforms were recorded (format version 1, committed as
 // tests/data/dataset-v1: a tiny synthetic dataset) still opens; its fields say the transform is
 // unknown.
@@ -1681,6 +1744,7 @@ int main(void) {
         cmocka_unit_test(test_yaml_config),
         cmocka_unit_test(test_standardize),
         cmocka_unit_test(test_version1_folder),
+        cmocka_unit_test(test_job_sampling),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -166,21 +166,30 @@ static void test_debias_from_config(void **state) {
     data.negatives.pos_rate = 1.0;
     dc.debias = 0;
     rd_debias d;
-    assert_int_equal(rd_debias_from_config(&data, &dc, &d, NULL), RD_OK);
+    assert_int_equal(rd_debias_from_config(&data, NULL, &dc, &d, NULL), RD_OK);
     assert_true(d.r_s == 1.0 && d.p_x == 1.0 && d.r_plus == 1.0 && d.b_s == 0.0);
     dc.debias = 1;
-    assert_int_equal(rd_debias_from_config(&data, &dc, &d, NULL), RD_OK);
+    assert_int_equal(rd_debias_from_config(&data, NULL, &dc, &d, NULL), RD_OK);
     // Kept 1 negative in 10: a sampled-data probability of 1/2 is 1/11 in truth.
     assert_true(fabs(rd_debias_prob(&d, 0.0) - 1.0 / 11.0) < 1e-12);
+    // The student job's own sampling multiplies the data's: 0.5 x 0.2 = 1 in 10 again.
+    rd_negsample_config job = {.rate = 0.2, .pos_rate = 1.0};
+    data.negatives.rate = 0.5;
+    assert_int_equal(rd_debias_from_config(&data, &job, &dc, &d, NULL), RD_OK);
+    assert_true(fabs(rd_debias_prob(&d, 0.0) - 1.0 / 11.0) < 1e-12);
+    job.rate = 1.0;
+    job.pos_rate = 0.5; // positives kept at 1/2, negatives at 1/2: no shift
+    assert_int_equal(rd_debias_from_config(&data, &job, &dc, &d, NULL), RD_OK);
+    assert_true(fabs(rd_debias_prob(&d, 0.0) - 0.5) < 1e-12);
     data.negatives.rate = 1.0; // no sampling: identity
-    assert_int_equal(rd_debias_from_config(&data, &dc, &d, NULL), RD_OK);
+    assert_int_equal(rd_debias_from_config(&data, NULL, &dc, &d, NULL), RD_OK);
     float z = 1.25f, g;
     rd_debias_logit_forward(&g, &z, &d, 1);
     assert_true(g == z);
     data.negatives.rate = 0.0;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_debias_from_config(&data, &dc, &d, &eb), RD_ERR_ARG);
+    assert_int_equal(rd_debias_from_config(&data, NULL, &dc, &d, &eb), RD_ERR_ARG);
     assert_non_null(strstr(eb.msg, "data.negatives"));
 }
 

@@ -38,6 +38,7 @@ static void add_job(rd_config *cfg, const char *name, int role, int distill, con
     j->role = role;
     j->distill = distill;
     j->ranks = 1;
+    j->negatives.rate = j->negatives.pos_rate = 1;
     if (teacher)
         snprintf(j->teacher, sizeof j->teacher, "%s", teacher);
 }

@@ -59,6 +59,7 @@ int rd_debias_from_sampling(
 }
 
 int rd_debias_from_config(const rd_data_config *data,
+                          const rd_negsample_config *job,
                           const rd_distill_config *dc,
                           rd_debias *out,
                           rd_errbuf *eb) {
@@ -66,10 +67,15 @@ int rd_debias_from_config(const rd_data_config *data,
         *out = rd_debias_identity();
         return RD_OK;
     }
-    int rc = rd_debias_from_sampling(data->negatives.rate, data->negatives.pos_rate,
-                                     (double)dc->bias, out, eb);
+    double neg = data->negatives.rate, pos = data->negatives.pos_rate;
+    if (job) {
+        neg *= job->rate;
+        pos *= job->pos_rate;
+    }
+    int rc = rd_debias_from_sampling(neg, pos, (double)dc->bias, out, eb);
     if (rc != RD_OK)
-        rd_err_prefix(eb, "data.negatives / distill.bias: ");
+        rd_err_prefix(
+            eb, "data.negatives%s / distill.bias: ", job ? " x cluster.jobs[].negatives" : "");
     return rc;
 }
 

@@ -284,6 +284,8 @@ struct rd_target_sender {
     int sender_index;
     rd_target_owner_fn owner;
     void *owner_ctx;
+    rd_target_keep_fn keep;
+    void *keep_ctx;
     int max_in_flight, batch, poll_us_max, timeout_ms, tag_data, tag_credit;
     rd_target_log *log;
     uint64_t job;
@@ -346,6 +348,8 @@ int rd_target_sender_create(const rd_target_sender_opts *o, rd_target_sender **o
     s->sender_index = o->sender_index;
     s->owner = o->owner;
     s->owner_ctx = o->owner_ctx;
+    s->keep = o->keep;
+    s->keep_ctx = o->keep_ctx;
     s->max_in_flight = o->max_in_flight;
     s->batch = o->batch;
     s->poll_us_max = o->poll_us_max > 0 ? o->poll_us_max : 200;
@@ -582,6 +586,10 @@ int rd_target_sender_emit(rd_target_sender *s,
     }
     // 3. Stage; send full batches.
     for (size_t i = 0; i < n; i++) {
+        if (s->keep && !s->keep(samples[i], s->keep_ctx)) {
+            s->stats.unsampled++;
+            continue;
+        }
         int d = s->owner(samples[i], s->owner_ctx);
         size_t k = (size_t)d * (size_t)s->batch + s->st_n[d];
         s->st_samples[k] = samples[i];

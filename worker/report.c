@@ -201,8 +201,15 @@ static void jjob(FILE *f, const rd_trainer_result *r, int last) {
     jnum(f, r->wall_s);
     fputs(",\n      \"train_s\": ", f);
     jnum(f, r->train_s);
-    fprintf(f, ",\n      \"train_samples\": %llu,\n      \"samples_per_s\": ",
-            (unsigned long long)r->train_samples);
+    fprintf(f, ",\n      \"train_samples\": %llu,", (unsigned long long)r->train_samples);
+    if (r->neg_keep > 0 && (r->neg_keep < 1 || r->pos_keep < 1)) {
+        fputs("\n      \"negatives\": {\"rate\": ", f);
+        jnum(f, r->neg_keep);
+        fputs(", \"pos_rate\": ", f);
+        jnum(f, r->pos_keep);
+        fputs("},", f);
+    }
+    fputs("\n      \"samples_per_s\": ", f);
     jnum(f, r->samples_per_s);
     fputs(",\n      \"final_loss\": ", f);
     jnum(f, r->final_loss);
@@ -214,12 +221,14 @@ static void jjob(FILE *f, const rd_trainer_result *r, int last) {
         fprintf(f,
                 ",\n      \"targets\": {\"role\": \"%s\", \"sent\": %llu, \"logged\": %llu, "
                 "\"received\": %llu, \"joined\": %llu, \"late\": %llu, \"missing\": %llu, "
-                "\"replayed\": %llu, \"unused\": %llu, \"duplicates\": %llu}",
+                "\"replayed\": %llu, \"unused\": %llu, \"duplicates\": %llu, "
+                "\"unsampled\": %llu, \"untargeted\": %llu}",
                 roles[t->role >= 0 && t->role <= 3 ? t->role : 0], (unsigned long long)t->sent,
                 (unsigned long long)t->logged, (unsigned long long)t->received,
                 (unsigned long long)t->joined, (unsigned long long)t->late,
                 (unsigned long long)t->missing, (unsigned long long)t->replayed,
-                (unsigned long long)t->unused, (unsigned long long)t->duplicates);
+                (unsigned long long)t->unused, (unsigned long long)t->duplicates,
+                (unsigned long long)t->unsampled, (unsigned long long)t->untargeted);
     }
     const rd_trainer_tokens *tk = &r->tokens;
     if (tk->built || tk->fetched_requests) {

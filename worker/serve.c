@@ -244,6 +244,10 @@ int rd_serve_export(const rd_config *cfg,
         OUT(&o, mean);
         OUT(&o, sd);
     }
+    // The job's own negative sampling (cluster.jobs[].negatives) leaves its logits in the
+    // sampled space: the prior correction log(rate / pos_rate), added to every served logit.
+    float shift = (float)log(jc->negatives.rate / jc->negatives.pos_rate);
+    OUT(&o, shift);
     uint64_t n_slab = m->n_slab, n_params = m->n_params;
     OUT(&o, n_slab);
     OUT(&o, n_params);
@@ -439,6 +443,14 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                                 path, j, s->in_name[j], xf, s->in_mean[j], s->in_std[j]);
                 goto fail;
             }
+        }
+    }
+    if (version >= 2) {
+        IN(&b, s->info.logit_shift);
+        if (!isfinite(s->info.logit_shift) || fabsf(s->info.logit_shift) > 100.0f) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: logit shift %g (a sampling rate's log)", path,
+                            (double)s->info.logit_shift);
+            goto fail;
         }
     }
     uint64_t n_slab, n_params;
@@ -770,7 +782,7 @@ int rd_serve_score(
     if (rc != RD_OK)
         return rc;
     for (size_t b = 0; b < N; b++) {
-        float z = m->logits_main[b];
+        float z = m->logits_main[b] + s->info.logit_shift;
         if (logits)
             logits[b] = z;
         if (scores)

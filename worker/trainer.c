@@ -65,6 +65,17 @@ typedef struct owner_ctx {
     int n;          // ranks of the student job
 } owner_ctx;
 
+// A job's own sampling of its training records (cluster.jobs[].negatives) as a predicate on
+// record indices (rd_target_keep_fn context): the rule job_iter_init applies.
+typedef struct keep_ctx {
+    const rd_dataset *ds;
+    uint64_t salt;
+    double neg, pos;
+    int sampled; // 0: every record is kept
+} keep_ctx;
+
+static void keep_init(const rd_trainer *tr, const rd_job_config *j, keep_ctx *k);
+
 // Longest wait of a distillation call (credits, FIN) besides distill.wait_ms: a real limit.
 #define DISTILL_TIMEOUT_MS 300000
 
@@ -140,6 +151,8 @@ struct rd_trainer {
     const char *phase_name;
     // Distillation (see rd/trainer.h).
     owner_ctx own[RD_MAX_JOBS];         // teacher: per student job; student: own[0] = mine
+    keep_ctx keep[RD_MAX_JOBS];         // teacher: each student job's sampling; student:
+                                        // keep[0] = the teacher job's (records it trains)
     rd_target_sender *snd[RD_MAX_JOBS]; // teacher: one sender per distilled student job
     int n_snd;
     rd_target_recv *rcv; // distilled student
@@ -148,9 +161,17 @@ struct rd_trainer {
     int tgt_use;   // student: the open phase trains on targets (distill.start_window/_epoch)
     int tgt_phase; // a distillation phase is open
     rd_debias debias;
-    float *zt;       // (max_batch) projected teacher logits
-    uint8_t *has_zt; // (max_batch)
-    uint64_t step;   // training steps taken (the teacher's target version)
+    rd_debias debias_t;  // the calibration the teacher's logits go through (distill.debias_teacher)
+    float *zt;           // (max_batch) projected teacher logits
+    uint8_t *has_zt;     // (max_batch)
+    uint64_t *sub_rec;   // (max_batch) student, sampled teacher: the records the teacher trains
+    float *sub_zt;       // (max_batch) their targets
+    uint8_t *sub_has;    // (max_batch)
+    uint64_t untargeted; // student: samples the teacher's own sampling drops (no target asked)
+    float logit_shift;   // log(rate / pos_rate) of the job's own sampling: its main logit is
+                         // in the sampled space; evaluation and rd_trainer_score add this, so
+                         // probabilities are those of the data every job reads
+    uint64_t step;       // training steps taken (the teacher's target version)
     char targets_path[RD_PATH_MAX + 64];
     // Checkpoints (rd/train_ckpt.h).
     char ckpt_root[RD_PATH_MAX]; // "" = none
@@ -384,6 +405,7 @@ int rd_trainer_create(const rd_comm *comm,
     tr->cfg = cfg;
     tr->quiet = opts ? opts->quiet : 0;
     tr->job = &cfg->cluster.jobs[comm->job_index];
+    tr->logit_shift = (float)log(tr->job->negatives.rate / tr->job->negatives.pos_rate);
     tr->mcfg = rd_config_find_model(cfg, tr->job->model);
     int rc = RD_OK;
     if (!tr->mcfg) {
@@ -551,6 +573,9 @@ int rd_trainer_destroy(rd_trainer *tr) {
     rd_token_client_destroy(tr->tok);
     rd_free(tr->zt);
     rd_free(tr->has_zt);
+    rd_free(tr->sub_rec);
+    rd_free(tr->sub_zt);
+    rd_free(tr->sub_has);
     if (tr->kv) {
         rc = rd_kv_shutdown(tr->kv);
         rd_kv_destroy(tr->kv);
@@ -834,6 +859,24 @@ static int owner_of(uint64_t sample, void *ctx) {
     return -1;
 }
 
+static int keep_of(uint64_t sample, void *ctx) {
+    const keep_ctx *k = ctx;
+    if (!k->sampled)
+        return 1;
+    return rd_sample_keep(k->salt, k->neg, k->pos, sample,
+                          rd_dataset_record(k->ds, sample)->label > 0.5f);
+}
+
+static void keep_init(const rd_trainer *tr, const rd_job_config *j, keep_ctx *k) {
+    *k = (keep_ctx){
+        .ds = tr->ds,
+        .salt = rd_sample_salt(tr->cfg->run.seed),
+        .neg = j->negatives.rate,
+        .pos = j->negatives.pos_rate,
+        .sampled = j->negatives.rate < 1.0 || j->negatives.pos_rate < 1.0,
+    };
+}
+
 static void owner_init(const rd_trainer *tr, owner_ctx *o, int n) {
     uint32_t K = tr->info->n_windows;
     rd_range b = rd_dataset_batch(tr->ds);
@@ -903,6 +946,8 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
                 ranks[k] = c->job_first[j] + k;
             owner_ctx *o = &tr->own[tr->n_snd];
             owner_init(tr, o, n);
+            keep_ctx *kc = &tr->keep[tr->n_snd];
+            keep_init(tr, sj, kc);
             rd_target_sender_opts so = {
                 .comm = c->world,
                 .n_students = n,
@@ -916,6 +961,8 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
                 .timeout_ms = DISTILL_TIMEOUT_MS + dc->wait_ms,
                 .log = tr->n_snd == 0 ? tr->tlog : NULL, // each target logged once
                 .job = rd_target_job_key(tr->job->name),
+                .keep = kc->sampled ? keep_of : NULL,
+                .keep_ctx = kc,
             };
             rc = rd_target_sender_create(&so, &tr->snd[tr->n_snd], eb);
             rd_free(ranks);
@@ -925,7 +972,17 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
         }
         tr->tgt_role = 1;
     } else if (tr->job->distill) {
-        if ((rc = rd_debias_from_config(&cfg->data, dc, &tr->debias, eb)) != RD_OK)
+        if ((rc = rd_debias_from_config(&cfg->data, &tr->job->negatives, dc, &tr->debias, eb)) !=
+            RD_OK)
+            return rc;
+        // The records the teacher's own sampling drops get no target: never asked for.
+        const rd_job_config *tjob = rd_config_find_job(cfg, tr->job->teacher);
+        if (tjob)
+            keep_init(tr, tjob, &tr->keep[0]);
+        tr->debias_t = tr->debias;
+        if (dc->debias_teacher == RD_DEBIAS_TEACHER &&
+            (rc = rd_debias_from_config(&cfg->data, tjob ? &tjob->negatives : NULL, dc,
+                                        &tr->debias_t, eb)) != RD_OK)
             return rc;
         owner_ctx *o = &tr->own[0];
         owner_init(tr, o, c->job_size);
@@ -969,6 +1026,11 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
             return rc;
         tr->zt = rd_xmalloc(tr->max_batch * sizeof *tr->zt);
         tr->has_zt = rd_xcalloc(tr->max_batch, 1);
+        if (tr->keep[0].sampled) {
+            tr->sub_rec = rd_xmalloc(tr->max_batch * sizeof *tr->sub_rec);
+            tr->sub_zt = rd_xmalloc(tr->max_batch * sizeof *tr->sub_zt);
+            tr->sub_has = rd_xcalloc(tr->max_batch, 1);
+        }
     }
     return RD_OK;
 }
@@ -1040,7 +1102,25 @@ static int distill_get(rd_trainer *tr, const stage *s, rd_batch *bt, rd_errbuf *
         return RD_OK;
     if (!tr->tgt_use || s->B == 0)
         return distill_progress(tr, eb);
-    int rc = rd_target_recv_get(tr->rcv, s->B, s->rec, tr->zt, NULL, tr->has_zt, eb);
+    int rc;
+    if (!tr->keep[0].sampled) {
+        rc = rd_target_recv_get(tr->rcv, s->B, s->rec, tr->zt, NULL, tr->has_zt, eb);
+    } else {
+        // Ask only for the records the teacher trains; the others have no target.
+        size_t m = 0;
+        for (size_t i = 0; i < s->B; i++)
+            if (keep_of(s->rec[i], &tr->keep[0]))
+                tr->sub_rec[m++] = s->rec[i];
+        tr->untargeted += s->B - m;
+        rc = m ? rd_target_recv_get(tr->rcv, m, tr->sub_rec, tr->sub_zt, NULL, tr->sub_has, eb)
+               : distill_progress(tr, eb);
+        for (size_t i = 0, k = 0; i < s->B; i++) {
+            int kept = k < m && tr->sub_rec[k] == s->rec[i];
+            tr->zt[i] = kept ? tr->sub_zt[k] : 0.0f;
+            tr->has_zt[i] = kept ? tr->sub_has[k] : 0;
+            k += (size_t)kept;
+        }
+    }
     if (rc == RD_ERR_PROTO) {
         if (eb->msg[0])
             RD_LOG_WARN("job '%s': %s", tr->job->name, eb->msg);
@@ -1048,7 +1128,7 @@ static int distill_get(rd_trainer *tr, const stage *s, rd_batch *bt, rd_errbuf *
     } else if (rc != RD_OK) {
         return rc;
     }
-    rd_debias_logit_forward(tr->zt, tr->zt, &tr->debias, s->B);
+    rd_debias_logit_forward(tr->zt, tr->zt, &tr->debias_t, s->B);
     bt->teacher_logits = tr->zt;
     bt->has_target = tr->has_zt;
     bt->alpha = tr->cfg->distill.alpha;
@@ -1082,12 +1162,13 @@ static int distill_finish(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb)
         rd_err_prefix(eb, "distillation targets: ");
         return rc;
     }
-    uint64_t v[9] = {0};
+    uint64_t v[11] = {0};
     rd_target_stats st;
     for (int k = 0; k < tr->n_snd; k++) {
         rd_target_sender_stats(tr->snd[k], &st);
         v[0] += st.sent;
         v[1] += st.logged;
+        v[9] += st.unsampled;
         rd_traffic_count(&tr->traffic, RD_CHAN_TARGETS, 0, st.messages, st.bytes);
         rd_traffic_count(&tr->traffic, RD_CHAN_TARGETS, 1, st.credits,
                          st.credits * RD_TARGET_CREDIT_BYTES);
@@ -1104,9 +1185,10 @@ static int distill_finish(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb)
         v[6] = st.replayed;
         v[7] = st.unused;
         v[8] = st.duplicates;
+        v[10] = tr->untargeted;
     }
-    uint64_t sum[9];
-    RD_MPI_CHECK(MPI_Allreduce(v, sum, 9, MPI_UINT64_T, MPI_SUM, tr->comm->job));
+    uint64_t sum[11];
+    RD_MPI_CHECK(MPI_Allreduce(v, sum, 11, MPI_UINT64_T, MPI_SUM, tr->comm->job));
     rd_trainer_targets *t = &res->targets;
     t->role = tr->tgt_role;
     t->sent = sum[0];
@@ -1118,6 +1200,8 @@ static int distill_finish(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb)
     t->replayed = sum[6];
     t->unused = sum[7];
     t->duplicates = sum[8];
+    t->unsampled = sum[9];
+    t->untargeted = sum[10];
     return RD_OK;
 }
 
@@ -1133,22 +1217,32 @@ static int write_targets(const rd_trainer *tr, const rd_trainer_targets *t, rd_e
     fprintf(of.f,
             "{\"job\": \"%s\", \"role\": \"%s\", \"sent\": %llu, \"logged\": %llu, "
             "\"received\": %llu, \"joined\": %llu, \"late\": %llu, \"missing\": %llu, "
-            "\"replayed\": %llu, \"unused\": %llu, \"duplicates\": %llu}\n",
+            "\"replayed\": %llu, \"unused\": %llu, \"duplicates\": %llu, \"unsampled\": %llu, "
+            "\"untargeted\": %llu}\n",
             tr->job->name, roles[t->role], (unsigned long long)t->sent,
             (unsigned long long)t->logged, (unsigned long long)t->received,
             (unsigned long long)t->joined, (unsigned long long)t->late,
             (unsigned long long)t->missing, (unsigned long long)t->replayed,
-            (unsigned long long)t->unused, (unsigned long long)t->duplicates);
+            (unsigned long long)t->unused, (unsigned long long)t->duplicates,
+            (unsigned long long)t->unsampled, (unsigned long long)t->untargeted);
     return rd_lmdbx_outfile_commit(&of, eb); // unique temporary name, fsync, rename
+}
+
+// The job's training iterator over `range`: this rank's share, through the job's own sampling
+// (cluster.jobs[].negatives).
+static void job_iter_init(rd_trainer *tr, rd_dataset_iter *it, rd_range range, int mode) {
+    rd_dataset_iter_init(it, tr->ds, range, mode, tr->comm->job_rank, tr->comm->job_size);
+    const rd_negsample_config *ng = &tr->job->negatives;
+    rd_dataset_iter_sample(it, rd_sample_salt(tr->cfg->run.seed), ng->rate, ng->pos_rate);
 }
 
 // My examples of `range` in `mode` and the job's per-rank counts (collective over the job).
 static void phase_counts(rd_trainer *tr, rd_range range, int mode, int64_t *counts) {
     rd_dataset_iter it;
-    rd_dataset_iter_init(&it, tr->ds, range, mode, tr->comm->job_rank, tr->comm->job_size);
+    job_iter_init(tr, &it, range, mode);
     int64_t mine = 0;
     uint64_t idx;
-    if (mode == RD_PART_STRIDED) {
+    if (mode == RD_PART_STRIDED && !it.sampled) {
         uint64_t n = range.end > range.begin ? range.end - range.begin : 0;
         uint64_t r = (uint64_t)tr->comm->job_rank, W = (uint64_t)tr->comm->job_size;
         mine = n > r ? (int64_t)((n - r + W - 1) / W) : 0;
@@ -1253,7 +1347,7 @@ static int train_range(rd_trainer *tr,
         return RD_OK;
     double t0 = now_s();
     rd_dataset_iter it;
-    rd_dataset_iter_init(&it, tr->ds, range, mode, me, W);
+    job_iter_init(tr, &it, range, mode);
     // Resumed run: skip the records of the steps the checkpoint already holds.
     for (int64_t s = 0; s < start; s++) {
         uint64_t idx;
@@ -1384,7 +1478,7 @@ static int eval_range(rd_trainer *tr,
             break;
         for (size_t b = 0; b < cur->B; b++) {
             const rd_record *r = rd_dataset_record(tr->ds, cur->rec[b]);
-            float z = m->logits_main[b];
+            float z = m->logits_main[b] + tr->logit_shift;
             tr->pred[b] = 1.0f / (1.0f + expf(-z));
             tr->users[b] = r->user;
             if (rd_dataset_user_pos(tr->ds, cur->rec[b]) >= RD_TRAINER_WARM_MIN &&
@@ -1706,6 +1800,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     snprintf(res->job, sizeof res->job, "%s", tr->job->name);
     snprintf(res->model, sizeof res->model, "%s", tr->mcfg->name);
     res->ranks = W;
+    res->neg_keep = tr->job->negatives.rate;
+    res->pos_keep = tr->job->negatives.pos_rate;
     int64_t *counts = rd_xmalloc((size_t)W * sizeof *counts);
     rd_range batch = rd_dataset_batch(tr->ds);
     uint32_t K = tr->info->n_windows;
@@ -1844,7 +1940,8 @@ int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logi
             rc = rd_model_forward(m, &bt, eb);
         }
         if (rc == RD_OK)
-            memcpy(logits + done, m->logits_main, b * sizeof *logits);
+            for (size_t k = 0; k < b; k++)
+                logits[done + k] = m->logits_main[k] + tr->logit_shift;
         done += b;
     }
     return rc;

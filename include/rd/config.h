@@ -77,17 +77,30 @@ typedef enum rd_job_role {
     RD_JOB_STUDENT = 1, // trains a small model; receives targets when distill = true
 } rd_job_role;
 
+typedef struct rd_negsample_config {
+    double rate;     // keep this fraction of negatives (q_-), (0,1]; 1 = no sampling;
+                     // default 1. Cross-debias turns the keep rates into Rec-Distill's
+                     // r_s / p_X = pos_rate / rate (rd_debias_from_sampling, rd/distill.h)
+    double pos_rate; // fraction of positives kept (r_+), (0,1]; default 1
+} rd_negsample_config;
+
 typedef struct rd_job_config {
-    char name[RD_NAME_MAX];    // job name, unique, required (e.g. "teacher", "student_raw")
-    int role;                  // rd_job_role; YAML: teacher | student; required
-    int ranks;                 // worker ranks of this job, 1..65536; default 1
-    char model[RD_NAME_MAX];   // name of an entry of models:; required
-    int distill;               // student only: 1 = learn from the teacher's targets; default 0
-    char teacher[RD_NAME_MAX]; // student with distill: the job whose targets it joins; default
-                               // the first teacher job
-    char init_as[RD_NAME_MAX]; // initialise the dense parameters as job NAME would (the same
-                               // draws for the same shapes): a no-distillation twin started
-                               // from its distilled student's point; "" = own name
+    char name[RD_NAME_MAX];        // job name, unique, required (e.g. "teacher", "student_raw")
+    int role;                      // rd_job_role; YAML: teacher | student; required
+    int ranks;                     // worker ranks of this job, 1..65536; default 1
+    char model[RD_NAME_MAX];       // name of an entry of models:; required
+    int distill;                   // student only: 1 = learn from the teacher's targets; default 0
+    char teacher[RD_NAME_MAX];     // student with distill: the job whose targets it joins; default
+                                   // the first teacher job
+    char init_as[RD_NAME_MAX];     // initialise the dense parameters as job NAME would (the same
+                                   // draws for the same shapes): a no-distillation twin started
+                                   // from its distilled student's point; "" = own name
+    rd_negsample_config negatives; // this job's own negative sampling of its training records,
+                                   // on top of data.negatives (which every job reads): each
+                                   // record is kept or not by a hash of (run seed, record id),
+                                   // the same on every rank and in every replay; jobs at the
+                                   // same rates keep the same records, a lower rate a subset.
+                                   // Evaluation reads every record. Default rate 1, pos_rate 1
 } rd_job_config;
 
 typedef struct rd_cluster_config {
@@ -217,13 +230,6 @@ typedef struct rd_split_config {
                              // to < 1 (the rest is split into the stream windows)
     int stream_windows;      // K windows between batch and holdout, 1..10000; default 5
 } rd_split_config;
-
-typedef struct rd_negsample_config {
-    double rate;     // keep this fraction of negatives (q_-), (0,1]; 1 = no sampling;
-                     // default 1. Cross-debias turns the keep rates into Rec-Distill's
-                     // r_s / p_X = pos_rate / rate (rd_debias_from_sampling, rd/distill.h)
-    double pos_rate; // fraction of positives kept (r_+), (0,1]; default 1
-} rd_negsample_config;
 
 typedef struct rd_data_config {
     int source;              // rd_data_source; YAML: synthetic | movielens100k | movielens1m | csv;
@@ -462,8 +468,19 @@ typedef struct rd_distill_config {
     int batch;         // targets per message, 1..2^24; default 1024
     int wait_ms;       // bounded wait for a late target, 0..1e7 ms; default 2000
     char target_log[RD_PATH_MAX]; // LMDB target log; default "<run.out_dir>/targets"
-    int replay; // 1 = read targets from target_log instead of a live teacher; default 0
+    int replay;         // 1 = read targets from target_log instead of a live teacher; default 0
+    int debias_teacher; // rd_debias_side: whose calibration the teacher's logit goes through
+                        // under debias; YAML student | teacher; default student
 } rd_distill_config;
+
+/** distill.debias_teacher. */
+typedef enum rd_debias_side {
+    RD_DEBIAS_STUDENT = 0, // Rec-Distill's cross-debias: the teacher's raw logit through the
+                           // student's f_S (T2' = f_S(T1)), compared with f_S(student logit)
+    RD_DEBIAS_TEACHER = 1, // each logit through its own job's f: f_T(teacher logit), with the
+                           // teacher's keep rates, against f_S(student logit) — both then
+                           // estimate the unsampled probability
+} rd_debias_side;
 
 // ---------------------------------------------------------------------------------------------
 // output:

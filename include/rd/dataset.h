@@ -258,6 +258,10 @@ typedef struct rd_dataset_iter {
     uint64_t stop; // time modes: end; user mode: end position in the current user's list
     uint64_t step; // strided: nranks
     uint64_t user; // user mode: current user
+    // rd_dataset_iter_sample: records are kept by rd_sample_keep (0 = every record)
+    int sampled;
+    uint64_t keep_salt;
+    double keep_neg, keep_pos;
 } rd_dataset_iter;
 
 /** Start iterating `range` (clipped to the dataset) as `rank` of `nranks` (asserts
@@ -267,6 +271,20 @@ void rd_dataset_iter_init(
 
 /** @return 1 and *idx = the next record index, or 0 at the end. */
 int rd_dataset_iter_next(rd_dataset_iter *it, uint64_t *idx);
+
+/** From now on yield only the records rd_sample_keep(salt, neg_keep, pos_keep, id, label > 0.5)
+ *  keeps (a job's own negative sampling; asserts both rates in (0, 1]). Rates of 1 keep all. */
+void rd_dataset_iter_sample(rd_dataset_iter *it, uint64_t salt, double neg_keep, double pos_keep);
+
+/** The salt of the jobs' own sampling: a hash of the run seed, the same for every job, so jobs
+ *  at the same rates keep the same records and a lower rate keeps a subset of a higher one's
+ *  (a student sampled harder than its teacher has a target for every record it trains on). */
+uint64_t rd_sample_salt(uint64_t run_seed);
+
+/** 1 when record `id` (positive or not) is kept at these rates: a uniform draw from a hash of
+ *  (salt, id) below the rate (pos_keep for positives, neg_keep else). Pure: every rank, every
+ *  job that knows the salt and rates, and every replay gets the same answer. */
+int rd_sample_keep(uint64_t salt, double neg_keep, double pos_keep, uint64_t id, int positive);
 
 // ---------------------------------------------------------------------------------------------
 // Per-user index

@@ -66,7 +66,7 @@
 //                               latency] -> backward / update
 //                  rd_target_sender_end(s)      ... rd_target_sender_close(s); _destroy(s)
 //   student rank:  r = rd_target_recv_create(...) (live, or .replay = log for a student alone)
-//                  rd_debias_from_config(&cfg.data, &cfg.distill, &f)
+//                  rd_debias_from_config(&cfg.data, &job.negatives, &cfg.distill, &f)
 //                  per phase:  rd_target_recv_begin(r, pass, window)
 //                     per step: rd_target_recv_get(r, B, sample_ids, z_t, NULL, has_target)
 //                               rd_debias_logit_forward(z_t, z_t, &f, B)
@@ -114,12 +114,15 @@ int rd_debias_from_sampling(
 
 /**
  * The student's calibration from the run configuration: identity when distill.debias is 0 or
- * the data is not sampled, else rd_debias_from_sampling(data.negatives.rate,
- * data.negatives.pos_rate, distill.bias). This is where the config's keep rates are turned into
- * the formula's parameters (see the header comment); trainers should not do it themselves.
+ * the student's training records are not sampled, else rd_debias_from_sampling(neg, pos,
+ * distill.bias) with the keep rates the student trains at: data.negatives times the student
+ * job's own cluster.jobs[].negatives (`job`, NULL = none). This is where the config's keep rates
+ * are turned into the formula's parameters (see the header comment); trainers should not do it
+ * themselves.
  * @return RD_OK, RD_ERR_ARG
  */
 int rd_debias_from_config(const rd_data_config *data,
+                          const rd_negsample_config *job,
                           const rd_distill_config *dc,
                           rd_debias *out,
                           rd_errbuf *eb);
@@ -162,11 +165,17 @@ typedef struct rd_target_stats {
     uint64_t bytes;      // bytes of those messages, headers included
     uint64_t credits;    // credit messages received (sender) or sent (receiver)
     uint64_t blocked_us; // time spent waiting: window full (sender), get() waits (receiver)
+    uint64_t unsampled;  // sender: targets not sent because the owning student job's own
+                         // sampling drops the record (the keep rule; still logged)
 } rd_target_stats;
 
 /** The owner rule: sample id -> student index in [0, n_students) (the same deterministic rule
  *  the student's data iterator uses). Called for every target on both sides. */
 typedef int (*rd_target_owner_fn)(uint64_t sample, void *ctx);
+
+/** Whether the student job trains on a sample at all (its own sampling, rd_sample_keep): 1 yes,
+ *  0 no target is sent for it. */
+typedef int (*rd_target_keep_fn)(uint64_t sample, void *ctx);
 
 // ---------------------------------------------------------------------------------------------
 // Join table (used by the receiver; public for tests and for trainers that join locally)
@@ -226,6 +235,8 @@ typedef struct rd_target_sender_opts {
     int tag_data, tag_credit; // 0 = RD_TAG_DISTILL_TARGET / RD_TAG_DISTILL_CREDIT
     rd_target_log *log;       // optional: every emitted target is appended; borrowed
     uint64_t job;             // rd_target_job_key(teacher job name), for the log
+    rd_target_keep_fn keep;   // optional: samples it rejects are logged but not sent (counted
+    void *keep_ctx;           // unsampled); NULL = send every target
 } rd_target_sender_opts;
 
 typedef struct rd_target_sender rd_target_sender;

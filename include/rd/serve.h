@@ -19,8 +19,9 @@
 //   | char job[32] | char model[32] | rd_model_config | n_tables x rd_table_config (the model's
 //   tables in model slot order, optimizer set to sgd: no slots are shipped) | u32 n_features |
 //   u32 width[n_features] | u32 n_numeric | (version 2: u32 n_inputs | n_inputs x (char
-//   field[32] | u32 transform | f64 mean | f64 std)) | u64 n_slab | u64 n_params | params (n_slab
-//   f32) | per table: u64 rows, rows x (u64 key | dim f32) | u32 CRC-32C of everything before.
+//   field[32] | u32 transform | f64 mean | f64 std) | f32 logit_shift) | u64 n_slab | u64 n_params
+//   | params (n_slab f32) | per table: u64 rows, rows x (u64 key | dim f32) | u32 CRC-32C of
+//   everything before.
 // The configs are the plain pointer-free structs of rd/config.h (written as bytes, like the
 // config broadcast): a bundle is read by a build with the same struct sizes, else
 // RD_ERR_VERSION. Only the main tower serves: the auxiliary tower's parameters (trained on the
@@ -65,6 +66,8 @@ typedef struct rd_serve_info {
                                // the same for every candidate of one request)
     uint64_t rows;             // embedding rows shipped
     uint64_t params;           // dense parameters
+    float logit_shift; // added to every main-tower logit: log(rate / pos_rate) of the job's own
+                       // negative sampling (cluster.jobs[].negatives), 0 without (and in v1)
 } rd_serve_info;
 
 /** One request: n candidates of one user at one time. Pointers are borrowed for the call. */
@@ -113,7 +116,7 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
 /**
  * Score one request. No allocation.
  * @param[out] scores  (n) probabilities sigmoid(main logit), or NULL
- * @param[out] logits  (n) main-tower logits, or NULL
+ * @param[out] logits  (n) main-tower logits (plus info.logit_shift), or NULL
  * @return RD_OK, RD_ERR_ARG (n out of 1..max_candidates, keys NULL, numeric missing),
  *         RD_ERR_RANGE (non-finite numeric, or a raw value whose transform is not finite),
  *         RD_ERR_UNSUPPORTED (numeric_raw with a bundle that does not record the transforms)

@@ -107,6 +107,9 @@ typedef struct rd_trainer_targets {
     uint64_t replayed;   // student (replay): samples answered from the target log
     uint64_t unused;     // student: targets never asked for (e.g. before distill.start_window)
     uint64_t duplicates; // student: second target of a (phase, sample), dropped
+    uint64_t unsampled;  // teacher: targets not sent, the student job's own sampling drops
+                         // their records (cluster.jobs[].negatives)
+    uint64_t untargeted; // student: samples the teacher's own sampling drops: no target asked
 } rd_trainer_targets;
 
 /** IAT counters of one job: the store build (job rank 0 of the builder job) and the fetches
@@ -143,6 +146,8 @@ typedef struct rd_trainer_result {
     rd_trainer_tokens tokens;   // IAT store build and fetch counters
     rd_traffic comm; // messages and bytes per channel, summed over the job's ranks (rank 0 only;
                      // PS traffic as the job's KV clients saw it, up to the end of the holdout)
+    double neg_keep, pos_keep; // the job's own sampling of its training records
+                               // (cluster.jobs[].negatives); 0 = not recorded
 } rd_trainer_result;
 
 typedef struct rd_trainer rd_trainer;
@@ -191,6 +196,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb);
  * Main-tower logits of dataset records `recs` with the current parameters and PS rows (one
  * forward pass per train.batch_size records, rows pulled like an evaluation; no update). The
  * reference of the serving path's scores (tests). Call after rd_trainer_run, before destroy.
+ * A job with its own negative sampling gets log(rate / pos_rate) added (the prior correction
+ * evaluation applies too; the serving bundle carries it).
  * @param[out] logits  (n)
  * @return RD_OK, RD_ERR_RANGE (a record index out of range), a KV error
  */

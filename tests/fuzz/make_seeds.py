@@ -154,7 +154,7 @@ if bundle:
     put(SB, "n_features_huge", reseal(sv, nf_off, u32(0xFFFFFFFF)))
     put(SB, "table_dim_zero", reseal(sv, MC + mcs + 32, u32(0)))  # table 0: name[32], dim
     n_in, = struct.unpack_from("<I", sv, nn_off + 4)
-    cut = 4 + n_in * (32 + 4 + 16)
+    cut = 4 + n_in * (32 + 4 + 16) + 4   # the input table and the f32 logit shift
     v1 = bytearray(sv[:nn_off + 4] + sv[nn_off + 4 + cut:])
     v1[8:12] = struct.pack("<I", 1)
     put(os.path.join(C, "serve"), "tiny", sv)
@@ -167,3 +167,6 @@ if bundle:
         put(SB, "input_transform_flags", reseal(sv, x0 + 32, u32(0x10)))
         put(SB, "input_std_zero", reseal(sv, x0 + 32 + 4 + 8, struct.pack("<d", 0.0)))
         put(SB, "input_mean_nan", reseal(sv, x0 + 32 + 4, struct.pack("<d", float("nan"))))
+    shift_off = nn_off + 8 + n_in * (32 + 4 + 16)
+    put(SB, "logit_shift_nan", reseal(sv, shift_off, struct.pack("<f", float("nan"))))
+    put(SB, "logit_shift_huge", reseal(sv, shift_off, struct.pack("<f", 1e30)))

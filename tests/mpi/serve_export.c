@@ -67,7 +67,8 @@ static const char *yaml_ml =
 // both functions of the event's time, so the checks can rebuild every record's raw values.
 static const char *yaml_csv =
     "run: {name: svcsv, seed: 3, out_dir: %s/runcsv}\n"
-    "cluster:\n  ps_ranks: 2\n  jobs:\n    - {name: student, role: student, model: small}\n"
+    "cluster:\n  ps_ranks: 2\n  jobs:\n    - {name: student, role: student, model: small,\n"
+    "       negatives: {rate: 0.5}}\n"
     "data:\n  source: csv\n  input: %s\n  dir: %s/datacsv\n  history_max: 16\n"
     "  schema:\n    path: log.csv\n    user_column: u\n    item_column: i\n"
     "    time_column: t\n    label: \"y >= 1\"\n    fields:\n"
@@ -190,8 +191,8 @@ static size_t numeric_offset(const char *bundle) {
     return nf_off + 4 + 4 * (size_t)nf;
 }
 
-// The same bundle in format version 1: version 1, without the numeric input table that follows
-// n_numeric (n_inputs entries), CRC resealed.
+// The same bundle in format version 1: version 1, without the numeric input table and the logit
+// shift that follow n_numeric, CRC resealed.
 static void copy_as_v1(const char *from, const char *to, size_t n_inputs) {
     FILE *f = fopen(from, "rb");
     RD_ASSERT(f);
@@ -201,7 +202,7 @@ static void copy_as_v1(const char *from, const char *to, size_t n_inputs) {
     unsigned char *b = rd_xmalloc(len);
     RD_ASSERT(fread(b, 1, len, f) == len);
     fclose(f);
-    const size_t at = numeric_offset(from) + 4, cut = 4 + n_inputs * (RD_NAME_MAX + 4 + 16);
+    const size_t at = numeric_offset(from) + 4, cut = 4 + n_inputs * (RD_NAME_MAX + 4 + 16) + 4;
     memmove(b + at, b + at + cut, len - at - cut);
     len -= cut;
     const uint32_t v1 = 1;
@@ -258,6 +259,9 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             in.version == RD_SERVE_VERSION && in.n_stats == (g_ml_input ? 10u : 3u) &&
                 in.n_numeric == in.n_stats + (g_csv ? 2u : 0u),
             "info: version %u, %zu numeric, %zu stats", in.version, in.n_numeric, in.n_stats);
+    // The csv session's student keeps half of its negatives: its bundle adds log(0.5).
+    T_CHECK(&g_errs, in.logit_shift == (g_csv ? (float)log(0.5) : 0.0f), "logit shift %g",
+            (double)in.logit_shift);
     const size_t K = in.keys_per_candidate, NC = 256, NN = in.n_numeric;
     float *num = rd_xcalloc(NC * (NN ? NN : 1), sizeof *num);
     uint64_t *keys = rd_xmalloc(NC * K * sizeof *keys), hist[8];
@@ -402,8 +406,9 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             rd_serve_request rq = {
                 .n = 1, .keys = keys, .hist_items = hist, .hist_labels = hl, .numeric = num};
             rc = rd_serve_score(old, &rq, NULL, logit, &eb);
-            T_CHECK(&g_errs, rc == RD_OK && logit[0] == solo[0], "version-1 score: %d %s", rc,
-                    eb.msg);
+            // (a version-1 bundle has no logit shift)
+            T_CHECK(&g_errs, rc == RD_OK && logit[0] + in.logit_shift == solo[0],
+                    "version-1 score: %d %s", rc, eb.msg);
             rq.numeric_raw = 1;
             rd_errbuf_clear(&eb);
             rc = rd_serve_score(old, &rq, NULL, logit, &eb);

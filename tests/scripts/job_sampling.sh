@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# job_sampling.sh — a job's own negative sampling (cluster.jobs[].negatives) end to end, on the
+# tiny teacher + student + student_raw config (tests/data/slurm-tiny.yaml):
+#   1. the student and its twin keep 30 % of their negatives, the teacher trains on everything
+#      (two student ranks): the twins train on the same records (same count, fewer than the
+#      teacher's), the teacher sends no target for a record the student dropped (counted
+#      unsampled; sent + unsampled = its training samples), the student gets a target for every
+#      record it trains on (joined = its training samples: none missing, none late), report.json
+#      names the rates, and `export` carries the prior correction log(0.3) into the bundle;
+#   2. the teacher keeps 50 % of its negatives and the student all: the records the teacher
+#      dropped are never asked for (untargeted), the others all joined, none missing;
+#   3. the student alone replaying run 1's target log joins as many targets as it did live;
+#   4. a rate outside (0, 1] is a config error naming the key.
+#
+#   bash tests/scripts/job_sampling.sh build/recdistill
+set -u
+RD="${1:?usage: job_sampling.sh path/to/recdistill}"
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+command -v python3 >/dev/null || { echo "python3 not found: skip"; exit 77; }
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+TMP="$(mktemp -d /tmp/rd_test_jobsamp_XXXXXX)"
+trap '[ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+export OPENBLAS_NUM_THREADS=1
+
+drun() { # N config out: one launch, 120 s at most (a hang is a failure)
+    timeout 120 "$MPIEXEC" -n "$1" "$RD" train "$2" --out "$3" >"$TMP/out" 2>"$TMP/err"
+    local rc=$?
+    [ $rc -eq 0 ] || fail "train $2 (exit $rc): $(grep -v INFO "$TMP/err" | head -20)"
+    if grep -q "WARN\|ERROR" "$TMP/err"; then fail "train $2 warned: $(grep "WARN\|ERROR" "$TMP/err")"; fi
+}
+
+# --- 1. students sampled, teacher not -------------------------------------------------------------
+sed -e 's/name: slurm-tiny/name: jobsamp/' \
+    -e 's/model: student, distill: true}/model: student, distill: true, ranks: 2, negatives: {rate: 0.3}}/' \
+    -e 's/model: student_raw}/model: student_raw, init_as: student, negatives: {rate: 0.3}}/' \
+    "$SRC/tests/data/slurm-tiny.yaml" > "$TMP/s.yaml"
+printf 'distill:\n  wait_ms: 5000\n  batch: 64\n  debias: true\n' >> "$TMP/s.yaml"
+grep -q 'rate: 0.3' "$TMP/s.yaml" || fail "config edit did not apply"
+drun 5 "$TMP/s.yaml" "$TMP/s"
+python3 - "$TMP/s" <<'PY' || fail "students sampled: counters"
+import json, sys
+d = sys.argv[1]
+r = json.load(open(d + "/report.json"))
+j = r["jobs"]
+t, s, raw = j["teacher"], j["student"], j["student_raw"]
+tt = json.load(open(d + "/teacher.targets.json"))
+st = json.load(open(d + "/student.targets.json"))
+print("students sampled: teacher trained %d, sent %d, unsampled %d; student trained %d, joined %d,"
+      " missing %d, late %d; student_raw trained %d"
+      % (t["train_samples"], tt["sent"], tt["unsampled"], s["train_samples"], st["joined"],
+         st["missing"], st["late"], raw["train_samples"]))
+assert s["negatives"] == {"rate": 0.3, "pos_rate": 1.0}, s.get("negatives")
+assert "negatives" not in t
+assert s["train_samples"] == raw["train_samples"], "the twins trained on different records"
+assert 0 < s["train_samples"] < 0.8 * t["train_samples"], "the student was not sampled"
+assert tt["unsampled"] > 0 and tt["sent"] + tt["unsampled"] == t["train_samples"]
+assert st["received"] == tt["sent"] and st["late"] == 0 and st["unused"] == 0
+assert st["joined"] == s["train_samples"] and st["missing"] == 0 and st["untargeted"] == 0
+for k in ("teacher", "student", "student_raw"):
+    assert r["holdout"][k]["auc"] is not None
+PY
+"$RD" export "$TMP/s.yaml" --out "$TMP/student.rdsv" --data "$TMP/s/data" --ckpt \
+    "$(ls -d "$TMP"/s/ckpt/student/step-* | tail -1)" >"$TMP/exp" 2>&1 || fail "export: $(cat "$TMP/exp")"
+grep -q "logit shift -1.20397" "$TMP/exp" || fail "export does not carry log(0.3): $(cat "$TMP/exp")"
+
+# --- 2. teacher sampled, students not -------------------------------------------------------------
+sed -e 's/name: slurm-tiny/name: jobsamp2/' \
+    -e 's/model: teacher}/model: teacher, negatives: {rate: 0.5}}/' \
+    "$SRC/tests/data/slurm-tiny.yaml" > "$TMP/t.yaml"
+printf 'distill:\n  wait_ms: 5000\n  batch: 64\n' >> "$TMP/t.yaml"
+drun 4 "$TMP/t.yaml" "$TMP/t"
+python3 - "$TMP/t" <<'PY' || fail "teacher sampled: counters"
+import json, sys
+d = sys.argv[1]
+r = json.load(open(d + "/report.json"))
+t, s = r["jobs"]["teacher"], r["jobs"]["student"]
+tt = json.load(open(d + "/teacher.targets.json"))
+st = json.load(open(d + "/student.targets.json"))
+print("teacher sampled: teacher trained %d, sent %d; student trained %d, joined %d, untargeted %d,"
+      " missing %d" % (t["train_samples"], tt["sent"], s["train_samples"], st["joined"],
+                       st["untargeted"], st["missing"]))
+assert tt["unsampled"] == 0 and tt["sent"] == t["train_samples"] < s["train_samples"]
+assert st["untargeted"] > 0 and st["joined"] + st["untargeted"] == s["train_samples"]
+assert st["joined"] == tt["sent"] and st["missing"] == 0 and st["late"] == 0
+PY
+
+# --- 3. replay of run 1's log by the student alone ------------------------------------------------
+python3 - "$TMP/s.yaml" "$TMP/r.yaml" "$TMP/s/targets" <<'PY'
+import sys
+s = open(sys.argv[1]).read()
+s = s.replace("    - {name: teacher, role: teacher, model: teacher}\n", "")
+s = s.replace("    - {name: student_raw, role: student, model: student_raw, init_as: student, "
+              "negatives: {rate: 0.3}}\n", "")
+s = s.replace("distill: true,", "distill: true, teacher: teacher,")
+s = s.replace("distill:\n", "distill:\n  replay: true\n  target_log: %s\n" % sys.argv[3])
+open(sys.argv[2], "w").write(s)
+PY
+grep -q "role: teacher" "$TMP/r.yaml" && fail "replay config still has the teacher job"
+drun 3 "$TMP/r.yaml" "$TMP/r"
+python3 - "$TMP/s" "$TMP/r" <<'PY' || fail "replay of a sampled student"
+import json, sys
+live = json.load(open(sys.argv[1] + "/student.targets.json"))
+rep = json.load(open(sys.argv[2] + "/student.targets.json"))
+print("replay: live joined %d, replayed %d, missing %d" % (live["joined"], rep["replayed"],
+                                                           rep["missing"]))
+assert rep["replayed"] == live["joined"] and rep["missing"] == 0
+PY
+
+# --- 4. bad rates ---------------------------------------------------------------------------------
+for bad in 0 1.5 -0.2 x; do
+    sed -e "s/model: teacher}/model: teacher, negatives: {rate: $bad}}/" \
+        "$SRC/tests/data/slurm-tiny.yaml" > "$TMP/bad.yaml"
+    "$RD" config "$TMP/bad.yaml" >"$TMP/out" 2>&1 && fail "rate $bad accepted"
+    grep -q "negatives.rate" "$TMP/out" || fail "rate $bad: message does not name the key: $(cat "$TMP/out")"
+done
+echo "job_sampling.sh: ok"
