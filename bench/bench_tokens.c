@@ -53,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,7 +83,33 @@ typedef struct results {
     double scan_bytes;
     double compact_s;     // --compact: seconds of `tokens compact` (verify + copy)
     double compact_bytes; // --compact: data.mdb bytes of the copy
+    // Page faults of the serving rank (rank 0) per phase, minor and major (getrusage): the
+    // timed scans, the direct batches, and the RPC batches it served (both in-flight settings).
+    long scan_minflt, scan_majflt, direct_minflt, direct_majflt, rpc_minflt, rpc_majflt;
+    long ps_huge_kb, worker_huge_kb; // AnonHugePages of the two ranks after the RPC phase
 } results;
+
+// AnonHugePages of this process in kB (/proc/self/smaps_rollup), -1 if unknown: whether the
+// fetch buffers that ask for transparent huge pages (MADV_HUGEPAGE) got them.
+static long anon_huge_kb(void) {
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+static void faults(long *minflt, long *majflt) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    *minflt = ru.ru_minflt;
+    *majflt = ru.ru_majflt;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -557,6 +584,19 @@ static void report(const opts *o, const results *r, int ranks) {
     printf("  %-26s %14s\n", "rpc_fetch_gbps_1", rpc1);
     printf("  %-26s %14s   (rpc_fetch_gbps / lmdb_scan_gbps; target >= 0.5)\n", "ratio_scan",
            ratio);
+    // Page faults of the serving rank per batch: a first touch of a store page that is not in
+    // its page table (or not in memory: major) costs a fault, which a scattered store pays per
+    // page visited.
+    const double nb = (double)(o->warmup + o->rounds * o->iters);
+    printf("  %-26s scan %.0f minor + %ld major in %d scans; direct %.1f + %.2f per batch; rpc "
+           "%.1f + %.2f per batch\n",
+           "serving_rank_faults", (double)r->scan_minflt, r->scan_majflt, o->rounds + 1,
+           (double)r->direct_minflt / nb, (double)r->direct_majflt / nb,
+           ranks > 1 ? (double)r->rpc_minflt / (2 * nb) : 0.0,
+           ranks > 1 ? (double)r->rpc_majflt / (2 * nb) : 0.0);
+    if (ranks > 1)
+        printf("  %-26s PS rank %ld kB, worker %ld kB (AnonHugePages after the RPC phase)\n",
+               "transparent_huge_pages", r->ps_huge_kb, r->worker_huge_kb);
     if (o->json) {
         FILE *f = fopen(o->json, "w");
         if (!f) {
@@ -583,13 +623,17 @@ static void report(const opts *o, const results *r, int ranks) {
                 "\"rpc_batch_s\": [%.6f, %.6f, %.6f],\n"
                 " \"lmdb_scan_gbps_range\": [%.4f, %.4f], \"direct_fetch_gbps_range\": [%.4f, "
                 "%.4f], \"rpc_fetch_gbps_range\": %s,\n"
-                " \"compacted\": %s, \"compact_s\": %s}\n",
+                " \"compacted\": %s, \"compact_s\": %s,\n"
+                " \"faults\": {\"scan_minor\": %ld, \"scan_major\": %ld, \"direct_minor\": %ld, "
+                "\"direct_major\": %ld, \"rpc_minor\": %ld, \"rpc_major\": %ld},\n"
+                " \"anon_huge_kb\": {\"ps\": %ld, \"worker\": %ld}}\n",
                 o->users, o->per_user, o->dim, o->L, o->batch, o->iters, o->rounds, o->warmup,
                 ranks, o->inflight, o->sync, r->append_tokens_per_s, r->scan_gbps, r->direct_gbps,
                 rj, r1j, raj, r->store_bytes, r->direct_batch_s.min, r->direct_batch_s.avg,
                 r->direct_batch_s.max, r->rpc_batch_s.min, r->rpc_batch_s.avg, r->rpc_batch_s.max,
                 r->scan_min, r->scan_max, r->direct_min, r->direct_max, rrange,
-                o->compact ? "true" : "false", cs);
+                o->compact ? "true" : "false", cs, r->scan_minflt, r->scan_majflt, r->direct_minflt,
+                r->direct_majflt, r->rpc_minflt, r->rpc_majflt, r->ps_huge_kb, r->worker_huge_kb);
         fclose(f);
     }
 }
@@ -661,10 +705,18 @@ int main(int argc, char **argv) {
                 fail = 1;
             }
         }
+        long f0, j0, f1, j1;
+        faults(&f0, &j0);
         if (!fail)
             fail = scan(&o, s, &res);
+        faults(&f1, &j1);
+        res.scan_minflt = f1 - f0;
+        res.scan_majflt = j1 - j0;
         if (!fail)
             fail = direct_fetch(&o, s, &res);
+        faults(&f0, &j0);
+        res.direct_minflt = f0 - f1;
+        res.direct_majflt = j0 - j1;
     }
     int any_fail = 0;
     MPI_Request ar;
@@ -700,12 +752,18 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_tokens: %s\n", eb.msg);
                 MPI_Abort(MPI_COMM_WORLD, 1);
             }
+            long f0, j0, f1, j1;
+            faults(&f0, &j0);
             rd_server_run(srv);
+            faults(&f1, &j1);
+            res.rpc_minflt = f1 - f0;
+            res.rpc_majflt = j1 - j0;
+            res.ps_huge_kb = anon_huge_kb();
             rd_server_destroy(srv);
             rd_token_service_destroy(svc);
-            double got[8];
+            double got[9];
             MPI_Request rr;
-            RD_MPI_CHECK(MPI_Irecv(got, 8, MPI_DOUBLE, 1, 99, MPI_COMM_WORLD, &rr));
+            RD_MPI_CHECK(MPI_Irecv(got, 9, MPI_DOUBLE, 1, 99, MPI_COMM_WORLD, &rr));
             wait_req(&rr);
             res.rpc_gbps = got[0];
             res.rpc_gbps_1 = got[1];
@@ -713,6 +771,7 @@ int main(int argc, char **argv) {
             fail |= got[5] != 0;
             res.rpc_min = got[6];
             res.rpc_max = got[7];
+            res.worker_huge_kb = (long)got[8];
         } else {
             rd_kv *kv = NULL;
             rd_token_client *cl = NULL;
@@ -729,14 +788,15 @@ int main(int argc, char **argv) {
             }
             int f = rpc_fetch(&o, cl, 1, &res, 0);
             f |= rpc_fetch(&o, cl, o.inflight, &res, 1);
+            double huge = (double)anon_huge_kb();
             rd_token_client_destroy(cl);
             rd_kv_shutdown(kv);
             rd_kv_destroy(kv);
-            double out[8] = {res.rpc_gbps,        res.rpc_gbps_1,      res.rpc_batch_s.min,
+            double out[9] = {res.rpc_gbps,        res.rpc_gbps_1,      res.rpc_batch_s.min,
                              res.rpc_batch_s.avg, res.rpc_batch_s.max, (double)f,
-                             res.rpc_min,         res.rpc_max};
+                             res.rpc_min,         res.rpc_max,         huge};
             MPI_Request sr;
-            RD_MPI_CHECK(MPI_Isend(out, 8, MPI_DOUBLE, 0, 99, MPI_COMM_WORLD, &sr));
+            RD_MPI_CHECK(MPI_Isend(out, 9, MPI_DOUBLE, 0, 99, MPI_COMM_WORLD, &sr));
             wait_req(&sr);
         }
         rd_comm_destroy(comm);
