@@ -8,7 +8,9 @@
 #      record it trains on (joined = its training samples: none missing, none late), report.json
 #      names the rates, and `export` carries the prior correction log(0.3) into the bundle;
 #   2. the teacher keeps 50 % of its negatives and the student all: the records the teacher
-#      dropped are never asked for (untargeted), the others all joined, none missing;
+#      dropped are never asked for (untargeted), the others all joined, none missing; then both
+#      sampled, the student's rates inside the teacher's, two ranks each, two epochs in user
+#      order: every record the student trains on has its target;
 #   3. the student alone replaying run 1's target log joins as many targets as it did live;
 #   4. a rate outside (0, 1] is a config error naming the key.
 #
@@ -84,6 +86,31 @@ print("teacher sampled: teacher trained %d, sent %d; student trained %d, joined 
 assert tt["unsampled"] == 0 and tt["sent"] == t["train_samples"] < s["train_samples"]
 assert st["untargeted"] > 0 and st["joined"] + st["untargeted"] == s["train_samples"]
 assert st["joined"] == tt["sent"] and st["missing"] == 0 and st["late"] == 0
+PY
+
+# --- 2b. both sampled, nested (student 0.3 / 0.8 inside teacher 0.6 / 1), two ranks each, two
+#         epochs in user order: every student record has its teacher's target -------------------
+sed -e 's/name: slurm-tiny/name: jobsamp3/' \
+    -e 's/model: student, distill: true}/model: student, distill: true, ranks: 2, negatives: {rate: 0.3, pos_rate: 0.8}}/' \
+    -e 's/model: teacher}/model: teacher, ranks: 2, negatives: {rate: 0.6}}/' \
+    -e 's/  eval_every: 1000/  eval_every: 1000\n  epochs: 2\n  order: user/' \
+    "$SRC/tests/data/slurm-tiny.yaml" > "$TMP/u.yaml"
+printf 'distill:\n  wait_ms: 5000\n  batch: 64\n  debias_teacher: teacher\n' >> "$TMP/u.yaml"
+grep -q 'order: user' "$TMP/u.yaml" || fail "config edit did not apply"
+drun 6 "$TMP/u.yaml" "$TMP/u"
+python3 - "$TMP/u" <<'PY' || fail "nested sampling: counters"
+import json, sys
+d = sys.argv[1]
+r = json.load(open(d + "/report.json"))
+t, s, raw = r["jobs"]["teacher"], r["jobs"]["student"], r["jobs"]["student_raw"]
+tt = json.load(open(d + "/teacher.targets.json"))
+st = json.load(open(d + "/student.targets.json"))
+print("nested: teacher trained %d, sent %d, unsampled %d; student trained %d, joined %d; raw %d"
+      % (t["train_samples"], tt["sent"], tt["unsampled"], s["train_samples"], st["joined"],
+         raw["train_samples"]))
+assert s["train_samples"] < t["train_samples"] < raw["train_samples"]
+assert tt["sent"] + tt["unsampled"] == t["train_samples"] and tt["sent"] == s["train_samples"]
+assert st["joined"] == s["train_samples"] and st["untargeted"] == 0 and st["missing"] == 0
 PY
 
 # --- 3. replay of run 1's log by the student alone ------------------------------------------------
