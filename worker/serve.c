@@ -447,7 +447,7 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     }
     if (version >= 2) {
         IN(&b, s->info.logit_shift);
-        if (!isfinite(s->info.logit_shift) || fabsf(s->info.logit_shift) > 100.0f) {
+        if (!isfinite(s->info.logit_shift) || fabsf(s->info.logit_shift) > 1000.0f) {
             rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: logit shift %g (a sampling rate's log)", path,
                             (double)s->info.logit_shift);
             goto fail;
