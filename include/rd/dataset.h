@@ -13,7 +13,10 @@
 //   rd_dataset_batch/window/holdout/all/time_range   split ranges and time windows
 //   rd_dataset_shard()     contiguous share of a range for one of n ranks
 //   rd_dataset_iter_*      iterate a range in time order (contiguous or strided over ranks) or in
-//                          user order (users owned by a rank, time-sorted within each user)
+//                          user order (users owned by a rank, time-sorted within each user),
+//                          optionally through a job's own sampling (rd_dataset_iter_sample)
+//   rd_sample_keep/salt    that sampling: a pure keep rule on (run seed, record id)
+//   rd_field_transform()   a raw numeric value as the builder stores it (log1p, standardize)
 //   rd_dataset_user_*      per-user index: a user's records in time order, a record's position
 //   rd_dataset_history()   the last L records of the same user strictly before record i, O(L)
 //
