@@ -12,7 +12,8 @@
 #     when hydra trips over a rank that left while it answered the PMI barrier (seen once in
 #     8 runs); how many ranks needed the watchdog is printed;
 #   - a run that fails (a config error, after MPI is up) never exits 0: the watchdog exits with
-#     the status the program was going to return (1; 9 when hydra killed a rank first);
+#     the status the program was going to return (1; 9 when hydra killed a rank first, 255 as
+#     above);
 #   - a malformed RD_FINALIZE_TIMEOUT_S is refused once, by name, with exit 1.
 #
 #   bash tests/scripts/finalize_watchdog.sh build/recdistill
@@ -62,8 +63,10 @@ sed 's/mlp: \[16\]/mlp: [0]/' "$SRC/tests/data/slurm-tiny.yaml" >"$TMP/bad.yaml"
 grep -q "mlp: \[0\]" "$TMP/bad.yaml" || fail "config edit"
 run -n 4 "$RD" train "$TMP/bad.yaml" --out "$TMP/bad" >"$TMP/bad.out" 2>"$TMP/bad.err"
 rc=$?
-[ $rc -eq 1 ] || [ $rc -eq 9 ] ||
-    fail "a config error under the hanging setting exited $rc, not 1 (or 9): $(tail -3 "$TMP/bad.err")"
+# 9: hydra killed ranks whose alarm had not fired; 255: hydra's proxy wrote to a rank that had
+# just left (seen once in CI under load, docs/reliability.md). Never 0.
+[ $rc -eq 1 ] || [ $rc -eq 9 ] || [ $rc -eq 255 ] ||
+    fail "a config error under the hanging setting exited $rc, not 1 (or 9, 255): $(tail -3 "$TMP/bad.err")"
 grep -q "mlp" "$TMP/bad.err" || fail "the config error was not printed: $(cat "$TMP/bad.err")"
 
 # A malformed limit.
