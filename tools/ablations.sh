@@ -12,7 +12,10 @@
 #   iat_temporal  temporal-order tokens (tokens.scheme 1, every reader too)
 #   iat_user      user-order tokens (tokens.scheme 2)
 #
-#   tools/ablations.sh [-n RANKS] [-k SEEDS] [-v "VARIANT ..."] [-d DATASEED] CONFIG OUTDIR
+#   tools/ablations.sh [-n RANKS] [-s FIRST] [-k SEEDS] [-v "VARIANT ..."] [-d DATASEED] CONFIG OUTDIR
+#
+# Seeds FIRST .. FIRST+SEEDS-1 (default 1..3), as tools/seeds.sh runs them; a later -s extends a
+# sweep with new seeds in another OUTDIR.
 #
 # -d fixes data.synthetic.seed in every variant, so that on synthetic data only the training
 # seed varies between the paired seeds (without it the generator follows run.seed too).
@@ -22,15 +25,16 @@
 # summary go to OUTDIR/<variant>/ (seeds.sh resumes what is done). OUTDIR/ablations.md collects
 # the holdout η, teacher gap and student gain of every variant.
 set -euo pipefail
-N=4 K=3 VARIANTS="base no_aux mid_stream sampled sampled_raw alpha3 t2" DSEED=0
-while getopts "n:k:v:d:h" o; do
+N=4 S=1 K=3 VARIANTS="base no_aux mid_stream sampled sampled_raw alpha3 t2" DSEED=0
+while getopts "n:s:k:v:d:h" o; do
     case $o in
-        n) N=$OPTARG ;; k) K=$OPTARG ;; v) VARIANTS=$OPTARG ;; d) DSEED=$OPTARG ;;
-        *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        n) N=$OPTARG ;; s) S=$OPTARG ;; k) K=$OPTARG ;; v) VARIANTS=$OPTARG ;; d) DSEED=$OPTARG ;;
+        *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 2 ] || { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -eq 2 ] || { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[[ $S =~ ^[1-9][0-9]*$ ]] || { echo "ablations.sh: -s '$S' is not a positive integer" >&2; exit 2; }
 [[ $DSEED =~ ^[0-9]+$ ]] || { echo "ablations.sh: -d '$DSEED' is not a non-negative integer" >&2; exit 2; }
 CONFIG=$1 OUT=$2
 RD=${RD:-build/recdistill}
@@ -89,7 +93,7 @@ done
 
 for v in $VARIANTS; do
     echo "== $v"
-    RD=$RD "$HERE/seeds.sh" -n "$N" -k "$K" "$OUT/$v.yaml" "$OUT/$v" >/dev/null
+    RD=$RD "$HERE/seeds.sh" -n "$N" -s "$S" -k "$K" "$OUT/$v.yaml" "$OUT/$v" >/dev/null
 done
 
 {
