@@ -140,7 +140,7 @@ static void build_bundle(const char *dir, char *bundle, size_t cap, char *dsdir,
     memset(&pos, 0, sizeof pos);
     pos.step = 1;
     pos.seed = cfg->run.seed;
-    pos.config_hash = rd_train_ckpt_config_hash(cfg, &cfg->models[0]);
+    pos.config_hash = rd_train_ckpt_config_hash(cfg, NULL, &cfg->models[0]);
     snprintf(pos.job, sizeof pos.job, "student");
     snprintf(pos.model, sizeof pos.model, "student");
     if (rd_train_ckpt_write_dense(ck, &pos, model, &opt, &eb) != RD_OK)

@@ -49,7 +49,8 @@ static void test_matches_gmtime(void **state) {
 }
 
 // The checkpoint's config hash follows the history statistics (a resume with other windows must
-// be refused) and ignores them when they are off (older checkpoints still load).
+// be refused) and the job's sampling rates, and ignores both when they are off (older
+// checkpoints still load).
 static void test_ckpt_hash_stats(void **state) {
     (void)state;
     rd_config *cfg = calloc(1, sizeof *cfg);
@@ -58,23 +59,37 @@ static void test_ckpt_hash_stats(void **state) {
     rd_model_config mc;
     memset(&mc, 0, sizeof mc);
     strcpy(mc.name, "m");
-    uint64_t off = rd_train_ckpt_config_hash(cfg, &mc);
+    uint64_t off = rd_train_ckpt_config_hash(cfg, NULL, &mc);
     mc.seq.n_stats = 2;
     mc.seq.stats[0] = 1;
     mc.seq.stats[1] = 4;
-    uint64_t a = rd_train_ckpt_config_hash(cfg, &mc);
+    uint64_t a = rd_train_ckpt_config_hash(cfg, NULL, &mc);
     mc.seq.stats[1] = 8;
-    uint64_t b = rd_train_ckpt_config_hash(cfg, &mc);
+    uint64_t b = rd_train_ckpt_config_hash(cfg, NULL, &mc);
     strcpy(mc.seq.stats_feedback, "rating");
-    uint64_t c = rd_train_ckpt_config_hash(cfg, &mc);
+    uint64_t c = rd_train_ckpt_config_hash(cfg, NULL, &mc);
     mc.seq.stats_residual = 1;
-    uint64_t d = rd_train_ckpt_config_hash(cfg, &mc);
+    uint64_t d = rd_train_ckpt_config_hash(cfg, NULL, &mc);
     assert_true(off != a && a != b && b != c && c != d);
     mc.seq.n_stats = 0; // off: the same hash as a model that never had the keys
     memset(mc.seq.stats, 0, sizeof mc.seq.stats);
     mc.seq.stats_feedback[0] = '\0';
     mc.seq.stats_residual = 0;
-    assert_true(rd_train_ckpt_config_hash(cfg, &mc) == off);
+    assert_true(rd_train_ckpt_config_hash(cfg, NULL, &mc) == off);
+    // The job's own sampling: hashed only when it samples, each rate on its own.
+    rd_job_config jc;
+    memset(&jc, 0, sizeof jc);
+    jc.negatives.rate = 1.0;
+    jc.negatives.pos_rate = 1.0;
+    assert_true(rd_train_ckpt_config_hash(cfg, &jc, &mc) == off);
+    jc.negatives.rate = 0.5;
+    uint64_t r5 = rd_train_ckpt_config_hash(cfg, &jc, &mc);
+    jc.negatives.rate = 0.25;
+    uint64_t r25 = rd_train_ckpt_config_hash(cfg, &jc, &mc);
+    jc.negatives.rate = 1.0;
+    jc.negatives.pos_rate = 0.8;
+    uint64_t p8 = rd_train_ckpt_config_hash(cfg, &jc, &mc);
+    assert_true(r5 != off && r25 != off && p8 != off && r5 != r25 && r5 != p8 && r25 != p8);
     free(cfg);
 }
 

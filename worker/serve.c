@@ -152,7 +152,7 @@ int rd_serve_export(const rd_config *cfg,
                         .seed = 1};
     if ((rc = rd_model_create(mc, &mo, &m, eb)) != RD_OK)
         goto done;
-    uint64_t hash = rd_train_ckpt_config_hash(cfg, mc);
+    uint64_t hash = rd_train_ckpt_config_hash(cfg, jc, mc);
     rd_train_pos pos;
     if ((rc = rd_train_ckpt_read_dense(ckpt_dir, hash, &pos, m, NULL, eb)) != RD_OK)
         goto done;

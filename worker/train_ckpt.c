@@ -59,7 +59,9 @@ int rd_train_ckpt_path(const char *root, const char *job, int64_t step, char *ou
     return n < 0 || (size_t)n >= cap ? RD_ERR_RANGE : RD_OK;
 }
 
-uint64_t rd_train_ckpt_config_hash(const rd_config *cfg, const rd_model_config *mc) {
+uint64_t rd_train_ckpt_config_hash(const rd_config *cfg,
+                                   const rd_job_config *jc,
+                                   const rd_model_config *mc) {
     // Field by field (not the struct bytes): padding and unused array tails must not matter.
     uint64_t h = rd_hash_str(mc->name, 0x7264636b70ULL);
     for (int f = 0; f < mc->n_features; f++) {
@@ -111,6 +113,10 @@ uint64_t rd_train_ckpt_config_hash(const rd_config *cfg, const rd_model_config *
             h = rd_hash_str(tc->init_as, h);
     }
     h = rd_hash64(&cfg->run.seed, sizeof cfg->run.seed, h);
+    if (jc && (jc->negatives.rate < 1.0 || jc->negatives.pos_rate < 1.0)) {
+        h = rd_hash64(&jc->negatives.rate, sizeof jc->negatives.rate, h);
+        h = rd_hash64(&jc->negatives.pos_rate, sizeof jc->negatives.pos_rate, h);
+    }
     return h ? h : 1;
 }
 

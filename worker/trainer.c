@@ -1298,7 +1298,7 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *
     pos.loss_ema = tr->loss_ema;
     pos.have_loss = tr->have_loss;
     pos.seed = tr->cfg->run.seed;
-    pos.config_hash = rd_train_ckpt_config_hash(tr->cfg, tr->mcfg);
+    pos.config_hash = rd_train_ckpt_config_hash(tr->cfg, tr->job, tr->mcfg);
     snprintf(pos.job, sizeof pos.job, "%s", tr->job->name);
     snprintf(pos.model, sizeof pos.model, "%s", tr->mcfg->name);
     if ((rc = rd_train_ckpt_write_dense(part, &pos, tr->model, &tr->opt, eb)) != RD_OK)
@@ -1638,8 +1638,8 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
                         "supported yet",
                         tr->job->name);
     if (rc == RD_OK)
-        rc = rd_train_ckpt_read_dense(dir, rd_train_ckpt_config_hash(tr->cfg, tr->mcfg), &tr->rpos,
-                                      tr->model, &tr->opt, eb);
+        rc = rd_train_ckpt_read_dense(dir, rd_train_ckpt_config_hash(tr->cfg, tr->job, tr->mcfg),
+                                      &tr->rpos, tr->model, &tr->opt, eb);
     if (rc == RD_OK && strcmp(tr->rpos.job, tr->job->name) != 0)
         rc = rd_err_set(eb, RD_ERR_SCHEMA, "--resume: %s is a checkpoint of job '%s', not '%s'",
                         dir, tr->rpos.job, tr->job->name);

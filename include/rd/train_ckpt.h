@@ -6,7 +6,8 @@
 //   rd_train_pos               where the trainer stood when the cut was taken (plain struct)
 //   rd_train_ckpt_path()       "<root>/<job>/step-NNNNNNNNNNNN"
 //   rd_train_ckpt_write_dense()/read_dense()   <dir>/dense.bin (params + optimizer slots + pos)
-//   rd_train_ckpt_config_hash()   hash of a model's architecture and its tables' configs
+//   rd_train_ckpt_config_hash()   hash of a model's architecture, its tables' configs and its
+//                              job's sampling
 //   rd_train_ckpt_commit()     rename a finished ".partial" directory into place (atomic)
 //   rd_train_ckpt_prune()      keep the newest `keep` complete checkpoints of a job
 //   rd_train_ckpt_latest()     the newest complete checkpoint of a job
@@ -62,9 +63,14 @@ int rd_train_ckpt_path(const char *root, const char *job, int64_t step, char *ou
 
 /**
  * Hash of what a checkpoint's dense parameters and rows mean: the model config and the configs
- * of the tables it reads (name, dim, optimizer, init_std, admission, ttl), and the run seed.
+ * of the tables it reads (name, dim, optimizer, init_std, admission, ttl), the run seed, and the
+ * job's own negative sampling (jc->negatives, hashed only when it samples, so checkpoints of
+ * jobs that do not still load; jc may be NULL: no job sampling). A model trained on sampled
+ * records has its logits in the sampled space, and a resume or an export under other rates
+ * would mix two spaces or serve with the wrong prior correction.
  */
-uint64_t rd_train_ckpt_config_hash(const rd_config *cfg, const rd_model_config *mc);
+uint64_t
+rd_train_ckpt_config_hash(const rd_config *cfg, const rd_job_config *jc, const rd_model_config *mc);
 
 /**
  * Write <dir>/dense.bin atomically (temp file + fsync + rename).

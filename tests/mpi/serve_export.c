@@ -251,7 +251,9 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             in.keys_per_candidate == (g_ml_input ? 5 + 19u : 4) && in.hist_len == 8 && in.rows > 0,
             "info: K %zu L %zu rows %llu", in.keys_per_candidate, in.hist_len,
             (unsigned long long)in.rows);
-    T_CHECK(&g_errs, in.config_hash == rd_train_ckpt_config_hash(cfg, &cfg->models[0]),
+    T_CHECK(&g_errs,
+            in.config_hash ==
+                rd_train_ckpt_config_hash(cfg, rd_config_find_job(cfg, "student"), &cfg->models[0]),
             "config hash");
     // History statistics: synthetic and csv [2, 8] (labels), MovieLens [1, 4, 16] x (label,
     // rating, residual); the csv session also has its two numeric inputs.

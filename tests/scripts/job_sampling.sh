@@ -66,6 +66,16 @@ PY
 "$RD" export "$TMP/s.yaml" --out "$TMP/student.rdsv" --data "$TMP/s/data" --ckpt \
     "$(ls -d "$TMP"/s/ckpt/student/step-* | tail -1)" >"$TMP/exp" 2>&1 || fail "export: $(cat "$TMP/exp")"
 grep -q "logit shift -1.20397" "$TMP/exp" || fail "export does not carry log(0.3): $(cat "$TMP/exp")"
+# The checkpoint's config hash covers the job's rates: exported under another rate, the bundle
+# would carry the wrong prior correction.
+sed 's/negatives: {rate: 0.3}/negatives: {rate: 0.6}/' "$TMP/s.yaml" > "$TMP/s6.yaml"
+grep -q 'rate: 0.6' "$TMP/s6.yaml" || fail "could not write the rate-0.6 config"
+if "$RD" export "$TMP/s6.yaml" --out "$TMP/s6.rdsv" --data "$TMP/s/data" --ckpt \
+    "$(ls -d "$TMP"/s/ckpt/student/step-* | tail -1)" >"$TMP/exp6" 2>&1; then
+    fail "a checkpoint trained at rate 0.3 was exported under rate 0.6"
+fi
+grep -q "config hash" "$TMP/exp6" || fail "export under rate 0.6: $(cat "$TMP/exp6")"
+[ ! -e "$TMP/s6.rdsv" ] || fail "a refused export left $TMP/s6.rdsv"
 
 # --- 2. teacher sampled, students not -------------------------------------------------------------
 sed -e 's/name: slurm-tiny/name: jobsamp2/' \
