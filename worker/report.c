@@ -216,19 +216,9 @@ static void jjob(FILE *f, const rd_trainer_result *r, int last) {
     fputs(",\n      \"comm\": ", f);
     rd_traffic_write_json(f, &r->comm, r->train_samples, "      ");
     if (r->targets.role != 0) {
-        const rd_trainer_targets *t = &r->targets;
-        static const char *const roles[] = {"none", "teacher", "student", "replay"};
-        fprintf(f,
-                ",\n      \"targets\": {\"role\": \"%s\", \"sent\": %llu, \"logged\": %llu, "
-                "\"received\": %llu, \"joined\": %llu, \"late\": %llu, \"missing\": %llu, "
-                "\"replayed\": %llu, \"unused\": %llu, \"duplicates\": %llu, "
-                "\"unsampled\": %llu, \"untargeted\": %llu}",
-                roles[t->role >= 0 && t->role <= 3 ? t->role : 0], (unsigned long long)t->sent,
-                (unsigned long long)t->logged, (unsigned long long)t->received,
-                (unsigned long long)t->joined, (unsigned long long)t->late,
-                (unsigned long long)t->missing, (unsigned long long)t->replayed,
-                (unsigned long long)t->unused, (unsigned long long)t->duplicates,
-                (unsigned long long)t->unsampled, (unsigned long long)t->untargeted);
+        fputs(",\n      \"targets\": {", f);
+        rd_trainer_targets_json(f, &r->targets);
+        fputc('}', f);
     }
     const rd_trainer_tokens *tk = &r->tokens;
     if (tk->built || tk->fetched_requests) {

@@ -1205,26 +1205,31 @@ static int distill_finish(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb)
     return RD_OK;
 }
 
-// Job rank 0: "<job>.targets.json" (written atomically).
-static int write_targets(const rd_trainer *tr, const rd_trainer_targets *t, rd_errbuf *eb) {
-    if (!tr->targets_path[0] || t->role == 0)
-        return RD_OK;
+void rd_trainer_targets_json(FILE *f, const rd_trainer_targets *t) {
     static const char *const roles[] = {"none", "teacher", "student", "replay"};
-    rd_lmdbx_outfile of;
-    int rc = rd_lmdbx_outfile_open(tr->targets_path, &of, eb);
-    if (rc != RD_OK)
-        return rc;
-    fprintf(of.f,
-            "{\"job\": \"%s\", \"role\": \"%s\", \"sent\": %llu, \"logged\": %llu, "
-            "\"received\": %llu, \"joined\": %llu, \"late\": %llu, \"missing\": %llu, "
-            "\"replayed\": %llu, \"unused\": %llu, \"duplicates\": %llu, \"unsampled\": %llu, "
-            "\"untargeted\": %llu}\n",
-            tr->job->name, roles[t->role], (unsigned long long)t->sent,
+    fprintf(f,
+            "\"role\": \"%s\", \"sent\": %llu, \"logged\": %llu, \"received\": %llu, "
+            "\"joined\": %llu, \"late\": %llu, \"missing\": %llu, \"replayed\": %llu, "
+            "\"unused\": %llu, \"duplicates\": %llu, \"unsampled\": %llu, \"untargeted\": %llu",
+            roles[t->role >= 0 && t->role <= 3 ? t->role : 0], (unsigned long long)t->sent,
             (unsigned long long)t->logged, (unsigned long long)t->received,
             (unsigned long long)t->joined, (unsigned long long)t->late,
             (unsigned long long)t->missing, (unsigned long long)t->replayed,
             (unsigned long long)t->unused, (unsigned long long)t->duplicates,
             (unsigned long long)t->unsampled, (unsigned long long)t->untargeted);
+}
+
+// Job rank 0: "<job>.targets.json" (written atomically).
+static int write_targets(const rd_trainer *tr, const rd_trainer_targets *t, rd_errbuf *eb) {
+    if (!tr->targets_path[0] || t->role == 0)
+        return RD_OK;
+    rd_lmdbx_outfile of;
+    int rc = rd_lmdbx_outfile_open(tr->targets_path, &of, eb);
+    if (rc != RD_OK)
+        return rc;
+    fprintf(of.f, "{\"job\": \"%s\", ", tr->job->name);
+    rd_trainer_targets_json(of.f, t);
+    fputs("}\n", of.f);
     return rd_lmdbx_outfile_commit(&of, eb); // unique temporary name, fsync, rename
 }
 

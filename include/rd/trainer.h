@@ -13,6 +13,7 @@
 //   rd_trainer_kv()          the KV client (tests pull rows after training)
 //   rd_trainer_destroy()     rd_kv_shutdown + free (every worker rank must reach it)
 //   rd_trainer_time_fields() the derived "hour" and "weekday" of a timestamp
+//   rd_trainer_targets_json() the target counters as JSON members (targets.json, report.json)
 //
 // Schedule (per job, all ranks of the job in lock step):
 //   1. batch phase: train.epochs passes over rd_dataset_batch, in train.order (time: ranks take
@@ -76,6 +77,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "rd/comm.h"
 #include "rd/config.h"
@@ -111,6 +113,10 @@ typedef struct rd_trainer_targets {
                          // their records (cluster.jobs[].negatives)
     uint64_t untargeted; // student: samples the teacher's own sampling drops: no target asked
 } rd_trainer_targets;
+
+/** Write t's members, `"role": "student", "sent": N, ...` (no braces), to f: the one spelling
+ *  of the counters, shared by "<job>.targets.json" and report.json. */
+void rd_trainer_targets_json(FILE *f, const rd_trainer_targets *t);
 
 /** IAT counters of one job: the store build (job rank 0 of the builder job) and the fetches
  *  (all ranks of the job). */
