@@ -201,6 +201,7 @@ static const ck_key label_keys[] = {
     K_STR(rd_schema_config, "column", label_column, 0, NULL),
     K_ENUM(rd_schema_config, "op", label_op, label_ops, 0, ">="),
     K_DBL(rd_schema_config, "threshold", label_threshold, -NUM_INF, NUM_INF, 0, "1"),
+    K_STRS(rd_schema_config, "values", label_values, n_label_values),
 };
 TABLE(label_desc, rd_schema_config, label_keys);
 
@@ -990,7 +991,8 @@ static int unknown_key(pctx *c, const ck_struct *st, const yaml_node_t *kn) {
 
 static int parse_struct(pctx *c, const ck_struct *st, void *base, const yaml_node_t *node);
 
-// "rating >= 4" -> label_column, label_op, label_threshold of the schema at base.
+// "rating >= 4" -> label_column, label_op, label_threshold of the schema at base;
+// 'event == "buy"' (== or != and a quoted text) -> label_column, label_op, label_values[0].
 static int parse_label_rule(pctx *c, void *base, const yaml_node_t *node) {
     rd_schema_config *sc = base;
     const char *s = (const char *)node->data.scalar.value;
@@ -1033,6 +1035,28 @@ static int parse_label_rule(pctx *c, void *base, const yaml_node_t *node) {
         ne--;
     char *end = NULL;
     double thr = 0;
+    // A quoted text after the operator: the label is 1 when the column holds exactly that text.
+    int text = opv >= 0 && ne > nb + 1 && (s[nb] == '"' || s[nb] == '\'') && s[ne - 1] == s[nb];
+    if (text) {
+        if (opv != RD_LABEL_EQ && opv != RD_LABEL_NE)
+            return perr(c, node->start_mark, "a label rule on a text value takes == or !=, got %s",
+                        excerpt(s, len, ex, sizeof ex));
+        size_t vb = nb + 1, ve = ne - 1;
+        if (ve - vb >= sizeof sc->label_values[0] || memchr(s + vb, '\0', ve - vb))
+            return perr(c, node->start_mark,
+                        "label value too long (%zu bytes; at most %zu) or not text in %s", ve - vb,
+                        sizeof sc->label_values[0] - 1, excerpt(s, len, ex, sizeof ex));
+        if (ce == cb || ce - cb >= sizeof sc->label_column || memchr(s + cb, '\0', ce - cb))
+            return perr(c, node->start_mark, "expected a label column before the operator in %s",
+                        excerpt(s, len, ex, sizeof ex));
+        memset(sc->label_column, 0, sizeof sc->label_column);
+        memcpy(sc->label_column, s + cb, ce - cb);
+        memset(sc->label_values, 0, sizeof sc->label_values);
+        memcpy(sc->label_values[0], s + vb, ve - vb);
+        sc->n_label_values = 1;
+        sc->label_op = opv;
+        return RD_OK;
+    }
     int ok = opv >= 0 && ce > cb && ne > nb && ne - nb < sizeof num &&
              !memchr(s + cb, '\0', ce - cb) && !memchr(s + nb, '\0', ne - nb);
     if (ok) {
@@ -1044,8 +1068,9 @@ static int parse_label_rule(pctx *c, void *base, const yaml_node_t *node) {
     }
     if (!ok)
         return perr(c, node->start_mark,
-                    "expected a rule 'COLUMN OP NUMBER' (OP one of >= > == != <= <) or a map "
-                    "{column, op, threshold}, got %s",
+                    "expected a rule 'COLUMN OP NUMBER' (OP one of >= > == != <= <), "
+                    "'COLUMN == \"TEXT\"' (or !=), or a map {column, op, threshold} or "
+                    "{column, values: [TEXT, ...]}, got %s",
                     excerpt(s, len, ex, sizeof ex));
     if (ce - cb >= sizeof sc->label_column)
         return perr(c, node->start_mark, "label column name too long (%zu bytes; at most %zu)",
@@ -1061,10 +1086,37 @@ static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *
     char *dst = (char *)base + k->off;
     char why[512];
     switch (k->type) {
-        case CK_LABEL:
+        case CK_LABEL: {
             if (node->type == YAML_SCALAR_NODE && !is_null(node))
                 return parse_label_rule(c, base, node);
-            return parse_struct(c, k->sub, dst, node);
+            int rc = parse_struct(c, k->sub, dst, node);
+            const rd_schema_config *sc = base;
+            if (rc != RD_OK || sc->n_label_values == 0 || node->type != YAML_MAPPING_NODE)
+                return rc;
+            // label.values: the op is == unless the map says != ; threshold has no meaning.
+            int have_op = 0;
+            for (const yaml_node_pair_t *p = node->data.mapping.pairs.start;
+                 p < node->data.mapping.pairs.top; p++) {
+                const yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+                if (!kn || kn->type != YAML_SCALAR_NODE)
+                    continue;
+                const char *key = (const char *)kn->data.scalar.value;
+                if (strcmp(key, "threshold") == 0)
+                    return perr(c, kn->start_mark,
+                                "label.threshold and label.values exclude each other (values: "
+                                "the label is 1 when the column's text is one of them)");
+                have_op |= strcmp(key, "op") == 0;
+            }
+            rd_schema_config *w = base;
+            if (!have_op)
+                w->label_op = RD_LABEL_EQ;
+            else if (w->label_op != RD_LABEL_EQ && w->label_op != RD_LABEL_NE)
+                return perr(c, node->start_mark,
+                            "label.values takes op \"==\" (one of them) or \"!=\" (none of "
+                            "them), got \"%s\"",
+                            label_ops[w->label_op]);
+            return RD_OK;
+        }
         case CK_MAP:
             return parse_struct(c, k->sub, dst, node);
         case CK_MAP_LIST:
@@ -1437,6 +1489,14 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
         for (int j = 0; j < i && i < 3; j++)
             if (strcmp(req_vals[i], req_vals[j]) == 0)
                 return verr(v, p, "column '%s' is the %s too", req_vals[i], req_keys[j]);
+    }
+    if (sc->n_label_values > 0 && sc->label_op != RD_LABEL_EQ && sc->label_op != RD_LABEL_NE)
+        return verr(v, "data.schema.label.op", "label.values takes == or !=, not %s",
+                    label_ops[sc->label_op >= 0 && sc->label_op <= 5 ? sc->label_op : 0]);
+    for (int i = 0; i < sc->n_label_values; i++) {
+        snprintf(p, sizeof p, "data.schema.label.values[%d]", i);
+        if (in_list(sc->label_values, i, sc->label_values[i]))
+            return verr(v, p, "duplicate value '%s'", sc->label_values[i]);
     }
     for (int s = 0; s < sc->n_side; s++) {
         const rd_side_config *sd = &sc->side[s];

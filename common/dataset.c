@@ -1721,7 +1721,8 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
             // they hold their default, so that a folder prepared before them keeps its hash.
             // Every occurrence goes (fields[].standardize is printed once per field).
             static const char *const compat[] = {"\n    quoting: true\n", "\n    feedback: 0\n",
-                                                 "\n        standardize: false\n", NULL};
+                                                 "\n        standardize: false\n",
+                                                 "\n      values: []\n", NULL};
             for (int k = 0; compat[k]; k++) {
                 size_t cl = strlen(compat[k]);
                 char *p = d;

@@ -297,6 +297,30 @@ static int label_of(int op, double v, double t) {
     }
 }
 
+// label.values: 1 when the field's bytes equal one of the values (op ==) or none (op !=).
+static int label_of_text(const rd_schema_config *sc, const rd_csv_field *f) {
+    int in = 0;
+    for (int i = 0; i < sc->n_label_values && !in; i++) {
+        size_t n = strnlen(sc->label_values[i], sizeof sc->label_values[i]);
+        in = f->len == n && (n == 0 || memcmp(f->ptr, sc->label_values[i], n) == 0);
+    }
+    return sc->label_op == RD_LABEL_NE ? !in : in;
+}
+
+// The label rule as a config would write it, e.g. "rating >= 4" or "event == [click, buy]".
+static void label_rule_text(const rd_schema_config *sc, char *out, size_t cap) {
+    const char *op = label_ops[sc->label_op >= 0 && sc->label_op <= 5 ? sc->label_op : 0];
+    if (sc->n_label_values == 0) {
+        snprintf(out, cap, "%s %s %g", sc->label_column, op, sc->label_threshold);
+        return;
+    }
+    size_t o = (size_t)snprintf(out, cap, "%s %s [", sc->label_column, op);
+    for (int i = 0; i < sc->n_label_values && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%s\"%s\"", i ? ", " : "", sc->label_values[i]);
+    if (o < cap)
+        snprintf(out + o, cap - o, "]");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Field plans
 
@@ -861,9 +885,19 @@ static void write_schema_yaml(FILE *f, const csv_ctx *cx) {
     fprintf(f, "\n  time_format: %s\n", sc->time_format[0] ? sc->time_format : "unix");
     fprintf(f, "  label: {column: ");
     rd__yaml_str(f, sc->label_column);
-    fprintf(f, ", op: \"%s\", threshold: %.17g}\n",
-            label_ops[sc->label_op >= 0 && sc->label_op <= 5 ? sc->label_op : 0],
-            sc->label_threshold);
+    fprintf(f, ", op: \"%s\"",
+            label_ops[sc->label_op >= 0 && sc->label_op <= 5 ? sc->label_op : 0]);
+    if (sc->n_label_values > 0) {
+        fputs(", values: [", f);
+        for (int i = 0; i < sc->n_label_values && i < RD_MAX_LABEL_VALUES; i++) {
+            if (i)
+                fputs(", ", f);
+            rd__yaml_str(f, sc->label_values[i]);
+        }
+        fputs("]}\n", f);
+    } else {
+        fprintf(f, ", threshold: %.17g}\n", sc->label_threshold);
+    }
     fprintf(f, "  side:%s\n", cx->n_side ? "" : " []");
     for (int s = 0; s < cx->n_side; s++) {
         const side_table *st = &cx->side[s];
@@ -1052,6 +1086,13 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         rc = rd_err_set(eb, RD_ERR_CONFIG, "data.schema.label.op: bad operator %d", sc->label_op);
         goto done;
     }
+    if (sc->n_label_values < 0 || sc->n_label_values > RD_MAX_LABEL_VALUES ||
+        (sc->n_label_values > 0 && sc->label_op != RD_LABEL_EQ && sc->label_op != RD_LABEL_NE)) {
+        rc = rd_err_set(eb, RD_ERR_CONFIG,
+                        "data.schema.label: %d values with operator %s (values take == or !=)",
+                        sc->n_label_values, label_ops[sc->label_op]);
+        goto done;
+    }
     if ((rc = plan_fields(cx, eb)) != RD_OK)
         goto done;
 
@@ -1143,13 +1184,22 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                            &f[cx->c_time]);
             goto done;
         }
-        double lv;
-        if (rd_csv_parse_double(&f[cx->c_label], &lv) != 0) {
-            rc =
-                bad_value(eb, r, cx->cols[cx->c_label], "non-numeric label value", &f[cx->c_label]);
-            goto done;
+        if (sc->n_label_values > 0) {
+            es.label[es.n] = (uint8_t)label_of_text(sc, &f[cx->c_label]);
+        } else {
+            double lv;
+            if (rd_csv_parse_double(&f[cx->c_label], &lv) != 0) {
+                char sv[48];
+                rc = rd_err_set(eb, RD_ERR_PARSE,
+                                "%s:%llu: column '%s': non-numeric label value '%s' (a text "
+                                "label column takes label.values, or a rule like '%s == \"%s\"')",
+                                rd_csv_name(r), (unsigned long long)rd_csv_line(r),
+                                cx->cols[cx->c_label], show(&f[cx->c_label], sv, sizeof sv),
+                                cx->cols[cx->c_label], sv);
+                goto done;
+            }
+            es.label[es.n] = (uint8_t)label_of(sc->label_op, lv, sc->label_threshold);
         }
-        es.label[es.n] = (uint8_t)label_of(sc->label_op, lv, sc->label_threshold);
         int64_t uid = intern_put(&users, "user", &f[cx->c_user]);
         int64_t iid = intern_put(&items, "item", &f[cx->c_item]);
         if (uid < 0 || iid < 0) {
@@ -1211,12 +1261,13 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     for (uint64_t i = 0; i < es.n; i++)
         n_pos += es.label[i];
     if (n_pos == 0 || n_pos == es.n) {
+        char rule[RD_NAME_MAX * (RD_MAX_LABEL_VALUES + 1) + 64];
+        label_rule_text(sc, rule, sizeof rule);
         rc = rd_err_set(eb, RD_ERR_SCHEMA,
-                        "%s: label rule '%s %s %g' gives label %d to all %llu events: training "
+                        "%s: label rule '%s' gives label %d to all %llu events: training "
                         "needs both classes (a log of positives only needs its negatives, e.g. "
                         "the impressions that were not clicked)",
-                        cx->log_path, sc->label_column, label_ops[sc->label_op],
-                        sc->label_threshold, n_pos ? 1 : 0, (unsigned long long)es.n);
+                        cx->log_path, rule, n_pos ? 1 : 0, (unsigned long long)es.n);
         goto done;
     }
     // Values that parse but are likely not what the log meant: warn, naming the field, and

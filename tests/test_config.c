@@ -401,6 +401,24 @@ static void test_value_forms(void **state) {
     assert_string_equal(c->data.schema.label_column, "r");
     assert_int_equal(c->data.schema.label_op, RD_LABEL_LT);
     assert_true(c->data.schema.label_threshold == 2.0);
+    assert_int_equal(c->data.schema.n_label_values, 0);
+    // Text labels (an event-type column): the rule with a quoted value, and the map with values.
+    expect_ok(BASE "data:\n  schema:\n    label: 'event == \"buy\"'\n", c);
+    assert_string_equal(c->data.schema.label_column, "event");
+    assert_int_equal(c->data.schema.label_op, RD_LABEL_EQ);
+    assert_int_equal(c->data.schema.n_label_values, 1);
+    assert_string_equal(c->data.schema.label_values[0], "buy");
+    expect_ok(BASE "data:\n  schema:\n    label: \"kind != 'page view'\"\n", c);
+    assert_string_equal(c->data.schema.label_column, "kind");
+    assert_int_equal(c->data.schema.label_op, RD_LABEL_NE);
+    assert_string_equal(c->data.schema.label_values[0], "page view");
+    expect_ok(BASE "data:\n  schema:\n    label: {column: ev, values: [click, \"add to cart\"]}\n",
+              c);
+    assert_int_equal(c->data.schema.label_op, RD_LABEL_EQ); // implied by values
+    assert_int_equal(c->data.schema.n_label_values, 2);
+    assert_string_equal(c->data.schema.label_values[1], "add to cart");
+    expect_ok(BASE "data:\n  schema:\n    label: {column: ev, op: \"!=\", values: [view]}\n", c);
+    assert_int_equal(c->data.schema.label_op, RD_LABEL_NE);
 
     // Strings: escapes, tab delimiter, UTF-8; null and empty values.
     expect_ok(BASE
@@ -534,6 +552,25 @@ static void test_errors_types(void **state) {
                  "t.yaml:3:12: data.schema.label: expected a rule", NULL);
     expect_error("data:\n  schema:\n    label: [r]\n",
                  "t.yaml:3:12: data.schema.label: expected a map, got a list", NULL);
+    expect_error(
+        "data:\n  schema:\n    label: 'ev >= \"buy\"'\n",
+        "t.yaml:3:12: data.schema.label: a label rule on a text value takes == or !=", NULL);
+    expect_error("data:\n  schema:\n    label: ev == buy\n",
+                 "t.yaml:3:12: data.schema.label: expected a rule", "'COLUMN == \"TEXT\"'");
+    expect_error("data:\n  schema:\n    label: '== \"buy\"'\n",
+                 "t.yaml:3:12: data.schema.label: expected a label column before the operator",
+                 NULL);
+    expect_error("data:\n  schema:\n    label: 'ev == \"0123456789012345678901234567890123\"'\n",
+                 "t.yaml:3:12: data.schema.label: label value too long (34 bytes; at most 31)",
+                 NULL);
+    expect_error("data:\n  schema:\n    label: {column: ev, values: [a], threshold: 1}\n",
+                 "t.yaml:3:38: data.schema.label: label.threshold and label.values exclude each "
+                 "other",
+                 NULL);
+    expect_error("data:\n  schema:\n    label: {column: ev, op: \">=\", values: [a]}\n",
+                 "t.yaml:3:12: data.schema.label: label.values takes op \"==\"", NULL);
+    expect_error("data:\n  schema:\n    label: {column: ev, values: [a, b, c, d, e, f, g, h, i]}\n",
+                 "t.yaml:3:", "data.schema.label.values");
     expect_error("run:\n  name: \"a\\0b\"\n",
                  "t.yaml:2:9: run.name: string contains a NUL character", NULL);
     expect_error("ps:\n  max_msg_bytes: 64 MB\n",
@@ -776,6 +813,9 @@ static void test_errors_csv(void **state) {
     expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
                      "    time_column: i\n    label: l >= 1\n",
                  "t.yaml:23:18: data.schema.time_column: column 'i' is the item_column too", NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: {column: l, values: [a, b, a]}\n",
+                 "t.yaml:", "data.schema.label.values[2]: duplicate value 'a'");
     expect_error(CSV "    columns: [u, i, u]\n",
                  "t.yaml:20:21: data.schema.columns[2]: duplicate column 'u'", NULL);
     expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"

@@ -690,6 +690,65 @@ static void test_natural_order(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Text labels (label.values): an event-type column, exact bytes after CSV unquoting; "!=" takes
+// the complement; a rule no event meets is refused naming the values.
+
+static void test_text_labels(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "txt_ds");
+    put("txt", "log.csv",
+        "t,u,i,y\n"
+        "1,a,1,click\n2,a,2,view\n3,a,3,\"add, cart\"\n4,a,4,Click\n5,a,5,\n6,a,6,click \n");
+    static const float in_set[] = {1, 0, 1, 0, 0, 0}; // case and spaces count
+    for (int neg = 0; neg < 2; neg++) {
+        simple_schema(cfg, "txt", out);
+        rd_schema_config *sc = &cfg->data.schema;
+        sc->label_op = neg ? RD_LABEL_NE : RD_LABEL_EQ;
+        sc->n_label_values = 2;
+        SET(sc->label_values[0], "click");
+        SET(sc->label_values[1], "add, cart");
+        rd_errbuf eb;
+        int rc = prepare(cfg, &eb);
+        if (rc != RD_OK)
+            fprintf(stderr, "prepare: %s\n", eb.msg);
+        assert_int_equal(rc, RD_OK);
+        rd_dataset *ds = open_ok(out);
+        assert_int_equal(rd_dataset_get_info(ds)->n_events, 6);
+        for (uint64_t e = 0; e < 6; e++)
+            assert_true(rd_dataset_record(ds, e)->label == (neg ? 1.0f - in_set[e] : in_set[e]));
+        rd_dataset_close(ds);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", out);
+        assert_int_equal(system(cmd), 0);
+    }
+    // The empty text is a value like any other.
+    simple_schema(cfg, "txt", out);
+    cfg->data.schema.label_op = RD_LABEL_EQ;
+    cfg->data.schema.n_label_values = 1;
+    rd_errbuf eb;
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    rd_dataset *ds = open_ok(out);
+    for (uint64_t e = 0; e < 6; e++)
+        assert_true(rd_dataset_record(ds, e)->label == (e == 4 ? 1.0f : 0.0f));
+    rd_dataset_close(ds);
+    path_in(out, sizeof out, "txt_ds2");
+    simple_schema(cfg, "txt", out);
+    cfg->data.schema.label_op = RD_LABEL_EQ;
+    cfg->data.schema.n_label_values = 1;
+    SET(cfg->data.schema.label_values[0], "buy");
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "label rule 'y == [\"buy\"]' gives label 0 to all 6 events"));
+    assert_false(exists(out));
+    // Values with an ordering operator (a config built in code) are refused, not guessed at.
+    cfg->data.schema.label_op = RD_LABEL_GE;
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "values take == or !="));
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Time formats
 
 static void test_time_formats(void **state) {
@@ -1730,6 +1789,7 @@ int main(void) {
         cmocka_unit_test(test_determinism_and_replace),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_natural_order),
+        cmocka_unit_test(test_text_labels),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_quoting_off),
         cmocka_unit_test(test_wide_header),

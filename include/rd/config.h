@@ -44,19 +44,20 @@
 
 #include "rd/error.h"
 
-#define RD_NAME_MAX       32  // names: jobs, tables, models, fields, columns (incl. NUL)
-#define RD_PATH_MAX       256 // file system paths (incl. NUL)
-#define RD_MAX_JOBS       8   // worker jobs in one launch
-#define RD_MAX_TABLES     32  // embedding tables on the PS group
-#define RD_MAX_MODELS     8   // model architectures
-#define RD_MAX_COLUMNS    48  // columns of one CSV file
-#define RD_MAX_FIELDS     32  // features of the schema (categorical + multi + numeric)
-#define RD_MAX_SIDE       4   // side tables joined by key
-#define RD_MAX_LAYERS     8   // hidden layers of one MLP
-#define RD_MAX_FEATURES   32  // features one model embeds
-#define RD_MAX_STATS      8   // windows of seq.stats
-#define RD_MAX_TOKEN_SIDE 16  // feedback fields stored with each token (= RD_TOKEN_MAX_SIDE)
-#define RD_STATS_PRIOR    10  // pseudo-events of the global mean in seq.stats_residual's item means
+#define RD_NAME_MAX         32  // names: jobs, tables, models, fields, columns (incl. NUL)
+#define RD_PATH_MAX         256 // file system paths (incl. NUL)
+#define RD_MAX_JOBS         8   // worker jobs in one launch
+#define RD_MAX_TABLES       32  // embedding tables on the PS group
+#define RD_MAX_MODELS       8   // model architectures
+#define RD_MAX_COLUMNS      48  // columns of one CSV file
+#define RD_MAX_FIELDS       32  // features of the schema (categorical + multi + numeric)
+#define RD_MAX_SIDE         4   // side tables joined by key
+#define RD_MAX_LABEL_VALUES 8   // data.schema.label.values
+#define RD_MAX_LAYERS       8   // hidden layers of one MLP
+#define RD_MAX_FEATURES     32  // features one model embeds
+#define RD_MAX_STATS        8   // windows of seq.stats
+#define RD_MAX_TOKEN_SIDE   16  // feedback fields stored with each token (= RD_TOKEN_MAX_SIDE)
+#define RD_STATS_PRIOR      10 // pseudo-events of the global mean in seq.stats_residual's item means
 
 // ---------------------------------------------------------------------------------------------
 // run:
@@ -193,6 +194,7 @@ typedef struct rd_schema_config {
     char time_format[12]; // "unix" (seconds) | "unix_ms" | "iso8601"; default "unix"
     // YAML: label: "rating >= 4"  (rule COLUMN OP NUMBER, OP one of >= > == != <= < =)
     //   or  label: {column: rating, op: ">=", threshold: 4}
+    //   or a text rule (label_values, at the end of the struct)
     char label_column[RD_NAME_MAX]; // YAML: label.column; csv: required
     int label_op;                   // YAML: label.op; rd_label_op; default ">="
     double label_threshold;         // YAML: label.threshold; default 1 (a 0/1 label column)
@@ -201,6 +203,12 @@ typedef struct rd_schema_config {
                                            // user and item ids
     int n_side;
     rd_side_config side[RD_MAX_SIDE]; // YAML: side: list of maps
+    // A label from a text column (an event type): YAML label: 'event == "buy"', or
+    // label: {column: event, values: [click, buy]} (op "==", implied: the label is 1 when the
+    // column's text is one of the values, exact bytes) or {column, op: "!=", values} (none of
+    // them); threshold is then unused. 0 values = the numeric rule above.
+    int n_label_values;
+    char label_values[RD_MAX_LABEL_VALUES][RD_NAME_MAX];
 } rd_schema_config;
 
 typedef struct rd_synthetic_config {
