@@ -22,11 +22,14 @@
 #include "rd/hash.h"
 #include "rd/log.h"
 
+#include <errno.h>
 #include <float.h>
+#include <glob.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 // ---------------------------------------------------------------------------------------------
 // Presets
@@ -352,7 +355,11 @@ typedef struct csv_ctx {
     const rd_data_config *dc;
     rd_schema_config sc;
     int quote;
-    char log_path[RD_PATH_MAX * 2 + 2];
+    char log_path[RD_PATH_MAX * 2 + 2]; // the log: a file, or a glob pattern of its parts
+    glob_t parts;                       // the files of a pattern (have_parts), in name order
+    int have_parts;
+    char *one_part[1]; // the list of a log that is one file
+    char **part_list;  // the non-empty parts of a pattern (pointers into parts)
     int n_cols;
     char (*cols)[RD_NAME_MAX]; // log column names (n_cols)
     int c_user, c_item, c_time, c_label, tf;
@@ -368,6 +375,53 @@ static void resolve_path(const char *input, const char *p, char *out, size_t n) 
         snprintf(out, n, "%s", p);
     else
         snprintf(out, n, "%s/%s", input, p);
+}
+
+// The files of the log: log_path itself (also when a file of that very name exists), or, when it
+// holds a glob character (* ? [), every non-empty regular file it matches, in name order (a
+// folder of part files, one per day or per writer). Empty files are skipped (a writer with no
+// rows leaves one); a match that is not a regular file, or no match at all, is an error naming
+// the pattern.
+static int log_parts(csv_ctx *cx, char ***files, size_t *n, rd_errbuf *eb) {
+    struct stat lit;
+    if (!strpbrk(cx->log_path, "*?[") || stat(cx->log_path, &lit) == 0) { // a file named so
+        cx->one_part[0] = cx->log_path;
+        *files = cx->one_part;
+        *n = 1;
+        return RD_OK;
+    }
+    int g = glob(cx->log_path, GLOB_ERR, NULL, &cx->parts);
+    cx->have_parts = g == 0 || g == GLOB_NOMATCH;
+    if (g == GLOB_NOMATCH || (g == 0 && cx->parts.gl_pathc == 0))
+        return rd_err_set(eb, RD_ERR_NOTFOUND, "data.schema.path: no file matches '%s'",
+                          cx->log_path);
+    if (g != 0)
+        return rd_err_set(eb, RD_ERR_IO, "data.schema.path: cannot list the files of '%s': %s",
+                          cx->log_path, g == GLOB_NOSPACE ? "out of memory" : "read error");
+    size_t k = 0;
+    if (!(cx->part_list = rd_malloc(cx->parts.gl_pathc * sizeof *cx->part_list)))
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < cx->parts.gl_pathc; i++) {
+        struct stat st;
+        const char *p = cx->parts.gl_pathv[i];
+        if (stat(p, &st) != 0)
+            return rd_err_set(eb, RD_ERR_IO, "%s (matched by '%s'): %s", p, cx->log_path,
+                              strerror(errno));
+        if (!S_ISREG(st.st_mode))
+            return rd_err_set(eb, RD_ERR_SCHEMA,
+                              "%s (matched by '%s'): not a regular file (narrow the pattern)", p,
+                              cx->log_path);
+        if (st.st_size > 0)
+            cx->part_list[k++] = cx->parts.gl_pathv[i];
+        else
+            RD_LOG_INFO("%s: empty file, skipped (matched by '%s')", p, cx->log_path);
+    }
+    if (k == 0)
+        return rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: all %zu matching files are empty",
+                          cx->log_path, cx->parts.gl_pathc);
+    *files = cx->part_list;
+    *n = k;
+    return RD_OK;
 }
 
 static void delim_of(const char *d, char *out) {
@@ -1042,6 +1096,37 @@ static int ev_grow(ev_store *es, uint32_t ns, uint32_t nn) {
     return 0;
 }
 
+// Close the current part and open the next one, whose columns must be the first part's.
+static int next_part(csv_ctx *cx,
+                     const rd_schema_config *sc,
+                     const rd_csv_options *o,
+                     const char *path,
+                     const char *first,
+                     rd_csv_reader **r,
+                     rd_errbuf *eb) {
+    rd_csv_close(*r);
+    *r = NULL;
+    int rc = rd_csv_open(path, o, r, eb);
+    if (rc != RD_OK)
+        return rc;
+    char(*cols)[RD_NAME_MAX] = NULL;
+    int nc = 0;
+    if ((rc = read_columns(*r, sc->header, sc->n_columns, &sc->columns[0][0], &cols, &nc, eb)) !=
+        RD_OK)
+        return rc;
+    for (int i = 0; i < nc || i < cx->n_cols; i++)
+        if (i >= nc || i >= cx->n_cols || strcmp(cols[i], cx->cols[i]) != 0) {
+            rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                            "%s: column %d is '%s', but '%s' in %s (the parts of one log need "
+                            "one header)",
+                            path, i + 1, i < nc ? cols[i] : "(none)",
+                            i < cx->n_cols ? cx->cols[i] : "(none)", first);
+            break;
+        }
+    rd_free(cols);
+    return rc;
+}
+
 int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     csv_ctx *cx = rd_calloc(1, sizeof *cx);
     if (!cx)
@@ -1097,11 +1182,15 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         goto done;
 
     // 1. The log's columns (needed to resolve the join columns), then the side tables.
+    char **files = NULL;
+    size_t n_files = 0;
+    if ((rc = log_parts(cx, &files, &n_files, eb)) != RD_OK)
+        goto done;
     rd_csv_options o;
     memset(&o, 0, sizeof o);
     delim_of(sc->delimiter, o.delimiter);
     o.quote = cx->quote;
-    if ((rc = rd_csv_open(cx->log_path, &o, &r, eb)) != RD_OK)
+    if ((rc = rd_csv_open(files[0], &o, &r, eb)) != RD_OK)
         goto done;
     if ((rc = read_columns(r, sc->header, sc->n_columns, &sc->columns[0][0], &cx->cols, &cx->n_cols,
                            eb)) != RD_OK)
@@ -1112,9 +1201,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     for (int i = 0; i < 4; i++) {
         *req_idx[i] = req[i][0] ? find_col(cx->cols, cx->n_cols, req[i]) : -1;
         if (*req_idx[i] < 0) {
-            rc = req[i][0]
-                     ? missing_col(eb, cx->log_path, req_names[i], req[i], cx->cols, cx->n_cols)
-                     : rd_err_set(eb, RD_ERR_CONFIG, "data.schema.%s: not set", req_names[i]);
+            rc = req[i][0] ? missing_col(eb, files[0], req_names[i], req[i], cx->cols, cx->n_cols)
+                           : rd_err_set(eb, RD_ERR_CONFIG, "data.schema.%s: not set", req_names[i]);
             goto done;
         }
     }
@@ -1122,7 +1210,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         side_table *st = &cx->side[s];
         st->join_col = find_col(cx->cols, cx->n_cols, st->cfg->join_column);
         if (st->join_col < 0) {
-            rc = missing_col(eb, cx->log_path, "join_column", st->cfg->join_column, cx->cols,
+            rc = missing_col(eb, files[0], "join_column", st->cfg->join_column, cx->cols,
                              cx->n_cols);
             goto done;
         }
@@ -1135,14 +1223,13 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
             continue;
         fp->col = find_col(cx->cols, cx->n_cols, fp->cfg->column);
         if (fp->col < 0) {
-            rc =
-                missing_col(eb, cx->log_path, fp->cfg->name, fp->cfg->column, cx->cols, cx->n_cols);
+            rc = missing_col(eb, files[0], fp->cfg->name, fp->cfg->column, cx->cols, cx->n_cols);
             goto done;
         }
         if (fp->flags && fp->col + (int)fp->width > cx->n_cols) {
             rc = rd_err_set(eb, RD_ERR_SCHEMA,
                             "%s: field '%s': %u flag columns from '%s' run past the last column",
-                            cx->log_path, fp->cfg->name, fp->width, fp->cfg->column);
+                            files[0], fp->cfg->name, fp->width, fp->cfg->column);
             goto done;
         }
     }
@@ -1155,97 +1242,108 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     uint32_t ns = cx->lay.n_slots, nn = cx->lay.n_numeric;
     const rd_csv_field *f;
     size_t nf;
-    while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
-        uint64_t line = rd_csv_line(r);
-        if ((int)nf != cx->n_cols) {
-            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: expected %d columns, found %zu",
-                            cx->log_path, (unsigned long long)line, cx->n_cols, nf);
+    // Record ids (the input line) run on across the parts: part k's lines come after part k-1's.
+    uint64_t line_base = 0;
+    for (size_t part = 0; part < n_files; part++) {
+        const char *cur = files[part];
+        if (part > 0 && (rc = next_part(cx, sc, &o, cur, files[0], &r, eb)) != RD_OK)
             goto done;
-        }
-        if (es.n == es.cap && ev_grow(&es, ns, nn) != 0) {
-            rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory after %llu events",
-                            (unsigned long long)es.n);
-            goto done;
-        }
-        ev_meta *m = &es.meta[es.n];
-        uint64_t *keys = es.keys + es.n * ns;
-        float *nums = es.nums + es.n * nn;
-        if (f[cx->c_user].len == 0 || f[cx->c_item].len == 0) {
-            int c = f[cx->c_user].len == 0 ? cx->c_user : cx->c_item;
-            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': empty id", cx->log_path,
-                            (unsigned long long)line, cx->cols[c]);
-            goto done;
-        }
-        if (parse_time(&f[cx->c_time], cx->tf, &m->ts_ms) != 0) {
-            rc = bad_value(eb, r, cx->cols[cx->c_time],
-                           cx->tf == TF_ISO       ? "bad iso8601 timestamp"
-                           : cx->tf == TF_UNIX_MS ? "bad unix_ms timestamp"
-                                                  : "bad unix timestamp",
-                           &f[cx->c_time]);
-            goto done;
-        }
-        if (sc->n_label_values > 0) {
-            es.label[es.n] = (uint8_t)label_of_text(sc, &f[cx->c_label]);
-        } else {
-            double lv;
-            if (rd_csv_parse_double(&f[cx->c_label], &lv) != 0) {
-                char sv[48];
-                rc = rd_err_set(eb, RD_ERR_PARSE,
-                                "%s:%llu: column '%s': non-numeric label value '%s' (a text "
-                                "label column takes label.values, or a rule like '%s == \"%s\"')",
-                                rd_csv_name(r), (unsigned long long)rd_csv_line(r),
-                                cx->cols[cx->c_label], show(&f[cx->c_label], sv, sizeof sv),
-                                cx->cols[cx->c_label], sv);
+        while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
+            uint64_t line = rd_csv_line(r);
+            if ((int)nf != cx->n_cols) {
+                rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: expected %d columns, found %zu", cur,
+                                (unsigned long long)line, cx->n_cols, nf);
                 goto done;
             }
-            es.label[es.n] = (uint8_t)label_of(sc->label_op, lv, sc->label_threshold);
-        }
-        int64_t uid = intern_put(&users, "user", &f[cx->c_user]);
-        int64_t iid = intern_put(&items, "item", &f[cx->c_item]);
-        if (uid < 0 || iid < 0) {
-            rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (ids)");
-            goto done;
-        }
-        m->urank = (uint32_t)uid; // the id for now; replaced by its rank before the sort
-        m->irank = (uint32_t)iid;
-        m->line = line;
-        m->idx = es.n;
-        memset(keys, 0, ns * 8ull);
-        for (int s = 0; s < cx->n_side; s++) {
-            side_table *st = &cx->side[s];
-            const rd_csv_field *jv = &f[st->join_col];
-            uint32_t *row = rd__u64map_get(&st->rows, rd_hash64(jv->ptr, jv->len, 0x5e1d));
-            if (!row) {
-                char sv[48];
-                rc = rd_err_set(eb, RD_ERR_SCHEMA,
-                                "%s:%llu: column '%s': key '%s' not found in side table '%s' "
-                                "(%s)",
-                                cx->log_path, (unsigned long long)line, cx->cols[st->join_col],
-                                show(jv, sv, sizeof sv), st->cfg->name, st->path);
+            if (es.n == es.cap && ev_grow(&es, ns, nn) != 0) {
+                rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory after %llu events",
+                                (unsigned long long)es.n);
                 goto done;
+            }
+            ev_meta *m = &es.meta[es.n];
+            uint64_t *keys = es.keys + es.n * ns;
+            float *nums = es.nums + es.n * nn;
+            if (f[cx->c_user].len == 0 || f[cx->c_item].len == 0) {
+                int c = f[cx->c_user].len == 0 ? cx->c_user : cx->c_item;
+                rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': empty id", cur,
+                                (unsigned long long)line, cx->cols[c]);
+                goto done;
+            }
+            if (parse_time(&f[cx->c_time], cx->tf, &m->ts_ms) != 0) {
+                rc = bad_value(eb, r, cx->cols[cx->c_time],
+                               cx->tf == TF_ISO       ? "bad iso8601 timestamp"
+                               : cx->tf == TF_UNIX_MS ? "bad unix_ms timestamp"
+                                                      : "bad unix timestamp",
+                               &f[cx->c_time]);
+                goto done;
+            }
+            if (sc->n_label_values > 0) {
+                es.label[es.n] = (uint8_t)label_of_text(sc, &f[cx->c_label]);
+            } else {
+                double lv;
+                if (rd_csv_parse_double(&f[cx->c_label], &lv) != 0) {
+                    char sv[48];
+                    rc = rd_err_set(
+                        eb, RD_ERR_PARSE,
+                        "%s:%llu: column '%s': non-numeric label value '%s' (a text "
+                        "label column takes label.values, or a rule like '%s == \"%s\"')",
+                        rd_csv_name(r), (unsigned long long)rd_csv_line(r), cx->cols[cx->c_label],
+                        show(&f[cx->c_label], sv, sizeof sv), cx->cols[cx->c_label], sv);
+                    goto done;
+                }
+                es.label[es.n] = (uint8_t)label_of(sc->label_op, lv, sc->label_threshold);
+            }
+            int64_t uid = intern_put(&users, "user", &f[cx->c_user]);
+            int64_t iid = intern_put(&items, "item", &f[cx->c_item]);
+            if (uid < 0 || iid < 0) {
+                rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (ids)");
+                goto done;
+            }
+            m->urank = (uint32_t)uid; // the id for now; replaced by its rank before the sort
+            m->irank = (uint32_t)iid;
+            m->line = line_base + line;
+            m->idx = es.n;
+            memset(keys, 0, ns * 8ull);
+            for (int s = 0; s < cx->n_side; s++) {
+                side_table *st = &cx->side[s];
+                const rd_csv_field *jv = &f[st->join_col];
+                uint32_t *row = rd__u64map_get(&st->rows, rd_hash64(jv->ptr, jv->len, 0x5e1d));
+                if (!row) {
+                    char sv[48];
+                    rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                                    "%s:%llu: column '%s': key '%s' not found in side table '%s' "
+                                    "(%s)",
+                                    cur, (unsigned long long)line, cx->cols[st->join_col],
+                                    show(jv, sv, sizeof sv), st->cfg->name, st->path);
+                    goto done;
+                }
+                for (int i = 0; i < cx->n_plan; i++) {
+                    const field_plan *fp = &cx->plan[i];
+                    if (fp->side != s)
+                        continue;
+                    if (rd_field_is_float(fp->kind))
+                        nums[fp->offset] = st->nums[(uint64_t)*row * st->n_num + fp->soff];
+                    else
+                        memcpy(keys + fp->offset,
+                               st->keys + (uint64_t)*row * st->n_slots + fp->soff,
+                               fp->width * 8ull);
+                }
             }
             for (int i = 0; i < cx->n_plan; i++) {
                 const field_plan *fp = &cx->plan[i];
-                if (fp->side != s)
+                if (fp->side >= 0)
                     continue;
-                if (rd_field_is_float(fp->kind))
-                    nums[fp->offset] = st->nums[(uint64_t)*row * st->n_num + fp->soff];
-                else
-                    memcpy(keys + fp->offset, st->keys + (uint64_t)*row * st->n_slots + fp->soff,
-                           fp->width * 8ull);
+                rc = fill_field(fp, r, f, cx->cols,
+                                keys + (rd_field_is_float(fp->kind) ? 0 : fp->offset),
+                                nums + (rd_field_is_float(fp->kind) ? fp->offset : 0), eb);
+                if (rc != RD_OK)
+                    goto done;
             }
+            es.n++;
         }
-        for (int i = 0; i < cx->n_plan; i++) {
-            const field_plan *fp = &cx->plan[i];
-            if (fp->side >= 0)
-                continue;
-            rc = fill_field(fp, r, f, cx->cols,
-                            keys + (rd_field_is_float(fp->kind) ? 0 : fp->offset),
-                            nums + (rd_field_is_float(fp->kind) ? fp->offset : 0), eb);
-            if (rc != RD_OK)
-                goto done;
-        }
-        es.n++;
+        if (rc < 0)
+            goto done;
+        line_base += rd_csv_line(r);
     }
     if (rc < 0)
         goto done;
@@ -1357,6 +1455,9 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
 done:
     rd__builder_destroy(b);
     rd_csv_close(r);
+    if (cx->have_parts)
+        globfree(&cx->parts);
+    rd_free(cx->part_list);
     rd_free(es.meta);
     rd_free(es.keys);
     rd_free(es.nums);

@@ -749,6 +749,98 @@ static void test_text_labels(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A log in parts (data.schema.path a glob pattern): the same dataset as the one file they were
+// cut from, record ids unique; empty parts skipped; parts with another header, a pattern that
+// matches nothing or matches a folder are refused.
+
+static void test_log_parts(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    // 60 events of 6 users, cut into three parts whose times interleave, and one empty part.
+    char whole[4096], part[3][2048];
+    size_t wl = (size_t)snprintf(whole, sizeof whole, "t,u,i,y\n");
+    size_t pl[3];
+    for (int k = 0; k < 3; k++)
+        pl[k] = (size_t)snprintf(part[k], sizeof part[k], "t,u,i,y\n");
+    for (int e = 0; e < 60; e++) {
+        char row[64];
+        snprintf(row, sizeof row, "%d,u%d,i%d,%d\n", 1000 + e * 7 % 60, e % 6, e % 11, e % 3 == 0);
+        wl += (size_t)snprintf(whole + wl, sizeof whole - wl, "%s", row);
+        int k = (e * 5) % 3;
+        pl[k] += (size_t)snprintf(part[k] + pl[k], sizeof part[k] - pl[k], "%s", row);
+    }
+    put("parts", "all.csv", whole);
+    put("parts", "log-00.csv", part[0]);
+    put("parts", "log-01.csv", part[1]);
+    put("parts", "log-02.csv", "");
+    put("parts", "log-03.csv", part[2]);
+    char one[512], many[512];
+    path_in(one, sizeof one, "parts_one");
+    path_in(many, sizeof many, "parts_many");
+    simple_schema(cfg, "parts", one);
+    SET(cfg->data.schema.path, "all.csv");
+    rd_errbuf eb;
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    simple_schema(cfg, "parts", many);
+    SET(cfg->data.schema.path, "log-*.csv");
+    int rc = prepare(cfg, &eb);
+    if (rc != RD_OK)
+        fprintf(stderr, "prepare: %s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *a = open_ok(one), *b = open_ok(many);
+    uint64_t n = rd_dataset_get_info(a)->n_events;
+    assert_int_equal(n, 60);
+    assert_int_equal(rd_dataset_get_info(b)->n_events, n);
+    for (uint64_t e = 0; e < n; e++) {
+        const rd_record *x = rd_dataset_record(a, e), *y = rd_dataset_record(b, e);
+        assert_true(x->ts == y->ts && x->user_key == y->user_key && x->item_key == y->item_key &&
+                    x->label == y->label);
+        for (uint64_t f = 0; f < e; f++) // ids stay unique across the parts
+            assert_true(rd_dataset_record(b, f)->id != y->id);
+    }
+    rd_dataset_close(a);
+    rd_dataset_close(b);
+    char bad[512];
+    path_in(bad, sizeof bad, "parts_bad");
+    static const struct {
+        const char *pattern, *extra, *content;
+        int rc;
+        const char *msg;
+    } cases[] = {
+        {"log-*.csv", "log-04.csv", "t,u,item,y\n5,u1,i1,1\n", RD_ERR_SCHEMA,
+         "log-04.csv: column 3 is 'item', but 'i' in "},
+        {"log-*.csv", "log-04.csv", "t,u,i\n5,u1,i1\n", RD_ERR_SCHEMA,
+         "log-04.csv: column 4 is '(none)', but 'y' in "},
+        {"nothing-*.csv", NULL, NULL, RD_ERR_NOTFOUND, "data.schema.path: no file matches '"},
+        {"log-0[2]*", NULL, NULL, RD_ERR_EMPTY, "empty input: all 1 matching files are empty"},
+        {"*", NULL, NULL, RD_ERR_SCHEMA, "not a regular file (narrow the pattern)"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char sub[32];
+        snprintf(sub, sizeof sub, "parts%zu", c);
+        put(sub, "log-00.csv", part[0]);
+        put(sub, "log-02.csv", "");
+        if (cases[c].extra)
+            put(sub, cases[c].extra, cases[c].content);
+        char dir[600];
+        path_in(dir, sizeof dir, sub);
+        if (strcmp(cases[c].pattern, "*") == 0) {
+            snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/sub.d");
+            assert_int_equal(mkdir(dir, 0777), 0);
+        }
+        simple_schema(cfg, sub, bad);
+        SET(cfg->data.schema.path, cases[c].pattern);
+        rc = prepare(cfg, &eb);
+        if (rc != cases[c].rc || !strstr(eb.msg, cases[c].msg))
+            fprintf(stderr, "case %zu: rc %d, message: %s\n", c, rc, eb.msg);
+        assert_int_equal(rc, cases[c].rc);
+        assert_non_null(strstr(eb.msg, cases[c].msg));
+        assert_false(exists(bad));
+    }
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Time formats
 
 static void test_time_formats(void **state) {
@@ -1790,6 +1882,7 @@ int main(void) {
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_natural_order),
         cmocka_unit_test(test_text_labels),
+        cmocka_unit_test(test_log_parts),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_quoting_off),
         cmocka_unit_test(test_wide_header),
