@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# paired.sh — tools/paired.py, the seed-by-seed comparison the IAT and distillation experiments
+# report: on hand-written report.json folders it pairs only the seeds both variants have, joins
+# the folders of an extended sweep, gives the mean, sample std, relative change and seeds above
+# zero that a hand computation gives, and refuses what it cannot pair (a seed in two folders of
+# one variant, a report without the job, one variant, empty folders).
+#
+#   bash tests/scripts/paired.sh [path/to/recdistill (unused)]
+set -u
+command -v python3 >/dev/null || { echo "python3 not found: skip"; exit 77; }
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+P="$SRC/tools/paired.py"
+TMP="$(mktemp -d /tmp/rd_test_paired_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# report DIR SEED HOLDOUT STREAM: a report.json with the teacher's holdout / warm / stream AUC.
+report() {
+    mkdir -p "$1/seed-$2"
+    printf '{"holdout": {"teacher": {"auc": %s}}, "warm": {"teacher": {"auc": %s}},
+"stream": {"teacher": {"auc": %s}}}\n' "$3" "$3" "$4" > "$1/seed-$2/report.json"
+}
+# A: seeds 1-3 in a/, 4 in a2/ (an extended sweep); B: seeds 1-4 and 5 (A has no seed 5).
+report "$TMP/a" 1 0.70 0.71; report "$TMP/a" 2 0.72 0.73; report "$TMP/a" 3 0.74 0.70
+report "$TMP/a2" 4 0.70 0.70
+report "$TMP/b" 1 0.71 0.72; report "$TMP/b" 2 0.71 0.74; report "$TMP/b" 3 0.77 0.71
+report "$TMP/b" 4 0.72 0.70; report "$TMP/b" 5 0.90 0.90
+out="$(python3 "$P" --seeds "$TMP/a,$TMP/a2" "$TMP/b" 2>&1)" || fail "paired.py: $out"
+echo "$out"
+# holdout differences +0.01 -0.01 +0.03 +0.02: mean +0.0125, sample std 0.01708, A mean 0.715,
+# +1.75 %, 3 of 4 above; stream +0.01 +0.01 +0.01 0: mean +0.0075, 3 of 4 above.
+echo "$out" | grep -q "over 4 paired seeds (1..4)" || fail "seed pairing"
+echo "$out" | grep -q "holdout  A 0.7150  B 0.7275  B−A +0.0125 ± 0.0171 (+1.75 %, se 0.0085), 3 of 4 seeds above" ||
+    fail "holdout figures"
+echo "$out" | grep -q "stream   A 0.7100  B 0.7175  B−A +0.0075 ± 0.0050 (+1.06 %, se 0.0025), 3 of 4 seeds above" ||
+    fail "stream figures"
+echo "$out" | grep -q "1:+0.0100 2:-0.0100 3:+0.0300 4:+0.0200" || fail "per-seed line"
+
+# Refusals: exit 2 and a message naming the problem.
+refuse() { # WHAT EXPECTED-TEXT ARGS...
+    local what=$1 want=$2
+    shift 2
+    local o
+    if o="$(python3 "$P" "$@" 2>&1)"; then fail "$what: accepted"; fi
+    echo "$o" | grep -q "$want" || fail "$what: $o"
+}
+report "$TMP/dup" 2 0.5 0.5
+refuse "seed twice" "seed 2 is in two folders" "$TMP/a,$TMP/dup" "$TMP/b"
+mkdir -p "$TMP/nojob/seed-1" && echo '{"holdout": {"student": {"auc": 0.6}}}' > "$TMP/nojob/seed-1/report.json"
+refuse "no job" "no holdout.teacher.auc" "$TMP/nojob" "$TMP/b"
+echo '{"holdout": ' > "$TMP/nojob/seed-1/report.json"
+refuse "broken json" "report.json" "$TMP/nojob" "$TMP/b"
+refuse "one variant" "expected two variants" "$TMP/a"
+mkdir -p "$TMP/empty"
+refuse "empty folder" "no seed-S/report.json" "$TMP/empty" "$TMP/b"
+refuse "missing folder" "no such folder" "$TMP/none" "$TMP/b"
+report "$TMP/c" 9 0.5 0.5
+refuse "no common seed" "no seed is in both variants" "$TMP/a" "$TMP/c"
+echo "paired.sh: ok"
