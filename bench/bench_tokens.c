@@ -34,6 +34,9 @@
 // halved the fetch figures of the first 20 batches (docs/iat.md, "Token-fetch benchmark").
 // Why rounds and medians: the machine is shared; one noisy second must move one round, not the
 // figure.
+// store_mapping (and JSON store_fs, store_map_kb) says whether the served store pages are 2 MiB
+// pages: with the store on a tmpfs mounted huge=always (--dir there), the RPC fetch of a store
+// as built was 3x faster on the 2-core PVM VM of docs/iat.md ("Huge pages").
 #include "rd/alloc.h"
 #include "rd/comm.h"
 #include "rd/config.h"
@@ -55,6 +58,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,6 +91,12 @@ typedef struct results {
     // timed scans, the direct batches, and the RPC batches it served (both in-flight settings).
     long scan_minflt, scan_majflt, direct_minflt, direct_majflt, rpc_minflt, rpc_majflt;
     long ps_huge_kb, worker_huge_kb; // AnonHugePages of the two ranks after the RPC phase
+    // The serving rank's mapping of the store after the RPC phase (/proc/self/smaps, every
+    // data.mdb mapping): resident kB and kB mapped by huge pages (PMD), and the store's file
+    // system. On a file system without huge pages (ext4) every store page is a 4 KiB page
+    // walk away; on tmpfs mounted with huge=always (or within_size) they are 2 MiB pages.
+    long map_rss_kb, map_huge_kb;
+    char store_fs[16];
 } results;
 
 // AnonHugePages of this process in kB (/proc/self/smaps_rollup), -1 if unknown: whether the
@@ -102,6 +112,59 @@ static long anon_huge_kb(void) {
             break;
     fclose(f);
     return kb;
+}
+
+// Resident and huge-page-mapped kB of this process's data.mdb mappings (-1, -1 if unknown).
+static void store_mapping(long *rss_kb, long *huge_kb) {
+    *rss_kb = *huge_kb = -1;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return;
+    char line[1024];
+    int in = 0;
+    long rss = 0, huge = 0, v;
+    while (fgets(line, sizeof line, f)) {
+        // A mapping's header line starts with "start-end perms"; its fields follow it.
+        unsigned long a, b;
+        if (sscanf(line, "%lx-%lx ", &a, &b) == 2) {
+            size_t n = strlen(line);
+            while (n && (line[n - 1] == '\n' || line[n - 1] == ' '))
+                line[--n] = '\0';
+            in = n >= 9 && strcmp(line + n - 9, "/data.mdb") == 0;
+            continue;
+        }
+        if (!in)
+            continue;
+        if (sscanf(line, "Rss: %ld kB", &v) == 1)
+            rss += v;
+        else if (sscanf(line, "ShmemPmdMapped: %ld kB", &v) == 1 ||
+                 sscanf(line, "FilePmdMapped: %ld kB", &v) == 1)
+            huge += v;
+    }
+    fclose(f);
+    *rss_kb = rss;
+    *huge_kb = huge;
+}
+
+// The file system of path: "tmpfs", "ext4", ... or its magic number.
+static void fs_name(const char *path, char *out, size_t cap) {
+    struct statfs sf;
+    if (statfs(path, &sf) != 0) {
+        snprintf(out, cap, "unknown");
+        return;
+    }
+    static const struct {
+        unsigned long magic;
+        const char *name;
+    } fs[] = {{0x01021994UL, "tmpfs"}, {0xEF53UL, "ext4"},       {0x58465342UL, "xfs"},
+              {0x9123683EUL, "btrfs"}, {0x6969UL, "nfs"},        {0x0BD00BD0UL, "lustre"},
+              {0x47504653UL, "gpfs"},  {0x794c7630UL, "overlay"}};
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++)
+        if ((unsigned long)sf.f_type == fs[i].magic) {
+            snprintf(out, cap, "%s", fs[i].name);
+            return;
+        }
+    snprintf(out, cap, "0x%lx", (unsigned long)sf.f_type);
 }
 
 static void faults(long *minflt, long *majflt) {
@@ -594,9 +657,13 @@ static void report(const opts *o, const results *r, int ranks) {
            (double)r->direct_minflt / nb, (double)r->direct_majflt / nb,
            ranks > 1 ? (double)r->rpc_minflt / (2 * nb) : 0.0,
            ranks > 1 ? (double)r->rpc_majflt / (2 * nb) : 0.0);
-    if (ranks > 1)
+    if (ranks > 1) {
         printf("  %-26s PS rank %ld kB, worker %ld kB (AnonHugePages after the RPC phase)\n",
                "transparent_huge_pages", r->ps_huge_kb, r->worker_huge_kb);
+        printf("  %-26s %s; data.mdb %ld kB resident, %ld kB of it in huge pages (PS rank after "
+               "the RPC phase)\n",
+               "store_mapping", r->store_fs, r->map_rss_kb, r->map_huge_kb);
+    }
     if (o->json) {
         FILE *f = fopen(o->json, "w");
         if (!f) {
@@ -626,14 +693,16 @@ static void report(const opts *o, const results *r, int ranks) {
                 " \"compacted\": %s, \"compact_s\": %s,\n"
                 " \"faults\": {\"scan_minor\": %ld, \"scan_major\": %ld, \"direct_minor\": %ld, "
                 "\"direct_major\": %ld, \"rpc_minor\": %ld, \"rpc_major\": %ld},\n"
-                " \"anon_huge_kb\": {\"ps\": %ld, \"worker\": %ld}}\n",
+                " \"anon_huge_kb\": {\"ps\": %ld, \"worker\": %ld},\n"
+                " \"store_fs\": \"%s\", \"store_map_kb\": {\"resident\": %ld, \"huge\": %ld}}\n",
                 o->users, o->per_user, o->dim, o->L, o->batch, o->iters, o->rounds, o->warmup,
                 ranks, o->inflight, o->sync, r->append_tokens_per_s, r->scan_gbps, r->direct_gbps,
                 rj, r1j, raj, r->store_bytes, r->direct_batch_s.min, r->direct_batch_s.avg,
                 r->direct_batch_s.max, r->rpc_batch_s.min, r->rpc_batch_s.avg, r->rpc_batch_s.max,
                 r->scan_min, r->scan_max, r->direct_min, r->direct_max, rrange,
                 o->compact ? "true" : "false", cs, r->scan_minflt, r->scan_majflt, r->direct_minflt,
-                r->direct_majflt, r->rpc_minflt, r->rpc_majflt, r->ps_huge_kb, r->worker_huge_kb);
+                r->direct_majflt, r->rpc_minflt, r->rpc_majflt, r->ps_huge_kb, r->worker_huge_kb,
+                r->store_fs, r->map_rss_kb, r->map_huge_kb);
         fclose(f);
     }
 }
@@ -694,6 +763,7 @@ int main(int argc, char **argv) {
     rd_token_store *s = NULL;
     if (rank == 0) {
         fail = build(&o, store, &res);
+        fs_name(base, res.store_fs, sizeof res.store_fs);
         if (!fail && o.compact)
             fail = compact_store(store, sizeof store, &res);
         if (!fail) {
@@ -759,6 +829,7 @@ int main(int argc, char **argv) {
             res.rpc_minflt = f1 - f0;
             res.rpc_majflt = j1 - j0;
             res.ps_huge_kb = anon_huge_kb();
+            store_mapping(&res.map_rss_kb, &res.map_huge_kb);
             rd_server_destroy(srv);
             rd_token_service_destroy(svc);
             double got[9];

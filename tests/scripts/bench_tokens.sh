@@ -45,6 +45,10 @@ else:
     lo, hi = j["rpc_fetch_gbps_range"]
     assert lo <= j["rpc_fetch_gbps"] <= hi
     assert abs(j["ratio_scan"] - j["rpc_fetch_gbps"] / j["lmdb_scan_gbps"]) < 0.01
+    # The serving rank's mapping of the store (its file system, resident and huge-page kB).
+    assert isinstance(j["store_fs"], str) and j["store_fs"], j["store_fs"]
+    m = j["store_map_kb"]
+    assert m["resident"] > 0 and 0 <= m["huge"] <= m["resident"], m
 PY
 done
 grep -q "ratio_scan" "$TMP/out2.txt" || fail "no ratio_scan line"
