@@ -2196,6 +2196,11 @@ static void print_struct(
     for (size_t i = 0; i < st->n_keys; i++) {
         const ck_key *k = &st->keys[i];
         const char *dst = (const char *)base + k->off;
+        // A text label (label.values) has no threshold: printing one would make the printed
+        // configuration one that does not load.
+        if (st == &label_desc && strcmp(k->key, "threshold") == 0 &&
+            ((const rd_schema_config *)base)->n_label_values > 0)
+            continue;
         if (indent == 0 && i > 0)
             fputc('\n', out);
         if (i == 0 && first_prefix)
