@@ -36,7 +36,8 @@
 // figure.
 // store_mapping (and JSON store_fs, store_map_kb) says whether the served store pages are 2 MiB
 // pages: with the store on a tmpfs mounted huge=always (--dir there), the RPC fetch of a store
-// as built was 3x faster on the 2-core PVM VM of docs/iat.md ("Huge pages").
+// as built was 2.9x faster on the 2-core PVM VM of docs/iat.md ("Token-fetch benchmark", the
+// thirteenth session's paragraph).
 #include "rd/alloc.h"
 #include "rd/comm.h"
 #include "rd/config.h"
