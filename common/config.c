@@ -1090,7 +1090,7 @@ static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *
             if (node->type == YAML_SCALAR_NODE && !is_null(node))
                 return parse_label_rule(c, base, node);
             int rc = parse_struct(c, k->sub, dst, node);
-            const rd_schema_config *sc = base;
+            rd_schema_config *sc = base;
             if (rc != RD_OK || sc->n_label_values == 0 || node->type != YAML_MAPPING_NODE)
                 return rc;
             // label.values: the op is == unless the map says != ; threshold has no meaning.
@@ -1107,14 +1107,13 @@ static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *
                                 "the label is 1 when the column's text is one of them)");
                 have_op |= strcmp(key, "op") == 0;
             }
-            rd_schema_config *w = base;
             if (!have_op)
-                w->label_op = RD_LABEL_EQ;
-            else if (w->label_op != RD_LABEL_EQ && w->label_op != RD_LABEL_NE)
+                sc->label_op = RD_LABEL_EQ;
+            else if (sc->label_op != RD_LABEL_EQ && sc->label_op != RD_LABEL_NE)
                 return perr(c, node->start_mark,
                             "label.values takes op \"==\" (one of them) or \"!=\" (none of "
                             "them), got \"%s\"",
-                            label_ops[w->label_op]);
+                            label_ops[sc->label_op]);
             return RD_OK;
         }
         case CK_MAP:

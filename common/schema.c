@@ -310,7 +310,7 @@ static int label_of_text(const rd_schema_config *sc, const rd_csv_field *f) {
     return sc->label_op == RD_LABEL_NE ? !in : in;
 }
 
-// The label rule as a config would write it, e.g. "rating >= 4" or "event == [click, buy]".
+// The label rule for messages, e.g. rating >= 4, or event == ["click", "buy"].
 static void label_rule_text(const rd_schema_config *sc, char *out, size_t cap) {
     const char *op = label_ops[sc->label_op >= 0 && sc->label_op <= 5 ? sc->label_op : 0];
     if (sc->n_label_values == 0) {
@@ -357,9 +357,9 @@ typedef struct csv_ctx {
     int quote;
     char log_path[RD_PATH_MAX * 2 + 2]; // the log: a file, or a glob pattern of its parts
     glob_t parts;                       // the files of a pattern (have_parts), in name order
-    int have_parts;
-    char *one_part[1]; // the list of a log that is one file
-    char **part_list;  // the non-empty parts of a pattern (pointers into parts)
+    int have_parts;                     // glob ran: parts must be freed
+    char *one_part[1];                  // the list of a log that is one file
+    char **part_list;                   // the non-empty parts of a pattern (pointers into parts)
     int n_cols;
     char (*cols)[RD_NAME_MAX]; // log column names (n_cols)
     int c_user, c_item, c_time, c_label, tf;
@@ -391,7 +391,7 @@ static int log_parts(csv_ctx *cx, char ***files, size_t *n, rd_errbuf *eb) {
         return RD_OK;
     }
     int g = glob(cx->log_path, GLOB_ERR, NULL, &cx->parts);
-    cx->have_parts = g == 0 || g == GLOB_NOMATCH;
+    cx->have_parts = 1; // globfree after any return of glob, partial results included
     if (g == GLOB_NOMATCH || (g == 0 && cx->parts.gl_pathc == 0))
         return rd_err_set(eb, RD_ERR_NOTFOUND, "data.schema.path: no file matches '%s'",
                           cx->log_path);
