@@ -10,7 +10,8 @@
 #     each exits 0, or 9 when hydra's clean-up killed a rank whose alarm had not fired yet (the
 #     first rank to leave without finishing MPI_Finalize makes hydra end the others), or 255
 #     when hydra trips over a rank that left while it answered the PMI barrier (seen once in
-#     8 runs); how many ranks needed the watchdog is printed;
+#     8 runs), or 1 when every rank's alarm fired and each rank exited 0 (seen once in CI);
+#     every alarm must report status 0; how many ranks needed the watchdog is printed;
 #   - a run that fails (a config error, after MPI is up) never exits 0: the watchdog exits with
 #     the status the program was going to return (1; 9 when hydra killed a rank first, 255 as
 #     above);
@@ -47,12 +48,16 @@ for i in 1 2 3; do
         >"$TMP/out$i" 2>"$TMP/err$i"
     rc=$?
     [ $rc -ne 124 ] || fail "run $i hung past 120 s: $(tail -3 "$TMP/err$i")"
-    [ $rc -eq 0 ] || [ $rc -eq 9 ] || [ $rc -eq 255 ] ||
+    n=$(grep -c "MPI_Finalize did not return within 3 s" "$TMP/err$i")
+    ok0=$(grep "MPI_Finalize did not return within 3 s" "$TMP/err$i" | grep -c "exiting with status 0")
+    [ "$ok0" -eq "$n" ] || fail "run $i: a watchdog exit with a status other than 0: $(grep 'did not return' "$TMP/err$i")"
+    # 1: seen once in CI when the alarm fired on all four ranks, each exiting 0 (hydra's own
+    # verdict on ranks that left MPI_Finalize unfinished); accepted only then.
+    [ $rc -eq 0 ] || [ $rc -eq 9 ] || [ $rc -eq 255 ] || { [ $rc -eq 1 ] && [ "$n" -eq 4 ]; } ||
         fail "run $i exited $rc: $(tail -5 "$TMP/err$i")"
     [ -f "$TMP/run$i/report.json" ] || fail "run $i wrote no report"
     grep -q "died without an orderly exit" "$TMP/err$i" &&
         fail "run $i: a watchdog exit was reported as a dead rank: $(grep died "$TMP/err$i")"
-    n=$(grep -c "MPI_Finalize did not return within 3 s" "$TMP/err$i")
     fired=$((fired + n))
     echo "run $i: exit $rc after $(($(date +%s) - t0)) s, watchdog fired on $n of 4 ranks"
 done
