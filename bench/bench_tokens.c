@@ -590,6 +590,14 @@ static void fmt_g(char *buf, size_t cap, double v) {
         snprintf(buf, cap, "%.3f", v);
 }
 
+// A figure for the JSON: null when not measured (< 0), else at full precision.
+static void json_num(char *buf, size_t cap, double v) {
+    if (v < 0)
+        snprintf(buf, cap, "null");
+    else
+        snprintf(buf, cap, "%.6g", v);
+}
+
 // --compact: replace the built store by its compacted copy (<store>.compact); `store` then names
 // the copy. The original is removed first thing after the copy, to halve the disk use.
 static int compact_store(char *store, size_t cap, results *res) {
@@ -671,26 +679,29 @@ static void report(const opts *o, const results *r, int ranks) {
             fprintf(stderr, "bench_tokens: cannot write %s\n", o->json);
             return;
         }
+        // The JSON carries the figures at full precision (%.6g), the same for a median and its
+        // range, so that min <= median <= max holds in the file as it does in the run (the
+        // printed 3 decimals would round a slow run's median below its slowest round).
         char rj[32], r1j[32], raj[32], rrange[80], cs[32];
         snprintf(cs, sizeof cs, o->compact ? "%.3f" : "null", r->compact_s);
         if (r->rpc_gbps < 0)
             snprintf(rrange, sizeof rrange, "null");
         else
-            snprintf(rrange, sizeof rrange, "[%.4f, %.4f]", r->rpc_min, r->rpc_max);
-        snprintf(rj, sizeof rj, "%s", r->rpc_gbps < 0 ? "null" : rpc);
-        snprintf(r1j, sizeof r1j, "%s", r->rpc_gbps_1 < 0 ? "null" : rpc1);
-        snprintf(raj, sizeof raj, "%s", r->rpc_gbps < 0 ? "null" : ratio);
+            snprintf(rrange, sizeof rrange, "[%.6g, %.6g]", r->rpc_min, r->rpc_max);
+        json_num(rj, sizeof rj, r->rpc_gbps);
+        json_num(r1j, sizeof r1j, r->rpc_gbps_1);
+        json_num(raj, sizeof raj, r->rpc_gbps < 0 ? -1 : r->rpc_gbps / r->scan_gbps);
         fprintf(f,
                 "{\"bench\": \"tokens\", \"users\": %d, \"tokens_per_user\": %d, \"dim\": %d, "
                 "\"L\": %d, \"batch\": %d, \"iters\": %d, \"rounds\": %d, \"warmup\": %d, "
                 "\"ranks\": %d, \"inflight\": %d, \"sync\": %d,\n"
-                " \"append_tokens_per_s\": %.0f, \"lmdb_scan_gbps\": %.4f, "
-                "\"direct_fetch_gbps\": %.4f, \"rpc_fetch_gbps\": %s, \"rpc_fetch_gbps_1\": %s, "
+                " \"append_tokens_per_s\": %.0f, \"lmdb_scan_gbps\": %.6g, "
+                "\"direct_fetch_gbps\": %.6g, \"rpc_fetch_gbps\": %s, \"rpc_fetch_gbps_1\": %s, "
                 "\"ratio_scan\": %s,\n"
                 " \"store_bytes\": %.0f, \"direct_batch_s\": [%.6f, %.6f, %.6f], "
                 "\"rpc_batch_s\": [%.6f, %.6f, %.6f],\n"
-                " \"lmdb_scan_gbps_range\": [%.4f, %.4f], \"direct_fetch_gbps_range\": [%.4f, "
-                "%.4f], \"rpc_fetch_gbps_range\": %s,\n"
+                " \"lmdb_scan_gbps_range\": [%.6g, %.6g], \"direct_fetch_gbps_range\": [%.6g, "
+                "%.6g], \"rpc_fetch_gbps_range\": %s,\n"
                 " \"compacted\": %s, \"compact_s\": %s,\n"
                 " \"faults\": {\"scan_minor\": %ld, \"scan_major\": %ld, \"direct_minor\": %ld, "
                 "\"direct_major\": %ld, \"rpc_minor\": %ld, \"rpc_major\": %ld},\n"
