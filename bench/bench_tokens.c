@@ -3,7 +3,7 @@
 //
 // Usage: bench_tokens [--users U] [--per-user K] [--dim D] [--L L] [--batch R] [--iters N]
 //                     [--rounds N] [--warmup N] [--inflight F] [--sync] [--compact]
-//                     [--dir DIR] [--keep] [--verbose] [--json PATH]
+//                     [--huge-pages auto|off] [--dir DIR] [--keep] [--verbose] [--json PATH]
 //        mpiexec -n 2 bench_tokens ...   (rank 0 = 1 PS rank, rank 1 = 1 worker)
 // Defaults: 2000 users x 1024 tokens of d = 64 fp32 (2.05 M records, ~600 MB of key + value
 // bytes), fetches of L = 256 tokens, 256 requests per batch; 5 timed rounds of 20 batches each
@@ -34,6 +34,11 @@
 // halved the fetch figures of the first 20 batches (docs/iat.md, "Token-fetch benchmark").
 // Why rounds and medians: the machine is shared; one noisy second must move one round, not the
 // figure.
+// --huge-pages auto (default, as tokens.huge_pages) has the PS rank run rd_token_store_map_huge
+// on the built store before the scan, as a PS does after the IAT build: its pages are read back
+// through a mapping advised MADV_HUGEPAGE, so that on a file system with large folios (ext4 on
+// recent kernels) they are mapped as 2 MiB pages; --huge-pages off measures the store as the
+// build left it in the page cache (4 KiB pages). JSON huge_pages says what was done.
 // store_mapping (and JSON store_fs, store_map_kb) says whether the served store pages are 2 MiB
 // pages: with the store on a tmpfs mounted huge=always (--dir there), the RPC fetch of a store
 // as built was 2.9x faster on the 2-core PVM VM of docs/iat.md ("Token-fetch benchmark", the
@@ -68,6 +73,7 @@ typedef struct opts {
     const char *dir;
     const char *json;
     int compact;
+    int huge; // RD_TOKEN_HUGE_*: what the PS rank does with the built store before serving
 } opts;
 
 typedef struct stats3 {
@@ -98,6 +104,7 @@ typedef struct results {
     // walk away; on tmpfs mounted with huge=always (or within_size) they are 2 MiB pages.
     long map_rss_kb, map_huge_kb;
     char store_fs[16];
+    rd_token_map_stats map; // what rd_token_store_map_huge did before the scan (--huge-pages)
 } results;
 
 // AnonHugePages of this process in kB (/proc/self/smaps_rollup), -1 if unknown: whether the
@@ -197,7 +204,7 @@ int_opt(const char *name, const char *v, long lo, long hi, int *out, char *why, 
 
 // @return 0, or -1 with the reason in why (the caller prints it and the usage).
 static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
-    *o = (opts){2000, 1024, 64, 256, 256, 20, 3, 2, 0, 0, 5, 0, NULL, NULL, 0};
+    *o = (opts){2000, 1024, 64, 256, 256, 20, 3, 2, 0, 0, 5, 0, NULL, NULL, 0, RD_TOKEN_HUGE_AUTO};
     why[0] = '\0';
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -248,6 +255,15 @@ static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
             }
         if (known)
             continue;
+        if (strcmp(a, "--huge-pages") == 0) {
+            if (!v || (strcmp(v, "auto") != 0 && strcmp(v, "off") != 0)) {
+                snprintf(why, cap, "--huge-pages: '%s' is neither auto nor off", v ? v : "");
+                return -1;
+            }
+            o->huge = strcmp(v, "auto") == 0 ? RD_TOKEN_HUGE_AUTO : RD_TOKEN_HUGE_OFF;
+            i++;
+            continue;
+        }
         if (strcmp(a, "--dir") == 0 || strcmp(a, "--json") == 0) {
             if (!v) {
                 snprintf(why, cap, "%s needs a value", a);
@@ -641,6 +657,11 @@ static void report(const opts *o, const results *r, int ranks) {
         printf("  %-26s %14.2f   (tokens compact: verify + copy in key order; data.mdb %.0f MB); "
                "the figures below are of the copy\n",
                "compact_s", r->compact_s, r->compact_bytes / 1e6);
+    printf("  %-26s %14s   (%u of %u shards re-read: %s; %.2f s; %lld of %lld kB in 2 MiB pages "
+           "then)\n",
+           "huge_pages", o->huge == RD_TOKEN_HUGE_AUTO ? "auto" : "off", r->map.reread,
+           r->map.shards, rd_token_huge_note_text(r->map.note), r->map.seconds,
+           (long long)r->map.huge_kb, (long long)r->map.resident_kb);
     printf("  %-26s %14.3f   (rounds %.3f..%.3f; %.0f MB of key+value per scan)\n",
            "lmdb_scan_gbps", r->scan_gbps, r->scan_min, r->scan_max, r->scan_bytes / 1e6);
     printf("  %-26s %14.3f   (rounds %.3f..%.3f; s/batch min %.4f avg %.4f max %.4f)\n",
@@ -706,7 +727,9 @@ static void report(const opts *o, const results *r, int ranks) {
                 " \"faults\": {\"scan_minor\": %ld, \"scan_major\": %ld, \"direct_minor\": %ld, "
                 "\"direct_major\": %ld, \"rpc_minor\": %ld, \"rpc_major\": %ld},\n"
                 " \"anon_huge_kb\": {\"ps\": %ld, \"worker\": %ld},\n"
-                " \"store_fs\": \"%s\", \"store_map_kb\": {\"resident\": %ld, \"huge\": %ld}}\n",
+                " \"store_fs\": \"%s\", \"store_map_kb\": {\"resident\": %ld, \"huge\": %ld},\n"
+                " \"huge_pages\": {\"mode\": \"%s\", \"shards\": %u, \"reread\": %u, \"note\": "
+                "\"%s\", \"seconds\": %.4f}}\n",
                 o->users, o->per_user, o->dim, o->L, o->batch, o->iters, o->rounds, o->warmup,
                 ranks, o->inflight, o->sync, r->append_tokens_per_s, r->scan_gbps, r->direct_gbps,
                 rj, r1j, raj, r->store_bytes, r->direct_batch_s.min, r->direct_batch_s.avg,
@@ -714,7 +737,9 @@ static void report(const opts *o, const results *r, int ranks) {
                 r->scan_min, r->scan_max, r->direct_min, r->direct_max, rrange,
                 o->compact ? "true" : "false", cs, r->scan_minflt, r->scan_majflt, r->direct_minflt,
                 r->direct_majflt, r->rpc_minflt, r->rpc_majflt, r->ps_huge_kb, r->worker_huge_kb,
-                r->store_fs, r->map_rss_kb, r->map_huge_kb);
+                r->store_fs, r->map_rss_kb, r->map_huge_kb,
+                o->huge == RD_TOKEN_HUGE_AUTO ? "auto" : "off", r->map.shards, r->map.reread,
+                rd_token_huge_note_text(r->map.note), r->map.seconds);
         fclose(f);
     }
 }
@@ -743,8 +768,8 @@ int main(int argc, char **argv) {
             fprintf(stderr,
                     "usage: [mpiexec -n 2] bench_tokens [--users U] [--per-user K] [--dim D] "
                     "[--L L] [--batch R] [--iters N] [--rounds 1..%d] [--warmup N] "
-                    "[--inflight 1..%d] [--sync] [--compact] [--dir DIR] [--keep] [--verbose] "
-                    "[--json PATH]\n",
+                    "[--inflight 1..%d] [--sync] [--compact] [--huge-pages auto|off] [--dir DIR] "
+                    "[--keep] [--verbose] [--json PATH]\n",
                     MAX_ROUNDS, RD_TOKEN_CLIENT_MAX_INFLIGHT);
         rd_mpi_finalize(2);
         return 2;
@@ -783,6 +808,11 @@ int main(int argc, char **argv) {
             oo.mode = RD_TOKEN_WRITE;
             oo.no_sync = !o.sync;
             if (rd_token_store_open(store, &oo, &s, &eb) != RD_OK) {
+                fprintf(stderr, "bench_tokens: %s\n", eb.msg);
+                fail = 1;
+            }
+            // What the PS does once the IAT build is over (tokens.huge_pages; RD_TOKEN_OP_MAP).
+            if (!fail && rd_token_store_map_huge(s, o.huge, &res.map, &eb) != RD_OK) {
                 fprintf(stderr, "bench_tokens: %s\n", eb.msg);
                 fail = 1;
             }

@@ -57,6 +57,7 @@ static const char *const shm_modes[] = {"auto", "off", NULL};
 static const char *const seq_kinds[] = {"none", "mean", "din", "transformer", NULL};
 static const char *const same_time_modes[] = {"exclude", "earlier", NULL};
 static const char *const orders[] = {"time", "user", NULL};
+static const char *const huge_modes[] = {"off", "auto", NULL}; // RD_TOKEN_HUGE_* order
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const time_formats[] = {"unix", "unix_ms", "iso8601", NULL};
 static const char *const encodings[] = {"utf-8", "latin-1", NULL};
@@ -374,6 +375,7 @@ static const ck_key tokens_keys[] = {
     K_BOOL(rd_tokens_config, "side_residual", side_residual, "false"),
     K_U64(rd_tokens_config, "map_size", map_size, 1048576.0, 17592186044416.0, CK_BYTES, "64MiB"),
     K_INT(rd_tokens_config, "append_batch", append_batch, 1, 1 << 24, 0, "4096"),
+    K_ENUM(rd_tokens_config, "huge_pages", huge_pages, huge_modes, 0, "auto"),
 };
 TABLE(tokens_desc, rd_tokens_config, tokens_keys);
 

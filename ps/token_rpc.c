@@ -11,6 +11,9 @@
 //           (S: the side values per record the client expects, 0 without RD_TOKEN_FIELD_SIDE)
 //           reply payload:   the packed fetch reply of rd/tokens.h (n, L, dim, S, fields)
 //   APPEND  request payload: the packed append of rd/tokens.h;  reply: empty
+//   MAP     request payload: u32 "RDTM" | u32 mode (RD_TOKEN_HUGE_*);
+//           reply payload:   u32 "RDTM" | u32 shards | u32 reread | u32 note | u64 used_bytes |
+//                            i64 resident_kb | i64 huge_kb | f64 seconds   (rd_token_map_stats)
 //   errors: status < 0 and the error text as payload (as every PS reply)
 // The client uses the reply slots 4095 - k (k = its in-flight slot), the top of the range, so it
 // can share rd_comm.kv with an rd_kv client (whose slots fill from 0 upwards). Several messages
@@ -225,6 +228,82 @@ static int on_append(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server
     return rd_server_respond(srv, meta, RD_OK, NULL, 0);
 }
 
+// The packed map stats (MAP reply) and request.
+#define MAP_MAGIC       0x4d544452u // "RDTM"
+#define MAP_REQ_BYTES   8
+#define MAP_REPLY_BYTES 48
+
+static void map_stats_pack(const rd_token_map_stats *st, unsigned char *p) {
+    uint64_t sec;
+    memcpy(&sec, &st->seconds, 8);
+    rd__le32_put(p, MAP_MAGIC);
+    rd__le32_put(p + 4, st->shards);
+    rd__le32_put(p + 8, st->reread);
+    rd__le32_put(p + 12, st->note);
+    rd__le64_put(p + 16, st->used_bytes);
+    rd__le64_put(p + 24, (uint64_t)st->resident_kb);
+    rd__le64_put(p + 32, (uint64_t)st->huge_kb);
+    rd__le64_put(p + 40, sec);
+}
+
+static int
+map_stats_unpack(const unsigned char *p, size_t len, rd_token_map_stats *st, rd_errbuf *eb) {
+    if (len != MAP_REPLY_BYTES || rd__le32_get(p) != MAP_MAGIC)
+        return rd_err_set(eb, RD_ERR_PROTO, "token map reply of %zu bytes (expected %d, \"RDTM\")",
+                          len, MAP_REPLY_BYTES);
+    memset(st, 0, sizeof *st);
+    st->shards = rd__le32_get(p + 4);
+    st->reread = rd__le32_get(p + 8);
+    st->note = rd__le32_get(p + 12);
+    st->used_bytes = rd__le64_get(p + 16);
+    st->resident_kb = (int64_t)rd__le64_get(p + 24);
+    st->huge_kb = (int64_t)rd__le64_get(p + 32);
+    uint64_t sec = rd__le64_get(p + 40);
+    memcpy(&st->seconds, &sec, 8);
+    if (st->reread > st->shards || st->note >= RD_TOKEN_HUGE_NOTE_COUNT || !(st->seconds >= 0) ||
+        st->resident_kb < -1 || st->huge_kb < -1)
+        return rd_err_set(eb, RD_ERR_PROTO, "token map reply with values out of range");
+    return RD_OK;
+}
+
+static int on_map(const rd_kv_meta *meta, const rd_kv_pairs *pairs, rd_server *srv, void *user) {
+    rd_token_service *svc = user;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    const unsigned char *p = pairs->payload;
+    int rc = RD_OK;
+    uint32_t mode = 0;
+    if (!p || pairs->payload_bytes != MAP_REQ_BYTES || rd__le32_get(p) != MAP_MAGIC)
+        rc =
+            rd_err_set(&eb, RD_ERR_PROTO, "token map: request of %zu bytes (expected %d, \"RDTM\")",
+                       pairs->payload_bytes, MAP_REQ_BYTES);
+    else if ((mode = rd__le32_get(p + 4)) != RD_TOKEN_HUGE_OFF && mode != RD_TOKEN_HUGE_AUTO)
+        rc = rd_err_set(&eb, RD_ERR_PROTO, "token map: unknown mode %u", mode);
+    rd_token_map_stats st;
+    if (rc == RD_OK)
+        rc = rd_token_store_map_huge(svc->store, (int)mode, &st, &eb);
+    if (rc != RD_OK)
+        return reply_error(srv, meta, rc, &eb);
+    unsigned char out[MAP_REPLY_BYTES];
+    map_stats_pack(&st, out);
+    return rd_server_respond(srv, meta, RD_OK, out, sizeof out);
+}
+
+// Sum the stats of one more PS rank into a.
+static void map_stats_add(rd_token_map_stats *a, const rd_token_map_stats *b) {
+    a->shards += b->shards;
+    a->reread += b->reread;
+    a->used_bytes += b->used_bytes;
+    if (a->note == RD_TOKEN_HUGE_REREAD)
+        a->note = b->note;
+    if (b->resident_kb >= 0)
+        a->resident_kb = (a->resident_kb < 0 ? 0 : a->resident_kb) + b->resident_kb;
+    if (b->huge_kb >= 0)
+        a->huge_kb = (a->huge_kb < 0 ? 0 : a->huge_kb) + b->huge_kb;
+    if (b->seconds > a->seconds)
+        a->seconds = b->seconds;
+}
+
 int rd_token_service_create(rd_server *srv,
                             rd_token_store *store,
                             rd_token_service **out,
@@ -242,13 +321,17 @@ int rd_token_service_create(rd_server *srv,
         return rd_err_set(eb, rc, "token service: cannot register op %d on the server: %s",
                           RD_TOKEN_OP_FETCH, rd_strerror(rc));
     }
-    rc = rd_server_register(srv, RD_TOKEN_OP_APPEND, on_append, svc);
-    if (rc != RD_OK) {
-        // FETCH stays registered (the server cannot unregister): hand svc out so that it lives
-        // as long as the server, as for a success.
-        *out = svc;
-        return rd_err_set(eb, rc, "token service: cannot register op %d on the server: %s",
-                          RD_TOKEN_OP_APPEND, rd_strerror(rc));
+    static const unsigned more_ops[2] = {RD_TOKEN_OP_APPEND, RD_TOKEN_OP_MAP};
+    const rd_server_handler more_fns[2] = {on_append, on_map};
+    for (int k = 0; k < 2; k++) {
+        rc = rd_server_register(srv, more_ops[k], more_fns[k], svc);
+        if (rc != RD_OK) {
+            // FETCH stays registered (the server cannot unregister): hand svc out so that it
+            // lives as long as the server, as for a success.
+            *out = svc;
+            return rd_err_set(eb, rc, "token service: cannot register op %u on the server: %s",
+                              more_ops[k], rd_strerror(rc));
+        }
     }
     *out = svc;
     return RD_OK;
@@ -302,6 +385,7 @@ typedef struct tc_op {
     size_t pos_cap;
     int status;
     char msg[512];
+    rd_token_map_stats map; // RD_TOKEN_OP_MAP: the replies summed
 } tc_op;
 
 struct rd_token_client {
@@ -569,6 +653,20 @@ static void msg_finish(rd_token_client *c, tc_op *op, tc_msg *m) {
             len = RD_MSG_ERRTEXT_MAX;
         op_fail(op, h.status < 0 ? h.status : RD_ERR_PROTO, "PS rank %d: %.*s", world, (int)len,
                 text);
+        return;
+    }
+    if (m->op == RD_TOKEN_OP_MAP) {
+        rd_token_map_stats one;
+        if (m->where != WHERE_SMALL)
+            rc = rd_err_set(&eb, RD_ERR_PROTO, "token map reply of %" PRIu64 " bytes",
+                            h.payload_bytes);
+        else
+            rc = map_stats_unpack(m->small + RD_MSG_HEADER_BYTES, (size_t)h.payload_bytes, &one,
+                                  &eb);
+        if (rc != RD_OK)
+            op_fail(op, rc, "PS rank %d: %s", world, eb.msg);
+        else
+            map_stats_add(&op->map, &one);
         return;
     }
     if (m->op == RD_TOKEN_OP_APPEND) {
@@ -885,4 +983,41 @@ int rd_token_client_append(rd_token_client *c, const rd_token_batch *b, rd_errbu
     if (rc != RD_OK)
         rd_err_set(eb, rc, "token append: %s", op->msg);
     return rc;
+}
+
+int rd_token_client_map_huge(rd_token_client *c, int mode, rd_token_map_stats *sum, rd_errbuf *eb) {
+    RD_ASSERT(c && sum);
+    memset(sum, 0, sizeof *sum);
+    sum->resident_kb = sum->huge_kb = -1;
+    if (mode != RD_TOKEN_HUGE_OFF && mode != RD_TOKEN_HUGE_AUTO)
+        return rd_err_set(eb, RD_ERR_ARG, "token map: mode %d is neither off nor auto", mode);
+    tc_op *op = &c->ops[RD_TOKEN_CLIENT_MAX_INFLIGHT];
+    RD_ASSERT(!op->active);
+    if (op_reserve(op, c->P) != RD_OK)
+        return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+    op->n_msgs = 0;
+    op->status = RD_OK;
+    op->msg[0] = '\0';
+    op->map = *sum;
+    for (int r = 0; r < c->P; r++) {
+        tc_msg *m = &op->msgs[op->n_msgs++];
+        msg_reset(m);
+        m->ps = r;
+        m->op = RD_TOKEN_OP_MAP;
+        m->n = 0;
+        m->first = 0;
+        m->expect = 0;
+        if (grow_buf(&m->req, &m->req_cap, RD_MSG_HEADER_BYTES + MAP_REQ_BYTES) != RD_OK)
+            return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+        rd__le32_put(m->req + RD_MSG_HEADER_BYTES, MAP_MAGIC);
+        rd__le32_put(m->req + RD_MSG_HEADER_BYTES + 4, (uint32_t)mode);
+    }
+    op->active = 1;
+    for (int k = 0; k < op->n_msgs; k++)
+        msg_send(c, op, &op->msgs[k], MAP_REQ_BYTES);
+    int rc = op_wait(c, op);
+    if (rc != RD_OK)
+        return rd_err_set(eb, rc, "token map: %s", op->msg);
+    *sum = op->map;
+    return RD_OK;
 }

@@ -659,6 +659,18 @@ void rd_token_store_info_get(const rd_token_store *s, rd_token_store_info *info)
     *info = s->info;
 }
 
+MDB_env *rd__token_store_shard_env(rd_token_store *s, int shard) {
+    return rd_token_store_has_shard(s, shard) ? s->shards[shard].env : NULL;
+}
+
+int rd__token_store_shard_writable(const rd_token_store *s, int shard) {
+    return rd_token_store_has_shard(s, shard) && s->shards[shard].writable;
+}
+
+const char *rd__token_store_dir(const rd_token_store *s) {
+    return s->dir;
+}
+
 int rd_token_store_has_shard(const rd_token_store *s, int shard) {
     return shard >= 0 && (uint32_t)shard < s->info.n_shards && s->shards[shard].env != NULL;
 }

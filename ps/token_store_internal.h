@@ -60,4 +60,12 @@ static inline uint64_t rd__le64_get(const unsigned char *p) {
     return (uint64_t)rd__le32_get(p) | ((uint64_t)rd__le32_get(p + 4) << 32);
 }
 
+/** Internal accessors of a store handle (token_map.c): shard i's env (NULL when this handle
+ *  does not open it), whether it is open for writing, and the store folder. */
+struct rd_token_store;
+struct MDB_env;
+struct MDB_env *rd__token_store_shard_env(struct rd_token_store *s, int shard);
+int rd__token_store_shard_writable(const struct rd_token_store *s, int shard);
+const char *rd__token_store_dir(const struct rd_token_store *s);
+
 #endif // RD_TOKEN_STORE_INTERNAL_H

@@ -1052,6 +1052,117 @@ static void test_concurrent_reader(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Serving from 2 MiB pages (rd_token_store_map_huge): the store's content is unchanged for the
+// writer and for a reader that had it mapped, appends after it still land, and the stats agree
+// with what was done.
+
+enum { HG_USERS = 40, HG_PER = 250, HG_DIM = 16 };
+
+static void hg_append(rd_token_store *s, int round) {
+    const size_t n = (size_t)HG_USERS * HG_PER;
+    uint64_t *users = malloc(n * 8), *ids = malloc(n * 8);
+    int64_t *ts = malloc(n * 8);
+    float *tok = malloc(n * HG_DIM * 4);
+    assert_non_null(tok);
+    for (size_t i = 0; i < n; i++) { // time order: every user's step k before any step k + 1
+        size_t u = i % HG_USERS, k = (size_t)round * HG_PER + i / HG_USERS;
+        users[i] = 7 + u;
+        ts[i] = (int64_t)k;
+        ids[i] = k;
+        fill_token(tok + i * HG_DIM, HG_DIM, users[i], ts[i], ids[i]);
+    }
+    rd_token_batch b = {n, users, ts, ids, tok, NULL, NULL, NULL, NULL};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    free(users);
+    free(ids);
+    free(ts);
+    free(tok);
+}
+
+// Every user's whole history must be the `rounds` * HG_PER records hg_append wrote.
+static void hg_check(rd_token_store *s, int rounds) {
+    const size_t L = (size_t)rounds * HG_PER;
+    fout f;
+    fout_init(&f, 1, L, HG_DIM);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    for (uint64_t u = 7; u < 7 + HG_USERS; u++) {
+        assert_int_equal(rd_token_store_fetch(s, u, INT64_MAX, L, &f.o, &eb), RD_OK);
+        assert_int_equal(f.o.n_found[0], L);
+        for (size_t k = 0; k < L; k++) {
+            assert_true(f.o.ts[k] == (int64_t)k);
+            for (size_t j = 0; j < HG_DIM; j += 3)
+                assert_true(f.o.tokens[k * HG_DIM + j] == tokval(u, (int64_t)k, k, j));
+        }
+    }
+    fout_free(&f);
+}
+
+static void hg_check_stats(const rd_token_map_stats *st, uint32_t shards) {
+    assert_int_equal(st->shards, shards);
+    assert_true(st->used_bytes > 0);
+    assert_true(st->note < RD_TOKEN_HUGE_NOTE_COUNT);
+    assert_true(st->reread <= st->shards);
+    assert_true(st->seconds >= 0);
+    assert_true(st->huge_kb <= st->resident_kb);
+    if (st->note == RD_TOKEN_HUGE_REREAD && st->shards > 0) {
+        // Every shard was read back through its mapping: all its used pages are resident.
+        assert_int_equal(st->reread, st->shards);
+        assert_true((uint64_t)st->resident_kb * 1024 >= st->used_bytes);
+    }
+    print_message("map_huge: %u shards, %u re-read (%s), %.2f MB used, %lld kB resident, %lld kB "
+                  "in 2 MiB pages, %.3f s\n",
+                  st->shards, st->reread, rd_token_huge_note_text(st->note),
+                  (double)st->used_bytes / 1e6, (long long)st->resident_kb, (long long)st->huge_kb,
+                  st->seconds);
+}
+
+static void test_map_huge(void **state) {
+    (void)state;
+    rd_token_store *s = create_store("huge", HG_DIM, RD_TOKEN_FP32, 3, 1 << 20); // map grows
+    hg_append(s, 0);
+    int rc;
+    rd_errbuf eb;
+    rd_token_store *r = open_store("huge", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_OK);
+    hg_check(r, 1); // the reader has the store mapped while the writer re-reads it
+    rd_token_map_stats st;
+    assert_int_equal(rd_token_store_map_huge(s, RD_TOKEN_HUGE_AUTO, &st, &eb), RD_OK);
+    hg_check_stats(&st, 3);
+    hg_check(s, 1);
+    hg_check(r, 1);
+    // Appends after it (growing the map past its advised size) still land and read back.
+    hg_append(s, 1);
+    hg_check(s, 2);
+    hg_check(r, 2);
+    assert_int_equal(rd_token_store_map_huge(s, RD_TOKEN_HUGE_AUTO, &st, &eb), RD_OK);
+    hg_check_stats(&st, 3);
+    // A read-only handle may do the same (no flush: it writes nothing).
+    assert_int_equal(rd_token_store_map_huge(r, RD_TOKEN_HUGE_AUTO, &st, &eb), RD_OK);
+    hg_check_stats(&st, 3);
+    hg_check(r, 2);
+    // off: nothing done, only the sizes looked at.
+    assert_int_equal(rd_token_store_map_huge(s, RD_TOKEN_HUGE_OFF, &st, &eb), RD_OK);
+    assert_int_equal(st.note, RD_TOKEN_HUGE_NOTE_OFF);
+    assert_int_equal(st.reread, 0);
+    assert_int_equal(st.shards, 3);
+    assert_true(st.used_bytes > 0);
+    // A bad mode: refused, with the store named.
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_map_huge(s, 7, &st, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "huge-page mode 7 is neither off nor auto"));
+    assert_non_null(strstr(eb.msg, "huge"));
+    assert_string_equal(rd_token_huge_note_text(RD_TOKEN_HUGE_NOTE_COUNT), "unknown");
+    uint64_t checked = 0;
+    assert_int_equal(rd_token_store_verify(s, &checked, &eb), RD_OK);
+    assert_true(checked == 2 * (uint64_t)HG_USERS * HG_PER);
+    rd_token_store_destroy(r);
+    rd_token_store_destroy(s);
+}
+
+// ---------------------------------------------------------------------------------------------
 // gc
 
 static void test_gc(void **state) {
@@ -2051,6 +2162,7 @@ int main(void) {
         cmocka_unit_test(test_layout_mismatch),
         cmocka_unit_test(test_manifest_corrupt_missing),
         cmocka_unit_test(test_concurrent_reader),
+        cmocka_unit_test(test_map_huge),
         cmocka_unit_test(test_gc),
         cmocka_unit_test(test_verify_detects_corruption),
         cmocka_unit_test(test_guard_signals),

@@ -228,8 +228,20 @@ static void jjob(FILE *f, const rd_trainer_result *r, int last) {
         fprintf(f, ", \"source_events\": %llu, \"tokens_written\": %llu, \"source_auc\": ",
                 (unsigned long long)tk->source_events, (unsigned long long)tk->tokens_written);
         jnum(f, tk->source_auc);
-        fprintf(f, ", \"fetched_requests\": %llu, \"fetched_tokens\": %llu}",
+        fprintf(f, ", \"fetched_requests\": %llu, \"fetched_tokens\": %llu",
                 (unsigned long long)tk->fetched_requests, (unsigned long long)tk->fetched_tokens);
+        if (tk->mapped) {
+            const rd_token_map_stats *ms = &tk->map;
+            fprintf(f,
+                    ", \"map\": {\"used_bytes\": %llu, \"resident_kb\": %lld, \"huge_kb\": %lld, "
+                    "\"shards\": %u, \"reread\": %u, \"note\": \"%s\", \"seconds\": ",
+                    (unsigned long long)ms->used_bytes, (long long)ms->resident_kb,
+                    (long long)ms->huge_kb, ms->shards, ms->reread,
+                    rd_token_huge_note_text(ms->note));
+            jnum(f, ms->seconds);
+            fputc('}', f);
+        }
+        fputc('}', f);
     }
     fputs(",\n      \"windows\": [", f);
     int nw = r->n_windows < RD_TRAINER_MAX_WINDOWS ? r->n_windows : RD_TRAINER_MAX_WINDOWS;

@@ -1762,6 +1762,35 @@ static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
     return rc;
 }
 
+// Once built, the store only serves fetches: each PS rank maps its shards in 2 MiB pages
+// (tokens.huge_pages; rd_token_store_map_huge), so that a fetch's scattered pages cost no page
+// walk each.
+static int tokens_map(rd_trainer *tr, rd_errbuf *eb) {
+    const rd_config *cfg = tr->cfg;
+    if (cfg->tokens.huge_pages == RD_TOKEN_HUGE_OFF)
+        return RD_OK;
+    rd_token_map_stats *ms = &tr->tok_stats.map;
+    int rc = rd_token_client_map_huge(tr->tok, cfg->tokens.huge_pages, ms, eb);
+    if (rc != RD_OK)
+        return rc;
+    tr->tok_stats.mapped = 1;
+    if (!tr->quiet) {
+        printf("[%s] tokens: store of %.1f MB on %d PS rank(s) mapped for serving: ", tr->job->name,
+               (double)ms->used_bytes / 1e6, cfg->cluster.ps_ranks);
+        if (ms->huge_kb >= 0)
+            printf("%.1f of %.1f MB resident in 2 MiB pages", (double)ms->huge_kb / 1e3,
+                   (double)ms->resident_kb / 1e3);
+        else
+            printf("page mapping unknown");
+        printf(", %u of %u shards re-read", ms->reread, ms->shards);
+        if (ms->note != RD_TOKEN_HUGE_REREAD)
+            printf(" (%s)", rd_token_huge_note_text(ms->note));
+        printf(" (%.1f s)\n", ms->seconds);
+        fflush(stdout);
+    }
+    return RD_OK;
+}
+
 // Every worker job starts training only once the store is built: the builder job's rank 0 builds
 // it and tells the rank 0 of every other job; each job's rank 0 then releases its ranks.
 static int tokens_ready(rd_trainer *tr, rd_errbuf *eb) {
@@ -1773,6 +1802,8 @@ static int tokens_ready(rd_trainer *tr, rd_errbuf *eb) {
     if (c->job_rank == 0) {
         if (c->job_index == tr->tok_job) {
             rc = tokens_build(tr, eb);
+            if (rc == RD_OK)
+                rc = tokens_map(tr, eb);
             for (int j = 0; j < c->n_jobs; j++) {
                 if (j == c->job_index)
                     continue;

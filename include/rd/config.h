@@ -447,6 +447,9 @@ typedef struct rd_tokens_config {
     int side_residual; // 1 = each side field also stores its residual: the value minus the mean
                        // of that field over the item's earlier events (rd_dataset_item_means);
                        // needs side; default 0
+    int huge_pages;    // RD_TOKEN_HUGE_* (rd/tokens.h); YAML off | auto: once the store is built,
+                       // each PS rank maps its shards in 2 MiB pages (re-reading them when they
+                       // fit in half of the node's available memory); default auto
 } rd_tokens_config;
 
 /** Side values per token that a tokens: section asks for (tokens.side, twice with residuals). */

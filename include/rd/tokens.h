@@ -15,6 +15,7 @@
 //                                                   (_fetch_batch: or below the key (t, id))
 //   rd_token_store_gc / _stats / _verify / _iterate tools: delete old entries, counts, checks,
 //                                                   export
+//   rd_token_store_map_huge, rd_token_map_stats     serve a built store from 2 MiB pages
 //   rd_token_shard_fetch_batch / rd_token_fetch_reply_bytes / rd_token_fetch_reply_view
 //   rd_token_append_pack / rd_token_append_packed_bytes / rd_token_shard_append_packed
 //                                                   wire-friendly shard entry points (packed)
@@ -22,7 +23,7 @@
 //                                                   rd_server
 //   rd_token_client_*                               worker side: batched fetch/append through the
 //                                                   owning PS ranks (one message per rank,
-//                                                   non-blocking)
+//                                                   non-blocking); map_huge: RD_TOKEN_OP_MAP
 //
 // On disk: <dir>/MANIFEST (64 bytes: magic "RDTOKMAN", version, n_shards, dim, dtype, created,
 // value size, store id, CRC-32C; written atomically, last, by create) and <dir>/shard-%04d/ one
@@ -73,6 +74,7 @@
 #define RD_TOKEN_VALUE_FIXED   20    // label + flags + item + crc (+ 4 * n_side)
 #define RD_TOKEN_OP_FETCH      40    // rd_server user op: packed fetch request -> packed reply
 #define RD_TOKEN_OP_APPEND     41    // rd_server user op: packed append -> empty reply
+#define RD_TOKEN_OP_MAP        42    // rd_server user op: map request -> packed map stats
 
 // ---------------------------------------------------------------------------------------------
 // Token element types
@@ -361,6 +363,71 @@ int rd_token_store_scan_raw(
     rd_token_store *s, int shard, uint64_t *bytes, uint64_t *digest, rd_errbuf *eb);
 
 // ---------------------------------------------------------------------------------------------
+// Serving a store from 2 MiB pages (rd_token_store_map_huge)
+//
+// LMDB reads a shard through a file mapping. A store written in time order scatters each user's
+// pages over the file, and a fetch then touches thousands of 4 KiB pages in random places; on
+// some machines (VMs above all) each first touch of a page costs a page walk that dominates the
+// fetch (docs/iat.md, "Token-fetch benchmark"). Linux maps a file's page cache in 2 MiB pages
+// when the mapping asks for them (MADV_HUGEPAGE) and the cache holds 2 MiB folios: tmpfs mounted
+// huge=always|within_size, and the file systems with large folios (ext4 and xfs on recent
+// kernels) when the pages are read in through such a mapping. Pages this process just wrote
+// with pwrite sit in the cache as small folios, so a freshly built store needs one re-read:
+// flush it (mdb_env_sync), drop this process's page-table entries and the file's clean cached
+// pages (MADV_DONTNEED, POSIX_FADV_DONTNEED: nothing is lost; dirty pages and pages other
+// processes map stay), and read it back through the advised mapping (MADV_POPULATE_READ).
+
+/** tokens.huge_pages: what rd_token_store_map_huge does. */
+enum {
+    RD_TOKEN_HUGE_OFF = 0,  // nothing
+    RD_TOKEN_HUGE_AUTO = 1, // advise every shard's mapping; re-read what fits (see below)
+};
+
+/** Why rd_token_store_map_huge did not re-read the shards (the first reason that held). */
+typedef enum rd_token_huge_note {
+    RD_TOKEN_HUGE_REREAD = 0,     // re-read (or nothing to re-read: no shard open)
+    RD_TOKEN_HUGE_NOTE_OFF,       // mode off
+    RD_TOKEN_HUGE_NOTE_THP_OFF,   // transparent huge pages are "never" (or absent) on this node
+    RD_TOKEN_HUGE_NOTE_TMPFS,     // the store is on tmpfs: its pages are what the mount makes them
+    RD_TOKEN_HUGE_NOTE_TOO_BIG,   // the shards exceed half of the node's available memory
+    RD_TOKEN_HUGE_NOTE_NO_MAP,    // the shard's mapping was not found in /proc/self/maps
+    RD_TOKEN_HUGE_NOTE_NO_KERNEL, // the kernel refused the advice (no MADV_POPULATE_READ)
+    RD_TOKEN_HUGE_NOTE_COUNT
+} rd_token_huge_note;
+
+/** What rd_token_store_map_huge did, summed over the shards (and over PS ranks by the client). */
+typedef struct rd_token_map_stats {
+    uint32_t shards;     // shards looked at
+    uint32_t reread;     // of them, re-read through the advised mapping
+    uint32_t note;       // rd_token_huge_note: why not (RD_TOKEN_HUGE_REREAD when all were)
+    uint32_t pad_;       // (zero)
+    uint64_t used_bytes; // bytes of the shards' data.mdb in use (up to the last page)
+    int64_t resident_kb; // resident kB of the shards' mappings afterwards (-1: unknown)
+    int64_t huge_kb;     // of them, mapped as 2 MiB pages (-1: unknown)
+    double seconds;      // time spent, flush and re-read included
+} rd_token_map_stats;
+
+/** A short text for a note ("re-read", "mode off", "transparent huge pages off", ...). */
+const char *rd_token_huge_note_text(uint32_t note);
+
+/**
+ * Prepare the shards this handle opens for serving fetches from 2 MiB pages (header text above):
+ * with RD_TOKEN_HUGE_AUTO, advise every shard's mapping MADV_HUGEPAGE and, when transparent huge
+ * pages are enabled on the node, the store is not on tmpfs and the shards' used bytes fit in
+ * half of MemAvailable, flush and re-read them. Data and results are unchanged; only how the
+ * pages are mapped (and the time of the call) differs. Call it when the store stops growing (the
+ * PS does after the IAT build: RD_TOKEN_OP_MAP); pages appended later are small again, and a
+ * map that grows (rd_lmdbx_grow) loses the advice until the next call. Linux only: elsewhere it
+ * does nothing and says RD_TOKEN_HUGE_NOTE_NO_KERNEL.
+ * @param[in]  mode  RD_TOKEN_HUGE_OFF | RD_TOKEN_HUGE_AUTO
+ * @param[out] st    what was done (always filled)
+ * @return RD_OK (also when the node does not allow it: see st->note), RD_ERR_ARG (bad mode),
+ *         RD_ERR_IO (the flush failed; or the file shrank under the mapping: a read-back fault),
+ *         RD_ERR_LMDB
+ */
+int rd_token_store_map_huge(rd_token_store *s, int mode, rd_token_map_stats *st, rd_errbuf *eb);
+
+// ---------------------------------------------------------------------------------------------
 // Wire-friendly shard entry points (what a PS rank runs for RD_TOKEN_OP_FETCH / _APPEND)
 //
 // Packed fetch reply for n requests of length L and dimension d with optional `fields`
@@ -556,6 +623,15 @@ int rd_token_client_fetch(rd_token_client *c,
 /** Append a batch through the owning PS ranks (one message per rank, split at max_msg_bytes);
  *  blocking. @return RD_OK or the first error (a rank's error text in eb). */
 int rd_token_client_append(rd_token_client *c, const rd_token_batch *b, rd_errbuf *eb);
+/**
+ * Ask every PS rank to prepare its shards for serving (rd_token_store_map_huge with `mode`) and
+ * wait for all of them; blocking. Send it when the store stops growing (the IAT build's end).
+ * @param[out] sum  the ranks' stats summed (shards, reread, used_bytes, resident/huge kB: -1
+ *                  when no rank knew), the first rank's note that is not "re-read", and the
+ *                  longest time
+ * @return RD_OK or the first error (a rank's error text in eb); RD_ERR_ARG for a bad mode
+ */
+int rd_token_client_map_huge(rd_token_client *c, int mode, rd_token_map_stats *sum, rd_errbuf *eb);
 
 /** Bytes moved by this client so far (payloads incl. 64-byte headers). */
 void rd_token_client_counters(const rd_token_client *c,

@@ -85,6 +85,7 @@
 #include "rd/kv.h"
 #include "rd/metrics.h"
 #include "rd/model.h"
+#include "rd/tokens.h"
 #include "rd/traffic.h"
 
 #define RD_TRAINER_WARM_MIN    20 // warm slice: the user has >= this many earlier events
@@ -128,6 +129,9 @@ typedef struct rd_trainer_tokens {
     double source_auc;         // the source model's progressive AUC of its last trained pass
     uint64_t fetched_requests; // examples whose history tokens were fetched
     uint64_t fetched_tokens;   // tokens delivered to the model
+    int mapped;                // 1 = the builder asked the PS ranks to map the built store in
+                               // 2 MiB pages (tokens.huge_pages auto): map says what they did
+    rd_token_map_stats map;
 } rd_trainer_tokens;
 
 /** The report of one job (filled on the job's rank 0; other ranks get n_windows = 0). */

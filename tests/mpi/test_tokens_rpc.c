@@ -13,6 +13,9 @@
 //      flight, one of them overlapped with an rd_kv pull) and compares with a local reference:
 //      exactly the last min(L, count) records strictly before t, tokens bit-exact, mask and zero
 //      padding right;
+//   2b. worker 0 asks every PS rank to map its shards for serving (RD_TOKEN_OP_MAP: re-read in
+//      2 MiB pages where the node allows it) and checks the summed stats, then sends malformed
+//      MAP requests by hand and gets the PS's error texts; the fetches of 3 run after it;
 //   4. errors: a NaN token is refused by the PS with its message; bad arguments locally;
 //   5. shutdown; each PS rank verifies its shards and counts the records.
 // Failures are counted per rank and summed with MPI_Allreduce; rank 0 reports.
@@ -296,6 +299,78 @@ static void error_phase(rd_token_client *cl, int w) {
             "error text: %s", eb.msg);
 }
 
+// The built store mapped for serving on every PS rank (RD_TOKEN_OP_MAP): the ranks' stats come
+// back summed; the fetch phase that follows checks the content through the re-read pages.
+static void map_phase(const rd_comm *comm, rd_token_client *cl, int n_shards) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_map_stats st;
+    int rc = rd_token_client_map_huge(cl, RD_TOKEN_HUGE_AUTO, &st, &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "map: %s", eb.msg);
+    T_CHECK(&g_errs,
+            st.shards == (uint32_t)n_shards && st.used_bytes > 0 && st.reread <= st.shards &&
+                st.note < RD_TOKEN_HUGE_NOTE_COUNT && st.huge_kb <= st.resident_kb &&
+                st.seconds >= 0,
+            "map stats: %u shards (want %d), %u re-read, note %u, %llu bytes, %lld/%lld kB",
+            st.shards, n_shards, st.reread, st.note, (unsigned long long)st.used_bytes,
+            (long long)st.huge_kb, (long long)st.resident_kb);
+    if (st.note == RD_TOKEN_HUGE_REREAD)
+        T_CHECK(&g_errs, st.reread == st.shards && (uint64_t)st.resident_kb * 1024 >= st.used_bytes,
+                "map: %u of %u shards re-read, %lld kB resident for %llu bytes", st.reread,
+                st.shards, (long long)st.resident_kb, (unsigned long long)st.used_bytes);
+    rc = rd_token_client_map_huge(cl, RD_TOKEN_HUGE_OFF, &st, &eb);
+    T_CHECK(&g_errs, rc == RD_OK && st.note == RD_TOKEN_HUGE_NOTE_OFF && st.reread == 0,
+            "map off: rc %d, note %u", rc, st.note);
+    rc = rd_token_client_map_huge(cl, 9, &st, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_ARG, "map mode 9 gave %d", rc);
+    // Malformed MAP requests straight to PS rank 0 (reply slot 2048, unused by both clients):
+    // a short payload and an unknown mode are answered with an error that names them.
+    static const struct {
+        unsigned char payload[8];
+        size_t len;
+        const char *want;
+    } bad[2] = {{{0x52, 0x44, 0x54, 0x4d}, 4, "token map: request of 4 bytes"},
+                {{0x52, 0x44, 0x54, 0x4d, 5, 0, 0, 0}, 8, "token map: unknown mode 5"}};
+    for (int k = 0; k < 2; k++) {
+        unsigned char req[RD_MSG_HEADER_BYTES + 8];
+        rd_msg_header h;
+        memset(&h, 0, sizeof h);
+        h.magic = RD_MSG_MAGIC;
+        h.version = RD_MSG_VERSION;
+        h.op = RD_TOKEN_OP_MAP;
+        h.req_id = ((uint64_t)(77 + k) << 12) | 2048u;
+        h.payload_bytes = bad[k].len;
+        rd_msg_encode(&h, req);
+        memcpy(req + RD_MSG_HEADER_BYTES, bad[k].payload, bad[k].len);
+        MPI_Request sr;
+        RD_MPI_CHECK(MPI_Isend(req, (int)(RD_MSG_HEADER_BYTES + bad[k].len), MPI_BYTE,
+                               comm->ps_world[0], RD_TAG_PS_REQUEST, comm->kv, &sr));
+        t_wait(&sr);
+        unsigned char rep[RD_MSG_HEADER_BYTES + 600];
+        MPI_Request rr;
+        RD_MPI_CHECK(MPI_Irecv(rep, (int)sizeof rep, MPI_BYTE, comm->ps_world[0],
+                               RD_TAG_PS_REPLY_BASE + 2048, comm->kv, &rr));
+        MPI_Status rs;
+        rd_backoff b;
+        rd_backoff_reset(&b, 200);
+        for (int done = 0; !done;) {
+            RD_MPI_CHECK(MPI_Test(&rr, &done, &rs));
+            if (!done)
+                rd_backoff_wait(&b);
+        }
+        int n = 0;
+        MPI_Get_count(&rs, MPI_BYTE, &n);
+        rd_msg_header r;
+        rc = rd_msg_decode(rep, (size_t)n, &r, NULL);
+        size_t tl = n > RD_MSG_HEADER_BYTES ? (size_t)n - RD_MSG_HEADER_BYTES : 0;
+        char text[601];
+        memcpy(text, rep + RD_MSG_HEADER_BYTES, tl);
+        text[tl] = '\0';
+        T_CHECK(&g_errs, rc == RD_OK && r.status == RD_ERR_PROTO && strstr(text, bad[k].want),
+                "bad map request %d: status %d, text '%s'", k, (int)r.status, text);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
@@ -392,7 +467,10 @@ int main(int argc, char **argv) {
             // 2. Appends; 3. fetches after every worker appended; 4. errors.
             append_phase(cl, comm->job_rank);
             t_barrier(comm->job);
-            fetch_phase(cl, kv, W, comm->job_rank, P, n_shards);
+            if (comm->job_rank == 0)
+                map_phase(comm, cl, n_shards);
+            t_barrier(comm->job);
+            fetch_phase(cl, kv, W, comm->job_rank, P, n_shards); // after the re-read
             error_phase(cl, comm->job_rank);
             // The two token channels add up to the client's totals; fetches were counted.
             rd_traffic tr;

@@ -16,11 +16,13 @@ trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 TINY=(--users 40 --per-user 96 --dim 8 --L 32 --batch 16 --iters 3 --rounds 3 --warmup 1)
 
-# 1 and 2 ranks on the store as built; 2 ranks on its compacted copy (--compact).
+# 1 and 2 ranks on the store as built (1 rank without the huge-page re-read); 2 ranks on its
+# compacted copy (--compact).
 for run in 1 2 2c; do
   n=${run%c}
   extra=()
   [ "$run" = 2c ] && extra=(--compact)
+  [ "$run" = 1 ] && extra=(--huge-pages off)
   timeout 300 "$MPIEXEC" -n $n "$BENCH" "${TINY[@]}" "${extra[@]}" --dir "$TMP/d$run" \
     --json "$TMP/r$run.json" > "$TMP/out$run.txt" 2>&1 ||
     { cat "$TMP/out$run.txt"; fail "bench_tokens -n $n ${extra[*]} exited $?"; }
@@ -36,6 +38,11 @@ for k in keys:
 for k in ["lmdb_scan_gbps", "direct_fetch_gbps", "append_tokens_per_s"]:
     assert math.isfinite(j[k]) and j[k] > 0, (k, j[k])
 assert j["rounds"] == 3 and j["ranks"] == n
+# What the PS rank did with the built store before serving it (rd_token_store_map_huge).
+hp = j["huge_pages"]
+assert hp["mode"] == ("off" if sys.argv[3] == "1" else "auto"), hp
+assert hp["shards"] == 1 and 0 <= hp["reread"] <= 1 and hp["seconds"] >= 0, hp
+assert (hp["note"] == "mode off") == (sys.argv[3] == "1"), hp
 lo, hi = j["lmdb_scan_gbps_range"]
 assert lo <= j["lmdb_scan_gbps"] <= hi
 if n == 1:
@@ -70,5 +77,6 @@ done <<'EOF'
 --L 200 --per-user 100|--L 200 is more than --per-user 100
 --iters|--iters: '--json' is not an integer
 --bogus 1|unknown option '--bogus'
+--huge-pages on|--huge-pages: 'on' is neither auto nor off
 EOF
 echo "bench_tokens.sh: ok"

@@ -5,8 +5,9 @@
 # Checks: the store's layout, one token per event and pass, the exact number of fetches, the same
 # holdout AUC with 1 and 2 PS ranks (neither the store nor the tables depend on P), both schemes,
 # a student job that waits for the store while the teacher builds it, a store of another dim
-# answered with a clear error, and side values (tokens.side: a CSV log's rating stored with each
-# token, fetched back equal, and a reused store without them refused).
+# answered with a clear error, the built store mapped for serving in 2 MiB pages (and nothing
+# changed with tokens.huge_pages off), and side values (tokens.side: a CSV log's rating stored
+# with each token, fetched back equal, and a reused store without them refused).
 #
 #   bash tests/scripts/iat.sh build/recdistill
 set -u
@@ -113,6 +114,8 @@ for variant in "2:, batch_order: user, sit_labels: false" 2 1; do
         fail "scheme $scheme, 1 PS: $(cat "$TMP/err")"
     grep -q "tokens: holdout (no training), 600 tokens written" "$TMP/out" ||
         fail "build lines: $(cat "$TMP/out")"
+    grep -q "tokens: store of .* on 1 PS rank(s) mapped for serving: " "$TMP/out" ||
+        fail "no 'mapped for serving' line: $(cat "$TMP/out")"
     run -n 3 "$RD" train "$TMP/p2.yaml" --out "$TMP/p2-$tag" >"$TMP/out" 2>"$TMP/err" ||
         fail "scheme $scheme, 2 PS: $(cat "$TMP/err")"
     check "$TMP/p1-$tag/report.json" $W $F
@@ -124,6 +127,28 @@ for variant in "2:, batch_order: user, sit_labels: false" 2 1; do
     echo "scheme $scheme$extra: holdout AUC 1 PS $a1, 2 PS $a2"
     [ "$a1" = "$a2" ] || fail "scheme $scheme: AUC depends on the PS count ($a1 vs $a2)"
 done
+
+# The built store is mapped for serving (tokens.huge_pages auto, the default; rd/tokens.h): the
+# report says what each run's PS ranks did, and with huge_pages off nothing is done and the run
+# is the same to the bit.
+python3 - "$TMP/p1-2/report.json" "$TMP/p2-2/report.json" <<'PY' || fail "tokens.map"
+import json, sys
+for path, shards in zip(sys.argv[1:], (1, 2)):
+    m = json.load(open(path))["jobs"]["teacher"]["tokens"]["map"]
+    assert m["shards"] == shards and m["used_bytes"] > 0 and 0 <= m["reread"] <= shards, m
+    assert m["huge_kb"] <= m["resident_kb"] and m["seconds"] >= 0 and m["note"], m
+    if m["note"] == "re-read":
+        assert m["reread"] == shards and m["resident_kb"] * 1024 >= m["used_bytes"], m
+PY
+config 1 2 "" ", huge_pages: off" > "$TMP/off.yaml"
+run -n 2 "$RD" train "$TMP/off.yaml" --out "$TMP/off" >"$TMP/out" 2>"$TMP/err" ||
+    fail "huge_pages off: $(cat "$TMP/err")"
+grep -q "mapped for serving" "$TMP/out" && fail "huge_pages off: the store was mapped"
+python3 -c 'import json, sys; assert "map" not in json.load(open(sys.argv[1]))["jobs"]["teacher"]["tokens"]' \
+    "$TMP/off/report.json" || fail "huge_pages off: report has tokens.map"
+a_on=$(auc "$TMP/p1-2/report.json" teacher)
+a_off=$(auc "$TMP/off/report.json" teacher)
+[ "$a_on" = "$a_off" ] || fail "huge_pages changes the holdout AUC ($a_on vs $a_off)"
 
 # A student job without tokens waits for the store, then trains as usual.
 config 1 2 "    - {name: student, role: student, model: small}" > "$TMP/two.yaml"
