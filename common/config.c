@@ -57,6 +57,7 @@ static const char *const shm_modes[] = {"auto", "off", NULL};
 static const char *const seq_kinds[] = {"none", "mean", "din", "transformer", NULL};
 static const char *const same_time_modes[] = {"exclude", "earlier", NULL};
 static const char *const orders[] = {"time", "user", NULL};
+static const char *const batch_orders[] = {"time", "user", "windows", NULL}; // rd_order
 static const char *const huge_modes[] = {"off", "auto", NULL}; // RD_TOKEN_HUGE_* order
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const time_formats[] = {"unix", "unix_ms", "iso8601", NULL};
@@ -368,7 +369,7 @@ static const ck_key tokens_keys[] = {
     K_INT(rd_tokens_config, "scheme", scheme, 1, 2, 0, "2"),
     K_INT(rd_tokens_config, "sit_layers", sit_layers, 0, 64, 0, "2"),
     K_INT(rd_tokens_config, "window", window, 1, 4096, 0, "32"),
-    K_ENUM(rd_tokens_config, "batch_order", batch_order, orders, 0, "time"),
+    K_ENUM(rd_tokens_config, "batch_order", batch_order, batch_orders, 0, "time"),
     K_BOOL(rd_tokens_config, "sit_labels", sit_labels, "true"),
     K_STR(rd_tokens_config, "source_model", source_model, 0, NULL),
     K_STRS(rd_tokens_config, "side", side, n_side),

@@ -1119,6 +1119,20 @@ static void run_driver(const char *name, int scheme, int order, int sit_layers) 
                   (unsigned long long)st.frozen_used, st.loss_first, st.loss_last, st.auc_last);
     assert_int_equal(st.events, 2 * n);
     assert_int_equal(st.tokens_written, 2 * n);
+    if (scheme == 2 && order == RD_ORDER_WINDOWS) {
+        // Whole windows of T = 4 consecutive events of one user, never cut by a batch: each
+        // user contributes ceil(count / 4) groups per epoch.
+        uint64_t want = 0;
+        for (uint32_t u = 0; u < rd_dataset_get_info(ds)->n_users; u++) {
+            uint64_t cnt = 0;
+            (void)rd_dataset_user_records(ds, u, &cnt);
+            want += (cnt + 3) / 4;
+        }
+        assert_int_equal(st.groups, 2 * want);
+        // Packed whole: a batch of 64 ends only when the next window (<= 4 events) does not
+        // fit, so every batch but an epoch's last holds at least 61 events.
+        assert_true(st.steps <= 2 * ((n + 60) / 61));
+    }
     // Streaming (time order, user scheme) feeds frozen previous tokens; the other modes none.
     if (scheme == 2 && order == RD_ORDER_TIME)
         assert_true(st.frozen_used > n);
@@ -1150,6 +1164,11 @@ static void test_driver_user_time(void **state) {
 static void test_driver_user_user(void **state) {
     (void)state;
     run_driver("user_user", 2, RD_ORDER_USER, 2);
+}
+
+static void test_driver_user_windows(void **state) {
+    (void)state;
+    run_driver("user_windows", 2, RD_ORDER_WINDOWS, 2);
 }
 
 static void test_driver_temporal(void **state) {
@@ -1276,6 +1295,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_driver_user_time),
         cmocka_unit_test(test_driver_user_user),
+        cmocka_unit_test(test_driver_user_windows),
         cmocka_unit_test(test_driver_temporal),
         cmocka_unit_test(test_driver_persistent),
     };

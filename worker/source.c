@@ -1241,6 +1241,75 @@ static void form_user_batch(driver *dv, rd_dataset_iter *it, uint64_t *pending, 
     dv->B = n;
 }
 
+// WINDOWS mode: the range's records in user order cut into windows of at most T (and Bmax)
+// consecutive events of one user, sorted by the time of their first event (then user, then
+// position), so that a batch holds the windows of many users that start around the same time.
+typedef struct win {
+    int64_t t0;     // timestamp of the window's first event
+    uint64_t first; // offset of its first record in the user-ordered list
+    uint32_t len;
+} win;
+
+static int cmp_win(const void *a, const void *b) {
+    const win *x = a, *y = b;
+    if (x->t0 != y->t0)
+        return x->t0 < y->t0 ? -1 : 1;
+    return x->first < y->first ? -1 : x->first > y->first;
+}
+
+typedef struct win_list {
+    uint64_t *recs; // (n_recs) record indices in user order
+    win *w;         // (n_win)
+    size_t n_recs, n_win;
+} win_list;
+
+static void win_list_free(win_list *wl) {
+    rd_free(wl->recs);
+    rd_free(wl->w);
+    memset(wl, 0, sizeof *wl);
+}
+
+static int win_list_build(const driver *dv, rd_range range, win_list *wl, rd_errbuf *eb) {
+    memset(wl, 0, sizeof *wl);
+    uint64_t n = range.end - range.begin;
+    size_t cap = dv->T < dv->Bmax ? dv->T : dv->Bmax;
+    wl->recs = rd_calloc(n ? n : 1, sizeof *wl->recs);
+    wl->w = rd_calloc(n ? n : 1, sizeof *wl->w);
+    if (!wl->recs || !wl->w) {
+        win_list_free(wl);
+        return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory for %llu windows",
+                          (unsigned long long)n);
+    }
+    rd_dataset_iter it;
+    rd_dataset_iter_init(&it, dv->ds, range, RD_PART_USER, 0, 1);
+    uint64_t i;
+    uint32_t last_user = 0;
+    while (rd_dataset_iter_next(&it, &i)) {
+        const rd_record *r = rd_dataset_record(dv->ds, i);
+        win *cur = wl->n_win ? &wl->w[wl->n_win - 1] : NULL;
+        if (!cur || r->user != last_user || cur->len == cap)
+            wl->w[wl->n_win++] = (win){r->ts, wl->n_recs, 0};
+        wl->w[wl->n_win - 1].len++;
+        wl->recs[wl->n_recs++] = i;
+        last_user = r->user;
+    }
+    qsort(wl->w, wl->n_win, sizeof *wl->w, cmp_win);
+    return RD_OK;
+}
+
+// The next batch of whole windows from wl (from *pos on).
+static void form_window_batch(driver *dv, const win_list *wl, size_t *pos) {
+    size_t n = 0;
+    dv->G = 0;
+    while (*pos < wl->n_win && n + wl->w[*pos].len <= dv->Bmax) {
+        const win *w = &wl->w[(*pos)++];
+        memcpy(dv->rec + n, wl->recs + w->first, w->len * sizeof *dv->rec);
+        dv->glen[dv->G++] = w->len;
+        n += w->len;
+    }
+    dv->B = n;
+}
+
 // One step on the batch in dv->rec: fetch the frozen prefix, forward, record the progressive
 // predictions, backward, update, push the rows, append the tokens.
 static int run_step(driver *dv,
@@ -1384,8 +1453,9 @@ int rd_source_driver_run(rd_source_driver *sd,
     driver *dv = &sd->dv;
     memset(st, 0, sizeof *st);
     st->auc_last = NAN;
-    if (o->order != RD_ORDER_TIME && o->order != RD_ORDER_USER)
-        return rd_err_set(eb, RD_ERR_ARG, "source driver: order %d is not time|user", o->order);
+    if (o->order != RD_ORDER_TIME && o->order != RD_ORDER_USER && o->order != RD_ORDER_WINDOWS)
+        return rd_err_set(eb, RD_ERR_ARG, "source driver: order %d is not time|user|windows",
+                          o->order);
     if (o->batch_size > dv->Bmax)
         return rd_err_set(eb, RD_ERR_ARG, "source driver: batch size %zu > the driver's %zu",
                           o->batch_size, dv->Bmax);
@@ -1416,10 +1486,14 @@ int rd_source_driver_run(rd_source_driver *sd,
     if (oo.infer_only)
         epochs = 1;
     int rc = RD_OK;
+    win_list wl = {0};
+    if (oo.order == RD_ORDER_WINDOWS)
+        rc = win_list_build(dv, oo.range, &wl, eb);
     for (int e = 0; rc == RD_OK && e < epochs; e++) {
         double loss_sum = 0.0;
         uint64_t n_ep = 0;
         dv->n_pred = 0;
+        size_t wpos = 0;
         uint64_t next = oo.range.begin, pending = 0;
         int has_pending = 0;
         rd_dataset_iter it;
@@ -1427,6 +1501,8 @@ int rd_source_driver_run(rd_source_driver *sd,
         for (;;) {
             if (oo.order == RD_ORDER_TIME)
                 form_time_batch(dv, &next, oo.range.end, sd->rs);
+            else if (oo.order == RD_ORDER_WINDOWS)
+                form_window_batch(dv, &wl, &wpos);
             else
                 form_user_batch(dv, &it, &pending, &has_pending);
             if (dv->B == 0)
@@ -1436,6 +1512,7 @@ int rd_source_driver_run(rd_source_driver *sd,
                                &st->frozen_used, eb)) != RD_OK)
                 break;
             st->steps++;
+            st->groups += dv->src->scheme == 2 ? dv->G : 0;
             st->events += dv->B;
             st->tokens_written += write ? dv->B : 0;
             n_ep += dv->B;
@@ -1451,6 +1528,7 @@ int rd_source_driver_run(rd_source_driver *sd,
             auc = NAN;
         st->auc_last = auc;
     }
+    win_list_free(&wl);
     dv->Bmax = Bkeep;
     return rc;
 }
@@ -1514,8 +1592,9 @@ int rd_source_train_range(const rd_config *cfg,
                           "token store has %u side values per token, tokens.side and "
                           "tokens.side_residual ask for %d",
                           si.n_side, rd_tokens_side_width(&cfg->tokens));
-    if (o->order != RD_ORDER_TIME && o->order != RD_ORDER_USER)
-        return rd_err_set(eb, RD_ERR_ARG, "source driver: order %d is not time|user", o->order);
+    if (o->order != RD_ORDER_TIME && o->order != RD_ORDER_USER && o->order != RD_ORDER_WINDOWS)
+        return rd_err_set(eb, RD_ERR_ARG, "source driver: order %d is not time|user|windows",
+                          o->order);
     rd_source_io io = rd_source_io_store(store);
     rd_source_driver *sd = NULL;
     int rc = rd_source_driver_create(cfg, ds, &io, o->batch_size, &sd, eb);

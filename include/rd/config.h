@@ -403,8 +403,10 @@ typedef struct rd_model_config {
 // train:
 
 typedef enum rd_order {
-    RD_ORDER_TIME = 0, // global time order
-    RD_ORDER_USER = 1, // grouped by user, time-sorted within a user
+    RD_ORDER_TIME = 0,    // global time order
+    RD_ORDER_USER = 1,    // grouped by user, time-sorted within a user
+    RD_ORDER_WINDOWS = 2, // tokens.batch_order only: windows of T consecutive events of one
+                          // user, every user's windows interleaved in the order they start
 } rd_order;
 
 typedef struct rd_train_config {
@@ -430,10 +432,13 @@ typedef struct rd_tokens_config {
     int scheme;      // which scheme the source model builds: 1 temporal, 2 user; default 2
     int sit_layers;  // Source Instance Transformer layers (user order), 0..64; default 2
     int window;      // T: tokens per user window in the source model, 1..4096; default 32
-    int batch_order; // rd_order; YAML user | time: how the user-order source model walks the batch
-                     // period: user = users one after the other in windows of T events (the
-                     // paper's batch mode), time = time-ordered batches with each user's previous
-                     // tokens fetched frozen (the streaming mode of the stream); default time
+    int batch_order; // rd_order; YAML time | user | windows: how the user-order source model
+                     // walks the batch period: user = users one after the other in windows of T
+                     // events (the paper's batch mode), time = time-ordered batches with each
+                     // user's previous tokens fetched frozen (the streaming mode of the stream),
+                     // windows = windows of T events as in user, those of all users interleaved
+                     // by start time (many users per batch, every token of a window trained
+                     // through the SIT); default time
     int sit_labels;  // 1 = the SIT also reads each earlier instance's label (position p gets the
                      // label embedding of position p - 1, never its own); default 1
     char source_model[RD_NAME_MAX]; // architecture of the source model (models:); default ""

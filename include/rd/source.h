@@ -267,7 +267,9 @@ typedef struct rd_source_train_opts {
                        // user-order groups take their user's previous tokens frozen from the
                        // store (streaming mode; a batch holds at most T events of one user);
                        // RD_ORDER_USER = users one after the other, groups = windows of T
-                       // consecutive events of a user, no frozen prefix (batch mode)
+                       // consecutive events of a user, no frozen prefix (batch mode);
+                       // RD_ORDER_WINDOWS = the same windows, all users' interleaved by the
+                       // time of their first event (a batch holds windows of many users)
     int epochs;        // passes over the range; 0 = cfg.train.epochs
     size_t batch_size; // events per step; 0 = cfg.train.batch_size
     int infer_only;    // 1 = write the tokens of the range without training on it (one pass, no
@@ -283,6 +285,8 @@ typedef struct rd_source_train_stats {
     uint64_t events;         // instances trained (all epochs)
     uint64_t tokens_written; // records appended (all epochs; later epochs replace earlier ones)
     uint64_t frozen_used;    // frozen previous tokens fed to the SIT (time order, user scheme)
+    uint64_t groups;         // SIT groups over all steps (user scheme: a user's events in one
+                             // batch; 0 for the temporal scheme)
     double loss_first;       // mean loss of the first epoch
     double loss_last;        // mean loss of the last epoch
     double auc_last;         // AUC of the last epoch's logits, each computed before the update

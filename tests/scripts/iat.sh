@@ -101,9 +101,10 @@ W=$((4800 + 600 + 600))
 F=$((2 * 4800 + 600 + 600 + 600))
 
 # User order as in the paper (batch period in windows of one user), user order with the batch
-# period in time order and the SIT reading earlier labels, and the temporal scheme.
+# period in time order and the SIT reading earlier labels, the temporal scheme, and user order
+# with the windows of all users interleaved (batch_order: windows).
 n=0
-for variant in "2:, batch_order: user, sit_labels: false" 2 1; do
+for variant in "2:, batch_order: user, sit_labels: false" 2 1 "2:, batch_order: windows"; do
     scheme=${variant%%:*}
     tag=$((++n))
     extra=${variant#"$scheme"}
