@@ -182,6 +182,135 @@ static void unique_suffix(char *buf, size_t cap, const void *salt, int attempt) 
     snprintf(buf, cap, ".%ld.%08x", (long)getpid(), (unsigned)(r & 0xffffffffu));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Outputs in progress, removed when the process is terminated (see rd/lmdbx.h)
+//
+// A fixed table of paths (no allocation): a slot goes 0 (free) -> 1 (being filled) -> 2
+// (registered) -> 0. The handler reads only slots in state 2 and uses only async-signal-safe
+// calls (unlink, openat, getdents64, unlinkat, close, raise), so it may run between any two
+// instructions of the main program, LMDB's copy included.
+
+#define PENDING_MAX 16
+
+typedef struct pending {
+    volatile sig_atomic_t state;
+    int is_dir;
+    char path[4200];
+} pending;
+
+static pending g_pending[PENDING_MAX];
+static volatile sig_atomic_t g_term_installed;
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+
+// Remove `name` under dirfd: a file, or a folder and what it holds (depth <= 8, no link is
+// followed). Signal-safe: raw getdents64, no malloc, no stdio.
+static void rm_tree_at(int dirfd, const char *name, int depth) {
+    if (unlinkat(dirfd, name, 0) == 0 || (errno != EISDIR && errno != EPERM) || depth > 8)
+        return;
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char buf[2048];
+    for (int pass = 0; pass < 64; pass++) { // entries removed while reading: read again
+        int removed = 0;
+        long n;
+        lseek(fd, 0, SEEK_SET);
+        while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+            for (long off = 0; off < n;) {
+                // struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[]
+                unsigned short reclen;
+                memcpy(&reclen, buf + off + 16, sizeof reclen);
+                const char *nm = buf + off + 19;
+                off += reclen;
+                if (reclen == 0)
+                    break;
+                if (nm[0] == '.' && (nm[1] == '\0' || (nm[1] == '.' && nm[2] == '\0')))
+                    continue;
+                rm_tree_at(fd, nm, depth + 1);
+                removed++;
+            }
+        }
+        if (!removed)
+            break;
+    }
+    close(fd);
+    unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+#else
+static void rm_tree_at(int dirfd, const char *name, int depth) {
+    (void)dirfd;
+    (void)depth;
+    if (unlink(name) != 0)
+        rmdir(name);
+}
+#endif
+
+static void on_terminate(int sig) {
+    int saved = errno;
+    for (int i = 0; i < PENDING_MAX; i++)
+        if (g_pending[i].state == 2)
+            rm_tree_at(AT_FDCWD, g_pending[i].path, 0);
+    errno = saved;
+    // SA_RESETHAND put the default action back: the signal, pending until this returns,
+    // then ends the process as it would have without the handler (exit status 128 + sig).
+    raise(sig);
+}
+
+static void install_terminate(void) {
+    if (g_term_installed)
+        return;
+    g_term_installed = 1;
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+    for (int k = 0; k < 3; k++) {
+        struct sigaction old, sa;
+        if (sigaction(sigs[k], NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
+            old.sa_handler != SIG_DFL)
+            continue; // ignored (nohup) or handled by someone else: left alone
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_terminate;
+        sa.sa_flags = SA_RESETHAND;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[k], &sa, NULL);
+    }
+}
+
+int rd_lmdbx_pending_covers(int sig) {
+    struct sigaction cur;
+    return sigaction(sig, NULL, &cur) == 0 && !(cur.sa_flags & SA_SIGINFO) &&
+           cur.sa_handler == on_terminate;
+}
+
+int rd_lmdbx_pending_add(const char *path, int is_dir) {
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof g_pending[0].path)
+        return -1;
+    install_terminate();
+    for (int i = 0; i < PENDING_MAX; i++) {
+        sig_atomic_t expect = 0;
+        if (!__atomic_compare_exchange_n(&g_pending[i].state, &expect, 1, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE))
+            continue;
+        memcpy(g_pending[i].path, path, n + 1);
+        g_pending[i].is_dir = is_dir;
+        __atomic_store_n(&g_pending[i].state, 2, __ATOMIC_RELEASE);
+        return i;
+    }
+    return -1;
+}
+
+void rd_lmdbx_pending_forget(const char *path) {
+    if (!path || !path[0])
+        return;
+    for (int i = 0; i < PENDING_MAX; i++)
+        if (__atomic_load_n(&g_pending[i].state, __ATOMIC_ACQUIRE) == 2 &&
+            strcmp(g_pending[i].path, path) == 0) {
+            __atomic_store_n(&g_pending[i].state, 0, __ATOMIC_RELEASE);
+            return;
+        }
+}
+
 int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb) {
     memset(of, 0, sizeof *of);
     size_t n = strlen(path);
@@ -216,6 +345,7 @@ int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb)
         of->tmp[0] = '\0';
         return rc;
     }
+    (void)rd_lmdbx_pending_add(of->tmp, 0);
     return RD_OK;
 }
 
@@ -225,8 +355,10 @@ void rd_lmdbx_outfile_abort(rd_lmdbx_outfile *of) {
     if (of->f)
         fclose(of->f);
     of->f = NULL;
-    if (of->tmp[0])
+    if (of->tmp[0]) {
         unlink(of->tmp);
+        rd_lmdbx_pending_forget(of->tmp);
+    }
     of->tmp[0] = '\0';
 }
 
@@ -257,6 +389,7 @@ int rd_lmdbx_outfile_commit(rd_lmdbx_outfile *of, rd_errbuf *eb) {
         rd_lmdbx_outfile_abort(of);
         return rc;
     }
+    rd_lmdbx_pending_forget(of->tmp);
     of->tmp[0] = '\0';
     return fsync_parent(of->path, eb);
 }
@@ -346,8 +479,10 @@ int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *e
         unique_suffix(sfx, sizeof sfx, part, attempt);
         snprintf(part, cap, "%.*s.partial%s", (int)n, out, sfx);
         // mkdir is exclusive: it fails on any existing entry, a planted symlink included.
-        if (mkdir(part, 0755) == 0)
+        if (mkdir(part, 0755) == 0) {
+            (void)rd_lmdbx_pending_add(part, 1);
             return RD_OK;
+        }
         if (errno != EEXIST)
             break;
     }

@@ -111,6 +111,7 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
         remove_partial(part, (int)info.n_shards);
         rd_lmdbx_rmdir_created(out, created);
     }
+    rd_lmdbx_pending_forget(part);
     return rc;
 }
 

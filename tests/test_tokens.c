@@ -282,9 +282,10 @@ static void test_lmdbx_keys_and_errors(void **state) {
 // symlink planted at "<path>.tmp" was followed (the file it named was truncated and overwritten),
 // and two writers into one path shared "<path>.tmp" (torn files, or a rename that failed after
 // the other writer had moved the file away).
-static int count_tmp(const char *dir, const char *prefix) {
+// Entries of dir named "<prefix>.<kind>.*" (kind tmp or partial).
+static int count_kind(const char *dir, const char *prefix, const char *kind) {
     char cmd[600];
-    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c '^%s\\.tmp\\.'", dir, prefix);
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c '^%s\\.%s\\.'", dir, prefix, kind);
     FILE *p = popen(cmd, "r");
     int n = -1;
     if (p && fscanf(p, "%d", &n) != 1)
@@ -292,6 +293,89 @@ static int count_tmp(const char *dir, const char *prefix) {
     if (p)
         pclose(p);
     return n;
+}
+
+static int count_tmp(const char *dir, const char *prefix) {
+    return count_kind(dir, prefix, "tmp");
+}
+
+// SIGTERM / SIGINT / SIGHUP remove the outputs in progress (rd_lmdbx_pending_add): a child
+// builds a partial folder with files two levels down (more entries than one getdents64 read)
+// and an output file under its temporary name, then is terminated; the parent finds both gone,
+// the child ended by the signal, and what the child finished (renamed) or unregistered kept.
+static void test_terminate_removes_outputs(void **state) {
+    (void)state;
+    char dir[300];
+    store_path(dir, sizeof dir, "term");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+    assert_true(rd_lmdbx_pending_add(dir, 1) >= 0); // installs the handlers, if not yet
+    rd_lmdbx_pending_forget(dir);
+    for (int k = 0; k < 3; k++) {
+        if (!rd_lmdbx_pending_covers(sigs[k])) {
+            // Ignored (nohup) or another library's (UCX, linked in through MPI, takes SIGHUP):
+            // left alone by design. SIGTERM and SIGINT are the ones that matter.
+            assert_int_not_equal(sigs[k], SIGTERM);
+            print_message("signal %d is ignored or handled by another library: not tested\n",
+                          sigs[k]);
+            continue;
+        }
+        char out[400], done[400], kept[400];
+        snprintf(out, sizeof out, "%s/copy%d", dir, k);
+        snprintf(done, sizeof done, "%s/done%d.bin", dir, k);
+        snprintf(kept, sizeof kept, "%s/kept%d", dir, k);
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            rd_errbuf eb;
+            char part[500], p[700];
+            if (rd_lmdbx_mkdir_partial(out, part, sizeof part, &eb) != RD_OK)
+                _exit(3);
+            for (int s = 0; s < 3; s++) {
+                snprintf(p, sizeof p, "%s/shard-%04d", part, s);
+                if (mkdir(p, 0755) != 0)
+                    _exit(4);
+                for (int j = 0; j < 40; j++) {
+                    snprintf(p, sizeof p, "%s/shard-%04d/a-rather-long-file-name-%02d.mdb", part, s,
+                             j);
+                    FILE *f = fopen(p, "wb");
+                    if (!f)
+                        _exit(5);
+                    fputs("x", f);
+                    fclose(f);
+                }
+            }
+            if (rd_lmdbx_write_file_atomic(done, "ok", 2, &eb) != RD_OK)
+                _exit(6);
+            // A folder registered and then forgotten stays.
+            if (mkdir(kept, 0755) != 0 || rd_lmdbx_pending_add(kept, 1) < 0)
+                _exit(7);
+            rd_lmdbx_pending_forget(kept);
+            rd_lmdbx_outfile of;
+            if (rd_lmdbx_outfile_open(done, &of, &eb) != RD_OK)
+                _exit(8);
+            fputs("half", of.f);
+            fflush(of.f);
+            raise(sigs[k]);
+            _exit(9); // not reached: the signal ends the process
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFSIGNALED(status))
+            fail_msg("signal %d: child exited with %d", sigs[k], WEXITSTATUS(status));
+        assert_int_equal(WTERMSIG(status), sigs[k]);
+        char pref[64];
+        snprintf(pref, sizeof pref, "copy%d", k);
+        assert_int_equal(count_kind(dir, pref, "partial"), 0); // no copy<k>.partial.* left
+        snprintf(pref, sizeof pref, "done%d.bin", k);
+        assert_int_equal(count_tmp(dir, pref), 0); // no done<k>.bin.tmp.* left
+        struct stat st;
+        assert_int_equal(stat(done, &st), 0); // the committed file stays
+        assert_int_equal(st.st_size, 2);
+        assert_int_equal(stat(kept, &st), 0); // the forgotten folder stays
+        assert_int_equal(stat(out, &st), -1); // and nothing else was made
+    }
 }
 
 static void test_atomic_file_races(void **state) {
@@ -2154,6 +2238,7 @@ int main(void) {
         cmocka_unit_test(test_fp16_round_to_nearest_even),
         cmocka_unit_test(test_lmdbx_keys_and_errors),
         cmocka_unit_test(test_atomic_file_races),
+        cmocka_unit_test(test_terminate_removes_outputs),
         cmocka_unit_test(test_roundtrip_fp32),
         cmocka_unit_test(test_roundtrip_fp16),
         cmocka_unit_test(test_no_leakage),

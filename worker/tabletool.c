@@ -705,6 +705,7 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
         rd_train_ckpt_rmtree(part, NULL);
         rd_lmdbx_rmdir_created(out, created);
     }
+    rd_lmdbx_pending_forget(part);
     rd_free(nm);
     free_tables(nt, (size_t)Q * T);
     return rc;

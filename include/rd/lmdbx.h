@@ -17,6 +17,7 @@
 //   rd_lmdbx_mkdir_parents() / rd_lmdbx_rmdir_created()   create the missing parents of an
 //                            output, and remove exactly those again when the run fails
 //   rd_lmdbx_mkdir_partial() a unique "<out>.partial.<pid>.<hex>" folder to build `out` in
+//   rd_lmdbx_pending_add() / _forget()   outputs in progress, removed on SIGTERM/SIGINT/SIGHUP
 //   rd_lmdbx_outfile, rd_lmdbx_outfile_open() / _commit() / _abort()   write a file under a
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
 //   rd_lmdbx_write_file_atomic()  write a small file via an outfile: fsync + rename + fsync(dir)
@@ -265,13 +266,34 @@ void rd_lmdbx_rmdir_created(const char *path, const char *created);
 /**
  * Create a fresh folder beside `out` to build it in, `<out>.partial.<pid>.<8 hex digits>`
  * (mkdir, mode 0755, exclusive: concurrent builds of one `out` never share a folder, and no
- * planted symlink is followed). Rename it to `out` when complete; remove it on failure. A crash
- * leaves it behind under that name.
+ * planted symlink is followed). Rename it to `out` when complete; remove it on failure; then
+ * rd_lmdbx_pending_forget(part). It is registered for removal on SIGTERM / SIGINT / SIGHUP
+ * (rd_lmdbx_pending_add); a SIGKILL or a crash leaves it behind under that name.
  * @param[out] part  the folder's name, cap bytes (strlen(out) + 40 is enough)
  * @return RD_OK; RD_ERR_ARG (out empty or too long); RD_ERR_IO / RD_ERR_FULL from mkdir (the
  *         parent is missing, read-only or full)
  */
 int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *eb);
+
+/**
+ * Outputs in progress, removed if the process is terminated by SIGTERM, SIGINT or SIGHUP (a
+ * Slurm time limit or scancel, a Ctrl-C): the temporary files of rd_lmdbx_outfile and the
+ * folders of rd_lmdbx_mkdir_partial register themselves. The first registration installs a
+ * handler for each of the three signals whose action is the default (an ignored or otherwise
+ * handled signal is left alone). It removes every registered path (a folder with what it holds)
+ * with async-signal-safe calls only, then lets the signal end the process as before (exit
+ * status 128 + signal). At most 16 paths at once; a 17th is not registered (return -1).
+ * @return the slot, or -1 (path empty or longer than 4199 bytes, or the table full)
+ */
+int rd_lmdbx_pending_add(const char *path, int is_dir);
+
+/** Unregister `path` (after its rename or its removal). Unknown paths are ignored. */
+void rd_lmdbx_pending_forget(const char *path);
+
+/** 1 if `sig`'s handler is the one that removes the registered outputs, else 0 (not installed
+ *  yet, or the signal was ignored or another library's when it would have been: UCX, linked in
+ *  through MPI, handles SIGHUP). */
+int rd_lmdbx_pending_covers(int sig);
 
 /**
  * May `path` be replaced by a file written under a temporary name and renamed over it? A rename
