@@ -581,3 +581,98 @@ int rd_target_log_count(rd_target_log *log, uint64_t *n, rd_errbuf *eb) {
     RD_ASSERT(log);
     TL_GUARDED(log, eb, count_unguarded(log, n, eb));
 }
+
+// ---------------------------------------------------------------------------------------------
+// A teacher job's sampling (meta record "job" | be64 job key)
+
+#define JOB_META_MAGIC "RDTGJOB1"
+#define JOB_META_BYTES 40 // magic | f64 neg | f64 pos | u64 salt | u32 crc (over the first 32)
+
+static void job_meta_key(unsigned char k[11], uint64_t job) {
+    memcpy(k, "job", 3);
+    rd_lmdbx_put_be64(k + 3, job);
+}
+
+typedef struct job_put_ctx {
+    uint64_t job;
+    unsigned char v[JOB_META_BYTES];
+    MDB_dbi meta;
+} job_put_ctx;
+
+static int job_put_cb(MDB_txn *txn, void *ctx, rd_errbuf *eb) {
+    (void)eb;
+    job_put_ctx *c = ctx;
+    unsigned char kb[11];
+    job_meta_key(kb, c->job);
+    MDB_val k = {sizeof kb, kb}, v = {JOB_META_BYTES, c->v};
+    return mdb_put(txn, c->meta, &k, &v, 0);
+}
+
+int rd_target_log_put_job(rd_target_log *log,
+                          uint64_t job,
+                          const rd_target_job_info *ji,
+                          rd_errbuf *eb) {
+    RD_ASSERT(log && ji);
+    if (!log->writable)
+        return rd_err_set(eb, RD_ERR_ARG, "target log %s: opened read-only", log->path);
+    if (!(ji->neg_rate > 0 && ji->neg_rate <= 1) || !(ji->pos_rate > 0 && ji->pos_rate <= 1))
+        return rd_err_set(eb, RD_ERR_ARG, "target log %s: sampling rates %g / %g are not in (0, 1]",
+                          log->path, ji->neg_rate, ji->pos_rate);
+    job_put_ctx c = {.job = job, .meta = log->dbi_meta};
+    uint64_t nb, pb;
+    memcpy(&nb, &ji->neg_rate, 8);
+    memcpy(&pb, &ji->pos_rate, 8);
+    memcpy(c.v, JOB_META_MAGIC, 8);
+    rd__le64_put(c.v + 8, nb);
+    rd__le64_put(c.v + 16, pb);
+    rd__le64_put(c.v + 24, ji->salt);
+    rd__le32_put(c.v + 32, rd_crc32c(0, c.v, 32));
+    rd__le32_put(c.v + 36, 0);
+    return rd_lmdbx_write(log->env, log->max_map_size, log->path, "write the job's sampling",
+                          job_put_cb, &c, eb);
+}
+
+static int
+get_job_unguarded(rd_target_log *log, uint64_t job, rd_target_job_info *ji, rd_errbuf *eb) {
+    int rc = read_begin(log, eb);
+    if (rc != RD_OK)
+        return rc;
+    unsigned char kb[11];
+    job_meta_key(kb, job);
+    MDB_val k = {sizeof kb, kb}, v;
+    int mrc = mdb_get(log->rtxn, log->dbi_meta, &k, &v);
+    if (mrc == 0) {
+        const unsigned char *p = v.mv_data;
+        uint64_t nb, pb;
+        if (v.mv_size != JOB_META_BYTES || memcmp(p, JOB_META_MAGIC, 8) != 0 ||
+            rd__le32_get(p + 32) != rd_crc32c(0, p, 32)) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                            "target log %s: damaged sampling record of job %016" PRIx64, log->path,
+                            job);
+        } else {
+            nb = rd__le64_get(p + 8);
+            pb = rd__le64_get(p + 16);
+            memcpy(&ji->neg_rate, &nb, 8);
+            memcpy(&ji->pos_rate, &pb, 8);
+            ji->salt = rd__le64_get(p + 24);
+            if (!(ji->neg_rate > 0 && ji->neg_rate <= 1) ||
+                !(ji->pos_rate > 0 && ji->pos_rate <= 1))
+                rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                                "target log %s: sampling record of job %016" PRIx64
+                                " with rates %g / %g outside (0, 1]",
+                                log->path, job, ji->neg_rate, ji->pos_rate);
+        }
+    }
+    mdb_txn_reset(log->rtxn);
+    if (mrc == MDB_NOTFOUND)
+        return rd_err_set(eb, RD_ERR_NOTFOUND,
+                          "target log %s: no sampling record of job %016" PRIx64, log->path, job);
+    if (mrc)
+        return rd_lmdbx_error(eb, mrc, "target log: read the job's sampling", log->path);
+    return rc;
+}
+
+int rd_target_log_get_job(rd_target_log *log, uint64_t job, rd_target_job_info *ji, rd_errbuf *eb) {
+    RD_ASSERT(log && ji);
+    TL_GUARDED(log, eb, get_job_unguarded(log, job, ji, eb));
+}

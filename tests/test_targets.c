@@ -1,7 +1,8 @@
 // test_targets.c — the distillation target log (rd/targets.h): append/read round trip in any
 // insertion order, pass filtering and range bounds, overwrite of a re-appended target, map
 // growth from a tiny map, RD_ERR_RANGE when the caller's arrays are too small, read-only handles
-// (also while a writer is open), header/version mismatches, corrupted records, bad input.
+// (also while a writer is open), header/version mismatches, corrupted records, bad input, and a
+// teacher job's sampling record (rd_target_log_put_job / _get_job).
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -207,6 +208,68 @@ static void test_growth(void **state) {
     rd_target_log_close(log);
 }
 
+// A teacher job's sampling record: written, replaced, read back by a read-only handle; absent
+// for another job; refused with bad rates or on a read-only handle; damaged -> RD_ERR_CORRUPT.
+static void test_job_sampling_record(void **state) {
+    (void)state;
+    char p[512];
+    log_path(p, sizeof p, "jobs");
+    rd_target_log *log = NULL, *ro = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_create(p, NULL, &log, &eb), RD_OK);
+    uint64_t t = rd_target_job_key("teacher"), u = rd_target_job_key("teacher2");
+    rd_target_job_info ji = {0.5, 1.0, 0x1234567890abcdefULL}, got;
+    assert_int_equal(rd_target_log_put_job(log, t, &ji, &eb), RD_OK);
+    ji.neg_rate = 0.25; // replaced, not added
+    assert_int_equal(rd_target_log_put_job(log, t, &ji, &eb), RD_OK);
+    assert_int_equal(rd_target_log_open(p, 0, NULL, &ro, &eb), RD_OK);
+    memset(&got, 0, sizeof got);
+    assert_int_equal(rd_target_log_get_job(ro, t, &got, &eb), RD_OK);
+    assert_true(got.neg_rate == 0.25 && got.pos_rate == 1.0 && got.salt == ji.salt);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_get_job(ro, u, &got, &eb), RD_ERR_NOTFOUND);
+    assert_non_null(strstr(eb.msg, "no sampling record"));
+    assert_int_equal(rd_target_log_put_job(ro, u, &ji, &eb), RD_ERR_ARG);
+    rd_target_job_info bad[3] = {{0.0, 1.0, 1}, {0.5, 1.5, 1}, {NAN, 1.0, 1}};
+    for (int k = 0; k < 3; k++) {
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_target_log_put_job(log, u, &bad[k], &eb), RD_ERR_ARG);
+        assert_non_null(strstr(eb.msg, "not in (0, 1]"));
+    }
+    uint64_t count = 9;
+    assert_int_equal(rd_target_log_count(log, &count, &eb), RD_OK);
+    assert_true(count == 0); // meta records are not targets
+    rd_target_log_close(ro);
+    rd_target_log_close(log);
+    // Damaged behind the log's back: one byte of the rate flipped (the CRC no longer matches).
+    rd_lmdbx_opts lo = {0};
+    lo.max_dbs = 4;
+    MDB_env *env;
+    assert_int_equal(rd_lmdbx_env_open(p, &lo, &env, &eb), RD_OK);
+    MDB_txn *txn;
+    MDB_dbi meta;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    unsigned char kb[11] = {'j', 'o', 'b'};
+    rd_lmdbx_put_be64(kb + 3, t);
+    MDB_val k = {11, kb}, v;
+    assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
+    assert_int_equal(v.mv_size, 40);
+    unsigned char val[40];
+    memcpy(val, v.mv_data, 40);
+    val[10] ^= 0x40;
+    v.mv_data = val;
+    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    assert_int_equal(rd_target_log_open(p, 0, NULL, &ro, &eb), RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_get_job(ro, t, &got, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "damaged sampling record"));
+    rd_target_log_close(ro);
+}
+
 static void test_errors(void **state) {
     (void)state;
     char p[512];
@@ -303,6 +366,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_and_ranges),
         cmocka_unit_test(test_growth),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_job_sampling_record),
     };
     return cmocka_run_group_tests(tests, setup_root, teardown_root);
 }

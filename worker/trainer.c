@@ -905,6 +905,13 @@ static int distill_open_log(rd_trainer *tr, rd_errbuf *eb) {
             else
                 rc = rd_target_log_create(path, &lo, &tr->tlog, eb);
         }
+        // How this teacher sampled its records: a student replaying the log alone needs it to
+        // tell the records the teacher never trained on (no target by design) from lost ones.
+        if (rc == RD_OK) {
+            const rd_negsample_config *ng = &tr->job->negatives;
+            rd_target_job_info ji = {ng->rate, ng->pos_rate, rd_sample_salt(tr->cfg->run.seed)};
+            rc = rd_target_log_put_job(tr->tlog, rd_target_job_key(tr->job->name), &ji, eb);
+        }
     }
     int ok = rc == RD_OK, all = 0;
     RD_MPI_CHECK(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, tr->comm->job));
@@ -975,14 +982,50 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
         if ((rc = rd_debias_from_config(&cfg->data, &tr->job->negatives, dc, &tr->debias, eb)) !=
             RD_OK)
             return rc;
-        // The records the teacher's own sampling drops get no target: never asked for.
+        // The records the teacher's own sampling drops get no target: never asked for. A
+        // replay without the teacher job learns its sampling from the target log.
         const rd_job_config *tjob = rd_config_find_job(cfg, tr->job->teacher);
-        if (tjob)
+        rd_negsample_config tneg = {1.0, 1.0};
+        if (tjob) {
             keep_init(tr, tjob, &tr->keep[0]);
+            tneg = tjob->negatives;
+        }
+        if (dc->replay) {
+            if ((rc = rd_target_log_open(dc->target_log, 0, NULL, &tr->tlog, eb)) != RD_OK) {
+                rd_err_prefix(eb, "distill.replay: ");
+                return rc;
+            }
+            rd_target_job_info ji;
+            rc = rd_target_log_get_job(tr->tlog, rd_target_job_key(tr->job->teacher), &ji, eb);
+            if (rc == RD_OK) {
+                // The log describes the targets it holds: its rates win over the config's.
+                if (tjob && (ji.neg_rate != tneg.rate || ji.pos_rate != tneg.pos_rate) &&
+                    c->job_rank == 0)
+                    RD_LOG_WARN("distill.replay: teacher job '%s' of this config samples %g / "
+                                "%g, but the run that wrote the target log sampled %g / %g: "
+                                "the log's rates are used",
+                                tr->job->teacher, tneg.rate, tneg.pos_rate, ji.neg_rate,
+                                ji.pos_rate);
+                tneg = (rd_negsample_config){ji.neg_rate, ji.pos_rate};
+                tr->keep[0] = (keep_ctx){.ds = tr->ds,
+                                         .salt = ji.salt,
+                                         .neg = ji.neg_rate,
+                                         .pos = ji.pos_rate,
+                                         .sampled = ji.neg_rate < 1.0 || ji.pos_rate < 1.0};
+            } else if (rc == RD_ERR_NOTFOUND && !tjob && c->job_rank == 0) {
+                RD_LOG_WARN("distill.replay: the target log does not say how teacher '%s' "
+                            "sampled (a log of an older build): records it dropped count as "
+                            "missing",
+                            tr->job->teacher);
+            } else if (rc != RD_OK && rc != RD_ERR_NOTFOUND) {
+                rd_err_prefix(eb, "distill.replay: ");
+                return rc;
+            }
+            rc = RD_OK;
+        }
         tr->debias_t = tr->debias;
         if (dc->debias_teacher == RD_DEBIAS_TEACHER &&
-            (rc = rd_debias_from_config(&cfg->data, tjob ? &tjob->negatives : NULL, dc,
-                                        &tr->debias_t, eb)) != RD_OK)
+            (rc = rd_debias_from_config(&cfg->data, &tneg, dc, &tr->debias_t, eb)) != RD_OK)
             return rc;
         owner_ctx *o = &tr->own[0];
         owner_init(tr, o, c->job_size);
@@ -999,11 +1042,7 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
         };
         int *ranks = NULL;
         if (dc->replay) {
-            if ((rc = rd_target_log_open(dc->target_log, 0, NULL, &tr->tlog, eb)) != RD_OK) {
-                rd_err_prefix(eb, "distill.replay: ");
-                return rc;
-            }
-            ro.replay = tr->tlog;
+            ro.replay = tr->tlog; // opened above
             tr->tgt_role = 3;
         } else {
             const rd_job_config *tj = rd_config_find_job(cfg, tr->job->teacher);

@@ -10,9 +10,11 @@
 //   rd_target_out, rd_target_log_read_range()  sample-id range -> arrays
 //   rd_target_log_get()                one (job, sample, pass)
 //   rd_target_log_count()              records in the log
+//   rd_target_job_info, rd_target_log_put_job() / _get_job()   how a teacher job sampled
 //
 // On disk: an LMDB env (data.mdb, lock.mdb) with two named databases. "meta" holds the header
-// record (key "header": magic "RDTGTLOG", version, key and value sizes, created, CRC-32C);
+// record (key "header": magic "RDTGTLOG", version, key and value sizes, created, CRC-32C) and
+// one sampling record per teacher job (key "job" | be64 job key; rd_target_job_info);
 // "targets" holds the records:
 //   key   (20 bytes) = big-endian job key | big-endian sample id | big-endian pass, so one job's
 //         targets are contiguous and ordered by sample id, then pass;
@@ -138,5 +140,31 @@ int rd_target_log_get(rd_target_log *log,
 
 /** Records in the log (all jobs). @return RD_OK or RD_ERR_LMDB. */
 int rd_target_log_count(rd_target_log *log, uint64_t *n, rd_errbuf *eb);
+
+/** How a teacher job sampled its training records (cluster.jobs[].negatives): a record is kept
+ *  by rd_sample_keep(salt, neg_rate, pos_rate, id, label), so a student replaying the log alone
+ *  knows which records have no target by design (untargeted) and which are missing. */
+typedef struct rd_target_job_info {
+    double neg_rate; // (0, 1]
+    double pos_rate; // (0, 1]
+    uint64_t salt;   // rd_sample_salt(run seed of the teacher's run)
+} rd_target_job_info;
+
+/**
+ * Record (or replace) job's sampling in the log's meta database (key "job" | be64 job; 40-byte
+ * value with a CRC-32C).
+ * @return RD_OK, RD_ERR_ARG (read-only handle, a rate outside (0, 1]), RD_ERR_FULL, RD_ERR_LMDB
+ */
+int rd_target_log_put_job(rd_target_log *log,
+                          uint64_t job,
+                          const rd_target_job_info *ji,
+                          rd_errbuf *eb);
+
+/**
+ * Read job's sampling.
+ * @return RD_OK, RD_ERR_NOTFOUND (none recorded: a log written before this record existed),
+ *         RD_ERR_CORRUPT (bad size, magic, CRC or rates), RD_ERR_LMDB
+ */
+int rd_target_log_get_job(rd_target_log *log, uint64_t job, rd_target_job_info *ji, rd_errbuf *eb);
 
 #endif // RD_TARGETS_H

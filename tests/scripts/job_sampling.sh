@@ -11,7 +11,9 @@
 #      dropped are never asked for (untargeted), the others all joined, none missing; then both
 #      sampled, the student's rates inside the teacher's, two ranks each, two epochs in user
 #      order: every record the student trains on has its target;
-#   3. the student alone replaying run 1's target log joins as many targets as it did live;
+#   3. the student alone replaying run 1's target log joins as many targets as it did live, and
+#      replaying run 2's (a sampled teacher) knows from the log which records the teacher
+#      dropped (untargeted as live, none missing);
 #   4. a rate outside (0, 1] is a config error naming the key.
 #
 #   bash tests/scripts/job_sampling.sh build/recdistill
@@ -143,6 +145,31 @@ rep = json.load(open(sys.argv[2] + "/student.targets.json"))
 print("replay: live joined %d, replayed %d, missing %d" % (live["joined"], rep["replayed"],
                                                            rep["missing"]))
 assert rep["replayed"] == live["joined"] and rep["missing"] == 0
+PY
+
+# --- 3b. replay of run 2's log (the teacher sampled) by the student alone: the log says how the
+#          teacher sampled, so the records it dropped are untargeted, not missing ---------------
+python3 - "$TMP/t.yaml" "$TMP/rt.yaml" "$TMP/t/targets" <<'PY'
+import sys
+s = open(sys.argv[1]).read()
+s = s.replace("    - {name: teacher, role: teacher, model: teacher, negatives: {rate: 0.5}}\n", "")
+s = s.replace("    - {name: student_raw, role: student, model: student_raw}\n", "")
+s = s.replace("distill: true}", "distill: true, teacher: teacher}")
+s = s.replace("distill:\n", "distill:\n  replay: true\n  target_log: %s\n" % sys.argv[3])
+open(sys.argv[2], "w").write(s)
+PY
+grep -q "role: teacher" "$TMP/rt.yaml" && fail "replay config still has the teacher job"
+grep -q "teacher: teacher}" "$TMP/rt.yaml" || fail "replay config edit did not apply"
+drun 2 "$TMP/rt.yaml" "$TMP/rt"
+python3 - "$TMP/t" "$TMP/rt" <<'PY' || fail "replay of a sampled teacher's log"
+import json, sys
+live = json.load(open(sys.argv[1] + "/student.targets.json"))
+rep = json.load(open(sys.argv[2] + "/student.targets.json"))
+print("replay of a sampled teacher: live joined %d untargeted %d; replayed %d untargeted %d "
+      "missing %d" % (live["joined"], live["untargeted"], rep["replayed"], rep["untargeted"],
+                      rep["missing"]))
+assert rep["replayed"] == live["joined"] and rep["untargeted"] == live["untargeted"] > 0
+assert rep["missing"] == 0
 PY
 
 # --- 4. bad rates ---------------------------------------------------------------------------------
