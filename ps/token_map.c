@@ -57,6 +57,17 @@ const char *rd_token_huge_note_text(uint32_t note) {
     return note < RD_TOKEN_HUGE_NOTE_COUNT ? note_text[note] : "unknown";
 }
 
+// Both builds: empty stats, and the mode checked.
+static int start(const rd_token_store *s, int mode, rd_token_map_stats *st, rd_errbuf *eb) {
+    memset(st, 0, sizeof *st);
+    st->resident_kb = st->huge_kb = -1;
+    if (mode != RD_TOKEN_HUGE_OFF && mode != RD_TOKEN_HUGE_AUTO)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "token store %s: huge-page mode %d is neither off nor auto",
+                          rd__token_store_dir(s), mode);
+    return RD_OK;
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -150,12 +161,9 @@ static void note(rd_token_map_stats *st, uint32_t why) {
 }
 
 int rd_token_store_map_huge(rd_token_store *s, int mode, rd_token_map_stats *st, rd_errbuf *eb) {
-    memset(st, 0, sizeof *st);
-    st->resident_kb = st->huge_kb = -1;
-    if (mode != RD_TOKEN_HUGE_OFF && mode != RD_TOKEN_HUGE_AUTO)
-        return rd_err_set(eb, RD_ERR_ARG,
-                          "token store %s: huge-page mode %d is neither off nor auto",
-                          rd__token_store_dir(s), mode);
+    int rc0 = start(s, mode, st, eb);
+    if (rc0 != RD_OK)
+        return rc0;
     const double t0 = now_s();
     rd_token_store_info info;
     rd_token_store_info_get(s, &info);
@@ -268,12 +276,9 @@ done:
 #else // !RD_HAVE_MAP_HUGE
 
 int rd_token_store_map_huge(rd_token_store *s, int mode, rd_token_map_stats *st, rd_errbuf *eb) {
-    memset(st, 0, sizeof *st);
-    st->resident_kb = st->huge_kb = -1;
-    if (mode != RD_TOKEN_HUGE_OFF && mode != RD_TOKEN_HUGE_AUTO)
-        return rd_err_set(eb, RD_ERR_ARG,
-                          "token store %s: huge-page mode %d is neither off nor auto",
-                          rd__token_store_dir(s), mode);
+    int rc0 = start(s, mode, st, eb);
+    if (rc0 != RD_OK)
+        return rc0;
     st->note = mode == RD_TOKEN_HUGE_OFF ? RD_TOKEN_HUGE_NOTE_OFF : RD_TOKEN_HUGE_NOTE_NO_KERNEL;
     return RD_OK;
 }
