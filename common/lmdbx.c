@@ -10,12 +10,15 @@
 #include "rd/lmdbx.h"
 
 #include "rd/hash.h"
+#include "rd/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -467,17 +470,77 @@ void rd_lmdbx_rmdir_created(const char *path, const char *created) {
     }
 }
 
+// This host's name as it appears in partial-output names: letters, digits and '-' only (any
+// other byte becomes '-', so that the '.'-separated name parses), at most 40 bytes.
+static void host_tag(char *buf, size_t cap) {
+    char h[256] = "";
+    if (gethostname(h, sizeof h - 1) != 0 || !h[0])
+        snprintf(h, sizeof h, "host");
+    size_t k = 0;
+    for (size_t i = 0; h[i] && k + 1 < cap && k < 40; i++) {
+        unsigned char c = (unsigned char)h[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        buf[k++] = ok ? (char)c : '-';
+    }
+    buf[k] = '\0';
+}
+
+// Remove what earlier builds of `out` (its first n bytes) left beside it when they were killed
+// without a chance to clean up (SIGKILL, a crash): "<out>.partial.<host>.<pid>.<8 hex>" folders
+// of THIS host whose process no longer runs (kill(pid, 0) says ESRCH). Another host's, a running
+// process's (or a reused pid's) are left alone.
+static void remove_stale_partials(const char *out, size_t n, const char *host) {
+    char dir[4096], prefix[4200];
+    size_t slash = n;
+    while (slash > 0 && out[slash - 1] != '/')
+        slash--;
+    if (slash == 0)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash > 1 ? slash - 1 : 1), out);
+    int pl =
+        snprintf(prefix, sizeof prefix, "%.*s.partial.%s.", (int)(n - slash), out + slash, host);
+    if (pl <= 0 || (size_t)pl >= sizeof prefix)
+        return;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, (size_t)pl) != 0)
+            continue;
+        const char *p = e->d_name + pl;
+        char *end = NULL;
+        long pid = strtol(p, &end, 10);
+        if (end == p || *end != '.' || pid <= 0 || (pid_t)pid == getpid() || strlen(end + 1) != 8 ||
+            strspn(end + 1, "0123456789abcdef") != 8)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; // running (or not ours to signal: alive)
+        char path[4096 + 256];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        rm_tree_at(AT_FDCWD, path, 0);
+        RD_LOG_WARN("removed %s: partial output of process %ld of this host, which no longer "
+                    "runs",
+                    path, pid);
+    }
+    closedir(d);
+}
+
 int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *eb) {
     size_t n = strlen(out);
     while (n > 1 && out[n - 1] == '/')
         n--;
-    if (n == 0 || n + 40 > cap)
+    if (n == 0 || n + 88 > cap)
         return rd_err_set(eb, RD_ERR_ARG, "output path of %zu bytes (1..%zu): %.64s...", n,
-                          cap > 40 ? cap - 40 : 0, out);
+                          cap > 88 ? cap - 88 : 0, out);
+    char host[48];
+    host_tag(host, sizeof host);
+    remove_stale_partials(out, n, host);
     for (int attempt = 0; attempt < 100; attempt++) {
         char sfx[40];
         unique_suffix(sfx, sizeof sfx, part, attempt);
-        snprintf(part, cap, "%.*s.partial%s", (int)n, out, sfx);
+        snprintf(part, cap, "%.*s.partial.%s%s", (int)n, out, host, sfx);
         // mkdir is exclusive: it fails on any existing entry, a planted symlink included.
         if (mkdir(part, 0755) == 0) {
             (void)rd_lmdbx_pending_add(part, 1);

@@ -65,7 +65,7 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
     // Missing parents of --out are created as before, but removed again when the run fails
     // (only those this run made); the copy is built in a folder of its own beside --out.
     char part[4096], created[4096];
-    if (strlen(out) + 48 > sizeof part)
+    if (strlen(out) + 96 > sizeof part)
         return rd_err_set(eb, RD_ERR_ARG, "output path too long");
     if ((rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, eb)) != RD_OK)
         return rc;

@@ -484,6 +484,73 @@ static void test_atomic_file_races(void **state) {
     assert_true(S_ISDIR(st.st_mode));
 }
 
+// Leftovers of killed builds (SIGKILL: no handler ran) are removed by the next build of the same
+// output on this host when their process no longer runs; another host's, a running process's,
+// another output's and a name that does not parse are left alone.
+static void test_stale_partials(void **state) {
+    (void)state;
+    char dir[300];
+    store_path(dir, sizeof dir, "stale");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    char out[400], mine[500], p[1600];
+    snprintf(out, sizeof out, "%s/copy", dir);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_mkdir_partial(out, mine, sizeof mine, &eb), RD_OK);
+    // This host's tag, as the library writes it: what follows "copy.partial." up to the pid.
+    const char *tag = strstr(mine, "copy.partial.") + strlen("copy.partial.");
+    char host[64];
+    snprintf(host, sizeof host, "%.*s", (int)(strrchr(mine, '.') - tag), tag);
+    *strrchr(host, '.') = '\0'; // drop ".<pid>"
+    // A process that ran and is gone: its pid.
+    fflush(NULL);
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    struct {
+        char name[300];
+        int stays;
+    } c[6];
+    snprintf(c[0].name, sizeof c[0].name, "copy.partial.%.48s.%ld.0badc0de", host, (long)dead);
+    c[0].stays = 0; // this host, process gone: removed
+    snprintf(c[1].name, sizeof c[1].name, "copy.partial.other-host.%ld.0badc0de", (long)dead);
+    c[1].stays = 1; // another host
+    snprintf(c[2].name, sizeof c[2].name, "copy.partial.%.48s.%ld.0badc0de", host, (long)getppid());
+    c[2].stays = 1; // a running process
+    snprintf(c[3].name, sizeof c[3].name, "copy2.partial.%.48s.%ld.0badc0de", host, (long)dead);
+    c[3].stays = 1; // another output
+    snprintf(c[4].name, sizeof c[4].name, "copy.partial.%.48s.%ld.nothex!!", host, (long)dead);
+    c[4].stays = 1; // not a name the library writes
+    snprintf(c[5].name, sizeof c[5].name, "copy.partial.%.48s.%ldx.0badc0de", host, (long)dead);
+    c[5].stays = 1;
+    for (int k = 0; k < 6; k++) {
+        snprintf(p, sizeof p, "%s/%.300s", dir, c[k].name);
+        assert_int_equal(mkdir(p, 0755), 0);
+        snprintf(p, sizeof p, "%s/%.300s/shard-0000", dir, c[k].name);
+        assert_int_equal(mkdir(p, 0755), 0);
+        snprintf(p, sizeof p, "%s/%.300s/shard-0000/data.mdb", dir, c[k].name);
+        FILE *f = fopen(p, "wb");
+        assert_non_null(f);
+        fputs("left", f);
+        fclose(f);
+    }
+    char again[500];
+    assert_int_equal(rd_lmdbx_mkdir_partial(out, again, sizeof again, &eb), RD_OK);
+    struct stat st;
+    for (int k = 0; k < 6; k++) {
+        snprintf(p, sizeof p, "%s/%.300s", dir, c[k].name);
+        if ((stat(p, &st) == 0) != c[k].stays)
+            fail_msg("%s: %s", c[k].name, c[k].stays ? "removed" : "left");
+    }
+    // This process's own earlier folder (alive) stays too.
+    assert_int_equal(stat(mine, &st), 0);
+    assert_int_equal(stat(again, &st), 0);
+    rd_lmdbx_pending_forget(mine);
+    rd_lmdbx_pending_forget(again);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Round trips
 
@@ -2239,6 +2306,7 @@ int main(void) {
         cmocka_unit_test(test_lmdbx_keys_and_errors),
         cmocka_unit_test(test_atomic_file_races),
         cmocka_unit_test(test_terminate_removes_outputs),
+        cmocka_unit_test(test_stale_partials),
         cmocka_unit_test(test_roundtrip_fp32),
         cmocka_unit_test(test_roundtrip_fp16),
         cmocka_unit_test(test_no_leakage),

@@ -588,8 +588,8 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new directory", out);
     // Missing parents of --out are created as before, but removed again when the run fails
     // (only those this run made); the checkpoint is built in a folder of its own beside --out.
-    char part[RD_PATH_MAX + 48], created[RD_PATH_MAX + 48];
-    if (strlen(out) + 48 > sizeof part)
+    char part[RD_PATH_MAX + 96], created[RD_PATH_MAX + 48];
+    if (strlen(out) + 96 > sizeof part)
         return rd_err_set(eb, RD_ERR_ARG, "output path too long: %.64s...", out);
     int rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, eb);
     if (rc != RD_OK)
@@ -686,7 +686,7 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
         rd_errbuf_clear(&local);
         int drc = rd_train_ckpt_read_pos(tt->dir, &pos, &local);
         if (drc == RD_OK) {
-            char from[RD_PATH_MAX + 32], to[RD_PATH_MAX + 80];
+            char from[RD_PATH_MAX + 32], to[RD_PATH_MAX + 128];
             snprintf(from, sizeof from, "%s/%s", tt->dir, RD_TRAIN_CKPT_DENSE);
             snprintf(to, sizeof to, "%s/%s", part, RD_TRAIN_CKPT_DENSE);
             drc = copy_file(from, to, eb);

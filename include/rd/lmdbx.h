@@ -16,7 +16,7 @@
 //   rd_lmdbx_mkdir_p()       mkdir -p with an rd_errbuf message
 //   rd_lmdbx_mkdir_parents() / rd_lmdbx_rmdir_created()   create the missing parents of an
 //                            output, and remove exactly those again when the run fails
-//   rd_lmdbx_mkdir_partial() a unique "<out>.partial.<pid>.<hex>" folder to build `out` in
+//   rd_lmdbx_mkdir_partial() a unique "<out>.partial.<host>.<pid>.<hex>" folder to build `out` in
 //   rd_lmdbx_pending_add() / _forget()   outputs in progress, removed on SIGTERM/SIGINT/SIGHUP
 //   rd_lmdbx_outfile, rd_lmdbx_outfile_open() / _commit() / _abort()   write a file under a
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
@@ -264,12 +264,15 @@ int rd_lmdbx_mkdir_parents(const char *path, char *created, size_t cap, rd_errbu
 void rd_lmdbx_rmdir_created(const char *path, const char *created);
 
 /**
- * Create a fresh folder beside `out` to build it in, `<out>.partial.<pid>.<8 hex digits>`
- * (mkdir, mode 0755, exclusive: concurrent builds of one `out` never share a folder, and no
- * planted symlink is followed). Rename it to `out` when complete; remove it on failure; then
+ * Create a fresh folder beside `out` to build it in, `<out>.partial.<host>.<pid>.<8 hex
+ * digits>` (mkdir, mode 0755, exclusive: concurrent builds of one `out` never share a folder,
+ * and no planted symlink is followed; <host> is this host's name with every byte but letters,
+ * digits and '-' made '-'). Rename it to `out` when complete; remove it on failure; then
  * rd_lmdbx_pending_forget(part). It is registered for removal on SIGTERM / SIGINT / SIGHUP
- * (rd_lmdbx_pending_add); a SIGKILL or a crash leaves it behind under that name.
- * @param[out] part  the folder's name, cap bytes (strlen(out) + 40 is enough)
+ * (rd_lmdbx_pending_add). A SIGKILL or a crash leaves it behind; the next build of the same
+ * `out` on the same host removes such leftovers of processes that no longer run (a warning
+ * names each), and leaves other hosts' and running processes' alone.
+ * @param[out] part  the folder's name, cap bytes (strlen(out) + 88 is enough)
  * @return RD_OK; RD_ERR_ARG (out empty or too long); RD_ERR_IO / RD_ERR_FULL from mkdir (the
  *         parent is missing, read-only or full)
  */

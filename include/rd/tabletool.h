@@ -16,8 +16,8 @@
 //   rd_tabletool_write()        write the (edited) checkpoint to a new directory with P' shards
 //                               (reshard, compact, and the output of evict / import)
 //
-// A rewrite never changes the input: it writes a fresh <out>.partial.<pid>.<hex> beside <out>
-// (every shard env, then the MANIFEST, then a copy of dense.bin when the input is a training
+// A rewrite never changes the input: it writes a fresh <out>.partial.<host>.<pid>.<hex> beside
+// <out> (every shard env, then the MANIFEST, then a copy of dense.bin when the input is a training
 // checkpoint) and renames it to <out>, which must not exist. Rows go to shard rd_shard_of(key, P')
 // with their slots, last-seen time and count unchanged, and pending admission counts follow their
 // key, so a PS of P' ranks that loads the result serves exactly the rows that P ranks served

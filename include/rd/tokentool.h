@@ -9,10 +9,10 @@
 //                              while a writer appends
 //   rd_tokentool_print_fetch() the answer of rd_token_store_fetch as TSV
 //
-// Compaction never changes the input: a fresh <out>.partial.<pid>.<hex> gets shard-NNNN/data.mdb
-// copies, then a copy of the MANIFEST (the store's commit point, written last), then the
-// directory is renamed to <out>. Records appended after a shard's snapshot are not in the copy:
-// stop the writer (or accept that cut) before swapping the copy in.
+// Compaction never changes the input: a fresh <out>.partial.<host>.<pid>.<hex> gets
+// shard-NNNN/data.mdb copies, then a copy of the MANIFEST (the store's commit point, written last),
+// then the directory is renamed to <out>. Records appended after a shard's snapshot are not in the
+// copy: stop the writer (or accept that cut) before swapping the copy in.
 #ifndef RD_TOKENTOOL_H
 #define RD_TOKENTOOL_H
 

@@ -2,9 +2,10 @@
 # terminate.sh — a tool terminated mid-output leaves nothing behind: `recdistill tokens compact`
 # of a store large enough to take seconds is sent SIGTERM (a Slurm time limit, scancel) and then
 # SIGINT (Ctrl-C) while it copies into its <out>.partial.* folder. Each time the process ends by
-# that signal (exit status 128 + N), the partial folder is gone and no --out was made; a third
-# run left alone completes. (rd_lmdbx_pending_add, rd/lmdbx.h; the store comes from
-# bench_tokens --keep.)
+# that signal (exit status 128 + N), the partial folder is gone and no --out was made. A SIGKILL
+# leaves its folder; the next run of the same command removes it (its process no longer runs),
+# says so, and completes. (rd_lmdbx_pending_add, rd_lmdbx_mkdir_partial, rd/lmdbx.h; the store
+# comes from bench_tokens --keep.)
 #
 #   bash tests/scripts/terminate.sh build/recdistill
 set -u
@@ -51,9 +52,27 @@ for sig in TERM INT; do
     echo "SIG$sig during the copy: exit $rc, partial folder removed"
 done
 
-# Left alone, the same command completes and its copy verifies.
+# SIGKILL leaves no chance to clean up: the partial folder stays ...
+"$RD" tokens compact "$STORE" --out "$TMP/c/copy" > "$TMP/out" 2> "$TMP/err" &
+pid=$!
+for _ in $(seq 1 6000); do
+    compgen -G "$TMP/c/copy.partial.*" > /dev/null && break
+    kill -0 $pid 2> /dev/null || break
+    sleep 0.005
+done
+kill -s KILL $pid
+wait $pid 2> /dev/null
+killed=$(compgen -G "$TMP/c/copy.partial.*" || true)
+[ -n "$killed" ] || fail "SIGKILL: no partial folder left (did the copy finish first?)"
+
+# ... until the next build of the same --out on this host, which removes it (the process that
+# made it no longer runs) and says so; left alone, that run completes and its copy verifies.
 "$RD" tokens compact "$STORE" --out "$TMP/c/copy" > "$TMP/out" 2> "$TMP/err" ||
     fail "compact: $(cat "$TMP/err")"
+grep -q "removed .*copy.partial.*which no longer runs" "$TMP/err" ||
+    fail "the killed run's partial folder was not reported: $(cat "$TMP/err")"
+[ ! -e "$killed" ] || fail "the killed run's partial folder $killed is still there"
+echo "SIGKILL during the copy: partial folder left, removed by the next run"
 "$RD" tokens verify "$TMP/c/copy" > "$TMP/out" 2> "$TMP/err" || fail "verify: $(cat "$TMP/err")"
 [ -z "$(compgen -G "$TMP/c/copy.partial.*" || true)" ] || fail "a completed run left a partial"
 echo "terminate.sh: ok"
