@@ -197,7 +197,6 @@ static void unique_suffix(char *buf, size_t cap, const void *salt, int attempt) 
 
 typedef struct pending {
     volatile sig_atomic_t state;
-    int is_dir;
     char path[4200];
 } pending;
 
@@ -285,7 +284,7 @@ int rd_lmdbx_pending_covers(int sig) {
            cur.sa_handler == on_terminate;
 }
 
-int rd_lmdbx_pending_add(const char *path, int is_dir) {
+int rd_lmdbx_pending_add(const char *path) {
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof g_pending[0].path)
         return -1;
@@ -296,7 +295,6 @@ int rd_lmdbx_pending_add(const char *path, int is_dir) {
                                          __ATOMIC_ACQUIRE))
             continue;
         memcpy(g_pending[i].path, path, n + 1);
-        g_pending[i].is_dir = is_dir;
         __atomic_store_n(&g_pending[i].state, 2, __ATOMIC_RELEASE);
         return i;
     }
@@ -348,7 +346,7 @@ int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb)
         of->tmp[0] = '\0';
         return rc;
     }
-    (void)rd_lmdbx_pending_add(of->tmp, 0);
+    (void)rd_lmdbx_pending_add(of->tmp);
     return RD_OK;
 }
 
@@ -543,7 +541,7 @@ int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *e
         snprintf(part, cap, "%.*s.partial.%s%s", (int)n, out, host, sfx);
         // mkdir is exclusive: it fails on any existing entry, a planted symlink included.
         if (mkdir(part, 0755) == 0) {
-            (void)rd_lmdbx_pending_add(part, 1);
+            (void)rd_lmdbx_pending_add(part);
             return RD_OK;
         }
         if (errno != EEXIST)

@@ -309,7 +309,7 @@ static void test_terminate_removes_outputs(void **state) {
     store_path(dir, sizeof dir, "term");
     assert_int_equal(mkdir(dir, 0755), 0);
     static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
-    assert_true(rd_lmdbx_pending_add(dir, 1) >= 0); // installs the handlers, if not yet
+    assert_true(rd_lmdbx_pending_add(dir) >= 0); // installs the handlers, if not yet
     rd_lmdbx_pending_forget(dir);
     for (int k = 0; k < 3; k++) {
         if (!rd_lmdbx_pending_covers(sigs[k])) {
@@ -349,7 +349,7 @@ static void test_terminate_removes_outputs(void **state) {
             if (rd_lmdbx_write_file_atomic(done, "ok", 2, &eb) != RD_OK)
                 _exit(6);
             // A folder registered and then forgotten stays.
-            if (mkdir(kept, 0755) != 0 || rd_lmdbx_pending_add(kept, 1) < 0)
+            if (mkdir(kept, 0755) != 0 || rd_lmdbx_pending_add(kept) < 0)
                 _exit(7);
             rd_lmdbx_pending_forget(kept);
             rd_lmdbx_outfile of;

@@ -288,7 +288,7 @@ int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *e
  * status 128 + signal). At most 16 paths at once; a 17th is not registered (return -1).
  * @return the slot, or -1 (path empty or longer than 4199 bytes, or the table full)
  */
-int rd_lmdbx_pending_add(const char *path, int is_dir);
+int rd_lmdbx_pending_add(const char *path);
 
 /** Unregister `path` (after its rename or its removal). Unknown paths are ignored. */
 void rd_lmdbx_pending_forget(const char *path);
