@@ -346,8 +346,7 @@ static int train_main(int argc,
 
     // 4. Roles.
     rd_trainer_result *res = rd_xcalloc((size_t)comm->n_jobs, sizeof *res);
-    rd_trainer_result mine;
-    memset(&mine, 0, sizeof mine);
+    rd_trainer_result *mine = rd_xcalloc(1, sizeof *mine); // ~1.2 MB (the window table)
     if (comm->role_kind == RD_ROLE_PS) {
         if ((rc = rd_ps_serve(comm, cfg)) != RD_OK)
             die(comm, "parameter server", NULL, rc);
@@ -356,7 +355,7 @@ static int train_main(int argc,
         rd_trainer_opts topts = {.resume_dir = resume};
         if ((rc = rd_trainer_create(comm, cfg, &topts, &tr, &eb)) != RD_OK)
             die(comm, "setting up the trainer", &eb, rc);
-        if ((rc = rd_trainer_run(tr, &mine, &eb)) != RD_OK)
+        if ((rc = rd_trainer_run(tr, mine, &eb)) != RD_OK)
             die(comm, comm->job_name[comm->job_index], &eb, rc);
         if ((rc = rd_trainer_destroy(tr)) != RD_OK)
             die(comm, "shutting down the KV client", NULL, rc);
@@ -366,13 +365,13 @@ static int train_main(int argc,
     //    down), which writes the report.
     if (comm->role_kind == RD_ROLE_WORKER && comm->job_rank == 0 && rank != 0) {
         MPI_Request r;
-        RD_MPI_CHECK(MPI_Isend(&mine, (int)sizeof mine, MPI_BYTE, 0, TAG_RESULT, comm->world, &r));
+        RD_MPI_CHECK(MPI_Isend(mine, (int)sizeof *mine, MPI_BYTE, 0, TAG_RESULT, comm->world, &r));
         rd_comm_wait(&r, poll);
     }
     if (rank == 0) {
         for (int j = 0; j < comm->n_jobs; j++) {
             if (comm->job_first[j] == 0) {
-                res[j] = mine;
+                res[j] = *mine;
                 continue;
             }
             MPI_Request r;
@@ -391,6 +390,7 @@ static int train_main(int argc,
     MPI_Request r;
     RD_MPI_CHECK(MPI_Ibarrier(comm->world, &r));
     rd_comm_wait(&r, poll);
+    rd_free(mine);
     rd_free(res);
     rd_comm_destroy(comm);
     rd_free(cfg);

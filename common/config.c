@@ -242,7 +242,7 @@ TABLE(synthetic_desc, rd_synthetic_config, synthetic_keys);
 static const ck_key split_keys[] = {
     K_DBL(rd_split_config, "batch_fraction", batch_fraction, 0, 1, CK_EXCL_LO | CK_EXCL_HI, "0.8"),
     K_DBL(rd_split_config, "holdout_fraction", holdout_fraction, 0, 1, CK_EXCL_HI, "0.1"),
-    K_INT(rd_split_config, "stream_windows", stream_windows, 1, 10000, 0, "5"),
+    K_INT(rd_split_config, "stream_windows", stream_windows, 1, RD_SPLIT_MAX_WINDOWS, 0, "5"),
 };
 TABLE(split_desc, rd_split_config, split_keys);
 

@@ -62,19 +62,26 @@ static void test_eta_of(void **state) {
 
 static void test_stream_mean(void **state) {
     (void)state;
-    rd_trainer_result r;
-    memset(&r, 0, sizeof r);
-    rd_metrics_result m = rd_report_stream_mean(&r);
+    rd_trainer_result *r = rd_xcalloc(1, sizeof *r); // ~1.2 MB: not on the stack
+    rd_metrics_result m = rd_report_stream_mean(r);
     assert_true(isnan(m.auc) && !m.auc_valid && m.n == 0);
-    r.n_windows = 3;
-    set_m(&r.window[0].m, 0.70, 0.6, 100);
-    set_m(&r.window[1].m, NAN, 0.5, 10); // one class only: AUC undefined, skipped
-    set_m(&r.window[2].m, 0.80, 0.4, 300);
-    m = rd_report_stream_mean(&r);
+    r->n_windows = 3;
+    set_m(&r->window[0].m, 0.70, 0.6, 100);
+    set_m(&r->window[1].m, NAN, 0.5, 10); // one class only: AUC undefined, skipped
+    set_m(&r->window[2].m, 0.80, 0.4, 300);
+    m = rd_report_stream_mean(r);
     assert_true(m.auc_valid);
     assert_true(fabs(m.auc - 0.75) < 1e-12); // unweighted mean of the defined ones
     assert_true(fabs(m.logloss - 0.5) < 1e-12);
     assert_int_equal(m.n, 410);
+    // As many windows as a config allows all count (a table of 64 once dropped the rest).
+    r->n_windows = RD_SPLIT_MAX_WINDOWS;
+    for (int w = 0; w < r->n_windows; w++)
+        set_m(&r->window[w].m, w < RD_SPLIT_MAX_WINDOWS / 2 ? 0.60 : 0.80, 0.5, 2);
+    m = rd_report_stream_mean(r);
+    assert_int_equal(m.n, 2 * RD_SPLIT_MAX_WINDOWS);
+    assert_true(fabs(m.auc - 0.70) < 1e-9);
+    rd_free(r);
 }
 
 static void test_roles(void **state) {
@@ -87,8 +94,7 @@ static void test_roles(void **state) {
     add_job(cfg, "tiny_raw", RD_JOB_STUDENT, 0, NULL);
     add_job(cfg, "s", RD_JOB_STUDENT, 1, "other_teacher");
     add_job(cfg, "s_raw", RD_JOB_STUDENT, 0, NULL);
-    rd_trainer_result res[5];
-    memset(res, 0, sizeof res);
+    rd_trainer_result *res = rd_xcalloc(5, sizeof *res); // ~1.2 MB each
     uint64_t params[5] = {1000, 900, 5, 50, 50};
     for (int j = 0; j < 5; j++) {
         res[j].params = params[j];
@@ -108,6 +114,7 @@ static void test_roles(void **state) {
     ro = rd_report_find_roles(cfg, res, 1);
     assert_int_equal(ro.student, -1);
     assert_int_equal(ro.student_raw, -1);
+    rd_free(res);
     rd_free(cfg);
 }
 
@@ -134,8 +141,7 @@ static void test_write(void **state) {
     add_job(cfg, "student_raw", RD_JOB_STUDENT, 0, NULL);
     snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", dir);
     snprintf(cfg->run.name, sizeof cfg->run.name, "unit");
-    rd_trainer_result res[3];
-    memset(res, 0, sizeof res);
+    rd_trainer_result *res = rd_xcalloc(3, sizeof *res); // ~1.2 MB each
     const double auc[3] = {0.80, 0.77, 0.76};
     for (int j = 0; j < 3; j++) {
         snprintf(res[j].job, sizeof res[j].job, "%s", cfg->cluster.jobs[j].name);
@@ -191,6 +197,7 @@ static void test_write(void **state) {
     snprintf(path, sizeof path, "%s/report.json", dir);
     assert_int_equal(remove(path), 0);
     assert_int_equal(rmdir(dir), 0);
+    rd_free(res);
     rd_free(cfg);
 }
 

@@ -44,20 +44,21 @@
 
 #include "rd/error.h"
 
-#define RD_NAME_MAX         32  // names: jobs, tables, models, fields, columns (incl. NUL)
-#define RD_PATH_MAX         256 // file system paths (incl. NUL)
-#define RD_MAX_JOBS         8   // worker jobs in one launch
-#define RD_MAX_TABLES       32  // embedding tables on the PS group
-#define RD_MAX_MODELS       8   // model architectures
-#define RD_MAX_COLUMNS      48  // columns of one CSV file
-#define RD_MAX_FIELDS       32  // features of the schema (categorical + multi + numeric)
-#define RD_MAX_SIDE         4   // side tables joined by key
-#define RD_MAX_LABEL_VALUES 8   // data.schema.label.values
-#define RD_MAX_LAYERS       8   // hidden layers of one MLP
-#define RD_MAX_FEATURES     32  // features one model embeds
-#define RD_MAX_STATS        8   // windows of seq.stats
-#define RD_MAX_TOKEN_SIDE   16  // feedback fields stored with each token (= RD_TOKEN_MAX_SIDE)
-#define RD_STATS_PRIOR      10 // pseudo-events of the global mean in seq.stats_residual's item means
+#define RD_NAME_MAX          32    // names: jobs, tables, models, fields, columns (incl. NUL)
+#define RD_PATH_MAX          256   // file system paths (incl. NUL)
+#define RD_MAX_JOBS          8     // worker jobs in one launch
+#define RD_MAX_TABLES        32    // embedding tables on the PS group
+#define RD_MAX_MODELS        8     // model architectures
+#define RD_MAX_COLUMNS       48    // columns of one CSV file
+#define RD_MAX_FIELDS        32    // features of the schema (categorical + multi + numeric)
+#define RD_MAX_SIDE          4     // side tables joined by key
+#define RD_MAX_LABEL_VALUES  8     // data.schema.label.values
+#define RD_MAX_LAYERS        8     // hidden layers of one MLP
+#define RD_SPLIT_MAX_WINDOWS 10000 // data.split.stream_windows
+#define RD_MAX_FEATURES      32    // features one model embeds
+#define RD_MAX_STATS         8     // windows of seq.stats
+#define RD_MAX_TOKEN_SIDE    16    // feedback fields stored with each token (= RD_TOKEN_MAX_SIDE)
+#define RD_STATS_PRIOR       10 // pseudo-events of the global mean in seq.stats_residual's item means
 
 // ---------------------------------------------------------------------------------------------
 // run:

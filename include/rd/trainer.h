@@ -88,8 +88,10 @@
 #include "rd/tokens.h"
 #include "rd/traffic.h"
 
-#define RD_TRAINER_WARM_MIN    20 // warm slice: the user has >= this many earlier events
-#define RD_TRAINER_MAX_WINDOWS 64 // stream windows kept in rd_trainer_result (others: file only)
+#define RD_TRAINER_WARM_MIN 20 // warm slice: the user has >= this many earlier events
+// Stream windows kept in rd_trainer_result: as many as a config allows (data.split.stream_windows),
+// so every window counts in the metrics file, the report's stream slice and the plot.
+#define RD_TRAINER_MAX_WINDOWS RD_SPLIT_MAX_WINDOWS
 
 /** Metrics of one evaluated range. */
 typedef struct rd_trainer_eval {
@@ -134,7 +136,8 @@ typedef struct rd_trainer_tokens {
     rd_token_map_stats map;
 } rd_trainer_tokens;
 
-/** The report of one job (filled on the job's rank 0; other ranks get n_windows = 0). */
+/** The report of one job (filled on the job's rank 0; other ranks get n_windows = 0). About
+ *  1.2 MB (the window table): allocate it, do not put it on the stack. */
 typedef struct rd_trainer_result {
     char job[RD_NAME_MAX];
     char model[RD_NAME_MAX];
@@ -146,7 +149,7 @@ typedef struct rd_trainer_result {
     uint64_t train_samples;  // examples trained on (all ranks, all epochs and windows)
     double samples_per_s;    // train_samples / train_s
     double final_loss;       // moving average (0.99) of rank 0's training loss
-    int n_windows;           // stream windows evaluated (<= RD_TRAINER_MAX_WINDOWS kept)
+    int n_windows;           // stream windows evaluated (<= RD_TRAINER_MAX_WINDOWS)
     rd_trainer_eval window[RD_TRAINER_MAX_WINDOWS];
     rd_trainer_eval holdout; // the whole holdout window
     rd_trainer_eval warm;    // holdout events whose user has >= RD_TRAINER_WARM_MIN earlier ones

@@ -633,9 +633,10 @@ static void session(const char *dir) {
         rd_trainer_opts o = {.metrics_dir = "", .quiet = 1};
         rc = rd_trainer_create(comm, cfg, &o, &tr, &eb);
         RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_create: %s", eb.msg);
-        rd_trainer_result res;
-        rc = rd_trainer_run(tr, &res, &eb);
+        rd_trainer_result *res = rd_xcalloc(1, sizeof *res); // ~1.2 MB: not on the stack
+        rc = rd_trainer_run(tr, res, &eb);
         RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_run: %s", eb.msg);
+        rd_free(res);
         worker_checks(tr, cfg, dir);
         rc = rd_trainer_destroy(tr);
         T_CHECK(&g_errs, rc == RD_OK, "rd_trainer_destroy: %s", rd_strerror(rc));

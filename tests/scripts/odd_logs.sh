@@ -6,6 +6,7 @@
 #   one_user       a single user
 #   tiny           30 events: stream windows of 0-1 events, a holdout of 3
 #   oneclass_tail  only positives after the batch period: no AUC on the stream or the holdout
+#   many_windows   100 stream windows: every one is in the metrics files and the stream slice
 # Each log also has a numeric field with `standardize: true` (its meta.yaml figures are
 # checked). report.json must parse, hold null (never NaN) where a figure is undefined, and the
 # printed eta lines must read "n/a" with the reason.
@@ -39,9 +40,12 @@ write("one_user", [(1000 + i, "u1", I(50), Y(), P()) for i in range(2000)])
 write("tiny", [(1000 + i, U(5), I(10), Y(), P()) for i in range(30)])
 write("oneclass_tail", [(1000 + i, U(20), I(50), 1 if i >= 1600 else Y(), P())
                         for i in range(2000)])
+write("many_windows", [(1000 + i, U(20), I(50), Y(), P()) for i in range(3000)])
 EOF
 
-for f in same_ts one_user tiny oneclass_tail; do
+for f in same_ts one_user tiny oneclass_tail many_windows; do
+    windows=5
+    [ "$f" = many_windows ] && windows=100
     cat >"$TMP/$f.yaml" <<EOF
 run: {name: $f, seed: 1}
 cluster:
@@ -53,6 +57,7 @@ cluster:
 data:
   source: csv
   input: $TMP
+  split: {batch_fraction: 0.5, holdout_fraction: 0.1, stream_windows: $windows}
   schema:
     path: $f.csv
     header: true
@@ -85,9 +90,9 @@ EOF
     [ "$(grep -c '^eta ' "$TMP/$f.out")" -eq 3 ] || fail "$f: expected three eta lines"
     grep '^eta ' "$TMP/$f.out" | grep -vq "n/a\|[0-9]\.[0-9][0-9][0-9] " &&
         fail "$f: an eta line is neither a figure nor n/a: $(grep '^eta ' "$TMP/$f.out")"
-    python3 - "$f" "$out/report.json" "$TMP/$f.out" "$out/data/meta.yaml" <<'EOF' ||
-import json, math, sys
-name, path, printed, meta = sys.argv[1:5]
+    python3 - "$f" "$out/report.json" "$TMP/$f.out" "$out/data/meta.yaml" "$windows" "$out" <<'EOF' ||
+import csv, json, math, sys
+name, path, printed, meta, windows, out = sys.argv[1:7]
 text = open(path).read()
 assert "NaN" not in text and "Infinity" not in text, "non-JSON number in report.json"
 r = json.loads(text)
@@ -106,6 +111,12 @@ if name == "oneclass_tail":
     assert r["eta"]["holdout"]["eta"] is None and r["eta"]["holdout"]["teacher_gap"] is None
 m = open(meta).read()
 assert "standardized: {mean: " in m, "meta.yaml lacks the standardized figures"
+for job in ("teacher", "student", "student_raw"):
+    rows = [x for x in csv.DictReader(open(f"{out}/{job}.metrics.csv")) if x["phase"] == "stream"]
+    assert len(rows) == int(windows), (job, len(rows), windows)
+    assert len(r["jobs"][job]["windows"]) == int(windows), (job, "report windows")
+    n = sum(int(x["samples"]) for x in rows)
+    assert r["stream"][job]["samples"] == n, (job, r["stream"][job]["samples"], n)
 EOF
         fail "$f: report check"
     echo "$f: ok ($(grep '^eta holdout' "$TMP/$f.out"))"
