@@ -14,12 +14,14 @@
 
 #include "token_store_internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define LOG_MAGIC    "RDTGTLOG"
 #define HEADER_BYTES 40
@@ -297,6 +299,70 @@ int rd_target_log_open(const char *path,
     }
     *out = log;
     return RD_OK;
+}
+
+// Remove a folder that holds an LMDB env (data.mdb, lock.mdb) and nothing else.
+static void remove_env_dir(const char *dir) {
+    char p[PATH_CAP + 112];
+    snprintf(p, sizeof p, "%s/data.mdb", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/lock.mdb", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
+int rd_target_log_open_or_create(const char *path,
+                                 const rd_target_log_opts *o,
+                                 rd_target_log **out,
+                                 rd_errbuf *eb) {
+    RD_ASSERT(out);
+    *out = NULL;
+    int rc = rd_target_log_open(path, 1, o, out, eb);
+    if (rc != RD_ERR_NOTFOUND)
+        return rc;
+    rd_errbuf_clear(eb);
+    if (strlen(path) + 96 >= PATH_CAP)
+        return rd_err_set(eb, RD_ERR_ARG, "target log %s: path longer than %d bytes", path,
+                          PATH_CAP - 97);
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+        return rd_err_set(eb, RD_ERR_EXISTS, "target log %s: exists and is not a folder", path);
+    // Build it beside its place and rename it there: a concurrent creator (another teacher job
+    // of the launch) either finds the whole log or none, never an env without its header.
+    char created[PATH_CAP], part[PATH_CAP + 96];
+    if ((rc = rd_lmdbx_mkdir_parents(path, created, sizeof created, eb)) != RD_OK)
+        return rc;
+    if ((rc = rd_lmdbx_mkdir_partial(path, part, sizeof part, eb)) != RD_OK) {
+        rd_lmdbx_rmdir_created(path, created);
+        return rc;
+    }
+    rd_target_log *fresh = NULL;
+    rc = rd_target_log_create(part, o, &fresh, eb);
+    rd_target_log_close(fresh);
+    int lost = 0; // another process renamed its log into place first
+    if (rc == RD_OK && rename(part, path) != 0) {
+        if (errno == ENOTEMPTY || errno == EEXIST)
+            lost = 1;
+        else
+            rc = rd_err_set(eb, RD_ERR_IO, "target log %s: rename %s into place: %s", path, part,
+                            strerror(errno));
+    }
+    if (rc != RD_OK || lost)
+        remove_env_dir(part);
+    rd_lmdbx_pending_forget(part);
+    if (rc != RD_OK) {
+        rd_lmdbx_rmdir_created(path, created);
+        return rc;
+    }
+    rc = rd_target_log_open(path, 1, o, out, eb);
+    if (rc == RD_ERR_NOTFOUND) { // the rename failed on a folder that holds something else
+        rd_errbuf_clear(eb);
+        return rd_err_set(eb, RD_ERR_EXISTS,
+                          "target log %s: the folder holds other files but no log (data.mdb): "
+                          "empty it or choose another distill.target_log",
+                          path);
+    }
+    return rc;
 }
 
 void rd_target_log_close(rd_target_log *log) {
@@ -585,8 +651,14 @@ int rd_target_log_count(rd_target_log *log, uint64_t *n, rd_errbuf *eb) {
 // ---------------------------------------------------------------------------------------------
 // A teacher job's sampling (meta record "job" | be64 job key)
 
-#define JOB_META_MAGIC "RDTGJOB1"
-#define JOB_META_BYTES 40 // magic | f64 neg | f64 pos | u64 salt | u32 crc (over the first 32)
+// Version 1 (40 bytes): magic "RDTGJOB1" | f64 neg | f64 pos | u64 salt | u32 crc (over the
+// first 32) | u32 0. Version 2 (56 bytes) adds the dataset the teacher trained on:
+// magic "RDTGJOB2" | f64 neg | f64 pos | u64 salt | u64 events | u32 records crc | u32 0 |
+// u32 crc (over the first 48) | u32 0. Both are read; version 2 is written.
+#define JOB_META_MAGIC1 "RDTGJOB1"
+#define JOB_META_BYTES1 40
+#define JOB_META_MAGIC  "RDTGJOB2"
+#define JOB_META_BYTES  56
 
 static void job_meta_key(unsigned char k[11], uint64_t job) {
     memcpy(k, "job", 3);
@@ -618,6 +690,9 @@ int rd_target_log_put_job(rd_target_log *log,
     if (!(ji->neg_rate > 0 && ji->neg_rate <= 1) || !(ji->pos_rate > 0 && ji->pos_rate <= 1))
         return rd_err_set(eb, RD_ERR_ARG, "target log %s: sampling rates %g / %g are not in (0, 1]",
                           log->path, ji->neg_rate, ji->pos_rate);
+    if (!ji->has_data)
+        return rd_err_set(eb, RD_ERR_ARG, "target log %s: the job record needs its dataset",
+                          log->path);
     job_put_ctx c = {.job = job, .meta = log->dbi_meta};
     uint64_t nb, pb;
     memcpy(&nb, &ji->neg_rate, 8);
@@ -626,10 +701,37 @@ int rd_target_log_put_job(rd_target_log *log,
     rd__le64_put(c.v + 8, nb);
     rd__le64_put(c.v + 16, pb);
     rd__le64_put(c.v + 24, ji->salt);
-    rd__le32_put(c.v + 32, rd_crc32c(0, c.v, 32));
-    rd__le32_put(c.v + 36, 0);
+    rd__le64_put(c.v + 32, ji->data_events);
+    rd__le32_put(c.v + 40, ji->data_crc);
+    rd__le32_put(c.v + 44, 0);
+    rd__le32_put(c.v + 48, rd_crc32c(0, c.v, 48));
+    rd__le32_put(c.v + 52, 0);
     return rd_lmdbx_write(log->env, log->max_map_size, log->path, "write the job's sampling",
                           job_put_cb, &c, eb);
+}
+
+// Decode a job record of either version into ji; 0 when it is damaged.
+static int job_decode(const unsigned char *p, size_t n, rd_target_job_info *ji) {
+    memset(ji, 0, sizeof *ji);
+    size_t body;
+    if (n == JOB_META_BYTES && memcmp(p, JOB_META_MAGIC, 8) == 0)
+        body = 48;
+    else if (n == JOB_META_BYTES1 && memcmp(p, JOB_META_MAGIC1, 8) == 0)
+        body = 32;
+    else
+        return 0;
+    if (rd__le32_get(p + body) != rd_crc32c(0, p, body))
+        return 0;
+    uint64_t nb = rd__le64_get(p + 8), pb = rd__le64_get(p + 16);
+    memcpy(&ji->neg_rate, &nb, 8);
+    memcpy(&ji->pos_rate, &pb, 8);
+    ji->salt = rd__le64_get(p + 24);
+    if (body == 48) {
+        ji->data_events = rd__le64_get(p + 32);
+        ji->data_crc = rd__le32_get(p + 40);
+        ji->has_data = 1;
+    }
+    return 1;
 }
 
 static int
@@ -642,25 +744,16 @@ get_job_unguarded(rd_target_log *log, uint64_t job, rd_target_job_info *ji, rd_e
     MDB_val k = {sizeof kb, kb}, v;
     int mrc = mdb_get(log->rtxn, log->dbi_meta, &k, &v);
     if (mrc == 0) {
-        const unsigned char *p = v.mv_data;
-        uint64_t nb, pb;
-        if (v.mv_size != JOB_META_BYTES || memcmp(p, JOB_META_MAGIC, 8) != 0 ||
-            rd__le32_get(p + 32) != rd_crc32c(0, p, 32)) {
+        if (!job_decode(v.mv_data, v.mv_size, ji)) {
             rc = rd_err_set(eb, RD_ERR_CORRUPT,
                             "target log %s: damaged sampling record of job %016" PRIx64, log->path,
                             job);
-        } else {
-            nb = rd__le64_get(p + 8);
-            pb = rd__le64_get(p + 16);
-            memcpy(&ji->neg_rate, &nb, 8);
-            memcpy(&ji->pos_rate, &pb, 8);
-            ji->salt = rd__le64_get(p + 24);
-            if (!(ji->neg_rate > 0 && ji->neg_rate <= 1) ||
-                !(ji->pos_rate > 0 && ji->pos_rate <= 1))
-                rc = rd_err_set(eb, RD_ERR_CORRUPT,
-                                "target log %s: sampling record of job %016" PRIx64
-                                " with rates %g / %g outside (0, 1]",
-                                log->path, job, ji->neg_rate, ji->pos_rate);
+        } else if (!(ji->neg_rate > 0 && ji->neg_rate <= 1) ||
+                   !(ji->pos_rate > 0 && ji->pos_rate <= 1)) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                            "target log %s: sampling record of job %016" PRIx64
+                            " with rates %g / %g outside (0, 1]",
+                            log->path, job, ji->neg_rate, ji->pos_rate);
         }
     }
     mdb_txn_reset(log->rtxn);

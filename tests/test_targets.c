@@ -18,6 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static char g_root[256];
 
@@ -208,6 +212,11 @@ static void test_growth(void **state) {
     rd_target_log_close(log);
 }
 
+static void le32_put(unsigned char *p, uint32_t v) {
+    for (int b = 0; b < 4; b++)
+        p[b] = (unsigned char)(v >> (8 * b));
+}
+
 // A teacher job's sampling record: written, replaced, read back by a read-only handle; absent
 // for another job; refused with bad rates or on a read-only handle; damaged -> RD_ERR_CORRUPT.
 static void test_job_sampling_record(void **state) {
@@ -219,7 +228,7 @@ static void test_job_sampling_record(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_target_log_create(p, NULL, &log, &eb), RD_OK);
     uint64_t t = rd_target_job_key("teacher"), u = rd_target_job_key("teacher2");
-    rd_target_job_info ji = {0.5, 1.0, 0x1234567890abcdefULL}, got;
+    rd_target_job_info ji = {0.5, 1.0, 0x1234567890abcdefULL, 123456789012ULL, 0xdeadbeefu, 1}, got;
     assert_int_equal(rd_target_log_put_job(log, t, &ji, &eb), RD_OK);
     ji.neg_rate = 0.25; // replaced, not added
     assert_int_equal(rd_target_log_put_job(log, t, &ji, &eb), RD_OK);
@@ -227,47 +236,178 @@ static void test_job_sampling_record(void **state) {
     memset(&got, 0, sizeof got);
     assert_int_equal(rd_target_log_get_job(ro, t, &got, &eb), RD_OK);
     assert_true(got.neg_rate == 0.25 && got.pos_rate == 1.0 && got.salt == ji.salt);
+    assert_true(got.has_data && got.data_events == ji.data_events && got.data_crc == 0xdeadbeefu);
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_target_log_get_job(ro, u, &got, &eb), RD_ERR_NOTFOUND);
     assert_non_null(strstr(eb.msg, "no sampling record"));
     assert_int_equal(rd_target_log_put_job(ro, u, &ji, &eb), RD_ERR_ARG);
-    rd_target_job_info bad[3] = {{0.0, 1.0, 1}, {0.5, 1.5, 1}, {NAN, 1.0, 1}};
+    rd_target_job_info bad[3] = {{0.0, 1.0, 1, 1, 1, 1}, {0.5, 1.5, 1, 1, 1, 1}, {NAN, 1.0, 1, 1, 1, 1}};
     for (int k = 0; k < 3; k++) {
         rd_errbuf_clear(&eb);
         assert_int_equal(rd_target_log_put_job(log, u, &bad[k], &eb), RD_ERR_ARG);
         assert_non_null(strstr(eb.msg, "not in (0, 1]"));
     }
+    rd_target_job_info nodata = {0.5, 1.0, 1, 0, 0, 0}; // the dataset is required
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_put_job(log, u, &nodata, &eb), RD_ERR_ARG);
     uint64_t count = 9;
     assert_int_equal(rd_target_log_count(log, &count, &eb), RD_OK);
     assert_true(count == 0); // meta records are not targets
     rd_target_log_close(ro);
     rd_target_log_close(log);
-    // Damaged behind the log's back: one byte of the rate flipped (the CRC no longer matches).
+    // Behind the log's back: the record as an older build wrote it (40 bytes, "RDTGJOB1", no
+    // dataset) is read with has_data 0; then one byte of the rate flipped (the CRC no longer
+    // matches) is damage.
     rd_lmdbx_opts lo = {0};
     lo.max_dbs = 4;
     MDB_env *env;
-    assert_int_equal(rd_lmdbx_env_open(p, &lo, &env, &eb), RD_OK);
-    MDB_txn *txn;
-    MDB_dbi meta;
-    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
     unsigned char kb[11] = {'j', 'o', 'b'};
     rd_lmdbx_put_be64(kb + 3, t);
-    MDB_val k = {11, kb}, v;
-    assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
-    assert_int_equal(v.mv_size, 40);
-    unsigned char val[40];
-    memcpy(val, v.mv_data, 40);
-    val[10] ^= 0x40;
-    v.mv_data = val;
-    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
-    assert_int_equal(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-    assert_int_equal(rd_target_log_open(p, 0, NULL, &ro, &eb), RD_OK);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(rd_lmdbx_env_open(p, &lo, &env, &eb), RD_OK);
+        MDB_txn *txn;
+        MDB_dbi meta;
+        assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+        MDB_val k = {11, kb}, v;
+        assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
+        assert_int_equal(v.mv_size, round == 0 ? 56 : 40);
+        unsigned char val[56];
+        memcpy(val, v.mv_data, v.mv_size);
+        if (round == 0) { // rewrite as version 1
+            memcpy(val, "RDTGJOB1", 8);
+            le32_put(val + 32, rd_crc32c(0, val, 32));
+            le32_put(val + 36, 0);
+            v.mv_size = 40;
+        } else {
+            val[10] ^= 0x40;
+        }
+        v.mv_data = val;
+        assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+        assert_int_equal(mdb_txn_commit(txn), 0);
+        mdb_env_close(env);
+        assert_int_equal(rd_target_log_open(p, 0, NULL, &ro, &eb), RD_OK);
+        rd_errbuf_clear(&eb);
+        memset(&got, 0, sizeof got);
+        if (round == 0) {
+            assert_int_equal(rd_target_log_get_job(ro, t, &got, &eb), RD_OK);
+            assert_true(got.neg_rate == 0.25 && got.salt == ji.salt && !got.has_data);
+        } else {
+            assert_int_equal(rd_target_log_get_job(ro, t, &got, &eb), RD_ERR_CORRUPT);
+            assert_non_null(strstr(eb.msg, "damaged sampling record"));
+        }
+        rd_target_log_close(ro);
+    }
+}
+
+// Several processes open-or-create one log at once (the teacher jobs of a launch): every one
+// gets the same log, each writes its job record, nothing half-made is ever opened and no
+// partial folder stays. An existing empty folder is taken; a folder holding other files and a
+// regular file are refused with messages naming them, and nothing is left behind.
+static void test_open_or_create(void **state) {
+    (void)state;
+    enum { KIDS = 6, ROUNDS = 8 };
+    for (int round = 0; round < ROUNDS; round++) {
+        char p[512], name[32];
+        snprintf(name, sizeof name, "race%d/sub/log", round);
+        log_path(p, sizeof p, name);
+        int go[2];
+        assert_int_equal(pipe(go), 0);
+        pid_t kid[KIDS];
+        for (int k = 0; k < KIDS; k++) {
+            kid[k] = fork();
+            assert_true(kid[k] >= 0);
+            if (kid[k] == 0) {
+                char c;
+                close(go[1]);
+                if (read(go[0], &c, 1) != 0) // released together when the pipe closes
+                    _exit(3);
+                rd_errbuf eb;
+                rd_errbuf_clear(&eb);
+                rd_target_log *log = NULL;
+                rd_target_log_opts o = {0, 0, 1};
+                if (rd_target_log_open_or_create(p, &o, &log, &eb) != RD_OK) {
+                    fprintf(stderr, "child %d: %s\n", k, eb.msg);
+                    _exit(1);
+                }
+                char job[16];
+                snprintf(job, sizeof job, "t%d", k);
+                rd_target_job_info ji = {1.0, 1.0, (uint64_t)k, 100, 7, 1};
+                int rc = rd_target_log_put_job(log, rd_target_job_key(job), &ji, &eb);
+                rd_target_log_close(log);
+                _exit(rc == RD_OK ? 0 : 2);
+            }
+        }
+        close(go[0]);
+        close(go[1]);
+        for (int k = 0; k < KIDS; k++) {
+            int st = 0;
+            assert_int_equal(waitpid(kid[k], &st, 0), kid[k]);
+            assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        }
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        rd_target_log *log = NULL;
+        assert_int_equal(rd_target_log_open(p, 0, NULL, &log, &eb), RD_OK);
+        for (int k = 0; k < KIDS; k++) {
+            char job[16];
+            snprintf(job, sizeof job, "t%d", k);
+            rd_target_job_info got;
+            assert_int_equal(rd_target_log_get_job(log, rd_target_job_key(job), &got, &eb), RD_OK);
+            assert_true(got.salt == (uint64_t)k && got.has_data && got.data_events == 100);
+        }
+        rd_target_log_close(log);
+        char parent[600];
+        snprintf(parent, sizeof parent, "%s/race%d/sub", g_root, round);
+        DIR *d = opendir(parent);
+        assert_non_null(d);
+        struct dirent *e;
+        int entries = 0;
+        while ((e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+                entries++; // only "log": every loser removed its partial folder
+        closedir(d);
+        assert_int_equal(entries, 1);
+    }
+    // An empty folder is taken.
+    char p[512], f[600];
+    log_path(p, sizeof p, "empty_dir");
+    assert_int_equal(mkdir(p, 0755), 0);
+    rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_target_log_get_job(ro, t, &got, &eb), RD_ERR_CORRUPT);
-    assert_non_null(strstr(eb.msg, "damaged sampling record"));
-    rd_target_log_close(ro);
+    rd_target_log *log = NULL;
+    assert_int_equal(rd_target_log_open_or_create(p, NULL, &log, &eb), RD_OK);
+    rd_target_log_close(log);
+    // A folder with other files, and a regular file: refused by name, nothing left.
+    log_path(p, sizeof p, "busy_dir");
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(f, sizeof f, "%s/notes.txt", p);
+    FILE *fp = fopen(f, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_open_or_create(p, NULL, &log, &eb), RD_ERR_EXISTS);
+    assert_non_null(strstr(eb.msg, "holds other files but no log"));
+    assert_non_null(strstr(eb.msg, p));
+    log_path(p, sizeof p, "a_file");
+    fp = fopen(p, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_open_or_create(p, NULL, &log, &eb), RD_ERR_EXISTS);
+    assert_non_null(strstr(eb.msg, "exists and is not a folder"));
+    // Under a regular file: the mkdir of the parent says so.
+    snprintf(f, sizeof f, "%s/targets", p);
+    rd_errbuf_clear(&eb);
+    assert_true(rd_target_log_open_or_create(f, NULL, &log, &eb) != RD_OK);
+    assert_non_null(strstr(eb.msg, "not a folder"));
+    assert_null(log);
+    DIR *d = opendir(g_root);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        assert_null(strstr(e->d_name, ".partial."));
+    closedir(d);
 }
 
 static void test_errors(void **state) {
@@ -367,6 +507,7 @@ int main(void) {
         cmocka_unit_test(test_growth),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_job_sampling_record),
+        cmocka_unit_test(test_open_or_create),
     };
     return cmocka_run_group_tests(tests, setup_root, teardown_root);
 }

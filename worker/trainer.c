@@ -890,27 +890,64 @@ static void owner_init(const rd_trainer *tr, owner_ctx *o, int n) {
     };
 }
 
-// Teacher rank 0 of the job creates the target log (or opens the one an earlier run left), the
-// other ranks open it after a barrier of the job: LMDB serialises their appends.
+// The dataset a target log's job record must name for this run (sample ids index it).
+static void log_data(const rd_trainer *tr, rd_target_job_info *ji) {
+    ji->data_events = tr->info->n_events;
+    ji->data_crc = tr->info->records_crc;
+    ji->has_data = 1;
+}
+
+// A job record of the log names another dataset than this run's: its sample ids would join
+// unrelated events. `who` names the job the record belongs to.
+static int log_data_mismatch(const rd_trainer *tr,
+                             const rd_target_job_info *ji,
+                             const char *who,
+                             rd_errbuf *eb) {
+    return rd_err_set(eb, RD_ERR_CONFIG,
+                      "target log %s holds the targets of teacher '%s' for another dataset (%llu "
+                      "events, records CRC-32C 0x%08x; this run's: %llu events, 0x%08x): its "
+                      "sample ids would join unrelated events",
+                      tr->cfg->distill.target_log, who, (unsigned long long)ji->data_events,
+                      ji->data_crc, (unsigned long long)tr->info->n_events,
+                      tr->info->records_crc);
+}
+
+static int log_data_differs(const rd_trainer *tr, const rd_target_job_info *ji) {
+    return ji->has_data &&
+           (ji->data_events != tr->info->n_events || ji->data_crc != tr->info->records_crc);
+}
+
+// Teacher rank 0 of the job opens the target log, or creates it (safe when several teacher jobs
+// of the launch share it: rd_target_log_open_or_create), the other ranks open it after a
+// barrier of the job: LMDB serialises their appends. A log that already holds this teacher's
+// targets for another dataset (a target_log path reused across data) is refused.
 static int distill_open_log(rd_trainer *tr, rd_errbuf *eb) {
     const char *path = tr->cfg->distill.target_log;
     rd_target_log_opts lo = {.no_sync = 1};
     int rc = RD_OK;
     if (tr->comm->job_rank == 0) {
-        rc = rd_target_log_open(path, 1, &lo, &tr->tlog, eb);
-        if (rc == RD_ERR_NOTFOUND) {
-            if (mkdir_p(path) != 0)
-                rc = rd_err_set(eb, RD_ERR_IO, "%s: cannot create folder: %s", path,
-                                strerror(errno));
-            else
-                rc = rd_target_log_create(path, &lo, &tr->tlog, eb);
+        rc = rd_target_log_open_or_create(path, &lo, &tr->tlog, eb);
+        uint64_t key = rd_target_job_key(tr->job->name);
+        rd_target_job_info old;
+        if (rc == RD_OK) {
+            rc = rd_target_log_get_job(tr->tlog, key, &old, eb);
+            if (rc == RD_OK && log_data_differs(tr, &old))
+                rc = log_data_mismatch(tr, &old, tr->job->name, eb);
+            else if (rc == RD_ERR_NOTFOUND) {
+                rd_errbuf_clear(eb);
+                rc = RD_OK;
+            }
         }
-        // How this teacher sampled its records: a student replaying the log alone needs it to
-        // tell the records the teacher never trained on (no target by design) from lost ones.
+        // How this teacher sampled its records, and on which dataset: a student replaying the
+        // log alone needs it to tell the records the teacher never trained on (no target by
+        // design) from lost ones, and to refuse a log of other data.
         if (rc == RD_OK) {
             const rd_negsample_config *ng = &tr->job->negatives;
-            rd_target_job_info ji = {ng->rate, ng->pos_rate, rd_sample_salt(tr->cfg->run.seed)};
-            rc = rd_target_log_put_job(tr->tlog, rd_target_job_key(tr->job->name), &ji, eb);
+            rd_target_job_info ji = {.neg_rate = ng->rate,
+                                     .pos_rate = ng->pos_rate,
+                                     .salt = rd_sample_salt(tr->cfg->run.seed)};
+            log_data(tr, &ji);
+            rc = rd_target_log_put_job(tr->tlog, key, &ji, eb);
         }
     }
     int ok = rc == RD_OK, all = 0;
@@ -997,6 +1034,16 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
             }
             rd_target_job_info ji;
             rc = rd_target_log_get_job(tr->tlog, rd_target_job_key(tr->job->teacher), &ji, eb);
+            if (rc == RD_OK && log_data_differs(tr, &ji)) {
+                rc = log_data_mismatch(tr, &ji, tr->job->teacher, eb);
+                rd_err_prefix(eb, "distill.replay: ");
+                return rc;
+            }
+            if (rc == RD_OK && !ji.has_data && c->job_rank == 0)
+                RD_LOG_WARN("distill.replay: the target log does not say on which dataset "
+                            "teacher '%s' trained (a log of an older build): make sure it is "
+                            "this run's",
+                            tr->job->teacher);
             if (rc == RD_OK) {
                 // The log describes the targets it holds: its rates win over the config's.
                 if (tjob && (ji.neg_rate != tneg.rate || ji.pos_rate != tneg.pos_rate) &&

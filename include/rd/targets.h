@@ -4,7 +4,7 @@
 // Defines:
 //   rd_target_log                      opaque handle (one LMDB env at distill.target_log)
 //   rd_target_log_opts                 map size, growth cap, sync mode
-//   rd_target_log_create / open / close
+//   rd_target_log_create / open / open_or_create / close
 //   rd_target_job_key()                teacher job name -> 64-bit key
 //   rd_target_batch, rd_target_log_append()    batched appends (one write transaction)
 //   rd_target_out, rd_target_log_read_range()  sample-id range -> arrays
@@ -71,6 +71,19 @@ int rd_target_log_open(const char *path,
                        const rd_target_log_opts *opts,
                        rd_target_log **out,
                        rd_errbuf *eb);
+
+/**
+ * Open the target log at `path` for appending, or create it when there is none. Safe when
+ * several processes do it at once (the teacher jobs of one launch share a log): the log is
+ * built in a folder of its own beside `path` and renamed into place, so no process ever opens a
+ * half-created log, and those that lose the race open the winner's.
+ * @return RD_OK; RD_ERR_EXISTS (`path` is a folder that holds other files but no log, or not a
+ *         folder); what rd_target_log_open and _create return
+ */
+int rd_target_log_open_or_create(const char *path,
+                                 const rd_target_log_opts *opts,
+                                 rd_target_log **out,
+                                 rd_errbuf *eb);
 
 /** Close the env and free the handle. Accepts NULL. */
 void rd_target_log_close(rd_target_log *log);
@@ -145,15 +158,19 @@ int rd_target_log_count(rd_target_log *log, uint64_t *n, rd_errbuf *eb);
  *  by rd_sample_keep(salt, neg_rate, pos_rate, id, label), so a student replaying the log alone
  *  knows which records have no target by design (untargeted) and which are missing. */
 typedef struct rd_target_job_info {
-    double neg_rate; // (0, 1]
-    double pos_rate; // (0, 1]
-    uint64_t salt;   // rd_sample_salt(run seed of the teacher's run)
+    double neg_rate;      // (0, 1]
+    double pos_rate;      // (0, 1]
+    uint64_t salt;        // rd_sample_salt(run seed of the teacher's run)
+    uint64_t data_events; // the dataset the teacher trained on (its sample ids index it):
+    uint32_t data_crc;    //   rd_dataset_info n_events and records_crc
+    int has_data;         // 1 = data_* are set (always when written; 0 in an older build's log)
 } rd_target_job_info;
 
 /**
- * Record (or replace) job's sampling in the log's meta database (key "job" | be64 job; 40-byte
- * value with a CRC-32C).
- * @return RD_OK, RD_ERR_ARG (read-only handle, a rate outside (0, 1]), RD_ERR_FULL, RD_ERR_LMDB
+ * Record (or replace) job's sampling and dataset in the log's meta database (key "job" | be64
+ * job; 56-byte value with a CRC-32C; the 40-byte records of older builds are still read).
+ * @return RD_OK, RD_ERR_ARG (read-only handle, a rate outside (0, 1], has_data 0), RD_ERR_FULL,
+ *         RD_ERR_LMDB
  */
 int rd_target_log_put_job(rd_target_log *log,
                           uint64_t job,

@@ -294,6 +294,17 @@ sed -e "s#target_log: .*#target_log: $D/none#" "$D/replay.yaml" > "$D/bad.yaml"
 timeout 120 "$MPIEXEC" -n 2 "$RD" train "$D/bad.yaml" --out "$D/bad" >/dev/null 2>"$D/err" &&
     fail "replay of a missing log must fail"
 grep -q "none" "$D/err" || fail "missing log message: $(cat "$D/err")"
+# A replay on other data (another run seed draws other synthetic events) is refused: the log
+# records the dataset its teacher trained on, and its sample ids would join unrelated events.
+timeout 120 "$MPIEXEC" -n 2 "$RD" train "$D/replay.yaml" --seed 8 --out "$D/other" >/dev/null \
+    2>"$D/err" && fail "replay of a log of other data must fail"
+grep -q "for another dataset" "$D/err" || fail "other-data replay message: $(cat "$D/err")"
+[ -e "$D/other/student.metrics.csv" ] && fail "other-data replay left metrics"
+# So is a live teacher appending to a log that holds its targets for other data.
+sed -e "s#^distill:#distill:\n  target_log: $D/live/targets#" "$D/live.yaml" > "$D/reuse.yaml"
+timeout 120 "$MPIEXEC" -n 4 "$RD" train "$D/reuse.yaml" --seed 8 --out "$D/reuse" >/dev/null \
+    2>"$D/err" && fail "a teacher writing into a log of other data must fail"
+grep -q "for another dataset" "$D/err" || fail "reused-log message: $(cat "$D/err")"
 
 # --- negative sampling: cross-debias on and off ---------------------------------------------------
 # Negatives kept at 0.3: the dataset says so, the student projects the teacher's logits through
