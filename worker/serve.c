@@ -161,6 +161,12 @@ int rd_serve_export(const rd_config *cfg,
                         pos.job, job);
         goto done;
     }
+    // The bundle carries the dataset's vocabularies and numeric standardisation: a folder
+    // prepared from another data configuration (another split, other events) would serve with
+    // the wrong ones, as train refuses to train on it.
+    if ((rc = rd_dataset_check_config(dataset_dir ? dataset_dir : cfg->data.dir, &cfg->data,
+                                      pos.seed, eb)) != RD_OK)
+        goto done;
     // Only the main tower serves: zero the auxiliary tower.
     for (int i = 0; i < m->n_tensors; i++)
         if (strncmp(m->tensors[i].name, "tower_aux", 9) == 0)

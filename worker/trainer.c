@@ -908,8 +908,7 @@ static int log_data_mismatch(const rd_trainer *tr,
                       "events, records CRC-32C 0x%08x; this run's: %llu events, 0x%08x): its "
                       "sample ids would join unrelated events",
                       tr->cfg->distill.target_log, who, (unsigned long long)ji->data_events,
-                      ji->data_crc, (unsigned long long)tr->info->n_events,
-                      tr->info->records_crc);
+                      ji->data_crc, (unsigned long long)tr->info->n_events, tr->info->records_crc);
 }
 
 static int log_data_differs(const rd_trainer *tr, const rd_target_job_info *ji) {

@@ -78,6 +78,17 @@ if "$RD" export "$TMP/s6.yaml" --out "$TMP/s6.rdsv" --data "$TMP/s/data" --ckpt 
 fi
 grep -q "config hash" "$TMP/exp6" || fail "export under rate 0.6: $(cat "$TMP/exp6")"
 [ ! -e "$TMP/s6.rdsv" ] || fail "a refused export left $TMP/s6.rdsv"
+# The bundle carries its dataset's vocabularies and standardisation: a folder prepared from
+# another data configuration (here another split) is refused, as train refuses it.
+sed 's/batch_fraction: [0-9.]*/batch_fraction: 0.5/' "$TMP/s.yaml" > "$TMP/sx.yaml"
+grep -q 'batch_fraction: 0.5' "$TMP/sx.yaml" || fail "could not write the other-split config"
+"$RD" prepare "$TMP/sx.yaml" --out "$TMP/other" >/dev/null 2>&1 || fail "prepare other split"
+if "$RD" export "$TMP/s.yaml" --out "$TMP/sx.rdsv" --data "$TMP/other" --ckpt \
+    "$(ls -d "$TMP"/s/ckpt/student/step-* | tail -1)" >"$TMP/expx" 2>&1; then
+    fail "export took a dataset prepared from another data configuration"
+fi
+grep -q "another data configuration" "$TMP/expx" || fail "export, other data: $(cat "$TMP/expx")"
+[ ! -e "$TMP/sx.rdsv" ] || fail "a refused export left $TMP/sx.rdsv"
 
 # --- 2. teacher sampled, students not -------------------------------------------------------------
 sed -e 's/name: slurm-tiny/name: jobsamp2/' \
