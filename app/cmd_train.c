@@ -12,7 +12,8 @@
 //      the existing one in full, CRCs included, and that it was prepared from this data config:
 //      rd_dataset_check_config); the others wait on a polled broadcast of the
 //      status (a failure: every rank exits 1).
-//   4. roles: PS ranks rd_ps_serve; workers rd_trainer_create / run / destroy. A failure on any
+//   4. roles: PS ranks rd_ps_serve; workers rd_trainer_create / run / destroy (run waits until
+//      every worker is set up and resumed before any job writes an output). A failure on any
 //      rank from here on is printed by that rank and ends the launch with MPI_Abort (the other
 //      ranks may be inside collectives or the PS loop, which nothing else could interrupt).
 //   5. each job's rank 0 sends its rd_trainer_result to world rank 0, which writes report.json

@@ -1714,6 +1714,38 @@ static void job_bcast_int(rd_trainer *tr, int *v) {
 // Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
 // job's PS tables and the server's step (rd_kv_load) and tells the others the outcome; then every
 // rank takes the checkpoint's step as its own. No rank pulls before the broadcast.
+// Does this job take part in distillation (the roles distill_setup gives: a teacher sending to
+// a distilled student of the launch, or a distilled student, live or replaying)?
+static int distills(const rd_trainer *tr) {
+    const rd_config *cfg = tr->cfg;
+    if (tr->job->role != RD_JOB_TEACHER)
+        return tr->job->distill;
+    if (cfg->distill.replay)
+        return 0;
+    for (int j = 0; j < cfg->cluster.n_jobs; j++) {
+        const rd_job_config *sj = &cfg->cluster.jobs[j];
+        if (sj->role == RD_JOB_STUDENT && sj->distill && strcmp(sj->teacher, tr->job->name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+// Every worker rank of the launch (all jobs) says whether its setup and resume went well; no job
+// builds tokens, opens a target log or trains before all did, so a launch that fails there leaves
+// no checkpoint, metrics file or target log of a run that never was. A rank whose
+// rd_trainer_create failed never gets here: its caller ends the launch (MPI_Abort).
+static int all_workers_ready(rd_trainer *tr, int rc, rd_errbuf *eb) {
+    int ok = rc == RD_OK, all = 0;
+    MPI_Request r;
+    RD_MPI_CHECK(MPI_Iallreduce(&ok, &all, 1, MPI_INT, MPI_MIN, tr->comm->role, &r));
+    rd_comm_wait(&r, tr->cfg->cluster.poll_us_max);
+    if (rc != RD_OK || all)
+        return rc;
+    return rd_err_set(eb, RD_ERR_STATE,
+                      "another job of the launch failed to set up or resume (its message says "
+                      "why): nothing was trained");
+}
+
 static int resume(rd_trainer *tr, rd_errbuf *eb) {
     char dir[RD_PATH_MAX * 2], probe[RD_PATH_MAX * 2 + 16];
     snprintf(probe, sizeof probe, "%s/%s", tr->resume_dir, RD_TRAIN_CKPT_DENSE);
@@ -1722,7 +1754,7 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
         snprintf(dir, sizeof dir, "%s", tr->resume_dir);
     else
         rc = rd_train_ckpt_latest(tr->resume_dir, tr->job->name, dir, sizeof dir, eb);
-    if (rc == RD_OK && tr->tgt_role != 0)
+    if (rc == RD_OK && distills(tr))
         rc = rd_err_set(eb, RD_ERR_UNSUPPORTED,
                         "--resume: job '%s' takes part in live distillation; resuming it is not "
                         "supported yet",
@@ -1930,11 +1962,11 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     tr->planned = (uint64_t)cfg->train.epochs * (batch.end - batch.begin) + (wend.end - batch.end);
     tr->t_progress = now_s();
     int mode = cfg->train.order == RD_ORDER_USER ? RD_PART_USER : RD_PART_STRIDED;
-    int rc = tokens_ready(tr, eb);
+    int rc = tr->resume_dir[0] ? resume(tr, eb) : RD_OK;
+    if ((rc = all_workers_ready(tr, rc, eb)) == RD_OK)
+        rc = tokens_ready(tr, eb);
     if (rc == RD_OK)
         rc = distill_setup(tr, eb);
-    if (rc == RD_OK && tr->resume_dir[0])
-        rc = resume(tr, eb);
     char phase[64];
 
     // 1. Batch phase.

@@ -8,7 +8,8 @@
 # checkpoints every 2 steps leaves only whole step-N directories, and resuming from the newest ends
 # exactly like the uninterrupted run. Bad input: a missing checkpoint, a
 # checkpoint of another model config, a checkpoint of 2 shards on 1 PS rank — every rank exits
-# non-zero with a clear message.
+# non-zero with a clear message; a root without one job's checkpoints fails before any job
+# writes.
 #
 #   bash tests/scripts/resume.sh build/recdistill
 set -u
@@ -159,6 +160,13 @@ bad() { # $1 = message regex, rest = launch
 bad "nowhere.*no complete checkpoint" -n 3 "$RD" train p2.yaml --out X --resume nowhere
 bad "config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-000000000040
 bad "shard|P|layout" -n 2 "$RD" train p1.yaml --out X --resume $CK/step-000000000040
+# Two jobs, and the checkpoint root holds only the first one's: the launch fails naming the
+# second, and the first, whose resume went well, trains nothing and writes nothing (every job is
+# set up and resumed before any job writes).
+sed -e 's/^    - {name: student, role: student, model: small}$/&\n    - {name: second, role: student, model: small}/' p2.yaml > two.yaml
+grep -q "name: second" two.yaml || fail "could not write the two-job config"
+bad "second.*no complete checkpoint" -n 4 "$RD" train two.yaml --out X2 --resume root
+[ ! -e X2/ckpt ] && ! ls X2/*.metrics.* >/dev/null 2>&1 || fail "a failed resume left outputs: $(ls -R X2)"
 # The shared data.dir was prepared for 6000 events: a config asking for 7000 must not train on it.
 sed -e 's/events: 6000/events: 7000/' p2.yaml > more.yaml
 bad "data.dir .*/data holds a dataset prepared from another data configuration" -n 3 "$RD" train more.yaml --out X
