@@ -311,12 +311,20 @@ static void remove_env_dir(const char *dir) {
     rmdir(dir);
 }
 
+void rd_target_log_remove(const char *path) {
+    if (path && path[0] && strlen(path) < PATH_CAP)
+        remove_env_dir(path);
+}
+
 int rd_target_log_open_or_create(const char *path,
                                  const rd_target_log_opts *o,
                                  rd_target_log **out,
+                                 int *created,
                                  rd_errbuf *eb) {
     RD_ASSERT(out);
     *out = NULL;
+    if (created)
+        *created = 0;
     int rc = rd_target_log_open(path, 1, o, out, eb);
     if (rc != RD_ERR_NOTFOUND)
         return rc;
@@ -329,11 +337,11 @@ int rd_target_log_open_or_create(const char *path,
         return rd_err_set(eb, RD_ERR_EXISTS, "target log %s: exists and is not a folder", path);
     // Build it beside its place and rename it there: a concurrent creator (another teacher job
     // of the launch) either finds the whole log or none, never an env without its header.
-    char created[PATH_CAP], part[PATH_CAP + 96];
-    if ((rc = rd_lmdbx_mkdir_parents(path, created, sizeof created, eb)) != RD_OK)
+    char made[PATH_CAP], part[PATH_CAP + 96];
+    if ((rc = rd_lmdbx_mkdir_parents(path, made, sizeof made, eb)) != RD_OK)
         return rc;
     if ((rc = rd_lmdbx_mkdir_partial(path, part, sizeof part, eb)) != RD_OK) {
-        rd_lmdbx_rmdir_created(path, created);
+        rd_lmdbx_rmdir_created(path, made);
         return rc;
     }
     rd_target_log *fresh = NULL;
@@ -351,10 +359,12 @@ int rd_target_log_open_or_create(const char *path,
         remove_env_dir(part);
     rd_lmdbx_pending_forget(part);
     if (rc != RD_OK) {
-        rd_lmdbx_rmdir_created(path, created);
+        rd_lmdbx_rmdir_created(path, made);
         return rc;
     }
     rc = rd_target_log_open(path, 1, o, out, eb);
+    if (rc == RD_OK && created)
+        *created = !lost;
     if (rc == RD_ERR_NOTFOUND) { // the rename failed on a folder that holds something else
         rd_errbuf_clear(eb);
         return rd_err_set(eb, RD_ERR_EXISTS,

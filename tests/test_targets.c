@@ -327,7 +327,8 @@ static void test_open_or_create(void **state) {
                 rd_errbuf_clear(&eb);
                 rd_target_log *log = NULL;
                 rd_target_log_opts o = {0, 0, 1};
-                if (rd_target_log_open_or_create(p, &o, &log, &eb) != RD_OK) {
+                int created = -1;
+                if (rd_target_log_open_or_create(p, &o, &log, &created, &eb) != RD_OK) {
                     fprintf(stderr, "child %d: %s\n", k, eb.msg);
                     _exit(1);
                 }
@@ -336,16 +337,19 @@ static void test_open_or_create(void **state) {
                 rd_target_job_info ji = {1.0, 1.0, (uint64_t)k, 100, 7, 1};
                 int rc = rd_target_log_put_job(log, rd_target_job_key(job), &ji, &eb);
                 rd_target_log_close(log);
-                _exit(rc == RD_OK ? 0 : 2);
+                _exit(rc != RD_OK ? 2 : created == 1 ? 10 : created == 0 ? 11 : 12);
             }
         }
         close(go[0]);
         close(go[1]);
+        int creators = 0;
         for (int k = 0; k < KIDS; k++) {
             int st = 0;
             assert_int_equal(waitpid(kid[k], &st, 0), kid[k]);
-            assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+            assert_true(WIFEXITED(st) && (WEXITSTATUS(st) == 10 || WEXITSTATUS(st) == 11));
+            creators += WEXITSTATUS(st) == 10;
         }
+        assert_int_equal(creators, 1); // exactly one process says it created the log
         rd_errbuf eb;
         rd_errbuf_clear(&eb);
         rd_target_log *log = NULL;
@@ -377,8 +381,16 @@ static void test_open_or_create(void **state) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd_target_log *log = NULL;
-    assert_int_equal(rd_target_log_open_or_create(p, NULL, &log, &eb), RD_OK);
+    int created = 0;
+    assert_int_equal(rd_target_log_open_or_create(p, NULL, &log, &created, &eb), RD_OK);
+    assert_int_equal(created, 1);
     rd_target_log_close(log);
+    assert_int_equal(rd_target_log_open_or_create(p, NULL, &log, &created, &eb), RD_OK);
+    assert_int_equal(created, 0); // there now
+    rd_target_log_close(log);
+    rd_target_log_remove(p); // undone: the folder is gone
+    struct stat st;
+    assert_int_equal(stat(p, &st), -1);
     // A folder with other files, and a regular file: refused by name, nothing left.
     log_path(p, sizeof p, "busy_dir");
     assert_int_equal(mkdir(p, 0755), 0);
@@ -387,7 +399,7 @@ static void test_open_or_create(void **state) {
     assert_non_null(fp);
     fclose(fp);
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_target_log_open_or_create(p, NULL, &log, &eb), RD_ERR_EXISTS);
+    assert_int_equal(rd_target_log_open_or_create(p, NULL, &log, NULL, &eb), RD_ERR_EXISTS);
     assert_non_null(strstr(eb.msg, "holds other files but no log"));
     assert_non_null(strstr(eb.msg, p));
     log_path(p, sizeof p, "a_file");
@@ -395,12 +407,12 @@ static void test_open_or_create(void **state) {
     assert_non_null(fp);
     fclose(fp);
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_target_log_open_or_create(p, NULL, &log, &eb), RD_ERR_EXISTS);
+    assert_int_equal(rd_target_log_open_or_create(p, NULL, &log, NULL, &eb), RD_ERR_EXISTS);
     assert_non_null(strstr(eb.msg, "exists and is not a folder"));
     // Under a regular file: the mkdir of the parent says so.
     snprintf(f, sizeof f, "%s/targets", p);
     rd_errbuf_clear(&eb);
-    assert_true(rd_target_log_open_or_create(f, NULL, &log, &eb) != RD_OK);
+    assert_true(rd_target_log_open_or_create(f, NULL, &log, NULL, &eb) != RD_OK);
     assert_non_null(strstr(eb.msg, "not a folder"));
     assert_null(log);
     DIR *d = opendir(g_root);

@@ -157,7 +157,10 @@ struct rd_trainer {
     int n_snd;
     rd_target_recv *rcv; // distilled student
     rd_target_log *tlog;
-    int tgt_role;  // rd_trainer_targets.role
+    int tlog_created;       // job rank 0 of a teacher created tlog (removed if the launch fails)
+    rd_target_job_info rji; // replay: the teacher's job record in the log (when rji_rc is RD_OK)
+    int rji_rc;             //   RD_OK, or RD_ERR_NOTFOUND (a log of an older build)
+    int tgt_role;           // rd_trainer_targets.role
     int tgt_use;   // student: the open phase trains on targets (distill.start_window/_epoch)
     int tgt_phase; // a distillation phase is open
     rd_debias debias;
@@ -890,6 +893,22 @@ static void owner_init(const rd_trainer *tr, owner_ctx *o, int n) {
     };
 }
 
+// Does this job take part in distillation (the roles distill_setup gives: a teacher sending to
+// a distilled student of the launch, or a distilled student, live or replaying)?
+static int distills(const rd_trainer *tr) {
+    const rd_config *cfg = tr->cfg;
+    if (tr->job->role != RD_JOB_TEACHER)
+        return tr->job->distill;
+    if (cfg->distill.replay)
+        return 0;
+    for (int j = 0; j < cfg->cluster.n_jobs; j++) {
+        const rd_job_config *sj = &cfg->cluster.jobs[j];
+        if (sj->role == RD_JOB_STUDENT && sj->distill && strcmp(sj->teacher, tr->job->name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 // The dataset a target log's job record must name for this run (sample ids index it).
 static void log_data(const rd_trainer *tr, rd_target_job_info *ji) {
     ji->data_events = tr->info->n_events;
@@ -925,7 +944,9 @@ static int distill_open_log(rd_trainer *tr, rd_errbuf *eb) {
     rd_target_log_opts lo = {.no_sync = 1};
     int rc = RD_OK;
     if (tr->comm->job_rank == 0) {
-        rc = rd_target_log_open_or_create(path, &lo, &tr->tlog, eb);
+        rc = rd_target_log_open_or_create(path, &lo, &tr->tlog, &tr->tlog_created, eb);
+        if (rc != RD_OK)
+            rd_err_prefix(eb, "distill.target_log %s: ", path);
         uint64_t key = rd_target_job_key(tr->job->name);
         rd_target_job_info old;
         if (rc == RD_OK) {
@@ -959,6 +980,36 @@ static int distill_open_log(rd_trainer *tr, rd_errbuf *eb) {
     return rc;
 }
 
+// Before any job writes: the teacher opens (or creates) its target log and checks that the log's
+// record of it names this run's dataset; a replaying student opens the log and reads the
+// teacher's record. What fails here fails the launch before anything is trained (collective
+// over the job for a teacher: the log's barrier).
+static int distill_logs(rd_trainer *tr, rd_errbuf *eb) {
+    const rd_distill_config *dc = &tr->cfg->distill;
+    if (tr->job->role == RD_JOB_TEACHER)
+        return !dc->replay && dc->target_log[0] && distills(tr) ? distill_open_log(tr, eb) : RD_OK;
+    if (!tr->job->distill || !dc->replay)
+        return RD_OK;
+    int rc = rd_target_log_open(dc->target_log, 0, NULL, &tr->tlog, eb);
+    if (rc == RD_OK) {
+        rc = tr->rji_rc =
+            rd_target_log_get_job(tr->tlog, rd_target_job_key(tr->job->teacher), &tr->rji, eb);
+        if (rc == RD_OK && log_data_differs(tr, &tr->rji))
+            rc = log_data_mismatch(tr, &tr->rji, tr->job->teacher, eb);
+        else if (rc == RD_OK && !tr->rji.has_data && tr->comm->job_rank == 0)
+            RD_LOG_WARN("distill.replay: the target log does not say on which dataset teacher "
+                        "'%s' trained (a log of an older build): make sure it is this run's",
+                        tr->job->teacher);
+        if (rc == RD_ERR_NOTFOUND) { // a log of an older build: no job record
+            rd_errbuf_clear(eb);
+            rc = RD_OK;
+        }
+    }
+    if (rc != RD_OK)
+        rd_err_prefix(eb, "distill.replay: ");
+    return rc;
+}
+
 // Create this rank's senders or receiver (collective over the job: the log's barrier).
 static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
     const rd_config *cfg = tr->cfg;
@@ -976,9 +1027,7 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
         }
         if (!any)
             return RD_OK;
-        if (dc->target_log[0] && (rc = distill_open_log(tr, eb)) != RD_OK)
-            return rc;
-        for (int j = 0; j < cfg->cluster.n_jobs; j++) {
+        for (int j = 0; j < cfg->cluster.n_jobs; j++) { // the log is open (distill_logs)
             const rd_job_config *sj = &cfg->cluster.jobs[j];
             if (!(sj->role == RD_JOB_STUDENT && sj->distill &&
                   strcmp(sj->teacher, tr->job->name) == 0))
@@ -1026,23 +1075,9 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
             keep_init(tr, tjob, &tr->keep[0]);
             tneg = tjob->negatives;
         }
-        if (dc->replay) {
-            if ((rc = rd_target_log_open(dc->target_log, 0, NULL, &tr->tlog, eb)) != RD_OK) {
-                rd_err_prefix(eb, "distill.replay: ");
-                return rc;
-            }
-            rd_target_job_info ji;
-            rc = rd_target_log_get_job(tr->tlog, rd_target_job_key(tr->job->teacher), &ji, eb);
-            if (rc == RD_OK && log_data_differs(tr, &ji)) {
-                rc = log_data_mismatch(tr, &ji, tr->job->teacher, eb);
-                rd_err_prefix(eb, "distill.replay: ");
-                return rc;
-            }
-            if (rc == RD_OK && !ji.has_data && c->job_rank == 0)
-                RD_LOG_WARN("distill.replay: the target log does not say on which dataset "
-                            "teacher '%s' trained (a log of an older build): make sure it is "
-                            "this run's",
-                            tr->job->teacher);
+        if (dc->replay) { // the log is open and its job record read (distill_logs)
+            rd_target_job_info ji = tr->rji;
+            rc = tr->rji_rc;
             if (rc == RD_OK) {
                 // The log describes the targets it holds: its rates win over the config's.
                 if (tjob && (ji.neg_rate != tneg.rate || ji.pos_rate != tneg.pos_rate) &&
@@ -1063,9 +1098,6 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
                             "sampled (a log of an older build): records it dropped count as "
                             "missing",
                             tr->job->teacher);
-            } else if (rc != RD_OK && rc != RD_ERR_NOTFOUND) {
-                rd_err_prefix(eb, "distill.replay: ");
-                return rc;
             }
             rc = RD_OK;
         }
@@ -1714,26 +1746,10 @@ static void job_bcast_int(rd_trainer *tr, int *v) {
 // Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
 // job's PS tables and the server's step (rd_kv_load) and tells the others the outcome; then every
 // rank takes the checkpoint's step as its own. No rank pulls before the broadcast.
-// Does this job take part in distillation (the roles distill_setup gives: a teacher sending to
-// a distilled student of the launch, or a distilled student, live or replaying)?
-static int distills(const rd_trainer *tr) {
-    const rd_config *cfg = tr->cfg;
-    if (tr->job->role != RD_JOB_TEACHER)
-        return tr->job->distill;
-    if (cfg->distill.replay)
-        return 0;
-    for (int j = 0; j < cfg->cluster.n_jobs; j++) {
-        const rd_job_config *sj = &cfg->cluster.jobs[j];
-        if (sj->role == RD_JOB_STUDENT && sj->distill && strcmp(sj->teacher, tr->job->name) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-// Every worker rank of the launch (all jobs) says whether its setup and resume went well; no job
-// builds tokens, opens a target log or trains before all did, so a launch that fails there leaves
-// no checkpoint, metrics file or target log of a run that never was. A rank whose
-// rd_trainer_create failed never gets here: its caller ends the launch (MPI_Abort).
+// Every worker rank of the launch (all jobs) says whether its last step before training went
+// well (resume, the target logs); no job builds tokens or trains before all did, so a launch that
+// fails there leaves no checkpoint, metrics file or target log of a run that never was. A rank
+// whose rd_trainer_create failed never gets here: its caller ends the launch (MPI_Abort).
 static int all_workers_ready(rd_trainer *tr, int rc, rd_errbuf *eb) {
     int ok = rc == RD_OK, all = 0;
     MPI_Request r;
@@ -1742,8 +1758,8 @@ static int all_workers_ready(rd_trainer *tr, int rc, rd_errbuf *eb) {
     if (rc != RD_OK || all)
         return rc;
     return rd_err_set(eb, RD_ERR_STATE,
-                      "another job of the launch failed to set up or resume (its message says "
-                      "why): nothing was trained");
+                      "another job of the launch failed before training (its message says why): "
+                      "nothing was trained");
 }
 
 static int resume(rd_trainer *tr, rd_errbuf *eb) {
@@ -1962,8 +1978,18 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     tr->planned = (uint64_t)cfg->train.epochs * (batch.end - batch.begin) + (wend.end - batch.end);
     tr->t_progress = now_s();
     int mode = cfg->train.order == RD_ORDER_USER ? RD_PART_USER : RD_PART_STRIDED;
+    // Resume, then open the target logs, each step agreed by every worker of the launch: a
+    // launch that fails here has written nothing (a target log it created is removed again).
     int rc = tr->resume_dir[0] ? resume(tr, eb) : RD_OK;
-    if ((rc = all_workers_ready(tr, rc, eb)) == RD_OK)
+    if ((rc = all_workers_ready(tr, rc, eb)) == RD_OK) {
+        rc = distill_logs(tr, eb);
+        if ((rc = all_workers_ready(tr, rc, eb)) != RD_OK && tr->tlog_created) {
+            rd_target_log_close(tr->tlog);
+            tr->tlog = NULL;
+            rd_target_log_remove(cfg->distill.target_log);
+        }
+    }
+    if (rc == RD_OK)
         rc = tokens_ready(tr, eb);
     if (rc == RD_OK)
         rc = distill_setup(tr, eb);

@@ -77,13 +77,19 @@ int rd_target_log_open(const char *path,
  * several processes do it at once (the teacher jobs of one launch share a log): the log is
  * built in a folder of its own beside `path` and renamed into place, so no process ever opens a
  * half-created log, and those that lose the race open the winner's.
+ * @param[out] created  may be NULL; 1 when this call created the log, else 0
  * @return RD_OK; RD_ERR_EXISTS (`path` is a folder that holds other files but no log, or not a
  *         folder); what rd_target_log_open and _create return
  */
 int rd_target_log_open_or_create(const char *path,
                                  const rd_target_log_opts *opts,
                                  rd_target_log **out,
+                                 int *created,
                                  rd_errbuf *eb);
+
+/** Remove the log at `path` (its data.mdb and lock.mdb, then the folder if it is empty): undo a
+ *  creation when the run that made it fails before writing any target. Close handles first. */
+void rd_target_log_remove(const char *path);
 
 /** Close the env and free the handle. Accepts NULL. */
 void rd_target_log_close(rd_target_log *log);

@@ -305,6 +305,16 @@ sed -e "s#^distill:#distill:\n  target_log: $D/live/targets#" "$D/live.yaml" > "
 timeout 120 "$MPIEXEC" -n 4 "$RD" train "$D/reuse.yaml" --seed 8 --out "$D/reuse" >/dev/null \
     2>"$D/err" && fail "a teacher writing into a log of other data must fail"
 grep -q "for another dataset" "$D/err" || fail "reused-log message: $(cat "$D/err")"
+[ -e "$D/reuse/student_raw.metrics.csv" ] || [ -e "$D/reuse/ckpt" ] &&
+    fail "a launch that failed at its target log left outputs: $(ls "$D/reuse")"
+# A target log that cannot be made (under a regular file) fails the launch before any job
+# trains, with the reason; student_raw, which has no target log, writes nothing either.
+: > "$D/afile"
+sed -e "s#^distill:#distill:\n  target_log: $D/afile/targets#" "$D/live.yaml" > "$D/nolog.yaml"
+timeout 120 "$MPIEXEC" -n 4 "$RD" train "$D/nolog.yaml" --out "$D/nolog" >/dev/null 2>"$D/err" &&
+    fail "a target log under a regular file must fail"
+grep -q "afile.*not a folder" "$D/err" || fail "unmakeable log message: $(cat "$D/err")"
+ls "$D/nolog" | grep -qv '^data$' && fail "a launch that failed at its target log left: $(ls "$D/nolog")"
 
 # --- negative sampling: cross-debias on and off ---------------------------------------------------
 # Negatives kept at 0.3: the dataset says so, the student projects the teacher's logits through
