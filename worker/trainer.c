@@ -1743,9 +1743,6 @@ static void job_bcast_int(rd_trainer *tr, int *v) {
     rd_comm_wait(&r, tr->cfg->cluster.poll_us_max);
 }
 
-// Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
-// job's PS tables and the server's step (rd_kv_load) and tells the others the outcome; then every
-// rank takes the checkpoint's step as its own. No rank pulls before the broadcast.
 // Every worker rank of the launch (all jobs) says whether its last step before training went
 // well (resume, the target logs); no job builds tokens or trains before all did, so a launch that
 // fails there leaves no checkpoint, metrics file or target log of a run that never was. A rank
@@ -1762,6 +1759,9 @@ static int all_workers_ready(rd_trainer *tr, int rc, rd_errbuf *eb) {
                       "nothing was trained");
 }
 
+// Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
+// job's PS tables and the server's step (rd_kv_load) and tells the others the outcome; then every
+// rank takes the checkpoint's step as its own. No rank pulls before the broadcast.
 static int resume(rd_trainer *tr, rd_errbuf *eb) {
     char dir[RD_PATH_MAX * 2], probe[RD_PATH_MAX * 2 + 16];
     snprintf(probe, sizeof probe, "%s/%s", tr->resume_dir, RD_TRAIN_CKPT_DENSE);
