@@ -6,6 +6,7 @@
 // Exit codes: 0 ok, 1 failure (bad calibration file, unwritable plot), 2 usage error.
 #include "commands.h"
 
+#include "rd/lmdbx.h"
 #include "rd/plot.h"
 #include "rd/scalemodel.h"
 
@@ -229,8 +230,19 @@ int rd_cmd_scale_model(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    // Each plot is renamed over its path: over the calibration it would replace the input, and
+    // two plots on one path would leave only the second.
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
+    if ((out && rd_lmdbx_check_out_not_input("--out", out, "the calibration file", calib, &eb)) ||
+        (out_tp && rd_lmdbx_check_out_not_input("--out-throughput", out_tp, "the calibration file",
+                                                calib, &eb)) ||
+        (out && out_tp &&
+         rd_lmdbx_check_out_not_input("--out", out, "the same path as --out-throughput", out_tp,
+                                      &eb))) {
+        fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
+        return 2;
+    }
     rd_scale_calib c;
     if (rd_scale_calib_load(calib, &c, &eb) != RD_OK) {
         fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);

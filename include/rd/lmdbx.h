@@ -22,6 +22,8 @@
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
 //   rd_lmdbx_write_file_atomic()  write a small file via an outfile: fsync + rename + fsync(dir)
 //   rd_lmdbx_check_replaceable()  refuse to rename a file over a FIFO, device or symlink
+//   rd_lmdbx_check_out_not_input()  refuse an output that is an input file or lies inside an
+//                            input folder (`table export C --out C/MANIFEST`)
 //   rd_lmdbx_guard, RD_LMDBX_GUARDED()   turn a damaged page met inside LMDB (SIGSEGV, SIGBUS,
 //                            or LMDB's own assertion, which aborts) into an rd_errbuf error
 //
@@ -308,6 +310,21 @@ int rd_lmdbx_pending_covers(int sig);
  *         replaced") for anything else
  */
 int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb);
+
+/**
+ * Refuse an output that would overwrite an input: `out` is the input file `in` (the same
+ * st_dev/st_ino, so also under another name), or resolves to `in` or to a path inside the input
+ * folder `in`. Paths are compared after realpath of their deepest existing ancestor (symlinks and
+ * ".." resolved; the missing tail as written), so neither needs to exist: two outputs that do
+ * not exist yet may be compared too. Call it before anything is written.
+ * @param[in] opt   the option naming `out` in the message, e.g. "--out"
+ * @param[in] what  what `in` is, e.g. "the input checkpoint"
+ * @return RD_OK; RD_ERR_ARG ("--out C/MANIFEST is inside the input checkpoint C: nothing
+ *         written", "--out a.csv is the input file a.csv: nothing written", or a path empty or
+ *         too long to resolve)
+ */
+int rd_lmdbx_check_out_not_input(
+    const char *opt, const char *out, const char *what, const char *in, rd_errbuf *eb);
 
 // ---------------------------------------------------------------------------------------------
 // Damaged pages
