@@ -144,7 +144,10 @@ int rd_cmd_plot(int argc, char **argv) {
     size_t nf, rows = 0;
     int st = rd_csv_next(r, &f, &nf, &eb);
     if (st <= 0) {
-        fprintf(stderr, "recdistill plot: %s\n", st < 0 ? eb.msg : "empty file (no header row)");
+        if (st < 0)
+            fprintf(stderr, "recdistill plot: %s\n", eb.msg);
+        else
+            fprintf(stderr, "recdistill plot: %s: empty file (no header row)\n", csv);
         goto fn_fail;
     }
     if ((xi = col_index(f, nf, xcol)) < 0) {
