@@ -677,13 +677,29 @@ int rd_lmdbx_check_size(MDB_env *env, const char *path, rd_errbuf *eb) {
     return RD_OK;
 }
 
+// A data.mdb of 0 bytes (a copy that never started, a truncate, a full disk at creation) makes
+// mdb_env_open fail with EBADF ("Bad file descriptor") when read-only, and a writable open
+// would quietly make a new, empty env of it: say what it is before LMDB sees it.
+int rd_lmdbx_check_nonempty(const char *path, rd_errbuf *eb) {
+    char data[4096 + 16];
+    struct stat st;
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    if (stat(data, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "%s: empty file (0 bytes): not an LMDB env (truncated or never written)",
+                          data);
+    return RD_OK;
+}
+
 int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, rd_errbuf *eb) {
     RD_ASSERT(path && o && out);
     *out = NULL;
     struct stat st;
     if (o->read_only || !o->create) {
-        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        if (stat(path, &st) != 0)
             return rd_err_set(eb, RD_ERR_NOTFOUND, "LMDB env %s: no such folder", path);
+        if (!S_ISDIR(st.st_mode))
+            return rd_err_set(eb, RD_ERR_NOTFOUND, "LMDB env %s is not a folder", path);
         if (o->read_only) {
             char data[4096 + 16];
             snprintf(data, sizeof data, "%s/data.mdb", path);
@@ -691,6 +707,9 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
                 return rd_err_set(eb, RD_ERR_NOTFOUND, "LMDB env %s: no data.mdb in the folder",
                                   path);
         }
+        int rc = rd_lmdbx_check_nonempty(path, eb);
+        if (rc != RD_OK)
+            return rc;
     } else {
         int rc = rd_lmdbx_mkdir_p(path, eb);
         if (rc != RD_OK)

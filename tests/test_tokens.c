@@ -1148,6 +1148,30 @@ static void test_manifest_corrupt_missing(void **state) {
     assert_int_equal(rd_token_store_read_manifest(dir, &info, &eb), RD_OK);
     assert_int_equal(info.n_shards, 3);
     assert_int_equal(info.dim, 8);
+    // A shard whose data.mdb is 0 bytes: "empty file", not LMDB's "Bad file descriptor"; and a
+    // writable open does not quietly make a new, empty env of it.
+    s = create_store("zero", 8, RD_TOKEN_FP32, 2, 0);
+    rd_token_store_destroy(s);
+    snprintf(p, sizeof p, "%s/zero/shard-0001/data.mdb", g_root);
+    assert_int_equal(truncate(p, 0), 0);
+    for (int mode = 0; mode < 2; mode++) {
+        s = open_store("zero", mode ? RD_TOKEN_WRITE : RD_TOKEN_READ_ONLY, &rc, &eb);
+        assert_null(s);
+        assert_int_equal(rc, RD_ERR_CORRUPT);
+        if (!strstr(eb.msg, "shard-0001/data.mdb: empty file (0 bytes)"))
+            fail_msg("mode %d: message '%s'", mode, eb.msg);
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_size, 0);
+    }
+    // A regular file where the store should be: "is not a folder", not "no such folder".
+    store_path(dir, sizeof dir, "a_file");
+    FILE *af = fopen(dir, "w");
+    assert_non_null(af);
+    fclose(af);
+    s = open_store("a_file", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_NOTFOUND);
+    assert_non_null(strstr(eb.msg, "a_file is not a folder"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 //   rd_lmdbx_opts            how to open an env (read-only or writable, map size, its cap, ...)
 //   rd_lmdbx_env_open()      mdb_env_create + options + mdb_env_open (creating the folder)
 //   rd_lmdbx_check_size()    refuse a data.mdb shorter than its meta page says (a SIGBUS later)
+//   rd_lmdbx_check_nonempty()  refuse a data.mdb of 0 bytes before mdb_env_open sees it
 //   rd_lmdbx_grow()          double the map size (no transaction of this process may be active)
 //   rd_lmdbx_write()         run a callback in a write transaction; on MDB_MAP_FULL abort, grow
 //                            the map and run the whole callback again (never a lost write)
@@ -88,7 +89,8 @@ static inline int rd_lmdbx_is_rd_status(int rc) {
  * @param[in]  opts  see rd_lmdbx_opts
  * @param[out] out   the env; close with mdb_env_close
  * @return RD_OK, RD_ERR_NOTFOUND (no folder or no data.mdb in read-only mode), RD_ERR_IO,
- *         RD_ERR_CORRUPT (not an LMDB file), RD_ERR_VERSION, RD_ERR_NOMEM, RD_ERR_LMDB
+ *         RD_ERR_CORRUPT (not an LMDB file; a data.mdb of 0 bytes in an env it does not create;
+ *         a truncated one), RD_ERR_VERSION, RD_ERR_NOMEM, RD_ERR_LMDB
  */
 int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *opts, MDB_env **out, rd_errbuf *eb);
 
@@ -101,6 +103,15 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *opts, MDB_env **out
  * @return RD_OK, RD_ERR_CORRUPT ("LMDB env <path>: data.mdb is truncated: ...")
  */
 int rd_lmdbx_check_size(MDB_env *env, const char *path, rd_errbuf *eb);
+
+/**
+ * Refuse a data.mdb of 0 bytes in the env folder `path`: a read-only mdb_env_open fails on it
+ * with "Bad file descriptor", and a writable one would make a new, empty env of it.
+ * rd_lmdbx_env_open calls it for every env it does not create; call it before any other
+ * mdb_env_open of an existing env. A missing data.mdb is not this function's concern (RD_OK).
+ * @return RD_OK, RD_ERR_CORRUPT ("<path>/data.mdb: empty file (0 bytes): not an LMDB env ...")
+ */
+int rd_lmdbx_check_nonempty(const char *path, rd_errbuf *eb);
 
 /**
  * Double the map size of `env`, capped at max_map_size.
