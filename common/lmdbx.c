@@ -225,7 +225,10 @@ int rd_lmdbx_check_out_not_input(
         return rd_err_set(eb, RD_ERR_ARG, "%s %s is %s %s: nothing written", opt, out, what, in);
     char ro[8192], ri[8192];
     if (resolve_future(out, ro, sizeof ro) != 0 || resolve_future(in, ri, sizeof ri) != 0)
-        return rd_err_set(eb, RD_ERR_ARG, "%s %s: path empty or too long to resolve", opt, out);
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "%s %s: cannot resolve it (or %s %s) to compare the two: empty, too "
+                          "long, or the working folder is gone",
+                          opt, out, what, in);
     size_t ni = strlen(ri);
     if (strcmp(ro, ri) == 0)
         return rd_err_set(eb, RD_ERR_ARG, "%s %s is %s %s: nothing written", opt, out, what, in);

@@ -331,8 +331,8 @@ int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb);
  * @param[in] opt   the option naming `out` in the message, e.g. "--out"
  * @param[in] what  what `in` is, e.g. "the input checkpoint"
  * @return RD_OK; RD_ERR_ARG ("--out C/MANIFEST is inside the input checkpoint C: nothing
- *         written", "--out a.csv is the input file a.csv: nothing written", or a path empty or
- *         too long to resolve)
+ *         written", "--out a.csv is the input file a.csv: nothing written", or a path that
+ *         cannot be resolved: empty, too long, or relative with the working folder gone)
  */
 int rd_lmdbx_check_out_not_input(
     const char *opt, const char *out, const char *what, const char *in, rd_errbuf *eb);
