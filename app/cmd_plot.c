@@ -5,11 +5,12 @@
 // within a series; an empty or non-numeric cell is a skipped point (it breaks the line).
 //
 // Exit codes: 0 ok, 1 failure (unreadable CSV, unknown column, no numeric point, unwritable
-// plot: nothing written), 2 usage error.
+// plot: nothing written), 2 usage error (also --out naming the input CSV).
 #include "commands.h"
 
 #include "rd/alloc.h"
 #include "rd/csv.h"
+#include "rd/lmdbx.h"
 #include "rd/plot.h"
 
 #include <math.h>
@@ -121,6 +122,11 @@ int rd_cmd_plot(int argc, char **argv) {
 
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
+    // The PNG is renamed over --out: naming the CSV there would replace the data by its plot.
+    if (rd_lmdbx_check_out_not_input("--out", out, "the input file", csv, &eb) != RD_OK) {
+        fprintf(stderr, "recdistill plot: %s\n", eb.msg);
+        return 2;
+    }
     rd_csv_options opt = {.delimiter = ",", .quote = '"', .max_line = 0};
     rd_csv_reader *r = NULL;
     if (rd_csv_open(csv, &opt, &r, &eb) != RD_OK) {
@@ -138,7 +144,10 @@ int rd_cmd_plot(int argc, char **argv) {
     size_t nf, rows = 0;
     int st = rd_csv_next(r, &f, &nf, &eb);
     if (st <= 0) {
-        fprintf(stderr, "recdistill plot: %s\n", st < 0 ? eb.msg : "empty file (no header row)");
+        if (st < 0)
+            fprintf(stderr, "recdistill plot: %s\n", eb.msg);
+        else
+            fprintf(stderr, "recdistill plot: %s: empty file (no header row)\n", csv);
         goto fn_fail;
     }
     if ((xi = col_index(f, nf, xcol)) < 0) {

@@ -6,6 +6,7 @@
 // Exit codes: 0 ok, 1 failure (bad calibration file, unwritable plot), 2 usage error.
 #include "commands.h"
 
+#include "rd/lmdbx.h"
 #include "rd/plot.h"
 #include "rd/scalemodel.h"
 
@@ -28,32 +29,26 @@ static void usage(FILE *out) {
         "Project one synchronous training step (compute, PS network, busiest PS shard,\n"
         "dense allreduce) from 1 to N nodes (powers of 2) with the model calibrated by FILE\n"
         "(`key: value` lines, see docs/scaling.md), and print throughput and efficiency.\n"
+        "Calibration values are at most 1e9 (dense_params 1e13); a projection whose figures\n"
+        "are not finite is an error.\n"
         "\n"
         "  --calib FILE          measured inputs (compute_us_per_sample, batch_per_worker, ...)\n"
-        "  --bw GBPS             network bandwidth per node in GB/s (default 12.5 = 100 Gb/s)\n"
-        "  --lat US              one-way latency in microseconds (default 2)\n"
-        "  --max-nodes N         largest node count (default 256)\n"
-        "  --workers-per-node N  worker ranks per node (default 1)\n"
-        "  --ps-per-node X       PS shards per node (default 1); --ps N fixes the shard count\n"
-        "  --hot-keys K          keys in every worker's batch (default: the calibration's)\n"
-        "  --msg-overhead-us U   software cost per message (default: the calibration's)\n"
-        "  --batch B             samples per worker step (default: the calibration's)\n"
+        "  --bw GBPS             network bandwidth per node in GB/s (default 12.5 = 100 Gb/s;\n"
+        "                        1e-6..1e6)\n"
+        "  --lat US              one-way latency in microseconds (default 2; 0..1e9)\n"
+        "  --max-nodes N         largest node count (default 256; 1..32768)\n"
+        "  --workers-per-node N  worker ranks per node (default 1; 1..4096)\n"
+        "  --ps-per-node X       PS shards per node (default 1; 0..64); --ps N fixes the shard\n"
+        "                        count (1..1e6)\n"
+        "  --hot-keys K          keys in every worker's batch (default: the calibration's;\n"
+        "                        0..1e9)\n"
+        "  --msg-overhead-us U   software cost per message (default: the calibration's; 0..1e9)\n"
+        "  --batch B             samples per worker step (default: the calibration's; 1..1e9)\n"
         "  --no-overlap          the PS round trip does not overlap compute\n"
         "  --out PLOT.png        efficiency against nodes: this setting and its variants\n"
         "  --out-throughput PLOT.png  samples/s against nodes, model and linear scaling\n"
         "\n"
         "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
-}
-
-static int parse_num(const char *opt, const char *s, double lo, double *out) {
-    char *end = NULL;
-    double v = strtod(s, &end);
-    if (!*s || *end || !isfinite(v) || v < lo) {
-        fprintf(stderr, "recdistill scale-model: %s: '%s' is not a number >= %g\n", opt, s, lo);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 // A number in lo..hi (a whole one when `integer`); prints the usage error itself.
@@ -195,10 +190,10 @@ int rd_cmd_scale_model(int argc, char **argv) {
         if (!val)
             continue;
         if (strcmp(a, "--bw") == 0) {
-            if (parse_num(a, val, 1e-6, &net.bw_gbps))
+            if (parse_bounded(a, val, 1e-6, 1e6, 0, &net.bw_gbps))
                 return 2;
         } else if (strcmp(a, "--lat") == 0) {
-            if (parse_num(a, val, 0, &net.lat_us))
+            if (parse_bounded(a, val, 0, 1e9, 0, &net.lat_us))
                 return 2;
         } else if (strcmp(a, "--max-nodes") == 0) {
             if (parse_bounded(a, val, 1, 32768, 1, &max_nodes))
@@ -215,13 +210,13 @@ int rd_cmd_scale_model(int argc, char **argv) {
                 return 2;
             net.fixed_ps = (int)v;
         } else if (strcmp(a, "--hot-keys") == 0) {
-            if (parse_num(a, val, 0, &hot))
+            if (parse_bounded(a, val, 0, 1e9, 0, &hot))
                 return 2;
         } else if (strcmp(a, "--msg-overhead-us") == 0) {
-            if (parse_num(a, val, 0, &ovh))
+            if (parse_bounded(a, val, 0, 1e9, 0, &ovh))
                 return 2;
         } else if (strcmp(a, "--batch") == 0) {
-            if (parse_num(a, val, 1, &batch))
+            if (parse_bounded(a, val, 1, 1e9, 0, &batch))
                 return 2;
         }
     }
@@ -229,8 +224,19 @@ int rd_cmd_scale_model(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    // Each plot is renamed over its path: over the calibration it would replace the input, and
+    // two plots on one path would leave only the second.
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
+    if ((out && rd_lmdbx_check_out_not_input("--out", out, "the calibration file", calib, &eb)) ||
+        (out_tp && rd_lmdbx_check_out_not_input("--out-throughput", out_tp, "the calibration file",
+                                                calib, &eb)) ||
+        (out && out_tp &&
+         rd_lmdbx_check_out_not_input("--out", out, "the same path as --out-throughput", out_tp,
+                                      &eb))) {
+        fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
+        return 2;
+    }
     rd_scale_calib c;
     if (rd_scale_calib_load(calib, &c, &eb) != RD_OK) {
         fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);

@@ -4,8 +4,9 @@
 //
 // Read-only subcommands (stats, export, verify) never write into the checkpoint; the others
 // write a NEW checkpoint directory given by --out (which must not exist) and leave the input
-// unchanged, so a bad edit can never destroy the only copy. Output files are written to a
-// temporary name and renamed at the end: a failed command leaves no partial output.
+// unchanged, so a bad edit can never destroy the only copy; an --out inside the input checkpoint
+// (or naming one of its files) is a usage error. Output files are written to a temporary name
+// and renamed at the end: a failed command leaves no partial output.
 //
 // Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 #include "commands.h"
@@ -30,7 +31,8 @@ static void table_usage(FILE *out) {
             "\n"
             "CKPT is a checkpoint directory (MANIFEST + shard-NNNNN/, e.g. <ps.checkpoint_dir>/\n"
             "<job>/step-N written by `recdistill train`). Commands that change tables write a new\n"
-            "checkpoint to --out DIR (must not exist); the input is never modified.\n"
+            "checkpoint to --out DIR (must not exist); the input is never modified (an --out\n"
+            "inside CKPT is refused).\n"
             "\n"
             "  stats   CKPT [--table NAME]            rows, bytes, dims, optimizer, histograms\n"
             "                                         of age and update count\n"
@@ -208,6 +210,13 @@ int rd_cmd_table(int argc, char **argv) {
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
+    // An output in the input would overwrite it (export renamed its TSV over the MANIFEST, the
+    // commit point) or add a folder to it: refused before anything is read or written.
+    if (out && strcmp(out, "-") != 0 && strcmp(cmd, "stats") != 0 && strcmp(cmd, "verify") != 0 &&
+        rd_lmdbx_check_out_not_input("--out", out, "the input checkpoint", dir, &eb) != RD_OK) {
+        fprintf(stderr, "%s: %s\n", prog, eb.msg);
+        return 2;
+    }
     int rc;
     if (strcmp(cmd, "verify") == 0) {
         rd_ckpt_manifest *m = calloc(1, sizeof *m);

@@ -11,6 +11,7 @@
 #include "commands.h"
 
 #include "rd/alloc.h"
+#include "rd/lmdbx.h"
 #include "rd/tokens.h"
 #include "rd/tokentool.h"
 
@@ -36,7 +37,8 @@ static void tokens_usage(FILE *out) {
         "  gc      STORE --before T               delete every record with time < T\n"
         "  verify  STORE                          MANIFEST, shard headers, every key and\n"
         "                                         record CRC\n"
-        "  compact STORE --out DIR                compacted copy (the input is untouched)\n"
+        "  compact STORE --out DIR                compacted copy (the input is untouched;\n"
+        "                                         DIR may not lie inside STORE)\n"
         "\n"
         "stats, fetch, verify and compact are read-only and safe while a job appends.\n"
         "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
@@ -158,6 +160,13 @@ int rd_cmd_tokens(int argc, char **argv) {
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
+    // A copy inside the store it copies would add a folder to the input (and be copied again by
+    // the next compact): refused before anything is written.
+    if (strcmp(cmd, "compact") == 0 &&
+        rd_lmdbx_check_out_not_input("--out", out, "the input store", dir, &eb) != RD_OK) {
+        fprintf(stderr, "%s: %s\n", prog, eb.msg);
+        return 2;
+    }
     int rc = RD_OK;
     if (strcmp(cmd, "compact") == 0) {
         rc = rd_tokentool_compact(dir, out, &eb);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define CSV_CHUNK    (1u << 20)
 #define CSV_MAX_LINE ((size_t)64 << 20)
@@ -85,6 +86,13 @@ int rd_csv_open(const char *path, const rd_csv_options *opt, rd_csv_reader **out
     r->fp = fopen(path, "rb");
     if (!r->fp) {
         rc = rd_err_set(eb, RD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        goto fn_fail;
+    }
+    // A folder opens on Linux, and its first read fails: "<path>:1: read error" said nothing
+    // of the cause. FIFOs and devices stay readable (a log streamed through a pipe).
+    struct stat st;
+    if (fstat(fileno(r->fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+        rc = rd_err_set(eb, RD_ERR_IO, "%s: not a regular file (a folder)", path);
         goto fn_fail;
     }
     r->cap = CSV_CHUNK;
@@ -217,6 +225,22 @@ static int field_start(rd_csv_reader *r, size_t nf) {
 
 enum { P_ROW = 1, P_MORE = 2, P_EOF = 3, P_SKIP = 4 };
 
+// A lone '\r' (not before '\n') at q on the first line, with no '\n' anywhere in the window
+// after it: the file's lines end in CR only (classic Mac OS, some spreadsheet exports). Read as
+// one huge row, it used to fail later with a misleading "duplicate header column". A lone CR
+// inside a field of an LF file (a '\n' follows somewhere) stays an ordinary byte.
+static int cr_only(const rd_csv_reader *r, const char *q, const char *e, uint64_t lines) {
+    return r->line == 1 && lines == 0 && q + 1 < e && q[1] != '\n' &&
+           !memchr(q, '\n', (size_t)(e - q));
+}
+
+static int cr_only_error(const rd_csv_reader *r, rd_errbuf *eb) {
+    return rd_err_set(eb, RD_ERR_PARSE,
+                      "%s:1: line ends are CR only (old Mac): convert to LF or CRLF (e.g. "
+                      "tr '\\r' '\\n')",
+                      r->name);
+}
+
 // Parse one row starting at buf[beg]. Returns P_ROW (row in out/starts, *nf fields, *used bytes
 // consumed including the newline, *nl newlines consumed), P_MORE (the row is not complete in the
 // window: refill and retry), P_EOF, P_SKIP (an empty line of *used bytes), or a negative status.
@@ -315,6 +339,8 @@ static int parse_row(rd_csv_reader *r, size_t *nf_out, size_t *used, uint64_t *n
                     lines++;
                     break;
                 }
+                if (cr_only(r, p, e, lines))
+                    return cr_only_error(r, eb);
             }
             if ((size_t)(e - p) < dl && !r->eof && memcmp(p, d, (size_t)(e - p)) == 0)
                 return P_MORE;
@@ -343,6 +369,8 @@ static int parse_row(rd_csv_reader *r, size_t *nf_out, size_t *used, uint64_t *n
                 ended = 1;
                 break;
             }
+            if (c == '\r' && cr_only(r, q, e, lines))
+                return cr_only_error(r, eb);
             if (c == d[0]) {
                 size_t left = (size_t)(e - q);
                 if (left >= dl) {

@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -147,6 +148,96 @@ int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb) {
                       "%s exists and is not a regular file (%s): not replaced; give the path of "
                       "a regular file",
                       path, what);
+}
+
+// The absolute path `path` will have once it exists: its deepest existing ancestor resolved by
+// realpath (symlinks, "..", bind of the working directory), then the missing components appended
+// as written, "." dropped and ".." taking one back (a folder created on the way is a real one, so
+// its ".." is its parent). Returns 0, or -1 when the path is empty or does not fit.
+static int resolve_future(const char *path, char *res, size_t cap) {
+    char buf[8192];
+    if (!path[0])
+        return -1;
+    if (path[0] == '/') {
+        if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+            return -1;
+    } else {
+        char cwd[4096];
+        if (!getcwd(cwd, sizeof cwd) ||
+            snprintf(buf, sizeof buf, "%s/%s", cwd, path) >= (int)sizeof buf)
+            return -1;
+    }
+    // Cut at the last '/' until the prefix resolves ("/" always does).
+    size_t cut = strlen(buf);
+    char rp[PATH_MAX];
+    for (;;) {
+        char c = buf[cut];
+        buf[cut] = '\0';
+        const char *r = realpath(cut ? buf : "/", rp);
+        buf[cut] = c;
+        if (r)
+            break;
+        while (cut > 0 && buf[cut - 1] != '/')
+            cut--;
+        while (cut > 0 && buf[cut - 1] == '/')
+            cut--;
+    }
+    size_t n = strlen(rp);
+    if (n >= cap)
+        return -1;
+    memcpy(res, rp, n + 1);
+    for (char *p = buf + cut; *p;) {
+        while (*p == '/')
+            p++;
+        char *e = p;
+        while (*e && *e != '/')
+            e++;
+        size_t len = (size_t)(e - p);
+        if (len == 0 || (len == 1 && p[0] == '.')) {
+            // nothing
+        } else if (len == 2 && p[0] == '.' && p[1] == '.') {
+            while (n > 1 && res[n - 1] != '/')
+                n--;
+            if (n > 1)
+                n--; // the '/' too, except the root's
+            res[n] = '\0';
+        } else {
+            if (n + 1 + len >= cap)
+                return -1;
+            if (n > 1 || res[0] != '/')
+                res[n++] = '/';
+            memcpy(res + n, p, len);
+            n += len;
+            res[n] = '\0';
+        }
+        p = e;
+    }
+    return 0;
+}
+
+int rd_lmdbx_check_out_not_input(
+    const char *opt, const char *out, const char *what, const char *in, rd_errbuf *eb) {
+    struct stat so, si;
+    int in_exists = stat(in, &si) == 0;
+    // The same file under another name (a hard link, a symlink, "./x" for "x").
+    if (in_exists && !S_ISDIR(si.st_mode) && stat(out, &so) == 0 && so.st_dev == si.st_dev &&
+        so.st_ino == si.st_ino)
+        return rd_err_set(eb, RD_ERR_ARG, "%s %s is %s %s: nothing written", opt, out, what, in);
+    char ro[8192], ri[8192];
+    if (resolve_future(out, ro, sizeof ro) != 0 || resolve_future(in, ri, sizeof ri) != 0)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "%s %s: cannot resolve it (or %s %s) to compare the two: empty, too "
+                          "long, or the working folder is gone",
+                          opt, out, what, in);
+    size_t ni = strlen(ri);
+    if (strcmp(ro, ri) == 0)
+        return rd_err_set(eb, RD_ERR_ARG, "%s %s is %s %s: nothing written", opt, out, what, in);
+    // Inside: a folder input (existing or not: a file input has nothing inside it).
+    if ((!in_exists || S_ISDIR(si.st_mode)) && strncmp(ro, ri, ni) == 0 &&
+        (ro[ni] == '/' || (ni == 1 && ri[0] == '/')))
+        return rd_err_set(eb, RD_ERR_ARG, "%s %s is inside %s %s: nothing written", opt, out, what,
+                          in);
+    return RD_OK;
 }
 
 // fsync the folder holding `path`, so that a rename in it is durable.
@@ -589,13 +680,29 @@ int rd_lmdbx_check_size(MDB_env *env, const char *path, rd_errbuf *eb) {
     return RD_OK;
 }
 
+// A data.mdb of 0 bytes (a copy that never started, a truncate, a full disk at creation) makes
+// mdb_env_open fail with EBADF ("Bad file descriptor") when read-only, and a writable open
+// would quietly make a new, empty env of it: say what it is before LMDB sees it.
+int rd_lmdbx_check_nonempty(const char *path, rd_errbuf *eb) {
+    char data[4096 + 16];
+    struct stat st;
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    if (stat(data, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "%s: empty file (0 bytes): not an LMDB env (truncated or never written)",
+                          data);
+    return RD_OK;
+}
+
 int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, rd_errbuf *eb) {
     RD_ASSERT(path && o && out);
     *out = NULL;
     struct stat st;
     if (o->read_only || !o->create) {
-        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        if (stat(path, &st) != 0)
             return rd_err_set(eb, RD_ERR_NOTFOUND, "LMDB env %s: no such folder", path);
+        if (!S_ISDIR(st.st_mode))
+            return rd_err_set(eb, RD_ERR_NOTFOUND, "LMDB env %s is not a folder", path);
         if (o->read_only) {
             char data[4096 + 16];
             snprintf(data, sizeof data, "%s/data.mdb", path);
@@ -603,6 +710,9 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
                 return rd_err_set(eb, RD_ERR_NOTFOUND, "LMDB env %s: no data.mdb in the folder",
                                   path);
         }
+        int rc = rd_lmdbx_check_nonempty(path, eb);
+        if (rc != RD_OK)
+            return rc;
     } else {
         int rc = rd_lmdbx_mkdir_p(path, eb);
         if (rc != RD_OK)

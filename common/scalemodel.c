@@ -15,22 +15,24 @@
 typedef struct field {
     const char *name;
     size_t off;
-    int required; // 1 required, 0 optional (default 0)
-    int positive; // 1 must be > 0
+    int required;        // 1 required, 0 optional (default 0)
+    int positive;        // 1 must be > 0
+    double max;          // largest value accepted (far beyond any real machine or model)
+    const char *max_txt; // max as written in messages and docs
 } field;
 
+// Upper bounds keep every term of the model finite (a huge input made the step inf and the
+// efficiency NaN, printed with exit 0); each is orders of magnitude beyond a real measurement.
+#define FIELD(n, req, pos, mx)                                                                     \
+    { #n, offsetof(rd_scale_calib, n), req, pos, mx, #mx }
 static const field fields[] = {
-    {"compute_us_per_sample", offsetof(rd_scale_calib, compute_us_per_sample), 1, 1},
-    {"batch_per_worker", offsetof(rd_scale_calib, batch_per_worker), 1, 1},
-    {"dense_params", offsetof(rd_scale_calib, dense_params), 1, 0},
-    {"ps_bytes_per_sample", offsetof(rd_scale_calib, ps_bytes_per_sample), 1, 0},
-    {"ctl_bytes_per_sample", offsetof(rd_scale_calib, ctl_bytes_per_sample), 0, 0},
-    {"targets_bytes_per_sample", offsetof(rd_scale_calib, targets_bytes_per_sample), 0, 0},
-    {"keys_per_sample", offsetof(rd_scale_calib, keys_per_sample), 1, 1},
-    {"ps_key_ns", offsetof(rd_scale_calib, ps_key_ns), 1, 0},
-    {"msg_overhead_us", offsetof(rd_scale_calib, msg_overhead_us), 1, 0},
-    {"hot_keys", offsetof(rd_scale_calib, hot_keys), 0, 0},
+    FIELD(compute_us_per_sample, 1, 1, 1e9), FIELD(batch_per_worker, 1, 1, 1e9),
+    FIELD(dense_params, 1, 0, 1e13),         FIELD(ps_bytes_per_sample, 1, 0, 1e9),
+    FIELD(ctl_bytes_per_sample, 0, 0, 1e9),  FIELD(targets_bytes_per_sample, 0, 0, 1e9),
+    FIELD(keys_per_sample, 1, 1, 1e9),       FIELD(ps_key_ns, 1, 0, 1e9),
+    FIELD(msg_overhead_us, 1, 0, 1e9),       FIELD(hot_keys, 0, 0, 1e9),
 };
+#undef FIELD
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
 int rd_scale_calib_load(const char *path, rd_scale_calib *c, rd_errbuf *eb) {
@@ -98,6 +100,11 @@ int rd_scale_calib_load(const char *path, rd_scale_calib *c, rd_errbuf *eb) {
         if (!*val || *end || errno || !isfinite(v) || v < 0 || (fields[k].positive && v <= 0)) {
             rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%d: %s: '%s' is not a finite number %s", path,
                             lineno, key, val, fields[k].positive ? "> 0" : ">= 0");
+            break;
+        }
+        if (v > fields[k].max) {
+            rc = rd_err_set(eb, RD_ERR_RANGE, "%s:%d: %s: '%s' is out of range %s, %s]", path,
+                            lineno, key, val, fields[k].positive ? "(0" : "[0", fields[k].max_txt);
             break;
         }
         *(double *)(void *)((char *)c + fields[k].off) = v;
@@ -204,5 +211,25 @@ int rd_scale_eval(const rd_scale_calib *c,
     eval_point(c, &ref, 1, &one);
     eval_point(c, net, nodes, out);
     out->efficiency = out->samples_per_s / ((double)nodes * one.samples_per_s);
+    // Inputs inside their ranges keep every figure finite, but extreme combinations (a tiny
+    // batch with a tiny compute time and no network cost) still divide by zero or overflow: an
+    // error, never an inf or NaN row.
+    const double *fig[] = {&out->term_us[RD_SCALE_COMPUTE],
+                           &out->term_us[RD_SCALE_PS_NETWORK],
+                           &out->term_us[RD_SCALE_PS_SERVER],
+                           &out->term_us[RD_SCALE_ALLREDUCE],
+                           &out->step_us,
+                           &out->samples_per_s,
+                           &out->efficiency,
+                           &out->bytes_per_sample};
+    static const char *const fig_name[] = {"compute_us",   "ps_network_us",   "ps_server_us",
+                                           "allreduce_us", "step_us",         "samples/s",
+                                           "efficiency",   "bytes_per_sample"};
+    for (size_t i = 0; i < sizeof fig / sizeof fig[0]; i++)
+        if (!isfinite(*fig[i]) || (i == 4 && !(*fig[i] > 0)))
+            return rd_err_set(eb, RD_ERR_RANGE,
+                              "scale model at %d nodes: %s is %g: the inputs are out of the "
+                              "model's range (too large or too small)",
+                              nodes, fig_name[i], *fig[i]);
     return RD_OK;
 }

@@ -209,7 +209,10 @@ static int crc_env(MDB_txn *txn, uint32_t *out, rd_errbuf *eb, const char *path)
 static int open_env_ro(const char *path, MDB_env **env, rd_errbuf *eb) {
     if (!dir_exists(path))
         return rd_err_set(eb, RD_ERR_NOTFOUND, "checkpoint shard %s does not exist", path);
-    int rc = mdb_env_create(env);
+    int rc = rd_lmdbx_check_nonempty(path, eb);
+    if (rc != RD_OK)
+        return rc;
+    rc = mdb_env_create(env);
     if (rc)
         return lmdb_err(eb, rc, "mdb_env_create for", path);
     mdb_env_set_maxdbs(*env, 2 * RD_MAX_TABLES + 2);

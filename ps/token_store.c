@@ -324,8 +324,13 @@ int rd_token_store_read_manifest(const char *dir, rd_token_store_info *info, rd_
     char path[DIR_MAX + 16];
     snprintf(path, sizeof path, "%s/MANIFEST", dir);
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+    if (stat(dir, &st) != 0)
         return rd_err_set(eb, RD_ERR_NOTFOUND, "token store %s: no such folder", dir);
+    if (!S_ISDIR(st.st_mode))
+        return rd_err_set(eb, RD_ERR_NOTFOUND,
+                          "token store %s is not a folder (a store is a folder holding a MANIFEST "
+                          "and shard-NNNN/)",
+                          dir);
     FILE *f = fopen(path, "rb");
     if (!f)
         return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO,

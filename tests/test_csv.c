@@ -167,6 +167,35 @@ static void test_errors_name_line(void **state) {
     assert_non_null(strstr(eb.msg, "/nonexistent/dir/x.csv"));
     rd_csv_options bad = {.delimiter = "\n"};
     assert_int_equal(rd_csv_open_mem("d", "x", 1, &bad, &r, NULL), RD_ERR_ARG);
+
+    // A folder: named as such at the open (its first read used to fail as "x:1: read error").
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_csv_open("/tmp", NULL, &r, &eb), RD_ERR_IO);
+    assert_null(r);
+    assert_non_null(strstr(eb.msg, "/tmp: not a regular file (a folder)"));
+}
+
+// Lines ended by CR alone (classic Mac OS): the whole file read as one row gave "duplicate header
+// column" further up. Said at line 1, quoted or not, whatever the delimiter; a lone CR inside a
+// field of an LF file stays an ordinary byte.
+static void test_cr_only_line_ends(void **state) {
+    (void)state;
+    rows_out o;
+    static const char *const cr[] = {"ts,uid,iid\r100,1,a\r101,2,b\r",
+                                     "\"ts\",\"uid\"\r\"1\",\"2\"\r", "\ra,b\rc,d",
+                                     "1::2::3\r4::5::6\r"};
+    for (size_t i = 0; i < sizeof cr / sizeof cr[0]; i++) {
+        parse_mem(cr[i], i == 3 ? "::" : ",", i == 1 ? '"' : 0, &o);
+        if (o.rc != RD_ERR_PARSE ||
+            !strstr(o.eb.msg, "mem.csv:1: line ends are CR only (old Mac): convert to LF or CRLF"))
+            fail_msg("case %zu: rc %d, '%s'", i, o.rc, o.eb.msg);
+    }
+    parse_mem("a,b\rc\n1,2\n", ",", '"', &o);
+    assert_int_equal(o.rc, 0);
+    assert_string_equal(o.text, "1:a/b\rc;2:1/2;");
+    parse_mem("a,b\n1,2\r3,4\n", ",", 0, &o);
+    assert_int_equal(o.rc, 0);
+    assert_string_equal(o.text, "1:a/b;2:1/2\r3/4;");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,6 +450,7 @@ int main(void) {
         cmocka_unit_test(test_delimiters),
         cmocka_unit_test(test_crlf_empty_lines_bom),
         cmocka_unit_test(test_errors_name_line),
+        cmocka_unit_test(test_cr_only_line_ends),
         cmocka_unit_test(test_file_refill),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_oom),

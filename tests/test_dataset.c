@@ -1201,6 +1201,16 @@ static void test_presets(void **state) {
     assert_int_equal(rd_dataset_get_info(ds)->n_events, 5);
     rd_dataset_close(ds);
     assert_int_equal(count_entries(".tmp-"), 0);
+    // A u.data that is a folder is named as one (it was "u.data:1: read error").
+    char udata[700];
+    snprintf(udata, sizeof udata, "%s/u.data", in);
+    assert_int_equal(unlink(udata), 0);
+    assert_int_equal(mkdir(udata, 0755), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_IO);
+    if (!strstr(eb.msg, "ml100k-bad/u.data: not a regular file"))
+        fail_msg("u.data folder: '%s'", eb.msg);
+    assert_int_equal(count_entries(".tmp-"), 0);
 
     // 1M format: "::" everywhere, genres '|'-separated (an empty genre is skipped).
     snprintf(in, sizeof in, "%s/ml1m-mini", g_data);

@@ -3,8 +3,9 @@
 // Each term against a hand computation from the formulas of rd/scalemodel.h, limits that must
 // hold whatever the inputs (1 node: efficiency 1 and no allreduce; infinite bandwidth and zero
 // latency and overhead: the compute-bound ideal; efficiency never above 1 and falling with nodes
-// when communication grows), the hot-key term, and the calibration parser's errors (unknown,
-// duplicate, missing, negative, non-numeric keys with file:line; unreadable file).
+// when communication grows), the hot-key term, non-finite figures refused, and the calibration
+// parser's errors (unknown, duplicate, missing, negative, non-numeric, out-of-range keys with
+// file:line; unreadable file).
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -135,6 +136,46 @@ static void test_limits(void **state) {
     assert_int_equal(rd_scale_eval(&c, &n, 2, &p, &eb), RD_ERR_ARG);
 }
 
+// Figures that are not finite (or a zero step) are an error, never a point: a huge input made
+// the step inf and the efficiency NaN, and scale-model printed them with exit 0.
+static void test_non_finite(void **state) {
+    (void)state;
+    rd_scale_net n = net();
+    rd_scale_point p;
+    rd_errbuf eb;
+    rd_scale_calib c = calib();
+    c.compute_us_per_sample = 1e308;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_scale_eval(&c, &n, 1, &p, &eb), RD_ERR_RANGE);
+    assert_non_null(strstr(eb.msg, "compute_us is inf"));
+    c = calib();
+    n.lat_us = 1e308;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_scale_eval(&c, &n, 4, &p, &eb), RD_ERR_RANGE);
+    assert_non_null(strstr(eb.msg, "is inf"));
+    // Everything so small that the step underflows to 0 (throughput inf).
+    n = net();
+    n.lat_us = 0;
+    c.compute_us_per_sample = 1e-300;
+    c.batch_per_worker = 1e-300;
+    c.ps_bytes_per_sample = c.ctl_bytes_per_sample = c.targets_bytes_per_sample = 0;
+    c.ps_key_ns = c.msg_overhead_us = c.dense_params = 0;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_scale_eval(&c, &n, 1, &p, &eb), RD_ERR_RANGE);
+    assert_non_null(strstr(eb.msg, "step_us is 0"));
+    // The largest inputs the calibration file accepts, on the widest layout: finite.
+    rd_scale_calib big = {1e9, 1e9, 1e13, 1e9, 1e9, 1e9, 1e9, 1e9, 1e9, 1e9};
+    rd_scale_net wide = {.bw_gbps = 1e-6,
+                         .lat_us = 1e9,
+                         .workers_per_node = 4096,
+                         .ps_per_node = 64,
+                         .fixed_ps = 0,
+                         .overlap = 0};
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_scale_eval(&big, &wide, 32768, &p, &eb), RD_OK);
+    assert_true(isfinite(p.step_us) && isfinite(p.efficiency) && p.samples_per_s > 0);
+}
+
 // Hot keys: the busiest shard's keys grow with W ceil(H / P) on top of its even share.
 static void test_hot_keys(void **state) {
     (void)state;
@@ -225,6 +266,23 @@ static void test_calib_file(void **state) {
             fail_msg("case %zu: message '%s' lacks '%s'", i, eb.msg, bad[i].expect);
         unlink(p);
     }
+    // Finite but huge values: a range error naming the key, its line and its range.
+    static const struct {
+        const char *text, *expect;
+    } huge[] = {
+        {"compute_us_per_sample: 1e308\n", ":1: compute_us_per_sample: '1e308' is out of range "
+                                           "(0, 1e9]"},
+        {"batch_per_worker: 1\nhot_keys: 2e9\n", ":2: hot_keys: '2e9' is out of range [0, 1e9]"},
+        {"dense_params: 1e14\n", "dense_params: '1e14' is out of range [0, 1e13]"},
+    };
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        p = write_tmp(huge[i].text);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_scale_calib_load(p, &c, &eb), RD_ERR_RANGE);
+        if (!strstr(eb.msg, huge[i].expect))
+            fail_msg("case %zu: message '%s' lacks '%s'", i, eb.msg, huge[i].expect);
+        unlink(p);
+    }
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_scale_calib_load("/nonexistent/calib.yaml", &c, &eb), RD_ERR_IO);
     assert_non_null(strstr(eb.msg, "/nonexistent/calib.yaml"));
@@ -232,9 +290,8 @@ static void test_calib_file(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_terms_by_hand),
-        cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_hot_keys),
+        cmocka_unit_test(test_terms_by_hand), cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_hot_keys),      cmocka_unit_test(test_non_finite),
         cmocka_unit_test(test_calib_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -336,6 +336,30 @@ static void test_import_bad_input(void **state) {
     assert_non_null(strstr(eb.msg, "in.tsv:1"));
     const char *space_key = " 7\t5\t1\t0.1\t0.2\t0.3\n";
     assert_int_equal(import_text(tt, 1, space_key, strlen(space_key), &eb), RD_ERR_PARSE);
+    // The header of an export is checked against the file and the table: a file cut short
+    // (fewer rows than the header counts, or a last line without its line break), more rows
+    // than counted, another table's name, another optimizer. All imported before without a word.
+    static const struct {
+        const char *text, *expect;
+    } hdr[] = {
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 3\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv: header says 3 rows, file has 1 (truncated?)"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n"
+         "8\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv: header says 1 rows, file has 2"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1\n7\t5\t1\t0.1\t0.2\t0.3",
+         "in.tsv:2: the file ends inside this line (truncated?)"},
+        {"# table other dim 3 slots 0 optimizer sgd rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: header says table other, but the rows are imported into table emb_b"},
+        {"# table emb_b dim 3 slots 0 optimizer adam rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: header says optimizer adam, but table emb_b uses sgd"},
+    };
+    for (size_t i = 0; i < sizeof hdr / sizeof hdr[0]; i++) {
+        int rc = import_text(tt, 1, hdr[i].text, strlen(hdr[i].text), &eb);
+        if (rc == RD_OK || !strstr(eb.msg, hdr[i].expect))
+            fail_msg("header case %zu: rc %d, message '%s' lacks '%s'", i, rc, eb.msg,
+                     hdr[i].expect);
+    }
     // The table is untouched by the refused imports.
     rd_tabletool *ref = open_tt(src);
     same_rows(ref, tt);
@@ -357,6 +381,13 @@ static void test_import_bad_input(void **state) {
         assert_null(strstr(eb.msg, "empty"));
         fclose(d);
     }
+
+    // A consistent header, and a file without one (hand-written), both import.
+    const char *ok_hdr = "# table emb_b dim 3 slots 0 optimizer sgd rows 2\n"
+                         "7\t5\t1\t0.1\t0.2\t0.3\n8\t5\t1\t0.1\t0.2\t0.3\n";
+    assert_int_equal(import_text(tt, 1, ok_hdr, strlen(ok_hdr), &eb), RD_OK);
+    const char *no_hdr = "7\t5\t1\t0.1\t0.2\t0.3";
+    assert_int_equal(import_text(tt, 1, no_hdr, strlen(no_hdr), &eb), RD_OK);
 
     // Last-seen at INT64_MIN and INT64_MAX: the age of the oldest row is 2^64 - 1 seconds,
     // computed without signed overflow and counted in the last bucket, not in bucket 0.

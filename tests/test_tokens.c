@@ -487,6 +487,75 @@ static void test_atomic_file_races(void **state) {
 // Leftovers of killed builds (SIGKILL: no handler ran) are removed by the next build of the same
 // output on this host when their process no longer runs; another host's, a running process's,
 // another output's and a name that does not parse are left alone.
+// An output that would land in an input: the input file itself under any name, the input
+// folder, or a path inside it (through "..", a symlink, a missing tail); siblings pass.
+static void test_out_not_input(void **state) {
+    (void)state;
+    char dir[300], ck[400], file[400], p[900], sym[400], hard[400];
+    store_path(dir, sizeof dir, "outin");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(ck, sizeof ck, "%s/ckpt", dir);
+    assert_int_equal(mkdir(ck, 0755), 0);
+    snprintf(file, sizeof file, "%s/in.csv", dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("x,y\n", f);
+    fclose(f);
+    snprintf(sym, sizeof sym, "%s/to_ckpt", dir);
+    assert_int_equal(symlink(ck, sym), 0);
+    snprintf(hard, sizeof hard, "%s/hard.csv", dir);
+    assert_int_equal(link(file, hard), 0);
+    rd_errbuf eb;
+    static const struct {
+        const char *out; // %s = dir
+        int folder;      // 1 = against the folder ckpt, 0 = against the file in.csv
+        int refused;
+        const char *msg;
+    } cases[] = {
+        {"%s/ckpt/MANIFEST", 1, 1, "is inside the input checkpoint"},
+        {"%s/ckpt", 1, 1, "/ckpt is the input checkpoint"},
+        {"%s/ckpt/", 1, 1, "is the input checkpoint"},
+        {"%s/ckpt/new/deeper/../x", 1, 1, "is inside"},
+        {"%s/ckpt/../ckpt/./shard-00000", 1, 1, "is inside"},
+        {"%s/to_ckpt/MANIFEST", 1, 1, "is inside"},
+        {"%s/ckpt/new/../../out", 1, 0, NULL},
+        {"%s/ckptx", 1, 0, NULL},
+        {"%s/other/MANIFEST", 1, 0, NULL},
+        {"%s/in.csv", 0, 1, "is the input file"},
+        {"%s/./in.csv", 0, 1, "is the input file"},
+        {"%s/hard.csv", 0, 1, "is the input file"},
+        {"%s/in.csv.png", 0, 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(p, sizeof p, cases[i].out, dir);
+        rd_errbuf_clear(&eb);
+        int rc = rd_lmdbx_check_out_not_input(
+            "--out", p, cases[i].folder ? "the input checkpoint" : "the input file",
+            cases[i].folder ? ck : file, &eb);
+        if (rc != (cases[i].refused ? RD_ERR_ARG : RD_OK))
+            fail_msg("case %zu (%s): rc %d", i, p, rc);
+        if (cases[i].msg && (!strstr(eb.msg, cases[i].msg) || !strstr(eb.msg, "nothing written") ||
+                             !strstr(eb.msg, p)))
+            fail_msg("case %zu: message '%s' lacks '%s'", i, eb.msg, cases[i].msg);
+    }
+    // A relative path, resolved from the working folder; two outputs that do not exist yet.
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(
+        rd_lmdbx_check_out_not_input("--out", "ckpt/x", "the input checkpoint", ck, &eb),
+        RD_ERR_ARG);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(
+        rd_lmdbx_check_out_not_input("--out", "a.png", "--out-throughput", "./b/../a.png", &eb),
+        RD_ERR_ARG);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(
+        rd_lmdbx_check_out_not_input("--out", "a.png", "--out-throughput", "b.png", &eb), RD_OK);
+    assert_int_equal(chdir(cwd), 0);
+}
+
 static void test_stale_partials(void **state) {
     (void)state;
     char dir[300];
@@ -1079,6 +1148,30 @@ static void test_manifest_corrupt_missing(void **state) {
     assert_int_equal(rd_token_store_read_manifest(dir, &info, &eb), RD_OK);
     assert_int_equal(info.n_shards, 3);
     assert_int_equal(info.dim, 8);
+    // A shard whose data.mdb is 0 bytes: "empty file", not LMDB's "Bad file descriptor"; and a
+    // writable open does not quietly make a new, empty env of it.
+    s = create_store("zero", 8, RD_TOKEN_FP32, 2, 0);
+    rd_token_store_destroy(s);
+    snprintf(p, sizeof p, "%s/zero/shard-0001/data.mdb", g_root);
+    assert_int_equal(truncate(p, 0), 0);
+    for (int mode = 0; mode < 2; mode++) {
+        s = open_store("zero", mode ? RD_TOKEN_WRITE : RD_TOKEN_READ_ONLY, &rc, &eb);
+        assert_null(s);
+        assert_int_equal(rc, RD_ERR_CORRUPT);
+        if (!strstr(eb.msg, "shard-0001/data.mdb: empty file (0 bytes)"))
+            fail_msg("mode %d: message '%s'", mode, eb.msg);
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_size, 0);
+    }
+    // A regular file where the store should be: "is not a folder", not "no such folder".
+    store_path(dir, sizeof dir, "a_file");
+    FILE *af = fopen(dir, "w");
+    assert_non_null(af);
+    fclose(af);
+    s = open_store("a_file", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_ERR_NOTFOUND);
+    assert_non_null(strstr(eb.msg, "a_file is not a folder"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2307,6 +2400,7 @@ int main(void) {
         cmocka_unit_test(test_atomic_file_races),
         cmocka_unit_test(test_terminate_removes_outputs),
         cmocka_unit_test(test_stale_partials),
+        cmocka_unit_test(test_out_not_input),
         cmocka_unit_test(test_roundtrip_fp32),
         cmocka_unit_test(test_roundtrip_fp16),
         cmocka_unit_test(test_no_leakage),

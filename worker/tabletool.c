@@ -396,12 +396,43 @@ static int read_bin(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
     return rc;
 }
 
+// The header line of a TSV export, "# table NAME dim D slots S optimizer OPT rows N", checked
+// against the table imported into: its layout, its name and its optimizer (rows of another
+// table, or slots of another optimizer, would load without a word). Returns 1 when it gave the
+// row count (*rows), 0 when the line is not such a header (a comment), or an rd_status.
+static int tsv_header(
+    const char *line, const rd_ckpt_table *ct, const char *what, size_t *rows, rd_errbuf *eb) {
+    unsigned dim, slots;
+    char name[RD_NAME_MAX + 8], opt[32];
+    int n = sscanf(line, "# table %39s dim %u slots %u optimizer %31s rows %zu", name, &dim, &slots,
+                   opt, rows);
+    if (n < 4)
+        return 0;
+    if (dim != ct->dim || slots != ct->slots)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s: rows of dim %u with %u slots; table %s is dim %u with %u slots",
+                          what, dim, slots, ct->name, ct->dim, ct->slots);
+    if (strcmp(name, ct->name) != 0)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s:1: header says table %s, but the rows are imported into table %s "
+                          "(edit the header line to import another table's rows)",
+                          what, name, ct->name);
+    if (strcmp(opt, rd_optim_name((int)ct->optim)) != 0)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s:1: header says optimizer %s, but table %s uses %s (its slots would "
+                          "be read as the other optimizer's)",
+                          what, opt, ct->name, rd_optim_name((int)ct->optim));
+    return n == 5;
+}
+
 static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in *r, rd_errbuf *eb) {
     size_t cap = 64 + r->nf * 32;
     char *line = rd_xmalloc(cap);
     float *vals = rd_xmalloc(r->nf * sizeof *vals);
     int rc = RD_OK;
     long lineno = 0;
+    size_t want_rows = 0;
+    int have_rows = 0, ended = 1; // ended: the last line read had its '\n'
     while (rc == RD_OK && fgets(line, (int)cap, f)) {
         lineno++;
         size_t len = strlen(line);
@@ -409,17 +440,14 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
             rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%ld: line too long", what, lineno);
             break;
         }
+        ended = len > 0 && line[len - 1] == '\n';
         if (line[0] == '#') {
-            unsigned dim, slots;
-            char name[RD_NAME_MAX + 8], opt[32];
-            if (lineno == 1 &&
-                sscanf(line, "# table %39s dim %u slots %u optimizer %31s", name, &dim, &slots,
-                       opt) == 4 &&
-                (dim != ct->dim || slots != ct->slots))
-                rc = rd_err_set(eb, RD_ERR_SCHEMA,
-                                "%s: rows of dim %u with %u slots; table %s is dim %u with %u "
-                                "slots",
-                                what, dim, slots, ct->name, ct->dim, ct->slots);
+            if (lineno == 1) {
+                int h = tsv_header(line, ct, what, &want_rows, eb);
+                if (h < 0)
+                    rc = h;
+                have_rows = h == 1;
+            }
             continue;
         }
         // Key and count are unsigned: strtoull would take "-1" as 2^64-1 (and skip leading
@@ -469,6 +497,17 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
     }
     if (rc == RD_OK && ferror(f))
         rc = rd_err_set(eb, RD_ERR_IO, "%s: read error", what);
+    // An export ends with a complete line and holds the rows its header counts: a file cut
+    // short (a full disk, a partial copy, `head`) would otherwise import part of the table, and
+    // the missing keys would silently go back to their initial values.
+    if (rc == RD_OK && have_rows && !ended)
+        rc = rd_err_set(eb, RD_ERR_PARSE,
+                        "%s:%ld: the file ends inside this line (truncated?); an export ends with "
+                        "a line break",
+                        what, lineno);
+    if (rc == RD_OK && have_rows && r->n != want_rows)
+        rc = rd_err_set(eb, RD_ERR_PARSE, "%s: header says %zu rows, file has %zu%s", what,
+                        want_rows, r->n, r->n < want_rows ? " (truncated?)" : "");
     rd_free(line);
     rd_free(vals);
     return rc;

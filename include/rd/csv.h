@@ -22,8 +22,10 @@
 //
 // Errors (RD_ERR_PARSE, message "name:line: ..."): unterminated quoted field, a character after a
 // closing quote that is not a delimiter or the end of the row, a row longer than max_line bytes,
-// a NUL byte in a field (binary or damaged input).
-// RD_ERR_IO for unreadable files, RD_ERR_NOMEM when a buffer cannot grow.
+// a NUL byte in a field (binary or damaged input), a first line holding a lone "\r" with no "\n"
+// after it in the window ("name:1: line ends are CR only (old Mac): convert to LF or CRLF").
+// RD_ERR_IO for unreadable files and folders ("name: not a regular file (a folder)"),
+// RD_ERR_NOMEM when a buffer cannot grow.
 #ifndef RD_CSV_H
 #define RD_CSV_H
 
@@ -52,7 +54,7 @@ typedef struct rd_csv_reader rd_csv_reader;
  * @param[in]  opt   dialect (NULL = "," without quoting); copied
  * @param[out] out   the reader; free with rd_csv_close
  * @param[out] eb    "path: why" on failure
- * @return RD_OK, RD_ERR_IO, RD_ERR_ARG (bad delimiter), RD_ERR_NOMEM
+ * @return RD_OK, RD_ERR_IO (cannot open; a folder), RD_ERR_ARG (bad delimiter), RD_ERR_NOMEM
  */
 int rd_csv_open(const char *path, const rd_csv_options *opt, rd_csv_reader **out, rd_errbuf *eb);
 

@@ -6,6 +6,7 @@
 //   rd_lmdbx_opts            how to open an env (read-only or writable, map size, its cap, ...)
 //   rd_lmdbx_env_open()      mdb_env_create + options + mdb_env_open (creating the folder)
 //   rd_lmdbx_check_size()    refuse a data.mdb shorter than its meta page says (a SIGBUS later)
+//   rd_lmdbx_check_nonempty()  refuse a data.mdb of 0 bytes before mdb_env_open sees it
 //   rd_lmdbx_grow()          double the map size (no transaction of this process may be active)
 //   rd_lmdbx_write()         run a callback in a write transaction; on MDB_MAP_FULL abort, grow
 //                            the map and run the whole callback again (never a lost write)
@@ -22,6 +23,8 @@
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
 //   rd_lmdbx_write_file_atomic()  write a small file via an outfile: fsync + rename + fsync(dir)
 //   rd_lmdbx_check_replaceable()  refuse to rename a file over a FIFO, device or symlink
+//   rd_lmdbx_check_out_not_input()  refuse an output that is an input file or lies inside an
+//                            input folder (`table export C --out C/MANIFEST`)
 //   rd_lmdbx_guard, RD_LMDBX_GUARDED()   turn a damaged page met inside LMDB (SIGSEGV, SIGBUS,
 //                            or LMDB's own assertion, which aborts) into an rd_errbuf error
 //
@@ -86,7 +89,8 @@ static inline int rd_lmdbx_is_rd_status(int rc) {
  * @param[in]  opts  see rd_lmdbx_opts
  * @param[out] out   the env; close with mdb_env_close
  * @return RD_OK, RD_ERR_NOTFOUND (no folder or no data.mdb in read-only mode), RD_ERR_IO,
- *         RD_ERR_CORRUPT (not an LMDB file), RD_ERR_VERSION, RD_ERR_NOMEM, RD_ERR_LMDB
+ *         RD_ERR_CORRUPT (not an LMDB file; a data.mdb of 0 bytes in an env it does not create;
+ *         a truncated one), RD_ERR_VERSION, RD_ERR_NOMEM, RD_ERR_LMDB
  */
 int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *opts, MDB_env **out, rd_errbuf *eb);
 
@@ -99,6 +103,15 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *opts, MDB_env **out
  * @return RD_OK, RD_ERR_CORRUPT ("LMDB env <path>: data.mdb is truncated: ...")
  */
 int rd_lmdbx_check_size(MDB_env *env, const char *path, rd_errbuf *eb);
+
+/**
+ * Refuse a data.mdb of 0 bytes in the env folder `path`: a read-only mdb_env_open fails on it
+ * with "Bad file descriptor", and a writable one would make a new, empty env of it.
+ * rd_lmdbx_env_open calls it for every env it does not create; call it before any other
+ * mdb_env_open of an existing env. A missing data.mdb is not this function's concern (RD_OK).
+ * @return RD_OK, RD_ERR_CORRUPT ("<path>/data.mdb: empty file (0 bytes): not an LMDB env ...")
+ */
+int rd_lmdbx_check_nonempty(const char *path, rd_errbuf *eb);
 
 /**
  * Double the map size of `env`, capped at max_map_size.
@@ -308,6 +321,21 @@ int rd_lmdbx_pending_covers(int sig);
  *         replaced") for anything else
  */
 int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb);
+
+/**
+ * Refuse an output that would overwrite an input: `out` is the input file `in` (the same
+ * st_dev/st_ino, so also under another name), or resolves to `in` or to a path inside the input
+ * folder `in`. Paths are compared after realpath of their deepest existing ancestor (symlinks and
+ * ".." resolved; the missing tail as written), so neither needs to exist: two outputs that do
+ * not exist yet may be compared too. Call it before anything is written.
+ * @param[in] opt   the option naming `out` in the message, e.g. "--out"
+ * @param[in] what  what `in` is, e.g. "the input checkpoint"
+ * @return RD_OK; RD_ERR_ARG ("--out C/MANIFEST is inside the input checkpoint C: nothing
+ *         written", "--out a.csv is the input file a.csv: nothing written", or a path that
+ *         cannot be resolved: empty, too long, or relative with the working folder gone)
+ */
+int rd_lmdbx_check_out_not_input(
+    const char *opt, const char *out, const char *what, const char *in, rd_errbuf *eb);
 
 // ---------------------------------------------------------------------------------------------
 // Damaged pages

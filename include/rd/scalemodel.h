@@ -80,16 +80,21 @@ typedef struct rd_scale_point {
  * Load a calibration file: `key: value` lines (the field names of rd_scale_calib), '#' comments,
  * every key required exactly once except hot_keys and ctl_bytes_per_sample and
  * targets_bytes_per_sample (default 0).
+ * Upper bounds (far beyond real measurements; they keep the model finite): dense_params 1e13,
+ * every other key 1e9 (us, bytes, keys, samples or ns per its unit).
  * @return RD_OK, RD_ERR_IO (cannot read), RD_ERR_PARSE ("FILE:LINE: ..." for an unknown or
  *         duplicate key, a value that is not a finite number >= 0, a missing key; positive
- *         required for batch_per_worker, keys_per_sample, compute_us_per_sample)
+ *         required for batch_per_worker, keys_per_sample, compute_us_per_sample),
+ *         RD_ERR_RANGE ("FILE:LINE: compute_us_per_sample: '1e308' is out of range (0, 1e9]")
  */
 int rd_scale_calib_load(const char *path, rd_scale_calib *c, rd_errbuf *eb);
 
 /**
  * Evaluate the model at `nodes` (>= 1); the efficiency compares with the model at 1 node and
  * 1 PS shard.
- * @return RD_OK, RD_ERR_ARG (nodes < 1, bw <= 0, lat < 0, workers_per_node < 1)
+ * @return RD_OK, RD_ERR_ARG (nodes < 1, bw <= 0, lat < 0, workers_per_node < 1), RD_ERR_RANGE
+ *         (a figure of the point is not finite, or the step time is not > 0: "scale model at N
+ *         nodes: step_us is inf: ..."); never a point with an inf or NaN figure
  */
 int rd_scale_eval(const rd_scale_calib *c,
                   const rd_scale_net *net,

@@ -204,6 +204,11 @@ pair_runs "$TMP/s" "side values"
 a1=$PAIR_AUC
 "$RD" tokens stats "$TMP/s1/tokens" >"$TMP/out" 2>"$TMP/err" || fail "stats: $(cat "$TMP/err")"
 grep -q "version 2, 1 side values" "$TMP/out" || fail "stats: $(cat "$TMP/out")"
+# A compacted copy inside the store it copies (it was written there, exit 0): a usage error.
+"$RD" tokens compact "$TMP/s1/tokens" --out "$TMP/s1/tokens/inner" >/dev/null 2>"$TMP/err"
+[ $? -eq 2 ] || fail "tokens compact --out inside the store must exit 2"
+grep -q "is inside the input store" "$TMP/err" || fail "compact inside: $(cat "$TMP/err")"
+! ls -d "$TMP/s1/tokens/inner"* >/dev/null 2>&1 || fail "compact inside the store wrote into it"
 "$RD" tokens fetch "$TMP/s2/tokens" --user-id u7 --before 2000000 --n 500 >"$TMP/out" \
     2>"$TMP/err" || fail "fetch: $(cat "$TMP/err")"
 python3 - "$TMP/out" "$TMP/log.csv" <<'PY' || fail "fetched side values"

@@ -194,6 +194,20 @@ awk -v a="$e_fast" -v b="$e_slow" 'BEGIN {exit !(b < a)}' || fail "slow network 
 "$RD" scale-model --calib "$TMP/calib.yaml" --out "$TMP/no/such/dir/x.png" >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] || fail "unwritable plot must exit 1"
 grep -q "no/such/dir/x.png" "$TMP/err" || fail "unwritable plot message: $(cat "$TMP/err")"
+# A plot path naming the calibration (which the rename replaced by a PNG, exit 0), or both plots
+# on one path: a usage error, and nothing written.
+cp "$TMP/calib.yaml" "$TMP/calib.keep"
+for opt in --out --out-throughput; do
+    "$RD" scale-model --calib "$TMP/calib.yaml" $opt "$TMP/./calib.yaml" >/dev/null 2>"$TMP/err"
+    [ $? -eq 2 ] || fail "$opt = --calib must exit 2"
+    grep -q -- "$opt $TMP/./calib.yaml is the calibration file" "$TMP/err" || fail "$opt = --calib message: $(cat "$TMP/err")"
+done
+cmp -s "$TMP/calib.yaml" "$TMP/calib.keep" || fail "--out = --calib changed the calibration"
+"$RD" scale-model --calib "$TMP/calib.yaml" --out "$TMP/same.png" --out-throughput "$TMP/x/../same.png" \
+    >/dev/null 2>"$TMP/err"
+[ $? -eq 2 ] || fail "--out = --out-throughput must exit 2"
+grep -q "is the same path as --out-throughput" "$TMP/err" || fail "--out = --out-throughput message: $(cat "$TMP/err")"
+[ ! -e "$TMP/same.png" ] || fail "--out = --out-throughput wrote a plot"
 
 # --- recdistill plot -----------------------------------------------------------------------------
 printf 'world_size,nodes,bps,other\n4,1,250.5,x\n8,1,260,\n16,2,270,3\n8,2,,1\n' >"$TMP/s.csv"
@@ -214,4 +228,15 @@ grep -q "no row has numbers" "$TMP/err" || fail "no numbers message: $(cat "$TMP
 "$RD" plot "$TMP/s.csv" --x world_size --y bps --out "$TMP/nodir/x.png" >/dev/null 2>"$TMP/err" &&
     fail "unwritable plot accepted"
 grep -q "nodir/x.png" "$TMP/err" || fail "plot unwritable message: $(cat "$TMP/err")"
+# --out naming the input CSV (replaced by the PNG, exit 0): a usage error, the CSV untouched.
+cp "$TMP/s.csv" "$TMP/s.keep"
+"$RD" plot "$TMP/s.csv" --x world_size --y bps --out "$TMP/s.csv" >/dev/null 2>"$TMP/err"
+[ $? -eq 2 ] || fail "plot --out = the CSV must exit 2"
+grep -q "is the input file $TMP/s.csv: nothing written" "$TMP/err" || fail "plot --out = CSV message: $(cat "$TMP/err")"
+cmp -s "$TMP/s.csv" "$TMP/s.keep" || fail "plot --out = the CSV changed it"
+# An empty CSV: the message names it.
+: >"$TMP/empty.csv"
+"$RD" plot "$TMP/empty.csv" --x a --y b --out "$TMP/e.png" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] || fail "empty CSV must exit 1"
+grep -q "$TMP/empty.csv: empty file (no header row)" "$TMP/err" || fail "empty CSV message: $(cat "$TMP/err")"
 echo "scale_model.sh: ok"

@@ -165,9 +165,36 @@ head -c 1000 item.bin > trunc.bin
 expect_fail 1 "truncated" "$RD" table import "$C" --table s_item --in trunc.bin --out z
 printf '5\t1\t2\t0.1\n' > short.tsv
 expect_fail 1 "short.tsv:1: expected key" "$RD" table import "$C" --table s_item --in short.tsv --out z
-(sed -n 1,2p item.tsv; sed -n 2p item.tsv) > dup.tsv
+(sed -n 1p item.tsv | sed 's/rows [0-9]*$/rows 2/'; sed -n 2p item.tsv; sed -n 2p item.tsv) > dup.tsv
 expect_fail 1 "appears twice" "$RD" table import "$C" --table s_item --in dup.tsv --out z
+# A TSV export cut short (header "rows 300", 100 rows) imported 100 rows and reset the others to
+# their initial values; rows of another table or optimizer imported without a word.
+head -101 item.tsv > cut.tsv
+expect_fail 1 "cut.tsv: header says 300 rows, file has 100 \(truncated\?\)" \
+    "$RD" table import "$C" --table s_item --in cut.tsv --out z
+sed '1s/^# table s_item /# table s_other /' item.tsv > other.tsv
+expect_fail 1 "other.tsv:1: header says table s_other, but the rows are imported into table s_item" \
+    "$RD" table import "$C" --table s_item --in other.tsv --out z
+sed '1s/ optimizer adam / optimizer ftrl /' item.tsv > ftrl.tsv
+expect_fail 1 "ftrl.tsv:1: header says optimizer ftrl, but table s_item uses adam" \
+    "$RD" table import "$C" --table s_item --in ftrl.tsv --out z
 [ ! -e z ] && ! ls -d z.partial* >/dev/null 2>&1 || fail "failed import left a checkpoint"
+# An --out inside the input checkpoint, or naming one of its files, is refused before anything
+# is written: export renamed its TSV over the MANIFEST (the commit point: the checkpoint was
+# lost), compact and import wrote a new checkpoint into the input.
+cp "$C/MANIFEST" manifest.keep
+expect_fail 2 "--out $C/MANIFEST is inside the input checkpoint $C: nothing written" \
+    "$RD" table export "$C" --table s_item --out "$C/MANIFEST"
+cmp -s "$C/MANIFEST" manifest.keep || fail "export --out CKPT/MANIFEST replaced the MANIFEST"
+expect_fail 2 "is inside the input checkpoint" "$RD" table compact "$C" --out "$C/inner"
+expect_fail 2 "is inside the input checkpoint" \
+    "$RD" table import "$C" --table s_item --in item.tsv --out "$C/../$(basename "$C")/imp"
+ln -s "$C" ck.link
+expect_fail 2 "is inside the input checkpoint" "$RD" table reshard "$C" --shards 3 --out ck.link/r3
+expect_fail 2 "is the input checkpoint" "$RD" table evict "$C" --min-count 2 --out "$C/"
+[ ! -e "$C/inner" ] && [ ! -e "$C/imp" ] && [ ! -e "$C/r3" ] && ! ls -a "$C" | grep -q 'tmp\|partial' ||
+    fail "a refused --out left output in the input: $(ls -a "$C")"
+"$RD" table verify "$C" >/dev/null 2>e || fail "the input checkpoint no longer verifies: $(cat e)"
 # A damaged shard: flip bytes in every page of shard 1 past the meta pages.
 cp -r "$C" bad
 python3 - bad/shard-00001/data.mdb <<'PY' || fail "python"
