@@ -1437,14 +1437,17 @@ int rd_config_resolve(rd_config *cfg, rd_errbuf *eb) {
 // ---------------------------------------------------------------------------------------------
 // Cross-field checks.
 
-// Names that end up in paths and logs: letters, digits, '_', '-', '.'.
+// Names that end up in paths and logs: letters, digits, '_', '-', '.', not starting with '.'.
+// Each is a path component (runs/<run.name>, <out>/ckpt/<job>, a table's files), where "." and
+// ".." would name the folder itself or its parent, and ".x" a hidden file.
+// @return 0 ok, 1 bad character (or empty), 2 a leading '.'.
 static int bad_name(const char *s) {
     if (!s[0])
         return 1;
     for (const char *p = s; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
             return 1;
-    return 0;
+    return s[0] == '.' ? 2 : 0;
 }
 
 static int in_list(const char list[][RD_NAME_MAX], int n, const char *s) {
@@ -1455,7 +1458,13 @@ static int in_list(const char list[][RD_NAME_MAX], int n, const char *s) {
 }
 
 static int check_name(const vctx *v, const char *path, const char *s) {
-    if (bad_name(s))
+    int bad = bad_name(s);
+    if (bad == 2)
+        return verr(v, path,
+                    "invalid name '%s': a name must not start with '.' (it is a path component; "
+                    "'.' and '..' would put files outside their folder)",
+                    s);
+    if (bad)
         return verr(v, path, "invalid name '%s' (use letters, digits, '_', '-', '.')", s);
     return RD_OK;
 }

@@ -648,6 +648,33 @@ static void test_errors_cross(void **state) {
     expect_error(BASE "run:\n  name: \"a b\"\n",
                  "t.yaml:16:9: run.name: invalid name 'a b' (use letters, digits, '_', '-', '.')",
                  NULL);
+    // Names are path components: "." and ".." would leave their folder, ".x" hides a file.
+    expect_error(BASE "run:\n  name: \"..\"\n",
+                 "t.yaml:16:9: run.name: invalid name '..': a name must not start with '.'", NULL);
+    expect_error(BASE "run:\n  name: .\n",
+                 "t.yaml:16:9: run.name: invalid name '.': a name must not start with '.'", NULL);
+    expect_error(BASE "run:\n  name: .hidden\n", "t.yaml:16:9: run.name: invalid name '.hidden'",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: .., role: teacher, model: m}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:3:14: cluster.jobs[0].name: invalid name '..': a name must not start "
+                 "with '.'",
+                 NULL);
+    expect_error(BASE "  - name: ..\n",
+                 "t.yaml:15:11: models[1].name: invalid name '..': a name must not start with '.'",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: ..., dim: 8}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:6:14: ps.tables[0].name: invalid name '...': a name must not start "
+                 "with '.'",
+                 NULL);
+    {
+        rd_config *c = new_cfg();
+        expect_ok(BASE "run:\n  name: a..b.\n", c); // a dot inside or at the end is fine
+        assert_string_equal(c->run.name, "a..b.");
+        free(c);
+    }
     // Job checks.
     expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: zz}\n",
                  "t.yaml:3:39: cluster.jobs[0].model: no model named 'zz' in models", NULL);

@@ -64,7 +64,8 @@
 // run:
 
 typedef struct rd_run_config {
-    char name[RD_NAME_MAX]; // run name, letters/digits/_-. only; default "run"
+    char name[RD_NAME_MAX]; // run name, letters/digits/_-. only, not starting with '.' (as every
+                            // name: a path component); default "run"
     char
         out_dir[RD_PATH_MAX]; // run folder for metrics, reports, checkpoints; default "runs/<name>"
     uint64_t seed;            // master seed; every RNG stream splits from it; default 42
