@@ -1553,6 +1553,14 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
         snprintf(p, sizeof p, "data.schema.fields[%d].column", f);
         if (!fc->column[0])
             return verr(v, p, "must not be empty");
+        // The label of an event as an input of that same event hands the model its answer (AUC
+        // 1). A feedback field reads the column over earlier events only (seq.stats_feedback).
+        if (!fc->side[0] && fc->kind != RD_FIELD_FEEDBACK &&
+            strcmp(fc->column, sc->label_column) == 0)
+            return verr(v, p,
+                        "field '%s' reads '%s', the label column: a field cannot read its own "
+                        "event's label (use kind: feedback to read it over earlier events)",
+                        fc->name, fc->column);
         if (fc->side[0]) {
             const rd_side_config *sd = NULL;
             for (int s = 0; s < sc->n_side; s++)

@@ -853,10 +853,41 @@ static void test_errors_csv(void **state) {
                  "t.yaml:26:27: data.schema.fields[0].column: column 'zz' is not in "
                  "data.schema.columns",
                  NULL);
+    // A field on the label column makes each event's label one of its own inputs (AUC 1).
     expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
                      "    time_column: t\n    label: l >= 1\n"
-                     "    fields:\n      - {name: l}\n      - {name: l}\n",
-                 "t.yaml:27:16: data.schema.fields[1].name: duplicate field name 'l'", NULL);
+                     "    fields:\n      - {name: g, column: l, kind: numeric}\n",
+                 "t.yaml:26:27: data.schema.fields[0].column: field 'g' reads 'l', the label "
+                 "column: a field cannot read its own event's label (use kind: feedback",
+                 NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    fields:\n      - {name: t}\n      - {name: l}\n",
+                 "t.yaml:27:9: data.schema.fields[1].column: field 'l' reads 'l', the label column",
+                 NULL);
+    expect_error(CSV "    columns: [u, i, t, ev]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: 'ev == \"buy\"'\n"
+                     "    fields:\n      - {name: kind, column: ev, kind: multi}\n",
+                 "t.yaml:26:30: data.schema.fields[0].column: field 'kind' reads 'ev', the label "
+                 "column",
+                 NULL);
+    {
+        // ... but a feedback field reads it over earlier events only, and a side table's column
+        // of the same name is another column.
+        rd_config *cc = new_cfg();
+        expect_ok(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                      "    time_column: t\n    label: l >= 1\n"
+                      "    side:\n      - {name: users, path: u.csv, key_column: id, "
+                      "join_column: u, columns: [id, l]}\n"
+                      "    fields:\n      - {name: r, column: l, kind: feedback}\n"
+                      "      - {name: ul, column: l, side: users}\n",
+                  cc);
+        free(cc);
+    }
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    fields:\n      - {name: t}\n      - {name: t}\n",
+                 "t.yaml:27:16: data.schema.fields[1].name: duplicate field name 't'", NULL);
     expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
                      "    time_column: t\n    label: l >= 1\n"
                      "    fields:\n      - {name: user, column: u}\n",

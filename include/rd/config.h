@@ -152,7 +152,8 @@ typedef struct rd_field_config {
     char name[RD_NAME_MAX];   // feature name (used in keys and in models.features); required,
                               // unique, not "user" or "item"
     char column[RD_NAME_MAX]; // column that holds it (in the log, or in side table `side`);
-                              // default: the field name
+                              // default: the field name. Not the log's label column, unless
+                              // kind is feedback
     char side[RD_NAME_MAX];   // "" = the interaction log; else the name of a side table
     int kind;                 // rd_field_kind; YAML: categorical | multi | numeric | feedback;
                               // default categorical
