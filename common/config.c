@@ -712,7 +712,8 @@ static int check_scalar(const ck_key *k, ck_type t, const void *dst, char *why, 
 }
 
 // Convert one scalar text into the field at dst (type t: the row's type, or the element type of
-// a list row). `quoted` = the YAML scalar was quoted; `null` = it was an empty/null plain scalar.
+// a list row). `quoted` = the YAML scalar was quoted (1) or tagged as a string (2, `!!str 4`);
+// `null` = it was an empty/null plain scalar.
 // @return 0 ok, -1 with `why` filled.
 static int parse_scalar(const ck_key *k,
                         ck_type t,
@@ -759,8 +760,9 @@ static int parse_scalar(const ck_key *k,
         return -1;
     }
     if (quoted) {
-        snprintf(why, wn, "expected %s, got the quoted string %s", type_text(t),
-                 excerpt(s, len, ex, sizeof ex));
+        snprintf(why, wn, "expected %s, got the %s %s%s", type_text(t),
+                 quoted == 2 ? "string" : "quoted string", excerpt(s, len, ex, sizeof ex),
+                 quoted == 2 ? " (explicit string tag)" : "");
         return -1;
     }
     if (memchr(s, '\0', len)) {
@@ -886,6 +888,11 @@ typedef struct pctx {
     const char *name; // file name for messages
     rd_errbuf *eb;
     char path[256]; // key path of the node being parsed ("ps.tables[1].optimizer")
+    // Start offsets (yaml_mark_t.index, ascending) of the scalars tagged explicitly as strings
+    // (`!!str 4`, `! 4`): libyaml's document gives every untagged scalar the same str tag, so
+    // only the event stream tells them apart (see prescan).
+    const size_t *str_tagged;
+    size_t n_str_tagged;
 } pctx;
 
 static size_t path_push(pctx *c, const char *fmt, ...) RD_PRINTF(2, 3);
@@ -928,6 +935,20 @@ static int is_null(const yaml_node_t *n) {
 
 static int is_quoted(const yaml_node_t *n) {
     return n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+}
+
+// 1 if the scalar carries an explicit string tag: it is text, as if quoted ("!!str 4" is the
+// string "4", "!!str null" the string "null").
+static int is_str_tagged(const pctx *c, const yaml_node_t *n) {
+    size_t lo = 0, hi = c->n_str_tagged, at = n->start_mark.index;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->str_tagged[mid] < at)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->n_str_tagged && c->str_tagged[lo] == at;
 }
 
 // Edit distance (optimal string alignment: insert, delete, substitute, swap two neighbours;
@@ -1156,9 +1177,10 @@ static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *
                               k->type == CK_INT_LIST ? "an integer" : "a string", node_text(item));
                 } else {
                     ck_type et = k->type == CK_INT_LIST ? CK_INT : CK_STR;
+                    int tagged = is_str_tagged(c, item);
                     if (parse_scalar(k, et, (const char *)item->data.scalar.value,
-                                     item->data.scalar.length, is_quoted(item), is_null(item), elem,
-                                     why, sizeof why))
+                                     item->data.scalar.length, tagged ? 2 : is_quoted(item),
+                                     is_null(item) && !tagged, elem, why, sizeof why))
                         rc = perr(c, item->start_mark, "%s", why);
                 }
                 if (rc)
@@ -1172,9 +1194,10 @@ static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *
             if (node->type != YAML_SCALAR_NODE)
                 return perr(c, node->start_mark, "expected %s, got %s", type_text(k->type),
                             node_text(node));
+            int tagged = is_str_tagged(c, node);
             if (parse_scalar(k, k->type, (const char *)node->data.scalar.value,
-                             node->data.scalar.length, is_quoted(node), is_null(node), dst, why,
-                             sizeof why))
+                             node->data.scalar.length, tagged ? 2 : is_quoted(node),
+                             is_null(node) && !tagged, dst, why, sizeof why))
                 return perr(c, node->start_mark, "%s", why);
             return RD_OK;
     }
@@ -1924,9 +1947,20 @@ static int yaml_fail(const yaml_parser_t *parser, const char *name, rd_errbuf *e
 
 // libyaml's scanner costs O(depth) per token, so pathological nesting ("[[[[..." 100k deep)
 // takes minutes. A first pass over the events stops at CK_MAX_DEPTH, long before that matters;
-// no configuration nests deeper than 6.
+// no configuration nests deeper than 6. The same pass records where the scalars with an explicit
+// string tag start (`dim: !!str 4`): the document API cannot tell them from plain scalars, and a
+// string where a number belongs is an error (reference.yaml). *tagged (ascending marks, count
+// *n_tagged) is allocated with rd_realloc: the caller frees it with rd_free, also on error.
 #define CK_MAX_DEPTH 64
-static int check_depth(const char *text, size_t len, const char *name, rd_errbuf *eb) {
+static int prescan(const char *text,
+                   size_t len,
+                   const char *name,
+                   rd_errbuf *eb,
+                   size_t **tagged,
+                   size_t *n_tagged) {
+    *tagged = NULL;
+    *n_tagged = 0;
+    size_t cap = 0;
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
         return rd_err_set(eb, RD_ERR_NOMEM, "%s: cannot initialise the YAML parser", name);
@@ -1940,7 +1974,22 @@ static int check_depth(const char *text, size_t len, const char *name, rd_errbuf
         }
         yaml_event_type_t type = ev.type;
         yaml_mark_t mark = ev.start_mark;
+        const char *tag = type == YAML_SCALAR_EVENT ? (const char *)ev.data.scalar.tag : NULL;
+        int str_tag = tag && (strcmp(tag, YAML_STR_TAG) == 0 || strcmp(tag, "!") == 0);
         yaml_event_delete(&ev);
+        if (str_tag) {
+            if (*n_tagged == cap) {
+                size_t ncap = cap ? 2 * cap : 16;
+                size_t *nt = rd_realloc(*tagged, ncap * sizeof *nt);
+                if (!nt) {
+                    rc = rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory reading the YAML", name);
+                    break;
+                }
+                *tagged = nt;
+                cap = ncap;
+            }
+            (*tagged)[(*n_tagged)++] = mark.index;
+        }
         if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
             if (++depth > CK_MAX_DEPTH) {
                 rc = rd_err_set(eb, RD_ERR_CONFIG, "%s:%zu:%zu: yaml: nested deeper than %d levels",
@@ -1972,17 +2021,23 @@ int rd_config_parse_string(
                           "%s: %zu bytes is too large for a configuration "
                           "(at most %u)",
                           name, len, CK_MAX_FILE);
-    int rc = check_depth(text, len, name, eb);
-    if (rc)
+    size_t *tagged = NULL, n_tagged = 0;
+    int rc = prescan(text, len, name, eb, &tagged, &n_tagged);
+    if (rc) {
+        rd_free(tagged);
         return rc;
+    }
     yaml_parser_t parser;
     yaml_document_t doc;
-    if (!yaml_parser_initialize(&parser))
+    if (!yaml_parser_initialize(&parser)) {
+        rd_free(tagged);
         return rd_err_set(eb, RD_ERR_NOMEM, "%s: cannot initialise the YAML parser", name);
+    }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &doc)) {
         rc = yaml_fail(&parser, name, eb);
         yaml_parser_delete(&parser);
+        rd_free(tagged);
         return rc;
     }
     // A second document is an error (one file = one run).
@@ -1998,7 +2053,8 @@ int rd_config_parse_string(
     }
     yaml_parser_delete(&parser);
     if (rc == RD_OK) {
-        pctx c = {.doc = &doc, .name = name, .eb = eb};
+        pctx c = {
+            .doc = &doc, .name = name, .eb = eb, .str_tagged = tagged, .n_str_tagged = n_tagged};
         yaml_node_t *root = yaml_document_get_root_node(&doc);
         if (root)
             rc = parse_struct(&c, &rd__config_root, cfg, root);
@@ -2010,6 +2066,7 @@ int rd_config_parse_string(
             rc = validate_impl(cfg, &v);
     }
     yaml_document_delete(&doc);
+    rd_free(tagged);
     return rc;
 }
 

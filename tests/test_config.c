@@ -579,6 +579,36 @@ static void test_errors_types(void **state) {
                  "t.yaml:2:18: ps.max_msg_bytes: expected a non-negative integer (optionally with "
                  "KiB/MiB/GiB/TiB), got '64 MB'",
                  NULL);
+    // An explicit string tag makes a string, as quotes do: an error where a number or a boolean
+    // belongs (libyaml's document tags plain scalars !!str too; the loader tells them apart).
+    expect_error(BASE "train:\n  batch_size: !!str 64\n",
+                 "t.yaml:16:15: train.batch_size: expected an integer, got the string '64' "
+                 "(explicit string tag)",
+                 NULL);
+    expect_error(BASE "train:\n  batch_size: ! 64\n",
+                 "t.yaml:16:15: train.batch_size: expected an integer, got the string '64'", NULL);
+    expect_error(BASE "train:\n  lr: &x !!str 0.1\n  beta1: *x\n",
+                 "t.yaml:16:7: train.lr: expected a number, got the string '0.1'", NULL);
+    expect_error(BASE "output:\n  plot: !!str false\n",
+                 "t.yaml:16:9: output.plot: expected a boolean", "got the string 'false'");
+    expect_error(BASE "    mlp: [8, !!str 4]\n",
+                 "t.yaml:15:14: models[0].mlp[1]: expected an integer, got the string '4'", NULL);
+    expect_error("ps:\n  tables:\n    - {name: e, dim: !!str 8}\n",
+                 "t.yaml:3:22: ps.tables[0].dim: expected an integer, got the string '8' "
+                 "(explicit string tag)",
+                 NULL);
+    {
+        // ... while an integer tag is an integer, and a string key takes a tagged string (even
+        // "null", which plain would be nothing).
+        rd_config *c = new_cfg();
+        expect_ok(BASE "train:\n  batch_size: !!int 64\nrun:\n  name: !!str null\n"
+                       "data:\n  schema:\n    path: !!str 12\n",
+                  c);
+        assert_int_equal(c->train.batch_size, 64);
+        assert_string_equal(c->run.name, "null");
+        assert_string_equal(c->data.schema.path, "12");
+        free(c);
+    }
 }
 
 static void test_errors_values(void **state) {
