@@ -21,6 +21,7 @@
 // Workload: one parse per run on rank 0 (a few KB of YAML); nothing here is performance-critical.
 #include "rd/config.h"
 #include "rd/alloc.h"
+#include "rd/dataset.h"
 
 #include "config_internal.h"
 
@@ -1630,10 +1631,104 @@ check_feedback_name(const rd_config *cfg, const vctx *v, const char *p, const ch
     return 0;
 }
 
+// The fields a prepared dataset will have besides user, item, hour and weekday, as the dataset
+// builders lay them out: the synthetic generator (common/synth.c, rd__prepare_synthetic), the
+// MovieLens presets (rd_schema_preset) and data.schema.fields for csv. The trainer resolves a
+// model's features against them (worker/trainer.c, resolve_features); checking here makes
+// `recdistill config` refuse what train would refuse only after preparing the dataset.
+typedef struct src_fields {
+    int n;
+    char name[RD_MAX_FIELDS][RD_NAME_MAX];
+    int kind[RD_MAX_FIELDS]; // rd_field_kind
+    int n_inputs;            // numeric fields: dense inputs of every model
+} src_fields;
+
+static void src_add(src_fields *sf, const char *name, int kind) {
+    if (sf->n >= RD_MAX_FIELDS)
+        return;
+    snprintf(sf->name[sf->n], RD_NAME_MAX, "%s", name);
+    sf->kind[sf->n++] = kind;
+    sf->n_inputs += kind == RD_FIELD_NUMERIC;
+}
+
+static void source_fields(const rd_config *cfg, src_fields *sf) {
+    memset(sf, 0, sizeof *sf);
+    const rd_schema_config *sc = &cfg->data.schema;
+    rd_schema_config preset;
+    if (cfg->data.source == RD_DATA_SYNTHETIC) {
+        src_add(sf, "topic", RD_FIELD_CATEGORICAL);
+        src_add(sf, "series", RD_FIELD_CATEGORICAL);
+        if (cfg->data.synthetic.contexts > 0)
+            src_add(sf, "ctx", RD_FIELD_CATEGORICAL);
+        if (cfg->data.synthetic.feedback)
+            src_add(sf, "engagement", RD_FIELD_FEEDBACK);
+        return;
+    }
+    if (cfg->data.source == RD_DATA_MOVIELENS100K || cfg->data.source == RD_DATA_MOVIELENS1M) {
+        rd_errbuf eb;
+        if (rd_schema_preset(cfg->data.source, &preset, &eb) != RD_OK)
+            return;
+        sc = &preset;
+    }
+    for (int f = 0; f < sc->n_fields && f < RD_MAX_FIELDS; f++)
+        src_add(sf, sc->fields[f].name, sc->fields[f].kind);
+}
+
+// Field `name` of a model feature (at config path p) must exist and be embeddable.
+static int check_feature_field(
+    const rd_config *cfg, const src_fields *sf, const vctx *v, const char *p, const char *name) {
+    if (strcmp(name, "user") == 0 || strcmp(name, "item") == 0)
+        return RD_OK;
+    // A dataset field shadows hour/weekday, as in the trainer.
+    for (int s = 0; s < sf->n; s++) {
+        if (strcmp(sf->name[s], name) != 0)
+            continue;
+        if (sf->kind[s] == RD_FIELD_FEEDBACK)
+            return verr(v, p,
+                        "field '%s' is feedback (known only after the event): it cannot be a "
+                        "feature; read it through seq.stats_feedback",
+                        name);
+        if (sf->kind[s] == RD_FIELD_NUMERIC)
+            return verr(v, p,
+                        "field '%s' is numeric: numeric fields enter every model directly as "
+                        "dense inputs, do not embed them",
+                        name);
+        return RD_OK;
+    }
+    if (strcmp(name, "hour") == 0 || strcmp(name, "weekday") == 0)
+        return RD_OK;
+    char have[512];
+    size_t len = (size_t)snprintf(have, sizeof have, "user, item, hour, weekday");
+    for (int s = 0; s < sf->n && len < sizeof have; s++)
+        if (sf->kind[s] != RD_FIELD_FEEDBACK && sf->kind[s] != RD_FIELD_NUMERIC)
+            len += (size_t)snprintf(have + len, sizeof have - len, ", %s", sf->name[s]);
+    switch (cfg->data.source) {
+        case RD_DATA_CSV:
+            return verr(v, p,
+                        "no field named '%s' in data.schema.fields (or user, item, hour, "
+                        "weekday)",
+                        name);
+        case RD_DATA_SYNTHETIC:
+            if (strcmp(name, "ctx") == 0 && cfg->data.synthetic.contexts <= 0)
+                return verr(v, p,
+                            "the synthetic source has no field 'ctx' (data.synthetic.contexts is "
+                            "0; have: %s)",
+                            have);
+            if (strcmp(name, "engagement") == 0 && !cfg->data.synthetic.feedback)
+                return verr(v, p,
+                            "the synthetic source has no field 'engagement' (data.synthetic."
+                            "feedback is 0; with 1 it is feedback, never a feature; have: %s)",
+                            have);
+            return verr(v, p, "the synthetic source has no field '%s' (have: %s)", name, have);
+        default:
+            return verr(v, p, "the MovieLens preset has no field '%s' (have: %s)", name, have);
+    }
+}
+
 static int check_models(const rd_config *cfg, const vctx *v) {
     char p[128];
-    int csv = cfg->data.source == RD_DATA_CSV;
-    const rd_schema_config *sc = &cfg->data.schema;
+    src_fields sf;
+    source_fields(cfg, &sf);
     for (int m = 0; m < cfg->n_models; m++) {
         const rd_model_config *mc = &cfg->models[m];
         int rc;
@@ -1652,26 +1747,8 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             for (int g = 0; g < f; g++)
                 if (strcmp(mc->features[g].field, fu->field) == 0)
                     return verr(v, p, "field '%s' is embedded twice", fu->field);
-            // user, item and the timestamp-derived hour/weekday exist for every source.
-            if (csv && strcmp(fu->field, "user") != 0 && strcmp(fu->field, "item") != 0 &&
-                strcmp(fu->field, "hour") != 0 && strcmp(fu->field, "weekday") != 0) {
-                int found = 0;
-                for (int s = 0; s < sc->n_fields; s++)
-                    if (strcmp(sc->fields[s].name, fu->field) == 0) {
-                        if (sc->fields[s].kind == RD_FIELD_FEEDBACK)
-                            return verr(v, p,
-                                        "field '%s' is feedback (known only after the event): "
-                                        "it cannot be a feature; read it through "
-                                        "seq.stats_feedback",
-                                        fu->field);
-                        found = 1;
-                    }
-                if (!found)
-                    return verr(v, p,
-                                "no field named '%s' in data.schema.fields (or user, item, hour, "
-                                "weekday)",
-                                fu->field);
-            }
+            if ((rc = check_feature_field(cfg, &sf, v, p, fu->field)))
+                return rc;
         }
         const rd_seq_config *sq = &mc->seq;
         for (int k = 0; k < sq->n_stats; k++) {
@@ -1756,6 +1833,17 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                 return verr(v, p,
                             "the model reads instance tokens but tokens.source_model is not "
                             "set");
+        }
+        // The backbone reads the embedded features, the dataset's numeric fields, the history
+        // branch and statistics and the token branch and summaries: with none of them the model
+        // has no input (the trainer refuses it: "empty backbone input").
+        if (mc->n_features == 0 && sf.n_inputs == 0 && mc->seq.kind == RD_SEQ_NONE &&
+            mc->seq.n_stats == 0 && tu->scheme == 0 && tu->n_stats == 0) {
+            snprintf(p, sizeof p, "models[%d].features", m);
+            return verr(v, p,
+                        "model '%s' has no input: no feature, no seq branch or seq.stats, no "
+                        "token branch, and the data source has no numeric field",
+                        mc->name);
         }
     }
     if (cfg->tokens.source_model[0] && !rd_config_find_model(cfg, cfg->tokens.source_model))

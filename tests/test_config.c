@@ -363,7 +363,7 @@ static void test_value_forms(void **state) {
     assert_int_equal(c->tokens.sit_layers, 16);
     assert_true(c->train.lr == 3.0f);
     expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
-              "models:\n  - name: m\n"
+              "models:\n  - {name: m, seq: {stats: [1]}}\n"
               "ps:\n  sync: no\n  max_msg_bytes: 2 MiB\n  staleness: 0x10\n"
               "  checkpoint_every: 1_000\n",
               c);
@@ -756,6 +756,63 @@ static void test_errors_cross(void **state) {
                  NULL);
     expect_error(BASE "      - field: user\n        table: e\n",
                  "t.yaml:15:16: models[0].features[1].field: field 'user' is embedded twice", NULL);
+    // Features name fields the data source has (what the trainer resolves them against).
+#define FEAT                                                                                       \
+    "cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"                                \
+    "ps:\n  tables:\n    - {name: e, dim: 8}\n"                                                    \
+    "models:\n  - name: m\n    features:\n"
+    expect_error(FEAT "      - {field: ctx, table: e}\n",
+                 "t.yaml:10:17: models[0].features[0].field: the synthetic source has no field "
+                 "'ctx' (data.synthetic.contexts is 0",
+                 NULL);
+    expect_error(FEAT "      - {field: colour, table: e}\n",
+                 "t.yaml:10:17: models[0].features[0].field: the synthetic source has no field "
+                 "'colour' (have: user, item, hour, weekday, topic, series)",
+                 NULL);
+    expect_error(FEAT "      - {field: engagement, table: e}\n",
+                 "t.yaml:10:17: models[0].features[0].field: the synthetic source has no field "
+                 "'engagement' (data.synthetic.feedback is 0",
+                 NULL);
+    expect_error(FEAT "      - {field: engagement, table: e}\ndata: {synthetic: {feedback: 1}}\n",
+                 "t.yaml:10:17: models[0].features[0].field: field 'engagement' is feedback", NULL);
+    expect_error(FEAT "      - {field: rating, table: e}\ndata: {source: movielens1m}\n",
+                 "t.yaml:10:17: models[0].features[0].field: field 'rating' is feedback", NULL);
+    expect_error(FEAT "      - {field: tags, table: e}\ndata: {source: movielens100k}\n",
+                 "t.yaml:10:17: models[0].features[0].field: the MovieLens preset has no field "
+                 "'tags' (have: user, item, hour, weekday, age, gender, occupation, zip, genres)",
+                 NULL);
+    {
+        static const char *const ok[] = {
+            FEAT "      - {field: topic, table: e}\n      - {field: series, table: e}\n"
+                 "      - {field: hour, table: e}\n      - {field: weekday, table: e}\n",
+            FEAT "      - {field: ctx, table: e}\ndata: {synthetic: {contexts: 4}}\n",
+            FEAT "      - {field: genres, table: e}\n      - {field: zip, table: e}\n"
+                 "data: {source: movielens100k}\n",
+            FEAT "      - {field: age, table: e}\n      - {field: genres, table: e}\n"
+                 "data: {source: movielens1m}\n",
+        };
+        for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+            rd_config *c = new_cfg();
+            expect_ok(ok[i], c);
+            free(c);
+        }
+    }
+#undef FEAT
+    // A model needs an input (the trainer refuses an empty backbone only after preparing data).
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "models:\n  - name: m\n    features: []\n    mlp: [4]\n",
+                 "t.yaml:6:15: models[0].features: model 'm' has no input", NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "models:\n  - name: m\n    seq: {with_labels: false}\n",
+                 "t.yaml:5:5: models[0].features: model 'm' has no input", NULL);
+    {
+        // History statistics alone are an input.
+        rd_config *c = new_cfg();
+        expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                  "models:\n  - name: m\n    features: []\n    seq: {stats: [4]}\n",
+                  c);
+        free(c);
+    }
     expect_error(BASE "    seq: {kind: mean}\n",
                  "t.yaml:15:10: models[0].seq.table: not set, and the model embeds no 'item' "
                  "feature",
@@ -959,6 +1016,27 @@ static void test_errors_csv(void **state) {
                  "t.yaml:10:17: models[0].features[0].field: no field named 'age' in "
                  "data.schema.fields",
                  NULL);
+    // A numeric field enters the model directly; embedding it is an error (as in the trainer).
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                 "models:\n  - name: m\n    features:\n      - {field: x, table: e}\n"
+                 "data:\n  source: csv\n  schema:\n    path: p\n    user_column: u\n"
+                 "    item_column: i\n    time_column: t\n    label: l >= 1\n"
+                 "    fields:\n      - {name: x, kind: numeric}\n",
+                 "t.yaml:10:17: models[0].features[0].field: field 'x' is numeric: numeric fields "
+                 "enter every model directly",
+                 NULL);
+    {
+        // ... so with one, a model without features has an input.
+        rd_config *cc = new_cfg();
+        expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                  "models:\n  - name: m\n"
+                  "data:\n  source: csv\n  schema:\n    path: p\n    user_column: u\n"
+                  "    item_column: i\n    time_column: t\n    label: l >= 1\n"
+                  "    fields:\n      - {name: x, kind: numeric}\n",
+                  cc);
+        free(cc);
+    }
     // A feedback field is known only after its event: never a feature, only history statistics.
 #define FB_CSV                                                                                     \
     "data:\n  source: csv\n  schema:\n    path: p\n    user_column: u\n"                           \
@@ -1060,7 +1138,7 @@ static void test_errors_csv(void **state) {
         const char *y =
             "cluster:\n  jobs:\n    - {name: s, role: student, model: m, distill: true, "
             "teacher: teacher}\n"
-            "models:\n  - name: m\n    two_towers: true\n"
+            "models:\n  - name: m\n    two_towers: true\n    seq: {stats: [1]}\n"
             "distill:\n  replay: true\n";
         rd_config *cc = new_cfg();
         rd_errbuf eb = {0};
@@ -1093,6 +1171,8 @@ static void build_valid(rd_config *c) {
     c->models[0].tokens.heads = 2;
     c->models[0].tokens.adapter = 64;
     snprintf(c->models[0].activation, sizeof c->models[0].activation, "relu");
+    c->models[0].seq.n_stats = 1; // an input: the user's event count and mean label
+    c->models[0].seq.stats[0] = 1;
 }
 
 static void expect_invalid(const rd_config *c, const char *msg) {

@@ -331,8 +331,10 @@ typedef enum rd_seq_kind {
 } rd_seq_kind;
 
 typedef struct rd_feature_use {
-    char field[RD_NAME_MAX]; // schema field, or "user" / "item"; required (checked against
-                             // data.schema.fields for the csv source)
+    char field[RD_NAME_MAX]; // "user" / "item", "hour" / "weekday", or a categorical or multi
+                             // field of the data source; required (checked against the source's
+                             // fields: the synthetic generator's, a MovieLens preset's or
+                             // data.schema.fields)
     char table[RD_NAME_MAX]; // PS table that embeds it; required
     int pooling;             // multi-valued fields: rd_pooling; YAML sum | mean; default mean
 } rd_feature_use;
