@@ -1910,6 +1910,15 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
         snprintf(p, sizeof p, "cluster.jobs[%d].distill", i);
         if (j->distill && j->role != RD_JOB_STUDENT)
             return verr(v, p, "only student jobs can distill");
+        // `teacher` is the teacher of a distilled student; anywhere else nothing reads it, and
+        // a job meant to distill would silently train on labels only.
+        if (!j->distill && j->teacher[0]) {
+            snprintf(p, sizeof p, "cluster.jobs[%d].teacher", i);
+            return verr(v, p,
+                        "'%s' is set, but job '%s' does not distill (distill: false): add "
+                        "distill: true, or remove teacher",
+                        j->teacher, j->name);
+        }
         if (j->distill) {
             snprintf(p, sizeof p, "cluster.jobs[%d].teacher", i);
             // In replay mode the teacher ran in an earlier launch: `teacher` names the job whose
@@ -1934,6 +1943,18 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
     }
     if (rd_config_world_size(cfg) < 0)
         return verr(v, "cluster", "the total number of ranks overflows");
+    // Replay feeds recorded targets to distilled students; without one, the run would train on
+    // labels only and report "replayed: 0".
+    if (cfg->distill.replay) {
+        int distilled = 0;
+        for (int i = 0; i < cl->n_jobs; i++)
+            distilled += cl->jobs[i].distill != 0;
+        if (!distilled)
+            return verr(v, "distill.replay",
+                        "true, but no student job has distill: true, so nothing reads the target "
+                        "log (give the replaying student distill: true and teacher: <the job "
+                        "that wrote the log>)");
+    }
 
     // ---- ps
     for (int i = 0; i < cfg->ps.n_tables; i++) {

@@ -732,6 +732,29 @@ static void test_errors_cross(void **state) {
                  "models:\n  - name: m\n",
                  "t.yaml:4:39: cluster.jobs[1].model: model 'm' distils into its auxiliary tower",
                  NULL);
+    // `teacher` belongs to a distilled student: elsewhere nothing reads it, and a student meant
+    // to distill would silently learn from the labels alone.
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: t, role: teacher, model: m}\n"
+                 "    - {name: s, role: student, model: m, teacher: nobody}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:4:51: cluster.jobs[1].teacher: 'nobody' is set, but job 's' does not "
+                 "distill (distill: false)",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: t, role: teacher, model: m}\n"
+                 "    - {name: s, role: student, model: m, teacher: t}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:4:51: cluster.jobs[1].teacher: 't' is set, but job 's' does not distill",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: t, role: teacher, model: m, teacher: t}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:3:51: cluster.jobs[0].teacher: 't' is set, but job 't' does not distill",
+                 NULL);
+    // Replay feeds distilled students only: without one it would train on labels, replaying 0.
+    expect_error("cluster:\n  jobs:\n    - {name: s, role: student, model: m}\n"
+                 "models:\n  - {name: m, seq: {stats: [1]}}\ndistill:\n  replay: true\n",
+                 "t.yaml:7:11: distill.replay: true, but no student job has distill: true", NULL);
     expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m, init_as: zz}\n"
                  "models:\n  - name: m\n",
                  "t.yaml:3:51: cluster.jobs[0].init_as: no job named 'zz' to initialise as", NULL);

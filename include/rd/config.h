@@ -94,7 +94,7 @@ typedef struct rd_job_config {
     char model[RD_NAME_MAX];       // name of an entry of models:; required
     int distill;                   // student only: 1 = learn from the teacher's targets; default 0
     char teacher[RD_NAME_MAX];     // student with distill: the job whose targets it joins; default
-                                   // the first teacher job
+                                   // the first teacher job; an error without distill
     char init_as[RD_NAME_MAX];     // initialise the dense parameters as job NAME would (the same
                                    // draws for the same shapes): a no-distillation twin started
                                    // from its distilled student's point; "" = own name
@@ -489,7 +489,8 @@ typedef struct rd_distill_config {
     int batch;         // targets per message, 1..2^24; default 1024
     int wait_ms;       // bounded wait for a late target, 0..1e7 ms; default 2000
     char target_log[RD_PATH_MAX]; // LMDB target log; default "<run.out_dir>/targets"
-    int replay;         // 1 = read targets from target_log instead of a live teacher; default 0
+    int replay;         // 1 = read targets from target_log instead of a live teacher (needs a job
+                        // with distill: true); default 0
     int debias_teacher; // rd_debias_side: whose calibration the teacher's logit goes through
                         // under debias; YAML student | teacher; default student
 } rd_distill_config;

@@ -134,6 +134,11 @@ grep -q "distill.replay: true" "$W/err" || fail "replay message: $(cat "$W/err")
 "$SRC/slurm/student-replay.sbatch" "$W/replay.yaml" >/dev/null 2>"$W/err" &&
     fail "student-replay accepted a missing target log"
 grep -q "target log .*runs/het/targets.* does not exist" "$W/err" || fail "target log message: $(cat "$W/err")"
+sed 's/, distill: true, teacher: teacher//' "$W/replay.yaml" >"$W/replay_nodistill.yaml"
+"$SRC/slurm/student-replay.sbatch" "$W/replay_nodistill.yaml" >/dev/null 2>"$W/err" &&
+    fail "student-replay accepted a replay without a distilled student"
+grep -q "distill.replay: true, but no student job has distill: true" "$W/err" ||
+    fail "replay without a distilled student message: $(cat "$W/err")"
 sed '/role: teacher/d; s/, distill: true//' "$(named noteacher)" >"$W/noteacher2.yaml"
 "$SRC/slurm/distill-hetjob.sbatch" "$W/noteacher2.yaml" >/dev/null 2>"$W/err" &&
     fail "distill-hetjob accepted a config without a teacher"
