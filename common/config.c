@@ -21,6 +21,7 @@
 // Workload: one parse per run on rank 0 (a few KB of YAML); nothing here is performance-critical.
 #include "rd/config.h"
 #include "rd/alloc.h"
+#include "rd/dataset.h"
 
 #include "config_internal.h"
 
@@ -712,7 +713,8 @@ static int check_scalar(const ck_key *k, ck_type t, const void *dst, char *why, 
 }
 
 // Convert one scalar text into the field at dst (type t: the row's type, or the element type of
-// a list row). `quoted` = the YAML scalar was quoted; `null` = it was an empty/null plain scalar.
+// a list row). `quoted` = the YAML scalar was quoted (1) or tagged as a string (2, `!!str 4`);
+// `null` = it was an empty/null plain scalar.
 // @return 0 ok, -1 with `why` filled.
 static int parse_scalar(const ck_key *k,
                         ck_type t,
@@ -759,8 +761,9 @@ static int parse_scalar(const ck_key *k,
         return -1;
     }
     if (quoted) {
-        snprintf(why, wn, "expected %s, got the quoted string %s", type_text(t),
-                 excerpt(s, len, ex, sizeof ex));
+        snprintf(why, wn, "expected %s, got the %s %s%s", type_text(t),
+                 quoted == 2 ? "string" : "quoted string", excerpt(s, len, ex, sizeof ex),
+                 quoted == 2 ? " (explicit string tag)" : "");
         return -1;
     }
     if (memchr(s, '\0', len)) {
@@ -886,6 +889,11 @@ typedef struct pctx {
     const char *name; // file name for messages
     rd_errbuf *eb;
     char path[256]; // key path of the node being parsed ("ps.tables[1].optimizer")
+    // Start offsets (yaml_mark_t.index, ascending) of the scalars tagged explicitly as strings
+    // (`!!str 4`, `! 4`): libyaml's document gives every untagged scalar the same str tag, so
+    // only the event stream tells them apart (see prescan).
+    const size_t *str_tagged;
+    size_t n_str_tagged;
 } pctx;
 
 static size_t path_push(pctx *c, const char *fmt, ...) RD_PRINTF(2, 3);
@@ -928,6 +936,20 @@ static int is_null(const yaml_node_t *n) {
 
 static int is_quoted(const yaml_node_t *n) {
     return n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+}
+
+// 1 if the scalar carries an explicit string tag: it is text, as if quoted ("!!str 4" is the
+// string "4", "!!str null" the string "null").
+static int is_str_tagged(const pctx *c, const yaml_node_t *n) {
+    size_t lo = 0, hi = c->n_str_tagged, at = n->start_mark.index;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->str_tagged[mid] < at)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->n_str_tagged && c->str_tagged[lo] == at;
 }
 
 // Edit distance (optimal string alignment: insert, delete, substitute, swap two neighbours;
@@ -1156,9 +1178,10 @@ static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *
                               k->type == CK_INT_LIST ? "an integer" : "a string", node_text(item));
                 } else {
                     ck_type et = k->type == CK_INT_LIST ? CK_INT : CK_STR;
+                    int tagged = is_str_tagged(c, item);
                     if (parse_scalar(k, et, (const char *)item->data.scalar.value,
-                                     item->data.scalar.length, is_quoted(item), is_null(item), elem,
-                                     why, sizeof why))
+                                     item->data.scalar.length, tagged ? 2 : is_quoted(item),
+                                     is_null(item) && !tagged, elem, why, sizeof why))
                         rc = perr(c, item->start_mark, "%s", why);
                 }
                 if (rc)
@@ -1172,9 +1195,10 @@ static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *
             if (node->type != YAML_SCALAR_NODE)
                 return perr(c, node->start_mark, "expected %s, got %s", type_text(k->type),
                             node_text(node));
+            int tagged = is_str_tagged(c, node);
             if (parse_scalar(k, k->type, (const char *)node->data.scalar.value,
-                             node->data.scalar.length, is_quoted(node), is_null(node), dst, why,
-                             sizeof why))
+                             node->data.scalar.length, tagged ? 2 : is_quoted(node),
+                             is_null(node) && !tagged, dst, why, sizeof why))
                 return perr(c, node->start_mark, "%s", why);
             return RD_OK;
     }
@@ -1437,14 +1461,17 @@ int rd_config_resolve(rd_config *cfg, rd_errbuf *eb) {
 // ---------------------------------------------------------------------------------------------
 // Cross-field checks.
 
-// Names that end up in paths and logs: letters, digits, '_', '-', '.'.
+// Names that end up in paths and logs: letters, digits, '_', '-', '.', not starting with '.'.
+// Each is a path component (runs/<run.name>, <out>/ckpt/<job>, a table's files), where "." and
+// ".." would name the folder itself or its parent, and ".x" a hidden file.
+// @return 0 ok, 1 bad character (or empty), 2 a leading '.'.
 static int bad_name(const char *s) {
     if (!s[0])
         return 1;
     for (const char *p = s; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
             return 1;
-    return 0;
+    return s[0] == '.' ? 2 : 0;
 }
 
 static int in_list(const char list[][RD_NAME_MAX], int n, const char *s) {
@@ -1455,7 +1482,13 @@ static int in_list(const char list[][RD_NAME_MAX], int n, const char *s) {
 }
 
 static int check_name(const vctx *v, const char *path, const char *s) {
-    if (bad_name(s))
+    int bad = bad_name(s);
+    if (bad == 2)
+        return verr(v, path,
+                    "invalid name '%s': a name must not start with '.' (it is a path component; "
+                    "'.' and '..' would put files outside their folder)",
+                    s);
+    if (bad)
         return verr(v, path, "invalid name '%s' (use letters, digits, '_', '-', '.')", s);
     return RD_OK;
 }
@@ -1544,6 +1577,14 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
         snprintf(p, sizeof p, "data.schema.fields[%d].column", f);
         if (!fc->column[0])
             return verr(v, p, "must not be empty");
+        // The label of an event as an input of that same event hands the model its answer (AUC
+        // 1). A feedback field reads the column over earlier events only (seq.stats_feedback).
+        if (!fc->side[0] && fc->kind != RD_FIELD_FEEDBACK &&
+            strcmp(fc->column, sc->label_column) == 0)
+            return verr(v, p,
+                        "field '%s' reads '%s', the label column: a field cannot read its own "
+                        "event's label (use kind: feedback to read it over earlier events)",
+                        fc->name, fc->column);
         if (fc->side[0]) {
             const rd_side_config *sd = NULL;
             for (int s = 0; s < sc->n_side; s++)
@@ -1590,10 +1631,104 @@ check_feedback_name(const rd_config *cfg, const vctx *v, const char *p, const ch
     return 0;
 }
 
+// The fields a prepared dataset will have besides user, item, hour and weekday, as the dataset
+// builders lay them out: the synthetic generator (common/synth.c, rd__prepare_synthetic), the
+// MovieLens presets (rd_schema_preset) and data.schema.fields for csv. The trainer resolves a
+// model's features against them (worker/trainer.c, resolve_features); checking here makes
+// `recdistill config` refuse what train would refuse only after preparing the dataset.
+typedef struct src_fields {
+    int n;
+    char name[RD_MAX_FIELDS][RD_NAME_MAX];
+    int kind[RD_MAX_FIELDS]; // rd_field_kind
+    int n_inputs;            // numeric fields: dense inputs of every model
+} src_fields;
+
+static void src_add(src_fields *sf, const char *name, int kind) {
+    if (sf->n >= RD_MAX_FIELDS)
+        return;
+    snprintf(sf->name[sf->n], RD_NAME_MAX, "%s", name);
+    sf->kind[sf->n++] = kind;
+    sf->n_inputs += kind == RD_FIELD_NUMERIC;
+}
+
+static void source_fields(const rd_config *cfg, src_fields *sf) {
+    memset(sf, 0, sizeof *sf);
+    const rd_schema_config *sc = &cfg->data.schema;
+    rd_schema_config preset;
+    if (cfg->data.source == RD_DATA_SYNTHETIC) {
+        src_add(sf, "topic", RD_FIELD_CATEGORICAL);
+        src_add(sf, "series", RD_FIELD_CATEGORICAL);
+        if (cfg->data.synthetic.contexts > 0)
+            src_add(sf, "ctx", RD_FIELD_CATEGORICAL);
+        if (cfg->data.synthetic.feedback)
+            src_add(sf, "engagement", RD_FIELD_FEEDBACK);
+        return;
+    }
+    if (cfg->data.source == RD_DATA_MOVIELENS100K || cfg->data.source == RD_DATA_MOVIELENS1M) {
+        rd_errbuf eb;
+        if (rd_schema_preset(cfg->data.source, &preset, &eb) != RD_OK)
+            return;
+        sc = &preset;
+    }
+    for (int f = 0; f < sc->n_fields && f < RD_MAX_FIELDS; f++)
+        src_add(sf, sc->fields[f].name, sc->fields[f].kind);
+}
+
+// Field `name` of a model feature (at config path p) must exist and be embeddable.
+static int check_feature_field(
+    const rd_config *cfg, const src_fields *sf, const vctx *v, const char *p, const char *name) {
+    if (strcmp(name, "user") == 0 || strcmp(name, "item") == 0)
+        return RD_OK;
+    // A dataset field shadows hour/weekday, as in the trainer.
+    for (int s = 0; s < sf->n; s++) {
+        if (strcmp(sf->name[s], name) != 0)
+            continue;
+        if (sf->kind[s] == RD_FIELD_FEEDBACK)
+            return verr(v, p,
+                        "field '%s' is feedback (known only after the event): it cannot be a "
+                        "feature; read it through seq.stats_feedback",
+                        name);
+        if (sf->kind[s] == RD_FIELD_NUMERIC)
+            return verr(v, p,
+                        "field '%s' is numeric: numeric fields enter every model directly as "
+                        "dense inputs, do not embed them",
+                        name);
+        return RD_OK;
+    }
+    if (strcmp(name, "hour") == 0 || strcmp(name, "weekday") == 0)
+        return RD_OK;
+    char have[512];
+    size_t len = (size_t)snprintf(have, sizeof have, "user, item, hour, weekday");
+    for (int s = 0; s < sf->n && len < sizeof have; s++)
+        if (sf->kind[s] != RD_FIELD_FEEDBACK && sf->kind[s] != RD_FIELD_NUMERIC)
+            len += (size_t)snprintf(have + len, sizeof have - len, ", %s", sf->name[s]);
+    switch (cfg->data.source) {
+        case RD_DATA_CSV:
+            return verr(v, p,
+                        "no field named '%s' in data.schema.fields (or user, item, hour, "
+                        "weekday)",
+                        name);
+        case RD_DATA_SYNTHETIC:
+            if (strcmp(name, "ctx") == 0 && cfg->data.synthetic.contexts <= 0)
+                return verr(v, p,
+                            "the synthetic source has no field 'ctx' (data.synthetic.contexts is "
+                            "0; have: %s)",
+                            have);
+            if (strcmp(name, "engagement") == 0 && !cfg->data.synthetic.feedback)
+                return verr(v, p,
+                            "the synthetic source has no field 'engagement' (data.synthetic."
+                            "feedback is 0; with 1 it is feedback, never a feature; have: %s)",
+                            have);
+            return verr(v, p, "the synthetic source has no field '%s' (have: %s)", name, have);
+        default:
+            return verr(v, p, "the MovieLens preset has no field '%s' (have: %s)", name, have);
+    }
+}
+
 static int check_models(const rd_config *cfg, const vctx *v) {
     char p[128];
-    int csv = cfg->data.source == RD_DATA_CSV;
-    const rd_schema_config *sc = &cfg->data.schema;
+    src_fields sf;
+    source_fields(cfg, &sf);
     for (int m = 0; m < cfg->n_models; m++) {
         const rd_model_config *mc = &cfg->models[m];
         int rc;
@@ -1612,26 +1747,8 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             for (int g = 0; g < f; g++)
                 if (strcmp(mc->features[g].field, fu->field) == 0)
                     return verr(v, p, "field '%s' is embedded twice", fu->field);
-            // user, item and the timestamp-derived hour/weekday exist for every source.
-            if (csv && strcmp(fu->field, "user") != 0 && strcmp(fu->field, "item") != 0 &&
-                strcmp(fu->field, "hour") != 0 && strcmp(fu->field, "weekday") != 0) {
-                int found = 0;
-                for (int s = 0; s < sc->n_fields; s++)
-                    if (strcmp(sc->fields[s].name, fu->field) == 0) {
-                        if (sc->fields[s].kind == RD_FIELD_FEEDBACK)
-                            return verr(v, p,
-                                        "field '%s' is feedback (known only after the event): "
-                                        "it cannot be a feature; read it through "
-                                        "seq.stats_feedback",
-                                        fu->field);
-                        found = 1;
-                    }
-                if (!found)
-                    return verr(v, p,
-                                "no field named '%s' in data.schema.fields (or user, item, hour, "
-                                "weekday)",
-                                fu->field);
-            }
+            if ((rc = check_feature_field(cfg, &sf, v, p, fu->field)))
+                return rc;
         }
         const rd_seq_config *sq = &mc->seq;
         for (int k = 0; k < sq->n_stats; k++) {
@@ -1717,6 +1834,17 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                             "the model reads instance tokens but tokens.source_model is not "
                             "set");
         }
+        // The backbone reads the embedded features, the dataset's numeric fields, the history
+        // branch and statistics and the token branch and summaries: with none of them the model
+        // has no input (the trainer refuses it: "empty backbone input").
+        if (mc->n_features == 0 && sf.n_inputs == 0 && mc->seq.kind == RD_SEQ_NONE &&
+            mc->seq.n_stats == 0 && tu->scheme == 0 && tu->n_stats == 0) {
+            snprintf(p, sizeof p, "models[%d].features", m);
+            return verr(v, p,
+                        "model '%s' has no input: no feature, no seq branch or seq.stats, no "
+                        "token branch, and the data source has no numeric field",
+                        mc->name);
+        }
     }
     if (cfg->tokens.source_model[0] && !rd_config_find_model(cfg, cfg->tokens.source_model))
         return verr(v, "tokens.source_model", "no model named '%s' in models",
@@ -1782,6 +1910,15 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
         snprintf(p, sizeof p, "cluster.jobs[%d].distill", i);
         if (j->distill && j->role != RD_JOB_STUDENT)
             return verr(v, p, "only student jobs can distill");
+        // `teacher` is the teacher of a distilled student; anywhere else nothing reads it, and
+        // a job meant to distill would silently train on labels only.
+        if (!j->distill && j->teacher[0]) {
+            snprintf(p, sizeof p, "cluster.jobs[%d].teacher", i);
+            return verr(v, p,
+                        "'%s' is set, but job '%s' does not distill (distill: false): add "
+                        "distill: true, or remove teacher",
+                        j->teacher, j->name);
+        }
         if (j->distill) {
             snprintf(p, sizeof p, "cluster.jobs[%d].teacher", i);
             // In replay mode the teacher ran in an earlier launch: `teacher` names the job whose
@@ -1806,6 +1943,18 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
     }
     if (rd_config_world_size(cfg) < 0)
         return verr(v, "cluster", "the total number of ranks overflows");
+    // Replay feeds recorded targets to distilled students; without one, the run would train on
+    // labels only and report "replayed: 0".
+    if (cfg->distill.replay) {
+        int distilled = 0;
+        for (int i = 0; i < cl->n_jobs; i++)
+            distilled += cl->jobs[i].distill != 0;
+        if (!distilled)
+            return verr(v, "distill.replay",
+                        "true, but no student job has distill: true, so nothing reads the target "
+                        "log (give the replaying student distill: true and teacher: <the job "
+                        "that wrote the log>)");
+    }
 
     // ---- ps
     for (int i = 0; i < cfg->ps.n_tables; i++) {
@@ -1907,9 +2056,20 @@ static int yaml_fail(const yaml_parser_t *parser, const char *name, rd_errbuf *e
 
 // libyaml's scanner costs O(depth) per token, so pathological nesting ("[[[[..." 100k deep)
 // takes minutes. A first pass over the events stops at CK_MAX_DEPTH, long before that matters;
-// no configuration nests deeper than 6.
+// no configuration nests deeper than 6. The same pass records where the scalars with an explicit
+// string tag start (`dim: !!str 4`): the document API cannot tell them from plain scalars, and a
+// string where a number belongs is an error (reference.yaml). *tagged (ascending marks, count
+// *n_tagged) is allocated with rd_realloc: the caller frees it with rd_free, also on error.
 #define CK_MAX_DEPTH 64
-static int check_depth(const char *text, size_t len, const char *name, rd_errbuf *eb) {
+static int prescan(const char *text,
+                   size_t len,
+                   const char *name,
+                   rd_errbuf *eb,
+                   size_t **tagged,
+                   size_t *n_tagged) {
+    *tagged = NULL;
+    *n_tagged = 0;
+    size_t cap = 0;
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
         return rd_err_set(eb, RD_ERR_NOMEM, "%s: cannot initialise the YAML parser", name);
@@ -1923,7 +2083,22 @@ static int check_depth(const char *text, size_t len, const char *name, rd_errbuf
         }
         yaml_event_type_t type = ev.type;
         yaml_mark_t mark = ev.start_mark;
+        const char *tag = type == YAML_SCALAR_EVENT ? (const char *)ev.data.scalar.tag : NULL;
+        int str_tag = tag && (strcmp(tag, YAML_STR_TAG) == 0 || strcmp(tag, "!") == 0);
         yaml_event_delete(&ev);
+        if (str_tag) {
+            if (*n_tagged == cap) {
+                size_t ncap = cap ? 2 * cap : 16;
+                size_t *nt = rd_realloc(*tagged, ncap * sizeof *nt);
+                if (!nt) {
+                    rc = rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory reading the YAML", name);
+                    break;
+                }
+                *tagged = nt;
+                cap = ncap;
+            }
+            (*tagged)[(*n_tagged)++] = mark.index;
+        }
         if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
             if (++depth > CK_MAX_DEPTH) {
                 rc = rd_err_set(eb, RD_ERR_CONFIG, "%s:%zu:%zu: yaml: nested deeper than %d levels",
@@ -1955,17 +2130,23 @@ int rd_config_parse_string(
                           "%s: %zu bytes is too large for a configuration "
                           "(at most %u)",
                           name, len, CK_MAX_FILE);
-    int rc = check_depth(text, len, name, eb);
-    if (rc)
+    size_t *tagged = NULL, n_tagged = 0;
+    int rc = prescan(text, len, name, eb, &tagged, &n_tagged);
+    if (rc) {
+        rd_free(tagged);
         return rc;
+    }
     yaml_parser_t parser;
     yaml_document_t doc;
-    if (!yaml_parser_initialize(&parser))
+    if (!yaml_parser_initialize(&parser)) {
+        rd_free(tagged);
         return rd_err_set(eb, RD_ERR_NOMEM, "%s: cannot initialise the YAML parser", name);
+    }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &doc)) {
         rc = yaml_fail(&parser, name, eb);
         yaml_parser_delete(&parser);
+        rd_free(tagged);
         return rc;
     }
     // A second document is an error (one file = one run).
@@ -1981,7 +2162,8 @@ int rd_config_parse_string(
     }
     yaml_parser_delete(&parser);
     if (rc == RD_OK) {
-        pctx c = {.doc = &doc, .name = name, .eb = eb};
+        pctx c = {
+            .doc = &doc, .name = name, .eb = eb, .str_tagged = tagged, .n_str_tagged = n_tagged};
         yaml_node_t *root = yaml_document_get_root_node(&doc);
         if (root)
             rc = parse_struct(&c, &rd__config_root, cfg, root);
@@ -1993,6 +2175,7 @@ int rd_config_parse_string(
             rc = validate_impl(cfg, &v);
     }
     yaml_document_delete(&doc);
+    rd_free(tagged);
     return rc;
 }
 

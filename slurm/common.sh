@@ -8,9 +8,13 @@
 #                                     `srun --mpi=pmi2 ... recdistill train CONFIG`.
 # sbatch runs a spooled copy of the script, so the submitter passes what the body needs through
 # the environment: RD_BIN (the recdistill binary), RD_SLURM_DIR (this folder), RD_CONFIG (absolute).
+# A script submitted by hand (sbatch slurm/x.sbatch CONFIG) finds this folder through the job's
+# recorded command (scontrol show job: Command=), else under the submit directory, unless
+# RD_SLURM_DIR is set (sbatch --export=ALL,RD_SLURM_DIR=<repo>/slurm).
 #
 # Environment a user may set (all optional):
 #   RD_BIN          recdistill binary; default <repo>/build/recdistill
+#   RD_SLURM_DIR    this folder, for a job submitted by hand whose script Slurm cannot name
 #   RD_TASKS_PER_NODE, RD_NODES, RD_DISTRIBUTION   see each script's ADAPT block
 #   RD_SBATCH_ARGS  extra sbatch options for the submission, e.g. "--partition=debug --time=10"
 #                   (the het-job script gives them to every component)
@@ -28,15 +32,11 @@ rd_note() {
     echo "recdistill-slurm: $*" >&2
 }
 
-# rd_init SCRIPT_PATH: set RD_SLURM_DIR and RD_BIN (absolute), check the binary.
+# rd_init SCRIPT_PATH: set RD_SLURM_DIR (where the script found this file; else the folder of
+# SCRIPT_PATH) and RD_BIN, both absolute, and check the binary.
 rd_init() {
-    if [ -z "${RD_SLURM_DIR:-}" ]; then
-        if [ -n "${SLURM_JOB_ID:-}" ] && [ -f "${SLURM_SUBMIT_DIR:-.}/slurm/common.sh" ]; then
-            RD_SLURM_DIR="$SLURM_SUBMIT_DIR/slurm"
-        else
-            RD_SLURM_DIR="$(cd "$(dirname "$1")" && pwd)"
-        fi
-    fi
+    RD_SLURM_DIR="$(cd "${RD_SLURM_DIR:-$(dirname "$1")}" && pwd)" ||
+        rd_die "cannot enter the folder of the slurm/ scripts '${RD_SLURM_DIR:-$(dirname "$1")}'"
     export RD_SLURM_DIR
     : "${RD_BIN:=$(cd "$RD_SLURM_DIR/.." && pwd)/build/recdistill}"
     case "$RD_BIN" in

@@ -363,7 +363,7 @@ static void test_value_forms(void **state) {
     assert_int_equal(c->tokens.sit_layers, 16);
     assert_true(c->train.lr == 3.0f);
     expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
-              "models:\n  - name: m\n"
+              "models:\n  - {name: m, seq: {stats: [1]}}\n"
               "ps:\n  sync: no\n  max_msg_bytes: 2 MiB\n  staleness: 0x10\n"
               "  checkpoint_every: 1_000\n",
               c);
@@ -579,6 +579,36 @@ static void test_errors_types(void **state) {
                  "t.yaml:2:18: ps.max_msg_bytes: expected a non-negative integer (optionally with "
                  "KiB/MiB/GiB/TiB), got '64 MB'",
                  NULL);
+    // An explicit string tag makes a string, as quotes do: an error where a number or a boolean
+    // belongs (libyaml's document tags plain scalars !!str too; the loader tells them apart).
+    expect_error(BASE "train:\n  batch_size: !!str 64\n",
+                 "t.yaml:16:15: train.batch_size: expected an integer, got the string '64' "
+                 "(explicit string tag)",
+                 NULL);
+    expect_error(BASE "train:\n  batch_size: ! 64\n",
+                 "t.yaml:16:15: train.batch_size: expected an integer, got the string '64'", NULL);
+    expect_error(BASE "train:\n  lr: &x !!str 0.1\n  beta1: *x\n",
+                 "t.yaml:16:7: train.lr: expected a number, got the string '0.1'", NULL);
+    expect_error(BASE "output:\n  plot: !!str false\n",
+                 "t.yaml:16:9: output.plot: expected a boolean", "got the string 'false'");
+    expect_error(BASE "    mlp: [8, !!str 4]\n",
+                 "t.yaml:15:14: models[0].mlp[1]: expected an integer, got the string '4'", NULL);
+    expect_error("ps:\n  tables:\n    - {name: e, dim: !!str 8}\n",
+                 "t.yaml:3:22: ps.tables[0].dim: expected an integer, got the string '8' "
+                 "(explicit string tag)",
+                 NULL);
+    {
+        // ... while an integer tag is an integer, and a string key takes a tagged string (even
+        // "null", which plain would be nothing).
+        rd_config *c = new_cfg();
+        expect_ok(BASE "train:\n  batch_size: !!int 64\nrun:\n  name: !!str null\n"
+                       "data:\n  schema:\n    path: !!str 12\n",
+                  c);
+        assert_int_equal(c->train.batch_size, 64);
+        assert_string_equal(c->run.name, "null");
+        assert_string_equal(c->data.schema.path, "12");
+        free(c);
+    }
 }
 
 static void test_errors_values(void **state) {
@@ -648,6 +678,33 @@ static void test_errors_cross(void **state) {
     expect_error(BASE "run:\n  name: \"a b\"\n",
                  "t.yaml:16:9: run.name: invalid name 'a b' (use letters, digits, '_', '-', '.')",
                  NULL);
+    // Names are path components: "." and ".." would leave their folder, ".x" hides a file.
+    expect_error(BASE "run:\n  name: \"..\"\n",
+                 "t.yaml:16:9: run.name: invalid name '..': a name must not start with '.'", NULL);
+    expect_error(BASE "run:\n  name: .\n",
+                 "t.yaml:16:9: run.name: invalid name '.': a name must not start with '.'", NULL);
+    expect_error(BASE "run:\n  name: .hidden\n", "t.yaml:16:9: run.name: invalid name '.hidden'",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: .., role: teacher, model: m}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:3:14: cluster.jobs[0].name: invalid name '..': a name must not start "
+                 "with '.'",
+                 NULL);
+    expect_error(BASE "  - name: ..\n",
+                 "t.yaml:15:11: models[1].name: invalid name '..': a name must not start with '.'",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: ..., dim: 8}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:6:14: ps.tables[0].name: invalid name '...': a name must not start "
+                 "with '.'",
+                 NULL);
+    {
+        rd_config *c = new_cfg();
+        expect_ok(BASE "run:\n  name: a..b.\n", c); // a dot inside or at the end is fine
+        assert_string_equal(c->run.name, "a..b.");
+        free(c);
+    }
     // Job checks.
     expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: zz}\n",
                  "t.yaml:3:39: cluster.jobs[0].model: no model named 'zz' in models", NULL);
@@ -675,6 +732,29 @@ static void test_errors_cross(void **state) {
                  "models:\n  - name: m\n",
                  "t.yaml:4:39: cluster.jobs[1].model: model 'm' distils into its auxiliary tower",
                  NULL);
+    // `teacher` belongs to a distilled student: elsewhere nothing reads it, and a student meant
+    // to distill would silently learn from the labels alone.
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: t, role: teacher, model: m}\n"
+                 "    - {name: s, role: student, model: m, teacher: nobody}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:4:51: cluster.jobs[1].teacher: 'nobody' is set, but job 's' does not "
+                 "distill (distill: false)",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: t, role: teacher, model: m}\n"
+                 "    - {name: s, role: student, model: m, teacher: t}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:4:51: cluster.jobs[1].teacher: 't' is set, but job 's' does not distill",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: t, role: teacher, model: m, teacher: t}\n"
+                 "models:\n  - name: m\n",
+                 "t.yaml:3:51: cluster.jobs[0].teacher: 't' is set, but job 't' does not distill",
+                 NULL);
+    // Replay feeds distilled students only: without one it would train on labels, replaying 0.
+    expect_error("cluster:\n  jobs:\n    - {name: s, role: student, model: m}\n"
+                 "models:\n  - {name: m, seq: {stats: [1]}}\ndistill:\n  replay: true\n",
+                 "t.yaml:7:11: distill.replay: true, but no student job has distill: true", NULL);
     expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m, init_as: zz}\n"
                  "models:\n  - name: m\n",
                  "t.yaml:3:51: cluster.jobs[0].init_as: no job named 'zz' to initialise as", NULL);
@@ -699,6 +779,63 @@ static void test_errors_cross(void **state) {
                  NULL);
     expect_error(BASE "      - field: user\n        table: e\n",
                  "t.yaml:15:16: models[0].features[1].field: field 'user' is embedded twice", NULL);
+    // Features name fields the data source has (what the trainer resolves them against).
+#define FEAT                                                                                       \
+    "cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"                                \
+    "ps:\n  tables:\n    - {name: e, dim: 8}\n"                                                    \
+    "models:\n  - name: m\n    features:\n"
+    expect_error(FEAT "      - {field: ctx, table: e}\n",
+                 "t.yaml:10:17: models[0].features[0].field: the synthetic source has no field "
+                 "'ctx' (data.synthetic.contexts is 0",
+                 NULL);
+    expect_error(FEAT "      - {field: colour, table: e}\n",
+                 "t.yaml:10:17: models[0].features[0].field: the synthetic source has no field "
+                 "'colour' (have: user, item, hour, weekday, topic, series)",
+                 NULL);
+    expect_error(FEAT "      - {field: engagement, table: e}\n",
+                 "t.yaml:10:17: models[0].features[0].field: the synthetic source has no field "
+                 "'engagement' (data.synthetic.feedback is 0",
+                 NULL);
+    expect_error(FEAT "      - {field: engagement, table: e}\ndata: {synthetic: {feedback: 1}}\n",
+                 "t.yaml:10:17: models[0].features[0].field: field 'engagement' is feedback", NULL);
+    expect_error(FEAT "      - {field: rating, table: e}\ndata: {source: movielens1m}\n",
+                 "t.yaml:10:17: models[0].features[0].field: field 'rating' is feedback", NULL);
+    expect_error(FEAT "      - {field: tags, table: e}\ndata: {source: movielens100k}\n",
+                 "t.yaml:10:17: models[0].features[0].field: the MovieLens preset has no field "
+                 "'tags' (have: user, item, hour, weekday, age, gender, occupation, zip, genres)",
+                 NULL);
+    {
+        static const char *const ok[] = {
+            FEAT "      - {field: topic, table: e}\n      - {field: series, table: e}\n"
+                 "      - {field: hour, table: e}\n      - {field: weekday, table: e}\n",
+            FEAT "      - {field: ctx, table: e}\ndata: {synthetic: {contexts: 4}}\n",
+            FEAT "      - {field: genres, table: e}\n      - {field: zip, table: e}\n"
+                 "data: {source: movielens100k}\n",
+            FEAT "      - {field: age, table: e}\n      - {field: genres, table: e}\n"
+                 "data: {source: movielens1m}\n",
+        };
+        for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+            rd_config *c = new_cfg();
+            expect_ok(ok[i], c);
+            free(c);
+        }
+    }
+#undef FEAT
+    // A model needs an input (the trainer refuses an empty backbone only after preparing data).
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "models:\n  - name: m\n    features: []\n    mlp: [4]\n",
+                 "t.yaml:6:15: models[0].features: model 'm' has no input", NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "models:\n  - name: m\n    seq: {with_labels: false}\n",
+                 "t.yaml:5:5: models[0].features: model 'm' has no input", NULL);
+    {
+        // History statistics alone are an input.
+        rd_config *c = new_cfg();
+        expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                  "models:\n  - name: m\n    features: []\n    seq: {stats: [4]}\n",
+                  c);
+        free(c);
+    }
     expect_error(BASE "    seq: {kind: mean}\n",
                  "t.yaml:15:10: models[0].seq.table: not set, and the model embeds no 'item' "
                  "feature",
@@ -826,10 +963,41 @@ static void test_errors_csv(void **state) {
                  "t.yaml:26:27: data.schema.fields[0].column: column 'zz' is not in "
                  "data.schema.columns",
                  NULL);
+    // A field on the label column makes each event's label one of its own inputs (AUC 1).
     expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
                      "    time_column: t\n    label: l >= 1\n"
-                     "    fields:\n      - {name: l}\n      - {name: l}\n",
-                 "t.yaml:27:16: data.schema.fields[1].name: duplicate field name 'l'", NULL);
+                     "    fields:\n      - {name: g, column: l, kind: numeric}\n",
+                 "t.yaml:26:27: data.schema.fields[0].column: field 'g' reads 'l', the label "
+                 "column: a field cannot read its own event's label (use kind: feedback",
+                 NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    fields:\n      - {name: t}\n      - {name: l}\n",
+                 "t.yaml:27:9: data.schema.fields[1].column: field 'l' reads 'l', the label column",
+                 NULL);
+    expect_error(CSV "    columns: [u, i, t, ev]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: 'ev == \"buy\"'\n"
+                     "    fields:\n      - {name: kind, column: ev, kind: multi}\n",
+                 "t.yaml:26:30: data.schema.fields[0].column: field 'kind' reads 'ev', the label "
+                 "column",
+                 NULL);
+    {
+        // ... but a feedback field reads it over earlier events only, and a side table's column
+        // of the same name is another column.
+        rd_config *cc = new_cfg();
+        expect_ok(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                      "    time_column: t\n    label: l >= 1\n"
+                      "    side:\n      - {name: users, path: u.csv, key_column: id, "
+                      "join_column: u, columns: [id, l]}\n"
+                      "    fields:\n      - {name: r, column: l, kind: feedback}\n"
+                      "      - {name: ul, column: l, side: users}\n",
+                  cc);
+        free(cc);
+    }
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    fields:\n      - {name: t}\n      - {name: t}\n",
+                 "t.yaml:27:16: data.schema.fields[1].name: duplicate field name 't'", NULL);
     expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
                      "    time_column: t\n    label: l >= 1\n"
                      "    fields:\n      - {name: user, column: u}\n",
@@ -871,6 +1039,27 @@ static void test_errors_csv(void **state) {
                  "t.yaml:10:17: models[0].features[0].field: no field named 'age' in "
                  "data.schema.fields",
                  NULL);
+    // A numeric field enters the model directly; embedding it is an error (as in the trainer).
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                 "models:\n  - name: m\n    features:\n      - {field: x, table: e}\n"
+                 "data:\n  source: csv\n  schema:\n    path: p\n    user_column: u\n"
+                 "    item_column: i\n    time_column: t\n    label: l >= 1\n"
+                 "    fields:\n      - {name: x, kind: numeric}\n",
+                 "t.yaml:10:17: models[0].features[0].field: field 'x' is numeric: numeric fields "
+                 "enter every model directly",
+                 NULL);
+    {
+        // ... so with one, a model without features has an input.
+        rd_config *cc = new_cfg();
+        expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                  "models:\n  - name: m\n"
+                  "data:\n  source: csv\n  schema:\n    path: p\n    user_column: u\n"
+                  "    item_column: i\n    time_column: t\n    label: l >= 1\n"
+                  "    fields:\n      - {name: x, kind: numeric}\n",
+                  cc);
+        free(cc);
+    }
     // A feedback field is known only after its event: never a feature, only history statistics.
 #define FB_CSV                                                                                     \
     "data:\n  source: csv\n  schema:\n    path: p\n    user_column: u\n"                           \
@@ -972,7 +1161,7 @@ static void test_errors_csv(void **state) {
         const char *y =
             "cluster:\n  jobs:\n    - {name: s, role: student, model: m, distill: true, "
             "teacher: teacher}\n"
-            "models:\n  - name: m\n    two_towers: true\n"
+            "models:\n  - name: m\n    two_towers: true\n    seq: {stats: [1]}\n"
             "distill:\n  replay: true\n";
         rd_config *cc = new_cfg();
         rd_errbuf eb = {0};
@@ -1005,6 +1194,8 @@ static void build_valid(rd_config *c) {
     c->models[0].tokens.heads = 2;
     c->models[0].tokens.adapter = 64;
     snprintf(c->models[0].activation, sizeof c->models[0].activation, "relu");
+    c->models[0].seq.n_stats = 1; // an input: the user's event count and mean label
+    c->models[0].seq.stats[0] = 1;
 }
 
 static void expect_invalid(const rd_config *c, const char *msg) {

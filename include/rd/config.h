@@ -64,7 +64,8 @@
 // run:
 
 typedef struct rd_run_config {
-    char name[RD_NAME_MAX]; // run name, letters/digits/_-. only; default "run"
+    char name[RD_NAME_MAX]; // run name, letters/digits/_-. only, not starting with '.' (as every
+                            // name: a path component); default "run"
     char
         out_dir[RD_PATH_MAX]; // run folder for metrics, reports, checkpoints; default "runs/<name>"
     uint64_t seed;            // master seed; every RNG stream splits from it; default 42
@@ -93,7 +94,7 @@ typedef struct rd_job_config {
     char model[RD_NAME_MAX];       // name of an entry of models:; required
     int distill;                   // student only: 1 = learn from the teacher's targets; default 0
     char teacher[RD_NAME_MAX];     // student with distill: the job whose targets it joins; default
-                                   // the first teacher job
+                                   // the first teacher job; an error without distill
     char init_as[RD_NAME_MAX];     // initialise the dense parameters as job NAME would (the same
                                    // draws for the same shapes): a no-distillation twin started
                                    // from its distilled student's point; "" = own name
@@ -151,7 +152,8 @@ typedef struct rd_field_config {
     char name[RD_NAME_MAX];   // feature name (used in keys and in models.features); required,
                               // unique, not "user" or "item"
     char column[RD_NAME_MAX]; // column that holds it (in the log, or in side table `side`);
-                              // default: the field name
+                              // default: the field name. Not the log's label column, unless
+                              // kind is feedback
     char side[RD_NAME_MAX];   // "" = the interaction log; else the name of a side table
     int kind;                 // rd_field_kind; YAML: categorical | multi | numeric | feedback;
                               // default categorical
@@ -329,8 +331,10 @@ typedef enum rd_seq_kind {
 } rd_seq_kind;
 
 typedef struct rd_feature_use {
-    char field[RD_NAME_MAX]; // schema field, or "user" / "item"; required (checked against
-                             // data.schema.fields for the csv source)
+    char field[RD_NAME_MAX]; // "user" / "item", "hour" / "weekday", or a categorical or multi
+                             // field of the data source; required (checked against the source's
+                             // fields: the synthetic generator's, a MovieLens preset's or
+                             // data.schema.fields)
     char table[RD_NAME_MAX]; // PS table that embeds it; required
     int pooling;             // multi-valued fields: rd_pooling; YAML sum | mean; default mean
 } rd_feature_use;
@@ -485,7 +489,8 @@ typedef struct rd_distill_config {
     int batch;         // targets per message, 1..2^24; default 1024
     int wait_ms;       // bounded wait for a late target, 0..1e7 ms; default 2000
     char target_log[RD_PATH_MAX]; // LMDB target log; default "<run.out_dir>/targets"
-    int replay;         // 1 = read targets from target_log instead of a live teacher; default 0
+    int replay;         // 1 = read targets from target_log instead of a live teacher (needs a job
+                        // with distill: true); default 0
     int debias_teacher; // rd_debias_side: whose calibration the teacher's logit goes through
                         // under debias; YAML student | teacher; default student
 } rd_distill_config;

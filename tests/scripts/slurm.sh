@@ -134,6 +134,11 @@ grep -q "distill.replay: true" "$W/err" || fail "replay message: $(cat "$W/err")
 "$SRC/slurm/student-replay.sbatch" "$W/replay.yaml" >/dev/null 2>"$W/err" &&
     fail "student-replay accepted a missing target log"
 grep -q "target log .*runs/het/targets.* does not exist" "$W/err" || fail "target log message: $(cat "$W/err")"
+sed 's/, distill: true, teacher: teacher//' "$W/replay.yaml" >"$W/replay_nodistill.yaml"
+"$SRC/slurm/student-replay.sbatch" "$W/replay_nodistill.yaml" >/dev/null 2>"$W/err" &&
+    fail "student-replay accepted a replay without a distilled student"
+grep -q "distill.replay: true, but no student job has distill: true" "$W/err" ||
+    fail "replay without a distilled student message: $(cat "$W/err")"
 sed '/role: teacher/d; s/, distill: true//' "$(named noteacher)" >"$W/noteacher2.yaml"
 "$SRC/slurm/distill-hetjob.sbatch" "$W/noteacher2.yaml" >/dev/null 2>"$W/err" &&
     fail "distill-hetjob accepted a config without a teacher"
@@ -182,10 +187,15 @@ t0=$SECONDS
 j1="$(submit train-1node.sbatch "$(named one)")"
 j2="$(submit train-multinode.sbatch "$(named multi)" RD_TASKS_PER_NODE=2)"
 j3="$(submit distill-hetjob.sbatch "$(named het)" RD_TASKS_PER_NODE=2)"
-# A job sized by hand with too few tasks fails inside with a clear message (exit 1).
+# A job sized by hand with too few tasks fails inside with a clear message (exit 1). It is
+# submitted as a user would, from a run folder without slurm/ and without RD_SLURM_DIR: the
+# spooled script finds common.sh through the job's recorded command.
 named short >/dev/null
-jbad="$(RD_SLURM_DIR="$SRC/slurm" sbatch --parsable --ntasks=2 --output="$W/slurm-short-%j.out" \
+jbad="$(env -u RD_SLURM_DIR sbatch --parsable --ntasks=2 --output="$W/slurm-short-%j.out" \
     "$SRC/slurm/train-1node.sbatch" "$W/short.yaml")" || fail "sbatch of the short job"
+# A wrong RD_SLURM_DIR: the job stops at once and says how to point at the scripts.
+jdir="$(RD_SLURM_DIR="$W/nowhere" sbatch --parsable --ntasks=4 --output="$W/slurm-nodir-%j.out" \
+    "$SRC/slurm/train-1node.sbatch" "$W/short.yaml")" || fail "sbatch of the no-dir job"
 wait_job "$j1"
 wait_job "$j2"
 wait_job "$j3"
@@ -199,6 +209,15 @@ done
 [ "$st" = "FAILED 1:0" ] || fail "the short job must fail with exit 1, got '$st'"
 grep -q "allocation has 2 task(s) but the config needs 4" "$W/slurm-short-$jbad.out" ||
     fail "short job message: $(cat "$W/slurm-short-$jbad.out")"
+while :; do
+    st="$(state_of "$jdir")"
+    case "$st" in FAILED* | COMPLETED*) break ;; esac
+    [ "$SECONDS" -lt "$DEADLINE" ] || fail "no-dir job still '$st'"
+    sleep 0.2
+done
+[ "$st" = "FAILED 1:0" ] || fail "the no-dir job must fail with exit 1, got '$st'"
+grep -q "no common.sh in '$W/nowhere'.*RD_SLURM_DIR=<repo>/slurm" "$W/slurm-nodir-$jdir.out" ||
+    fail "no-dir job message: $(cat "$W/slurm-nodir-$jdir.out")"
 
 check_report one teacher student student_raw
 check_report multi teacher student student_raw

@@ -103,13 +103,16 @@ rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "missing data: exit $rc"
 grep -q "nowhere" "$TMP/err" || fail "missing data message: $(cat "$TMP/err")"
 
-# --- a feature the dataset does not have: a failure inside the workers aborts every rank -------
+# --- a feature the data source does not have: refused by the config check, before the dataset
+# is prepared (it used to fail inside the workers, after preparing it)
 sed 's/field: weekday/field: colour/' "$TMP/ok.yaml" > "$TMP/feat.yaml"
 run -n 4 "$RD" train "$TMP/feat.yaml" --out "$TMP/f" >/dev/null 2>"$TMP/err"
 rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "unknown feature: exit $rc"
-grep -q "feature 'colour' is not a field of the dataset" "$TMP/err" || fail "unknown feature message: $(cat "$TMP/err")"
+grep -q "models\[[0-9]\]\.features\[[0-9]\]\.field: the synthetic source has no field 'colour'" "$TMP/err" ||
+    fail "unknown feature message: $(cat "$TMP/err")"
 [ ! -e "$TMP/f/report.json" ] || fail "failed run left a report"
+[ ! -e "$TMP/f/data" ] || fail "a config error prepared a dataset"
 
 # --- a model that reads no embedding table (dense inputs only): refused before training -------
 # (it used to train to the end and then abort in its checkpoint: "0 tables requested")
