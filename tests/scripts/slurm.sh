@@ -200,21 +200,21 @@ wait_job "$j1"
 wait_job "$j2"
 wait_job "$j3"
 echo "1-node, multi-node and het jobs done in $((SECONDS - t0)) s"
-while :; do
-    st="$(state_of "$jbad")"
-    case "$st" in FAILED* | COMPLETED*) break ;; esac
-    [ "$SECONDS" -lt "$DEADLINE" ] || fail "short job still '$st'"
-    sleep 0.2
-done
+end_state() { # JOB NAME: wait until the job has ended, then print its state
+    local st
+    while :; do
+        st="$(state_of "$1")"
+        case "$st" in FAILED* | COMPLETED*) break ;; esac
+        [ "$SECONDS" -lt "$DEADLINE" ] || fail "$2 still '$st'"
+        sleep 0.2
+    done
+    echo "$st"
+}
+st="$(end_state "$jbad" "short job")"
 [ "$st" = "FAILED 1:0" ] || fail "the short job must fail with exit 1, got '$st'"
 grep -q "allocation has 2 task(s) but the config needs 4" "$W/slurm-short-$jbad.out" ||
     fail "short job message: $(cat "$W/slurm-short-$jbad.out")"
-while :; do
-    st="$(state_of "$jdir")"
-    case "$st" in FAILED* | COMPLETED*) break ;; esac
-    [ "$SECONDS" -lt "$DEADLINE" ] || fail "no-dir job still '$st'"
-    sleep 0.2
-done
+st="$(end_state "$jdir" "no-dir job")"
 [ "$st" = "FAILED 1:0" ] || fail "the no-dir job must fail with exit 1, got '$st'"
 grep -q "no common.sh in '$W/nowhere'.*RD_SLURM_DIR=<repo>/slurm" "$W/slurm-nodir-$jdir.out" ||
     fail "no-dir job message: $(cat "$W/slurm-nodir-$jdir.out")"
