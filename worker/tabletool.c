@@ -393,6 +393,16 @@ static int read_bin(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: CRC mismatch (file damaged)", what);
     if (rc == RD_OK && fgetc(f) != EOF)
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: trailing bytes after the CRC", what);
+    // The export names its table (checked once the CRC says the header is whole): rows of
+    // another table of the same layout would load without a word, as the TSV header check says.
+    char name[RD_NAME_MAX + 1];
+    memcpy(name, h + 32, RD_NAME_MAX);
+    name[RD_NAME_MAX] = '\0';
+    if (rc == RD_OK && strcmp(name, ct->name) != 0)
+        rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                        "%s: rows of table %s, but they are imported into table %s (export them "
+                        "as TSV and edit its header line to import another table's rows)",
+                        what, name, ct->name);
     return rc;
 }
 
