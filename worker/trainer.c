@@ -1017,16 +1017,8 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
     const rd_comm *c = tr->comm;
     int rc = RD_OK;
     if (tr->job->role == RD_JOB_TEACHER) {
-        if (dc->replay)
-            return RD_OK; // the students of this launch read the target log
-        int any = 0;
-        for (int j = 0; j < cfg->cluster.n_jobs; j++) {
-            const rd_job_config *sj = &cfg->cluster.jobs[j];
-            any |= sj->role == RD_JOB_STUDENT && sj->distill &&
-                   strcmp(sj->teacher, tr->job->name) == 0;
-        }
-        if (!any)
-            return RD_OK;
+        if (!distills(tr))
+            return RD_OK; // no distilled student of this teacher, or they replay the target log
         for (int j = 0; j < cfg->cluster.n_jobs; j++) { // the log is open (distill_logs)
             const rd_job_config *sj = &cfg->cluster.jobs[j];
             if (!(sj->role == RD_JOB_STUDENT && sj->distill &&
