@@ -2008,6 +2008,22 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
         return rc;
     if (!cfg->data.dir[0])
         return verr(v, "data.dir", "must not be empty (rd_config_resolve fills it)");
+    // Last, so that every more specific error is said first. A job's sparse state and its
+    // checkpoints live on the PS: a model that embeds nothing (only dense inputs) cannot
+    // checkpoint, and the workers refuse it; say so here, before any dataset is prepared.
+    for (int i = 0; i < cfg->cluster.n_jobs; i++) {
+        const rd_job_config *j = &cfg->cluster.jobs[i];
+        const rd_model_config *mc = rd_config_find_model(cfg, j->model);
+        if (mc && mc->n_features == 0 && mc->seq.kind == RD_SEQ_NONE) {
+            char jp[64];
+            snprintf(jp, sizeof jp, "cluster.jobs[%d].model", i);
+            return verr(v, jp,
+                        "job '%s' trains model '%s', which reads no embedding table (no feature "
+                        "and no seq branch): embed at least one feature, e.g. {field: item, "
+                        "table: ...}",
+                        j->name, mc->name);
+        }
+    }
     return RD_OK;
 }
 

@@ -363,9 +363,9 @@ static void test_value_forms(void **state) {
     assert_int_equal(c->tokens.sit_layers, 16);
     assert_true(c->train.lr == 3.0f);
     expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
-              "models:\n  - {name: m, seq: {stats: [1]}}\n"
+              "models:\n  - {name: m, features: [{field: item, table: e}]}\n"
               "ps:\n  sync: no\n  max_msg_bytes: 2 MiB\n  staleness: 0x10\n"
-              "  checkpoint_every: 1_000\n",
+              "  checkpoint_every: 1_000\n  tables:\n    - {name: e, dim: 8}\n",
               c);
     assert_int_equal(c->ps.sync, 0);
     assert_int_equal(c->ps.max_msg_bytes, 2u << 20);
@@ -828,11 +828,20 @@ static void test_errors_cross(void **state) {
     expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
                  "models:\n  - name: m\n    seq: {with_labels: false}\n",
                  "t.yaml:5:5: models[0].features: model 'm' has no input", NULL);
+    // History statistics alone are an input (the "no input" error above is not said), but a
+    // job's model must also embed something: its sparse state and checkpoints live on the PS.
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "models:\n  - name: m\n    features: []\n    seq: {stats: [4]}\n",
+                 "t.yaml:3:39: cluster.jobs[0].model: job 'w' trains model 'm', which reads no "
+                 "embedding table (no feature and no seq branch)",
+                 NULL);
     {
-        // History statistics alone are an input.
+        // A model no job trains may embed nothing (e.g. one kept for later).
         rd_config *c = new_cfg();
         expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
-                  "models:\n  - name: m\n    features: []\n    seq: {stats: [4]}\n",
+                  "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                  "models:\n  - {name: m, features: [{field: item, table: e}]}\n"
+                  "  - {name: spare, seq: {stats: [4]}}\n",
                   c);
         free(c);
     }
@@ -1050,15 +1059,16 @@ static void test_errors_csv(void **state) {
                  "enter every model directly",
                  NULL);
     {
-        // ... so with one, a model without features has an input.
-        rd_config *cc = new_cfg();
-        expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
-                  "models:\n  - name: m\n"
-                  "data:\n  source: csv\n  schema:\n    path: p\n    user_column: u\n"
-                  "    item_column: i\n    time_column: t\n    label: l >= 1\n"
-                  "    fields:\n      - {name: x, kind: numeric}\n",
-                  cc);
-        free(cc);
+        // ... so with one, a model without features has an input (it is refused only because
+        // a job's model must embed something).
+        expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                     "models:\n  - name: m\n"
+                     "data:\n  source: csv\n  schema:\n    path: p\n    user_column: u\n"
+                     "    item_column: i\n    time_column: t\n    label: l >= 1\n"
+                     "    fields:\n      - {name: x, kind: numeric}\n",
+                     "t.yaml:3:39: cluster.jobs[0].model: job 'w' trains model 'm', which reads "
+                     "no embedding table",
+                     NULL);
     }
     // A feedback field is known only after its event: never a feature, only history statistics.
 #define FB_CSV                                                                                     \
@@ -1161,7 +1171,9 @@ static void test_errors_csv(void **state) {
         const char *y =
             "cluster:\n  jobs:\n    - {name: s, role: student, model: m, distill: true, "
             "teacher: teacher}\n"
-            "models:\n  - name: m\n    two_towers: true\n    seq: {stats: [1]}\n"
+            "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+            "models:\n  - name: m\n    two_towers: true\n"
+            "    features: [{field: item, table: e}]\n"
             "distill:\n  replay: true\n";
         rd_config *cc = new_cfg();
         rd_errbuf eb = {0};
@@ -1196,6 +1208,20 @@ static void build_valid(rd_config *c) {
     snprintf(c->models[0].activation, sizeof c->models[0].activation, "relu");
     c->models[0].seq.n_stats = 1; // an input: the user's event count and mean label
     c->models[0].seq.stats[0] = 1;
+    // A job's model must embed something: one table (its defaults as the parser fills them) and
+    // the item feature.
+    rd_config *t = new_cfg();
+    rd_errbuf eb;
+    assert_int_equal(parse("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                           "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                           "models:\n  - {name: m, features: [{field: item, table: e}]}\n",
+                           t, &eb),
+                     RD_OK);
+    c->ps.n_tables = 1;
+    c->ps.tables[0] = t->ps.tables[0];
+    c->models[0].n_features = 1;
+    c->models[0].features[0] = t->models[0].features[0];
+    free(t);
 }
 
 static void expect_invalid(const rd_config *c, const char *msg) {
