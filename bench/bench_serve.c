@@ -89,7 +89,7 @@ static void build_bundle(const char *dir, char *bundle, size_t cap, char *dsdir,
     for (uint64_t i = 0; i < di->n_events; i++) {
         const rd_record *r = rd_dataset_record(ds, i);
         int hour, wd;
-        rd_trainer_time_fields(r->ts, &hour, &wd);
+        rd_dataset_time_fields(r->ts, &hour, &wd);
         uint64_t k[4] = {rd_table_key(tid[0], r->user_key), rd_table_key(tid[1], r->item_key),
                          rd_table_key(tid[2], rd_feature_key_u64("hour", (uint64_t)hour)),
                          rd_table_key(tid[2], rd_feature_key_u64("weekday", (uint64_t)wd))};

@@ -1367,6 +1367,78 @@ const rd_dataset_field *rd_dataset_find_field(const rd_dataset *ds, const char *
     return NULL;
 }
 
+static int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+void rd_dataset_time_fields(int64_t ts, int *hour, int *weekday) {
+    int64_t day = floor_div(ts, 86400);
+    *hour = (int)((ts - day * 86400) / 3600);
+    // 1970-01-01 was a Thursday: (day + 3) mod 7 counts from Monday = 0.
+    *weekday = (int)((day + 3) - floor_div(day + 3, 7) * 7);
+}
+
+int rd_dataset_feature_src(
+    const rd_dataset *ds, const char *field, const char *who, rd_feature_src *out, rd_errbuf *eb) {
+    *out = (rd_feature_src){.kind = RD_FEATURE_USER, .offset = 0, .width = 1};
+    const rd_dataset_field *df = rd_dataset_find_field(ds, field);
+    if (strcmp(field, "user") == 0)
+        return RD_OK;
+    if (strcmp(field, "item") == 0) {
+        out->kind = RD_FEATURE_ITEM;
+        return RD_OK;
+    }
+    if (df) {
+        if (df->kind == RD_FIELD_NUMERIC)
+            return rd_err_set(eb, RD_ERR_CONFIG,
+                              "%s: feature '%s' is a numeric field of the dataset; numeric "
+                              "fields enter the model directly, do not embed them",
+                              who, field);
+        if (df->kind == RD_FIELD_FEEDBACK)
+            return rd_err_set(eb, RD_ERR_CONFIG,
+                              "%s: feature '%s' is feedback (known only after the event): it "
+                              "cannot be a feature; read it through seq.stats_feedback",
+                              who, field);
+        out->kind = RD_FEATURE_FIELD;
+        out->offset = df->offset;
+        out->width = df->width;
+        return RD_OK;
+    }
+    if (strcmp(field, "hour") == 0 || strcmp(field, "weekday") == 0) {
+        out->kind = field[0] == 'h' ? RD_FEATURE_HOUR : RD_FEATURE_WEEKDAY;
+        return RD_OK;
+    }
+    char have[512] = "user, item, hour, weekday";
+    size_t len = strlen(have);
+    for (uint32_t k = 0; k < ds->info.n_fields && len + 40 < sizeof have; k++)
+        len += (size_t)snprintf(have + len, sizeof have - len, ", %s", ds->fields[k].name);
+    return rd_err_set(eb, RD_ERR_CONFIG,
+                      "%s: feature '%s' is not a field of the dataset (have: %s)", who, field,
+                      have);
+}
+
+uint64_t
+rd_dataset_feature_key(const rd_dataset *ds, const rd_feature_src *fs, uint64_t i, uint32_t slot) {
+    const rd_record *r = rd_dataset_record(ds, i);
+    switch (fs->kind) {
+        case RD_FEATURE_USER:
+            return r->user_key;
+        case RD_FEATURE_ITEM:
+            return r->item_key;
+        case RD_FEATURE_HOUR:
+        case RD_FEATURE_WEEKDAY: {
+            int hour = 0, wd = 0;
+            rd_dataset_time_fields(r->ts, &hour, &wd);
+            return fs->kind == RD_FEATURE_HOUR ? rd_feature_key_u64("hour", (uint64_t)hour)
+                                               : rd_feature_key_u64("weekday", (uint64_t)wd);
+        }
+        default:
+            RD_ASSERT(slot < fs->width);
+            return rd_dataset_keys(ds, i)[fs->offset + slot];
+    }
+}
+
 const rd_record *rd_dataset_record(const rd_dataset *ds, uint64_t i) {
     RD_ASSERT(i < ds->info.n_events);
     return (const rd_record *)(ds->recs + i * ds->info.record_size);

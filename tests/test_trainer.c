@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "rd/config.h"
+#include "rd/dataset.h"
 #include "rd/train_ckpt.h"
 #include "rd/trainer.h"
 
@@ -19,7 +20,7 @@
 
 static void check(int64_t ts, int hour, int weekday) {
     int h = -1, w = -1;
-    rd_trainer_time_fields(ts, &h, &w);
+    rd_dataset_time_fields(ts, &h, &w);
     assert_int_equal(h, hour);
     assert_int_equal(w, weekday);
 }
@@ -42,7 +43,7 @@ static void test_matches_gmtime(void **state) {
         struct tm tm;
         assert_non_null(gmtime_r(&tt, &tm));
         int h = -1, w = -1;
-        rd_trainer_time_fields(ts, &h, &w);
+        rd_dataset_time_fields(ts, &h, &w);
         assert_int_equal(h, tm.tm_hour);
         assert_int_equal(w, (tm.tm_wday + 6) % 7);
     }

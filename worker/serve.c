@@ -15,7 +15,6 @@
 #include "rd/table.h"
 #include "rd/tabletool.h"
 #include "rd/train_ckpt.h"
-#include "rd/trainer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -97,24 +96,6 @@ static void out_put(obuf *o, const void *v, size_t n) {
 }
 #define OUT(o, v) out_put((o), &(v), sizeof(v))
 
-// Width of feature `field` in the dataset (user, item, hour, weekday: 1).
-static int feature_width(const rd_dataset *ds, const char *field, uint32_t *w, rd_errbuf *eb) {
-    const rd_dataset_field *df = rd_dataset_find_field(ds, field);
-    if (df) {
-        if (rd_field_is_float(df->kind))
-            return rd_err_set(eb, RD_ERR_SCHEMA, "feature '%s' is a %s field", field,
-                              df->kind == RD_FIELD_NUMERIC ? "numeric" : "feedback");
-        *w = df->width;
-        return RD_OK;
-    }
-    if (strcmp(field, "user") == 0 || strcmp(field, "item") == 0 || strcmp(field, "hour") == 0 ||
-        strcmp(field, "weekday") == 0) {
-        *w = 1;
-        return RD_OK;
-    }
-    return rd_err_set(eb, RD_ERR_SCHEMA, "feature '%s' is not a field of the dataset", field);
-}
-
 int rd_serve_export(const rd_config *cfg,
                     const char *job,
                     const char *ckpt_dir,
@@ -172,9 +153,14 @@ int rd_serve_export(const rd_config *cfg,
         if (strncmp(m->tensors[i].name, "tower_aux", 9) == 0)
             memset(m->params + m->tensors[i].offset, 0, m->tensors[i].n * sizeof(float));
     uint32_t width[RD_MAX_FEATURES];
-    for (int f = 0; f < m->n_features; f++)
-        if ((rc = feature_width(ds, m->features[f].field, &width[f], eb)) != RD_OK)
+    char who[RD_NAME_MAX + 16];
+    snprintf(who, sizeof who, "model '%s'", mc->name);
+    for (int f = 0; f < m->n_features; f++) {
+        rd_feature_src at;
+        if ((rc = rd_dataset_feature_src(ds, m->features[f].field, who, &at, eb)) != RD_OK)
             goto done;
+        width[f] = at.width;
+    }
     // 2. The PS rows of the model's tables.
     if ((rc = rd_tabletool_open(ckpt_dir, &tt, eb)) != RD_OK)
         goto done;
@@ -832,30 +818,19 @@ int rd_serve_request_from_dataset(const rd_serve *s,
         }
         item_mean = c->item_mean;
     }
-    const rd_record *r = rd_dataset_record(ds, rec);
     const rd_model *m = s->m;
+    char who[RD_NAME_MAX + 16];
+    snprintf(who, sizeof who, "model '%s'", s->mc.name);
     for (int f = 0; f < m->n_features; f++) {
         const char *name = m->features[f].field;
-        uint64_t *dst = keys + s->offset[f];
-        const rd_dataset_field *df = rd_dataset_find_field(ds, name);
-        if (strcmp(name, "user") == 0) {
-            dst[0] = r->user_key;
-        } else if (strcmp(name, "item") == 0) {
-            dst[0] = r->item_key;
-        } else if (df) {
-            if (df->width != s->width[f])
-                return rd_err_set(eb, RD_ERR_SCHEMA, "field '%s' has width %u, the bundle %u", name,
-                                  df->width, s->width[f]);
-            memcpy(dst, rd_dataset_keys(ds, rec) + df->offset, df->width * sizeof *dst);
-        } else if (strcmp(name, "hour") == 0 || strcmp(name, "weekday") == 0) {
-            int hour = 0, wd = 0;
-            rd_trainer_time_fields(r->ts, &hour, &wd);
-            dst[0] = name[0] == 'h' ? rd_feature_key_u64("hour", (uint64_t)hour)
-                                    : rd_feature_key_u64("weekday", (uint64_t)wd);
-        } else {
-            return rd_err_set(eb, RD_ERR_SCHEMA, "feature '%s' is not a field of the dataset",
-                              name);
-        }
+        rd_feature_src at;
+        if ((rc = rd_dataset_feature_src(ds, name, who, &at, eb)) != RD_OK)
+            return rc;
+        if (at.width != s->width[f])
+            return rd_err_set(eb, RD_ERR_SCHEMA, "field '%s' has width %u, the bundle %u", name,
+                              at.width, s->width[f]);
+        for (uint32_t k = 0; k < at.width; k++)
+            keys[s->offset[f] + k] = rd_dataset_feature_key(ds, &at, rec, k);
     }
     const size_t L = s->info.hist_len;
     if (L) {

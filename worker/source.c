@@ -833,12 +833,11 @@ int rd_source_backward(rd_source *s, const rd_source_batch *b, rd_errbuf *eb) {
 // ---------------------------------------------------------------------------------------------
 // Single-process driver
 
-enum { SRC_USER = 0, SRC_ITEM = 1, SRC_HOUR = 2, SRC_WEEKDAY = 3, SRC_FIELD = 4 };
-
+// A backbone feature: where its keys are in a record (as the trainer resolves them, so that a
+// store written here matches a later PS-backed run on the same tables) and its table.
 typedef struct feat_src {
-    int kind;          // SRC_*
-    uint32_t offset;   // SRC_FIELD: first key slot
-    uint32_t width;    // slots per example
+    rd_feature_src at; // rd_dataset_feature_src
+    uint32_t width;    // key slots per example (at.width)
     int table;         // model table slot
     uint64_t table_id; // rd_table_salt(), the salt of rd_table_key (as the trainer)
 } feat_src;
@@ -887,31 +886,6 @@ typedef struct driver {
     float *pred, *plab;
     size_t n_pred, pred_cap;
 } driver;
-
-static int64_t floor_div(int64_t a, int64_t b) {
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-static uint64_t feature_key(const driver *dv, const feat_src *fs, uint64_t i, uint32_t slot) {
-    const rd_record *r = rd_dataset_record(dv->ds, i);
-    switch (fs->kind) {
-        case SRC_USER:
-            return r->user_key;
-        case SRC_ITEM:
-            return r->item_key;
-        case SRC_HOUR: {
-            int64_t sec = r->ts - floor_div(r->ts, 86400) * 86400;
-            return rd_feature_key_u64("hour", (uint64_t)(sec / 3600));
-        }
-        case SRC_WEEKDAY: {
-            int64_t day = floor_div(r->ts, 86400) + 3; // 1970-01-01 was a Thursday
-            return rd_feature_key_u64("weekday", (uint64_t)(day - floor_div(day, 7) * 7));
-        }
-        default:
-            return rd_dataset_keys(dv->ds, i)[fs->offset + slot];
-    }
-}
 
 static void driver_free(driver *dv) {
     for (int t = 0; t < RD_MAX_TABLES; t++) {
@@ -974,43 +948,15 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
     dv->L = m->seq_length;
     size_t B = dv->Bmax;
 
-    // Where each embedded feature comes from (the trainer's conventions, so that a store written
-    // here matches a later PS-backed run on the same tables).
+    char who[RD_NAME_MAX + 24];
+    snprintf(who, sizeof who, "source model '%s'", cfg->tokens.source_model);
     for (int f = 0; f < m->n_features; f++) {
-        const char *name = m->features[f].field;
         feat_src *fs = &dv->fs[f];
+        if ((rc = rd_dataset_feature_src(dv->ds, m->features[f].field, who, &fs->at, eb)) != RD_OK)
+            return rc;
+        fs->width = fs->at.width;
         fs->table = m->features[f].table;
         fs->table_id = m->tables[fs->table].salt;
-        fs->width = 1;
-        const rd_dataset_field *df = rd_dataset_find_field(dv->ds, name);
-        if (strcmp(name, "user") == 0) {
-            fs->kind = SRC_USER;
-        } else if (strcmp(name, "item") == 0) {
-            fs->kind = SRC_ITEM;
-        } else if (df) {
-            if (df->kind == RD_FIELD_NUMERIC)
-                return rd_err_set(eb, RD_ERR_CONFIG,
-                                  "source model '%s': feature '%s' is a numeric field of the "
-                                  "dataset (numeric fields enter the model directly)",
-                                  cfg->tokens.source_model, name);
-            if (df->kind == RD_FIELD_FEEDBACK)
-                return rd_err_set(eb, RD_ERR_CONFIG,
-                                  "source model '%s': feature '%s' is feedback (known only after "
-                                  "the event): it cannot be a feature",
-                                  cfg->tokens.source_model, name);
-            fs->kind = SRC_FIELD;
-            fs->offset = df->offset;
-            fs->width = df->width;
-        } else if (strcmp(name, "hour") == 0) {
-            fs->kind = SRC_HOUR;
-        } else if (strcmp(name, "weekday") == 0) {
-            fs->kind = SRC_WEEKDAY;
-        } else {
-            return rd_err_set(eb, RD_ERR_CONFIG,
-                              "source model '%s': feature '%s' is not user, item, hour, weekday "
-                              "or a field of the dataset",
-                              cfg->tokens.source_model, name);
-        }
         dv->cap[fs->table] += B * fs->width;
         dv->fidx[f] = rd_calloc(B * fs->width, sizeof(int32_t));
         if (!dv->fidx[f])
@@ -1099,7 +1045,7 @@ static int build_batch(driver *dv, rd_source_batch *sb, rd_errbuf *eb) {
             const feat_src *fs = &dv->fs[f];
             int32_t *dst = dv->fidx[f] + b * fs->width;
             for (uint32_t k = 0; k < fs->width; k++) {
-                uint64_t key = feature_key(dv, fs, i, k);
+                uint64_t key = rd_dataset_feature_key(dv->ds, &fs->at, i, k);
                 if (!key) {
                     dst[k] = -1;
                     continue;

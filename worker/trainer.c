@@ -42,13 +42,10 @@
 #include <time.h>
 #include <unistd.h>
 
-// Where a model feature's keys come from.
-enum { SRC_USER = 0, SRC_ITEM = 1, SRC_HOUR = 2, SRC_WEEKDAY = 3, SRC_FIELD = 4 };
-
+// A model feature: where its keys are in a record, and the table that embeds it.
 typedef struct feat_src {
-    int kind;          // SRC_*
-    uint32_t offset;   // SRC_FIELD: first key slot in the record
-    uint32_t width;    // slots per example
+    rd_feature_src at; // rd_dataset_feature_src
+    uint32_t width;    // key slots per example (at.width)
     int table;         // model-local table slot
     uint64_t table_id; // rd_table_salt(): salt of rd_table_key
 } feat_src;
@@ -202,38 +199,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int64_t floor_div(int64_t a, int64_t b) {
-    int64_t q = a / b;
-    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
-
-void rd_trainer_time_fields(int64_t ts, int *hour, int *weekday) {
-    int64_t day = floor_div(ts, 86400);
-    *hour = (int)((ts - day * 86400) / 3600);
-    // 1970-01-01 was a Thursday: (day + 3) mod 7 counts from Monday = 0.
-    *weekday = (int)((day + 3) - floor_div(day + 3, 7) * 7);
-}
-
-// Key of slot `slot` of feature f in record i (0 = empty slot).
-static uint64_t feature_key(const rd_trainer *tr, const feat_src *fs, uint64_t i, uint32_t slot) {
-    const rd_record *r = rd_dataset_record(tr->ds, i);
-    switch (fs->kind) {
-        case SRC_USER:
-            return r->user_key;
-        case SRC_ITEM:
-            return r->item_key;
-        case SRC_HOUR:
-        case SRC_WEEKDAY: {
-            int hour = 0, wd = 0;
-            rd_trainer_time_fields(r->ts, &hour, &wd);
-            return fs->kind == SRC_HOUR ? rd_feature_key_u64("hour", (uint64_t)hour)
-                                        : rd_feature_key_u64("weekday", (uint64_t)wd);
-        }
-        default:
-            return rd_dataset_keys(tr->ds, i)[fs->offset + slot];
-    }
-}
-
 static int mkdir_p(const char *path) {
     char buf[RD_PATH_MAX + 64];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
@@ -256,46 +221,16 @@ static int mkdir_p(const char *path) {
 
 static int resolve_features(rd_trainer *tr, rd_errbuf *eb) {
     const rd_model *m = tr->model;
+    char who[RD_NAME_MAX + 16];
+    snprintf(who, sizeof who, "model '%s'", tr->mcfg->name);
     for (int f = 0; f < m->n_features; f++) {
-        const char *name = m->features[f].field;
         feat_src *fs = &tr->src[f];
+        int rc = rd_dataset_feature_src(tr->ds, m->features[f].field, who, &fs->at, eb);
+        if (rc != RD_OK)
+            return rc;
+        fs->width = fs->at.width;
         fs->table = m->features[f].table;
         fs->table_id = m->tables[fs->table].salt;
-        fs->width = 1;
-        const rd_dataset_field *df = rd_dataset_find_field(tr->ds, name);
-        if (strcmp(name, "user") == 0) {
-            fs->kind = SRC_USER;
-        } else if (strcmp(name, "item") == 0) {
-            fs->kind = SRC_ITEM;
-        } else if (df) {
-            if (df->kind == RD_FIELD_NUMERIC)
-                return rd_err_set(eb, RD_ERR_CONFIG,
-                                  "model '%s': feature '%s' is a numeric field of the dataset; "
-                                  "numeric fields enter the model directly, do not embed them",
-                                  tr->mcfg->name, name);
-            if (df->kind == RD_FIELD_FEEDBACK)
-                return rd_err_set(eb, RD_ERR_CONFIG,
-                                  "model '%s': feature '%s' is feedback (known only after the "
-                                  "event): it cannot be a feature; read it through "
-                                  "seq.stats_feedback",
-                                  tr->mcfg->name, name);
-            fs->kind = SRC_FIELD;
-            fs->offset = df->offset;
-            fs->width = df->width;
-        } else if (strcmp(name, "hour") == 0) {
-            fs->kind = SRC_HOUR;
-        } else if (strcmp(name, "weekday") == 0) {
-            fs->kind = SRC_WEEKDAY;
-        } else {
-            char have[512] = "user, item, hour, weekday";
-            size_t len = strlen(have);
-            const rd_dataset_field *all = rd_dataset_fields(tr->ds);
-            for (uint32_t k = 0; k < tr->info->n_fields && len + 40 < sizeof have; k++)
-                len += (size_t)snprintf(have + len, sizeof have - len, ", %s", all[k].name);
-            return rd_err_set(eb, RD_ERR_CONFIG,
-                              "model '%s': feature '%s' is not a field of the dataset (have: %s)",
-                              tr->mcfg->name, name, have);
-        }
     }
     return RD_OK;
 }
@@ -648,7 +583,7 @@ static int stage_build(rd_trainer *tr, stage *s, size_t B, rd_errbuf *eb) {
             const feat_src *fs = &tr->src[f];
             int32_t *dst = s->fidx[f] + b * fs->width;
             for (uint32_t k = 0; k < fs->width; k++) {
-                uint64_t key = feature_key(tr, fs, i, k);
+                uint64_t key = rd_dataset_feature_key(tr->ds, &fs->at, i, k);
                 if (!key) {
                     dst[k] = -1;
                     continue;

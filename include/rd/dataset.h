@@ -19,6 +19,8 @@
 //   rd_field_transform()   a raw numeric value as the builder stores it (log1p, standardize)
 //   rd_dataset_user_*      per-user index: a user's records in time order, a record's position
 //   rd_dataset_history()   the last L records of the same user strictly before record i, O(L)
+//   rd_dataset_feature_src/key  where a model feature's keys are in a record, and the keys
+//   rd_dataset_time_fields()    the derived "hour" and "weekday" of a timestamp
 //
 // Folder layout (written by rd_dataset_prepare into "<dir>.tmp-<pid>", fsynced, then renamed):
 //   events.bin   [header | records | user offsets | user record lists | record positions]
@@ -219,6 +221,41 @@ const rd_dataset_info *rd_dataset_get_info(const rd_dataset *ds);
  *  @return pointers that live as long as ds. */
 const rd_dataset_field *rd_dataset_fields(const rd_dataset *ds);
 const rd_dataset_field *rd_dataset_find_field(const rd_dataset *ds, const char *name);
+
+/** Where the keys of a model feature come from in a record: the user or item key, the hour or
+ *  weekday of the timestamp (when the dataset has no field of that name), or a field's slots. */
+typedef enum rd_feature_kind {
+    RD_FEATURE_USER = 0,
+    RD_FEATURE_ITEM = 1,
+    RD_FEATURE_HOUR = 2,
+    RD_FEATURE_WEEKDAY = 3,
+    RD_FEATURE_FIELD = 4,
+} rd_feature_kind;
+
+typedef struct rd_feature_src {
+    int kind;        // rd_feature_kind
+    uint32_t offset; // RD_FEATURE_FIELD: first key slot in the record
+    uint32_t width;  // key slots per record (1 unless a multi-valued field)
+} rd_feature_src;
+
+/**
+ * Resolve the model feature named `field` in this dataset. "user" and "item" are the record's
+ * keys; a field of the dataset comes next (so a CSV column named "hour" wins over the derived
+ * one); then "hour" and "weekday" of the timestamp (rd_dataset_time_fields).
+ * @param[in] who  names the model in messages, e.g. "model 'teacher'"
+ * @return RD_OK, or RD_ERR_CONFIG: "<who>: feature 'x' is a numeric field ..." (numeric and
+ *         feedback fields are never embedded) or "... is not a field of the dataset (have: ...)"
+ */
+int rd_dataset_feature_src(
+    const rd_dataset *ds, const char *field, const char *who, rd_feature_src *out, rd_errbuf *eb);
+
+/** Key of slot `slot` (< fs->width) of a resolved feature in record i; 0 = an empty slot. */
+uint64_t
+rd_dataset_feature_key(const rd_dataset *ds, const rd_feature_src *fs, uint64_t i, uint32_t slot);
+
+/** The derived fields of unix time ts (UTC, also before 1970): *hour in 0..23 and *weekday in
+ *  0..6 with 0 = Monday. Their feature keys are rd_feature_key_u64("hour" | "weekday", value). */
+void rd_dataset_time_fields(int64_t ts, int *hour, int *weekday);
 
 /** Record i (asserts i < n_events), its n_slots keys and its n_numeric floats.
  *  @return pointers into the mapping; valid until rd_dataset_close. */

@@ -12,7 +12,6 @@
 //   rd_trainer_model()       the dense model (tests compare parameters)
 //   rd_trainer_kv()          the KV client (tests pull rows after training)
 //   rd_trainer_destroy()     rd_kv_shutdown + free (every worker rank must reach it)
-//   rd_trainer_time_fields() the derived "hour" and "weekday" of a timestamp
 //   rd_trainer_targets_json() the target counters as JSON members (targets.json, report.json)
 //
 // Schedule (per job, all ranks of the job in lock step):
@@ -55,9 +54,10 @@
 //
 // Features a model may embed: "user", "item", any categorical / multi field of the dataset, and
 // two fields derived from the timestamp when the dataset has no field of that name: "hour"
-// (0..23, UTC) and "weekday" (0 = Monday .. 6, UTC). History items of the sequence branch are the
-// user's last L records strictly before the event (rd_dataset_history), most recent first
-// (position 0 = the latest), padding after them; history labels are those records' labels.
+// (0..23, UTC) and "weekday" (0 = Monday .. 6, UTC) (rd_dataset_feature_src). History items of the
+// sequence branch are the user's last L records strictly before the event (rd_dataset_history),
+// most recent first (position 0 = the latest), padding after them; history labels are those
+// records' labels.
 //
 // Checkpoints (rd/train_ckpt.h): job rank 0 writes one after every ps.checkpoint_every-th step
 // (0 = none during training) and one after the last training step, into
@@ -224,9 +224,5 @@ rd_kv *rd_trainer_kv(rd_trainer *tr);
 /** Call rd_kv_shutdown (every worker rank must, also after a failed run when the PS ranks are
  *  to return normally), then free everything. Accepts NULL. @return the shutdown's status. */
 int rd_trainer_destroy(rd_trainer *tr);
-
-/** The derived fields of unix time ts (UTC, also before 1970): *hour in 0..23 and *weekday in
- *  0..6 with 0 = Monday. Their feature keys are rd_feature_key_u64("hour" | "weekday", value). */
-void rd_trainer_time_fields(int64_t ts, int *hour, int *weekday);
 
 #endif // RD_TRAINER_H
