@@ -10,7 +10,10 @@
 #include "commands.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 // "-5", "-0.25", "-.5": a negative number, not an option.
@@ -75,5 +78,25 @@ int rd_app_parse(const char *prog,
         o->value = v;
         i++;
     }
+    return 0;
+}
+
+int rd_app_parse_i64(const char *s, int64_t *v) {
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (!*s || *end || errno)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+int rd_app_parse_u64(const char *s, uint64_t *v) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (!*s || *end || errno || s[0] == '-')
+        return -1;
+    *v = x;
     return 0;
 }

@@ -57,16 +57,6 @@ static int fail(const char *cmd, const rd_errbuf *eb, int rc) {
     return 1;
 }
 
-static int parse_i64(const char *s, int64_t *v) {
-    char *end = NULL;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (!*s || *end || errno)
-        return -1;
-    *v = x;
-    return 0;
-}
-
 // Bytes of the files under a directory (one level of shard dirs).
 static uint64_t du(const char *dir, const rd_ckpt_manifest *m) {
     uint64_t total = 0;
@@ -170,16 +160,16 @@ int rd_cmd_table(int argc, char **argv) {
     const char *table = opts[0].value, *out = opts[1].value, *in = opts[2].value;
     const char *format = opts[3].value ? opts[3].value : "tsv";
     int64_t older = INT64_MIN, min_count = 0, shards = 0;
-    if (opts[4].value && parse_i64(opts[4].value, &older)) {
+    if (opts[4].value && rd_app_parse_i64(opts[4].value, &older)) {
         fprintf(stderr, "%s: --older-than: '%s' is not an integer\n", prog, opts[4].value);
         return 2;
     }
-    if (opts[5].value && (parse_i64(opts[5].value, &min_count) || min_count < 0)) {
+    if (opts[5].value && (rd_app_parse_i64(opts[5].value, &min_count) || min_count < 0)) {
         fprintf(stderr, "%s: --min-count: '%s' is not a count\n", prog, opts[5].value);
         return 2;
     }
     if (opts[6].value &&
-        (parse_i64(opts[6].value, &shards) || shards < 1 || shards > RD_CKPT_MAX_SHARDS)) {
+        (rd_app_parse_i64(opts[6].value, &shards) || shards < 1 || shards > RD_CKPT_MAX_SHARDS)) {
         fprintf(stderr, "%s: --shards: '%s' is not in 1..%d\n", prog, opts[6].value,
                 RD_CKPT_MAX_SHARDS);
         return 2;

@@ -44,26 +44,6 @@ static void tokens_usage(FILE *out) {
         "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
 }
 
-static int parse_u64(const char *s, uint64_t *v) {
-    char *end = NULL;
-    errno = 0;
-    unsigned long long x = strtoull(s, &end, 10);
-    if (!*s || *end || errno || s[0] == '-')
-        return -1;
-    *v = x;
-    return 0;
-}
-
-static int parse_i64(const char *s, int64_t *v) {
-    char *end = NULL;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (!*s || *end || errno)
-        return -1;
-    *v = x;
-    return 0;
-}
-
 static void print_stats(const char *what, const rd_token_stats *t) {
     printf("%s: %llu records, %llu users, %llu payload bytes, %llu file bytes, %llu map bytes",
            what, (unsigned long long)t->entries, (unsigned long long)t->users,
@@ -115,7 +95,7 @@ int rd_cmd_tokens(int argc, char **argv) {
         return 2;
     }
     if (opts[0].value) {
-        if (parse_u64(opts[0].value, &user) || user == 0) {
+        if (rd_app_parse_u64(opts[0].value, &user) || user == 0) {
             fprintf(stderr, "%s: --user: '%s' is not a user key\n", prog, opts[0].value);
             return 2;
         }
@@ -130,19 +110,19 @@ int rd_cmd_tokens(int argc, char **argv) {
         user = rd_feature_key("user", id, strlen(id)); // as the dataset keys a raw user id
         have_user = 1;
     }
-    if (have_before && parse_i64(opts[2].value, &before)) {
+    if (have_before && rd_app_parse_i64(opts[2].value, &before)) {
         fprintf(stderr, "%s: --before: '%s' is not an integer time\n", prog, opts[2].value);
         return 2;
     }
     uint64_t before_id = 0;
-    if (opts[6].value &&
-        (strcmp(cmd, "fetch") != 0 || parse_u64(opts[6].value, &before_id) || before_id == 0)) {
+    if (opts[6].value && (strcmp(cmd, "fetch") != 0 ||
+                          rd_app_parse_u64(opts[6].value, &before_id) || before_id == 0)) {
         fprintf(stderr, "%s: --before-id: '%s' %s\n", prog, opts[6].value,
                 strcmp(cmd, "fetch") != 0 ? "is an option of fetch only"
                                           : "is not an instance id (1..2^64-1)");
         return 2;
     }
-    if (opts[3].value && (parse_u64(opts[3].value, &L) || L < 1 || L > RD_TOKEN_MAX_L)) {
+    if (opts[3].value && (rd_app_parse_u64(opts[3].value, &L) || L < 1 || L > RD_TOKEN_MAX_L)) {
         fprintf(stderr, "%s: --n: '%s' is not in 1..%d\n", prog, opts[3].value, RD_TOKEN_MAX_L);
         return 2;
     }

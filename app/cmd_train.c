@@ -194,7 +194,7 @@ static int train_main(int argc,
                       const char *config,
                       const char *out,
                       const char *resume,
-                      long long seed,
+                      int64_t seed,
                       rd_watch *watch);
 
 int rd_cmd_train(int argc, char **argv) {
@@ -213,12 +213,9 @@ int rd_cmd_train(int argc, char **argv) {
         return 2;
     }
     const char *out = opts[0].value, *resume = opts[1].value, *sv = opts[2].value;
-    long long seed = -1;
+    int64_t seed = -1;
     if (sv) {
-        char *end = NULL;
-        errno = 0;
-        seed = strtoll(sv, &end, 10);
-        if (!*sv || *end || seed < 0 || errno == ERANGE) { // ERANGE: saturated, not N
+        if (rd_app_parse_i64(sv, &seed) != 0 || seed < 0) {
             fprintf(stderr, "recdistill train: --seed: '%s' is not a non-negative integer\n", sv);
             return 2;
         }
@@ -239,7 +236,7 @@ static int train_main(int argc,
                       const char *config,
                       const char *out,
                       const char *resume,
-                      long long seed,
+                      int64_t seed,
                       rd_watch *watch) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);

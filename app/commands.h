@@ -4,6 +4,8 @@
 #ifndef RD_APP_COMMANDS_H
 #define RD_APP_COMMANDS_H
 
+#include <stdint.h>
+
 typedef struct rd_command {
     const char *name;
     const char *summary;
@@ -53,4 +55,8 @@ int rd_app_parse(const char *prog,
                  int max_pos,
                  int *n_pos);
 
+/** A whole argument as a base-10 integer: 0, or -1 when it is empty, has other characters or is
+ *  out of range (rd_app_parse_u64 also refuses a minus sign). */
+int rd_app_parse_i64(const char *s, int64_t *v);
+int rd_app_parse_u64(const char *s, uint64_t *v);
 #endif
