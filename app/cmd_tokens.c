@@ -166,10 +166,21 @@ int rd_cmd_tokens(int argc, char **argv) {
                 rd_token_stats tot;
                 rd_token_stats *ps = per_shard ? rd_xcalloc(in.n_shards, sizeof *ps) : NULL;
                 rc = rd_token_store_stats(s, &tot, ps, &eb);
+                rd_token_dataset td;
+                int drc = rc == RD_OK ? rd_token_store_read_dataset(dir, &td, &eb) : rc;
+                if (drc == RD_ERR_NOTFOUND) // not bound yet (or made by an earlier build)
+                    rd_errbuf_clear(&eb);
+                else
+                    rc = drc;
                 if (rc == RD_OK) {
                     printf("store %s: %u shards, dim %u %s, version %u, %u side values\n", dir,
                            in.n_shards, in.dim, rd_token_dtype_name((int)in.dtype), in.version,
                            in.n_side);
+                    if (drc == RD_OK)
+                        printf("dataset: %llu events, records CRC %08x\n",
+                               (unsigned long long)td.n_events, td.records_crc);
+                    else
+                        printf("dataset: not recorded\n");
                     print_stats("total", &tot);
                     for (uint32_t k = 0; ps && k < in.n_shards; k++) {
                         char what[32];
@@ -189,6 +200,12 @@ int rd_cmd_tokens(int argc, char **argv) {
             } else {
                 uint64_t n = 0;
                 rc = rd_token_store_verify(s, &n, &eb);
+                rd_token_dataset td;
+                if (rc == RD_OK &&
+                    (rc = rd_token_store_read_dataset(dir, &td, &eb)) == RD_ERR_NOTFOUND) {
+                    rd_errbuf_clear(&eb);
+                    rc = RD_OK;
+                }
                 if (rc == RD_OK)
                     printf("ok: %s: %llu records checked, %u shards\n", dir, (unsigned long long)n,
                            in.n_shards);

@@ -134,8 +134,8 @@ static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
     rd_errbuf_clear(&eb);
     char manifest[RD_PATH_MAX + 16];
     snprintf(manifest, sizeof manifest, "%s/MANIFEST", cfg->tokens.store_dir);
-    int rc;
-    if (access(manifest, F_OK) != 0) {
+    int rc, existed = access(manifest, F_OK) == 0;
+    if (!existed) {
         rd_token_store_opts o;
         rd_token_store *s = NULL;
         rc = rd_token_store_opts_from_config(&cfg->tokens, cfg->cluster.ps_ranks, &o, &eb);
@@ -161,12 +161,32 @@ static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
                             "the store has %u shards, not a multiple of the %d PS ranks",
                             info.n_shards, cfg->cluster.ps_ranks);
     }
+    // The store serves this run's dataset only (its keys hold the events' ids).
+    if (rc == RD_OK) {
+        rd_dataset *ds = NULL;
+        rc = rd_dataset_open(cfg->data.dir, RD_DATASET_NOVERIFY, &ds, &eb);
+        if (rc == RD_OK) {
+            const rd_dataset_info *di = rd_dataset_get_info(ds);
+            rd_token_dataset td = {.n_events = di->n_events, .records_crc = di->records_crc};
+            int had = 1;
+            rc = rd_token_store_bind_dataset(cfg->tokens.store_dir, &td, &had, &eb);
+            if (rc == RD_OK && existed && !had)
+                fprintf(stderr,
+                        "recdistill train: warning: token store %s had no dataset record (an "
+                        "earlier build made it): it is bound to this run's dataset now, but "
+                        "tokens it holds of another dataset cannot be detected\n",
+                        cfg->tokens.store_dir);
+        }
+        rd_dataset_close(ds);
+    }
     if (rc != RD_OK) {
-        int k = snprintf(msg, cap, "token store %s: ", cfg->tokens.store_dir);
-        if (k >= 0 && (size_t)k < cap)
-            memcpy(msg + k, eb.msg[0] ? eb.msg : rd_strerror(rc),
-                   strnlen(eb.msg[0] ? eb.msg : rd_strerror(rc), cap - (size_t)k - 1) + 1);
-        msg[cap - 1] = 0;
+        // Messages that name the store already are said as they are.
+        const char *m = eb.msg[0] ? eb.msg : rd_strerror(rc);
+        int named = strncmp(m, "token store ", 12) == 0;
+        int k = snprintf(msg, cap, "%s%s%s%s", named ? "" : "token store ",
+                         named ? "" : cfg->tokens.store_dir, named ? "" : ": ", m);
+        if (k < 0 || (size_t)k >= cap) // cut: keep what fits
+            msg[cap - 1] = 0;
     }
     return rc;
 }

@@ -347,6 +347,93 @@ int rd_token_store_read_manifest(const char *dir, rd_token_store_info *info, rd_
 }
 
 // ---------------------------------------------------------------------------------------------
+// DATASET: "RDTOKDS1" | u64 n_events | u32 records_crc | u32 CRC-32C of the first 20 bytes
+
+#define DATASET_MAGIC "RDTOKDS1"
+#define DATASET_BYTES 24
+
+int rd_token_store_read_dataset(const char *dir, rd_token_dataset *ds, rd_errbuf *eb) {
+    char path[DIR_MAX + 16];
+    if (strlen(dir) >= DIR_MAX)
+        return rd_err_set(eb, RD_ERR_ARG, "token store path is longer than %d bytes", DIR_MAX - 1);
+    snprintf(path, sizeof path, "%s/DATASET", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: cannot open: %s",
+                          path, strerror(errno));
+    unsigned char b[DATASET_BYTES + 1];
+    size_t n = fread(b, 1, sizeof b, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err)
+        return rd_err_set(eb, RD_ERR_IO, "%s: read error", path);
+    uint32_t crc;
+    if (n == DATASET_BYTES)
+        memcpy(&crc, b + 20, 4);
+    if (n != DATASET_BYTES || memcmp(b, DATASET_MAGIC, 8) != 0 || rd_crc32c(0, b, 20) != crc)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "%s: not a dataset record of a token store (%zu bytes, expected %d "
+                          "with magic and CRC)",
+                          path, n, DATASET_BYTES);
+    memcpy(&ds->n_events, b + 8, 8);
+    memcpy(&ds->records_crc, b + 16, 4);
+    return RD_OK;
+}
+
+int rd_token_store_bind_dataset(const char *dir,
+                                const rd_token_dataset *ds,
+                                int *had_record,
+                                rd_errbuf *eb) {
+    if (had_record)
+        *had_record = 1;
+    rd_token_store_info info;
+    int rc = rd_token_store_read_manifest(dir, &info, eb);
+    if (rc != RD_OK)
+        return rc;
+    char path[DIR_MAX + 16], tmp[DIR_MAX + 64];
+    snprintf(path, sizeof path, "%s/DATASET", dir);
+    rd_token_dataset have;
+    rc = rd_token_store_read_dataset(dir, &have, eb);
+    if (rc == RD_ERR_NOTFOUND) {
+        // Not bound: write the record beside its place, then link it in. link() fails if another
+        // run bound the store meanwhile; that run's record is then compared like any other.
+        rd_errbuf_clear(eb);
+        unsigned char b[DATASET_BYTES];
+        memcpy(b, DATASET_MAGIC, 8);
+        memcpy(b + 8, &ds->n_events, 8);
+        memcpy(b + 16, &ds->records_crc, 4);
+        uint32_t crc = rd_crc32c(0, b, 20);
+        memcpy(b + 20, &crc, 4);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(tmp, sizeof tmp, "%s/DATASET.new.%ld.%ld", dir, (long)getpid(), (long)ts.tv_nsec);
+        if ((rc = rd_lmdbx_write_file_atomic(tmp, b, sizeof b, eb)) != RD_OK)
+            return rc;
+        int lerr = link(tmp, path) == 0 ? 0 : errno;
+        unlink(tmp);
+        if (lerr == 0) {
+            if (had_record)
+                *had_record = 0;
+            return RD_OK;
+        }
+        if (lerr != EEXIST)
+            return rd_err_set(eb, RD_ERR_IO, "%s: cannot create: %s", path, strerror(lerr));
+        rc = rd_token_store_read_dataset(dir, &have, eb);
+    }
+    if (rc != RD_OK)
+        return rc;
+    if (have.n_events != ds->n_events || have.records_crc != ds->records_crc)
+        return rd_err_set(
+            eb, RD_ERR_CONFIG,
+            "token store %s holds the tokens of another dataset (%" PRIu64
+            " events, records CRC %08x; this run's dataset has %" PRIu64
+            " events, CRC %08x): a store serves one dataset, as its keys hold the "
+            "events' ids; point tokens.store_dir at a new folder, or remove the store",
+            dir, have.n_events, have.records_crc, ds->n_events, ds->records_crc);
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Create / open / destroy
 
 typedef struct header_ctx {

@@ -37,6 +37,8 @@ static void remove_partial(const char *part, int n_shards) {
     }
     snprintf(p, sizeof p, "%s/MANIFEST", part);
     unlink(p);
+    snprintf(p, sizeof p, "%s/DATASET", part);
+    unlink(p);
     rmdir(part);
 }
 
@@ -101,6 +103,17 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
         snprintf(src, sizeof src, "%s/MANIFEST", dir);
         snprintf(dst, sizeof dst, "%s/MANIFEST", part);
         rc = copy_small(src, dst, eb);
+    }
+    if (rc == RD_OK) {
+        // The dataset the tokens belong to, when the store is bound to one.
+        char src[4200], dst[4200];
+        snprintf(src, sizeof src, "%s/DATASET", dir);
+        snprintf(dst, sizeof dst, "%s/DATASET", part);
+        rc = copy_small(src, dst, eb);
+        if (rc == RD_ERR_NOTFOUND) {
+            rd_errbuf_clear(eb);
+            rc = RD_OK;
+        }
     }
     if (rc == RD_OK && rename(part, out) != 0)
         rc =

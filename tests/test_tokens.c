@@ -378,6 +378,90 @@ static void test_terminate_removes_outputs(void **state) {
     }
 }
 
+// A store serves one dataset: the first bind records it, the same dataset binds again, another
+// is refused naming both; a damaged record is an error; of several processes binding a new
+// store at once with different datasets, exactly one wins and the others are refused.
+static void test_bind_dataset(void **state) {
+    (void)state;
+    rd_errbuf eb;
+    rd_token_store *s = create_store("bind", 8, RD_TOKEN_FP32, 2, 0);
+    rd_token_store_destroy(s);
+    char dir[512], p[600];
+    store_path(dir, sizeof dir, "bind");
+    rd_token_dataset a = {.n_events = 1000, .records_crc = 0x1234abcdu}, b = a, got;
+    b.records_crc ^= 1;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_read_dataset(dir, &got, &eb), RD_ERR_NOTFOUND);
+    int had = -1;
+    assert_int_equal(rd_token_store_bind_dataset(dir, &a, &had, &eb), RD_OK);
+    assert_int_equal(had, 0);
+    assert_int_equal(rd_token_store_read_dataset(dir, &got, &eb), RD_OK);
+    assert_true(got.n_events == 1000 && got.records_crc == 0x1234abcdu);
+    assert_int_equal(rd_token_store_bind_dataset(dir, &a, &had, &eb), RD_OK);
+    assert_int_equal(had, 1);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_bind_dataset(dir, &b, NULL, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "holds the tokens of another dataset (1000 events, records "
+                                   "CRC 1234abcd; this run's dataset has 1000 events, CRC "
+                                   "1234abcc)"));
+    // No temporary file is left beside the record.
+    snprintf(p, sizeof p, "ls '%s' | grep -q 'DATASET.new'", dir);
+    assert_int_not_equal(system(p), 0);
+    // A damaged record.
+    snprintf(p, sizeof p, "%s/DATASET", dir);
+    FILE *f = fopen(p, "r+b");
+    assert_non_null(f);
+    fseek(f, 9, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_bind_dataset(dir, &a, NULL, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "DATASET: not a dataset record"));
+    assert_int_equal(truncate(p, 5), 0);
+    assert_int_equal(rd_token_store_read_dataset(dir, &got, &eb), RD_ERR_CORRUPT);
+    // Not a store.
+    char none[600];
+    snprintf(none, sizeof none, "%s/none", g_root);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_bind_dataset(none, &a, NULL, &eb), RD_ERR_NOTFOUND);
+    // Races: 6 processes bind one new store, each with its own dataset, 5 rounds.
+    for (int round = 0; round < 5; round++) {
+        char name[32];
+        snprintf(name, sizeof name, "race%d", round);
+        s = create_store(name, 8, RD_TOKEN_FP32, 1, 0);
+        rd_token_store_destroy(s);
+        char rdir[512];
+        store_path(rdir, sizeof rdir, name);
+        enum { NP = 6 };
+        pid_t pids[NP];
+        for (int k = 0; k < NP; k++) {
+            pids[k] = fork();
+            assert_true(pids[k] >= 0);
+            if (pids[k] == 0) {
+                rd_errbuf ceb;
+                rd_errbuf_clear(&ceb);
+                rd_token_dataset mine = {.n_events = 100 + (uint64_t)k, .records_crc = 7};
+                int h = -1;
+                int rc = rd_token_store_bind_dataset(rdir, &mine, &h, &ceb);
+                _exit(rc == RD_OK && h == 0 ? 0 : rc == RD_ERR_CONFIG ? 1 : 2);
+            }
+        }
+        int winners = 0, refused = 0;
+        for (int k = 0; k < NP; k++) {
+            int st = 0;
+            assert_int_equal(waitpid(pids[k], &st, 0), pids[k]);
+            assert_true(WIFEXITED(st));
+            winners += WEXITSTATUS(st) == 0;
+            refused += WEXITSTATUS(st) == 1;
+        }
+        assert_int_equal(winners, 1);
+        assert_int_equal(refused, NP - 1);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_token_store_read_dataset(rdir, &got, &eb), RD_OK);
+        assert_true(got.n_events >= 100 && got.n_events < 100 + NP);
+    }
+}
+
 static void test_atomic_file_races(void **state) {
     (void)state;
     char dir[300], path[400], victim[400], old_tmp[420];
@@ -2408,6 +2492,7 @@ int main(void) {
         cmocka_unit_test(test_map_growth),
         cmocka_unit_test(test_layout_mismatch),
         cmocka_unit_test(test_manifest_corrupt_missing),
+        cmocka_unit_test(test_bind_dataset),
         cmocka_unit_test(test_concurrent_reader),
         cmocka_unit_test(test_map_huge),
         cmocka_unit_test(test_gc),

@@ -8,6 +8,7 @@
 //   rd_token_store_create / open / destroy          create a new store; open one (read-only or
 //                                                   writer of a set of shards); close
 //   rd_token_store_read_manifest / rd_token_store_info / rd_token_store_opts_from_config
+//   rd_token_store_bind_dataset / read_dataset      the one dataset a store's tokens belong to
 //   rd_token_shard_of_user / rd_token_ps_rank_of_shard   placement: user -> shard -> PS rank
 //   rd_token_batch, rd_token_store_append           batched appends (one write txn per shard
 //                                                   and append_batch records)
@@ -177,6 +178,34 @@ void rd_token_store_destroy(rd_token_store *s);
 
 /** Read and check `<dir>/MANIFEST` only (no env is opened). Same codes as open. */
 int rd_token_store_read_manifest(const char *dir, rd_token_store_info *info, rd_errbuf *eb);
+
+/** The dataset whose events a store's tokens compress. A token's key holds the event's id in
+ *  its dataset (the record index), so tokens of two datasets in one store would mix in every
+ *  user's history: a store serves one dataset, recorded in `<dir>/DATASET` by the first run that
+ *  builds into it. */
+typedef struct rd_token_dataset {
+    uint64_t n_events;    // rd_dataset_info n_events
+    uint32_t records_crc; // rd_dataset_info records_crc
+} rd_token_dataset;
+
+/**
+ * Bind the store to dataset `ds`: the first run writes `<dir>/DATASET` (atomically; of two runs
+ * binding at once exactly one wins and the other compares), later runs must name the same
+ * dataset.
+ * @param[out] had_record  1 if the store was already bound (0: bound now; a store that existed
+ *                         before this record did has none, and its earlier tokens cannot be
+ *                         checked). May be NULL.
+ * @return RD_OK; RD_ERR_CONFIG "token store D holds the tokens of another dataset (...)";
+ *         RD_ERR_CORRUPT (a damaged record), RD_ERR_IO, RD_ERR_NOTFOUND (no store)
+ */
+int rd_token_store_bind_dataset(const char *dir,
+                                const rd_token_dataset *ds,
+                                int *had_record,
+                                rd_errbuf *eb);
+
+/** Read `<dir>/DATASET`. @return RD_OK, RD_ERR_NOTFOUND (the store is not bound yet),
+ *  RD_ERR_CORRUPT, RD_ERR_IO. */
+int rd_token_store_read_dataset(const char *dir, rd_token_dataset *ds, rd_errbuf *eb);
 
 struct rd_tokens_config;
 

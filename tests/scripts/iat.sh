@@ -171,6 +171,24 @@ run -n 2 "$RD" train "$TMP/dim.yaml" --out "$TMP/p1-3" >"$TMP/out" 2>"$TMP/err" 
 grep -q "token store .*tokens: the store has dim 8, tokens.dim is 6" "$TMP/err" ||
     fail "dim message: $(cat "$TMP/err")"
 [ ! -e "$TMP/p1-3/report.json" ] || fail "failed run left a report"
+# A store serves one dataset (its keys hold the events' ids): the run records it in the store
+# (tokens stats shows it); the same config built again into that store gives the same teacher,
+# and a run on other events (another generator seed) is refused naming both, without a report.
+"$RD" tokens stats "$TMP/off/tokens" >"$TMP/out" 2>"$TMP/err" || fail "stats: $(cat "$TMP/err")"
+grep -q "^dataset: 6000 events, records CRC [0-9a-f]\{8\}$" "$TMP/out" ||
+    fail "stats has no dataset line: $(cat "$TMP/out")"
+config 1 2 "" ", huge_pages: off, store_dir: $TMP/off/tokens" > "$TMP/again.yaml"
+run -n 2 "$RD" train "$TMP/again.yaml" --out "$TMP/again" >"$TMP/out" 2>"$TMP/err" ||
+    fail "the same dataset into its store: $(cat "$TMP/err")"
+[ "$(auc "$TMP/again/report.json" teacher)" = "$a_off" ] || fail "rebuilt store: another teacher"
+sed 's/synthetic: {events: 6000, users: 60, items: 300}/synthetic: {events: 6000, users: 60, items: 300, seed: 99}/' \
+    "$TMP/again.yaml" > "$TMP/other.yaml"
+grep -q "seed: 99}" "$TMP/other.yaml" || fail "other.yaml was not derived"
+run -n 2 "$RD" train "$TMP/other.yaml" --out "$TMP/other" >"$TMP/out" 2>"$TMP/err" &&
+    fail "a store of another dataset accepted"
+grep -q "recdistill train: token store $TMP/off/tokens holds the tokens of another dataset (6000 events, records CRC [0-9a-f]*; this run's dataset has 6000 events, CRC [0-9a-f]*)" "$TMP/err" ||
+    fail "other dataset message: $(cat "$TMP/err")"
+[ ! -e "$TMP/other/report.json" ] || fail "failed run left a report"
 # Side values (tokens.side): a CSV log whose rating is a feedback field. The store records one
 # side value per token, and the teacher reads it; the holdout AUC is the same with 1 and 2 PS
 # ranks (fetches of side values through either), and the values fetched are the ratings.
