@@ -1812,6 +1812,94 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
     return h;
 }
 
+// The input files recorded in meta.yaml ("inputs:") against the files the config names now.
+typedef struct inputs_ctx {
+    const char *dir, *meta;
+    rd__input_stamp *rec;
+    size_t n_rec, k;
+} inputs_ctx;
+
+static int check_one_input(const char *path, void *vctx, rd_errbuf *eb) {
+    inputs_ctx *c = vctx;
+    if (c->k >= c->n_rec)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "data.dir %s is stale: %s is an input file that did not exist when the "
+                          "folder was prepared from %zu file(s); remove the folder to prepare it "
+                          "again, or point data.dir elsewhere",
+                          c->dir, path, c->n_rec);
+    const rd__input_stamp *r = &c->rec[c->k++];
+    rd__input_stamp now;
+    int rc = rd__input_stamp_file(path, 0, &now, eb);
+    if (rc == RD_OK && now.size == r->size && now.mtime_ns != r->mtime_ns)
+        rc = rd__input_stamp_file(path, 1, &now, eb); // touched: compare the content
+    else
+        now.crc = r->crc;
+    if (rc != RD_OK)
+        return rc;
+    if (now.size == r->size && now.crc == r->crc)
+        return RD_OK;
+    return rd_err_set(eb, RD_ERR_CONFIG,
+                      "data.dir %s is stale: %s changed since the folder was prepared (%llu bytes "
+                      "then, %llu now%s); remove the folder to prepare it again, or point "
+                      "data.dir elsewhere",
+                      c->dir, path, (unsigned long long)r->size, (unsigned long long)now.size,
+                      now.size == r->size ? ", other content" : "");
+}
+
+static int
+check_inputs(const char *dir, const char *meta, const rd_data_config *dc, rd_errbuf *eb) {
+    FILE *f = fopen(meta, "r");
+    if (!f)
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", meta, strerror(errno));
+    inputs_ctx c = {.dir = dir, .meta = meta};
+    size_t cap = 0;
+    char line[8192];
+    int in = 0, rc = RD_OK;
+    while (rc == RD_OK && fgets(line, sizeof line, f)) {
+        if (!in) {
+            in = strncmp(line, "inputs:", 7) == 0;
+            continue;
+        }
+        if (strncmp(line, "  - {", 5) != 0)
+            break;
+        unsigned long long size;
+        long long mt;
+        unsigned crc;
+        if (sscanf(line, "  - {size: %llu, mtime_ns: %lld, crc32c: 0x%x", &size, &mt, &crc) != 3) {
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s: malformed inputs entry '%.60s'", meta, line);
+            break;
+        }
+        if (c.n_rec == cap) {
+            cap = cap ? 2 * cap : 16;
+            rd__input_stamp *g = rd_realloc(c.rec, cap * sizeof *g);
+            if (!g) {
+                rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+                break;
+            }
+            c.rec = g;
+        }
+        c.rec[c.n_rec++] = (rd__input_stamp){.size = size, .mtime_ns = mt, .crc = crc};
+    }
+    fclose(f);
+    if (rc == RD_OK && c.n_rec > 0) {
+        rd_errbuf leb;
+        rd_errbuf_clear(&leb);
+        rc = rd__schema_each_input(dc, check_one_input, &c, &leb);
+        if (rc == RD_ERR_CONFIG)
+            rd_err_set(eb, rc, "%s", leb.msg);
+        else if (rc != RD_OK)
+            rc = RD_OK; // the inputs are gone: the prepared folder is all there is
+        else if (c.k < c.n_rec)
+            rc = rd_err_set(eb, RD_ERR_CONFIG,
+                            "data.dir %s is stale: it was prepared from %zu input files, the "
+                            "config names %zu now; remove the folder to prepare it again, or "
+                            "point data.dir elsewhere",
+                            dir, c.n_rec, c.k);
+    }
+    rd_free(c.rec);
+    return rc;
+}
+
 int rd_dataset_check_config(const char *dir,
                             const rd_data_config *dc,
                             uint64_t run_seed,
@@ -1839,7 +1927,7 @@ int rd_dataset_check_config(const char *dir,
         return rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory while checking the data config",
                           path);
     if (here == (uint64_t)there)
-        return RD_OK;
+        return dc->source == RD_DATA_SYNTHETIC ? RD_OK : check_inputs(dir, path, dc, eb);
     return rd_err_set(eb, RD_ERR_CONFIG,
                       "data.dir %s holds a dataset prepared from another data configuration "
                       "(data_config_hash 0x%016llx in %s, 0x%016llx for this config: the source, "

@@ -66,6 +66,25 @@ void rd__builder_destroy(rd__builder *b);
 
 /** Sources (schema.c, synth.c). Both write dc->dir through a builder. */
 int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb);
+
+/** One input file of a CSV or MovieLens source as it was read (meta.yaml "inputs:"). */
+typedef struct rd__input_stamp {
+    uint64_t size;
+    int64_t mtime_ns;
+    uint32_t crc; // CRC-32C of the content
+} rd__input_stamp;
+
+/** Call fn on each input file of a CSV / MovieLens data config, in reading order: the log (or
+ *  its non-empty parts, in name order), then each side table. Stops at fn's first error.
+ *  @return RD_OK, fn's error, or RD_ERR_NOTFOUND / RD_ERR_IO / RD_ERR_EMPTY when the files
+ *          cannot be listed (as prepare would say) */
+int rd__schema_each_input(const rd_data_config *dc,
+                          int (*fn)(const char *path, void *ctx, rd_errbuf *eb),
+                          void *ctx,
+                          rd_errbuf *eb);
+
+/** CRC-32C of a file's content, and its size and modification time. */
+int rd__input_stamp_file(const char *path, int stamp_content, rd__input_stamp *out, rd_errbuf *eb);
 int rd__prepare_synthetic(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb);
 
 /** Write `s` as a double-quoted YAML scalar (escapes quotes, backslashes, control bytes). */

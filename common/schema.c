@@ -424,6 +424,83 @@ static int log_parts(csv_ctx *cx, char ***files, size_t *n, rd_errbuf *eb) {
     return RD_OK;
 }
 
+int rd__input_stamp_file(const char *path, int stamp_content, rd__input_stamp *out, rd_errbuf *eb) {
+    memset(out, 0, sizeof *out);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", path,
+                          strerror(errno));
+    out->size = (uint64_t)st.st_size;
+    out->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    if (!stamp_content)
+        return RD_OK;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char *buf = rd_malloc(1 << 20);
+    if (!buf) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    }
+    size_t got;
+    uint32_t crc = 0;
+    while ((got = fread(buf, 1, 1 << 20, f)) > 0)
+        crc = rd_crc32c(crc, buf, got);
+    int bad = ferror(f);
+    fclose(f);
+    rd_free(buf);
+    if (bad)
+        return rd_err_set(eb, RD_ERR_IO, "%s: read error", path);
+    out->crc = crc;
+    return RD_OK;
+}
+
+static int write_stamp(const char *path, void *ctx, rd_errbuf *eb) {
+    rd__input_stamp st;
+    int rc = rd__input_stamp_file(path, 1, &st, eb);
+    if (rc != RD_OK)
+        return rc;
+    fprintf((FILE *)ctx,
+            "  - {size: %llu, mtime_ns: %lld, crc32c: 0x%08x, path: ", (unsigned long long)st.size,
+            (long long)st.mtime_ns, st.crc);
+    rd__yaml_str((FILE *)ctx, path);
+    fprintf((FILE *)ctx, "}\n");
+    return RD_OK;
+}
+
+int rd__schema_each_input(const rd_data_config *dc,
+                          int (*fn)(const char *path, void *ctx, rd_errbuf *eb),
+                          void *ctx,
+                          rd_errbuf *eb) {
+    csv_ctx *cx = rd_calloc(1, sizeof *cx);
+    if (!cx)
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    int rc = RD_OK;
+    cx->dc = dc;
+    if (dc->source == RD_DATA_CSV)
+        cx->sc = dc->schema;
+    else
+        rc = rd_schema_preset(dc->source, &cx->sc, eb);
+    char **files = NULL;
+    size_t n = 0;
+    if (rc == RD_OK) {
+        resolve_path(dc->input, cx->sc.path, cx->log_path, sizeof cx->log_path);
+        rc = log_parts(cx, &files, &n, eb);
+    }
+    for (size_t k = 0; rc == RD_OK && k < n; k++)
+        rc = fn(files[k], ctx, eb);
+    for (int s = 0; rc == RD_OK && s < cx->sc.n_side && s < RD_MAX_SIDE; s++) {
+        char side[sizeof cx->log_path];
+        resolve_path(dc->input, cx->sc.side[s].path, side, sizeof side);
+        rc = fn(side, ctx, eb);
+    }
+    if (cx->have_parts)
+        globfree(&cx->parts);
+    rd_free(cx->part_list);
+    rd_free(cx);
+    return rc;
+}
+
 static void delim_of(const char *d, char *out) {
     // Accept the two-character spelling "\t" from configs that did not unescape it.
     if (strcmp(d, "\\t") == 0)
@@ -1434,7 +1511,17 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         goto done;
     }
     write_schema_yaml(ms, cx);
+    // The files as read, so that a later run can tell that the folder went stale
+    // (rd_dataset_check_config).
+    fprintf(ms,
+            "inputs:                   # size, modification time and CRC-32C of each file read\n");
+    rc = rd__schema_each_input(dc, write_stamp, ms, eb);
     fclose(ms);
+    if (rc != RD_OK) {
+        rd_free(ukey);
+        rd_free(ikey);
+        goto done;
+    }
     rc = rd__builder_create(dc, &cx->lay, seed, &b, eb);
     for (uint64_t i = 0; rc == RD_OK && i < es.n; i++) {
         const ev_meta *m = &es.meta[i];

@@ -838,6 +838,72 @@ static void test_log_parts(void **state) {
     free(cfg);
 }
 
+// A prepared folder records its input files (size, modification time, CRC-32C): a changed,
+// added or removed input makes it stale (rd_dataset_check_config refuses it, naming the file); a
+// touch without a change, and inputs that are gone altogether, do not.
+static void test_stale_inputs(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    const char *log = "t,u,i,y\n1,u1,i1,1\n2,u2,i2,0\n3,u1,i2,1\n4,u3,i1,0\n5,u2,i1,1\n";
+    put("stale", "log-00.csv", log);
+    put("stale", "log-01.csv", "t,u,i,y\n6,u1,i3,0\n7,u3,i3,1\n");
+    char out[512], p0[700], p1[700];
+    path_in(out, sizeof out, "stale_out");
+    snprintf(p0, sizeof p0, "%s/stale/log-00.csv", g_tmp);
+    snprintf(p1, sizeof p1, "%s/stale/log-01.csv", g_tmp);
+    simple_schema(cfg, "stale", out);
+    SET(cfg->data.schema.path, "log-*.csv");
+    rd_errbuf eb;
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    assert_int_equal(rd_dataset_check_config(out, &cfg->data, cfg->run.seed, &eb), RD_OK);
+    // The same bytes written again (a new modification time): still fresh.
+    write_file(p0, log, strlen(log));
+    struct timespec ts[2] = {{.tv_sec = 1000000000, .tv_nsec = 0}, {.tv_sec = 1000000000}};
+    assert_int_equal(utimensat(AT_FDCWD, p0, ts, 0), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_check_config(out, &cfg->data, cfg->run.seed, &eb), RD_OK);
+    // Same size, other content.
+    char *other = strdup(log);
+    other[strlen(other) - 2] = '0';
+    write_file(p0, other, strlen(other));
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_check_config(out, &cfg->data, cfg->run.seed, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "is stale: "));
+    assert_non_null(strstr(eb.msg, "log-00.csv changed since the folder was prepared (58 bytes "
+                                   "then, 58 now, other content)"));
+    write_file(p0, log, strlen(log));
+    // A row appended to the second part.
+    const char *more = "t,u,i,y\n6,u1,i3,0\n7,u3,i3,1\n8,u1,i1,1\n";
+    write_file(p1, more, strlen(more));
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_check_config(out, &cfg->data, cfg->run.seed, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "log-01.csv changed since the folder was prepared"));
+    const char *part1 = "t,u,i,y\n6,u1,i3,0\n7,u3,i3,1\n";
+    write_file(p1, part1, strlen(part1));
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_check_config(out, &cfg->data, cfg->run.seed, &eb), RD_OK);
+    // A new part.
+    put("stale", "log-02.csv", "t,u,i,y\n9,u4,i4,1\n");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_check_config(out, &cfg->data, cfg->run.seed, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "log-02.csv is an input file that did not exist when the "
+                                   "folder was prepared from 2 file(s)"));
+    // A part removed.
+    char p2[700];
+    snprintf(p2, sizeof p2, "%s/stale/log-02.csv", g_tmp);
+    assert_int_equal(unlink(p2), 0);
+    assert_int_equal(unlink(p1), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_check_config(out, &cfg->data, cfg->run.seed, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "it was prepared from 2 input files, the config names 1 now"));
+    // Every input gone: the prepared folder is all there is.
+    assert_int_equal(unlink(p0), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_check_config(out, &cfg->data, cfg->run.seed, &eb), RD_OK);
+    free(other);
+    free(cfg);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Time formats
 
@@ -1891,6 +1957,7 @@ int main(void) {
         cmocka_unit_test(test_natural_order),
         cmocka_unit_test(test_text_labels),
         cmocka_unit_test(test_log_parts),
+        cmocka_unit_test(test_stale_inputs),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_quoting_off),
         cmocka_unit_test(test_wide_header),
