@@ -30,6 +30,7 @@
 #include "rd/hash.h"
 #include "rd/lmdbx.h"
 #include "rd/log.h"
+#include "rd/optim.h"
 #include "rd/source.h"
 #include "rd/tokens.h"
 #include "rd/train_ckpt.h"
@@ -676,6 +677,53 @@ static int stage_wait(rd_trainer *tr, int *ts, rd_errbuf *eb) {
             return kv_fail(tr, rc, "wait", eb);
     }
     return RD_OK;
+}
+
+// A diverged optimizer shows first in the rows a table serves (NaN or inf): in the model a NaN
+// row can vanish behind a ReLU, and the job would go on training a constant. Checked on every
+// pulled batch (one pass over the rows, small beside the forward pass).
+static int
+stage_check_rows(const rd_trainer *tr, const stage *s, const char *phase, rd_errbuf *eb) {
+    const rd_model *m = tr->model;
+    for (int t = 0; t < m->n_tables; t++) {
+        size_t n = s->n_uniq[t] * m->tables[t].dim;
+        const float *v = s->vals[t];
+        for (size_t k = 0; k < n; k++) {
+            if (isfinite(v[k]))
+                continue;
+            const int pi = m->tables[t].ps_index;
+            const rd_optim_config *o = &tr->cfg->ps.tables[pi].optim;
+            return rd_err_set(eb, RD_ERR_DIVERGED,
+                              "%s, step %llu: table '%s' served a row holding %s: its optimizer "
+                              "diverged (ps.tables[%d].optimizer: %s, lr %g); lower its lr",
+                              phase, (unsigned long long)tr->step, m->tables[t].name,
+                              isnan(v[k]) ? "NaN" : "inf", pi, rd_optim_name(o->kind),
+                              (double)o->lr);
+        }
+    }
+    return RD_OK;
+}
+
+// A step's mean loss above this many nats per example is a numerically broken model, not a bad
+// one: a constant predictor of the label rate costs about 1, the distillation term a few more,
+// and a logit of 10^4 against its label is no prediction at all.
+#define RD_TRAIN_LOSS_DIVERGED 1e4
+
+// The training loss of a step, NaN, inf or beyond RD_TRAIN_LOSS_DIVERGED: the dense part or a
+// table diverged.
+static int check_loss(const rd_trainer *tr, double loss, rd_errbuf *eb) {
+    if (isfinite(loss) && loss < RD_TRAIN_LOSS_DIVERGED)
+        return RD_OK;
+    char what[64];
+    if (isfinite(loss))
+        snprintf(what, sizeof what, "%.3g nats per example", loss);
+    else
+        snprintf(what, sizeof what, "%s", isnan(loss) ? "NaN" : "inf");
+    return rd_err_set(eb, RD_ERR_DIVERGED,
+                      "training diverged at step %llu: the loss is %s (train.lr %g, "
+                      "train.optimizer %s); lower the learning rate",
+                      (unsigned long long)tr->step, what, (double)tr->cfg->train.lr,
+                      tr->cfg->train.optimizer);
 }
 
 // Complete the stage's token fetch and lay the tokens out as the model reads them: most recent
@@ -1425,13 +1473,14 @@ static int train_range(rd_trainer *tr,
         }
         // 2. Forward and backward on this rank's share of the step.
         if ((rc = stage_wait(tr, cur->ts_pull, eb)) != RD_OK ||
-            (rc = stage_wait_tokens(tr, cur, eb)) != RD_OK)
+            (rc = stage_wait_tokens(tr, cur, eb)) != RD_OK ||
+            (rc = stage_check_rows(tr, cur, "training", eb)) != RD_OK)
             return rc;
         if (cur->B > 0) {
             stage_batch(tr, cur, &bt);
             if ((rc = distill_get(tr, cur, &bt, eb)) != RD_OK)
                 return rc;
-            if ((rc = rd_model_forward(m, &bt, eb)) != RD_OK)
+            if ((rc = rd_model_forward(m, &bt, eb)) != RD_OK || (rc = check_loss(tr, m->loss, eb)))
                 return rc;
             if ((rc = distill_emit(tr, cur, eb)) != RD_OK)
                 return rc;
@@ -1518,7 +1567,8 @@ static int eval_range(rd_trainer *tr,
         if (nxt->B > 0 && (rc = stage_pull(tr, nxt, eb)) != RD_OK)
             break;
         if ((rc = stage_wait(tr, cur->ts_pull, eb)) != RD_OK ||
-            (rc = stage_wait_tokens(tr, cur, eb)) != RD_OK)
+            (rc = stage_wait_tokens(tr, cur, eb)) != RD_OK ||
+            (rc = stage_check_rows(tr, cur, "evaluation", eb)) != RD_OK)
             break;
         if ((rc = distill_progress(tr, eb)) != RD_OK)
             break;
@@ -1528,6 +1578,14 @@ static int eval_range(rd_trainer *tr,
         for (size_t b = 0; b < cur->B; b++) {
             const rd_record *r = rd_dataset_record(tr->ds, cur->rec[b]);
             float z = m->logits_main[b] + tr->logit_shift;
+            if (!isfinite(z)) {
+                rc = rd_err_set(eb, RD_ERR_DIVERGED,
+                                "the model's score of record %llu is %s: its dense parameters "
+                                "diverged (train.lr %g); lower the learning rate",
+                                (unsigned long long)cur->rec[b], isnan(z) ? "NaN" : "inf",
+                                (double)tr->cfg->train.lr);
+                break;
+            }
             tr->pred[b] = 1.0f / (1.0f + expf(-z));
             tr->users[b] = r->user;
             if (rd_dataset_user_pos(tr->ds, cur->rec[b]) >= RD_TRAINER_WARM_MIN &&

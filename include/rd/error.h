@@ -35,7 +35,8 @@
     X(ERR_TIMEOUT, -16, "timed out")                                                               \
     X(ERR_UNSUPPORTED, -17, "unsupported operation")                                               \
     X(ERR_STATE, -18, "invalid state")                                                             \
-    X(ERR_EMPTY, -19, "empty input")
+    X(ERR_EMPTY, -19, "empty input")                                                               \
+    X(ERR_DIVERGED, -20, "training diverged (NaN or inf)")
 
 typedef enum rd_status {
 #define RD__STATUS_ENUM(name, code, text) RD_##name = code,

@@ -128,6 +128,50 @@ grep -q "cluster.jobs\[2\].model: job 'student_raw' trains model 'small_raw', wh
 # Refused before anything is written, not even the dataset.
 [ ! -e "$TMP/nt" ] || [ -z "$(ls -A "$TMP/nt")" ] || fail "model without tables: the launch left $(ls "$TMP/nt")"
 
+# --- divergence: a NaN loss, or a table serving NaN / inf rows, stops the launch naming the cause --
+# (it used to train on and write a report of AUC 0.5, exit 0, or die with an empty message)
+python3 - "$TMP/div.csv" <<'PY'
+import random, sys
+r = random.Random(7)
+ctr = [r.random() ** 2 for _ in range(80)]  # clicks driven by the item
+with open(sys.argv[1], "w") as f:
+    f.write("ts,u,i,y,price\n")
+    for k in range(3000):
+        u, i = r.randrange(40), r.randrange(80)
+        f.write(f"{100000 + k},u{u},i{i},{int(r.random() < ctr[i])},{r.random() * 100:.2f}\n")
+PY
+diverge() { # $1 = train: map, $2 = optimizer of table e
+    cat <<EOF
+run: {name: div, seed: 1}
+cluster: {ps_ranks: 1, jobs: [{name: solo, role: student, model: m}]}
+data:
+  source: csv
+  input: $TMP
+  split: {batch_fraction: 0.6, holdout_fraction: 0.2, stream_windows: 2}
+  schema: {path: div.csv, user_column: u, item_column: i, time_column: ts, label: "y >= 1",
+           fields: [{name: price, kind: numeric, standardize: true}]}
+ps: {tables: [{name: e, dim: 8, optimizer: $2}]}
+models: [{name: m, features: [{field: user, table: e}, {field: item, table: e}], mlp: [16]}]
+train: $1
+output: {progress_every_s: 0}
+EOF
+}
+diverge "{batch_size: 64, epochs: 10, optimizer: sgd, lr: 1000}" "{type: adagrad, lr: 0.2}" > "$TMP/div1.yaml"
+diverge "{batch_size: 64, epochs: 10}" "{type: ftrl, lr: 1000, beta: 0}" > "$TMP/div2.yaml"
+for k in 1 2; do
+    run -n 2 "$RD" train "$TMP/div$k.yaml" --out "$TMP/div$k" >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "divergence $k: exit $rc"
+    [ ! -e "$TMP/div$k/report.json" ] || fail "divergence $k left a report"
+    if [ $k -eq 1 ]; then
+        grep -q "solo: training diverged at step [0-9]*: the loss is \(NaN\|inf\|[0-9.e+]* nats per example\) (train.lr 1000, train.optimizer sgd); lower the learning rate" "$TMP/err" ||
+            fail "divergence message: $(cat "$TMP/err")"
+    else
+        grep -q "solo: training, step [0-9]*: table 'e' served a row holding \(NaN\|inf\): its optimizer diverged (ps.tables\[0\].optimizer: ftrl, lr 1000); lower its lr" "$TMP/err" ||
+            fail "table divergence message: $(cat "$TMP/err")"
+    fi
+done
+
 # --- three jobs on one PS rank --------------------------------------------------------------
 run -n 4 "$RD" train "$TMP/ok.yaml" --out "$TMP/run" >"$TMP/out" 2>"$TMP/err" || fail "train: $(cat "$TMP/err")"
 R="$TMP/run/report.json"
