@@ -387,7 +387,7 @@ static const ck_key distill_keys[] = {
     K_BOOL(rd_distill_config, "aux_tower", aux_tower, "true"),
     K_BOOL(rd_distill_config, "aux_task", aux_task, "true"),
     K_BOOL(rd_distill_config, "debias", debias, "true"),
-    K_FLT(rd_distill_config, "bias", bias, -1e3, 1e3, 0, "0"),
+    K_FLT(rd_distill_config, "bias", bias, 0, 1e3, 0, "0"),
     K_INT(rd_distill_config, "start_window", start_window, -1, 1e6, 0, "-1"),
     K_INT(rd_distill_config, "start_epoch", start_epoch, 0, 1e6, 0, "0"),
     K_INT(rd_distill_config, "max_in_flight", max_in_flight, 1, 1e6, 0, "8"),
@@ -831,10 +831,10 @@ static int parse_scalar(const ck_key *k,
             memcpy(buf, s, len);
             buf[len] = '\0';
             char *end = NULL;
-            errno = 0;
             if (t == CK_FLOAT) {
                 float v = strtof(buf, &end);
-                if (end == buf || *end != '\0' || !isfinite(v) || (errno == ERANGE && v != 0.0f)) {
+                // ERANGE with a finite result is an underflow (1e-38): valid, kept as rounded.
+                if (end == buf || *end != '\0' || !isfinite(v)) {
                     snprintf(why, wn, "expected a finite number, got %s",
                              excerpt(s, len, ex, sizeof ex));
                     return -1;
@@ -842,7 +842,7 @@ static int parse_scalar(const ck_key *k,
                 memcpy(dst, &v, sizeof v);
             } else {
                 double v = strtod(buf, &end);
-                if (end == buf || *end != '\0' || !isfinite(v) || (errno == ERANGE && v != 0.0)) {
+                if (end == buf || *end != '\0' || !isfinite(v)) {
                     snprintf(why, wn, "expected a finite number, got %s",
                              excerpt(s, len, ex, sizeof ex));
                     return -1;
@@ -1812,6 +1812,11 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             }
         }
         const rd_token_use *tu = &mc->tokens;
+        if (tu->scheme > 0 && tu->kind == RD_SEQ_TRANSFORMER && tu->adapter % tu->heads != 0) {
+            snprintf(p, sizeof p, "models[%d].tokens.heads", m);
+            return verr(v, p, "%d heads do not divide the branch width %d (tokens.adapter)",
+                        tu->heads, tu->adapter);
+        }
         for (int k = 0; k < tu->n_stats; k++) {
             snprintf(p, sizeof p, "models[%d].tokens.stats[%d]", m, k);
             if (tu->scheme == 0)

@@ -528,9 +528,10 @@ int rd_csv_parse_double(const rd_csv_field *f, double *out) {
             return -1;
     }
     char *endp = NULL;
-    errno = 0;
     double v = strtod(tmp, &endp);
-    if (endp != tmp + len || errno == ERANGE || !isfinite(v))
+    // ERANGE with a finite result is an underflow (1e-320): a valid number, kept as strtod
+    // rounds it (to a subnormal or 0); an overflow is inf and refused.
+    if (endp != tmp + len || !isfinite(v))
         return -1;
     *out = v;
     return 0;

@@ -347,7 +347,7 @@ static void test_value_forms(void **state) {
     rd_config *c = new_cfg();
     expect_ok(BASE "data:\n  synthetic:\n    events: 2e5\n    drift: 1e-3\n"
                    "output:\n  plot: Off\n  progress_every_s: +7\n"
-                   "distill:\n  aux_tower: 0\n  debias: YES\n  bias: -2.5\n"
+                   "distill:\n  aux_tower: 0\n  debias: YES\n  bias: 2.5\n"
                    "tokens:\n  map_size: 1GiB\n  window: 1_000\n  sit_layers: 0x10\n"
                    "train:\n  lr: 3\n",
               c);
@@ -357,7 +357,7 @@ static void test_value_forms(void **state) {
     assert_int_equal(c->output.progress_every_s, 7);
     assert_int_equal(c->distill.aux_tower, 0);
     assert_int_equal(c->distill.debias, 1);
-    assert_true(c->distill.bias == -2.5f);
+    assert_true(c->distill.bias == 2.5f);
     assert_int_equal(c->tokens.map_size, 1u << 30);
     assert_int_equal(c->tokens.window, 1000);
     assert_int_equal(c->tokens.sit_layers, 16);
@@ -828,6 +828,28 @@ static void test_errors_cross(void **state) {
     expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
                  "models:\n  - name: m\n    seq: {with_labels: false}\n",
                  "t.yaml:5:5: models[0].features: model 'm' has no input", NULL);
+    // distill.bias below 0 would make the calibration f exceed 1: refused where it is written.
+    expect_error("distill:\n  bias: -1\n",
+                 "t.yaml:2:9: distill.bias: value -1 out of range [0, 1000]", NULL);
+    // An underflowing but valid number (below the smallest normal float) is a number.
+    {
+        rd_config *c = new_cfg();
+        expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                  "ps:\n  tables:\n    - {name: e, dim: 8, optimizer: {eps: 1e-38}}\n"
+                  "models:\n  - {name: m, features: [{field: item, table: e}]}\n",
+                  c);
+        assert_true(c->ps.tables[0].optim.eps > 0 && c->ps.tables[0].optim.eps < 1e-37f);
+        free(c);
+    }
+    // tokens.heads must divide the token branch's width (tokens.adapter), as seq.heads must.
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                 "models:\n  - name: m\n    features: [{field: item, table: e}]\n"
+                 "    tokens: {scheme: 2, kind: transformer, heads: 3, adapter: 16}\n"
+                 "  - {name: src, features: [{field: item, table: e}]}\n"
+                 "tokens: {scheme: 2, source_model: src}\n",
+                 "t.yaml:10:51: models[0].tokens.heads: 3 heads do not divide the branch width 16",
+                 NULL);
     // History statistics alone are an input (the "no input" error above is not said), but a
     // job's model must also embed something: its sparse state and checkpoints live on the PS.
     expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"

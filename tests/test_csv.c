@@ -326,6 +326,11 @@ static void test_numbers(void **state) {
     assert_int_equal(dbl("nan", &d), -1);
     assert_int_equal(dbl("inf", &d), -1);
     assert_int_equal(dbl("1e999", &d), -1);
+    // Underflow is a valid number, kept as strtod rounds it (a subnormal here).
+    assert_int_equal(dbl("1e-320", &d), 0);
+    assert_true(d > 0 && d < 1e-300);
+    assert_int_equal(dbl("-1e-400", &d), 0);
+    assert_true(d == 0.0);
     assert_int_equal(dbl("0x10", &d), -1);
     assert_int_equal(dbl("abc", &d), -1);
     assert_int_equal(dbl("", &d), -1);
