@@ -865,6 +865,19 @@ int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
         return rd_err_set(eb, RD_ERR_EMPTY, "no events: %s",
                           b->raw ? "every event was dropped by negative sampling"
                                  : "the input holds no data rows");
+    // One class only (after negative sampling, or from the generator): nothing to learn, no AUC
+    // to report. The CSV reader refuses a label rule that gives one class before sampling.
+    if (b->n_pos == 0 || b->n_pos == b->n)
+        return rd_err_set(eb, RD_ERR_EMPTY,
+                          "all %llu events kept have label %d (%llu of %llu before negative "
+                          "sampling, data.negatives rate %g, pos_rate %g): training needs both "
+                          "classes%s",
+                          (unsigned long long)b->n, b->n_pos ? 1 : 0,
+                          (unsigned long long)(b->n_pos ? b->raw_pos : b->raw - b->raw_pos),
+                          (unsigned long long)b->raw, b->neg_rate, b->pos_rate,
+                          b->lay.source == RD_DATA_SYNTHETIC
+                              ? " (data.synthetic.base_ctr near 0 or 1 gives one)"
+                              : "; raise the sampling rate that dropped the other class");
     // 1. Flush the records.
     if ((rc = flush_buf(b, eb)) != RD_OK)
         return rc;

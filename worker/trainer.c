@@ -236,6 +236,30 @@ static int resolve_features(rd_trainer *tr, rd_errbuf *eb) {
     return RD_OK;
 }
 
+// A job's own sampling (cluster.jobs[].negatives) that keeps one class of the batch period only
+// leaves nothing to learn: every rank finds it alike (the keep rule is a pure function of the
+// run seed and the record id) and refuses it before any step.
+static int check_job_classes(const rd_trainer *tr, rd_errbuf *eb) {
+    const rd_negsample_config *ng = &tr->job->negatives;
+    if (ng->rate >= 1.0 && ng->pos_rate >= 1.0)
+        return RD_OK; // the dataset itself holds both classes (rd_dataset_prepare)
+    rd_range b = rd_dataset_batch(tr->ds);
+    uint64_t salt = rd_sample_salt(tr->cfg->run.seed), kept[2] = {0, 0};
+    for (uint64_t i = b.begin; i < b.end && !(kept[0] && kept[1]); i++) {
+        const rd_record *r = rd_dataset_record(tr->ds, i);
+        int pos = r->label > 0.5f;
+        kept[pos] += (uint64_t)rd_sample_keep(salt, ng->rate, ng->pos_rate, i, pos);
+    }
+    if (b.end <= b.begin || (kept[0] && kept[1]))
+        return RD_OK;
+    return rd_err_set(eb, RD_ERR_EMPTY,
+                      "job '%s': its sampling (negatives rate %g, pos_rate %g) keeps %s of the "
+                      "batch period's %llu events: training needs both classes; raise the rate",
+                      tr->job->name, ng->rate, ng->pos_rate,
+                      kept[0] + kept[1] ? (kept[1] ? "positives only" : "negatives only") : "none",
+                      (unsigned long long)(b.end - b.begin));
+}
+
 static void stage_alloc(rd_trainer *tr, stage *s) {
     const rd_model *m = tr->model;
     size_t Bm = tr->max_batch;
@@ -388,7 +412,7 @@ int rd_trainer_create(const rd_comm *comm,
     };
     if ((rc = rd_model_create(tr->mcfg, &mo, &tr->model, eb)) != RD_OK)
         goto fail;
-    if ((rc = resolve_features(tr, eb)) != RD_OK)
+    if ((rc = resolve_features(tr, eb)) != RD_OK || (rc = check_job_classes(tr, eb)) != RD_OK)
         goto fail;
     // A job's sparse state and its checkpoints live on the PS: a model that reads no table (only
     // dense inputs: numeric fields, history statistics) would train to the end and then fail in

@@ -172,6 +172,22 @@ for k in 1 2; do
     fi
 done
 
+# --- one class only: a job whose own sampling keeps positives only, and a dataset sampled so --------
+diverge "{batch_size: 64, epochs: 1}" "{type: adagrad, lr: 0.2}" |
+    sed 's/{name: solo, role: student, model: m}/{name: solo, role: student, model: m, negatives: {rate: 1e-9}}/' > "$TMP/one1.yaml"
+grep -q "rate: 1e-9" "$TMP/one1.yaml" || fail "one1.yaml was not derived"
+run -n 2 "$RD" train "$TMP/one1.yaml" --out "$TMP/one1" >"$TMP/out" 2>"$TMP/err" && fail "a job of one class trained"
+grep -q "job 'solo': its sampling (negatives rate 1e-09, pos_rate 1) keeps positives only of the batch period's [0-9]* events: training needs both classes" "$TMP/err" ||
+    fail "one-class job message: $(cat "$TMP/err")"
+[ ! -e "$TMP/one1/report.json" ] || fail "one-class job left a report"
+diverge "{batch_size: 64, epochs: 1}" "{type: adagrad, lr: 0.2}" |
+    sed 's/^  source: csv$/  source: csv\n  negatives: {rate: 1e-9}/' > "$TMP/one2.yaml"
+grep -q "negatives: {rate: 1e-9}" "$TMP/one2.yaml" || fail "one2.yaml was not derived"
+"$RD" prepare "$TMP/one2.yaml" --out "$TMP/one2" >"$TMP/out" 2>"$TMP/err" && fail "a dataset of one class was prepared"
+grep -q "all [0-9]* events kept have label 1 ([0-9]* of 3000 before negative sampling, data.negatives rate 1e-09, pos_rate 1): training needs both classes" "$TMP/err" ||
+    fail "one-class dataset message: $(cat "$TMP/err")"
+[ ! -e "$TMP/one2" ] || fail "a one-class prepare left $TMP/one2"
+
 # --- three jobs on one PS rank --------------------------------------------------------------
 run -n 4 "$RD" train "$TMP/ok.yaml" --out "$TMP/run" >"$TMP/out" 2>"$TMP/err" || fail "train: $(cat "$TMP/err")"
 R="$TMP/run/report.json"
