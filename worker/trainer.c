@@ -893,6 +893,19 @@ static int distill_open_log(rd_trainer *tr, rd_errbuf *eb) {
                 rc = RD_OK;
             }
         }
+        // A teacher run that does not resume starts its own records: the ones an earlier run of
+        // this job name left (passes this run may never write) would otherwise reach a replaying
+        // student as this teacher's. One write transaction: a reader sees all of them or none;
+        // other jobs' records (another teacher of this launch sharing the log) are untouched.
+        if (rc == RD_OK && !tr->resume_dir[0]) {
+            uint64_t dropped = 0;
+            rc = rd_target_log_drop_job(tr->tlog, key, &dropped, eb);
+            if (rc == RD_OK && dropped > 0) {
+                printf("[%s] target log %s: removed %llu targets of an earlier run of job '%s'\n",
+                       tr->job->name, path, (unsigned long long)dropped, tr->job->name);
+                fflush(stdout);
+            }
+        }
         // How this teacher sampled its records, and on which dataset: a student replaying the
         // log alone needs it to tell the records the teacher never trained on (no target by
         // design) from lost ones, and to refuse a log of other data.
