@@ -8,10 +8,11 @@
 //   1. rank 0 loads the config; the status, then the config, are broadcast (bad config: rank 0
 //      prints one line, every rank exits 1).
 //   2. the world size must equal rd_config_world_size (else one message from rank 0, exit 1).
-//   3. rank 0 creates run.out_dir and, when data.dir holds no dataset, prepares it (else verifies
-//      the existing one in full, CRCs included, and that it was prepared from this data config:
-//      rd_dataset_check_config); the others wait on a polled broadcast of the
-//      status (a failure: every rank exits 1).
+//   3. rank 0 creates run.out_dir and removes an earlier run's report.json and plot there (and,
+//      unless it resumes, every <job>.metrics.<csv|jsonl>): clear_earlier_outputs. When data.dir
+//      holds no dataset, it prepares it (else verifies the existing one in full, CRCs included,
+//      and that it was prepared from this data config: rd_dataset_check_config); the others wait
+//      on a polled broadcast of the status (a failure: every rank exits 1).
 //   4. roles: PS ranks rd_ps_serve; workers rd_trainer_create / run / destroy (run waits until
 //      every worker is set up and resumed before any job writes an output). A failure on any
 //      rank from here on is printed by that rank and ends the launch with MPI_Abort (the other
@@ -35,6 +36,7 @@
 #include "rd/trainer.h"
 #include "rd/watch.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -191,6 +193,78 @@ static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
     return rc;
 }
 
+// A metrics file of some job: "<job>.metrics.csv" or "<job>.metrics.jsonl" (rd/trainer.h).
+static int is_metrics_name(const char *name) {
+    static const char *const ext[] = {".metrics.csv", ".metrics.jsonl"};
+    size_t n = strlen(name);
+    for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) {
+        size_t e = strlen(ext[k]);
+        if (n > e && strcmp(name + n - e, ext[k]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+// One run folder holds one run: before any job trains, the report and plot of an earlier run in
+// run.out_dir are removed, so a launch that is killed or fails never leaves an earlier report
+// looking like its own. A fresh run also removes every job's metrics file (other job names or
+// another metrics_format included); a resumed run keeps them: its jobs rewrite theirs whole at
+// the end. Prints one line naming what was removed (nothing when there was nothing).
+static int clear_earlier_outputs(const rd_config *cfg, int fresh, char *msg, size_t cap) {
+    const char *dir = cfg->run.out_dir;
+    char names[512] = "";
+    size_t len = 0;
+    int n = 0, rc = RD_OK;
+    char path[RD_PATH_MAX + 256];
+    // A name removed: listed (the list stops growing when it would not fit, the count goes on).
+    const char *fixed[] = {"report.json", "auc_windows.png"};
+    DIR *d = NULL;
+    for (size_t k = 0; rc == RD_OK; k++) {
+        const char *name;
+        if (k < 2) {
+            name = fixed[k];
+        } else {
+            if (!fresh)
+                break;
+            if (!d && !(d = opendir(dir))) {
+                rc = RD_ERR_IO;
+                snprintf(msg, cap, "%s: cannot list the run folder: %s", dir, strerror(errno));
+                break;
+            }
+            struct dirent *e = readdir(d);
+            if (!e)
+                break;
+            if (!is_metrics_name(e->d_name))
+                continue;
+            name = e->d_name;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        struct stat sb;
+        if (lstat(path, &sb) != 0 || (k >= 2 && !S_ISREG(sb.st_mode)))
+            continue; // absent (or a metrics-like name that is no file: not ours)
+        if (unlink(path) != 0) {
+            rc = RD_ERR_IO;
+            snprintf(msg, cap, "%s: cannot remove this output of an earlier run: %s", path,
+                     strerror(errno));
+            break;
+        }
+        n++;
+        int w = snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "", name);
+        if (w > 0 && (size_t)w < sizeof names - len)
+            len += (size_t)w;
+        else
+            names[len] = 0;
+    }
+    if (d)
+        closedir(d);
+    if (n > 0) {
+        printf("run folder %s: removed %d output%s of an earlier run: %s%s\n", dir, n,
+               n == 1 ? "" : "s", names, rc == RD_OK ? "" : " (then failed)");
+        fflush(stdout);
+    }
+    return rc;
+}
+
 // --out DIR: move run.out_dir and every path that was derived from the old one.
 static int apply_out(rd_config *cfg, const char *out, rd_errbuf *eb) {
     if (strlen(out) >= sizeof cfg->run.out_dir)
@@ -324,6 +398,9 @@ static int train_main(int argc,
             st.rc = RD_ERR_IO;
             snprintf(st.msg, sizeof st.msg, "%s: cannot create the run folder: %s",
                      cfg->run.out_dir, strerror(errno));
+        } else if ((st.rc = clear_earlier_outputs(cfg, !(resume && resume[0]), st.msg,
+                                                  sizeof st.msg)) != RD_OK) {
+            ; // st.msg names the file
         } else if (access(probe, R_OK) != 0) {
             printf("preparing the dataset at %s\n", cfg->data.dir);
             fflush(stdout);

@@ -499,6 +499,68 @@ int rd_target_log_append(rd_target_log *log, const rd_target_batch *b, rd_errbuf
 }
 
 // ---------------------------------------------------------------------------------------------
+// Dropping one job's records
+
+typedef struct drop_ctx {
+    rd_target_log *log;
+    uint64_t job;
+    uint64_t n; // records deleted by the last run of the callback
+} drop_ctx;
+
+// Delete every record whose key starts with the job's 8 bytes. Re-runnable: rd_lmdbx_write runs
+// it again from scratch after map growth, so the count restarts with it.
+static int drop_cb(MDB_txn *txn, void *vctx, rd_errbuf *eb) {
+    drop_ctx *c = vctx;
+    c->n = 0;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, c->log->dbi_targets, &cur);
+    if (rc)
+        return rc;
+    unsigned char kb[RD_TARGET_KEY_BYTES];
+    pack_key(kb, c->job, 0, 0);
+    MDB_val k = {RD_TARGET_KEY_BYTES, kb}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+        if (k.mv_size != RD_TARGET_KEY_BYTES) {
+            mdb_cursor_close(cur);
+            return bad_record(c->log, &k, "key is not 20 bytes", eb);
+        }
+        if (rd_lmdbx_get_be64(k.mv_data) != c->job)
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        c->n++;
+        // Seek again rather than rely on where a delete leaves the cursor (LMDB 0.9 differs
+        // between its last record of a page, of the tree, and an emptied tree).
+        k.mv_size = RD_TARGET_KEY_BYTES;
+        k.mv_data = kb;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
+static int
+drop_job_unguarded(rd_target_log *log, uint64_t job, uint64_t *n_dropped, rd_errbuf *eb) {
+    if (n_dropped)
+        *n_dropped = 0;
+    if (!log->writable)
+        return rd_err_set(eb, RD_ERR_ARG, "target log %s is open read-only: cannot drop records",
+                          log->path);
+    drop_ctx c = {.log = log, .job = job};
+    int rc = rd_lmdbx_write(log->env, log->max_map_size, log->path, "drop a job's targets", drop_cb,
+                            &c, eb);
+    if (rc == RD_OK && n_dropped)
+        *n_dropped = c.n;
+    return rc;
+}
+
+int rd_target_log_drop_job(rd_target_log *log, uint64_t job, uint64_t *n_dropped, rd_errbuf *eb) {
+    RD_ASSERT(log);
+    TL_GUARDED(log, eb, drop_job_unguarded(log, job, n_dropped, eb));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reads
 
 static int read_begin(rd_target_log *log, rd_errbuf *eb) {

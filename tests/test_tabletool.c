@@ -12,7 +12,7 @@
 //   - dense.bin round trip (params, optimizer slots and step, position), and refusals: flipped
 //     byte (CRC), other config hash, other slab size, a file far larger than its header says;
 //     commit replaces an older directory, prune keeps the newest N complete ones, latest ignores
-//     incomplete ones;
+//     incomplete ones, clear (a fresh run) removes every complete one and the crash leftovers;
 //   - a rewrite to --out a/b/c that fails removes the parents it created, and only those.
 #include <setjmp.h>
 #include <stdarg.h>
@@ -550,6 +550,35 @@ static void test_dense_and_dirs(void **state) {
     assert_true(stat(d15, &st) == 0 && stat(d20, &st) != 0 && stat(d30, &st) != 0);
     assert_int_equal(rd_train_ckpt_latest(root, "student", latest, sizeof latest, &eb), RD_OK);
     assert_non_null(strstr(latest, "step-000000000015"));
+    // A fresh run clears the job folder: every complete checkpoint (15 and 40 made complete
+    // here) and the hidden crash leftovers go, ascending in the list; a step-N without a
+    // MANIFEST stays (not a checkpoint); a second clear and a missing folder remove nothing.
+    char man40[450], d50[400], hidden[400];
+    snprintf(man40, sizeof man40, "%s/MANIFEST", d40);
+    f = fopen(man40, "w");
+    fputs("x", f);
+    fclose(f);
+    rd_train_ckpt_path(root, "student", 50, d50, sizeof d50);
+    assert_int_equal(rd_lmdbx_mkdir_p(d50, NULL), RD_OK);
+    snprintf(hidden, sizeof hidden, "%s/.step-000000000060.partial", jd);
+    assert_int_equal(rd_lmdbx_mkdir_p(hidden, NULL), RD_OK);
+    int64_t *gone = NULL;
+    size_t n_gone = 0;
+    assert_int_equal(rd_train_ckpt_clear(jd, &gone, &n_gone, &eb), RD_OK);
+    assert_int_equal(n_gone, 2);
+    assert_true(gone[0] == 15 && gone[1] == 40);
+    rd_free(gone);
+    assert_true(stat(d15, &st) != 0 && stat(d40, &st) != 0 && stat(hidden, &st) != 0);
+    assert_true(stat(d50, &st) == 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_latest(root, "student", latest, sizeof latest, &eb),
+                     RD_ERR_NOTFOUND);
+    assert_int_equal(rd_train_ckpt_clear(jd, &gone, &n_gone, &eb), RD_OK);
+    assert_true(n_gone == 0 && gone == NULL);
+    char nowhere[400];
+    snprintf(nowhere, sizeof nowhere, "%s/nojob", root);
+    assert_int_equal(rd_train_ckpt_clear(nowhere, &gone, &n_gone, &eb), RD_OK);
+    assert_true(n_gone == 0 && gone == NULL);
     rd_free(m.params);
     rd_free(m.opt_state);
     rd_free(z.params);

@@ -2,7 +2,8 @@
 // insertion order, pass filtering and range bounds, overwrite of a re-appended target, map
 // growth from a tiny map, RD_ERR_RANGE when the caller's arrays are too small, read-only handles
 // (also while a writer is open), header/version mismatches, corrupted records, bad input, and a
-// teacher job's sampling record (rd_target_log_put_job / _get_job).
+// teacher job's sampling record (rd_target_log_put_job / _get_job), and dropping one job's
+// records (rd_target_log_drop_job) atomically while a reader in another process watches.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -514,6 +516,133 @@ static void test_errors(void **state) {
     assert_non_null(strstr(eb.msg, "not a target log"));
 }
 
+// Records of one job in the log, from a read range with no room (RD_ERR_RANGE says how many).
+static uint64_t job_records(rd_target_log *log, uint64_t job) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    uint64_t s;
+    float l;
+    rd_target_out out = {&s, &l, NULL, NULL, NULL};
+    size_t n = 0;
+    int rc =
+        rd_target_log_read_range(log, job, 0, UINT64_MAX, RD_TARGET_ANY_PASS, &out, 0, &n, &eb);
+    assert_true(rc == RD_OK || rc == RD_ERR_RANGE);
+    return n;
+}
+
+static void append_job(rd_target_log *log, uint64_t job, uint32_t passes, size_t n) {
+    uint64_t *samples = malloc(n * sizeof *samples);
+    float *logits = malloc(n * sizeof *logits);
+    assert_non_null(samples);
+    assert_non_null(logits);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    for (uint32_t pass = 0; pass < passes; pass++) {
+        for (size_t i = 0; i < n; i++) {
+            samples[i] = i;
+            logits[i] = logit_of(job, i, pass);
+        }
+        rd_target_batch b = {n, job, pass, samples, logits, NULL, NULL};
+        assert_int_equal(rd_target_log_append(log, &b, &eb), RD_OK);
+    }
+    free(samples);
+    free(logits);
+}
+
+// A fresh teacher run drops its job's records of an earlier run: every record of that job goes
+// (all passes), the jobs whose keys sort just before and after it keep theirs, the job's sampling
+// record stays, a second drop finds nothing, and new appends land normally. A reader in another
+// process never sees a part of the job's records (one write transaction).
+static void test_drop_job(void **state) {
+    (void)state;
+    enum { N = 3000, ROUNDS = 20 };
+    char p[512];
+    log_path(p, sizeof p, "drop");
+    rd_target_log_opts o = {0, 0, 1};
+    rd_target_log *log = NULL, *ro = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_create(p, &o, &log, &eb), RD_OK);
+    // Three jobs sorted by key: the middle one is dropped.
+    uint64_t k[3] = {rd_target_job_key("a"), rd_target_job_key("b"), rd_target_job_key("c")};
+    for (int i = 1; i < 3; i++)
+        for (int j = i; j > 0 && k[j - 1] > k[j]; j--) {
+            uint64_t t = k[j];
+            k[j] = k[j - 1];
+            k[j - 1] = t;
+        }
+    uint64_t dropped = 7;
+    assert_int_equal(rd_target_log_drop_job(log, k[1], &dropped, &eb), RD_OK); // empty log
+    assert_true(dropped == 0);
+    for (int i = 0; i < 3; i++)
+        append_job(log, k[i], 3, N);
+    rd_target_job_info ji = {0.5, 1.0, 42, 1000, 0xabcdu, 1}, got;
+    assert_int_equal(rd_target_log_put_job(log, k[1], &ji, &eb), RD_OK);
+    assert_int_equal(rd_target_log_drop_job(log, k[1], &dropped, &eb), RD_OK);
+    assert_true(dropped == 3 * N);
+    assert_true(job_records(log, k[1]) == 0);
+    assert_true(job_records(log, k[0]) == 3 * N && job_records(log, k[2]) == 3 * N);
+    uint64_t count = 0;
+    assert_int_equal(rd_target_log_count(log, &count, &eb), RD_OK);
+    assert_true(count == 6 * N);
+    float l = 0;
+    assert_int_equal(rd_target_log_get(log, k[2], N - 1, 2, &l, NULL, NULL, &eb), RD_OK);
+    assert_true(l == logit_of(k[2], N - 1, 2));
+    assert_int_equal(rd_target_log_get(log, k[1], 0, 0, &l, NULL, NULL, &eb), RD_ERR_NOTFOUND);
+    assert_int_equal(rd_target_log_get_job(log, k[1], &got, &eb), RD_OK);
+    assert_true(got.salt == 42);
+    assert_int_equal(rd_target_log_drop_job(log, k[1], NULL, &eb), RD_OK);
+    append_job(log, k[1], 1, N); // the new run's records
+    assert_true(job_records(log, k[1]) == N);
+    // Read-only handles cannot drop.
+    assert_int_equal(rd_target_log_open(p, 0, NULL, &ro, &eb), RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_drop_job(ro, k[0], NULL, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "read-only"));
+    assert_non_null(strstr(eb.msg, p));
+    rd_target_log_close(ro);
+    // A reader process counts the job's records while this one drops and re-appends them: it
+    // must only ever see 0 or N (a drop split over several transactions would show between).
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        close(fds[1]);
+        rd_target_log *r = NULL;
+        rd_errbuf keb;
+        rd_errbuf_clear(&keb);
+        if (rd_target_log_open(p, 0, NULL, &r, &keb) != RD_OK)
+            _exit(2);
+        int bad = 0, done = 0;
+        while (!done) {
+            uint64_t n = job_records(r, k[1]);
+            if (n != 0 && n != N)
+                bad = 1;
+            if (job_records(r, k[0]) != 3 * N)
+                bad = 1;
+            struct timeval tv = {0, 0};
+            fd_set fs;
+            FD_ZERO(&fs);
+            FD_SET(fds[0], &fs);
+            done = select(fds[0] + 1, &fs, NULL, NULL, &tv) > 0;
+        }
+        rd_target_log_close(r);
+        _exit(bad);
+    }
+    close(fds[0]);
+    for (int round = 0; round < ROUNDS; round++) {
+        assert_int_equal(rd_target_log_drop_job(log, k[1], &dropped, &eb), RD_OK);
+        assert_true(dropped == N);
+        append_job(log, k[1], 1, N);
+    }
+    close(fds[1]); // EOF: the reader stops
+    int st = 0;
+    assert_int_equal(waitpid(kid, &st, 0), kid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    rd_target_log_close(log);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_and_ranges),
@@ -521,6 +650,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_job_sampling_record),
         cmocka_unit_test(test_open_or_create),
+        cmocka_unit_test(test_drop_job),
     };
     return cmocka_run_group_tests(tests, setup_root, teardown_root);
 }

@@ -456,6 +456,25 @@ static int drop_step(const char *job_dir, int64_t step, rd_errbuf *eb) {
     return rc == RD_OK ? rd_train_ckpt_rmtree(q, eb) : rc;
 }
 
+// Hidden leftovers of crashes (".step-N.partial", ".step-N.old", ".step-N.deleting").
+static int drop_hidden(const char *job_dir, rd_errbuf *eb) {
+    DIR *d = opendir(job_dir);
+    if (!d)
+        return errno == ENOENT ? RD_OK
+                               : rd_err_set(eb, RD_ERR_IO, "%s: %s", job_dir, strerror(errno));
+    int rc = RD_OK;
+    struct dirent *e;
+    while (rc == RD_OK && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, ".step-", 6) != 0)
+            continue;
+        char p[RD_PATH_MAX * 2];
+        snprintf(p, sizeof p, "%s/%s", job_dir, e->d_name);
+        rc = rd_train_ckpt_rmtree(p, eb);
+    }
+    closedir(d);
+    return rc;
+}
+
 int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf *eb) {
     int64_t *steps;
     size_t n;
@@ -469,20 +488,37 @@ int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf
         rc = drop_step(job_dir, steps[--n], eb);
     for (size_t i = 0; rc == RD_OK && keep >= 0 && i + (size_t)keep < n; i++)
         rc = drop_step(job_dir, steps[i], eb);
-    // Hidden leftovers of crashes (".step-N.partial", ".step-N.old", ".step-N.deleting"); the
-    // checkpoint being committed has been renamed already, so none of them is live.
-    DIR *d = rc == RD_OK ? opendir(job_dir) : NULL;
-    struct dirent *e;
-    while (d && rc == RD_OK && (e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, ".step-", 6) != 0)
-            continue;
-        char p[RD_PATH_MAX * 2];
-        snprintf(p, sizeof p, "%s/%s", job_dir, e->d_name);
-        rc = rd_train_ckpt_rmtree(p, eb);
-    }
-    if (d)
-        closedir(d);
+    // The checkpoint being committed has been renamed already, so no hidden leftover is live.
+    if (rc == RD_OK)
+        rc = drop_hidden(job_dir, eb);
     rd_free(steps);
+    return rc;
+}
+
+int rd_train_ckpt_clear(const char *job_dir, int64_t **removed, size_t *n, rd_errbuf *eb) {
+    *removed = NULL;
+    *n = 0;
+    int64_t *steps;
+    size_t ns;
+    int rc = list_steps(job_dir, &steps, &ns, eb);
+    if (rc == RD_ERR_NOTFOUND)
+        return RD_OK;
+    size_t k = 0;
+    // Newest first: a crash midway leaves the older ones, never a gap under a newer one that
+    // a later `--resume <root>` could mistake for this run's latest.
+    while (rc == RD_OK && k < ns && (rc = drop_step(job_dir, steps[ns - 1 - k], eb)) == RD_OK)
+        k++;
+    if (rc == RD_OK)
+        rc = drop_hidden(job_dir, eb);
+    for (size_t i = 0; i < k; i++) // removed ones, ascending
+        steps[i] = steps[ns - k + i];
+    *n = k;
+    if (k)
+        *removed = steps;
+    else
+        rd_free(steps);
+    if (rc != RD_OK)
+        rd_err_prefix(eb, "removing the earlier checkpoints of %s: ", job_dir);
     return rc;
 }
 

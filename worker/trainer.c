@@ -965,6 +965,19 @@ static int distill_open_log(rd_trainer *tr, rd_errbuf *eb) {
                 rc = RD_OK;
             }
         }
+        // A teacher run that does not resume starts its own records: the ones an earlier run of
+        // this job name left (passes this run may never write) would otherwise reach a replaying
+        // student as this teacher's. One write transaction: a reader sees all of them or none;
+        // other jobs' records (another teacher of this launch sharing the log) are untouched.
+        if (rc == RD_OK && !tr->resume_dir[0]) {
+            uint64_t dropped = 0;
+            rc = rd_target_log_drop_job(tr->tlog, key, &dropped, eb);
+            if (rc == RD_OK && dropped > 0) {
+                printf("[%s] target log %s: removed %llu targets of an earlier run of job '%s'\n",
+                       tr->job->name, path, (unsigned long long)dropped, tr->job->name);
+                fflush(stdout);
+            }
+        }
         // How this teacher sampled its records, and on which dataset: a student replaying the
         // log alone needs it to tell the records the teacher never trained on (no target by
         // design) from lost ones, and to refuse a log of other data.
@@ -1768,6 +1781,40 @@ static int all_workers_ready(rd_trainer *tr, int rc, rd_errbuf *eb) {
                       "nothing was trained");
 }
 
+// A run that does not resume starts its own timeline: job rank 0 removes every checkpoint an
+// earlier run left in <checkpoint root>/<job> (one folder holds one timeline), so
+// checkpoint_keep counts only this run's and none of the earlier ones can be resumed as if it
+// were this run's. --resume keeps them (retention drops the ones above its step).
+static int fresh_timeline(rd_trainer *tr, rd_errbuf *eb) {
+    if (!tr->ckpt_root[0] || tr->comm->job_rank != 0)
+        return RD_OK;
+    char jdir[RD_PATH_MAX + 64];
+    snprintf(jdir, sizeof jdir, "%s/%s", tr->ckpt_root, tr->job->name);
+    int64_t *steps = NULL;
+    size_t n = 0;
+    int rc = rd_train_ckpt_clear(jdir, &steps, &n, eb);
+    if (n > 0) {
+        // One line: how many, and the first and last steps (a long timeline stays one line).
+        char list[160] = "";
+        size_t len = 0;
+        for (size_t i = 0; i < n && len < sizeof list - 40; i++) {
+            if (n > 6 && i == 3) {
+                len += (size_t)snprintf(list + len, sizeof list - len, ", ...");
+                i = n - 2;
+                continue;
+            }
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%lld", i ? ", " : "",
+                                    (long long)steps[i]);
+        }
+        printf("[%s] removed %zu checkpoint%s of an earlier run from %s (step %s)%s\n",
+               tr->job->name, n, n == 1 ? "" : "s", jdir, list,
+               rc == RD_OK ? "" : "; then removing failed");
+        fflush(stdout);
+    }
+    rd_free(steps);
+    return rc;
+}
+
 // Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
 // job's PS tables and the server's step (rd_kv_load) and tells the others the outcome; then every
 // rank takes the checkpoint's step as its own. No rank pulls before the broadcast.
@@ -1987,9 +2034,10 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     tr->planned = (uint64_t)cfg->train.epochs * (batch.end - batch.begin) + (wend.end - batch.end);
     tr->t_progress = now_s();
     int mode = cfg->train.order == RD_ORDER_USER ? RD_PART_USER : RD_PART_STRIDED;
-    // Resume, then open the target logs, each step agreed by every worker of the launch: a
-    // launch that fails here has written nothing (a target log it created is removed again).
-    int rc = tr->resume_dir[0] ? resume(tr, eb) : RD_OK;
+    // Resume (or, for a fresh run, remove the job's earlier checkpoints), then open the target
+    // logs, each step agreed by every worker of the launch: a launch that fails here has
+    // trained nothing (a target log it created is removed again).
+    int rc = tr->resume_dir[0] ? resume(tr, eb) : fresh_timeline(tr, eb);
     if ((rc = all_workers_ready(tr, rc, eb)) == RD_OK) {
         rc = distill_logs(tr, eb);
         if ((rc = all_workers_ready(tr, rc, eb)) != RD_OK && tr->tlog_created) {

@@ -10,6 +10,7 @@
 //   rd_target_out, rd_target_log_read_range()  sample-id range -> arrays
 //   rd_target_log_get()                one (job, sample, pass)
 //   rd_target_log_count()              records in the log
+//   rd_target_log_drop_job()           delete every record of one job (a fresh teacher run)
 //   rd_target_job_info, rd_target_log_put_job() / _get_job()   how a teacher job sampled
 //
 // On disk: an LMDB env (data.mdb, lock.mdb) with two named databases. "meta" holds the header
@@ -116,6 +117,19 @@ typedef struct rd_target_batch {
  *         RD_ERR_LMDB, RD_ERR_NOMEM
  */
 int rd_target_log_append(rd_target_log *log, const rd_target_batch *b, rd_errbuf *eb);
+
+/**
+ * Delete every target record of `job` (all samples and passes) in one write transaction, so a
+ * reader sees either all of them or none; the records of other jobs and the job's sampling record
+ * (rd_target_log_put_job) are kept. A teacher run that is not a resume calls it before its first
+ * append, so the log never mixes its targets with an earlier run's of the same job name. Safe
+ * while other processes append other jobs' records (LMDB serialises write transactions).
+ * @param[out] n_dropped  may be NULL; the number of records deleted
+ * @return RD_OK (also when the job has no record), RD_ERR_ARG (read-only handle), RD_ERR_FULL
+ *         (map at its cap, disk full, or more deletions than one LMDB transaction holds: nothing
+ *         deleted), RD_ERR_CORRUPT (a key of the wrong size), RD_ERR_LMDB
+ */
+int rd_target_log_drop_job(rd_target_log *log, uint64_t job, uint64_t *n_dropped, rd_errbuf *eb);
 
 /** Outputs of a range read (caller-owned arrays of `cap` entries; NULL = not wanted, except
  *  samples and logits). */

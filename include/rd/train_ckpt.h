@@ -11,6 +11,7 @@
 //   rd_train_ckpt_commit()     rename a finished ".partial" directory into place (atomic)
 //   rd_train_ckpt_prune()      keep the newest `keep` complete checkpoints of a job
 //   rd_train_ckpt_latest()     the newest complete checkpoint of a job
+//   rd_train_ckpt_clear()      remove every checkpoint of a job (a run that does not resume)
 //   rd_train_ckpt_rmtree()     rm -r (tools, retention)
 //
 // Layout (ps.checkpoint_dir = root):
@@ -113,6 +114,19 @@ int rd_train_ckpt_commit(const char *partial, const char *final, rd_errbuf *eb);
  *  (.step-N.partial / .old / .deleting). step-N directories without a MANIFEST are left alone.
  *  @return RD_OK or RD_ERR_IO */
 int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf *eb);
+
+/**
+ * Remove every complete checkpoint (step-N with a MANIFEST) of the job folder and the hidden
+ * crash leftovers (.step-N.partial / .old / .deleting): a run that does not resume starts its own
+ * timeline, so checkpoint_keep counts only its checkpoints and none of an earlier run in the
+ * folder can be resumed by mistake. Each one is renamed to .step-N.deleting before it is removed
+ * (never a half-removed step-N), newest first. step-N directories without a MANIFEST are left
+ * alone, like rd_train_ckpt_prune does; a missing folder is fine.
+ * @param[out] removed  the steps removed, ascending (NULL when none); free with rd_free
+ * @param[out] n        how many
+ * @return RD_OK or RD_ERR_IO (*removed / *n then list what was removed before the failure)
+ */
+int rd_train_ckpt_clear(const char *job_dir, int64_t **removed, size_t *n, rd_errbuf *eb);
 
 /** The newest complete checkpoint of <root>/<job> into out.
  *  @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_RANGE */

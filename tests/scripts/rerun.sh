@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# rerun.sh — a run into a folder that an earlier run used replaces that run's outputs; nothing of
+# the earlier run remains looking like part of the new one (docs/reliability.md, run folder
+# rules):
+#  - every launch (fresh or --resume) removes the earlier report.json and auc_windows.png before
+#    any job trains, so a failed launch shows no report; a fresh one also removes every
+#    <job>.metrics.<csv|jsonl> (other job names too), a resumed one keeps them; other files stay;
+#  - a fresh run removes every earlier checkpoint of its jobs: its checkpoint folders list exactly
+#    what a run into a clean folder lists (the earlier run checkpointed at other, lower steps);
+#  - a fresh live teacher drops its job's earlier records from the target log: a replay after the
+#    rerun finds only the new teacher's targets and reports the same missing count as in a clean
+#    folder.
+#
+#   bash tests/scripts/rerun.sh build/recdistill
+set -u
+RD="$(realpath "${1:?usage: rerun.sh path/to/recdistill}")"
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+TMP="$(mktemp -d /tmp/rd_test_rerun_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+run() { timeout 300 "$MPIEXEC" "$@"; }
+cd "$TMP" || exit 1
+
+# Run 1: a teacher (mlp [16], 3 epochs, a checkpoint every 20 steps) and its distilled student.
+cat > t3.yaml <<YAML
+run: {name: tl, seed: 7}
+cluster:
+  ps_ranks: 1
+  jobs:
+    - {name: teacher, role: teacher, model: teacher}
+    - {name: student, role: student, model: student, distill: true}
+data:
+  source: synthetic
+  dir: $TMP/data
+  history_max: 8
+  synthetic: {events: 4000, users: 40, items: 200, topics: 4, dim: 4}
+  split: {batch_fraction: 0.7, holdout_fraction: 0.1, stream_windows: 2}
+ps:
+  checkpoint_every: 20
+  checkpoint_keep: 100
+  tables:
+    - {name: t_emb, dim: 8}
+    - {name: s_emb, dim: 4}
+models:
+  - name: teacher
+    features:
+      - {field: user, table: t_emb}
+      - {field: item, table: t_emb}
+    seq: {kind: mean, length: 8}
+    mlp: [16]
+  - name: student
+    features:
+      - {field: user, table: s_emb}
+      - {field: item, table: s_emb}
+    mlp: [8]
+    two_towers: true
+    tower: [4]
+train: {batch_size: 64, epochs: 3}
+output: {plot: true, progress_every_s: 0}
+YAML
+# Run 2: another teacher (mlp [32]), 1 epoch, only the final checkpoint.
+sed -e 's/epochs: 3}/epochs: 1}/' -e 's/mlp: \[16\]/mlp: [32]/' \
+    -e 's/checkpoint_every: 20/checkpoint_every: 0/' t3.yaml > t1.yaml
+# The student alone, 3 epochs, replaying the teacher's target log.
+grep -v "name: teacher, role: teacher" t3.yaml |
+    sed -e 's/distill: true}/distill: true, teacher: teacher}/' \
+        -e 's/^output:/distill: {replay: true}\noutput:/' > replay.yaml
+grep -q "replay: true" replay.yaml && grep -q "mlp: \[32\]" t1.yaml || fail "could not write the configs"
+targets() { # $1 = run folder: the "missing" and "replayed" counts of its report
+    python3 -c "import json,sys;t=json.load(open(sys.argv[1]+'/report.json'))['targets'];print(t['missing'],t['replayed'])" "$1"
+}
+
+run -n 3 "$RD" train t3.yaml --out R >R1.out 2>err || fail "run 1: $(cat err)"
+for f in report.json auc_windows.png teacher.metrics.csv student.metrics.csv; do
+    [ -f "R/$f" ] || fail "run 1 wrote no $f: $(ls R)"
+done
+[ "$(ls R/ckpt/student | wc -l)" -ge 3 ] || fail "run 1 checkpoints: $(ls R/ckpt/student)"
+# Files of other runs in the folder: another job's metrics (removed by a fresh run) and files
+# that only look alike (kept).
+echo old > R/gone.metrics.jsonl
+echo keep > R/notes.txt
+echo keep > R/student.metrics.csv.bak
+mkdir R/dir.metrics.csv
+
+# --- 06: a launch that fails before training shows no earlier report --------------------------
+# A resume: the report and the plot go, the metrics stay (a resumed run rewrites its own).
+run -n 3 "$RD" train t3.yaml --out R --resume nowhere >o 2>e && fail "a resume from nowhere succeeded"
+grep -q "no complete checkpoint" e || fail "resume from nowhere: $(cat e)"
+[ ! -e R/report.json ] && [ ! -e R/auc_windows.png ] || fail "a failed resume left the earlier report: $(ls R)"
+[ -f R/student.metrics.csv ] && [ -f R/gone.metrics.jsonl ] || fail "a resume removed metrics: $(ls R)"
+grep -q "run folder R: removed 2 outputs of an earlier run: report.json, auc_windows.png" o ||
+    fail "no line saying what the resume removed: $(cat o)"
+# A fresh launch that fails (its target log path is a file): every job's metrics go too.
+run -n 3 "$RD" train t3.yaml --out F >/dev/null 2>err || fail "run F: $(cat err)"
+mv F/targets F/targets.d && echo x > F/targets && echo old > F/other.metrics.csv
+run -n 3 "$RD" train t3.yaml --out F >o 2>e && fail "a run with a file as its target log succeeded"
+grep -q "targets" e || fail "target log file: $(cat e)"
+grep -q "run folder F: removed .* outputs of an earlier run: report.json, auc_windows.png, " o ||
+    fail "no line saying what was removed: $(cat o)"
+ls F | grep -Eq '^report\.json$|\.metrics\.|\.png$' && fail "a failed fresh run left earlier outputs: $(ls F)"
+
+# --- 08 + 09: a fresh rerun replaces the checkpoints and the teacher's targets ------------------
+run -n 3 "$RD" train t1.yaml --out C >C.out 2>err || fail "clean run: $(cat err)"
+run -n 3 "$RD" train t1.yaml --out R >R2.out 2>err || fail "rerun: $(cat err)"
+for j in teacher student; do
+    [ "$(ls R/ckpt/$j)" = "$(ls C/ckpt/$j)" ] ||
+        fail "job $j: the rerun's checkpoints are $(ls R/ckpt/$j | tr '\n' ' '), a clean run's $(ls C/ckpt/$j | tr '\n' ' ')"
+    grep -Eq "^\[$j\] removed [0-9]+ checkpoints of an earlier run from R/ckpt/$j \(step " R2.out ||
+        fail "no line saying which checkpoints of $j were removed: $(cat R2.out)"
+done
+grep -q "run folder R: removed 3 outputs of an earlier run: .*gone.metrics.jsonl" R2.out || fail "removed outputs: $(cat R2.out)"
+[ ! -e R/gone.metrics.jsonl ] || fail "another job's metrics file stayed: $(ls R)"
+[ -f R/notes.txt ] && [ -f R/student.metrics.csv.bak ] && [ -d R/dir.metrics.csv ] ||
+    fail "a file that is no metrics file was removed: $(ls R)"
+[ -f R/report.json ] && [ -f R/student.metrics.csv ] || fail "the rerun wrote no report: $(ls R)"
+run -n 2 "$RD" train replay.yaml --out R >/dev/null 2>err || fail "replay in R: $(cat err)"
+run -n 2 "$RD" train replay.yaml --out C >/dev/null 2>err || fail "replay in C: $(cat err)"
+tr_r=$(targets R) tr_c=$(targets C)
+[ "${tr_c%% *}" -gt 0 ] || fail "a 3-epoch replay of a 1-epoch teacher misses nothing: $tr_c"
+[ "$tr_r" = "$tr_c" ] || fail "replay after a rerun (missing, replayed) $tr_r, in a clean folder $tr_c"
+[ ! -e R/teacher.metrics.csv ] || fail "the replay kept the earlier teacher's metrics: $(ls R)"
+grep -Eq "^\[teacher\] target log R/targets: removed [0-9]+ targets of an earlier run of job 'teacher'" R2.out ||
+    fail "no line saying which targets were removed: $(cat R2.out)"
+echo "rerun.sh: ok"
