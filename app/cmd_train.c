@@ -193,9 +193,10 @@ static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
     return rc;
 }
 
-// A metrics file of some job: "<job>.metrics.csv" or "<job>.metrics.jsonl" (rd/trainer.h).
+// A per-job output file of some job: "<job>.metrics.csv" or "<job>.metrics.jsonl", and the
+// target counters "<job>.targets.json" (rd/trainer.h).
 static int is_metrics_name(const char *name) {
-    static const char *const ext[] = {".metrics.csv", ".metrics.jsonl"};
+    static const char *const ext[] = {".metrics.csv", ".metrics.jsonl", ".targets.json"};
     size_t n = strlen(name);
     for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) {
         size_t e = strlen(ext[k]);
@@ -207,9 +208,9 @@ static int is_metrics_name(const char *name) {
 
 // One run folder holds one run: before any job trains, the report and plot of an earlier run in
 // run.out_dir are removed, so a launch that is killed or fails never leaves an earlier report
-// looking like its own. A fresh run also removes every job's metrics file (other job names or
-// another metrics_format included); a resumed run keeps them: its jobs rewrite theirs whole at
-// the end. Prints one line naming what was removed (nothing when there was nothing).
+// looking like its own. A fresh run also removes every job's metrics and targets file (other
+// job names or another metrics_format included); a resumed run keeps them: its jobs rewrite theirs
+// whole at the end. Prints one line naming what was removed (nothing when there was nothing).
 static int clear_earlier_outputs(const rd_config *cfg, int fresh, char *msg, size_t cap) {
     const char *dir = cfg->run.out_dir;
     char names[512] = "";

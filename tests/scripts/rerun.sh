@@ -109,7 +109,9 @@ for j in teacher student; do
     grep -Eq "^\[$j\] removed [0-9]+ checkpoints of an earlier run from R/ckpt/$j \(step " R2.out ||
         fail "no line saying which checkpoints of $j were removed: $(cat R2.out)"
 done
-grep -q "run folder R: removed 3 outputs of an earlier run: .*gone.metrics.jsonl" R2.out || fail "removed outputs: $(cat R2.out)"
+grep -q "run folder R: removed [0-9]* outputs of an earlier run: .*gone.metrics.jsonl" R2.out || fail "removed outputs: $(cat R2.out)"
+grep -q "run folder R: removed [0-9]* outputs of an earlier run: .*student.targets.json" R2.out ||
+    fail "the earlier targets.json were not removed: $(cat R2.out)"
 [ ! -e R/gone.metrics.jsonl ] || fail "another job's metrics file stayed: $(ls R)"
 [ -f R/notes.txt ] && [ -f R/student.metrics.csv.bak ] && [ -d R/dir.metrics.csv ] ||
     fail "a file that is no metrics file was removed: $(ls R)"
