@@ -390,8 +390,8 @@ static const ck_key distill_keys[] = {
     K_FLT(rd_distill_config, "bias", bias, 0, 1e3, 0, "0"),
     K_INT(rd_distill_config, "start_window", start_window, -1, 1e6, 0, "-1"),
     K_INT(rd_distill_config, "start_epoch", start_epoch, 0, 1e6, 0, "0"),
-    K_INT(rd_distill_config, "max_in_flight", max_in_flight, 1, 1e6, 0, "8"),
-    K_INT(rd_distill_config, "batch", batch, 1, 1 << 24, 0, "1024"),
+    K_INT(rd_distill_config, "max_in_flight", max_in_flight, 1, 65536, 0, "8"),
+    K_INT(rd_distill_config, "batch", batch, 1, 1 << 20, 0, "1024"),
     K_INT(rd_distill_config, "wait_ms", wait_ms, 0, 1e7, 0, "2000"),
     K_STR(rd_distill_config, "target_log", target_log, 0, NULL), // resolved: <out>/targets
     K_BOOL(rd_distill_config, "replay", replay, "false"),
@@ -2003,6 +2003,16 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
     if (cfg->distill.start_epoch > 0 && cfg->distill.start_epoch >= cfg->train.epochs)
         return verr(v, "distill.start_epoch", "%d is not a batch epoch (train.epochs is %d)",
                     cfg->distill.start_epoch, cfg->train.epochs);
+    // A student holds a join table of 8 entries (32 bytes each) per target a teacher rank may
+    // have in flight, and receive buffers for all of them: bound what that can cost.
+    if ((int64_t)cfg->distill.max_in_flight * cfg->distill.batch > RD_DISTILL_MAX_IN_FLIGHT)
+        return verr(v, "distill.batch",
+                    "max_in_flight %d x batch %d = %lld targets in flight per teacher rank, above "
+                    "%d (a student would hold about %lld MB per teacher rank to join them)",
+                    cfg->distill.max_in_flight, cfg->distill.batch,
+                    (long long)cfg->distill.max_in_flight * cfg->distill.batch,
+                    RD_DISTILL_MAX_IN_FLIGHT,
+                    (long long)cfg->distill.max_in_flight * cfg->distill.batch * 8 * 32 >> 20);
     if (cfg->distill.start_window >= sp->stream_windows)
         return verr(v, "distill.start_window", "%d is not a stream window (there are %d)",
                     cfg->distill.start_window, sp->stream_windows);

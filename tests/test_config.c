@@ -828,6 +828,14 @@ static void test_errors_cross(void **state) {
     expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
                  "models:\n  - name: m\n    seq: {with_labels: false}\n",
                  "t.yaml:5:5: models[0].features: model 'm' has no input", NULL);
+    // Targets in flight per teacher rank are bounded (the student's join table grows with them).
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                 "models:\n  - {name: m, features: [{field: item, table: e}]}\n"
+                 "distill:\n  max_in_flight: 64\n  batch: 65536\n",
+                 "t.yaml:11:10: distill.batch: max_in_flight 64 x batch 65536 = 4194304 targets in "
+                 "flight per teacher rank, above 1048576",
+                 NULL);
     // distill.bias below 0 would make the calibration f exceed 1: refused where it is written.
     expect_error("distill:\n  bias: -1\n",
                  "t.yaml:2:9: distill.bias: value -1 out of range [0, 1000]", NULL);

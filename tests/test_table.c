@@ -60,6 +60,15 @@ static void test_create_errors(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_table_create(&tc, 0, 1, &t, &eb), RD_ERR_CONFIG);
     assert_non_null(strstr(eb.msg, "optimizer"));
+    // A capacity beyond the node's memory is refused at once, not allocated chunk by chunk.
+    tc = make_cfg("huge", 64, RD_OPT_ADAM);
+    tc.capacity = (uint64_t)1 << 40;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_table_create(&tc, 0, 1, &t, &eb), RD_ERR_NOMEM);
+    assert_null(t);
+    assert_non_null(
+        strstr(eb.msg, "table huge: the initial capacity of 1099511627776 rows needs "));
+    assert_non_null(strstr(eb.msg, "GiB, more than this node's"));
     rd_table_destroy(NULL);
 }
 

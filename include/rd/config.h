@@ -470,6 +470,10 @@ static inline int rd_tokens_side_width(const rd_tokens_config *t) {
 // ---------------------------------------------------------------------------------------------
 // distill:
 
+/** Most targets one teacher rank may have in flight to a student (distill.max_in_flight x
+ *  distill.batch): the student's join table costs about 256 bytes per such target. */
+#define RD_DISTILL_MAX_IN_FLIGHT (1 << 20)
+
 typedef struct rd_distill_config {
     float alpha;       // weight of the distillation BCE in the aux tower, >= 0; default 1
     float temperature; // tau > 0 (1 = plain BCE against sigmoid(z_t)); default 1
@@ -485,8 +489,9 @@ typedef struct rd_distill_config {
     int start_epoch;   // with start_window -1: first batch epoch whose targets are used (the
                        // teacher's logits of its earlier passes come from a less trained
                        // teacher); < train.epochs; default 0
-    int max_in_flight; // target messages in flight per sender, >= 1; default 8
-    int batch;         // targets per message, 1..2^24; default 1024
+    int max_in_flight; // target messages in flight per sender, 1..65536; default 8
+    int batch;         // targets per message, 1..2^20 (and max_in_flight x batch <= 2^20,
+                       // RD_DISTILL_MAX_IN_FLIGHT); default 1024
     int wait_ms;       // bounded wait for a late target, 0..1e7 ms; default 2000
     char target_log[RD_PATH_MAX]; // LMDB target log; default "<run.out_dir>/targets"
     int replay;         // 1 = read targets from target_log instead of a live teacher (needs a job
