@@ -204,7 +204,10 @@ static int apply_out(rd_config *cfg, const char *out, rd_errbuf *eb) {
         if (strncmp(paths[k], old, ol) == 0 && paths[k][ol] == '/')
             paths[k][0] = 0;
     snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", out);
-    return rd_config_resolve(cfg, eb);
+    int rc = rd_config_resolve(cfg, eb);
+    // The paths derived from the new folder must fit their limits too (checkpoint folders with
+    // the job names, the dataset's temporary folder), before anything is made.
+    return rc == RD_OK ? rd_config_validate(cfg, eb) : rc;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1876,6 +1876,34 @@ static int check_models(const rd_config *cfg, const vctx *v) {
     return RD_OK;
 }
 
+// Every path the run derives must fit its limit (rd/config.h), said here rather than when the
+// path is first made: a checkpoint folder is often made only after the whole training. The
+// other derived paths fit by construction: metrics and report files have buffers for the
+// longest run.out_dir and job name (static assertions in worker/), and their temporary names,
+// the token store's shards and the target log's partial folders have 4 KiB.
+static int check_derived_paths(const rd_config *cfg, const vctx *v) {
+    // Each job's partial folder, "<dir>/<job>/.step-NNNNNNNNNNNN.partial" (rd_kv_save).
+    static const char partial[] = "/.step-000000000000.partial";
+    const rd_cluster_config *cl = &cfg->cluster;
+    for (int i = 0; i < cl->n_jobs; i++) {
+        const char *job = cl->jobs[i].name;
+        size_t n = strlen(cfg->ps.checkpoint_dir) + 1 + strlen(job) + sizeof partial - 1;
+        if (n > RD_CKPT_PARTIAL_MAX)
+            return verr(v, "ps.checkpoint_dir",
+                        "job '%s' checkpoints into '%s/%s%s', %zu bytes: longer than the limit "
+                        "of %d bytes; shorten ps.checkpoint_dir (or run.out_dir) or the job name",
+                        job, cfg->ps.checkpoint_dir, job, partial, n, RD_CKPT_PARTIAL_MAX);
+    }
+    size_t n = strlen(cfg->data.dir);
+    if (n > RD_DATA_DIR_MAX)
+        return verr(v, "data.dir",
+                    "'%s' is %zu bytes: longer than the limit of %d bytes, which leaves room for "
+                    "the temporary folder '%s.tmp-<pid>.<host>' the dataset is built in; shorten "
+                    "data.dir (or run.out_dir)",
+                    cfg->data.dir, n, RD_DATA_DIR_MAX, cfg->data.dir);
+    return RD_OK;
+}
+
 static int validate_impl(const rd_config *cfg, const vctx *v) {
     char path[256] = "";
     char p[128];
@@ -2024,7 +2052,7 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
                         j->name, mc->name);
         }
     }
-    return RD_OK;
+    return check_derived_paths(cfg, v);
 }
 
 int rd_config_validate(const rd_config *cfg, rd_errbuf *eb) {

@@ -440,8 +440,12 @@ int rd__builder_create(const rd_data_config *dc,
     *out = NULL;
     if (!dc->dir[0])
         return rd_err_set(eb, RD_ERR_CONFIG, "data.dir: the dataset folder is not set");
-    if (strlen(dc->dir) + 32 >= RD_PATH_MAX)
-        return rd_err_set(eb, RD_ERR_CONFIG, "data.dir: path too long: %s", dc->dir);
+    if (strlen(dc->dir) > RD_DATA_DIR_MAX)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "data.dir %s: %zu bytes, longer than the limit of %d bytes, which "
+                          "leaves room for the temporary folder %s.tmp-<pid>.<host> the dataset "
+                          "is built in",
+                          dc->dir, strlen(dc->dir), RD_DATA_DIR_MAX, dc->dir);
     const rd_split_config *sp = &dc->split;
     if (!(sp->batch_fraction > 0 && sp->batch_fraction < 1) || !(sp->holdout_fraction >= 0) ||
         sp->batch_fraction + sp->holdout_fraction >= 1 || sp->stream_windows < 1 ||

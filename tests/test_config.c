@@ -324,17 +324,19 @@ static void test_entry_defaults_and_resolve(void **state) {
     // A distilled student joins the first teacher; a sequence branch takes the item's table.
     expect_ok("cluster:\n  jobs:\n"
               "    - {name: t1, role: teacher, model: m}\n"
-              "    - {name: t2, role: teacher, model: m}\n"
+              "    - {name: t2, role: teacher, model: m2}\n"
               "    - {name: s, role: student, model: s, distill: true}\n"
               "ps:\n  tables:\n    - {name: e, dim: 8}\n    - {name: e2, dim: 4}\n"
+              "    - {name: e3, dim: 8}\n"
               "models:\n"
               "  - name: m\n    features:\n      - {field: user, table: e}\n"
+              "  - name: m2\n    features:\n      - {field: user, table: e3}\n"
               "  - name: s\n    features:\n      - {field: item, table: e2}\n"
               "    seq: {kind: mean}\n    two_towers: true\n",
               c);
     assert_string_equal(c->cluster.jobs[2].teacher, "t1");
     assert_string_equal(c->cluster.jobs[0].teacher, "");
-    assert_string_equal(c->models[1].seq.table, "e2");
+    assert_string_equal(c->models[2].seq.table, "e2");
     assert_string_equal(c->models[0].seq.table, ""); // kind none: untouched
     free(c);
 }
@@ -1291,6 +1293,37 @@ static void test_validate_struct(void **state) {
     c->data.dir[0] = '\0';
     assert_int_equal(rd_config_resolve(c, &eb), RD_ERR_CONFIG);
     assert_non_null(strstr(eb.msg, "data.dir: derived path"));
+    // Every derived path is checked against its own limit, with the path and its length named:
+    // the checkpoint folder with the job name (trained to the end, then refused at the final
+    // checkpoint before), and data.dir, which leaves room for its temporary folder.
+    build_valid(c);
+    char dir[RD_PATH_MAX];
+    size_t jl = strlen(c->cluster.jobs[0].name);
+    size_t dl = RD_CKPT_PARTIAL_MAX - jl - strlen("/.step-000000000000.partial") - 1;
+    memset(dir, 'c', dl);
+    dir[0] = '/';
+    dir[dl] = '\0';
+    memcpy(c->ps.checkpoint_dir, dir, dl + 1);
+    assert_int_equal(rd_config_validate(c, &eb), RD_OK); // exactly at the limit
+    c->ps.checkpoint_dir[dl] = 'c';
+    c->ps.checkpoint_dir[dl + 1] = '\0';
+    expect_invalid(c, "ps.checkpoint_dir: job 'w' checkpoints into '/ccc");
+    assert_int_equal(rd_config_validate(c, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "/w/.step-000000000000.partial'"));
+    char lim[96];
+    snprintf(lim, sizeof lim, "%d bytes: longer than the limit of %d bytes",
+             RD_CKPT_PARTIAL_MAX + 1, RD_CKPT_PARTIAL_MAX);
+    assert_non_null(strstr(eb.msg, lim));
+    build_valid(c);
+    memset(c->data.dir, 'd', RD_DATA_DIR_MAX);
+    c->data.dir[0] = '/';
+    c->data.dir[RD_DATA_DIR_MAX] = '\0';
+    assert_int_equal(rd_config_validate(c, &eb), RD_OK);
+    c->data.dir[RD_DATA_DIR_MAX] = 'd';
+    c->data.dir[RD_DATA_DIR_MAX + 1] = '\0';
+    expect_invalid(c, "data.dir: '/ddd");
+    assert_int_equal(rd_config_validate(c, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, ".tmp-<pid>.<host>"));
     free(c);
 }
 
