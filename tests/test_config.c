@@ -707,6 +707,38 @@ static void test_errors_cross(void **state) {
         assert_string_equal(c->run.name, "a..b.");
         free(c);
     }
+    // One table, one writer: two jobs of a launch naming one table (a feature's, or a history
+    // branch's) are refused with the table and both jobs named.
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: a, role: student, model: m1}\n"
+                 "    - {name: b, role: student, model: m2}\n"
+                 "ps:\n  tables:\n    - {name: emb, dim: 4}\n    - {name: own, dim: 4}\n"
+                 "models:\n"
+                 "  - name: m1\n    features:\n      - {field: user, table: emb}\n"
+                 "  - name: m2\n    features:\n      - {field: user, table: own}\n"
+                 "      - {field: item, table: emb}\n",
+                 "t.yaml:4:39: cluster.jobs[1].model: table 'emb' is used by job 'a' (model 'm1') "
+                 "and job 'b' (model 'm2')",
+                 "init_as");
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: a, role: student, model: m}\n"
+                 "    - {name: b, role: student, model: m}\n"
+                 "ps:\n  tables:\n    - {name: emb, dim: 4}\n"
+                 "models:\n  - name: m\n    features:\n      - {field: user, table: emb}\n",
+                 "t.yaml:4:39: cluster.jobs[1].model: table 'emb' is used by job 'a' (model 'm') "
+                 "and job 'b' (model 'm')",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: a, role: student, model: m1}\n"
+                 "    - {name: b, role: student, model: m2}\n"
+                 "ps:\n  tables:\n    - {name: e1, dim: 4}\n    - {name: e2, dim: 4}\n"
+                 "    - {name: hist, dim: 4}\n"
+                 "models:\n"
+                 "  - name: m1\n    features:\n      - {field: user, table: e1}\n"
+                 "    seq: {kind: mean, table: hist}\n"
+                 "  - name: m2\n    features:\n      - {field: user, table: e2}\n"
+                 "    seq: {kind: mean, table: hist}\n",
+                 "t.yaml:4:39: cluster.jobs[1].model: table 'hist' is used by job 'a'", NULL);
     // Job checks.
     expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: zz}\n",
                  "t.yaml:3:39: cluster.jobs[0].model: no model named 'zz' in models", NULL);

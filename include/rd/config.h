@@ -570,9 +570,9 @@ int rd_config_parse_string(
 
 /** Range checks of every field (as the loader does) and cross-field checks: unique job, model,
  *  table and field names; jobs' models and models' tables exist; a distilled student's teacher is
- *  a teacher job; at least one job; split fractions; csv columns exist; every
- *  derived path (checkpoint folders with the job names, the dataset's temporary folder) fits its
- *  limit (RD_CKPT_PARTIAL_MAX, RD_DATA_DIR_MAX);
+ *  a teacher job; at least one job; split fractions; csv columns exist; no PS table is used by
+ *  two jobs; every derived path (checkpoint folders with the job names, the dataset's temporary
+ *  folder) fits its limit (RD_CKPT_PARTIAL_MAX, RD_DATA_DIR_MAX);
  *  ...
  *  @param[out] eb  "key.path: problem" (the loader adds file:line:col)
  *  @return RD_OK or RD_ERR_CONFIG. */
