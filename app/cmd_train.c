@@ -38,6 +38,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +126,62 @@ static int mkdir_p(const char *path) {
         }
     }
     return mkdir(buf, 0775) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+// Can the run make `path` (a folder) and write in it? Probed on the deepest folder that exists on
+// the way to it (`path` itself when it exists), by creating and removing a file there, so that a
+// read-only mount, a full quota or another owner's folder fails the launch now rather than at its
+// first checkpoint or metrics write, after the whole training; nothing is left. An entry on the
+// way that is not a folder (`--out F` with F a regular file) is said as such. `what` names the
+// folder in the message ("run folder"). 0, or -1 with the message in msg.
+static int probe_folder(const char *what, const char *path, char *msg, size_t cap) {
+    char dir[RD_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    struct stat st;
+    while (stat(dir, &st) != 0) {
+        char *s = strrchr(dir, '/');
+        if ((errno != ENOENT && errno != ENOTDIR) || strcmp(dir, ".") == 0 ||
+            strcmp(dir, "/") == 0) {
+            snprintf(msg, cap, "%s %s: %s: %s", what, path, dir, strerror(errno));
+            return -1;
+        }
+        if (!s)
+            snprintf(dir, sizeof dir, ".");
+        else if (s == dir)
+            s[1] = '\0';
+        else
+            *s = '\0';
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        if (strcmp(dir, path) == 0)
+            snprintf(msg, cap, "%s %s is not a folder", what, path);
+        else
+            snprintf(msg, cap, "%s %s: %s is not a folder", what, path, dir);
+        return -1;
+    }
+    char probe[RD_PATH_MAX + 64];
+    snprintf(probe, sizeof probe, "%s/.recdistill-probe.%ld", dir, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(msg, cap, "%s %s: cannot write in folder %s: %s", what, path, dir,
+                 strerror(errno));
+        return -1;
+    }
+    close(fd);
+    unlink(probe);
+    return 0;
+}
+
+// 1 if this launch creates or appends to distill.target_log: a live teacher with a distilled
+// student (a replay only reads it).
+static int writes_target_log(const rd_config *cfg) {
+    if (cfg->distill.replay || !cfg->distill.target_log[0])
+        return 0;
+    for (int i = 0; i < cfg->cluster.n_jobs; i++)
+        if (cfg->cluster.jobs[i].role == RD_JOB_STUDENT && cfg->cluster.jobs[i].distill &&
+            rd_config_find_job(cfg, cfg->cluster.jobs[i].teacher))
+            return 1;
+    return 0;
 }
 
 // IAT: the run's token store exists with the config's layout before the PS ranks open their
@@ -279,7 +336,10 @@ static int apply_out(rd_config *cfg, const char *out, rd_errbuf *eb) {
         if (strncmp(paths[k], old, ol) == 0 && paths[k][ol] == '/')
             paths[k][0] = 0;
     snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", out);
-    return rd_config_resolve(cfg, eb);
+    int rc = rd_config_resolve(cfg, eb);
+    // The paths derived from the new folder must fit their limits too (checkpoint folders with
+    // the job names, the dataset's temporary folder), before anything is made.
+    return rc == RD_OK ? rd_config_validate(cfg, eb) : rc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -395,14 +455,26 @@ static int train_main(int argc,
     if (rank == 0) {
         char probe[RD_PATH_MAX + 16];
         snprintf(probe, sizeof probe, "%s/%s", cfg->data.dir, RD_DATASET_FILE);
-        if (mkdir_p(cfg->run.out_dir) != 0) {
+        // Every folder the run writes, probed before anything is made (an existing dataset is
+        // only read, so data.dir is probed only when it is to be prepared).
+        int need_data = access(probe, R_OK) != 0;
+        if (probe_folder("run folder", cfg->run.out_dir, st.msg, sizeof st.msg) != 0 ||
+            probe_folder("checkpoint folder (ps.checkpoint_dir)", cfg->ps.checkpoint_dir, st.msg,
+                         sizeof st.msg) != 0 ||
+            (writes_target_log(cfg) &&
+             probe_folder("target log (distill.target_log)", cfg->distill.target_log, st.msg,
+                          sizeof st.msg) != 0) ||
+            (need_data && probe_folder("dataset folder (data.dir)", cfg->data.dir, st.msg,
+                                       sizeof st.msg) != 0)) {
+            st.rc = RD_ERR_IO;
+        } else if (mkdir_p(cfg->run.out_dir) != 0) {
             st.rc = RD_ERR_IO;
             snprintf(st.msg, sizeof st.msg, "%s: cannot create the run folder: %s",
                      cfg->run.out_dir, strerror(errno));
         } else if ((st.rc = clear_earlier_outputs(cfg, !(resume && resume[0]), st.msg,
                                                   sizeof st.msg)) != RD_OK) {
             ; // st.msg names the file
-        } else if (access(probe, R_OK) != 0) {
+        } else if (need_data) {
             printf("preparing the dataset at %s\n", cfg->data.dir);
             fflush(stdout);
             rd_errbuf peb;

@@ -1881,6 +1881,74 @@ static int check_models(const rd_config *cfg, const vctx *v) {
     return RD_OK;
 }
 
+// 1 if model `mc` embeds with table `name` (a feature's table or the history branch's).
+static int model_uses_table(const rd_model_config *mc, const char *name) {
+    for (int f = 0; f < mc->n_features && f < RD_MAX_FEATURES; f++)
+        if (strcmp(mc->features[f].table, name) == 0)
+            return 1;
+    return mc->seq.kind != RD_SEQ_NONE && strcmp(mc->seq.table, name) == 0;
+}
+
+// One table, one writer: two jobs pushing into one table interleave their updates in an order
+// that changes from run to run (sync training stops being reproducible), and --resume loads the
+// table once per job, from checkpoints of different steps, the last load winning. Tables pass
+// from one launch to the next through checkpoints (init_as, the table tools) instead.
+static int check_shared_tables(const rd_config *cfg, const vctx *v) {
+    const rd_cluster_config *cl = &cfg->cluster;
+    for (int t = 0; t < cfg->ps.n_tables; t++) {
+        const char *name = cfg->ps.tables[t].name;
+        int first = -1;
+        for (int i = 0; i < cl->n_jobs; i++) {
+            const rd_model_config *mc = rd_config_find_model(cfg, cl->jobs[i].model);
+            if (!mc || !model_uses_table(mc, name))
+                continue;
+            if (first < 0) {
+                first = i;
+                continue;
+            }
+            char p[64];
+            snprintf(p, sizeof p, "cluster.jobs[%d].model", i);
+            return verr(v, p,
+                        "table '%s' is used by job '%s' (model '%s') and job '%s' (model '%s'): a "
+                        "PS table has one writer in a launch (two jobs' updates interleave, and "
+                        "--resume would load it once per job); give each job its own tables, and "
+                        "pass rows between launches through checkpoints (init_as, recdistill "
+                        "table)",
+                        name, cl->jobs[first].name, cl->jobs[first].model, cl->jobs[i].name,
+                        cl->jobs[i].model);
+        }
+    }
+    return RD_OK;
+}
+
+// Every path the run derives must fit its limit (rd/config.h), said here rather than when the
+// path is first made: a checkpoint folder is often made only after the whole training. The
+// other derived paths fit by construction: metrics and report files have buffers for the
+// longest run.out_dir and job name (static assertions in worker/), and their temporary names,
+// the token store's shards and the target log's partial folders have 4 KiB.
+static int check_derived_paths(const rd_config *cfg, const vctx *v) {
+    // Each job's partial folder, "<dir>/<job>/.step-NNNNNNNNNNNN.partial" (rd_kv_save).
+    static const char partial[] = "/.step-000000000000.partial";
+    const rd_cluster_config *cl = &cfg->cluster;
+    for (int i = 0; i < cl->n_jobs; i++) {
+        const char *job = cl->jobs[i].name;
+        size_t n = strlen(cfg->ps.checkpoint_dir) + 1 + strlen(job) + sizeof partial - 1;
+        if (n > RD_CKPT_PARTIAL_MAX)
+            return verr(v, "ps.checkpoint_dir",
+                        "job '%s' checkpoints into '%s/%s%s', %zu bytes: longer than the limit "
+                        "of %d bytes; shorten ps.checkpoint_dir (or run.out_dir) or the job name",
+                        job, cfg->ps.checkpoint_dir, job, partial, n, RD_CKPT_PARTIAL_MAX);
+    }
+    size_t n = strlen(cfg->data.dir);
+    if (n > RD_DATA_DIR_MAX)
+        return verr(v, "data.dir",
+                    "'%s' is %zu bytes: longer than the limit of %d bytes, which leaves room for "
+                    "the temporary folder '%s.tmp-<pid>.<host>' the dataset is built in; shorten "
+                    "data.dir (or run.out_dir)",
+                    cfg->data.dir, n, RD_DATA_DIR_MAX, cfg->data.dir);
+    return RD_OK;
+}
+
 static int validate_impl(const rd_config *cfg, const vctx *v) {
     char path[256] = "";
     char p[128];
@@ -2039,7 +2107,9 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
                         j->name, mc->name);
         }
     }
-    return RD_OK;
+    if ((rc = check_shared_tables(cfg, v)))
+        return rc;
+    return check_derived_paths(cfg, v);
 }
 
 int rd_config_validate(const rd_config *cfg, rd_errbuf *eb) {

@@ -10,12 +10,15 @@
 //     in order of first appearance among kept events;
 //   - the index sections are derived from the records alone (counting sort by user, stable);
 //   - nothing is visible at dc->dir until every byte is written and fsynced: the folder is built
-//     under "<dir>.tmp-<pid>" and renamed (or atomically exchanged with an old dataset);
+//     under "<dir>.tmp-<pid>.<host>" and renamed (or atomically exchanged with an old dataset);
+//     a SIGTERM/SIGINT/SIGHUP removes that folder (rd_lmdbx_pending_add), and the next build
+//     beside it removes those of this host's processes that no longer run (a SIGKILL, a crash);
 //   - every byte of events.bin is covered by a CRC-32C (header, records, index).
 #include "dataset_internal.h"
 
 #include "rd/alloc.h"
 #include "rd/hash.h"
+#include "rd/lmdbx.h"
 #include "rd/log.h"
 #include "rd/synth.h"
 
@@ -23,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,12 +342,61 @@ static int classify_dir(const char *path, char *why, size_t wn) {
 
 // Remove a folder holding only the dataset's own files (never anything else).
 static void remove_dataset_dir(const char *path) {
-    char f[RD_PATH_MAX + 96];
+    char f[RD_PATH_MAX * 2 + 32];
     snprintf(f, sizeof f, "%s/%s", path, RD_DATASET_FILE);
     unlink(f);
     snprintf(f, sizeof f, "%s/%s", path, RD_DATASET_META);
     unlink(f);
     rmdir(path);
+}
+
+// Remove the temporary folders that earlier builds of `dir` left beside it when they were
+// killed without a chance to clean up (SIGKILL, a crash, a node failure): "<dir>.tmp-<pid>.<host>"
+// of THIS host whose process no longer runs (kill(pid, 0) says ESRCH), as rd_lmdbx_mkdir_partial
+// does for its ".partial" folders. Another host's (a shared file system), a running process's,
+// a reused pid's and anything named otherwise are left alone, and only the dataset's own files
+// are removed (remove_dataset_dir): a folder holding anything else stays.
+static void remove_stale_tmps(const char *dir, const char *host) {
+    const char *base = strrchr(dir, '/');
+    char parent[RD_PATH_MAX];
+    if (base)
+        snprintf(parent, sizeof parent, "%.*s", (int)(base > dir ? base - dir : 1), dir);
+    else
+        snprintf(parent, sizeof parent, ".");
+    base = base ? base + 1 : dir;
+    char prefix[RD_PATH_MAX + 8];
+    int pl = snprintf(prefix, sizeof prefix, "%s.tmp-", base);
+    if (pl <= 0 || (size_t)pl >= sizeof prefix)
+        return;
+    DIR *d = opendir(parent);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, (size_t)pl) != 0)
+            continue;
+        const char *p = e->d_name + pl;
+        char *end = NULL;
+        long pid = strtol(p, &end, 10);
+        if (end == p || *p == '-' || *p == '+' || *end != '.' || pid <= 0 ||
+            (pid_t)pid == getpid() || strcmp(end + 1, host) != 0)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; // running (or not ours to signal: alive)
+        char path[RD_PATH_MAX * 2];
+        if (snprintf(path, sizeof path, "%s/%s", parent, e->d_name) >= (int)sizeof path)
+            continue;
+        remove_dataset_dir(path);
+        if (access(path, F_OK) == 0)
+            RD_LOG_WARN("left %s: temporary dataset folder of process %ld of this host, which no "
+                        "longer runs, but it holds more than the dataset's files",
+                        path, pid);
+        else
+            RD_LOG_WARN("removed %s: temporary dataset folder of process %ld of this host, which "
+                        "no longer runs",
+                        path, pid);
+    }
+    closedir(d);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -353,8 +406,8 @@ struct rd__builder {
     rd__layout lay;
     rd_split_config split;
     char dir[RD_PATH_MAX];
-    char tmp[RD_PATH_MAX + 32];
-    char events_path[RD_PATH_MAX + 64];
+    char tmp[RD_PATH_MAX + 64]; // "<dir>.tmp-<pid>.<host>"
+    char events_path[RD_PATH_MAX + 96];
     int fd;
     int have_tmp;
     int finished;
@@ -387,8 +440,12 @@ int rd__builder_create(const rd_data_config *dc,
     *out = NULL;
     if (!dc->dir[0])
         return rd_err_set(eb, RD_ERR_CONFIG, "data.dir: the dataset folder is not set");
-    if (strlen(dc->dir) + 32 >= RD_PATH_MAX)
-        return rd_err_set(eb, RD_ERR_CONFIG, "data.dir: path too long: %s", dc->dir);
+    if (strlen(dc->dir) > RD_DATA_DIR_MAX)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "data.dir %s: %zu bytes, longer than the limit of %d bytes, which "
+                          "leaves room for the temporary folder %s.tmp-<pid>.<host> the dataset "
+                          "is built in",
+                          dc->dir, strlen(dc->dir), RD_DATA_DIR_MAX, dc->dir);
     const rd_split_config *sp = &dc->split;
     if (!(sp->batch_fraction > 0 && sp->batch_fraction < 1) || !(sp->holdout_fraction >= 0) ||
         sp->batch_fraction + sp->holdout_fraction >= 1 || sp->stream_windows < 1 ||
@@ -430,7 +487,9 @@ int rd__builder_create(const rd_data_config *dc,
     size_t dl = strlen(b->dir);
     while (dl > 1 && b->dir[dl - 1] == '/')
         b->dir[--dl] = '\0';
-    snprintf(b->tmp, sizeof b->tmp, "%s.tmp-%ld", b->dir, (long)getpid());
+    char host[48];
+    rd_lmdbx_host_tag(host, sizeof host);
+    snprintf(b->tmp, sizeof b->tmp, "%s.tmp-%ld.%s", b->dir, (long)getpid(), host);
     snprintf(b->events_path, sizeof b->events_path, "%s/%s", b->tmp, RD_DATASET_FILE);
     b->record_size = record_size_of(lay->n_slots, lay->n_numeric);
     b->header_size =
@@ -457,6 +516,7 @@ int rd__builder_create(const rd_data_config *dc,
         rc = rd_err_set(eb, RD_ERR_IO, "cannot create folder %s: %s", parent, strerror(errno));
         goto fn_fail;
     }
+    remove_stale_tmps(b->dir, host);
     if (mkdir(b->tmp, 0777) != 0) {
         // A leftover of an earlier process with our pid: remove it if it is only ours.
         if (errno == EEXIST && classify_dir(b->tmp, why, sizeof why) == 1) {
@@ -469,6 +529,8 @@ int rd__builder_create(const rd_data_config *dc,
     }
 made:
     b->have_tmp = 1;
+    // A SIGTERM (scancel, a Slurm time limit), SIGINT or SIGHUP removes it (rd/lmdbx.h).
+    (void)rd_lmdbx_pending_add(b->tmp);
     b->fd = open(b->events_path, O_RDWR | O_CREAT | O_TRUNC, 0666);
     if (b->fd < 0) {
         rc = rd_err_set(eb, RD_ERR_IO, "cannot create %s: %s", b->events_path, strerror(errno));
@@ -661,7 +723,7 @@ static int write_meta(rd__builder *b,
                       const uint8_t *recs,
                       const char *source_yaml,
                       rd_errbuf *eb) {
-    char path[RD_PATH_MAX + 64];
+    char path[sizeof b->tmp + 16];
     snprintf(path, sizeof path, "%s/%s", b->tmp, RD_DATASET_META);
     FILE *f = fopen(path, "w");
     if (!f)
@@ -788,6 +850,7 @@ static int install(rd__builder *b, rd_errbuf *eb) {
         }
     }
     b->have_tmp = 0;
+    rd_lmdbx_pending_forget(b->tmp);
     char parent[RD_PATH_MAX];
     parent_of(b->dir, parent, sizeof parent);
     if (fsync_path(parent) != 0)
@@ -1039,8 +1102,10 @@ void rd__builder_destroy(rd__builder *b) {
         return;
     if (b->fd >= 0)
         close(b->fd);
-    if (b->have_tmp)
+    if (b->have_tmp) {
         remove_dataset_dir(b->tmp);
+        rd_lmdbx_pending_forget(b->tmp);
+    }
     rd_free(b->rec);
     rd_free(b->wbuf);
     rd_free(b->user_count);

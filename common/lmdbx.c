@@ -559,9 +559,7 @@ void rd_lmdbx_rmdir_created(const char *path, const char *created) {
     }
 }
 
-// This host's name as it appears in partial-output names: letters, digits and '-' only (any
-// other byte becomes '-', so that the '.'-separated name parses), at most 40 bytes.
-static void host_tag(char *buf, size_t cap) {
+void rd_lmdbx_host_tag(char *buf, size_t cap) {
     char h[256] = "";
     if (gethostname(h, sizeof h - 1) != 0 || !h[0])
         snprintf(h, sizeof h, "host");
@@ -624,7 +622,7 @@ int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *e
         return rd_err_set(eb, RD_ERR_ARG, "output path of %zu bytes (1..%zu): %.64s...", n,
                           cap > 88 ? cap - 88 : 0, out);
     char host[48];
-    host_tag(host, sizeof host);
+    rd_lmdbx_host_tag(host, sizeof host);
     remove_stale_partials(out, n, host);
     for (int attempt = 0; attempt < 100; attempt++) {
         char sfx[40];

@@ -1129,9 +1129,12 @@ int rd_kv_save(rd_kv *kv, const char *dir, const int *tables, int n_tables, rd_e
     rd_errbuf_clear(&kv->err);
     if (kv->shut)
         return rd_err_set(eb, RD_ERR_STATE, "rd_kv_save after rd_kv_shutdown");
-    if (!dir || !*dir || strlen(dir) >= RD_PATH_MAX - 16)
-        return rd_err_set(eb, RD_ERR_ARG, "checkpoint directory empty or longer than %d bytes",
-                          RD_PATH_MAX - 16);
+    if (!dir || !*dir)
+        return rd_err_set(eb, RD_ERR_ARG, "checkpoint folder: empty path");
+    if (strlen(dir) > RD_CKPT_PARTIAL_MAX)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "checkpoint folder %s: %zu bytes, longer than the limit of %d bytes", dir,
+                          strlen(dir), RD_CKPT_PARTIAL_MAX);
     rd__ckpt_req req;
     memset(&req, 0, sizeof req);
     snprintf(req.dir, sizeof req.dir, "%s", dir);
@@ -1184,9 +1187,12 @@ int rd_kv_load(
     rd_errbuf_clear(&kv->err);
     if (kv->shut)
         return rd_err_set(eb, RD_ERR_STATE, "rd_kv_load after rd_kv_shutdown");
-    if (!dir || !*dir || strlen(dir) >= RD_PATH_MAX - 16)
-        return rd_err_set(eb, RD_ERR_ARG, "checkpoint directory empty or longer than %d bytes",
-                          RD_PATH_MAX - 16);
+    if (!dir || !*dir)
+        return rd_err_set(eb, RD_ERR_ARG, "checkpoint folder: empty path");
+    if (strlen(dir) > RD_CKPT_PARTIAL_MAX)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "checkpoint folder %s: %zu bytes, longer than the limit of %d bytes", dir,
+                          strlen(dir), RD_CKPT_PARTIAL_MAX);
     rd__ckpt_req req;
     memset(&req, 0, sizeof req);
     snprintf(req.dir, sizeof req.dir, "%s", dir);

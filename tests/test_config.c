@@ -324,17 +324,19 @@ static void test_entry_defaults_and_resolve(void **state) {
     // A distilled student joins the first teacher; a sequence branch takes the item's table.
     expect_ok("cluster:\n  jobs:\n"
               "    - {name: t1, role: teacher, model: m}\n"
-              "    - {name: t2, role: teacher, model: m}\n"
+              "    - {name: t2, role: teacher, model: m2}\n"
               "    - {name: s, role: student, model: s, distill: true}\n"
               "ps:\n  tables:\n    - {name: e, dim: 8}\n    - {name: e2, dim: 4}\n"
+              "    - {name: e3, dim: 8}\n"
               "models:\n"
               "  - name: m\n    features:\n      - {field: user, table: e}\n"
+              "  - name: m2\n    features:\n      - {field: user, table: e3}\n"
               "  - name: s\n    features:\n      - {field: item, table: e2}\n"
               "    seq: {kind: mean}\n    two_towers: true\n",
               c);
     assert_string_equal(c->cluster.jobs[2].teacher, "t1");
     assert_string_equal(c->cluster.jobs[0].teacher, "");
-    assert_string_equal(c->models[1].seq.table, "e2");
+    assert_string_equal(c->models[2].seq.table, "e2");
     assert_string_equal(c->models[0].seq.table, ""); // kind none: untouched
     free(c);
 }
@@ -705,6 +707,38 @@ static void test_errors_cross(void **state) {
         assert_string_equal(c->run.name, "a..b.");
         free(c);
     }
+    // One table, one writer: two jobs of a launch naming one table (a feature's, or a history
+    // branch's) are refused with the table and both jobs named.
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: a, role: student, model: m1}\n"
+                 "    - {name: b, role: student, model: m2}\n"
+                 "ps:\n  tables:\n    - {name: emb, dim: 4}\n    - {name: own, dim: 4}\n"
+                 "models:\n"
+                 "  - name: m1\n    features:\n      - {field: user, table: emb}\n"
+                 "  - name: m2\n    features:\n      - {field: user, table: own}\n"
+                 "      - {field: item, table: emb}\n",
+                 "t.yaml:4:39: cluster.jobs[1].model: table 'emb' is used by job 'a' (model 'm1') "
+                 "and job 'b' (model 'm2')",
+                 "init_as");
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: a, role: student, model: m}\n"
+                 "    - {name: b, role: student, model: m}\n"
+                 "ps:\n  tables:\n    - {name: emb, dim: 4}\n"
+                 "models:\n  - name: m\n    features:\n      - {field: user, table: emb}\n",
+                 "t.yaml:4:39: cluster.jobs[1].model: table 'emb' is used by job 'a' (model 'm') "
+                 "and job 'b' (model 'm')",
+                 NULL);
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: a, role: student, model: m1}\n"
+                 "    - {name: b, role: student, model: m2}\n"
+                 "ps:\n  tables:\n    - {name: e1, dim: 4}\n    - {name: e2, dim: 4}\n"
+                 "    - {name: hist, dim: 4}\n"
+                 "models:\n"
+                 "  - name: m1\n    features:\n      - {field: user, table: e1}\n"
+                 "    seq: {kind: mean, table: hist}\n"
+                 "  - name: m2\n    features:\n      - {field: user, table: e2}\n"
+                 "    seq: {kind: mean, table: hist}\n",
+                 "t.yaml:4:39: cluster.jobs[1].model: table 'hist' is used by job 'a'", NULL);
     // Job checks.
     expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: zz}\n",
                  "t.yaml:3:39: cluster.jobs[0].model: no model named 'zz' in models", NULL);
@@ -1321,6 +1355,37 @@ static void test_validate_struct(void **state) {
     c->data.dir[0] = '\0';
     assert_int_equal(rd_config_resolve(c, &eb), RD_ERR_CONFIG);
     assert_non_null(strstr(eb.msg, "data.dir: derived path"));
+    // Every derived path is checked against its own limit, with the path and its length named:
+    // the checkpoint folder with the job name (trained to the end, then refused at the final
+    // checkpoint before), and data.dir, which leaves room for its temporary folder.
+    build_valid(c);
+    char dir[RD_PATH_MAX];
+    size_t jl = strlen(c->cluster.jobs[0].name);
+    size_t dl = RD_CKPT_PARTIAL_MAX - jl - strlen("/.step-000000000000.partial") - 1;
+    memset(dir, 'c', dl);
+    dir[0] = '/';
+    dir[dl] = '\0';
+    memcpy(c->ps.checkpoint_dir, dir, dl + 1);
+    assert_int_equal(rd_config_validate(c, &eb), RD_OK); // exactly at the limit
+    c->ps.checkpoint_dir[dl] = 'c';
+    c->ps.checkpoint_dir[dl + 1] = '\0';
+    expect_invalid(c, "ps.checkpoint_dir: job 'w' checkpoints into '/ccc");
+    assert_int_equal(rd_config_validate(c, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "/w/.step-000000000000.partial'"));
+    char lim[96];
+    snprintf(lim, sizeof lim, "%d bytes: longer than the limit of %d bytes",
+             RD_CKPT_PARTIAL_MAX + 1, RD_CKPT_PARTIAL_MAX);
+    assert_non_null(strstr(eb.msg, lim));
+    build_valid(c);
+    memset(c->data.dir, 'd', RD_DATA_DIR_MAX);
+    c->data.dir[0] = '/';
+    c->data.dir[RD_DATA_DIR_MAX] = '\0';
+    assert_int_equal(rd_config_validate(c, &eb), RD_OK);
+    c->data.dir[RD_DATA_DIR_MAX] = 'd';
+    c->data.dir[RD_DATA_DIR_MAX + 1] = '\0';
+    expect_invalid(c, "data.dir: '/ddd");
+    assert_int_equal(rd_config_validate(c, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, ".tmp-<pid>.<host>"));
     free(c);
 }
 

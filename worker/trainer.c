@@ -190,6 +190,15 @@ struct rd_trainer {
     rd_trainer_tokens tok_stats;
     rd_traffic traffic; // allreduce and targets of this rank (the KV client keeps its own)
 };
+// "<run.out_dir>/<job>.metrics.jsonl" and "<run.out_dir>/<job>.targets.json" fit whatever the
+// config allows (their temporary names go through rd_lmdbx_outfile, 4 KiB): no length check at
+// run time, none at config time.
+_Static_assert(RD_PATH_MAX + RD_NAME_MAX + sizeof ".metrics.jsonl" <=
+                   sizeof((struct rd_trainer *)0)->metrics_path,
+               "metrics_path must hold the longest run folder and job name");
+_Static_assert(RD_PATH_MAX + RD_NAME_MAX + sizeof ".targets.json" <=
+                   sizeof((struct rd_trainer *)0)->targets_path,
+               "targets_path must hold the longest run folder and job name");
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers

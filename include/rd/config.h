@@ -60,6 +60,14 @@
 #define RD_MAX_TOKEN_SIDE    16    // feedback fields stored with each token (= RD_TOKEN_MAX_SIDE)
 #define RD_STATS_PRIOR       10 // pseudo-events of the global mean in seq.stats_residual's item means
 
+// Limits of the paths a run derives (bytes, without the NUL). rd_config_validate checks each
+// against the longest path the run will make, so that no launch trains and then fails to write.
+// A checkpoint is written into "<ps.checkpoint_dir>/<job>/.step-NNNNNNNNNNNN.partial", whose
+// path the PS ranks receive in a fixed RD_PATH_MAX - 16 byte field (rd_kv_save).
+#define RD_CKPT_PARTIAL_MAX (RD_PATH_MAX - 17)
+// data.dir: the dataset is built in "<data.dir>.tmp-<pid>.<host>" beside it (rd_dataset_prepare).
+#define RD_DATA_DIR_MAX (RD_PATH_MAX - 33)
+
 // ---------------------------------------------------------------------------------------------
 // run:
 
@@ -567,7 +575,10 @@ int rd_config_parse_string(
 
 /** Range checks of every field (as the loader does) and cross-field checks: unique job, model,
  *  table and field names; jobs' models and models' tables exist; a distilled student's teacher is
- *  a teacher job; at least one job; split fractions; csv columns exist; ...
+ *  a teacher job; at least one job; split fractions; csv columns exist; no PS table is used by
+ *  two jobs; every derived path (checkpoint folders with the job names, the dataset's temporary
+ *  folder) fits its limit (RD_CKPT_PARTIAL_MAX, RD_DATA_DIR_MAX);
+ *  ...
  *  @param[out] eb  "key.path: problem" (the loader adds file:line:col)
  *  @return RD_OK or RD_ERR_CONFIG. */
 int rd_config_validate(const rd_config *cfg, rd_errbuf *eb);

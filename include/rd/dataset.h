@@ -22,7 +22,8 @@
 //   rd_dataset_feature_src/key  where a model feature's keys are in a record, and the keys
 //   rd_dataset_time_fields()    the derived "hour" and "weekday" of a timestamp
 //
-// Folder layout (written by rd_dataset_prepare into "<dir>.tmp-<pid>", fsynced, then renamed):
+// Folder layout (written by rd_dataset_prepare into "<dir>.tmp-<pid>.<host>", fsynced, then
+// renamed):
 //   events.bin   [header | records | user offsets | user record lists | record positions]
 //   meta.yaml    human-readable: source, schema, layout, vocabulary sizes, time range, label rate,
 //                negative-sampling counts, split boundaries (record ranges + timestamps)
@@ -141,8 +142,11 @@ typedef struct rd_dataset rd_dataset;
 
 /**
  * Build the dataset folder dc->dir from dc->source: CSV through dc->schema, MovieLens through
- * rd_schema_preset, or the synthetic generator. The folder is written under "<dir>.tmp-<pid>",
- * fsynced and renamed into place, so a failure leaves neither the folder nor the temporary one.
+ * rd_schema_preset, or the synthetic generator. The folder is written under
+ * "<dir>.tmp-<pid>.<host>", fsynced and renamed into place, so a failure leaves neither the folder
+ * nor the temporary one; a SIGTERM, SIGINT or SIGHUP removes the temporary folder too
+ * (rd_lmdbx_pending_add), and a build removes those of this host's processes that no longer run
+ * (a SIGKILL, a crash) beside dir. dir is at most RD_DATA_DIR_MAX bytes.
  * An existing dataset folder at dir (one holding events.bin) is replaced atomically; any other
  * existing path is an error.
  * @param[in]  dc        data config (schema paths are relative to dc->input when not absolute)

@@ -18,6 +18,7 @@
 //   rd_lmdbx_mkdir_parents() / rd_lmdbx_rmdir_created()   create the missing parents of an
 //                            output, and remove exactly those again when the run fails
 //   rd_lmdbx_mkdir_partial() a unique "<out>.partial.<host>.<pid>.<hex>" folder to build `out` in
+//   rd_lmdbx_host_tag()      this host's name as partial-output names carry it
 //   rd_lmdbx_pending_add() / _forget()   outputs in progress, removed on SIGTERM/SIGINT/SIGHUP
 //   rd_lmdbx_outfile, rd_lmdbx_outfile_open() / _commit() / _abort()   write a file under a
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
@@ -290,6 +291,14 @@ void rd_lmdbx_rmdir_created(const char *path, const char *created);
  *         parent is missing, read-only or full)
  */
 int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *eb);
+
+/**
+ * This host's name as it appears in the names of partial outputs (rd_lmdbx_mkdir_partial, the
+ * dataset's temporary folder): letters, digits and '-' only (any other byte becomes '-'), at
+ * most 40 bytes, so that a '.'-separated name parses back.
+ * @param[out] buf  cap bytes (48 is enough)
+ */
+void rd_lmdbx_host_tag(char *buf, size_t cap);
 
 /**
  * Outputs in progress, removed if the process is terminated by SIGTERM, SIGINT or SIGHUP (a

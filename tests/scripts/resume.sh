@@ -162,8 +162,12 @@ bad "config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-00000000
 bad "shard|P|layout" -n 2 "$RD" train p1.yaml --out X --resume $CK/step-000000000040
 # Two jobs, and the checkpoint root holds only the first one's: the launch fails naming the
 # second, and the first, whose resume went well, trains nothing and writes nothing (every job is
-# set up and resumed before any job writes).
-sed -e 's/^    - {name: student, role: student, model: small}$/&\n    - {name: second, role: student, model: small}/' p2.yaml > two.yaml
+# set up and resumed before any job writes). The second job has tables of its own (a table has
+# one writer in a launch).
+sed -e 's/^    - {name: student, role: student, model: small}$/&\n    - {name: second, role: student, model: second}/' \
+    -e 's/^    - {name: s_item, .*}$/&\n    - {name: s2_user, dim: 4}\n    - {name: s2_item, dim: 4}/' \
+    -e 's/^train:/  - name: second\n    features:\n      - {field: user, table: s2_user}\n      - {field: item, table: s2_item}\n    mlp: [8]\n&/' \
+    p2.yaml > two.yaml
 grep -q "name: second" two.yaml || fail "could not write the two-job config"
 bad "second.*no complete checkpoint" -n 4 "$RD" train two.yaml --out X2 --resume root
 [ ! -e X2/ckpt ] && ! ls X2/*.metrics.* >/dev/null 2>&1 || fail "a failed resume left outputs: $(ls -R X2)"

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# run_folder.sh — what train and prepare find out about their folders before any work, and what
+# they leave when stopped:
+#   1. `train --out F` (F a regular file), ps.checkpoint_dir or data.dir a regular file: "... F is
+#      not a folder" at once, nothing trained, nothing made;
+#   2. a run folder whose checkpoint path (<out>/ckpt/<job>/.step-NNNNNNNNNNNN.partial) or data.dir
+#      is over its limit: refused before anything is made (no run folder left), the message naming
+#      the path, its length and the limit (it used to train to the end, then abort);
+#   3. an unwritable run folder or checkpoint folder (a read-only bind mount as root, else mode
+#      555): refused at start-up, naming the folder, nothing trained;
+#   4. `prepare` stopped by SIGTERM: the "<data.dir>.tmp-<pid>.<host>" folder is removed; a train
+#      launch stopped by SIGTERM while it prepares removes it too, or (rank 0 SIGKILLed by the
+#      launcher first) the next prepare does; after a SIGKILL the next prepare removes the dead
+#      process's folder, and leaves another host's and a running process's alone.
+#
+#   bash tests/scripts/run_folder.sh build/recdistill
+set -u
+RD="${1:?usage: run_folder.sh path/to/recdistill}"
+case "$RD" in /*) ;; *) RD="$PWD/$RD" ;; esac
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skipped"; exit 77; }
+TMP="$(mktemp -d /tmp/rd_test_runfolder_XXXXXX)"
+MNT=""
+cleanup() {
+    [ -z "$MNT" ] || umount "$MNT" 2>/dev/null
+    chmod -R u+w "$TMP" 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+cd "$TMP" || exit 1
+export OPENBLAS_NUM_THREADS=1
+fail() { echo "FAIL: $*" >&2; exit 1; }
+run() { timeout 120 "$MPIEXEC" -n 2 "$RD" train "$@" </dev/null >out 2>err; }
+# expect_refused MESSAGE: the last train exited 1 at start-up, saying MESSAGE, having trained nothing.
+expect_refused() {
+    local rc=$?
+    [ $rc -eq 1 ] || fail "exit $rc, expected 1: $(grep -v INFO err | head -3)"
+    grep -qF -- "$1" err || fail "message lacks '$1': $(grep -v INFO err | head -3)"
+    ! grep -q 'stream window\|preparing the dataset' out || fail "work was done before the refusal"
+    echo "ok: $(grep -F -- "$1" err | head -1 | cut -c1-160)"
+}
+
+cat >c.yaml <<'YAML'
+run: {name: tiny, seed: 5}
+cluster:
+  ps_ranks: 1
+  jobs:
+    - {name: student, role: student, model: small}
+data:
+  source: synthetic
+  history_max: 16
+  synthetic: {events: 6000, users: 60, items: 300}
+  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 3}
+ps:
+  tables:
+    - {name: s_user, dim: 4}
+models:
+  - name: small
+    features:
+      - {field: user, table: s_user}
+      - {field: item, table: s_user}
+    mlp: [16]
+train: {batch_size: 64, epochs: 1}
+output: {progress_every_s: 0, plot: false}
+YAML
+with_ps() { sed "s|^ps:|ps:\n  $1|" c.yaml; }
+with_data() { sed "s|^data:|data:\n  $1|" c.yaml; }
+
+# --- 1. a regular file where a folder belongs
+echo x >F
+run c.yaml --out F
+expect_refused "run folder F is not a folder"
+[ "$(cat F)" = x ] || fail "F was changed"
+with_ps "checkpoint_dir: $TMP/F" >ck.yaml
+run ck.yaml --out R1
+expect_refused "checkpoint folder (ps.checkpoint_dir) $TMP/F is not a folder"
+[ ! -e R1 ] || fail "a refused launch left its run folder R1"
+with_data "dir: $TMP/F" >dd.yaml
+run dd.yaml --out R2
+expect_refused "dataset folder (data.dir) $TMP/F is not a folder"
+[ ! -e R2 ] || fail "a refused launch left its run folder R2"
+
+# --- 2. paths over their limits, said before anything is made
+long() { local n=$1 b="$TMP/L/"; printf '%s%s' "$b" "$(head -c $((n - ${#b})) /dev/zero | tr '\0' x)"; }
+OUT=$(long 200) # <out>/ckpt/student/.step-N.partial: 240 bytes, over 239
+run c.yaml --out "$OUT"
+expect_refused "ps.checkpoint_dir: job 'student' checkpoints into '$OUT/ckpt/student/.step-000000000000.partial', 240 bytes: longer than the limit of 239 bytes"
+[ ! -e "$TMP/L" ] || fail "a refused launch left $(find "$TMP/L" | head -3)"
+OUT=$(long 230) # <out>/data: 235 bytes, over 223 (with the checkpoint folder elsewhere)
+with_ps "checkpoint_dir: $TMP/ck" >ck2.yaml
+run ck2.yaml --out "$OUT"
+expect_refused "data.dir: '$OUT/data' is 235 bytes: longer than the limit of 223 bytes"
+[ ! -e "$TMP/L" ] && [ ! -e "$TMP/ck" ] || fail "a refused launch left folders behind"
+OUT=$(long 190) # just under every limit: trains to its report
+run c.yaml --out "$OUT" || fail "a 190-byte run folder: $(grep -v INFO err | tail -3)"
+[ -s "$OUT/report.json" ] && ls "$OUT/ckpt/student" | grep -q '^step-' ||
+    fail "a 190-byte run folder wrote no report or checkpoint"
+echo "ok: a 190-byte run folder trains and checkpoints"
+rm -rf "$TMP/L"
+
+# --- 3. unwritable folders
+mkdir -p src/sub
+if [ "$(id -u)" -eq 0 ]; then
+    mkdir -p ro
+    if mount --bind src ro 2>/dev/null && mount -o remount,bind,ro ro 2>/dev/null; then
+        MNT="$TMP/ro"
+        WHY="Read-only file system"
+    else
+        umount ro 2>/dev/null
+        echo "root without mount: unwritable-folder cases skipped"
+        WHY=""
+    fi
+else
+    mv src ro && chmod 555 ro ro/sub
+    WHY="Permission denied"
+fi
+if [ -n "$WHY" ]; then
+    run c.yaml --out ro
+    expect_refused "run folder ro: cannot write in folder ro: $WHY"
+    run c.yaml --out ro/sub/run
+    expect_refused "run folder ro/sub/run: cannot write in folder ro/sub: $WHY"
+    with_ps "checkpoint_dir: $TMP/ro/ck" >ck3.yaml
+    run ck3.yaml --out W
+    expect_refused "checkpoint folder (ps.checkpoint_dir) $TMP/ro/ck: cannot write in folder $TMP/ro: $WHY"
+    [ ! -e W ] || fail "a refused launch left its run folder W"
+    ! ls -a ro ro/sub | grep -q probe || fail "a probe file was left"
+fi
+
+# --- 4. stopped prepares
+sed 's/events: 6000/events: 3000000/' c.yaml >big.yaml
+host=$(hostname | tr -c 'a-zA-Z0-9\n' '-' | cut -c1-40)
+# wait_tmp PATTERN: until a temporary dataset folder exists (at most 60 s).
+wait_tmp() {
+    for _ in $(seq 600); do
+        # A moment more: the folder is registered for removal just after its mkdir.
+        compgen -G "$1" >/dev/null && sleep 0.3 && return 0
+        sleep 0.1
+    done
+    fail "no temporary folder $1 appeared"
+}
+"$RD" prepare big.yaml --out P/data >/dev/null 2>&1 &
+pid=$!
+wait_tmp "P/data.tmp-$pid.$host"
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc -eq 143 ] || fail "prepare after SIGTERM: exit $rc, expected 143"
+[ -z "$(ls -A P)" ] || fail "SIGTERM during prepare left: $(ls -A P)"
+echo "ok: SIGTERM during prepare removes its temporary folder"
+
+timeout 120 "$MPIEXEC" -n 2 "$RD" train big.yaml --out Q </dev/null >/dev/null 2>&1 &
+pid=$!
+wait_tmp "Q/data.tmp-*"
+kill -TERM $pid
+wait $pid
+for _ in $(seq 100); do # the ranks end after mpiexec
+    compgen -G "Q/data.tmp-*" >/dev/null || break
+    sleep 0.1
+done
+# Rank 0 removes its folder when the launcher forwards the SIGTERM; but when another rank dies
+# first, the launcher SIGKILLs rank 0, which may come before its handler ran (seen on a loaded
+# machine). Then the folder is a dead process's, and the next prepare beside it removes it.
+if compgen -G "Q/data.tmp-*" >/dev/null; then
+    left=$(ls -A Q)
+    "$RD" prepare c.yaml --out Q/data >out 2>err || fail "prepare after the launch: $(tail -3 err)"
+    ! compgen -G "Q/data.tmp-*" >/dev/null ||
+        fail "SIGTERM of a train launch during prepare left $left, and the next prepare kept it"
+    echo "ok: SIGTERM of a train launch during prepare: rank 0 was killed before its handler ran; the next prepare removed $left"
+else
+    echo "ok: SIGTERM of a train launch during prepare removes the temporary folder"
+fi
+
+"$RD" prepare big.yaml --out K/data >/dev/null 2>&1 &
+pid=$!
+wait_tmp "K/data.tmp-$pid.$host"
+kill -KILL $pid
+wait $pid
+[ -d "K/data.tmp-$pid.$host" ] || fail "SIGKILL left no temporary folder (the test cannot tell)"
+mkdir "K/data.tmp-999999.otherhost" "K/data.tmp-$$.$host" # another host's; a running process's
+"$RD" prepare c.yaml --out K/data >out 2>err || fail "prepare after a SIGKILL: $(grep -v INFO err | tail -3)"
+[ ! -e "K/data.tmp-$pid.$host" ] || fail "the dead prepare's temporary folder was not removed"
+grep -qF "removed K/data.tmp-$pid.$host: temporary dataset folder of process $pid" err ||
+    fail "no warning names the removed folder: $(head -3 err)"
+[ -d "K/data.tmp-999999.otherhost" ] && [ -d "K/data.tmp-$$.$host" ] ||
+    fail "another host's or a running process's temporary folder was removed"
+[ -s K/data/events.bin ] || fail "no dataset after the cleanup"
+echo "ok: a later prepare removes a dead process's temporary folder, and only that"
+echo "run_folder.sh: ok"
