@@ -18,6 +18,7 @@
 #include "rd/alloc.h"
 #include "rd/distill.h"
 #include "rd/layers.h"
+#include "rd/log.h"
 #include "rd/rng.h"
 #include "rd/table.h"
 
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define MAX_BLOCKS 64 // config limit of seq.layers / tokens.layers
 
@@ -788,6 +790,30 @@ int rd_model_create(const rd_model_config *mcfg,
     p->flops_fwd = bd.ff;
     p->flops_bwd = bd.fb;
 
+    // What the slabs cost, said before they are allocated and zeroed (a long transformer history
+    // at a large batch asked for 9 GB and spent minutes zeroing it): beyond the node's memory it
+    // is an error, above 1 GiB a warning.
+    {
+        double gib = ((double)m->n_slab * (2.0 + (double)opts->opt_slots) + (double)m->n_acts) *
+                     sizeof(float) / 1073741824.0;
+        double acts = (double)m->n_acts * sizeof(float) / 1073741824.0;
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
+        double phys = pages > 0 && psz > 0 ? (double)pages * (double)psz / 1073741824.0 : 0;
+        if (phys > 0 && gib > phys) {
+            rc = rd_err_set(eb, RD_ERR_NOMEM,
+                            "model '%s' needs %.1f GiB (%.1f GiB of activations for %zu examples "
+                            "a step), more than this node's %.1f GiB: lower train.batch_size or "
+                            "the history lengths (a transformer's attention grows with their "
+                            "square)",
+                            mcfg->name, gib, acts, opts->max_batch, phys);
+            goto fail;
+        }
+        if (gib > 1.0)
+            RD_LOG_WARN("model '%s' needs %.1f GiB (%.1f GiB of activations for %zu examples a "
+                        "step): a transformer's attention grows with the square of its history "
+                        "length",
+                        mcfg->name, gib, acts, opts->max_batch);
+    }
     // Allocate the slabs (64-byte aligned; zeroed: padding stays 0 for the allreduce).
     size_t nslab = m->n_slab > 0 ? m->n_slab : 1;
     if (m->opt_slots > 0 && nslab > SIZE_MAX / sizeof(float) / m->opt_slots) {
