@@ -1346,8 +1346,7 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *
     pos.trained = tr->trained;
     pos.loss_ema = tr->loss_ema;
     pos.have_loss = tr->have_loss;
-    pos.seed = tr->cfg->run.seed;
-    pos.config_hash = rd_train_ckpt_config_hash(tr->cfg, tr->job, tr->mcfg);
+    rd_train_ckpt_ident(tr->cfg, tr->job, tr->mcfg, tr->info, tr->comm->job_size, &pos);
     snprintf(pos.job, sizeof pos.job, "%s", tr->job->name);
     snprintf(pos.model, sizeof pos.model, "%s", tr->mcfg->name);
     if ((rc = rd_train_ckpt_write_dense(part, &pos, tr->model, &tr->opt, eb)) != RD_OK)
