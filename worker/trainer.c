@@ -1701,12 +1701,33 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
                         "--resume: job '%s' takes part in live distillation; resuming it is not "
                         "supported yet",
                         tr->job->name);
+    // What the checkpoint's position means: the same model and tables (config hash, naming the
+    // part that differs), the same dataset, the same partition of it into steps (job ranks,
+    // batch size, order) and, for a job that reads tokens, the same token-build settings.
+    rd_train_pos run, ck;
+    memset(&run, 0, sizeof run);
+    snprintf(run.job, sizeof run.job, "%s", tr->job->name);
+    snprintf(run.model, sizeof run.model, "%s", tr->mcfg->name);
+    rd_train_ckpt_ident(tr->cfg, tr->job, tr->mcfg, tr->info, tr->comm->job_size, &run);
     if (rc == RD_OK)
-        rc = rd_train_ckpt_read_dense(dir, rd_train_ckpt_config_hash(tr->cfg, tr->job, tr->mcfg),
-                                      &tr->rpos, tr->model, &tr->opt, eb);
-    if (rc == RD_OK && strcmp(tr->rpos.job, tr->job->name) != 0)
+        rc = rd_train_ckpt_read_pos(dir, &ck, eb);
+    if (rc == RD_OK && strcmp(ck.job, tr->job->name) != 0)
         rc = rd_err_set(eb, RD_ERR_SCHEMA, "--resume: %s is a checkpoint of job '%s', not '%s'",
-                        dir, tr->rpos.job, tr->job->name);
+                        dir, ck.job, tr->job->name);
+    if (rc == RD_OK)
+        rc = rd_train_ckpt_check(dir, &ck, &run, tr->cfg->data.dir,
+                                 RD_TRAIN_CKPT_CHECK_CONFIG | RD_TRAIN_CKPT_CHECK_DATA |
+                                     RD_TRAIN_CKPT_CHECK_PARTITION | RD_TRAIN_CKPT_CHECK_TOKENS,
+                                 eb);
+    if (rc == RD_OK && !ck.has_ident && tr->comm->job_rank == 0)
+        RD_LOG_WARN("--resume: %s was written by an older build (dense.bin version 1): its "
+                    "dataset, job ranks, train.batch_size, train.order and token settings were "
+                    "not recorded and cannot be checked; make sure they are this run's",
+                    dir);
+    if (rc == RD_OK)
+        rc = rd_train_ckpt_read_dense(dir, run.config_hash, &tr->rpos, tr->model, &tr->opt, eb);
+    if (rc != RD_OK && strncmp(eb->msg, "--resume", 8) != 0)
+        rd_err_prefix(eb, "--resume: ");
     // Rank 0 loads the tables only if every rank read its dense state (a local failure above
     // is still reported by that rank; the launch is aborted by the caller).
     int st = rc;

@@ -7,9 +7,11 @@
 # ends with identical dense parameters and identical rows. kill -9 of every rank while the job
 # checkpoints every 2 steps leaves only whole step-N directories, and resuming from the newest ends
 # exactly like the uninterrupted run. Bad input: a missing checkpoint, a
-# checkpoint of another model config, a checkpoint of 2 shards on 1 PS rank — every rank exits
-# non-zero with a clear message; a root without one job's checkpoints fails before any job
-# writes.
+# checkpoint of another model config (the message names the model, the table or the seed that
+# differs), another job rank count, batch size, train.order or dataset, a checkpoint of 2 shards
+# on 1 PS rank — every rank exits non-zero with a clear message and writes no checkpoint; a root
+# without one job's checkpoints fails before any job writes. A checkpoint of an older build
+# (dense.bin version 1) still resumes exactly, with one warning.
 #
 #   bash tests/scripts/resume.sh build/recdistill
 set -u
@@ -158,7 +160,56 @@ bad() { # $1 = message regex, rest = launch
     grep -Eq -e "$re" e || fail "$*: message: $(cat e)"
 }
 bad "nowhere.*no complete checkpoint" -n 3 "$RD" train p2.yaml --out X --resume nowhere
-bad "config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-000000000040
+bad "step-000000000040: model 'small' differs .*config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-000000000040
+# The config hash names the part that differs: the seed, a table.
+# (The run seed seeds the synthetic data too: its own data.dir.)
+sed -e "s|dir: $TMP/data|dir: $TMP/data_seed6|" p2.yaml > seed6.yaml
+bad "step-000000000040: written with run.seed 5, this run has 6 " -n 3 "$RD" train seed6.yaml --out X --resume $CK/step-000000000040 --seed 6
+sed -e 's/{name: s_user, dim: 4, admit_count: 2}/{name: s_user, dim: 4, admit_count: 3}/' p2.yaml > admit.yaml
+bad "step-000000000040: table 's_user' differs \(" -n 3 "$RD" train admit.yaml --out X --resume $CK/step-000000000040
+grep -q "s_item" e && fail "the table message names s_item too: $(cat e)"
+# "Step k of the phase" only means the same examples for the same job ranks, batch size and
+# order: each of them refused before any training, naming both partitions.
+sed -e 's/{name: student, role: student, model: small}/{name: student, role: student, model: small, ranks: 2}/' p2.yaml > ranks2.yaml
+bad "step-000000000040 was written with 1 rank x batch 64 in time order; this run has 2 x 64 in time order" -n 4 "$RD" train ranks2.yaml --out X --resume $CK/step-000000000040
+sed -e 's/batch_size: 64/batch_size: 32/' p2.yaml > b32.yaml
+bad "this run has 1 x 32 in time order" -n 3 "$RD" train b32.yaml --out X --resume $CK/step-000000000040
+sed -e 's/epochs: 2}/epochs: 2, order: user}/' p2.yaml > user.yaml
+grep -q "order: user" user.yaml || fail "could not write the user-order config"
+bad "this run has 1 x 64 in user order" -n 3 "$RD" train user.yaml --out X --resume $CK/step-000000000040
+# Another dataset (another synthetic seed, in its own data.dir): refused, naming both.
+sed -e "s|dir: $TMP/data|dir: $TMP/data_other|" -e 's/items: 300}/items: 300, seed: 9}/' p2.yaml > otherdata.yaml
+grep -q "seed: 9" otherdata.yaml || fail "could not write the other-data config"
+bad "step-000000000040 was trained on another dataset \(6000 events, records CRC-32C 0x[0-9a-f]+\) than the one in $TMP/data_other \(6000 events, 0x" -n 3 "$RD" train otherdata.yaml --out X --resume $CK/step-000000000040
+for y in admit ranks2 b32 user otherdata; do
+    [ ! -e X/ckpt ] || fail "$y: a refused resume left checkpoints: $(ls -R X/ckpt | head)"
+done
+# A checkpoint of an older build (dense.bin version 1: no identity record) still resumes, with one
+# warning that these cannot be checked, and ends like the uninterrupted run.
+rm -rf V1 B && cp -r $CK/step-000000000040 V1
+python3 - V1/dense.bin <<'PY' || fail "could not write a version-1 dense.bin"
+import struct, sys
+def crc32c(b):
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    c = 0xFFFFFFFF
+    for x in b:
+        c = t[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+p = sys.argv[1]
+d = open(p, "rb").read()
+v1, ident = 192, 8 + 16 + 24 + 4 + 32 * (32 + 8)
+assert struct.unpack_from("<I", d, 8)[0] == 2 and struct.unpack_from("<I", d, len(d) - 4)[0] == crc32c(d[:-4])
+d = d[:8] + struct.pack("<I", 1) + d[12:v1] + d[v1 + ident:-4]
+open(p, "wb").write(d + struct.pack("<I", crc32c(d)))
+PY
+run -n 3 "$RD" train p2.yaml --out B --resume V1 >B.out 2>B.err || fail "resume of a version-1 dense.bin: $(cat B.err)"
+[ "$(grep -c "older build (dense.bin version 1).*cannot be checked" B.err)" = 1 ] || fail "version 1: not one warning: $(cat B.err)"
+cmp -s "$FINAL/dense.bin" "B/ckpt/student/$F/dense.bin" || fail "resume from version 1: dense.bin differs"
 bad "shard|P|layout" -n 2 "$RD" train p1.yaml --out X --resume $CK/step-000000000040
 # Two jobs, and the checkpoint root holds only the first one's: the launch fails naming the
 # second, and the first, whose resume went well, trains nothing and writes nothing (every job is
