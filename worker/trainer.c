@@ -1696,11 +1696,19 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
         snprintf(dir, sizeof dir, "%s", tr->resume_dir);
     else
         rc = rd_train_ckpt_latest(tr->resume_dir, tr->job->name, dir, sizeof dir, eb);
-    if (rc == RD_OK && distills(tr))
+    // A live teacher or student cannot resume: its partner's targets are exchanged as it
+    // trains, and both would have to restart at the same step. A student replaying the target
+    // log can: each of its targets is looked up by (sample, pass), and the receiver keeps no
+    // state from one phase to the next in replay mode, so the skipped phases and steps change
+    // nothing that follows.
+    if (rc == RD_OK && distills(tr) &&
+        !(tr->job->role == RD_JOB_STUDENT && tr->cfg->distill.replay))
         rc = rd_err_set(eb, RD_ERR_UNSUPPORTED,
-                        "--resume: job '%s' takes part in live distillation; resuming it is not "
-                        "supported yet",
-                        tr->job->name);
+                        "--resume: job '%s' takes part in live distillation (its %s is in the "
+                        "launch and they exchange targets as they train); resuming it is not "
+                        "supported yet (a student replaying a target log, distill.replay: true, "
+                        "can resume)",
+                        tr->job->name, tr->job->role == RD_JOB_TEACHER ? "student" : "teacher");
     // What the checkpoint's position means: the same model and tables (config hash, naming the
     // part that differs), the same dataset, the same partition of it into steps (job ranks,
     // batch size, order) and, for a job that reads tokens, the same token-build settings.

@@ -11,7 +11,9 @@
 # differs), another job rank count, batch size, train.order or dataset, a checkpoint of 2 shards
 # on 1 PS rank — every rank exits non-zero with a clear message and writes no checkpoint; a root
 # without one job's checkpoints fails before any job writes. A checkpoint of an older build
-# (dense.bin version 1) still resumes exactly, with one warning.
+# (dense.bin version 1) still resumes exactly, with one warning. A student replaying a target log
+# alone (distill.replay) resumes byte-identical to an uninterrupted replay; a live student is
+# refused, saying why.
 #
 #   bash tests/scripts/resume.sh build/recdistill
 set -u
@@ -221,4 +223,60 @@ bad "second.*no complete checkpoint" -n 4 "$RD" train two.yaml --out X2 --resume
 # The shared data.dir was prepared for 6000 events: a config asking for 7000 must not train on it.
 sed -e 's/events: 6000/events: 7000/' p2.yaml > more.yaml
 bad "data.dir .*/data holds a dataset prepared from another data configuration" -n 3 "$RD" train more.yaml --out X
+# --- a student replaying a target log alone resumes exactly ----------------------------------------
+# Its targets come from the log by (sample, pass): a resumed replay ends byte-identical to an
+# uninterrupted one (dense.bin, tables, holdout). A live student (teacher in the launch) is still
+# refused, naming why.
+cat > live.yaml <<YAML
+run: {name: tl, seed: 7}
+cluster:
+  ps_ranks: 1
+  jobs:
+    - {name: teacher, role: teacher, model: teacher}
+    - {name: student, role: student, model: student, distill: true}
+data:
+  source: synthetic
+  dir: $TMP/data_replay
+  history_max: 8
+  synthetic: {events: 4000, users: 40, items: 200, topics: 4, dim: 4}
+  split: {batch_fraction: 0.7, holdout_fraction: 0.1, stream_windows: 2}
+ps:
+  checkpoint_every: 20
+  checkpoint_keep: 100
+  tables:
+    - {name: t_emb, dim: 8}
+    - {name: s_emb, dim: 4}
+models:
+  - name: teacher
+    features:
+      - {field: user, table: t_emb}
+      - {field: item, table: t_emb}
+    mlp: [16]
+  - name: student
+    features:
+      - {field: user, table: s_emb}
+      - {field: item, table: s_emb}
+    mlp: [8]
+    two_towers: true
+train: {batch_size: 64, epochs: 2}
+distill: {target_log: $TMP/targets}
+output: {plot: false, progress_every_s: 0}
+YAML
+grep -v "name: teacher, role: teacher" live.yaml | sed -e 's/distill: true}/distill: true, teacher: teacher}/' \
+    -e "s|^distill: {target_log: $TMP/targets}|distill: {target_log: $TMP/targets, replay: true}|" > replay.yaml
+grep -q "replay: true" replay.yaml || fail "could not write the replay config"
+run -n 3 "$RD" train live.yaml --out L >L.out 2>L.err || fail "live run: $(cat L.err)"
+bad "takes part in live distillation \((its teacher|its student) is in the launch" -n 3 "$RD" train live.yaml --out X3 --resume L/ckpt
+run -n 2 "$RD" train replay.yaml --out RP >RP.out 2>RP.err || fail "replay run: $(cat RP.err)"
+RF="$(basename "$(ls -d RP/ckpt/student/step-* | tail -1)")"
+for st in 000000000020 000000000080; do
+    rm -rf RQ
+    [ -d RP/ckpt/student/step-$st ] || fail "no replay checkpoint step-$st: $(ls RP/ckpt/student)"
+    run -n 2 "$RD" train replay.yaml --out RQ --resume RP/ckpt/student/step-$st >RQ.out 2>RQ.err ||
+        fail "resume of the replay student from $st: $(cat RQ.err)"
+    grep -q "resumed from .*step-$st" RQ.out || fail "no resume line: $(cat RQ.out)"
+    cmp -s "RP/ckpt/student/$RF/dense.bin" "RQ/ckpt/student/$RF/dense.bin" || fail "replay resume from $st: dense.bin differs"
+    cmp -s "RP/ckpt/student/$RF/MANIFEST" "RQ/ckpt/student/$RF/MANIFEST" || fail "replay resume from $st: tables differ"
+    [ "$(holdout RP.out)" = "$(holdout RQ.out)" ] || fail "replay resume from $st: holdout differs"
+done
 echo "resume.sh: ok"
