@@ -484,6 +484,7 @@ static void test_dense_and_dirs(void **state) {
     assert_int_equal(oz.t, 123);
     assert_true(pz.step == 40 && pz.epoch == 1 && pz.window == -1 && pz.range_step == 7);
     assert_string_equal(pz.job, "student");
+    assert_false(pz.has_ident); // written without an identity: read as unknown, not as 0 events
     // Refusals.
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_train_ckpt_read_dense(part, 0x1234, &pz, &z, &oz, &eb), RD_ERR_SCHEMA);
@@ -703,7 +704,7 @@ static void test_dense_identity(void **state) {
     unsigned char buf[4096];
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
-    const size_t v1 = 192, ident = 8 + 16 + 24 + 4 + RD_TRAIN_CKPT_TABLES * (RD_NAME_MAX + 8);
+    const size_t v1 = 192, ident = 4 + 8 + 16 + 24 + 4 + RD_TRAIN_CKPT_TABLES * (RD_NAME_MAX + 8);
     assert_int_equal(n, v1 + ident + 5 * sizeof(float) + 4);
     memmove(buf + v1, buf + v1 + ident, n - v1 - ident);
     n -= ident;

@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,10 @@
 static const char dense_magic[8] = {'R', 'D', 'D', 'E', 'N', 'S', 'E', '1'};
 
 // Header bytes of version 1: magic 8 + 2*u32 + 4*u64 + 5*f32 + i64 + 2*i32 + i64 + u64 + f64 +
-// i32 + 2*u64 + 2 names. Version 2 appends the identity record: u64 + 4*i32/u32 + 3*u64 + u32 +
-// the table entries.
+// i32 + 2*u64 + 2 names. Version 2 appends the identity record: u32 + u64 + 4*i32/u32 + 3*u64 +
+// u32 + the table entries.
 #define HDR_V1    (8 + 8 + 32 + 20 + 8 + 8 + 8 + 8 + 8 + 4 + 16 + 2 * RD_NAME_MAX)
-#define IDENT_V2  (8 + 16 + 24 + 4 + RD_TRAIN_CKPT_TABLES * (RD_NAME_MAX + 8))
+#define IDENT_V2  (4 + 8 + 16 + 24 + 4 + RD_TRAIN_CKPT_TABLES * (RD_NAME_MAX + 8))
 #define HDR_BYTES (HDR_V1 + IDENT_V2)
 
 _Static_assert(RD_MAX_TABLES <= RD_TRAIN_CKPT_TABLES, "dense.bin records every table of a model");
@@ -345,6 +346,10 @@ int rd_train_ckpt_write_dense(const char *dir,
     memset(name, 0, sizeof name);
     snprintf(name, sizeof name, "%s", pos->model);
     put(&w, name, sizeof name);
+    // A writer that did not fill the identity (has_ident 0: a tool, a test) says so, and the file
+    // reads like a version-1 one: nothing to check rather than a dataset of 0 events.
+    uint32_t has_ident = pos->has_ident ? 1 : 0;
+    PUT(&w, has_ident);
     PUT(&w, pos->data_events);
     PUT(&w, pos->data_crc);
     PUT(&w, pos->job_ranks);
@@ -412,7 +417,8 @@ static void parse_hdr(const unsigned char *p, hdr *h) {
     h->pos.job[RD_NAME_MAX - 1] = h->pos.model[RD_NAME_MAX - 1] = 0;
     if (h->version < 2) // no identity record: has_ident stays 0
         return;
-    h->pos.has_ident = 1;
+    uint32_t has_ident;
+    GET(&r, has_ident);
     GET(&r, h->pos.data_events);
     GET(&r, h->pos.data_crc);
     GET(&r, h->pos.job_ranks);
@@ -429,6 +435,10 @@ static void parse_hdr(const unsigned char *p, hdr *h) {
         h->pos.table[t][RD_NAME_MAX - 1] = 0;
         GET(&r, h->pos.table_hash[t]);
     }
+    if (has_ident) // else recorded as unknown: the fields are not the run's
+        h->pos.has_ident = 1;
+    else
+        memset(&h->pos.has_ident, 0, sizeof *h - offsetof(hdr, pos.has_ident));
 }
 
 // Load and check the whole file; *buf is freed by the caller (rd_free). The header is read

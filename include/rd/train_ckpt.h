@@ -31,8 +31,8 @@
 //   u64 opt_slots | u64 optimizer t | f32 lr, beta1, beta2, eps, weight_decay | i64 step |
 //   i32 epoch | i32 window | i64 range_step | u64 trained | f64 loss_ema | i32 have_loss |
 //   u64 seed | u64 config_hash | char job[32] | char model[32] |
-//   (version 2:) u64 data_events | u32 data_crc | i32 job_ranks | i32 batch_size | i32 order |
-//   u64 tokens_hash | u64 model_hash | u64 sampling_hash | u32 n_tables |
+//   (version 2:) u32 has_ident | u64 data_events | u32 data_crc | i32 job_ranks | i32 batch_size |
+//   i32 order | u64 tokens_hash | u64 model_hash | u64 sampling_hash | u32 n_tables |
 //   RD_TRAIN_CKPT_TABLES x (char table[32] | u64 table_hash) |
 //   params (n_slab f32) | opt_state (opt_slots * n_slab f32) | u32 CRC-32C of all before it.
 // Version 1 files (no identity record) are still read: has_ident is 0 and the callers warn that
@@ -69,7 +69,8 @@ typedef struct rd_train_pos {
     // Identity of the run the position belongs to (version 2; all 0 in a version-1 file). The
     // position "step k of the phase" only means the same examples on the same dataset, split
     // in the same way; the part hashes let a refusal say which part of config_hash differs.
-    int32_t has_ident;      // 1 = the fields below were recorded
+    int32_t has_ident;      // 1 = the fields below were recorded (the first of them: a reader
+                            // clears from here to the end for an identity not recorded)
     uint64_t data_events;   // rd_dataset_info.n_events of the training data
     uint32_t data_crc;      // rd_dataset_info.records_crc
     int32_t job_ranks;      // worker ranks of the job

@@ -204,7 +204,7 @@ def crc32c(b):
     return c ^ 0xFFFFFFFF
 p = sys.argv[1]
 d = open(p, "rb").read()
-v1, ident = 192, 8 + 16 + 24 + 4 + 32 * (32 + 8)
+v1, ident = 192, 4 + 8 + 16 + 24 + 4 + 32 * (32 + 8)
 assert struct.unpack_from("<I", d, 8)[0] == 2 and struct.unpack_from("<I", d, len(d) - 4)[0] == crc32c(d[:-4])
 d = d[:8] + struct.pack("<I", 1) + d[12:v1] + d[v1 + ident:-4]
 open(p, "wb").write(d + struct.pack("<I", crc32c(d)))
