@@ -139,8 +139,7 @@ static void build_bundle(const char *dir, char *bundle, size_t cap, char *dsdir,
     rd_train_pos pos;
     memset(&pos, 0, sizeof pos);
     pos.step = 1;
-    pos.seed = cfg->run.seed;
-    pos.config_hash = rd_train_ckpt_config_hash(cfg, NULL, &cfg->models[0]);
+    rd_train_ckpt_ident(cfg, NULL, &cfg->models[0], di, 1, &pos); // trained on this dataset
     snprintf(pos.job, sizeof pos.job, "student");
     snprintf(pos.model, sizeof pos.model, "student");
     if (rd_train_ckpt_write_dense(ck, &pos, model, &opt, &eb) != RD_OK)

@@ -13,6 +13,10 @@
 //     byte (CRC), other config hash, other slab size, a file far larger than its header says;
 //     commit replaces an older directory, prune keeps the newest N complete ones, latest ignores
 //     incomplete ones, clear (a fresh run) removes every complete one and the crash leftovers;
+//   - dense.bin's identity record (version 2) round trips, and rd_train_ckpt_check refuses
+//     another dataset, job rank count, batch size, order or token settings, and names the part
+//     of the config hash that differs (seed, a table, the model); a version-1 file still reads,
+//     with nothing to check but the config hash;
 //   - a rewrite to --out a/b/c that fails removes the parents it created, and only those.
 #include <setjmp.h>
 #include <stdarg.h>
@@ -480,6 +484,7 @@ static void test_dense_and_dirs(void **state) {
     assert_int_equal(oz.t, 123);
     assert_true(pz.step == 40 && pz.epoch == 1 && pz.window == -1 && pz.range_step == 7);
     assert_string_equal(pz.job, "student");
+    assert_false(pz.has_ident); // written without an identity: read as unknown, not as 0 events
     // Refusals.
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_train_ckpt_read_dense(part, 0x1234, &pz, &z, &oz, &eb), RD_ERR_SCHEMA);
@@ -585,6 +590,189 @@ static void test_dense_and_dirs(void **state) {
     rd_free(z.opt_state);
 }
 
+// A run's identity record: the config of tests/scripts/resume.sh in small (two tables, one model).
+static void ident_config(rd_config *cfg, rd_model_config *mc) {
+    rd_config_defaults(cfg);
+    cfg->run.seed = 5;
+    cfg->ps.n_tables = 3;
+    snprintf(cfg->ps.tables[0].name, RD_NAME_MAX, "s_user");
+    snprintf(cfg->ps.tables[1].name, RD_NAME_MAX, "s_item");
+    snprintf(cfg->ps.tables[2].name, RD_NAME_MAX, "unused");
+    for (int t = 0; t < 3; t++)
+        cfg->ps.tables[t].dim = 4;
+    memset(mc, 0, sizeof *mc);
+    snprintf(mc->name, RD_NAME_MAX, "small");
+    mc->n_features = 2;
+    snprintf(mc->features[0].field, RD_NAME_MAX, "user");
+    snprintf(mc->features[0].table, RD_NAME_MAX, "s_user");
+    snprintf(mc->features[1].field, RD_NAME_MAX, "item");
+    snprintf(mc->features[1].table, RD_NAME_MAX, "s_item");
+    mc->n_mlp = 1;
+    mc->mlp[0] = 16;
+}
+
+// rd_train_ckpt_check of ck against a run built from (cfg, mc, info, ranks); the message is left
+// in eb.
+static int check_against(const rd_train_pos *ck,
+                         const rd_config *cfg,
+                         const rd_model_config *mc,
+                         const rd_dataset_info *info,
+                         int ranks,
+                         rd_errbuf *eb) {
+    rd_train_pos run;
+    memset(&run, 0, sizeof run);
+    snprintf(run.model, sizeof run.model, "%s", mc->name);
+    rd_train_ckpt_ident(cfg, NULL, mc, info, ranks, &run);
+    rd_errbuf_clear(eb);
+    return rd_train_ckpt_check("CK", ck, &run, "DATA", 0xf, eb);
+}
+
+static void test_dense_identity(void **state) {
+    (void)state;
+    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
+    rd_model_config *mc = rd_xcalloc(1, sizeof *mc);
+    ident_config(cfg, mc);
+    rd_dataset_info info;
+    memset(&info, 0, sizeof info);
+    info.n_events = 6000;
+    info.records_crc = 0x1234abcd;
+    rd_model m;
+    memset(&m, 0, sizeof m);
+    m.n_slab = m.n_params = 5;
+    m.params = rd_xcalloc(5, sizeof(float));
+    m.params[3] = 2.5f;
+    rd_dense_optim o;
+    memset(&o, 0, sizeof o);
+    rd_train_pos pos;
+    memset(&pos, 0, sizeof pos);
+    pos.step = 40;
+    pos.range_step = 40;
+    snprintf(pos.job, sizeof pos.job, "student");
+    snprintf(pos.model, sizeof pos.model, "small");
+    rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &pos);
+    assert_int_equal(pos.n_tables, 2); // the tables the model reads
+    char dir[300];
+    path(dir, sizeof dir, "ident");
+    assert_int_equal(rd_lmdbx_mkdir_p(dir, NULL), RD_OK);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_write_dense(dir, &pos, &m, &o, &eb), RD_OK);
+    rd_train_pos ck;
+    assert_int_equal(rd_train_ckpt_read_pos(dir, &ck, &eb), RD_OK);
+    assert_true(ck.has_ident && ck.data_events == 6000 && ck.data_crc == 0x1234abcd);
+    assert_true(ck.job_ranks == 1 && ck.batch_size == cfg->train.batch_size);
+    assert_true(ck.order == RD_ORDER_TIME && ck.tokens_hash == 0 && ck.n_tables == 2);
+    assert_string_equal(ck.table[0], "s_user");
+    assert_string_equal(ck.table[1], "s_item");
+    assert_true(ck.config_hash == rd_train_ckpt_config_hash(cfg, NULL, mc));
+    // The same run: accepted.
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_OK);
+    // Another partition of the data into steps.
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 2, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "CK was written with 1 rank x batch 256 in time order; this "
+                                   "run has 2 x 256 in time order"));
+    cfg->train.batch_size = 64;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "this run has 1 x 64 in time order"));
+    cfg->train.batch_size = 256;
+    cfg->train.order = RD_ORDER_USER;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "this run has 1 x 256 in user order"));
+    cfg->train.order = RD_ORDER_TIME;
+    // Another dataset: other events, or the same count with other records.
+    info.n_events = 3000;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "CK was trained on another dataset (6000 events, records "
+                                   "CRC-32C 0x1234abcd) than the one in DATA (3000 events"));
+    info.n_events = 6000;
+    info.records_crc = 0x1234abce;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_CONFIG);
+    info.records_crc = 0x1234abcd;
+    // Token settings, for a model that reads tokens (its config hash changes too: the check of
+    // the tokens alone is done on a checkpoint of that model).
+    mc->tokens.scheme = 2;
+    rd_train_pos tk;
+    memset(&tk, 0, sizeof tk);
+    rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &tk);
+    assert_true(tk.tokens_hash != 0);
+    cfg->tokens.window = 4;
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "tokens built with other settings"));
+    cfg->tokens.window = 32;
+    cfg->tokens.sit_layers = 1;
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    cfg->tokens.sit_layers = 2;
+    cfg->tokens.map_size <<= 1; // not a build setting
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_OK);
+    mc->tokens.scheme = 0;
+    // The config hash: the message says which part differs.
+    cfg->run.seed = 6;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "written with run.seed 5, this run has 6"));
+    assert_null(strstr(eb.msg, "table"));
+    cfg->run.seed = 5;
+    cfg->ps.tables[0].optim.kind = RD_OPT_ADAM;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "table 's_user' differs"));
+    assert_null(strstr(eb.msg, "s_item"));
+    assert_null(strstr(eb.msg, "model"));
+    cfg->ps.tables[0].optim = cfg->ps.tables[1].optim;
+    cfg->ps.tables[2].dim = 8; // a table the model does not read: no difference
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_OK);
+    mc->mlp[0] = 12;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "model 'small' differs"));
+    assert_null(strstr(eb.msg, "table"));
+    mc->mlp[0] = 16;
+    // A version-1 file (no identity record): still read, with only the config hash to check.
+    // Version 1 = the first 192 header bytes of version 2, then the slab, then the CRC.
+    char file[350];
+    snprintf(file, sizeof file, "%s/dense.bin", dir);
+    FILE *f = fopen(file, "rb");
+    assert_non_null(f);
+    unsigned char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    const size_t v1 = 192, ident = 4 + 8 + 16 + 24 + 4 + RD_TRAIN_CKPT_TABLES * (RD_NAME_MAX + 8);
+    assert_int_equal(n, v1 + ident + 5 * sizeof(float) + 4);
+    memmove(buf + v1, buf + v1 + ident, n - v1 - ident);
+    n -= ident;
+    uint32_t version = 1;
+    memcpy(buf + 8, &version, 4);
+    uint32_t crc = rd_crc32c(0, buf, n - 4);
+    memcpy(buf + n - 4, &crc, 4);
+    f = fopen(file, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, n, f), n);
+    fclose(f);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_read_pos(dir, &ck, &eb), RD_OK);
+    assert_true(!ck.has_ident && ck.step == 40 && ck.range_step == 40);
+    assert_string_equal(ck.model, "small");
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 2, &eb), RD_OK); // cannot be checked
+    cfg->run.seed = 6; // the config hash still can, and a seed is still named
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "written with run.seed 5, this run has 6"));
+    cfg->run.seed = 5;
+    cfg->ps.tables[0].dim = 8; // nothing recorded names a table: the hashes
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "another model or table config"));
+    memset(m.params, 0, 5 * sizeof(float));
+    assert_int_equal(rd_train_ckpt_read_dense(dir, ck.config_hash, &ck, &m, &o, &eb), RD_OK);
+    assert_true(m.params[3] == 2.5f);
+    // A version from the future is refused.
+    version = RD_TRAIN_CKPT_VERSION + 1;
+    memcpy(buf + 8, &version, 4);
+    f = fopen(file, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, n, f), n);
+    fclose(f);
+    assert_int_equal(rd_train_ckpt_read_pos(dir, &ck, &eb), RD_ERR_VERSION);
+    rd_free(m.params);
+    rd_free(mc);
+    rd_free(cfg);
+}
+
 // Entries of g_root whose name contains `part` (leftover partial folders).
 static int count_in_root(const char *part) {
     char cmd[400];
@@ -668,7 +856,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reshard),          cmocka_unit_test(test_compact_evict_export),
         cmocka_unit_test(test_import_bad_input), cmocka_unit_test(test_dense_and_dirs),
-        cmocka_unit_test(test_out_parents),
+        cmocka_unit_test(test_dense_identity),   cmocka_unit_test(test_out_parents),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

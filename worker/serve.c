@@ -11,6 +11,7 @@
 #include "rd/hash.h"
 #include "rd/kv.h"
 #include "rd/lmdbx.h"
+#include "rd/log.h"
 #include "rd/model.h"
 #include "rd/table.h"
 #include "rd/tabletool.h"
@@ -123,7 +124,41 @@ int rd_serve_export(const rd_config *cfg,
     if (rc != RD_OK)
         goto done;
     const rd_dataset_info *di = rd_dataset_get_info(ds);
-    // 1. The model, its dense parameters from the checkpoint (config hash checked).
+    const char *data_dir = dataset_dir ? dataset_dir : cfg->data.dir;
+    // 1. The checkpoint's record: the model and tables of this config (the config hash, naming
+    // the part that differs) and the dataset it was trained on. The bundle carries the
+    // dataset's vocabularies and numeric standardisation, so it must be exported with the
+    // training data: other data (another period of the log, another split) would serve with
+    // transforms the model never saw.
+    rd_train_pos pos, run;
+    memset(&run, 0, sizeof run);
+    snprintf(run.model, sizeof run.model, "%s", mc->name);
+    rd_train_ckpt_ident(cfg, jc, mc, di, 0, &run);
+    if ((rc = rd_train_ckpt_read_pos(ckpt_dir, &pos, eb)) != RD_OK)
+        goto done;
+    if (strcmp(pos.job, job) != 0) {
+        rc = rd_err_set(eb, RD_ERR_SCHEMA, "%s is a checkpoint of job '%s', not '%s'", ckpt_dir,
+                        pos.job, job);
+        goto done;
+    }
+    if ((rc = rd_train_ckpt_check(ckpt_dir, &pos, &run, data_dir, RD_TRAIN_CKPT_CHECK_CONFIG,
+                                  eb)) != RD_OK)
+        goto done;
+    // A folder prepared from another data configuration (another split, other events) is
+    // refused as train refuses to train on it; then the data must be the checkpoint's own.
+    if ((rc = rd_dataset_check_config(data_dir, &cfg->data, pos.seed, eb)) != RD_OK)
+        goto done;
+    if ((rc = rd_train_ckpt_check(ckpt_dir, &pos, &run, data_dir, RD_TRAIN_CKPT_CHECK_DATA, eb)) !=
+        RD_OK) {
+        rd_err_prefix(eb, "export: ");
+        goto done;
+    }
+    if (!pos.has_ident)
+        RD_LOG_WARN("export: %s was written by an older build (dense.bin version 1): it does not "
+                    "record its training dataset, so %s cannot be checked against it; make sure "
+                    "it is the data the model was trained on",
+                    ckpt_dir, data_dir);
+    // 2. The model, its dense parameters from the checkpoint.
     rd_model_opts mo = {.tables = cfg->ps.tables,
                         .n_tables = cfg->ps.n_tables,
                         .max_batch = 1,
@@ -133,20 +168,7 @@ int rd_serve_export(const rd_config *cfg,
                         .seed = 1};
     if ((rc = rd_model_create(mc, &mo, &m, eb)) != RD_OK)
         goto done;
-    uint64_t hash = rd_train_ckpt_config_hash(cfg, jc, mc);
-    rd_train_pos pos;
-    if ((rc = rd_train_ckpt_read_dense(ckpt_dir, hash, &pos, m, NULL, eb)) != RD_OK)
-        goto done;
-    if (strcmp(pos.job, job) != 0) {
-        rc = rd_err_set(eb, RD_ERR_SCHEMA, "%s is a checkpoint of job '%s', not '%s'", ckpt_dir,
-                        pos.job, job);
-        goto done;
-    }
-    // The bundle carries the dataset's vocabularies and numeric standardisation: a folder
-    // prepared from another data configuration (another split, other events) would serve with
-    // the wrong ones, as train refuses to train on it.
-    if ((rc = rd_dataset_check_config(dataset_dir ? dataset_dir : cfg->data.dir, &cfg->data,
-                                      pos.seed, eb)) != RD_OK)
+    if ((rc = rd_train_ckpt_read_dense(ckpt_dir, run.config_hash, &pos, m, NULL, eb)) != RD_OK)
         goto done;
     // Only the main tower serves: zero the auxiliary tower.
     for (int i = 0; i < m->n_tensors; i++)
@@ -161,7 +183,7 @@ int rd_serve_export(const rd_config *cfg,
             goto done;
         width[f] = at.width;
     }
-    // 2. The PS rows of the model's tables.
+    // 3. The PS rows of the model's tables.
     if ((rc = rd_tabletool_open(ckpt_dir, &tt, eb)) != RD_OK)
         goto done;
     int ti[RD_MAX_TABLES];
@@ -182,7 +204,7 @@ int rd_serve_export(const rd_config *cfg,
             goto done;
         }
     }
-    // 3. The bundle.
+    // 4. The bundle.
     uint32_t version = RD_SERVE_VERSION, mcs = sizeof(rd_model_config),
              tcs = sizeof(rd_table_config), nt = (uint32_t)m->n_tables;
     int64_t created = (int64_t)time(NULL);
@@ -192,7 +214,7 @@ int rd_serve_export(const rd_config *cfg,
     OUT(&o, mcs);
     OUT(&o, tcs);
     OUT(&o, nt);
-    OUT(&o, hash);
+    OUT(&o, run.config_hash);
     OUT(&o, pos.step);
     OUT(&o, cfg->run.seed);
     OUT(&o, created);

@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +24,18 @@
 
 static const char dense_magic[8] = {'R', 'D', 'D', 'E', 'N', 'S', 'E', '1'};
 
-// Header bytes: magic 8 + 2*u32 + 4*u64 + 5*f32 + i64 + 2*i32 + i64 + u64 + f64 + i32 + 2*u64
-// + 2 names.
-#define HDR_BYTES (8 + 8 + 32 + 20 + 8 + 8 + 8 + 8 + 8 + 4 + 16 + 2 * RD_NAME_MAX)
+// Header bytes of version 1: magic 8 + 2*u32 + 4*u64 + 5*f32 + i64 + 2*i32 + i64 + u64 + f64 +
+// i32 + 2*u64 + 2 names. Version 2 appends the identity record: u32 + u64 + 4*i32/u32 + 3*u64 +
+// u32 + the table entries.
+#define HDR_V1    (8 + 8 + 32 + 20 + 8 + 8 + 8 + 8 + 8 + 4 + 16 + 2 * RD_NAME_MAX)
+#define IDENT_V2  (4 + 8 + 16 + 24 + 4 + RD_TRAIN_CKPT_TABLES * (RD_NAME_MAX + 8))
+#define HDR_BYTES (HDR_V1 + IDENT_V2)
+
+_Static_assert(RD_MAX_TABLES <= RD_TRAIN_CKPT_TABLES, "dense.bin records every table of a model");
+
+static size_t hdr_bytes(uint32_t version) {
+    return version >= 2 ? HDR_BYTES : HDR_V1;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Little serializer (host byte order, like the shard envs)
@@ -59,11 +69,10 @@ int rd_train_ckpt_path(const char *root, const char *job, int64_t step, char *ou
     return n < 0 || (size_t)n >= cap ? RD_ERR_RANGE : RD_OK;
 }
 
-uint64_t rd_train_ckpt_config_hash(const rd_config *cfg,
-                                   const rd_job_config *jc,
-                                   const rd_model_config *mc) {
+// The model config alone, chained from h (the first part of rd_train_ckpt_config_hash).
+static uint64_t model_part(const rd_model_config *mc, uint64_t h) {
     // Field by field (not the struct bytes): padding and unused array tails must not matter.
-    uint64_t h = rd_hash_str(mc->name, 0x7264636b70ULL);
+    h = rd_hash_str(mc->name, h);
     for (int f = 0; f < mc->n_features; f++) {
         h = rd_hash_str(mc->features[f].field, h);
         h = rd_hash_str(mc->features[f].table, h);
@@ -95,29 +104,205 @@ uint64_t rd_train_ckpt_config_hash(const rd_config *cfg,
     h = rd_hash64(mc->tower, (size_t)mc->n_tower * sizeof mc->tower[0], h);
     h = rd_hash64(&mc->two_towers, sizeof mc->two_towers, h);
     h = rd_hash64(&mc->layer_norm, sizeof mc->layer_norm, h);
-    h = rd_hash_str(mc->activation, h);
-    for (int t = 0; t < cfg->ps.n_tables; t++) {
-        const rd_table_config *tc = &cfg->ps.tables[t];
-        int used = strcmp(mc->seq.table, tc->name) == 0;
-        for (int f = 0; f < mc->n_features && !used; f++)
-            used = strcmp(mc->features[f].table, tc->name) == 0;
-        if (!used)
-            continue;
-        h = rd_hash_str(tc->name, h);
-        h = rd_hash64(&tc->dim, sizeof tc->dim, h);
-        h = rd_hash64(&tc->optim.kind, sizeof tc->optim.kind, h);
-        h = rd_hash64(&tc->init_std, sizeof tc->init_std, h);
-        h = rd_hash64(&tc->admit_count, sizeof tc->admit_count, h);
-        h = rd_hash64(&tc->ttl, sizeof tc->ttl, h);
-        if (tc->init_as[0] && strcmp(tc->init_as, tc->name) != 0) // twin tables only
-            h = rd_hash_str(tc->init_as, h);
-    }
+    return rd_hash_str(mc->activation, h);
+}
+
+// Does model mc read table tc?
+static int reads_table(const rd_model_config *mc, const rd_table_config *tc) {
+    int used = strcmp(mc->seq.table, tc->name) == 0;
+    for (int f = 0; f < mc->n_features && !used; f++)
+        used = strcmp(mc->features[f].table, tc->name) == 0;
+    return used;
+}
+
+// One table's config, chained from h.
+static uint64_t table_part(const rd_table_config *tc, uint64_t h) {
+    h = rd_hash_str(tc->name, h);
+    h = rd_hash64(&tc->dim, sizeof tc->dim, h);
+    h = rd_hash64(&tc->optim.kind, sizeof tc->optim.kind, h);
+    h = rd_hash64(&tc->init_std, sizeof tc->init_std, h);
+    h = rd_hash64(&tc->admit_count, sizeof tc->admit_count, h);
+    h = rd_hash64(&tc->ttl, sizeof tc->ttl, h);
+    if (tc->init_as[0] && strcmp(tc->init_as, tc->name) != 0) // twin tables only
+        h = rd_hash_str(tc->init_as, h);
+    return h;
+}
+
+static int job_samples(const rd_job_config *jc) {
+    return jc && (jc->negatives.rate < 1.0 || jc->negatives.pos_rate < 1.0);
+}
+
+// The parts are chained in this order (model, tables, seed, sampling) so that the hash of
+// version-1 checkpoints is unchanged.
+uint64_t rd_train_ckpt_config_hash(const rd_config *cfg,
+                                   const rd_job_config *jc,
+                                   const rd_model_config *mc) {
+    uint64_t h = model_part(mc, 0x7264636b70ULL);
+    for (int t = 0; t < cfg->ps.n_tables; t++)
+        if (reads_table(mc, &cfg->ps.tables[t]))
+            h = table_part(&cfg->ps.tables[t], h);
     h = rd_hash64(&cfg->run.seed, sizeof cfg->run.seed, h);
-    if (jc && (jc->negatives.rate < 1.0 || jc->negatives.pos_rate < 1.0)) {
+    if (job_samples(jc)) {
         h = rd_hash64(&jc->negatives.rate, sizeof jc->negatives.rate, h);
         h = rd_hash64(&jc->negatives.pos_rate, sizeof jc->negatives.pos_rate, h);
     }
     return h ? h : 1;
+}
+
+// What the token builder writes (IAT stage 1): the tokens.* keys that change the tokens, and
+// the source model's architecture. Not map_size, append_batch, store_dir or huge_pages.
+static uint64_t tokens_part(const rd_config *cfg) {
+    const rd_tokens_config *t = &cfg->tokens;
+    uint64_t h = rd_hash64(&t->dim, sizeof t->dim, 0x746f6b656e73ULL);
+    h = rd_hash_str(t->dtype, h);
+    h = rd_hash64(&t->scheme, sizeof t->scheme, h);
+    h = rd_hash64(&t->sit_layers, sizeof t->sit_layers, h);
+    h = rd_hash64(&t->window, sizeof t->window, h);
+    h = rd_hash64(&t->batch_order, sizeof t->batch_order, h);
+    h = rd_hash64(&t->sit_labels, sizeof t->sit_labels, h);
+    h = rd_hash_str(t->source_model, h);
+    const rd_model_config *src =
+        t->source_model[0] ? rd_config_find_model(cfg, t->source_model) : NULL;
+    if (src)
+        h = model_part(src, h);
+    for (int i = 0; i < t->n_side; i++)
+        h = rd_hash_str(t->side[i], h);
+    h = rd_hash64(&t->side_residual, sizeof t->side_residual, h);
+    return h ? h : 1;
+}
+
+void rd_train_ckpt_ident(const rd_config *cfg,
+                         const rd_job_config *jc,
+                         const rd_model_config *mc,
+                         const rd_dataset_info *info,
+                         int job_ranks,
+                         rd_train_pos *pos) {
+    pos->has_ident = 1;
+    pos->seed = cfg->run.seed;
+    pos->config_hash = rd_train_ckpt_config_hash(cfg, jc, mc);
+    pos->model_hash = model_part(mc, 0x6d6f64656cULL);
+    pos->n_tables = 0;
+    memset(pos->table, 0, sizeof pos->table);
+    memset(pos->table_hash, 0, sizeof pos->table_hash);
+    for (int t = 0; t < cfg->ps.n_tables && pos->n_tables < RD_TRAIN_CKPT_TABLES; t++) {
+        const rd_table_config *tc = &cfg->ps.tables[t];
+        if (!reads_table(mc, tc))
+            continue;
+        snprintf(pos->table[pos->n_tables], RD_NAME_MAX, "%s", tc->name);
+        pos->table_hash[pos->n_tables++] = table_part(tc, 0x7461626c65ULL);
+    }
+    pos->sampling_hash = 0;
+    if (job_samples(jc)) {
+        uint64_t h = rd_hash64(&jc->negatives.rate, sizeof jc->negatives.rate, 0x6e6567ULL);
+        h = rd_hash64(&jc->negatives.pos_rate, sizeof jc->negatives.pos_rate, h);
+        pos->sampling_hash = h ? h : 1;
+    }
+    pos->tokens_hash = mc->tokens.scheme > 0 ? tokens_part(cfg) : 0;
+    pos->job_ranks = job_ranks;
+    pos->batch_size = cfg->train.batch_size;
+    pos->order = cfg->train.order;
+    pos->data_events = info ? info->n_events : 0;
+    pos->data_crc = info ? info->records_crc : 0;
+}
+
+static const char *order_name(int32_t o) {
+    return o == RD_ORDER_TIME ? "time" : o == RD_ORDER_USER ? "user" : "windows";
+}
+
+static int table_index(const rd_train_pos *p, const char *name) {
+    for (int t = 0; t < p->n_tables && t < RD_TRAIN_CKPT_TABLES; t++)
+        if (strcmp(p->table[t], name) == 0)
+            return t;
+    return -1;
+}
+
+// The config hashes differ: name the part. Falls back to the hashes when nothing recorded
+// explains it (a version-1 checkpoint with the same seed).
+static int
+config_mismatch(const char *dir, const rd_train_pos *ck, const rd_train_pos *run, rd_errbuf *eb) {
+    char what[512];
+    size_t n = 0;
+    what[0] = 0;
+#define SAY(...)                                                                                   \
+    do {                                                                                           \
+        if (n < sizeof what) {                                                                     \
+            int k_ = snprintf(what + n, sizeof what - n, "%s", n ? "; " : "");                     \
+            n += (size_t)(k_ > 0 ? k_ : 0);                                                        \
+        }                                                                                          \
+        if (n < sizeof what) {                                                                     \
+            int k_ = snprintf(what + n, sizeof what - n, __VA_ARGS__);                             \
+            n += (size_t)(k_ > 0 ? k_ : 0);                                                        \
+        }                                                                                          \
+    } while (0)
+    if (ck->seed != run->seed)
+        SAY("written with run.seed %llu, this run has %llu", (unsigned long long)ck->seed,
+            (unsigned long long)run->seed);
+    if (ck->has_ident) {
+        if (ck->model_hash != run->model_hash)
+            SAY("model '%s' differs (architecture, features, seq, tokens or towers)", run->model);
+        for (int t = 0; t < run->n_tables && t < RD_TRAIN_CKPT_TABLES; t++) {
+            int c = table_index(ck, run->table[t]);
+            if (c < 0)
+                SAY("table '%s' is not in the checkpoint", run->table[t]);
+            else if (ck->table_hash[c] != run->table_hash[t])
+                SAY("table '%s' differs (dim/optimizer/init_std/admit_count/ttl/init_as)",
+                    run->table[t]);
+        }
+        for (int c = 0; c < ck->n_tables && c < RD_TRAIN_CKPT_TABLES; c++)
+            if (table_index(run, ck->table[c]) < 0)
+                SAY("table '%s' of the checkpoint is not read by this run's model", ck->table[c]);
+        if (ck->sampling_hash != run->sampling_hash)
+            SAY("the job's negative sampling (negatives.rate / pos_rate) differs");
+    }
+#undef SAY
+    if (n)
+        return rd_err_set(eb, RD_ERR_SCHEMA, "%s: %s (config hash %016llx, this run's %016llx)",
+                          dir, what, (unsigned long long)ck->config_hash,
+                          (unsigned long long)run->config_hash);
+    return rd_err_set(eb, RD_ERR_SCHEMA,
+                      "%s: written for another model or table config (config hash %016llx, "
+                      "expected %016llx)",
+                      dir, (unsigned long long)ck->config_hash,
+                      (unsigned long long)run->config_hash);
+}
+
+int rd_train_ckpt_check(const char *dir,
+                        const rd_train_pos *ck,
+                        const rd_train_pos *run,
+                        const char *data_dir,
+                        unsigned what,
+                        rd_errbuf *eb) {
+    if ((what & RD_TRAIN_CKPT_CHECK_CONFIG) && ck->config_hash != run->config_hash)
+        return config_mismatch(dir, ck, run, eb);
+    if (!ck->has_ident)
+        return RD_OK;
+    if ((what & RD_TRAIN_CKPT_CHECK_DATA) &&
+        (ck->data_events != run->data_events || ck->data_crc != run->data_crc))
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "%s was trained on another dataset (%llu events, records CRC-32C "
+                          "0x%08x) than the one in %s (%llu events, 0x%08x)",
+                          dir, (unsigned long long)ck->data_events, ck->data_crc,
+                          data_dir ? data_dir : "this run's data.dir",
+                          (unsigned long long)run->data_events, run->data_crc);
+    if ((what & RD_TRAIN_CKPT_CHECK_PARTITION) &&
+        (ck->job_ranks != run->job_ranks || ck->batch_size != run->batch_size ||
+         ck->order != run->order))
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s was written with %d rank%s x batch %d in %s order; this run has "
+                          "%d x %d in %s order (its position, a step of the phase, only means "
+                          "the same examples for the same job ranks, train.batch_size and "
+                          "train.order)",
+                          dir, ck->job_ranks, ck->job_ranks == 1 ? "" : "s", ck->batch_size,
+                          order_name(ck->order), run->job_ranks, run->batch_size,
+                          order_name(run->order));
+    if ((what & RD_TRAIN_CKPT_CHECK_TOKENS) && ck->tokens_hash != run->tokens_hash)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s was trained on tokens built with other settings (tokens.window, "
+                          "sit_layers, scheme, batch_order, sit_labels, dim, dtype, side or the "
+                          "source model differ; token hash %016llx, this run's %016llx)",
+                          dir, (unsigned long long)ck->tokens_hash,
+                          (unsigned long long)run->tokens_hash);
+    return RD_OK;
 }
 
 int rd_train_ckpt_write_dense(const char *dir,
@@ -161,6 +346,32 @@ int rd_train_ckpt_write_dense(const char *dir,
     memset(name, 0, sizeof name);
     snprintf(name, sizeof name, "%s", pos->model);
     put(&w, name, sizeof name);
+    // A writer that did not fill the identity (has_ident 0: a tool, a test) says so, and the file
+    // reads like a version-1 one: nothing to check rather than a dataset of 0 events.
+    uint32_t has_ident = pos->has_ident ? 1 : 0;
+    PUT(&w, has_ident);
+    PUT(&w, pos->data_events);
+    PUT(&w, pos->data_crc);
+    PUT(&w, pos->job_ranks);
+    PUT(&w, pos->batch_size);
+    PUT(&w, pos->order);
+    PUT(&w, pos->tokens_hash);
+    PUT(&w, pos->model_hash);
+    PUT(&w, pos->sampling_hash);
+    uint32_t n_tables = pos->n_tables < 0                      ? 0
+                        : pos->n_tables > RD_TRAIN_CKPT_TABLES ? RD_TRAIN_CKPT_TABLES
+                                                               : (uint32_t)pos->n_tables;
+    PUT(&w, n_tables);
+    for (int k = 0; k < RD_TRAIN_CKPT_TABLES; k++) {
+        memset(name, 0, sizeof name);
+        uint64_t th = 0;
+        if ((uint32_t)k < n_tables) {
+            snprintf(name, sizeof name, "%s", pos->table[k]);
+            th = pos->table_hash[k];
+        }
+        put(&w, name, sizeof name);
+        PUT(&w, th);
+    }
     put(&w, m->params, m->n_slab * sizeof(float));
     if (m->opt_slots)
         put(&w, m->opt_state, m->n_slab * m->opt_slots * sizeof(float));
@@ -204,6 +415,30 @@ static void parse_hdr(const unsigned char *p, hdr *h) {
     get(&r, h->pos.job, RD_NAME_MAX);
     get(&r, h->pos.model, RD_NAME_MAX);
     h->pos.job[RD_NAME_MAX - 1] = h->pos.model[RD_NAME_MAX - 1] = 0;
+    if (h->version < 2) // no identity record: has_ident stays 0
+        return;
+    uint32_t has_ident;
+    GET(&r, has_ident);
+    GET(&r, h->pos.data_events);
+    GET(&r, h->pos.data_crc);
+    GET(&r, h->pos.job_ranks);
+    GET(&r, h->pos.batch_size);
+    GET(&r, h->pos.order);
+    GET(&r, h->pos.tokens_hash);
+    GET(&r, h->pos.model_hash);
+    GET(&r, h->pos.sampling_hash);
+    uint32_t n_tables;
+    GET(&r, n_tables);
+    h->pos.n_tables = n_tables > RD_TRAIN_CKPT_TABLES ? RD_TRAIN_CKPT_TABLES : (int32_t)n_tables;
+    for (int t = 0; t < RD_TRAIN_CKPT_TABLES; t++) {
+        get(&r, h->pos.table[t], RD_NAME_MAX);
+        h->pos.table[t][RD_NAME_MAX - 1] = 0;
+        GET(&r, h->pos.table_hash[t]);
+    }
+    if (has_ident) // else recorded as unknown: the fields are not the run's
+        h->pos.has_ident = 1;
+    else
+        memset(&h->pos.has_ident, 0, sizeof *h - offsetof(hdr, pos.has_ident));
 }
 
 // Load and check the whole file; *buf is freed by the caller (rd_free). The header is read
@@ -219,15 +454,16 @@ static int load_file(const char *dir, unsigned char **buf, size_t *len, rd_errbu
         return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", path,
                           strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size < HDR_BYTES + 4 ||
+    if (fstat(fileno(f), &st) != 0 || st.st_size < HDR_V1 + 4 ||
         (uint64_t)st.st_size > ((uint64_t)1 << 40)) {
         fclose(f);
         return rd_err_set(eb, RD_ERR_CORRUPT, "%s: %lld bytes is not a dense checkpoint", path,
                           (long long)st.st_size);
     }
     size_t n = (size_t)st.st_size;
+    // The version-1 header first; a version-2 file's identity record follows it.
     unsigned char head[HDR_BYTES];
-    if (fread(head, 1, sizeof head, f) != sizeof head) {
+    if (fread(head, 1, HDR_V1, f) != HDR_V1) {
         fclose(f);
         return rd_err_set(eb, RD_ERR_IO, "%s: short read", path);
     }
@@ -235,17 +471,24 @@ static int load_file(const char *dir, unsigned char **buf, size_t *len, rd_errbu
         fclose(f);
         return rd_err_set(eb, RD_ERR_CORRUPT, "%s: bad magic (not a dense checkpoint)", path);
     }
+    uint32_t version;
+    memcpy(&version, head + 8, sizeof version);
+    if (version < 1 || version > RD_TRAIN_CKPT_VERSION) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_VERSION, "%s: version %u, this build reads versions 1..%d",
+                          path, version, RD_TRAIN_CKPT_VERSION);
+    }
+    size_t hb = hdr_bytes(version);
+    if (n < hb + 4 || fread(head + HDR_V1, 1, hb - HDR_V1, f) != hb - HDR_V1) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: %zu bytes, shorter than its header", path, n);
+    }
     hdr h;
     parse_hdr(head, &h);
-    if (h.version != RD_TRAIN_CKPT_VERSION) {
-        fclose(f);
-        return rd_err_set(eb, RD_ERR_VERSION, "%s: version %u, this build reads version %d", path,
-                          h.version, RD_TRAIN_CKPT_VERSION);
-    }
     // slots <= 2 and n_slab <= 2^36 keep the product far from overflow.
     uint64_t want = h.slots > 2 || h.n_slab > ((uint64_t)1 << 36)
                         ? 0
-                        : HDR_BYTES + h.n_slab * (1 + h.slots) * sizeof(float) + 4;
+                        : hb + h.n_slab * (1 + h.slots) * sizeof(float) + 4;
     if (want != n) {
         fclose(f);
         return rd_err_set(eb, RD_ERR_CORRUPT,
@@ -258,8 +501,8 @@ static int load_file(const char *dir, unsigned char **buf, size_t *len, rd_errbu
         fclose(f);
         return rd_err_set(eb, RD_ERR_NOMEM, "%s: no memory to load %zu bytes", path, n);
     }
-    memcpy(p, head, sizeof head);
-    size_t got = sizeof head + fread(p + sizeof head, 1, n - sizeof head, f);
+    memcpy(p, head, hb);
+    size_t got = hb + fread(p + hb, 1, n - hb, f);
     fclose(f);
     if (got != n) {
         rd_free(p);
@@ -302,7 +545,8 @@ int rd_train_ckpt_read_dense(const char *dir,
         return rc;
     hdr h;
     parse_hdr(p, &h);
-    size_t want = HDR_BYTES + (size_t)(h.n_slab * (1 + h.slots)) * sizeof(float) + 4;
+    size_t hb = hdr_bytes(h.version);
+    size_t want = hb + (size_t)(h.n_slab * (1 + h.slots)) * sizeof(float) + 4;
     if (h.slots > 2 || h.n_slab > ((uint64_t)1 << 36) || want != n)
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s/%s: %zu bytes, the header implies %zu", dir,
                         RD_TRAIN_CKPT_DENSE, n, want);
@@ -322,7 +566,7 @@ int rd_train_ckpt_read_dense(const char *dir,
                         "%s: %llu optimizer slots per parameter, the model has %zu", dir,
                         (unsigned long long)h.slots, m->opt_slots);
     if (rc == RD_OK) {
-        const unsigned char *q = p + HDR_BYTES;
+        const unsigned char *q = p + hb;
         memcpy(m->params, q, m->n_slab * sizeof(float));
         if (opt) {
             if (m->opt_slots)

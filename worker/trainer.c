@@ -1440,8 +1440,7 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *
     pos.trained = tr->trained;
     pos.loss_ema = tr->loss_ema;
     pos.have_loss = tr->have_loss;
-    pos.seed = tr->cfg->run.seed;
-    pos.config_hash = rd_train_ckpt_config_hash(tr->cfg, tr->job, tr->mcfg);
+    rd_train_ckpt_ident(tr->cfg, tr->job, tr->mcfg, tr->info, tr->comm->job_size, &pos);
     snprintf(pos.job, sizeof pos.job, "%s", tr->job->name);
     snprintf(pos.model, sizeof pos.model, "%s", tr->mcfg->name);
     if ((rc = rd_train_ckpt_write_dense(part, &pos, tr->model, &tr->opt, eb)) != RD_OK)
@@ -1835,17 +1834,46 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
         snprintf(dir, sizeof dir, "%s", tr->resume_dir);
     else
         rc = rd_train_ckpt_latest(tr->resume_dir, tr->job->name, dir, sizeof dir, eb);
-    if (rc == RD_OK && distills(tr))
+    // A live teacher or student cannot resume: its partner's targets are exchanged as it
+    // trains, and both would have to restart at the same step. A student replaying the target
+    // log can: each of its targets is looked up by (sample, pass), and the receiver keeps no
+    // state from one phase to the next in replay mode, so the skipped phases and steps change
+    // nothing that follows.
+    if (rc == RD_OK && distills(tr) &&
+        !(tr->job->role == RD_JOB_STUDENT && tr->cfg->distill.replay))
         rc = rd_err_set(eb, RD_ERR_UNSUPPORTED,
-                        "--resume: job '%s' takes part in live distillation; resuming it is not "
-                        "supported yet",
-                        tr->job->name);
+                        "--resume: job '%s' takes part in live distillation (its %s is in the "
+                        "launch and they exchange targets as they train); resuming it is not "
+                        "supported yet (a student replaying a target log, distill.replay: true, "
+                        "can resume)",
+                        tr->job->name, tr->job->role == RD_JOB_TEACHER ? "student" : "teacher");
+    // What the checkpoint's position means: the same model and tables (config hash, naming the
+    // part that differs), the same dataset, the same partition of it into steps (job ranks,
+    // batch size, order) and, for a job that reads tokens, the same token-build settings.
+    rd_train_pos run, ck;
+    memset(&run, 0, sizeof run);
+    snprintf(run.job, sizeof run.job, "%s", tr->job->name);
+    snprintf(run.model, sizeof run.model, "%s", tr->mcfg->name);
+    rd_train_ckpt_ident(tr->cfg, tr->job, tr->mcfg, tr->info, tr->comm->job_size, &run);
     if (rc == RD_OK)
-        rc = rd_train_ckpt_read_dense(dir, rd_train_ckpt_config_hash(tr->cfg, tr->job, tr->mcfg),
-                                      &tr->rpos, tr->model, &tr->opt, eb);
-    if (rc == RD_OK && strcmp(tr->rpos.job, tr->job->name) != 0)
+        rc = rd_train_ckpt_read_pos(dir, &ck, eb);
+    if (rc == RD_OK && strcmp(ck.job, tr->job->name) != 0)
         rc = rd_err_set(eb, RD_ERR_SCHEMA, "--resume: %s is a checkpoint of job '%s', not '%s'",
-                        dir, tr->rpos.job, tr->job->name);
+                        dir, ck.job, tr->job->name);
+    if (rc == RD_OK)
+        rc = rd_train_ckpt_check(dir, &ck, &run, tr->cfg->data.dir,
+                                 RD_TRAIN_CKPT_CHECK_CONFIG | RD_TRAIN_CKPT_CHECK_DATA |
+                                     RD_TRAIN_CKPT_CHECK_PARTITION | RD_TRAIN_CKPT_CHECK_TOKENS,
+                                 eb);
+    if (rc == RD_OK && !ck.has_ident && tr->comm->job_rank == 0)
+        RD_LOG_WARN("--resume: %s was written by an older build (dense.bin version 1): its "
+                    "dataset, job ranks, train.batch_size, train.order and token settings were "
+                    "not recorded and cannot be checked; make sure they are this run's",
+                    dir);
+    if (rc == RD_OK)
+        rc = rd_train_ckpt_read_dense(dir, run.config_hash, &tr->rpos, tr->model, &tr->opt, eb);
+    if (rc != RD_OK && strncmp(eb->msg, "--resume", 8) != 0)
+        rd_err_prefix(eb, "--resume: ");
     // Rank 0 loads the tables only if every rank read its dense state (a local failure above
     // is still reported by that rank; the launch is aborted by the caller).
     int st = rc;

@@ -8,6 +8,9 @@
 //   rd_train_ckpt_write_dense()/read_dense()   <dir>/dense.bin (params + optimizer slots + pos)
 //   rd_train_ckpt_config_hash()   hash of a model's architecture, its tables' configs and its
 //                              job's sampling
+//   rd_train_ckpt_ident()      this run's identity record: the parts of that hash, the dataset,
+//                              the job's partition (ranks, batch, order) and its token settings
+//   rd_train_ckpt_check()      does a checkpoint's identity match this run's (names what differs)
 //   rd_train_ckpt_commit()     rename a finished ".partial" directory into place (atomic)
 //   rd_train_ckpt_prune()      keep the newest `keep` complete checkpoints of a job
 //   rd_train_ckpt_latest()     the newest complete checkpoint of a job
@@ -29,7 +32,12 @@
 //   u64 opt_slots | u64 optimizer t | f32 lr, beta1, beta2, eps, weight_decay | i64 step |
 //   i32 epoch | i32 window | i64 range_step | u64 trained | f64 loss_ema | i32 have_loss |
 //   u64 seed | u64 config_hash | char job[32] | char model[32] |
+//   (version 2:) u32 has_ident | u64 data_events | u32 data_crc | i32 job_ranks | i32 batch_size |
+//   i32 order | u64 tokens_hash | u64 model_hash | u64 sampling_hash | u32 n_tables |
+//   RD_TRAIN_CKPT_TABLES x (char table[32] | u64 table_hash) |
 //   params (n_slab f32) | opt_state (opt_slots * n_slab f32) | u32 CRC-32C of all before it.
+// Version 1 files (no identity record) are still read: has_ident is 0 and the callers warn that
+// the dataset, partition and token settings cannot be checked.
 #ifndef RD_TRAIN_CKPT_H
 #define RD_TRAIN_CKPT_H
 
@@ -37,12 +45,14 @@
 #include <stdint.h>
 
 #include "rd/config.h"
+#include "rd/dataset.h"
 #include "rd/dense_optim.h"
 #include "rd/error.h"
 #include "rd/model.h"
 
-#define RD_TRAIN_CKPT_VERSION 1
+#define RD_TRAIN_CKPT_VERSION 2
 #define RD_TRAIN_CKPT_DENSE   "dense.bin"
+#define RD_TRAIN_CKPT_TABLES  32 // table entries of the identity record (>= RD_MAX_TABLES)
 
 /** The trainer's position at a checkpoint (steps 0..step-1 of the job are applied). */
 typedef struct rd_train_pos {
@@ -57,7 +67,31 @@ typedef struct rd_train_pos {
     uint64_t config_hash; // rd_train_ckpt_config_hash of the job's model
     char job[RD_NAME_MAX];
     char model[RD_NAME_MAX];
+    // Identity of the run the position belongs to (version 2; all 0 in a version-1 file). The
+    // position "step k of the phase" only means the same examples on the same dataset, split
+    // in the same way; the part hashes let a refusal say which part of config_hash differs.
+    int32_t has_ident;      // 1 = the fields below were recorded (the first of them: a reader
+                            // clears from here to the end for an identity not recorded)
+    uint64_t data_events;   // rd_dataset_info.n_events of the training data
+    uint32_t data_crc;      // rd_dataset_info.records_crc
+    int32_t job_ranks;      // worker ranks of the job
+    int32_t batch_size;     // train.batch_size (examples per worker step)
+    int32_t order;          // train.order (rd_order)
+    uint64_t tokens_hash;   // token-store build settings (tokens.*), 0 = the model reads none
+    uint64_t model_hash;    // the model config alone
+    uint64_t sampling_hash; // the job's negative sampling, 0 = none
+    int32_t n_tables;       // tables the model reads
+    char table[RD_TRAIN_CKPT_TABLES][RD_NAME_MAX]; // their names
+    uint64_t table_hash[RD_TRAIN_CKPT_TABLES];     // their configs (dim, optimizer, ...)
 } rd_train_pos;
+
+/** What rd_train_ckpt_check compares (bit flags). */
+enum {
+    RD_TRAIN_CKPT_CHECK_CONFIG = 1,    // config_hash, naming the part that differs
+    RD_TRAIN_CKPT_CHECK_DATA = 2,      // data_events and data_crc
+    RD_TRAIN_CKPT_CHECK_PARTITION = 4, // job_ranks, batch_size, order
+    RD_TRAIN_CKPT_CHECK_TOKENS = 8,    // tokens_hash
+};
 
 /** "<root>/<job>/step-%012lld" into out. @return RD_OK or RD_ERR_RANGE (does not fit). */
 int rd_train_ckpt_path(const char *root, const char *job, int64_t step, char *out, size_t cap);
@@ -72,6 +106,34 @@ int rd_train_ckpt_path(const char *root, const char *job, int64_t step, char *ou
  */
 uint64_t
 rd_train_ckpt_config_hash(const rd_config *cfg, const rd_job_config *jc, const rd_model_config *mc);
+
+/**
+ * Fill the identity record of a run into pos: seed, config_hash and its parts (model_hash, the
+ * tables' hashes, sampling_hash), tokens_hash (when the model reads tokens), the job's partition
+ * (job_ranks, cfg->train.batch_size, cfg->train.order) and the dataset (info, may be NULL: 0).
+ * Sets has_ident. Leaves the position fields (step, epoch, ...) and the names alone.
+ */
+void rd_train_ckpt_ident(const rd_config *cfg,
+                         const rd_job_config *jc,
+                         const rd_model_config *mc,
+                         const rd_dataset_info *info,
+                         int job_ranks,
+                         rd_train_pos *pos);
+
+/**
+ * Compare a checkpoint's record `ck` (read from `dir`) with this run's `run`
+ * (rd_train_ckpt_ident) on the parts `what` asks for (RD_TRAIN_CKPT_CHECK_*). The message names
+ * the checkpoint, what differs and both values. Parts a version-1 checkpoint did not record
+ * (ck->has_ident 0) are not checked: the caller warns.
+ * @param[in] data_dir  the folder of this run's dataset, named by the dataset message (may be NULL)
+ * @return RD_OK, RD_ERR_SCHEMA (config, partition, tokens), RD_ERR_CONFIG (dataset)
+ */
+int rd_train_ckpt_check(const char *dir,
+                        const rd_train_pos *ck,
+                        const rd_train_pos *run,
+                        const char *data_dir,
+                        unsigned what,
+                        rd_errbuf *eb);
 
 /**
  * Write <dir>/dense.bin atomically (temp file + fsync + rename).

@@ -7,7 +7,8 @@
 # a student job that waits for the store while the teacher builds it, a store of another dim
 # answered with a clear error, the built store mapped for serving in 2 MiB pages (and nothing
 # changed with tokens.huge_pages off), and side values (tokens.side: a CSV log's rating stored
-# with each token, fetched back equal, and a reused store without them refused).
+# with each token, fetched back equal, and a reused store without them refused). A resume of the
+# token-reading job with other token-build settings is refused.
 #
 #   bash tests/scripts/iat.sh build/recdistill
 set -u
@@ -128,6 +129,21 @@ for variant in "2:, batch_order: user, sit_labels: false" 2 1 "2:, batch_order: 
     echo "scheme $scheme$extra: holdout AUC 1 PS $a1, 2 PS $a2"
     [ "$a1" = "$a2" ] || fail "scheme $scheme: AUC depends on the PS count ($a1 vs $a2)"
 done
+
+# A checkpoint of a job that reads tokens records the token-build settings: a resume with the
+# same ones is accepted, one with another tokens.window (or sit_layers, scheme, ...) is refused
+# before any job builds or trains, naming the checkpoint.
+ck=$(ls -d "$TMP/p1-4/ckpt/teacher/step-"* | tail -1)
+[ -d "$ck" ] || fail "no teacher checkpoint in $TMP/p1-4"
+run -n 2 "$RD" train "$TMP/p1.yaml" --out "$TMP/rs" --resume "$ck" >"$TMP/out" 2>"$TMP/err" ||
+    fail "resume with the same token settings: $(cat "$TMP/err")"
+sed 's/window: 4, source_model/window: 8, source_model/' "$TMP/p1.yaml" > "$TMP/rw.yaml"
+grep -q "window: 8, source_model" "$TMP/rw.yaml" || fail "could not write the tokens.window config"
+run -n 2 "$RD" train "$TMP/rw.yaml" --out "$TMP/rw" --resume "$ck" >"$TMP/out" 2>"$TMP/err" &&
+    fail "a resume with another tokens.window was accepted"
+grep -q "step-[0-9]* was trained on tokens built with other settings" "$TMP/err" ||
+    fail "resume, other tokens.window: $(cat "$TMP/err")"
+[ ! -e "$TMP/rw/ckpt" ] || fail "a refused resume left checkpoints"
 
 # The built store is mapped for serving (tokens.huge_pages auto, the default; rd/tokens.h): the
 # report says what each run's PS ranks did, and with huge_pages off nothing is done and the run

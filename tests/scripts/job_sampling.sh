@@ -7,6 +7,8 @@
 #      unsampled; sent + unsampled = its training samples), the student gets a target for every
 #      record it trains on (joined = its training samples: none missing, none late), report.json
 #      names the rates, and `export` carries the prior correction log(0.3) into the bundle;
+#      export refuses another rate, a folder of another data configuration, and data of the same
+#      configuration that is not the checkpoint's training data;
 #   2. the teacher keeps 50 % of its negatives and the student all: the records the teacher
 #      dropped are never asked for (untargeted), the others all joined, none missing; then both
 #      sampled, the student's rates inside the teacher's, two ranks each, two epochs in user
@@ -89,6 +91,19 @@ if "$RD" export "$TMP/s.yaml" --out "$TMP/sx.rdsv" --data "$TMP/other" --ckpt \
 fi
 grep -q "another data configuration" "$TMP/expx" || fail "export, other data: $(cat "$TMP/expx")"
 [ ! -e "$TMP/sx.rdsv" ] || fail "a refused export left $TMP/sx.rdsv"
+# The same data configuration over other events (here another synthetic seed; in practice the log
+# of a later period, prepared again): its vocabularies and standardisation are not the ones the
+# model was trained with. The checkpoint records its dataset: refused, naming both.
+sed 's/topics: 4, dim: 4}/topics: 4, dim: 4, seed: 9}/' "$TMP/s.yaml" > "$TMP/sy.yaml"
+grep -q 'seed: 9}' "$TMP/sy.yaml" || fail "could not write the other-events config"
+"$RD" prepare "$TMP/sy.yaml" --out "$TMP/other9" >/dev/null 2>&1 || fail "prepare other events"
+if "$RD" export "$TMP/sy.yaml" --out "$TMP/sy.rdsv" --data "$TMP/other9" --ckpt \
+    "$(ls -d "$TMP"/s/ckpt/student/step-* | tail -1)" >"$TMP/expy" 2>&1; then
+    fail "export took a dataset the checkpoint was not trained on"
+fi
+grep -Eq "export: .*/s/ckpt/student/step-[0-9]+ was trained on another dataset \([0-9]+ events, records CRC-32C 0x[0-9a-f]+\) than the one in $TMP/other9 \(" "$TMP/expy" ||
+    fail "export, other events: $(cat "$TMP/expy")"
+[ ! -e "$TMP/sy.rdsv" ] || fail "a refused export left $TMP/sy.rdsv"
 
 # --- 2. teacher sampled, students not -------------------------------------------------------------
 sed -e 's/name: slurm-tiny/name: jobsamp2/' \

@@ -7,9 +7,13 @@
 # ends with identical dense parameters and identical rows. kill -9 of every rank while the job
 # checkpoints every 2 steps leaves only whole step-N directories, and resuming from the newest ends
 # exactly like the uninterrupted run. Bad input: a missing checkpoint, a
-# checkpoint of another model config, a checkpoint of 2 shards on 1 PS rank — every rank exits
-# non-zero with a clear message; a root without one job's checkpoints fails before any job
-# writes.
+# checkpoint of another model config (the message names the model, the table or the seed that
+# differs), another job rank count, batch size, train.order or dataset, a checkpoint of 2 shards
+# on 1 PS rank — every rank exits non-zero with a clear message and writes no checkpoint; a root
+# without one job's checkpoints fails before any job writes. A checkpoint of an older build
+# (dense.bin version 1) still resumes exactly, with one warning. A student replaying a target log
+# alone (distill.replay) resumes byte-identical to an uninterrupted replay; a live student is
+# refused, saying why.
 #
 #   bash tests/scripts/resume.sh build/recdistill
 set -u
@@ -158,7 +162,56 @@ bad() { # $1 = message regex, rest = launch
     grep -Eq -e "$re" e || fail "$*: message: $(cat e)"
 }
 bad "nowhere.*no complete checkpoint" -n 3 "$RD" train p2.yaml --out X --resume nowhere
-bad "config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-000000000040
+bad "step-000000000040: model 'small' differs .*config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-000000000040
+# The config hash names the part that differs: the seed, a table.
+# (The run seed seeds the synthetic data too: its own data.dir.)
+sed -e "s|dir: $TMP/data|dir: $TMP/data_seed6|" p2.yaml > seed6.yaml
+bad "step-000000000040: written with run.seed 5, this run has 6 " -n 3 "$RD" train seed6.yaml --out X --resume $CK/step-000000000040 --seed 6
+sed -e 's/{name: s_user, dim: 4, admit_count: 2}/{name: s_user, dim: 4, admit_count: 3}/' p2.yaml > admit.yaml
+bad "step-000000000040: table 's_user' differs \(" -n 3 "$RD" train admit.yaml --out X --resume $CK/step-000000000040
+grep -q "s_item" e && fail "the table message names s_item too: $(cat e)"
+# "Step k of the phase" only means the same examples for the same job ranks, batch size and
+# order: each of them refused before any training, naming both partitions.
+sed -e 's/{name: student, role: student, model: small}/{name: student, role: student, model: small, ranks: 2}/' p2.yaml > ranks2.yaml
+bad "step-000000000040 was written with 1 rank x batch 64 in time order; this run has 2 x 64 in time order" -n 4 "$RD" train ranks2.yaml --out X --resume $CK/step-000000000040
+sed -e 's/batch_size: 64/batch_size: 32/' p2.yaml > b32.yaml
+bad "this run has 1 x 32 in time order" -n 3 "$RD" train b32.yaml --out X --resume $CK/step-000000000040
+sed -e 's/epochs: 2}/epochs: 2, order: user}/' p2.yaml > user.yaml
+grep -q "order: user" user.yaml || fail "could not write the user-order config"
+bad "this run has 1 x 64 in user order" -n 3 "$RD" train user.yaml --out X --resume $CK/step-000000000040
+# Another dataset (another synthetic seed, in its own data.dir): refused, naming both.
+sed -e "s|dir: $TMP/data|dir: $TMP/data_other|" -e 's/items: 300}/items: 300, seed: 9}/' p2.yaml > otherdata.yaml
+grep -q "seed: 9" otherdata.yaml || fail "could not write the other-data config"
+bad "step-000000000040 was trained on another dataset \(6000 events, records CRC-32C 0x[0-9a-f]+\) than the one in $TMP/data_other \(6000 events, 0x" -n 3 "$RD" train otherdata.yaml --out X --resume $CK/step-000000000040
+for y in admit ranks2 b32 user otherdata; do
+    [ ! -e X/ckpt ] || fail "$y: a refused resume left checkpoints: $(ls -R X/ckpt | head)"
+done
+# A checkpoint of an older build (dense.bin version 1: no identity record) still resumes, with one
+# warning that these cannot be checked, and ends like the uninterrupted run.
+rm -rf V1 B && cp -r $CK/step-000000000040 V1
+python3 - V1/dense.bin <<'PY' || fail "could not write a version-1 dense.bin"
+import struct, sys
+def crc32c(b):
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    c = 0xFFFFFFFF
+    for x in b:
+        c = t[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+p = sys.argv[1]
+d = open(p, "rb").read()
+v1, ident = 192, 4 + 8 + 16 + 24 + 4 + 32 * (32 + 8)
+assert struct.unpack_from("<I", d, 8)[0] == 2 and struct.unpack_from("<I", d, len(d) - 4)[0] == crc32c(d[:-4])
+d = d[:8] + struct.pack("<I", 1) + d[12:v1] + d[v1 + ident:-4]
+open(p, "wb").write(d + struct.pack("<I", crc32c(d)))
+PY
+run -n 3 "$RD" train p2.yaml --out B --resume V1 >B.out 2>B.err || fail "resume of a version-1 dense.bin: $(cat B.err)"
+[ "$(grep -c "older build (dense.bin version 1).*cannot be checked" B.err)" = 1 ] || fail "version 1: not one warning: $(cat B.err)"
+cmp -s "$FINAL/dense.bin" "B/ckpt/student/$F/dense.bin" || fail "resume from version 1: dense.bin differs"
 bad "shard|P|layout" -n 2 "$RD" train p1.yaml --out X --resume $CK/step-000000000040
 # Two jobs, and the checkpoint root holds only the first one's: the launch fails naming the
 # second, and the first, whose resume went well, trains nothing and writes nothing (every job is
@@ -174,4 +227,60 @@ bad "second.*no complete checkpoint" -n 4 "$RD" train two.yaml --out X2 --resume
 # The shared data.dir was prepared for 6000 events: a config asking for 7000 must not train on it.
 sed -e 's/events: 6000/events: 7000/' p2.yaml > more.yaml
 bad "data.dir .*/data holds a dataset prepared from another data configuration" -n 3 "$RD" train more.yaml --out X
+# --- a student replaying a target log alone resumes exactly ----------------------------------------
+# Its targets come from the log by (sample, pass): a resumed replay ends byte-identical to an
+# uninterrupted one (dense.bin, tables, holdout). A live student (teacher in the launch) is still
+# refused, naming why.
+cat > live.yaml <<YAML
+run: {name: tl, seed: 7}
+cluster:
+  ps_ranks: 1
+  jobs:
+    - {name: teacher, role: teacher, model: teacher}
+    - {name: student, role: student, model: student, distill: true}
+data:
+  source: synthetic
+  dir: $TMP/data_replay
+  history_max: 8
+  synthetic: {events: 4000, users: 40, items: 200, topics: 4, dim: 4}
+  split: {batch_fraction: 0.7, holdout_fraction: 0.1, stream_windows: 2}
+ps:
+  checkpoint_every: 20
+  checkpoint_keep: 100
+  tables:
+    - {name: t_emb, dim: 8}
+    - {name: s_emb, dim: 4}
+models:
+  - name: teacher
+    features:
+      - {field: user, table: t_emb}
+      - {field: item, table: t_emb}
+    mlp: [16]
+  - name: student
+    features:
+      - {field: user, table: s_emb}
+      - {field: item, table: s_emb}
+    mlp: [8]
+    two_towers: true
+train: {batch_size: 64, epochs: 2}
+distill: {target_log: $TMP/targets}
+output: {plot: false, progress_every_s: 0}
+YAML
+grep -v "name: teacher, role: teacher" live.yaml | sed -e 's/distill: true}/distill: true, teacher: teacher}/' \
+    -e "s|^distill: {target_log: $TMP/targets}|distill: {target_log: $TMP/targets, replay: true}|" > replay.yaml
+grep -q "replay: true" replay.yaml || fail "could not write the replay config"
+run -n 3 "$RD" train live.yaml --out L >L.out 2>L.err || fail "live run: $(cat L.err)"
+bad "takes part in live distillation \((its teacher|its student) is in the launch" -n 3 "$RD" train live.yaml --out X3 --resume L/ckpt
+run -n 2 "$RD" train replay.yaml --out RP >RP.out 2>RP.err || fail "replay run: $(cat RP.err)"
+RF="$(basename "$(ls -d RP/ckpt/student/step-* | tail -1)")"
+for st in 000000000020 000000000080; do
+    rm -rf RQ
+    [ -d RP/ckpt/student/step-$st ] || fail "no replay checkpoint step-$st: $(ls RP/ckpt/student)"
+    run -n 2 "$RD" train replay.yaml --out RQ --resume RP/ckpt/student/step-$st >RQ.out 2>RQ.err ||
+        fail "resume of the replay student from $st: $(cat RQ.err)"
+    grep -q "resumed from .*step-$st" RQ.out || fail "no resume line: $(cat RQ.out)"
+    cmp -s "RP/ckpt/student/$RF/dense.bin" "RQ/ckpt/student/$RF/dense.bin" || fail "replay resume from $st: dense.bin differs"
+    cmp -s "RP/ckpt/student/$RF/MANIFEST" "RQ/ckpt/student/$RF/MANIFEST" || fail "replay resume from $st: tables differ"
+    [ "$(holdout RP.out)" = "$(holdout RQ.out)" ] || fail "replay resume from $st: holdout differs"
+done
 echo "resume.sh: ok"
