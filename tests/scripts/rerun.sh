@@ -91,11 +91,20 @@ grep -q "no complete checkpoint" e || fail "resume from nowhere: $(cat e)"
 [ -f R/student.metrics.csv ] && [ -f R/gone.metrics.jsonl ] || fail "a resume removed metrics: $(ls R)"
 grep -q "run folder R: removed 2 outputs of an earlier run: report.json, auc_windows.png" o ||
     fail "no line saying what the resume removed: $(cat o)"
-# A fresh launch that fails (its target log path is a file): every job's metrics go too.
+# A launch refused before it starts (its target log path is a file: the folder probe) changes
+# nothing in the folder.
 run -n 3 "$RD" train t3.yaml --out F >/dev/null 2>err || fail "run F: $(cat err)"
 mv F/targets F/targets.d && echo x > F/targets && echo old > F/other.metrics.csv
 run -n 3 "$RD" train t3.yaml --out F >o 2>e && fail "a run with a file as its target log succeeded"
-grep -q "targets" e || fail "target log file: $(cat e)"
+grep -q "target log (distill.target_log) F/targets is not a folder" e || fail "target log file: $(cat e)"
+[ -f F/report.json ] && [ -f F/other.metrics.csv ] || fail "a launch refused at its start removed outputs: $(ls F)"
+rm F/targets && mv F/targets.d F/targets
+# A fresh launch that fails once started (its data config no longer matches data.dir): every
+# job's metrics go too.
+sed 's/events: 4000,/events: 3000,/' t3.yaml > t3b.yaml
+grep -q "events: 3000," t3b.yaml || fail "t3b.yaml was not derived"
+run -n 3 "$RD" train t3b.yaml --out F >o 2>e && fail "a run on another data config succeeded"
+grep -q "prepared from another data configuration" e || fail "another data config: $(cat e)"
 grep -q "run folder F: removed .* outputs of an earlier run: report.json, auc_windows.png, " o ||
     fail "no line saying what was removed: $(cat o)"
 ls F | grep -Eq '^report\.json$|\.metrics\.|\.png$' && fail "a failed fresh run left earlier outputs: $(ls F)"
