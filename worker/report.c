@@ -424,9 +424,15 @@ void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n) 
                        names[s]);
         }
         const rd_trainer_result *t = &res[ro.teacher], *s = &res[ro.student];
-        if (t->flops_per_sample > 0)
-            printf("student / teacher dense FLOPs per sample: 1/%.1f\n",
-                   t->flops_per_sample / (s->flops_per_sample > 0 ? s->flops_per_sample : 1));
+        if (t->flops_per_sample > 0 && s->flops_per_sample > 0) {
+            double r = t->flops_per_sample / s->flops_per_sample;
+            if (r >= 1.0)
+                printf("student / teacher dense FLOPs per sample: 1/%.1f\n", r);
+            else // a student larger than its teacher: "1/0.1" said nothing
+                printf("student / teacher dense FLOPs per sample: %.1fx (the student is the "
+                       "larger)\n",
+                       1.0 / r);
+        }
     }
     fflush(stdout);
 }

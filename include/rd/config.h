@@ -281,9 +281,9 @@ typedef struct rd_optim_config {
     float beta1; // adam, [0,1); default 0.9
     float beta2; // adam, [0,1); default 0.999
     float eps;   // adam/adagrad, (0,1]; default 1e-8
-    float initial_accumulator; // adagrad, >= 0; default 0.1
-    float l1;                  // ftrl, >= 0; default 0
-    float l2;                  // ftrl (and weight decay for others), >= 0; default 0
+    float initial_accumulator; // adagrad, 0..1e6; default 0.1
+    float l1;                  // ftrl, 0..1e6; default 0
+    float l2;                  // ftrl (and weight decay for others), 0..1e6; default 0
     float beta;                // ftrl, >= 0; default 1
 } rd_optim_config;
 
@@ -431,7 +431,7 @@ typedef struct rd_train_config {
     float beta1;        // [0,1); default 0.9
     float beta2;        // [0,1); default 0.999
     float eps;          // (0,1]; default 1e-8
-    float weight_decay; // adamw, >= 0; default 0
+    float weight_decay; // adamw, 0..1000; default 0
     int eval_every;     // steps between progress lines, >= 1; default 100
 } rd_train_config;
 
@@ -483,7 +483,7 @@ static inline int rd_tokens_side_width(const rd_tokens_config *t) {
 #define RD_DISTILL_MAX_IN_FLIGHT (1 << 20)
 
 typedef struct rd_distill_config {
-    float alpha;       // weight of the distillation BCE in the aux tower, >= 0; default 1
+    float alpha;       // weight of the distillation BCE in the aux tower, 0..1e6; default 1
     float temperature; // tau > 0 (1 = plain BCE against sigmoid(z_t)); default 1
     int aux_tower;     // 1 = distill into the auxiliary tower only (the distilled
                        // students' models then need two_towers: true); default 1
