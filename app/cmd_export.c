@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static void export_usage(FILE *out) {
     fprintf(out,
@@ -28,7 +29,8 @@ static void export_usage(FILE *out) {
             "\n"
             "  --out FILE   bundle to write (must not exist)\n"
             "  --job NAME   job to export; default: the first student job of the config\n"
-            "  --ckpt DIR   training checkpoint (a step-N directory); default: the newest\n"
+            "  --ckpt DIR   training checkpoint (a step-N directory, or a checkpoint root:\n"
+            "               its newest complete one of the job); default: the newest\n"
             "               complete one under <ps.checkpoint_dir>/<job>\n"
             "  --data DIR   prepared dataset (feature widths); default: data.dir\n"
             "\n"
@@ -71,9 +73,14 @@ int rd_cmd_export(int argc, char **argv) {
     }
     if (rc == RD_OK && !rd_config_find_job(cfg, job))
         rc = rd_err_set(&eb, RD_ERR_NOTFOUND, "%s: no job named '%s'", config, job);
-    char latest[RD_PATH_MAX * 2];
-    if (rc == RD_OK && !ckpt) {
-        rc = rd_train_ckpt_latest(cfg->ps.checkpoint_dir, job, latest, sizeof latest, &eb);
+    // --ckpt is a step-N folder, or a checkpoint root (as train --resume takes): its newest
+    // complete checkpoint of the job.
+    char latest[RD_PATH_MAX * 2], probe[RD_PATH_MAX * 2 + 32];
+    if (ckpt)
+        snprintf(probe, sizeof probe, "%s/%s", ckpt, RD_TRAIN_CKPT_DENSE);
+    if (rc == RD_OK && (!ckpt || access(probe, F_OK) != 0)) {
+        rc = rd_train_ckpt_latest(ckpt ? ckpt : cfg->ps.checkpoint_dir, job, latest, sizeof latest,
+                                  &eb);
         ckpt = latest;
     }
     if (rc == RD_OK)

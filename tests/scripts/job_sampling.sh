@@ -70,6 +70,12 @@ PY
 "$RD" export "$TMP/s.yaml" --out "$TMP/student.rdsv" --data "$TMP/s/data" --ckpt \
     "$(ls -d "$TMP"/s/ckpt/student/step-* | tail -1)" >"$TMP/exp" 2>&1 || fail "export: $(cat "$TMP/exp")"
 grep -q "logit shift -1.20397" "$TMP/exp" || fail "export does not carry log(0.3): $(cat "$TMP/exp")"
+# --ckpt may name the checkpoint root (as train --resume takes): its newest checkpoint of the job.
+"$RD" export "$TMP/s.yaml" --out "$TMP/student-root.rdsv" --data "$TMP/s/data" --ckpt "$TMP/s/ckpt" \
+    >"$TMP/exp2" 2>&1 || fail "export --ckpt ROOT: $(cat "$TMP/exp2")"
+grep -q "from $(ls -d "$TMP"/s/ckpt/student/step-* | tail -1): " "$TMP/exp2" ||
+    fail "export --ckpt ROOT did not take the newest checkpoint: $(cat "$TMP/exp2")"
+cmp -s "$TMP/student.rdsv" "$TMP/student-root.rdsv" || fail "export --ckpt ROOT wrote another bundle"
 # The checkpoint's config hash covers the job's rates: exported under another rate, the bundle
 # would carry the wrong prior correction.
 sed 's/negatives: {rate: 0.3}/negatives: {rate: 0.6}/' "$TMP/s.yaml" > "$TMP/s6.yaml"
