@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -883,6 +884,48 @@ int rd_ckpt_read_manifest(const char *dir, rd_ckpt_manifest *m, rd_errbuf *eb) {
 // ---------------------------------------------------------------------------------------------
 // Verify and merge
 
+// Every float of every row (embedding and optimizer slots) is finite: a row of NaN or inf is a
+// diverged optimizer's, and a model restored from it trains on nothing (verify says so, naming
+// the table and the key).
+static int check_rows_finite(MDB_txn *txn, const table_rec *tr, const char *path, rd_errbuf *eb) {
+    char name[32];
+    snprintf(name, sizeof name, "rows.%04u", tr->index);
+    MDB_dbi dbi;
+    int lrc = open_db(txn, name, &dbi);
+    if (lrc)
+        return lrc == MDB_NOTFOUND
+                   ? rd_err_set(eb, RD_ERR_CORRUPT, "%s: database %s missing", path, name)
+                   : lmdb_err(eb, lrc, "open", path);
+    MDB_cursor *cur;
+    if ((lrc = mdb_cursor_open(txn, dbi, &cur)))
+        return lmdb_err(eb, lrc, "cursor on", path);
+    size_t nf = (size_t)tr->dim * (1 + (size_t)tr->slots);
+    MDB_val k, v;
+    int rc = RD_OK;
+    while (rc == RD_OK && (lrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        if (v.mv_size < nf * sizeof(float))
+            break; // the layout check is the CRC's and the loader's, not this scan's
+        for (size_t f = 0; f < nf; f++) {
+            float x;
+            memcpy(&x, (const char *)v.mv_data + f * sizeof x, sizeof x);
+            if (isfinite(x))
+                continue;
+            uint64_t key = 0;
+            for (size_t b = 0; b < k.mv_size && b < 8; b++)
+                key = key << 8 | ((const unsigned char *)k.mv_data)[b];
+            rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                            "%s: table %s: the row of key %016" PRIx64 " holds %s (value %zu of "
+                            "%zu): the table's optimizer diverged before this checkpoint",
+                            path, tr->name, key, isnan(x) ? "NaN" : "inf", f, nf);
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc == RD_OK && lrc && lrc != MDB_NOTFOUND)
+        rc = lmdb_err(eb, lrc, "scan", path);
+    return rc;
+}
+
 int rd_ckpt_verify(const char *dir, rd_errbuf *eb) {
     rd_ckpt_manifest *m = rd_malloc(sizeof *m);
     if (!m)
@@ -935,6 +978,7 @@ int rd_ckpt_verify(const char *dir, rd_errbuf *eb) {
             rows[i] += tr.rows;
             pend[i] += tr.pending;
             shard_rows += tr.rows;
+            rc = check_rows_finite(txn, &tr, path, eb);
         }
         if (rc == RD_OK && shard_rows != m->shard_rows[s])
             rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %" PRIu64 " rows, the manifest says %" PRIu64,

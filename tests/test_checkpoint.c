@@ -14,6 +14,7 @@
 #include "rd/table.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,6 +315,23 @@ static void test_corruption(void **state) {
 // A shard whose data.mdb was cut short (a partial copy, a full disk during a copy) still opens
 // in LMDB; its meta page names pages past the end of the file and the first read of one through
 // the map is a SIGBUS. Every reader (verify, read_shard, load_table) must refuse it instead.
+// A row holding NaN or inf (a diverged optimizer) is a checkpoint that verifies as well formed
+// (its CRC matches) but must not be trusted: verify names the table and the key.
+static void test_nonfinite_row(void **state) {
+    fx *f = *state;
+    float *row = rd_table_find(f->a, 2);
+    assert_non_null(row);
+    row[1] = NAN;
+    rd_ckpt_manifest *m = malloc(sizeof *m);
+    write_ckpt(f, m);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_verify(f->dir, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, ": table user: the row of key "));
+    assert_non_null(strstr(eb.msg, "holds NaN (value 1 of "));
+    free(m);
+}
+
 static void test_truncated_shard(void **state) {
     fx *f = *state;
     rd_ckpt_manifest *m = malloc(sizeof *m);
@@ -434,6 +452,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nonfinite_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_shard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_errors, setup, teardown),
     };
