@@ -383,7 +383,7 @@ TABLE(tokens_desc, rd_tokens_config, tokens_keys);
 
 static const ck_key distill_keys[] = {
     K_FLT(rd_distill_config, "alpha", alpha, 0, 1e6, 0, "1"),
-    K_FLT(rd_distill_config, "temperature", temperature, 0, 1e3, CK_EXCL_LO, "1"),
+    K_FLT(rd_distill_config, "temperature", temperature, 0.01, 1e3, 0, "1"),
     K_BOOL(rd_distill_config, "aux_tower", aux_tower, "true"),
     K_BOOL(rd_distill_config, "aux_task", aux_task, "true"),
     K_BOOL(rd_distill_config, "debias", debias, "true"),

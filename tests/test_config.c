@@ -870,6 +870,10 @@ static void test_errors_cross(void **state) {
                  "t.yaml:11:10: distill.batch: max_in_flight 64 x batch 65536 = 4194304 targets in "
                  "flight per teacher rank, above 1048576",
                  NULL);
+    // A tiny temperature scales the distillation gradient to nothing: refused.
+    expect_error(
+        "distill:\n  temperature: 1e-30\n",
+        "t.yaml:2:16: distill.temperature: value 1.000000003e-30 out of range [0.01, 1000]", NULL);
     // distill.bias below 0 would make the calibration f exceed 1: refused where it is written.
     expect_error("distill:\n  bias: -1\n",
                  "t.yaml:2:9: distill.bias: value -1 out of range [0, 1000]", NULL);

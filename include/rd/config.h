@@ -484,7 +484,7 @@ static inline int rd_tokens_side_width(const rd_tokens_config *t) {
 
 typedef struct rd_distill_config {
     float alpha;       // weight of the distillation BCE in the aux tower, 0..1e6; default 1
-    float temperature; // tau > 0 (1 = plain BCE against sigmoid(z_t)); default 1
+    float temperature; // tau, 0.01..1000 (1 = plain BCE against sigmoid(z_t)); default 1
     int aux_tower;     // 1 = distill into the auxiliary tower only (the distilled
                        // students' models then need two_towers: true); default 1
     int aux_task;      // 1 = the auxiliary tower learns the hard labels too (Rec-Distill:
