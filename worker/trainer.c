@@ -745,7 +745,10 @@ stage_check_rows(const rd_trainer *tr, const stage *s, const char *phase, rd_err
 // The training loss of a step, NaN, inf or beyond RD_TRAIN_LOSS_DIVERGED: the dense part or a
 // table diverged.
 static int check_loss(const rd_trainer *tr, double loss, rd_errbuf *eb) {
-    if (isfinite(loss) && loss < RD_TRAIN_LOSS_DIVERGED)
+    // The loss sums the main tower's, the auxiliary tower's and alpha times the distillation
+    // term: each is bounded alike.
+    double terms = 2.0 + (tr->job->distill ? (double)tr->cfg->distill.alpha : 0.0);
+    if (isfinite(loss) && loss < RD_TRAIN_LOSS_DIVERGED * terms)
         return RD_OK;
     char what[64];
     if (isfinite(loss))
