@@ -531,6 +531,17 @@ static void test_dense_and_dirs(void **state) {
     }
     assert_int_equal(rd_train_ckpt_latest(root, "student", latest, sizeof latest, &eb), RD_OK);
     assert_non_null(strstr(latest, "step-000000000030"));
+    // A complete checkpoint under a name this module does not write ("step-90", a renamed
+    // copy) is not a checkpoint of the timeline: latest ignores it.
+    char odd[400], oddman[450];
+    snprintf(odd, sizeof odd, "%s/student/step-90", root);
+    assert_int_equal(rd_lmdbx_mkdir_p(odd, NULL), RD_OK);
+    snprintf(oddman, sizeof oddman, "%s/MANIFEST", odd);
+    f = fopen(oddman, "w");
+    fputs("x", f);
+    fclose(f);
+    assert_int_equal(rd_train_ckpt_latest(root, "student", latest, sizeof latest, &eb), RD_OK);
+    assert_non_null(strstr(latest, "step-000000000030"));
     char jd[350];
     snprintf(jd, sizeof jd, "%s/student", root);
     assert_int_equal(rd_train_ckpt_prune(jd, 40, 2, &eb), RD_OK);

@@ -668,6 +668,12 @@ static int list_steps(const char *job_dir, int64_t **steps, size_t *n, rd_errbuf
         char tail;
         if (strncmp(e->d_name, "step-", 5) != 0 || sscanf(e->d_name + 5, "%lld%c", &s, &tail) != 1)
             continue;
+        // Only the names this module writes: a copy renamed "step-40" would be taken for the
+        // newest and then looked up under its padded name.
+        char canon[32];
+        snprintf(canon, sizeof canon, "step-%012lld", s);
+        if (strcmp(e->d_name, canon) != 0)
+            continue;
         char man[RD_PATH_MAX * 2];
         snprintf(man, sizeof man, "%s/%s/MANIFEST", job_dir, e->d_name);
         if (access(man, R_OK) != 0)
