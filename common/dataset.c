@@ -861,8 +861,8 @@ static int install(rd__builder *b, rd_errbuf *eb) {
 // fields[].standardize: the mean and (population) standard deviation of each such field over the
 // batch period's records (the split of the events kept), then every record's value replaced by
 // (x - mean) / std, the stream and holdout with the batch period's figures (nothing of the later
-// periods leaks into what the models see). A constant field (std below 1e-12 of its scale) or an
-// empty batch period keeps std 1. The record CRC is recomputed over the rewritten records.
+// periods leaks into what the models see). A constant field (std not above 1e-12 of its largest
+// magnitude) or an empty batch period keeps std 1. The record CRC is recomputed over the rewritten records.
 static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb) {
     int any = 0;
     for (int f = 0; f < b->lay.n_fields; f++)
@@ -895,7 +895,9 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
             amax = fmax(amax, fabs((double)x));
         }
         double sd = nb ? sqrt(ss / (double)nb) : 1.0;
-        if (!(sd > 1e-12 * (amax > 1 ? amax : 1)))
+        // Constant: no spread beyond rounding of its own magnitude (relative, so that a field of
+        // real variation at a tiny scale, 1e-30, is standardized too).
+        if (!(sd > 1e-12 * amax))
             sd = 1.0;
         b->stdz_mean[f] = mean;
         b->stdz_sd[f] = sd;

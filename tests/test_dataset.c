@@ -1748,6 +1748,45 @@ static void standardize_schema(rd_config *cfg, const char *out, int on) {
     cfg->data.split.stream_windows = 2;
 }
 
+// A field of real variation at a tiny scale (1e-30) is standardized like any other: the
+// constant-field threshold is relative to the field's own magnitude.
+static void test_standardize_tiny(void **state) {
+    (void)state;
+    char buf[4096];
+    size_t k = (size_t)sprintf(buf, "t,u,i,y,x\n");
+    for (int i = 0; i < 40; i++)
+        k += (size_t)sprintf(buf + k, "%d,u%d,i%d,%d,%de-31\n", 1000 + i, i % 5, i % 7, i % 3 == 0,
+                             10 + i % 9);
+    put("stdz_tiny", "log.csv", buf);
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "stdz_tiny_out");
+    simple_schema(cfg, "stdz_tiny", out);
+    rd_schema_config *sc = &cfg->data.schema;
+    sc->n_fields = 1;
+    SET(sc->fields[0].name, "x");
+    SET(sc->fields[0].column, "x");
+    sc->fields[0].kind = RD_FIELD_NUMERIC;
+    sc->fields[0].standardize = 1;
+    rd_errbuf eb;
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    rd_dataset *ds = open_ok(out);
+    const rd_dataset_field *f = rd_dataset_find_field(ds, "x");
+    assert_non_null(f);
+    assert_true(f->std > 1e-32 && f->std < 1e-29); // its own spread, not the constant's 1
+    rd_range b = rd_dataset_batch(ds);
+    double ss = 0, sum = 0;
+    for (uint64_t i = b.begin; i < b.end; i++) {
+        double x = rd_dataset_nums(ds, i)[f->offset];
+        sum += x;
+        ss += x * x;
+    }
+    double n = (double)(b.end - b.begin);
+    assert_true(fabs(sum / n) < 1e-5 && fabs(ss / n - 1.0) < 1e-4); // mean 0, variance 1
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
 static void test_standardize(void **state) {
     (void)state;
     enum { ROWS = 500 };
@@ -1971,6 +2010,7 @@ int main(void) {
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_yaml_config),
         cmocka_unit_test(test_standardize),
+        cmocka_unit_test(test_standardize_tiny),
         cmocka_unit_test(test_version1_folder),
         cmocka_unit_test(test_job_sampling),
     };
