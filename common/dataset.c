@@ -862,7 +862,8 @@ static int install(rd__builder *b, rd_errbuf *eb) {
 // batch period's records (the split of the events kept), then every record's value replaced by
 // (x - mean) / std, the stream and holdout with the batch period's figures (nothing of the later
 // periods leaks into what the models see). A constant field (std not above 1e-12 of its largest
-// magnitude) or an empty batch period keeps std 1. The record CRC is recomputed over the rewritten records.
+// magnitude) or an empty batch period keeps std 1. The record CRC is recomputed over the rewritten
+// records.
 static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb) {
     int any = 0;
     for (int f = 0; f < b->lay.n_fields; f++)
