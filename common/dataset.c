@@ -378,11 +378,9 @@ static void remove_stale_tmps(const char *dir, const char *host) {
         const char *p = e->d_name + pl;
         char *end = NULL;
         long pid = strtol(p, &end, 10);
-        if (end == p || *p == '-' || *p == '+' || *end != '.' || pid <= 0 ||
-            (pid_t)pid == getpid() || strcmp(end + 1, host) != 0)
+        if (end == p || *p == '-' || *p == '+' || *end != '.' || strcmp(end + 1, host) != 0 ||
+            !rd_lmdbx_pid_gone(pid))
             continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue; // running (or not ours to signal: alive)
         char path[RD_PATH_MAX * 2];
         if (snprintf(path, sizeof path, "%s/%s", parent, e->d_name) >= (int)sizeof path)
             continue;

@@ -572,6 +572,12 @@ void rd_lmdbx_host_tag(char *buf, size_t cap) {
     buf[k] = '\0';
 }
 
+int rd_lmdbx_pid_gone(long pid) {
+    if (pid <= 0 || (pid_t)pid == getpid())
+        return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH; // else running (or not ours: alive)
+}
+
 // Remove what earlier builds of `out` (its first n bytes) left beside it when they were killed
 // without a chance to clean up (SIGKILL, a crash): "<out>.partial.<host>.<pid>.<8 hex>" folders
 // of THIS host whose process no longer runs (kill(pid, 0) says ESRCH). Another host's, a running
@@ -599,11 +605,9 @@ static void remove_stale_partials(const char *out, size_t n, const char *host) {
         const char *p = e->d_name + pl;
         char *end = NULL;
         long pid = strtol(p, &end, 10);
-        if (end == p || *end != '.' || pid <= 0 || (pid_t)pid == getpid() || strlen(end + 1) != 8 ||
-            strspn(end + 1, "0123456789abcdef") != 8)
+        if (end == p || *end != '.' || strlen(end + 1) != 8 ||
+            strspn(end + 1, "0123456789abcdef") != 8 || !rd_lmdbx_pid_gone(pid))
             continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue; // running (or not ours to signal: alive)
         char path[4096 + 256];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         rm_tree_at(AT_FDCWD, path, 0);

@@ -19,6 +19,7 @@
 //                            output, and remove exactly those again when the run fails
 //   rd_lmdbx_mkdir_partial() a unique "<out>.partial.<host>.<pid>.<hex>" folder to build `out` in
 //   rd_lmdbx_host_tag()      this host's name as partial-output names carry it
+//   rd_lmdbx_pid_gone()      whether a leftover's process of this host no longer runs
 //   rd_lmdbx_pending_add() / _forget()   outputs in progress, removed on SIGTERM/SIGINT/SIGHUP
 //   rd_lmdbx_outfile, rd_lmdbx_outfile_open() / _commit() / _abort()   write a file under a
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
@@ -299,6 +300,11 @@ int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *e
  * @param[out] buf  cap bytes (48 is enough)
  */
 void rd_lmdbx_host_tag(char *buf, size_t cap);
+
+/** 1 when `pid`, read from the name of a leftover of THIS host, is a process that no longer
+ *  runs (kill(pid, 0) says ESRCH) and is not this one: its leftover may be removed. 0 for a
+ *  running process, one not ours to signal (alive), this process, or pid <= 0. */
+int rd_lmdbx_pid_gone(long pid);
 
 /**
  * Outputs in progress, removed if the process is terminated by SIGTERM, SIGINT or SIGHUP (a
