@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -207,7 +208,24 @@ int rd_serve_export(const rd_config *cfg,
     // 4. The bundle.
     uint32_t version = RD_SERVE_VERSION, mcs = sizeof(rd_model_config),
              tcs = sizeof(rd_table_config), nt = (uint32_t)m->n_tables;
+    // The export time, or SOURCE_DATE_EPOCH when set (the reproducible-builds convention): two
+    // exports of one checkpoint are then the same bytes, whenever they run.
     int64_t created = (int64_t)time(NULL);
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    if (sde != NULL) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(sde, &end, 10);
+        if (errno != 0 || end == sde || *end != '\0' || v < 0 || sde[0] == '-' || sde[0] == '+' ||
+            sde[0] == ' ') {
+            rc = rd_err_set(eb, RD_ERR_ARG,
+                            "export: SOURCE_DATE_EPOCH='%s' is not a non-negative count of seconds "
+                            "since 1970 (unset it, or give e.g. SOURCE_DATE_EPOCH=1700000000)",
+                            sde);
+            goto done;
+        }
+        created = (int64_t)v;
+    }
     char name[RD_NAME_MAX];
     out_put(&o, bundle_magic, 8);
     OUT(&o, version);

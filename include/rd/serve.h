@@ -56,7 +56,7 @@ typedef struct rd_serve_info {
     uint64_t config_hash; // rd_train_ckpt_config_hash of the model at export
     int64_t step;         // training step of the checkpoint
     uint64_t seed;        // run seed (initial values of unseen keys)
-    int64_t created;      // unix seconds of the export
+    int64_t created;      // unix seconds of the export (SOURCE_DATE_EPOCH when set)
     int n_features;
     size_t keys_per_candidate; // K: sum of the features' widths
     size_t hist_len;           // L of the sequence branch (0 without)

@@ -67,6 +67,9 @@ assert st["joined"] == s["train_samples"] and st["missing"] == 0 and st["untarge
 for k in ("teacher", "student", "student_raw"):
     assert r["holdout"][k]["auc"] is not None
 PY
+# SOURCE_DATE_EPOCH fixes the bundle's creation time: two exports of one checkpoint are the same
+# bytes (without it they differ by the second each ran in).
+export SOURCE_DATE_EPOCH=1700000000
 "$RD" export "$TMP/s.yaml" --out "$TMP/student.rdsv" --data "$TMP/s/data" --ckpt \
     "$(ls -d "$TMP"/s/ckpt/student/step-* | tail -1)" >"$TMP/exp" 2>&1 || fail "export: $(cat "$TMP/exp")"
 grep -q "logit shift -1.20397" "$TMP/exp" || fail "export does not carry log(0.3): $(cat "$TMP/exp")"
@@ -76,6 +79,15 @@ grep -q "logit shift -1.20397" "$TMP/exp" || fail "export does not carry log(0.3
 grep -q "from $(ls -d "$TMP"/s/ckpt/student/step-* | tail -1): " "$TMP/exp2" ||
     fail "export --ckpt ROOT did not take the newest checkpoint: $(cat "$TMP/exp2")"
 cmp -s "$TMP/student.rdsv" "$TMP/student-root.rdsv" || fail "export --ckpt ROOT wrote another bundle"
+for bad in "-5" "12x" "" " 7"; do
+  if SOURCE_DATE_EPOCH="$bad" "$RD" export "$TMP/s.yaml" --out "$TMP/bad.rdsv" --data "$TMP/s/data" \
+    --ckpt "$TMP/s/ckpt" >"$TMP/exp3" 2>&1; then
+    fail "export took SOURCE_DATE_EPOCH='$bad'"
+  fi
+  grep -q "SOURCE_DATE_EPOCH='$bad' is not" "$TMP/exp3" || fail "SOURCE_DATE_EPOCH='$bad': $(cat "$TMP/exp3")"
+  [ ! -e "$TMP/bad.rdsv" ] || fail "SOURCE_DATE_EPOCH='$bad' left a bundle"
+done
+unset SOURCE_DATE_EPOCH
 # The checkpoint's config hash covers the job's rates: exported under another rate, the bundle
 # would carry the wrong prior correction.
 sed 's/negatives: {rate: 0.3}/negatives: {rate: 0.6}/' "$TMP/s.yaml" > "$TMP/s6.yaml"
