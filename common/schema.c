@@ -606,6 +606,30 @@ static int bad_value(
                       (unsigned long long)rd_csv_line(r), col, what, show(f, sv, sizeof sv));
 }
 
+// A timestamp parse_time refused, with a hint when it reads as another time_format: seconds
+// beyond year 9999 that would be a date as milliseconds, or an ISO date under a numeric format.
+static int
+bad_time(rd_errbuf *eb, rd_csv_reader *r, const char *col, int tf, const rd_csv_field *f) {
+    char sv[48];
+    const char *what = tf == TF_ISO       ? "bad iso8601 timestamp"
+                       : tf == TF_UNIX_MS ? "bad unix_ms timestamp"
+                                          : "bad unix timestamp";
+    const char *hint = "";
+    int64_t v, ms;
+    if (tf == TF_UNIX && rd_csv_parse_i64(f, &v) == 0 && v > TS_MAX_S &&
+        parse_time(f, TF_UNIX_MS, &ms) == 0)
+        hint = " (beyond year 9999 as seconds: if the column holds milliseconds, set "
+               "time_format: unix_ms)";
+    else if (tf != TF_ISO && parse_time(f, TF_ISO, &ms) == 0)
+        hint = " (it reads as an ISO 8601 date: set time_format: iso8601)";
+    else if (tf == TF_ISO && parse_time(f, TF_UNIX, &ms) == 0)
+        hint = " (it reads as a number: set time_format: unix or unix_ms)";
+    else if (tf == TF_ISO)
+        hint = " (expected YYYY-MM-DD[(T| )hh:mm[:ss[.fff]]][Z|(+|-)hh[[:]mm]])";
+    return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': %s '%s'%s", rd_csv_name(r),
+                      (unsigned long long)rd_csv_line(r), col, what, show(f, sv, sizeof sv), hint);
+}
+
 // Fill the slots / floats of one field from a row (of the log or of a side table).
 static int fill_field(const field_plan *fp,
                       rd_csv_reader *r,
@@ -1347,11 +1371,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 goto done;
             }
             if (parse_time(&f[cx->c_time], cx->tf, &m->ts_ms) != 0) {
-                rc = bad_value(eb, r, cx->cols[cx->c_time],
-                               cx->tf == TF_ISO       ? "bad iso8601 timestamp"
-                               : cx->tf == TF_UNIX_MS ? "bad unix_ms timestamp"
-                                                      : "bad unix timestamp",
-                               &f[cx->c_time]);
+                rc = bad_time(eb, r, cx->cols[cx->c_time], cx->tf, &f[cx->c_time]);
                 goto done;
             }
             if (sc->n_label_values > 0) {
