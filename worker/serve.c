@@ -155,8 +155,9 @@ int rd_serve_export(const rd_config *cfg,
         goto done;
     }
     if (!pos.has_ident)
-        RD_LOG_WARN("export: %s was written by an older build (dense.bin version 1): it does not "
-                    "record its training dataset, so %s cannot be checked against it; make sure "
+        RD_LOG_WARN("export: %s does not record its training dataset (dense.bin version 1 of an "
+                    "older build, or a file written without it), so %s cannot be checked against "
+                    "it; make sure "
                     "it is the data the model was trained on",
                     ckpt_dir, data_dir);
     // 2. The model, its dense parameters from the checkpoint.

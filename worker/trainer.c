@@ -1869,8 +1869,9 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
                                      RD_TRAIN_CKPT_CHECK_PARTITION | RD_TRAIN_CKPT_CHECK_TOKENS,
                                  eb);
     if (rc == RD_OK && !ck.has_ident && tr->comm->job_rank == 0)
-        RD_LOG_WARN("--resume: %s was written by an older build (dense.bin version 1): its "
-                    "dataset, job ranks, train.batch_size, train.order and token settings were "
+        RD_LOG_WARN("--resume: %s does not record the run it belongs to (dense.bin version 1 of an "
+                    "older build, or a file written without it): its dataset, job ranks, "
+                    "train.batch_size, train.order and token settings were "
                     "not recorded and cannot be checked; make sure they are this run's",
                     dir);
     if (rc == RD_OK)
