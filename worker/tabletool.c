@@ -741,6 +741,11 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
             drc = copy_file(from, to, eb);
             if (drc != RD_OK && drc != RD_ERR_NOTFOUND)
                 rc = drc;
+            // The window metrics of the trainer's position go with it (absent: an older build).
+            snprintf(from, sizeof from, "%s/%s", tt->dir, RD_TRAIN_CKPT_WINDOWS);
+            snprintf(to, sizeof to, "%s/%s", part, RD_TRAIN_CKPT_WINDOWS);
+            if (rc == RD_OK && (drc = copy_file(from, to, eb)) != RD_OK && drc != RD_ERR_NOTFOUND)
+                rc = drc;
         } else if (drc != RD_ERR_NOTFOUND) {
             rc = rd_err_set(eb, drc, "%s (not copied along)", local.msg);
         }

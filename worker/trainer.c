@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -183,6 +184,8 @@ struct rd_trainer {
     char resume_dir[RD_PATH_MAX * 2]; // "" = fresh start (rd_trainer_opts.resume_dir)
     int resuming;                     // the run continues from rpos
     rd_train_pos rpos;
+    rd_trainer_result *res; // the report being filled (rd_trainer_run); windows.tsv reads it
+    int n_restored;         // stream windows whose metrics the checkpoint gave back (job rank 0)
     // IAT: token client (jobs whose model reads tokens, and the job that builds the store).
     rd_token_client *tok;
     size_t Lt, dt, St; // tokens per example, their dim and side values (0 without the token branch)
@@ -1407,6 +1410,143 @@ static size_t batch_of(int64_t n, int64_t s, size_t B) {
 // ---------------------------------------------------------------------------------------------
 // Checkpoints (rd/train_ckpt.h)
 
+// <checkpoint>/windows.tsv: the metrics of the stream windows evaluated before the cut (each
+// window is scored before training on it, so the window in progress is one of them), so that
+// a resumed run reports every window as the uninterrupted one does. Doubles as %.17g (exact
+// round trip); one line per window after a header. A checkpoint without it (an older build)
+// resumes with those windows' metrics NaN.
+static const char windows_header[] =
+    "window\tn\tpositives\tusers\tauc\tauc_valid\tgauc\tgauc_valid\tgauc_users\t"
+    "gauc_examples\tlogloss\tmean_pred\tmean_label\tcalibration\tcalibration_valid\t"
+    "samples_per_s";
+
+static int windows_write(const char *dir, const rd_trainer_result *res, int n, rd_errbuf *eb) {
+    char path[RD_PATH_MAX + 160];
+    snprintf(path, sizeof path, "%s/%s", dir, RD_TRAIN_CKPT_WINDOWS);
+    size_t cap = sizeof windows_header + 2 + (size_t)n * 512, len = 0;
+    char *buf = rd_xmalloc(cap);
+    len += (size_t)snprintf(buf, cap, "%s\n", windows_header);
+    for (int w = 0; w < n; w++) {
+        const rd_trainer_eval *e = &res->window[w];
+        const rd_metrics_result *m = &e->m;
+        len += (size_t)snprintf(
+            buf + len, cap - len,
+            "%d\t%llu\t%llu\t%llu\t%.17g\t%d\t%.17g\t%d\t%llu\t%llu\t%.17g\t"
+            "%.17g\t%.17g\t%.17g\t%d\t%.17g\n",
+            w, (unsigned long long)m->n, (unsigned long long)m->positives,
+            (unsigned long long)m->users, m->auc, m->auc_valid, m->gauc, m->gauc_valid,
+            (unsigned long long)m->gauc_users, (unsigned long long)m->gauc_examples, m->logloss,
+            m->mean_pred, m->mean_label, m->calibration, m->calibration_valid, e->samples_per_s);
+    }
+    int rc = rd_lmdbx_write_file_atomic(path, buf, len, eb);
+    rd_free(buf);
+    return rc;
+}
+
+static int parse_u64(const char *s, uint64_t *v) {
+    char *end;
+    errno = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+static int parse_dbl(const char *s, double *v) {
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    return end == s || *end || errno == ERANGE ? -1 : 0;
+}
+
+// Read <dir>/windows.tsv into res->window[0..]: *n = the windows it holds, 0 when the file is
+// absent (*absent = 1). A damaged file is an error naming it and the line.
+static int
+windows_read(const char *dir, rd_trainer_result *res, int max, int *n, int *absent, rd_errbuf *eb) {
+    char path[RD_PATH_MAX * 2 + 32];
+    snprintf(path, sizeof path, "%s/%s", dir, RD_TRAIN_CKPT_WINDOWS);
+    *n = 0;
+    *absent = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (errno == ENOENT) {
+            *absent = 1;
+            return RD_OK;
+        }
+        return rd_err_set(eb, RD_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    char line[1024];
+    int rc = RD_OK, ln = 0;
+    while (rc == RD_OK && fgets(line, sizeof line, f)) {
+        ln++;
+        size_t l = strlen(line);
+        if (l == 0 || line[l - 1] != '\n') {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s:%d: line too long or not ended", path, ln);
+            break;
+        }
+        line[l - 1] = '\0';
+        if (ln == 1) {
+            if (strcmp(line, windows_header) != 0)
+                rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s:1: not a window-metrics header", path);
+            continue;
+        }
+        char *col[16], *save = NULL;
+        int nc = 0;
+        for (char *t = strtok_r(line, "\t", &save); t && nc < 17; t = strtok_r(NULL, "\t", &save))
+            if (nc < 16)
+                col[nc++] = t;
+            else
+                nc++;
+        uint64_t u[6];
+        double d[8];
+        int bad = nc != 16;
+        // window n positives users | auc auc_valid gauc gauc_valid gauc_users gauc_examples ...
+        bad = bad || parse_u64(col[0], &u[0]) || parse_u64(col[1], &u[1]) ||
+              parse_u64(col[2], &u[2]) || parse_u64(col[3], &u[3]) || parse_dbl(col[4], &d[0]) ||
+              parse_u64(col[5], &u[4]) || parse_dbl(col[6], &d[1]) || parse_u64(col[7], &u[5]);
+        uint64_t gu = 0, ge = 0, cv = 0;
+        bad = bad || parse_u64(col[8], &gu) || parse_u64(col[9], &ge) ||
+              parse_dbl(col[10], &d[2]) || parse_dbl(col[11], &d[3]) || parse_dbl(col[12], &d[4]) ||
+              parse_dbl(col[13], &d[5]) || parse_u64(col[14], &cv) || parse_dbl(col[15], &d[6]);
+        if (bad || u[0] != (uint64_t)*n || (int)u[0] >= max || u[4] > 1 || u[5] > 1 || cv > 1) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                            "%s:%d: not a window-metrics line (16 tab-separated fields, window %d "
+                            "expected)",
+                            path, ln, *n);
+            break;
+        }
+        rd_trainer_eval *e = &res->window[*n];
+        memset(e, 0, sizeof *e);
+        e->m.n = u[1];
+        e->m.positives = u[2];
+        e->m.users = u[3];
+        e->m.auc = d[0];
+        e->m.auc_valid = (int)u[4];
+        e->m.gauc = d[1];
+        e->m.gauc_valid = (int)u[5];
+        e->m.gauc_users = gu;
+        e->m.gauc_examples = ge;
+        e->m.logloss = d[2];
+        e->m.mean_pred = d[3];
+        e->m.mean_label = d[4];
+        e->m.calibration = d[5];
+        e->m.calibration_valid = (int)cv;
+        e->samples_per_s = d[6];
+        (*n)++;
+    }
+    if (rc == RD_OK && ferror(f))
+        rc = rd_err_set(eb, RD_ERR_IO, "%s: read error", path);
+    if (rc == RD_OK && ln == 0)
+        rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: empty (no header)", path);
+    fclose(f);
+    if (rc != RD_OK)
+        *n = 0;
+    return rc;
+}
+
 // Job rank 0 writes the checkpoint of the cut "steps 0..step-1 applied" when it is due (or
 // forced); the other ranks return at once. Called between rd_dense_optim_step and the next
 // step's push, so the PS cut (rd_kv_save waits for it) and the dense parameters agree.
@@ -1447,6 +1587,9 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *
     snprintf(pos.job, sizeof pos.job, "%s", tr->job->name);
     snprintf(pos.model, sizeof pos.model, "%s", tr->mcfg->name);
     if ((rc = rd_train_ckpt_write_dense(part, &pos, tr->model, &tr->opt, eb)) != RD_OK)
+        goto fail;
+    // Windows 0..pos_window were evaluated (the one in progress before its first step).
+    if (tr->res && (rc = windows_write(part, tr->res, tr->pos_window + 1, eb)) != RD_OK)
         goto fail;
     int tables[RD_MAX_TABLES];
     for (int t = 0; t < tr->model->n_tables; t++)
@@ -1887,6 +2030,18 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
             tables[t] = tr->kv_table[t];
         int64_t step = -1;
         st = rd_kv_load(tr->kv, dir, tables, tr->model->n_tables, &step, eb);
+        int absent = 0, need = tr->rpos.window + 1;
+        if (st == RD_OK && tr->res && need > 0) {
+            st = windows_read(dir, tr->res, RD_TRAINER_MAX_WINDOWS, &tr->n_restored, &absent, eb);
+            if (st == RD_OK && absent)
+                RD_LOG_WARN("--resume: %s holds no %s (an older build): the metrics of the %d "
+                            "stream window(s) evaluated before it are NaN in this run's files",
+                            dir, RD_TRAIN_CKPT_WINDOWS, need);
+            else if (st == RD_OK && tr->n_restored != need)
+                st = rd_err_set(eb, RD_ERR_CORRUPT,
+                                "%s/%s: %d window(s), the checkpoint is in window %d (expected %d)",
+                                dir, RD_TRAIN_CKPT_WINDOWS, tr->n_restored, tr->rpos.window, need);
+        }
         if (st == RD_OK && step != tr->rpos.step)
             st = rd_err_set(eb, RD_ERR_CORRUPT,
                             "--resume: %s: tables of step %lld, dense.bin of "
@@ -2063,6 +2218,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     const rd_config *cfg = tr->cfg;
     const int W = tr->comm->job_size, me = tr->comm->job_rank;
     memset(res, 0, sizeof *res);
+    tr->res = res;
+    tr->n_restored = 0;
     snprintf(res->job, sizeof res->job, "%s", tr->job->name);
     snprintf(res->model, sizeof res->model, "%s", tr->mcfg->name);
     res->ranks = W;
@@ -2114,12 +2271,20 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         rd_metrics_result mr;
         double es = 0;
         memset(&mr, 0, sizeof mr);
-        // A resumed run does not evaluate windows evaluated before its checkpoint (metrics NaN,
-        // n = 0), nor trains the steps the checkpoint holds.
+        // A resumed run does not evaluate windows evaluated before its checkpoint (their
+        // metrics come from its windows.tsv; NaN, n = 0, from a checkpoint without one), nor
+        // trains the steps the checkpoint holds.
         int64_t skip = resume_skip(tr, 0, (int32_t)w);
         mr.auc = mr.gauc = mr.logloss = mr.calibration = (double)NAN;
+        double sps_before = 0;
+        if (skip != 0 && (int)w < tr->n_restored) {
+            mr = res->window[w].m;
+            sps_before = res->window[w].samples_per_s;
+        }
         if (skip == 0 && (rc = eval_range(tr, r, &mr, NULL, &es, eb)) != RD_OK)
             break;
+        if (w < RD_TRAINER_MAX_WINDOWS) // a checkpoint inside the window records it
+            res->window[w].m = mr;
         double tt = tr->train_s;
         uint64_t n0 = tr->trained;
         snprintf(phase, sizeof phase, "stream window %u/%u", w + 1, K);
@@ -2135,6 +2300,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
             res->window[w].m = mr;
             double dt = tr->train_s - tt;
             res->window[w].samples_per_s = dt > 0 ? (double)(tr->trained - n0) / dt : 0.0;
+            if (skip < 0) // trained before the checkpoint: its throughput then
+                res->window[w].samples_per_s = sps_before;
             res->n_windows = (int)w + 1;
         }
         if (me == 0 && !tr->quiet)

@@ -19,7 +19,10 @@
 //
 // Layout (ps.checkpoint_dir = root):
 //   <root>/<job>/step-000000000120/   a complete checkpoint: MANIFEST + shard-NNNNN/ (rd/
-//                                     checkpoint.h, the job's tables only) + dense.bin
+//                                     checkpoint.h, the job's tables only) + dense.bin +
+//                                     windows.tsv (metrics of the stream windows evaluated so
+//                                     far, so that a resumed run reports them; written beside
+//                                     dense.bin, copied along with it by the table tools)
 //   <root>/<job>/.step-000000000120.partial/   being written. Written in this order: dense.bin
 //                                     (atomic file), the PS shards, the MANIFEST (rd_kv_save),
 //                                     then the directory is renamed to step-N. A crash at any
@@ -52,6 +55,7 @@
 
 #define RD_TRAIN_CKPT_VERSION 2
 #define RD_TRAIN_CKPT_DENSE   "dense.bin"
+#define RD_TRAIN_CKPT_WINDOWS "windows.tsv" // the stream windows' metrics so far (trainer.c)
 #define RD_TRAIN_CKPT_TABLES  32 // table entries of the identity record (>= RD_MAX_TABLES)
 
 /** The trainer's position at a checkpoint (steps 0..step-1 of the job are applied). */

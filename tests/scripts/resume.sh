@@ -84,6 +84,11 @@ for st in 000000000040 000000000140 000000000160; do
     cmp -s "$FINAL/dense.bin" "B/ckpt/student/$F/dense.bin" || fail "resume from $st: dense.bin differs"
     cmp -s "$FINAL/MANIFEST" "B/ckpt/student/$F/MANIFEST" || fail "resume from $st: tables differ (MANIFEST CRCs)"
     [ "$(holdout A.out)" = "$(holdout B.out)" ] || fail "resume from $st: holdout differs"
+    # Every stream window's metrics, those evaluated before the checkpoint too (its windows.tsv):
+    # the metrics file equals the uninterrupted run's but for the throughput column.
+    cut -d, -f1-7 A/student.metrics.csv > a.csv && cut -d, -f1-7 B/student.metrics.csv > b.csv
+    cmp -s a.csv b.csv || fail "resume from $st: metrics differ: $(diff a.csv b.csv)"
+    grep -q "^stream,0,0\.[0-9]" b.csv || fail "resume from $st: no window 0 metrics: $(cat b.csv)"
 done
 # A checkpoint root resumes each job from its newest checkpoint.
 rm -rf B
@@ -96,6 +101,7 @@ cmp -s "$FINAL/dense.bin" "B/ckpt/student/$F/dense.bin" || fail "root resume: de
 for P in 1 3; do
     rm -rf R$P C$P
     "$RD" table reshard $CK/step-000000000060 --shards $P --out R$P >/dev/null || fail "reshard $P"
+    cmp -s $CK/step-000000000060/windows.tsv R$P/windows.tsv || fail "reshard $P: windows.tsv not copied along"
     run -n $((P + 1)) "$RD" train p$P.yaml --out C$P --resume R$P >C.out 2>C.err || fail "resume on $P: $(cat C.err)"
     cmp -s "$FINAL/dense.bin" "C$P/ckpt/student/$F/dense.bin" || fail "P=$P: dense.bin differs"
     for t in s_user s_item; do
@@ -161,6 +167,19 @@ bad() { # $1 = message regex, rest = launch
     [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "$*: exit $rc"
     grep -Eq -e "$re" e || fail "$*: message: $(cat e)"
 }
+# A checkpoint inside window 2 records windows 0-2; without its windows.tsv (an older build) the
+# run resumes with one warning and those windows NaN; a damaged one is refused by name and line.
+ls $CK/step-000000000160/windows.tsv >/dev/null || fail "no windows.tsv in $CK/step-000000000160"
+[ "$(wc -l < $CK/step-000000000160/windows.tsv)" = 4 ] || fail "windows.tsv: $(cat $CK/step-000000000160/windows.tsv)"
+rm -rf NW B && cp -r $CK/step-000000000160 NW && rm NW/windows.tsv
+run -n 3 "$RD" train p2.yaml --out B --resume NW >B.out 2>B.err || fail "resume without windows.tsv: $(cat B.err)"
+grep -q "holds no windows.tsv (an older build).*3 stream window" B.err || fail "no windows.tsv warning: $(cat B.err)"
+grep -q "^stream,0,nan" B/student.metrics.csv || fail "without windows.tsv: $(cat B/student.metrics.csv)"
+rm -rf B && cp -r $CK/step-000000000160 NW2 && sed -i '3s/^1\t[0-9]*/1\tx/' NW2/windows.tsv
+bad "NW2/windows.tsv:3: not a window-metrics line" -n 3 "$RD" train p2.yaml --out B --resume NW2
+rm -rf B && cp -r $CK/step-000000000160 NW3 && sed -i '4d' NW3/windows.tsv
+bad "NW3/windows.tsv: 2 window\(s\), the checkpoint is in window 2 \(expected 3\)" -n 3 "$RD" train p2.yaml --out B --resume NW3
+rm -rf B NW NW2 NW3
 bad "nowhere.*no complete checkpoint" -n 3 "$RD" train p2.yaml --out X --resume nowhere
 bad "step-000000000040: model 'small' differs .*config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-000000000040
 # The config hash names the part that differs: the seed, a table.
