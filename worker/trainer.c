@@ -1420,6 +1420,14 @@ static const char windows_header[] =
     "gauc_examples\tlogloss\tmean_pred\tmean_label\tcalibration\tcalibration_valid\t"
     "samples_per_s";
 
+// Stream windows evaluated at a position in window `window` (-1 = the batch phase, K = after
+// the last window: the final checkpoint): each window is scored before its first step.
+static int windows_evaluated(const rd_trainer *tr, int32_t window) {
+    int n = window + 1, K = (int)tr->info->n_windows;
+    n = n > K ? K : n;
+    return n < RD_TRAINER_MAX_WINDOWS ? n : RD_TRAINER_MAX_WINDOWS;
+}
+
 static int windows_write(const char *dir, const rd_trainer_result *res, int n, rd_errbuf *eb) {
     char path[RD_PATH_MAX + 160];
     snprintf(path, sizeof path, "%s/%s", dir, RD_TRAIN_CKPT_WINDOWS);
@@ -1589,7 +1597,8 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *
     if ((rc = rd_train_ckpt_write_dense(part, &pos, tr->model, &tr->opt, eb)) != RD_OK)
         goto fail;
     // Windows 0..pos_window were evaluated (the one in progress before its first step).
-    if (tr->res && (rc = windows_write(part, tr->res, tr->pos_window + 1, eb)) != RD_OK)
+    if (tr->res &&
+        (rc = windows_write(part, tr->res, windows_evaluated(tr, tr->pos_window), eb)) != RD_OK)
         goto fail;
     int tables[RD_MAX_TABLES];
     for (int t = 0; t < tr->model->n_tables; t++)
@@ -2030,7 +2039,7 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
             tables[t] = tr->kv_table[t];
         int64_t step = -1;
         st = rd_kv_load(tr->kv, dir, tables, tr->model->n_tables, &step, eb);
-        int absent = 0, need = tr->rpos.window + 1;
+        int absent = 0, need = windows_evaluated(tr, tr->rpos.window);
         if (st == RD_OK && tr->res && need > 0) {
             st = windows_read(dir, tr->res, RD_TRAINER_MAX_WINDOWS, &tr->n_restored, &absent, eb);
             if (st == RD_OK && absent)

@@ -167,6 +167,13 @@ bad() { # $1 = message regex, rest = launch
     [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "$*: exit $rc"
     grep -Eq -e "$re" e || fail "$*: message: $(cat e)"
 }
+# Resumed from the final checkpoint (after the last window), the run only scores the holdout: the
+# same holdout, and every window's metrics from the checkpoint.
+rm -rf B
+run -n 3 "$RD" train p2.yaml --out B --resume $FINAL >B.out 2>B.err || fail "resume from the final checkpoint: $(cat B.err)"
+[ "$(holdout A.out)" = "$(holdout B.out)" ] || fail "resume from the final checkpoint: holdout differs"
+cut -d, -f1-7 B/student.metrics.csv > b.csv
+cmp -s a.csv b.csv || fail "resume from the final checkpoint: metrics differ: $(diff a.csv b.csv)"
 # A checkpoint inside window 2 records windows 0-2; without its windows.tsv (an older build) the
 # run resumes with one warning and those windows NaN; a damaged one is refused by name and line.
 ls $CK/step-000000000160/windows.tsv >/dev/null || fail "no windows.tsv in $CK/step-000000000160"
