@@ -544,7 +544,7 @@ static void test_dense_and_dirs(void **state) {
     assert_non_null(strstr(latest, "step-000000000030"));
     char jd[350];
     snprintf(jd, sizeof jd, "%s/student", root);
-    assert_int_equal(rd_train_ckpt_prune(jd, 40, 2, &eb), RD_OK);
+    assert_int_equal(rd_train_ckpt_prune(jd, 40, 2, 0, &eb), RD_OK);
     char d10[400], d20[400], d40[400];
     rd_train_ckpt_path(root, "student", 10, d10, sizeof d10);
     rd_train_ckpt_path(root, "student", 20, d20, sizeof d20);
@@ -562,7 +562,7 @@ static void test_dense_and_dirs(void **state) {
     f = fopen(man15, "w");
     fputs("x", f);
     fclose(f);
-    assert_int_equal(rd_train_ckpt_prune(jd, 15, 2, &eb), RD_OK);
+    assert_int_equal(rd_train_ckpt_prune(jd, 15, 2, 0, &eb), RD_OK);
     assert_true(stat(d15, &st) == 0 && stat(d20, &st) != 0 && stat(d30, &st) != 0);
     assert_int_equal(rd_train_ckpt_latest(root, "student", latest, sizeof latest, &eb), RD_OK);
     assert_non_null(strstr(latest, "step-000000000015"));

@@ -725,7 +725,19 @@ static int drop_hidden(const char *job_dir, rd_errbuf *eb) {
     return rc;
 }
 
-int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf *eb) {
+// Is the checkpoint <job_dir>/step-N at the start of a phase (range_step 0)? A file that cannot
+// be read is not: retention then treats it like any other.
+static int at_phase_start(const char *job_dir, int64_t step) {
+    char p[RD_PATH_MAX * 2];
+    snprintf(p, sizeof p, "%s/step-%012lld", job_dir, (long long)step);
+    rd_train_pos pos;
+    rd_errbuf leb;
+    rd_errbuf_clear(&leb);
+    return rd_train_ckpt_read_pos(p, &pos, &leb) == RD_OK && pos.range_step == 0;
+}
+
+int rd_train_ckpt_prune(
+    const char *job_dir, int64_t newest, int keep, int keep_starts, rd_errbuf *eb) {
     int64_t *steps;
     size_t n;
     int rc = list_steps(job_dir, &steps, &n, eb);
@@ -736,8 +748,17 @@ int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf
     // by mistake.
     while (rc == RD_OK && n > 0 && steps[n - 1] > newest)
         rc = drop_step(job_dir, steps[--n], eb);
-    for (size_t i = 0; rc == RD_OK && keep >= 0 && i + (size_t)keep < n; i++)
+    // Of the older ones, the newest keep_starts at the start of a phase stay too.
+    size_t starts = 0;
+    for (size_t i = n; rc == RD_OK && keep >= 0 && i-- > 0;) {
+        if (i + (size_t)keep >= n)
+            continue; // among the newest `keep`
+        if ((int)starts < keep_starts && at_phase_start(job_dir, steps[i])) {
+            starts++;
+            continue;
+        }
         rc = drop_step(job_dir, steps[i], eb);
+    }
     // The checkpoint being committed has been renamed already, so no hidden leftover is live.
     if (rc == RD_OK)
         rc = drop_hidden(job_dir, eb);
@@ -770,6 +791,14 @@ int rd_train_ckpt_clear(const char *job_dir, int64_t **removed, size_t *n, rd_er
     if (rc != RD_OK)
         rd_err_prefix(eb, "removing the earlier checkpoints of %s: ", job_dir);
     return rc;
+}
+
+int rd_train_ckpt_list(
+    const char *root, const char *job, int64_t **steps, size_t *n, rd_errbuf *eb) {
+    char jd[RD_PATH_MAX * 2];
+    snprintf(jd, sizeof jd, "%s/%s", root, job);
+    int rc = list_steps(jd, steps, n, eb);
+    return rc == RD_ERR_NOTFOUND ? RD_OK : rc;
 }
 
 int rd_train_ckpt_latest(const char *root, const char *job, char *out, size_t cap, rd_errbuf *eb) {

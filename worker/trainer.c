@@ -1410,6 +1410,32 @@ static size_t batch_of(int64_t n, int64_t s, size_t B) {
 // ---------------------------------------------------------------------------------------------
 // Checkpoints (rd/train_ckpt.h)
 
+// Jobs in live distillation (a teacher with its distilled students in the launch, or such a
+// student) exchange targets as they train, phase by phase, so they resume together from the
+// start of one phase (resume_common_start). Every checkpoint written after a phase's last step
+// records the start of the next phase as its position (range_step 0), and with a cadence
+// configured such jobs write one at every phase end; retention keeps the newest few of those.
+static int live_distill(const rd_trainer *tr) {
+    return distills(tr) && !(tr->job->role == RD_JOB_STUDENT && tr->cfg->distill.replay);
+}
+
+static int ckpt_cadence(const rd_trainer *tr) {
+    const rd_ps_config *ps = &tr->cfg->ps;
+    return ps->checkpoint_every > 0 || ps->checkpoint_every_s > 0 ||
+           ps->checkpoint_every_windows > 0;
+}
+
+// The position after phase (epoch, window): the start of the next phase.
+static void next_phase(const rd_trainer *tr, int32_t *epoch, int32_t *window) {
+    const int32_t E = tr->cfg->train.epochs;
+    if (*window < 0 && *epoch + 1 < E) {
+        (*epoch)++;
+    } else {
+        *window = *window < 0 ? 0 : *window + 1;
+        *epoch = E;
+    }
+}
+
 // <checkpoint>/windows.tsv: the metrics of the stream windows evaluated before the cut (each
 // window is scored before training on it, so the window in progress is one of them), so that
 // a resumed run reports every window as the uninterrupted one does. Doubles as %.17g (exact
@@ -1420,10 +1446,12 @@ static const char windows_header[] =
     "gauc_examples\tlogloss\tmean_pred\tmean_label\tcalibration\tcalibration_valid\t"
     "samples_per_s";
 
-// Stream windows evaluated at a position in window `window` (-1 = the batch phase, K = after
-// the last window: the final checkpoint): each window is scored before its first step.
-static int windows_evaluated(const rd_trainer *tr, int32_t window) {
-    int n = window + 1, K = (int)tr->info->n_windows;
+// Stream windows evaluated at a position (window, range_step): each window is scored before its
+// first step, so a position inside window w counts w + 1 and the start of w (range_step 0: a
+// checkpoint at the end of the phase before) counts w; -1 = the batch phase, K = the end.
+static int windows_evaluated(const rd_trainer *tr, int32_t window, int64_t range_step) {
+    int n = window + (range_step > 0 ? 1 : 0), K = (int)tr->info->n_windows;
+    n = n < 0 ? 0 : n;
     n = n > K ? K : n;
     return n < RD_TRAINER_MAX_WINDOWS ? n : RD_TRAINER_MAX_WINDOWS;
 }
@@ -1558,7 +1586,7 @@ windows_read(const char *dir, rd_trainer_result *res, int max, int *n, int *abse
 // Job rank 0 writes the checkpoint of the cut "steps 0..step-1 applied" when it is due (or
 // forced); the other ranks return at once. Called between rd_dense_optim_step and the next
 // step's push, so the PS cut (rd_kv_save waits for it) and the dense parameters agree.
-static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *eb) {
+static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_end, rd_errbuf *eb) {
     const int every = tr->cfg->ps.checkpoint_every, every_s = tr->cfg->ps.checkpoint_every_s;
     int64_t step = rd_kv_step(tr->kv);
     if (!tr->ckpt_root[0] || step == tr->ckpt_step || step == 0)
@@ -1588,6 +1616,10 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *
     pos.epoch = tr->pos_epoch;
     pos.window = tr->pos_window;
     pos.range_step = range_step;
+    if (phase_end) { // after the phase's last step: the start of the next one
+        next_phase(tr, &pos.epoch, &pos.window);
+        pos.range_step = 0;
+    }
     pos.trained = tr->trained;
     pos.loss_ema = tr->loss_ema;
     pos.have_loss = tr->have_loss;
@@ -1598,7 +1630,8 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *
         goto fail;
     // Windows 0..pos_window were evaluated (the one in progress before its first step).
     if (tr->res &&
-        (rc = windows_write(part, tr->res, windows_evaluated(tr, tr->pos_window), eb)) != RD_OK)
+        (rc = windows_write(part, tr->res, windows_evaluated(tr, pos.window, pos.range_step),
+                            eb)) != RD_OK)
         goto fail;
     int tables[RD_MAX_TABLES];
     for (int t = 0; t < tr->model->n_tables; t++)
@@ -1608,7 +1641,8 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, rd_errbuf *
         goto fail;
     if ((rc = rd_train_ckpt_commit(part, final, eb)) != RD_OK)
         goto fail;
-    if ((rc = rd_train_ckpt_prune(jdir, step, tr->cfg->ps.checkpoint_keep, eb)) != RD_OK)
+    if ((rc = rd_train_ckpt_prune(jdir, step, tr->cfg->ps.checkpoint_keep, live_distill(tr) ? 3 : 0,
+                                  eb)) != RD_OK)
         goto fail;
     if (!tr->quiet)
         printf("[%s] checkpoint: %s\n", tr->job->name, final);
@@ -1726,7 +1760,10 @@ static int train_range(rd_trainer *tr,
         const int ew = tr->cfg->ps.checkpoint_every_windows;
         int window_end =
             s + 1 == steps && tr->pos_window >= 0 && ew > 0 && (tr->pos_window + 1) % ew == 0;
-        if ((rc = ckpt_maybe(tr, s + 1, window_end, eb)) != RD_OK)
+        int phase_end = s + 1 == steps;
+        if ((rc = ckpt_maybe(tr, s + 1,
+                             window_end || (phase_end && live_distill(tr) && ckpt_cadence(tr)),
+                             phase_end, eb)) != RD_OK)
             return rc;
         t0 = now_s();
         progress(tr, phase, s + 1, steps, 0);
@@ -1981,27 +2018,87 @@ static int fresh_timeline(rd_trainer *tr, rd_errbuf *eb) {
 // Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
 // job's PS tables and the server's step (rd_kv_load) and tells the others the outcome; then every
 // rank takes the checkpoint's step as its own. No rank pulls before the broadcast.
+// A job in live distillation (a teacher with its distilled students in the launch, or such a
+// student) exchanges targets with its partners as they train, phase by phase: they resume
+// together from the start of the same phase. Each phase end writes a checkpoint whose position is
+// the start of the next phase (range_step 0), when a cadence is configured (ps.checkpoint_every,
+// _every_s or _every_windows); retention keeps the newest few of those.
+static int
+resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd_errbuf *eb) {
+    const int32_t E = tr->cfg->train.epochs, K = (int32_t)tr->info->n_windows;
+    const int n = E + K + 1; // phase starts: epochs 1..E-1, stream windows 0..K (K = the end)
+    unsigned char *have = rd_xmalloc((size_t)n), *all = rd_xmalloc((size_t)n);
+    int64_t *at = rd_xmalloc((size_t)n * sizeof *at); // the step of each start, -1 = none
+    memset(have, 1, (size_t)n);
+    for (int i = 0; i < n; i++)
+        at[i] = -1;
+    int live = root && live_distill(tr);
+    int64_t *steps = NULL, newest = -1;
+    size_t ns = 0;
+    if (live) {
+        memset(have, 0, (size_t)n);
+        int lrc = rd_train_ckpt_list(tr->resume_dir, tr->job->name, &steps, &ns, eb);
+        if (lrc != RD_OK && *rc == RD_OK)
+            *rc = lrc;
+        for (size_t i = 0; lrc == RD_OK && i < ns; i++) {
+            char p[RD_PATH_MAX * 2];
+            rd_train_pos pos;
+            rd_errbuf leb;
+            rd_errbuf_clear(&leb);
+            if (rd_train_ckpt_path(tr->resume_dir, tr->job->name, steps[i], p, sizeof p) != RD_OK ||
+                rd_train_ckpt_read_pos(p, &pos, &leb) != RD_OK || pos.range_step != 0)
+                continue; // a damaged one is reported if it is the one resumed from
+            int id = pos.window < 0 ? pos.epoch : E + pos.window;
+            if (id >= 1 && id < n && (pos.window < 0 ? pos.epoch < E : pos.epoch == E)) {
+                have[id] = 1;
+                at[id] = steps[i];
+            }
+        }
+        newest = ns ? steps[ns - 1] : -1;
+    }
+    RD_MPI_CHECK(MPI_Allreduce(have, all, n, MPI_UNSIGNED_CHAR, MPI_BAND, tr->comm->role));
+    int found = -1;
+    for (int i = n - 1; live && i >= 1 && found < 0; i--)
+        if (all[i] && at[i] >= 0)
+            found = i;
+    int ret = 0;
+    if (live && found < 0 && *rc == RD_OK) {
+        *rc = rd_err_set(eb, RD_ERR_NOTFOUND,
+                         "--resume: job '%s' is in live distillation with its %s, and they resume "
+                         "together from the start of a phase: %s/%s holds no checkpoint at the "
+                         "start of a phase that every such job has one for (they are written at "
+                         "the end of each phase when ps.checkpoint_every, checkpoint_every_s or "
+                         "checkpoint_every_windows is set)",
+                         tr->job->name,
+                         tr->job->role == RD_JOB_TEACHER ? "distilled students" : "teacher",
+                         tr->resume_dir, tr->job->name);
+    } else if (live && found >= 0 && *rc == RD_OK) {
+        if (rd_train_ckpt_path(tr->resume_dir, tr->job->name, at[found], dir, cap) != RD_OK)
+            *rc = rd_err_set(eb, RD_ERR_RANGE, "--resume: %s: path too long", tr->resume_dir);
+        ret = 1;
+        if (*rc == RD_OK && at[found] != newest && tr->comm->job_rank == 0 && !tr->quiet)
+            printf("[%s] resumes from %s, the newest checkpoint at the start of a phase that every "
+                   "job in live distillation has (its newest is step %lld)\n",
+                   tr->job->name, dir, (long long)newest);
+    }
+    rd_free(steps);
+    rd_free(have);
+    rd_free(all);
+    rd_free(at);
+    return ret;
+}
+
 static int resume(rd_trainer *tr, rd_errbuf *eb) {
     char dir[RD_PATH_MAX * 2], probe[RD_PATH_MAX * 2 + 16];
     snprintf(probe, sizeof probe, "%s/%s", tr->resume_dir, RD_TRAIN_CKPT_DENSE);
-    int rc = RD_OK;
-    if (access(probe, R_OK) == 0)
+    int rc = RD_OK, folder = access(probe, R_OK) == 0;
+    if (folder)
         snprintf(dir, sizeof dir, "%s", tr->resume_dir);
-    else
+    // Jobs in live distillation resume together, from the start of one phase (see
+    // resume_common_start); every worker of the launch takes part in that agreement.
+    int common = resume_common_start(tr, !folder, dir, sizeof dir, &rc, eb);
+    if (rc == RD_OK && !folder && !common)
         rc = rd_train_ckpt_latest(tr->resume_dir, tr->job->name, dir, sizeof dir, eb);
-    // A live teacher or student cannot resume: its partner's targets are exchanged as it
-    // trains, and both would have to restart at the same step. A student replaying the target
-    // log can: each of its targets is looked up by (sample, pass), and the receiver keeps no
-    // state from one phase to the next in replay mode, so the skipped phases and steps change
-    // nothing that follows.
-    if (rc == RD_OK && distills(tr) &&
-        !(tr->job->role == RD_JOB_STUDENT && tr->cfg->distill.replay))
-        rc = rd_err_set(eb, RD_ERR_UNSUPPORTED,
-                        "--resume: job '%s' takes part in live distillation (its %s is in the "
-                        "launch and they exchange targets as they train); resuming it is not "
-                        "supported yet (a student replaying a target log, distill.replay: true, "
-                        "can resume)",
-                        tr->job->name, tr->job->role == RD_JOB_TEACHER ? "student" : "teacher");
     // What the checkpoint's position means: the same model and tables (config hash, naming the
     // part that differs), the same dataset, the same partition of it into steps (job ranks,
     // batch size, order) and, for a job that reads tokens, the same token-build settings.
@@ -2039,7 +2136,7 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
             tables[t] = tr->kv_table[t];
         int64_t step = -1;
         st = rd_kv_load(tr->kv, dir, tables, tr->model->n_tables, &step, eb);
-        int absent = 0, need = windows_evaluated(tr, tr->rpos.window);
+        int absent = 0, need = windows_evaluated(tr, tr->rpos.window, tr->rpos.range_step);
         if (st == RD_OK && tr->res && need > 0) {
             st = windows_read(dir, tr->res, RD_TRAINER_MAX_WINDOWS, &tr->n_restored, &absent, eb);
             if (st == RD_OK && absent)
@@ -2321,7 +2418,7 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     if (rc == RD_OK) {
         tr->pos_epoch = cfg->train.epochs;
         tr->pos_window = (int32_t)K;
-        rc = ckpt_maybe(tr, 0, 1, eb);
+        rc = ckpt_maybe(tr, 0, 1, 0, eb);
     }
     if (rc == RD_OK) {
         double es = 0;

@@ -14,6 +14,7 @@
 //   rd_train_ckpt_commit()     rename a finished ".partial" directory into place (atomic)
 //   rd_train_ckpt_prune()      keep the newest `keep` complete checkpoints of a job
 //   rd_train_ckpt_latest()     the newest complete checkpoint of a job
+//   rd_train_ckpt_list()       the steps of a job's complete checkpoints
 //   rd_train_ckpt_clear()      remove every checkpoint of a job (a run that does not resume)
 //   rd_train_ckpt_rmtree()     rm -r (tools, retention)
 //
@@ -176,10 +177,19 @@ int rd_train_ckpt_commit(const char *partial, const char *final, rd_errbuf *eb);
 
 /** Retention of <root>/<job> after checkpoint `newest` was committed: remove the complete
  *  checkpoints (step-N with a MANIFEST) with a step above `newest` (left by an earlier run in the
- *  same folder), then all but the newest `keep` of the others, then hidden crash leftovers
- *  (.step-N.partial / .old / .deleting). step-N directories without a MANIFEST are left alone.
+ *  same folder), then all but the newest `keep` of the others and, among the older ones, the
+ *  newest `keep_starts` whose position is the start of a phase (range_step 0: where jobs in live
+ *  distillation resume together), then hidden crash leftovers (.step-N.partial / .old /
+ *  .deleting). step-N directories without a MANIFEST are left alone.
  *  @return RD_OK or RD_ERR_IO */
-int rd_train_ckpt_prune(const char *job_dir, int64_t newest, int keep, rd_errbuf *eb);
+int rd_train_ckpt_prune(
+    const char *job_dir, int64_t newest, int keep, int keep_starts, rd_errbuf *eb);
+
+/** The complete checkpoints of <root>/<job>, their steps ascending (*steps NULL and *n 0 when
+ *  there are none or the folder is missing); free *steps with rd_free.
+ *  @return RD_OK or RD_ERR_IO */
+int rd_train_ckpt_list(
+    const char *root, const char *job, int64_t **steps, size_t *n, rd_errbuf *eb);
 
 /**
  * Remove every complete checkpoint (step-N with a MANIFEST) of the job folder and the hidden

@@ -12,8 +12,8 @@
 # on 1 PS rank — every rank exits non-zero with a clear message and writes no checkpoint; a root
 # without one job's checkpoints fails before any job writes. A checkpoint of an older build
 # (dense.bin version 1) still resumes exactly, with one warning. A student replaying a target log
-# alone (distill.replay) resumes byte-identical to an uninterrupted replay; a live student is
-# refused, saying why.
+# alone (distill.replay) resumes byte-identical to an uninterrupted replay; a teacher and its live
+# student resume together from the newest phase start both have and end byte-identical too.
 #
 #   bash tests/scripts/resume.sh build/recdistill
 set -u
@@ -255,8 +255,7 @@ sed -e 's/events: 6000/events: 7000/' p2.yaml > more.yaml
 bad "data.dir .*/data holds a dataset prepared from another data configuration" -n 3 "$RD" train more.yaml --out X
 # --- a student replaying a target log alone resumes exactly ----------------------------------------
 # Its targets come from the log by (sample, pass): a resumed replay ends byte-identical to an
-# uninterrupted one (dense.bin, tables, holdout). A live student (teacher in the launch) is still
-# refused, naming why.
+# uninterrupted one (dense.bin, tables, holdout).
 cat > live.yaml <<YAML
 run: {name: tl, seed: 7}
 cluster:
@@ -289,14 +288,61 @@ models:
     mlp: [8]
     two_towers: true
 train: {batch_size: 64, epochs: 2}
-distill: {target_log: $TMP/targets}
+distill: {target_log: $TMP/targets, wait_ms: 600000}
 output: {plot: false, progress_every_s: 0}
 YAML
 grep -v "name: teacher, role: teacher" live.yaml | sed -e 's/distill: true}/distill: true, teacher: teacher}/' \
-    -e "s|^distill: {target_log: $TMP/targets}|distill: {target_log: $TMP/targets, replay: true}|" > replay.yaml
+    -e "s|^distill: {target_log: $TMP/targets, wait_ms: 600000}|distill: {target_log: $TMP/targets, wait_ms: 600000, replay: true}|" > replay.yaml
 grep -q "replay: true" replay.yaml || fail "could not write the replay config"
 run -n 3 "$RD" train live.yaml --out L >L.out 2>L.err || fail "live run: $(cat L.err)"
-bad "takes part in live distillation \((its teacher|its student) is in the launch" -n 3 "$RD" train live.yaml --out X3 --resume L/ckpt
+# --- a teacher and its live student resume together, from the start of one phase ----------------
+# With a cadence, each phase end writes a checkpoint whose position is the next phase's start; the
+# pair resumes from the newest phase start both have (each job's newest checkpoint may be later)
+# and ends byte-identical to the uninterrupted run (every target joined in both runs).
+positions() { # $1 = job folder: "step epoch window range_step" per checkpoint
+    python3 - "$1" <<'PY'
+import glob, os, struct, sys
+for d in sorted(glob.glob(sys.argv[1] + "/step-*")):
+    b = open(d + "/dense.bin", "rb").read(96)
+    step, epoch, window, rs = struct.unpack_from("<qiiq", b, 68)
+    print(int(os.path.basename(d)[5:]), epoch, window, rs)
+PY
+}
+positions L/ckpt/teacher > tpos && positions L/ckpt/student > spos
+# The start of batch epoch 1 (of 2) and of stream window 1; a student checkpoint inside epoch 1.
+E1=$(awk '$2 == 1 && $3 == -1 && $4 == 0 {print $1}' tpos); W1T=$(awk '$2 == 2 && $3 == 1 && $4 == 0 {print $1}' tpos)
+[ -n "$E1" ] && [ -n "$W1T" ] && [ "$(awk '$2 == 1 && $3 == -1 && $4 == 0 {print $1}' spos)" = "$E1" ] ||
+    fail "no phase-start checkpoints: $(cat tpos spos)"
+MIDS=$(awk -v e="$E1" '$1 > e && $2 == 1 && $3 == -1 && $4 > 0 {print $1; exit}' spos)
+[ -n "$MIDS" ] || fail "no student checkpoint inside epoch 1: $(cat spos)"
+# The teacher has every checkpoint up to the start of window 1, the student up to one inside epoch
+# 1: they resume from the start of epoch 1.
+rm -rf LR X3 && mkdir -p LR/teacher LR/student
+for st in $(awk -v w="$W1T" '$1 <= w {print $1}' tpos); do cp -r L/ckpt/teacher/step-$(printf %012d $st) LR/teacher/; done
+for st in $(awk -v w="$MIDS" '$1 <= w {print $1}' spos); do cp -r L/ckpt/student/step-$(printf %012d $st) LR/student/; done
+run -n 3 "$RD" train live.yaml --out X3 --resume LR >X3.out 2>X3.err || fail "live resume: $(cat X3.err)"
+for j in teacher student; do
+    grep -q "\[$j\] resumes from LR/$j/step-$(printf %012d $E1), the newest checkpoint at the start of a phase" X3.out ||
+        fail "$j did not resume from the start of epoch 1: $(cat X3.out)"
+done
+for j in teacher student; do
+    LF="$(ls -d L/ckpt/$j/step-* | tail -1)"
+    cmp -s "$LF/dense.bin" "X3/ckpt/$j/$(basename "$LF")/dense.bin" || fail "live resume: $j dense.bin differs"
+    cmp -s "$LF/MANIFEST" "X3/ckpt/$j/$(basename "$LF")/MANIFEST" || fail "live resume: $j tables differ"
+done
+python3 - L X3 <<'PY' || fail "live resume: targets"
+import json, sys
+for d in sys.argv[1:]:
+    t = json.load(open(d + "/student.targets.json"))
+    assert t["missing"] == 0 and t["late"] == 0, (d, t)
+PY
+cut -d, -f1-7 L/student.metrics.csv > a.csv && cut -d, -f1-7 X3/student.metrics.csv > b.csv
+cmp -s a.csv b.csv || fail "live resume: student metrics differ: $(diff a.csv b.csv)"
+# A root where the student has no checkpoint at a phase start: refused, saying why.
+rm -rf LR2 X3 && mkdir -p LR2/teacher LR2/student && cp -r L/ckpt/teacher/step-$(printf %012d $E1) LR2/teacher/
+cp -r L/ckpt/student/step-$(printf %012d $MIDS) LR2/student/
+bad "no checkpoint at the start of a phase that every such job has one for" -n 3 "$RD" train live.yaml --out X3 --resume LR2
+[ ! -e X3/ckpt ] || fail "a refused live resume left checkpoints"
 run -n 2 "$RD" train replay.yaml --out RP >RP.out 2>RP.err || fail "replay run: $(cat RP.err)"
 RF="$(basename "$(ls -d RP/ckpt/student/step-* | tail -1)")"
 for st in 000000000020 000000000080; do
