@@ -2062,7 +2062,10 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
         if (all[i] && at[i] >= 0)
             found = i;
     int ret = 0;
-    if (live && found < 0 && *rc == RD_OK) {
+    if (live && ns == 0 && *rc == RD_OK) {
+        *rc = rd_err_set(eb, RD_ERR_NOTFOUND, "%s/%s: no complete checkpoint", tr->resume_dir,
+                         tr->job->name);
+    } else if (live && found < 0 && *rc == RD_OK) {
         *rc = rd_err_set(eb, RD_ERR_NOTFOUND,
                          "--resume: job '%s' is in live distillation with its %s, and they resume "
                          "together from the start of a phase: %s/%s holds no checkpoint at the "
