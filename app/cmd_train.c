@@ -113,6 +113,42 @@ static void identify(rd_watch *watch, const rd_comm *comm, const rd_config *cfg)
     rd_watch_identify(watch, who, token);
 }
 
+// The first folder of `path` (itself or a parent) that does not exist yet into `first` ("" when
+// the whole path exists): what a failed launch may remove again (rmdir_made).
+static void first_missing(const char *path, char *first, size_t cap) {
+    char buf[RD_PATH_MAX];
+    first[0] = 0;
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf || access(buf, F_OK) == 0)
+        return;
+    snprintf(first, cap, "%s", buf);
+    for (char *p = buf + strlen(buf); p > buf; p--) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (buf[0] == 0 || access(buf, F_OK) == 0)
+            break;
+        snprintf(first, cap, "%s", buf);
+    }
+}
+
+// A launch that failed before training removes the run folder (and its parents) it created, as
+// long as they are empty: no empty run folder is left behind. Folders that existed stay.
+static void rmdir_made(const char *path, const char *first) {
+    if (!first[0])
+        return;
+    char buf[RD_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    size_t stop = strlen(first);
+    for (;;) {
+        if (rmdir(buf) != 0 || strlen(buf) <= stop)
+            return;
+        char *slash = strrchr(buf, '/');
+        if (!slash)
+            return;
+        *slash = 0;
+    }
+}
+
 static int mkdir_p(const char *path) {
     char buf[RD_PATH_MAX];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
@@ -452,12 +488,14 @@ static int train_main(int argc,
         int rc;
         char msg[1024];
     } st = {RD_OK, ""};
+    char made[RD_PATH_MAX] = "";
     if (rank == 0) {
         char probe[RD_PATH_MAX + 16];
         snprintf(probe, sizeof probe, "%s/%s", cfg->data.dir, RD_DATASET_FILE);
         // Every folder the run writes, probed before anything is made (an existing dataset is
         // only read, so data.dir is probed only when it is to be prepared).
         int need_data = access(probe, R_OK) != 0;
+        first_missing(cfg->run.out_dir, made, sizeof made);
         if (probe_folder("run folder", cfg->run.out_dir, st.msg, sizeof st.msg) != 0 ||
             probe_folder("checkpoint folder (ps.checkpoint_dir)", cfg->ps.checkpoint_dir, st.msg,
                          sizeof st.msg) != 0 ||
@@ -504,8 +542,10 @@ static int train_main(int argc,
     }
     bcast_polled(&st, (int)sizeof st, MPI_BYTE, MPI_COMM_WORLD, poll);
     if (st.rc != RD_OK) {
-        if (rank == 0)
+        if (rank == 0) {
             fprintf(stderr, "recdistill train: %s\n", st.msg);
+            rmdir_made(cfg->run.out_dir, made);
+        }
         rd_comm_destroy(comm);
         rd_free(cfg);
         rd_mpi_finalize(1);

@@ -8,6 +8,7 @@
 #      the path, its length and the limit (it used to train to the end, then abort);
 #   3. an unwritable run folder or checkpoint folder (a read-only bind mount as root, else mode
 #      555): refused at start-up, naming the folder, nothing trained;
+#   1b. a launch that fails on its data (prepare) leaves no run folder it created;
 #   4. `prepare` stopped by SIGTERM: the "<data.dir>.tmp-<pid>.<host>" folder is removed; a train
 #      launch stopped by SIGTERM while it prepares removes it too, or (rank 0 SIGKILLed by the
 #      launcher first) the next prepare does; after a SIGKILL the next prepare removes the dead
@@ -79,6 +80,19 @@ with_data "dir: $TMP/F" >dd.yaml
 run dd.yaml --out R2
 expect_refused "dataset folder (data.dir) $TMP/F is not a folder"
 [ ! -e R2 ] || fail "a refused launch left its run folder R2"
+
+# A launch whose data fails to prepare (here a CSV without the label column) removes the run
+# folder it created, parents included, and leaves a folder that existed before.
+printf 'user,item,ts,click\nu1,i1,1,1\nu2,i2,2,0\n' >log.csv
+sed -e 's|^  source: synthetic$|  source: csv\n  input: .\n  schema: {path: log.csv, user_column: user, item_column: item, time_column: ts, label: "clik >= 1"}|' \
+    c.yaml >nolabel.yaml
+grep -q 'clik' nolabel.yaml || fail "could not write the no-label config"
+run nolabel.yaml --out N1/a/b && fail "a launch without its label column succeeded"
+grep -q "no column 'clik'" err || fail "no-label message: $(grep -v INFO err | head -3)"
+[ ! -e N1 ] || fail "a launch that failed on its data left $(find N1 | head -3)"
+mkdir -p N2/keep
+run nolabel.yaml --out N2/keep/run && fail "a launch without its label column succeeded"
+[ -d N2/keep ] && [ ! -e N2/keep/run ] || fail "N2: $(find N2)"
 
 # --- 2. paths over their limits, said before anything is made
 long() { local n=$1 b="$TMP/L/"; printf '%s%s' "$b" "$(head -c $((n - ${#b})) /dev/zero | tr '\0' x)"; }
