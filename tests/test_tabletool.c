@@ -595,6 +595,35 @@ static void test_dense_and_dirs(void **state) {
     snprintf(nowhere, sizeof nowhere, "%s/nojob", root);
     assert_int_equal(rd_train_ckpt_clear(nowhere, &gone, &n_gone, &eb), RD_OK);
     assert_true(n_gone == 0 && gone == NULL);
+    // Retention for jobs in live distillation: besides the newest `keep`, the newest
+    // `keep_starts` older checkpoints at the start of a phase (range_step 0) stay.
+    // Steps 100..160; 110 and 130 are phase starts: keep 2 + 1 start keeps 150, 160 and 130.
+    for (int64_t stp = 100; stp <= 160; stp += 10) {
+        char d[400], man[450];
+        assert_int_equal(rd_train_ckpt_path(root, "student", stp, d, sizeof d), RD_OK);
+        assert_int_equal(rd_lmdbx_mkdir_p(d, NULL), RD_OK);
+        pos.step = stp;
+        pos.range_step = stp == 110 || stp == 130 ? 0 : 5;
+        assert_int_equal(rd_train_ckpt_write_dense(d, &pos, &m, &o, &eb), RD_OK);
+        snprintf(man, sizeof man, "%s/MANIFEST", d);
+        f = fopen(man, "w");
+        fputs("x", f);
+        fclose(f);
+    }
+    assert_int_equal(rd_train_ckpt_prune(jd, 160, 2, 1, &eb), RD_OK);
+    int64_t *left = NULL;
+    size_t n_left = 0;
+    assert_int_equal(rd_train_ckpt_list(root, "student", &left, &n_left, &eb), RD_OK);
+    assert_int_equal(n_left, 3);
+    assert_true(left[0] == 130 && left[1] == 150 && left[2] == 160);
+    rd_free(left);
+    // keep_starts 0: only the newest `keep`.
+    assert_int_equal(rd_train_ckpt_prune(jd, 160, 2, 0, &eb), RD_OK);
+    assert_int_equal(rd_train_ckpt_list(root, "student", &left, &n_left, &eb), RD_OK);
+    assert_true(n_left == 2 && left[0] == 150 && left[1] == 160);
+    rd_free(left);
+    assert_int_equal(rd_train_ckpt_list(root, "nojob", &left, &n_left, &eb), RD_OK);
+    assert_true(n_left == 0 && left == NULL);
     rd_free(m.params);
     rd_free(m.opt_state);
     rd_free(z.params);
