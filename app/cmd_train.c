@@ -33,6 +33,7 @@
 #include "rd/server.h"
 #include "rd/tokens.h"
 #include "rd/traffic.h"
+#include "rd/train_ckpt.h"
 #include "rd/trainer.h"
 #include "rd/watch.h"
 
@@ -304,6 +305,65 @@ static int is_metrics_name(const char *name) {
 // looking like its own. A fresh run also removes every job's metrics and targets file (other
 // job names or another metrics_format included); a resumed run keeps them: its jobs rewrite theirs
 // whole at the end. Prints one line naming what was removed (nothing when there was nothing).
+// --resume, checked by rank 0 before anything of an earlier run is removed: every job has a
+// checkpoint there (RESUME itself when it is one, else the newest under <RESUME>/<job>) of that
+// job, the same model config, dataset, partition and token settings. The trainers check again
+// (and a live pair may resume from an older checkpoint of the same timeline); this only makes a
+// mistyped path or a wrong --seed fail before the earlier run's report goes.
+static int
+check_resume(const rd_config *cfg, const char *resume, const rd_dataset_info *info, rd_errbuf *eb) {
+    char probe[RD_PATH_MAX * 2 + 16], dir[RD_PATH_MAX * 2];
+    snprintf(probe, sizeof probe, "%s/%s", resume, RD_TRAIN_CKPT_DENSE);
+    int folder = access(probe, R_OK) == 0;
+    for (int j = 0; j < cfg->cluster.n_jobs; j++) {
+        const rd_job_config *jc = &cfg->cluster.jobs[j];
+        const rd_model_config *mc = rd_config_find_model(cfg, jc->model);
+        int rc = RD_OK;
+        if (folder)
+            snprintf(dir, sizeof dir, "%s", resume);
+        else if ((rc = rd_train_ckpt_latest(resume, jc->name, dir, sizeof dir, eb)) != RD_OK)
+            return rc;
+        rd_train_pos ck, run;
+        if ((rc = rd_train_ckpt_read_pos(dir, &ck, eb)) != RD_OK)
+            return rc;
+        if (strcmp(ck.job, jc->name) != 0)
+            return rd_err_set(eb, RD_ERR_SCHEMA, "%s is a checkpoint of job '%s', not of '%s'", dir,
+                              ck.job, jc->name);
+        memset(&run, 0, sizeof run);
+        snprintf(run.job, sizeof run.job, "%s", jc->name);
+        snprintf(run.model, sizeof run.model, "%s", mc ? mc->name : "");
+        rd_train_ckpt_ident(cfg, jc, mc, info, jc->ranks, &run);
+        if ((rc =
+                 rd_train_ckpt_check(dir, &ck, &run, cfg->data.dir,
+                                     RD_TRAIN_CKPT_CHECK_CONFIG | RD_TRAIN_CKPT_CHECK_DATA |
+                                         RD_TRAIN_CKPT_CHECK_PARTITION | RD_TRAIN_CKPT_CHECK_TOKENS,
+                                     eb)) != RD_OK)
+            return rc;
+    }
+    return RD_OK;
+}
+
+// An existing dataset is checked once, in full (records and index CRCs), here: the trainers map
+// it without the check, and a damaged record would otherwise train silently or trip an
+// assertion deep in the index code. Then that it was prepared from this data config, and that a
+// --resume checkpoint fits (check_resume).
+static int check_existing(const rd_config *cfg, const char *resume, char *msg, size_t cap) {
+    rd_errbuf veb;
+    rd_errbuf_clear(&veb);
+    rd_dataset *ds = NULL;
+    int rc = rd_dataset_open(cfg->data.dir, 0, &ds, &veb);
+    if (rc == RD_OK)
+        rc = rd_dataset_check_config(cfg->data.dir, &cfg->data, cfg->run.seed, &veb);
+    if (rc == RD_OK && resume && resume[0] &&
+        (rc = check_resume(cfg, resume, rd_dataset_get_info(ds), &veb)) != RD_OK &&
+        strncmp(veb.msg, "--resume", 8) != 0)
+        rd_err_prefix(&veb, "--resume: ");
+    rd_dataset_close(ds);
+    if (rc != RD_OK)
+        snprintf(msg, cap, "%.1000s", veb.msg[0] ? veb.msg : rd_strerror(rc));
+    return rc;
+}
+
 static int clear_earlier_outputs(const rd_config *cfg, int fresh, char *msg, size_t cap) {
     const char *dir = cfg->run.out_dir;
     char names[512] = "";
@@ -509,6 +569,9 @@ static int train_main(int argc,
             st.rc = RD_ERR_IO;
             snprintf(st.msg, sizeof st.msg, "%s: cannot create the run folder: %s",
                      cfg->run.out_dir, strerror(errno));
+        } else if (!need_data &&
+                   (st.rc = check_existing(cfg, resume, st.msg, sizeof st.msg)) != RD_OK) {
+            ; // the dataset or a --resume checkpoint does not fit: nothing is removed
         } else if ((st.rc = clear_earlier_outputs(cfg, !(resume && resume[0]), st.msg,
                                                   sizeof st.msg)) != RD_OK) {
             ; // st.msg names the file
@@ -522,20 +585,6 @@ static int train_main(int argc,
             if (st.rc != RD_OK)
                 memcpy(st.msg, peb.msg[0] ? peb.msg : rd_strerror(st.rc),
                        peb.msg[0] ? sizeof st.msg : strlen(rd_strerror(st.rc)) + 1);
-        } else {
-            // An existing dataset is checked once, in full (records and index CRCs), here: the
-            // trainers map it without the check, and a damaged record would otherwise train
-            // silently or trip an assertion deep in the index code.
-            rd_errbuf veb;
-            rd_errbuf_clear(&veb);
-            rd_dataset *ds = NULL;
-            st.rc = rd_dataset_open(cfg->data.dir, 0, &ds, &veb);
-            rd_dataset_close(ds);
-            if (st.rc == RD_OK)
-                st.rc = rd_dataset_check_config(cfg->data.dir, &cfg->data, cfg->run.seed, &veb);
-            if (st.rc != RD_OK)
-                snprintf(st.msg, sizeof st.msg, "%.1000s",
-                         veb.msg[0] ? veb.msg : rd_strerror(st.rc));
         }
         if (st.rc == RD_OK && rd_config_token_job(cfg) >= 0)
             st.rc = token_store_ready(cfg, st.msg, sizeof st.msg);

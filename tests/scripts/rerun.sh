@@ -83,14 +83,14 @@ echo keep > R/notes.txt
 echo keep > R/student.metrics.csv.bak
 mkdir R/dir.metrics.csv
 
-# --- 06: a launch that fails before training shows no earlier report --------------------------
-# A resume: the report and the plot go, the metrics stay (a resumed run rewrites its own).
+# --- 06: a launch refused at its start changes nothing; one that fails later shows no earlier report
+# A resume from a checkpoint that is not there is refused before anything is removed (a mistyped
+# path must not cost the earlier run's report).
 run -n 3 "$RD" train t3.yaml --out R --resume nowhere >o 2>e && fail "a resume from nowhere succeeded"
 grep -q "no complete checkpoint" e || fail "resume from nowhere: $(cat e)"
-[ ! -e R/report.json ] && [ ! -e R/auc_windows.png ] || fail "a failed resume left the earlier report: $(ls R)"
-[ -f R/student.metrics.csv ] && [ -f R/gone.metrics.jsonl ] || fail "a resume removed metrics: $(ls R)"
-grep -q "run folder R: removed 2 outputs of an earlier run: report.json, auc_windows.png" o ||
-    fail "no line saying what the resume removed: $(cat o)"
+[ -f R/report.json ] && [ -f R/auc_windows.png ] && [ -f R/student.metrics.csv ] &&
+    [ -f R/gone.metrics.jsonl ] || fail "a refused resume removed outputs: $(ls R)"
+! grep -q "removed" o || fail "a refused resume removed something: $(cat o)"
 # A launch refused before it starts (its target log path is a file: the folder probe) changes
 # nothing in the folder.
 run -n 3 "$RD" train t3.yaml --out F >/dev/null 2>err || fail "run F: $(cat err)"
@@ -99,12 +99,22 @@ run -n 3 "$RD" train t3.yaml --out F >o 2>e && fail "a run with a file as its ta
 grep -q "target log (distill.target_log) F/targets is not a folder" e || fail "target log file: $(cat e)"
 [ -f F/report.json ] && [ -f F/other.metrics.csv ] || fail "a launch refused at its start removed outputs: $(ls F)"
 rm F/targets && mv F/targets.d F/targets
-# A fresh launch that fails once started (its data config no longer matches data.dir): every
-# job's metrics go too.
+# A launch whose data config no longer matches data.dir is refused at its start too: the
+# earlier run's outputs stay.
 sed 's/events: 4000,/events: 3000,/' t3.yaml > t3b.yaml
 grep -q "events: 3000," t3b.yaml || fail "t3b.yaml was not derived"
 run -n 3 "$RD" train t3b.yaml --out F >o 2>e && fail "a run on another data config succeeded"
 grep -q "prepared from another data configuration" e || fail "another data config: $(cat e)"
+[ -f F/report.json ] && [ -f F/other.metrics.csv ] || fail "a refused launch removed outputs: $(ls F)"
+! grep -q "removed" o || fail "a refused launch removed something: $(cat o)"
+# A fresh launch that fails once it works (here: preparing a dataset from a log without its label
+# column) shows no earlier report: every job's metrics go too.
+printf 'user,item,ts,click\nu1,i1,1,1\nu2,i2,2,0\n' > log.csv
+sed -e 's|^  source: synthetic$|  source: csv\n  input: .\n  schema: {path: log.csv, user_column: user, item_column: item, time_column: ts, label: "clik >= 1"}|' \
+    -e "s|dir: $TMP/data$|dir: $TMP/data_csv|" t3.yaml > t3c.yaml
+grep -q "clik" t3c.yaml || fail "t3c.yaml was not derived"
+run -n 3 "$RD" train t3c.yaml --out F >o 2>e && fail "a run on a log without its label column succeeded"
+grep -q "no column 'clik'" e || fail "no label column: $(cat e)"
 grep -q "run folder F: removed .* outputs of an earlier run: report.json, auc_windows.png, " o ||
     fail "no line saying what was removed: $(cat o)"
 ls F | grep -Eq '^report\.json$|\.metrics\.|\.png$' && fail "a failed fresh run left earlier outputs: $(ls F)"
