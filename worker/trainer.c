@@ -1015,6 +1015,29 @@ static int distill_open_log(rd_trainer *tr, rd_errbuf *eb) {
     return rc;
 }
 
+// A log without the teacher's job record was written by an older build, or the teacher named
+// is not in it (a typo, a teacher of another launch): the latter would train with no targets at
+// all. Refused when the log holds no target of that teacher.
+static int replay_has_targets(rd_trainer *tr, rd_errbuf *eb) {
+    uint64_t sample = 0;
+    float logit = 0;
+    rd_target_out out = {.samples = &sample, .logits = &logit};
+    size_t n = 0;
+    int rc = rd_target_log_read_range(tr->tlog, rd_target_job_key(tr->job->teacher), 0, UINT64_MAX,
+                                      RD_TARGET_ANY_PASS, &out, 1, &n, eb);
+    if (rc == RD_ERR_RANGE) // more than one: there are some
+        rc = RD_OK, n = 2;
+    if (rc != RD_OK)
+        return rc;
+    if (n == 0)
+        return rd_err_set(eb, RD_ERR_NOTFOUND,
+                          "target log %s holds no targets of teacher '%s' (student job '%s' names "
+                          "it): is that the name of the teacher job that wrote the log?",
+                          tr->cfg->distill.target_log, tr->job->teacher, tr->job->name);
+    rd_errbuf_clear(eb);
+    return RD_OK; // an older build's log: distill_setup warns
+}
+
 // Before any job writes: the teacher opens (or creates) its target log and checks that the log's
 // record of it names this run's dataset; a replaying student opens the log and reads the
 // teacher's record. What fails here fails the launch before anything is trained (collective
@@ -1035,9 +1058,9 @@ static int distill_logs(rd_trainer *tr, rd_errbuf *eb) {
             RD_LOG_WARN("distill.replay: the target log does not say on which dataset teacher "
                         "'%s' trained (a log of an older build): make sure it is this run's",
                         tr->job->teacher);
-        if (rc == RD_ERR_NOTFOUND) { // a log of an older build: no job record
+        if (rc == RD_ERR_NOTFOUND) { // no job record: a log of an older build, or no such job
             rd_errbuf_clear(eb);
-            rc = RD_OK;
+            rc = replay_has_targets(tr, eb);
         }
     }
     if (rc != RD_OK)
@@ -1346,6 +1369,19 @@ static int distill_finish(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb)
     t->duplicates = sum[8];
     t->unsampled = sum[9];
     t->untargeted = sum[10];
+    // Samples that trained without their target are in report.json; say it where it is seen.
+    uint64_t asked = t->joined + t->replayed + t->missing;
+    if (tr->comm->job_rank == 0 && t->missing > 0 && t->role == 3)
+        RD_LOG_WARN("distill.replay: %llu of %llu samples found no target of teacher '%s' in %s "
+                    "and trained on labels only: the teacher's run did not write them (it was "
+                    "still running, stopped, or trained on other records)",
+                    (unsigned long long)t->missing, (unsigned long long)asked, tr->job->teacher,
+                    tr->cfg->distill.target_log);
+    else if (tr->comm->job_rank == 0 && t->missing > 0 && t->role == 2)
+        RD_LOG_WARN("job '%s': %llu of %llu samples got no target from teacher '%s' within "
+                    "distill.wait_ms (%d ms) and trained on labels only (%llu targets came late)",
+                    tr->job->name, (unsigned long long)t->missing, (unsigned long long)asked,
+                    tr->job->teacher, tr->cfg->distill.wait_ms, (unsigned long long)t->late);
     return RD_OK;
 }
 

@@ -139,6 +139,16 @@ run -n 2 "$RD" train replay.yaml --out R >/dev/null 2>err || fail "replay in R: 
 run -n 2 "$RD" train replay.yaml --out C >/dev/null 2>err || fail "replay in C: $(cat err)"
 tr_r=$(targets R) tr_c=$(targets C)
 [ "${tr_c%% *}" -gt 0 ] || fail "a 3-epoch replay of a 1-epoch teacher misses nothing: $tr_c"
+# ... and says so on stderr, with the counts (not only in report.json).
+grep -q "distill.replay: ${tr_c%% *} of [0-9]* samples found no target of teacher 'teacher'" err ||
+    fail "no warning for a replay with missing targets: $(grep -v INFO err | head -3)"
+# A replay naming a teacher that wrote nothing into the log (a typo) is refused before training.
+sed -e 's/teacher: teacher}/teacher: teachr}/' -e 's|distill: {replay: true}|distill: {replay: true, target_log: C/targets}|' \
+    replay.yaml > typo.yaml
+grep -q "teacher: teachr}" typo.yaml && grep -q "target_log: C/targets" typo.yaml || fail "could not write the typo config"
+run -n 2 "$RD" train typo.yaml --out T >/dev/null 2>err && fail "a replay of teacher 'teachr' succeeded"
+grep -q "holds no targets of teacher 'teachr' (student job 'student' names it)" err ||
+    fail "replay of an unknown teacher: $(grep -v INFO err | head -3)"
 [ "$tr_r" = "$tr_c" ] || fail "replay after a rerun (missing, replayed) $tr_r, in a clean folder $tr_c"
 [ ! -e R/teacher.metrics.csv ] || fail "the replay kept the earlier teacher's metrics: $(ls R)"
 grep -Eq "^\[teacher\] target log R/targets: removed [0-9]+ targets of an earlier run of job 'teacher'" R2.out ||
