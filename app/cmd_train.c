@@ -31,6 +31,7 @@
 #include "rd/log.h"
 #include "rd/report.h"
 #include "rd/server.h"
+#include "rd/targets.h"
 #include "rd/tokens.h"
 #include "rd/traffic.h"
 #include "rd/train_ckpt.h"
@@ -364,6 +365,24 @@ static int check_existing(const rd_config *cfg, const char *resume, char *msg, s
     return rc;
 }
 
+// A launch whose students replay a target log (distill.replay) needs that log: a missing or
+// unreadable one is refused before anything of an earlier run is removed.
+static int check_replay_log(const rd_config *cfg, char *msg, size_t cap) {
+    int replays = 0;
+    for (int j = 0; j < cfg->cluster.n_jobs; j++)
+        replays |= cfg->cluster.jobs[j].role == RD_JOB_STUDENT && cfg->cluster.jobs[j].distill;
+    if (!replays || !cfg->distill.replay)
+        return RD_OK;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_log *log = NULL;
+    int rc = rd_target_log_open(cfg->distill.target_log, 0, NULL, &log, &eb);
+    rd_target_log_close(log);
+    if (rc != RD_OK)
+        snprintf(msg, cap, "distill.replay: %.1000s", eb.msg[0] ? eb.msg : rd_strerror(rc));
+    return rc;
+}
+
 static int clear_earlier_outputs(const rd_config *cfg, int fresh, char *msg, size_t cap) {
     const char *dir = cfg->run.out_dir;
     char names[512] = "";
@@ -572,6 +591,8 @@ static int train_main(int argc,
         } else if (!need_data &&
                    (st.rc = check_existing(cfg, resume, st.msg, sizeof st.msg)) != RD_OK) {
             ; // the dataset or a --resume checkpoint does not fit: nothing is removed
+        } else if ((st.rc = check_replay_log(cfg, st.msg, sizeof st.msg)) != RD_OK) {
+            ; // no target log to replay: nothing is removed
         } else if ((st.rc = clear_earlier_outputs(cfg, !(resume && resume[0]), st.msg,
                                                   sizeof st.msg)) != RD_OK) {
             ; // st.msg names the file

@@ -149,6 +149,12 @@ grep -q "teacher: teachr}" typo.yaml && grep -q "target_log: C/targets" typo.yam
 run -n 2 "$RD" train typo.yaml --out T >/dev/null 2>err && fail "a replay of teacher 'teachr' succeeded"
 grep -q "holds no targets of teacher 'teachr' (student job 'student' names it)" err ||
     fail "replay of an unknown teacher: $(grep -v INFO err | head -3)"
+# A replay of a log that is not there is refused at start-up: no run folder is left behind.
+sed 's|distill: {replay: true}|distill: {replay: true, target_log: nowhere/targets}|' replay.yaml > nolog.yaml
+grep -q "nowhere/targets" nolog.yaml || fail "could not write the no-log config"
+run -n 2 "$RD" train nolog.yaml --out NL/run >/dev/null 2>err && fail "a replay of a missing log succeeded"
+grep -q "distill.replay: target log nowhere/targets: no such log" err || fail "replay of a missing log: $(grep -v INFO err | head -3)"
+[ ! -e NL ] || fail "a replay of a missing log left its run folder: $(find NL)"
 [ "$tr_r" = "$tr_c" ] || fail "replay after a rerun (missing, replayed) $tr_r, in a clean folder $tr_c"
 [ ! -e R/teacher.metrics.csv ] || fail "the replay kept the earlier teacher's metrics: $(ls R)"
 grep -Eq "^\[teacher\] target log R/targets: removed [0-9]+ targets of an earlier run of job 'teacher'" R2.out ||
