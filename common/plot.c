@@ -3,9 +3,10 @@
 //
 // Rendering: the plot area is the figure minus margins for the title, tick labels and axis
 // labels; data ranges come from the finite points (plus 4% padding) unless fixed; ticks are
-// "nice" steps (1, 2, 5 x 10^k) on linear axes and powers of 2 (or 10 when the range spans more
-// than 2^12) on log axes. Lines are 2 pixels wide (Bresenham, clipped to the plot area), drawn
-// after the grid and before the legend. Nothing here allocates except the PNG buffers.
+// "nice" steps (1, 2, 5 x 10^k) on linear axes — never below 1 on an axis whose data are all
+// whole numbers — and powers of 2 (or 10 when the range spans more than 2^12) on log axes. Lines
+// are 2 pixels wide (Bresenham, clipped to the plot area), drawn after the grid and before the
+// legend. Nothing here allocates except the PNG buffers.
 //
 // PNG (RFC 2083 / ISO 15948): signature, IHDR, one IDAT, IEND; each chunk carries a CRC-32
 // (IEEE polynomial, reflected) over its type and data. IDAT holds a zlib stream (RFC 1950:
@@ -293,8 +294,31 @@ static double nice_step(double span, int target) {
     return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
 }
 
+// 1 when every valid point has an integral value on this axis (stream windows, steps, ranks):
+// such an axis gets no fractional ticks. A log axis keeps its powers.
+static int axis_integral(const rd_plot *p, int is_x) {
+    if (is_x ? p->log_x : p->log_y)
+        return 0;
+    int any = 0;
+    for (int s = 0; s < p->n_series; s++) {
+        const rd_plot_series *se = &p->series[s];
+        for (size_t i = 0; i < se->n; i++) {
+            if (!valid(se->x[i], p->log_x) || !valid(se->y[i], p->log_y))
+                continue;
+            double v = is_x ? se->x[i] : se->y[i];
+            if (v != floor(v))
+                return 0;
+            any = 1;
+        }
+    }
+    return any;
+}
+
 // Tick values (in data units) of an axis with transformed range [lo, hi]; returns the count.
-static int ticks(double lo, double hi, int log_axis, int target, double *out, int cap) {
+// integral: the data are whole numbers, so the step is at least 1 (window 0, 1, 2 rather than
+// 0, 0.2, 0.4 ...) unless that leaves fewer than two ticks in the range (a fixed narrow range).
+static int
+ticks(double lo, double hi, int log_axis, int integral, int target, double *out, int cap) {
     int n = 0;
     if (log_axis) {
         double base = hi - lo > 12 ? log2(10.0) : 1.0; // in log2 units
@@ -307,6 +331,8 @@ static int ticks(double lo, double hi, int log_axis, int target, double *out, in
         hi = pow(2.0, hi);
     }
     double st = nice_step(hi - lo, target);
+    if (integral && st < 1 && floor(hi) - ceil(lo) >= 1)
+        st = 1;
     for (double v = ceil(lo / st) * st; v <= hi + st * 1e-9 && n < cap; v += st)
         out[n++] = fabs(v) < st * 1e-9 ? 0.0 : v;
     return n;
@@ -374,8 +400,8 @@ int rd_plot_render(rd_plot *p, uint8_t *rgb, rd_errbuf *eb) {
 
     // 1. Layout: the y tick labels decide the left margin.
     double yt[64], xt[64];
-    int nyt = ticks(p->lo_y, p->hi_y, p->log_y, 6, yt, 64);
-    int nxt = ticks(p->lo_x, p->hi_x, p->log_x, 8, xt, 64);
+    int nyt = ticks(p->lo_y, p->hi_y, p->log_y, axis_integral(p, 0), 6, yt, 64);
+    int nxt = ticks(p->lo_x, p->hi_x, p->log_x, axis_integral(p, 1), 8, xt, 64);
     int lw = 0;
     char buf[64];
     for (int i = 0; i < nyt; i++) {

@@ -401,6 +401,56 @@ static void test_log_axis(void **state) {
     rd_free(img);
 }
 
+// Columns of the x tick marks: the 4-pixel ink stubs below the frame (row area_y1 + 2, where
+// nothing else is drawn), left to right.
+static int x_tick_columns(const rd_plot *p, const uint8_t *img, int *cols, int cap) {
+    int n = 0;
+    for (int x = p->area_x0; x <= p->area_x1 && n < cap; x++)
+        if (pixel(img, p->width, x, p->area_y1 + 2) == 0x202020u)
+            cols[n++] = x;
+    return n;
+}
+
+// Integer x data (stream windows 0, 1, 2) get ticks at whole numbers only, not 0, 0.2, 0.4 ...;
+// fractional data over the same range keep the finer steps, and a fixed range narrower than one
+// unit still gets ticks.
+static void test_integer_ticks(void **state) {
+    (void)state;
+    static const double xi[] = {0, 1, 2}, xf[] = {0, 0.5, 2}, y[] = {0.61, 0.64, 0.62};
+    uint8_t *img = rd_xmalloc(800 * 500 * 3);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_plot p;
+    rd_plot_init(&p);
+    assert_int_equal(rd_plot_add(&p, "windows", xi, y, 3), RD_OK);
+    assert_int_equal(rd_plot_render(&p, img, &eb), RD_OK);
+    int cols[64], n = x_tick_columns(&p, img, cols, 64);
+    assert_int_equal(n, 3);
+    for (int k = 0; k < 3; k++) {
+        int px, py;
+        assert_int_equal(rd_plot_map(&p, k, 0.62, &px, &py), 1);
+        assert_int_equal(cols[k], px);
+    }
+    // The y axis (fractional AUCs) keeps its fine steps: more than two grid lines.
+    int grid_rows = 0;
+    for (int yy = p.area_y0 + 1; yy < p.area_y1; yy++)
+        grid_rows += pixel(img, 800, p.area_x0 + 1, yy) == 0xe4e4e4u;
+    assert_true(grid_rows >= 3);
+
+    rd_plot_init(&p);
+    assert_int_equal(rd_plot_add(&p, "fractional", xf, y, 3), RD_OK);
+    assert_int_equal(rd_plot_render(&p, img, &eb), RD_OK);
+    assert_true(x_tick_columns(&p, img, cols, 64) > 3);
+
+    rd_plot_init(&p);
+    p.xmin = 0.3;
+    p.xmax = 0.9;
+    assert_int_equal(rd_plot_add(&p, "narrow", xi, y, 3), RD_OK);
+    assert_int_equal(rd_plot_render(&p, img, &eb), RD_OK);
+    assert_true(x_tick_columns(&p, img, cols, 64) >= 2);
+    rd_free(img);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     static const double x[] = {1, 2}, y[] = {1, 2};
@@ -515,6 +565,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_and_pixels),
         cmocka_unit_test(test_nan_and_empty),
         cmocka_unit_test(test_log_axis),
+        cmocka_unit_test(test_integer_ticks),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_corruption_detected),
     };

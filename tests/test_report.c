@@ -84,36 +84,105 @@ static void test_stream_mean(void **state) {
     rd_free(r);
 }
 
-static void test_roles(void **state) {
+// Results of the jobs in cfg: params (flops = 2 x params) per job, names copied.
+static rd_trainer_result *results(const rd_config *cfg, const uint64_t *params) {
+    rd_trainer_result *res = rd_xcalloc((size_t)cfg->cluster.n_jobs, sizeof *res); // ~1.2 MB each
+    for (int j = 0; j < cfg->cluster.n_jobs; j++) {
+        snprintf(res[j].job, sizeof res[j].job, "%s", cfg->cluster.jobs[j].name);
+        res[j].params = params[j];
+        res[j].flops_per_sample = (double)params[j] * 2;
+        res[j].ranks = cfg->cluster.jobs[j].ranks;
+    }
+    return res;
+}
+
+static void test_pairs(void **state) {
     (void)state;
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
     rd_config_defaults(cfg);
+    rd_report_pair pr[RD_MAX_JOBS];
+
+    // QA report C #2 (repro multi.yaml): student2 (from teacher2, 106 params) comes first and has
+    // no twin; student_raw is student's twin (init_as) with student's shape. student2 was paired
+    // with student_raw and student's own eta was never reported.
     cfg->cluster.n_jobs = 0;
-    add_job(cfg, "big", RD_JOB_TEACHER, 0, NULL);
-    add_job(cfg, "other_teacher", RD_JOB_TEACHER, 0, NULL);
-    add_job(cfg, "tiny_raw", RD_JOB_STUDENT, 0, NULL);
-    add_job(cfg, "s", RD_JOB_STUDENT, 1, "other_teacher");
-    add_job(cfg, "s_raw", RD_JOB_STUDENT, 0, NULL);
-    rd_trainer_result *res = rd_xcalloc(5, sizeof *res); // ~1.2 MB each
-    uint64_t params[5] = {1000, 900, 5, 50, 50};
-    for (int j = 0; j < 5; j++) {
-        res[j].params = params[j];
-        res[j].flops_per_sample = (double)params[j] * 2;
-    }
-    rd_report_roles ro = rd_report_find_roles(cfg, res, 5);
-    assert_int_equal(ro.teacher, 1); // the teacher the student names
-    assert_int_equal(ro.student, 3);
-    assert_int_equal(ro.student_raw, 4); // same size as the student, not the first raw
-    res[4].params = 51;                  // no same-size twin: the first raw student
-    ro = rd_report_find_roles(cfg, res, 5);
-    assert_int_equal(ro.student_raw, 2);
-    cfg->cluster.jobs[3].teacher[0] = 0; // no named teacher: the first teacher job
-    ro = rd_report_find_roles(cfg, res, 5);
-    assert_int_equal(ro.teacher, 0);
-    cfg->cluster.n_jobs = 1; // a teacher alone
-    ro = rd_report_find_roles(cfg, res, 1);
-    assert_int_equal(ro.student, -1);
-    assert_int_equal(ro.student_raw, -1);
+    add_job(cfg, "student2", RD_JOB_STUDENT, 1, "teacher2");
+    add_job(cfg, "teacher", RD_JOB_TEACHER, 0, NULL);
+    add_job(cfg, "teacher2", RD_JOB_TEACHER, 0, NULL);
+    add_job(cfg, "student", RD_JOB_STUDENT, 1, NULL);
+    add_job(cfg, "student_raw", RD_JOB_STUDENT, 0, NULL);
+    snprintf(cfg->cluster.jobs[4].init_as, RD_NAME_MAX, "student");
+    rd_trainer_result *res = results(cfg, (const uint64_t[]){106, 5000, 3000, 302, 302});
+    assert_int_equal(rd_report_find_pairs(cfg, res, 5, pr), 2);
+    assert_int_equal(pr[0].student, 0);
+    assert_int_equal(pr[0].teacher, 2); // the teacher it names
+    assert_int_equal(pr[0].student_raw, -1);
+    assert_non_null(strstr(pr[0].reason, "no student_raw twin of student2"));
+    assert_non_null(strstr(pr[0].reason, "106 params"));
+    assert_int_equal(pr[1].student, 3);
+    assert_int_equal(pr[1].teacher, 1); // none named: the first teacher job
+    assert_int_equal(pr[1].student_raw, 4);
+    assert_string_equal(pr[1].reason, "");
+    assert_string_equal(pr[1].warning, "");
+    rd_free(res);
+
+    // The twin init_as names wins over an earlier raw student of the same shape; without it, a
+    // same-shape raw student that trains alike wins over one on another rank count, and one
+    // that is no other student's declared twin over one that is.
+    cfg->cluster.n_jobs = 0;
+    add_job(cfg, "t", RD_JOB_TEACHER, 0, NULL);
+    add_job(cfg, "s", RD_JOB_STUDENT, 1, NULL);
+    add_job(cfg, "raw_a", RD_JOB_STUDENT, 0, NULL);
+    add_job(cfg, "raw_b", RD_JOB_STUDENT, 0, NULL);
+    add_job(cfg, "raw_c", RD_JOB_STUDENT, 0, NULL);
+    snprintf(cfg->cluster.jobs[4].init_as, RD_NAME_MAX, "s");
+    res = results(cfg, (const uint64_t[]){900, 50, 50, 50, 70});
+    assert_int_equal(rd_report_find_pairs(cfg, res, 5, pr), 1);
+    assert_int_equal(pr[0].student_raw, 4); // named, though of another shape: paired, warned
+    assert_non_null(strstr(pr[0].warning, "model shape"));
+    cfg->cluster.jobs[4].init_as[0] = 0; // raw_c unrelated now: never used
+    cfg->cluster.jobs[1].ranks = 2;
+    cfg->cluster.jobs[3].ranks = 2;
+    assert_int_equal(rd_report_find_pairs(cfg, res, 5, pr), 1);
+    assert_int_equal(pr[0].student_raw, 3);
+    assert_string_equal(pr[0].warning, "");
+    cfg->cluster.jobs[3].ranks = 1; // both on other rank counts: raw_a, raw_b claimed elsewhere
+    snprintf(cfg->cluster.jobs[2].init_as, RD_NAME_MAX, "t");
+    assert_int_equal(rd_report_find_pairs(cfg, res, 5, pr), 1);
+    assert_int_equal(pr[0].student_raw, 3);
+    rd_free(res);
+
+    // QA report C #12 (repro order.yaml): the twin on 1 rank, the student on 2 (and sampling
+    // negatives differently): paired, with a warning naming both differences.
+    cfg->cluster.n_jobs = 0;
+    add_job(cfg, "student_raw", RD_JOB_STUDENT, 0, NULL);
+    add_job(cfg, "student", RD_JOB_STUDENT, 1, NULL);
+    add_job(cfg, "teacher", RD_JOB_TEACHER, 0, NULL);
+    snprintf(cfg->cluster.jobs[0].init_as, RD_NAME_MAX, "student");
+    cfg->cluster.jobs[1].ranks = 2;
+    cfg->cluster.jobs[1].negatives.rate = 0.3;
+    cfg->train.batch_size = 64;
+    res = results(cfg, (const uint64_t[]){302, 302, 5000});
+    assert_int_equal(rd_report_find_pairs(cfg, res, 3, pr), 1);
+    assert_int_equal(pr[0].student_raw, 0);
+    assert_int_equal(pr[0].teacher, 2);
+    assert_string_equal(pr[0].reason, "");
+    assert_non_null(strstr(pr[0].warning, "student trains on 2 (global batch 128), student_raw "
+                                          "on 1 (global batch 64)"));
+    assert_non_null(strstr(pr[0].warning, "sampling: student keeps negatives at rate 0.3"));
+
+    // QA report C #5: no raw student at all, and a teacher that is not a job (replayed targets).
+    cfg->cluster.jobs[0].distill = 1;
+    snprintf(cfg->cluster.jobs[0].teacher, RD_NAME_MAX, "gone");
+    assert_int_equal(rd_report_find_pairs(cfg, res, 3, pr), 2);
+    assert_int_equal(pr[0].teacher, -1);
+    assert_non_null(strstr(pr[0].reason, "no student_raw job: no distill: false student"));
+    assert_non_null(strstr(pr[0].reason, "teacher gone of student_raw is not a job"));
+    assert_int_equal(pr[1].student_raw, -1);
+    assert_non_null(strstr(pr[1].reason, "no student_raw job"));
+    cfg->cluster.n_jobs = 1; // no distilled student: no pair
+    cfg->cluster.jobs[0].distill = 0;
+    assert_int_equal(rd_report_find_pairs(cfg, res, 1, pr), 0);
     rd_free(res);
     rd_free(cfg);
 }
@@ -201,12 +270,143 @@ static void test_write(void **state) {
     rd_free(cfg);
 }
 
+// Run rd_report_print with stdout sent to a temporary file; returns what it printed.
+static char *printed(const rd_config *cfg, const rd_trainer_result *res, int n) {
+    char path[] = "/tmp/rd_test_report_out_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fd, STDOUT_FILENO) >= 0);
+    rd_report_print(cfg, res, n);
+    fflush(stdout);
+    assert_true(dup2(saved, STDOUT_FILENO) >= 0);
+    close(saved);
+    close(fd);
+    char *out = slurp(path);
+    assert_non_null(out);
+    assert_int_equal(remove(path), 0);
+    return out;
+}
+
+static int count_lines(const char *text, const char *prefix) {
+    int n = 0;
+    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        n += strncmp(l, prefix, strlen(prefix)) == 0;
+    return n;
+}
+
+// Several pairs (QA report C #2): one eta block per pair in the table and in eta_pairs; eta keeps
+// the first pair that has one. No twin (C #5): "eta n/a (reason)" and eta_reason. A twin on
+// other ranks (C #12): a warning above its eta lines and in report.json.
+static void test_pairs_reported(void **state) {
+    (void)state;
+    char dir[] = "/tmp/rd_test_report_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
+    rd_config_defaults(cfg);
+    snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", dir);
+    snprintf(cfg->run.name, sizeof cfg->run.name, "pairs");
+    cfg->train.batch_size = 64;
+    cfg->cluster.n_jobs = 0;
+    add_job(cfg, "student2", RD_JOB_STUDENT, 1, "teacher2");
+    add_job(cfg, "teacher", RD_JOB_TEACHER, 0, NULL);
+    add_job(cfg, "teacher2", RD_JOB_TEACHER, 0, NULL);
+    add_job(cfg, "student", RD_JOB_STUDENT, 1, NULL);
+    add_job(cfg, "student_raw", RD_JOB_STUDENT, 0, NULL);
+    add_job(cfg, "student3", RD_JOB_STUDENT, 1, "teacher2");
+    add_job(cfg, "raw3", RD_JOB_STUDENT, 0, NULL);
+    snprintf(cfg->cluster.jobs[4].init_as, RD_NAME_MAX, "student");
+    snprintf(cfg->cluster.jobs[6].init_as, RD_NAME_MAX, "student3");
+    cfg->cluster.jobs[5].ranks = 2;
+    rd_trainer_result *res = results(cfg, (const uint64_t[]){106, 5000, 3000, 302, 302, 80, 80});
+    const double auc[7] = {0.70, 0.80, 0.78, 0.77, 0.76, 0.75, 0.74};
+    for (int j = 0; j < 7; j++) {
+        set_m(&res[j].holdout.m, auc[j], 0.5, 1000);
+        set_m(&res[j].warm.m, auc[j], 0.5, 800);
+        res[j].n_windows = 1;
+        set_m(&res[j].window[0].m, auc[j], 0.5, 100);
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_report_write(cfg, res, 7, 1.0, &eb), RD_OK);
+    char path[600];
+    snprintf(path, sizeof path, "%s/report.json", dir);
+    char *js = slurp(path);
+    assert_non_null(js);
+    // eta: student / student_raw / teacher (0.25), not student2 against student_raw.
+    assert_non_null(strstr(js,
+                           "\"eta\": {\n    \"teacher\": \"teacher\", \"student\": \"student\", "
+                           "\"student_raw\": \"student_raw\",\n    \"comparable\": true, "
+                           "\"warning\": null, \"reason\": null,\n    \"holdout\": {\"eta\": "
+                           "0.250000, \"teacher_gap\": 0.040000"));
+    assert_null(strstr(js, "\"eta_reason\""));
+    const char *list = strstr(js, "\"eta_pairs\": [");
+    assert_non_null(list);
+    const char *p2 = strstr(list, "\"student\": \"student2\", \"student_raw\": null");
+    const char *p1 = strstr(list, "\"student\": \"student\", \"student_raw\": \"student_raw\"");
+    const char *p3 = strstr(list, "\"student\": \"student3\", \"student_raw\": \"raw3\"");
+    assert_true(p2 && p1 && p3 && p2 < p1 && p1 < p3);
+    assert_non_null(strstr(p2, "\"reason\": \"no student_raw twin of student2"));
+    assert_non_null(strstr(p2, "\"holdout\": null, \"warm\": null, \"stream\": null"));
+    // student3 (2 ranks) vs raw3 (1): eta (0.75 - 0.74) / (0.78 - 0.74) = 0.25, with a warning.
+    assert_non_null(
+        strstr(p3, "\"comparable\": false, \"warning\": \"ranks: student3 trains on 2"));
+    assert_non_null(strstr(p3, "\"holdout\": {\"eta\": 0.250000"));
+    rd_free(js);
+
+    char *out = printed(cfg, res, 7);
+    assert_int_equal(count_lines(out, "eta holdout"), 2);
+    assert_int_equal(count_lines(out, "eta n/a (no student_raw twin of student2"), 1);
+    assert_int_equal(count_lines(out, "transfer: student vs its raw twin student_raw, teacher "
+                                      "teacher"),
+                     1);
+    const char *warn = strstr(out, "WARNING: student3 and raw3 did not train alike");
+    assert_non_null(warn);
+    assert_non_null(strstr(warn, "ranks: student3 trains on 2"));
+    assert_non_null(strstr(warn, "[not comparable"));
+    assert_non_null(strstr(out, "student / teacher dense FLOPs per sample: 1/16.6"));
+    rd_free(out);
+
+    // No raw student (QA report C #5, repro fan.yaml): eta null with its reason, and one
+    // printed "eta n/a (...)" line per distilled student.
+    cfg->cluster.n_jobs = 4;
+    assert_int_equal(rd_report_write(cfg, res, 4, 1.0, &eb), RD_OK);
+    js = slurp(path);
+    assert_non_null(js);
+    assert_non_null(strstr(js, "\"eta\": null,\n  \"eta_reason\": \"no student_raw job: no "
+                               "distill: false student to compare student2 with\""));
+    rd_free(js);
+    out = printed(cfg, res, 4);
+    assert_int_equal(count_lines(out, "eta "), 2);
+    assert_int_equal(count_lines(out, "eta n/a (no student_raw job: no distill: false student "
+                                      "to compare student with)"),
+                     1);
+    rd_free(out);
+    // No distilled student: still a reason.
+    cfg->cluster.n_jobs = 3;
+    cfg->cluster.jobs[0].distill = 0;
+    assert_int_equal(rd_report_write(cfg, res, 3, 1.0, &eb), RD_OK);
+    out = printed(cfg, res, 3);
+    assert_int_equal(count_lines(out, "eta n/a (no distill: true student in this launch)"), 1);
+    rd_free(out);
+    js = slurp(path);
+    assert_non_null(js);
+    assert_non_null(strstr(js, "\"eta_reason\": \"no distill: true student in this launch\""));
+    assert_non_null(strstr(js, "\"eta_pairs\": []"));
+    rd_free(js);
+    assert_int_equal(remove(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+    rd_free(res);
+    rd_free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eta_of),
-        cmocka_unit_test(test_stream_mean),
-        cmocka_unit_test(test_roles),
-        cmocka_unit_test(test_write),
+        cmocka_unit_test(test_eta_of),         cmocka_unit_test(test_stream_mean),
+        cmocka_unit_test(test_pairs),          cmocka_unit_test(test_write),
+        cmocka_unit_test(test_pairs_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,40 +18,122 @@ static int job_index(const rd_config *cfg, const char *name) {
     return -1;
 }
 
-rd_report_roles rd_report_find_roles(const rd_config *cfg, const rd_trainer_result *res, int n) {
-    rd_report_roles r = {-1, -1, -1};
+// Append printf-style text to a note, "; "-separated from what it holds (truncated to fit).
+static void note_add(char *note, const char *fmt, ...) RD_PRINTF(2, 3);
+static void note_add(char *note, const char *fmt, ...) {
+    size_t len = strlen(note);
+    if (len && len + 2 < RD_REPORT_NOTE_MAX) {
+        memcpy(note + len, "; ", 3);
+        len += 2;
+    }
+    if (len + 1 >= RD_REPORT_NOTE_MAX)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(note + len, RD_REPORT_NOTE_MAX - len, fmt, ap);
+    va_end(ap);
+}
+
+static int same_shape(const rd_trainer_result *a, const rd_trainer_result *b) {
+    return a->params == b->params && a->flops_per_sample == b->flops_per_sample;
+}
+
+// What differs between the training of student s and raw twin r (rd/report.h, "Comparable");
+// "" when nothing does. Returns 1 when comparable.
+static int
+compare_training(const rd_config *cfg, const rd_trainer_result *res, int s, int r, char *note) {
+    const rd_job_config *js = &cfg->cluster.jobs[s], *jr = &cfg->cluster.jobs[r];
+    note[0] = 0;
+    if (!same_shape(&res[s], &res[r]))
+        note_add(note, "model shape: %s has %llu params, %.4g FLOP/sample; %s %llu, %.4g", js->name,
+                 (unsigned long long)res[s].params, res[s].flops_per_sample, jr->name,
+                 (unsigned long long)res[r].params, res[r].flops_per_sample);
+    if (js->ranks != jr->ranks)
+        note_add(note,
+                 "ranks: %s trains on %d (global batch %lld), %s on %d (global batch %lld), so "
+                 "they take different steps",
+                 js->name, js->ranks, (long long)js->ranks * cfg->train.batch_size, jr->name,
+                 jr->ranks, (long long)jr->ranks * cfg->train.batch_size);
+    if (js->negatives.rate != jr->negatives.rate ||
+        js->negatives.pos_rate != jr->negatives.pos_rate)
+        note_add(note,
+                 "sampling: %s keeps negatives at rate %g (positives %g), %s at %g (%g), so they "
+                 "train on different records",
+                 js->name, js->negatives.rate, js->negatives.pos_rate, jr->name, jr->negatives.rate,
+                 jr->negatives.pos_rate);
+    return note[0] == 0;
+}
+
+// 1 when raw student r's init_as names a job other than itself and the student s: it is some
+// other student's declared twin.
+static int claimed_elsewhere(const rd_config *cfg, int r, int s) {
+    const char *ia = cfg->cluster.jobs[r].init_as;
+    return ia[0] && strcmp(ia, cfg->cluster.jobs[r].name) != 0 &&
+           strcmp(ia, cfg->cluster.jobs[s].name) != 0;
+}
+
+int rd_report_find_pairs(const rd_config *cfg,
+                         const rd_trainer_result *res,
+                         int n,
+                         rd_report_pair *out) {
     int jobs = cfg->cluster.n_jobs < n ? cfg->cluster.n_jobs : n;
-    for (int j = 0; j < jobs && r.student < 0; j++) {
-        const rd_job_config *jc = &cfg->cluster.jobs[j];
-        if (jc->role == RD_JOB_STUDENT && jc->distill)
-            r.student = j;
-    }
-    if (r.student >= 0) {
-        const rd_job_config *s = &cfg->cluster.jobs[r.student];
-        if (s->teacher[0])
-            r.teacher = job_index(cfg, s->teacher);
-    }
-    for (int j = 0; j < jobs && r.teacher < 0; j++)
-        if (cfg->cluster.jobs[j].role == RD_JOB_TEACHER)
-            r.teacher = j;
-    if (r.teacher >= jobs)
-        r.teacher = -1;
-    int first_raw = -1;
+    int first_teacher = -1, n_raw = 0, np = 0;
     for (int j = 0; j < jobs; j++) {
         const rd_job_config *jc = &cfg->cluster.jobs[j];
-        if (jc->role != RD_JOB_STUDENT || jc->distill)
-            continue;
-        if (first_raw < 0)
-            first_raw = j;
-        if (r.student >= 0 && res[j].params == res[r.student].params &&
-            res[j].flops_per_sample == res[r.student].flops_per_sample) {
-            r.student_raw = j;
-            break;
-        }
+        if (jc->role == RD_JOB_TEACHER && first_teacher < 0)
+            first_teacher = j;
+        n_raw += jc->role == RD_JOB_STUDENT && !jc->distill;
     }
-    if (r.student_raw < 0)
-        r.student_raw = first_raw;
-    return r;
+    for (int s = 0; s < jobs && np < RD_MAX_JOBS; s++) {
+        const rd_job_config *js = &cfg->cluster.jobs[s];
+        if (js->role != RD_JOB_STUDENT || !js->distill)
+            continue;
+        rd_report_pair *pr = &out[np++];
+        memset(pr, 0, sizeof *pr);
+        pr->student = s;
+        pr->teacher = js->teacher[0] ? job_index(cfg, js->teacher) : first_teacher;
+        if (pr->teacher >= jobs)
+            pr->teacher = -1;
+        // 1. The twin: the best-scored raw student of the better tier (rd/report.h, "Pairs").
+        int best = -1, best_score = -1;
+        char note[RD_REPORT_NOTE_MAX];
+        for (int tier = 1; tier <= 2 && best < 0; tier++) {
+            for (int r = 0; r < jobs; r++) {
+                const rd_job_config *jr = &cfg->cluster.jobs[r];
+                if (jr->role != RD_JOB_STUDENT || jr->distill)
+                    continue;
+                int named = strcmp(jr->init_as, js->name) == 0;
+                if (tier == 1 ? !named : !same_shape(&res[r], &res[s]))
+                    continue;
+                int score = 2 * compare_training(cfg, res, s, r, note) +
+                            (tier == 2 && !claimed_elsewhere(cfg, r, s));
+                if (score > best_score) {
+                    best = r;
+                    best_score = score;
+                }
+            }
+        }
+        pr->student_raw = best;
+        if (best >= 0)
+            compare_training(cfg, res, s, best, pr->warning);
+        // 2. Why there is no eta, if there is none.
+        if (best < 0 && n_raw == 0)
+            note_add(pr->reason, "no student_raw job: no distill: false student to compare %s with",
+                     js->name);
+        else if (best < 0)
+            note_add(pr->reason,
+                     "no student_raw twin of %s: no distill: false student has init_as: %s or "
+                     "its model shape (%llu params, %.4g FLOP/sample)",
+                     js->name, js->name, (unsigned long long)res[s].params,
+                     res[s].flops_per_sample);
+        if (pr->teacher < 0 && js->teacher[0])
+            note_add(pr->reason,
+                     "teacher %s of %s is not a job of this launch (its targets are replayed)",
+                     js->teacher, js->name);
+        else if (pr->teacher < 0)
+            note_add(pr->reason, "no teacher job in this launch for %s", js->name);
+    }
+    return np;
 }
 
 // Mean of the finite values of one metric; NaN when there is none.
@@ -114,9 +197,9 @@ static double auc_of(const rd_metrics_result *m) {
 }
 
 // eta of the three roles on one slice: 0 holdout, 1 warm, 2 stream mean.
-static rd_report_eta slice_eta(const rd_trainer_result *res, rd_report_roles ro, int slice) {
+static rd_report_eta slice_eta(const rd_trainer_result *res, const rd_report_pair *pr, int slice) {
     double a[3] = {NAN, NAN, NAN};
-    int idx[3] = {ro.teacher, ro.student, ro.student_raw};
+    int idx[3] = {pr->teacher, pr->student, pr->student_raw};
     for (int k = 0; k < 3; k++) {
         if (idx[k] < 0)
             continue;
@@ -148,6 +231,24 @@ static void jnum(FILE *f, double v) {
         fputs("null", f);
 }
 
+// A JSON string (quotes, backslashes and control bytes escaped), or null for "" / NULL.
+static void jstr(FILE *f, const char *v) {
+    if (!v || !v[0]) {
+        fputs("null", f);
+        return;
+    }
+    fputc('"', f);
+    for (const unsigned char *c = (const unsigned char *)v; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            fprintf(f, "\\%c", *c);
+        else if (*c < 0x20)
+            fprintf(f, "\\u%04x", *c);
+        else
+            fputc(*c, f);
+    }
+    fputc('"', f);
+}
+
 static void jmetrics(FILE *f, const char *ind, const rd_metrics_result *m) {
     fprintf(f, "{\n%s  \"auc\": ", ind);
     jnum(f, m->auc_valid ? m->auc : (double)NAN);
@@ -175,8 +276,8 @@ static void jslice(FILE *f, const char *key, const rd_trainer_result *res, int n
     fputs("  }", f);
 }
 
-static void jeta(FILE *f, const char *key, rd_report_eta e, int last) {
-    fprintf(f, "    \"%s\": {\"eta\": ", key);
+static void jeta(FILE *f, const char *ind, const char *key, rd_report_eta e, int last) {
+    fprintf(f, "%s\"%s\": {\"eta\": ", ind, key);
     jnum(f, e.eta);
     fputs(", \"teacher_gap\": ", f);
     jnum(f, e.gap);
@@ -188,7 +289,33 @@ static void jeta(FILE *f, const char *key, rd_report_eta e, int last) {
     jnum(f, e.student_auc);
     fputs(", \"student_raw_auc\": ", f);
     jnum(f, e.raw_auc);
-    fputs(last ? "}\n" : "},\n", f);
+    fputs(last ? "}" : "},\n", f);
+}
+
+// The keys of one pair: names, warning, reason, then its three slices (null without a reason).
+static void
+jpair(FILE *f, const char *ind, const rd_trainer_result *res, const rd_report_pair *pr) {
+    fputs("\"teacher\": ", f);
+    jstr(f, pr->teacher >= 0 ? res[pr->teacher].job : NULL);
+    fputs(", \"student\": ", f);
+    jstr(f, res[pr->student].job);
+    fputs(", \"student_raw\": ", f);
+    jstr(f, pr->student_raw >= 0 ? res[pr->student_raw].job : NULL);
+    fprintf(f, ",\n%s\"comparable\": %s, \"warning\": ", ind,
+            pr->student_raw < 0 ? "null"
+            : pr->warning[0]    ? "false"
+                                : "true");
+    jstr(f, pr->warning);
+    fputs(", \"reason\": ", f);
+    jstr(f, pr->reason);
+    fputs(",\n", f);
+    if (pr->reason[0]) {
+        fprintf(f, "%s\"holdout\": null, \"warm\": null, \"stream\": null", ind);
+        return;
+    }
+    jeta(f, ind, "holdout", slice_eta(res, pr, 0), 0);
+    jeta(f, ind, "warm", slice_eta(res, pr, 1), 0);
+    jeta(f, ind, "stream", slice_eta(res, pr, 2), 1);
 }
 
 static void jjob(FILE *f, const rd_trainer_result *r, int last) {
@@ -297,19 +424,28 @@ int rd_report_write(
     jslice(f, "warm", res, n, 1);
     jslice(f, "stream", res, n, 2);
 
-    rd_report_roles ro = rd_report_find_roles(cfg, res, n);
-    if (ro.teacher >= 0 && ro.student >= 0 && ro.student_raw >= 0) {
-        fprintf(f,
-                ",\n  \"eta\": {\n    \"teacher\": \"%s\", \"student\": \"%s\", \"student_raw\": "
-                "\"%s\",\n",
-                res[ro.teacher].job, res[ro.student].job, res[ro.student_raw].job);
-        jeta(f, "holdout", slice_eta(res, ro, 0), 0);
-        jeta(f, "warm", slice_eta(res, ro, 1), 0);
-        jeta(f, "stream", slice_eta(res, ro, 2), 1);
-        fputs("  }", f);
+    // eta keeps its keys for the first pair that has one (the consumers written for one pair);
+    // eta_pairs lists every pair, with its reason when it has no eta.
+    rd_report_pair pairs[RD_MAX_JOBS];
+    int np = rd_report_find_pairs(cfg, res, n, pairs), first = -1;
+    for (int k = 0; k < np && first < 0; k++)
+        if (!pairs[k].reason[0])
+            first = k;
+    if (first >= 0) {
+        fputs(",\n  \"eta\": {\n    ", f);
+        jpair(f, "    ", res, &pairs[first]);
+        fputs("\n  }", f);
     } else {
-        fputs(",\n  \"eta\": null", f);
+        fputs(",\n  \"eta\": null,\n  \"eta_reason\": ", f);
+        jstr(f, np ? pairs[0].reason : "no distill: true student in this launch");
     }
+    fputs(",\n  \"eta_pairs\": [", f);
+    for (int k = 0; k < np; k++) {
+        fputs(k ? ",\n    {" : "\n    {", f);
+        jpair(f, "      ", res, &pairs[k]);
+        fputs(k + 1 < np ? "}" : "}\n  ", f);
+    }
+    fputs("]", f);
     jper_job(f, "flops_per_sample", res, n, 0);
     jper_job(f, "params", res, n, 1);
     jper_job(f, "throughput", res, n, 2);
@@ -388,6 +524,45 @@ static void row(const char *job, const char *slice, const rd_metrics_result *m) 
            m->calibration_valid ? m->calibration : (double)NAN, (unsigned long long)m->n);
 }
 
+// One pair: a header naming it and its warning if any, then its three eta lines and the FLOP
+// ratio; or a single "eta n/a (reason)" line.
+static void print_pair(const rd_trainer_result *res, const rd_report_pair *pr) {
+    if (pr->reason[0]) {
+        printf("eta n/a (%s)\n", pr->reason);
+        return;
+    }
+    printf("transfer: %s vs its raw twin %s, teacher %s\n", res[pr->student].job,
+           res[pr->student_raw].job, res[pr->teacher].job);
+    if (pr->warning[0])
+        printf("WARNING: %s and %s did not train alike, so the gain below is not distillation's "
+               "alone: %s\n",
+               res[pr->student].job, res[pr->student_raw].job, pr->warning);
+    static const char *const names[] = {"holdout", "warm", "stream"};
+    for (int s = 0; s < 3; s++) {
+        rd_report_eta e = slice_eta(res, pr, s);
+        if (isfinite(e.eta))
+            printf("eta %-8s %7.3f   (teacher gap %+.4f, student gain %+.4f)%s\n", names[s], e.eta,
+                   e.gap, e.gain, pr->warning[0] ? "  [not comparable: see WARNING]" : "");
+        else if (isfinite(e.gap))
+            printf("eta %-8s     n/a   (teacher gap %+.4f, student gain %+.4f: no gap over "
+                   "student_raw to transfer)\n",
+                   names[s], e.gap, e.gain);
+        else
+            printf("eta %-8s     n/a   (no AUC on this slice: it is empty or holds one "
+                   "class)\n",
+                   names[s]);
+    }
+    const rd_trainer_result *t = &res[pr->teacher], *st = &res[pr->student];
+    if (t->flops_per_sample > 0 && st->flops_per_sample > 0) {
+        double r = t->flops_per_sample / st->flops_per_sample;
+        if (r >= 1.0)
+            printf("%s / %s dense FLOPs per sample: 1/%.1f\n", st->job, t->job, r);
+        else // a student larger than its teacher: "1/0.1" said nothing
+            printf("%s / %s dense FLOPs per sample: %.1fx (the student is the larger)\n", st->job,
+                   t->job, 1.0 / r);
+    }
+}
+
 void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n) {
     printf("\n== %s (seed %llu) ==\n", cfg->run.name, (unsigned long long)cfg->run.seed);
     printf("%-14s %-8s %8s %8s %8s %8s %8s\n", "job", "slice", "AUC", "GAUC", "logloss", "calib",
@@ -406,33 +581,11 @@ void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n) 
     for (int j = 0; j < n; j++)
         printf("%-14s %10llu %12.4g %10.0f\n", res[j].job, (unsigned long long)res[j].params,
                res[j].flops_per_sample, res[j].samples_per_s);
-    rd_report_roles ro = rd_report_find_roles(cfg, res, n);
-    if (ro.teacher >= 0 && ro.student >= 0 && ro.student_raw >= 0) {
-        static const char *const names[] = {"holdout", "warm", "stream"};
-        for (int s = 0; s < 3; s++) {
-            rd_report_eta e = slice_eta(res, ro, s);
-            if (isfinite(e.eta))
-                printf("eta %-8s %7.3f   (teacher gap %+.4f, student gain %+.4f)\n", names[s],
-                       e.eta, e.gap, e.gain);
-            else if (isfinite(e.gap))
-                printf("eta %-8s     n/a   (teacher gap %+.4f, student gain %+.4f: no gap over "
-                       "student_raw to transfer)\n",
-                       names[s], e.gap, e.gain);
-            else
-                printf("eta %-8s     n/a   (no AUC on this slice: it is empty or holds one "
-                       "class)\n",
-                       names[s]);
-        }
-        const rd_trainer_result *t = &res[ro.teacher], *s = &res[ro.student];
-        if (t->flops_per_sample > 0 && s->flops_per_sample > 0) {
-            double r = t->flops_per_sample / s->flops_per_sample;
-            if (r >= 1.0)
-                printf("student / teacher dense FLOPs per sample: 1/%.1f\n", r);
-            else // a student larger than its teacher: "1/0.1" said nothing
-                printf("student / teacher dense FLOPs per sample: %.1fx (the student is the "
-                       "larger)\n",
-                       1.0 / r);
-        }
-    }
+    rd_report_pair pairs[RD_MAX_JOBS];
+    int np = rd_report_find_pairs(cfg, res, n, pairs);
+    if (np == 0)
+        printf("eta n/a (no distill: true student in this launch)\n");
+    for (int k = 0; k < np; k++)
+        print_pair(res, &pairs[k]);
     fflush(stdout);
 }

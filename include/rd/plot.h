@@ -18,6 +18,9 @@
 // skipped and breaks its line (the segments on either side are not joined). An empty series (or
 // one with no valid point) still gets its legend entry. A plot without any valid point draws the
 // axes over the range [0, 1].
+// Ticks: 1, 2 or 5 x 10^k apart on a linear axis; an axis whose valid points all have whole-number
+// values (stream windows, steps) gets a step of at least 1, so no fractional tick labels an
+// integer quantity (unless a fixed range narrower than 1 leaves no two whole numbers inside).
 // Text: printable ASCII (other bytes are drawn as '?'); titles are drawn at twice the size.
 // PNG: 8-bit RGB, no interlace, filter type 0 on every row. The zlib stream uses either stored
 // blocks (compress = 0: simplest, about 3 bytes per pixel) or one block of fixed-Huffman codes

@@ -2,19 +2,31 @@
 // the quantities derived from the jobs' results (stream averages, teacher gap, transferability).
 //
 // Defines:
-//   rd_report_roles         which jobs are the teacher, the distilled student and its raw twin
+//   RD_REPORT_NOTE_MAX      size of a pair's reason / warning text
+//   rd_report_pair          one distilled student, its teacher and its raw twin
 //   rd_report_eta           transferability of one slice (holdout, warm, stream mean)
-//   rd_report_find_roles()  pick the three jobs from the config
+//   rd_report_find_pairs()  pair every distilled student with its teacher and raw twin
 //   rd_report_stream_mean() per-window metrics averaged over a job's stream windows
 //   rd_report_eta_of()      eta = (AUC_student - AUC_raw) / (AUC_teacher - AUC_raw)
 //   rd_report_write()       <run.out_dir>/report.json (temp + rename: complete or absent)
 //   rd_report_plot()        <run.out_dir>/auc_windows.png: AUC per stream window, per job
 //   rd_report_print()       the final table of every job plus eta, on stdout
 //
-// Roles: the teacher is the job a distilled student names (distill: true, teacher: or the first
-// teacher job); the raw twin is the first student without distill whose model has the same
-// architecture size (dense params and FLOPs) as the distilled student's, else the first student
-// without distill. A missing role is -1 and eta is then absent (null in JSON).
+// Pairs: one per distilled student (distill: true), in job order. Its teacher is the job it
+// names (teacher:), else the first teacher job, as the trainer reads targets. Its raw twin is a
+// student without distill, chosen in this order: (1) one whose init_as names the student (the
+// twin the config declares); (2) one with the student's model shape (same dense params and
+// FLOPs per sample). Within a tier a twin whose training is comparable (see below) comes first,
+// then (tier 2) one whose init_as names no other job, then job order. A raw student of another
+// shape is never used: a student without a twin, or whose teacher is not a job of this launch
+// (replayed targets), has no eta, and the pair's reason says why.
+//
+// Comparable: eta credits distillation with the gain over the twin, so the twin should train the
+// same steps: the same model shape, the same rank count (the global batch and the step count
+// depend on it) and the same sampling (negatives.rate, negatives.pos_rate). A twin that differs
+// is still paired — the config asked for it, and the AUCs, gap and gain stay worth seeing — but
+// the pair carries a warning naming each difference, printed above its eta lines and recorded
+// in report.json, since the gain then mixes that difference in.
 //
 // Stream mean: the unweighted mean over the job's stream windows of AUC, GAUC, logloss and
 // calibration (each window has the same weight, as in progressive validation reports); windows
@@ -31,12 +43,17 @@
 #include "rd/metrics.h"
 #include "rd/trainer.h"
 
-/** Indices into the jobs' results (cfg.cluster.jobs order); -1 = absent. */
-typedef struct rd_report_roles {
-    int teacher;
-    int student;
-    int student_raw;
-} rd_report_roles;
+#define RD_REPORT_NOTE_MAX 384
+
+/** A distilled student and what its eta is measured against (indices into the results, in
+ *  cfg.cluster.jobs order; -1 = absent). */
+typedef struct rd_report_pair {
+    int teacher;                      // the job the student distils from; -1 = not in the launch
+    int student;                      // a distill: true student
+    int student_raw;                  // its no-distillation twin; -1 = none
+    char reason[RD_REPORT_NOTE_MAX];  // why there is no eta ("" when teacher and twin exist)
+    char warning[RD_REPORT_NOTE_MAX]; // what differs between student and twin ("" = comparable)
+} rd_report_pair;
 
 /** Transferability of one slice. */
 typedef struct rd_report_eta {
@@ -46,8 +63,16 @@ typedef struct rd_report_eta {
     double eta;                               // gain / gap, NaN unless gap > 0
 } rd_report_eta;
 
-/** Pick the teacher, the first distilled student and its raw twin among n results. */
-rd_report_roles rd_report_find_roles(const rd_config *cfg, const rd_trainer_result *res, int n);
+/**
+ * Pair every distilled student among the first n jobs with its teacher and raw twin (see the
+ * header comment).
+ * @param[out] out  RD_MAX_JOBS entries; the first (return value) are filled, in job order
+ * @return the number of pairs (0: no distilled student)
+ */
+int rd_report_find_pairs(const rd_config *cfg,
+                         const rd_trainer_result *res,
+                         int n,
+                         rd_report_pair *out);
 
 /** Averages of r's stream windows (see the header comment). n = 0 windows gives NaN metrics. */
 rd_metrics_result rd_report_stream_mean(const rd_trainer_result *r);
@@ -57,9 +82,12 @@ rd_report_eta rd_report_eta_of(double teacher_auc, double student_auc, double ra
 
 /**
  * Write <cfg->run.out_dir>/report.json: run, seed, config, wall_s, popularity, holdout, warm,
- * stream (per job), eta (holdout, warm, stream: eta, teacher_gap, student_gain), flops_per_sample
- * and params (per job), throughput (samples/s per job), targets (summed), jobs (details and
- * per-window metrics). Written to a temp file and renamed.
+ * stream (per job); eta: the first pair that has one (teacher, student, student_raw, warning
+ * (null or text), and holdout, warm, stream: eta, teacher_gap, student_gain, the three AUCs), or
+ * null with eta_reason beside it; eta_pairs: every pair in job order, with the same keys plus
+ * reason (null or text; the slices are null when there is a reason); flops_per_sample and params
+ * (per job), throughput (samples/s per job), targets (summed), jobs (details and per-window
+ * metrics). Written to a temp file and renamed.
  * @return RD_OK or RD_ERR_IO (nothing left behind)
  */
 int rd_report_write(
@@ -72,7 +100,9 @@ int rd_report_write(
  */
 int rd_report_plot(const rd_config *cfg, const rd_trainer_result *res, int n, rd_errbuf *eb);
 
-/** Print the final table (every job's holdout, warm and stream metrics; eta) to stdout. */
+/** Print the final table to stdout: every job's holdout, warm and stream metrics, then per pair
+ *  its warning if any and three eta lines ("eta <slice> ..."), or one "eta n/a (<reason>)" line
+ *  for a pair without eta or a launch without a distilled student. */
 void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n);
 
 #endif // RD_REPORT_H
