@@ -54,5 +54,15 @@ check 2 "recdistill train: --out: empty path" "$bin" train "$tmp/none.yaml" --ou
 tr -s ' \n' ' ' <"$tmp/out" | grep -q "also the synthetic data's seed unless data.synthetic.seed is set" ||
     { echo "FAIL: train --help does not say --seed re-seeds synthetic data"; fail=1; }
 
+# scale-model: --ps-per-node and --ps are alternatives; --ps-per-node 0 printed "0 PS
+# shard(s)/node" over a table of one shard.
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+CAL="$SRC/docs/scaling/calib-student.yaml"
+check 2 "give --ps-per-node or --ps, not both" "$bin" scale-model --calib "$CAL" --ps-per-node 2 --ps 4 --max-nodes 2
+check 2 "--ps-per-node: '0' is not a number in (0, 64]" "$bin" scale-model --calib "$CAL" --ps-per-node 0 --max-nodes 2
+check 0 "" "$bin" scale-model --calib "$CAL" --ps-per-node 0.5 --max-nodes 4
+grep -q "0.5 PS shard(s)/node" "$tmp/out" || { echo "FAIL: scale-model header: $(cat "$tmp/out")"; fail=1; }
+check 0 "" "$bin" scale-model --calib "$CAL" --ps 4 --max-nodes 2
+
 [ "$fail" -eq 0 ] && echo "cli_options.sh: all checks passed"
 exit "$fail"
