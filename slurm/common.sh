@@ -45,10 +45,10 @@ rd_note() {
 # rd_init SCRIPT_PATH: set RD_SLURM_DIR (where the script found this file; else the folder of
 # SCRIPT_PATH) and RD_BIN, both absolute, and check the binary.
 rd_init() {
-    RD_SLURM_DIR="$(cd "${RD_SLURM_DIR:-$(dirname "$1")}" && pwd)" ||
+    RD_SLURM_DIR="$(cd -- "${RD_SLURM_DIR:-$(dirname -- "$1")}" 2>/dev/null && pwd)" ||
         rd_die "cannot enter the folder of the slurm/ scripts '${RD_SLURM_DIR:-$(dirname "$1")}'"
     export RD_SLURM_DIR
-    : "${RD_BIN:=$(cd "$RD_SLURM_DIR/.." && pwd)/build/recdistill}"
+    : "${RD_BIN:=$(cd -- "$RD_SLURM_DIR/.." && pwd)/build/recdistill}"
     case "$RD_BIN" in
         /*) ;;
         *) RD_BIN="$(pwd)/$RD_BIN" ;;
