@@ -81,6 +81,32 @@ int rd_app_parse(const char *prog,
     return 0;
 }
 
+// Is `name` one of the space-separated words of `list`?
+static int in_list(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t w = strcspn(p, " ");
+        if (w == n && strncmp(p, name, n) == 0)
+            return 1;
+        p += w;
+    }
+    return 0;
+}
+
+int rd_app_only(
+    const char *prog, const char *sub, const rd_app_opt *opts, int n_opts, const char *taken) {
+    for (int k = 0; k < n_opts; k++) {
+        if (opts[k].value && !in_list(taken, opts[k].name)) {
+            fprintf(stderr, "%s: %s is not an option of %s (%s%s)\n", prog, opts[k].name, sub,
+                    taken[0] ? "it takes: " : "it takes no options", taken);
+            return 2;
+        }
+    }
+    return 0;
+}
+
 int rd_app_parse_i64(const char *s, int64_t *v) {
     char *end = NULL;
     errno = 0;

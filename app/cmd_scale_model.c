@@ -38,8 +38,8 @@ static void usage(FILE *out) {
         "  --lat US              one-way latency in microseconds (default 2; 0..1e9)\n"
         "  --max-nodes N         largest node count (default 256; 1..32768)\n"
         "  --workers-per-node N  worker ranks per node (default 1; 1..4096)\n"
-        "  --ps-per-node X       PS shards per node (default 1; 0..64); --ps N fixes the shard\n"
-        "                        count (1..1e6)\n"
+        "  --ps-per-node X       PS shards per node (default 1; 0 < X <= 64, rounded, at least\n"
+        "                        1 in all); or --ps N: a fixed shard count (1..1e6), not both\n"
         "  --hot-keys K          keys in every worker's batch (default: the calibration's;\n"
         "                        0..1e9)\n"
         "  --msg-overhead-us U   software cost per message (default: the calibration's; 0..1e9)\n"
@@ -185,6 +185,15 @@ int rd_cmd_scale_model(int argc, char **argv) {
                         .fixed_ps = 0,
                         .overlap = opts[3].value == NULL};
     double max_nodes = 256, hot = -1, ovh = -1, batch = -1, v;
+    // Alternatives: --ps fixes the shard count, so a --ps-per-node beside it would be ignored.
+    for (int k = 0; k < n_opts; k++)
+        if (strcmp(opts[k].name, "--ps") == 0 && opts[k].value)
+            for (int j = 0; j < n_opts; j++)
+                if (strcmp(opts[j].name, "--ps-per-node") == 0 && opts[j].value) {
+                    fprintf(stderr, "recdistill scale-model: give --ps-per-node or --ps, not "
+                                    "both\n");
+                    return 2;
+                }
     for (int k = 4; k < n_opts; k++) {
         const char *a = opts[k].name, *val = opts[k].value;
         if (!val)
@@ -203,8 +212,17 @@ int rd_cmd_scale_model(int argc, char **argv) {
                 return 2;
             net.workers_per_node = (int)v;
         } else if (strcmp(a, "--ps-per-node") == 0) {
+            // 0 would print "0 PS shard(s)/node" over a table of 1 shard (the model keeps at
+            // least one): a positive share only; one shard in all is --ps 1.
             if (parse_bounded(a, val, 0, 64, 0, &net.ps_per_node))
                 return 2;
+            if (net.ps_per_node <= 0) {
+                fprintf(stderr,
+                        "recdistill scale-model: --ps-per-node: '%s' is not a number in (0, 64] "
+                        "(for one shard in all, give --ps 1)\n",
+                        val);
+                return 2;
+            }
         } else if (strcmp(a, "--ps") == 0) {
             if (parse_bounded(a, val, 1, 1e6, 1, &v))
                 return 2;

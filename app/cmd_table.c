@@ -157,6 +157,20 @@ int rd_cmd_table(int argc, char **argv) {
     }
     if (st != 0)
         return 2;
+    // The options each subcommand takes (as in its usage line); any other is refused, not ignored.
+    static const struct {
+        const char *cmd, *taken;
+    } takes[] = {{"stats", "--table"},
+                 {"export", "--table --out --format"},
+                 {"import", "--table --in --out"},
+                 {"evict", "--out --table --older-than --min-count"},
+                 {"reshard", "--shards --out"},
+                 {"verify", ""},
+                 {"compact", "--out"}};
+    for (size_t i = 0; i < sizeof takes / sizeof takes[0]; i++)
+        if (strcmp(cmd, takes[i].cmd) == 0 &&
+            rd_app_only(prog, cmd, opts, n_opts, takes[i].taken) != 0)
+            return 2;
     const char *table = opts[0].value, *out = opts[1].value, *in = opts[2].value;
     const char *format = opts[3].value ? opts[3].value : "tsv";
     int64_t older = INT64_MIN, min_count = 0, shards = 0;

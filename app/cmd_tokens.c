@@ -34,7 +34,8 @@ static void tokens_usage(FILE *out) {
         "                                         raw id of a CSV or MovieLens log; --before-id I\n"
         "                                         also returns the records at T with an id\n"
         "                                         below I (tokens.same_time earlier)\n"
-        "  gc      STORE --before T               delete every record with time < T\n"
+        "  gc      STORE --before T               delete every record with time < T, of every\n"
+        "                                         user (gc takes no --user)\n"
         "  verify  STORE                          MANIFEST, shard headers, every key and\n"
         "                                         record CRC\n"
         "  compact STORE --out DIR                compacted copy (the input is untouched;\n"
@@ -86,6 +87,18 @@ int rd_cmd_tokens(int argc, char **argv) {
     }
     if (st != 0)
         return 2;
+    // The options each subcommand takes (in the order of its usage line); any other is refused.
+    static const struct {
+        const char *cmd, *taken;
+    } takes[] = {{"stats", "--per-shard"},
+                 {"fetch", "--user --user-id --before --n --before-id"},
+                 {"gc", "--before"},
+                 {"verify", ""},
+                 {"compact", "--out"}};
+    for (size_t i = 0; i < sizeof takes / sizeof takes[0]; i++)
+        if (strcmp(cmd, takes[i].cmd) == 0 &&
+            rd_app_only(prog, cmd, opts, n_opts, takes[i].taken) != 0)
+            return 2;
     const char *out = opts[4].value;
     uint64_t user = 0, L = 0;
     int64_t before = 0;
@@ -115,11 +128,9 @@ int rd_cmd_tokens(int argc, char **argv) {
         return 2;
     }
     uint64_t before_id = 0;
-    if (opts[6].value && (strcmp(cmd, "fetch") != 0 ||
-                          rd_app_parse_u64(opts[6].value, &before_id) || before_id == 0)) {
-        fprintf(stderr, "%s: --before-id: '%s' %s\n", prog, opts[6].value,
-                strcmp(cmd, "fetch") != 0 ? "is an option of fetch only"
-                                          : "is not an instance id (1..2^64-1)");
+    if (opts[6].value && (rd_app_parse_u64(opts[6].value, &before_id) || before_id == 0)) {
+        fprintf(stderr, "%s: --before-id: '%s' is not an instance id (1..2^64-1)\n", prog,
+                opts[6].value);
         return 2;
     }
     if (opts[3].value && (rd_app_parse_u64(opts[3].value, &L) || L < 1 || L > RD_TOKEN_MAX_L)) {

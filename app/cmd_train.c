@@ -62,7 +62,9 @@ static void train_usage(FILE *out) {
         "`recdistill config --layout CONFIG` world_size.\n"
         "\n"
         "  --out DIR   run folder instead of run.out_dir (also moves the paths derived from it)\n"
-        "  --seed N    run.seed instead of the config's (model and embedding initialisation)\n"
+        "  --seed N    run.seed instead of the config's (model and embedding initialisation;\n"
+        "              also the synthetic data's seed unless data.synthetic.seed is set, so a\n"
+        "              synthetic run with another --seed also trains on other data)\n"
         "  --resume DIR  continue from a checkpoint: a step-N directory of the (single) job, or\n"
         "              a checkpoint root holding <job>/step-N (each job takes its newest)\n"
         "\n"
@@ -483,6 +485,11 @@ int rd_cmd_train(int argc, char **argv) {
         return 2;
     }
     const char *out = opts[0].value, *resume = opts[1].value, *sv = opts[2].value;
+    // An empty --out (an unset shell variable) would fall back to run.out_dir unnoticed.
+    if (out && !out[0]) {
+        fprintf(stderr, "recdistill train: --out: empty path\n");
+        return 2;
+    }
     int64_t seed = -1;
     if (sv) {
         if (rd_app_parse_i64(sv, &seed) != 0 || seed < 0) {

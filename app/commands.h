@@ -55,6 +55,17 @@ int rd_app_parse(const char *prog,
                  int max_pos,
                  int *n_pos);
 
+/**
+ * Refuse options the subcommand does not take: every option of `opts` given on the command line
+ * must be named in `taken` (space-separated, "--before --user"; "" = none). Without this, options
+ * of a sibling subcommand parse (they share one table) and are silently ignored: `tokens gc
+ * --user-id U` deleted every user's records.
+ * @return 0 all taken; 2 usage error, after one line "<prog>: <option> is not an option of <sub>
+ *         (it takes: ...)" on stderr
+ */
+int rd_app_only(
+    const char *prog, const char *sub, const rd_app_opt *opts, int n_opts, const char *taken);
+
 /** A whole argument as a base-10 integer: 0, or -1 when it is empty, has other characters or is
  *  out of range (rd_app_parse_u64 also refuses a minus sign). */
 int rd_app_parse_i64(const char *s, int64_t *v);

@@ -17,6 +17,7 @@
 //
 // usage: bench_dense [--batch 256] [--threads 1] [--iters 7] [--warmup 2] [--seq-len 256]
 //                    [--dim 64] [--layers 2] [--heads 2] [--act relu|gelu] [--json PATH]
+#include "bench_args.h"
 #include "rd/config.h"
 #include "rd/dense_optim.h"
 #include "rd/layers.h"
@@ -42,10 +43,10 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: bench_dense [--batch N] [--threads N] [--iters N] [--warmup N] "
-                    "[--seq-len N] [--dim N] [--layers N] [--heads N] [--act relu|gelu] "
-                    "[--json PATH]\n");
+static void usage(FILE *out) {
+    fprintf(out, "usage: bench_dense [--batch N] [--threads N] [--iters N] [--warmup N] "
+                 "[--seq-len N] [--dim N] [--layers N] [--heads N] [--act relu|gelu] "
+                 "[--json PATH]\n");
 }
 
 static int parse_size(const char *s, size_t lo, size_t hi, size_t *out) {
@@ -119,14 +120,16 @@ static int parse_args(int argc, char **argv, args *a) {
             a->json = v;
             i++;
         } else if (strcmp(k, "-h") == 0 || strcmp(k, "--help") == 0) {
-            usage();
+            usage(stdout);
             exit(0);
         } else {
             fprintf(stderr, "bench_dense: unknown option '%s'\n", k);
-            usage();
+            usage(stderr);
             return -1;
         }
     }
+    if (a->json && bench_json_ok(stderr, "bench_dense", a->json) != 0)
+        return -1;
     if (a->dim % a->heads != 0) {
         fprintf(stderr, "bench_dense: --heads %zu must divide --dim %zu\n", a->heads, a->dim);
         return -1;

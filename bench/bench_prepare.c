@@ -10,6 +10,7 @@
 // (before negative sampling) per second of wall time, fsync included. Resident set counts the
 // pages of the output file touched through the mapping while the index is built (released in
 // 32 MiB steps), not the page cache.
+#include "bench_args.h"
 #include "rd/config.h"
 #include "rd/dataset.h"
 
@@ -172,11 +173,14 @@ int main(int argc, char **argv) {
     uint64_t events = 1000000;
     const char *ml = NULL, *json = NULL, *out = NULL;
     int reps = 3, warmup = 1, skip_ml = 0, skip_synth = 0;
+    long long x = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--events") && v) {
-            events = (uint64_t)strtod(v, NULL);
+        if (!strcmp(a, "--events")) {
+            if (bench_int(stderr, "bench_prepare", a, v, 1, 1000000000000LL, &x) != 0)
+                return usage(stderr), 2;
+            events = (uint64_t)x;
             i++;
         } else if (!strcmp(a, "--ml100k") && v) {
             ml = v;
@@ -187,11 +191,15 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--json") && v) {
             json = v;
             i++;
-        } else if (!strcmp(a, "--reps") && v) {
-            reps = atoi(v);
+        } else if (!strcmp(a, "--reps")) {
+            if (bench_int(stderr, "bench_prepare", a, v, 1, 1000000, &x) != 0)
+                return usage(stderr), 2;
+            reps = (int)x;
             i++;
-        } else if (!strcmp(a, "--warmup") && v) {
-            warmup = atoi(v);
+        } else if (!strcmp(a, "--warmup")) {
+            if (bench_int(stderr, "bench_prepare", a, v, 0, 1000000, &x) != 0)
+                return usage(stderr), 2;
+            warmup = (int)x;
             i++;
         } else if (!strcmp(a, "--skip-ml")) {
             skip_ml = 1;
@@ -201,14 +209,14 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         } else {
+            fprintf(stderr, "bench_prepare: %s '%s'\n",
+                    v || a[0] != '-' ? "unknown option" : "missing value of", a);
             usage(stderr);
             return 2;
         }
     }
-    if (reps < 1 || warmup < 0 || events < 1) {
-        usage(stderr);
+    if (json && bench_json_ok(stderr, "bench_prepare", json) != 0)
         return 2;
-    }
     char mlbuf[512];
     if (!ml) {
         const char *shared = getenv("RD_SHARED_DATA");

@@ -27,6 +27,7 @@
 //   min_bytes_per_key  dim * 4 + 8 (one key id + one row, the floor of either direction)
 //   keys_per_s_per_ps  keys pulled + pushed per second per PS rank
 // plus min/avg/max of per-worker seconds (OSU style). Wall time is the slowest worker's.
+#include "bench_args.h"
 #include "rd/alloc.h"
 #include "rd/comm.h"
 #include "rd/config.h"
@@ -110,53 +111,99 @@ static void measure_memcpy(char *a, char *b, size_t bytes, double *out, int n) {
     }
 }
 
-static int parse(int argc, char **argv, opts *o) {
+// @return 0, 1 for --help, -1 after a message naming the option (on err; NULL off rank 0).
+static int parse(int argc, char **argv, opts *o, FILE *err) {
     *o = (opts){1, 3,         {8, 16, 64}, 65536, 1000000, 1.05, 40, 8, RD_OPT_ADAGRAD,
                 0, 64u << 20, 1,           NULL};
+    const char *P = "bench_ps";
+    long long x = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v)
-            return -1;
-        if (strcmp(a, "--ps") == 0)
-            o->ps = atoi(v);
-        else if (strcmp(a, "--draws") == 0)
-            o->draws = atoi(v);
-        else if (strcmp(a, "--vocab") == 0)
-            o->vocab = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--zipf") == 0)
-            o->zipf = atof(v);
-        else if (strcmp(a, "--steps") == 0)
-            o->steps = atoi(v);
-        else if (strcmp(a, "--warmup") == 0)
-            o->warmup = atoi(v);
-        else if (strcmp(a, "--sync") == 0)
-            o->sync = atoi(v);
-        else if (strcmp(a, "--max-msg") == 0)
-            o->max_msg = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--shm") == 0 && (strcmp(v, "0") == 0 || strcmp(v, "1") == 0))
-            o->shm = atoi(v);
-        else if (strcmp(a, "--json") == 0)
-            o->json = v;
-        else if (strcmp(a, "--optim") == 0) {
-            o->optim = -1;
-            for (int k = 0; k < 4; k++)
-                if (strcmp(v, rd_optim_name(k)) == 0)
-                    o->optim = k;
-            if (o->optim < 0)
+        static const struct {
+            const char *name;
+            long long lo, hi;
+        } ints[] = {{"--ps", 1, 4096},
+                    {"--draws", 1, 1 << 30},
+                    {"--vocab", 1, 1LL << 40},
+                    {"--steps", 1, 1 << 30},
+                    {"--warmup", 0, 1 << 30},
+                    {"--sync", 0, 1},
+                    {"--max-msg", 4096, 1LL << 31},
+                    {"--shm", 0, 1}};
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return 1;
+        int k = 0, n_ints = (int)(sizeof ints / sizeof ints[0]);
+        while (k < n_ints && strcmp(a, ints[k].name) != 0)
+            k++;
+        if (k < n_ints) {
+            if (bench_int(err, P, a, v, ints[k].lo, ints[k].hi, &x) != 0)
                 return -1;
-        } else if (strcmp(a, "--dims") == 0) {
+            switch (k) {
+                case 0:
+                    o->ps = (int)x;
+                    break;
+                case 1:
+                    o->draws = (int)x;
+                    break;
+                case 2:
+                    o->vocab = (uint64_t)x;
+                    break;
+                case 3:
+                    o->steps = (int)x;
+                    break;
+                case 4:
+                    o->warmup = (int)x;
+                    break;
+                case 5:
+                    o->sync = (int)x;
+                    break;
+                case 6:
+                    o->max_msg = (size_t)x;
+                    break;
+                default:
+                    o->shm = (int)x;
+                    break;
+            }
+        } else if (strcmp(a, "--zipf") == 0) {
+            if (bench_num(err, P, a, v, 0, 100, &o->zipf) != 0)
+                return -1;
+        } else if (strcmp(a, "--json") == 0 && v) {
+            o->json = v;
+        } else if (strcmp(a, "--optim") == 0 && v) {
+            o->optim = -1;
+            for (int j = 0; j < 4; j++)
+                if (strcmp(v, rd_optim_name(j)) == 0)
+                    o->optim = j;
+            if (o->optim < 0) {
+                if (err)
+                    fprintf(err, "%s: --optim: expected sgd|adagrad|adam|ftrl, got '%s'\n", P, v);
+                return -1;
+            }
+        } else if (strcmp(a, "--dims") == 0 && v) {
             o->n_dims = 0;
             char buf[128];
             snprintf(buf, sizeof buf, "%s", v);
-            for (char *t = strtok(buf, ","); t && o->n_dims < MAX_DIMS; t = strtok(NULL, ","))
-                o->dims[o->n_dims++] = atoi(t);
-        } else
+            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+                if (o->n_dims >= MAX_DIMS || bench_int(err, P, "--dims", t, 1, 4096, &x) != 0) {
+                    if (err && o->n_dims >= MAX_DIMS)
+                        fprintf(err, "%s: --dims: at most %d dims\n", P, MAX_DIMS);
+                    return -1;
+                }
+                o->dims[o->n_dims++] = (int)x;
+            }
+        } else {
+            if (err)
+                fprintf(err, "%s: %s '%s'\n", P, v ? "unknown option" : "missing value of", a);
             return -1;
+        }
         i++;
     }
-    if (o->max_msg < 4096)
+    if (o->n_dims < 1) {
+        if (err)
+            fprintf(err, "%s: --dims: expected a list of dims in 1..4096\n", P);
         return -1;
-    if (o->ps < 1 || o->draws < 1 || o->vocab < 1 || o->steps < 1 || o->warmup < 0 || o->n_dims < 1)
+    }
+    if (o->json && bench_json_ok(err, P, o->json) != 0)
         return -1;
     for (int d = 0; d < o->n_dims; d++)
         if (o->dims[d] < 1 || o->dims[d] > 1024)
@@ -241,11 +288,11 @@ static double run_dim(rd_kv *kv,
     return now_s() - t0;
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: mpiexec -n P+W bench_ps [--ps P] [--dims 8,16,64] [--draws N] "
-                    "[--vocab V] [--zipf S] [--steps N] [--warmup N] "
-                    "[--optim sgd|adagrad|adam|ftrl] [--sync 0|1] [--max-msg BYTES] [--shm 0|1] "
-                    "[--json PATH]\n");
+static void usage(FILE *out) {
+    fprintf(out, "usage: mpiexec -n P+W bench_ps [--ps P] [--dims 8,16,64] [--draws N] "
+                 "[--vocab V] [--zipf S] [--steps N] [--warmup N] "
+                 "[--optim sgd|adagrad|adam|ftrl] [--sync 0|1] [--max-msg BYTES] [--shm 0|1] "
+                 "[--json PATH]\n");
 }
 
 int main(int argc, char **argv) {
@@ -260,9 +307,19 @@ int main(int argc, char **argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     rd_log_init(RD_LOG_LEVEL_WARN, rank, "bench");
     opts o;
-    if (parse(argc, argv, &o) != 0 || size <= o.ps) {
+    int pst = parse(argc, argv, &o, rank == 0 ? stderr : NULL);
+    if (pst == 1) {
         if (rank == 0)
-            usage();
+            usage(stdout);
+        rd_mpi_finalize(0);
+        return 0;
+    }
+    if (pst != 0 || size <= o.ps) {
+        if (rank == 0 && pst == 0)
+            fprintf(stderr, "bench_ps: --ps %d needs more than %d ranks (P+W), got %d\n", o.ps,
+                    o.ps, size);
+        if (rank == 0)
+            usage(stderr);
         rd_mpi_finalize(2);
         return 2;
     }

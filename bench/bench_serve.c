@@ -13,6 +13,7 @@
 // item, then items of other events). Only rd_serve_score is timed (one thread, OpenBLAS with one
 // thread); requests are built beforehand. Per N: p50_us, p99_us (latency percentiles),
 // qps (requests / total scoring time) and min/avg/max us, after `warmup` untimed requests.
+#include "bench_args.h"
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
 #include "rd/config.h"
@@ -165,14 +166,24 @@ typedef struct result {
     double p50_us, p99_us, qps, min_us, avg_us, max_us;
 } result;
 
+static void usage(FILE *out) {
+    fprintf(out, "usage: bench_serve [--bundle FILE --data DIR] [--iters N] "
+                 "[--warmup N] [--dir DIR] [--json PATH]\n");
+}
+
 int main(int argc, char **argv) {
     const char *bundle_arg = NULL, *data_arg = NULL, *json = NULL, *dir_arg = NULL;
     int iters = 2000, warmup = 100;
+    long long val = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
         if (!v) {
-            fprintf(stderr, "usage: bench_serve [--bundle FILE --data DIR] [--iters N] "
-                            "[--warmup N] [--dir DIR] [--json PATH]\n");
+            fprintf(stderr, "bench_serve: %s needs a value\n", a);
+            usage(stderr);
             return 2;
         }
         i++;
@@ -184,19 +195,25 @@ int main(int argc, char **argv) {
             json = v;
         else if (strcmp(a, "--dir") == 0)
             dir_arg = v;
-        else if (strcmp(a, "--iters") == 0)
-            iters = atoi(v);
-        else if (strcmp(a, "--warmup") == 0)
-            warmup = atoi(v);
-        else {
-            fprintf(stderr, "bench_serve: unknown option %s\n", a);
+        else if (strcmp(a, "--iters") == 0 || strcmp(a, "--warmup") == 0) {
+            int it = strcmp(a, "--iters") == 0;
+            if (bench_int(stderr, "bench_serve", a, v, it ? 10 : 0, 100000000, &val) != 0) {
+                usage(stderr);
+                return 2;
+            }
+            *(it ? &iters : &warmup) = (int)val;
+        } else {
+            fprintf(stderr, "bench_serve: unknown option '%s'\n", a);
+            usage(stderr);
             return 2;
         }
     }
-    if (iters < 10 || warmup < 0 || (bundle_arg && !data_arg)) {
-        fprintf(stderr, "bench_serve: --iters >= 10, --warmup >= 0, --bundle needs --data\n");
+    if (bundle_arg && !data_arg) {
+        fprintf(stderr, "bench_serve: --bundle needs --data\n");
         return 2;
     }
+    if (json && bench_json_ok(stderr, "bench_serve", json) != 0)
+        return 2;
     rd_log_init(RD_LOG_LEVEL_WARN, 0, "bench");
     rd_blas_set_threads(1);
     char dir[512], bundle[700], dsdir[RD_PATH_MAX];

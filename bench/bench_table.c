@@ -12,6 +12,7 @@
 //                            not the cache and memory traffic of other processes
 //   pull_wall / push_wall    wall time (CLOCK_MONOTONIC)
 // Single-threaded. No timed unit tests exist; this is where the table's speed is measured.
+#include "bench_args.h"
 #include "rd/alloc.h"
 #include "rd/config.h"
 #include "rd/hash.h"
@@ -48,38 +49,61 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static void usage(FILE *out) {
+    fprintf(out, "usage: bench_table [--dim 64] [--optim sgd|adagrad|adam|ftrl] "
+                 "[--vocab V] [--zipf S] [--draws N] [--batches 8] [--reps R] "
+                 "[--json PATH]\n");
+}
+
+// @return 0, 1 for --help, -1 after a message naming the option.
 static int parse(int argc, char **argv, opts *o) {
     *o = (opts){64, RD_OPT_ADAGRAD, 65536, 8, 200, 1000000, 1.05, NULL};
+    const char *P = "bench_table";
+    long long x = 0;
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v)
-            return -1;
-        if (strcmp(a, "--dim") == 0)
-            o->dim = atoi(v);
-        else if (strcmp(a, "--draws") == 0)
-            o->draws = atoi(v);
-        else if (strcmp(a, "--batches") == 0)
-            o->batches = atoi(v);
-        else if (strcmp(a, "--reps") == 0)
-            o->reps = atoi(v);
-        else if (strcmp(a, "--vocab") == 0)
-            o->vocab = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--zipf") == 0)
-            o->zipf = atof(v);
-        else if (strcmp(a, "--json") == 0)
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return 1;
+        if (strcmp(a, "--dim") == 0) {
+            if (bench_int(stderr, P, a, v, 1, 1024, &x) != 0)
+                return -1;
+            o->dim = (int)x;
+        } else if (strcmp(a, "--draws") == 0) {
+            if (bench_int(stderr, P, a, v, 1, 1 << 30, &x) != 0)
+                return -1;
+            o->draws = (int)x;
+        } else if (strcmp(a, "--batches") == 0) {
+            if (bench_int(stderr, P, a, v, 1, 64, &x) != 0)
+                return -1;
+            o->batches = (int)x;
+        } else if (strcmp(a, "--reps") == 0) {
+            if (bench_int(stderr, P, a, v, 1, 1000000, &x) != 0)
+                return -1;
+            o->reps = (int)x;
+        } else if (strcmp(a, "--vocab") == 0) {
+            if (bench_int(stderr, P, a, v, 1, 1LL << 40, &x) != 0)
+                return -1;
+            o->vocab = (uint64_t)x;
+        } else if (strcmp(a, "--zipf") == 0) {
+            if (bench_num(stderr, P, a, v, 0, 100, &o->zipf) != 0)
+                return -1;
+        } else if (strcmp(a, "--json") == 0 && v) {
             o->json = v;
-        else if (strcmp(a, "--optim") == 0) {
+        } else if (strcmp(a, "--optim") == 0 && v) {
             o->optim = -1;
             for (int k = 0; k < 4; k++)
                 if (strcmp(v, rd_optim_name(k)) == 0)
                     o->optim = k;
-            if (o->optim < 0)
+            if (o->optim < 0) {
+                fprintf(stderr, "%s: --optim: expected sgd|adagrad|adam|ftrl, got '%s'\n", P, v);
                 return -1;
-        } else
+            }
+        } else {
+            fprintf(stderr, "%s: %s '%s'\n", P, v ? "unknown option" : "missing value of", a);
             return -1;
+        }
     }
-    if (o->dim < 1 || o->dim > 1024 || o->draws < 1 || o->batches < 1 || o->batches > 64 ||
-        o->reps < 1 || o->vocab < 1)
+    if (o->json && bench_json_ok(stderr, P, o->json) != 0)
         return -1;
     return 0;
 }
@@ -93,11 +117,10 @@ static void med_min(double *x, int n, double *med, double *min) {
 
 int main(int argc, char **argv) {
     opts o;
-    if (parse(argc, argv, &o) != 0) {
-        fprintf(stderr, "usage: bench_table [--dim 64] [--optim sgd|adagrad|adam|ftrl] "
-                        "[--vocab V] [--zipf S] [--draws N] [--batches 8] [--reps R] "
-                        "[--json PATH]\n");
-        return 2;
+    int pst = parse(argc, argv, &o);
+    if (pst != 0) {
+        usage(pst == 1 ? stdout : stderr);
+        return pst == 1 ? 0 : 2;
     }
     rd_table_config tc;
     memset(&tc, 0, sizeof tc);

@@ -17,6 +17,7 @@
 //   credit_bytes_per_target  the reverse direction
 //   t_min/t_avg/t_max  per-rank seconds of the median repetition (OSU style)
 //   sender_blocked_ms  time teachers waited for credits (avg over teachers, median rep)
+#include "bench_args.h"
 #include "rd/alloc.h"
 #include "rd/comm.h"
 #include "rd/distill.h"
@@ -53,45 +54,80 @@ static int owner_of(uint64_t s, void *ctx) {
     return (int)(rd_mix64(s) % (uint64_t) * (const int *)ctx);
 }
 
-static int parse(int argc, char **argv, opts *o) {
+// @return 0, 1 for --help, -1 after a message naming the option (on err; NULL off rank 0).
+static int parse(int argc, char **argv, opts *o, FILE *err) {
     *o = (opts){1, 1000000, 256, 4, {64, 256, 1024, 4096}, 8, 5, 1, 0, NULL};
+    const char *P = "bench_targets";
+    long long x = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v)
-            return -1;
-        if (strcmp(a, "--teachers") == 0)
-            o->teachers = atoi(v);
-        else if (strcmp(a, "--targets") == 0)
-            o->targets = atol(v);
-        else if (strcmp(a, "--step") == 0)
-            o->step = atoi(v);
-        else if (strcmp(a, "--in-flight") == 0)
-            o->in_flight = atoi(v);
-        else if (strcmp(a, "--reps") == 0)
-            o->reps = atoi(v);
-        else if (strcmp(a, "--warmup") == 0)
-            o->warmup = atoi(v);
-        else if (strcmp(a, "--log") == 0)
-            o->log = atoi(v);
-        else if (strcmp(a, "--json") == 0)
+        static const struct {
+            const char *name;
+            long long lo, hi;
+        } ints[] = {{"--teachers", 1, 4096}, {"--targets", 1, 1LL << 40},
+                    {"--step", 1, 1 << 24},  {"--in-flight", 1, 1 << 20},
+                    {"--reps", 1, 1000000},  {"--warmup", 0, 1000000},
+                    {"--log", 0, 1}};
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return 1;
+        int k = 0, n_ints = (int)(sizeof ints / sizeof ints[0]);
+        while (k < n_ints && strcmp(a, ints[k].name) != 0)
+            k++;
+        if (k < n_ints) {
+            if (bench_int(err, P, a, v, ints[k].lo, ints[k].hi, &x) != 0)
+                return -1;
+            switch (k) {
+                case 0:
+                    o->teachers = (int)x;
+                    break;
+                case 1:
+                    o->targets = (long)x;
+                    break;
+                case 2:
+                    o->step = (int)x;
+                    break;
+                case 3:
+                    o->in_flight = (int)x;
+                    break;
+                case 4:
+                    o->reps = (int)x;
+                    break;
+                case 5:
+                    o->warmup = (int)x;
+                    break;
+                default:
+                    o->log = (int)x;
+                    break;
+            }
+        } else if (strcmp(a, "--json") == 0 && v) {
             o->json = v;
-        else if (strcmp(a, "--batches") == 0) {
+        } else if (strcmp(a, "--batches") == 0 && v) {
             o->n_batches = 0;
             char buf[256];
             snprintf(buf, sizeof buf, "%s", v);
-            for (char *tok = strtok(buf, ","); tok && o->n_batches < MAX_CONF;
-                 tok = strtok(NULL, ","))
-                o->batches[o->n_batches++] = atoi(tok);
-        } else
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                if (o->n_batches >= MAX_CONF ||
+                    bench_int(err, P, "--batches", tok, 1, 1 << 24, &x) != 0) {
+                    if (err && o->n_batches >= MAX_CONF)
+                        fprintf(err, "%s: --batches: at most %d sizes\n", P, MAX_CONF);
+                    return -1;
+                }
+                o->batches[o->n_batches++] = (int)x;
+            }
+        } else {
+            if (err)
+                fprintf(err, "%s: %s '%s'\n", P, v ? "unknown option" : "missing value of", a);
             return -1;
+        }
         i++;
     }
-    if (o->teachers < 1 || o->targets < 1 || o->step < 1 || o->in_flight < 1 || o->reps < 1 ||
-        o->warmup < 0 || o->n_batches < 1)
+    if (o->n_batches < 1) {
+        if (err)
+            fprintf(err, "%s: --batches: expected a list of sizes in 1..%d\n", P, 1 << 24);
         return -1;
-    for (int k = 0; k < o->n_batches; k++)
-        if (o->batches[k] < 1 || o->batches[k] > (1 << 24))
-            return -1;
+    }
+    if (o->json && bench_json_ok(err, P, o->json) != 0)
+        return -1;
     return 0;
 }
 
@@ -106,7 +142,19 @@ int main(int argc, char **argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     opts o;
-    if (parse(argc, argv, &o) != 0 || o.teachers >= size) {
+    int pst = parse(argc, argv, &o, rank == 0 ? stderr : NULL);
+    if (pst == 1) {
+        if (rank == 0)
+            fprintf(stdout, "usage: mpiexec -n T+S bench_targets [--teachers T] [--targets N] "
+                            "[--step B] [--batches 64,1024] [--in-flight W] [--reps R] "
+                            "[--warmup R] [--log 0|1] [--json PATH]   (T < ranks)\n");
+        MPI_Finalize();
+        return 0;
+    }
+    if (pst != 0 || o.teachers >= size) {
+        if (rank == 0 && pst == 0)
+            fprintf(stderr, "bench_targets: --teachers %d needs more than %d ranks, got %d\n",
+                    o.teachers, o.teachers, size);
         if (rank == 0)
             fprintf(stderr, "usage: mpiexec -n T+S bench_targets [--teachers T] [--targets N] "
                             "[--step B] [--batches 64,1024] [--in-flight W] [--reps R] "

@@ -43,6 +43,7 @@
 // pages: with the store on a tmpfs mounted huge=always (--dir there), the RPC fetch of a store
 // as built was 2.9x faster on the 2-core PVM VM of docs/iat.md ("Token-fetch benchmark", the
 // thirteenth session's paragraph).
+#include "bench_args.h"
 #include "rd/alloc.h"
 #include "rd/comm.h"
 #include "rd/config.h"
@@ -202,12 +203,14 @@ int_opt(const char *name, const char *v, long lo, long hi, int *out, char *why, 
     return 0;
 }
 
-// @return 0, or -1 with the reason in why (the caller prints it and the usage).
+// @return 0, 1 for --help, or -1 with the reason in why (the caller prints it and the usage).
 static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
     *o = (opts){2000, 1024, 64, 256, 256, 20, 3, 2, 0, 0, 5, 0, NULL, NULL, 0, RD_TOKEN_HUGE_AUTO};
     why[0] = '\0';
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return 1;
         if (strcmp(a, "--sync") == 0) {
             o->sync = 1;
             continue;
@@ -279,6 +282,10 @@ static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
     if (o->L > o->per_user) {
         snprintf(why, cap, "--L %d is more than --per-user %d (every fetch must find L tokens)",
                  o->L, o->per_user);
+        return -1;
+    }
+    if (o->json && bench_json_ok(NULL, "bench_tokens", o->json) != 0) {
+        snprintf(why, cap, "--json: cannot write '%s'", o->json);
         return -1;
     }
     return 0;
@@ -759,7 +766,18 @@ int main(int argc, char **argv) {
     rd_log_init(RD_LOG_LEVEL_WARN, rank, NULL);
     opts o;
     char why[256];
-    if (parse(argc, argv, &o, why, sizeof why) != 0 || size > 2) {
+    int pst = parse(argc, argv, &o, why, sizeof why);
+    if (pst == 1) {
+        if (rank == 0)
+            printf("usage: [mpiexec -n 2] bench_tokens [--users U] [--per-user K] [--dim D] "
+                   "[--L L] [--batch R] [--iters N] [--rounds 1..%d] [--warmup N] "
+                   "[--inflight 1..%d] [--sync] [--compact] [--huge-pages auto|off] [--dir DIR] "
+                   "[--keep] [--verbose] [--json PATH]\n",
+                   MAX_ROUNDS, RD_TOKEN_CLIENT_MAX_INFLIGHT);
+        rd_mpi_finalize(0);
+        return 0;
+    }
+    if (pst != 0 || size > 2) {
         if (rank == 0 && size > 2)
             fprintf(stderr, "bench_tokens: %d ranks: run with 1 or 2\n", size);
         else if (rank == 0)

@@ -196,11 +196,11 @@ int rd_scale_eval(const rd_scale_calib *c,
                   rd_scale_point *out,
                   rd_errbuf *eb) {
     if (nodes < 1 || !(net->bw_gbps > 0) || !(net->lat_us >= 0) || net->workers_per_node < 1 ||
-        !(net->ps_per_node >= 0) || net->fixed_ps < 0)
+        (net->fixed_ps == 0 && !(net->ps_per_node > 0)) || net->fixed_ps < 0)
         return rd_err_set(eb, RD_ERR_ARG,
                           "scale model: nodes %d, bandwidth %g GB/s, latency %g us, %d workers "
                           "per node, %g PS per node: need nodes >= 1, bandwidth > 0, latency >= "
-                          "0, workers >= 1",
+                          "0, workers >= 1, PS per node > 0 (or a fixed PS count)",
                           nodes, net->bw_gbps, net->lat_us, net->workers_per_node,
                           net->ps_per_node);
     // The reference: one node with one PS shard, same network and overlap (a fixed shard

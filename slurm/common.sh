@@ -7,10 +7,19 @@
 #   (inside the job)                  checks that the allocation matches the config, then
 #                                     `srun --mpi=pmi2 ... recdistill train CONFIG`.
 # sbatch runs a spooled copy of the script, so the submitter passes what the body needs through
-# the environment: RD_BIN (the recdistill binary), RD_SLURM_DIR (this folder), RD_CONFIG (absolute).
+# the environment: RD_BIN (the recdistill binary), RD_SLURM_DIR (this folder), RD_CONFIG (absolute),
+# exported and passed with --export=ALL (inside --export=ALL,K=V a comma in a path would split it).
 # A script submitted by hand (sbatch slurm/x.sbatch CONFIG) finds this folder through the job's
 # recorded command (scontrol show job: Command=), else under the submit directory, unless
 # RD_SLURM_DIR is set (sbatch --export=ALL,RD_SLURM_DIR=<repo>/slurm).
+#
+# Arguments: SCRIPT [-h|--help] CONFIG [--out DIR] [--seed N] [--resume DIR]. The options after
+# CONFIG go to `recdistill train` (checked at submission): --resume continues a run stopped by a
+# time limit from its newest checkpoint (docs/slurm.md, "Time limits and resuming").
+#
+# Array jobs (RD_SBATCH_ARGS="--array=1-3"): each task trains into its own folder
+# <run folder>/task-<SLURM_ARRAY_TASK_ID> with run seed <base seed> + <task id> (base seed: --seed,
+# else the config's run.seed), so that tasks never share files and are independent repeats.
 #
 # Environment a user may set (all optional):
 #   RD_BIN          recdistill binary; default <repo>/build/recdistill
@@ -18,7 +27,8 @@
 #   RD_TASKS_PER_NODE, RD_NODES, RD_DISTRIBUTION   see each script's ADAPT block
 #   RD_SBATCH_ARGS  extra sbatch options for the submission, e.g. "--partition=debug --time=10"
 #                   (the het-job script gives them to every component)
-#   RD_DRY_RUN=1    print the sbatch command instead of submitting
+#   RD_DRY_RUN=1    print the sbatch command (shell-quoted, after the variables it exports)
+#                   instead of submitting
 #
 # Exit status of the submitters: 0 submitted, 1 bad config / missing binary / sbatch failed,
 # 2 usage error. Of the batch bodies: the exit status of `recdistill train` (0 ok), or 1 when the
@@ -35,10 +45,10 @@ rd_note() {
 # rd_init SCRIPT_PATH: set RD_SLURM_DIR (where the script found this file; else the folder of
 # SCRIPT_PATH) and RD_BIN, both absolute, and check the binary.
 rd_init() {
-    RD_SLURM_DIR="$(cd "${RD_SLURM_DIR:-$(dirname "$1")}" && pwd)" ||
+    RD_SLURM_DIR="$(cd -- "${RD_SLURM_DIR:-$(dirname -- "$1")}" 2>/dev/null && pwd)" ||
         rd_die "cannot enter the folder of the slurm/ scripts '${RD_SLURM_DIR:-$(dirname "$1")}'"
     export RD_SLURM_DIR
-    : "${RD_BIN:=$(cd "$RD_SLURM_DIR/.." && pwd)/build/recdistill}"
+    : "${RD_BIN:=$(cd -- "$RD_SLURM_DIR/.." && pwd)/build/recdistill}"
     case "$RD_BIN" in
         /*) ;;
         *) RD_BIN="$(pwd)/$RD_BIN" ;;
@@ -64,20 +74,165 @@ rd_layout() {
         rd_die "config '$cfg': world size '${RD_L[world_size]:-?}' (need PS ranks + job ranks >= 2)"
 }
 
-# rd_abs PATH: absolute path (the file must exist).
+# rd_abs PATH: absolute path (the file must exist). Quiet: the caller says what is missing.
 rd_abs() {
     local d
-    d="$(cd "$(dirname "$1")" && pwd)" || return 1
-    echo "$d/$(basename "$1")"
+    [ -e "$1" ] || return 1
+    d="$(cd -- "$(dirname -- "$1")" 2>/dev/null && pwd)" || return 1
+    echo "$d/$(basename -- "$1")"
 }
 
-# rd_run_dir: the run folder of RD_L, absolute (relative out_dir is relative to the directory
-# the job runs in, which is the submit directory).
-rd_run_dir() {
-    case "${RD_L[out_dir]}" in
-        /*) echo "${RD_L[out_dir]}" ;;
-        *) echo "${SLURM_SUBMIT_DIR:-$(pwd)}/${RD_L[out_dir]}" ;;
+# rd_usage_text: the usage of RD_SCRIPT_NAME.
+rd_usage_text() {
+    cat <<EOF
+usage: $RD_SCRIPT_NAME [-h|--help] CONFIG.yaml [--out DIR] [--seed N] [--resume DIR]
+
+Sizes a Slurm job for the config's rank layout and submits it (the same file is the batch
+script). The options after CONFIG go to 'recdistill train': --out DIR (run folder instead of
+run.out_dir), --seed N (run.seed), --resume DIR (continue from a checkpoint root such as
+runs/NAME/ckpt, e.g. after a time limit). Environment: RD_BIN, RD_SBATCH_ARGS (an --array gives
+each task <run folder>/task-N and seed + N), RD_TASKS_PER_NODE, RD_NODES, RD_DISTRIBUTION,
+RD_DRY_RUN=1. See docs/slurm.md.
+EOF
+}
+
+# rd_args "$@": parse the script's arguments into RD_CFG_ARG and RD_TRAIN_ARGS (an array), with
+# RD_OUT_ARG / RD_SEED_ARG / RD_RESUME_ARG set when given. -h/--help prints the usage (exit 0);
+# an option before CONFIG, an unknown train option, a missing or bad value: usage error (exit 2).
+rd_args() {
+    RD_CFG_ARG="" RD_OUT_ARG="" RD_SEED_ARG="" RD_RESUME_ARG=""
+    RD_TRAIN_ARGS=()
+    local bad="" var
+    case "${1:-}" in
+        -h | --help)
+            rd_usage_text
+            exit 0
+            ;;
+        "") bad="no CONFIG given" ;;
+        -*) bad="unknown option '$1'" ;;
+        *) RD_CFG_ARG="$1" ;;
     esac
+    [ -n "$bad" ] || shift
+    while [ -z "$bad" ] && [ $# -gt 0 ]; do
+        case "$1" in
+            --out | --seed | --resume)
+                if [ $# -lt 2 ]; then
+                    bad="$1 needs a value"
+                    break
+                fi
+                case "$1:$2" in
+                    --out: | --resume:) bad="$1: empty path" ;;
+                    --seed:*) [[ "$2" =~ ^[0-9]+$ ]] || bad="--seed: '$2' is not a non-negative integer" ;;
+                esac
+                var="RD_${1#--}_ARG"
+                var="${var^^}"
+                [ -n "$bad" ] || [ -z "${!var}" ] || bad="$1 given twice"
+                [ -z "$bad" ] || break
+                printf -v "$var" '%s' "$2"
+                RD_TRAIN_ARGS+=("$1" "$2")
+                shift 2
+                ;;
+            -h | --help)
+                rd_usage_text
+                exit 0
+                ;;
+            *) bad="unexpected argument '$1' after CONFIG (train options: --out DIR, --seed N, --resume DIR)" ;;
+        esac
+    done
+    if [ -n "$bad" ]; then
+        echo "recdistill-slurm: usage error: $bad" >&2
+        rd_usage_text | head -n 1 >&2
+        exit 2
+    fi
+}
+
+# rd_sbatch_opt NAME SHORT: the value of an sbatch option in RD_SBATCH_ARGS (--NAME=V, --NAME V,
+# -S V, -SV; the last one given), else nothing.
+rd_sbatch_opt() {
+    local name="$1" short="$2" v="" a prev=""
+    # shellcheck disable=SC2206
+    local -a args=(${RD_SBATCH_ARGS:-})
+    for a in "${args[@]+"${args[@]}"}"; do
+        if [ "$prev" = "--$name" ] || [ "$prev" = "-$short" ]; then
+            v="$a" prev=""
+            continue
+        fi
+        case "$a" in
+            "--$name="*) v="${a#--"$name"=}" ;;
+            "--$name" | "-$short") ;;
+            "-$short"?*) v="${a#-"$short"}" ;;
+        esac
+        prev="$a"
+    done
+    echo "$v"
+}
+
+# rd_workdir: the directory the job runs in, absolute. Inside a job: the current directory (Slurm
+# starts the batch script in the job's working directory: --chdir, else the submit directory).
+# In the submitter: RD_SBATCH_ARGS's --chdir/-D if any, else the current directory (rd_submit
+# passes --chdir=$(pwd)).
+rd_workdir() {
+    local d
+    if [ -n "${SLURM_JOB_ID:-}" ]; then
+        pwd
+        return
+    fi
+    d="$(rd_sbatch_opt chdir D)"
+    [ -n "$d" ] || d="$(pwd)"
+    case "$d" in /*) ;; *) d="$(pwd)/$d" ;; esac
+    echo "$d"
+}
+
+# rd_in_workdir PATH: PATH made absolute against the job's working directory.
+rd_in_workdir() {
+    case "$1" in
+        /*) echo "$1" ;;
+        *) echo "$(rd_workdir)/$1" ;;
+    esac
+}
+
+# rd_config_value SECTION KEY CONFIG: a scalar of CONFIG's effective configuration
+# (`recdistill config`: top-level SECTION, its two-space-indented KEY), without quotes. awk reads
+# to the end: an early exit would kill the writer with SIGPIPE, which pipefail reports.
+rd_config_value() {
+    "$RD_BIN" config "$3" 2>/dev/null | awk -v s="$1:" -v k="$2:" '
+        /^[^ #]/ { in_s = ($1 == s); next }
+        in_s && !done && /^  [^ ]/ && $1 == k { v = $0; sub(/^  [^:]*: */, "", v); gsub(/^"|"$/, "", v); print v; done = 1 }'
+}
+
+# rd_check_inputs CONFIG: before submitting, the data the job reads must be where the job will
+# look: relative paths of a config are relative to the job's working directory, not to the
+# config. A prepared data.dir (meta.yaml) is enough; else data.input, for a source reading files.
+rd_check_inputs() {
+    local cfg="$1" dir input src wd
+    wd="$(rd_workdir)"
+    [ -d "$wd" ] || rd_die "the job's working directory '$wd' does not exist"
+    dir="$(rd_in_workdir "${RD_L[data_dir]}")"
+    [ ! -f "$dir/meta.yaml" ] || return 0
+    src="$(rd_config_value data source "$cfg")"
+    input="$(rd_config_value data input "$cfg")"
+    [ "$src" != synthetic ] && [ -n "$input" ] || return 0
+    [ -e "$(rd_in_workdir "$input")" ] ||
+        rd_die "data.input '$input' (source $src) not found from the job's working directory $wd, and data.dir '${RD_L[data_dir]}' is not prepared there: relative config paths are relative to the working directory, so submit from the folder they start from (the checkout for configs/ml100k*.yaml), give --chdir=DIR in RD_SBATCH_ARGS, or make them absolute"
+}
+
+# rd_check_array: an array job (--array/-a in RD_SBATCH_ARGS) gives each task its own run folder
+# and seed (rd_train); --resume has no per-task meaning there, so it is refused.
+rd_check_array() {
+    [ -n "$(rd_sbatch_opt array a)" ] || return 0
+    [ -z "$RD_RESUME_ARG" ] ||
+        rd_die "--resume with an array job: resume each task as its own job (CONFIG --out RUN/task-N --seed BASE+N --resume RUN/task-N/ckpt)"
+    rd_note "array job: task N trains into $(rd_run_dir)/task-N with run seed ${RD_SEED_ARG:-<run.seed>}+N"
+}
+
+# rd_run_dir: the run folder, absolute: --out if given, else RD_L's out_dir; a relative one is
+# relative to the job's working directory (rd_workdir). Inside an array task: <that>/task-<id>
+# (rd_train passes it as --out).
+rd_run_dir() {
+    local d
+    d="$(rd_in_workdir "${RD_OUT_ARG:-${RD_L[out_dir]}}")"
+    [ -z "${SLURM_ARRAY_TASK_ID:-}" ] || [ -z "${SLURM_JOB_ID:-}" ] || d="$d/task-$SLURM_ARRAY_TASK_ID"
+    echo "$d"
 }
 
 rd_ceil_div() {
@@ -85,17 +240,20 @@ rd_ceil_div() {
 }
 
 # rd_submit SCRIPT CONFIG SBATCH_OPTIONS...: submit SCRIPT (this script, from its own path) with
-# the options, passing RD_* through the environment; prints "submitted <jobid> <run folder>".
+# the options, then CONFIG and the train options (RD_TRAIN_ARGS); RD_BIN, RD_SLURM_DIR and
+# RD_CONFIG reach the job through the exported environment. Prints "submitted <jobid> <run folder>".
 rd_submit() {
     local script="$1" cfg="$2"
     shift 2
-    local -a cmd=(sbatch --parsable --chdir="$(pwd)"
-        --export="ALL,RD_BIN=$RD_BIN,RD_SLURM_DIR=$RD_SLURM_DIR,RD_CONFIG=$cfg")
+    export RD_CONFIG="$cfg" RD_BIN RD_SLURM_DIR
+    local -a cmd=(sbatch --parsable --chdir="$(pwd)" --export=ALL)
     # shellcheck disable=SC2206
     [ -n "${RD_SBATCH_ARGS:-}" ] && cmd+=($RD_SBATCH_ARGS)
-    cmd+=("$@" "$script" "$cfg")
+    cmd+=("$@" "$script" "$cfg" "${RD_TRAIN_ARGS[@]+"${RD_TRAIN_ARGS[@]}"}")
     if [ "${RD_DRY_RUN:-0}" = 1 ]; then
-        echo "${cmd[*]}"
+        printf 'RD_BIN=%q RD_SLURM_DIR=%q RD_CONFIG=%q' "$RD_BIN" "$RD_SLURM_DIR" "$cfg"
+        printf ' %q' "${cmd[@]}"
+        printf '\n'
         return 0
     fi
     command -v sbatch >/dev/null || rd_die "sbatch not found (is this a Slurm login node?)"
@@ -122,14 +280,16 @@ rd_placement() {
     dir="$(rd_run_dir)"
     mkdir -p "$dir"
     # shellcheck disable=SC2016
-    srun --mpi=none "$@" bash -c 'echo "$SLURM_PROCID $SLURMD_NODENAME"' 2>"$dir/placement.err" |
+    # Temporary names of this job alone: jobs sharing a folder must not take each other's.
+    local tmp="$dir/.placement.${SLURM_JOB_ID:-0}.$$"
+    srun --mpi=none "$@" bash -c 'echo "$SLURM_PROCID $SLURMD_NODENAME"' 2>"$tmp.err" |
         sort -n | while read -r rank node; do
         echo "rank $rank $(rd_role_of "$rank") $node"
-    done >"$dir/placement.txt.tmp" || true
-    mv "$dir/placement.txt.tmp" "$dir/placement.txt"
+    done >"$tmp" || true
+    mv "$tmp" "$dir/placement.txt"
     [ "$(wc -l <"$dir/placement.txt")" -eq "$n" ] ||
-        rd_die "placement step ran $(wc -l <"$dir/placement.txt") of $n tasks: $(cat "$dir/placement.txt" "$dir/placement.err")"
-    rm -f "$dir/placement.err"
+        rd_die "placement step ran $(wc -l <"$dir/placement.txt") of $n tasks: $(cat "$dir/placement.txt" "$tmp.err")"
+    rm -f "$tmp.err"
     sed 's/^/  /' "$dir/placement.txt"
 }
 
@@ -157,19 +317,29 @@ rd_steps_use_own_layout() {
     unset SLURM_NTASKS_PER_NODE
 }
 
-# rd_train SRUN_OPTIONS...: the training step, then check that it left its report.
+# rd_train SRUN_OPTIONS...: the training step with the train options given after CONFIG (an
+# array task instead gets --out <its folder> --seed <base + task id>), then check that it left
+# its report.
 rd_train() {
-    local dir rc=0
+    local dir rc=0 seed
+    local -a targs=("${RD_TRAIN_ARGS[@]+"${RD_TRAIN_ARGS[@]}"}")
     dir="$(rd_run_dir)"
+    if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
+        [ -z "$RD_RESUME_ARG" ] || rd_die "--resume with an array job: resume each task as its own job"
+        seed="${RD_SEED_ARG:-$(rd_config_value run seed "$RD_CONFIG")}"
+        [[ "$seed" =~ ^[0-9]+$ ]] || rd_die "cannot read run.seed of $RD_CONFIG"
+        targs=(--out "$dir" --seed "$((seed + SLURM_ARRAY_TASK_ID))")
+    fi
     # OPENBLAS/OMP threads: one per rank unless the user asked otherwise (cluster.blas_threads
     # sets OpenBLAS's own count inside recdistill).
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
     # --kill-on-bad-exit: a rank that dies (kill -9, OOM, crash) ends the step at once; without
     # it srun leaves the other ranks spinning in MPI until the time limit (tests/scripts/
     # rank_death.sh, docs/reliability.md).
-    rd_note "job ${SLURM_JOB_ID:-?}: srun --mpi=pmi2 --kill-on-bad-exit=1 $* $RD_BIN train $RD_CONFIG"
+    rd_note "job ${SLURM_JOB_ID:-?}: srun --mpi=pmi2 --kill-on-bad-exit=1 $* $RD_BIN train $RD_CONFIG ${targs[*]}"
     local t0=$SECONDS
-    srun --mpi=pmi2 --kill-on-bad-exit=1 "$@" "$RD_BIN" train "$RD_CONFIG" || rc=$?
+    srun --mpi=pmi2 --kill-on-bad-exit=1 "$@" "$RD_BIN" train "$RD_CONFIG" \
+        "${targs[@]+"${targs[@]}"}" || rc=$?
     rd_note "job ${SLURM_JOB_ID:-?}: train exited $rc after $((SECONDS - t0)) s"
     [ "$rc" -eq 0 ] || exit "$rc"
     [ -s "$dir/report.json" ] || rd_die "train exited 0 but left no $dir/report.json"

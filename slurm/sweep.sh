@@ -38,10 +38,18 @@ WAIT_MAX_S=30 # ADAPT: longest sleep between two squeue polls (seconds)
 
 . "$(dirname "$0")/common.sh"
 usage() {
-    echo "usage: slurm/sweep.sh SWEEP.spec | slurm/sweep.sh --gather OUT_DIR" >&2
-    exit 2
+    echo "usage: slurm/sweep.sh [-h|--help] SWEEP.spec | slurm/sweep.sh --gather OUT_DIR"
 }
-[ $# -ge 1 ] || usage
+case "${1:-}" in
+    -h | --help)
+        usage
+        echo "One multi-node run per point of the spec, then one CSV/table/plot (docs/slurm.md)."
+        exit 0
+        ;;
+    --gather) [ $# -eq 2 ] || { usage >&2; exit 2; } ;;
+    "" | -*) usage >&2; exit 2 ;;
+    *) [ $# -eq 1 ] || { usage >&2; exit 2; } ;;
+esac
 rd_init "$0"
 command -v python3 >/dev/null || rd_die "python3 is needed to gather report.json files"
 
@@ -52,12 +60,20 @@ gather() {
     local out="$1" failed=0
     [ -f "$out/runs.tsv" ] || rd_die "$out/runs.tsv not found: not a sweep folder"
     # Slurm's view of each job: state and exit code (scontrol while the job is remembered,
-    # MinJobAge; sacct when accounting is on).
-    : >"$out/states.tsv"
-    local point jobid rest state code line
-    while IFS=$'\t' read -r point jobid rest; do
+    # MinJobAge; sacct when accounting is on). A job Slurm has forgotten keeps the state an
+    # earlier gather recorded (states.tsv); with none recorded, a run that left its report.json
+    # counts as COMPLETED (exit code unknown), since train writes the report last.
+    declare -A old_state=() old_code=()
+    local point jobid rest state code line n run_dir s c
+    if [ -f "$out/states.tsv" ]; then
+        while IFS=$'\t' read -r point s c; do
+            [ "$s" = UNKNOWN ] || { old_state["$point"]="$s"; old_code["$point"]="$c"; }
+        done <"$out/states.tsv"
+    fi
+    : >"$out/states.tsv.new"
+    while IFS=$'\t' read -r point jobid n rest; do
         [ "$point" = point ] && continue
-        state=UNKNOWN code=
+        state= code=
         if line="$(scontrol show job -o "$jobid" 2>/dev/null)" && [ -n "$line" ]; then
             state="$(sed -n 's/.*JobState=\([^ ]*\).*/\1/p' <<<"$line")"
             code="$(sed -n 's/.* ExitCode=\([^ ]*\).*/\1/p' <<<"$line")"
@@ -65,8 +81,18 @@ gather() {
             [ -n "$line" ]; then
             state="${line%%|*}" code="${line#*|}"
         fi
-        printf '%s\t%s\t%s\n' "$point" "${state:-UNKNOWN}" "${code:-}" >>"$out/states.tsv"
+        if [ -z "$state" ] && [ -n "${old_state[$point]:-}" ]; then
+            state="${old_state[$point]}" code="${old_code[$point]}"
+        elif [ -z "$state" ]; then
+            run_dir="${rest##*$'\t'}"
+            if [ -s "$run_dir/report.json" ]; then
+                state=COMPLETED code=
+                rd_note "$point: job $jobid is no longer known to Slurm; COMPLETED from its report.json"
+            fi
+        fi
+        printf '%s\t%s\t%s\n' "$point" "${state:-UNKNOWN}" "${code:-}" >>"$out/states.tsv.new"
     done <"$out/runs.tsv"
+    mv "$out/states.tsv.new" "$out/states.tsv"
 
     python3 - "$out" <<'PY' || failed=1
 import csv, json, math, os, sys
@@ -205,11 +231,9 @@ PY
 }
 
 if [ "$1" = --gather ]; then
-    [ $# -eq 2 ] || usage
     gather "$2" || exit 1
     exit 0
 fi
-[ $# -eq 1 ] || usage
 SPEC="$1"
 [ -f "$SPEC" ] || rd_die "sweep spec '$SPEC' not found"
 

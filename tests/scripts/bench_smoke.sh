@@ -50,4 +50,38 @@ PY
   [ ! -e "$TMP/bad-$name.json" ] || fail "bench_$name --bogus wrote JSON"
   echo "bench_$name: ok"
 done
+
+# The command line of every bench, as bench_dense's: --help is the usage on stdout (exit 0); a
+# bad value names the option and its range (exit 2), trailing junk and a negative --zipf are
+# refused, and an unwritable --json is refused before the benchmark runs.
+for name in dense prepare ps serve table targets tokens; do
+  run=("$B/bench_$name")
+  case "$name" in ps | targets | tokens) run=("$MPIEXEC" -n 1 "$B/bench_$name") ;; esac
+  timeout 60 "${run[@]}" --help > "$TMP/help.out" 2> "$TMP/help.err" ||
+    fail "bench_$name --help exited $?: $(cat "$TMP/help.err")"
+  grep -q "usage: .*bench_$name" "$TMP/help.out" || fail "bench_$name --help: no usage on stdout"
+  [ ! -s "$TMP/help.err" ] || fail "bench_$name --help wrote to stderr: $(cat "$TMP/help.err")"
+  timeout 60 "${run[@]}" --json /nonexistent/dir/x.json > /dev/null 2> "$TMP/json.err" &
+  pid=$!
+  wait "$pid"
+  rc=$?
+  [ $rc -eq 2 ] || fail "bench_$name with an unwritable --json exited $rc, expected 2 at once"
+  grep -q -- "--json: cannot write '/nonexistent/dir/x.json'" "$TMP/json.err" ||
+    fail "bench_$name --json message: $(cat "$TMP/json.err")"
+done
+badval() { # expected message, then the command
+  local want="$1"
+  shift
+  timeout 60 "$@" > /dev/null 2> "$TMP/bad.err"
+  local rc=$?
+  [ $rc -eq 2 ] || fail "$* exited $rc, expected 2"
+  grep -q -- "$want" "$TMP/bad.err" || fail "$*: message lacks '$want': $(cat "$TMP/bad.err")"
+}
+badval "--events: expected an integer in 1\.\.[0-9]*, got '1e3x'" "$B/bench_prepare" --skip-ml --events 1e3x
+badval "--reps: expected an integer in 1\.\.[0-9]*, got 'abc'" "$B/bench_table" --reps abc
+badval "--zipf: expected a number in 0\.\.100, got '-1'" "$B/bench_table" --zipf -1
+badval "--zipf: expected a number in 0\.\.100, got '-0.5'" "$MPIEXEC" -n 2 "$B/bench_ps" --zipf -0.5
+badval "--iters: expected an integer in 10\.\.[0-9]*, got '5x'" "$B/bench_serve" --iters 5x
+badval "--batches: expected an integer in 1\.\.[0-9]*, got '0'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,0
+badval "--dim: '0' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim 0
 echo "bench_smoke.sh: ok"

@@ -22,7 +22,7 @@ skip() {
     exit 77
 }
 T_START=$SECONDS
-DEADLINE=$((SECONDS + 240)) # the whole test; it takes about 30-60 s
+DEADLINE=$((SECONDS + 300)) # the whole test; about 60-90 s on an idle host, 210 s on 2 busy cores
 
 [ "$(id -u)" -eq 0 ] || skip "not root (slurmd and munged need root)"
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null ||
@@ -155,7 +155,7 @@ grep -q "badval.spec:2: nodes: 'x' is not a positive integer" "$W/err" || fail "
 # Dry run: the `ranks:` form; 3 nodes for a 4- or 7-rank world are fine, 8 are skipped.
 printf 'config: %s\nnodes: 3 8\nranks: 1 2\nout: runs/dry\n' "$TINY" >"$W/dry.spec"
 RD_DRY_RUN=1 "$SRC/slurm/sweep.sh" "$W/dry.spec" >"$W/dry.out" 2>"$W/err" || fail "dry sweep: $(cat "$W/err")"
-[ "$(grep -c "^sbatch .*train-multinode.sbatch" "$W/dry.out")" -eq 2 ] || fail "dry sweep: $(cat "$W/dry.out" "$W/err")"
+[ "$(grep -c "^RD_BIN=.* sbatch .*train-multinode.sbatch" "$W/dry.out")" -eq 2 ] || fail "dry sweep: $(cat "$W/dry.out" "$W/err")"
 grep -q "skip n8-r1-p1-b64: 8 nodes for 4 ranks" "$W/err" || fail "dry sweep skip: $(cat "$W/err")"
 grep -q -- "--nodes=3 --ntasks=7 .*n3-r2-p1-b64.yaml" "$W/dry.out" || fail "dry sweep sizes: $(cat "$W/dry.out")"
 [ ! -e "$W/runs/dry/data" ] || fail "a dry sweep prepared the dataset"
@@ -166,7 +166,7 @@ points: 1:1:1 2:1:2 -:2:1
 out: runs/dryp
 ' "$TINY" >"$W/dryp.spec"
 RD_DRY_RUN=1 "$SRC/slurm/sweep.sh" "$W/dryp.spec" >"$W/dryp.out" 2>"$W/err" || fail "dry points sweep: $(cat "$W/err")"
-[ "$(grep -c "^sbatch .*train-multinode.sbatch" "$W/dryp.out")" -eq 3 ] || fail "dry points: $(cat "$W/dryp.out" "$W/err")"
+[ "$(grep -c "^RD_BIN=.* sbatch .*train-multinode.sbatch" "$W/dryp.out")" -eq 3 ] || fail "dry points: $(cat "$W/dryp.out" "$W/err")"
 grep -q -- "--ntasks=6 .*n2-t2-s1-p2-b64.yaml" "$W/dryp.out" || fail "dry points sizes: $(cat "$W/dryp.out")"
 grep -q -- "--ntasks=6 .*n2-s2-p1-b64.yaml" "$W/dryp.out" || fail "dry points '-': $(cat "$W/dryp.out")"
 printf 'config: %s
@@ -180,9 +180,67 @@ points: 1:1
 ' "$TINY" >"$W/pbad.spec"
 "$SRC/slurm/sweep.sh" "$W/pbad.spec" >/dev/null 2>"$W/err" && fail "sweep accepted points: 1:1"
 grep -q "pbad.spec:2: points: '1:1'" "$W/err" || fail "points value message: $(cat "$W/err")"
+# Command line of the submitters: --help is the usage on stdout (exit 0), a stray option or a bad
+# train option after CONFIG is a usage error (exit 2), and a missing folder gives one line.
+for s in train-1node.sbatch train-multinode.sbatch distill-hetjob.sbatch student-replay.sbatch; do
+    "$SRC/slurm/$s" --help >"$W/out" 2>&1 || fail "$s --help exited $?"
+    grep -q "^usage: slurm/$s .*CONFIG.yaml \[--out DIR\] \[--seed N\] \[--resume DIR\]" "$W/out" ||
+        fail "$s --help: $(cat "$W/out")"
+    for bad in "-x $TINY" "$TINY --seed x" "$TINY --out" "$TINY --bogus 1" "$TINY --out a --out b"; do
+        # shellcheck disable=SC2086
+        "$SRC/slurm/$s" $bad >/dev/null 2>"$W/err"
+        [ $? -eq 2 ] || fail "$s $bad must be a usage error: $(cat "$W/err")"
+    done
+    "$SRC/slurm/$s" /nonexistent/x.yaml >/dev/null 2>"$W/err" && fail "$s accepted /nonexistent/x.yaml"
+    [ "$(wc -l <"$W/err")" -eq 1 ] || fail "$s: a missing folder must give one line: $(cat "$W/err")"
+done
+"$SRC/slurm/sweep.sh" --help >"$W/out" 2>&1 || fail "sweep.sh --help exited $?"
+grep -q "^usage: slurm/sweep.sh" "$W/out" || fail "sweep.sh --help: $(cat "$W/out")"
+"$SRC/slurm/sweep.sh" -x >/dev/null 2>&1
+[ $? -eq 2 ] || fail "sweep.sh -x must exit 2"
+RD_DISTRIBUTION=bogus "$SRC/slurm/train-multinode.sbatch" "$TINY" >/dev/null 2>"$W/err" &&
+    fail "train-multinode accepted RD_DISTRIBUTION=bogus"
+grep -q "RD_DISTRIBUTION 'bogus' is not an srun --distribution" "$W/err" || fail "distribution message: $(cat "$W/err")"
+# A het job of 5 components (PS, a 2-rank teacher on 2 nodes, two students) needs 5 nodes; the
+# cluster has 4: refused at submission instead of PENDING for ever.
+sed 's/{name: teacher, role: teacher, model: teacher}/{name: teacher, role: teacher, model: teacher, ranks: 2}/' \
+    "$(named big)" >"$W/big5.yaml"
+RD_TASKS_PER_NODE=1 "$SRC/slurm/distill-hetjob.sbatch" "$W/big5.yaml" >/dev/null 2>"$W/err" &&
+    fail "distill-hetjob accepted a 5-node het job on 4 nodes"
+grep -q "needs 5 nodes (one per component.*partition debug has 4" "$W/err" || fail "het nodes message: $(cat "$W/err")"
+# Inputs are checked as the job will see them: relative to its working directory.
+sed 's/^  source: synthetic$/  source: movielens100k\n  input: ..\/shared\/ml/' "$(named mlin)" >"$W/mlin2.yaml"
+"$SRC/slurm/train-1node.sbatch" "$W/mlin2.yaml" >/dev/null 2>"$W/err" && fail "a missing data.input was accepted"
+grep -q "data.input '../shared/ml' (source movielens100k) not found from the job's working directory $W" "$W/err" ||
+    fail "data.input message: $(cat "$W/err")"
+mkdir -p "$W/shared/ml" "$W/in"
+RD_DRY_RUN=1 RD_SBATCH_ARGS="--chdir=$W/in" "$SRC/slurm/train-1node.sbatch" "$W/mlin2.yaml" >/dev/null 2>"$W/err" ||
+    fail "data.input present from --chdir refused: $(cat "$W/err")"
+RD_SBATCH_ARGS="--array=1-2" "$SRC/slurm/train-1node.sbatch" "$TINY" --resume runs/x/ckpt >/dev/null 2>"$W/err" &&
+    fail "an array job with --resume was accepted"
+grep -q "resume each task as its own job" "$W/err" || fail "array resume message: $(cat "$W/err")"
+# The dry run is a shell command: a path with a space and a comma survives it, and the variables
+# travel in the environment (--export=ALL), not inside --export's comma list.
+mkdir -p "$W/sp ace,c"
+cp "$TINY" "$W/sp ace,c/my cfg.yaml"
+(cd "$W/sp ace,c" && RD_DRY_RUN=1 "$SRC/slurm/train-1node.sbatch" "my cfg.yaml" --seed 3) >"$W/dry1.out" 2>"$W/err" ||
+    fail "dry run with a space: $(cat "$W/err")"
+eval "dry=($(cat "$W/dry1.out"))"
+[ "${dry[2]#RD_CONFIG=}" = "$W/sp ace,c/my cfg.yaml" ] && [ "${dry[-3]}" = "$W/sp ace,c/my cfg.yaml" ] &&
+    [ "${dry[-1]}" = 3 ] && [[ " ${dry[*]} " == *" --export=ALL "* ]] || fail "dry run quoting: $(cat "$W/dry1.out")"
 [ "$(squeue -h | wc -l)" -eq "$before" ] || fail "a failed submission left a job: $(squeue)"
 
 # --- submit every script -------------------------------------------------------------------------
+end_state() { # JOB NAME: wait until the job has ended, then print its state
+    local st
+    while :; do
+        st="$(state_of "$1")"
+        case "$st" in FAILED* | COMPLETED*) break ;; esac
+        [ "$SECONDS" -lt "$DEADLINE" ] || fail "$2 still '$st'"
+        sleep 0.2
+    done
+    echo "$st"
+}
 t0=$SECONDS
 j1="$(submit train-1node.sbatch "$(named one)")"
 j2="$(submit train-multinode.sbatch "$(named multi)" RD_TASKS_PER_NODE=2)"
@@ -196,20 +254,33 @@ jbad="$(env -u RD_SLURM_DIR sbatch --parsable --ntasks=2 --output="$W/slurm-shor
 # A wrong RD_SLURM_DIR: the job stops at once and says how to point at the scripts.
 jdir="$(RD_SLURM_DIR="$W/nowhere" sbatch --parsable --ntasks=4 --output="$W/slurm-nodir-%j.out" \
     "$SRC/slurm/train-1node.sbatch" "$W/short.yaml")" || fail "sbatch of the no-dir job"
+# An array job, from a folder with a comma in its path (the config's path goes through the
+# environment): each task trains in <run>/task-N with seed 7 + N.
+mkdir -p "$W/c,d"
+sed "s/^  name: slurm-tiny$/  name: arr/" "$TINY" >"$W/c,d/arr.yaml"
+jarr="$(cd "$W/c,d" && submit train-1node.sbatch arr.yaml RD_SBATCH_ARGS=--array=1-2)"
+# By hand with another working directory (--chdir) and train options after the config: the run
+# folder is relative to the job's working directory, where the job looks for report.json.
+mkdir -p "$W/chd"
+named chd >/dev/null
+jchd="$(sbatch --parsable --ntasks=4 --chdir="$W/chd" --output="$W/slurm-chd-%j.out" \
+    "$SRC/slurm/train-1node.sbatch" "$W/chd.yaml" --out runs/chd-out --seed 11)" || fail "sbatch of the chdir job"
 wait_job "$j1"
 wait_job "$j2"
 wait_job "$j3"
-echo "1-node, multi-node and het jobs done in $((SECONDS - t0)) s"
-end_state() { # JOB NAME: wait until the job has ended, then print its state
-    local st
-    while :; do
-        st="$(state_of "$1")"
-        case "$st" in FAILED* | COMPLETED*) break ;; esac
-        [ "$SECONDS" -lt "$DEADLINE" ] || fail "$2 still '$st'"
-        sleep 0.2
-    done
-    echo "$st"
-}
+wait_job "${jarr}_1"
+wait_job "${jarr}_2"
+st="$(end_state "$jchd" "chdir job")"
+[ "$st" = "COMPLETED 0:0" ] || fail "the --chdir job: $st: $(cat "$W/slurm-chd-$jchd.out")"
+echo "1-node, multi-node, het, array and --chdir jobs done in $((SECONDS - t0)) s"
+for t in 1 2; do
+    f="$W/c,d/runs/arr/task-$t/report.json"
+    [ -s "$f" ] || fail "array task $t left no $f: $(ls -R "$W/c,d/runs" 2>&1)"
+    jq -e ".seed == $((7 + t))" "$f" >/dev/null || fail "array task $t seed: $(jq .seed "$f")"
+done
+[ ! -e "$W/c,d/runs/arr/report.json" ] || fail "an array task wrote the shared run folder"
+jq -e '.seed == 11' "$W/chd/runs/chd-out/report.json" >/dev/null ||
+    fail "chdir job: no report with seed 11 in $W/chd/runs/chd-out: $(cat "$W/slurm-chd-$jchd.out")"
 st="$(end_state "$jbad" "short job")"
 [ "$st" = "FAILED 1:0" ] || fail "the short job must fail with exit 1, got '$st'"
 grep -q "allocation has 2 task(s) but the config needs 4" "$W/slurm-short-$jbad.out" ||
@@ -286,6 +357,18 @@ grep -q "total B/sample: min" "$W/runs/sweep/sweep.txt" || fail "sweep table lac
 if command -v gnuplot >/dev/null; then
     [ -s "$W/runs/sweep/sweep.png" ] || fail "gnuplot is installed but the sweep drew no plot"
 fi
+# Gather again after Slurm forgot the jobs (MinJobAge; no accounting here): the recorded states
+# stay, and without a record a run with its report.json counts as COMPLETED.
+awk -F'\t' -v OFS='\t' 'NR > 1 { $2 = 999000 + NR } {print}' "$W/runs/sweep/runs.tsv" >"$W/runs.tsv.x"
+mv "$W/runs.tsv.x" "$W/runs/sweep/runs.tsv"
+for pass in recorded report; do
+    [ "$pass" = report ] && rm "$W/runs/sweep/states.tsv"
+    "$SRC/slurm/sweep.sh" --gather "$W/runs/sweep" >"$W/gather.log" 2>&1 ||
+        fail "gather of forgotten jobs ($pass): $(cat "$W/gather.log")"
+    awk -F, 'NR > 1 && $3 != "COMPLETED" {bad++} END {exit bad > 0}' "$CSV" ||
+        fail "gather of forgotten jobs ($pass) lost their state: $(cat "$CSV")"
+done
+grep -q "^n2-t2-s1-p2-b64,999[0-9]*,COMPLETED,,2," "$CSV" || fail "state from report.json: $(cat "$CSV")"
 # The shared dataset was prepared once, and every run read it.
 [ -f "$W/runs/sweep/data/meta.yaml" ] || fail "sweep: no shared dataset"
 ls -d "$W"/runs/sweep/n*/data >/dev/null 2>&1 && fail "a sweep point prepared its own dataset"

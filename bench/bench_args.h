@@ -1,0 +1,85 @@
+// bench_args.h — option values of the bench/ programs, checked the way bench_dense checks them:
+// the whole argument must be a number in the option's range (no trailing junk: `--events 1e3x`
+// is refused, not read as 1000), and a bad one is refused naming the option and the range
+// ("bench_ps: --zipf: expected a number in 0..100, got '-1'"). Also the check that --json PATH
+// can be written, made before a benchmark runs (possibly for minutes) rather than after.
+//
+// Every function prints its message to `err` (NULL: silent, for the MPI ranks other than 0) and
+// returns 0 or -1. The conventions of every bench: -h/--help prints the usage on stdout and
+// exits 0; a bad option or value prints the reason and the usage on stderr and exits 2.
+#ifndef RD_BENCH_ARGS_H
+#define RD_BENCH_ARGS_H
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/** An integer in lo..hi, also in exponent form (`1e6`); the value must be given (v != NULL). */
+static inline int bench_int(FILE *err,
+                            const char *prog,
+                            const char *opt,
+                            const char *v,
+                            long long lo,
+                            long long hi,
+                            long long *out) {
+    char *end = NULL;
+    double x = v ? strtod(v, &end) : (double)NAN;
+    if (!v || !*v || *end || !isfinite(x) || x != floor(x) || x < (double)lo || x > (double)hi) {
+        if (err)
+            fprintf(err, "%s: %s: expected an integer in %lld..%lld, got '%s'\n", prog, opt, lo, hi,
+                    v ? v : "(nothing)");
+        return -1;
+    }
+    *out = (long long)x;
+    return 0;
+}
+
+/** A finite number in lo..hi; the value must be given (v != NULL). */
+static inline int bench_num(FILE *err,
+                            const char *prog,
+                            const char *opt,
+                            const char *v,
+                            double lo,
+                            double hi,
+                            double *out) {
+    char *end = NULL;
+    double x = v ? strtod(v, &end) : (double)NAN;
+    if (!v || !*v || *end || !isfinite(x) || x < lo || x > hi) {
+        if (err)
+            fprintf(err, "%s: %s: expected a number in %g..%g, got '%s'\n", prog, opt, lo, hi,
+                    v ? v : "(nothing)");
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/** --json PATH can be written: an existing file we may write, or a new file we can create (made
+ *  and removed again). */
+static inline int bench_json_ok(FILE *err, const char *prog, const char *path) {
+    struct stat st;
+    const char *why = NULL;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            why = "is a directory";
+        else if (access(path, W_OK) != 0)
+            why = strerror(errno);
+    } else {
+        FILE *f = fopen(path, "w");
+        if (!f)
+            why = strerror(errno);
+        else {
+            fclose(f);
+            remove(path);
+        }
+    }
+    if (why && err)
+        fprintf(err, "%s: --json: cannot write '%s': %s\n", prog, path, why);
+    return why ? -1 : 0;
+}
+
+#endif

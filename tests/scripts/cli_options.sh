@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# cli_options.sh — options a subcommand does not take are usage errors, not silently ignored:
+# `tokens gc --user-id U` used to delete every user's records, `table reshard --table X` ignored
+# the table. Also `train --out ''` (an unset shell variable) and train's --help on --seed. No
+# store or checkpoint is needed: the option check comes before anything is opened.
+#   cli_options.sh PATH/TO/recdistill
+set -u
+bin="${1:?usage: cli_options.sh path/to/recdistill}"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() { # expected-exit stderr-pattern command...
+    local want="$1" pat="$2"
+    shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    local got=$?
+    if [ "$got" != "$want" ]; then
+        echo "FAIL: $*: exit $got, expected $want: $(cat "$tmp/err")"
+        fail=1
+    elif [ -n "$pat" ] && ! grep -q -- "$pat" "$tmp/err"; then
+        echo "FAIL: $*: stderr lacks '$pat': $(cat "$tmp/err")"
+        fail=1
+    fi
+}
+S="$tmp/nostore"
+
+# tokens: each subcommand refuses the others' options, naming the option and the subcommand.
+check 2 "tokens gc: --user-id is not an option of gc" "$bin" tokens gc "$S" --before 5 --user-id u1
+check 2 "tokens gc: --user is not an option of gc" "$bin" tokens gc "$S" --before 5 --user 3
+check 2 "tokens stats: --n is not an option of stats" "$bin" tokens stats "$S" --n 4
+check 2 "tokens verify: --per-shard is not an option of verify" "$bin" tokens verify "$S" --per-shard
+check 2 "tokens compact: --before is not an option of compact" "$bin" tokens compact "$S" --out "$tmp/c" --before 1
+check 2 "tokens fetch: --out is not an option of fetch" "$bin" tokens fetch "$S" --user 1 --before 2 --n 3 --out x
+check 2 "tokens stats: --before-id is not an option of stats" "$bin" tokens stats "$S" --before-id 4
+# ... and still takes its own (the store is missing: exit 1, past the option check).
+check 1 "" "$bin" tokens gc "$S" --before 5
+check 1 "" "$bin" tokens fetch "$S" --user-id u1 --before 2 --n 3 --before-id 7
+check 1 "" "$bin" tokens stats "$S" --per-shard
+
+# table: likewise.
+check 2 "table reshard: --table is not an option of reshard" "$bin" table reshard "$S" --shards 2 --out "$tmp/o" --table t
+check 2 "table stats: --out is not an option of stats" "$bin" table stats "$S" --out x
+check 2 "table verify: --table is not an option of verify" "$bin" table verify "$S" --table t
+check 2 "table export: --shards is not an option of export" "$bin" table export "$S" --table t --out - --shards 2
+check 2 "table import: --format is not an option of import" "$bin" table import "$S" --table t --in f --out "$tmp/o" --format bin
+check 2 "table compact: --min-count is not an option of compact" "$bin" table compact "$S" --out "$tmp/o" --min-count 1
+check 2 "table evict: --in is not an option of evict" "$bin" table evict "$S" --out "$tmp/o" --older-than 1 --in f
+check 1 "" "$bin" table evict "$S" --out "$tmp/o" --table t --older-than 1 --min-count 2
+check 1 "" "$bin" table export "$S" --table t --out - --format tsv
+
+# train: an empty --out is a usage error (it used to fall back to run.out_dir unnoticed).
+check 2 "recdistill train: --out: empty path" "$bin" train "$tmp/none.yaml" --out ''
+"$bin" train --help >"$tmp/out" 2>&1 || { echo "FAIL: train --help exited $?"; fail=1; }
+tr -s ' \n' ' ' <"$tmp/out" | grep -q "also the synthetic data's seed unless data.synthetic.seed is set" ||
+    { echo "FAIL: train --help does not say --seed re-seeds synthetic data"; fail=1; }
+
+# scale-model: --ps-per-node and --ps are alternatives; --ps-per-node 0 printed "0 PS
+# shard(s)/node" over a table of one shard.
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+CAL="$SRC/docs/scaling/calib-student.yaml"
+check 2 "give --ps-per-node or --ps, not both" "$bin" scale-model --calib "$CAL" --ps-per-node 2 --ps 4 --max-nodes 2
+check 2 "--ps-per-node: '0' is not a number in (0, 64]" "$bin" scale-model --calib "$CAL" --ps-per-node 0 --max-nodes 2
+check 0 "" "$bin" scale-model --calib "$CAL" --ps-per-node 0.5 --max-nodes 4
+grep -q "0.5 PS shard(s)/node" "$tmp/out" || { echo "FAIL: scale-model header: $(cat "$tmp/out")"; fail=1; }
+check 0 "" "$bin" scale-model --calib "$CAL" --ps 4 --max-nodes 2
+
+[ "$fail" -eq 0 ] && echo "cli_options.sh: all checks passed"
+exit "$fail"
