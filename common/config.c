@@ -63,6 +63,8 @@ static const char *const huge_modes[] = {"off", "auto", NULL}; // RD_TOKEN_HUGE_
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const time_formats[] = {"unix", "unix_ms", "iso8601", NULL};
 static const char *const encodings[] = {"utf-8", "latin-1", NULL};
+static const char *const missing_fills[] = {"error", "zero", "mean", NULL}; // rd_missing_fill
+static const char *const side_missings[] = {"error", "empty", NULL};        // rd_side_missing
 static const char *const activations[] = {"relu", "gelu", NULL};
 static const char *const dense_opts[] = {"sgd", "adam", "adamw", NULL};
 static const char *const dtypes[] = {"fp32", "fp16", NULL};
@@ -184,6 +186,7 @@ static const ck_key field_keys[] = {
     K_BOOL(rd_field_config, "log1p", log1p, "false"),
     K_BOOL(rd_field_config, "flags", flags, "false"),
     K_BOOL(rd_field_config, "standardize", standardize, "false"),
+    K_ENUM(rd_field_config, "missing", missing, missing_fills, 0, "error"),
 };
 TABLE(field_desc, rd_field_config, field_keys);
 
@@ -196,6 +199,7 @@ static const ck_key side_keys[] = {
     K_STR(rd_side_config, "key_column", key_column, REQ, NULL),
     K_STR(rd_side_config, "join_column", join_column, REQ, NULL),
     K_CHOICE(rd_side_config, "encoding", encoding, encodings, "utf-8"),
+    K_ENUM(rd_side_config, "missing", missing, side_missings, 0, "error"),
 };
 TABLE(side_desc, rd_side_config, side_keys);
 
@@ -1570,6 +1574,13 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
                         : fc->kind == RD_FIELD_MULTI  ? "multi-valued"
                                                       : "categorical");
         }
+        if (fc->missing != RD_MISSING_ERROR && !rd_field_is_float(fc->kind)) {
+            snprintf(p, sizeof p, "data.schema.fields[%d].missing", f);
+            return verr(v, p,
+                        "only numeric and feedback fields take a fill ('%s' is %s: an empty "
+                        "value there is already a missing value, no key)",
+                        fc->name, fc->kind == RD_FIELD_MULTI ? "multi-valued" : "categorical");
+        }
         if (fc->kind == RD_FIELD_MULTI && !fc->sep[0]) {
             snprintf(p, sizeof p, "data.schema.fields[%d].sep", f);
             return verr(v, p, "a multi-valued field needs a separator");
@@ -1597,6 +1608,15 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
             if (!sd->header && !in_list(sd->columns, sd->n_columns, fc->column))
                 return verr(v, p, "column '%s' is not in the columns of side table '%s'",
                             fc->column, sd->name);
+            // A log row without a side row gets this field's fill: there must be one.
+            if (sd->missing == RD_SIDE_MISSING_EMPTY && rd_field_is_float(fc->kind) &&
+                fc->missing == RD_MISSING_ERROR) {
+                snprintf(p, sizeof p, "data.schema.fields[%d].missing", f);
+                return verr(v, p,
+                            "numeric field '%s' of side table '%s' (missing: empty) needs a fill "
+                            "for the rows without a side row: zero or mean",
+                            fc->name, sd->name);
+            }
         } else if (!sc->header && !in_list(sc->columns, sc->n_columns, fc->column)) {
             return verr(v, p, "column '%s' is not in data.schema.columns", fc->column);
         }

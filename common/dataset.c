@@ -428,6 +428,9 @@ struct rd__builder {
     int stdz[RD_MAX_FIELDS];
     double stdz_mean[RD_MAX_FIELDS], stdz_sd[RD_MAX_FIELDS];
     uint64_t stdz_n; // events the statistics are over (the batch period)
+    // fields[].missing: mean: the fill, the values filled and the present values it is over
+    double fill_val[RD_MAX_FIELDS];
+    uint64_t fill_n[RD_MAX_FIELDS], fill_over[RD_MAX_FIELDS];
 };
 
 int rd__builder_create(const rd_data_config *dc,
@@ -780,6 +783,10 @@ static int write_meta(rd__builder *b,
         if (b->stdz[i])
             fprintf(f, ", standardized: {mean: %.17g, std: %.17g, over_events: %llu}",
                     b->stdz_mean[i], b->stdz_sd[i], (unsigned long long)b->stdz_n);
+        if (b->lay.fill_mean[i])
+            fprintf(f, ", missing_mean: {value: %.17g, filled: %llu, over_values: %llu}",
+                    b->fill_val[i], (unsigned long long)b->fill_n[i],
+                    (unsigned long long)b->fill_over[i]);
         fprintf(f, "}\n");
     }
     fprintf(f, "vocab:\n  user: %llu\n  item: %llu\n", (unsigned long long)h->n_users,
@@ -853,6 +860,70 @@ static int install(rd__builder *b, rd_errbuf *eb) {
     parent_of(b->dir, parent, sizeof parent);
     if (fsync_path(parent) != 0)
         RD_LOG_WARN("fsync of folder %s failed: %s", parent, strerror(errno));
+    return RD_OK;
+}
+
+// fields[].missing: mean: the mean of each such field's present (non-NaN) values over the batch
+// period's records replaces its missing ones (NaN, as the source stored them) in every record,
+// so the stream and holdout are filled with what training saw and nothing of the later periods
+// leaks into the fill. No present value in the batch period gives 0. Then every float of every
+// record must be finite: a non-finite value never reaches the dataset. The record CRC is
+// recomputed when a value changed.
+static int fill_missing(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb) {
+    const size_t rs = b->record_size, noff = sizeof(rd_record) + 8 * (size_t)b->lay.n_slots;
+    uint64_t nb = n;
+    int any = 0;
+    for (int f = 0; f < b->lay.n_fields; f++)
+        any |= b->lay.fill_mean[f] && rd_field_is_float(b->lay.fields[f].kind);
+    if (any) {
+        uint64_t *wb = rd_malloc(((size_t)b->split.stream_windows + 1) * sizeof *wb);
+        if (!wb)
+            return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+        compute_splits(n, &b->split, wb);
+        nb = wb[0];
+        rd_free(wb);
+    }
+    int changed = 0;
+    for (int f = 0; f < b->lay.n_fields; f++) {
+        const rd_dataset_field *fd = &b->lay.fields[f];
+        if (!rd_field_is_float(fd->kind))
+            continue;
+        const size_t off = noff + 4 * (size_t)fd->offset;
+        int fill = b->lay.fill_mean[f];
+        double sum = 0;
+        uint64_t over = 0;
+        for (uint64_t i = 0; fill && i < nb; i++) {
+            float x;
+            memcpy(&x, recs + i * rs + off, 4);
+            if (!isnan(x)) {
+                sum += (double)x;
+                over++;
+            }
+        }
+        float m = over ? (float)(sum / (double)over) : 0.0f;
+        b->fill_val[f] = (double)m;
+        b->fill_over[f] = over;
+        for (uint64_t i = 0; i < n; i++) {
+            float x;
+            memcpy(&x, recs + i * rs + off, 4);
+            if (fill && isnan(x)) {
+                memcpy(recs + i * rs + off, &m, 4);
+                b->fill_n[f]++;
+                changed = 1;
+            } else if (!isfinite(x)) {
+                return rd_err_set(eb, RD_ERR_RANGE,
+                                  "field '%s': value of record %llu is not finite", fd->name,
+                                  (unsigned long long)i);
+            }
+        }
+        if (fill)
+            RD_LOG_INFO("field '%s': %llu missing values filled with %g, the mean of its %llu "
+                        "present values in the batch period",
+                        fd->name, (unsigned long long)b->fill_n[f], (double)m,
+                        (unsigned long long)over);
+    }
+    if (changed)
+        b->records_crc = rd_crc32c(0, recs, (size_t)(n * rs));
     return RD_OK;
 }
 
@@ -990,6 +1061,8 @@ int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
         rc = rd_err_set(eb, RD_ERR_IO, "cannot map %s: %s", b->events_path, strerror(errno));
         goto fn_fail;
     }
+    if ((rc = fill_missing(b, map + h.records_off, n, eb)) != RD_OK)
+        goto fn_fail;
     if ((rc = standardize(b, map + h.records_off, n, eb)) != RD_OK)
         goto fn_fail;
     h.records_crc = b->records_crc;
@@ -1871,9 +1944,10 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
             // Keys added to the data section after the hash existed are left out of it while
             // they hold their default, so that a folder prepared before them keeps its hash.
             // Every occurrence goes (fields[].standardize is printed once per field).
-            static const char *const compat[] = {"\n    quoting: true\n", "\n    feedback: 0\n",
-                                                 "\n        standardize: false\n",
-                                                 "\n      values: []\n", NULL};
+            static const char *const compat[] = {
+                "\n    quoting: true\n",          "\n    feedback: 0\n",
+                "\n        standardize: false\n", "\n        missing: error\n",
+                "\n      values: []\n",           NULL};
             for (int k = 0; compat[k]; k++) {
                 size_t cl = strlen(compat[k]);
                 char *p = d;

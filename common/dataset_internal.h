@@ -21,6 +21,10 @@ typedef struct rd__layout {
     rd_dataset_field fields[RD_MAX_FIELDS]; // vocab is filled by the builder
     uint32_t n_slots;                       // sum of widths of key fields
     uint32_t n_numeric;                     // numeric fields
+    // fields[].missing: mean: the source stores NaN for a missing value of these float fields,
+    // and rd__builder_finish replaces it with the mean of the field's present values over the
+    // batch period (1 = fill; 0 for every other field, which must hold finite values only)
+    uint8_t fill_mean[RD_MAX_FIELDS];
 } rd__layout;
 
 /** Add a field to the layout (kind RD_FIELD_CATEGORICAL / MULTI take `width` slots, NUMERIC one

@@ -163,7 +163,8 @@ static int digits(const char **p, const char *e, int n, int64_t *v) {
     return 0;
 }
 
-// ISO 8601: YYYY-MM-DD[(T| )hh:mm[:ss[.fff...]]][Z|(+|-)hh[[:]mm]] -> milliseconds since epoch.
+// ISO 8601: YYYY-MM-DD[(T|t| )hh:mm[:ss[.fff...]]][Z|z|(+|-)hh[[:]mm]] -> milliseconds since
+// epoch.
 static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
     const char *p = f->ptr, *e = f->ptr + f->len;
     while (p < e && *p == ' ')
@@ -181,7 +182,8 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
     if (mo == 2 && d == 29 && !leap)
         return -1;
     int64_t off = 0;
-    if (p < e && (*p == 'T' || *p == ' ')) {
+    // RFC 3339 (section 5.6) lets the separator and the UTC designator be lowercase.
+    if (p < e && (*p == 'T' || *p == 't' || *p == ' ')) {
         p++;
         if (digits(&p, e, 2, &hh) || p >= e || *p++ != ':' || digits(&p, e, 2, &mi))
             return -1;
@@ -206,7 +208,7 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
         }
         if (hh > 23 || mi > 59 || ss > 60)
             return -1;
-        if (p < e && *p == 'Z') {
+        if (p < e && (*p == 'Z' || *p == 'z')) {
             p++;
         } else if (p < e && (*p == '+' || *p == '-')) {
             int sign = *p++ == '-' ? -1 : 1;
@@ -336,6 +338,8 @@ typedef struct field_plan {
     uint32_t width;  // slots
     uint32_t offset; // slot (or numeric index) in the record
     uint32_t soff;   // slot (or numeric index) inside the side row
+    int index;       // in data.schema.fields (for key paths in messages)
+    uint64_t filled; // fields[].missing: missing values filled (rows of its file)
 } field_plan;
 
 typedef struct side_table {
@@ -349,6 +353,7 @@ typedef struct side_table {
     float *nums;     // rows x n_num
     uint64_t *line;  // input line of each row (duplicate-key messages)
     uint64_t n_rows, cap_rows;
+    uint64_t unmatched; // missing: empty: log rows whose key has no row here
 } side_table;
 
 typedef struct csv_ctx {
@@ -516,9 +521,10 @@ static int find_col(char (*cols)[RD_NAME_MAX], int n, const char *name) {
     return -1;
 }
 
+// A column the config names (at key path `key`) that `file` does not have.
 static int missing_col(rd_errbuf *eb,
                        const char *file,
-                       const char *what,
+                       const char *key,
                        const char *name,
                        char (*cols)[RD_NAME_MAX],
                        int n) {
@@ -527,8 +533,18 @@ static int missing_col(rd_errbuf *eb,
     list[0] = '\0';
     for (int i = 0; i < n && k + RD_NAME_MAX + 4 < sizeof list; i++)
         k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", cols[i]);
-    return rd_err_set(eb, RD_ERR_SCHEMA, "%s: %s: no column '%s' (columns: %s)", file, what, name,
+    return rd_err_set(eb, RD_ERR_SCHEMA, "%s: no column '%s' in %s (columns: %s)", key, name, file,
                       list);
+}
+
+// A "flags" field whose max_len flag columns run past the file's last column.
+static int flags_past_end(rd_errbuf *eb, const char *file, const field_plan *fp, int n_cols) {
+    return rd_err_set(eb, RD_ERR_SCHEMA,
+                      "%s: data.schema.fields[%d]: field '%s' (flags: true) covers max_len = %u "
+                      "flag columns from '%s' (column %d), which run past the last column (%d): "
+                      "set data.schema.fields[%d].max_len to the number of flag columns",
+                      file, fp->index, fp->cfg->name, fp->width, fp->cfg->column, fp->col + 1,
+                      n_cols, fp->index);
 }
 
 // Column names from the header row (header = 1) or the schema's list; checks they agree.
@@ -536,6 +552,7 @@ static int read_columns(rd_csv_reader *r,
                         int header,
                         int n_cfg,
                         const char *cfg_cols,
+                        const char *cfg_key,
                         char (**out)[RD_NAME_MAX],
                         int *n_out,
                         rd_errbuf *eb) {
@@ -587,14 +604,24 @@ static int read_columns(rd_csv_reader *r,
     }
     *n_out = (int)nf;
     if (n_cfg > 0) {
-        int same = n_cfg == (int)nf;
-        for (int i = 0; same && i < n_cfg; i++)
-            same = strncmp(cfg_cols + (size_t)i * RD_NAME_MAX, (*out)[i], RD_NAME_MAX) == 0;
-        if (!same)
+        // Name the first column that differs: with a header, the list may only repeat it (it
+        // does not rename the file's columns).
+        for (int i = 0; i < n_cfg || i < (int)nf; i++) {
+            const char *h = i < (int)nf ? (*out)[i] : NULL;
+            const char *c = i < n_cfg ? cfg_cols + (size_t)i * RD_NAME_MAX : NULL;
+            if (h && c && strncmp(c, h, RD_NAME_MAX) == 0)
+                continue;
+            char hq[RD_NAME_MAX + 2], cq[RD_NAME_MAX + 2];
+            snprintf(hq, sizeof hq, "'%s'", h ? h : "");
+            snprintf(cq, sizeof cq, "'%.*s'", RD_NAME_MAX - 1, c ? c : "");
             return rd_err_set(eb, RD_ERR_SCHEMA,
-                              "%s:%llu: the header line does not match the schema's columns "
-                              "(%zu header columns, %d in the schema)",
-                              file, (unsigned long long)line, nf, n_cfg);
+                              "%s:%llu: the header line does not match %s: column %d is %s in "
+                              "the header, %s in %s (%zu header columns, %d listed; with a "
+                              "header line the list must repeat its names, it cannot rename "
+                              "them)",
+                              file, (unsigned long long)line, cfg_key, i + 1, h ? hq : "absent",
+                              c ? cq : "absent", cfg_key, nf, n_cfg);
+        }
     }
     return RD_OK;
 }
@@ -625,13 +652,43 @@ bad_time(rd_errbuf *eb, rd_csv_reader *r, const char *col, int tf, const rd_csv_
     else if (tf == TF_ISO && parse_time(f, TF_UNIX, &ms) == 0)
         hint = " (it reads as a number: set time_format: unix or unix_ms)";
     else if (tf == TF_ISO)
-        hint = " (expected YYYY-MM-DD[(T| )hh:mm[:ss[.fff]]][Z|(+|-)hh[[:]mm]])";
+        hint = " (expected YYYY-MM-DD[(T| )hh:mm[:ss[.fff]]][Z|(+|-)hh[[:]mm]], T and Z in "
+               "either case)";
     return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': %s '%s'%s", rd_csv_name(r),
                       (unsigned long long)rd_csv_line(r), col, what, show(f, sv, sizeof sv), hint);
 }
 
+// The spellings of a missing numeric value (fields[].missing), compared without case after
+// trimming spaces: an empty field (pandas writes NaN so), NA and N/A (R, spreadsheets), NaN,
+// null and None (SQL and Python dumps). "inf" is not one of them: it is refused as ever.
+static int is_missing_value(const rd_csv_field *v) {
+    static const char *const names[] = {"", "na", "n/a", "nan", "null", "none"};
+    const char *p = v->ptr, *e = v->ptr + v->len;
+    while (p < e && *p == ' ')
+        p++;
+    while (e > p && e[-1] == ' ')
+        e--;
+    size_t n = (size_t)(e - p);
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        if (strlen(names[k]) != n)
+            continue;
+        size_t i = 0;
+        while (i < n && (p[i] | 0x20) == names[k][i])
+            i++;
+        if (i == n)
+            return 1;
+    }
+    return 0;
+}
+
+// What a missing value of float field fp is stored as: 0, or NaN for the dataset builder to
+// replace by the batch period's mean (rd__layout.fill_mean).
+static float missing_fill(const field_plan *fp) {
+    return fp->cfg->missing == RD_MISSING_MEAN ? NAN : 0.0f;
+}
+
 // Fill the slots / floats of one field from a row (of the log or of a side table).
-static int fill_field(const field_plan *fp,
+static int fill_field(field_plan *fp,
                       rd_csv_reader *r,
                       const rd_csv_field *row,
                       char (*cols)[RD_NAME_MAX],
@@ -642,8 +699,33 @@ static int fill_field(const field_plan *fp,
     const rd_csv_field *v = &row[fp->col];
     if (rd_field_is_float(fp->kind)) {
         double x;
-        if (rd_csv_parse_double(v, &x) != 0)
-            return bad_value(eb, r, cols[fp->col], v->len ? "non-numeric value" : "empty value", v);
+        if (rd_csv_parse_double(v, &x) != 0) {
+            if (!is_missing_value(v)) {
+                double inf;
+                // strtod reads inf and infinity (any case): an overflow, not an absent value,
+                // so no fill applies; say so rather than call it non-numeric.
+                char tmp[16];
+                snprintf(tmp, sizeof tmp, "%.*s", (int)(v->len < 15 ? v->len : 15), v->ptr);
+                int is_inf = v->len < 15 && sscanf(tmp, "%lf", &inf) == 1 && isinf(inf);
+                return bad_value(eb, r, cols[fp->col],
+                                 is_inf   ? "infinite value (not a missing value; refused)"
+                                 : v->len ? "non-numeric value"
+                                          : "empty value",
+                                 v);
+            }
+            if (fp->cfg->missing == RD_MISSING_ERROR) {
+                char sv[48], why[96];
+                snprintf(why, sizeof why, "%s value", v->len ? "missing" : "empty");
+                return rd_err_set(eb, RD_ERR_PARSE,
+                                  "%s:%llu: column '%s': %s '%s' (to fill missing values, set "
+                                  "data.schema.fields[%d].missing: zero or mean)",
+                                  rd_csv_name(r), (unsigned long long)rd_csv_line(r), cols[fp->col],
+                                  why, show(v, sv, sizeof sv), fp->index);
+            }
+            nums[0] = missing_fill(fp);
+            fp->filled++;
+            return RD_OK;
+        }
         if (fp->cfg->log1p)
             x = log1p(x > 0 ? x : 0);
         if (fabs(x) > (double)FLT_MAX)
@@ -763,12 +845,16 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
     int rc = rd_csv_open(st->path, &o, &r, eb);
     if (rc != RD_OK)
         goto done;
-    rc = read_columns(r, sd->header, sd->n_columns, &sd->columns[0][0], &cols, &st->n_cols, eb);
+    char key[64];
+    snprintf(key, sizeof key, "data.schema.side[%d].columns", s);
+    rc =
+        read_columns(r, sd->header, sd->n_columns, &sd->columns[0][0], key, &cols, &st->n_cols, eb);
     if (rc != RD_OK)
         goto done;
     int kc = find_col(cols, st->n_cols, sd->key_column);
     if (kc < 0) {
-        rc = missing_col(eb, st->path, "key_column", sd->key_column, cols, st->n_cols);
+        snprintf(key, sizeof key, "data.schema.side[%d].key_column", s);
+        rc = missing_col(eb, st->path, key, sd->key_column, cols, st->n_cols);
         goto done;
     }
     // Resolve the columns of this table's fields.
@@ -778,13 +864,12 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
             continue;
         fp->col = find_col(cols, st->n_cols, fp->cfg->column);
         if (fp->col < 0) {
-            rc = missing_col(eb, st->path, fp->cfg->name, fp->cfg->column, cols, st->n_cols);
+            snprintf(key, sizeof key, "data.schema.fields[%d].column", fp->index);
+            rc = missing_col(eb, st->path, key, fp->cfg->column, cols, st->n_cols);
             goto done;
         }
         if (fp->flags && fp->col + (int)fp->width > st->n_cols) {
-            rc = rd_err_set(eb, RD_ERR_SCHEMA,
-                            "%s: field '%s': %u flag columns from '%s' run past the last column",
-                            st->path, fp->cfg->name, fp->width, fp->cfg->column);
+            rc = flags_past_end(eb, st->path, fp, st->n_cols);
             goto done;
         }
     }
@@ -856,7 +941,7 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
         float *nums = st->nums + row * st->n_num;
         memset(keys, 0, st->n_slots * 8ull);
         for (int i = 0; i < cx->n_plan; i++) {
-            const field_plan *fp = &cx->plan[i];
+            field_plan *fp = &cx->plan[i];
             if (fp->side != s)
                 continue;
             rc = fill_field(fp, r, f, cols, keys + (rd_field_is_float(fp->kind) ? 0 : fp->soff),
@@ -1064,7 +1149,11 @@ static void write_schema_yaml(FILE *f, const csv_ctx *cx) {
         rd__yaml_str(f, st->cfg->key_column);
         fprintf(f, ", join_column: ");
         rd__yaml_str(f, st->cfg->join_column);
-        fprintf(f, ", rows: %llu}\n", (unsigned long long)st->n_rows);
+        fprintf(f, ", rows: %llu", (unsigned long long)st->n_rows);
+        if (st->cfg->missing == RD_SIDE_MISSING_EMPTY)
+            fprintf(f, ", missing: empty, log_rows_without_row: %llu",
+                    (unsigned long long)st->unmatched);
+        fprintf(f, "}\n");
     }
     fprintf(f, "  fields:%s\n", cx->n_plan ? "" : " []");
     for (int i = 0; i < cx->n_plan; i++) {
@@ -1084,6 +1173,10 @@ static void write_schema_yaml(FILE *f, const csv_ctx *cx) {
                 fp->cfg->log1p && rd_field_is_float(fp->kind) ? ", log1p: true" : "");
         if (fp->cfg->standardize && fp->kind == RD_FIELD_NUMERIC)
             fprintf(f, ", standardize: true");
+        if (fp->cfg->missing != RD_MISSING_ERROR && rd_field_is_float(fp->kind))
+            fprintf(f, ", missing: %s, missing_values: %llu",
+                    fp->cfg->missing == RD_MISSING_MEAN ? "mean" : "zero",
+                    (unsigned long long)fp->filled);
         if (fp->kind == RD_FIELD_MULTI && !fp->flags) {
             fprintf(f, ", sep: ");
             rd__yaml_str(f, fp->cfg->sep);
@@ -1120,6 +1213,7 @@ static int plan_fields(csv_ctx *cx, rd_errbuf *eb) {
             field_plan *fp = &cx->plan[cx->n_plan];
             memset(fp, 0, sizeof *fp);
             fp->cfg = fc;
+            fp->index = i;
             fp->flags = fc->flags && !rd_field_is_float(fc->kind);
             fp->kind = fp->flags ? RD_FIELD_MULTI : fc->kind;
             if (fp->kind < RD_FIELD_CATEGORICAL || fp->kind > RD_FIELD_FEEDBACK)
@@ -1160,9 +1254,11 @@ static int plan_fields(csv_ctx *cx, rd_errbuf *eb) {
             int idx = rd__layout_add(&cx->lay, fc->name, fp->kind, fp->width);
             RD_ASSERT(idx >= 0);
             fp->offset = cx->lay.fields[idx].offset;
-            if (rd_field_is_float(fp->kind))
+            if (rd_field_is_float(fp->kind)) {
                 cx->lay.fields[idx].transform = (fc->log1p ? RD_XFORM_LOG1P : 0u) |
                                                 (fc->standardize ? RD_XFORM_STANDARDIZE : 0u);
+                cx->lay.fill_mean[idx] = fc->missing == RD_MISSING_MEAN;
+            }
             cx->n_plan++;
         }
     }
@@ -1212,8 +1308,8 @@ static int next_part(csv_ctx *cx,
         return rc;
     char(*cols)[RD_NAME_MAX] = NULL;
     int nc = 0;
-    if ((rc = read_columns(*r, sc->header, sc->n_columns, &sc->columns[0][0], &cols, &nc, eb)) !=
-        RD_OK)
+    if ((rc = read_columns(*r, sc->header, sc->n_columns, &sc->columns[0][0], "data.schema.columns",
+                           &cols, &nc, eb)) != RD_OK)
         return rc;
     for (int i = 0; i < nc || i < cx->n_cols; i++)
         if (i >= nc || i >= cx->n_cols || strcmp(cols[i], cx->cols[i]) != 0) {
@@ -1293,17 +1389,18 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     o.quote = cx->quote;
     if ((rc = rd_csv_open(files[0], &o, &r, eb)) != RD_OK)
         goto done;
-    if ((rc = read_columns(r, sc->header, sc->n_columns, &sc->columns[0][0], &cx->cols, &cx->n_cols,
-                           eb)) != RD_OK)
+    if ((rc = read_columns(r, sc->header, sc->n_columns, &sc->columns[0][0], "data.schema.columns",
+                           &cx->cols, &cx->n_cols, eb)) != RD_OK)
         goto done;
-    const char *req_names[] = {"user_column", "item_column", "time_column", "label.column"};
+    const char *req_names[] = {"data.schema.user_column", "data.schema.item_column",
+                               "data.schema.time_column", "data.schema.label.column"};
     const char *req[] = {sc->user_column, sc->item_column, sc->time_column, sc->label_column};
     int *req_idx[] = {&cx->c_user, &cx->c_item, &cx->c_time, &cx->c_label};
     for (int i = 0; i < 4; i++) {
         *req_idx[i] = req[i][0] ? find_col(cx->cols, cx->n_cols, req[i]) : -1;
         if (*req_idx[i] < 0) {
             rc = req[i][0] ? missing_col(eb, files[0], req_names[i], req[i], cx->cols, cx->n_cols)
-                           : rd_err_set(eb, RD_ERR_CONFIG, "data.schema.%s: not set", req_names[i]);
+                           : rd_err_set(eb, RD_ERR_CONFIG, "%s: not set", req_names[i]);
             goto done;
         }
     }
@@ -1311,8 +1408,9 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         side_table *st = &cx->side[s];
         st->join_col = find_col(cx->cols, cx->n_cols, st->cfg->join_column);
         if (st->join_col < 0) {
-            rc = missing_col(eb, files[0], "join_column", st->cfg->join_column, cx->cols,
-                             cx->n_cols);
+            char key[64];
+            snprintf(key, sizeof key, "data.schema.side[%d].join_column", s);
+            rc = missing_col(eb, files[0], key, st->cfg->join_column, cx->cols, cx->n_cols);
             goto done;
         }
         if ((rc = load_side(cx, s, eb)) != RD_OK)
@@ -1324,13 +1422,13 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
             continue;
         fp->col = find_col(cx->cols, cx->n_cols, fp->cfg->column);
         if (fp->col < 0) {
-            rc = missing_col(eb, files[0], fp->cfg->name, fp->cfg->column, cx->cols, cx->n_cols);
+            char key[64];
+            snprintf(key, sizeof key, "data.schema.fields[%d].column", fp->index);
+            rc = missing_col(eb, files[0], key, fp->cfg->column, cx->cols, cx->n_cols);
             goto done;
         }
         if (fp->flags && fp->col + (int)fp->width > cx->n_cols) {
-            rc = rd_err_set(eb, RD_ERR_SCHEMA,
-                            "%s: field '%s': %u flag columns from '%s' run past the last column",
-                            files[0], fp->cfg->name, fp->width, fp->cfg->column);
+            rc = flags_past_end(eb, files[0], fp, cx->n_cols);
             goto done;
         }
     }
@@ -1405,13 +1503,25 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 side_table *st = &cx->side[s];
                 const rd_csv_field *jv = &f[st->join_col];
                 uint32_t *row = rd__u64map_get(&st->rows, rd_hash64(jv->ptr, jv->len, 0x5e1d));
+                if (!row && st->cfg->missing == RD_SIDE_MISSING_EMPTY) {
+                    // Key fields stay 0 (no key, as an empty value); numeric ones take their
+                    // fill (config validation requires one).
+                    st->unmatched++;
+                    for (int i = 0; i < cx->n_plan; i++) {
+                        const field_plan *fp = &cx->plan[i];
+                        if (fp->side == s && rd_field_is_float(fp->kind))
+                            nums[fp->offset] = missing_fill(fp);
+                    }
+                    continue;
+                }
                 if (!row) {
                     char sv[48];
                     rc = rd_err_set(eb, RD_ERR_SCHEMA,
                                     "%s:%llu: column '%s': key '%s' not found in side table '%s' "
-                                    "(%s)",
+                                    "(%s; set data.schema.side[%d].missing: empty to join "
+                                    "missing values instead)",
                                     cur, (unsigned long long)line, cx->cols[st->join_col],
-                                    show(jv, sv, sizeof sv), st->cfg->name, st->path);
+                                    show(jv, sv, sizeof sv), st->cfg->name, st->path, s);
                     goto done;
                 }
                 for (int i = 0; i < cx->n_plan; i++) {
@@ -1427,7 +1537,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 }
             }
             for (int i = 0; i < cx->n_plan; i++) {
-                const field_plan *fp = &cx->plan[i];
+                field_plan *fp = &cx->plan[i];
                 if (fp->side >= 0)
                     continue;
                 rc = fill_field(fp, r, f, cx->cols,
@@ -1448,6 +1558,23 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     if (es.n == 0) {
         rc = rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: no data rows", cx->log_path);
         goto done;
+    }
+    // What the missing-value options did, so that a log mostly without side rows or values shows.
+    for (int s = 0; s < cx->n_side; s++)
+        if (cx->side[s].cfg->missing == RD_SIDE_MISSING_EMPTY)
+            RD_LOG_INFO("side table '%s' (%s): %llu of %llu log rows have no row there (missing: "
+                        "empty; their fields of it are missing values)",
+                        cx->side[s].cfg->name, cx->side[s].path,
+                        (unsigned long long)cx->side[s].unmatched, (unsigned long long)es.n);
+    for (int i = 0; i < cx->n_plan; i++) {
+        const field_plan *fp = &cx->plan[i];
+        if (fp->cfg->missing != RD_MISSING_ERROR && rd_field_is_float(fp->kind))
+            RD_LOG_INFO("field '%s': %llu missing values in %s (missing: %s)", fp->cfg->name,
+                        (unsigned long long)fp->filled,
+                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path,
+                        fp->cfg->missing == RD_MISSING_MEAN ? "mean, filled when the dataset "
+                                                              "is built"
+                                                            : "zero");
     }
     // A log with one class only (purchases or clicks without their impressions, or a label rule
     // that no event meets) has nothing for a classifier to learn and no AUC to report: refuse

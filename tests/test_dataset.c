@@ -1100,6 +1100,156 @@ static void test_side_latin1(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// fields[].missing: the spellings of a missing numeric value are refused by default (naming the
+// key to set), stored as 0 with zero, and as the mean of the batch period's present values with
+// mean: the later periods' values (1000 here) never enter the fill, and no NaN reaches the file.
+
+static const char miss_log[] = "ts,uid,iid,clicked,tags,price\n"
+                               "100,9,i1,1,a,2\n101,10,i2,0,a,\n102,9,i3,1,a,NA\n"
+                               "103,10,i1,0,a,4\n104,9,i2,1,a,nan\n105,10,i3,0,a,null\n"
+                               "106,9,i1,1,a, n/a \n107,10,i2,0,a,1000\n108,9,i3,1,a,None\n"
+                               "109,10,i1,0,a,1000\n";
+
+static void test_missing_numeric(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char in[512], out[512];
+    put("miss", "clicks.csv", miss_log);
+    put("miss", "users.csv", NULL);
+    path_in(in, sizeof in, "miss");
+    static const float want_zero[] = {2, 0, 0, 4, 0, 0, 0, 1000, 0, 1000};
+    static const float want_mean[] = {2, 3, 3, 4, 3, 3, 3, 1000, 3, 1000};
+    for (int mode = RD_MISSING_ERROR; mode <= RD_MISSING_MEAN; mode++) {
+        char sub[32];
+        snprintf(sub, sizeof sub, "miss_ds%d", mode);
+        path_in(out, sizeof out, sub);
+        clicks_schema(cfg, in, out);
+        cfg->data.schema.fields[1].missing = mode; // price
+        rd_errbuf eb;
+        int rc = prepare(cfg, &eb);
+        if (mode == RD_MISSING_ERROR) {
+            assert_int_equal(rc, RD_ERR_PARSE);
+            assert_non_null(strstr(eb.msg, "clicks.csv:3: column 'price': empty value ''"));
+            assert_non_null(strstr(eb.msg, "data.schema.fields[1].missing: zero or mean"));
+            assert_false(exists(out));
+            continue;
+        }
+        if (rc != RD_OK)
+            fprintf(stderr, "%s\n", eb.msg);
+        assert_int_equal(rc, RD_OK);
+        rd_dataset *ds = open_ok(out);
+        assert_int_equal(rd_dataset_get_info(ds)->n_events, 10);
+        assert_int_equal(rd_dataset_batch(ds).end, 5);
+        const rd_dataset_field *price = rd_dataset_find_field(ds, "price");
+        assert_non_null(price);
+        for (uint64_t i = 0; i < 10; i++) {
+            float x = rd_dataset_nums(ds, i)[price->offset];
+            assert_true(isfinite(x));
+            assert_true(x == (mode == RD_MISSING_ZERO ? want_zero : want_mean)[i]);
+        }
+        rd_dataset_close(ds);
+    }
+    // inf is not a missing value: still refused, whatever the fill.
+    put("miss_inf", "clicks.csv",
+        "ts,uid,iid,clicked,tags,price\n100,9,i1,1,a,2\n101,10,i2,0,a,inf\n");
+    put("miss_inf", "users.csv", NULL);
+    path_in(in, sizeof in, "miss_inf");
+    path_in(out, sizeof out, "miss_inf_ds");
+    clicks_schema(cfg, in, out);
+    cfg->data.schema.fields[1].missing = RD_MISSING_MEAN;
+    rd_errbuf eb;
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_PARSE);
+    assert_non_null(strstr(eb.msg, "clicks.csv:3: column 'price': infinite value"));
+    assert_false(exists(out));
+    free(cfg);
+}
+
+// side[].missing: empty: a log row whose key has no side row joins missing values (no key for
+// the categorical field, the numeric field's fill), instead of refusing the log.
+static void test_missing_side_rows(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char in[512], out[512];
+    put("mside", "clicks.csv",
+        "ts,uid,iid,clicked,tags,price\n100,9,i1,1,a,1\n101,u7,i2,0,a,1\n102,10,i3,1,a,1\n"
+        "103,u7,i1,0,a,1\n");
+    put("mside", "users.csv", NULL);
+    path_in(in, sizeof in, "mside");
+    for (int mode = 0; mode < 3; mode++) {
+        char sub[32];
+        snprintf(sub, sizeof sub, "mside_ds%d", mode);
+        path_in(out, sizeof out, sub);
+        clicks_schema(cfg, in, out);
+        cfg->data.split.batch_fraction = 0.8; // the whole log but its last event
+        cfg->data.split.holdout_fraction = 0.0;
+        cfg->data.split.stream_windows = 1;
+        rd_errbuf eb;
+        if (mode == 0) { // the default: refused, naming the key that would allow it
+            assert_int_equal(prepare(cfg, &eb), RD_ERR_SCHEMA);
+            assert_non_null(strstr(eb.msg, "clicks.csv:3: column 'uid': key 'u7' not found in "
+                                           "side table 'users'"));
+            assert_non_null(strstr(eb.msg, "set data.schema.side[0].missing: empty"));
+            assert_false(exists(out));
+            continue;
+        }
+        cfg->data.schema.side[0].missing = RD_SIDE_MISSING_EMPTY;
+        cfg->data.schema.fields[3].missing = mode == 1 ? RD_MISSING_ZERO : RD_MISSING_MEAN; // age
+        int rc = prepare(cfg, &eb);
+        if (rc != RD_OK)
+            fprintf(stderr, "%s\n", eb.msg);
+        assert_int_equal(rc, RD_OK);
+        rd_dataset *ds = open_ok(out);
+        assert_int_equal(rd_dataset_get_info(ds)->n_events, 4);
+        const rd_dataset_field *country = rd_dataset_find_field(ds, "country");
+        const rd_dataset_field *age = rd_dataset_find_field(ds, "age");
+        // age is log1p'd: 9 is 41, 10 is 25 in users.csv.
+        float a9 = (float)log1p(41.0), a10 = (float)log1p(25.0);
+        float fill = mode == 1 ? 0.0f : (float)(((double)a9 + (double)a10) / 2);
+        for (uint64_t i = 0; i < 4; i++) {
+            const rd_record *r = rd_dataset_record(ds, i);
+            int unmatched = r->user_key == key_of("user", "u7");
+            uint64_t ck = rd_dataset_keys(ds, i)[country->offset];
+            float x = rd_dataset_nums(ds, i)[age->offset];
+            assert_true(isfinite(x));
+            if (unmatched) {
+                assert_true(ck == 0);
+                assert_true(fabsf(x - fill) < 1e-5f);
+            } else {
+                assert_true(ck != 0);
+                assert_true(x == (r->user_key == key_of("user", "9") ? a9 : a10));
+            }
+        }
+        rd_dataset_close(ds);
+    }
+    free(cfg);
+}
+
+// iso8601: RFC 3339 allows a lowercase separator and UTC designator.
+static void test_iso8601_lowercase(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char in[512], out[512];
+    put("isolc", "clicks.csv",
+        "ts,uid,iid,clicked,tags,price\n2020-09-13t12:00:00z,9,i1,1,a,1\n"
+        "2020-09-13t14:00:01+02:00,10,i2,0,a,1\n2020-09-13T12:00:02Z,9,i2,0,a,1\n");
+    put("isolc", "users.csv", NULL);
+    path_in(in, sizeof in, "isolc");
+    path_in(out, sizeof out, "isolc_ds");
+    clicks_schema(cfg, in, out);
+    SET(cfg->data.schema.time_format, "iso8601");
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc != RD_OK)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    for (uint64_t i = 0; i < 3; i++)
+        assert_int_equal(rd_dataset_record(ds, i)->ts, 1599998400 + (int64_t)i);
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
 // data_config_hash: a key added to the data section later (schema.quoting) leaves the hash of
 // a config that keeps its default unchanged, so folders prepared before it are still accepted.
 
@@ -1116,6 +1266,18 @@ static void test_config_hash_compat(void **state) {
     h = rd_dataset_config_hash(&cfg->data, 42);
     assert_int_equal(h, 0xd2610533aeadfbcaULL);
     cfg->data.schema.fields[1].standardize = 1;
+    assert_true(rd_dataset_config_hash(&cfg->data, 42) != h);
+    // fields[].missing and side[].missing: left out at their default (error), in otherwise.
+    cfg->data.schema.fields[1].standardize = 0;
+    assert_int_equal(rd_dataset_config_hash(&cfg->data, 42), h);
+    cfg->data.schema.fields[1].missing = RD_MISSING_MEAN;
+    uint64_t hm = rd_dataset_config_hash(&cfg->data, 42);
+    assert_true(hm != h);
+    cfg->data.schema.fields[1].missing = RD_MISSING_ZERO;
+    assert_true(rd_dataset_config_hash(&cfg->data, 42) != h);
+    assert_true(rd_dataset_config_hash(&cfg->data, 42) != hm);
+    cfg->data.schema.fields[1].missing = RD_MISSING_ERROR;
+    cfg->data.schema.side[0].missing = RD_SIDE_MISSING_EMPTY;
     assert_true(rd_dataset_config_hash(&cfg->data, 42) != h);
     free(cfg);
 }
@@ -2002,6 +2164,9 @@ int main(void) {
         cmocka_unit_test(test_wide_header),
         cmocka_unit_test(test_side_latin1),
         cmocka_unit_test(test_config_hash_compat),
+        cmocka_unit_test(test_missing_numeric),
+        cmocka_unit_test(test_missing_side_rows),
+        cmocka_unit_test(test_iso8601_lowercase),
         cmocka_unit_test(test_negative_sampling),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_feedback_stats),

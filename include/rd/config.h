@@ -147,6 +147,19 @@ static inline int rd_field_is_float(int kind) {
     return kind == RD_FIELD_NUMERIC || kind == RD_FIELD_FEEDBACK;
 }
 
+/** data.schema.fields[].missing: what a missing numeric value becomes. */
+typedef enum rd_missing_fill {
+    RD_MISSING_ERROR = 0, // refuse the row (file:line)
+    RD_MISSING_ZERO = 1,  // 0
+    RD_MISSING_MEAN = 2,  // the batch period's mean of the present values (no leakage)
+} rd_missing_fill;
+
+/** data.schema.side[].missing: a join key absent from the side table. */
+typedef enum rd_side_missing {
+    RD_SIDE_MISSING_ERROR = 0, // refuse the log (file:line, key)
+    RD_SIDE_MISSING_EMPTY = 1, // the table's fields take missing values
+} rd_side_missing;
+
 typedef enum rd_label_op {
     RD_LABEL_GE = 0, // label = value >= threshold
     RD_LABEL_GT = 1,
@@ -174,6 +187,13 @@ typedef struct rd_field_config {
     int standardize;          // numeric: 1 = store (x - mean) / std, mean and std of the batch
                               // period's events (after log1p), recorded in the dataset
                               // (rd_dataset_field) and in serving bundles; default 0
+    int missing;              // rd_missing_fill; YAML: error | zero | mean. numeric, feedback:
+                              // what a missing value (empty, NA, N/A, NaN, null, None, any case)
+                              // becomes: error = refuse the row, zero = 0 (the raw value, before
+                              // log1p/standardize), mean = the mean of the field's present
+                              // values over the batch period's events (stored values, after
+                              // log1p; 0 when none). A side table's `missing: empty` gives its
+                              // numeric fields this fill too. Default error
 } rd_field_config;
 
 typedef struct rd_side_config {
@@ -186,6 +206,10 @@ typedef struct rd_side_config {
     char key_column[RD_NAME_MAX];  // column joined with join_column of the log; required
     char join_column[RD_NAME_MAX]; // column of the log holding the key (e.g. "user"); required
     char encoding[12];             // "utf-8" | "latin-1"; default "utf-8"
+    int missing; // rd_side_missing; YAML: error | empty. A log row whose join key has no row
+                 // here: error = refuse the log; empty = join missing values (categorical and
+                 // multi fields: no key, as an empty value; numeric ones: their fields[].missing
+                 // fill, which must then not be error). Default error
 } rd_side_config;
 
 typedef struct rd_schema_config {
