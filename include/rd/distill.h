@@ -242,7 +242,8 @@ size_t rd_target_join_drop(rd_target_join *j, uint64_t phase);
 /** Entries held (pending, consumed, missing markers). */
 size_t rd_target_join_size(const rd_target_join *j);
 /** Pending targets + missing markers. Consumed entries are kept for duplicate detection only
- *  while there is room: when the table is full they are forgotten first. */
+ *  while there is room: when the table is full, or half of it is consumed when it would double,
+ *  they are forgotten first. */
 size_t rd_target_join_live(const rd_target_join *j);
 
 // ---------------------------------------------------------------------------------------------
