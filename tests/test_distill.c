@@ -381,6 +381,45 @@ static void test_join_capacity(void **state) {
     rd_target_join_destroy(j);
 }
 
+// Targets far ahead of their samples (a student walking its records in another order than the
+// teacher, docs/distillation.md "Transport"): the table starts small and doubles up to its
+// capacity; every target stored is found, in any order, and no key is lost or duplicated across
+// the doublings; FULL only at the capacity.
+static void test_join_growth(void **state) {
+    (void)state;
+    enum { CAP = 50000 };
+    rd_target_join *j = NULL;
+    assert_int_equal(rd_target_join_create(CAP, &j, NULL), RD_OK);
+    // Phase 0: every target arrives before any get, in a scrambled order.
+    for (uint64_t i = 0; i < CAP; i++) {
+        uint64_t s = (i * 7919) % CAP;
+        assert_int_equal(rd_target_join_put(j, 0, s, (float)s, i), RD_JOIN_STORED);
+    }
+    assert_int_equal(rd_target_join_live(j), CAP);
+    assert_int_equal(rd_target_join_put(j, 0, CAP + 1, 0.0f, 0), RD_JOIN_FULL);
+    assert_int_equal(rd_target_join_put(j, 0, 17, 0.0f, 0), RD_JOIN_DUPLICATE);
+    // Taken in another order: each exactly once, with its value.
+    for (uint64_t i = 0; i < CAP; i++) {
+        uint64_t s = CAP - 1 - i;
+        float z = -1;
+        assert_int_equal(rd_target_join_take(j, 0, s, &z, NULL), 1);
+        assert_true(z == (float)s);
+        assert_int_equal(rd_target_join_take(j, 0, s, NULL, NULL), 0);
+    }
+    assert_int_equal(rd_target_join_live(j), 0);
+    assert_int_equal(rd_target_join_end(j, 0), 0);
+    assert_int_equal(rd_target_join_size(j), 0);
+    // Phase 1 grows again after the phase end; a missed sample's target is late.
+    assert_int_equal(rd_target_join_miss(j, 1, 5), 1);
+    for (uint64_t s = 0; s < 20000; s++)
+        assert_int_equal(rd_target_join_put(j, 1, s, 1.0f, 1),
+                         s == 5 ? RD_JOIN_LATE : RD_JOIN_STORED);
+    assert_int_equal(rd_target_join_live(j), 20000);
+    assert_int_equal(rd_target_join_end(j, 1), 19999);
+    assert_int_equal(rd_target_join_put(j, 1, 3, 1.0f, 1), RD_JOIN_LATE);
+    rd_target_join_destroy(j);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Replay receiver
 
@@ -451,6 +490,7 @@ int main(void) {
         cmocka_unit_test(test_debias_extremes_and_checks),
         cmocka_unit_test(test_join_basic),
         cmocka_unit_test(test_join_capacity),
+        cmocka_unit_test(test_join_growth),
         cmocka_unit_test(test_replay_receiver),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

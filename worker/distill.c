@@ -3,15 +3,19 @@
 // target log behind the same get()).
 //
 // Invariants:
-//   - A sender never has more than max_in_flight unacknowledged messages (all destinations).
-//   - A receiver credits a message only after joining it, and only while its join table keeps
-//     `reserve` = teachers * max_in_flight * batch free entries, so every message that can be in
-//     flight towards it fits: a put of received data never finds the table full.
+//   - A sender never has more than max_in_flight unacknowledged messages per student; what a
+//     full window cannot take is held in that student's FIFO (at most hold_max targets before
+//     emit waits), so one student that does not credit never stops the others' targets.
+//   - A receiver credits a message once it has stored it, and only while its join table keeps
+//     `reserve` = teachers * max_in_flight * batch entries below its capacity, so every message
+//     that can be in flight towards it fits: a put of received data never finds the table full.
+//     The table grows (doubling) towards the capacity as targets arrive ahead of their samples.
 //   - Per (teacher, student) pair, messages carry seq 0, 1, 2, ...; MPI keeps them in order (same
 //     source, tag and communicator), so any gap or repeat is a protocol error.
 //   - Nothing here blocks inside MPI: every wait is MPI_Test / MPI_Iprobe + rd_backoff.
-//   - Every buffer is allocated at create; emit / get / progress never allocate (except to
-//     receive and drop an oversized malformed message).
+//   - Every buffer is allocated at create; emit / get / progress allocate only when the jobs'
+//     record orders drift apart (a sender FIFO or the join table doubles, amortized), or to
+//     receive and drop an oversized malformed message.
 //
 // Workload: one emit per teacher step (B targets), one get per student step (B samples). The
 // wire cost is 20 bytes per target plus a 40-byte header per `batch` targets; the join is an
@@ -113,13 +117,18 @@ typedef struct jentry {
 
 struct rd_target_join {
     jentry *tab;     // (mask + 1)
-    size_t mask;     // table size - 1 (power of two >= 2 * cap)
+    size_t mask;     // table size - 1 (power of two >= 2 * room)
     size_t n;        // entries held
     size_t n_live;   // pending targets + missing markers (consumed ones can be purged)
-    size_t cap;      // most entries held
+    size_t cap;      // most entries held (the hard bound)
+    size_t room;     // entries the current allocation holds (<= cap; doubles on demand)
     uint64_t floor;  // phases < floor have ended
-    jentry *scratch; // (cap) survivors while rebuilding
+    jentry *scratch; // (room) survivors while rebuilding
 };
+
+// First allocation: memory follows what is really held (targets that arrive ahead of their
+// samples), not the capacity, which is only the bound.
+#define JOIN_ROOM0 4096
 
 static size_t jhash(uint64_t phase, uint64_t sample) {
     return (size_t)rd_mix64(sample ^ rd_mix64(phase + 0x632be59bd9b4e019ULL));
@@ -140,20 +149,22 @@ int rd_target_join_create(size_t capacity, rd_target_join **out, rd_errbuf *eb) 
     *out = NULL;
     if (capacity < 1 || capacity > ((size_t)1 << 40))
         return rd_err_set(eb, RD_ERR_ARG, "target join: capacity %zu not in [1, 2^40]", capacity);
+    size_t room = capacity < JOIN_ROOM0 ? capacity : JOIN_ROOM0;
     size_t size = 2;
-    while (size < 2 * capacity)
+    while (size < 2 * room)
         size *= 2;
     rd_target_join *j = rd_calloc(1, sizeof *j);
     if (!j)
         return rd_err_set(eb, RD_ERR_NOMEM, "target join: out of memory");
     j->tab = rd_calloc(size, sizeof *j->tab);
-    j->scratch = rd_malloc(capacity * sizeof *j->scratch);
+    j->scratch = rd_malloc(room * sizeof *j->scratch);
     if (!j->tab || !j->scratch) {
         rd_target_join_destroy(j);
         return rd_err_set(eb, RD_ERR_NOMEM, "target join: cannot allocate %zu entries", size);
     }
     j->mask = size - 1;
     j->cap = capacity;
+    j->room = room;
     *out = j;
     return RD_OK;
 }
@@ -193,14 +204,37 @@ static size_t rebuild(rd_target_join *j, int drop_taken) {
     return rebuild_drop(j, drop_taken, UINT64_MAX);
 }
 
-// Room for one more entry: when the table is full of entries, forget the consumed ones (their
-// duplicates can then no longer be told apart from new targets).
+// Double the allocation (at most to cap) and re-insert every entry. Allocates: called only when
+// targets arrive ahead of their samples faster than they are taken, amortized O(1) per entry.
+static void grow(rd_target_join *j) {
+    size_t room = j->room * 2 < j->cap ? j->room * 2 : j->cap;
+    size_t size = 2;
+    while (size < 2 * room)
+        size *= 2;
+    jentry *old = j->tab;
+    size_t old_size = j->mask + 1;
+    j->tab = rd_xcalloc(size, sizeof *j->tab);
+    j->mask = size - 1;
+    for (size_t i = 0; i < old_size; i++)
+        if (old[i].state != ST_EMPTY)
+            *jfind(j, old[i].phase, old[i].sample) = old[i];
+    rd_free(old);
+    rd_free(j->scratch);
+    j->scratch = rd_xmalloc(room * sizeof *j->scratch);
+    j->room = room;
+}
+
+// Room for one more entry. Consumed entries are kept only for duplicate detection: when at least
+// half the entries are consumed, or the table is at its cap, forget them (their duplicates can
+// then no longer be told apart from new targets); otherwise grow towards the cap.
 static int make_room(rd_target_join *j) {
-    if (j->n < j->cap)
+    if (j->n < j->room)
         return 1;
-    if (j->n_live < j->n)
+    if (j->n_live < j->n && (j->room >= j->cap || j->n - j->n_live >= j->n / 2))
         rebuild(j, 1);
-    return j->n < j->cap;
+    if (j->n >= j->room && j->room < j->cap)
+        grow(j);
+    return j->n < j->room;
 }
 
 int rd_target_join_put(
@@ -212,7 +246,7 @@ int rd_target_join_put(
         return RD_JOIN_LATE;
     if (e->state != ST_EMPTY)
         return RD_JOIN_DUPLICATE;
-    if (j->n >= j->cap) {
+    if (j->n >= j->room) {
         if (!make_room(j))
             return RD_JOIN_FULL;
         e = jfind(j, phase, sample);
@@ -243,7 +277,7 @@ int rd_target_join_miss(rd_target_join *j, uint64_t phase, uint64_t sample) {
     jentry *e = jfind(j, phase, sample);
     if (e->state != ST_EMPTY)
         return 1;
-    if (j->n >= j->cap) {
+    if (j->n >= j->room) {
         if (!make_room(j))
             return 0;
         e = jfind(j, phase, sample);
@@ -299,11 +333,23 @@ struct rd_target_sender {
     uint64_t *unacked_to;  // (n_students) messages not yet credited, per destination
     int unacked;           // sum of unacked_to
 
-    // Send slots: max_in_flight buffers of rd_target_msg_bytes(batch) bytes.
+    // Send slots: max_in_flight buffers of rd_target_msg_bytes(batch) bytes per destination
+    // (slot d * max_in_flight + k), so that a student that does not credit for a while holds
+    // only its own slots and window.
     unsigned char *slot_buf;
     size_t slot_bytes;
-    MPI_Request *req; // (max_in_flight)
-    int *busy;        // (max_in_flight)
+    MPI_Request *req; // (n_students * max_in_flight)
+    int *busy;        // (n_students * max_in_flight)
+
+    // Held messages: per destination, a FIFO of encoded messages (seq written when sent) that
+    // its window could not take yet. Grows on demand; held_targets <= hold_max (emit waits).
+    unsigned char **q;   // (n_students) buffers
+    size_t *q_cap;       // (n_students) bytes allocated
+    size_t *q_head;      // (n_students) first byte not yet sent
+    size_t *q_tail;      // (n_students) bytes queued
+    size_t held_targets; // targets in the FIFOs, all destinations
+    size_t hold_max;     // most targets held before emit waits for credits
+    int warned_hold;     // the hold_max warning was logged
 
     uint64_t *log_versions; // (batch) scratch for the log
     int32_t *log_windows;   // (batch)
@@ -359,6 +405,9 @@ int rd_target_sender_create(const rd_target_sender_opts *o, rd_target_sender **o
     s->log = o->log;
     s->job = o->job;
     size_t nd = (size_t)o->n_students, b = (size_t)o->batch, w = (size_t)o->max_in_flight;
+    s->hold_max = o->hold_max ? o->hold_max : RD_TARGET_HOLD_DEFAULT;
+    if (s->hold_max < nd * b)
+        s->hold_max = nd * b; // a full batch per destination can always be held
     s->slot_bytes = rd_target_msg_bytes(b);
     s->students = rd_malloc(nd * sizeof *s->students);
     s->st_samples = rd_malloc(nd * b * sizeof *s->st_samples);
@@ -367,14 +416,26 @@ int rd_target_sender_create(const rd_target_sender_opts *o, rd_target_sender **o
     s->st_n = rd_calloc(nd, sizeof *s->st_n);
     s->seq = rd_calloc(nd, sizeof *s->seq);
     s->unacked_to = rd_calloc(nd, sizeof *s->unacked_to);
-    s->slot_buf = rd_malloc(w * s->slot_bytes);
-    s->req = rd_malloc(w * sizeof *s->req);
-    s->busy = rd_calloc(w, sizeof *s->busy);
+    s->slot_buf = rd_malloc(nd * w * s->slot_bytes);
+    s->req = rd_malloc(nd * w * sizeof *s->req);
+    s->busy = rd_calloc(nd * w, sizeof *s->busy);
     s->log_versions = rd_malloc(b * sizeof *s->log_versions);
     s->log_windows = rd_malloc(b * sizeof *s->log_windows);
+    s->q = rd_calloc(nd, sizeof *s->q);
+    s->q_cap = rd_calloc(nd, sizeof *s->q_cap);
+    s->q_head = rd_calloc(nd, sizeof *s->q_head);
+    s->q_tail = rd_calloc(nd, sizeof *s->q_tail);
+    int q_ok = s->q && s->q_cap && s->q_head && s->q_tail;
+    // One full message per destination up front: in the common case (the window has room) a
+    // message passes through its FIFO without any allocation.
+    for (size_t d = 0; q_ok && d < nd; d++) {
+        s->q[d] = rd_malloc(s->slot_bytes);
+        s->q_cap[d] = s->slot_bytes;
+        q_ok = s->q[d] != NULL;
+    }
     if (!s->students || !s->st_samples || !s->st_versions || !s->st_logits || !s->st_n || !s->seq ||
         !s->unacked_to || !s->slot_buf || !s->req || !s->busy || !s->log_versions ||
-        !s->log_windows) {
+        !s->log_windows || !q_ok) {
         rd_target_sender_destroy(s);
         return rd_err_set(eb, RD_ERR_NOMEM,
                           "target sender: cannot allocate buffers for %zu "
@@ -382,7 +443,7 @@ int rd_target_sender_create(const rd_target_sender_opts *o, rd_target_sender **o
                           nd, b);
     }
     memcpy(s->students, o->students, nd * sizeof *s->students);
-    for (size_t i = 0; i < w; i++)
+    for (size_t i = 0; i < nd * w; i++)
         s->req[i] = MPI_REQUEST_NULL;
     *out = s;
     return RD_OK;
@@ -409,8 +470,10 @@ recv_bounded(MPI_Comm comm, int src, int tag, int bytes, unsigned char *buf, siz
     return 0;
 }
 
+static void pump(rd_target_sender *s, int d);
+
 int rd_target_sender_progress(rd_target_sender *s, rd_errbuf *eb) {
-    for (int i = 0; i < s->max_in_flight; i++) {
+    for (int i = 0; i < s->n_students * s->max_in_flight; i++) {
         if (!s->busy[i])
             continue;
         int done = 0;
@@ -454,53 +517,75 @@ int rd_target_sender_progress(rd_target_sender *s, rd_errbuf *eb) {
             s->stats.credits++;
         }
     }
+    for (int d = 0; d < s->n_students; d++)
+        pump(s, d);
     return rc;
 }
 
-// Wait (backoff) until the window has room and a send slot is free. Returns the slot.
-static int wait_slot(rd_target_sender *s, int *slot, rd_errbuf *eb) {
-    rd_backoff bo;
-    rd_backoff_reset(&bo, s->poll_us_max);
-    double t0 = now_ms();
-    for (;;) {
-        if (s->unacked < s->max_in_flight)
-            for (int i = 0; i < s->max_in_flight; i++)
-                if (!s->busy[i]) {
-                    *slot = i;
-                    double waited = now_ms() - t0;
-                    s->stats.blocked_us += (uint64_t)(waited * 1e3);
-                    return RD_OK;
-                }
-        int rc = rd_target_sender_progress(s, eb);
-        if (rc != RD_OK)
-            return rc;
-        if (s->unacked < s->max_in_flight) {
-            int any = 0;
-            for (int i = 0; i < s->max_in_flight && !any; i++)
-                any = !s->busy[i];
-            if (any)
-                continue;
-        }
-        if (s->timeout_ms > 0 && now_ms() - t0 > s->timeout_ms)
-            return rd_err_set(eb, RD_ERR_TIMEOUT,
-                              "target sender %d: no credit within %d ms (%d messages "
-                              "unacknowledged; are the students progressing?)",
-                              s->sender_index, s->timeout_ms, s->unacked);
-        rd_backoff_wait(&bo);
+// Send destination d's held messages, oldest first, while its window and its send slots have
+// room. Never waits. The seq is assigned here, in sending order, so each stream stays gapless.
+static void pump(rd_target_sender *s, int d) {
+    size_t w = (size_t)s->max_in_flight;
+    while (s->q_head[d] < s->q_tail[d] && s->unacked_to[d] < (uint64_t)s->max_in_flight) {
+        size_t slot = SIZE_MAX;
+        for (size_t k = 0; k < w && slot == SIZE_MAX; k++)
+            if (!s->busy[(size_t)d * w + k])
+                slot = (size_t)d * w + k;
+        if (slot == SIZE_MAX)
+            return; // sends still completing: progress tests them
+        const unsigned char *m = s->q[d] + s->q_head[d];
+        uint32_t n = rd_le_get32(m + 12);
+        size_t bytes = rd_target_msg_bytes(n);
+        unsigned char *p = s->slot_buf + slot * s->slot_bytes;
+        memcpy(p, m, bytes);
+        rd_le_put64(p + 32, s->seq[d]);
+        RD_MPI_CHECK(MPI_Isend(p, (int)bytes, MPI_BYTE, s->students[d], s->tag_data, s->comm,
+                               &s->req[slot]));
+        s->busy[slot] = 1;
+        s->seq[d]++;
+        s->unacked_to[d]++;
+        s->unacked++;
+        s->stats.messages++;
+        s->stats.bytes += bytes;
+        s->stats.sent += n;
+        s->held_targets -= n;
+        s->q_head[d] += bytes;
+        if (s->q_head[d] == s->q_tail[d])
+            s->q_head[d] = s->q_tail[d] = 0;
     }
 }
 
-// Send the staged targets of student d (data) or a marker (kind EOS / FIN).
-static int send_msg(rd_target_sender *s, int d, int kind, rd_errbuf *eb) {
-    int slot = 0;
-    int rc = wait_slot(s, &slot, eb);
-    if (rc != RD_OK)
-        return rc;
+// Append the staged targets of student d (data) or a marker (kind EOS / FIN) to d's FIFO, then
+// send what d's window takes. Never waits for credits: one student that does not credit for a
+// while (e.g. blocked in its job's allreduce behind a peer that waits for a target of ours)
+// must not stop the targets of the others (the deadlock of rd/distill.h, "Transport").
+static void send_msg(rd_target_sender *s, int d, int kind) {
     size_t n = kind == KIND_DATA ? s->st_n[d] : 0;
-    unsigned char *p = s->slot_buf + (size_t)slot * s->slot_bytes;
-    msg_header h = {MSG_MAGIC,   MSG_VERSION,  (uint16_t)kind, (uint32_t)s->sender_index,
-                    (uint32_t)n, s->phase - 1, s->pass,        s->window,
-                    s->seq[d]};
+    size_t bytes = rd_target_msg_bytes(n);
+    if (s->q_tail[d] + bytes > s->q_cap[d]) {
+        if (s->q_head[d] > 0) { // compact first
+            memmove(s->q[d], s->q[d] + s->q_head[d], s->q_tail[d] - s->q_head[d]);
+            s->q_tail[d] -= s->q_head[d];
+            s->q_head[d] = 0;
+        }
+        if (s->q_tail[d] + bytes > s->q_cap[d]) {
+            size_t cap = s->q_cap[d] * 2;
+            while (cap < s->q_tail[d] + bytes)
+                cap *= 2;
+            s->q[d] = rd_xrealloc(s->q[d], cap);
+            s->q_cap[d] = cap;
+        }
+    }
+    unsigned char *p = s->q[d] + s->q_tail[d];
+    msg_header h = {MSG_MAGIC,
+                    MSG_VERSION,
+                    (uint16_t)kind,
+                    (uint32_t)s->sender_index,
+                    (uint32_t)n,
+                    s->phase - 1,
+                    s->pass,
+                    s->window,
+                    0};
     if (kind == KIND_FIN)
         h.phase = s->phase; // phases begun: the receiver can check it saw every EOS
     encode_header(p, &h);
@@ -516,18 +601,56 @@ static int send_msg(rd_target_sender *s, int d, int kind, rd_errbuf *eb) {
     q += 8 * n;
     for (size_t i = 0; i < n; i++)
         put_f32(q + 4 * i, lg[i]);
-    size_t bytes = rd_target_msg_bytes(n);
-    RD_MPI_CHECK(
-        MPI_Isend(p, (int)bytes, MPI_BYTE, s->students[d], s->tag_data, s->comm, &s->req[slot]));
-    s->busy[slot] = 1;
-    s->seq[d]++;
-    s->unacked_to[d]++;
-    s->unacked++;
-    s->stats.messages++;
-    s->stats.bytes += bytes;
-    s->stats.sent += n;
+    s->q_tail[d] += bytes;
+    s->held_targets += n;
     s->st_n[d] = 0;
-    return RD_OK;
+    pump(s, d);
+}
+
+// Wait (progress + backoff) until the held targets are at most `most` (0: every FIFO empty),
+// or, with `all_credited`, also every message credited and every send complete.
+static int wait_held(rd_target_sender *s, size_t most, int all_credited, rd_errbuf *eb) {
+    rd_backoff bo;
+    rd_backoff_reset(&bo, s->poll_us_max);
+    double t0 = now_ms();
+    for (;;) {
+        int rc = rd_target_sender_progress(s, eb);
+        if (rc != RD_OK)
+            return rc;
+        int queued = 0, busy = 0;
+        for (int d = 0; d < s->n_students; d++)
+            queued += s->q_head[d] < s->q_tail[d];
+        for (int i = 0; all_credited && i < s->n_students * s->max_in_flight; i++)
+            busy += s->busy[i];
+        int done = most == 0 ? !queued : s->held_targets <= most;
+        if (done && (!all_credited || (s->unacked == 0 && busy == 0))) {
+            s->stats.blocked_us += (uint64_t)((now_ms() - t0) * 1e3);
+            return RD_OK;
+        }
+        if (s->timeout_ms > 0 && now_ms() - t0 > s->timeout_ms)
+            return rd_err_set(eb, RD_ERR_TIMEOUT,
+                              "target sender %d: no credit within %d ms (%d messages "
+                              "unacknowledged, %zu targets held; are the students "
+                              "progressing?)",
+                              s->sender_index, s->timeout_ms, s->unacked, s->held_targets);
+        rd_backoff_wait(&bo);
+    }
+}
+
+// Back-pressure: more than hold_max targets held means a student has stopped crediting for
+// longer than any order drift explains (or the drift exceeds the documented bound): wait.
+static int hold_check(rd_target_sender *s, rd_errbuf *eb) {
+    if (s->held_targets <= s->hold_max)
+        return RD_OK;
+    if (!s->warned_hold) {
+        s->warned_hold = 1;
+        RD_LOG_WARN("target sender %d: %zu targets held for students that do not credit (bound "
+                    "%zu): the teacher now waits for credits; if a student waits for a target "
+                    "behind them, it is late (the student's records run too far from the "
+                    "teacher's: see docs/distillation.md, transport)",
+                    s->sender_index, s->held_targets, s->hold_max);
+    }
+    return wait_held(s, s->hold_max, 0, eb);
 }
 
 int rd_target_sender_begin(rd_target_sender *s, uint32_t pass, int32_t window, rd_errbuf *eb) {
@@ -596,7 +719,8 @@ int rd_target_sender_emit(rd_target_sender *s,
         s->st_versions[k] = version;
         s->st_logits[k] = logits[i];
         if (++s->st_n[d] == (size_t)s->batch) {
-            int rc = send_msg(s, d, KIND_DATA, eb);
+            send_msg(s, d, KIND_DATA);
+            int rc = hold_check(s, eb);
             if (rc != RD_OK)
                 return rc;
         }
@@ -606,11 +730,11 @@ int rd_target_sender_emit(rd_target_sender *s,
 
 int rd_target_sender_flush(rd_target_sender *s, rd_errbuf *eb) {
     for (int d = 0; d < s->n_students; d++)
-        if (s->st_n[d] > 0) {
-            int rc = send_msg(s, d, KIND_DATA, eb);
-            if (rc != RD_OK)
-                return rc;
-        }
+        if (s->st_n[d] > 0)
+            send_msg(s, d, KIND_DATA);
+    int rc = hold_check(s, eb);
+    if (rc != RD_OK)
+        return rc;
     return rd_target_sender_progress(s, eb);
 }
 
@@ -618,50 +742,30 @@ int rd_target_sender_end(rd_target_sender *s, rd_errbuf *eb) {
     if (!s->open)
         return rd_err_set(eb, RD_ERR_STATE, "target sender %d: end outside a phase",
                           s->sender_index);
-    int rc = rd_target_sender_flush(s, eb);
-    if (rc != RD_OK)
-        return rc;
     for (int d = 0; d < s->n_students; d++) {
-        rc = send_msg(s, d, KIND_EOS, eb);
-        if (rc != RD_OK)
-            return rc;
+        if (s->st_n[d] > 0)
+            send_msg(s, d, KIND_DATA);
+        send_msg(s, d, KIND_EOS);
     }
     s->open = 0;
-    return RD_OK;
+    // The phase's data and EOS all leave before the teacher moves on: nothing of a phase is held
+    // across the teacher's work between phases (evaluation, checkpoints), where it might not
+    // progress. No cycle: every student that still waits for this phase's targets progresses.
+    return wait_held(s, 0, 0, eb);
 }
 
 int rd_target_sender_close(rd_target_sender *s, rd_errbuf *eb) {
     if (s->open)
         return rd_err_set(eb, RD_ERR_STATE, "target sender %d: close with phase %llu open",
                           s->sender_index, (unsigned long long)(s->phase - 1));
-    int rc;
     if (!s->closed) {
-        for (int d = 0; d < s->n_students; d++) {
-            rc = send_msg(s, d, KIND_FIN, eb);
-            if (rc != RD_OK)
-                return rc;
-        }
+        for (int d = 0; d < s->n_students; d++)
+            send_msg(s, d, KIND_FIN);
         s->closed = 1;
     }
-    // Every message credited (the receivers hold them all) and every send complete.
-    rd_backoff bo;
-    rd_backoff_reset(&bo, s->poll_us_max);
-    double t0 = now_ms();
-    for (;;) {
-        rc = rd_target_sender_progress(s, eb);
-        if (rc != RD_OK)
-            return rc;
-        int busy = 0;
-        for (int i = 0; i < s->max_in_flight; i++)
-            busy += s->busy[i];
-        if (s->unacked == 0 && busy == 0)
-            return RD_OK;
-        if (s->timeout_ms > 0 && now_ms() - t0 > s->timeout_ms)
-            return rd_err_set(eb, RD_ERR_TIMEOUT,
-                              "target sender %d: close: %d messages unacknowledged after %d ms",
-                              s->sender_index, s->unacked, s->timeout_ms);
-        rd_backoff_wait(&bo);
-    }
+    // Every held message sent, every message credited (the receivers hold them all) and every
+    // send complete.
+    return wait_held(s, 0, 1, eb);
 }
 
 void rd_target_sender_stats(const rd_target_sender *s, rd_target_stats *out) {
@@ -673,7 +777,7 @@ void rd_target_sender_destroy(rd_target_sender *s) {
         return;
     int pending = 0;
     if (s->req)
-        for (int i = 0; i < s->max_in_flight; i++)
+        for (int i = 0; i < s->n_students * s->max_in_flight; i++)
             if (s->busy && s->busy[i]) {
                 MPI_Cancel(&s->req[i]);
                 MPI_Request_free(&s->req[i]);
@@ -694,6 +798,12 @@ void rd_target_sender_destroy(rd_target_sender *s) {
     rd_free(s->busy);
     rd_free(s->log_versions);
     rd_free(s->log_windows);
+    for (int d = 0; s->q && d < s->n_students; d++)
+        rd_free(s->q[d]);
+    rd_free(s->q);
+    rd_free(s->q_cap);
+    rd_free(s->q_head);
+    rd_free(s->q_tail);
     rd_free(s);
 }
 
@@ -735,6 +845,7 @@ struct rd_target_recv {
     uint64_t phase; // phases begun (the open one is phase - 1)
     int open, closing;
     int skip; // the open phase takes no targets: what arrives for it is counted unused at once
+    int warned_full; // the "credits pause" warning was logged
     uint32_t pass;
     int32_t window;
     rd_target_stats stats;
@@ -798,9 +909,11 @@ int rd_target_recv_create(const rd_target_recv_opts *o, rd_target_recv **out, rd
     r->reserve = (size_t)o->n_teachers * (size_t)o->max_in_flight * (size_t)o->batch;
     r->capacity = o->capacity;
     if (r->capacity == 0) {
+        // A bound, not an allocation: the table grows only as targets arrive ahead of their
+        // samples (rd/distill.h, "Transport").
         r->capacity = 4 * r->reserve;
-        if (r->capacity < 65536)
-            r->capacity = 65536;
+        if (r->capacity < RD_TARGET_JOIN_DEFAULT)
+            r->capacity = RD_TARGET_JOIN_DEFAULT;
     }
     if (r->capacity < 2 * r->reserve) {
         rc = rd_err_set(eb, RD_ERR_ARG,
@@ -983,8 +1096,17 @@ static void send_credits(rd_target_recv *r) {
                 r->cbusy[i] = 0;
         }
     int room = rd_target_join_live(r->join) + r->reserve <= r->capacity;
-    if (!room && !r->closing)
+    if (!room && !r->closing) {
+        if (!r->warned_full) {
+            r->warned_full = 1;
+            RD_LOG_WARN("target receiver %d: %zu targets wait for their samples (join capacity "
+                        "%zu): credits pause until the student catches up; a target it waits "
+                        "for behind them is late (the student's records run too far from the "
+                        "teacher's: see docs/distillation.md, transport)",
+                        r->student_index, rd_target_join_live(r->join), r->capacity);
+        }
         return; // back-pressure: the teachers wait until get() / end() make room
+    }
     for (int t = 0; t < r->n_teachers; t++) {
         if (r->owed[t] == 0)
             continue;

@@ -35,10 +35,30 @@
 //   1. The teacher, during its training forward pass, calls rd_target_sender_emit() with the
 //      batch's sample ids, raw logits and its step. Targets are staged per owning student rank
 //      and sent as one message when `batch` targets are staged (or at flush / end of phase).
-//   2. Flow control: a sender has at most `max_in_flight` unacknowledged messages over all
-//      destinations. A receiver acknowledges (credits) a message once it has joined it and its
-//      join table has room; a sender whose window is full progresses with backoff until a credit
-//      arrives (back-pressure reaches the teacher's training loop).
+//   2. Flow control: a sender has at most `max_in_flight` unacknowledged messages per student
+//      (its window). A receiver acknowledges (credits) a message once it has stored it in its
+//      join table, which grows to hold targets that arrive ahead of their samples, up to its
+//      capacity. A message whose student's window is full is HELD by the sender (a FIFO per
+//      student, in order) and sent when credits return; emit never waits for one student's
+//      credits while it holds at most `hold_max` targets. Past that bound, and at end of phase
+//      (until the phase's messages have all left), the sender progresses with backoff until
+//      credits arrive: back-pressure reaches the teacher's training loop.
+//      Why per student, and why hold: the two jobs walk their records in different orders
+//      (train.order: user with different rank counts: rd_shard_of(user, T) vs (user, S)).
+//      Student A may wait for a record the teacher reaches only much later, while student B,
+//      the peer A's job allreduce waits for, does not progress and so does not credit. A
+//      window shared by all students fills with B's messages, A never gets its record, and
+//      every such step costs distill.wait_ms and leaves targets late. With a window per
+//      student and B's messages held, the teacher keeps serving A; B drains its backlog into
+//      its join table once A lets the job move on.
+//      Memory bound: per sender, the slots (students x max_in_flight x (40 + 20 batch) bytes)
+//      plus at most hold_max (+ one batch per student) held targets at 20 bytes each; per
+//      receiver, the join table: about 48 bytes per entry held (96 at a doubling), at most
+//      `capacity` entries. Entries held are this student's targets that came ahead of their
+//      samples: at most its records of the phases the teachers are ahead on. A layout that
+//      drifts further warns once (on the sender or the receiver: "the student's records run
+//      too far from the teacher's") and then pays distill.wait_ms per stall; nothing is lost
+//      silently (late / missing are counted).
 //   3. End of phase: the sender flushes and sends an EOS marker to every student; the receiver
 //      knows a phase is complete when it holds the EOS of every teacher rank, and stops waiting.
 //   4. Close: the sender sends FIN to every student and waits until every message is credited;
@@ -87,6 +107,11 @@
 #include "rd/targets.h"
 
 #define RD_TARGET_CREDIT_BYTES 16 // size of one credit message (wire format above)
+// Default bounds (see "Transport", 2): targets a sender holds before emit waits for credits
+// (80 MiB at 20 bytes each), and join entries a receiver holds (about 200 MiB, 400 MiB while
+// doubling). Both are bounds, not allocations: memory follows the drift between the jobs.
+#define RD_TARGET_HOLD_DEFAULT ((size_t)1 << 22)
+#define RD_TARGET_JOIN_DEFAULT ((size_t)1 << 22)
 
 // ---------------------------------------------------------------------------------------------
 // Cross-debias calibration
@@ -190,6 +215,8 @@ typedef enum rd_join_result {
 } rd_join_result;
 
 /**
+ * The table allocates room for min(capacity, 4096) entries and doubles on demand up to
+ * capacity (a put or miss that grows it allocates; out of memory aborts, rd_xmalloc).
  * @param[in] capacity  most entries held at once (pending, consumed and missing markers), >= 1
  * @return RD_OK, RD_ERR_ARG, RD_ERR_NOMEM. Free with rd_target_join_destroy.
  */
@@ -215,7 +242,8 @@ size_t rd_target_join_drop(rd_target_join *j, uint64_t phase);
 /** Entries held (pending, consumed, missing markers). */
 size_t rd_target_join_size(const rd_target_join *j);
 /** Pending targets + missing markers. Consumed entries are kept for duplicate detection only
- *  while there is room: when the table is full they are forgotten first. */
+ *  while there is room: when the table is full, or half of it is consumed when it would double,
+ *  they are forgotten first. */
 size_t rd_target_join_live(const rd_target_join *j);
 
 // ---------------------------------------------------------------------------------------------
@@ -237,6 +265,9 @@ typedef struct rd_target_sender_opts {
     uint64_t job;             // rd_target_job_key(teacher job name), for the log
     rd_target_keep_fn keep;   // optional: samples it rejects are logged but not sent (counted
     void *keep_ctx;           // unsampled); NULL = send every target
+    size_t hold_max;          // targets held for students whose window is full before emit
+                              // waits for credits; 0 = RD_TARGET_HOLD_DEFAULT; at least
+                              // n_students x batch
 } rd_target_sender_opts;
 
 typedef struct rd_target_sender rd_target_sender;
@@ -249,8 +280,9 @@ int rd_target_sender_create(const rd_target_sender_opts *o, rd_target_sender **o
 int rd_target_sender_begin(rd_target_sender *s, uint32_t pass, int32_t window, rd_errbuf *eb);
 /**
  * Emit n targets of the open phase: all validated first (finite logits, owner in range; nothing
- * sent otherwise), appended to the log if any, staged; full batches are sent, waiting for
- * credits with backoff when the window is full. Arrays are borrowed for the call.
+ * sent otherwise), appended to the log if any, staged; full batches are sent, or held when their
+ * student's window is full; waits for credits (backoff) only while more than hold_max targets
+ * are held. Arrays are borrowed for the call.
  * @param[in] version  the teacher's step that produced these logits
  * @return RD_OK, RD_ERR_STATE (no open phase), RD_ERR_ARG (non-finite logit), RD_ERR_RANGE
  *         (owner out of range), RD_ERR_TIMEOUT (no credit within timeout_ms), RD_ERR_PROTO
@@ -262,11 +294,14 @@ int rd_target_sender_emit(rd_target_sender *s,
                           const float *logits,
                           uint64_t version,
                           rd_errbuf *eb);
-/** Send every partly filled batch now (e.g. once per teacher step). Waits only for credits. */
+/** Send (or hold) every partly filled batch now (e.g. once per teacher step). Waits for credits
+ *  only while more than hold_max targets are held. */
 int rd_target_sender_flush(rd_target_sender *s, rd_errbuf *eb);
-/** Flush, then send the phase's EOS marker to every student. @return as emit. */
+/** Flush, then send the phase's EOS marker to every student; waits (backoff) until every held
+ *  message of the phase has been sent. @return as emit. */
 int rd_target_sender_end(rd_target_sender *s, rd_errbuf *eb);
-/** Complete finished sends and take arriving credits; never waits. @return RD_OK, RD_ERR_PROTO */
+/** Complete finished sends, take arriving credits and send held messages the windows now take;
+ *  never waits. @return RD_OK, RD_ERR_PROTO */
 int rd_target_sender_progress(rd_target_sender *s, rd_errbuf *eb);
 /** Send FIN to every student and wait (backoff) until every message is credited and every send
  *  completed. No phase may be open. @return RD_OK, RD_ERR_STATE, RD_ERR_TIMEOUT, RD_ERR_PROTO */
@@ -289,8 +324,9 @@ typedef struct rd_target_recv_opts {
     void *owner_ctx;
     int max_in_flight;        // as the senders' (sizes the room reserved for in-flight data)
     int batch;                // as the senders' (largest message accepted)
-    size_t capacity;          // join entries; 0 = 4 * teachers * max_in_flight * batch, at least
-                              // 65536. Credits stop while pending targets + missing markers +
+    size_t capacity;          // most join entries; 0 = 4 * teachers * max_in_flight * batch, at
+                              // least RD_TARGET_JOIN_DEFAULT. A bound: the table grows to it on
+                              // demand. Credits stop while pending targets + missing markers +
                               // the in-flight reserve exceed it (consumed targets are forgotten
                               // when room is needed)
     int poll_us_max;          // backoff cap; <= 0 = 200

@@ -3,6 +3,7 @@
 //
 // Usage: mpiexec -n R test_targets_transport T   (ranks [0, T) teach, [T, R) are students)
 //        mpiexec -n 2 test_targets_transport bad (crafted malformed messages, see below)
+//        mpiexec -n 4 test_targets_transport drift (record orders drift apart, see below)
 //        (then a phase that takes no targets: run_skip_*, below)
 // Over 5 phases (stream windows) with a random number of samples each, the teachers emit the
 // targets of their half of each window in shuffled order and random batch sizes, with a tiny
@@ -847,11 +848,145 @@ static void run_skip_student(void) {
     rd_target_recv_destroy(r);
 }
 
+// Mode drift (4 ranks: teacher 0, students 1..3; owner = sample % 3): the records' orders of the
+// two jobs drift apart (train.order: user with different rank counts). The teacher emits the
+// targets of students 1 and 2 first, DRIFT_N each in one-target messages (window 2: far more than
+// fit in flight), and student 0's one sample last. Students 1 and 2 do not progress at all until
+// student 0 has its target (they block in MPI_Recv, as a rank blocks in its job's allreduce
+// behind a peer that waits in get()). Student 0 must get its target without waiting out its
+// wait_ms (a window shared by all students filled with the others' messages: the teacher never
+// reached the last sample); then students 1 and 2 get all theirs: nothing late or missing.
+enum { DRIFT_N = 400, DRIFT_WAIT_MS = 20000, TAG_DRIFT_GO = 201 };
+
+static int owner_mod3(uint64_t sample, void *ctx) {
+    (void)ctx;
+    return (int)(sample % 3);
+}
+
+static void run_drift_teacher(void) {
+    int students[3] = {1, 2, 3};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_sender_opts so = {.comm = MPI_COMM_WORLD,
+                                .n_students = 3,
+                                .students = students,
+                                .owner = owner_mod3,
+                                .max_in_flight = IN_FLIGHT,
+                                .batch = 1,
+                                .poll_us_max = 200,
+                                .timeout_ms = 60000};
+    rd_target_sender *s = NULL;
+    int rc = rd_target_sender_create(&so, &s, &eb);
+    CHECK(rc == RD_OK, "drift sender create: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    rc = rd_target_sender_begin(s, 0, -1, &eb);
+    for (uint64_t i = 0; i < 2 * DRIFT_N && rc == RD_OK; i++) {
+        uint64_t sample = 3 * (i / 2) + 1 + i % 2; // students 1 and 2, interleaved
+        float logit = (float)sample * 0.001f;
+        rc = rd_target_sender_emit(s, 1, &sample, &logit, i, &eb);
+        if (rc == RD_OK)
+            rc = rd_target_sender_flush(s, &eb);
+    }
+    uint64_t last = 3 * DRIFT_N; // student 0's
+    float z = 7.0f;
+    if (rc == RD_OK)
+        rc = rd_target_sender_emit(s, 1, &last, &z, 2 * DRIFT_N, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_sender_end(s, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_sender_close(s, &eb);
+    CHECK(rc == RD_OK, "drift teacher: %s", eb.msg);
+    rd_target_stats st;
+    rd_target_sender_stats(s, &st);
+    CHECK(st.sent == 2 * DRIFT_N + 1, "drift teacher sent %llu targets",
+          (unsigned long long)st.sent);
+    rd_target_sender_destroy(s);
+}
+
+static void run_drift_student(int me) {
+    int teachers[1] = {0};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_recv_opts ro = {.comm = MPI_COMM_WORLD,
+                              .n_teachers = 1,
+                              .teachers = teachers,
+                              .student_index = me,
+                              .owner = owner_mod3,
+                              .max_in_flight = IN_FLIGHT,
+                              .batch = 1,
+                              .poll_us_max = 200,
+                              .wait_ms = DRIFT_WAIT_MS,
+                              .timeout_ms = 60000};
+    rd_target_recv *r = NULL;
+    int rc = rd_target_recv_create(&ro, &r, &eb);
+    CHECK(rc == RD_OK, "drift recv create: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    rc = rd_target_recv_begin(r, 0, -1, &eb);
+    size_t n = me == 0 ? 1 : DRIFT_N;
+    uint64_t *samples = rd_xmalloc(n * sizeof *samples);
+    float *logits = rd_xmalloc(n * sizeof *logits);
+    uint8_t *has = rd_xmalloc(n);
+    for (size_t i = 0; i < n; i++) // in reverse: the last emitted first
+        samples[i] = me == 0 ? 3 * DRIFT_N : 3 * (DRIFT_N - 1 - i) + (uint64_t)me;
+    double t0 = MPI_Wtime();
+    if (me != 0) // blocked, no progress, until student 0 has its target
+        RD_MPI_CHECK(
+            MPI_Recv(NULL, 0, MPI_BYTE, 1, TAG_DRIFT_GO, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    if (rc == RD_OK)
+        rc = rd_target_recv_get(r, n, samples, logits, NULL, has, &eb);
+    if (me == 0) {
+        CHECK(MPI_Wtime() - t0 < DRIFT_WAIT_MS / 2000.0,
+              "student 0 waited %.1f s for its target (window held by the others' messages?)",
+              MPI_Wtime() - t0);
+        for (int d = 2; d <= 3; d++)
+            RD_MPI_CHECK(MPI_Send(NULL, 0, MPI_BYTE, d, TAG_DRIFT_GO, MPI_COMM_WORLD));
+    }
+    int good = 0;
+    for (size_t i = 0; rc == RD_OK && i < n; i++)
+        good += has[i] && logits[i] == (me == 0 ? 7.0f : (float)samples[i] * 0.001f);
+    CHECK(good == (int)n, "drift student %d: %d of %zu targets joined", me, good, n);
+    if (rc == RD_OK)
+        rc = rd_target_recv_end(r, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_recv_close(r, &eb);
+    CHECK(rc == RD_OK, "drift student %d: %s", me, eb.msg);
+    rd_target_stats st;
+    rd_target_recv_stats(r, &st);
+    CHECK(st.late == 0 && st.missing == 0 && st.duplicates == 0 && st.joined == n,
+          "drift student %d: joined %llu late %llu missing %llu", me, (unsigned long long)st.joined,
+          (unsigned long long)st.late, (unsigned long long)st.missing);
+    rd_free(samples);
+    rd_free(logits);
+    rd_free(has);
+    rd_target_recv_destroy(r);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (argc > 1 && strcmp(argv[1], "drift") == 0) {
+        if (size != 4) {
+            if (rank == 0)
+                fprintf(stderr, "mode drift needs 4 ranks\n");
+            MPI_Finalize();
+            return 2;
+        }
+        if (rank == 0)
+            run_drift_teacher();
+        else
+            run_drift_student(rank - 1);
+        int total = 0;
+        MPI_Allreduce(&n_errors, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+        if (rank == 0)
+            printf("test_targets_transport drift: %s (%d errors)\n", total ? "FAILED" : "ok",
+                   total);
+        MPI_Finalize();
+        return total ? 1 : 0;
+    }
     if (argc > 1 && strcmp(argv[1], "bad") == 0) {
         if (size != 2) {
             if (rank == 0)
