@@ -8,6 +8,9 @@
 //   - compact writes a verified copy with the same records; gc deletes exactly the old ones;
 //   - bad input: missing store, corrupt MANIFEST, bad arguments (exit 2), an existing --out;
 //   - compact --out a/b/c that fails removes the parents it created, and only those.
+//   - one writer per store: while another process holds the store's writer lock, a second
+//     writer, compact and `tokens gc` are refused naming the store and the holder, and change
+//     nothing; stats and verify still read; the lock dies with its (SIGKILLed) holder.
 // The CLI is $RD_BINARY_DIR/recdistill (set by ctest); the test skips without it.
 #include <setjmp.h>
 #include <stdarg.h>
