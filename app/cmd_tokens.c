@@ -4,8 +4,9 @@
 // stats, fetch, verify and compact open the store READ-ONLY: LMDB readers take a snapshot and
 // never block the writer, so they are safe while a training job appends (each shard's answer is
 // one consistent snapshot: an append batch is seen whole or not at all). gc opens every shard
-// for writing: LMDB serialises it with a live writer (one write transaction at a time per shard),
-// and it deletes in bounded transactions.
+// for writing and deletes in bounded transactions; it (and compact, whose copy would cut through
+// a build) takes the store's writer lock (rd_token_store_lock) and is refused while a launch
+// builds into the store.
 //
 // Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 #include "commands.h"
@@ -41,7 +42,8 @@ static void tokens_usage(FILE *out) {
         "  compact STORE --out DIR                compacted copy (the input is untouched;\n"
         "                                         DIR may not lie inside STORE)\n"
         "\n"
-        "stats, fetch, verify and compact are read-only and safe while a job appends.\n"
+        "stats, fetch and verify are read-only and safe while a job appends; gc and compact\n"
+        "are refused while a launch writes the store.\n"
         "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
 }
 
@@ -203,8 +205,13 @@ int rd_cmd_tokens(int argc, char **argv) {
             } else if (strcmp(cmd, "fetch") == 0) {
                 rc = rd_tokentool_print_fetch(s, user, before, before_id, (size_t)L, stdout, &eb);
             } else if (strcmp(cmd, "gc") == 0) {
+                // gc deletes: as the store's one writer, refused while a launch builds into it.
                 uint64_t n = 0;
-                rc = rd_token_store_gc(s, before, &n, &eb);
+                int lock = -1;
+                rc = rd_token_store_lock(dir, "tokens gc", &lock, &eb);
+                if (rc == RD_OK)
+                    rc = rd_token_store_gc(s, before, &n, &eb);
+                rd_token_store_unlock(lock);
                 if (rc == RD_OK)
                     printf("deleted %llu records before %lld\n", (unsigned long long)n,
                            (long long)before);

@@ -224,31 +224,71 @@ static int writes_target_log(const rd_config *cfg) {
     return 0;
 }
 
+// Who this launch is, in a writer lock file: "recdistill train, run folder D".
+static void writer_name(const rd_config *cfg, char *buf, size_t cap) {
+    snprintf(buf, cap, "recdistill train, run folder %.200s", cfg->run.out_dir);
+}
+
+// The launch is the one writer of distill.target_log (rd_target_log_lock, by rank 0): a second
+// launch writing the log would drop this one's targets as "an earlier run" and mix its own in.
+// Taken last in phase 3 (nothing after it can fail the launch before the trainers). The lock is
+// never released by hand: it lasts as long as rank 0, which is the whole launch, and the kernel
+// drops it when the process ends however it ends (so a crashed launch leaves no stale lock).
+static int target_log_ready(const rd_config *cfg, char *msg, size_t cap) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    char who[256];
+    writer_name(cfg, who, sizeof who);
+    int fd = -1;
+    int rc = rd_target_log_lock(cfg->distill.target_log, who, &fd, &eb);
+    if (rc != RD_OK) {
+        int k = snprintf(msg, cap, "distill.target_log: %s", eb.msg[0] ? eb.msg : rd_strerror(rc));
+        if (k < 0 || (size_t)k >= cap)
+            msg[cap - 1] = 0;
+    }
+    return rc;
+}
+
 // IAT: the run's token store exists with the config's layout before the PS ranks open their
 // shards. A new store gets one shard per PS rank; an existing one (shared with other runs) must
-// have tokens.dim, as many side values as tokens.side names, and a shard count that is a multiple
-// of the PS ranks.
+// have tokens.dim and tokens.dtype, as many side values as tokens.side names, and a shard count
+// that is a multiple of the PS ranks. The launch is the store's one writer: rank 0 takes the
+// store's writer lock (rd_token_store_lock) before it looks for the MANIFEST, so a concurrent
+// launch (or tokens gc / compact) is refused naming the holder, and the check-then-create of a
+// new store cannot race another creator. The lock is kept, as target_log_ready's, until rank 0
+// ends (released by the kernel however the launch ends); it is released here only on failure.
 static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    char manifest[RD_PATH_MAX + 16];
-    snprintf(manifest, sizeof manifest, "%s/MANIFEST", cfg->tokens.store_dir);
-    int rc, existed = access(manifest, F_OK) == 0;
-    if (!existed) {
-        rd_token_store_opts o;
+    const char *dir = cfg->tokens.store_dir;
+    char who[256];
+    writer_name(cfg, who, sizeof who);
+    rd_token_store_opts o;
+    int lock = -1, existed = 0;
+    int rc = rd_token_store_opts_from_config(&cfg->tokens, cfg->cluster.ps_ranks, &o, &eb);
+    if (rc == RD_OK && mkdir_p(dir) != 0)
+        rc = rd_err_set(&eb, RD_ERR_IO, "cannot create it: %s", strerror(errno));
+    if (rc == RD_OK)
+        rc = rd_token_store_lock(dir, who, &lock, &eb);
+    rd_token_store_info info;
+    if (rc == RD_OK) {
+        rc = rd_token_store_read_manifest(dir, &info, &eb);
+        existed = rc != RD_ERR_NOTFOUND;
+    }
+    if (rc == RD_ERR_NOTFOUND) {
+        rd_errbuf_clear(&eb);
         rd_token_store *s = NULL;
-        rc = rd_token_store_opts_from_config(&cfg->tokens, cfg->cluster.ps_ranks, &o, &eb);
-        if (rc == RD_OK && mkdir_p(cfg->tokens.store_dir) != 0)
-            rc = rd_err_set(&eb, RD_ERR_IO, "cannot create it: %s", strerror(errno));
-        if (rc == RD_OK)
-            rc = rd_token_store_create(cfg->tokens.store_dir, &o, &s, &eb);
+        rc = rd_token_store_create(dir, &o, &s, &eb);
         rd_token_store_destroy(s);
-    } else {
-        rd_token_store_info info;
-        rc = rd_token_store_read_manifest(cfg->tokens.store_dir, &info, &eb);
-        if (rc == RD_OK && (int)info.dim != cfg->tokens.dim)
+    } else if (rc == RD_OK) {
+        if ((int)info.dim != cfg->tokens.dim)
             rc = rd_err_set(&eb, RD_ERR_VERSION, "the store has dim %u, tokens.dim is %d", info.dim,
                             cfg->tokens.dim);
+        if (rc == RD_OK && (int)info.dtype != o.dtype)
+            rc = rd_err_set(&eb, RD_ERR_VERSION,
+                            "the store has %s tokens, tokens.dtype is %s (a store keeps the dtype "
+                            "it was created with)",
+                            rd_token_dtype_name((int)info.dtype), rd_token_dtype_name(o.dtype));
         if (rc == RD_OK && (int)info.n_side != rd_tokens_side_width(&cfg->tokens))
             rc = rd_err_set(&eb, RD_ERR_VERSION,
                             "the store has %u side values per token, tokens.side and "
@@ -279,6 +319,7 @@ static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
         rd_dataset_close(ds);
     }
     if (rc != RD_OK) {
+        rd_token_store_unlock(lock);
         // Messages that name the store already are said as they are.
         const char *m = eb.msg[0] ? eb.msg : rd_strerror(rc);
         int named = strncmp(m, "token store ", 12) == 0;
@@ -616,6 +657,8 @@ static int train_main(int argc,
         }
         if (st.rc == RD_OK && rd_config_token_job(cfg) >= 0)
             st.rc = token_store_ready(cfg, st.msg, sizeof st.msg);
+        if (st.rc == RD_OK && writes_target_log(cfg))
+            st.rc = target_log_ready(cfg, st.msg, sizeof st.msg);
     }
     bcast_polled(&st, (int)sizeof st, MPI_BYTE, MPI_COMM_WORLD, poll);
     if (st.rc != RD_OK) {

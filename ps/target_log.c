@@ -14,6 +14,7 @@
 
 #include "token_store_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -301,14 +302,53 @@ int rd_target_log_open(const char *path,
     return RD_OK;
 }
 
-// Remove a folder that holds an LMDB env (data.mdb, lock.mdb) and nothing else.
+// Remove a folder that holds an LMDB env (data.mdb, lock.mdb, and the writer's lock file) and
+// nothing else. Only the launch that holds the writer lock removes its log (a creation undone),
+// and a process that locks the unlinked file notices it (writer_lock.c), so unlinking the lock
+// file here is safe.
 static void remove_env_dir(const char *dir) {
     char p[PATH_CAP + 112];
     snprintf(p, sizeof p, "%s/data.mdb", dir);
     unlink(p);
     snprintf(p, sizeof p, "%s/lock.mdb", dir);
     unlink(p);
+    snprintf(p, sizeof p, "%s/writer.lock", dir);
+    unlink(p);
     rmdir(dir);
+}
+
+// 1 if folder `dir` holds nothing but the writer's lock file (and an LMDB lock.mdb): the folder
+// rd_target_log_lock made for a log that is not created yet.
+static int holds_only_lock(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int only = 1;
+    struct dirent *e;
+    while (only && (e = readdir(d)) != NULL)
+        only = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+               strcmp(e->d_name, "lock.mdb") == 0 || rd__writer_lock_name(e->d_name);
+    closedir(d);
+    return only;
+}
+
+int rd_target_log_lock(const char *path, const char *what, int *fd, rd_errbuf *eb) {
+    RD_ASSERT(fd);
+    *fd = -1;
+    if (!path || !path[0] || strlen(path) >= PATH_CAP - 16)
+        return rd_err_set(eb, RD_ERR_ARG, "target log: path is empty or longer than %d bytes",
+                          PATH_CAP - 17);
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+        return rd_err_set(eb, RD_ERR_EXISTS, "target log %s: exists and is not a folder", path);
+    int rc = rd_lmdbx_mkdir_p(path, eb);
+    if (rc != RD_OK)
+        return rc;
+    return rd__writer_lock(path, "target log", what, fd, eb);
+}
+
+void rd_target_log_unlock(int fd) {
+    rd__writer_unlock(fd);
 }
 
 void rd_target_log_remove(const char *path) {
@@ -347,13 +387,29 @@ int rd_target_log_open_or_create(const char *path,
     rd_target_log *fresh = NULL;
     rc = rd_target_log_create(part, o, &fresh, eb);
     rd_target_log_close(fresh);
-    int lost = 0; // another process renamed its log into place first
+    int lost = 0; // another process put its log into place first
     if (rc == RD_OK && rename(part, path) != 0) {
-        if (errno == ENOTEMPTY || errno == EEXIST)
-            lost = 1;
-        else
+        if (errno != ENOTEMPTY && errno != EEXIST) {
             rc = rd_err_set(eb, RD_ERR_IO, "target log %s: rename %s into place: %s", path, part,
                             strerror(errno));
+        } else if (holds_only_lock(path)) {
+            // The folder of the launch's writer lock (rd_target_log_lock): link the finished
+            // data.mdb in (link fails if another teacher job of the launch was first; LMDB makes
+            // a fresh lock.mdb at the first open).
+            char from[PATH_CAP + 112], to[PATH_CAP + 16];
+            snprintf(from, sizeof from, "%s/data.mdb", part);
+            snprintf(to, sizeof to, "%s/data.mdb", path);
+            if (link(from, to) != 0) {
+                if (errno == EEXIST)
+                    lost = 1;
+                else
+                    rc = rd_err_set(eb, RD_ERR_IO, "target log %s: link %s into place: %s", path,
+                                    from, strerror(errno));
+            }
+            remove_env_dir(part); // its data.mdb lives on under `path` when the link succeeded
+        } else {
+            lost = 1;
+        }
     }
     if (rc != RD_OK || lost)
         remove_env_dir(part);

@@ -509,14 +509,17 @@ int rd_token_store_create(const char *dir,
     if (d) {
         struct dirent *e;
         int busy = 0;
+        // The writer's lock file may be there: the creator takes the lock first.
         while ((e = readdir(d)) != NULL)
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+                !rd__writer_lock_name(e->d_name))
                 busy = 1;
         closedir(d);
         if (busy)
             return rd_err_set(eb, RD_ERR_EXISTS,
-                              "token store %s: folder exists and is not empty (open it instead, or "
-                              "remove it)",
+                              "token store %s: folder exists and is not empty but has no MANIFEST "
+                              "(not a token store, or a creation that did not finish): remove it "
+                              "or choose another folder",
                               dir);
     } else if (errno != ENOENT) {
         return rd_err_set(eb, RD_ERR_IO, "token store %s: %s", dir, strerror(errno));
@@ -574,6 +577,24 @@ int rd_token_store_create(const char *dir,
     oo.append_batch = o->append_batch;
     oo.no_sync = o->no_sync;
     return rd_token_store_open(dir, &oo, out, eb);
+}
+
+int rd_token_store_lock(const char *dir, const char *what, int *fd, rd_errbuf *eb) {
+    RD_ASSERT(dir && fd);
+    *fd = -1;
+    if (strlen(dir) == 0 || strlen(dir) >= DIR_MAX)
+        return rd_err_set(eb, RD_ERR_ARG, "token store: path length %zu out of range 1..%d",
+                          strlen(dir), DIR_MAX - 1);
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return rd_err_set(eb, RD_ERR_IO, "token store %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return rd_err_set(eb, RD_ERR_IO, "token store %s is not a folder", dir);
+    return rd__writer_lock(dir, "token store", what, fd, eb);
+}
+
+void rd_token_store_unlock(int fd) {
+    rd__writer_unlock(fd);
 }
 
 // The databases and the header check of shard i (its env is open), under open_shard's guard.

@@ -42,11 +42,29 @@ static void remove_partial(const char *part, int n_shards) {
     rmdir(part);
 }
 
+static int
+compact_locked(const char *dir, const char *out, const rd_token_store_info *sinfo, rd_errbuf *eb);
+
 int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
     rd_token_store_info info;
     int rc = rd_token_store_read_manifest(dir, &info, eb);
     if (rc != RD_OK)
         return rc;
+    // A copy taken while a launch builds into the store (or gc deletes from it) would be a cut
+    // through that build, shard by shard: the copier takes the store's writer lock, so it waits
+    // for no one and is refused while a writer holds the store.
+    int lock = -1;
+    if ((rc = rd_token_store_lock(dir, "tokens compact", &lock, eb)) != RD_OK)
+        return rc;
+    rc = compact_locked(dir, out, &info, eb);
+    rd_token_store_unlock(lock);
+    return rc;
+}
+
+static int
+compact_locked(const char *dir, const char *out, const rd_token_store_info *sinfo, rd_errbuf *eb) {
+    rd_token_store_info info = *sinfo;
+    int rc;
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new directory", out);

@@ -3,7 +3,8 @@
 // growth from a tiny map, RD_ERR_RANGE when the caller's arrays are too small, read-only handles
 // (also while a writer is open), header/version mismatches, corrupted records, bad input, and a
 // teacher job's sampling record (rd_target_log_put_job / _get_job), and dropping one job's
-// records (rd_target_log_drop_job) atomically while a reader in another process watches.
+// records (rd_target_log_drop_job) atomically while a reader in another process watches; the
+// one-writing-launch lock (rd_target_log_lock) between processes.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -643,8 +645,163 @@ static void test_drop_job(void **state) {
     rd_target_log_close(log);
 }
 
+// A child process that holds the writer lock of log `p` as `what` until its `quit` pipe closes
+// (or it is killed). Returns its pid once it holds the lock.
+static pid_t hold_lock(const char *p, const char *what, int quit[2]) {
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(quit), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        close(ready[0]);
+        close(quit[1]);
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        int fd = -1;
+        if (rd_target_log_lock(p, what, &fd, &eb) != RD_OK) {
+            fprintf(stderr, "holder: %s\n", eb.msg);
+            _exit(1);
+        }
+        char c = 'x';
+        if (write(ready[1], &c, 1) != 1)
+            _exit(2);
+        while (read(quit[0], &c, 1) > 0)
+            ;
+        rd_target_log_unlock(fd);
+        _exit(0);
+    }
+    close(ready[1]);
+    close(quit[0]);
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    return kid;
+}
+
+// One writing launch per log: while a launch (its rank 0, here a child process) holds the log's
+// writer lock, another is refused at once with a message naming the log and the holder (host,
+// pid, what); the teacher jobs of the holding launch still open-or-create the log in the locked
+// folder concurrently (exactly one creates it); the lock dies with its process (SIGKILL: no stale
+// lock), and of several launches racing for a free log exactly one wins.
+static void test_writer_lock(void **state) {
+    (void)state;
+    char p[512];
+    log_path(p, sizeof p, "locked/targets");
+    int quit[2];
+    pid_t holder = hold_lock(p, "launch A", quit);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int fd = -1;
+    assert_int_equal(rd_target_log_lock(p, "launch B", &fd, &eb), RD_ERR_STATE);
+    assert_int_equal(fd, -1);
+    char pid[32];
+    snprintf(pid, sizeof pid, "pid %ld ", (long)holder);
+    assert_non_null(strstr(eb.msg, p));
+    assert_non_null(strstr(eb.msg, pid));
+    assert_non_null(strstr(eb.msg, "launch A"));
+    assert_non_null(strstr(eb.msg, "host "));
+    // The holding launch's teacher jobs create and share the log in the locked folder.
+    enum { KIDS = 4 };
+    pid_t kid[KIDS];
+    for (int k = 0; k < KIDS; k++) {
+        kid[k] = fork();
+        assert_true(kid[k] >= 0);
+        if (kid[k] == 0) {
+            rd_errbuf keb;
+            rd_errbuf_clear(&keb);
+            rd_target_log *log = NULL;
+            rd_target_log_opts o = {0, 0, 1};
+            int created = -1;
+            if (rd_target_log_open_or_create(p, &o, &log, &created, &keb) != RD_OK) {
+                fprintf(stderr, "teacher %d: %s\n", k, keb.msg);
+                _exit(1);
+            }
+            char job[16];
+            snprintf(job, sizeof job, "t%d", k);
+            rd_target_job_info ji = {1.0, 1.0, (uint64_t)k, 100, 7, 1};
+            int rc = rd_target_log_put_job(log, rd_target_job_key(job), &ji, &keb);
+            rd_target_log_close(log);
+            _exit(rc != RD_OK ? 2 : created == 1 ? 10 : 11);
+        }
+    }
+    int creators = 0;
+    for (int k = 0; k < KIDS; k++) {
+        int st = 0;
+        assert_int_equal(waitpid(kid[k], &st, 0), kid[k]);
+        assert_true(WIFEXITED(st) && (WEXITSTATUS(st) == 10 || WEXITSTATUS(st) == 11));
+        creators += WEXITSTATUS(st) == 10;
+    }
+    assert_int_equal(creators, 1);
+    rd_target_log *log = NULL;
+    assert_int_equal(rd_target_log_open(p, 0, NULL, &log, &eb), RD_OK);
+    rd_target_job_info got;
+    assert_int_equal(rd_target_log_get_job(log, rd_target_job_key("t3"), &got, &eb), RD_OK);
+    rd_target_log_close(log);
+    // The holder dies without releasing: the lock goes with it.
+    assert_int_equal(kill(holder, SIGKILL), 0);
+    int st = 0;
+    assert_int_equal(waitpid(holder, &st, 0), holder);
+    close(quit[1]);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_lock(p, "launch B", &fd, &eb), RD_OK);
+    assert_true(fd >= 0);
+    rd_target_log_unlock(fd);
+    // A creation undone removes the lock file with the log: nothing is left.
+    rd_target_log_remove(p);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), -1);
+    // Launches racing for a free log: exactly one holds it.
+    enum { RACERS = 6 };
+    log_path(p, sizeof p, "race_lock/targets");
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    pid_t r[RACERS];
+    for (int k = 0; k < RACERS; k++) {
+        r[k] = fork();
+        assert_true(r[k] >= 0);
+        if (r[k] == 0) {
+            close(go[1]);
+            close(done[1]);
+            char c;
+            if (read(go[0], &c, 1) != 0)
+                _exit(3);
+            rd_errbuf keb;
+            rd_errbuf_clear(&keb);
+            int kfd = -1;
+            int rc = rd_target_log_lock(p, "racer", &kfd, &keb);
+            while (read(done[0], &c, 1) > 0) // hold until every racer has tried
+                ;
+            _exit(rc == RD_OK ? 10 : rc == RD_ERR_STATE ? 11 : 1);
+        }
+    }
+    close(go[0]);
+    close(done[0]);
+    close(go[1]);
+    usleep(300 * 1000);
+    close(done[1]);
+    int winners = 0;
+    for (int k = 0; k < RACERS; k++) {
+        assert_int_equal(waitpid(r[k], &st, 0), r[k]);
+        assert_true(WIFEXITED(st) && (WEXITSTATUS(st) == 10 || WEXITSTATUS(st) == 11));
+        winners += WEXITSTATUS(st) == 10;
+    }
+    assert_int_equal(winners, 1);
+    // A path that is a regular file is refused.
+    char f[600];
+    log_path(f, sizeof f, "lock_file_not_dir");
+    FILE *fp = fopen(f, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_lock(f, "x", &fd, &eb), RD_ERR_EXISTS);
+    assert_non_null(strstr(eb.msg, "not a folder"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_writer_lock),
         cmocka_unit_test(test_roundtrip_and_ranges),
         cmocka_unit_test(test_growth),
         cmocka_unit_test(test_errors),

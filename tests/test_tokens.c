@@ -8,7 +8,8 @@
 // a forked writer appending while this process fetches (every snapshot a whole-batch prefix of
 // the final history, no torn token), gc, verify detecting bad value sizes and CRCs, ownership
 // by PS rank, bad input, the packed wire entry points against malformed payloads, iterate/stats,
-// and allocation failures.
+// allocation failures, and one writer per store (rd_token_store_lock) when launches race to
+// create it.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -2476,8 +2477,112 @@ static void test_opts_from_config(void **state) {
     assert_non_null(strstr(eb.msg, "tokens.dtype"));
 }
 
+// Launches creating one fresh store at once (cmd_train's token_store_ready: make the folder,
+// take the store's writer lock, then open the MANIFEST or create the store): exactly one creates
+// it, every other is refused by the lock (never "folder exists and is not empty"), and the store
+// is complete. The creator's lock file does not make the folder "not empty"; a folder holding
+// other files but no MANIFEST is refused saying so.
+static void test_create_under_lock(void **state) {
+    (void)state;
+    enum { KIDS = 6 };
+    char dir[512];
+    store_path(dir, sizeof dir, "lockrace/store");
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    fflush(NULL);
+    pid_t kid[KIDS];
+    for (int k = 0; k < KIDS; k++) {
+        kid[k] = fork();
+        assert_true(kid[k] >= 0);
+        if (kid[k] == 0) {
+            close(go[1]);
+            close(done[1]);
+            char c;
+            if (read(go[0], &c, 1) != 0)
+                _exit(3);
+            rd_errbuf eb;
+            rd_errbuf_clear(&eb);
+            int fd = -1, rc = rd_lmdbx_mkdir_p(dir, &eb);
+            if (rc == RD_OK)
+                rc = rd_token_store_lock(dir, "launch", &fd, &eb);
+            int code = 1;
+            if (rc == RD_ERR_STATE && strstr(eb.msg, "in use by another writer")) {
+                code = 11;
+            } else if (rc == RD_OK) {
+                rd_token_store_info info;
+                rc = rd_token_store_read_manifest(dir, &info, &eb);
+                if (rc == RD_ERR_NOTFOUND) {
+                    rd_token_store_opts o = {4, RD_TOKEN_FP16, 2, 0, 0, 0, 1, 0, 0};
+                    rd_token_store *s = NULL;
+                    rd_errbuf_clear(&eb);
+                    rc = rd_token_store_create(dir, &o, &s, &eb);
+                    rd_token_store_destroy(s);
+                    code = rc == RD_OK ? 10 : 2;
+                } else {
+                    code = rc == RD_OK ? 12 : 4;
+                }
+            }
+            if (code < 10)
+                fprintf(stderr, "launch %d: %s\n", k, eb.msg);
+            while (read(done[0], &c, 1) > 0) // hold the lock until every launch has tried
+                ;
+            _exit(code);
+        }
+    }
+    close(go[0]);
+    close(done[0]);
+    close(go[1]);
+    usleep(500 * 1000);
+    close(done[1]);
+    int created = 0, refused = 0;
+    for (int k = 0; k < KIDS; k++) {
+        int st = 0;
+        assert_int_equal(waitpid(kid[k], &st, 0), kid[k]);
+        assert_true(WIFEXITED(st));
+        created += WEXITSTATUS(st) == 10;
+        refused += WEXITSTATUS(st) == 11;
+    }
+    assert_int_equal(created, 1);
+    assert_int_equal(refused, KIDS - 1);
+    rd_token_open_opts oo;
+    memset(&oo, 0, sizeof oo);
+    oo.expect_dtype = RD_TOKEN_FP16;
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_open(dir, &oo, &s, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    // The lock file alone leaves a folder "empty" for create; other files do not.
+    store_path(dir, sizeof dir, "lockonly");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    int fd = -1;
+    assert_int_equal(rd_token_store_lock(dir, "me", &fd, &eb), RD_OK);
+    rd_token_store_opts o = {4, RD_TOKEN_FP32, 1, 0, 0, 0, 1, 0, 0};
+    assert_int_equal(rd_token_store_create(dir, &o, &s, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    rd_token_store_unlock(fd);
+    store_path(dir, sizeof dir, "junk");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    char f[600];
+    snprintf(f, sizeof f, "%s/notes.txt", dir);
+    FILE *fp = fopen(f, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &o, &s, &eb), RD_ERR_EXISTS);
+    assert_non_null(strstr(eb.msg, "has no MANIFEST"));
+    assert_non_null(strstr(eb.msg, dir));
+    // A lock on a folder that is not there says so.
+    store_path(dir, sizeof dir, "nowhere");
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_lock(dir, "me", &fd, &eb), RD_ERR_IO);
+    assert_non_null(strstr(eb.msg, dir));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_under_lock),
         cmocka_unit_test(test_fp16_exhaustive),
         cmocka_unit_test(test_fp16_round_to_nearest_even),
         cmocka_unit_test(test_lmdbx_keys_and_errors),

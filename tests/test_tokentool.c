@@ -8,6 +8,9 @@
 //   - compact writes a verified copy with the same records; gc deletes exactly the old ones;
 //   - bad input: missing store, corrupt MANIFEST, bad arguments (exit 2), an existing --out;
 //   - compact --out a/b/c that fails removes the parents it created, and only those.
+//   - one writer per store: while another process holds the store's writer lock, a second
+//     writer, compact and `tokens gc` are refused naming the store and the holder, and change
+//     nothing; stats and verify still read; the lock dies with its (SIGKILLed) holder.
 // The CLI is $RD_BINARY_DIR/recdistill (set by ctest); the test skips without it.
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +23,7 @@
 #include "rd/tokens.h"
 #include "rd/tokentool.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +299,97 @@ static void test_compact_out_parents(void **state) {
     assert_int_equal(system(cmd), 0); // no partial copy left
 }
 
+// One writer per store: while a launch (here a child process) holds the store's writer lock,
+// another writer (rd_token_store_lock), `tokens gc` and `tokens compact` are refused at once
+// with a message naming the store and the holder (host, pid, what) and change nothing (no
+// record deleted, no copy made), while stats and verify (readers) still work; the lock dies
+// with its holder (SIGKILL: no stale lock) and gc then runs.
+static void test_store_writer_lock(void **state) {
+    (void)state;
+    if (!getenv("RD_BINARY_DIR"))
+        skip();
+    snprintf(g_rd, sizeof g_rd, "%s/recdistill", getenv("RD_BINARY_DIR"));
+    if (access(g_rd, X_OK) != 0)
+        skip();
+    char dir[300], copy[320], out[1 << 14];
+    snprintf(dir, sizeof dir, "%s/locked", g_root);
+    snprintf(copy, sizeof copy, "%s/locked-copy", g_root);
+    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 2, 0, 0, 4096, 1, 0, 0};
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    uint64_t users[BATCH], ids[BATCH];
+    int64_t ts[BATCH];
+    float tok[BATCH * DIM];
+    for (int i = 0; i < BATCH; i++) {
+        users[i] = USER + (uint64_t)i;
+        ts[i] = i;
+        ids[i] = (uint64_t)i;
+        for (size_t j = 0; j < DIM; j++)
+            tok[i * DIM + j] = tokval(i, j);
+    }
+    rd_token_batch bt = {BATCH, users, ts, ids, tok, NULL, NULL, NULL, NULL};
+    assert_int_equal(rd_token_store_append(s, &bt, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    fflush(NULL);
+    int ready[2], quit[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(quit), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        close(ready[0]);
+        close(quit[1]);
+        int fd = -1;
+        if (rd_token_store_lock(dir, "launch A", &fd, &eb) != RD_OK)
+            _exit(1);
+        char c = 'x';
+        if (write(ready[1], &c, 1) != 1)
+            _exit(2);
+        while (read(quit[0], &c, 1) > 0)
+            ;
+        _exit(0);
+    }
+    close(ready[1]);
+    close(quit[0]);
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    char pid[32];
+    snprintf(pid, sizeof pid, "pid %ld ", (long)kid);
+    // Another writer.
+    int fd = -1;
+    assert_int_equal(rd_token_store_lock(dir, "launch B", &fd, &eb), RD_ERR_STATE);
+    assert_non_null(strstr(eb.msg, dir));
+    assert_non_null(strstr(eb.msg, pid));
+    assert_non_null(strstr(eb.msg, "launch A"));
+    // compact: refused, no copy.
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tokentool_compact(dir, copy, &eb), RD_ERR_STATE);
+    assert_non_null(strstr(eb.msg, "in use by another writer"));
+    struct stat st;
+    assert_int_not_equal(lstat(copy, &st), 0);
+    // gc through the CLI: exit 1 naming the store and the holder, nothing deleted.
+    assert_int_equal(run(out, sizeof out, "%s tokens gc %s --before 1000 2>&1", g_rd, dir), 1);
+    assert_non_null(strstr(out, dir));
+    assert_non_null(strstr(out, pid));
+    assert_non_null(strstr(out, "in use by another writer"));
+    // Readers do not block.
+    assert_int_equal(run(out, sizeof out, "%s tokens stats %s", g_rd, dir), 0);
+    assert_true(field_after(out, "total: ") == BATCH);
+    assert_int_equal(run(out, sizeof out, "%s tokens verify %s", g_rd, dir), 0);
+    // The holder dies without releasing: the lock goes with it, and gc runs.
+    assert_int_equal(kill(kid, SIGKILL), 0);
+    int status = 0;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    close(quit[1]);
+    assert_int_equal(run(out, sizeof out, "%s tokens gc %s --before 1000", g_rd, dir), 0);
+    assert_int_equal(run(out, sizeof out, "%s tokens stats %s", g_rd, dir), 0);
+    assert_true(field_after(out, "total: ") == 0);
+    assert_int_equal(rd_tokentool_compact(dir, copy, &eb), RD_OK);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/rd_test_tokentool_XXXXXX");
@@ -310,6 +405,7 @@ static int teardown(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokens_cli),
-                                       cmocka_unit_test(test_compact_out_parents)};
+                                       cmocka_unit_test(test_compact_out_parents),
+                                       cmocka_unit_test(test_store_writer_lock)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -5,6 +5,7 @@
 //   rd_target_log                      opaque handle (one LMDB env at distill.target_log)
 //   rd_target_log_opts                 map size, growth cap, sync mode
 //   rd_target_log_create / open / open_or_create / close
+//   rd_target_log_lock / unlock        the one writing launch of a log (<log>/writer.lock)
 //   rd_target_job_key()                teacher job name -> 64-bit key
 //   rd_target_batch, rd_target_log_append()    batched appends (one write transaction)
 //   rd_target_out, rd_target_log_read_range()  sample-id range -> arrays
@@ -24,9 +25,10 @@
 // A record appended twice (same job, sample and pass) keeps the last value.
 //
 // Concurrency: readers (MDB_RDONLY, e.g. a replaying student) see consistent snapshots and
-// never block writers; several writer processes may append, LMDB serialises their write
-// transactions. The map grows by doubling when full (never a lost write). A handle is used by
-// one thread at a time.
+// never block writers; the writer processes of one launch (its teacher jobs) may append, LMDB
+// serialises their write transactions; one launch at a time writes a log (rd_target_log_lock),
+// as a fresh teacher run drops its job's earlier records and must not drop a live run's. The map
+// grows by doubling when full (never a lost write). A handle is used by one thread at a time.
 #ifndef RD_TARGETS_H
 #define RD_TARGETS_H
 
@@ -87,6 +89,24 @@ int rd_target_log_open_or_create(const char *path,
                                  rd_target_log **out,
                                  int *created,
                                  rd_errbuf *eb);
+
+/**
+ * Become the one writing launch of the target log at `path`: create the folder (and its parents)
+ * when missing, then lock `<path>/writer.lock` (flock, no waiting) and record "host H pid P since
+ * T: what" in it. A launch that writes the log takes it once, on world rank 0, before any of its
+ * teacher jobs opens the log (they all share it, so several teacher jobs of one launch still
+ * write one log); a second launch is refused before it trains. Replaying students never take it.
+ * Released by rd_target_log_unlock or when the process ends, however it ends (no stale lock on
+ * this host; on NFS the server frees a dead host's lock when its lease expires).
+ * @param[out] fd  the lock; release with rd_target_log_unlock
+ * @return RD_OK; RD_ERR_STATE "target log L is in use by another writer (host H pid P since T:
+ *         what; ...)"; RD_ERR_IO (cannot create the folder, or create or lock the file);
+ *         RD_ERR_EXISTS (`path` is not a folder)
+ */
+int rd_target_log_lock(const char *path, const char *what, int *fd, rd_errbuf *eb);
+
+/** Release a lock of rd_target_log_lock. -1 is ignored. */
+void rd_target_log_unlock(int fd);
 
 /** Remove the log at `path` (its data.mdb and lock.mdb, then the folder if it is empty): undo a
  *  creation when the run that made it fails before writing any target. Close handles first. */

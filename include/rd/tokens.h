@@ -7,6 +7,7 @@
 //   rd_token_store                                  opaque store handle
 //   rd_token_store_create / open / destroy          create a new store; open one (read-only or
 //                                                   writer of a set of shards); close
+//   rd_token_store_lock / unlock                    the one writer (launch or tool) of a store
 //   rd_token_store_read_manifest / rd_token_store_info / rd_token_store_opts_from_config
 //   rd_token_store_bind_dataset / read_dataset      the one dataset a store's tokens belong to
 //   rd_token_shard_of_user / rd_token_ps_rank_of_shard   placement: user -> shard -> PS rank
@@ -146,7 +147,8 @@ typedef struct rd_token_store_info {
 } rd_token_store_info;
 
 /**
- * Create a new store in `dir` (which must not exist, or be an empty folder): every shard env with
+ * Create a new store in `dir` (which must not exist, or be an empty folder but for the writer's
+ * lock file, see rd_token_store_lock): every shard env with
  * its header record, then the MANIFEST, atomically and last (a store whose creation did not
  * finish has no MANIFEST and cannot be opened).
  * @param[out] out  the new store, open for writing on every shard; free with
@@ -175,6 +177,24 @@ int rd_token_store_open(const char *dir,
 
 /** Close every env and free the handle. Accepts NULL. */
 void rd_token_store_destroy(rd_token_store *s);
+
+/**
+ * Become the one writer of the store in `dir` (which must exist; it may still be empty): lock
+ * `<dir>/writer.lock` (flock, no waiting) and record "host H pid P since T: what" in it. A writer
+ * launch (its world rank 0, for all of its PS ranks), `tokens gc` and `tokens compact` take it
+ * before they create, build into, delete from or copy the store; readers (stats, fetch, verify,
+ * reader jobs) never take it and never block. The lock is released by rd_token_store_unlock or
+ * when the process ends, however it ends (no stale lock on this host; on NFS the server frees a
+ * dead host's lock when its lease expires).
+ * @param[in] what   who is writing, for the message of a refused writer ("train iat.yaml")
+ * @param[out] fd    the lock; release with rd_token_store_unlock
+ * @return RD_OK; RD_ERR_STATE "token store D is in use by another writer (host H pid P since T:
+ *         what; ...)"; RD_ERR_IO (no such folder, cannot create or lock the file)
+ */
+int rd_token_store_lock(const char *dir, const char *what, int *fd, rd_errbuf *eb);
+
+/** Release a lock of rd_token_store_lock. -1 is ignored. */
+void rd_token_store_unlock(int fd);
 
 /** Read and check `<dir>/MANIFEST` only (no env is opened). Same codes as open. */
 int rd_token_store_read_manifest(const char *dir, rd_token_store_info *info, rd_errbuf *eb);

@@ -5,14 +5,17 @@
 //   rd_tokentool_compact()     verify a store (as rd_token_store_verify), then copy it into a
 //                              new directory with every shard env compacted (LMDB
 //                              MDB_CP_COMPACT: no free pages, each user's records on
-//                              neighbouring pages), from one read snapshot per shard — safe
-//                              while a writer appends
+//                              neighbouring pages), from one read snapshot per shard, as the
+//                              store's one writer (rd_token_store_lock): refused while a
+//                              launch builds into it or gc runs, as a copy would cut through
+//                              their writes
 //   rd_tokentool_print_fetch() the answer of rd_token_store_fetch as TSV
 //
 // Compaction never changes the input: a fresh <out>.partial.<host>.<pid>.<hex> gets
 // shard-NNNN/data.mdb copies, then a copy of the MANIFEST (the store's commit point, written last),
-// then the directory is renamed to <out>. Records appended after a shard's snapshot are not in the
-// copy: stop the writer (or accept that cut) before swapping the copy in.
+// then the directory is renamed to <out>. The compaction holds the input's writer lock, so no
+// launch or gc writes it meanwhile (nor does a writer that ignores the lock exist in this
+// project).
 #ifndef RD_TOKENTOOL_H
 #define RD_TOKENTOOL_H
 
@@ -23,6 +26,7 @@
 #include "rd/tokens.h"
 
 /** @return RD_OK, RD_ERR_NOTFOUND / RD_ERR_CORRUPT / RD_ERR_VERSION (input store),
+ *  RD_ERR_STATE (another writer holds the input store: the message names it),
  *  RD_ERR_EXISTS (out exists), RD_ERR_IO, RD_ERR_LMDB; nothing is left at `out` on failure */
 int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb);
 

@@ -1,0 +1,116 @@
+// writer_lock.c — the one-writer lock of a folder that holds shared state (a token store, a
+// target log): <folder>/writer.lock, locked with flock(LOCK_EX | LOCK_NB) and holding a line
+// that names its holder ("host H pid P since T: WHAT").
+//
+// Invariants: the lock lives exactly as long as its file descriptor, so a launch that ends, is
+// killed or crashes releases it with its process (the kernel drops the lock): a lock is never
+// stale on the host that took it, and there is nothing to clean up by hand. A second attempt
+// fails at once (no waiting: a refused launch says who holds the folder). The file itself stays
+// (removing it would let two processes lock two different inodes of one name); a process that
+// wins the lock on a file that was meanwhile unlinked or replaced notices it (fstat vs stat) and
+// tries again on the new file.
+//
+// NFS: Linux NFS clients implement flock() as a whole-file byte-range lock that the server
+// arbitrates (NFSv4, or NFSv3 with lockd), so launches on different hosts exclude each other too,
+// and a crashed client's lock is freed by the server when its lease expires (NFSv4: about 90 s).
+// A mount with `nolock` or `local_lock=flock|all` keeps locks on one host: there, launches on
+// different hosts are not excluded (docs/reliability.md).
+//
+// Workload: one acquire per launch or tool run.
+#include "rd/error.h"
+
+#include "token_store_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOCK_NAME "writer.lock"
+
+// The holder line of a lock file, without its newline ("" when it cannot be read).
+static void read_holder(int fd, char *buf, size_t cap) {
+    buf[0] = 0;
+    // The holder writes its line right after it takes the lock: a reader that comes in between
+    // sees an empty file, so look again briefly.
+    for (int attempt = 0; attempt < 20; attempt++) {
+        ssize_t n = pread(fd, buf, cap - 1, 0);
+        if (n > 0) {
+            buf[n] = 0;
+            buf[strcspn(buf, "\n")] = 0;
+            return;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int rd__writer_lock(
+    const char *dir, const char *kind, const char *what, int *fd_out, rd_errbuf *eb) {
+    *fd_out = -1;
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s/%s", dir, LOCK_NAME) >= (int)sizeof path)
+        return rd_err_set(eb, RD_ERR_ARG, "%s %s: path too long for its lock file", kind, dir);
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+            return rd_err_set(eb, RD_ERR_IO, "%s %s: cannot open its lock file %s: %s", kind, dir,
+                              path, strerror(errno));
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int err = errno;
+            if (err != EWOULDBLOCK && err != EAGAIN) {
+                close(fd);
+                return rd_err_set(eb, RD_ERR_IO, "%s %s: cannot lock %s: %s", kind, dir, path,
+                                  strerror(err));
+            }
+            char holder[256];
+            read_holder(fd, holder, sizeof holder);
+            close(fd);
+            return rd_err_set(eb, RD_ERR_STATE,
+                              "%s %s is in use by another writer (%s; lock file %s): one launch "
+                              "or tool writes it at a time; wait for it to end, or use another "
+                              "folder",
+                              kind, dir, holder[0] ? holder : "holder unknown", path);
+        }
+        // Locked: make sure it is the file that now bears the name (a remover may have unlinked
+        // it between our open and flock, and someone else may lock its successor).
+        struct stat a, b;
+        if (fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev ||
+            a.st_ino != b.st_ino) {
+            close(fd);
+            continue;
+        }
+        char host[128] = "";
+        gethostname(host, sizeof host - 1);
+        char since[32] = "";
+        time_t now = time(NULL);
+        struct tm tm;
+        if (gmtime_r(&now, &tm))
+            strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char line[512];
+        int n = snprintf(line, sizeof line, "host %s pid %ld since %s: %s\n", host, (long)getpid(),
+                         since, what ? what : "writer");
+        if (n < 0 || n >= (int)sizeof line)
+            n = (int)strlen(line);
+        // Informative only (the lock is the flock): a failed write leaves "holder unknown".
+        if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != (ssize_t)n) {
+        }
+        *fd_out = fd;
+        return RD_OK;
+    }
+    return rd_err_set(eb, RD_ERR_STATE, "%s %s: its lock file %s keeps being replaced", kind, dir,
+                      path);
+}
+
+void rd__writer_unlock(int fd) {
+    if (fd >= 0)
+        close(fd); // drops the flock
+}
+
+int rd__writer_lock_name(const char *name) {
+    return strcmp(name, LOCK_NAME) == 0;
+}
