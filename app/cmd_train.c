@@ -231,7 +231,8 @@ static void writer_name(const rd_config *cfg, char *buf, size_t cap) {
 
 // The launch is the one writer of distill.target_log (rd_target_log_lock, by rank 0): a second
 // launch writing the log would drop this one's targets as "an earlier run" and mix its own in.
-// Taken last in phase 3 (nothing after it can fail the launch before the trainers). The lock is
+// Taken in phase 3 before an earlier run's outputs are removed (a launch refused here removes
+// nothing). The lock is
 // never released by hand: it lasts as long as rank 0, which is the whole launch, and the kernel
 // drops it when the process ends however it ends (so a crashed launch leaves no stale lock).
 static int target_log_ready(const rd_config *cfg, char *msg, size_t cap) {
@@ -641,6 +642,9 @@ static int train_main(int argc,
             ; // the dataset or a --resume checkpoint does not fit: nothing is removed
         } else if ((st.rc = check_replay_log(cfg, st.msg, sizeof st.msg)) != RD_OK) {
             ; // no target log to replay: nothing is removed
+        } else if (writes_target_log(cfg) &&
+                   (st.rc = target_log_ready(cfg, st.msg, sizeof st.msg)) != RD_OK) {
+            ; // another launch writes the target log: nothing is removed
         } else if ((st.rc = clear_earlier_outputs(cfg, !(resume && resume[0]), st.msg,
                                                   sizeof st.msg)) != RD_OK) {
             ; // st.msg names the file
@@ -657,8 +661,6 @@ static int train_main(int argc,
         }
         if (st.rc == RD_OK && rd_config_token_job(cfg) >= 0)
             st.rc = token_store_ready(cfg, st.msg, sizeof st.msg);
-        if (st.rc == RD_OK && writes_target_log(cfg))
-            st.rc = target_log_ready(cfg, st.msg, sizeof st.msg);
     }
     bcast_polled(&st, (int)sizeof st, MPI_BYTE, MPI_COMM_WORLD, poll);
     if (st.rc != RD_OK) {
