@@ -1664,7 +1664,7 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_e
     snprintf(pos.model, sizeof pos.model, "%s", tr->mcfg->name);
     if ((rc = rd_train_ckpt_write_dense(part, &pos, tr->model, &tr->opt, eb)) != RD_OK)
         goto fail;
-    // Windows 0..pos_window were evaluated (the one in progress before its first step).
+    // The stream windows evaluated so far (each one before its first step).
     if (tr->res &&
         (rc = windows_write(part, tr->res, windows_evaluated(tr, pos.window, pos.range_step),
                             eb)) != RD_OK)
@@ -2051,14 +2051,8 @@ static int fresh_timeline(rd_trainer *tr, rd_errbuf *eb) {
     return rc;
 }
 
-// Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
-// job's PS tables and the server's step (rd_kv_load) and tells the others the outcome; then every
-// rank takes the checkpoint's step as its own. No rank pulls before the broadcast.
-// A job in live distillation (a teacher with its distilled students in the launch, or such a
-// student) exchanges targets with its partners as they train, phase by phase: they resume
-// together from the start of the same phase. Each phase end writes a checkpoint whose position is
-// the start of the next phase (range_step 0), when a cadence is configured (ps.checkpoint_every,
-// _every_s or _every_windows); retention keeps the newest few of those.
+// Jobs in live distillation resume together from the start of one phase (see live_distill):
+// the newest phase start at which every such job of the launch has a checkpoint under the root.
 static int
 resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd_errbuf *eb) {
     const int32_t E = tr->cfg->train.epochs, K = (int32_t)tr->info->n_windows;
@@ -2127,6 +2121,9 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
     return ret;
 }
 
+// Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
+// job's PS tables and the server's step (rd_kv_load) and tells the others the outcome; then every
+// rank takes the checkpoint's step as its own. No rank pulls before the broadcast.
 static int resume(rd_trainer *tr, rd_errbuf *eb) {
     char dir[RD_PATH_MAX * 2], probe[RD_PATH_MAX * 2 + 16];
     snprintf(probe, sizeof probe, "%s/%s", tr->resume_dir, RD_TRAIN_CKPT_DENSE);
