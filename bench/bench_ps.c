@@ -203,7 +203,9 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
             fprintf(err, "%s: --dims: expected a list of dims in 1..4096\n", P);
         return -1;
     }
-    if (o->json && bench_json_ok(err, P, o->json) != 0)
+    // Only rank 0 (err != NULL) probes --json: ranks probing one path at once race (one's
+    // probe file is removed under another's access()); main takes rank 0's verdict.
+    if (o->json && err && bench_json_ok(err, P, o->json) != 0)
         return -1;
     for (int d = 0; d < o->n_dims; d++)
         if (o->dims[d] < 1 || o->dims[d] > 1024)
@@ -308,6 +310,7 @@ int main(int argc, char **argv) {
     rd_log_init(RD_LOG_LEVEL_WARN, rank, "bench");
     opts o;
     int pst = parse(argc, argv, &o, rank == 0 ? stderr : NULL);
+    MPI_Bcast(&pst, 1, MPI_INT, 0, MPI_COMM_WORLD); // every rank follows rank 0's verdict
     if (pst == 1) {
         if (rank == 0)
             usage(stdout);

@@ -126,7 +126,9 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
             fprintf(err, "%s: --batches: expected a list of sizes in 1..%d\n", P, 1 << 24);
         return -1;
     }
-    if (o->json && bench_json_ok(err, P, o->json) != 0)
+    // Only rank 0 (err != NULL) probes --json: ranks probing one path at once race (one's
+    // probe file is removed under another's access()); main takes rank 0's verdict.
+    if (o->json && err && bench_json_ok(err, P, o->json) != 0)
         return -1;
     return 0;
 }
@@ -143,6 +145,7 @@ int main(int argc, char **argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     opts o;
     int pst = parse(argc, argv, &o, rank == 0 ? stderr : NULL);
+    MPI_Bcast(&pst, 1, MPI_INT, 0, MPI_COMM_WORLD); // every rank follows rank 0's verdict
     if (pst == 1) {
         if (rank == 0)
             fprintf(stdout, "usage: mpiexec -n T+S bench_targets [--teachers T] [--targets N] "

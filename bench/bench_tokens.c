@@ -284,10 +284,6 @@ static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
                  o->L, o->per_user);
         return -1;
     }
-    if (o->json && bench_json_ok(NULL, "bench_tokens", o->json) != 0) {
-        snprintf(why, cap, "--json: cannot write '%s'", o->json);
-        return -1;
-    }
     return 0;
 }
 
@@ -767,6 +763,12 @@ int main(int argc, char **argv) {
     opts o;
     char why[256];
     int pst = parse(argc, argv, &o, why, sizeof why);
+    // Only rank 0 probes --json (ranks probing one path at once race); all follow its verdict.
+    if (pst == 0 && rank == 0 && o.json && bench_json_ok(NULL, "bench_tokens", o.json) != 0) {
+        snprintf(why, sizeof why, "--json: cannot write '%s'", o.json);
+        pst = -1;
+    }
+    MPI_Bcast(&pst, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (pst == 1) {
         if (rank == 0)
             printf("usage: [mpiexec -n 2] bench_tokens [--users U] [--per-user K] [--dim D] "
