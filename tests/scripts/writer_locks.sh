@@ -24,9 +24,15 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 run() { OPENBLAS_NUM_THREADS=1 timeout 300 "$MPIEXEC" "$@"; }
 hold() { # hold the lock file $1 in a background process until release
     mkdir -p "$(dirname "$1")"
-    # The subshell becomes the holder (fd 9): killing it releases the lock.
-    ( exec 9>>"$1"; flock -n 9 || exit 1; exec sleep 600 ) & HOLDER=$!
-    for _ in $(seq 1 50); do flock -n "$1" true 2>/dev/null || return 0; sleep 0.1; done
+    rm -f "$TMP/held"
+    # The subshell becomes the holder (fd 9): killing it releases the lock. It waits for the lock
+    # (a launch that just ended may still be letting go of it) and says when it has it.
+    ( exec 9>>"$1"; flock -w 60 9 || exit 1; touch "$TMP/held"; exec sleep 600 ) & HOLDER=$!
+    for _ in $(seq 1 600); do
+        [ -e "$TMP/held" ] && return 0
+        kill -0 "$HOLDER" 2>/dev/null || break
+        sleep 0.1
+    done
     fail "could not hold $1"
 }
 release() { kill $HOLDER 2>/dev/null; wait $HOLDER 2>/dev/null; HOLDER=""; }
