@@ -13,6 +13,7 @@
 #include "dataset_internal.h"
 #include "rd/alloc.h"
 #include "rd/hash.h"
+#include "rd/metrics.h"
 #include "rd/rng.h"
 
 #include <math.h>
@@ -399,6 +400,7 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
     double x = g->bias + (double)g->q[item] + (double)(A_LT * dl) + (double)(A_ST * ds) +
                (double)A_MEM * g->cfg.long_range * sign * weight + ctx_offset;
     double prob = 1.0 / (1.0 + exp(-x));
+    double x_no_mem = x - (double)A_MEM * g->cfg.long_range * sign * weight;
     int click = rd_rng_uniform(r) < prob;
     // Engagement: drawn only with the option (see the contexts above).
     float engagement = 0.0f;
@@ -439,6 +441,7 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
     ev->mem_age = age;
     ev->step = step;
     ev->p = (float)prob;
+    ev->p_no_memory = (float)(1.0 / (1.0 + exp(-x_no_mem)));
     ev->engagement = engagement;
 }
 
@@ -623,9 +626,85 @@ void rd_synth_destroy(rd_synth *g) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The ceiling: what a model that knew the generator would score on the holdout (the last
+// holdout_fraction of the kept events, as the dataset splits them): AUC, GAUC and logloss of the
+// true click probability, and the AUC without the memory term, so that a run's AUC can be read
+// against what the data allow and against what the long-range memories are worth. The holdout's
+// events are kept in a ring while the events are generated (negative sampling decides the count
+// only at the end); beyond RD_SYNTH_CEILING_MAX holdout events it is not computed.
+
+#define RD_SYNTH_CEILING_MAX (1u << 22)
+
+typedef struct ceil_ev {
+    float p, p_no_memory, label;
+    uint32_t user;
+} ceil_ev;
+
+typedef struct ceiling {
+    ceil_ev *ring;
+    size_t cap, n; // ring capacity; events pushed
+} ceiling;
+
+static void ceiling_push(ceiling *c, const rd_synth_event *ev) {
+    if (!c->ring)
+        return;
+    c->ring[c->n % c->cap] = (ceil_ev){ev->p, ev->p_no_memory, ev->label, ev->user};
+    c->n++;
+}
+
+// Append the ceiling's YAML (indented under synthetic:) to ms; kept = events in the dataset.
+static int ceiling_yaml(const ceiling *c, uint64_t kept, double holdout_fraction, FILE *ms) {
+    double hd = llround((double)kept * holdout_fraction);
+    uint64_t hc = hd < 0 ? 0 : (uint64_t)hd;
+    if (!c->ring || hc > c->cap || hc > c->n) {
+        fprintf(ms, "  ceiling: {computed: false}   # holdout over %u events\n",
+                RD_SYNTH_CEILING_MAX);
+        return RD_OK;
+    }
+    rd_metrics *mt = NULL, *mn = NULL;
+    int rc = rd_metrics_create(hc, &mt);
+    if (rc == RD_OK)
+        rc = rd_metrics_create(hc, &mn);
+    for (uint64_t i = c->n - hc; rc == RD_OK && i < c->n; i++) {
+        const ceil_ev *e = &c->ring[i % c->cap];
+        rc = rd_metrics_add(mt, e->p, e->label, e->user);
+        if (rc == RD_OK)
+            rc = rd_metrics_add(mn, e->p_no_memory, e->label, e->user);
+    }
+    rd_metrics_result rt, rn;
+    if (rc == RD_OK)
+        rc = rd_metrics_compute(mt, &rt);
+    if (rc == RD_OK)
+        rc = rd_metrics_compute(mn, &rn);
+    if (rc == RD_OK) {
+        fprintf(ms,
+                "  ceiling:   # the true click probability on the holdout (%llu events)\n"
+                "    auc: %.6f\n    gauc: %.6f\n    logloss: %.6f\n"
+                "    auc_without_memory: %.6f   # the memory term left out\n",
+                (unsigned long long)hc, rt.auc, rt.gauc, rt.logloss, rn.auc);
+    }
+    rd_metrics_destroy(mt);
+    rd_metrics_destroy(mn);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
 // The synthetic source of prepare: fields "topic" and "series" (categorical, item attributes),
 // with contexts "ctx" (categorical, the request context of the event), with feedback
 // "engagement" (feedback: a float known once the event happened).
+
+// The generator's section of meta.yaml.
+static void
+synthetic_yaml(FILE *ms, const rd_synthetic_config *sc, uint64_t seed, const rd_synth *g) {
+    fprintf(ms,
+            "synthetic:\n  events: %llu\n  users: %d\n  items: %d\n  topics: %d\n  dim: %d\n"
+            "  drift: %.17g\n  long_range: %.17g\n  memory_span: %d\n  base_ctr: %.17g\n"
+            "  contexts: %d\n  feedback: %d\n  seed: %llu            # effective seed\n"
+            "  bias: %.17g   # calibrated logit bias\n  series: %u\n",
+            (unsigned long long)sc->events, sc->users, sc->items, sc->topics, sc->dim, sc->drift,
+            sc->long_range, sc->memory_span, sc->base_ctr, sc->contexts, sc->feedback,
+            (unsigned long long)seed, rd_synth_bias(g), rd_synth_n_series(g));
+}
 
 int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf *eb) {
     const rd_synthetic_config *sc = &dc->synthetic;
@@ -634,9 +713,19 @@ int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf
     rd__builder *b = NULL;
     char *yaml = NULL;
     size_t yaml_len = 0;
+    ceiling ce = {0};
     int rc = rd_synth_create(sc, seed, &g, eb);
     if (rc != RD_OK)
         goto done;
+    double hmax = ceil((double)sc->events * dc->split.holdout_fraction) + 1.0;
+    if (hmax <= RD_SYNTH_CEILING_MAX) {
+        ce.cap = (size_t)hmax;
+        ce.ring = rd_malloc(ce.cap * sizeof *ce.ring);
+        if (!ce.ring) {
+            rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (holdout ceiling)");
+            goto done;
+        }
+    }
     rd__layout lay;
     memset(&lay, 0, sizeof lay);
     lay.source = RD_DATA_SYNTHETIC;
@@ -646,20 +735,7 @@ int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf
         rd__layout_add(&lay, "ctx", RD_FIELD_CATEGORICAL, 1);
     if (sc->feedback)
         rd__layout_add(&lay, "engagement", RD_FIELD_FEEDBACK, 1);
-    FILE *ms = open_memstream(&yaml, &yaml_len);
-    if (!ms) {
-        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    fprintf(ms,
-            "synthetic:\n  events: %llu\n  users: %d\n  items: %d\n  topics: %d\n  dim: %d\n"
-            "  drift: %.17g\n  long_range: %.17g\n  memory_span: %d\n  base_ctr: %.17g\n"
-            "  contexts: %d\n  feedback: %d\n  seed: %llu            # effective seed\n"
-            "  bias: %.17g   # calibrated logit bias\n  series: %u\n",
-            (unsigned long long)sc->events, sc->users, sc->items, sc->topics, sc->dim, sc->drift,
-            sc->long_range, sc->memory_span, sc->base_ctr, sc->contexts, sc->feedback,
-            (unsigned long long)seed, rd_synth_bias(g), rd_synth_n_series(g));
-    fclose(ms);
+    FILE *ms = NULL;
     if ((rc = rd__builder_create(dc, &lay, run_seed, &b, eb)) != RD_OK)
         goto done;
     rd_synth_event ev;
@@ -677,13 +753,31 @@ int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf
         e.sample = ev.index;
         e.keys = keys;
         e.nums = sc->feedback ? &ev.engagement : NULL;
+        uint64_t before = rd__builder_count(b);
         if ((rc = rd__builder_add(b, &e, eb)) != RD_OK)
             goto done;
+        if (rd__builder_count(b) != before) // kept (negative sampling may drop it)
+            ceiling_push(&ce, &ev);
+    }
+    ms = open_memstream(&yaml, &yaml_len); // the section again, with the ceiling
+    if (!ms) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    synthetic_yaml(ms, sc, seed, g);
+    rc = ceiling_yaml(&ce, rd__builder_count(b), dc->split.holdout_fraction, ms);
+    if (fclose(ms) != 0 && rc == RD_OK)
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    if (rc != RD_OK) {
+        if (!eb->msg[0])
+            rd_err_set(eb, rc, "holdout ceiling: %s", rd_strerror(rc));
+        goto done;
     }
     rc = rd__builder_finish(b, yaml, eb);
 done:
     rd__builder_destroy(b);
     rd_synth_destroy(g);
+    rd_free(ce.ring);
     free(yaml); // open_memstream's buffer comes from libc malloc
     return rc;
 }

@@ -101,8 +101,14 @@ static void test_ranges_and_calibration(void **state) {
                 assert_true(ev.mem_sign == 1 || ev.mem_sign == -1);
                 assert_int_equal(ev.mem_weight, 1);
                 assert_true(ev.mem_age >= (uint32_t)c.memory_span / 8);
+                // the memory term moves the probability the way the remembered click says
+                if (ev.mem_sign > 0)
+                    assert_true(ev.p > ev.p_no_memory);
+                else
+                    assert_true(ev.p < ev.p_no_memory);
             } else {
                 assert_int_equal(ev.mem_sign, 0);
+                assert_true(ev.p == ev.p_no_memory);
             }
             kinds[ev.kind]++;
             clicks += (double)ev.label;

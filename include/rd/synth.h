@@ -82,6 +82,7 @@ typedef struct rd_synth_event {
     uint32_t mem_age; // follow-ups: user events since the remembered exposure; else 0
     uint32_t step;    // the user's event count before this event
     float p;          // true click probability
+    float p_no_memory; // the click probability without the memory term (= p off follow-ups)
     float engagement; // data.synthetic.feedback: the "engagement" feedback value; else 0
 } rd_synth_event;
 
