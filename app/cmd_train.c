@@ -24,6 +24,7 @@
 #include "commands.h"
 
 #include "rd/alloc.h"
+#include "rd/checkpoint.h"
 #include "rd/comm.h"
 #include "rd/config.h"
 #include "rd/dataset.h"
@@ -385,6 +386,20 @@ check_resume(const rd_config *cfg, const char *resume, const rd_dataset_info *in
                                          RD_TRAIN_CKPT_CHECK_PARTITION | RD_TRAIN_CKPT_CHECK_TOKENS,
                                      eb)) != RD_OK)
             return rc;
+        // The PS layout: the trainers refuse it too, but only after the earlier run's outputs
+        // went.
+        rd_ckpt_manifest *man = rd_xmalloc(sizeof *man); // about 50 KiB
+        rc = rd_ckpt_read_manifest(dir, man, eb);
+        uint32_t shards = man->n_shards;
+        rd_free(man);
+        if (rc != RD_OK)
+            return rc;
+        if (shards != (uint32_t)cfg->cluster.ps_ranks)
+            return rd_err_set(eb, RD_ERR_SCHEMA,
+                              "%s has %u PS shards but this run has %d PS ranks (restore needs "
+                              "the same layout: `recdistill table reshard %s --shards %d --out "
+                              "DIR` writes one that fits)",
+                              dir, shards, cfg->cluster.ps_ranks, dir, cfg->cluster.ps_ranks);
     }
     return RD_OK;
 }

@@ -91,6 +91,13 @@ grep -q "no complete checkpoint" e || fail "resume from nowhere: $(cat e)"
 [ -f R/report.json ] && [ -f R/auc_windows.png ] && [ -f R/student.metrics.csv ] &&
     [ -f R/gone.metrics.jsonl ] || fail "a refused resume removed outputs: $(ls R)"
 ! grep -q "removed" o || fail "a refused resume removed something: $(cat o)"
+# So is a resume on another PS layout (the trainers would refuse it only after the removal); the
+# message names the tool that reshards the checkpoint.
+sed 's/ps_ranks: 1/ps_ranks: 2/' t3.yaml > t3p.yaml
+run -n 4 "$RD" train t3p.yaml --out R --resume R/ckpt >o 2>e && fail "a resume on 2 PS ranks succeeded"
+grep -q "has 1 PS shards but this run has 2 PS ranks.*table reshard" e || fail "resume on 2 PS: $(cat e)"
+[ -f R/report.json ] && [ -f R/auc_windows.png ] || fail "a resume on 2 PS removed outputs: $(ls R)"
+! grep -q "removed" o || fail "a resume on 2 PS removed something: $(cat o)"
 # A launch refused before it starts (its target log path is a file: the folder probe) changes
 # nothing in the folder.
 run -n 3 "$RD" train t3.yaml --out F >/dev/null 2>err || fail "run F: $(cat err)"
