@@ -337,6 +337,7 @@ static const ck_key token_use_keys[] = {
     K_BOOL(rd_token_use, "gate", gate, "false"),
     K_INTS(rd_token_use, "stats", stats, n_stats, 1, 4096),
     K_ENUM(rd_token_use, "same_time", same_time, same_time_modes, 0, "exclude"),
+    K_INT(rd_token_use, "search", search, 0, 4096, 0, "0"),
 };
 TABLE(token_use_desc, rd_token_use, token_use_keys);
 
@@ -1845,6 +1846,16 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                 return verr(v, p, "%d exceeds tokens.length (%d)", tu->stats[k], tu->length);
             if (k > 0 && tu->stats[k] <= tu->stats[k - 1])
                 return verr(v, p, "%d: the windows must be ascending and distinct", tu->stats[k]);
+        }
+        if (tu->search > 0) {
+            snprintf(p, sizeof p, "models[%d].tokens.search", m);
+            if (tu->scheme == 0)
+                return verr(v, p, "needs tokens.scheme (the model reads no tokens)");
+            if (tu->search < tu->length)
+                return verr(v, p,
+                            "%d is below tokens.length (%d): the search keeps at most length "
+                            "of the tokens it searches",
+                            tu->search, tu->length);
         }
         if (tu->scheme > 0) {
             snprintf(p, sizeof p, "models[%d].tokens.kind", m);

@@ -1749,6 +1749,15 @@ int rd__token_append_layout_of(size_t n, size_t dim, size_t n_side, rd__token_ap
     return 1;
 }
 
+size_t
+rd_token_pick(const uint64_t *items, size_t n_found, uint64_t key, size_t L, uint32_t *pick) {
+    size_t n = 0;
+    for (size_t k = n_found; k-- > 0 && n < L;)
+        if (!items || items[k] == key)
+            pick[n++] = (uint32_t)k;
+    return n;
+}
+
 size_t rd_token_summary_width(int n_windows, size_t n_side) {
     return n_windows > 0 ? 1 + (size_t)n_windows * (1 + n_side) : 0;
 }

@@ -2239,6 +2239,40 @@ static void test_summary(void **state) {
     }
 }
 
+// rd_token_pick against its naive twin: walk every slot, keep what matches, reverse, cut at L.
+static void test_pick(void **state) {
+    (void)state;
+    enum { N = 40 };
+    uint64_t items[N];
+    uint64_t x = 777;
+    for (int j = 0; j < N; j++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        items[j] = 1000 + ((x >> 40) % 4u); // four items, many repeats
+    }
+    for (size_t nf = 0; nf <= N; nf += 7) {
+        for (size_t L = 1; L <= N; L += 3) {
+            for (uint64_t key = 999; key <= 1004; key++) {
+                for (int search = 0; search < 2; search++) {
+                    uint32_t want[N], got[N + 1];
+                    size_t nw = 0;
+                    for (size_t k = 0; k < nf; k++)
+                        if (!search || items[k] == key)
+                            want[nw++] = (uint32_t)k;
+                    got[L < N ? L : N] = 0xdeadbeefu;
+                    size_t n = rd_token_pick(search ? items : NULL, nf, key, L, got);
+                    assert_int_equal(n, nw < L ? nw : L);
+                    for (size_t j = 0; j < n; j++) {
+                        assert_int_equal(got[j], want[nw - 1 - j]); // most recent first
+                        assert_true(!search || items[got[j]] == key);
+                    }
+                    if (L < N)
+                        assert_int_equal(got[L], 0xdeadbeefu); // never beyond L slots
+                }
+            }
+        }
+    }
+}
+
 static void test_version1_store(void **state) {
     (void)state;
     char dir[512];
@@ -2608,6 +2642,7 @@ int main(void) {
         cmocka_unit_test(test_packed_entry_points),
         cmocka_unit_test(test_side_values),
         cmocka_unit_test(test_summary),
+        cmocka_unit_test(test_pick),
         cmocka_unit_test(test_version1_store),
         cmocka_unit_test(test_iterate_and_stats),
         cmocka_unit_test(test_alloc_failures),

@@ -77,6 +77,7 @@ static void keep_init(const rd_trainer *tr, const rd_job_config *j, keep_ctx *k)
 
 // Longest wait of a distillation call (credits, FIN) besides distill.wait_ms: a real limit.
 #define DISTILL_TIMEOUT_MS 300000
+#define TOK_PICK_MAX       4096 // tokens.length and tokens.search are at most this (common/config.c)
 
 // Everything one batch needs, from record indices to pulled rows and row gradients.
 typedef struct stage {
@@ -101,13 +102,15 @@ typedef struct stage {
     uint64_t *tk_users; // (max_batch) user key of each example
     int64_t *tk_ts;     // (max_batch) its timestamp: tokens strictly before it
     uint64_t *tk_ids;   // (max_batch) its id (tokens.same_time earlier: ties before it too)
-    float *tk_fetch;    // (max_batch, Lt, d) as fetched: oldest first, left-aligned
-    float *tk_flab;     // (max_batch, Lt) labels as fetched
+    uint64_t *tk_item;  // (max_batch) its item key (the key tokens.search matches)
+    float *tk_fetch;    // (max_batch, Pt, d) as fetched: oldest first, left-aligned
+    float *tk_flab;     // (max_batch, Pt) labels as fetched
+    uint64_t *tk_fitem; // (max_batch, Pt) item keys as fetched (tokens.search), or NULL
     uint32_t *tk_n;     // (max_batch) tokens found
     float *tokens;      // (max_batch, Lt, d) model order: most recent first
     uint8_t *tk_mask;   // (max_batch, Lt)
     uint8_t *tk_lab;    // (max_batch, Lt)
-    float *tk_fside;    // (max_batch, Lt, S) side values as fetched (S = tokens.side), or NULL
+    float *tk_fside;    // (max_batch, Pt, S) side values as fetched (S = tokens.side), or NULL
     float *tk_side;     // (max_batch, Lt, S) model order, or NULL
     int tk_handle;      // fetch in flight, -1 = none
 } stage;
@@ -189,6 +192,7 @@ struct rd_trainer {
     // IAT: token client (jobs whose model reads tokens, and the job that builds the store).
     rd_token_client *tok;
     size_t Lt, dt, St; // tokens per example, their dim and side values (0 without the token branch)
+    size_t Pt;         // tokens fetched per example: Lt, or the pool of tokens.search
     int tok_job;       // rd_config_token_job: the job that builds the store (-1 = none)
     rd_trainer_tokens tok_stats;
     rd_traffic traffic; // allreduce and targets of this rank (the KV client keeps its own)
@@ -295,18 +299,21 @@ static void stage_alloc(rd_trainer *tr, stage *s) {
     }
     s->tk_handle = -1;
     if (tr->Lt) {
-        size_t n = Bm * tr->Lt;
+        size_t n = Bm * tr->Lt, nf = Bm * tr->Pt;
         s->tk_users = rd_xmalloc(Bm * sizeof(uint64_t));
         s->tk_ts = rd_xmalloc(Bm * sizeof(int64_t));
         s->tk_ids = rd_xmalloc(Bm * sizeof(uint64_t));
+        s->tk_item = rd_xmalloc(Bm * sizeof(uint64_t));
         s->tk_n = rd_xmalloc(Bm * sizeof(uint32_t));
-        s->tk_fetch = rd_xmalloc(n * tr->dt * sizeof(float));
+        s->tk_fetch = rd_xmalloc(nf * tr->dt * sizeof(float));
         s->tokens = rd_xmalloc(n * tr->dt * sizeof(float));
-        s->tk_flab = rd_xmalloc(n * sizeof(float));
+        s->tk_flab = rd_xmalloc(nf * sizeof(float));
+        if (tr->mcfg->tokens.search)
+            s->tk_fitem = rd_xmalloc(nf * sizeof(uint64_t));
         s->tk_mask = rd_xmalloc(n);
         s->tk_lab = rd_xmalloc(n);
         if (tr->St) {
-            s->tk_fside = rd_xmalloc(n * tr->St * sizeof(float));
+            s->tk_fside = rd_xmalloc(nf * tr->St * sizeof(float));
             s->tk_side = rd_xmalloc(n * tr->St * sizeof(float));
         }
     }
@@ -325,6 +332,8 @@ static void stage_free(rd_trainer *tr, stage *s) {
     rd_free(s->tk_users);
     rd_free(s->tk_ts);
     rd_free(s->tk_ids);
+    rd_free(s->tk_item);
+    rd_free(s->tk_fitem);
     rd_free(s->tk_n);
     rd_free(s->tk_fetch);
     rd_free(s->tokens);
@@ -444,6 +453,7 @@ int rd_trainer_create(const rd_comm *comm,
         tr->Lt = m->tok_length;
         tr->dt = (size_t)cfg->tokens.dim;
         tr->St = m->tok_side;
+        tr->Pt = tr->mcfg->tokens.search ? (size_t)tr->mcfg->tokens.search : tr->Lt;
     }
     if (tr->Lt || tr->tok_job == comm->job_index) {
         rd_token_store_info info;
@@ -608,6 +618,7 @@ static int stage_build(rd_trainer *tr, stage *s, size_t B, rd_errbuf *eb) {
             s->tk_users[b] = r->user_key;
             s->tk_ts[b] = r->ts;
             s->tk_ids[b] = r->id;
+            s->tk_item[b] = r->item_key;
         }
         if (m->n_numeric) {
             float *num = s->numeric + b * m->n_numeric;
@@ -681,10 +692,13 @@ static int kv_fail(rd_trainer *tr, int rc, const char *what, rd_errbuf *eb) {
 
 static int stage_pull(rd_trainer *tr, stage *s, rd_errbuf *eb) {
     if (tr->Lt && s->B > 0) {
-        rd_token_fetch_out fo = {
-            .tokens = s->tk_fetch, .labels = s->tk_flab, .n_found = s->tk_n, .side = s->tk_fside};
+        rd_token_fetch_out fo = {.tokens = s->tk_fetch,
+                                 .labels = s->tk_flab,
+                                 .items = s->tk_fitem,
+                                 .n_found = s->tk_n,
+                                 .side = s->tk_fside};
         int rc = rd_token_client_fetch_start(tr->tok, s->B, s->tk_users, s->tk_ts,
-                                             tr->mcfg->tokens.same_time ? s->tk_ids : NULL, tr->Lt,
+                                             tr->mcfg->tokens.same_time ? s->tk_ids : NULL, tr->Pt,
                                              &fo, &s->tk_handle, eb);
         if (rc != RD_OK)
             return rc;
@@ -774,22 +788,26 @@ static int stage_wait_tokens(rd_trainer *tr, stage *s, rd_errbuf *eb) {
     s->tk_handle = -1;
     if (rc != RD_OK)
         return rc;
-    const size_t L = tr->Lt, d = tr->dt, S = tr->St;
+    const size_t L = tr->Lt, P = tr->Pt, d = tr->dt, S = tr->St;
     for (size_t b = 0; b < s->B; b++) {
-        size_t n = s->tk_n[b] < L ? s->tk_n[b] : L;
-        const float *src = s->tk_fetch + b * L * d;
+        // pick[j]: the fetched slot of the branch's j-th token, most recent first: the latest L,
+        // or with tokens.search the latest L whose item is the example's.
+        uint32_t pick[TOK_PICK_MAX];
+        size_t n = rd_token_pick(s->tk_fitem ? s->tk_fitem + b * P : NULL,
+                                 s->tk_n[b] < P ? s->tk_n[b] : P, s->tk_item[b], L, pick);
+        const float *src = s->tk_fetch + b * P * d;
         float *dst = s->tokens + b * L * d;
         uint8_t *mk = s->tk_mask + b * L, *lb = s->tk_lab + b * L;
         for (size_t j = 0; j < n; j++) {
-            memcpy(dst + j * d, src + (n - 1 - j) * d, d * sizeof(float));
+            memcpy(dst + j * d, src + (size_t)pick[j] * d, d * sizeof(float));
             mk[j] = 1;
-            lb[j] = s->tk_flab[b * L + n - 1 - j] > 0.5f ? 1 : 0;
+            lb[j] = s->tk_flab[b * P + pick[j]] > 0.5f ? 1 : 0;
         }
         if (S) {
-            const float *fs = s->tk_fside + b * L * S;
+            const float *fs = s->tk_fside + b * P * S;
             float *ds = s->tk_side + b * L * S;
             for (size_t j = 0; j < n; j++)
-                memcpy(ds + j * S, fs + (n - 1 - j) * S, S * sizeof(float));
+                memcpy(ds + j * S, fs + (size_t)pick[j] * S, S * sizeof(float));
             if (n < L)
                 memset(ds + n * S, 0, (L - n) * S * sizeof(float));
         }

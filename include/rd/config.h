@@ -418,6 +418,10 @@ typedef struct rd_token_use {
                    // its time), 1 = those of events earlier in the dataset's order (instance id),
                    // as the item history reads a log's same-second events; YAML exclude |
                    // earlier; default exclude
+    int search;    // target search (SIM's hard search): 0 = off, the branch reads the `length`
+                   // latest tokens; N > 0 = the latest N tokens are fetched and the branch reads
+                   // the `length` latest of those whose item key is the request's item (the same
+                   // item shown before, with its label), length <= N <= 4096; default 0
 } rd_token_use;
 
 typedef struct rd_model_config {

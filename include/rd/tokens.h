@@ -505,6 +505,13 @@ int rd_token_store_map_huge(rd_token_store *s, int mode, rd_token_map_stats *st,
 /** The RD_TOKEN_FIELD_* bits of the optional arrays that `out` asks for (non-NULL). */
 unsigned rd_token_fetch_fields(const rd_token_fetch_out *out);
 
+/** The slots of one request's fetch that the branch reads, most recent first (models[].tokens.
+ * search): n_found records as fetched (oldest first), `items` their item keys. With items NULL,
+ * the min(L, n_found) latest; otherwise the min(L, matches) latest whose item key equals `key`
+ * (SIM's hard search: the same item shown to the user before). pick holds L slots.
+ * @return the number of slots written */
+size_t rd_token_pick(const uint64_t *items, size_t n_found, uint64_t key, size_t L, uint32_t *pick);
+
 /** Width of rd_token_summary's output: 1 + n_windows * (1 + n_side), or 0 without windows. */
 size_t rd_token_summary_width(int n_windows, size_t n_side);
 

@@ -8,7 +8,8 @@
 # answered with a clear error, the built store mapped for serving in 2 MiB pages (and nothing
 # changed with tokens.huge_pages off), and side values (tokens.side: a CSV log's rating stored
 # with each token, fetched back equal, and a reused store without them refused). A resume of the
-# token-reading job with other token-build settings is refused.
+# token-reading job with other token-build settings is refused. The target search
+# (models[].tokens.search) reads only the request item's tokens.
 #
 #   bash tests/scripts/iat.sh build/recdistill
 set -u
@@ -341,4 +342,42 @@ assert a["none-1"] == a["exclude-1"], "same_time: exclude is not the default"
 assert a["earlier-1"] == a["earlier-2"], "same_time earlier depends on the PS count"
 assert a["earlier-1"] != a["exclude-1"], "same_time earlier changes nothing"
 PY
+# Target search (models[].tokens.search, SIM's hard search): the teacher fetches the latest 200
+# tokens and reads the 12 latest of those of the request's own item. The same with 1 and 2 PS
+# ranks, the same number of fetches as without it and fewer tokens read; with one item in the
+# whole log every token matches, and a search over 12 is the run without it to the last digit.
+config 1 2 "" "" >"$TMP/nos1.yaml"
+config 2 2 "" "" >"$TMP/nos2.yaml"
+for p in 1 2; do
+    sed 's/adapter: 8}/adapter: 8, search: 200}/' "$TMP/nos$p.yaml" >"$TMP/se$p.yaml"
+    grep -q "search: 200}" "$TMP/se$p.yaml" || fail "tokens.search not set in the config"
+done
+pair_runs "$TMP/se" "tokens.search 200"
+sed 's/items: 300}/items: 1}/' "$TMP/nos1.yaml" >"$TMP/one.yaml"
+sed 's/adapter: 8}/adapter: 8, search: 12}/' "$TMP/one.yaml" >"$TMP/ones.yaml"
+grep -q "items: 1}" "$TMP/ones.yaml" && grep -q "search: 12}" "$TMP/ones.yaml" ||
+    fail "one-item configs not derived"
+for c in nos1 one ones; do
+    run -n 2 "$RD" train "$TMP/$c.yaml" --out "$TMP/$c" >"$TMP/out" 2>"$TMP/err" ||
+        fail "$c: $(cat "$TMP/err")"
+done
+python3 - "$TMP" <<'PY' || fail "tokens.search"
+import json, sys
+r = {k: json.load(open(f"{sys.argv[1]}/{k}/report.json")) for k in ("nos1", "se1", "one", "ones")}
+t = {k: v["jobs"]["teacher"]["tokens"] for k, v in r.items()}
+a = {k: v["holdout"]["teacher"]["auc"] for k, v in r.items()}
+print("search: fetched tokens %d without, %d with (%d requests); one item: AUC %s without, %s with"
+      % (t["nos1"]["fetched_tokens"], t["se1"]["fetched_tokens"], t["se1"]["fetched_requests"],
+         a["one"], a["ones"]))
+assert t["se1"]["fetched_requests"] == t["nos1"]["fetched_requests"]
+assert 0 < t["se1"]["fetched_tokens"] < t["nos1"]["fetched_tokens"]
+assert a["se1"] != a["nos1"], "tokens.search changes nothing"
+assert t["one"]["fetched_tokens"] == t["ones"]["fetched_tokens"]
+assert a["one"] == a["ones"], "one item: the search is not the plain fetch"
+PY
+# A search below the branch's length, or without a token branch, is a config error naming the key.
+sed 's/adapter: 8}/adapter: 8, search: 11}/' "$TMP/nos1.yaml" >"$TMP/bad1.yaml"
+"$RD" config "$TMP/bad1.yaml" >/dev/null 2>"$TMP/err" && fail "search 11 < length 12 accepted"
+grep -q "models\[0\].tokens.search: 11 is below tokens.length (12)" "$TMP/err" ||
+    fail "search below length: $(cat "$TMP/err")"
 echo "iat.sh: ok"
