@@ -1,8 +1,8 @@
-// cmd_tokens.c — `recdistill tokens <stats|fetch|gc|verify|compact> STORE ...`: maintenance of
-// an instance-token store (rd/tokens.h, rd/tokentool.h).
+// cmd_tokens.c — `recdistill tokens <stats|users|fetch|gc|verify|compact> STORE ...`: maintenance
+// of an instance-token store (rd/tokens.h, rd/tokentool.h).
 //
-// stats, fetch, verify and compact open the store READ-ONLY: LMDB readers take a snapshot and
-// never block the writer, so they are safe while a training job appends (each shard's answer is
+// stats, users, fetch, verify and compact open the store READ-ONLY: LMDB readers take a snapshot
+// and never block the writer, so they are safe while a training job appends (each shard's answer is
 // one consistent snapshot: an append batch is seen whole or not at all). gc opens every shard
 // for writing and deletes in bounded transactions; it (and compact, whose copy would cut through
 // a build) takes the store's writer lock (rd_token_store_lock) and is refused while a launch
@@ -29,12 +29,19 @@ static void tokens_usage(FILE *out) {
         "STORE is an instance-token store directory (MANIFEST + shard-NNNN/).\n"
         "\n"
         "  stats   STORE [--per-shard]            records, users, bytes, time range\n"
+        "  users   STORE [--limit N]              the store's user keys (the KEY of fetch\n"
+        "                                         --user), each with its record count, first\n"
+        "                                         and last time and shard; the first N users\n"
+        "                                         in key order (default 20)\n"
         "  fetch   STORE --user KEY --before T --n L   the last L tokens of user KEY strictly\n"
         "                                         before time T (the training path's answer);\n"
         "                                         --user-id ID instead names the user by the\n"
         "                                         raw id of a CSV or MovieLens log; --before-id I\n"
         "                                         also returns the records at T with an id\n"
-        "                                         below I (tokens.same_time earlier)\n"
+        "                                         below I (tokens.same_time earlier); a user\n"
+        "                                         with no record before T: the header line\n"
+        "                                         only, \"no tokens for user KEY\" on stderr,\n"
+        "                                         exit 0\n"
         "  gc      STORE --before T               delete every record with time < T, of every\n"
         "                                         user (gc takes no --user)\n"
         "  verify  STORE                          MANIFEST, shard headers, every key and\n"
@@ -42,7 +49,8 @@ static void tokens_usage(FILE *out) {
         "  compact STORE --out DIR                compacted copy (the input is untouched;\n"
         "                                         DIR may not lie inside STORE)\n"
         "\n"
-        "stats, fetch and verify are read-only and safe while a job appends; gc and compact\n"
+        "stats, users, fetch and verify are read-only and safe while a job appends; gc and "
+        "compact\n"
         "are refused while a launch writes the store.\n"
         "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
 }
@@ -57,13 +65,42 @@ static void print_stats(const char *what, const rd_token_stats *t) {
     printf("\n");
 }
 
+// `tokens fetch` found nothing: say so on stderr (the answer itself, a header line, is right),
+// telling a user the store does not hold from one with records only at or after T.
+static int say_no_tokens(
+    rd_token_store *s, uint64_t user, const char *user_id, int64_t before, rd_errbuf *eb) {
+    rd_token_store_info in;
+    rd_token_store_info_get(s, &in);
+    float *tok = rd_xmalloc(in.dim * sizeof *tok);
+    uint32_t nf = 0;
+    rd_token_fetch_out o = {.tokens = tok, .n_found = &nf};
+    int rc = rd_token_store_fetch(s, user, INT64_MAX, 1, &o, eb);
+    rd_free(tok);
+    if (rc != RD_OK)
+        return rc;
+    char id[160] = "";
+    if (user_id)
+        snprintf(id, sizeof id, " (--user-id %.120s)", user_id);
+    if (nf == 0)
+        fprintf(stderr,
+                "recdistill tokens fetch: no tokens for user %llu%s: the store holds no record "
+                "of this user (`recdistill tokens users STORE` lists its users)\n",
+                (unsigned long long)user, id);
+    else
+        fprintf(stderr,
+                "recdistill tokens fetch: no tokens for user %llu%s before %lld: its records "
+                "are later (`recdistill tokens users STORE` gives their times)\n",
+                (unsigned long long)user, id, (long long)before);
+    return RD_OK;
+}
+
 int rd_cmd_tokens(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         tokens_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
-    static const char *const cmds[] = {"stats", "fetch", "gc", "verify", "compact"};
+    static const char *const cmds[] = {"stats", "users", "fetch", "gc", "verify", "compact"};
     int known = 0;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         known |= strcmp(cmd, cmds[i]) == 0;
@@ -75,10 +112,10 @@ int rd_cmd_tokens(int argc, char **argv) {
     char prog[64];
     snprintf(prog, sizeof prog, "recdistill tokens %s", cmd);
     // --user-id takes a raw id of the log, which may look like a negative number.
-    rd_app_opt opts[] = {{"--user", RD_APP_NUMBER, NULL},     {"--user-id", RD_APP_NUMBER, NULL},
-                         {"--before", RD_APP_NUMBER, NULL},   {"--n", RD_APP_NUMBER, NULL},
-                         {"--out", RD_APP_STRING, NULL},      {"--per-shard", RD_APP_FLAG, NULL},
-                         {"--before-id", RD_APP_NUMBER, NULL}};
+    rd_app_opt opts[] = {{"--user", RD_APP_NUMBER, NULL},      {"--user-id", RD_APP_NUMBER, NULL},
+                         {"--before", RD_APP_NUMBER, NULL},    {"--n", RD_APP_NUMBER, NULL},
+                         {"--out", RD_APP_STRING, NULL},       {"--per-shard", RD_APP_FLAG, NULL},
+                         {"--before-id", RD_APP_NUMBER, NULL}, {"--limit", RD_APP_NUMBER, NULL}};
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const char *dir = NULL;
     int n_pos = 0;
@@ -93,6 +130,7 @@ int rd_cmd_tokens(int argc, char **argv) {
     static const struct {
         const char *cmd, *taken;
     } takes[] = {{"stats", "--per-shard"},
+                 {"users", "--limit"},
                  {"fetch", "--user --user-id --before --n --before-id"},
                  {"gc", "--before"},
                  {"verify", ""},
@@ -133,6 +171,12 @@ int rd_cmd_tokens(int argc, char **argv) {
     if (opts[6].value && (rd_app_parse_u64(opts[6].value, &before_id) || before_id == 0)) {
         fprintf(stderr, "%s: --before-id: '%s' is not an instance id (1..2^64-1)\n", prog,
                 opts[6].value);
+        return 2;
+    }
+    uint64_t limit = 20;
+    if (opts[7].value && (rd_app_parse_u64(opts[7].value, &limit) || limit == 0)) {
+        fprintf(stderr, "%s: --limit: '%s' is not a positive number of users\n", prog,
+                opts[7].value);
         return 2;
     }
     if (opts[3].value && (rd_app_parse_u64(opts[3].value, &L) || L < 1 || L > RD_TOKEN_MAX_L)) {
@@ -202,8 +246,21 @@ int rd_cmd_tokens(int argc, char **argv) {
                     }
                 }
                 rd_free(ps);
+            } else if (strcmp(cmd, "users") == 0) {
+                uint64_t listed = 0;
+                int more = 0;
+                rc = rd_tokentool_print_users(s, limit, stdout, &listed, &more, &eb);
+                if (rc == RD_OK && more)
+                    printf("# first %llu users listed; more follow (--limit N lists more)\n",
+                           (unsigned long long)listed);
+                else if (rc == RD_OK)
+                    printf("# %llu users\n", (unsigned long long)listed);
             } else if (strcmp(cmd, "fetch") == 0) {
-                rc = rd_tokentool_print_fetch(s, user, before, before_id, (size_t)L, stdout, &eb);
+                uint32_t nf = 0;
+                rc = rd_tokentool_print_fetch(s, user, before, before_id, (size_t)L, stdout, &nf,
+                                              &eb);
+                if (rc == RD_OK && nf == 0)
+                    rc = say_no_tokens(s, user, opts[1].value, before, &eb);
             } else if (strcmp(cmd, "gc") == 0) {
                 // gc deletes: as the store's one writer, refused while a launch builds into it.
                 uint64_t n = 0;

@@ -53,6 +53,12 @@ void rd_err_prefix(rd_errbuf *eb, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
+    // A message that already starts with this context keeps one copy of it: a layer that names
+    // itself in its own message and a caller that adds the same name would otherwise print
+    // "--resume: --resume: ..." (the one place to stop that, rather than a check at each call).
+    size_t n = strlen(pre);
+    if (n > 0 && strncmp(eb->msg, pre, n) == 0)
+        return;
     char old[sizeof eb->msg];
     memcpy(old, eb->msg, sizeof old);
     // Truncation of a long message is acceptable; using the result tells GCC it was considered.

@@ -1,4 +1,5 @@
-// tokentool.c — store compaction and fetch printing for `recdistill tokens` (rd/tokentool.h).
+// tokentool.c — store compaction, fetch printing and the user listing for `recdistill tokens`
+// (rd/tokentool.h).
 #include "rd/tokentool.h"
 
 #include "rd/alloc.h"
@@ -152,6 +153,7 @@ int rd_tokentool_print_fetch(rd_token_store *s,
                              uint64_t before_id,
                              size_t L,
                              FILE *f,
+                             uint32_t *n_found,
                              rd_errbuf *eb) {
     rd_token_store_info in;
     rd_token_store_info_get(s, &in);
@@ -197,5 +199,70 @@ int rd_tokentool_print_fetch(rd_token_store *s,
     rd_free(ids);
     rd_free(ts);
     rd_free(mask);
+    if (n_found)
+        *n_found = rc == RD_OK ? nf : 0;
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// User listing
+
+typedef struct {
+    FILE *f;
+    uint64_t limit, listed;
+    int have;         // a user is open in (user, n, t_min, t_max)
+    int shard;        // its shard
+    uint64_t user, n; // its key and records so far
+    int64_t t_min, t_max;
+} users_ctx;
+
+static void users_flush(users_ctx *c) {
+    if (!c->have)
+        return;
+    fprintf(c->f, "%llu\t%llu\t%lld\t%lld\t%d\n", (unsigned long long)c->user,
+            (unsigned long long)c->n, (long long)c->t_min, (long long)c->t_max, c->shard);
+    c->listed++;
+    c->have = 0;
+}
+
+// Records come in key order, user first, so a user's records are consecutive (and one user lives
+// in one shard): a new key closes the previous user's line.
+static int users_visit(const rd_token_record *r, void *vc) {
+    users_ctx *c = vc;
+    if (c->have && r->user == c->user) {
+        c->n++;
+        c->t_min = r->ts < c->t_min ? r->ts : c->t_min;
+        c->t_max = r->ts > c->t_max ? r->ts : c->t_max;
+        return 0;
+    }
+    users_flush(c);
+    if (c->listed >= c->limit)
+        return 1; // a further user exists: stop
+    c->have = 1;
+    c->shard = r->shard;
+    c->user = r->user;
+    c->n = 1;
+    c->t_min = c->t_max = r->ts;
+    return 0;
+}
+
+int rd_tokentool_print_users(
+    rd_token_store *s, uint64_t limit, FILE *f, uint64_t *listed, int *more, rd_errbuf *eb) {
+    RD_ASSERT(s && f && limit > 0);
+    users_ctx c;
+    memset(&c, 0, sizeof c);
+    c.f = f;
+    c.limit = limit;
+    fprintf(f, "# user\trecords\tt_min\tt_max\tshard\n");
+    int rc = rd_token_store_iterate(s, -1, users_visit, &c, eb);
+    int stopped = rc == 1;
+    if (stopped)
+        rc = RD_OK;
+    if (rc == RD_OK)
+        users_flush(&c);
+    if (listed)
+        *listed = c.listed;
+    if (more)
+        *more = stopped;
     return rc;
 }

@@ -68,6 +68,14 @@ static void test_errbuf(void **state) {
     assert_string_equal(eb.msg, "first: 1");
     rd_err_prefix(&eb, "loading %s: ", "x.bin");
     assert_string_equal(eb.msg, "loading x.bin: first: 1");
+    // The same context twice is kept once (no "loading x.bin: loading x.bin: ..."), another
+    // one is added.
+    rd_err_prefix(&eb, "loading %s: ", "x.bin");
+    assert_string_equal(eb.msg, "loading x.bin: first: 1");
+    rd_err_prefix(&eb, "loading: ");
+    assert_string_equal(eb.msg, "loading: loading x.bin: first: 1");
+    rd_err_prefix(&eb, "%s", "");
+    assert_string_equal(eb.msg, "loading: loading x.bin: first: 1");
     // NULL buffers are accepted everywhere.
     assert_int_equal(rd_err_set(NULL, RD_ERR_ARG, "ignored"), RD_ERR_ARG);
     rd_err_prefix(NULL, "x");

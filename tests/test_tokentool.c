@@ -11,6 +11,8 @@
 //   - one writer per store: while another process holds the store's writer lock, a second
 //     writer, compact and `tokens gc` are refused naming the store and the holder, and change
 //     nothing; stats and verify still read; the lock dies with its (SIGKILLed) holder.
+//   - `tokens users` lists the user keys fetch takes (count, times, shard; --limit), and a
+//     fetch that finds nothing says "no tokens for user K" on stderr.
 // The CLI is $RD_BINARY_DIR/recdistill (set by ctest); the test skips without it.
 #include <setjmp.h>
 #include <stdarg.h>
@@ -390,6 +392,106 @@ static void test_store_writer_lock(void **state) {
     assert_int_equal(rd_tokentool_compact(dir, copy, &eb), RD_OK);
 }
 
+// `tokens users` lists the keys `tokens fetch --user` takes (the only way to find one for a
+// synthetic store, whose keys are not hashes of a log's ids), with each user's record count, time
+// range and shard, and stops at --limit; a fetch that finds nothing says so on stderr, telling a
+// user the store does not hold from one whose records are all later (exit 0 both).
+static void test_users_and_empty_fetch(void **state) {
+    (void)state;
+    if (!getenv("RD_BINARY_DIR"))
+        skip();
+    snprintf(g_rd, sizeof g_rd, "%s/recdistill", getenv("RD_BINARY_DIR"));
+    if (access(g_rd, X_OK) != 0)
+        skip();
+    char dir[300], out[1 << 14];
+    snprintf(dir, sizeof dir, "%s/users", g_root);
+    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 2, 0, 0, 4096, 1, 0, 0};
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    // User 100 + u has u + 1 records at times 1000 * u + 10 .. (u + 1 of them, step 10).
+    enum { NU = 5 };
+    uint64_t users[BATCH], ids[BATCH];
+    int64_t ts[BATCH];
+    float tok[BATCH * DIM];
+    size_t n = 0;
+    for (int u = 0; u < NU; u++)
+        for (int k = 0; k <= u; k++, n++) {
+            users[n] = 100u + (uint64_t)u;
+            ts[n] = 1000 * u + 10 * (k + 1);
+            ids[n] = n + 1;
+            for (size_t j = 0; j < DIM; j++)
+                tok[n * DIM + j] = tokval(ts[n], j);
+        }
+    rd_token_batch bt = {n, users, ts, ids, tok, NULL, NULL, NULL, NULL};
+    assert_int_equal(rd_token_store_append(s, &bt, &eb), RD_OK);
+    rd_token_store_destroy(s);
+
+    // 1. Every user, once, with its count, times and shard.
+    assert_int_equal(run(out, sizeof out, "%s tokens users %s", g_rd, dir), 0);
+    assert_non_null(strstr(out, "# user\trecords\tt_min\tt_max\tshard\n"));
+    assert_non_null(strstr(out, "# 5 users\n"));
+    for (int u = 0; u < NU; u++) {
+        char line[96];
+        snprintf(line, sizeof line, "\n%d\t%d\t%d\t%d\t%d\n", 100 + u, u + 1, 1000 * u + 10,
+                 1000 * u + 10 * (u + 1), rd_token_shard_of_user(100u + (uint64_t)u, 2));
+        assert_non_null(strstr(out, line));
+        assert_null(strstr(strstr(out, line) + 1, line));
+    }
+    // 2. --limit: the first users in key order, and a note that more follow.
+    assert_int_equal(run(out, sizeof out, "%s tokens users %s --limit 2", g_rd, dir), 0);
+    int lines = 0;
+    for (const char *p = out; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    assert_int_equal(lines, 1 + 2 + 1);
+    assert_non_null(strstr(out, "# first 2 users listed; more follow"));
+    assert_int_equal(run(out, sizeof out, "%s tokens users %s --limit 5", g_rd, dir), 0);
+    assert_non_null(strstr(out, "# 5 users\n"));
+    assert_int_equal(run(NULL, 0, "%s tokens users %s --limit 0 2>/dev/null", g_rd, dir), 2);
+    assert_int_equal(run(NULL, 0, "%s tokens users %s --n 3 2>/dev/null", g_rd, dir), 2);
+    // The API: the same lines into a FILE.
+    rd_token_open_opts oo;
+    memset(&oo, 0, sizeof oo);
+    oo.mode = RD_TOKEN_READ_ONLY;
+    assert_int_equal(rd_token_store_open(dir, &oo, &s, &eb), RD_OK);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    uint64_t listed = 0;
+    int more = -1;
+    assert_int_equal(rd_tokentool_print_users(s, 100, f, &listed, &more, &eb), RD_OK);
+    assert_int_equal(listed, NU);
+    assert_int_equal(more, 0);
+    assert_int_equal(rd_tokentool_print_users(s, NU - 1, f, &listed, &more, &eb), RD_OK);
+    assert_int_equal(listed, NU - 1);
+    assert_int_equal(more, 1);
+    fclose(f);
+    rd_token_store_destroy(s);
+
+    // 3. A listed key fetches; an unknown one and one asked too early say so on stderr.
+    assert_int_equal(
+        run(out, sizeof out, "%s tokens fetch %s --user 104 --before 99999 --n 9 2>&1", g_rd, dir),
+        0);
+    assert_non_null(strstr(out, "n_found 5"));
+    assert_null(strstr(out, "no tokens"));
+    assert_int_equal(run(out, sizeof out,
+                         "%s tokens fetch %s --user 999 --before 99999 --n 9 2>&1 >/dev/null", g_rd,
+                         dir),
+                     0);
+    assert_non_null(strstr(out, "no tokens for user 999: the store holds no record"));
+    assert_non_null(strstr(out, "tokens users"));
+    assert_int_equal(run(out, sizeof out,
+                         "%s tokens fetch %s --user 104 --before 4010 --n 9 2>&1 >/dev/null", g_rd,
+                         dir),
+                     0);
+    assert_non_null(strstr(out, "no tokens for user 104 before 4010: its records are later"));
+    assert_int_equal(run(out, sizeof out,
+                         "%s tokens fetch %s --user-id u1 --before 99999 --n 9 2>&1", g_rd, dir),
+                     0);
+    assert_non_null(strstr(out, "n_found 0"));
+    assert_non_null(strstr(out, "(--user-id u1): the store holds no record"));
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/rd_test_tokentool_XXXXXX");
@@ -404,8 +506,8 @@ static int teardown(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokens_cli),
-                                       cmocka_unit_test(test_compact_out_parents),
-                                       cmocka_unit_test(test_store_writer_lock)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tokens_cli), cmocka_unit_test(test_compact_out_parents),
+        cmocka_unit_test(test_store_writer_lock), cmocka_unit_test(test_users_and_empty_fetch)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

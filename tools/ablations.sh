@@ -25,15 +25,21 @@
 # summary go to OUTDIR/<variant>/ (seeds.sh resumes what is done). OUTDIR/ablations.md collects
 # the holdout η, teacher gap and student gain of every variant.
 set -euo pipefail
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+# -h and --help (anywhere before a "--") print this text and exit 0.
+for a in "$@"; do
+    case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
+done
 N=4 S=1 K=3 VARIANTS="base no_aux mid_stream sampled sampled_raw alpha3 t2" DSEED=0
 while getopts "n:s:k:v:d:h" o; do
     case $o in
         n) N=$OPTARG ;; s) S=$OPTARG ;; k) K=$OPTARG ;; v) VARIANTS=$OPTARG ;; d) DSEED=$OPTARG ;;
-        *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        h) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 2 ] || { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -eq 2 ] || { usage >&2; exit 2; }
 [[ $S =~ ^[1-9][0-9]*$ ]] || { echo "ablations.sh: -s '$S' is not a positive integer" >&2; exit 2; }
 [[ $DSEED =~ ^[0-9]+$ ]] || { echo "ablations.sh: -d '$DSEED' is not a non-negative integer" >&2; exit 2; }
 CONFIG=$1 OUT=$2

@@ -9,6 +9,8 @@
 # OLD_ARGS="--shm 0" NEW_ARGS="--shm 1"). DIMS (default 64) is passed to --dims; the figures
 # are those of the last dim listed (DIMS=8,16,64 is the full command).
 set -eu
+case ${1:-} in -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+[ $# -ge 2 ] || { sed -n '7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 old=$1
 new=$2
 n=${3:-6}

@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Install what recdistill needs on Debian 12 (as root). Installs only what is missing, so a second
 # run costs a second. Usage: tools/install-deps.sh [--slurm] [--ci]
+#   (no option) the build, every test (some test scripts run python3) and the tools
+#               (tools/variant.sh, ablations.sh, replay-sweep.sh: python3 with PyYAML)
+#   --slurm     also a local Slurm cluster (tools/slurm-local.sh) and jq
+#   --ci        also what .ci/run needs beyond the tests: valgrind, clang and its libFuzzer runtime
+#   -h, --help  this text
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config mpich libmpich-dev libopenblas-dev liblmdb-dev lmdb-utils
-      libyaml-dev libcmocka-dev)
+      libyaml-dev libcmocka-dev python3 python3-yaml)
 for a in "$@"; do
     case $a in
+        -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         # A local Slurm cluster (tools/slurm-local.sh) and what slurm/sweep.sh and
-        # tests/scripts/slurm.sh read JSON with.
-        --slurm) pkgs+=(slurmctld slurmd slurm-client munge python3 jq) ;;
+        # tests/scripts/slurm.sh read JSON with (python3 is in the base list).
+        --slurm) pkgs+=(slurmctld slurmd slurm-client munge jq) ;;
         # What .ci/run needs beyond the tests: valgrind (tools/valgrind-unit.sh) and clang with
         # its libFuzzer runtime (RD_FUZZ=ON).
         --ci) pkgs+=(valgrind clang libclang-rt-14-dev) ;;
-        *) echo "install-deps: unknown option '$a' (--slurm, --ci)" >&2; exit 2 ;;
+        *) echo "install-deps: unknown option '$a' (--slurm, --ci, --help)" >&2; exit 2 ;;
     esac
 done
 missing=()

@@ -27,10 +27,15 @@
 set -euo pipefail
 SEED=1 K=0 FIRST=1
 usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+# -h and --help (anywhere before a "--") print this text and exit 0.
+for a in "$@"; do
+    case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
+done
 while getopts "s:k:f:h" o; do
     case $o in
         s) SEED=$OPTARG ;; k) K=$OPTARG ;; f) FIRST=$OPTARG ;;
-        *) usage; exit 2 ;;
+        h) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))

@@ -13,16 +13,22 @@
 # <job>.metrics.csv files (awk only). Job names default to teacher, student, student_raw; jobs
 # the config does not have are left out (and then eta too).
 set -euo pipefail
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+# -h and --help (anywhere before a "--") print this text and exit 0.
+for a in "$@"; do
+    case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
+done
 N=4 FIRST=1 COUNT=10 T=teacher S=student R=student_raw
 while getopts "n:s:k:t:d:r:h" o; do
     case $o in
         n) N=$OPTARG ;; s) FIRST=$OPTARG ;; k) COUNT=$OPTARG ;;
         t) T=$OPTARG ;; d) S=$OPTARG ;; r) R=$OPTARG ;;
-        *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        h) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-[ $# -eq 2 ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -eq 2 ] || { usage >&2; exit 2; }
 CONFIG=$1 OUT=$2
 RD=${RD:-build/recdistill}
 for v in "$N" "$FIRST" "$COUNT"; do

@@ -49,7 +49,7 @@ while [ $# -gt 0 ]; do
         --dir) DIR="${2:-}"; shift 2 || usage ;;
         --port) PORT="${2:-}"; shift 2 || usage ;;
         --purge) PURGE=1; shift ;;
-        -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "slurm-local: unknown argument '$1'" >&2; usage ;;
     esac
 done
@@ -417,6 +417,6 @@ case "$cmd" in
     down) cmd_down ;;
     status) cmd_status ;;
     env) echo "export SLURM_CONF=$CONF" ;;
-    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' ;;
     *) echo "slurm-local: unknown command '$cmd'" >&2; usage ;;
 esac

@@ -15,6 +15,7 @@
 # OpenBLAS would pick its Haswell kernels under valgrind, and with those test_model's bitwise
 # "batch prefix" check fails (also natively: OPENBLAS_CORETYPE=Haswell build/tests/test_model).
 set -u
+case ${1:-} in -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 BUILD="${1:-build}"
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 command -v valgrind >/dev/null || { echo "valgrind not found: skip"; exit 77; }

@@ -19,10 +19,15 @@
 set -euo pipefail
 JOBS="" K=3 FIRST=1
 usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+# -h and --help (anywhere before a "--") print this text and exit 0.
+for a in "$@"; do
+    case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
+done
 while getopts "j:k:s:h" o; do
     case $o in
         j) JOBS=$OPTARG ;; k) K=$OPTARG ;; s) FIRST=$OPTARG ;;
-        *) usage; exit 2 ;;
+        h) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))

@@ -861,11 +861,16 @@ static void stage_batch(rd_trainer *tr, stage *s, rd_batch *bt) {
 // ---------------------------------------------------------------------------------------------
 // Progress
 
+// A line every train.eval_every steps of a phase, between them one whenever
+// output.progress_every_s seconds have passed without one (so slow steps still show), and one at
+// the end of each batch epoch; output.progress_every_s 0 turns every progress line off.
 static void progress(rd_trainer *tr, const char *phase, int64_t step, int64_t steps, int force) {
     if (tr->quiet || tr->comm->job_rank != 0 || tr->cfg->output.progress_every_s <= 0)
         return;
     double t = now_s();
-    if (!force && t - tr->t_progress < (double)tr->cfg->output.progress_every_s)
+    const int64_t every = tr->cfg->train.eval_every;
+    int on_step = steps > 0 && every > 0 && step % every == 0;
+    if (!force && !on_step && t - tr->t_progress < (double)tr->cfg->output.progress_every_s)
         return;
     tr->t_progress = t;
     double rate = tr->train_s > 0 ? (double)tr->trained / tr->train_s : 0.0;

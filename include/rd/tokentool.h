@@ -10,6 +10,8 @@
 //                              launch builds into it or gc runs, as a copy would cut through
 //                              their writes
 //   rd_tokentool_print_fetch() the answer of rd_token_store_fetch as TSV
+//   rd_tokentool_print_users() the store's user keys (the KEY of `tokens fetch --user`) with
+//                              their record counts and time ranges, as TSV
 //
 // Compaction never changes the input: a fresh <out>.partial.<host>.<pid>.<hex> gets
 // shard-NNNN/data.mdb copies, then a copy of the MANIFEST (the store's commit point, written last),
@@ -36,6 +38,7 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb);
  * before_id 0 fetches strictly before before_t; otherwise also the records at before_t with a
  * lower instance id (rd_token_store_fetch_batch's before_id, what a model with
  * tokens.same_time earlier reads), and the header says "before T id I".
+ * @param[out] n_found records printed (may be NULL); 0 for a user the store does not hold
  * @return rd_token_store_fetch_batch's code
  */
 int rd_tokentool_print_fetch(rd_token_store *s,
@@ -44,6 +47,21 @@ int rd_tokentool_print_fetch(rd_token_store *s,
                              uint64_t before_id,
                              size_t L,
                              FILE *f,
+                             uint32_t *n_found,
                              rd_errbuf *eb);
+
+/**
+ * Print "# user records t_min t_max shard", then one line per user of the store, at most `limit`
+ * users: its key (what `tokens fetch --user` takes), its record count, the time of its first and
+ * last record and its shard. Users come in key order, shard by shard, from one read snapshot per
+ * shard.
+ * @param[in]  limit  users to print, >= 1
+ * @param[out] listed users printed (may be NULL)
+ * @param[out] more   1 when the store holds further users after the last one printed (may be
+ *                    NULL)
+ * @return rd_token_store_iterate's codes
+ */
+int rd_tokentool_print_users(
+    rd_token_store *s, uint64_t limit, FILE *f, uint64_t *listed, int *more, rd_errbuf *eb);
 
 #endif // RD_TOKENTOOL_H

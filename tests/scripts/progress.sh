@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# progress.sh — the trainer's progress lines: one every train.eval_every steps of each phase
+# (batch epochs, stream windows), whatever output.progress_every_s (here a day, so that no line is
+# due to time), plus the "done" line of each batch epoch; output.progress_every_s 0 prints none.
+# A regression test: eval_every was parsed and documented but read by nothing.
+#
+#   bash tests/scripts/progress.sh build/recdistill
+set -u
+RD="${1:?usage: progress.sh path/to/recdistill}"
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+TMP="$(mktemp -d /tmp/rd_test_progress_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+export OPENBLAS_NUM_THREADS=1
+
+# One PS rank and one worker; 4000 events: 2400 in the batch period (batch 64: 38 steps an
+# epoch, two epochs) and two stream windows of 400 (7 steps each).
+config() { # $1 = eval_every, $2 = progress_every_s
+    cat <<EOF2
+run: {name: prog, seed: 3}
+cluster:
+  ps_ranks: 1
+  jobs: [{name: solo, role: student, model: m}]
+data:
+  source: synthetic
+  history_max: 8
+  synthetic: {events: 4000, users: 40, items: 200}
+  split: {batch_fraction: 0.6, holdout_fraction: 0.2, stream_windows: 2}
+ps: {tables: [{name: e, dim: 4}]}
+models: [{name: m, features: [{field: user, table: e}, {field: item, table: e}], mlp: [8]}]
+train: {batch_size: 64, epochs: 2, eval_every: $1}
+output: {plot: false, progress_every_s: $2}
+EOF2
+}
+steps() { # the "step s/S" of every progress line, one per line
+    grep -o '^\[solo\] [a-z]* [a-z]* [0-9]*/[0-9]* step [0-9]*/[0-9]*' "$1" | sed 's/.* step //'
+}
+for e in 5 10 1000; do
+    config "$e" 86400 >"$TMP/e$e.yaml"
+    timeout 300 "$MPIEXEC" -n 2 "$RD" train "$TMP/e$e.yaml" --out "$TMP/r$e" >"$TMP/out$e" \
+        2>"$TMP/err$e" || fail "eval_every $e: $(cat "$TMP/err$e")"
+done
+# Each phase's steps, from a run that prints every one of them (eval_every 1 would too).
+b=$(sed -n 's/.*batch epoch 1\/2 step [0-9]*\/\([0-9]*\).*/\1/p' "$TMP/out5" | head -1)
+w=$(sed -n 's/.*stream window 1\/2 step [0-9]*\/\([0-9]*\).*/\1/p' "$TMP/out5" | head -1)
+[ -n "$b" ] && [ -n "$w" ] || fail "no step lines with eval_every 5: $(cat "$TMP/out5")"
+for e in 5 10 1000; do
+    want=$((2 * (b / e) + 2 * (w / e)))
+    got=$(steps "$TMP/out$e" | wc -l)
+    [ "$got" -eq "$want" ] ||
+        fail "eval_every $e: $got step lines, expected $want ($b batch, $w window steps a phase)"
+    bad=$(steps "$TMP/out$e" | awk -F/ -v e="$e" '$1 % e != 0' | head -1)
+    [ -z "$bad" ] || fail "eval_every $e: a line at step $bad"
+    [ "$(grep -c '^\[solo\] batch epoch [12]/2 done' "$TMP/out$e")" -eq 2 ] ||
+        fail "eval_every $e: the epoch lines: $(cat "$TMP/out$e")"
+done
+[ "$(steps "$TMP/out5" | wc -l)" -gt "$(steps "$TMP/out10" | wc -l)" ] || fail "5 vs 10"
+
+# progress_every_s 0: no progress line at all, the eval_every ones included.
+config 5 0 >"$TMP/off.yaml"
+timeout 300 "$MPIEXEC" -n 2 "$RD" train "$TMP/off.yaml" --out "$TMP/off" >"$TMP/outoff" \
+    2>"$TMP/erroff" || fail "progress off: $(cat "$TMP/erroff")"
+! grep -q ' step [0-9]*/\| done ' "$TMP/outoff" || fail "progress_every_s 0 printed progress"
+echo "progress: ok (batch $b, window $w steps a phase)"

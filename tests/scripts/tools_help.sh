@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# tools_help.sh — every tools/*.sh prints its usage on stdout and exits 0 for both -h and --help
+# (no stray code line in the text; nothing else runs: install-deps.sh installs nothing), and
+# exits 2 for an unknown option. tools/install-deps.sh installs, without options, python3 and
+# PyYAML, which test scripts and tools/variant.sh, ablations.sh and replay-sweep.sh need.
+#
+#   bash tests/scripts/tools_help.sh build/recdistill
+set -u
+SRC="$(cd "$(dirname "$0")/../.." && pwd)"
+TMP="$(mktemp -d /tmp/rd_test_tools_help_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+n=0
+for t in "$SRC"/tools/*.sh; do
+    name=$(basename "$t")
+    for o in -h --help; do
+        (cd "$TMP" && timeout 20 "$t" "$o" >"$TMP/out" 2>"$TMP/err" </dev/null)
+        rc=$?
+        [ $rc -eq 0 ] || fail "$name $o: exit $rc: $(cat "$TMP/err")"
+        [ -s "$TMP/out" ] || fail "$name $o: no usage on stdout"
+        [ ! -s "$TMP/err" ] || fail "$name $o: stderr: $(cat "$TMP/err")"
+        ! grep -Eq '^(set -|#!)' "$TMP/out" || fail "$name $o: a code line in the usage: $(cat "$TMP/out")"
+        grep -qi "usage\|${name%.sh}" "$TMP/out" || fail "$name $o: no usage line: $(cat "$TMP/out")"
+        n=$((n + 1))
+    done
+done
+# Unknown options are usage errors (exit 2), the usage on stderr.
+for t in seeds variant ablations replay-sweep; do
+    (cd "$TMP" && "$SRC/tools/$t.sh" -Z >"$TMP/out" 2>"$TMP/err")
+    [ $? -eq 2 ] || fail "$t.sh -Z: expected exit 2"
+    [ -s "$TMP/err" ] && [ ! -s "$TMP/out" ] || fail "$t.sh -Z: the usage belongs on stderr"
+done
+"$SRC/tools/install-deps.sh" --bogus >/dev/null 2>&1
+[ $? -eq 2 ] || fail "install-deps.sh --bogus: expected exit 2"
+# The default package list: python3 and PyYAML without --slurm or --ci.
+pk=$(sed -n '/^pkgs=(/,/)/p' "$SRC/tools/install-deps.sh")
+for p in python3 python3-yaml; do
+    grep -Eq "(^|[( ])$p([ )]|$)" <<<"$pk" || fail "install-deps.sh: $p is not in the default list"
+done
+echo "tools_help: ok ($n usages)"
