@@ -150,10 +150,8 @@ int rd_serve_export(const rd_config *cfg,
     if ((rc = rd_dataset_check_config(data_dir, &cfg->data, pos.seed, eb)) != RD_OK)
         goto done;
     if ((rc = rd_train_ckpt_check(ckpt_dir, &pos, &run, data_dir, RD_TRAIN_CKPT_CHECK_DATA, eb)) !=
-        RD_OK) {
-        rd_err_prefix(eb, "export: ");
+        RD_OK)
         goto done;
-    }
     if (!pos.has_ident)
         RD_LOG_WARN("export: %s does not record its training dataset (dense.bin version 1 of an "
                     "older build, or a file written without it), so %s cannot be checked against "
@@ -220,7 +218,7 @@ int rd_serve_export(const rd_config *cfg,
         if (errno != 0 || end == sde || *end != '\0' || v < 0 || sde[0] == '-' || sde[0] == '+' ||
             sde[0] == ' ') {
             rc = rd_err_set(eb, RD_ERR_ARG,
-                            "export: SOURCE_DATE_EPOCH='%s' is not a non-negative count of seconds "
+                            "SOURCE_DATE_EPOCH='%s' is not a non-negative count of seconds "
                             "since 1970 (unset it, or give e.g. SOURCE_DATE_EPOCH=1700000000)",
                             sde);
             goto done;
