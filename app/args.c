@@ -9,8 +9,14 @@
 // (stdout for `table export --out -`), never an option.
 #include "commands.h"
 
+#include "rd/alloc.h"
+#include "rd/error.h"
+#include "rd/hash.h"
+
 #include <ctype.h>
 #include <errno.h>
+#include <mpi.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +32,57 @@ static int is_option(const char *a) {
     return a[0] == '-' && a[1] != '\0';
 }
 
+// One usage-error line into msg (no newline).
+#define USAGE(...) (snprintf(msg, cap, __VA_ARGS__), 2)
+
+int rd_app_parse_msg(int argc,
+                     char **argv,
+                     int first,
+                     rd_app_opt *opts,
+                     int n_opts,
+                     const char **pos,
+                     int max_pos,
+                     int *n_pos,
+                     char *msg,
+                     size_t cap) {
+    *n_pos = 0;
+    msg[0] = 0;
+    for (int k = 0; k < n_opts; k++)
+        opts[k].value = NULL;
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return 1;
+        if (!is_option(a)) {
+            if (*n_pos >= max_pos)
+                return USAGE("unexpected argument '%s'", a);
+            pos[(*n_pos)++] = a;
+            continue;
+        }
+        rd_app_opt *o = NULL;
+        for (int k = 0; k < n_opts && !o; k++)
+            if (strcmp(a, opts[k].name) == 0)
+                o = &opts[k];
+        if (!o)
+            return USAGE("unknown option '%s'", a);
+        if (o->value)
+            return USAGE("%s given twice", a);
+        if (o->kind == RD_APP_FLAG) {
+            o->value = o->name;
+            continue;
+        }
+        if (i + 1 >= argc)
+            return USAGE("%s needs a value", a);
+        const char *v = argv[i + 1];
+        if (is_option(v) && !(o->kind == RD_APP_NUMBER && is_negative_number(v)))
+            return USAGE("%s needs a value, not the option '%s'", a, v);
+        o->value = v;
+        i++;
+    }
+    return 0;
+}
+#undef USAGE
+
 int rd_app_parse(const char *prog,
                  int argc,
                  char **argv,
@@ -35,50 +92,12 @@ int rd_app_parse(const char *prog,
                  const char **pos,
                  int max_pos,
                  int *n_pos) {
-    *n_pos = 0;
-    for (int k = 0; k < n_opts; k++)
-        opts[k].value = NULL;
-    for (int i = first; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
-            return 1;
-        if (!is_option(a)) {
-            if (*n_pos >= max_pos) {
-                fprintf(stderr, "%s: unexpected argument '%s'\n", prog, a);
-                return 2;
-            }
-            pos[(*n_pos)++] = a;
-            continue;
-        }
-        rd_app_opt *o = NULL;
-        for (int k = 0; k < n_opts && !o; k++)
-            if (strcmp(a, opts[k].name) == 0)
-                o = &opts[k];
-        if (!o) {
-            fprintf(stderr, "%s: unknown option '%s'\n", prog, a);
-            return 2;
-        }
-        if (o->value) {
-            fprintf(stderr, "%s: %s given twice\n", prog, a);
-            return 2;
-        }
-        if (o->kind == RD_APP_FLAG) {
-            o->value = o->name;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "%s: %s needs a value\n", prog, a);
-            return 2;
-        }
-        const char *v = argv[i + 1];
-        if (is_option(v) && !(o->kind == RD_APP_NUMBER && is_negative_number(v))) {
-            fprintf(stderr, "%s: %s needs a value, not the option '%s'\n", prog, a, v);
-            return 2;
-        }
-        o->value = v;
-        i++;
-    }
-    return 0;
+    char msg[512];
+    int st =
+        rd_app_parse_msg(argc, argv, first, opts, n_opts, pos, max_pos, n_pos, msg, sizeof msg);
+    if (st == 2)
+        fprintf(stderr, "%s: %s\n", prog, msg);
+    return st;
 }
 
 // Is `name` one of the space-separated words of `list`?
@@ -125,4 +144,213 @@ int rd_app_parse_u64(const char *s, uint64_t *v) {
         return -1;
     *v = x;
     return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launch-wide agreement on the command line (commands that run under MPI)
+//
+// An MPMD launch (`mpiexec -n P recdistill train A : -n W recdistill train B`) gives each segment
+// its own argv. A segment that ended before MPI_Init (a usage error) left the other ranks in
+// MPI_Init for ever (MPICH's hydra waits for every process of the launch to initialise), and the
+// arguments of the segments other than rank 0's were silently ignored (or, for --resume, read per
+// rank). So a command that runs under MPI parses without printing, calls MPI_Init whatever the
+// outcome, and every rank's outcome and arguments are gathered here: world rank 0 prints each
+// message once, naming the ranks, and every rank gets the same verdict and exits with it.
+
+enum { AGREE_MSG = 240, AGREE_SHOWN = 160 };
+
+typedef struct agree_rec {
+    int32_t status;    // 0 ok, 1 --help, 2 usage error
+    int32_t appnum;    // MPI_APPNUM: the mpiexec segment, from 0 (-1 unknown)
+    uint64_t msg_hash; // of msg
+    char msg[AGREE_MSG];
+    int32_t n_args;
+    int32_t pad;
+    uint64_t hash[RD_APP_AGREE_MAX];
+    char shown[RD_APP_AGREE_MAX][AGREE_SHOWN];
+} agree_rec;
+
+static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
+    if (*len + 1 >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        *len = (size_t)w < cap - *len ? *len + (size_t)w : cap - 1;
+}
+
+// "rank 2" / "ranks 0-1, 4" for the ranks r with sel[r], then, when the launch has several
+// mpiexec segments, " (mpiexec segment 2)" / " (mpiexec segments 1, 2)", counted from 1 in the
+// order of the command line.
+static void
+rank_set(const agree_rec *all, const char *sel, int n, int multi, char *buf, size_t cap) {
+    size_t len = 0;
+    int cnt = 0;
+    buf[0] = 0;
+    for (int r = 0; r < n; r++)
+        cnt += sel[r] != 0;
+    append(buf, cap, &len, "rank%s ", cnt == 1 ? "" : "s");
+    int first = 1;
+    for (int r = 0; r < n; r++) {
+        if (!sel[r])
+            continue;
+        int e = r;
+        while (e + 1 < n && sel[e + 1])
+            e++;
+        append(buf, cap, &len, "%s%d", first ? "" : ", ", r);
+        if (e > r)
+            append(buf, cap, &len, "%s%d", e == r + 1 ? ", " : "-", e);
+        first = 0;
+        r = e;
+    }
+    if (!multi)
+        return;
+    int nseg = 0, last = -2;
+    size_t mark = len;
+    append(buf, cap, &len, " (mpiexec segment");
+    size_t seg_at = len;
+    for (int a = 0;; a++) { // the distinct segments, ascending (appnum is small)
+        int next = -1;
+        for (int r = 0; r < n; r++)
+            if (sel[r] && all[r].appnum > last && (next < 0 || all[r].appnum < next))
+                next = all[r].appnum;
+        if (next < 0 || a > n)
+            break;
+        append(buf, cap, &len, "%s%d", nseg ? ", " : " ", next + 1);
+        nseg++;
+        last = next;
+    }
+    if (nseg == 0) {
+        buf[mark] = 0;
+        return;
+    }
+    if (nseg > 1) { // "segment" -> "segments"
+        char tail[256];
+        snprintf(tail, sizeof tail, "%s", buf + seg_at);
+        len = seg_at;
+        append(buf, cap, &len, "s%s", tail);
+    }
+    append(buf, cap, &len, ")");
+}
+
+// World rank 0: the verdict over every rank's record, with its messages on stderr.
+static int judge(const char *prog, const agree_rec *all, int n) {
+    int multi = 0, n_err = 0, n_help = 0;
+    for (int r = 0; r < n; r++) {
+        multi |= all[r].appnum != all[0].appnum;
+        n_err += all[r].status == 2;
+        n_help += all[r].status == 1;
+    }
+    char *sel = rd_xcalloc((size_t)n, 1), *done = rd_xcalloc((size_t)n, 1);
+    char set[600];
+    int verdict = RD_APP_AGREE_OK;
+    if (n_err > 0) {
+        // Each distinct message once, with the ranks that have it (none named when every rank
+        // has it: the single-process case reads as before).
+        for (int r = 0; r < n; r++) {
+            if (all[r].status != 2 || done[r])
+                continue;
+            int cnt = 0;
+            for (int q = 0; q < n; q++) {
+                sel[q] = q >= r && all[q].status == 2 && all[q].msg_hash == all[r].msg_hash &&
+                         strcmp(all[q].msg, all[r].msg) == 0;
+                done[q] |= sel[q];
+                cnt += sel[q];
+            }
+            if (cnt == n) {
+                fprintf(stderr, "%s: %s\n", prog, all[r].msg);
+            } else {
+                rank_set(all, sel, n, multi, set, sizeof set);
+                fprintf(stderr, "%s: %s: %s\n", prog, set, all[r].msg);
+            }
+        }
+        if (n_err < n)
+            fprintf(stderr,
+                    "%s: every rank of the launch stops (a usage error on any rank ends "
+                    "them all)\n",
+                    prog);
+        verdict = RD_APP_AGREE_USAGE;
+    } else if (n_help > 0) {
+        verdict = RD_APP_AGREE_HELP;
+        if (n_help < n) {
+            for (int q = 0; q < n; q++)
+                sel[q] = all[q].status == 1;
+            rank_set(all, sel, n, multi, set, sizeof set);
+            fprintf(stderr,
+                    "%s: --help was given on %s only: every rank of a launch must be given the "
+                    "same arguments\n",
+                    prog, set);
+            verdict = RD_APP_AGREE_MISMATCH;
+        }
+    } else {
+        int header = 0;
+        for (int k = 0; k < all[0].n_args; k++) {
+            int differ = 0;
+            for (int r = 1; r < n; r++)
+                differ |= all[r].n_args != all[0].n_args || all[r].hash[k] != all[0].hash[k];
+            if (!differ)
+                continue;
+            if (!header)
+                fprintf(stderr,
+                        "%s: the ranks of this launch were given different arguments; every rank "
+                        "must be given the same (in an MPMD launch, repeat them on every "
+                        "mpiexec segment):\n",
+                        prog);
+            header = 1;
+            const char *name = all[0].shown[k];
+            fprintf(stderr, "  %.*s differs:\n", (int)strcspn(name, "\t"), name);
+            memset(done, 0, (size_t)n);
+            for (int r = 0; r < n; r++) {
+                if (done[r])
+                    continue;
+                for (int q = 0; q < n; q++) {
+                    sel[q] = q >= r && !done[q] && all[q].hash[k] == all[r].hash[k];
+                    done[q] |= sel[q];
+                }
+                rank_set(all, sel, n, multi, set, sizeof set);
+                // shown[k] is "NAME\tVALUE": the name heads the group, the value per group.
+                const char *tab = strchr(all[r].shown[k], '\t');
+                fprintf(stderr, "    %s: %s\n", set, tab ? tab + 1 : all[r].shown[k]);
+            }
+            verdict = RD_APP_AGREE_MISMATCH;
+        }
+    }
+    rd_free(sel);
+    rd_free(done);
+    return verdict;
+}
+
+int rd_app_agree(
+    const char *prog, int status, const char *msg, const rd_app_arg *args, int n_args) {
+    int rank = 0, size = 1, flag = 0;
+    int *appnum = NULL;
+    RD_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    RD_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
+    agree_rec *mine = rd_xcalloc(1, sizeof *mine);
+    RD_MPI_CHECK(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_APPNUM, &appnum, &flag));
+    mine->appnum = flag && appnum ? *appnum : -1;
+    mine->status = status;
+    snprintf(mine->msg, sizeof mine->msg, "%s", msg ? msg : "");
+    mine->msg_hash = rd_hash_str(mine->msg, 0);
+    mine->n_args = n_args < RD_APP_AGREE_MAX ? n_args : RD_APP_AGREE_MAX;
+    for (int k = 0; k < mine->n_args; k++) {
+        mine->hash[k] = args[k].hash;
+        snprintf(mine->shown[k], sizeof mine->shown[k], "%s\t%s", args[k].name, args[k].shown);
+    }
+    agree_rec *all = rank == 0 ? rd_xcalloc((size_t)size, sizeof *all) : NULL;
+    RD_MPI_CHECK(MPI_Gather(mine, (int)sizeof *mine, MPI_BYTE, all, (int)sizeof *mine, MPI_BYTE, 0,
+                            MPI_COMM_WORLD));
+    int verdict = RD_APP_AGREE_OK;
+    if (rank == 0) {
+        verdict = judge(prog, all, size);
+        fflush(stderr);
+    }
+    RD_MPI_CHECK(MPI_Bcast(&verdict, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    rd_free(all);
+    rd_free(mine);
+    return verdict;
 }

@@ -5,6 +5,12 @@
 // channel, rd/traffic.h).
 //
 // Phases (every rank):
+//   0. MPI_Init comes first, whatever the command line: a rank that stopped before it (a usage
+//      error on one segment of an MPMD launch) left the other ranks in MPI_Init for ever. Then
+//      the ranks agree (rd_app_agree): a usage error on any rank, or a CONFIG (path or content),
+//      --out, --seed or --resume that differs between ranks, ends every rank with exit 2 and one
+//      report by rank 0 naming the ranks and mpiexec segments. So rank 0's arguments are every
+//      rank's, and each segment of an MPMD launch must be given the same ones.
 //   1. rank 0 loads the config; the status, then the config, are broadcast (bad config: rank 0
 //      prints one line, every rank exits 1).
 //   2. the world size must equal rd_config_world_size (else one message from rank 0, exit 1).
@@ -28,6 +34,7 @@
 #include "rd/comm.h"
 #include "rd/config.h"
 #include "rd/dataset.h"
+#include "rd/hash.h"
 #include "rd/layers.h"
 #include "rd/log.h"
 #include "rd/report.h"
@@ -42,6 +49,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -519,60 +527,134 @@ static int apply_out(rd_config *cfg, const char *out, rd_errbuf *eb) {
 
 // ---------------------------------------------------------------------------------------------
 
-static int train_main(int argc,
-                      char **argv,
-                      const char *config,
-                      const char *out,
-                      const char *resume,
-                      int64_t seed,
-                      rd_watch *watch);
+// The parse outcome of this rank's command line (rd_cmd_train), settled across ranks after
+// MPI_Init (agree).
+typedef struct train_args {
+    int status;                                   // 0 ok, 1 --help, 2 usage error (msg)
+    char msg[512];                                // the usage error
+    const char *config, *out, *resume, *seed_arg; // borrowed from argv; NULL: not given
+    uint64_t seed;                                // --seed, when seed_arg
+} train_args;
+
+// What a rank's CONFIG is: its real path, and a hash of its bytes (an MPMD segment, or another
+// node, may see another file under the same name). A file that cannot be read gets a hash of
+// the error, so ranks that all fail agree (rank 0 then reports it as before) and a rank that
+// fails alone differs.
+static void config_identity(const char *config,
+                            char *path,
+                            size_t path_cap,
+                            uint64_t *path_hash,
+                            char *content,
+                            size_t content_cap,
+                            uint64_t *content_hash) {
+    char real[PATH_MAX];
+    const char *p = realpath(config, real) ? real : config;
+    snprintf(path, path_cap, "%s", config);
+    *path_hash = rd_hash_str(p, 1);
+    FILE *f = fopen(config, "rb");
+    if (!f) {
+        snprintf(content, content_cap, "cannot read it: %s", strerror(errno));
+        *content_hash = rd_hash_str(content, 2);
+        return;
+    }
+    uint64_t h = 3;
+    char buf[8192];
+    size_t n, total = 0;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        h = rd_hash64(buf, n, h);
+        total += n;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        snprintf(content, content_cap, "cannot read it");
+        *content_hash = rd_hash_str(content, 2);
+        return;
+    }
+    snprintf(content, content_cap, "%zu bytes, hash %016llx", total, (unsigned long long)h);
+    *content_hash = h;
+}
+
+// 0. Every rank's command line, settled: a usage error anywhere, or arguments that differ
+//    between ranks (the segments of an MPMD launch each have their own), end every rank with
+//    exit 2 and one report by world rank 0 (rd_app_agree). Returns -1 to go on, else the exit code.
+static int agree(const train_args *ta, int rank) {
+    char cpath[RD_PATH_MAX], ccontent[128], seed[32];
+    rd_app_arg args[5];
+    int n = 0;
+    if (ta->status == 0) {
+        uint64_t hp = 0, hc = 0;
+        config_identity(ta->config, cpath, sizeof cpath, &hp, ccontent, sizeof ccontent, &hc);
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)ta->seed);
+        args[n++] = (rd_app_arg){"CONFIG (its path)", cpath, hp};
+        args[n++] = (rd_app_arg){"CONFIG (the file's content)", ccontent, hc};
+        args[n++] = (rd_app_arg){"--out", ta->out ? ta->out : "(not given)",
+                                 ta->out ? rd_hash_str(ta->out, 4) : 4};
+        args[n++] = (rd_app_arg){"--seed", ta->seed_arg ? seed : "(not given)",
+                                 ta->seed_arg ? rd_mix64(ta->seed) ^ 5 : 5};
+        args[n++] = (rd_app_arg){"--resume", ta->resume ? ta->resume : "(not given)",
+                                 ta->resume ? rd_hash_str(ta->resume, 6) : 6};
+    }
+    int v = rd_app_agree("recdistill train", ta->status, ta->msg, args, n);
+    switch (v) {
+        case RD_APP_AGREE_OK:
+            return -1;
+        case RD_APP_AGREE_HELP:
+            if (rank == 0)
+                train_usage(stdout);
+            return 0;
+        case RD_APP_AGREE_USAGE:
+            if (rank == 0)
+                train_usage(stderr);
+            return 2;
+        default:
+            return 2;
+    }
+}
+
+static int train_main(int argc, char **argv, const train_args *ta, rd_watch *watch);
 
 int rd_cmd_train(int argc, char **argv) {
     rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL},
                          {"--resume", RD_APP_STRING, NULL},
                          {"--seed", RD_APP_NUMBER, NULL}};
-    const char *config = NULL;
+    // Nothing is printed here: a rank that stopped before MPI_Init would leave the other ranks of
+    // an MPMD launch waiting in MPI_Init for ever. train_main reports after MPI_Init (agree).
+    train_args *ta = rd_xcalloc(1, sizeof *ta);
     int n_pos = 0;
-    int st = rd_app_parse("recdistill train", argc, argv, 1, opts, 3, &config, 1, &n_pos);
-    if (st == 1) {
-        train_usage(stdout);
-        return 0;
-    }
-    if (st != 0 || !config) {
-        train_usage(stderr);
-        return 2;
-    }
-    const char *out = opts[0].value, *resume = opts[1].value, *sv = opts[2].value;
-    // An empty --out (an unset shell variable) would fall back to run.out_dir unnoticed.
-    if (out && !out[0]) {
-        fprintf(stderr, "recdistill train: --out: empty path\n");
-        return 2;
-    }
-    int64_t seed = -1;
-    if (sv) {
-        if (rd_app_parse_i64(sv, &seed) != 0 || seed < 0) {
-            fprintf(stderr, "recdistill train: --seed: '%s' is not a non-negative integer\n", sv);
-            return 2;
-        }
+    ta->status =
+        rd_app_parse_msg(argc, argv, 1, opts, 3, &ta->config, 1, &n_pos, ta->msg, sizeof ta->msg);
+    ta->out = opts[0].value;
+    ta->resume = opts[1].value;
+    ta->seed_arg = opts[2].value;
+    if (ta->status == 0 && !ta->config) {
+        ta->status = 2;
+        snprintf(ta->msg, sizeof ta->msg, "no CONFIG given");
+    } else if (ta->status == 0 && ta->out && !ta->out[0]) {
+        // An empty --out (an unset shell variable) would fall back to run.out_dir unnoticed.
+        ta->status = 2;
+        snprintf(ta->msg, sizeof ta->msg, "--out: empty path");
+    } else if (ta->status == 0 && ta->seed_arg && rd_app_parse_u64(ta->seed_arg, &ta->seed) != 0) {
+        // The range of run.seed in the config: any uint64.
+        ta->status = 2;
+        snprintf(ta->msg, sizeof ta->msg,
+                 "--seed: '%.100s' is not a non-negative integer (0..18446744073709551615)",
+                 ta->seed_arg);
     }
     // A sentinel per rank, forked before MPI exists, names a rank that dies abruptly (rd/watch.h).
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd_watch *watch = NULL;
-    if (rd_watch_start(&watch, &eb) != RD_OK)
+    if (ta->status == 0 && rd_watch_start(&watch, &eb) != RD_OK)
         fprintf(stderr, "recdistill train: %s (continuing without it)\n", eb.msg);
-    int code = train_main(argc, argv, config, out, resume, seed, watch);
+    int code = train_main(argc, argv, ta, watch);
     rd_watch_stop(watch);
+    rd_free(ta);
     return code;
 }
 
-static int train_main(int argc,
-                      char **argv,
-                      const char *config,
-                      const char *out,
-                      const char *resume,
-                      int64_t seed,
-                      rd_watch *watch) {
+static int train_main(int argc, char **argv, const train_args *ta, rd_watch *watch) {
+    const char *config = ta->config, *out = ta->out, *resume = ta->resume;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
@@ -588,14 +670,19 @@ static int train_main(int argc,
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     rd_log_set_rank(rank, NULL);
+    int code = agree(ta, rank);
+    if (code >= 0) {
+        rd_mpi_finalize(code);
+        return code;
+    }
 
     // 1. Config: rank 0 loads, everyone learns the status, then the bytes.
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
     int rc = RD_OK;
     if (rank == 0) {
         rc = rd_config_load(config, cfg, &eb);
-        if (rc == RD_OK && seed >= 0)
-            cfg->run.seed = (uint64_t)seed;
+        if (rc == RD_OK && ta->seed_arg)
+            cfg->run.seed = ta->seed;
         if (rc == RD_OK && out)
             rc = apply_out(cfg, out, &eb);
     }

@@ -4,6 +4,7 @@
 #ifndef RD_APP_COMMANDS_H
 #define RD_APP_COMMANDS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct rd_command {
@@ -54,6 +55,44 @@ int rd_app_parse(const char *prog,
                  const char **pos,
                  int max_pos,
                  int *n_pos);
+
+/** rd_app_parse without printing: a usage error's line (without "<prog>: ") goes into msg. For
+ *  commands that run under MPI, whose ranks must first agree (rd_app_agree). */
+int rd_app_parse_msg(int argc,
+                     char **argv,
+                     int first,
+                     rd_app_opt *opts,
+                     int n_opts,
+                     const char **pos,
+                     int max_pos,
+                     int *n_pos,
+                     char *msg,
+                     size_t cap);
+
+/** One argument every rank of a launch must agree on (rd_app_agree). */
+typedef struct rd_app_arg {
+    const char *name;  // "--out", "CONFIG (file content)"
+    const char *shown; // the value as the message shows it ("(not given)" when absent)
+    uint64_t hash;     // equal on two ranks iff they agree
+} rd_app_arg;
+
+#define RD_APP_AGREE_MAX 6
+enum {
+    RD_APP_AGREE_OK = 0,       // go on
+    RD_APP_AGREE_HELP = 1,     // every rank asked for --help: rank 0 prints it, exit 0
+    RD_APP_AGREE_USAGE = 2,    // a usage error on some rank (printed): exit 2
+    RD_APP_AGREE_MISMATCH = 3, // the ranks' arguments differ (printed): exit 2
+};
+
+/**
+ * Collective over MPI_COMM_WORLD, after MPI_Init, for commands run under mpiexec: every rank
+ * gives its parse outcome (0 ok, 1 --help, 2 usage error with msg) and, when ok, up to
+ * RD_APP_AGREE_MAX arguments; world rank 0 prints every distinct usage error once naming the ranks
+ * (and mpiexec segments) that have it, or every argument that differs with each group of ranks
+ * and its value; every rank returns the same verdict (RD_APP_AGREE_*). So a usage error on one
+ * segment of an MPMD launch ends the whole launch instead of leaving the others in MPI_Init.
+ */
+int rd_app_agree(const char *prog, int status, const char *msg, const rd_app_arg *args, int n_args);
 
 /**
  * Refuse options the subcommand does not take: every option of `opts` given on the command line

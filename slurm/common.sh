@@ -122,7 +122,7 @@ rd_args() {
                 fi
                 case "$1:$2" in
                     --out: | --resume:) bad="$1: empty path" ;;
-                    --seed:*) [[ "$2" =~ ^[0-9]+$ ]] || bad="--seed: '$2' is not a non-negative integer" ;;
+                    --seed:*) rd_is_seed "$2" || bad="--seed: '$2' is not a non-negative integer (0..18446744073709551615)" ;;
                 esac
                 var="RD_${1#--}_ARG"
                 var="${var^^}"
@@ -317,6 +317,13 @@ rd_steps_use_own_layout() {
     unset SLURM_NTASKS_PER_NODE
 }
 
+# rd_is_seed S: S is a run.seed, a decimal uint64 (0..18446744073709551615).
+rd_is_seed() {
+    local d="${1#"${1%%[!0]*}"}" # without leading zeros (bash would read them as octal)
+    [[ "$1" =~ ^[0-9]+$ ]] || return 1
+    [ "${#d}" -lt 20 ] || { [ "${#d}" -eq 20 ] && [[ ! "$d" > 18446744073709551615 ]]; }
+}
+
 # rd_train SRUN_OPTIONS...: the training step with the train options given after CONFIG (an
 # array task instead gets --out <its folder> --seed <base + task id>), then check that it left
 # its report.
@@ -327,8 +334,11 @@ rd_train() {
     if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
         [ -z "$RD_RESUME_ARG" ] || rd_die "--resume with an array job: resume each task as its own job"
         seed="${RD_SEED_ARG:-$(rd_config_value run seed "$RD_CONFIG")}"
-        [[ "$seed" =~ ^[0-9]+$ ]] || rd_die "cannot read run.seed of $RD_CONFIG"
-        targs=(--out "$dir" --seed "$((seed + SLURM_ARRAY_TASK_ID))")
+        rd_is_seed "$seed" || rd_die "cannot read run.seed of $RD_CONFIG"
+        # Bash arithmetic is signed 64-bit: a base seed >= 2^63 came out negative, which train
+        # refuses. The sum is taken modulo 2^64 and printed unsigned (run.seed is a uint64).
+        seed="${seed#"${seed%%[!0]*}"}"
+        targs=(--out "$dir" --seed "$(printf '%u' "$((${seed:-0} + SLURM_ARRAY_TASK_ID))")")
     fi
     # OPENBLAS/OMP threads: one per rank unless the user asked otherwise (cluster.blas_threads
     # sets OpenBLAS's own count inside recdistill).

@@ -262,6 +262,16 @@ while IFS= read -r line || [ -n "$line" ]; do
             done ;;
         *) rd_die "$SPEC:$lineno: unknown key '$key' (config, nodes, ranks, teacher_ranks, student_ranks, ps, points, batch, out, timeout)" ;;
     esac
+    # A repeated value would repeat its points: the same derived config and run folder submitted
+    # several times, concurrent jobs writing one folder.
+    if [[ "$key" =~ ^(points|nodes|ranks|teacher_ranks|student_ranks|ps|batch)$ ]]; then
+        seen=" "
+        for v in $val; do
+            [[ "$seen" != *" $v "* ]] ||
+                rd_die "$SPEC:$lineno: $key: '$v' is given twice (each value makes its own runs: a repeated one would submit the same run folder twice)"
+            seen="$seen$v "
+        done
+    fi
     [ -z "${S[$key]:-}" ] || rd_die "$SPEC:$lineno: duplicate key '$key'"
     S[$key]="$val"
 done <"$SPEC"
@@ -367,6 +377,11 @@ for n in $NODES_L; do
                 rd_note "skip $point: $n nodes for $w ranks"
                 continue
             fi
+            # Two points with one name would share a config and a run folder (the spec parser
+            # refuses repeated values; this guards the naming).
+            for q in "${points[@]}"; do
+                [ "$q" != "$point" ] || rd_die "$SPEC: point $point comes twice: its runs would share one run folder"
+            done
             points+=("$point")
             rr="${RD_L[job0_ranks]}" # the jobs' ranks in config order: "2/1/1"
             for ((i = 1; i < ${RD_L[n_jobs]}; i++)); do rr="$rr/${RD_L[job${i}_ranks]}"; done

@@ -3,7 +3,7 @@
 
     tools/scale-calib.py --report RUN/report.json --job teacher --batch 256 \
         --bench-dense bench_dense.json --dense-model teacher --bench-ps bench_ps.json \
-        [--msg-overhead-us 1.0] [--hot-keys 0] > calib.yaml
+        [--ps-dim 64] [--msg-overhead-us 1.0] [--hot-keys 0] > calib.yaml
 
 Sources (each value is written with a comment naming where it came from):
   compute_us_per_sample     bench_dense --json: 1e6 / <dense-model>_samples_per_s
@@ -15,8 +15,16 @@ Sources (each value is written with a comment naming where it came from):
   targets_bytes_per_sample  report.json jobs.<job>.comm.targets: (bytes_sent + bytes_recv) /
                             samples (what crosses this job's NIC: a teacher sends, a student
                             receives)
-  keys_per_sample           pull request payload (bytes_sent - 64 * msgs_sent) / 8 / samples
-  ps_key_ns                 bench_ps --json: 1e9 / rows[0].keys_per_s_per_ps (or --ps-key-ns)
+  keys_per_sample           pull request payload / 8 / samples: (bytes_sent - 64 * msgs_sent
+                            - 32 * shm_pulls) / 8 / samples. A pull through shared memory
+                            (ps.shm: auto on one node, the default) counts a 32-byte descriptor
+                            in its request and gets one reply message (the values cross through
+                            the region); without it, two (header, values). So shm_pulls =
+                            2 * msgs_sent - msgs_recv, and the result is the same with shm on or
+                            off (it used to count the descriptor as 4 keys per message).
+  ps_key_ns                 bench_ps --json: 1e9 / keys_per_s_per_ps of the row with dim
+                            --ps-dim (the job's table width; default: rows[0], whose dim the
+                            comment names) (or --ps-key-ns)
   msg_overhead_us           --msg-overhead-us (default 1.0: see docs/scaling.md)
   hot_keys                  --hot-keys (default 0)
 Exit status: 0 ok, 1 a missing or malformed input (message on stderr), 2 usage error.
@@ -49,6 +57,7 @@ def main():
     ap.add_argument("--compute-us", type=float)
     ap.add_argument("--bench-ps")
     ap.add_argument("--ps-key-ns", type=float)
+    ap.add_argument("--ps-dim", type=int, help="the bench_ps row of this dim (the job's table width)")
     ap.add_argument("--msg-overhead-us", type=float, default=1.0)
     ap.add_argument("--hot-keys", type=float, default=0.0)
     a = ap.parse_args()
@@ -73,7 +82,12 @@ def main():
     t = comm.get("targets", {})
     tgt = (t.get("bytes_sent", 0) + t.get("bytes_recv", 0)) / samples
     pull = comm["ps_pull"]
-    keys = (pull["bytes_sent"] - 64 * pull["msgs_sent"]) / 8.0 / samples
+    sent, recv = pull["msgs_sent"], pull["msgs_recv"]
+    if sent <= 0 or recv < sent or recv > 2 * sent:
+        die(f"{a.report}: jobs.{a.job}.comm.ps_pull: {sent} requests and {recv} replies "
+            "(each pull gets 1 reply message through shared memory, 2 without)")
+    shm_pulls = 2 * sent - recv
+    keys = (pull["bytes_sent"] - 64 * sent - 32 * shm_pulls) / 8.0 / samples
     if a.compute_us is not None:
         compute, csrc = a.compute_us, "--compute-us"
     elif a.bench_dense:
@@ -89,10 +103,12 @@ def main():
     elif a.bench_ps:
         bp = load(a.bench_ps)
         try:
-            kps = bp["rows"][0]["keys_per_s_per_ps"]
-        except (KeyError, IndexError, TypeError):
-            die(f"{a.bench_ps}: no rows[0].keys_per_s_per_ps")
-        key_ns, ksrc = 1e9 / kps, f"{a.bench_ps}: 1e9 / keys_per_s_per_ps ({kps:.3g})"
+            rows = [r for r in bp["rows"] if a.ps_dim is None or r.get("dim") == a.ps_dim]
+            kps, dim = rows[0]["keys_per_s_per_ps"], rows[0].get("dim", "?")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            die(f"{a.bench_ps}: no row" + (f" with dim {a.ps_dim}" if a.ps_dim else "") +
+                " with keys_per_s_per_ps")
+        key_ns, ksrc = 1e9 / kps, f"{a.bench_ps}: 1e9 / keys_per_s_per_ps ({kps:.3g}) at dim {dim}"
     else:
         die("give --bench-ps or --ps-key-ns")
 
@@ -104,7 +120,8 @@ def main():
         f"ps_bytes_per_sample: {bps('ps_pull') + bps('ps_push'):.3f}  # comm ps_pull + ps_push",
         f"ctl_bytes_per_sample: {bps('ps_ctl'):.3f}  # comm ps_ctl",
         f"targets_bytes_per_sample: {tgt:.3f}  # comm targets, sent + received",
-        f"keys_per_sample: {keys:.4f}  # pull request payload / 8 / samples",
+        f"keys_per_sample: {keys:.4f}  # pull request payload / 8 / samples "
+        f"({shm_pulls} of {sent} pulls through shared memory)",
         f"ps_key_ns: {key_ns:.3f}  # {ksrc}",
         f"msg_overhead_us: {a.msg_overhead_us:g}  # --msg-overhead-us",
         f"hot_keys: {a.hot_keys:g}  # --hot-keys",

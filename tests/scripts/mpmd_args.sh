@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# mpmd_args.sh — the ranks of an MPMD launch (`mpiexec -n P recdistill train C : -n W recdistill
+# train C`) agree on the command line after MPI_Init:
+#  - a usage error on one segment (a typo'd option, no CONFIG, an unknown command) used to exit
+#    before MPI_Init, and the other ranks waited in MPI_Init for ever (MPICH hydra): now every
+#    rank ends with exit 2 and one message naming the ranks and the segment. Each launch runs
+#    under `timeout 60`, so a regression fails (rc 124) instead of hanging ctest.
+#  - arguments that differ between segments (CONFIG, --out, --seed, --resume) used to be silently
+#    ignored (rank 0's counted; --resume was read per rank, so workers started fresh): now they
+#    are refused naming the option and the ranks, before anything is made.
+#  - --seed takes the whole uint64 range of run.seed (it stopped at 2^63 - 1).
+#   mpmd_args.sh PATH/TO/recdistill
+set -u
+RD="${1:?usage: mpmd_args.sh path/to/recdistill}"
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+export OPENBLAS_NUM_THREADS=1
+TMP="$(mktemp -d /tmp/rd_test_mpmd_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+C="$TMP/tiny.yaml" # world size 4: 1 PS rank, three one-rank jobs
+cp "$SRC/tests/data/slurm-tiny.yaml" "$C"
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+
+# launch EXPECTED-RC NAME mpiexec-args...: run under a timeout, output in $TMP/NAME.err.
+launch() {
+    local want="$1" name="$2"
+    shift 2
+    timeout 60 "$MPIEXEC" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
+    local got=$?
+    if [ "$got" = 124 ]; then
+        bad "$name: the launch hung (killed after 60 s): $(head -3 "$TMP/$name.err")"
+    elif [ "$got" != "$want" ]; then
+        bad "$name: exit $got, expected $want: $(head -5 "$TMP/$name.err")"
+    fi
+}
+# has NAME PATTERN [COUNT]: the launch's stderr has PATTERN (exactly COUNT times when given).
+has() {
+    local n
+    n=$(grep -cF -- "$2" "$TMP/$1.err")
+    if [ "$n" = 0 ]; then
+        bad "$1: stderr lacks '$2': $(head -8 "$TMP/$1.err")"
+    elif [ -n "${3:-}" ] && [ "$n" != "$3" ]; then
+        bad "$1: '$2' printed $n times, expected $3"
+    fi
+}
+
+# 1. Usage errors on one segment end the whole launch, reported once.
+launch 2 typo_last -n 2 "$RD" train "$C" --out "$TMP/r1" : -n 2 "$RD" train "$C" --sed 3
+has typo_last "recdistill train: ranks 2, 3 (mpiexec segment 2): unknown option '--sed'" 1
+launch 2 typo_first -n 1 "$RD" train --bogus : -n 3 "$RD" train "$C"
+has typo_first "recdistill train: rank 0 (mpiexec segment 1): unknown option '--bogus'" 1
+launch 2 no_config -n 2 "$RD" train "$C" : -n 2 "$RD" train
+has no_config "ranks 2, 3 (mpiexec segment 2): no CONFIG given" 1
+launch 2 bad_seed -n 3 "$RD" train "$C" : -n 1 "$RD" train "$C" --seed -4
+has bad_seed "rank 3 (mpiexec segment 2): --seed: '-4' is not a non-negative integer" 1
+launch 2 unknown_cmd -n 1 "$RD" train "$C" : -n 3 "$RD" trian "$C"
+has unknown_cmd "ranks 1-3 (mpiexec segment 2): unknown command 'trian'" 1
+launch 2 no_cmd -n 3 "$RD" train "$C" : -n 1 "$RD"
+has no_cmd "rank 3 (mpiexec segment 2): no command given" 1
+launch 2 help_some -n 3 "$RD" train "$C" : -n 1 "$RD" train "$C" --help
+has help_some "--help was given on rank 3 (mpiexec segment 2) only" 1
+# The same error on every rank: the message once, without rank names (as without mpiexec).
+launch 2 typo_all -n 4 "$RD" train "$C" --sed 3
+has typo_all "recdistill train: unknown option '--sed'" 1
+[ -e "$TMP/r1" ] && bad "a refused launch made its run folder"
+
+# 2. Arguments that differ between segments are refused, naming the option and the ranks.
+launch 2 out_seed -n 1 "$RD" train "$C" --out "$TMP/a" : -n 3 "$RD" train "$C" --out "$TMP/b" --seed 9
+has out_seed "--out differs:" 1
+has out_seed "rank 0 (mpiexec segment 1): $TMP/a"
+has out_seed "ranks 1-3 (mpiexec segment 2): $TMP/b"
+has out_seed "--seed differs:" 1
+[ -e "$TMP/a" ] || [ -e "$TMP/b" ] && bad "out_seed: a refused launch made a run folder"
+launch 2 missing_cfg -n 1 "$RD" train "$C" --out "$TMP/a" : -n 3 "$RD" train "$TMP/none.yaml" --out "$TMP/a"
+has missing_cfg "CONFIG (the file's content) differs:"
+has missing_cfg "ranks 1-3 (mpiexec segment 2): cannot read it: No such file or directory"
+sed 's/seed: 7/seed: 8/' "$C" >"$TMP/other.yaml"
+launch 2 other_cfg -n 2 "$RD" train "$C" : -n 2 "$RD" train "$TMP/other.yaml"
+has other_cfg "CONFIG (the file's content) differs:"
+
+# 3. The same arguments on every segment: trains; --seed takes 2^64 - 1 (run.seed's range), and
+#    the same path spelled another way (./) is the same CONFIG.
+launch 0 same -n 1 "$RD" train "$C" --out "$TMP/run" --seed 18446744073709551615 : \
+    -n 3 "$RD" train "$TMP/./tiny.yaml" --out "$TMP/run" --seed 18446744073709551615
+grep -q '"seed": 18446744073709551615' "$TMP/run/report.json" 2>/dev/null ||
+    bad "same: report.json lacks the --seed 18446744073709551615"
+# --resume only on the PS segment used to train the workers from scratch, exit 0.
+launch 2 resume_one -n 1 "$RD" train "$C" --out "$TMP/run" --resume "$TMP/run/ckpt" : \
+    -n 3 "$RD" train "$C" --out "$TMP/run"
+has resume_one "--resume differs:" 1
+has resume_one "ranks 1-3 (mpiexec segment 2): (not given)"
+[ -e "$TMP/run/report.json" ] || bad "resume_one: the refused launch removed the earlier report.json"
+"$RD" train "$C" --seed 18446744073709551616 >/dev/null 2>"$TMP/seed.err"
+[ $? = 2 ] && grep -q "is not a non-negative integer (0..18446744073709551615)" "$TMP/seed.err" ||
+    bad "--seed 2^64 is not a usage error: $(cat "$TMP/seed.err")"
+
+# 4. Without mpiexec: --help still works (exit 0, on stdout), a usage error still exits 2.
+"$RD" train --help >"$TMP/help.out" 2>&1 && grep -q "usage: mpiexec -n N recdistill train" "$TMP/help.out" ||
+    bad "train --help without mpiexec: $(head -3 "$TMP/help.out")"
+"$RD" train >/dev/null 2>"$TMP/none.err"
+[ $? = 2 ] && grep -q "recdistill train: no CONFIG given" "$TMP/none.err" || bad "train without CONFIG: $(head -2 "$TMP/none.err")"
+
+[ "$fail" = 0 ] && echo "mpmd_args: ok"
+exit "$fail"

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# slurm_dry.sh — the slurm/ submitters' checks that need no cluster (RD_DRY_RUN=1 prints the
+# sbatch command instead of submitting), on a host whose `sinfo` reaches no controller (a fake
+# sinfo on PATH fails the way sinfo does without slurm.conf or with slurmctld down). The real
+# cluster runs are tests/scripts/slurm.sh.
+#  - distill-hetjob.sbatch exited 1 with no word when sinfo failed, even in a dry run.
+#  - sweep.sh submitted a repeated point (nodes: 1 1, points: 2:1:1 2:1:1) several times into
+#    one run folder: a repeated value is now refused, naming the spec line.
+#  - --seed takes run.seed's range (uint64) in the submitters too.
+#   slurm_dry.sh PATH/TO/recdistill
+set -u
+RD="${1:?usage: slurm_dry.sh path/to/recdistill}"
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+case "$RD" in /*) ;; *) RD="$(pwd)/$RD" ;; esac
+command -v python3 >/dev/null || { echo "python3 missing: skip"; exit 77; }
+TMP="$(mktemp -d /tmp/rd_test_slurm_dry_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+mkdir -p "$TMP/bin"
+cat >"$TMP/bin/sinfo" <<'EOF'
+#!/bin/sh
+echo "sinfo: error: Could not establish a configuration source" >&2
+exit 1
+EOF
+chmod +x "$TMP/bin/sinfo"
+export PATH="$TMP/bin:$PATH" RD_BIN="$RD" RD_DRY_RUN=1
+TINY="$SRC/tests/data/slurm-tiny.yaml"
+cd "$TMP" || exit 1
+
+# 1. distill-hetjob without a controller: a note on stderr, the sbatch command, exit 0.
+"$SRC/slurm/distill-hetjob.sbatch" "$TINY" >"$TMP/het.out" 2>"$TMP/het.err" ||
+    bad "distill-hetjob dry run without a controller exited $?: $(cat "$TMP/het.out" "$TMP/het.err")"
+grep -q "sinfo cannot reach a Slurm controller (sinfo: error: Could not establish a configuration source): not checking the node count" \
+    "$TMP/het.err" || bad "distill-hetjob: no note about sinfo: $(cat "$TMP/het.err")"
+grep -q "sbatch .*distill-hetjob.sbatch" "$TMP/het.out" || bad "distill-hetjob printed no command: $(cat "$TMP/het.out")"
+
+# 2. sweep.sh: repeated values are refused before anything is derived or submitted.
+spec() { # NAME LINES...
+    local name="$1"
+    shift
+    printf 'config: %s\n' "$TINY" >"$TMP/$name.spec"
+    printf '%s\n' "$@" "out: runs/$name" >>"$TMP/$name.spec"
+}
+refused() { # NAME PATTERN
+    "$SRC/slurm/sweep.sh" "$TMP/$1.spec" >"$TMP/$1.out" 2>"$TMP/$1.err"
+    local rc=$?
+    [ "$rc" = 1 ] || bad "sweep $1: exit $rc, expected 1: $(cat "$TMP/$1.out" "$TMP/$1.err")"
+    grep -qF -- "$2" "$TMP/$1.err" || bad "sweep $1: stderr lacks '$2': $(cat "$TMP/$1.err")"
+    grep -q "sbatch" "$TMP/$1.out" && bad "sweep $1 printed a submission"
+    [ ! -e "$TMP/runs/$1/configs" ] || bad "sweep $1 derived configs before refusing"
+}
+spec dup_points "nodes: 1 1" "points: 2:1:1 2:1:1"
+refused dup_points "dup_points.spec:2: nodes: '1' is given twice"
+spec dup_points2 "nodes: 1" "points: 2:1:1 1:1:1 2:1:1"
+refused dup_points2 "dup_points2.spec:3: points: '2:1:1' is given twice"
+spec dup_batch "nodes: 1" "batch: 64 32 64"
+refused dup_batch "batch: '64' is given twice"
+spec dup_ranks "nodes: 1" "teacher_ranks: 1 2" "student_ranks: 2 2"
+refused dup_ranks "student_ranks: '2' is given twice"
+spec dup_ps "ps: 1 1"
+refused dup_ps "ps: '1' is given twice"
+# Distinct values: one submission per point, each into its own folder.
+spec ok "nodes: 1 2" "points: 2:1:1 1:1:1"
+"$SRC/slurm/sweep.sh" "$TMP/ok.spec" >"$TMP/ok.out" 2>"$TMP/ok.err" || bad "sweep ok: $(cat "$TMP/ok.err")"
+[ "$(grep -c "sbatch .*train-multinode.sbatch" "$TMP/ok.out")" = 4 ] || bad "sweep ok: $(cat "$TMP/ok.out")"
+[ "$(grep -o "configs/[^ ]*\.yaml\$" "$TMP/ok.out" | sort -u | wc -l)" = 4 ] || bad "sweep ok: points share a config"
+
+# 3. --seed: the whole uint64 range of run.seed, no more.
+"$SRC/slurm/train-1node.sbatch" "$TINY" --seed 18446744073709551615 >"$TMP/s.out" 2>"$TMP/s.err" ||
+    bad "train-1node --seed 2^64-1: $(cat "$TMP/s.err")"
+"$SRC/slurm/train-1node.sbatch" "$TINY" --seed 18446744073709551616 >/dev/null 2>"$TMP/s.err"
+[ $? = 2 ] && grep -q "is not a non-negative integer (0..18446744073709551615)" "$TMP/s.err" ||
+    bad "train-1node --seed 2^64: $(cat "$TMP/s.err")"
+# An array task's seed is base + task id modulo 2^64, printed unsigned (bash's signed arithmetic
+# made a base >= 2^63 negative).
+(
+    . "$SRC/slurm/common.sh"
+    rd_is_seed 9223372036854775808 && rd_is_seed 0 && ! rd_is_seed 18446744073709551616 &&
+        ! rd_is_seed -1 || exit 1
+    seed=9223372036854775808
+    [ "$(printf '%u' "$((seed + 5))")" = 9223372036854775813 ]
+) || bad "rd_is_seed / unsigned seed sum"
+grep -q "printf '%u'" "$SRC/slurm/common.sh" || bad "rd_train does not print the array seed unsigned"
+
+[ "$fail" = 0 ] && echo "slurm_dry: ok"
+exit "$fail"
