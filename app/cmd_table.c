@@ -292,18 +292,26 @@ int rd_cmd_table(int argc, char **argv) {
         }
     } else if (strcmp(cmd, "import") == 0) {
         FILE *f = fopen(in, "rb");
-        uint64_t n = 0;
+        rd_tabletool_imported im;
+        memset(&im, 0, sizeof im);
         if (!f)
             rc = rd_err_set(&eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", in,
                             strerror(errno));
         else
-            rc = rd_tabletool_import(tt, ti, f, in, &n, &eb);
+            rc = rd_tabletool_import(tt, ti, f, in, &im, &eb);
         if (f)
             fclose(f);
         if (rc == RD_OK)
             rc = rd_tabletool_write(tt, out, 0, &eb);
-        if (rc == RD_OK)
-            printf("imported %llu rows into table %s: %s\n", (unsigned long long)n, table, out);
+        if (rc == RD_OK) {
+            printf("imported %llu rows and %llu pending admission counts into table %s: %s\n",
+                   (unsigned long long)im.rows, (unsigned long long)im.pending, table, out);
+            if (!im.has_pending)
+                fprintf(stderr,
+                        "%s: note: %s is an export of an older build (no pending admission "
+                        "counts): the table's %llu pending counts were dropped\n",
+                        prog, in, (unsigned long long)im.dropped);
+        }
     } else if (strcmp(cmd, "evict") == 0) {
         uint64_t n = 0;
         rc = rd_tabletool_evict(tt, ti, older, (uint64_t)min_count, &n, &eb);
