@@ -251,7 +251,9 @@ int rd_cmd_table(int argc, char **argv) {
                 rows += m->tables[t].rows;
             printf("ok: %s: step %lld, %u shards, %u tables, %llu rows%s\n", dir,
                    (long long)m->step, m->n_shards, m->n_tables, (unsigned long long)rows,
-                   dense ? ", dense.bin ok" : "");
+                   dense ? ", dense.bin ok"
+                         : ", no dense.bin (PS tables only: not a checkpoint that train --resume "
+                           "or export can use)");
         }
         free(m);
         return rc == RD_OK ? 0 : fail(cmd, &eb, rc);
@@ -273,12 +275,18 @@ int rd_cmd_table(int argc, char **argv) {
         int to_stdout = strcmp(out, "-") == 0;
         // A unique temporary file beside --out, renamed over it: never over a FIFO, device or
         // symlink, and never through a link planted under a predictable name (rd/lmdbx.h).
+        // Missing parent folders of --out are made, and removed again when the export fails.
         rd_lmdbx_outfile of;
         memset(&of, 0, sizeof of);
         FILE *f = stdout;
+        char created[RD_PATH_MAX * 2];
+        created[0] = 0;
         if (to_stdout && fmt != RD_TABLETOOL_TSV) {
             rc = rd_err_set(&eb, RD_ERR_ARG, "--out -: binary export needs a file");
-        } else if (!to_stdout) {
+        } else if (!to_stdout && strlen(out) >= sizeof created) {
+            rc = rd_err_set(&eb, RD_ERR_ARG, "--out: path too long");
+        } else if (!to_stdout &&
+                   (rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, &eb)) == RD_OK) {
             rc = rd_lmdbx_outfile_open(out, &of, &eb);
             f = of.f;
         }
@@ -289,6 +297,8 @@ int rd_cmd_table(int argc, char **argv) {
                 rc = rd_lmdbx_outfile_commit(&of, &eb);
             else
                 rd_lmdbx_outfile_abort(&of);
+            if (rc != RD_OK)
+                rd_lmdbx_rmdir_created(out, created);
         }
     } else if (strcmp(cmd, "import") == 0) {
         FILE *f = fopen(in, "rb");

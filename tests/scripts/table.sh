@@ -290,4 +290,60 @@ sed 's/mlp: \[16\]/mlp: [12]/' run.yaml > other.yaml
 expect_fail 1 "config hash" "$RD" export other.yaml --out t.rdsv
 expect_fail 2 "missing --out" "$RD" export run.yaml
 [ ! -e t.rdsv ] && ! ls t.rdsv.tmp* >/dev/null 2>&1 || fail "failed export left a bundle"
+
+# --- export / resume: checkpoint paths, mixed steps, seeds, table order, output folders -----------
+# A checkpoint whose dense.bin is of another step than its tables: verify and --resume refused
+# it, export wrote a bundle (dense of step 160, rows of step 162).
+F="$(basename "$C")"; E="$(basename "$(head -1 dirs)")"
+cp -r "$C" mix && cp "run/ckpt/student/$E/dense.bin" mix/
+expect_fail 1 "mix: tables of step [0-9]+ \(MANIFEST\), dense.bin of step [0-9]+" \
+    "$RD" export tiny.yaml --out t.rdsv --ckpt mix --data run/data
+# Each wrong --ckpt said "<path>/student: no complete checkpoint"; now it says what the path is.
+expect_fail 1 "run/ckpt/student holds step-N folders itself" \
+    "$RD" export tiny.yaml --out t.rdsv --ckpt run/ckpt/student --data run/data
+cp -r "$C" nodense && rm nodense/dense.bin
+expect_fail 1 "nodense: a checkpoint of the PS tables only, without dense.bin" \
+    "$RD" export tiny.yaml --out t.rdsv --ckpt nodense --data run/data
+"$RD" table verify nodense | grep -q "no dense.bin (PS tables only" || fail "verify without dense.bin"
+expect_fail 1 "/no/such/dir: No such file or directory" \
+    "$RD" export tiny.yaml --out t.rdsv --ckpt /no/such/dir --data run/data
+expect_fail 1 "item.tsv: not a directory" "$RD" export tiny.yaml --out t.rdsv --ckpt item.tsv --data run/data
+expect_fail 1 "run/data: no checkpoint of job 'student' inside" \
+    "$RD" export tiny.yaml --out t.rdsv --ckpt run/data --data run/data
+# After `train --out run` the config's own folders hold nothing: the message says what to give,
+# and --run finds the run's checkpoints and dataset.
+expect_fail 1 "give --run DIR, or both --ckpt DIR/ckpt and --data DIR/data" \
+    "$RD" export tiny.yaml --out t.rdsv
+SOURCE_DATE_EPOCH=1 "$RD" export tiny.yaml --out r.rdsv --run run >/dev/null 2>e || fail "export --run: $(cat e)"
+SOURCE_DATE_EPOCH=1 "$RD" export tiny.yaml --out r2.rdsv --ckpt run/ckpt --data run/data >/dev/null 2>e ||
+    fail "export --ckpt --data: $(cat e)"
+cmp -s r.rdsv r2.rdsv || fail "export --run differs from the export with --ckpt and --data"
+# --seed: as train --seed (the checkpoint's seed is checked against it).
+expect_fail 1 "written with run.seed 5, this run has 6" "$RD" export tiny.yaml --out t.rdsv --run run --seed 6
+"$RD" export tiny.yaml --out t5.rdsv --run run --seed 5 >/dev/null 2>e || fail "export --seed 5: $(cat e)"
+# Two ps.tables entries swapped: the refusal names the order.
+awk '/name: s_user, dim: 4/{u=$0; next} /name: s_item, dim: 4/{print; print u; next} {print}' \
+    tiny.yaml > swapped.yaml
+expect_fail 1 "the tables are in another order in ps.tables: the checkpoint has 1:s_user, 2:s_item, this run has 1:s_item, 2:s_user" \
+    "$RD" export swapped.yaml --out t.rdsv --run run
+# Missing parent folders of an output file are made (they named a temporary file before); a
+# failed export removes the ones it made.
+"$RD" export tiny.yaml --out "new dir/sub/a.rdsv" --run run >/dev/null 2>e || fail "export into new folders: $(cat e)"
+[ -s "new dir/sub/a.rdsv" ] || fail "no bundle in the new folders"
+"$RD" table export "$C" --table s_user --out "new dir2/sub/u.tsv" 2>e || fail "table export into new folders: $(cat e)"
+[ -s "new dir2/sub/u.tsv" ] || fail "no export in the new folders"
+printf 'x,y\n1,2\n2,3\n' > xy.csv
+"$RD" plot xy.csv --x x --y y --out "new dir3/sub/p.png" >/dev/null 2>e || fail "plot into new folders: $(cat e)"
+[ -s "new dir3/sub/p.png" ] || fail "no plot in the new folders"
+expect_fail 1 "config hash|differs" "$RD" export other.yaml --out "gone/sub/t.rdsv" --run run
+[ ! -e gone ] || fail "a failed export left the folders it made"
+# A refused --resume (no checkpoint there; another PS layout) left a prepared dataset in the new
+# run folder: it is refused before the dataset is prepared, and leaves nothing new.
+run -n 3 "$RD" train tiny.yaml --out fresh --resume run/ckpt/student >o 2>e && fail "resume from a job folder succeeded"
+grep -q "holds step-N folders itself" e || fail "resume from a job folder: $(cat e)"
+[ ! -e fresh ] || fail "a refused --resume left $(find fresh)"
+"$RD" table reshard "$C" --shards 1 --out p1 >/dev/null || fail "reshard 1"
+run -n 3 "$RD" train tiny.yaml --out fresh --resume p1 >o 2>e && fail "resume on another layout succeeded"
+grep -q "1 PS shards but this run has 2 PS ranks" e || fail "resume on another layout: $(cat e)"
+[ ! -e fresh ] || fail "a refused --resume (layout) left $(find fresh)"
 echo "table.sh: ok"
