@@ -1,16 +1,22 @@
-// cmd_export.c — `recdistill export CONFIG --out FILE [--job NAME] [--ckpt DIR] [--data DIR]`:
+// cmd_export.c — `recdistill export CONFIG --out FILE [--job NAME] [--run DIR] [--ckpt DIR]
+// [--data DIR] [--seed N]`:
 // the serving bundle of a trained student (rd/serve.h): its main tower and the embedding rows
 // of its tables, with the format version and the config hash, from a training checkpoint.
 //
 // Defaults: the first student job of the config (the only job when there is one), its newest
-// complete checkpoint under ps.checkpoint_dir, the dataset at data.dir. The bundle is written
-// to a temporary name and renamed: a failure leaves nothing at FILE.
+// complete checkpoint under ps.checkpoint_dir, the dataset at data.dir; --run DIR and --seed N
+// move these as `train --out DIR` and `train --seed N` did. The checkpoint's dense.bin must be
+// of the step of its tables (MANIFEST), as --resume requires. The bundle is written to a
+// temporary name and renamed: a failure leaves nothing at FILE (nor the parent folders of FILE
+// that the export created).
 //
 // Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 #include "commands.h"
 
 #include "rd/alloc.h"
+#include "rd/checkpoint.h"
 #include "rd/config.h"
+#include "rd/lmdbx.h"
 #include "rd/serve.h"
 #include "rd/train_ckpt.h"
 
@@ -19,32 +25,73 @@
 #include <unistd.h>
 
 static void export_usage(FILE *out) {
-    fprintf(out,
-            "usage: recdistill export CONFIG.yaml --out FILE [--job NAME] [--ckpt DIR] "
-            "[--data DIR]\n"
-            "\n"
-            "Write the serving bundle of a trained student: the dense parameters of its main\n"
-            "tower and the embedding rows of the tables it reads, with the bundle version and the\n"
-            "hash of the model and table config (checked against the checkpoint's).\n"
-            "\n"
-            "  --out FILE   bundle to write (must not exist)\n"
-            "  --job NAME   job to export; default: the first student job of the config\n"
-            "  --ckpt DIR   training checkpoint (a step-N directory, or a checkpoint root:\n"
-            "               its newest complete one of the job); default: the newest\n"
-            "               complete one under <ps.checkpoint_dir>/<job>\n"
-            "  --data DIR   prepared dataset (feature widths); default: data.dir\n"
-            "\n"
-            "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
+    fprintf(
+        out,
+        "usage: recdistill export CONFIG.yaml --out FILE [--job NAME] [--run DIR] [--ckpt DIR]\n"
+        "                         [--data DIR] [--seed N]\n"
+        "\n"
+        "Write the serving bundle of a trained student: the dense parameters of its main\n"
+        "tower and the embedding rows of the tables it reads, with the bundle version and the\n"
+        "hash of the model and table config (checked against the checkpoint's).\n"
+        "\n"
+        "  --out FILE   bundle to write (must not exist; missing parent folders are made)\n"
+        "  --job NAME   job to export; default: the first student job of the config\n"
+        "  --run DIR    the run folder given to `train --out DIR`: the paths derived from\n"
+        "               run.out_dir (ps.checkpoint_dir, data.dir) move with it, as in train\n"
+        "  --ckpt DIR   training checkpoint (a step-N directory, or a checkpoint root:\n"
+        "               its newest complete one of the job); default: the newest\n"
+        "               complete one under <ps.checkpoint_dir>/<job>\n"
+        "  --data DIR   prepared dataset (feature widths); default: data.dir\n"
+        "  --seed N     run.seed instead of the config's, as given to `train --seed N`\n"
+        "               (the checkpoint records the seed; it must match)\n"
+        "\n"
+        "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
+}
+
+// --run DIR: move run.out_dir and every path that was derived from the old one, as `train --out
+// DIR` does (app/cmd_train.c apply_out), so that the run's checkpoints and dataset are found.
+static int apply_run(rd_config *cfg, const char *run, rd_errbuf *eb) {
+    if (strlen(run) >= sizeof cfg->run.out_dir)
+        return rd_err_set(eb, RD_ERR_ARG, "--run: path too long");
+    char old[RD_PATH_MAX];
+    snprintf(old, sizeof old, "%s", cfg->run.out_dir);
+    char *paths[] = {cfg->data.dir, cfg->ps.checkpoint_dir, cfg->tokens.store_dir,
+                     cfg->distill.target_log};
+    size_t ol = strlen(old);
+    for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++)
+        if (strncmp(paths[k], old, ol) == 0 && paths[k][ol] == '/')
+            paths[k][0] = 0;
+    snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", run);
+    int rc = rd_config_resolve(cfg, eb);
+    return rc == RD_OK ? rd_config_validate(cfg, eb) : rc;
+}
+
+// The tables (MANIFEST) and dense.bin of one checkpoint must be of one step, as --resume and
+// `table verify` require: a hand-assembled or partly restored folder would otherwise give a
+// bundle whose dense parameters and embedding rows come from different points of training.
+static int check_same_step(const char *dir, rd_errbuf *eb) {
+    rd_ckpt_manifest *m = rd_xmalloc(sizeof *m); // about 50 KiB
+    rd_train_pos pos;
+    int rc = rd_ckpt_read_manifest(dir, m, eb);
+    if (rc == RD_OK)
+        rc = rd_train_ckpt_read_pos(dir, &pos, eb);
+    if (rc == RD_OK && pos.step != m->step)
+        rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                        "%s: tables of step %lld (MANIFEST), dense.bin of step %lld: not one "
+                        "checkpoint",
+                        dir, (long long)m->step, (long long)pos.step);
+    rd_free(m);
+    return rc;
 }
 
 int rd_cmd_export(int argc, char **argv) {
-    rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL},
-                         {"--job", RD_APP_STRING, NULL},
-                         {"--ckpt", RD_APP_STRING, NULL},
-                         {"--data", RD_APP_STRING, NULL}};
+    rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL},  {"--job", RD_APP_STRING, NULL},
+                         {"--ckpt", RD_APP_STRING, NULL}, {"--data", RD_APP_STRING, NULL},
+                         {"--run", RD_APP_STRING, NULL},  {"--seed", RD_APP_NUMBER, NULL}};
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const char *config = NULL;
     int n_pos = 0;
-    int st = rd_app_parse("recdistill export", argc, argv, 1, opts, 4, &config, 1, &n_pos);
+    int st = rd_app_parse("recdistill export", argc, argv, 1, opts, n_opts, &config, 1, &n_pos);
     if (st == 1) {
         export_usage(stdout);
         return 0;
@@ -54,16 +101,30 @@ int rd_cmd_export(int argc, char **argv) {
         return 2;
     }
     const char *out = opts[0].value, *job = opts[1].value, *ckpt = opts[2].value,
-               *data = opts[3].value;
+               *data = opts[3].value, *run = opts[4].value, *seed_arg = opts[5].value;
     if (!config || !out) {
         fprintf(stderr, "recdistill export: missing %s\n", !config ? "CONFIG" : "--out FILE");
         export_usage(stderr);
+        return 2;
+    }
+    int64_t seed = -1;
+    if (seed_arg && (rd_app_parse_i64(seed_arg, &seed) != 0 || seed < 0)) {
+        fprintf(stderr, "recdistill export: --seed: '%s' is not a non-negative integer\n",
+                seed_arg);
+        return 2;
+    }
+    if ((run && !run[0]) || !out[0]) {
+        fprintf(stderr, "recdistill export: %s: empty path\n", !out[0] ? "--out" : "--run");
         return 2;
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
     int rc = rd_config_load(config, cfg, &eb);
+    if (rc == RD_OK && seed >= 0)
+        cfg->run.seed = (uint64_t)seed;
+    if (rc == RD_OK && run)
+        rc = apply_run(cfg, run, &eb);
     if (rc == RD_OK && !job) {
         for (int j = 0; j < cfg->cluster.n_jobs && !job; j++)
             if (cfg->cluster.jobs[j].role == RD_JOB_STUDENT)
@@ -81,8 +142,28 @@ int rd_cmd_export(int argc, char **argv) {
     if (rc == RD_OK && (!ckpt || access(probe, F_OK) != 0)) {
         rc = rd_train_ckpt_latest(ckpt ? ckpt : cfg->ps.checkpoint_dir, job, latest, sizeof latest,
                                   &eb);
+        // The config's own folders were looked in: a run trained with `train --out DIR` has its
+        // checkpoints and dataset under DIR instead.
+        if (rc != RD_OK && !ckpt && !run) {
+            char msg[sizeof eb.msg];
+            snprintf(msg, sizeof msg, "%s", eb.msg);
+            rd_errbuf_clear(&eb);
+            rd_err_set(&eb, rc,
+                       "%.900s (this is ps.checkpoint_dir of %s; for a run trained with `train "
+                       "--out DIR` give --run DIR, or both --ckpt DIR/ckpt and --data DIR/data)",
+                       msg, config);
+        }
         ckpt = latest;
     }
+    if (rc == RD_OK)
+        rc = check_same_step(ckpt, &eb);
+    // Missing parent folders of --out are made, and removed again when the export fails.
+    char created[RD_PATH_MAX * 2];
+    created[0] = 0;
+    if (rc == RD_OK && strlen(out) >= sizeof created)
+        rc = rd_err_set(&eb, RD_ERR_ARG, "--out: path too long");
+    if (rc == RD_OK)
+        rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, &eb);
     if (rc == RD_OK)
         rc = rd_serve_export(cfg, job, ckpt, data, out, &eb);
     if (rc == RD_OK) {
@@ -121,6 +202,8 @@ int rd_cmd_export(int argc, char **argv) {
             remove(out);
         }
     }
+    if (rc != RD_OK)
+        rd_lmdbx_rmdir_created(out, created);
     rd_free(cfg);
     if (rc != RD_OK) {
         fprintf(stderr, "recdistill export: %s\n", eb.msg[0] ? eb.msg : rd_strerror(rc));

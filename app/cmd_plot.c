@@ -230,8 +230,18 @@ int rd_cmd_plot(int argc, char **argv) {
                 csv, xcol);
         goto fn_fail;
     }
-    if (rd_plot_write_png(&p, out, &eb) != RD_OK) {
+    // Missing parent folders of --out are made (as the other tools' --out), and removed again
+    // when the PNG cannot be written.
+    char created[4096];
+    created[0] = 0;
+    if (strlen(out) >= sizeof created) {
+        fprintf(stderr, "recdistill plot: --out: path too long\n");
+        goto fn_fail;
+    }
+    if (rd_lmdbx_mkdir_parents(out, created, sizeof created, &eb) != RD_OK ||
+        rd_plot_write_png(&p, out, &eb) != RD_OK) {
         fprintf(stderr, "recdistill plot: %s\n", eb.msg);
+        rd_lmdbx_rmdir_created(out, created);
         goto fn_fail;
     }
     printf("plot: %s (%zu points)\n", out, valid);

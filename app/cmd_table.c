@@ -251,7 +251,9 @@ int rd_cmd_table(int argc, char **argv) {
                 rows += m->tables[t].rows;
             printf("ok: %s: step %lld, %u shards, %u tables, %llu rows%s\n", dir,
                    (long long)m->step, m->n_shards, m->n_tables, (unsigned long long)rows,
-                   dense ? ", dense.bin ok" : "");
+                   dense ? ", dense.bin ok"
+                         : ", no dense.bin (PS tables only: not a checkpoint that train --resume "
+                           "or export can use)");
         }
         free(m);
         return rc == RD_OK ? 0 : fail(cmd, &eb, rc);
@@ -273,12 +275,18 @@ int rd_cmd_table(int argc, char **argv) {
         int to_stdout = strcmp(out, "-") == 0;
         // A unique temporary file beside --out, renamed over it: never over a FIFO, device or
         // symlink, and never through a link planted under a predictable name (rd/lmdbx.h).
+        // Missing parent folders of --out are made, and removed again when the export fails.
         rd_lmdbx_outfile of;
         memset(&of, 0, sizeof of);
         FILE *f = stdout;
+        char created[RD_PATH_MAX * 2];
+        created[0] = 0;
         if (to_stdout && fmt != RD_TABLETOOL_TSV) {
             rc = rd_err_set(&eb, RD_ERR_ARG, "--out -: binary export needs a file");
-        } else if (!to_stdout) {
+        } else if (!to_stdout && strlen(out) >= sizeof created) {
+            rc = rd_err_set(&eb, RD_ERR_ARG, "--out: path too long");
+        } else if (!to_stdout &&
+                   (rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, &eb)) == RD_OK) {
             rc = rd_lmdbx_outfile_open(out, &of, &eb);
             f = of.f;
         }
@@ -289,21 +297,31 @@ int rd_cmd_table(int argc, char **argv) {
                 rc = rd_lmdbx_outfile_commit(&of, &eb);
             else
                 rd_lmdbx_outfile_abort(&of);
+            if (rc != RD_OK)
+                rd_lmdbx_rmdir_created(out, created);
         }
     } else if (strcmp(cmd, "import") == 0) {
         FILE *f = fopen(in, "rb");
-        uint64_t n = 0;
+        rd_tabletool_imported im;
+        memset(&im, 0, sizeof im);
         if (!f)
             rc = rd_err_set(&eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", in,
                             strerror(errno));
         else
-            rc = rd_tabletool_import(tt, ti, f, in, &n, &eb);
+            rc = rd_tabletool_import(tt, ti, f, in, &im, &eb);
         if (f)
             fclose(f);
         if (rc == RD_OK)
             rc = rd_tabletool_write(tt, out, 0, &eb);
-        if (rc == RD_OK)
-            printf("imported %llu rows into table %s: %s\n", (unsigned long long)n, table, out);
+        if (rc == RD_OK) {
+            printf("imported %llu rows and %llu pending admission counts into table %s: %s\n",
+                   (unsigned long long)im.rows, (unsigned long long)im.pending, table, out);
+            if (!im.has_pending)
+                fprintf(stderr,
+                        "%s: note: %s is an export of an older build (no pending admission "
+                        "counts): the table's %llu pending counts were dropped\n",
+                        prog, in, (unsigned long long)im.dropped);
+        }
     } else if (strcmp(cmd, "evict") == 0) {
         uint64_t n = 0;
         rc = rd_tabletool_evict(tt, ti, older, (uint64_t)min_count, &n, &eb);

@@ -388,11 +388,12 @@ check_resume(const rd_config *cfg, const char *resume, const rd_dataset_info *in
         snprintf(run.job, sizeof run.job, "%s", jc->name);
         snprintf(run.model, sizeof run.model, "%s", mc ? mc->name : "");
         rd_train_ckpt_ident(cfg, jc, mc, info, jc->ranks, &run);
-        if ((rc =
-                 rd_train_ckpt_check(dir, &ck, &run, cfg->data.dir,
-                                     RD_TRAIN_CKPT_CHECK_CONFIG | RD_TRAIN_CKPT_CHECK_DATA |
-                                         RD_TRAIN_CKPT_CHECK_PARTITION | RD_TRAIN_CKPT_CHECK_TOKENS,
-                                     eb)) != RD_OK)
+        // (info NULL: the dataset is not prepared yet, and is checked by the trainers.)
+        if ((rc = rd_train_ckpt_check(
+                 dir, &ck, &run, cfg->data.dir,
+                 RD_TRAIN_CKPT_CHECK_CONFIG | (info ? RD_TRAIN_CKPT_CHECK_DATA : 0) |
+                     RD_TRAIN_CKPT_CHECK_PARTITION | RD_TRAIN_CKPT_CHECK_TOKENS,
+                 eb)) != RD_OK)
             return rc;
         // The PS layout: the trainers refuse it too, but only after the earlier run's outputs
         // went.
@@ -428,6 +429,19 @@ static int check_existing(const rd_config *cfg, const char *resume, char *msg, s
         strncmp(veb.msg, "--resume", 8) != 0)
         rd_err_prefix(&veb, "--resume: ");
     rd_dataset_close(ds);
+    if (rc != RD_OK)
+        snprintf(msg, cap, "%.1000s", veb.msg[0] ? veb.msg : rd_strerror(rc));
+    return rc;
+}
+
+// A --resume checkpoint checked before the dataset is prepared (the dataset itself is checked
+// by the trainers): a refused resume leaves no prepared dataset behind in a new run folder.
+static int check_resume_early(const rd_config *cfg, const char *resume, char *msg, size_t cap) {
+    rd_errbuf veb;
+    rd_errbuf_clear(&veb);
+    int rc = check_resume(cfg, resume, NULL, &veb);
+    if (rc != RD_OK && strncmp(veb.msg, "--resume", 8) != 0)
+        rd_err_prefix(&veb, "--resume: ");
     if (rc != RD_OK)
         snprintf(msg, cap, "%.1000s", veb.msg[0] ? veb.msg : rd_strerror(rc));
     return rc;
@@ -743,6 +757,9 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         } else if (!need_data &&
                    (st.rc = check_existing(cfg, resume, st.msg, sizeof st.msg)) != RD_OK) {
             ; // the dataset or a --resume checkpoint does not fit: nothing is removed
+        } else if (need_data && resume && resume[0] &&
+                   (st.rc = check_resume_early(cfg, resume, st.msg, sizeof st.msg)) != RD_OK) {
+            ; // a --resume checkpoint that does not fit: refused before the dataset is prepared
         } else if ((st.rc = check_replay_log(cfg, st.msg, sizeof st.msg)) != RD_OK) {
             ; // no target log to replay: nothing is removed
         } else if (writes_target_log(cfg) &&

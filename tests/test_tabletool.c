@@ -165,6 +165,39 @@ static void same_rows(rd_tabletool *a, rd_tabletool *b) {
     }
 }
 
+// Every pending admission count of a is in b with the same count and last-seen, and b has as
+// many.
+static void same_pending(rd_tabletool *a, rd_tabletool *b) {
+    const rd_ckpt_manifest *ma = rd_tabletool_manifest(a), *mb = rd_tabletool_manifest(b);
+    for (uint32_t t = 0; t < ma->n_tables; t++) {
+        size_t na = 0, nb = 0;
+        for (uint32_t s = 0; s < ma->n_shards; s++) {
+            size_t cur = 0;
+            uint64_t k;
+            uint32_t cnt;
+            int64_t ls;
+            const rd_table *ta = rd_tabletool_table(a, (int)s, (int)t);
+            while (rd_table_pending_next(ta, &cur, &k, &cnt, &ls)) {
+                na++;
+                int found = 0;
+                for (uint32_t q = 0; q < mb->n_shards && !found; q++) {
+                    size_t c2 = 0;
+                    uint64_t k2;
+                    uint32_t cnt2;
+                    int64_t ls2;
+                    const rd_table *tb = rd_tabletool_table(b, (int)q, (int)t);
+                    while (!found && rd_table_pending_next(tb, &c2, &k2, &cnt2, &ls2))
+                        found = k2 == k && cnt2 == cnt && ls2 == ls;
+                }
+                assert_true(found);
+            }
+        }
+        for (uint32_t s = 0; s < mb->n_shards; s++)
+            nb += rd_table_pending_size(rd_tabletool_table(b, (int)s, (int)t));
+        assert_int_equal(na, nb);
+    }
+}
+
 static void test_reshard(void **state) {
     (void)state;
     char p3[300], p5[300], back[300];
@@ -228,9 +261,8 @@ static int import_text(rd_tabletool *tt, int t, const char *text, size_t len, rd
     assert_non_null(f);
     assert_int_equal(fwrite(text, 1, len, f), len);
     rewind(f);
-    uint64_t n = 0;
     rd_errbuf_clear(eb);
-    int rc = rd_tabletool_import(tt, t, f, "in.tsv", &n, eb);
+    int rc = rd_tabletool_import(tt, t, f, "in.tsv", NULL, eb);
     fclose(f);
     return rc;
 }
@@ -296,9 +328,14 @@ static void test_compact_evict_export(void **state) {
         assert_int_equal(rd_tabletool_evict(y, 0, INT64_MAX, 0, &n, &eb), RD_OK);
         assert_true(n > 0);
         rewind(f);
-        assert_int_equal(rd_tabletool_import(y, 0, f, "export", &n, &eb), RD_OK);
+        // The pending admission counts go along (they were dropped: a resume from the import
+        // was no longer the same run).
+        rd_tabletool_imported im;
+        assert_int_equal(rd_tabletool_import(y, 0, f, "export", &im, &eb), RD_OK);
         same_rows(x, y);
         same_rows(y, x);
+        same_pending(x, y);
+        assert_true(im.pending > 0 && im.has_pending && im.dropped == 0);
         if (fmt == RD_TABLETOOL_BIN) {
             // A flipped byte in the middle: refused, and the table is untouched.
             fseek(f, 0, SEEK_END);
@@ -309,7 +346,7 @@ static void test_compact_evict_export(void **state) {
             fputc(ch ^ 0x20, f);
             rewind(f);
             rd_errbuf_clear(&eb);
-            assert_int_equal(rd_tabletool_import(y, 0, f, "export", &n, &eb), RD_ERR_CORRUPT);
+            assert_int_equal(rd_tabletool_import(y, 0, f, "export", NULL, &eb), RD_ERR_CORRUPT);
             assert_non_null(strstr(eb.msg, "CRC"));
             same_rows(x, y);
             // The rows of another table of the same layout (the name in the header changed, the
@@ -325,9 +362,36 @@ static void test_compact_evict_export(void **state) {
             memcpy(buf + len - 4, &crc, 4);
             rd_errbuf_clear(&eb);
             assert_int_equal(import_text(y, 0, (const char *)buf, (size_t)len, &eb), RD_ERR_SCHEMA);
-            assert_non_null(
-                strstr(eb.msg, "rows of table emb_x, but they are imported into table emb_a"));
+            assert_non_null(strstr(eb.msg,
+                                   "rows of table emb_x, but they are imported into table emb_a: "
+                                   "keys are hashed with their table's name"));
+            assert_null(strstr(eb.msg, "edit"));
             same_rows(x, y);
+            // A version-1 export (no pending field, no pending records) still imports; the
+            // table then has no pending counts, and the import says how many it dropped.
+            memcpy(buf + 32, "emb_a", 5);
+            uint64_t rows;
+            memcpy(&rows, buf + 24, 8);
+            size_t nf = rd_tabletool_manifest(x)->tables[0].dim *
+                        (1 + rd_tabletool_manifest(x)->tables[0].slots);
+            size_t body = (size_t)rows * (24 + nf * sizeof(float));
+            size_t hlen1 = 8 + 16 + 8 + RD_NAME_MAX, len1 = hlen1 + body + 4;
+            unsigned char *v1 = rd_xmalloc(len1);
+            memcpy(v1, buf, hlen1);
+            uint32_t one = 1;
+            memcpy(v1 + 8, &one, 4);
+            memcpy(v1 + hlen1, buf + hlen1 + 8, body);
+            crc = rd_crc32c(0, v1, len1 - 4);
+            memcpy(v1 + len1 - 4, &crc, 4);
+            FILE *g = tmpfile();
+            assert_int_equal(fwrite(v1, 1, len1, g), len1);
+            rewind(g);
+            rd_errbuf_clear(&eb);
+            assert_int_equal(rd_tabletool_import(y, 0, g, "v1", &im, &eb), RD_OK);
+            same_rows(x, y);
+            assert_true(!im.has_pending && im.pending == 0 && im.dropped > 0);
+            fclose(g);
+            rd_free(v1);
             rd_free(buf);
         }
         fclose(f);
@@ -352,11 +416,14 @@ static void test_import_bad_input(void **state) {
                           "-1\t5\t1\t0.1\t0.2\t0.3\n";
     assert_int_equal(import_text(tt, 1, neg_key, strlen(neg_key), &eb), RD_ERR_PARSE);
     assert_non_null(strstr(eb.msg, "in.tsv:2"));
-    const char *neg_count = "7\t5\t-5\t0.1\t0.2\t0.3\n";
+    const char *neg_count = "# table emb_b dim 3 slots 0 optimizer sgd rows 1\n"
+                            "7\t5\t-5\t0.1\t0.2\t0.3\n";
     assert_int_equal(import_text(tt, 1, neg_count, strlen(neg_count), &eb), RD_ERR_PARSE);
-    assert_non_null(strstr(eb.msg, "in.tsv:1"));
-    const char *space_key = " 7\t5\t1\t0.1\t0.2\t0.3\n";
+    assert_non_null(strstr(eb.msg, "in.tsv:2: expected key"));
+    const char *space_key = "# table emb_b dim 3 slots 0 optimizer sgd rows 1\n"
+                            " 7\t5\t1\t0.1\t0.2\t0.3\n";
     assert_int_equal(import_text(tt, 1, space_key, strlen(space_key), &eb), RD_ERR_PARSE);
+    assert_non_null(strstr(eb.msg, "in.tsv:2: expected key"));
     // The header of an export is checked against the file and the table: a file cut short
     // (fewer rows than the header counts, or a last line without its line break), more rows
     // than counted, another table's name, another optimizer. All imported before without a word.
@@ -364,14 +431,33 @@ static void test_import_bad_input(void **state) {
         const char *text, *expect;
     } hdr[] = {
         {"# table emb_b dim 3 slots 0 optimizer sgd rows 3\n7\t5\t1\t0.1\t0.2\t0.3\n",
-         "in.tsv: header says 3 rows, file has 1 (truncated?)"},
+         "in.tsv:2: header says 3 rows, file has 1 (truncated?)"},
         {"# table emb_b dim 3 slots 0 optimizer sgd rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n"
          "8\t5\t1\t0.1\t0.2\t0.3\n",
-         "in.tsv: header says 1 rows, file has 2"},
+         "in.tsv:3: header says 1 rows, file has 2"},
         {"# table emb_b dim 3 slots 0 optimizer sgd rows 1\n7\t5\t1\t0.1\t0.2\t0.3",
          "in.tsv:2: the file ends inside this line (truncated?)"},
         {"# table other dim 3 slots 0 optimizer sgd rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n",
-         "in.tsv:1: header says table other, but the rows are imported into table emb_b"},
+         "in.tsv:1: rows of table other, but they are imported into table emb_b: keys are hashed"},
+        // No header line, a header without its row count, another first line: the name,
+        // optimizer and row count could not be checked, and a cut file imported.
+        {"7\t5\t1\t0.1\t0.2\t0.3\n", "in.tsv:1: no '# table NAME"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: the header line has no 'rows N'"},
+        {"# exported by hand\n7\t5\t1\t0.1\t0.2\t0.3\n", "in.tsv:1: no '# table NAME"},
+        // Pending admission counts: counted by the header, well formed, keys not rows.
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending 2\n7\t5\t1\t0.1\t0.2\t0.3\n"
+         "pending\t9\t5\t1\n",
+         "in.tsv:3: header says 2 pending counts, file has 1 (truncated?)"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n"
+         "pending\t9\t5\t1\n",
+         "in.tsv:3: a pending line, but the header counts none"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending 1\n7\t5\t1\t0.1\t0.2\t0.3\n"
+         "pending\t9\t5\t0\n",
+         "in.tsv:3: expected 'pending', key, last_seen and a count"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending 1\n7\t5\t1\t0.1\t0.2\t0.3\n"
+         "pending\t7\t5\t2\n",
+         "in.tsv: key 7 appears twice"},
         {"# table emb_b dim 3 slots 0 optimizer adam rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n",
          "in.tsv:1: header says optimizer adam, but table emb_b uses sgd"},
     };
@@ -396,23 +482,30 @@ static void test_import_bad_input(void **state) {
     // A folder opens with fopen on Linux; reading it fails (EISDIR).
     FILE *d = fopen(g_root, "rb");
     if (d) {
-        uint64_t n = 0;
         rd_errbuf_clear(&eb);
-        assert_int_equal(rd_tabletool_import(tt, 1, d, g_root, &n, &eb), RD_ERR_IO);
+        assert_int_equal(rd_tabletool_import(tt, 1, d, g_root, NULL, &eb), RD_ERR_IO);
         assert_null(strstr(eb.msg, "empty"));
         fclose(d);
     }
 
-    // A consistent header, and a file without one (hand-written), both import.
+    // A consistent header (format 1, and format 2 with pending counts) imports.
     const char *ok_hdr = "# table emb_b dim 3 slots 0 optimizer sgd rows 2\n"
                          "7\t5\t1\t0.1\t0.2\t0.3\n8\t5\t1\t0.1\t0.2\t0.3\n";
     assert_int_equal(import_text(tt, 1, ok_hdr, strlen(ok_hdr), &eb), RD_OK);
-    const char *no_hdr = "7\t5\t1\t0.1\t0.2\t0.3";
-    assert_int_equal(import_text(tt, 1, no_hdr, strlen(no_hdr), &eb), RD_OK);
+    const char *ok_pend = "# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending 1\n"
+                          "7\t5\t1\t0.1\t0.2\t0.3\n# a comment\npending\t9\t-4\t3\n";
+    assert_int_equal(import_text(tt, 1, ok_pend, strlen(ok_pend), &eb), RD_OK);
+    {
+        rd_tabletool_hist hp;
+        rd_tabletool_stats(tt, 1, &hp);
+        assert_int_equal(hp.rows, 1);
+        assert_int_equal(hp.pending, 1);
+    }
 
     // Last-seen at INT64_MIN and INT64_MAX: the age of the oldest row is 2^64 - 1 seconds,
     // computed without signed overflow and counted in the last bucket, not in bucket 0.
-    const char *extreme = "7\t-9223372036854775808\t1\t0.1\t0.2\t0.3\n"
+    const char *extreme = "# table emb_b dim 3 slots 0 optimizer sgd rows 2\n"
+                          "7\t-9223372036854775808\t1\t0.1\t0.2\t0.3\n"
                           "8\t9223372036854775807\t2\t0.1\t0.2\t0.3\n";
     assert_int_equal(import_text(tt, 1, extreme, strlen(extreme), &eb), RD_OK);
     rd_tabletool_hist h;

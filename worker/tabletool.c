@@ -28,7 +28,10 @@ struct rd_tabletool {
 };
 
 static const char exp_magic[8] = {'R', 'D', 'T', 'B', 'L', 'E', 'X', 'P'};
-#define EXP_VERSION 1
+// Version 2 adds the table's pending admission counts (after the rows); version 1 files are still
+// read (they carry none: the import says so and the table's pending counts are dropped).
+#define EXP_VERSION 2
+#define EXP_HEADER  (8 + 4 * 4 + 8 + RD_NAME_MAX) // version 1 header; version 2 adds u64 pending
 
 // A table config good enough to hold a checkpoint's rows: name, dim, optimizer from the
 // manifest; hyper-parameters are not used by load / store.
@@ -250,6 +253,42 @@ static int cmp_ref(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+typedef struct pend_ref {
+    uint64_t key;
+    int64_t last_seen;
+    uint32_t count;
+} pend_ref;
+
+static int cmp_pend(const void *a, const void *b) {
+    uint64_t x = ((const pend_ref *)a)->key, y = ((const pend_ref *)b)->key;
+    return x < y ? -1 : x > y;
+}
+
+// Every pending admission count of `table`, sorted by key. Free with rd_free.
+static pend_ref *collect_pending(const rd_tabletool *tt, int table, size_t *n_out) {
+    const uint32_t T = tt->man->n_tables;
+    size_t n = 0;
+    for (uint32_t s = 0; s < tt->man->n_shards; s++)
+        n += rd_table_pending_size(tt->tab[(size_t)s * T + (size_t)table]);
+    pend_ref *p = rd_xmalloc((n ? n : 1) * sizeof *p);
+    size_t k = 0;
+    for (uint32_t s = 0; s < tt->man->n_shards; s++) {
+        const rd_table *t = tt->tab[(size_t)s * T + (size_t)table];
+        size_t cur = 0;
+        uint64_t key;
+        uint32_t cnt;
+        int64_t ls;
+        while (k < n && rd_table_pending_next(t, &cur, &key, &cnt, &ls)) {
+            p[k].key = key;
+            p[k].last_seen = ls;
+            p[k++].count = cnt;
+        }
+    }
+    qsort(p, k, sizeof *p, cmp_pend);
+    *n_out = k;
+    return p;
+}
+
 int rd_tabletool_export(const rd_tabletool *tt, int table, int format, FILE *f, rd_errbuf *eb) {
     const uint32_t T = tt->man->n_tables;
     const rd_ckpt_table *ct = &tt->man->tables[table];
@@ -267,15 +306,17 @@ int rd_tabletool_export(const rd_tabletool *tt, int table, int format, FILE *f, 
         }
     }
     qsort(ref, n, sizeof *ref, cmp_ref);
+    size_t np = 0;
+    pend_ref *pend = collect_pending(tt, table, &np);
     const size_t nf = (size_t)ct->dim * (1 + ct->slots);
     uint32_t crc = 0;
     if (format == RD_TABLETOOL_TSV) {
-        fprintf(f, "# table %s dim %u slots %u optimizer %s rows %zu\n", ct->name, ct->dim,
-                ct->slots, rd_optim_name((int)ct->optim), n);
+        fprintf(f, "# table %s dim %u slots %u optimizer %s rows %zu pending %zu\n", ct->name,
+                ct->dim, ct->slots, rd_optim_name((int)ct->optim), n, np);
     } else {
-        unsigned char h[8 + 4 * 4 + 8 + RD_NAME_MAX];
+        unsigned char h[EXP_HEADER + 8];
         uint32_t v[4] = {EXP_VERSION, ct->dim, ct->slots, ct->optim};
-        uint64_t rows = n;
+        uint64_t rows = n, pending = np;
         char name[RD_NAME_MAX];
         memset(name, 0, sizeof name);
         snprintf(name, sizeof name, "%s", ct->name);
@@ -283,6 +324,7 @@ int rd_tabletool_export(const rd_tabletool *tt, int table, int format, FILE *f, 
         memcpy(h + 8, v, sizeof v);
         memcpy(h + 24, &rows, 8);
         memcpy(h + 32, name, sizeof name);
+        memcpy(h + EXP_HEADER, &pending, 8);
         crc = rd_crc32c(crc, h, sizeof h);
         fwrite(h, 1, sizeof h, f);
     }
@@ -308,8 +350,26 @@ int rd_tabletool_export(const rd_tabletool *tt, int table, int format, FILE *f, 
             fwrite(row, sizeof(float), nf, f);
         }
     }
+    // The pending admission counts (keys seen fewer than admit_count times, no row yet): without
+    // them an imported table starts those keys' counts again, and a resume from it differs.
+    for (size_t i = 0; i < np; i++) {
+        if (format == RD_TABLETOOL_TSV) {
+            fprintf(f, "pending\t%llu\t%lld\t%u\n", (unsigned long long)pend[i].key,
+                    (long long)pend[i].last_seen, pend[i].count);
+        } else {
+            unsigned char r[24];
+            uint32_t zero = 0;
+            memcpy(r, &pend[i].key, 8);
+            memcpy(r + 8, &pend[i].last_seen, 8);
+            memcpy(r + 16, &pend[i].count, 4);
+            memcpy(r + 20, &zero, 4);
+            crc = rd_crc32c(crc, r, sizeof r);
+            fwrite(r, 1, sizeof r, f);
+        }
+    }
     if (format != RD_TABLETOOL_TSV)
         fwrite(&crc, 4, 1, f);
+    rd_free(pend);
     rd_free(ref);
     if (ferror(f))
         return rd_err_set(eb, RD_ERR_IO, "export of table %s: write failed", ct->name);
@@ -323,7 +383,20 @@ typedef struct rows_in {
     int64_t *ls;
     uint64_t *count;
     float *val;
+    size_t np, pcap; // pending admission counts
+    pend_ref *pend;
+    int has_pending; // the file records pending counts (format version 2)
 } rows_in;
+
+static void pend_push(rows_in *r, uint64_t key, int64_t ls, uint32_t c) {
+    if (r->np == r->pcap) {
+        r->pcap = r->pcap ? 2 * r->pcap : 256;
+        r->pend = rd_xrealloc(r->pend, r->pcap * sizeof *r->pend);
+    }
+    r->pend[r->np].key = key;
+    r->pend[r->np].last_seen = ls;
+    r->pend[r->np++].count = c;
+}
 
 static void rows_push(rows_in *r, uint64_t key, int64_t ls, uint64_t c, const float *v) {
     if (r->n == r->cap) {
@@ -345,11 +418,26 @@ static void rows_free(rows_in *r) {
     rd_free(r->ls);
     rd_free(r->count);
     rd_free(r->val);
+    rd_free(r->pend);
+}
+
+// Rows of table `from` offered to table `to`: refused. A row's key is rd_table_key(salt,
+// feature key) with the salt of the table it was trained in (its name, or its init_as), and the
+// export holds only these salted keys: table `to` would never look one of them up, so its
+// trained rows would be replaced by dead ones and every lookup would start from the initial
+// value again. Editing the header does not change the keys.
+static int other_table(const char *what, const char *from, const char *to, rd_errbuf *eb) {
+    return rd_err_set(eb, RD_ERR_SCHEMA,
+                      "%s: rows of table %s, but they are imported into table %s: keys are hashed "
+                      "with their table's name (or its init_as), so table %s would never look "
+                      "these rows up and its own trained rows would be lost; rows can only be "
+                      "imported into the table they were exported from",
+                      what, from, to, to);
 }
 
 static int read_bin(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in *r, rd_errbuf *eb) {
-    unsigned char h[8 + 4 * 4 + 8 + RD_NAME_MAX];
-    if (fread(h, 1, sizeof h, f) != sizeof h)
+    unsigned char h[EXP_HEADER + 8];
+    if (fread(h, 1, EXP_HEADER, f) != EXP_HEADER)
         return rd_err_set(eb, RD_ERR_CORRUPT, "%s: truncated header", what);
     if (memcmp(h, exp_magic, sizeof exp_magic) != 0)
         return rd_err_set(eb, RD_ERR_CORRUPT,
@@ -357,18 +445,26 @@ static int read_bin(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
                           "starts with a key or '#')",
                           what);
     uint32_t v[4];
-    uint64_t rows;
+    uint64_t rows, pending = 0;
     memcpy(v, h + 8, sizeof v);
     memcpy(&rows, h + 24, 8);
-    if (v[0] != EXP_VERSION)
-        return rd_err_set(eb, RD_ERR_VERSION, "%s: export version %u, this build reads %d", what,
+    if (v[0] != 1 && v[0] != EXP_VERSION)
+        return rd_err_set(eb, RD_ERR_VERSION, "%s: export version %u, this build reads 1..%d", what,
                           v[0], EXP_VERSION);
+    size_t hlen = EXP_HEADER;
+    if (v[0] >= 2) { // u64 pending after the name
+        if (fread(h + EXP_HEADER, 1, 8, f) != 8)
+            return rd_err_set(eb, RD_ERR_CORRUPT, "%s: truncated header", what);
+        memcpy(&pending, h + EXP_HEADER, 8);
+        hlen += 8;
+        r->has_pending = 1;
+    }
     if (v[1] != ct->dim || v[2] != ct->slots || v[3] != ct->optim)
         return rd_err_set(eb, RD_ERR_SCHEMA,
                           "%s: rows of dim %u, %u slots (%s); table %s is dim %u, %u slots (%s)",
                           what, v[1], v[2], rd_optim_name((int)v[3]), ct->name, ct->dim, ct->slots,
                           rd_optim_name((int)ct->optim));
-    uint32_t crc = rd_crc32c(0, h, sizeof h);
+    uint32_t crc = rd_crc32c(0, h, hlen);
     float *vals = rd_xmalloc(r->nf * sizeof *vals);
     int rc = RD_OK;
     for (uint64_t i = 0; i < rows && rc == RD_OK; i++) {
@@ -388,51 +484,110 @@ static int read_bin(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
         rows_push(r, key, ls, c, vals);
     }
     rd_free(vals);
+    for (uint64_t i = 0; i < pending && rc == RD_OK; i++) {
+        unsigned char rr[24];
+        if (fread(rr, 1, 24, f) != 24) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: truncated at pending count %llu of %llu", what,
+                            (unsigned long long)i, (unsigned long long)pending);
+            break;
+        }
+        crc = rd_crc32c(crc, rr, 24);
+        uint64_t key;
+        int64_t ls;
+        uint32_t c;
+        memcpy(&key, rr, 8);
+        memcpy(&ls, rr + 8, 8);
+        memcpy(&c, rr + 16, 4);
+        pend_push(r, key, ls, c);
+    }
     uint32_t want;
     if (rc == RD_OK && (fread(&want, 4, 1, f) != 1 || want != crc))
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: CRC mismatch (file damaged)", what);
     if (rc == RD_OK && fgetc(f) != EOF)
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: trailing bytes after the CRC", what);
-    // The export names its table (checked once the CRC says the header is whole): rows of
-    // another table of the same layout would load without a word, as the TSV header check says.
+    // The export names its table (checked once the CRC says the header is whole).
     char name[RD_NAME_MAX + 1];
     memcpy(name, h + 32, RD_NAME_MAX);
     name[RD_NAME_MAX] = '\0';
     if (rc == RD_OK && strcmp(name, ct->name) != 0)
-        rc = rd_err_set(eb, RD_ERR_SCHEMA,
-                        "%s: rows of table %s, but they are imported into table %s (export them "
-                        "as TSV and edit its header line to import another table's rows)",
-                        what, name, ct->name);
+        rc = other_table(what, name, ct->name, eb);
     return rc;
 }
 
-// The header line of a TSV export, "# table NAME dim D slots S optimizer OPT rows N", checked
-// against the table imported into: its layout, its name and its optimizer (rows of another
-// table, or slots of another optimizer, would load without a word). Returns 1 when it gave the
-// row count (*rows), 0 when the line is not such a header (a comment), or an rd_status.
-static int tsv_header(
-    const char *line, const rd_ckpt_table *ct, const char *what, size_t *rows, rd_errbuf *eb) {
+// The header line of a TSV export, "# table NAME dim D slots S optimizer OPT rows N pending M"
+// ("pending M" since format 2), checked against the table imported into: its layout, its name
+// and its optimizer (rows of another table, or slots of another optimizer, would load without
+// a word). The header is required: it is what makes a cut or foreign file detectable.
+// @return RD_OK with *rows (and *pending, r->has_pending), or an rd_status.
+static int tsv_header(const char *line,
+                      const rd_ckpt_table *ct,
+                      const char *what,
+                      rows_in *r,
+                      size_t *rows,
+                      size_t *pending,
+                      rd_errbuf *eb) {
     unsigned dim, slots;
     char name[RD_NAME_MAX + 8], opt[32];
-    int n = sscanf(line, "# table %39s dim %u slots %u optimizer %31s rows %zu", name, &dim, &slots,
-                   opt, rows);
+    int n = strncmp(line, "# table ", 8) != 0
+                ? 0
+                : sscanf(line, "# table %39s dim %u slots %u optimizer %31s rows %zu pending %zu",
+                         name, &dim, &slots, opt, rows, pending);
     if (n < 4)
-        return 0;
+        return rd_err_set(eb, RD_ERR_PARSE,
+                          "%s:1: no '# table NAME dim D slots S optimizer OPT rows N pending M' "
+                          "header line; `recdistill table export` writes one, and it is required: "
+                          "it names the table and counts the rows, so that a cut or foreign file "
+                          "is refused",
+                          what);
     if (dim != ct->dim || slots != ct->slots)
         return rd_err_set(eb, RD_ERR_SCHEMA,
                           "%s: rows of dim %u with %u slots; table %s is dim %u with %u slots",
                           what, dim, slots, ct->name, ct->dim, ct->slots);
-    if (strcmp(name, ct->name) != 0)
-        return rd_err_set(eb, RD_ERR_SCHEMA,
-                          "%s:1: header says table %s, but the rows are imported into table %s "
-                          "(edit the header line to import another table's rows)",
-                          what, name, ct->name);
+    if (strcmp(name, ct->name) != 0) {
+        char w[RD_PATH_MAX + 8];
+        snprintf(w, sizeof w, "%s:1", what);
+        return other_table(w, name, ct->name, eb);
+    }
     if (strcmp(opt, rd_optim_name((int)ct->optim)) != 0)
         return rd_err_set(eb, RD_ERR_SCHEMA,
                           "%s:1: header says optimizer %s, but table %s uses %s (its slots would "
                           "be read as the other optimizer's)",
                           what, opt, ct->name, rd_optim_name((int)ct->optim));
-    return n == 5;
+    if (n < 5)
+        return rd_err_set(eb, RD_ERR_PARSE,
+                          "%s:1: the header line has no 'rows N': the row count is required (it "
+                          "is how a cut file is refused)",
+                          what);
+    r->has_pending = n == 6;
+    if (n == 5)
+        *pending = 0;
+    return RD_OK;
+}
+
+// "pending\tKEY\tLAST_SEEN\tCOUNT": one pending admission count. @return 1 parsed, 0 malformed.
+static int tsv_pending(const char *line, uint64_t *key, int64_t *ls, uint32_t *count) {
+    const char *p = line + 8; // after "pending\t"
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*p))
+        return 0;
+    unsigned long long k = strtoull(p, &end, 10);
+    if (*end != '\t' || errno)
+        return 0;
+    p = end + 1;
+    long long l = strtoll(p, &end, 10);
+    if (end == p || *end != '\t' || errno)
+        return 0;
+    p = end + 1;
+    if (!isdigit((unsigned char)*p))
+        return 0;
+    unsigned long long c = strtoull(p, &end, 10);
+    if (errno || (*end != '\n' && *end != 0) || c == 0 || c > UINT32_MAX)
+        return 0;
+    *key = k;
+    *ls = l;
+    *count = (uint32_t)c;
+    return 1;
 }
 
 static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in *r, rd_errbuf *eb) {
@@ -441,8 +596,8 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
     float *vals = rd_xmalloc(r->nf * sizeof *vals);
     int rc = RD_OK;
     long lineno = 0;
-    size_t want_rows = 0;
-    int have_rows = 0, ended = 1; // ended: the last line read had its '\n'
+    size_t want_rows = 0, want_pending = 0;
+    int ended = 1; // the last line read had its '\n'
     while (rc == RD_OK && fgets(line, (int)cap, f)) {
         lineno++;
         size_t len = strlen(line);
@@ -451,13 +606,28 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
             break;
         }
         ended = len > 0 && line[len - 1] == '\n';
-        if (line[0] == '#') {
-            if (lineno == 1) {
-                int h = tsv_header(line, ct, what, &want_rows, eb);
-                if (h < 0)
-                    rc = h;
-                have_rows = h == 1;
-            }
+        if (lineno == 1) {
+            rc = tsv_header(line, ct, what, r, &want_rows, &want_pending, eb);
+            continue;
+        }
+        if (line[0] == '#')
+            continue; // a comment
+        if (strncmp(line, "pending\t", 8) == 0) {
+            uint64_t key;
+            int64_t ls;
+            uint32_t c;
+            if (!r->has_pending)
+                rc = rd_err_set(eb, RD_ERR_PARSE,
+                                "%s:%ld: a pending line, but the header counts none (no "
+                                "'pending M')",
+                                what, lineno);
+            else if (!tsv_pending(line, &key, &ls, &c))
+                rc = rd_err_set(eb, RD_ERR_PARSE,
+                                "%s:%ld: expected 'pending', key, last_seen and a count in "
+                                "1..%u, tab separated",
+                                what, lineno, UINT32_MAX);
+            else
+                pend_push(r, key, ls, c);
             continue;
         }
         // Key and count are unsigned: strtoull would take "-1" as 2^64-1 (and skip leading
@@ -507,17 +677,23 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
     }
     if (rc == RD_OK && ferror(f))
         rc = rd_err_set(eb, RD_ERR_IO, "%s: read error", what);
+    if (rc == RD_OK && lineno == 0)
+        rc = rd_err_set(eb, RD_ERR_PARSE, "%s: empty file", what);
     // An export ends with a complete line and holds the rows its header counts: a file cut
     // short (a full disk, a partial copy, `head`) would otherwise import part of the table, and
     // the missing keys would silently go back to their initial values.
-    if (rc == RD_OK && have_rows && !ended)
+    if (rc == RD_OK && !ended)
         rc = rd_err_set(eb, RD_ERR_PARSE,
                         "%s:%ld: the file ends inside this line (truncated?); an export ends with "
                         "a line break",
                         what, lineno);
-    if (rc == RD_OK && have_rows && r->n != want_rows)
-        rc = rd_err_set(eb, RD_ERR_PARSE, "%s: header says %zu rows, file has %zu%s", what,
-                        want_rows, r->n, r->n < want_rows ? " (truncated?)" : "");
+    if (rc == RD_OK && r->n != want_rows)
+        rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%ld: header says %zu rows, file has %zu%s", what,
+                        lineno, want_rows, r->n, r->n < want_rows ? " (truncated?)" : "");
+    if (rc == RD_OK && r->np != want_pending)
+        rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%ld: header says %zu pending counts, file has %zu%s",
+                        what, lineno, want_pending, r->np,
+                        r->np < want_pending ? " (truncated?)" : "");
     rd_free(line);
     rd_free(vals);
     return rc;
@@ -528,11 +704,17 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-int rd_tabletool_import(
-    rd_tabletool *tt, int table, FILE *f, const char *what, uint64_t *n_rows, rd_errbuf *eb) {
+int rd_tabletool_import(rd_tabletool *tt,
+                        int table,
+                        FILE *f,
+                        const char *what,
+                        rd_tabletool_imported *res,
+                        rd_errbuf *eb) {
     const rd_ckpt_table *ct = &tt->man->tables[table];
     rows_in r;
     memset(&r, 0, sizeof r);
+    if (res)
+        memset(res, 0, sizeof *res);
     r.nf = (size_t)ct->dim * (1 + ct->slots);
     int c0 = fgetc(f);
     if (c0 == EOF) {
@@ -544,7 +726,7 @@ int rd_tabletool_import(
     }
     ungetc(c0, f);
     int rc = c0 == exp_magic[0] ? read_bin(f, ct, what, &r, eb) : read_tsv(f, ct, what, &r, eb);
-    // Keys: non-zero and unique; floats finite.
+    // Keys: non-zero and unique (a key is a row or a pending count, never both); floats finite.
     for (size_t i = 0; rc == RD_OK && i < r.n; i++) {
         if (r.key[i] == 0)
             rc = rd_err_set(eb, RD_ERR_PARSE, "%s: row %zu has key 0 (reserved)", what, i);
@@ -553,18 +735,27 @@ int rd_tabletool_import(
                 rc = rd_err_set(eb, RD_ERR_PARSE, "%s: row %zu (key %llu) has a non-finite value",
                                 what, i, (unsigned long long)r.key[i]);
     }
-    if (rc == RD_OK && r.n > 1) {
-        uint64_t *k = rd_xmalloc(r.n * sizeof *k);
+    for (size_t i = 0; rc == RD_OK && i < r.np; i++)
+        if (r.pend[i].key == 0 || r.pend[i].count == 0)
+            rc =
+                rd_err_set(eb, RD_ERR_PARSE, "%s: pending count %zu has key 0 or count 0", what, i);
+    if (rc == RD_OK && r.n + r.np > 1) {
+        size_t nk = r.n + r.np;
+        uint64_t *k = rd_xmalloc(nk * sizeof *k);
         memcpy(k, r.key, r.n * sizeof *k);
-        qsort(k, r.n, sizeof *k, cmp_u64);
-        for (size_t i = 1; rc == RD_OK && i < r.n; i++)
+        for (size_t i = 0; i < r.np; i++)
+            k[r.n + i] = r.pend[i].key;
+        qsort(k, nk, sizeof *k, cmp_u64);
+        for (size_t i = 1; rc == RD_OK && i < nk; i++)
             if (k[i] == k[i - 1])
                 rc = rd_err_set(eb, RD_ERR_PARSE, "%s: key %llu appears twice", what,
                                 (unsigned long long)k[i]);
         rd_free(k);
     }
-    // Only now touch the table: fresh shard tables (counters kept), then the rows.
+    // Only now touch the table: fresh shard tables (counters kept), then the rows and the
+    // pending counts.
     const uint32_t T = tt->man->n_tables, P = tt->man->n_shards;
+    uint64_t dropped = 0;
     for (uint32_t s = 0; rc == RD_OK && s < P; s++) {
         rd_table **slot = &tt->tab[(size_t)s * T + (size_t)table];
         rd_table_config tc;
@@ -575,6 +766,7 @@ int rd_tabletool_import(
         rd_table_stats st;
         rd_table_get_stats(*slot, &st);
         rd_table_set_counters(nt, &st);
+        dropped += rd_table_pending_size(*slot);
         rd_table_destroy(*slot);
         *slot = nt;
     }
@@ -585,8 +777,19 @@ int rd_tabletool_import(
         if (rc != RD_OK)
             rd_err_set(eb, rc, "%s: row %zu: %s", what, i, rd_strerror(rc));
     }
-    if (rc == RD_OK && n_rows)
-        *n_rows = r.n;
+    for (size_t i = 0; rc == RD_OK && i < r.np; i++) {
+        int s = rd_shard_of(r.pend[i].key, (int)P);
+        rc = rd_table_pending_put(tt->tab[(size_t)s * T + (size_t)table], r.pend[i].key,
+                                  r.pend[i].count, r.pend[i].last_seen);
+        if (rc != RD_OK)
+            rd_err_set(eb, rc, "%s: pending count %zu: %s", what, i, rd_strerror(rc));
+    }
+    if (rc == RD_OK && res) {
+        res->rows = r.n;
+        res->pending = r.np;
+        res->has_pending = r.has_pending;
+        res->dropped = r.has_pending ? 0 : dropped;
+    }
     rows_free(&r);
     return rc;
 }

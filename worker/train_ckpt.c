@@ -220,7 +220,7 @@ static int table_index(const rd_train_pos *p, const char *name) {
 // explains it (a version-1 checkpoint with the same seed).
 static int
 config_mismatch(const char *dir, const rd_train_pos *ck, const rd_train_pos *run, rd_errbuf *eb) {
-    char what[512];
+    char what[1024];
     size_t n = 0;
     what[0] = 0;
 #define SAY(...)                                                                                   \
@@ -253,6 +253,31 @@ config_mismatch(const char *dir, const rd_train_pos *ck, const rd_train_pos *run
                 SAY("table '%s' of the checkpoint is not read by this run's model", ck->table[c]);
         if (ck->sampling_hash != run->sampling_hash)
             SAY("the job's negative sampling (negatives.rate / pos_rate) differs");
+        // The tables are hashed in the order of ps.tables: the same tables in another order
+        // give another hash, and nothing above names it.
+        int moved = 0;
+        for (int t = 0; t < run->n_tables && t < RD_TRAIN_CKPT_TABLES; t++) {
+            int c = table_index(ck, run->table[t]);
+            moved |= c >= 0 && c != t;
+        }
+        if (moved) {
+            char a[256], b[256];
+            size_t na = 0, nb = 0;
+            a[0] = b[0] = 0;
+            for (int c = 0; c < ck->n_tables && c < RD_TRAIN_CKPT_TABLES && na < sizeof a; c++) {
+                int k =
+                    snprintf(a + na, sizeof a - na, "%s%d:%s", c ? ", " : "", c + 1, ck->table[c]);
+                na += (size_t)(k > 0 ? k : 0);
+            }
+            for (int t = 0; t < run->n_tables && t < RD_TRAIN_CKPT_TABLES && nb < sizeof b; t++) {
+                int k =
+                    snprintf(b + nb, sizeof b - nb, "%s%d:%s", t ? ", " : "", t + 1, run->table[t]);
+                nb += (size_t)(k > 0 ? k : 0);
+            }
+            SAY("the tables are in another order in ps.tables: the checkpoint has %s, this run "
+                "has %s (the order is part of the config hash: restore the checkpoint's order)",
+                a, b);
+        }
     }
 #undef SAY
     if (n)
@@ -801,16 +826,62 @@ int rd_train_ckpt_list(
     return rc == RD_ERR_NOTFOUND ? RD_OK : rc;
 }
 
+// Why <root>/<job> holds no complete checkpoint, said about what `root` is: a path given as
+// --ckpt / --resume may not exist, be a file, be the job's own folder (step-N folders inside),
+// be a step folder without dense.bin, or be a folder with no checkpoint of the job at all.
+static int explain_no_checkpoint(const char *root, const char *job, const char *jd, rd_errbuf *eb) {
+    struct stat st;
+    char p[RD_PATH_MAX * 2 + 32];
+    if (stat(root, &st) != 0)
+        return rd_err_set(eb, RD_ERR_NOTFOUND,
+                          "%s: %s (expected a checkpoint root holding %s/step-N, or a step-N "
+                          "folder)",
+                          root, strerror(errno), job);
+    if (!S_ISDIR(st.st_mode))
+        return rd_err_set(eb, RD_ERR_NOTFOUND,
+                          "%s: not a directory (expected a checkpoint root holding %s/step-N, or "
+                          "a step-N folder)",
+                          root, job);
+    snprintf(p, sizeof p, "%s/MANIFEST", root);
+    if (access(p, F_OK) == 0)
+        return rd_err_set(eb, RD_ERR_NOTFOUND,
+                          "%s: a checkpoint of the PS tables only, without %s (incomplete, or "
+                          "written by rd_kv_save or a table tool from one): training state is "
+                          "needed, give a step-N folder that `recdistill train` wrote",
+                          root, RD_TRAIN_CKPT_DENSE);
+    if (stat(jd, &st) == 0 && S_ISDIR(st.st_mode))
+        return rd_err_set(eb, RD_ERR_NOTFOUND,
+                          "%s: no complete checkpoint (no step-N folder with a MANIFEST)", jd);
+    int64_t *steps = NULL;
+    size_t n = 0;
+    rd_errbuf local;
+    rd_errbuf_clear(&local);
+    int own = list_steps(root, &steps, &n, &local) == RD_OK && n > 0;
+    rd_free(steps);
+    if (own)
+        return rd_err_set(eb, RD_ERR_NOTFOUND,
+                          "%s holds step-N folders itself (one job's checkpoint folder): give one "
+                          "of those step-N folders, or the checkpoint root above it that holds "
+                          "%s/step-N",
+                          root, job);
+    return rd_err_set(eb, RD_ERR_NOTFOUND,
+                      "%s: no checkpoint of job '%s' inside (no %s/step-N folder, and no "
+                      "MANIFEST + %s of a step-N folder)",
+                      root, job, job, RD_TRAIN_CKPT_DENSE);
+}
+
 int rd_train_ckpt_latest(const char *root, const char *job, char *out, size_t cap, rd_errbuf *eb) {
     char jd[RD_PATH_MAX * 2];
     snprintf(jd, sizeof jd, "%s/%s", root, job);
-    int64_t *steps;
-    size_t n;
-    int rc = list_steps(jd, &steps, &n, eb);
+    int64_t *steps = NULL;
+    size_t n = 0;
+    struct stat st;
+    int rc = stat(root, &st) != 0 || !S_ISDIR(st.st_mode) ? RD_ERR_NOTFOUND
+                                                          : list_steps(jd, &steps, &n, eb);
     if (rc == RD_OK && n == 0)
         rc = RD_ERR_NOTFOUND;
     if (rc == RD_ERR_NOTFOUND)
-        rd_err_set(eb, rc, "%s: no complete checkpoint", jd);
+        explain_no_checkpoint(root, job, jd, eb);
     else if (rc == RD_OK && rd_train_ckpt_path(root, job, steps[n - 1], out, cap) != RD_OK)
         rc = rd_err_set(eb, RD_ERR_RANGE, "%s: path too long", jd);
     rd_free(steps);

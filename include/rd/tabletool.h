@@ -12,7 +12,7 @@
 //   rd_tabletool_hist           log2 histograms of age and update count
 //   rd_tabletool_stats()        rows, pending keys, bytes, histograms of one table
 //   rd_tabletool_evict()        drop rows older than a stream time and/or updated fewer times
-//   rd_tabletool_export()/import()  rows as TSV or binary (exact round trip)
+//   rd_tabletool_export()/import()  rows and pending counts as TSV or binary (exact round trip)
 //   rd_tabletool_write()        write the (edited) checkpoint to a new directory with P' shards
 //                               (reshard, compact, and the output of evict / import)
 //
@@ -87,25 +87,45 @@ int rd_tabletool_evict(rd_tabletool *tt,
                        rd_errbuf *eb);
 
 /**
- * Write every row of `table`, sorted by key, to `f`. TSV: a "# table NAME dim D slots S
- * optimizer O rows N" line, then one line per row: key, last_seen, count, then dim * (1 + S)
- * floats printed with 9 significant digits (exact for f32), tab separated. BIN: magic
- * "RDTBLEXP", u32 version, u32 dim, u32 slots, u32 optimizer, u64 rows, char name[32], then per
- * row u64 key, i64 last_seen, u64 count, floats; then a u32 CRC-32C of everything before.
+ * Write every row of `table`, sorted by key, then its pending admission counts (keys counted
+ * for admission, no row yet), sorted by key, to `f`. TSV: a "# table NAME dim D slots S
+ * optimizer O rows N pending M" line, then one line per row: key, last_seen, count, then
+ * dim * (1 + S) floats printed with 9 significant digits (exact for f32), tab separated; then
+ * one line per pending count: "pending", key, last_seen, count. BIN (version 2): magic
+ * "RDTBLEXP", u32 version, u32 dim, u32 slots, u32 optimizer, u64 rows, char name[32], u64
+ * pending, then per row u64 key, i64 last_seen, u64 count, floats; then per pending count u64
+ * key, i64 last_seen, u32 count, u32 0; then a u32 CRC-32C of everything before.
  * @return RD_OK or RD_ERR_IO
  */
 int rd_tabletool_export(const rd_tabletool *tt, int table, int format, FILE *f, rd_errbuf *eb);
 
+/** What an import brought in. */
+typedef struct rd_tabletool_imported {
+    uint64_t rows;    // rows imported
+    uint64_t pending; // pending admission counts imported
+    int has_pending;  // the file records pending counts (0: an export of an older build, format 1)
+    uint64_t dropped; // the table's pending counts dropped because the file records none
+} rd_tabletool_imported;
+
 /**
- * Replace every row of `table` by the rows of an export (either format, detected by its first
- * bytes). The whole file is parsed and checked (dim, slots, optimizer, keys non-zero and unique,
- * finite floats, the CRC of a binary file) before the table is touched.
- * @param[out] n_rows  rows imported (may be NULL)
+ * Replace every row and pending admission count of `table` by those of an export (either
+ * format, detected by its first bytes). The whole file is parsed and checked before the table is
+ * touched: the export names this table (another table's keys carry another salt and would never
+ * be looked up), dim, slots, optimizer, the row and pending counts (a TSV's header line is
+ * required), keys non-zero and unique, finite floats, the CRC of a binary file. An export of an
+ * older build (format 1, no pending counts) still imports; the table then has no pending
+ * counts, and `res->dropped` says how many it had.
+ * @param[out] res  what was imported (may be NULL)
  * @return RD_OK, RD_ERR_PARSE (line N: what), RD_ERR_CORRUPT (binary CRC / size),
- *         RD_ERR_SCHEMA (dim / slots / optimizer differ), RD_ERR_IO, RD_ERR_NOMEM
+ *         RD_ERR_SCHEMA (another table, dim / slots / optimizer differ), RD_ERR_VERSION,
+ *         RD_ERR_IO, RD_ERR_NOMEM
  */
-int rd_tabletool_import(
-    rd_tabletool *tt, int table, FILE *f, const char *what, uint64_t *n_rows, rd_errbuf *eb);
+int rd_tabletool_import(rd_tabletool *tt,
+                        int table,
+                        FILE *f,
+                        const char *what,
+                        rd_tabletool_imported *res,
+                        rd_errbuf *eb);
 
 /**
  * Write the checkpoint as it now is into the new directory `out` with `n_shards` shards

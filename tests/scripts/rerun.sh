@@ -87,7 +87,7 @@ mkdir R/dir.metrics.csv
 # A resume from a checkpoint that is not there is refused before anything is removed (a mistyped
 # path must not cost the earlier run's report).
 run -n 3 "$RD" train t3.yaml --out R --resume nowhere >o 2>e && fail "a resume from nowhere succeeded"
-grep -q "no complete checkpoint" e || fail "resume from nowhere: $(cat e)"
+grep -q "nowhere: No such file or directory" e || fail "resume from nowhere: $(cat e)"
 [ -f R/report.json ] && [ -f R/auc_windows.png ] && [ -f R/student.metrics.csv ] &&
     [ -f R/gone.metrics.jsonl ] || fail "a refused resume removed outputs: $(ls R)"
 ! grep -q "removed" o || fail "a refused resume removed something: $(cat o)"

@@ -187,7 +187,7 @@ bad "NW2/windows.tsv:3: not a window-metrics line" -n 3 "$RD" train p2.yaml --ou
 rm -rf B && cp -r $CK/step-000000000160 NW3 && sed -i '4d' NW3/windows.tsv
 bad "NW3/windows.tsv: 2 window\(s\), the checkpoint is in window 2 \(expected 3\)" -n 3 "$RD" train p2.yaml --out B --resume NW3
 rm -rf B NW NW2 NW3
-bad "nowhere.*no complete checkpoint" -n 3 "$RD" train p2.yaml --out X --resume nowhere
+bad "nowhere: No such file or directory" -n 3 "$RD" train p2.yaml --out X --resume nowhere
 bad "step-000000000040: model 'small' differs .*config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-000000000040
 # The config hash names the part that differs: the seed, a table.
 # (The run seed seeds the synthetic data too: its own data.dir.)
@@ -248,7 +248,7 @@ sed -e 's/^    - {name: student, role: student, model: small}$/&\n    - {name: s
     -e 's/^train:/  - name: second\n    features:\n      - {field: user, table: s2_user}\n      - {field: item, table: s2_item}\n    mlp: [8]\n&/' \
     p2.yaml > two.yaml
 grep -q "name: second" two.yaml || fail "could not write the two-job config"
-bad "second.*no complete checkpoint" -n 4 "$RD" train two.yaml --out X2 --resume root
+bad "root: no checkpoint of job .second. inside" -n 4 "$RD" train two.yaml --out X2 --resume root
 [ ! -e X2/ckpt ] && ! ls X2/*.metrics.* >/dev/null 2>&1 || fail "a failed resume left outputs: $(ls -R X2)"
 # The shared data.dir was prepared for 6000 events: a config asking for 7000 must not train on it.
 sed -e 's/events: 6000/events: 7000/' p2.yaml > more.yaml

@@ -225,9 +225,14 @@ grep -q "no column 'colour'" "$TMP/err" || fail "unknown column message: $(cat "
 printf 'a,b\nx,y\n' >"$TMP/t.csv"
 "$RD" plot "$TMP/t.csv" --x a --y b --out "$TMP/t.png" >/dev/null 2>"$TMP/err" && fail "no numbers accepted"
 grep -q "no row has numbers" "$TMP/err" || fail "no numbers message: $(cat "$TMP/err")"
-"$RD" plot "$TMP/s.csv" --x world_size --y bps --out "$TMP/nodir/x.png" >/dev/null 2>"$TMP/err" &&
+# A missing parent folder of --out is made (as for the other tools' --out); a parent that is a
+# file cannot be, and the message names it.
+"$RD" plot "$TMP/s.csv" --x world_size --y bps --out "$TMP/nodir/x.png" >/dev/null 2>"$TMP/err" ||
+    fail "plot into a missing folder: $(cat "$TMP/err")"
+[ -s "$TMP/nodir/x.png" ] || fail "plot into a missing folder wrote nothing"
+"$RD" plot "$TMP/s.csv" --x world_size --y bps --out "$TMP/t.csv/x.png" >/dev/null 2>"$TMP/err" &&
     fail "unwritable plot accepted"
-grep -q "nodir/x.png" "$TMP/err" || fail "plot unwritable message: $(cat "$TMP/err")"
+grep -q "t.csv" "$TMP/err" || fail "plot unwritable message: $(cat "$TMP/err")"
 # --out naming the input CSV (replaced by the PNG, exit 0): a usage error, the CSV untouched.
 cp "$TMP/s.csv" "$TMP/s.keep"
 "$RD" plot "$TMP/s.csv" --x world_size --y bps --out "$TMP/s.csv" >/dev/null 2>"$TMP/err"

@@ -88,6 +88,34 @@ awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$2="-9223372036854775808"} NR==3{$2="922337203
 "$RD" table stats imp4 --table s_item >s4 2>&1 || fail "stats of extreme ages: $(cat s4)"
 grep -q "\[9223372036854775807..18446744073709551615\]=1" s4 || fail "last age bucket: $(cat s4)"
 
+# --- import carries the pending admission counts: a resume from a round trip is the same run ------
+# (admit_count 12: keys seen fewer times wait as pending counts. The import dropped them, 73 -> 0,
+# and the resumed run ended with another dense.bin.)
+sed -e 's/{name: s_item, dim: 4, /{name: s_item, dim: 4, admit_count: 12, /' \
+    -e 's/checkpoint_keep: 2/checkpoint_keep: 20/' tiny.yaml > adm.yaml
+run -n 3 "$RD" train adm.yaml --out adm >/dev/null 2>err || fail "train adm: $(cat err)"
+A=adm/ckpt/student/step-000000000040
+AF="$(ls -d adm/ckpt/student/step-* | tail -1)"
+"$RD" table stats "$A" --table s_item | grep -o "pending [0-9]*" >p0 || fail "stats adm"
+[ "$(cut -d' ' -f2 p0)" -gt 0 ] || fail "no pending counts to carry: $(cat p0)"
+"$RD" table export "$A" --table s_item --out adm.tsv || fail "export adm"
+"$RD" table export "$A" --table s_item --out adm.bin --format bin || fail "export adm bin"
+grep -q "^# table s_item .* pending $(cut -d' ' -f2 p0)\$" adm.tsv || fail "TSV header: $(head -1 adm.tsv)"
+"$RD" table import "$A" --table s_item --in adm.tsv --out adm_rt >o 2>e || fail "import adm: $(cat e)"
+grep -q "and $(cut -d' ' -f2 p0) pending admission counts" o || fail "import summary: $(cat o)"
+"$RD" table import "$A" --table s_item --in adm.bin --out adm_rtb >/dev/null || fail "import adm bin"
+for c in adm_rt adm_rtb; do
+    "$RD" table stats $c --table s_item | grep -o "pending [0-9]*" | cmp -s - p0 || fail "$c: pending counts lost"
+    "$RD" table export $c --table s_item --out - | cmp -s - adm.tsv || fail "$c: round trip differs"
+done
+run -n 3 "$RD" train adm.yaml --out adm_res --resume adm_rt >/dev/null 2>err || fail "resume adm_rt: $(cat err)"
+cmp -s "$AF/dense.bin" "adm_res/ckpt/student/$(basename "$AF")/dense.bin" ||
+    fail "a resume from the round-tripped checkpoint differs from the uninterrupted run"
+# An export of an older build (no 'pending M') still imports, saying what it drops.
+sed '1s/ pending [0-9]*$//' adm.tsv | grep -v '^pending' > adm_v1.tsv
+"$RD" table import "$A" --table s_item --in adm_v1.tsv --out adm_v1 >o 2>e || fail "import v1: $(cat e)"
+grep -q "older build.*$(cut -d' ' -f2 p0) pending counts were dropped" e || fail "v1 note: $(cat e)"
+
 # --- reshard 2 -> 3 -> 2: same rows, each on its shard, same CRCs as before -----------------------
 "$RD" table reshard "$C" --shards 3 --out r3 >/dev/null || fail "reshard 3"
 "$RD" table verify r3 | grep -q "3 shards" || fail "verify r3"
@@ -163,18 +191,31 @@ expect_fail 1 "dim 4 with 2 slots; table s_user is dim 4 with 1 slots" \
     "$RD" table import "$C" --table s_user --in item.tsv --out z
 head -c 1000 item.bin > trunc.bin
 expect_fail 1 "truncated" "$RD" table import "$C" --table s_item --in trunc.bin --out z
-printf '5\t1\t2\t0.1\n' > short.tsv
-expect_fail 1 "short.tsv:1: expected key" "$RD" table import "$C" --table s_item --in short.tsv --out z
-(sed -n 1p item.tsv | sed 's/rows [0-9]*$/rows 2/'; sed -n 2p item.tsv; sed -n 2p item.tsv) > dup.tsv
+(sed -n 1p item.tsv; printf '5\t1\t2\t0.1\n') > short.tsv
+expect_fail 1 "short.tsv:2: expected key" "$RD" table import "$C" --table s_item --in short.tsv --out z
+(sed -n 1p item.tsv | sed 's/rows [0-9]* pending [0-9]*$/rows 2 pending 0/'; sed -n 2p item.tsv; sed -n 2p item.tsv) > dup.tsv
 expect_fail 1 "appears twice" "$RD" table import "$C" --table s_item --in dup.tsv --out z
 # A TSV export cut short (header "rows 300", 100 rows) imported 100 rows and reset the others to
 # their initial values; rows of another table or optimizer imported without a word.
 head -101 item.tsv > cut.tsv
-expect_fail 1 "cut.tsv: header says 300 rows, file has 100 \(truncated\?\)" \
+expect_fail 1 "cut.tsv:101: header says 300 rows, file has 100 \(truncated\?\)" \
     "$RD" table import "$C" --table s_item --in cut.tsv --out z
+# The same cut without its header line, or under a header without 'rows N' (or any other first
+# line): imported with exit 0 and no check at all. The header is required.
+sed -n 2,11p item.tsv > cut_nohdr.tsv
+expect_fail 1 "cut_nohdr.tsv:1: no '# table NAME dim D slots S optimizer OPT rows N" \
+    "$RD" table import "$C" --table s_item --in cut_nohdr.tsv --out z
+(echo "# table s_item dim 4 slots 2 optimizer adam"; sed -n 2,11p item.tsv) > cut_norows.tsv
+expect_fail 1 "cut_norows.tsv:1: the header line has no 'rows N'" \
+    "$RD" table import "$C" --table s_item --in cut_norows.tsv --out z
+(echo "# exported by hand"; sed -n 2,11p item.tsv) > cut_comment.tsv
+expect_fail 1 "cut_comment.tsv:1: no '# table" "$RD" table import "$C" --table s_item --in cut_comment.tsv --out z
+# Rows of another table (header edited, as an older message advised): keys are salted by the
+# table's name, so the rows would never be looked up and the table's own rows would be lost.
 sed '1s/^# table s_item /# table s_other /' item.tsv > other.tsv
-expect_fail 1 "other.tsv:1: header says table s_other, but the rows are imported into table s_item" \
+expect_fail 1 "other.tsv:1: rows of table s_other, but they are imported into table s_item: keys are hashed with their table's name" \
     "$RD" table import "$C" --table s_item --in other.tsv --out z
+grep -q "edit" e && fail "the refusal still suggests editing the header: $(cat e)"
 sed '1s/ optimizer adam / optimizer ftrl /' item.tsv > ftrl.tsv
 expect_fail 1 "ftrl.tsv:1: header says optimizer ftrl, but table s_item uses adam" \
     "$RD" table import "$C" --table s_item --in ftrl.tsv --out z
@@ -249,4 +290,60 @@ sed 's/mlp: \[16\]/mlp: [12]/' run.yaml > other.yaml
 expect_fail 1 "config hash" "$RD" export other.yaml --out t.rdsv
 expect_fail 2 "missing --out" "$RD" export run.yaml
 [ ! -e t.rdsv ] && ! ls t.rdsv.tmp* >/dev/null 2>&1 || fail "failed export left a bundle"
+
+# --- export / resume: checkpoint paths, mixed steps, seeds, table order, output folders -----------
+# A checkpoint whose dense.bin is of another step than its tables: verify and --resume refused
+# it, export wrote a bundle (dense of step 160, rows of step 162).
+F="$(basename "$C")"; E="$(basename "$(head -1 dirs)")"
+cp -r "$C" mix && cp "run/ckpt/student/$E/dense.bin" mix/
+expect_fail 1 "mix: tables of step [0-9]+ \(MANIFEST\), dense.bin of step [0-9]+" \
+    "$RD" export tiny.yaml --out t.rdsv --ckpt mix --data run/data
+# Each wrong --ckpt said "<path>/student: no complete checkpoint"; now it says what the path is.
+expect_fail 1 "run/ckpt/student holds step-N folders itself" \
+    "$RD" export tiny.yaml --out t.rdsv --ckpt run/ckpt/student --data run/data
+cp -r "$C" nodense && rm nodense/dense.bin
+expect_fail 1 "nodense: a checkpoint of the PS tables only, without dense.bin" \
+    "$RD" export tiny.yaml --out t.rdsv --ckpt nodense --data run/data
+"$RD" table verify nodense | grep -q "no dense.bin (PS tables only" || fail "verify without dense.bin"
+expect_fail 1 "/no/such/dir: No such file or directory" \
+    "$RD" export tiny.yaml --out t.rdsv --ckpt /no/such/dir --data run/data
+expect_fail 1 "item.tsv: not a directory" "$RD" export tiny.yaml --out t.rdsv --ckpt item.tsv --data run/data
+expect_fail 1 "run/data: no checkpoint of job 'student' inside" \
+    "$RD" export tiny.yaml --out t.rdsv --ckpt run/data --data run/data
+# After `train --out run` the config's own folders hold nothing: the message says what to give,
+# and --run finds the run's checkpoints and dataset.
+expect_fail 1 "give --run DIR, or both --ckpt DIR/ckpt and --data DIR/data" \
+    "$RD" export tiny.yaml --out t.rdsv
+SOURCE_DATE_EPOCH=1 "$RD" export tiny.yaml --out r.rdsv --run run >/dev/null 2>e || fail "export --run: $(cat e)"
+SOURCE_DATE_EPOCH=1 "$RD" export tiny.yaml --out r2.rdsv --ckpt run/ckpt --data run/data >/dev/null 2>e ||
+    fail "export --ckpt --data: $(cat e)"
+cmp -s r.rdsv r2.rdsv || fail "export --run differs from the export with --ckpt and --data"
+# --seed: as train --seed (the checkpoint's seed is checked against it).
+expect_fail 1 "written with run.seed 5, this run has 6" "$RD" export tiny.yaml --out t.rdsv --run run --seed 6
+"$RD" export tiny.yaml --out t5.rdsv --run run --seed 5 >/dev/null 2>e || fail "export --seed 5: $(cat e)"
+# Two ps.tables entries swapped: the refusal names the order.
+awk '/name: s_user, dim: 4/{u=$0; next} /name: s_item, dim: 4/{print; print u; next} {print}' \
+    tiny.yaml > swapped.yaml
+expect_fail 1 "the tables are in another order in ps.tables: the checkpoint has 1:s_user, 2:s_item, this run has 1:s_item, 2:s_user" \
+    "$RD" export swapped.yaml --out t.rdsv --run run
+# Missing parent folders of an output file are made (they named a temporary file before); a
+# failed export removes the ones it made.
+"$RD" export tiny.yaml --out "new dir/sub/a.rdsv" --run run >/dev/null 2>e || fail "export into new folders: $(cat e)"
+[ -s "new dir/sub/a.rdsv" ] || fail "no bundle in the new folders"
+"$RD" table export "$C" --table s_user --out "new dir2/sub/u.tsv" 2>e || fail "table export into new folders: $(cat e)"
+[ -s "new dir2/sub/u.tsv" ] || fail "no export in the new folders"
+printf 'x,y\n1,2\n2,3\n' > xy.csv
+"$RD" plot xy.csv --x x --y y --out "new dir3/sub/p.png" >/dev/null 2>e || fail "plot into new folders: $(cat e)"
+[ -s "new dir3/sub/p.png" ] || fail "no plot in the new folders"
+expect_fail 1 "config hash|differs" "$RD" export other.yaml --out "gone/sub/t.rdsv" --run run
+[ ! -e gone ] || fail "a failed export left the folders it made"
+# A refused --resume (no checkpoint there; another PS layout) left a prepared dataset in the new
+# run folder: it is refused before the dataset is prepared, and leaves nothing new.
+run -n 3 "$RD" train tiny.yaml --out fresh --resume run/ckpt/student >o 2>e && fail "resume from a job folder succeeded"
+grep -q "holds step-N folders itself" e || fail "resume from a job folder: $(cat e)"
+[ ! -e fresh ] || fail "a refused --resume left $(find fresh)"
+"$RD" table reshard "$C" --shards 1 --out p1 >/dev/null || fail "reshard 1"
+run -n 3 "$RD" train tiny.yaml --out fresh --resume p1 >o 2>e && fail "resume on another layout succeeded"
+grep -q "1 PS shards but this run has 2 PS ranks" e || fail "resume on another layout: $(cat e)"
+[ ! -e fresh ] || fail "a refused --resume (layout) left $(find fresh)"
 echo "table.sh: ok"
