@@ -27,6 +27,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -614,12 +615,33 @@ static int parse_bool(const char *s, int *out) {
     return -1;
 }
 
-// Range check of a number against a row. @return 0 ok, -1 with `why` filled.
-static int check_range(const ck_key *k, double v, const char *shown, char *why, size_t wn) {
+// The shortest %g text of v that reads back as the same value: as a float when as_float (a
+// float key's value, 0.001 rather than its double widening 0.001000000047), else as a double.
+static void shortest_text(double v, int as_float, char *out, size_t cap) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, v);
+        double back = strtod(out, NULL);
+        if (as_float ? (float)back == (float)v : back == v)
+            return;
+    }
+}
+
+// Range check of a number against a row. A float key's bounds are taken at float precision, so
+// a documented bound (distill.temperature 0.01, stored as 0.0099999998f) is inside its range.
+// @return 0 ok, -1 with `why` filled.
+static int
+check_range(const ck_key *k, double v, int as_float, const char *shown, char *why, size_t wn) {
     if (!(k->flags & CK_RANGE))
         return 0;
-    int lo_ok = (k->flags & CK_EXCL_LO) ? v > k->lo : v >= k->lo;
-    int hi_ok = (k->flags & CK_EXCL_HI) ? v < k->hi : v <= k->hi;
+    double klo = k->lo, khi = k->hi;
+    if (as_float) {
+        if (fabs(klo) < (double)FLT_MAX)
+            klo = (double)(float)klo;
+        if (fabs(khi) < (double)FLT_MAX)
+            khi = (double)(float)khi;
+    }
+    int lo_ok = (k->flags & CK_EXCL_LO) ? v > klo : v >= klo;
+    int hi_ok = (k->flags & CK_EXCL_HI) ? v < khi : v <= khi;
     if (lo_ok && hi_ok)
         return 0;
     char lo[32], hi[32];
@@ -639,19 +661,19 @@ static int check_scalar(const ck_key *k, ck_type t, const void *dst, char *why, 
             int v;
             memcpy(&v, dst, sizeof v);
             snprintf(shown, sizeof shown, "%d", v);
-            return check_range(k, (double)v, shown, why, wn);
+            return check_range(k, (double)v, 0, shown, why, wn);
         }
         case CK_INT64: {
             int64_t v;
             memcpy(&v, dst, sizeof v);
             snprintf(shown, sizeof shown, "%lld", (long long)v);
-            return check_range(k, (double)v, shown, why, wn);
+            return check_range(k, (double)v, 0, shown, why, wn);
         }
         case CK_UINT64: {
             uint64_t v;
             memcpy(&v, dst, sizeof v);
             snprintf(shown, sizeof shown, "%llu", (unsigned long long)v);
-            return check_range(k, (double)v, shown, why, wn);
+            return check_range(k, (double)v, 0, shown, why, wn);
         }
         case CK_FLOAT:
         case CK_DOUBLE: {
@@ -667,8 +689,8 @@ static int check_scalar(const ck_key *k, ck_type t, const void *dst, char *why, 
                 snprintf(why, wn, "not a finite number");
                 return -1;
             }
-            snprintf(shown, sizeof shown, "%.10g", v);
-            return check_range(k, v, shown, why, wn);
+            shortest_text(v, t == CK_FLOAT, shown, sizeof shown);
+            return check_range(k, v, t == CK_FLOAT, shown, why, wn);
         }
         case CK_BOOL: {
             int v;

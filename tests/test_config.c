@@ -870,10 +870,30 @@ static void test_errors_cross(void **state) {
                  "t.yaml:11:10: distill.batch: max_in_flight 64 x batch 65536 = 4194304 targets in "
                  "flight per teacher rank, above 1048576",
                  NULL);
-    // A tiny temperature scales the distillation gradient to nothing: refused.
-    expect_error(
-        "distill:\n  temperature: 1e-30\n",
-        "t.yaml:2:16: distill.temperature: value 1.000000003e-30 out of range [0.01, 1000]", NULL);
+    // A tiny temperature scales the distillation gradient to nothing: refused. A float key's value
+    // is shown as written (the shortest text that reads back as the stored float), not as its
+    // double widening ("value 0.001000000047").
+    expect_error("distill:\n  temperature: 1e-30\n",
+                 "t.yaml:2:16: distill.temperature: value 1e-30 out of range [0.01, 1000]", NULL);
+    expect_error("distill:\n  temperature: 0.001\n",
+                 "t.yaml:2:16: distill.temperature: value 0.001 out of range [0.01, 1000]", NULL);
+    // ... and a double key's value as the shortest text that reads back as the stored double.
+    expect_error("data:\n  synthetic:\n    base_ctr: 1.0000001\n",
+                 "t.yaml:3:15: data.synthetic.base_ctr: value 1.0000001 out of range (0, 1)", NULL);
+    // A float above an exclusive bound only by less than float precision is stored as the bound.
+    expect_error("train:\n  beta1: 0.99999999\n",
+                 "t.yaml:2:10: train.beta1: value 1 out of range [0, 1)", NULL);
+    // A float key's bounds are compared at float precision: the documented lower bound 0.01 is
+    // stored as 0.0099999998f, below the double 0.01, and was refused ("value 0.009999999776
+    // out of range [0.01, 1000]"). The upper bound is in range too.
+    {
+        rd_config *c = new_cfg();
+        expect_ok(BASE "distill:\n  temperature: 0.01\n", c);
+        assert_true(c->distill.temperature == 0.01f);
+        expect_ok(BASE "distill:\n  temperature: 1000\n", c);
+        assert_true(c->distill.temperature == 1000.0f);
+        free(c);
+    }
     // distill.bias below 0 would make the calibration f exceed 1: refused where it is written.
     expect_error("distill:\n  bias: -1\n",
                  "t.yaml:2:9: distill.bias: value -1 out of range [0, 1000]", NULL);
