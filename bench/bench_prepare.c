@@ -166,7 +166,10 @@ static void json_stats(FILE *f, const char *key, const stats *s) {
 
 static void usage(FILE *out) {
     fprintf(out, "usage: bench_prepare [--events N] [--ml100k DIR] [--out DIR] [--reps R]\n"
-                 "                     [--warmup W] [--skip-ml] [--skip-synth] [--json PATH]\n");
+                 "                     [--warmup W] [--skip-ml] [--skip-synth] [--json PATH]\n"
+                 "MovieLens-100K is read from --ml100k DIR, else $RD_SHARED_DATA/movielens-100k,\n"
+                 "else ../shared/data/movielens-100k relative to the current folder (as the\n"
+                 "movielens100k preset's default); without u.data there the case is skipped.\n");
 }
 
 int main(int argc, char **argv) {
@@ -241,7 +244,7 @@ int main(int argc, char **argv) {
     snprintf(probe, sizeof probe, "%s/u.data", ml);
     struct stat st;
     if (!skip_ml && stat(probe, &st) != 0) {
-        printf("movielens100k: skipped (no %s)\n", probe);
+        printf("movielens100k: skipped (no %s; give --ml100k DIR or RD_SHARED_DATA)\n", probe);
         skip_ml = 1;
     }
     printf("%-14s %11s %9s  %7s %7s %7s  %10s %10s %10s  %7s %7s  %7s\n", "case", "events",
