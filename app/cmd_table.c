@@ -53,6 +53,29 @@ static void table_usage(FILE *out) {
             "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
 }
 
+// What every subcommand reads, as messages name it.
+#define TABLE_CKPT_EXPECTED                                                                        \
+    "a table checkpoint, a folder holding MANIFEST and shard-NNNNN/ such as "                      \
+    "<ps.checkpoint_dir>/<job>/step-N"
+
+// CKPT could not be read: when it is no table checkpoint at all (a token store, a run folder, a
+// job's checkpoint folder, a file, ...), say what it is and what was expected instead of naming
+// the first file that failed ("X/MANIFEST: bad magic"). A damaged checkpoint keeps the reader's
+// message.
+static void explain_not_checkpoint(const char *dir, rd_errbuf *eb) {
+    rd_ckpt_manifest *m = rd_xmalloc(sizeof *m);
+    rd_errbuf local;
+    rd_errbuf_clear(&local);
+    int readable = rd_ckpt_read_manifest(dir, m, &local) == RD_OK;
+    rd_free(m);
+    char msg[sizeof eb->msg];
+    if (!readable &&
+        rd_app_wrong_folder(dir, RD_APP_PATH_TABLE_CKPT, TABLE_CKPT_EXPECTED, msg, sizeof msg)) {
+        rd_errbuf_clear(eb);
+        rd_err_set(eb, RD_ERR_NOTFOUND, "%s", msg);
+    }
+}
+
 static int fail(const char *cmd, const rd_errbuf *eb, int rc) {
     fprintf(stderr, "recdistill table %s: %s\n", cmd, eb->msg[0] ? eb->msg : rd_strerror(rc));
     return 1;
@@ -250,6 +273,8 @@ int rd_cmd_table(int argc, char **argv) {
         rc = rd_ckpt_verify(dir, &eb);
         if (rc == RD_OK)
             rc = rd_ckpt_read_manifest(dir, m, &eb);
+        else
+            explain_not_checkpoint(dir, &eb);
         rd_train_pos pos;
         int dense = 0;
         if (rc == RD_OK) {
@@ -281,8 +306,10 @@ int rd_cmd_table(int argc, char **argv) {
     }
 
     rd_tabletool *tt = NULL;
-    if ((rc = rd_tabletool_open(dir, &tt, &eb)) != RD_OK)
+    if ((rc = rd_tabletool_open(dir, &tt, &eb)) != RD_OK) {
+        explain_not_checkpoint(dir, &eb);
         return fail(cmd, &eb, rc);
+    }
     int ti = -1;
     if (table && (ti = rd_tabletool_find(tt, table)) < 0) {
         rd_err_set(&eb, RD_ERR_NOTFOUND, "%s: no table named '%s'", dir, table);

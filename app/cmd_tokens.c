@@ -55,6 +55,26 @@ static void tokens_usage(FILE *out) {
         "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
 }
 
+// What every subcommand reads, as messages name it.
+#define TOKEN_STORE_EXPECTED                                                                       \
+    "an instance-token store, a folder holding MANIFEST and shard-NNNN/ such as <run "             \
+    "folder>/tokens or tokens.store_dir"
+
+// STORE could not be opened: when it is no token store at all (a table checkpoint, a run folder,
+// a file, ...), say what it is and what was expected instead of "token store MANIFEST X: 65
+// bytes, expected 64". A damaged store keeps the reader's message.
+static void explain_not_store(const char *dir, rd_errbuf *eb) {
+    rd_token_store_info in;
+    rd_errbuf local;
+    rd_errbuf_clear(&local);
+    char msg[sizeof eb->msg];
+    if (rd_token_store_read_manifest(dir, &in, &local) != RD_OK &&
+        rd_app_wrong_folder(dir, RD_APP_PATH_TOKEN_STORE, TOKEN_STORE_EXPECTED, msg, sizeof msg)) {
+        rd_errbuf_clear(eb);
+        rd_err_set(eb, RD_ERR_NOTFOUND, "%s", msg);
+    }
+}
+
 static void print_stats(const char *what, const rd_token_stats *t) {
     printf("%s: %llu records, %llu users, %llu payload bytes, %llu file bytes, %llu map bytes",
            what, (unsigned long long)t->entries, (unsigned long long)t->users,
@@ -207,6 +227,8 @@ int rd_cmd_tokens(int argc, char **argv) {
     int rc = RD_OK;
     if (strcmp(cmd, "compact") == 0) {
         rc = rd_tokentool_compact(dir, out, &eb);
+        if (rc != RD_OK)
+            explain_not_store(dir, &eb);
         if (rc == RD_OK)
             printf("compacted copy of %s: %s\n", dir, out);
     } else {
@@ -216,6 +238,8 @@ int rd_cmd_tokens(int argc, char **argv) {
         oo.verify_crc = 1;
         rd_token_store *s = NULL;
         rc = rd_token_store_open(dir, &oo, &s, &eb);
+        if (rc != RD_OK)
+            explain_not_store(dir, &eb);
         if (rc == RD_OK) {
             rd_token_store_info in;
             rd_token_store_info_get(s, &in);

@@ -167,7 +167,19 @@ expect_fail() { # $1 = exit code, $2 = message regex, rest = command
     [ $rc -eq "$code" ] || fail "$*: exit $rc (expected $code): $(cat e)"
     grep -Eq -e "$re" e || fail "$*: message: $(cat e)"
 }
-expect_fail 1 "nowhere/MANIFEST" "$RD" table stats nowhere
+# The wrong kind of folder: what it is and what is expected (it named the first file that failed,
+# "nowhere/MANIFEST: No such file", "run/MANIFEST", "token store MANIFEST C/MANIFEST: 65 bytes").
+expect_fail 1 "nowhere: No such file or directory \(expected a table checkpoint, a folder holding MANIFEST and shard-NNNNN/" \
+    "$RD" table stats nowhere
+expect_fail 1 "^recdistill table stats: run is a run folder of .recdistill train. \(its checkpoints: run/ckpt/<job>/step-N, e.g. $C\), not a table checkpoint" \
+    "$RD" table stats run
+expect_fail 1 "run/ckpt/student is one job's checkpoint folder \(step-N folders inside; its newest is $C\), not a table checkpoint" \
+    "$RD" table verify run/ckpt/student
+expect_fail 1 "run/data is a dataset folder" "$RD" table export run/data --table s_item --out y.tsv
+expect_fail 1 "^recdistill tokens stats: $C is a table checkpoint \(MANIFEST \+ shard-NNNNN/ \+ dense.bin; .recdistill table. reads it\), not an instance-token store" \
+    "$RD" tokens stats "$C"
+expect_fail 1 "run is a run folder of .recdistill train.*, not an instance-token store" "$RD" tokens stats run
+expect_fail 1 "item.tsv is a file, not a folder \(expected an instance-token store" "$RD" tokens stats item.tsv
 expect_fail 1 "no table named 'nope'" "$RD" table export "$C" --table nope --out y.tsv
 [ ! -e y.tsv ] && ! ls y.tsv.tmp* >/dev/null 2>&1 || fail "failed export left output"
 # An --out that is a FIFO or a device (e.g. /dev/null as root) is not replaced by a file.
