@@ -414,10 +414,10 @@ int rd_app_path_kind(const char *path, char *what, size_t cap) {
     what[0] = 0;
     if (stat(path, &st) != 0) {
         snprintf(what, cap, "%s", strerror(errno));
-        return errno == ENOENT ? RD_APP_PATH_MISSING : RD_APP_PATH_OTHER;
+        return RD_APP_PATH_MISSING;
     }
     if (!S_ISDIR(st.st_mode)) {
-        snprintf(what, cap, "%s", S_ISREG(st.st_mode) ? "a file" : "not a folder");
+        snprintf(what, cap, "%s", S_ISREG(st.st_mode) ? "a file" : "a special file");
         return RD_APP_PATH_FILE;
     }
     char p[RD_PATH_MAX * 2 + 64], q[RD_PATH_MAX * 2 + 64];

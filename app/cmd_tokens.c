@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void tokens_usage(FILE *out) {
     fprintf(
@@ -60,10 +61,15 @@ static void tokens_usage(FILE *out) {
     "an instance-token store, a folder holding MANIFEST and shard-NNNN/ such as <run "             \
     "folder>/tokens or tokens.store_dir"
 
-// STORE could not be opened: when it is no token store at all (a table checkpoint, a run folder,
-// a file, ...), say what it is and what was expected instead of "token store MANIFEST X: 65
-// bytes, expected 64". A damaged store keeps the reader's message.
+// STORE could not be opened: when it is a folder but no token store at all (a table
+// checkpoint, a run folder, ...), say what it is and what was expected instead of "token store
+// MANIFEST X: 65 bytes, expected 64". A damaged store keeps the reader's message, and so do a
+// missing path and a file ("token store X: no such folder", "token store X is not a folder (a
+// store is a folder holding ...)").
 static void explain_not_store(const char *dir, rd_errbuf *eb) {
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return;
     rd_token_store_info in;
     rd_errbuf local;
     rd_errbuf_clear(&local);

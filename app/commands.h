@@ -107,11 +107,11 @@ int rd_app_only(
 
 /** What rd_app_path_kind found at a path. */
 enum {
-    RD_APP_PATH_MISSING = 0, // no such path
+    RD_APP_PATH_MISSING = 0, // no such path (or stat failed: what = its strerror)
     RD_APP_PATH_FILE,        // not a folder
     RD_APP_PATH_TABLE_CKPT,  // MANIFEST + shard-NNNNN/ (rd/checkpoint.h)
     RD_APP_PATH_TOKEN_STORE, // MANIFEST + shard-NNNN/ (rd/tokens.h)
-    RD_APP_PATH_OTHER,       // any other folder (or a path stat refused)
+    RD_APP_PATH_OTHER,       // any other folder
 };
 
 /**

@@ -179,7 +179,7 @@ expect_fail 1 "run/data is a dataset folder" "$RD" table export run/data --table
 expect_fail 1 "^recdistill tokens stats: $C is a table checkpoint \(MANIFEST \+ shard-NNNNN/ \+ dense.bin; .recdistill table. reads it\), not an instance-token store" \
     "$RD" tokens stats "$C"
 expect_fail 1 "run is a run folder of .recdistill train.*, not an instance-token store" "$RD" tokens stats run
-expect_fail 1 "item.tsv is a file, not a folder \(expected an instance-token store" "$RD" tokens stats item.tsv
+expect_fail 1 "item.tsv is a file, not a folder \(expected a table checkpoint" "$RD" table stats item.tsv
 expect_fail 1 "no table named 'nope'" "$RD" table export "$C" --table nope --out y.tsv
 [ ! -e y.tsv ] && ! ls y.tsv.tmp* >/dev/null 2>&1 || fail "failed export left output"
 # An --out that is a FIFO or a device (e.g. /dev/null as root) is not replaced by a file.
