@@ -10,10 +10,13 @@
 #include "commands.h"
 
 #include "rd/alloc.h"
+#include "rd/dataset.h"
 #include "rd/error.h"
 #include "rd/hash.h"
+#include "rd/train_ckpt.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <mpi.h>
 #include <stdarg.h>
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 // "-5", "-0.25", "-.5": a negative number, not an option.
 static int is_negative_number(const char *v) {
@@ -353,4 +357,143 @@ int rd_app_agree(
     rd_free(all);
     rd_free(mine);
     return verdict;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a folder argument is (commands given the wrong kind of folder)
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int has(const char *dir, const char *name, int want_dir) {
+    char p[RD_PATH_MAX * 2 + 64];
+    struct stat st;
+    if (snprintf(p, sizeof p, "%s/%s", dir, name) >= (int)sizeof p)
+        return 0;
+    return stat(p, &st) == 0 && (want_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+}
+
+// The newest complete step-N of <root>/<job> into out ("" when none).
+static void newest_step(const char *root, const char *job, char *out, size_t cap) {
+    int64_t *steps = NULL;
+    size_t n = 0;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    out[0] = 0;
+    if (rd_train_ckpt_list(root, job, &steps, &n, &eb) == RD_OK && n > 0 &&
+        rd_train_ckpt_path(root, job, steps[n - 1], out, cap) != RD_OK)
+        out[0] = 0;
+    rd_free(steps);
+}
+
+// A job of the checkpoint root `root` (a sub-folder holding step-N) into job, and how many.
+static int root_jobs(const char *root, char *job, size_t cap) {
+    DIR *d = opendir(root);
+    int n = 0;
+    job[0] = 0;
+    if (!d)
+        return 0;
+    char step[RD_PATH_MAX * 2];
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        newest_step(root, e->d_name, step, sizeof step);
+        if (!step[0])
+            continue;
+        if (n++ == 0)
+            snprintf(job, cap, "%s", step);
+    }
+    closedir(d);
+    return n;
+}
+
+int rd_app_path_kind(const char *path, char *what, size_t cap) {
+    struct stat st;
+    what[0] = 0;
+    if (stat(path, &st) != 0) {
+        snprintf(what, cap, "%s", strerror(errno));
+        return RD_APP_PATH_MISSING;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(what, cap, "%s", S_ISREG(st.st_mode) ? "a file" : "a special file");
+        return RD_APP_PATH_FILE;
+    }
+    char p[RD_PATH_MAX * 2 + 64], q[RD_PATH_MAX * 2 + 64];
+    // By the shard folders: a store or checkpoint whose MANIFEST is missing or damaged is still
+    // one (its reader's message says what is wrong with it).
+    if (has(path, "shard-00000", 1)) {
+        snprintf(what, cap,
+                 "a table checkpoint (MANIFEST + shard-NNNNN/%s; `recdistill table` reads it)",
+                 has(path, RD_TRAIN_CKPT_DENSE, 0) ? " + " RD_TRAIN_CKPT_DENSE : "");
+        return RD_APP_PATH_TABLE_CKPT;
+    }
+    if (has(path, "shard-0000", 1)) {
+        snprintf(what, cap,
+                 "an instance-token store (MANIFEST + shard-NNNN/; `recdistill tokens` reads it)");
+        return RD_APP_PATH_TOKEN_STORE;
+    }
+    newest_step(path, ".", p, sizeof p);
+    if (p[0]) { // <path>/./step-N
+        snprintf(what, cap,
+                 "one job's checkpoint folder (step-N folders inside; its newest is %s/%s)", path,
+                 strrchr(p, '/') + 1);
+        return RD_APP_PATH_OTHER;
+    }
+    int jobs = root_jobs(path, p, sizeof p);
+    if (jobs > 0) {
+        snprintf(what, cap, "a checkpoint root (<job>/step-N folders of %d job%s inside, e.g. %s)",
+                 jobs, jobs == 1 ? "" : "s", p);
+        return RD_APP_PATH_OTHER;
+    }
+    if (has(path, "report.json", 0) || has(path, "ckpt", 1) ||
+        (has(path, "tokens", 1) && has(path, "data", 1))) {
+        size_t len = 0;
+        append(what, cap, &len, "a run folder of `recdistill train`");
+        int nj = snprintf(q, sizeof q, "%s/ckpt", path) < (int)sizeof q && is_dir(q)
+                     ? root_jobs(q, p, sizeof p)
+                     : 0;
+        if (nj > 0)
+            append(what, cap, &len, " (its checkpoints: %s/ckpt/<job>/step-N, e.g. %s", path, p);
+        int store =
+            snprintf(q, sizeof q, "%s/tokens", path) < (int)sizeof q && has(q, "MANIFEST", 0);
+        if (store)
+            append(what, cap, &len, "%s its token store: %s/tokens", nj > 0 ? ";" : " (", path);
+        if (nj > 0 || store)
+            append(what, cap, &len, ")");
+        return RD_APP_PATH_OTHER;
+    }
+    if (has(path, RD_DATASET_FILE, 0)) {
+        snprintf(what, cap, "a dataset folder (%s of `recdistill prepare`)", RD_DATASET_FILE);
+        return RD_APP_PATH_OTHER;
+    }
+    if (has(path, "MANIFEST", 0)) {
+        snprintf(what, cap,
+                 "a folder with a MANIFEST but no shard folder (shard-NNNNN/ of a "
+                 "table checkpoint, shard-NNNN/ of a token store)");
+        return RD_APP_PATH_OTHER;
+    }
+    DIR *d = opendir(path);
+    int empty = 1;
+    for (struct dirent *e; d && empty && (e = readdir(d)) != NULL;)
+        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    if (d)
+        closedir(d);
+    snprintf(what, cap, "%s", empty ? "an empty folder" : "a folder without a MANIFEST");
+    return RD_APP_PATH_OTHER;
+}
+
+int rd_app_wrong_folder(const char *path, int want, const char *expected, char *msg, size_t cap) {
+    char what[RD_PATH_MAX * 3];
+    int kind = rd_app_path_kind(path, what, sizeof what);
+    if (kind == want)
+        return 0;
+    if (kind == RD_APP_PATH_MISSING)
+        snprintf(msg, cap, "%s: %s (expected %s)", path, what, expected);
+    else if (kind == RD_APP_PATH_FILE)
+        snprintf(msg, cap, "%s is %s, not a folder (expected %s)", path, what, expected);
+    else
+        snprintf(msg, cap, "%s is %s, not %s", path, what, expected);
+    return 1;
 }

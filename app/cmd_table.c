@@ -42,7 +42,8 @@ static void table_usage(FILE *out) {
             "                                         export (tsv or bin, detected)\n"
             "  evict   CKPT --out DIR [--table NAME] [--older-than T] [--min-count N]\n"
             "                                         drop rows last seen before stream time T\n"
-            "                                         or updated fewer than N times\n"
+            "                                         or updated fewer than N times; pending\n"
+            "                                         admission counts last seen before T\n"
             "  reshard CKPT --shards P --out DIR      rows to rd_shard_of(key, P) (serve with P\n"
             "                                         PS ranks)\n"
             "  verify  CKPT                           MANIFEST, every shard's CRC and layout,\n"
@@ -50,6 +51,29 @@ static void table_usage(FILE *out) {
             "  compact CKPT --out DIR                 rewrite every shard env without free pages\n"
             "\n"
             "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
+}
+
+// What every subcommand reads, as messages name it.
+#define TABLE_CKPT_EXPECTED                                                                        \
+    "a table checkpoint, a folder holding MANIFEST and shard-NNNNN/ such as "                      \
+    "<ps.checkpoint_dir>/<job>/step-N"
+
+// CKPT could not be read: when it is no table checkpoint at all (a token store, a run folder, a
+// job's checkpoint folder, a file, ...), say what it is and what was expected instead of naming
+// the first file that failed ("X/MANIFEST: bad magic"). A damaged checkpoint keeps the reader's
+// message.
+static void explain_not_checkpoint(const char *dir, rd_errbuf *eb) {
+    rd_ckpt_manifest *m = rd_xmalloc(sizeof *m);
+    rd_errbuf local;
+    rd_errbuf_clear(&local);
+    int readable = rd_ckpt_read_manifest(dir, m, &local) == RD_OK;
+    rd_free(m);
+    char msg[sizeof eb->msg];
+    if (!readable &&
+        rd_app_wrong_folder(dir, RD_APP_PATH_TABLE_CKPT, TABLE_CKPT_EXPECTED, msg, sizeof msg)) {
+        rd_errbuf_clear(eb);
+        rd_err_set(eb, RD_ERR_NOTFOUND, "%s", msg);
+    }
 }
 
 static int fail(const char *cmd, const rd_errbuf *eb, int rc) {
@@ -91,6 +115,19 @@ static void print_hist(const char *what, const uint64_t *h) {
         any = 1;
     }
     printf("%s\n", any ? "" : " (no rows)");
+}
+
+// Pending admission counts of table `table` (-1 = every table), over all shards.
+static uint64_t pending_of(const rd_tabletool *tt, int table) {
+    uint64_t n = 0;
+    for (uint32_t t = 0; t < rd_tabletool_manifest(tt)->n_tables; t++) {
+        if (table >= 0 && (int)t != table)
+            continue;
+        rd_tabletool_hist h;
+        rd_tabletool_stats(tt, (int)t, &h);
+        n += h.pending;
+    }
+    return n;
 }
 
 static int cmd_stats(rd_tabletool *tt, const char *dir, const char *table) {
@@ -212,6 +249,13 @@ int rd_cmd_table(int argc, char **argv) {
         fprintf(stderr, "recdistill table %s: --format: '%s' is not tsv|bin\n", cmd, format);
         return 2;
     }
+    // Binary rows to a terminal or a pipe: an argument error, like the other refusals here.
+    if (strcmp(cmd, "export") == 0 && strcmp(out, "-") == 0 && fmt != RD_TABLETOOL_TSV) {
+        fprintf(stderr,
+                "recdistill table export: --out - --format bin: a binary export needs a file "
+                "(stdout takes --format tsv)\n");
+        return 2;
+    }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     // An output in the input would overwrite it (export renamed its TSV over the MANIFEST, the
@@ -229,6 +273,8 @@ int rd_cmd_table(int argc, char **argv) {
         rc = rd_ckpt_verify(dir, &eb);
         if (rc == RD_OK)
             rc = rd_ckpt_read_manifest(dir, m, &eb);
+        else
+            explain_not_checkpoint(dir, &eb);
         rd_train_pos pos;
         int dense = 0;
         if (rc == RD_OK) {
@@ -260,8 +306,10 @@ int rd_cmd_table(int argc, char **argv) {
     }
 
     rd_tabletool *tt = NULL;
-    if ((rc = rd_tabletool_open(dir, &tt, &eb)) != RD_OK)
+    if ((rc = rd_tabletool_open(dir, &tt, &eb)) != RD_OK) {
+        explain_not_checkpoint(dir, &eb);
         return fail(cmd, &eb, rc);
+    }
     int ti = -1;
     if (table && (ti = rd_tabletool_find(tt, table)) < 0) {
         rd_err_set(&eb, RD_ERR_NOTFOUND, "%s: no table named '%s'", dir, table);
@@ -281,9 +329,7 @@ int rd_cmd_table(int argc, char **argv) {
         FILE *f = stdout;
         char created[RD_PATH_MAX * 2];
         created[0] = 0;
-        if (to_stdout && fmt != RD_TABLETOOL_TSV) {
-            rc = rd_err_set(&eb, RD_ERR_ARG, "--out -: binary export needs a file");
-        } else if (!to_stdout && strlen(out) >= sizeof created) {
+        if (!to_stdout && strlen(out) >= sizeof created) {
             rc = rd_err_set(&eb, RD_ERR_ARG, "--out: path too long");
         } else if (!to_stdout &&
                    (rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, &eb)) == RD_OK) {
@@ -323,12 +369,20 @@ int rd_cmd_table(int argc, char **argv) {
                         prog, in, (unsigned long long)im.dropped);
         }
     } else if (strcmp(cmd, "evict") == 0) {
-        uint64_t n = 0;
+        // Pending admission counts (keys counted for admission, no row yet) carry a last-seen
+        // time: --older-than drops them by the same rule as rows. Their count is of sightings,
+        // not of updates, so --min-count does not apply to them. The summary says both.
+        uint64_t n = 0, pend_before = pending_of(tt, ti);
         rc = rd_tabletool_evict(tt, ti, older, (uint64_t)min_count, &n, &eb);
+        uint64_t pend_after = rc == RD_OK ? pending_of(tt, ti) : pend_before;
         if (rc == RD_OK)
             rc = rd_tabletool_write(tt, out, 0, &eb);
         if (rc == RD_OK)
-            printf("evicted %llu rows: %s\n", (unsigned long long)n, out);
+            printf("evicted %llu rows and %llu of %llu pending admission counts%s: %s\n",
+                   (unsigned long long)n, (unsigned long long)(pend_before - pend_after),
+                   (unsigned long long)pend_before,
+                   pend_before && older == INT64_MIN ? " (only --older-than drops those)" : "",
+                   out);
     } else if (strcmp(cmd, "reshard") == 0) {
         rc = rd_tabletool_write(tt, out, (int)shards, &eb);
         if (rc == RD_OK)

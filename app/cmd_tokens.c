@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void tokens_usage(FILE *out) {
     fprintf(
@@ -53,6 +54,31 @@ static void tokens_usage(FILE *out) {
         "compact\n"
         "are refused while a launch writes the store.\n"
         "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
+}
+
+// What every subcommand reads, as messages name it.
+#define TOKEN_STORE_EXPECTED                                                                       \
+    "an instance-token store, a folder holding MANIFEST and shard-NNNN/ such as <run "             \
+    "folder>/tokens or tokens.store_dir"
+
+// STORE could not be opened: when it is a folder but no token store at all (a table
+// checkpoint, a run folder, ...), say what it is and what was expected instead of "token store
+// MANIFEST X: 65 bytes, expected 64". A damaged store keeps the reader's message, and so do a
+// missing path and a file ("token store X: no such folder", "token store X is not a folder (a
+// store is a folder holding ...)").
+static void explain_not_store(const char *dir, rd_errbuf *eb) {
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return;
+    rd_token_store_info in;
+    rd_errbuf local;
+    rd_errbuf_clear(&local);
+    char msg[sizeof eb->msg];
+    if (rd_token_store_read_manifest(dir, &in, &local) != RD_OK &&
+        rd_app_wrong_folder(dir, RD_APP_PATH_TOKEN_STORE, TOKEN_STORE_EXPECTED, msg, sizeof msg)) {
+        rd_errbuf_clear(eb);
+        rd_err_set(eb, RD_ERR_NOTFOUND, "%s", msg);
+    }
 }
 
 static void print_stats(const char *what, const rd_token_stats *t) {
@@ -207,6 +233,8 @@ int rd_cmd_tokens(int argc, char **argv) {
     int rc = RD_OK;
     if (strcmp(cmd, "compact") == 0) {
         rc = rd_tokentool_compact(dir, out, &eb);
+        if (rc != RD_OK)
+            explain_not_store(dir, &eb);
         if (rc == RD_OK)
             printf("compacted copy of %s: %s\n", dir, out);
     } else {
@@ -216,6 +244,8 @@ int rd_cmd_tokens(int argc, char **argv) {
         oo.verify_crc = 1;
         rd_token_store *s = NULL;
         rc = rd_token_store_open(dir, &oo, &s, &eb);
+        if (rc != RD_OK)
+            explain_not_store(dir, &eb);
         if (rc == RD_OK) {
             rd_token_store_info in;
             rd_token_store_info_get(s, &in);

@@ -105,6 +105,31 @@ int rd_app_agree(const char *prog, int status, const char *msg, const rd_app_arg
 int rd_app_only(
     const char *prog, const char *sub, const rd_app_opt *opts, int n_opts, const char *taken);
 
+/** What rd_app_path_kind found at a path. */
+enum {
+    RD_APP_PATH_MISSING = 0, // no such path (or stat failed: what = its strerror)
+    RD_APP_PATH_FILE,        // not a folder
+    RD_APP_PATH_TABLE_CKPT,  // MANIFEST + shard-NNNNN/ (rd/checkpoint.h)
+    RD_APP_PATH_TOKEN_STORE, // MANIFEST + shard-NNNN/ (rd/tokens.h)
+    RD_APP_PATH_OTHER,       // any other folder
+};
+
+/**
+ * What the folder `path` is, from its layout, for the message of a command given the wrong kind
+ * of folder: `what` gets a phrase ("an instance-token store (MANIFEST + shard-NNNN/; ...)", "one
+ * job's checkpoint folder (...; its newest is P/step-N)", "a run folder of `recdistill train`
+ * (its checkpoints: ...)", "a dataset folder ...", "an empty folder"; for a missing path its
+ * strerror). @return RD_APP_PATH_*
+ */
+int rd_app_path_kind(const char *path, char *what, size_t cap);
+
+/**
+ * When `path` is not of kind `want` (RD_APP_PATH_*), one message into msg saying what it is and
+ * that `expected` (a phrase: "a table checkpoint, a folder holding ...") was expected.
+ * @return 1 msg set; 0 path is of that kind (the reader's own message says what is wrong)
+ */
+int rd_app_wrong_folder(const char *path, int want, const char *expected, char *msg, size_t cap);
+
 /** A whole argument as a base-10 integer: 0, or -1 when it is empty, has other characters or is
  *  out of range (rd_app_parse_u64 also refuses a minus sign). */
 int rd_app_parse_i64(const char *s, int64_t *v);

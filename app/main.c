@@ -31,13 +31,20 @@ static void usage(FILE *out) {
         fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
 }
 
-// Started by a process manager with other processes (mpiexec's PMI, Open MPI's launcher)?
+// The commands that call MPI_Init themselves (and agree on their command line, rd_app_agree).
+// Every other command is one process that never initialises MPI.
+static int uses_mpi(const char *name) {
+    return strcmp(name, "train") == 0;
+}
+
+// Started by a process manager with other processes (mpiexec's PMI, Open MPI's launcher)? The
+// number of processes of the launch, 0 when not in one of more than one.
 static int in_parallel_launch(void) {
     const char *vars[] = {"PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"};
     for (size_t k = 0; k < sizeof vars / sizeof vars[0]; k++) {
         const char *v = getenv(vars[k]);
         if (v && atoi(v) > 1)
-            return 1;
+            return atoi(v);
     }
     return 0;
 }
@@ -46,8 +53,13 @@ static int in_parallel_launch(void) {
 // segment with a typo: `mpiexec -n 2 recdistill train C : -n 2 recdistill trian C`): exiting
 // before MPI_Init would leave the other ranks in MPI_Init for ever, so this rank initialises MPI
 // and joins the agreement of `train` (rd_app_agree), which ends every rank with one report.
-// status: 1 help, 2 usage error (msg).
-static int end_in_launch(int argc, char **argv, int status, const char *msg) {
+// The same for a command that does not use MPI (config, prepare, table, ...) in a launch of more
+// than one process: mixed into an MPMD launch with `train` it exited before MPI_Init and the
+// train ranks waited for ever; every rank running it (`mpiexec -n 2 recdistill prepare C`)
+// would run it N times at once on the same files (prepare, table and tokens edits write them).
+// So it is refused either way: the message names its ranks and segments, every rank exits 2.
+// status: 1 help, 2 usage error (msg); usage: print the top-level usage on rank 0.
+static int end_in_launch(int argc, char **argv, int status, const char *msg, int usage_too) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
@@ -59,7 +71,7 @@ static int end_in_launch(int argc, char **argv, int status, const char *msg) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     int v = rd_app_agree("recdistill", status, msg, NULL, 0);
     int code = v == RD_APP_AGREE_HELP ? 0 : 2;
-    if (rank == 0)
+    if (rank == 0 && usage_too)
         usage(code == 0 ? stdout : stderr);
     rd_mpi_finalize(code);
     return code;
@@ -69,24 +81,36 @@ int main(int argc, char **argv) {
     rd_log_init(RD_LOG_LEVEL_INFO, 0, "main");
     if (argc < 2) {
         if (in_parallel_launch())
-            return end_in_launch(argc, argv, 2, "no command given");
+            return end_in_launch(argc, argv, 2, "no command given", 1);
         usage(stderr);
         return 2;
     }
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
         if (in_parallel_launch())
-            return end_in_launch(argc, argv, 1, "");
+            return end_in_launch(argc, argv, 1, "", 1);
         usage(stdout);
         return 0;
     }
-    for (int i = 0; i < n_commands; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+    for (int i = 0; i < n_commands; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        int procs = uses_mpi(argv[1]) ? 0 : in_parallel_launch();
+        if (procs > 1) {
+            char msg[240];
+            snprintf(msg, sizeof msg,
+                     "'%s' does not use MPI: it runs as one process, on its own (without mpiexec "
+                     "or srun), not as one of the %d processes of a parallel launch; only "
+                     "'train' runs under MPI",
+                     argv[1], procs);
+            return end_in_launch(argc, argv, 2, msg, 0);
+        }
+        return commands[i].run(argc - 1, argv + 1);
+    }
     if (in_parallel_launch()) {
         char msg[200];
         snprintf(msg, sizeof msg, "unknown command '%.100s'", argv[1]);
-        return end_in_launch(argc, argv, 2, msg);
+        return end_in_launch(argc, argv, 2, msg, 1);
     }
     fprintf(stderr, "recdistill: unknown command '%s'\n\n", argv[1]);
     usage(stderr);

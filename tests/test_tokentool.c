@@ -505,9 +505,64 @@ static int teardown(void **state) {
     return system(cmd) == 0 ? 0 : -1;
 }
 
+// `tokens stats` (and every tokens command) given another kind of folder said "token store
+// MANIFEST X/MANIFEST: 65 bytes, expected 64" or "cannot open MANIFEST"; `table stats` given a
+// token store said "X/MANIFEST: bad magic". Now each says what the folder is and what it expects.
+static void test_wrong_folder(void **state) {
+    (void)state;
+    char store[300], ck[300], runf[300], file[300], out[4096], cmd[2400];
+    snprintf(store, sizeof store, "%s/wf_store", g_root);
+    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 1, 0, 0, 4096, 1, 0, 0};
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(store, &co, &s, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    // A table checkpoint's layout (the MANIFEST need not be valid: the layout tells), a run
+    // folder holding one job's checkpoint, a file.
+    snprintf(ck, sizeof ck, "%s/wf_ck", g_root);
+    snprintf(runf, sizeof runf, "%s/wf_run", g_root);
+    snprintf(file, sizeof file, "%s/wf_file", g_root);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s/shard-00000' '%s/ckpt/job/step-000000000005' && echo x > '%s/MANIFEST' "
+             "&& echo x > '%s/dense.bin' && echo x > '%s/ckpt/job/step-000000000005/MANIFEST' && "
+             "echo '{}' > '%s/report.json' && echo x > '%s'",
+             ck, runf, ck, ck, runf, runf, file);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(run(out, sizeof out, "%s table stats %s 2>&1", g_rd, store), 1);
+    assert_non_null(strstr(out, "wf_store is an instance-token store (MANIFEST + shard-NNNN/; "
+                                "`recdistill tokens` reads it), not a table checkpoint, a folder "
+                                "holding MANIFEST and shard-NNNNN/"));
+    assert_int_equal(run(out, sizeof out, "%s tokens stats %s 2>&1", g_rd, ck), 1);
+    assert_non_null(strstr(out, "wf_ck is a table checkpoint (MANIFEST + shard-NNNNN/ + dense.bin; "
+                                "`recdistill table` reads it), not an instance-token store, a "
+                                "folder holding MANIFEST and shard-NNNN/"));
+    assert_int_equal(run(out, sizeof out, "%s tokens stats %s 2>&1", g_rd, runf), 1);
+    assert_non_null(strstr(out, "wf_run is a run folder of `recdistill train` (its checkpoints: "));
+    assert_non_null(strstr(out, "wf_run/ckpt/job/step-000000000005), not an instance-token store"));
+    assert_int_equal(run(out, sizeof out, "%s table stats %s/ckpt/job 2>&1", g_rd, runf), 1);
+    assert_non_null(strstr(out, "ckpt/job is one job's checkpoint folder (step-N folders inside; "
+                                "its newest is "));
+    assert_int_equal(run(out, sizeof out, "%s tokens stats %s 2>&1", g_rd, file), 1);
+    assert_non_null(strstr(out, "wf_file is not a folder (a store is a folder holding a MANIFEST "
+                                "and shard-NNNN/)"));
+    assert_int_equal(run(out, sizeof out, "%s table stats %s 2>&1", g_rd, file), 1);
+    assert_non_null(strstr(out, "wf_file is a file, not a folder (expected a table checkpoint"));
+    assert_int_equal(run(out, sizeof out, "%s tokens verify %s/none 2>&1", g_rd, g_root), 1);
+    assert_non_null(strstr(out, "none: no such folder"));
+    // A store whose MANIFEST is damaged is still a store: the reader's message stays.
+    snprintf(cmd, sizeof cmd,
+             "printf 'xx' | dd of='%s/MANIFEST' bs=1 seek=20 conv=notrunc 2>/dev/null", store);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(run(out, sizeof out, "%s tokens stats %s 2>&1", g_rd, store), 1);
+    assert_null(strstr(out, "expected an instance-token store"));
+    assert_non_null(strstr(out, "MANIFEST"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokens_cli), cmocka_unit_test(test_compact_out_parents),
-        cmocka_unit_test(test_store_writer_lock), cmocka_unit_test(test_users_and_empty_fetch)};
+        cmocka_unit_test(test_store_writer_lock), cmocka_unit_test(test_users_and_empty_fetch),
+        cmocka_unit_test(test_wrong_folder)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2090,9 +2090,11 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
     size_t ns = 0;
     if (live) {
         memset(have, 0, (size_t)n);
-        int lrc = rd_train_ckpt_list(tr->resume_dir, tr->job->name, &steps, &ns, eb);
-        if (lrc != RD_OK && *rc == RD_OK)
-            *rc = lrc;
+        rd_errbuf lseb; // a failed listing (a file given, ...) is explained below
+        rd_errbuf_clear(&lseb);
+        int lrc = rd_train_ckpt_list(tr->resume_dir, tr->job->name, &steps, &ns, &lseb);
+        if (lrc != RD_OK)
+            ns = 0;
         for (size_t i = 0; lrc == RD_OK && i < ns; i++) {
             char p[RD_PATH_MAX * 2];
             rd_train_pos pos;
@@ -2116,8 +2118,15 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
             found = i;
     int ret = 0;
     if (live && ns == 0 && *rc == RD_OK) {
-        *rc = rd_err_set(eb, RD_ERR_NOTFOUND, "%s/%s: no complete checkpoint", tr->resume_dir,
-                         tr->job->name);
+        // None (or the folder could not be listed): why, said about what the path is, in the
+        // words of rd_train_ckpt_latest (the check `recdistill train` made on world rank 0, and
+        // export): this rank may not see what rank 0 saw (a node-local disk, another working
+        // directory).
+        char none[RD_PATH_MAX * 2];
+        *rc = rd_train_ckpt_latest(tr->resume_dir, tr->job->name, none, sizeof none, eb);
+        if (*rc == RD_OK) // one was completed since the listing above
+            *rc = rd_err_set(eb, RD_ERR_NOTFOUND, "%s/%s: no complete checkpoint when listed",
+                             tr->resume_dir, tr->job->name);
     } else if (live && found < 0 && *rc == RD_OK) {
         *rc = rd_err_set(eb, RD_ERR_NOTFOUND,
                          "--resume: job '%s' is in live distillation with its %s, and they resume "

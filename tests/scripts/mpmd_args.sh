@@ -9,6 +9,11 @@
 #    ignored (rank 0's counted; --resume was read per rank, so workers started fresh): now they
 #    are refused naming the option and the ranks, before anything is made.
 #  - --seed takes the whole uint64 range of run.seed (it stopped at 2^63 - 1).
+#  - a command that does not use MPI (config, prepare, table, tokens, ...) as a segment of a
+#    launch with train exited before MPI_Init, and the train ranks waited in MPI_Init for ever:
+#    now it joins the agreement and the launch ends (exit 2) naming its ranks and segment. Run
+#    on every rank of a launch of several processes it is refused too (it would run N times at
+#    once on the same files); a launch of one process runs it as before.
 #   mpmd_args.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: mpmd_args.sh path/to/recdistill}"
@@ -101,6 +106,28 @@ has resume_one "ranks 1-3 (mpiexec segment 2): (not given)"
     bad "train --help without mpiexec: $(head -3 "$TMP/help.out")"
 "$RD" train >/dev/null 2>"$TMP/none.err"
 [ $? = 2 ] && grep -q "recdistill train: no CONFIG given" "$TMP/none.err" || bad "train without CONFIG: $(head -2 "$TMP/none.err")"
+
+# 5. A command that does not use MPI, in a launch of more than one process.
+NOMPI="does not use MPI: it runs as one process, on its own (without mpiexec or srun)"
+launch 2 mix_config -n 3 "$RD" train "$C" --out "$TMP/m1" : -n 1 "$RD" config "$C"
+has mix_config "recdistill train: rank 3 (mpiexec segment 2): 'config' $NOMPI, not as one of the 4 processes" 1
+has mix_config "every rank of the launch stops" 1
+launch 2 mix_first -n 1 "$RD" prepare "$C" : -n 3 "$RD" train "$C" --out "$TMP/m2"
+has mix_first "recdistill: rank 0 (mpiexec segment 1): 'prepare' $NOMPI" 1
+launch 2 mix_tools -n 2 "$RD" train "$C" --out "$TMP/m3" : -n 1 "$RD" table stats "$TMP" : \
+    -n 1 "$RD" tokens stats "$TMP"
+has mix_tools "rank 2 (mpiexec segment 2): 'table' $NOMPI" 1
+has mix_tools "rank 3 (mpiexec segment 3): 'tokens' $NOMPI" 1
+for m in m1 m2 m3; do [ -e "$TMP/$m" ] && bad "a refused mixed launch made its run folder $m"; done
+# Every rank the same command: refused once, without rank names; nothing runs.
+launch 2 all_config -n 2 "$RD" config "$C"
+has all_config "recdistill: 'config' $NOMPI, not as one of the 2 processes of a parallel launch" 1
+grep -q "^run:" "$TMP/all_config.out" && bad "all_config: the refused launch printed the configuration"
+launch 2 all_help -n 2 "$RD" table --help
+has all_help "'table' $NOMPI" 1
+# One process under mpiexec: runs as before.
+launch 0 one_config -n 1 "$RD" config "$C"
+grep -q "^run:" "$TMP/one_config.out" || bad "one_config: no configuration printed: $(head -3 "$TMP/one_config.err")"
 
 [ "$fail" = 0 ] && echo "mpmd_args: ok"
 exit "$fail"

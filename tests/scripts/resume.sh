@@ -13,7 +13,8 @@
 # without one job's checkpoints fails before any job writes. A checkpoint of an older build
 # (dense.bin version 1) still resumes exactly, with one warning. A student replaying a target log
 # alone (distill.replay) resumes byte-identical to an uninterrupted replay; a teacher and its live
-# student resume together from the newest phase start both have and end byte-identical too.
+# student resume together from the newest phase start both have and end byte-identical too; when
+# their ranks do not see the checkpoint root rank 0 checked, they say what the path is.
 #
 #   bash tests/scripts/resume.sh build/recdistill
 set -u
@@ -343,6 +344,22 @@ rm -rf LR2 X3 && mkdir -p LR2/teacher LR2/student && cp -r L/ckpt/teacher/step-$
 cp -r L/ckpt/student/step-$(printf %012d $MIDS) LR2/student/
 bad "no checkpoint at the start of a phase that every such job has one for" -n 3 "$RD" train live.yaml --out X3 --resume LR2
 [ ! -e X3/ckpt ] || fail "a refused live resume left checkpoints"
+# The trainers of a live pair look for the checkpoints again: when they do not see what world
+# rank 0 checked (a node-local disk; here another working directory per mpiexec segment) they
+# said "R/teacher: no complete checkpoint" whatever the path was; now they say what it is, as
+# rank 0's check and export do.
+rm -rf WA WB X4 && mkdir -p WA WB && cp -r LR WA/R
+wrong() { # $1 = message regex: the trainer ranks (segment 2, in WB) see WB/R
+    bad "$1" -n 1 -wdir "$TMP/WA" "$RD" train "$TMP/live.yaml" --out "$TMP/X4" --resume R : \
+        -n 2 -wdir "$TMP/WB" "$RD" train "$TMP/live.yaml" --out "$TMP/X4" --resume R
+    grep -q "no complete checkpoint" e && fail "live resume of WB/R: the old message: $(cat e)"
+    [ ! -e X4/ckpt ] || fail "a refused live resume left checkpoints: $(ls -R X4/ckpt)"
+}
+wrong "rank 1: teacher: --resume: R: No such file or directory \(expected a checkpoint root holding teacher/step-N"
+echo x > WB/R
+wrong "rank 2: student: --resume: R: not a directory \(expected a checkpoint root holding student/step-N"
+rm WB/R && cp -r LR/teacher WB/R
+wrong "rank 1: teacher: --resume: R holds step-N folders itself \(one job's checkpoint folder\)"
 run -n 2 "$RD" train replay.yaml --out RP >RP.out 2>RP.err || fail "replay run: $(cat RP.err)"
 RF="$(basename "$(ls -d RP/ckpt/student/step-* | tail -1)")"
 for st in 000000000020 000000000080; do

@@ -111,6 +111,22 @@ done
 run -n 3 "$RD" train adm.yaml --out adm_res --resume adm_rt >/dev/null 2>err || fail "resume adm_rt: $(cat err)"
 cmp -s "$AF/dense.bin" "adm_res/ckpt/student/$(basename "$AF")/dense.bin" ||
     fail "a resume from the round-tripped checkpoint differs from the uninterrupted run"
+# evict and the pending counts: --older-than drops those last seen before T (as rows), --min-count
+# keeps them (they count sightings, not updates); the summary gives both (it gave rows only).
+P0=$(cut -d' ' -f2 p0)
+T=$(awk -F'\t' '$1 == "pending" {print $3}' adm.tsv | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+wantp=$(awk -F'\t' -v t="$T" '$1 == "pending" && $3 < t' adm.tsv | wc -l)
+wantr=$(awk -F'\t' -v t="$T" '!/^#/ && $1 != "pending" && $2 < t' adm.tsv | wc -l)
+[ "$wantp" -gt 0 ] && [ "$wantp" -lt "$P0" ] || fail "no pending counts on both sides of $T"
+"$RD" table evict "$A" --table s_item --older-than "$T" --out adm_ev >o 2>e || fail "evict adm: $(cat e)"
+grep -qx "evicted $wantr rows and $wantp of $P0 pending admission counts: adm_ev" o || fail "evict summary: $(cat o)"
+"$RD" table export adm_ev --table s_item --out - | awk -F'\t' -v t="$T" '$1 == "pending" && $3 < t' | grep -q . &&
+    fail "evict --older-than left older pending counts"
+"$RD" table stats adm_ev --table s_item | grep -q "pending $((P0 - wantp))," || fail "evict: pending counts after"
+"$RD" table evict "$A" --min-count 1000000 --out adm_ev2 >o 2>e || fail "evict adm count: $(cat e)"
+grep -q "^evicted [0-9]* rows and 0 of $P0 pending admission counts (only --older-than drops those): adm_ev2\$" o ||
+    fail "evict --min-count summary: $(cat o)"
+"$RD" table stats adm_ev2 --table s_item | grep -q "rows 0, pending $P0," || fail "evict --min-count: $(cat o)"
 # An export of an older build (no 'pending M') still imports, saying what it drops.
 sed '1s/ pending [0-9]*$//' adm.tsv | grep -v '^pending' > adm_v1.tsv
 "$RD" table import "$A" --table s_item --in adm_v1.tsv --out adm_v1 >o 2>e || fail "import v1: $(cat e)"
@@ -151,7 +167,19 @@ expect_fail() { # $1 = exit code, $2 = message regex, rest = command
     [ $rc -eq "$code" ] || fail "$*: exit $rc (expected $code): $(cat e)"
     grep -Eq -e "$re" e || fail "$*: message: $(cat e)"
 }
-expect_fail 1 "nowhere/MANIFEST" "$RD" table stats nowhere
+# The wrong kind of folder: what it is and what is expected (it named the first file that failed,
+# "nowhere/MANIFEST: No such file", "run/MANIFEST", "token store MANIFEST C/MANIFEST: 65 bytes").
+expect_fail 1 "nowhere: No such file or directory \(expected a table checkpoint, a folder holding MANIFEST and shard-NNNNN/" \
+    "$RD" table stats nowhere
+expect_fail 1 "^recdistill table stats: run is a run folder of .recdistill train. \(its checkpoints: run/ckpt/<job>/step-N, e.g. $C\), not a table checkpoint" \
+    "$RD" table stats run
+expect_fail 1 "run/ckpt/student is one job's checkpoint folder \(step-N folders inside; its newest is $C\), not a table checkpoint" \
+    "$RD" table verify run/ckpt/student
+expect_fail 1 "run/data is a dataset folder" "$RD" table export run/data --table s_item --out y.tsv
+expect_fail 1 "^recdistill tokens stats: $C is a table checkpoint \(MANIFEST \+ shard-NNNNN/ \+ dense.bin; .recdistill table. reads it\), not an instance-token store" \
+    "$RD" tokens stats "$C"
+expect_fail 1 "run is a run folder of .recdistill train.*, not an instance-token store" "$RD" tokens stats run
+expect_fail 1 "item.tsv is a file, not a folder \(expected a table checkpoint" "$RD" table stats item.tsv
 expect_fail 1 "no table named 'nope'" "$RD" table export "$C" --table nope --out y.tsv
 [ ! -e y.tsv ] && ! ls y.tsv.tmp* >/dev/null 2>&1 || fail "failed export left output"
 # An --out that is a FIFO or a device (e.g. /dev/null as root) is not replaced by a file.
@@ -186,6 +214,10 @@ expect_fail 2 "--shards: '0'" "$RD" table reshard "$C" --shards 0 --out z
 expect_fail 2 "missing --out" "$RD" table compact "$C"
 expect_fail 2 "unknown command 'frob'" "$RD" table frob "$C"
 expect_fail 2 "--format: 'xml'" "$RD" table export "$C" --table s_item --format xml --out y
+# Binary rows to stdout: an argument error (exit 2, it exited 1), nothing written.
+expect_fail 2 "--out - --format bin: a binary export needs a file" \
+    "$RD" table export "$C" --table s_item --out - --format bin
+[ -s o ] && fail "a refused binary export to stdout wrote $(wc -c <o) bytes"
 expect_fail 1 "exists" "$RD" table compact "$C" --out cp
 expect_fail 1 "dim 4 with 2 slots; table s_user is dim 4 with 1 slots" \
     "$RD" table import "$C" --table s_user --in item.tsv --out z
