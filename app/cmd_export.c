@@ -48,24 +48,6 @@ static void export_usage(FILE *out) {
         "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
 }
 
-// --run DIR: move run.out_dir and every path that was derived from the old one, as `train --out
-// DIR` does (app/cmd_train.c apply_out), so that the run's checkpoints and dataset are found.
-static int apply_run(rd_config *cfg, const char *run, rd_errbuf *eb) {
-    if (strlen(run) >= sizeof cfg->run.out_dir)
-        return rd_err_set(eb, RD_ERR_ARG, "--run: path too long");
-    char old[RD_PATH_MAX];
-    snprintf(old, sizeof old, "%s", cfg->run.out_dir);
-    char *paths[] = {cfg->data.dir, cfg->ps.checkpoint_dir, cfg->tokens.store_dir,
-                     cfg->distill.target_log};
-    size_t ol = strlen(old);
-    for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++)
-        if (strncmp(paths[k], old, ol) == 0 && paths[k][ol] == '/')
-            paths[k][0] = 0;
-    snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", run);
-    int rc = rd_config_resolve(cfg, eb);
-    return rc == RD_OK ? rd_config_validate(cfg, eb) : rc;
-}
-
 // The tables (MANIFEST) and dense.bin of one checkpoint must be of one step, as --resume and
 // `table verify` require: a hand-assembled or partly restored folder would otherwise give a
 // bundle whose dense parameters and embedding rows come from different points of training.
@@ -123,8 +105,8 @@ int rd_cmd_export(int argc, char **argv) {
     int rc = rd_config_load(config, cfg, &eb);
     if (rc == RD_OK && seed >= 0)
         cfg->run.seed = (uint64_t)seed;
-    if (rc == RD_OK && run)
-        rc = apply_run(cfg, run, &eb);
+    if (rc == RD_OK && run && (rc = rd_config_move_out_dir(cfg, run, &eb)) != RD_OK)
+        rd_err_prefix(&eb, "--run: ");
     if (rc == RD_OK && !job) {
         for (int j = 0; j < cfg->cluster.n_jobs && !job; j++)
             if (cfg->cluster.jobs[j].role == RD_JOB_STUDENT)

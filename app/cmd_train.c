@@ -520,25 +520,6 @@ static int clear_earlier_outputs(const rd_config *cfg, int fresh, char *msg, siz
     return rc;
 }
 
-// --out DIR: move run.out_dir and every path that was derived from the old one.
-static int apply_out(rd_config *cfg, const char *out, rd_errbuf *eb) {
-    if (strlen(out) >= sizeof cfg->run.out_dir)
-        return rd_err_set(eb, RD_ERR_ARG, "--out: path too long");
-    char old[RD_PATH_MAX];
-    snprintf(old, sizeof old, "%s", cfg->run.out_dir);
-    char *paths[] = {cfg->data.dir, cfg->ps.checkpoint_dir, cfg->tokens.store_dir,
-                     cfg->distill.target_log};
-    size_t ol = strlen(old);
-    for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++)
-        if (strncmp(paths[k], old, ol) == 0 && paths[k][ol] == '/')
-            paths[k][0] = 0;
-    snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", out);
-    int rc = rd_config_resolve(cfg, eb);
-    // The paths derived from the new folder must fit their limits too (checkpoint folders with
-    // the job names, the dataset's temporary folder), before anything is made.
-    return rc == RD_OK ? rd_config_validate(cfg, eb) : rc;
-}
-
 // ---------------------------------------------------------------------------------------------
 
 // The parse outcome of this rank's command line (rd_cmd_train), settled across ranks after
@@ -697,8 +678,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         rc = rd_config_load(config, cfg, &eb);
         if (rc == RD_OK && ta->seed_arg)
             cfg->run.seed = ta->seed;
-        if (rc == RD_OK && out)
-            rc = apply_out(cfg, out, &eb);
+        if (rc == RD_OK && out && (rc = rd_config_move_out_dir(cfg, out, &eb)) != RD_OK)
+            rd_err_prefix(&eb, "--out: ");
     }
     RD_MPI_CHECK(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (rc != RD_OK) {

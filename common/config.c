@@ -1479,6 +1479,25 @@ static int resolve_impl(rd_config *cfg, const vctx *v) {
     return RD_OK;
 }
 
+int rd_config_move_out_dir(rd_config *cfg, const char *dir, rd_errbuf *eb) {
+    if (strlen(dir) >= sizeof cfg->run.out_dir)
+        return rd_err_set(eb, RD_ERR_ARG, "path too long (at most %zu bytes)",
+                          sizeof cfg->run.out_dir - 1);
+    char old[RD_PATH_MAX];
+    snprintf(old, sizeof old, "%s", cfg->run.out_dir);
+    char *paths[] = {cfg->data.dir, cfg->ps.checkpoint_dir, cfg->tokens.store_dir,
+                     cfg->distill.target_log};
+    size_t ol = strlen(old);
+    for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++)
+        if (strncmp(paths[k], old, ol) == 0 && paths[k][ol] == '/')
+            paths[k][0] = 0;
+    snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", dir);
+    int rc = rd_config_resolve(cfg, eb);
+    // The paths derived from the new folder must fit their limits too (checkpoint folders with
+    // the job names, the dataset's temporary folder), before anything is made.
+    return rc == RD_OK ? rd_config_validate(cfg, eb) : rc;
+}
+
 int rd_config_resolve(rd_config *cfg, rd_errbuf *eb) {
     vctx v = {eb, "", NULL};
     rd_errbuf_clear(eb);

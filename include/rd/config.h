@@ -588,6 +588,15 @@ void rd_config_defaults(rd_config *cfg);
 int rd_config_resolve(rd_config *cfg, rd_errbuf *eb);
 
 /**
+ * Move the run to folder `dir` (`train --out DIR`, `export --run DIR`): run.out_dir becomes dir,
+ * and every path that was derived from the old run.out_dir (data.dir, ps.checkpoint_dir,
+ * tokens.store_dir, distill.target_log under it) is derived again under dir; paths set elsewhere
+ * stay. Then resolves and validates (the new paths must fit their limits too).
+ * @return RD_OK, RD_ERR_ARG (dir too long) or RD_ERR_CONFIG
+ */
+int rd_config_move_out_dir(rd_config *cfg, const char *dir, rd_errbuf *eb);
+
+/**
  * Parse and validate a YAML run configuration.
  * @param[in]  path  YAML file
  * @param[out] cfg   filled on success; unspecified on failure
