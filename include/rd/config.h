@@ -421,7 +421,8 @@ typedef struct rd_token_use {
     int search;    // target search (SIM's hard search): 0 = off, the branch reads the `length`
                    // latest tokens; N > 0 = the latest N tokens are fetched and the branch reads
                    // the `length` latest of those whose item key is the request's item (the same
-                   // item shown before, with its label), length <= N <= 4096; default 0
+                   // item shown before, with its label; `stats` summarise those), length <=
+                   // N <= 4096; default 0
 } rd_token_use;
 
 typedef struct rd_model_config {
