@@ -99,12 +99,18 @@ static unsigned long long field_after(const char *text, const char *label) {
     return p ? strtoull(p + strlen(label), NULL, 10) : (unsigned long long)-1;
 }
 
+// g_rd = $RD_BINARY_DIR/recdistill; 0 when it is not there (the test then skips).
+static int find_cli(void) {
+    const char *d = getenv("RD_BINARY_DIR");
+    if (!d)
+        return 0;
+    snprintf(g_rd, sizeof g_rd, "%s/recdistill", d);
+    return access(g_rd, X_OK) == 0;
+}
+
 static void test_tokens_cli(void **state) {
     (void)state;
-    if (!getenv("RD_BINARY_DIR"))
-        skip();
-    snprintf(g_rd, sizeof g_rd, "%s/recdistill", getenv("RD_BINARY_DIR"));
-    if (access(g_rd, X_OK) != 0)
+    if (!find_cli())
         skip();
     char dir[300], out[1 << 16];
     snprintf(dir, sizeof dir, "%s/store", g_root);
@@ -308,10 +314,7 @@ static void test_compact_out_parents(void **state) {
 // with its holder (SIGKILL: no stale lock) and gc then runs.
 static void test_store_writer_lock(void **state) {
     (void)state;
-    if (!getenv("RD_BINARY_DIR"))
-        skip();
-    snprintf(g_rd, sizeof g_rd, "%s/recdistill", getenv("RD_BINARY_DIR"));
-    if (access(g_rd, X_OK) != 0)
+    if (!find_cli())
         skip();
     char dir[300], copy[320], out[1 << 14];
     snprintf(dir, sizeof dir, "%s/locked", g_root);
@@ -398,10 +401,7 @@ static void test_store_writer_lock(void **state) {
 // user the store does not hold from one whose records are all later (exit 0 both).
 static void test_users_and_empty_fetch(void **state) {
     (void)state;
-    if (!getenv("RD_BINARY_DIR"))
-        skip();
-    snprintf(g_rd, sizeof g_rd, "%s/recdistill", getenv("RD_BINARY_DIR"));
-    if (access(g_rd, X_OK) != 0)
+    if (!find_cli())
         skip();
     char dir[300], out[1 << 14];
     snprintf(dir, sizeof dir, "%s/users", g_root);
@@ -510,6 +510,8 @@ static int teardown(void **state) {
 // token store said "X/MANIFEST: bad magic". Now each says what the folder is and what it expects.
 static void test_wrong_folder(void **state) {
     (void)state;
+    if (!find_cli())
+        skip();
     char store[300], ck[300], runf[300], file[300], out[4096], cmd[2400];
     snprintf(store, sizeof store, "%s/wf_store", g_root);
     rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 1, 0, 0, 4096, 1, 0, 0};
