@@ -1920,8 +1920,11 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
     if (!c)
         return 0;
     rd_config_defaults(c);
+    double effect_default = c->data.synthetic.context_effect;
     c->data = *dc;
     memset(c->data.dir, 0, sizeof c->data.dir);
+    if (dc->synthetic.contexts == 0) // without contexts the effect changes no record
+        c->data.synthetic.context_effect = effect_default;
     c->data.history_max = 1;
     if (dc->source == RD_DATA_SYNTHETIC && dc->synthetic.seed == 0)
         c->data.synthetic.seed = rd_synth_seed(&dc->synthetic, run_seed);
@@ -1944,10 +1947,13 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
             // Keys added to the data section after the hash existed are left out of it while
             // they hold their default, so that a folder prepared before them keeps its hash.
             // Every occurrence goes (fields[].standardize is printed once per field).
-            static const char *const compat[] = {
-                "\n    quoting: true\n",          "\n    feedback: 0\n",
-                "\n        standardize: false\n", "\n        missing: error\n",
-                "\n      values: []\n",           NULL};
+            static const char *const compat[] = {"\n    quoting: true\n",
+                                                 "\n    feedback: 0\n",
+                                                 "\n        standardize: false\n",
+                                                 "\n        missing: error\n",
+                                                 "\n      values: []\n",
+                                                 "\n    context_effect: 0.5\n",
+                                                 NULL};
             for (int k = 0; compat[k]; k++) {
                 size_t cl = strlen(compat[k]);
                 char *p = d;

@@ -35,7 +35,6 @@
 #define A_LT          3.0f         // weight of <p_u, v_i>
 #define A_ST          2.0f         // weight of <s_u, v_i>
 #define A_MEM         3.0f         // weight of the memory sign (times long_range)
-#define A_CTX         0.5          // click-logit offset of a context: + deliberate, - passive
 #define FB_NOISE      0.5          // standard deviation of the engagement's noise
 #define RHO           0.5f         // short-term pull toward a clicked item
 #define Q_STD         0.5          // item quality spread
@@ -385,7 +384,7 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
     double ctx_offset = 0.0;
     if (g->cfg.contexts > 0) {
         ctx = (int)rd_rng_below(r, (uint64_t)g->cfg.contexts);
-        ctx_offset = ctx_deliberate(ctx) ? A_CTX : -A_CTX;
+        ctx_offset = ctx_deliberate(ctx) ? g->cfg.context_effect : -g->cfg.context_effect;
     }
 
     // Click probability.
@@ -519,6 +518,8 @@ static int check_cfg(const rd_synthetic_config *c, rd_errbuf *eb) {
         bad = "base_ctr: must be in (0, 1)";
     else if (c->contexts < 0 || c->contexts > 64)
         bad = "contexts: must be in 0 .. 64";
+    else if (!(c->context_effect >= 0 && c->context_effect <= 10))
+        bad = "context_effect: must be in [0, 10]";
     if (bad)
         return rd_err_set(eb, RD_ERR_CONFIG, "data.synthetic.%s", bad);
     return RD_OK;
@@ -699,11 +700,12 @@ synthetic_yaml(FILE *ms, const rd_synthetic_config *sc, uint64_t seed, const rd_
     fprintf(ms,
             "synthetic:\n  events: %llu\n  users: %d\n  items: %d\n  topics: %d\n  dim: %d\n"
             "  drift: %.17g\n  long_range: %.17g\n  memory_span: %d\n  base_ctr: %.17g\n"
-            "  contexts: %d\n  feedback: %d\n  seed: %llu            # effective seed\n"
+            "  contexts: %d\n  feedback: %d\n  context_effect: %.17g\n"
+            "  seed: %llu            # effective seed\n"
             "  bias: %.17g   # calibrated logit bias\n  series: %u\n",
             (unsigned long long)sc->events, sc->users, sc->items, sc->topics, sc->dim, sc->drift,
             sc->long_range, sc->memory_span, sc->base_ctr, sc->contexts, sc->feedback,
-            (unsigned long long)seed, rd_synth_bias(g), rd_synth_n_series(g));
+            sc->context_effect, (unsigned long long)seed, rd_synth_bias(g), rd_synth_n_series(g));
 }
 
 int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf *eb) {

@@ -462,14 +462,14 @@ static void test_feedback(void **state) {
     assert_true(sqrt(ve) > 0.5); // the noise alone has sd 0.5
 }
 
-// Contexts: uniform over 0..C-1; deliberate (even) contexts click more; a follow-up's memory
-// counts exactly when the remembered exposure (found through mem_age in the user's own event
-// sequence) had a deliberate context; and the remembered click moves the follow-up's click only
-// then.
-static void test_contexts(void **state) {
-    (void)state;
+// Contexts: uniform over 0..C-1; deliberate (even) contexts click more by about the configured
+// effect (not at all with effect 0); a follow-up's memory counts exactly when the remembered
+// exposure (found through mem_age in the user's own event sequence) had a deliberate context;
+// and the remembered click moves the follow-up's click only then, whatever the effect.
+static void check_contexts(double effect) {
     rd_synthetic_config c = base_cfg(200000, 200);
     c.contexts = 4;
+    c.context_effect = effect;
     rd_synth *g = make(&c, 11);
     int8_t **ctx_of = calloc((size_t)c.users, sizeof *ctx_of); // [user][step]
     uint32_t *cap = calloc((size_t)c.users, sizeof *cap);
@@ -506,11 +506,17 @@ static void test_contexts(void **state) {
     double lift_w1 = fu_clicks[1][1] / fu_n[1][1] - fu_clicks[1][0] / fu_n[1][0];
     double lift_w0 = fu_clicks[0][1] / fu_n[0][1] - fu_clicks[0][0] / fu_n[0][0];
     fprintf(stderr,
-            "contexts: click rate deliberate - passive %+.3f; follow-ups, remembered click - "
-            "not: %+.3f (deliberate memory, %.0f events), %+.3f (passive, %.0f)\n",
-            lift_ctx, lift_w1, fu_n[1][0] + fu_n[1][1], lift_w0, fu_n[0][0] + fu_n[0][1]);
+            "contexts (effect %.1f): click rate deliberate - passive %+.3f; follow-ups, "
+            "remembered click - not: %+.3f (deliberate memory, %.0f events), %+.3f (passive, "
+            "%.0f)\n",
+            effect, lift_ctx, lift_w1, fu_n[1][0] + fu_n[1][1], lift_w0, fu_n[0][0] + fu_n[0][1]);
     assert_true(fu_n[0][0] + fu_n[0][1] > 1000 && fu_n[1][0] + fu_n[1][1] > 1000);
-    assert_true(lift_ctx > 0.1);
+    // About 75,000 events per context class: the standard error of a click-rate difference is
+    // about 0.0025, so 0.02 is eight of them.
+    if (effect > 0)
+        assert_true(lift_ctx > 0.1);
+    else
+        assert_true(fabs(lift_ctx) < 0.02);
     assert_true(lift_w1 > 0.4);
     // Without the memory term the remembered click still correlates a little with the
     // follow-up's (the same user's interests), but far less.
@@ -520,6 +526,12 @@ static void test_contexts(void **state) {
     free(ctx_of);
     free(cap);
     rd_synth_destroy(g);
+}
+
+static void test_contexts(void **state) {
+    (void)state;
+    check_contexts(0.5); // the default
+    check_contexts(0.0); // the context matters only to later events
 }
 
 // A prepared folder remembers the data config it was built from: train refuses it for another
@@ -553,6 +565,12 @@ static void test_check_config(void **state) {
     d.split.stream_windows = 4;
     assert_int_equal(rd_dataset_check_config(a, &d, 3, &eb), RD_ERR_CONFIG);
     d = cfg->data;
+    d.synthetic.contexts = 2;
+    assert_int_equal(rd_dataset_check_config(a, &d, 3, &eb), RD_ERR_CONFIG);
+    // The context effect changes the records only when there are contexts.
+    d = cfg->data;
+    d.synthetic.context_effect = 0.0;
+    assert_int_equal(rd_dataset_check_config(a, &d, 3, &eb), RD_OK);
     d.synthetic.contexts = 2;
     assert_int_equal(rd_dataset_check_config(a, &d, 3, &eb), RD_ERR_CONFIG);
     assert_int_equal(rd_dataset_check_config(a, &cfg->data, 4, &eb), RD_ERR_CONFIG);
@@ -607,6 +625,11 @@ static void test_config_errors(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
     assert_non_null(strstr(eb.msg, "data.synthetic.contexts"));
+    c = base_cfg(1000, 10);
+    c.context_effect = -0.1;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "data.synthetic.context_effect"));
     c = base_cfg(0, 10);
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);

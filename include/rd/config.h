@@ -264,6 +264,9 @@ typedef struct rd_synthetic_config {
     uint64_t seed;     // 0 = derive from run.seed; default 0
     int feedback;      // 1 = each event also has "engagement", a feedback field (rd/synth.h);
                        // 0 = none (the events are then those of a generator without it). Default 0
+    double context_effect; // with contexts: click-logit offset of a context, + deliberate,
+                           // - passive, 0..10; 0 = a context changes only whether the exposure
+                           // is remembered (rd/synth.h). Default 0.5
 } rd_synthetic_config;
 
 typedef struct rd_split_config {

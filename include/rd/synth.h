@@ -31,10 +31,13 @@
 //   - Contexts (data.synthetic.contexts = C > 0; default 0, and then no draw is made, so the events
 //     are exactly those without the option): each event has a request context c, uniform over
 //     0..C-1 and written as the categorical field "ctx". Even contexts are deliberate (search),
-//     odd ones passive (autoplay): the click logit gets +0.5 / -0.5, and an exposure in a passive
-//     context still becomes a memory and comes back, but its sign no longer moves the click
-//     (m = 0). The item history with labels cannot tell which remembered exposures count; a
-//     model that sees the past events' contexts (e.g. IAT's instance tokens) can.
+//     odd ones passive (autoplay): the click logit gets +e / -e (e = data.synthetic.
+//     context_effect, default 0.5), and an exposure in a passive context still becomes a memory
+//     and comes back, but its sign no longer moves the click (m = 0). The item history with
+//     labels cannot tell which remembered exposures count; a model that sees the past events'
+//     contexts (e.g. IAT's instance tokens) can. With e = 0 the context does not move the
+//     event's own click at all: it matters only to later events (a model compressing each
+//     event for its own label has no reason to keep it; one trained across a user's events has).
 //   - Feedback (data.synthetic.feedback = 1; default 0, and then no draw is made): each event
 //     also has "engagement", a feedback field (known once the event happened, like a rating or a
 //     watch time): 3 <p_u, v_i> + 2 <s_u, v_i> + N(0, 0.5^2), the user's affinity for the item
