@@ -90,7 +90,10 @@ elif v == "t2":
     d["temperature"] = 2.0
 else:
     sys.exit("ablations.sh: unknown variant '%s'" % v)
-c.setdefault("run", {})["name"] = "%s-%s" % (c.get("run", {}).get("name", "run"), v)
+# run.name holds at most 31 bytes (a path component): the config's name is shortened so that
+# "-<variant>" always fits (the name only labels the run: runs/<name>, the report's title).
+base = str(c.get("run", {}).get("name", "run"))[: 31 - len(v) - 1]
+c.setdefault("run", {})["name"] = "%s-%s" % (base, v)
 c["run"].pop("out_dir", None)
 yaml.safe_dump(c, open(dst, "w"), sort_keys=False)
 PY
