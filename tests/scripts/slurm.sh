@@ -2,8 +2,9 @@
 # slurm.sh — every script in slurm/ against a REAL Slurm: brings up a private one-host cluster
 # (tools/slurm-local.sh: munged, slurmctld, 4 slurmd virtual nodes) in a temporary folder,
 # submits each script with the tiny config tests/data/slurm-tiny.yaml (world size 4), waits with a
-# deadline, checks exit codes, report.json, where the ranks ran, the sweep's CSV, and the clear
-# failures of bad input (nothing submitted); then tears the cluster down by its PIDs.
+# deadline, checks exit codes, report.json, where the ranks ran, a run resumed from a checkpoint
+# (byte-identical to the uninterrupted one), the sweep's CSV, and the clear failures of bad input
+# (nothing submitted); then tears the cluster down by its PIDs.
 #
 #   bash tests/scripts/slurm.sh build/recdistill
 #
@@ -319,6 +320,37 @@ wait_job "$j4"
 check_report replay student student_raw
 jq -e '.jobs | has("teacher") | not' "$W/runs/replay/report.json" >/dev/null ||
     fail "replay run trained a teacher"
+
+# --- a stopped run resumed through Slurm ----------------------------------------------------------
+# The teacher alone, checkpointing every 10 steps, on 2 nodes; a second job on 2 nodes resumes from
+# a root holding only its step-30 checkpoint (as a job stopped after it would leave) and must end
+# exactly as the uninterrupted one: the same final dense.bin and table CRCs, the same metrics.
+sed -e 's/^  name: slurm-tiny$/  name: res/' -e '/role: student/d' \
+    -e 's/^ps:$/ps:\n  checkpoint_every: 10\n  checkpoint_keep: 100/' "$TINY" >"$W/res.yaml"
+grep -q "^  checkpoint_every: 10$" "$W/res.yaml" || fail "could not derive res.yaml from $TINY"
+jres="$(submit train-multinode.sbatch "$W/res.yaml" RD_TASKS_PER_NODE=1)"
+wait_job "$jres"
+RCK="$W/runs/res/ckpt/teacher"
+RFIN="$(ls -d "$RCK"/step-* | tail -n 1)"
+[ -d "$RCK/step-000000000030" ] && [ "$RFIN" != "$RCK/step-000000000030" ] ||
+    fail "res: no step-30 checkpoint before the last one: $(ls "$RCK")"
+mkdir -p "$W/resroot/teacher" && cp -r "$RCK/step-000000000030" "$W/resroot/teacher/"
+out="$(RD_TASKS_PER_NODE=1 "$SRC/slurm/train-multinode.sbatch" "$W/res.yaml" --out runs/res2 \
+    --resume "$W/resroot" 2>"$W/submit.err")" || fail "resume submission: $(cat "$W/submit.err")"
+[[ "$out" =~ ^submitted\ ([0-9]+)\ (.*)$ ]] || fail "resume submission printed '$out'"
+jres2="${BASH_REMATCH[1]}"
+wait_job "$jres2"
+grep -q "resumed from .*resroot/teacher/step-000000000030" "$W"/slurm-*-"$jres2".out ||
+    fail "the resumed job says nothing of its checkpoint: $(cat "$W"/slurm-*-"$jres2".out)"
+R2FIN="$W/runs/res2/ckpt/teacher/$(basename "$RFIN")"
+cmp -s "$RFIN/dense.bin" "$R2FIN/dense.bin" || fail "resumed through Slurm: dense.bin differs"
+cmp -s "$RFIN/MANIFEST" "$R2FIN/MANIFEST" || fail "resumed through Slurm: tables differ (MANIFEST CRCs)"
+cut -d, -f1-7 "$W/runs/res/teacher.metrics.csv" >"$W/res1.csv"
+cut -d, -f1-7 "$W/runs/res2/teacher.metrics.csv" >"$W/res2.csv"
+cmp -s "$W/res1.csv" "$W/res2.csv" || fail "resumed through Slurm: metrics differ: $(diff "$W/res1.csv" "$W/res2.csv")"
+[ "$(awk '{print $4}' "$W/runs/res2/placement.txt" | sort -u | wc -l)" -eq 2 ] ||
+    fail "the resumed run must span 2 nodes: $(cat "$W/runs/res2/placement.txt")"
+echo "a run stopped after step 30 resumed through Slurm on 2 nodes, exactly"
 
 # --- scaling sweep ---------------------------------------------------------------------------------
 cat >"$W/tiny.spec" <<EOF
