@@ -82,11 +82,14 @@ sed -e "s/^  name: slurm-tiny$/  name: replay/" -e '/role: teacher/d' \
 printf '\ndistill:\n  replay: true\n  target_log: runs/het/targets\n' >>"$W/replay.yaml"
 printf 'run: {name: bad\n' >"$W/bad.yaml"
 
-submit() { # script config [env...] -> job id on stdout
+submit() { # script config [VAR=value...] [-- train options...] -> job id on stdout
     local script="$1" cfg="$2" out
+    local -a envs=() opts=()
     shift 2
-    out="$(env "$@" "$SRC/slurm/$script" "$cfg" 2>"$W/submit.err")" ||
-        fail "$script $cfg: $(cat "$W/submit.err")"
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    [ $# -gt 0 ] && { shift; opts=("$@"); }
+    out="$(env "${envs[@]}" "$SRC/slurm/$script" "$cfg" "${opts[@]}" 2>"$W/submit.err")" ||
+        fail "$script $cfg ${opts[*]}: $(cat "$W/submit.err")"
     [[ "$out" =~ ^submitted\ ([0-9]+)\ (.*)$ ]] || fail "$script printed '$out'"
     echo "${BASH_REMATCH[1]}"
 }
@@ -335,10 +338,8 @@ RFIN="$(ls -d "$RCK"/step-* | tail -n 1)"
 [ -d "$RCK/step-000000000030" ] && [ "$RFIN" != "$RCK/step-000000000030" ] ||
     fail "res: no step-30 checkpoint before the last one: $(ls "$RCK")"
 mkdir -p "$W/resroot/teacher" && cp -r "$RCK/step-000000000030" "$W/resroot/teacher/"
-out="$(RD_TASKS_PER_NODE=1 "$SRC/slurm/train-multinode.sbatch" "$W/res.yaml" --out runs/res2 \
-    --resume "$W/resroot" 2>"$W/submit.err")" || fail "resume submission: $(cat "$W/submit.err")"
-[[ "$out" =~ ^submitted\ ([0-9]+)\ (.*)$ ]] || fail "resume submission printed '$out'"
-jres2="${BASH_REMATCH[1]}"
+jres2="$(submit train-multinode.sbatch "$W/res.yaml" RD_TASKS_PER_NODE=1 -- --out runs/res2 \
+    --resume "$W/resroot")"
 wait_job "$jres2"
 grep -q "resumed from .*resroot/teacher/step-000000000030" "$W"/slurm-*-"$jres2".out ||
     fail "the resumed job says nothing of its checkpoint: $(cat "$W"/slurm-*-"$jres2".out)"
