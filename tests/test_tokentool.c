@@ -108,17 +108,25 @@ static int find_cli(void) {
     return access(g_rd, X_OK) == 0;
 }
 
+// A new empty fp32 store of `shards` shards at dir, open (the caller destroys it).
+static rd_token_store *create_store(const char *dir, int shards) {
+    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, shards, 0, 0, 4096, 1, 0, 0};
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    return s;
+}
+
 static void test_tokens_cli(void **state) {
     (void)state;
     if (!find_cli())
         skip();
     char dir[300], out[1 << 16];
     snprintf(dir, sizeof dir, "%s/store", g_root);
-    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 1, 0, 0, 4096, 1, 0, 0};
-    rd_token_store *s = NULL;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    rd_token_store *s = create_store(dir, 1);
     rd_token_store_destroy(s); // never fork with an open env
     fflush(NULL);
     pid_t pid = fork();
@@ -268,11 +276,9 @@ static void test_compact_out_parents(void **state) {
     (void)state;
     char dir[300], shard[340], out[400], top[300], keep[300], cmd[700];
     snprintf(dir, sizeof dir, "%s/store2", g_root);
-    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 2, 0, 0, 4096, 1, 0, 0};
-    rd_token_store *s = NULL;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    rd_token_store *s = create_store(dir, 2);
     rd_token_store_destroy(s);
     // 1. Success: parents made and kept, a store that verifies.
     snprintf(out, sizeof out, "%s/ok1/ok2/copy", g_root);
@@ -319,11 +325,9 @@ static void test_store_writer_lock(void **state) {
     char dir[300], copy[320], out[1 << 14];
     snprintf(dir, sizeof dir, "%s/locked", g_root);
     snprintf(copy, sizeof copy, "%s/locked-copy", g_root);
-    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 2, 0, 0, 4096, 1, 0, 0};
-    rd_token_store *s = NULL;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    rd_token_store *s = create_store(dir, 2);
     uint64_t users[BATCH], ids[BATCH];
     int64_t ts[BATCH];
     float tok[BATCH * DIM];
@@ -405,11 +409,9 @@ static void test_users_and_empty_fetch(void **state) {
         skip();
     char dir[300], out[1 << 14];
     snprintf(dir, sizeof dir, "%s/users", g_root);
-    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 2, 0, 0, 4096, 1, 0, 0};
-    rd_token_store *s = NULL;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    rd_token_store *s = create_store(dir, 2);
     // User 100 + u has u + 1 records at times 1000 * u + 10 .. (u + 1 of them, step 10).
     enum { NU = 5 };
     uint64_t users[BATCH], ids[BATCH];
@@ -514,11 +516,7 @@ static void test_wrong_folder(void **state) {
         skip();
     char store[300], ck[300], runf[300], file[300], out[4096], cmd[2400];
     snprintf(store, sizeof store, "%s/wf_store", g_root);
-    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 1, 0, 0, 4096, 1, 0, 0};
-    rd_token_store *s = NULL;
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    assert_int_equal(rd_token_store_create(store, &co, &s, &eb), RD_OK);
+    rd_token_store *s = create_store(store, 1);
     rd_token_store_destroy(s);
     // A table checkpoint's layout (the MANIFEST need not be valid: the layout tells), a run
     // folder holding one job's checkpoint, a file.
