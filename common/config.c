@@ -385,6 +385,8 @@ static const ck_key tokens_keys[] = {
     K_U64(rd_tokens_config, "map_size", map_size, 1048576.0, 17592186044416.0, CK_BYTES, "64MiB"),
     K_INT(rd_tokens_config, "append_batch", append_batch, 1, 1 << 24, 0, "4096"),
     K_ENUM(rd_tokens_config, "huge_pages", huge_pages, huge_modes, 0, "auto"),
+    K_BOOL(rd_tokens_config, "sit_pairs", sit_pairs, "false"),
+    K_BOOL(rd_tokens_config, "sit_item_code", sit_item_code, "false"),
 };
 TABLE(tokens_desc, rd_tokens_config, tokens_keys);
 
@@ -1936,6 +1938,9 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             if (strcmp(cfg->tokens.side[j], cfg->tokens.side[k]) == 0)
                 return verr(v, p, "'%s' is listed twice", cfg->tokens.side[k]);
     }
+    if (cfg->tokens.sit_pairs && !cfg->tokens.sit_labels)
+        return verr(v, "tokens.sit_pairs",
+                    "needs tokens.sit_labels (the pairs are where the labels go)");
     if (cfg->tokens.side_residual && !cfg->tokens.n_side)
         return verr(v, "tokens.side_residual",
                     "needs tokens.side (the fields it takes residuals of)");

@@ -1238,6 +1238,8 @@ static void test_errors_csv(void **state) {
     }
     expect_error(TOK_M "tokens: {side_residual: true}\n" FB_CSV,
                  "t.yaml:", "tokens.side_residual: needs tokens.side");
+    expect_error(TOK_M "tokens: {sit_labels: false, sit_pairs: true}\n" FB_CSV,
+                 "t.yaml:", "tokens.sit_pairs: needs tokens.sit_labels");
 #undef TOK_M
 #undef FB_CSV
     // ... but hour and weekday come from the timestamp of every source.

@@ -508,6 +508,7 @@ typedef struct sbatch {
     uint8_t *slab;
     float *labels, *weights, *prev;
     uint32_t glen[16], nprev[16];
+    uint64_t items[16], pitems[16 * 8]; // item keys of the rows and of prev (sit_item_code)
 } sbatch;
 
 static void sb_make(sbatch *t, const rd_source *s, size_t B, uint64_t seed) {
@@ -552,6 +553,17 @@ static void sb_make(sbatch *t, const rd_source *s, size_t B, uint64_t seed) {
     t->prev = zerov(16 * (T > 1 ? T - 1 : 1) * s->dim);
     for (size_t i = 0; i < 16 * (T > 1 ? T - 1 : 1) * s->dim; i++)
         t->prev[i] = (float)rd_rng_uniform(&r);
+    // Item keys from a stream of their own (the draws above stay those of every test), few
+    // enough that some repeat; given always, read only with sit_item_code.
+    rd_rng ri;
+    rd_rng_seed(&ri, seed ^ 0x6974656dULL);
+    assert_true(B <= 16 && (T > 1 ? T - 1 : 1) <= 8);
+    for (size_t i = 0; i < 16; i++)
+        t->items[i] = 1000 + rd_rng_below(&ri, 4);
+    for (size_t i = 0; i < 16 * 8; i++)
+        t->pitems[i] = 1000 + rd_rng_below(&ri, 4);
+    t->sb.item_keys = t->items;
+    t->sb.prev_items = t->pitems;
 }
 
 static void sb_free(sbatch *t) {
@@ -646,9 +658,14 @@ static void fd_source(rd_source *s, sbatch *t) {
     free(gr[1]);
 }
 
-static void fd_user_order_streaming(int sit_labels) {
+// labels: 0 none, 1 tokens.sit_labels (shifted), 2 sit_labels + sit_pairs, 3 those and
+// sit_item_code.
+static void fd_user_order_streaming(int labels) {
     rd_config *cfg = make_cfg(2, 4, 2, 8);
+    int sit_labels = labels > 0;
     cfg->tokens.sit_labels = sit_labels;
+    cfg->tokens.sit_pairs = labels >= 2;
+    cfg->tokens.sit_item_code = labels == 3;
     rd_source *s = build(cfg, 8, 2);
     assert_non_null(rd_source_find_tensor(s, "sit.block1.fcprojw"));
     assert_true(!rd_source_find_tensor(s, "sit.prev_label") == !sit_labels);
@@ -707,10 +724,15 @@ static void test_fd_temporal(void **state) {
 
 // A window of T new instances vs. its last instance with the first T - 1 tokens frozen.
 // With sit_labels the frozen prefix carries its labels, so both see the same label inputs.
-static void streaming_equals_batch(int sit_labels) {
+// labels: 0 none, 1 sit_labels (shifted), 2 sit_labels + sit_pairs, 3 those and sit_item_code
+// (the frozen prefix then carries its items as well).
+static void streaming_equals_batch(int labels) {
     size_t T = 4;
     rd_config *cfg = make_cfg(2, (int)T, 2, 4);
+    int sit_labels = labels > 0;
     cfg->tokens.sit_labels = sit_labels;
+    cfg->tokens.sit_pairs = labels >= 2;
+    cfg->tokens.sit_item_code = labels == 3;
     rd_source *s = build(cfg, T, 2);
     rd_model *m = s->backbone;
     size_t d = s->dim;
@@ -746,6 +768,8 @@ static void streaming_equals_batch(int sit_labels) {
     st.prev_tokens = tok; // rows 0..T-2 of the batch's tokens: exactly the (1, T - 1, d) layout
     st.n_prev = &nprev;
     st.prev_labels = sit_labels ? t.labels : NULL; // their labels, row for row
+    st.item_keys = t.items + (T - 1);
+    st.prev_items = t.items; // and their items
     float tok_copy[16];
     memcpy(tok_copy, tok, sizeof tok_copy);
     fwd_bwd(s, &st);
@@ -771,8 +795,8 @@ static void streaming_equals_batch(int sit_labels) {
     const rd_model_tensor *w0 = rd_model_find_tensor(m, "backbone.l0.w");
     assert_non_null(w0);
     assert_true(rel_diff(gm_b + w0->offset, m->grads + w0->offset, w0->n) > 1e-3);
-    print_message("streaming vs batch (sit_labels %d): %d tensors equal, %d differ (bottleneck)\n",
-                  sit_labels, same, differ);
+    print_message("streaming vs batch (labels %d): %d tensors equal, %d differ (bottleneck)\n",
+                  labels, same, differ);
     free(gs_b);
     free(gm_b);
     sb_free(&t);
@@ -790,20 +814,114 @@ static void test_streaming_equals_batch_labels(void **state) {
     streaming_equals_batch(1);
 }
 
+static void test_streaming_equals_batch_pairs(void **state) {
+    (void)state;
+    streaming_equals_batch(2);
+}
+
+static void test_streaming_equals_batch_item_code(void **state) {
+    (void)state;
+    streaming_equals_batch(3);
+}
+
 // sit_labels: every tensor (the label embeddings included) against finite differences.
 static void test_fd_sit_labels(void **state) {
     (void)state;
     fd_user_order_streaming(1);
 }
 
+// sit_pairs: the same, with two SIT positions per instance (the labelled one's gradient reaches
+// the instance's token too).
+static void test_fd_sit_pairs(void **state) {
+    (void)state;
+    fd_user_order_streaming(2);
+}
+
+// sit_item_code adds constants to the SIT input: the gradients stay right.
+static void test_fd_sit_item_code(void **state) {
+    (void)state;
+    fd_user_order_streaming(3);
+}
+
+// The item code: +-RD_SOURCE_ITEM_CODE, a function of the key alone, different keys differ.
+// In the SIT, an instance's item reaches its own logit and the later ones only (frozen items:
+// all of the group's); without sit_item_code no item key reaches a logit.
+static void test_sit_item_code(void **state) {
+    (void)state;
+    float a[70], b[70], c[70];
+    rd_source_item_code(a, 42, 70);
+    rd_source_item_code(b, 42, 70);
+    rd_source_item_code(c, 43, 70);
+    assert_memory_equal(a, b, sizeof a);
+    int diff = 0, diff_hi = 0;
+    for (int k = 0; k < 70; k++) {
+        assert_true(fabsf(a[k]) == RD_SOURCE_ITEM_CODE);
+        diff += a[k] != c[k];
+        diff_hi += k >= 64 && a[k] != c[k];
+    }
+    assert_true(diff > 10 && diff_hi > 0);
+    for (int on = 0; on <= 1; on++) {
+        rd_config *cfg = make_cfg(2, 4, 1, 8);
+        cfg->tokens.sit_labels = 1;
+        cfg->tokens.sit_pairs = 1;
+        cfg->tokens.sit_item_code = on;
+        rd_source *s = build(cfg, 8, 2);
+        sbatch t;
+        sb_make(&t, s, 3, 9);
+        float plab[3] = {1, 0, 1};
+        t.glen[0] = 3;
+        t.nprev[0] = 1;
+        t.sb.n_groups = 1;
+        t.sb.group_len = t.glen;
+        t.sb.prev_tokens = t.prev;
+        t.sb.n_prev = t.nprev;
+        t.sb.prev_labels = plab;
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        float base[3], z[3];
+        assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_OK);
+        memcpy(base, s->logits, sizeof base);
+        for (int k = 0; k <= 3; k++) { // k = 3: the frozen token's item
+            uint64_t *it = k < 3 ? &t.items[k] : &t.pitems[0];
+            uint64_t keep = *it;
+            *it = 7777;
+            assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_OK);
+            memcpy(z, s->logits, sizeof z);
+            *it = keep;
+            for (int r = 0; r < 3; r++) {
+                if (on && (k == 3 || r >= k))
+                    assert_true(fabsf(z[r] - base[r]) > 1e-7f);
+                else
+                    assert_float_equal(z[r], base[r], 0.0f);
+            }
+        }
+        if (on) { // the keys are required
+            t.sb.item_keys = NULL;
+            assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_ERR_ARG);
+            assert_non_null(strstr(eb.msg, "item_keys"));
+            t.sb.item_keys = t.items;
+            t.sb.prev_items = NULL;
+            rd_errbuf_clear(&eb);
+            assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_ERR_ARG);
+            assert_non_null(strstr(eb.msg, "prev_items"));
+        }
+        sb_free(&t);
+        rd_source_destroy(s);
+        free(cfg);
+    }
+}
+
 // sit_labels never shows an instance its own label: flipping the label of a group's last instance
 // leaves every logit unchanged, flipping an earlier one changes the later logits only; flipping a
 // frozen token's label changes the group's logits. Without sit_labels no label reaches a logit.
+// The same with sit_pairs (mode 2), where each label sits in its own instance's second slot.
 static void test_sit_labels_causal(void **state) {
     (void)state;
-    for (int on = 0; on <= 1; on++) {
+    for (int mode = 0; mode <= 2; mode++) {
+        int on = mode > 0;
         rd_config *cfg = make_cfg(2, 4, 1, 8);
         cfg->tokens.sit_labels = on;
+        cfg->tokens.sit_pairs = mode == 2;
         rd_source *s = build(cfg, 8, 2);
         sbatch t;
         sb_make(&t, s, 3, 9);
@@ -945,6 +1063,9 @@ static void test_errors(void **state) {
     cfg->tokens.scheme = 3;
     expect_create_error(cfg, "tokens.scheme 3");
     cfg->tokens.scheme = 2;
+    cfg->tokens.sit_pairs = 1; // make_cfg leaves sit_labels off
+    expect_create_error(cfg, "sit_pairs needs tokens.sit_labels");
+    cfg->tokens.sit_pairs = 0;
     cfg->tokens.dim = 6;
     rd_source_opts o = {.tables = cfg->ps.tables, .n_tables = 2, .max_batch = 4, .sit_heads = 4};
     rd_source *s = NULL;
@@ -1289,6 +1410,11 @@ int main(void) {
         cmocka_unit_test(test_fd_sit_labels),
         cmocka_unit_test(test_sit_labels_causal),
         cmocka_unit_test(test_streaming_equals_batch_labels),
+        cmocka_unit_test(test_fd_sit_pairs),
+        cmocka_unit_test(test_streaming_equals_batch_pairs),
+        cmocka_unit_test(test_fd_sit_item_code),
+        cmocka_unit_test(test_sit_item_code),
+        cmocka_unit_test(test_streaming_equals_batch_item_code),
         cmocka_unit_test(test_streaming_equals_batch),
         cmocka_unit_test(test_temporal_equals_user_t1),
         cmocka_unit_test(test_no_alloc_in_step),

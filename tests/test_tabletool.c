@@ -837,6 +837,20 @@ static void test_dense_identity(void **state) {
     cfg->tokens.sit_layers = 2;
     cfg->tokens.map_size <<= 1; // not a build setting
     assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_OK);
+    // sit_pairs and sit_item_code (hashed only when set): each changes the tokens, and the two
+    // are not the same change.
+    rd_train_pos tp, tc;
+    memset(&tp, 0, sizeof tp);
+    memset(&tc, 0, sizeof tc);
+    cfg->tokens.sit_pairs = 1;
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &tp);
+    cfg->tokens.sit_pairs = 0;
+    cfg->tokens.sit_item_code = 1;
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &tc);
+    cfg->tokens.sit_item_code = 0;
+    assert_true(tp.tokens_hash != tc.tokens_hash);
     mc->tokens.scheme = 0;
     // The config hash: the message says which part differs.
     cfg->run.seed = 6;

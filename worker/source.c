@@ -230,7 +230,8 @@ typedef struct init_spec {
 struct rd__source_priv {
     float *acts; // activation slab
     init_spec *inits;
-    size_t *row_pos; // (max_batch) position g * T + p of each new instance in the SIT tensors
+    size_t *row_pos; // (max_batch) position g * slots + p of each new instance in the SIT tensors
+                     // (its unlabelled slot with sit_pairs; its labelled one is the next)
     int act;         // rd_act_kind of the backbone model (decompress and head use it too)
     int sit_on;      // scheme 2 with sit_layers > 0
 
@@ -241,15 +242,17 @@ struct rd__source_priv {
     rd_mlp_weights dec_p, dec_g, head_p, head_g;
     rd_source_sit_weights sit_p, sit_g;
     float *lab_p, *lab_g; // (3, d) SIT label embeddings: 0, 1, unknown (sit_labels only)
-    rd_seq_dims sd;       // SIT dims (B = groups of the batch)
-    uint8_t *sit_lab;     // (max_groups, T) label index added at each SIT position (sit_labels)
+    rd_seq_dims sd;       // SIT dims (B = groups of the batch, T = slots)
+    size_t slots;         // SIT positions per group: T, or 2 T with sit_pairs
+    uint8_t *sit_lab;     // (max_groups, slots) label index added at each SIT position
+    float *code;          // (d) scratch: one item code (sit_item_code)
 
     // Activations
     const float *h; // (B, Hd) backbone output (inside the backbone's slab)
     float *pre;     // (B, d) bottleneck pre-activation
-    float *sit_in;  // (G, T, d)
-    float *mask;    // (G, T)
-    float *sit_out; // (G, T, d)
+    float *sit_in;  // (G, slots, d)
+    float *mask;    // (G, slots)
+    float *sit_out; // (G, slots, d)
     rd_source_sit_acts sit_a;
     float *ysit;    // (B, d) SIT outputs at the new instances
     const float *y; // = ysit or s->tokens
@@ -259,8 +262,8 @@ struct rd__source_priv {
     // Backward scratch
     float *ddec;     // (B, Hd)
     float *dy;       // (B, d)
-    float *dsit_out; // (G, T, d)
-    float *dsit_in;  // (G, T, d)
+    float *dsit_out; // (G, slots, d)
+    float *dsit_in;  // (G, slots, d)
     rd_source_sit_scratch sit_s;
     float *dtok; // (B, d)
     float *dpre; // (B, d)
@@ -340,7 +343,7 @@ static void layout_mlp(builder *bd,
 static void layout(builder *bd) {
     rd_source *s = bd->s;
     rd__source_priv *p = bd->p;
-    size_t B = s->max_batch, G = s->max_groups, T = s->window, d = s->dim, Hd = s->hidden;
+    size_t B = s->max_batch, G = s->max_groups, T = p->slots, d = s->dim, Hd = s->hidden;
     // Tensor order: bottleneck, decompress, head, then the SIT, so that a temporal model and a
     // user-order model without SIT have the same tensors at the same indices (same init).
     param(bd, &p->bw_p, &p->bw_g, d * Hd, INIT_NORMAL, fan_std(Hd), "bottleneck.w");
@@ -392,6 +395,7 @@ static void layout(builder *bd) {
         p->sit_a.lnf_mean = act(bd, GT);
         p->sit_a.lnf_rstd = act(bd, GT);
         p->sit_in = act(bd, GT * C);
+        p->code = act(bd, C);
         p->mask = act(bd, GT);
         p->sit_out = act(bd, GT * C);
         p->ysit = act(bd, B * C);
@@ -473,6 +477,10 @@ int rd_source_create(const rd_config *cfg,
     if (tc->sit_layers < 0 || tc->sit_layers > RD_SOURCE_MAX_SIT)
         return rd_err_set(eb, RD_ERR_CONFIG, "tokens.sit_layers %d not in 0..%d", tc->sit_layers,
                           RD_SOURCE_MAX_SIT);
+    if (tc->sit_pairs && !tc->sit_labels)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "tokens.sit_pairs needs tokens.sit_labels (the pairs are where the "
+                          "labels go)");
     if (opts->max_batch < 1)
         return rd_err_set(eb, RD_ERR_CONFIG, "source model: max batch must be >= 1");
     size_t d = (size_t)tc->dim;
@@ -512,14 +520,17 @@ int rd_source_create(const rd_config *cfg,
     s->sit_layers = tc->scheme == 2 ? (size_t)tc->sit_layers : 0;
     s->sit_heads = NH;
     s->sit_labels = s->sit_layers > 0 && tc->sit_labels;
+    s->sit_pairs = s->sit_labels && tc->sit_pairs;
+    s->sit_item_code = s->sit_layers > 0 && tc->sit_item_code;
     s->hidden = rd_model_hidden_dim(s->backbone);
     s->max_batch = opts->max_batch;
     s->max_groups = opts->max_groups > 0 && opts->max_groups < opts->max_batch ? opts->max_groups
                                                                                : opts->max_batch;
     s->opt_slots = opts->opt_slots;
     p->sit_on = s->sit_layers > 0;
+    p->slots = s->window * (s->sit_pairs ? 2 : 1);
     p->sd = (rd_seq_dims){
-        .B = 0, .T = s->window, .C = d, .NH = NH, .E = 0, .H = 0, .causal = 1, .act = p->act};
+        .B = 0, .T = p->slots, .C = d, .NH = NH, .E = 0, .H = 0, .causal = 1, .act = p->act};
     p->dec_shape = (rd_mlp_shape){.n = 1, .act = p->act, .act_last = p->act};
     p->dec_shape.dims[0] = d;
     p->dec_shape.dims[1] = s->hidden;
@@ -549,7 +560,7 @@ int rd_source_create(const rd_config *cfg,
     p->inits = rd_calloc((size_t)s->n_tensors, sizeof *p->inits);
     p->row_pos = rd_calloc(s->max_batch, sizeof *p->row_pos);
     if (s->sit_labels)
-        p->sit_lab = rd_calloc(s->max_groups * s->window, 1);
+        p->sit_lab = rd_calloc(s->max_groups * p->slots, 1);
     if (!s->params || !s->grads || (s->opt_slots > 0 && !s->opt_state) || !p->acts || !s->tensors ||
         !p->inits || !p->row_pos || (s->sit_labels && !p->sit_lab)) {
         rc = rd_err_set(eb, RD_ERR_NOMEM,
@@ -657,10 +668,17 @@ int rd_source_check_batch(const rd_source *s, const rd_source_batch *b, rd_errbu
                               sum, B);
         if (b->prev_labels && !b->prev_tokens)
             return rd_err_set(eb, RD_ERR_ARG, "source batch: prev_labels without prev_tokens");
+        if (s->sit_item_code && b->prev_tokens && !b->prev_items)
+            return rd_err_set(eb, RD_ERR_ARG,
+                              "source batch: prev_tokens without prev_items (tokens.sit_item_code "
+                              "needs the item of every frozen token)");
     } else if (b->prev_tokens || b->n_prev || b->group_len || b->prev_labels) {
         return rd_err_set(eb, RD_ERR_ARG,
                           "source batch: group arrays given with n_groups = 0 (set n_groups)");
     }
+    if (s->sit_item_code && !b->item_keys)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "source batch: item_keys NULL (tokens.sit_item_code needs them)");
     if (b->loss_weights)
         for (size_t i = 0; i < B; i++)
             if (!(b->loss_weights[i] >= 0.0f) || !isfinite(b->loss_weights[i]))
@@ -672,53 +690,82 @@ int rd_source_check_batch(const rd_source *s, const rd_source_batch *b, rd_errbu
 // ---------------------------------------------------------------------------------------------
 // Forward / backward
 
+void rd_source_item_code(float *code, uint64_t item_key, size_t d) {
+    uint64_t h = rd_hash64(&item_key, sizeof item_key, 0x6974656d636f6465ULL); // "itemcode"
+    for (size_t k = 0; k < d; k++) {
+        if (k % 64 == 0 && k > 0)
+            h = rd_hash64(&h, sizeof h, (uint64_t)k);
+        code[k] = (h >> (k % 64)) & 1 ? RD_SOURCE_ITEM_CODE : -RD_SOURCE_ITEM_CODE;
+    }
+}
+
 // Build the SIT input: per group [the most recent frozen tokens | the group's new tokens |
-// padding], the mask, and each new instance's position. @return the number of groups.
+// padding], the mask, and each new instance's position. With sit_pairs every instance takes two
+// slots, [token + e_unknown, token + e_label]: the first is its own position (its logit reads
+// it), the second is seen only by the slots after it, i.e. by later instances. @return the
+// number of groups.
 static size_t sit_assemble(rd_source *s, const rd_source_batch *b) {
     rd__source_priv *p = s->priv;
-    size_t B = b->base.B, T = s->window, d = s->dim;
+    size_t B = b->base.B, T = s->window, d = s->dim, S = p->slots, w = s->sit_pairs ? 2 : 1;
     size_t G = b->n_groups > 0 ? b->n_groups : B;
-    memset(p->sit_in, 0, G * T * d * sizeof(float));
-    memset(p->mask, 0, G * T * sizeof(float));
+    memset(p->sit_in, 0, G * S * d * sizeof(float));
+    memset(p->mask, 0, G * S * sizeof(float));
     size_t row = 0;
     for (size_t g = 0; g < G; g++) {
         size_t n = b->n_groups > 0 ? b->group_len[g] : 1;
         size_t P = 0;
-        float *x = p->sit_in + g * T * d;
+        float *x = p->sit_in + g * S * d;
+        const float *pl = b->prev_tokens && b->prev_labels ? b->prev_labels + g * (T - 1) : NULL;
+        size_t have = b->prev_tokens ? b->n_prev[g] : 0, first = row;
         if (b->prev_tokens) {
-            size_t have = b->n_prev[g];
             P = have < T - n ? have : T - n;
-            memcpy(x, b->prev_tokens + (g * (T - 1) + (have - P)) * d, P * d * sizeof(float));
+            for (size_t k = 0; k < P; k++)
+                for (size_t c = 0; c < w; c++)
+                    memcpy(x + (k * w + c) * d, b->prev_tokens + (g * (T - 1) + have - P + k) * d,
+                           d * sizeof(float));
         }
         for (size_t k = 0; k < n; k++, row++) {
-            p->row_pos[row] = g * T + P + k;
-            memcpy(x + (P + k) * d, s->tokens + row * d, d * sizeof(float));
+            p->row_pos[row] = g * S + (P + k) * w;
+            for (size_t c = 0; c < w; c++)
+                memcpy(x + ((P + k) * w + c) * d, s->tokens + row * d, d * sizeof(float));
         }
-        for (size_t t = 0; t < P + n; t++)
-            p->mask[g * T + t] = 1.0f;
-        if (s->sit_labels) {
-            // Position t reads the label of position t - 1: of the frozen token before it (the
-            // one just before the used prefix for t = 0, when the caller gave labels), or of the
-            // group's previous new instance. Never its own.
-            const float *pl =
-                b->prev_tokens && b->prev_labels ? b->prev_labels + g * (T - 1) : NULL;
-            size_t have = b->prev_tokens ? b->n_prev[g] : 0, first = row - n;
-            uint8_t *li = p->sit_lab + g * T;
-            for (size_t t = 0; t < P + n; t++) {
-                uint8_t l = 2;
-                if (t < P + 1) {
-                    size_t k = have - P + t; // index + 1 of the frozen token before position t
-                    if (pl && k >= 1)
-                        l = pl[k - 1] > 0.5f ? 1 : 0;
-                } else {
-                    l = b->base.labels[first + (t - 1 - P)] > 0.5f ? 1 : 0;
+        for (size_t t = 0; t < (P + n) * w; t++)
+            p->mask[g * S + t] = 1.0f;
+        if (s->sit_item_code)
+            for (size_t i = 0; i < P + n; i++) {
+                uint64_t key =
+                    i < P ? b->prev_items[g * (T - 1) + have - P + i] : b->item_keys[first + i - P];
+                rd_source_item_code(p->code, key, d);
+                for (size_t c = 0; c < w; c++) {
+                    float *xt = x + (i * w + c) * d;
+                    for (size_t k = 0; k < d; k++)
+                        xt[k] += p->code[k];
                 }
-                li[t] = l;
-                const float *e = p->lab_p + (size_t)l * d;
-                float *xt = x + t * d;
-                for (size_t k = 0; k < d; k++)
-                    xt[k] += e[k];
             }
+        if (!s->sit_labels)
+            continue;
+        // lab(i) = the label of instance i of the sequence (frozen ones from prev_labels, 2 =
+        // unknown). Shifted: slot t reads lab(t - 1) (of the frozen token before the used prefix
+        // for t = 0); pairs: slot 2i reads 2, slot 2i + 1 reads lab(i).
+        uint8_t *li = p->sit_lab + g * S;
+        for (size_t t = 0; t < (P + n) * w; t++) {
+            size_t i = s->sit_pairs ? t / 2 : t; // the instance of slot t
+            int shifted = !s->sit_pairs, labelled = s->sit_pairs && t % 2 == 1;
+            uint8_t l = 2;
+            if (shifted || labelled) {
+                // the instance whose label slot t reads, as an index + 1 into [frozen | new]
+                // counted from the first frozen token the caller gave (have - P before the prefix)
+                size_t k = have - P + i + (labelled ? 1 : 0);
+                if (k >= 1 && k <= have)
+                    l = pl ? (pl[k - 1] > 0.5f ? 1 : 0) : 2;
+                else if (k > have)
+                    l = b->base.labels[first + (k - 1 - have)] > 0.5f ? 1 : 0;
+            }
+            li[t] = l;
+            const float *e = p->lab_p + (size_t)l * d;
+            float *xt = x + t * d;
+            for (size_t c = 0; c < d; c++)
+                xt[c] += e[c];
         }
     }
     RD_ASSERT(row == B);
@@ -800,7 +847,7 @@ int rd_source_backward(rd_source *s, const rd_source_batch *b, rd_errbuf *eb) {
     //    their input gradient is kept: the frozen prefix gets none.
     const float *dtok = p->dy;
     if (p->sit_on) {
-        size_t G = p->fwd_G, T = s->window;
+        size_t G = p->fwd_G, T = p->slots;
         rd_seq_dims sd = p->sd;
         sd.B = G;
         memset(p->dsit_out, 0, G * T * d * sizeof(float));
@@ -809,8 +856,14 @@ int rd_source_backward(rd_source *s, const rd_source_batch *b, rd_errbuf *eb) {
         memset(p->dsit_in, 0, G * T * d * sizeof(float));
         rd_source_sit_backward(p->dsit_in, &p->sit_g, &p->sit_s, p->dsit_out, p->sit_in, p->mask,
                                &p->sit_a, &p->sit_p, &sd, s->sit_layers);
-        for (size_t r = 0; r < B; r++)
+        for (size_t r = 0; r < B; r++) {
             memcpy(p->dtok + r * d, p->dsit_in + p->row_pos[r] * d, d * sizeof(float));
+            if (s->sit_pairs) { // the instance's labelled slot, right after its own
+                const float *g2 = p->dsit_in + (p->row_pos[r] + 1) * d;
+                for (size_t k = 0; k < d; k++)
+                    p->dtok[r * d + k] += g2[k];
+            }
+        }
         if (s->sit_labels)
             for (size_t i = 0; i < G * T; i++) {
                 if (p->mask[i] == 0.0f)
@@ -869,7 +922,8 @@ typedef struct driver {
     uint32_t *ucnt; // (n_users) events of each user in the batch being formed
     // Frozen prefix fetched from the store, and appends
     float *prev;
-    float *prev_lab; // (B, T - 1) labels of prev
+    float *prev_lab;               // (B, T - 1) labels of prev
+    uint64_t *prev_items, *bitems; // (B, T - 1) items of prev; (B) of the batch (sit_item_code)
     uint32_t *n_found;
     uint64_t *users, *items, *ids;
     int64_t *ts;
@@ -908,6 +962,8 @@ static void driver_free(driver *dv) {
     rd_free(dv->ucnt);
     rd_free(dv->prev);
     rd_free(dv->prev_lab);
+    rd_free(dv->prev_items);
+    rd_free(dv->bitems);
     rd_free(dv->tside);
     for (int k = 0; k < RD_MAX_TOKEN_SIDE; k++)
         rd_free(dv->side_mean[k]);
@@ -996,6 +1052,8 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
     size_t Tm1 = dv->T > 1 ? dv->T - 1 : 1;
     dv->prev = rd_calloc(B * Tm1 * dv->d, sizeof(float));
     dv->prev_lab = rd_calloc(B * Tm1, sizeof(float));
+    dv->prev_items = rd_calloc(B * Tm1, sizeof(uint64_t));
+    dv->bitems = rd_calloc(B, sizeof(uint64_t));
     dv->n_found = rd_calloc(B, sizeof(uint32_t));
     dv->users = rd_calloc(B, sizeof(uint64_t));
     dv->items = rd_calloc(B, sizeof(uint64_t));
@@ -1021,8 +1079,8 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
     dv->pred = rd_calloc(B, sizeof(float));
     dv->plab = rd_calloc(B, sizeof(float));
     if (!dv->scratch || (nn && !dv->numeric) || !dv->labels || !dv->rec || !dv->glen || !dv->ucnt ||
-        !dv->prev || !dv->prev_lab || !dv->n_found || !dv->users || !dv->items || !dv->ids ||
-        !dv->ts || !dv->tlabels || !dv->pred || !dv->plab)
+        !dv->prev || !dv->prev_lab || !dv->prev_items || !dv->bitems || !dv->n_found ||
+        !dv->users || !dv->items || !dv->ids || !dv->ts || !dv->tlabels || !dv->pred || !dv->plab)
         return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
     return RD_OK;
 }
@@ -1276,6 +1334,11 @@ static int run_step(driver *dv,
         sb.n_groups = dv->G;
         sb.group_len = dv->glen;
     }
+    if (src->sit_item_code) {
+        for (size_t b = 0; b < B; b++)
+            dv->bitems[b] = rd_dataset_record(dv->ds, dv->rec[b])->item_key;
+        sb.item_keys = dv->bitems;
+    }
     if (src->scheme == 2 && streaming && dv->T > 1) {
         // The frozen prefix of each group: its user's tokens strictly before its first event.
         size_t row = 0;
@@ -1287,12 +1350,14 @@ static int run_step(driver *dv,
         }
         rd_token_fetch_out fo = {.tokens = dv->prev,
                                  .labels = src->sit_labels ? dv->prev_lab : NULL,
+                                 .items = src->sit_item_code ? dv->prev_items : NULL,
                                  .n_found = dv->n_found};
         rc = dv->io.fetch(dv->io.ctx, dv->G, dv->users, dv->ts, dv->T - 1, &fo, eb);
         if (rc != RD_OK)
             return rc;
         sb.prev_tokens = dv->prev;
         sb.prev_labels = src->sit_labels ? dv->prev_lab : NULL;
+        sb.prev_items = src->sit_item_code ? dv->prev_items : NULL;
         sb.n_prev = dv->n_found;
         for (size_t g = 0; g < dv->G; g++) {
             size_t room = dv->T - dv->glen[g];

@@ -168,6 +168,12 @@ static uint64_t tokens_part(const rd_config *cfg) {
     for (int i = 0; i < t->n_side; i++)
         h = rd_hash_str(t->side[i], h);
     h = rd_hash64(&t->side_residual, sizeof t->side_residual, h);
+    // Keys added later enter only when set (stores built before them keep their identity), each
+    // by its name (two such flags must not hash alike).
+    if (t->sit_pairs)
+        h = rd_hash_str("sit_pairs", h);
+    if (t->sit_item_code)
+        h = rd_hash_str("sit_item_code", h);
     return h ? h : 1;
 }
 
@@ -321,12 +327,12 @@ int rd_train_ckpt_check(const char *dir,
                           order_name(ck->order), run->job_ranks, run->batch_size,
                           order_name(run->order));
     if ((what & RD_TRAIN_CKPT_CHECK_TOKENS) && ck->tokens_hash != run->tokens_hash)
-        return rd_err_set(eb, RD_ERR_SCHEMA,
-                          "%s was trained on tokens built with other settings (tokens.window, "
-                          "sit_layers, scheme, batch_order, sit_labels, dim, dtype, side or the "
-                          "source model differ; token hash %016llx, this run's %016llx)",
-                          dir, (unsigned long long)ck->tokens_hash,
-                          (unsigned long long)run->tokens_hash);
+        return rd_err_set(
+            eb, RD_ERR_SCHEMA,
+            "%s was trained on tokens built with other settings (tokens.window, "
+            "sit_layers, scheme, batch_order, sit_labels, sit_pairs, sit_item_code, "
+            "dim, dtype, side or the source model differ; token hash %016llx, this run's %016llx)",
+            dir, (unsigned long long)ck->tokens_hash, (unsigned long long)run->tokens_hash);
     return RD_OK;
 }
 

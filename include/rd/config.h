@@ -500,6 +500,14 @@ typedef struct rd_tokens_config {
     int huge_pages;    // RD_TOKEN_HUGE_* (rd/tokens.h); YAML off | auto: once the store is built,
                        // each PS rank maps its shards in 2 MiB pages (re-reading them when they
                        // fit in half of the node's available memory); default auto
+    int sit_pairs;     // 1 = each instance takes two SIT positions: itself (no label), then itself
+                       // plus its own label, which only later instances' positions see (the
+                       // label then sits with its own token instead of the next one's); needs
+                       // sit_labels; default 0
+    int sit_item_code; // 1 = each SIT position also adds a fixed code of its instance's item
+                       // (RD_SOURCE_ITEM_CODE per dimension, signs from a hash of the item key):
+                       // the same item gives the same code, so the SIT can find a user's earlier
+                       // events of an item as the teacher's token search does; default 0
 } rd_tokens_config;
 
 /** Side values per token that a tokens: section asks for (tokens.side, twice with residuals). */

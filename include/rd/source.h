@@ -25,6 +25,12 @@
 //             FROZEN previous tokens, form a sequence of length <= T; SIT(seq) -> y at the
 //             positions of the new instances. Position p of a query attends only to positions
 //             <= p (causal). The PRE-SIT tokens are the ones stored.
+//             sit_labels: position p adds the embedding of the label of position p - 1 (never its
+//             own). sit_pairs: each instance takes two positions, [token + e_unknown, token +
+//             e_label]; its logit reads the first, and only later instances see the second, so
+//             an earlier instance's token and label meet in one attention value (2 T positions).
+//             sit_item_code: every position also adds its instance's item code, a constant
+//             (rd_source_item_code), so that attention can match events of the same item.
 //   temporal scheme (tokens.scheme 1), or sit_layers 0: y = token (each instance on its own).
 //   logit   = head(decompress(y)): decompress = linear d -> Hd + the model's activation; head =
 //             the model's tower hidden sizes then one logit; loss = mean_b w_b BCE(logit_b, y_b).
@@ -50,7 +56,12 @@
 #include "rd/model.h"
 #include "rd/tokens.h"
 
-#define RD_SOURCE_MAX_SIT 64 // config limit of tokens.sit_layers
+#define RD_SOURCE_MAX_SIT   64   // config limit of tokens.sit_layers
+#define RD_SOURCE_ITEM_CODE 0.5f // magnitude of each dimension of a tokens.sit_item_code code
+
+/** The item code of tokens.sit_item_code: code[k] = +-RD_SOURCE_ITEM_CODE, the sign from a hash
+ *  of (item_key, k); d values. */
+void rd_source_item_code(float *code, uint64_t item_key, size_t d);
 
 // ---------------------------------------------------------------------------------------------
 // Bottleneck kernel: out (BT, D) = sigmoid(inp (BT, C) . weight (D, C)^T + bias (D))
@@ -183,6 +194,8 @@ typedef struct rd_source {
     size_t window;      // T = tokens.window
     size_t sit_layers;  // 0 when scheme 1
     int sit_labels;     // tokens.sit_labels (with the SIT only): previous labels feed the SIT
+    int sit_pairs;      // tokens.sit_pairs (with sit_labels only): two SIT positions per instance
+    int sit_item_code;  // tokens.sit_item_code (with the SIT only): item codes feed the SIT
     size_t sit_heads;
     size_t hidden; // Hd of the backbone
     size_t max_batch, max_groups;
@@ -213,20 +226,25 @@ typedef struct rd_source {
  */
 typedef struct rd_source_batch {
     rd_batch base;
-    size_t n_groups;           // G, 1..max_groups; 0 = every instance is a group of its own
-    const uint32_t *group_len; // (G) new instances per group, 1..T; they sum to B (NULL iff G = 0)
-    const float *prev_tokens;  // (G, T - 1, d) frozen previous tokens of each group's user,
-                               // oldest first, left-aligned (rows [0, n_prev[g]) valid), exactly
-                               // as rd_token_store_fetch(user, t_first, T - 1) returns them;
-                               // NULL = none. No gradient ever reaches them.
-    const uint32_t *n_prev;    // (G) valid rows of prev_tokens per group (NULL iff prev_tokens is
-                               // NULL). The most recent min(n_prev[g], T - group_len[g]) are used.
-    const float *prev_labels;  // (G, T - 1) labels (0 / 1) of prev_tokens, row for row; NULL =
-                               // unknown. Read only with sit_labels: SIT position p then adds
-                               // the embedding of the label of position p - 1 (a new instance's
-                               // own label never reaches its own logit; "unknown" at p = 0 and
-                               // after prefixes without labels).
-    const float *loss_weights; // (B) per-instance weights of the loss, >= 0; NULL = all 1
+    size_t n_groups;            // G, 1..max_groups; 0 = every instance is a group of its own
+    const uint32_t *group_len;  // (G) new instances per group, 1..T; they sum to B (NULL iff G = 0)
+    const float *prev_tokens;   // (G, T - 1, d) frozen previous tokens of each group's user,
+                                // oldest first, left-aligned (rows [0, n_prev[g]) valid), exactly
+                                // as rd_token_store_fetch(user, t_first, T - 1) returns them;
+                                // NULL = none. No gradient ever reaches them.
+    const uint32_t *n_prev;     // (G) valid rows of prev_tokens per group (NULL iff prev_tokens is
+                                // NULL). The most recent min(n_prev[g], T - group_len[g]) are used.
+    const float *prev_labels;   // (G, T - 1) labels (0 / 1) of prev_tokens, row for row; NULL =
+                                // unknown. Read only with sit_labels: SIT position p then adds
+                                // the embedding of the label of position p - 1, or with
+                                // sit_pairs each instance's second position its own (a new
+                                // instance's own label never reaches its own logit; "unknown"
+                                // where no label is known).
+    const float *loss_weights;  // (B) per-instance weights of the loss, >= 0; NULL = all 1
+    const uint64_t *item_keys;  // (B) item key of each new instance (rd_record.item_key); read
+                                // only with sit_item_code, and then required
+    const uint64_t *prev_items; // (G, T - 1) item keys of prev_tokens, row for row (the store's
+                                // side info); with sit_item_code required with prev_tokens
 } rd_source_batch;
 
 /**
