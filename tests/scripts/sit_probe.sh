@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# sit_probe.sh — tools/sit-probe.py writes the same log for the same arguments, with the labels
+# its tasks describe (prev: a user's label repeats its previous one 90 % of the time; recall: an
+# event whose item the user met 4..32 events earlier in an even context copies that event's
+# label), and a config `recdistill config` accepts; bad arguments write nothing. On a small prev
+# log the user-order source model learns the previous label out of sample (holdout progressive
+# AUC > 0.8, labels shifted or paired) and cannot without sit_labels (< 0.6).
+#
+#   bash tests/scripts/sit_probe.sh build/recdistill
+set -u
+command -v python3 >/dev/null || { echo "python3 not found: skip"; exit 77; }
+RD="${1:?usage: sit_probe.sh path/to/recdistill}"
+RD="$(cd "$(dirname "$RD")" && pwd)/$(basename "$RD")"
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+P="$SRC/tools/sit-probe.py"
+TMP="$(mktemp -d /tmp/rd_test_sit_probe_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+export OPENBLAS_NUM_THREADS=1
+
+python3 "$P" --task prev --users 60 --events 150 "$TMP/p" >/dev/null || fail "prev"
+python3 "$P" --task prev --users 60 --events 150 "$TMP/p2" >/dev/null || fail "prev again"
+cmp -s "$TMP/p/log.csv" "$TMP/p2/log.csv" || fail "the same arguments gave another log"
+python3 "$P" --task prev --users 60 --events 150 --seed 8 "$TMP/p3" >/dev/null || fail "seed 8"
+! cmp -s "$TMP/p/log.csv" "$TMP/p3/log.csv" || fail "another seed gave the same log"
+python3 "$P" --task recall --users 40 --events 400 "$TMP/r" >/dev/null || fail "recall"
+for d in p r; do
+    "$RD" config "$TMP/$d/config.yaml" >/dev/null 2>"$TMP/err" ||
+        fail "$d: recdistill config refused the probe's config: $(cat "$TMP/err")"
+done
+
+python3 - "$TMP/p/log.csv" "$TMP/r/log.csv" <<'PYEOF' || fail "the labels are not those of the tasks"
+import csv, sys
+def users(path):
+    u = {}
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    ts = [int(r["ts"]) for r in rows]
+    assert ts == sorted(ts) and len(set(ts)) == len(ts), "timestamps not increasing"
+    for r in rows:
+        u.setdefault(r["user"], []).append((int(r["item"]), int(r["ctx"]), int(r["click"])))
+    return rows, u
+rows, u = users(sys.argv[1])
+assert len(rows) == 60 * 150 and len(u) == 60, (len(rows), len(u))
+same = sum(h[i][2] == h[i - 1][2] for h in u.values() for i in range(1, len(h)))
+pairs = sum(len(h) - 1 for h in u.values())
+assert 0.86 < same / pairs < 0.94, ("prev: repeat rate", same / pairs)
+rows, u = users(sys.argv[2])
+hit = n = 0
+for h in u.values():
+    for j in range(32, len(h)):
+        for lag in range(4, 33):
+            i = j - lag
+            if h[i][0] == h[j][0] and h[i][1] % 2 == 0:
+                n += 1
+                hit += h[i][2] == h[j][2]
+                break
+assert n > 500 and hit / n > 0.85, ("recall: copies", n, hit / n)
+print("labels ok: prev repeats %.3f, recall copies %.3f of %d" % (same / pairs, hit / n, n))
+PYEOF
+
+# Bad arguments: exit non-zero, a message, no folder.
+bad() { # WHAT EXPECTED-TEXT ARGS...
+    local what=$1 want=$2
+    shift 2
+    python3 "$P" "$@" >"$TMP/out" 2>"$TMP/err" && fail "$what: accepted"
+    grep -q -- "$want" "$TMP/err" || fail "$what: no '$want' in: $(cat "$TMP/err")"
+    [ ! -e "$TMP/bad" ] || fail "$what: wrote $TMP/bad"
+}
+bad "task" "invalid choice" --task nope "$TMP/bad"
+bad "users 0" "not a positive integer" --users 0 "$TMP/bad"
+bad "short recall" "needs --events > 32" --task recall --events 20 "$TMP/bad"
+bad "no folder" "required" --task prev
+
+# The source model learns the previous label out of sample (labels shifted or paired), and not
+# without labels.
+auc() { # NAME SED-EXPR: the holdout progressive AUC of the source model of a variant
+    sed "$2" "$TMP/p/config.yaml" >"$TMP/$1.yaml"
+    timeout 300 mpiexec.mpich -n 2 "$RD" train "$TMP/$1.yaml" --out "$TMP/run_$1" >"$TMP/$1.log" 2>&1 ||
+        fail "$1: train failed: $(tail -5 "$TMP/$1.log")"
+    sed -n 's/.*holdout (no training).*progressive AUC \([0-9.]*\).*/\1/p' "$TMP/$1.log"
+}
+a=$(auc shifted 's/source_model: source}/source_model: source}/')
+b=$(auc pairs 's/source_model: source}/source_model: source, sit_pairs: true}/')
+c=$(auc none 's/source_model: source}/source_model: source, sit_labels: false}/')
+echo "source holdout AUC: shifted $a, pairs $b, without labels $c"
+python3 -c "import sys; a, b, c = map(float, sys.argv[1:]); sys.exit(not (a > 0.8 and b > 0.8 and c < 0.6))" \
+    "$a" "$b" "$c" || fail "the SIT did not learn the previous label (or learnt it without labels)"
+echo "sit_probe: ok"
