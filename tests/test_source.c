@@ -843,6 +843,18 @@ static void test_fd_sit_item_code(void **state) {
     fd_user_order_streaming(3);
 }
 
+// One group of 3 new instances after 1 frozen token whose label is plab[0] (of 3).
+static void one_group(sbatch *t, const rd_source *s, float *plab) {
+    sb_make(t, s, 3, 9);
+    t->glen[0] = 3;
+    t->nprev[0] = 1;
+    t->sb.n_groups = 1;
+    t->sb.group_len = t->glen;
+    t->sb.prev_tokens = t->prev;
+    t->sb.n_prev = t->nprev;
+    t->sb.prev_labels = plab;
+}
+
 // The item code: +-RD_SOURCE_ITEM_CODE, a function of the key alone, different keys differ.
 // In the SIT, an instance's item reaches its own logit and the later ones only (frozen items:
 // all of the group's); without sit_item_code no item key reaches a logit.
@@ -867,15 +879,8 @@ static void test_sit_item_code(void **state) {
         cfg->tokens.sit_item_code = on;
         rd_source *s = build(cfg, 8, 2);
         sbatch t;
-        sb_make(&t, s, 3, 9);
         float plab[3] = {1, 0, 1};
-        t.glen[0] = 3;
-        t.nprev[0] = 1;
-        t.sb.n_groups = 1;
-        t.sb.group_len = t.glen;
-        t.sb.prev_tokens = t.prev;
-        t.sb.n_prev = t.nprev;
-        t.sb.prev_labels = plab;
+        one_group(&t, s, plab);
         rd_errbuf eb;
         rd_errbuf_clear(&eb);
         float base[3], z[3];
@@ -924,15 +929,8 @@ static void test_sit_labels_causal(void **state) {
         cfg->tokens.sit_pairs = mode == 2;
         rd_source *s = build(cfg, 8, 2);
         sbatch t;
-        sb_make(&t, s, 3, 9);
         float plab[3] = {1, 0, 1};
-        t.glen[0] = 3;
-        t.nprev[0] = 1;
-        t.sb.n_groups = 1;
-        t.sb.group_len = t.glen;
-        t.sb.prev_tokens = t.prev;
-        t.sb.n_prev = t.nprev;
-        t.sb.prev_labels = plab;
+        one_group(&t, s, plab);
         rd_errbuf eb;
         rd_errbuf_clear(&eb);
         float base[3], z[3];
