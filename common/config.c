@@ -60,7 +60,8 @@ static const char *const seq_kinds[] = {"none", "mean", "din", "transformer", NU
 static const char *const same_time_modes[] = {"exclude", "earlier", NULL};
 static const char *const orders[] = {"time", "user", NULL};
 static const char *const batch_orders[] = {"time", "user", "windows", NULL}; // rd_order
-static const char *const huge_modes[] = {"off", "auto", NULL}; // RD_TOKEN_HUGE_* order
+static const char *const huge_modes[] = {"off", "auto", NULL};  // RD_TOKEN_HUGE_* order
+static const char *const sit_groups[] = {"user", "item", NULL}; // rd_sit_group
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const time_formats[] = {"unix", "unix_ms", "iso8601", NULL};
 static const char *const encodings[] = {"utf-8", "latin-1", NULL};
@@ -387,6 +388,7 @@ static const ck_key tokens_keys[] = {
     K_ENUM(rd_tokens_config, "huge_pages", huge_pages, huge_modes, 0, "auto"),
     K_BOOL(rd_tokens_config, "sit_pairs", sit_pairs, "false"),
     K_BOOL(rd_tokens_config, "sit_item_code", sit_item_code, "false"),
+    K_ENUM(rd_tokens_config, "sit_group", sit_group, sit_groups, 0, "user"),
 };
 TABLE(tokens_desc, rd_tokens_config, tokens_keys);
 

@@ -855,6 +855,44 @@ static void one_group(sbatch *t, const rd_source *s, float *plab) {
     t->sb.prev_labels = plab;
 }
 
+// tokens.sit_group item: groups of one user split into groups of one item, in the order of each
+// item's first row, rows in their order; the same item in two groups stays in two.
+static void test_split_by_item(void **state) {
+    (void)state;
+    uint64_t rec[8] = {10, 11, 12, 13, 14, 15, 16, 17};
+    uint64_t items[8] = {7, 8, 7, 9, 8, 8, 7, 7}; // groups [7 8 7 9] [8 8] [7 7]
+    uint32_t glen[8] = {4, 2, 2};
+    size_t G = 3;
+    rd_source_item_row scratch[8];
+    rd_source_split_by_item(rec, items, glen, &G, 8, scratch);
+    assert_int_equal(G, 5);
+    uint32_t want_len[5] = {2, 1, 1, 2, 2};
+    uint64_t want_rec[8] = {10, 12, 11, 13, 14, 15, 16, 17};
+    assert_memory_equal(glen, want_len, sizeof want_len);
+    assert_memory_equal(rec, want_rec, sizeof want_rec);
+    // One group of one item, and groups that are all distinct items: unchanged.
+    uint64_t r1[3] = {1, 2, 3}, i1[3] = {5, 5, 5};
+    uint32_t g1[3] = {3};
+    G = 1;
+    rd_source_split_by_item(r1, i1, g1, &G, 3, scratch);
+    assert_int_equal(G, 1);
+    assert_int_equal(g1[0], 3);
+    assert_int_equal(r1[2], 3);
+}
+
+// The frozen prefix of a group of one item: the tokens, labels and items of that item, in order.
+static void test_keep_item(void **state) {
+    (void)state;
+    float tok[5 * 2] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4}, lab[5] = {0, 1, 0, 1, 1};
+    uint64_t it[5] = {4, 9, 4, 4, 9};
+    assert_int_equal(rd_source_keep_item(tok, lab, it, 5, 2, 9), 2);
+    float want_tok[4] = {1, 1, 4, 4}, want_lab[2] = {1, 1};
+    assert_memory_equal(tok, want_tok, sizeof want_tok);
+    assert_memory_equal(lab, want_lab, sizeof want_lab);
+    assert_true(it[0] == 9 && it[1] == 9);
+    assert_int_equal(rd_source_keep_item(tok, NULL, it, 2, 2, 5), 0);
+}
+
 // The item code: +-RD_SOURCE_ITEM_CODE, a function of the key alone, different keys differ.
 // In the SIT, an instance's item reaches its own logit and the later ones only (frozen items:
 // all of the group's); without sit_item_code no item key reaches a logit.
@@ -1411,6 +1449,8 @@ int main(void) {
         cmocka_unit_test(test_fd_sit_pairs),
         cmocka_unit_test(test_streaming_equals_batch_pairs),
         cmocka_unit_test(test_fd_sit_item_code),
+        cmocka_unit_test(test_split_by_item),
+        cmocka_unit_test(test_keep_item),
         cmocka_unit_test(test_sit_item_code),
         cmocka_unit_test(test_streaming_equals_batch_item_code),
         cmocka_unit_test(test_streaming_equals_batch),

@@ -837,8 +837,8 @@ static void test_dense_identity(void **state) {
     cfg->tokens.sit_layers = 2;
     cfg->tokens.map_size <<= 1; // not a build setting
     assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_OK);
-    // sit_pairs and sit_item_code (hashed only when set): each changes the tokens, and the two
-    // are not the same change.
+    // sit_pairs, sit_item_code and sit_group (hashed only when set): each changes the tokens, and
+    // pairs and codes are not the same change.
     rd_train_pos tp, tc;
     memset(&tp, 0, sizeof tp);
     memset(&tc, 0, sizeof tc);
@@ -851,6 +851,9 @@ static void test_dense_identity(void **state) {
     rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &tc);
     cfg->tokens.sit_item_code = 0;
     assert_true(tp.tokens_hash != tc.tokens_hash);
+    cfg->tokens.sit_group = RD_SIT_GROUP_ITEM;
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    cfg->tokens.sit_group = RD_SIT_GROUP_USER;
     mc->tokens.scheme = 0;
     // The config hash: the message says which part differs.
     cfg->run.seed = 6;

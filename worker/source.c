@@ -919,7 +919,9 @@ typedef struct driver {
     uint64_t *rec;
     size_t B, G;
     uint32_t *glen;
-    uint32_t *ucnt; // (n_users) events of each user in the batch being formed
+    int by_item; // tokens.sit_group item (user order): groups of one user and one item
+    rd_source_item_row *isort; // (Bmax) scratch of rd_source_split_by_item
+    uint32_t *ucnt;            // (n_users) events of each user in the batch being formed
     // Frozen prefix fetched from the store, and appends
     float *prev;
     float *prev_lab;               // (B, T - 1) labels of prev
@@ -959,6 +961,7 @@ static void driver_free(driver *dv) {
     rd_free(dv->scratch);
     rd_free(dv->rec);
     rd_free(dv->glen);
+    rd_free(dv->isort);
     rd_free(dv->ucnt);
     rd_free(dv->prev);
     rd_free(dv->prev_lab);
@@ -1048,6 +1051,9 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
     dv->labels = rd_calloc(B, sizeof(float));
     dv->rec = rd_calloc(B, sizeof(uint64_t));
     dv->glen = rd_calloc(B, sizeof(uint32_t));
+    dv->by_item = dv->src->scheme == 2 && dv->src->sit_layers > 0 &&
+                  cfg->tokens.sit_group == RD_SIT_GROUP_ITEM;
+    dv->isort = dv->by_item ? rd_calloc(B, sizeof *dv->isort) : NULL;
     dv->ucnt = rd_calloc(info->n_users > 0 ? info->n_users : 1, sizeof(uint32_t));
     size_t Tm1 = dv->T > 1 ? dv->T - 1 : 1;
     dv->prev = rd_calloc(B * Tm1 * dv->d, sizeof(float));
@@ -1079,8 +1085,9 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
     dv->pred = rd_calloc(B, sizeof(float));
     dv->plab = rd_calloc(B, sizeof(float));
     if (!dv->scratch || (nn && !dv->numeric) || !dv->labels || !dv->rec || !dv->glen || !dv->ucnt ||
-        !dv->prev || !dv->prev_lab || !dv->prev_items || !dv->bitems || !dv->n_found ||
-        !dv->users || !dv->items || !dv->ids || !dv->ts || !dv->tlabels || !dv->pred || !dv->plab)
+        (dv->by_item && !dv->isort) || !dv->prev || !dv->prev_lab || !dv->prev_items ||
+        !dv->bitems || !dv->n_found || !dv->users || !dv->items || !dv->ids || !dv->ts ||
+        !dv->tlabels || !dv->pred || !dv->plab)
         return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
     return RD_OK;
 }
@@ -1314,6 +1321,66 @@ static void form_window_batch(driver *dv, const win_list *wl, size_t *pos) {
     dv->B = n;
 }
 
+static int cmp_item_row(const void *a, const void *b) {
+    const rd_source_item_row *x = a, *y = b;
+    if (x->group != y->group)
+        return x->group < y->group ? -1 : 1;
+    if (x->first != y->first)
+        return x->first < y->first ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+void rd_source_split_by_item(uint64_t *rec,
+                             const uint64_t *items,
+                             uint32_t *glen,
+                             size_t *G,
+                             size_t B,
+                             rd_source_item_row *scratch) {
+    size_t row = 0;
+    for (size_t g = 0; g < *G; g++) {
+        size_t n = glen[g];
+        rd_source_item_row *ir = scratch + row;
+        for (size_t k = 0; k < n; k++) {
+            uint64_t item = items[row + k];
+            uint32_t first = (uint32_t)k;
+            for (size_t j = 0; j < k; j++) // n <= T: a scan is enough
+                if (ir[j].item == item) {
+                    first = ir[j].first;
+                    break;
+                }
+            ir[k] = (rd_source_item_row){item, rec[row + k], (uint32_t)g, first, (uint32_t)k};
+        }
+        row += n;
+    }
+    RD_ASSERT(row == B);
+    qsort(scratch, B, sizeof *scratch, cmp_item_row);
+    *G = 0;
+    for (size_t r = 0; r < B; r++) {
+        const rd_source_item_row *x = &scratch[r];
+        rec[r] = x->rec;
+        if (r == 0 || x->group != x[-1].group || x->item != x[-1].item)
+            glen[(*G)++] = 0;
+        glen[*G - 1]++;
+    }
+}
+
+size_t rd_source_keep_item(
+    float *tokens, float *labels, uint64_t *items, size_t n, size_t d, uint64_t item) {
+    size_t kept = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (items[k] != item)
+            continue;
+        if (kept != k) {
+            memcpy(tokens + kept * d, tokens + k * d, d * sizeof(float));
+            if (labels)
+                labels[kept] = labels[k];
+            items[kept] = items[k];
+        }
+        kept++;
+    }
+    return kept;
+}
+
 // One step on the batch in dv->rec: fetch the frozen prefix, forward, record the progressive
 // predictions, backward, update, push the rows, append the tokens.
 static int run_step(driver *dv,
@@ -1349,12 +1416,17 @@ static int run_step(driver *dv,
             row += dv->glen[g];
         }
         rd_token_fetch_out fo = {.tokens = dv->prev,
-                                 .labels = src->sit_labels ? dv->prev_lab : NULL,
-                                 .items = src->sit_item_code ? dv->prev_items : NULL,
+                                 .labels = src->sit_labels || dv->by_item ? dv->prev_lab : NULL,
+                                 .items = src->sit_item_code || dv->by_item ? dv->prev_items : NULL,
                                  .n_found = dv->n_found};
         rc = dv->io.fetch(dv->io.ctx, dv->G, dv->users, dv->ts, dv->T - 1, &fo, eb);
         if (rc != RD_OK)
             return rc;
+        size_t Tm1 = dv->T - 1;
+        for (size_t g = 0, r = 0; dv->by_item && g < dv->G; r += dv->glen[g++])
+            dv->n_found[g] = (uint32_t)rd_source_keep_item(
+                dv->prev + g * Tm1 * d, dv->prev_lab + g * Tm1, dv->prev_items + g * Tm1,
+                dv->n_found[g], d, rd_dataset_record(dv->ds, dv->rec[r])->item_key);
         sb.prev_tokens = dv->prev;
         sb.prev_labels = src->sit_labels ? dv->prev_lab : NULL;
         sb.prev_items = src->sit_item_code ? dv->prev_items : NULL;
@@ -1518,6 +1590,11 @@ int rd_source_driver_run(rd_source_driver *sd,
                 form_user_batch(dv, &it, &pending, &has_pending);
             if (dv->B == 0)
                 break;
+            if (dv->by_item) { // the item keys go in bitems, then follow their records
+                for (size_t b = 0; b < dv->B; b++)
+                    dv->bitems[b] = rd_dataset_record(dv->ds, dv->rec[b])->item_key;
+                rd_source_split_by_item(dv->rec, dv->bitems, dv->glen, &dv->G, dv->B, dv->isort);
+            }
             int write = !oo.first_epoch_tokens || e == 0;
             if ((rc = run_step(dv, oo.order == RD_ORDER_TIME, !oo.infer_only, write, &loss_sum,
                                &st->frozen_used, eb)) != RD_OK)

@@ -174,6 +174,8 @@ static uint64_t tokens_part(const rd_config *cfg) {
         h = rd_hash_str("sit_pairs", h);
     if (t->sit_item_code)
         h = rd_hash_str("sit_item_code", h);
+    if (t->sit_group != RD_SIT_GROUP_USER)
+        h = rd_hash_str("sit_group item", h);
     return h ? h : 1;
 }
 
@@ -327,12 +329,13 @@ int rd_train_ckpt_check(const char *dir,
                           order_name(ck->order), run->job_ranks, run->batch_size,
                           order_name(run->order));
     if ((what & RD_TRAIN_CKPT_CHECK_TOKENS) && ck->tokens_hash != run->tokens_hash)
-        return rd_err_set(
-            eb, RD_ERR_SCHEMA,
-            "%s was trained on tokens built with other settings (tokens.window, "
-            "sit_layers, scheme, batch_order, sit_labels, sit_pairs, sit_item_code, "
-            "dim, dtype, side or the source model differ; token hash %016llx, this run's %016llx)",
-            dir, (unsigned long long)ck->tokens_hash, (unsigned long long)run->tokens_hash);
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s was trained on tokens built with other settings (tokens.window, "
+                          "sit_layers, scheme, batch_order, sit_labels, sit_pairs, sit_item_code, "
+                          "sit_group, dim, dtype, side or the source model differ; token hash "
+                          "%016llx, this run's %016llx)",
+                          dir, (unsigned long long)ck->tokens_hash,
+                          (unsigned long long)run->tokens_hash);
     return RD_OK;
 }
 

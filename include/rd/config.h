@@ -470,6 +470,11 @@ typedef struct rd_train_config {
 // ---------------------------------------------------------------------------------------------
 // tokens:
 
+typedef enum rd_sit_group {
+    RD_SIT_GROUP_USER = 0, // tokens.sit_group user: a user's events
+    RD_SIT_GROUP_ITEM = 1, // tokens.sit_group item: a user's events of one item
+} rd_sit_group;
+
 typedef struct rd_tokens_config {
     int dim;                     // token dimension d, 1..4096; default 64
     char store_dir[RD_PATH_MAX]; // LMDB store folder; default "<run.out_dir>/tokens"
@@ -508,6 +513,10 @@ typedef struct rd_tokens_config {
                        // (RD_SOURCE_ITEM_CODE per dimension, signs from a hash of the item key):
                        // the same item gives the same code, so the SIT can find a user's earlier
                        // events of an item as the teacher's token search does; default 0
+    int sit_group;     // rd_sit_group; YAML user | item: the sequence the SIT reads for an
+                       // instance: its user's events (of its batch group and the frozen prefix),
+                       // or only those of its own item among them (a search by item, as the
+                       // teacher's token branch does, within the same T events); default user
 } rd_tokens_config;
 
 /** Side values per token that a tokens: section asks for (tokens.side, twice with residuals). */

@@ -341,6 +341,31 @@ typedef struct rd_source_io {
     int (*append)(void *ctx, const rd_token_batch *b, rd_errbuf *eb);
 } rd_source_io;
 
+/** A row of a batch being split by rd_source_split_by_item (its scratch). */
+typedef struct rd_source_item_row {
+    uint64_t item;  // item key
+    uint64_t rec;   // record index
+    uint32_t group; // the group the row came from
+    uint32_t first; // position in that group of its item's first row (orders the new groups)
+    uint32_t pos;   // position of the row in that group
+} rd_source_item_row;
+
+/** tokens.sit_group item: split every group of a batch (rec[0..B) in group order, glen[0..*G)
+ *  their lengths, items[b] the item key of rec[b]) into groups of one item, in the order of each
+ *  item's first row in its group, rows in their order; rewrites rec, glen and *G (<= B: glen
+ *  must hold B). scratch: B rows. Groups of one item of two different groups stay apart. */
+void rd_source_split_by_item(uint64_t *rec,
+                             const uint64_t *items,
+                             uint32_t *glen,
+                             size_t *G,
+                             size_t B,
+                             rd_source_item_row *scratch);
+
+/** Keep, of n frozen tokens (n x d, oldest first) with their labels (NULL: none) and items,
+ *  those of `item`, left-aligned in their order. @return how many. */
+size_t rd_source_keep_item(
+    float *tokens, float *labels, uint64_t *items, size_t n, size_t d, uint64_t item);
+
 /** The io of a store opened for writing (borrowed). */
 rd_source_io rd_source_io_store(rd_token_store *store);
 /** The io through the PS ranks that own the shards (borrowed client). */

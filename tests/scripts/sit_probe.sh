@@ -4,7 +4,8 @@
 # event whose item the user met 4..32 events earlier in an even context copies that event's
 # label), and a config `recdistill config` accepts; bad arguments write nothing. On a small prev
 # log the user-order source model learns the previous label out of sample (holdout progressive
-# AUC > 0.8, labels shifted or paired) and cannot without sit_labels (< 0.6).
+# AUC > 0.8, labels shifted or paired) and cannot without sit_labels (< 0.6); on a recall log it
+# finds the earlier event of the same item only with tokens.sit_group: item (> 0.58, else < 0.56).
 #
 #   bash tests/scripts/sit_probe.sh build/recdistill
 set -u
@@ -74,8 +75,8 @@ bad "no folder" "required" --task prev
 
 # The source model learns the previous label out of sample (labels shifted or paired), and not
 # without labels.
-auc() { # NAME SED-EXPR: the holdout progressive AUC of the source model of a variant
-    sed "$2" "$TMP/p/config.yaml" >"$TMP/$1.yaml"
+auc() { # NAME SED-EXPR [TASK]: the holdout progressive AUC of the source model of a variant
+    sed "$2" "$TMP/${3:-p}/config.yaml" >"$TMP/$1.yaml"
     timeout 300 mpiexec.mpich -n 2 "$RD" train "$TMP/$1.yaml" --out "$TMP/run_$1" >"$TMP/$1.log" 2>&1 ||
         fail "$1: train failed: $(tail -5 "$TMP/$1.log")"
     sed -n 's/.*holdout (no training).*progressive AUC \([0-9.]*\).*/\1/p' "$TMP/$1.log"
@@ -86,4 +87,11 @@ c=$(auc none 's/source_model: source}/source_model: source, sit_labels: false}/'
 echo "source holdout AUC: shifted $a, pairs $b, without labels $c"
 python3 -c "import sys; a, b, c = map(float, sys.argv[1:]); sys.exit(not (a > 0.8 and b > 0.8 and c < 0.6))" \
     "$a" "$b" "$c" || fail "the SIT did not learn the previous label (or learnt it without labels)"
+# recall: the SIT over the user's events does not find the earlier event of the same item; over
+# those of the request's item (tokens.sit_group: item) the label is at a fixed offset and it does.
+d=$(auc r_user 's/source_model: source}/source_model: source}/' r)
+e=$(auc r_item 's/source_model: source}/source_model: source, sit_group: item}/' r)
+echo "recall, source holdout AUC: sit_group user $d, item $e"
+python3 -c "import sys; d, e = map(float, sys.argv[1:]); sys.exit(not (d < 0.56 and e > 0.58))" \
+    "$d" "$e" || fail "recall: sit_group item should find the earlier event of the item, user not"
 echo "sit_probe: ok"
