@@ -341,6 +341,7 @@ static const ck_key token_use_keys[] = {
     K_INTS(rd_token_use, "stats", stats, n_stats, 1, 4096),
     K_ENUM(rd_token_use, "same_time", same_time, same_time_modes, 0, "exclude"),
     K_INT(rd_token_use, "search", search, 0, 4096, 0, "0"),
+    K_BOOL(rd_token_use, "norm", norm, "false"),
 };
 TABLE(token_use_desc, rd_token_use, token_use_keys);
 

@@ -557,6 +557,55 @@ static void test_fd_model_e(void **state) {
     fd_model(&mc, 0, 3, 1);
 }
 
+// tokens.norm: rd_token_standardize on known values (padding 0, a constant token 0); a model
+// with it equals the same model without it fed the standardised tokens (logits and every
+// gradient), and its gradients pass finite differences.
+static void test_token_norm(void **state) {
+    (void)state;
+    float x[3 * 4] = {1, 2, 3, 4, 9, 9, 9, 9, 5, 6, 7, 8}, y[3 * 4];
+    uint8_t mask[3] = {1, 1, 0};
+    rd_token_standardize(y, x, mask, 3, 4);
+    float sd = sqrtf(1.25f + (float)RD_TOKEN_NORM_EPS); // values 1..4: mean 2.5, variance 1.25
+    for (int k = 0; k < 4; k++) {
+        assert_float_equal(y[k], ((float)k + 1.0f - 2.5f) / sd, 1e-6f);
+        assert_float_equal(y[4 + k], 0.0f, 0.0f);
+        assert_float_equal(y[8 + k], 0.0f, 0.0f);
+    }
+    rd_model_config mc;
+    config_d(&mc, RD_SEQ_TRANSFORMER);
+    mc.tokens.norm = 1;
+    fd_model(&mc, 0, 3, 1);
+    rd_model_opts o = opts_for(4, 0, 3);
+    rd_model *a = build(&mc, &o);
+    mc.tokens.norm = 0;
+    rd_model *b = build(&mc, &o);
+    assert_int_equal(a->n_slab, b->n_slab); // no parameters of its own
+    assert_memory_equal(a->params, b->params, a->n_slab * sizeof(float));
+    tbatch t;
+    tb_make(&t, a, 3, 7, 1);
+    size_t n = 3 * a->tok_length, d = a->tok_dim;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_model_forward(a, &t.b, &eb), RD_OK);
+    assert_int_equal(rd_model_backward(a, &t.b, &eb), RD_OK);
+    float la[3];
+    memcpy(la, a->logits_main, sizeof la);
+    float *ga = malloc(a->n_slab * sizeof(float));
+    assert_non_null(ga);
+    memcpy(ga, a->grads, a->n_slab * sizeof(float));
+    rd_token_standardize(t.tokens, t.tokens, t.tok_mask, n, d); // in place: row by row
+    assert_int_equal(rd_model_forward(b, &t.b, &eb), RD_OK);
+    assert_int_equal(rd_model_backward(b, &t.b, &eb), RD_OK);
+    for (int i = 0; i < 3; i++)
+        assert_float_equal(la[i], b->logits_main[i], 1e-6f);
+    for (size_t i = 0; i < a->n_slab; i++)
+        assert_float_equal(ga[i], b->grads[i], 1e-6f);
+    free(ga);
+    tb_free(&t);
+    rd_model_destroy(a);
+    rd_model_destroy(b);
+}
+
 static void test_fd_model_f(void **state) {
     (void)state;
     rd_model_config mc;
@@ -1227,6 +1276,7 @@ int main(void) {
         cmocka_unit_test(test_fd_model_d),
         cmocka_unit_test(test_fd_model_e),
         cmocka_unit_test(test_fd_model_f),
+        cmocka_unit_test(test_token_norm),
         cmocka_unit_test(test_distill_calibrated_loss),
         cmocka_unit_test(test_seq_view_window),
         cmocka_unit_test(test_seq_view_by_label),

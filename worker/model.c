@@ -110,6 +110,8 @@ struct rd__model_priv {
     float *ad_pre, *ad;             // (B, L, A)
     float *dad, *dad_pre;           // (B, L, A)
     int tok_gate;                   // tokens.gate: out -> gate * out
+    int tok_norm;                   // tokens.norm: the adapter reads tok_in, standardised tokens
+    float *tok_in;                  // (B, L, d_tok) with tok_norm
     float *gate_p, *gate_g;         // (C_tok), initialised to 0
     float *tok_gated, *dtok_gated;  // (B, C_tok)
 
@@ -386,6 +388,8 @@ static void layout(builder *bd) {
         if (m->tok_side) // only then: the slab of models without side values is unchanged
             param(bd, &p->tok_side_p, &p->tok_side_g, m->tok_side * A, INIT_NORMAL, 0.02f,
                   "tok.side_w");
+        if (p->tok_norm)
+            p->tok_in = act(bd, B * L * m->tok_dim);
         p->ad_pre = act(bd, B * L * A);
         p->ad = act(bd, B * L * A);
         p->dad = act(bd, B * L * A);
@@ -683,6 +687,7 @@ static int validate(rd_model *m,
                               name, o->token_side, RD_MAX_TOKEN_SIDE);
         m->tok_side = o->token_side;
         p->tok_gate = tu->gate ? 1 : 0;
+        p->tok_norm = tu->norm ? 1 : 0;
     }
 
     if (mc->n_mlp < 0 || mc->n_mlp > RD_MAX_LAYERS || mc->n_tower < 0 ||
@@ -1104,13 +1109,39 @@ static void seq_forward(rd_model *m, const rd_batch *bt) {
     }
 }
 
+void rd_token_standardize(
+    float *out, const float *tokens, const uint8_t *mask, size_t n, size_t d) {
+    for (size_t i = 0; i < n; i++) {
+        const float *x = tokens + i * d;
+        float *y = out + i * d;
+        if (mask && !mask[i]) { // padding stays 0
+            memset(y, 0, d * sizeof(float));
+            continue;
+        }
+        double mu = 0.0, var = 0.0;
+        for (size_t k = 0; k < d; k++)
+            mu += (double)x[k];
+        mu /= (double)d;
+        for (size_t k = 0; k < d; k++)
+            var += ((double)x[k] - mu) * ((double)x[k] - mu);
+        float rs = (float)(1.0 / sqrt(var / (double)d + RD_TOKEN_NORM_EPS));
+        for (size_t k = 0; k < d; k++)
+            y[k] = (x[k] - (float)mu) * rs;
+    }
+}
+
 static void tok_forward(rd_model *m, const rd_batch *bt) {
     rd__model_priv *p = m->priv;
     branch *br = &p->tok;
     size_t B = bt->B, L = br->d.T, A = p->A, BL = B * L;
     for (size_t i = 0; i < BL; i++)
         br->mask[i] = bt->tok_mask[i] ? 1.0f : 0.0f;
-    rd_linear_forward(p->ad_pre, bt->tokens, p->ad_w_p, p->ad_b_p, BL, m->tok_dim, A);
+    const float *tin = bt->tokens;
+    if (p->tok_norm) {
+        rd_token_standardize(p->tok_in, bt->tokens, bt->tok_mask, BL, m->tok_dim);
+        tin = p->tok_in;
+    }
+    rd_linear_forward(p->ad_pre, tin, p->ad_w_p, p->ad_b_p, BL, m->tok_dim, A);
     rd_sigmoid_forward(p->ad, p->ad_pre, BL * A);
     const size_t S = m->tok_side;
     for (size_t i = 0; i < BL; i++) {
@@ -1382,8 +1413,8 @@ static void tok_backward(rd_model *m, const rd_batch *bt) {
     }
     memset(p->dad_pre, 0, BL * A * sizeof(float));
     rd_sigmoid_backward(p->dad_pre, p->dad, p->ad, BL * A);
-    rd_linear_backward(NULL, p->ad_w_g, p->ad_b_g, p->dad_pre, bt->tokens, p->ad_w_p, BL,
-                       m->tok_dim, A);
+    rd_linear_backward(NULL, p->ad_w_g, p->ad_b_g, p->dad_pre, p->tok_norm ? p->tok_in : bt->tokens,
+                       p->ad_w_p, BL, m->tok_dim, A);
 }
 
 // Zero the gradient slab and the caller's drows (the backward passes overwrite them).

@@ -100,6 +100,8 @@ static uint64_t model_part(const rd_model_config *mc, uint64_t h) {
         h = rd_hash64(&mc->tokens.same_time, sizeof mc->tokens.same_time, h);
     if (mc->tokens.n_stats) // summaries of the fetched tokens: hashed when on, as seq.stats
         h = rd_hash64(mc->tokens.stats, (size_t)mc->tokens.n_stats * sizeof mc->tokens.stats[0], h);
+    if (mc->tokens.norm) // what the adapter reads: hashed when on
+        h = rd_hash_str("tokens.norm", h);
     h = rd_hash64(mc->mlp, (size_t)mc->n_mlp * sizeof mc->mlp[0], h);
     h = rd_hash64(mc->tower, (size_t)mc->n_tower * sizeof mc->tower[0], h);
     h = rd_hash64(&mc->two_towers, sizeof mc->two_towers, h);

@@ -426,6 +426,10 @@ typedef struct rd_token_use {
                    // the `length` latest of those whose item key is the request's item (the same
                    // item shown before, with its label; `stats` summarise those), length <=
                    // N <= 4096; default 0
+    int norm;      // 1 = each fetched token is standardised before the adapter (its mean over the
+                   // d values removed, divided by their std: a layer norm without weights).
+                   // Sigmoid tokens sit near 0.5 with a small spread that the adapter otherwise
+                   // has to learn to amplify; default 0
 } rd_token_use;
 
 typedef struct rd_model_config {

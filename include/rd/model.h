@@ -12,6 +12,7 @@
 //   rd_model_forward()             logits and losses
 //   rd_model_backward()            dense gradients (grad slab) + sparse row gradients (drows)
 //   rd_model_find_tensor(), rd_model_param_count(), rd_model_flops()
+//   rd_token_standardize()         tokens.norm: each token minus its mean, over its std
 //   rd_model_forward_hidden() / rd_model_backward_hidden() / rd_model_hidden_dim()
 //                                  the backbone alone (features -> h, dh -> gradients): for
 //                                  models that put their own head on h (the IAT source model)
@@ -27,6 +28,7 @@
 //             is Wq x_req -> one vector (B, C). The DIN attention MLP has one hidden layer of
 //             width C with the model's activation.
 //   token branch (models[].tokens, IAT stage 2, scheme > 0): frozen tokens (B, L, d_tok) ->
+//             [tokens.norm: each token standardised, rd_token_standardize] ->
 //             adapter sigma(W x + b) (B, L, A) -> concat a label side-embedding (2, A) ->
 //             linear to C = A -> the same mean | din | transformer machinery -> (B, C).
 //   backbone: concat [x_req, numeric, seq vector, token vector] -> optional layer norm -> MLP
@@ -241,5 +243,12 @@ size_t rd_model_param_count(const rd_model *m);
  *  input and weight gradients of every matmul, none for frozen inputs). Element-wise work and
  *  the embedding gathers are not counted. */
 void rd_model_flops(const rd_model *m, double *fwd_per_example, double *bwd_per_example);
+
+#define RD_TOKEN_NORM_EPS 1e-6 // variance floor of rd_token_standardize
+
+/** tokens.norm: out (n, d) = each token of tokens (n, d) minus the mean of its d values, divided
+ *  by sqrt(their variance + RD_TOKEN_NORM_EPS); rows whose mask is 0 (mask NULL: none) are 0.
+ *  The tokens are frozen inputs: nothing is differentiated through it. */
+void rd_token_standardize(float *out, const float *tokens, const uint8_t *mask, size_t n, size_t d);
 
 #endif // RD_MODEL_H
