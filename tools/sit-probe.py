@@ -3,7 +3,8 @@
 predict, and the IAT config that builds user-order tokens over it: a probe of what the source
 model's Source Instance Transformer (SIT) learns (docs/iat.md, "What the SIT learns").
 
-    tools/sit-probe.py [--task prev|recall] [--users U] [--events N] [--items I] [--seed S] OUT
+    tools/sit-probe.py [--task prev|recall] [--users U] [--events N] [--items I] [--seed S]
+                       [--oracle] OUT
     mpiexec.mpich -n 2 build/recdistill train OUT/config.yaml --out OUT/run
     tools/variant.sh -k 1 OUT/config.yaml OUT/pairs tokens.sit_pairs=true   # a variant of it
 
@@ -18,6 +19,9 @@ Every event has a user, an item (uniform over I items) and a request context ctx
           find the earlier event of the same item and read its label and its context: the
           item-ID history gives the label but not the context; the user-order tokens could
           carry the context (it moves nothing in its own event).
+--oracle adds the column `deliberate` (1 when ctx is even), a feedback field stored beside each
+token (tokens.side), so that the teacher reads with every earlier event what a token would have
+to carry for it: the most user-order tokens could give on `recall`.
 Events interleave users uniformly in time (one per second). The log is OUT/log.csv (header
 user,item,ctx,click,ts); OUT/config.yaml reads it (absolute path) with one PS rank and a teacher
 whose tokens come from a user-order source model (1 SIT layer, window 32). The train log prints
@@ -29,7 +33,7 @@ import os
 import random
 import sys
 
-CONFIG = """# written by tools/sit-probe.py --task {task} --users {users} --events {events} --items {items} --seed {seed}
+CONFIG = """# written by tools/sit-probe.py --task {task} --users {users} --events {events} --items {items} --seed {seed}{oracle}
 run: {{name: sit-probe-{task}, seed: 42}}
 cluster:
   ps_ranks: 1
@@ -42,14 +46,14 @@ data:
   schema:
     path: log.csv
     header: true
-    columns: [user, item, ctx, click, ts]
+    columns: [user, item, ctx, click, ts{extra_col}]
     user_column: user
     item_column: item
     time_column: ts
     time_format: unix
     label: "click >= 1"
     fields:
-    - {{name: ctx}}
+    - {{name: ctx}}{extra_field}
   split: {{batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 5}}
 ps:
   tables:
@@ -75,7 +79,7 @@ models:
   mlp: [32, 16]
 train: {{batch_size: 256, epochs: 3, lr: 2e-3}}
 output: {{progress_every_s: 30}}
-tokens: {{dim: 16, scheme: 2, sit_layers: 1, window: 32, source_model: source}}
+tokens: {{dim: 16, scheme: 2, sit_layers: 1, window: 32, source_model: source{extra_tok}}}
 """
 
 
@@ -93,6 +97,8 @@ def main():
     ap.add_argument("--events", type=positive, default=300, help="events per user")
     ap.add_argument("--items", type=positive, default=2000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--oracle", action="store_true",
+                    help="store each event's context parity beside its token (tokens.side)")
     ap.add_argument("out")
     a = ap.parse_args()
     if a.task == "recall" and a.events <= 32:
@@ -118,12 +124,18 @@ def main():
             else:
                 item, lab = rng.randrange(a.items), int(rng.random() < 0.4)
             h.append((item, ctx, lab))
-        rows.append(f"{u},{item},{ctx},{lab},{ts + 1000}\n")
+        extra = f",{int(ctx % 2 == 0)}" if a.oracle else ""
+        rows.append(f"{u},{item},{ctx},{lab},{ts + 1000}{extra}\n")
     out = os.path.abspath(a.out)
     os.makedirs(out, exist_ok=True)
-    for name, text in (("log.csv", "user,item,ctx,click,ts\n" + "".join(rows)),
-                       ("config.yaml", CONFIG.format(task=a.task, users=a.users, events=a.events,
-                                                     items=a.items, seed=a.seed, input=out))):
+    header = "user,item,ctx,click,ts" + (",deliberate" if a.oracle else "") + "\n"
+    config = CONFIG.format(
+        task=a.task, users=a.users, events=a.events, items=a.items, seed=a.seed, input=out,
+        oracle=" --oracle" if a.oracle else "",
+        extra_col=", deliberate" if a.oracle else "",
+        extra_field="\n    - {name: deliberate, kind: feedback}" if a.oracle else "",
+        extra_tok=", side: [deliberate]" if a.oracle else "")
+    for name, text in (("log.csv", header + "".join(rows)), ("config.yaml", config)):
         tmp = os.path.join(out, name + ".tmp")
         with open(tmp, "w") as f:
             f.write(text)

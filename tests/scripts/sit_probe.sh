@@ -94,4 +94,12 @@ e=$(auc r_item 's/source_model: source}/source_model: source, sit_group: item}/'
 echo "recall, source holdout AUC: sit_group user $d, item $e"
 python3 -c "import sys; d, e = map(float, sys.argv[1:]); sys.exit(not (d < 0.56 and e > 0.58))" \
     "$d" "$e" || fail "recall: sit_group item should find the earlier event of the item, user not"
+# tools/sit-probe-tokens.py: a linear probe of the stored tokens for the context, an AUC.
+out=$(python3 "$SRC/tools/sit-probe-tokens.py" --rd "$RD" "$TMP/p" "$TMP/run_shifted" 2>&1) ||
+    fail "sit-probe-tokens.py: $out"
+echo "$out"
+echo "$out" | grep -Eq "$(( 60 * 150 )) tokens of d 16; .* AUC 0\.[0-9]{4}$" || fail "sit-probe-tokens.py: $out"
+python3 "$SRC/tools/sit-probe-tokens.py" --rd "$RD" "$TMP/p" "$TMP/p" >/dev/null 2>"$TMP/err" &&
+    fail "sit-probe-tokens.py: a folder without tokens accepted"
+grep -q "no token store" "$TMP/err" || fail "sit-probe-tokens.py: $(cat "$TMP/err")"
 echo "sit_probe: ok"

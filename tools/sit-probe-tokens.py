@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""sit-probe-tokens.py — how much of each event's request context its stored token holds, on a
+tools/sit-probe.py log: a linear probe (least squares of "ctx is even" on the token's d values
+and a constant) fitted on the tokens of the even-numbered users and scored, as an AUC, on those
+of the odd-numbered ones. 0.5 = the tokens hold nothing of it.
+
+    tools/sit-probe-tokens.py [--rd build/recdistill] PROBE RUN
+
+PROBE is the folder tools/sit-probe.py wrote (its log.csv), RUN a run folder of its config (its
+tokens/ store). Every user's tokens are read with `recdistill tokens fetch --user-id`.
+"""
+import argparse
+import csv
+import os
+import subprocess
+import sys
+
+
+def die(msg):
+    sys.exit(f"sit-probe-tokens.py: {msg}")
+
+
+def read_log(path):
+    ctx, users = {}, []
+    try:
+        with open(path, newline="") as f:
+            rows = csv.DictReader(f)
+            if not rows.fieldnames or not {"user", "ctx", "ts"} <= set(rows.fieldnames):
+                die(f"{path}: not a sit-probe.py log (needs the columns user, ctx, ts)")
+            for n, r in enumerate(rows, 2):
+                try:
+                    ctx[int(r["ts"])] = int(r["ctx"])
+                    users.append(int(r["user"]))
+                except ValueError:
+                    die(f"{path}:{n}: user, ctx and ts must be integers")
+    except OSError as e:
+        die(f"{path}: {e.strerror}")
+    if not ctx:
+        die(f"{path}: no events")
+    return ctx, sorted(set(users))
+
+
+def tokens_of(rd, store, user):
+    p = subprocess.run([rd, "tokens", "fetch", store, "--user-id", str(user), "--before",
+                        "9223372036854775807", "--n", "4096"], capture_output=True, text=True)
+    if p.returncode != 0:
+        die(f"recdistill tokens fetch {store} --user-id {user}: {p.stderr.strip()}")
+    out = []
+    for line in p.stdout.splitlines():
+        if line.startswith("#"):
+            continue
+        f = line.split("\t")  # slot, ts, id, label, item, d values
+        out.append((int(f[1]), [float(x) for x in f[5:]]))
+    return out
+
+
+def solve(A, b):
+    n = len(b)
+    M = [A[j][:] + [b[j]] for j in range(n)]
+    for c in range(n):
+        p = max(range(c, n), key=lambda r: abs(M[r][c]))
+        M[c], M[p] = M[p], M[c]
+        if abs(M[c][c]) < 1e-12:
+            continue
+        for r in range(n):
+            if r != c and M[r][c] != 0.0:
+                f = M[r][c] / M[c][c]
+                for k in range(c, n + 1):
+                    M[r][k] -= f * M[c][k]
+    return [M[j][n] / M[j][j] if abs(M[j][j]) >= 1e-12 else 0.0 for j in range(n)]
+
+
+def auc(scored):
+    scored.sort()
+    pos = sum(y for _, y in scored)
+    neg = len(scored) - pos
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks, i = 0.0, 0
+    while i < len(scored):  # average ranks over ties
+        j = i
+        while j < len(scored) and scored[j][0] == scored[i][0]:
+            j += 1
+        ranks += sum(y for _, y in scored[i:j]) * (i + 1 + j) / 2.0
+        i = j
+    return (ranks - pos * (pos + 1) / 2.0) / (pos * neg)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rd", default=os.environ.get("RD", "build/recdistill"))
+    ap.add_argument("probe")
+    ap.add_argument("run")
+    a = ap.parse_args()
+    store = os.path.join(a.run, "tokens")
+    if not os.path.isdir(store):
+        die(f"{store}: no token store (a run folder of the probe's config?)")
+    ctx, users = read_log(os.path.join(a.probe, "log.csv"))
+    X, Y, U = [], [], []
+    for u in users:
+        for ts, tok in tokens_of(a.rd, store, u):
+            if ts not in ctx:
+                die(f"{store}: user {u} has a token at time {ts} that is not in the log")
+            X.append([1.0] + tok)
+            Y.append(1.0 if ctx[ts] % 2 == 0 else 0.0)
+            U.append(u)
+    if not X:
+        die(f"{store}: no tokens")
+    d = len(X[0])
+    A = [[0.0] * d for _ in range(d)]
+    b = [0.0] * d
+    for x, y, u in zip(X, Y, U):
+        if u % 2:
+            continue
+        for j in range(d):
+            b[j] += x[j] * y
+            row = A[j]
+            for k in range(d):
+                row[k] += x[j] * x[k]
+    w = solve(A, b)
+    test = [(sum(p * q for p, q in zip(w, x)), int(y)) for x, y, u in zip(X, Y, U) if u % 2]
+    print(f"{store}: {len(X)} tokens of d {d - 1}; linear probe of 'ctx even' on the odd users' "
+          f"tokens: AUC {auc(test):.4f}")
+
+
+if __name__ == "__main__":
+    main()
