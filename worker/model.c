@@ -388,8 +388,10 @@ static void layout(builder *bd) {
         if (m->tok_side) // only then: the slab of models without side values is unchanged
             param(bd, &p->tok_side_p, &p->tok_side_g, m->tok_side * A, INIT_NORMAL, 0.02f,
                   "tok.side_w");
-        if (p->tok_norm)
+        if (p->tok_norm) {
             p->tok_in = act(bd, B * L * m->tok_dim);
+            bd->ff += 4.0 * (double)L * (double)m->tok_dim; // mean, variance, scale: forward only
+        }
         p->ad_pre = act(bd, B * L * A);
         p->ad = act(bd, B * L * A);
         p->dad = act(bd, B * L * A);
