@@ -870,6 +870,8 @@ static void test_split_by_item(void **state) {
     uint64_t want_rec[8] = {10, 12, 11, 13, 14, 15, 16, 17};
     assert_memory_equal(glen, want_len, sizeof want_len);
     assert_memory_equal(rec, want_rec, sizeof want_rec);
+    uint64_t want_items[8] = {7, 7, 8, 9, 8, 8, 7, 7}; // the keys follow their records
+    assert_memory_equal(items, want_items, sizeof want_items);
     // One group of one item, and groups that are all distinct items: unchanged.
     uint64_t r1[3] = {1, 2, 3}, i1[3] = {5, 5, 5};
     uint32_t g1[3] = {3};

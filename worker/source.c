@@ -1331,7 +1331,7 @@ static int cmp_item_row(const void *a, const void *b) {
 }
 
 void rd_source_split_by_item(uint64_t *rec,
-                             const uint64_t *items,
+                             uint64_t *items,
                              uint32_t *glen,
                              size_t *G,
                              size_t B,
@@ -1358,6 +1358,7 @@ void rd_source_split_by_item(uint64_t *rec,
     for (size_t r = 0; r < B; r++) {
         const rd_source_item_row *x = &scratch[r];
         rec[r] = x->rec;
+        items[r] = x->item;
         if (r == 0 || x->group != x[-1].group || x->item != x[-1].item)
             glen[(*G)++] = 0;
         glen[*G - 1]++;
@@ -1402,8 +1403,9 @@ static int run_step(driver *dv,
         sb.group_len = dv->glen;
     }
     if (src->sit_item_code) {
-        for (size_t b = 0; b < B; b++)
-            dv->bitems[b] = rd_dataset_record(dv->ds, dv->rec[b])->item_key;
+        if (!dv->by_item) // else rd_source_split_by_item left them in the batch's order
+            for (size_t b = 0; b < B; b++)
+                dv->bitems[b] = rd_dataset_record(dv->ds, dv->rec[b])->item_key;
         sb.item_keys = dv->bitems;
     }
     if (src->scheme == 2 && streaming && dv->T > 1) {
@@ -1590,7 +1592,7 @@ int rd_source_driver_run(rd_source_driver *sd,
                 form_user_batch(dv, &it, &pending, &has_pending);
             if (dv->B == 0)
                 break;
-            if (dv->by_item) { // the item keys go in bitems, then follow their records
+            if (dv->by_item) { // the item keys go in bitems and are reordered with the records
                 for (size_t b = 0; b < dv->B; b++)
                     dv->bitems[b] = rd_dataset_record(dv->ds, dv->rec[b])->item_key;
                 rd_source_split_by_item(dv->rec, dv->bitems, dv->glen, &dv->G, dv->B, dv->isort);

@@ -352,10 +352,10 @@ typedef struct rd_source_item_row {
 
 /** tokens.sit_group item: split every group of a batch (rec[0..B) in group order, glen[0..*G)
  *  their lengths, items[b] the item key of rec[b]) into groups of one item, in the order of each
- *  item's first row in its group, rows in their order; rewrites rec, glen and *G (<= B: glen
+ *  item's first row in its group, rows in their order; rewrites rec, items, glen and *G (glen
  *  must hold B). scratch: B rows. Groups of one item of two different groups stay apart. */
 void rd_source_split_by_item(uint64_t *rec,
-                             const uint64_t *items,
+                             uint64_t *items,
                              uint32_t *glen,
                              size_t *G,
                              size_t B,
