@@ -441,6 +441,14 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
     ev->step = step;
     ev->p = (float)prob;
     ev->p_no_memory = (float)(1.0 / (1.0 + exp(-x_no_mem)));
+    ev->p_no_context = ev->p;
+    if (kind == RD_SYNTH_FOLLOWUP && g->cfg.contexts > 0) {
+        // The exposure's context was deliberate (weight 1) with the share of even contexts.
+        double share = (double)((g->cfg.contexts + 1) / 2) / (double)g->cfg.contexts;
+        double x_mem = x_no_mem + (double)A_MEM * g->cfg.long_range * sign;
+        ev->p_no_context =
+            (float)(share / (1.0 + exp(-x_mem)) + (1.0 - share) / (1.0 + exp(-x_no_mem)));
+    }
     ev->engagement = engagement;
 }
 
@@ -637,7 +645,7 @@ void rd_synth_destroy(rd_synth *g) {
 #define RD_SYNTH_CEILING_MAX (1u << 22)
 
 typedef struct ceil_ev {
-    float p, p_no_memory, label;
+    float p, p_no_memory, p_no_context, label;
     uint32_t user;
 } ceil_ev;
 
@@ -649,7 +657,8 @@ typedef struct ceiling {
 static void ceiling_push(ceiling *c, const rd_synth_event *ev) {
     if (!c->ring)
         return;
-    c->ring[c->n % c->cap] = (ceil_ev){ev->p, ev->p_no_memory, ev->label, ev->user};
+    c->ring[c->n % c->cap] =
+        (ceil_ev){ev->p, ev->p_no_memory, ev->p_no_context, ev->label, ev->user};
     c->n++;
 }
 
@@ -662,30 +671,32 @@ static int ceiling_yaml(const ceiling *c, uint64_t kept, double holdout_fraction
                 RD_SYNTH_CEILING_MAX);
         return RD_OK;
     }
-    rd_metrics *mt = NULL, *mn = NULL;
-    int rc = rd_metrics_create(hc, &mt);
-    if (rc == RD_OK)
-        rc = rd_metrics_create(hc, &mn);
+    // The true probability, then without the memory term, then without the remembered
+    // exposure's context (what the context of an earlier event is worth to a later one).
+    enum { N_CEIL = 3 };
+    rd_metrics *m[N_CEIL] = {NULL, NULL, NULL};
+    rd_metrics_result r[N_CEIL];
+    int rc = RD_OK;
+    for (int k = 0; rc == RD_OK && k < N_CEIL; k++)
+        rc = rd_metrics_create(hc, &m[k]);
     for (uint64_t i = c->n - hc; rc == RD_OK && i < c->n; i++) {
         const ceil_ev *e = &c->ring[i % c->cap];
-        rc = rd_metrics_add(mt, e->p, e->label, e->user);
-        if (rc == RD_OK)
-            rc = rd_metrics_add(mn, e->p_no_memory, e->label, e->user);
+        const float p[N_CEIL] = {e->p, e->p_no_memory, e->p_no_context};
+        for (int k = 0; rc == RD_OK && k < N_CEIL; k++)
+            rc = rd_metrics_add(m[k], p[k], e->label, e->user);
     }
-    rd_metrics_result rt, rn;
-    if (rc == RD_OK)
-        rc = rd_metrics_compute(mt, &rt);
-    if (rc == RD_OK)
-        rc = rd_metrics_compute(mn, &rn);
+    for (int k = 0; rc == RD_OK && k < N_CEIL; k++)
+        rc = rd_metrics_compute(m[k], &r[k]);
     if (rc == RD_OK) {
         fprintf(ms,
                 "  ceiling:   # the true click probability on the holdout (%llu events)\n"
                 "    auc: %.6f\n    gauc: %.6f\n    logloss: %.6f\n"
-                "    auc_without_memory: %.6f   # the memory term left out\n",
-                (unsigned long long)hc, rt.auc, rt.gauc, rt.logloss, rn.auc);
+                "    auc_without_memory: %.6f   # the memory term left out\n"
+                "    auc_without_context: %.6f   # the remembered exposure's context unknown\n",
+                (unsigned long long)hc, r[0].auc, r[0].gauc, r[0].logloss, r[1].auc, r[2].auc);
     }
-    rd_metrics_destroy(mt);
-    rd_metrics_destroy(mn);
+    for (int k = 0; k < N_CEIL; k++)
+        rd_metrics_destroy(m[k]);
     return rc;
 }
 

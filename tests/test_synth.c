@@ -110,6 +110,7 @@ static void test_ranges_and_calibration(void **state) {
                 assert_int_equal(ev.mem_sign, 0);
                 assert_true(ev.p == ev.p_no_memory);
             }
+            assert_true(ev.p_no_context == ev.p); // without contexts nothing is unknown
             kinds[ev.kind]++;
             clicks += (double)ev.label;
             psum += (double)ev.p;
@@ -492,10 +493,21 @@ static void check_contexts(double effect) {
             assert_true(ev.mem_age <= ev.step);
             int then = ctx_of[ev.user][ev.step - ev.mem_age];
             assert_int_equal(ev.mem_weight, (then & 1) == 0 ? 1 : 0);
+            // Not knowing that context: half of the contexts are deliberate, so p_no_context is
+            // the mean of the probability with the memory term and without it.
+            if (ev.mem_weight)
+                assert_float_equal(ev.p_no_context, 0.5f * (ev.p + ev.p_no_memory), 1e-6f);
+            else
+                assert_true(ev.p == ev.p_no_memory);
+            if (ev.mem_sign > 0)
+                assert_true(ev.p_no_context > ev.p_no_memory);
+            else
+                assert_true(ev.p_no_context < ev.p_no_memory);
             fu_clicks[ev.mem_weight][ev.mem_sign > 0] += (double)ev.label;
             fu_n[ev.mem_weight][ev.mem_sign > 0] += 1;
         } else {
             assert_int_equal(ev.mem_weight, 0);
+            assert_true(ev.p_no_context == ev.p);
             clicks_ctx[deliberate] += (double)ev.label;
             n_ctx[deliberate] += 1;
         }

@@ -78,15 +78,18 @@ typedef struct rd_synth_event {
     uint32_t series; // the item's series
     float label;     // 0 or 1
     // Ground truth (not written to datasets): what a perfect model would know.
-    int kind;          // rd_synth_kind
-    int ctx;           // the request context, 0..contexts-1 (a dataset field), or -1 without
-    int mem_sign;      // follow-ups: +1 (remembered exposure clicked) or -1; else 0
-    int mem_weight;    // follow-ups: 1, or 0 when the remembered exposure's context was passive
-    uint32_t mem_age;  // follow-ups: user events since the remembered exposure; else 0
-    uint32_t step;     // the user's event count before this event
-    float p;           // true click probability
-    float p_no_memory; // the click probability without the memory term (= p off follow-ups)
-    float engagement;  // data.synthetic.feedback: the "engagement" feedback value; else 0
+    int kind;           // rd_synth_kind
+    int ctx;            // the request context, 0..contexts-1 (a dataset field), or -1 without
+    int mem_sign;       // follow-ups: +1 (remembered exposure clicked) or -1; else 0
+    int mem_weight;     // follow-ups: 1, or 0 when the remembered exposure's context was passive
+    uint32_t mem_age;   // follow-ups: user events since the remembered exposure; else 0
+    uint32_t step;      // the user's event count before this event
+    float p;            // true click probability
+    float p_no_memory;  // the click probability without the memory term (= p off follow-ups)
+    float p_no_context; // the click probability of a model that knows the remembered click but
+                        // not its exposure's context: the mean of p over that context (= p off
+                        // follow-ups and without contexts)
+    float engagement;   // data.synthetic.feedback: the "engagement" feedback value; else 0
 } rd_synth_event;
 
 typedef struct rd_synth rd_synth;

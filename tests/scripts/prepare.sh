@@ -53,9 +53,11 @@ done
 "$RD" prepare "$TMP/syn.yaml" --out "$TMP/syn_b" >/dev/null 2>&1 || fail "second run"
 cmp -s "$TMP/syn_a/events.bin" "$TMP/syn_b/events.bin" || fail "events.bin differs between runs"
 cmp -s "$TMP/syn_a/meta.yaml" "$TMP/syn_b/meta.yaml" || fail "meta.yaml differs between runs"
-# The ceiling: the true probability's holdout AUC, and lower without the memory term.
+# The ceiling: the true probability's holdout AUC, lower without the memory term, the same
+# without the remembered exposure's context (there are no contexts here).
 awk '/^  ceiling:/ {c = 1} c && /^    auc:/ {a = $2} c && /auc_without_memory:/ {m = $2}
-     END {exit !(a > 0.6 && a < 1 && m > 0.5 && m < a)}' "$TMP/syn_a/meta.yaml" ||
+     c && /auc_without_context:/ {x = $2}
+     END {exit !(a > 0.6 && a < 1 && m > 0.5 && m < a && x == a)}' "$TMP/syn_a/meta.yaml" ||
     fail "meta.yaml lacks a sane synthetic ceiling: $(grep -A5 ceiling "$TMP/syn_a/meta.yaml")"
 # Running again over an existing dataset folder replaces it.
 "$RD" prepare "$TMP/syn.yaml" --out "$TMP/syn_a" >/dev/null 2>&1 || fail "replace"
