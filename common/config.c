@@ -342,6 +342,7 @@ static const ck_key token_use_keys[] = {
     K_ENUM(rd_token_use, "same_time", same_time, same_time_modes, 0, "exclude"),
     K_INT(rd_token_use, "search", search, 0, 4096, 0, "0"),
     K_BOOL(rd_token_use, "norm", norm, "false"),
+    K_STR(rd_token_use, "search_by", search_by, 0, "item"),
 };
 TABLE(token_use_desc, rd_token_use, token_use_keys);
 
@@ -390,6 +391,7 @@ static const ck_key tokens_keys[] = {
     K_BOOL(rd_tokens_config, "sit_pairs", sit_pairs, "false"),
     K_BOOL(rd_tokens_config, "sit_item_code", sit_item_code, "false"),
     K_ENUM(rd_tokens_config, "sit_group", sit_group, sit_groups, 0, "user"),
+    K_STR(rd_tokens_config, "sit_group_by", sit_group_by, 0, "item"),
 };
 TABLE(tokens_desc, rd_tokens_config, tokens_keys);
 
@@ -1904,6 +1906,17 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                             "of the tokens it searches",
                             tu->search, tu->length);
         }
+        if (!rd_field_is_item(tu->search_by)) {
+            snprintf(p, sizeof p, "models[%d].tokens.search_by", m);
+            if (tu->search == 0)
+                return verr(v, p, "needs tokens.search (the search it keys)");
+            if (strcmp(tu->search_by, "user") == 0)
+                return verr(v, p,
+                            "'user' is not an attribute of the item: every token of the "
+                            "user would match; leave tokens.search off instead");
+            if ((rc = check_feature_field(cfg, &sf, v, p, tu->search_by)))
+                return rc;
+        }
         if (tu->scheme > 0) {
             snprintf(p, sizeof p, "models[%d].tokens.kind", m);
             if (tu->kind == RD_SEQ_NONE)
@@ -1944,6 +1957,18 @@ static int check_models(const rd_config *cfg, const vctx *v) {
     if (cfg->tokens.sit_pairs && !cfg->tokens.sit_labels)
         return verr(v, "tokens.sit_pairs",
                     "needs tokens.sit_labels (the pairs are where the labels go)");
+    if (!rd_field_is_item(cfg->tokens.sit_group_by)) {
+        const char *f = cfg->tokens.sit_group_by;
+        if (cfg->tokens.sit_group != RD_SIT_GROUP_ITEM)
+            return verr(v, "tokens.sit_group_by",
+                        "needs tokens.sit_group: item (the groups it keys)");
+        if (strcmp(f, "user") == 0)
+            return verr(v, "tokens.sit_group_by",
+                        "'user' is not an attribute of the item: use tokens.sit_group: user");
+        int rc = check_feature_field(cfg, &sf, v, "tokens.sit_group_by", f);
+        if (rc)
+            return rc;
+    }
     if (cfg->tokens.side_residual && !cfg->tokens.n_side)
         return verr(v, "tokens.side_residual",
                     "needs tokens.side (the fields it takes residuals of)");

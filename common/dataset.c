@@ -1591,6 +1591,98 @@ rd_dataset_feature_key(const rd_dataset *ds, const rd_feature_src *fs, uint64_t 
     }
 }
 
+typedef struct attr_pair {
+    uint64_t key, value;
+} attr_pair;
+
+static int attr_pair_cmp(const void *a, const void *b) {
+    uint64_t x = ((const attr_pair *)a)->key, y = ((const attr_pair *)b)->key;
+    return (x > y) - (x < y);
+}
+
+int rd_dataset_item_attr(
+    const rd_dataset *ds, const char *field, const char *who, rd_item_attr *out, rd_errbuf *eb) {
+    memset(out, 0, sizeof *out);
+    rd_feature_src fs;
+    int rc = rd_dataset_feature_src(ds, field, who, &fs, eb);
+    if (rc != RD_OK)
+        return rc;
+    if (fs.kind == RD_FEATURE_USER)
+        return rd_err_set(eb, RD_ERR_CONFIG, "%s: '%s' is not an attribute of the item", who,
+                          field);
+    if (fs.width != 1)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "%s: field '%s' holds %u values per event; a search key needs one", who,
+                          field, fs.width);
+    const size_t NI = ds->info.n_items, n = ds->info.n_events;
+    uint64_t *key = rd_calloc(NI ? NI : 1, sizeof *key), *val = rd_calloc(NI ? NI : 1, sizeof *val);
+    uint64_t *first = rd_malloc((NI ? NI : 1) * sizeof *first); // a record of each item
+    if (!key || !val || !first) {
+        rd_free(key);
+        rd_free(val);
+        rd_free(first);
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory for %zu items", who, NI);
+    }
+    for (size_t k = 0; k < NI; k++)
+        first[k] = UINT64_MAX;
+    for (uint64_t i = 0; i < n; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        uint64_t v = rd_dataset_feature_key(ds, &fs, i, 0);
+        if (first[r->item] == UINT64_MAX) {
+            first[r->item] = i;
+            key[r->item] = r->item_key;
+            val[r->item] = v;
+        } else if (val[r->item] != v) {
+            rc = rd_err_set(eb, RD_ERR_CONFIG,
+                            "%s: field '%s' is not an attribute of the item: records %llu and %llu "
+                            "of one item have different values",
+                            who, field, (unsigned long long)first[r->item], (unsigned long long)i);
+            break;
+        }
+    }
+    rd_free(first);
+    if (rc != RD_OK) {
+        rd_free(key);
+        rd_free(val);
+        return rc;
+    }
+    // Sort the (key, value) pairs by key.
+    attr_pair *pr = rd_malloc((NI ? NI : 1) * sizeof *pr);
+    if (!pr) {
+        rd_free(key);
+        rd_free(val);
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory for %zu items", who, NI);
+    }
+    for (size_t k = 0; k < NI; k++)
+        pr[k] = (attr_pair){key[k], val[k]};
+    qsort(pr, NI, sizeof *pr, attr_pair_cmp);
+    for (size_t k = 0; k < NI; k++) {
+        key[k] = pr[k].key;
+        val[k] = pr[k].value;
+    }
+    rd_free(pr);
+    *out = (rd_item_attr){.n = NI, .item_key = key, .value = val};
+    return RD_OK;
+}
+
+uint64_t rd_item_attr_key(const rd_item_attr *a, uint64_t item_key) {
+    size_t lo = 0, hi = a->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->item_key[mid] < item_key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < a->n && a->item_key[lo] == item_key && a->value[lo] ? a->value[lo] : item_key;
+}
+
+void rd_item_attr_free(rd_item_attr *a) {
+    rd_free(a->item_key);
+    rd_free(a->value);
+    memset(a, 0, sizeof *a);
+}
+
 const rd_record *rd_dataset_record(const rd_dataset *ds, uint64_t i) {
     RD_ASSERT(i < ds->info.n_events);
     return (const rd_record *)(ds->recs + i * ds->info.record_size);

@@ -1240,6 +1240,29 @@ static void test_errors_csv(void **state) {
                  "t.yaml:", "tokens.side_residual: needs tokens.side");
     expect_error(TOK_M "tokens: {sit_labels: false, sit_pairs: true}\n" FB_CSV,
                  "t.yaml:", "tokens.sit_pairs: needs tokens.sit_labels");
+    // search_by / sit_group_by: an attribute of the item, named where it applies.
+    expect_error(TOK_M "    tokens: {search_by: x}\n" FB_CSV,
+                 "t.yaml:", "models[0].tokens.search_by: needs tokens.search");
+    expect_error(TOK_M "tokens: {sit_group_by: x}\n" FB_CSV,
+                 "t.yaml:", "tokens.sit_group_by: needs tokens.sit_group: item");
+    expect_error(TOK_M "tokens: {sit_group: item, sit_group_by: user}\n" FB_CSV,
+                 "t.yaml:", "tokens.sit_group_by: 'user' is not an attribute of the item");
+    expect_error(TOK_M "tokens: {sit_group: item, sit_group_by: nope}\n" FB_CSV,
+                 "t.yaml:", "tokens.sit_group_by: no field named 'nope' in data.schema.fields");
+    expect_error(TOK_M "tokens: {sit_group: item, sit_group_by: x}\n" FB_CSV,
+                 "t.yaml:", "tokens.sit_group_by: field 'x' is numeric");
+    expect_error(TOK_M "tokens: {sit_group: item, sit_group_by: r}\n" FB_CSV,
+                 "t.yaml:", "tokens.sit_group_by: field 'r' is feedback");
+    {
+        rd_config *cc = new_cfg();
+        rd_errbuf eb = {0};
+        assert_int_equal(parse(TOK_M "tokens: {sit_group: item}\n" FB_CSV, cc, &eb), RD_OK);
+        assert_string_equal(cc->tokens.sit_group_by, "item"); // the defaults
+        assert_string_equal(cc->models[0].tokens.search_by, "item");
+        assert_true(rd_field_is_item(cc->tokens.sit_group_by) && rd_field_is_item(""));
+        assert_false(rd_field_is_item("items") || rd_field_is_item("ite"));
+        free(cc);
+    }
 #undef TOK_M
 #undef FB_CSV
     // ... but hour and weekday come from the timestamp of every source.

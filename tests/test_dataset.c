@@ -1655,6 +1655,105 @@ static void test_feedback_stats(void **state) {
     free(cfg);
 }
 
+// rd_dataset_item_attr: the map of an attribute of the item (models[].tokens.search_by,
+// tokens.sit_group_by) against every record; the errors for a field that is not one.
+static void test_item_attr(void **state) {
+    (void)state;
+    // 4 users, 9 items; cat = the item's category (an attribute; empty for item i8), ctx varies per
+    // event, tags holds several values.
+    char csv[8192];
+    size_t len = (size_t)snprintf(csv, sizeof csv, "ts,uid,iid,y,cat,ctx,tags,stars\n");
+    uint64_t x = 777;
+    for (int e = 0; e < 120; e++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int u = (int)((x >> 33) % 4), it = (int)((x >> 40) % 9);
+        char cat[8] = "";
+        if (it != 8)
+            snprintf(cat, sizeof cat, "c%d", it % 3);
+        len += (size_t)snprintf(csv + len, sizeof csv - len, "%d,u%d,i%d,%d,%s,x%d,a|b,%d\n",
+                                1000 + e, u, it, (int)((x >> 50) & 1), cat, (int)((x >> 52) % 3),
+                                1 + (int)((x >> 55) % 5));
+    }
+    put("attr_in", "log.csv", csv);
+    rd_config *cfg = new_cfg();
+    rd_data_config *dc = &cfg->data;
+    char in_dir[600], out_dir[512];
+    snprintf(in_dir, sizeof in_dir, "%s/attr_in", g_tmp);
+    path_in(out_dir, sizeof out_dir, "attr_ds");
+    rd_schema_config *sc = csv_source(cfg, in_dir, out_dir, "log.csv", "y", 1);
+    sc->n_fields = 4;
+    static const char *const names[4] = {"cat", "ctx", "tags", "stars"};
+    for (int f = 0; f < 4; f++) {
+        SET(sc->fields[f].name, names[f]);
+        SET(sc->fields[f].column, names[f]);
+    }
+    sc->fields[2].kind = RD_FIELD_MULTI;
+    sc->fields[2].max_len = 4;
+    SET(sc->fields[2].sep, "|");
+    SET(sc->fields[3].name, "stars");
+    sc->fields[3].kind = RD_FIELD_FEEDBACK;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = prepare(cfg, &eb);
+    if (rc != RD_OK)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(dc->dir);
+    const rd_dataset_info *in = rd_dataset_get_info(ds);
+    rd_item_attr a;
+    assert_int_equal(rd_dataset_item_attr(ds, "cat", "who", &a, &eb), RD_OK);
+    assert_int_equal(a.n, in->n_items);
+    rd_feature_src fs;
+    assert_int_equal(rd_dataset_feature_src(ds, "cat", "who", &fs, &eb), RD_OK);
+    size_t own = 0;
+    for (uint64_t i = 0; i < in->n_events; i++) {
+        const rd_record *r = rd_dataset_record(ds, i);
+        uint64_t v = rd_dataset_feature_key(ds, &fs, i, 0);
+        // Each record's item maps to its own value; the item without one to itself.
+        assert_true(rd_item_attr_key(&a, r->item_key) == (v ? v : r->item_key));
+        own += v == 0;
+        // Two items of one category share the key; items of different categories do not.
+        for (uint64_t j = 0; j < i; j++) {
+            const rd_record *q = rd_dataset_record(ds, j);
+            uint64_t w = rd_dataset_feature_key(ds, &fs, j, 0);
+            if (v && w)
+                assert_int_equal(
+                    rd_item_attr_key(&a, r->item_key) == rd_item_attr_key(&a, q->item_key), v == w);
+        }
+    }
+    assert_true(own > 0);                                 // item i8 occurs
+    assert_int_equal(rd_item_attr_key(&a, 12345), 12345); // not in the dataset: itself
+    rd_item_attr_free(&a);
+    // The item itself is its own attribute.
+    assert_int_equal(rd_dataset_item_attr(ds, "item", "who", &a, &eb), RD_OK);
+    for (uint64_t i = 0; i < in->n_events; i++) {
+        uint64_t k = rd_dataset_record(ds, i)->item_key;
+        assert_int_equal(rd_item_attr_key(&a, k), k);
+    }
+    rd_item_attr_free(&a);
+    // Errors name the setting and the field; nothing is left allocated.
+    static const struct {
+        const char *field, *want;
+    } bad[] = {
+        {"ctx", "field 'ctx' is not an attribute of the item: records "},
+        {"tags", "field 'tags' holds 4 values per event"},
+        {"user", "'user' is not an attribute of the item"},
+        {"stars", "feature 'stars' is feedback"},
+        {"nosuch", "feature 'nosuch' is not a field of the dataset"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        rd_errbuf_clear(&eb);
+        assert_int_equal(
+            rd_dataset_item_attr(ds, bad[k].field, "models[1].tokens.search_by", &a, &eb),
+            RD_ERR_CONFIG);
+        if (!strstr(eb.msg, bad[k].want) || !strstr(eb.msg, "models[1].tokens.search_by"))
+            fail_msg("%s: %s", bad[k].field, eb.msg);
+        assert_null(a.item_key);
+    }
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
 static void test_corruption(void **state) {
     (void)state;
     rd_config *cfg = new_cfg();
@@ -2178,6 +2277,7 @@ int main(void) {
         cmocka_unit_test(test_standardize_tiny),
         cmocka_unit_test(test_version1_folder),
         cmocka_unit_test(test_job_sampling),
+        cmocka_unit_test(test_item_attr),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

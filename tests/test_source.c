@@ -887,12 +887,22 @@ static void test_keep_item(void **state) {
     (void)state;
     float tok[5 * 2] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4}, lab[5] = {0, 1, 0, 1, 1};
     uint64_t it[5] = {4, 9, 4, 4, 9};
-    assert_int_equal(rd_source_keep_item(tok, lab, it, 5, 2, 9), 2);
+    assert_int_equal(rd_source_keep_item(tok, lab, it, NULL, 5, 2, 9), 2);
     float want_tok[4] = {1, 1, 4, 4}, want_lab[2] = {1, 1};
     assert_memory_equal(tok, want_tok, sizeof want_tok);
     assert_memory_equal(lab, want_lab, sizeof want_lab);
     assert_true(it[0] == 9 && it[1] == 9);
-    assert_int_equal(rd_source_keep_item(tok, NULL, it, 2, 2, 5), 0);
+    assert_int_equal(rd_source_keep_item(tok, NULL, it, NULL, 2, 2, 5), 0);
+    // Compared by keys (tokens.sit_group_by: the items' series): the items follow their tokens,
+    // the keys stay as they are.
+    float tk2[4 * 2] = {0, 0, 1, 1, 2, 2, 3, 3}, lb2[4] = {0, 1, 1, 0};
+    uint64_t it2[4] = {4, 9, 5, 4}, key2[4] = {70, 80, 80, 70};
+    assert_int_equal(rd_source_keep_item(tk2, lb2, it2, key2, 4, 2, 80), 2);
+    float want_tk2[4] = {1, 1, 2, 2}, want_lb2[2] = {1, 1};
+    assert_memory_equal(tk2, want_tk2, sizeof want_tk2);
+    assert_memory_equal(lb2, want_lb2, sizeof want_lb2);
+    assert_true(it2[0] == 9 && it2[1] == 5);
+    assert_true(key2[0] == 70 && key2[3] == 70);
 }
 
 // The item code: +-RD_SOURCE_ITEM_CODE, a function of the key alone, different keys differ.

@@ -853,7 +853,29 @@ static void test_dense_identity(void **state) {
     assert_true(tp.tokens_hash != tc.tokens_hash);
     cfg->tokens.sit_group = RD_SIT_GROUP_ITEM;
     assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    // Grouped by the item, by default or by name, is the same build; by an attribute is another,
+    // each attribute its own.
+    rd_train_pos ti, ts, tt;
+    memset(&ti, 0, sizeof ti);
+    memset(&ts, 0, sizeof ts);
+    memset(&tt, 0, sizeof tt);
+    rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &ti);
+    snprintf(cfg->tokens.sit_group_by, sizeof cfg->tokens.sit_group_by, "item");
+    assert_int_equal(check_against(&ti, cfg, mc, &info, 1, &eb), RD_OK);
+    snprintf(cfg->tokens.sit_group_by, sizeof cfg->tokens.sit_group_by, "series");
+    assert_int_equal(check_against(&ti, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &ts);
+    snprintf(cfg->tokens.sit_group_by, sizeof cfg->tokens.sit_group_by, "topic");
+    rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &tt);
+    assert_true(ts.tokens_hash != tt.tokens_hash);
+    cfg->tokens.sit_group_by[0] = '\0';
     cfg->tokens.sit_group = RD_SIT_GROUP_USER;
+    // The search by an attribute of the item reads other tokens: the model differs.
+    snprintf(mc->tokens.search_by, sizeof mc->tokens.search_by, "item");
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_OK);
+    snprintf(mc->tokens.search_by, sizeof mc->tokens.search_by, "series");
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    mc->tokens.search_by[0] = '\0';
     mc->tokens.scheme = 0;
     // The config hash: the message says which part differs.
     cfg->run.seed = 6;

@@ -919,7 +919,10 @@ typedef struct driver {
     uint64_t *rec;
     size_t B, G;
     uint32_t *glen;
-    int by_item; // tokens.sit_group item (user order): groups of one user and one item
+    int by_item;        // tokens.sit_group item (user order): groups of one user and one item
+    int by_attr;        // ... or of one value of an attribute of the item (tokens.sit_group_by)
+    rd_item_attr attr;  // that attribute's item -> value map
+    uint64_t *prev_grp; // (B, T - 1) group keys of prev (by_attr)
     rd_source_item_row *isort; // (Bmax) scratch of rd_source_split_by_item
     uint32_t *ucnt;            // (n_users) events of each user in the batch being formed
     // Frozen prefix fetched from the store, and appends
@@ -962,6 +965,8 @@ static void driver_free(driver *dv) {
     rd_free(dv->rec);
     rd_free(dv->glen);
     rd_free(dv->isort);
+    rd_item_attr_free(&dv->attr);
+    rd_free(dv->prev_grp);
     rd_free(dv->ucnt);
     rd_free(dv->prev);
     rd_free(dv->prev_lab);
@@ -1054,6 +1059,15 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
     dv->by_item = dv->src->scheme == 2 && dv->src->sit_layers > 0 &&
                   cfg->tokens.sit_group == RD_SIT_GROUP_ITEM;
     dv->isort = dv->by_item ? rd_calloc(B, sizeof *dv->isort) : NULL;
+    if (dv->by_item && !rd_field_is_item(cfg->tokens.sit_group_by)) {
+        if ((rc = rd_dataset_item_attr(dv->ds, cfg->tokens.sit_group_by, "tokens.sit_group_by",
+                                       &dv->attr, eb)) != RD_OK)
+            return rc;
+        dv->by_attr = 1;
+        dv->prev_grp = rd_calloc(B * (dv->T > 1 ? dv->T - 1 : 1), sizeof(uint64_t));
+        if (!dv->prev_grp)
+            return rd_err_set(eb, RD_ERR_NOMEM, "source driver: out of memory");
+    }
     dv->ucnt = rd_calloc(info->n_users > 0 ? info->n_users : 1, sizeof(uint32_t));
     size_t Tm1 = dv->T > 1 ? dv->T - 1 : 1;
     dv->prev = rd_calloc(B * Tm1 * dv->d, sizeof(float));
@@ -1365,11 +1379,16 @@ void rd_source_split_by_item(uint64_t *rec,
     }
 }
 
-size_t rd_source_keep_item(
-    float *tokens, float *labels, uint64_t *items, size_t n, size_t d, uint64_t item) {
+size_t rd_source_keep_item(float *tokens,
+                           float *labels,
+                           uint64_t *items,
+                           const uint64_t *keys,
+                           size_t n,
+                           size_t d,
+                           uint64_t key) {
     size_t kept = 0;
     for (size_t k = 0; k < n; k++) {
-        if (items[k] != item)
+        if ((keys ? keys[k] : items[k]) != key)
             continue;
         if (kept != k) {
             memcpy(tokens + kept * d, tokens + k * d, d * sizeof(float));
@@ -1380,6 +1399,13 @@ size_t rd_source_keep_item(
         kept++;
     }
     return kept;
+}
+
+// The key an instance's SIT group shares (tokens.sit_group item): its item, or the item's value
+// of tokens.sit_group_by.
+static uint64_t group_key(const driver *dv, uint64_t rec) {
+    uint64_t item = rd_dataset_record(dv->ds, rec)->item_key;
+    return dv->by_attr ? rd_item_attr_key(&dv->attr, item) : item;
 }
 
 // One step on the batch in dv->rec: fetch the frozen prefix, forward, record the progressive
@@ -1403,7 +1429,7 @@ static int run_step(driver *dv,
         sb.group_len = dv->glen;
     }
     if (src->sit_item_code) {
-        if (!dv->by_item) // else rd_source_split_by_item left them in the batch's order
+        if (!dv->by_item || dv->by_attr) // else the split left them in the batch's order
             for (size_t b = 0; b < B; b++)
                 dv->bitems[b] = rd_dataset_record(dv->ds, dv->rec[b])->item_key;
         sb.item_keys = dv->bitems;
@@ -1425,10 +1451,17 @@ static int run_step(driver *dv,
         if (rc != RD_OK)
             return rc;
         size_t Tm1 = dv->T - 1;
-        for (size_t g = 0, r = 0; dv->by_item && g < dv->G; r += dv->glen[g++])
-            dv->n_found[g] = (uint32_t)rd_source_keep_item(
-                dv->prev + g * Tm1 * d, dv->prev_lab + g * Tm1, dv->prev_items + g * Tm1,
-                dv->n_found[g], d, rd_dataset_record(dv->ds, dv->rec[r])->item_key);
+        for (size_t g = 0, r = 0; dv->by_item && g < dv->G; r += dv->glen[g++]) {
+            uint64_t *pi = dv->prev_items + g * Tm1, *keys = NULL;
+            if (dv->by_attr) { // compare the items' values of tokens.sit_group_by
+                keys = dv->prev_grp + g * Tm1;
+                for (size_t k = 0; k < dv->n_found[g]; k++)
+                    keys[k] = rd_item_attr_key(&dv->attr, pi[k]);
+            }
+            dv->n_found[g] =
+                (uint32_t)rd_source_keep_item(dv->prev + g * Tm1 * d, dv->prev_lab + g * Tm1, pi,
+                                              keys, dv->n_found[g], d, group_key(dv, dv->rec[r]));
+        }
         sb.prev_tokens = dv->prev;
         sb.prev_labels = src->sit_labels ? dv->prev_lab : NULL;
         sb.prev_items = src->sit_item_code ? dv->prev_items : NULL;
@@ -1592,9 +1625,9 @@ int rd_source_driver_run(rd_source_driver *sd,
                 form_user_batch(dv, &it, &pending, &has_pending);
             if (dv->B == 0)
                 break;
-            if (dv->by_item) { // the item keys go in bitems and are reordered with the records
+            if (dv->by_item) { // the group keys go in bitems and are reordered with the records
                 for (size_t b = 0; b < dv->B; b++)
-                    dv->bitems[b] = rd_dataset_record(dv->ds, dv->rec[b])->item_key;
+                    dv->bitems[b] = group_key(dv, dv->rec[b]);
                 rd_source_split_by_item(dv->rec, dv->bitems, dv->glen, &dv->G, dv->B, dv->isort);
             }
             int write = !oo.first_epoch_tokens || e == 0;

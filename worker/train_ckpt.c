@@ -102,6 +102,10 @@ static uint64_t model_part(const rd_model_config *mc, uint64_t h) {
         h = rd_hash64(mc->tokens.stats, (size_t)mc->tokens.n_stats * sizeof mc->tokens.stats[0], h);
     if (mc->tokens.norm) // what the adapter reads: hashed when on
         h = rd_hash_str("tokens.norm", h);
+    if (!rd_field_is_item(mc->tokens.search_by)) { // which tokens the search reads
+        h = rd_hash_str("tokens.search_by", h);
+        h = rd_hash_str(mc->tokens.search_by, h);
+    }
     h = rd_hash64(mc->mlp, (size_t)mc->n_mlp * sizeof mc->mlp[0], h);
     h = rd_hash64(mc->tower, (size_t)mc->n_tower * sizeof mc->tower[0], h);
     h = rd_hash64(&mc->two_towers, sizeof mc->two_towers, h);
@@ -178,6 +182,10 @@ static uint64_t tokens_part(const rd_config *cfg) {
         h = rd_hash_str("sit_item_code", h);
     if (t->sit_group != RD_SIT_GROUP_USER)
         h = rd_hash_str("sit_group item", h);
+    if (t->sit_group != RD_SIT_GROUP_USER && !rd_field_is_item(t->sit_group_by)) {
+        h = rd_hash_str("sit_group_by", h);
+        h = rd_hash_str(t->sit_group_by, h);
+    }
     return h ? h : 1;
 }
 

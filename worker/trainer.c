@@ -128,9 +128,11 @@ struct rd_trainer {
     int kv_table[RD_MAX_TABLES]; // model table slot -> KV table index
     feat_src src[RD_MAX_FEATURES];
     uint64_t seq_table_id;
-    size_t L;           // history length (0 without a seq branch)
-    int stats_feedback; // numeric index of seq.stats_feedback, -1 without
-    float *item_mean;   // rd_dataset_item_means for seq.stats_residual, else NULL
+    size_t L;                 // history length (0 without a seq branch)
+    int stats_feedback;       // numeric index of seq.stats_feedback, -1 without
+    float *item_mean;         // rd_dataset_item_means for seq.stats_residual, else NULL
+    int search_attr_on;       // tokens.search_by names an attribute of the item (not the item)
+    rd_item_attr search_attr; // its item -> value map: the keys tokens.search compares
     size_t cap[RD_MAX_TABLES];
     size_t max_batch;
     stage st[2];
@@ -412,6 +414,15 @@ int rd_trainer_create(const rd_comm *comm,
         rc = rd_err_set(eb, RD_ERR_NOMEM, "job '%s': out of memory for item means", tr->job->name);
         goto fail;
     }
+    if (tr->mcfg->tokens.scheme > 0 && tr->mcfg->tokens.search &&
+        !rd_field_is_item(tr->mcfg->tokens.search_by)) {
+        char who[RD_NAME_MAX + 40];
+        snprintf(who, sizeof who, "model '%s': tokens.search_by", tr->mcfg->name);
+        if ((rc = rd_dataset_item_attr(tr->ds, tr->mcfg->tokens.search_by, who, &tr->search_attr,
+                                       eb)) != RD_OK)
+            goto fail;
+        tr->search_attr_on = 1;
+    }
 
     // 1. Model and dense optimizer.
     if ((rc = rd_dense_optim_init(&tr->opt, &cfg->train, eb)) != RD_OK)
@@ -575,6 +586,7 @@ int rd_trainer_destroy(rd_trainer *tr) {
     rd_model_destroy(tr->model);
     rd_dataset_close(tr->ds);
     rd_free(tr->item_mean);
+    rd_item_attr_free(&tr->search_attr);
     rd_free(tr);
     return rc;
 }
@@ -618,7 +630,8 @@ static int stage_build(rd_trainer *tr, stage *s, size_t B, rd_errbuf *eb) {
             s->tk_users[b] = r->user_key;
             s->tk_ts[b] = r->ts;
             s->tk_ids[b] = r->id;
-            s->tk_item[b] = r->item_key;
+            s->tk_item[b] =
+                tr->search_attr_on ? rd_item_attr_key(&tr->search_attr, r->item_key) : r->item_key;
         }
         if (m->n_numeric) {
             float *num = s->numeric + b * m->n_numeric;
@@ -793,8 +806,12 @@ static int stage_wait_tokens(rd_trainer *tr, stage *s, rd_errbuf *eb) {
         // pick[j]: the fetched slot of the branch's j-th token, most recent first: the latest L,
         // or with tokens.search the latest L whose item is the example's.
         uint32_t pick[TOK_PICK_MAX];
-        size_t n = rd_token_pick(s->tk_fitem ? s->tk_fitem + b * P : NULL,
-                                 s->tk_n[b] < P ? s->tk_n[b] : P, s->tk_item[b], L, pick);
+        size_t nf = s->tk_n[b] < P ? s->tk_n[b] : P;
+        if (tr->search_attr_on) // the fetched item keys become the keys tokens.search_by compares
+            for (size_t j = 0; j < nf; j++)
+                s->tk_fitem[b * P + j] = rd_item_attr_key(&tr->search_attr, s->tk_fitem[b * P + j]);
+        size_t n =
+            rd_token_pick(s->tk_fitem ? s->tk_fitem + b * P : NULL, nf, s->tk_item[b], L, pick);
         const float *src = s->tk_fetch + b * P * d;
         float *dst = s->tokens + b * L * d;
         uint8_t *mk = s->tk_mask + b * L, *lb = s->tk_lab + b * L;

@@ -430,6 +430,10 @@ typedef struct rd_token_use {
                    // d values removed, divided by their std: a layer norm without weights).
                    // Sigmoid tokens sit near 0.5 with a small spread that the adapter otherwise
                    // has to learn to amplify; default 0
+    char search_by[RD_NAME_MAX]; // what tokens.search matches: "item" (the default) or a
+                                 // categorical attribute of the item (a field with one value per
+                                 // item: a category, a series; SIM's search by category). A
+                                 // token is picked when its event's item has the request's value
 } rd_token_use;
 
 typedef struct rd_model_config {
@@ -521,7 +525,17 @@ typedef struct rd_tokens_config {
                        // instance: its user's events (of its batch group and the frozen prefix),
                        // or only those of its own item among them (a search by item, as the
                        // teacher's token branch does, within the same T events); default user
+    char sit_group_by[RD_NAME_MAX]; // with sit_group item: "item" (the default) or a categorical
+                                    // attribute of the item: the SIT of an instance reads its
+                                    // user's events whose item has the same value (the same
+                                    // series), as models[].tokens.search_by
 } rd_tokens_config;
+
+/** Whether a search_by / sit_group_by names the item itself ("" reads as the item too). */
+static inline int rd_field_is_item(const char *field) {
+    return field[0] == '\0' || (field[0] == 'i' && field[1] == 't' && field[2] == 'e' &&
+                                field[3] == 'm' && field[4] == '\0');
+}
 
 /** Side values per token that a tokens: section asks for (tokens.side, twice with residuals). */
 static inline int rd_tokens_side_width(const rd_tokens_config *t) {

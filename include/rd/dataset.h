@@ -379,6 +379,33 @@ void rd_dataset_history_stats(const rd_dataset *ds,
                               const float *item_mean,
                               float *out);
 
+/** An attribute of the item (a category, a series): the value of one categorical field for
+ *  every item key of a dataset, sorted by item key (models[].tokens.search_by,
+ *  tokens.sit_group_by). */
+typedef struct rd_item_attr {
+    size_t n;
+    uint64_t *item_key; // (n) ascending
+    uint64_t *value;    // (n) the field's key for that item (0 = the item has none)
+} rd_item_attr;
+
+/**
+ * Build the item -> value map of `field` over every record of ds. The field must be categorical
+ * with one slot, and an attribute of the item: every event of an item has the same value.
+ * @param[in] who  names the setting in messages, e.g. "models[0].tokens.search_by"
+ * @return RD_OK; RD_ERR_CONFIG naming `who` and the field when it is not a categorical field of
+ *         the dataset, has several values per event, or is not an attribute of the item (the
+ *         message names two records of one item with different values); RD_ERR_NOMEM
+ */
+int rd_dataset_item_attr(
+    const rd_dataset *ds, const char *field, const char *who, rd_item_attr *out, rd_errbuf *eb);
+
+/** The key an item is searched or grouped by: its value of the attribute (binary search), or
+ *  the item key itself when the item has no value or the map does not hold it (an item of
+ *  another dataset in a shared token store): such an item matches only itself. */
+uint64_t rd_item_attr_key(const rd_item_attr *a, uint64_t item_key);
+
+void rd_item_attr_free(rd_item_attr *a);
+
 /**
  * For every record e, the mean of a feedback field over the earlier events (in record order) of
  * e's item, shrunk toward the running mean of all earlier events: (sum + P * g) / (count + P)

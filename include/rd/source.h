@@ -362,9 +362,16 @@ void rd_source_split_by_item(uint64_t *rec,
                              rd_source_item_row *scratch);
 
 /** Keep, of n frozen tokens (n x d, oldest first) with their labels (NULL: none) and items,
- *  those of `item`, left-aligned in their order. @return how many. */
-size_t rd_source_keep_item(
-    float *tokens, float *labels, uint64_t *items, size_t n, size_t d, uint64_t item);
+ *  those whose key is `key`, left-aligned in their order. keys: (n) the key of each token (the
+ *  item's key of tokens.sit_group_by, rd_item_attr_key; not compacted), or NULL to compare the
+ *  items themselves. @return how many. */
+size_t rd_source_keep_item(float *tokens,
+                           float *labels,
+                           uint64_t *items,
+                           const uint64_t *keys,
+                           size_t n,
+                           size_t d,
+                           uint64_t key);
 
 /** The io of a store opened for writing (borrowed). */
 rd_source_io rd_source_io_store(rd_token_store *store);

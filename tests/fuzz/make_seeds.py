@@ -137,9 +137,9 @@ if bundle:
     version, mcs, tcs, nt = struct.unpack_from("<IIII", sv, 8)
     assert version == 2, "give a bundle of format version 2"
     # Offsets inside rd_model_config (include/rd/config.h; all fields 4-byte aligned).
-    assert mcs == 2516, "rd_model_config changed: update the offsets below"
+    assert mcs == 2548, "rd_model_config changed: update the offsets below"
     MC = 56 + 2 * 32                     # after the header, job and model names
-    NSTATS, MLP = 2280, 2432             # seq.n_stats, mlp[0]
+    NSTATS, MLP = 2280, 2464             # seq.n_stats, mlp[0]
     nf_off = MC + mcs + nt * tcs
     nf, = struct.unpack_from("<I", sv, nf_off)
     w_off, nn_off = nf_off + 4, nf_off + 4 + 4 * nf

@@ -9,7 +9,8 @@
 # changed with tokens.huge_pages off), and side values (tokens.side: a CSV log's rating stored
 # with each token, fetched back equal, and a reused store without them refused). A resume of the
 # token-reading job with other token-build settings is refused. The target search
-# (models[].tokens.search) reads only the request item's tokens.
+# (models[].tokens.search) reads only the request item's tokens, or those of its series
+# (search_by); the source model's SIT can be grouped by series (tokens.sit_group_by).
 #
 #   bash tests/scripts/iat.sh build/recdistill
 set -u
@@ -375,6 +376,53 @@ assert a["se1"] != a["nos1"], "tokens.search changes nothing"
 assert t["one"]["fetched_tokens"] == t["ones"]["fetched_tokens"]
 assert a["one"] == a["ones"], "one item: the search is not the plain fetch"
 PY
+# Search by an attribute of the item (models[].tokens.search_by: series; the synthetic items come
+# in series of 4): the same with 1 and 2 PS ranks; every token of the request's item is of its
+# series, so at least as many tokens are read as by the item and fewer than without the search;
+# `search_by: item` is the default to the last digit. The source model's SIT grouped by series
+# (tokens.sit_group_by) builds other tokens than grouped by item, the same with 1 and 2 PS ranks.
+for p in 1 2; do
+    sed 's/search: 200}/search: 200, search_by: series}/' "$TMP/se$p.yaml" >"$TMP/sb$p.yaml"
+    grep -q "search_by: series}" "$TMP/sb$p.yaml" || fail "search_by not set in the config"
+    config "$p" 2 "" ", sit_group: item, sit_group_by: series" >"$TMP/gs$p.yaml"
+done
+pair_runs "$TMP/sb" "tokens.search_by series"
+pair_runs "$TMP/gs" "tokens.sit_group_by series"
+sed 's/search: 200}/search: 200, search_by: item}/' "$TMP/se1.yaml" >"$TMP/sbi.yaml"
+config 1 2 "" ", sit_group: item" >"$TMP/gi.yaml"
+for c in sbi gi; do
+    run -n 2 "$RD" train "$TMP/$c.yaml" --out "$TMP/$c" >"$TMP/out" 2>"$TMP/err" ||
+        fail "$c: $(cat "$TMP/err")"
+done
+python3 - "$TMP" <<'PY' || fail "tokens.search_by"
+import json, sys
+r = {k: json.load(open(f"{sys.argv[1]}/{k}/report.json")) for k in ("nos1", "se1", "sb1", "sbi", "gs1", "gi")}
+t = {k: v["jobs"]["teacher"]["tokens"] for k, v in r.items()}
+a = {k: v["holdout"]["teacher"]["auc"] for k, v in r.items()}
+print("search_by: tokens read by item %d, by series %d, all %d; AUC %s / %s; sit_group_by: source "
+      "AUC by item %s, by series %s" % (t["se1"]["fetched_tokens"], t["sb1"]["fetched_tokens"],
+      t["nos1"]["fetched_tokens"], a["se1"], a["sb1"], t["gi"]["source_auc"], t["gs1"]["source_auc"]))
+assert t["se1"]["fetched_tokens"] < t["sb1"]["fetched_tokens"] < t["nos1"]["fetched_tokens"]
+assert a["sb1"] != a["se1"], "search_by series changes nothing"
+assert a["sbi"] == a["se1"], "search_by item is not the default"
+assert t["sbi"]["fetched_tokens"] == t["se1"]["fetched_tokens"]
+assert t["gs1"]["source_auc"] != t["gi"]["source_auc"], "sit_group_by series changes nothing"
+PY
+# A field that is not an attribute of the item (the request context varies per event) is refused
+# at start with the records that show it, before any training; one that is not a field is a config
+# error.
+sed -e 's/items: 300}/items: 300, contexts: 2}/' -e 's/search_by: series}/search_by: ctx}/' \
+    "$TMP/sb1.yaml" >"$TMP/sbc.yaml"
+grep -q "search_by: ctx}" "$TMP/sbc.yaml" || fail "search_by ctx not set"
+run -n 2 "$RD" train "$TMP/sbc.yaml" --out "$TMP/sbc" >"$TMP/out" 2>"$TMP/err" &&
+    fail "search_by ctx accepted"
+grep -q "model 'big': tokens.search_by: field 'ctx' is not an attribute of the item: records" \
+    "$TMP/err" || fail "search_by ctx: $(cat "$TMP/err")"
+[ ! -e "$TMP/sbc/report.json" ] || fail "search_by ctx: a report was written"
+sed 's/search_by: series}/search_by: genre}/' "$TMP/sb1.yaml" >"$TMP/sbg.yaml"
+"$RD" config "$TMP/sbg.yaml" >/dev/null 2>"$TMP/err" && fail "search_by genre accepted"
+grep -q "models\[0\].tokens.search_by: the synthetic source has no field 'genre'" "$TMP/err" ||
+    fail "search_by genre: $(cat "$TMP/err")"
 # A search below the branch's length, or without a token branch, is a config error naming the key.
 sed 's/adapter: 8}/adapter: 8, search: 11}/' "$TMP/nos1.yaml" >"$TMP/bad1.yaml"
 "$RD" config "$TMP/bad1.yaml" >/dev/null 2>"$TMP/err" && fail "search 11 < length 12 accepted"
