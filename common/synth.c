@@ -403,7 +403,9 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
     int click = rd_rng_uniform(r) < prob;
     // Engagement: drawn only with the option (see the contexts above).
     float engagement = 0.0f;
-    if (g->cfg.feedback)
+    if (g->cfg.feedback == 2) // the oracle: the context kind, no draw
+        engagement = ctx >= 0 && ctx_deliberate(ctx) ? 1.0f : 0.0f;
+    else if (g->cfg.feedback)
         engagement =
             (float)((double)(A_LT * dl) + (double)(A_ST * ds) + FB_NOISE * rd_rng_normal(r));
 
@@ -528,6 +530,10 @@ static int check_cfg(const rd_synthetic_config *c, rd_errbuf *eb) {
         bad = "contexts: must be in 0 .. 64";
     else if (!(c->context_effect >= 0 && c->context_effect <= 10))
         bad = "context_effect: must be in [0, 10]";
+    else if (c->feedback < 0 || c->feedback > 2)
+        bad = "feedback: must be 0, 1 or 2";
+    else if (c->feedback == 2 && c->contexts == 0)
+        bad = "feedback: 2 (the context kind as the feedback field) needs contexts";
     if (bad)
         return rd_err_set(eb, RD_ERR_CONFIG, "data.synthetic.%s", bad);
     return RD_OK;

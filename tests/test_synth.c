@@ -544,6 +544,26 @@ static void test_contexts(void **state) {
     (void)state;
     check_contexts(0.5); // the default
     check_contexts(0.0); // the context matters only to later events
+    // feedback 2: the events of feedback 0, with the context kind as the feedback value.
+    rd_synthetic_config c = base_cfg(20000, 50);
+    c.contexts = 4;
+    rd_synth *g0 = make(&c, 3);
+    c.feedback = 2;
+    rd_synth *g2 = make(&c, 3);
+    rd_synth_event a, b;
+    uint64_t n = 0;
+    while (rd_synth_next(g0, &a)) {
+        assert_true(rd_synth_next(g2, &b));
+        assert_true(a.user == b.user && a.item == b.item && a.ts == b.ts && a.ctx == b.ctx &&
+                    a.label == b.label && a.p == b.p);
+        assert_true(a.engagement == 0.0f);
+        assert_true(b.engagement == ((b.ctx & 1) == 0 ? 1.0f : 0.0f));
+        n++;
+    }
+    assert_false(rd_synth_next(g2, &b));
+    assert_int_equal(n, 20000);
+    rd_synth_destroy(g0);
+    rd_synth_destroy(g2);
 }
 
 // A prepared folder remembers the data config it was built from: train refuses it for another
@@ -642,6 +662,15 @@ static void test_config_errors(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
     assert_non_null(strstr(eb.msg, "data.synthetic.context_effect"));
+    c = base_cfg(1000, 10);
+    c.feedback = 2; // the context kind, without contexts
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "data.synthetic.feedback: 2"));
+    c.feedback = 3;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "data.synthetic.feedback"));
     c = base_cfg(0, 10);
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);

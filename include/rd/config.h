@@ -247,23 +247,25 @@ typedef struct rd_schema_config {
 } rd_schema_config;
 
 typedef struct rd_synthetic_config {
-    uint64_t events;   // total events, 1e3 .. 1e9; default 200000
-    int users;         // default 2000
-    int items;         // default 5000
-    int topics;        // latent interest topics; default 32
-    int dim;           // latent dimension; default 16
-    double drift;      // per-event drift of the short-term interest, 0..1; default 0.02
-    double long_range; // weight of long-range (hundreds of events back) signals; default 1.0
-    int memory_span;   // how far back long-range events still matter, events; default 400
-    double base_ctr;   // target mean click rate before sampling, (0,1); default 0.3
-                       // (users, items 1..1e8; topics 1..4096; dim 1..1024;
-                       // long_range 0..1e6; memory_span 1..1e6)
-    int contexts;      // per-event request context ("ctx" field) with this many values, 0..64;
-                       // 0 = none (the events are then those of a generator without it); see
-                       // rd/synth.h for what a context changes. Default 0
-    uint64_t seed;     // 0 = derive from run.seed; default 0
-    int feedback;      // 1 = each event also has "engagement", a feedback field (rd/synth.h);
-                       // 0 = none (the events are then those of a generator without it). Default 0
+    uint64_t events;       // total events, 1e3 .. 1e9; default 200000
+    int users;             // default 2000
+    int items;             // default 5000
+    int topics;            // latent interest topics; default 32
+    int dim;               // latent dimension; default 16
+    double drift;          // per-event drift of the short-term interest, 0..1; default 0.02
+    double long_range;     // weight of long-range (hundreds of events back) signals; default 1.0
+    int memory_span;       // how far back long-range events still matter, events; default 400
+    double base_ctr;       // target mean click rate before sampling, (0,1); default 0.3
+                           // (users, items 1..1e8; topics 1..4096; dim 1..1024;
+                           // long_range 0..1e6; memory_span 1..1e6)
+    int contexts;          // per-event request context ("ctx" field) with this many values, 0..64;
+                           // 0 = none (the events are then those of a generator without it); see
+                           // rd/synth.h for what a context changes. Default 0
+    uint64_t seed;         // 0 = derive from run.seed; default 0
+    int feedback;          // 1 = each event also has "engagement", a feedback field (rd/synth.h);
+                           // 2 = "engagement" holds the event's context kind instead (a diagnostic
+                           // oracle; needs contexts); 0 = none (the events are then those of a
+                           // generator without it). Default 0
     double context_effect; // with contexts: click-logit offset of a context, + deliberate,
                            // - passive, 0..10; 0 = a context changes only whether the exposure
                            // is remembered (rd/synth.h). Default 0.5

@@ -45,6 +45,10 @@
 //     click says only whether the logit won a coin flip; the engagement of past events says how
 //     much the user liked them, so a model that reads it over the history (token side values,
 //     seq.stats_feedback) can estimate the user's interests from fewer events.
+//     With feedback = 2 (a diagnostic; needs contexts) "engagement" is instead the event's
+//     context kind, 1 deliberate and 0 passive, and no draw is made (the events are those of
+//     feedback 0): an oracle of what a token store that kept the context would give, read as a
+//     token side value (tokens.side: [engagement]).
 //   So the strongest per-event signal (m) sits 50..400 user events back: invisible to a short
 //   history, plain in a long one; the long-term mix needs long histories to estimate, and drifts.
 //   The signal needs users with several times memory_span events (events / users): with fewer,
@@ -89,7 +93,8 @@ typedef struct rd_synth_event {
     float p_no_context; // the click probability of a model that knows the remembered click but
                         // not its exposure's context: the mean of p over that context (= p off
                         // follow-ups and without contexts)
-    float engagement;   // data.synthetic.feedback: the "engagement" feedback value; else 0
+    float engagement;   // data.synthetic.feedback: the "engagement" feedback value (1), or the
+                        // context kind (2: 1 deliberate, 0 passive); else 0
 } rd_synth_event;
 
 typedef struct rd_synth rd_synth;
