@@ -5,9 +5,14 @@ and a constant) fitted on the tokens of the even-numbered users and scored, as a
 of the odd-numbered ones. 0.5 = the tokens hold nothing of it.
 
     tools/sit-probe-tokens.py [--rd build/recdistill] PROBE RUN
+    tools/sit-probe-tokens.py [--rd build/recdistill] --side K RUN
 
 PROBE is the folder tools/sit-probe.py wrote (its log.csv), RUN a run folder of its config (its
 tokens/ store). Every user's tokens are read with `recdistill tokens fetch --user-id`.
+With --side K the target is instead the store's own side value K of each token (> 0.5 or not),
+over every user of the store, the users split by the parity of their position in key order:
+e.g. a synthetic run with data.synthetic.feedback 2 and tokens.side [engagement], whose side
+value is the event's context kind (deliberate or passive).
 """
 import argparse
 import csv
@@ -40,18 +45,31 @@ def read_log(path):
     return ctx, sorted(set(users))
 
 
-def tokens_of(rd, store, user):
-    p = subprocess.run([rd, "tokens", "fetch", store, "--user-id", str(user), "--before",
+def tokens_of(rd, store, user, by="--user-id"):
+    """(ts, side values, d values) of every token of a user."""
+    p = subprocess.run([rd, "tokens", "fetch", store, by, str(user), "--before",
                         "9223372036854775807", "--n", "4096"], capture_output=True, text=True)
     if p.returncode != 0:
-        die(f"recdistill tokens fetch {store} --user-id {user}: {p.stderr.strip()}")
-    out = []
+        die(f"recdistill tokens fetch {store} {by} {user}: {p.stderr.strip()}")
+    out, n_side = [], 0
     for line in p.stdout.splitlines():
-        if line.startswith("#"):
+        if line.startswith("#"):  # "# user U before T L n n_found N dim D side S"
+            h = line.split()
+            if "side" in h:
+                n_side = int(h[h.index("side") + 1])
             continue
-        f = line.split("\t")  # slot, ts, id, label, item, d values
-        out.append((int(f[1]), [float(x) for x in f[5:]]))
+        f = line.split("\t")  # slot, ts, id, label, item, side values, d values
+        v = [float(x) for x in f[5:]]
+        out.append((int(f[1]), v[:n_side], v[n_side:]))
     return out
+
+
+def store_users(rd, store):
+    p = subprocess.run([rd, "tokens", "users", store, "--limit", "100000000"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        die(f"recdistill tokens users {store}: {p.stderr.strip()}")
+    return [line.split("\t")[0] for line in p.stdout.splitlines() if not line.startswith("#")]
 
 
 def solve(A, b):
@@ -89,21 +107,35 @@ def auc(scored):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rd", default=os.environ.get("RD", "build/recdistill"))
-    ap.add_argument("probe")
-    ap.add_argument("run")
+    ap.add_argument("--side", type=int, default=None, metavar="K",
+                    help="probe the store's side value K instead of a probe log's context")
+    ap.add_argument("paths", nargs="+", metavar="PROBE RUN | RUN")
     a = ap.parse_args()
-    store = os.path.join(a.run, "tokens")
+    if len(a.paths) != (1 if a.side is not None else 2):
+        die("give PROBE RUN, or --side K RUN")
+    store = os.path.join(a.paths[-1], "tokens")
     if not os.path.isdir(store):
-        die(f"{store}: no token store (a run folder of the probe's config?)")
-    ctx, users = read_log(os.path.join(a.probe, "log.csv"))
+        die(f"{store}: no token store (a run folder?)")
     X, Y, U = [], [], []
-    for u in users:
-        for ts, tok in tokens_of(a.rd, store, u):
-            if ts not in ctx:
-                die(f"{store}: user {u} has a token at time {ts} that is not in the log")
-            X.append([1.0] + tok)
-            Y.append(1.0 if ctx[ts] % 2 == 0 else 0.0)
-            U.append(u)
+    if a.side is None:
+        ctx, users = read_log(os.path.join(a.paths[0], "log.csv"))
+        for u in users:
+            for ts, _, tok in tokens_of(a.rd, store, u):
+                if ts not in ctx:
+                    die(f"{store}: user {u} has a token at time {ts} that is not in the log")
+                X.append([1.0] + tok)
+                Y.append(1.0 if ctx[ts] % 2 == 0 else 0.0)
+                U.append(u)
+        what = "'ctx even'"
+    else:
+        for n, key in enumerate(store_users(a.rd, store)):
+            for _, side, tok in tokens_of(a.rd, store, key, "--user"):
+                if a.side < 0 or a.side >= len(side):
+                    die(f"{store}: --side {a.side}, but its tokens have {len(side)} side values")
+                X.append([1.0] + tok)
+                Y.append(1.0 if side[a.side] > 0.5 else 0.0)
+                U.append(n)
+        what = f"side value {a.side} > 0.5"
     if not X:
         die(f"{store}: no tokens")
     d = len(X[0])
@@ -119,7 +151,7 @@ def main():
                 row[k] += x[j] * x[k]
     w = solve(A, b)
     test = [(sum(p * q for p, q in zip(w, x)), int(y)) for x, y, u in zip(X, Y, U) if u % 2]
-    print(f"{store}: {len(X)} tokens of d {d - 1}; linear probe of 'ctx even' on the odd users' "
+    print(f"{store}: {len(X)} tokens of d {d - 1}; linear probe of {what} on the odd users' "
           f"tokens: AUC {auc(test):.4f}")
 
 

@@ -6,6 +6,8 @@
 # log the user-order source model learns the previous label out of sample (holdout progressive
 # AUC > 0.8, labels shifted or paired) and cannot without sit_labels (< 0.6); on a recall log it
 # finds the earlier event of the same item only with tokens.sit_group: item (> 0.58, else < 0.56).
+# tools/sit-probe-tokens.py probes the stored tokens for the context, from the log or (--side) from
+# a side value of the store.
 #
 #   bash tests/scripts/sit_probe.sh build/recdistill
 set -u
@@ -102,4 +104,20 @@ echo "$out" | grep -Eq "$(( 60 * 150 )) tokens of d 16; .* AUC 0\.[0-9]{4}$" || 
 python3 "$SRC/tools/sit-probe-tokens.py" --rd "$RD" "$TMP/p" "$TMP/p" >/dev/null 2>"$TMP/err" &&
     fail "sit-probe-tokens.py: a folder without tokens accepted"
 grep -q "no token store" "$TMP/err" || fail "sit-probe-tokens.py: $(cat "$TMP/err")"
+# --side K: the target is the store's own side value K (an --oracle log stores `deliberate`, the
+# context's parity, beside each token); a K the store does not have is an error.
+python3 "$P" --task prev --users 30 --events 100 --oracle "$TMP/o" >/dev/null || fail "oracle log"
+timeout 300 mpiexec.mpich -n 2 "$RD" train "$TMP/o/config.yaml" --out "$TMP/run_o" >"$TMP/o.log" 2>&1 ||
+    fail "oracle run: $(tail -5 "$TMP/o.log")"
+out=$(python3 "$SRC/tools/sit-probe-tokens.py" --rd "$RD" --side 0 "$TMP/run_o" 2>&1) ||
+    fail "sit-probe-tokens.py --side 0: $out"
+echo "$out"
+echo "$out" | grep -Eq "$(( 30 * 100 )) tokens of d 16; linear probe of side value 0 > 0.5 .* AUC 0\.[0-9]{4}$" ||
+    fail "sit-probe-tokens.py --side 0: $out"
+python3 "$SRC/tools/sit-probe-tokens.py" --rd "$RD" --side 1 "$TMP/run_o" >/dev/null 2>"$TMP/err" &&
+    fail "sit-probe-tokens.py --side 1 accepted"
+grep -q -- "--side 1, but its tokens have 1 side values" "$TMP/err" || fail "--side 1: $(cat "$TMP/err")"
+python3 "$SRC/tools/sit-probe-tokens.py" --rd "$RD" --side 0 "$TMP/o" "$TMP/run_o" >/dev/null 2>"$TMP/err" &&
+    fail "sit-probe-tokens.py --side with a probe accepted"
+grep -q "give PROBE RUN, or --side K RUN" "$TMP/err" || fail "--side and PROBE: $(cat "$TMP/err")"
 echo "sit_probe: ok"
