@@ -870,12 +870,19 @@ static void test_dense_identity(void **state) {
     assert_true(ts.tokens_hash != tt.tokens_hash);
     cfg->tokens.sit_group_by[0] = '\0';
     cfg->tokens.sit_group = RD_SIT_GROUP_USER;
-    // The search by an attribute of the item reads other tokens: the model differs.
-    snprintf(mc->tokens.search_by, sizeof mc->tokens.search_by, "item");
-    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_OK);
-    snprintf(mc->tokens.search_by, sizeof mc->tokens.search_by, "series");
+    // The search, and the search by an attribute of the item, read other tokens: the model
+    // differs.
+    mc->tokens.search = 256;
     assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    rd_train_pos tsr;
+    memset(&tsr, 0, sizeof tsr);
+    rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &tsr);
+    snprintf(mc->tokens.search_by, sizeof mc->tokens.search_by, "item");
+    assert_int_equal(check_against(&tsr, cfg, mc, &info, 1, &eb), RD_OK);
+    snprintf(mc->tokens.search_by, sizeof mc->tokens.search_by, "series");
+    assert_int_equal(check_against(&tsr, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
     mc->tokens.search_by[0] = '\0';
+    mc->tokens.search = 0;
     mc->tokens.scheme = 0;
     // The config hash: the message says which part differs.
     cfg->run.seed = 6;
