@@ -41,6 +41,7 @@
 #include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "rd/error.h"
 
@@ -535,8 +536,7 @@ typedef struct rd_tokens_config {
 
 /** Whether a search_by / sit_group_by names the item itself ("" reads as the item too). */
 static inline int rd_field_is_item(const char *field) {
-    return field[0] == '\0' || (field[0] == 'i' && field[1] == 't' && field[2] == 'e' &&
-                                field[3] == 'm' && field[4] == '\0');
+    return field[0] == '\0' || strcmp(field, "item") == 0;
 }
 
 /** Side values per token that a tokens: section asks for (tokens.side, twice with residuals). */
