@@ -696,6 +696,70 @@ int rd_lmdbx_check_nonempty(const char *path, rd_errbuf *eb) {
     return RD_OK;
 }
 
+// The envs this process has open (rd/lmdbx.h: one env per file and process), by the device and
+// inode of their data.mdb, with the number of handles sharing each. An entry made by another
+// pid was inherited through fork(): the child holds none of its parent's record locks and must
+// not use its parent's env, so it opens its own. Single-threaded, as every store handle is.
+typedef struct open_env {
+    MDB_env *env;
+    dev_t dev;
+    ino_t ino;
+    pid_t pid;
+    int read_only;
+    unsigned refs;
+} open_env;
+
+static open_env *g_open;
+static size_t g_open_n, g_open_cap;
+
+static open_env *open_env_find(const char *path) {
+    char data[4096 + 16];
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    struct stat st;
+    if (stat(data, &st) != 0)
+        return NULL;
+    pid_t me = getpid();
+    for (size_t i = 0; i < g_open_n; i++)
+        if (g_open[i].dev == st.st_dev && g_open[i].ino == st.st_ino && g_open[i].pid == me)
+            return &g_open[i];
+    return NULL;
+}
+
+static int open_env_add(MDB_env *env, int read_only, const char *path, rd_errbuf *eb) {
+    int fd = -1;
+    struct stat st;
+    if (mdb_env_get_fd(env, &fd) != 0 || fstat(fd, &st) != 0)
+        return io_error(eb, "stat the data file of", path);
+    if (g_open_n == g_open_cap) {
+        size_t cap = g_open_cap ? 2 * g_open_cap : 8;
+        open_env *n = realloc(g_open, cap * sizeof *n);
+        if (!n)
+            return rd_err_set(eb, RD_ERR_NOMEM, "LMDB env %s: out of memory", path);
+        g_open = n;
+        g_open_cap = cap;
+    }
+    g_open[g_open_n++] = (open_env){env, st.st_dev, st.st_ino, getpid(), read_only, 1};
+    return RD_OK;
+}
+
+void rd_lmdbx_env_close(MDB_env *env) {
+    if (!env)
+        return;
+    for (size_t i = 0; i < g_open_n; i++)
+        if (g_open[i].env == env) {
+            if (--g_open[i].refs > 0)
+                return; // another handle of this process still uses it
+            g_open[i] = g_open[--g_open_n];
+            break;
+        }
+    if (g_open_n == 0) {
+        free(g_open);
+        g_open = NULL;
+        g_open_cap = 0;
+    }
+    mdb_env_close(env);
+}
+
 int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, rd_errbuf *eb) {
     RD_ASSERT(path && o && out);
     *out = NULL;
@@ -719,6 +783,17 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
         int rc = rd_lmdbx_mkdir_p(path, eb);
         if (rc != RD_OK)
             return rc;
+    }
+    open_env *held = open_env_find(path);
+    if (held && held->read_only && !o->read_only)
+        return rd_err_set(eb, RD_ERR_EXISTS,
+                          "LMDB env %s is open read-only in this process: close that handle "
+                          "before opening it for writing",
+                          path);
+    if (held) { // share it (its map size applies; writers grow it as they need)
+        held->refs++;
+        *out = held->env;
+        return RD_OK;
     }
     MDB_env *env = NULL;
     int rc = mdb_env_create(&env);
@@ -762,6 +837,11 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
                 return rd_lmdbx_error(eb, rc, "mdb_env_set_mapsize", path);
             }
         }
+    }
+    rc = open_env_add(env, o->read_only, path, eb);
+    if (rc != RD_OK) {
+        mdb_env_close(env);
+        return rc;
     }
     *out = env;
     return RD_OK;

@@ -439,7 +439,7 @@ void rd_target_log_close(rd_target_log *log) {
     if (log->rtxn)
         mdb_txn_abort(log->rtxn);
     if (log->env)
-        mdb_env_close(log->env);
+        rd_lmdbx_env_close(log->env);
     rd_free(log->recs);
     rd_free(log);
 }

@@ -559,7 +559,7 @@ int rd_token_store_create(const char *dir,
                             eb);
         if (rc == RD_OK && o->no_sync)
             mdb_env_sync(env, 1); // the header must survive whatever the store's sync mode
-        mdb_env_close(env);
+        rd_lmdbx_env_close(env);
         if (rc != RD_OK)
             return rc;
     }
@@ -737,7 +737,7 @@ void rd_token_store_destroy(rd_token_store *s) {
             if (sh->rtxn)
                 mdb_txn_abort(sh->rtxn);
             if (sh->env)
-                mdb_env_close(sh->env);
+                rd_lmdbx_env_close(sh->env);
         }
     }
     rd_free(s->shards);

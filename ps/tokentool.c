@@ -115,7 +115,7 @@ compact_locked(const char *dir, const char *out, const rd_token_store_info *sinf
             rc = lrc;
         } else if (lrc)
             rc = rd_lmdbx_error(eb, lrc, "compacting copy of", src);
-        mdb_env_close(env);
+        rd_lmdbx_env_close(env);
     }
     if (rc == RD_OK) {
         char src[4200], dst[4200];

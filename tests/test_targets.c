@@ -17,6 +17,7 @@
 #include "rd/targets.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -290,7 +291,7 @@ static void test_job_sampling_record(void **state) {
         v.mv_data = val;
         assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
         assert_int_equal(mdb_txn_commit(txn), 0);
-        mdb_env_close(env);
+        rd_lmdbx_env_close(env);
         assert_int_equal(rd_target_log_open(p, 0, NULL, &ro, &eb), RD_OK);
         rd_errbuf_clear(&eb);
         memset(&got, 0, sizeof got);
@@ -478,7 +479,7 @@ static void test_errors(void **state) {
     MDB_val k = {20, key}, v = {20, val};
     assert_int_equal(mdb_put(txn, targets, &k, &v, 0), 0); // right size, bad CRC
     assert_int_equal(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    rd_lmdbx_env_close(env);
     assert_int_equal(rd_target_log_open(p, 0, NULL, &log, &eb), RD_OK);
     float lv;
     rd_errbuf_clear(&eb);
@@ -503,7 +504,7 @@ static void test_errors(void **state) {
     hv.mv_data = h;
     assert_int_equal(mdb_put(txn, meta, &hk, &hv, 0), 0);
     assert_int_equal(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    rd_lmdbx_env_close(env);
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_target_log_open(p, 0, NULL, &log, &eb), RD_ERR_VERSION);
     assert_non_null(strstr(eb.msg, "version 9"));
@@ -512,7 +513,7 @@ static void test_errors(void **state) {
     log_path(p, sizeof p, "plain");
     lo.create = 1;
     assert_int_equal(rd_lmdbx_env_open(p, &lo, &env, &eb), RD_OK);
-    mdb_env_close(env);
+    rd_lmdbx_env_close(env);
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_target_log_open(p, 1, NULL, &log, &eb), RD_ERR_CORRUPT);
     assert_non_null(strstr(eb.msg, "not a target log"));
@@ -643,6 +644,100 @@ static void test_drop_job(void **state) {
     assert_int_equal(waitpid(kid, &st, 0), kid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     rd_target_log_close(log);
+}
+
+// 0 if another process may take LMDB's exclusive lock of env `p` (byte 0 of lock.mdb): no live
+// process has the env open. Run in a child: a process never conflicts with its own locks.
+static int lock_taken_elsewhere(const char *p) {
+    char lf[600];
+    snprintf(lf, sizeof lf, "%s/lock.mdb", p);
+    int fd = open(lf, O_RDWR);
+    if (fd < 0)
+        return -1;
+    struct flock fl = {0};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 0;
+    fl.l_len = 1;
+    int rc = fcntl(fd, F_GETLK, &fl);
+    close(fd);
+    return rc != 0 ? -1 : fl.l_type != F_UNLCK;
+}
+
+static int child_sees_lock(const char *p) {
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0)
+        _exit(lock_taken_elsewhere(p) == 1 ? 0 : 1);
+    int st = 0;
+    assert_int_equal(waitpid(kid, &st, 0), kid);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st) == 0;
+}
+
+// One env per file and process (rd/lmdbx.h): a second handle of a log this process has open
+// shares its env, so closing it leaves the first handle's lock on lock.mdb (a closed second
+// env would drop it, and the next process to open the log would reset the lock table under the
+// writer). A writable open of an env held read-only is refused; a forked child opens its own.
+static void test_one_env_per_process(void **state) {
+    (void)state;
+    char p[512];
+    log_path(p, sizeof p, "oneenv");
+    rd_target_log *log = NULL, *ro = NULL, *ro2 = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_create(p, NULL, &log, &eb), RD_OK);
+    append_job(log, 11, 1, 100);
+    assert_true(child_sees_lock(p));
+    assert_int_equal(rd_target_log_open(p, 0, NULL, &ro, &eb), RD_OK);
+    assert_int_equal(rd_target_log_open(p, 0, NULL, &ro2, &eb), RD_OK);
+    assert_true(job_records(ro, 11) == 100);
+    rd_target_log_close(ro);
+    assert_true(child_sees_lock(p)); // the writer's lock outlives the reader
+    append_job(log, 12, 1, 50);
+    assert_true(job_records(ro2, 12) == 50);
+    rd_target_log_close(ro2);
+    assert_true(child_sees_lock(p));
+    append_job(log, 13, 1, 10);
+    rd_target_log_close(log);
+    assert_false(child_sees_lock(p)); // the last handle closed the env
+    // The same through rd_lmdbx_env_open: one MDB_env, counted; read-only first, then writable.
+    rd_lmdbx_opts lo = {.read_only = 1, .max_dbs = 4};
+    MDB_env *a = NULL, *b = NULL, *w = NULL;
+    assert_int_equal(rd_lmdbx_env_open(p, &lo, &a, &eb), RD_OK);
+    assert_int_equal(rd_lmdbx_env_open(p, &lo, &b, &eb), RD_OK);
+    assert_ptr_equal(a, b);
+    rd_lmdbx_opts wo = {.max_dbs = 4};
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_env_open(p, &wo, &w, &eb), RD_ERR_EXISTS);
+    assert_null(w);
+    assert_non_null(strstr(eb.msg, p));
+    assert_non_null(strstr(eb.msg, "read-only in this process"));
+    rd_lmdbx_env_close(a);
+    MDB_txn *txn = NULL;
+    assert_int_equal(mdb_txn_begin(b, NULL, MDB_RDONLY, &txn), 0); // b is still open
+    mdb_txn_abort(txn);
+    assert_true(child_sees_lock(p));
+    // A forked child does not use its parent's env: it opens (and closes) its own.
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        MDB_env *c = NULL;
+        rd_errbuf ceb;
+        rd_errbuf_clear(&ceb);
+        int ok = rd_lmdbx_env_open(p, &lo, &c, &ceb) == RD_OK && c != b;
+        rd_lmdbx_env_close(c);
+        _exit(ok ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(kid, &st, 0), kid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    rd_lmdbx_env_close(b);
+    assert_false(child_sees_lock(p));
+    // Writable once nothing holds it read-only.
+    assert_int_equal(rd_lmdbx_env_open(p, &wo, &w, &eb), RD_OK);
+    rd_lmdbx_env_close(w);
+    rd_lmdbx_env_close(NULL);
 }
 
 // A child process that holds the writer lock of log `p` as `what` until its `quit` pipe closes
@@ -808,6 +903,7 @@ int main(void) {
         cmocka_unit_test(test_job_sampling_record),
         cmocka_unit_test(test_open_or_create),
         cmocka_unit_test(test_drop_job),
+        cmocka_unit_test(test_one_env_per_process),
     };
     return cmocka_run_group_tests(tests, setup_root, teardown_root);
 }

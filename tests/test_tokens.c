@@ -1574,7 +1574,7 @@ raw_put(const char *name, int shard, const unsigned char *key, const void *val, 
     MDB_val v = {vlen, (void *)(uintptr_t)val};
     assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
     assert_int_equal(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    rd_lmdbx_env_close(env);
 }
 
 static void test_verify_detects_corruption(void **state) {

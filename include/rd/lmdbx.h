@@ -4,7 +4,9 @@
 //   rd_lmdbx_status()        LMDB / errno code -> rd_status (no message)
 //   rd_lmdbx_error()         same, and fill an rd_errbuf with "what: path: LMDB text (rc N)"
 //   rd_lmdbx_opts            how to open an env (read-only or writable, map size, its cap, ...)
-//   rd_lmdbx_env_open()      mdb_env_create + options + mdb_env_open (creating the folder)
+//   rd_lmdbx_env_open()      mdb_env_create + options + mdb_env_open (creating the folder);
+//                            shares the env this process holds on the same file
+//   rd_lmdbx_env_close()     release an env of rd_lmdbx_env_open (closed with its last user)
 //   rd_lmdbx_check_size()    refuse a data.mdb shorter than its meta page says (a SIGBUS later)
 //   rd_lmdbx_check_nonempty()  refuse a data.mdb of 0 bytes before mdb_env_open sees it
 //   rd_lmdbx_grow()          double the map size (no transaction of this process may be active)
@@ -87,14 +89,27 @@ static inline int rd_lmdbx_is_rd_status(int rc) {
 
 /**
  * Open the env in folder `path` (data.mdb + lock.mdb inside).
+ * One env per file and process: LMDB's locks on lock.mdb are POSIX record locks, which a
+ * process holds per file rather than per descriptor, so closing a second env of one file would
+ * drop the first one's locks; another process opening it then takes it for unused and resets
+ * its lock table under the first env's transactions (a writer starting from a stale snapshot,
+ * lost commits). So a second open of an env this process holds returns the same MDB_env
+ * (counted: rd_lmdbx_env_close closes it with its last user; the first open's map size and
+ * options apply), and a writable open of one held read-only is refused. A child process does
+ * not inherit its parent's envs (after a fork it opens its own).
  * @param[in]  path  folder; created (mkdir -p) when opts->create and not read-only
  * @param[in]  opts  see rd_lmdbx_opts
- * @param[out] out   the env; close with mdb_env_close
+ * @param[out] out   the env; release with rd_lmdbx_env_close (never mdb_env_close)
  * @return RD_OK, RD_ERR_NOTFOUND (no folder or no data.mdb in read-only mode), RD_ERR_IO,
  *         RD_ERR_CORRUPT (not an LMDB file; a data.mdb of 0 bytes in an env it does not create;
- *         a truncated one), RD_ERR_VERSION, RD_ERR_NOMEM, RD_ERR_LMDB
+ *         a truncated one), RD_ERR_VERSION, RD_ERR_NOMEM, RD_ERR_LMDB, RD_ERR_EXISTS (this
+ *         process holds the env read-only and this open is writable)
  */
 int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *opts, MDB_env **out, rd_errbuf *eb);
+
+/** Release an env of rd_lmdbx_env_open: closed when no other handle of this process shares it
+ *  (close the caller's cursors and transactions of it first). NULL is a no-op. */
+void rd_lmdbx_env_close(MDB_env *env);
 
 /**
  * Refuse an env whose data.mdb is shorter than its meta page says (copied in part, cut by a
