@@ -1709,14 +1709,16 @@ check_feedback_name(const rd_config *cfg, const vctx *v, const char *p, const ch
 typedef struct src_fields {
     int n;
     char name[RD_MAX_FIELDS][RD_NAME_MAX];
-    int kind[RD_MAX_FIELDS]; // rd_field_kind
-    int n_inputs;            // numeric fields: dense inputs of every model
+    int kind[RD_MAX_FIELDS];  // rd_field_kind
+    int multi[RD_MAX_FIELDS]; // several values per event: a multi field, or flag columns
+    int n_inputs;             // numeric fields: dense inputs of every model
 } src_fields;
 
-static void src_add(src_fields *sf, const char *name, int kind) {
+static void src_add(src_fields *sf, const char *name, int kind, int flags) {
     if (sf->n >= RD_MAX_FIELDS)
         return;
     snprintf(sf->name[sf->n], RD_NAME_MAX, "%s", name);
+    sf->multi[sf->n] = kind == RD_FIELD_MULTI || (kind == RD_FIELD_CATEGORICAL && flags);
     sf->kind[sf->n++] = kind;
     sf->n_inputs += kind == RD_FIELD_NUMERIC;
 }
@@ -1726,12 +1728,12 @@ static void source_fields(const rd_config *cfg, src_fields *sf) {
     const rd_schema_config *sc = &cfg->data.schema;
     rd_schema_config preset;
     if (cfg->data.source == RD_DATA_SYNTHETIC) {
-        src_add(sf, "topic", RD_FIELD_CATEGORICAL);
-        src_add(sf, "series", RD_FIELD_CATEGORICAL);
+        src_add(sf, "topic", RD_FIELD_CATEGORICAL, 0);
+        src_add(sf, "series", RD_FIELD_CATEGORICAL, 0);
         if (cfg->data.synthetic.contexts > 0)
-            src_add(sf, "ctx", RD_FIELD_CATEGORICAL);
+            src_add(sf, "ctx", RD_FIELD_CATEGORICAL, 0);
         if (cfg->data.synthetic.feedback)
-            src_add(sf, "engagement", RD_FIELD_FEEDBACK);
+            src_add(sf, "engagement", RD_FIELD_FEEDBACK, 0);
         return;
     }
     if (cfg->data.source == RD_DATA_MOVIELENS100K || cfg->data.source == RD_DATA_MOVIELENS1M) {
@@ -1741,7 +1743,7 @@ static void source_fields(const rd_config *cfg, src_fields *sf) {
         sc = &preset;
     }
     for (int f = 0; f < sc->n_fields && f < RD_MAX_FIELDS; f++)
-        src_add(sf, sc->fields[f].name, sc->fields[f].kind);
+        src_add(sf, sc->fields[f].name, sc->fields[f].kind, sc->fields[f].flags);
 }
 
 // Field `name` of a model feature (at config path p) must exist and be embeddable.
@@ -1793,6 +1795,23 @@ static int check_feature_field(
         default:
             return verr(v, p, "the MovieLens preset has no field '%s' (have: %s)", name, have);
     }
+}
+
+// A search or grouping key of the item (tokens.search_by, tokens.sit_group_by) at path p: an
+// embeddable field with one value per event (the dataset check, rd_dataset_item_attr, also
+// refuses one that varies within an item, which only the data shows).
+static int check_item_key_field(
+    const rd_config *cfg, const src_fields *sf, const vctx *v, const char *p, const char *name) {
+    int rc = check_feature_field(cfg, sf, v, p, name);
+    if (rc)
+        return rc;
+    for (int s = 0; s < sf->n; s++)
+        if (strcmp(sf->name[s], name) == 0 && sf->multi[s])
+            return verr(v, p,
+                        "field '%s' holds several values per event (%s): a key of the item "
+                        "needs one",
+                        name, sf->kind[s] == RD_FIELD_MULTI ? "kind multi" : "flag columns");
+    return RD_OK;
 }
 
 static int check_models(const rd_config *cfg, const vctx *v) {
@@ -1914,7 +1933,7 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                 return verr(v, p,
                             "'user' is not an attribute of the item: every token of the "
                             "user would match; leave tokens.search off instead");
-            if ((rc = check_feature_field(cfg, &sf, v, p, tu->search_by)))
+            if ((rc = check_item_key_field(cfg, &sf, v, p, tu->search_by)))
                 return rc;
         }
         if (tu->scheme > 0) {
@@ -1965,7 +1984,7 @@ static int check_models(const rd_config *cfg, const vctx *v) {
         if (strcmp(f, "user") == 0)
             return verr(v, "tokens.sit_group_by",
                         "'user' is not an attribute of the item: use tokens.sit_group: user");
-        int rc = check_feature_field(cfg, &sf, v, "tokens.sit_group_by", f);
+        int rc = check_item_key_field(cfg, &sf, v, "tokens.sit_group_by", f);
         if (rc)
             return rc;
     }

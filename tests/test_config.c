@@ -1256,6 +1256,17 @@ static void test_errors_csv(void **state) {
                  "t.yaml:", "tokens.sit_group_by: field 'x' is numeric");
     expect_error(TOK_M "tokens: {sit_group: item, sit_group_by: r}\n" FB_CSV,
                  "t.yaml:", "tokens.sit_group_by: field 'r' is feedback");
+    // A key of the item needs one value per event: not a multi field, not flag columns.
+    expect_error(TOK_M "tokens: {sit_group: item, sit_group_by: g}\n" FB_CSV
+                       "      - {name: g, kind: multi}\n",
+                 "t.yaml:",
+                 "tokens.sit_group_by: field 'g' holds several values per event (kind multi): a "
+                 "key of the item needs one");
+    expect_error(TOK_M "tokens: {sit_group: item, sit_group_by: genres}\n"
+                       "data: {source: movielens100k}\n",
+                 "t.yaml:",
+                 "tokens.sit_group_by: field 'genres' holds several values per event (flag "
+                 "columns): a key of the item needs one");
     {
         rd_config *cc = new_cfg();
         rd_errbuf eb = {0};
