@@ -241,7 +241,7 @@ static const ck_key synthetic_keys[] = {
     K_INT(rd_synthetic_config, "memory_span", memory_span, 1, 1e6, 0, "400"),
     K_DBL(rd_synthetic_config, "base_ctr", base_ctr, 0, 1, CK_EXCL_LO | CK_EXCL_HI, "0.3"),
     K_INT(rd_synthetic_config, "contexts", contexts, 0, 64, 0, "0"),
-    K_INT(rd_synthetic_config, "feedback", feedback, 0, 2, 0, "0"),
+    K_INT(rd_synthetic_config, "feedback", feedback, 0, 4, 0, "0"),
     K_DBL(rd_synthetic_config, "context_effect", context_effect, 0, 10, 0, "0.5"),
     K_U64(rd_synthetic_config, "seed", seed, 0, 1.9e19, 0, "0"),
 };
@@ -2183,6 +2183,11 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
         cfg->data.synthetic.contexts == 0)
         return verr(v, "data.synthetic.feedback",
                     "2 (the context kind as the feedback field) needs data.synthetic.contexts");
+    if (cfg->data.source == RD_DATA_SYNTHETIC && cfg->data.synthetic.feedback == 4 &&
+        cfg->data.synthetic.contexts == 0)
+        return verr(v, "data.synthetic.feedback",
+                    "4 (the remembered deliberate exposures as the feedback field) needs "
+                    "data.synthetic.contexts");
     const rd_split_config *sp = &cfg->data.split;
     if (!(sp->batch_fraction + sp->holdout_fraction < 1.0))
         return verr(v, "data.split",

@@ -405,7 +405,7 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
     float engagement = 0.0f;
     if (g->cfg.feedback == 2) // the oracle: the context kind, no draw
         engagement = ctx >= 0 && ctx_deliberate(ctx) ? 1.0f : 0.0f;
-    else if (g->cfg.feedback)
+    else if (g->cfg.feedback == 1)
         engagement =
             (float)((double)(A_LT * dl) + (double)(A_ST * ds) + FB_NOISE * rd_rng_normal(r));
 
@@ -422,6 +422,9 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
         m->due = step + g->gap + (uint32_t)rd_rng_below(r, g->span - g->gap + 1);
         m->sign = click ? 1 : -1;
         m->weight = ctx < 0 || ctx_deliberate(ctx) ? 1 : 0;
+        // The oracles of which exposure is remembered (no draw: the events are feedback 0's).
+        if (g->cfg.feedback == 3 || (g->cfg.feedback == 4 && m->weight))
+            engagement = 1.0f;
     }
     if (rd_rng_uniform(r) < g->cfg.drift / 20.0) { // slow drift of the long-term mixture
         st->topics[rd_rng_below(r, N_INTEREST)] = alias_draw(&g->topic_pop, r);
@@ -530,10 +533,13 @@ static int check_cfg(const rd_synthetic_config *c, rd_errbuf *eb) {
         bad = "contexts: must be in 0 .. 64";
     else if (!(c->context_effect >= 0 && c->context_effect <= 10))
         bad = "context_effect: must be in [0, 10]";
-    else if (c->feedback < 0 || c->feedback > 2)
-        bad = "feedback: must be 0, 1 or 2";
+    else if (c->feedback < 0 || c->feedback > 4)
+        bad = "feedback: must be 0, 1, 2, 3 or 4";
     else if (c->feedback == 2 && c->contexts == 0)
         bad = "feedback: 2 (the context kind as the feedback field) needs contexts";
+    else if (c->feedback == 4 && c->contexts == 0)
+        bad = "feedback: 4 (the remembered deliberate exposures as the feedback field) needs "
+              "contexts";
     if (bad)
         return rd_err_set(eb, RD_ERR_CONFIG, "data.synthetic.%s", bad);
     return RD_OK;

@@ -1220,6 +1220,9 @@ static void test_errors_csv(void **state) {
     expect_error(TOK_M "data: {source: synthetic, synthetic: {feedback: 2}}\n", "t.yaml:",
                  "data.synthetic.feedback: 2 (the context kind as the feedback field) needs "
                  "data.synthetic.contexts");
+    expect_error(TOK_M "data: {source: synthetic, synthetic: {feedback: 4}}\n", "t.yaml:",
+                 "data.synthetic.feedback: 4 (the remembered deliberate exposures as the feedback "
+                 "field) needs data.synthetic.contexts");
     expect_error(TOK_M "tokens: {side: [stars]}\ndata: {source: movielens100k}\n", "t.yaml:",
                  "tokens.side[0]: 'stars': the MovieLens presets' feedback field is 'rating'");
     {

@@ -562,8 +562,72 @@ static void test_contexts(void **state) {
     }
     assert_false(rd_synth_next(g2, &b));
     assert_int_equal(n, 20000);
-    rd_synth_destroy(g0);
     rd_synth_destroy(g2);
+    // feedback 3 and 4: the same events again; every follow-up recalls an event of its user
+    // marked 1 by 3 (by 4 only when the memory counts), and 3 marks no more events than became
+    // memories (the follow-ups, and memories not yet due at the end).
+    rd_synth_destroy(g0);
+    c.feedback = 0;
+    g0 = make(&c, 3);
+    c.feedback = 3;
+    rd_synth *g3 = make(&c, 3);
+    c.feedback = 4;
+    rd_synth *g4 = make(&c, 3);
+    enum { N_EV = 20000 };
+    uint32_t *user = calloc(N_EV, sizeof *user), *step = calloc(N_EV, sizeof *step);
+    unsigned char *m3 = calloc(N_EV, 1), *m4 = calloc(N_EV, 1);
+    assert_true(user && step && m3 && m4);
+    rd_synth_event e3, e4;
+    uint64_t followups = 0, marked3 = 0, marked4 = 0, counted = 0;
+    n = 0;
+    while (rd_synth_next(g0, &a)) {
+        assert_true(rd_synth_next(g3, &e3) && rd_synth_next(g4, &e4));
+        assert_true(a.user == e3.user && a.item == e3.item && a.ts == e3.ts &&
+                    a.label == e3.label && a.p == e3.p && a.ctx == e3.ctx);
+        assert_true(a.user == e4.user && a.item == e4.item && a.ts == e4.ts && a.p == e4.p);
+        assert_true(e3.engagement == 0.0f || e3.engagement == 1.0f);
+        assert_true(e4.engagement <= e3.engagement); // 4 marks a subset of 3's
+        assert_true(e4.engagement == 0.0f || (e3.ctx & 1) == 0);
+        user[n] = a.user;
+        step[n] = a.step;
+        m3[n] = e3.engagement == 1.0f;
+        m4[n] = e4.engagement == 1.0f;
+        marked3 += m3[n];
+        marked4 += m4[n];
+        if (a.kind == RD_SYNTH_FOLLOWUP) {
+            followups++;
+            counted += a.mem_weight == 1;
+            // The recalled exposure: the same user's event at step - age.
+            uint32_t at = a.step - a.mem_age;
+            int found = 0;
+            for (uint64_t j = n; j-- > 0;)
+                if (user[j] == a.user && step[j] == at) {
+                    assert_true(m3[j]);
+                    assert_true(m4[j] == (a.mem_weight == 1));
+                    found = 1;
+                    break;
+                }
+            assert_true(found);
+        }
+        n++;
+    }
+    assert_int_equal(n, N_EV);
+    assert_true(followups > 100 && marked3 >= followups && marked4 >= counted);
+    assert_true(marked3 < followups + 50 * (uint64_t)64); // at most MAX_MEM pending per user
+    free(user);
+    free(step);
+    free(m3);
+    free(m4);
+    rd_synth_destroy(g0);
+    rd_synth_destroy(g3);
+    rd_synth_destroy(g4);
+    c = base_cfg(1000, 10);
+    c.feedback = 4; // needs contexts
+    rd_synth *bad = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_synth_create(&c, 1, &bad, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "data.synthetic.feedback: 4"));
 }
 
 // A prepared folder remembers the data config it was built from: train refuses it for another
@@ -667,7 +731,7 @@ static void test_config_errors(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
     assert_non_null(strstr(eb.msg, "data.synthetic.feedback: 2"));
-    c.feedback = 3;
+    c.feedback = 5;
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
     assert_non_null(strstr(eb.msg, "data.synthetic.feedback"));

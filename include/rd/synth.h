@@ -48,7 +48,11 @@
 //     With feedback = 2 (a diagnostic; needs contexts) "engagement" is instead the event's
 //     context kind, 1 deliberate and 0 passive, and no draw is made (the events are those of
 //     feedback 0): an oracle of what a token store that kept the context would give, read as a
-//     token side value (tokens.side: [engagement]).
+//     token side value (tokens.side: [engagement]). Two more oracles, also without a draw:
+//     feedback = 3 marks the exposures the user will remember (1 when the event became a pending
+//     memory, else 0: which earlier event a follow-up recalls), and feedback = 4 (needs
+//     contexts) only those of them whose memory counts (a deliberate context): which event, and
+//     whether its context lets it matter.
 //   So the strongest per-event signal (m) sits 50..400 user events back: invisible to a short
 //   history, plain in a long one; the long-term mix needs long histories to estimate, and drifts.
 //   The signal needs users with several times memory_span events (events / users): with fewer,
@@ -93,8 +97,9 @@ typedef struct rd_synth_event {
     float p_no_context; // the click probability of a model that knows the remembered click but
                         // not its exposure's context: the mean of p over that context (= p off
                         // follow-ups and without contexts)
-    float engagement;   // data.synthetic.feedback: the "engagement" feedback value (1), or the
-                        // context kind (2: 1 deliberate, 0 passive); else 0
+    float engagement;   // data.synthetic.feedback: the "engagement" feedback value (1), the
+                        // context kind (2: 1 deliberate, 0 passive), 1 for an exposure that
+                        // became a memory (3), one that became a memory that counts (4); else 0
 } rd_synth_event;
 
 typedef struct rd_synth rd_synth;
