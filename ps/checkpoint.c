@@ -216,6 +216,10 @@ static int open_env_ro(const char *path, MDB_env **env, rd_errbuf *eb) {
     rc = mdb_env_create(env);
     if (rc)
         return lmdb_err(eb, rc, "mdb_env_create for", path);
+    // A damaged page met while reading becomes an error of the guarded read (with_shard_txn),
+    // and so does an assertion of LMDB about it.
+    rd_lmdbx_guard_install();
+    rd_lmdbx_guard_env(*env);
     mdb_env_set_maxdbs(*env, 2 * RD_MAX_TABLES + 2);
     rc = mdb_env_open(*env, path, MDB_RDONLY | MDB_NOLOCK, 0644);
     if (rc) {
@@ -232,24 +236,44 @@ static int open_env_ro(const char *path, MDB_env **env, rd_errbuf *eb) {
     return RD_OK;
 }
 
-int rd_ckpt_shard_crc(const char *dir, int shard, uint32_t *crc, rd_errbuf *eb) {
-    char path[RD_PATH_MAX * 2];
-    if (rd_ckpt_shard_path(dir, shard, path, sizeof path) != RD_OK)
-        return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long: %s", dir);
+// A read of one shard: fn(txn, path, ctx, eb) inside a read transaction.
+typedef int (*shard_fn)(MDB_txn *txn, const char *path, void *ctx, rd_errbuf *eb);
+
+static int txn_call(MDB_env *env, const char *path, shard_fn fn, void *ctx, rd_errbuf *eb) {
+    MDB_txn *txn;
+    int lrc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    if (lrc)
+        return lmdb_err(eb, lrc, "read transaction on", path);
+    int rc = fn(txn, path, ctx, eb);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+// Open the shard at path read-only and run fn in a read transaction under a guard: a damaged
+// page that makes LMDB fault or assert is RD_ERR_CORRUPT "<path>: damaged LMDB file ...", not
+// a crash (rd/lmdbx.h "Damaged pages"). After a fault the transaction is left as it was and the
+// env is only closed (NOLOCK: no reader slot to release).
+static int with_shard_txn(const char *path, shard_fn fn, void *ctx, rd_errbuf *eb) {
     MDB_env *env;
     int rc = open_env_ro(path, &env, eb);
     if (rc != RD_OK)
         return rc;
-    MDB_txn *txn;
-    int lrc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
-    if (lrc) {
-        mdb_env_close(env);
-        return lmdb_err(eb, lrc, "read transaction on", path);
-    }
-    rc = crc_env(txn, crc, eb, path);
-    mdb_txn_abort(txn);
+    int faulted;
+    RD_LMDBX_GUARDED(rc, faulted, path, eb, txn_call(env, path, fn, ctx, eb));
+    (void)faulted;
     mdb_env_close(env);
     return rc;
+}
+
+static int crc_fn(MDB_txn *txn, const char *path, void *ctx, rd_errbuf *eb) {
+    return crc_env(txn, ctx, eb, path);
+}
+
+int rd_ckpt_shard_crc(const char *dir, int shard, uint32_t *crc, rd_errbuf *eb) {
+    char path[RD_PATH_MAX * 2];
+    if (rd_ckpt_shard_path(dir, shard, path, sizeof path) != RD_OK)
+        return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long: %s", dir);
+    return with_shard_txn(path, crc_fn, crc, eb);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -650,6 +674,76 @@ check_table_matches(const table_rec *tr, const rd_table *t, const char *path, rd
     return RD_OK;
 }
 
+typedef struct read_shard_ctx {
+    int shard, n_shards;
+    rd_table *const *tables;
+    int n_tables;
+    const uint32_t *expect_crc;
+    int64_t *step;
+    rd_ckpt_shard_info *info;
+} read_shard_ctx;
+
+static int read_shard_fn(MDB_txn *txn, const char *path, void *vctx, rd_errbuf *eb) {
+    const read_shard_ctx *c = vctx;
+    int rc = RD_OK, lrc;
+    MDB_dbi meta;
+    shard_rec sr;
+    if (c->expect_crc) {
+        uint32_t crc = 0;
+        if ((rc = crc_env(txn, &crc, eb, path)) != RD_OK)
+            return rc;
+        if (crc != *c->expect_crc)
+            return rd_err_set(eb, RD_ERR_CORRUPT,
+                              "%s: CRC-32C 0x%08x does not match the manifest (0x%08x)", path, crc,
+                              *c->expect_crc);
+    }
+    if (open_db(txn, "meta", &meta))
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: no meta database", path);
+    if ((rc = read_shard_rec(txn, meta, &sr, path, eb)) != RD_OK)
+        return rc;
+    if (sr.shard != (uint32_t)c->shard || sr.n_shards != (uint32_t)c->n_shards)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s is shard %u of %u, expected shard %d of %d (LOAD restores into the "
+                          "same number of PS ranks)",
+                          path, sr.shard, sr.n_shards, c->shard, c->n_shards);
+    for (int i = 0; i < c->n_tables && rc == RD_OK; i++) {
+        table_rec tr;
+        rd_table *t = c->tables[i];
+        uint32_t index = (uint32_t)rd_table_index(t);
+        lrc = read_table_rec(txn, meta, index, &tr);
+        if (lrc == MDB_NOTFOUND)
+            return rd_err_set(eb, RD_ERR_SCHEMA, "%s: table %s (#%u) is not in this checkpoint",
+                              path, rd_table_config_of(t)->name, index);
+        if (lrc)
+            return rd_err_set(eb, RD_ERR_CORRUPT, "%s: table record #%u: %s", path, index,
+                              mdb_strerror(lrc));
+        if ((rc = check_table_matches(&tr, t, path, eb)) != RD_OK)
+            return rc;
+        if ((rc = load_table_dbs(txn, &tr, t, path, eb)) != RD_OK)
+            return rc;
+        rd_table_stats st;
+        memset(&st, 0, sizeof st);
+        st.admitted = tr.admitted;
+        st.rejected = tr.rejected;
+        st.evicted = tr.evicted;
+        st.pulled = tr.pulled;
+        st.pushed = tr.pushed;
+        st.now = tr.now;
+        rd_table_set_counters(t, &st);
+        if (c->info) {
+            c->info->rows[i] = tr.rows;
+            c->info->pending[i] = tr.pending;
+        }
+    }
+    if (c->step)
+        *c->step = sr.step;
+    if (c->info) {
+        c->info->n_tables = (uint32_t)c->n_tables;
+        c->info->crc = c->expect_crc ? *c->expect_crc : 0;
+    }
+    return RD_OK;
+}
+
 int rd_ckpt_read_shard(const char *dir,
                        int shard,
                        int n_shards,
@@ -662,85 +756,8 @@ int rd_ckpt_read_shard(const char *dir,
     char path[RD_PATH_MAX * 2];
     if (!dir || rd_ckpt_shard_path(dir, shard, path, sizeof path) != RD_OK)
         return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long or empty");
-    MDB_env *env;
-    int rc = open_env_ro(path, &env, eb);
-    if (rc != RD_OK)
-        return rc;
-    MDB_txn *txn = NULL;
-    int lrc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
-    if (lrc) {
-        mdb_env_close(env);
-        return lmdb_err(eb, lrc, "read transaction on", path);
-    }
-    MDB_dbi meta;
-    shard_rec sr;
-    if (expect_crc) {
-        uint32_t crc = 0;
-        rc = crc_env(txn, &crc, eb, path);
-        if (rc == RD_OK && crc != *expect_crc)
-            rc = rd_err_set(eb, RD_ERR_CORRUPT,
-                            "%s: CRC-32C 0x%08x does not match the manifest (0x%08x)", path, crc,
-                            *expect_crc);
-        if (rc != RD_OK)
-            goto done;
-    }
-    if ((lrc = open_db(txn, "meta", &meta))) {
-        rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: no meta database", path);
-        goto done;
-    }
-    if ((rc = read_shard_rec(txn, meta, &sr, path, eb)) != RD_OK)
-        goto done;
-    if (sr.shard != (uint32_t)shard || sr.n_shards != (uint32_t)n_shards) {
-        rc = rd_err_set(eb, RD_ERR_SCHEMA,
-                        "%s is shard %u of %u, expected shard %d of %d (LOAD restores into the "
-                        "same number of PS ranks)",
-                        path, sr.shard, sr.n_shards, shard, n_shards);
-        goto done;
-    }
-    for (int i = 0; i < n_tables && rc == RD_OK; i++) {
-        table_rec tr;
-        uint32_t index = (uint32_t)rd_table_index(tables[i]);
-        lrc = read_table_rec(txn, meta, index, &tr);
-        if (lrc == MDB_NOTFOUND) {
-            rc = rd_err_set(eb, RD_ERR_SCHEMA, "%s: table %s (#%u) is not in this checkpoint", path,
-                            rd_table_config_of(tables[i])->name, index);
-            break;
-        }
-        if (lrc) {
-            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: table record #%u: %s", path, index,
-                            mdb_strerror(lrc));
-            break;
-        }
-        if ((rc = check_table_matches(&tr, tables[i], path, eb)) != RD_OK)
-            break;
-        if ((rc = load_table_dbs(txn, &tr, tables[i], path, eb)) != RD_OK)
-            break;
-        rd_table_stats st;
-        memset(&st, 0, sizeof st);
-        st.admitted = tr.admitted;
-        st.rejected = tr.rejected;
-        st.evicted = tr.evicted;
-        st.pulled = tr.pulled;
-        st.pushed = tr.pushed;
-        st.now = tr.now;
-        rd_table_set_counters(tables[i], &st);
-        if (info) {
-            info->rows[i] = tr.rows;
-            info->pending[i] = tr.pending;
-        }
-    }
-    if (rc == RD_OK) {
-        if (step)
-            *step = sr.step;
-        if (info) {
-            info->n_tables = (uint32_t)n_tables;
-            info->crc = expect_crc ? *expect_crc : 0;
-        }
-    }
-done:
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
-    return rc;
+    read_shard_ctx c = {shard, n_shards, tables, n_tables, expect_crc, step, info};
+    return with_shard_txn(path, read_shard_fn, &c, eb);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -926,6 +943,56 @@ static int check_rows_finite(MDB_txn *txn, const table_rec *tr, const char *path
     return rc;
 }
 
+typedef struct verify_ctx {
+    const rd_ckpt_manifest *m;
+    uint32_t s;
+    uint64_t *rows, *pend;
+} verify_ctx;
+
+static int verify_shard_fn(MDB_txn *txn, const char *path, void *vctx, rd_errbuf *eb) {
+    const verify_ctx *c = vctx;
+    const rd_ckpt_manifest *m = c->m;
+    uint32_t s = c->s, crc = 0;
+    uint64_t shard_rows = 0;
+    int rc = crc_env(txn, &crc, eb, path);
+    if (rc != RD_OK)
+        return rc;
+    if (crc != m->shard_crc[s])
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: CRC-32C 0x%08x, the manifest says 0x%08x", path,
+                          crc, m->shard_crc[s]);
+    MDB_dbi meta;
+    shard_rec sr;
+    if (open_db(txn, "meta", &meta))
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: no meta database", path);
+    if ((rc = read_shard_rec(txn, meta, &sr, path, eb)) != RD_OK)
+        return rc;
+    if (sr.shard != s || sr.n_shards != m->n_shards || sr.step != m->step || sr.seed != m->seed ||
+        sr.n_tables != m->n_tables)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "%s: shard record (shard %u of %u, step %" PRId64
+                          ", %u tables) disagrees with the manifest (shard %u of %u, step %" PRId64
+                          ", %u tables)",
+                          path, sr.shard, sr.n_shards, sr.step, sr.n_tables, s, m->n_shards,
+                          m->step, m->n_tables);
+    for (uint32_t i = 0; i < m->n_tables; i++) {
+        table_rec tr;
+        int lrc = read_table_rec(txn, meta, m->tables[i].index, &tr);
+        if (lrc || strcmp(tr.name, m->tables[i].name) != 0 || tr.dim != m->tables[i].dim ||
+            tr.optim != m->tables[i].optim)
+            return rd_err_set(eb, RD_ERR_CORRUPT, "%s: table %s missing or different", path,
+                              m->tables[i].name);
+        c->rows[i] += tr.rows;
+        c->pend[i] += tr.pending;
+        shard_rows += tr.rows;
+        if ((rc = check_rows_finite(txn, &tr, path, eb)) != RD_OK)
+            return rc;
+    }
+    if (shard_rows != m->shard_rows[s])
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: %" PRIu64 " rows, the manifest says %" PRIu64,
+                          path, shard_rows, m->shard_rows[s]);
+    return RD_OK;
+}
+
 int rd_ckpt_verify(const char *dir, rd_errbuf *eb) {
     rd_ckpt_manifest *m = rd_malloc(sizeof *m);
     if (!m)
@@ -935,56 +1002,8 @@ int rd_ckpt_verify(const char *dir, rd_errbuf *eb) {
     for (uint32_t s = 0; s < m->n_shards && rc == RD_OK; s++) {
         char path[RD_PATH_MAX * 2];
         rd_ckpt_shard_path(dir, (int)s, path, sizeof path);
-        MDB_env *env;
-        if ((rc = open_env_ro(path, &env, eb)) != RD_OK)
-            break;
-        MDB_txn *txn;
-        int lrc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
-        if (lrc) {
-            mdb_env_close(env);
-            rc = lmdb_err(eb, lrc, "read transaction on", path);
-            break;
-        }
-        uint32_t crc = 0;
-        uint64_t shard_rows = 0;
-        rc = crc_env(txn, &crc, eb, path);
-        if (rc == RD_OK && crc != m->shard_crc[s])
-            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: CRC-32C 0x%08x, the manifest says 0x%08x",
-                            path, crc, m->shard_crc[s]);
-        MDB_dbi meta;
-        shard_rec sr;
-        if (rc == RD_OK && (lrc = open_db(txn, "meta", &meta)))
-            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: no meta database", path);
-        if (rc == RD_OK)
-            rc = read_shard_rec(txn, meta, &sr, path, eb);
-        if (rc == RD_OK && (sr.shard != s || sr.n_shards != m->n_shards || sr.step != m->step ||
-                            sr.seed != m->seed || sr.n_tables != m->n_tables))
-            rc =
-                rd_err_set(eb, RD_ERR_CORRUPT,
-                           "%s: shard record (shard %u of %u, step %" PRId64
-                           ", %u tables) disagrees with the manifest (shard %u of %u, step %" PRId64
-                           ", %u tables)",
-                           path, sr.shard, sr.n_shards, sr.step, sr.n_tables, s, m->n_shards,
-                           m->step, m->n_tables);
-        for (uint32_t i = 0; i < m->n_tables && rc == RD_OK; i++) {
-            table_rec tr;
-            lrc = read_table_rec(txn, meta, m->tables[i].index, &tr);
-            if (lrc || strcmp(tr.name, m->tables[i].name) != 0 || tr.dim != m->tables[i].dim ||
-                tr.optim != m->tables[i].optim) {
-                rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: table %s missing or different", path,
-                                m->tables[i].name);
-                break;
-            }
-            rows[i] += tr.rows;
-            pend[i] += tr.pending;
-            shard_rows += tr.rows;
-            rc = check_rows_finite(txn, &tr, path, eb);
-        }
-        if (rc == RD_OK && shard_rows != m->shard_rows[s])
-            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %" PRIu64 " rows, the manifest says %" PRIu64,
-                            path, shard_rows, m->shard_rows[s]);
-        mdb_txn_abort(txn);
-        mdb_env_close(env);
+        verify_ctx c = {m, s, rows, pend};
+        rc = with_shard_txn(path, verify_shard_fn, &c, eb);
     }
     for (uint32_t i = 0; i < m->n_tables && rc == RD_OK; i++)
         if (rows[i] != m->tables[i].rows || pend[i] != m->tables[i].pending)
@@ -994,6 +1013,27 @@ int rd_ckpt_verify(const char *dir, rd_errbuf *eb) {
                             dir, m->tables[i].name, rows[i], m->tables[i].rows);
     rd_free(m);
     return rc;
+}
+
+typedef struct load_table_ctx {
+    const rd_ckpt_table *ct;
+    const char *name;
+    rd_table *dst;
+} load_table_ctx;
+
+static int load_table_fn(MDB_txn *txn, const char *path, void *vctx, rd_errbuf *eb) {
+    const load_table_ctx *c = vctx;
+    MDB_dbi meta;
+    table_rec tr;
+    int lrc;
+    if ((lrc = open_db(txn, "meta", &meta)) || (lrc = read_table_rec(txn, meta, c->ct->index, &tr)))
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: table %s: %s", path, c->name, mdb_strerror(lrc));
+    const rd_table_config *tc = rd_table_config_of(c->dst);
+    if (tr.dim != (uint32_t)tc->dim || tr.optim != (uint32_t)tc->optim.kind)
+        return rd_err_set(
+            eb, RD_ERR_SCHEMA, "%s: table %s is dim %u %s, the destination is dim %d %s", path,
+            c->name, tr.dim, rd_optim_name((int)tr.optim), tc->dim, rd_optim_name(tc->optim.kind));
+    return load_table_dbs(txn, &tr, c->dst, path, eb);
 }
 
 int rd_ckpt_load_table(const char *dir, const char *name, rd_table *dst, rd_errbuf *eb) {
@@ -1010,32 +1050,8 @@ int rd_ckpt_load_table(const char *dir, const char *name, rd_table *dst, rd_errb
     for (uint32_t s = 0; rc == RD_OK && s < m->n_shards; s++) {
         char path[RD_PATH_MAX * 2];
         rd_ckpt_shard_path(dir, (int)s, path, sizeof path);
-        MDB_env *env;
-        if ((rc = open_env_ro(path, &env, eb)) != RD_OK)
-            break;
-        MDB_txn *txn = NULL;
-        int lrc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
-        MDB_dbi meta;
-        table_rec tr;
-        if (lrc) {
-            txn = NULL;
-            rc = lmdb_err(eb, lrc, "read transaction on", path);
-        } else if ((lrc = open_db(txn, "meta", &meta)) ||
-                   (lrc = read_table_rec(txn, meta, ct->index, &tr)))
-            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: table %s: %s", path, name, mdb_strerror(lrc));
-        if (rc == RD_OK) {
-            const rd_table_config *tc = rd_table_config_of(dst);
-            if (tr.dim != (uint32_t)tc->dim || tr.optim != (uint32_t)tc->optim.kind)
-                rc = rd_err_set(eb, RD_ERR_SCHEMA,
-                                "%s: table %s is dim %u %s, the destination is dim %d %s", path,
-                                name, tr.dim, rd_optim_name((int)tr.optim), tc->dim,
-                                rd_optim_name(tc->optim.kind));
-        }
-        if (rc == RD_OK)
-            rc = load_table_dbs(txn, &tr, dst, path, eb);
-        if (txn)
-            mdb_txn_abort(txn);
-        mdb_env_close(env);
+        load_table_ctx c = {ct, name, dst};
+        rc = with_shard_txn(path, load_table_fn, &c, eb);
     }
     rd_free(m);
     return rc;

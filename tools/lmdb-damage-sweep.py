@@ -1,22 +1,27 @@
 #!/usr/bin/env python3
-"""lmdb-damage-sweep.py — damage copies of a token store's shard file at random and count how the
-read-only tools end: a clear error (exit 1), ok (the damage hit unused pages or values that no
-check reads), or a defect: killed by a signal, a hang, another exit code, or partial output.
+"""lmdb-damage-sweep.py — damage copies of a token store's or a table checkpoint's shard file at
+random and count how the read-only tools end: a clear error (exit 1), ok (the damage hit unused
+pages or values that no check reads), or a defect: killed by a signal, a hang, another exit code,
+or partial output.
 
 usage: tools/lmdb-damage-sweep.py RECDISTILL STORE [--trials N] [--seed S] [--modes M,...]
                                   [--keep DIR]
 
   RECDISTILL  the recdistill binary (build/recdistill)
-  STORE       a token store folder (MANIFEST + shard-NNNN/); it is only copied, never changed.
-              A small one: mpiexec.mpich -n 1 build/bench/bench_tokens --users 300
-              --per-user 200 --L 64 --batch 32 --iters 2 --rounds 1 --dir D --keep  (D/store)
+  STORE       a token store folder (MANIFEST + shard-NNNN/) or a table checkpoint (MANIFEST +
+              shard-NNNNN/, a step-N folder written by `recdistill train`); it is only copied,
+              never changed. A small store: mpiexec.mpich -n 1 build/bench/bench_tokens
+              --users 300 --per-user 200 --L 64 --batch 32 --iters 2 --rounds 1 --dir D --keep
+              (D/store)
   --modes     bits (40 random bit flips), page (one page of random bytes), zero (one page of
               zeros), header (the 16-byte header of one page), ptrs (48 bytes of one page's node
               offsets); default all
   --keep DIR  copy each damaged store that showed a defect to DIR/<mode>-<trial> (DIR is
               created; its stderr beside it), to reproduce it
-Each trial damages shard 0 of a fresh copy and runs `tokens verify`, `tokens stats` and
-`tokens compact --out` (which must leave no output folder when it fails), 20 s timeout each.
+Each trial damages shard 0 of a fresh copy and runs, on a token store, `tokens verify`, `tokens
+stats` and `tokens compact --out`; on a table checkpoint, `table verify`, `table stats`, `table
+compact --out` and `table reshard --shards 2 --out` (an --out must not exist when it fails);
+20 s timeout each.
 Exit status: 0 when no defect was seen, 1 otherwise, 2 on a usage error.
 """
 import os
@@ -86,8 +91,16 @@ def main():
     if len(pos) != 2 or trials < 1:
         usage("need RECDISTILL and STORE, and --trials >= 1")
     rd, store = pos
-    if not os.path.isfile(os.path.join(store, "shard-0000", "data.mdb")):
-        usage("%s: no shard-0000/data.mdb" % store)
+    if os.path.isfile(os.path.join(store, "shard-0000", "data.mdb")):
+        tool, shard = "tokens", "shard-0000"
+        cmds = lambda c, o: (["verify", c], ["stats", c], ["compact", c, "--out", o])
+    elif os.path.isfile(os.path.join(store, "shard-00000", "data.mdb")):
+        tool, shard = "table", "shard-00000"
+        cmds = lambda c, o: (["verify", c], ["stats", c], ["compact", c, "--out", o],
+                             ["reshard", c, "--shards", "2", "--out", o])
+    else:
+        usage("%s: no shard-0000/data.mdb (token store) or shard-00000/data.mdb (table "
+              "checkpoint)" % store)
     rnd = random.Random(seed)
     tmp = tempfile.mkdtemp(prefix="rd_damage_")
     counts, defects = {}, []
@@ -99,10 +112,11 @@ def main():
                 shutil.rmtree(copy, ignore_errors=True)
                 shutil.rmtree(out, ignore_errors=True)
                 shutil.copytree(store, copy)
-                damage(os.path.join(copy, "shard-0000", "data.mdb"), mode, rnd)
-                for cmd in (["verify", copy], ["stats", copy], ["compact", copy, "--out", out]):
+                damage(os.path.join(copy, shard, "data.mdb"), mode, rnd)
+                for cmd in cmds(copy, out):
+                    shutil.rmtree(out, ignore_errors=True)
                     try:
-                        r = subprocess.run([rd, "tokens"] + cmd, capture_output=True, timeout=20)
+                        r = subprocess.run([rd, tool] + cmd, capture_output=True, timeout=20)
                         rc = r.returncode
                     except subprocess.TimeoutExpired:
                         rc = "hang"
@@ -110,14 +124,14 @@ def main():
                         end = "ok"
                     elif rc == 1 and r.stderr.strip():
                         end = "error"
-                        if cmd[0] == "compact" and os.path.exists(out):
+                        if "--out" in cmd and os.path.exists(out):
                             end = "partial output"
                     else:
                         end = "signal %d" % -rc if isinstance(rc, int) and rc < 0 else "exit %s" % rc
                     key = (mode, cmd[0], end)
                     counts[key] = counts.get(key, 0) + 1
                     if end not in ("ok", "error"):
-                        defects.append("%s trial %d: tokens %s: %s" % (mode, t, cmd[0], end))
+                        defects.append("%s trial %d: %s %s: %s" % (mode, t, tool, cmd[0], end))
                         if keep:
                             kd = os.path.join(keep, "%s-%d" % (mode, t))
                             shutil.rmtree(kd, ignore_errors=True)
