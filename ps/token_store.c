@@ -1356,6 +1356,18 @@ store_gc_unguarded(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_
 
 int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_errbuf *eb) {
     RD_ASSERT(s);
+    if (n_deleted)
+        *n_deleted = 0;
+    // Verify first: deleting walks and rewrites the B-tree, and on a damaged page LMDB can
+    // overrun its own buffers (a heap corruption the guard cannot undo). One read pass more; a
+    // damaged store is refused with verify's message and nothing deleted.
+    if (s->mode == RD_TOKEN_WRITE) {
+        int rc = rd_token_store_verify(s, NULL, eb);
+        if (rc != RD_OK) {
+            rd_err_prefix(eb, "the store does not verify (nothing deleted): ");
+            return rc;
+        }
+    }
     TK_GUARDED(s, eb, store_gc_unguarded(s, before_t, n_deleted, eb));
 }
 

@@ -335,8 +335,11 @@ int rd_token_store_fetch_batch(rd_token_store *s,
 /**
  * Delete every record with timestamp < before_t from the writable shards of this handle, in
  * write transactions of at most append_batch deletions (a long gc never holds one huge txn).
+ * The open shards are verified first (rd_token_store_verify): a damaged store is refused with
+ * verify's error ("the store does not verify (nothing deleted): ...") and left unchanged.
  * @param[out] n_deleted  records deleted (may be NULL)
- * @return RD_OK, RD_ERR_ARG (read-only handle), RD_ERR_FULL, RD_ERR_LMDB
+ * @return RD_OK, RD_ERR_ARG (read-only handle), RD_ERR_CORRUPT (does not verify), RD_ERR_FULL,
+ *         RD_ERR_LMDB
  */
 int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_errbuf *eb);
 

@@ -31,6 +31,32 @@ grep -q "lmdb-damage-sweep.py: 0 defects" "$TMP/sweep.txt" || fail "no '0 defect
 for m in bits page zero header ptrs; do
   grep -q "^$m " "$TMP/sweep.txt" || fail "mode $m did not run"
 done
+# gc writes: it verifies first and refuses a damaged store, deleting nothing. It used to go
+# ahead: deletions committed before it met the damage (a failed gc that changed the store), and
+# LMDB's delete overran a heap buffer on a damaged page header. The header of each page in turn
+# is replaced; gc must fail cleanly with the file unchanged, or succeed (a page it never reads).
+NP=$(( $(stat -c %s "$TMP/d/store/shard-0000/data.mdb") / 4096 ))
+refused=0
+for pg in $(seq 2 $((NP - 1))); do
+    rm -rf "$TMP/dmg"; cp -r "$TMP/d/store" "$TMP/dmg"
+    python3 - "$TMP/dmg/shard-0000/data.mdb" "$pg" <<'PY' || fail "could not damage the copy"
+import sys
+p, pg = sys.argv[1], int(sys.argv[2])
+b = bytearray(open(p, "rb").read())
+b[pg * 4096:pg * 4096 + 16] = bytes((i * 37 + 5) % 256 for i in range(16))
+open(p, "wb").write(b)
+PY
+    cp "$TMP/dmg/shard-0000/data.mdb" "$TMP/dmg.before"
+    timeout 60 "$RD" tokens gc "$TMP/dmg" --before 100000 > "$TMP/gc.out" 2> "$TMP/gc.err"
+    rc=$?
+    [ $rc -eq 0 ] && continue
+    [ $rc -eq 1 ] || fail "gc, page $pg damaged: exit $rc: $(cat "$TMP/gc.err")"
+    cmp -s "$TMP/dmg/shard-0000/data.mdb" "$TMP/dmg.before" ||
+        fail "gc, page $pg damaged: failed but changed the store: $(cat "$TMP/gc.err")"
+    grep -q "does not verify (nothing deleted)" "$TMP/gc.err" && refused=$((refused + 1))
+done
+[ $refused -gt 0 ] || fail "no damaged page made gc refuse the store after verifying it"
+echo "gc on $((NP - 2)) damaged copies: $refused refused after verify, none changed"
 # The input store is only copied, never changed.
 "$RD" tokens verify "$TMP/d/store" > /dev/null 2>&1 || fail "the sweep changed its input store"
 # Bad arguments: exit 2 with the reason.
