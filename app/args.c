@@ -80,6 +80,10 @@ int rd_app_parse_msg(int argc,
         const char *v = argv[i + 1];
         if (is_option(v) && !(o->kind == RD_APP_NUMBER && is_negative_number(v)))
             return USAGE("%s needs a value, not the option '%s'", a, v);
+        // No option takes an empty value: an unset shell variable ("--resume $CKPT") must not
+        // fall back to the default silently (a fresh run, a default folder, every table).
+        if (!v[0])
+            return USAGE("%s: empty value", a);
         o->value = v;
         i++;
     }

@@ -625,10 +625,6 @@ int rd_cmd_train(int argc, char **argv) {
     if (ta->status == 0 && !ta->config) {
         ta->status = 2;
         snprintf(ta->msg, sizeof ta->msg, "no CONFIG given");
-    } else if (ta->status == 0 && ta->out && !ta->out[0]) {
-        // An empty --out (an unset shell variable) would fall back to run.out_dir unnoticed.
-        ta->status = 2;
-        snprintf(ta->msg, sizeof ta->msg, "--out: empty path");
     } else if (ta->status == 0 && ta->seed_arg && rd_app_parse_u64(ta->seed_arg, &ta->seed) != 0) {
         // The range of run.seed in the config: any uint64.
         ta->status = 2;

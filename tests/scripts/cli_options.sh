@@ -48,8 +48,13 @@ check 2 "table evict: --in is not an option of evict" "$bin" table evict "$S" --
 check 1 "" "$bin" table evict "$S" --out "$tmp/o" --table t --older-than 1 --min-count 2
 check 1 "" "$bin" table export "$S" --table t --out - --format tsv
 
-# train: an empty --out is a usage error (it used to fall back to run.out_dir unnoticed).
-check 2 "recdistill train: --out: empty path" "$bin" train "$tmp/none.yaml" --out ''
+# No option takes an empty value (an unset shell variable): an empty --out fell back to
+# run.out_dir, an empty --resume started a fresh run, an empty --table meant every table.
+check 2 "recdistill train: --out: empty value" "$bin" train "$tmp/none.yaml" --out ''
+check 2 "recdistill train: --resume: empty value" "$bin" train "$tmp/none.yaml" --resume ''
+check 2 "--data: empty value" "$bin" export "$tmp/none.yaml" --out "$tmp/o.rdsv" --data ''
+check 2 "--table: empty value" "$bin" table evict "$S" --out "$tmp/o" --table '' --min-count 2
+check 2 "--seed: empty value" "$bin" train "$tmp/none.yaml" --seed ''
 "$bin" train --help >"$tmp/out" 2>&1 || { echo "FAIL: train --help exited $?"; fail=1; }
 tr -s ' \n' ' ' <"$tmp/out" | grep -q "also the synthetic data's seed unless data.synthetic.seed is set" ||
     { echo "FAIL: train --help does not say --seed re-seeds synthetic data"; fail=1; }
