@@ -1574,6 +1574,41 @@ static int parse_dbl(const char *s, double *v) {
     return end == s || *end || errno == ERANGE ? -1 : 0;
 }
 
+// A window-metrics line's values that no evaluation gives (u: window n positives users
+// auc_valid gauc_valid; cv: calibration_valid; d: auc gauc logloss mean_pred mean_label
+// calibration samples_per_s):
+// what is wrong, or NULL. NaN stands for "not defined" (a flag 0, an empty window).
+static const char *
+window_values_bad(const uint64_t *u, uint64_t gu, uint64_t ge, uint64_t cv, const double *d) {
+    static const char *const bad[7] = {"auc outside [0, 1]",
+                                       "gauc outside [0, 1]",
+                                       "logloss negative or not finite",
+                                       "mean_pred outside [0, 1]",
+                                       "mean_label outside [0, 1]",
+                                       "calibration negative or not finite",
+                                       "samples_per_s negative or not finite"};
+    if (u[2] > u[1] || u[3] > u[1])
+        return "more positives or users than examples";
+    if (gu > u[3] || ge > u[1])
+        return "more GAUC users or examples than the window has";
+    for (int k = 0; k < 7; k++) {
+        double x = d[k];
+        if (isnan(x)) {
+            if (k == 0 && u[4])
+                return "auc is NaN but auc_valid is 1";
+            if (k == 1 && u[5])
+                return "gauc is NaN but gauc_valid is 1";
+            if (k == 5 && cv)
+                return "calibration is NaN but calibration_valid is 1";
+            continue;
+        }
+        int prob = k <= 1 || k == 3 || k == 4; // in [0, 1]; the others finite and >= 0
+        if (!isfinite(x) || x < 0 || (prob && x > 1))
+            return bad[k];
+    }
+    return NULL;
+}
+
 // Read <dir>/windows.tsv into res->window[0..]: *n = the windows it holds, 0 when the file is
 // absent (*absent = 1). A damaged file is an error naming it and the line.
 static int
@@ -1628,6 +1663,12 @@ windows_read(const char *dir, rd_trainer_result *res, int max, int *n, int *abse
                             "%s:%d: not a window-metrics line (16 tab-separated fields, window %d "
                             "expected)",
                             path, ln, *n);
+            break;
+        }
+        const char *range = window_values_bad(u, gu, ge, cv, d);
+        if (range) {
+            // Not protected by a CRC: a value no evaluation can give is refused, not reported.
+            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s:%d: window %d: %s", path, ln, *n, range);
             break;
         }
         rd_trainer_eval *e = &res->window[*n];

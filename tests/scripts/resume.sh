@@ -187,7 +187,13 @@ rm -rf B && cp -r $CK/step-000000000160 NW2 && sed -i '3s/^1\t[0-9]*/1\tx/' NW2/
 bad "NW2/windows.tsv:3: not a window-metrics line" -n 3 "$RD" train p2.yaml --out B --resume NW2
 rm -rf B && cp -r $CK/step-000000000160 NW3 && sed -i '4d' NW3/windows.tsv
 bad "NW3/windows.tsv: 2 window\(s\), the checkpoint is in window 2 \(expected 3\)" -n 3 "$RD" train p2.yaml --out B --resume NW3
-rm -rf B NW NW2 NW3
+# Not CRC-protected: values no evaluation gives are refused too (an AUC of -5 was reported).
+rm -rf B && cp -r $CK/step-000000000160 NW4 && sed -i '2s/^\(0\t[0-9]*\t[0-9]*\t[0-9]*\t\)[^\t]*/\1-5/' NW4/windows.tsv
+grep -q "^0.*	-5	1	" NW4/windows.tsv || fail "could not edit NW4/windows.tsv: $(cat NW4/windows.tsv)"
+bad "NW4/windows.tsv:2: window 0: auc outside \[0, 1\]" -n 3 "$RD" train p2.yaml --out B --resume NW4
+rm -rf B && cp -r $CK/step-000000000160 NW5 && sed -i '3s/^\(1\t[0-9]*\t[0-9]*\t[0-9]*\t\)[^\t]*/\1nan/' NW5/windows.tsv
+bad "NW5/windows.tsv:3: window 1: auc is NaN but auc_valid is 1" -n 3 "$RD" train p2.yaml --out B --resume NW5
+rm -rf B NW NW2 NW3 NW4 NW5
 bad "nowhere: No such file or directory" -n 3 "$RD" train p2.yaml --out X --resume nowhere
 bad "step-000000000040: model 'small' differs .*config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-000000000040
 # The config hash names the part that differs: the seed, a table.
