@@ -1998,6 +1998,11 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             cfg->tokens.n_side, rd_tokens_side_width(&cfg->tokens), RD_MAX_TOKEN_SIDE);
     const rd_model_config *src =
         cfg->tokens.source_model[0] ? rd_config_find_model(cfg, cfg->tokens.source_model) : NULL;
+    if (src && src->tokens.scheme != 0)
+        return verr(v, "tokens.source_model",
+                    "model '%s' reads instance tokens itself (its tokens.scheme is %d): the "
+                    "source model writes the tokens and cannot read them",
+                    src->name, src->tokens.scheme);
     if (src && src->seq.n_stats)
         return verr(v, "tokens.source_model",
                     "model '%s' has seq.stats: a source model compresses one event and reads no "
