@@ -735,6 +735,26 @@ int rd_tabletool_import(rd_tabletool *tt,
                 rc = rd_err_set(eb, RD_ERR_PARSE, "%s: row %zu (key %llu) has a non-finite value",
                                 what, i, (unsigned long long)r.key[i]);
     }
+    // Optimizer state the optimizer can hold: its sums of squared gradients (Adagrad's
+    // accumulator, Adam's v, FTRL's n) are >= 0; a negative one made the first update of the row
+    // NaN, reported at train time as a diverged optimizer.
+    int sq_slot = ct->optim == RD_OPT_ADAGRAD                            ? 0
+                  : ct->optim == RD_OPT_ADAM || ct->optim == RD_OPT_FTRL ? 1
+                                                                         : -1;
+    const char *sq_name = ct->optim == RD_OPT_ADAGRAD ? "Adagrad accumulator"
+                          : ct->optim == RD_OPT_ADAM  ? "Adam second moment v"
+                                                      : "FTRL n";
+    for (size_t i = 0; rc == RD_OK && sq_slot >= 0 && i < r.n; i++)
+        for (size_t j = 0; rc == RD_OK && j < ct->dim; j++) {
+            size_t col = (size_t)ct->dim * (1 + (size_t)sq_slot) + j;
+            float x = r.val[i * r.nf + col];
+            if (x < 0)
+                rc = rd_err_set(eb, RD_ERR_PARSE,
+                                "%s: row %zu (key %llu): value %zu of %zu after the count (%s, "
+                                "coordinate %zu) is %g: a sum of squares, never negative",
+                                what, i, (unsigned long long)r.key[i], col + 1, r.nf, sq_name, j,
+                                (double)x);
+        }
     for (size_t i = 0; rc == RD_OK && i < r.np; i++)
         if (r.pend[i].key == 0 || r.pend[i].count == 0)
             rc =

@@ -259,6 +259,12 @@ expect_fail 1 "truncated" "$RD" table import "$C" --table s_item --in trunc.bin 
 expect_fail 1 "short.tsv:2: expected key" "$RD" table import "$C" --table s_item --in short.tsv --out z
 (sed -n 1p item.tsv | sed 's/rows [0-9]* pending [0-9]*$/rows 2 pending 0/'; sed -n 2p item.tsv; sed -n 2p item.tsv) > dup.tsv
 expect_fail 1 "appears twice" "$RD" table import "$C" --table s_item --in dup.tsv --out z
+# Optimizer state no optimizer holds: a negative sum of squared gradients (Adam's v here) was
+# imported and made the first update of its row NaN, blamed on the learning rate at train time.
+awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$13="-1"} {print}' item.tsv > negv.tsv
+expect_fail 1 "negv.tsv: row 0 \(key [0-9]*\): value 10 of 12 after the count \(Adam second moment v, coordinate 1\) is -1: a sum of squares" \
+    "$RD" table import "$C" --table s_item --in negv.tsv --out z
+[ ! -e z ] || fail "a refused import left z"
 # A TSV export cut short (header "rows 300", 100 rows) imported 100 rows and reset the others to
 # their initial values; rows of another table or optimizer imported without a word.
 head -101 item.tsv > cut.tsv
