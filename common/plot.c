@@ -284,6 +284,14 @@ static int axis_range(const rd_plot *p, int is_x, double *lo, double *hi, rd_err
         else
             *lo = *hi - 1.0;
     }
+    // Values near the ends of the double range (|v| ~ 1e308): their span, or the padding around
+    // it, overflows, and the axis would get no ticks and no line (a blank plot, exit 0).
+    if (!isfinite(*lo) || !isfinite(*hi) || !isfinite(*hi - *lo) || !(*lo < *hi))
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "plot%s%s%s: the %s values (%g .. %g) span more than a double holds; "
+                          "rescale the column",
+                          p->title[0] ? " '" : "", p->title, p->title[0] ? "'" : "", name,
+                          lg ? exp2(mn) : mn, lg ? exp2(mx) : mx);
     return RD_OK;
 }
 

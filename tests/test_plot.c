@@ -525,6 +525,21 @@ static void test_bad_input(void **state) {
     while ((e = readdir(d)) != NULL)
         assert_null(strstr(e->d_name, ".tmp."));
     closedir(d);
+    // Values whose span overflows a double: an error naming the axis, not a blank plot.
+    {
+        static const double hx[] = {1, 2}, hy[] = {1e308, -1e308}, bx[] = {-1.7e308, 1.7e308};
+        rd_plot q;
+        rd_plot_init(&q);
+        assert_int_equal(rd_plot_add(&q, "huge y", hx, hy, 2), RD_OK);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_plot_render(&q, img, &eb), RD_ERR_ARG);
+        assert_non_null(strstr(eb.msg, "plot: the y values (-1e+308 .. 1e+308) span more than"));
+        rd_plot_init(&q);
+        assert_int_equal(rd_plot_add(&q, "huge x", bx, y, 2), RD_OK);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_plot_render(&q, img, &eb), RD_ERR_ARG);
+        assert_non_null(strstr(eb.msg, "the x values"));
+    }
     // Encoder arguments.
     uint8_t *out = NULL;
     size_t n = 0;
