@@ -107,6 +107,12 @@ int rd_cmd_plot(int argc, char **argv) {
         fprintf(stderr, "recdistill plot: --y: list too long\n");
         return 2;
     }
+    size_t yl = strlen(ybuf);
+    if (yl && (ybuf[0] == ',' || ybuf[yl - 1] == ',' || strstr(ybuf, ",,"))) {
+        // strtok would skip the empty name: "b," plotted b alone without a word.
+        fprintf(stderr, "recdistill plot: --y: an empty column name in '%s'\n", ybuf);
+        return 2;
+    }
     for (char *s = strtok(ybuf, ","); s; s = strtok(NULL, ",")) {
         if (ny == RD_PLOT_MAX_SERIES) {
             fprintf(stderr, "recdistill plot: --y: at most %d columns\n", RD_PLOT_MAX_SERIES);

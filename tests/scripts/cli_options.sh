@@ -55,6 +55,11 @@ check 2 "recdistill train: --resume: empty value" "$bin" train "$tmp/none.yaml" 
 check 2 "--data: empty value" "$bin" export "$tmp/none.yaml" --out "$tmp/o.rdsv" --data ''
 check 2 "--table: empty value" "$bin" table evict "$S" --out "$tmp/o" --table '' --min-count 2
 check 2 "--seed: empty value" "$bin" train "$tmp/none.yaml" --seed ''
+# plot: an empty name in --y ("b," from a loop that joins names) was skipped without a word.
+printf 'x,y\n1,2\n2,3\n' > "$tmp/xy.csv"
+check 2 "--y: an empty column name in 'y,'" "$bin" plot "$tmp/xy.csv" --x x --y y, --out "$tmp/p.png"
+check 2 "--y: an empty column name in 'y,,y'" "$bin" plot "$tmp/xy.csv" --x x --y y,,y --out "$tmp/p.png"
+[ ! -e "$tmp/p.png" ] || { echo "FAIL: a refused plot wrote its --out"; fail=1; }
 "$bin" train --help >"$tmp/out" 2>&1 || { echo "FAIL: train --help exited $?"; fail=1; }
 tr -s ' \n' ' ' <"$tmp/out" | grep -q "also the synthetic data's seed unless data.synthetic.seed is set" ||
     { echo "FAIL: train --help does not say --seed re-seeds synthetic data"; fail=1; }
