@@ -100,7 +100,10 @@ int rd_ckpt_write_shard(const char *dir,
  * fresh tables and swap them in only on success.
  * @param[in]  expect_crc  the manifest's CRC for this shard, or NULL to skip the check
  * @param[out] step        the shard's step (may be NULL)
- * @return RD_OK, RD_ERR_NOTFOUND (no shard dir), RD_ERR_CORRUPT (CRC, bad record),
+ * Every read of a shard (here, rd_ckpt_shard_crc, rd_ckpt_verify, rd_ckpt_load_table) runs
+ * under the guard of rd/lmdbx.h: a damaged page that makes LMDB fault or assert is
+ * RD_ERR_CORRUPT "<shard>: damaged LMDB file (...)", not a crash.
+ * @return RD_OK, RD_ERR_NOTFOUND (no shard dir), RD_ERR_CORRUPT (CRC, bad record, damaged page),
  *         RD_ERR_SCHEMA (table missing or different), RD_ERR_VERSION, RD_ERR_LMDB, RD_ERR_NOMEM
  */
 int rd_ckpt_read_shard(const char *dir,
@@ -113,7 +116,8 @@ int rd_ckpt_read_shard(const char *dir,
                        rd_ckpt_shard_info *info,
                        rd_errbuf *eb);
 
-/** Recompute the CRC of <dir>/shard-NNNNN. @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_LMDB */
+/** Recompute the CRC of <dir>/shard-NNNNN.
+ *  @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_CORRUPT (damaged page), RD_ERR_LMDB */
 int rd_ckpt_shard_crc(const char *dir, int shard, uint32_t *crc, rd_errbuf *eb);
 
 /** Write <dir>/MANIFEST atomically. @return RD_OK, RD_ERR_IO, RD_ERR_ARG */
