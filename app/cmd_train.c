@@ -45,6 +45,7 @@
 #include "rd/train_ckpt.h"
 #include "rd/trainer.h"
 #include "rd/watch.h"
+#include "rd/writer_lock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -234,6 +235,10 @@ static int writes_target_log(const rd_config *cfg) {
     return 0;
 }
 
+// The writer locks rank 0 took (run_folder_ready, target_log_ready): a failed launch removes only
+// lock files it holds (remove_made).
+static int g_run_locked, g_log_locked;
+
 // Who this launch is, in a writer lock file: "recdistill train, run folder D".
 static void writer_name(const rd_config *cfg, char *buf, size_t cap) {
     snprintf(buf, cap, "recdistill train, run folder %.200s", cfg->run.out_dir);
@@ -252,6 +257,7 @@ static int target_log_ready(const rd_config *cfg, char *msg, size_t cap) {
     writer_name(cfg, who, sizeof who);
     int fd = -1;
     int rc = rd_target_log_lock(cfg->distill.target_log, who, &fd, &eb);
+    g_log_locked = rc == RD_OK;
     if (rc != RD_OK) {
         int k = snprintf(msg, cap, "distill.target_log: %s", eb.msg[0] ? eb.msg : rd_strerror(rc));
         if (k < 0 || (size_t)k >= cap)
@@ -460,9 +466,58 @@ static int check_replay_log(const rd_config *cfg, char *msg, size_t cap) {
     rd_target_log *log = NULL;
     int rc = rd_target_log_open(cfg->distill.target_log, 0, NULL, &log, &eb);
     rd_target_log_close(log);
-    if (rc != RD_OK)
+    if (rc != RD_OK) {
         snprintf(msg, cap, "distill.replay: %.1000s", eb.msg[0] ? eb.msg : rd_strerror(rc));
+        return rc;
+    }
+    // A log still being written holds only the targets sent so far: a replay of it trained with
+    // most targets missing and ended with exit 0. A replay reads a finished log.
+    char holder[256];
+    if (rd_writer_lock_holder(cfg->distill.target_log, NULL, holder, sizeof holder) == 1) {
+        snprintf(msg, cap,
+                 "distill.replay: target log %.400s is still being written (%.250s): a replay "
+                 "reads a finished log; start it when that launch has ended",
+                 cfg->distill.target_log, holder[0] ? holder : "holder unknown");
+        return RD_ERR_STATE;
+    }
+    return RD_OK;
+}
+
+// The launch is the one writer of its run folder: <run.out_dir>/run.lock (rd_writer_lock), taken
+// by rank 0 before an earlier run's outputs are removed, so a second launch into the same folder
+// is refused naming the holder before it removes or writes anything (two launches removed each
+// other's checkpoints and mixed their reports). Kept until rank 0 ends, like the others.
+#define RUN_LOCK_FILE "run.lock"
+static int run_folder_ready(const rd_config *cfg, char *msg, size_t cap) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    char who[256];
+    writer_name(cfg, who, sizeof who);
+    int fd = -1;
+    int rc = rd_writer_lock(cfg->run.out_dir, RUN_LOCK_FILE, "run folder", who, &fd, &eb);
+    if (rc != RD_OK)
+        snprintf(msg, cap, "%.1000s", eb.msg[0] ? eb.msg : rd_strerror(rc));
+    g_run_locked = rc == RD_OK;
     return rc;
+}
+
+// A launch that failed before training removes what it made: the lock files in the folders it
+// created (the run folder, the target log), then those folders while they are empty
+// (rmdir_made). A folder that existed keeps its lock file (an empty file, as every lock file).
+static void remove_made(const rd_config *cfg, const char *made, const char *log_made) {
+    char path[RD_PATH_MAX + 32];
+    if (log_made[0] && g_log_locked) {
+        snprintf(path, sizeof path, "%s/%s", cfg->distill.target_log, RD_WRITER_LOCK_FILE);
+        unlink(path);
+        rmdir_made(cfg->distill.target_log, log_made);
+    }
+    if (made[0]) {
+        if (g_run_locked) {
+            snprintf(path, sizeof path, "%s/%s", cfg->run.out_dir, RUN_LOCK_FILE);
+            unlink(path);
+        }
+        rmdir_made(cfg->run.out_dir, made);
+    }
 }
 
 static int clear_earlier_outputs(const rd_config *cfg, int fresh, char *msg, size_t cap) {
@@ -710,7 +765,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         int rc;
         char msg[1024];
     } st = {RD_OK, ""};
-    char made[RD_PATH_MAX] = "";
+    char made[RD_PATH_MAX] = "", log_made[RD_PATH_MAX] = "";
     if (rank == 0) {
         char probe[RD_PATH_MAX + 16];
         snprintf(probe, sizeof probe, "%s/%s", cfg->data.dir, RD_DATASET_FILE);
@@ -718,6 +773,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         // only read, so data.dir is probed only when it is to be prepared).
         int need_data = access(probe, R_OK) != 0;
         first_missing(cfg->run.out_dir, made, sizeof made);
+        if (writes_target_log(cfg))
+            first_missing(cfg->distill.target_log, log_made, sizeof log_made);
         if (probe_folder("run folder", cfg->run.out_dir, st.msg, sizeof st.msg) != 0 ||
             probe_folder("checkpoint folder (ps.checkpoint_dir)", cfg->ps.checkpoint_dir, st.msg,
                          sizeof st.msg) != 0 ||
@@ -731,6 +788,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
             st.rc = RD_ERR_IO;
             snprintf(st.msg, sizeof st.msg, "%s: cannot create the run folder: %s",
                      cfg->run.out_dir, strerror(errno));
+        } else if ((st.rc = run_folder_ready(cfg, st.msg, sizeof st.msg)) != RD_OK) {
+            ; // another launch writes this run folder: nothing is removed
         } else if (!need_data &&
                    (st.rc = check_existing(cfg, resume, st.msg, sizeof st.msg)) != RD_OK) {
             ; // the dataset or a --resume checkpoint does not fit: nothing is removed
@@ -763,7 +822,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     if (st.rc != RD_OK) {
         if (rank == 0) {
             fprintf(stderr, "recdistill train: %s\n", st.msg);
-            rmdir_made(cfg->run.out_dir, made);
+            remove_made(cfg, made, log_made);
         }
         rd_comm_destroy(comm);
         rd_free(cfg);

@@ -12,6 +12,7 @@
 #include "rd/hash.h"
 #include "rd/lmdbx.h"
 
+#include "rd/writer_lock.h"
 #include "token_store_internal.h"
 
 #include <dirent.h>
@@ -327,7 +328,7 @@ static int holds_only_lock(const char *dir) {
     struct dirent *e;
     while (only && (e = readdir(d)) != NULL)
         only = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
-               strcmp(e->d_name, "lock.mdb") == 0 || rd__writer_lock_name(e->d_name);
+               strcmp(e->d_name, "lock.mdb") == 0 || rd_writer_lock_name(e->d_name);
     closedir(d);
     return only;
 }
@@ -344,11 +345,11 @@ int rd_target_log_lock(const char *path, const char *what, int *fd, rd_errbuf *e
     int rc = rd_lmdbx_mkdir_p(path, eb);
     if (rc != RD_OK)
         return rc;
-    return rd__writer_lock(path, "target log", what, fd, eb);
+    return rd_writer_lock(path, NULL, "target log", what, fd, eb);
 }
 
 void rd_target_log_unlock(int fd) {
-    rd__writer_unlock(fd);
+    rd_writer_unlock(fd);
 }
 
 void rd_target_log_remove(const char *path) {

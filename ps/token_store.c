@@ -22,6 +22,7 @@
 #include "rd/hash.h"
 #include "rd/lmdbx.h"
 
+#include "rd/writer_lock.h"
 #include "token_store_internal.h"
 
 #include <dirent.h>
@@ -512,7 +513,7 @@ int rd_token_store_create(const char *dir,
         // The writer's lock file may be there: the creator takes the lock first.
         while ((e = readdir(d)) != NULL)
             if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-                !rd__writer_lock_name(e->d_name))
+                !rd_writer_lock_name(e->d_name))
                 busy = 1;
         closedir(d);
         if (busy)
@@ -590,11 +591,11 @@ int rd_token_store_lock(const char *dir, const char *what, int *fd, rd_errbuf *e
         return rd_err_set(eb, RD_ERR_IO, "token store %s: %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return rd_err_set(eb, RD_ERR_IO, "token store %s is not a folder", dir);
-    return rd__writer_lock(dir, "token store", what, fd, eb);
+    return rd_writer_lock(dir, NULL, "token store", what, fd, eb);
 }
 
 void rd_token_store_unlock(int fd) {
-    rd__writer_unlock(fd);
+    rd_writer_unlock(fd);
 }
 
 // The databases and the header check of shard i (its env is open), under open_shard's guard.

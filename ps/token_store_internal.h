@@ -70,15 +70,4 @@ struct MDB_env *rd__token_store_shard_env(struct rd_token_store *s, int shard);
 int rd__token_store_shard_writable(const struct rd_token_store *s, int shard);
 const char *rd__token_store_dir(const struct rd_token_store *s);
 
-/** The one-writer lock of folder `dir` (writer_lock.c): flock <dir>/writer.lock without waiting
- *  and write "host H pid P since T: what" into it. `kind` names the folder in messages ("token
- *  store", "target log"). The lock lasts until rd__writer_unlock(*fd) or the process ends.
- *  @return RD_OK; RD_ERR_STATE (held by another: the message names the folder and the holder),
- *  RD_ERR_IO (cannot create or lock the file), RD_ERR_ARG */
-int rd__writer_lock(const char *dir, const char *kind, const char *what, int *fd, rd_errbuf *eb);
-/** Release a lock of rd__writer_lock (closes fd; -1 is ignored). */
-void rd__writer_unlock(int fd);
-/** 1 if `name` is the lock file's name ("writer.lock"): an entry a fresh folder may hold. */
-int rd__writer_lock_name(const char *name);
-
 #endif // RD_TOKEN_STORE_INTERNAL_H

@@ -1,6 +1,7 @@
-// writer_lock.c — the one-writer lock of a folder that holds shared state (a token store, a
-// target log): <folder>/writer.lock, locked with flock(LOCK_EX | LOCK_NB) and holding a line
-// that names its holder ("host H pid P since T: WHAT").
+// writer_lock.c — the one-writer lock of a folder that holds shared or run state (a token store,
+// a target log, a run folder; rd/writer_lock.h): <folder>/writer.lock (or another name), locked
+// with flock(LOCK_EX | LOCK_NB) and holding a line that names its holder ("host H pid P since T:
+// WHAT").
 //
 // Invariants: the lock lives exactly as long as its file descriptor, so a launch that ends, is
 // killed or crashes releases it with its process (the kernel drops the lock): a lock is never
@@ -17,9 +18,7 @@
 // different hosts are not excluded (docs/reliability.md).
 //
 // Workload: one acquire per launch or tool run.
-#include "rd/error.h"
-
-#include "token_store_internal.h"
+#include "rd/writer_lock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,8 +28,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#define LOCK_NAME "writer.lock"
 
 // The holder line of a lock file, without its newline ("" when it cannot be read).
 static void read_holder(int fd, char *buf, size_t cap) {
@@ -49,11 +46,16 @@ static void read_holder(int fd, char *buf, size_t cap) {
     }
 }
 
-int rd__writer_lock(
-    const char *dir, const char *kind, const char *what, int *fd_out, rd_errbuf *eb) {
+int rd_writer_lock(const char *dir,
+                   const char *file,
+                   const char *kind,
+                   const char *what,
+                   int *fd_out,
+                   rd_errbuf *eb) {
     *fd_out = -1;
     char path[4200];
-    if (snprintf(path, sizeof path, "%s/%s", dir, LOCK_NAME) >= (int)sizeof path)
+    if (snprintf(path, sizeof path, "%s/%s", dir, file ? file : RD_WRITER_LOCK_FILE) >=
+        (int)sizeof path)
         return rd_err_set(eb, RD_ERR_ARG, "%s %s: path too long for its lock file", kind, dir);
     for (int attempt = 0; attempt < 8; attempt++) {
         int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -106,11 +108,31 @@ int rd__writer_lock(
                       path);
 }
 
-void rd__writer_unlock(int fd) {
+void rd_writer_unlock(int fd) {
     if (fd >= 0)
         close(fd); // drops the flock
 }
 
-int rd__writer_lock_name(const char *name) {
-    return strcmp(name, LOCK_NAME) == 0;
+int rd_writer_lock_holder(const char *dir, const char *file, char *holder, size_t cap) {
+    if (holder && cap)
+        holder[0] = 0;
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s/%s", dir, file ? file : RD_WRITER_LOCK_FILE) >=
+        (int)sizeof path)
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    int held = 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        held = errno == EWOULDBLOCK || errno == EAGAIN ? 1 : -1;
+        if (held == 1 && holder && cap)
+            read_holder(fd, holder, cap);
+    }
+    close(fd); // drops the shared lock if it was taken
+    return held;
+}
+
+int rd_writer_lock_name(const char *name) {
+    return strcmp(name, RD_WRITER_LOCK_FILE) == 0;
 }

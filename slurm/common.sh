@@ -54,7 +54,7 @@ rd_init() {
         *) RD_BIN="$(pwd)/$RD_BIN" ;;
     esac
     export RD_BIN
-    [ -x "$RD_BIN" ] || rd_die "recdistill binary '$RD_BIN' not found or not executable (build it, or set RD_BIN)"
+    [ -f "$RD_BIN" ] && [ -x "$RD_BIN" ] || rd_die "recdistill binary '$RD_BIN' not found or not executable (build it, or set RD_BIN)"
 }
 
 # rd_layout CONFIG: validate the config and read its launch layout into the associative array

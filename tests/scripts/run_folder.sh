@@ -8,7 +8,9 @@
 #      the path, its length and the limit (it used to train to the end, then abort);
 #   3. an unwritable run folder or checkpoint folder (a read-only bind mount as root, else mode
 #      555): refused at start-up, naming the folder, nothing trained;
-#   1b. a launch that fails on its data (prepare) leaves no run folder it created;
+#   1b. a launch that fails on its data (prepare) leaves no run folder it created (nor the target
+#       log and its lock file a distillation launch made); a launch into a run folder another
+#       launch holds (<out>/run.lock) is refused before it removes anything;
 #   4. `prepare` stopped by SIGTERM: the "<data.dir>.tmp-<pid>.<host>" folder is removed; a train
 #      launch stopped by SIGTERM while it prepares removes it too, or (rank 0 SIGKILLed by the
 #      launcher first) the next prepare does; after a SIGKILL the next prepare removes the dead
@@ -93,6 +95,50 @@ grep -q "no column 'clik'" err || fail "no-label message: $(grep -v INFO err | h
 mkdir -p N2/keep
 run nolabel.yaml --out N2/keep/run && fail "a launch without its label column succeeded"
 [ -d N2/keep ] && [ ! -e N2/keep/run ] || fail "N2: $(find N2)"
+
+# The same with a teacher and a distilled student: the target log the launch created (its
+# writer.lock) went to the left-overs, and with it the run folder it sits in.
+cat >dist.yaml <<'YAML'
+run: {name: dist, seed: 5}
+cluster:
+  ps_ranks: 1
+  jobs:
+    - {name: teacher, role: teacher, model: big}
+    - {name: student, role: student, model: small, distill: true}
+data:
+  source: csv
+  input: .
+  schema: {path: log.csv, user_column: user, item_column: item, time_column: ts, label: "clik >= 1"}
+ps:
+  tables:
+    - {name: t, dim: 4}
+    - {name: s, dim: 4}
+models:
+  - {name: big, features: [{field: user, table: t}, {field: item, table: t}], mlp: [16]}
+  - {name: small, features: [{field: user, table: s}, {field: item, table: s}], mlp: [8], two_towers: true}
+train: {batch_size: 64, epochs: 1}
+output: {progress_every_s: 0, plot: false}
+YAML
+timeout 120 "$MPIEXEC" -n 3 "$RD" train dist.yaml --out N3 </dev/null >out 2>err &&
+    fail "a distillation launch without its label column succeeded"
+grep -q "no column 'clik'" err || fail "dist no-label message: $(grep -v INFO err | head -3)"
+[ ! -e N3 ] || fail "a distillation launch that failed on its data left $(find N3 | head -5)"
+
+# A second launch into a run folder in use (here its run.lock held by flock(1)) is refused
+# before it removes anything: two launches removed each other's checkpoints and reports.
+if command -v flock >/dev/null; then
+    mkdir -p R5 && echo earlier >R5/report.json
+    flock -o R5/run.lock sleep 30 &  # -o: flock itself holds the lock, sleep does not
+    FL=$!
+    sleep 0.5
+    run c.yaml --out R5
+    expect_refused "run folder R5 is in use by another writer"
+    pkill -P $FL sleep 2>/dev/null
+    kill $FL 2>/dev/null
+    wait $FL 2>/dev/null
+    [ "$(cat R5/report.json)" = earlier ] || fail "a refused launch removed the folder's report"
+    run c.yaml --out R5 || fail "R5 after the lock was released: $(grep -v INFO err | head -3)"
+fi
 
 # --- 2. paths over their limits, said before anything is made
 long() { local n=$1 b="$TMP/L/"; printf '%s%s' "$b" "$(head -c $((n - ${#b})) /dev/zero | tr '\0' x)"; }

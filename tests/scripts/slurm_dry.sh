@@ -35,6 +35,13 @@ grep -q "sinfo cannot reach a Slurm controller (sinfo: error: Could not establis
     "$TMP/het.err" || bad "distill-hetjob: no note about sinfo: $(cat "$TMP/het.err")"
 grep -q "sbatch .*distill-hetjob.sbatch" "$TMP/het.out" || bad "distill-hetjob printed no command: $(cat "$TMP/het.out")"
 
+# 1b. RD_BIN naming a folder: the binary is named, not the config ("bad config: ... Is a
+# directory" before).
+RD_BIN="$TMP" "$SRC/slurm/train-1node.sbatch" "$TINY" >"$TMP/dir.out" 2>"$TMP/dir.err" &&
+    bad "RD_BIN=<a folder> was accepted"
+grep -q "recdistill binary '$TMP' not found or not executable" "$TMP/dir.err" ||
+    bad "RD_BIN=<a folder>: $(cat "$TMP/dir.err")"
+
 # 2. sweep.sh: repeated values are refused before anything is derived or submitted.
 spec() { # NAME LINES...
     local name="$1"

@@ -363,6 +363,20 @@ grep -q "none" "$D/err" || fail "missing log message: $(cat "$D/err")"
 timeout 120 "$MPIEXEC" -n 2 "$RD" train "$D/replay.yaml" --seed 8 --out "$D/other" >/dev/null \
     2>"$D/err" && fail "replay of a log of other data must fail"
 grep -q "for another dataset" "$D/err" || fail "other-data replay message: $(cat "$D/err")"
+# A replay of a log still being written (its writer.lock held: here by flock(1)) is refused; it
+# used to train with most targets missing and exit 0.
+if command -v flock >/dev/null; then
+    flock -o "$D/live/targets/writer.lock" sleep 30 &
+    FL=$!
+    sleep 0.5
+    timeout 120 "$MPIEXEC" -n 2 "$RD" train "$D/replay.yaml" --out "$D/busy" >/dev/null \
+        2>"$D/err" && fail "replay of a log being written must fail"
+    pkill -P $FL sleep 2>/dev/null
+    kill $FL 2>/dev/null
+    wait $FL 2>/dev/null
+    grep -q "is still being written" "$D/err" || fail "busy-log replay message: $(cat "$D/err")"
+    [ ! -e "$D/busy" ] || fail "a refused replay left its run folder: $(find "$D/busy" | head -3)"
+fi
 [ -e "$D/other/student.metrics.csv" ] && fail "other-data replay left metrics"
 # So is a live teacher appending to a log that holds its targets for other data.
 sed -e "s#^distill:#distill:\n  target_log: $D/live/targets#" "$D/live.yaml" > "$D/reuse.yaml"

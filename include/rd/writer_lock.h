@@ -1,0 +1,46 @@
+// writer_lock.h — the one-writer lock of a folder that holds shared or run state: a token store,
+// a target log, a run folder. <dir>/<file> is locked with flock(LOCK_EX | LOCK_NB) and holds a
+// line naming its holder ("host H pid P since T: WHAT").
+//
+//   rd_writer_lock()         take it, or fail at once naming the holder (RD_ERR_STATE)
+//   rd_writer_unlock()       release it (or let the process end: the kernel drops it)
+//   rd_writer_lock_holder()  is it held by another open file, and by whom (read-only probe)
+//   rd_writer_lock_name()    is a folder entry the default lock file ("writer.lock")
+//
+// The lock lives exactly as long as its file descriptor, so a process that ends, is killed or
+// crashes releases it: a lock is never stale on the host that took it. The file itself stays.
+// On NFS the server arbitrates flock (NFSv4, or NFSv3 with lockd); see docs/reliability.md.
+#ifndef RD_WRITER_LOCK_H
+#define RD_WRITER_LOCK_H
+
+#include <stddef.h>
+
+#include "rd/error.h"
+
+#define RD_WRITER_LOCK_FILE "writer.lock"
+
+/**
+ * Lock <dir>/<file> (file NULL: RD_WRITER_LOCK_FILE) without waiting and write "host H pid P
+ * since T: what" into it. `kind` names the folder in messages ("token store", "run folder").
+ * @param[out] fd  the lock; release with rd_writer_unlock
+ * @return RD_OK; RD_ERR_STATE "<kind> <dir> is in use by another writer (<holder>; lock file
+ *         ...)"; RD_ERR_IO (cannot create or lock the file); RD_ERR_ARG (path too long)
+ */
+int rd_writer_lock(
+    const char *dir, const char *file, const char *kind, const char *what, int *fd, rd_errbuf *eb);
+
+/** Release a lock of rd_writer_lock (closes fd; -1 is ignored). */
+void rd_writer_unlock(int fd);
+
+/**
+ * Whether <dir>/<file> (file NULL: RD_WRITER_LOCK_FILE) is locked by another open file: opens it
+ * read-only (never creates it) and tries a shared lock without waiting.
+ * @param[out] holder  its holder line when held ("" when it cannot be read); may be NULL
+ * @return 1 held, 0 not held or no such file, -1 it cannot be opened or probed
+ */
+int rd_writer_lock_holder(const char *dir, const char *file, char *holder, size_t cap);
+
+/** 1 if `name` is RD_WRITER_LOCK_FILE: an entry a fresh store or log folder may hold. */
+int rd_writer_lock_name(const char *name);
+
+#endif // RD_WRITER_LOCK_H
