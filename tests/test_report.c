@@ -367,7 +367,18 @@ static void test_pairs_reported(void **state) {
     assert_non_null(strstr(warn, "ranks: student3 trains on 2"));
     assert_non_null(strstr(warn, "[not comparable"));
     assert_non_null(strstr(out, "student / teacher dense FLOPs per sample: 1/16.6"));
+    assert_null(strstr(out, "teacher gap under 0.001"));
     rd_free(out);
+    // A tiny teacher gap (0.7605 against 0.76): the eta line says it is mostly noise.
+    set_m(&res[1].holdout.m, 0.7605, 0.5, 1000);
+    set_m(&res[4].holdout.m, 0.7600, 0.5, 1000);
+    out = printed(cfg, res, 7);
+    const char *tiny = strstr(out, "eta holdout   20.000   (teacher gap +0.0005");
+    assert_non_null(tiny);
+    assert_true(strstr(tiny, "[teacher gap under 0.001 AUC") < strchr(tiny, '\n'));
+    rd_free(out);
+    set_m(&res[1].holdout.m, auc[1], 0.5, 1000);
+    set_m(&res[4].holdout.m, auc[4], 0.5, 1000);
 
     // No raw student (QA report C #5, repro fan.yaml): eta null with its reason, and one
     // printed "eta n/a (...)" line per distilled student.

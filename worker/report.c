@@ -541,8 +541,11 @@ static void print_pair(const rd_trainer_result *res, const rd_report_pair *pr) {
     for (int s = 0; s < 3; s++) {
         rd_report_eta e = slice_eta(res, pr, s);
         if (isfinite(e.eta))
-            printf("eta %-8s %7.3f   (teacher gap %+.4f, student gain %+.4f)%s\n", names[s], e.eta,
-                   e.gap, e.gain, pr->warning[0] ? "  [not comparable: see WARNING]" : "");
+            printf("eta %-8s %7.3f   (teacher gap %+.4f, student gain %+.4f)%s%s\n", names[s],
+                   e.eta, e.gap, e.gain, pr->warning[0] ? "  [not comparable: see WARNING]" : "",
+                   e.gap < RD_REPORT_TINY_GAP ? "  [teacher gap under 0.001 AUC: the ratio of two "
+                                                "tiny differences, mostly noise]"
+                                              : "");
         else if (isfinite(e.gap))
             printf("eta %-8s     n/a   (teacher gap %+.4f, student gain %+.4f: no gap over "
                    "student_raw to transfer)\n",

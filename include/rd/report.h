@@ -105,4 +105,8 @@ int rd_report_plot(const rd_config *cfg, const rd_trainer_result *res, int n, rd
  *  for a pair without eta or a launch without a distilled student. */
 void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n);
 
+/** A teacher gap (AUC) under which the printed eta carries a note that it is mostly noise (an eta
+ *  of -92 from a gap of +0.00005 was printed plain); report.json is unchanged. */
+#define RD_REPORT_TINY_GAP 0.001
+
 #endif // RD_REPORT_H
