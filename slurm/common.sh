@@ -122,6 +122,9 @@ rd_args() {
                 fi
                 case "$1:$2" in
                     --out: | --resume:) bad="$1: empty path" ;;
+                    # Checked here, not once the job has its nodes: the run folder and its
+                    # checkpoints are on a file system the submit host sees too.
+                    --resume:*) [ -d "$2" ] || bad="--resume: '$2' is not a folder (a checkpoint root such as runs/NAME/ckpt, or one step-N folder)" ;;
                     --seed:*) rd_is_seed "$2" || bad="--seed: '$2' is not a non-negative integer (0..18446744073709551615)" ;;
                 esac
                 var="RD_${1#--}_ARG"

@@ -220,7 +220,7 @@ grep -q "data.input '../shared/ml' (source movielens100k) not found from the job
 mkdir -p "$W/shared/ml" "$W/in"
 RD_DRY_RUN=1 RD_SBATCH_ARGS="--chdir=$W/in" "$SRC/slurm/train-1node.sbatch" "$W/mlin2.yaml" >/dev/null 2>"$W/err" ||
     fail "data.input present from --chdir refused: $(cat "$W/err")"
-RD_SBATCH_ARGS="--array=1-2" "$SRC/slurm/train-1node.sbatch" "$TINY" --resume runs/x/ckpt >/dev/null 2>"$W/err" &&
+RD_SBATCH_ARGS="--array=1-2" "$SRC/slurm/train-1node.sbatch" "$TINY" --resume "$W" >/dev/null 2>"$W/err" &&
     fail "an array job with --resume was accepted"
 grep -q "resume each task as its own job" "$W/err" || fail "array resume message: $(cat "$W/err")"
 # The dry run is a shell command: a path with a space and a comma survives it, and the variables

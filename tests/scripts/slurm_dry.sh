@@ -42,6 +42,13 @@ RD_BIN="$TMP" "$SRC/slurm/train-1node.sbatch" "$TINY" >"$TMP/dir.out" 2>"$TMP/di
 grep -q "recdistill binary '$TMP' not found or not executable" "$TMP/dir.err" ||
     bad "RD_BIN=<a folder>: $(cat "$TMP/dir.err")"
 
+# 1c. --resume of a folder that does not exist: refused at submission (it failed only once the job
+# had its nodes).
+"$SRC/slurm/train-1node.sbatch" "$TINY" --resume "$TMP/nowhere" >"$TMP/res.out" 2>"$TMP/res.err"
+[ $? -eq 2 ] || bad "--resume of a missing folder: exit not 2: $(cat "$TMP/res.err")"
+grep -q "\-\-resume: '$TMP/nowhere' is not a folder" "$TMP/res.err" ||
+    bad "--resume of a missing folder: $(cat "$TMP/res.err")"
+
 # 2. sweep.sh: repeated values are refused before anything is derived or submitted.
 spec() { # NAME LINES...
     local name="$1"
