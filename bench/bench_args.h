@@ -66,6 +66,8 @@ static inline int bench_json_ok(FILE *err, const char *prog, const char *path) {
     if (stat(path, &st) == 0) {
         if (S_ISDIR(st.st_mode))
             why = "is a directory";
+        else if (!S_ISREG(st.st_mode)) // the JSON is renamed over it: never over a device
+            why = "is not a regular file";
         else if (access(path, W_OK) != 0)
             why = strerror(errno);
     } else {
@@ -80,6 +82,43 @@ static inline int bench_json_ok(FILE *err, const char *prog, const char *path) {
     if (why && err)
         fprintf(err, "%s: --json: cannot write '%s': %s\n", prog, path, why);
     return why ? -1 : 0;
+}
+
+/** --json output, written atomically: bench_json_open opens "<path>.tmp.<pid>"; bench_json_commit
+ *  flushes and closes it, checking every write, and renames it over path. On any failure (a full
+ *  disk, a file size limit) the temporary file is removed, path is left as it was, the reason
+ *  goes to stderr and the benchmark exits 1: never a cut or empty JSON with exit 0. */
+typedef struct bench_json {
+    FILE *f;
+    const char *path;
+    char tmp[4400];
+} bench_json;
+
+static inline FILE *bench_json_open(bench_json *j, const char *prog, const char *path) {
+    j->path = path;
+    j->f = NULL;
+    if (snprintf(j->tmp, sizeof j->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof j->tmp)
+        fprintf(stderr, "%s: --json: path too long: %s\n", prog, path);
+    else if (!(j->f = fopen(j->tmp, "w")))
+        fprintf(stderr, "%s: --json: cannot write '%s': %s\n", prog, j->tmp, strerror(errno));
+    return j->f;
+}
+
+static inline int bench_json_commit(bench_json *j, const char *prog) {
+    int err = 0;
+    if (fflush(j->f) != 0 || ferror(j->f))
+        err = errno ? errno : EIO;
+    if (fclose(j->f) != 0 && !err)
+        err = errno ? errno : EIO;
+    j->f = NULL;
+    if (!err && rename(j->tmp, j->path) != 0)
+        err = errno;
+    if (!err)
+        return 0;
+    remove(j->tmp);
+    fprintf(stderr, "%s: --json: cannot write '%s': %s (nothing written)\n", prog, j->path,
+            strerror(err));
+    return -1;
 }
 
 #endif

@@ -493,11 +493,10 @@ int main(int argc, char **argv) {
     printf("  %-24s %12.1f\n", "teacher_samples_per_s", tsps);
     printf("  %-24s %12.1f\n", "student_samples_per_s", ssps);
     if (a.json) {
-        FILE *f = fopen(a.json, "w");
-        if (!f) {
-            fprintf(stderr, "bench_dense: cannot write %s\n", a.json);
+        bench_json bj;
+        FILE *f = bench_json_open(&bj, "bench_dense", a.json);
+        if (!f)
             return 1;
-        }
         fprintf(f,
                 "{\"sgemm_gflops\": %.3f, \"teacher_step_gflops\": %.3f, \"ratio_sgemm\": %.4f, "
                 "\"teacher_samples_per_s\": %.2f, \"student_samples_per_s\": %.2f, "
@@ -508,10 +507,8 @@ int main(int argc, char **argv) {
                 sgemm_gflops, teacher_gflops, ratio, tsps, ssps, a.batch, a.threads, tt.min,
                 tt.median, tt.avg, tt.max, st.min, st.median, st.avg, st.max, a.seq_len, a.dim,
                 a.layers, a.heads, a.act);
-        if (fclose(f) != 0) {
-            fprintf(stderr, "bench_dense: error writing %s\n", a.json);
+        if (bench_json_commit(&bj, "bench_dense") != 0)
             return 1;
-        }
     }
     return 0;
 }

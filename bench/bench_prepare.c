@@ -272,11 +272,10 @@ int main(int argc, char **argv) {
     }
     rmdir(out);
     if (json) {
-        FILE *f = fopen(json, "w");
-        if (!f) {
-            fprintf(stderr, "bench_prepare: cannot write %s\n", json);
+        bench_json bj;
+        FILE *f = bench_json_open(&bj, "bench_prepare", json);
+        if (!f)
             return 1;
-        }
         fprintf(f, "{\"bench\": \"prepare\", \"warmup\": %d, \"cases\": [", warmup);
         for (int i = 0; i < n_cases; i++) {
             const case_result *c = &cases[i];
@@ -295,7 +294,8 @@ int main(int argc, char **argv) {
             fprintf(f, "}");
         }
         fprintf(f, "\n]}\n");
-        fclose(f);
+        if (bench_json_commit(&bj, "bench_prepare") != 0)
+            rc = 1;
     }
     free(cfg);
     return rc;

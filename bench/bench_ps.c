@@ -44,6 +44,8 @@
 #include <string.h>
 #include <time.h>
 
+static int g_json_fail; // rank 0 could not write --json: the exit status is 1
+
 #define MAX_DIMS 8
 #define N_BATCH  8
 
@@ -466,9 +468,10 @@ int main(int argc, char **argv) {
             }
             fflush(stdout);
             if (o.json) {
-                FILE *f = fopen(o.json, "w");
+                bench_json bj;
+                FILE *f = bench_json_open(&bj, "bench_ps", o.json);
                 if (!f) {
-                    fprintf(stderr, "bench_ps: cannot write %s\n", o.json);
+                    g_json_fail = 1;
                 } else {
                     fprintf(f,
                             "{\n  \"bench\": \"ps\",\n  \"ps\": %d,\n  \"workers\": %d,\n"
@@ -494,7 +497,8 @@ int main(int argc, char **argv) {
                                 x->t_avg, x->t_max, d + 1 < o.n_dims ? "," : "");
                     }
                     fprintf(f, "  ]\n}\n");
-                    fclose(f);
+                    if (bench_json_commit(&bj, "bench_ps") != 0)
+                        g_json_fail = 1;
                 }
             }
         }
@@ -514,6 +518,6 @@ int main(int argc, char **argv) {
     }
     rd_comm_destroy(comm);
     rd_free(cfg);
-    rd_mpi_finalize(0);
-    return 0;
+    rd_mpi_finalize(g_json_fail);
+    return g_json_fail;
 }

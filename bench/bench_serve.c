@@ -317,11 +317,10 @@ int main(int argc, char **argv) {
                res[k].p50_us, res[k].p99_us, res[k].qps, res[k].qps * (double)res[k].n,
                res[k].min_us, res[k].avg_us, res[k].max_us);
     if (json) {
-        FILE *f = fopen(json, "w");
-        if (!f) {
-            fprintf(stderr, "bench_serve: cannot write %s\n", json);
+        bench_json bj;
+        FILE *f = bench_json_open(&bj, "bench_serve", json);
+        if (!f)
             return 1;
-        }
         fprintf(f,
                 "{\"bench\": \"serve\", \"model\": \"%s\", \"params\": %llu, \"rows\": %llu, "
                 "\"iters\": %d, \"warmup\": %d, \"candidates\": {",
@@ -334,7 +333,8 @@ int main(int argc, char **argv) {
                     k ? ", " : "", res[k].n, res[k].p50_us, res[k].p99_us, res[k].qps,
                     res[k].min_us, res[k].avg_us, res[k].max_us);
         fprintf(f, "}}\n");
-        fclose(f);
+        if (bench_json_commit(&bj, "bench_serve") != 0)
+            return 1;
     }
     rd_free(lat);
     rd_free(keys);

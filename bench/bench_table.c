@@ -216,11 +216,10 @@ int main(int argc, char **argv) {
     printf("%-10s %12.1f %12.1f %12.1f %12.1f\n", "pull", med[0], mn[0], med[2], mn[2]);
     printf("%-10s %12.1f %12.1f %12.1f %12.1f\n", "push", med[1], mn[1], med[3], mn[3]);
     if (o.json) {
-        FILE *f = fopen(o.json, "w");
-        if (!f) {
-            fprintf(stderr, "bench_table: cannot write %s\n", o.json);
+        bench_json bj;
+        FILE *f = bench_json_open(&bj, "bench_table", o.json);
+        if (!f)
             return 1;
-        }
         fprintf(
             f,
             "{\n  \"bench\": \"table\",\n  \"dim\": %d,\n  \"optimizer\": \"%s\",\n"
@@ -231,7 +230,8 @@ int main(int argc, char **argv) {
             o.dim, rd_optim_name(o.optim), o.zipf, (unsigned long long)o.vocab, o.draws,
             uniq / o.batches, rd_table_size(t), o.reps, med[0], mn[0], med[1], mn[1], med[2],
             med[3]);
-        fclose(f);
+        if (bench_json_commit(&bj, "bench_table") != 0)
+            return 1;
     }
     for (int j = 0; j < 4; j++)
         rd_free(x[j]);

@@ -30,6 +30,8 @@
 #include <string.h>
 #include <unistd.h>
 
+static int g_json_fail; // rank 0 could not write --json: the exit status is 1
+
 #define MAX_CONF 16
 
 typedef struct opts {
@@ -368,9 +370,10 @@ int main(int argc, char **argv) {
                    res[c].credit_bytes_per_target, res[c].t_min, res[c].t_avg, res[c].t_max,
                    res[c].blocked_ms);
         if (o.json) {
-            FILE *f = fopen(o.json, "w");
+            bench_json bj;
+            FILE *f = bench_json_open(&bj, "bench_targets", o.json);
             if (!f) {
-                fprintf(stderr, "bench_targets: cannot write %s\n", o.json);
+                g_json_fail = 1;
             } else {
                 fprintf(f,
                         "{\"bench\":\"targets\",\"teachers\":%d,\"students\":%d,"
@@ -389,7 +392,8 @@ int main(int argc, char **argv) {
                             res[c].median_s, res[c].t_min, res[c].t_avg, res[c].t_max,
                             res[c].blocked_ms);
                 fprintf(f, "]}\n");
-                fclose(f);
+                if (bench_json_commit(&bj, "bench_targets") != 0)
+                    g_json_fail = 1;
             }
         }
     }
@@ -412,5 +416,5 @@ int main(int argc, char **argv) {
     rd_free(teachers);
     rd_free(students);
     MPI_Finalize();
-    return 0;
+    return g_json_fail;
 }

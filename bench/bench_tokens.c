@@ -645,7 +645,8 @@ static int compact_store(char *store, size_t cap, results *res) {
     return 0;
 }
 
-static void report(const opts *o, const results *r, int ranks) {
+// Prints the figures and writes --json; -1 when the JSON could not be written.
+static int report(const opts *o, const results *r, int ranks) {
     char rpc[32], rpc1[32], ratio[32];
     fmt_g(rpc, sizeof rpc, r->rpc_gbps);
     fmt_g(rpc1, sizeof rpc1, r->rpc_gbps_1);
@@ -698,11 +699,10 @@ static void report(const opts *o, const results *r, int ranks) {
                "store_mapping", r->store_fs, r->map_rss_kb, r->map_huge_kb);
     }
     if (o->json) {
-        FILE *f = fopen(o->json, "w");
-        if (!f) {
-            fprintf(stderr, "bench_tokens: cannot write %s\n", o->json);
-            return;
-        }
+        bench_json bj;
+        FILE *f = bench_json_open(&bj, "bench_tokens", o->json);
+        if (!f)
+            return -1;
         // The JSON carries the figures at full precision (%.6g), the same for a median and its
         // range, so that min <= median <= max holds in the file as it does in the run (the
         // printed 3 decimals would round a slow run's median below its slowest round).
@@ -743,8 +743,10 @@ static void report(const opts *o, const results *r, int ranks) {
                 r->store_fs, r->map_rss_kb, r->map_huge_kb,
                 o->huge == RD_TOKEN_HUGE_AUTO ? "auto" : "off", r->map.shards, r->map.reread,
                 rd_token_huge_note_text(r->map.note), r->map.seconds);
-        fclose(f);
+        if (bench_json_commit(&bj, "bench_tokens") != 0)
+            return -1;
     }
+    return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -936,8 +938,8 @@ int main(int argc, char **argv) {
     }
     if (rank == 0) {
         rd_token_store_destroy(s);
-        if (!any_fail && !fail)
-            report(&o, &res, size);
+        if (!any_fail && !fail && report(&o, &res, size) != 0)
+            fail = 1;
         if (!o.keep) {
             char cmd[700];
             snprintf(cmd, sizeof cmd, "rm -rf '%s'", o.dir ? store : base);
