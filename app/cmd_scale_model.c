@@ -78,6 +78,19 @@ static int project(const rd_scale_calib *c,
     return n;
 }
 
+// Write a plot, making the missing parent folders of its path first (as `plot` and the other
+// tools' --out do) and removing them again when the PNG cannot be written.
+static int write_png(rd_plot *p, const char *path, rd_errbuf *eb) {
+    char created[4096];
+    created[0] = 0;
+    if (strlen(path) >= sizeof created)
+        return rd_err_set(eb, RD_ERR_ARG, "%.64s...: path too long", path);
+    int rc = rd_lmdbx_mkdir_parents(path, created, sizeof created, eb);
+    if (rc == RD_OK && (rc = rd_plot_write_png(p, path, eb)) != RD_OK)
+        rd_lmdbx_rmdir_created(path, created);
+    return rc;
+}
+
 static int efficiency_plot(const char *path,
                            const rd_scale_calib *c,
                            const rd_scale_net *net,
@@ -128,7 +141,7 @@ static int efficiency_plot(const char *path,
     p.ymax = 105;
     for (int v = 0; v < NV; v++)
         rd_plot_add(&p, names[v], x, y[v], (size_t)n);
-    return rd_plot_write_png(&p, path, eb);
+    return write_png(&p, path, eb);
 }
 
 static int throughput_plot(
@@ -149,7 +162,7 @@ static int throughput_plot(
     p.log_y = 1;
     rd_plot_add(&p, "linear scaling", x, yl, (size_t)n);
     rd_plot_add(&p, "model", x, ym, (size_t)n);
-    return rd_plot_write_png(&p, path, eb);
+    return write_png(&p, path, eb);
 }
 
 int rd_cmd_scale_model(int argc, char **argv) {
@@ -246,6 +259,12 @@ int rd_cmd_scale_model(int argc, char **argv) {
     // two plots on one path would leave only the second.
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
+    if ((out && strcmp(out, "-") == 0) || (out_tp && strcmp(out_tp, "-") == 0)) {
+        // "-" is stdout for the text outputs of other commands; here it made a file named "-".
+        fprintf(stderr, "recdistill scale-model: %s -: a PNG is written to a file, not stdout\n",
+                out && strcmp(out, "-") == 0 ? "--out" : "--out-throughput");
+        return 2;
+    }
     if ((out && rd_lmdbx_check_out_not_input("--out", out, "the calibration file", calib, &eb)) ||
         (out_tp && rd_lmdbx_check_out_not_input("--out-throughput", out_tp, "the calibration file",
                                                 calib, &eb)) ||

@@ -5,7 +5,7 @@
 # store or checkpoint is needed: the option check comes before anything is opened.
 #   cli_options.sh PATH/TO/recdistill
 set -u
-bin="${1:?usage: cli_options.sh path/to/recdistill}"
+bin="$(realpath "${1:?usage: cli_options.sh path/to/recdistill}")"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 fail=0
@@ -73,6 +73,17 @@ check 2 "--ps-per-node: '0' is not a number in (0, 64]" "$bin" scale-model --cal
 check 0 "" "$bin" scale-model --calib "$CAL" --ps-per-node 0.5 --max-nodes 4
 grep -q "0.5 PS shard(s)/node" "$tmp/out" || { echo "FAIL: scale-model header: $(cat "$tmp/out")"; fail=1; }
 check 0 "" "$bin" scale-model --calib "$CAL" --ps 4 --max-nodes 2
+# A PNG to "-" made a file named "-" (exit 0); missing parents of a scale-model --out were an
+# error where plot makes them.
+here="$PWD"
+cd "$tmp" || exit 1
+check 2 "--out -: a PNG is written to a file, not stdout" "$bin" scale-model --calib "$CAL" --max-nodes 2 --out -
+check 2 "--out-throughput -: a PNG is written to a file" "$bin" scale-model --calib "$CAL" --max-nodes 2 --out-throughput -
+check 2 "--out -: a PNG is written to a file, not stdout" "$bin" plot "$tmp/xy.csv" --x x --y y --out -
+cd "$here" || exit 1
+[ ! -e "$tmp/-" ] || { echo "FAIL: a file named '-' was written"; fail=1; }
+check 0 "" "$bin" scale-model --calib "$CAL" --max-nodes 2 --out "$tmp/new/sub/eff.png"
+[ -s "$tmp/new/sub/eff.png" ] || { echo "FAIL: scale-model --out into new folders wrote nothing"; fail=1; }
 
 [ "$fail" -eq 0 ] && echo "cli_options.sh: all checks passed"
 exit "$fail"

@@ -190,10 +190,15 @@ e_fast="$(awk '$1 == 256 {print $10}' "$TMP/model.txt")"
 "$RD" scale-model --calib "$TMP/calib.yaml" --bw 0.125 --lat 50 >"$TMP/slow.txt" || fail "slow network"
 e_slow="$(awk '$1 == 256 {print $10}' "$TMP/slow.txt")"
 awk -v a="$e_fast" -v b="$e_slow" 'BEGIN {exit !(b < a)}' || fail "slow network efficiency $e_slow >= $e_fast"
-# Unwritable plot: exit 1, message naming the path.
-"$RD" scale-model --calib "$TMP/calib.yaml" --out "$TMP/no/such/dir/x.png" >/dev/null 2>"$TMP/err"
+# Unwritable plot (a file where its folder belongs): exit 1, message naming the path. Missing
+# folders are made, as plot makes them.
+echo x >"$TMP/afile"
+"$RD" scale-model --calib "$TMP/calib.yaml" --out "$TMP/afile/x.png" >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] || fail "unwritable plot must exit 1"
-grep -q "no/such/dir/x.png" "$TMP/err" || fail "unwritable plot message: $(cat "$TMP/err")"
+grep -q "afile" "$TMP/err" || fail "unwritable plot message: $(cat "$TMP/err")"
+"$RD" scale-model --calib "$TMP/calib.yaml" --out "$TMP/no/such/dir/x.png" >/dev/null 2>"$TMP/err" ||
+    fail "scale-model into missing folders: $(cat "$TMP/err")"
+[ -s "$TMP/no/such/dir/x.png" ] || fail "scale-model into missing folders wrote nothing"
 # A plot path naming the calibration (which the rename replaced by a PNG, exit 0), or both plots
 # on one path: a usage error, and nothing written.
 cp "$TMP/calib.yaml" "$TMP/calib.keep"
