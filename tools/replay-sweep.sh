@@ -133,7 +133,9 @@ replay() {
     local p=$1 run=$2 seed=$3 dst=$4
     [ -d "$run/targets" ] || { echo "replay-sweep.sh: $run/targets: no target log" >&2; exit 2; }
     if [ -s "$dst/report.json" ]; then return 0; fi
-    mkconfig "$dst.yaml" "$p" "$run/targets"
+    # An absolute log path: a relative one under the config's default run folder (runs/demo/...
+    # of the README's run) would be moved with the run folder to --out by `train`.
+    mkconfig "$dst.yaml" "$p" "$(cd "$run" && pwd)/targets"
     "$RD" config "$dst.yaml" >/dev/null || { echo "replay-sweep.sh: point $p is not a valid config" >&2; exit 1; }
     mpiexec.mpich -n $(("$(awk '/ps_ranks:/ {print $2; exit}' "$dst.yaml")" + 1)) "$RD" train \
         "$dst.yaml" --seed "$seed" --out "$dst" >"$dst.log" 2>&1 ||

@@ -363,6 +363,14 @@ grep -q "none" "$D/err" || fail "missing log message: $(cat "$D/err")"
 timeout 120 "$MPIEXEC" -n 2 "$RD" train "$D/replay.yaml" --seed 8 --out "$D/other" >/dev/null \
     2>"$D/err" && fail "replay of a log of other data must fail"
 grep -q "for another dataset" "$D/err" || fail "other-data replay message: $(cat "$D/err")"
+# tools/replay-sweep.sh on a run in the config's default run folder (runs/train-tiny, as the
+# README's runs/demo): the log path it wrote into the point's config lay under that folder and
+# was moved with it to the point's --out ("no such log").
+mkdir -p "$D/cwd/runs" && cp -r "$D/live" "$D/cwd/runs/train-tiny"
+(cd "$D/cwd" && RD="$RD" timeout 300 bash "$SRC/tools/replay-sweep.sh" -s 7 "$D/live.yaml" \
+    runs/train-tiny "$D/cwd/rs" 1:1 > "$D/rs.out" 2> "$D/rs.err") ||
+    fail "replay-sweep on the default run folder: $(cat "$D/rs.err" "$D"/cwd/rs/*.log 2>/dev/null | tail -5)"
+grep -q "^1:1 .*holdout AUC 0\.[0-9]" "$D/rs.out" || fail "replay-sweep output: $(cat "$D/rs.out")"
 # A replay of a log still being written (its writer.lock held: here by flock(1)) is refused; it
 # used to train with most targets missing and exit 0.
 if command -v flock >/dev/null; then
