@@ -47,6 +47,11 @@ RD=${RD:-build/recdistill}
 HERE=$(cd "$(dirname "$0")" && pwd)
 command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
     { echo "ablations.sh: needs python3 with PyYAML (apt-get install python3-yaml)" >&2; exit 2; }
+[ -x "$RD" ] || { echo "ablations.sh: $RD: no recdistill binary (build it, or set RD)" >&2; exit 2; }
+# The config is checked first (a missing file or bad YAML is named with its line, not a Python
+# traceback), and a failed run removes the OUTDIR it made while that is still empty.
+"$RD" config "$CONFIG" >/dev/null || { echo "ablations.sh: $CONFIG: not a valid config (see above)" >&2; exit 2; }
+[ -e "$OUT" ] || trap 'rmdir "$OUT" 2>/dev/null || true' EXIT
 mkdir -p "$OUT"
 
 for v in $VARIANTS; do

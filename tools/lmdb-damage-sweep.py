@@ -64,6 +64,9 @@ def main():
     args = sys.argv[1:]
     trials, seed, modes, keep = 40, 1, list(MODES), None
     pos = []
+    if "-h" in args or "--help" in args:
+        print(__doc__.strip())
+        sys.exit(0)
     while args:
         a = args.pop(0)
         if a in ("--trials", "--seed", "--modes", "--keep"):
@@ -91,6 +94,8 @@ def main():
     if len(pos) != 2 or trials < 1:
         usage("need RECDISTILL and STORE, and --trials >= 1")
     rd, store = pos
+    if not (os.path.isfile(rd) and os.access(rd, os.X_OK)):
+        usage("%s: not an executable recdistill binary" % rd)
     if os.path.isfile(os.path.join(store, "shard-0000", "data.mdb")):
         tool, shard = "tokens", "shard-0000"
         cmds = lambda c, o: (["verify", c], ["stats", c], ["compact", c, "--out", o])

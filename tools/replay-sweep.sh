@@ -49,6 +49,12 @@ POINTS=${*:-"0.3:1 1:1 3:1 10:1 1:3 3:3"}
 RD=${RD:-build/recdistill}
 command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
     { echo "replay-sweep.sh: needs python3 with PyYAML (apt-get install python3-yaml)" >&2; exit 2; }
+[ -x "$RD" ] || { echo "replay-sweep.sh: $RD: no recdistill binary (build it, or set RD)" >&2; exit 2; }
+# The config and the run folder are checked first (a missing file or bad YAML is named with its
+# line, not a Python traceback), and a failed sweep removes the OUTDIR it made while still empty.
+"$RD" config "$CONFIG" >/dev/null || { echo "replay-sweep.sh: $CONFIG: not a valid config (see above)" >&2; exit 2; }
+[ -d "$RUN" ] || { echo "replay-sweep.sh: $RUN: no such run folder" >&2; exit 2; }
+[ -e "$OUT" ] || trap 'rmdir "$OUT" 2>/dev/null || true' EXIT
 mkdir -p "$OUT"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 

@@ -42,14 +42,20 @@ RD=${RD:-build/recdistill}
 HERE=$(cd "$(dirname "$0")" && pwd)
 command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
     { echo "variant.sh: needs python3 with PyYAML (apt-get install python3-yaml)" >&2; exit 2; }
+[ -x "$RD" ] || { echo "variant.sh: $RD: no recdistill binary (build it, or set RD)" >&2; exit 2; }
+# The config is checked first (a missing file or bad YAML is named with its line, not a Python
+# traceback), and a failed run removes the OUTDIR it made while that is still empty.
+"$RD" config "$CONFIG" >/dev/null || { echo "variant.sh: $CONFIG: not a valid config (see above)" >&2; exit 2; }
+[ -e "$OUT" ] || trap 'rmdir "$OUT" 2>/dev/null || true' EXIT
 mkdir -p "$OUT"
 
 RANKS=$(python3 - "$CONFIG" "$OUT/config.yaml" "$JOBS" "$@" <<'PY'
 import sys, yaml
 src, dst, jobs = sys.argv[1:4]
 c = yaml.safe_load(open(src))
-def die(msg):
-    sys.exit(f"variant.sh: {msg}")
+def die(msg): # a bad -j or KEY=VALUE: a usage error
+    print(f"variant.sh: {msg}", file=sys.stderr)
+    sys.exit(2)
 if jobs.split():
     have = {j["name"]: j for j in c["cluster"]["jobs"]}
     for n in jobs.split():

@@ -2,7 +2,8 @@
 # tools_help.sh — every tools/*.sh prints its usage on stdout and exits 0 for both -h and --help
 # (no stray code line in the text; nothing else runs: install-deps.sh installs nothing), and
 # exits 2 for an unknown option. tools/install-deps.sh installs, without options, python3 and
-# PyYAML, which test scripts and tools/variant.sh, ablations.sh and replay-sweep.sh need.
+# PyYAML, which test scripts and tools/variant.sh, ablations.sh and replay-sweep.sh need; those
+# three refuse a missing or malformed config with exit 2 and leave no OUTDIR.
 #
 #   bash tests/scripts/tools_help.sh build/recdistill
 set -u
@@ -38,4 +39,25 @@ pk=$(sed -n '/^pkgs=(/,/)/p' "$SRC/tools/install-deps.sh")
 for p in python3 python3-yaml; do
     grep -Eq "(^|[( ])$p([ )]|$)" <<<"$pk" || fail "install-deps.sh: $p is not in the default list"
 done
+# A missing or malformed config: exit 2 with recdistill config's message (file, line), not a
+# Python traceback, and no OUTDIR left behind.
+RD="${1:-}"
+if [ -n "$RD" ] && [ -x "$RD" ]; then
+    RD="$(realpath "$RD")"
+    printf 'run: [unclosed\n' >"$TMP/bad.yaml"
+    for cmd in "variant.sh -k 1 CFG OUT" "ablations.sh -k 1 -v iat_none CFG OUT" \
+        "replay-sweep.sh CFG $TMP OUT 1:1"; do
+        for cfg in "$TMP/nonexistent.yaml" "$TMP/bad.yaml"; do
+            c=${cmd//CFG/$cfg}
+            # shellcheck disable=SC2086
+            (cd "$TMP" && RD="$RD" "$SRC"/tools/${c//OUT/$TMP/o} >"$TMP/out" 2>"$TMP/err")
+            rc=$?
+            [ $rc -eq 2 ] || fail "tools/$c: exit $rc, expected 2: $(cat "$TMP/err")"
+            grep -q "recdistill config: $cfg\\|$cfg: cannot read the config" "$TMP/err" ||
+                fail "tools/$c: $(cat "$TMP/err")"
+            ! grep -q Traceback "$TMP/err" || fail "tools/$c: a Python traceback"
+            [ ! -e "$TMP/o" ] || fail "tools/$c: left its OUTDIR"
+        done
+    done
+fi
 echo "tools_help: ok ($n usages)"
