@@ -957,8 +957,8 @@ static void test_errors_cross(void **state) {
                  "t.yaml:15:", "models[0].seq.stats_feedback: needs seq.stats");
     expect_error(BASE "    seq: {stats: [2], stats_residual: true}\n",
                  "t.yaml:15:", "models[0].seq.stats_residual: needs seq.stats_feedback");
-    expect_error(BASE "    tokens: {scheme: 2}\ntokens: {scheme: 2, source_model: m}\n", "t.yaml:",
-                 "tokens.source_model: model 'm' reads instance tokens itself");
+    expect_error(BASE "    tokens: {scheme: 2}\ntokens: {scheme: 2, source_model: m}\n",
+                 "t.yaml:", "tokens.source_model: model 'm' reads instance tokens itself");
     expect_error(BASE "    seq: {stats: [2]}\ntokens: {source_model: m}\n", "t.yaml:",
                  "tokens.source_model: model 'm' has seq.stats: a source model compresses one "
                  "event");
