@@ -82,7 +82,7 @@ int rd_app_parse_msg(int argc,
             return USAGE("%s needs a value, not the option '%s'", a, v);
         // No option takes an empty value: an unset shell variable ("--resume $CKPT") must not
         // fall back to the default silently (a fresh run, a default folder, every table).
-        if (!v[0])
+        if (!v[0] && o->kind != RD_APP_TEXT)
             return USAGE("%s: empty value", a);
         o->value = v;
         i++;

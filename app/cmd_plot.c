@@ -60,11 +60,11 @@ static double cell(const rd_csv_field *f, size_t n, int col) {
 }
 
 int rd_cmd_plot(int argc, char **argv) {
-    rd_app_opt opts[] = {{"--x", RD_APP_STRING, NULL},      {"--y", RD_APP_STRING, NULL},
-                         {"--group", RD_APP_STRING, NULL},  {"--out", RD_APP_STRING, NULL},
-                         {"--title", RD_APP_STRING, NULL},  {"--xlabel", RD_APP_STRING, NULL},
-                         {"--ylabel", RD_APP_STRING, NULL}, {"--ymin", RD_APP_NUMBER, NULL},
-                         {"--ymax", RD_APP_NUMBER, NULL},   {"--log-x", RD_APP_FLAG, NULL},
+    rd_app_opt opts[] = {{"--x", RD_APP_STRING, NULL},     {"--y", RD_APP_STRING, NULL},
+                         {"--group", RD_APP_STRING, NULL}, {"--out", RD_APP_STRING, NULL},
+                         {"--title", RD_APP_TEXT, NULL},   {"--xlabel", RD_APP_TEXT, NULL},
+                         {"--ylabel", RD_APP_TEXT, NULL},  {"--ymin", RD_APP_NUMBER, NULL},
+                         {"--ymax", RD_APP_NUMBER, NULL},  {"--log-x", RD_APP_FLAG, NULL},
                          {"--log-y", RD_APP_FLAG, NULL}};
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const char *csv = NULL;

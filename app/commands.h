@@ -27,6 +27,7 @@ typedef enum rd_app_opt_kind {
     RD_APP_FLAG = 0, // no value (--per-shard)
     RD_APP_STRING,   // the next argument, which must not be an option ("-" alone is a value)
     RD_APP_NUMBER,   // the next argument, which may also be a negative number (--before -5)
+    RD_APP_TEXT,     // as STRING, and may be empty (a plot's --title ''); no other kind may
 } rd_app_opt_kind;
 
 /** One option of a command. The command converts and range-checks the value itself. */

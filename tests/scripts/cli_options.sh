@@ -55,6 +55,9 @@ check 2 "recdistill train: --resume: empty value" "$bin" train "$tmp/none.yaml" 
 check 2 "--data: empty value" "$bin" export "$tmp/none.yaml" --out "$tmp/o.rdsv" --data ''
 check 2 "--table: empty value" "$bin" table evict "$S" --out "$tmp/o" --table '' --min-count 2
 check 2 "--seed: empty value" "$bin" train "$tmp/none.yaml" --seed ''
+# ... except the texts of a plot: an empty --title or --xlabel is no title or label.
+printf 'x,y\n1,2\n2,3\n' > "$tmp/t.csv"
+check 0 "" "$bin" plot "$tmp/t.csv" --x x --y y --title '' --xlabel '' --ylabel '' --out "$tmp/t.png"
 # plot: an empty name in --y ("b," from a loop that joins names) was skipped without a word.
 printf 'x,y\n1,2\n2,3\n' > "$tmp/xy.csv"
 check 2 "--y: an empty column name in 'y,'" "$bin" plot "$tmp/xy.csv" --x x --y y, --out "$tmp/p.png"
