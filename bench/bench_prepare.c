@@ -212,8 +212,9 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         } else {
-            fprintf(stderr, "bench_prepare: %s '%s'\n",
-                    v || a[0] != '-' ? "unknown option" : "missing value of", a);
+            fprintf(stderr, "bench_prepare: '%s': %s\n", a,
+                    v || a[0] != '-' ? "unknown option"
+                                     : "unknown option, or an option without its value");
             usage(stderr);
             return 2;
         }

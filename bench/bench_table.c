@@ -99,7 +99,8 @@ static int parse(int argc, char **argv, opts *o) {
                 return -1;
             }
         } else {
-            fprintf(stderr, "%s: %s '%s'\n", P, v ? "unknown option" : "missing value of", a);
+            fprintf(stderr, "%s: '%s': %s\n", P, a,
+                    v ? "unknown option" : "unknown option, or an option without its value");
             return -1;
         }
     }

@@ -118,7 +118,8 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
             }
         } else {
             if (err)
-                fprintf(err, "%s: %s '%s'\n", P, v ? "unknown option" : "missing value of", a);
+                fprintf(err, "%s: '%s': %s\n", P, a,
+                        v ? "unknown option" : "unknown option, or an option without its value");
             return -1;
         }
         i++;

@@ -34,6 +34,7 @@ RD=${RD:-build/recdistill}
 for v in "$N" "$FIRST" "$COUNT"; do
     [[ $v =~ ^[0-9]+$ ]] || { echo "seeds.sh: '$v' is not a non-negative integer" >&2; exit 2; }
 done
+[ "$COUNT" -ge 1 ] || { echo "seeds.sh: -k $COUNT: at least one seed" >&2; exit 2; }
 [ -r "$CONFIG" ] || { echo "seeds.sh: $CONFIG: cannot read the config" >&2; exit 2; }
 [ -x "$RD" ] || { echo "seeds.sh: $RD: not built (cmake --build build)" >&2; exit 2; }
 mkdir -p "$OUT"

@@ -33,6 +33,11 @@ usage() {
     sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
+# A bad option value is a usage error (exit 2), as an unknown option is.
+bad_value() {
+    echo "slurm-local: $*" >&2
+    usage
+}
 
 cmd="${1:-}"
 [ -n "$cmd" ] || usage
@@ -54,11 +59,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 [[ "$NODES" =~ ^[0-9]+$ ]] && [ "$NODES" -ge 1 ] && [ "$NODES" -le 64 ] ||
-    die "--nodes must be 1..64 (got '$NODES')"
+    bad_value "--nodes must be 1..64 (got '$NODES')"
 [[ "$CPUS" =~ ^[0-9]+$ ]] && [ "$CPUS" -ge 1 ] && [ "$CPUS" -le 256 ] ||
-    die "--cpus must be 1..256 (got '$CPUS')"
+    bad_value "--cpus must be 1..256 (got '$CPUS')"
 [[ "$PORT" =~ ^[0-9]+$ ]] && [ "$PORT" -ge 1024 ] && [ $((PORT + NODES)) -le 65535 ] ||
-    die "--port must be 1024..65535-N (got '$PORT')"
+    bad_value "--port must be 1024..65535-N (got '$PORT')"
 case "$DIR" in
     /*) ;;
     *) DIR="$(pwd)/$DIR" ;;

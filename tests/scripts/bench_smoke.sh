@@ -103,4 +103,7 @@ badval "--zipf: expected a number in 0\.\.100, got '-0.5'" "$MPIEXEC" -n 2 "$B/b
 badval "--iters: expected an integer in 10\.\.[0-9]*, got '5x'" "$B/bench_serve" --iters 5x
 badval "--batches: expected an integer in 1\.\.[0-9]*, got '0'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,0
 badval "--dim: '0' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim 0
+# An unknown option given last was reported as "missing value of '--bogus'".
+badval "'--bogus': unknown option" "$B/bench_table" --bogus
+badval "'--bogus': unknown option" "$B/bench_prepare" --skip-ml --bogus
 echo "bench_smoke.sh: ok"

@@ -60,4 +60,10 @@ if [ -n "$RD" ] && [ -x "$RD" ]; then
         done
     done
 fi
+# A bad value is a usage error too (it was exit 1, or exit 0 with an empty summary).
+"$SRC/tools/slurm-local.sh" up --nodes abc >/dev/null 2>"$TMP/err"
+[ $? -eq 2 ] && grep -q -- "--nodes must be 1..64" "$TMP/err" || fail "slurm-local.sh --nodes abc: $(cat "$TMP/err")"
+(cd "$TMP" && "$SRC/tools/seeds.sh" -k 0 x.yaml o >/dev/null 2>"$TMP/err")
+[ $? -eq 2 ] && grep -q "at least one seed" "$TMP/err" && [ ! -e "$TMP/o" ] ||
+    fail "seeds.sh -k 0: $(cat "$TMP/err")"
 echo "tools_help: ok ($n usages)"
