@@ -59,6 +59,17 @@ static double cell(const rd_csv_field *f, size_t n, int col) {
     return v;
 }
 
+int rd_app_write_png(rd_plot *p, const char *path, rd_errbuf *eb) {
+    char created[4096];
+    created[0] = 0;
+    if (strlen(path) >= sizeof created)
+        return rd_err_set(eb, RD_ERR_ARG, "%.64s...: path too long", path);
+    int rc = rd_lmdbx_mkdir_parents(path, created, sizeof created, eb);
+    if (rc == RD_OK && (rc = rd_plot_write_png(p, path, eb)) != RD_OK)
+        rd_lmdbx_rmdir_created(path, created);
+    return rc;
+}
+
 int rd_cmd_plot(int argc, char **argv) {
     rd_app_opt opts[] = {{"--x", RD_APP_STRING, NULL},     {"--y", RD_APP_STRING, NULL},
                          {"--group", RD_APP_STRING, NULL}, {"--out", RD_APP_STRING, NULL},
@@ -243,16 +254,8 @@ int rd_cmd_plot(int argc, char **argv) {
     }
     // Missing parent folders of --out are made (as the other tools' --out), and removed again
     // when the PNG cannot be written.
-    char created[4096];
-    created[0] = 0;
-    if (strlen(out) >= sizeof created) {
-        fprintf(stderr, "recdistill plot: --out: path too long\n");
-        goto fn_fail;
-    }
-    if (rd_lmdbx_mkdir_parents(out, created, sizeof created, &eb) != RD_OK ||
-        rd_plot_write_png(&p, out, &eb) != RD_OK) {
+    if (rd_app_write_png(&p, out, &eb) != RD_OK) {
         fprintf(stderr, "recdistill plot: %s\n", eb.msg);
-        rd_lmdbx_rmdir_created(out, created);
         goto fn_fail;
     }
     printf("plot: %s (%zu points)\n", out, valid);

@@ -78,19 +78,6 @@ static int project(const rd_scale_calib *c,
     return n;
 }
 
-// Write a plot, making the missing parent folders of its path first (as `plot` and the other
-// tools' --out do) and removing them again when the PNG cannot be written.
-static int write_png(rd_plot *p, const char *path, rd_errbuf *eb) {
-    char created[4096];
-    created[0] = 0;
-    if (strlen(path) >= sizeof created)
-        return rd_err_set(eb, RD_ERR_ARG, "%.64s...: path too long", path);
-    int rc = rd_lmdbx_mkdir_parents(path, created, sizeof created, eb);
-    if (rc == RD_OK && (rc = rd_plot_write_png(p, path, eb)) != RD_OK)
-        rd_lmdbx_rmdir_created(path, created);
-    return rc;
-}
-
 static int efficiency_plot(const char *path,
                            const rd_scale_calib *c,
                            const rd_scale_net *net,
@@ -141,7 +128,7 @@ static int efficiency_plot(const char *path,
     p.ymax = 105;
     for (int v = 0; v < NV; v++)
         rd_plot_add(&p, names[v], x, y[v], (size_t)n);
-    return write_png(&p, path, eb);
+    return rd_app_write_png(&p, path, eb);
 }
 
 static int throughput_plot(
@@ -162,7 +149,7 @@ static int throughput_plot(
     p.log_y = 1;
     rd_plot_add(&p, "linear scaling", x, yl, (size_t)n);
     rd_plot_add(&p, "model", x, ym, (size_t)n);
-    return write_png(&p, path, eb);
+    return rd_app_write_png(&p, path, eb);
 }
 
 int rd_cmd_scale_model(int argc, char **argv) {

@@ -22,6 +22,12 @@ int rd_cmd_tokens(int argc, char **argv);
 int rd_cmd_scale_model(int argc, char **argv);
 int rd_cmd_plot(int argc, char **argv);
 
+struct rd_plot;
+struct rd_errbuf;
+/** Write a plot as rd_plot_write_png does, making the missing parent folders of `path` first and
+ *  removing them again when the PNG cannot be written (plot and scale-model --out). */
+int rd_app_write_png(struct rd_plot *p, const char *path, struct rd_errbuf *eb);
+
 /** How an option of rd_app_parse takes its value. */
 typedef enum rd_app_opt_kind {
     RD_APP_FLAG = 0, // no value (--per-shard)
