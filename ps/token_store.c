@@ -21,8 +21,8 @@
 #include "rd/config.h"
 #include "rd/hash.h"
 #include "rd/lmdbx.h"
-
 #include "rd/writer_lock.h"
+
 #include "token_store_internal.h"
 
 #include <dirent.h>

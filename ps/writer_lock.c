@@ -29,6 +29,12 @@
 #include <time.h>
 #include <unistd.h>
 
+// <dir>/<file> (file NULL: the default name) into path; -1 when it does not fit.
+static int lock_path(const char *dir, const char *file, char *path, size_t cap) {
+    int n = snprintf(path, cap, "%s/%s", dir, file ? file : RD_WRITER_LOCK_FILE);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
 // The holder line of a lock file, without its newline ("" when it cannot be read).
 static void read_holder(int fd, char *buf, size_t cap) {
     buf[0] = 0;
@@ -54,8 +60,7 @@ int rd_writer_lock(const char *dir,
                    rd_errbuf *eb) {
     *fd_out = -1;
     char path[4200];
-    if (snprintf(path, sizeof path, "%s/%s", dir, file ? file : RD_WRITER_LOCK_FILE) >=
-        (int)sizeof path)
+    if (lock_path(dir, file, path, sizeof path) != 0)
         return rd_err_set(eb, RD_ERR_ARG, "%s %s: path too long for its lock file", kind, dir);
     for (int attempt = 0; attempt < 8; attempt++) {
         int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -117,8 +122,7 @@ int rd_writer_lock_holder(const char *dir, const char *file, char *holder, size_
     if (holder && cap)
         holder[0] = 0;
     char path[4200];
-    if (snprintf(path, sizeof path, "%s/%s", dir, file ? file : RD_WRITER_LOCK_FILE) >=
-        (int)sizeof path)
+    if (lock_path(dir, file, path, sizeof path) != 0)
         return -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
