@@ -131,7 +131,7 @@ int rd_cmd_export(int argc, char **argv) {
             snprintf(msg, sizeof msg, "%s", eb.msg);
             rd_errbuf_clear(&eb);
             rd_err_set(&eb, rc,
-                       "%.900s (this is ps.checkpoint_dir of %s; for a run trained with `train "
+                       "%.3000s (this is ps.checkpoint_dir of %s; for a run trained with `train "
                        "--out DIR` give --run DIR, or both --ckpt DIR/ckpt and --data DIR/data)",
                        msg, config);
         }

@@ -436,7 +436,7 @@ static int check_existing(const rd_config *cfg, const char *resume, char *msg, s
         rd_err_prefix(&veb, "--resume: ");
     rd_dataset_close(ds);
     if (rc != RD_OK)
-        snprintf(msg, cap, "%.1000s", veb.msg[0] ? veb.msg : rd_strerror(rc));
+        snprintf(msg, cap, "%s", veb.msg[0] ? veb.msg : rd_strerror(rc));
     return rc;
 }
 
@@ -449,7 +449,7 @@ static int check_resume_early(const rd_config *cfg, const char *resume, char *ms
     if (rc != RD_OK && strncmp(veb.msg, "--resume", 8) != 0)
         rd_err_prefix(&veb, "--resume: ");
     if (rc != RD_OK)
-        snprintf(msg, cap, "%.1000s", veb.msg[0] ? veb.msg : rd_strerror(rc));
+        snprintf(msg, cap, "%s", veb.msg[0] ? veb.msg : rd_strerror(rc));
     return rc;
 }
 
@@ -467,7 +467,7 @@ static int check_replay_log(const rd_config *cfg, char *msg, size_t cap) {
     int rc = rd_target_log_open(cfg->distill.target_log, 0, NULL, &log, &eb);
     rd_target_log_close(log);
     if (rc != RD_OK) {
-        snprintf(msg, cap, "distill.replay: %.1000s", eb.msg[0] ? eb.msg : rd_strerror(rc));
+        snprintf(msg, cap, "distill.replay: %.4000s", eb.msg[0] ? eb.msg : rd_strerror(rc));
         return rc;
     }
     // A log still being written holds only the targets sent so far: a replay of it trained with
@@ -496,7 +496,7 @@ static int run_folder_ready(const rd_config *cfg, char *msg, size_t cap) {
     int fd = -1;
     int rc = rd_writer_lock(cfg->run.out_dir, RUN_LOCK_FILE, "run folder", who, &fd, &eb);
     if (rc != RD_OK)
-        snprintf(msg, cap, "%.1000s", eb.msg[0] ? eb.msg : rd_strerror(rc));
+        snprintf(msg, cap, "%s", eb.msg[0] ? eb.msg : rd_strerror(rc));
     g_run_locked = rc == RD_OK;
     return rc;
 }
@@ -763,7 +763,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     // 3. Run folder and dataset, by rank 0; everyone waits on the status.
     struct {
         int rc;
-        char msg[1024];
+        char msg[RD_ERR_MSG_MAX];
     } st = {RD_OK, ""};
     char made[RD_PATH_MAX] = "", log_made[RD_PATH_MAX] = "";
     if (rank == 0) {

@@ -31,7 +31,7 @@ typedef struct run_result {
     double open_s;
     uint64_t events; // input events
     uint64_t file_bytes;
-    char err[1024];
+    char err[RD_ERR_MSG_MAX];
 } run_result;
 
 typedef struct stats {
@@ -53,7 +53,7 @@ static double now_s(void) {
 }
 
 static void remove_dataset(const char *dir) {
-    char p[600];
+    char p[RD_PATH_MAX + 64];
     snprintf(p, sizeof p, "%s/%s", dir, RD_DATASET_FILE);
     unlink(p);
     snprintf(p, sizeof p, "%s/%s", dir, RD_DATASET_META);

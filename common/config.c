@@ -1350,7 +1350,7 @@ static yaml_mark_t locate(const yaml_document_t *doc, const char *path) {
 
 static int verr(const vctx *v, const char *path, const char *fmt, ...) RD_PRINTF(3, 4);
 static int verr(const vctx *v, const char *path, const char *fmt, ...) {
-    char msg[768];
+    char msg[RD_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);

@@ -48,7 +48,7 @@ int rd_err_set(rd_errbuf *eb, int code, const char *fmt, ...) {
 void rd_err_prefix(rd_errbuf *eb, const char *fmt, ...) {
     if (!eb)
         return;
-    char pre[512];
+    char pre[RD_ERR_MSG_MAX / 2]; // a context may name a path
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
@@ -100,7 +100,7 @@ void rd_abort_launch(void) {
 }
 
 void rd__fatal(const char *file, int line, const char *fmt, ...) {
-    char msg[1024];
+    char msg[RD_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);

@@ -196,7 +196,7 @@ RD_NORETURN static void sentinel(int rfd, pid_t parent) {
             char host[128] = "?";
             gethostname(host, sizeof host - 1);
             host[sizeof host - 1] = '\0';
-            char msg[1024];
+            char msg[RD_ERR_MSG_MAX];
             int n = snprintf(msg, sizeof msg,
                              "recdistill: %s, pid %ld on host %s, died without an orderly exit "
                              "(killed by a signal or crashed); the job cannot go on without it\n",

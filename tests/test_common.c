@@ -82,7 +82,7 @@ static void test_errbuf(void **state) {
     rd_errbuf_clear(NULL);
     // Long messages are truncated, always NUL-terminated.
     rd_errbuf_clear(&eb);
-    char big[3000];
+    char big[RD_ERR_MSG_MAX + 1000];
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     rd_err_set(&eb, RD_ERR_IO, "%s", big);

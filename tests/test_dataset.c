@@ -1757,7 +1757,7 @@ static void test_item_attr(void **state) {
 static void test_corruption(void **state) {
     (void)state;
     rd_config *cfg = new_cfg();
-    char good[512], bad[512], file[600], msg[1024];
+    char good[512], bad[512], file[600], msg[RD_ERR_MSG_MAX];
     path_in(good, sizeof good, "corrupt_src");
     path_in(bad, sizeof bad, "corrupt");
     clicks_schema(cfg, g_data, good);
@@ -1837,7 +1837,7 @@ static void test_corruption(void **state) {
 static void test_fuzz_dataset(void **state) {
     (void)state;
     rd_config *cfg = new_cfg();
-    char good[512], bad[512], gfile[600], file[600], msg[1024];
+    char good[512], bad[512], gfile[600], file[600], msg[RD_ERR_MSG_MAX];
     path_in(good, sizeof good, "fuzz_src");
     path_in(bad, sizeof bad, "fuzz");
     clicks_schema(cfg, g_data, good);

@@ -144,7 +144,7 @@ static void test_ml100k(void **state) {
         }
     }
     rd_dataset_close(ds);
-    char p[600];
+    char p[RD_PATH_MAX + 64];
     snprintf(p, sizeof p, "%s/%s", cfg->data.dir, RD_DATASET_FILE);
     unlink(p);
     snprintf(p, sizeof p, "%s/%s", cfg->data.dir, RD_DATASET_META);

@@ -328,7 +328,7 @@ static void join(char *out, size_t n, const char *a, const char *b) {
 }
 
 static void rm_dataset(const char *dir) {
-    char p[600];
+    char p[RD_PATH_MAX + 64];
     snprintf(p, sizeof p, "%s/%s", dir, RD_DATASET_FILE);
     unlink(p);
     snprintf(p, sizeof p, "%s/%s", dir, RD_DATASET_META);

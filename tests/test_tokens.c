@@ -1085,7 +1085,7 @@ static void test_map_growth(void **state) {
 // Layout errors
 
 static void write_manifest_field(const char *dir, long off, uint32_t value, int fix_crc) {
-    char p[600];
+    char p[RD_PATH_MAX + 64];
     snprintf(p, sizeof p, "%s/MANIFEST", dir);
     FILE *f = fopen(p, "r+b");
     assert_non_null(f);
@@ -1558,7 +1558,7 @@ static void test_gc(void **state) {
 // Write a raw record into shard `shard` of store `name` behind the store's back.
 static void
 raw_put(const char *name, int shard, const unsigned char *key, const void *val, size_t vlen) {
-    char p[600];
+    char p[RD_PATH_MAX + 64];
     snprintf(p, sizeof p, "%s/%s/shard-%04d", g_root, name, shard);
     rd_lmdbx_opts o = {0};
     o.max_dbs = 4;
@@ -1800,7 +1800,7 @@ static void test_damaged_page(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_token_store_verify(s, NULL, &eb), RD_ERR_CORRUPT);
     assert_non_null(strstr(eb.msg, "dmg/shard-0000: damaged LMDB file (LMDB assertion"));
-    char first[1024];
+    char first[RD_ERR_MSG_MAX];
     snprintf(first, sizeof first, "%s", eb.msg);
     // The handle refuses every later call with the same message.
     rd_errbuf_clear(&eb);

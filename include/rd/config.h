@@ -46,7 +46,7 @@
 #include "rd/error.h"
 
 #define RD_NAME_MAX          32    // names: jobs, tables, models, fields, columns (incl. NUL)
-#define RD_PATH_MAX          256   // file system paths (incl. NUL)
+#define RD_PATH_MAX          1024  // file system paths (incl. NUL)
 #define RD_MAX_JOBS          8     // worker jobs in one launch
 #define RD_MAX_TABLES        32    // embedding tables on the PS group
 #define RD_MAX_MODELS        8     // model architectures

@@ -49,9 +49,12 @@ const char *rd_strerror(int status);
 
 /** A detailed error message. Callers own it (usually on the stack); callees fill it on failure.
  *  Functions taking `rd_errbuf *eb` accept NULL (detail discarded). */
+/** Bytes of an error message (incl. NUL): room for two paths of RD_PATH_MAX and their context. */
+#define RD_ERR_MSG_MAX 4096
+
 typedef struct rd_errbuf {
-    int code;       // the rd_status that was set, RD_OK if none
-    char msg[1024]; // "what: where: why", NUL-terminated
+    int code;                 // the rd_status that was set, RD_OK if none
+    char msg[RD_ERR_MSG_MAX]; // "what: where: why", NUL-terminated
 } rd_errbuf;
 
 /** Clear an error buffer. */

@@ -436,7 +436,7 @@ void rd_lmdbx_guard_env(MDB_env *env);
 /** The damaged state of a handle (a store, a log): set by its first guarded fault. */
 typedef struct rd_lmdbx_damage {
     int damaged;
-    char msg[1024];
+    char msg[RD_ERR_MSG_MAX];
 } rd_lmdbx_damage;
 
 /** Internal to RD_LMDBX_RETURN_GUARDED: refuse a call on a damaged handle. */

@@ -218,7 +218,7 @@ static void copy_as_v1(const char *from, const char *to, size_t n_inputs) {
 static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    char dsdir[600], ckpt[1024], bundle[700];
+    char dsdir[RD_PATH_MAX], ckpt[RD_PATH_MAX * 2], bundle[RD_PATH_MAX + 64];
     snprintf(dsdir, sizeof dsdir, "%s", cfg->data.dir);
     snprintf(bundle, sizeof bundle, "%s/student_%s.rdsv", dir, session_name());
     int rc = rd_train_ckpt_latest(cfg->ps.checkpoint_dir, "student", ckpt, sizeof ckpt, &eb);
@@ -546,7 +546,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         // The student's own dense.bin (its config hash matches) beside PS shards whose tables
         // have the right names but dim 2: the rows would be read as dim 4 and 8 (past each
         // row), so the export must refuse.
-        char mix[700], from[1100], to[800];
+        char mix[RD_PATH_MAX + 64], from[RD_PATH_MAX * 2 + 64], to[RD_PATH_MAX + 128];
         snprintf(mix, sizeof mix, "%s/mixed_ckpt", dir);
         rd_train_ckpt_rmtree(mix, NULL); // left by the session before (same folder)
         rd_table_config tc[2];

@@ -140,22 +140,33 @@ if command -v flock >/dev/null; then
     run c.yaml --out R5 || fail "R5 after the lock was released: $(grep -v INFO err | head -3)"
 fi
 
-# --- 2. paths over their limits, said before anything is made
-long() { local n=$1 b="$TMP/L/"; printf '%s%s' "$b" "$(head -c $((n - ${#b})) /dev/zero | tr '\0' x)"; }
-OUT=$(long 200) # <out>/ckpt/student/.step-N.partial: 240 bytes, over 239
+# --- 2. paths over their limits, said before anything is made (limits of RD_PATH_MAX 1024; the
+# paths are made of 200-byte components, as a file name is at most 255 bytes)
+long() {
+    local n=$1 b="$TMP/L/"
+    printf '%s' "$b"
+    awk -v n=$((n - ${#b})) 'BEGIN { for (i = 0; i < n; i++) printf "%s", (i % 200 == 199 && i < n - 1) ? "/" : "x" }'
+}
+OUT=$(long 968) # <out>/ckpt/student/.step-N.partial: 1008 bytes, over 1007
+[ ${#OUT} -eq 968 ] || fail "long 968 made ${#OUT} bytes"
 run c.yaml --out "$OUT"
-expect_refused "ps.checkpoint_dir: job 'student' checkpoints into '$OUT/ckpt/student/.step-000000000000.partial', 240 bytes: longer than the limit of 239 bytes"
+expect_refused "ps.checkpoint_dir: job 'student' checkpoints into '$OUT/ckpt/student/.step-000000000000.partial', 1008 bytes: longer than the limit of 1007 bytes"
 [ ! -e "$TMP/L" ] || fail "a refused launch left $(find "$TMP/L" | head -3)"
-OUT=$(long 230) # <out>/data: 235 bytes, over 223 (with the checkpoint folder elsewhere)
+OUT=$(long 990) # <out>/data: 995 bytes, over 991 (with the checkpoint folder elsewhere)
 with_ps "checkpoint_dir: $TMP/ck" >ck2.yaml
 run ck2.yaml --out "$OUT"
-expect_refused "data.dir: '$OUT/data' is 235 bytes: longer than the limit of 223 bytes"
+expect_refused "data.dir: '$OUT/data' is 995 bytes: longer than the limit of 991 bytes"
 [ ! -e "$TMP/L" ] && [ ! -e "$TMP/ck" ] || fail "a refused launch left folders behind"
-OUT=$(long 190) # just under every limit: trains to its report
-run c.yaml --out "$OUT" || fail "a 190-byte run folder: $(grep -v INFO err | tail -3)"
+OUT=$(long 960) # just under every limit: trains to its report; its checkpoint verifies and exports
+run c.yaml --out "$OUT" || fail "a 960-byte run folder: $(grep -v INFO err | tail -3)"
 [ -s "$OUT/report.json" ] && ls "$OUT/ckpt/student" | grep -q '^step-' ||
-    fail "a 190-byte run folder wrote no report or checkpoint"
-echo "ok: a 190-byte run folder trains and checkpoints"
+    fail "a 960-byte run folder wrote no report or checkpoint"
+CK=$(ls -d "$OUT"/ckpt/student/step-* | tail -1)
+"$RD" table verify "$CK" >/dev/null 2>err || fail "table verify in a 960-byte run folder: $(head -3 err)"
+"$RD" export c.yaml --out "$OUT/student.rdsv" --run "$OUT" >/dev/null 2>err ||
+    fail "export from a 960-byte run folder: $(head -3 err)"
+[ -s "$OUT/student.rdsv" ] || fail "export from a 960-byte run folder wrote no bundle"
+echo "ok: a 960-byte run folder trains, checkpoints, verifies and exports"
 rm -rf "$TMP/L"
 
 # --- 3. unwritable folders
