@@ -15,10 +15,13 @@ old=$1
 new=$2
 n=${3:-6}
 out=${4:-runs/bench-ps-ab}
-mkdir -p "$out"
+case $n in
+    '' | *[!0-9]* | 0*) echo "bench-ps-ab.sh: RUNS_EACH '$n': expected a positive whole number" >&2; exit 2 ;;
+esac
 for b in "$old" "$new"; do
-    [ -x "$b/bench/bench_ps" ] || { echo "no $b/bench/bench_ps" >&2; exit 2; }
+    [ -x "$b/bench/bench_ps" ] || { echo "bench-ps-ab.sh: no $b/bench/bench_ps (a build folder with benchmarks?)" >&2; exit 2; }
 done
+mkdir -p "$out" || { echo "bench-ps-ab.sh: OUT_DIR '$out': cannot make it" >&2; exit 2; }
 i=1
 while [ "$i" -le "$n" ]; do
     for side in old new; do

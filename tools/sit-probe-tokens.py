@@ -25,6 +25,14 @@ def die(msg):
     sys.exit(f"sit-probe-tokens.py: {msg}")
 
 
+def run(cmd):
+    """cmd's completed process; a recdistill that cannot be started is an error naming --rd."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        die(f"--rd {cmd[0]}: cannot run it: {e.strerror} (build it, or give --rd or RD)")
+
+
 def read_log(path):
     ctx, users = {}, []
     try:
@@ -47,8 +55,8 @@ def read_log(path):
 
 def tokens_of(rd, store, user, by="--user-id"):
     """(ts, side values, d values) of every token of a user."""
-    p = subprocess.run([rd, "tokens", "fetch", store, by, str(user), "--before",
-                        "9223372036854775807", "--n", "4096"], capture_output=True, text=True)
+    p = run([rd, "tokens", "fetch", store, by, str(user), "--before", "9223372036854775807",
+             "--n", "4096"])
     if p.returncode != 0:
         die(f"recdistill tokens fetch {store} {by} {user}: {p.stderr.strip()}")
     out, n_side = [], 0
@@ -65,8 +73,7 @@ def tokens_of(rd, store, user, by="--user-id"):
 
 
 def store_users(rd, store):
-    p = subprocess.run([rd, "tokens", "users", store, "--limit", "100000000"],
-                       capture_output=True, text=True)
+    p = run([rd, "tokens", "users", store, "--limit", "100000000"])
     if p.returncode != 0:
         die(f"recdistill tokens users {store}: {p.stderr.strip()}")
     return [line.split("\t")[0] for line in p.stdout.splitlines() if not line.startswith("#")]

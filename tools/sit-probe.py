@@ -127,7 +127,10 @@ def main():
         extra = f",{int(ctx % 2 == 0)}" if a.oracle else ""
         rows.append(f"{u},{item},{ctx},{lab},{ts + 1000}{extra}\n")
     out = os.path.abspath(a.out)
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"sit-probe.py: {a.out}: cannot make the folder: {e.strerror}")
     header = "user,item,ctx,click,ts" + (",deliberate" if a.oracle else "") + "\n"
     config = CONFIG.format(
         task=a.task, users=a.users, events=a.events, items=a.items, seed=a.seed, input=out,
@@ -137,9 +140,14 @@ def main():
         extra_tok=", side: [deliberate]" if a.oracle else "")
     for name, text in (("log.csv", header + "".join(rows)), ("config.yaml", config)):
         tmp = os.path.join(out, name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, os.path.join(out, name))
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, os.path.join(out, name))
+        except OSError as e:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            sys.exit(f"sit-probe.py: {os.path.join(out, name)}: cannot write: {e.strerror}")
     print(f"{out}/log.csv: {len(rows)} events; run:\n"
           f"  mpiexec.mpich -n 2 build/recdistill train {out}/config.yaml --out {out}/run")
 

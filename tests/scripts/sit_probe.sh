@@ -120,4 +120,15 @@ grep -q -- "--side 1, but its tokens have 1 side values" "$TMP/err" || fail "--s
 python3 "$SRC/tools/sit-probe-tokens.py" --rd "$RD" --side 0 "$TMP/o" "$TMP/run_o" >/dev/null 2>"$TMP/err" &&
     fail "sit-probe-tokens.py --side with a probe accepted"
 grep -q "give PROBE RUN, or --side K RUN" "$TMP/err" || fail "--side and PROBE: $(cat "$TMP/err")"
+# Bad places and programs: one line naming them, exit 1, no Python traceback.
+python3 "$SRC/tools/sit-probe-tokens.py" --rd "$TMP/no-such-rd" --side 0 "$TMP/run_o" >/dev/null 2>"$TMP/err" &&
+    fail "sit-probe-tokens.py with a missing --rd accepted"
+grep -q -- "--rd $TMP/no-such-rd: cannot run it" "$TMP/err" && ! grep -q Traceback "$TMP/err" ||
+    fail "missing --rd: $(cat "$TMP/err")"
+echo x >"$TMP/file"
+python3 "$P" --task prev --users 2 --events 5 "$TMP/file" >/dev/null 2>"$TMP/err" && fail "a file as OUT accepted"
+grep -q "$TMP/file: cannot make the folder" "$TMP/err" && ! grep -q Traceback "$TMP/err" ||
+    fail "a file as OUT: $(cat "$TMP/err")"
+python3 "$P" --task prev --users 2 --events 5 "$TMP/file/sub" >/dev/null 2>"$TMP/err" && fail "OUT under a file accepted"
+grep -q "$TMP/file/sub: cannot make the folder: Not a directory" "$TMP/err" || fail "OUT under a file: $(cat "$TMP/err")"
 echo "sit_probe: ok"

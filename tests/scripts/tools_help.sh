@@ -66,4 +66,11 @@ fi
 (cd "$TMP" && "$SRC/tools/seeds.sh" -k 0 x.yaml o >/dev/null 2>"$TMP/err")
 [ $? -eq 2 ] && grep -q "at least one seed" "$TMP/err" && [ ! -e "$TMP/o" ] ||
     fail "seeds.sh -k 0: $(cat "$TMP/err")"
+# bench-ps-ab.sh: a bad RUNS_EACH or build folder is a usage error, before any folder is made.
+(cd "$TMP" && "$SRC/tools/bench-ps-ab.sh" a b 0 o >/dev/null 2>"$TMP/err")
+[ $? -eq 2 ] && grep -q "RUNS_EACH '0': expected a positive whole number" "$TMP/err" && [ ! -e "$TMP/o" ] ||
+    fail "bench-ps-ab.sh RUNS_EACH 0: $(cat "$TMP/err")"
+(cd "$TMP" && "$SRC/tools/bench-ps-ab.sh" a b 2 o >/dev/null 2>"$TMP/err")
+[ $? -eq 2 ] && grep -q "no a/bench/bench_ps" "$TMP/err" && [ ! -e "$TMP/o" ] ||
+    fail "bench-ps-ab.sh without builds: $(cat "$TMP/err")"
 echo "tools_help: ok ($n usages)"
