@@ -56,27 +56,52 @@ for ((s = FIRST; s < FIRST + COUNT; s++)); do
     echo "seed $s: $(($(date +%s) - t0)) s"
 done
 
-# One line per (seed, job, slice): seed job slice auc gauc logloss
+# One line per (seed, job, slice): seed job slice auc gauc logloss ("nan" where undefined: a
+# slice or window with one class has no AUC; the stream mean skips such windows per metric, as
+# report.json does). <job>.metrics.csv, or <job>.metrics.jsonl (output.metrics_format: jsonl).
 rows="$OUT/.rows"
 : >"$rows"
 for ((s = FIRST; s < FIRST + COUNT; s++)); do
     for job in "$T" "$S" "$R"; do
         f="$OUT/seed-$s/$job.metrics.csv"
+        [ -r "$f" ] || f="$OUT/seed-$s/$job.metrics.jsonl"
         [ -r "$f" ] || continue # a config without that job (e.g. a teacher alone)
-        awk -F, -v s="$s" -v j="$job" '
-            $1 == "holdout" { print s, j, "holdout", $3, $4, $5 }
-            $1 == "holdout_warm" { print s, j, "warm", $3, $4, $5 }
-            $1 == "stream" && $3 != "" { a += $3; g += $4; l += $5; n++ }
-            END { if (n) print s, j, "stream", a / n, g / n, l / n }' "$f" >>"$rows"
+        awk -F, -v s="$s" -v j="$job" -v jsonl="${f##*.}" '
+            function ok(v) { return v != "" && tolower(v) !~ /nan|inf|null/ }
+            function jv(k,   r) { # the value of key k of a JSON line, "nan" for null
+                if (!match($0, "\"" k "\": *[^,}]*")) return "nan"
+                r = substr($0, RSTART, RLENGTH); sub(/^[^:]*: */, "", r); gsub(/"/, "", r)
+                return r == "null" ? "nan" : r }
+            jsonl == "jsonl" { ph = jv("phase"); au = jv("auc"); ga = jv("gauc"); lo = jv("logloss") }
+            jsonl != "jsonl" { ph = $1; au = $3; ga = $4; lo = $5 }
+            ph == "holdout" { print s, j, "holdout", au, ga, lo }
+            ph == "holdout_warm" { print s, j, "warm", au, ga, lo }
+            ph == "stream" { if (ok(au)) { a += au; na++ }; if (ok(ga)) { g += ga; ng++ }
+                             if (ok(lo)) { l += lo; nl++ } }
+            END { if (na + ng + nl) print s, j, "stream", (na ? a / na : "nan"),
+                                           (ng ? g / ng : "nan"), (nl ? l / nl : "nan") }' "$f" >>"$rows"
     done
 done
+[ -s "$rows" ] || {
+    echo "seeds.sh: no metrics in $OUT/seed-*/ for jobs $T, $S, $R (-t/-d/-r name the jobs)" >&2
+    rm -f "$rows"
+    exit 1
+}
 
 awk -v T="$T" -v S="$S" -v R="$R" -v K="$COUNT" -v md="$OUT/summary.md" -v csv="$OUT/summary.csv" '
     function mean(x, n,   i, t) { t = 0; for (i = 1; i <= n; i++) t += x[i]; return t / n }
     function sd(x, n,   i, m, t) { if (n < 2) return 0; m = mean(x, n); t = 0
         for (i = 1; i <= n; i++) t += (x[i] - m) ^ 2; return sqrt(t / (n - 1)) }
-    { key = $2 SUBSEP $3; i = ++cnt[key]; auc[key, i] = $4; gauc[key, i] = $5; ll[key, i] = $6
-      seeds[$1] = 1; byseed[$1, $2, $3] = $4 }
+    function ms(x, n) { return n ? sprintf("%.4f ± %.4f", mean(x, n), sd(x, n)) : "undefined" }
+    function mc(x, n) { return n ? sprintf("%.6f,%.6f", mean(x, n), sd(x, n)) : "," }
+    function pm(x, n) { return n ? sprintf("%+.4f ± %.4f", mean(x, n), sd(x, n)) : "undefined" }
+    function ok(v) { return v != "" && tolower(v) !~ /nan|inf|null/ }
+    # Each mean is over the seeds where the value is defined (n beside it in summary.csv); the
+    # paired differences over the seeds where both are.
+    { key = $2 SUBSEP $3; seeds[$1] = 1; seen[$2] = 1
+      if (ok($4)) { i = ++cnt[key]; auc[key, i] = $4; byseed[$1, $2, $3] = $4; has[$1, $2, $3] = 1 }
+      if (ok($5)) { i = ++cg[key]; gauc[key, i] = $5 }
+      if (ok($6)) { i = ++cl[key]; ll[key, i] = $6 } }
     END {
         ns = 0; for (s in seeds) ns++
         printf "%d paired seeds\n\n", ns > md
@@ -84,27 +109,30 @@ awk -v T="$T" -v S="$S" -v R="$R" -v K="$COUNT" -v md="$OUT/summary.md" -v csv="
         print "slice,job,auc_mean,auc_std,gauc_mean,gauc_std,logloss_mean,logloss_std,n" > csv
         split("holdout warm stream", sl, " "); split(T " " S " " R, jb, " ")
         for (a = 1; a <= 3; a++) for (b = 1; b <= 3; b++) {
-            key = jb[b] SUBSEP sl[a]; n = cnt[key]
-            if (n == 0) { missing = 1; continue }
-            for (i = 1; i <= n; i++) { x[i] = auc[key, i]; y[i] = gauc[key, i]; z[i] = ll[key, i] }
-            m[a, b] = mean(x, n)
-            printf "| %s | %s | %.4f ± %.4f | %.4f ± %.4f | %.4f ± %.4f |\n", sl[a], jb[b],
-                   mean(x, n), sd(x, n), mean(y, n), sd(y, n), mean(z, n), sd(z, n) >> md
-            printf "%s,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n", sl[a], jb[b], mean(x, n), sd(x, n),
-                   mean(y, n), sd(y, n), mean(z, n), sd(z, n), n >> csv
+            key = jb[b] SUBSEP sl[a]; n = cnt[key]; ny = cg[key]; nz = cl[key]
+            if (!seen[jb[b]]) { missing = 1; continue } # a config without that job
+            for (i = 1; i <= n; i++) x[i] = auc[key, i]
+            for (i = 1; i <= ny; i++) y[i] = gauc[key, i]
+            for (i = 1; i <= nz; i++) z[i] = ll[key, i]
+            if (n) m[a, b] = mean(x, n); else undef[a] = 1
+            printf "| %s | %s | %s | %s | %s |\n", sl[a], jb[b], ms(x, n), ms(y, ny), ms(z, nz) >> md
+            printf "%s,%s,%s,%s,%s,%d\n", sl[a], jb[b], mc(x, n), mc(y, ny), mc(z, nz), n >> csv
         }
         if (missing) exit
         printf "\n| slice | teacher gap (T − raw) | student gain (S − raw) | eta (from the means) |\n|---|---|---|---|\n" >> md
         for (a = 1; a <= 3; a++) {
-            n = 0
-            for (s in seeds) { n++; g[n] = byseed[s, T, sl[a]] - byseed[s, R, sl[a]]
-                               h[n] = byseed[s, S, sl[a]] - byseed[s, R, sl[a]] }
-            gap = m[a, 1] - m[a, 3]; gain = m[a, 2] - m[a, 3]
-            printf "| %s | %+.4f ± %.4f | %+.4f ± %.4f | %s |\n", sl[a], mean(g, n), sd(g, n),
-                   mean(h, n), sd(h, n), (gap > 0 ? sprintf("%.3f", gain / gap) : "undefined (gap <= 0)") >> md
-            printf "%s,gap,%.6f,%.6f,,,,,%d\n%s,gain,%.6f,%.6f,,,,,%d\n%s,eta,%s,,,,,,%d\n", sl[a],
-                   mean(g, n), sd(g, n), n, sl[a], mean(h, n), sd(h, n), n, sl[a],
-                   (gap > 0 ? sprintf("%.6f", gain / gap) : ""), n >> csv
+            n = 0; nh = 0
+            for (s in seeds) {
+                if (!has[s, T, sl[a]] || !has[s, R, sl[a]]) continue
+                g[++n] = byseed[s, T, sl[a]] - byseed[s, R, sl[a]]
+                if (has[s, S, sl[a]]) h[++nh] = byseed[s, S, sl[a]] - byseed[s, R, sl[a]] }
+            if (undef[a]) { why = "undefined (no AUC on this slice)"; e = "" }
+            else { gap = m[a, 1] - m[a, 3]; gain = m[a, 2] - m[a, 3]
+                   why = gap > 0 ? sprintf("%.3f", gain / gap) : "undefined (gap <= 0)"
+                   e = gap > 0 ? sprintf("%.6f", gain / gap) : "" }
+            printf "| %s | %s | %s | %s |\n", sl[a], pm(g, n), pm(h, nh), why >> md
+            printf "%s,gap,%s,,,,,%d\n%s,gain,%s,,,,,%d\n%s,eta,%s,,,,,,%d\n", sl[a], mc(g, n), n,
+                   sl[a], mc(h, nh), nh, sl[a], e, n >> csv
         }
     }' "$rows"
 rm -f "$rows"

@@ -232,19 +232,42 @@ static void jnum(FILE *f, double v) {
 }
 
 // A JSON string (quotes, backslashes and control bytes escaped), or null for "" / NULL.
+// Length of the valid UTF-8 sequence at c (1..4), or 0 when c does not start one.
+static int utf8_len(const unsigned char *c) {
+    int n = c[0] < 0x80             ? 1
+            : (c[0] & 0xe0) == 0xc0 ? 2
+            : (c[0] & 0xf0) == 0xe0 ? 3
+            : (c[0] & 0xf8) == 0xf0 ? 4
+                                    : 0;
+    if (n == 0 || (n == 2 && c[0] < 0xc2) || (n == 4 && c[0] > 0xf4))
+        return 0; // a continuation byte, an overlong 2-byte lead, beyond U+10FFFF
+    for (int k = 1; k < n; k++)
+        if ((c[k] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 3 && c[0] == 0xe0 && c[1] < 0xa0) || (n == 3 && c[0] == 0xed && c[1] >= 0xa0) ||
+        (n == 4 && c[0] == 0xf0 && c[1] < 0x90) || (n == 4 && c[0] == 0xf4 && c[1] >= 0x90))
+        return 0; // overlong, a surrogate, beyond U+10FFFF
+    return n;
+}
+
+// A JSON string (null when empty): quotes, backslashes and control characters escaped, and a
+// byte that is not valid UTF-8 (a path in another encoding) written as the code point of its
+// Latin-1 reading, so that the file stays valid JSON whatever the path holds.
 static void jstr(FILE *f, const char *v) {
     if (!v || !v[0]) {
         fputs("null", f);
         return;
     }
     fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)v; *c; c++) {
+    for (const unsigned char *c = (const unsigned char *)v; *c;) {
+        int n = utf8_len(c);
         if (*c == '"' || *c == '\\')
             fprintf(f, "\\%c", *c);
-        else if (*c < 0x20)
+        else if (*c < 0x20 || n == 0)
             fprintf(f, "\\u%04x", *c);
         else
-            fputc(*c, f);
+            fwrite(c, 1, (size_t)n, f);
+        c += n ? n : 1;
     }
     fputc('"', f);
 }
@@ -328,7 +351,8 @@ static void jjob(FILE *f, const rd_trainer_result *r, int last) {
     jnum(f, r->wall_s);
     fputs(",\n      \"train_s\": ", f);
     jnum(f, r->train_s);
-    fprintf(f, ",\n      \"train_samples\": %llu,", (unsigned long long)r->train_samples);
+    fprintf(f, ",\n      \"train_samples\": %llu,\n      \"launch_samples\": %llu,",
+            (unsigned long long)r->train_samples, (unsigned long long)r->launch_samples);
     if (r->neg_keep > 0 && (r->neg_keep < 1 || r->pos_keep < 1)) {
         fputs("\n      \"negatives\": {\"rate\": ", f);
         jnum(f, r->neg_keep);
@@ -341,7 +365,7 @@ static void jjob(FILE *f, const rd_trainer_result *r, int last) {
     fputs(",\n      \"final_loss\": ", f);
     jnum(f, r->final_loss);
     fputs(",\n      \"comm\": ", f);
-    rd_traffic_write_json(f, &r->comm, r->train_samples, "      ");
+    rd_traffic_write_json(f, &r->comm, r->launch_samples, "      "); // this launch's traffic
     if (r->targets.role != 0) {
         fputs(",\n      \"targets\": {", f);
         rd_trainer_targets_json(f, &r->targets);
@@ -410,8 +434,10 @@ int rd_report_write(
     if (rc != RD_OK)
         return rc;
     FILE *f = of.f;
-    fprintf(f, "{\n  \"run\": \"%s\",\n  \"seed\": %llu,\n  \"config\": \"%s\",\n  \"wall_s\": ",
-            cfg->run.name, (unsigned long long)cfg->run.seed, cfg->source_path);
+    fprintf(f, "{\n  \"run\": \"%s\",\n  \"seed\": %llu,\n  \"config\": ", cfg->run.name,
+            (unsigned long long)cfg->run.seed);
+    jstr(f, cfg->source_path); // a path: any bytes
+    fputs(",\n  \"wall_s\": ", f);
     jnum(f, wall_s);
     if (n > 0) {
         fputs(",\n  \"popularity\": {\n    \"holdout\": ", f);
@@ -460,13 +486,14 @@ int rd_report_write(
         sum.missing += res[j].targets.missing;
         sum.replayed += res[j].targets.replayed;
     }
-    // Communication per channel over every job (rd/traffic.h), per trained sample of all jobs.
+    // Communication per channel over every job (rd/traffic.h), per sample all jobs trained in this
+    // launch.
     rd_traffic comm;
     uint64_t samples = 0;
     memset(&comm, 0, sizeof comm);
     for (int j = 0; j < n; j++) {
         rd_traffic_add(&comm, &res[j].comm);
-        samples += res[j].train_samples;
+        samples += res[j].launch_samples; // the traffic is this launch's
     }
     fputs(",\n  \"comm\": ", f);
     rd_traffic_write_json(f, &comm, samples, "  ");

@@ -147,9 +147,13 @@ struct rd_trainer {
     // Progress.
     double t_create;
     double t_progress;
-    uint64_t planned; // training examples of the whole schedule (job total)
-    uint64_t trained; // training examples done (job total)
-    double train_s;   // seconds inside training phases
+    uint64_t planned;  // training examples of the whole schedule (job total)
+    uint64_t trained;  // training examples done (job total)
+    uint64_t trained0; // of those, done before this launch (restored by --resume)
+    double train_s;    // seconds inside training phases (this launch)
+    int32_t win_w;     // the stream window being trained, -1 outside one
+    double win_s0;     // train_s and trained when window win_w began (this launch)
+    uint64_t win_n0;
     double loss_ema;
     int have_loss;
     const char *phase_name;
@@ -387,6 +391,7 @@ int rd_trainer_create(const rd_comm *comm,
         return rd_err_set(eb, RD_ERR_ARG, "trainer: not a worker rank");
     rd_trainer *tr = rd_xcalloc(1, sizeof *tr);
     tr->t_create = now_s();
+    tr->win_w = -1;
     tr->comm = comm;
     tr->cfg = cfg;
     tr->quiet = opts ? opts->quiet : 0;
@@ -1745,7 +1750,12 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_e
     snprintf(pos.model, sizeof pos.model, "%s", tr->mcfg->name);
     if ((rc = rd_train_ckpt_write_dense(part, &pos, tr->model, &tr->opt, eb)) != RD_OK)
         goto fail;
-    // The stream windows evaluated so far (each one before its first step).
+    // The stream windows evaluated so far (each one before its first step), the one in
+    // progress with its throughput so far (its entry is filled only after its last step, and a
+    // checkpoint at that step would record 0).
+    if (tr->res && tr->win_w >= 0 && tr->win_w < RD_TRAINER_MAX_WINDOWS && tr->train_s > tr->win_s0)
+        tr->res->window[tr->win_w].samples_per_s =
+            (double)(tr->trained - tr->win_n0) / (tr->train_s - tr->win_s0);
     if (tr->res &&
         (rc = windows_write(part, tr->res, windows_evaluated(tr, pos.window, pos.range_step),
                             eb)) != RD_OK)
@@ -2294,6 +2304,7 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
     rd_kv_set_step(tr->kv, tr->rpos.step);
     tr->step = (uint64_t)tr->rpos.step;
     tr->trained = tr->rpos.trained;
+    tr->trained0 = tr->rpos.trained;
     tr->loss_ema = tr->rpos.loss_ema;
     tr->have_loss = tr->rpos.have_loss;
     tr->ckpt_step = tr->rpos.step;
@@ -2519,6 +2530,9 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
             res->window[w].m = mr;
         double tt = tr->train_s;
         uint64_t n0 = tr->trained;
+        tr->win_w = (int32_t)w;
+        tr->win_s0 = tt;
+        tr->win_n0 = n0;
         snprintf(phase, sizeof phase, "stream window %u/%u", w + 1, K);
         if ((rc = distill_begin(tr, 0, (int32_t)w, eb)) != RD_OK)
             break;
@@ -2528,6 +2542,7 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
             rc = train_range(tr, r, RD_PART_STRIDED, phase, counts, skip, eb);
         if (rc == RD_OK)
             rc = distill_end(tr, eb);
+        tr->win_w = -1;
         if (w < RD_TRAINER_MAX_WINDOWS) {
             res->window[w].m = mr;
             double dt = tr->train_s - tt;
@@ -2571,7 +2586,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     res->flops_per_sample = fwd;
     res->train_s = tr->train_s;
     res->train_samples = tr->trained;
-    res->samples_per_s = tr->train_s > 0 ? (double)tr->trained / tr->train_s : 0.0;
+    res->launch_samples = tr->trained - tr->trained0;
+    res->samples_per_s = tr->train_s > 0 ? (double)res->launch_samples / tr->train_s : 0.0;
     res->final_loss = tr->loss_ema;
     uint64_t tk[2] = {tr->tok_stats.fetched_requests, tr->tok_stats.fetched_tokens}, tks[2];
     MPI_Request tkr;

@@ -86,7 +86,8 @@ rd_report_eta rd_report_eta_of(double teacher_auc, double student_auc, double ra
  * (null or text), and holdout, warm, stream: eta, teacher_gap, student_gain, the three AUCs), or
  * null with eta_reason beside it; eta_pairs: every pair in job order, with the same keys plus
  * reason (null or text; the slices are null when there is a reason); flops_per_sample and params
- * (per job), throughput (samples/s per job), targets (summed), jobs (details and per-window
+ * (per job), throughput (samples/s per job, of this launch: launch_samples / train_s), targets
+ * (summed), comm (this launch's traffic per launch sample), jobs (details and per-window
  * metrics). Written to a temp file and renamed.
  * @return RD_OK or RD_ERR_IO (nothing left behind)
  */

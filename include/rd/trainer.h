@@ -145,9 +145,10 @@ typedef struct rd_trainer_result {
     uint64_t params;         // dense parameters
     double flops_per_sample; // forward dense FLOPs per example (rd_model_flops)
     double wall_s;           // create .. end of run on rank 0
-    double train_s;          // seconds spent in training steps (batch + stream)
+    double train_s;          // seconds spent in training steps (batch + stream) by this launch
     uint64_t train_samples;  // examples trained on (all ranks, all epochs and windows)
-    double samples_per_s;    // train_samples / train_s
+    uint64_t launch_samples; // of those, trained by this launch (less after --resume)
+    double samples_per_s;    // launch_samples / train_s
     double final_loss;       // moving average (0.99) of rank 0's training loss
     int n_windows;           // stream windows evaluated (<= RD_TRAINER_MAX_WINDOWS)
     rd_trainer_eval window[RD_TRAINER_MAX_WINDOWS];

@@ -90,6 +90,20 @@ for st in 000000000040 000000000140 000000000160; do
     cut -d, -f1-7 A/student.metrics.csv > a.csv && cut -d, -f1-7 B/student.metrics.csv > b.csv
     cmp -s a.csv b.csv || fail "resume from $st: metrics differ: $(diff a.csv b.csv)"
     grep -q "^stream,0,0\.[0-9]" b.csv || fail "resume from $st: no window 0 metrics: $(cat b.csv)"
+    # Throughput and traffic are the resumed launch's: its samples over its seconds, its bytes
+    # over its samples; every stream window has a throughput (a checkpoint at a window's last
+    # step recorded 0 for it, and samples_per_s divided the whole timeline by the launch's time).
+    python3 - A/report.json B/report.json B/student.metrics.csv <<'PY' || fail "resume from $st: throughput"
+import csv, json, sys
+a = json.load(open(sys.argv[1]))["jobs"]["student"]
+b = json.load(open(sys.argv[2]))["jobs"]["student"]
+assert a["launch_samples"] == a["train_samples"] == b["train_samples"], (a, b)
+assert 0 < b["launch_samples"] < b["train_samples"], b
+assert abs(b["samples_per_s"] - b["launch_samples"] / b["train_s"]) <= 1e-3 * b["samples_per_s"], b  # train_s has 6 decimals
+assert b["comm"]["samples"] == b["launch_samples"], b["comm"]
+rows = [r for r in csv.DictReader(open(sys.argv[3])) if r["phase"] == "stream"]
+assert rows and all(float(r["samples_per_s"]) > 0 for r in rows), rows
+PY
 done
 # A checkpoint root resumes each job from its newest checkpoint.
 rm -rf B

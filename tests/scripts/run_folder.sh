@@ -256,4 +256,16 @@ grep -qF "removed K/data.tmp-$pid.$host: temporary dataset folder of process $pi
     fail "another host's or a running process's temporary folder was removed"
 [ -s K/data/events.bin ] || fail "no dataset after the cleanup"
 echo "ok: a later prepare removes a dead process's temporary folder, and only that"
+# --- 5. report.json stays valid JSON whatever the config's path holds: a quote, a backslash and
+# a byte that is not UTF-8 (the config path was written unescaped).
+odd="$TMP/q\"b\\s$(printf '\351')x"
+mkdir -p "$odd" && cp c.yaml "$odd/c.yaml"
+run "$odd/c.yaml" --out J || fail "a config under $odd: $(grep -v INFO err | tail -3)"
+python3 - J/report.json "$odd/c.yaml" <<'PY' || fail "report.json of a config under an odd path"
+import json, sys
+r = json.load(open(sys.argv[1], encoding="utf-8"))
+want = sys.argv[2].encode("utf-8", "surrogateescape").decode("latin-1")
+assert r["config"] == want, (r["config"], want)
+PY
+echo "ok: report.json names a config under an odd path as valid JSON"
 echo "run_folder.sh: ok"

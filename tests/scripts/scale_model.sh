@@ -118,7 +118,8 @@ r = json.load(open(sys.argv[1]))
 c = r["comm"]
 chans = ["ps_pull", "ps_push", "ps_ctl", "token_fetch", "token_append", "targets", "allreduce"]
 both = {"targets", "allreduce"}
-samples = sum(j["train_samples"] for j in r["jobs"].values())
+samples = sum(j["launch_samples"] for j in r["jobs"].values())
+assert all(j["launch_samples"] == j["train_samples"] for j in r["jobs"].values())  # not resumed
 assert c["samples"] == samples > 0, (c["samples"], samples)
 total = 0
 for ch in chans:

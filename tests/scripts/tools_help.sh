@@ -73,4 +73,41 @@ fi
 (cd "$TMP" && "$SRC/tools/bench-ps-ab.sh" a b 2 o >/dev/null 2>"$TMP/err")
 [ $? -eq 2 ] && grep -q "no a/bench/bench_ps" "$TMP/err" && [ ! -e "$TMP/o" ] ||
     fail "bench-ps-ab.sh without builds: $(cat "$TMP/err")"
+# seeds.sh's summary from finished runs (a seed with report.json is not run again): a stream
+# window without an AUC (one class) is skipped as report.json skips it, not averaged as NaN; a
+# run written with output.metrics_format: jsonl is read too; no metrics at all is an error.
+S="$TMP/sw"
+mkdir -p "$S/seed-1" "$S/seed-2" && : >"$TMP/x.yaml"
+for s in 1 2; do
+    echo '{}' >"$S/seed-$s/report.json"
+    for j in teacher:0.80 student:0.74 student_raw:0.70; do
+        a=${j#*:}
+        a=$(awk -v a="$a" -v s=$s 'BEGIN { printf "%.4f", a + 0.01 * s }')
+        rows="stream,0,$a,0.6,0.5,1,10,1
+stream,1,nan,nan,0.4,nan,10,1
+stream,2,$a,0.6,0.6,1,10,1
+holdout,-1,$a,0.6,0.5,1,10,1
+holdout_warm,-1,nan,nan,0.5,nan,10,1"
+        if [ $s = 1 ]; then
+            { echo "phase,window,auc,gauc,logloss,calibration,samples,samples_per_s"; echo "$rows"; } \
+                >"$S/seed-$s/${j%%:*}.metrics.csv"
+        else
+            echo "$rows" | awk -F, '{ printf "{\"phase\": \"%s\", \"window\": %s, \"auc\": %s, \"gauc\": %s, \"logloss\": %s}\n", $1, $2, ($3 == "nan" ? "null" : $3), ($4 == "nan" ? "null" : $4), $5 }' \
+                >"$S/seed-$s/${j%%:*}.metrics.jsonl"
+        fi
+    done
+done
+(cd "$TMP" && RD=/bin/true "$SRC/tools/seeds.sh" -k 2 x.yaml "$S" >"$TMP/out" 2>"$TMP/err") ||
+    fail "seeds.sh over finished runs: $(cat "$TMP/err")"
+grep -q "^2 paired seeds" "$TMP/out" || fail "seeds.sh: $(cat "$TMP/out")"
+grep -q "| stream | teacher | 0.8150 ± 0.0071 | 0.6000 ± 0.0000 | 0.5000 ± 0.0000 |" "$TMP/out" ||
+    fail "seeds.sh stream row: $(cat "$TMP/out")"
+grep -q "| stream | +0.1000 ± 0.0000 | +0.0400 ± 0.0000 | 0.400 |" "$TMP/out" ||
+    fail "seeds.sh stream eta: $(cat "$TMP/out")"
+grep -q "| warm | undefined | undefined | undefined (no AUC on this slice) |" "$TMP/out" ||
+    fail "seeds.sh empty warm slice: $(cat "$TMP/out")"
+! grep -qi nan "$TMP/out" || fail "seeds.sh printed nan: $(cat "$TMP/out")"
+mkdir -p "$TMP/sn/seed-1" && echo '{}' >"$TMP/sn/seed-1/report.json"
+(cd "$TMP" && RD=/bin/true "$SRC/tools/seeds.sh" -k 1 x.yaml "$TMP/sn" >"$TMP/out" 2>"$TMP/err")
+[ $? -eq 1 ] && grep -q "no metrics in" "$TMP/err" || fail "seeds.sh without metrics: $(cat "$TMP/err")"
 echo "tools_help: ok ($n usages)"
