@@ -501,3 +501,10 @@ int rd_app_wrong_folder(const char *path, int want, const char *expected, char *
         snprintf(msg, cap, "%s is %s, not %s", path, what, expected);
     return 1;
 }
+
+int rd_app_out_not_stdout(const char *prog, const char *opt, const char *out, const char *what) {
+    if (!out || strcmp(out, "-") != 0)
+        return 0;
+    fprintf(stderr, "%s: %s -: %s, not stdout\n", prog, opt, what);
+    return 2;
+}

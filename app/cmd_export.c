@@ -95,6 +95,9 @@ int rd_cmd_export(int argc, char **argv) {
                 seed_arg);
         return 2;
     }
+    if (rd_app_out_not_stdout("recdistill export", "--out", out,
+                              "a serving bundle is written to a file") != 0)
+        return 2;
     if ((run && !run[0]) || !out[0]) {
         fprintf(stderr, "recdistill export: %s: empty path\n", !out[0] ? "--out" : "--run");
         return 2;

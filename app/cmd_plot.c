@@ -140,11 +140,8 @@ int rd_cmd_plot(int argc, char **argv) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     // The PNG is renamed over --out: naming the CSV there would replace the data by its plot.
-    if (strcmp(out, "-") == 0) {
-        // "-" is stdout for the text outputs of other commands; here it made a file named "-".
-        fprintf(stderr, "recdistill plot: --out -: a PNG is written to a file, not stdout\n");
+    if (rd_app_out_not_stdout("recdistill plot", "--out", out, "a PNG is written to a file") != 0)
         return 2;
-    }
     if (rd_lmdbx_check_out_not_input("--out", out, "the input file", csv, &eb) != RD_OK) {
         fprintf(stderr, "recdistill plot: %s\n", eb.msg);
         return 2;

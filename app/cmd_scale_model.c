@@ -246,12 +246,11 @@ int rd_cmd_scale_model(int argc, char **argv) {
     // two plots on one path would leave only the second.
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    if ((out && strcmp(out, "-") == 0) || (out_tp && strcmp(out_tp, "-") == 0)) {
-        // "-" is stdout for the text outputs of other commands; here it made a file named "-".
-        fprintf(stderr, "recdistill scale-model: %s -: a PNG is written to a file, not stdout\n",
-                out && strcmp(out, "-") == 0 ? "--out" : "--out-throughput");
+    if (rd_app_out_not_stdout("recdistill scale-model", "--out", out,
+                              "a PNG is written to a file") != 0 ||
+        rd_app_out_not_stdout("recdistill scale-model", "--out-throughput", out_tp,
+                              "a PNG is written to a file") != 0)
         return 2;
-    }
     if ((out && rd_lmdbx_check_out_not_input("--out", out, "the calibration file", calib, &eb)) ||
         (out_tp && rd_lmdbx_check_out_not_input("--out-throughput", out_tp, "the calibration file",
                                                 calib, &eb)) ||

@@ -256,6 +256,9 @@ int rd_cmd_table(int argc, char **argv) {
                 "(stdout takes --format tsv)\n");
         return 2;
     }
+    if (strcmp(cmd, "export") != 0 &&
+        rd_app_out_not_stdout(prog, "--out", out, "a checkpoint is written to a folder") != 0)
+        return 2;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     // An output in the input would overwrite it (export renamed its TSV over the MANIFEST, the
@@ -336,8 +339,8 @@ int rd_cmd_table(int argc, char **argv) {
             rc = rd_lmdbx_outfile_open(out, &of, &eb);
             f = of.f;
         }
-        if (rc == RD_OK)
-            rc = rd_tabletool_export(tt, ti, fmt, f, &eb);
+        if (rc == RD_OK && (rc = rd_tabletool_export(tt, ti, fmt, f, &eb)) == RD_ERR_IO)
+            rd_err_prefix(&eb, "%s: ", to_stdout ? "standard output" : out);
         if (!to_stdout) {
             if (rc == RD_OK)
                 rc = rd_lmdbx_outfile_commit(&of, &eb);

@@ -226,6 +226,9 @@ int rd_cmd_tokens(int argc, char **argv) {
     // A copy inside the store it copies would add a folder to the input (and be copied again by
     // the next compact): refused before anything is written.
     if (strcmp(cmd, "compact") == 0 &&
+        rd_app_out_not_stdout(prog, "--out", out, "a token store is written to a folder") != 0)
+        return 2;
+    if (strcmp(cmd, "compact") == 0 &&
         rd_lmdbx_check_out_not_input("--out", out, "the input store", dir, &eb) != RD_OK) {
         fprintf(stderr, "%s: %s\n", prog, eb.msg);
         return 2;

@@ -5,6 +5,7 @@
 #include "rd/error.h"
 #include "rd/log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,22 @@ static int end_in_launch(int argc, char **argv, int status, const char *msg, int
     return code;
 }
 
+// What a command printed went through stdio's buffer: a write that failed there (a full disk,
+// /dev/full, a closed pipe's reader gone) is found only here, after the command said it
+// succeeded. 0, or 1 with a message: the output is incomplete, so the command failed.
+static int stdout_written(const char *cmd, const char *sub) {
+    int e = fflush(stdout) != 0 ? errno : 0;
+    if (!e && !ferror(stdout))
+        return 0;
+    // The subcommand of table and tokens names what printed; an earlier failed flush's errno is
+    // gone, so the cause is said only when this flush failed.
+    int named = sub && (strcmp(cmd, "table") == 0 || strcmp(cmd, "tokens") == 0);
+    fprintf(
+        stderr, "recdistill %s%s%s: standard output: write error%s%s%s: the output is incomplete\n",
+        cmd, named ? " " : "", named ? sub : "", e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
+    return 1;
+}
+
 int main(int argc, char **argv) {
     rd_log_init(RD_LOG_LEVEL_INFO, 0, "main");
     if (argc < 2) {
@@ -105,7 +122,10 @@ int main(int argc, char **argv) {
                      argv[1], procs);
             return end_in_launch(argc, argv, 2, msg, 0);
         }
-        return commands[i].run(argc - 1, argv + 1);
+        int rc = commands[i].run(argc - 1, argv + 1);
+        // train's stdout is its progress log: its results are files, each checked as written.
+        return rc == 0 && !uses_mpi(argv[1]) ? stdout_written(argv[1], argc > 2 ? argv[2] : NULL)
+                                             : rc;
     }
     if (in_parallel_launch()) {
         char msg[200];

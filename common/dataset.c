@@ -2097,6 +2097,13 @@ static int check_one_input(const char *path, void *vctx, rd_errbuf *eb) {
                       now.size == r->size ? ", other content" : "");
 }
 
+static int count_input(const char *path, void *vctx, rd_errbuf *eb) {
+    (void)path;
+    (void)eb;
+    ++*(size_t *)vctx;
+    return RD_OK;
+}
+
 static int
 check_inputs(const char *dir, const char *meta, const rd_data_config *dc, rd_errbuf *eb) {
     FILE *f = fopen(meta, "r");
@@ -2132,6 +2139,21 @@ check_inputs(const char *dir, const char *meta, const rd_data_config *dc, rd_err
         c.rec[c.n_rec++] = (rd__input_stamp){.size = size, .mtime_ns = mt, .crc = crc};
     }
     fclose(f);
+    // The files are compared in order, so a file added or removed first shifts every later one:
+    // the count is compared before any content (a removed part of a glob blamed the next part).
+    size_t n_now = 0;
+    if (rc == RD_OK && c.n_rec > 0) {
+        rd_errbuf leb;
+        rd_errbuf_clear(&leb);
+        if (rd__schema_each_input(dc, count_input, &n_now, &leb) == RD_OK && n_now != c.n_rec) {
+            rd_free(c.rec);
+            return rd_err_set(eb, RD_ERR_CONFIG,
+                              "data.dir %s is stale: it was prepared from %zu input file(s), the "
+                              "config names %zu now (a file was %s); remove the folder to "
+                              "prepare it again, or point data.dir elsewhere",
+                              dir, c.n_rec, n_now, n_now > c.n_rec ? "added" : "removed");
+        }
+    }
     if (rc == RD_OK && c.n_rec > 0) {
         rd_errbuf leb;
         rd_errbuf_clear(&leb);

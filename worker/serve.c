@@ -147,8 +147,16 @@ int rd_serve_export(const rd_config *cfg,
         goto done;
     // A folder prepared from another data configuration (another split, other events) is
     // refused as train refuses to train on it; then the data must be the checkpoint's own.
-    if ((rc = rd_dataset_check_config(data_dir, &cfg->data, pos.seed, eb)) != RD_OK)
+    if ((rc = rd_dataset_check_config(data_dir, &cfg->data, pos.seed, eb)) != RD_OK) {
+        // Its advice is train's, which prepares the folder again; export only reads it (and
+        // removing another run's dataset on that advice lost it).
+        char *adv = eb ? strstr(eb->msg, "; remove the folder to prepare it again") : NULL;
+        if (adv)
+            snprintf(adv, sizeof eb->msg - (size_t)(adv - eb->msg),
+                     "; export reads the dataset the checkpoint was trained on: give --data "
+                     "that folder (or --run, the run folder of `train --out`)");
         goto done;
+    }
     if ((rc = rd_train_ckpt_check(ckpt_dir, &pos, &run, data_dir, RD_TRAIN_CKPT_CHECK_DATA, eb)) !=
         RD_OK)
         goto done;

@@ -371,8 +371,12 @@ int rd_tabletool_export(const rd_tabletool *tt, int table, int format, FILE *f, 
         fwrite(&crc, 4, 1, f);
     rd_free(pend);
     rd_free(ref);
-    if (ferror(f))
-        return rd_err_set(eb, RD_ERR_IO, "export of table %s: write failed", ct->name);
+    // A failed write of the buffer sets errno at the flush that failed: this one, or (the error
+    // flag set) an earlier one whose errno is lost.
+    int e = fflush(f) != 0 ? errno : 0;
+    if (e || ferror(f))
+        return rd_err_set(eb, RD_ERR_IO, "export of table %s: write error (%s)", ct->name,
+                          strerror(e ? e : EIO));
     return RD_OK;
 }
 

@@ -83,7 +83,22 @@ cd "$tmp" || exit 1
 check 2 "--out -: a PNG is written to a file, not stdout" "$bin" scale-model --calib "$CAL" --max-nodes 2 --out -
 check 2 "--out-throughput -: a PNG is written to a file" "$bin" scale-model --calib "$CAL" --max-nodes 2 --out-throughput -
 check 2 "--out -: a PNG is written to a file, not stdout" "$bin" plot "$tmp/xy.csv" --x x --y y --out -
+# The same for the outputs that are files or folders of the other commands (they made "./-").
+check 2 "export: --out -: a serving bundle is written to a file, not stdout" "$bin" export x.yaml --out -
+for c in "reshard --shards 2" compact "evict --older-than 1" "import --table t --in f"; do
+    # shellcheck disable=SC2086
+    check 2 "table ${c%% *}: --out -: a checkpoint is written to a folder, not stdout" "$bin" table $c "$S" --out -
+done
+check 2 "tokens compact: --out -: a token store is written to a folder, not stdout" "$bin" tokens compact "$S" --out -
 cd "$here" || exit 1
+# A printed result that could not be written (stdout on a full disk) is a failure, not exit 0
+# with a cut file (tokens users|fetch|stats|verify, table stats|verify printed into /dev/full).
+if [ -w /dev/full ]; then
+    "$bin" config "$(dirname "$0")/../../configs/demo.yaml" >/dev/full 2>"$tmp/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "recdistill config: standard output: write error.*: the output is incomplete" "$tmp/err" ||
+        { echo "FAIL: config >/dev/full: exit $rc: $(cat "$tmp/err")"; fail=1; }
+fi
 [ ! -e "$tmp/-" ] || { echo "FAIL: a file named '-' was written"; fail=1; }
 check 0 "" "$bin" scale-model --calib "$CAL" --max-nodes 2 --out "$tmp/new/sub/eff.png"
 [ -s "$tmp/new/sub/eff.png" ] || { echo "FAIL: scale-model --out into new folders wrote nothing"; fail=1; }

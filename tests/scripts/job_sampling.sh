@@ -107,7 +107,8 @@ if "$RD" export "$TMP/s.yaml" --out "$TMP/sx.rdsv" --data "$TMP/other" --ckpt \
     "$(ls -d "$TMP"/s/ckpt/student/step-* | tail -1)" >"$TMP/expx" 2>&1; then
     fail "export took a dataset prepared from another data configuration"
 fi
-grep -q "another data configuration" "$TMP/expx" || fail "export, other data: $(cat "$TMP/expx")"
+grep -q "another data configuration" "$TMP/expx" && grep -q "export reads the dataset the checkpoint was trained on: give --data" "$TMP/expx" &&
+    ! grep -q "remove the folder" "$TMP/expx" || fail "export, other data: $(cat "$TMP/expx")"
 [ ! -e "$TMP/sx.rdsv" ] || fail "a refused export left $TMP/sx.rdsv"
 # The same data configuration over other events (here another synthetic seed; in practice the log
 # of a later period, prepared again): its vocabularies and standardisation are not the ones the
