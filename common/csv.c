@@ -234,7 +234,32 @@ static int cr_only(const rd_csv_reader *r, const char *q, const char *e, uint64_
            !memchr(q, '\n', (size_t)(e - q));
 }
 
+// The compressed formats a log is often shipped in, by their magic bytes; NULL if none.
+static const char *compressed_kind(const unsigned char *b, size_t n) {
+    static const struct {
+        const char *name, *magic;
+        size_t len;
+    } k[] = {{"gzip", "\x1f\x8b", 2},
+             {"zstd", "\x28\xb5\x2f\xfd", 4},
+             {"xz",
+              "\xfd"
+              "7zXZ",
+              5},
+             {"zip", "PK\x03\x04", 4}};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (n >= k[i].len && memcmp(b, k[i].magic, k[i].len) == 0)
+            return k[i].name;
+    // bzip2: "BZh", the block size digit, then the block magic (a text line may start "BZh").
+    if (n >= 10 && memcmp(b, "BZh", 3) == 0 && b[3] >= '1' && b[3] <= '9' &&
+        memcmp(b + 4, "1AY&SY", 6) == 0)
+        return "bzip2";
+    return NULL;
+}
+
 static int cr_only_error(const rd_csv_reader *r, rd_errbuf *eb) {
+    // A small binary file with a CR byte and no LF reads as CR-only text: say what it is.
+    if (memchr(r->buf, '\0', r->end))
+        return rd_err_set(eb, RD_ERR_PARSE, "%s:1: NUL byte (a binary or damaged file?)", r->name);
     return rd_err_set(eb, RD_ERR_PARSE,
                       "%s:1: line ends are CR only (old Mac): convert to LF or CRLF (e.g. "
                       "tr '\\r' '\\n')",
@@ -433,6 +458,15 @@ int rd_csv_next(rd_csv_reader *r, const rd_csv_field **fields, size_t *n, rd_err
             if (r->end - r->beg >= 3 && memcmp(r->buf + r->beg, "\xEF\xBB\xBF", 3) == 0)
                 r->beg += 3;
             r->started = 1;
+            // A compressed log read as text failed on a NUL byte or as CR-only lines.
+            const char *kind =
+                compressed_kind((const unsigned char *)r->buf + r->beg, r->end - r->beg);
+            if (kind) {
+                r->failed = 1;
+                return rd_err_set(eb, RD_ERR_PARSE,
+                                  "%s:1: a %s-compressed file, not text: decompress it first",
+                                  r->name, kind);
+            }
         }
         size_t nf = 0, used = 0;
         uint64_t nl = 0;
@@ -516,9 +550,11 @@ int rd_csv_parse_double(const rd_csv_field *f, double *out) {
     const char *p, *e;
     trim(f, &p, &e);
     size_t len = (size_t)(e - p);
-    if (len == 0 || len >= 64)
+    // Room for any decimal export (a DECIMAL(38, 37) with sign and exponent is ~45 characters;
+    // 64 refused a 65-digit fraction as "non-numeric").
+    if (len == 0 || len >= 512)
         return -1;
-    char tmp[64];
+    char tmp[512];
     memcpy(tmp, p, len);
     tmp[len] = '\0';
     // strtod also accepts "inf", "nan" and hex floats; only finite decimal values are wanted.

@@ -208,25 +208,27 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
         }
         if (hh > 23 || mi > 59 || ss > 60)
             return -1;
-        if (p < e && (*p == 'Z' || *p == 'z')) {
+    }
+    // The zone, after the time or after a date alone (an XML Schema xs:date such as
+    // "2023-03-01Z" or "2023-03-01+02:00": the start of that day in that zone).
+    if (p < e && (*p == 'Z' || *p == 'z')) {
+        p++;
+    } else if (p < e && (*p == '+' || *p == '-')) {
+        int sign = *p++ == '-' ? -1 : 1;
+        int64_t oh, om = 0;
+        if (digits(&p, e, 2, &oh))
+            return -1;
+        // +hh:mm, +hhmm, or +hh alone (ISO 8601 allows it; PostgreSQL prints "-05").
+        if (p < e && *p == ':') {
             p++;
-        } else if (p < e && (*p == '+' || *p == '-')) {
-            int sign = *p++ == '-' ? -1 : 1;
-            int64_t oh, om = 0;
-            if (digits(&p, e, 2, &oh))
+            if (digits(&p, e, 2, &om))
                 return -1;
-            // +hh:mm, +hhmm, or +hh alone (ISO 8601 allows it; PostgreSQL prints "-05").
-            if (p < e && *p == ':') {
-                p++;
-                if (digits(&p, e, 2, &om))
-                    return -1;
-            } else if (p < e && digits(&p, e, 2, &om)) {
-                return -1;
-            }
-            if (oh > 23 || om > 59)
-                return -1;
-            off = sign * (oh * 3600 + om * 60);
+        } else if (p < e && digits(&p, e, 2, &om)) {
+            return -1;
         }
+        if (oh > 23 || om > 59)
+            return -1;
+        off = sign * (oh * 3600 + om * 60);
     }
     if (p != e)
         return -1;

@@ -13,6 +13,7 @@
 #include "rd/csv.h"
 #include "rd/rng.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,34 @@ static void test_cr_only_line_ends(void **state) {
             !strstr(o.eb.msg, "mem.csv:1: line ends are CR only (old Mac): convert to LF or CRLF"))
             fail_msg("case %zu: rc %d, '%s'", i, o.rc, o.eb.msg);
     }
+    // Compressed logs, by their magic bytes (a small gzip file with a CR and no LF read as
+    // CR-only text, a larger one failed on a NUL byte), and a small binary file with a NUL.
+    static const struct {
+        const char *data;
+        size_t len;
+        const char *msg;
+    } bin[] = {{"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\r3", 12,
+                "mem.csv:1: a gzip-compressed file, not text: decompress it first"},
+               {"\x28\xb5\x2f\xfd\x04\x00", 6, "a zstd-compressed file"},
+               {"\xfd"
+                "7zXZ\x00\x00",
+                7, "a xz-compressed file"},
+               {"BZh91AY&SY\r", 11, "a bzip2-compressed file"},
+               {"PK\x03\x04\x14\x00", 6, "a zip-compressed file"},
+               {"ab\x00c\rd", 6, "mem.csv:1: NUL byte (a binary or damaged file?)"}};
+    for (size_t i = 0; i < sizeof bin / sizeof bin[0]; i++) {
+        rd_csv_options opt = {.delimiter = ","};
+        rd_csv_reader *r = NULL;
+        assert_int_equal(rd_csv_open_mem("mem.csv", bin[i].data, bin[i].len, &opt, &r, NULL),
+                         RD_OK);
+        drain(r, &o);
+        rd_csv_close(r);
+        if (o.rc != RD_ERR_PARSE || !strstr(o.eb.msg, bin[i].msg))
+            fail_msg("binary case %zu: rc %d, '%s'", i, o.rc, o.eb.msg);
+    }
+    // A text line that starts like bzip2's magic is text.
+    parse_mem("BZh,x\n1,2\n", ",", 0, &o);
+    assert_int_equal(o.rc, 0);
     parse_mem("a,b\rc\n1,2\n", ",", '"', &o);
     assert_int_equal(o.rc, 0);
     assert_string_equal(o.text, "1:a/b\rc;2:1/2;");
@@ -335,6 +364,14 @@ static void test_numbers(void **state) {
     assert_int_equal(dbl("abc", &d), -1);
     assert_int_equal(dbl("", &d), -1);
     assert_int_equal(dbl("3.", &d), 0);
+    // A high-precision decimal export (65 characters: was refused as non-numeric).
+    assert_int_equal(dbl("0.12345678901234567890123456789012345678901234567890123456789012345", &d),
+                     0);
+    assert_true(fabs(d - 0.12345678901234568) < 1e-16);
+    char huge[600];
+    memset(huge, '1', sizeof huge - 1);
+    huge[sizeof huge - 1] = '\0';
+    assert_int_equal(dbl(huge, &d), -1); // 599 digits: beyond the parser's field (and a double)
 }
 
 // ---------------------------------------------------------------------------------------------

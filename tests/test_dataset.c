@@ -923,7 +923,10 @@ static void test_time_formats(void **state) {
         "1970-01-01T00:00:00-00:30,d,x,0\n"
         // An offset of whole hours may omit the minutes (ISO 8601 +hh; PostgreSQL's output).
         "2021-03-04 05:06:07-05,e,x,1\n"
-        "2021-03-04T05:06:07.5+05,f,x,0\n");
+        "2021-03-04T05:06:07.5+05,f,x,0\n"
+        // A date alone may carry a zone too (XML Schema xs:date): that day's start there.
+        "2021-03-05Z,g,x,1\n"
+        "2021-03-05+02:00,h,x,0\n");
     simple_schema(cfg, "iso", out);
     SET(cfg->data.schema.time_format, "iso8601");
     rd_errbuf eb;
@@ -940,6 +943,9 @@ static void test_time_formats(void **state) {
     assert_int_equal(rd_dataset_record(ds, 4)->ts, 1614834367); // a
     assert_int_equal(rd_dataset_record(ds, 5)->ts, 1614852367); // e: 10:06:07 UTC
     assert_true(rd_dataset_record(ds, 5)->user_key == key_of("user", "e"));
+    assert_int_equal(rd_dataset_record(ds, 6)->ts, 1614895200); // h: 03-04 22:00 UTC
+    assert_true(rd_dataset_record(ds, 6)->user_key == key_of("user", "h"));
+    assert_int_equal(rd_dataset_record(ds, 7)->ts, 1614902400); // g: 03-05 midnight UTC
     rd_dataset_close(ds);
 
     path_in(out, sizeof out, "ms_ds");
