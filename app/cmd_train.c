@@ -238,6 +238,8 @@ static int writes_target_log(const rd_config *cfg) {
 // The writer locks rank 0 took (run_folder_ready, target_log_ready): a failed launch removes only
 // lock files it holds (remove_made).
 static int g_run_locked, g_log_locked;
+static int g_store_existed;              // token_store_ready found a MANIFEST
+static int g_store_locked, g_store_made; // it took the store's lock; token_store_bind made it
 
 // Who this launch is, in a writer lock file: "recdistill train, run folder D".
 static void writer_name(const rd_config *cfg, char *buf, size_t cap) {
@@ -266,6 +268,16 @@ static int target_log_ready(const rd_config *cfg, char *msg, size_t cap) {
     return rc;
 }
 
+// msg = "token store DIR: " + the message (unless it names the store already).
+static void store_msg(const rd_config *cfg, const rd_errbuf *eb, int rc, char *msg, size_t cap) {
+    const char *m = eb->msg[0] ? eb->msg : rd_strerror(rc);
+    int named = strncmp(m, "token store ", 12) == 0;
+    int k = snprintf(msg, cap, "%s%s%s%s", named ? "" : "token store ",
+                     named ? "" : cfg->tokens.store_dir, named ? "" : ": ", m);
+    if (k < 0 || (size_t)k >= cap) // cut: keep what fits
+        msg[cap - 1] = 0;
+}
+
 // IAT: the run's token store exists with the config's layout before the PS ranks open their
 // shards. A new store gets one shard per PS rank; an existing one (shared with other runs) must
 // have tokens.dim and tokens.dtype, as many side values as tokens.side names, and a shard count
@@ -274,14 +286,16 @@ static int target_log_ready(const rd_config *cfg, char *msg, size_t cap) {
 // launch (or tokens gc / compact) is refused naming the holder, and the check-then-create of a
 // new store cannot race another creator. The lock is kept, as target_log_ready's, until rank 0
 // ends (released by the kernel however the launch ends); it is released here only on failure.
-static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
+// Nothing is removed or prepared before this check (a refusal after them lost the earlier
+// run's report and left a prepared dataset); the dataset binding comes after the prepare.
+static int token_store_ready(const rd_config *cfg, int *lock_out, char *msg, size_t cap) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     const char *dir = cfg->tokens.store_dir;
     char who[256];
     writer_name(cfg, who, sizeof who);
     rd_token_store_opts o;
-    int lock = -1, existed = 0;
+    int lock = -1;
     int rc = rd_token_store_opts_from_config(&cfg->tokens, cfg->cluster.ps_ranks, &o, &eb);
     if (rc == RD_OK && mkdir_p(dir) != 0)
         rc = rd_err_set(&eb, RD_ERR_IO, "cannot create it: %s", strerror(errno));
@@ -290,13 +304,11 @@ static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
     rd_token_store_info info;
     if (rc == RD_OK) {
         rc = rd_token_store_read_manifest(dir, &info, &eb);
-        existed = rc != RD_ERR_NOTFOUND;
+        g_store_existed = rc != RD_ERR_NOTFOUND;
     }
-    if (rc == RD_ERR_NOTFOUND) {
+    if (rc == RD_ERR_NOTFOUND) { // a new store: made by token_store_bind, after the prepare
         rd_errbuf_clear(&eb);
-        rd_token_store *s = NULL;
-        rc = rd_token_store_create(dir, &o, &s, &eb);
-        rd_token_store_destroy(s);
+        rc = RD_OK;
     } else if (rc == RD_OK) {
         if ((int)info.dim != cfg->tokens.dim)
             rc = rd_err_set(&eb, RD_ERR_VERSION, "the store has dim %u, tokens.dim is %d", info.dim,
@@ -317,7 +329,32 @@ static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
                             "the store has %u shards, not a multiple of the %d PS ranks",
                             info.n_shards, cfg->cluster.ps_ranks);
     }
-    // The store serves this run's dataset only (its keys hold the events' ids).
+    if (rc != RD_OK) {
+        rd_token_store_unlock(lock);
+        lock = -1;
+        store_msg(cfg, &eb, rc, msg, cap);
+    }
+    g_store_locked = lock >= 0;
+    *lock_out = lock;
+    return rc;
+}
+
+// The store serves one dataset (its keys hold the events' ids): bound to this run's, prepared by
+// now, or refused when it holds another's. Called after token_store_ready, under its lock
+// (released here on failure).
+static int token_store_bind(const rd_config *cfg, int lock, char *msg, size_t cap) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = RD_OK;
+    if (!g_store_existed) { // one shard per PS rank
+        rd_token_store_opts o;
+        rd_token_store *s = NULL;
+        if ((rc = rd_token_store_opts_from_config(&cfg->tokens, cfg->cluster.ps_ranks, &o, &eb)) ==
+            RD_OK)
+            rc = rd_token_store_create(cfg->tokens.store_dir, &o, &s, &eb);
+        rd_token_store_destroy(s);
+        g_store_made = rc == RD_OK;
+    }
     if (rc == RD_OK) {
         rd_dataset *ds = NULL;
         rc = rd_dataset_open(cfg->data.dir, RD_DATASET_NOVERIFY, &ds, &eb);
@@ -326,7 +363,7 @@ static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
             rd_token_dataset td = {.n_events = di->n_events, .records_crc = di->records_crc};
             int had = 1;
             rc = rd_token_store_bind_dataset(cfg->tokens.store_dir, &td, &had, &eb);
-            if (rc == RD_OK && existed && !had)
+            if (rc == RD_OK && g_store_existed && !had)
                 fprintf(stderr,
                         "recdistill train: warning: token store %s had no dataset record (an "
                         "earlier build made it): it is bound to this run's dataset now, but "
@@ -337,13 +374,7 @@ static int token_store_ready(const rd_config *cfg, char *msg, size_t cap) {
     }
     if (rc != RD_OK) {
         rd_token_store_unlock(lock);
-        // Messages that name the store already are said as they are.
-        const char *m = eb.msg[0] ? eb.msg : rd_strerror(rc);
-        int named = strncmp(m, "token store ", 12) == 0;
-        int k = snprintf(msg, cap, "%s%s%s%s", named ? "" : "token store ",
-                         named ? "" : cfg->tokens.store_dir, named ? "" : ": ", m);
-        if (k < 0 || (size_t)k >= cap) // cut: keep what fits
-            msg[cap - 1] = 0;
+        store_msg(cfg, &eb, rc, msg, cap);
     }
     return rc;
 }
@@ -504,8 +535,14 @@ static int run_folder_ready(const rd_config *cfg, char *msg, size_t cap) {
 // A launch that failed before training removes what it made: the lock files in the folders it
 // created (the run folder, the target log), then those folders while they are empty
 // (rmdir_made). A folder that existed keeps its lock file (an empty file, as every lock file).
-static void remove_made(const rd_config *cfg, const char *made, const char *log_made) {
+static void
+remove_made(const rd_config *cfg, const char *made, const char *log_made, const char *store_made) {
     char path[RD_PATH_MAX + 32];
+    if (store_made[0] && g_store_locked && !g_store_made) { // its writer.lock, no store yet
+        snprintf(path, sizeof path, "%s/%s", cfg->tokens.store_dir, RD_WRITER_LOCK_FILE);
+        unlink(path);
+        rmdir_made(cfg->tokens.store_dir, store_made);
+    }
     if (log_made[0] && g_log_locked) {
         snprintf(path, sizeof path, "%s/%s", cfg->distill.target_log, RD_WRITER_LOCK_FILE);
         unlink(path);
@@ -765,7 +802,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         int rc;
         char msg[RD_ERR_MSG_MAX];
     } st = {RD_OK, ""};
-    char made[RD_PATH_MAX] = "", log_made[RD_PATH_MAX] = "";
+    char made[RD_PATH_MAX] = "", log_made[RD_PATH_MAX] = "", store_made[RD_PATH_MAX] = "";
+    int store_lock = -1; // rank 0: the token store's writer lock (token_store_ready)
     if (rank == 0) {
         char probe[RD_PATH_MAX + 16];
         snprintf(probe, sizeof probe, "%s/%s", cfg->data.dir, RD_DATASET_FILE);
@@ -775,6 +813,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         first_missing(cfg->run.out_dir, made, sizeof made);
         if (writes_target_log(cfg))
             first_missing(cfg->distill.target_log, log_made, sizeof log_made);
+        if (rd_config_token_job(cfg) >= 0)
+            first_missing(cfg->tokens.store_dir, store_made, sizeof store_made);
         if (probe_folder("run folder", cfg->run.out_dir, st.msg, sizeof st.msg) != 0 ||
             probe_folder("checkpoint folder (ps.checkpoint_dir)", cfg->ps.checkpoint_dir, st.msg,
                          sizeof st.msg) != 0 ||
@@ -801,9 +841,9 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         } else if (writes_target_log(cfg) &&
                    (st.rc = target_log_ready(cfg, st.msg, sizeof st.msg)) != RD_OK) {
             ; // another launch writes the target log: nothing is removed
-        } else if ((st.rc = clear_earlier_outputs(cfg, !(resume && resume[0]), st.msg,
-                                                  sizeof st.msg)) != RD_OK) {
-            ; // st.msg names the file
+        } else if (rd_config_token_job(cfg) >= 0 &&
+                   (st.rc = token_store_ready(cfg, &store_lock, st.msg, sizeof st.msg)) != RD_OK) {
+            ; // the store is in use or of another layout: nothing is removed or prepared
         } else if (need_data) {
             printf("preparing the dataset at %s\n", cfg->data.dir);
             fflush(stdout);
@@ -816,13 +856,16 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
                        peb.msg[0] ? sizeof st.msg : strlen(rd_strerror(st.rc)) + 1);
         }
         if (st.rc == RD_OK && rd_config_token_job(cfg) >= 0)
-            st.rc = token_store_ready(cfg, st.msg, sizeof st.msg);
+            st.rc = token_store_bind(cfg, store_lock, st.msg, sizeof st.msg);
+        // The earlier run's outputs go once every start-up check has passed.
+        if (st.rc == RD_OK)
+            st.rc = clear_earlier_outputs(cfg, !(resume && resume[0]), st.msg, sizeof st.msg);
     }
     bcast_polled(&st, (int)sizeof st, MPI_BYTE, MPI_COMM_WORLD, poll);
     if (st.rc != RD_OK) {
         if (rank == 0) {
             fprintf(stderr, "recdistill train: %s\n", st.msg);
-            remove_made(cfg, made, log_made);
+            remove_made(cfg, made, log_made, store_made);
         }
         rd_comm_destroy(comm);
         rd_free(cfg);

@@ -107,9 +107,26 @@ grep -q "in use by another writer" "$TMP/gc.log" || { cat "$TMP/gc.log"; fail "g
 after=$("$RD" tokens stats "$TMP/store" | sed -n 's/^total: \([0-9]*\) records.*/\1/p')
 [ "$after" = "$before" ] || fail "a refused gc deleted records ($before -> $after)"
 release
-# Another dtype: refused like dim.
+# A launch into a finished run folder, refused by its store, removes nothing of that run (it
+# removed the report and metrics first).
+hold "$TMP/store/writer.lock"
+run -n 2 "$RD" train "$TMP/a.yaml" --out "$TMP/s2" >"$TMP/s2b.log" 2>&1 && fail "launch on a held store exited 0"
+grep -q "token store $TMP/store is in use by another writer" "$TMP/s2b.log" || { cat "$TMP/s2b.log"; fail "s2b refusal"; }
+[ -s "$TMP/s2/report.json" ] && [ -s "$TMP/s2/teacher.metrics.csv" ] ||
+    fail "a launch refused by its store removed the earlier run's outputs: $(ls "$TMP/s2")"
+release
+# Another dtype: refused like dim, before anything is made (no run folder left).
 run -n 2 "$RD" train "$TMP/a16.yaml" --out "$TMP/s3" >"$TMP/s3.log" 2>&1 && fail "an fp16 config reused an fp32 store"
 grep -q "the store has fp32 tokens, tokens.dtype is fp16" "$TMP/s3.log" || { cat "$TMP/s3.log"; fail "dtype refusal"; }
+[ ! -e "$TMP/s3" ] || fail "a launch refused by its store left its run folder: $(find "$TMP/s3" | head -3)"
+# A new store whose launch then fails to prepare its data leaves no store folder behind.
+printf 'u,i,t,y\n1,2,3,1\n' >"$TMP/log.csv"
+sed -e "s|^  source: synthetic\$|  source: csv\n  input: $TMP\n  schema: {path: log.csv, user_column: u, item_column: i, time_column: t, label: \"clik >= 1\"}|" \
+    -e "s|dir: $TMP/iatdata|dir: $TMP/iatdata_bad|" "$TMP/a.yaml" | sed "s|store_dir: $TMP/store|store_dir: $TMP/nostore/sub|" >"$TMP/bad.yaml"
+grep -q clik "$TMP/bad.yaml" && grep -q "$TMP/nostore/sub" "$TMP/bad.yaml" || fail "could not write bad.yaml"
+run -n 2 "$RD" train "$TMP/bad.yaml" --out "$TMP/s5" >"$TMP/s5.log" 2>&1 && fail "a launch without its label column succeeded"
+grep -q "no column 'clik'" "$TMP/s5.log" || { cat "$TMP/s5.log"; fail "s5 message"; }
+[ ! -e "$TMP/nostore" ] || fail "a failed launch left the store folder it made: $(find "$TMP/nostore")"
 # Two launches creating one fresh store at once.
 iat fp32 "$TMP/fresh" > "$TMP/f.yaml"
 run -n 2 "$RD" train "$TMP/f.yaml" --out "$TMP/f1" >"$TMP/f1.log" 2>&1 & p1=$!
