@@ -286,8 +286,9 @@ static void store_msg(const rd_config *cfg, const rd_errbuf *eb, int rc, char *m
 // launch (or tokens gc / compact) is refused naming the holder, and the check-then-create of a
 // new store cannot race another creator. The lock is kept, as target_log_ready's, until rank 0
 // ends (released by the kernel however the launch ends); it is released here only on failure.
-// Nothing is removed or prepared before this check (a refusal after them lost the earlier
-// run's report and left a prepared dataset); the dataset binding comes after the prepare.
+// It is one of the start-up checks: nothing is removed or prepared before it (a refusal after
+// them lost the earlier run's report and left a prepared dataset). The new store is made, and
+// bound to the dataset, by token_store_bind after the prepare.
 static int token_store_ready(const rd_config *cfg, int *lock_out, char *msg, size_t cap) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
@@ -844,6 +845,9 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         } else if (rd_config_token_job(cfg) >= 0 &&
                    (st.rc = token_store_ready(cfg, &store_lock, st.msg, sizeof st.msg)) != RD_OK) {
             ; // the store is in use or of another layout: nothing is removed or prepared
+        } else if ((st.rc = clear_earlier_outputs(cfg, !(resume && resume[0]), st.msg,
+                                                  sizeof st.msg)) != RD_OK) {
+            ; // st.msg names the file
         } else if (need_data) {
             printf("preparing the dataset at %s\n", cfg->data.dir);
             fflush(stdout);
@@ -857,9 +861,6 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         }
         if (st.rc == RD_OK && rd_config_token_job(cfg) >= 0)
             st.rc = token_store_bind(cfg, store_lock, st.msg, sizeof st.msg);
-        // The earlier run's outputs go once every start-up check has passed.
-        if (st.rc == RD_OK)
-            st.rc = clear_earlier_outputs(cfg, !(resume && resume[0]), st.msg, sizeof st.msg);
     }
     bcast_polled(&st, (int)sizeof st, MPI_BYTE, MPI_COMM_WORLD, poll);
     if (st.rc != RD_OK) {
