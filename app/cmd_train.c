@@ -240,6 +240,7 @@ static int writes_target_log(const rd_config *cfg) {
 static int g_run_locked, g_log_locked;
 static int g_store_existed;              // token_store_ready found a MANIFEST
 static int g_store_locked, g_store_made; // it took the store's lock; token_store_bind made it
+static int g_ckpt_locked;                // it took the lock of a checkpoint folder outside
 
 // Who this launch is, in a writer lock file: "recdistill train, run folder D".
 static void writer_name(const rd_config *cfg, char *buf, size_t cap) {
@@ -533,12 +534,51 @@ static int run_folder_ready(const rd_config *cfg, char *msg, size_t cap) {
     return rc;
 }
 
+// A checkpoint folder outside the run folder (ps.checkpoint_dir on scratch, or one named by two
+// configs) has a lock of its own, as the run folder: a launch removes the earlier checkpoints of
+// its jobs there and writes its own, so two launches on one folder removed each other's live
+// checkpoints and then failed. One inside the run folder is covered by run.lock.
+static int ckpt_folder_outside(const rd_config *cfg) {
+    size_t n = strlen(cfg->run.out_dir);
+    const char *d = cfg->ps.checkpoint_dir;
+    return !(strncmp(d, cfg->run.out_dir, n) == 0 && d[n] == '/');
+}
+
+static int ckpt_folder_ready(const rd_config *cfg, char *msg, size_t cap) {
+    if (!ckpt_folder_outside(cfg))
+        return RD_OK;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    char who[256];
+    writer_name(cfg, who, sizeof who);
+    int fd = -1, rc = RD_OK;
+    if (mkdir_p(cfg->ps.checkpoint_dir) != 0)
+        rc = rd_err_set(&eb, RD_ERR_IO,
+                        "checkpoint folder (ps.checkpoint_dir) %s: cannot create it: %s",
+                        cfg->ps.checkpoint_dir, strerror(errno));
+    else
+        rc = rd_writer_lock(cfg->ps.checkpoint_dir, RD_WRITER_LOCK_FILE,
+                            "checkpoint folder (ps.checkpoint_dir)", who, &fd, &eb);
+    if (rc != RD_OK)
+        snprintf(msg, cap, "%s", eb.msg[0] ? eb.msg : rd_strerror(rc));
+    g_ckpt_locked = rc == RD_OK;
+    return rc;
+}
+
 // A launch that failed before training removes what it made: the lock files in the folders it
 // created (the run folder, the target log), then those folders while they are empty
 // (rmdir_made). A folder that existed keeps its lock file (an empty file, as every lock file).
-static void
-remove_made(const rd_config *cfg, const char *made, const char *log_made, const char *store_made) {
+static void remove_made(const rd_config *cfg,
+                        const char *made,
+                        const char *log_made,
+                        const char *store_made,
+                        const char *ckpt_made) {
     char path[RD_PATH_MAX + 32];
+    if (ckpt_made[0] && g_ckpt_locked) {
+        snprintf(path, sizeof path, "%s/%s", cfg->ps.checkpoint_dir, RD_WRITER_LOCK_FILE);
+        unlink(path);
+        rmdir_made(cfg->ps.checkpoint_dir, ckpt_made);
+    }
     if (store_made[0] && g_store_locked && !g_store_made) { // its writer.lock, no store yet
         snprintf(path, sizeof path, "%s/%s", cfg->tokens.store_dir, RD_WRITER_LOCK_FILE);
         unlink(path);
@@ -803,7 +843,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         int rc;
         char msg[RD_ERR_MSG_MAX];
     } st = {RD_OK, ""};
-    char made[RD_PATH_MAX] = "", log_made[RD_PATH_MAX] = "", store_made[RD_PATH_MAX] = "";
+    char made[RD_PATH_MAX] = "", log_made[RD_PATH_MAX] = "", store_made[RD_PATH_MAX] = "",
+         ckpt_made[RD_PATH_MAX] = "";
     int store_lock = -1; // rank 0: the token store's writer lock (token_store_ready)
     if (rank == 0) {
         char probe[RD_PATH_MAX + 16];
@@ -816,6 +857,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
             first_missing(cfg->distill.target_log, log_made, sizeof log_made);
         if (rd_config_token_job(cfg) >= 0)
             first_missing(cfg->tokens.store_dir, store_made, sizeof store_made);
+        if (ckpt_folder_outside(cfg))
+            first_missing(cfg->ps.checkpoint_dir, ckpt_made, sizeof ckpt_made);
         if (probe_folder("run folder", cfg->run.out_dir, st.msg, sizeof st.msg) != 0 ||
             probe_folder("checkpoint folder (ps.checkpoint_dir)", cfg->ps.checkpoint_dir, st.msg,
                          sizeof st.msg) != 0 ||
@@ -831,6 +874,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
                      cfg->run.out_dir, strerror(errno));
         } else if ((st.rc = run_folder_ready(cfg, st.msg, sizeof st.msg)) != RD_OK) {
             ; // another launch writes this run folder: nothing is removed
+        } else if ((st.rc = ckpt_folder_ready(cfg, st.msg, sizeof st.msg)) != RD_OK) {
+            ; // another launch writes this checkpoint folder: nothing is removed
         } else if (!need_data &&
                    (st.rc = check_existing(cfg, resume, st.msg, sizeof st.msg)) != RD_OK) {
             ; // the dataset or a --resume checkpoint does not fit: nothing is removed
@@ -866,7 +911,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     if (st.rc != RD_OK) {
         if (rank == 0) {
             fprintf(stderr, "recdistill train: %s\n", st.msg);
-            remove_made(cfg, made, log_made, store_made);
+            remove_made(cfg, made, log_made, store_made, ckpt_made);
         }
         rd_comm_destroy(comm);
         rd_free(cfg);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # sweep.sh — a scaling sweep: one multi-node training run (slurm/train-multinode.sbatch) per
 # point of nodes x ranks per role x PS ranks x batch size, all submitted at once; waits for them and
-# gathers every run's report.json into one CSV, a text table and (when gnuplot is installed) a
-# PNG plot of throughput against world size.
+# gathers every run's report.json into one CSV, a text table and PNG plots of throughput and of
+# communication per sample against world size (drawn by `recdistill plot`).
 #
 #   slurm/sweep.sh SWEEP.spec           # on the login node
 #   slurm/sweep.sh --gather OUT_DIR     # gather again (e.g. after a timeout) without submitting
@@ -27,8 +27,9 @@
 # once and shared by every point), <point>/ (each run folder), runs.tsv (point, job id, sizes),
 # sweep.csv (one row per point: the sizes, Slurm state and exit code, and every number of its
 # report.json, nested keys joined with '.', lists left out; ranks_per_job lists the jobs' ranks in
-# config order, "2/1/1"), sweep.txt (the table) and, with
-# gnuplot, sweep.png.
+# config order, "2/1/1"), sweep.txt (the table), sweep.png (total samples/s against world size,
+# a line per node count), sweep-comm.png (bytes per trained sample) and sweep.gp (the same
+# throughput plot as a gnuplot script, for those who restyle it).
 #
 # Exit status: 0 every run completed with a report; 1 a bad spec/config, a failed submission or
 # a failed run (the CSV is still written for the others); 2 usage error.
@@ -318,7 +319,8 @@ mkdir -p "$OUT/configs"
 # ---------------------------------------------------------------------------------------------
 # 2. Derive one config per point from the base's effective config (every default written out):
 #    run name/out_dir per point, the shared dataset, the sizes; paths derived from the base's
-#    out_dir are emptied so that they follow the point's out_dir.
+#    out_dir are emptied so that they follow the point's out_dir, and a checkpoint folder or
+#    target log named elsewhere gets one subfolder per point.
 
 "$RD_BIN" config "$BASE" >"$OUT/configs/base.effective.yaml" 2>"$OUT/configs/base.err" ||
     rd_die "bad config: $(cat "$OUT/configs/base.err")"
@@ -327,6 +329,9 @@ derive() { # point teacher_ranks student_ranks ps batch -> stdout
         -v ps="$4" -v batch="$5" -v base_out="${B[out_dir]}/" '
         function q(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return "\"" s "\"" }
         function derived(v) { gsub(/^"|"$/, "", v); return index(v, base_out) == 1 }
+        function val(   v) { # the value of this key line, unquoted (it may hold spaces)
+            v = $0; sub(/^ *[a-z_]+: */, "", v); gsub(/^"|"$/, "", v)
+            gsub(/\\"/, "\"", v); gsub(/\\\\/, "\\", v); return v }
         /^[a-z_]+:/ { sec = $1; sub(/:.*/, "", sec) }
         sec == "run" && /^  name:/ { print "  name: " q(name); next }
         sec == "run" && /^  out_dir:/ { print "  out_dir: " q(outdir); next }
@@ -341,6 +346,11 @@ derive() { # point teacher_ranks student_ranks ps batch -> stdout
         sec == "ps" && /^  checkpoint_dir:/ && derived($2) { print "  checkpoint_dir: \"\""; next }
         sec == "tokens" && /^  store_dir:/ && derived($2) { print "  store_dir: \"\""; next }
         sec == "distill" && /^  target_log:/ && derived($2) { print "  target_log: \"\""; next }
+        # A checkpoint folder or target log named outside out_dir (fast scratch, say) is one
+        # per point under it: points run at once, and each launch owns its folders.
+        sec == "ps" && /^  checkpoint_dir:/ { print "  checkpoint_dir: " q(val() "/" name); next }
+        sec == "distill" && /^  target_log:/ && val() != "" {
+            print "  target_log: " q(val() "/" name); next }
         { print }' "$OUT/configs/base.effective.yaml"
 }
 

@@ -138,6 +138,25 @@ if command -v flock >/dev/null; then
     wait $FL 2>/dev/null
     [ "$(cat R5/report.json)" = earlier ] || fail "a refused launch removed the folder's report"
     run c.yaml --out R5 || fail "R5 after the lock was released: $(grep -v INFO err | head -3)"
+    # The same for a checkpoint folder outside the run folder (two launches on one removed each
+    # other's live checkpoints); a refused launch leaves no run folder.
+    mkdir -p CK && with_ps "checkpoint_dir: $TMP/CK" >ckx.yaml
+    flock -o CK/writer.lock sleep 30 &
+    FL=$!
+    sleep 0.5
+    run ckx.yaml --out R6
+    expect_refused "checkpoint folder (ps.checkpoint_dir) $TMP/CK is in use by another writer"
+    [ ! -e R6 ] || fail "a launch refused by its checkpoint folder left its run folder"
+    pkill -P $FL sleep 2>/dev/null
+    kill $FL 2>/dev/null
+    wait $FL 2>/dev/null
+    run ckx.yaml --out R6 || fail "R6 after the lock was released: $(grep -v INFO err | head -3)"
+    ls CK/student | grep -q '^step-' || fail "R6 wrote no checkpoint into CK"
+    # A launch that fails on its data removes the checkpoint folder it made (and its lock).
+    sed "s|^ps:|ps:\n  checkpoint_dir: $TMP/CK2/sub|" nolabel.yaml >ckn.yaml
+    run ckn.yaml --out R7 && fail "a launch without its label column succeeded"
+    grep -q "no column 'clik'" err || fail "ckn message: $(grep -v INFO err | head -3)"
+    [ ! -e CK2 ] && [ ! -e R7 ] || fail "a failed launch left $(find CK2 R7 2>/dev/null | head -3)"
 fi
 
 # --- 2. paths over their limits, said before anything is made (limits of RD_PATH_MAX 1024; the

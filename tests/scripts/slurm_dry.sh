@@ -79,6 +79,16 @@ spec ok "nodes: 1 2" "points: 2:1:1 1:1:1"
 "$SRC/slurm/sweep.sh" "$TMP/ok.spec" >"$TMP/ok.out" 2>"$TMP/ok.err" || bad "sweep ok: $(cat "$TMP/ok.err")"
 [ "$(grep -c "sbatch .*train-multinode.sbatch" "$TMP/ok.out")" = 4 ] || bad "sweep ok: $(cat "$TMP/ok.out")"
 [ "$(grep -o "configs/[^ ]*\.yaml\$" "$TMP/ok.out" | sort -u | wc -l)" = 4 ] || bad "sweep ok: points share a config"
+# A checkpoint folder named outside out_dir (spaces and all) is one per point: points run at once,
+# and two launches on one folder removed each other's checkpoints.
+sed "s|^ps:|ps:\n  checkpoint_dir: \"$TMP/scratch ck\"|" "$TINY" >"$TMP/ck.yaml"
+printf 'config: %s\nps: 1 2\nout: runs/ck\n' "$TMP/ck.yaml" >"$TMP/ck.spec"
+(cd "$TMP" && "$SRC/slurm/sweep.sh" "$TMP/ck.spec" >"$TMP/ck.out" 2>"$TMP/ck.err") || bad "sweep ck: $(cat "$TMP/ck.err")"
+for p in -p1- -p2-; do
+    c=$(ls "$TMP"/runs/ck/configs/*"$p"*.yaml 2>/dev/null | head -1)
+    [ -n "$c" ] && [ "$("$RD" config "$c" | sed -n 's/^  checkpoint_dir: //p')" = "\"$TMP/scratch ck/$(basename "$c" .yaml)\"" ] ||
+        bad "sweep ck: point $p: $(grep checkpoint_dir "$c" 2>&1) ($(ls "$TMP"/runs/ck/configs))"
+done
 
 # 3. --seed: the whole uint64 range of run.seed, no more.
 "$SRC/slurm/train-1node.sbatch" "$TINY" --seed 18446744073709551615 >"$TMP/s.out" 2>"$TMP/s.err" ||
