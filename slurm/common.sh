@@ -124,7 +124,8 @@ rd_args() {
                     --out: | --resume:) bad="$1: empty path" ;;
                     # Checked here, not once the job has its nodes: the run folder and its
                     # checkpoints are on a file system the submit host sees too.
-                    --resume:*) [ -d "$2" ] || bad="--resume: '$2' is not a folder (a checkpoint root such as runs/NAME/ckpt, or one step-N folder)" ;;
+                    # A relative one is the job's: against RD_SBATCH_ARGS's --chdir if given.
+                    --resume:*) [ -d "$(rd_in_workdir "$2")" ] || bad="--resume: '$2' is not a folder$( [ "$(rd_workdir)" = "$(pwd)" ] || echo " in the job's working directory $(rd_workdir)") (a checkpoint root such as runs/NAME/ckpt, or one step-N folder)" ;;
                     --seed:*) rd_is_seed "$2" || bad="--seed: '$2' is not a non-negative integer (0..18446744073709551615)" ;;
                 esac
                 var="RD_${1#--}_ARG"
@@ -168,6 +169,33 @@ rd_sbatch_opt() {
         prev="$a"
     done
     echo "$v"
+}
+
+# rd_check_nodes NEED PARTITION WHAT HINT: the partition (PARTITION, else RD_SBATCH_ARGS's
+# --partition/-p, else SBATCH_PARTITION, else the default partition) must have NEED nodes: Slurm
+# accepts a job that can never start (PartitionNodeLimit) and leaves it PENDING for ever. Dies
+# with "WHAT, partition P has N: HINT"; without sinfo or a controller it says why it cannot check.
+rd_check_nodes() {
+    local need="$1" part="$2" what="$3" hint="$4" have
+    [ -n "$part" ] || part="$(rd_sbatch_opt partition p)"
+    [ -n "$part" ] || part="${SBATCH_PARTITION:-}"
+    command -v sinfo >/dev/null || { rd_note "sinfo not found: not checking the partition's node count"; return 0; }
+    if [ -z "$part" ]; then
+        # sinfo fails when no controller answers (no slurm.conf, slurmctld down): under
+        # `set -e -o pipefail` that used to end the script here with exit 1 and no word.
+        local parts
+        if ! parts="$(sinfo -h -o %P 2>&1)"; then
+            rd_note "sinfo cannot reach a Slurm controller ($(head -n 1 <<<"$parts")): not checking the node count"
+            return 0
+        fi
+        part="$(sed -n 's/\*$//p' <<<"$parts" | head -n 1)"
+        [ -n "$part" ] || { rd_note "no default partition found: not checking the node count"; return 0; }
+    fi
+    local counts
+    counts="$(sinfo -h -p "$part" -o %D 2>/dev/null)" ||
+        { rd_note "sinfo failed (no Slurm controller reachable?): not checking the node count of partition $part"; return 0; }
+    have="$(awk '{n += $1} END {print n + 0}' <<<"$counts")"
+    [ "$have" -ge "$need" ] || rd_die "$what, partition $part has $have: $hint"
 }
 
 # rd_workdir: the directory the job runs in, absolute. Inside a job: the current directory (Slurm

@@ -90,6 +90,32 @@ for p in -p1- -p2-; do
         bad "sweep ck: point $p: $(grep checkpoint_dir "$c" 2>&1) ($(ls "$TMP"/runs/ck/configs))"
 done
 
+# 2b. A partition with fewer nodes than a job needs: refused at submission (Slurm accepts it and
+# leaves it PENDING for ever), for train-multinode, student-replay's sizing and a sweep, before
+# anything is submitted. A fake sinfo answers "part*" with 2 nodes.
+mkdir -p "$TMP/bin2"
+cat >"$TMP/bin2/sinfo" <<'EOF'
+#!/bin/sh
+case "$*" in *%P*) echo "part*" ;; *%D*) echo 2 ;; esac
+EOF
+chmod +x "$TMP/bin2/sinfo"
+PATH="$TMP/bin2:$PATH" RD_NODES=3 "$SRC/slurm/train-multinode.sbatch" "$TINY" >"$TMP/n.out" 2>"$TMP/n.err"
+[ $? = 1 ] && grep -q "the run needs 3 nodes, partition part has 2" "$TMP/n.err" && ! grep -q sbatch "$TMP/n.out" ||
+    bad "train-multinode RD_NODES=3 on 2 nodes: $(cat "$TMP/n.out" "$TMP/n.err")"
+PATH="$TMP/bin2:$PATH" RD_NODES=2 "$SRC/slurm/train-multinode.sbatch" "$TINY" >"$TMP/n.out" 2>"$TMP/n.err" ||
+    bad "train-multinode RD_NODES=2 on 2 nodes: $(cat "$TMP/n.err")"
+printf 'config: %s\nnodes: 1 3\nout: runs/n3\n' "$TINY" >"$TMP/n3.spec"
+PATH="$TMP/bin2:$PATH" "$SRC/slurm/sweep.sh" "$TMP/n3.spec" >"$TMP/n3.out" 2>"$TMP/n3.err"
+[ $? = 1 ] && grep -q "the sweep has points on 3 nodes, partition part has 2" "$TMP/n3.err" &&
+    ! grep -q "sbatch" "$TMP/n3.out" || bad "sweep nodes: 1 3 on 2 nodes: $(cat "$TMP/n3.out" "$TMP/n3.err")"
+# A relative --resume is the job's: under RD_SBATCH_ARGS's --chdir, not the submitting folder.
+mkdir -p "$TMP/J/runs/x/ckpt" "$TMP/runs/y/ckpt"
+RD_SBATCH_ARGS="--chdir=$TMP/J" "$SRC/slurm/train-1node.sbatch" "$TINY" --resume runs/x/ckpt >/dev/null 2>"$TMP/r.err" ||
+    bad "--resume under --chdir: $(cat "$TMP/r.err")"
+RD_SBATCH_ARGS="--chdir=$TMP/J" "$SRC/slurm/train-1node.sbatch" "$TINY" --resume runs/y/ckpt >/dev/null 2>"$TMP/r.err"
+[ $? = 2 ] && grep -q "'runs/y/ckpt' is not a folder in the job's working directory $TMP/J" "$TMP/r.err" ||
+    bad "--resume of the submitting folder under --chdir: $(cat "$TMP/r.err")"
+
 # 3. --seed: the whole uint64 range of run.seed, no more.
 "$SRC/slurm/train-1node.sbatch" "$TINY" --seed 18446744073709551615 >"$TMP/s.out" 2>"$TMP/s.err" ||
     bad "train-1node --seed 2^64-1: $(cat "$TMP/s.err")"
