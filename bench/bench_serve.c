@@ -181,6 +181,16 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
+        static const char *const known[] = {"--bundle", "--data", "--json", "--dir", "--iters",
+                                            "--warmup"};
+        int is_known = 0;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+            is_known |= strcmp(a, known[k]) == 0;
+        if (!is_known) {
+            fprintf(stderr, "bench_serve: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
         if (!v) {
             fprintf(stderr, "bench_serve: %s needs a value\n", a);
             usage(stderr);

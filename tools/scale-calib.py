@@ -31,6 +31,7 @@ Exit status: 0 ok, 1 a missing or malformed input (message on stderr), 2 usage e
 """
 import argparse
 import json
+import math
 import sys
 
 
@@ -47,19 +48,32 @@ def load(path):
         die(f"{path}: {e}")
 
 
+def number(lo, lo_open=False):
+    """An argparse type: a finite number >= lo (> lo when lo_open)."""
+    def parse(v):
+        try:
+            x = float(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{v}' is not a number")
+        if not math.isfinite(x) or x < lo or (lo_open and x == lo):
+            raise argparse.ArgumentTypeError(f"'{v}': expected a finite number {'>' if lo_open else '>='} {lo:g}")
+        return x
+    return parse
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--report", required=True)
     ap.add_argument("--job", required=True)
-    ap.add_argument("--batch", type=float, required=True)
+    ap.add_argument("--batch", type=number(0, True), required=True)
     ap.add_argument("--bench-dense")
     ap.add_argument("--dense-model", choices=["teacher", "student"], default="teacher")
-    ap.add_argument("--compute-us", type=float)
+    ap.add_argument("--compute-us", type=number(0, True))
     ap.add_argument("--bench-ps")
-    ap.add_argument("--ps-key-ns", type=float)
+    ap.add_argument("--ps-key-ns", type=number(0))
     ap.add_argument("--ps-dim", type=int, help="the bench_ps row of this dim (the job's table width)")
-    ap.add_argument("--msg-overhead-us", type=float, default=1.0)
-    ap.add_argument("--hot-keys", type=float, default=0.0)
+    ap.add_argument("--msg-overhead-us", type=number(0), default=1.0)
+    ap.add_argument("--hot-keys", type=number(0), default=0.0)
     a = ap.parse_args()
 
     rep = load(a.report)

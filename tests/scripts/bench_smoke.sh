@@ -106,4 +106,5 @@ badval "--dim: '0' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim 0
 # An unknown option given last was reported as "missing value of '--bogus'".
 badval "'--bogus': unknown option" "$B/bench_table" --bogus
 badval "'--bogus': unknown option" "$B/bench_prepare" --skip-ml --bogus
+badval "unknown option '--bogus'" "$B/bench_serve" --bogus
 echo "bench_smoke.sh: ok"

@@ -88,4 +88,12 @@ grep -q "^ps_key_ns: 50.000 .* at dim 8" "$TMP/c.yaml" || fail "default row: $(c
 python3 "$SRC/tools/scale-calib.py" --report "$R" --job student --batch 64 --compute-us 1 \
     --bench-ps "$TMP/ps.json" --ps-dim 16 >/dev/null 2>"$TMP/err" && fail "--ps-dim 16 accepted"
 grep -q "no row with dim 16" "$TMP/err" || fail "--ps-dim 16 message: $(cat "$TMP/err")"
+# Values the model cannot use are refused at once (they gave exit 0 and a calibration file that
+# scale-model then rejected).
+for bad in "--batch nan" "--batch 0" "--batch -5" "--msg-overhead-us -1" "--hot-keys -3" "--compute-us 0"; do
+    # shellcheck disable=SC2086
+    python3 "$SRC/tools/scale-calib.py" --report "$R" --job student --batch 64 --compute-us 1 \
+        --bench-ps "$TMP/ps.json" $bad >/dev/null 2>"$TMP/err" && fail "scale-calib $bad accepted"
+    grep -q "argument ${bad%% *}: .*expected a finite number" "$TMP/err" || fail "scale-calib $bad: $(cat "$TMP/err")"
+done
 echo "scale_calib_shm: ok (keys_per_sample ${K[1-off]} in all four layouts)"
