@@ -410,10 +410,9 @@ if [ ! -f "$OUT/data/meta.yaml" ] && [ "${RD_DRY_RUN:-0}" != 1 ]; then
     "$RD_BIN" prepare "$OUT/configs/${points[0]}.yaml" >"$OUT/prepare.log" 2>&1 ||
         rd_die "prepare failed: $(tail -n 5 "$OUT/prepare.log")"
 fi
-# Every point's nodes must exist in the partition before any is submitted: a point beyond it
-# pends for ever, and the sweep with it.
-maxn=0
-for n in $NODES_L; do [ "$n" -le "$maxn" ] || maxn="$n"; done
+# Every submitted point's nodes (skipped points aside) must exist in the partition before any is
+# submitted: a point beyond it pends for ever, and the sweep with it.
+maxn="$(awk -F'\t' 'NR > 1 && $3 > m { m = $3 } END { print m + 0 }' "$OUT/runs.tsv.new")"
 rd_check_nodes "$maxn" "" "the sweep has points on $maxn nodes" "drop them from nodes:, or use another partition (RD_SBATCH_ARGS=--partition=P)"
 ids=()
 : >"$OUT/runs.tsv"
