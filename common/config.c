@@ -132,6 +132,11 @@ static const char *const metric_formats[] = {"csv", "jsonl", NULL};
         .key = k, .type = CK_STR_LIST, .off = OFF(T, m, char(*)[RD_NAME_MAX]),                     \
         .size = MSIZE(T, m[0]), .count_off = OFF(T, cnt, int), .max_count = MCOUNT(T, m)           \
     }
+#define K_COLS(T, k, m, cnt)                                                                       \
+    {                                                                                              \
+        .key = k, .type = CK_STR_LIST, .off = OFF(T, m, char(*)[RD_COLUMN_MAX]),                   \
+        .size = MSIZE(T, m[0]), .count_off = OFF(T, cnt, int), .max_count = MCOUNT(T, m)           \
+    }
 #define K_MAP(T, k, m, ST, sub_)                                                                   \
     { .key = k, .type = CK_MAP, .off = OFF(T, m, ST), .sub = &sub_ }
 #define K_MAPS(T, k, m, ST, cnt, sub_)                                                             \
@@ -197,7 +202,7 @@ static const ck_key side_keys[] = {
     K_STR(rd_side_config, "path", path, REQ, NULL),
     K_STR(rd_side_config, "delimiter", delimiter, 0, ","),
     K_BOOL(rd_side_config, "header", header, "false"),
-    K_STRS(rd_side_config, "columns", columns, n_columns),
+    K_COLS(rd_side_config, "columns", columns, n_columns),
     K_STR(rd_side_config, "key_column", key_column, REQ, NULL),
     K_STR(rd_side_config, "join_column", join_column, REQ, NULL),
     K_CHOICE(rd_side_config, "encoding", encoding, encodings, "utf-8"),
@@ -219,7 +224,7 @@ static const ck_key schema_keys[] = {
     K_STR(rd_schema_config, "delimiter", delimiter, 0, ","),
     K_BOOL(rd_schema_config, "header", header, "true"),
     K_BOOL(rd_schema_config, "quoting", quoting, "true"),
-    K_STRS(rd_schema_config, "columns", columns, n_columns),
+    K_COLS(rd_schema_config, "columns", columns, n_columns),
     K_STR(rd_schema_config, "user_column", user_column, 0, NULL),
     K_STR(rd_schema_config, "item_column", item_column, 0, NULL),
     K_STR(rd_schema_config, "time_column", time_column, 0, NULL),
@@ -1461,7 +1466,7 @@ static int resolve_impl(rd_config *cfg, const vctx *v) {
     rd_schema_config *sc = &cfg->data.schema;
     for (int i = 0; i < sc->n_fields && i < RD_MAX_FIELDS; i++)
         if (!sc->fields[i].column[0])
-            memcpy(sc->fields[i].column, sc->fields[i].name, sizeof sc->fields[i].column);
+            snprintf(sc->fields[i].column, sizeof sc->fields[i].column, "%s", sc->fields[i].name);
     // A distilled student without `teacher:` joins the first teacher job.
     const char *first_teacher = NULL;
     for (int i = 0; i < cfg->cluster.n_jobs && i < RD_MAX_JOBS; i++)
@@ -1535,6 +1540,13 @@ static int in_list(const char list[][RD_NAME_MAX], int n, const char *s) {
     return 0;
 }
 
+static int in_cols(const char list[][RD_COLUMN_MAX], int n, const char *s) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(list[i], s) == 0)
+            return 1;
+    return 0;
+}
+
 static int check_name(const vctx *v, const char *path, const char *s) {
     int bad = bad_name(s);
     if (bad == 2)
@@ -1561,7 +1573,7 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
         snprintf(p, sizeof p, "data.schema.columns[%d]", i);
         if (!sc->columns[i][0])
             return verr(v, p, "column name must not be empty");
-        if (in_list(sc->columns, i, sc->columns[i]))
+        if (in_cols(sc->columns, i, sc->columns[i]))
             return verr(v, p, "duplicate column '%s'", sc->columns[i]);
     }
     static const char *const req_keys[] = {"user_column", "item_column", "time_column",
@@ -1571,7 +1583,7 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
         snprintf(p, sizeof p, "data.schema.%s", req_keys[i]);
         if (!req_vals[i][0])
             return verr(v, p, "required for a csv source");
-        if (!sc->header && !in_list(sc->columns, sc->n_columns, req_vals[i]))
+        if (!sc->header && !in_cols(sc->columns, sc->n_columns, req_vals[i]))
             return verr(v, p, "column '%s' is not in data.schema.columns", req_vals[i]);
         // The ids and the time come from three columns: one column as two of them would make
         // every event of one user, one item or one instant (the label may read any column).
@@ -1601,12 +1613,12 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
             if (sd->n_columns == 0)
                 return verr(v, p, "a side file without a header line needs the list of columns");
             snprintf(p, sizeof p, "data.schema.side[%d].key_column", s);
-            if (!in_list(sd->columns, sd->n_columns, sd->key_column))
+            if (!in_cols(sd->columns, sd->n_columns, sd->key_column))
                 return verr(v, p, "column '%s' is not in data.schema.side[%d].columns",
                             sd->key_column, s);
         }
         snprintf(p, sizeof p, "data.schema.side[%d].join_column", s);
-        if (!sc->header && !in_list(sc->columns, sc->n_columns, sd->join_column))
+        if (!sc->header && !in_cols(sc->columns, sc->n_columns, sd->join_column))
             return verr(v, p, "column '%s' is not in data.schema.columns", sd->join_column);
     }
     for (int f = 0; f < sc->n_fields; f++) {
@@ -1655,7 +1667,7 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
                 snprintf(p, sizeof p, "data.schema.fields[%d].side", f);
                 return verr(v, p, "no side table named '%s' in data.schema.side", fc->side);
             }
-            if (!sd->header && !in_list(sd->columns, sd->n_columns, fc->column))
+            if (!sd->header && !in_cols(sd->columns, sd->n_columns, fc->column))
                 return verr(v, p, "column '%s' is not in the columns of side table '%s'",
                             fc->column, sd->name);
             // A log row without a side row gets this field's fill: there must be one.
@@ -1667,7 +1679,7 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
                             "for the rows without a side row: zero or mean",
                             fc->name, sd->name);
             }
-        } else if (!sc->header && !in_list(sc->columns, sc->n_columns, fc->column)) {
+        } else if (!sc->header && !in_cols(sc->columns, sc->n_columns, fc->column)) {
             return verr(v, p, "column '%s' is not in data.schema.columns", fc->column);
         }
     }

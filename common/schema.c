@@ -34,10 +34,10 @@
 // ---------------------------------------------------------------------------------------------
 // Presets
 
-static void set_cols(char (*dst)[RD_NAME_MAX], int *n, const char *const *names) {
+static void set_cols(char (*dst)[RD_COLUMN_MAX], int *n, const char *const *names) {
     *n = 0;
     for (; names[*n]; (*n)++)
-        snprintf(dst[*n], RD_NAME_MAX, "%s", names[*n]);
+        snprintf(dst[*n], RD_COLUMN_MAX, "%s", names[*n]);
 }
 
 static void add_field(rd_schema_config *sc,
@@ -368,7 +368,7 @@ typedef struct csv_ctx {
     char *one_part[1];                  // the list of a log that is one file
     char **part_list;                   // the non-empty parts of a pattern (pointers into parts)
     int n_cols;
-    char (*cols)[RD_NAME_MAX]; // log column names (n_cols)
+    char (*cols)[RD_COLUMN_MAX]; // log column names (n_cols)
     int c_user, c_item, c_time, c_label, tf;
     rd__layout lay;
     field_plan plan[RD_MAX_FIELDS];
@@ -516,7 +516,7 @@ static void delim_of(const char *d, char *out) {
         snprintf(out, 4, "%s", d[0] ? d : ",");
 }
 
-static int find_col(char (*cols)[RD_NAME_MAX], int n, const char *name) {
+static int find_col(char (*cols)[RD_COLUMN_MAX], int n, const char *name) {
     for (int i = 0; i < n; i++)
         if (strcmp(cols[i], name) == 0)
             return i;
@@ -528,12 +528,12 @@ static int missing_col(rd_errbuf *eb,
                        const char *file,
                        const char *key,
                        const char *name,
-                       char (*cols)[RD_NAME_MAX],
+                       char (*cols)[RD_COLUMN_MAX],
                        int n) {
     char list[600];
     size_t k = 0;
     list[0] = '\0';
-    for (int i = 0; i < n && k + RD_NAME_MAX + 4 < sizeof list; i++)
+    for (int i = 0; i < n && k + RD_COLUMN_MAX + 4 < sizeof list; i++)
         k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", cols[i]);
     return rd_err_set(eb, RD_ERR_SCHEMA, "%s: no column '%s' in %s (columns: %s)", key, name, file,
                       list);
@@ -555,17 +555,17 @@ static int read_columns(rd_csv_reader *r,
                         int n_cfg,
                         const char *cfg_cols,
                         const char *cfg_key,
-                        char (**out)[RD_NAME_MAX],
+                        char (**out)[RD_COLUMN_MAX],
                         int *n_out,
                         rd_errbuf *eb) {
     const char *file = rd_csv_name(r);
     if (!header) {
-        *out = rd_malloc((size_t)(n_cfg ? n_cfg : 1) * RD_NAME_MAX);
+        *out = rd_malloc((size_t)(n_cfg ? n_cfg : 1) * RD_COLUMN_MAX);
         if (!*out)
             return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
-        memcpy(*out, cfg_cols, (size_t)n_cfg * RD_NAME_MAX);
+        memcpy(*out, cfg_cols, (size_t)n_cfg * RD_COLUMN_MAX);
         for (int i = 0; i < n_cfg; i++)
-            (*out)[i][RD_NAME_MAX - 1] = '\0';
+            (*out)[i][RD_COLUMN_MAX - 1] = '\0';
         *n_out = n_cfg;
         if (n_cfg == 0)
             return rd_err_set(eb, RD_ERR_SCHEMA,
@@ -586,14 +586,14 @@ static int read_columns(rd_csv_reader *r,
     if (nf > RD_SCHEMA_MAX_HEADER)
         return rd_err_set(eb, RD_ERR_SCHEMA, "%s:%llu: %zu columns, more than the %d supported",
                           file, (unsigned long long)line, nf, RD_SCHEMA_MAX_HEADER);
-    *out = rd_malloc(nf * RD_NAME_MAX);
+    *out = rd_malloc(nf * RD_COLUMN_MAX);
     if (!*out)
         return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < nf; i++) {
         // An empty name (the index column pandas writes) or one longer than any config name
         // can hold names a column no schema can refer to: keep it unnamed ("" matches no
         // configured column) instead of refusing the file.
-        if (f[i].len == 0 || f[i].len >= RD_NAME_MAX) {
+        if (f[i].len == 0 || f[i].len >= RD_COLUMN_MAX) {
             (*out)[i][0] = '\0';
             continue;
         }
@@ -610,12 +610,15 @@ static int read_columns(rd_csv_reader *r,
         // does not rename the file's columns).
         for (int i = 0; i < n_cfg || i < (int)nf; i++) {
             const char *h = i < (int)nf ? (*out)[i] : NULL;
-            const char *c = i < n_cfg ? cfg_cols + (size_t)i * RD_NAME_MAX : NULL;
-            if (h && c && strncmp(c, h, RD_NAME_MAX) == 0)
+            const char *c = i < n_cfg ? cfg_cols + (size_t)i * RD_COLUMN_MAX : NULL;
+            if (h && c && strncmp(c, h, RD_COLUMN_MAX) == 0)
                 continue;
-            char hq[RD_NAME_MAX + 2], cq[RD_NAME_MAX + 2];
-            snprintf(hq, sizeof hq, "'%s'", h ? h : "");
-            snprintf(cq, sizeof cq, "'%.*s'", RD_NAME_MAX - 1, c ? c : "");
+            char hq[RD_COLUMN_MAX + 48], cq[RD_COLUMN_MAX + 2];
+            if (h && !h[0]) // kept unnamed above
+                snprintf(hq, sizeof hq, "unnamed (empty, or %d bytes or longer)", RD_COLUMN_MAX);
+            else
+                snprintf(hq, sizeof hq, "'%s'", h ? h : "");
+            snprintf(cq, sizeof cq, "'%.*s'", RD_COLUMN_MAX - 1, c ? c : "");
             return rd_err_set(eb, RD_ERR_SCHEMA,
                               "%s:%llu: the header line does not match %s: column %d is %s in "
                               "the header, %s in %s (%zu header columns, %d listed; with a "
@@ -693,7 +696,7 @@ static float missing_fill(const field_plan *fp) {
 static int fill_field(field_plan *fp,
                       rd_csv_reader *r,
                       const rd_csv_field *row,
-                      char (*cols)[RD_NAME_MAX],
+                      char (*cols)[RD_COLUMN_MAX],
                       uint64_t *keys,
                       float *nums,
                       rd_errbuf *eb) {
@@ -838,7 +841,7 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
     delim_of(sd->delimiter, o.delimiter);
     o.quote = cx->quote;
     rd_csv_reader *r = NULL;
-    char(*cols)[RD_NAME_MAX] = NULL;
+    char(*cols)[RD_COLUMN_MAX] = NULL;
     // Keys and values of a Latin-1 table are hashed as UTF-8, as the log's (and any config's)
     // text is, so that "Caf\xe9" here joins "Caf\xc3\xa9" there.
     int latin1 = strcmp(sd->encoding, "latin-1") == 0;
@@ -1308,7 +1311,7 @@ static int next_part(csv_ctx *cx,
     int rc = rd_csv_open(path, o, r, eb);
     if (rc != RD_OK)
         return rc;
-    char(*cols)[RD_NAME_MAX] = NULL;
+    char(*cols)[RD_COLUMN_MAX] = NULL;
     int nc = 0;
     if ((rc = read_columns(*r, sc->header, sc->n_columns, &sc->columns[0][0], "data.schema.columns",
                            &cols, &nc, eb)) != RD_OK)
@@ -1585,7 +1588,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     for (uint64_t i = 0; i < es.n; i++)
         n_pos += es.label[i];
     if (n_pos == 0 || n_pos == es.n) {
-        char rule[RD_NAME_MAX * (RD_MAX_LABEL_VALUES + 1) + 64];
+        char rule[RD_COLUMN_MAX + RD_NAME_MAX * RD_MAX_LABEL_VALUES + 64];
         label_rule_text(sc, rule, sizeof rule);
         rc = rd_err_set(eb, RD_ERR_SCHEMA,
                         "%s: label rule '%s' gives label %d to all %llu events: training "

@@ -1233,6 +1233,65 @@ static void test_missing_side_rows(void **state) {
     free(cfg);
 }
 
+// Column names of real exports: a 35-byte name as the user column (names were capped at 31
+// bytes, with no way round it under a header), a header name of RD_COLUMN_MAX bytes or more
+// kept unnamed (refused only when a config names it), and a headerless log of 60 columns
+// (at most 48 could be listed).
+static void test_long_and_many_columns(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "longcol_ds");
+    char big[RD_COLUMN_MAX + 8];
+    memset(big, 'z', RD_COLUMN_MAX + 2);
+    big[RD_COLUMN_MAX + 2] = '\0';
+    char log[1024];
+    snprintf(log, sizeof log,
+             "customer_identifier_from_crm_system,i,t,y,%s\na,x,1,1,q\nb,x,2,0,q\na,w,3,0,q\n",
+             big);
+    put("longcol", "log.csv", log);
+    simple_schema(cfg, "longcol", out);
+    SET(cfg->data.schema.user_column, "customer_identifier_from_crm_system");
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, 3);
+    assert_true(rd_dataset_record(ds, 0)->user_key == key_of("user", "a"));
+    rd_dataset_close(ds);
+
+    // 60 columns without a header: the schema lists them all.
+    path_in(out, sizeof out, "manycol_ds");
+    char line[1024], hdrless[4096];
+    size_t o = 0;
+    for (int r = 0; r < 3; r++) {
+        size_t k = (size_t)snprintf(line, sizeof line, "%c,x,%d,%d", 'a' + r, r + 1, r % 2);
+        for (int c = 4; c < 60; c++)
+            k += (size_t)snprintf(line + k, sizeof line - k, ",%d", c);
+        o += (size_t)snprintf(hdrless + o, sizeof hdrless - o, "%s\n", line);
+    }
+    put("manycol", "log.csv", hdrless);
+    simple_schema(cfg, "manycol", out);
+    cfg->data.schema.header = 0;
+    cfg->data.schema.n_columns = 60;
+    static const char *const first[] = {"u", "i", "t", "y"};
+    for (int c = 0; c < 60; c++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "c%d", c);
+        SET(cfg->data.schema.columns[c], c < 4 ? first[c] : nm);
+    }
+    rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    ds = open_ok(out);
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, 3);
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
 // iso8601: RFC 3339 allows a lowercase separator and UTC designator.
 static void test_iso8601_lowercase(void **state) {
     (void)state;
@@ -2275,6 +2334,7 @@ int main(void) {
         cmocka_unit_test(test_missing_numeric),
         cmocka_unit_test(test_missing_side_rows),
         cmocka_unit_test(test_iso8601_lowercase),
+        cmocka_unit_test(test_long_and_many_columns),
         cmocka_unit_test(test_negative_sampling),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_feedback_stats),

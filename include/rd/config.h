@@ -50,7 +50,8 @@
 #define RD_MAX_JOBS          8     // worker jobs in one launch
 #define RD_MAX_TABLES        32    // embedding tables on the PS group
 #define RD_MAX_MODELS        8     // model architectures
-#define RD_MAX_COLUMNS       48    // columns of one CSV file
+#define RD_COLUMN_MAX        128   // column names of logs and side tables (incl. NUL)
+#define RD_MAX_COLUMNS       256   // columns a schema lists (a header line may name more)
 #define RD_MAX_FIELDS        32    // features of the schema (categorical + multi + numeric)
 #define RD_MAX_SIDE          4     // side tables joined by key
 #define RD_MAX_LABEL_VALUES  8     // data.schema.label.values
@@ -171,30 +172,30 @@ typedef enum rd_label_op {
 } rd_label_op;
 
 typedef struct rd_field_config {
-    char name[RD_NAME_MAX];   // feature name (used in keys and in models.features); required,
-                              // unique, not "user" or "item"
-    char column[RD_NAME_MAX]; // column that holds it (in the log, or in side table `side`);
-                              // default: the field name. Not the log's label column, unless
-                              // kind is feedback
-    char side[RD_NAME_MAX];   // "" = the interaction log; else the name of a side table
-    int kind;                 // rd_field_kind; YAML: categorical | multi | numeric | feedback;
-                              // default categorical
-    int max_len;              // multi: max values kept per event, 1..64; default 8
-    char sep[4];              // multi: value separator; default "|"
-    int log1p;                // numeric, feedback: apply log1p(max(x,0)) before storing;
-                              // default 0
-    int flags;                // categorical: 1 = value is a 0/1 flag column (multi-hot from
-                              // several columns, e.g. MovieLens genres); default 0
-    int standardize;          // numeric: 1 = store (x - mean) / std, mean and std of the batch
-                              // period's events (after log1p), recorded in the dataset
-                              // (rd_dataset_field) and in serving bundles; default 0
-    int missing;              // rd_missing_fill; YAML: error | zero | mean. numeric, feedback:
-                              // what a missing value (empty, NA, N/A, NaN, null, None, any case)
-                              // becomes: error = refuse the row, zero = 0 (the raw value, before
-                              // log1p/standardize), mean = the mean of the field's present
-                              // values over the batch period's events (stored values, after
-                              // log1p; 0 when none). A side table's `missing: empty` gives its
-                              // numeric fields this fill too. Default error
+    char name[RD_NAME_MAX];     // feature name (used in keys and in models.features); required,
+                                // unique, not "user" or "item"
+    char column[RD_COLUMN_MAX]; // column that holds it (in the log, or in side table `side`);
+                                // default: the field name. Not the log's label column, unless
+                                // kind is feedback
+    char side[RD_NAME_MAX];     // "" = the interaction log; else the name of a side table
+    int kind;                   // rd_field_kind; YAML: categorical | multi | numeric | feedback;
+                                // default categorical
+    int max_len;                // multi: max values kept per event, 1..64; default 8
+    char sep[4];                // multi: value separator; default "|"
+    int log1p;                  // numeric, feedback: apply log1p(max(x,0)) before storing;
+                                // default 0
+    int flags;                  // categorical: 1 = value is a 0/1 flag column (multi-hot from
+                                // several columns, e.g. MovieLens genres); default 0
+    int standardize;            // numeric: 1 = store (x - mean) / std, mean and std of the batch
+                                // period's events (after log1p), recorded in the dataset
+                                // (rd_dataset_field) and in serving bundles; default 0
+    int missing;                // rd_missing_fill; YAML: error | zero | mean. numeric, feedback:
+                                // what a missing value (empty, NA, N/A, NaN, null, None, any case)
+                                // becomes: error = refuse the row, zero = 0 (the raw value, before
+                                // log1p/standardize), mean = the mean of the field's present
+                                // values over the batch period's events (stored values, after
+                                // log1p; 0 when none). A side table's `missing: empty` gives its
+                                // numeric fields this fill too. Default error
 } rd_field_config;
 
 typedef struct rd_side_config {
@@ -203,10 +204,10 @@ typedef struct rd_side_config {
     char delimiter[4];      // "," "\t" "|" "::" ...; default ","
     int header;             // 1 = first line names the columns; default 0
     int n_columns;          // number of names in columns (when header = 0)
-    char columns[RD_MAX_COLUMNS][RD_NAME_MAX]; // YAML: columns: [..]; names in file order
-    char key_column[RD_NAME_MAX];  // column joined with join_column of the log; required
-    char join_column[RD_NAME_MAX]; // column of the log holding the key (e.g. "user"); required
-    char encoding[12];             // "utf-8" | "latin-1"; default "utf-8"
+    char columns[RD_MAX_COLUMNS][RD_COLUMN_MAX]; // YAML: columns: [..]; names in file order
+    char key_column[RD_COLUMN_MAX];  // column joined with join_column of the log; required
+    char join_column[RD_COLUMN_MAX]; // column of the log holding the key (e.g. "user"); required
+    char encoding[12];               // "utf-8" | "latin-1"; default "utf-8"
     int missing; // rd_side_missing; YAML: error | empty. A log row whose join key has no row
                  // here: error = refuse the log; empty = join missing values (categorical and
                  // multi fields: no key, as an empty value; numeric ones: their fields[].missing
@@ -223,17 +224,17 @@ typedef struct rd_schema_config {
                             // bytes ("::" or "|" files whose text starts with a quote); for the
                             // log and its side tables; default 1
     int n_columns;          // number of names in columns (required when header = 0)
-    char columns[RD_MAX_COLUMNS][RD_NAME_MAX]; // YAML: columns: [..]
-    char user_column[RD_NAME_MAX];             // csv: required (and in columns when header = 0)
-    char item_column[RD_NAME_MAX];             // csv: required
-    char time_column[RD_NAME_MAX];             // csv: required
+    char columns[RD_MAX_COLUMNS][RD_COLUMN_MAX]; // YAML: columns: [..]
+    char user_column[RD_COLUMN_MAX];             // csv: required (and in columns when header = 0)
+    char item_column[RD_COLUMN_MAX];             // csv: required
+    char time_column[RD_COLUMN_MAX];             // csv: required
     char time_format[12]; // "unix" (seconds) | "unix_ms" | "iso8601"; default "unix"
     // YAML: label: "rating >= 4"  (rule COLUMN OP NUMBER, OP one of >= > == != <= < =)
     //   or  label: {column: rating, op: ">=", threshold: 4}
     //   or a text rule (label_values, at the end of the struct)
-    char label_column[RD_NAME_MAX]; // YAML: label.column; csv: required
-    int label_op;                   // YAML: label.op; rd_label_op; default ">="
-    double label_threshold;         // YAML: label.threshold; default 1 (a 0/1 label column)
+    char label_column[RD_COLUMN_MAX]; // YAML: label.column; csv: required
+    int label_op;                     // YAML: label.op; rd_label_op; default ">="
+    double label_threshold;           // YAML: label.threshold; default 1 (a 0/1 label column)
     int n_fields;
     rd_field_config fields[RD_MAX_FIELDS]; // YAML: fields: list of maps; features besides the
                                            // user and item ids
