@@ -38,8 +38,10 @@ static void table_usage(FILE *out) {
             "                                         of age and update count\n"
             "  export  CKPT --table NAME --out FILE [--format tsv|bin]   rows sorted by key\n"
             "                                         (FILE '-' = stdout, tsv only)\n"
-            "  import  CKPT --table NAME --in FILE --out DIR   replace the table's rows by an\n"
-            "                                         export (tsv or bin, detected)\n"
+            "  import  CKPT --table NAME --in FILE --out DIR [--keys-of T]   replace the\n"
+            "                                         table's rows by an export of it (tsv or\n"
+            "                                         bin, detected); --keys-of T: of table T,\n"
+            "                                         when NAME has init_as: T in the config\n"
             "  evict   CKPT --out DIR [--table NAME] [--older-than T] [--min-count N]\n"
             "                                         drop rows last seen before stream time T\n"
             "                                         or updated fewer than N times; pending\n"
@@ -183,7 +185,7 @@ int rd_cmd_table(int argc, char **argv) {
         {"--table", RD_APP_STRING, NULL},      {"--out", RD_APP_STRING, NULL},
         {"--in", RD_APP_STRING, NULL},         {"--format", RD_APP_STRING, NULL},
         {"--older-than", RD_APP_NUMBER, NULL}, {"--min-count", RD_APP_NUMBER, NULL},
-        {"--shards", RD_APP_NUMBER, NULL}};
+        {"--shards", RD_APP_NUMBER, NULL},     {"--keys-of", RD_APP_STRING, NULL}};
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const char *dir = NULL;
     int n_pos = 0;
@@ -199,7 +201,7 @@ int rd_cmd_table(int argc, char **argv) {
         const char *cmd, *taken;
     } takes[] = {{"stats", "--table"},
                  {"export", "--table --out --format"},
-                 {"import", "--table --in --out"},
+                 {"import", "--table --in --out --keys-of"},
                  {"evict", "--out --table --older-than --min-count"},
                  {"reshard", "--shards --out"},
                  {"verify", ""},
@@ -357,7 +359,7 @@ int rd_cmd_table(int argc, char **argv) {
             rc = rd_err_set(&eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", in,
                             strerror(errno));
         else
-            rc = rd_tabletool_import(tt, ti, f, in, &im, &eb);
+            rc = rd_tabletool_import_keys_of(tt, ti, opts[7].value, f, in, &im, &eb);
         if (f)
             fclose(f);
         if (rc == RD_OK)

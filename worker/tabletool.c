@@ -389,7 +389,8 @@ typedef struct rows_in {
     float *val;
     size_t np, pcap; // pending admission counts
     pend_ref *pend;
-    int has_pending; // the file records pending counts (format version 2)
+    int has_pending;     // the file records pending counts (format version 2)
+    const char *keys_of; // the table whose salt the keys must carry: the table's, or its init_as
 } rows_in;
 
 static void pend_push(rows_in *r, uint64_t key, int64_t ls, uint32_t c) {
@@ -430,13 +431,19 @@ static void rows_free(rows_in *r) {
 // export holds only these salted keys: table `to` would never look one of them up, so its
 // trained rows would be replaced by dead ones and every lookup would start from the initial
 // value again. Editing the header does not change the keys.
-static int other_table(const char *what, const char *from, const char *to, rd_errbuf *eb) {
+static int
+other_table(const char *what, const char *from, const rows_in *r, const char *to, rd_errbuf *eb) {
+    if (strcmp(r->keys_of, to) != 0) // --keys-of given
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s: rows of table %s, but --keys-of says table %s's keys carry the salt "
+                          "of table %s",
+                          what, from, to, r->keys_of);
     return rd_err_set(eb, RD_ERR_SCHEMA,
                       "%s: rows of table %s, but they are imported into table %s: keys are hashed "
-                      "with their table's name (or its init_as), so table %s would never look "
-                      "these rows up and its own trained rows would be lost; rows can only be "
-                      "imported into the table they were exported from",
-                      what, from, to, to);
+                      "with their table's name (or its init_as), so table %s would look these "
+                      "rows up only if the config gives it init_as: %s (then say so with "
+                      "--keys-of %s); else its own trained rows would be lost",
+                      what, from, to, to, from, from);
 }
 
 static int read_bin(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in *r, rd_errbuf *eb) {
@@ -513,8 +520,8 @@ static int read_bin(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
     char name[RD_NAME_MAX + 1];
     memcpy(name, h + 32, RD_NAME_MAX);
     name[RD_NAME_MAX] = '\0';
-    if (rc == RD_OK && strcmp(name, ct->name) != 0)
-        rc = other_table(what, name, ct->name, eb);
+    if (rc == RD_OK && strcmp(name, r->keys_of) != 0)
+        rc = other_table(what, name, r, ct->name, eb);
     return rc;
 }
 
@@ -547,10 +554,10 @@ static int tsv_header(const char *line,
         return rd_err_set(eb, RD_ERR_SCHEMA,
                           "%s: rows of dim %u with %u slots; table %s is dim %u with %u slots",
                           what, dim, slots, ct->name, ct->dim, ct->slots);
-    if (strcmp(name, ct->name) != 0) {
+    if (strcmp(name, r->keys_of) != 0) {
         char w[RD_PATH_MAX + 8];
         snprintf(w, sizeof w, "%s:1", what);
-        return other_table(w, name, ct->name, eb);
+        return other_table(w, name, r, ct->name, eb);
     }
     if (strcmp(opt, rd_optim_name((int)ct->optim)) != 0)
         return rd_err_set(eb, RD_ERR_SCHEMA,
@@ -714,9 +721,20 @@ int rd_tabletool_import(rd_tabletool *tt,
                         const char *what,
                         rd_tabletool_imported *res,
                         rd_errbuf *eb) {
+    return rd_tabletool_import_keys_of(tt, table, NULL, f, what, res, eb);
+}
+
+int rd_tabletool_import_keys_of(rd_tabletool *tt,
+                                int table,
+                                const char *keys_of,
+                                FILE *f,
+                                const char *what,
+                                rd_tabletool_imported *res,
+                                rd_errbuf *eb) {
     const rd_ckpt_table *ct = &tt->man->tables[table];
     rows_in r;
     memset(&r, 0, sizeof r);
+    r.keys_of = keys_of && keys_of[0] ? keys_of : ct->name;
     if (res)
         memset(res, 0, sizeof *res);
     r.nf = (size_t)ct->dim * (1 + ct->slots);

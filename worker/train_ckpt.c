@@ -864,6 +864,14 @@ static int explain_no_checkpoint(const char *root, const char *job, const char *
                           "a step-N folder)",
                           root, job);
     snprintf(p, sizeof p, "%s/MANIFEST", root);
+    char tok[RD_PATH_MAX * 2 + 32];
+    snprintf(tok, sizeof tok, "%s/shard-0000", root); // a token store's first shard (rd/tokens.h)
+    if (access(p, F_OK) == 0 && access(tok, F_OK) == 0)
+        return rd_err_set(eb, RD_ERR_NOTFOUND,
+                          "%s is an instance-token store (MANIFEST + shard-NNNN/; `recdistill "
+                          "tokens` reads it), not a training checkpoint: give a step-N folder "
+                          "that `recdistill train` wrote, or a checkpoint root holding %s/step-N",
+                          root, job);
     if (access(p, F_OK) == 0)
         return rd_err_set(eb, RD_ERR_NOTFOUND,
                           "%s: a checkpoint of the PS tables only, without %s (incomplete, or "

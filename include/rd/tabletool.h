@@ -128,6 +128,20 @@ int rd_tabletool_import(rd_tabletool *tt,
                         rd_errbuf *eb);
 
 /**
+ * rd_tabletool_import for a table whose keys carry another table's salt: a twin table with
+ * `init_as: KEYS_OF` in the config (the checkpoint does not record it) takes the rows exported
+ * from table KEYS_OF, and only those. keys_of NULL or "": the table's own name (as
+ * rd_tabletool_import).
+ */
+int rd_tabletool_import_keys_of(rd_tabletool *tt,
+                                int table,
+                                const char *keys_of,
+                                FILE *f,
+                                const char *what,
+                                rd_tabletool_imported *res,
+                                rd_errbuf *eb);
+
+/**
  * Write the checkpoint as it now is into the new directory `out` with `n_shards` shards
  * (0 = the same P). Copies <dir>/dense.bin along when the input has one.
  * @return RD_OK, RD_ERR_EXISTS (out exists), RD_ERR_ARG (n_shards out of range), RD_ERR_IO,

@@ -286,6 +286,18 @@ sed '1s/^# table s_item /# table s_other /' item.tsv > other.tsv
 expect_fail 1 "other.tsv:1: rows of table s_other, but they are imported into table s_item: keys are hashed with their table's name" \
     "$RD" table import "$C" --table s_item --in other.tsv --out z
 grep -q "edit" e && fail "the refusal still suggests editing the header: $(cat e)"
+grep -q "only if the config gives it init_as: s_other (then say so with --keys-of s_other)" e ||
+    fail "the refusal does not name the twin-table case: $(cat e)"
+# A twin table (init_as: T in the config) carries T's salt: rows exported from T import with
+# --keys-of T, and only T's.
+"$RD" table import "$C" --table s_item --in other.tsv --keys-of s_other --out tw >/dev/null 2>e ||
+    fail "--keys-of s_other: $(cat e)"
+"$RD" table export tw --table s_item --out - | sed 1d | cmp -s - <(sed 1d item.tsv) ||
+    fail "--keys-of: the imported rows differ"
+rm -rf tw
+expect_fail 1 "other.tsv:1: rows of table s_other, but --keys-of says table s_item's keys carry the salt of table s_x" \
+    "$RD" table import "$C" --table s_item --in other.tsv --keys-of s_x --out z
+expect_fail 2 "keys-of" "$RD" table export "$C" --table s_item --out q.tsv --keys-of s_other
 sed '1s/ optimizer adam / optimizer ftrl /' item.tsv > ftrl.tsv
 expect_fail 1 "ftrl.tsv:1: header says optimizer ftrl, but table s_item uses adam" \
     "$RD" table import "$C" --table s_item --in ftrl.tsv --out z

@@ -107,6 +107,17 @@ grep -q "in use by another writer" "$TMP/gc.log" || { cat "$TMP/gc.log"; fail "g
 after=$("$RD" tokens stats "$TMP/store" | sed -n 's/^total: \([0-9]*\) records.*/\1/p')
 [ "$after" = "$before" ] || fail "a refused gc deleted records ($before -> $after)"
 release
+# A store and a training checkpoint mixed up: each named for what it is (the MANIFEST of a table
+# checkpoint read as a damaged store's, and a lock file was left in the checkpoint).
+CKS=$(ls -d "$TMP"/s2/ckpt/teacher/step-* | tail -1)
+iat fp32 "$CKS" >"$TMP/ck.yaml"
+run -n 2 "$RD" train "$TMP/ck.yaml" --out "$TMP/s4" >"$TMP/s4.log" 2>&1 && fail "a table checkpoint as the token store"
+grep -q "token store $CKS: is a table checkpoint (.*), not a token store" "$TMP/s4.log" ||
+    { cat "$TMP/s4.log"; fail "checkpoint as store: message"; }
+[ ! -e "$CKS/writer.lock" ] || fail "a lock file was left in the checkpoint"
+run -n 2 "$RD" train "$TMP/a.yaml" --out "$TMP/s4" --resume "$TMP/store" >"$TMP/s4.log" 2>&1 && fail "a store as --resume"
+grep -q -- "--resume: $TMP/store is an instance-token store (.*), not a training checkpoint" "$TMP/s4.log" ||
+    { cat "$TMP/s4.log"; fail "store as --resume: message"; }
 # A launch into a finished run folder, refused by its store, removes nothing of that run (it
 # removed the report and metrics first).
 hold "$TMP/store/writer.lock"
