@@ -448,9 +448,15 @@ check_resume(const rd_config *cfg, const char *resume, const rd_dataset_info *in
         rd_ckpt_manifest *man = rd_xmalloc(sizeof *man); // about 50 KiB
         rc = rd_ckpt_read_manifest(dir, man, eb);
         uint32_t shards = man->n_shards;
+        int64_t tables_step = man->step;
         rd_free(man);
         if (rc != RD_OK)
             return rc;
+        // Tables and dense state of one cut (a dense.bin copied in from another step): the job
+        // refused it only after the earlier run's report was gone.
+        if (tables_step != ck.step)
+            return rd_err_set(eb, RD_ERR_CORRUPT, "%s: tables of step %lld, dense.bin of step %lld",
+                              dir, (long long)tables_step, (long long)ck.step);
         if (shards != (uint32_t)cfg->cluster.ps_ranks)
             return rd_err_set(eb, RD_ERR_SCHEMA,
                               "%s has %u PS shards but this run has %d PS ranks (restore needs "

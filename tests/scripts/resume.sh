@@ -105,6 +105,13 @@ rows = [r for r in csv.DictReader(open(sys.argv[3])) if r["phase"] == "stream"]
 assert rows and all(float(r["samples_per_s"]) > 0 for r in rows), rows
 PY
 done
+# A checkpoint whose dense.bin is of another step than its tables: refused at start-up, before
+# the run folder's earlier report is removed (the job refused it only after).
+rm -rf mix M && cp -a "$FINAL" mix && cp $CK/step-000000000040/dense.bin mix/ && cp -a A M
+run -n 3 "$RD" train p2.yaml --out M --resume mix >M.out 2>M.err && fail "a mixed checkpoint resumed"
+grep -q -- "--resume: mix: tables of step 162, dense.bin of step 40" M.err || fail "mixed checkpoint: $(cat M.err)"
+[ -s M/report.json ] || fail "a refused resume removed the earlier report"
+rm -rf mix M
 # A checkpoint root resumes each job from its newest checkpoint.
 rm -rf B
 mkdir -p root/student && cp -r $CK/step-000000000100 root/student/
