@@ -2154,6 +2154,16 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
                             "but has two_towers: false",
                             mc->name);
             }
+            // The converse: a second tower that the distillation would not reach was still
+            // distilled into (the model distils into its aux tower whenever it has one).
+            if (!cfg->distill.aux_tower && mc->two_towers) {
+                snprintf(p, sizeof p, "cluster.jobs[%d].model", i);
+                return verr(v, p,
+                            "model '%s' has two_towers: true but distill.aux_tower is false "
+                            "(distil into the one tower): give the distilled student's model "
+                            "two_towers: false for the one-tower ablation",
+                            mc->name);
+            }
         }
     }
     if (rd_config_world_size(cfg) < 0)

@@ -786,6 +786,14 @@ static void test_errors_cross(void **state) {
                  "models:\n  - name: m\n",
                  "t.yaml:4:39: cluster.jobs[1].model: model 'm' distils into its auxiliary tower",
                  NULL);
+    // The converse: aux_tower false with a two-tower model was distilled into the aux tower.
+    expect_error("cluster:\n  jobs:\n"
+                 "    - {name: t, role: teacher, model: m}\n"
+                 "    - {name: s, role: student, model: m, distill: true}\n"
+                 "models:\n  - name: m\n    two_towers: true\ndistill:\n  aux_tower: false\n",
+                 "t.yaml:4:39: cluster.jobs[1].model: model 'm' has two_towers: true but "
+                 "distill.aux_tower is false",
+                 NULL);
     // `teacher` belongs to a distilled student: elsewhere nothing reads it, and a student meant
     // to distill would silently learn from the labels alone.
     expect_error("cluster:\n  jobs:\n"

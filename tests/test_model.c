@@ -537,6 +537,13 @@ static void test_distill_calibrated_loss(void **state) {
     double term = (double)t.b.alpha * m->loss_distill * (double)m->n_distill / (double)t.b.B;
     assert_true(fabs(m->loss_aux - term) < 1e-6 * (1.0 + term));
     assert_true(m->loss_main == main0);
+    // Without teacher logits (a phase before the targets start) the aux tower learns nothing
+    // either: it learned the labels there, and began distilling from a task-trained state.
+    t.b.teacher_logits = NULL;
+    t.b.has_target = NULL;
+    step(m, &t.b);
+    assert_true(m->loss_aux == 0.0);
+    assert_true(m->loss_main == main0);
     tb_free(&t);
     rd_model_destroy(m);
 }

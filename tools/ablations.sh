@@ -74,6 +74,7 @@ elif v == "no_aux":
             m["two_towers"] = False
 elif v == "mid_stream":
     d["start_window"] = K // 2
+    d.pop("start_epoch", None)  # a batch epoch to start from means nothing once the stream starts it
 elif v in ("sampled", "sampled_raw"):
     c["data"]["negatives"] = {"rate": 0.3}
     d["debias"] = v == "sampled"

@@ -134,6 +134,13 @@ yaml.safe_dump(c, open(dst, "w"), sort_keys=False)
 PY
 }
 
+# Ranks of a point's launch: its PS ranks and the student job's (a student with ranks: 2 failed
+# every point when the launch had ps_ranks + 1).
+world() {
+    python3 -c "import yaml, sys; c = yaml.safe_load(open(sys.argv[1]))['cluster']
+print(int(c.get('ps_ranks', 1)) + int(c['jobs'][0].get('ranks', 1)))" "$1"
+}
+
 # Replay point $1 of run dir $2 with seed $3 into $4 (.yaml, .log, run folder).
 replay() {
     local p=$1 run=$2 seed=$3 dst=$4
@@ -143,12 +150,14 @@ replay() {
     # of the README's run) would be moved with the run folder to --out by `train`.
     mkconfig "$dst.yaml" "$p" "$(cd "$run" && pwd)/targets"
     "$RD" config "$dst.yaml" >/dev/null || { echo "replay-sweep.sh: point $p is not a valid config" >&2; exit 1; }
-    mpiexec.mpich -n $(("$(awk '/ps_ranks:/ {print $2; exit}' "$dst.yaml")" + 1)) "$RD" train \
+    mpiexec.mpich -n "$(world "$dst.yaml")" "$RD" train \
         "$dst.yaml" --seed "$seed" --out "$dst" >"$dst.log" 2>&1 ||
         { echo "replay-sweep.sh: point $p failed; see $dst.log" >&2; exit 1; }
 }
 
 jobname() { python3 -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['cluster']['jobs'][0]['name'])" "$1"; }
+# The teacher whose targets the point replays (its job's `teacher:`), for the summary's gap.
+teachername() { python3 -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['cluster']['jobs'][0]['teacher'])" "$1"; }
 
 if [ "$K" -eq 0 ]; then
     row() { # label log
@@ -161,7 +170,9 @@ if [ "$K" -eq 0 ]; then
         replay "$p" "$RUN" "$SEED" "$OUT/$p"
         row "$p" "$OUT/$p.log" "$(jobname "$OUT/$p.yaml")"
     done
-    for j in student student_raw teacher; do
+    first=""
+    for p in $POINTS; do first=$p; break; done
+    for j in student student_raw "$(teachername "$OUT/$first.yaml")"; do
         [ -f "$RUN/$j.metrics.csv" ] && awk -F, -v j="$j" '$1 == "holdout" { h = $3 } $1 == "holdout_warm" { w = $3 }
             END { printf "%-14s holdout AUC %.4f  warm AUC %.4f  (the live run)\n", j, h, w }' "$RUN/$j.metrics.csv"
     done
@@ -185,17 +196,26 @@ for ((s = FIRST; s < FIRST + K; s++)); do
 done
 
 python3 - "$RUN" "$OUT" "$FIRST" "$K" "$POINTS" <<'PY'
-import csv, os, statistics as st, subprocess, sys, yaml
+import csv, math, os, statistics as st, subprocess, sys, yaml
 run, out, first, k, points = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split()
 seeds = range(first, first + k)
 
+def auc(v):  # "nan" (a slice with one class) is no AUC
+    try:
+        x = float(v)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
 def metrics(path):
-    r, stream = {}, []
+    if not os.path.exists(path):
+        sys.exit("replay-sweep.sh: %s: no metrics file (is the job's teacher in that run?)" % path)
+    r, stream = {"holdout": None, "warm": None}, []
     for row in csv.DictReader(open(path)):
-        if row["phase"] == "holdout": r["holdout"] = float(row["auc"])
-        elif row["phase"] == "holdout_warm": r["warm"] = float(row["auc"])
-        elif row["phase"] == "stream" and row["auc"]: stream.append(float(row["auc"]))
-    r["stream"] = sum(stream) / len(stream)
+        if row["phase"] == "holdout": r["holdout"] = auc(row["auc"])
+        elif row["phase"] == "holdout_warm": r["warm"] = auc(row["auc"])
+        elif row["phase"] == "stream" and auc(row["auc"]) is not None: stream.append(auc(row["auc"]))
+    r["stream"] = sum(stream) / len(stream) if stream else None
     return r
 
 def point(p, s):
@@ -214,16 +234,23 @@ def twin(p):
 def ms(x): return "%.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0.0)
 def pm(x): return "%+.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0.0)
 
-teacher = {s: metrics(os.path.join(run, "seed-%d" % s, "teacher.metrics.csv")) for s in seeds}
-lines = ["%d paired seeds (%d..%d), replayed from %s" % (k, first, first + k - 1, run), "",
+# The teacher the points replay: their student's `teacher:` (not a job named "teacher").
+tname = yaml.safe_load(open(os.path.join(out, "seed-%d" % first, points[0] + ".yaml")))["cluster"]["jobs"][0]["teacher"]
+teacher = {s: metrics(os.path.join(run, "seed-%d" % s, tname + ".metrics.csv")) for s in seeds}
+lines = ["%d paired seeds (%d..%d), replayed from %s; teacher %s" % (k, first, first + k - 1, run, tname), "",
          "| point | slice | teacher | student | twin (raw) | teacher gap | student gain | η |",
          "|---|---|---|---|---|---|---|---|"]
 for p in points:
     tw = twin(p)
     for sl in ("holdout", "warm", "stream"):
-        T = [teacher[s][sl] for s in seeds]
-        S = [point(p, s)[sl] for s in seeds]
-        R = [point(tw, s)[sl] for s in seeds]
+        # Seeds where the slice has an AUC for all three (an empty warm slice has none).
+        trip = [(teacher[s][sl], point(p, s)[sl], point(tw, s)[sl]) for s in seeds]
+        trip = [t for t in trip if None not in t]
+        if not trip:
+            lines.append("| %s | %s | undefined | undefined | undefined | | | undef. (no AUC) |" % (
+                p if sl == "holdout" else "", sl))
+            continue
+        T, S, R = ([t[i] for t in trip] for i in range(3))
         gap = [a - b for a, b in zip(T, R)]
         gain = [a - b for a, b in zip(S, R)]
         eta = st.mean(gain) / st.mean(gap) if st.mean(gap) > 0 else float("nan")

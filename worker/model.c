@@ -1279,7 +1279,7 @@ int rd_model_forward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
     double dist_term = (double)bt->alpha * dist * inv_b;
     if (m->two_towers) {
         double sum_aux = 0.0;
-        if (!(bt->teacher_logits && bt->aux_task_off)) { // the aux tower's task loss
+        if (!bt->aux_task_off) { // the aux tower's task loss
             rd_bce_logits_forward(p->loss_b, m->logits_aux, bt->labels, B);
             for (size_t b = 0; b < B; b++)
                 sum_aux += (double)p->loss_b[b];
@@ -1450,7 +1450,7 @@ int rd_model_backward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
     rd_bce_logits_backward(p->dz_main, p->w_task, m->logits_main, bt->labels, B);
     if (m->two_towers) {
         memset(p->dz_aux, 0, B * sizeof(float));
-        if (!(bt->teacher_logits && bt->aux_task_off))
+        if (!bt->aux_task_off)
             rd_bce_logits_backward(p->dz_aux, p->w_task, m->logits_aux, bt->labels, B);
     }
     if (bt->teacher_logits) {

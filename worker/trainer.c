@@ -878,6 +878,10 @@ static void stage_batch(rd_trainer *tr, stage *s, rd_batch *bt) {
     bt->labels = s->labels;
     bt->alpha = 0.0f;
     bt->temperature = 1.0f;
+    // distill.aux_task: false holds in every phase of a distilled student: before its targets
+    // start (start_epoch / start_window) its aux tower learned the labels, so that tower began
+    // distilling from a task-trained state.
+    bt->aux_task_off = tr->job->distill && !tr->cfg->distill.aux_task;
 }
 
 // ---------------------------------------------------------------------------------------------

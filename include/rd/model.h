@@ -172,8 +172,10 @@ typedef struct rd_batch {
     const uint8_t *has_target;   // (B) 1 = teacher_logits[b] is valid; NULL = all valid
     float alpha;                 // weight of the distillation term, >= 0
     float temperature;           // T > 0
-    int aux_task_off;            // two towers with teacher_logits: 1 = the aux tower's loss is
-                                 // the distillation term alone (distill.aux_task: false)
+    int aux_task_off;            // two towers: 1 = the aux tower's loss is the distillation
+                                 // term alone (distill.aux_task: false), so a batch without
+                                 // teacher_logits (or an example without a target) does not
+                                 // train it
     // The student's own calibration f_S (cross-debias, rd/distill.h): the distillation term
     // compares logit(f_S(z_student)) with teacher_logits (= logit(f_S(z_teacher))), so both sides
     // are in the same calibrated space. NULL = identity (no sampling, or distill.debias off).
