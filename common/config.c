@@ -775,6 +775,16 @@ static int parse_scalar(const ck_key *k,
             snprintf(why, wn, "string contains a NUL character");
             return -1;
         }
+        // Other control characters but the tab (a TSV delimiter): a line break in a path made
+        // `config --layout`'s key=value lines say what the config did not (world_size=1), and no
+        // name, path or value here has a use for one.
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                snprintf(why, wn, "string contains a control character (byte 0x%02x at %zu)", c, i);
+                return -1;
+            }
+        }
         if (len >= k->size) {
             snprintf(why, wn, "string too long (%zu bytes; at most %zu)", len, k->size - 1);
             return -1;
@@ -879,7 +889,18 @@ static int parse_scalar(const ck_key *k,
                              excerpt(s, len, ex, sizeof ex));
                     return -1;
                 }
+                // The range holds for the value as written (1000.00001 rounded to 1000 and
+                // passed lr's (0, 1000]), and for the float it is stored as (0.99999999 is
+                // 1.0f, outside beta1's [0, 1): said so, not as "value 1").
+                if (check_range(k, strtod(buf, NULL), 0, buf, why, wn) != 0)
+                    return -1;
                 memcpy(dst, &v, sizeof v);
+                if (check_scalar(k, t, dst, why, wn) != 0) {
+                    size_t wl = strlen(why);
+                    snprintf(why + wl, wn - wl, " (%s as a 32-bit float)", buf);
+                    return -1;
+                }
+                return 0;
             } else {
                 double v = strtod(buf, &end);
                 if (end == buf || *end != '\0' || !isfinite(v)) {
@@ -929,9 +950,9 @@ typedef struct pctx {
     const char *name; // file name for messages
     rd_errbuf *eb;
     char path[256]; // key path of the node being parsed ("ps.tables[1].optimizer")
-    // Start offsets (yaml_mark_t.index, ascending) of the scalars tagged explicitly as strings
-    // (`!!str 4`, `! 4`): libyaml's document gives every untagged scalar the same str tag, so
-    // only the event stream tells them apart (see prescan).
+    // The scalars with an explicit tag (`!!str 4`, `! 4`, `!!int 64`), as start offset
+    // (yaml_mark_t.index) * 8 + TAG_* kind, ascending: libyaml's document gives every untagged
+    // scalar the same str tag, so only the event stream tells them apart (see prescan).
     const size_t *str_tagged;
     size_t n_str_tagged;
 } pctx;
@@ -978,18 +999,37 @@ static int is_quoted(const yaml_node_t *n) {
     return n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
 }
 
-// 1 if the scalar carries an explicit string tag: it is text, as if quoted ("!!str 4" is the
-// string "4", "!!str null" the string "null").
-static int is_str_tagged(const pctx *c, const yaml_node_t *n) {
+// The explicit tag of a scalar: TAG_NONE, or TAG_STR (text, as if quoted: "!!str 4" is the
+// string "4", "!!str null" the string "null"), TAG_INT, TAG_FLOAT, TAG_BOOL, TAG_NULL.
+enum { TAG_NONE = 0, TAG_STR, TAG_INT, TAG_FLOAT, TAG_BOOL, TAG_NULL };
+static int scalar_tag(const pctx *c, const yaml_node_t *n) {
     size_t lo = 0, hi = c->n_str_tagged, at = n->start_mark.index;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (c->str_tagged[mid] < at)
+        if (c->str_tagged[mid] / 8 < at)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < c->n_str_tagged && c->str_tagged[lo] == at;
+    return lo < c->n_str_tagged && c->str_tagged[lo] / 8 == at ? (int)(c->str_tagged[lo] % 8)
+                                                               : TAG_NONE;
+}
+
+static int is_str_tagged(const pctx *c, const yaml_node_t *n) {
+    return scalar_tag(c, n) == TAG_STR;
+}
+
+// A core tag other than !!str must agree with the key's type (`name: !!int abc` passed as the
+// string "abc"): 0, or -1 with why.
+static int tag_fits(int tag, ck_type t, char *why, size_t wn) {
+    static const char *const names[] = {"", "!!str", "!!int", "!!float", "!!bool", "!!null"};
+    int ok = tag == TAG_NONE || tag == TAG_STR || tag == TAG_NULL ||
+             (tag == TAG_INT && (t == CK_INT || t == CK_INT64 || t == CK_UINT64)) ||
+             (tag == TAG_FLOAT && (t == CK_FLOAT || t == CK_DOUBLE)) ||
+             (tag == TAG_BOOL && t == CK_BOOL);
+    if (!ok)
+        snprintf(why, wn, "tagged %s, but this key takes %s", names[tag], type_text(t));
+    return ok ? 0 : -1;
 }
 
 // Edit distance (optimal string alignment: insert, delete, substitute, swap two neighbours;
@@ -1218,10 +1258,12 @@ static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *
                               k->type == CK_INT_LIST ? "an integer" : "a string", node_text(item));
                 } else {
                     ck_type et = k->type == CK_INT_LIST ? CK_INT : CK_STR;
-                    int tagged = is_str_tagged(c, item);
-                    if (parse_scalar(k, et, (const char *)item->data.scalar.value,
+                    int tag = scalar_tag(c, item), tagged = tag == TAG_STR;
+                    if (tag_fits(tag, et, why, sizeof why) ||
+                        parse_scalar(k, et, (const char *)item->data.scalar.value,
                                      item->data.scalar.length, tagged ? 2 : is_quoted(item),
-                                     is_null(item) && !tagged, elem, why, sizeof why))
+                                     (is_null(item) && !tagged) || tag == TAG_NULL, elem, why,
+                                     sizeof why))
                         rc = perr(c, item->start_mark, "%s", why);
                 }
                 if (rc)
@@ -1235,10 +1277,11 @@ static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *
             if (node->type != YAML_SCALAR_NODE)
                 return perr(c, node->start_mark, "expected %s, got %s", type_text(k->type),
                             node_text(node));
-            int tagged = is_str_tagged(c, node);
-            if (parse_scalar(k, k->type, (const char *)node->data.scalar.value,
+            int tag = scalar_tag(c, node), tagged = tag == TAG_STR;
+            if (tag_fits(tag, k->type, why, sizeof why) ||
+                parse_scalar(k, k->type, (const char *)node->data.scalar.value,
                              node->data.scalar.length, tagged ? 2 : is_quoted(node),
-                             is_null(node) && !tagged, dst, why, sizeof why))
+                             (is_null(node) && !tagged) || tag == TAG_NULL, dst, why, sizeof why))
                 return perr(c, node->start_mark, "%s", why);
             return RD_OK;
     }
@@ -1492,18 +1535,44 @@ static int resolve_impl(rd_config *cfg, const vctx *v) {
     return RD_OK;
 }
 
+// Does the path after a prefix ("/rest") step out of it through a ".." component?
+static int climbs_out(const char *rest) {
+    for (const char *p = rest; (p = strstr(p, "..")) != NULL; p += 2)
+        if ((p == rest || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+            return 1;
+    return 0;
+}
+
 int rd_config_move_out_dir(rd_config *cfg, const char *dir, rd_errbuf *eb) {
     if (strlen(dir) >= sizeof cfg->run.out_dir)
         return rd_err_set(eb, RD_ERR_ARG, "path too long (at most %zu bytes)",
                           sizeof cfg->run.out_dir - 1);
+    for (const unsigned char *c = (const unsigned char *)dir; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return rd_err_set(eb, RD_ERR_ARG, "path contains a control character (byte 0x%02x)",
+                              *c);
     char old[RD_PATH_MAX];
     snprintf(old, sizeof old, "%s", cfg->run.out_dir);
     char *paths[] = {cfg->data.dir, cfg->ps.checkpoint_dir, cfg->tokens.store_dir,
                      cfg->distill.target_log};
+    const char *keys[] = {"data.dir", "ps.checkpoint_dir", "tokens.store_dir",
+                          "distill.target_log"};
     size_t ol = strlen(old);
-    for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++)
-        if (strncmp(paths[k], old, ol) == 0 && paths[k][ol] == '/')
-            paths[k][0] = 0;
+    // A path under the old folder moves with it, keeping its own name under it (a
+    // checkpoint_dir "<old>/checkpoints" became "<new>/ckpt", the default's name); one that
+    // climbs out of it through ".." stays where it points.
+    for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
+        if (strncmp(paths[k], old, ol) != 0 || paths[k][ol] != '/' || climbs_out(paths[k] + ol))
+            continue;
+        char moved[RD_PATH_MAX * 2];
+        int n = snprintf(moved, sizeof moved, "%s%s", dir, paths[k] + ol);
+        if (n < 0 || (size_t)n >= RD_PATH_MAX)
+            return rd_err_set(eb, RD_ERR_ARG,
+                              "%s moves with the run folder to '%s', %d bytes: longer than the "
+                              "limit of %d bytes",
+                              keys[k], moved, n, RD_PATH_MAX - 1);
+        memcpy(paths[k], moved, (size_t)n + 1);
+    }
     snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", dir);
     int rc = rd_config_resolve(cfg, eb);
     // The paths derived from the new folder must fit their limits too (checkpoint folders with
@@ -1624,6 +1693,11 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
     for (int f = 0; f < sc->n_fields; f++) {
         const rd_field_config *fc = &sc->fields[f];
         snprintf(p, sizeof p, "data.schema.fields[%d].name", f);
+        // A field's name keys its vocabulary in the dataset's meta.yaml (written unquoted) and is
+        // what models name: the rule of the other names.
+        int rc = check_name(v, p, fc->name);
+        if (rc != RD_OK)
+            return rc;
         if (strcmp(fc->name, "user") == 0 || strcmp(fc->name, "item") == 0)
             return verr(v, p, "'%s' is reserved for the id features", fc->name);
         for (int g = 0; g < f; g++)
@@ -2305,9 +2379,23 @@ void rd_config_defaults(rd_config *cfg) {
 }
 
 // Syntax error text of a failed libyaml parser.
-static int yaml_fail(const yaml_parser_t *parser, const char *name, rd_errbuf *eb) {
+static int yaml_fail(
+    const yaml_parser_t *parser, const char *text, size_t len, const char *name, rd_errbuf *eb) {
     int code = parser->error == YAML_MEMORY_ERROR ? RD_ERR_NOMEM : RD_ERR_CONFIG;
     yaml_mark_t m = parser->problem_mark;
+    // A reader error (a control byte, invalid UTF-8) has no mark, only a byte offset: its line
+    // and column (in characters, as libyaml counts) from the text (every one said 1:1).
+    if (parser->error == YAML_READER_ERROR && parser->problem_offset <= len) {
+        m.line = m.column = 0;
+        for (size_t i = 0; i < parser->problem_offset; i++) {
+            if (text[i] == '\n') {
+                m.line++;
+                m.column = 0;
+            } else if (((unsigned char)text[i] & 0xc0) != 0x80) { // a UTF-8 lead or ASCII
+                m.column++;
+            }
+        }
+    }
     if (parser->context)
         return rd_err_set(eb, code, "%s:%zu:%zu: yaml: %s started at line %zu: %s", name,
                           m.line + 1, m.column + 1, parser->context, parser->context_mark.line + 1,
@@ -2340,15 +2428,46 @@ static int prescan(const char *text,
     for (;;) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
-            rc = yaml_fail(&parser, name, eb);
+            rc = yaml_fail(&parser, text, len, name, eb);
             break;
         }
         yaml_event_type_t type = ev.type;
         yaml_mark_t mark = ev.start_mark;
-        const char *tag = type == YAML_SCALAR_EVENT ? (const char *)ev.data.scalar.tag : NULL;
-        int str_tag = tag && (strcmp(tag, YAML_STR_TAG) == 0 || strcmp(tag, "!") == 0);
+        const char *tag =
+            type == YAML_SCALAR_EVENT           ? (const char *)ev.data.scalar.tag
+            : type == YAML_SEQUENCE_START_EVENT ? (const char *)ev.data.sequence_start.tag
+            : type == YAML_MAPPING_START_EVENT  ? (const char *)ev.data.mapping_start.tag
+                                                : NULL;
+        int kind = TAG_NONE;
+        if (type == YAML_SCALAR_EVENT && tag) {
+            static const struct {
+                const char *tag;
+                int kind;
+            } core[] = {{YAML_STR_TAG, TAG_STR},   {"!", TAG_STR},
+                        {YAML_INT_TAG, TAG_INT},   {YAML_FLOAT_TAG, TAG_FLOAT},
+                        {YAML_BOOL_TAG, TAG_BOOL}, {YAML_NULL_TAG, TAG_NULL}};
+            for (size_t i = 0; i < sizeof core / sizeof core[0] && !kind; i++)
+                if (strcmp(tag, core[i].tag) == 0)
+                    kind = core[i].kind;
+        }
+        // Any other tag was ignored, the text read by the key's type (`out_dir: !!binary
+        // cnVucy94` kept its base64 text: PyYAML writes bytes that way).
+        if (tag && !kind &&
+            !(type == YAML_SEQUENCE_START_EVENT && strcmp(tag, YAML_SEQ_TAG) == 0) &&
+            !(type == YAML_MAPPING_START_EVENT && strcmp(tag, YAML_MAP_TAG) == 0)) {
+            const char *y = "tag:yaml.org,2002:";
+            int core_ns = strncmp(tag, y, strlen(y)) == 0;
+            rc = rd_err_set(eb, RD_ERR_CONFIG,
+                            "%s:%zu:%zu: yaml: tag %s%s is not supported (a key's type decides "
+                            "how its value is read; !!str, !!int, !!float, !!bool and !!null may "
+                            "say it)",
+                            name, mark.line + 1, mark.column + 1, core_ns ? "!!" : "",
+                            core_ns ? tag + strlen(y) : tag);
+            yaml_event_delete(&ev);
+            break;
+        }
         yaml_event_delete(&ev);
-        if (str_tag) {
+        if (kind) {
             if (*n_tagged == cap) {
                 size_t ncap = cap ? 2 * cap : 16;
                 size_t *nt = rd_realloc(*tagged, ncap * sizeof *nt);
@@ -2359,7 +2478,7 @@ static int prescan(const char *text,
                 *tagged = nt;
                 cap = ncap;
             }
-            (*tagged)[(*n_tagged)++] = mark.index;
+            (*tagged)[(*n_tagged)++] = mark.index * 8 + (size_t)kind;
         }
         if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
             if (++depth > CK_MAX_DEPTH) {
@@ -2406,7 +2525,7 @@ int rd_config_parse_string(
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &doc)) {
-        rc = yaml_fail(&parser, name, eb);
+        rc = yaml_fail(&parser, text, len, name, eb);
         yaml_parser_delete(&parser);
         rd_free(tagged);
         return rc;
@@ -2414,7 +2533,7 @@ int rd_config_parse_string(
     // A second document is an error (one file = one run).
     yaml_document_t doc2;
     if (!yaml_parser_load(&parser, &doc2)) {
-        rc = yaml_fail(&parser, name, eb);
+        rc = yaml_fail(&parser, text, len, name, eb);
     } else {
         if (yaml_document_get_root_node(&doc2))
             rc = rd_err_set(eb, RD_ERR_CONFIG,
@@ -2547,24 +2666,31 @@ static void print_str(FILE *out, const char *s, size_t cap) {
 }
 
 // Shortest decimal text that reads back to the same float / double.
-static void print_float(FILE *out, float v) {
+// The shortest text that reads back as v (as a float when as_float), in a form every YAML
+// reader takes for a number: an exponent gets a '.' in its mantissa ("1.0e-08", not "1e-08",
+// which PyYAML, as YAML 1.1 says, reads as a string: the tools that load a printed config did).
+static void print_number(FILE *out, double v, int as_float) {
     char buf[48];
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
-        if (strtof(buf, NULL) == v)
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (as_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v)
             break;
+    }
+    char *e = strchr(buf, 'e');
+    if (e && !memchr(buf, '.', (size_t)(e - buf))) {
+        char tail[24];
+        snprintf(tail, sizeof tail, "%s", e);
+        snprintf(e, sizeof buf - (size_t)(e - buf), ".0%s", tail);
     }
     fputs(buf, out);
 }
 
+static void print_float(FILE *out, float v) {
+    print_number(out, (double)v, 1);
+}
+
 static void print_double(FILE *out, double v) {
-    char buf[48];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v)
-            break;
-    }
-    fputs(buf, out);
+    print_number(out, v, 0);
 }
 
 static int plain_word(const char *s) {

@@ -267,6 +267,28 @@ static void test_entry_defaults_and_resolve(void **state) {
     assert_string_equal(c->tokens.store_dir, "runs/exp1/tokens");
     assert_string_equal(c->distill.target_log, "runs/exp1/targets");
     assert_string_equal(c->data.input, "../shared/data/movielens-100k");
+    // --out moves the paths under the old run folder, each keeping its own name under it; one
+    // that climbs out through "..", and one elsewhere, stay; a control character is refused.
+    {
+        rd_config *m = new_cfg();
+        expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                  "ps:\n  checkpoint_dir: runs/x/checkpoints\n  tables:\n    - {name: e, dim: 8}\n"
+                  "models:\n  - {name: m, features: [{field: user, table: e}]}\n"
+                  "run:\n  name: x\n  out_dir: runs/x\n"
+                  "data:\n  dir: runs/x/../shared/d\ntokens:\n  store_dir: /scratch/tok\n",
+                  m);
+        rd_errbuf meb;
+        rd_errbuf_clear(&meb);
+        assert_int_equal(rd_config_move_out_dir(m, "NEW", &meb), RD_OK);
+        assert_string_equal(m->run.out_dir, "NEW");
+        assert_string_equal(m->ps.checkpoint_dir, "NEW/checkpoints");
+        assert_string_equal(m->data.dir, "runs/x/../shared/d");
+        assert_string_equal(m->tokens.store_dir, "/scratch/tok");
+        assert_string_equal(m->distill.target_log, "NEW/targets");
+        assert_int_equal(rd_config_move_out_dir(m, "a\nworld_size=1", &meb), RD_ERR_ARG);
+        assert_non_null(strstr(meb.msg, "control character (byte 0x0a)"));
+        free(m);
+    }
     const rd_job_config *j = &c->cluster.jobs[0];
     assert_int_equal(j->ranks, 1);
     assert_int_equal(j->distill, 0);
@@ -611,6 +633,18 @@ static void test_errors_types(void **state) {
         assert_string_equal(c->data.schema.path, "12");
         free(c);
     }
+    // A core tag must agree with the key's type, and other tags are refused: they were ignored
+    // (`name: !!int abc` passed; `out_dir: !!binary ...`, PyYAML's bytes, kept the base64 text).
+    expect_error(BASE "run:\n  name: !!int abc\n",
+                 "t.yaml:16:9: run.name: tagged !!int, but this key takes a string", NULL);
+    expect_error(BASE "train:\n  beta1: !!int 0.5\n",
+                 "t.yaml:16:10: train.beta1: tagged !!int, but this key takes a number", NULL);
+    expect_error(BASE "run:\n  out_dir: !!binary cnVucy94\n",
+                 "t.yaml:16:12: yaml: tag !!binary is not supported", NULL);
+    expect_error(BASE "run:\n  seed: !custom 5\n",
+                 "t.yaml:16:9: yaml: tag !custom is not supported", NULL);
+    expect_error(BASE "    mlp: !!set [8]\n", "t.yaml:15:10: yaml: tag !!set is not supported",
+                 NULL);
 }
 
 static void test_errors_values(void **state) {
@@ -649,6 +683,13 @@ static void test_errors_values(void **state) {
                  NULL);
     expect_error("ps:\n  tables:\n    - {name: e, dim: 8, optimizer: {type: rmsprop}}\n",
                  "t.yaml:3:43: ps.tables[0].optimizer.type: unknown value 'rmsprop'", NULL);
+    // A byte the YAML reader refuses is placed where it is (every one was said at 1:1), and a
+    // control character in a string (an escaped line break in a path) is refused.
+    expect_error("run:\n  name: a\x01b\n", "t.yaml:2:10: yaml: control characters are not allowed",
+                 NULL);
+    expect_error("run:\n  out_dir: \"a\\nworld_size=1\"\n",
+                 "t.yaml:2:12: run.out_dir: string contains a control character (byte 0x0a at 1)",
+                 NULL);
     // String too long.
     expect_error("run:\n  name: abcdefghijabcdefghijabcdefghijab\n",
                  "t.yaml:2:9: run.name: string too long (32 bytes; at most 31)", NULL);
@@ -1129,6 +1170,18 @@ static void test_errors_csv(void **state) {
                      "    time_column: t\n    label: l >= 1\n"
                      "    fields:\n      - {name: user, column: u}\n",
                  "t.yaml:26:16: data.schema.fields[0].name: 'user' is reserved", NULL);
+    // A field's name follows the rule of the other names (it keys meta.yaml's vocab section,
+    // written unquoted: "x: 1 #" read back as x).
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    fields:\n      - {name: \"x: 1 #\", column: l}\n",
+                 "t.yaml:26:16: data.schema.fields[0].name: invalid name 'x: 1 #'", NULL);
+    expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
+                     "    time_column: t\n    label: l >= 1\n"
+                     "    fields:\n      - {name: .hidden, column: l}\n",
+                 "t.yaml:26:16: data.schema.fields[0].name: invalid name '.hidden': a name must "
+                 "not start with '.'",
+                 NULL);
     expect_error(CSV "    columns: [u, i, t, l]\n    user_column: u\n    item_column: i\n"
                      "    time_column: t\n    label: l >= 1\n"
                      "    fields:\n      - {name: g, side: users}\n",

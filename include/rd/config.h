@@ -631,10 +631,11 @@ int rd_config_resolve(rd_config *cfg, rd_errbuf *eb);
 
 /**
  * Move the run to folder `dir` (`train --out DIR`, `export --run DIR`): run.out_dir becomes dir,
- * and every path that was derived from the old run.out_dir (data.dir, ps.checkpoint_dir,
- * tokens.store_dir, distill.target_log under it) is derived again under dir; paths set elsewhere
- * stay. Then resolves and validates (the new paths must fit their limits too).
- * @return RD_OK, RD_ERR_ARG (dir too long) or RD_ERR_CONFIG
+ * and every path under the old run.out_dir (data.dir, ps.checkpoint_dir, tokens.store_dir,
+ * distill.target_log: "<old>/REST") becomes "<dir>/REST" (defaults and names set by hand
+ * alike); a path that climbs out through a ".." component, and paths set elsewhere, stay. Then
+ * resolves and validates (the new paths must fit their limits too).
+ * @return RD_OK, RD_ERR_ARG (dir too long, or with a control character) or RD_ERR_CONFIG
  */
 int rd_config_move_out_dir(rd_config *cfg, const char *dir, rd_errbuf *eb);
 
