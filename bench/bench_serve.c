@@ -3,11 +3,12 @@
 //
 // Usage: bench_serve [--bundle FILE --data DIR] [--iters N] [--warmup N] [--dir DIR]
 //                    [--json PATH]
-// Without --bundle the benchmark builds its own student: the ml100k-student architecture
-// (user, item and the derived hour and weekday embedded at d = 8, a 16-event mean history with
-// labels, MLP [64, 32], two towers) on a synthetic dataset of 20000 events (2000 users, 5000
-// items), with one row per key of the dataset in a one-shard checkpoint, exported with
-// rd_serve_export — the same path as `recdistill export`. Parameters are the initial ones:
+// Without --bundle the benchmark builds its own student, the size of the ml100k-student model
+// but not its features (configs/ml100k-student.yaml embeds 8 fields, one tower): user, item and
+// the derived hour and weekday embedded at d = 8, a 16-event mean history with labels, MLP
+// [64, 32], two towers (the pipeline's distilled student) on a synthetic dataset of 20000 events
+// (2000 users, 5000 items), with one row per key of the dataset in a one-shard checkpoint, exported
+// with rd_serve_export — the same path as `recdistill export`. Parameters are the initial ones:
 // latency does not depend on their values.
 // A request is one holdout event (its user, time and history) with N candidate items (its own
 // item, then items of other events). Only rd_serve_score is timed (one thread, OpenBLAS with one
@@ -181,8 +182,8 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
-        static const char *const known[] = {"--bundle", "--data", "--json", "--dir", "--iters",
-                                            "--warmup"};
+        static const char *const known[] = {"--bundle", "--data",  "--json",
+                                            "--dir",    "--iters", "--warmup"};
         int is_known = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             is_known |= strcmp(a, known[k]) == 0;

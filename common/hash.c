@@ -3,6 +3,7 @@
 // checkpoints, token stores): changing either function is a format version change.
 #include "rd/hash.h"
 
+#include <pthread.h>
 #include <string.h>
 
 static inline uint64_t load64(const unsigned char *p) {
@@ -47,12 +48,13 @@ uint64_t rd_table_key(uint64_t table_id, uint64_t feature_key) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// CRC-32C, reflected polynomial 0x82F63B78. Slice-by-8 tables built once at first use
-// (deterministic contents; no other mutable state). rd_crc32c_bytewise is the naive twin: one table
-// lookup per byte; the tests check the two agree on random data, lengths and alignments.
+// CRC-32C, reflected polynomial 0x82F63B78. Slice-by-8 tables built once at first use, under
+// pthread_once (deterministic contents; no other mutable state). rd_crc32c_bytewise is the naive
+// twin: one table lookup per byte; the tests check the two agree on random data, lengths and
+// alignments.
 
 static uint32_t crc_table[8][256];
-static int crc_table_ready;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT; // threads open bundles at once (rd/serve.h)
 
 static void crc_init(void) {
     for (uint32_t i = 0; i < 256; i++) {
@@ -64,12 +66,10 @@ static void crc_init(void) {
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
             crc_table[t][i] = crc_table[0][crc_table[t - 1][i] & 0xff] ^ (crc_table[t - 1][i] >> 8);
-    crc_table_ready = 1;
 }
 
 uint32_t rd_crc32c_bytewise(uint32_t crc, const void *data, size_t len) {
-    if (!crc_table_ready)
-        crc_init();
+    pthread_once(&crc_once, crc_init);
     const unsigned char *p = data;
     crc = ~crc;
     for (size_t i = 0; i < len; i++)
@@ -78,8 +78,7 @@ uint32_t rd_crc32c_bytewise(uint32_t crc, const void *data, size_t len) {
 }
 
 uint32_t rd_crc32c(uint32_t crc, const void *data, size_t len) {
-    if (!crc_table_ready)
-        crc_init();
+    pthread_once(&crc_once, crc_init);
     const unsigned char *p = data;
     crc = ~crc;
     // Eight bytes per step, read byte by byte so the result does not depend on alignment or on

@@ -815,11 +815,15 @@ int rd_model_create(const rd_model_config *mcfg,
                             mcfg->name, gib, acts, opts->max_batch, phys);
             goto fail;
         }
-        if (gib > 1.0)
+        int attention = mcfg->seq.kind == RD_SEQ_TRANSFORMER ||
+                        (mcfg->tokens.scheme > 0 && mcfg->tokens.kind == RD_SEQ_TRANSFORMER);
+        if (gib > 1.0 && !opts->quiet)
             RD_LOG_WARN("model '%s' needs %.1f GiB (%.1f GiB of activations for %zu examples a "
-                        "step): a transformer's attention grows with the square of its history "
-                        "length",
-                        mcfg->name, gib, acts, opts->max_batch);
+                        "step)%s",
+                        mcfg->name, gib, acts, opts->max_batch,
+                        attention ? ": a transformer's attention grows with the square of its "
+                                    "history length"
+                                  : "");
     }
     // Allocate the slabs (64-byte aligned; zeroed: padding stays 0 for the allreduce).
     size_t nslab = m->n_slab > 0 ? m->n_slab : 1;

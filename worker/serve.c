@@ -18,12 +18,14 @@
 #include "rd/train_ckpt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char bundle_magic[8] = {'R', 'D', 'S', 'E', 'R', 'V', 'E', '1'};
 
@@ -363,12 +365,26 @@ void rd_serve_close(rd_serve *s) {
 }
 
 static int read_file(const char *path, unsigned char **buf, size_t *len, rd_errbuf *eb) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    // O_NONBLOCK: a FIFO (or a device) must not block a serving process in open(); anything but
+    // a regular file is refused by its kind (a folder was "short read").
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", path,
                           strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size < 16) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int dir = S_ISDIR(st.st_mode);
+        close(fd);
+        return rd_err_set(eb, RD_ERR_IO, "%s: not a regular file (%s): a serving bundle is a file",
+                          path, dir ? "a folder" : "a FIFO, socket or device");
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return rd_err_set(eb, RD_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (st.st_size < 16) {
         fclose(f);
         return rd_err_set(eb, RD_ERR_CORRUPT, "%s: too short to be a serving bundle", path);
     }
@@ -389,6 +405,7 @@ static int read_file(const char *path, unsigned char **buf, size_t *len, rd_errb
 }
 
 int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_errbuf *eb) {
+    rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
     *out = NULL;
     if (max_candidates == 0 || max_candidates > ((size_t)1 << 20))
         return rd_err_set(eb, RD_ERR_ARG, "max_candidates %zu outside 1..2^20", max_candidates);
@@ -537,7 +554,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                         .n_numeric = nn,
                         .token_dim = 0,
                         .opt_slots = 0,
-                        .seed = 1};
+                        .seed = 1,
+                        .quiet = 1}; // a serving process's stderr is not ours to write
     if ((rc = rd_model_create(&s->mc, &mo, &s->m, eb)) != RD_OK) {
         rd_err_prefix(eb, "%s: ", path);
         goto fail;
@@ -724,6 +742,7 @@ int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offse
 
 int rd_serve_score(
     rd_serve *s, const rd_serve_request *req, float *scores, float *logits, rd_errbuf *eb) {
+    rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
     rd_model *m = s->m;
     const size_t N = req->n, K = s->info.keys_per_candidate, L = s->info.hist_len;
     if (N == 0 || N > s->max_n)
@@ -841,6 +860,7 @@ int rd_serve_request_from_dataset(const rd_serve *s,
                                   uint8_t *hist_lab,
                                   float *numeric,
                                   rd_errbuf *eb) {
+    rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
     const rd_dataset_info *di = rd_dataset_get_info(ds);
     if (rec >= di->n_events)
         return rd_err_set(eb, RD_ERR_RANGE, "record %llu not in [0, %llu)", (unsigned long long)rec,

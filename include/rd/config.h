@@ -45,6 +45,10 @@
 
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_NAME_MAX          32    // names: jobs, tables, models, fields, columns (incl. NUL)
 #define RD_PATH_MAX          1024  // file system paths (incl. NUL)
 #define RD_MAX_JOBS          8     // worker jobs in one launch
@@ -691,4 +695,7 @@ int rd_config_world_size(const rd_config *cfg);
  *  that job builds the run's token store (IAT stage 1) before any job trains. */
 int rd_config_token_job(const rd_config *cfg);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_CONFIG_H

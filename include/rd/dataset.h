@@ -58,6 +58,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_DATASET_MAGIC   "RDDSET\r\n" // 8 bytes, no NUL
 #define RD_DATASET_VERSION 2 // written; version 1 (no field transforms recorded) is still read
 #define RD_DATASET_FILE    "events.bin"
@@ -433,4 +437,7 @@ int rd_dataset_stats_feedback(
 int rd_dataset_feedback_index(
     const rd_dataset *ds, const char *what, const char *name, int *index, rd_errbuf *eb);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_DATASET_H

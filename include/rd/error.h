@@ -15,6 +15,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_STATUS_MAP(X)                                                                           \
     X(OK, 0, "success")                                                                            \
     X(ERR_NOMEM, -1, "out of memory")                                                              \
@@ -113,4 +117,7 @@ void rd__abort_watchdog(unsigned seconds);
 
 RD_NORETURN void rd__mpi_fail(const char *file, int line, const char *call, int rc);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_ERROR_H

@@ -34,7 +34,12 @@
 // Keys: a request carries FIELD-level keys as stored in datasets (rd_record.user_key /
 // item_key, rd_dataset_keys slots, rd_feature_key_u64("hour" | "weekday", v)); the scorer turns
 // them into table keys (rd_table_key). Not thread-safe: one rd_serve per serving thread (they
-// can share nothing but are cheap: the rows are the only large part).
+// share nothing); opening bundles from several threads at once is safe. An rd_serve holds the
+// rows, the parameters and buffers for max_candidates candidates, which grow with it and with
+// the model's widths (measured for the demo student: 1.2 MiB at 256 candidates, 14 MiB at 4096):
+// open it with the largest request the server sends, not the 2^20 maximum. The library writes
+// nothing to stdout or stderr, and every call that takes an rd_errbuf clears it first (its
+// message is that call's). C++: the declarations are extern "C".
 #ifndef RD_SERVE_H
 #define RD_SERVE_H
 
@@ -44,6 +49,10 @@
 #include "rd/config.h"
 #include "rd/dataset.h"
 #include "rd/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define RD_SERVE_VERSION 2 // written; version 1 (no numeric transforms) is still read
 
@@ -109,7 +118,8 @@ int rd_serve_export(const rd_config *cfg,
  * @param[out] out  free with rd_serve_close
  * @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_CORRUPT (magic, size, CRC), RD_ERR_VERSION (format
  *         or struct sizes), RD_ERR_CONFIG (the model cannot be built), RD_ERR_ARG
- *         (max_candidates 0), RD_ERR_NOMEM, RD_ERR_IO
+ *         (max_candidates 0), RD_ERR_NOMEM, RD_ERR_IO (also a path that is not a regular file:
+ *         a folder, a FIFO; never blocks on one)
  */
 int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_errbuf *eb);
 
@@ -118,7 +128,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
  * @param[out] scores  (n) probabilities sigmoid(main logit), or NULL
  * @param[out] logits  (n) main-tower logits (plus info.logit_shift), or NULL
  * @return RD_OK, RD_ERR_ARG (n out of 1..max_candidates, keys NULL, numeric missing),
- *         RD_ERR_RANGE (non-finite numeric, or a raw value whose transform is not finite),
+ *         RD_ERR_RANGE (non-finite numeric, a raw value whose transform is not finite, or a
+ *         history label other than 0/1),
  *         RD_ERR_UNSUPPORTED (numeric_raw with a bundle that does not record the transforms)
  */
 int rd_serve_score(
@@ -171,4 +182,7 @@ int rd_serve_request_from_dataset(const rd_serve *s,
                                   float *numeric,
                                   rd_errbuf *eb);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_SERVE_H

@@ -456,6 +456,19 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
     T_CHECK(&g_errs, rc == RD_ERR_CORRUPT, "truncated: %d %s", rc, eb.msg);
     rd_errbuf_clear(&eb);
     T_CHECK(&g_errs, rd_serve_open(bundle, 0, &x, &eb) == RD_ERR_ARG, "max_candidates 0");
+    // Not a regular file: a folder was "short read", and a FIFO blocked open() for ever. The
+    // error buffer is not cleared by the caller here: each call clears it (a later failure used
+    // to keep the first one's message).
+    T_CHECK(&g_errs,
+            rd_serve_open(dir, 4, &x, &eb) == RD_ERR_IO && strstr(eb.msg, "a folder") && !x,
+            "folder: %s", eb.msg);
+    snprintf(p, sizeof p, "%s/bundle.fifo", dir);
+    if (mkfifo(p, 0600) == 0) {
+        rc = rd_serve_open(p, 4, &x, &eb);
+        T_CHECK(&g_errs, rc == RD_ERR_IO && strstr(eb.msg, "a FIFO") && !x, "fifo: %d %s", rc,
+                eb.msg);
+        unlink(p);
+    }
     // Well-formed (CRC-sealed) bundles whose counts and strings lie: each refused with
     // RD_ERR_CORRUPT, never an abort on a huge allocation or a read past an array.
     {
