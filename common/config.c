@@ -580,7 +580,9 @@ static int parse_integer(const char *s, size_t len, int bytes, int *neg, uint64_
             int d = isdigit((unsigned char)*p)    ? *p - '0'
                     : isxdigit((unsigned char)*p) ? tolower((unsigned char)*p) - 'a' + 10
                                                   : -1;
-            if (d < 0 || v > (UINT64_MAX >> 4))
+            if (d < 0)
+                return -1; // not a hex digit (0xZZ, 0x1p4): not a number, no overflow
+            if (v > (UINT64_MAX >> 4))
                 ok = 0;
             else
                 v = v * 16 + (uint64_t)d;
@@ -598,8 +600,10 @@ static int parse_integer(const char *s, size_t len, int bytes, int *neg, uint64_
         char *end = NULL;
         errno = 0;
         double d = strtod(buf, &end);
+        // Beyond 2^53 a double no longer holds every integer: 9007199254740993.0 read as
+        // ...992. Such values are written as plain integers.
         if (end == buf || *end != '\0' || errno || !isfinite(d) || d != floor(d) ||
-            fabs(d) >= 18446744073709551616.0)
+            fabs(d) >= 9007199254740992.0)
             return -1;
         *neg = d < 0;
         v = (uint64_t)fabs(d);

@@ -633,6 +633,13 @@ static void test_errors_types(void **state) {
         assert_string_equal(c->data.schema.path, "12");
         free(c);
     }
+    // A malformed hex number is not a number (it was "does not fit a 32-bit int"), and float
+    // notation stops where a double stops holding every integer (2^53: 9007199254740993.0 was
+    // read as ...992).
+    expect_error(BASE "train:\n  epochs: 0xZZ\n",
+                 "t.yaml:16:11: train.epochs: expected an integer, got '0xZZ'", NULL);
+    expect_error(BASE "run:\n  seed: 9007199254740993.0\n",
+                 "t.yaml:16:9: run.seed: expected a non-negative integer", NULL);
     // A core tag must agree with the key's type, and other tags are refused: they were ignored
     // (`name: !!int abc` passed; `out_dir: !!binary ...`, PyYAML's bytes, kept the base64 text).
     expect_error(BASE "run:\n  name: !!int abc\n",
