@@ -35,9 +35,9 @@
 // item_key, rd_dataset_keys slots, rd_feature_key_u64("hour" | "weekday", v)); the scorer turns
 // them into table keys (rd_table_key). Not thread-safe: one rd_serve per serving thread (they
 // share nothing); opening bundles from several threads at once is safe. An rd_serve holds the
-// rows, the parameters and buffers for max_candidates candidates, which grow with it and with
-// the model's widths (measured for the demo student: 1.2 MiB at 256 candidates, 14 MiB at 4096):
-// open it with the largest request the server sends, not the 2^20 maximum. The library writes
+// rows, the parameters and activation buffers for max_candidates candidates, which grow with it
+// and with the model's widths: open it with the largest request the server sends, not the 2^20
+// maximum. The library writes
 // nothing to stdout or stderr, and every call that takes an rd_errbuf clears it first (its
 // message is that call's). C++: the declarations are extern "C".
 #ifndef RD_SERVE_H
