@@ -470,7 +470,7 @@ int rd_app_path_kind(const char *path, char *what, size_t cap) {
     }
     if (has(path, RD_DATASET_FILE, 0)) {
         snprintf(what, cap, "a dataset folder (%s of `recdistill prepare`)", RD_DATASET_FILE);
-        return RD_APP_PATH_OTHER;
+        return RD_APP_PATH_DATASET;
     }
     if (has(path, "MANIFEST", 0)) {
         snprintf(what, cap,

@@ -303,8 +303,8 @@ static int token_store_ready(const rd_config *cfg, int *lock_out, char *msg, siz
     // file is made in it: its MANIFEST read as a damaged store's ("65 bytes, expected 64").
     char what[RD_PATH_MAX * 3];
     int kind = rd_app_path_kind(dir, what, sizeof what);
-    if (rc == RD_OK && (kind == RD_APP_PATH_TABLE_CKPT || kind == RD_APP_PATH_FILE ||
-                        (kind == RD_APP_PATH_OTHER && strncmp(what, "a dataset folder", 16) == 0)))
+    if (rc == RD_OK &&
+        (kind == RD_APP_PATH_TABLE_CKPT || kind == RD_APP_PATH_FILE || kind == RD_APP_PATH_DATASET))
         rc = rd_err_set(&eb, RD_ERR_CONFIG,
                         "is %s, not a token store (tokens.store_dir names the store's own folder)",
                         what);

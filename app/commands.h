@@ -118,6 +118,7 @@ enum {
     RD_APP_PATH_FILE,        // not a folder
     RD_APP_PATH_TABLE_CKPT,  // MANIFEST + shard-NNNNN/ (rd/checkpoint.h)
     RD_APP_PATH_TOKEN_STORE, // MANIFEST + shard-NNNN/ (rd/tokens.h)
+    RD_APP_PATH_DATASET,     // events.bin of `recdistill prepare` (rd/dataset.h)
     RD_APP_PATH_OTHER,       // any other folder
 };
 

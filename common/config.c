@@ -1606,19 +1606,14 @@ static int bad_name(const char *s) {
     return s[0] == '.' ? 2 : 0;
 }
 
-static int in_list(const char list[][RD_NAME_MAX], int n, const char *s) {
+// Is s one of the n names of a list of fixed-size names (names, columns)?
+static int in_names(const char *list, size_t stride, int n, const char *s) {
     for (int i = 0; i < n; i++)
-        if (strcmp(list[i], s) == 0)
+        if (strcmp(list + (size_t)i * stride, s) == 0)
             return 1;
     return 0;
 }
-
-static int in_cols(const char list[][RD_COLUMN_MAX], int n, const char *s) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(list[i], s) == 0)
-            return 1;
-    return 0;
-}
+#define IN_LIST(list, n, s) in_names(&(list)[0][0], sizeof(list)[0], (n), (s))
 
 static int check_name(const vctx *v, const char *path, const char *s) {
     int bad = bad_name(s);
@@ -1646,7 +1641,7 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
         snprintf(p, sizeof p, "data.schema.columns[%d]", i);
         if (!sc->columns[i][0])
             return verr(v, p, "column name must not be empty");
-        if (in_cols(sc->columns, i, sc->columns[i]))
+        if (IN_LIST(sc->columns, i, sc->columns[i]))
             return verr(v, p, "duplicate column '%s'", sc->columns[i]);
     }
     static const char *const req_keys[] = {"user_column", "item_column", "time_column",
@@ -1656,7 +1651,7 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
         snprintf(p, sizeof p, "data.schema.%s", req_keys[i]);
         if (!req_vals[i][0])
             return verr(v, p, "required for a csv source");
-        if (!sc->header && !in_cols(sc->columns, sc->n_columns, req_vals[i]))
+        if (!sc->header && !IN_LIST(sc->columns, sc->n_columns, req_vals[i]))
             return verr(v, p, "column '%s' is not in data.schema.columns", req_vals[i]);
         // The ids and the time come from three columns: one column as two of them would make
         // every event of one user, one item or one instant (the label may read any column).
@@ -1669,7 +1664,7 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
                     label_ops[sc->label_op >= 0 && sc->label_op <= 5 ? sc->label_op : 0]);
     for (int i = 0; i < sc->n_label_values; i++) {
         snprintf(p, sizeof p, "data.schema.label.values[%d]", i);
-        if (in_list(sc->label_values, i, sc->label_values[i]))
+        if (IN_LIST(sc->label_values, i, sc->label_values[i]))
             return verr(v, p, "duplicate value '%s'", sc->label_values[i]);
     }
     for (int s = 0; s < sc->n_side; s++) {
@@ -1686,12 +1681,12 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
             if (sd->n_columns == 0)
                 return verr(v, p, "a side file without a header line needs the list of columns");
             snprintf(p, sizeof p, "data.schema.side[%d].key_column", s);
-            if (!in_cols(sd->columns, sd->n_columns, sd->key_column))
+            if (!IN_LIST(sd->columns, sd->n_columns, sd->key_column))
                 return verr(v, p, "column '%s' is not in data.schema.side[%d].columns",
                             sd->key_column, s);
         }
         snprintf(p, sizeof p, "data.schema.side[%d].join_column", s);
-        if (!sc->header && !in_cols(sc->columns, sc->n_columns, sd->join_column))
+        if (!sc->header && !IN_LIST(sc->columns, sc->n_columns, sd->join_column))
             return verr(v, p, "column '%s' is not in data.schema.columns", sd->join_column);
     }
     for (int f = 0; f < sc->n_fields; f++) {
@@ -1745,7 +1740,7 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
                 snprintf(p, sizeof p, "data.schema.fields[%d].side", f);
                 return verr(v, p, "no side table named '%s' in data.schema.side", fc->side);
             }
-            if (!sd->header && !in_cols(sd->columns, sd->n_columns, fc->column))
+            if (!sd->header && !IN_LIST(sd->columns, sd->n_columns, fc->column))
                 return verr(v, p, "column '%s' is not in the columns of side table '%s'",
                             fc->column, sd->name);
             // A log row without a side row gets this field's fill: there must be one.
@@ -1757,7 +1752,7 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
                             "for the rows without a side row: zero or mean",
                             fc->name, sd->name);
             }
-        } else if (!sc->header && !in_cols(sc->columns, sc->n_columns, fc->column)) {
+        } else if (!sc->header && !IN_LIST(sc->columns, sc->n_columns, fc->column)) {
             return verr(v, p, "column '%s' is not in data.schema.columns", fc->column);
         }
     }
