@@ -2532,11 +2532,9 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
             break;
         if (w < RD_TRAINER_MAX_WINDOWS) // a checkpoint inside the window records it
             res->window[w].m = mr;
-        double tt = tr->train_s;
-        uint64_t n0 = tr->trained;
-        tr->win_w = (int32_t)w;
-        tr->win_s0 = tt;
-        tr->win_n0 = n0;
+        tr->win_w = (int32_t)w; // the window's throughput, also for a checkpoint inside it
+        tr->win_s0 = tr->train_s;
+        tr->win_n0 = tr->trained;
         snprintf(phase, sizeof phase, "stream window %u/%u", w + 1, K);
         if ((rc = distill_begin(tr, 0, (int32_t)w, eb)) != RD_OK)
             break;
@@ -2549,8 +2547,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         tr->win_w = -1;
         if (w < RD_TRAINER_MAX_WINDOWS) {
             res->window[w].m = mr;
-            double dt = tr->train_s - tt;
-            res->window[w].samples_per_s = dt > 0 ? (double)(tr->trained - n0) / dt : 0.0;
+            double dt = tr->train_s - tr->win_s0;
+            res->window[w].samples_per_s = dt > 0 ? (double)(tr->trained - tr->win_n0) / dt : 0.0;
             if (skip < 0) // trained before the checkpoint: its throughput then
                 res->window[w].samples_per_s = sps_before;
             res->n_windows = (int)w + 1;
