@@ -320,13 +320,17 @@ mkdir -p "$OUT/configs"
 # 2. Derive one config per point from the base's effective config (every default written out):
 #    run name/out_dir per point, the shared dataset, the sizes; paths derived from the base's
 #    out_dir are emptied so that they follow the point's out_dir, and a checkpoint folder or
-#    target log named elsewhere gets one subfolder per point.
+#    target log named elsewhere gets one subfolder per point (a replay's target log, an input,
+#    stays).
 
 "$RD_BIN" config "$BASE" >"$OUT/configs/base.effective.yaml" 2>"$OUT/configs/base.err" ||
     rd_die "bad config: $(cat "$OUT/configs/base.err")"
+# A replaying student reads distill.target_log (an input, written by an earlier teacher run): it
+# stays where it is; a live run writes it, one per point.
+REPLAY="$(rd_config_value distill replay "$OUT/configs/base.effective.yaml")"
 derive() { # point teacher_ranks student_ranks ps batch -> stdout
     awk -v name="$1" -v outdir="$OUT/$1" -v data="$OUT/data" -v tranks="$2" -v sranks="$3" \
-        -v ps="$4" -v batch="$5" -v base_out="${B[out_dir]}/" '
+        -v ps="$4" -v batch="$5" -v base_out="${B[out_dir]}/" -v replay="$REPLAY" '
         function q(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return "\"" s "\"" }
         function derived(v) { gsub(/^"|"$/, "", v); return index(v, base_out) == 1 }
         function val(   v) { # the value of this key line, unquoted (it may hold spaces)
@@ -345,6 +349,7 @@ derive() { # point teacher_ranks student_ranks ps batch -> stdout
         sec == "train" && /^  batch_size:/ { print "  batch_size: " batch; next }
         sec == "ps" && /^  checkpoint_dir:/ && derived($2) { print "  checkpoint_dir: \"\""; next }
         sec == "tokens" && /^  store_dir:/ && derived($2) { print "  store_dir: \"\""; next }
+        sec == "distill" && /^  target_log:/ && replay == "true" { print; next }
         sec == "distill" && /^  target_log:/ && derived($2) { print "  target_log: \"\""; next }
         # A checkpoint folder or target log named outside out_dir (fast scratch, say) is one
         # per point under it: points run at once, and each launch owns its folders.

@@ -156,8 +156,15 @@ replay() {
 }
 
 jobname() { python3 -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['cluster']['jobs'][0]['name'])" "$1"; }
-# The teacher whose targets the point replays (its job's `teacher:`), for the summary's gap.
-teachername() { python3 -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['cluster']['jobs'][0]['teacher'])" "$1"; }
+# The teacher whose targets the points replay, for the summary's gap: the first distilled
+# student's `teacher:` in CONFIG, else its first teacher job, as mkconfig picks it (an
+# undistilled point, "raw", has none in its own config).
+teachername() {
+    python3 -c "import yaml, sys
+c = yaml.safe_load(open(sys.argv[1]))['cluster']['jobs']
+d = [j for j in c if j.get('role') == 'student' and j.get('distill')]
+print((d[0].get('teacher') if d else None) or next(j['name'] for j in c if j.get('role') == 'teacher'))" "$1"
+}
 
 if [ "$K" -eq 0 ]; then
     row() { # label log
@@ -170,9 +177,7 @@ if [ "$K" -eq 0 ]; then
         replay "$p" "$RUN" "$SEED" "$OUT/$p"
         row "$p" "$OUT/$p.log" "$(jobname "$OUT/$p.yaml")"
     done
-    first=""
-    for p in $POINTS; do first=$p; break; done
-    for j in student student_raw "$(teachername "$OUT/$first.yaml")"; do
+    for j in student student_raw "$(teachername "$CONFIG")"; do
         [ -f "$RUN/$j.metrics.csv" ] && awk -F, -v j="$j" '$1 == "holdout" { h = $3 } $1 == "holdout_warm" { w = $3 }
             END { printf "%-14s holdout AUC %.4f  warm AUC %.4f  (the live run)\n", j, h, w }' "$RUN/$j.metrics.csv"
     done
@@ -195,7 +200,7 @@ for ((s = FIRST; s < FIRST + K; s++)); do
     echo "seed $s: done"
 done
 
-python3 - "$RUN" "$OUT" "$FIRST" "$K" "$POINTS" <<'PY'
+python3 - "$RUN" "$OUT" "$FIRST" "$K" "$POINTS" "$(teachername "$CONFIG")" <<'PY'
 import csv, math, os, statistics as st, subprocess, sys, yaml
 run, out, first, k, points = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5].split()
 seeds = range(first, first + k)
@@ -235,7 +240,7 @@ def ms(x): return "%.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0
 def pm(x): return "%+.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0.0)
 
 # The teacher the points replay: their student's `teacher:` (not a job named "teacher").
-tname = yaml.safe_load(open(os.path.join(out, "seed-%d" % first, points[0] + ".yaml")))["cluster"]["jobs"][0]["teacher"]
+tname = sys.argv[6]
 teacher = {s: metrics(os.path.join(run, "seed-%d" % s, tname + ".metrics.csv")) for s in seeds}
 lines = ["%d paired seeds (%d..%d), replayed from %s; teacher %s" % (k, first, first + k - 1, run, tname), "",
          "| point | slice | teacher | student | twin (raw) | teacher gap | student gain | η |",

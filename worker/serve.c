@@ -372,7 +372,12 @@ static int read_file(const char *path, unsigned char **buf, size_t *len, rd_errb
         return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", path,
                           strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return rd_err_set(eb, RD_ERR_IO, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
         int dir = S_ISDIR(st.st_mode);
         close(fd);
         return rd_err_set(eb, RD_ERR_IO, "%s: not a regular file (%s): a serving bundle is a file",

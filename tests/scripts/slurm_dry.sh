@@ -90,6 +90,17 @@ for p in -p1- -p2-; do
         bad "sweep ck: point $p: $(grep checkpoint_dir "$c" 2>&1) ($(ls "$TMP"/runs/ck/configs))"
 done
 
+# A replay's target log is an input: it stays as named (a per-point subfolder was never written).
+sed -e 's/    - {name: teacher, role: teacher, model: teacher}//' \
+    -e 's/{name: student, role: student, model: student, distill: true}/{name: student, role: student, model: student, distill: true, teacher: teacher}/' \
+    "$TINY" >"$TMP/rp.yaml"
+printf 'distill:\n  replay: true\n  target_log: "%s/shared log"\n' "$TMP" >>"$TMP/rp.yaml"
+printf 'config: %s\nps: 1\nout: runs/rp\n' "$TMP/rp.yaml" >"$TMP/rp.spec"
+(cd "$TMP" && "$SRC/slurm/sweep.sh" "$TMP/rp.spec" >"$TMP/rp.out" 2>"$TMP/rp.err") || bad "sweep rp: $(cat "$TMP/rp.err")"
+c=$(ls "$TMP"/runs/rp/configs/*-p1-*.yaml 2>/dev/null | head -1)
+[ -n "$c" ] && [ "$("$RD" config "$c" | sed -n 's/^  target_log: //p')" = "\"$TMP/shared log\"" ] ||
+    bad "sweep rp: the replay's target log moved: $(grep target_log "$c" 2>&1)"
+
 # 2b. A partition with fewer nodes than a job needs: refused at submission (Slurm accepts it and
 # leaves it PENDING for ever), for train-multinode, student-replay's sizing and a sweep, before
 # anything is submitted. A fake sinfo answers "part*" with 2 nodes.

@@ -375,10 +375,14 @@ grep -q "^1:1 .*holdout AUC 0\.[0-9]" "$D/rs.out" || fail "replay-sweep output: 
 sed 's/{name: student, role: student, model: student, distill: true}/{name: student, role: student, model: student, distill: true, ranks: 2}/' \
     "$D/live.yaml" > "$D/live2.yaml"
 grep -q "distill: true, ranks: 2" "$D/live2.yaml" || fail "could not write live2.yaml"
+# An undistilled point listed first ("raw": its config names no teacher) took the live run's
+# teacher line with it (a traceback, and with -k no summary).
 (cd "$D/cwd" && RD="$RD" timeout 300 bash "$SRC/tools/replay-sweep.sh" -s 7 "$D/live2.yaml" \
-    runs/train-tiny "$D/cwd/rs2" 1:1 > "$D/rs.out" 2> "$D/rs.err") ||
+    runs/train-tiny "$D/cwd/rs2" raw 1:1 > "$D/rs.out" 2> "$D/rs.err") ||
     fail "replay-sweep with a 2-rank student: $(cat "$D/rs.err" "$D"/cwd/rs2/*.log 2>/dev/null | tail -5)"
 grep -q "^1:1 .*holdout AUC 0\.[0-9]" "$D/rs.out" || fail "replay-sweep 2 ranks output: $(cat "$D/rs.out")"
+grep -q "^teacher .*(the live run)" "$D/rs.out" && ! grep -q Traceback "$D/rs.err" ||
+    fail "replay-sweep raw first: $(cat "$D/rs.out" "$D/rs.err")"
 # A replay of a log still being written (its writer.lock held: here by flock(1)) is refused; it
 # used to train with most targets missing and exit 0.
 if command -v flock >/dev/null; then
