@@ -518,6 +518,9 @@ int rd__builder_create(const rd_data_config *dc,
         goto fn_fail;
     }
     remove_stale_tmps(b->dir, host);
+    // A SIGTERM (scancel, a Slurm time limit), SIGINT or SIGHUP removes it (rd/lmdbx.h):
+    // registered before the mkdir, as a signal between the two left the folder behind.
+    (void)rd_lmdbx_pending_add(b->tmp);
     if (mkdir(b->tmp, 0777) != 0) {
         // A leftover of an earlier process with our pid: remove it if it is only ours.
         if (errno == EEXIST && classify_dir(b->tmp, why, sizeof why) == 1) {
@@ -525,13 +528,13 @@ int rd__builder_create(const rd_data_config *dc,
             if (mkdir(b->tmp, 0777) == 0)
                 goto made;
         }
-        rc = rd_err_set(eb, RD_ERR_IO, "cannot create folder %s: %s", b->tmp, strerror(errno));
+        int e = errno;
+        rd_lmdbx_pending_forget(b->tmp); // not ours to remove
+        rc = rd_err_set(eb, RD_ERR_IO, "cannot create folder %s: %s", b->tmp, strerror(e));
         goto fn_fail;
     }
 made:
     b->have_tmp = 1;
-    // A SIGTERM (scancel, a Slurm time limit), SIGINT or SIGHUP removes it (rd/lmdbx.h).
-    (void)rd_lmdbx_pending_add(b->tmp);
     b->fd = open(b->events_path, O_RDWR | O_CREAT | O_TRUNC, 0666);
     if (b->fd < 0) {
         rc = rd_err_set(eb, RD_ERR_IO, "cannot create %s: %s", b->events_path, strerror(errno));

@@ -421,7 +421,15 @@ int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb)
         char sfx[40];
         unique_suffix(sfx, sizeof sfx, of, attempt);
         snprintf(of->tmp, sizeof of->tmp, "%s.tmp%s", path, sfx);
+        // Registered before it exists (a signal between the open and the registration left
+        // it); a name that was taken is forgotten again.
+        (void)rd_lmdbx_pending_add(of->tmp);
         fd = open(of->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            int e = errno;
+            rd_lmdbx_pending_forget(of->tmp);
+            errno = e;
+        }
         if (fd < 0 && errno != EEXIST)
             break;
     }
@@ -434,10 +442,10 @@ int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb)
         rc = io_error(eb, "open", of->tmp);
         close(fd);
         unlink(of->tmp);
+        rd_lmdbx_pending_forget(of->tmp);
         of->tmp[0] = '\0';
         return rc;
     }
-    (void)rd_lmdbx_pending_add(of->tmp);
     return RD_OK;
 }
 
@@ -632,11 +640,15 @@ int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *e
         char sfx[40];
         unique_suffix(sfx, sizeof sfx, part, attempt);
         snprintf(part, cap, "%.*s.partial.%s%s", (int)n, out, host, sfx);
+        // Registered before the mkdir: a signal between the two left the folder behind (the
+        // handler removes what exists; the name is this process's own).
+        (void)rd_lmdbx_pending_add(part);
         // mkdir is exclusive: it fails on any existing entry, a planted symlink included.
-        if (mkdir(part, 0755) == 0) {
-            (void)rd_lmdbx_pending_add(part);
+        if (mkdir(part, 0755) == 0)
             return RD_OK;
-        }
+        int e = errno;
+        rd_lmdbx_pending_forget(part);
+        errno = e;
         if (errno != EEXIST)
             break;
     }
