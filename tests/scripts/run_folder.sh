@@ -222,7 +222,7 @@ host=$(hostname | tr -c 'a-zA-Z0-9\n' '-' | cut -c1-40)
 # wait_tmp PATTERN: until a temporary dataset folder exists (at most 60 s).
 wait_tmp() {
     for _ in $(seq 600); do
-        # A moment more: the folder is registered for removal just after its mkdir.
+        # A moment more (the folder is registered for removal before its mkdir; the wait is kept).
         compgen -G "$1" >/dev/null && sleep 0.3 && return 0
         sleep 0.1
     done
