@@ -678,6 +678,12 @@ fail:
 }
 
 void rd_serve_get_info(const rd_serve *s, rd_serve_info *info) {
+    if (!info)
+        return;
+    if (!s) {
+        memset(info, 0, sizeof *info);
+        return;
+    }
     *info = s->info;
 }
 
@@ -687,7 +693,7 @@ int rd_serve_numeric(const rd_serve *s,
                      uint32_t *transform,
                      double *mean,
                      double *std) {
-    if (j >= s->n_inputs)
+    if (!s || j >= s->n_inputs)
         return RD_ERR_RANGE;
     if (field)
         *field = s->in_name[j];
@@ -731,7 +737,7 @@ static int transform_raw(rd_serve *s, const rd_serve_request *req, rd_errbuf *eb
 }
 
 int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offset, size_t *width) {
-    if (f < 0 || f >= s->m->n_features)
+    if (!s || f < 0 || f >= s->m->n_features)
         return RD_ERR_RANGE;
     if (field)
         *field = s->m->features[f].field;
@@ -748,6 +754,8 @@ int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offse
 int rd_serve_score(
     rd_serve *s, const rd_serve_request *req, float *scores, float *logits, rd_errbuf *eb) {
     rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
+    if (!s || !req)
+        return rd_err_set(eb, RD_ERR_ARG, "request: %s is NULL", !s ? "the scorer" : "the request");
     rd_model *m = s->m;
     const size_t N = req->n, K = s->info.keys_per_candidate, L = s->info.hist_len;
     if (N == 0 || N > s->max_n)
@@ -866,6 +874,9 @@ int rd_serve_request_from_dataset(const rd_serve *s,
                                   float *numeric,
                                   rd_errbuf *eb) {
     rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
+    if (!s || !ds || !keys)
+        return rd_err_set(eb, RD_ERR_ARG, "request from dataset: %s is NULL",
+                          !s ? "the scorer" : !ds ? "the dataset" : "keys");
     const rd_dataset_info *di = rd_dataset_get_info(ds);
     if (rec >= di->n_events)
         return rd_err_set(eb, RD_ERR_RANGE, "record %llu not in [0, %llu)", (unsigned long long)rec,

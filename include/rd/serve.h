@@ -127,7 +127,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
  * Score one request. No allocation.
  * @param[out] scores  (n) probabilities sigmoid(main logit), or NULL
  * @param[out] logits  (n) main-tower logits (plus info.logit_shift), or NULL
- * @return RD_OK, RD_ERR_ARG (n out of 1..max_candidates, keys NULL, numeric missing),
+ * @return RD_OK, RD_ERR_ARG (s or req NULL, n out of 1..max_candidates, keys NULL, numeric
+ *         missing),
  *         RD_ERR_RANGE (non-finite numeric, a raw value whose transform is not finite, or a
  *         history label other than 0/1),
  *         RD_ERR_UNSUPPORTED (numeric_raw with a bundle that does not record the transforms)
@@ -138,10 +139,11 @@ int rd_serve_score(
 /** Free everything. Accepts NULL. */
 void rd_serve_close(rd_serve *s);
 
+/** The bundle's shapes; all zero for s NULL. */
 void rd_serve_get_info(const rd_serve *s, rd_serve_info *info);
 
 /** Feature f (0..n_features-1): its field name, first key slot and width in a candidate's keys.
- *  @return RD_OK or RD_ERR_RANGE */
+ *  @return RD_OK or RD_ERR_RANGE (also for s NULL) */
 int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offset, size_t *width);
 
 /**
@@ -150,7 +152,7 @@ int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offse
  * std, x) gives the stored value; mean 0 and std 1 without RD_XFORM_STANDARDIZE). A version-1
  * bundle, or one exported from a version-1 dataset, gives RD_XFORM_UNKNOWN: such a bundle scores
  * stored values only.
- * @return RD_OK or RD_ERR_RANGE
+ * @return RD_OK or RD_ERR_RANGE (also for s NULL)
  */
 int rd_serve_numeric(const rd_serve *s,
                      size_t j,
@@ -170,7 +172,7 @@ int rd_serve_numeric(const rd_serve *s,
  * @param[out] hist      (L) or NULL when L == 0
  * @param[out] hist_lab  (L) or NULL when L == 0
  * @param[out] numeric   (n_numeric) or NULL when n_numeric == 0
- * @return RD_OK, RD_ERR_RANGE (rec), RD_ERR_SCHEMA (a feature missing from the dataset or of
+ * @return RD_OK, RD_ERR_ARG (s, ds or keys NULL), RD_ERR_RANGE (rec), RD_ERR_SCHEMA (a feature missing from the dataset or of
  *         another width, or seq.stats_feedback not a feedback field of it), RD_ERR_NOMEM
  */
 int rd_serve_request_from_dataset(const rd_serve *s,

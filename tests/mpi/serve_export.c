@@ -426,6 +426,15 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
     T_CHECK(&g_errs, rd_serve_score(sv, &bad, NULL, logit, &eb) == RD_ERR_ARG, "n = 0");
     bad.n = 257;
     T_CHECK(&g_errs, rd_serve_score(sv, &bad, NULL, logit, &eb) == RD_ERR_ARG, "n > max");
+    bad.n = 1;
+    T_CHECK(&g_errs, rd_serve_score(NULL, &bad, NULL, logit, &eb) == RD_ERR_ARG, "NULL scorer");
+    T_CHECK(&g_errs, rd_serve_score(sv, NULL, NULL, logit, &eb) == RD_ERR_ARG, "NULL request");
+    T_CHECK(&g_errs, rd_serve_feature(NULL, 0, NULL, NULL, NULL) == RD_ERR_RANGE, "NULL feature");
+    T_CHECK(&g_errs, rd_serve_numeric(NULL, 0, NULL, NULL, NULL, NULL) == RD_ERR_RANGE,
+            "NULL numeric");
+    rd_serve_info zero;
+    rd_serve_get_info(NULL, &zero);
+    T_CHECK(&g_errs, zero.keys_per_candidate == 0 && zero.hist_len == 0, "NULL info");
     rd_serve_close(sv);
     rd_free(keys);
     rd_free(num);
