@@ -1,13 +1,21 @@
 // metrics.c — AUC, GAUC, logloss and calibration over a growing array of examples.
 //
-// AUC by pair counting over prediction-sorted examples: walking groups of equal prediction in
-// ascending order, each positive in a group beats every negative seen in earlier groups and ties
-// with the negatives of its own group (1/2 each). This equals the average-rank Mann-Whitney
-// statistic and needs one O(n log n) sort. GAUC sorts by (user, prediction) and applies the same
-// walk to each user's run of examples.
+// AUC by pair counting over score-sorted examples: walking groups of equal score in ascending
+// order, each positive in a group beats every negative seen in earlier groups and ties with the
+// negatives of its own group (1/2 each). This equals the average-rank Mann-Whitney statistic and
+// needs one O(n log n) sort. GAUC sorts by (user, score) and applies the same walk to each user's
+// run of examples.
 //
-// Invariants: stored predictions are finite and in [0, 1], labels are 0/1 (checked on entry), so
-// the sort comparators define a total order. Workload: evaluation windows of 1e3..1e7 examples.
+// The stored score is the logit, not the probability: a float sigmoid saturates (every logit
+// below about -88.7 is 0.0f, every one above about 16.6 is 1.0f, and near 1 neighbouring logits
+// share a float), which would turn distinct scores into ties and change the AUC. Probabilities
+// given to rd_metrics_add are mapped to their logit in double (0 -> -inf, 1 -> +inf: the order is
+// kept, equal probabilities stay equal); logloss and calibration take the probability back from
+// the logit in double.
+//
+// Invariants: stored scores are not NaN (±inf only from probabilities 0 and 1), labels are 0/1
+// (checked on entry), so the sort comparators define a total order. Workload: evaluation windows
+// of 1e3..1e7 examples.
 #include "rd/metrics.h"
 #include "rd/alloc.h"
 
@@ -16,14 +24,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-// One example: 16 bytes, no padding (gathered as MPI_BYTE).
+// One example: 24 bytes, no implicit padding (gathered as MPI_BYTE). The logit is kept in double
+// so that a probability given to rd_metrics_add comes back for logloss to 1e-16.
 typedef struct example {
     uint64_t user;
-    float pred;
+    double score; // the logit
     uint32_t label;
+    uint32_t pad; // 0
 } example;
 
-_Static_assert(sizeof(example) == 16, "example must be 16 bytes without padding");
+_Static_assert(sizeof(example) == 24, "example must be 24 bytes without implicit padding");
 
 struct rd_metrics {
     example *ex; // (cap,) examples, the first n used
@@ -37,6 +47,20 @@ static int valid_pred(float p) {
 
 static int valid_label(float l) {
     return l == 0.0f || l == 1.0f;
+}
+
+// The logit of a probability in [0, 1], in double: monotone, so the order (and ties) are kept.
+static double logit_of(float p) {
+    if (p <= 0.0f)
+        return -(double)INFINITY;
+    if (p >= 1.0f)
+        return (double)INFINITY;
+    return log((double)p) - log1p(-(double)p);
+}
+
+// The probability of a stored score.
+static double prob_of(double z) {
+    return isinf(z) ? (z > 0.0 ? 1.0 : 0.0) : 1.0 / (1.0 + exp(-z));
 }
 
 // Make room for `more` examples. @return RD_OK or RD_ERR_NOMEM (nothing changed).
@@ -90,7 +114,16 @@ int rd_metrics_add(rd_metrics *m, float pred, float label, uint64_t user) {
         return RD_ERR_ARG;
     if (reserve(m, 1) != RD_OK)
         return RD_ERR_NOMEM;
-    m->ex[m->n++] = (example){user, pred, (uint32_t)label};
+    m->ex[m->n++] = (example){user, logit_of(pred), (uint32_t)label, 0};
+    return RD_OK;
+}
+
+int rd_metrics_add_logit(rd_metrics *m, float logit, float label, uint64_t user) {
+    if (!isfinite(logit) || !valid_label(label))
+        return RD_ERR_ARG;
+    if (reserve(m, 1) != RD_OK)
+        return RD_ERR_NOMEM;
+    m->ex[m->n++] = (example){user, logit, (uint32_t)label, 0};
     return RD_OK;
 }
 
@@ -115,7 +148,32 @@ int rd_metrics_add_batch(rd_metrics *m,
         return rd_err_set(eb, RD_ERR_NOMEM, "rd_metrics_add_batch: out of memory for %zu examples",
                           m->n + n);
     for (size_t i = 0; i < n; i++)
-        m->ex[m->n + i] = (example){user ? user[i] : 0, pred[i], (uint32_t)label[i]};
+        m->ex[m->n + i] = (example){user ? user[i] : 0, logit_of(pred[i]), (uint32_t)label[i], 0};
+    m->n += n;
+    return RD_OK;
+}
+
+int rd_metrics_add_logits(rd_metrics *m,
+                          const float *logit,
+                          const float *label,
+                          const uint64_t *user,
+                          size_t n,
+                          rd_errbuf *eb) {
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(logit[i]))
+            return rd_err_set(eb, RD_ERR_ARG,
+                              "rd_metrics_add_logits: example %zu: logit %g is not finite", i,
+                              (double)logit[i]);
+        if (!valid_label(label[i]))
+            return rd_err_set(eb, RD_ERR_ARG,
+                              "rd_metrics_add_logits: example %zu: label %g is not 0 or 1", i,
+                              (double)label[i]);
+    }
+    if (reserve(m, n) != RD_OK)
+        return rd_err_set(eb, RD_ERR_NOMEM, "rd_metrics_add_logits: out of memory for %zu examples",
+                          m->n + n);
+    for (size_t i = 0; i < n; i++)
+        m->ex[m->n + i] = (example){user ? user[i] : 0, logit[i], (uint32_t)label[i], 0};
     m->n += n;
     return RD_OK;
 }
@@ -134,14 +192,14 @@ int rd_metrics_merge(rd_metrics *dst, const rd_metrics *src) {
 
 static int by_pred(const void *pa, const void *pb) {
     const example *a = pa, *b = pb;
-    return (a->pred > b->pred) - (a->pred < b->pred);
+    return (a->score > b->score) - (a->score < b->score);
 }
 
 static int by_user_pred(const void *pa, const void *pb) {
     const example *a = pa, *b = pb;
     if (a->user != b->user)
         return a->user < b->user ? -1 : 1;
-    return (a->pred > b->pred) - (a->pred < b->pred);
+    return (a->score > b->score) - (a->score < b->score);
 }
 
 // AUC of ex[0..n) sorted by prediction; NaN when one class is missing.
@@ -152,7 +210,7 @@ static double auc_sorted(const example *ex, size_t n, uint64_t *npos_out) {
     while (i < n) {
         size_t j = i;
         uint64_t gpos = 0, gneg = 0;
-        while (j < n && ex[j].pred == ex[i].pred) {
+        while (j < n && ex[j].score == ex[i].score) {
             if (ex[j].label)
                 gpos++;
             else
@@ -184,7 +242,7 @@ int rd_metrics_compute(rd_metrics *m, rd_metrics_result *out) {
     double sum_p = 0.0, sum_ll = 0.0;
     uint64_t npos = 0;
     for (size_t i = 0; i < m->n; i++) {
-        double p = m->ex[i].pred;
+        double p = prob_of(m->ex[i].score);
         double pc = fmin(fmax(p, RD_METRICS_EPS), 1.0 - RD_METRICS_EPS);
         sum_p += p;
         if (m->ex[i].label) {
@@ -232,10 +290,11 @@ int rd_metrics_compute(rd_metrics *m, rd_metrics_result *out) {
     return RD_OK;
 }
 
-int rd_metrics_auc(const float *pred, const float *label, size_t n, double *auc) {
+// Both exact-AUC entry points: scores are probabilities (logits = 0) or logits (1).
+static int auc_of(const float *score, int logits, const float *label, size_t n, double *auc) {
     *auc = NAN;
     for (size_t i = 0; i < n; i++)
-        if (!valid_pred(pred[i]) || !valid_label(label[i]))
+        if (!(logits ? isfinite(score[i]) : valid_pred(score[i])) || !valid_label(label[i]))
             return RD_ERR_ARG;
     if (n == 0)
         return RD_ERR_EMPTY;
@@ -245,11 +304,19 @@ int rd_metrics_auc(const float *pred, const float *label, size_t n, double *auc)
     if (!ex)
         return RD_ERR_NOMEM;
     for (size_t i = 0; i < n; i++)
-        ex[i] = (example){0, pred[i], (uint32_t)label[i]};
+        ex[i] = (example){0, logits ? (double)score[i] : logit_of(score[i]), (uint32_t)label[i], 0};
     qsort(ex, n, sizeof(example), by_pred);
     *auc = auc_sorted(ex, n, NULL);
     rd_free(ex);
     return isnan(*auc) ? RD_ERR_EMPTY : RD_OK;
+}
+
+int rd_metrics_auc(const float *pred, const float *label, size_t n, double *auc) {
+    return auc_of(pred, 0, label, n, auc);
+}
+
+int rd_metrics_auc_logits(const float *logit, const float *label, size_t n, double *auc) {
+    return auc_of(logit, 1, label, n, auc);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //
 // Hand-computed values (with ties and degenerate cases), an O(n^2) brute-force AUC on random data
 // with many ties, streaming equivalence (chunked adds = one batch; compute twice), input checks
-// and out-of-memory injection.
+// and out-of-memory injection; logits rank where saturated float probabilities would tie.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -255,6 +255,68 @@ static void test_random_vs_brute_force(void **state) {
     free(u);
 }
 
+// Logits rank where a float sigmoid would tie: every logit below about -88.7 is 0.0f and every
+// one above about 16.6 is 1.0f, so the AUC of the probabilities differs from the model's.
+static void test_logits_no_saturation(void **state) {
+    (void)state;
+    // Negatives at -200, -100; positives at -150, -90; all four sigmoids are 0.0f in float.
+    // By logit: positive -150 beats -200, loses to -100; -90 beats both -> 3/4.
+    const float z[] = {-200.0f, -100.0f, -150.0f, -90.0f, 20.0f, 30.0f, 25.0f, 40.0f};
+    const float l[] = {0, 0, 1, 1, 0, 0, 1, 1};
+    float p[8];
+    for (int i = 0; i < 8; i++)
+        p[i] = 1.0f / (1.0f + expf(-z[i]));
+    assert_true(p[0] == 0.0f && p[3] == 0.0f && p[4] == 1.0f && p[7] == 1.0f); // saturated
+    double auc;
+    assert_int_equal(rd_metrics_auc_logits(z, l, 4, &auc), RD_OK);
+    assert_double_equal(auc, 0.75, EPS);
+    assert_int_equal(rd_metrics_auc(p, l, 4, &auc), RD_OK);
+    assert_double_equal(auc, 0.5, EPS); // the ties the logits avoid
+    // The accumulator: the same by logit as brute force over the logits, GAUC too.
+    const uint64_t u[] = {1, 1, 1, 1, 2, 2, 2, 2};
+    rd_metrics *m = NULL;
+    assert_int_equal(rd_metrics_create(0, &m), RD_OK);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_metrics_add_logits(m, z, l, u, 8, &eb), RD_OK);
+    rd_metrics_result r;
+    assert_int_equal(rd_metrics_compute(m, &r), RD_OK);
+    assert_double_equal(r.auc, brute_auc(z, l, 8), EPS);
+    // user 1: 3/4; user 2: 25 beats 20, loses to 30; 40 beats both -> 3/4.
+    assert_double_equal(r.gauc, 0.75, EPS);
+    // logloss and calibration from the probability in double: -log(sigmoid(z)) for positives.
+    double ll = 0.0, mp = 0.0;
+    for (int i = 0; i < 8; i++) {
+        double q = 1.0 / (1.0 + exp(-(double)z[i]));
+        double qc = fmin(fmax(q, RD_METRICS_EPS), 1.0 - RD_METRICS_EPS);
+        ll -= l[i] ? log(qc) : log1p(-qc);
+        mp += q;
+    }
+    assert_double_equal(r.logloss, ll / 8.0, 1e-12);
+    assert_double_equal(r.mean_pred, mp / 8.0, 1e-12);
+    // One at a time equals the batch.
+    rd_metrics *m1 = NULL;
+    assert_int_equal(rd_metrics_create(0, &m1), RD_OK);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(rd_metrics_add_logit(m1, z[i], l[i], u[i]), RD_OK);
+    rd_metrics_result r1;
+    assert_int_equal(rd_metrics_compute(m1, &r1), RD_OK);
+    assert_double_equal(r1.auc, r.auc, 0.0);
+    assert_double_equal(r1.gauc, r.gauc, 0.0);
+    assert_double_equal(r1.logloss, r.logloss, 0.0);
+    // Non-finite logits and bad labels are refused, nothing added.
+    const float bad[] = {0.0f, NAN}, badl[] = {0, 1};
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_metrics_add_logits(m1, bad, badl, NULL, 2, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "example 1"));
+    assert_int_equal(rd_metrics_add_logit(m1, INFINITY, 1.0f, 0), RD_ERR_ARG);
+    assert_int_equal(rd_metrics_add_logit(m1, 0.0f, 0.5f, 0), RD_ERR_ARG);
+    assert_int_equal(rd_metrics_count(m1), 8);
+    assert_int_equal(rd_metrics_auc_logits(bad, badl, 2, &auc), RD_ERR_ARG);
+    rd_metrics_destroy(m1);
+    rd_metrics_destroy(m);
+}
+
 static void test_merge(void **state) {
     (void)state;
     const float p[] = {0.1f, 0.4f, 0.35f, 0.8f}, l[] = {0, 0, 1, 1};
@@ -357,6 +419,7 @@ int main(void) {
         cmocka_unit_test(test_gauc_hand),
         cmocka_unit_test(test_logloss_calibration),
         cmocka_unit_test(test_random_vs_brute_force),
+        cmocka_unit_test(test_logits_no_saturation),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_oom),

@@ -1475,7 +1475,7 @@ static int run_step(driver *dv,
         return rc;
     *loss_sum += src->loss * (double)B;
     for (size_t b = 0; b < B; b++) {
-        dv->pred[dv->n_pred] = 1.0f / (1.0f + expf(-src->logits[b]));
+        dv->pred[dv->n_pred] = src->logits[b]; // ranked by the logit (rd/metrics.h)
         dv->plab[dv->n_pred++] = dv->labels[b];
     }
     if (update) {
@@ -1647,7 +1647,7 @@ int rd_source_driver_run(rd_source_driver *sd,
             st->loss_first = mean;
         st->loss_last = mean;
         double auc = NAN;
-        if (dv->n_pred > 0 && rd_metrics_auc(dv->pred, dv->plab, dv->n_pred, &auc) != RD_OK)
+        if (dv->n_pred > 0 && rd_metrics_auc_logits(dv->pred, dv->plab, dv->n_pred, &auc) != RD_OK)
             auc = NAN;
         st->auc_last = auc;
     }

@@ -140,7 +140,7 @@ struct rd_trainer {
     size_t scratch_bytes;
     rd_metrics *met;      // this rank's evaluated examples
     rd_metrics *met_warm; // the warm slice
-    float *pred;          // (max_batch) probabilities
+    float *pred;          // (max_batch) evaluation logits (with logit_shift)
     uint64_t *users;      // (max_batch) user ids of the batch
     char metrics_path[RD_PATH_MAX + 64];
     int quiet;
@@ -1954,14 +1954,15 @@ static int eval_range(rd_trainer *tr,
                                 (double)tr->cfg->train.lr);
                 break;
             }
-            tr->pred[b] = 1.0f / (1.0f + expf(-z));
+            // Ranked by the logit: a float sigmoid would tie saturated scores (rd/metrics.h).
+            tr->pred[b] = z;
             tr->users[b] = r->user;
             if (rd_dataset_user_pos(tr->ds, cur->rec[b]) >= RD_TRAINER_WARM_MIN &&
-                (rc = rd_metrics_add(tr->met_warm, tr->pred[b], r->label, r->user)) != RD_OK)
+                (rc = rd_metrics_add_logit(tr->met_warm, z, r->label, r->user)) != RD_OK)
                 break;
         }
         if (rc == RD_OK)
-            rc = rd_metrics_add_batch(tr->met, tr->pred, cur->labels, tr->users, cur->B, eb);
+            rc = rd_metrics_add_logits(tr->met, tr->pred, cur->labels, tr->users, cur->B, eb);
         stage *tmp = cur;
         cur = nxt;
         nxt = tmp;

@@ -6,12 +6,16 @@
 //   rd_metrics_result        the metrics of everything added, with validity flags
 //   rd_metrics_create/destroy/reset/count
 //   rd_metrics_add()         one example;  rd_metrics_add_batch()  n examples, all or none
+//   rd_metrics_add_logit()   the same by the model's logit; rd_metrics_add_logits() n of them
 //   rd_metrics_compute()     AUC (exact, ties by average rank, O(n log n)), GAUC, logloss, ...
 //   rd_metrics_merge()       append another accumulator (e.g. per-thread partials)
 //   rd_metrics_gather()      collect the examples of every rank of a communicator on one rank
-//   rd_metrics_auc()         exact AUC of two arrays
+//   rd_metrics_auc()         exact AUC of two arrays; rd_metrics_auc_logits() by logits
 //
-// Conventions: predictions are probabilities in [0, 1] (apply the sigmoid to logits first);
+// Conventions: predictions are given as probabilities in [0, 1] or as logits (prefer logits: a
+// float sigmoid saturates, every logit below about -88.7 becoming 0.0f and above about 16.6
+// 1.0f, which turns distinct scores into ties and changes AUC and GAUC; examples are stored by
+// their logit either way, and logloss and calibration use the probability computed in double);
 // labels are 0 or 1. AUC is the probability that a random positive scores above a random
 // negative, counting ties as 1/2 (identical to the Mann-Whitney U with average ranks). When only
 // one class is present AUC is undefined: it is reported as NaN with auc_valid = 0. GAUC is the
@@ -19,7 +23,7 @@
 // classes (others are skipped and not counted in the weights). Logloss clips predictions to
 // [1e-7, 1 - 1e-7]. Calibration = mean prediction / mean label (NaN without positives).
 //
-// Memory: 16 bytes per example, grown geometrically with rd_realloc (fallible); compute sorts the
+// Memory: 24 bytes per example, grown geometrically with rd_realloc (fallible); compute sorts the
 // stored examples in place (their order carries no meaning) and allocates nothing.
 #ifndef RD_METRICS_H
 #define RD_METRICS_H
@@ -75,6 +79,19 @@ size_t rd_metrics_count(const rd_metrics *m);
  */
 int rd_metrics_add(rd_metrics *m, float pred, float label, uint64_t user);
 
+/** Add one example by its logit. @return RD_OK; RD_ERR_ARG if the logit is not finite or the
+ *  label not 0 or 1 (nothing added); RD_ERR_NOMEM */
+int rd_metrics_add_logit(rd_metrics *m, float logit, float label, uint64_t user);
+
+/** Add n examples by their logits (finite): all of them, or none when one is invalid; as
+ *  rd_metrics_add_batch. */
+int rd_metrics_add_logits(rd_metrics *m,
+                          const float *logit,
+                          const float *label,
+                          const uint64_t *user,
+                          size_t n,
+                          rd_errbuf *eb);
+
 /**
  * Add n examples: all of them, or none when one is invalid.
  * @param[in]  pred   (n,) probabilities in [0, 1]
@@ -117,5 +134,8 @@ int rd_metrics_gather(rd_metrics *m, int root, MPI_Comm comm);
  *         RD_ERR_NOMEM
  */
 int rd_metrics_auc(const float *pred, const float *label, size_t n, double *auc);
+
+/** The same by logits (finite; RD_ERR_ARG otherwise). */
+int rd_metrics_auc_logits(const float *logit, const float *label, size_t n, double *auc);
 
 #endif // RD_METRICS_H
