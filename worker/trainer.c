@@ -777,9 +777,14 @@ stage_check_rows(const rd_trainer *tr, const stage *s, const char *phase, rd_err
 // and a logit of 10^4 against its label is no prediction at all.
 #define RD_TRAIN_LOSS_DIVERGED 1e4
 
+// A numeric input beyond this magnitude (the threshold of prepare's warning) is named when the
+// untrained model's loss is already broken.
+#define RD_TRAIN_INPUT_LARGE 1000.0
+
 // The training loss of a step, NaN, inf or beyond RD_TRAIN_LOSS_DIVERGED: the dense part or a
-// table diverged.
-static int check_loss(const rd_trainer *tr, double loss, rd_errbuf *eb) {
+// table diverged; at the run's first step, before any update, no learning rate is the cause: the
+// message names the numeric inputs of the batch that are out of scale instead.
+static int check_loss(const rd_trainer *tr, const stage *s, double loss, rd_errbuf *eb) {
     // The loss sums the main tower's, the auxiliary tower's and alpha times the distillation
     // term: each is bounded alike.
     double terms = 2.0 + (tr->job->distill ? (double)tr->cfg->distill.alpha : 0.0);
@@ -790,11 +795,53 @@ static int check_loss(const rd_trainer *tr, double loss, rd_errbuf *eb) {
         snprintf(what, sizeof what, "%.3g nats per example", loss);
     else
         snprintf(what, sizeof what, "%s", isnan(loss) ? "NaN" : "inf");
+    if (tr->step > 0)
+        return rd_err_set(eb, RD_ERR_DIVERGED,
+                          "training diverged at step %llu: the loss is %s (train.lr %g, "
+                          "train.optimizer %s); lower the learning rate",
+                          (unsigned long long)tr->step, what, (double)tr->cfg->train.lr,
+                          tr->cfg->train.optimizer);
+    // Step 0: the initial model. Name the dataset's numeric inputs out of scale in this batch.
+    const rd_model *m = tr->model;
+    const uint32_t n_in = rd_dataset_n_inputs(tr->info);
+    const rd_dataset_field *fl = rd_dataset_fields(tr->ds);
+    char names[512] = "";
+    size_t len = 0;
+    int n_large = 0;
+    for (uint32_t j = 0; s->numeric && j < n_in && j < (uint32_t)m->n_numeric; j++) {
+        double big = 0.0;
+        for (size_t b = 0; b < s->B; b++) {
+            double x = fabs((double)s->numeric[b * m->n_numeric + j]);
+            big = isnan(x) || x > big ? x : big;
+        }
+        if (!(big > RD_TRAIN_INPUT_LARGE))
+            continue;
+        const char *name = "?";
+        for (uint32_t f = 0; f < tr->info->n_fields; f++)
+            if (fl[f].kind == RD_FIELD_NUMERIC && fl[f].offset == j)
+                name = fl[f].name;
+        if (len < sizeof names - 1) {
+            int w = snprintf(names + len, sizeof names - len, "%s'%s' (|x| up to %.3g)",
+                             n_large ? ", " : "", name, big);
+            len += w > 0 ? (size_t)w : 0;
+            len = len < sizeof names - 1 ? len : sizeof names - 1;
+        }
+        n_large++;
+    }
+    if (n_large)
+        return rd_err_set(eb, RD_ERR_DIVERGED,
+                          "the untrained model's loss is %s at the first step, before any "
+                          "update, so no learning rate is the cause: numeric input%s %s of "
+                          "this batch %s out of scale; set standardize: true (or log1p: true) "
+                          "on %s in the schema and prepare the data again",
+                          what, n_large > 1 ? "s" : "", names, n_large > 1 ? "are" : "is",
+                          n_large > 1 ? "them" : "it");
     return rd_err_set(eb, RD_ERR_DIVERGED,
-                      "training diverged at step %llu: the loss is %s (train.lr %g, "
-                      "train.optimizer %s); lower the learning rate",
-                      (unsigned long long)tr->step, what, (double)tr->cfg->train.lr,
-                      tr->cfg->train.optimizer);
+                      "the untrained model's loss is %s at the first step, before any update, "
+                      "so no learning rate is the cause: the initial model is numerically "
+                      "broken (check the scale of the numeric inputs and the tables' "
+                      "init_std)",
+                      what);
 }
 
 // Complete the stage's token fetch and lay the tokens out as the model reads them: most recent
@@ -1845,7 +1892,8 @@ static int train_range(rd_trainer *tr,
             stage_batch(tr, cur, &bt);
             if ((rc = distill_get(tr, cur, &bt, eb)) != RD_OK)
                 return rc;
-            if ((rc = rd_model_forward(m, &bt, eb)) != RD_OK || (rc = check_loss(tr, m->loss, eb)))
+            if ((rc = rd_model_forward(m, &bt, eb)) != RD_OK ||
+                (rc = check_loss(tr, cur, m->loss, eb)))
                 return rc;
             if ((rc = distill_emit(tr, cur, eb)) != RD_OK)
                 return rc;

@@ -172,6 +172,19 @@ for k in 1 2; do
     fi
 done
 
+# An input out of scale breaks the untrained model: the first step names the field, not the lr.
+awk -F, 'NR == 1 { print; next } { printf "%s,%s,%s,%s,%.6e\n", $1, $2, $3, $4, $5 * 1e7 }' \
+    "$TMP/div.csv" > "$TMP/big.csv"
+diverge "{batch_size: 64, epochs: 1, lr: 1e-9}" "{type: adagrad, lr: 1e-9}" |
+    sed -e 's/path: div.csv/path: big.csv/' -e 's/, standardize: true//' > "$TMP/div3.yaml"
+grep -q "path: big.csv" "$TMP/div3.yaml" && ! grep -q standardize "$TMP/div3.yaml" ||
+    fail "div3.yaml was not derived"
+run -n 2 "$RD" train "$TMP/div3.yaml" --out "$TMP/div3" >"$TMP/out" 2>"$TMP/err" &&
+    fail "a model with an input of 1e9 trained"
+[ ! -e "$TMP/div3/report.json" ] || fail "input out of scale left a report"
+grep -q "solo: the untrained model's loss is [0-9.e+]* nats per example at the first step, before any update, so no learning rate is the cause: numeric input 'price' (|x| up to [0-9.e+]*) of this batch is out of scale; set standardize: true (or log1p: true) on it in the schema" "$TMP/err" ||
+    fail "input out of scale: $(cat "$TMP/err")"
+
 # --- one class only: a job whose own sampling keeps positives only, and a dataset sampled so --------
 diverge "{batch_size: 64, epochs: 1}" "{type: adagrad, lr: 0.2}" |
     sed 's/{name: solo, role: student, model: m}/{name: solo, role: student, model: m, negatives: {rate: 1e-9}}/' > "$TMP/one1.yaml"
