@@ -2384,20 +2384,23 @@ static int64_t resume_skip(const rd_trainer *tr, int32_t e, int32_t w) {
 
 enum { TAG_TOKENS_READY = RD_TAG_USER + 2 };
 
-// Rank 0 of the builder job trains the source model (tokens.source_model) on the batch period
-// (train.epochs passes; user order for the user-order scheme; the tokens are those of the first
-// pass, each computed before the update on its batch), then goes through the stream
-// windows in time order training as it goes (streaming mode: each group's previous tokens come
-// frozen from the store), then writes the holdout's tokens without training on it. Every token
-// is appended through the PS rank that owns its user's shard. A token is computed before the
-// update on its own batch, so the tokens of stream and holdout events carry no label of their
-// own or of any later event.
+// Rank 0 of the builder job trains the source model (tokens.source_model), in batches of the
+// job's global batch (train.batch_size x its ranks), on the batch period (train.epochs passes; user
+// order for the user-order scheme; the tokens are those of the first pass, each computed before the
+// update on its batch), then goes through the stream windows in time order training as it goes
+// (streaming mode: each group's previous tokens come frozen from the store), then writes the
+// holdout's tokens without training on it. Every token is appended through the PS rank that owns
+// its user's shard. A token is computed before the update on its own batch, so the tokens of stream
+// and holdout events carry no label of their own or of any later event.
 static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
     const rd_config *cfg = tr->cfg;
     double t0 = now_s();
     rd_source_io io = rd_source_io_client(tr->tok);
     rd_source_driver *sd = NULL;
-    int rc = rd_source_driver_create(cfg, tr->ds, &io, tr->max_batch, &sd, eb);
+    // The job's global batch (train.batch_size on each of its ranks): the store, built on one
+    // rank, is the same whatever the number of ranks the batch is split over (docs/scaling.md).
+    size_t build_batch = tr->max_batch * (size_t)tr->job->ranks;
+    int rc = rd_source_driver_create(cfg, tr->ds, &io, build_batch, &sd, eb);
     rd_range batch = rd_dataset_batch(tr->ds), hold = rd_dataset_holdout(tr->ds);
     uint32_t K = tr->info->n_windows;
     rd_range stream = {batch.end, K ? rd_dataset_window(tr->ds, K - 1).end : batch.end};

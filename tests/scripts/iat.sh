@@ -10,7 +10,8 @@
 # with each token, fetched back equal, and a reused store without them refused). A resume of the
 # token-reading job with other token-build settings is refused. The target search
 # (models[].tokens.search) reads only the request item's tokens, or those of its series
-# (search_by); the source model's SIT can be grouped by series (tokens.sit_group_by).
+# (search_by); the source model's SIT can be grouped by series (tokens.sit_group_by). The store
+# is the same when the teacher's batch is split over 2 ranks.
 #
 #   bash tests/scripts/iat.sh build/recdistill
 set -u
@@ -131,6 +132,19 @@ for variant in "2:, batch_order: user, sit_labels: false" 2 1 "2:, batch_order: 
     echo "scheme $scheme$extra: holdout AUC 1 PS $a1, 2 PS $a2"
     [ "$a1" = "$a2" ] || fail "scheme $scheme: AUC depends on the PS count ($a1 vs $a2)"
 done
+
+# The store does not depend on how the teacher job's batch is split over its ranks: the source
+# model trains on the job's global batch (1 rank x 64 = 2 ranks x 32), so its build lines agree.
+config 1 2 "" > "$TMP/g1.yaml"
+sed -e 's/{name: teacher, role: teacher, model: big}/{name: teacher, role: teacher, model: big, ranks: 2}/' \
+    -e 's/batch_size: 64/batch_size: 32/' "$TMP/g1.yaml" > "$TMP/g2.yaml"
+grep -q "ranks: 2}" "$TMP/g2.yaml" && grep -q "batch_size: 32" "$TMP/g2.yaml" || fail "g2.yaml was not derived"
+run -n 2 "$RD" train "$TMP/g1.yaml" --out "$TMP/g1" >"$TMP/g1.out" 2>"$TMP/err" || fail "1 x 64: $(cat "$TMP/err")"
+run -n 3 "$RD" train "$TMP/g2.yaml" --out "$TMP/g2" >"$TMP/g2.out" 2>"$TMP/err" || fail "2 x 32: $(cat "$TMP/err")"
+b1=$(grep "tokens: .* written, source model" "$TMP/g1.out" | sed 's/ ([0-9.]* s)$//')
+b2=$(grep "tokens: .* written, source model" "$TMP/g2.out" | sed 's/ ([0-9.]* s)$//')
+[ "$(printf '%s\n' "$b1" | wc -l)" -eq 3 ] || fail "build lines of 1 x 64: $b1"
+[ "$b1" = "$b2" ] || fail "the token build depends on the teacher's ranks: $b1 // $b2"
 
 # A checkpoint of a job that reads tokens records the token-build settings: a resume with the
 # same ones is accepted, one with another tokens.window (or sit_layers, scheme, ...) is refused
