@@ -914,9 +914,14 @@ static int fill_missing(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb
                 b->fill_n[f]++;
                 changed = 1;
             } else if (!isfinite(x)) {
+                rd_record r;
+                memcpy(&r, recs + i * rs, sizeof r);
+                char when[32];
+                fmt_utc(r.ts, when, sizeof when);
                 return rd_err_set(eb, RD_ERR_RANGE,
-                                  "field '%s': value of record %llu is not finite", fd->name,
-                                  (unsigned long long)i);
+                                  "field '%s': the value of the event at %s (record %llu of the "
+                                  "log in time order) is not finite",
+                                  fd->name, when, (unsigned long long)i);
             }
         }
         if (fill)
@@ -980,12 +985,21 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
             float x;
             memcpy(&x, recs + i * rs + off, 4);
             float z = rd_field_transform(RD_XFORM_STANDARDIZE, mean, sd, (double)x);
-            if (!isfinite(z))
+            if (!isfinite(z)) {
+                // The record's input line is not kept past the sort: its time and value find it.
+                rd_record r;
+                memcpy(&r, recs + i * rs, sizeof r);
+                char when[32];
+                fmt_utc(r.ts, when, sizeof when);
                 return rd_err_set(eb, RD_ERR_RANGE,
-                                  "field '%s': standardized value of record %llu is not finite "
-                                  "(%g, mean %g, std %g)",
-                                  b->lay.fields[f].name, (unsigned long long)i, (double)x, mean,
-                                  sd);
+                                  "field '%s': the event at %s (record %llu of the log in time "
+                                  "order) has %g, which standardized with the batch period's "
+                                  "mean %g and std %g is not finite: the batch period's spread "
+                                  "is too small for this value (rescale the column, or set "
+                                  "log1p: true)",
+                                  b->lay.fields[f].name, when, (unsigned long long)i, (double)x,
+                                  mean, sd);
+            }
             memcpy(recs + i * rs + off, &z, 4);
         }
     }

@@ -2113,6 +2113,30 @@ static void test_standardize_tiny(void **state) {
     double n = (double)(b.end - b.begin);
     assert_true(fabs(sum / n) < 1e-5 && fabs(ss / n - 1.0) < 1e-4); // mean 0, variance 1
     rd_dataset_close(ds);
+
+    // A holdout value that the tiny spread cannot standardize: a clear error naming the field,
+    // the event's time and the value, and no dataset.
+    k = (size_t)sprintf(buf, "t,u,i,y,x\n");
+    for (int i = 0; i < 40; i++)
+        k += (size_t)sprintf(buf + k, "%d,u%d,i%d,%d,%s\n", 1000 + i, i % 5, i % 7, i % 3 == 0,
+                             i == 39 ? "1e10"
+                             : i % 2 ? "1e-30"
+                                     : "2e-30");
+    put("stdz_over", "log.csv", buf);
+    path_in(out, sizeof out, "stdz_over_out");
+    simple_schema(cfg, "stdz_over", out);
+    sc->n_fields = 1;
+    SET(sc->fields[0].name, "x");
+    SET(sc->fields[0].column, "x");
+    sc->fields[0].kind = RD_FIELD_NUMERIC;
+    sc->fields[0].standardize = 1;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_RANGE);
+    assert_non_null(strstr(eb.msg, "field 'x': the event at 1970-01-01T00:17:19Z (record 39 of "
+                                   "the log in time order) has 1e+10"));
+    assert_non_null(strstr(eb.msg, "is not finite"));
+    struct stat st;
+    assert_int_not_equal(stat(out, &st), 0); // no partial dataset
     free(cfg);
 }
 
