@@ -2392,56 +2392,35 @@ enum { TAG_TOKENS_READY = RD_TAG_USER + 2 };
 // holdout's tokens without training on it. Every token is appended through the PS rank that owns
 // its user's shard. A token is computed before the update on its own batch, so the tokens of stream
 // and holdout events carry no label of their own or of any later event.
+typedef struct build_ctx {
+    rd_trainer *tr;
+    double t0;
+} build_ctx;
+
+static void tokens_part_done(void *ctx, int part, const rd_source_train_stats *st) {
+    static const char *what[3] = {"batch period", "stream", "holdout (no training)"};
+    build_ctx *bc = ctx;
+    rd_trainer *tr = bc->tr;
+    tr->tok_stats.source_events += part == RD_SOURCE_PART_HOLDOUT ? 0 : st->events;
+    tr->tok_stats.tokens_written += st->tokens_written;
+    if (part != RD_SOURCE_PART_HOLDOUT)
+        tr->tok_stats.source_auc = st->auc_last;
+    if (!tr->quiet)
+        printf("[%s] tokens: %s, %llu tokens written, source model progressive AUC %.4f, "
+               "loss %.4f -> %.4f (%.1f s)\n",
+               tr->job->name, what[part], (unsigned long long)st->tokens_written, st->auc_last,
+               st->loss_first, st->loss_last, now_s() - bc->t0);
+    fflush(stdout);
+}
+
 static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
-    const rd_config *cfg = tr->cfg;
-    double t0 = now_s();
+    build_ctx bc = {tr, now_s()};
     rd_source_io io = rd_source_io_client(tr->tok);
-    rd_source_driver *sd = NULL;
     // The job's global batch (train.batch_size on each of its ranks): the store, built on one
     // rank, is the same whatever the number of ranks the batch is split over (docs/scaling.md).
     size_t build_batch = tr->max_batch * (size_t)tr->job->ranks;
-    int rc = rd_source_driver_create(cfg, tr->ds, &io, build_batch, &sd, eb);
-    rd_range batch = rd_dataset_batch(tr->ds), hold = rd_dataset_holdout(tr->ds);
-    uint32_t K = tr->info->n_windows;
-    rd_range stream = {batch.end, K ? rd_dataset_window(tr->ds, K - 1).end : batch.end};
-    struct {
-        rd_range r;
-        int order, epochs, infer;
-        const char *what;
-    } parts[3] = {
-        {batch, cfg->tokens.scheme == 2 ? cfg->tokens.batch_order : RD_ORDER_TIME,
-         cfg->train.epochs, 0, "batch period"},
-        {stream, RD_ORDER_TIME, 1, 0, "stream"},
-        {hold, RD_ORDER_TIME, 1, 1, "holdout (no training)"},
-    };
-    for (int k = 0; k < 3 && rc == RD_OK; k++) {
-        if (parts[k].r.end <= parts[k].r.begin || (k == 0 && parts[k].epochs == 0))
-            continue;
-        // First-epoch tokens only: a token the source model computed after training on its own
-        // event (and on later ones) would be an in-sample output, unlike the out-of-sample tokens
-        // of the stream and the holdout that the teacher is evaluated with (docs/iat.md: on the
-        // synthetic data this choice alone did not change the teacher's AUC).
-        rd_source_train_opts o = {.range = parts[k].r,
-                                  .order = parts[k].order,
-                                  .epochs = parts[k].epochs,
-                                  .infer_only = parts[k].infer,
-                                  .first_epoch_tokens = 1};
-        rd_source_train_stats st;
-        if ((rc = rd_source_driver_run(sd, &o, &st, eb)) != RD_OK)
-            break;
-        tr->tok_stats.source_events += parts[k].infer ? 0 : st.events;
-        tr->tok_stats.tokens_written += st.tokens_written;
-        if (k < 2)
-            tr->tok_stats.source_auc = st.auc_last;
-        if (!tr->quiet)
-            printf("[%s] tokens: %s, %llu tokens written, source model progressive AUC %.4f, "
-                   "loss %.4f -> %.4f (%.1f s)\n",
-                   tr->job->name, parts[k].what, (unsigned long long)st.tokens_written, st.auc_last,
-                   st.loss_first, st.loss_last, now_s() - t0);
-        fflush(stdout);
-    }
-    rd_source_driver_destroy(sd);
-    tr->tok_stats.build_s = now_s() - t0;
+    int rc = rd_source_build(tr->cfg, tr->ds, &io, build_batch, tokens_part_done, &bc, eb);
+    tr->tok_stats.build_s = now_s() - bc.t0;
     tr->tok_stats.built = rc == RD_OK;
     return rc;
 }

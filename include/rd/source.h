@@ -13,6 +13,7 @@
 //   rd_source_find_tensor()
 //   rd_source_io, rd_source_driver_create/run/destroy   the same driver kept across ranges, with
 //                              its token I/O through the store or through the PS ranks
+//   rd_source_build()          a run's whole token build (batch period, stream, holdout)
 //   rd_source_train_opts, rd_source_train_stats, rd_source_train_range()   single-process driver
 //                              (in-process embedding tables, no PS) that trains the source model
 //                              on a dataset range and writes a token for every event to a store
@@ -399,5 +400,30 @@ int rd_source_driver_run(rd_source_driver *d,
                          rd_errbuf *eb);
 /** Free everything; NULL is fine. */
 void rd_source_driver_destroy(rd_source_driver *d);
+
+/** One part of a run's token build: RD_SOURCE_PART_BATCH (the batch period, train.epochs passes,
+ *  user order for scheme 2 as tokens.batch_order says), _STREAM (the stream windows in time
+ *  order, one pass) or _HOLDOUT (tokenised without training). */
+enum { RD_SOURCE_PART_BATCH = 0, RD_SOURCE_PART_STREAM = 1, RD_SOURCE_PART_HOLDOUT = 2 };
+
+/** Called after each part that ran (an empty part, or a batch period of 0 epochs, is skipped). */
+typedef void (*rd_source_part_fn)(void *ctx, int part, const rd_source_train_stats *st);
+
+/**
+ * The token store of a run, as `recdistill train` builds it: one driver over the batch period,
+ * then the stream, then the holdout (first-epoch tokens of the batch period: each token is
+ * computed before the update on its own batch, so no stored token carries its own label).
+ * @param[in] io          the store directly, or the PS ranks through a client
+ * @param[in] batch_size  events per step (0 = cfg.train.batch_size)
+ * @param[in] on_part     NULL, or called after each part
+ * @return the codes of rd_source_driver_create / _run
+ */
+int rd_source_build(const rd_config *cfg,
+                    const rd_dataset *ds,
+                    const rd_source_io *io,
+                    size_t batch_size,
+                    rd_source_part_fn on_part,
+                    void *ctx,
+                    rd_errbuf *eb);
 
 #endif // RD_SOURCE_H
