@@ -10,6 +10,9 @@
 //     computed here with rd_table (sum of gradients per key in worker order, one update per key);
 //   - every value each worker pulled (CRC over the run) is identical in A, B and the reference;
 //   - both checkpoints verify.
+// Phase C runs asynchronous mode (ps.sync 0) with 3 PS + 1 worker on ranks 0..3: its worker waits
+// for its pushes before the next pull, so rows and pulled values must equal a one-worker
+// sequential reference bit for bit (and differ from the two-worker one: the control).
 #include "ps_test_util.h"
 
 #include "rd/optim.h"
@@ -17,9 +20,9 @@
 #define STEPS 40
 #define DRAWS 96
 
-static void make_cfg(rd_config *cfg, int P) {
+static void make_cfg(rd_config *cfg, int P, int W) {
     const char *names[] = {"train"};
-    int ranks[] = {2};
+    int ranks[] = {W};
     t_config(cfg, P, 1, names, ranks);
     cfg->ps.max_msg_bytes = 4096;
     t_table(cfg, "u_sgd", 4, RD_OPT_SGD, 0.05f);
@@ -81,7 +84,7 @@ int main(int argc, char **argv) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     int errs = 0;
-    char dir[256], dir_a[300], dir_b[300];
+    char dir[256], dir_a[300], dir_b[300], dir_c[300];
     t_tmpdir(dir, sizeof dir, "sync");
     snprintf(dir_a, sizeof dir_a, "%s/p1", dir);
     snprintf(dir_b, sizeof dir_b, "%s/p3", dir);
@@ -90,7 +93,7 @@ int main(int argc, char **argv) {
 
     // Phase A: 1 PS + 2 workers on ranks 0..2.
     rd_config *cfg1 = rd_xcalloc(1, sizeof *cfg1);
-    make_cfg(cfg1, 1);
+    make_cfg(cfg1, 1, 2);
     ctx a = {&z, dir_a, {0, 0}, {0}};
     MPI_Comm sub = t_first_ranks(3);
     if (sub != MPI_COMM_NULL) {
@@ -102,11 +105,57 @@ int main(int argc, char **argv) {
 
     // Phase B: 3 PS + 2 workers on all 5 ranks.
     rd_config *cfg3 = rd_xcalloc(1, sizeof *cfg3);
-    make_cfg(cfg3, 3);
+    make_cfg(cfg3, 3, 2);
     ctx b = {&z, dir_b, {0, 0}, {0}};
     errs += t_session(MPI_COMM_WORLD, cfg3, worker, &b);
     t_barrier(MPI_COMM_WORLD);
     share(&b);
+
+    // Phase C: asynchronous mode (pushes applied on arrival) with one worker, 3 PS on ranks 0..3.
+    // The loop waits for its pushes before it clocks and pulls again, so the order of updates is
+    // that of the sequential reference of one worker.
+    rd_config *cfga = rd_xcalloc(1, sizeof *cfga);
+    make_cfg(cfga, 3, 1);
+    cfga->ps.sync = 0;
+    snprintf(dir_c, sizeof dir_c, "%s/async", dir);
+    ctx c = {&z, dir_c, {0, 0}, {0}};
+    sub = t_first_ranks(4);
+    if (sub != MPI_COMM_NULL) {
+        errs += t_session(sub, cfga, worker, &c);
+        MPI_Comm_free(&sub);
+    }
+    t_barrier(MPI_COMM_WORLD);
+    share(&c);
+
+    if (rank == 0) {
+        // One worker's sequential reference against the asynchronous run.
+        rd_config *cfg1w = rd_xcalloc(1, sizeof *cfg1w);
+        make_cfg(cfg1w, 1, 1);
+        rd_table *ref1[RD_MAX_TABLES];
+        t_make_tables(cfg1w, ref1);
+        uint32_t crc1[2] = {0, 0};
+        t_reference(cfg1w, ref1, 1, &z, DRAWS, 0, STEPS, crc1);
+        T_CHECK(&errs, c.crc[0] == crc1[0],
+                "async, 1 worker: pulled other values than the reference");
+        T_CHECK(&errs, rd_ckpt_verify(dir_c, &eb) == RD_OK, "verify C: %s", eb.msg);
+        for (int t = 0; t < cfg1w->ps.n_tables; t++) {
+            rd_table *tc[RD_MAX_TABLES];
+            t_make_tables(cfg1w, tc);
+            const char *name = cfg1w->ps.tables[t].name;
+            T_CHECK(&errs, rd_ckpt_load_table(dir_c, name, tc[t], &eb) == RD_OK, "%s", eb.msg);
+            char what[96];
+            snprintf(what, sizeof what, "table %s, async 1 worker vs reference", name);
+            errs += t_same_tables(tc[t], ref1[t], what);
+            for (int i = 0; i < cfg1w->ps.n_tables; i++)
+                rd_table_destroy(tc[i]);
+        }
+        // Control: the two-worker reference is another trajectory.
+        T_CHECK(&errs, crc1[0] != a.crc[0], "control: 1 and 2 workers pulled the same values");
+        for (int t = 0; t < cfg1w->ps.n_tables; t++)
+            rd_table_destroy(ref1[t]);
+        rd_free(cfg1w);
+    }
+    rd_free(cfga);
 
     if (rank == 0) {
         // Reference, computed in this process.
