@@ -19,13 +19,14 @@
 #
 # -d fixes data.synthetic.seed in every variant, so that on synthetic data only the training
 # seed varies between the paired seeds (without it the generator follows run.seed too).
+# Numbers are decimal (-s 010 is seed 10); a bad one is exit 2.
 #
 # Variant configs are written to OUTDIR/<variant>.yaml (python3 with PyYAML edits them; Debian:
 # apt-get install python3-yaml) and checked with `recdistill config`; each variant's runs and
 # summary go to OUTDIR/<variant>/ (seeds.sh resumes what is done). OUTDIR/ablations.md collects
 # the holdout η, teacher gap and student gain of every variant.
 set -euo pipefail
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 # -h and --help (anywhere before a "--") print this text and exit 0.
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
@@ -40,8 +41,26 @@ while getopts "n:s:k:v:d:h" o; do
 done
 shift $((OPTIND - 1))
 [ $# -eq 2 ] || { usage >&2; exit 2; }
-[[ $S =~ ^[1-9][0-9]*$ ]] || { echo "ablations.sh: -s '$S' is not a positive integer" >&2; exit 2; }
-[[ $DSEED =~ ^[0-9]+$ ]] || { echo "ablations.sh: -d '$DSEED' is not a non-negative integer" >&2; exit 2; }
+# num OPT VALUE MIN MAX: VALUE, a decimal whole number MIN..MAX, printed without leading zeros;
+# a usage error (exit 2) otherwise (bash arithmetic would read 010 as octal and wrap a 20-digit
+# number; as tools/seeds.sh, which checks -n, -s and -k again). MIN is 0 or 1.
+num() {
+    local d="${2#"${2%%[!0]*}"}"
+    d=${d:-0}
+    if [[ ! $2 =~ ^[0-9]+$ ]] || [ "${#d}" -gt "${#4}" ] ||
+        { [ "${#d}" -eq "${#4}" ] && [[ $d > $4 ]]; } || { [ "$3" = 1 ] && [ "$d" = 0 ]; }; then
+        echo "ablations.sh: $1 '$2': expected a whole number $3..$4" >&2
+        exit 2
+    fi
+    printf '%s' "$d"
+}
+N=$(num -n "$N" 1 4096) || exit 2
+S=$(num -s "$S" 1 18446744073709551615) || exit 2
+K=$(num -k "$K" 1 100000) || exit 2
+DSEED=$(num -d "$DSEED" 0 18446744073709551615) || exit 2
+LAST=$(printf '%u' "$((S + K - 1))") # modulo 2^64, unsigned: the seeds are uint64
+[[ ! $(printf '%020u' "$LAST") < $(printf '%020u' "$((S))") ]] ||
+    { echo "ablations.sh: -s $S -k $K: the last seed would pass 18446744073709551615" >&2; exit 2; }
 CONFIG=$1 OUT=$2
 RD=${RD:-build/recdistill}
 HERE=$(cd "$(dirname "$0")" && pwd)

@@ -15,7 +15,7 @@
 # batch epoch whose targets are used: distill.start_epoch),
 # mlp=64-32 (the student's shared backbone), tower=8 (hidden layers of each tower; tower=0: none).
 # Results: one line per point with the student's holdout and warm AUC, next to RUN_DIR's student
-# and student_raw.
+# and student_raw. SEED, SEEDS and FIRST are decimal (-s 010 is seed 10); a bad one is exit 2.
 #
 # With -k, SEEDS_DIR holds a tools/seeds.sh sweep (seed-F .. seed-F+K-1, default F = 1): every point
 # is replayed on every seed's log, and each distilled point is paired with its undistilled twin
@@ -40,9 +40,26 @@ while getopts "s:k:f:h" o; do
 done
 shift $((OPTIND - 1))
 [ $# -ge 3 ] || { usage >&2; exit 2; }
-for v in "$SEED" "$K" "$FIRST"; do
-    [[ $v =~ ^[0-9]+$ ]] || { echo "replay-sweep.sh: '$v' is not a non-negative integer" >&2; exit 2; }
-done
+# num OPT VALUE MIN MAX: VALUE, a decimal whole number MIN..MAX, printed without leading zeros;
+# a usage error (exit 2) otherwise. Bash arithmetic would read 010 as octal 8, fail on 08, and
+# wrap a 20-digit number silently, so the digits are compared as text first (as rd_is_seed in
+# slurm/common.sh does). MIN is 0 or 1; MAX is at most 18446744073709551615 (a uint64 seed).
+num() {
+    local d="${2#"${2%%[!0]*}"}"
+    d=${d:-0}
+    if [[ ! $2 =~ ^[0-9]+$ ]] || [ "${#d}" -gt "${#4}" ] ||
+        { [ "${#d}" -eq "${#4}" ] && [[ $d > $4 ]]; } || { [ "$3" = 1 ] && [ "$d" = 0 ]; }; then
+        echo "replay-sweep.sh: $1 '$2': expected a whole number $3..$4" >&2
+        exit 2
+    fi
+    printf '%s' "$d"
+}
+SEED=$(num -s "$SEED" 0 18446744073709551615) || exit 2
+K=$(num -k "$K" 0 100000) || exit 2
+FIRST=$(num -f "$FIRST" 0 18446744073709551615) || exit 2
+LAST=$(printf '%u' "$((FIRST + K - 1))") # modulo 2^64, unsigned: the seeds are uint64
+[ "$K" -eq 0 ] || [[ ! $(printf '%020u' "$LAST") < $(printf '%020u' "$((FIRST))") ]] ||
+    { echo "replay-sweep.sh: -f $FIRST -k $K: the last seed would pass 18446744073709551615" >&2; exit 2; }
 CONFIG=$1 RUN=$2 OUT=$3
 shift 3
 POINTS=${*:-"0.3:1 1:1 3:1 10:1 1:3 3:3"}
@@ -192,7 +209,8 @@ for p in $POINTS; do
         case " $ALL " in *" $q "*) ;; *) ALL="$ALL $q" ;; esac
     done
 done
-for ((s = FIRST; s < FIRST + K; s++)); do
+for ((i = 0; i < K; i++)); do
+    printf -v s '%u' "$((FIRST + i))"
     for p in $ALL; do
         mkdir -p "$OUT/seed-$s"
         replay "$p" "$RUN/seed-$s" "$s" "$OUT/seed-$s/$p"

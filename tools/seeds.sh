@@ -12,8 +12,10 @@
 # printed and written to OUTDIR/summary.md and OUTDIR/summary.csv; it reads the runs'
 # <job>.metrics.csv files (awk only). Job names default to teacher, student, student_raw; jobs
 # the config does not have are left out (and then eta too).
+# RANKS, FIRST and COUNT are decimal (-s 010 is seed 10): RANKS 1..4096, seeds
+# 0..18446744073709551615 (run.seed is a uint64), COUNT 1..100000; anything else is exit 2.
 set -euo pipefail
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 # -h and --help (anywhere before a "--") print this text and exit 0.
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
@@ -31,16 +33,36 @@ shift $((OPTIND - 1))
 [ $# -eq 2 ] || { usage >&2; exit 2; }
 CONFIG=$1 OUT=$2
 RD=${RD:-build/recdistill}
-for v in "$N" "$FIRST" "$COUNT"; do
-    [[ $v =~ ^[0-9]+$ ]] || { echo "seeds.sh: '$v' is not a non-negative integer" >&2; exit 2; }
-done
+# num OPT VALUE MIN MAX: VALUE, a decimal whole number MIN..MAX, printed without leading zeros;
+# a usage error (exit 2) otherwise. Bash arithmetic would read 010 as octal 8, fail on 08, and
+# wrap a 20-digit number silently, so the digits are compared as text first (as rd_is_seed in
+# slurm/common.sh does). MIN is 0 or 1; MAX is at most 18446744073709551615 (a uint64 seed).
+num() {
+    local d="${2#"${2%%[!0]*}"}"
+    d=${d:-0}
+    if [[ ! $2 =~ ^[0-9]+$ ]] || [ "${#d}" -gt "${#4}" ] ||
+        { [ "${#d}" -eq "${#4}" ] && [[ $d > $4 ]]; } || { [ "$3" = 1 ] && [ "$d" = 0 ]; }; then
+        echo "seeds.sh: $1 '$2': expected a whole number $3..$4" >&2
+        exit 2
+    fi
+    printf '%s' "$d"
+}
+N=$(num -n "$N" 1 4096) || exit 2
+FIRST=$(num -s "$FIRST" 0 18446744073709551615) || exit 2
+COUNT=$(num -k "$COUNT" 0 100000) || exit 2
 [ "$COUNT" -ge 1 ] || { echo "seeds.sh: -k $COUNT: at least one seed" >&2; exit 2; }
+# The seeds are uint64 (run.seed): bash's signed 64-bit sums are taken modulo 2^64 and printed
+# unsigned, and a sweep that would run past 18446744073709551615 is refused.
+LAST=$(printf '%u' "$((FIRST + COUNT - 1))")
+[[ ! $(printf '%020u' "$LAST") < $(printf '%020u' "$((FIRST))") ]] ||
+    { echo "seeds.sh: -s $FIRST -k $COUNT: the last seed would pass 18446744073709551615" >&2; exit 2; }
 [ -r "$CONFIG" ] || { echo "seeds.sh: $CONFIG: cannot read the config" >&2; exit 2; }
 [ -x "$RD" ] || { echo "seeds.sh: $RD: not built (cmake --build build)" >&2; exit 2; }
 mkdir -p "$OUT"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
-for ((s = FIRST; s < FIRST + COUNT; s++)); do
+for ((i = 0; i < COUNT; i++)); do
+    printf -v s '%u' "$((FIRST + i))"
     d="$OUT/seed-$s"
     if [ -s "$d/report.json" ]; then
         echo "seed $s: done before ($d)"
@@ -61,7 +83,8 @@ done
 # report.json does). <job>.metrics.csv, or <job>.metrics.jsonl (output.metrics_format: jsonl).
 rows="$OUT/.rows"
 : >"$rows"
-for ((s = FIRST; s < FIRST + COUNT; s++)); do
+for ((i = 0; i < COUNT; i++)); do
+    printf -v s '%u' "$((FIRST + i))"
     for job in "$T" "$S" "$R"; do
         f="$OUT/seed-$s/$job.metrics.csv"
         [ -r "$f" ] || f="$OUT/seed-$s/$job.metrics.jsonl"

@@ -15,10 +15,11 @@
 # The variant is written to OUTDIR/config.yaml, checked with `recdistill config`, and run over
 # seeds FIRST .. FIRST+SEEDS-1 (default 1..3) with the world size it needs:
 #   tools/seeds.sh -n RANKS -s FIRST -k SEEDS OUTDIR/config.yaml OUTDIR
+# SEEDS and FIRST are decimal (-s 010 is seed 10): SEEDS 1..100000, seeds 0..18446744073709551615.
 # Needs python3 with PyYAML (apt-get install python3-yaml).
 set -euo pipefail
 JOBS="" K=3 FIRST=1
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 # -h and --help (anywhere before a "--") print this text and exit 0.
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
@@ -32,9 +33,24 @@ while getopts "j:k:s:h" o; do
 done
 shift $((OPTIND - 1))
 [ $# -ge 2 ] || { usage >&2; exit 2; }
-for v in "$K" "$FIRST"; do
-    [[ $v =~ ^[0-9]+$ ]] || { echo "variant.sh: '$v' is not a non-negative integer" >&2; exit 2; }
-done
+# num OPT VALUE MIN MAX: VALUE, a decimal whole number MIN..MAX, printed without leading zeros;
+# a usage error (exit 2) otherwise (bash arithmetic would read 010 as octal and wrap a 20-digit
+# number; as tools/seeds.sh, which checks them again). MIN is 0 or 1.
+num() {
+    local d="${2#"${2%%[!0]*}"}"
+    d=${d:-0}
+    if [[ ! $2 =~ ^[0-9]+$ ]] || [ "${#d}" -gt "${#4}" ] ||
+        { [ "${#d}" -eq "${#4}" ] && [[ $d > $4 ]]; } || { [ "$3" = 1 ] && [ "$d" = 0 ]; }; then
+        echo "variant.sh: $1 '$2': expected a whole number $3..$4" >&2
+        exit 2
+    fi
+    printf '%s' "$d"
+}
+K=$(num -k "$K" 1 100000) || exit 2
+FIRST=$(num -s "$FIRST" 0 18446744073709551615) || exit 2
+LAST=$(printf '%u' "$((FIRST + K - 1))") # modulo 2^64, unsigned: the seeds are uint64
+[[ ! $(printf '%020u' "$LAST") < $(printf '%020u' "$((FIRST))") ]] ||
+    { echo "variant.sh: -s $FIRST -k $K: the last seed would pass 18446744073709551615" >&2; exit 2; }
 CONFIG=$1 OUT=$2
 shift 2
 [ -r "$CONFIG" ] || { echo "variant.sh: $CONFIG: cannot read the config" >&2; exit 2; }
@@ -98,5 +114,5 @@ print(cl.get("ps_ranks", 1) + sum(j.get("ranks", 1) for j in cl["jobs"]))
 PY
 )
 "$RD" config "$OUT/config.yaml" >/dev/null || { echo "variant.sh: $OUT/config.yaml is not valid" >&2; exit 2; }
-echo "variant.sh: $OUT/config.yaml, $RANKS ranks, seeds $FIRST..$((FIRST + K - 1))"
+echo "variant.sh: $OUT/config.yaml, $RANKS ranks, seeds $FIRST..$LAST"
 RD=$RD "$HERE/seeds.sh" -n "$RANKS" -s "$FIRST" -k "$K" "$OUT/config.yaml" "$OUT"

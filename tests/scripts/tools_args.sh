@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# tools_args.sh — the argument checks of the sweep scripts, run against a stand-in recdistill and
+# mpiexec.mpich that only record what they were asked to run (a few seconds in all):
+#   - seeds.sh, variant.sh, ablations.sh and replay-sweep.sh read their numbers as decimal (bash
+#     arithmetic took -s 010 for seed 8 and -s 08 for an error), refuse one past the uint64 seed
+#     range (99999999999999999999 ran seed 7766279631452241919) or a sweep running past it, with
+#     exit 2 and no OUTDIR, and run seeds up to 18446744073709551615.
+#
+#   bash tests/scripts/tools_args.sh build/recdistill
+set -u
+command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
+    { echo "python3 with PyYAML not found: skip"; exit 77; }
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+RDREAL="${1:-}"
+[ -n "$RDREAL" ] && [ -x "$RDREAL" ] || { echo "usage: tools_args.sh path/to/recdistill: skip"; exit 77; }
+RDREAL="$(realpath "$RDREAL")"
+TMP="$(mktemp -d /tmp/rd_test_tools_args_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# The stand-ins. mpiexec.mpich logs its -n and runs the rest; recdistill accepts every config
+# and "trains" a run folder with the metrics seeds.sh summarises, logging its --seed.
+mkdir -p "$TMP/bin"
+cat >"$TMP/bin/mpiexec.mpich" <<'EOF'
+#!/usr/bin/env bash
+[ "$1" = -n ] && { echo "$2" >>"$RD_FAKE_LOG.ranks"; shift 2; }
+exec "$@"
+EOF
+cat >"$TMP/fake-rd" <<'EOF'
+#!/usr/bin/env bash
+[ "$1" = config ] && exit 0
+[ "$1" = train ] || exit 1
+shift 2
+while [ $# -gt 0 ]; do
+    case $1 in --seed) seed=$2 ;; --out) out=$2 ;; esac
+    shift 2
+done
+echo "$seed" >>"$RD_FAKE_LOG.seeds"
+mkdir -p "$out"
+for j in teacher student student_raw; do
+    printf 'phase,window,auc,gauc,logloss\nholdout,-1,0.7,0.6,0.5\nholdout_warm,-1,0.7,0.6,0.5\n' \
+        >"$out/$j.metrics.csv"
+    echo "$j holdout 0.7000"
+done
+echo '{}' >"$out/report.json"
+EOF
+chmod +x "$TMP/bin/mpiexec.mpich" "$TMP/fake-rd"
+export PATH="$TMP/bin:$PATH" RD_FAKE_LOG="$TMP/log" RD="$TMP/fake-rd"
+CFG="$SRC/configs/demo.yaml" # no tokens: section, a distilled student
+seeds_run() { { tr '\n' ' ' <"$TMP/log.seeds"; } 2>/dev/null; rm -f "$TMP/log.seeds" "$TMP/log.ranks"; }
+
+# refuse WHAT TEXT CMD...: exit 2, TEXT on stderr, no traceback, no OUTDIR ($TMP/o) made.
+refuse() {
+    local what=$1 want=$2
+    shift 2
+    (cd "$SRC" && "$@" >"$TMP/out" 2>"$TMP/err")
+    local rc=$?
+    [ $rc -eq 2 ] || fail "$what: exit $rc, expected 2: $(cat "$TMP/err")"
+    grep -qF -- "$want" "$TMP/err" || fail "$what: expected '$want': $(cat "$TMP/err")"
+    ! grep -q Traceback "$TMP/err" || fail "$what: a Python traceback"
+    [ ! -e "$TMP/o" ] || fail "$what: made its OUTDIR"
+    [ -z "$(seeds_run)" ] || fail "$what: ran a seed"
+}
+
+# ---- seeds.sh: decimal, bounded numbers ----------------------------------------------------------
+(cd "$SRC" && tools/seeds.sh -n 02 -s 010 -k 02 "$CFG" "$TMP/s1" >"$TMP/out" 2>&1) || fail "seeds.sh -s 010: $(cat "$TMP/out")"
+[ "$(seeds_run)" = "10 11 " ] && [ -d "$TMP/s1/seed-10" ] || fail "seeds.sh -s 010 -k 02: ran $(ls "$TMP/s1")"
+(cd "$SRC" && tools/seeds.sh -n 1 -s 08 -k 1 "$CFG" "$TMP/s2" >"$TMP/out" 2>&1) || fail "seeds.sh -s 08: $(cat "$TMP/out")"
+[ "$(seeds_run)" = "8 " ] || fail "seeds.sh -s 08: $(cat "$TMP/out")"
+(cd "$SRC" && tools/seeds.sh -n 1 -s 18446744073709551614 -k 2 "$CFG" "$TMP/s3" >"$TMP/out" 2>&1) ||
+    fail "seeds.sh at the top of the seed range: $(cat "$TMP/out")"
+[ "$(seeds_run)" = "18446744073709551614 18446744073709551615 " ] || fail "seeds.sh top seeds: $(ls "$TMP/s3")"
+grep -q "^2 paired seeds" "$TMP/out" || fail "seeds.sh top seeds summary: $(cat "$TMP/out")"
+refuse "seeds.sh -s 2^67" "-s '99999999999999999999': expected a whole number 0..18446744073709551615" \
+    tools/seeds.sh -s 99999999999999999999 -k 1 "$CFG" "$TMP/o"
+refuse "seeds.sh -s 2^64" "expected a whole number 0..18446744073709551615" \
+    tools/seeds.sh -s 18446744073709551616 -k 1 "$CFG" "$TMP/o"
+refuse "seeds.sh past the last seed" "the last seed would pass 18446744073709551615" \
+    tools/seeds.sh -s 18446744073709551615 -k 2 "$CFG" "$TMP/o"
+refuse "seeds.sh -k 100001" "-k '100001': expected a whole number" tools/seeds.sh -k 100001 "$CFG" "$TMP/o"
+refuse "seeds.sh -k 00" "at least one seed" tools/seeds.sh -k 00 "$CFG" "$TMP/o"
+refuse "seeds.sh -n 0" "-n '0': expected a whole number 1..4096" tools/seeds.sh -n 0 "$CFG" "$TMP/o"
+refuse "seeds.sh -s 1e3" "-s '1e3'" tools/seeds.sh -s 1e3 "$CFG" "$TMP/o"
+
+# ---- variant.sh --------------------------------------------------------------------------------
+(cd "$SRC" && tools/variant.sh -s 09 -k 01 "$CFG" "$TMP/v1" >"$TMP/out" 2>&1) || fail "variant.sh -s 09: $(cat "$TMP/out")"
+[ "$(seeds_run)" = "9 " ] && grep -q "seeds 9..9" "$TMP/out" || fail "variant.sh -s 09: $(cat "$TMP/out")"
+refuse "variant.sh past the last seed" "the last seed would pass" \
+    tools/variant.sh -s 18446744073709551615 -k 2 "$CFG" "$TMP/o"
+refuse "variant.sh -k 08x" "-k '08x'" tools/variant.sh -k 08x "$CFG" "$TMP/o"
+
+# ---- ablations.sh ------------------------------------------------------------------------------
+(cd "$SRC" && tools/ablations.sh -n 1 -s 08 -k 1 -v base "$CFG" "$TMP/a1" >"$TMP/out" 2>&1) ||
+    fail "ablations.sh -s 08: $(cat "$TMP/out")"
+[ "$(seeds_run)" = "8 " ] && [ -d "$TMP/a1/base/seed-8" ] || fail "ablations.sh -s 08: $(cat "$TMP/out")"
+refuse "ablations.sh -s 0" "-s '0': expected a whole number 1.." tools/ablations.sh -s 0 "$CFG" "$TMP/o"
+refuse "ablations.sh -d 2^67" "-d '99999999999999999999'" tools/ablations.sh -d 99999999999999999999 "$CFG" "$TMP/o"
+refuse "ablations.sh -k x" "-k 'x'" tools/ablations.sh -k x "$CFG" "$TMP/o"
+
+# ---- replay-sweep.sh ---------------------------------------------------------------------------
+mkdir -p "$TMP/run/targets"
+refuse "replay-sweep.sh -s 08x" "-s '08x'" tools/replay-sweep.sh -s 08x "$CFG" "$TMP/run" "$TMP/o"
+refuse "replay-sweep.sh -f past the last seed" "the last seed would pass" \
+    tools/replay-sweep.sh -k 2 -f 18446744073709551615 "$CFG" "$TMP/run" "$TMP/o"
+(cd "$SRC" && tools/replay-sweep.sh -s 08 "$CFG" "$TMP/run" "$TMP/r1" 1:1 >"$TMP/out" 2>&1) ||
+    fail "replay-sweep.sh -s 08: $(cat "$TMP/out")"
+[ "$(seeds_run)" = "8 " ] && grep -q "^1:1 .*holdout AUC 0.7000" "$TMP/out" || fail "replay-sweep.sh -s 08: $(cat "$TMP/out")"
+echo "tools_args: ok"
