@@ -58,11 +58,13 @@ while [ $# -gt 0 ]; do
         *) echo "slurm-local: unknown argument '$1'" >&2; usage ;;
     esac
 done
-[[ "$NODES" =~ ^[0-9]+$ ]] && [ "$NODES" -ge 1 ] && [ "$NODES" -le 64 ] ||
+# The values are read as decimal (10#: bash arithmetic took --port 016817 for octal and failed,
+# and --nodes 010 for 8 ports), after at most 9 digits (a longer one wraps silently).
+[[ "$NODES" =~ ^[0-9]{1,9}$ ]] && NODES=$((10#$NODES)) && [ "$NODES" -ge 1 ] && [ "$NODES" -le 64 ] ||
     bad_value "--nodes must be 1..64 (got '$NODES')"
-[[ "$CPUS" =~ ^[0-9]+$ ]] && [ "$CPUS" -ge 1 ] && [ "$CPUS" -le 256 ] ||
+[[ "$CPUS" =~ ^[0-9]{1,9}$ ]] && CPUS=$((10#$CPUS)) && [ "$CPUS" -ge 1 ] && [ "$CPUS" -le 256 ] ||
     bad_value "--cpus must be 1..256 (got '$CPUS')"
-[[ "$PORT" =~ ^[0-9]+$ ]] && [ "$PORT" -ge 1024 ] && [ $((PORT + NODES)) -le 65535 ] ||
+[[ "$PORT" =~ ^[0-9]{1,9}$ ]] && PORT=$((10#$PORT)) && [ "$PORT" -ge 1024 ] && [ $((PORT + NODES)) -le 65535 ] ||
     bad_value "--port must be 1024..65535-N (got '$PORT')"
 case "$DIR" in
     /*) ;;
