@@ -19,14 +19,15 @@
 #
 # -d fixes data.synthetic.seed in every variant, so that on synthetic data only the training
 # seed varies between the paired seeds (without it the generator follows run.seed too).
-# Numbers are decimal (-s 010 is seed 10); a bad one is exit 2.
+# Numbers are decimal (-s 010 is seed 10). -v takes at least one of the names above;
+# iat_temporal and iat_user need a config with a tokens: section. Bad values are exit 2.
 #
 # Variant configs are written to OUTDIR/<variant>.yaml (python3 with PyYAML edits them; Debian:
 # apt-get install python3-yaml) and checked with `recdistill config`; each variant's runs and
 # summary go to OUTDIR/<variant>/ (seeds.sh resumes what is done). OUTDIR/ablations.md collects
 # the holdout η, teacher gap and student gain of every variant.
 set -euo pipefail
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 # -h and --help (anywhere before a "--") print this text and exit 0.
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
@@ -61,6 +62,16 @@ DSEED=$(num -d "$DSEED" 0 18446744073709551615) || exit 2
 LAST=$(printf '%u' "$((S + K - 1))") # modulo 2^64, unsigned: the seeds are uint64
 [[ ! $(printf '%020u' "$LAST") < $(printf '%020u' "$((S))") ]] ||
     { echo "ablations.sh: -s $S -k $K: the last seed would pass 18446744073709551615" >&2; exit 2; }
+# -v: at least one variant, each a known one (an empty list ran nothing and printed an empty
+# table with exit 0; an unknown name failed after the variants before it were written).
+KNOWN="base no_aux mid_stream sampled sampled_raw alpha3 t2 iat_none iat_temporal iat_user"
+[ -n "${VARIANTS//[[:space:]]/}" ] || { echo "ablations.sh: -v: no variant given (known: $KNOWN)" >&2; exit 2; }
+for v in $VARIANTS; do
+    case " $KNOWN " in
+        *" $v "*) ;;
+        *) echo "ablations.sh: -v: unknown variant '$v' (known: $KNOWN)" >&2; exit 2 ;;
+    esac
+done
 CONFIG=$1 OUT=$2
 RD=${RD:-build/recdistill}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -70,6 +81,14 @@ command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
 # The config is checked first (a missing file or bad YAML is named with its line, not a Python
 # traceback), and a failed run removes the OUTDIR it made while that is still empty.
 "$RD" config "$CONFIG" >/dev/null || { echo "ablations.sh: $CONFIG: not a valid config (see above)" >&2; exit 2; }
+# iat_temporal and iat_user set tokens.scheme: a config without a tokens: section cannot have
+# them (it was a Python KeyError). Checked before OUTDIR is made.
+for v in $VARIANTS; do
+    case $v in iat_temporal | iat_user) ;; *) continue ;; esac
+    python3 -c "import sys, yaml
+sys.exit(0 if isinstance((yaml.safe_load(open(sys.argv[1])) or {}).get('tokens'), dict) else 1)" "$CONFIG" ||
+        { echo "ablations.sh: variant $v: $CONFIG has no tokens: section (the IAT variants compare its token schemes; iat_none needs none)" >&2; exit 2; }
+done
 [ -e "$OUT" ] || trap 'rmdir "$OUT" 2>/dev/null || true' EXIT
 mkdir -p "$OUT"
 
@@ -113,7 +132,7 @@ elif v == "alpha3":
     d["alpha"] = 3.0
 elif v == "t2":
     d["temperature"] = 2.0
-else:
+else:  # the list was checked above
     sys.exit("ablations.sh: unknown variant '%s'" % v)
 # run.name holds at most 31 bytes (a path component): the config's name is shortened so that
 # "-<variant>" always fits (the name only labels the run: runs/<name>, the report's title).

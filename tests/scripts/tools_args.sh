@@ -4,7 +4,9 @@
 #   - seeds.sh, variant.sh, ablations.sh and replay-sweep.sh read their numbers as decimal (bash
 #     arithmetic took -s 010 for seed 8 and -s 08 for an error), refuse one past the uint64 seed
 #     range (99999999999999999999 ran seed 7766279631452241919) or a sweep running past it, with
-#     exit 2 and no OUTDIR, and run seeds up to 18446744073709551615.
+#     exit 2 and no OUTDIR, and run seeds up to 18446744073709551615;
+#   - ablations.sh refuses iat_temporal / iat_user on a config without tokens: (it was a Python
+#     KeyError), an empty -v (it printed an empty table, exit 0) and an unknown variant.
 #
 #   bash tests/scripts/tools_args.sh build/recdistill
 set -u
@@ -89,13 +91,21 @@ refuse "variant.sh past the last seed" "the last seed would pass" \
     tools/variant.sh -s 18446744073709551615 -k 2 "$CFG" "$TMP/o"
 refuse "variant.sh -k 08x" "-k '08x'" tools/variant.sh -k 08x "$CFG" "$TMP/o"
 
-# ---- ablations.sh ------------------------------------------------------------------------------
+# ---- ablations.sh: numbers, then the variants (checked with the real recdistill config) ----------
 (cd "$SRC" && tools/ablations.sh -n 1 -s 08 -k 1 -v base "$CFG" "$TMP/a1" >"$TMP/out" 2>&1) ||
     fail "ablations.sh -s 08: $(cat "$TMP/out")"
 [ "$(seeds_run)" = "8 " ] && [ -d "$TMP/a1/base/seed-8" ] || fail "ablations.sh -s 08: $(cat "$TMP/out")"
 refuse "ablations.sh -s 0" "-s '0': expected a whole number 1.." tools/ablations.sh -s 0 "$CFG" "$TMP/o"
 refuse "ablations.sh -d 2^67" "-d '99999999999999999999'" tools/ablations.sh -d 99999999999999999999 "$CFG" "$TMP/o"
 refuse "ablations.sh -k x" "-k 'x'" tools/ablations.sh -k x "$CFG" "$TMP/o"
+for v in iat_user iat_temporal "base iat_user"; do
+    refuse "ablations.sh -v '$v' without tokens:" "variant ${v#base }: $CFG has no tokens: section" \
+        env RD="$RDREAL" tools/ablations.sh -k 1 -v "$v" "$CFG" "$TMP/o"
+done
+refuse "ablations.sh -v ''" "-v: no variant given" env RD="$RDREAL" tools/ablations.sh -k 1 -v "" "$CFG" "$TMP/o"
+refuse "ablations.sh -v ' '" "-v: no variant given" env RD="$RDREAL" tools/ablations.sh -k 1 -v " " "$CFG" "$TMP/o"
+refuse "ablations.sh -v bogus" "-v: unknown variant 'bogus'" \
+    env RD="$RDREAL" tools/ablations.sh -k 1 -v "base bogus" "$CFG" "$TMP/o"
 
 # ---- replay-sweep.sh ---------------------------------------------------------------------------
 mkdir -p "$TMP/run/targets"
