@@ -15,7 +15,8 @@
 # batch epoch whose targets are used: distill.start_epoch),
 # mlp=64-32 (the student's shared backbone), tower=8 (hidden layers of each tower; tower=0: none).
 # Results: one line per point with the student's holdout and warm AUC, next to RUN_DIR's student
-# and student_raw. SEED, SEEDS and FIRST are decimal (-s 010 is seed 10); a bad one is exit 2.
+# and student_raw. A POINT names files in OUTDIR: one with a '/', or "." / "..", is refused, as is
+# a bad token, before anything runs (exit 2). SEED, SEEDS and FIRST are decimal.
 #
 # With -k, SEEDS_DIR holds a tools/seeds.sh sweep (seed-F .. seed-F+K-1, default F = 1): every point
 # is replayed on every seed's log, and each distilled point is paired with its undistilled twin
@@ -26,7 +27,7 @@
 # Needs python3 with PyYAML (apt-get install python3-yaml).
 set -euo pipefail
 SEED=1 K=0 FIRST=1
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 # -h and --help (anywhere before a "--") print this text and exit 0.
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
@@ -63,6 +64,7 @@ LAST=$(printf '%u' "$((FIRST + K - 1))") # modulo 2^64, unsigned: the seeds are 
 CONFIG=$1 RUN=$2 OUT=$3
 shift 3
 POINTS=${*:-"0.3:1 1:1 3:1 10:1 1:3 3:3"}
+set -f # $POINTS is split into words, never expanded as a glob (a POINT "*" named cwd's files)
 RD=${RD:-build/recdistill}
 command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
     { echo "replay-sweep.sh: needs python3 with PyYAML (apt-get install python3-yaml)" >&2; exit 2; }
@@ -71,8 +73,6 @@ command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
 # line, not a Python traceback), and a failed sweep removes the OUTDIR it made while still empty.
 "$RD" config "$CONFIG" >/dev/null || { echo "replay-sweep.sh: $CONFIG: not a valid config (see above)" >&2; exit 2; }
 [ -d "$RUN" ] || { echo "replay-sweep.sh: $RUN: no such run folder" >&2; exit 2; }
-[ -e "$OUT" ] || trap 'rmdir "$OUT" 2>/dev/null || true' EXIT
-mkdir -p "$OUT"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
 # The undistilled twin of a point: its tokens without a= / t= / e=, plus raw.
@@ -183,6 +183,19 @@ d = [j for j in c if j.get('role') == 'student' and j.get('distill')]
 print((d[0].get('teacher') if d else None) or next(j['name'] for j in c if j.get('role') == 'teacher'))" "$1"
 }
 
+# Every POINT is checked before anything is made or removed: its name becomes a file and a
+# folder directly in OUTDIR (which single-run mode empties before replaying the point), so a
+# name with a '/', ".", ".." or an empty one is refused (a POINT ../x removed x next to OUTDIR),
+# and its tokens are parsed by mkconfig on CONFIG, into /dev/null.
+for p in $POINTS; do
+    case $p in
+        */* | . | .. | '') echo "replay-sweep.sh: point '$p': not a name for a file in OUTDIR" >&2; exit 2 ;;
+    esac
+    mkconfig /dev/null "$p" /nonexistent/targets || exit 2
+done
+[ -e "$OUT" ] || trap 'rmdir "$OUT" 2>/dev/null || true' EXIT
+mkdir -p "$OUT"
+
 if [ "$K" -eq 0 ]; then
     row() { # label log
         awk -v l="$1" '$2 == "holdout" && h == "" { h = $3 } $2 == "warm" && w == "" { w = $3 }
@@ -190,6 +203,8 @@ if [ "$K" -eq 0 ]; then
             <(grep -E "^$3 +(holdout|warm) " "$2")
     }
     for p in $POINTS; do
+        # A point checked above is one name directly in OUTDIR: nothing outside it goes.
+        case $p in */* | . | .. | '') exit 2 ;; esac
         rm -rf "${OUT:?}/$p"
         replay "$p" "$RUN" "$SEED" "$OUT/$p"
         row "$p" "$OUT/$p.log" "$(jobname "$OUT/$p.yaml")"

@@ -6,7 +6,9 @@
 #     range (99999999999999999999 ran seed 7766279631452241919) or a sweep running past it, with
 #     exit 2 and no OUTDIR, and run seeds up to 18446744073709551615;
 #   - ablations.sh refuses iat_temporal / iat_user on a config without tokens: (it was a Python
-#     KeyError), an empty -v (it printed an empty table, exit 0) and an unknown variant.
+#     KeyError), an empty -v (it printed an empty table, exit 0) and an unknown variant;
+#   - replay-sweep.sh refuses a POINT that is no file name in OUTDIR or has a bad token before it
+#     makes or removes anything (POINT ../x removed x beside OUTDIR).
 #
 #   bash tests/scripts/tools_args.sh build/recdistill
 set -u
@@ -107,8 +109,20 @@ refuse "ablations.sh -v ' '" "-v: no variant given" env RD="$RDREAL" tools/ablat
 refuse "ablations.sh -v bogus" "-v: unknown variant 'bogus'" \
     env RD="$RDREAL" tools/ablations.sh -k 1 -v "base bogus" "$CFG" "$TMP/o"
 
-# ---- replay-sweep.sh ---------------------------------------------------------------------------
-mkdir -p "$TMP/run/targets"
+# ---- replay-sweep.sh: points checked before anything is removed ----------------------------------
+mkdir -p "$TMP/run/targets" "$TMP/p"
+echo precious >"$TMP/precious.txt"
+echo precious >"$TMP/p/keep"
+for pt in ../precious.txt .. . ../p "1:1 .." "/tmp" "x/y"; do
+    # shellcheck disable=SC2086 # "1:1 .." is two points
+    refuse "replay-sweep.sh point '$pt'" "not a name for a file in OUTDIR" \
+        env RD="$RDREAL" tools/replay-sweep.sh "$CFG" "$TMP/run" "$TMP/o" $pt
+    [ -f "$TMP/precious.txt" ] && [ -f "$TMP/p/keep" ] || fail "replay-sweep.sh point '$pt' removed a file outside OUTDIR"
+done
+refuse "replay-sweep.sh bad token" "point 'a=x': unknown or bad token 'a=x'" \
+    env RD="$RDREAL" tools/replay-sweep.sh "$CFG" "$TMP/run" "$TMP/o" 1:1 a=x
+refuse "replay-sweep.sh glob point" "point '*': unknown or bad token '*'" \
+    env RD="$RDREAL" tools/replay-sweep.sh "$CFG" "$TMP/run" "$TMP/o" '*'
 refuse "replay-sweep.sh -s 08x" "-s '08x'" tools/replay-sweep.sh -s 08x "$CFG" "$TMP/run" "$TMP/o"
 refuse "replay-sweep.sh -f past the last seed" "the last seed would pass" \
     tools/replay-sweep.sh -k 2 -f 18446744073709551615 "$CFG" "$TMP/run" "$TMP/o"
