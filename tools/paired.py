@@ -4,12 +4,17 @@ warm slice, the mean over the stream windows) the AUC of one job in variant B mi
 the seeds both have, as mean ± std (sample std over seeds), how many seeds are above zero, and
 the relative change against A's mean.
 
-    tools/paired.py [-j JOB] [-m METRIC] [--seeds] A_DIR[,A_DIR...] B_DIR[,B_DIR...]
+    tools/paired.py [-j JOB] [-m METRIC] [--seeds] [--allow-missing] A_DIR[,A_DIR...] B_DIR[,B_DIR...]
 
 Each DIR holds the seed-S/report.json run folders of tools/seeds.sh (or tools/ablations.sh's
 OUT/<variant>); a comma joins several folders of one variant (a sweep extended with -s). JOB
 defaults to teacher, METRIC to auc (gauc, logloss work too). --seeds prints every seed's pair.
-A seed run in both folders of one variant, or a report without the job, is an error.
+A seed run in both folders of one variant, a report without the job, or a metric that is not a
+number (null, NaN: undefined on that slice) is an error (exit 2).
+A seed-S folder without report.json (a failed or unfinished run) is an error too: dropping it
+would bias the comparison towards the seeds that ran. --allow-missing skips such folders with a
+warning on stderr instead. Seeds found in only one variant are left out of the pairs and listed
+on stderr.
 """
 import json, math, os, re, sys
 
@@ -19,7 +24,20 @@ def die(msg):
     sys.exit(2)
 
 
-def load(dirs, job, metric):
+def warn(msg):
+    sys.stderr.write("paired.py: warning: %s\n" % msg)
+
+
+def number(v, where):
+    """A metric value: None when undefined (null, NaN, inf), else a float; anything else dies."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        die("%s is not a number (%s)" % (where, json.dumps(v)))
+    return float(v) if math.isfinite(v) else None
+
+
+def load(dirs, job, metric, allow_missing):
     """{seed: {slice: value}} of one variant."""
     out = {}
     for d in dirs.split(","):
@@ -27,8 +45,14 @@ def load(dirs, job, metric):
             die("%s: no such folder" % d)
         for name in sorted(os.listdir(d)):
             m = re.fullmatch(r"seed-(\d+)", name)
+            if not m:
+                continue
             path = os.path.join(d, name, "report.json")
-            if not m or not os.path.isfile(path):
+            if not os.path.isfile(path):
+                if not allow_missing:
+                    die("%s: no report.json (a failed or unfinished run; --allow-missing skips it)"
+                        % os.path.join(d, name))
+                warn("%s: no report.json, skipped" % os.path.join(d, name))
                 continue
             seed = int(m.group(1))
             if seed in out:
@@ -38,12 +62,16 @@ def load(dirs, job, metric):
                     r = json.load(f)
             except (OSError, ValueError) as e:
                 die("%s: %s" % (path, e))
+            if not isinstance(r, dict):
+                die("%s: not a report (a JSON object)" % path)
             vals = {}
             for sl in ("holdout", "warm", "stream"):
-                v = ((r.get(sl) or {}).get(job) or {}).get(metric)
+                v = r.get(sl) if isinstance(r.get(sl), dict) else {}
+                v = v.get(job) if isinstance(v.get(job), dict) else {}
+                v = v.get(metric)
                 if sl == "holdout" and v is None:
                     die("%s: no %s.%s.%s" % (path, sl, job, metric))
-                vals[sl] = v
+                vals[sl] = number(v, "%s: %s.%s.%s" % (path, sl, job, metric))
             out[seed] = vals
     if not out:
         die("%s: no seed-S/report.json" % dirs)
@@ -51,20 +79,24 @@ def load(dirs, job, metric):
 
 
 def main(argv):
-    job, metric, show = "teacher", "auc", False
+    opts, show, allow_missing = {}, False, False
     args = []
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("-j", "-m") and i + 1 < len(argv):
-            if a == "-j":
-                job = argv[i + 1]
-            else:
-                metric = argv[i + 1]
+        if a in ("-j", "-m"):
+            # A job or metric name never starts with '-': "-j --seeds" lacks the value.
+            if i + 1 >= len(argv) or not argv[i + 1] or argv[i + 1].startswith("-"):
+                die("%s needs a value (see --help)" % a)
+            if a in opts:
+                die("%s given twice" % a)
+            opts[a] = argv[i + 1]
             i += 2
             continue
         if a == "--seeds":
             show = True
+        elif a == "--allow-missing":
+            allow_missing = True
         elif a in ("-h", "--help"):
             print(__doc__.strip())
             return 0
@@ -75,8 +107,15 @@ def main(argv):
         i += 1
     if len(args) != 2:
         die("expected two variants, A and B (see --help)")
-    A, B = load(args[0], job, metric), load(args[1], job, metric)
+    job, metric = opts.get("-j", "teacher"), opts.get("-m", "auc")
+    A = load(args[0], job, metric, allow_missing)
+    B = load(args[1], job, metric, allow_missing)
     seeds = sorted(set(A) & set(B))
+    for name, only in (("A", set(A) - set(B)), ("B", set(B) - set(A))):
+        if only:
+            warn("seed%s %s only in %s (%s), not paired" % (
+                "s" if len(only) > 1 else "", " ".join(map(str, sorted(only))), name,
+                args[0] if name == "A" else args[1]))
     if not seeds:
         die("no seed is in both variants")
     print("%s %s, B − A over %d paired seeds (%d..%d); A = %s, B = %s"
@@ -102,4 +141,12 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        rc = main(sys.argv[1:])
+        sys.stdout.flush()
+    except OSError as e:  # stdout to a full disk or a closed pipe: one line, not a traceback
+        # Python flushes stdout again at exit: point it at /dev/null so that fails no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.stderr.write("paired.py: writing the output: %s\n" % (e.strerror or e))
+        rc = 1
+    sys.exit(rc)

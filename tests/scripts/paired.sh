@@ -2,8 +2,11 @@
 # paired.sh — tools/paired.py, the seed-by-seed comparison the IAT and distillation experiments
 # report: on hand-written report.json folders it pairs only the seeds both variants have, joins
 # the folders of an extended sweep, gives the mean, sample std, relative change and seeds above
-# zero that a hand computation gives, and refuses what it cannot pair (a seed in two folders of
-# one variant, a report without the job, one variant, empty folders).
+# zero that a hand computation gives, lists on stderr the seeds only one variant has, and refuses
+# what it cannot pair (a seed in two folders of one variant, a report without the job, one
+# variant, empty folders, a seed-S folder without report.json unless --allow-missing, a metric
+# that is not a number, -j without a value or twice) with one line, never a traceback; an output
+# that cannot be written is one line too.
 #
 #   bash tests/scripts/paired.sh [path/to/recdistill (unused)]
 set -u
@@ -25,8 +28,10 @@ report "$TMP/a" 1 0.70 0.71; report "$TMP/a" 2 0.72 0.73; report "$TMP/a" 3 0.74
 report "$TMP/a2" 4 0.70 0.70
 report "$TMP/b" 1 0.71 0.72; report "$TMP/b" 2 0.71 0.74; report "$TMP/b" 3 0.77 0.71
 report "$TMP/b" 4 0.72 0.70; report "$TMP/b" 5 0.90 0.90
-out="$(python3 "$P" --seeds "$TMP/a,$TMP/a2" "$TMP/b" 2>&1)" || fail "paired.py: $out"
+out="$(python3 "$P" --seeds "$TMP/a,$TMP/a2" "$TMP/b" 2>"$TMP/err")" || fail "paired.py: $out $(cat "$TMP/err")"
 echo "$out"
+# B's seed 5 is not paired, and said so (it was dropped silently).
+grep -qx "paired.py: warning: seed 5 only in B ($TMP/b), not paired" "$TMP/err" || fail "unpaired seed: $(cat "$TMP/err")"
 # holdout differences +0.01 -0.01 +0.03 +0.02: mean +0.0125, sample std 0.01708, A mean 0.715,
 # +1.75 %, 3 of 4 above; stream +0.01 +0.01 +0.01 0: mean +0.0075, 3 of 4 above.
 echo "$out" | grep -q "over 4 paired seeds (1..4)" || fail "seed pairing"
@@ -42,7 +47,8 @@ refuse() { # WHAT EXPECTED-TEXT ARGS...
     shift 2
     local o
     if o="$(python3 "$P" "$@" 2>&1)"; then fail "$what: accepted"; fi
-    echo "$o" | grep -q "$want" || fail "$what: $o"
+    echo "$o" | grep -qF -- "$want" || fail "$what: $o"
+    ! echo "$o" | grep -q Traceback || fail "$what: a traceback: $o"
 }
 report "$TMP/dup" 2 0.5 0.5
 refuse "seed twice" "seed 2 is in two folders" "$TMP/a,$TMP/dup" "$TMP/b"
@@ -56,4 +62,30 @@ refuse "empty folder" "no seed-S/report.json" "$TMP/empty" "$TMP/b"
 refuse "missing folder" "no such folder" "$TMP/none" "$TMP/b"
 report "$TMP/c" 9 0.5 0.5
 refuse "no common seed" "no seed is in both variants" "$TMP/a" "$TMP/c"
+# A seed whose run failed (seed-3/ with only a log) is an error naming it: dropped, the
+# comparison read like a complete one over the seeds that ran. --allow-missing skips it, with a
+# warning, and then the seed is unpaired and listed too.
+mkdir -p "$TMP/bf" && cp -r "$TMP/b/seed-1" "$TMP/b/seed-2" "$TMP/bf/" && mkdir "$TMP/bf/seed-3" && echo crashed >"$TMP/bf/seed-3/log"
+refuse "failed seed" "$TMP/bf/seed-3: no report.json" "$TMP/a" "$TMP/bf"
+out="$(python3 "$P" --allow-missing "$TMP/a" "$TMP/bf" 2>"$TMP/err")" || fail "--allow-missing: $(cat "$TMP/err")"
+echo "$out" | grep -q "over 2 paired seeds (1..2)" || fail "--allow-missing: $out"
+grep -q "warning: $TMP/bf/seed-3: no report.json, skipped" "$TMP/err" && grep -q "seed 3 only in A" "$TMP/err" ||
+    fail "--allow-missing warnings: $(cat "$TMP/err")"
+# Options: a missing value, a value that is another option, an option twice.
+refuse "-j without a value" "-j needs a value" "$TMP/a" "$TMP/b" -j
+refuse "-m without a value" "-m needs a value" "$TMP/a" "$TMP/b" -m
+refuse "-j then an option" "-j needs a value" -j --seeds "$TMP/a" "$TMP/b"
+refuse "-j twice" "-j given twice" -j teacher -j student "$TMP/a" "$TMP/b"
+# A metric that is not a number: one line naming the file and the key.
+report "$TMP/s" 1 '"abc"' 0.7
+refuse "a string metric" "$TMP/s/seed-1/report.json: holdout.teacher.auc is not a number (\"abc\")" "$TMP/s" "$TMP/b"
+report "$TMP/s" 1 0.7 true
+refuse "a boolean metric" "stream.teacher.auc is not a number (true)" "$TMP/s" "$TMP/b"
+# An output that cannot be written: one line, exit 1.
+if [ -w /dev/full ]; then
+    python3 "$P" "$TMP/a" "$TMP/b" >/dev/full 2>"$TMP/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -qx "paired.py: writing the output: No space left on device" "$TMP/err" ||
+        fail "stdout to /dev/full: exit $rc: $(cat "$TMP/err")"
+fi
 echo "paired.sh: ok"
