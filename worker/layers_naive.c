@@ -64,6 +64,90 @@ void rd_sigmoid_forward_naive(float *out, const float *inp, size_t N) {
         out[i] = 1.0f / (1.0f + expf(-inp[i]));
 }
 
+// dinp, dout, out (N): the sigmoid backward reads the forward output.
+void rd_sigmoid_backward_naive(float *dinp, const float *dout, const float *out, size_t N) {
+    for (size_t i = 0; i < N; i++)
+        dinp[i] += dout[i] * out[i] * (1.0f - out[i]);
+}
+
+// out, inp (N)
+void rd_relu_forward_naive(float *out, const float *inp, size_t N) {
+    for (size_t i = 0; i < N; i++)
+        out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+// dinp, dout, inp (N)
+void rd_relu_backward_naive(float *dinp, const float *dout, const float *inp, size_t N) {
+    for (size_t i = 0; i < N; i++)
+        if (inp[i] > 0.0f)
+            dinp[i] += dout[i];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer norm (eps 1e-5, as in layers.c)
+
+// out (BT, C), mean, rstd (BT), inp (BT, C), weight, bias (C)
+void rd_layernorm_forward_naive(float *out,
+                                float *mean,
+                                float *rstd,
+                                const float *inp,
+                                const float *weight,
+                                const float *bias,
+                                size_t BT,
+                                size_t C) {
+    RD_ASSERT(C > 0);
+    for (size_t bt = 0; bt < BT; bt++) {
+        const float *x = inp + bt * C;
+        double m = 0.0, v = 0.0;
+        for (size_t i = 0; i < C; i++)
+            m += (double)x[i];
+        m /= (double)C;
+        for (size_t i = 0; i < C; i++)
+            v += ((double)x[i] - m) * ((double)x[i] - m);
+        v /= (double)C;
+        double s = 1.0 / sqrt(v + 1e-5);
+        for (size_t i = 0; i < C; i++)
+            out[bt * C + i] = (float)(((double)x[i] - m) * s * (double)weight[i] + (double)bias[i]);
+        mean[bt] = (float)m;
+        rstd[bt] = (float)s;
+    }
+}
+
+// dinp (BT, C), dweight, dbias (C), dout, inp (BT, C), weight (C), mean, rstd (BT); dinp may be
+// NULL. With norm = (x - mean) rstd and dnorm = weight * dout:
+// dinp = rstd (dnorm - mean(dnorm) - norm * mean(dnorm * norm)).
+void rd_layernorm_backward_naive(float *dinp,
+                                 float *dweight,
+                                 float *dbias,
+                                 const float *dout,
+                                 const float *inp,
+                                 const float *weight,
+                                 const float *mean,
+                                 const float *rstd,
+                                 size_t BT,
+                                 size_t C) {
+    RD_ASSERT(C > 0 && dweight && dbias);
+    for (size_t bt = 0; bt < BT; bt++) {
+        const float *g = dout + bt * C, *x = inp + bt * C;
+        double m = (double)mean[bt], s = (double)rstd[bt];
+        double dmean = 0.0, dnorm_mean = 0.0;
+        for (size_t i = 0; i < C; i++) {
+            double norm = ((double)x[i] - m) * s, dnorm = (double)weight[i] * (double)g[i];
+            dmean += dnorm;
+            dnorm_mean += dnorm * norm;
+            dbias[i] += g[i];
+            dweight[i] += (float)(norm * (double)g[i]);
+        }
+        dmean /= (double)C;
+        dnorm_mean /= (double)C;
+        if (dinp)
+            for (size_t i = 0; i < C; i++) {
+                double norm = ((double)x[i] - m) * s, dnorm = (double)weight[i] * (double)g[i];
+                dinp[bt * C + i] += (float)((dnorm - dmean - norm * dnorm_mean) * s);
+            }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Linear
 

@@ -77,6 +77,9 @@ void rd_act_backward(
 void rd_gelu_forward_naive(float *out, const float *inp, size_t N);
 void rd_gelu_backward_naive(float *dinp, const float *dout, const float *inp, size_t N);
 void rd_sigmoid_forward_naive(float *out, const float *inp, size_t N);
+void rd_sigmoid_backward_naive(float *dinp, const float *dout, const float *out, size_t N);
+void rd_relu_forward_naive(float *out, const float *inp, size_t N);
+void rd_relu_backward_naive(float *dinp, const float *dout, const float *inp, size_t N);
 
 // ---------------------------------------------------------------------------------------------
 // Embedding gather with pooling
@@ -174,6 +177,25 @@ void rd_layernorm_backward(float *dinp,
                            const float *rstd,
                            size_t BT,
                            size_t C);
+// Naive twins (one plain loop per row, double accumulators): same contracts as the fast ones.
+void rd_layernorm_forward_naive(float *out,
+                                float *mean,
+                                float *rstd,
+                                const float *inp,
+                                const float *weight,
+                                const float *bias,
+                                size_t BT,
+                                size_t C);
+void rd_layernorm_backward_naive(float *dinp,
+                                 float *dweight,
+                                 float *dbias,
+                                 const float *dout,
+                                 const float *inp,
+                                 const float *weight,
+                                 const float *mean,
+                                 const float *rstd,
+                                 size_t BT,
+                                 size_t C);
 
 // ---------------------------------------------------------------------------------------------
 // Multi-head self-attention
