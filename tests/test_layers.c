@@ -155,6 +155,44 @@ static int all_zero(const float *x, size_t n) {
 
 #define NB_TOL 1e-4f // naive vs BLAS: different summation orders only
 
+// The fast softmax, softmax backward and layer norm reduce in LANES = 16 independent lanes and
+// finish with a scalar tail: a row of 16 or more entries runs the vectorised body, a shorter one
+// only the tail. Each layer is therefore checked at small sizes (T, C < 16: tail only) and at
+// sizes >= 16 that are not multiples of 16 (vectorised body and tail both), with padding inside
+// the vectorised region.
+#define LANES 16
+
+// mask (B, T), B >= 3: example 0 all valid; example 1 padded at scattered positions (inside the
+// first 16 keys and in the tail); example 2 fully padded; any further example padded on a prefix
+// (causal rows with no valid key) and just before its end.
+static void seq_mask(float *m, size_t B, size_t T) {
+    for (size_t b = 0; b < B; b++)
+        for (size_t t = 0; t < T; t++) {
+            int pad = 0;
+            if (b == 1)
+                pad = t % 5 == 2 || t == T - 1;
+            else if (b == 2)
+                pad = 1;
+            else if (b >= 3)
+                pad = t < 7 || t == T - 2;
+            m[b * T + t] = pad ? 0.0f : 1.0f;
+        }
+}
+
+// Does some example of mask (B, T) have padding among its first LANES keys, and T >= LANES?
+static int pads_vector_region(const float *m, size_t B, size_t T) {
+    if (T < LANES)
+        return 0;
+    for (size_t b = 0; b < B; b++) {
+        int valid = 0, pad = 0;
+        for (size_t t = 0; t < LANES; t++)
+            *(m[b * T + t] != 0.0f ? &valid : &pad) = 1;
+        if (valid && pad)
+            return 1;
+    }
+    return 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Linear
 
@@ -269,6 +307,23 @@ static void test_activations(void **state) {
     rd_gelu_backward(a, ones, x, N);
     rd_gelu_backward_naive(b, ones, x, N);
     assert_close(a, b, N, 1e-5f, "gelu backward vs naive");
+    // ReLU and sigmoid twins: forward, and backward accumulated onto the same random start.
+    float *g = rnd(&A, &r, N, 1.0f), *ga = rnd(&A, &r, N, 1.0f), *gb = take(&A, N);
+    memcpy(gb, ga, N * sizeof(float));
+    rd_relu_forward(a, x, N);
+    rd_relu_forward_naive(b, x, N);
+    assert_memory_equal(a, b, N * sizeof(float));
+    rd_relu_backward(ga, g, x, N);
+    rd_relu_backward_naive(gb, g, x, N);
+    assert_close(ga, gb, N, 1e-6f, "relu backward vs naive");
+    fill(ga, N, &r, 1.0f);
+    memcpy(gb, ga, N * sizeof(float));
+    for (size_t i = 0; i < N; i++) // moderate inputs, where the sigmoid has a real slope
+        x[i] = -8.0f + 16.0f * (float)i / (float)(N - 1);
+    rd_sigmoid_forward(a, x, N);
+    rd_sigmoid_backward(ga, g, a, N);
+    rd_sigmoid_backward_naive(gb, g, a, N);
+    assert_close(ga, gb, N, 1e-6f, "sigmoid backward vs naive");
     rd_blas_set_threads(1);
     assert_int_equal(rd_blas_get_threads(), 1);
     rd_act_kind kind;
@@ -292,13 +347,12 @@ static double ln_loss(void *p) {
     return dotw(c->out, c->wout, c->BT * c->C);
 }
 
-static void test_layernorm(void **state) {
-    (void)state;
+static void layernorm_case(size_t BT, size_t C, uint64_t seed) {
     arena A;
-    arena_init(&A, 1 << 13);
+    arena_init(&A, 1 << 14);
     rd_rng r;
-    rd_rng_seed(&r, 3);
-    ln_ctx c = {.BT = 5, .C = 12};
+    rd_rng_seed(&r, seed);
+    ln_ctx c = {.BT = BT, .C = C};
     c.inp = rnd(&A, &r, c.BT * c.C, 2.0f);
     c.w = rnd(&A, &r, c.C, 0.2f);
     for (size_t i = 0; i < c.C; i++)
@@ -318,9 +372,41 @@ static void test_layernorm(void **state) {
         assert_true(fabs(m / (double)c.C) < 1e-5);
     }
     rd_layernorm_backward(dinp, dw, db, c.wout, c.inp, c.w, c.mean, c.rstd, c.BT, c.C);
+    char label[64];
+    snprintf(label, sizeof label, "layernorm C=%zu", C);
     fdt ts[] = {{"inp", c.inp, dinp, c.BT * c.C}, {"w", c.w, dw, c.C}, {"b", c.b, db, c.C}};
-    fd_check(&c, ln_loss, ts, 3, "layernorm");
+    fd_check(&c, ln_loss, ts, 3, label);
+
+    // Naive twin: forward (with mean and rstd), then backward accumulated twice on both sides.
+    float *out_n = take(&A, BT * C), *mean_n = take(&A, BT), *rstd_n = take(&A, BT);
+    rd_layernorm_forward_naive(out_n, mean_n, rstd_n, c.inp, c.w, c.b, BT, C);
+    assert_close(c.out, out_n, BT * C, NB_TOL, "layernorm out vs naive");
+    assert_close(c.mean, mean_n, BT, NB_TOL, "layernorm mean vs naive");
+    assert_close(c.rstd, rstd_n, BT, NB_TOL, "layernorm rstd vs naive");
+    float *dinp_n = take(&A, BT * C), *dw_n = take(&A, C), *db_n = take(&A, C);
+    for (int k = 0; k < 2; k++)
+        rd_layernorm_backward_naive(dinp_n, dw_n, db_n, c.wout, c.inp, c.w, c.mean, c.rstd, BT, C);
+    rd_layernorm_backward(dinp, dw, db, c.wout, c.inp, c.w, c.mean, c.rstd, BT, C);
+    assert_close(dinp, dinp_n, BT * C, NB_TOL, "layernorm dinp vs naive");
+    assert_close(dw, dw_n, C, NB_TOL, "layernorm dweight vs naive");
+    assert_close(db, db_n, C, NB_TOL, "layernorm dbias vs naive");
+    // Without dinp (frozen input) the parameter gradients are unchanged.
+    memset(dw, 0, C * sizeof(float));
+    memset(db, 0, C * sizeof(float));
+    memset(dw_n, 0, C * sizeof(float));
+    memset(db_n, 0, C * sizeof(float));
+    rd_layernorm_backward(NULL, dw, db, c.wout, c.inp, c.w, c.mean, c.rstd, BT, C);
+    rd_layernorm_backward_naive(NULL, dw_n, db_n, c.wout, c.inp, c.w, c.mean, c.rstd, BT, C);
+    assert_close(dw, dw_n, C, NB_TOL, "layernorm dweight without dinp");
+    assert_close(db, db_n, C, NB_TOL, "layernorm dbias without dinp");
     arena_free(&A);
+}
+
+static void test_layernorm(void **state) {
+    (void)state;
+    layernorm_case(5, 12, 3);  // C < LANES: the scalar tail only
+    layernorm_case(5, 17, 31); // one vectorised block and a tail of 1
+    layernorm_case(3, 35, 32); // two blocks and a tail of 3
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -428,15 +514,13 @@ static double attn_loss(void *p) {
     return dotw(c->out, c->wout, c->B * c->T * c->C);
 }
 
-static void test_attention(void **state) {
-    (void)state;
+// Example 2 of mask (B, T) must be fully padded.
+static void
+attention_case(size_t B, size_t T, size_t C, size_t NH, const float *mask, uint64_t seed) {
     arena A;
-    arena_init(&A, 1 << 15);
+    arena_init(&A, 1 << 18);
     rd_rng r;
-    rd_rng_seed(&r, 5);
-    enum { B = 3, T = 5, C = 8, NH = 2 };
-    // Example 0 all valid, example 1 with padding, example 2 fully padded.
-    const float mask[B * T] = {1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0};
+    rd_rng_seed(&r, seed);
     for (int causal = 0; causal <= 1; causal++) {
         attn_ctx c = {B, T, C, NH, causal, mask, NULL, NULL, NULL, NULL};
         c.qkv = rnd(&A, &r, B * T * 3 * C, 0.8f);
@@ -455,8 +539,9 @@ static void test_attention(void **state) {
                     for (size_t j = 0; j < T; j++) {
                         int vis = mask[b * T + j] != 0.0f && (!causal || j <= i);
                         any |= vis;
-                        if (!vis)
-                            assert_true(row[j] == 0.0f);
+                        if (!vis && row[j] != 0.0f)
+                            fail_msg("attention T=%zu: p[%zu, %zu, %zu, %zu] = %g on a hidden key",
+                                     T, b, h, i, j, (double)row[j]);
                         sum += row[j];
                     }
                     assert_true(any ? fabsf(sum - 1.0f) < 1e-5f : sum == 0.0f);
@@ -464,8 +549,10 @@ static void test_attention(void **state) {
         assert_true(all_zero(c.out + 2 * T * C, T * C));
         rd_attention_backward(dqkv, scratch, c.wout, c.qkv, c.att, mask, B, T, C, NH, causal);
         assert_true(all_zero(dqkv + 2 * T * 3 * C, T * 3 * C));
+        char label[64];
+        snprintf(label, sizeof label, "%sattention T=%zu C=%zu", causal ? "causal " : "", T, C);
         fdt t = {"qkv", c.qkv, dqkv, B * T * 3 * C};
-        fd_check(&c, attn_loss, &t, 1, causal ? "causal attention" : "attention");
+        fd_check(&c, attn_loss, &t, 1, label);
 
         float *out_n = take(&A, B * T * C), *att_n = take(&A, B * NH * T * T);
         rd_attention_forward_naive(out_n, att_n, c.qkv, mask, B, T, C, NH, causal);
@@ -480,14 +567,27 @@ static void test_attention(void **state) {
     }
     // Without a mask every key is visible: same as an all-ones mask.
     float *qkv = rnd(&A, &r, B * T * 3 * C, 1.0f), *o1 = take(&A, B * T * C);
-    float *o2 = take(&A, B * T * C), *att = take(&A, B * NH * T * T);
-    float ones[B * T];
+    float *o2 = take(&A, B * T * C), *att = take(&A, B * NH * T * T), *ones = take(&A, B * T);
     for (size_t i = 0; i < B * T; i++)
         ones[i] = 1.0f;
     rd_attention_forward(o1, att, qkv, NULL, B, T, C, NH, 0);
     rd_attention_forward(o2, att, qkv, ones, B, T, C, NH, 0);
     assert_memory_equal(o1, o2, B * T * C * sizeof(float));
     arena_free(&A);
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    // Example 0 all valid, example 1 with padding, example 2 fully padded.
+    const float mask[3 * 5] = {1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0};
+    attention_case(3, 5, 8, 2, mask, 5);
+    // Rows of 17 and 35 keys: the vectorised softmax (forward and backward) with padding in it.
+    float big[4 * 35];
+    seq_mask(big, 4, 17);
+    assert_true(pads_vector_region(big, 4, 17));
+    attention_case(4, 17, 17, 1, big, 51);
+    seq_mask(big, 4, 35);
+    attention_case(4, 35, 18, 2, big, 52);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -505,14 +605,13 @@ static double tattn_loss(void *p) {
     return dotw(c->out, c->wout, c->B * c->C);
 }
 
-static void test_target_attention(void **state) {
-    (void)state;
+// Example 2 of mask (B, T) must be fully padded.
+static void
+target_attention_case(size_t B, size_t T, size_t C, size_t NH, const float *mask, uint64_t seed) {
     arena A;
-    arena_init(&A, 1 << 14);
+    arena_init(&A, 1 << 15);
     rd_rng r;
-    rd_rng_seed(&r, 6);
-    enum { B = 3, T = 6, C = 8, NH = 2 };
-    const float mask[B * T] = {1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+    rd_rng_seed(&r, seed);
     tattn_ctx c = {B, T, C, NH, mask, NULL, NULL, NULL, NULL, NULL};
     c.q = rnd(&A, &r, B * C, 1.0f);
     c.kv = rnd(&A, &r, B * T * 2 * C, 1.0f);
@@ -522,9 +621,16 @@ static void test_target_attention(void **state) {
     float *dq = take(&A, B * C), *dkv = take(&A, B * T * 2 * C), *scratch = take(&A, T);
     tattn_loss(&c);
     assert_true(all_zero(c.out + 2 * C, C)); // fully padded example
+    for (size_t b = 0; b < B; b++)           // no weight on padding
+        for (size_t h = 0; h < NH; h++)
+            for (size_t t = 0; t < T; t++)
+                if (mask[b * T + t] == 0.0f)
+                    assert_true(c.att[(b * NH + h) * T + t] == 0.0f);
     rd_target_attention_backward(dq, dkv, scratch, c.wout, c.q, c.kv, c.att, mask, B, T, C, NH);
+    char label[64];
+    snprintf(label, sizeof label, "target attention T=%zu", T);
     fdt ts[] = {{"q", c.q, dq, B * C}, {"kv", c.kv, dkv, B * T * 2 * C}};
-    fd_check(&c, tattn_loss, ts, 2, "target attention");
+    fd_check(&c, tattn_loss, ts, 2, label);
 
     float *out_n = take(&A, B * C), *att_n = take(&A, B * NH * T);
     rd_target_attention_forward_naive(out_n, att_n, c.q, c.kv, mask, B, T, C, NH);
@@ -536,6 +642,17 @@ static void test_target_attention(void **state) {
     assert_close(dq, dq_n, B * C, NB_TOL, "target attention dq vs naive");
     assert_close(dkv, dkv_n, B * T * 2 * C, NB_TOL, "target attention dkv vs naive");
     arena_free(&A);
+}
+
+static void test_target_attention(void **state) {
+    (void)state;
+    const float mask[3 * 6] = {1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+    target_attention_case(3, 6, 8, 2, mask, 6);
+    float big[4 * 35];
+    seq_mask(big, 4, 17);
+    target_attention_case(4, 17, 17, 1, big, 61);
+    seq_mask(big, 4, 35);
+    target_attention_case(4, 35, 18, 2, big, 62);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -692,14 +809,14 @@ static double din_loss(void *p) {
     return dotw(c->out, c->wout, c->d.B * c->d.C);
 }
 
-static void test_din(void **state) {
-    (void)state;
+// Example 2 of mask (B, T) must be fully padded.
+static void din_case(const rd_seq_dims *dims, const float *mask, uint64_t seed) {
     arena A;
-    arena_init(&A, 1 << 16);
+    arena_init(&A, 1 << 17);
     rd_rng r;
-    rd_rng_seed(&r, 9);
-    rd_seq_dims d = {.B = 3, .T = 4, .C = 4, .NH = 1, .H = 6, .act = RD_ACT_GELU};
-    const float mask[12] = {1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0};
+    rd_rng_seed(&r, seed);
+    rd_seq_dims d = *dims;
+    size_t H = d.H, C4 = 4 * d.C;
     din_ctx c = {.d = d, .mask = mask};
     rd_din_weights dw;
     rd_din_scratch s;
@@ -711,15 +828,20 @@ static void test_din(void **state) {
     float *dq = take(&A, d.B * d.C), *dk = take(&A, d.B * d.T * d.C);
     din_loss(&c);
     assert_true(all_zero(c.out + 2 * d.C, d.C));
+    for (size_t i = 0; i < d.B * d.T; i++) // no attention weight on padding
+        if (mask[i] == 0.0f)
+            assert_true(c.a.att[i] == 0.0f);
     rd_din_backward(dq, dk, &dw, &s, c.wout, c.q, c.k, mask, &c.a, &c.w, &d);
+    char label[64];
+    snprintf(label, sizeof label, "din T=%zu C=%zu", d.T, d.C);
     fdt ts[] = {{"q", c.q, dq, d.B * d.C},
                 {"k", c.k, dk, d.B * d.T * d.C},
-                {"w1", c.w.w1, dw.w1, d.H * 16},
-                {"b1", c.w.b1, dw.b1, d.H},
-                {"w2", c.w.w2, dw.w2, d.H}};
-    fd_check(&c, din_loss, ts, 5, "din");
+                {"w1", c.w.w1, dw.w1, H * C4},
+                {"b1", c.w.b1, dw.b1, H},
+                {"w2", c.w.w2, dw.w2, H}};
+    fd_check(&c, din_loss, ts, 5, label);
     // b2 shifts every score equally: softmax removes it, so its gradient must be exactly 0.
-    assert_true(fabsf(dw.b2[0]) < 1e-6f);
+    assert_true(fabsf(dw.b2[0]) < 1e-5f);
 
     // Naive twin.
     float *out_b = take(&A, d.B * d.C);
@@ -738,8 +860,26 @@ static void test_din(void **state) {
     rd_din_backward_naive(dq_n, dk_n, &dw_n, &s_n, c.wout, c.q, c.k, mask, &a_n, &c.w, &d);
     assert_close(dq, dq_n, d.B * d.C, NB_TOL, "din dq vs naive");
     assert_close(dk, dk_n, d.B * d.T * d.C, NB_TOL, "din dk vs naive");
-    assert_close(dw.w1, dw_n.w1, d.H * 16, NB_TOL, "din dw1 vs naive");
+    assert_close(dw.w1, dw_n.w1, H * C4, NB_TOL, "din dw1 vs naive");
+    assert_close(dw.b1, dw_n.b1, H, NB_TOL, "din db1 vs naive");
+    assert_close(dw.w2, dw_n.w2, H, NB_TOL, "din dw2 vs naive");
+    assert_true(fabsf(dw_n.b2[0]) < 1e-5f); // 0 up to rounding, as above
     arena_free(&A);
+}
+
+static void test_din(void **state) {
+    (void)state;
+    rd_seq_dims d = {.B = 3, .T = 4, .C = 4, .NH = 1, .H = 6, .act = RD_ACT_GELU};
+    const float mask[12] = {1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0};
+    din_case(&d, mask, 9);
+    // Softmax rows of 17 and 35 keys, padded inside the vectorised region.
+    float big[4 * 35];
+    d = (rd_seq_dims){.B = 4, .T = 17, .C = 17, .NH = 1, .H = 6, .act = RD_ACT_GELU};
+    seq_mask(big, d.B, d.T);
+    din_case(&d, big, 91);
+    d = (rd_seq_dims){.B = 4, .T = 35, .C = 18, .NH = 1, .H = 5, .act = RD_ACT_SIGMOID};
+    seq_mask(big, d.B, d.T);
+    din_case(&d, big, 92);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -811,16 +951,29 @@ static double tb_loss(void *p) {
     return dotw(c->out, c->wout, c->d.B * c->d.T * c->d.C);
 }
 
-static void test_tblock(void **state) {
-    (void)state;
+// The 12 parameter tensors of a block, in declaration order, with their sizes.
+static size_t tb_tensors(const rd_tblock_weights *w, size_t C, float **x, size_t *n) {
+    float *p[] = {w->ln1w, w->ln1b, w->qkvw, w->qkvb, w->projw,   w->projb,
+                  w->ln2w, w->ln2b, w->fcw,  w->fcb,  w->fcprojw, w->fcprojb};
+    size_t sz[] = {C, C, 3 * C * C, 3 * C, C * C, C, C, C, 4 * C * C, 4 * C, 4 * C * C, C};
+    for (size_t i = 0; i < 12; i++) {
+        x[i] = p[i];
+        n[i] = sz[i];
+    }
+    return 12;
+}
+
+static const char *const tb_names[12] = {"ln1w", "ln1b", "qkvw", "qkvb", "projw",   "projb",
+                                         "ln2w", "ln2b", "fcw",  "fcb",  "fcprojw", "fcprojb"};
+
+static void tblock_case(size_t B, size_t T, size_t C, size_t NH, const float *mask, uint64_t seed) {
     arena A;
-    arena_init(&A, 1 << 17);
+    arena_init(&A, 1 << 18);
     rd_rng r;
-    rd_rng_seed(&r, 10);
-    const float mask[2 * 5] = {1, 1, 1, 1, 1, 1, 1, 0, 1, 0};
+    rd_rng_seed(&r, seed);
     for (int causal = 0; causal <= 1; causal++) {
-        rd_seq_dims d = {.B = 2, .T = 5, .C = 8, .NH = 2, .causal = causal, .act = RD_ACT_GELU};
-        size_t C = d.C, BT = d.B * d.T;
+        rd_seq_dims d = {.B = B, .T = T, .C = C, .NH = NH, .causal = causal, .act = RD_ACT_GELU};
+        size_t BT = d.B * d.T;
         tb_ctx c = {.d = d, .mask = mask};
         tb_weights(&A, &r, C, &c.w, 1);
         rd_tblock_weights dw;
@@ -834,18 +987,18 @@ static void test_tblock(void **state) {
         float *dinp = take(&A, BT * C);
         tb_loss(&c);
         rd_tblock_backward(dinp, &dw, &s, c.wout, c.inp, mask, &c.a, &c.w, &d);
-        fdt ts[] = {
-            {"inp", c.inp, dinp, BT * C},           {"ln1w", c.w.ln1w, dw.ln1w, C},
-            {"ln1b", c.w.ln1b, dw.ln1b, C},         {"qkvw", c.w.qkvw, dw.qkvw, 3 * C * C},
-            {"qkvb", c.w.qkvb, dw.qkvb, 3 * C},     {"projw", c.w.projw, dw.projw, C * C},
-            {"projb", c.w.projb, dw.projb, C},      {"ln2w", c.w.ln2w, dw.ln2w, C},
-            {"ln2b", c.w.ln2b, dw.ln2b, C},         {"fcw", c.w.fcw, dw.fcw, 4 * C * C},
-            {"fcb", c.w.fcb, dw.fcb, 4 * C},        {"fcprojw", c.w.fcprojw, dw.fcprojw, 4 * C * C},
-            {"fcprojb", c.w.fcprojb, dw.fcprojb, C}};
-        fd_check(&c, tb_loss, ts, sizeof ts / sizeof ts[0],
-                 causal ? "causal transformer block" : "transformer block");
+        float *wx[12], *gx[12];
+        size_t nx[12];
+        tb_tensors(&c.w, C, wx, nx);
+        tb_tensors(&dw, C, gx, nx);
+        fdt ts[13] = {{"inp", c.inp, dinp, BT * C}};
+        for (size_t i = 0; i < 12; i++)
+            ts[i + 1] = (fdt){tb_names[i], wx[i], gx[i], nx[i]};
+        char label[64];
+        snprintf(label, sizeof label, "%stblock T=%zu C=%zu", causal ? "causal " : "", T, C);
+        fd_check(&c, tb_loss, ts, 13, label);
 
-        // Naive twin on the same weights.
+        // Naive twin on the same weights: the output and every gradient.
         float *out_b = take(&A, BT * C);
         memcpy(out_b, c.out, BT * C * sizeof(float));
         c.naive = 1;
@@ -859,11 +1012,25 @@ static void test_tblock(void **state) {
         float *dinp_n = take(&A, BT * C);
         rd_tblock_backward_naive(dinp_n, &dw_n, &s_n, c.wout, c.inp, mask, &c.a, &c.w, &d);
         assert_close(dinp, dinp_n, BT * C, NB_TOL, "tblock dinp vs naive");
-        assert_close(dw.qkvw, dw_n.qkvw, 3 * C * C, NB_TOL, "tblock dqkvw vs naive");
-        assert_close(dw.fcw, dw_n.fcw, 4 * C * C, NB_TOL, "tblock dfcw vs naive");
-        assert_close(dw.ln1w, dw_n.ln1w, C, NB_TOL, "tblock dln1w vs naive");
+        float *gn[12];
+        tb_tensors(&dw_n, C, gn, nx);
+        for (size_t i = 0; i < 12; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "tblock d%s vs naive", tb_names[i]);
+            assert_close(gx[i], gn[i], nx[i], NB_TOL, what);
+        }
     }
     arena_free(&A);
+}
+
+static void test_tblock(void **state) {
+    (void)state;
+    const float mask[2 * 5] = {1, 1, 1, 1, 1, 1, 1, 0, 1, 0};
+    tblock_case(2, 5, 8, 2, mask, 10);
+    // T = 17 rows of attention and C = 18 rows of layer norm run the vectorised bodies.
+    float big[4 * 17];
+    seq_mask(big, 4, 17);
+    tblock_case(4, 17, 18, 2, big, 101);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -920,14 +1087,25 @@ static double ra_loss(void *p) {
     return dotw(c->out, c->wout, c->d.B * c->d.C);
 }
 
-static void test_reqattn(void **state) {
-    (void)state;
+static size_t ra_tensors(const rd_reqattn_weights *w, const rd_seq_dims *d, float **x, size_t *n) {
+    size_t C = d->C, E = d->E;
+    float *p[] = {w->lnw, w->lnb, w->qw, w->qb, w->kvw, w->kvb, w->projw, w->projb};
+    size_t sz[] = {C, C, C * E, C, 2 * C * C, 2 * C, C * C, C};
+    for (size_t i = 0; i < 8; i++) {
+        x[i] = p[i];
+        n[i] = sz[i];
+    }
+    return 8;
+}
+
+static const char *const ra_names[8] = {"lnw", "lnb", "qw", "qb", "kvw", "kvb", "projw", "projb"};
+
+static void reqattn_case(const rd_seq_dims *dims, const float *mask, uint64_t seed) {
     arena A;
-    arena_init(&A, 1 << 15);
+    arena_init(&A, 1 << 17);
     rd_rng r;
-    rd_rng_seed(&r, 11);
-    rd_seq_dims d = {.B = 2, .T = 5, .C = 8, .NH = 2, .E = 6};
-    const float mask[10] = {1, 1, 0, 1, 1, 0, 1, 1, 0, 0};
+    rd_rng_seed(&r, seed);
+    rd_seq_dims d = *dims;
     ra_ctx c = {.d = d, .mask = mask};
     ra_weights(&A, &r, &d, &c.w, 1);
     rd_reqattn_weights dw;
@@ -942,12 +1120,16 @@ static void test_reqattn(void **state) {
     ra_loss(&c);
     rd_reqattn_backward(dx, dh, &dw, &s, c.wout, c.x, c.h, mask, &c.a, &c.w, &d);
     size_t C = d.C, E = d.E;
-    fdt ts[] = {{"x_req", c.x, dx, d.B * E},           {"h", c.h, dh, d.B * d.T * C},
-                {"lnw", c.w.lnw, dw.lnw, C},           {"lnb", c.w.lnb, dw.lnb, C},
-                {"qw", c.w.qw, dw.qw, C * E},          {"qb", c.w.qb, dw.qb, C},
-                {"kvw", c.w.kvw, dw.kvw, 2 * C * C},   {"kvb", c.w.kvb, dw.kvb, 2 * C},
-                {"projw", c.w.projw, dw.projw, C * C}, {"projb", c.w.projb, dw.projb, C}};
-    fd_check(&c, ra_loss, ts, sizeof ts / sizeof ts[0], "request attention");
+    float *wx[8], *gx[8];
+    size_t nx[8];
+    ra_tensors(&c.w, &d, wx, nx);
+    ra_tensors(&dw, &d, gx, nx);
+    fdt ts[10] = {{"x_req", c.x, dx, d.B * E}, {"h", c.h, dh, d.B * d.T * C}};
+    for (size_t i = 0; i < 8; i++)
+        ts[i + 2] = (fdt){ra_names[i], wx[i], gx[i], nx[i]};
+    char label[64];
+    snprintf(label, sizeof label, "request attention T=%zu C=%zu", d.T, C);
+    fd_check(&c, ra_loss, ts, 10, label);
 
     float *out_b = take(&A, d.B * C);
     memcpy(out_b, c.out, d.B * C * sizeof(float));
@@ -962,8 +1144,26 @@ static void test_reqattn(void **state) {
     rd_reqattn_backward_naive(dx_n, dh_n, &dw_n, &s_n, c.wout, c.x, c.h, mask, &c.a, &c.w, &d);
     assert_close(dx, dx_n, d.B * E, NB_TOL, "reqattn dx vs naive");
     assert_close(dh, dh_n, d.B * d.T * C, NB_TOL, "reqattn dh vs naive");
-    assert_close(dw.kvw, dw_n.kvw, 2 * C * C, NB_TOL, "reqattn dkvw vs naive");
+    float *gn[8];
+    ra_tensors(&dw_n, &d, gn, nx);
+    for (size_t i = 0; i < 8; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "reqattn d%s vs naive", ra_names[i]);
+        assert_close(gx[i], gn[i], nx[i], NB_TOL, what);
+    }
     arena_free(&A);
+}
+
+static void test_reqattn(void **state) {
+    (void)state;
+    rd_seq_dims d = {.B = 2, .T = 5, .C = 8, .NH = 2, .E = 6};
+    const float mask[10] = {1, 1, 0, 1, 1, 0, 1, 1, 0, 0};
+    reqattn_case(&d, mask, 11);
+    // 35 keys per softmax row and layer norm over C = 18, with padding inside the first 16 keys.
+    float big[4 * 35];
+    d = (rd_seq_dims){.B = 4, .T = 35, .C = 18, .NH = 2, .E = 17};
+    seq_mask(big, d.B, d.T);
+    reqattn_case(&d, big, 111);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1028,8 +1228,9 @@ static void test_mlp(void **state) {
         rd_mlp_backward(dinp, &dw, &sc, c.wout, c.inp, &c.a, &c.w, &c.s, c.B);
         fdt ts[] = {{"inp", c.inp, dinp, c.B * 6}, {"w0", c.w.w[0], dw.w[0], 42},
                     {"b0", c.w.b[0], dw.b[0], 7},  {"w1", c.w.w[1], dw.w[1], 35},
-                    {"w2", c.w.w[2], dw.w[2], 15}, {"b2", c.w.b[2], dw.b[2], 3}};
-        fd_check(&c, mlp_loss, ts, 6, "mlp");
+                    {"b1", c.w.b[1], dw.b[1], 5},  {"w2", c.w.w[2], dw.w[2], 15},
+                    {"b2", c.w.b[2], dw.b[2], 3}};
+        fd_check(&c, mlp_loss, ts, 7, "mlp");
 
         float out_b[12];
         memcpy(out_b, rd_mlp_output(&c.a, &c.s), sizeof out_b);
@@ -1043,8 +1244,14 @@ static void test_mlp(void **state) {
         float *dinp_n = take(&A, c.B * 6);
         rd_mlp_backward_naive(dinp_n, &dw_n, &sc, c.wout, c.inp, &c.a, &c.w, &c.s, c.B);
         assert_close(dinp, dinp_n, c.B * 6, NB_TOL, "mlp dinp vs naive");
-        assert_close(dw.w[0], dw_n.w[0], 42, NB_TOL, "mlp dw0 vs naive");
-        assert_close(dw.w[2], dw_n.w[2], 15, NB_TOL, "mlp dw2 vs naive");
+        for (size_t l = 0; l < c.s.n; l++) {
+            size_t in = c.s.dims[l], out = c.s.dims[l + 1];
+            char what[64];
+            snprintf(what, sizeof what, "mlp dw%zu vs naive", l);
+            assert_close(dw.w[l], dw_n.w[l], out * in, NB_TOL, what);
+            snprintf(what, sizeof what, "mlp db%zu vs naive", l);
+            assert_close(dw.b[l], dw_n.b[l], out, NB_TOL, what);
+        }
     }
     arena_free(&A);
 }
@@ -1116,6 +1323,32 @@ static void test_two_tower(void **state) {
     tt_loss(&c);
     assert_close(rd_mlp_output(&c.t.acts[0], &c.t.shape[0]), zm, 5, NB_TOL, "main tower vs naive");
     assert_close(rd_mlp_output(&c.t.acts[1], &c.t.shape[1]), za, 5, NB_TOL, "aux tower vs naive");
+
+    // Naive backward twin on the same activations: dh and every weight of both towers. The two
+    // output gradients differ (wm != wa), so swapping the towers' dz cannot go unnoticed.
+    rd_mlp_weights dw_n[2], w_n[2];
+    rd_mlp_acts a_n[2];
+    for (int i = 0; i < 2; i++) {
+        mlp_alloc(&A, &r, &c.t.shape[i], c.B, &w_n[i], &dw_n[i], &a_n[i]);
+        for (size_t l = 0; l < c.t.shape[i].n; l++) {
+            memset(dw[i].w[l], 0, c.t.shape[i].dims[l] * c.t.shape[i].dims[l + 1] * sizeof(float));
+            memset(dw[i].b[l], 0, c.t.shape[i].dims[l + 1] * sizeof(float));
+        }
+    }
+    float *dh_n = take(&A, c.B * 4);
+    memset(dh, 0, c.B * 4 * sizeof(float));
+    rd_two_tower_backward(dh, dw, &sc, c.wm, c.wa, c.h, &c.t, c.B);
+    rd_two_tower_backward_naive(dh_n, dw_n, &sc, c.wm, c.wa, c.h, &c.t, c.B);
+    assert_close(dh, dh_n, c.B * 4, NB_TOL, "two towers dh vs naive");
+    for (int i = 0; i < 2; i++)
+        for (size_t l = 0; l < c.t.shape[i].n; l++) {
+            size_t in = c.t.shape[i].dims[l], out = c.t.shape[i].dims[l + 1];
+            char what[64];
+            snprintf(what, sizeof what, "%s tower dw%zu vs naive", i ? "aux" : "main", l);
+            assert_close(dw[i].w[l], dw_n[i].w[l], out * in, NB_TOL, what);
+            snprintf(what, sizeof what, "%s tower db%zu vs naive", i ? "aux" : "main", l);
+            assert_close(dw[i].b[l], dw_n[i].b[l], out, NB_TOL, what);
+        }
     arena_free(&A);
 }
 
