@@ -13,7 +13,11 @@
 // deterministically emitted:
 //   - every emitted target reaches its owner exactly once with its logit and teacher version;
 //     samples the teachers skip are missing; nothing else is;
-//   - window 1: one target is emitted twice -> one duplicate, the first value kept;
+//   - emits carry 1 to 12 targets (a teacher "step" covers VERSION_SPAN consecutive samples, so
+//     each teacher has runs of one version), and every size from 1 to 12 occurs;
+//   - window 1: one target is emitted twice, the second time with another logit -> one
+//     duplicate, the first value kept (its owner asks for it only after the window completed,
+//     so the second copy has arrived by then);
 //   - window 2: students never ask for some samples -> unused;
 //   - window 4: teachers hold back some targets until every student has given up on them
 //     (wait 0, then a "go" message) -> exactly those are late (and missing);
@@ -48,7 +52,9 @@ enum {
     TAG_GO = 200,
     DUP_WINDOW = 1,
     UNUSED_WINDOW = 2,
-    LATE_WINDOW = 4
+    LATE_WINDOW = 4,
+    VERSION_SPAN = 36, // consecutive sample indices k per teacher "step" (version)
+    MAX_EMIT = 12      // emit_all's largest emit
 };
 
 static int rank, n_errors;
@@ -96,9 +102,25 @@ static int teacher_of(int k, int n_teachers) {
 static float logit_of(uint64_t s) {
     return (float)((double)(rd_mix64(s) >> 40) / (double)(1 << 20) - 8.0);
 }
-static uint64_t version_of(uint64_t s) { // the teacher "step" that emitted s (deterministic)
-    return s / 3;
+// The teacher "step" that emitted s (deterministic): VERSION_SPAN consecutive indices k of a
+// window share one, so that each teacher has runs of samples of one version and emit_all's emits
+// carry several targets (one version per emit).
+static uint64_t version_of(uint64_t s) {
+    uint64_t w = s / 1000000ULL, k = (s % 1000000ULL - 1) / 7;
+    return w * 1000ULL + k / VERSION_SPAN;
 }
+static float dup_logit(uint64_t s) { // the second copy of the duplicated target: another value
+    return logit_of(s) + 1.0f;
+}
+// The duplicated target of DUP_WINDOW: teacher 0's first sample there (every rank derives it).
+static uint64_t dup_sample(int n_teachers) {
+    for (int k = 0;; k++)
+        if (teacher_of(k, n_teachers) == 0 && !skipped(k) && !held_back(DUP_WINDOW, k) &&
+            !not_asked(DUP_WINDOW, k))
+            return sample_id(DUP_WINDOW, k);
+}
+
+static uint64_t emit_hist[MAX_EMIT + 1]; // emit_all: emits by number of targets
 
 static void shuffle(uint64_t *a, size_t n, rd_rng *r) {
     for (size_t i = n; i > 1; i--) {
@@ -119,7 +141,7 @@ static void sleep_us(long us) {
 static void emit_all(rd_target_sender *s, const uint64_t *samples, size_t n, rd_rng *r) {
     size_t i = 0;
     while (i < n) {
-        size_t m = 1 + (size_t)rd_rng_below(r, 12);
+        size_t m = 1 + (size_t)rd_rng_below(r, MAX_EMIT);
         if (m > n - i)
             m = n - i;
         // Cut the batch where the version changes.
@@ -127,12 +149,13 @@ static void emit_all(rd_target_sender *s, const uint64_t *samples, size_t n, rd_
         size_t k = 1;
         while (k < m && version_of(samples[i + k]) == v)
             k++;
-        float lg[16];
+        float lg[MAX_EMIT];
         for (size_t j = 0; j < k; j++)
             lg[j] = logit_of(samples[i + j]);
         rd_errbuf eb;
         rd_errbuf_clear(&eb);
         int rc = rd_target_sender_emit(s, k, samples + i, lg, v, &eb);
+        emit_hist[k]++;
         CHECK(rc == RD_OK, "emit: %s", eb.msg);
         if (rd_rng_below(r, 5) == 0) {
             rc = rd_target_sender_flush(s, &eb);
@@ -209,9 +232,11 @@ static void run_teacher(int t, int n_teachers, int n_students, const char *log_p
         emit_all(s, buf, n, &r);
         expect_sent += n;
         if (w == DUP_WINDOW && t == 0) {
-            // The same target twice (same value: the log keeps the last one).
-            float z = logit_of(buf[0]);
-            rc = rd_target_sender_emit(s, 1, buf, &z, version_of(buf[0]), &eb);
+            // The same target again, with another value: the students keep the first one (the
+            // log keeps both, and its replay the last one).
+            uint64_t dup = dup_sample(n_teachers);
+            float z = dup_logit(dup);
+            rc = rd_target_sender_emit(s, 1, &dup, &z, version_of(dup), &eb);
             CHECK(rc == RD_OK, "dup emit: %s", eb.msg);
             expect_sent++;
         }
@@ -301,6 +326,12 @@ static void run_teacher(int t, int n_teachers, int n_students, const char *log_p
           (unsigned long long)st.sent, (unsigned long long)st.logged,
           (unsigned long long)expect_sent);
     CHECK(st.credits > 0, "no credits");
+    // Emits of every size from 1 to MAX_EMIT happened: a target lost from a large emit (or from
+    // any position in one) shows up as missing on its student.
+    for (int k = 1; k <= MAX_EMIT; k++)
+        CHECK(emit_hist[k] > 0, "no emit of %d targets (emit sizes: 1:%llu 4:%llu 12:%llu)", k,
+              (unsigned long long)emit_hist[1], (unsigned long long)emit_hist[4],
+              (unsigned long long)emit_hist[12]);
     // Totals for the cross-check: sent, messages, bytes.
     uint64_t tot[3] = {st.sent, st.messages, st.bytes}, dummy[3] = {0, 0, 0};
     RD_MPI_CHECK(MPI_Allreduce(tot, dummy, 3, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD));
@@ -371,10 +402,17 @@ static void run_student(int d, int n_teachers, int n_students, const char *log_p
         }
         shuffle(mine[w], n_mine[w], &rng);
     }
-    // The duplicated target: teacher 0's first sample of DUP_WINDOW after its sort. Recompute it
-    // the way the teacher did is not possible (its rng); instead count duplicates and check 1
-    // total.
+    // The duplicated target: its owner asks for it last, after the window completed, so that
+    // both copies have arrived and "the first value kept" is what the check below sees.
     (void)exp_dup;
+    uint64_t dup = dup_sample(n_teachers);
+    size_t n_dup_deferred = 0;
+    for (size_t k = 0; k < n_mine[DUP_WINDOW]; k++)
+        if (mine[DUP_WINDOW][k] == dup) {
+            mine[DUP_WINDOW][k] = mine[DUP_WINDOW][n_mine[DUP_WINDOW] - 1];
+            mine[DUP_WINDOW][n_mine[DUP_WINDOW] - 1] = dup;
+            n_dup_deferred = 1;
+        }
     for (int w = 0; w < WINDOWS; w++) {
         rc = rd_target_recv_begin(r, 0, w, &eb);
         CHECK(rc == RD_OK, "begin: %s", eb.msg);
@@ -408,10 +446,11 @@ static void run_student(int d, int n_teachers, int n_students, const char *log_p
                 RD_MPI_CHECK(MPI_Send(&go, 1, MPI_INT, teachers[t], TAG_GO, MPI_COMM_WORLD));
             }
         }
-        while (i < n_mine[w]) {
+        size_t n_now = n_mine[w] - (w == DUP_WINDOW ? n_dup_deferred : 0);
+        while (i < n_now) {
             size_t m = 1 + (size_t)rd_rng_below(&rng, 20);
-            if (m > n_mine[w] - i)
-                m = n_mine[w] - i;
+            if (m > n_now - i)
+                m = n_now - i;
             float z[32];
             uint64_t v[32];
             uint8_t has[32];
@@ -435,6 +474,20 @@ static void run_student(int d, int n_teachers, int n_students, const char *log_p
                 rd_backoff_wait(&bo);
             }
             CHECK(rd_target_recv_phase_complete(r), "window %d never completed", w);
+        }
+        if (w == DUP_WINDOW && n_dup_deferred) {
+            size_t k = n_mine[w] - 1;
+            float z;
+            uint64_t v;
+            uint8_t has;
+            rc = rd_target_recv_get(r, 1, &mine[w][k], &z, &v, &has, &eb);
+            CHECK(rc == RD_OK, "get: %s", eb.msg);
+            res[w][k] = (got){z, v, has};
+            CHECK(has && z == logit_of(dup) && z != dup_logit(dup),
+                  "duplicated sample %llu: has %d logit %g, expected the first value %g (the "
+                  "second was %g)",
+                  (unsigned long long)dup, has, (double)z, (double)logit_of(dup),
+                  (double)dup_logit(dup));
         }
         // Check this window.
         for (size_t k = 0; k < n_mine[w]; k++) {
@@ -543,7 +596,11 @@ static void run_student(int d, int n_teachers, int n_students, const char *log_p
             int kk = (int)((s - sample_id(w, 0)) / 7);
             replay_has += has;
             CHECK(has == !skipped(kk), "replay sample %llu has %d", (unsigned long long)s, has);
-            if (res[w][k].has)
+            if (s == dup) // the log keeps both copies; its replay answers with the last one
+                CHECK(has && z == dup_logit(s) && v == version_of(s),
+                      "replay of the duplicated sample %llu: logit %g, expected %g",
+                      (unsigned long long)s, (double)z, (double)dup_logit(s));
+            else if (res[w][k].has)
                 CHECK(has && z == res[w][k].z && v == res[w][k].v,
                       "replay sample %llu differs from live", (unsigned long long)s);
         }
