@@ -4,7 +4,8 @@
 # exits non-zero with one message, no hang), a three-job launch (teacher, student, student_raw on
 # one PS rank) with its report.json and per-job metrics files, the jsonl metrics format, and an
 # async-PS run with a user-order batch phase; live distillation (every target the teacher sent is
-# received or counted late, the student joins them, student_raw is untouched), the student alone
+# received or counted late, the student joins them, student_raw is untouched, and the targets
+# change the student: it differs from a paired twin initialised as it is), the student alone
 # replaying the recorded target log (targets replayed, holdout AUC within 0.01 of the live one),
 # and two teacher and two student ranks in user order (the owner rule).
 #
@@ -322,6 +323,27 @@ tsamples=$(field "$D/live/report.json" jobs student train_samples)
 [ $((joined + missing)) -eq "$tsamples" ] || fail "joined + missing != student train_samples $tsamples"
 auc_live=$(field "$D/live/report.json" holdout student auc)
 [ -n "$auc_live" ] || fail "no student holdout auc"
+
+# The distillation term is used, not only joined: with student_raw a paired twin of the student
+# (the same dense and embedding initialisation, the same schedule and data: bitwise the same
+# metrics without distillation, see twin_init.sh), the two differ only through the targets. A
+# trainer that joins the targets but weighs them by 0 (distill.alpha ignored) ends with the
+# student's metrics equal to student_raw's.
+sed -e 's/model: student_raw}/model: student_raw, init_as: student}/' \
+    -e 's/{name: r_emb, dim: 4}/{name: r_emb, dim: 4, init_as: s_emb}/' "$D/live.yaml" > "$D/twin.yaml"
+grep -q "init_as: student}" "$D/twin.yaml" && grep -q "init_as: s_emb" "$D/twin.yaml" ||
+    fail "twin.yaml was not derived"
+drun 4 "$D/twin.yaml" "$D/twin"
+python3 - "$D/twin/report.json" <<'PY' || fail "the distilled student equals its undistilled twin"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["jobs"]["student"]["targets"]["joined"] > 0
+st, raw = r["holdout"]["student"], r["holdout"]["student_raw"]
+diff = {k: (st[k], raw[k]) for k in ("auc", "logloss", "calibration") if st[k] != raw[k]}
+print("twin: student holdout auc %.6f logloss %.6f, student_raw auc %.6f logloss %.6f" %
+      (st["auc"], st["logloss"], raw["auc"], raw["logloss"]))
+assert diff, "holdout auc, logloss and calibration all equal: the targets had no effect"
+PY
 
 # student_raw is unaffected by distillation: the same launch without a distilled student.
 sed -e 's/model: student, distill: true}/model: student}/' "$D/live.yaml" > "$D/nod.yaml"
