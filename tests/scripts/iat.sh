@@ -7,8 +7,10 @@
 # a student job that waits for the store while the teacher builds it, a store of another dim
 # answered with a clear error, the built store mapped for serving in 2 MiB pages (and nothing
 # changed with tokens.huge_pages off), and side values (tokens.side: a CSV log's rating stored
-# with each token, fetched back equal, and a reused store without them refused). A resume of the
-# token-reading job with other token-build settings is refused. The target search
+# with each token, fetched back equal, and a reused store without them refused). The token
+# teacher's holdout AUC stays within a plausible margin of the same teacher without tokens (a
+# token of the event itself leaking in fails there). A resume of the token-reading job with
+# other token-build settings is refused. The target search
 # (models[].tokens.search) reads only the request item's tokens, or those of its series
 # (search_by); the source model's SIT can be grouped by series (tokens.sit_group_by). The store
 # is the same when the teacher's batch is split over 2 ranks.
@@ -104,6 +106,24 @@ PY
 W=$((4800 + 600 + 600))
 F=$((2 * 4800 + 600 + 600 + 600))
 
+# A sanity bound on what tokens can add here: the same teacher without tokens on the same data.
+# The tokens summarise each user's earlier events; with 100 events per user (fewer than the
+# synthetic model's long-range memory signal needs, rd/synth.h) they carry little the teacher's
+# own history does not, and the holdout's 600 events give its AUC a standard error of about
+# 0.025. So a token teacher more than 0.10 (4 standard errors) above the no-token one is reading
+# what it should not: the event's own token, which holds its label (seen: 0.54 -> 0.99).
+config 1 2 "" "" | grep -v "^    tokens: {scheme" > "$TMP/none.yaml"
+grep -q "^    tokens:" "$TMP/none.yaml" && fail "none.yaml still reads tokens"
+run -n 2 "$RD" train "$TMP/none.yaml" --out "$TMP/none" >"$TMP/out" 2>"$TMP/err" ||
+    fail "no tokens: $(cat "$TMP/err")"
+a_none=$(auc "$TMP/none/report.json" teacher)
+MARGIN=0.10
+plausible() { # $1 = token teacher's holdout AUC, $2 = what
+    python3 -c "import sys; sys.exit(0 if $1 <= $a_none + $MARGIN else 1)" ||
+        fail "$2: holdout AUC $1 is more than $MARGIN above the no-token teacher's $a_none: \
+the tokens leak the event itself (or its label)"
+}
+
 # User order as in the paper (batch period in windows of one user), user order with the batch
 # period in time order and the SIT reading earlier labels, the temporal scheme, and user order
 # with the windows of all users interleaved (batch_order: windows).
@@ -129,8 +149,9 @@ for variant in "2:, batch_order: user, sit_labels: false" 2 1 "2:, batch_order: 
     ls -d "$TMP/p2-$tag/tokens/shard-"* | wc -l | grep -qx 2 || fail "2 PS ranks: not 2 shards"
     a1=$(auc "$TMP/p1-$tag/report.json" teacher)
     a2=$(auc "$TMP/p2-$tag/report.json" teacher)
-    echo "scheme $scheme$extra: holdout AUC 1 PS $a1, 2 PS $a2"
+    echo "scheme $scheme$extra: holdout AUC 1 PS $a1, 2 PS $a2 (no tokens $a_none)"
     [ "$a1" = "$a2" ] || fail "scheme $scheme: AUC depends on the PS count ($a1 vs $a2)"
+    plausible "$a1" "scheme $scheme$extra"
 done
 
 # The store does not depend on how the teacher job's batch is split over its ranks: the source
