@@ -248,6 +248,7 @@ static const ck_key synthetic_keys[] = {
     K_INT(rd_synthetic_config, "contexts", contexts, 0, 64, 0, "0"),
     K_INT(rd_synthetic_config, "feedback", feedback, 0, 4, 0, "0"),
     K_DBL(rd_synthetic_config, "context_effect", context_effect, 0, 10, 0, "0.5"),
+    K_DBL(rd_synthetic_config, "memory_rate", memory_rate, 0, 1, 0, "0.25"),
     K_U64(rd_synthetic_config, "seed", seed, 0, 1.9e19, 0, "0"),
 };
 TABLE(synthetic_desc, rd_synthetic_config, synthetic_keys);

@@ -2056,13 +2056,11 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
             // Keys added to the data section after the hash existed are left out of it while
             // they hold their default, so that a folder prepared before them keeps its hash.
             // Every occurrence goes (fields[].standardize is printed once per field).
-            static const char *const compat[] = {"\n    quoting: true\n",
-                                                 "\n    feedback: 0\n",
-                                                 "\n        standardize: false\n",
-                                                 "\n        missing: error\n",
-                                                 "\n      values: []\n",
-                                                 "\n    context_effect: 0.5\n",
-                                                 NULL};
+            static const char *const compat[] = {
+                "\n    quoting: true\n",          "\n    feedback: 0\n",
+                "\n        standardize: false\n", "\n        missing: error\n",
+                "\n      values: []\n",           "\n    context_effect: 0.5\n",
+                "\n    memory_rate: 0.25\n",      NULL};
             for (int k = 0; compat[k]; k++) {
                 size_t cl = strlen(compat[k]);
                 char *p = d;

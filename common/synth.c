@@ -30,7 +30,6 @@
 #define P_POPULAR     0.35         // exposure mix of ordinary events
 #define P_INTEREST    0.40         // (the rest, 0.25, explores uniformly)
 #define P_SHORT_TOPIC 0.40         // interest exposures from the last clicked topic
-#define P_MEMORY      0.25         // ordinary exposures that become a memory
 #define P_SAME_ITEM   0.50         // follow-ups that re-show the remembered item itself
 #define A_LT          3.0f         // weight of <p_u, v_i>
 #define A_ST          2.0f         // weight of <s_u, v_i>
@@ -415,7 +414,8 @@ static void gen_event(rd_synth *g, rd_rng *r, rd_synth_event *ev) {
             s[k] = (1.0f - RHO) * s[k] + RHO * vi[k];
         st->last_topic = (int32_t)g->topic[item];
     }
-    if (kind != RD_SYNTH_FOLLOWUP && rd_rng_uniform(r) < P_MEMORY && st->n_mem < MAX_MEM) {
+    if (kind != RD_SYNTH_FOLLOWUP && rd_rng_uniform(r) < g->cfg.memory_rate &&
+        st->n_mem < MAX_MEM) {
         memory *m = &st->mem[st->n_mem++];
         m->item = item;
         m->created = step;
@@ -533,6 +533,8 @@ static int check_cfg(const rd_synthetic_config *c, rd_errbuf *eb) {
         bad = "contexts: must be in 0 .. 64";
     else if (!(c->context_effect >= 0 && c->context_effect <= 10))
         bad = "context_effect: must be in [0, 10]";
+    else if (!(c->memory_rate >= 0 && c->memory_rate <= 1))
+        bad = "memory_rate: must be in [0, 1]";
     else if (c->feedback < 0 || c->feedback > 4)
         bad = "feedback: must be 0, 1, 2, 3 or 4";
     else if (c->feedback == 2 && c->contexts == 0)
@@ -723,12 +725,13 @@ synthetic_yaml(FILE *ms, const rd_synthetic_config *sc, uint64_t seed, const rd_
     fprintf(ms,
             "synthetic:\n  events: %llu\n  users: %d\n  items: %d\n  topics: %d\n  dim: %d\n"
             "  drift: %.17g\n  long_range: %.17g\n  memory_span: %d\n  base_ctr: %.17g\n"
-            "  contexts: %d\n  feedback: %d\n  context_effect: %.17g\n"
+            "  contexts: %d\n  feedback: %d\n  context_effect: %.17g\n  memory_rate: %.17g\n"
             "  seed: %llu            # effective seed\n"
             "  bias: %.17g   # calibrated logit bias\n  series: %u\n",
             (unsigned long long)sc->events, sc->users, sc->items, sc->topics, sc->dim, sc->drift,
             sc->long_range, sc->memory_span, sc->base_ctr, sc->contexts, sc->feedback,
-            sc->context_effect, (unsigned long long)seed, rd_synth_bias(g), rd_synth_n_series(g));
+            sc->context_effect, sc->memory_rate, (unsigned long long)seed, rd_synth_bias(g),
+            rd_synth_n_series(g));
 }
 
 int rd__prepare_synthetic(const rd_data_config *dc, uint64_t run_seed, rd_errbuf *eb) {

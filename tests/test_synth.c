@@ -670,6 +670,10 @@ static void test_check_config(void **state) {
     d.synthetic.contexts = 2;
     assert_int_equal(rd_dataset_check_config(a, &d, 3, &eb), RD_ERR_CONFIG);
     assert_int_equal(rd_dataset_check_config(a, &cfg->data, 4, &eb), RD_ERR_CONFIG);
+    // The memory rate changes the records; its default keeps the hash of folders made before it.
+    d = cfg->data;
+    d.synthetic.memory_rate = 0.5;
+    assert_int_equal(rd_dataset_check_config(a, &d, 3, &eb), RD_ERR_CONFIG);
     // With the generator's seed given, the run seed no longer matters (no negative sampling)...
     d = cfg->data;
     d.synthetic.seed = rd_synth_seed(&cfg->data.synthetic, 3);
@@ -701,6 +705,46 @@ static void test_check_config(void **state) {
     free(cfg);
 }
 
+// data.synthetic.memory_rate: the share of ordinary exposures that become a memory. 0 makes no
+// follow-up; more memories make more follow-ups; the default's events are the generator's own.
+static void test_memory_rate(void **state) {
+    (void)state;
+    const double rates[3] = {0.0, 0.25, 0.5};
+    double share[3];
+    for (int k = 0; k < 3; k++) {
+        rd_synthetic_config c = base_cfg(60000, 60);
+        c.memory_span = 40;
+        c.memory_rate = rates[k];
+        rd_synth *g = make(&c, 9);
+        rd_synth_event ev;
+        uint64_t n = 0, fu = 0;
+        while (rd_synth_next(g, &ev)) {
+            n++;
+            fu += ev.kind == RD_SYNTH_FOLLOWUP;
+            if (ev.kind != RD_SYNTH_FOLLOWUP)
+                assert_int_equal(ev.mem_sign, 0);
+        }
+        rd_synth_destroy(g);
+        share[k] = (double)fu / (double)n;
+    }
+    assert_true(share[0] == 0.0);
+    // A memory comes back once: follow-ups are r / (1 + r) of the events when none is dropped.
+    assert_true(fabs(share[1] - 0.25 / 1.25) < 0.02);
+    assert_true(fabs(share[2] - 0.5 / 1.5) < 0.02);
+    // The default is 0.25 and gives the events of a config that does not name it.
+    rd_synthetic_config d = base_cfg(3000, 10), e = d;
+    assert_true(d.memory_rate == 0.25);
+    e.memory_rate = 0.25;
+    rd_synth *a = make(&d, 4), *b = make(&e, 4);
+    rd_synth_event x, y;
+    while (rd_synth_next(a, &x)) {
+        assert_int_equal(rd_synth_next(b, &y), 1);
+        assert_true(x.item == y.item && x.label == y.label && x.kind == y.kind);
+    }
+    rd_synth_destroy(a);
+    rd_synth_destroy(b);
+}
+
 static void test_config_errors(void **state) {
     (void)state;
     rd_synth *g = NULL;
@@ -726,6 +770,11 @@ static void test_config_errors(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
     assert_non_null(strstr(eb.msg, "data.synthetic.context_effect"));
+    c = base_cfg(1000, 10);
+    c.memory_rate = 1.5;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "data.synthetic.memory_rate"));
     c = base_cfg(1000, 10);
     c.feedback = 2; // the context kind, without contexts
     rd_errbuf_clear(&eb);
@@ -771,7 +820,7 @@ int main(void) {
         cmocka_unit_test(test_long_range_signal), cmocka_unit_test(test_long_history_beats_short),
         cmocka_unit_test(test_prepare_synthetic), cmocka_unit_test(test_contexts),
         cmocka_unit_test(test_feedback),          cmocka_unit_test(test_check_config),
-        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_memory_rate),       cmocka_unit_test(test_config_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -275,6 +275,8 @@ typedef struct rd_synthetic_config {
     double context_effect; // with contexts: click-logit offset of a context, + deliberate,
                            // - passive, 0..10; 0 = a context changes only whether the exposure
                            // is remembered (rd/synth.h). Default 0.5
+    double memory_rate;    // share of ordinary exposures that become a memory (come back as a
+                           // follow-up), 0..1; default 0.25
 } rd_synthetic_config;
 
 typedef struct rd_split_config {

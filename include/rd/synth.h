@@ -21,10 +21,11 @@
 //     drift), and a short-term interest s_u that decays by (1 - drift) per event and moves halfway
 //     to each clicked item (fast drift).
 //   - Exposures: popular items (35%), items of the user's long- or short-term topics (40%),
-//     uniform exploration (25%); and follow-ups: 25% of ordinary exposures become a memory
-//     (item, clicked or not) that comes back as a follow-up exposure of the same series (the same
-//     item half of the time) between memory_span/8 and memory_span of the user's own events later
-//     (at most 64 pending per user). With 1000 events per user about 16% of events are follow-ups.
+//     uniform exploration (25%); and follow-ups: memory_rate (default 25%) of ordinary exposures
+//     become a memory (item, clicked or not) that comes back as a follow-up exposure of the same
+//     series (the same item half of the time) between memory_span/8 and memory_span of the user's
+//     own events later (at most 64 pending per user). With 1000 events per user about 16% of events
+//     are follow-ups.
 //   - Click ~ Bernoulli(sigmoid(b + q_i + 3 <p_u, v_i> + 2 <s_u, v_i> + 3 long_range m)), with
 //     m = +1 / -1 on a follow-up whose remembered exposure was / was not clicked, else 0; b is
 //     bisected on a calibration run so that the mean click probability is base_ctr.
