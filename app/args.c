@@ -134,21 +134,30 @@ int rd_app_only(
     return 0;
 }
 
+// strtoll/strtoull skip leading blanks and take a sign: " 5" and "+5" passed, and strtoull
+// negates a '-' in unsigned arithmetic, so " -5" (which got past the s[0] == '-' test) became
+// 18446744073709551611. So the text itself must start with a digit (or '-' and a digit for a
+// signed value) before strto* sees it; the rest is theirs to check.
 int rd_app_parse_i64(const char *s, int64_t *v) {
+    const char *d = s[0] == '-' ? s + 1 : s;
+    if (!isdigit((unsigned char)d[0]))
+        return -1;
     char *end = NULL;
     errno = 0;
     long long x = strtoll(s, &end, 10);
-    if (!*s || *end || errno)
+    if (*end || errno)
         return -1;
     *v = x;
     return 0;
 }
 
 int rd_app_parse_u64(const char *s, uint64_t *v) {
+    if (!isdigit((unsigned char)s[0]))
+        return -1;
     char *end = NULL;
     errno = 0;
     unsigned long long x = strtoull(s, &end, 10);
-    if (!*s || *end || errno || s[0] == '-')
+    if (*end || errno)
         return -1;
     *v = x;
     return 0;
@@ -508,3 +517,4 @@ int rd_app_out_not_stdout(const char *prog, const char *opt, const char *out, co
     fprintf(stderr, "%s: %s -: %s, not stdout\n", prog, opt, what);
     return 2;
 }
+

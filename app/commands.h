@@ -138,13 +138,16 @@ int rd_app_path_kind(const char *path, char *what, size_t cap);
  */
 int rd_app_wrong_folder(const char *path, int want, const char *expected, char *msg, size_t cap);
 
-/** A whole argument as a base-10 integer: 0, or -1 when it is empty, has other characters or is
- *  out of range (rd_app_parse_u64 also refuses a minus sign). */
 /** "-" names stdout for the text outputs (table export --out -); an output that is a file or a
  *  folder would otherwise be made under the name "-". When out is "-": prints "PROG: OPT -:
  *  WHAT, not stdout" (WHAT: "a PNG is written to a file", "a checkpoint is written to a
  *  folder") and returns 2 (a usage error); else 0. */
 int rd_app_out_not_stdout(const char *prog, const char *opt, const char *out, const char *what);
+
+/** A whole argument as a base-10 integer: 0, or -1 when it is empty, out of range or not digits
+ *  alone. The first character must be a digit (for rd_app_parse_i64, '-' and a digit): a
+ *  leading blank or '+' is refused, and rd_app_parse_u64 refuses any sign (" -5" used to wrap
+ *  to 2^64-5). The caller prints the usage error naming the option and value. */
 int rd_app_parse_i64(const char *s, int64_t *v);
 int rd_app_parse_u64(const char *s, uint64_t *v);
 #endif

@@ -67,6 +67,23 @@ check 2 "--y: an empty column name in 'y,,y'" "$bin" plot "$tmp/xy.csv" --x x --
 tr -s ' \n' ' ' <"$tmp/out" | grep -q "also the synthetic data's seed unless data.synthetic.seed is set" ||
     { echo "FAIL: train --help does not say --seed re-seeds synthetic data"; fail=1; }
 
+# Integers: strtoull/strtoll skipped leading blanks and took a sign, so `--seed " -5"` trained
+# with seed 2^64-5 and `--shards " 5"` passed. The first character must be a digit ('-' and a
+# digit where a negative value is allowed).
+for v in " -5" " 5" "+5" "	7" "5 " "0x10" "-"; do
+    check 2 "--seed: '$v' is not a non-negative integer" "$bin" train "$tmp/none.yaml" --seed "$v"
+    check 2 "--seed: '$v' is not a non-negative integer" "$bin" export "$tmp/none.yaml" --out "$tmp/o.rdsv" --seed "$v"
+    check 2 "--shards: '$v' is not in 1..4096" "$bin" table reshard "$S" --shards "$v" --out "$tmp/o"
+    check 2 "--limit: '$v' is not a positive number of users" "$bin" tokens users "$S" --limit "$v"
+    check 2 "--user: '$v' is not a user key" "$bin" tokens fetch "$S" --user "$v" --before 1 --n 2
+done
+for v in " -5" " 5" "+5" "+-5" "-"; do
+    check 2 "--older-than: '$v' is not an integer" "$bin" table evict "$S" --older-than "$v" --out "$tmp/o"
+    check 2 "--before: '$v' is not an integer time" "$bin" tokens gc "$S" --before "$v"
+done
+# ... and the negative values where they are allowed get past the option check (exit 1: no store).
+check 1 "" "$bin" table evict "$S" --older-than -9223372036854775807 --out "$tmp/o"
+check 1 "" "$bin" tokens gc "$S" --before -5
 # scale-model: --ps-per-node and --ps are alternatives; --ps-per-node 0 printed "0 PS
 # shard(s)/node" over a table of one shard.
 SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
