@@ -89,9 +89,13 @@ int rd_cmd_export(int argc, char **argv) {
         export_usage(stderr);
         return 2;
     }
-    int64_t seed = -1;
-    if (seed_arg && (rd_app_parse_i64(seed_arg, &seed) != 0 || seed < 0)) {
-        fprintf(stderr, "recdistill export: --seed: '%s' is not a non-negative integer\n",
+    // The range of run.seed, as `train --seed` takes it: any uint64 (a run trained with a seed
+    // >= 2^63 must be exportable), so "given" is seed_arg, not a negative sentinel.
+    uint64_t seed = 0;
+    if (seed_arg && rd_app_parse_u64(seed_arg, &seed) != 0) {
+        fprintf(stderr,
+                "recdistill export: --seed: '%.100s' is not a non-negative integer "
+                "(0..18446744073709551615)\n",
                 seed_arg);
         return 2;
     }
@@ -106,8 +110,8 @@ int rd_cmd_export(int argc, char **argv) {
     rd_errbuf_clear(&eb);
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
     int rc = rd_config_load(config, cfg, &eb);
-    if (rc == RD_OK && seed >= 0)
-        cfg->run.seed = (uint64_t)seed;
+    if (rc == RD_OK && seed_arg)
+        cfg->run.seed = seed;
     if (rc == RD_OK && run && (rc = rd_config_move_out_dir(cfg, run, &eb)) != RD_OK)
         rd_err_prefix(&eb, "--run: ");
     if (rc == RD_OK && !job) {

@@ -84,6 +84,11 @@ done
 # ... and the negative values where they are allowed get past the option check (exit 1: no store).
 check 1 "" "$bin" table evict "$S" --older-than -9223372036854775807 --out "$tmp/o"
 check 1 "" "$bin" tokens gc "$S" --before -5
+# ... while the whole range stays: export --seed took only 0..2^63-1 where train takes any uint64
+# (past the option check, the config is missing: exit 1).
+check 1 "cannot open" "$bin" export "$tmp/none.yaml" --out "$tmp/o.rdsv" --seed 18446744073709551615
+check 1 "cannot open" "$bin" export "$tmp/none.yaml" --out "$tmp/o.rdsv" --seed 9223372036854775808
+check 2 "--seed: '18446744073709551616' is not a non-negative integer" "$bin" export "$tmp/none.yaml" --out "$tmp/o.rdsv" --seed 18446744073709551616
 # scale-model: --ps-per-node and --ps are alternatives; --ps-per-node 0 printed "0 PS
 # shard(s)/node" over a table of one shard.
 SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"

@@ -403,6 +403,14 @@ cmp -s r.rdsv r2.rdsv || fail "export --run differs from the export with --ckpt 
 # --seed: as train --seed (the checkpoint's seed is checked against it).
 expect_fail 1 "written with run.seed 5, this run has 6" "$RD" export tiny.yaml --out t.rdsv --run run --seed 6
 "$RD" export tiny.yaml --out t5.rdsv --run run --seed 5 >/dev/null 2>e || fail "export --seed 5: $(cat e)"
+# A seed >= 2^63: train took it, export refused it (the signed parser), so the run could not be
+# exported at all (without --seed the checkpoint's seed does not match).
+run -n 3 "$RD" train tiny.yaml --out big --seed 9223372036854775808 >o 2>e || fail "train --seed 2^63: $(cat e)"
+"$RD" export tiny.yaml --out big.rdsv --run big --seed 9223372036854775808 >/dev/null 2>e ||
+    fail "export --seed 2^63: $(cat e)"
+[ -s big.rdsv ] || fail "export --seed 2^63 wrote no bundle"
+expect_fail 1 "this run has 5" "$RD" export tiny.yaml --out t.rdsv --run big
+rm -rf big big.rdsv
 # Two ps.tables entries swapped: the refusal names the order.
 awk '/name: s_user, dim: 4/{u=$0; next} /name: s_item, dim: 4/{print; print u; next} {print}' \
     tiny.yaml > swapped.yaml
