@@ -221,6 +221,24 @@ int rd_cmd_table(int argc, char **argv) {
         fprintf(stderr, "%s: --min-count: '%s' is not a count\n", prog, opts[5].value);
         return 2;
     }
+    // Given is the option's presence, not a value: INT64_MIN and 0 used to be the "not given"
+    // sentinels, so `--min-count 0` was reported as missing. Both bounds that can drop nothing
+    // (no count is below 0, no time before INT64_MIN) are refused by name instead of writing an
+    // unchanged copy of the checkpoint.
+    int older_given = opts[4].value != NULL, min_count_given = opts[5].value != NULL;
+    if (min_count_given && min_count == 0) {
+        fprintf(stderr,
+                "%s: --min-count 0 evicts nothing (every row has a count >= 0); give N >= 1\n",
+                prog);
+        return 2;
+    }
+    if (older_given && older == INT64_MIN) {
+        fprintf(stderr,
+                "%s: --older-than %s evicts nothing (no stream time is before it); give a later "
+                "time\n",
+                prog, opts[4].value);
+        return 2;
+    }
     if (opts[6].value &&
         (rd_app_parse_i64(opts[6].value, &shards) || shards < 1 || shards > RD_CKPT_MAX_SHARDS)) {
         fprintf(stderr, "%s: --shards: '%s' is not in 1..%d\n", prog, opts[6].value,
@@ -236,7 +254,7 @@ int rd_cmd_table(int argc, char **argv) {
                               ? "--table NAME"
                           : strcmp(cmd, "import") == 0 && !in          ? "--in FILE"
                           : strcmp(cmd, "reshard") == 0 && shards == 0 ? "--shards P"
-                          : strcmp(cmd, "evict") == 0 && older == INT64_MIN && min_count == 0
+                          : strcmp(cmd, "evict") == 0 && !older_given && !min_count_given
                               ? "--older-than T or --min-count N"
                               : NULL;
     if (missing) {

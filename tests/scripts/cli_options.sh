@@ -89,6 +89,13 @@ check 1 "" "$bin" tokens gc "$S" --before -5
 check 1 "cannot open" "$bin" export "$tmp/none.yaml" --out "$tmp/o.rdsv" --seed 18446744073709551615
 check 1 "cannot open" "$bin" export "$tmp/none.yaml" --out "$tmp/o.rdsv" --seed 9223372036854775808
 check 2 "--seed: '18446744073709551616' is not a non-negative integer" "$bin" export "$tmp/none.yaml" --out "$tmp/o.rdsv" --seed 18446744073709551616
+# table evict: 0 and INT64_MIN were the "not given" sentinels, so a given `--min-count 0` was
+# "missing --older-than T or --min-count N". Bounds that evict nothing are refused by name.
+check 2 "table evict: --min-count 0 evicts nothing" "$bin" table evict "$S" --min-count 0 --out "$tmp/o"
+check 2 "table evict: --min-count 0 evicts nothing" "$bin" table evict "$S" --min-count 0 --older-than 5 --out "$tmp/o"
+check 2 "table evict: --older-than -9223372036854775808 evicts nothing" "$bin" table evict "$S" --older-than -9223372036854775808 --out "$tmp/o"
+check 2 "table evict: missing --older-than T or --min-count N" "$bin" table evict "$S" --out "$tmp/o"
+
 # scale-model: --ps-per-node and --ps are alternatives; --ps-per-node 0 printed "0 PS
 # shard(s)/node" over a table of one shard.
 SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
