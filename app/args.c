@@ -518,3 +518,18 @@ int rd_app_out_not_stdout(const char *prog, const char *opt, const char *out, co
     return 2;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Standard output, flushed and checked (main, and train's --help)
+
+int rd_app_stdout_written(const char *cmd, const char *sub) {
+    int e = fflush(stdout) != 0 ? errno : 0;
+    if (!e && !ferror(stdout))
+        return 0;
+    // The subcommand of table and tokens names what printed; an earlier failed flush's errno is
+    // gone, so the cause is said only when this flush failed.
+    int named = sub && (strcmp(cmd, "table") == 0 || strcmp(cmd, "tokens") == 0);
+    fprintf(
+        stderr, "recdistill %s%s%s: standard output: write error%s%s%s: the output is incomplete\n",
+        cmd, named ? " " : "", named ? sub : "", e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
+    return 1;
+}

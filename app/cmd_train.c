@@ -743,8 +743,11 @@ static int agree(const train_args *ta, int rank) {
         case RD_APP_AGREE_OK:
             return -1;
         case RD_APP_AGREE_HELP:
-            if (rank == 0)
+            // Only rank 0 printed: its write error (help to a full disk) is the launch's exit 1.
+            if (rank == 0) {
                 train_usage(stdout);
+                return rd_app_stdout_written("train", NULL);
+            }
             return 0;
         case RD_APP_AGREE_USAGE:
             if (rank == 0)

@@ -144,6 +144,14 @@ int rd_app_wrong_folder(const char *path, int want, const char *expected, char *
  *  folder") and returns 2 (a usage error); else 0. */
 int rd_app_out_not_stdout(const char *prog, const char *opt, const char *out, const char *what);
 
+/** What a command printed went through stdio's buffer: a write that failed there (a full disk,
+ *  /dev/full, a closed pipe's reader gone) is found only by flushing, after the command said it
+ *  succeeded. Flushes stdout; on a write error (now or earlier) prints "recdistill CMD[ SUB]:
+ *  standard output: write error (CAUSE): the output is incomplete" (SUB only for table and
+ *  tokens). Also for --help: help sent nowhere is a failure too.
+ *  @return 0, or 1 (the output is incomplete, so the command failed) */
+int rd_app_stdout_written(const char *cmd, const char *sub);
+
 /** A whole argument as a base-10 integer: 0, or -1 when it is empty, out of range or not digits
  *  alone. The first character must be a digit (for rd_app_parse_i64, '-' and a digit): a
  *  leading blank or '+' is refused, and rd_app_parse_u64 refuses any sign (" -5" used to wrap

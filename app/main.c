@@ -5,7 +5,6 @@
 #include "rd/error.h"
 #include "rd/log.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,26 +71,13 @@ static int end_in_launch(int argc, char **argv, int status, const char *msg, int
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     int v = rd_app_agree("recdistill", status, msg, NULL, 0);
     int code = v == RD_APP_AGREE_HELP ? 0 : 2;
-    if (rank == 0 && usage_too)
+    if (rank == 0 && usage_too) {
         usage(code == 0 ? stdout : stderr);
+        if (code == 0)
+            code = rd_app_stdout_written(argv[1], NULL);
+    }
     rd_mpi_finalize(code);
     return code;
-}
-
-// What a command printed went through stdio's buffer: a write that failed there (a full disk,
-// /dev/full, a closed pipe's reader gone) is found only here, after the command said it
-// succeeded. 0, or 1 with a message: the output is incomplete, so the command failed.
-static int stdout_written(const char *cmd, const char *sub) {
-    int e = fflush(stdout) != 0 ? errno : 0;
-    if (!e && !ferror(stdout))
-        return 0;
-    // The subcommand of table and tokens names what printed; an earlier failed flush's errno is
-    // gone, so the cause is said only when this flush failed.
-    int named = sub && (strcmp(cmd, "table") == 0 || strcmp(cmd, "tokens") == 0);
-    fprintf(
-        stderr, "recdistill %s%s%s: standard output: write error%s%s%s: the output is incomplete\n",
-        cmd, named ? " " : "", named ? sub : "", e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
-    return 1;
 }
 
 int main(int argc, char **argv) {
@@ -107,7 +93,7 @@ int main(int argc, char **argv) {
         if (in_parallel_launch())
             return end_in_launch(argc, argv, 1, "", 1);
         usage(stdout);
-        return 0;
+        return rd_app_stdout_written(argv[1], NULL);
     }
     for (int i = 0; i < n_commands; i++) {
         if (strcmp(argv[1], commands[i].name) != 0)
@@ -123,9 +109,11 @@ int main(int argc, char **argv) {
             return end_in_launch(argc, argv, 2, msg, 0);
         }
         int rc = commands[i].run(argc - 1, argv + 1);
-        // train's stdout is its progress log: its results are files, each checked as written.
-        return rc == 0 && !uses_mpi(argv[1]) ? stdout_written(argv[1], argc > 2 ? argv[2] : NULL)
-                                             : rc;
+        // train's stdout is its progress log: its results are files, each checked as written
+        // (its --help checks its own, rd_cmd_train).
+        return rc == 0 && !uses_mpi(argv[1])
+                   ? rd_app_stdout_written(argv[1], argc > 2 ? argv[2] : NULL)
+                   : rc;
     }
     if (in_parallel_launch()) {
         char msg[200];

@@ -128,6 +128,17 @@ if [ -w /dev/full ]; then
     [ $rc -eq 1 ] && grep -q "recdistill config: standard output: write error.*: the output is incomplete" "$tmp/err" ||
         { echo "FAIL: config >/dev/full: exit $rc: $(cat "$tmp/err")"; fail=1; }
 fi
+# The help too: `recdistill --help` and `train --help` exited 0 with the help lost (the other
+# subcommands' --help already failed on a write error).
+if [ -w /dev/full ]; then
+    for h in --help -h help "train --help" "config --help"; do
+        # shellcheck disable=SC2086
+        "$bin" $h >/dev/full 2>"$tmp/err"
+        rc=$?
+        [ $rc -eq 1 ] && grep -q "standard output: write error" "$tmp/err" ||
+            { echo "FAIL: recdistill $h >/dev/full: exit $rc: $(cat "$tmp/err")"; fail=1; }
+    done
+fi
 [ ! -e "$tmp/-" ] || { echo "FAIL: a file named '-' was written"; fail=1; }
 check 0 "" "$bin" scale-model --calib "$CAL" --max-nodes 2 --out "$tmp/new/sub/eff.png"
 [ -s "$tmp/new/sub/eff.png" ] || { echo "FAIL: scale-model --out into new folders wrote nothing"; fail=1; }
