@@ -10,10 +10,13 @@
 #include "rd/plot.h"
 #include "rd/scalemodel.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_POINTS 16 // 1, 2, 4, ... 2^15 nodes
 
@@ -63,6 +66,49 @@ parse_bounded(const char *opt, const char *s, double lo, double hi, int integer,
     }
     *out = v;
     return 0;
+}
+
+// Could a plot be written at `path`? Checked for both plots before either is written: the
+// second failing after the first was renamed into place left that one behind (a failed command
+// with half its output). Refused: a folder, a FIFO, device or symlink (the rename would replace
+// the node, rd_lmdbx_check_replaceable), and a deepest existing ancestor that is not a folder or
+// not writable (the missing parents are made when the plot is written, as plot makes them).
+// What can still fail later (a full disk) is undone by the caller.
+static int check_plot_target(const char *opt, const char *path, rd_errbuf *eb) {
+    struct stat st;
+    int rc = rd_lmdbx_check_replaceable(path, eb);
+    if (rc != RD_OK) {
+        rd_err_prefix(eb, "%s ", opt);
+        return rc;
+    }
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return rd_err_set(eb, RD_ERR_IO, "%s %s is a folder: give the path of a PNG file", opt,
+                          path);
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return rd_err_set(eb, RD_ERR_ARG, "%s %.200s...: path too long", opt, path);
+    for (;;) {
+        char *slash = strrchr(dir, '/');
+        if (!slash) {
+            snprintf(dir, sizeof dir, ".");
+        } else if (slash == dir) {
+            dir[1] = 0;
+        } else {
+            *slash = 0;
+        }
+        if (stat(dir, &st) == 0)
+            break;
+        // A missing folder is made later; a file on the way is found on the next turn.
+        if ((errno != ENOENT && errno != ENOTDIR) || strcmp(dir, ".") == 0 || strcmp(dir, "/") == 0)
+            return rd_err_set(eb, RD_ERR_IO, "%s %s: cannot reach %s: %s", opt, path, dir,
+                              strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return rd_err_set(eb, RD_ERR_IO, "%s %s: %s exists and is not a folder", opt, path, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return rd_err_set(eb, RD_ERR_IO, "%s %s: cannot write in %s: %s", opt, path, dir,
+                          strerror(errno));
+    return RD_OK;
 }
 
 // Evaluate 1, 2, 4, ... max_nodes; returns the number of points or -1.
@@ -260,6 +306,11 @@ int rd_cmd_scale_model(int argc, char **argv) {
         fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
         return 2;
     }
+    if ((out && check_plot_target("--out", out, &eb) != RD_OK) ||
+        (out_tp && check_plot_target("--out-throughput", out_tp, &eb) != RD_OK)) {
+        fprintf(stderr, "recdistill scale-model: %s: nothing written\n", eb.msg);
+        return 1;
+    }
     rd_scale_calib c;
     if (rd_scale_calib_load(calib, &c, &eb) != RD_OK) {
         fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
@@ -321,19 +372,31 @@ int rd_cmd_scale_model(int argc, char **argv) {
                rd_scale_term_name(arg), p->nodes, 100.0 * p->efficiency, rd_scale_term_name(arg),
                p->term_us[arg], p->term_us[RD_SCALE_COMPUTE]);
     }
-    if (out) {
-        if (efficiency_plot(out, &c, &net, (int)max_nodes, &eb) != RD_OK) {
-            fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
-            return 1;
+    // The parents of --out are made here, not by rd_app_write_png, so that a failure of
+    // --out-throughput can remove them again together with the --out plot: a failed command
+    // leaves neither plot.
+    char created[4096];
+    created[0] = 0;
+    if (out && (rd_lmdbx_mkdir_parents(out, created, sizeof created, &eb) != RD_OK ||
+                efficiency_plot(out, &c, &net, (int)max_nodes, &eb) != RD_OK)) {
+        rd_lmdbx_rmdir_created(out, created);
+        fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
+        return 1;
+    }
+    if (out_tp && throughput_plot(out_tp, pts, n, &net, &eb) != RD_OK) {
+        fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
+        if (out) {
+            if (unlink(out) != 0)
+                fprintf(stderr, "recdistill scale-model: cannot remove %s: %s\n", out,
+                        strerror(errno));
+            rd_lmdbx_rmdir_created(out, created);
+            fprintf(stderr, "recdistill scale-model: %s removed again: no plot written\n", out);
         }
+        return 1;
+    }
+    if (out)
         printf("plot: %s\n", out);
-    }
-    if (out_tp) {
-        if (throughput_plot(out_tp, pts, n, &net, &eb) != RD_OK) {
-            fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
-            return 1;
-        }
+    if (out_tp)
         printf("plot: %s\n", out_tp);
-    }
     return 0;
 }

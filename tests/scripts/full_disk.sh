@@ -39,6 +39,20 @@ if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=1m rd_full "$MNT" 2>/dev/null;
     [ "$(md5sum "$MNT/data/events.bin")" = "$sum" ] || fail "the existing dataset changed"
     [ "$(ls -A "$MNT")" = "data" ] || fail "temporary output left: $(ls -A "$MNT")"
 
+    # --- scale-model whose second plot does not fit: the first is removed again -------------------
+    # Both targets pass the checks made before writing; the disk fills only while the second
+    # plot is written, after the first was renamed into place (and its parent folder made).
+    head -c 2M /dev/zero >"$MNT/filler" 2>/dev/null
+    "$RD" scale-model --calib "$SRC/docs/scaling/calib-student.yaml" --out "$TMP/sm/eff.png" \
+        --out-throughput "$MNT/tp.png" >/dev/null 2>"$TMP/err"
+    rc=$?
+    [ $rc -eq 1 ] || fail "scale-model with a full disk for --out-throughput: exit $rc"
+    grep -q "No space left on device" "$TMP/err" || fail "scale-model message: $(cat "$TMP/err")"
+    [ ! -e "$TMP/sm" ] || fail "scale-model left --out behind: $(ls -R "$TMP/sm")"
+    [ ! -e "$MNT/tp.png" ] && ! ls "$MNT"/tp.png.tmp* >/dev/null 2>&1 || fail "scale-model left a plot on the full disk"
+    rm -f "$MNT/filler"
+    echo "scale-model: $(head -1 "$TMP/err")"
+
     # --- train whose run folder is on the full disk ------------------------------------------------
     if command -v mpiexec.mpich >/dev/null; then
         rm -rf "$MNT/data"

@@ -71,6 +71,22 @@ grep -q "bad.yaml:2: batch_per_worker" "$TMP/err" || fail "bad calibration messa
 "$RD" scale-model --calib "$TMP/nowhere.yaml" >/dev/null 2>"$TMP/err" && fail "missing calibration accepted"
 grep -q "nowhere.yaml: cannot read" "$TMP/err" || fail "missing calibration message: $(cat "$TMP/err")"
 
+# --- two plots: the second target is checked before the first is written -------------------------
+# --out-throughput a device or a folder failed only after --out was renamed into place, which
+# stayed behind (a failed command's partial output). Both are refused before anything is written.
+CAL="$SRC/docs/scaling/calib-student.yaml"
+mkdir -p "$TMP/adir"
+for tp in /dev/full "$TMP/adir" "$TMP/afile0/x.png"; do
+    echo x >"$TMP/afile0"
+    "$RD" scale-model --calib "$CAL" --out "$TMP/first/eff.png" --out-throughput "$tp" >/dev/null 2>"$TMP/err"
+    [ $? -eq 1 ] || fail "--out-throughput $tp must exit 1"
+    grep -q "nothing written" "$TMP/err" || fail "--out-throughput $tp message: $(cat "$TMP/err")"
+    [ ! -e "$TMP/first" ] || fail "--out-throughput $tp left --out behind: $(ls -R "$TMP/first")"
+done
+"$RD" scale-model --calib "$CAL" --out "$TMP/adir" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] || fail "--out a folder must exit 1"
+grep -q -- "--out $TMP/adir is a folder" "$TMP/err" || fail "--out folder message: $(cat "$TMP/err")"
+
 # --- a training run: report.json "comm" ----------------------------------------------------------
 [ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
 cat >"$TMP/run.yaml" <<EOF
