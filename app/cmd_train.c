@@ -36,6 +36,7 @@
 #include "rd/dataset.h"
 #include "rd/hash.h"
 #include "rd/layers.h"
+#include "rd/lmdbx.h"
 #include "rd/log.h"
 #include "rd/report.h"
 #include "rd/server.h"
@@ -694,9 +695,12 @@ static void config_identity(const char *config,
     const char *p = realpath(config, real) ? real : config;
     snprintf(path, path_cap, "%s", config);
     *path_hash = rd_hash_str(p, 1);
-    FILE *f = fopen(config, "rb");
-    if (!f) {
-        snprintf(content, content_cap, "cannot read it: %s", strerror(errno));
+    // Every rank reads it, before rank 0's rd_config_load: a FIFO must not block them either.
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(config, &f);
+    if (o != 0) {
+        snprintf(content, content_cap, "cannot read it: %s",
+                 o > 0 ? "not a regular file" : strerror(errno));
         *content_hash = rd_hash_str(content, 2);
         return;
     }

@@ -22,6 +22,7 @@
 #include "rd/config.h"
 #include "rd/alloc.h"
 #include "rd/dataset.h"
+#include "rd/lmdbx.h"
 
 #include "config_internal.h"
 
@@ -2567,14 +2568,13 @@ int rd_config_load(const char *path, rd_config *cfg, rd_errbuf *eb) {
     if (strlen(path) >= sizeof cfg->source_path)
         return rd_err_set(eb, RD_ERR_IO, "%s: path too long (at most %zu bytes)", path,
                           sizeof cfg->source_path - 1);
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    // Never blocks: a FIFO given as CONFIG hung in fopen() before the S_ISREG check was reached.
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(path, &f);
+    if (o < 0)
         return rd_err_set(eb, RD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
-        fclose(f);
+    if (o > 0)
         return rd_err_set(eb, RD_ERR_IO, "%s: not a regular file", path);
-    }
     size_t cap = 8192, len = 0;
     char *buf = rd_malloc(cap);
     int rc = RD_OK;

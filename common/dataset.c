@@ -1297,7 +1297,8 @@ int rd_dataset_open(const char *dir, int flags, rd_dataset **out, rd_errbuf *eb)
     char why[256];
     snprintf(ds->path, sizeof ds->path, "%s/%s", dir, RD_DATASET_FILE);
     const char *p = ds->path;
-    fd = open(p, O_RDONLY);
+    // O_NONBLOCK: a FIFO in place of events.bin must not block open(); it is refused below.
+    fd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         rc = rd_err_set(eb, RD_ERR_IO, "%s: cannot open: %s", p, strerror(errno));
         goto fn_fail;
@@ -1305,6 +1306,10 @@ int rd_dataset_open(const char *dir, int flags, rd_dataset **out, rd_errbuf *eb)
     struct stat st;
     if (fstat(fd, &st) != 0) {
         rc = rd_err_set(eb, RD_ERR_IO, "%s: cannot stat: %s", p, strerror(errno));
+        goto fn_fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = rd_err_set(eb, RD_ERR_IO, "%s: not a regular file", p);
         goto fn_fail;
     }
     uint64_t size = (uint64_t)st.st_size;
@@ -2121,9 +2126,11 @@ static int count_input(const char *path, void *vctx, rd_errbuf *eb) {
 
 static int
 check_inputs(const char *dir, const char *meta, const rd_data_config *dc, rd_errbuf *eb) {
-    FILE *f = fopen(meta, "r");
-    if (!f)
-        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", meta, strerror(errno));
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(meta, &f);
+    if (o != 0)
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", meta,
+                          o > 0 ? "not a regular file" : strerror(errno));
     inputs_ctx c = {.dir = dir, .meta = meta};
     size_t cap = 0;
     char line[8192];
@@ -2194,9 +2201,11 @@ int rd_dataset_check_config(const char *dir,
                             rd_errbuf *eb) {
     char path[RD_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", dir, RD_DATASET_META);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(path, &f);
+    if (o != 0)
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", path,
+                          o > 0 ? "not a regular file" : strerror(errno));
     char line[512];
     int found = 0;
     unsigned long long there = 0;

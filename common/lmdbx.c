@@ -150,6 +150,37 @@ int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb) {
                       path, what);
 }
 
+int rd_lmdbx_fopen_regular(const char *path, FILE **out) {
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        errno = EINVAL;
+        return 1;
+    }
+    // Blocking reads again: O_NONBLOCK was only for open() (a regular file ignores it today,
+    // but stdio must not see EAGAIN should that change, e.g. on a network file system).
+    int fl = fcntl(fd, F_GETFL);
+    FILE *f = fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0 ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    *out = f;
+    return 0;
+}
+
 // The absolute path `path` will have once it exists: its deepest existing ancestor resolved by
 // realpath (symlinks, "..", bind of the working directory), then the missing components appended
 // as written, "." dropped and ".." taking one back (a folder created on the way is a real one, so

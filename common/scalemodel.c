@@ -2,6 +2,8 @@
 // parser and the evaluation of one node count. Pure arithmetic, no MPI, no allocation.
 #include "rd/scalemodel.h"
 
+#include "rd/lmdbx.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -36,9 +38,11 @@ static const field fields[] = {
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
 int rd_scale_calib_load(const char *path, rd_scale_calib *c, rd_errbuf *eb) {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(path, &f); // a FIFO as --calib hung in fopen()
+    if (o != 0)
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", path,
+                          o > 0 ? "not a regular file" : strerror(errno));
     memset(c, 0, sizeof *c);
     int seen[N_FIELDS] = {0};
     char line[512];

@@ -824,10 +824,12 @@ int rd_ckpt_read_manifest(const char *dir, rd_ckpt_manifest *m, rd_errbuf *eb) {
     memset(m, 0, sizeof *m);
     if (!dir || snprintf(path, sizeof path, "%s/MANIFEST", dir) >= (int)sizeof path)
         return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long");
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO,
-                          "%s: %s (not a complete checkpoint)", path, strerror(errno));
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(path, &f); // a FIFO here must not block the reader
+    if (o != 0)
+        return rd_err_set(eb, o < 0 && errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO,
+                          "%s: %s (not a complete checkpoint)", path,
+                          o > 0 ? "not a regular file" : strerror(errno));
     size_t maxlen = manifest_bytes(RD_MAX_TABLES, RD_CKPT_MAX_SHARDS);
     unsigned char *buf = rd_malloc(maxlen + 1);
     if (!buf) {

@@ -332,12 +332,15 @@ int rd_token_store_read_manifest(const char *dir, rd_token_store_info *info, rd_
                           "token store %s is not a folder (a store is a folder holding a MANIFEST "
                           "and shard-NNNN/)",
                           dir);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO,
-                          "token store %s: cannot open MANIFEST (%s)%s", dir, strerror(errno),
-                          errno == ENOENT ? "; not a token store, or its creation did not finish"
-                                          : "");
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(path, &f); // a FIFO here must not block the reader
+    if (o != 0) {
+        int missing = o < 0 && errno == ENOENT;
+        return rd_err_set(eb, missing ? RD_ERR_NOTFOUND : RD_ERR_IO,
+                          "token store %s: cannot open MANIFEST (%s)%s", dir,
+                          o > 0 ? "not a regular file" : strerror(errno),
+                          missing ? "; not a token store, or its creation did not finish" : "");
+    }
     unsigned char buf[MANIFEST_BYTES + 1];
     size_t n = fread(buf, 1, sizeof buf, f);
     int err = ferror(f);
@@ -358,10 +361,12 @@ int rd_token_store_read_dataset(const char *dir, rd_token_dataset *ds, rd_errbuf
     if (strlen(dir) >= DIR_MAX)
         return rd_err_set(eb, RD_ERR_ARG, "token store path is longer than %d bytes", DIR_MAX - 1);
     snprintf(path, sizeof path, "%s/DATASET", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: cannot open: %s",
-                          path, strerror(errno));
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(path, &f);
+    if (o != 0)
+        return rd_err_set(eb, o < 0 && errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO,
+                          "%s: cannot open: %s", path,
+                          o > 0 ? "not a regular file" : strerror(errno));
     unsigned char b[DATASET_BYTES + 1];
     size_t n = fread(b, 1, sizeof b, f);
     int err = ferror(f);

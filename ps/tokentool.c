@@ -12,10 +12,11 @@
 #include <unistd.h>
 
 static int copy_small(const char *from, const char *to, rd_errbuf *eb) {
-    FILE *f = fopen(from, "rb");
-    if (!f)
-        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", from,
-                          strerror(errno));
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(from, &f);
+    if (o != 0)
+        return rd_err_set(eb, o < 0 && errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s",
+                          from, o > 0 ? "not a regular file" : strerror(errno));
     unsigned char buf[4096];
     size_t n = fread(buf, 1, sizeof buf, f);
     int bad = ferror(f) || !feof(f);

@@ -124,7 +124,8 @@ int rd_writer_lock_holder(const char *dir, const char *file, char *holder, size_
     char path[4200];
     if (lock_path(dir, file, path, sizeof path) != 0)
         return -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO planted as the lock file must not block a reader in open().
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return errno == ENOENT ? 0 : -1;
     int held = 0;

@@ -840,10 +840,13 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
 // Rewrite
 
 static int copy_file(const char *from, const char *to, rd_errbuf *eb) {
-    FILE *f = fopen(from, "rb");
-    if (!f)
-        return errno == ENOENT ? RD_ERR_NOTFOUND
-                               : rd_err_set(eb, RD_ERR_IO, "%s: %s", from, strerror(errno));
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(from, &f);
+    if (o != 0)
+        return o < 0 && errno == ENOENT
+                   ? RD_ERR_NOTFOUND
+                   : rd_err_set(eb, RD_ERR_IO, "%s: %s", from,
+                                o > 0 ? "not a regular file" : strerror(errno));
     // Fallible growth: a huge (damaged, sparse) dense.bin is an error, not an abort.
     size_t cap = 1 << 20, n = 0;
     unsigned char *buf = rd_malloc(cap);

@@ -495,10 +495,11 @@ static int load_file(const char *dir, unsigned char **buf, size_t *len, rd_errbu
     char path[RD_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", dir, RD_TRAIN_CKPT_DENSE);
     *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return rd_err_set(eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", path,
-                          strerror(errno));
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(path, &f);
+    if (o != 0)
+        return rd_err_set(eb, o < 0 && errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s",
+                          path, o > 0 ? "not a regular file" : strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || st.st_size < HDR_V1 + 4 ||
         (uint64_t)st.st_size > ((uint64_t)1 << 40)) {

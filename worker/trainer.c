@@ -1673,13 +1673,15 @@ windows_read(const char *dir, rd_trainer_result *res, int max, int *n, int *abse
     snprintf(path, sizeof path, "%s/%s", dir, RD_TRAIN_CKPT_WINDOWS);
     *n = 0;
     *absent = 0;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT) {
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(path, &f);
+    if (o != 0) {
+        if (o < 0 && errno == ENOENT) {
             *absent = 1;
             return RD_OK;
         }
-        return rd_err_set(eb, RD_ERR_IO, "%s: %s", path, strerror(errno));
+        return rd_err_set(eb, RD_ERR_IO, "%s: %s", path,
+                          o > 0 ? "not a regular file" : strerror(errno));
     }
     char line[1024];
     int rc = RD_OK, ln = 0;

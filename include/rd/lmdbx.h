@@ -27,6 +27,8 @@
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
 //   rd_lmdbx_write_file_atomic()  write a small file via an outfile: fsync + rename + fsync(dir)
 //   rd_lmdbx_check_replaceable()  refuse to rename a file over a FIFO, device or symlink
+//   rd_lmdbx_fopen_regular()  open an input file for reading, refusing a FIFO or device
+//                            without blocking in open()
 //   rd_lmdbx_check_out_not_input()  refuse an output that is an input file or lies inside an
 //                            input folder (`table export C --out C/MANIFEST`)
 //   rd_lmdbx_guard, RD_LMDBX_GUARDED()   turn a damaged page met inside LMDB (SIGSEGV, SIGBUS,
@@ -351,6 +353,20 @@ int rd_lmdbx_pending_covers(int sig);
  *         replaced") for anything else
  */
 int rd_lmdbx_check_replaceable(const char *path, rd_errbuf *eb);
+
+/**
+ * Open `path` for reading if it is a regular file. open() with O_RDONLY | O_NONBLOCK | O_CLOEXEC,
+ * so that a FIFO (with no writer, open() blocks for ever) or a device returns at once; fstat;
+ * anything but a regular file is refused before a byte is read; then O_NONBLOCK is cleared and
+ * the descriptor is wrapped by fdopen. For the files a command reads as a whole (a config, a
+ * calibration, a MANIFEST, dense.bin): fopen() of a FIFO given as CONFIG hung `recdistill
+ * config`, and a check of st_mode after fopen came too late. Inputs that may be pipes (a CSV
+ * log, `table import --in`) are opened with fopen.
+ * @param[out] out  the open file (fclose it); NULL on failure
+ * @return 0; -1 when open/fstat/fcntl/fdopen failed (errno says why, ENOENT for a missing
+ *         file); 1 when `path` is not a regular file (a folder, a FIFO, a device; errno EINVAL)
+ */
+int rd_lmdbx_fopen_regular(const char *path, FILE **out);
 
 /**
  * Refuse an output that would overwrite an input: `out` is the input file `in` (the same

@@ -139,6 +139,20 @@ if [ -w /dev/full ]; then
             { echo "FAIL: recdistill $h >/dev/full: exit $rc: $(cat "$tmp/err")"; fail=1; }
     done
 fi
+# A FIFO where a file is read whole (CONFIG, --calib, a MANIFEST): fopen() blocked for ever
+# before the S_ISREG check (config, prepare, export, train; train's every rank hashed CONFIG).
+# Refused at once: "not a regular file", exit 1.
+if command -v mkfifo >/dev/null; then
+    mkfifo "$tmp/cfg.fifo"
+    mkdir -p "$tmp/ck/shard-00000" "$tmp/st/shard-0000"
+    mkfifo "$tmp/ck/MANIFEST" "$tmp/st/MANIFEST"
+    for c in "config F" "prepare F --out $tmp/p" "export F --out $tmp/x.rdsv" "train F" \
+        "scale-model --calib F" "table stats $tmp/ck" "tokens stats $tmp/st"; do
+        # shellcheck disable=SC2086
+        check 1 "not a regular file" timeout 10 "$bin" ${c/F/$tmp/cfg.fifo}
+    done
+    [ ! -e "$tmp/p" ] && [ ! -e "$tmp/x.rdsv" ] || { echo "FAIL: a refused FIFO config left output"; fail=1; }
+fi
 [ ! -e "$tmp/-" ] || { echo "FAIL: a file named '-' was written"; fail=1; }
 check 0 "" "$bin" scale-model --calib "$CAL" --max-nodes 2 --out "$tmp/new/sub/eff.png"
 [ -s "$tmp/new/sub/eff.png" ] || { echo "FAIL: scale-model --out into new folders wrote nothing"; fail=1; }

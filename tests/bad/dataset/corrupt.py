@@ -2,7 +2,7 @@
 """corrupt.py DATASET_DIR HOW — damage a prepared dataset folder in place (tests/bad/dataset/cases).
 
 HOW: empty | truncate_header | truncate_half | drop_last_byte | trailing_bytes | bad_magic |
-     version | header_byte | record_byte | index_byte | directory | garbage
+     version | header_byte | record_byte | index_byte | directory | fifo | garbage
 """
 import os, shutil, sys
 
@@ -39,6 +39,10 @@ elif how == "garbage":
 elif how == "directory":
     os.remove(p)
     os.mkdir(p)
+    sys.exit(0)
+elif how == "fifo":  # open() of a FIFO without a writer blocked the training ranks for ever
+    os.remove(p)
+    os.mkfifo(p)
     sys.exit(0)
 else:
     sys.exit("unknown HOW " + how)
