@@ -502,12 +502,15 @@ int rd_app_wrong_folder(const char *path, int want, const char *expected, char *
     int kind = rd_app_path_kind(path, what, sizeof what);
     if (kind == want)
         return 0;
+    // The path shortened: a path of several KiB filled msg, and what it is and what was
+    // expected were cut off.
+    rd_err_path_text p = rd_err_path(path);
     if (kind == RD_APP_PATH_MISSING)
-        snprintf(msg, cap, "%s: %s (expected %s)", path, what, expected);
+        snprintf(msg, cap, "%s: %s (expected %s)", p.s, what, expected);
     else if (kind == RD_APP_PATH_FILE)
-        snprintf(msg, cap, "%s is %s, not a folder (expected %s)", path, what, expected);
+        snprintf(msg, cap, "%s is %s, not a folder (expected %s)", p.s, what, expected);
     else
-        snprintf(msg, cap, "%s is %s, not %s", path, what, expected);
+        snprintf(msg, cap, "%s is %s, not %s", p.s, what, expected);
     return 1;
 }
 

@@ -2566,15 +2566,17 @@ int rd_config_load(const char *path, rd_config *cfg, rd_errbuf *eb) {
     if (!path)
         return rd_err_set(eb, RD_ERR_ARG, "rd_config_load: NULL path");
     if (strlen(path) >= sizeof cfg->source_path)
-        return rd_err_set(eb, RD_ERR_IO, "%s: path too long (at most %zu bytes)", path,
-                          sizeof cfg->source_path - 1);
+        return rd_err_set(eb, RD_ERR_IO, "%s: path too long (%zu bytes, at most %zu)",
+                          rd_err_path(path).s, strlen(path), sizeof cfg->source_path - 1);
     // Never blocks: a FIFO given as CONFIG hung in fopen() before the S_ISREG check was reached.
     FILE *f = NULL;
     int o = rd_lmdbx_fopen_regular(path, &f);
-    if (o < 0)
-        return rd_err_set(eb, RD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (o < 0) {
+        const char *why = strerror(errno); // before rd_err_path may touch errno
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot open: %s", rd_err_path(path).s, why);
+    }
     if (o > 0)
-        return rd_err_set(eb, RD_ERR_IO, "%s: not a regular file", path);
+        return rd_err_set(eb, RD_ERR_IO, "%s: not a regular file", rd_err_path(path).s);
     size_t cap = 8192, len = 0;
     char *buf = rd_malloc(cap);
     int rc = RD_OK;

@@ -34,15 +34,50 @@ void rd_errbuf_clear(rd_errbuf *eb) {
     }
 }
 
+// msg (len bytes, len >= cap) into dst: its head, "...[N bytes cut]...", and its last
+// RD_ERR_TAIL_KEPT bytes. The marker takes at most 40 bytes, so the head is what is left of cap.
+static void cut_middle(char *dst, size_t cap, const char *msg, size_t len) {
+    size_t tail = RD_ERR_TAIL_KEPT, head = cap - 1 - tail - 40;
+    char mark[48];
+    int m = snprintf(mark, sizeof mark, "...[%zu bytes cut]...", len - head - tail);
+    memmove(dst, msg, head);
+    memcpy(dst + head, mark, (size_t)m);
+    memmove(dst + head + (size_t)m, msg + len - tail, tail);
+    dst[head + (size_t)m + tail] = '\0';
+}
+
 int rd_err_set(rd_errbuf *eb, int code, const char *fmt, ...) {
     if (eb && eb->code == RD_OK) {
         eb->code = code;
-        va_list ap;
+        va_list ap, again;
         va_start(ap, fmt);
-        vsnprintf(eb->msg, sizeof eb->msg, fmt, ap);
+        va_copy(again, ap);
+        int n = vsnprintf(eb->msg, sizeof eb->msg, fmt, ap);
         va_end(ap);
+        // Too long: format again in full (malloc, not rd_xmalloc: an error path must not abort;
+        // without memory the plain cut stays) and keep its head and its tail.
+        char *full = n >= (int)sizeof eb->msg ? malloc((size_t)n + 1) : NULL;
+        if (full) {
+            vsnprintf(full, (size_t)n + 1, fmt, again);
+            cut_middle(eb->msg, sizeof eb->msg, full, (size_t)n);
+            free(full);
+        }
+        va_end(again);
     }
     return code;
+}
+
+rd_err_path_text rd_err_path(const char *path) {
+    rd_err_path_text t;
+    size_t len = path ? strlen(path) : 0;
+    if (!path)
+        snprintf(t.s, sizeof t.s, "(null)");
+    else if (len <= RD_ERR_PATH_WHOLE)
+        snprintf(t.s, sizeof t.s, "%s", path);
+    else
+        snprintf(t.s, sizeof t.s, "%.*s...(%zu bytes)...%s", RD_ERR_PATH_HEAD, path,
+                 len - RD_ERR_PATH_HEAD - RD_ERR_PATH_TAIL, path + len - RD_ERR_PATH_TAIL);
+    return t;
 }
 
 void rd_err_prefix(rd_errbuf *eb, const char *fmt, ...) {
@@ -59,11 +94,17 @@ void rd_err_prefix(rd_errbuf *eb, const char *fmt, ...) {
     size_t n = strlen(pre);
     if (n > 0 && strncmp(eb->msg, pre, n) == 0)
         return;
-    char old[sizeof eb->msg];
-    memcpy(old, eb->msg, sizeof old);
-    // Truncation of a long message is acceptable; using the result tells GCC it was considered.
-    if (snprintf(eb->msg, sizeof eb->msg, "%s%s", pre, old) >= (int)sizeof eb->msg)
-        eb->msg[sizeof eb->msg - 1] = '\0';
+    // Both parts fit in twice the buffer; a result too long keeps its head and its tail (the
+    // cause), as rd_err_set does.
+    char both[2 * sizeof eb->msg];
+    int len = snprintf(both, sizeof both, "%s%s", pre, eb->msg);
+    if (len < 0)
+        return;
+    if ((size_t)len < sizeof eb->msg)
+        memcpy(eb->msg, both, (size_t)len + 1);
+    else
+        cut_middle(eb->msg, sizeof eb->msg, both,
+                   (size_t)len < sizeof both ? (size_t)len : sizeof both - 1);
 }
 
 void rd__abort_watchdog(unsigned seconds) {

@@ -40,9 +40,10 @@ static const field fields[] = {
 int rd_scale_calib_load(const char *path, rd_scale_calib *c, rd_errbuf *eb) {
     FILE *f = NULL;
     int o = rd_lmdbx_fopen_regular(path, &f); // a FIFO as --calib hung in fopen()
-    if (o != 0)
-        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", path,
-                          o > 0 ? "not a regular file" : strerror(errno));
+    if (o != 0) {
+        const char *why = o > 0 ? "not a regular file" : strerror(errno); // before rd_err_path
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", rd_err_path(path).s, why);
+    }
     memset(c, 0, sizeof *c);
     int seen[N_FIELDS] = {0};
     char line[512];

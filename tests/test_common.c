@@ -80,16 +80,42 @@ static void test_errbuf(void **state) {
     assert_int_equal(rd_err_set(NULL, RD_ERR_ARG, "ignored"), RD_ERR_ARG);
     rd_err_prefix(NULL, "x");
     rd_errbuf_clear(NULL);
-    // Long messages are truncated, always NUL-terminated.
+    // Long messages keep their head and their tail (the cause), always NUL-terminated: a 5000-byte
+    // path used to fill the message, and "...: path too long" was cut off.
     rd_errbuf_clear(&eb);
     char big[RD_ERR_MSG_MAX + 1000];
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
+    rd_err_set(&eb, RD_ERR_IO, "%s: %s", big, "the cause");
+    assert_true(strlen(eb.msg) < sizeof eb.msg && strlen(eb.msg) > sizeof eb.msg - 42);
+    assert_non_null(strstr(eb.msg, "bytes cut]..."));
+    assert_int_equal(strncmp(eb.msg, "aaaa", 4), 0);
+    assert_string_equal(eb.msg + strlen(eb.msg) - 11, ": the cause");
+    rd_err_prefix(&eb, "%s", "pre: ");
+    assert_true(strlen(eb.msg) < sizeof eb.msg);
+    assert_int_equal(strncmp(eb.msg, "pre: aaa", 8), 0);
+    assert_string_equal(eb.msg + strlen(eb.msg) - 11, ": the cause");
+    // A message that fits is not cut.
+    rd_errbuf_clear(&eb);
+    big[sizeof eb.msg - 1] = '\0';
     rd_err_set(&eb, RD_ERR_IO, "%s", big);
     assert_int_equal(strlen(eb.msg), sizeof eb.msg - 1);
-    rd_err_prefix(&eb, "%s", "pre: ");
-    assert_int_equal(strlen(eb.msg), sizeof eb.msg - 1);
-    assert_int_equal(strncmp(eb.msg, "pre: aaa", 8), 0);
+    assert_null(strstr(eb.msg, "cut"));
+    big[sizeof eb.msg - 1] = 'a';
+    // rd_err_path: short paths whole, long ones as head ...(N bytes)... tail.
+    assert_string_equal(rd_err_path("a/b.yaml").s, "a/b.yaml");
+    assert_string_equal(rd_err_path(NULL).s, "(null)");
+    big[RD_ERR_PATH_WHOLE] = '\0';
+    assert_string_equal(rd_err_path(big).s, big);
+    big[RD_ERR_PATH_WHOLE] = 'a';
+    big[4999] = '\0';
+    big[4998] = 'z';
+    rd_err_path_text t = rd_err_path(big);
+    char want[64];
+    snprintf(want, sizeof want, "...(%d bytes)...", 4999 - RD_ERR_PATH_HEAD - RD_ERR_PATH_TAIL);
+    assert_non_null(strstr(t.s, want));
+    assert_int_equal(strlen(t.s), RD_ERR_PATH_HEAD + strlen(want) + RD_ERR_PATH_TAIL);
+    assert_int_equal(t.s[strlen(t.s) - 1], 'z');
     // After clear, a new error is recorded.
     rd_errbuf_clear(&eb);
     rd_err_set(&eb, RD_ERR_NOTFOUND, "again");

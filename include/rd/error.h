@@ -5,6 +5,7 @@
 //   rd_strerror()      code -> static text
 //   rd_errbuf          caller-owned buffer holding one detailed message ("file:line:col: ...")
 //   rd_err_set()       fill an rd_errbuf and return the code (for `return rd_err_set(...)`)
+//   rd_err_path()      a path shortened for a message (head ... tail), so its cause fits
 //   RD_ASSERT(c)       broken invariant: prints rank, file:line and aborts the whole MPI job
 //   RD_MPI_CHECK(call) every MPI call goes through it; failure aborts the job
 //
@@ -75,6 +76,28 @@ void rd_errbuf_clear(rd_errbuf *eb);
 /** Set `eb` (if not NULL) to code + formatted message. Keeps the first error if one is already set.
  *  @return code, so that `return rd_err_set(eb, RD_ERR_IO, "...")` reads naturally. */
 int rd_err_set(rd_errbuf *eb, int code, const char *fmt, ...) RD_PRINTF(3, 4);
+
+/** A message longer than RD_ERR_MSG_MAX - 1 bytes (a path of several KiB) keeps its first
+ *  bytes and its last RD_ERR_TAIL_KEPT, with "...[N bytes cut]..." between: the cause comes
+ *  last ("PATH: path too long"), and a plain cut at 4 KiB left a message of the path alone. */
+#define RD_ERR_TAIL_KEPT 512
+
+/** Longest path shown whole by rd_err_path; a longer one is its first RD_ERR_PATH_HEAD bytes,
+ *  "...", and its last RD_ERR_PATH_TAIL bytes. */
+#define RD_ERR_PATH_HEAD  200
+#define RD_ERR_PATH_TAIL  60
+#define RD_ERR_PATH_WHOLE 300
+
+typedef struct rd_err_path_text {
+    char s[RD_ERR_PATH_WHOLE + 32]; // NUL-terminated
+} rd_err_path_text;
+
+/** `path` as an error message shows it: whole when at most RD_ERR_PATH_WHOLE bytes, else its
+ *  first RD_ERR_PATH_HEAD bytes, "...(N bytes)...", and its last RD_ERR_PATH_TAIL bytes (the
+ *  start says where, the end names the file), so that a path of several KiB leaves room for
+ *  the cause. Use as `rd_err_set(eb, c, "%s: cannot open: %s", rd_err_path(p).s, ...)`: the
+ *  returned value lives until the end of the full expression (C11 6.2.4p8). NULL shows "(null)". */
+rd_err_path_text rd_err_path(const char *path);
 
 /** Prefix an existing message with more context ("while loading X: " + old message). */
 void rd_err_prefix(rd_errbuf *eb, const char *fmt, ...) RD_PRINTF(2, 3);

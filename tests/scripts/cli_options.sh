@@ -153,6 +153,16 @@ if command -v mkfifo >/dev/null; then
     done
     [ ! -e "$tmp/p" ] && [ ! -e "$tmp/x.rdsv" ] || { echo "FAIL: a refused FIFO config left output"; fail=1; }
 fi
+# A 5000-byte path filled the 4 KiB message and its cause was cut off ("recdistill config:
+# aaaa...a"). The path is shortened (head ...(N bytes)... tail), and any message still too long
+# keeps its tail.
+L="$(printf 'a%.0s' $(seq 5000))"
+check 1 "...(4740 bytes)...a*: path too long (5000 bytes, at most 1023)" "$bin" config "$L"
+check 1 ": path too long (5000 bytes" "$bin" prepare "$L"
+check 1 ": path too long (5000 bytes" "$bin" train "$L"
+check 1 "...(4740 bytes)...a*: File name too long (expected a table checkpoint" "$bin" table stats "$L"
+check 1 "...(4740 bytes)...a*: cannot read: File name too long" "$bin" scale-model --calib "$L"
+check 1 "bytes cut\]...a*: cannot open: File name too long" "$bin" plot "$L" --x a --y b --out "$tmp/p.png"
 [ ! -e "$tmp/-" ] || { echo "FAIL: a file named '-' was written"; fail=1; }
 check 0 "" "$bin" scale-model --calib "$CAL" --max-nodes 2 --out "$tmp/new/sub/eff.png"
 [ -s "$tmp/new/sub/eff.png" ] || { echo "FAIL: scale-model --out into new folders wrote nothing"; fail=1; }
