@@ -876,7 +876,9 @@ int rd_serve_request_from_dataset(const rd_serve *s,
     rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
     if (!s || !ds || !keys)
         return rd_err_set(eb, RD_ERR_ARG, "request from dataset: %s is NULL",
-                          !s ? "the scorer" : !ds ? "the dataset" : "keys");
+                          !s    ? "the scorer"
+                          : !ds ? "the dataset"
+                                : "keys");
     const rd_dataset_info *di = rd_dataset_get_info(ds);
     if (rec >= di->n_events)
         return rd_err_set(eb, RD_ERR_RANGE, "record %llu not in [0, %llu)", (unsigned long long)rec,

@@ -172,8 +172,9 @@ int rd_serve_numeric(const rd_serve *s,
  * @param[out] hist      (L) or NULL when L == 0
  * @param[out] hist_lab  (L) or NULL when L == 0
  * @param[out] numeric   (n_numeric) or NULL when n_numeric == 0
- * @return RD_OK, RD_ERR_ARG (s, ds or keys NULL), RD_ERR_RANGE (rec), RD_ERR_SCHEMA (a feature missing from the dataset or of
- *         another width, or seq.stats_feedback not a feedback field of it), RD_ERR_NOMEM
+ * @return RD_OK, RD_ERR_ARG (s, ds or keys NULL), RD_ERR_RANGE (rec), RD_ERR_SCHEMA (a feature
+ * missing from the dataset or of another width, or seq.stats_feedback not a feedback field of it),
+ * RD_ERR_NOMEM
  */
 int rd_serve_request_from_dataset(const rd_serve *s,
                                   const rd_dataset *ds,
