@@ -837,6 +837,26 @@ static void test_dense_identity(void **state) {
     cfg->tokens.sit_layers = 2;
     cfg->tokens.map_size <<= 1; // not a build setting
     assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_OK);
+    // The store is built at the builder job's global batch: a builder of several ranks builds
+    // another store than one of one rank did before that, so its identity changes; one rank
+    // keeps it.
+    rd_config *cb = rd_xmalloc(sizeof *cb); // cfg with a job of mc: the token builder
+    *cb = *cfg;
+    cb->models[0] = *mc;
+    cb->n_models = 1;
+    cb->cluster.n_jobs = 1;
+    snprintf(cb->cluster.jobs[0].model, RD_NAME_MAX, "%s", mc->name);
+    assert_int_equal(rd_config_token_job(cb), 0);
+    rd_train_pos t1, t2;
+    memset(&t1, 0, sizeof t1);
+    memset(&t2, 0, sizeof t2);
+    cb->cluster.jobs[0].ranks = 1;
+    rd_train_ckpt_ident(cb, NULL, mc, &info, 1, &t1);
+    cb->cluster.jobs[0].ranks = 2;
+    rd_train_ckpt_ident(cb, NULL, mc, &info, 2, &t2);
+    assert_true(t1.tokens_hash == tk.tokens_hash); // one rank: the identity of before
+    assert_true(t2.tokens_hash != t1.tokens_hash);
+    rd_free(cb);
     // sit_pairs, sit_item_code and sit_group (hashed only when set): each changes the tokens, and
     // pairs and codes are not the same change.
     rd_train_pos tp, tc;

@@ -9,8 +9,9 @@ the relative change against A's mean.
 Each DIR holds the seed-S/report.json run folders of tools/seeds.sh (or tools/ablations.sh's
 OUT/<variant>); a comma joins several folders of one variant (a sweep extended with -s). JOB
 defaults to teacher, METRIC to auc (gauc, logloss work too). --seeds prints every seed's pair.
-A seed run in both folders of one variant, a report without the job, or a metric that is not a
-number (null, NaN: undefined on that slice) is an error (exit 2).
+A seed run in both folders of one variant, a report without the job, or a holdout metric that is
+missing or not a number is an error (exit 2); on the warm and stream slices a null or NaN value
+(undefined on that slice) leaves that seed's pair out of the slice.
 A seed-S folder without report.json (a failed or unfinished run) is an error too: dropping it
 would bias the comparison towards the seeds that ran. --allow-missing skips such folders with a
 warning on stderr instead. Seeds found in only one variant are left out of the pairs and listed
@@ -72,6 +73,8 @@ def load(dirs, job, metric, allow_missing):
                 if sl == "holdout" and v is None:
                     die("%s: no %s.%s.%s" % (path, sl, job, metric))
                 vals[sl] = number(v, "%s: %s.%s.%s" % (path, sl, job, metric))
+                if sl == "holdout" and vals[sl] is None:  # NaN or inf, as null above
+                    die("%s: %s.%s.%s is not a number" % (path, sl, job, metric))
             out[seed] = vals
     if not out:
         die("%s: no seed-S/report.json" % dirs)

@@ -188,6 +188,15 @@ static uint64_t tokens_part(const rd_config *cfg) {
         h = rd_hash_str("sit_group_by", h);
         h = rd_hash_str(t->sit_group_by, h);
     }
+    // The store is built at the builder job's global batch (twenty-seventh session; before, at
+    // its per-rank batch): a builder of several ranks builds another store than before, so its
+    // checkpoints of earlier builds are refused. One rank: the same store, the same identity.
+    int bj = rd_config_token_job(cfg);
+    if (bj >= 0 && cfg->cluster.jobs[bj].ranks > 1) {
+        h = rd_hash_str("global batch", h);
+        int64_t gb = (int64_t)cfg->train.batch_size * cfg->cluster.jobs[bj].ranks;
+        h = rd_hash64(&gb, sizeof gb, h);
+    }
     return h ? h : 1;
 }
 

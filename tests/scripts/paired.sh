@@ -54,6 +54,8 @@ report "$TMP/dup" 2 0.5 0.5
 refuse "seed twice" "seed 2 is in two folders" "$TMP/a,$TMP/dup" "$TMP/b"
 mkdir -p "$TMP/nojob/seed-1" && echo '{"holdout": {"student": {"auc": 0.6}}}' > "$TMP/nojob/seed-1/report.json"
 refuse "no job" "no holdout.teacher.auc" "$TMP/nojob" "$TMP/b"
+echo '{"holdout": {"teacher": {"auc": NaN}}}' > "$TMP/nojob/seed-1/report.json"
+refuse "NaN holdout" "holdout.teacher.auc is not a number" "$TMP/nojob" "$TMP/b"
 echo '{"holdout": ' > "$TMP/nojob/seed-1/report.json"
 refuse "broken json" "report.json" "$TMP/nojob" "$TMP/b"
 refuse "one variant" "expected two variants" "$TMP/a"
