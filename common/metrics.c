@@ -127,30 +127,45 @@ int rd_metrics_add_logit(rd_metrics *m, float logit, float label, uint64_t user)
     return RD_OK;
 }
 
+// n examples by probability (logits = 0) or by logit (1): all of them, or none when one is
+// invalid; `who` names the entry point in the messages.
+static int add_n(rd_metrics *m,
+                 const float *score,
+                 int logits,
+                 const float *label,
+                 const uint64_t *user,
+                 size_t n,
+                 const char *who,
+                 rd_errbuf *eb) {
+    for (size_t i = 0; i < n; i++) {
+        if (logits && !isfinite(score[i]))
+            return rd_err_set(eb, RD_ERR_ARG, "%s: example %zu: logit %g is not finite", who, i,
+                              (double)score[i]);
+        if (!logits && !valid_pred(score[i]))
+            return rd_err_set(eb, RD_ERR_ARG,
+                              "%s: example %zu: prediction %g is not a probability in [0, 1]", who,
+                              i, (double)score[i]);
+        if (!valid_label(label[i]))
+            return rd_err_set(eb, RD_ERR_ARG, "%s: example %zu: label %g is not 0 or 1", who, i,
+                              (double)label[i]);
+    }
+    if (reserve(m, n) != RD_OK)
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory for %zu examples", who, m->n + n);
+    for (size_t i = 0; i < n; i++)
+        m->ex[m->n + i] =
+            (example){user ? user[i] : 0, logits ? (double)score[i] : logit_of(score[i]),
+                      (uint32_t)label[i], 0};
+    m->n += n;
+    return RD_OK;
+}
+
 int rd_metrics_add_batch(rd_metrics *m,
                          const float *pred,
                          const float *label,
                          const uint64_t *user,
                          size_t n,
                          rd_errbuf *eb) {
-    for (size_t i = 0; i < n; i++) {
-        if (!valid_pred(pred[i]))
-            return rd_err_set(eb, RD_ERR_ARG,
-                              "rd_metrics_add_batch: example %zu: prediction %g is not a "
-                              "probability in [0, 1]",
-                              i, (double)pred[i]);
-        if (!valid_label(label[i]))
-            return rd_err_set(eb, RD_ERR_ARG,
-                              "rd_metrics_add_batch: example %zu: label %g is not 0 or 1", i,
-                              (double)label[i]);
-    }
-    if (reserve(m, n) != RD_OK)
-        return rd_err_set(eb, RD_ERR_NOMEM, "rd_metrics_add_batch: out of memory for %zu examples",
-                          m->n + n);
-    for (size_t i = 0; i < n; i++)
-        m->ex[m->n + i] = (example){user ? user[i] : 0, logit_of(pred[i]), (uint32_t)label[i], 0};
-    m->n += n;
-    return RD_OK;
+    return add_n(m, pred, 0, label, user, n, "rd_metrics_add_batch", eb);
 }
 
 int rd_metrics_add_logits(rd_metrics *m,
@@ -159,23 +174,7 @@ int rd_metrics_add_logits(rd_metrics *m,
                           const uint64_t *user,
                           size_t n,
                           rd_errbuf *eb) {
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(logit[i]))
-            return rd_err_set(eb, RD_ERR_ARG,
-                              "rd_metrics_add_logits: example %zu: logit %g is not finite", i,
-                              (double)logit[i]);
-        if (!valid_label(label[i]))
-            return rd_err_set(eb, RD_ERR_ARG,
-                              "rd_metrics_add_logits: example %zu: label %g is not 0 or 1", i,
-                              (double)label[i]);
-    }
-    if (reserve(m, n) != RD_OK)
-        return rd_err_set(eb, RD_ERR_NOMEM, "rd_metrics_add_logits: out of memory for %zu examples",
-                          m->n + n);
-    for (size_t i = 0; i < n; i++)
-        m->ex[m->n + i] = (example){user ? user[i] : 0, logit[i], (uint32_t)label[i], 0};
-    m->n += n;
-    return RD_OK;
+    return add_n(m, logit, 1, label, user, n, "rd_metrics_add_logits", eb);
 }
 
 int rd_metrics_merge(rd_metrics *dst, const rd_metrics *src) {
