@@ -146,10 +146,11 @@ if command -v mkfifo >/dev/null; then
     mkfifo "$tmp/cfg.fifo"
     mkdir -p "$tmp/ck/shard-00000" "$tmp/st/shard-0000"
     mkfifo "$tmp/ck/MANIFEST" "$tmp/st/MANIFEST"
-    for c in "config F" "prepare F --out $tmp/p" "export F --out $tmp/x.rdsv" "train F" \
-        "scale-model --calib F" "table stats $tmp/ck" "tokens stats $tmp/st"; do
+    # @ marks the config's place (a mktemp name may hold any letter, never an @).
+    for c in "config @" "prepare @ --out $tmp/p" "export @ --out $tmp/x.rdsv" "train @" \
+        "scale-model --calib @" "table stats $tmp/ck" "tokens stats $tmp/st"; do
         # shellcheck disable=SC2086
-        check 1 "not a regular file" timeout 10 "$bin" ${c/F/$tmp/cfg.fifo}
+        check 1 "not a regular file" timeout 10 "$bin" ${c/@/$tmp/cfg.fifo}
     done
     [ ! -e "$tmp/p" ] && [ ! -e "$tmp/x.rdsv" ] || { echo "FAIL: a refused FIFO config left output"; fail=1; }
 fi
