@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <mpi.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -158,6 +159,23 @@ int rd_app_parse_u64(const char *s, uint64_t *v) {
     errno = 0;
     unsigned long long x = strtoull(s, &end, 10);
     if (*end || errno)
+        return -1;
+    *v = x;
+    return 0;
+}
+
+int rd_app_parse_double(const char *s, double *v) {
+    const char *d = s[0] == '-' ? s + 1 : s;
+    if (!isdigit((unsigned char)d[0]) && !(d[0] == '.' && isdigit((unsigned char)d[1])))
+        return -1;
+    if (d[0] == '0' && (d[1] == 'x' || d[1] == 'X'))
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    double x = strtod(s, &end);
+    // ERANGE also flags an underflow to a tiny or zero value, which is a number; an overflow is
+    // HUGE_VAL and fails isfinite.
+    if (*end || !isfinite(x))
         return -1;
     *v = x;
     return 0;

@@ -98,9 +98,8 @@ int rd_cmd_plot(int argc, char **argv) {
         const char *v = opts[k].value;
         if (!v)
             continue;
-        char *end = NULL;
-        double d = strtod(v, &end);
-        if (!*v || *end || !isfinite(d)) {
+        double d = 0.0;
+        if (rd_app_parse_double(v, &d) != 0) {
             fprintf(stderr, "recdistill plot: %s: '%s' is not a number\n", opts[k].name, v);
             return 2;
         }

@@ -57,9 +57,8 @@ static void usage(FILE *out) {
 // A number in lo..hi (a whole one when `integer`); prints the usage error itself.
 static int
 parse_bounded(const char *opt, const char *s, double lo, double hi, int integer, double *out) {
-    char *end = NULL;
-    double v = strtod(s, &end);
-    if (!*s || *end || !isfinite(v) || v < lo || v > hi || (integer && v != floor(v))) {
+    double v = 0.0;
+    if (rd_app_parse_double(s, &v) != 0 || v < lo || v > hi || (integer && v != floor(v))) {
         fprintf(stderr, "recdistill scale-model: %s: '%s' is not %s in %.15g..%.15g\n", opt, s,
                 integer ? "an integer" : "a number", lo, hi);
         return -1;

@@ -158,4 +158,10 @@ int rd_app_stdout_written(const char *cmd, const char *sub);
  *  to 2^64-5). The caller prints the usage error naming the option and value. */
 int rd_app_parse_i64(const char *s, int64_t *v);
 int rd_app_parse_u64(const char *s, uint64_t *v);
+
+/** A finite decimal number, the whole of `s` ("-0.5", ".25", "1e-3"). Like the integer parsers
+ *  it refuses what strtod would skip or take silently: a leading blank or '+', and also
+ *  "inf"/"nan" and hex floats ("0x1p3"), which are not what an option's number means.
+ *  @return 0, or -1 (v untouched). */
+int rd_app_parse_double(const char *s, double *v);
 #endif

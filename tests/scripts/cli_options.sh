@@ -105,6 +105,15 @@ check 2 "--ps-per-node: '0' is not a number in (0, 64]" "$bin" scale-model --cal
 check 0 "" "$bin" scale-model --calib "$CAL" --ps-per-node 0.5 --max-nodes 4
 grep -q "0.5 PS shard(s)/node" "$tmp/out" || { echo "FAIL: scale-model header: $(cat "$tmp/out")"; fail=1; }
 check 0 "" "$bin" scale-model --calib "$CAL" --ps 4 --max-nodes 2
+# Float options: strtod skipped a leading blank and took '+', 'inf', 'nan' and hex floats, so
+# "--ymin ' 0.5'" (a quoting slip) or "--ps-per-node 0x1p1" passed as numbers.
+for v in " 0.5" "+0.5" "0x1p-1" "nan" "inf" "1e999" "0.5 " "."; do
+    check 2 "--ps-per-node: '$v' is not a number" "$bin" scale-model --calib "$CAL" --ps-per-node "$v" --max-nodes 2
+    check 2 "--ymin: '$v' is not a number" "$bin" plot "$tmp/xy.csv" --x x --y y --ymin "$v" --out "$tmp/p.png"
+done
+check 0 "" "$bin" scale-model --calib "$CAL" --ps-per-node .5 --max-nodes 2
+check 0 "" "$bin" plot "$tmp/xy.csv" --x x --y y --ymin -.5 --ymax 1e1 --out "$tmp/p.png"
+rm -f "$tmp/p.png"
 # A PNG to "-" made a file named "-" (exit 0); missing parents of a scale-model --out were an
 # error where plot makes them.
 here="$PWD"
