@@ -1,11 +1,15 @@
 // alloc.c — allocator indirection. Aligned blocks store the raw pointer just before the aligned
-// address so that they can be released through the same swappable free.
+// address so that they can be released through the same swappable free. rd_mem_limit reads the
+// node's memory and the cgroup limit (the budget large-allocation checks compare against).
 #include "rd/alloc.h"
 #include "rd/error.h"
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static rd_allocator g_alloc = {malloc, realloc, free};
 
@@ -87,4 +91,112 @@ void *rd_aligned_xalloc(size_t size) {
 void rd_aligned_free(void *ptr) {
     if (ptr)
         rd_free(((void **)ptr)[-1]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The memory a process may use
+
+// A limit file's value: a number of bytes, or "max" (v2) / a value near 2^63 (v1) for none.
+static unsigned long long read_limit(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char buf[64] = {0};
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    if (buf[0] < '0' || buf[0] > '9')
+        return 0; // "max", or unreadable
+    errno = 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (errno || end == buf || v >= (1ULL << 62))
+        return 0;
+    return v;
+}
+
+// The smallest limit from dir up to root (each ancestor's limit applies to its descendants).
+static unsigned long long walk_limits(const char *root, const char *rel, const char *file) {
+    char dir[1024];
+    int w = snprintf(dir, sizeof dir, "%s%s", root, rel);
+    if (w < 0 || (size_t)w >= sizeof dir)
+        return 0;
+    size_t rlen = strlen(root);
+    unsigned long long best = 0;
+    for (;;) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", dir, file);
+        unsigned long long v = read_limit(path);
+        if (v && (!best || v < best))
+            best = v;
+        char *slash = strrchr(dir, '/');
+        if (!slash || (size_t)(slash - dir) < rlen)
+            break;
+        *slash = '\0';
+        if (strlen(dir) < rlen)
+            break;
+    }
+    return best;
+}
+
+unsigned long long rd__cgroup_mem_limit(const char *root, const char *proc_cgroup) {
+    unsigned long long best = 0;
+    for (const char *line = proc_cgroup; line && *line;) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        // "hierarchy-id:controllers:path"
+        const char *c1 = memchr(line, ':', len);
+        const char *c2 = c1 ? memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - line)) : NULL;
+        if (c2) {
+            char ctl[256], rel[900];
+            size_t nc = (size_t)(c2 - c1 - 1), nr = len - (size_t)(c2 + 1 - line);
+            if (nc < sizeof ctl && nr < sizeof rel) {
+                memcpy(ctl, c1 + 1, nc);
+                ctl[nc] = '\0';
+                memcpy(rel, c2 + 1, nr);
+                rel[nr] = '\0';
+                if (strcmp(rel, "/") == 0)
+                    rel[0] = '\0';
+                unsigned long long v = 0;
+                if (nc == 0) { // v2: one unified hierarchy
+                    v = walk_limits(root, rel, "memory.max");
+                } else {
+                    int mem = 0; // "memory" among the comma-separated controllers
+                    for (const char *tok = ctl; *tok;) {
+                        size_t tl = strcspn(tok, ",");
+                        mem |= tl == 6 && memcmp(tok, "memory", 6) == 0;
+                        tok += tl + (tok[tl] == ',');
+                    }
+                    if (mem) {
+                        char r1[512];
+                        snprintf(r1, sizeof r1, "%s/memory", root);
+                        v = walk_limits(r1, rel, "memory.limit_in_bytes");
+                    }
+                }
+                if (v && (!best || v < best))
+                    best = v;
+            }
+        }
+        line = eol ? eol + 1 : NULL;
+    }
+    return best;
+}
+
+unsigned long long rd_mem_limit(const char **what) {
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
+    unsigned long long phys =
+        pages > 0 && psz > 0 ? (unsigned long long)pages * (unsigned long long)psz : 0;
+    unsigned long long cg = 0;
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (f) {
+        char buf[4096];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        cg = rd__cgroup_mem_limit("/sys/fs/cgroup", buf);
+    }
+    int use_cg = cg && (!phys || cg < phys);
+    if (what)
+        *what = use_cg ? "the memory limit of this process's cgroup" : "this node's memory";
+    return use_cg ? cg : phys;
 }

@@ -202,15 +202,15 @@ int rd_table_create(
     // memory is said at once: allocating it chunk by chunk took minutes before it failed.
     int rc = RD_OK;
     double need = (double)cap * (double)(t->stride + sizeof(row_meta) + 32);
-    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
-    double phys = pages > 0 && psz > 0 ? (double)pages * (double)psz : 0;
+    const char *whose = NULL;
+    double phys = (double)rd_mem_limit(&whose);
     if (phys > 0 && need > phys) {
         rd_table_destroy(t);
         return rd_err_set(eb, RD_ERR_NOMEM,
                           "table %s: the initial capacity of %" PRIu64
-                          " rows needs %.1f GiB, more than this node's %.1f GiB of memory: lower "
+                          " rows needs %.1f GiB, more than %s (%.1f GiB): lower "
                           "its capacity (rows are added as keys arrive)",
-                          tc->name, cap, need / 1073741824.0, phys / 1073741824.0);
+                          tc->name, cap, need / 1073741824.0, whose, phys / 1073741824.0);
     }
     if (cap > ((uint64_t)1 << 40)) {
         rc = RD_ERR_NOMEM;

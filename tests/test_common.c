@@ -485,6 +485,57 @@ static void test_oom_injection(void **state) {
 // ---------------------------------------------------------------------------------------------
 // Logging
 
+// rd_mem_limit's cgroup part on a fake hierarchy: v2 memory.max ("max" = none) and v1
+// memory.limit_in_bytes (2^63 - 4096 = none), the smallest from the process's cgroup up.
+static void put_file(const char *dir, const char *name, const char *text) {
+    char cmd[700], path[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_cgroup_limit(void **state) {
+    (void)state;
+    char root[] = "/tmp/rd_cgroup_XXXXXX", d[400];
+    assert_non_null(mkdtemp(root));
+    // v2: the job's limit (2 GiB) under a slice without one, the step's own "max".
+    snprintf(d, sizeof d, "%s/slurm", root);
+    put_file(d, "memory.max", "max\n");
+    snprintf(d, sizeof d, "%s/slurm/job_7", root);
+    put_file(d, "memory.max", "2147483648\n");
+    snprintf(d, sizeof d, "%s/slurm/job_7/step_0", root);
+    put_file(d, "memory.max", "max\n");
+    assert_true(rd__cgroup_mem_limit(root, "0::/slurm/job_7/step_0\n") == 2147483648ULL);
+    assert_true(rd__cgroup_mem_limit(root, "0::/slurm\n") == 0);
+    assert_true(rd__cgroup_mem_limit(root, "0::/\n") == 0);
+    assert_true(rd__cgroup_mem_limit(root, "0::/gone/away\n") == 0);
+    // v1: the memory controller's line among others; a smaller step limit wins.
+    snprintf(d, sizeof d, "%s/memory/uid_0/job_9", root);
+    put_file(d, "memory.limit_in_bytes", "9223372036854771712\n");
+    snprintf(d, sizeof d, "%s/memory/uid_0", root);
+    put_file(d, "memory.limit_in_bytes", "1073741824\n");
+    snprintf(d, sizeof d, "%s/memory/uid_0/job_9/step_1", root);
+    put_file(d, "memory.limit_in_bytes", "536870912\n");
+    assert_true(rd__cgroup_mem_limit(root, "5:cpu,cpuacct:/x\n4:memory:/uid_0/job_9\n") ==
+                1073741824ULL);
+    assert_true(rd__cgroup_mem_limit(root, "4:blkio,memory:/uid_0/job_9/step_1\n") == 536870912ULL);
+    assert_true(rd__cgroup_mem_limit(root, "4:memoryx:/uid_0/job_9/step_1\n") == 0);
+    assert_true(rd__cgroup_mem_limit(root, "") == 0);
+    // The process's own figure: never above the node's memory.
+    const char *what = NULL;
+    unsigned long long lim = rd_mem_limit(&what);
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
+    assert_true(lim > 0 && lim <= (unsigned long long)pages * (unsigned long long)psz);
+    assert_non_null(what);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_log_levels(void **state) {
     (void)state;
     static const char *names[] = {"error", "warn", "info", "debug"};
@@ -527,6 +578,7 @@ int main(void) {
         cmocka_unit_test(test_rng_ranges),
         cmocka_unit_test(test_aligned),
         cmocka_unit_test(test_oom_injection),
+        cmocka_unit_test(test_cgroup_limit), // rd_mem_limit
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_abort_watchdog),
         cmocka_unit_test(test_abort_launch_without_mpi),

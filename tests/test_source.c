@@ -1087,6 +1087,88 @@ static void test_no_alloc_in_step(void **state) {
     free(cfg);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The memory check: the estimate covers what rd_source_create allocates, and a limit below it
+// is refused before any slab is allocated, naming the keys that size it.
+
+static double n_alloc_bytes;
+static void *bytes_malloc(size_t n) {
+    n_alloc_bytes += (double)n;
+    return malloc(n);
+}
+static const rd_allocator byte_counting = {bytes_malloc, realloc, free};
+
+static int
+create_limited(const rd_config *cfg, size_t B, double limit, rd_source **s, rd_errbuf *eb) {
+    rd_source_opts o = {.tables = cfg->ps.tables,
+                        .n_tables = cfg->ps.n_tables,
+                        .max_batch = B,
+                        .opt_slots = 2,
+                        .sit_heads = 2,
+                        .seed = 17,
+                        .mem_limit = limit};
+    rd_errbuf_clear(eb);
+    return rd_source_create(cfg, &o, s, eb);
+}
+
+// Bytes allocated by a create at batch B, and the create's estimate.
+static void measure(const rd_config *cfg, size_t B, double *alloc, double *est) {
+    rd_errbuf eb;
+    rd_source *s = NULL;
+    n_alloc_bytes = 0;
+    rd_alloc_set(&byte_counting);
+    int rc = create_limited(cfg, B, 0, &s, &eb);
+    rd_alloc_set(NULL);
+    if (rc != RD_OK)
+        fail_msg("rd_source_create: %s", eb.msg);
+    *alloc = n_alloc_bytes;
+    *est = s->mem_bytes;
+    rd_source_destroy(s);
+}
+
+static void test_memory_check(void **state) {
+    (void)state;
+    rd_config *cfg = make_cfg(2, 16, 2, 8); // a SIT of 2 layers over 16 positions
+    rd_errbuf eb;
+    rd_source *s = NULL;
+    // What grows with the batch is all counted (the SIT's activations above all: without them
+    // the estimate would grow a fifth as fast); what does not (directories, private structs)
+    // is a few hundred KiB.
+    double a64, e64, a256, e256;
+    measure(cfg, 64, &a64, &e64);
+    measure(cfg, 256, &a256, &e256);
+    double da = a256 - a64, de = e256 - e64;
+    if (!(fabs(da - de) <= 0.01 * de && a64 - e64 < 512 * 1024))
+        fail_msg("64 -> 256 instances: rd_source_create allocated %.0f more bytes, its estimate "
+                 "grew by %.0f (at 64: %.0f allocated, %.0f estimated)",
+                 da, de, a64, e64);
+    double est = e64;
+
+    // At the limit it goes through; one byte below it is refused, nothing allocated.
+    s = NULL;
+    assert_int_equal(create_limited(cfg, 64, est, &s, &eb), RD_OK);
+    rd_source_destroy(s);
+    s = (rd_source *)1;
+    assert_int_equal(create_limited(cfg, 64, est - 1, &s, &eb), RD_ERR_NOMEM);
+    assert_null(s);
+    const char *needles[] = {"at a batch of 64 instances", "tokens.window 16",
+                             "tokens.sit_layers 2", "train.batch_size", "the given limit"};
+    for (size_t k = 0; k < sizeof needles / sizeof *needles; k++)
+        if (!strstr(eb.msg, needles[k]))
+            fail_msg("error '%s' does not mention '%s'", eb.msg, needles[k]);
+
+    // A batch no node holds is refused before its slabs are allocated (the real limit).
+    s = NULL;
+    n_alloc_bytes = 0;
+    rd_alloc_set(&byte_counting);
+    int rc = create_limited(cfg, (size_t)1 << 30, 0, &s, &eb);
+    rd_alloc_set(NULL);
+    assert_int_equal(rc, RD_ERR_NOMEM);
+    assert_true(n_alloc_bytes < 1e8);
+    assert_non_null(strstr(eb.msg, "GiB of Source Instance Transformer activations"));
+    free(cfg);
+}
+
 static void expect_create_error(rd_config *cfg, const char *needle) {
     rd_source_opts o = {.tables = cfg->ps.tables, .n_tables = cfg->ps.n_tables, .max_batch = 4};
     rd_source *s = (rd_source *)1;
@@ -1386,6 +1468,14 @@ static void test_driver_persistent(void **state) {
     rd_source_io io = rd_source_io_store(store);
     rd_source_driver *sd = NULL;
     assert_int_equal(rd_source_driver_create(cfg, ds, &io, 64, &sd, &eb), RD_OK);
+    // A builder batch no node holds (a job of many ranks: the build runs at the global batch) is
+    // an error naming what sizes it, before the batch's buffers are allocated.
+    rd_source_driver *huge = (rd_source_driver *)1;
+    assert_int_equal(rd_source_driver_create(cfg, ds, &io, (size_t)1 << 32, &huge, &eb),
+                     RD_ERR_NOMEM);
+    assert_null(huge);
+    assert_non_null(strstr(eb.msg, "at a batch of 4294967296 instances"));
+    assert_non_null(strstr(eb.msg, "GiB of batch and data buffers"));
     rd_source_train_stats st;
     rd_source_train_opts first = {.range = {0, half}, .order = RD_ORDER_USER, .epochs = 1};
     assert_int_equal(rd_source_driver_run(sd, &first, &st, &eb), RD_OK);
@@ -1474,6 +1564,7 @@ int main(void) {
         cmocka_unit_test(test_driver_user_windows),
         cmocka_unit_test(test_driver_temporal),
         cmocka_unit_test(test_driver_persistent),
+        cmocka_unit_test(test_memory_check),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

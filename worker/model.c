@@ -796,6 +796,10 @@ int rd_model_create(const rd_model_config *mcfg,
     m->opt_slots = opts->opt_slots;
     p->flops_fwd = bd.ff;
     p->flops_bwd = bd.fb;
+    if (opts->plan_only) {
+        *out = m;
+        return RD_OK;
+    }
 
     // What the slabs cost, said before they are allocated and zeroed (a long transformer history
     // at a large batch asked for 9 GB and spent minutes zeroing it): beyond the node's memory it
@@ -804,15 +808,15 @@ int rd_model_create(const rd_model_config *mcfg,
         double gib = ((double)m->n_slab * (2.0 + (double)opts->opt_slots) + (double)m->n_acts) *
                      sizeof(float) / 1073741824.0;
         double acts = (double)m->n_acts * sizeof(float) / 1073741824.0;
-        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
-        double phys = pages > 0 && psz > 0 ? (double)pages * (double)psz / 1073741824.0 : 0;
+        const char *whose = NULL;
+        double phys = (double)rd_mem_limit(&whose) / 1073741824.0;
         if (phys > 0 && gib > phys) {
             rc = rd_err_set(eb, RD_ERR_NOMEM,
                             "model '%s' needs %.1f GiB (%.1f GiB of activations for %zu examples "
-                            "a step), more than this node's %.1f GiB: lower train.batch_size or "
+                            "a step), more than %s (%.1f GiB): lower train.batch_size or "
                             "the history lengths (a transformer's attention grows with their "
                             "square)",
-                            mcfg->name, gib, acts, opts->max_batch, phys);
+                            mcfg->name, gib, acts, opts->max_batch, whose, phys);
             goto fail;
         }
         int attention = mcfg->seq.kind == RD_SEQ_TRANSFORMER ||

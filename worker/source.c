@@ -281,6 +281,7 @@ typedef struct builder {
     rd__source_priv *p;
     int assign;
     size_t poff, aoff, nparams;
+    size_t sit_acts; // floats of the activation slab that the SIT takes (its blocks and scratch)
     int nt;
 } builder;
 
@@ -350,6 +351,7 @@ static void layout(builder *bd) {
     param(bd, &p->bb_p, &p->bb_g, d, INIT_ZERO, 0.0f, "bottleneck.b");
     layout_mlp(bd, "decompress", &p->dec_shape, &p->dec_p, &p->dec_g, &p->dec_a);
     layout_mlp(bd, "head", &p->head_shape, &p->head_p, &p->head_g, &p->head_a);
+    size_t sit_from = bd->aoff;
     if (p->sit_on) {
         size_t L = s->sit_layers, C = d, NH = s->sit_heads, GT = G * T;
         float res_std = fan_std(C) / sqrtf(2.0f * (float)L);
@@ -412,6 +414,7 @@ static void layout(builder *bd) {
         p->sit_s.dx[0] = act(bd, GT * C);
         p->sit_s.dx[1] = act(bd, GT * C);
     }
+    bd->sit_acts = bd->aoff - sit_from;
     s->tokens = act(bd, B * d);
     p->pre = act(bd, B * d);
     p->loss_b = act(bd, B);
@@ -432,6 +435,16 @@ static void layout(builder *bd) {
 
 // ---------------------------------------------------------------------------------------------
 // Create / destroy
+
+// A memory estimate, bytes.
+typedef struct mem_est {
+    double model;   // backbone and source slabs, SIT activations excepted
+    double sit;     // the SIT's activations
+    double reserve; // the caller's buffers
+    double total;
+    double limit; // 0 = unknown
+    const char *limit_what;
+} mem_est;
 
 static void init_params(rd_source *s, uint64_t seed) {
     for (int i = 0; i < s->n_tensors; i++) {
@@ -500,6 +513,8 @@ int rd_source_create(const rd_config *cfg,
     }
     s->priv = p;
     int rc;
+    // The backbone is sized first (plan_only): its slabs, the source's and the caller's buffers
+    // are checked together against the memory this process may use before any is allocated.
     rd_model_opts mo = {.tables = opts->tables,
                         .n_tables = opts->n_tables,
                         .max_batch = opts->max_batch,
@@ -507,7 +522,8 @@ int rd_source_create(const rd_config *cfg,
                         .token_dim = 0,
                         .causal = 0,
                         .opt_slots = opts->opt_slots,
-                        .seed = opts->seed};
+                        .seed = opts->seed,
+                        .plan_only = 1};
     rc = rd_model_create(mc, &mo, &s->backbone, eb);
     if (rc != RD_OK)
         goto fail;
@@ -547,6 +563,38 @@ int rd_source_create(const rd_config *cfg,
     s->n_params = bd.nparams;
     s->n_tensors = bd.nt;
     size_t n_acts = bd.aoff;
+    // What the slabs and the caller's buffers take, in bytes (doubles: a wrong batch of 2^32
+    // instances must give a figure, not a wrapped size_t).
+    const rd_model *bb = s->backbone;
+    double slots = 2.0 + (double)s->opt_slots; // parameters, gradients, optimizer slots
+    mem_est mem = {.sit = (double)bd.sit_acts * sizeof(float), .reserve = opts->reserve_bytes};
+    mem.model = ((double)bb->n_slab * (2.0 + (double)bb->opt_slots) + (double)bb->n_acts +
+                 (double)s->n_slab * slots + (double)(n_acts - bd.sit_acts)) *
+                sizeof(float);
+    mem.total = mem.model + mem.sit + mem.reserve;
+    mem.limit = opts->mem_limit;
+    mem.limit_what = "the given limit";
+    if (mem.limit <= 0)
+        mem.limit = (double)rd_mem_limit(&mem.limit_what);
+    if (mem.limit > 0 && mem.total > mem.limit) {
+        const double G = 1073741824.0;
+        rc = rd_err_set(
+            eb, RD_ERR_NOMEM,
+            "source model '%s' (tokens.source_model) at a batch of %zu instances needs about "
+            "%.1f GiB: %.1f GiB of Source Instance Transformer activations (tokens.window %zu, "
+            "tokens.sit_layers %zu, tokens.dim %zu: they grow with the batch times the window's "
+            "square), %.1f GiB of other model slabs and %.1f GiB of batch and data buffers; more "
+            "than %s (%.1f GiB): lower train.batch_size (a token build runs at its job's global "
+            "batch, train.batch_size x the job's ranks), tokens.window or tokens.sit_layers",
+            mc->name, s->max_batch, mem.total / G, mem.sit / G, s->window, s->sit_layers, d,
+            mem.model / G, mem.reserve / G, mem.limit_what, mem.limit / G);
+        goto fail;
+    }
+    s->mem_bytes = mem.total;
+    rd_model_destroy(s->backbone);
+    mo.plan_only = 0;
+    if ((rc = rd_model_create(mc, &mo, &s->backbone, eb)) != RD_OK)
+        goto fail;
     if (s->opt_slots > 0 && s->n_slab > SIZE_MAX / sizeof(float) / s->opt_slots) {
         rc = rd_err_set(eb, RD_ERR_NOMEM, "source model: optimizer state too large");
         goto fail;
@@ -986,6 +1034,45 @@ static void driver_free(driver *dv) {
     rd_source_destroy(dv->src);
 }
 
+// The driver's buffers beside the source model, in bytes, for batches of B instances: per feature
+// slot a key, its dedup entry, index and row with its gradient; each group's frozen prefix of
+// T - 1 tokens, once fetched into the token client's reply and once in the driver; and the arrays
+// over the data (per-user counts, the progressive predictions of the longest range, the item means
+// of the side values). rd_source_create adds it to its own slabs for the memory check.
+static int
+driver_reserve(const rd_config *cfg, const rd_dataset *ds, size_t B, double *out, rd_errbuf *eb) {
+    const rd_model_config *mc = rd_config_find_model(cfg, cfg->tokens.source_model);
+    const rd_dataset_info *info = rd_dataset_get_info(ds);
+    *out = 0;
+    if (!mc)
+        return RD_OK; // rd_source_create says so
+    double per = 0;   // bytes per instance of the batch
+    for (int f = 0; f < mc->n_features; f++) {
+        rd_feature_src at;
+        int rc = rd_dataset_feature_src(ds, mc->features[f].field, "tokens.source_model", &at, eb);
+        if (rc != RD_OK)
+            return rc;
+        const rd_table_config *tc = rd_config_find_table(cfg, mc->features[f].table);
+        double D = tc ? (double)tc->dim : 0.0;
+        per += (double)at.width * (4 + 8 + 8 + 4 + 16 + 8 * D); // fidx, raw, uniq, inv, dedup, rows
+    }
+    if (mc->seq.kind != RD_SEQ_NONE && mc->seq.length > 0) {
+        const rd_table_config *tc =
+            mc->seq.table[0] ? rd_config_find_table(cfg, mc->seq.table) : NULL;
+        double D = tc ? (double)tc->dim : 64.0;
+        per += (double)mc->seq.length * (4 + 1 + 8 + 8 + 4 + 16 + 8 * D);
+    }
+    double T = cfg->tokens.window > 1 ? (double)cfg->tokens.window - 1 : 1.0;
+    double side = (double)rd_tokens_side_width(&cfg->tokens), d = (double)cfg->tokens.dim;
+    per += T * 2 * (4 * d + 4 * side + 4 + 8 + 8 + 1); // the frozen prefix: reply and copy
+    per += (double)info->n_numeric * 4 + 4 * d + 4 * side + 160; // per-instance arrays
+    double data = (double)info->n_users * 4 + (double)info->n_events * 8 +
+                  (cfg->tokens.side_residual ? side * 4 * (double)info->n_events : 0) +
+                  (cfg->tokens.batch_order == RD_ORDER_WINDOWS ? 32 * (double)info->n_events : 0);
+    *out = per * (double)B + data;
+    return RD_OK;
+}
+
 static int driver_init(driver *dv, rd_errbuf *eb) {
     const rd_config *cfg = dv->cfg;
     const rd_dataset_info *info = rd_dataset_get_info(dv->ds);
@@ -1001,7 +1088,8 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
                          .n_numeric = rd_dataset_n_inputs(info),
                          .opt_slots = rd_dense_optim_slots(kind),
                          .seed = cfg->run.seed ^ rd_hash_str("source", 0)};
-    if ((rc = rd_source_create(cfg, &so, &dv->src, eb)) != RD_OK)
+    if ((rc = driver_reserve(cfg, dv->ds, dv->Bmax, &so.reserve_bytes, eb)) != RD_OK ||
+        (rc = rd_source_create(cfg, &so, &dv->src, eb)) != RD_OK)
         return rc;
     if ((rc = rd_dense_optim_init(&dv->opt_bb, &cfg->train, eb)) != RD_OK ||
         (rc = rd_dense_optim_init(&dv->opt_src, &cfg->train, eb)) != RD_OK)

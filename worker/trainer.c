@@ -2422,6 +2422,11 @@ static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
     // rank, is the same whatever the number of ranks the batch is split over (docs/scaling.md).
     size_t build_batch = tr->max_batch * (size_t)tr->job->ranks;
     int rc = rd_source_build(tr->cfg, tr->ds, &io, build_batch, tokens_part_done, &bc, eb);
+    if (rc == RD_ERR_NOMEM) // the memory grows with the ranks: say so where it is decided
+        rd_err_prefix(eb,
+                      "job '%s' builds the token store on one rank at its global batch of %zu "
+                      "(train.batch_size %zu x %d ranks): ",
+                      tr->job->name, build_batch, tr->max_batch, tr->job->ranks);
     tr->tok_stats.build_s = now_s() - bc.t0;
     tr->tok_stats.built = rc == RD_OK;
     return rc;

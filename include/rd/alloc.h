@@ -7,6 +7,7 @@
 //   rd_aligned_alloc/rd_aligned_free         64-byte aligned slabs for BLAS/SIMD
 //   rd_xstrdup
 //   rd_allocator, rd_alloc_set()             replace the allocator (tests inject failures)
+//   rd_mem_limit()                           the memory this process may use (node, cgroup)
 #ifndef RD_ALLOC_H
 #define RD_ALLOC_H
 
@@ -41,5 +42,21 @@ void *rd_aligned_alloc(size_t size);
 /** Infallible variant. */
 void *rd_aligned_xalloc(size_t size);
 void rd_aligned_free(void *ptr);
+
+/**
+ * The bytes this process may use: the smaller of the node's physical memory and the memory limit
+ * of its cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`, the smallest on the way from its
+ * cgroup up to the root of the hierarchy), which is what a Slurm job step with task/cgroup gets.
+ * Checks of large allocations compare their estimate with it, so that a request that cannot be
+ * met is an error naming its config keys, not an OOM kill after the memory was touched.
+ * @param[out] what  if not NULL: "this node's memory" or "the memory limit of this process's
+ *                   cgroup" (static strings), whichever gave the result
+ * @return bytes, or 0 when neither is known
+ */
+unsigned long long rd_mem_limit(const char **what);
+
+/** rd_mem_limit's cgroup part, for tests: the limit under the cgroup file system mounted at
+ *  `root` for a process whose /proc/self/cgroup reads `proc_cgroup`; 0 = none found. */
+unsigned long long rd__cgroup_mem_limit(const char *root, const char *proc_cgroup);
 
 #endif // RD_ALLOC_H

@@ -74,7 +74,10 @@ typedef struct rd_model_opts {
     int causal;                    // 1 = causal self-attention in the sequence branches; default 0
     size_t opt_slots;              // optimizer-state floats per parameter (rd_dense_optim_slots)
     uint64_t seed;                 // parameter initialisation (same seed -> same parameters)
-    int quiet; // 1 = no warning on stderr (a library caller, rd_serve, reports its own way)
+    int quiet;     // 1 = no warning on stderr (a library caller, rd_serve, reports its own way)
+    int plan_only; // 1 = size the model (n_slab, n_acts, n_params, the hidden width, FLOPs) and
+                   // allocate no slab nor check its memory: the result can only be read and
+                   // destroyed (a caller that adds its own buffers checks the sum first)
 } rd_model_opts;
 
 /** One tensor of the parameter slab; the same offset addresses its gradient and its optimizer

@@ -184,6 +184,9 @@ typedef struct rd_source_opts {
     size_t opt_slots;  // optimizer-state floats per parameter (rd_dense_optim_slots)
     size_t sit_heads;  // SIT attention heads (must divide d); 0 = 4, 2 or 1, the largest dividing d
     uint64_t seed;     // parameters (the backbone gets seed, the source's slab seed ^ a constant)
+    double reserve_bytes; // the caller's own buffers for this model (a builder's batch, fetch
+                          // and per-event arrays), counted in the memory check; default 0
+    double mem_limit;     // bytes the model and those buffers may take; 0 = rd_mem_limit()
 } rd_source_opts;
 
 typedef struct rd__source_priv rd__source_priv;
@@ -200,6 +203,7 @@ typedef struct rd_source {
     size_t sit_heads;
     size_t hidden; // Hd of the backbone
     size_t max_batch, max_groups;
+    double mem_bytes; // the estimate checked at create: the slabs + opts.reserve_bytes, bytes
 
     // The source's own parameter slab (bottleneck, decompress, head, SIT), same conventions as
     // rd_model: grads at the same offsets, opt_state = opt_slots slabs of n_slab floats.
@@ -251,8 +255,12 @@ typedef struct rd_source_batch {
 /**
  * Build the source model of `cfg`: the backbone from cfg.models[tokens.source_model] (which must
  * not read tokens itself), then the source's slab.
+ * Its slabs (the backbone's and its own, sized for max_batch instances and max_groups groups of
+ * tokens.window positions: the SIT's activations grow with G x T^2) plus opts->reserve_bytes are
+ * compared with opts->mem_limit before anything large is allocated.
  * @return RD_OK, RD_ERR_CONFIG (no/unknown source_model, the model reads tokens, scheme not 1|2,
- *         sit heads that do not divide d, a backbone error), RD_ERR_NOMEM
+ *         sit heads that do not divide d, a backbone error), RD_ERR_NOMEM (out of memory, or the
+ *         estimate above the limit: the message gives it and names the keys that set it)
  * @note free with rd_source_destroy.
  */
 int rd_source_create(const rd_config *cfg,
