@@ -916,7 +916,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_tokens: %s\n", eb.msg);
                 MPI_Abort(MPI_COMM_WORLD, 1);
             }
-            rd_token_client_opts co = {(int)info.n_shards, (int)info.dim, 50, 0, 0};
+            rd_token_client_opts co = {(int)info.n_shards, (int)info.dim, 50, 0, 0, 0};
             if (rd_token_client_create(comm, &co, &cl, &eb) != RD_OK) {
                 fprintf(stderr, "bench_tokens: %s\n", eb.msg);
                 MPI_Abort(MPI_COMM_WORLD, 1);

@@ -443,6 +443,8 @@ int rd_token_client_create(const rd_comm *comm,
         c->o.poll_us_max = 200;
     if (c->o.max_msg_bytes == 0)
         c->o.max_msg_bytes = UINT64_C(64) << 20;
+    if (c->o.max_reply_bytes == 0 || c->o.max_reply_bytes > MAX_REPLY_BYTES)
+        c->o.max_reply_bytes = MAX_REPLY_BYTES;
     c->cnt = rd_calloc((size_t)c->P, sizeof *c->cnt);
     if (!c->cnt) {
         rd_free(c);
@@ -785,11 +787,11 @@ int rd_token_client_fetch_start(rd_token_client *c,
         if (c->cnt[r]) {
             size_t bytes = rd_token_fetch_reply_bytes((size_t)c->cnt[r], L, (size_t)c->o.dim,
                                                       (size_t)c->o.n_side, fields);
-            if (bytes == 0 || bytes > MAX_REPLY_BYTES)
+            if (bytes == 0 || bytes > c->o.max_reply_bytes)
                 return rd_err_set(eb, RD_ERR_RANGE,
                                   "token client fetch: %d requests of L = %zu for PS %d need a "
                                   "reply over %" PRIu64 " bytes; split the batch",
-                                  c->cnt[r], L, r, MAX_REPLY_BYTES);
+                                  c->cnt[r], L, r, c->o.max_reply_bytes);
             n_msgs++;
         }
     if (op_reserve(op, n_msgs) != RD_OK)
@@ -880,11 +882,51 @@ int rd_token_client_fetch(rd_token_client *c,
                           size_t L,
                           const rd_token_fetch_out *out,
                           rd_errbuf *eb) {
-    int h = -1;
-    int rc = rd_token_client_fetch_start(c, n, users, before_t, before_id, L, out, &h, eb);
-    if (rc != RD_OK)
-        return rc;
-    return rd_token_client_wait(c, h, eb);
+    RD_ASSERT(c && out);
+    // Requests per piece: as many as fit one reply when every one of them lands on one PS rank
+    // (halving from the request limit; a reply's size is affine in its request count).
+    const unsigned fields = rd_token_fetch_fields(out);
+    const size_t dim = (size_t)c->o.dim, S = (size_t)c->o.n_side;
+    size_t piece = n < RD__TOKEN_MAX_REQUESTS ? n : RD__TOKEN_MAX_REQUESTS;
+    while (piece > 1) {
+        size_t b = rd_token_fetch_reply_bytes(piece, L, dim, S, fields);
+        if (b != 0 && b <= c->o.max_reply_bytes)
+            break;
+        piece /= 2;
+    }
+    if (n <= piece || !users || !before_t || !out->tokens || !out->n_found) {
+        int h = -1; // one piece (or arguments fetch_start refuses)
+        int rc = rd_token_client_fetch_start(c, n, users, before_t, before_id, L, out, &h, eb);
+        return rc != RD_OK ? rc : rd_token_client_wait(c, h, eb);
+    }
+    for (size_t i = 0;;) {
+        size_t k = n - i < piece ? n - i : piece;
+        rd_token_fetch_out o = *out;
+        o.tokens += i * L * dim;
+        o.n_found += i;
+        if (o.labels)
+            o.labels += i * L;
+        if (o.items)
+            o.items += i * L;
+        if (o.ts)
+            o.ts += i * L;
+        if (o.ids)
+            o.ids += i * L;
+        if (o.mask)
+            o.mask += i * L;
+        if (o.side && S)
+            o.side += i * L * S;
+        int h = -1;
+        int rc = rd_token_client_fetch_start(c, k, users + i, before_t + i,
+                                             before_id ? before_id + i : NULL, L, &o, &h, eb);
+        if (rc == RD_OK)
+            rc = rd_token_client_wait(c, h, eb);
+        if (rc != RD_OK)
+            return rc;
+        i += k;
+        if (i >= n)
+            return RD_OK;
+    }
 }
 
 int rd_token_client_append(rd_token_client *c, const rd_token_batch *b, rd_errbuf *eb) {

@@ -622,13 +622,16 @@ typedef struct rd_token_client rd_token_client;
 
 /** Client settings (usually from cfg.tokens, the store's MANIFEST and cfg.cluster / cfg.ps). */
 typedef struct rd_token_client_opts {
-    int n_shards;           // shards of the store (MANIFEST)
-    int dim;                // token dimension (MANIFEST)
-    int poll_us_max;        // max backoff of waits, microseconds; 0 = 200
-    uint64_t max_msg_bytes; // largest request payload the PS accepts (ps.max_msg_bytes);
-                            // 0 = 64 MiB. Larger appends are split.
-    int n_side;             // side values per record (MANIFEST); fetches asking for them get
-                            // (R, L, n_side)
+    int n_shards;             // shards of the store (MANIFEST)
+    int dim;                  // token dimension (MANIFEST)
+    int poll_us_max;          // max backoff of waits, microseconds; 0 = 200
+    uint64_t max_msg_bytes;   // largest request payload the PS accepts (ps.max_msg_bytes);
+                              // 0 = 64 MiB. Larger appends are split.
+    int n_side;               // side values per record (MANIFEST); fetches asking for them get
+                              // (R, L, n_side)
+    uint64_t max_reply_bytes; // largest fetch reply from one PS rank; 0 (and anything above) =
+                              // 1 GiB, what a PS rank answers at most. rd_token_client_fetch
+                              // splits a larger fetch; rd_token_client_fetch_start refuses it
 } rd_token_client_opts;
 
 #define RD_TOKEN_CLIENT_MAX_INFLIGHT 8 // outstanding fetches per client
@@ -670,7 +673,9 @@ int rd_token_client_fetch_start(rd_token_client *c,
  *  server-side error of its messages (text of the PS in eb), RD_ERR_PROTO (malformed reply),
  *  RD_ERR_ARG (unknown handle). */
 int rd_token_client_wait(rd_token_client *c, int handle, rd_errbuf *eb);
-/** Start + wait. */
+/** Start + wait, in pieces of requests whose reply fits max_reply_bytes even when all of a
+ *  piece's users live on one PS rank (the IAT builder fetches at a job's global batch). The
+ *  pieces run one after the other; each is one consistent read per shard. */
 int rd_token_client_fetch(rd_token_client *c,
                           size_t n,
                           const uint64_t *users,

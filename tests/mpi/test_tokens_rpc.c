@@ -13,6 +13,8 @@
 //      flight, one of them overlapped with an rd_kv pull) and compares with a local reference:
 //      exactly the last min(L, count) records strictly before t, tokens bit-exact, mask and zero
 //      padding right;
+//   3b. a fetch beyond the reply bound of a second client (max_reply_bytes 4 KiB) goes in pieces
+//      through rd_token_client_fetch, with the same rows; fetch_start refuses it;
 //   2b. worker 0 asks every PS rank to map its shards for serving (RD_TOKEN_OP_MAP: re-read in
 //      2 MiB pages where the node allows it) and checks the summed stats, then sends malformed
 //      MAP requests by hand and gets the PS's error texts; the fetches of 3 run after it;
@@ -285,6 +287,50 @@ static void fetch_phase(rd_token_client *cl, rd_kv *kv, int W, int me, int P, in
     rd_free(ii);
 }
 
+// 3b. A fetch whose reply exceeds the client's max_reply_bytes: rd_token_client_fetch splits it
+// into pieces (the IAT builder fetches at a job's global batch, beyond what one reply of a PS
+// rank holds), fetch_start refuses it, and the rows are those of one fetch.
+static void piece_phase(const rd_comm *comm, const rd_token_store_info *info, int W, int me) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_client_opts co = {(int)info->n_shards, (int)info->dim, 100, 8 << 10,
+                               (int)info->n_side,   4 << 10};
+    rd_token_client *cl = NULL;
+    int rc = rd_token_client_create(comm, &co, &cl, &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "client: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    const int R = W * USERS_PER_WORKER;
+    const size_t L = 16;
+    uint64_t *users = rd_xmalloc((size_t)R * 8), *bid = rd_xmalloc((size_t)R * 8);
+    int64_t *ts = rd_xmalloc((size_t)R * 8);
+    rd_rng r;
+    rd_rng_seed(&r, 2000 + (uint64_t)me);
+    for (int q = 0; q < R; q++) {
+        users[q] = user_key(q % W, q / W);
+        ts[q] = (int64_t)rd_rng_below(&r, 24) - 1;
+        bid[q] = rd_rng_below(&r, RECS_PER_USER + 2);
+    }
+    fetch_buf fb;
+    fb_init(&fb, (size_t)R, L, 1);
+    T_CHECK(&g_errs,
+            rd_token_fetch_reply_bytes((size_t)R, L, DIM, SIDE, RD_TOKEN_FIELDS_ALL) >
+                4 * co.max_reply_bytes,
+            "the fetch is not several pieces");
+    int h = -1;
+    rc = rd_token_client_fetch_start(cl, (size_t)R, users, ts, bid, L, &fb.o, &h, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_RANGE, "fetch_start over max_reply_bytes gave %d", rc);
+    rc = rd_token_client_fetch(cl, (size_t)R, users, ts, bid, L, &fb.o, &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "fetch in pieces: %s", eb.msg);
+    for (int q = 0; q < R && rc == RD_OK; q++)
+        check_row(&fb.o, (size_t)q, L, q % W, q / W, ts[q], bid[q]);
+    fb_free(&fb);
+    rd_free(users);
+    rd_free(bid);
+    rd_free(ts);
+    rd_token_client_destroy(cl);
+}
+
 static void error_phase(rd_token_client *cl, int w) {
     uint64_t u = user_key(w, 0), id = 999;
     int64_t t = 1000;
@@ -459,8 +505,8 @@ int main(int argc, char **argv) {
         rd_token_store_info info;
         int mrc = rd_token_store_read_manifest(store, &info, &eb);
         T_CHECK(&g_errs, mrc == RD_OK, "manifest: %s", eb.msg);
-        rd_token_client_opts co = {(int)info.n_shards, (int)info.dim, 100, 8 << 10,
-                                   (int)info.n_side};
+        rd_token_client_opts co = {
+            (int)info.n_shards, (int)info.dim, 100, 8 << 10, (int)info.n_side, 0};
         int crc = mrc == RD_OK ? rd_token_client_create(comm, &co, &cl, &eb) : mrc;
         T_CHECK(&g_errs, crc == RD_OK, "client: %s", eb.msg);
         if (rc == RD_OK && crc == RD_OK) {
@@ -472,6 +518,7 @@ int main(int argc, char **argv) {
             t_barrier(comm->job);
             fetch_phase(cl, kv, W, comm->job_rank, P, n_shards); // after the re-read
             error_phase(cl, comm->job_rank);
+            piece_phase(comm, &info, W, comm->job_rank);
             // The two token channels add up to the client's totals; fetches were counted.
             rd_traffic tr;
             memset(&tr, 0, sizeof tr);
