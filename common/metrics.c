@@ -320,69 +320,92 @@ int rd_metrics_auc_logits(const float *logit, const float *label, size_t n, doub
 
 // ---------------------------------------------------------------------------------------------
 // Gather on one rank.
-//   1. every rank sends its example count to root;
-//   2. root checks the byte total fits an int count and grows its storage; the verdict is
-//      broadcast so that every rank returns the same code and nobody enters Gatherv alone;
-//   3. MPI_Gatherv of the raw examples, appended after root's own.
+//   1. every rank learns every rank's example count (MPI_Allgather), so that all of them make the
+//      same plan;
+//   2. the total must fit an int count of examples (the displacements are int); root grows its
+//      storage, and its verdict is broadcast so that every rank returns the same code and nobody
+//      enters a Gatherv alone;
+//   3. rounds of MPI_Gatherv in units of one example (a contiguous type): in round k each rank
+//      sends its examples [k q, (k + 1) q), q = per_rank, so that no round moves more than
+//      2^31 bytes (MPI counts are int; a holdout of 10^8 examples on a few ranks is 2.4 GB), to
+//      its place after root's own examples and those of the ranks before it.
 
-int rd_metrics_gather(rd_metrics *m, int root, MPI_Comm comm) {
+size_t rd__metrics_gather_per_rank(int size) {
+    size_t per = (size_t)INT_MAX / sizeof(example) / (size_t)(size > 0 ? size : 1);
+    return per > 0 ? per : 1;
+}
+
+void rd__metrics_gather_round(const unsigned long long *counts,
+                              int size,
+                              int root,
+                              size_t own,
+                              size_t per_rank,
+                              unsigned long long k,
+                              int *cnt,
+                              int *displs) {
+    unsigned long long at = own, from = k * per_rank;
+    for (int r = 0; r < size; r++) {
+        unsigned long long c = r == root ? 0 : counts[r];
+        unsigned long long left = c > from ? c - from : 0;
+        cnt[r] = (int)(left < per_rank ? left : per_rank);
+        displs[r] = (int)(at + (c > from ? from : c));
+        at += c;
+    }
+}
+
+int rd__metrics_gather_rounds(rd_metrics *m, int root, MPI_Comm comm, size_t per_rank) {
     int rank = 0, size = 1;
     RD_MPI_CHECK(MPI_Comm_rank(comm, &rank));
     RD_MPI_CHECK(MPI_Comm_size(comm, &size));
+    RD_ASSERT(per_rank >= 1 && per_rank <= rd__metrics_gather_per_rank(size));
     unsigned long long mine = m->n;
-    unsigned long long *counts = NULL;
-    int *bytes = NULL, *displs = NULL;
-    int rc = RD_OK;
-
     // 1. (P small counters: out-of-memory here aborts, STYLE.md tier 3)
-    if (rank == root) {
-        counts = rd_xmalloc((size_t)size * sizeof *counts);
-        bytes = rd_xcalloc((size_t)size, sizeof *bytes);
-        displs = rd_xcalloc((size_t)size, sizeof *displs);
-    }
-    RD_MPI_CHECK(MPI_Gather(&mine, 1, MPI_UNSIGNED_LONG_LONG, counts, 1, MPI_UNSIGNED_LONG_LONG,
-                            root, comm));
+    unsigned long long *counts = rd_xmalloc((size_t)size * sizeof *counts);
+    int *cnt = rd_xcalloc((size_t)size, sizeof *cnt);
+    int *displs = rd_xcalloc((size_t)size, sizeof *displs);
+    RD_MPI_CHECK(
+        MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, counts, 1, MPI_UNSIGNED_LONG_LONG, comm));
 
     // 2.
-    size_t own = m->n;
-    if (rank == root) {
-        unsigned long long total = 0;
-        for (int r = 0; r < size; r++) {
-            unsigned long long c = r == root ? 0ULL : counts[r];
-            if (c > (unsigned long long)INT_MAX / sizeof(example)) {
-                rc = RD_ERR_RANGE;
-                break;
-            }
-            unsigned long long b = c * sizeof(example);
-            if (total + b > (unsigned long long)INT_MAX) {
-                rc = RD_ERR_RANGE;
-                break;
-            }
-            displs[r] = (int)total;
-            bytes[r] = (int)b;
-            total += b;
-        }
-        if (rc == RD_OK && reserve(m, (size_t)(total / sizeof(example))) != RD_OK)
-            rc = RD_ERR_NOMEM;
+    const size_t own = (size_t)counts[root];
+    unsigned long long total = 0, most = 0;
+    for (int r = 0; r < size; r++) {
+        unsigned long long c = r == root ? 0ULL : counts[r];
+        total += c;
+        most = c > most ? c : most;
     }
+    int rc = own + total > (unsigned long long)INT_MAX ? RD_ERR_RANGE : RD_OK;
+    if (rank == root && rc == RD_OK && reserve(m, (size_t)total) != RD_OK)
+        rc = RD_ERR_NOMEM;
     RD_MPI_CHECK(MPI_Bcast(&rc, 1, MPI_INT, root, comm));
-    if (rc == RD_OK) {
-        // 3. Root's own examples stay where they are (MPI_IN_PLACE, 0 bytes from itself).
-        if (rank == root)
-            RD_MPI_CHECK(MPI_Gatherv(MPI_IN_PLACE, 0, MPI_BYTE, m->ex + own, bytes, displs,
-                                     MPI_BYTE, root, comm));
-        else
-            RD_MPI_CHECK(MPI_Gatherv(m->ex, (int)(m->n * sizeof(example)), MPI_BYTE, NULL, NULL,
-                                     NULL, MPI_BYTE, root, comm));
-        if (rank == root) {
-            size_t added = 0;
-            for (int r = 0; r < size; r++)
-                added += (size_t)bytes[r] / sizeof(example);
-            m->n += added;
+
+    // 3. Root's own examples stay where they are (MPI_IN_PLACE, 0 from itself).
+    if (rc == RD_OK && total > 0) {
+        MPI_Datatype ex_type;
+        RD_MPI_CHECK(MPI_Type_contiguous((int)sizeof(example), MPI_BYTE, &ex_type));
+        RD_MPI_CHECK(MPI_Type_commit(&ex_type));
+        unsigned long long rounds = (most + per_rank - 1) / per_rank;
+        for (unsigned long long k = 0; k < rounds; k++) {
+            rd__metrics_gather_round(counts, size, root, own, per_rank, k, cnt, displs);
+            if (rank == root)
+                RD_MPI_CHECK(
+                    MPI_Gatherv(MPI_IN_PLACE, 0, ex_type, m->ex, cnt, displs, ex_type, root, comm));
+            else
+                RD_MPI_CHECK(MPI_Gatherv(m->ex + (size_t)(k * per_rank), cnt[rank], ex_type, NULL,
+                                         NULL, NULL, ex_type, root, comm));
         }
+        RD_MPI_CHECK(MPI_Type_free(&ex_type));
+        if (rank == root)
+            m->n += (size_t)total;
     }
     rd_free(counts);
-    rd_free(bytes);
+    rd_free(cnt);
     rd_free(displs);
     return rc;
+}
+
+int rd_metrics_gather(rd_metrics *m, int root, MPI_Comm comm) {
+    int size = 1;
+    RD_MPI_CHECK(MPI_Comm_size(comm, &size));
+    return rd__metrics_gather_rounds(m, root, comm, rd__metrics_gather_per_rank(size));
 }

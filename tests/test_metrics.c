@@ -14,6 +14,7 @@
 #include "rd/metrics.h"
 #include "rd/rng.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,6 +413,40 @@ static void test_oom(void **state) {
     rd_metrics_destroy(m);
 }
 
+// The gather's plan at the scale of a large holdout: 10^8 examples on each of three ranks
+// beside root's own (2.4 GB a rank, beyond one MPI count of bytes). Every round moves at most
+// INT_MAX bytes, every example of every rank is sent exactly once, to its place in rank order.
+static void test_gather_plan(void **state) {
+    (void)state;
+    const int size = 4, root = 1;
+    const unsigned long long counts[4] = {100000000ULL, 5000000ULL, 0ULL, 100000001ULL};
+    const size_t own = (size_t)counts[root], per = rd__metrics_gather_per_rank(size);
+    assert_true(per * 24 * (size_t)size <= (size_t)INT_MAX);
+    assert_true(per * 24 * (size_t)size > (size_t)INT_MAX - 24 * (size_t)size);
+    unsigned long long sent[4] = {0}, base[4] = {0}, at = own;
+    for (int r = 0; r < size; r++) {
+        base[r] = at;
+        at += r == root ? 0 : counts[r];
+    }
+    unsigned long long rounds = (100000001ULL + per - 1) / per;
+    assert_true(rounds == 5);
+    for (unsigned long long k = 0; k < rounds; k++) {
+        int cnt[4], displs[4];
+        rd__metrics_gather_round(counts, size, root, own, per, k, cnt, displs);
+        unsigned long long bytes = 0;
+        for (int r = 0; r < size; r++) {
+            assert_true(cnt[r] >= 0);
+            bytes += (unsigned long long)cnt[r] * 24;
+            if (cnt[r] > 0)
+                assert_true((unsigned long long)displs[r] == base[r] + sent[r]);
+            sent[r] += (unsigned long long)cnt[r];
+        }
+        assert_true(bytes <= (unsigned long long)INT_MAX);
+    }
+    for (int r = 0; r < size; r++)
+        assert_true(sent[r] == (r == root ? 0 : counts[r]));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auc_hand),
@@ -423,6 +458,7 @@ int main(void) {
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_gather_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

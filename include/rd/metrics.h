@@ -121,11 +121,25 @@ int rd_metrics_merge(rd_metrics *dst, const rd_metrics *src);
 /**
  * Collective over comm: rank `root` receives the examples of every rank (appended to its own,
  * in rank order); the other ranks keep theirs. Call it on every rank of comm.
- * @return RD_OK; RD_ERR_NOMEM on root if the storage cannot grow; RD_ERR_RANGE when the total
- *         exceeds what one MPI_Gatherv can carry (2^31 bytes); the return code is the same on
- *         every rank
+ * The examples move in rounds of at most 2^31 bytes (MPI's int counts).
+ * @return RD_OK; RD_ERR_NOMEM on root if the storage cannot grow; RD_ERR_RANGE when root would
+ *         hold more than 2^31 - 1 examples (48 GiB); the return code is the same on every rank
  */
 int rd_metrics_gather(rd_metrics *m, int root, MPI_Comm comm);
+
+/** rd_metrics_gather's plan, for tests: examples per rank and round (a round moves at most
+ *  INT_MAX bytes in all), the counts and displacements (in examples, from the start of root's
+ *  storage) of round k, and the gather in rounds of per_rank (1..the default) examples. */
+size_t rd__metrics_gather_per_rank(int size);
+void rd__metrics_gather_round(const unsigned long long *counts,
+                              int size,
+                              int root,
+                              size_t own,
+                              size_t per_rank,
+                              unsigned long long k,
+                              int *cnt,
+                              int *displs);
+int rd__metrics_gather_rounds(rd_metrics *m, int root, MPI_Comm comm, size_t per_rank);
 
 /**
  * Exact AUC of n (prediction, label) pairs, ties counted 1/2.

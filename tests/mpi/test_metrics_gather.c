@@ -1,7 +1,8 @@
 // test_metrics_gather.c — rd_metrics_gather: every rank adds its own examples (a different
 // number per rank, drawn from its own RNG stream); the root gathers them and its metrics must
 // equal those of an accumulator that generated all ranks' examples locally. Non-root ranks keep
-// their examples. Rounds with root 0 and root = last rank; a rank with no examples is included.
+// their examples. Rounds with root 0 and root = last rank; a rank with no examples is included;
+// each also in gather rounds of 7 examples a rank (rd__metrics_gather_rounds).
 // Errors are summed with MPI_Allreduce and rank 0 reports. Run: mpiexec.mpich -n 3 ...
 #include "rd/log.h"
 #include "rd/metrics.h"
@@ -27,13 +28,15 @@ static int same(double a, double b) {
     return (isnan(a) && isnan(b)) || fabs(a - b) <= 1e-12;
 }
 
-static int check_round(int root, int rank, int size) {
+// per_rank 0: rd_metrics_gather; else the gather in rounds of per_rank examples a rank.
+static int check_round(int root, int rank, int size, size_t per_rank) {
     int errors = 0;
     rd_metrics *m = NULL, *ref = NULL;
     RD_ASSERT(rd_metrics_create(0, &m) == RD_OK);
     fill(m, rank);
     size_t before = rd_metrics_count(m);
-    int rc = rd_metrics_gather(m, root, MPI_COMM_WORLD);
+    int rc = per_rank ? rd__metrics_gather_rounds(m, root, MPI_COMM_WORLD, per_rank)
+                      : rd_metrics_gather(m, root, MPI_COMM_WORLD);
     if (rc != RD_OK) {
         fprintf(stderr, "[r%d] gather returned %d\n", rank, rc);
         errors++;
@@ -71,7 +74,9 @@ int main(int argc, char **argv) {
     RD_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
     RD_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
     rd_log_init(RD_LOG_LEVEL_INFO, rank, "test");
-    int errors = check_round(0, rank, size) + check_round(size - 1, rank, size);
+    // Rounds of 7 examples (a rank's 550 in 79 rounds): how a holdout beyond 2^31 bytes moves.
+    int errors = check_round(0, rank, size, 0) + check_round(size - 1, rank, size, 0) +
+                 check_round(0, rank, size, 7) + check_round(size - 1, rank, size, 7);
     int total = 0;
     RD_MPI_CHECK(MPI_Allreduce(&errors, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
     if (rank == 0)
