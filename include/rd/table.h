@@ -121,9 +121,11 @@ int rd_table_touch(rd_table *t, const uint64_t *keys, size_t n, int64_t now);
 int rd_table_push(rd_table *t, const uint64_t *keys, const float *grads, size_t n, int64_t now);
 
 /** Evict rows and pending counts with last_seen < now - ttl (no-op when ttl == 0). The table's
- *  clock is max(previous, now). @return rows evicted. Amortised: a scan only happens when the
- *  oldest possible last_seen is below the limit. */
+ *  clock is max(previous, now). @return rows evicted. Amortised: only the arena chunks (and the
+ *  pending map) whose oldest possible last_seen is below the limit are read. */
 uint64_t rd_table_evict(rd_table *t, int64_t now);
+/** Rows read by the eviction scans of t so far (for tests of the amortisation). */
+uint64_t rd__table_evict_rows_read(const rd_table *t);
 
 /** @return the row's embedding (followed by its slots), or NULL. Valid until the next call that
  *  inserts or removes. */
