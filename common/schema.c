@@ -1278,8 +1278,28 @@ typedef struct ev_store {
     uint64_t n, cap;
 } ev_store;
 
-static int ev_grow(ev_store *es, uint32_t ns, uint32_t nn) {
-    uint64_t nc = es->cap ? es->cap * 2 : 4096;
+// Bytes an event of the log costs until the dataset is built: its meta record (twice: the sort's
+// scratch), key slots, numbers and label, and the builder's per-user index (8 + 4).
+static double ev_bytes(uint32_t ns, uint32_t nn) {
+    return 2.0 * sizeof(ev_meta) + 8.0 * ns + 4.0 * nn + 1.0 + 12.0;
+}
+
+uint64_t rd__schema_log_cap(uint64_t cap, double per_event, double limit) {
+    uint64_t nc = cap ? cap * 2 : 4096;
+    if (limit <= 0 || per_event <= 0)
+        return nc;
+    double room = limit / per_event; // events that fit at all
+    if (room < (double)nc)
+        nc = room > (double)cap ? (uint64_t)room : cap;
+    return nc;
+}
+
+// Grow the store (doubling, but never past what `limit` bytes hold).
+// @return 0, -1 out of memory, -2 no room under the limit
+static int ev_grow(ev_store *es, uint32_t ns, uint32_t nn, double limit) {
+    uint64_t nc = rd__schema_log_cap(es->cap, ev_bytes(ns, nn), limit);
+    if (nc <= es->cap)
+        return -2;
     ev_meta *m = rd_realloc(es->meta, nc * sizeof *m);
     if (m)
         es->meta = m;
@@ -1446,6 +1466,11 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     uint32_t ns = cx->lay.n_slots, nn = cx->lay.n_numeric;
     const rd_csv_field *f;
     size_t nf;
+    // The log is held in memory until it is sorted: its store grows no further than the memory
+    // this process may use, and a log beyond it is an error naming the line reached (a 10^7-event
+    // log took 2.25 GB; an OOM kill would come after reading most of a larger one).
+    const char *mem_what = NULL;
+    const double mem_limit = (double)rd_mem_limit(&mem_what);
     // Record ids (the input line) run on across the parts: part k's lines come after part k-1's.
     uint64_t line_base = 0;
     for (size_t part = 0; part < n_files; part++) {
@@ -1459,7 +1484,21 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                                 (unsigned long long)line, cx->n_cols, nf);
                 goto done;
             }
-            if (es.n == es.cap && ev_grow(&es, ns, nn) != 0) {
+            int grown = es.n == es.cap ? ev_grow(&es, ns, nn, mem_limit) : 0;
+            if (grown == -2) {
+                const double G = 1073741824.0;
+                rc = rd_err_set(eb, RD_ERR_NOMEM,
+                                "%s:%llu: prepare holds the log in memory to sort it by time, "
+                                "about %.0f bytes an event here (%u key slots, %u numbers): the "
+                                "%llu events read so far take %.1f GiB, and more do not fit in "
+                                "%s (%.1f GiB); prepare on a node with more memory, or narrow "
+                                "the fields (data.schema.fields: fewer, or a smaller max_len)",
+                                cur, (unsigned long long)line, ev_bytes(ns, nn), ns, nn,
+                                (unsigned long long)es.n, (double)es.n * ev_bytes(ns, nn) / G,
+                                mem_what, mem_limit / G);
+                goto done;
+            }
+            if (grown != 0) {
                 rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory after %llu events",
                                 (unsigned long long)es.n);
                 goto done;

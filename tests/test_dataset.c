@@ -2340,8 +2340,31 @@ static void test_version1_folder(void **state) {
     rd_dataset_close(ds);
 }
 
+// The CSV source holds the log in memory until it is sorted: its store doubles, but never past
+// what the memory limit holds, and says so when the next event does not fit (prepare then fails
+// naming the line, instead of being killed by the kernel after reading most of the log).
+static void test_log_cap(void **state) {
+    (void)state;
+    assert_true(rd__schema_log_cap(0, 100, 0) == 4096);
+    assert_true(rd__schema_log_cap(4096, 100, 0) == 8192); // no limit known: doubling
+    assert_true(rd__schema_log_cap(1ULL << 40, 100, 0) == 1ULL << 41);
+    // 10^6 bytes at 100 bytes an event: 10000 events at most.
+    assert_true(rd__schema_log_cap(0, 100, 1e6) == 4096);
+    assert_true(rd__schema_log_cap(4096, 100, 1e6) == 8192);
+    assert_true(rd__schema_log_cap(8192, 100, 1e6) == 10000);  // the rest, not 16384
+    assert_true(rd__schema_log_cap(10000, 100, 1e6) <= 10000); // full: the log does not fit
+    assert_true(rd__schema_log_cap(0, 100, 50) <= 0);          // not even the first block
+    // 10^9 events of 150 bytes in 24 GiB: the store stops at 171798691 events.
+    double lim = 24.0 * 1073741824.0;
+    uint64_t cap = 0, next;
+    while ((next = rd__schema_log_cap(cap, 150, lim)) > cap)
+        cap = next;
+    assert_true(cap == (uint64_t)(lim / 150));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_log_cap),
         cmocka_unit_test(test_csv_contents),
         cmocka_unit_test(test_index_history_iterators),
         cmocka_unit_test(test_determinism_and_replace),

@@ -246,6 +246,11 @@ typedef struct rd_feature_src {
     uint32_t width;  // key slots per record (1 unless a multi-valued field)
 } rd_feature_src;
 
+/** The CSV source's event store, for tests: the capacity it grows to from `cap` (doubling,
+ *  at most what `limit` bytes hold at per_event bytes an event; limit 0 = no limit); a result
+ *  <= cap means the log does not fit. */
+uint64_t rd__schema_log_cap(uint64_t cap, double per_event, double limit);
+
 /**
  * Resolve the model feature named `field` in this dataset. "user" and "item" are the record's
  * keys; a field of the dataset comes next (so a CSV column named "hour" wins over the derived
