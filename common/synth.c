@@ -547,6 +547,14 @@ static int check_cfg(const rd_synthetic_config *c, rd_errbuf *eb) {
     return RD_OK;
 }
 
+double rd__synth_state_bytes(const rd_synthetic_config *cfg) {
+    double D = cfg->dim > 0 ? (double)cfg->dim : 1.0, T = cfg->topics > 0 ? cfg->topics : 1;
+    double per_user = (double)sizeof(user_state) + 2.0 * 4.0 * D;
+    double per_item = 4.0 * D + 4 * 4.0 + 2 * sizeof(double) + 2 * 4.0; // v, q/topic/series/
+                                                                        // titems, alias tables
+    return (double)cfg->users * per_user + (double)cfg->items * per_item + T * (4.0 * D + 64.0);
+}
+
 int rd_synth_create(const rd_synthetic_config *cfg, uint64_t seed, rd_synth **out, rd_errbuf *eb) {
     *out = NULL;
     int rc = check_cfg(cfg, eb);
@@ -566,6 +574,23 @@ int rd_synth_create(const rd_synthetic_config *cfg, uint64_t seed, rd_synth **ou
     g->gap = g->span / 8 > 0 ? g->span / 8 : 1;
     if (g->gap > g->span)
         g->gap = g->span;
+    // The generator's state lives in memory for the whole prepare: per user its memories and two
+    // vectors (1.5 KiB at dim 16: 10^6 users took 1.5 GB), per item a vector and a few indices.
+    // Beyond what this process may use it is an error naming the keys, before anything is touched.
+    {
+        const char *whose = NULL;
+        double limit = (double)rd_mem_limit(&whose), need = rd__synth_state_bytes(cfg);
+        if (limit > 0 && need > limit) {
+            rd_free(g);
+            return rd_err_set(eb, RD_ERR_NOMEM,
+                              "data.synthetic: %d users and %d items of dim %d need %.1f GiB of "
+                              "generator state (%.0f bytes a user), more than %s (%.1f GiB): "
+                              "lower data.synthetic.users (or dim)",
+                              cfg->users, cfg->items, cfg->dim, need / 1073741824.0,
+                              (double)sizeof(user_state) + 8.0 * cfg->dim, whose,
+                              limit / 1073741824.0);
+        }
+    }
     g->p = rd_malloc((size_t)g->NU * g->D * sizeof *g->p);
     g->s = rd_malloc((size_t)g->NU * g->D * sizeof *g->s);
     g->us = rd_malloc((size_t)g->NU * sizeof *g->us);

@@ -111,9 +111,13 @@ typedef struct rd_synth rd_synth;
  * @param[in]  seed  the seed of every random stream
  * @param[out] out   generator; free with rd_synth_destroy
  * @return RD_OK, RD_ERR_CONFIG ("data.synthetic.x: ..." for an out-of-range parameter),
- *         RD_ERR_NOMEM
+ *         RD_ERR_NOMEM (also, before anything is allocated, when the state would exceed the
+ *         memory this process may use: the message names data.synthetic.users)
  */
 int rd_synth_create(const rd_synthetic_config *cfg, uint64_t seed, rd_synth **out, rd_errbuf *eb);
+/** The bytes rd_synth_create allocates for cfg (users' memories and vectors, items), which it
+ *  compares with rd_mem_limit() first. */
+double rd__synth_state_bytes(const rd_synthetic_config *cfg);
 
 /** @return 1 and the next event in *ev, or 0 after cfg->events events. */
 int rd_synth_next(rd_synth *g, rd_synth_event *ev);
