@@ -481,7 +481,7 @@ typedef struct rd_train_config {
     float beta1;        // [0,1); default 0.9
     float beta2;        // [0,1); default 0.999
     float eps;          // (0,1]; default 1e-8
-    float weight_decay; // adamw, 0..1000; default 0
+    float weight_decay; // 0..1000: sgd, adam: L2 in the gradient; adamw: decoupled; default 0
     int eval_every;     // steps between progress lines, >= 1; default 100
 } rd_train_config;
 
