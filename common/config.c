@@ -1718,6 +1718,22 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
                         "value there is already a missing value, no key)",
                         fc->name, fc->kind == RD_FIELD_MULTI ? "multi-valued" : "categorical");
         }
+        // The dataset builder applies log1p to float values only and reads flag columns only for
+        // key fields: a categorical field's log1p did nothing, and a numeric or feedback field
+        // with flags: true was laid out among the key fields, so that prepare wrote a dataset
+        // whose feedback values were not the last floats and train stopped on it.
+        if (fc->log1p && !rd_field_is_float(fc->kind)) {
+            snprintf(p, sizeof p, "data.schema.fields[%d].log1p", f);
+            return verr(v, p, "only numeric and feedback values take log1p ('%s' is %s)", fc->name,
+                        fc->kind == RD_FIELD_MULTI ? "multi-valued" : "categorical");
+        }
+        if (fc->flags && rd_field_is_float(fc->kind)) {
+            snprintf(p, sizeof p, "data.schema.fields[%d].flags", f);
+            return verr(v, p,
+                        "flag columns are keys of a categorical field ('%s' is %s: one "
+                        "number per event)",
+                        fc->name, fc->kind == RD_FIELD_FEEDBACK ? "a feedback field" : "numeric");
+        }
         if (fc->kind == RD_FIELD_MULTI && !fc->sep[0]) {
             snprintf(p, sizeof p, "data.schema.fields[%d].sep", f);
             return verr(v, p, "a multi-valued field needs a separator");
