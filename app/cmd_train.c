@@ -72,7 +72,9 @@ static void train_usage(FILE *out) {
         "phase, stream windows with progressive validation, holdout). N must equal\n"
         "`recdistill config --layout CONFIG` world_size.\n"
         "\n"
-        "  --out DIR   run folder instead of run.out_dir (also moves the paths derived from it)\n"
+        "  --out DIR   run folder instead of run.out_dir; the paths under run.out_dir move\n"
+        "              with it (data.dir, ps.checkpoint_dir, tokens.store_dir, target_log,\n"
+        "              default or set there; a replay's log too)\n"
         "  --seed N    run.seed instead of the config's (model and embedding initialisation;\n"
         "              also the synthetic data's seed unless data.synthetic.seed is set, so a\n"
         "              synthetic run with another --seed also trains on other data)\n"
@@ -82,7 +84,8 @@ static void train_usage(FILE *out) {
         "\n"
         "The dataset at data.dir is prepared first when it does not exist. The run folder gets\n"
         "<job>.metrics.<csv|jsonl> (one line per stream window, holdout, warm slice and\n"
-        "popularity baseline) and report.json.\n"
+        "popularity baseline), <job>.targets.json (jobs that send or receive targets),\n"
+        "auc_windows.png (output.plot), the checkpoints and report.json.\n"
         "\n"
         "exit status: 0 ok, 1 failure on any rank (message on stderr), 2 usage error\n");
 }
