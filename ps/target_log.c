@@ -772,6 +772,14 @@ static int count_unguarded(rd_target_log *log, uint64_t *n, rd_errbuf *eb) {
     return RD_OK;
 }
 
+int rd_target_log_sync(rd_target_log *log, rd_errbuf *eb) {
+    RD_ASSERT(log);
+    if (!log->writable)
+        return rd_err_set(eb, RD_ERR_ARG, "target log %s: sync of a read-only handle", log->path);
+    int mrc = mdb_env_sync(log->env, 1);
+    return mrc ? rd_lmdbx_error(eb, mrc, "sync target log", log->path) : RD_OK;
+}
+
 int rd_target_log_count(rd_target_log *log, uint64_t *n, rd_errbuf *eb) {
     RD_ASSERT(log);
     TL_GUARDED(log, eb, count_unguarded(log, n, eb));

@@ -160,6 +160,11 @@ static void test_roundtrip_and_ranges(void **state) {
     assert_int_equal(rd_target_log_append(log, &nb, &eb), RD_OK);
     assert_int_equal(rd_target_log_get(ro, teacher, 4242, 0, &l, NULL, NULL, &eb), RD_OK);
     assert_true(l == -1.0f);
+    // A no_sync writer flushes its commits on demand (a teacher's checkpoint); a reader cannot.
+    assert_int_equal(rd_target_log_sync(log, &eb), RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_sync(ro, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "read-only"));
     rd_target_log_close(ro);
     rd_target_log_close(log);
     // Creating over an existing log is refused.

@@ -10,6 +10,7 @@
 //   rd_target_batch, rd_target_log_append()    batched appends (one write transaction)
 //   rd_target_out, rd_target_log_read_range()  sample-id range -> arrays
 //   rd_target_log_get()                one (job, sample, pass)
+//   rd_target_log_sync()               flush committed appends to disk
 //   rd_target_log_count()              records in the log
 //   rd_target_log_drop_job()           delete every record of one job (a fresh teacher run)
 //   rd_target_job_info, rd_target_log_put_job() / _get_job()   how a teacher job sampled
@@ -190,6 +191,12 @@ int rd_target_log_get(rd_target_log *log,
                       uint64_t *version,
                       int32_t *window,
                       rd_errbuf *eb);
+
+/** Flush every committed append to disk (fsync; the log may be opened with no_sync), also
+ *  those of other processes on this host writing the same log: a teacher's checkpoint commits
+ *  only after the targets it emitted before its cut are on disk.
+ *  @return RD_OK, RD_ERR_ARG (read-only handle), RD_ERR_LMDB */
+int rd_target_log_sync(rd_target_log *log, rd_errbuf *eb);
 
 /** Records in the log (all jobs). @return RD_OK or RD_ERR_LMDB. */
 int rd_target_log_count(rd_target_log *log, uint64_t *n, rd_errbuf *eb);
