@@ -664,15 +664,18 @@ int rd_target_sender_begin(rd_target_sender *s, uint32_t pass, int32_t window, r
     return RD_OK;
 }
 
-int rd_target_sender_emit(rd_target_sender *s,
-                          size_t n,
-                          const uint64_t *samples,
-                          const float *logits,
-                          uint64_t version,
-                          rd_errbuf *eb) {
+// emit and resend: `versions` (n) when given, else `version` for all; `log` 0 = not appended.
+static int emit_impl(rd_target_sender *s,
+                     size_t n,
+                     const uint64_t *samples,
+                     const float *logits,
+                     uint64_t version,
+                     const uint64_t *versions,
+                     int log,
+                     rd_errbuf *eb) {
     if (!s->open)
-        return rd_err_set(eb, RD_ERR_STATE, "target sender %d: emit outside a phase",
-                          s->sender_index);
+        return rd_err_set(eb, RD_ERR_STATE, "target sender %d: %s outside a phase", s->sender_index,
+                          log ? "emit" : "resend");
     if (n == 0)
         return RD_OK;
     if (!samples || !logits)
@@ -690,7 +693,7 @@ int rd_target_sender_emit(rd_target_sender *s,
                               s->sender_index, (unsigned long long)samples[i], d, s->n_students);
     }
     // 2. The log, in chunks of `batch` (one write transaction each).
-    if (s->log) {
+    if (s->log && log) {
         for (size_t off = 0; off < n; off += (size_t)s->batch) {
             size_t m = n - off < (size_t)s->batch ? n - off : (size_t)s->batch;
             for (size_t i = 0; i < m; i++) {
@@ -716,7 +719,7 @@ int rd_target_sender_emit(rd_target_sender *s,
         int d = s->owner(samples[i], s->owner_ctx);
         size_t k = (size_t)d * (size_t)s->batch + s->st_n[d];
         s->st_samples[k] = samples[i];
-        s->st_versions[k] = version;
+        s->st_versions[k] = versions ? versions[i] : version;
         s->st_logits[k] = logits[i];
         if (++s->st_n[d] == (size_t)s->batch) {
             send_msg(s, d, KIND_DATA);
@@ -726,6 +729,27 @@ int rd_target_sender_emit(rd_target_sender *s,
         }
     }
     return rd_target_sender_progress(s, eb);
+}
+
+int rd_target_sender_emit(rd_target_sender *s,
+                          size_t n,
+                          const uint64_t *samples,
+                          const float *logits,
+                          uint64_t version,
+                          rd_errbuf *eb) {
+    return emit_impl(s, n, samples, logits, version, NULL, 1, eb);
+}
+
+int rd_target_sender_resend(rd_target_sender *s,
+                            size_t n,
+                            const uint64_t *samples,
+                            const float *logits,
+                            const uint64_t *versions,
+                            rd_errbuf *eb) {
+    if (n > 0 && !versions)
+        return rd_err_set(eb, RD_ERR_ARG, "target sender %d: resend: NULL versions",
+                          s->sender_index);
+    return emit_impl(s, n, samples, logits, 0, versions, 0, eb);
 }
 
 int rd_target_sender_flush(rd_target_sender *s, rd_errbuf *eb) {
@@ -845,6 +869,12 @@ struct rd_target_recv {
     uint64_t phase; // phases begun (the open one is phase - 1)
     int open, closing;
     int skip; // the open phase takes no targets: what arrives for it is counted unused at once
+    // rd_target_recv_set_consumed: the samples of phase (cons_pass, cons_window) trained on
+    // before a checkpoint
+    rd_target_keep_fn consumed; // 1 = trained on before the checkpoint; NULL = none
+    void *consumed_ctx;
+    uint32_t cons_pass;
+    int32_t cons_window;
     int warned_full; // the "credits pause" warning was logged
     uint32_t pass;
     int32_t window;
@@ -1062,8 +1092,17 @@ static int handle_msg(
         r->stats.unused += n;
         return RD_OK;
     }
+    int cons = r->consumed && h.pass == r->cons_pass && h.window == r->cons_window;
     for (size_t i = 0; i < n; i++) {
-        int res = rd_target_join_put(r->join, h.phase, rd_le_get64(sm + 8 * i), get_f32(lg + 4 * i),
+        uint64_t sample = rd_le_get64(sm + 8 * i);
+        if (cons && r->consumed(sample, r->consumed_ctx)) {
+            // A resumed teacher sends again what it sent after its own checkpoint: the student
+            // trained on this one before its checkpoint (the first target of the key). Also
+            // after the student ended the phase: not late, it was never waited for.
+            r->stats.duplicates++;
+            continue;
+        }
+        int res = rd_target_join_put(r->join, h.phase, sample, get_f32(lg + 4 * i),
                                      rd_le_get64(vs + 8 * i));
         switch (res) {
             case RD_JOIN_STORED:
@@ -1184,6 +1223,14 @@ void rd_target_recv_skip(rd_target_recv *r) {
     // What came for this phase before it began is dropped too (and makes room for credits).
     r->stats.unused += rd_target_join_drop(r->join, r->phase - 1);
     send_credits(r);
+}
+
+void rd_target_recv_set_consumed(
+    rd_target_recv *r, uint32_t pass, int32_t window, rd_target_keep_fn consumed, void *ctx) {
+    r->consumed = consumed;
+    r->consumed_ctx = ctx;
+    r->cons_pass = pass;
+    r->cons_window = window;
 }
 
 int rd_target_recv_begin(rd_target_recv *r, uint32_t pass, int32_t window, rd_errbuf *eb) {

@@ -61,6 +61,12 @@
 //      silently (late / missing are counted).
 //   3. End of phase: the sender flushes and sends an EOS marker to every student; the receiver
 //      knows a phase is complete when it holds the EOS of every teacher rank, and stops waiting.
+//   Resume inside a phase (a teacher and its students restarted from checkpoints inside the
+//   same phase, at different steps): the teacher first resends (rd_target_sender_resend) the
+//   targets it emitted in the phase before its checkpoint, read back from the target log, then
+//   emits the rest as it trains again; the student drops those of samples it trained on before
+//   its own checkpoint (rd_target_recv_set_consumed). Every sample of the phase the student still
+//   trains on thus gets its target once, and in sync mode the same one as without the restart.
 //   4. Close: the sender sends FIN to every student and waits until every message is credited;
 //      the receiver drains until it holds every FIN. Per (sender, receiver) pair, messages carry
 //      a sequence number; MPI's non-overtaking order makes a gap or repeat a protocol error, so a
@@ -294,6 +300,18 @@ int rd_target_sender_emit(rd_target_sender *s,
                           const float *logits,
                           uint64_t version,
                           rd_errbuf *eb);
+/**
+ * Send again n targets the teacher emitted before its checkpoint (a resumed teacher, inside a
+ * phase: read back from the target log) in the open phase: as emit, with a version per target,
+ * and never appended to the log (they are in it). Arrays are borrowed for the call.
+ * @return as emit; RD_ERR_ARG (NULL versions)
+ */
+int rd_target_sender_resend(rd_target_sender *s,
+                            size_t n,
+                            const uint64_t *samples,
+                            const float *logits,
+                            const uint64_t *versions,
+                            rd_errbuf *eb);
 /** Send (or hold) every partly filled batch now (e.g. once per teacher step). Waits for credits
  *  only while more than hold_max targets are held. */
 int rd_target_sender_flush(rd_target_sender *s, rd_errbuf *eb);
@@ -371,6 +389,15 @@ int rd_target_recv_phase_complete(const rd_target_recv *r);
  *  and what came before it began, is counted received and unused at once and never stored, so
  *  credits keep flowing while the student waits for the teachers' end of the phase. */
 void rd_target_recv_skip(rd_target_recv *r);
+/**
+ * A student resumed inside a phase: targets of the phase (pass, window) whose sample `consumed`
+ * says it trained on before its checkpoint are dropped when they arrive (also before the phase
+ * begins or after it ended) and counted `duplicates`: the resumed teacher sends again what it
+ * sent after its own checkpoint. Call before the first progress of the run. `ctx` is borrowed
+ * until the receiver is destroyed; a later call replaces the filter (NULL = none).
+ */
+void rd_target_recv_set_consumed(
+    rd_target_recv *r, uint32_t pass, int32_t window, rd_target_keep_fn consumed, void *ctx);
 /** End the open phase: its targets never asked for are dropped (unused), later ones are late. */
 int rd_target_recv_end(rd_target_recv *r, rd_errbuf *eb);
 /** Change the bounded wait of later get() calls (e.g. 0 in phases that must not wait). */

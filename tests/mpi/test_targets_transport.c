@@ -4,7 +4,8 @@
 // Usage: mpiexec -n R test_targets_transport T   (ranks [0, T) teach, [T, R) are students)
 //        mpiexec -n 2 test_targets_transport bad (crafted malformed messages, see below)
 //        mpiexec -n 4 test_targets_transport drift (record orders drift apart, see below)
-//        (then a phase that takes no targets: run_skip_*, below)
+//        (then a phase that takes no targets: run_skip_*, and a pair resumed inside a
+//        phase: run_resume_*, below)
 // Over 5 phases (stream windows) with a random number of samples each, the teachers emit the
 // targets of their half of each window in shuffled order and random batch sizes, with a tiny
 // message batch (7) and window (max_in_flight 2) so that back-pressure is constant; students
@@ -905,6 +906,147 @@ static void run_skip_student(void) {
     rd_target_recv_destroy(r);
 }
 
+// After mode skip (2 ranks): a teacher and a student resumed inside a phase (pass 0, window 3; an
+// empty phase (0, 2) is begun first, as a resumed trainer begins the stream windows before its
+// own). The teacher resends samples [0, RES_SENT) with their logged versions, then emits the rest
+// of [0, RES_N) to a target log; the student trained on samples [0, RES_DONE) before its
+// checkpoint (rd_target_recv_set_consumed, set before the first progress), so it asks only for
+// [RES_DONE, RES_N): every one joined with the teacher's logit and version, exactly RES_DONE
+// duplicates (dropped), nothing unused or late; the log holds only the emitted targets.
+enum { RES_N = 100, RES_SENT = 60, RES_DONE = 40 };
+
+static float res_logit(uint64_t sample) {
+    return (float)sample * 0.5f - 3.0f;
+}
+
+static int res_done(uint64_t sample, void *ctx) {
+    (void)ctx;
+    return sample < RES_DONE;
+}
+
+static void run_resume_teacher(void) {
+    int students[1] = {1};
+    owner_ctx oc = {1};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    char root[] = "/tmp/rd_test_transport_resume_XXXXXX", path[64];
+    RD_ASSERT(mkdtemp(root));
+    snprintf(path, sizeof path, "%s/targets", root);
+    rd_target_log *log = NULL;
+    rd_target_log_opts lo = {0, 0, 1};
+    int rc = rd_target_log_create(path, &lo, &log, &eb);
+    CHECK(rc == RD_OK, "resume: log create: %s", eb.msg);
+    rd_target_sender_opts so = {.comm = MPI_COMM_WORLD,
+                                .n_students = 1,
+                                .students = students,
+                                .owner = owner_of,
+                                .owner_ctx = &oc,
+                                .max_in_flight = IN_FLIGHT,
+                                .batch = BATCH,
+                                .poll_us_max = 200,
+                                .timeout_ms = 20000,
+                                .log = log,
+                                .job = rd_target_job_key("teacher")};
+    rd_target_sender *s = NULL;
+    if (rc == RD_OK)
+        rc = rd_target_sender_create(&so, &s, &eb);
+    CHECK(rc == RD_OK, "resume sender create: %s", eb.msg);
+    if (rc == RD_OK)
+        rc = rd_target_sender_begin(s, 0, 2, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_sender_end(s, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_sender_begin(s, 0, 3, &eb);
+    uint64_t samples[RES_N], versions[RES_N];
+    float logits[RES_N];
+    for (uint64_t i = 0; i < RES_N; i++) {
+        samples[i] = i;
+        logits[i] = res_logit(i);
+        versions[i] = 1000 + i / 8; // a teacher step per 8 samples
+    }
+    if (rc == RD_OK)
+        rc = rd_target_sender_resend(s, RES_SENT, samples, logits, versions, &eb);
+    for (uint64_t i = RES_SENT; i < RES_N && rc == RD_OK; i++)
+        rc = rd_target_sender_emit(s, 1, &samples[i], &logits[i], versions[i], &eb);
+    if (rc == RD_OK)
+        rc = rd_target_sender_end(s, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_sender_close(s, &eb);
+    CHECK(rc == RD_OK, "resume teacher: %s", eb.msg);
+    uint64_t n = 0;
+    if (log && rd_target_log_count(log, &n, &eb) == RD_OK)
+        CHECK(n == RES_N - RES_SENT,
+              "resume: the log holds %llu targets, expected %d (resent "
+              "ones are not appended again)",
+              (unsigned long long)n, RES_N - RES_SENT);
+    rd_target_stats st;
+    if (s) {
+        rd_target_sender_stats(s, &st);
+        CHECK(st.sent == RES_N && st.logged == RES_N - RES_SENT, "resume: sent %llu logged %llu",
+              (unsigned long long)st.sent, (unsigned long long)st.logged);
+    }
+    rd_target_sender_destroy(s);
+    rd_target_log_close(log);
+    rd_target_log_remove(path);
+    rmdir(root);
+}
+
+static void run_resume_student(void) {
+    int teachers[1] = {0};
+    owner_ctx oc = {1};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_recv_opts ro = {.comm = MPI_COMM_WORLD,
+                              .n_teachers = 1,
+                              .teachers = teachers,
+                              .owner = owner_of,
+                              .owner_ctx = &oc,
+                              .max_in_flight = IN_FLIGHT,
+                              .batch = BATCH,
+                              .poll_us_max = 200,
+                              .wait_ms = 20000,
+                              .timeout_ms = 20000};
+    rd_target_recv *r = NULL;
+    int rc = rd_target_recv_create(&ro, &r, &eb);
+    CHECK(rc == RD_OK, "resume recv create: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    rd_target_recv_set_consumed(r, 0, 3, res_done, NULL);
+    rc = rd_target_recv_begin(r, 0, 2, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_recv_end(r, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_recv_begin(r, 0, 3, &eb);
+    uint64_t samples[RES_N], versions[RES_N];
+    float logits[RES_N];
+    uint8_t has[RES_N];
+    size_t m = RES_N - RES_DONE;
+    for (size_t i = 0; i < m; i++)
+        samples[i] = RES_DONE + i;
+    if (rc == RD_OK)
+        rc = rd_target_recv_get(r, m, samples, logits, versions, has, &eb);
+    int good = 0;
+    for (size_t i = 0; rc == RD_OK && i < m; i++)
+        good +=
+            has[i] && logits[i] == res_logit(samples[i]) && versions[i] == 1000 + samples[i] / 8;
+    CHECK(good == (int)m, "resume: %d of %zu targets joined with their logit and version", good, m);
+    if (rc == RD_OK)
+        rc = rd_target_recv_end(r, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_recv_close(r, &eb);
+    CHECK(rc == RD_OK, "resume student: %s", eb.msg);
+    rd_target_stats st;
+    rd_target_recv_stats(r, &st);
+    CHECK(st.duplicates == RES_DONE && st.joined == m && st.unused == 0 && st.late == 0 &&
+              st.missing == 0,
+          "resume: duplicates %llu joined %llu unused %llu late %llu missing %llu; expected %d "
+          "duplicates, %zu joined",
+          (unsigned long long)st.duplicates, (unsigned long long)st.joined,
+          (unsigned long long)st.unused, (unsigned long long)st.late,
+          (unsigned long long)st.missing, RES_DONE, m);
+    rd_target_recv_destroy(r);
+}
+
 // Mode drift (4 ranks: teacher 0, students 1..3; owner = sample % 3): the records' orders of the
 // two jobs drift apart (train.order: user with different rank counts). The teacher emits the
 // targets of students 1 and 2 first, DRIFT_N each in one-target messages (window 2: far more than
@@ -1060,6 +1202,11 @@ int main(int argc, char **argv) {
             run_skip_teacher();
         else
             run_skip_student();
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (rank == 0) // then a pair resumed inside a phase
+            run_resume_teacher();
+        else
+            run_resume_student();
         int total = 0;
         MPI_Allreduce(&n_errors, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
         if (rank == 0)
