@@ -195,6 +195,17 @@ struct rd_trainer {
     rd_train_pos rpos;
     rd_trainer_result *res; // the report being filled (rd_trainer_run); windows.tsv reads it
     int n_restored;         // stream windows whose metrics the checkpoint gave back (job rank 0)
+    // Jobs in live distillation resume together in one phase (resume_common_start).
+    char resume_from[RD_PATH_MAX * 2]; // the checkpoint resumed from
+    int resume_live;                   // its phase was agreed with the other such jobs
+    int resume_end;                    // it is the end of that phase (rpos.range_step RESUME_END)
+    uint64_t *rs_samples;  // teacher: (rs_n) its targets of the phase before its checkpoint,
+    float *rs_logits;      //   read back from the target log, sent again once the phase begins
+    uint64_t *rs_versions; //   (rs_n)
+    size_t rs_n;
+    int rs_pending;    // teacher: rs_* still to be sent
+    uint8_t *rs_done;  // student: bitmap over rs_range, the records it trained on in the phase
+    rd_range rs_range; //  before its checkpoint (rd_target_recv_set_consumed)
     // IAT: token client (jobs whose model reads tokens, and the job that builds the store).
     rd_token_client *tok;
     size_t Lt, dt, St; // tokens per example, their dim and side values (0 without the token branch)
@@ -577,6 +588,10 @@ int rd_trainer_destroy(rd_trainer *tr) {
     rd_free(tr->sub_rec);
     rd_free(tr->sub_zt);
     rd_free(tr->sub_has);
+    rd_free(tr->rs_samples);
+    rd_free(tr->rs_logits);
+    rd_free(tr->rs_versions);
+    rd_free(tr->rs_done);
     if (tr->kv) {
         rc = rd_kv_shutdown(tr->kv);
         rd_kv_destroy(tr->kv);
@@ -1134,14 +1149,23 @@ static int replay_has_targets(rd_trainer *tr, rd_errbuf *eb) {
     return RD_OK; // an older build's log: distill_setup warns
 }
 
+static int resume_read_targets(rd_trainer *tr, rd_errbuf *eb);
+
 // Before any job writes: the teacher opens (or creates) its target log and checks that the log's
-// record of it names this run's dataset; a replaying student opens the log and reads the
+// record of it names this run's dataset (and, resumed inside a phase, reads back the targets it
+// sent in that phase before its checkpoint); a replaying student opens the log and reads the
 // teacher's record. What fails here fails the launch before anything is trained (collective
 // over the job for a teacher: the log's barrier).
 static int distill_logs(rd_trainer *tr, rd_errbuf *eb) {
     const rd_distill_config *dc = &tr->cfg->distill;
-    if (tr->job->role == RD_JOB_TEACHER)
-        return !dc->replay && dc->target_log[0] && distills(tr) ? distill_open_log(tr, eb) : RD_OK;
+    if (tr->job->role == RD_JOB_TEACHER) {
+        if (dc->replay || !dc->target_log[0] || !distills(tr))
+            return RD_OK;
+        int rc = distill_open_log(tr, eb);
+        if (rc == RD_OK && tr->resume_live && tr->rpos.range_step > 0)
+            rc = resume_read_targets(tr, eb);
+        return rc;
+    }
     if (!tr->job->distill || !dc->replay)
         return RD_OK;
     int rc = rd_target_log_open(dc->target_log, 0, NULL, &tr->tlog, eb);
@@ -1540,13 +1564,148 @@ static size_t batch_of(int64_t n, int64_t s, size_t B) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Resuming a live pair inside a phase (resume_common_start, rd/distill.h "Resume inside a phase")
+
+// rpos.range_step of a checkpoint at the end of the agreed phase (the start of the next one):
+// the whole phase is done, but the job still begins and ends it with the others.
+#define RESUME_END INT64_MAX
+
+// The records and partition of phase (epoch, window): the batch period in train.order, or one
+// stream window, strided.
+static void phase_range(const rd_trainer *tr, int32_t window, rd_range *range, int *mode) {
+    if (window < 0) {
+        *range = rd_dataset_batch(tr->ds);
+        *mode = tr->cfg->train.order == RD_ORDER_USER ? RD_PART_USER : RD_PART_STRIDED;
+    } else {
+        *range = rd_dataset_window(tr->ds, (uint32_t)window);
+        *mode = RD_PART_STRIDED;
+    }
+}
+
+// "batch epoch 2/2", "stream window 1/3": the phase of (epoch, window).
+static void phase_text(const rd_trainer *tr, int32_t epoch, int32_t window, char *buf, size_t cap) {
+    if (window < 0)
+        snprintf(buf, cap, "batch epoch %d/%d", epoch + 1, tr->cfg->train.epochs);
+    else
+        snprintf(buf, cap, "stream window %d/%u", window + 1, tr->info->n_windows);
+}
+
+// This rank's records of the checkpoint's phase that its steps before the cut trained on: the
+// first rpos.range_step batches of its iterator (the records train_range skips); each one into
+// out[] and / or as a bit (record - the phase's first) of bits (NULL: not wanted), at most max.
+// Returns how many.
+static uint64_t resume_cut_records(rd_trainer *tr, uint64_t *out, uint64_t max, uint8_t *bits) {
+    rd_range range;
+    int mode;
+    phase_range(tr, tr->rpos.window, &range, &mode);
+    uint64_t B = tr->max_batch, t = (uint64_t)tr->rpos.range_step;
+    uint64_t limit = t > UINT64_MAX / B ? UINT64_MAX : t * B, n = 0, idx;
+    rd_dataset_iter it;
+    job_iter_init(tr, &it, range, mode);
+    while (n < limit && n < max && rd_dataset_iter_next(&it, &idx)) {
+        if (out)
+            out[n] = idx;
+        if (bits)
+            bits[(idx - range.begin) >> 3] |= (uint8_t)(1u << ((idx - range.begin) & 7));
+        n++;
+    }
+    return n;
+}
+
+// Teacher: the targets it sent in the phase before its checkpoint, read back from the target log
+// by (record, pass) as replay does; each must be there (the checkpoint synced the log before it
+// was written). Read before any job trains: a log that lacks one fails the launch.
+static int resume_read_targets(rd_trainer *tr, rd_errbuf *eb) {
+    uint64_t n = resume_cut_records(tr, NULL, UINT64_MAX, NULL);
+    size_t m = n ? (size_t)n : 1;
+    tr->rs_samples = rd_xmalloc(m * sizeof *tr->rs_samples);
+    tr->rs_logits = rd_xmalloc(m * sizeof *tr->rs_logits);
+    tr->rs_versions = rd_xmalloc(m * sizeof *tr->rs_versions);
+    RD_ASSERT(resume_cut_records(tr, tr->rs_samples, n, NULL) == n);
+    const int32_t window = tr->rpos.window;
+    const uint32_t pass = window < 0 ? (uint32_t)tr->rpos.epoch : 0;
+    const uint64_t job = rd_target_job_key(tr->job->name);
+    char ph[64];
+    phase_text(tr, tr->rpos.epoch, window, ph, sizeof ph);
+    for (uint64_t i = 0; i < n; i++) {
+        int32_t w = 0;
+        rd_errbuf leb;
+        rd_errbuf_clear(&leb);
+        int rc = rd_target_log_get(tr->tlog, job, tr->rs_samples[i], pass, &tr->rs_logits[i],
+                                   &tr->rs_versions[i], &w, &leb);
+        if (rc == RD_OK && w != window)
+            rc = rd_err_set(&leb, RD_ERR_CORRUPT, "its record is of window %d", w);
+        if (rc != RD_OK)
+            return rd_err_set(
+                eb, rc == RD_ERR_NOTFOUND ? RD_ERR_NOTFOUND : rc,
+                "--resume: %s is inside %s, and the teacher sends its students again the "
+                "targets it sent in that phase before it, from distill.target_log %s: the log "
+                "%s record %llu (pass %u)%s%s (was it removed, or written by another run?); to "
+                "resume from the start of the phase, take the checkpoints inside it out of %s",
+                tr->resume_from, ph, tr->cfg->distill.target_log,
+                rc == RD_ERR_NOTFOUND ? "holds no target of" : "has a bad target of",
+                (unsigned long long)tr->rs_samples[i], pass, rc == RD_ERR_NOTFOUND ? "" : ": ",
+                rc == RD_ERR_NOTFOUND ? "" : leb.msg, tr->resume_dir);
+    }
+    tr->rs_n = (size_t)n;
+    tr->rs_pending = 1;
+    return RD_OK;
+}
+
+// Teacher, once the agreed phase is begun: send again what it sent in it before its checkpoint,
+// a step's batch at a time (never logged again).
+static int resume_resend(rd_trainer *tr, rd_errbuf *eb) {
+    int rc = RD_OK;
+    tr->rs_pending = 0;
+    for (size_t off = 0; off < tr->rs_n && rc == RD_OK; off += tr->max_batch) {
+        size_t m = tr->rs_n - off < tr->max_batch ? tr->rs_n - off : tr->max_batch;
+        for (int k = 0; k < tr->n_snd && rc == RD_OK; k++) {
+            rc = rd_target_sender_resend(tr->snd[k], m, tr->rs_samples + off, tr->rs_logits + off,
+                                         tr->rs_versions + off, eb);
+            if (rc == RD_OK)
+                rc = rd_target_sender_flush(tr->snd[k], eb);
+        }
+    }
+    rd_free(tr->rs_samples);
+    rd_free(tr->rs_logits);
+    rd_free(tr->rs_versions);
+    tr->rs_samples = tr->rs_versions = NULL;
+    tr->rs_logits = NULL;
+    tr->rs_n = 0;
+    return rc;
+}
+
+static int consumed_of(uint64_t sample, void *ctx) {
+    const rd_trainer *tr = ctx;
+    if (sample < tr->rs_range.begin || sample >= tr->rs_range.end)
+        return 0;
+    uint64_t k = sample - tr->rs_range.begin;
+    return (tr->rs_done[k >> 3] >> (k & 7)) & 1;
+}
+
+// Student resumed inside the agreed phase: the records it trained on in it before its checkpoint
+// (one bit per record of the phase); their targets, sent again by the teacher, are dropped.
+static void resume_consumed(rd_trainer *tr) {
+    int mode;
+    phase_range(tr, tr->rpos.window, &tr->rs_range, &mode);
+    uint64_t span = tr->rs_range.end - tr->rs_range.begin;
+    tr->rs_done = rd_xcalloc((size_t)(span / 8 + 1), 1);
+    resume_cut_records(tr, NULL, UINT64_MAX, tr->rs_done);
+    int32_t w = tr->rpos.window;
+    rd_target_recv_set_consumed(tr->rcv, w < 0 ? (uint32_t)tr->rpos.epoch : 0, w, consumed_of, tr);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Checkpoints (rd/train_ckpt.h)
 
 // Jobs in live distillation (a teacher with its distilled students in the launch, or such a
-// student) exchange targets as they train, phase by phase, so they resume together from the
-// start of one phase (resume_common_start). Every checkpoint written after a phase's last step
-// records the start of the next phase as its position (range_step 0), and with a cadence
-// configured such jobs write one at every phase end; retention keeps the newest few of those.
+// student) exchange targets as they train, phase by phase, so they resume together in one phase
+// (resume_common_start): each from its newest checkpoint in it, the teacher sending again from
+// its target log what it sent in the phase before its own (or, when the log does not hold its
+// targets, all of them from the start of one phase). Every checkpoint written after a phase's
+// last step records the start of the next phase as its position (range_step 0), and with a
+// cadence configured such jobs write one at every phase end; retention keeps the newest few of
+// those.
 static int live_distill(const rd_trainer *tr) {
     return distills(tr) && !(tr->job->role == RD_JOB_STUDENT && tr->cfg->distill.replay);
 }
@@ -1784,6 +1943,11 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_e
     // A .partial left by a crash is garbage: it never had its rename.
     if ((rc = rd_train_ckpt_rmtree(part, eb)) != RD_OK ||
         (rc = rd_lmdbx_mkdir_p(part, eb)) != RD_OK)
+        goto fail;
+    // The targets the teacher sent before the cut are on disk before the checkpoint is: resumed
+    // inside a phase, it sends them again from the log (every rank appended its step's targets
+    // before the step's allreduce, so all of them are committed by now).
+    if (tr->tlog && tr->n_snd > 0 && (rc = rd_target_log_sync(tr->tlog, eb)) != RD_OK)
         goto fail;
     rd_train_pos pos;
     memset(&pos, 0, sizeof pos);
@@ -2197,14 +2361,48 @@ static int fresh_timeline(rd_trainer *tr, rd_errbuf *eb) {
     return rc;
 }
 
-// Jobs in live distillation resume together from the start of one phase (see live_distill):
-// the newest phase start at which every such job of the launch has a checkpoint under the root.
+// Does distill.target_log hold this teacher job's record for this dataset (the run resumed wrote
+// its targets there)? A read-only look, closed again before the job opens the log to append; a
+// log of an older build without job records counts as not holding it.
+static int log_knows_job(const rd_trainer *tr) {
+    rd_target_log *log = NULL;
+    rd_errbuf leb;
+    rd_errbuf_clear(&leb);
+    if (rd_target_log_open(tr->cfg->distill.target_log, 0, NULL, &log, &leb) != RD_OK)
+        return 0;
+    rd_target_job_info ji;
+    int rc = rd_target_log_get_job(log, rd_target_job_key(tr->job->name), &ji, &leb);
+    rd_target_log_close(log);
+    return rc == RD_OK && !log_data_differs(tr, &ji);
+}
+
+// Jobs in live distillation resume together in one phase (see live_distill): the newest phase
+// that every such job of the launch has a checkpoint in under the root; each takes its newest
+// checkpoint in it. With distill.target_log, a checkpoint counts for the phase it is inside, and
+// one at a phase start (range_step 0) for that phase and as the end of the phase before: the
+// teacher sends again from the log what it sent in the phase before its checkpoint, the student
+// drops what it trained on before its own (rd/distill.h, "Resume inside a phase"). When a
+// teacher's log does not hold its job (a resume with another --out and the default log, a log
+// removed) only phase starts count: it could not send those targets again.
 static int
 resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd_errbuf *eb) {
     const int32_t E = tr->cfg->train.epochs, K = (int32_t)tr->info->n_windows;
-    const int n = E + K + 1; // phase starts: epochs 1..E-1, stream windows 0..K (K = the end)
+    // Phases 0..E+K-1 (batch epochs, then stream windows) and E+K: the end of the schedule.
+    const int n = E + K + 1;
+    int mine = 1, mid = 0;
+    if (root && live_distill(tr) && tr->job->role == RD_JOB_TEACHER && tr->comm->job_rank == 0) {
+        mine = tr->cfg->distill.target_log[0] && log_knows_job(tr);
+        if (!mine && !tr->quiet)
+            printf("[%s] distill.target_log %s holds no targets of job '%s' for this dataset: it "
+                   "cannot send its students again the targets it sent before a checkpoint "
+                   "inside a phase, so the jobs in live distillation resume from the start of a "
+                   "phase\n",
+                   tr->job->name, tr->cfg->distill.target_log, tr->job->name);
+    }
+    RD_MPI_CHECK(MPI_Allreduce(&mine, &mid, 1, MPI_INT, MPI_MIN, tr->comm->role));
     unsigned char *have = rd_xmalloc((size_t)n), *all = rd_xmalloc((size_t)n);
-    int64_t *at = rd_xmalloc((size_t)n * sizeof *at); // the step of each start, -1 = none
+    unsigned char *end = rd_xcalloc((size_t)n, 1);    // at[i] is the end of phase i
+    int64_t *at = rd_xmalloc((size_t)n * sizeof *at); // the newest step in each, -1 = none
     memset(have, 1, (size_t)n);
     for (int i = 0; i < n; i++)
         at[i] = -1;
@@ -2218,28 +2416,36 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
         int lrc = rd_train_ckpt_list(tr->resume_dir, tr->job->name, &steps, &ns, &lseb);
         if (lrc != RD_OK)
             ns = 0;
-        for (size_t i = 0; lrc == RD_OK && i < ns; i++) {
+        for (size_t i = 0; lrc == RD_OK && i < ns; i++) { // ascending: the newest wins
             char p[RD_PATH_MAX * 2];
             rd_train_pos pos;
             rd_errbuf leb;
             rd_errbuf_clear(&leb);
             if (rd_train_ckpt_path(tr->resume_dir, tr->job->name, steps[i], p, sizeof p) != RD_OK ||
-                rd_train_ckpt_read_pos(p, &pos, &leb) != RD_OK || pos.range_step != 0)
+                rd_train_ckpt_read_pos(p, &pos, &leb) != RD_OK || pos.range_step < 0)
                 continue; // a damaged one is reported if it is the one resumed from
+            int ok = pos.window < 0 ? pos.epoch >= 0 && pos.epoch < E
+                                    : pos.epoch == E && pos.window <= K;
             int id = pos.window < 0 ? pos.epoch : E + pos.window;
-            if (id >= 1 && id < n && (pos.window < 0 ? pos.epoch < E : pos.epoch == E)) {
-                have[id] = 1;
-                at[id] = steps[i];
+            if (!ok)
+                continue;
+            if (pos.range_step > 0 && mid && id < n - 1) {
+                have[id] = 1, at[id] = steps[i], end[id] = 0;
+            } else if (pos.range_step == 0 && id >= 1) {
+                have[id] = 1, at[id] = steps[i], end[id] = 0;
+                if (mid)
+                    have[id - 1] = 1, at[id - 1] = steps[i], end[id - 1] = 1;
             }
         }
         newest = ns ? steps[ns - 1] : -1;
     }
     RD_MPI_CHECK(MPI_Allreduce(have, all, n, MPI_UNSIGNED_CHAR, MPI_BAND, tr->comm->role));
     int found = -1;
-    for (int i = n - 1; live && i >= 1 && found < 0; i--)
+    for (int i = n - 1; live && i >= (mid ? 0 : 1) && found < 0; i--)
         if (all[i] && at[i] >= 0)
             found = i;
     int ret = 0;
+    const char *other = tr->job->role == RD_JOB_TEACHER ? "distilled students" : "teacher";
     if (live && ns == 0 && *rc == RD_OK) {
         // None (or the folder could not be listed): why, said about what the path is, in the
         // words of rd_train_ckpt_latest (the check `recdistill train` made on world rank 0, and
@@ -2250,28 +2456,44 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
         if (*rc == RD_OK) // one was completed since the listing above
             *rc = rd_err_set(eb, RD_ERR_NOTFOUND, "%s/%s: no complete checkpoint when listed",
                              tr->resume_dir, tr->job->name);
-    } else if (live && found < 0 && *rc == RD_OK) {
+    } else if (live && found < 0 && *rc == RD_OK && mid) {
         *rc = rd_err_set(eb, RD_ERR_NOTFOUND,
                          "--resume: job '%s' is in live distillation with its %s, and they resume "
-                         "together from the start of a phase: %s/%s holds no checkpoint at the "
-                         "start of a phase that every such job has one for (they are written at "
-                         "the end of each phase when ps.checkpoint_every, checkpoint_every_s or "
-                         "checkpoint_every_windows is set)",
-                         tr->job->name,
-                         tr->job->role == RD_JOB_TEACHER ? "distilled students" : "teacher",
-                         tr->resume_dir, tr->job->name);
+                         "together in one phase: %s/%s holds no checkpoint in a phase (a batch "
+                         "epoch or a stream window) that every such job has one in",
+                         tr->job->name, other, tr->resume_dir, tr->job->name);
+    } else if (live && found < 0 && *rc == RD_OK) {
+        *rc = rd_err_set(eb, RD_ERR_NOTFOUND,
+                         "--resume: job '%s' is in live distillation with its %s, and without the "
+                         "teacher's targets in its target log they resume together from the start "
+                         "of a phase: %s/%s "
+                         "holds no checkpoint at the start of a phase that every such job has one "
+                         "for (they are written at the end of each phase when ps.checkpoint_every, "
+                         "checkpoint_every_s or checkpoint_every_windows is set)",
+                         tr->job->name, other, tr->resume_dir, tr->job->name);
     } else if (live && found >= 0 && *rc == RD_OK) {
         if (rd_train_ckpt_path(tr->resume_dir, tr->job->name, at[found], dir, cap) != RD_OK)
             *rc = rd_err_set(eb, RD_ERR_RANGE, "--resume: %s: path too long", tr->resume_dir);
         ret = 1;
-        if (*rc == RD_OK && at[found] != newest && tr->comm->job_rank == 0 && !tr->quiet)
-            printf("[%s] resumes from %s, the newest checkpoint at the start of a phase that every "
-                   "job in live distillation has (its newest is step %lld)\n",
-                   tr->job->name, dir, (long long)newest);
+        tr->resume_live = 1;
+        tr->resume_end = end[found];
+        if (*rc == RD_OK && at[found] != newest && tr->comm->job_rank == 0 && !tr->quiet) {
+            if (mid)
+                printf("[%s] resumes from %s, its newest checkpoint in the newest phase that every "
+                       "job in live distillation has one in (its newest is step %lld)\n",
+                       tr->job->name, dir, (long long)newest);
+            else
+                printf("[%s] resumes from %s, the newest checkpoint at the start of a phase that "
+                       "every job in live distillation has (its newest is step %lld; a teacher "
+                       "whose target log does not hold its targets cannot send them again from "
+                       "inside a phase)\n",
+                       tr->job->name, dir, (long long)newest);
+        }
     }
     rd_free(steps);
     rd_free(have);
     rd_free(all);
+    rd_free(end);
     rd_free(at);
     return ret;
 }
@@ -2316,6 +2538,25 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
                     dir);
     if (rc == RD_OK)
         rc = rd_train_ckpt_read_dense(dir, run.config_hash, &tr->rpos, tr->model, &tr->opt, eb);
+    if (rc == RD_OK)
+        snprintf(tr->resume_from, sizeof tr->resume_from, "%s", dir);
+    if (rc == RD_OK && tr->resume_end) {
+        // The start of the next phase, taken as the end of the agreed one: the job begins and
+        // ends that phase with the others (a teacher sends its targets again) but trains none
+        // of it. The same windows were evaluated at both positions.
+        const int32_t E = tr->cfg->train.epochs;
+        int32_t id = (tr->rpos.window < 0 ? tr->rpos.epoch : E + tr->rpos.window) - 1;
+        if (id < 0 || tr->rpos.range_step != 0) { // replaced since it was listed
+            rc = rd_err_set(eb, RD_ERR_STATE,
+                            "--resume: %s: dense.bin is at step %lld of its phase, its listing "
+                            "said at the start of one (was it replaced meanwhile?)",
+                            dir, (long long)tr->rpos.range_step);
+        } else {
+            tr->rpos.epoch = id < E ? id : E;
+            tr->rpos.window = id < E ? -1 : id - E;
+            tr->rpos.range_step = RESUME_END;
+        }
+    }
     if (rc != RD_OK && strncmp(eb->msg, "--resume", 8) != 0)
         rd_err_prefix(eb, "--resume: ");
     // Rank 0 loads the tables only if every rank read its dense state (a local failure above
@@ -2364,10 +2605,17 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
     tr->have_loss = tr->rpos.have_loss;
     tr->ckpt_step = tr->rpos.step;
     tr->resuming = 1;
-    if (tr->comm->job_rank == 0 && !tr->quiet)
+    if (tr->comm->job_rank == 0 && !tr->quiet && tr->resume_end) {
+        char ph[64];
+        phase_text(tr, tr->rpos.epoch, tr->rpos.window, ph, sizeof ph);
+        printf("[%s] resumed from %s (step %lld, the end of %s, which it begins and ends with the "
+               "other jobs in live distillation)\n",
+               tr->job->name, dir, (long long)tr->rpos.step, ph);
+    } else if (tr->comm->job_rank == 0 && !tr->quiet) {
         printf("[%s] resumed from %s (step %lld, epoch %d, window %d, step %lld of the phase)\n",
                tr->job->name, dir, (long long)tr->rpos.step, tr->rpos.epoch, tr->rpos.window,
                (long long)tr->rpos.range_step);
+    }
     return RD_OK;
 }
 
@@ -2533,6 +2781,8 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         rc = tokens_ready(tr, eb);
     if (rc == RD_OK)
         rc = distill_setup(tr, eb);
+    if (rc == RD_OK && tr->rcv && tr->resume_live && tr->rpos.range_step > 0)
+        resume_consumed(tr);
     char phase[64];
 
     // 1. Batch phase.
@@ -2542,6 +2792,9 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
             continue;
         snprintf(phase, sizeof phase, "batch epoch %d/%d", e + 1, cfg->train.epochs);
         if ((rc = distill_begin(tr, (uint32_t)e, -1, eb)) != RD_OK)
+            break;
+        if (tr->rs_pending && tr->rpos.window < 0 && e == tr->rpos.epoch &&
+            (rc = resume_resend(tr, eb)) != RD_OK)
             break;
         tr->pos_epoch = e;
         tr->pos_window = -1;
@@ -2576,6 +2829,9 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         snprintf(phase, sizeof phase, "stream window %u/%u", w + 1, K);
         if ((rc = distill_begin(tr, 0, (int32_t)w, eb)) != RD_OK)
             break;
+        if (tr->rs_pending && (int32_t)w == tr->rpos.window &&
+            (rc = resume_resend(tr, eb)) != RD_OK)
+            break;
         tr->pos_epoch = cfg->train.epochs;
         tr->pos_window = (int32_t)w;
         if (skip >= 0)
@@ -2587,7 +2843,7 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
             res->window[w].m = mr;
             double dt = tr->train_s - tr->win_s0;
             res->window[w].samples_per_s = dt > 0 ? (double)(tr->trained - tr->win_n0) / dt : 0.0;
-            if (skip < 0) // trained before the checkpoint: its throughput then
+            if (skip < 0 || skip == RESUME_END) // trained before the checkpoint: its throughput
                 res->window[w].samples_per_s = sps_before;
             res->n_windows = (int)w + 1;
         }

@@ -13,8 +13,11 @@
 # without one job's checkpoints fails before any job writes. A checkpoint of an older build
 # (dense.bin version 1) still resumes exactly, with one warning. A student replaying a target log
 # alone (distill.replay) resumes byte-identical to an uninterrupted replay; a teacher and its live
-# student resume together from the newest phase start both have and end byte-identical too; when
-# their ranks do not see the checkpoint root rank 0 checked, they say what the path is.
+# student resume together inside the newest phase both have a checkpoint in (the teacher sends
+# again from its target log what it sent before its checkpoint, the student drops what it trained
+# on before its own) and end byte-identical too, or, when the log lacks the teacher's targets,
+# from the newest phase start both have; a log missing targets the checkpoint needs is refused;
+# when their ranks do not see the checkpoint root rank 0 checked, they say what the path is.
 #
 #   bash tests/scripts/resume.sh build/recdistill
 set -u
@@ -323,10 +326,12 @@ grep -v "name: teacher, role: teacher" live.yaml | sed -e 's/distill: true}/dist
     -e "s|^distill: {target_log: $TMP/targets, wait_ms: 600000}|distill: {target_log: $TMP/targets, wait_ms: 600000, replay: true}|" > replay.yaml
 grep -q "replay: true" replay.yaml || fail "could not write the replay config"
 run -n 3 "$RD" train live.yaml --out L >L.out 2>L.err || fail "live run: $(cat L.err)"
-# --- a teacher and its live student resume together, from the start of one phase ----------------
-# With a cadence, each phase end writes a checkpoint whose position is the next phase's start; the
-# pair resumes from the newest phase start both have (each job's newest checkpoint may be later)
-# and ends byte-identical to the uninterrupted run (every target joined in both runs).
+# --- a teacher and its live student resume together, inside one phase ----------------------------
+# Each job takes its newest checkpoint in the newest phase (batch epoch or stream window) that both
+# have one in (a phase start counts for that phase and as the end of the phase before). The
+# teacher first sends again, from its target log, the targets it sent in the phase before its
+# checkpoint; the student drops those of the records it trained on before its own (counted
+# duplicates). Both end byte-identical to the uninterrupted run, every target joined, none unused.
 positions() { # $1 = job folder: "step epoch window range_step" per checkpoint
     python3 - "$1" <<'PY'
 import glob, os, struct, sys
@@ -337,40 +342,127 @@ for d in sorted(glob.glob(sys.argv[1] + "/step-*")):
 PY
 }
 positions L/ckpt/teacher > tpos && positions L/ckpt/student > spos
-# The start of batch epoch 1 (of 2) and of stream window 1; a student checkpoint inside epoch 1.
+cmp -s tpos spos || fail "the teacher and the student have different schedules: $(cat tpos spos)"
+# The start of batch epoch 1 (of 2) and of stream window 1; two checkpoints inside epoch 1 and
+# one inside window 1.
 E1=$(awk '$2 == 1 && $3 == -1 && $4 == 0 {print $1}' tpos); W1T=$(awk '$2 == 2 && $3 == 1 && $4 == 0 {print $1}' tpos)
-[ -n "$E1" ] && [ -n "$W1T" ] && [ "$(awk '$2 == 1 && $3 == -1 && $4 == 0 {print $1}' spos)" = "$E1" ] ||
-    fail "no phase-start checkpoints: $(cat tpos spos)"
-MIDS=$(awk -v e="$E1" '$1 > e && $2 == 1 && $3 == -1 && $4 > 0 {print $1; exit}' spos)
-[ -n "$MIDS" ] || fail "no student checkpoint inside epoch 1: $(cat spos)"
-# The teacher has every checkpoint up to the start of window 1, the student up to one inside epoch
-# 1: they resume from the start of epoch 1.
-rm -rf LR X3 && mkdir -p LR/teacher LR/student
-for st in $(awk -v w="$W1T" '$1 <= w {print $1}' tpos); do cp -r L/ckpt/teacher/step-$(printf %012d $st) LR/teacher/; done
-for st in $(awk -v w="$MIDS" '$1 <= w {print $1}' spos); do cp -r L/ckpt/student/step-$(printf %012d $st) LR/student/; done
-run -n 3 "$RD" train live.yaml --out X3 --resume LR >X3.out 2>X3.err || fail "live resume: $(cat X3.err)"
+MIDS=$(awk '$2 == 1 && $3 == -1 && $4 > 0 {print $1}' spos | sed -n 1p)
+MIDS2=$(awk '$2 == 1 && $3 == -1 && $4 > 0 {print $1}' spos | sed -n 2p)
+MIDW=$(awk '$2 == 2 && $3 == 1 && $4 > 0 {print $1; exit}' spos)
+[ -n "$E1" ] && [ -n "$W1T" ] && [ -n "$MIDS" ] && [ -n "$MIDS2" ] && [ -n "$MIDW" ] ||
+    fail "no phase-start checkpoints or none inside epoch 1 / window 1: $(cat tpos)"
+root() { # $1 = folder, $2 = the teacher's newest step, $3 = the student's: L's checkpoints up to them
+    rm -rf "$1" && mkdir -p "$1/teacher" "$1/student"
+    for st in $(awk -v w="$2" '$1 <= w {print $1}' tpos); do cp -r L/ckpt/teacher/step-$(printf %012d $st) "$1/teacher/"; done
+    for st in $(awk -v w="$3" '$1 <= w {print $1}' spos); do cp -r L/ckpt/student/step-$(printf %012d $st) "$1/student/"; done
+}
+same_as_L() { # $1 = run folder, $2 = what: final checkpoints and student metrics as L's
+    for j in teacher student; do
+        LF="$(ls -d L/ckpt/$j/step-* | tail -1)"
+        cmp -s "$LF/dense.bin" "$1/ckpt/$j/$(basename "$LF")/dense.bin" || fail "$2: $j dense.bin differs"
+        cmp -s "$LF/MANIFEST" "$1/ckpt/$j/$(basename "$LF")/MANIFEST" || fail "$2: $j tables differ"
+    done
+    cut -d, -f1-7 L/student.metrics.csv > a.csv && cut -d, -f1-7 "$1/student.metrics.csv" > b.csv
+    cmp -s a.csv b.csv || fail "$2: student metrics differ: $(diff a.csv b.csv)"
+}
+# "teacher student": inside epoch 1 with the student behind, then ahead; inside window 1 with the
+# student at its start, then the teacher; the student inside epoch 1 and the teacher in window 1
+# (it resumes from the end of epoch 1: the start of window 0).
+E1END=$(awk '$2 == 2 && $3 == 0 && $4 == 0 {print $1}' tpos)
+for pair in "$MIDS2 $MIDS" "$MIDS $MIDS2" "$MIDW $W1T" "$W1T $MIDW" "$W1T $MIDS"; do
+    set -- $pair
+    root LR "$1" "$2"
+    rm -rf X3
+    run -n 3 "$RD" train live.yaml --out X3 --resume LR >X3.out 2>X3.err || fail "live resume $pair: $(cat X3.err)"
+    T=$1 S=$2
+    [ "$pair" = "$W1T $MIDS" ] && T=$E1END
+    grep -q "\[teacher\] resumed from LR/teacher/step-$(printf %012d $T) " X3.out &&
+        grep -q "\[student\] resumed from LR/student/step-$(printf %012d $S) " X3.out ||
+        fail "live resume $pair: not from teacher $T / student $S: $(cat X3.out)"
+    same_as_L X3 "live resume $pair"
+    # The records the student trained on in the phase before its checkpoint: their targets came
+    # again and were dropped (duplicates), and no target was missing, late or unused.
+    CONSUMED=$(awk -v s="$S" '$1 == s {print $4 * 64}' spos)
+    python3 - L X3 "$CONSUMED" <<'PY' || fail "live resume $pair: targets"
+import json, sys
+for d in sys.argv[1:3]:
+    t = json.load(open(d + "/student.targets.json"))
+    assert t["missing"] == 0 and t["late"] == 0 and t["unused"] == 0, (d, t)
+t = json.load(open(sys.argv[2] + "/student.targets.json"))
+assert t["duplicates"] == int(sys.argv[3]), (t, sys.argv[3])
+PY
+done
+grep -q "\[teacher\] resumes from LR/teacher/step-$(printf %012d $E1END), its newest checkpoint in the newest phase that every job in live distillation has one in (its newest is step $W1T)" X3.out ||
+    fail "the teacher did not say why it resumes from the end of epoch 1: $(cat X3.out)"
+# Without the teacher's targets in its log (another --out with the default log, a removed log),
+# the pair resumes from the newest phase start both have, and says why; a root without a common
+# phase start is then refused.
+rm -rf OL && mkdir OL && sed -e "s|target_log: $TMP/targets,|target_log: $TMP/OL/targets,|" live.yaml > other_log.yaml
+grep -q "OL/targets" other_log.yaml || fail "could not write the config with another target log"
+root LR3 "$W1T" "$MIDS"
+rm -rf LR4 && mkdir -p LR4/teacher LR4/student && cp -r L/ckpt/teacher/step-$(printf %012d $E1) LR4/teacher/
+cp -r L/ckpt/student/step-$(printf %012d $MIDS) LR4/student/
+rm -rf X3
+bad "no checkpoint at the start of a phase that every such job has one for" -n 3 "$RD" train other_log.yaml --out X3 --resume LR4
+[ ! -e X3/ckpt ] || fail "a refused live resume left checkpoints"
+run -n 3 "$RD" train other_log.yaml --out X3 --resume LR3 >X3.out 2>X3.err || fail "live resume without the log: $(cat X3.err)"
 for j in teacher student; do
-    grep -q "\[$j\] resumes from LR/$j/step-$(printf %012d $E1), the newest checkpoint at the start of a phase" X3.out ||
+    grep -q "\[$j\] resumes from LR3/$j/step-$(printf %012d $E1), the newest checkpoint at the start of a phase" X3.out ||
         fail "$j did not resume from the start of epoch 1: $(cat X3.out)"
 done
-for j in teacher student; do
-    LF="$(ls -d L/ckpt/$j/step-* | tail -1)"
-    cmp -s "$LF/dense.bin" "X3/ckpt/$j/$(basename "$LF")/dense.bin" || fail "live resume: $j dense.bin differs"
-    cmp -s "$LF/MANIFEST" "X3/ckpt/$j/$(basename "$LF")/MANIFEST" || fail "live resume: $j tables differ"
-done
-python3 - L X3 <<'PY' || fail "live resume: targets"
-import json, sys
-for d in sys.argv[1:]:
-    t = json.load(open(d + "/student.targets.json"))
-    assert t["missing"] == 0 and t["late"] == 0, (d, t)
-PY
-cut -d, -f1-7 L/student.metrics.csv > a.csv && cut -d, -f1-7 X3/student.metrics.csv > b.csv
-cmp -s a.csv b.csv || fail "live resume: student metrics differ: $(diff a.csv b.csv)"
-# A root where the student has no checkpoint at a phase start: refused, saying why.
-rm -rf LR2 X3 && mkdir -p LR2/teacher LR2/student && cp -r L/ckpt/teacher/step-$(printf %012d $E1) LR2/teacher/
-cp -r L/ckpt/student/step-$(printf %012d $MIDS) LR2/student/
-bad "no checkpoint at the start of a phase that every such job has one for" -n 3 "$RD" train live.yaml --out X3 --resume LR2
+grep -q "\[teacher\] distill.target_log .*OL/targets holds no targets of job 'teacher'" X3.out ||
+    fail "the teacher did not say why the pair resumes from a phase start: $(cat X3.out)"
+same_as_L X3 "live resume without the log"
+# A log that holds the teacher's targets but not all that it sent before its checkpoint (here:
+# OL/targets, written from epoch 1 on, for a checkpoint inside epoch 0): refused before any job
+# trains, naming the checkpoint, the log and the record.
+root LR2 "$(awk '$2 == 0 && $4 > 0 {print $1}' tpos | tail -1)" "$(awk '$2 == 0 && $4 > 0 {print $1}' spos | head -1)"
+rm -rf X3
+bad "teacher: --resume: LR2/teacher/step-[0-9]+ is inside batch epoch 1/2, .*distill.target_log .*OL/targets: the log holds no target of record [0-9]+ \(pass 0\)" \
+    -n 3 "$RD" train other_log.yaml --out X3 --resume LR2
 [ ! -e X3/ckpt ] || fail "a refused live resume left checkpoints"
+# Jobs of different rank counts in user order, the teacher sampling its records (so the two walk
+# their records in different orders and the teacher sends no target of some): the same, with the
+# teacher ahead inside epoch 1 and the student ahead inside window 1.
+sed -e 's/model: teacher}/model: teacher, ranks: 2, negatives: {rate: 0.6}}/' \
+    -e 's/distill: true}/distill: true, ranks: 3}/' -e 's/checkpoint_every: 20/checkpoint_every: 7/' \
+    -e 's/train: {batch_size: 64, epochs: 2}/train: {batch_size: 32, epochs: 2, order: user}/' \
+    -e "s|target_log: $TMP/targets,|target_log: $TMP/targets_u,|" live.yaml > ulive.yaml
+grep -q "order: user" ulive.yaml && grep -q "ranks: 3" ulive.yaml && grep -q targets_u ulive.yaml ||
+    fail "could not write the user-order config"
+run -n 6 "$RD" train ulive.yaml --out U >U.out 2>U.err || fail "live run in user order: $(cat U.err)"
+positions U/ckpt/teacher > utpos && positions U/ckpt/student > uspos
+UT=$(awk '$2 == 1 && $3 == -1 && $4 > 0 {print $1}' utpos | tail -1); US=$(awk '$2 == 1 && $3 == -1 && $4 > 0 {print $1}' uspos | head -1)
+UW=$(awk '$2 == 2 && $3 == 1 && $4 > 0 {print $1}' uspos | tail -1); UWT=$(awk '$2 == 2 && $3 == 1 && $4 == 0 {print $1}' utpos)
+[ -n "$UT" ] && [ -n "$US" ] && [ "$UT" != "$US" ] && [ -n "$UW" ] && [ -n "$UWT" ] ||
+    fail "user order: no checkpoints inside epoch 1 / window 1: $(cat utpos uspos)"
+for pair in "$UT $US" "$UWT $UW"; do
+    set -- $pair
+    rm -rf UR X5 && mkdir -p UR/teacher UR/student
+    for st in $(awk -v w="$1" '$1 <= w {print $1}' utpos); do cp -r U/ckpt/teacher/step-$(printf %012d $st) UR/teacher/; done
+    for st in $(awk -v w="$2" '$1 <= w {print $1}' uspos); do cp -r U/ckpt/student/step-$(printf %012d $st) UR/student/; done
+    run -n 6 "$RD" train ulive.yaml --out X5 --resume UR >X5.out 2>X5.err || fail "user-order live resume $pair: $(cat X5.err)"
+    grep -q "\[teacher\] resumed from UR/teacher/step-$(printf %012d $1) " X5.out &&
+        grep -q "\[student\] resumed from UR/student/step-$(printf %012d $2) " X5.out ||
+        fail "user-order live resume $pair: not from those checkpoints: $(cat X5.out)"
+    for j in teacher student; do
+        LF="$(ls -d U/ckpt/$j/step-* | tail -1)"
+        cmp -s "$LF/dense.bin" "X5/ckpt/$j/$(basename "$LF")/dense.bin" || fail "user-order live resume $pair: $j dense.bin differs"
+        cmp -s "$LF/MANIFEST" "X5/ckpt/$j/$(basename "$LF")/MANIFEST" || fail "user-order live resume $pair: $j tables differ"
+    done
+    python3 - X5 <<'PY' || fail "user-order live resume $pair: targets"
+import json, sys
+t = json.load(open(sys.argv[1] + "/student.targets.json"))
+assert t["missing"] == 0 and t["late"] == 0 and t["unused"] == 0 and t["duplicates"] > 0, t
+PY
+done
+# A root with no phase that both jobs have a checkpoint in (the student's only one is inside epoch
+# 1, the teacher's inside window 1): refused, saying why.
+rm -rf LR5 && mkdir -p LR5/teacher LR5/student && cp -r L/ckpt/teacher/step-$(printf %012d $MIDW) LR5/teacher/
+cp -r L/ckpt/student/step-$(printf %012d $MIDS) LR5/student/
+bad "holds no checkpoint in a phase \(a batch epoch or a stream window\) that every such job has one in" -n 3 "$RD" train live.yaml --out X3 --resume LR5
+[ ! -e X3/ckpt ] || fail "a refused live resume left checkpoints"
+root LR "$W1T" "$MIDS"
 # The trainers of a live pair look for the checkpoints again: when they do not see what world
 # rank 0 checked (a node-local disk; here another working directory per mpiexec segment) they
 # said "R/teacher: no complete checkpoint" whatever the path was; now they say what it is, as
