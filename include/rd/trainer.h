@@ -114,7 +114,9 @@ typedef struct rd_trainer_targets {
     uint64_t missing;    // student: samples without a target within distill.wait_ms
     uint64_t replayed;   // student (replay): samples answered from the target log
     uint64_t unused;     // student: targets never asked for (e.g. before distill.start_window)
-    uint64_t duplicates; // student: second target of a (phase, sample), dropped
+    uint64_t duplicates; // student: second target of a (phase, sample), dropped; also those a
+                         // resumed teacher sent again for records trained on before the
+                         // student's checkpoint
     uint64_t unsampled;  // teacher: targets not sent, the student job's own sampling drops
                          // their records (cluster.jobs[].negatives)
     uint64_t untargeted; // student: samples the teacher's own sampling drops: no target asked

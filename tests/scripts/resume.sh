@@ -15,9 +15,10 @@
 # alone (distill.replay) resumes byte-identical to an uninterrupted replay; a teacher and its live
 # student resume together inside the newest phase both have a checkpoint in (the teacher sends
 # again from its target log what it sent before its checkpoint, the student drops what it trained
-# on before its own) and end byte-identical too, or, when the log lacks the teacher's targets,
-# from the newest phase start both have; a log missing targets the checkpoint needs is refused;
-# when their ranks do not see the checkpoint root rank 0 checked, they say what the path is.
+# on before its own) and end byte-identical too (also after kill -9 of every rank), or, when the
+# log lacks the teacher's targets, from the newest phase start both have; a log missing targets
+# the checkpoint needs is refused; when their ranks do not see the checkpoint root rank 0
+# checked, they say what the path is.
 #
 #   bash tests/scripts/resume.sh build/recdistill
 set -u
@@ -456,6 +457,37 @@ t = json.load(open(sys.argv[1] + "/student.targets.json"))
 assert t["missing"] == 0 and t["late"] == 0 and t["unused"] == 0 and t["duplicates"] > 0, t
 PY
 done
+# kill -9 of every rank of a live pair that checkpoints every 3 steps, keeping 3 (the jobs are
+# then wherever they were, the teacher usually steps ahead), with the default target log
+# <out>/targets: resumed with the same --out, the pair ends byte-identical to the uninterrupted
+# run, every target joined.
+sed -e 's/events: 4000/events: 24000/' -e "s|dir: $TMP/data_replay|dir: $TMP/data_lkill|" \
+    -e 's/checkpoint_every: 20/checkpoint_every: 3/' -e 's/checkpoint_keep: 100/checkpoint_keep: 3/' \
+    -e "s|distill: {target_log: $TMP/targets, wait_ms: 600000}|distill: {wait_ms: 600000}|" live.yaml > lkill.yaml
+grep -q "target_log" lkill.yaml && fail "could not write the live kill config"
+run -n 3 "$RD" train lkill.yaml --out LKQ >/dev/null 2>err || fail "live uninterrupted: $(cat err)"
+run -n 3 "$RD" train lkill.yaml --out "$TMP/LK" >LK0.out 2>LK0.err &
+for _ in $(seq 1 1500); do
+    last=$(compgen -G 'LK/ckpt/student/step-*' | sort | tail -n 1)
+    [ -n "$last" ] && [ $((10#${last##*step-})) -ge 40 ] && break
+    sleep 0.02
+done
+pids=$(pgrep -f "^$RD train lkill.yaml --out $TMP/LK\$")
+[ -n "$pids" ] || fail "the live run ended before it could be killed: $(cat LK0.out LK0.err | tail -n 3)"
+kill -9 $pids
+wait
+run -n 3 "$RD" train lkill.yaml --out "$TMP/LK" --resume LK/ckpt >LK.out 2>err || fail "live resume after kill: $(cat err)"
+grep -q "\[student\] resumed from" LK.out && grep -q "\[teacher\] resumed from" LK.out || fail "no live resume after kill: $(cat LK.out)"
+for j in teacher student; do
+    f=$(ls LKQ/ckpt/$j | tail -n 1)
+    cmp -s "LKQ/ckpt/$j/$f/dense.bin" "LK/ckpt/$j/$f/dense.bin" &&
+        cmp -s "LKQ/ckpt/$j/$f/MANIFEST" "LK/ckpt/$j/$f/MANIFEST" || fail "live kill -9 + resume: $j differs ($(grep resumed LK.out))"
+done
+python3 - LK <<'PY' || fail "live resume after kill: targets"
+import json, sys
+t = json.load(open(sys.argv[1] + "/student.targets.json"))
+assert t["missing"] == 0 and t["late"] == 0 and t["unused"] == 0, t
+PY
 # A root with no phase that both jobs have a checkpoint in (the student's only one is inside epoch
 # 1, the teacher's inside window 1): refused, saying why.
 rm -rf LR5 && mkdir -p LR5/teacher LR5/student && cp -r L/ckpt/teacher/step-$(printf %012d $MIDW) LR5/teacher/
