@@ -199,13 +199,13 @@ struct rd_trainer {
     char resume_from[RD_PATH_MAX * 2]; // the checkpoint resumed from
     int resume_live;                   // its phase was agreed with the other such jobs
     int resume_end;                    // it is the end of that phase (rpos.range_step RESUME_END)
-    uint64_t *rs_samples;  // teacher: (rs_n) its targets of the phase before its checkpoint,
-    float *rs_logits;      //   read back from the target log, sent again once the phase begins
-    uint64_t *rs_versions; //   (rs_n)
-    size_t rs_n;
-    int rs_pending;    // teacher: rs_* still to be sent
-    uint8_t *rs_done;  // student: bitmap over rs_range, the records it trained on in the phase
-    rd_range rs_range; //  before its checkpoint (rd_target_recv_set_consumed)
+    int rs_pending;        // teacher: its targets of the phase before its checkpoint are
+    uint64_t *rs_samples;  //   still to be sent again, a batch at a time through these
+    float *rs_logits;      //   (max_batch) buffers, read back from the target log
+    uint64_t *rs_versions; //   (max_batch)
+    rd_range rs_range;     // student: the agreed phase's records; of this rank's, those before
+    uint64_t rs_bound;     //   record rs_bound in its iterator's order were trained on before
+    int rs_all;            //   its checkpoint (rs_all: every one) (rd_target_recv_set_consumed)
     // IAT: token client (jobs whose model reads tokens, and the job that builds the store).
     rd_token_client *tok;
     size_t Lt, dt, St; // tokens per example, their dim and side values (0 without the token branch)
@@ -591,7 +591,6 @@ int rd_trainer_destroy(rd_trainer *tr) {
     rd_free(tr->rs_samples);
     rd_free(tr->rs_logits);
     rd_free(tr->rs_versions);
-    rd_free(tr->rs_done);
     if (tr->kv) {
         rc = rd_kv_shutdown(tr->kv);
         rd_kv_destroy(tr->kv);
@@ -1590,107 +1589,137 @@ static void phase_text(const rd_trainer *tr, int32_t epoch, int32_t window, char
         snprintf(buf, cap, "stream window %d/%u", window + 1, tr->info->n_windows);
 }
 
-// This rank's records of the checkpoint's phase that its steps before the cut trained on: the
-// first rpos.range_step batches of its iterator (the records train_range skips); each one into
-// out[] and / or as a bit (record - the phase's first) of bits (NULL: not wanted), at most max.
-// Returns how many.
-static uint64_t resume_cut_records(rd_trainer *tr, uint64_t *out, uint64_t max, uint8_t *bits) {
+// This rank's records of the checkpoint's phase that its steps before the cut trained on are the
+// first *limit of this iterator (the records train_range skips).
+static void resume_cut_iter(rd_trainer *tr, rd_dataset_iter *it, uint64_t *limit) {
     rd_range range;
     int mode;
     phase_range(tr, tr->rpos.window, &range, &mode);
     uint64_t B = tr->max_batch, t = (uint64_t)tr->rpos.range_step;
-    uint64_t limit = t > UINT64_MAX / B ? UINT64_MAX : t * B, n = 0, idx;
-    rd_dataset_iter it;
-    job_iter_init(tr, &it, range, mode);
-    while (n < limit && n < max && rd_dataset_iter_next(&it, &idx)) {
-        if (out)
-            out[n] = idx;
-        if (bits)
-            bits[(idx - range.begin) >> 3] |= (uint8_t)(1u << ((idx - range.begin) & 7));
-        n++;
-    }
-    return n;
+    *limit = t > UINT64_MAX / B ? UINT64_MAX : t * B;
+    job_iter_init(tr, it, range, mode);
 }
 
-// Teacher: the targets it sent in the phase before its checkpoint, read back from the target log
-// by (record, pass) as replay does; each must be there (the checkpoint synced the log before it
-// was written). Read before any job trains: a log that lacks one fails the launch.
-static int resume_read_targets(rd_trainer *tr, rd_errbuf *eb) {
-    uint64_t n = resume_cut_records(tr, NULL, UINT64_MAX, NULL);
-    size_t m = n ? (size_t)n : 1;
-    tr->rs_samples = rd_xmalloc(m * sizeof *tr->rs_samples);
-    tr->rs_logits = rd_xmalloc(m * sizeof *tr->rs_logits);
-    tr->rs_versions = rd_xmalloc(m * sizeof *tr->rs_versions);
-    RD_ASSERT(resume_cut_records(tr, tr->rs_samples, n, NULL) == n);
+// One target the teacher sent in the agreed phase before its checkpoint, from the target log by
+// (record, pass) as replay reads it. A missing or wrong one names the checkpoint, the log and
+// the record: the launch cannot give the students their targets.
+static int
+resume_log_get(rd_trainer *tr, uint64_t rec, float *logit, uint64_t *version, rd_errbuf *eb) {
     const int32_t window = tr->rpos.window;
     const uint32_t pass = window < 0 ? (uint32_t)tr->rpos.epoch : 0;
-    const uint64_t job = rd_target_job_key(tr->job->name);
+    int32_t w = 0;
+    rd_errbuf leb;
+    rd_errbuf_clear(&leb);
+    int rc = rd_target_log_get(tr->tlog, rd_target_job_key(tr->job->name), rec, pass, logit,
+                               version, &w, &leb);
+    if (rc == RD_OK && w != window)
+        rc = rd_err_set(&leb, RD_ERR_CORRUPT, "its record is of window %d", w);
+    if (rc == RD_OK)
+        return RD_OK;
     char ph[64];
     phase_text(tr, tr->rpos.epoch, window, ph, sizeof ph);
-    for (uint64_t i = 0; i < n; i++) {
-        int32_t w = 0;
-        rd_errbuf leb;
-        rd_errbuf_clear(&leb);
-        int rc = rd_target_log_get(tr->tlog, job, tr->rs_samples[i], pass, &tr->rs_logits[i],
-                                   &tr->rs_versions[i], &w, &leb);
-        if (rc == RD_OK && w != window)
-            rc = rd_err_set(&leb, RD_ERR_CORRUPT, "its record is of window %d", w);
+    int nf = rc == RD_ERR_NOTFOUND;
+    return rd_err_set(eb, rc,
+                      "--resume: %s is inside %s, and the teacher sends its students again the "
+                      "targets it sent in that phase before it, from distill.target_log %s: the "
+                      "log %s record %llu (pass %u)%s%s (was it removed, or written by another "
+                      "run?); to resume from the start of the phase, take the checkpoints inside "
+                      "it out of %s",
+                      tr->resume_from, ph, tr->cfg->distill.target_log,
+                      nf ? "holds no target of" : "has a bad target of", (unsigned long long)rec,
+                      pass, nf ? "" : ": ", nf ? "" : leb.msg, tr->resume_dir);
+}
+
+// Teacher, before any job trains: every target it sent in the phase before its checkpoint is in
+// the target log (the checkpoint synced the log before it was written); a log that lacks one
+// fails the launch here rather than the students later. They are read again, a batch at a time,
+// when the phase begins (resume_resend): nothing of the phase is held meanwhile.
+static int resume_read_targets(rd_trainer *tr, rd_errbuf *eb) {
+    rd_dataset_iter it;
+    uint64_t limit, idx, v;
+    float z;
+    resume_cut_iter(tr, &it, &limit);
+    for (uint64_t n = 0; n < limit && rd_dataset_iter_next(&it, &idx); n++) {
+        int rc = resume_log_get(tr, idx, &z, &v, eb);
         if (rc != RD_OK)
-            return rd_err_set(
-                eb, rc == RD_ERR_NOTFOUND ? RD_ERR_NOTFOUND : rc,
-                "--resume: %s is inside %s, and the teacher sends its students again the "
-                "targets it sent in that phase before it, from distill.target_log %s: the log "
-                "%s record %llu (pass %u)%s%s (was it removed, or written by another run?); to "
-                "resume from the start of the phase, take the checkpoints inside it out of %s",
-                tr->resume_from, ph, tr->cfg->distill.target_log,
-                rc == RD_ERR_NOTFOUND ? "holds no target of" : "has a bad target of",
-                (unsigned long long)tr->rs_samples[i], pass, rc == RD_ERR_NOTFOUND ? "" : ": ",
-                rc == RD_ERR_NOTFOUND ? "" : leb.msg, tr->resume_dir);
+            return rc;
     }
-    tr->rs_n = (size_t)n;
+    tr->rs_samples = rd_xmalloc(tr->max_batch * sizeof *tr->rs_samples);
+    tr->rs_logits = rd_xmalloc(tr->max_batch * sizeof *tr->rs_logits);
+    tr->rs_versions = rd_xmalloc(tr->max_batch * sizeof *tr->rs_versions);
     tr->rs_pending = 1;
     return RD_OK;
 }
 
 // Teacher, once the agreed phase is begun: send again what it sent in it before its checkpoint,
-// a step's batch at a time (never logged again).
+// read from the log a step's batch at a time (never logged again), to every student job.
 static int resume_resend(rd_trainer *tr, rd_errbuf *eb) {
+    rd_dataset_iter it;
+    uint64_t limit, n = 0;
     int rc = RD_OK;
     tr->rs_pending = 0;
-    for (size_t off = 0; off < tr->rs_n && rc == RD_OK; off += tr->max_batch) {
-        size_t m = tr->rs_n - off < tr->max_batch ? tr->rs_n - off : tr->max_batch;
+    resume_cut_iter(tr, &it, &limit);
+    for (;;) {
+        size_t m = 0;
+        while (m < tr->max_batch && n < limit && rd_dataset_iter_next(&it, &tr->rs_samples[m])) {
+            if ((rc = resume_log_get(tr, tr->rs_samples[m], &tr->rs_logits[m], &tr->rs_versions[m],
+                                     eb)) != RD_OK)
+                return rc;
+            m++, n++;
+        }
+        if (m == 0)
+            return RD_OK;
         for (int k = 0; k < tr->n_snd && rc == RD_OK; k++) {
-            rc = rd_target_sender_resend(tr->snd[k], m, tr->rs_samples + off, tr->rs_logits + off,
-                                         tr->rs_versions + off, eb);
+            rc = rd_target_sender_resend(tr->snd[k], m, tr->rs_samples, tr->rs_logits,
+                                         tr->rs_versions, eb);
             if (rc == RD_OK)
                 rc = rd_target_sender_flush(tr->snd[k], eb);
         }
+        if (rc != RD_OK)
+            return rc;
     }
-    rd_free(tr->rs_samples);
-    rd_free(tr->rs_logits);
-    rd_free(tr->rs_versions);
-    tr->rs_samples = tr->rs_versions = NULL;
-    tr->rs_logits = NULL;
-    tr->rs_n = 0;
-    return rc;
 }
 
+// The order a job's iterator walks a phase in: record index (time order), or (user, index) in
+// user order (users ascending, each one's records in time order; rd_partition).
+static int iter_before(const rd_trainer *tr, uint64_t a, uint64_t b) {
+    if (tr->rpos.window < 0 && tr->cfg->train.order == RD_ORDER_USER) {
+        uint32_t ua = rd_dataset_record(tr->ds, a)->user, ub = rd_dataset_record(tr->ds, b)->user;
+        if (ua != ub)
+            return ua < ub;
+    }
+    return a < b;
+}
+
+// Did this student rank train on `sample` (one of its records: the owner rule) in the agreed
+// phase before its checkpoint? Its records come in iter_before order, so those are the ones
+// before the first it had not trained on.
 static int consumed_of(uint64_t sample, void *ctx) {
     const rd_trainer *tr = ctx;
     if (sample < tr->rs_range.begin || sample >= tr->rs_range.end)
         return 0;
-    uint64_t k = sample - tr->rs_range.begin;
-    return (tr->rs_done[k >> 3] >> (k & 7)) & 1;
+    return tr->rs_all || iter_before(tr, sample, tr->rs_bound);
 }
 
-// Student resumed inside the agreed phase: the records it trained on in it before its checkpoint
-// (one bit per record of the phase); their targets, sent again by the teacher, are dropped.
+// Student resumed inside the agreed phase: the first record it had not trained on before its
+// checkpoint bounds those it had; their targets, sent again by the teacher, are dropped.
 static void resume_consumed(rd_trainer *tr) {
+    rd_dataset_iter it;
+    uint64_t limit, n = 0, idx = 0, prev = 0;
     int mode;
     phase_range(tr, tr->rpos.window, &tr->rs_range, &mode);
-    uint64_t span = tr->rs_range.end - tr->rs_range.begin;
-    tr->rs_done = rd_xcalloc((size_t)(span / 8 + 1), 1);
-    resume_cut_records(tr, NULL, UINT64_MAX, tr->rs_done);
+    resume_cut_iter(tr, &it, &limit);
+    tr->rs_all = 1;
+    while (rd_dataset_iter_next(&it, &idx)) {
+        // The order consumed_of relies on (an invariant of rd_dataset_iter).
+        RD_ASSERT(n == 0 || iter_before(tr, prev, idx));
+        if (n++ == limit) {
+            tr->rs_all = 0;
+            tr->rs_bound = idx;
+            break;
+        }
+        prev = idx;
+    }
     int32_t w = tr->rpos.window;
     rd_target_recv_set_consumed(tr->rcv, w < 0 ? (uint32_t)tr->rpos.epoch : 0, w, consumed_of, tr);
 }
