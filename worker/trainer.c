@@ -16,6 +16,10 @@
 //   the owner of a target is a pure function of its record index (owner_of), so a sender already
 //   in the next phase and a receiver still in this one agree; between steps and during
 //   evaluation both sides progress the transport, so neither waits on the other unboundedly.
+// - a teacher and its students resumed inside one phase (resume_common_start) all begin the
+//   phase sequence at it; before training on, the teacher resends from its target log what it
+//   sent in it before its checkpoint, and each student drops what it trained on before its own,
+//   so every record a student trains on after its checkpoint meets its target once.
 //
 // Workload: the model's forward/backward dominates (sgemm); key building is O(B * (slots + L)),
 // dedup is a radix sort of the same count. In sync mode the next batch's pull is sent right after
