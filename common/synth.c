@@ -577,18 +577,28 @@ int rd_synth_create(const rd_synthetic_config *cfg, uint64_t seed, rd_synth **ou
     // The generator's state lives in memory for the whole prepare: per user its memories and two
     // vectors (1.5 KiB at dim 16: 10^6 users took 1.5 GB), per item a vector and a few indices.
     // Beyond what this process may use it is an error naming the keys, before anything is touched.
+    // The advice names the count that holds most of it: items (up to 10^8 as well) can be
+    // the cause with few users, and then lowering data.synthetic.users would not help.
     {
         const char *whose = NULL;
         double limit = (double)rd_mem_limit(&whose), need = rd__synth_state_bytes(cfg);
         if (limit > 0 && need > limit) {
+            rd_synthetic_config no_items = *cfg, no_users = *cfg;
+            no_items.items = 0;
+            no_users.users = 0;
+            double users_b = need - rd__synth_state_bytes(&no_users);
+            double items_b = need - rd__synth_state_bytes(&no_items);
+            int by_items = items_b > users_b;
             rd_free(g);
             return rd_err_set(eb, RD_ERR_NOMEM,
                               "data.synthetic: %d users and %d items of dim %d need %.1f GiB of "
-                              "generator state (%.0f bytes a user), more than %s (%.1f GiB): "
-                              "lower data.synthetic.users (or dim)",
+                              "generator state (%.1f GiB for the users, %.0f bytes each; %.1f "
+                              "GiB for the items), more than %s (%.1f GiB): lower "
+                              "data.synthetic.%s (or dim)",
                               cfg->users, cfg->items, cfg->dim, need / 1073741824.0,
-                              (double)sizeof(user_state) + 8.0 * cfg->dim, whose,
-                              limit / 1073741824.0);
+                              users_b / 1073741824.0, (double)sizeof(user_state) + 8.0 * cfg->dim,
+                              items_b / 1073741824.0, whose, limit / 1073741824.0,
+                              by_items ? "items" : "users");
         }
     }
     g->p = rd_malloc((size_t)g->NU * g->D * sizeof *g->p);

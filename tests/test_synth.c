@@ -829,6 +829,17 @@ static void test_state_memory(void **state) {
     assert_null(g);
     if (!strstr(eb.msg, "lower data.synthetic.users") || !strstr(eb.msg, "GiB of generator state"))
         fail_msg("message: %s", eb.msg);
+    // Few users and 10^8 items of dim 1024 (about 410 GB): the items are the cause, and the
+    // advice names them (lowering data.synthetic.users would change nothing).
+    c = base_cfg(1000, 2000);
+    c.items = 100000000;
+    c.dim = 1024;
+    g = (rd_synth *)1;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_synth_create(&c, 1, &g, &eb), RD_ERR_NOMEM);
+    assert_null(g);
+    if (!strstr(eb.msg, "lower data.synthetic.items") || strstr(eb.msg, "data.synthetic.users"))
+        fail_msg("message: %s", eb.msg);
     c = base_cfg(1000, 1000000);
     double per_user =
         (rd__synth_state_bytes(&c) - rd__synth_state_bytes(&(rd_synthetic_config){
