@@ -1538,6 +1538,45 @@ static void test_driver_persistent(void **state) {
     free(cfg);
 }
 
+// The driver's buffers in the memory check, split by what they grow with (reserve(B) = B x per
+// instance + over the data): tokens.side_residual adds per event the item means of each side
+// field, one float (rd_dataset_item_means), not one per side value (the residuals double those
+// per instance only). Counting two made the check refuse a build over 10^9 events 4 GB early.
+static void test_driver_reserve(void **state) {
+    (void)state;
+    rd_config *cfg = make_cfg(2, 4, 1, 8);
+    cfg->data.source = RD_DATA_SYNTHETIC;
+    cfg->data.synthetic.events = 1500;
+    cfg->data.synthetic.users = 40;
+    cfg->data.synthetic.items = 60;
+    cfg->data.synthetic.seed = 5;
+    cfg->data.synthetic.feedback = 1; // "engagement", a feedback field
+    snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds_feedback", g_tmp);
+    cfg->tokens.n_side = 1;
+    snprintf(cfg->tokens.side[0], RD_NAME_MAX, "engagement");
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (access(cfg->data.dir, F_OK) != 0)
+        assert_int_equal(rd_dataset_prepare(&cfg->data, 1, &eb), RD_OK);
+    rd_dataset *ds = NULL;
+    assert_int_equal(rd_dataset_open(cfg->data.dir, 0, &ds, &eb), RD_OK);
+    double n_events = (double)rd_dataset_get_info(ds)->n_events, per[2], data[2];
+    for (int res = 0; res < 2; res++) {
+        cfg->tokens.side_residual = res;
+        double r1 = 0, r2 = 0;
+        assert_int_equal(rd__source_driver_reserve(cfg, ds, 1, &r1, &eb), RD_OK);
+        assert_int_equal(rd__source_driver_reserve(cfg, ds, 2, &r2, &eb), RD_OK);
+        per[res] = r2 - r1;
+        data[res] = r1 - per[res];
+    }
+    assert_true(per[1] > per[0]); // the residuals travel with each token
+    if (fabs(data[1] - data[0] - 4.0 * n_events) > 0.5)
+        fail_msg("side_residual adds %.0f bytes over the data, %.0f events x 4 expected",
+                 data[1] - data[0], n_events);
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bottleneck),
@@ -1565,6 +1604,7 @@ int main(void) {
         cmocka_unit_test(test_driver_temporal),
         cmocka_unit_test(test_driver_persistent),
         cmocka_unit_test(test_memory_check),
+        cmocka_unit_test(test_driver_reserve),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

@@ -1039,8 +1039,8 @@ static void driver_free(driver *dv) {
 // T - 1 tokens, once fetched into the token client's reply and once in the driver; and the arrays
 // over the data (per-user counts, the progressive predictions of the longest range, the item means
 // of the side values). rd_source_create adds it to its own slabs for the memory check.
-static int
-driver_reserve(const rd_config *cfg, const rd_dataset *ds, size_t B, double *out, rd_errbuf *eb) {
+int rd__source_driver_reserve(
+    const rd_config *cfg, const rd_dataset *ds, size_t B, double *out, rd_errbuf *eb) {
     const rd_model_config *mc = rd_config_find_model(cfg, cfg->tokens.source_model);
     const rd_dataset_info *info = rd_dataset_get_info(ds);
     *out = 0;
@@ -1066,9 +1066,12 @@ driver_reserve(const rd_config *cfg, const rd_dataset *ds, size_t B, double *out
     double side = (double)rd_tokens_side_width(&cfg->tokens), d = (double)cfg->tokens.dim;
     per += T * 2 * (4 * d + 4 * side + 4 + 8 + 8 + 1); // the frozen prefix: reply and copy
     per += (double)info->n_numeric * 4 + 4 * d + 4 * side + 160; // per-instance arrays
-    double data = (double)info->n_users * 4 + (double)info->n_events * 8 +
-                  (cfg->tokens.side_residual ? side * 4 * (double)info->n_events : 0) +
-                  (cfg->tokens.batch_order == RD_ORDER_WINDOWS ? 32 * (double)info->n_events : 0);
+    // The item means of side_residual: one float an event per side field (n_side of them; the
+    // residuals that double the side width exist per instance only, counted above).
+    double data =
+        (double)info->n_users * 4 + (double)info->n_events * 8 +
+        (cfg->tokens.side_residual ? (double)cfg->tokens.n_side * 4 * (double)info->n_events : 0) +
+        (cfg->tokens.batch_order == RD_ORDER_WINDOWS ? 32 * (double)info->n_events : 0);
     *out = per * (double)B + data;
     return RD_OK;
 }
@@ -1088,7 +1091,7 @@ static int driver_init(driver *dv, rd_errbuf *eb) {
                          .n_numeric = rd_dataset_n_inputs(info),
                          .opt_slots = rd_dense_optim_slots(kind),
                          .seed = cfg->run.seed ^ rd_hash_str("source", 0)};
-    if ((rc = driver_reserve(cfg, dv->ds, dv->Bmax, &so.reserve_bytes, eb)) != RD_OK ||
+    if ((rc = rd__source_driver_reserve(cfg, dv->ds, dv->Bmax, &so.reserve_bytes, eb)) != RD_OK ||
         (rc = rd_source_create(cfg, &so, &dv->src, eb)) != RD_OK)
         return rc;
     if ((rc = rd_dense_optim_init(&dv->opt_bb, &cfg->train, eb)) != RD_OK ||

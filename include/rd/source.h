@@ -408,6 +408,11 @@ int rd_source_driver_run(rd_source_driver *d,
                          rd_errbuf *eb);
 /** Free everything; NULL is fine. */
 void rd_source_driver_destroy(rd_source_driver *d);
+/** rd_source_driver_create's memory check, for tests: the bytes of the driver's own buffers for
+ *  batches of B events (they grow with B) and over the dataset (they do not), which it adds to
+ *  the source model's slabs. @return RD_OK, or the error of a feature the dataset lacks. */
+int rd__source_driver_reserve(
+    const rd_config *cfg, const rd_dataset *ds, size_t B, double *out, rd_errbuf *eb);
 
 /** One part of a run's token build: RD_SOURCE_PART_BATCH (the batch period, train.epochs passes,
  *  user order for scheme 2 as tokens.batch_order says), _STREAM (the stream windows in time
