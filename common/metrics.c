@@ -390,9 +390,10 @@ int rd__metrics_gather_rounds(rd_metrics *m, int root, MPI_Comm comm, size_t per
             if (rank == root)
                 RD_MPI_CHECK(
                     MPI_Gatherv(MPI_IN_PLACE, 0, ex_type, m->ex, cnt, displs, ex_type, root, comm));
-            else
-                RD_MPI_CHECK(MPI_Gatherv(m->ex + (size_t)(k * per_rank), cnt[rank], ex_type, NULL,
-                                         NULL, NULL, ex_type, root, comm));
+            else // a rank whose examples ended in an earlier round sends 0 from its end
+                RD_MPI_CHECK(MPI_Gatherv(
+                    m->ex + (k * per_rank < mine ? (size_t)(k * per_rank) : (size_t)mine),
+                    cnt[rank], ex_type, NULL, NULL, NULL, ex_type, root, comm));
         }
         RD_MPI_CHECK(MPI_Type_free(&ex_type));
         if (rank == root)
