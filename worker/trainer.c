@@ -2531,6 +2531,26 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
     return ret;
 }
 
+// Job ranks: the step of the checkpoint each one read (rc: its outcome). Collective over the job,
+// called by every rank whatever rc; a rank that failed keeps its own error and is not compared.
+static int resume_same_step(rd_trainer *tr, const char *dir, int rc, rd_errbuf *eb) {
+    int64_t v[2] = {rc == RD_OK ? tr->rpos.step : INT64_MIN,
+                    rc == RD_OK ? -tr->rpos.step : INT64_MIN};
+    int64_t m[2];
+    MPI_Request r;
+    RD_MPI_CHECK(MPI_Iallreduce(v, m, 2, MPI_INT64_T, MPI_MAX, tr->comm->job, &r));
+    rd_comm_wait(&r, tr->cfg->cluster.poll_us_max);
+    if (rc != RD_OK || m[1] == INT64_MIN || m[0] == -m[1])
+        return rc;
+    return rd_err_set(eb, RD_ERR_STATE,
+                      "--resume: the ranks of job '%s' do not see the same checkpoints under %s: "
+                      "this rank resumes from %s (step %lld), another from step %lld (each rank "
+                      "must see the checkpoint root as job rank 0 does: a node-local copy that "
+                      "lags?)",
+                      tr->job->name, tr->resume_dir, dir, (long long)tr->rpos.step,
+                      (long long)(m[0] != tr->rpos.step ? m[0] : -m[1]));
+}
+
 // Every rank reads dense.bin (params, optimizer state and step, position); job rank 0 loads the
 // job's PS tables and the server's step (rd_kv_load) and tells the others the outcome; then every
 // rank takes the checkpoint's step as its own. No rank pulls before the broadcast.
@@ -2573,6 +2593,11 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
         rc = rd_train_ckpt_read_dense(dir, run.config_hash, &tr->rpos, tr->model, &tr->opt, eb);
     if (rc == RD_OK)
         snprintf(tr->resume_from, sizeof tr->resume_from, "%s", dir);
+    // Every rank of the job chose its checkpoint from its own listing of the root; ranks that
+    // see different checkpoints (a node-local copy of the root that lags) would resume at
+    // different steps and fail later in the PS or the transport with a message about steps,
+    // not about the root. They must agree before anything else is collective.
+    rc = resume_same_step(tr, dir, rc, eb);
     if (rc == RD_OK && tr->resume_end) {
         // The start of the next phase, taken as the end of the agreed one: the job begins and
         // ends that phase with the others (a teacher sends its targets again) but trains none

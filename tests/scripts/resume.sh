@@ -457,6 +457,23 @@ t = json.load(open(sys.argv[1] + "/student.targets.json"))
 assert t["missing"] == 0 and t["late"] == 0 and t["unused"] == 0 and t["duplicates"] > 0, t
 PY
 done
+# The ranks of one job see different checkpoints in the agreed phase (a node-local copy of the
+# root that lags: here teacher rank 1 runs in another working directory whose root stops one
+# checkpoint earlier). They would resume at different steps and fail in the PS ("PULL for step
+# ..."); refused before anything trains, naming the job, the root and both steps.
+UT0=$(awk '$2 == 1 && $3 == -1 && $4 > 0 {print $1}' utpos | tail -2 | head -1)
+[ -n "$UT0" ] && [ "$UT0" != "$UT" ] || fail "user order: no two teacher checkpoints inside epoch 1: $(cat utpos)"
+rm -rf UA UB X5 && mkdir -p UA/R/teacher UA/R/student UB/R/teacher UB/R/student
+for st in $(awk -v w="$UT" '$1 <= w {print $1}' utpos); do cp -r U/ckpt/teacher/step-$(printf %012d $st) UA/R/teacher/; done
+for st in $(awk -v w="$UT0" '$1 <= w {print $1}' utpos); do cp -r U/ckpt/teacher/step-$(printf %012d $st) UB/R/teacher/; done
+for st in $(awk -v w="$US" '$1 <= w {print $1}' uspos); do
+    cp -r U/ckpt/student/step-$(printf %012d $st) UA/R/student/ && cp -r U/ckpt/student/step-$(printf %012d $st) UB/R/student/
+done
+bad "teacher: --resume: the ranks of job 'teacher' do not see the same checkpoints under R: this rank resumes from R/teacher/step-$(printf %012d $UT0) \(step $UT0\), another from step $UT " \
+    -n 2 -wdir "$TMP/UA" "$RD" train "$TMP/ulive.yaml" --out "$TMP/X5" --resume R : \
+    -n 1 -wdir "$TMP/UB" "$RD" train "$TMP/ulive.yaml" --out "$TMP/X5" --resume R : \
+    -n 3 -wdir "$TMP/UA" "$RD" train "$TMP/ulive.yaml" --out "$TMP/X5" --resume R
+[ ! -e X5/ckpt ] || fail "a resume whose job ranks disagree left checkpoints: $(ls -R X5/ckpt)"
 # kill -9 of every rank of a live pair that checkpoints every 3 steps, keeping 3 (the jobs are
 # then wherever they were, the teacher usually steps ahead), with the default target log
 # <out>/targets: resumed with the same --out, the pair ends byte-identical to the uninterrupted
