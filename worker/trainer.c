@@ -2396,16 +2396,28 @@ static int fresh_timeline(rd_trainer *tr, rd_errbuf *eb) {
 
 // Does distill.target_log hold this teacher job's record for this dataset (the run resumed wrote
 // its targets there)? A read-only look, closed again before the job opens the log to append; a
-// log of an older build without job records counts as not holding it.
-static int log_knows_job(const rd_trainer *tr) {
+// log of an older build without job records counts as not holding it. When it does not, `why`
+// says why: no log at that path, no record of the job, a record for other data, or why the log
+// could not be read (a damaged log then fails the launch when the job opens it, and the line
+// printed before must not blame a missing record).
+static int log_knows_job(const rd_trainer *tr, char *why, size_t cap) {
     rd_target_log *log = NULL;
     rd_errbuf leb;
     rd_errbuf_clear(&leb);
-    if (rd_target_log_open(tr->cfg->distill.target_log, 0, NULL, &log, &leb) != RD_OK)
+    int rc = rd_target_log_open(tr->cfg->distill.target_log, 0, NULL, &log, &leb);
+    if (rc != RD_OK) {
+        snprintf(why, cap, "%s", rc == RD_ERR_NOTFOUND ? "there is no log" : leb.msg);
         return 0;
+    }
     rd_target_job_info ji;
-    int rc = rd_target_log_get_job(log, rd_target_job_key(tr->job->name), &ji, &leb);
+    rc = rd_target_log_get_job(log, rd_target_job_key(tr->job->name), &ji, &leb);
     rd_target_log_close(log);
+    if (rc == RD_ERR_NOTFOUND)
+        snprintf(why, cap, "the log has no record of the job");
+    else if (rc != RD_OK)
+        snprintf(why, cap, "%s", leb.msg);
+    else if (log_data_differs(tr, &ji))
+        snprintf(why, cap, "its record of the job names another dataset");
     return rc == RD_OK && !log_data_differs(tr, &ji);
 }
 
@@ -2424,13 +2436,14 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
     const int n = E + K + 1;
     int mine = 1, mid = 0;
     if (root && live_distill(tr) && tr->job->role == RD_JOB_TEACHER && tr->comm->job_rank == 0) {
-        mine = tr->cfg->distill.target_log[0] && log_knows_job(tr);
+        char why[RD_ERR_MSG_MAX] = "distill.target_log is empty";
+        mine = tr->cfg->distill.target_log[0] && log_knows_job(tr, why, sizeof why);
         if (!mine && !tr->quiet)
-            printf("[%s] distill.target_log %s holds no targets of job '%s' for this dataset: it "
-                   "cannot send its students again the targets it sent before a checkpoint "
-                   "inside a phase, so the jobs in live distillation resume from the start of a "
-                   "phase\n",
-                   tr->job->name, tr->cfg->distill.target_log, tr->job->name);
+            printf("[%s] distill.target_log %s holds no targets of job '%s' for this dataset "
+                   "(%s): it cannot send its students again the targets it sent before a "
+                   "checkpoint inside a phase, so the jobs in live distillation resume from the "
+                   "start of a phase\n",
+                   tr->job->name, tr->cfg->distill.target_log, tr->job->name, why);
     }
     RD_MPI_CHECK(MPI_Allreduce(&mine, &mid, 1, MPI_INT, MPI_MIN, tr->comm->role));
     unsigned char *have = rd_xmalloc((size_t)n), *all = rd_xmalloc((size_t)n);

@@ -414,6 +414,16 @@ done
 grep -q "\[teacher\] distill.target_log .*OL/targets holds no targets of job 'teacher'" X3.out ||
     fail "the teacher did not say why the pair resumes from a phase start: $(cat X3.out)"
 same_as_L X3 "live resume without the log"
+grep -q "\[teacher\] distill.target_log .*OL/targets holds no targets of job 'teacher' for this dataset (there is no log)" X3.out ||
+    fail "the teacher did not say that there was no log: $(cat X3.out)"
+# A damaged log is not a missing one: the teacher's line says why it could not read it (the
+# launch then fails opening it, and the line must not have blamed a missing record).
+rm -rf DL && mkdir -p DL/targets && head -c 65536 /dev/zero > DL/targets/data.mdb
+sed -e "s|target_log: $TMP/targets,|target_log: $TMP/DL/targets,|" live.yaml > damaged_log.yaml
+rm -rf X3
+bad "distill.target_log .*DL/targets: .*(MDB_INVALID|damaged|not an LMDB)" -n 3 "$RD" train damaged_log.yaml --out X3 --resume LR3
+grep -Eq "\[teacher\] distill.target_log .*DL/targets holds no targets of job 'teacher' for this dataset \(.*(MDB_INVALID|damaged|not an LMDB).*\)" o ||
+    fail "the teacher's line about a damaged log does not say why: $(cat o)"
 # A log that holds the teacher's targets but not all that it sent before its checkpoint (here:
 # OL/targets, written from epoch 1 on, for a checkpoint inside epoch 0): refused before any job
 # trains, naming the checkpoint, the log and the record.
