@@ -2467,9 +2467,17 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
             rd_train_pos pos;
             rd_errbuf leb;
             rd_errbuf_clear(&leb);
-            if (rd_train_ckpt_path(tr->resume_dir, tr->job->name, steps[i], p, sizeof p) != RD_OK ||
-                rd_train_ckpt_read_pos(p, &pos, &leb) != RD_OK || pos.range_step < 0)
-                continue; // a damaged one is reported if it is the one resumed from
+            if (rd_train_ckpt_path(tr->resume_dir, tr->job->name, steps[i], p, sizeof p) != RD_OK)
+                continue;
+            if (rd_train_ckpt_read_pos(p, &pos, &leb) != RD_OK || pos.range_step < 0) {
+                // Never the one resumed from: the job takes an older one, perhaps of an earlier
+                // phase, and the others with it. Say so, or the lost steps are unexplained.
+                if (tr->comm->job_rank == 0)
+                    RD_LOG_WARN("--resume: %s cannot be resumed from (%s): the jobs in live "
+                                "distillation choose among the others",
+                                p, leb.msg[0] ? leb.msg : "negative position");
+                continue;
+            }
             int ok = pos.window < 0 ? pos.epoch >= 0 && pos.epoch < E
                                     : pos.epoch == E && pos.window <= K;
             int id = pos.window < 0 ? pos.epoch : E + pos.window;

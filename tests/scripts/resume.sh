@@ -395,6 +395,23 @@ PY
 done
 grep -q "\[teacher\] resumes from LR/teacher/step-$(printf %012d $E1END), its newest checkpoint in the newest phase that every job in live distillation has one in (its newest is step $W1T)" X3.out ||
     fail "the teacher did not say why it resumes from the end of epoch 1: $(cat X3.out)"
+# A damaged checkpoint in the agreed phase is passed over for the job's older one there, and the
+# job says so (the steps it trains again are otherwise unexplained); the pair still ends
+# byte-identical. Here the student's end of epoch 1 (not its newest: that one is checked before
+# the launch) is damaged, the teacher is inside epoch 1: the student takes its last checkpoint
+# inside epoch 1.
+LASTE1=$(awk '$2 == 1 && $3 == -1 && $4 > 0 {print $1}' spos | tail -1)
+root LR "$MIDS2" "$MIDW"
+python3 - "LR/student/step-$(printf %012d $E1END)/dense.bin" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read()); b[len(b) // 2] ^= 0xFF; open(sys.argv[1], "wb").write(b)
+PY
+rm -rf X3
+run -n 3 "$RD" train live.yaml --out X3 --resume LR >X3.out 2>X3.err || fail "live resume past a damaged checkpoint: $(cat X3.err)"
+grep -q "\[student\] resumed from LR/student/step-$(printf %012d $LASTE1) " X3.out || fail "past a damaged checkpoint: not from $LASTE1: $(cat X3.out)"
+grep -q "WARN --resume: LR/student/step-$(printf %012d $E1END) cannot be resumed from (.*damaged" X3.err ||
+    fail "the damaged checkpoint passed over was not named: $(cat X3.err)"
+same_as_L X3 "live resume past a damaged checkpoint"
 # Without the teacher's targets in its log (another --out with the default log, a removed log),
 # the pair resumes from the newest phase start both have, and says why; a root without a common
 # phase start is then refused.
