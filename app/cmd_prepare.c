@@ -114,8 +114,12 @@ int rd_cmd_prepare(int argc, char **argv) {
         }
     }
     double t0 = now_s();
-    if (rc == RD_OK)
+    if (rc == RD_OK) {
         rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
+        // The library names the folder by its config key; here the user gave it as --out.
+        if (rc == RD_ERR_EXISTS && out)
+            rd_err_prefix(&eb, "--out %s (the dataset folder, data.dir): ", out);
+    }
     double secs = now_s() - t0;
     rd_dataset *ds = NULL;
     if (rc == RD_OK)

@@ -61,6 +61,12 @@ awk '/^  ceiling:/ {c = 1} c && /^    auc:/ {a = $2} c && /auc_without_memory:/ 
     fail "meta.yaml lacks a sane synthetic ceiling: $(grep -A5 ceiling "$TMP/syn_a/meta.yaml")"
 # Running again over an existing dataset folder replaces it.
 "$RD" prepare "$TMP/syn.yaml" --out "$TMP/syn_a" >/dev/null 2>&1 || fail "replace"
+# --out onto a folder that is not a dataset: refused, naming --out (the message named only
+# data.dir, a key the user had not written), and the folder is left as it was.
+mkdir -p "$TMP/notds" && echo keep > "$TMP/notds/notes.txt"
+"$RD" prepare "$TMP/syn.yaml" --out "$TMP/notds" >/dev/null 2>"$TMP/err"; [ $? -eq 1 ] || fail "--out onto a non-dataset folder must exit 1"
+grep -q -- "--out $TMP/notds (the dataset folder, data.dir): data.dir $TMP/notds exists and is not a dataset folder" "$TMP/err" || fail "--out onto a non-dataset folder: $(cat "$TMP/err")"
+[ "$(cat "$TMP/notds/notes.txt")" = keep ] || fail "a refused prepare changed the folder"
 cmp -s "$TMP/syn_a/events.bin" "$TMP/syn_b/events.bin" || fail "replaced dataset differs"
 
 # --- CSV: a bad line fails cleanly ----------------------------------------------------------
