@@ -115,8 +115,25 @@ static unsigned long long read_limit(const char *path) {
     return v;
 }
 
-// The smallest limit from dir up to root (each ancestor's limit applies to its descendants).
-static unsigned long long walk_limits(const char *root, const char *rel, const char *file) {
+// Whether a cgroup v1 memory directory accounts its descendants (memory.use_hierarchy = 1). A
+// file that is missing or unreadable counts as hierarchical: since Linux 5.11 every v1 memory
+// cgroup is, and the file reads 1.
+static int v1_hierarchical(const char *dir) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/memory.use_hierarchy", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 1;
+    int c = fgetc(f);
+    fclose(f);
+    return c != '0';
+}
+
+// The smallest limit from dir up to root. Under v2 each ancestor's limit applies to its
+// descendants. Under v1 (`v1` set) a parent's limit applies to a child only when the parent has
+// memory.use_hierarchy = 1 (the kernel links the child's page counter to the parent's only
+// then), so the walk stops below the first ancestor without it.
+static unsigned long long walk_limits(const char *root, const char *rel, const char *file, int v1) {
     char dir[1024];
     int w = snprintf(dir, sizeof dir, "%s%s", root, rel);
     if (w < 0 || (size_t)w >= sizeof dir)
@@ -134,6 +151,8 @@ static unsigned long long walk_limits(const char *root, const char *rel, const c
             break;
         *slash = '\0';
         if (strlen(dir) < rlen)
+            break;
+        if (v1 && !v1_hierarchical(dir))
             break;
     }
     return best;
@@ -159,7 +178,7 @@ unsigned long long rd__cgroup_mem_limit(const char *root, const char *proc_cgrou
                     rel[0] = '\0';
                 unsigned long long v = 0;
                 if (nc == 0) { // v2: one unified hierarchy
-                    v = walk_limits(root, rel, "memory.max");
+                    v = walk_limits(root, rel, "memory.max", 0);
                 } else {
                     int mem = 0; // "memory" among the comma-separated controllers
                     for (const char *tok = ctl; *tok;) {
@@ -170,7 +189,7 @@ unsigned long long rd__cgroup_mem_limit(const char *root, const char *proc_cgrou
                     if (mem) {
                         char r1[512];
                         snprintf(r1, sizeof r1, "%s/memory", root);
-                        v = walk_limits(r1, rel, "memory.limit_in_bytes");
+                        v = walk_limits(r1, rel, "memory.limit_in_bytes", 1);
                     }
                 }
                 if (v && (!best || v < best))

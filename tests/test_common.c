@@ -486,7 +486,8 @@ static void test_oom_injection(void **state) {
 // Logging
 
 // rd_mem_limit's cgroup part on a fake hierarchy: v2 memory.max ("max" = none) and v1
-// memory.limit_in_bytes (2^63 - 4096 = none), the smallest from the process's cgroup up.
+// memory.limit_in_bytes (2^63 - 4096 = none), the smallest from the process's cgroup up (under
+// v1 only through ancestors with memory.use_hierarchy = 1).
 static void put_file(const char *dir, const char *name, const char *text) {
     char cmd[700], path[600];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
@@ -525,6 +526,34 @@ static void test_cgroup_limit(void **state) {
     assert_true(rd__cgroup_mem_limit(root, "4:blkio,memory:/uid_0/job_9/step_1\n") == 536870912ULL);
     assert_true(rd__cgroup_mem_limit(root, "4:memoryx:/uid_0/job_9/step_1\n") == 0);
     assert_true(rd__cgroup_mem_limit(root, "") == 0);
+    // v1 memory.use_hierarchy: a parent's limit reaches a child only when the parent has 1.
+    // (uid_0 and job_9 above have no such file: hierarchical, as on Linux >= 5.11.)
+    snprintf(d, sizeof d, "%s/memory/flat", root); // 256 MiB, not hierarchical
+    put_file(d, "memory.limit_in_bytes", "268435456\n");
+    put_file(d, "memory.use_hierarchy", "0\n");
+    snprintf(d, sizeof d, "%s/memory/flat/job", root); // no limit, not hierarchical
+    put_file(d, "memory.limit_in_bytes", "9223372036854771712\n");
+    put_file(d, "memory.use_hierarchy", "0\n");
+    snprintf(d, sizeof d, "%s/memory/flat/job/step", root);
+    put_file(d, "memory.limit_in_bytes", "9223372036854771712\n");
+    put_file(d, "memory.use_hierarchy", "0\n");
+    assert_true(rd__cgroup_mem_limit(root, "4:memory:/flat/job/step\n") == 0);
+    assert_true(rd__cgroup_mem_limit(root, "4:memory:/flat/job\n") == 0);
+    assert_true(rd__cgroup_mem_limit(root, "4:memory:/flat\n") == 268435456ULL); // its own
+    snprintf(d, sizeof d, "%s/memory/flat/hier", root); // 1 GiB, hierarchical, under `flat`
+    put_file(d, "memory.limit_in_bytes", "1073741824\n");
+    put_file(d, "memory.use_hierarchy", "1\n");
+    snprintf(d, sizeof d, "%s/memory/flat/hier/step", root);
+    put_file(d, "memory.limit_in_bytes", "9223372036854771712\n");
+    put_file(d, "memory.use_hierarchy", "1\n");
+    // hier's 1 GiB applies to its step; flat's smaller 256 MiB does not (flat is not
+    // hierarchical, so the walk stops at hier).
+    assert_true(rd__cgroup_mem_limit(root, "4:memory:/flat/hier/step\n") == 1073741824ULL);
+    // A child's own limit counts whatever its parent says.
+    snprintf(d, sizeof d, "%s/memory/flat/job/small", root);
+    put_file(d, "memory.limit_in_bytes", "536870912\n");
+    put_file(d, "memory.use_hierarchy", "0\n");
+    assert_true(rd__cgroup_mem_limit(root, "4:memory:/flat/job/small\n") == 536870912ULL);
     // The process's own figure: never above the node's memory.
     const char *what = NULL;
     unsigned long long lim = rd_mem_limit(&what);

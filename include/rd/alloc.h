@@ -46,7 +46,9 @@ void rd_aligned_free(void *ptr);
 /**
  * The bytes this process may use: the smaller of the node's physical memory and the memory limit
  * of its cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`, the smallest on the way from its
- * cgroup up to the root of the hierarchy), which is what a Slurm job step with task/cgroup gets.
+ * cgroup up to the root of the hierarchy; under v1 an ancestor's limit counts only while the
+ * ancestors up to it have `memory.use_hierarchy` = 1, a missing file counting as 1), which is
+ * what a Slurm job step with task/cgroup gets.
  * Checks of large allocations compare their estimate with it, so that a request that cannot be
  * met is an error naming its config keys, not an OOM kill after the memory was touched.
  * @param[out] what  if not NULL: "this node's memory" or "the memory limit of this process's
