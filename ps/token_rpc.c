@@ -1,6 +1,7 @@
 // token_rpc.c — the MPI path of the token store: PS-side handlers of RD_TOKEN_OP_FETCH and
 // RD_TOKEN_OP_APPEND registered on an rd_server, and the worker-side client that groups a batch
-// of requests by owning PS rank and sends one message per rank without blocking.
+// of requests by owning PS rank and sends them without blocking: one message per rank, or
+// several when one rank's reply would exceed max_reply_bytes (or its request max_msg_bytes).
 //
 // Protocol (rd/msg.h headers on rd_comm.kv, tag RD_TAG_PS_REQUEST; replies on
 // RD_TAG_PS_REPLY_BASE + (req_id & 4095)):
@@ -17,7 +18,15 @@
 //   errors: status < 0 and the error text as payload (as every PS reply)
 // The client uses the reply slots 4095 - k (k = its in-flight slot), the top of the range, so it
 // can share rd_comm.kv with an rd_kv client (whose slots fill from 0 upwards). Several messages
-// to one PS rank on one tag are matched in order (MPI non-overtaking).
+// to one PS rank on one tag are matched in order (MPI non-overtaking): a PS serves one sender's
+// requests in order, so the k-th reply on a tag answers the k-th request.
+//
+// Back-pressure of a split fetch: at most FETCH_WINDOW messages of one fetch to one PS rank are
+// sent and unanswered at a time; the next one goes out when a reply is in. A PS rank builds each
+// reply in a pooled send buffer that lives until the client has received it, so without the
+// window a fetch of k x 1 GiB to one rank would have the PS hold k GiB at once. The rest of a
+// split fetch is therefore sent from rd_token_client_wait (a fetch that fits one message per
+// rank, the usual case, is sent whole by fetch_start as before).
 //
 // Every reply is received CONTIGUOUSLY (header + payload into one staging buffer) and then
 // copied to the caller's arrays. Receiving straight into the caller's arrays with a struct
@@ -40,6 +49,7 @@
 #include "token_store_internal.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,6 +57,7 @@
 #define MAX_REPLY_BYTES (UINT64_C(1) << 30) // largest fetch reply per message (1 GiB)
 #define SMALL_REPLY     4096                // error texts and empty replies
 #define BOUNCE_BYTES    4096
+#define FETCH_WINDOW    RD_TOKEN_CLIENT_FETCH_WINDOW // back-pressure of a split fetch
 
 // ---------------------------------------------------------------------------------------------
 // MPI datatype helpers
@@ -367,6 +378,7 @@ typedef struct tc_msg {
     unsigned char hdr_in[RD_MSG_HEADER_BYTES];              // drained replies: their header
     unsigned char small[RD_MSG_HEADER_BYTES + SMALL_REPLY]; // error texts, empty replies
     MPI_Request sreq, rreq;
+    int sent; // MPI_Isend posted (a split fetch sends its later messages from the wait)
     int send_done, recv_posted, recv_done, finished;
     int where;
     MPI_Count reply_len;
@@ -379,7 +391,7 @@ typedef struct tc_op {
     unsigned fields; // RD_TOKEN_FIELD_* asked for
     int discard;     // destroy: complete the messages but write nothing to `out`
     rd_token_fetch_out out;
-    tc_msg *msgs; // (cap_msgs)
+    tc_msg *msgs; // (cap_msgs); the messages of one PS rank are consecutive, in sending order
     int n_msgs, cap_msgs;
     size_t *pos; // (n) caller positions grouped by message
     size_t pos_cap;
@@ -516,6 +528,7 @@ static int op_reserve(tc_op *op, int n) {
 
 // Reset the per-call state of message m (buffers kept).
 static void msg_reset(tc_msg *m) {
+    m->sent = 0;
     m->send_done = m->recv_posted = m->recv_done = m->finished = 0;
     m->sreq = m->rreq = MPI_REQUEST_NULL;
     m->reply_len = 0;
@@ -538,6 +551,7 @@ static void msg_send(rd_token_client *c, tc_op *op, tc_msg *m, size_t payload) {
                        0};
     rd_msg_encode(&h, m->req);
     m->req_bytes = RD_MSG_HEADER_BYTES + payload;
+    m->sent = 1;
     RD_MPI_CHECK(MPI_Isend_c(m->req, (MPI_Count)m->req_bytes, MPI_BYTE, c->comm->ps_world[m->ps],
                              RD_TAG_PS_REQUEST, c->c, &m->sreq));
     c->messages++;
@@ -577,7 +591,7 @@ static int msg_probe(rd_token_client *c, tc_op *op, tc_msg *m) {
 }
 
 // Copy a staged fetch reply to the caller's rows (one block copy per array when the message
-// holds every request in order, as with a single PS rank).
+// holds consecutive requests in order, as with a single PS rank).
 static int msg_scatter(rd_token_client *c, tc_op *op, tc_msg *m, rd_errbuf *eb) {
     rd_token_fetch_out v;
     size_t L = op->L, d = (size_t)c->o.dim;
@@ -587,23 +601,28 @@ static int msg_scatter(rd_token_client *c, tc_op *op, tc_msg *m, rd_errbuf *eb) 
     if (rc != RD_OK)
         return rc;
     const rd_token_fetch_out *o = &op->out;
-    if (m->n == op->n) {
-        // pos is the identity (requests are grouped stably by rank).
-        size_t nl = op->n * L;
-        memcpy(o->tokens, v.tokens, nl * d * sizeof(float));
-        memcpy(o->n_found, v.n_found, op->n * sizeof(uint32_t));
+    // Requests are grouped stably by rank: with one PS rank (or users of one rank only) a
+    // message holds the caller's rows r0 .. r0 + n - 1.
+    const size_t r0 = op->pos[m->first];
+    size_t run = 1;
+    while (run < m->n && op->pos[m->first + run] == r0 + run)
+        run++;
+    if (run == m->n) {
+        size_t nl = m->n * L, at = r0 * L;
+        memcpy(o->tokens + at * d, v.tokens, nl * d * sizeof(float));
+        memcpy(o->n_found + r0, v.n_found, m->n * sizeof(uint32_t));
         if (o->labels)
-            memcpy(o->labels, v.labels, nl * sizeof(float));
+            memcpy(o->labels + at, v.labels, nl * sizeof(float));
         if (o->items)
-            memcpy(o->items, v.items, nl * sizeof(uint64_t));
+            memcpy(o->items + at, v.items, nl * sizeof(uint64_t));
         if (o->ts)
-            memcpy(o->ts, v.ts, nl * sizeof(int64_t));
+            memcpy(o->ts + at, v.ts, nl * sizeof(int64_t));
         if (o->ids)
-            memcpy(o->ids, v.ids, nl * sizeof(uint64_t));
+            memcpy(o->ids + at, v.ids, nl * sizeof(uint64_t));
         if (o->side && S)
-            memcpy(o->side, v.side, nl * S * sizeof(float));
+            memcpy(o->side + at * S, v.side, nl * S * sizeof(float));
         if (o->mask)
-            memcpy(o->mask, v.mask, nl);
+            memcpy(o->mask + at, v.mask, nl);
         return RD_OK;
     }
     for (size_t j = 0; j < m->n; j++) {
@@ -689,32 +708,53 @@ static void msg_finish(rd_token_client *c, tc_op *op, tc_msg *m) {
 }
 
 // Advance every message of op; @return 1 when all are finished.
+// The messages of one PS rank are consecutive in op->msgs and answered in sending order on one
+// tag, so only the first of a rank whose receive is not posted may probe (the reply that
+// arrives first is its own). Unsent messages (the tail of a split fetch) go out while fewer than
+// FETCH_WINDOW of their rank are unanswered; once the op has failed, or its results are
+// discarded, they are never sent.
 static int op_progress(rd_token_client *c, tc_op *op, int *did) {
     int all = 1;
+    int run_ps = -1, open = 0, may_probe = 1; // of the current rank's run of messages
     for (int i = 0; i < op->n_msgs; i++) {
         tc_msg *m = &op->msgs[i];
+        if (m->ps != run_ps) {
+            run_ps = m->ps;
+            open = 0;
+            may_probe = 1;
+        }
         if (m->finished)
             continue;
+        if (!m->sent) {
+            if (op->status != RD_OK || op->discard) {
+                m->finished = 1; // nothing asked, nothing to wait for
+                continue;
+            }
+            all = 0;
+            if (open >= FETCH_WINDOW)
+                continue;
+            msg_send(c, op, m, m->req_bytes - RD_MSG_HEADER_BYTES);
+            *did = 1;
+        }
+        open++;
         if (!m->send_done) {
             RD_MPI_CHECK(MPI_Test(&m->sreq, &m->send_done, MPI_STATUS_IGNORE));
             *did |= m->send_done;
         }
-        // Messages to the same rank share the tag: probe only for the first unfinished one,
-        // so that replies are matched in sending order.
-        int first_for_rank = 1;
-        for (int j = 0; j < i; j++)
-            if (op->msgs[j].ps == m->ps && !op->msgs[j].recv_posted)
-                first_for_rank = 0;
-        if (!m->recv_posted && first_for_rank)
+        if (!m->recv_posted && may_probe)
             *did |= msg_probe(c, op, m);
+        if (!m->recv_posted)
+            may_probe = 0;
         if (m->recv_posted && !m->recv_done) {
             RD_MPI_CHECK(MPI_Test(&m->rreq, &m->recv_done, MPI_STATUS_IGNORE));
             *did |= m->recv_done;
         }
-        if (m->send_done && m->recv_done)
+        if (m->send_done && m->recv_done) {
             msg_finish(c, op, m);
-        else
+            open--;
+        } else {
             all = 0;
+        }
     }
     return all;
 }
@@ -777,24 +817,47 @@ int rd_token_client_fetch_start(rd_token_client *c,
                           RD_TOKEN_CLIENT_MAX_INFLIGHT);
     const unsigned fields = rd_token_fetch_fields(out);
     const size_t per_req = before_id ? 24 : 16; // request bytes: user, t [, id]
-    // 1. Count requests per PS rank.
+    const size_t dim = (size_t)c->o.dim, S = (size_t)c->o.n_side;
+    // 1. Requests per message: as many as one reply within max_reply_bytes and one request
+    //    within max_msg_bytes hold (a reply's size grows with its request count).
+    size_t one = rd_token_fetch_reply_bytes(1, L, dim, S, fields);
+    if (one == 0 || one > c->o.max_reply_bytes)
+        return rd_err_set(eb, RD_ERR_RANGE,
+                          "token client fetch: one request of L = %zu tokens (dim %zu, %zu side "
+                          "values) needs a reply of %zu bytes, over the %" PRIu64
+                          " a PS rank answers at most (max_reply_bytes): L is too long",
+                          L, dim, (fields & RD_TOKEN_FIELD_SIDE) ? S : 0, one,
+                          c->o.max_reply_bytes);
+    if (RD__TOKEN_FETCH_HEADER + per_req > c->o.max_msg_bytes)
+        return rd_err_set(eb, RD_ERR_RANGE,
+                          "token client fetch: max_msg_bytes %" PRIu64
+                          " cannot hold one request of %zu bytes",
+                          c->o.max_msg_bytes, RD__TOKEN_FETCH_HEADER + per_req);
+    size_t per = (size_t)((c->o.max_msg_bytes - RD__TOKEN_FETCH_HEADER) / per_req);
+    if (per > n)
+        per = n;
+    size_t hi_bytes = rd_token_fetch_reply_bytes(per, L, dim, S, fields);
+    if (hi_bytes == 0 || hi_bytes > c->o.max_reply_bytes) {
+        size_t lo = 1, hi = per; // fits at lo, not at hi
+        while (hi - lo > 1) {
+            size_t mid = lo + (hi - lo) / 2;
+            size_t b = rd_token_fetch_reply_bytes(mid, L, dim, S, fields);
+            if (b != 0 && b <= c->o.max_reply_bytes)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        per = lo;
+    }
+    // 2. Count requests per PS rank and the messages they take.
     for (int r = 0; r < c->P; r++)
         c->cnt[r] = 0;
     for (size_t i = 0; i < n; i++)
         c->cnt[ps_of_user(c, users[i])]++;
-    int n_msgs = 0;
+    size_t n_msgs = 0;
     for (int r = 0; r < c->P; r++)
-        if (c->cnt[r]) {
-            size_t bytes = rd_token_fetch_reply_bytes((size_t)c->cnt[r], L, (size_t)c->o.dim,
-                                                      (size_t)c->o.n_side, fields);
-            if (bytes == 0 || bytes > c->o.max_reply_bytes)
-                return rd_err_set(eb, RD_ERR_RANGE,
-                                  "token client fetch: %d requests of L = %zu for PS %d need a "
-                                  "reply over %" PRIu64 " bytes; split the batch",
-                                  c->cnt[r], L, r, c->o.max_reply_bytes);
-            n_msgs++;
-        }
-    if (op_reserve(op, n_msgs) != RD_OK)
+        n_msgs += ((size_t)c->cnt[r] + per - 1) / per;
+    if (n_msgs > INT_MAX || op_reserve(op, (int)n_msgs) != RD_OK)
         return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
     if (op->pos_cap < n) {
         size_t *p = rd_realloc(op->pos, n * sizeof *p);
@@ -803,41 +866,42 @@ int rd_token_client_fetch_start(rd_token_client *c,
         op->pos = p;
         op->pos_cap = n;
     }
-    // 2. Lay out one message per rank; pos lists each message's requests in caller order.
+    // 3. Lay out the messages, rank by rank (a rank's are consecutive); pos lists each
+    //    message's requests in caller order.
     op->n_msgs = 0;
     size_t off = 0;
     for (int r = 0; r < c->P; r++) {
-        if (!c->cnt[r])
-            continue;
-        tc_msg *m = &op->msgs[op->n_msgs++];
-        msg_reset(m);
-        m->ps = r;
-        m->op = RD_TOKEN_OP_FETCH;
-        m->n = (size_t)c->cnt[r];
-        m->first = off;
-        m->expect =
-            rd_token_fetch_reply_bytes(m->n, L, (size_t)c->o.dim, (size_t)c->o.n_side, fields);
-        size_t req = RD_MSG_HEADER_BYTES + RD__TOKEN_FETCH_HEADER + per_req * m->n;
-        if (grow_buf(&m->req, &m->req_cap, req) != RD_OK ||
-            grow_buf(&m->stage, &m->stage_cap, RD_MSG_HEADER_BYTES + m->expect) != RD_OK)
-            return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+        const size_t cnt = (size_t)c->cnt[r];
+        for (size_t k = 0; k < cnt; k += per) {
+            tc_msg *m = &op->msgs[op->n_msgs++];
+            msg_reset(m);
+            m->ps = r;
+            m->op = RD_TOKEN_OP_FETCH;
+            m->n = cnt - k < per ? cnt - k : per;
+            m->first = off + k;
+            m->expect = rd_token_fetch_reply_bytes(m->n, L, dim, S, fields);
+            m->req_bytes = RD_MSG_HEADER_BYTES + RD__TOKEN_FETCH_HEADER + per_req * m->n;
+            if (grow_buf(&m->req, &m->req_cap, m->req_bytes) != RD_OK ||
+                grow_buf(&m->stage, &m->stage_cap, RD_MSG_HEADER_BYTES + m->expect) != RD_OK)
+                return rd_err_set(eb, RD_ERR_NOMEM, "token client: out of memory");
+        }
         c->cnt[r] = (int)off; // becomes the fill cursor of rank r
-        off += m->n;
+        off += cnt;
     }
     for (size_t i = 0; i < n; i++) {
         int r = ps_of_user(c, users[i]);
         op->pos[c->cnt[r]++] = i;
     }
-    // 3. Pack and send.
+    // 4. Pack every request now (the caller may reuse its arrays at once).
     for (int k = 0; k < op->n_msgs; k++) {
         tc_msg *m = &op->msgs[k];
         unsigned char *p = m->req + RD_MSG_HEADER_BYTES;
         rd__le32_put(p, RD__TOKEN_REQ_MAGIC);
         rd__le32_put(p + 4, (uint32_t)m->n);
         rd__le32_put(p + 8, (uint32_t)L);
-        rd__le32_put(p + 12, (uint32_t)c->o.dim);
+        rd__le32_put(p + 12, (uint32_t)dim);
         rd__le32_put(p + 16, fields | (before_id ? RD__TOKEN_REQ_BEFORE_ID : 0u));
-        rd__le32_put(p + 20, (fields & RD_TOKEN_FIELD_SIDE) ? (uint32_t)c->o.n_side : 0);
+        rd__le32_put(p + 20, (fields & RD_TOKEN_FIELD_SIDE) ? (uint32_t)S : 0);
         unsigned char *pu = p + RD__TOKEN_FETCH_HEADER, *pt = pu + 8 * m->n, *pi = pt + 8 * m->n;
         for (size_t j = 0; j < m->n; j++) {
             size_t i = op->pos[m->first + j];
@@ -855,9 +919,13 @@ int rd_token_client_fetch_start(rd_token_client *c,
     op->out = *out;
     op->fields = fields;
     op->discard = 0;
-    for (int k = 0; k < op->n_msgs; k++) {
+    // 5. Send the first FETCH_WINDOW messages of each rank; rd_token_client_wait sends the
+    //    rest as replies come in.
+    for (int k = 0, run = 0; k < op->n_msgs; k++) {
         tc_msg *m = &op->msgs[k];
-        msg_send(c, op, m, RD__TOKEN_FETCH_HEADER + per_req * m->n);
+        run = k > 0 && op->msgs[k - 1].ps == m->ps ? run + 1 : 0;
+        if (run < FETCH_WINDOW)
+            msg_send(c, op, m, m->req_bytes - RD_MSG_HEADER_BYTES);
     }
     *handle = op->slot;
     return RD_OK;

@@ -629,12 +629,14 @@ typedef struct rd_token_client_opts {
                               // 0 = 64 MiB. Larger appends are split.
     int n_side;               // side values per record (MANIFEST); fetches asking for them get
                               // (R, L, n_side)
-    uint64_t max_reply_bytes; // largest fetch reply from one PS rank; 0 (and anything above) =
-                              // 1 GiB, what a PS rank answers at most. rd_token_client_fetch
-                              // splits a larger fetch; rd_token_client_fetch_start refuses it
+    uint64_t max_reply_bytes; // largest fetch reply message from a PS rank; 0 (and anything
+                              // above) = 1 GiB, what a PS rank answers at most. A fetch whose
+                              // requests to one rank need more goes out in several messages;
+                              // one request that needs more (L too long) is refused
 } rd_token_client_opts;
 
 #define RD_TOKEN_CLIENT_MAX_INFLIGHT 8 // outstanding fetches per client
+#define RD_TOKEN_CLIENT_FETCH_WINDOW 2 // messages of one fetch to one PS rank in flight at once
 
 /**
  * @param[in] comm  the layout (a worker or PS rank); borrowed, must outlive the client
@@ -653,12 +655,20 @@ void rd_token_client_destroy(rd_token_client *c);
 
 /**
  * Start fetching n requests: they are grouped by owning PS rank and sent as one message per
- * rank (MPI_Isend, no blocking). users/before_t/before_id are copied (reusable at once);
- * before_id is NULL or per request, as in rd_token_store_fetch_batch; `out` must stay
- * valid and untouched until rd_token_client_wait(handle) returns.
+ * rank (MPI_Isend, no blocking), or as several consecutive messages to a rank whose requests
+ * need a reply over max_reply_bytes or a request over max_msg_bytes. Of those, the first
+ * RD_TOKEN_CLIENT_FETCH_WINDOW per rank are sent here and the others by rd_token_client_wait,
+ * each when an earlier reply of its rank is in (a PS rank holds a reply until it is received).
+ * Each message is one consistent read of each of its shards. The rows land in caller order
+ * whatever the split. users/before_t/before_id are copied (reusable at once); before_id is NULL
+ * or per request, as in rd_token_store_fetch_batch; `out` must stay valid and untouched until
+ * rd_token_client_wait(handle) returns. The client stages every reply (as many bytes as the
+ * result arrays take, kept for the next fetch of that slot).
  * @param[out] handle  to pass to rd_token_client_wait
  * @return RD_OK, RD_ERR_ARG (L or n out of range), RD_ERR_FULL (RD_TOKEN_CLIENT_MAX_INFLIGHT
- *         fetches outstanding), RD_ERR_RANGE (a message would exceed max_msg_bytes), RD_ERR_NOMEM
+ *         fetches outstanding), RD_ERR_RANGE (the reply to one request of length L exceeds
+ *         max_reply_bytes: the text says "L is too long"; or one request exceeds max_msg_bytes),
+ *         RD_ERR_NOMEM
  */
 int rd_token_client_fetch_start(rd_token_client *c,
                                 size_t n,
@@ -675,7 +685,9 @@ int rd_token_client_fetch_start(rd_token_client *c,
 int rd_token_client_wait(rd_token_client *c, int handle, rd_errbuf *eb);
 /** Start + wait, in pieces of requests whose reply fits max_reply_bytes even when all of a
  *  piece's users live on one PS rank (the IAT builder fetches at a job's global batch). The
- *  pieces run one after the other; each is one consistent read per shard. */
+ *  pieces run one after the other, so the client stages one piece at a time (fetch_start alone
+ *  would stage the whole reply); each is one consistent read per shard. Errors as
+ *  rd_token_client_fetch_start and rd_token_client_wait. */
 int rd_token_client_fetch(rd_token_client *c,
                           size_t n,
                           const uint64_t *users,

@@ -13,8 +13,9 @@
 //      flight, one of them overlapped with an rd_kv pull) and compares with a local reference:
 //      exactly the last min(L, count) records strictly before t, tokens bit-exact, mask and zero
 //      padding right;
-//   3b. a fetch beyond the reply bound of a second client (max_reply_bytes 4 KiB) goes in pieces
-//      through rd_token_client_fetch, with the same rows; fetch_start refuses it;
+//   3b. fetches beyond the reply bound of a second client (max_reply_bytes 4 KiB): fetch_start
+//      splits each rank's requests over many messages, with the rows of one unsplit fetch;
+//      one request beyond the bound is refused; rd_token_client_fetch's pieces agree;
 //   2b. worker 0 asks every PS rank to map its shards for serving (RD_TOKEN_OP_MAP: re-read in
 //      2 MiB pages where the node allows it) and checks the summed stats, then sends malformed
 //      MAP requests by hand and gets the PS's error texts; the fetches of 3 run after it;
@@ -287,10 +288,55 @@ static void fetch_phase(rd_token_client *cl, rd_kv *kv, int W, int me, int P, in
     rd_free(ii);
 }
 
-// 3b. A fetch whose reply exceeds the client's max_reply_bytes: rd_token_client_fetch splits it
-// into pieces (the IAT builder fetches at a job's global batch, beyond what one reply of a PS
-// rank holds), fetch_start refuses it, and the rows are those of one fetch.
-static void piece_phase(const rd_comm *comm, const rd_token_store_info *info, int W, int me) {
+// 3b. Fetches whose replies exceed a second client's max_reply_bytes (4 KiB): fetch_start splits
+// each PS rank's requests into as many messages as that takes (one request per message at
+// L = 40), and the rows, masks and counts are byte for byte those of one unsplit fetch of the
+// main client; the message count is what the bound implies. Three split fetches are in flight
+// at once (each holds back its later messages, FETCH_WINDOW per rank); a fetch whose single
+// request exceeds the bound is refused naming L; rd_token_client_fetch (the IAT builder's
+// pieces) still gives the same rows; a client destroyed with a split fetch outstanding returns.
+static int same_bytes(const void *a, const void *b, size_t bytes) {
+    return (a == NULL && b == NULL) || (a && b && memcmp(a, b, bytes) == 0);
+}
+
+static void same_rows(const rd_token_fetch_out *x,
+                      const rd_token_fetch_out *y,
+                      size_t R,
+                      size_t L,
+                      const char *what) {
+    const size_t nl = R * L;
+    T_CHECK(&g_errs, same_bytes(x->n_found, y->n_found, R * 4), "%s: counts differ", what);
+    T_CHECK(&g_errs, same_bytes(x->tokens, y->tokens, nl * DIM * 4), "%s: tokens differ", what);
+    T_CHECK(&g_errs, same_bytes(x->mask, y->mask, nl), "%s: masks differ", what);
+    T_CHECK(&g_errs, same_bytes(x->labels, y->labels, nl * 4), "%s: labels differ", what);
+    T_CHECK(&g_errs, same_bytes(x->items, y->items, nl * 8), "%s: items differ", what);
+    T_CHECK(&g_errs, same_bytes(x->ts, y->ts, nl * 8), "%s: ts differ", what);
+    T_CHECK(&g_errs, same_bytes(x->ids, y->ids, nl * 8), "%s: ids differ", what);
+    T_CHECK(&g_errs, same_bytes(x->side, y->side, nl * SIDE * 4), "%s: side values differ", what);
+}
+
+// Messages a fetch of `users` at L takes under max_reply_bytes `cap` (as the client splits).
+static uint64_t
+split_msgs(const uint64_t *users, size_t R, size_t L, unsigned fields, uint64_t cap, int P) {
+    size_t per = R;
+    while (per > 1 && rd_token_fetch_reply_bytes(per, L, DIM, SIDE, fields) > cap)
+        per--;
+    uint64_t msgs = 0;
+    for (int r = 0; r < P; r++) {
+        size_t cnt = 0;
+        for (size_t q = 0; q < R; q++)
+            cnt += rd_token_ps_rank_of_shard(rd_token_shard_of_user(users[q], 2 * P), P) == r;
+        msgs += (cnt + per - 1) / per;
+    }
+    return msgs;
+}
+
+static void split_phase(const rd_comm *comm,
+                        rd_token_client *ref,
+                        const rd_token_store_info *info,
+                        int W,
+                        int me,
+                        int P) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd_token_client_opts co = {(int)info->n_shards, (int)info->dim, 100, 8 << 10,
@@ -301,34 +347,113 @@ static void piece_phase(const rd_comm *comm, const rd_token_store_info *info, in
     if (rc != RD_OK)
         return;
     const int R = W * USERS_PER_WORKER;
-    const size_t L = 16;
     uint64_t *users = rd_xmalloc((size_t)R * 8), *bid = rd_xmalloc((size_t)R * 8);
     int64_t *ts = rd_xmalloc((size_t)R * 8);
     rd_rng r;
     rd_rng_seed(&r, 2000 + (uint64_t)me);
+    // Users interleaved over the PS ranks in caller order; found counts from 0 to L.
     for (int q = 0; q < R; q++) {
         users[q] = user_key(q % W, q / W);
         ts[q] = (int64_t)rd_rng_below(&r, 24) - 1;
         bid[q] = rd_rng_below(&r, RECS_PER_USER + 2);
     }
-    fetch_buf fb;
-    fb_init(&fb, (size_t)R, L, 1);
+    // L = 1: many requests per message; 16: three; 40: one (and no optional arrays at 16).
+    const size_t Ls[3] = {1, 16, 40};
+    fetch_buf sp[3], un[3];
+    int h[3];
+    // The reference first: two clients on one communicator share reply tags, so the main
+    // client's fetches must not overlap this one's.
+    for (int f = 0; f < 3; f++) {
+        fb_init(&un[f], (size_t)R, Ls[f], f != 1);
+        int hu = -1;
+        int urc =
+            rd_token_client_fetch_start(ref, (size_t)R, users, ts, bid, Ls[f], &un[f].o, &hu, &eb);
+        T_CHECK(&g_errs, urc == RD_OK, "unsplit fetch_start: %s", eb.msg);
+        if (urc == RD_OK)
+            T_CHECK(&g_errs, rd_token_client_wait(ref, hu, &eb) == RD_OK, "unsplit: %s", eb.msg);
+    }
+    uint64_t msgs0 = 0, msgs1 = 0, want = 0;
+    rd_token_client_counters(cl, NULL, NULL, &msgs0);
+    for (int f = 0; f < 3; f++) {
+        fb_init(&sp[f], (size_t)R, Ls[f], f != 1);
+        want += split_msgs(users, (size_t)R, Ls[f], rd_token_fetch_fields(&sp[f].o),
+                           co.max_reply_bytes, P);
+        uint64_t before = 0, after = 0;
+        rd_token_client_counters(cl, NULL, NULL, &before);
+        rc =
+            rd_token_client_fetch_start(cl, (size_t)R, users, ts, bid, Ls[f], &sp[f].o, &h[f], &eb);
+        T_CHECK(&g_errs, rc == RD_OK, "split fetch_start L = %zu: %s", Ls[f], eb.msg);
+        // At L = 40 (one request per message) fetch_start sends only the window of each rank.
+        rd_token_client_counters(cl, NULL, NULL, &after);
+        if (f == 2)
+            T_CHECK(&g_errs, after - before == (uint64_t)(RD_TOKEN_CLIENT_FETCH_WINDOW * P),
+                    "fetch_start sent %llu messages, want the window %d x %d PS ranks",
+                    (unsigned long long)(after - before), RD_TOKEN_CLIENT_FETCH_WINDOW, P);
+    }
+    int64_t *ts0 = rd_xmalloc((size_t)R * 8);
+    memcpy(ts0, ts, (size_t)R * 8);
+    memset(ts, 0, (size_t)R * 8); // copied at start: scribbling on it is harmless
+    for (int f = 2; f >= 0; f--) {
+        if (rc == RD_OK) {
+            rc = rd_token_client_wait(cl, h[f], &eb);
+            T_CHECK(&g_errs, rc == RD_OK, "split wait L = %zu: %s", Ls[f], eb.msg);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "split fetch at L = %zu", Ls[f]);
+        if (rc == RD_OK)
+            same_rows(&sp[f].o, &un[f].o, (size_t)R, Ls[f], what);
+        for (int q = 0; q < R && rc == RD_OK && f == 2; q++)
+            check_row(&sp[f].o, (size_t)q, Ls[f], q % W, q / W, ts0[q], bid[q]);
+    }
+    memcpy(ts, ts0, (size_t)R * 8);
+    rd_free(ts0);
+    rd_token_client_counters(cl, NULL, NULL, &msgs1);
+    T_CHECK(&g_errs, msgs1 - msgs0 == want && want > (uint64_t)(3 * P) + (uint64_t)R,
+            "split fetches took %llu messages, want %llu (over %d)",
+            (unsigned long long)(msgs1 - msgs0), (unsigned long long)want, 3 * P + R);
+    // One request that cannot fit: refused, naming L, by both entry points.
+    fetch_buf big;
+    fb_init(&big, 1, 64, 1);
+    T_CHECK(&g_errs, rd_token_fetch_reply_bytes(1, 64, DIM, SIDE, RD_TOKEN_FIELDS_ALL) > 4096,
+            "one request at L = 64 fits 4 KiB");
+    int hb = -1;
+    rd_errbuf_clear(&eb);
+    rc = rd_token_client_fetch_start(cl, 1, users, ts, NULL, 64, &big.o, &hb, &eb);
     T_CHECK(&g_errs,
-            rd_token_fetch_reply_bytes((size_t)R, L, DIM, SIDE, RD_TOKEN_FIELDS_ALL) >
-                4 * co.max_reply_bytes,
-            "the fetch is not several pieces");
-    int h = -1;
-    rc = rd_token_client_fetch_start(cl, (size_t)R, users, ts, bid, L, &fb.o, &h, &eb);
-    T_CHECK(&g_errs, rc == RD_ERR_RANGE, "fetch_start over max_reply_bytes gave %d", rc);
-    rc = rd_token_client_fetch(cl, (size_t)R, users, ts, bid, L, &fb.o, &eb);
+            rc == RD_ERR_RANGE && hb == -1 && strstr(eb.msg, "one request of L = 64") &&
+                strstr(eb.msg, "max_reply_bytes"),
+            "one request too long: rc %d, '%s'", rc, eb.msg);
+    rd_errbuf_clear(&eb);
+    rc = rd_token_client_fetch(cl, 1, users, ts, NULL, 64, &big.o, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_RANGE && strstr(eb.msg, "L is too long"),
+            "fetch of one request too long: rc %d, '%s'", rc, eb.msg);
+    fb_free(&big);
+    // The blocking fetch in pieces: the same rows again.
+    fetch_buf pc;
+    fb_init(&pc, (size_t)R, 16, 1);
+    rc = rd_token_client_fetch(cl, (size_t)R, users, ts, bid, 16, &pc.o, &eb);
     T_CHECK(&g_errs, rc == RD_OK, "fetch in pieces: %s", eb.msg);
-    for (int q = 0; q < R && rc == RD_OK; q++)
-        check_row(&fb.o, (size_t)q, L, q % W, q / W, ts[q], bid[q]);
-    fb_free(&fb);
+    fb_init(&big, (size_t)R, 16, 1);
+    if (rc == RD_OK)
+        rc = rd_token_client_fetch(ref, (size_t)R, users, ts, bid, 16, &big.o, &eb);
+    if (rc == RD_OK)
+        same_rows(&pc.o, &big.o, (size_t)R, 16, "fetch in pieces");
+    fb_free(&pc);
+    fb_free(&big);
+    for (int f = 0; f < 3; f++) {
+        fb_free(&un[f]);
+        if (f != 0)
+            fb_free(&sp[f]);
+    }
+    // Destroyed with a split fetch outstanding: the sent messages complete, the rest are never
+    // sent, nothing is written to sp[0] any more.
+    rc = rd_token_client_fetch_start(cl, (size_t)R, users, ts, bid, 40, &sp[0].o, &h[0], &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "last fetch_start: %s", eb.msg);
+    rd_token_client_destroy(cl);
+    fb_free(&sp[0]);
     rd_free(users);
     rd_free(bid);
     rd_free(ts);
-    rd_token_client_destroy(cl);
 }
 
 static void error_phase(rd_token_client *cl, int w) {
@@ -518,7 +643,7 @@ int main(int argc, char **argv) {
             t_barrier(comm->job);
             fetch_phase(cl, kv, W, comm->job_rank, P, n_shards); // after the re-read
             error_phase(cl, comm->job_rank);
-            piece_phase(comm, &info, W, comm->job_rank);
+            split_phase(comm, cl, &info, W, comm->job_rank, P);
             // The two token channels add up to the client's totals; fetches were counted.
             rd_traffic tr;
             memset(&tr, 0, sizeof tr);
