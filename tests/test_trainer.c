@@ -1,7 +1,8 @@
 // test_trainer.c — unit tests of the trainer's pure parts: the fields derived from the timestamp
 // (hour, weekday), against hand-checked dates and against gmtime_r over a sweep of times (also
-// before 1970). The training loop itself is tested against its single-process reference in
-// tests/mpi/trainer_dist.c and end to end in tests/scripts/train.sh.
+// before 1970); the set-up estimate of the token fetch buffers against the memory limit. The
+// training loop itself is tested against its single-process reference in tests/mpi/trainer_dist.c
+// and end to end in tests/scripts/train.sh.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include "rd/train_ckpt.h"
 #include "rd/trainer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,11 +96,58 @@ static void test_ckpt_hash_stats(void **state) {
     free(cfg);
 }
 
+// The set-up check of the token fetch buffers: the estimate follows batch x fetch length x (dim
+// + side values), and a refusal names the keys to lower (tokens.search when it sets the fetch).
+static void test_token_memory(void **state) {
+    (void)state;
+    rd_config *cfg = calloc(1, sizeof *cfg);
+    assert_non_null(cfg);
+    rd_config_defaults(cfg);
+    cfg->n_models = 2;
+    snprintf(cfg->models[1].name, sizeof cfg->models[1].name, "reader");
+    rd_model_config *mc = &cfg->models[1];
+    assert_true(rd__trainer_token_bytes(cfg, mc) == 0.0); // no tokens read
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd__trainer_check_token_memory(cfg, mc, 1.0, &eb), RD_OK);
+    mc->tokens.scheme = 1;
+    mc->tokens.length = 64;
+    cfg->tokens.dim = 32;
+    cfg->tokens.n_side = 0;
+    cfg->train.batch_size = 1024;
+    const double b = rd__trainer_token_bytes(cfg, mc);
+    // Two stages of fetched (4 d + 4 label bytes a token), staged (+ 1 mask byte) and picked
+    // (4 d + 2) tokens, and 4 + 32 + 4 bytes per example.
+    const double tok = 1024.0 * 64;
+    assert_true(b ==
+                2 * (tok * (4 * 32 + 4) + tok * (4 * 32 + 5) + tok * (4 * 32 + 2) + 1024.0 * 40));
+    // Doubling the batch or the length doubles the token part; side values add 3 x 4 bytes each.
+    cfg->train.batch_size = 2048;
+    assert_true(rd__trainer_token_bytes(cfg, mc) > 1.99 * b);
+    cfg->train.batch_size = 1024;
+    cfg->tokens.n_side = 2;
+    assert_true(rd__trainer_token_bytes(cfg, mc) == b + 2 * 3 * tok * 4 * 2);
+    assert_int_equal(rd__trainer_check_token_memory(cfg, mc, 1e12, &eb), RD_OK);
+    assert_int_equal(rd__trainer_check_token_memory(cfg, mc, 1e6, &eb), RD_ERR_NOMEM);
+    assert_non_null(strstr(eb.msg, "models[1].tokens.length"));
+    assert_non_null(strstr(eb.msg, "train.batch_size 1024"));
+    assert_non_null(strstr(eb.msg, "model 'reader'"));
+    // With tokens.search the pool fetched is what grows: it is the key named.
+    mc->tokens.search = 4096;
+    assert_true(rd__trainer_token_bytes(cfg, mc) > 30 * b);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd__trainer_check_token_memory(cfg, mc, 1e9, &eb), RD_ERR_NOMEM);
+    assert_non_null(strstr(eb.msg, "models[1].tokens.search"));
+    assert_non_null(strstr(eb.msg, "train.batch_size"));
+    free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_known_dates),
         cmocka_unit_test(test_matches_gmtime),
         cmocka_unit_test(test_ckpt_hash_stats),
+        cmocka_unit_test(test_token_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -297,6 +297,55 @@ static int check_job_classes(const rd_trainer *tr, rd_errbuf *eb) {
                       (unsigned long long)(b.end - b.begin));
 }
 
+// The key of the token fetch length: tokens.search when it sets the pool fetched, else length.
+static const char *tok_fetch_key(const rd_model_config *mc) {
+    return mc->tokens.search ? "search" : "length";
+}
+
+static int model_index(const rd_config *cfg, const rd_model_config *mc) {
+    return (int)(mc - cfg->models);
+}
+
+double rd__trainer_token_bytes(const rd_config *cfg, const rd_model_config *mc) {
+    if (mc->tokens.scheme <= 0)
+        return 0;
+    // As stage_alloc and the token client allocate them (doubles: a wrong config must give a
+    // figure, not a wrapped size_t).
+    const double B = cfg->train.batch_size, L = mc->tokens.length;
+    const double P = mc->tokens.search ? mc->tokens.search : mc->tokens.length;
+    const double d = cfg->tokens.dim, S = rd_tokens_side_width(&cfg->tokens);
+    const double item = mc->tokens.search ? 8 : 0;
+    double fetched = B * P * (4 * d + 4 + 4 * S + item) + B * (4 + 4 * 8); // + counts, requests
+    double staged = B * P * (4 * d + 4 + 4 * S + item + 1) + B * 4;        // the replies (+ mask)
+    double picked = B * L * (4 * d + 2 + 4 * S);                           // tokens, mask, labels
+    // Two stages (the next step's fetch is in flight while this one trains), each with its own
+    // client slot whose staging buffers stay allocated.
+    return 2 * (fetched + staged + picked);
+}
+
+int rd__trainer_check_token_memory(const rd_config *cfg,
+                                   const rd_model_config *mc,
+                                   double limit,
+                                   rd_errbuf *eb) {
+    const char *what = "the given limit";
+    if (limit <= 0)
+        limit = (double)rd_mem_limit(&what);
+    double need = rd__trainer_token_bytes(cfg, mc);
+    if (limit <= 0 || need <= limit)
+        return RD_OK;
+    const double G = 1073741824.0;
+    const int m = model_index(cfg, mc);
+    const int P = mc->tokens.search ? mc->tokens.search : mc->tokens.length;
+    return rd_err_set(
+        eb, RD_ERR_NOMEM,
+        "model '%s' fetches %d tokens of %d values (tokens.dim) and %d side values per example "
+        "(models[%d].tokens.%s) at train.batch_size %d examples a step: its token buffers "
+        "(two steps of fetched and picked tokens and the replies they arrive in) need about "
+        "%.1f GiB, more than %s (%.1f GiB): lower train.batch_size or models[%d].tokens.%s",
+        mc->name, P, cfg->tokens.dim, rd_tokens_side_width(&cfg->tokens), m, tok_fetch_key(mc),
+        cfg->train.batch_size, need / G, what, limit / G, m, tok_fetch_key(mc));
+}
+
 static void stage_alloc(rd_trainer *tr, stage *s) {
     const rd_model *m = tr->model;
     size_t Bm = tr->max_batch;
@@ -444,7 +493,10 @@ int rd_trainer_create(const rd_comm *comm,
         tr->search_attr_on = 1;
     }
 
-    // 1. Model and dense optimizer.
+    // 1. Model and dense optimizer; first whether the token fetches fit this process's memory
+    //    (they are allocated with the step buffers, after the model).
+    if ((rc = rd__trainer_check_token_memory(cfg, tr->mcfg, 0, eb)) != RD_OK)
+        goto fail;
     if ((rc = rd_dense_optim_init(&tr->opt, &cfg->train, eb)) != RD_OK)
         goto fail;
     tr->max_batch = (size_t)cfg->train.batch_size;
@@ -736,8 +788,14 @@ static int stage_pull(rd_trainer *tr, stage *s, rd_errbuf *eb) {
         int rc = rd_token_client_fetch_start(tr->tok, s->B, s->tk_users, s->tk_ts,
                                              tr->mcfg->tokens.same_time ? s->tk_ids : NULL, tr->Pt,
                                              &fo, &s->tk_handle, eb);
-        if (rc != RD_OK)
+        if (rc != RD_OK) {
+            rd_err_prefix(eb,
+                          "token fetch of a step (train.batch_size %zu examples, "
+                          "models[%d].tokens.%s %zu tokens each): ",
+                          tr->max_batch, model_index(tr->cfg, tr->mcfg), tok_fetch_key(tr->mcfg),
+                          tr->Pt);
             return rc;
+        }
         tr->tok_stats.fetched_requests += s->B;
     }
     for (int t = 0; t < tr->model->n_tables; t++) {

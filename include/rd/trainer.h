@@ -201,6 +201,19 @@ int rd_trainer_create(const rd_comm *comm,
                       rd_trainer **out,
                       rd_errbuf *eb);
 
+/** rd_trainer_create's first check, for tests: the bytes the token fetches of model mc take on
+ *  a worker rank (two stages of fetched and picked tokens, and the token client's staging of
+ *  their replies; 0 without tokens), from cfg->train.batch_size, mc->tokens.length / .search,
+ *  cfg->tokens.dim and the side values. */
+double rd__trainer_token_bytes(const rd_config *cfg, const rd_model_config *mc);
+/** Compare rd__trainer_token_bytes with `limit` bytes (<= 0: rd_mem_limit()).
+ *  @return RD_OK, or RD_ERR_NOMEM naming train.batch_size and models[i].tokens.length (or
+ *          .search, when it sets how many tokens are fetched) */
+int rd__trainer_check_token_memory(const rd_config *cfg,
+                                   const rd_model_config *mc,
+                                   double limit,
+                                   rd_errbuf *eb);
+
 /**
  * Run the schedule. Collective over the job's ranks (allreduce, metric gathers) and talks to the
  * PS. On the job's rank 0 fills *res and writes the metrics file; other ranks zero *res except

@@ -13,7 +13,8 @@
 # other token-build settings is refused. The target search
 # (models[].tokens.search) reads only the request item's tokens, or those of its series
 # (search_by); the source model's SIT can be grouped by series (tokens.sit_group_by). The store
-# is the same when the teacher's batch is split over 2 ranks.
+# is the same when the teacher's batch is split over 2 ranks. Token fetch buffers beyond the
+# memory limit are refused at set-up naming train.batch_size and models[].tokens.search.
 #
 #   bash tests/scripts/iat.sh build/recdistill
 set -u
@@ -181,6 +182,18 @@ run -n 2 "$RD" train "$TMP/rw.yaml" --out "$TMP/rw" --resume "$ck" >"$TMP/out" 2
 grep -q "step-[0-9]* was trained on tokens built with other settings" "$TMP/err" ||
     fail "resume, other tokens.window: $(cat "$TMP/err")"
 [ ! -e "$TMP/rw/ckpt" ] || fail "a refused resume left checkpoints"
+
+# A job whose token fetches cannot fit this process's memory (2 x 2^20 examples x 4096 fetched
+# tokens of d = 256: about 16 TiB) is refused at set-up, before any step, naming the keys.
+config 1 1 "" | sed -e 's/batch_size: 64/batch_size: 1048576/' \
+    -e 's/length: 12, kind/length: 12, search: 4096, kind/' -e 's/{dim: 8, scheme/{dim: 256, scheme/' \
+    > "$TMP/huge.yaml"
+grep -q "search: 4096" "$TMP/huge.yaml" && grep -q "dim: 256" "$TMP/huge.yaml" ||
+    fail "could not write huge.yaml"
+run -n 2 "$RD" train "$TMP/huge.yaml" --out "$TMP/huge" >"$TMP/out" 2>"$TMP/err" &&
+    fail "token buffers beyond the memory limit were accepted"
+grep -q "its token buffers .* need about .* GiB, more than .*: lower train.batch_size or models\[0\].tokens.search" "$TMP/err" ||
+    fail "token buffers beyond the memory limit: $(cat "$TMP/err")"
 
 # The built store is mapped for serving (tokens.huge_pages auto, the default; rd/tokens.h): the
 # report says what each run's PS ranks did, and with huge_pages off nothing is done and the run
