@@ -451,6 +451,35 @@ static void split_phase(const rd_comm *comm,
     T_CHECK(&g_errs, rc == RD_OK, "last fetch_start: %s", eb.msg);
     rd_token_client_destroy(cl);
     fb_free(&sp[0]);
+    // A request bound too: max_msg_bytes 200 holds 7 requests with before ids (24 + 24 x 7
+    // bytes), so each rank's requests go 7 to a message, with the same rows.
+    co.max_msg_bytes = 200;
+    co.max_reply_bytes = 0;
+    rc = rd_token_client_create(comm, &co, &cl, &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "client: %s", eb.msg);
+    if (rc == RD_OK) {
+        fb_init(&pc, (size_t)R, 16, 1);
+        uint64_t m0 = 0, m1 = 0, want7 = 0;
+        for (int q = 0; q < P; q++) {
+            size_t cnt = 0;
+            for (int k = 0; k < R; k++)
+                cnt += rd_token_ps_rank_of_shard(rd_token_shard_of_user(users[k], 2 * P), P) == q;
+            want7 += (cnt + 6) / 7;
+        }
+        rd_token_client_counters(cl, NULL, NULL, &m0);
+        rc = rd_token_client_fetch(cl, (size_t)R, users, ts, bid, 16, &pc.o, &eb);
+        rd_token_client_counters(cl, NULL, NULL, &m1);
+        T_CHECK(&g_errs, rc == RD_OK && m1 - m0 == want7,
+                "fetch under max_msg_bytes 200: rc %d (%s), %llu messages, want %llu", rc, eb.msg,
+                (unsigned long long)(m1 - m0), (unsigned long long)want7);
+        fb_init(&big, (size_t)R, 16, 1);
+        int rrc = rd_token_client_fetch(ref, (size_t)R, users, ts, bid, 16, &big.o, &eb);
+        if (rc == RD_OK && rrc == RD_OK)
+            same_rows(&pc.o, &big.o, (size_t)R, 16, "fetch under max_msg_bytes");
+        fb_free(&pc);
+        fb_free(&big);
+    }
+    rd_token_client_destroy(cl);
     rd_free(users);
     rd_free(bid);
     rd_free(ts);
