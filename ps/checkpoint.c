@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -584,9 +585,15 @@ read_shard_rec(MDB_txn *txn, MDB_dbi meta, shard_rec *sr, const char *path, rd_e
     return RD_OK;
 }
 
-// Load rows.NNNN and pending.NNNN of table record `tr` into t.
-static int
-load_table_dbs(MDB_txn *txn, const table_rec *tr, rd_table *t, const char *path, rd_errbuf *eb) {
+// Load rows.NNNN and pending.NNNN of table record `tr` into t: all of them, or (n_parts > 1) those
+// whose key has rd_shard_of(key, n_parts) == part. Every record is read and checked either way.
+static int load_table_dbs(MDB_txn *txn,
+                          const table_rec *tr,
+                          rd_table *t,
+                          int part,
+                          int n_parts,
+                          const char *path,
+                          rd_errbuf *eb) {
     char name[32];
     MDB_dbi rows, pend;
     snprintf(name, sizeof name, "rows.%04u", tr->index);
@@ -621,7 +628,10 @@ load_table_dbs(MDB_txn *txn, const table_rec *tr, rd_table *t, const char *path,
         memcpy(buf, v.mv_data, fbytes);
         memcpy(&ls, (const unsigned char *)v.mv_data + fbytes, 8);
         memcpy(&cnt, (const unsigned char *)v.mv_data + fbytes + 8, 8);
-        int prc = rd_table_put(t, key_from_be(k.mv_data), buf, ls, cnt);
+        uint64_t key = key_from_be(k.mv_data);
+        int prc = n_parts > 1 && rd_shard_of(key, n_parts) != part
+                      ? (key == 0 ? RD_ERR_ARG : RD_OK)
+                      : rd_table_put(t, key, buf, ls, cnt);
         if (prc != RD_OK)
             status = rd_err_set(eb, prc, "%s: table %s: cannot insert row (%s)", path, tr->name,
                                 rd_strerror(prc));
@@ -643,7 +653,10 @@ load_table_dbs(MDB_txn *txn, const table_rec *tr, rd_table *t, const char *path,
             break;
         }
         memcpy(&pr, v.mv_data, sizeof pr);
-        int prc = rd_table_pending_put(t, key_from_be(k.mv_data), pr.count, pr.last_seen);
+        uint64_t key = key_from_be(k.mv_data);
+        int prc = n_parts > 1 && rd_shard_of(key, n_parts) != part
+                      ? (key == 0 || pr.count == 0 ? RD_ERR_ARG : RD_OK)
+                      : rd_table_pending_put(t, key, pr.count, pr.last_seen);
         if (prc != RD_OK)
             status = rd_err_set(eb, prc == RD_ERR_ARG ? RD_ERR_CORRUPT : prc,
                                 "%s: table %s: bad pending entry (%s)", path, tr->name,
@@ -681,6 +694,7 @@ typedef struct read_shard_ctx {
     const uint32_t *expect_crc;
     int64_t *step;
     rd_ckpt_shard_info *info;
+    int part, n_parts; // only the keys with rd_shard_of(key, n_parts) == part (n_parts 1: all)
 } read_shard_ctx;
 
 static int read_shard_fn(MDB_txn *txn, const char *path, void *vctx, rd_errbuf *eb) {
@@ -719,7 +733,7 @@ static int read_shard_fn(MDB_txn *txn, const char *path, void *vctx, rd_errbuf *
                               mdb_strerror(lrc));
         if ((rc = check_table_matches(&tr, t, path, eb)) != RD_OK)
             return rc;
-        if ((rc = load_table_dbs(txn, &tr, t, path, eb)) != RD_OK)
+        if ((rc = load_table_dbs(txn, &tr, t, c->part, c->n_parts, path, eb)) != RD_OK)
             return rc;
         rd_table_stats st;
         memset(&st, 0, sizeof st);
@@ -756,7 +770,25 @@ int rd_ckpt_read_shard(const char *dir,
     char path[RD_PATH_MAX * 2];
     if (!dir || rd_ckpt_shard_path(dir, shard, path, sizeof path) != RD_OK)
         return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long or empty");
-    read_shard_ctx c = {shard, n_shards, tables, n_tables, expect_crc, step, info};
+    read_shard_ctx c = {shard, n_shards, tables, n_tables, expect_crc, step, info, 0, 1};
+    return with_shard_txn(path, read_shard_fn, &c, eb);
+}
+
+int rd_ckpt_read_shard_part(const char *dir,
+                            int shard,
+                            int n_shards,
+                            rd_table *const *tables,
+                            int n_tables,
+                            const uint32_t *expect_crc,
+                            int part,
+                            int n_parts,
+                            rd_errbuf *eb) {
+    char path[RD_PATH_MAX * 2];
+    if (n_parts < 1 || part < 0 || part >= n_parts)
+        return rd_err_set(eb, RD_ERR_ARG, "rd_ckpt_read_shard_part: part %d of %d", part, n_parts);
+    if (!dir || rd_ckpt_shard_path(dir, shard, path, sizeof path) != RD_OK)
+        return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long or empty");
+    read_shard_ctx c = {shard, n_shards, tables, n_tables, expect_crc, NULL, NULL, part, n_parts};
     return with_shard_txn(path, read_shard_fn, &c, eb);
 }
 
@@ -1035,7 +1067,7 @@ static int load_table_fn(MDB_txn *txn, const char *path, void *vctx, rd_errbuf *
         return rd_err_set(
             eb, RD_ERR_SCHEMA, "%s: table %s is dim %u %s, the destination is dim %d %s", path,
             c->name, tr.dim, rd_optim_name((int)tr.optim), tc->dim, rd_optim_name(tc->optim.kind));
-    return load_table_dbs(txn, &tr, c->dst, path, eb);
+    return load_table_dbs(txn, &tr, c->dst, 0, 1, path, eb);
 }
 
 int rd_ckpt_load_table(const char *dir, const char *name, rd_table *dst, rd_errbuf *eb) {
@@ -1057,4 +1089,143 @@ int rd_ckpt_load_table(const char *dir, const char *name, rd_table *dst, rd_errb
     }
     rd_free(m);
     return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cursors: one table's records of one shard in key order, straight from the map
+
+struct rd_ckpt_cursor {
+    char path[RD_PATH_MAX * 2];
+    char name[RD_NAME_MAX]; // the table, for messages
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int pending;          // 1: pending.NNNN, 0: rows.NNNN
+    size_t fbytes;        // floats of a row, in bytes
+    float *buf;           // the current row (the map's copy may be unaligned)
+    size_t since_release; // bytes read since the map's pages were last dropped
+};
+
+typedef struct cursor_open_ctx {
+    rd_ckpt_cursor *c;
+    uint32_t index;
+} cursor_open_ctx;
+
+static int cursor_open_fn(MDB_txn *txn, const char *path, void *vctx, rd_errbuf *eb) {
+    (void)txn;
+    cursor_open_ctx *o = vctx;
+    rd_ckpt_cursor *c = o->c;
+    MDB_dbi meta, db;
+    table_rec tr;
+    int lrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &c->txn);
+    if (lrc)
+        return lmdb_err(eb, lrc, "read transaction on", path);
+    if ((lrc = open_db(c->txn, "meta", &meta)) ||
+        (lrc = read_table_rec(c->txn, meta, o->index, &tr)))
+        return rd_err_set(eb, lrc == MDB_NOTFOUND ? RD_ERR_SCHEMA : RD_ERR_CORRUPT,
+                          "%s: table record #%u: %s", path, o->index, mdb_strerror(lrc));
+    snprintf(c->name, sizeof c->name, "%s", tr.name);
+    if (c->fbytes != (size_t)tr.dim * (1 + tr.slots) * sizeof(float))
+        return rd_err_set(eb, RD_ERR_SCHEMA, "%s: table %s is dim %u with %u slots", path, tr.name,
+                          tr.dim, tr.slots);
+    char name[32];
+    snprintf(name, sizeof name, "%s.%04u", c->pending ? "pending" : "rows", o->index);
+    if ((lrc = open_db(c->txn, name, &db)))
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: database %s: %s", path, name, mdb_strerror(lrc));
+    if ((lrc = mdb_cursor_open(c->txn, db, &c->cur)))
+        return lmdb_err(eb, lrc, "cursor on", path);
+    return RD_OK;
+}
+
+int rd_ckpt_cursor_open(const char *dir,
+                        int shard,
+                        uint32_t index,
+                        size_t row_floats,
+                        int pending,
+                        rd_ckpt_cursor **out,
+                        rd_errbuf *eb) {
+    *out = NULL;
+    rd_ckpt_cursor *c = rd_calloc(1, sizeof *c);
+    if (!c)
+        return rd_err_set(eb, RD_ERR_NOMEM, "checkpoint cursor: out of memory");
+    c->pending = pending;
+    c->fbytes = row_floats * sizeof(float);
+    c->buf = rd_aligned_alloc(c->fbytes ? c->fbytes : 1);
+    int rc = !c->buf ? rd_err_set(eb, RD_ERR_NOMEM, "checkpoint cursor: out of memory")
+             : !dir || rd_ckpt_shard_path(dir, shard, c->path, sizeof c->path) != RD_OK
+                 ? rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long or empty")
+                 : open_env_ro(c->path, &c->env, eb);
+    if (rc == RD_OK) {
+        cursor_open_ctx o = {c, index};
+        int faulted;
+        RD_LMDBX_GUARDED(rc, faulted, c->path, eb, cursor_open_fn(NULL, c->path, &o, eb));
+        (void)faulted;
+    }
+    if (rc != RD_OK) {
+        rd_ckpt_cursor_close(c);
+        return rc;
+    }
+    *out = c;
+    return RD_OK;
+}
+
+static int cursor_step(rd_ckpt_cursor *c, rd_ckpt_record *r, rd_errbuf *eb) {
+    MDB_val k, v;
+    int lrc = mdb_cursor_get(c->cur, &k, &v, MDB_NEXT);
+    if (lrc == MDB_NOTFOUND)
+        return 0;
+    if (lrc)
+        return lmdb_err(eb, lrc, c->pending ? "read pending of" : "read rows of", c->path);
+    if (c->pending) {
+        pending_rec pr;
+        if (k.mv_size != 8 || v.mv_size != sizeof pr)
+            return rd_err_set(eb, RD_ERR_CORRUPT, "%s: table %s: bad pending record", c->path,
+                              c->name);
+        memcpy(&pr, v.mv_data, sizeof pr);
+        r->key = key_from_be(k.mv_data);
+        r->row = NULL;
+        r->last_seen = pr.last_seen;
+        r->count = pr.count;
+    } else {
+        if (k.mv_size != 8 || v.mv_size != c->fbytes + 16)
+            return rd_err_set(eb, RD_ERR_CORRUPT,
+                              "%s: table %s: row record of %zu+%zu bytes (expected 8+%zu)", c->path,
+                              c->name, k.mv_size, v.mv_size, c->fbytes + 16);
+        memcpy(c->buf, v.mv_data, c->fbytes);
+        memcpy(&r->last_seen, (const unsigned char *)v.mv_data + c->fbytes, 8);
+        memcpy(&r->count, (const unsigned char *)v.mv_data + c->fbytes + 8, 8);
+        r->key = key_from_be(k.mv_data);
+        r->row = c->buf;
+    }
+    c->since_release += k.mv_size + v.mv_size;
+    return 1;
+}
+
+int rd_ckpt_cursor_next(rd_ckpt_cursor *c, rd_ckpt_record *r, rd_errbuf *eb) {
+    int rc, faulted;
+    RD_LMDBX_GUARDED(rc, faulted, c->path, eb, cursor_step(c, r, eb));
+    (void)faulted;
+    // The pages read so far stay mapped, and a scan of a whole shard would count all of them in
+    // this process's resident set (file pages, clean, but they are what `time -v` reports): drop
+    // them every 16 MiB of records; the next access reads them again from the page cache.
+    if (rc == 1 && c->since_release >= ((size_t)16 << 20)) {
+        MDB_envinfo ei;
+        if (mdb_env_info(c->env, &ei) == 0 && ei.me_mapaddr)
+            (void)madvise(ei.me_mapaddr, ei.me_mapsize, MADV_DONTNEED);
+        c->since_release = 0;
+    }
+    return rc;
+}
+
+void rd_ckpt_cursor_close(rd_ckpt_cursor *c) {
+    if (!c)
+        return;
+    if (c->cur)
+        mdb_cursor_close(c->cur);
+    if (c->txn)
+        mdb_txn_abort(c->txn);
+    if (c->env)
+        mdb_env_close(c->env);
+    rd_aligned_free(c->buf);
+    rd_free(c);
 }

@@ -7,6 +7,9 @@
 //   rd_ckpt_shard_info      what one shard wrote (CRC, rows and pending keys per table)
 //   rd_ckpt_write_shard()   PS side of SAVE: one shard's tables into <dir>/shard-NNNNN
 //   rd_ckpt_read_shard()    PS side of LOAD: into empty tables, verifying the CRC
+//   rd_ckpt_read_shard_part()  the same, keeping only the keys of one part of a new sharding
+//   rd_ckpt_cursor          one table's rows (or pending counts) of one shard in key order,
+//                           read from the map without loading them (the table tools' export)
 //   rd_ckpt_write_manifest / rd_ckpt_read_manifest   <dir>/MANIFEST (the commit point)
 //   rd_ckpt_verify()        manifest + every shard: CRCs, layout, row totals
 //   rd_ckpt_shard_crc()     recompute one shard's CRC
@@ -115,6 +118,55 @@ int rd_ckpt_read_shard(const char *dir,
                        int64_t *step,
                        rd_ckpt_shard_info *info,
                        rd_errbuf *eb);
+
+/**
+ * rd_ckpt_read_shard (step and info not returned) that inserts only the rows and pending counts
+ * whose key has rd_shard_of(key, n_parts) == part; every record is still read and checked (and
+ * the CRC, when expect_crc is given). Counters and clock are set as by rd_ckpt_read_shard.
+ * @return as rd_ckpt_read_shard; RD_ERR_ARG (part outside 0..n_parts-1)
+ */
+int rd_ckpt_read_shard_part(const char *dir,
+                            int shard,
+                            int n_shards,
+                            rd_table *const *tables,
+                            int n_tables,
+                            const uint32_t *expect_crc,
+                            int part,
+                            int n_parts,
+                            rd_errbuf *eb);
+
+/** One record a cursor read. */
+typedef struct rd_ckpt_record {
+    uint64_t key;
+    const float *row; // row_floats floats (NULL for a pending count); valid until the next call
+    int64_t last_seen;
+    uint64_t count; // updates of a row, or sightings of a pending key
+} rd_ckpt_record;
+
+typedef struct rd_ckpt_cursor rd_ckpt_cursor;
+
+/**
+ * Open a cursor on rows.NNNN (pending 0) or pending.NNNN (pending 1) of the table with index
+ * `index` in <dir>/shard-NNNNN; the records come in ascending key order. It does not check the
+ * shard's CRC (rd_ckpt_read_shard does): use it on a shard already read once. Reads run under
+ * the guard of rd/lmdbx.h, and the map's pages are dropped every 16 MiB of records, so a scan
+ * of a shard of any size keeps a bounded resident set.
+ * @param[in] row_floats  floats per row (dim * (1 + slots)), checked against the table record
+ * @param[out] out        free with rd_ckpt_cursor_close
+ * @return RD_OK, RD_ERR_NOTFOUND (no shard), RD_ERR_SCHEMA (no such table, other layout),
+ *         RD_ERR_CORRUPT, RD_ERR_LMDB, RD_ERR_NOMEM
+ */
+int rd_ckpt_cursor_open(const char *dir,
+                        int shard,
+                        uint32_t index,
+                        size_t row_floats,
+                        int pending,
+                        rd_ckpt_cursor **out,
+                        rd_errbuf *eb);
+/** Next record into *r. @return 1 a record, 0 the end, or a negative rd_status (eb says what):
+ *  RD_ERR_CORRUPT (bad record, damaged page), RD_ERR_LMDB */
+int rd_ckpt_cursor_next(rd_ckpt_cursor *c, rd_ckpt_record *r, rd_errbuf *eb);
+void rd_ckpt_cursor_close(rd_ckpt_cursor *c);
 
 /** Recompute the CRC of <dir>/shard-NNNNN.
  *  @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_CORRUPT (damaged page), RD_ERR_LMDB */
