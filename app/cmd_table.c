@@ -122,18 +122,18 @@ static void print_hist(const char *what, const uint64_t *h) {
 // Pending admission counts of table `table` (-1 = every table), over all shards.
 static uint64_t pending_of(const rd_tabletool *tt, int table) {
     uint64_t n = 0;
-    for (uint32_t t = 0; t < rd_tabletool_manifest(tt)->n_tables; t++) {
-        if (table >= 0 && (int)t != table)
-            continue;
-        rd_tabletool_hist h;
-        rd_tabletool_stats(tt, (int)t, &h);
-        n += h.pending;
-    }
+    rd_tabletool_counts(tt, table, NULL, &n);
     return n;
 }
 
-static int cmd_stats(rd_tabletool *tt, const char *dir, const char *table) {
+static int cmd_stats(rd_tabletool *tt, const char *dir, const char *table, rd_errbuf *ebp) {
     const rd_ckpt_manifest *m = rd_tabletool_manifest(tt);
+    // Every table's statistics before the first line is printed: a read that fails leaves no
+    // partial output.
+    rd_tabletool_hist h0;
+    int src = m->n_tables ? rd_tabletool_stats(tt, 0, &h0, ebp) : RD_OK;
+    if (src != RD_OK)
+        return src;
     printf("checkpoint %s: step %lld, %u shards, seed %llu, %u tables, %llu bytes on disk\n", dir,
            (long long)m->step, m->n_shards, (unsigned long long)m->seed, m->n_tables,
            (unsigned long long)du(dir, m));
@@ -148,7 +148,8 @@ static int cmd_stats(rd_tabletool *tt, const char *dir, const char *table) {
         if (table && strcmp(table, ct->name) != 0)
             continue;
         rd_tabletool_hist h;
-        rd_tabletool_stats(tt, (int)t, &h);
+        if ((src = rd_tabletool_stats(tt, (int)t, &h, ebp)) != RD_OK) // computed above
+            return src;
         printf("table %s: dim %u, optimizer %s (%u slots), rows %llu, pending %llu, row bytes "
                "%llu",
                ct->name, ct->dim, rd_optim_name((int)ct->optim), ct->slots,
@@ -160,7 +161,7 @@ static int cmd_stats(rd_tabletool *tt, const char *dir, const char *table) {
         print_hist("age (s before the newest row)", h.age);
         print_hist("updates", h.count);
     }
-    return 0;
+    return RD_OK;
 }
 
 int rd_cmd_table(int argc, char **argv) {
@@ -329,7 +330,9 @@ int rd_cmd_table(int argc, char **argv) {
     }
 
     rd_tabletool *tt = NULL;
-    if ((rc = rd_tabletool_open(dir, &tt, &eb)) != RD_OK) {
+    // One shard at a time (rd/tabletool.h "Memory"): a checkpoint larger than this machine's
+    // memory can be inspected, edited and resharded.
+    if ((rc = rd_tabletool_open_stream(dir, 0, &tt, &eb)) != RD_OK) {
         explain_not_checkpoint(dir, &eb);
         return fail(cmd, &eb, rc);
     }
@@ -341,7 +344,7 @@ int rd_cmd_table(int argc, char **argv) {
     }
     int code = 0;
     if (strcmp(cmd, "stats") == 0) {
-        code = cmd_stats(tt, dir, table);
+        rc = cmd_stats(tt, dir, table, &eb);
     } else if (strcmp(cmd, "export") == 0) {
         int to_stdout = strcmp(out, "-") == 0;
         // A unique temporary file beside --out, renamed over it: never over a FIFO, device or

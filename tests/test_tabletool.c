@@ -497,7 +497,7 @@ static void test_import_bad_input(void **state) {
     assert_int_equal(import_text(tt, 1, ok_pend, strlen(ok_pend), &eb), RD_OK);
     {
         rd_tabletool_hist hp;
-        rd_tabletool_stats(tt, 1, &hp);
+        assert_int_equal(rd_tabletool_stats(tt, 1, &hp, &eb), RD_OK);
         assert_int_equal(hp.rows, 1);
         assert_int_equal(hp.pending, 1);
     }
@@ -509,7 +509,7 @@ static void test_import_bad_input(void **state) {
                           "8\t9223372036854775807\t2\t0.1\t0.2\t0.3\n";
     assert_int_equal(import_text(tt, 1, extreme, strlen(extreme), &eb), RD_OK);
     rd_tabletool_hist h;
-    rd_tabletool_stats(tt, 1, &h);
+    assert_int_equal(rd_tabletool_stats(tt, 1, &h, &eb), RD_OK);
     assert_int_equal(h.rows, 2);
     assert_true(h.oldest == INT64_MIN && h.newest == INT64_MAX);
     assert_int_equal(h.age[0], 1);

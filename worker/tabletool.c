@@ -1,10 +1,23 @@
-// tabletool.c — offline checkpoint maintenance: load every shard, inspect and edit rows, write
-// back with any P (rd/tabletool.h).
+// tabletool.c — offline checkpoint maintenance: inspect and edit the rows of a checkpoint and
+// write it back with any P (rd/tabletool.h), one shard at a time.
 //
 // Everything goes through the checkpoint module's shard reader and writer (rd/checkpoint.h), so
-// the on-disk format, its CRCs and its atomic shard directories have one implementation. A
-// rewrite builds fresh rd_tables for the P' output shards, moves every row (and pending count)
-// to rd_shard_of(key, P'), writes the shards and the MANIFEST into <out>.partial and renames it.
+// the on-disk format, its CRCs and its atomic shard directories have one implementation.
+//
+// Two ways to hold a checkpoint. rd_tabletool_open keeps every shard in memory (rd_tabletool_table
+// hands them out: serve, tests). rd_tabletool_open_stream keeps only what is needed to replay the
+// edits: it reads each shard once at open (CRC, records, counters), and afterwards every operation
+// reads the shards again one at a time and applies the edits made so far (evictions, imports) to
+// that shard only. Its peak memory is about one input shard plus one output shard, plus the rows
+// of an import, whatever P:
+//   - stats: two passes over the shards (the age histogram needs the newest row first);
+//   - export: a k-way merge of P cursors that read each shard's rows in key order from the map
+//     (rd_ckpt_cursor), so the rows come out sorted by key as they did from the sort of all rows;
+//   - write with P' == P (compact, evict, import): shard s is read, edited and written as shard s;
+//   - write with P' != P (reshard): output shard q gathers, from each input shard, only the keys
+//     with rd_shard_of(key, P') == q (rd_ckpt_read_shard_part): P x P' reads of the input.
+// The writer sorts every shard's rows by key, so the output is the same bytes whichever way the
+// rows were gathered.
 #include "rd/tabletool.h"
 
 #include "rd/alloc.h"
@@ -21,10 +34,38 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+typedef struct pend_ref {
+    uint64_t key;
+    int64_t last_seen;
+    uint32_t count;
+} pend_ref;
+
+struct rows_in;
+
+// An edit of a streamed checkpoint, replayed on every shard read after it.
+enum { EDIT_NONE = 0, EDIT_EVICT = 1, EDIT_IMPORT = 2 };
+typedef struct edit {
+    int kind;
+    int table;          // position in the manifest; -1 = every table (evict)
+    int64_t older_than; // evict: INT64_MIN = no age rule
+    uint64_t min_count; // evict: 0 = no count rule
+    struct rows_in *in; // import: the rows and pending counts (owned)
+} edit;
+
 struct rd_tabletool {
     char dir[RD_PATH_MAX];
     rd_ckpt_manifest *man;
-    rd_table **tab; // (n_shards * n_tables): tab[s * n_tables + t]
+    int stream;                 // 1: shards are read one at a time (rd_tabletool_open_stream)
+    unsigned long long mem_cap; // stream: bytes a shard may need (0 = no limit known)
+    const char *mem_what;       // what mem_cap is (rd_mem_limit)
+    rd_table **tab;             // resident: (n_shards * n_tables): tab[s * n_tables + t]
+    rd_table_stats *sum;        // (n_shards * n_tables): counters and clock as read
+    uint64_t *rows, *pend;      // (n_shards * n_tables): rows / pending counts after the edits
+    int misplaced;              // some key is not in shard rd_shard_of(key, P)
+    edit *ed;                   // stream: the edits so far, in order
+    size_t n_ed, cap_ed;
+    rd_tabletool_hist *hist; // (n_tables) statistics, valid while hist_ok
+    int hist_ok;
 };
 
 static const char exp_magic[8] = {'R', 'D', 'T', 'B', 'L', 'E', 'X', 'P'};
@@ -79,21 +120,121 @@ static void free_tables(rd_table **tab, size_t n) {
     rd_free(tab);
 }
 
-int rd_tabletool_open(const char *dir, rd_tabletool **out, rd_errbuf *eb) {
+// ---------------------------------------------------------------------------------------------
+// Memory of a shard
+
+// Bytes an rd_table takes for `rows` rows of table ct (arena row padded to a cache line, its
+// metadata, an index slot at the load factor after a doubling), and an LMDB record of it.
+static uint64_t row_mem(const rd_ckpt_table *ct) {
+    uint64_t fb = (uint64_t)ct->dim * (1 + ct->slots) * sizeof(float);
+    return ((fb + 63) & ~(uint64_t)63) + 24 + 64;
+}
+
+static uint64_t row_disk(const rd_ckpt_table *ct) {
+    return (uint64_t)ct->dim * (1 + ct->slots) * sizeof(float) + 16 + 8 + 16;
+}
+
+// What holding `rows` rows of any table of the checkpoint costs at most (the widest table), plus
+// an even share of the pending counts, when `writing` with the LMDB pages of the shard written.
+static uint64_t shard_mem(const rd_ckpt_manifest *m, uint64_t rows, int writing) {
+    uint64_t per = 0, pend = 0;
+    for (uint32_t t = 0; t < m->n_tables; t++) {
+        uint64_t r = row_mem(&m->tables[t]) + (writing ? row_disk(&m->tables[t]) : 0);
+        if (r > per)
+            per = r;
+        pend += m->tables[t].pending;
+    }
+    return rows * per + pend / (m->n_shards ? m->n_shards : 1) * 96 + (4u << 20);
+}
+
+// Refuse, before reading anything of it, a shard whose rows would not fit in this process's
+// memory: an error naming the shard and the limit, instead of an OOM kill halfway through.
+static int check_mem(const rd_tabletool *tt,
+                     const char *what,
+                     int shard,
+                     uint64_t rows,
+                     uint64_t need,
+                     rd_errbuf *eb) {
+    if (!tt->mem_cap || need <= tt->mem_cap)
+        return RD_OK;
+    char path[RD_PATH_MAX * 2];
+    if (rd_ckpt_shard_path(tt->dir, shard, path, sizeof path) != RD_OK)
+        snprintf(path, sizeof path, "shard %d", shard);
+    return rd_err_set(eb, RD_ERR_NOMEM,
+                      "%s%s (%llu rows) needs about %llu MiB to %s, more than %s (%llu MiB): the "
+                      "table tools hold one shard at a time; reshard it to more shards on a "
+                      "machine with more memory",
+                      what, path, (unsigned long long)rows, (unsigned long long)(need >> 20),
+                      what[0] ? "write" : "load", tt->mem_what ? tt->mem_what : "the memory limit",
+                      (unsigned long long)(tt->mem_cap >> 20));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Open
+
+static int open_tt(
+    const char *dir, int stream, unsigned long long mem_limit, rd_tabletool **out, rd_errbuf *eb) {
     *out = NULL;
     rd_tabletool *tt = rd_xcalloc(1, sizeof *tt);
     if (snprintf(tt->dir, sizeof tt->dir, "%s", dir) >= (int)sizeof tt->dir) {
         rd_free(tt);
         return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long: %.64s...", dir);
     }
+    tt->stream = stream;
+    if (stream) {
+        tt->mem_cap = mem_limit;
+        tt->mem_what = "the limit given";
+        if (!mem_limit)
+            tt->mem_cap = rd_mem_limit(&tt->mem_what);
+    }
     tt->man = rd_xmalloc(sizeof *tt->man);
     int rc = rd_ckpt_read_manifest(dir, tt->man, eb);
-    if (rc == RD_OK)
-        rc = new_tables(tt->man, tt->man->n_shards, &tt->tab, eb);
-    const uint32_t T = tt->man->n_tables;
-    for (uint32_t s = 0; rc == RD_OK && s < tt->man->n_shards; s++)
-        rc = rd_ckpt_read_shard(dir, (int)s, (int)tt->man->n_shards, tt->tab + (size_t)s * T,
-                                (int)T, &tt->man->shard_crc[s], NULL, NULL, eb);
+    if (rc != RD_OK) {
+        rd_tabletool_close(tt);
+        return rc;
+    }
+    const uint32_t T = tt->man->n_tables, P = tt->man->n_shards;
+    size_t n = (size_t)P * T;
+    tt->sum = rd_xcalloc(n ? n : 1, sizeof *tt->sum);
+    tt->rows = rd_xcalloc(n ? n : 1, sizeof *tt->rows);
+    tt->pend = rd_xcalloc(n ? n : 1, sizeof *tt->pend);
+    tt->hist = rd_xcalloc(T ? T : 1, sizeof *tt->hist);
+    if (!stream)
+        rc = new_tables(tt->man, P, &tt->tab, eb);
+    // Every shard is read once here, CRC and records checked: a damaged checkpoint is refused
+    // before anything is printed or written, with the reader's message.
+    for (uint32_t s = 0; rc == RD_OK && s < P; s++) {
+        rd_table **tabs = NULL;
+        if (stream)
+            rc = check_mem(tt, "", (int)s, tt->man->shard_rows[s],
+                           shard_mem(tt->man, tt->man->shard_rows[s], 0), eb);
+        if (rc == RD_OK && stream)
+            rc = new_tables(tt->man, 1, &tabs, eb);
+        else if (rc == RD_OK)
+            tabs = tt->tab + (size_t)s * T;
+        if (rc == RD_OK)
+            rc = rd_ckpt_read_shard(dir, (int)s, (int)P, tabs, (int)T, &tt->man->shard_crc[s], NULL,
+                                    NULL, eb);
+        for (uint32_t t = 0; rc == RD_OK && t < T; t++) {
+            const rd_table *tab = tabs[t];
+            rd_table_get_stats(tab, &tt->sum[(size_t)s * T + t]);
+            tt->rows[(size_t)s * T + t] = rd_table_size(tab);
+            tt->pend[(size_t)s * T + t] = rd_table_pending_size(tab);
+            for (size_t i = 0; i < rd_table_size(tab) && !tt->misplaced; i++) {
+                uint64_t key;
+                rd_table_row_at(tab, i, &key, NULL, NULL);
+                tt->misplaced = rd_shard_of(key, (int)P) != (int)s;
+            }
+            size_t cur = 0;
+            uint64_t key;
+            uint32_t cnt;
+            int64_t ls;
+            while (!tt->misplaced && rd_table_pending_next(tab, &cur, &key, &cnt, &ls))
+                tt->misplaced = rd_shard_of(key, (int)P) != (int)s;
+        }
+        if (stream)
+            free_tables(tabs, T);
+    }
     if (rc != RD_OK) {
         rd_tabletool_close(tt);
         return rc;
@@ -102,11 +243,31 @@ int rd_tabletool_open(const char *dir, rd_tabletool **out, rd_errbuf *eb) {
     return RD_OK;
 }
 
+int rd_tabletool_open(const char *dir, rd_tabletool **out, rd_errbuf *eb) {
+    return open_tt(dir, 0, 0, out, eb);
+}
+
+int rd_tabletool_open_stream(const char *dir,
+                             unsigned long long mem_limit,
+                             rd_tabletool **out,
+                             rd_errbuf *eb) {
+    return open_tt(dir, 1, mem_limit, out, eb);
+}
+
+static void edit_free(edit *e);
+
 void rd_tabletool_close(rd_tabletool *tt) {
     if (!tt)
         return;
     if (tt->tab)
         free_tables(tt->tab, (size_t)tt->man->n_shards * tt->man->n_tables);
+    for (size_t i = 0; i < tt->n_ed; i++)
+        edit_free(&tt->ed[i]);
+    rd_free(tt->ed);
+    rd_free(tt->sum);
+    rd_free(tt->rows);
+    rd_free(tt->pend);
+    rd_free(tt->hist);
     rd_free(tt->man);
     rd_free(tt);
 }
@@ -123,8 +284,83 @@ int rd_tabletool_find(const rd_tabletool *tt, const char *name) {
 }
 
 rd_table *rd_tabletool_table(rd_tabletool *tt, int shard, int table) {
+    RD_ASSERT(!tt->stream && "rd_tabletool_table needs rd_tabletool_open (every shard held)");
     return tt->tab[(size_t)shard * tt->man->n_tables + (size_t)table];
 }
+
+void rd_tabletool_counts(const rd_tabletool *tt, int table, uint64_t *rows, uint64_t *pending) {
+    uint64_t r = 0, p = 0;
+    for (uint32_t s = 0; s < tt->man->n_shards; s++)
+        for (uint32_t t = 0; t < tt->man->n_tables; t++)
+            if (table < 0 || (int)t == table) {
+                r += tt->rows[(size_t)s * tt->man->n_tables + t];
+                p += tt->pend[(size_t)s * tt->man->n_tables + t];
+            }
+    if (rows)
+        *rows = r;
+    if (pending)
+        *pending = p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shards as the edits leave them
+
+static int import_into(const rd_tabletool *tt,
+                       rd_table **tabs,
+                       uint32_t s,
+                       int part,
+                       int n_parts,
+                       const edit *e,
+                       rd_errbuf *eb);
+static int
+evict_shard(const rd_tabletool *tt, rd_table **tabs, const edit *e, uint64_t *gone, rd_errbuf *eb);
+
+// The n_tables tables of shard s, only the keys with rd_shard_of(key, n_parts) == part, with
+// the edits so far applied. Resident: tt's own tables (all keys; callers filter). Release with
+// put_shard.
+static int
+get_shard(rd_tabletool *tt, uint32_t s, int part, int n_parts, rd_table ***out, rd_errbuf *eb) {
+    const uint32_t T = tt->man->n_tables;
+    *out = NULL;
+    if (!tt->stream) {
+        *out = tt->tab + (size_t)s * T;
+        return RD_OK;
+    }
+    rd_table **tabs = NULL;
+    int rc = new_tables(tt->man, 1, &tabs, eb);
+    if (rc == RD_OK)
+        rc = rd_ckpt_read_shard_part(tt->dir, (int)s, (int)tt->man->n_shards, tabs, (int)T,
+                                     &tt->man->shard_crc[s], part, n_parts, eb);
+    for (size_t i = 0; rc == RD_OK && i < tt->n_ed; i++) {
+        if (tt->ed[i].kind == EDIT_EVICT)
+            rc = evict_shard(tt, tabs, &tt->ed[i], NULL, eb);
+        else if (tt->ed[i].kind == EDIT_IMPORT)
+            rc = import_into(tt, tabs, s, part, n_parts, &tt->ed[i], eb);
+    }
+    if (rc != RD_OK) {
+        if (tabs)
+            free_tables(tabs, T);
+        return rc;
+    }
+    *out = tabs;
+    return RD_OK;
+}
+
+static void put_shard(rd_tabletool *tt, rd_table **tabs) {
+    if (tt->stream && tabs)
+        free_tables(tabs, tt->man->n_tables);
+}
+
+static void push_edit(rd_tabletool *tt, const edit *e) {
+    if (tt->n_ed == tt->cap_ed) {
+        tt->cap_ed = tt->cap_ed ? 2 * tt->cap_ed : 4;
+        tt->ed = rd_xrealloc(tt->ed, tt->cap_ed * sizeof *tt->ed);
+    }
+    tt->ed[tt->n_ed++] = *e;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stats
 
 static int log2_bucket(uint64_t v) {
     if (v == UINT64_MAX) // v + 1 would wrap to bucket 0
@@ -138,39 +374,66 @@ static int log2_bucket(uint64_t v) {
     return b;
 }
 
-void rd_tabletool_stats(const rd_tabletool *tt, int table, rd_tabletool_hist *h) {
-    memset(h, 0, sizeof *h);
-    h->newest = INT64_MIN;
-    h->oldest = INT64_MAX;
+// Statistics of every table: pass 1 the row counts and the newest row, pass 2 the histograms
+// (ages are counted from the newest row of all shards).
+static int compute_stats(rd_tabletool *tt, rd_errbuf *eb) {
     const uint32_t T = tt->man->n_tables;
-    for (uint32_t s = 0; s < tt->man->n_shards; s++) {
-        const rd_table *t = tt->tab[(size_t)s * T + (size_t)table];
-        size_t n = rd_table_size(t);
-        for (size_t i = 0; i < n; i++) {
-            int64_t ls;
-            rd_table_row_at(t, i, NULL, &ls, NULL);
-            if (ls > h->newest)
-                h->newest = ls;
-            if (ls < h->oldest)
-                h->oldest = ls;
-        }
-        h->rows += n;
-        h->pending += rd_table_pending_size(t);
-        h->row_bytes += n * (8 + 16 + rd_table_row_floats(t) * sizeof(float));
+    for (uint32_t t = 0; t < T; t++) {
+        rd_tabletool_hist *h = &tt->hist[t];
+        memset(h, 0, sizeof *h);
+        h->newest = INT64_MIN;
+        h->oldest = INT64_MAX;
     }
-    for (uint32_t s = 0; s < tt->man->n_shards; s++) {
-        const rd_table *t = tt->tab[(size_t)s * T + (size_t)table];
-        size_t n = rd_table_size(t);
-        for (size_t i = 0; i < n; i++) {
-            int64_t ls;
-            uint64_t c;
-            rd_table_row_at(t, i, NULL, &ls, &c);
-            // newest >= ls, but their difference may exceed INT64_MAX: subtract unsigned.
-            h->age[log2_bucket((uint64_t)h->newest - (uint64_t)ls)]++;
-            h->count[log2_bucket(c)]++;
+    int rc = RD_OK;
+    for (int pass = 0; pass < 2 && rc == RD_OK; pass++)
+        for (uint32_t s = 0; rc == RD_OK && s < tt->man->n_shards; s++) {
+            rd_table **tabs;
+            if ((rc = get_shard(tt, s, 0, 1, &tabs, eb)) != RD_OK)
+                break;
+            for (uint32_t k = 0; k < T; k++) {
+                rd_tabletool_hist *h = &tt->hist[k];
+                const rd_table *t = tabs[k];
+                size_t n = rd_table_size(t);
+                for (size_t i = 0; i < n; i++) {
+                    int64_t ls;
+                    uint64_t c;
+                    rd_table_row_at(t, i, NULL, &ls, &c);
+                    if (pass == 0) {
+                        if (ls > h->newest)
+                            h->newest = ls;
+                        if (ls < h->oldest)
+                            h->oldest = ls;
+                    } else {
+                        // newest >= ls, but their difference may exceed INT64_MAX: subtract
+                        // unsigned.
+                        h->age[log2_bucket((uint64_t)h->newest - (uint64_t)ls)]++;
+                        h->count[log2_bucket(c)]++;
+                    }
+                }
+                if (pass == 0) {
+                    h->rows += n;
+                    h->pending += rd_table_pending_size(t);
+                    h->row_bytes += n * (8 + 16 + rd_table_row_floats(t) * sizeof(float));
+                }
+            }
+            put_shard(tt, tabs);
         }
-    }
+    tt->hist_ok = rc == RD_OK;
+    return rc;
 }
+
+int rd_tabletool_stats(rd_tabletool *tt, int table, rd_tabletool_hist *h, rd_errbuf *eb) {
+    if (!tt->hist_ok) {
+        int rc = compute_stats(tt, eb);
+        if (rc != RD_OK)
+            return rc;
+    }
+    *h = tt->hist[table];
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evict
 
 // Replace *slot by a copy holding the same rows and counters and the pending counts with
 // last_seen >= older_than (the admission map has no remove).
@@ -206,34 +469,62 @@ static int drop_pending(
     return RD_OK;
 }
 
+// Apply eviction rule e to the tables of one shard; *gone += rows removed (gone may be NULL).
+static int
+evict_shard(const rd_tabletool *tt, rd_table **tabs, const edit *e, uint64_t *gone, rd_errbuf *eb) {
+    int rc = RD_OK;
+    for (uint32_t k = 0; rc == RD_OK && k < tt->man->n_tables; k++) {
+        if (e->table >= 0 && (int)k != e->table)
+            continue;
+        rd_table *t = tabs[k];
+        // Backwards: removal moves the last row into the hole, which is already examined.
+        for (size_t i = rd_table_size(t); i-- > 0;) {
+            uint64_t key, c;
+            int64_t ls;
+            rd_table_row_at(t, i, &key, &ls, &c);
+            if (ls < e->older_than || c < e->min_count) {
+                RD_ASSERT(rd_table_remove(t, key) == RD_OK);
+                if (gone)
+                    (*gone)++;
+            }
+        }
+        if (e->older_than != INT64_MIN && rd_table_pending_size(t))
+            rc = drop_pending(&tt->man->tables[k], tt->man->seed, &tabs[k], e->older_than, eb);
+    }
+    return rc;
+}
+
 int rd_tabletool_evict(rd_tabletool *tt,
                        int table,
                        int64_t older_than,
                        uint64_t min_count,
                        uint64_t *removed,
                        rd_errbuf *eb) {
+    edit e;
+    memset(&e, 0, sizeof e);
+    e.kind = EDIT_EVICT;
+    e.table = table;
+    e.older_than = older_than;
+    e.min_count = min_count;
     uint64_t gone = 0;
     const uint32_t T = tt->man->n_tables;
     int rc = RD_OK;
-    for (uint32_t s = 0; rc == RD_OK && s < tt->man->n_shards; s++)
+    tt->hist_ok = 0;
+    // Resident: applied to the tables. Streamed: applied to each shard as it is read (which
+    // replays the edits before this one), to count what goes and what stays; then recorded.
+    for (uint32_t s = 0; rc == RD_OK && s < tt->man->n_shards; s++) {
+        rd_table **tabs;
+        if ((rc = get_shard(tt, s, 0, 1, &tabs, eb)) != RD_OK)
+            break;
+        rc = evict_shard(tt, tabs, &e, &gone, eb);
         for (uint32_t k = 0; rc == RD_OK && k < T; k++) {
-            if (table >= 0 && (int)k != table)
-                continue;
-            rd_table **slot = &tt->tab[(size_t)s * T + k];
-            rd_table *t = *slot;
-            // Backwards: removal moves the last row into the hole, which is already examined.
-            for (size_t i = rd_table_size(t); i-- > 0;) {
-                uint64_t key, c;
-                int64_t ls;
-                rd_table_row_at(t, i, &key, &ls, &c);
-                if (ls < older_than || c < min_count) {
-                    RD_ASSERT(rd_table_remove(t, key) == RD_OK);
-                    gone++;
-                }
-            }
-            if (older_than != INT64_MIN && rd_table_pending_size(t))
-                rc = drop_pending(&tt->man->tables[k], tt->man->seed, slot, older_than, eb);
+            tt->rows[(size_t)s * T + k] = rd_table_size(tabs[k]);
+            tt->pend[(size_t)s * T + k] = rd_table_pending_size(tabs[k]);
         }
+        put_shard(tt, tabs);
+    }
+    if (rc == RD_OK && tt->stream)
+        push_edit(tt, &e);
     if (removed)
         *removed = gone;
     return rc;
@@ -253,18 +544,12 @@ static int cmp_ref(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-typedef struct pend_ref {
-    uint64_t key;
-    int64_t last_seen;
-    uint32_t count;
-} pend_ref;
-
 static int cmp_pend(const void *a, const void *b) {
     uint64_t x = ((const pend_ref *)a)->key, y = ((const pend_ref *)b)->key;
     return x < y ? -1 : x > y;
 }
 
-// Every pending admission count of `table`, sorted by key. Free with rd_free.
+// Every pending admission count of `table`, sorted by key (resident). Free with rd_free.
 static pend_ref *collect_pending(const rd_tabletool *tt, int table, size_t *n_out) {
     const uint32_t T = tt->man->n_tables;
     size_t n = 0;
@@ -289,7 +574,82 @@ static pend_ref *collect_pending(const rd_tabletool *tt, int table, size_t *n_ou
     return p;
 }
 
-int rd_tabletool_export(const rd_tabletool *tt, int table, int format, FILE *f, rd_errbuf *eb) {
+// The export's writer: the header, rows and pending counts in the order given, the CRC.
+typedef struct exp_out {
+    FILE *f;
+    int format;
+    size_t nf;
+    uint32_t crc;
+} exp_out;
+
+static void exp_header(exp_out *o, const rd_ckpt_table *ct, uint64_t n, uint64_t np) {
+    if (o->format == RD_TABLETOOL_TSV) {
+        fprintf(o->f, "# table %s dim %u slots %u optimizer %s rows %zu pending %zu\n", ct->name,
+                ct->dim, ct->slots, rd_optim_name((int)ct->optim), (size_t)n, (size_t)np);
+    } else {
+        unsigned char h[EXP_HEADER + 8];
+        uint32_t v[4] = {EXP_VERSION, ct->dim, ct->slots, ct->optim};
+        uint64_t rows = n, pending = np;
+        char name[RD_NAME_MAX];
+        memset(name, 0, sizeof name);
+        snprintf(name, sizeof name, "%s", ct->name);
+        memcpy(h, exp_magic, 8);
+        memcpy(h + 8, v, sizeof v);
+        memcpy(h + 24, &rows, 8);
+        memcpy(h + 32, name, sizeof name);
+        memcpy(h + EXP_HEADER, &pending, 8);
+        o->crc = rd_crc32c(o->crc, h, sizeof h);
+        fwrite(h, 1, sizeof h, o->f);
+    }
+}
+
+static void exp_row(exp_out *o, uint64_t key, int64_t ls, uint64_t c, const float *row) {
+    if (o->format == RD_TABLETOOL_TSV) {
+        fprintf(o->f, "%llu\t%lld\t%llu", (unsigned long long)key, (long long)ls,
+                (unsigned long long)c);
+        for (size_t j = 0; j < o->nf; j++)
+            fprintf(o->f, "\t%.9g", (double)row[j]);
+        fputc('\n', o->f);
+    } else {
+        unsigned char r[24];
+        memcpy(r, &key, 8);
+        memcpy(r + 8, &ls, 8);
+        memcpy(r + 16, &c, 8);
+        o->crc = rd_crc32c(o->crc, r, sizeof r);
+        o->crc = rd_crc32c(o->crc, row, o->nf * sizeof(float));
+        fwrite(r, 1, sizeof r, o->f);
+        fwrite(row, sizeof(float), o->nf, o->f);
+    }
+}
+
+static void exp_pending(exp_out *o, uint64_t key, int64_t ls, uint32_t count) {
+    if (o->format == RD_TABLETOOL_TSV) {
+        fprintf(o->f, "pending\t%llu\t%lld\t%u\n", (unsigned long long)key, (long long)ls, count);
+    } else {
+        unsigned char r[24];
+        uint32_t zero = 0;
+        memcpy(r, &key, 8);
+        memcpy(r + 8, &ls, 8);
+        memcpy(r + 16, &count, 4);
+        memcpy(r + 20, &zero, 4);
+        o->crc = rd_crc32c(o->crc, r, sizeof r);
+        fwrite(r, 1, sizeof r, o->f);
+    }
+}
+
+static int exp_finish(exp_out *o, const rd_ckpt_table *ct, rd_errbuf *eb) {
+    if (o->format != RD_TABLETOOL_TSV)
+        fwrite(&o->crc, 4, 1, o->f);
+    // A failed write of the buffer sets errno at the flush that failed: this one, or (the error
+    // flag set) an earlier one whose errno is lost.
+    int e = fflush(o->f) != 0 ? errno : 0;
+    if (e || ferror(o->f))
+        return rd_err_set(eb, RD_ERR_IO, "export of table %s: write error (%s)", ct->name,
+                          strerror(e ? e : EIO));
+    return RD_OK;
+}
+
+static int export_resident(const rd_tabletool *tt, int table, exp_out *o, rd_errbuf *eb) {
     const uint32_t T = tt->man->n_tables;
     const rd_ckpt_table *ct = &tt->man->tables[table];
     size_t n = 0;
@@ -308,78 +668,22 @@ int rd_tabletool_export(const rd_tabletool *tt, int table, int format, FILE *f, 
     qsort(ref, n, sizeof *ref, cmp_ref);
     size_t np = 0;
     pend_ref *pend = collect_pending(tt, table, &np);
-    const size_t nf = (size_t)ct->dim * (1 + ct->slots);
-    uint32_t crc = 0;
-    if (format == RD_TABLETOOL_TSV) {
-        fprintf(f, "# table %s dim %u slots %u optimizer %s rows %zu pending %zu\n", ct->name,
-                ct->dim, ct->slots, rd_optim_name((int)ct->optim), n, np);
-    } else {
-        unsigned char h[EXP_HEADER + 8];
-        uint32_t v[4] = {EXP_VERSION, ct->dim, ct->slots, ct->optim};
-        uint64_t rows = n, pending = np;
-        char name[RD_NAME_MAX];
-        memset(name, 0, sizeof name);
-        snprintf(name, sizeof name, "%s", ct->name);
-        memcpy(h, exp_magic, 8);
-        memcpy(h + 8, v, sizeof v);
-        memcpy(h + 24, &rows, 8);
-        memcpy(h + 32, name, sizeof name);
-        memcpy(h + EXP_HEADER, &pending, 8);
-        crc = rd_crc32c(crc, h, sizeof h);
-        fwrite(h, 1, sizeof h, f);
-    }
+    exp_header(o, ct, n, np);
     for (size_t i = 0; i < n; i++) {
         const rd_table *t = tt->tab[(size_t)ref[i].shard * T + (size_t)table];
         uint64_t key, c;
         int64_t ls;
         const float *row = rd_table_row_at(t, ref[i].idx, &key, &ls, &c);
-        if (format == RD_TABLETOOL_TSV) {
-            fprintf(f, "%llu\t%lld\t%llu", (unsigned long long)key, (long long)ls,
-                    (unsigned long long)c);
-            for (size_t j = 0; j < nf; j++)
-                fprintf(f, "\t%.9g", (double)row[j]);
-            fputc('\n', f);
-        } else {
-            unsigned char r[24];
-            memcpy(r, &key, 8);
-            memcpy(r + 8, &ls, 8);
-            memcpy(r + 16, &c, 8);
-            crc = rd_crc32c(crc, r, sizeof r);
-            crc = rd_crc32c(crc, row, nf * sizeof(float));
-            fwrite(r, 1, sizeof r, f);
-            fwrite(row, sizeof(float), nf, f);
-        }
+        exp_row(o, key, ls, c, row);
     }
     // The pending admission counts (keys seen fewer than admit_count times, no row yet): without
     // them an imported table starts those keys' counts again, and a resume from it differs.
-    for (size_t i = 0; i < np; i++) {
-        if (format == RD_TABLETOOL_TSV) {
-            fprintf(f, "pending\t%llu\t%lld\t%u\n", (unsigned long long)pend[i].key,
-                    (long long)pend[i].last_seen, pend[i].count);
-        } else {
-            unsigned char r[24];
-            uint32_t zero = 0;
-            memcpy(r, &pend[i].key, 8);
-            memcpy(r + 8, &pend[i].last_seen, 8);
-            memcpy(r + 16, &pend[i].count, 4);
-            memcpy(r + 20, &zero, 4);
-            crc = rd_crc32c(crc, r, sizeof r);
-            fwrite(r, 1, sizeof r, f);
-        }
-    }
-    if (format != RD_TABLETOOL_TSV)
-        fwrite(&crc, 4, 1, f);
+    for (size_t i = 0; i < np; i++)
+        exp_pending(o, pend[i].key, pend[i].last_seen, pend[i].count);
     rd_free(pend);
     rd_free(ref);
-    // A failed write of the buffer sets errno at the flush that failed: this one, or (the error
-    // flag set) an earlier one whose errno is lost.
-    int e = fflush(f) != 0 ? errno : 0;
-    if (e || ferror(f))
-        return rd_err_set(eb, RD_ERR_IO, "export of table %s: write error (%s)", ct->name,
-                          strerror(e ? e : EIO));
-    return RD_OK;
+    return exp_finish(o, ct, eb);
 }
-
 // Parsed rows of an import.
 typedef struct rows_in {
     size_t n, cap, nf;
@@ -391,6 +695,7 @@ typedef struct rows_in {
     pend_ref *pend;
     int has_pending;     // the file records pending counts (format version 2)
     const char *keys_of; // the table whose salt the keys must carry: the table's, or its init_as
+    char *what;          // a recorded import (streamed): the file's name, for messages (owned)
 } rows_in;
 
 static void pend_push(rows_in *r, uint64_t key, int64_t ls, uint32_t c) {
@@ -715,6 +1020,197 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+// ---- Streamed export: P cursors merged by key
+
+// The records of one table over all shards in key order: a heap of the shards by the key of
+// their current record.
+typedef struct merge {
+    rd_ckpt_cursor **cur; // (P)
+    rd_ckpt_record *rec;  // (P) the current record of each shard
+    uint32_t *heap;       // shards with a current record, a min-heap by rec[].key
+    uint32_t n;
+} merge;
+
+static int merge_less(const merge *m, uint32_t a, uint32_t b) {
+    return m->rec[m->heap[a]].key < m->rec[m->heap[b]].key;
+}
+
+static void merge_down(merge *m, uint32_t i) {
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, s = i;
+        if (l < m->n && merge_less(m, l, s))
+            s = l;
+        if (r < m->n && merge_less(m, r, s))
+            s = r;
+        if (s == i)
+            return;
+        uint32_t x = m->heap[i];
+        m->heap[i] = m->heap[s];
+        m->heap[s] = x;
+        i = s;
+    }
+}
+
+static void merge_close(merge *m, uint32_t P) {
+    for (uint32_t s = 0; m->cur && s < P; s++)
+        rd_ckpt_cursor_close(m->cur[s]);
+    rd_free(m->cur);
+    rd_free(m->rec);
+    rd_free(m->heap);
+    memset(m, 0, sizeof *m);
+}
+
+static int merge_open(const rd_tabletool *tt, int table, int pending, merge *m, rd_errbuf *eb) {
+    const uint32_t P = tt->man->n_shards;
+    const rd_ckpt_table *ct = &tt->man->tables[table];
+    memset(m, 0, sizeof *m);
+    m->cur = rd_xcalloc(P, sizeof *m->cur);
+    m->rec = rd_xcalloc(P, sizeof *m->rec);
+    m->heap = rd_xcalloc(P, sizeof *m->heap);
+    int rc = RD_OK;
+    for (uint32_t s = 0; rc == RD_OK && s < P; s++) {
+        rc = rd_ckpt_cursor_open(tt->dir, (int)s, ct->index, (size_t)ct->dim * (1 + ct->slots),
+                                 pending, &m->cur[s], eb);
+        int got = rc == RD_OK ? rd_ckpt_cursor_next(m->cur[s], &m->rec[s], eb) : rc;
+        if (got < 0)
+            rc = got;
+        else if (got == 1)
+            m->heap[m->n++] = s;
+    }
+    for (uint32_t i = m->n / 2; rc == RD_OK && i-- > 0;)
+        merge_down(m, i);
+    if (rc != RD_OK)
+        merge_close(m, P);
+    return rc;
+}
+
+// The record with the smallest key, or NULL at the end; valid until merge_advance.
+static const rd_ckpt_record *merge_peek(const merge *m) {
+    return m->n ? &m->rec[m->heap[0]] : NULL;
+}
+
+static int merge_advance(merge *m, rd_errbuf *eb) {
+    uint32_t s = m->heap[0];
+    int got = rd_ckpt_cursor_next(m->cur[s], &m->rec[s], eb);
+    if (got < 0)
+        return got;
+    if (got == 0)
+        m->heap[0] = m->heap[--m->n];
+    merge_down(m, 0);
+    return RD_OK;
+}
+
+// Evicted by an edit from position `from` on: a row (pending 0) or a pending count (pending 1).
+static int
+gone_by_edits(const rd_tabletool *tt, size_t from, int table, int pending, int64_t ls, uint64_t c) {
+    for (size_t i = from; i < tt->n_ed; i++) {
+        const edit *e = &tt->ed[i];
+        if (e->kind != EDIT_EVICT || (e->table >= 0 && e->table != table))
+            continue;
+        if (ls < e->older_than || (!pending && c < e->min_count))
+            return 1;
+    }
+    return 0;
+}
+
+// The rows and pending counts of import `imp` in key order, less those evicted by the edits
+// from `from` on.
+static int export_imported(const rd_tabletool *tt,
+                           int table,
+                           const edit *imp,
+                           size_t from,
+                           exp_out *o,
+                           uint64_t *rows_out,
+                           uint64_t *pend_out) {
+    const rows_in *r = imp->in;
+    row_ref *ref = rd_xmalloc((r->n ? r->n : 1) * sizeof *ref);
+    for (size_t i = 0; i < r->n; i++) {
+        ref[i].key = r->key[i];
+        ref[i].shard = 0;
+        ref[i].idx = (uint32_t)i;
+    }
+    qsort(ref, r->n, sizeof *ref, cmp_ref);
+    for (size_t j = 0; j < r->n; j++) {
+        size_t i = ref[j].idx;
+        if (gone_by_edits(tt, from, table, 0, r->ls[i], r->count[i]))
+            continue;
+        exp_row(o, r->key[i], r->ls[i], r->count[i], r->val + i * r->nf);
+        (*rows_out)++;
+    }
+    rd_free(ref);
+    pend_ref *p = rd_xmalloc((r->np ? r->np : 1) * sizeof *p);
+    if (r->np)
+        memcpy(p, r->pend, r->np * sizeof *p);
+    qsort(p, r->np, sizeof *p, cmp_pend);
+    for (size_t i = 0; i < r->np; i++) {
+        if (gone_by_edits(tt, from, table, 1, p[i].last_seen, p[i].count))
+            continue;
+        exp_pending(o, p[i].key, p[i].last_seen, p[i].count);
+        (*pend_out)++;
+    }
+    rd_free(p);
+    return RD_OK;
+}
+
+static int export_stream(rd_tabletool *tt, int table, exp_out *o, rd_errbuf *eb) {
+    const rd_ckpt_table *ct = &tt->man->tables[table];
+    const uint32_t P = tt->man->n_shards;
+    uint64_t n = 0, np = 0, rows_out = 0, pend_out = 0;
+    rd_tabletool_counts(tt, table, &n, &np);
+    // The rows come from the last import of the table, if any, else from the shards; the
+    // evictions after it drop theirs.
+    size_t from = 0;
+    const edit *imp = NULL;
+    for (size_t i = 0; i < tt->n_ed; i++)
+        if (tt->ed[i].kind == EDIT_IMPORT && tt->ed[i].table == table) {
+            imp = &tt->ed[i];
+            from = i + 1;
+        }
+    exp_header(o, ct, n, np);
+    int rc = RD_OK;
+    if (imp) {
+        rc = export_imported(tt, table, imp, from, o, &rows_out, &pend_out);
+    } else {
+        for (int pending = 0; pending < 2 && rc == RD_OK; pending++) {
+            merge m;
+            if ((rc = merge_open(tt, table, pending, &m, eb)) != RD_OK)
+                break;
+            const rd_ckpt_record *r;
+            while (rc == RD_OK && (r = merge_peek(&m)) != NULL) {
+                if (!gone_by_edits(tt, 0, table, pending, r->last_seen, r->count)) {
+                    if (pending) {
+                        exp_pending(o, r->key, r->last_seen, (uint32_t)r->count);
+                        pend_out++;
+                    } else {
+                        exp_row(o, r->key, r->last_seen, r->count, r->row);
+                        rows_out++;
+                    }
+                }
+                rc = merge_advance(&m, eb);
+            }
+            merge_close(&m, P);
+        }
+    }
+    // The header was written from the counts taken when the shards were read: a shard that
+    // changed since would make the file contradict its header.
+    if (rc == RD_OK && (rows_out != n || pend_out != np))
+        rc =
+            rd_err_set(eb, RD_ERR_CORRUPT,
+                       "%s: table %s: %llu rows and %llu pending counts now, %llu and %llu when "
+                       "the checkpoint was opened (changed meanwhile?)",
+                       tt->dir, ct->name, (unsigned long long)rows_out,
+                       (unsigned long long)pend_out, (unsigned long long)n, (unsigned long long)np);
+    if (rc != RD_OK)
+        return rc;
+    return exp_finish(o, ct, eb);
+}
+
+int rd_tabletool_export(rd_tabletool *tt, int table, int format, FILE *f, rd_errbuf *eb) {
+    const rd_ckpt_table *ct = &tt->man->tables[table];
+    exp_out o = {f, format, (size_t)ct->dim * (1 + ct->slots), 0};
+    return tt->stream ? export_stream(tt, table, &o, eb) : export_resident(tt, table, &o, eb);
+}
+
 int rd_tabletool_import(rd_tabletool *tt,
                         int table,
                         FILE *f,
@@ -795,9 +1291,44 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
         rd_free(k);
     }
     // Only now touch the table: fresh shard tables (counters kept), then the rows and the
-    // pending counts.
+    // Only now touch the table: fresh shard tables (counters kept), then the rows and the
+    // pending counts. Resident: every shard now. Streamed: recorded, and applied to each shard as
+    // it is read (import_into); the rows stay in memory until rd_tabletool_close.
     const uint32_t T = tt->man->n_tables, P = tt->man->n_shards;
     uint64_t dropped = 0;
+    for (uint32_t s = 0; s < P; s++)
+        dropped += tt->pend[(size_t)s * T + (size_t)table];
+    if (rc == RD_OK && tt->stream) {
+        edit e;
+        memset(&e, 0, sizeof e);
+        e.kind = EDIT_IMPORT;
+        e.table = table;
+        e.in = rd_xmalloc(sizeof *e.in);
+        *e.in = r;
+        e.in->what = rd_xstrdup(what);
+        e.in->keys_of = NULL;
+        memset(&r, 0, sizeof r);
+        // An earlier import of this table is replaced whole by this one: its rows can go.
+        for (size_t i = 0; i < tt->n_ed; i++)
+            if (tt->ed[i].kind == EDIT_IMPORT && tt->ed[i].table == table)
+                edit_free(&tt->ed[i]);
+        push_edit(tt, &e);
+        const rows_in *in = e.in;
+        for (uint32_t s = 0; s < P; s++)
+            tt->rows[(size_t)s * T + (size_t)table] = tt->pend[(size_t)s * T + (size_t)table] = 0;
+        for (size_t i = 0; i < in->n; i++)
+            tt->rows[(size_t)rd_shard_of(in->key[i], (int)P) * T + (size_t)table]++;
+        for (size_t i = 0; i < in->np; i++)
+            tt->pend[(size_t)rd_shard_of(in->pend[i].key, (int)P) * T + (size_t)table]++;
+        tt->hist_ok = 0;
+        if (res) {
+            res->rows = in->n;
+            res->pending = in->np;
+            res->has_pending = in->has_pending;
+            res->dropped = in->has_pending ? 0 : dropped;
+        }
+        return RD_OK;
+    }
     for (uint32_t s = 0; rc == RD_OK && s < P; s++) {
         rd_table **slot = &tt->tab[(size_t)s * T + (size_t)table];
         rd_table_config tc;
@@ -808,7 +1339,6 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
         rd_table_stats st;
         rd_table_get_stats(*slot, &st);
         rd_table_set_counters(nt, &st);
-        dropped += rd_table_pending_size(*slot);
         rd_table_destroy(*slot);
         *slot = nt;
     }
@@ -826,6 +1356,12 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
         if (rc != RD_OK)
             rd_err_set(eb, rc, "%s: pending count %zu: %s", what, i, rd_strerror(rc));
     }
+    for (uint32_t s = 0; rc == RD_OK && s < P; s++) {
+        const rd_table *t = tt->tab[(size_t)s * T + (size_t)table];
+        tt->rows[(size_t)s * T + (size_t)table] = rd_table_size(t);
+        tt->pend[(size_t)s * T + (size_t)table] = rd_table_pending_size(t);
+    }
+    tt->hist_ok = 0;
     if (rc == RD_OK && res) {
         res->rows = r.n;
         res->pending = r.np;
@@ -834,6 +1370,57 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
     }
     rows_free(&r);
     return rc;
+}
+
+// Import edit e applied to the tables of shard s (only the keys of part `part` of n_parts): the
+// table's rows and pending counts replaced by the imported ones of this shard, counters kept.
+static int import_into(const rd_tabletool *tt,
+                       rd_table **tabs,
+                       uint32_t s,
+                       int part,
+                       int n_parts,
+                       const edit *e,
+                       rd_errbuf *eb) {
+    const rd_ckpt_table *ct = &tt->man->tables[e->table];
+    const rows_in *r = e->in;
+    const int P = (int)tt->man->n_shards;
+    rd_table_config tc;
+    table_config(ct, &tc);
+    rd_table *nt = NULL;
+    int rc = rd_table_create(&tc, (int)ct->index, tt->man->seed, &nt, eb);
+    if (rc != RD_OK)
+        return rc;
+    rd_table_stats st;
+    rd_table_get_stats(tabs[e->table], &st);
+    rd_table_set_counters(nt, &st);
+    rd_table_destroy(tabs[e->table]);
+    tabs[e->table] = nt;
+    for (size_t i = 0; rc == RD_OK && i < r->n; i++) {
+        if (rd_shard_of(r->key[i], P) != (int)s ||
+            (n_parts > 1 && rd_shard_of(r->key[i], n_parts) != part))
+            continue;
+        rc = rd_table_put(nt, r->key[i], r->val + i * r->nf, r->ls[i], r->count[i]);
+        if (rc != RD_OK)
+            rd_err_set(eb, rc, "%s: row %zu: %s", r->what, i, rd_strerror(rc));
+    }
+    for (size_t i = 0; rc == RD_OK && i < r->np; i++) {
+        if (rd_shard_of(r->pend[i].key, P) != (int)s ||
+            (n_parts > 1 && rd_shard_of(r->pend[i].key, n_parts) != part))
+            continue;
+        rc = rd_table_pending_put(nt, r->pend[i].key, r->pend[i].count, r->pend[i].last_seen);
+        if (rc != RD_OK)
+            rd_err_set(eb, rc, "%s: pending count %zu: %s", r->what, i, rd_strerror(rc));
+    }
+    return rc;
+}
+
+static void edit_free(edit *e) {
+    if (e->in) {
+        rd_free(e->in->what);
+        rows_free(e->in);
+        rd_free(e->in);
+    }
+    memset(e, 0, sizeof *e);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -883,6 +1470,29 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new directory", out);
+    // Shard by shard: with Q == P each shard is read, edited and written as itself (unless some
+    // key sits in another shard than rd_shard_of says, which the general way moves); else output
+    // shard q gathers its keys from every input shard. Refused up front when one output shard
+    // would not fit in memory beside the part of an input shard being read.
+    int direct = Q == P && !tt->misplaced;
+    if (tt->stream) {
+        uint64_t total = 0, in_max = 0;
+        for (uint32_t s = 0; s < P; s++) {
+            uint64_t r = 0;
+            for (uint32_t t = 0; t < T; t++)
+                r += tt->rows[(size_t)s * T + t];
+            total += r;
+            if (r > in_max)
+                in_max = r;
+        }
+        // Keys spread evenly over the shards (rd_shard_of mixes them); a 25 % margin.
+        uint64_t out_rows = direct ? in_max : total / Q + total / Q / 4 + 1;
+        uint64_t in_rows = direct ? 0 : in_max / Q + in_max / Q / 4 + 1;
+        int rc = check_mem(tt, "output ", 0, out_rows,
+                           shard_mem(m, out_rows, 1) + shard_mem(m, in_rows, 0), eb);
+        if (rc != RD_OK)
+            return rc;
+    }
     // Missing parents of --out are created as before, but removed again when the run fails
     // (only those this run made); the checkpoint is built in a folder of its own beside --out.
     char part[RD_PATH_MAX + 96], created[RD_PATH_MAX + 48];
@@ -895,72 +1505,78 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
         rd_lmdbx_rmdir_created(out, created);
         return rc;
     }
-    rd_table **nt = NULL;
-    if (rc == RD_OK)
-        rc = new_tables(m, Q, &nt, eb);
-    // 1. Rows and pending counts to their shard under Q.
+    // Counters (as read; edits keep them): with Q != P summed per table into shard 0, and every
+    // shard gets the latest clock.
     int64_t clock = INT64_MIN;
-    rd_table_stats sum;
-    memset(&sum, 0, sizeof sum);
-    for (uint32_t s = 0; rc == RD_OK && s < P; s++)
-        for (uint32_t t = 0; rc == RD_OK && t < T; t++) {
-            const rd_table *src = tt->tab[(size_t)s * T + t];
-            rd_table_stats ss;
-            rd_table_get_stats(src, &ss);
-            if (Q == P)
-                rd_table_set_counters(nt[(size_t)s * T + t], &ss);
-            else if (ss.now > clock)
-                clock = ss.now;
-            for (size_t i = 0; rc == RD_OK && i < rd_table_size(src); i++) {
-                uint64_t key, c;
-                int64_t ls;
-                const float *row = rd_table_row_at(src, i, &key, &ls, &c);
-                int q = rd_shard_of(key, (int)Q);
-                rc = rd_table_put(nt[(size_t)q * T + t], key, row, ls, c);
-            }
-            size_t cur = 0;
-            uint64_t key;
-            uint32_t cnt;
-            int64_t ls;
-            while (rc == RD_OK && rd_table_pending_next(src, &cur, &key, &cnt, &ls)) {
-                int q = rd_shard_of(key, (int)Q);
-                rc = rd_table_pending_put(nt[(size_t)q * T + t], key, cnt, ls);
-            }
-        }
-    if (rc == RD_OK && Q != P) {
-        // Counters summed per table into shard 0; every shard gets the latest clock.
+    rd_table_stats *acc = rd_xcalloc(T ? T : 1, sizeof *acc);
+    for (uint32_t s = 0; s < P; s++)
         for (uint32_t t = 0; t < T; t++) {
-            rd_table_stats acc;
-            memset(&acc, 0, sizeof acc);
-            for (uint32_t s = 0; s < P; s++) {
-                rd_table_stats ss;
-                rd_table_get_stats(tt->tab[(size_t)s * T + t], &ss);
-                acc.admitted += ss.admitted;
-                acc.rejected += ss.rejected;
-                acc.evicted += ss.evicted;
-                acc.pulled += ss.pulled;
-                acc.pushed += ss.pushed;
-            }
-            for (uint32_t q = 0; q < Q; q++) {
-                rd_table_stats qs;
-                memset(&qs, 0, sizeof qs);
-                if (q == 0)
-                    qs = acc;
-                qs.now = clock;
-                rd_table_set_counters(nt[(size_t)q * T + t], &qs);
-            }
+            const rd_table_stats *ss = &tt->sum[(size_t)s * T + t];
+            if (ss->now > clock)
+                clock = ss->now;
+            acc[t].admitted += ss->admitted;
+            acc[t].rejected += ss->rejected;
+            acc[t].evicted += ss->evicted;
+            acc[t].pulled += ss->pulled;
+            acc[t].pushed += ss->pushed;
         }
-    }
-    // 2. Shards, then the MANIFEST, then dense.bin, then the rename.
     rd_ckpt_manifest *nm = rd_xmalloc(sizeof *nm);
     *nm = *m;
     nm->n_shards = Q;
     for (uint32_t t = 0; t < T; t++)
         nm->tables[t].rows = nm->tables[t].pending = 0;
     for (uint32_t q = 0; rc == RD_OK && q < Q; q++) {
+        // 1. The rows and pending counts of output shard q.
+        rd_table **nt = NULL, **src = NULL;
+        if (direct) {
+            rc = get_shard(tt, q, 0, 1, &src, eb);
+            nt = src;
+        } else {
+            rc = new_tables(m, 1, &nt, eb);
+            for (uint32_t s = 0; rc == RD_OK && s < P; s++) {
+                if ((rc = get_shard(tt, s, (int)q, (int)Q, &src, eb)) != RD_OK)
+                    break;
+                for (uint32_t t = 0; rc == RD_OK && t < T; t++) {
+                    const rd_table *from = src[t];
+                    for (size_t i = 0; rc == RD_OK && i < rd_table_size(from); i++) {
+                        uint64_t key, c;
+                        int64_t ls;
+                        const float *row = rd_table_row_at(from, i, &key, &ls, &c);
+                        if (rd_shard_of(key, (int)Q) == (int)q)
+                            rc = rd_table_put(nt[t], key, row, ls, c);
+                    }
+                    size_t cur = 0;
+                    uint64_t key;
+                    uint32_t cnt;
+                    int64_t ls;
+                    while (rc == RD_OK && rd_table_pending_next(from, &cur, &key, &cnt, &ls))
+                        if (rd_shard_of(key, (int)Q) == (int)q)
+                            rc = rd_table_pending_put(nt[t], key, cnt, ls);
+                }
+                put_shard(tt, src);
+                src = NULL;
+            }
+            for (uint32_t t = 0; rc == RD_OK && t < T; t++) {
+                rd_table_stats qs;
+                if (Q == P) {
+                    qs = tt->sum[(size_t)q * T + t];
+                } else {
+                    memset(&qs, 0, sizeof qs);
+                    if (q == 0)
+                        qs = acc[t];
+                    qs.now = clock;
+                }
+                rd_table_set_counters(nt[t], &qs);
+            }
+        }
+        // 2. The shard.
         rd_ckpt_shard_info info;
-        rc = rd_ckpt_write_shard(part, (int)q, (int)Q, m->step, m->seed, nt + (size_t)q * T, (int)T,
-                                 &info, eb);
+        if (rc == RD_OK)
+            rc = rd_ckpt_write_shard(part, (int)q, (int)Q, m->step, m->seed, nt, (int)T, &info, eb);
+        if (direct)
+            put_shard(tt, nt);
+        else
+            free_tables(nt, T);
         if (rc != RD_OK)
             break;
         nm->shard_crc[q] = info.crc;
@@ -971,8 +1587,10 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
             nm->tables[t].pending += info.pending[t];
         }
     }
+    rd_free(acc);
     for (uint32_t q = Q; q < RD_CKPT_MAX_SHARDS; q++)
         nm->shard_crc[q] = 0, nm->shard_rows[q] = 0;
+    // 3. The MANIFEST, then dense.bin, then the rename.
     if (rc == RD_OK)
         rc = rd_ckpt_write_manifest(part, nm, eb);
     if (rc == RD_OK) {
@@ -1009,6 +1627,5 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
     }
     rd_lmdbx_pending_forget(part);
     rd_free(nm);
-    free_tables(nt, (size_t)Q * T);
     return rc;
 }

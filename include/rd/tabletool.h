@@ -1,11 +1,14 @@
-// rd/tabletool.h — offline maintenance of PS table checkpoints (`recdistill table ...`): load a
+// rd/tabletool.h — offline maintenance of PS table checkpoints (`recdistill table ...`): read a
 // checkpoint shard by shard, inspect, edit rows, and write it back out with any number of
 // shards.
 //
 // Defines:
-//   rd_tabletool                opaque: a checkpoint loaded into memory, one rd_table per
-//                               (shard, table), every shard's CRC checked against the MANIFEST
-//   rd_tabletool_open/close
+//   rd_tabletool                opaque: a checkpoint, every shard's CRC checked against the
+//                               MANIFEST; held in memory (one rd_table per (shard, table)) or
+//                               streamed (shards read again one at a time, edits replayed)
+//   rd_tabletool_open/close     every shard held (rd_tabletool_table works: serve, tests)
+//   rd_tabletool_open_stream()  one shard at a time (the `recdistill table` commands)
+//   rd_tabletool_counts()       rows and pending keys of a table, after the edits so far
 //   rd_tabletool_manifest()     the checkpoint's MANIFEST
 //   rd_tabletool_find()         a table's position in the manifest by name
 //   rd_tabletool_table()        the rd_table of (shard, table)
@@ -26,8 +29,16 @@
 // same shard CRCs; with P' != P the counters are summed into shard 0 and every shard gets the
 // latest clock.
 //
-// Memory: the whole checkpoint is held in memory (one table per shard); tools for tables larger
-// than one machine's memory would stream shard by shard instead.
+// Memory: rd_tabletool_open holds the whole checkpoint (one table per shard). A checkpoint opened
+// with rd_tabletool_open_stream holds about one input shard plus one output shard at any time,
+// plus the rows of an import, whatever the number of shards: open reads every shard once (CRC,
+// records, counters, about one shard in memory); stats reads them twice more; export merges P
+// cursors that read each shard's rows in key order from its map (pages dropped every 16 MiB,
+// P files open at once); a rewrite with P' == P reads, edits and writes one shard at a time, and
+// one with P' != P builds each output shard from the matching keys of every input shard (P x P'
+// reads). A shard (or output shard) whose estimated size exceeds the memory limit (rd_mem_limit,
+// or the one given) is refused with RD_ERR_NOMEM naming it, before it is read. Measured on a
+// checkpoint of 3 shards, 1.1 M rows, ~200 MB: see docs/tools.md "Memory of the table tools".
 #ifndef RD_TABLETOOL_H
 #define RD_TABLETOOL_H
 
@@ -55,29 +66,52 @@ typedef struct rd_tabletool_hist {
 } rd_tabletool_hist;
 
 /**
- * Load checkpoint `dir`: MANIFEST, then every shard (CRC checked).
+ * Load checkpoint `dir`: MANIFEST, then every shard (CRC checked), all held in memory.
  * @param[out] out  free with rd_tabletool_close
  * @return RD_OK, RD_ERR_NOTFOUND (no dir / MANIFEST / shard), RD_ERR_CORRUPT, RD_ERR_VERSION,
  *         RD_ERR_SCHEMA, RD_ERR_LMDB, RD_ERR_NOMEM
  */
 int rd_tabletool_open(const char *dir, rd_tabletool **out, rd_errbuf *eb);
+/**
+ * Open checkpoint `dir` to work on it one shard at a time: the MANIFEST, then every shard read
+ * once (CRC, records, counters; same errors as rd_tabletool_open) and let go. Every later call
+ * reads the shards again (and may fail as a read does: the same codes). rd_tabletool_table is
+ * not available.
+ * @param[in] mem_limit  bytes a shard may take in memory; 0 = rd_mem_limit()
+ * @return as rd_tabletool_open; RD_ERR_NOMEM when a shard would not fit in mem_limit (named,
+ *         before it is read)
+ */
+int rd_tabletool_open_stream(const char *dir,
+                             unsigned long long mem_limit,
+                             rd_tabletool **out,
+                             rd_errbuf *eb);
 void rd_tabletool_close(rd_tabletool *tt);
 
 const rd_ckpt_manifest *rd_tabletool_manifest(const rd_tabletool *tt);
 /** @return the table's position in the manifest, or -1. */
 int rd_tabletool_find(const rd_tabletool *tt, const char *name);
-/** Borrowed until rd_tabletool_close (or an import of that table, which replaces it). */
+/** Borrowed until rd_tabletool_close (or an import of that table, which replaces it). Only for
+ *  a checkpoint opened with rd_tabletool_open (asserts otherwise). */
 rd_table *rd_tabletool_table(rd_tabletool *tt, int shard, int table);
+/** Rows and pending admission counts of `table` (-1 = every table) over all shards, after the
+ *  edits so far (no read). Either pointer may be NULL. */
+void rd_tabletool_counts(const rd_tabletool *tt, int table, uint64_t *rows, uint64_t *pending);
 
-/** Statistics of table `table` (position in the manifest) over all shards. */
-void rd_tabletool_stats(const rd_tabletool *tt, int table, rd_tabletool_hist *h);
+/**
+ * Statistics of table `table` (position in the manifest) over all shards. The first call after
+ * an open or an edit computes those of every table (streamed: two reads of every shard).
+ * @return RD_OK, or an error of reading a shard (streamed)
+ */
+int rd_tabletool_stats(rd_tabletool *tt, int table, rd_tabletool_hist *h, rd_errbuf *eb);
 
 /**
  * Remove rows of `table` (-1 = every table) with last_seen < older_than (INT64_MIN = no age
  * rule) or count < min_count (0 = no count rule); the age rule also drops pending admission
  * counts last seen before older_than.
+ * Streamed: every shard is read to count what goes, and the rule is applied again to each
+ * shard read later.
  * @param[out] removed  rows removed (may be NULL)
- * @return RD_OK or RD_ERR_NOMEM
+ * @return RD_OK or RD_ERR_NOMEM; streamed, an error of reading a shard
  */
 int rd_tabletool_evict(rd_tabletool *tt,
                        int table,
@@ -94,10 +128,13 @@ int rd_tabletool_evict(rd_tabletool *tt,
  * one line per pending count: "pending", key, last_seen, count. BIN (version 2): magic
  * "RDTBLEXP", u32 version, u32 dim, u32 slots, u32 optimizer, u64 rows, char name[32], u64
  * pending, then per row u64 key, i64 last_seen, u64 count, floats; then per pending count u64
- * key, i64 last_seen, u32 count, u32 0; then a u32 CRC-32C of everything before.
- * @return RD_OK or RD_ERR_IO
+ * key, i64 last_seen, u32 count, u32 0; then a u32 CRC-32C of everything before. Streamed,
+ * the shards' rows are merged in key order as they are read (the same bytes).
+ * @return RD_OK or RD_ERR_IO; streamed, an error of reading a shard, RD_ERR_CORRUPT when the
+ *         shards no longer hold the rows counted at open (the output is then incomplete: write
+ *         it to a temporary file)
  */
-int rd_tabletool_export(const rd_tabletool *tt, int table, int format, FILE *f, rd_errbuf *eb);
+int rd_tabletool_export(rd_tabletool *tt, int table, int format, FILE *f, rd_errbuf *eb);
 
 /** What an import brought in. */
 typedef struct rd_tabletool_imported {
@@ -114,7 +151,8 @@ typedef struct rd_tabletool_imported {
  * be looked up), dim, slots, optimizer, the row and pending counts (a TSV's header line is
  * required), keys non-zero and unique, finite floats, the CRC of a binary file. An export of an
  * older build (format 1, no pending counts) still imports; the table then has no pending
- * counts, and `res->dropped` says how many it had.
+ * counts, and `res->dropped` says how many it had. Streamed, the parsed rows are kept (in
+ * memory, until rd_tabletool_close) and go to each shard as it is read.
  * @param[out] res  what was imported (may be NULL)
  * @return RD_OK, RD_ERR_PARSE (line N: what), RD_ERR_CORRUPT (binary CRC / size),
  *         RD_ERR_SCHEMA (another table, dim / slots / optimizer differ), RD_ERR_VERSION,
@@ -143,9 +181,12 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
 
 /**
  * Write the checkpoint as it now is into the new directory `out` with `n_shards` shards
- * (0 = the same P). Copies <dir>/dense.bin along when the input has one.
+ * (0 = the same P). Copies <dir>/dense.bin along when the input has one. Streamed, one output
+ * shard at a time (see Memory above).
  * @return RD_OK, RD_ERR_EXISTS (out exists), RD_ERR_ARG (n_shards out of range), RD_ERR_IO,
- *         RD_ERR_LMDB, RD_ERR_NOMEM; on failure nothing is left at `out`
+ *         RD_ERR_LMDB, RD_ERR_NOMEM (streamed: an output shard would not fit in the memory
+ *         limit, refused before anything is written), an error of reading a shard (streamed);
+ *         on failure nothing is left at `out`
  */
 int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbuf *eb);
 
