@@ -17,7 +17,13 @@
 //     another dataset, job rank count, batch size, order or token settings, and names the part
 //     of the config hash that differs (seed, a table, the model); a version-1 file still reads,
 //     with nothing to check but the config hash;
-//   - a rewrite to --out a/b/c that fails removes the parents it created, and only those.
+//   - a rewrite to --out a/b/c that fails removes the parents it created, and only those;
+//   - streamed (rd_tabletool_open_stream, one shard at a time) against resident: the same export
+//     bytes and stats, compact keeps the MANIFEST, reshard 3 -> 5 gives the same shard CRCs with
+//     every key at rd_shard_of(key, 5), the export is the same after 3 -> 5 and 5 -> 2, a round
+//     trip 3 -> 5 -> 3 puts every row back in its shard (and a second one is the same bytes),
+//     evict and import give the same checkpoint; a shard over the memory limit is refused by
+//     name before it is read, and so is an output shard, writing nothing.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1040,6 +1046,216 @@ static void test_out_parents(void **state) {
     rd_tabletool_close(tt);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Streamed (one shard at a time) against resident: the same bytes
+
+// The export of table t as bytes (free with free).
+static char *export_bytes(rd_tabletool *tt, int t, int fmt, size_t *len) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    int rc = rd_tabletool_export(tt, t, fmt, f, &eb);
+    if (rc != RD_OK)
+        fail_msg("export: %s", eb.msg);
+    long n = ftell(f);
+    assert_true(n > 0);
+    char *buf = malloc((size_t)n);
+    assert_non_null(buf);
+    rewind(f);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static void same_export(rd_tabletool *a, rd_tabletool *b, int t) {
+    for (int fmt = 0; fmt < 2; fmt++) {
+        size_t na, nb;
+        char *xa = export_bytes(a, t, fmt, &na), *xb = export_bytes(b, t, fmt, &nb);
+        assert_int_equal(na, nb);
+        assert_memory_equal(xa, xb, na);
+        free(xa);
+        free(xb);
+    }
+}
+
+static rd_tabletool *open_stream(const char *dir) {
+    rd_tabletool *tt = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_tabletool_open_stream(dir, 0, &tt, &eb) != RD_OK)
+        fail_msg("open_stream %s: %s", dir, eb.msg);
+    return tt;
+}
+
+static void manifest_path(char *out, size_t cap, const char *dir) {
+    snprintf(out, cap, "%s/MANIFEST", dir);
+}
+
+// Shard s of a and b (resident) hold the same rows and pending counts.
+static void same_shard(rd_tabletool *a, rd_tabletool *b, int s) {
+    for (int t = 0; t < 2; t++) {
+        rd_table *ta = rd_tabletool_table(a, s, t), *tb = rd_tabletool_table(b, s, t);
+        assert_int_equal(rd_table_size(ta), rd_table_size(tb));
+        assert_int_equal(rd_table_pending_size(ta), rd_table_pending_size(tb));
+        size_t nf = rd_table_row_floats(ta);
+        for (size_t i = 0; i < rd_table_size(ta); i++) {
+            uint64_t k, c, k2, c2;
+            int64_t ls, ls2;
+            const float *row = rd_table_row_at(ta, i, &k, &ls, &c);
+            const float *o = NULL;
+            for (size_t j = 0; j < rd_table_size(tb) && !o; j++) {
+                const float *r2 = rd_table_row_at(tb, j, &k2, &ls2, &c2);
+                if (k2 == k)
+                    o = r2;
+            }
+            assert_non_null(o);
+            assert_memory_equal(row, o, nf * sizeof(float));
+            assert_true(ls == ls2 && c == c2);
+        }
+    }
+}
+
+static void test_stream_same_bytes(void **state) {
+    (void)state;
+    char src[300], d[8][320], m1[340], m2[340];
+    path(src, sizeof src, "st_src");
+    const char *names[8] = {"st_cp", "st_r5a",  "st_r5b",  "st_back",
+                            "st_r2", "st_ev_a", "st_ev_b", "st_back2"};
+    for (int i = 0; i < 8; i++)
+        path(d[i], sizeof d[i], names[i]);
+    make_ckpt(src, 3);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_tabletool *res = open_tt(src), *str = open_stream(src);
+    // Export (both formats, rows and pending counts in key order) and stats: the same.
+    for (int t = 0; t < 2; t++) {
+        same_export(res, str, t);
+        rd_tabletool_hist ha, hb;
+        assert_int_equal(rd_tabletool_stats(res, t, &ha, &eb), RD_OK);
+        assert_int_equal(rd_tabletool_stats(str, t, &hb, &eb), RD_OK);
+        assert_memory_equal(&ha, &hb, sizeof ha);
+        assert_true(ha.rows > 0 && ha.pending > 0);
+    }
+    // Compact streamed: every shard CRC, counter and total as the input (MANIFEST identical).
+    assert_int_equal(rd_tabletool_write(str, d[0], 0, &eb), RD_OK);
+    manifest_path(m1, sizeof m1, src);
+    manifest_path(m2, sizeof m2, d[0]);
+    assert_true(same_file(m1, m2));
+    // Reshard 3 -> 5 streamed and resident: the same shards (CRCs), and every key where
+    // rd_shard_of(key, 5) puts it (the routing of output shard q from every input shard).
+    assert_int_equal(rd_tabletool_write(str, d[1], 5, &eb), RD_OK);
+    assert_int_equal(rd_tabletool_write(res, d[2], 5, &eb), RD_OK);
+    manifest_path(m1, sizeof m1, d[1]);
+    manifest_path(m2, sizeof m2, d[2]);
+    assert_true(same_file(m1, m2));
+    rd_tabletool *r5 = open_tt(d[1]), *s5 = open_stream(d[1]);
+    for (int t = 0; t < 2; t++)
+        for (int s = 0; s < 5; s++) {
+            rd_table *tab = rd_tabletool_table(r5, s, t);
+            for (size_t i = 0; i < rd_table_size(tab); i++) {
+                uint64_t k;
+                rd_table_row_at(tab, i, &k, NULL, NULL);
+                assert_int_equal(rd_shard_of(k, 5), s);
+            }
+        }
+    // The export does not depend on the sharding: after 3 -> 5, and 5 -> 2, the same bytes.
+    for (int t = 0; t < 2; t++)
+        same_export(res, s5, t);
+    assert_int_equal(rd_tabletool_write(s5, d[4], 2, &eb), RD_OK);
+    rd_tabletool *s2 = open_stream(d[4]);
+    for (int t = 0; t < 2; t++)
+        same_export(res, s2, t);
+    // Round trip 3 -> 5 -> 3: each shard holds the rows it held (counters go to shard 0 when P
+    // changes); a second round trip is the same bytes as the first.
+    assert_int_equal(rd_tabletool_write(s5, d[3], 3, &eb), RD_OK);
+    rd_tabletool *back = open_tt(d[3]);
+    for (int s = 0; s < 3; s++)
+        same_shard(res, back, s);
+    rd_tabletool *s3 = open_stream(d[3]);
+    rd_tabletool_close(s5);
+    s5 = NULL;
+    char r5c[320];
+    path(r5c, sizeof r5c, "st_r5c");
+    assert_int_equal(rd_tabletool_write(s3, r5c, 5, &eb), RD_OK);
+    s5 = open_stream(r5c);
+    assert_int_equal(rd_tabletool_write(s5, d[7], 3, &eb), RD_OK);
+    manifest_path(m1, sizeof m1, d[3]);
+    manifest_path(m2, sizeof m2, d[7]);
+    assert_true(same_file(m1, m2));
+    // Evict then import, streamed and resident: the same checkpoint, and the same export after
+    // each edit (the edits are replayed on every shard the streamed tool reads).
+    uint64_t ga = 0, gb = 0;
+    assert_int_equal(rd_tabletool_evict(res, 0, 150, 0, &ga, &eb), RD_OK);
+    assert_int_equal(rd_tabletool_evict(str, 0, 150, 0, &gb, &eb), RD_OK);
+    assert_int_equal(ga, gb);
+    assert_int_equal(rd_tabletool_evict(res, -1, INT64_MIN, 3, &ga, &eb), RD_OK);
+    assert_int_equal(rd_tabletool_evict(str, -1, INT64_MIN, 3, &gb, &eb), RD_OK);
+    assert_true(ga > 0 && ga == gb);
+    for (int t = 0; t < 2; t++)
+        same_export(res, str, t);
+    uint64_t ra, pa, rb, pb;
+    rd_tabletool_counts(res, -1, &ra, &pa);
+    rd_tabletool_counts(str, -1, &rb, &pb);
+    assert_true(ra == rb && pa == pb);
+    size_t nx;
+    char *x = export_bytes(s2, 1, RD_TABLETOOL_BIN, &nx); // table 1 before the evictions
+    for (int k = 0; k < 2; k++) {
+        FILE *f = tmpfile();
+        assert_int_equal(fwrite(x, 1, nx, f), nx);
+        rewind(f);
+        assert_int_equal(rd_tabletool_import(k ? str : res, 1, f, "x.bin", NULL, &eb), RD_OK);
+        fclose(f);
+    }
+    free(x);
+    for (int t = 0; t < 2; t++)
+        same_export(res, str, t);
+    assert_int_equal(rd_tabletool_write(res, d[5], 0, &eb), RD_OK);
+    assert_int_equal(rd_tabletool_write(str, d[6], 0, &eb), RD_OK);
+    manifest_path(m1, sizeof m1, d[5]);
+    manifest_path(m2, sizeof m2, d[6]);
+    assert_true(same_file(m1, m2));
+    assert_int_equal(rd_ckpt_verify(d[6], &eb), RD_OK);
+    rd_tabletool_close(res);
+    rd_tabletool_close(str);
+    rd_tabletool_close(r5);
+    rd_tabletool_close(s5);
+    rd_tabletool_close(s2);
+    rd_tabletool_close(s3);
+    rd_tabletool_close(back);
+}
+
+// A shard that would not fit in the memory limit is refused before it is read, by name.
+static void test_stream_mem_limit(void **state) {
+    (void)state;
+    char src[300], out[320];
+    path(src, sizeof src, "ml_src");
+    path(out, sizeof out, "ml_out");
+    make_ckpt(src, 2);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_tabletool *tt = NULL;
+    assert_int_equal(rd_tabletool_open_stream(src, 1 << 20, &tt, &eb), RD_ERR_NOMEM);
+    assert_null(tt);
+    assert_non_null(strstr(eb.msg, "shard-00000"));
+    assert_non_null(strstr(eb.msg, "limit given (1 MiB)"));
+    // Enough for one shard, not for the single output shard of all of them.
+    const rd_ckpt_manifest *m;
+    tt = open_stream(src);
+    m = rd_tabletool_manifest(tt);
+    uint64_t big = m->shard_rows[0] > m->shard_rows[1] ? m->shard_rows[0] : m->shard_rows[1];
+    rd_tabletool_close(tt);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tabletool_open_stream(src, (4u << 20) + big * 200 + 20000, &tt, &eb),
+                     RD_OK);
+    assert_int_equal(rd_tabletool_write(tt, out, 1, &eb), RD_ERR_NOMEM);
+    assert_non_null(strstr(eb.msg, "output"));
+    struct stat st;
+    assert_int_not_equal(stat(out, &st), 0); // nothing written
+    rd_tabletool_close(tt);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/rd_test_tabletool_XXXXXX");
@@ -1053,9 +1269,10 @@ static int teardown(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reshard),          cmocka_unit_test(test_compact_evict_export),
-        cmocka_unit_test(test_import_bad_input), cmocka_unit_test(test_dense_and_dirs),
-        cmocka_unit_test(test_dense_identity),   cmocka_unit_test(test_out_parents),
+        cmocka_unit_test(test_reshard),           cmocka_unit_test(test_compact_evict_export),
+        cmocka_unit_test(test_import_bad_input),  cmocka_unit_test(test_dense_and_dirs),
+        cmocka_unit_test(test_dense_identity),    cmocka_unit_test(test_out_parents),
+        cmocka_unit_test(test_stream_same_bytes), cmocka_unit_test(test_stream_mem_limit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
