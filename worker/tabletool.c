@@ -147,25 +147,23 @@ static uint64_t shard_mem(const rd_ckpt_manifest *m, uint64_t rows, int writing)
     return rows * per + pend / (m->n_shards ? m->n_shards : 1) * 96 + (4u << 20);
 }
 
-// Refuse, before reading anything of it, a shard whose rows would not fit in this process's
-// memory: an error naming the shard and the limit, instead of an OOM kill halfway through.
+// Refuse, before reading (or writing) anything of it, a shard whose rows would not fit in this
+// process's memory: an error naming the shard and the limit, instead of an OOM kill halfway
+// through. `name` names the shard, `doing` is "load" or "write".
 static int check_mem(const rd_tabletool *tt,
-                     const char *what,
-                     int shard,
+                     const char *name,
+                     const char *doing,
                      uint64_t rows,
                      uint64_t need,
                      rd_errbuf *eb) {
     if (!tt->mem_cap || need <= tt->mem_cap)
         return RD_OK;
-    char path[RD_PATH_MAX * 2];
-    if (rd_ckpt_shard_path(tt->dir, shard, path, sizeof path) != RD_OK)
-        snprintf(path, sizeof path, "shard %d", shard);
     return rd_err_set(eb, RD_ERR_NOMEM,
-                      "%s%s (%llu rows) needs about %llu MiB to %s, more than %s (%llu MiB): the "
+                      "%s (%llu rows) needs about %llu MiB to %s, more than %s (%llu MiB): the "
                       "table tools hold one shard at a time; reshard it to more shards on a "
                       "machine with more memory",
-                      what, path, (unsigned long long)rows, (unsigned long long)(need >> 20),
-                      what[0] ? "write" : "load", tt->mem_what ? tt->mem_what : "the memory limit",
+                      name, (unsigned long long)rows, (unsigned long long)(need >> 20), doing,
+                      tt->mem_what ? tt->mem_what : "the memory limit",
                       (unsigned long long)(tt->mem_cap >> 20));
 }
 
@@ -205,8 +203,11 @@ static int open_tt(
     // before anything is printed or written, with the reader's message.
     for (uint32_t s = 0; rc == RD_OK && s < P; s++) {
         rd_table **tabs = NULL;
+        char name[RD_PATH_MAX * 2];
+        if (stream && rd_ckpt_shard_path(dir, (int)s, name, sizeof name) != RD_OK)
+            snprintf(name, sizeof name, "shard %u", s);
         if (stream)
-            rc = check_mem(tt, "", (int)s, tt->man->shard_rows[s],
+            rc = check_mem(tt, name, "load", tt->man->shard_rows[s],
                            shard_mem(tt->man, tt->man->shard_rows[s], 0), eb);
         if (rc == RD_OK && stream)
             rc = new_tables(tt->man, 1, &tabs, eb);
@@ -1488,7 +1489,9 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
         // Keys spread evenly over the shards (rd_shard_of mixes them); a 25 % margin.
         uint64_t out_rows = direct ? in_max : total / Q + total / Q / 4 + 1;
         uint64_t in_rows = direct ? 0 : in_max / Q + in_max / Q / 4 + 1;
-        int rc = check_mem(tt, "output ", 0, out_rows,
+        char name[RD_PATH_MAX + 64];
+        snprintf(name, sizeof name, "an output shard of %s (%u shards)", out, Q);
+        int rc = check_mem(tt, name, "write", out_rows,
                            shard_mem(m, out_rows, 1) + shard_mem(m, in_rows, 0), eb);
         if (rc != RD_OK)
             return rc;
