@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 static void table_usage(FILE *out) {
@@ -329,6 +330,13 @@ int rd_cmd_table(int argc, char **argv) {
         return rc == RD_OK ? 0 : fail(cmd, &eb, rc);
     }
 
+    // An export merges every shard's rows at once, one LMDB env (a file or two) per shard: a
+    // checkpoint of thousands of shards needs more files than the usual soft limit of 1024.
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &nofile); // best effort: a failure shows as EMFILE
+    }
     rd_tabletool *tt = NULL;
     // One shard at a time (rd/tabletool.h "Memory"): a checkpoint larger than this machine's
     // memory can be inspected, edited and resharded.

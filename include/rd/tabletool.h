@@ -34,14 +34,15 @@
 // plus the rows of an import, whatever the number of shards: open reads every shard once (CRC,
 // records, counters, about one shard in memory); stats reads them twice more; export merges P
 // cursors that read each shard's rows in key order from its map (pages dropped every 16 MiB,
-// P files open at once); a rewrite with P' == P reads, edits and writes one shard at a time, and
-// one with P' != P builds each output shard from the matching keys of every input shard (P x P'
-// reads). A shard (or output shard) whose estimated size exceeds the memory limit (rd_mem_limit,
-// or the one given) is refused with RD_ERR_NOMEM naming it, before it is read. Measured
-// 2026-12-04 (2-core shared VM, Release, `/usr/bin/time -v`) on a 3-shard checkpoint of 1.74 M
-// rows, 274 MB: peak RSS before -> after: stats 425 -> 211 MB, export 425 -> 256 MB, evict
-// 741 -> 264 MB, compact 840 -> 304 MB, reshard to 5 / 2 shards 794 / 945 -> 210 / 459 MB,
-// import 840 -> 538 MB (docs/tools.md "Memory of the table tools").
+// P files open at once: `recdistill table` raises the soft RLIMIT_NOFILE to the hard one); a
+// rewrite with P' == P reads, edits and writes one shard at a time, and one with P' != P builds
+// each output shard from the matching keys of every input shard (P x P' reads). A shard (or output
+// shard) whose estimated size exceeds the memory limit (rd_mem_limit, or the one given) is refused
+// with RD_ERR_NOMEM naming it, before it is read. Measured 2026-12-04 (2-core shared VM, Release,
+// `/usr/bin/time -v`) on a 3-shard checkpoint of 1.74 M rows, 274 MB: peak RSS before -> after:
+// stats 425 -> 211 MB, export 425 -> 256 MB, evict 741 -> 264 MB, compact 840 -> 304 MB, reshard to
+// 5 / 2 shards 794 / 945 -> 210 / 459 MB, import 840 -> 538 MB (docs/tools.md "Memory of the table
+// tools").
 #ifndef RD_TABLETOOL_H
 #define RD_TABLETOOL_H
 
