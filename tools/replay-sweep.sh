@@ -23,7 +23,8 @@
 # (the same tokens with "raw" and without a=/t=/e=/notask; added when not listed) replayed on the
 # same seed.
 # OUTDIR/summary.md gets every point's holdout / warm / stream-mean AUC as mean ± std over the
-# seeds, the teacher gap and the student gain (both paired per seed) and eta from the means.
+# seeds, the teacher gap and the student gain (both paired per seed) and eta from the means,
+# marked "(gap within its seed spread)" when the mean gap is not above its standard deviation.
 # Needs python3 with PyYAML (apt-get install python3-yaml).
 set -euo pipefail
 SEED=1 K=0 FIRST=1
@@ -294,7 +295,9 @@ for p in points:
         eta = st.mean(gain) / st.mean(gap) if st.mean(gap) > 0 else float("nan")
         lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
             p if sl == "holdout" else "", sl, ms(T), ms(S), ms(R), pm(gap), pm(gain),
-            "%.2f" % eta if st.mean(gap) > 0 else "undef. (gap <= 0)"))
+            ("%.2f" % eta + (" (gap within its seed spread)"
+                             if len(gap) > 1 and st.mean(gap) <= st.stdev(gap) else ""))
+            if st.mean(gap) > 0 else "undef. (gap <= 0)"))
 open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

@@ -2,6 +2,8 @@
 # seeds.sh — run one config over paired seeds and summarise: every AUC as mean ± std over the
 # seeds, the teacher gap (teacher − student_raw, paired per seed) with its spread, the student's
 # gain, and eta from the means — for the holdout, its warm slice and the stream windows' mean.
+# An eta whose paired gap is not larger than its standard deviation over the seeds is marked
+# "(gap within its seed spread: not meaningful)" in summary.md (summary.csv keeps the number).
 #
 #   tools/seeds.sh [-n RANKS] [-s FIRST] [-k COUNT] [-t TEACHER] [-d STUDENT] [-r RAW] CONFIG OUTDIR
 #
@@ -152,6 +154,10 @@ awk -v T="$T" -v S="$S" -v R="$R" -v K="$COUNT" -v md="$OUT/summary.md" -v csv="
             if (undef[a]) { why = "undefined (no AUC on this slice)"; e = "" }
             else { gap = m[a, 1] - m[a, 3]; gain = m[a, 2] - m[a, 3]
                    why = gap > 0 ? sprintf("%.3f", gain / gap) : "undefined (gap <= 0)"
+                   # eta is a ratio of two small differences: it means something only when the
+                   # paired gap stands beyond its spread over the seeds (as issue 6 reads it).
+                   if (gap > 0 && n >= 2 && mean(g, n) <= sd(g, n))
+                       why = why " (gap within its seed spread: not meaningful)"
                    e = gap > 0 ? sprintf("%.6f", gain / gap) : "" }
             printf "| %s | %s | %s | %s |\n", sl[a], pm(g, n), pm(h, nh), why >> md
             printf "%s,gap,%s,,,,,%d\n%s,gain,%s,,,,,%d\n%s,eta,%s,,,,,,%d\n", sl[a], mc(g, n), n,

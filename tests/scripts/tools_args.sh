@@ -85,6 +85,29 @@ refuse "seeds.sh -k 100001" "-k '100001': expected a whole number" tools/seeds.s
 refuse "seeds.sh -k 00" "at least one seed" tools/seeds.sh -k 00 "$CFG" "$TMP/o"
 refuse "seeds.sh -n 0" "-n '0': expected a whole number 1..4096" tools/seeds.sh -n 0 "$CFG" "$TMP/o"
 refuse "seeds.sh -s 1e3" "-s '1e3'" tools/seeds.sh -s 1e3 "$CFG" "$TMP/o"
+# The summary marks an eta whose paired gap is within its spread over the seeds (the runs exist,
+# so nothing is run): holdout gaps +0.010, -0.005, +0.020 (mean 0.008 < std 0.013), stream gaps
+# +0.010, +0.011, +0.011.
+for s in 1 2 3; do
+    mkdir -p "$TMP/sp/seed-$s" && echo '{}' >"$TMP/sp/seed-$s/report.json"
+    set -- $(sed -n "${s}p" <<'EOF'
+0.71 0.705 0.70 0.75 0.745 0.74
+0.70 0.70 0.705 0.751 0.746 0.74
+0.72 0.71 0.70 0.752 0.746 0.741
+EOF
+)
+    for j in teacher:$1:$4 student:$2:$5 student_raw:$3:$6; do
+        IFS=: read -r name h st <<<"$j"
+        printf 'phase,window,auc,gauc,logloss\nstream,0,%s,0.6,0.5\nholdout,-1,%s,0.6,0.5\n' \
+            "$st" "$h" >"$TMP/sp/seed-$s/$name.metrics.csv"
+    done
+done
+(cd "$SRC" && tools/seeds.sh -k 3 "$CFG" "$TMP/sp" >"$TMP/out" 2>&1) || fail "seeds.sh summary: $(cat "$TMP/out")"
+[ -z "$(seeds_run)" ] || fail "seeds.sh ran seeds whose runs exist"
+grep -q "^| holdout | +0.0083 ± 0.0126 | .* (gap within its seed spread: not meaningful) |$" "$TMP/out" ||
+    fail "holdout eta not marked: $(cat "$TMP/out")"
+grep -q "^| stream | +0.0107 ± 0.0006 | +0.0053 ± 0.0006 | 0.500 |$" "$TMP/out" ||
+    fail "stream eta: $(cat "$TMP/out")"
 
 # ---- variant.sh --------------------------------------------------------------------------------
 (cd "$SRC" && tools/variant.sh -s 09 -k 01 "$CFG" "$TMP/v1" >"$TMP/out" 2>&1) || fail "variant.sh -s 09: $(cat "$TMP/out")"
