@@ -1109,7 +1109,17 @@ struct rd_ckpt_cursor {
 typedef struct cursor_open_ctx {
     rd_ckpt_cursor *c;
     uint32_t index;
+    const uint32_t *expect_crc;
 } cursor_open_ctx;
+
+// Drop the pages of c's map from this process's resident set (file pages, clean: the next access
+// reads them again from the page cache).
+static void cursor_drop_pages(rd_ckpt_cursor *c) {
+    MDB_envinfo ei;
+    if (mdb_env_info(c->env, &ei) == 0 && ei.me_mapaddr)
+        (void)madvise(ei.me_mapaddr, ei.me_mapsize, MADV_DONTNEED);
+    c->since_release = 0;
+}
 
 static int cursor_open_fn(MDB_txn *txn, const char *path, void *vctx, rd_errbuf *eb) {
     (void)txn;
@@ -1120,6 +1130,20 @@ static int cursor_open_fn(MDB_txn *txn, const char *path, void *vctx, rd_errbuf 
     int lrc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &c->txn);
     if (lrc)
         return lmdb_err(eb, lrc, "read transaction on", path);
+    // The CRC is checked in the transaction the cursor reads from: the records it returns are
+    // those of a shard that matches the MANIFEST, even if the shard was replaced since it was
+    // last read (its rows counted, say, by an earlier open).
+    if (o->expect_crc) {
+        uint32_t crc = 0;
+        int rc = crc_env(c->txn, &crc, eb, path);
+        cursor_drop_pages(c);
+        if (rc != RD_OK)
+            return rc;
+        if (crc != *o->expect_crc)
+            return rd_err_set(eb, RD_ERR_CORRUPT,
+                              "%s: CRC-32C 0x%08x does not match the manifest (0x%08x)", path, crc,
+                              *o->expect_crc);
+    }
     if ((lrc = open_db(c->txn, "meta", &meta)) ||
         (lrc = read_table_rec(c->txn, meta, o->index, &tr)))
         return rd_err_set(eb, lrc == MDB_NOTFOUND ? RD_ERR_SCHEMA : RD_ERR_CORRUPT,
@@ -1142,6 +1166,7 @@ int rd_ckpt_cursor_open(const char *dir,
                         uint32_t index,
                         size_t row_floats,
                         int pending,
+                        const uint32_t *expect_crc,
                         rd_ckpt_cursor **out,
                         rd_errbuf *eb) {
     *out = NULL;
@@ -1156,7 +1181,7 @@ int rd_ckpt_cursor_open(const char *dir,
                  ? rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long or empty")
                  : open_env_ro(c->path, &c->env, eb);
     if (rc == RD_OK) {
-        cursor_open_ctx o = {c, index};
+        cursor_open_ctx o = {c, index, expect_crc};
         int faulted;
         RD_LMDBX_GUARDED(rc, faulted, c->path, eb, cursor_open_fn(NULL, c->path, &o, eb));
         (void)faulted;
@@ -1208,12 +1233,8 @@ int rd_ckpt_cursor_next(rd_ckpt_cursor *c, rd_ckpt_record *r, rd_errbuf *eb) {
     // The pages read so far stay mapped, and a scan of a whole shard would count all of them in
     // this process's resident set (file pages, clean, but they are what `time -v` reports): drop
     // them every 16 MiB of records; the next access reads them again from the page cache.
-    if (rc == 1 && c->since_release >= ((size_t)16 << 20)) {
-        MDB_envinfo ei;
-        if (mdb_env_info(c->env, &ei) == 0 && ei.me_mapaddr)
-            (void)madvise(ei.me_mapaddr, ei.me_mapsize, MADV_DONTNEED);
-        c->since_release = 0;
-    }
+    if (rc == 1 && c->since_release >= ((size_t)16 << 20))
+        cursor_drop_pages(c);
     return rc;
 }
 

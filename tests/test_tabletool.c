@@ -23,7 +23,8 @@
 //     every key at rd_shard_of(key, 5), the export is the same after 3 -> 5 and 5 -> 2, a round
 //     trip 3 -> 5 -> 3 puts every row back in its shard (and a second one is the same bytes),
 //     evict and import give the same checkpoint; a shard over the memory limit is refused by
-//     name before it is read, and so is an output shard, writing nothing.
+//     name before it is read, and so is an output shard, writing nothing; a shard replaced after
+//     the open (same row counts, one value changed) makes the streamed export fail on its CRC.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1256,6 +1257,44 @@ static void test_stream_mem_limit(void **state) {
     rd_tabletool_close(tt);
 }
 
+// A shard replaced after the open by one with the same row counts but another value: the
+// streamed export reads the shards again through cursors, and must refuse the changed shard (its
+// CRC no longer matches the MANIFEST), as stats and write do, instead of exporting its rows.
+static void test_stream_export_changed_shard(void **state) {
+    (void)state;
+    char src[300], other[320], from[400], to[400], aside[400];
+    path(src, sizeof src, "chg_src");
+    path(other, sizeof other, "chg_other");
+    make_ckpt(src, 3);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    // The same checkpoint with one float of one row of shard 0 changed (same counts).
+    rd_tabletool *res = open_tt(src);
+    rd_table *t0 = rd_tabletool_table(res, 0, 0);
+    assert_true(rd_table_size(t0) > 0);
+    uint64_t key, cnt;
+    int64_t ls;
+    float row[64];
+    memcpy(row, rd_table_row_at(t0, 0, &key, &ls, &cnt), rd_table_row_floats(t0) * sizeof(float));
+    row[0] += 1.0f;
+    assert_int_equal(rd_table_put(t0, key, row, ls, cnt), RD_OK);
+    assert_int_equal(rd_tabletool_write(res, other, 0, &eb), RD_OK);
+    rd_tabletool_close(res);
+    rd_tabletool *str = open_stream(src);
+    snprintf(from, sizeof from, "%s/shard-00000", other);
+    snprintf(to, sizeof to, "%s/shard-00000", src);
+    snprintf(aside, sizeof aside, "%s/shard-00000.old", other);
+    assert_int_equal(rename(to, aside), 0);
+    assert_int_equal(rename(from, to), 0);
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tabletool_export(str, 0, RD_TABLETOOL_BIN, f, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "does not match the manifest"));
+    fclose(f);
+    rd_tabletool_close(str);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/rd_test_tabletool_XXXXXX");
@@ -1269,10 +1308,15 @@ static int teardown(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reshard),           cmocka_unit_test(test_compact_evict_export),
-        cmocka_unit_test(test_import_bad_input),  cmocka_unit_test(test_dense_and_dirs),
-        cmocka_unit_test(test_dense_identity),    cmocka_unit_test(test_out_parents),
-        cmocka_unit_test(test_stream_same_bytes), cmocka_unit_test(test_stream_mem_limit),
+        cmocka_unit_test(test_reshard),
+        cmocka_unit_test(test_compact_evict_export),
+        cmocka_unit_test(test_import_bad_input),
+        cmocka_unit_test(test_dense_and_dirs),
+        cmocka_unit_test(test_dense_identity),
+        cmocka_unit_test(test_out_parents),
+        cmocka_unit_test(test_stream_same_bytes),
+        cmocka_unit_test(test_stream_mem_limit),
+        cmocka_unit_test(test_stream_export_changed_shard),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1070,8 +1070,9 @@ static int merge_open(const rd_tabletool *tt, int table, int pending, merge *m, 
     m->heap = rd_xcalloc(P, sizeof *m->heap);
     int rc = RD_OK;
     for (uint32_t s = 0; rc == RD_OK && s < P; s++) {
+        // The CRC again: a shard replaced since the open must not be exported unnoticed.
         rc = rd_ckpt_cursor_open(tt->dir, (int)s, ct->index, (size_t)ct->dim * (1 + ct->slots),
-                                 pending, &m->cur[s], eb);
+                                 pending, &tt->man->shard_crc[s], &m->cur[s], eb);
         int got = rc == RD_OK ? rd_ckpt_cursor_next(m->cur[s], &m->rec[s], eb) : rc;
         if (got < 0)
             rc = got;

@@ -147,20 +147,23 @@ typedef struct rd_ckpt_cursor rd_ckpt_cursor;
 
 /**
  * Open a cursor on rows.NNNN (pending 0) or pending.NNNN (pending 1) of the table with index
- * `index` in <dir>/shard-NNNNN; the records come in ascending key order. It does not check the
- * shard's CRC (rd_ckpt_read_shard does): use it on a shard already read once. Reads run under
+ * `index` in <dir>/shard-NNNNN; the records come in ascending key order. With expect_crc, the
+ * shard's CRC is checked first, in the read transaction the cursor then reads from (one more
+ * pass over the shard, its pages dropped after it); NULL: not checked. Reads run under
  * the guard of rd/lmdbx.h, and the map's pages are dropped every 16 MiB of records, so a scan
  * of a shard of any size keeps a bounded resident set.
  * @param[in] row_floats  floats per row (dim * (1 + slots)), checked against the table record
+ * @param[in] expect_crc  the shard's CRC from the MANIFEST, or NULL
  * @param[out] out        free with rd_ckpt_cursor_close
  * @return RD_OK, RD_ERR_NOTFOUND (no shard), RD_ERR_SCHEMA (no such table, other layout),
- *         RD_ERR_CORRUPT, RD_ERR_LMDB, RD_ERR_NOMEM
+ *         RD_ERR_CORRUPT (also: CRC mismatch), RD_ERR_LMDB, RD_ERR_NOMEM
  */
 int rd_ckpt_cursor_open(const char *dir,
                         int shard,
                         uint32_t index,
                         size_t row_floats,
                         int pending,
+                        const uint32_t *expect_crc,
                         rd_ckpt_cursor **out,
                         rd_errbuf *eb);
 /** Next record into *r. @return 1 a record, 0 the end, or a negative rd_status (eb says what):

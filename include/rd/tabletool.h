@@ -134,7 +134,8 @@ int rd_tabletool_evict(rd_tabletool *tt,
  * pending, then per row u64 key, i64 last_seen, u64 count, floats; then per pending count u64
  * key, i64 last_seen, u32 count, u32 0; then a u32 CRC-32C of everything before. Streamed,
  * the shards' rows are merged in key order as they are read (the same bytes).
- * @return RD_OK or RD_ERR_IO; streamed, an error of reading a shard, RD_ERR_CORRUPT when the
+ * @return RD_OK or RD_ERR_IO; streamed, an error of reading a shard, RD_ERR_CORRUPT when a
+ *         shard's CRC no longer matches the MANIFEST (checked again as its cursor opens) or the
  *         shards no longer hold the rows counted at open (the output is then incomplete: write
  *         it to a temporary file)
  */
