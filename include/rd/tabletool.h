@@ -33,7 +33,8 @@
 // with rd_tabletool_open_stream holds about one input shard plus one output shard at any time,
 // plus the rows of an import, whatever the number of shards: open reads every shard once (CRC,
 // records, counters, about one shard in memory); stats reads them twice more; export merges P
-// cursors that read each shard's rows in key order from its map (pages dropped every 16 MiB,
+// cursors that read each shard's rows in key order from its map, each after checking the shard's
+// CRC in its own read transaction (pages dropped after that pass and every 16 MiB,
 // P files open at once: `recdistill table` raises the soft RLIMIT_NOFILE to the hard one); a
 // rewrite with P' == P reads, edits and writes one shard at a time, and one with P' != P builds
 // each output shard from the matching keys of every input shard (P x P' reads). A shard (or output
