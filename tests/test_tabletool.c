@@ -1291,6 +1291,7 @@ static void test_stream_export_changed_shard(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_tabletool_export(str, 0, RD_TABLETOOL_BIN, f, &eb), RD_ERR_CORRUPT);
     assert_non_null(strstr(eb.msg, "does not match the manifest"));
+    assert_int_equal(ftell(f), 0); // nothing written, not even the header
     fclose(f);
     rd_tabletool_close(str);
 }

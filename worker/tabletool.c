@@ -1168,14 +1168,20 @@ static int export_stream(rd_tabletool *tt, int table, exp_out *o, rd_errbuf *eb)
             imp = &tt->ed[i];
             from = i + 1;
         }
+    // The rows' cursors open (every shard's CRC checked) before the first byte is written: a
+    // shard replaced since the open leaves no output, not even on standard output.
+    merge m0;
+    memset(&m0, 0, sizeof m0);
+    int rc = imp ? RD_OK : merge_open(tt, table, 0, &m0, eb);
+    if (rc != RD_OK)
+        return rc;
     exp_header(o, ct, n, np);
-    int rc = RD_OK;
     if (imp) {
         rc = export_imported(tt, table, imp, from, o, &rows_out, &pend_out);
     } else {
         for (int pending = 0; pending < 2 && rc == RD_OK; pending++) {
-            merge m;
-            if ((rc = merge_open(tt, table, pending, &m, eb)) != RD_OK)
+            merge m = m0;
+            if (pending && (rc = merge_open(tt, table, pending, &m, eb)) != RD_OK)
                 break;
             const rd_ckpt_record *r;
             while (rc == RD_OK && (r = merge_peek(&m)) != NULL) {
