@@ -1288,7 +1288,8 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
     if (rc == RD_OK && r.n + r.np > 1) {
         size_t nk = r.n + r.np;
         uint64_t *k = rd_xmalloc(nk * sizeof *k);
-        memcpy(k, r.key, r.n * sizeof *k);
+        if (r.n) // r.key is NULL for an export of pending counts only
+            memcpy(k, r.key, r.n * sizeof *k);
         for (size_t i = 0; i < r.np; i++)
             k[r.n + i] = r.pend[i].key;
         qsort(k, nk, sizeof *k, cmp_u64);
