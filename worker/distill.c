@@ -870,7 +870,7 @@ struct rd_target_recv {
     int open, closing;
     int skip; // the open phase takes no targets: what arrives for it is counted unused at once
     // rd_target_recv_set_consumed: the samples of phase (cons_pass, cons_window) trained on
-    // before a checkpoint
+    // before a checkpoint, and every sample of the phases before it
     rd_target_keep_fn consumed; // 1 = trained on before the checkpoint; NULL = none
     void *consumed_ctx;
     uint32_t cons_pass;
@@ -979,6 +979,14 @@ int rd_target_recv_create(const rd_target_recv_opts *o, rd_target_recv **out, rd
 fn_fail:
     rd_target_recv_destroy(r);
     return rc;
+}
+
+// Is phase (pass, window) before phase (cpass, cwindow) in the schedule (batch epochs by pass,
+// then stream windows by window)?
+static int phase_before(uint32_t pass, int32_t window, uint32_t cpass, int32_t cwindow) {
+    if (window < 0)
+        return cwindow >= 0 || pass < cpass;
+    return cwindow >= 0 && window < cwindow;
 }
 
 // Handle one received message of teacher t. Returns RD_OK, or RD_ERR_PROTO (dropped, counted).
@@ -1093,12 +1101,14 @@ static int handle_msg(
         return RD_OK;
     }
     int cons = r->consumed && h.pass == r->cons_pass && h.window == r->cons_window;
+    int before = r->consumed && phase_before(h.pass, h.window, r->cons_pass, r->cons_window);
     for (size_t i = 0; i < n; i++) {
         uint64_t sample = rd_le_get64(sm + 8 * i);
-        if (cons && r->consumed(sample, r->consumed_ctx)) {
+        if (before || (cons && r->consumed(sample, r->consumed_ctx))) {
             // A resumed teacher sends again what it sent after its own checkpoint: the student
-            // trained on this one before its checkpoint (the first target of the key). Also
-            // after the student ended the phase: not late, it was never waited for.
+            // trained on this one before its checkpoint (the first target of the key), in its
+            // checkpoint's phase or one before. Also after the student ended the phase: not
+            // late, it was never waited for.
             r->stats.duplicates++;
             continue;
         }

@@ -390,11 +390,14 @@ int rd_target_recv_phase_complete(const rd_target_recv *r);
  *  credits keep flowing while the student waits for the teachers' end of the phase. */
 void rd_target_recv_skip(rd_target_recv *r);
 /**
- * A student resumed inside a phase: targets of the phase (pass, window) whose sample `consumed`
- * says it trained on before its checkpoint are dropped when they arrive (also before the phase
- * begins or after it ended) and counted `duplicates`: the resumed teacher sends again what it
- * sent after its own checkpoint. Call before the first progress of the run. `ctx` is borrowed
- * until the receiver is destroyed; a later call replaces the filter (NULL = none).
+ * A student resumed inside phase (pass, window), or at its start: targets of that phase whose
+ * sample `consumed` says it trained on before its checkpoint, and every target of the phases
+ * before it in the schedule (batch epochs of a lower pass; every batch epoch before a stream
+ * window; stream windows of a lower window), are dropped when they arrive (also before their
+ * phase begins or after it ended) and counted `duplicates`: the resumed teacher sends again
+ * what it sent before its own checkpoint, or what it sent after it in phases the student is
+ * past. Call before the first progress of the run. `ctx` is borrowed until the receiver is
+ * destroyed; a later call replaces the filter (NULL = none).
  */
 void rd_target_recv_set_consumed(
     rd_target_recv *r, uint32_t pass, int32_t window, rd_target_keep_fn consumed, void *ctx);

@@ -906,14 +906,16 @@ static void run_skip_student(void) {
     rd_target_recv_destroy(r);
 }
 
-// After mode skip (2 ranks): a teacher and a student resumed inside a phase (pass 0, window 3; an
-// empty phase (0, 2) is begun first, as a resumed trainer begins the stream windows before its
-// own). The teacher resends samples [0, RES_SENT) with their logged versions, then emits the rest
-// of [0, RES_N) to a target log; the student trained on samples [0, RES_DONE) before its
-// checkpoint (rd_target_recv_set_consumed, set before the first progress), so it asks only for
-// [RES_DONE, RES_N): every one joined with the teacher's logit and version, exactly RES_DONE
-// duplicates (dropped), nothing unused or late; the log holds only the emitted targets.
-enum { RES_N = 100, RES_SENT = 60, RES_DONE = 40 };
+// After mode skip (2 ranks): a teacher and a student resumed inside a phase (pass 0, window 3).
+// Both begin phase (0, 2) first, as resumed jobs begin the phase of the one that is furthest
+// behind: there the teacher resends samples [0, RES_PAST), a phase the student trained before
+// its checkpoint and ends at once. In (0, 3) the teacher resends samples [0, RES_SENT) with their
+// logged versions, then emits the rest of [0, RES_N) to a target log; the student trained on
+// samples [0, RES_DONE) before its checkpoint (rd_target_recv_set_consumed, set before the first
+// progress), so it asks only for [RES_DONE, RES_N): every one joined with the teacher's logit and
+// version, exactly RES_PAST + RES_DONE duplicates (dropped), nothing unused or late; the log
+// holds only the emitted targets.
+enum { RES_N = 100, RES_SENT = 60, RES_DONE = 40, RES_PAST = 30 };
 
 static float res_logit(uint64_t sample) {
     return (float)sample * 0.5f - 3.0f;
@@ -951,12 +953,6 @@ static void run_resume_teacher(void) {
     if (rc == RD_OK)
         rc = rd_target_sender_create(&so, &s, &eb);
     CHECK(rc == RD_OK, "resume sender create: %s", eb.msg);
-    if (rc == RD_OK)
-        rc = rd_target_sender_begin(s, 0, 2, &eb);
-    if (rc == RD_OK)
-        rc = rd_target_sender_end(s, &eb);
-    if (rc == RD_OK)
-        rc = rd_target_sender_begin(s, 0, 3, &eb);
     uint64_t samples[RES_N], versions[RES_N];
     float logits[RES_N];
     for (uint64_t i = 0; i < RES_N; i++) {
@@ -964,6 +960,14 @@ static void run_resume_teacher(void) {
         logits[i] = res_logit(i);
         versions[i] = 1000 + i / 8; // a teacher step per 8 samples
     }
+    if (rc == RD_OK)
+        rc = rd_target_sender_begin(s, 0, 2, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_sender_resend(s, RES_PAST, samples, logits, versions, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_sender_end(s, &eb);
+    if (rc == RD_OK)
+        rc = rd_target_sender_begin(s, 0, 3, &eb);
     if (rc == RD_OK)
         rc = rd_target_sender_resend(s, RES_SENT, samples, logits, versions, &eb);
     for (uint64_t i = RES_SENT; i < RES_N && rc == RD_OK; i++)
@@ -982,8 +986,9 @@ static void run_resume_teacher(void) {
     rd_target_stats st;
     if (s) {
         rd_target_sender_stats(s, &st);
-        CHECK(st.sent == RES_N && st.logged == RES_N - RES_SENT, "resume: sent %llu logged %llu",
-              (unsigned long long)st.sent, (unsigned long long)st.logged);
+        CHECK(st.sent == RES_PAST + RES_N && st.logged == RES_N - RES_SENT,
+              "resume: sent %llu logged %llu", (unsigned long long)st.sent,
+              (unsigned long long)st.logged);
     }
     rd_target_sender_destroy(s);
     rd_target_log_close(log);
@@ -1037,13 +1042,13 @@ static void run_resume_student(void) {
     CHECK(rc == RD_OK, "resume student: %s", eb.msg);
     rd_target_stats st;
     rd_target_recv_stats(r, &st);
-    CHECK(st.duplicates == RES_DONE && st.joined == m && st.unused == 0 && st.late == 0 &&
-              st.missing == 0,
+    CHECK(st.duplicates == RES_PAST + RES_DONE && st.joined == m && st.unused == 0 &&
+              st.late == 0 && st.missing == 0,
           "resume: duplicates %llu joined %llu unused %llu late %llu missing %llu; expected %d "
           "duplicates, %zu joined",
           (unsigned long long)st.duplicates, (unsigned long long)st.joined,
           (unsigned long long)st.unused, (unsigned long long)st.late,
-          (unsigned long long)st.missing, RES_DONE, m);
+          (unsigned long long)st.missing, RES_PAST + RES_DONE, m);
     rd_target_recv_destroy(r);
 }
 
