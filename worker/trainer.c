@@ -16,10 +16,11 @@
 //   the owner of a target is a pure function of its record index (owner_of), so a sender already
 //   in the next phase and a receiver still in this one agree; between steps and during
 //   evaluation both sides progress the transport, so neither waits on the other unboundedly.
-// - a teacher and its students resumed inside one phase (resume_common_start) all begin the
-//   phase sequence at it; before training on, the teacher resends from its target log what it
-//   sent in it before its checkpoint, and each student drops what it trained on before its own,
-//   so every record a student trains on after its checkpoint meets its target once.
+// - a teacher and its students resumed from their checkpoints (resume_common_start) all begin
+//   the phase sequence at the earliest of their phases; the teacher resends from its target log
+//   what it sent from there up to its checkpoint before training on, and each student drops what
+//   it trained on before its own, so every record a student trains on after its checkpoint meets
+//   its target once.
 //
 // Workload: the model's forward/backward dominates (sgemm); key building is O(B * (slots + L)),
 // dedup is a radix sort of the same count. In sync mode the next batch's pull is sent right after
@@ -199,15 +200,16 @@ struct rd_trainer {
     rd_train_pos rpos;
     rd_trainer_result *res; // the report being filled (rd_trainer_run); windows.tsv reads it
     int n_restored;         // stream windows whose metrics the checkpoint gave back (job rank 0)
-    // Jobs in live distillation resume together in one phase (resume_common_start).
+    // Jobs in live distillation begin the phase sequence together (resume_common_start).
     char resume_from[RD_PATH_MAX * 2]; // the checkpoint resumed from
-    int resume_live;                   // its phase was agreed with the other such jobs
-    int resume_end;                    // it is the end of that phase (rpos.range_step RESUME_END)
-    int rs_pending;        // teacher: its targets of the phase before its checkpoint are
+    int resume_live;                   // it begins the phases at rs_first with the other such jobs
+    int32_t rs_first;                  // the first phase begun (phase_id), <= its checkpoint's
+    int rs_starts;                     // resumed at the start of rs_first, common to all such jobs
+    int rs_pending;        // teacher: its targets of phases rs_first.. before its checkpoint are
     uint64_t *rs_samples;  //   still to be sent again, a batch at a time through these
     float *rs_logits;      //   (max_batch) buffers, read back from the target log
     uint64_t *rs_versions; //   (max_batch)
-    rd_range rs_range;     // student: the agreed phase's records; of this rank's, those before
+    rd_range rs_range;     // student: its checkpoint phase's records; of this rank's, the ones
     uint64_t rs_bound;     //   record rs_bound in its iterator's order were trained on before
     int rs_all;            //   its checkpoint (rs_all: every one) (rd_target_recv_set_consumed)
     // IAT: token client (jobs whose model reads tokens, and the job that builds the store).
@@ -1211,6 +1213,7 @@ static int replay_has_targets(rd_trainer *tr, rd_errbuf *eb) {
 }
 
 static int resume_read_targets(rd_trainer *tr, rd_errbuf *eb);
+static int resume_mid(const rd_trainer *tr);
 
 // Before any job writes: the teacher opens (or creates) its target log and checks that the log's
 // record of it names this run's dataset (and, resumed inside a phase, reads back the targets it
@@ -1223,7 +1226,7 @@ static int distill_logs(rd_trainer *tr, rd_errbuf *eb) {
         if (dc->replay || !dc->target_log[0] || !distills(tr))
             return RD_OK;
         int rc = distill_open_log(tr, eb);
-        if (rc == RD_OK && tr->resume_live && tr->rpos.range_step > 0)
+        if (rc == RD_OK && resume_mid(tr))
             rc = resume_read_targets(tr, eb);
         return rc;
     }
@@ -1625,11 +1628,21 @@ static size_t batch_of(int64_t n, int64_t s, size_t B) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Resuming a live pair inside a phase (resume_common_start, rd/distill.h "Resume inside a phase")
+// Resuming jobs in live distillation (resume_common_start, rd/distill.h "Resume inside a phase")
 
-// rpos.range_step of a checkpoint at the end of the agreed phase (the start of the next one):
-// the whole phase is done, but the job still begins and ends it with the others.
-#define RESUME_END INT64_MAX
+// Phases are numbered 0..E-1 (batch epochs), E..E+K-1 (stream windows); E+K is the end of the
+// schedule. A checkpoint's phase is the one its position is in (a phase start counts for the
+// phase it starts).
+static int32_t phase_id(const rd_trainer *tr, int32_t epoch, int32_t window) {
+    return window < 0 ? epoch : tr->cfg->train.epochs + window;
+}
+
+// The (epoch, window) of phase id p.
+static void phase_of_id(const rd_trainer *tr, int32_t p, int32_t *epoch, int32_t *window) {
+    const int32_t E = tr->cfg->train.epochs;
+    *epoch = p < E ? p : E;
+    *window = p < E ? -1 : p - E;
+}
 
 // The records and partition of phase (epoch, window): the batch period in train.order, or one
 // stream window, strided.
@@ -1651,24 +1664,34 @@ static void phase_text(const rd_trainer *tr, int32_t epoch, int32_t window, char
         snprintf(buf, cap, "stream window %d/%u", window + 1, tr->info->n_windows);
 }
 
-// This rank's records of the checkpoint's phase that its steps before the cut trained on are the
-// first *limit of this iterator (the records train_range skips).
-static void resume_cut_iter(rd_trainer *tr, rd_dataset_iter *it, uint64_t *limit) {
+// This rank's records of phase id p that it trained on before its checkpoint are the first
+// *limit of this iterator: all of a phase before the checkpoint's, those of the steps the
+// checkpoint holds in its own phase (the records train_range skips).
+static void resume_cut_iter(rd_trainer *tr, int32_t p, rd_dataset_iter *it, uint64_t *limit) {
     rd_range range;
     int mode;
-    phase_range(tr, tr->rpos.window, &range, &mode);
+    int32_t e, w;
+    phase_of_id(tr, p, &e, &w);
+    phase_range(tr, w, &range, &mode);
     uint64_t B = tr->max_batch, t = (uint64_t)tr->rpos.range_step;
-    *limit = t > UINT64_MAX / B ? UINT64_MAX : t * B;
+    if (p < phase_id(tr, tr->rpos.epoch, tr->rpos.window))
+        *limit = UINT64_MAX;
+    else
+        *limit = t > UINT64_MAX / B ? UINT64_MAX : t * B;
     job_iter_init(tr, it, range, mode);
 }
 
-// One target the teacher sent in the agreed phase before its checkpoint, from the target log by
-// (record, pass) as replay reads it. A missing or wrong one names the checkpoint, the log and
-// the record: the launch cannot give the students their targets.
-static int
-resume_log_get(rd_trainer *tr, uint64_t rec, float *logit, uint64_t *version, rd_errbuf *eb) {
-    const int32_t window = tr->rpos.window;
-    const uint32_t pass = window < 0 ? (uint32_t)tr->rpos.epoch : 0;
+// One target the teacher sent in phase (epoch, window) before its checkpoint, from the target
+// log by (record, pass) as replay reads it. A missing or wrong one names the checkpoint, the log
+// and the record: the launch cannot give the students their targets.
+static int resume_log_get(rd_trainer *tr,
+                          int32_t epoch,
+                          int32_t window,
+                          uint64_t rec,
+                          float *logit,
+                          uint64_t *version,
+                          rd_errbuf *eb) {
+    const uint32_t pass = window < 0 ? (uint32_t)epoch : 0;
     int32_t w = 0;
     rd_errbuf leb;
     rd_errbuf_clear(&leb);
@@ -1678,33 +1701,47 @@ resume_log_get(rd_trainer *tr, uint64_t rec, float *logit, uint64_t *version, rd
         rc = rd_err_set(&leb, RD_ERR_CORRUPT, "its record is of window %d", w);
     if (rc == RD_OK)
         return RD_OK;
-    char ph[64];
-    phase_text(tr, tr->rpos.epoch, window, ph, sizeof ph);
+    char ph[64], at[64];
+    phase_text(tr, tr->rpos.epoch, tr->rpos.window, at, sizeof at);
+    phase_text(tr, epoch, window, ph, sizeof ph);
     int nf = rc == RD_ERR_NOTFOUND;
     return rd_err_set(eb, rc,
                       "--resume: %s is inside %s, and the teacher sends its students again the "
-                      "targets it sent in that phase before it, from distill.target_log %s: the "
+                      "targets it sent in %s before it, from distill.target_log %s: the "
                       "log %s record %llu (pass %u)%s%s (was it removed, or written by another "
-                      "run?); to resume from the start of the phase, take the checkpoints inside "
-                      "it out of %s",
-                      tr->resume_from, ph, tr->cfg->distill.target_log,
+                      "run?); to resume from the start of a phase, take the checkpoints inside "
+                      "phases out of %s",
+                      tr->resume_from, at, ph, tr->cfg->distill.target_log,
                       nf ? "holds no target of" : "has a bad target of", (unsigned long long)rec,
                       pass, nf ? "" : ": ", nf ? "" : leb.msg, tr->resume_dir);
 }
 
-// Teacher, before any job trains: every target it sent in the phase before its checkpoint is in
-// the target log (the checkpoint synced the log before it was written); a log that lacks one
-// fails the launch here rather than the students later. They are read again, a batch at a time,
-// when the phase begins (resume_resend): nothing of the phase is held meanwhile.
+// Does this job go through phases before its checkpoint's position, or resume inside one (a
+// teacher then has targets to send again, a student targets to drop)?
+static int resume_mid(const rd_trainer *tr) {
+    return tr->resume_live && (tr->rpos.range_step > 0 ||
+                               tr->rs_first < phase_id(tr, tr->rpos.epoch, tr->rpos.window));
+}
+
+// Teacher, before any job trains: every target it sent from the first phase begun up to its
+// checkpoint is in the target log (the checkpoint synced the log before it was written); a log
+// that lacks one fails the launch here rather than the students later. They are read again, a
+// batch at a time, when each phase begins (resume_resend): nothing is held meanwhile.
 static int resume_read_targets(rd_trainer *tr, rd_errbuf *eb) {
     rd_dataset_iter it;
     uint64_t limit, idx, v;
     float z;
-    resume_cut_iter(tr, &it, &limit);
-    for (uint64_t n = 0; n < limit && rd_dataset_iter_next(&it, &idx); n++) {
-        int rc = resume_log_get(tr, idx, &z, &v, eb);
-        if (rc != RD_OK)
-            return rc;
+    const int32_t own = phase_id(tr, tr->rpos.epoch, tr->rpos.window);
+    const int32_t last = own < tr->cfg->train.epochs + (int32_t)tr->info->n_windows ? own : own - 1;
+    for (int32_t p = tr->rs_first; p <= last; p++) {
+        int32_t e, w;
+        phase_of_id(tr, p, &e, &w);
+        resume_cut_iter(tr, p, &it, &limit);
+        for (uint64_t n = 0; n < limit && rd_dataset_iter_next(&it, &idx); n++) {
+            int rc = resume_log_get(tr, e, w, idx, &z, &v, eb);
+            if (rc != RD_OK)
+                return rc;
+        }
     }
     tr->rs_samples = rd_xmalloc(tr->max_batch * sizeof *tr->rs_samples);
     tr->rs_logits = rd_xmalloc(tr->max_batch * sizeof *tr->rs_logits);
@@ -1713,19 +1750,24 @@ static int resume_read_targets(rd_trainer *tr, rd_errbuf *eb) {
     return RD_OK;
 }
 
-// Teacher, once the agreed phase is begun: send again what it sent in it before its checkpoint,
-// read from the log a step's batch at a time (never logged again), to every student job.
-static int resume_resend(rd_trainer *tr, rd_errbuf *eb) {
+// Teacher, once phase (epoch, window) is begun: send again what it sent in it before its
+// checkpoint (all of it in a phase before the checkpoint's), read from the log a step's batch at
+// a time (never logged again), to every student job.
+static int resume_resend(rd_trainer *tr, int32_t epoch, int32_t window, rd_errbuf *eb) {
+    const int32_t p = phase_id(tr, epoch, window);
+    if (!tr->rs_pending || p < tr->rs_first || p > phase_id(tr, tr->rpos.epoch, tr->rpos.window))
+        return RD_OK;
     rd_dataset_iter it;
     uint64_t limit, n = 0;
     int rc = RD_OK;
-    tr->rs_pending = 0;
-    resume_cut_iter(tr, &it, &limit);
+    if (p == phase_id(tr, tr->rpos.epoch, tr->rpos.window))
+        tr->rs_pending = 0;
+    resume_cut_iter(tr, p, &it, &limit);
     for (;;) {
         size_t m = 0;
         while (m < tr->max_batch && n < limit && rd_dataset_iter_next(&it, &tr->rs_samples[m])) {
-            if ((rc = resume_log_get(tr, tr->rs_samples[m], &tr->rs_logits[m], &tr->rs_versions[m],
-                                     eb)) != RD_OK)
+            if ((rc = resume_log_get(tr, epoch, window, tr->rs_samples[m], &tr->rs_logits[m],
+                                     &tr->rs_versions[m], eb)) != RD_OK)
                 return rc;
             m++, n++;
         }
@@ -1753,9 +1795,10 @@ static int iter_before(const rd_trainer *tr, uint64_t a, uint64_t b) {
     return a < b;
 }
 
-// Did this student rank train on `sample` (one of its records: the owner rule) in the agreed
-// phase before its checkpoint? Its records come in iter_before order, so those are the ones
-// before the first it had not trained on.
+// Did this student rank train on `sample` (one of its records: the owner rule) in the phase of
+// its checkpoint before it? Its records come in iter_before order, so those are the ones before
+// the first it had not trained on. (The receiver drops every target of the phases before that
+// one: rd_target_recv_set_consumed.)
 static int consumed_of(uint64_t sample, void *ctx) {
     const rd_trainer *tr = ctx;
     if (sample < tr->rs_range.begin || sample >= tr->rs_range.end)
@@ -1763,15 +1806,22 @@ static int consumed_of(uint64_t sample, void *ctx) {
     return tr->rs_all || iter_before(tr, sample, tr->rs_bound);
 }
 
-// Student resumed inside the agreed phase: the first record it had not trained on before its
-// checkpoint bounds those it had; their targets, sent again by the teacher, are dropped.
+// Student resumed after the first phase begun or inside its phase: the first record it had not
+// trained on before its checkpoint bounds those it had; their targets, and all of those of the
+// phases before, sent again by the teacher, are dropped.
 static void resume_consumed(rd_trainer *tr) {
     rd_dataset_iter it;
     uint64_t limit, n = 0, idx = 0, prev = 0;
     int mode;
-    phase_range(tr, tr->rpos.window, &tr->rs_range, &mode);
-    resume_cut_iter(tr, &it, &limit);
     tr->rs_all = 1;
+    int32_t w = tr->rpos.window;
+    if (w >= (int32_t)tr->info->n_windows) { // the end of the schedule: every phase is before it
+        tr->rs_range.begin = tr->rs_range.end = 0;
+        rd_target_recv_set_consumed(tr->rcv, 0, w, consumed_of, tr);
+        return;
+    }
+    phase_range(tr, w, &tr->rs_range, &mode);
+    resume_cut_iter(tr, phase_id(tr, tr->rpos.epoch, w), &it, &limit);
     while (rd_dataset_iter_next(&it, &idx)) {
         // The order consumed_of relies on (an invariant of rd_dataset_iter).
         RD_ASSERT(n == 0 || iter_before(tr, prev, idx));
@@ -1782,7 +1832,6 @@ static void resume_consumed(rd_trainer *tr) {
         }
         prev = idx;
     }
-    int32_t w = tr->rpos.window;
     rd_target_recv_set_consumed(tr->rcv, w < 0 ? (uint32_t)tr->rpos.epoch : 0, w, consumed_of, tr);
 }
 
@@ -1790,13 +1839,13 @@ static void resume_consumed(rd_trainer *tr) {
 // Checkpoints (rd/train_ckpt.h)
 
 // Jobs in live distillation (a teacher with its distilled students in the launch, or such a
-// student) exchange targets as they train, phase by phase, so they resume together in one phase
-// (resume_common_start): each from its newest checkpoint in it, the teacher sending again from
-// its target log what it sent in the phase before its own (or, when the log does not hold its
-// targets, all of them from the start of one phase). Every checkpoint written after a phase's
-// last step records the start of the next phase as its position (range_step 0), and with a
-// cadence configured such jobs write one at every phase end; retention keeps the newest few of
-// those.
+// student) exchange targets as they train, phase by phase, so they begin the phases together
+// when resumed (resume_common_start): each from its newest checkpoint, the teacher sending again
+// from its target log what it sent from the earliest job's phase up to its own checkpoint (or,
+// when the log does not hold its targets, all of them from the start of a phase they all have a
+// checkpoint at). Every checkpoint written after a phase's last step records the start of the
+// next phase as its position (range_step 0), and with a cadence configured such jobs write one
+// at every phase end; retention keeps the newest few of those, for that fallback.
 static int live_distill(const rd_trainer *tr) {
     return distills(tr) && !(tr->job->role == RD_JOB_STUDENT && tr->cfg->distill.replay);
 }
@@ -2479,14 +2528,16 @@ static int log_knows_job(const rd_trainer *tr, char *why, size_t cap) {
     return rc == RD_OK && !log_data_differs(tr, &ji);
 }
 
-// Jobs in live distillation resume together in one phase (see live_distill): the newest phase
-// that every such job of the launch has a checkpoint in under the root; each takes its newest
-// checkpoint in it. With distill.target_log, a checkpoint counts for the phase it is inside, and
-// one at a phase start (range_step 0) for that phase and as the end of the phase before: the
-// teacher sends again from the log what it sent in the phase before its checkpoint, the student
-// drops what it trained on before its own (rd/distill.h, "Resume inside a phase"). When a
-// teacher's log does not hold its job (a resume with another --out and the default log, a log
-// removed) only phase starts count: it could not send those targets again.
+// Jobs in live distillation (see live_distill) begin the phase sequence together, at one phase
+// (rs_first). When every teacher's distill.target_log holds its job's targets, each such job
+// resumes from its own newest checkpoint, wherever it is, and they all begin at the earliest
+// phase among those: a teacher sends again, from its log, what it sent from that phase up to its
+// checkpoint (whole phases, then the part of its own phase before it), and a student drops the
+// targets of the records it trained on before its own checkpoint, all of those of the phases
+// before its own (rd/distill.h, "Resume inside a phase"). When a teacher's log does not hold its
+// job (a resume with another --out and the default log, a log removed), it could not send them
+// again: the jobs resume from the newest phase start that every such job has a checkpoint at,
+// and begin there.
 static int
 resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd_errbuf *eb) {
     const int32_t E = tr->cfg->train.epochs, K = (int32_t)tr->info->n_windows;
@@ -2498,20 +2549,20 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
         mine = tr->cfg->distill.target_log[0] && log_knows_job(tr, why, sizeof why);
         if (!mine && !tr->quiet)
             printf("[%s] distill.target_log %s holds no targets of job '%s' for this dataset "
-                   "(%s): it cannot send its students again the targets it sent before a "
-                   "checkpoint inside a phase, so the jobs in live distillation resume from the "
-                   "start of a phase\n",
+                   "(%s): it cannot send its students again the targets it sent before its "
+                   "checkpoint, so the jobs in live distillation resume from the start of a "
+                   "phase that they all have a checkpoint at\n",
                    tr->job->name, tr->cfg->distill.target_log, tr->job->name, why);
     }
     RD_MPI_CHECK(MPI_Allreduce(&mine, &mid, 1, MPI_INT, MPI_MIN, tr->comm->role));
     unsigned char *have = rd_xmalloc((size_t)n), *all = rd_xmalloc((size_t)n);
-    unsigned char *end = rd_xcalloc((size_t)n, 1);    // at[i] is the end of phase i
-    int64_t *at = rd_xmalloc((size_t)n * sizeof *at); // the newest step in each, -1 = none
+    int64_t *at = rd_xmalloc((size_t)n * sizeof *at); // the newest step at each start, -1 = none
     memset(have, 1, (size_t)n);
     for (int i = 0; i < n; i++)
         at[i] = -1;
     int live = root && live_distill(tr);
-    int64_t *steps = NULL, newest = -1;
+    int64_t *steps = NULL, newest = -1, own_step = -1;
+    int32_t own = INT32_MAX, first = INT32_MAX; // this job's phase, the earliest of all jobs'
     size_t ns = 0;
     if (live) {
         memset(have, 0, (size_t)n);
@@ -2541,21 +2592,24 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
             int id = pos.window < 0 ? pos.epoch : E + pos.window;
             if (!ok)
                 continue;
-            if (pos.range_step > 0 && mid && id < n - 1) {
-                have[id] = 1, at[id] = steps[i], end[id] = 0;
-            } else if (pos.range_step == 0 && id >= 1) {
-                have[id] = 1, at[id] = steps[i], end[id] = 0;
-                if (mid)
-                    have[id - 1] = 1, at[id - 1] = steps[i], end[id - 1] = 1;
-            }
+            if (mid)
+                own_step = steps[i], own = id;
+            else if (pos.range_step == 0 && id >= 1)
+                have[id] = 1, at[id] = steps[i];
         }
         newest = ns ? steps[ns - 1] : -1;
     }
-    RD_MPI_CHECK(MPI_Allreduce(have, all, n, MPI_UNSIGNED_CHAR, MPI_BAND, tr->comm->role));
+    // Both collective over every worker of the launch (mid is the same everywhere).
     int found = -1;
-    for (int i = n - 1; live && i >= (mid ? 0 : 1) && found < 0; i--)
-        if (all[i] && at[i] >= 0)
-            found = i;
+    if (mid) {
+        RD_MPI_CHECK(MPI_Allreduce(&own, &first, 1, MPI_INT32_T, MPI_MIN, tr->comm->role));
+        found = live && own_step >= 0 ? own : -1;
+    } else {
+        RD_MPI_CHECK(MPI_Allreduce(have, all, n, MPI_UNSIGNED_CHAR, MPI_BAND, tr->comm->role));
+        for (int i = n - 1; live && i >= 1 && found < 0; i--)
+            if (all[i] && at[i] >= 0)
+                found = i;
+    }
     int ret = 0;
     const char *other = tr->job->role == RD_JOB_TEACHER ? "distilled students" : "teacher";
     if (live && ns == 0 && *rc == RD_OK) {
@@ -2570,9 +2624,8 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
                              tr->resume_dir, tr->job->name);
     } else if (live && found < 0 && *rc == RD_OK && mid) {
         *rc = rd_err_set(eb, RD_ERR_NOTFOUND,
-                         "--resume: job '%s' is in live distillation with its %s, and they resume "
-                         "together in one phase: %s/%s holds no checkpoint in a phase (a batch "
-                         "epoch or a stream window) that every such job has one in",
+                         "--resume: job '%s' is in live distillation with its %s: %s/%s holds no "
+                         "checkpoint that can be resumed from (see the warnings)",
                          tr->job->name, other, tr->resume_dir, tr->job->name);
     } else if (live && found < 0 && *rc == RD_OK) {
         *rc = rd_err_set(eb, RD_ERR_NOTFOUND,
@@ -2584,28 +2637,22 @@ resume_common_start(rd_trainer *tr, int root, char *dir, size_t cap, int *rc, rd
                          "checkpoint_every_s or checkpoint_every_windows is set)",
                          tr->job->name, other, tr->resume_dir, tr->job->name);
     } else if (live && found >= 0 && *rc == RD_OK) {
-        if (rd_train_ckpt_path(tr->resume_dir, tr->job->name, at[found], dir, cap) != RD_OK)
+        int64_t st = mid ? own_step : at[found];
+        if (rd_train_ckpt_path(tr->resume_dir, tr->job->name, st, dir, cap) != RD_OK)
             *rc = rd_err_set(eb, RD_ERR_RANGE, "--resume: %s: path too long", tr->resume_dir);
         ret = 1;
         tr->resume_live = 1;
-        tr->resume_end = end[found];
-        if (*rc == RD_OK && at[found] != newest && tr->comm->job_rank == 0 && !tr->quiet) {
-            if (mid)
-                printf("[%s] resumes from %s, its newest checkpoint in the newest phase that every "
-                       "job in live distillation has one in (its newest is step %lld)\n",
-                       tr->job->name, dir, (long long)newest);
-            else
-                printf("[%s] resumes from %s, the newest checkpoint at the start of a phase that "
-                       "every job in live distillation has (its newest is step %lld; a teacher "
-                       "whose target log does not hold its targets cannot send them again from "
-                       "inside a phase)\n",
-                       tr->job->name, dir, (long long)newest);
-        }
+        tr->rs_first = mid ? first : found;
+        tr->rs_starts = !mid;
+        if (*rc == RD_OK && !mid && st != newest && tr->comm->job_rank == 0 && !tr->quiet)
+            printf("[%s] resumes from %s, the newest checkpoint at the start of a phase that "
+                   "every job in live distillation has (its newest is step %lld; a teacher "
+                   "whose target log does not hold its targets cannot send them again)\n",
+                   tr->job->name, dir, (long long)newest);
     }
     rd_free(steps);
     rd_free(have);
     rd_free(all);
-    rd_free(end);
     rd_free(at);
     return ret;
 }
@@ -2639,7 +2686,7 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
     int rc = RD_OK, folder = access(probe, R_OK) == 0;
     if (folder)
         snprintf(dir, sizeof dir, "%s", tr->resume_dir);
-    // Jobs in live distillation resume together, from the start of one phase (see
+    // Jobs in live distillation begin the phases together, at the earliest one's (see
     // resume_common_start); every worker of the launch takes part in that agreement.
     int common = resume_common_start(tr, !folder, dir, sizeof dir, &rc, eb);
     if (rc == RD_OK && !folder && !common)
@@ -2677,22 +2724,15 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
     // different steps and fail later in the PS or the transport with a message about steps,
     // not about the root. They must agree before anything else is collective.
     rc = resume_same_step(tr, dir, rc, eb);
-    if (rc == RD_OK && tr->resume_end) {
-        // The start of the next phase, taken as the end of the agreed one: the job begins and
-        // ends that phase with the others (a teacher sends its targets again) but trains none
-        // of it. The same windows were evaluated at both positions.
-        const int32_t E = tr->cfg->train.epochs;
-        int32_t id = (tr->rpos.window < 0 ? tr->rpos.epoch : E + tr->rpos.window) - 1;
-        if (id < 0 || tr->rpos.range_step != 0) { // replaced since it was listed
+    if (rc == RD_OK && tr->resume_live) {
+        // The phase its listing gave (replaced since it was listed?): at the first phase begun
+        // or after it; at its start when the jobs resume from a common phase start.
+        int32_t id = phase_id(tr, tr->rpos.epoch, tr->rpos.window);
+        if (id < tr->rs_first || (tr->rs_starts && (id != tr->rs_first || tr->rpos.range_step)))
             rc = rd_err_set(eb, RD_ERR_STATE,
-                            "--resume: %s: dense.bin is at step %lld of its phase, its listing "
-                            "said at the start of one (was it replaced meanwhile?)",
-                            dir, (long long)tr->rpos.range_step);
-        } else {
-            tr->rpos.epoch = id < E ? id : E;
-            tr->rpos.window = id < E ? -1 : id - E;
-            tr->rpos.range_step = RESUME_END;
-        }
+                            "--resume: %s: dense.bin is at step %lld of phase %d, its listing "
+                            "said otherwise (was it replaced meanwhile?)",
+                            dir, (long long)tr->rpos.range_step, id);
     }
     if (rc != RD_OK && strncmp(eb->msg, "--resume", 8) != 0)
         rd_err_prefix(eb, "--resume: ");
@@ -2742,29 +2782,48 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
     tr->have_loss = tr->rpos.have_loss;
     tr->ckpt_step = tr->rpos.step;
     tr->resuming = 1;
-    if (tr->comm->job_rank == 0 && !tr->quiet && tr->resume_end) {
-        char ph[64];
-        phase_text(tr, tr->rpos.epoch, tr->rpos.window, ph, sizeof ph);
-        printf("[%s] resumed from %s (step %lld, the end of %s, which it begins and ends with the "
-               "other jobs in live distillation)\n",
-               tr->job->name, dir, (long long)tr->rpos.step, ph);
-    } else if (tr->comm->job_rank == 0 && !tr->quiet) {
+    if (tr->comm->job_rank == 0 && !tr->quiet) {
         printf("[%s] resumed from %s (step %lld, epoch %d, window %d, step %lld of the phase)\n",
                tr->job->name, dir, (long long)tr->rpos.step, tr->rpos.epoch, tr->rpos.window,
                (long long)tr->rpos.range_step);
+        int32_t own = phase_id(tr, tr->rpos.epoch, tr->rpos.window);
+        if (tr->resume_live && tr->rs_first < own) {
+            // The phases it went through before its checkpoint that another job in live
+            // distillation resumes in: it begins and ends them with that job first.
+            char a[64], b[64];
+            int32_t e, w;
+            phase_of_id(tr, tr->rs_first, &e, &w);
+            phase_text(tr, e, w, a, sizeof a);
+            phase_of_id(tr, own - 1, &e, &w);
+            phase_text(tr, e, w, b, sizeof b);
+            if (tr->job->role == RD_JOB_TEACHER)
+                printf("[%s] a job in live distillation resumes in %s: the teacher first sends "
+                       "its students again, from its target log, every target of %s to %s\n",
+                       tr->job->name, a, a, b);
+            else
+                printf("[%s] a job in live distillation resumes in %s: the student first goes "
+                       "through %s to %s with its teacher, dropping their targets\n",
+                       tr->job->name, a, a, b);
+        }
     }
     return RD_OK;
 }
 
-// Steps of phase (epoch e, window w) already in the checkpoint: -1 = the phase is before the
-// checkpoint (skip it whole, evaluation included), else the steps to skip.
+// A phase before the checkpoint's that the job still begins and ends with the other jobs in live
+// distillation (resume_common_start): none of it is trained again, its window not evaluated.
+#define RESUME_END INT64_MAX
+
+// Steps of phase (epoch e, window w; e is ignored for a window) already in the checkpoint: -1 =
+// the phase is before the first one begun (skip it whole, evaluation included), RESUME_END = it
+// is after that but before the checkpoint's (begin and end it, train none), else the steps to
+// skip.
 static int64_t resume_skip(const rd_trainer *tr, int32_t e, int32_t w) {
     if (!tr->resuming)
         return 0;
     const rd_train_pos *p = &tr->rpos;
-    if (w < 0) // batch epoch e
-        return p->window >= 0 || e < p->epoch ? -1 : e == p->epoch ? p->range_step : 0;
-    return w < p->window ? -1 : w == p->window ? p->range_step : 0;
+    int32_t id = w < 0 ? e : tr->cfg->train.epochs + w, own = phase_id(tr, p->epoch, p->window);
+    int32_t first = tr->resume_live ? tr->rs_first : own;
+    return id < first ? -1 : id < own ? RESUME_END : id == own ? p->range_step : 0;
 }
 
 // IAT stage 1: the token store of the run
@@ -2918,7 +2977,7 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         rc = tokens_ready(tr, eb);
     if (rc == RD_OK)
         rc = distill_setup(tr, eb);
-    if (rc == RD_OK && tr->rcv && tr->resume_live && tr->rpos.range_step > 0)
+    if (rc == RD_OK && tr->rcv && resume_mid(tr))
         resume_consumed(tr);
     char phase[64];
 
@@ -2930,8 +2989,7 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         snprintf(phase, sizeof phase, "batch epoch %d/%d", e + 1, cfg->train.epochs);
         if ((rc = distill_begin(tr, (uint32_t)e, -1, eb)) != RD_OK)
             break;
-        if (tr->rs_pending && tr->rpos.window < 0 && e == tr->rpos.epoch &&
-            (rc = resume_resend(tr, eb)) != RD_OK)
+        if ((rc = resume_resend(tr, e, -1, eb)) != RD_OK)
             break;
         tr->pos_epoch = e;
         tr->pos_window = -1;
@@ -2966,8 +3024,7 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         snprintf(phase, sizeof phase, "stream window %u/%u", w + 1, K);
         if ((rc = distill_begin(tr, 0, (int32_t)w, eb)) != RD_OK)
             break;
-        if (tr->rs_pending && (int32_t)w == tr->rpos.window &&
-            (rc = resume_resend(tr, eb)) != RD_OK)
+        if ((rc = resume_resend(tr, cfg->train.epochs, (int32_t)w, eb)) != RD_OK)
             break;
         tr->pos_epoch = cfg->train.epochs;
         tr->pos_window = (int32_t)w;

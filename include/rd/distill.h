@@ -61,12 +61,17 @@
 //      silently (late / missing are counted).
 //   3. End of phase: the sender flushes and sends an EOS marker to every student; the receiver
 //      knows a phase is complete when it holds the EOS of every teacher rank, and stops waiting.
-//   Resume inside a phase (a teacher and its students restarted from checkpoints inside the
-//   same phase, at different steps): the teacher first resends (rd_target_sender_resend) the
-//   targets it emitted in the phase before its checkpoint, read back from the target log, then
-//   emits the rest as it trains again; the student drops those of samples it trained on before
-//   its own checkpoint (rd_target_recv_set_consumed). Every sample of the phase the student still
-//   trains on thus gets its target once, and in sync mode the same one as without the restart.
+//   Resume inside a phase (a teacher and its students restarted, each from its own checkpoint,
+//   in the same phase or in different ones): both sides begin the phase sequence at the earliest
+//   phase any of them is in, so that phases are numbered alike. A teacher whose checkpoint is in
+//   a later phase begins, resends (rd_target_sender_resend) every target it emitted in that
+//   phase, read back from the target log, and ends it, phase after phase, then in its own phase
+//   resends those it emitted before its checkpoint and emits the rest as it trains again. A
+//   student whose checkpoint is in a later phase begins and ends the phases before it without
+//   asking for targets. Each student drops the targets of the samples it trained on before its
+//   own checkpoint: all of the phases before its checkpoint's, those before the cut in it
+//   (rd_target_recv_set_consumed; counted duplicates). Every sample the student still trains on
+//   thus gets its target once, and in sync mode the same one as without the restart.
 //   4. Close: the sender sends FIN to every student and waits until every message is credited;
 //      the receiver drains until it holds every FIN. Per (sender, receiver) pair, messages carry
 //      a sequence number; MPI's non-overtaking order makes a gap or repeat a protocol error, so a

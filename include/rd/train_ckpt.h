@@ -179,8 +179,9 @@ int rd_train_ckpt_commit(const char *partial, const char *final, rd_errbuf *eb);
  *  checkpoints (step-N with a MANIFEST) with a step above `newest` (left by an earlier run in the
  *  same folder), then all but the newest `keep` of the others and, among the older ones, the
  *  newest `keep_starts` whose position is the start of a phase (range_step 0: where jobs in live
- *  distillation resume together), then hidden crash leftovers (.step-N.partial / .old /
- *  .deleting). step-N directories without a MANIFEST are left alone.
+ *  distillation resume together when the teacher's target log lacks its targets), then hidden
+ *  crash leftovers (.step-N.partial / .old / .deleting). step-N directories without a MANIFEST
+ *  are left alone.
  *  @return RD_OK or RD_ERR_IO */
 int rd_train_ckpt_prune(
     const char *job_dir, int64_t newest, int keep, int keep_starts, rd_errbuf *eb);

@@ -68,10 +68,11 @@
 // on at the step after the checkpoint's (earlier phases are skipped and their windows are not
 // re-evaluated: metrics NaN). In sync mode the result is bit-identical to the uninterrupted run,
 // also on another number of PS ranks after `recdistill table reshard`. Jobs in live
-// distillation resume together in one phase, each from its newest checkpoint in it: the teacher
-// first sends its students again, from distill.target_log, the targets it sent in the phase before
-// its checkpoint, and a student drops those of the records it trained on before its own
-// (rd/distill.h); when the log does not hold the teacher's targets, from the start of one phase.
+// distillation each resume from their newest checkpoint and begin the phases together at the
+// earliest job's: the teacher first sends its students again, from distill.target_log, the
+// targets it sent from there up to its checkpoint, and a student drops those of the records it
+// trained on before its own (rd/distill.h); when the log does not hold the teacher's targets, they
+// resume from the newest phase start they all have a checkpoint at.
 //
 // Memory: every buffer of a step is allocated at create for train.batch_size (two stages, so the
 // next batch's keys and pull are prepared while this one is computed); nothing per step.

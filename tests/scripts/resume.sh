@@ -13,11 +13,13 @@
 # without one job's checkpoints fails before any job writes. A checkpoint of an older build
 # (dense.bin version 1) still resumes exactly, with one warning. A student replaying a target log
 # alone (distill.replay) resumes byte-identical to an uninterrupted replay; a teacher and its live
-# student resume together inside the newest phase both have a checkpoint in (the teacher sends
-# again from its target log what it sent before its checkpoint, the student drops what it trained
-# on before its own) and end byte-identical too (also after kill -9 of every rank), or, when the
-# log lacks the teacher's targets, from the newest phase start both have; a log missing targets
-# the checkpoint needs is refused; when their ranks do not see the checkpoint root rank 0
+# student resume each from its newest checkpoint, in the same phase or phases apart (the teacher
+# done while the student is in its batch epoch, the student done while the teacher is): they
+# begin the phases at the earlier one, the teacher sends again from its target log what it sent
+# from there up to its checkpoint, the student drops what it trained on before its own, and they
+# end byte-identical too (also after kill -9 of every rank), or, when the log lacks the teacher's
+# targets, from the newest phase start both have; a log missing targets the checkpoint needs is
+# refused; when their ranks do not see the checkpoint root rank 0
 # checked, they say what the path is.
 #
 #   bash tests/scripts/resume.sh build/recdistill
@@ -327,12 +329,13 @@ grep -v "name: teacher, role: teacher" live.yaml | sed -e 's/distill: true}/dist
     -e "s|^distill: {target_log: $TMP/targets, wait_ms: 600000}|distill: {target_log: $TMP/targets, wait_ms: 600000, replay: true}|" > replay.yaml
 grep -q "replay: true" replay.yaml || fail "could not write the replay config"
 run -n 3 "$RD" train live.yaml --out L >L.out 2>L.err || fail "live run: $(cat L.err)"
-# --- a teacher and its live student resume together, inside one phase ----------------------------
-# Each job takes its newest checkpoint in the newest phase (batch epoch or stream window) that both
-# have one in (a phase start counts for that phase and as the end of the phase before). The
-# teacher first sends again, from its target log, the targets it sent in the phase before its
-# checkpoint; the student drops those of the records it trained on before its own (counted
-# duplicates). Both end byte-identical to the uninterrupted run, every target joined, none unused.
+# --- a teacher and its live student resume together, each from its newest checkpoint --------------
+# Each job takes its own newest checkpoint, in whatever phase (batch epoch or stream window) it is:
+# both begin the phase sequence at the earlier of the two. The teacher first sends again, from
+# its target log, every target it sent from that phase up to its checkpoint (whole phases when it
+# is phases ahead); the student drops those of the records it trained on before its own (counted
+# duplicates), all of them in the phases before its checkpoint's when it is the one ahead. Both
+# end byte-identical to the uninterrupted run, every target joined, none unused or late.
 positions() { # $1 = job folder: "step epoch window range_step" per checkpoint
     python3 - "$1" <<'PY'
 import glob, os, struct, sys
@@ -341,6 +344,9 @@ for d in sorted(glob.glob(sys.argv[1] + "/step-*")):
     step, epoch, window, rs = struct.unpack_from("<qiiq", b, 68)
     print(int(os.path.basename(d)[5:]), epoch, window, rs)
 PY
+}
+trained() { # $1 = checkpoint: the examples its job had trained on (rd_train_pos.trained)
+    python3 -c 'import struct, sys; print(struct.unpack_from("<Q", open(sys.argv[1] + "/dense.bin", "rb").read(100), 92)[0])' "$1"
 }
 positions L/ckpt/teacher > tpos && positions L/ckpt/student > spos
 cmp -s tpos spos || fail "the teacher and the student have different schedules: $(cat tpos spos)"
@@ -357,33 +363,55 @@ root() { # $1 = folder, $2 = the teacher's newest step, $3 = the student's: L's 
     for st in $(awk -v w="$2" '$1 <= w {print $1}' tpos); do cp -r L/ckpt/teacher/step-$(printf %012d $st) "$1/teacher/"; done
     for st in $(awk -v w="$3" '$1 <= w {print $1}' spos); do cp -r L/ckpt/student/step-$(printf %012d $st) "$1/student/"; done
 }
-same_as_L() { # $1 = run folder, $2 = what: final checkpoints and student metrics as L's
+same_as_L() { # $1 = run folder, $2 = what[, $3 = root]: final checkpoints and student metrics as L's
     for j in teacher student; do
-        LF="$(ls -d L/ckpt/$j/step-* | tail -1)"
-        cmp -s "$LF/dense.bin" "$1/ckpt/$j/$(basename "$LF")/dense.bin" || fail "$2: $j dense.bin differs"
-        cmp -s "$LF/MANIFEST" "$1/ckpt/$j/$(basename "$LF")/MANIFEST" || fail "$2: $j tables differ"
+        LF="$(ls -d L/ckpt/$j/step-* | tail -1)" XF="$1/ckpt/$j/$(basename "$LF")"
+        # A job resumed from its final checkpoint trains nothing and writes none: the root's.
+        [ -e "$XF" ] || [ -z "${3:-}" ] || XF="$3/$j/$(basename "$LF")"
+        cmp -s "$LF/dense.bin" "$XF/dense.bin" || fail "$2: $j dense.bin differs"
+        cmp -s "$LF/MANIFEST" "$XF/MANIFEST" || fail "$2: $j tables differ"
     done
     cut -d, -f1-7 L/student.metrics.csv > a.csv && cut -d, -f1-7 "$1/student.metrics.csv" > b.csv
     cmp -s a.csv b.csv || fail "$2: student metrics differ: $(diff a.csv b.csv)"
 }
 # "teacher student": inside epoch 1 with the student behind, then ahead; inside window 1 with the
-# student at its start, then the teacher; the student inside epoch 1 and the teacher in window 1
-# (it resumes from the end of epoch 1: the start of window 0).
+# student at its start, then the teacher; the teacher at the start of window 1 and then inside
+# it, the student inside epoch 1 (the teacher two phases ahead: it sends epoch 1 and window 0
+# again whole); the teacher done (its final checkpoint) and the student inside epoch 1 (three
+# phases ahead, as a teacher is when its student is slow and the join table absorbs its targets);
+# the student ahead by phases: inside window 1, or done, and the teacher inside or at the start
+# of epoch 1 (the student begins and ends the phases it is past with the teacher, dropping their
+# targets).
 E1END=$(awk '$2 == 2 && $3 == 0 && $4 == 0 {print $1}' tpos)
-for pair in "$MIDS2 $MIDS" "$MIDS $MIDS2" "$MIDW $W1T" "$W1T $MIDW" "$W1T $MIDS"; do
+TF=$(tail -n 1 tpos | cut -d' ' -f1) SF=$(tail -n 1 spos | cut -d' ' -f1)
+phase_start() { # $1 = step: the student's checkpoint at the start of that step's phase
+    awk -v s="$1" '$1 == s {e = $2; w = $3} END {print e, w}' spos | {
+        read -r e w
+        awk -v e="$e" -v w="$w" '$2 == e && $3 == w && $4 == 0 {print $1}' spos
+    }
+}
+for pair in "$MIDS2 $MIDS" "$MIDS $MIDS2" "$MIDW $W1T" "$W1T $MIDW" "$W1T $MIDS" "$MIDW $MIDS" \
+    "$TF $MIDS" "$MIDS $MIDW" "$E1 $SF"; do
     set -- $pair
     root LR "$1" "$2"
     rm -rf X3
     run -n 3 "$RD" train live.yaml --out X3 --resume LR >X3.out 2>X3.err || fail "live resume $pair: $(cat X3.err)"
     T=$1 S=$2
-    [ "$pair" = "$W1T $MIDS" ] && T=$E1END
     grep -q "\[teacher\] resumed from LR/teacher/step-$(printf %012d $T) " X3.out &&
         grep -q "\[student\] resumed from LR/student/step-$(printf %012d $S) " X3.out ||
         fail "live resume $pair: not from teacher $T / student $S: $(cat X3.out)"
-    same_as_L X3 "live resume $pair"
-    # The records the student trained on in the phase before its checkpoint: their targets came
-    # again and were dropped (duplicates), and no target was missing, late or unused.
-    CONSUMED=$(awk -v s="$S" '$1 == s {print $4 * 64}' spos)
+    same_as_L X3 "live resume $pair" LR
+    if [ "$pair" = "$TF $MIDS" ]; then
+        grep -q "\[teacher\] a job in live distillation resumes in batch epoch 2/2: the teacher first sends its students again, from its target log, every target of batch epoch 2/2 to stream window 2/2" X3.out ||
+            fail "live resume $pair: the teacher did not say what it sends again: $(cat X3.out)"
+    fi
+    # The records the student trained on from the start of the earlier job's phase up to its
+    # checkpoint: their targets came again and were dropped (duplicates), and no target was
+    # missing, late or unused.
+    [ "$T" -lt "$S" ] && P=$T || P=$S
+    P0=$(phase_start "$P")
+    [ -n "$P0" ] || fail "live resume $pair: no student checkpoint at the start of the phase of step $P"
+    CONSUMED=$(($(trained L/ckpt/student/step-$(printf %012d $S)) - $(trained L/ckpt/student/step-$(printf %012d $P0))))
     python3 - L X3 "$CONSUMED" <<'PY' || fail "live resume $pair: targets"
 import json, sys
 for d in sys.argv[1:3]:
@@ -393,30 +421,33 @@ t = json.load(open(sys.argv[2] + "/student.targets.json"))
 assert t["duplicates"] == int(sys.argv[3]), (t, sys.argv[3])
 PY
 done
-grep -q "\[teacher\] resumes from LR/teacher/step-$(printf %012d $E1END), its newest checkpoint in the newest phase that every job in live distillation has one in (its newest is step $W1T)" X3.out ||
-    fail "the teacher did not say why it resumes from the end of epoch 1: $(cat X3.out)"
-# A damaged checkpoint in the agreed phase is passed over for the job's older one there, and the
-# job says so (the steps it trains again are otherwise unexplained); the pair still ends
-# byte-identical. Here the student's end of epoch 1 (not its newest: that one is checked before
-# the launch) is damaged, the teacher is inside epoch 1: the student takes its last checkpoint
-# inside epoch 1.
-LASTE1=$(awk '$2 == 1 && $3 == -1 && $4 > 0 {print $1}' spos | tail -1)
-root LR "$MIDS2" "$MIDW"
-python3 - "LR/student/step-$(printf %012d $E1END)/dense.bin" <<'PY'
-import sys
-b = bytearray(open(sys.argv[1], "rb").read()); b[len(b) // 2] ^= 0xFF; open(sys.argv[1], "wb").write(b)
-PY
-rm -rf X3
-run -n 3 "$RD" train live.yaml --out X3 --resume LR >X3.out 2>X3.err || fail "live resume past a damaged checkpoint: $(cat X3.err)"
-grep -q "\[student\] resumed from LR/student/step-$(printf %012d $LASTE1) " X3.out || fail "past a damaged checkpoint: not from $LASTE1: $(cat X3.out)"
-grep -q "WARN --resume: LR/student/step-$(printf %012d $E1END) cannot be resumed from (.*damaged" X3.err ||
-    fail "the damaged checkpoint passed over was not named: $(cat X3.err)"
-same_as_L X3 "live resume past a damaged checkpoint"
+# Each job says what it goes through before its checkpoint (the last pair: the student, done,
+# goes through epoch 1 and both windows with the teacher).
+grep -q "\[student\] a job in live distillation resumes in batch epoch 2/2: the student first goes through batch epoch 2/2 to stream window 2/2 with its teacher, dropping their targets" X3.out ||
+    fail "the student did not say which phases it goes through first: $(cat X3.out)"
 # Without the teacher's targets in its log (another --out with the default log, a removed log),
 # the pair resumes from the newest phase start both have, and says why; a root without a common
 # phase start is then refused.
 rm -rf OL && mkdir OL && sed -e "s|target_log: $TMP/targets,|target_log: $TMP/OL/targets,|" live.yaml > other_log.yaml
 grep -q "OL/targets" other_log.yaml || fail "could not write the config with another target log"
+# A damaged checkpoint is passed over for the job's older one, and the job says so (the steps it
+# trains again are otherwise unexplained); the pair still ends byte-identical. Here (a log of its
+# own: the runs below write OL/targets) the student's start of window 1 (not its newest: that one
+# is checked before the launch) is damaged: both resume from the start of window 0.
+rm -rf NL && sed -e "s|target_log: $TMP/targets,|target_log: $TMP/NL/targets,|" live.yaml > no_log.yaml
+root LR "$MIDW" "$MIDW"
+python3 - "LR/student/step-$(printf %012d $W1T)/dense.bin" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read()); b[len(b) // 2] ^= 0xFF; open(sys.argv[1], "wb").write(b)
+PY
+rm -rf X3
+run -n 3 "$RD" train no_log.yaml --out X3 --resume LR >X3.out 2>X3.err || fail "live resume past a damaged checkpoint: $(cat X3.err)"
+for j in teacher student; do
+    grep -q "\[$j\] resumed from LR/$j/step-$(printf %012d $E1END) " X3.out || fail "past a damaged checkpoint: $j not from $E1END: $(cat X3.out)"
+done
+grep -q "WARN --resume: LR/student/step-$(printf %012d $W1T) cannot be resumed from (.*damaged" X3.err ||
+    fail "the damaged checkpoint passed over was not named: $(cat X3.err)"
+same_as_L X3 "live resume past a damaged checkpoint"
 root LR3 "$W1T" "$MIDS"
 rm -rf LR4 && mkdir -p LR4/teacher LR4/student && cp -r L/ckpt/teacher/step-$(printf %012d $E1) LR4/teacher/
 cp -r L/ckpt/student/step-$(printf %012d $MIDS) LR4/student/
@@ -533,11 +564,14 @@ t = json.load(open(sys.argv[1] + "/student.targets.json"))
 assert t["missing"] == 0 and t["late"] == 0 and t["unused"] == 0, t
 PY
 # A root with no phase that both jobs have a checkpoint in (the student's only one is inside epoch
-# 1, the teacher's inside window 1): refused, saying why.
+# 1, the teacher's inside window 1: retention keeps the newest few, and a teacher runs phases
+# ahead of a slow student) was refused, and a job killed at its time limit could never resume:
+# with the teacher's targets in its log, the pair resumes from these and ends byte-identical.
 rm -rf LR5 && mkdir -p LR5/teacher LR5/student && cp -r L/ckpt/teacher/step-$(printf %012d $MIDW) LR5/teacher/
 cp -r L/ckpt/student/step-$(printf %012d $MIDS) LR5/student/
-bad "holds no checkpoint in a phase \(a batch epoch or a stream window\) that every such job has one in" -n 3 "$RD" train live.yaml --out X3 --resume LR5
-[ ! -e X3/ckpt ] || fail "a refused live resume left checkpoints"
+rm -rf X3
+run -n 3 "$RD" train live.yaml --out X3 --resume LR5 >X3.out 2>X3.err || fail "live resume with no common phase: $(cat X3.err)"
+same_as_L X3 "live resume with no common phase"
 root LR "$W1T" "$MIDS"
 # The trainers of a live pair look for the checkpoints again: when they do not see what world
 # rank 0 checked (a node-local disk; here another working directory per mpiexec segment) they
