@@ -407,6 +407,47 @@ static int is_metrics_name(const char *name) {
     return 0;
 }
 
+// Is job jc in live distillation (a distilled student, or a teacher with distilled students,
+// and no replay)? Such a job resumes from its newest checkpoint that can be read, passing over a
+// damaged one with a warning (the trainer's resume_common_start), not from the newest alone.
+static int live_job(const rd_config *cfg, const rd_job_config *jc) {
+    if (cfg->distill.replay)
+        return 0;
+    if (jc->role != RD_JOB_TEACHER)
+        return jc->distill;
+    for (int j = 0; j < cfg->cluster.n_jobs; j++) {
+        const rd_job_config *sj = &cfg->cluster.jobs[j];
+        if (sj->role == RD_JOB_STUDENT && sj->distill && strcmp(sj->teacher, jc->name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+// The newest checkpoint of <root>/<job> whose dense.bin can be read (the one a job in live
+// distillation resumes from): into dir and *ck. `rc` (its message in the caller's errbuf) is why
+// the newest cannot be read, returned when none can.
+static int newest_readable(
+    const char *root, const char *job, char *dir, size_t cap, rd_train_pos *ck, int rc) {
+    int64_t *steps = NULL;
+    size_t n = 0;
+    rd_errbuf leb;
+    rd_errbuf_clear(&leb);
+    if (rd_train_ckpt_list(root, job, &steps, &n, &leb) != RD_OK)
+        n = 0;
+    for (size_t i = n; i-- > 0;) {
+        char p[RD_PATH_MAX * 2];
+        rd_errbuf_clear(&leb);
+        if (rd_train_ckpt_path(root, job, steps[i], p, sizeof p) != RD_OK ||
+            rd_train_ckpt_read_pos(p, ck, &leb) != RD_OK)
+            continue;
+        snprintf(dir, cap, "%s", p);
+        rc = RD_OK;
+        break;
+    }
+    rd_free(steps);
+    return rc;
+}
+
 // One run folder holds one run: before any job trains, the report and plot of an earlier run in
 // run.out_dir are removed, so a launch that is killed or fails never leaves an earlier report
 // looking like its own. A fresh run also removes every job's metrics and targets file (other
@@ -431,7 +472,9 @@ check_resume(const rd_config *cfg, const char *resume, const rd_dataset_info *in
         else if ((rc = rd_train_ckpt_latest(resume, jc->name, dir, sizeof dir, eb)) != RD_OK)
             return rc;
         rd_train_pos ck, run;
-        if ((rc = rd_train_ckpt_read_pos(dir, &ck, eb)) != RD_OK)
+        if ((rc = rd_train_ckpt_read_pos(dir, &ck, eb)) != RD_OK && !folder && live_job(cfg, jc))
+            rc = newest_readable(resume, jc->name, dir, sizeof dir, &ck, rc);
+        if (rc != RD_OK)
             return rc;
         if (strcmp(ck.job, jc->name) != 0)
             return rd_err_set(eb, RD_ERR_SCHEMA, "%s is a checkpoint of job '%s', not of '%s'", dir,

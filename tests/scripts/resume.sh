@@ -448,6 +448,23 @@ done
 grep -q "WARN --resume: LR/student/step-$(printf %012d $W1T) cannot be resumed from (.*damaged" X3.err ||
     fail "the damaged checkpoint passed over was not named: $(cat X3.err)"
 same_as_L X3 "live resume past a damaged checkpoint"
+# With the teacher's targets in the log, a job whose NEWEST checkpoint is damaged takes its older
+# one, with the warning, and the pair still ends byte-identical: rank 0's early --resume check
+# (app/cmd_train.c) must not refuse the root over the damaged newest (it did).
+root LR "$TF" "$MIDW"
+SPREV=$(awk -v s="$MIDW" '$1 < s {p = $1} END {print p}' spos)
+python3 - "LR/student/step-$(printf %012d $MIDW)/dense.bin" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read()); b[len(b) - 10] ^= 0xFF; open(sys.argv[1], "wb").write(b)
+PY
+rm -rf X3
+run -n 3 "$RD" train live.yaml --out X3 --resume LR >X3.out 2>X3.err || fail "live resume past a damaged newest checkpoint: $(cat X3.err)"
+grep -q "\[student\] resumed from LR/student/step-$(printf %012d $SPREV) " X3.out &&
+    grep -q "\[teacher\] resumed from LR/teacher/step-$(printf %012d $TF) " X3.out ||
+    fail "past a damaged newest checkpoint: not from teacher $TF / student $SPREV: $(cat X3.out)"
+grep -q "WARN --resume: LR/student/step-$(printf %012d $MIDW) cannot be resumed from (.*damaged" X3.err ||
+    fail "the damaged newest checkpoint passed over was not named: $(cat X3.err)"
+same_as_L X3 "live resume past a damaged newest checkpoint" LR
 root LR3 "$W1T" "$MIDS"
 rm -rf LR4 && mkdir -p LR4/teacher LR4/student && cp -r L/ckpt/teacher/step-$(printf %012d $E1) LR4/teacher/
 cp -r L/ckpt/student/step-$(printf %012d $MIDS) LR4/student/
