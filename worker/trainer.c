@@ -1701,19 +1701,29 @@ static int resume_log_get(rd_trainer *tr,
         rc = rd_err_set(&leb, RD_ERR_CORRUPT, "its record is of window %d", w);
     if (rc == RD_OK)
         return RD_OK;
-    char ph[64], at[64];
-    phase_text(tr, tr->rpos.epoch, tr->rpos.window, at, sizeof at);
+    // Where the checkpoint is: inside a phase, at the start of one, or at the end of the schedule
+    // (a teacher phases ahead of its students resends whole phases from any of them).
+    char ph[64], at[96], cur[64];
+    phase_text(tr, tr->rpos.epoch, tr->rpos.window, cur, sizeof cur);
+    if (tr->rpos.window >= (int32_t)tr->info->n_windows)
+        snprintf(at, sizeof at, "at the end of the schedule");
+    else
+        snprintf(at, sizeof at, "%s %s", tr->rpos.range_step > 0 ? "inside" : "at the start of",
+                 cur);
     phase_text(tr, epoch, window, ph, sizeof ph);
     int nf = rc == RD_ERR_NOTFOUND;
+    // Checkpoints at phase starts do not avoid the resend (a teacher phases ahead still sends
+    // whole phases again): only a log without the teacher's targets does (resume_common_start).
     return rd_err_set(eb, rc,
-                      "--resume: %s is inside %s, and the teacher sends its students again the "
+                      "--resume: %s is %s, and the teacher sends its students again the "
                       "targets it sent in %s before it, from distill.target_log %s: the "
                       "log %s record %llu (pass %u)%s%s (was it removed, or written by another "
-                      "run?); to resume from the start of a phase, take the checkpoints inside "
-                      "phases out of %s",
+                      "run?); to resume without them, name a distill.target_log that holds no "
+                      "targets of job '%s': the jobs in live distillation then resume from the "
+                      "newest phase start that they all have a checkpoint at under %s",
                       tr->resume_from, at, ph, tr->cfg->distill.target_log,
                       nf ? "holds no target of" : "has a bad target of", (unsigned long long)rec,
-                      pass, nf ? "" : ": ", nf ? "" : leb.msg, tr->resume_dir);
+                      pass, nf ? "" : ": ", nf ? "" : leb.msg, tr->job->name, tr->resume_dir);
 }
 
 // Does this job go through phases before its checkpoint's position, or resume inside one (a

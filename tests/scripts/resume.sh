@@ -497,6 +497,16 @@ rm -rf X3
 bad "teacher: --resume: LR2/teacher/step-[0-9]+ is inside batch epoch 1/2, .*distill.target_log .*OL/targets: the log holds no target of record [0-9]+ \(pass 0\)" \
     -n 3 "$RD" train other_log.yaml --out X3 --resume LR2
 [ ! -e X3/ckpt ] || fail "a refused live resume left checkpoints"
+# The teacher at the start of a phase, phases ahead of a student inside epoch 0 (so it resends
+# whole phases from the log): the message says where the checkpoint is, and its remedy is one
+# that works. Taking the checkpoints inside phases out (the advice before) still resends whole
+# phases; a target log without the teacher's targets makes the jobs resume from a common
+# phase start.
+root LR6 "$W1T" "$(awk '$2 == 0 && $4 > 0 {print $1}' spos | head -1)"
+rm -rf X3
+bad "teacher: --resume: LR6/teacher/step-$(printf %012d $W1T) is at the start of stream window 2/2, .*OL/targets: the log holds no target of record [0-9]+ \(pass 0\) .*; to resume without them, name a distill.target_log that holds no targets of job 'teacher'" \
+    -n 3 "$RD" train other_log.yaml --out X3 --resume LR6
+[ ! -e X3/ckpt ] || fail "a refused live resume left checkpoints"
 # Jobs of different rank counts in user order, the teacher sampling its records (so the two walk
 # their records in different orders and the teacher sends no target of some): the same, with the
 # teacher ahead inside epoch 1 and the student ahead inside window 1.
