@@ -363,6 +363,7 @@ static const ck_key model_keys[] = {
     K_BOOL(rd_model_config, "two_towers", two_towers, "false"),
     K_BOOL(rd_model_config, "layer_norm", layer_norm, "false"),
     K_CHOICE(rd_model_config, "activation", activation, activations, "relu"),
+    K_FLT(rd_model_config, "dropout", dropout, 0, 1, CK_EXCL_HI, "0"),
 };
 TABLE(model_desc, rd_model_config, model_keys);
 
@@ -1950,6 +1951,11 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             if ((rc = check_feature_field(cfg, &sf, v, p, fu->field)))
                 return rc;
         }
+        if (mc->dropout > 0.0f && mc->n_mlp == 0) {
+            snprintf(p, sizeof p, "models[%d].dropout", m);
+            return verr(v, p, "%g needs an mlp (it drops the backbone MLP's outputs)",
+                        (double)mc->dropout);
+        }
         const rd_seq_config *sq = &mc->seq;
         for (int k = 0; k < sq->n_stats; k++) {
             snprintf(p, sizeof p, "models[%d].seq.stats[%d]", m, k);
@@ -2119,6 +2125,11 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                     "model '%s' has seq.stats: a source model compresses one event and reads no "
                     "history",
                     src->name);
+    if (src && src->dropout > 0.0f)
+        return verr(v, "tokens.source_model",
+                    "model '%s' has dropout %g: the tokens a source model stores come from its "
+                    "training pass, which runs without dropout (set its dropout to 0)",
+                    src->name, (double)src->dropout);
     return RD_OK;
 }
 

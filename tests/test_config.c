@@ -1035,6 +1035,13 @@ static void test_errors_cross(void **state) {
                  "t.yaml:15:", "models[0].seq.stats_residual: needs seq.stats_feedback");
     expect_error(BASE "    tokens: {scheme: 2}\ntokens: {scheme: 2, source_model: m}\n",
                  "t.yaml:", "tokens.source_model: model 'm' reads instance tokens itself");
+    expect_error(BASE "    dropout: 0.2\n", "t.yaml:15:",
+                 "models[0].dropout: 0.2 needs an mlp (it drops the backbone MLP's outputs)");
+    expect_error(BASE "    mlp: [4]\n    dropout: 1\n", "t.yaml:16:", "models[0].dropout");
+    expect_error(BASE "    mlp: [4]\n    dropout: -0.1\n", "t.yaml:16:", "models[0].dropout");
+    expect_error(BASE "    mlp: [4]\n    dropout: 0.1\ntokens: {source_model: m}\n", "t.yaml:",
+                 "tokens.source_model: model 'm' has dropout 0.1: the tokens a source model "
+                 "stores come from its training pass");
     expect_error(BASE "    seq: {stats: [2]}\ntokens: {source_model: m}\n", "t.yaml:",
                  "tokens.source_model: model 'm' has seq.stats: a source model compresses one "
                  "event");

@@ -1195,15 +1195,22 @@ typedef struct mlp_ctx {
     rd_mlp_weights w;
     rd_mlp_acts a;
     int naive;
+    const rd_mlp_dropout *d; // NULL = the plain MLP
 } mlp_ctx;
 
 static double mlp_loss(void *p) {
     mlp_ctx *c = p;
-    if (c->naive)
+    if (c->d && c->naive)
+        rd_mlp_forward_dropout_naive(&c->a, c->d, c->inp, &c->w, &c->s, c->B);
+    else if (c->d)
+        rd_mlp_forward_dropout(&c->a, c->d, c->inp, &c->w, &c->s, c->B);
+    else if (c->naive)
         rd_mlp_forward_naive(&c->a, c->inp, &c->w, &c->s, c->B);
     else
         rd_mlp_forward(&c->a, c->inp, &c->w, &c->s, c->B);
-    return dotw(rd_mlp_output(&c->a, &c->s), c->wout, c->B * c->s.dims[c->s.n]);
+    const float *out =
+        c->d ? rd_mlp_output_dropout(&c->a, c->d, &c->s) : rd_mlp_output(&c->a, &c->s);
+    return dotw(out, c->wout, c->B * c->s.dims[c->s.n]);
 }
 
 static void test_mlp(void **state) {
@@ -1254,6 +1261,134 @@ static void test_mlp(void **state) {
         }
     }
     arena_free(&A);
+}
+
+// Dropout in the MLP: finite differences with fixed masks (layers 0 and 2 dropped, layer 1 not),
+// the naive twin, masks of all ones give the plain MLP bit for bit, and a dropped unit passes no
+// gradient to the layer below.
+static void test_mlp_dropout(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 14);
+    rd_rng r;
+    rd_rng_seed(&r, 31);
+    for (int last = 0; last < 2; last++) {
+        mlp_ctx c = {.s = {.n = 3,
+                           .dims = {6, 7, 5, 3},
+                           .act = RD_ACT_GELU,
+                           .act_last = last ? RD_ACT_SIGMOID : RD_ACT_NONE},
+                     .B = 4};
+        rd_mlp_weights dw;
+        mlp_alloc(&A, &r, &c.s, c.B, &c.w, &dw, &c.a);
+        rd_mlp_dropout d;
+        memset(&d, 0, sizeof d);
+        float *keep0 = take(&A, c.B * 7), *keep2 = take(&A, c.B * 3);
+        rd_dropout_mask(keep0, c.B * 7, 0.4f, 11 + (uint64_t)last);
+        rd_dropout_mask(keep2, c.B * 3, 0.4f, 12 + (uint64_t)last);
+        d.keep[0] = keep0;
+        d.keep[2] = keep2;
+        d.out[0] = take(&A, c.B * 7);
+        d.out[2] = take(&A, c.B * 3);
+        c.d = &d;
+        c.inp = rnd(&A, &r, c.B * 6, 1.0f);
+        c.wout = rnd(&A, &r, c.B * 3, 1.0f);
+        float *dinp = take(&A, c.B * 6);
+        rd_mlp_scratch sc = {take(&A, c.B * 7), take(&A, c.B * 7)};
+        mlp_loss(&c);
+        rd_mlp_backward_dropout(dinp, &dw, &sc, c.wout, c.inp, &c.a, &d, &c.w, &c.s, c.B);
+        fdt ts[] = {{"inp", c.inp, dinp, c.B * 6}, {"w0", c.w.w[0], dw.w[0], 42},
+                    {"b0", c.w.b[0], dw.b[0], 7},  {"w1", c.w.w[1], dw.w[1], 35},
+                    {"b1", c.w.b[1], dw.b[1], 5},  {"w2", c.w.w[2], dw.w[2], 15},
+                    {"b2", c.w.b[2], dw.b[2], 3}};
+        fd_check(&c, mlp_loss, ts, 7, "mlp with dropout");
+        // The output is the dropped one: 0 where the last layer's mask is 0.
+        const float *out = rd_mlp_output_dropout(&c.a, &d, &c.s);
+        assert_ptr_equal(out, d.out[2]);
+        int dropped = 0;
+        for (size_t k = 0; k < c.B * 3; k++)
+            if (keep2[k] == 0.0f) {
+                assert_true(out[k] == 0.0f);
+                dropped++;
+            }
+        assert_true(dropped > 0);
+        // A unit of layer 0 dropped on every example passes no gradient to w0's row of it.
+        for (size_t b = 0; b < c.B; b++)
+            keep0[b * 7 + 2] = 0.0f;
+        mlp_loss(&c);
+        memset(dinp, 0, c.B * 6 * sizeof(float));
+        for (size_t l = 0; l < c.s.n; l++) { // the weight gradients accumulate too
+            memset(dw.w[l], 0, c.s.dims[l + 1] * c.s.dims[l] * sizeof(float));
+            memset(dw.b[l], 0, c.s.dims[l + 1] * sizeof(float));
+        }
+        rd_mlp_backward_dropout(dinp, &dw, &sc, c.wout, c.inp, &c.a, &d, &c.w, &c.s, c.B);
+        for (size_t j = 0; j < 6; j++)
+            assert_true(dw.w[0][2 * 6 + j] == 0.0f);
+        assert_true(dw.b[0][2] == 0.0f);
+
+        // The naive twin: same output, same gradients.
+        float out_b[12], dinp_n[24];
+        memcpy(out_b, out, sizeof out_b);
+        c.naive = 1;
+        mlp_loss(&c);
+        assert_close(rd_mlp_output_dropout(&c.a, &d, &c.s), out_b, 12, NB_TOL,
+                     "mlp dropout out vs naive");
+        rd_mlp_weights dw_n, w_n;
+        rd_mlp_acts a_n;
+        mlp_alloc(&A, &r, &c.s, c.B, &w_n, &dw_n, &a_n);
+        memset(dinp_n, 0, sizeof dinp_n);
+        rd_mlp_backward_dropout_naive(dinp_n, &dw_n, &sc, c.wout, c.inp, &c.a, &d, &c.w, &c.s, c.B);
+        assert_close(dinp, dinp_n, c.B * 6, NB_TOL, "mlp dropout dinp vs naive");
+        for (size_t l = 0; l < c.s.n; l++) {
+            assert_close(dw.w[l], dw_n.w[l], c.s.dims[l + 1] * c.s.dims[l], NB_TOL,
+                         "mlp dropout dw vs naive");
+            assert_close(dw.b[l], dw_n.b[l], c.s.dims[l + 1], NB_TOL, "mlp dropout db vs naive");
+        }
+        c.naive = 0;
+
+        // Masks of rate 0 (all 1) give the plain MLP exactly.
+        rd_dropout_mask(keep0, c.B * 7, 0.0f, 5);
+        rd_dropout_mask(keep2, c.B * 3, 0.0f, 6);
+        mlp_loss(&c);
+        memcpy(out_b, rd_mlp_output_dropout(&c.a, &d, &c.s), sizeof out_b);
+        c.d = NULL;
+        mlp_loss(&c);
+        assert_memory_equal(out_b, rd_mlp_output(&c.a, &c.s), sizeof out_b);
+    }
+    arena_free(&A);
+}
+
+// rd_dropout_mask: the rate of zeros, the kept scale 1 / (1 - p), the same key the same mask.
+static void test_dropout_mask(void **state) {
+    (void)state;
+    enum { N = 200000 };
+    float *a = malloc(N * sizeof(float)), *b = malloc(N * sizeof(float));
+    assert_true(a && b);
+    const float rates[3] = {0.1f, 0.25f, 0.5f};
+    for (int i = 0; i < 3; i++) {
+        float p = rates[i];
+        rd_dropout_mask(a, N, p, 77);
+        size_t zeros = 0;
+        for (size_t k = 0; k < N; k++) {
+            if (a[k] == 0.0f)
+                zeros++;
+            else
+                assert_true(a[k] == 1.0f / (1.0f - p));
+        }
+        double frac = (double)zeros / N; // binomial std at most 0.0011
+        assert_true(fabs(frac - (double)p) < 0.006);
+        rd_dropout_mask(b, N, p, 77);
+        assert_memory_equal(a, b, N * sizeof(float));
+        rd_dropout_mask(b, N, p, 78);
+        size_t same = 0;
+        for (size_t k = 0; k < N; k++)
+            same += a[k] == b[k];
+        assert_true(same < N - N / 20); // another key, another mask
+    }
+    rd_dropout_mask(a, N, 0.0f, 3);
+    for (size_t k = 0; k < N; k++)
+        assert_true(a[k] == 1.0f);
+    free(a);
+    free(b);
 }
 
 typedef struct tt_ctx {
@@ -1367,6 +1502,8 @@ int main(void) {
         cmocka_unit_test(test_tblock),
         cmocka_unit_test(test_reqattn),
         cmocka_unit_test(test_mlp),
+        cmocka_unit_test(test_mlp_dropout),
+        cmocka_unit_test(test_dropout_mask),
         cmocka_unit_test(test_two_tower),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

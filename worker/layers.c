@@ -20,6 +20,7 @@
 #include "layers_internal.h"
 #include "rd/config.h"
 #include "rd/error.h"
+#include "rd/hash.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -1344,8 +1345,13 @@ float *rd_mlp_output(const rd_mlp_acts *acts, const rd_mlp_shape *s) {
     return acts->post[s->n - 1];
 }
 
+static const float *mlp_keep(const rd_mlp_dropout *d, size_t i) {
+    return d ? d->keep[i] : NULL;
+}
+
 static void mlp_forward(const kern *K,
                         const rd_mlp_acts *a,
+                        const rd_mlp_dropout *d,
                         const float *inp,
                         const rd_mlp_weights *w,
                         const rd_mlp_shape *s,
@@ -1353,13 +1359,22 @@ static void mlp_forward(const kern *K,
     RD_ASSERT(s->n >= 1 && s->n <= RD_MLP_MAX);
     const float *x = inp;
     for (size_t i = 0; i < s->n; i++) {
+        size_t N = B * s->dims[i + 1];
         K->linear_fwd(a->pre[i], x, w->w[i], w->b[i], B, s->dims[i], s->dims[i + 1]);
         int act = mlp_act_of(s, i);
         if (act == RD_ACT_NONE)
             RD_ASSERT(a->post[i] == a->pre[i]);
         else
-            rd_act_forward(a->post[i], a->pre[i], B * s->dims[i + 1], act);
+            rd_act_forward(a->post[i], a->pre[i], N, act);
         x = a->post[i];
+        const float *keep = mlp_keep(d, i);
+        if (keep) {
+            float *o = d->out[i];
+            RD_ASSERT(o && o != a->post[i]);
+            for (size_t k = 0; k < N; k++)
+                o[k] = a->post[i][k] * keep[k];
+            x = o;
+        }
     }
 }
 
@@ -1370,26 +1385,56 @@ static void mlp_backward(const kern *K,
                          const float *dout,
                          const float *inp,
                          const rd_mlp_acts *a,
+                         const rd_mlp_dropout *d,
                          const rd_mlp_weights *w,
                          const rd_mlp_shape *s,
                          size_t B) {
     RD_ASSERT(s->n >= 1 && s->n <= RD_MLP_MAX && sc->a != sc->b);
     RD_ASSERT(dout != sc->a && dout != sc->b);
-    const float *g = dout; // gradient of post[i]
+    const float *g = dout; // gradient of layer i's output (out[i] with dropout, else post[i])
     for (size_t i = s->n; i-- > 0;) {
         size_t N = B * s->dims[i + 1];
         int act = mlp_act_of(s, i);
+        const float *keep = mlp_keep(d, i);
+        float *buf = g == sc->a ? sc->b : sc->a;
         const float *dpre = g;
         if (act != RD_ACT_NONE) {
-            float *buf = g == sc->a ? sc->b : sc->a;
             act_backward_set(buf, g, a->pre[i], a->post[i], N, act);
+            dpre = buf;
+        }
+        if (keep) { // d pre = d out * keep * act'(pre): elementwise, so in either order
+            if (dpre == buf)
+                for (size_t k = 0; k < N; k++)
+                    buf[k] *= keep[k];
+            else
+                for (size_t k = 0; k < N; k++)
+                    buf[k] = g[k] * keep[k];
             dpre = buf;
         }
         // Hidden layers overwrite their scratch; the input gradient accumulates (+=).
         float *dx = i > 0 ? (dpre == sc->a ? sc->b : sc->a) : dinp;
-        K->linear_bwd(dx, dw->w[i], dw->b[i], dpre, i > 0 ? a->post[i - 1] : inp, w->w[i], B,
-                      s->dims[i], s->dims[i + 1], i == 0);
+        const float *x = inp;
+        if (i > 0)
+            x = mlp_keep(d, i - 1) ? d->out[i - 1] : a->post[i - 1];
+        K->linear_bwd(dx, dw->w[i], dw->b[i], dpre, x, w->w[i], B, s->dims[i], s->dims[i + 1],
+                      i == 0);
         g = dx;
+    }
+}
+
+float *
+rd_mlp_output_dropout(const rd_mlp_acts *acts, const rd_mlp_dropout *d, const rd_mlp_shape *s) {
+    RD_ASSERT(s->n >= 1 && s->n <= RD_MLP_MAX);
+    return mlp_keep(d, s->n - 1) ? d->out[s->n - 1] : acts->post[s->n - 1];
+}
+
+void rd_dropout_mask(float *keep, size_t n, float p, uint64_t key) {
+    RD_ASSERT(p >= 0.0f && p < 1.0f);
+    float scale = 1.0f / (1.0f - p);
+    double pd = (double)p;
+    for (size_t k = 0; k < n; k++) {
+        double u = (double)(rd_mix64(key + k) >> 11) * 0x1p-53;
+        keep[k] = u < pd ? 0.0f : scale;
     }
 }
 
@@ -1398,7 +1443,7 @@ void rd_mlp_forward(const rd_mlp_acts *acts,
                     const rd_mlp_weights *w,
                     const rd_mlp_shape *s,
                     size_t B) {
-    mlp_forward(&kern_blas, acts, inp, w, s, B);
+    mlp_forward(&kern_blas, acts, NULL, inp, w, s, B);
 }
 void rd_mlp_backward(float *dinp,
                      const rd_mlp_weights *dw,
@@ -1409,14 +1454,14 @@ void rd_mlp_backward(float *dinp,
                      const rd_mlp_weights *w,
                      const rd_mlp_shape *s,
                      size_t B) {
-    mlp_backward(&kern_blas, dinp, dw, scratch, dout, inp, acts, w, s, B);
+    mlp_backward(&kern_blas, dinp, dw, scratch, dout, inp, acts, NULL, w, s, B);
 }
 void rd_mlp_forward_naive(const rd_mlp_acts *acts,
                           const float *inp,
                           const rd_mlp_weights *w,
                           const rd_mlp_shape *s,
                           size_t B) {
-    mlp_forward(&kern_naive, acts, inp, w, s, B);
+    mlp_forward(&kern_naive, acts, NULL, inp, w, s, B);
 }
 void rd_mlp_backward_naive(float *dinp,
                            const rd_mlp_weights *dw,
@@ -1427,7 +1472,47 @@ void rd_mlp_backward_naive(float *dinp,
                            const rd_mlp_weights *w,
                            const rd_mlp_shape *s,
                            size_t B) {
-    mlp_backward(&kern_naive, dinp, dw, scratch, dout, inp, acts, w, s, B);
+    mlp_backward(&kern_naive, dinp, dw, scratch, dout, inp, acts, NULL, w, s, B);
+}
+void rd_mlp_forward_dropout(const rd_mlp_acts *acts,
+                            const rd_mlp_dropout *d,
+                            const float *inp,
+                            const rd_mlp_weights *w,
+                            const rd_mlp_shape *s,
+                            size_t B) {
+    mlp_forward(&kern_blas, acts, d, inp, w, s, B);
+}
+void rd_mlp_backward_dropout(float *dinp,
+                             const rd_mlp_weights *dw,
+                             const rd_mlp_scratch *scratch,
+                             const float *dout,
+                             const float *inp,
+                             const rd_mlp_acts *acts,
+                             const rd_mlp_dropout *d,
+                             const rd_mlp_weights *w,
+                             const rd_mlp_shape *s,
+                             size_t B) {
+    mlp_backward(&kern_blas, dinp, dw, scratch, dout, inp, acts, d, w, s, B);
+}
+void rd_mlp_forward_dropout_naive(const rd_mlp_acts *acts,
+                                  const rd_mlp_dropout *d,
+                                  const float *inp,
+                                  const rd_mlp_weights *w,
+                                  const rd_mlp_shape *s,
+                                  size_t B) {
+    mlp_forward(&kern_naive, acts, d, inp, w, s, B);
+}
+void rd_mlp_backward_dropout_naive(float *dinp,
+                                   const rd_mlp_weights *dw,
+                                   const rd_mlp_scratch *scratch,
+                                   const float *dout,
+                                   const float *inp,
+                                   const rd_mlp_acts *acts,
+                                   const rd_mlp_dropout *d,
+                                   const rd_mlp_weights *w,
+                                   const rd_mlp_shape *s,
+                                   size_t B) {
+    mlp_backward(&kern_naive, dinp, dw, scratch, dout, inp, acts, d, w, s, B);
 }
 
 // ---- Two towers
@@ -1435,7 +1520,7 @@ void rd_mlp_backward_naive(float *dinp,
 static void two_tower_forward(const kern *K, const rd_two_tower *t, const float *h, size_t B) {
     for (int i = 0; i < 2; i++) {
         RD_ASSERT(t->shape[i].dims[t->shape[i].n] == 1 && t->shape[i].act_last == RD_ACT_NONE);
-        mlp_forward(K, &t->acts[i], h, &t->w[i], &t->shape[i], B);
+        mlp_forward(K, &t->acts[i], NULL, h, &t->w[i], &t->shape[i], B);
     }
 }
 
@@ -1451,7 +1536,7 @@ static void two_tower_backward(const kern *K,
     const float *dz[2] = {dz_main, dz_aux};
     for (int i = 0; i < 2; i++)
         if (dz[i])
-            mlp_backward(K, dh, &dw[i], sc, dz[i], h, &t->acts[i], &t->w[i], &t->shape[i], B);
+            mlp_backward(K, dh, &dw[i], sc, dz[i], h, &t->acts[i], NULL, &t->w[i], &t->shape[i], B);
 }
 
 void rd_two_tower_forward(const rd_two_tower *t, const float *h, size_t B) {

@@ -17,6 +17,7 @@
 
 #include "rd/alloc.h"
 #include "rd/distill.h"
+#include "rd/hash.h"
 #include "rd/layers.h"
 #include "rd/log.h"
 #include "rd/rng.h"
@@ -134,7 +135,12 @@ struct rd__model_priv {
     rd_mlp_shape bb_shape;
     rd_mlp_weights bb_p, bb_g;
     rd_mlp_acts bb_a;
-    float *h; // (B, Hd) backbone output (points into the slab)
+    float p_drop;            // models[].dropout: rate on every backbone MLP layer's output
+    float *keep[RD_MLP_MAX]; // (B, mlp[i]) the masks of the last training forward
+    rd_mlp_dropout bb_drop;  // keep[i] set in a training forward, NULL in any other forward
+    int drop_on;             // 1 = the last forward ran with dropout
+    float *h; // (B, Hd) backbone output (points into the slab; the dropped one after a training
+              // forward with dropout)
     size_t Hd;
     float *dh; // (B, Hd)
 
@@ -450,6 +456,11 @@ static void layout(builder *bd) {
     if (p->has_mlp) {
         layout_mlp(bd, "backbone", &p->bb_shape, &p->bb_p, &p->bb_g, &p->bb_a, p->need_dbb);
         p->h = rd_mlp_output(&p->bb_a, &p->bb_shape);
+        if (p->p_drop > 0.0f)
+            for (size_t i = 0; i < p->bb_shape.n; i++) {
+                p->keep[i] = act(bd, B * p->bb_shape.dims[i + 1]);
+                p->bb_drop.out[i] = act(bd, B * p->bb_shape.dims[i + 1]);
+            }
         for (size_t i = 1; i <= p->bb_shape.n; i++)
             maxw = p->bb_shape.dims[i] > maxw ? p->bb_shape.dims[i] : maxw;
     } else {
@@ -575,6 +586,7 @@ static int validate(rd_model *m,
     m->max_batch = o->max_batch;
     m->n_numeric = o->n_numeric;
     m->two_towers = mc->two_towers ? 1 : 0;
+    m->dropout = mc->dropout;
     m->seq_table = -1;
 
     int item_table = -1;
@@ -704,6 +716,15 @@ static int validate(rd_model *m,
                           name);
     p->ln = mc->layer_norm ? 1 : 0;
     p->has_mlp = mc->n_mlp > 0;
+    if (!(mc->dropout >= 0.0f && mc->dropout < 1.0f))
+        return rd_err_set(eb, RD_ERR_CONFIG, "model '%s': dropout %g not in [0, 1)", name,
+                          (double)mc->dropout);
+    if (mc->dropout > 0.0f && !p->has_mlp)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "model '%s': dropout %g needs an mlp (it drops the backbone MLP's "
+                          "outputs)",
+                          name, (double)mc->dropout);
+    p->p_drop = mc->dropout;
     size_t Hd = W;
     if (p->has_mlp) {
         p->bb_shape = (rd_mlp_shape){.n = (size_t)mc->n_mlp, .act = p->act, .act_last = p->act};
@@ -1219,8 +1240,20 @@ static void forward_backbone(rd_model *m, const rd_batch *bt) {
                              p->W);
         x = p->bb_ln;
     }
-    if (p->has_mlp)
-        rd_mlp_forward(&p->bb_a, x, &p->bb_p, &p->bb_shape, B);
+    p->drop_on = 0;
+    if (p->has_mlp) {
+        // Dropout in training passes only: the masks are a function of the batch's key.
+        p->drop_on = p->p_drop > 0.0f && bt->dropout_key != 0;
+        for (size_t i = 0; i < p->bb_shape.n; i++) {
+            size_t N = B * p->bb_shape.dims[i + 1];
+            if (p->drop_on)
+                rd_dropout_mask(p->keep[i], N, p->p_drop,
+                                rd_mix64(bt->dropout_key ^ ((uint64_t)(i + 1) << 56)));
+            p->bb_drop.keep[i] = p->drop_on ? p->keep[i] : NULL;
+        }
+        rd_mlp_forward_dropout(&p->bb_a, &p->bb_drop, x, &p->bb_p, &p->bb_shape, B);
+        p->h = rd_mlp_output_dropout(&p->bb_a, &p->bb_drop, &p->bb_shape);
+    }
 }
 
 int rd_model_forward_hidden(
@@ -1516,7 +1549,8 @@ static void backward_backbone(rd_model *m, const rd_batch *bt) {
         float *dxb = p->need_dbb ? (p->ln ? p->dbb_ln : p->dbb_in) : NULL;
         if (dxb)
             memset(dxb, 0, B * p->W * sizeof(float));
-        rd_mlp_backward(dxb, &p->bb_g, &p->mlp_sc, p->dh, x, &p->bb_a, &p->bb_p, &p->bb_shape, B);
+        rd_mlp_backward_dropout(dxb, &p->bb_g, &p->mlp_sc, p->dh, x, &p->bb_a, &p->bb_drop,
+                                &p->bb_p, &p->bb_shape, B);
         dx = dxb;
     }
     if (!p->need_dbb) // numeric inputs only: nothing below the backbone learns

@@ -22,6 +22,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -444,7 +445,13 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: CRC mismatch (file damaged)", path);
         goto fail;
     }
-    if (mcs != sizeof(rd_model_config) || tcs != sizeof(rd_table_config) || nt == 0 ||
+    _Static_assert(offsetof(rd_model_config, dropout) + sizeof(float) == sizeof(rd_model_config),
+                   "models[].dropout must stay the last member of rd_model_config: bundles of "
+                   "the builds before it are read as its prefix");
+    // The model config of the builds before models[].dropout is this one's without its last
+    // member (dropout, appended at the end): read as such, with dropout 0 (a training setting).
+    int mc_old = mcs == (uint32_t)offsetof(rd_model_config, dropout);
+    if ((mcs != sizeof(rd_model_config) && !mc_old) || tcs != sizeof(rd_table_config) || nt == 0 ||
         nt > RD_MAX_TABLES) {
         rc = rd_err_set(eb, RD_ERR_VERSION,
                         "%s: written by a build with another config layout (model config %u "
@@ -461,7 +468,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     in_get(&b, in->job, RD_NAME_MAX);
     in_get(&b, in->model, RD_NAME_MAX);
     in->job[RD_NAME_MAX - 1] = in->model[RD_NAME_MAX - 1] = 0;
-    in_get(&b, &s->mc, sizeof s->mc);
+    memset(&s->mc, 0, sizeof s->mc);
+    in_get(&b, &s->mc, mcs);
     s->n_tables = (int)nt;
     for (uint32_t t = 0; t < nt; t++) {
         in_get(&b, &s->tc[t], sizeof s->tc[t]);

@@ -112,6 +112,8 @@ static uint64_t model_part(const rd_model_config *mc, uint64_t h) {
     h = rd_hash64(mc->tower, (size_t)mc->n_tower * sizeof mc->tower[0], h);
     h = rd_hash64(&mc->two_towers, sizeof mc->two_towers, h);
     h = rd_hash64(&mc->layer_norm, sizeof mc->layer_norm, h);
+    if (mc->dropout > 0.0f) // how it trains (a resume continues exactly): hashed when on
+        h = rd_hash64(&mc->dropout, sizeof mc->dropout, h);
     return rd_hash_str(mc->activation, h);
 }
 
@@ -268,7 +270,8 @@ config_mismatch(const char *dir, const rd_train_pos *ck, const rd_train_pos *run
             (unsigned long long)run->seed);
     if (ck->has_ident) {
         if (ck->model_hash != run->model_hash)
-            SAY("model '%s' differs (architecture, features, seq, tokens or towers)", run->model);
+            SAY("model '%s' differs (architecture, features, seq, tokens, towers or dropout)",
+                run->model);
         for (int t = 0; t < run->n_tables && t < RD_TRAIN_CKPT_TABLES; t++) {
             int c = table_index(ck, run->table[t]);
             if (c < 0)

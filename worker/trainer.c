@@ -188,6 +188,8 @@ struct rd_trainer {
                          // in the sampled space; evaluation and rd_trainer_score add this, so
                          // probabilities are those of the data every job reads
     uint64_t step;       // training steps taken (the teacher's target version)
+    uint64_t drop_seed;  // models[].dropout: the masks of step s on job rank r come from
+                         // rd_mix64(drop_seed + s * W + r); a paired twin (init_as) shares them
     char targets_path[RD_PATH_MAX + 64];
     // Checkpoints (rd/train_ckpt.h).
     char ckpt_root[RD_PATH_MAX]; // "" = none
@@ -518,6 +520,7 @@ int rd_trainer_create(const rd_comm *comm,
     };
     if ((rc = rd_model_create(tr->mcfg, &mo, &tr->model, eb)) != RD_OK)
         goto fail;
+    tr->drop_seed = rd_mix64(mo.seed ^ 0x64726f706f7574ull); // "dropout"
     if ((rc = resolve_features(tr, eb)) != RD_OK || (rc = check_job_classes(tr, eb)) != RD_OK)
         goto fail;
     // A job's sparse state and its checkpoints live on the PS: a model that reads no table (only
@@ -2208,10 +2211,19 @@ static int train_range(rd_trainer *tr,
             stage_batch(tr, cur, &bt);
             if ((rc = distill_get(tr, cur, &bt, eb)) != RD_OK)
                 return rc;
+            // A teacher with dropout sends the logit of its whole network (no mask), from a
+            // forward of this step's parameters before the update: one more forward a step.
+            int clean_targets = m->dropout > 0.0f && tr->n_snd > 0;
+            if (clean_targets && ((rc = rd_model_forward(m, &bt, eb)) != RD_OK ||
+                                  (rc = distill_emit(tr, cur, eb)) != RD_OK))
+                return rc;
+            if (m->dropout > 0.0f)
+                bt.dropout_key =
+                    rd_mix64(tr->drop_seed + tr->step * (uint64_t)W + (uint64_t)me) | 1;
             if ((rc = rd_model_forward(m, &bt, eb)) != RD_OK ||
                 (rc = check_loss(tr, cur, m->loss, eb)))
                 return rc;
-            if ((rc = distill_emit(tr, cur, eb)) != RD_OK)
+            if (!clean_targets && (rc = distill_emit(tr, cur, eb)) != RD_OK)
                 return rc;
             if ((rc = rd_model_backward(m, &bt, eb)) != RD_OK)
                 return rc;

@@ -460,6 +460,8 @@ typedef struct rd_model_config {
     int two_towers;           // 1 = main + auxiliary tower (distilled students); default 0
     int layer_norm;           // layer norm on the backbone input; default 0
     char activation[8];       // relu | gelu; default relu
+    float dropout;            // dropout rate on every backbone MLP layer's output while training,
+                              // in [0, 1); default 0 (needs an mlp)
 } rd_model_config;
 
 // ---------------------------------------------------------------------------------------------

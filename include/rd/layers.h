@@ -589,6 +589,59 @@ void rd_mlp_backward(float *dinp,
                      const rd_mlp_weights *w,
                      const rd_mlp_shape *s,
                      size_t B);
+/** Dropout inside an MLP (training passes only): keep[i] (B, dims[i + 1]) holds, per output of
+ *  layer i, 0 (dropped) or 1 / (1 - p) (kept, inverted dropout); out[i] (B, dims[i + 1]) receives
+ *  post[i] * keep[i], which is what the next layer (or the caller, rd_mlp_output_dropout) reads.
+ *  keep[i] NULL = no dropout on layer i. The backward multiplies the gradient of out[i] by keep[i]
+ *  before the activation's derivative, so the masks must be those of the forward. */
+typedef struct rd_mlp_dropout {
+    const float *keep[RD_MLP_MAX];
+    float *out[RD_MLP_MAX];
+} rd_mlp_dropout;
+
+/** rd_mlp_forward with dropout d (NULL = rd_mlp_forward). */
+void rd_mlp_forward_dropout(const rd_mlp_acts *acts,
+                            const rd_mlp_dropout *d,
+                            const float *inp,
+                            const rd_mlp_weights *w,
+                            const rd_mlp_shape *s,
+                            size_t B);
+/** rd_mlp_backward of an rd_mlp_forward_dropout with the same d; dout is d loss / d of the
+ *  output the forward gave (rd_mlp_output_dropout). */
+void rd_mlp_backward_dropout(float *dinp,
+                             const rd_mlp_weights *dw,
+                             const rd_mlp_scratch *scratch,
+                             const float *dout,
+                             const float *inp,
+                             const rd_mlp_acts *acts,
+                             const rd_mlp_dropout *d,
+                             const rd_mlp_weights *w,
+                             const rd_mlp_shape *s,
+                             size_t B);
+/** @return the output of an rd_mlp_forward_dropout: out[n - 1] when the last layer has dropout,
+ *  else post[n - 1]. */
+float *
+rd_mlp_output_dropout(const rd_mlp_acts *acts, const rd_mlp_dropout *d, const rd_mlp_shape *s);
+void rd_mlp_forward_dropout_naive(const rd_mlp_acts *acts,
+                                  const rd_mlp_dropout *d,
+                                  const float *inp,
+                                  const rd_mlp_weights *w,
+                                  const rd_mlp_shape *s,
+                                  size_t B);
+void rd_mlp_backward_dropout_naive(float *dinp,
+                                   const rd_mlp_weights *dw,
+                                   const rd_mlp_scratch *scratch,
+                                   const float *dout,
+                                   const float *inp,
+                                   const rd_mlp_acts *acts,
+                                   const rd_mlp_dropout *d,
+                                   const rd_mlp_weights *w,
+                                   const rd_mlp_shape *s,
+                                   size_t B);
+/** Fill keep (n) with dropout scales for rate p in [0, 1): element k is 0 when
+ *  rd_mix64(key + k) / 2^64 < p, else 1 / (1 - p). The same key gives the same mask (a resumed
+ *  or re-run step draws the same one). */
+void rd_dropout_mask(float *keep, size_t n, float p, uint64_t key);
 void rd_mlp_forward_naive(const rd_mlp_acts *acts,
                           const float *inp,
                           const rd_mlp_weights *w,

@@ -32,7 +32,9 @@
 //             adapter sigma(W x + b) (B, L, A) -> concat a label side-embedding (2, A) ->
 //             linear to C = A -> the same mean | din | transformer machinery -> (B, C).
 //   backbone: concat [x_req, numeric, seq vector, token vector] -> optional layer norm -> MLP
-//             (models[].mlp, activation after every layer) -> h.
+//             (models[].mlp, activation after every layer; with models[].dropout, inverted
+//             dropout on every layer's output in a forward whose batch carries a dropout_key)
+//             -> h.
 //   head:     one tower (models[].tower hidden layers, then a linear to one logit), or two
 //             towers that share no parameter (main + aux) on h when two_towers = 1.
 //   losses:   main = mean_b BCE(z_main, y). With two towers, aux = mean_b [BCE(z_aux, y) +
@@ -131,6 +133,7 @@ typedef struct rd_model {
     size_t n_numeric;
     size_t max_batch;
     int two_towers;
+    float dropout; // models[].dropout (applied only in a forward whose batch has a dropout_key)
 
     // Outputs of the last rd_model_forward (valid for its batch's B).
     float *logits_main;  // (max_batch)
@@ -184,6 +187,10 @@ typedef struct rd_batch {
     // compares logit(f_S(z_student)) with teacher_logits (= logit(f_S(z_teacher))), so both sides
     // are in the same calibrated space. NULL = identity (no sampling, or distill.debias off).
     const struct rd_debias *calib;
+    // Dropout (models[].dropout): a training forward passes a non-zero key, from which the
+    // masks are drawn (rd_dropout_mask; the same key gives the same masks, so a resumed step
+    // repeats them); 0 = no dropout (evaluation, scoring, serving, a teacher's targets).
+    uint64_t dropout_key;
 } rd_batch;
 
 /**
