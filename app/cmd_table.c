@@ -43,6 +43,8 @@ static void table_usage(FILE *out) {
             "                                         table's rows by an export of it (tsv or\n"
             "                                         bin, detected); --keys-of T: of table T,\n"
             "                                         when NAME has init_as: T in the config\n"
+            "                                         (the rows wait in a temporary file in\n"
+            "                                         $TMPDIR, else beside CKPT)\n"
             "  evict   CKPT --out DIR [--table NAME] [--older-than T] [--min-count N]\n"
             "                                         drop rows last seen before stream time T\n"
             "                                         or updated fewer than N times; pending\n"

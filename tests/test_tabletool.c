@@ -42,9 +42,12 @@
 #include "rd/tabletool.h"
 #include "rd/train_ckpt.h"
 
+#include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1321,6 +1324,123 @@ static void test_stream_export_changed_shard(void **state) {
     rd_tabletool_close(str);
 }
 
+// Entries of folder dir besides . and ..
+static int dir_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+// A streamed import keeps its rows in an unlinked temporary file ($TMPDIR, else the checkpoint's
+// parent folder): the round trip through it is exact (export, and the written checkpoint equals
+// the resident import's), nothing is left in the folder, and a folder that cannot take the file
+// (missing, or full: RLIMIT_FSIZE) is a clear error that leaves the table as it was.
+static void test_stream_import_spill(void **state) {
+    (void)state;
+    char src[300], tmpd[300], nodir[320], out_r[300], out_s[300], m1[340], m2[340];
+    path(src, sizeof src, "sp_src");
+    path(tmpd, sizeof tmpd, "sp_tmp");
+    path(out_r, sizeof out_r, "sp_out_r");
+    path(out_s, sizeof out_s, "sp_out_s");
+    snprintf(nodir, sizeof nodir, "%s/missing", tmpd);
+    assert_int_equal(mkdir(tmpd, 0755), 0);
+    make_ckpt(src, 3);
+    const char *old_tmp = getenv("TMPDIR");
+    char *saved = old_tmp ? strdup(old_tmp) : NULL;
+    rd_errbuf eb;
+    for (int t = 0; t < 2; t++) { // emb_a (Adam: two slots), emb_b (SGD)
+        rd_tabletool *res = open_tt(src);
+        size_t nb = 0;
+        char *bin = export_bytes(res, t, RD_TABLETOOL_BIN, &nb);
+        uint64_t rows0 = 0, pend0 = 0;
+        rd_tabletool_counts(res, t, &rows0, &pend0);
+        assert_true(rows0 > 0);
+        FILE *f = fmemopen(bin, nb, "rb");
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_import(res, t, f, "x.bin", NULL, &eb), RD_OK);
+        fclose(f);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_write(res, out_r, 0, &eb), RD_OK);
+        rd_tabletool_close(res);
+
+        setenv("TMPDIR", tmpd, 1);
+        rd_tabletool *str = open_stream(src);
+        f = fmemopen(bin, nb, "rb");
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_import(str, t, f, "x.bin", NULL, &eb), RD_OK);
+        fclose(f);
+        assert_int_equal(dir_entries(tmpd), 0); // unlinked at once
+        size_t n2 = 0;
+        char *again = export_bytes(str, t, RD_TABLETOOL_BIN, &n2);
+        assert_int_equal(n2, nb);
+        assert_memory_equal(again, bin, nb);
+        free(again);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_write(str, out_s, 0, &eb), RD_OK);
+        manifest_path(m1, sizeof m1, out_r);
+        manifest_path(m2, sizeof m2, out_s);
+        assert_true(same_file(m1, m2)); // the same shard CRCs, counters and totals
+        rd_tabletool_close(str);
+        assert_int_equal(rd_train_ckpt_rmtree(out_r, NULL), RD_OK);
+        assert_int_equal(rd_train_ckpt_rmtree(out_s, NULL), RD_OK);
+
+        // No folder for the file: refused, naming it; the table keeps its rows.
+        setenv("TMPDIR", nodir, 1);
+        str = open_stream(src);
+        f = fmemopen(bin, nb, "rb");
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_import(str, t, f, "x.bin", NULL, &eb), RD_ERR_IO);
+        fclose(f);
+        assert_non_null(strstr(eb.msg, "x.bin: cannot create the import's temporary file in"));
+        assert_non_null(strstr(eb.msg, nodir));
+        uint64_t rows1 = 0, pend1 = 0;
+        rd_tabletool_counts(str, t, &rows1, &pend1);
+        assert_true(rows1 == rows0 && pend1 == pend0);
+
+        // A full disk while the rows are written: refused, the table as it was, nothing left.
+        setenv("TMPDIR", tmpd, 1);
+        struct rlimit old, lim;
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        lim = old;
+        lim.rlim_cur = 64;
+        void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        f = fmemopen(bin, nb, "rb");
+        rd_errbuf_clear(&eb);
+        int rc = rd_tabletool_import(str, t, f, "x.bin", NULL, &eb);
+        fclose(f);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        signal(SIGXFSZ, prev);
+        assert_int_equal(rc, RD_ERR_IO);
+        assert_non_null(strstr(eb.msg, "writing the import's temporary file"));
+        rd_tabletool_counts(str, t, &rows1, &pend1);
+        assert_true(rows1 == rows0 && pend1 == pend0);
+        assert_int_equal(dir_entries(tmpd), 0);
+        rd_tabletool_close(str);
+        free(bin);
+    }
+    // A bad row is refused in the streamed import as in the resident one (same message).
+    static const char zero_key[] = "# table emb_b dim 3 slots 0 optimizer sgd rows 2\n"
+                                   "7\t5\t1\t0.1\t0.2\t0.3\n0\t5\t1\t0.1\t0.2\t0.3\n";
+    for (int k = 0; k < 2; k++) {
+        rd_tabletool *tt = k ? open_stream(src) : open_tt(src);
+        assert_int_equal(import_text(tt, 1, zero_key, sizeof zero_key - 1, &eb), RD_ERR_PARSE);
+        assert_non_null(strstr(eb.msg, "in.tsv: row 1 has key 0 (reserved)"));
+        rd_tabletool_close(tt);
+    }
+    assert_int_equal(dir_entries(tmpd), 0);
+    if (saved) {
+        setenv("TMPDIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("TMPDIR");
+    }
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/rd_test_tabletool_XXXXXX");
@@ -1344,6 +1464,7 @@ int main(void) {
         cmocka_unit_test(test_stream_mem_limit),
         cmocka_unit_test(test_stream_export_changed_shard),
         cmocka_unit_test(test_import_pending_only),
+        cmocka_unit_test(test_stream_import_spill),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -8,8 +8,8 @@
 // hands them out: serve, tests). rd_tabletool_open_stream keeps only what is needed to replay the
 // edits: it reads each shard once at open (CRC, records, counters), and afterwards every operation
 // reads the shards again one at a time and applies the edits made so far (evictions, imports) to
-// that shard only. Its peak memory is about one input shard plus one output shard, plus the rows
-// of an import, whatever P:
+// that shard only. Its peak memory is about one input shard plus one output shard, plus 16 bytes
+// a row of an import (its rows are spilled to a temporary file: rows_in), whatever P:
 //   - stats: two passes over the shards (the age histogram needs the newest row first);
 //   - export: a k-way merge of P cursors that read each shard's rows in key order from the map
 //     (rd_ckpt_cursor), so the rows come out sorted by key as they did from the sort of all rows;
@@ -685,19 +685,40 @@ static int export_resident(const rd_tabletool *tt, int table, exp_out *o, rd_err
     rd_free(ref);
     return exp_finish(o, ct, eb);
 }
-// Parsed rows of an import.
+// Parsed rows of an import. Resident (rd_tabletool_open): every field in memory. Streamed
+// (rd_tabletool_open_stream): the keys stay in memory, each row's last_seen, count and values go
+// to an unlinked temporary file (spill, spill_rec(nf) bytes a row, in input order), read back a
+// shard at a time through by_shard / shard_start: an import holds 16 to 24 bytes a row (key,
+// index, the key array's growth), not the rows.
 typedef struct rows_in {
     size_t n, cap, nf;
     uint64_t *key;
-    int64_t *ls;
-    uint64_t *count;
-    float *val;
+    int64_t *ls;     // resident only
+    uint64_t *count; // resident only
+    float *val;      // resident only
     size_t np, pcap; // pending admission counts
     pend_ref *pend;
     int has_pending;     // the file records pending counts (format version 2)
     const char *keys_of; // the table whose salt the keys must carry: the table's, or its init_as
     char *what;          // a recorded import (streamed): the file's name, for messages (owned)
+    // Checks of each row as it is read; the first failure is kept in chk and reported once the
+    // whole file has parsed (its format, a binary file's CRC, come first, as they always did).
+    rd_errbuf chk;
+    int chk_rc;
+    size_t dim;
+    int sq_slot;         // optimizer slot of sums of squares (never negative), -1 = none
+    const char *sq_name; // what that slot is, for messages
+    // Streamed: the spill file and the rows' order by shard.
+    FILE *spill;         // NULL = resident
+    size_t *by_shard;    // (n) row indices, shard by shard (rd_shard_of(key, P)), input order
+    size_t *shard_start; // (P + 1) rows of shard s: by_shard[shard_start[s] .. shard_start[s+1])
+    unsigned char *rec;  // (spill_rec(nf)) one row read back
 } rows_in;
+
+// Bytes of one spilled row: last_seen i64 | count u64 | nf floats.
+static size_t spill_rec(size_t nf) {
+    return 16 + nf * sizeof(float);
+}
 
 static void pend_push(rows_in *r, uint64_t key, int64_t ls, uint32_t c) {
     if (r->np == r->pcap) {
@@ -709,19 +730,80 @@ static void pend_push(rows_in *r, uint64_t key, int64_t ls, uint32_t c) {
     r->pend[r->np++].count = c;
 }
 
-static void rows_push(rows_in *r, uint64_t key, int64_t ls, uint64_t c, const float *v) {
+// Row r->n of the file: checked (key non-zero, values finite, sums of squares >= 0: the first
+// failure goes to r->chk), then kept. @return RD_OK, or RD_ERR_IO when the spill fails.
+static int rows_push(rows_in *r,
+                     uint64_t key,
+                     int64_t ls,
+                     uint64_t c,
+                     const float *v,
+                     const char *what,
+                     rd_errbuf *eb) {
+    size_t i = r->n;
+    if (!r->chk_rc && key == 0)
+        r->chk_rc = rd_err_set(&r->chk, RD_ERR_PARSE, "%s: row %zu has key 0 (reserved)", what, i);
+    for (size_t j = 0; !r->chk_rc && j < r->nf; j++)
+        if (!isfinite(v[j]))
+            r->chk_rc =
+                rd_err_set(&r->chk, RD_ERR_PARSE, "%s: row %zu (key %llu) has a non-finite value",
+                           what, i, (unsigned long long)key);
+    // Optimizer state the optimizer can hold: its sums of squared gradients (Adagrad's
+    // accumulator, Adam's v, FTRL's n) are >= 0; a negative one made the first update of the row
+    // NaN, reported at train time as a diverged optimizer.
+    for (size_t j = 0; !r->chk_rc && r->sq_slot >= 0 && j < r->dim; j++) {
+        size_t col = r->dim * (1 + (size_t)r->sq_slot) + j;
+        if (v[col] < 0)
+            r->chk_rc = rd_err_set(&r->chk, RD_ERR_PARSE,
+                                   "%s: row %zu (key %llu): value %zu of %zu after the count (%s, "
+                                   "coordinate %zu) is %g: a sum of squares, never negative",
+                                   what, i, (unsigned long long)key, col + 1, r->nf, r->sq_name, j,
+                                   (double)v[col]);
+    }
     if (r->n == r->cap) {
         r->cap = r->cap ? 2 * r->cap : 1024;
         r->key = rd_xrealloc(r->key, r->cap * sizeof *r->key);
-        r->ls = rd_xrealloc(r->ls, r->cap * sizeof *r->ls);
-        r->count = rd_xrealloc(r->count, r->cap * sizeof *r->count);
-        r->val = rd_xrealloc(r->val, r->cap * r->nf * sizeof *r->val);
+        if (!r->spill) {
+            r->ls = rd_xrealloc(r->ls, r->cap * sizeof *r->ls);
+            r->count = rd_xrealloc(r->count, r->cap * sizeof *r->count);
+            r->val = rd_xrealloc(r->val, r->cap * r->nf * sizeof *r->val);
+        }
     }
-    r->key[r->n] = key;
-    r->ls[r->n] = ls;
-    r->count[r->n] = c;
-    memcpy(r->val + r->n * r->nf, v, r->nf * sizeof *v);
+    r->key[i] = key;
+    if (r->spill) {
+        if (fwrite(&ls, 8, 1, r->spill) != 1 || fwrite(&c, 8, 1, r->spill) != 1 ||
+            fwrite(v, sizeof *v, r->nf, r->spill) != r->nf)
+            return rd_err_set(eb, RD_ERR_IO,
+                              "%s: row %zu: writing the import's temporary file: %s (TMPDIR "
+                              "names where it goes)",
+                              what, i, strerror(errno));
+    } else {
+        r->ls[i] = ls;
+        r->count[i] = c;
+        memcpy(r->val + i * r->nf, v, r->nf * sizeof *v);
+    }
     r->n++;
+    return RD_OK;
+}
+
+// Row i of an import: its last_seen, count and values (into r->rec when spilled: valid until
+// the next call).
+static int row_get(rows_in *r, size_t i, int64_t *ls, uint64_t *c, const float **v, rd_errbuf *eb) {
+    if (!r->spill) {
+        *ls = r->ls[i];
+        *c = r->count[i];
+        *v = r->val + i * r->nf;
+        return RD_OK;
+    }
+    size_t len = spill_rec(r->nf);
+    ssize_t got = pread(fileno(r->spill), r->rec, len, (off_t)(i * len));
+    if (got != (ssize_t)len)
+        return rd_err_set(eb, RD_ERR_IO, "%s: row %zu: reading the import's temporary file: %s",
+                          r->what ? r->what : "import", i,
+                          got < 0 ? strerror(errno) : "short read");
+    memcpy(ls, r->rec, 8);
+    memcpy(c, r->rec + 8, 8);
+    *v = (const float *)(const void *)(r->rec + 16);
+    return RD_OK;
 }
 
 static void rows_free(rows_in *r) {
@@ -730,6 +812,76 @@ static void rows_free(rows_in *r) {
     rd_free(r->count);
     rd_free(r->val);
     rd_free(r->pend);
+    rd_free(r->by_shard);
+    rd_free(r->shard_start);
+    rd_free(r->rec);
+    if (r->spill)
+        fclose(r->spill);
+    r->spill = NULL;
+}
+
+// An unlinked temporary file for the rows of a streamed import, in $TMPDIR when set, else
+// beside the checkpoint (its parent folder): the rows may not fit in memory, nor in a tmpfs /tmp.
+static int spill_open(const rd_tabletool *tt, const char *what, FILE **out, rd_errbuf *eb) {
+    char dir[RD_PATH_MAX];
+    const char *env = getenv("TMPDIR");
+    if (env && env[0]) {
+        snprintf(dir, sizeof dir, "%s", env);
+    } else {
+        snprintf(dir, sizeof dir, "%s", tt->dir);
+        size_t n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+            dir[--n] = 0;
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            snprintf(dir, sizeof dir, ".");
+        else if (slash == dir)
+            dir[1] = 0;
+        else
+            *slash = 0;
+    }
+    char path[RD_PATH_MAX + 32];
+    int n = snprintf(path, sizeof path, "%s/.rd-import-XXXXXX", dir);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return rd_err_set(eb, RD_ERR_RANGE, "%s: temporary folder path too long: %s", what, dir);
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return rd_err_set(eb, RD_ERR_IO,
+                          "%s: cannot create the import's temporary file in %s: %s (set TMPDIR "
+                          "to a folder with room for the rows)",
+                          what, dir, strerror(errno));
+    unlink(path); // gone with the last descriptor, whatever happens to this process
+    FILE *f = fdopen(fd, "w+b");
+    if (!f) {
+        int err = errno;
+        close(fd);
+        return rd_err_set(eb, RD_ERR_IO, "%s: temporary file: %s", what, strerror(err));
+    }
+    *out = f;
+    return RD_OK;
+}
+
+// The rows of a spilled import ordered by shard of P (counting sort, input order kept within a
+// shard), after the spill is flushed.
+static int spill_index(rows_in *r, uint32_t P, const char *what, rd_errbuf *eb) {
+    if (fflush(r->spill) != 0 || ferror(r->spill))
+        return rd_err_set(eb, RD_ERR_IO,
+                          "%s: writing the import's temporary file: %s (TMPDIR "
+                          "names where it goes)",
+                          what, strerror(errno));
+    r->shard_start = rd_xcalloc((size_t)P + 1, sizeof *r->shard_start);
+    r->by_shard = rd_xmalloc((r->n ? r->n : 1) * sizeof *r->by_shard);
+    r->rec = rd_xmalloc(spill_rec(r->nf));
+    for (size_t i = 0; i < r->n; i++)
+        r->shard_start[rd_shard_of(r->key[i], (int)P) + 1]++;
+    for (uint32_t s = 0; s < P; s++)
+        r->shard_start[s + 1] += r->shard_start[s];
+    size_t *pos = rd_xmalloc(((size_t)P + 1) * sizeof *pos);
+    memcpy(pos, r->shard_start, ((size_t)P + 1) * sizeof *pos);
+    for (size_t i = 0; i < r->n; i++)
+        r->by_shard[pos[rd_shard_of(r->key[i], (int)P)]++] = i;
+    rd_free(pos);
+    return RD_OK;
 }
 
 // Rows of table `from` offered to table `to`: refused. A row's key is rd_table_key(salt,
@@ -798,7 +950,7 @@ static int read_bin(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
         memcpy(&key, rr, 8);
         memcpy(&ls, rr + 8, 8);
         memcpy(&c, rr + 16, 8);
-        rows_push(r, key, ls, c, vals);
+        rc = rows_push(r, key, ls, c, vals, what, eb);
     }
     rd_free(vals);
     for (uint64_t i = 0; i < pending && rc == RD_OK; i++) {
@@ -990,7 +1142,8 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
                             what, lineno, r->nf);
             break;
         }
-        rows_push(r, key, ls, c, vals);
+        if ((rc = rows_push(r, key, ls, c, vals, what, eb)) != RD_OK)
+            break;
     }
     if (rc == RD_OK && ferror(f))
         rc = rd_err_set(eb, RD_ERR_IO, "%s: read error", what);
@@ -1123,8 +1276,9 @@ static int export_imported(const rd_tabletool *tt,
                            size_t from,
                            exp_out *o,
                            uint64_t *rows_out,
-                           uint64_t *pend_out) {
-    const rows_in *r = imp->in;
+                           uint64_t *pend_out,
+                           rd_errbuf *eb) {
+    rows_in *r = imp->in;
     row_ref *ref = rd_xmalloc((r->n ? r->n : 1) * sizeof *ref);
     for (size_t i = 0; i < r->n; i++) {
         ref[i].key = r->key[i];
@@ -1132,14 +1286,22 @@ static int export_imported(const rd_tabletool *tt,
         ref[i].idx = (uint32_t)i;
     }
     qsort(ref, r->n, sizeof *ref, cmp_ref);
+    int rc = RD_OK;
     for (size_t j = 0; j < r->n; j++) {
         size_t i = ref[j].idx;
-        if (gone_by_edits(tt, from, table, 0, r->ls[i], r->count[i]))
+        int64_t ls;
+        uint64_t c;
+        const float *v;
+        if ((rc = row_get(r, i, &ls, &c, &v, eb)) != RD_OK)
+            break;
+        if (gone_by_edits(tt, from, table, 0, ls, c))
             continue;
-        exp_row(o, r->key[i], r->ls[i], r->count[i], r->val + i * r->nf);
+        exp_row(o, r->key[i], ls, c, v);
         (*rows_out)++;
     }
     rd_free(ref);
+    if (rc != RD_OK)
+        return rc;
     pend_ref *p = rd_xmalloc((r->np ? r->np : 1) * sizeof *p);
     if (r->np)
         memcpy(p, r->pend, r->np * sizeof *p);
@@ -1177,7 +1339,7 @@ static int export_stream(rd_tabletool *tt, int table, exp_out *o, rd_errbuf *eb)
         return rc;
     exp_header(o, ct, n, np);
     if (imp) {
-        rc = export_imported(tt, table, imp, from, o, &rows_out, &pend_out);
+        rc = export_imported(tt, table, imp, from, o, &rows_out, &pend_out, eb);
     } else {
         for (int pending = 0; pending < 2 && rc == RD_OK; pending++) {
             merge m = m0;
@@ -1242,6 +1404,14 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
     if (res)
         memset(res, 0, sizeof *res);
     r.nf = (size_t)ct->dim * (1 + ct->slots);
+    r.dim = ct->dim;
+    r.sq_slot = ct->optim == RD_OPT_ADAGRAD                            ? 0
+                : ct->optim == RD_OPT_ADAM || ct->optim == RD_OPT_FTRL ? 1
+                                                                       : -1;
+    r.sq_name = ct->optim == RD_OPT_ADAGRAD ? "Adagrad accumulator"
+                : ct->optim == RD_OPT_ADAM  ? "Adam second moment v"
+                                            : "FTRL n";
+    rd_errbuf_clear(&r.chk);
     int c0 = fgetc(f);
     if (c0 == EOF) {
         int err = ferror(f) ? errno : 0; // a folder opens, and its first read fails (EISDIR)
@@ -1251,36 +1421,13 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
         return rd_err_set(eb, RD_ERR_PARSE, "%s: empty file", what);
     }
     ungetc(c0, f);
-    int rc = c0 == exp_magic[0] ? read_bin(f, ct, what, &r, eb) : read_tsv(f, ct, what, &r, eb);
-    // Keys: non-zero and unique (a key is a row or a pending count, never both); floats finite.
-    for (size_t i = 0; rc == RD_OK && i < r.n; i++) {
-        if (r.key[i] == 0)
-            rc = rd_err_set(eb, RD_ERR_PARSE, "%s: row %zu has key 0 (reserved)", what, i);
-        for (size_t j = 0; rc == RD_OK && j < r.nf; j++)
-            if (!isfinite(r.val[i * r.nf + j]))
-                rc = rd_err_set(eb, RD_ERR_PARSE, "%s: row %zu (key %llu) has a non-finite value",
-                                what, i, (unsigned long long)r.key[i]);
-    }
-    // Optimizer state the optimizer can hold: its sums of squared gradients (Adagrad's
-    // accumulator, Adam's v, FTRL's n) are >= 0; a negative one made the first update of the row
-    // NaN, reported at train time as a diverged optimizer.
-    int sq_slot = ct->optim == RD_OPT_ADAGRAD                            ? 0
-                  : ct->optim == RD_OPT_ADAM || ct->optim == RD_OPT_FTRL ? 1
-                                                                         : -1;
-    const char *sq_name = ct->optim == RD_OPT_ADAGRAD ? "Adagrad accumulator"
-                          : ct->optim == RD_OPT_ADAM  ? "Adam second moment v"
-                                                      : "FTRL n";
-    for (size_t i = 0; rc == RD_OK && sq_slot >= 0 && i < r.n; i++)
-        for (size_t j = 0; rc == RD_OK && j < ct->dim; j++) {
-            size_t col = (size_t)ct->dim * (1 + (size_t)sq_slot) + j;
-            float x = r.val[i * r.nf + col];
-            if (x < 0)
-                rc = rd_err_set(eb, RD_ERR_PARSE,
-                                "%s: row %zu (key %llu): value %zu of %zu after the count (%s, "
-                                "coordinate %zu) is %g: a sum of squares, never negative",
-                                what, i, (unsigned long long)r.key[i], col + 1, r.nf, sq_name, j,
-                                (double)x);
-        }
+    int rc = tt->stream ? spill_open(tt, what, &r.spill, eb) : RD_OK;
+    if (rc == RD_OK)
+        rc = c0 == exp_magic[0] ? read_bin(f, ct, what, &r, eb) : read_tsv(f, ct, what, &r, eb);
+    // Each row's checks (rows_push), once the file is whole; then the keys: unique (a key is a
+    // row or a pending count, never both).
+    if (rc == RD_OK && r.chk_rc)
+        rc = rd_err_set(eb, r.chk_rc, "%s", r.chk.msg);
     for (size_t i = 0; rc == RD_OK && i < r.np; i++)
         if (r.pend[i].key == 0 || r.pend[i].count == 0)
             rc =
@@ -1300,13 +1447,14 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
         rd_free(k);
     }
     // Only now touch the table: fresh shard tables (counters kept), then the rows and the
-    // Only now touch the table: fresh shard tables (counters kept), then the rows and the
     // pending counts. Resident: every shard now. Streamed: recorded, and applied to each shard as
-    // it is read (import_into); the rows stay in memory until rd_tabletool_close.
+    // it is read (import_into); the rows stay in the spill file until rd_tabletool_close.
     const uint32_t T = tt->man->n_tables, P = tt->man->n_shards;
     uint64_t dropped = 0;
     for (uint32_t s = 0; s < P; s++)
         dropped += tt->pend[(size_t)s * T + (size_t)table];
+    if (rc == RD_OK && tt->stream)
+        rc = spill_index(&r, P, what, eb);
     if (rc == RD_OK && tt->stream) {
         edit e;
         memset(&e, 0, sizeof e);
@@ -1391,8 +1539,9 @@ static int import_into(const rd_tabletool *tt,
                        const edit *e,
                        rd_errbuf *eb) {
     const rd_ckpt_table *ct = &tt->man->tables[e->table];
-    const rows_in *r = e->in;
+    rows_in *r = e->in;
     const int P = (int)tt->man->n_shards;
+    RD_ASSERT(r->spill && r->shard_start); // a streamed import (rd_tabletool_import_keys_of)
     rd_table_config tc;
     table_config(ct, &tc);
     rd_table *nt = NULL;
@@ -1404,11 +1553,17 @@ static int import_into(const rd_tabletool *tt,
     rd_table_set_counters(nt, &st);
     rd_table_destroy(tabs[e->table]);
     tabs[e->table] = nt;
-    for (size_t i = 0; rc == RD_OK && i < r->n; i++) {
-        if (rd_shard_of(r->key[i], P) != (int)s ||
-            (n_parts > 1 && rd_shard_of(r->key[i], n_parts) != part))
+    for (size_t j = r->shard_start[s]; rc == RD_OK && j < r->shard_start[s + 1]; j++) {
+        size_t i = r->by_shard[j];
+        RD_ASSERT(rd_shard_of(r->key[i], P) == (int)s);
+        if (n_parts > 1 && rd_shard_of(r->key[i], n_parts) != part)
             continue;
-        rc = rd_table_put(nt, r->key[i], r->val + i * r->nf, r->ls[i], r->count[i]);
+        int64_t ls;
+        uint64_t c;
+        const float *v;
+        if ((rc = row_get(r, i, &ls, &c, &v, eb)) != RD_OK)
+            break;
+        rc = rd_table_put(nt, r->key[i], v, ls, c);
         if (rc != RD_OK)
             rd_err_set(eb, rc, "%s: row %zu: %s", r->what, i, rd_strerror(rc));
     }

@@ -31,7 +31,8 @@
 //
 // Memory: rd_tabletool_open holds the whole checkpoint (one table per shard). A checkpoint opened
 // with rd_tabletool_open_stream holds about one input shard plus one output shard at any time,
-// plus the rows of an import, whatever the number of shards: open reads every shard once (CRC,
+// plus 16 bytes a row of an import (its rows wait in an unlinked temporary file in $TMPDIR, else
+// beside the checkpoint), whatever the number of shards: open reads every shard once (CRC,
 // records, counters, about one shard in memory); stats reads them twice more; export merges P
 // cursors that read each shard's rows in key order from its map, each after checking the shard's
 // CRC in its own read transaction (pages dropped after that pass and every 16 MiB,
@@ -42,8 +43,8 @@
 // with RD_ERR_NOMEM naming it, before it is read. Measured 2026-12-04 (2-core shared VM, Release,
 // `/usr/bin/time -v`) on a 3-shard checkpoint of 1.74 M rows, 274 MB: peak RSS before -> after:
 // stats 425 -> 211 MB, export 425 -> 256 MB, evict 741 -> 264 MB, compact 840 -> 304 MB, reshard to
-// 5 / 2 shards 794 / 945 -> 210 / 459 MB, import 840 -> 538 MB (docs/tools.md "Memory of the table
-// tools").
+// 5 / 2 shards 794 / 945 -> 210 / 459 MB, import 840 -> 538 MB (and 538 -> 329 MB with the
+// temporary file; docs/tools.md "Memory of the table tools").
 #ifndef RD_TABLETOOL_H
 #define RD_TABLETOOL_H
 
@@ -157,8 +158,10 @@ typedef struct rd_tabletool_imported {
  * be looked up), dim, slots, optimizer, the row and pending counts (a TSV's header line is
  * required), keys non-zero and unique, finite floats, the CRC of a binary file. An export of an
  * older build (format 1, no pending counts) still imports; the table then has no pending
- * counts, and `res->dropped` says how many it had. Streamed, the parsed rows are kept (in
- * memory, until rd_tabletool_close) and go to each shard as it is read.
+ * counts, and `res->dropped` says how many it had. Streamed, the parsed rows are kept (the
+ * keys in memory, the rest in an unlinked temporary file in $TMPDIR, else in the checkpoint's
+ * parent folder, until rd_tabletool_close) and go to each shard as it is read; a temporary file
+ * that cannot be made or written is RD_ERR_IO naming its folder, with the table unchanged.
  * @param[out] res  what was imported (may be NULL)
  * @return RD_OK, RD_ERR_PARSE (line N: what), RD_ERR_CORRUPT (binary CRC / size),
  *         RD_ERR_SCHEMA (another table, dim / slots / optimizer differ), RD_ERR_VERSION,

@@ -107,6 +107,13 @@ fi
 "$RD" table export imp --table s_item --out imp.tsv && cmp -s imp.tsv item.tsv || fail "bin round trip"
 "$RD" table import "$C" --table s_item --in item.tsv --out imp2 >/dev/null || fail "import tsv"
 "$RD" table export imp2 --table s_item --out imp2.tsv && cmp -s imp2.tsv item.tsv || fail "tsv round trip"
+# The rows wait in a temporary file in $TMPDIR: a folder that is not there is refused by name,
+# and no checkpoint is written.
+TMPDIR="$PWD/no_such_dir" "$RD" table import "$C" --table s_item --in item.tsv --out impx >o 2>e &&
+    fail "import with a missing TMPDIR succeeded"
+grep -q "item.tsv: cannot create the import's temporary file in $PWD/no_such_dir" e ||
+    fail "missing TMPDIR: $(cat e)"
+[ ! -e impx ] || fail "a refused import left impx"
 # Editing a value through TSV shows up in the new checkpoint and only there.
 awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$4="0.5"} {print}' item.tsv > edit.tsv
 "$RD" table import "$C" --table s_item --in edit.tsv --out imp3 >/dev/null || fail "import edit"
