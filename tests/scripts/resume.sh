@@ -421,6 +421,28 @@ t = json.load(open(sys.argv[2] + "/student.targets.json"))
 assert t["duplicates"] == int(sys.argv[3]), (t, sys.argv[3])
 PY
 done
+# The same with a join table smaller than the teacher's lead: distill.max_in_flight 2 x batch 64
+# takes 128 targets a student rank, and the teacher, done, is three phases (3,600 targets) ahead
+# of a student at the start of epoch 1 or inside it: its resend waits for the student's credits
+# as its training did. The transport settings change no result: the resumes end as L, nothing late or missing.
+sed -e 's|wait_ms: 600000}|wait_ms: 600000, max_in_flight: 2, batch: 64}|' live.yaml > small.yaml
+grep -q "max_in_flight: 2, batch: 64}" small.yaml || fail "could not write small.yaml"
+for pair in "$TF $MIDS" "$TF $E1"; do
+    set -- $pair
+    root LR "$1" "$2"
+    rm -rf X4
+    run -n 3 "$RD" train small.yaml --out X4 --resume LR >X4.out 2>X4.err ||
+        fail "live resume $pair, small join table: $(cat X4.err)"
+    same_as_L X4 "live resume $pair, small join table" LR
+    S=$2 P0=$(phase_start "$2")
+    CONSUMED=$(($(trained L/ckpt/student/step-$(printf %012d $S)) - $(trained L/ckpt/student/step-$(printf %012d $P0))))
+    python3 - X4 "$CONSUMED" <<'PY' || fail "live resume $pair, small join table: targets"
+import json, sys
+t = json.load(open(sys.argv[1] + "/student.targets.json"))
+assert t["missing"] == 0 and t["late"] == 0 and t["unused"] == 0, t
+assert t["duplicates"] == int(sys.argv[2]) and t["joined"] > 0, (t, sys.argv[2])
+PY
+done
 # Each job says what it goes through before its checkpoint (the last pair: the student, done,
 # goes through epoch 1 and both windows with the teacher).
 grep -q "\[student\] a job in live distillation resumes in batch epoch 2/2: the student first goes through batch epoch 2/2 to stream window 2/2 with its teacher, dropping their targets" X3.out ||
