@@ -443,6 +443,95 @@ assert t["missing"] == 0 and t["late"] == 0 and t["unused"] == 0, t
 assert t["duplicates"] == int(sys.argv[2]) and t["joined"] > 0, (t, sys.argv[2])
 PY
 done
+# Two pairs in one launch (teacher -> student, teacher2 -> student2), each job resumed from its
+# own newest checkpoint in a different phase: all four begin at the earliest phase of them all
+# (inside epoch 1: the teachers resend from its start), and every job ends as in the
+# uninterrupted launch; each student drops, as duplicates, exactly what it trained on from that
+# phase's start to its checkpoint.
+cat > pairs.yaml <<YAML
+run: {name: tl, seed: 7}
+cluster:
+  ps_ranks: 1
+  jobs:
+    - {name: teacher, role: teacher, model: teacher}
+    - {name: student, role: student, model: student, distill: true, teacher: teacher}
+    - {name: teacher2, role: teacher, model: teacher2}
+    - {name: student2, role: student, model: student2, distill: true, teacher: teacher2}
+data:
+  source: synthetic
+  dir: $TMP/data_replay
+  history_max: 8
+  synthetic: {events: 4000, users: 40, items: 200, topics: 4, dim: 4}
+  split: {batch_fraction: 0.7, holdout_fraction: 0.1, stream_windows: 2}
+ps:
+  checkpoint_every: 20
+  checkpoint_keep: 100
+  tables:
+    - {name: t_emb, dim: 8}
+    - {name: s_emb, dim: 4}
+    - {name: t2_emb, dim: 8}
+    - {name: s2_emb, dim: 4}
+models:
+  - name: teacher
+    features:
+      - {field: user, table: t_emb}
+      - {field: item, table: t_emb}
+    mlp: [16]
+  - name: student
+    features:
+      - {field: user, table: s_emb}
+      - {field: item, table: s_emb}
+    mlp: [8]
+    two_towers: true
+  - name: teacher2
+    features:
+      - {field: user, table: t2_emb}
+      - {field: item, table: t2_emb}
+    mlp: [12]
+  - name: student2
+    features:
+      - {field: user, table: s2_emb}
+      - {field: item, table: s2_emb}
+    mlp: [6]
+    two_towers: true
+train: {batch_size: 64, epochs: 2}
+distill: {target_log: $TMP/targets2, wait_ms: 600000}
+output: {plot: false, progress_every_s: 0}
+YAML
+run -n 5 "$RD" train pairs.yaml --out L2 >L2.out 2>L2.err || fail "two pairs: $(cat L2.err)"
+for j in teacher student student2 teacher2; do
+    positions L2/ckpt/$j | cmp -s - tpos || fail "two pairs: job $j has another schedule than L's"
+done
+rm -rf PR && mkdir PR
+for js in "teacher $TF" "student $MIDS" "teacher2 $MIDW" "student2 $W1T"; do
+    set -- $js
+    mkdir -p PR/$1
+    for st in $(awk -v w="$2" '$1 <= w {print $1}' tpos); do cp -r L2/ckpt/$1/step-$(printf %012d $st) PR/$1/; done
+done
+rm -rf X6
+run -n 5 "$RD" train pairs.yaml --out X6 --resume PR >X6.out 2>X6.err || fail "two pairs resume: $(cat X6.err)"
+for j in teacher student teacher2 student2; do
+    LF="$(ls -d L2/ckpt/$j/step-* | tail -1)"
+    XF="X6/ckpt/$j/$(basename "$LF")"
+    [ -e "$XF" ] || XF="PR/$j/$(basename "$LF")" # a job resumed from its final checkpoint
+    cmp -s "$LF/dense.bin" "$XF/dense.bin" && cmp -s "$LF/MANIFEST" "$XF/MANIFEST" ||
+        fail "two pairs resume: job $j differs from the uninterrupted launch"
+done
+for j in student student2; do
+    cut -d, -f1-7 L2/$j.metrics.csv > a.csv && cut -d, -f1-7 X6/$j.metrics.csv > b.csv
+    cmp -s a.csv b.csv || fail "two pairs resume: $j metrics differ: $(diff a.csv b.csv)"
+done
+P0=$(phase_start "$MIDS")
+for js in "student $MIDS" "student2 $W1T"; do
+    set -- $js
+    CONSUMED=$(($(trained L2/ckpt/$1/step-$(printf %012d $2)) - $(trained L2/ckpt/$1/step-$(printf %012d $P0))))
+    python3 - X6/$1.targets.json "$CONSUMED" <<'PY' || fail "two pairs resume: $1 targets"
+import json, sys
+t = json.load(open(sys.argv[1]))
+assert t["missing"] == 0 and t["late"] == 0 and t["unused"] == 0, t
+assert t["duplicates"] == int(sys.argv[2]) and t["joined"] > 0, (t, sys.argv[2])
+PY
+done
 # Each job says what it goes through before its checkpoint (the last pair: the student, done,
 # goes through epoch 1 and both windows with the teacher).
 grep -q "\[student\] a job in live distillation resumes in batch epoch 2/2: the student first goes through batch epoch 2/2 to stream window 2/2 with its teacher, dropping their targets" X3.out ||
