@@ -81,4 +81,14 @@ run -n 3 "$RD" train "$TMP/half.yaml" --out "$TMP/half" >"$TMP/out" 2>"$TMP/err"
     fail "run with the job's init_as only: $(cat "$TMP/err")"
 ! diff -q <(rows "$TMP/half/a.metrics.csv") <(rows "$TMP/half/b.metrics.csv") >/dev/null ||
     fail "the job's init_as alone made the tables start alike"
+# With dropout in both models the twins draw the same masks (the key comes from the init_as
+# name), so they stay alike; a job that is no twin draws its own.
+sed 's/^    mlp: \[8\]$/    mlp: [8]\n    dropout: 0.25/' "$TMP/twin.yaml" >"$TMP/drop.yaml"
+[ "$(grep -c 'dropout: 0.25' "$TMP/drop.yaml")" = 2 ] || fail "could not write the dropout config"
+run -n 3 "$RD" train "$TMP/drop.yaml" --out "$TMP/drop" >"$TMP/out" 2>"$TMP/err" ||
+    fail "twins with dropout: $(cat "$TMP/err")"
+diff <(rows "$TMP/drop/a.metrics.csv") <(rows "$TMP/drop/b.metrics.csv") >"$TMP/diff" ||
+    fail "twins with dropout differ: $(cat "$TMP/diff")"
+! diff -q <(rows "$TMP/twin/a.metrics.csv") <(rows "$TMP/drop/a.metrics.csv") >/dev/null ||
+    fail "dropout 0.25 changed nothing"
 echo "twin_init: OK"
