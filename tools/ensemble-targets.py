@@ -173,6 +173,16 @@ def main(argv):
             if r[k][1] != w:
                 die("%s: sample %d is in stream window %d, in %s window %d: not one data split"
                     % (p, int.from_bytes(k[8:16], "big"), r[k][1], logs[0], w))
+    # --data is checked before OUT is written: a failure leaves no OUT (a run that stopped
+    # after writing it would block its own rerun with "OUT exists").
+    lab = stream = None
+    if data is not None:
+        lab = labels(data)
+        stream = [k for k in common if recs[0][k][1] >= 0]
+        miss = [k for k in stream if int.from_bytes(k[8:16], "big") not in lab]
+        if miss:
+            die("%s: sample %d of the logs is not a record of this dataset"
+                % (data, int.from_bytes(miss[0][8:16], "big")))
     meta_head, meta_kv = dump(logs[0], "meta")
     head, _ = dump(logs[0], "targets")
     # The header (its lines up to HEADER=END) with a map size for the records.
@@ -190,9 +200,9 @@ def main(argv):
     for kh, vh in meta_kv:
         mlines += [" " + kh, " " + vh]
     mlines.append("DATA=END")
-    tmp = tempfile.mkdtemp(prefix=".ensemble-", dir=parent)
-    done = False
+    tmp, done = None, False
     try:
+        tmp = tempfile.mkdtemp(prefix=".ensemble-", dir=parent)
         for db, text in (("targets", lines), ("meta", mlines)):
             p = subprocess.run(["mdb_load", "-s", db, tmp], input="\n".join(text) + "\n",
                                capture_output=True, text=True)
@@ -206,7 +216,7 @@ def main(argv):
     except (OSError, RuntimeError) as e:
         die("writing %s: %s" % (out, e))
     finally:  # also when die() exits: no half-written folder is left
-        if not done:
+        if not done and tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     print("%s: %d records, the mean of %d logs (%s)" % (out, len(common), len(logs),
                                                        ", ".join(logs)))
@@ -214,12 +224,6 @@ def main(argv):
     if left:
         print("  %d records of single logs left out (not in every log)" % left)
     if data is not None:
-        lab = labels(data)
-        stream = [k for k in common if recs[0][k][1] >= 0]
-        miss = [k for k in stream if int.from_bytes(k[8:16], "big") not in lab]
-        if miss:
-            die("%s: sample %d of the logs is not a record of this dataset"
-                % (data, int.from_bytes(miss[0][8:16], "big")))
         if not stream:
             print("  no stream-window record: no AUC to print")
             return

@@ -121,5 +121,24 @@ mdb_dump -s targets a/targets | awk '/^HEADER=END/ { b = 1; print; next }
     mdb_load -s targets D 2>/dev/null || fail "could not write the damaged log"
 bad "a damaged record" "D: sample [0-9]+ pass [0-9]+: CRC mismatch" X5 a/targets D
 [ ! -e X5 ] || fail "a failed run left X5"
+# --data is checked before OUT is written: a folder that is no dataset, or no PyYAML, exits 2
+# and leaves no OUT (it used to write OUT first, then fail: the rerun then found "OUT exists").
+python3 "$T" --data nodata X6 a/targets b/targets >bad.out 2>bad.err
+rc=$?
+[ $rc -eq 2 ] || fail "--data nodata: exit $rc, not 2: $(cat bad.out bad.err)"
+grep -q "nodata/meta.yaml: not a prepared dataset's meta.yaml" bad.err || fail "--data nodata: $(cat bad.err)"
+[ ! -e X6 ] || fail "a failed --data left X6"
+mkdir noyaml && echo 'raise ImportError("no PyYAML here")' >noyaml/yaml.py
+PYTHONPATH="$TMP/noyaml" python3 "$T" --data data X7 a/targets b/targets >bad.out 2>bad.err
+rc=$?
+[ $rc -eq 2 ] || fail "--data without PyYAML: exit $rc, not 2: $(cat bad.out bad.err)"
+grep -q "^ensemble-targets.py: --data needs PyYAML" bad.err || fail "--data without PyYAML: $(cat bad.err)"
+[ ! -e X7 ] || fail "--data without PyYAML left X7"
+# OUT in a folder where nothing can be made: one line and exit 2, not a traceback.
+python3 "$T" /proc/X8 a/targets b/targets >bad.out 2>bad.err
+rc=$?
+[ $rc -eq 2 ] || fail "OUT in /proc: exit $rc, not 2: $(cat bad.out bad.err)"
+grep -q "^ensemble-targets.py: writing /proc/X8: " bad.err && ! grep -q Traceback bad.err ||
+    fail "OUT in /proc: $(cat bad.err)"
 ls -a | grep -q "^\.ensemble-" && fail "a temporary folder was left: $(ls -a)"
 echo "ensemble_targets.sh: ok"
