@@ -821,7 +821,8 @@ static void rows_free(rows_in *r) {
 }
 
 // An unlinked temporary file for the rows of a streamed import, in $TMPDIR when set, else
-// beside the checkpoint (its parent folder): the rows may not fit in memory, nor in a tmpfs /tmp.
+// beside the checkpoint (its parent folder): the rows may not fit in memory, nor in a tmpfs /tmp;
+// /tmp only when that folder refuses the file (no permission, read-only).
 static int spill_open(const rd_tabletool *tt, const char *what, FILE **out, rd_errbuf *eb) {
     char dir[RD_PATH_MAX];
     const char *env = getenv("TMPDIR");
@@ -845,15 +846,31 @@ static int spill_open(const rd_tabletool *tt, const char *what, FILE **out, rd_e
     if (n < 0 || (size_t)n >= sizeof path)
         return rd_err_set(eb, RD_ERR_RANGE, "%s: temporary folder path too long: %s", what, dir);
     int fd = mkstemp(path);
+    int err = errno;
+    // TMPDIR unset and the checkpoint's folder refuses the file (a read-only checkpoint, or one
+    // of another user: an import only reads it, and before the spill needed no write there):
+    // the system's temporary folder, as the rows' memory was before.
+    int fallback = fd < 0 && !(env && env[0]) && (err == EACCES || err == EPERM || err == EROFS);
+    int err2 = 0;
+    if (fallback) {
+        snprintf(path, sizeof path, "/tmp/.rd-import-XXXXXX");
+        fd = mkstemp(path);
+        err2 = errno;
+    }
+    if (fd < 0 && fallback)
+        return rd_err_set(eb, RD_ERR_IO,
+                          "%s: cannot create the import's temporary file in %s (%s) nor in /tmp "
+                          "(%s): set TMPDIR to a folder with room for the rows",
+                          what, dir, strerror(err), strerror(err2));
     if (fd < 0)
         return rd_err_set(eb, RD_ERR_IO,
                           "%s: cannot create the import's temporary file in %s: %s (set TMPDIR "
                           "to a folder with room for the rows)",
-                          what, dir, strerror(errno));
+                          what, dir, strerror(err));
     unlink(path); // gone with the last descriptor, whatever happens to this process
     FILE *f = fdopen(fd, "w+b");
     if (!f) {
-        int err = errno;
+        err = errno;
         close(fd);
         return rd_err_set(eb, RD_ERR_IO, "%s: temporary file: %s", what, strerror(err));
     }

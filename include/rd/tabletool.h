@@ -160,7 +160,7 @@ typedef struct rd_tabletool_imported {
  * older build (format 1, no pending counts) still imports; the table then has no pending
  * counts, and `res->dropped` says how many it had. Streamed, the parsed rows are kept (the
  * keys in memory, the rest in an unlinked temporary file in $TMPDIR, else in the checkpoint's
- * parent folder, until rd_tabletool_close) and go to each shard as it is read; a temporary file
+ * parent folder, or /tmp when that folder refuses it, until rd_tabletool_close) and go to each shard as it is read; a temporary file
  * that cannot be made or written is RD_ERR_IO naming its folder, with the table unchanged.
  * @param[out] res  what was imported (may be NULL)
  * @return RD_OK, RD_ERR_PARSE (line N: what), RD_ERR_CORRUPT (binary CRC / size),

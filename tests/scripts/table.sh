@@ -114,6 +114,19 @@ TMPDIR="$PWD/no_such_dir" "$RD" table import "$C" --table s_item --in item.tsv -
 grep -q "item.tsv: cannot create the import's temporary file in $PWD/no_such_dir" e ||
     fail "missing TMPDIR: $(cat e)"
 [ ! -e impx ] || fail "a refused import left impx"
+# Without TMPDIR the file goes beside the checkpoint; a checkpoint in a folder this user cannot
+# write (read-only, another user's) only is read, so its import still works: the file goes to
+# /tmp (it used to fail naming the folder). As root: the import runs as nobody.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null &&
+    setpriv --reuid 65534 --regid 65534 --clear-groups test -x "$RD"; then
+    mkdir ro rw && cp -r "$C" ro/ck && cp item.tsv rw/ || fail "could not copy the checkpoint"
+    chmod 755 "$TMP" ro && chmod -R a+rX ro rw/item.tsv && chmod 777 rw
+    (cd rw && env -u TMPDIR setpriv --reuid 65534 --regid 65534 --clear-groups \
+        "$RD" table import "$TMP/ro/ck" --table s_item --in item.tsv --out "$TMP/rw/imp_ro") >o 2>e ||
+        fail "import of a checkpoint whose folder is read-only to the user: $(cat e)"
+    "$RD" table export rw/imp_ro --table s_item --out - | cmp -s - item.tsv || fail "read-only folder round trip"
+    chmod 700 "$TMP"
+fi
 # Editing a value through TSV shows up in the new checkpoint and only there.
 awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$4="0.5"} {print}' item.tsv > edit.tsv
 "$RD" table import "$C" --table s_item --in edit.tsv --out imp3 >/dev/null || fail "import edit"
