@@ -14,8 +14,10 @@
 #include "rd/error.h"
 #include "rd/hash.h"
 #include "rd/log.h"
+#include "rd/numfmt.h"
 #include "rd/rng.h"
 
+#include <float.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -565,6 +567,72 @@ static void test_cgroup_limit(void **state) {
     assert_int_equal(system(cmd), 0);
 }
 
+// rd_fmt_float9 writes what snprintf("%.9g") writes, byte for byte, and it reads back as the same
+// float: the edges (zeros, subnormals, the largest float, powers of 2 and of 10 with their
+// neighbours, the fixed / exponent boundaries, exact ties such as 1562.515625), every 4099th bit
+// pattern and a million random ones.
+static int fmt_check(uint32_t bits, long *fallback_free) {
+    float x;
+    memcpy(&x, &bits, 4);
+    char a[RD_FMT_FLOAT_MAX], b[RD_FMT_FLOAT_MAX];
+    size_t na = rd_fmt_float9(x, a), nb = rd_fmt_float9_naive(x, b);
+    if (na != nb || strcmp(a, b) != 0) {
+        print_error("bits 0x%08x: '%s' (fast) but '%s' (snprintf)\n", bits, a, b);
+        return 1;
+    }
+    if (isfinite(x)) {
+        float y = strtof(a, NULL);
+        uint32_t yb;
+        memcpy(&yb, &y, 4);
+        if (yb != bits) {
+            print_error("bits 0x%08x: '%s' reads back as 0x%08x\n", bits, a, yb);
+            return 1;
+        }
+        (*fallback_free)++;
+    }
+    return 0;
+}
+
+static void test_fmt_float9(void **state) {
+    (void)state;
+    long n = 0;
+    int bad = 0;
+    const float edge[] = {0.0f,         -0.0f,     FLT_MIN,     -FLT_MIN,    FLT_MAX,   -FLT_MAX,
+                          1.0f,         -1.0f,     0.1f,        1e-5f,       9.999e-5f, 1e-4f,
+                          0.0001f,      1e9f,      999999999.f, 123456789.f, 1e8f,      99999999.f,
+                          1562.515625f, 0.5f,      2.5f,        1e-45f,      3e38f,     16777217.f,
+                          INFINITY,     -INFINITY, NAN};
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
+        uint32_t bits;
+        memcpy(&bits, &edge[i], 4);
+        bad += fmt_check(bits, &n);
+    }
+    for (uint32_t bits = 0; bits < 0x100; bits++) // the smallest subnormals
+        bad += fmt_check(bits, &n);
+    for (int k = -149; k <= 127; k++) { // powers of 2 and their neighbours
+        float x = ldexpf(1.0f, k);
+        uint32_t bits;
+        memcpy(&bits, &x, 4);
+        for (int dlt = -2; dlt <= 2; dlt++)
+            bad += fmt_check(bits + (uint32_t)dlt, &n);
+    }
+    for (int k = -45; k <= 38; k++) { // powers of 10 and their neighbours
+        float x = (float)pow(10.0, k);
+        uint32_t bits;
+        memcpy(&bits, &x, 4);
+        for (int dlt = -3; dlt <= 3; dlt++)
+            bad += fmt_check(bits + (uint32_t)dlt, &n);
+    }
+    for (uint64_t bits = 0; bits <= UINT32_MAX && bad < 10; bits += 4099)
+        bad += fmt_check((uint32_t)bits, &n);
+    rd_rng r;
+    rd_rng_seed(&r, 77);
+    for (int i = 0; i < 1000000 && bad < 10; i++)
+        bad += fmt_check((uint32_t)rd_rng_u64(&r), &n);
+    assert_int_equal(bad, 0);
+    assert_true(n > 1900000);
+}
+
 static void test_log_levels(void **state) {
     (void)state;
     static const char *names[] = {"error", "warn", "info", "debug"};
@@ -595,22 +663,15 @@ static void test_log_levels(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strerror),
-        cmocka_unit_test(test_errbuf),
-        cmocka_unit_test(test_hash_golden),
-        cmocka_unit_test(test_hash_properties),
-        cmocka_unit_test(test_keys_never_zero),
-        cmocka_unit_test(test_shard_balance),
-        cmocka_unit_test(test_crc32c),
-        cmocka_unit_test(test_rng_determinism),
-        cmocka_unit_test(test_rng_split),
-        cmocka_unit_test(test_rng_ranges),
-        cmocka_unit_test(test_aligned),
-        cmocka_unit_test(test_oom_injection),
+        cmocka_unit_test(test_strerror),        cmocka_unit_test(test_errbuf),
+        cmocka_unit_test(test_hash_golden),     cmocka_unit_test(test_hash_properties),
+        cmocka_unit_test(test_keys_never_zero), cmocka_unit_test(test_shard_balance),
+        cmocka_unit_test(test_crc32c),          cmocka_unit_test(test_rng_determinism),
+        cmocka_unit_test(test_rng_split),       cmocka_unit_test(test_rng_ranges),
+        cmocka_unit_test(test_aligned),         cmocka_unit_test(test_oom_injection),
         cmocka_unit_test(test_cgroup_limit), // rd_mem_limit
-        cmocka_unit_test(test_log_levels),
-        cmocka_unit_test(test_abort_watchdog),
-        cmocka_unit_test(test_abort_launch_without_mpi),
+        cmocka_unit_test(test_fmt_float9),      cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_abort_watchdog),  cmocka_unit_test(test_abort_launch_without_mpi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@ CASES=(
   "prepare||--events 20000 --reps 1 --warmup 0 --skip-ml --out $TMP/prep|j['cases'][0]['events'] == 20000 and j['cases'][0]['events_per_s']['avg'] > 0"
   "serve||--iters 10 --warmup 1 --dir $TMP/serve|all(j['candidates'][n]['qps'] > 0 for n in ('1', '16', '256'))"
   "ps|mpi|--ps 1 --dims 8 --steps 5 --warmup 1 --draws 500 --vocab 2000|j['rows'][0]['dim'] == 8 and j['rows'][0]['ps_row_gbps'] > 0 and j['rows'][0]['memcpy_gbps'] > 0"
+  "numfmt||--floats 2000 --reps 1|j['fast_mfloats_per_s'] > 0 and j['snprintf_mfloats_per_s'] > 0 and j['floats'] == 2000"
   "targets|mpi|--teachers 1 --targets 5000 --batches 64,256 --reps 1 --warmup 0|len(j['results']) == 2 and all(r['targets_per_s_median'] > 0 for r in j['results'])"
 )
 for c in "${CASES[@]}"; do
