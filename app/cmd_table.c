@@ -332,12 +332,14 @@ int rd_cmd_table(int argc, char **argv) {
         return rc == RD_OK ? 0 : fail(cmd, &eb, rc);
     }
 
-    // An export merges every shard's rows at once, one LMDB env (a file or two) per shard: a
-    // checkpoint of thousands of shards needs more files than the usual soft limit of 1024.
+    // An export merges every shard's rows at once, one LMDB env (one descriptor) per shard: a
+    // checkpoint of thousands of shards needs more files than the usual soft limit of 1024. With
+    // the hard limit too low as well, it merges them in groups through a temporary file (slower,
+    // rd/tabletool.h "Memory"): raise the soft limit so that one pass is taken whenever it can.
     struct rlimit nofile;
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
         nofile.rlim_cur = nofile.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &nofile); // best effort: a failure shows as EMFILE
+        (void)setrlimit(RLIMIT_NOFILE, &nofile); // best effort: the export groups the shards
     }
     rd_tabletool *tt = NULL;
     // One shard at a time (rd/tabletool.h "Memory"): a checkpoint larger than this machine's

@@ -25,7 +25,11 @@
 //     evict and import give the same checkpoint; a shard over the memory limit is refused by
 //     name before it is read, and so is an output shard, writing nothing; a shard replaced after
 //     the open (same row counts, one value changed) makes the streamed export fail on its CRC;
-//   - an export holding only pending counts imports and exports again unchanged.
+//   - an export holding only pending counts imports and exports again unchanged;
+//   - a streamed export with too few descriptors for one cursor a shard (a set group size, or a
+//     low soft RLIMIT_NOFILE) merges the shards in groups through a temporary file: the same
+//     bytes after evictions and an import, the CRC check kept, and a missing or full
+//     (RLIMIT_FSIZE) temporary folder is RD_ERR_IO naming it, with nothing written.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,7 +46,10 @@
 #include "rd/tabletool.h"
 #include "rd/train_ckpt.h"
 
+#include "../worker/tabletool_internal.h"
+
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1314,13 +1321,16 @@ static void test_stream_export_changed_shard(void **state) {
     snprintf(aside, sizeof aside, "%s/shard-00000.old", other);
     assert_int_equal(rename(to, aside), 0);
     assert_int_equal(rename(from, to), 0);
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    rd_errbuf_clear(&eb);
-    assert_int_equal(rd_tabletool_export(str, 0, RD_TABLETOOL_BIN, f, &eb), RD_ERR_CORRUPT);
-    assert_non_null(strstr(eb.msg, "does not match the manifest"));
-    assert_int_equal(ftell(f), 0); // nothing written, not even the header
-    fclose(f);
+    for (uint32_t g = 0; g <= 2; g += 2) { // one pass, then shards merged two at a time
+        rd__tabletool_set_export_group(str, g);
+        FILE *f = tmpfile();
+        assert_non_null(f);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_export(str, 0, RD_TABLETOOL_BIN, f, &eb), RD_ERR_CORRUPT);
+        assert_non_null(strstr(eb.msg, "does not match the manifest"));
+        assert_int_equal(ftell(f), 0); // nothing written, not even the header
+        fclose(f);
+    }
     rd_tabletool_close(str);
 }
 
@@ -1441,6 +1451,148 @@ static void test_stream_import_spill(void **state) {
     }
 }
 
+// The soft RLIMIT_NOFILE that leaves `spare` descriptors free: one past the spare-th free one
+// (descriptors open above it, inherited ones say, do not count).
+static rlim_t limit_for_spare(int spare) {
+    int fd = 0;
+    for (int n = 0; n < spare; fd++)
+        n += fcntl(fd, F_GETFD) == -1;
+    return (rlim_t)fd;
+}
+
+// Export table t of tt into a fresh temporary file under a soft RLIMIT_NOFILE that leaves `spare`
+// descriptors free; the bytes (free with free) or NULL with *rc and eb set.
+static char *
+export_spare(rd_tabletool *tt, int t, int fmt, int spare, size_t *len, int *rc, rd_errbuf *eb) {
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    lim = old;
+    lim.rlim_cur = limit_for_spare(spare);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    rd_errbuf_clear(eb);
+    *rc = rd_tabletool_export(tt, t, fmt, f, eb);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    long n = ftell(f);
+    char *buf = NULL;
+    if (*rc == RD_OK) {
+        buf = malloc(n > 0 ? (size_t)n : 1);
+        assert_non_null(buf);
+        rewind(f);
+        assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    } else {
+        assert_int_equal(n, 0); // nothing of the export written
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+// A streamed export whose shards cannot all be open at once merges them in groups through runs
+// of a temporary file, and writes the same bytes (both formats) as the resident export and the
+// single pass, with evictions before and after an import applied: 7 shards in groups of 2 (4
+// runs merged again into 2), 3 (3 runs, again into 1), 6 (2 runs), and a soft RLIMIT_NOFILE
+// leaving 6 descriptors (fewer than 7 cursors: EMFILE before). The temporary file is unlinked at
+// once (nothing left in TMPDIR); a full disk (RLIMIT_FSIZE) or a missing folder is RD_ERR_IO
+// naming the folder, with nothing written to the output.
+static void test_stream_export_groups(void **state) {
+    (void)state;
+    char src[300], tmpd[300], nodir[320];
+    path(src, sizeof src, "grp_src");
+    path(tmpd, sizeof tmpd, "grp_tmp");
+    snprintf(nodir, sizeof nodir, "%s/missing", tmpd);
+    assert_int_equal(mkdir(tmpd, 0755), 0);
+    make_ckpt(src, 7);
+    const char *old_tmp = getenv("TMPDIR");
+    char *saved = old_tmp ? strdup(old_tmp) : NULL;
+    setenv("TMPDIR", tmpd, 1);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_tabletool *res = open_tt(src), *str = open_stream(src);
+    size_t nx;
+    char *x = export_bytes(res, 1, RD_TABLETOOL_TSV, &nx);
+    uint64_t ga = 0, gb = 0;
+    assert_int_equal(rd_tabletool_evict(res, 0, 150, 0, &ga, &eb), RD_OK);
+    assert_int_equal(rd_tabletool_evict(str, 0, 150, 0, &gb, &eb), RD_OK);
+    assert_true(ga > 0 && ga == gb);
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fmemopen(x, nx, "rb");
+        assert_int_equal(rd_tabletool_import(k ? str : res, 1, f, "x.tsv", NULL, &eb), RD_OK);
+        fclose(f);
+    }
+    free(x);
+    assert_int_equal(rd_tabletool_evict(res, -1, INT64_MIN, 3, &ga, &eb), RD_OK);
+    assert_int_equal(rd_tabletool_evict(str, -1, INT64_MIN, 3, &gb, &eb), RD_OK);
+    assert_true(ga > 0 && ga == gb);
+    static const uint32_t groups[] = {0, 2, 3, 6, 7};
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        rd__tabletool_set_export_group(str, groups[i]);
+        for (int t = 0; t < 2; t++)
+            same_export(res, str, t);
+        assert_int_equal(dir_entries(tmpd), 0);
+    }
+    // The group from RLIMIT_NOFILE: 6 descriptors free for 7 shards.
+    rd__tabletool_set_export_group(str, 0);
+    for (int fmt = 0; fmt < 2; fmt++) {
+        size_t na, nb;
+        int rc;
+        char *xa = export_bytes(res, 0, fmt, &na);
+        char *xb = export_spare(str, 0, fmt, 6, &nb, &rc, &eb);
+        if (rc != RD_OK)
+            fail_msg("export with 6 descriptors free: %s", eb.msg);
+        assert_int_equal(na, nb);
+        assert_memory_equal(xa, xb, na);
+        free(xa);
+        free(xb);
+    }
+    // The folder of the temporary file missing: refused, naming it (and so the grouped path was
+    // taken), nothing written.
+    setenv("TMPDIR", nodir, 1);
+    size_t n0;
+    int rc0;
+    assert_null(export_spare(str, 0, RD_TABLETOOL_BIN, 6, &n0, &rc0, &eb));
+    assert_int_equal(rc0, RD_ERR_IO);
+    assert_non_null(strstr(eb.msg, "table emb_a: cannot create the export's temporary file in"));
+    assert_non_null(strstr(eb.msg, nodir));
+    // A full disk while the runs are written: RD_ERR_IO naming the folder, nothing written to
+    // the output (the runs are all written before its first byte), nothing left.
+    setenv("TMPDIR", tmpd, 1);
+    rd__tabletool_set_export_group(str, 2);
+    for (int fmt = 0; fmt < 2; fmt++) {
+        FILE *f = tmpfile();
+        assert_non_null(f);
+        struct rlimit old, lim;
+        assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+        lim = old;
+        lim.rlim_cur = 4096;
+        void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        rd_errbuf_clear(&eb);
+        int rc = rd_tabletool_export(str, 0, fmt, f, &eb);
+        assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+        signal(SIGXFSZ, prev);
+        assert_int_equal(rc, RD_ERR_IO);
+        assert_non_null(strstr(eb.msg, "table emb_a: writing the export's temporary file in"));
+        assert_non_null(strstr(eb.msg, tmpd));
+        assert_non_null(strstr(eb.msg, "File too large"));
+        assert_int_equal(ftell(f), 0);
+        fclose(f);
+        assert_int_equal(dir_entries(tmpd), 0);
+    }
+    // And the tool still exports after the failure.
+    for (int t = 0; t < 2; t++)
+        same_export(res, str, t);
+    rd_tabletool_close(res);
+    rd_tabletool_close(str);
+    if (saved) {
+        setenv("TMPDIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("TMPDIR");
+    }
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/rd_test_tabletool_XXXXXX");
@@ -1465,6 +1617,7 @@ int main(void) {
         cmocka_unit_test(test_stream_export_changed_shard),
         cmocka_unit_test(test_import_pending_only),
         cmocka_unit_test(test_stream_import_spill),
+        cmocka_unit_test(test_stream_export_groups),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

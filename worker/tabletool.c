@@ -13,6 +13,8 @@
 //   - stats: two passes over the shards (the age histogram needs the newest row first);
 //   - export: a k-way merge of P cursors that read each shard's rows in key order from the map
 //     (rd_ckpt_cursor), so the rows come out sorted by key as they did from the sort of all rows;
+//     with too few descriptors for P cursors, of groups of shards through runs of a temporary
+//     file (export_runs);
 //   - write with P' == P (compact, evict, import): shard s is read, edited and written as shard s;
 //   - write with P' != P (reshard): output shard q gathers, from each input shard, only the keys
 //     with rd_shard_of(key, P') == q (rd_ckpt_read_shard_part): P x P' reads of the input.
@@ -26,12 +28,15 @@
 #include "rd/numfmt.h"
 #include "rd/optim.h"
 #include "rd/train_ckpt.h"
+#include "tabletool_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,6 +72,7 @@ struct rd_tabletool {
     size_t n_ed, cap_ed;
     rd_tabletool_hist *hist; // (n_tables) statistics, valid while hist_ok
     int hist_ok;
+    uint32_t export_group; // stream: shards a merge may open at once (0 = from RLIMIT_NOFILE)
 };
 
 static const char exp_magic[8] = {'R', 'D', 'T', 'B', 'L', 'E', 'X', 'P'};
@@ -834,10 +840,18 @@ static void rows_free(rows_in *r) {
     r->spill = NULL;
 }
 
-// An unlinked temporary file for the rows of a streamed import, in $TMPDIR when set, else
-// beside the checkpoint (its parent folder): the rows may not fit in memory, nor in a tmpfs /tmp;
-// /tmp only when that folder refuses the file (no permission, read-only).
-static int spill_open(const rd_tabletool *tt, const char *what, FILE **out, rd_errbuf *eb) {
+// An unlinked temporary file for the rows of a streamed import or of an export merged in groups
+// (`kind`: "import", "export"), in $TMPDIR when set, else beside the checkpoint (its parent
+// folder): the rows may not fit in memory, nor in a tmpfs /tmp; /tmp only when that folder
+// refuses the file (no permission, read-only). The folder used goes to where (where_cap bytes)
+// when not NULL, for the messages of later writes.
+static int spill_open(const rd_tabletool *tt,
+                      const char *what,
+                      const char *kind,
+                      FILE **out,
+                      char *where,
+                      size_t where_cap,
+                      rd_errbuf *eb) {
     char dir[RD_PATH_MAX];
     const char *env = getenv("TMPDIR");
     if (env && env[0]) {
@@ -856,31 +870,33 @@ static int spill_open(const rd_tabletool *tt, const char *what, FILE **out, rd_e
             *slash = 0;
     }
     char path[RD_PATH_MAX + 32];
-    int n = snprintf(path, sizeof path, "%s/.rd-import-XXXXXX", dir);
+    int n = snprintf(path, sizeof path, "%s/.rd-%s-XXXXXX", dir, kind);
     if (n < 0 || (size_t)n >= sizeof path)
         return rd_err_set(eb, RD_ERR_RANGE, "%s: temporary folder path too long: %s", what, dir);
     int fd = mkstemp(path);
     int err = errno;
     // TMPDIR unset and the checkpoint's folder refuses the file (a read-only checkpoint, or one
-    // of another user: an import only reads it, and before the spill needed no write there):
-    // the system's temporary folder, as the rows' memory was before.
+    // of another user: an import or export only reads it, and before the spill needed no write
+    // there): the system's temporary folder, as the rows' memory was before.
     int fallback = fd < 0 && !(env && env[0]) && (err == EACCES || err == EPERM || err == EROFS);
     int err2 = 0;
     if (fallback) {
-        snprintf(path, sizeof path, "/tmp/.rd-import-XXXXXX");
+        snprintf(path, sizeof path, "/tmp/.rd-%s-XXXXXX", kind);
         fd = mkstemp(path);
         err2 = errno;
+        if (fd >= 0)
+            snprintf(dir, sizeof dir, "/tmp");
     }
     if (fd < 0 && fallback)
         return rd_err_set(eb, RD_ERR_IO,
-                          "%s: cannot create the import's temporary file in %s (%s) nor in /tmp "
+                          "%s: cannot create the %s's temporary file in %s (%s) nor in /tmp "
                           "(%s): set TMPDIR to a folder with room for the rows",
-                          what, dir, strerror(err), strerror(err2));
+                          what, kind, dir, strerror(err), strerror(err2));
     if (fd < 0)
         return rd_err_set(eb, RD_ERR_IO,
-                          "%s: cannot create the import's temporary file in %s: %s (set TMPDIR "
+                          "%s: cannot create the %s's temporary file in %s: %s (set TMPDIR "
                           "to a folder with room for the rows)",
-                          what, dir, strerror(err));
+                          what, kind, dir, strerror(err));
     unlink(path); // gone with the last descriptor, whatever happens to this process
     FILE *f = fdopen(fd, "w+b");
     if (!f) {
@@ -888,6 +904,8 @@ static int spill_open(const rd_tabletool *tt, const char *what, FILE **out, rd_e
         close(fd);
         return rd_err_set(eb, RD_ERR_IO, "%s: temporary file: %s", what, strerror(err));
     }
+    if (where)
+        snprintf(where, where_cap, "%s", dir);
     *out = f;
     return RD_OK;
 }
@@ -1207,12 +1225,38 @@ static int cmp_u64(const void *a, const void *b) {
 
 // ---- Streamed export: P cursors merged by key
 
-// The records of one table over all shards in key order: a heap of the shards by the key of
-// their current record.
+// A run: records in key order at bytes [off, off + n * rec) of an export's temporary file.
+// A record is key u64 | last_seen i64 | count u64 | the row's floats (none for a pending count),
+// so the floats of a record sit 4-aligned in a buffer of whole records.
+typedef struct run {
+    off_t off;
+    uint64_t n;
+} run;
+
+// A run read back through a buffer of whole records (pread: the runs of one file share its
+// descriptor, so a merge of any number of runs needs one).
+typedef struct run_reader {
+    int fd;
+    size_t rec;          // bytes a record
+    off_t pos, end;      // the next byte of the run to read, and its end
+    unsigned char *buf;  // (cap) records read ahead
+    size_t cap, len, at; // bytes held, bytes filled, next record
+    const char *where;   // the file's folder, for messages
+} run_reader;
+
+// Bytes of a run record of a row of nf floats (nf 0: a pending count).
+static size_t run_rec(size_t nf) {
+    return 24 + nf * sizeof(float);
+}
+
+// The records of one table over several sources in key order: a heap of the sources (shard
+// cursors, or runs) by the key of their current record.
 typedef struct merge {
-    rd_ckpt_cursor **cur; // (P)
-    rd_ckpt_record *rec;  // (P) the current record of each shard
-    uint32_t *heap;       // shards with a current record, a min-heap by rec[].key
+    uint32_t k;           // sources
+    rd_ckpt_cursor **cur; // (k) the shards' cursors, or NULL
+    run_reader *rr;       // (k) the runs' readers, or NULL
+    rd_ckpt_record *rec;  // (k) the current record of each source
+    uint32_t *heap;       // sources with a current record, a min-heap by rec[].key
     uint32_t n;
 } merge;
 
@@ -1236,28 +1280,55 @@ static void merge_down(merge *m, uint32_t i) {
     }
 }
 
-static void merge_close(merge *m, uint32_t P) {
-    for (uint32_t s = 0; m->cur && s < P; s++)
+static void merge_close(merge *m) {
+    for (uint32_t s = 0; m->cur && s < m->k; s++)
         rd_ckpt_cursor_close(m->cur[s]);
+    for (uint32_t s = 0; m->rr && s < m->k; s++)
+        rd_free(m->rr[s].buf);
     rd_free(m->cur);
+    rd_free(m->rr);
     rd_free(m->rec);
     rd_free(m->heap);
     memset(m, 0, sizeof *m);
 }
 
-static int merge_open(const rd_tabletool *tt, int table, int pending, merge *m, rd_errbuf *eb) {
-    const uint32_t P = tt->man->n_shards;
-    const rd_ckpt_table *ct = &tt->man->tables[table];
-    memset(m, 0, sizeof *m);
-    m->cur = rd_xcalloc(P, sizeof *m->cur);
-    m->rec = rd_xcalloc(P, sizeof *m->rec);
-    m->heap = rd_xcalloc(P, sizeof *m->heap);
+// The next record of run reader q into *r. @return 1 a record, 0 the end, RD_ERR_IO.
+static int run_next(run_reader *q, rd_ckpt_record *r, rd_errbuf *eb) {
+    if (q->at == q->len) {
+        if (q->pos >= q->end)
+            return 0;
+        size_t want = (size_t)(q->end - q->pos) < q->cap ? (size_t)(q->end - q->pos) : q->cap;
+        size_t got = 0;
+        while (got < want) {
+            ssize_t k = pread(q->fd, q->buf + got, want - got, q->pos + (off_t)got);
+            if (k <= 0)
+                return rd_err_set(eb, RD_ERR_IO, "reading the export's temporary file in %s: %s",
+                                  q->where, k < 0 ? strerror(errno) : "short read");
+            got += (size_t)k;
+        }
+        q->pos += (off_t)got;
+        q->len = got;
+        q->at = 0;
+    }
+    const unsigned char *p = q->buf + q->at;
+    memcpy(&r->key, p, 8);
+    memcpy(&r->last_seen, p + 8, 8);
+    memcpy(&r->count, p + 16, 8);
+    r->row = q->rec > 24 ? (const float *)(const void *)(p + 24) : NULL;
+    q->at += q->rec;
+    return 1;
+}
+
+static int merge_next(merge *m, uint32_t s, rd_errbuf *eb) {
+    return m->cur ? rd_ckpt_cursor_next(m->cur[s], &m->rec[s], eb)
+                  : run_next(&m->rr[s], &m->rec[s], eb);
+}
+
+// The first record of every source, then the heap.
+static int merge_start(merge *m, rd_errbuf *eb) {
     int rc = RD_OK;
-    for (uint32_t s = 0; rc == RD_OK && s < P; s++) {
-        // The CRC again: a shard replaced since the open must not be exported unnoticed.
-        rc = rd_ckpt_cursor_open(tt->dir, (int)s, ct->index, (size_t)ct->dim * (1 + ct->slots),
-                                 pending, &tt->man->shard_crc[s], &m->cur[s], eb);
-        int got = rc == RD_OK ? rd_ckpt_cursor_next(m->cur[s], &m->rec[s], eb) : rc;
+    for (uint32_t s = 0; rc == RD_OK && s < m->k; s++) {
+        int got = merge_next(m, s, eb);
         if (got < 0)
             rc = got;
         else if (got == 1)
@@ -1266,8 +1337,59 @@ static int merge_open(const rd_tabletool *tt, int table, int pending, merge *m, 
     for (uint32_t i = m->n / 2; rc == RD_OK && i-- > 0;)
         merge_down(m, i);
     if (rc != RD_OK)
-        merge_close(m, P);
+        merge_close(m);
     return rc;
+}
+
+static void merge_alloc(merge *m, uint32_t k) {
+    memset(m, 0, sizeof *m);
+    m->k = k;
+    m->rec = rd_xcalloc(k ? k : 1, sizeof *m->rec);
+    m->heap = rd_xcalloc(k ? k : 1, sizeof *m->heap);
+}
+
+// The rows (pending 0) or pending counts (pending 1) of shards [first, first + k).
+static int merge_open(const rd_tabletool *tt,
+                      int table,
+                      int pending,
+                      uint32_t first,
+                      uint32_t k,
+                      merge *m,
+                      rd_errbuf *eb) {
+    const rd_ckpt_table *ct = &tt->man->tables[table];
+    merge_alloc(m, k);
+    m->cur = rd_xcalloc(k ? k : 1, sizeof *m->cur);
+    for (uint32_t s = 0; s < k; s++) {
+        // The CRC again: a shard replaced since the open must not be exported unnoticed.
+        int rc = rd_ckpt_cursor_open(tt->dir, (int)(first + s), ct->index,
+                                     (size_t)ct->dim * (1 + ct->slots), pending,
+                                     &tt->man->shard_crc[first + s], &m->cur[s], eb);
+        if (rc != RD_OK) {
+            merge_close(m);
+            return rc;
+        }
+    }
+    return merge_start(m, eb);
+}
+
+// Runs ru[0 .. k) of the file open as fd, records of rec bytes.
+static int merge_open_runs(
+    int fd, const char *where, size_t rec, const run *ru, uint32_t k, merge *m, rd_errbuf *eb) {
+    merge_alloc(m, k);
+    m->rr = rd_xcalloc(k ? k : 1, sizeof *m->rr);
+    // 64 KiB of records a run (at least one): the fan-in is at most min(G, P / G) <= 64 runs.
+    size_t per = rec < ((size_t)64 << 10) ? ((size_t)64 << 10) / rec : 1;
+    for (uint32_t s = 0; s < k; s++) {
+        run_reader *q = &m->rr[s];
+        q->fd = fd;
+        q->rec = rec;
+        q->pos = ru[s].off;
+        q->end = ru[s].off + (off_t)(ru[s].n * rec);
+        q->cap = per * rec;
+        q->buf = rd_xmalloc(q->cap);
+        q->where = where;
+    }
+    return merge_start(m, eb);
 }
 
 // The record with the smallest key, or NULL at the end; valid until merge_advance.
@@ -1277,7 +1399,7 @@ static const rd_ckpt_record *merge_peek(const merge *m) {
 
 static int merge_advance(merge *m, rd_errbuf *eb) {
     uint32_t s = m->heap[0];
-    int got = rd_ckpt_cursor_next(m->cur[s], &m->rec[s], eb);
+    int got = merge_next(m, s, eb);
     if (got < 0)
         return got;
     if (got == 0)
@@ -1297,6 +1419,169 @@ gone_by_edits(const rd_tabletool *tt, size_t from, int table, int pending, int64
             return 1;
     }
     return 0;
+}
+
+// ---- Streamed export in groups: when the shards cannot all be open at once
+//
+// Each cursor holds one descriptor (the map's data.mdb: the envs are opened MDB_NOLOCK, without a
+// lock file), so a single-pass merge of P shards needs P descriptors at once. When the soft
+// RLIMIT_NOFILE leaves fewer (a hard limit of 1024 or 4096 and thousands of shards), the export
+// merges the shards in groups of at most G, each group's records (rows, then pending counts)
+// written in key order as a run of one unlinked temporary file, then merges groups of at most G
+// runs into a fresh file until at most G runs of each kind are left, and merges those into the
+// output. The runs of a file are read with pread through its one descriptor, so G bounds the
+// cursors (and the fan-in), never the runs; all of it happens before the first byte of the output.
+
+// Descriptors kept free besides a group's cursors: the temporary files (two while the runs of
+// one are merged into the next), and what the C library or LMDB may open meanwhile.
+#define EXPORT_FD_RESERVE 16
+
+// Shards an export opens at once: the soft RLIMIT_NOFILE less the descriptors open now and the
+// reserve, at least 2; P when the limit leaves room for far more.
+static uint32_t export_group(const rd_tabletool *tt) {
+    const uint32_t P = tt->man->n_shards;
+    if (tt->export_group)
+        return tt->export_group < P ? tt->export_group : P;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= (rlim_t)P + 1024)
+        return P;
+    // The descriptors below the limit already taken (standard streams, the output, an import's
+    // temporary file...): at most P + 1024 probes (F_GETFD fails on a free one).
+    long lim = (long)rl.rlim_cur, used = 0;
+    for (long fd = 0; fd < lim; fd++)
+        used += fcntl((int)fd, F_GETFD) != -1;
+    long g = lim - used - EXPORT_FD_RESERVE;
+    return g < 2 ? 2 : g >= (long)P ? P : (uint32_t)g;
+}
+
+void rd__tabletool_set_export_group(rd_tabletool *tt, uint32_t g) {
+    RD_ASSERT(g == 0 || g >= 2);
+    tt->export_group = g;
+}
+
+// A temporary file of runs, written through stdio and read back with pread once flushed.
+typedef struct run_file {
+    FILE *f;
+    off_t end;               // bytes written
+    char where[RD_PATH_MAX]; // its folder
+} run_file;
+
+static int run_file_open(const rd_tabletool *tt, int table, run_file *w, rd_errbuf *eb) {
+    char what[RD_NAME_MAX + 16];
+    snprintf(what, sizeof what, "table %s", tt->man->tables[table].name);
+    memset(w, 0, sizeof *w);
+    return spill_open(tt, what, "export", &w->f, w->where, sizeof w->where, eb);
+}
+
+// A write of w that failed with errno err (0: lost in an earlier buffered write): a full disk
+// names the folder, and how to choose another.
+static int
+run_write_err(const rd_tabletool *tt, int table, const run_file *w, int err, rd_errbuf *eb) {
+    return rd_err_set(eb, RD_ERR_IO,
+                      "table %s: writing the export's temporary file in %s: %s (set TMPDIR to a "
+                      "folder with room for the rows)",
+                      tt->man->tables[table].name, w->where, strerror(err ? err : EIO));
+}
+
+// Everything written to w reaches the file (pread reads the file, not the stdio buffer).
+static int run_file_flush(const rd_tabletool *tt, int table, run_file *w, rd_errbuf *eb) {
+    int e = fflush(w->f) != 0 ? errno : 0;
+    if (e || ferror(w->f))
+        return run_write_err(tt, table, w, e, eb);
+    return RD_OK;
+}
+
+// Every record of m in key order to w as one run (*out). With filter, the rows (pending 0) or
+// pending counts (pending 1) evicted by the edits are left out, as the single pass does.
+static int merge_to_run(const rd_tabletool *tt,
+                        int table,
+                        int pending,
+                        int filter,
+                        merge *m,
+                        run_file *w,
+                        run *out,
+                        rd_errbuf *eb) {
+    const rd_ckpt_table *ct = &tt->man->tables[table];
+    size_t nf = pending ? 0 : (size_t)ct->dim * (1 + ct->slots);
+    out->off = w->end;
+    out->n = 0;
+    const rd_ckpt_record *r;
+    int rc = RD_OK;
+    while (rc == RD_OK && (r = merge_peek(m)) != NULL) {
+        if (!filter || !gone_by_edits(tt, 0, table, pending, r->last_seen, r->count)) {
+            unsigned char h[24];
+            memcpy(h, &r->key, 8);
+            memcpy(h + 8, &r->last_seen, 8);
+            memcpy(h + 16, &r->count, 8);
+            errno = 0;
+            if (fwrite(h, 1, sizeof h, w->f) != sizeof h ||
+                (nf && fwrite(r->row, sizeof(float), nf, w->f) != nf))
+                return run_write_err(tt, table, w, errno, eb);
+            w->end += (off_t)run_rec(nf);
+            out->n++;
+        }
+        rc = merge_advance(m, eb);
+    }
+    return rc;
+}
+
+// The shards merged in groups of at most G into runs of a temporary file, then the runs in
+// groups of at most G into a fresh file until at most G of each kind are left: *w holds
+// ru[0][0 .. nr[0]) (rows) and ru[1][0 .. nr[1]) (pending counts), flushed. Free ru[] with
+// rd_free and close w->f, also on failure.
+static int export_runs(const rd_tabletool *tt,
+                       int table,
+                       uint32_t G,
+                       run_file *w,
+                       run *ru[2],
+                       uint32_t nr[2],
+                       rd_errbuf *eb) {
+    const uint32_t P = tt->man->n_shards;
+    const rd_ckpt_table *ct = &tt->man->tables[table];
+    const size_t nf = (size_t)ct->dim * (1 + ct->slots);
+    const uint32_t cap = (P + G - 1) / G;
+    ru[0] = rd_xcalloc(cap, sizeof *ru[0]);
+    ru[1] = rd_xcalloc(cap, sizeof *ru[1]);
+    nr[0] = nr[1] = 0;
+    int rc = run_file_open(tt, table, w, eb);
+    // 1. Shards [first, first + G): their rows, then their pending counts, each cursor checking
+    //    its shard's CRC as in the single pass.
+    for (int pending = 0; rc == RD_OK && pending < 2; pending++)
+        for (uint32_t first = 0; rc == RD_OK && first < P; first += G) {
+            merge m;
+            uint32_t k = P - first < G ? P - first : G;
+            if ((rc = merge_open(tt, table, pending, first, k, &m, eb)) != RD_OK)
+                break;
+            rc = merge_to_run(tt, table, pending, 1, &m, w, &ru[pending][nr[pending]++], eb);
+            merge_close(&m);
+        }
+    // 2. More runs than G: groups of G runs merged into the runs of a fresh file, the old one
+    //    closed (and gone) after; each level divides the runs by G.
+    while (rc == RD_OK && (nr[0] > G || nr[1] > G)) {
+        run_file nw;
+        if ((rc = run_file_flush(tt, table, w, eb)) != RD_OK ||
+            (rc = run_file_open(tt, table, &nw, eb)) != RD_OK)
+            break;
+        for (int pending = 0; rc == RD_OK && pending < 2; pending++) {
+            uint32_t k2 = 0;
+            for (uint32_t i = 0; rc == RD_OK && i < nr[pending]; i += G) {
+                merge m;
+                uint32_t k = nr[pending] - i < G ? nr[pending] - i : G;
+                rc = merge_open_runs(fileno(w->f), w->where, run_rec(pending ? 0 : nf),
+                                     ru[pending] + i, k, &m, eb);
+                // Run k2 <= i / G is overwritten: the readers hold their runs' positions.
+                if (rc == RD_OK)
+                    rc = merge_to_run(tt, table, pending, 0, &m, &nw, &ru[pending][k2++], eb);
+                merge_close(&m);
+            }
+            nr[pending] = k2;
+        }
+        fclose(w->f);
+        *w = nw;
+    }
+    if (rc == RD_OK)
+        rc = run_file_flush(tt, table, w, eb);
+    return rc;
 }
 
 // The rows and pending counts of import `imp` in key order, less those evicted by the edits
@@ -1362,19 +1647,33 @@ static int export_stream(rd_tabletool *tt, int table, exp_out *o, rd_errbuf *eb)
             from = i + 1;
         }
     // The rows' cursors open (every shard's CRC checked) before the first byte is written: a
-    // shard replaced since the open leaves no output, not even on standard output.
+    // shard replaced since the open leaves no output, not even on standard output. Merged in
+    // groups (too few descriptors for P cursors), every shard is read, and every temporary
+    // file written, before that first byte too: a full disk leaves no output either.
+    const uint32_t G = imp ? P : export_group(tt);
+    const int grouped = G < P;
+    run_file w;
+    run *ru[2] = {NULL, NULL};
+    uint32_t nr[2] = {0, 0};
     merge m0;
+    memset(&w, 0, sizeof w);
     memset(&m0, 0, sizeof m0);
-    int rc = imp ? RD_OK : merge_open(tt, table, 0, &m0, eb);
-    if (rc != RD_OK)
-        return rc;
-    exp_header(o, ct, n, np);
-    if (imp) {
+    int rc = imp       ? RD_OK
+             : grouped ? export_runs(tt, table, G, &w, ru, nr, eb)
+                       : merge_open(tt, table, 0, 0, P, &m0, eb);
+    if (rc == RD_OK)
+        exp_header(o, ct, n, np);
+    if (rc == RD_OK && imp) {
         rc = export_imported(tt, table, imp, from, o, &rows_out, &pend_out, eb);
-    } else {
+    } else if (rc == RD_OK) {
         for (int pending = 0; pending < 2 && rc == RD_OK; pending++) {
             merge m = m0;
-            if (pending && (rc = merge_open(tt, table, pending, &m, eb)) != RD_OK)
+            if (grouped)
+                rc = merge_open_runs(fileno(w.f), w.where, run_rec(pending ? 0 : o->nf),
+                                     ru[pending], nr[pending], &m, eb);
+            else if (pending)
+                rc = merge_open(tt, table, pending, 0, P, &m, eb);
+            if (rc != RD_OK)
                 break;
             const rd_ckpt_record *r;
             while (rc == RD_OK && (r = merge_peek(&m)) != NULL) {
@@ -1389,20 +1688,24 @@ static int export_stream(rd_tabletool *tt, int table, exp_out *o, rd_errbuf *eb)
                 }
                 rc = merge_advance(&m, eb);
             }
-            merge_close(&m, P);
+            merge_close(&m);
         }
     }
-    // The header was written from the counts taken when the shards were read: a shard that
-    // changed since would make the file contradict its header.
-    if (rc == RD_OK && (rows_out != n || pend_out != np))
-        rc =
-            rd_err_set(eb, RD_ERR_CORRUPT,
-                       "%s: table %s: %llu rows and %llu pending counts now, %llu and %llu when "
-                       "the checkpoint was opened (changed meanwhile?)",
-                       tt->dir, ct->name, (unsigned long long)rows_out,
-                       (unsigned long long)pend_out, (unsigned long long)n, (unsigned long long)np);
+    if (w.f)
+        fclose(w.f);
+    rd_free(ru[0]);
+    rd_free(ru[1]);
     if (rc != RD_OK)
         return rc;
+    // The header was written from the counts taken when the shards were read: a shard that
+    // changed since would make the file contradict its header.
+    if (rows_out != n || pend_out != np)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "%s: table %s: %llu rows and %llu pending counts now, %llu and %llu "
+                          "when the checkpoint was opened (changed meanwhile?)",
+                          tt->dir, ct->name, (unsigned long long)rows_out,
+                          (unsigned long long)pend_out, (unsigned long long)n,
+                          (unsigned long long)np);
     return exp_finish(o, ct, eb);
 }
 
@@ -1457,7 +1760,7 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
         return rd_err_set(eb, RD_ERR_PARSE, "%s: empty file", what);
     }
     ungetc(c0, f);
-    int rc = tt->stream ? spill_open(tt, what, &r.spill, eb) : RD_OK;
+    int rc = tt->stream ? spill_open(tt, what, "import", &r.spill, NULL, 0, eb) : RD_OK;
     if (rc == RD_OK)
         rc = c0 == exp_magic[0] ? read_bin(f, ct, what, &r, eb) : read_tsv(f, ct, what, &r, eb);
     // Each row's checks (rows_push), once the file is whole; then the keys: unique (a key is a

@@ -35,8 +35,14 @@
 // beside the checkpoint), whatever the number of shards: open reads every shard once (CRC,
 // records, counters, about one shard in memory); stats reads them twice more; export merges P
 // cursors that read each shard's rows in key order from its map, each after checking the shard's
-// CRC in its own read transaction (pages dropped after that pass and every 16 MiB,
-// P files open at once: `recdistill table` raises the soft RLIMIT_NOFILE to the hard one); a
+// CRC in its own read transaction (pages dropped after that pass and every 16 MiB; one descriptor
+// a cursor: `recdistill table` raises the soft RLIMIT_NOFILE to the hard one). When the soft
+// limit leaves fewer than P descriptors free (less a reserve of 16), the export merges the shards
+// in groups of G (the free descriptors less the reserve, at least 2) into key-ordered runs of an
+// unlinked temporary file (where an import's goes), then groups of G runs into a fresh file until
+// G or fewer are left, and those into the output: the same bytes, the disk space of the table's
+// rows (twice while runs are merged again), and no byte of the output before every run is
+// written (a full disk is RD_ERR_IO naming the folder, nothing written); a
 // rewrite with P' == P reads, edits and writes one shard at a time, and one with P' != P builds
 // each output shard from the matching keys of every input shard (P x P' reads). A shard (or output
 // shard) whose estimated size exceeds the memory limit (rd_mem_limit, or the one given) is refused
@@ -135,11 +141,13 @@ int rd_tabletool_evict(rd_tabletool *tt,
  * "RDTBLEXP", u32 version, u32 dim, u32 slots, u32 optimizer, u64 rows, char name[32], u64
  * pending, then per row u64 key, i64 last_seen, u64 count, floats; then per pending count u64
  * key, i64 last_seen, u32 count, u32 0; then a u32 CRC-32C of everything before. Streamed,
- * the shards' rows are merged in key order as they are read (the same bytes).
- * @return RD_OK or RD_ERR_IO; streamed, an error of reading a shard, RD_ERR_CORRUPT when a
- *         shard's CRC no longer matches the MANIFEST (checked again as its cursor opens) or the
- *         shards no longer hold the rows counted at open (the output is then incomplete: write
- *         it to a temporary file)
+ * the shards' rows are merged in key order as they are read (the same bytes), in groups through
+ * a temporary file when RLIMIT_NOFILE leaves too few descriptors for every shard (Memory above).
+ * @return RD_OK or RD_ERR_IO (also: the temporary file of a grouped merge cannot be created or
+ *         written, naming its folder; nothing is then written to f); streamed, an error of
+ *         reading a shard, RD_ERR_CORRUPT when a shard's CRC no longer matches the MANIFEST
+ *         (checked again as its cursor opens) or the shards no longer hold the rows counted at
+ *         open (the output is then incomplete: write it to a temporary file)
  */
 int rd_tabletool_export(rd_tabletool *tt, int table, int format, FILE *f, rd_errbuf *eb);
 
@@ -160,8 +168,9 @@ typedef struct rd_tabletool_imported {
  * older build (format 1, no pending counts) still imports; the table then has no pending
  * counts, and `res->dropped` says how many it had. Streamed, the parsed rows are kept (the
  * keys in memory, the rest in an unlinked temporary file in $TMPDIR, else in the checkpoint's
- * parent folder, or /tmp when that folder refuses it, until rd_tabletool_close) and go to each shard as it is read; a temporary file
- * that cannot be made or written is RD_ERR_IO naming its folder, with the table unchanged.
+ * parent folder, or /tmp when that folder refuses it, until rd_tabletool_close) and go to each
+ * shard as it is read; a temporary file that cannot be made or written is RD_ERR_IO naming its
+ * folder, with the table unchanged.
  * @param[out] res  what was imported (may be NULL)
  * @return RD_OK, RD_ERR_PARSE (line N: what), RD_ERR_CORRUPT (binary CRC / size),
  *         RD_ERR_SCHEMA (another table, dim / slots / optimizer differ), RD_ERR_VERSION,
