@@ -1256,12 +1256,17 @@ typedef struct merge {
     rd_ckpt_cursor **cur; // (k) the shards' cursors, or NULL
     run_reader *rr;       // (k) the runs' readers, or NULL
     rd_ckpt_record *rec;  // (k) the current record of each source
-    uint32_t *heap;       // sources with a current record, a min-heap by rec[].key
+    uint32_t *heap;       // sources with a current record, a min-heap by rec[].key, then source
     uint32_t n;
 } merge;
 
+// By key, then by source: a key held by several shards (misplaced keys) comes out in shard order,
+// whether the shards are merged at once or in groups (a group's run keeps its shards' order, and
+// the runs are merged in group order), so the grouped export is the same bytes as the single pass.
 static int merge_less(const merge *m, uint32_t a, uint32_t b) {
-    return m->rec[m->heap[a]].key < m->rec[m->heap[b]].key;
+    uint32_t x = m->heap[a], y = m->heap[b];
+    uint64_t kx = m->rec[x].key, ky = m->rec[y].key;
+    return kx < ky || (kx == ky && x < y);
 }
 
 static void merge_down(merge *m, uint32_t i) {
