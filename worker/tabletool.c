@@ -1382,7 +1382,8 @@ static int merge_open_runs(
     int fd, const char *where, size_t rec, const run *ru, uint32_t k, merge *m, rd_errbuf *eb) {
     merge_alloc(m, k);
     m->rr = rd_xcalloc(k ? k : 1, sizeof *m->rr);
-    // 64 KiB of records a run (at least one): the fan-in is at most min(G, P / G) <= 64 runs.
+    // 64 KiB of records a run (at least one): at most G runs are merged at once, so the buffers
+    // stay at G x 64 KiB (G itself bounded by the descriptors free).
     size_t per = rec < ((size_t)64 << 10) ? ((size_t)64 << 10) / rec : 1;
     for (uint32_t s = 0; s < k; s++) {
         run_reader *q = &m->rr[s];
