@@ -78,9 +78,10 @@ static rd_table_config make_cfg(const char *name, int dim, int kind) {
     return tc;
 }
 
-// A checkpoint of P shards with two tables; key k lives on shard rd_shard_of(k, P). Keys with
-// k % 5 == 0 stay pending (one sighting); the others get rows with (k % 7) pushes.
-static void make_ckpt(const char *dir, int P) {
+// A checkpoint of P shards with tables emb_a (dim 4, Adam) and emb_b (dim 3, SGD), each shard's
+// tables filled by fill(tab, t, s, P, arg); the table seed is 5, or 5 + s with seed_by_shard.
+typedef void fill_fn(rd_table *tab, int t, int s, int P, int arg);
+static void write_ckpt(const char *dir, int P, int seed_by_shard, fill_fn *fill, int arg) {
     rd_table_config tc[2] = {make_cfg("emb_a", 4, RD_OPT_ADAM), make_cfg("emb_b", 3, RD_OPT_SGD)};
     rd_ckpt_manifest *m = rd_xcalloc(1, sizeof *m);
     m->version = RD_CKPT_VERSION;
@@ -100,19 +101,9 @@ static void make_ckpt(const char *dir, int P) {
         rd_errbuf eb;
         rd_errbuf_clear(&eb);
         for (int t = 0; t < 2; t++) {
-            assert_int_equal(rd_table_create(&tc[t], t, 5, &tab[t], &eb), RD_OK);
-            float out[8], g[8] = {0.1f, -0.2f, 0.3f, 0.05f};
-            for (uint64_t k = 1; k <= 300; k++) {
-                if (rd_shard_of(k * 7919 + (uint64_t)t, P) != s)
-                    continue;
-                uint64_t key = k * 7919 + (uint64_t)t;
-                assert_int_equal(rd_table_pull(tab[t], &key, 1, (int64_t)k, out), RD_OK);
-                if (k % 5 == 0)
-                    continue;
-                assert_int_equal(rd_table_pull(tab[t], &key, 1, (int64_t)k, out), RD_OK);
-                for (uint64_t r = 0; r < k % 7; r++)
-                    assert_int_equal(rd_table_push(tab[t], &key, g, 1, (int64_t)k + 1), RD_OK);
-            }
+            uint64_t seed = 5 + (seed_by_shard ? (uint64_t)s : 0);
+            assert_int_equal(rd_table_create(&tc[t], t, seed, &tab[t], &eb), RD_OK);
+            fill(tab[t], t, s, P, arg);
         }
         rd_ckpt_shard_info info;
         assert_int_equal(rd_ckpt_write_shard(dir, s, P, 9, 5, tab, 2, &info, &eb), RD_OK);
@@ -129,6 +120,28 @@ static void make_ckpt(const char *dir, int P) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_ckpt_write_manifest(dir, m, &eb), RD_OK);
     rd_free(m);
+}
+
+// Key k lives on shard rd_shard_of(k, P). Keys with k % 5 == 0 stay pending (one sighting); the
+// others get rows with (k % 7) pushes.
+static void fill_spread(rd_table *tab, int t, int s, int P, int arg) {
+    (void)arg;
+    float out[8], g[8] = {0.1f, -0.2f, 0.3f, 0.05f};
+    for (uint64_t k = 1; k <= 300; k++) {
+        if (rd_shard_of(k * 7919 + (uint64_t)t, P) != s)
+            continue;
+        uint64_t key = k * 7919 + (uint64_t)t;
+        assert_int_equal(rd_table_pull(tab, &key, 1, (int64_t)k, out), RD_OK);
+        if (k % 5 == 0)
+            continue;
+        assert_int_equal(rd_table_pull(tab, &key, 1, (int64_t)k, out), RD_OK);
+        for (uint64_t r = 0; r < k % 7; r++)
+            assert_int_equal(rd_table_push(tab, &key, g, 1, (int64_t)k + 1), RD_OK);
+    }
+}
+
+static void make_ckpt(const char *dir, int P) {
+    write_ckpt(dir, P, 0, fill_spread, 0);
 }
 
 static void path(char *out, size_t cap, const char *name) {
@@ -1594,59 +1607,27 @@ static void test_stream_export_groups(void **state) {
     }
 }
 
-// A checkpoint of P shards where every shard holds the same keys 1..12 (misplaced keys), each
-// with values, last-seen and count of its own; table emb_b is empty in every shard but `only`
-// (-1: empty in all of them).
+// Every shard holds the same keys 1..12 (misplaced keys), each with values, last-seen and count
+// of its own; table emb_b is empty in every shard but `only` (-1: empty in all of them).
+static void fill_dup(rd_table *tab, int t, int s, int P, int only) {
+    (void)P;
+    if (t == 1 && s != only)
+        return;
+    float out[8], g[8] = {0.1f, -0.2f, 0.3f, 0.05f};
+    for (uint64_t k = 1; k <= 12; k++) {
+        uint64_t key = k;
+        int64_t ts = (int64_t)(100 * s + k);
+        assert_int_equal(rd_table_pull(tab, &key, 1, ts, out), RD_OK);
+        if (k % 5 == 0)
+            continue;
+        assert_int_equal(rd_table_pull(tab, &key, 1, ts, out), RD_OK);
+        for (int r = 0; r < s + 1; r++)
+            assert_int_equal(rd_table_push(tab, &key, g, 1, ts + 1), RD_OK);
+    }
+}
+
 static void make_dup_ckpt(const char *dir, int P, int only) {
-    rd_table_config tc[2] = {make_cfg("emb_a", 4, RD_OPT_ADAM), make_cfg("emb_b", 3, RD_OPT_SGD)};
-    rd_ckpt_manifest *m = rd_xcalloc(1, sizeof *m);
-    m->version = RD_CKPT_VERSION;
-    m->n_shards = (uint32_t)P;
-    m->step = 9;
-    m->seed = 5;
-    m->n_tables = 2;
-    for (int t = 0; t < 2; t++) {
-        memcpy(m->tables[t].name, tc[t].name, RD_NAME_MAX);
-        m->tables[t].index = (uint32_t)t;
-        m->tables[t].dim = (uint32_t)tc[t].dim;
-        m->tables[t].optim = (uint32_t)tc[t].optim.kind;
-        m->tables[t].slots = (uint32_t)rd_optim_slots(tc[t].optim.kind);
-    }
-    for (int s = 0; s < P; s++) {
-        rd_table *tab[2];
-        rd_errbuf eb;
-        rd_errbuf_clear(&eb);
-        for (int t = 0; t < 2; t++) {
-            assert_int_equal(rd_table_create(&tc[t], t, 5 + (uint64_t)s, &tab[t], &eb), RD_OK);
-            if (t == 1 && s != only)
-                continue;
-            float out[8], g[8] = {0.1f, -0.2f, 0.3f, 0.05f};
-            for (uint64_t k = 1; k <= 12; k++) {
-                uint64_t key = k;
-                int64_t ts = (int64_t)(100 * s + k);
-                assert_int_equal(rd_table_pull(tab[t], &key, 1, ts, out), RD_OK);
-                if (k % 5 == 0)
-                    continue;
-                assert_int_equal(rd_table_pull(tab[t], &key, 1, ts, out), RD_OK);
-                for (int r = 0; r < s + 1; r++)
-                    assert_int_equal(rd_table_push(tab[t], &key, g, 1, ts + 1), RD_OK);
-            }
-        }
-        rd_ckpt_shard_info info;
-        assert_int_equal(rd_ckpt_write_shard(dir, s, P, 9, 5, tab, 2, &info, &eb), RD_OK);
-        m->shard_crc[s] = info.crc;
-        for (int t = 0; t < 2; t++) {
-            m->tables[t].rows += info.rows[t];
-            m->tables[t].pending += info.pending[t];
-            m->shard_rows[s] += info.rows[t];
-        }
-        rd_table_destroy(tab[0]);
-        rd_table_destroy(tab[1]);
-    }
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    assert_int_equal(rd_ckpt_write_manifest(dir, m, &eb), RD_OK);
-    rd_free(m);
+    write_ckpt(dir, P, 1, fill_dup, only);
 }
 
 // Descriptors open in this process (less the one reading /proc/self/fd).
