@@ -374,7 +374,10 @@ int rd_cmd_table(int argc, char **argv) {
             rc = rd_lmdbx_outfile_open(out, &of, &eb);
             f = of.f;
         }
-        if (rc == RD_OK && (rc = rd_tabletool_export(tt, ti, fmt, f, &eb)) == RD_ERR_IO)
+        // A write to the output names it; the export's other I/O errors (a temporary file of a
+        // grouped export) name their own folder and are not the output's.
+        if (rc == RD_OK && (rc = rd_tabletool_export(tt, ti, fmt, f, &eb)) == RD_ERR_IO &&
+            strncmp(eb.msg, "export of table ", 16) == 0)
             rd_err_prefix(&eb, "%s: ", to_stdout ? "standard output" : out);
         if (!to_stdout) {
             if (rc == RD_OK)

@@ -232,6 +232,12 @@ for fmt in tsv bin; do
     cmp -s r300.one.$fmt r300.grp.$fmt || fail "grouped $fmt export differs from the single pass"
 done
 cmp -s "$B0.bin" r300.grp.bin || fail "binary export differs after reshard to 300 shards"
+# Its temporary file in a folder that is not there: the error names that folder, not the output.
+(ulimit -n 256 && TMPDIR="$PWD/no_such_dir" "$RD" table export r300 --table s_item --out r300.x.tsv) 2>e &&
+    fail "a grouped export with a missing TMPDIR succeeded"
+grep -q "^recdistill table export: table s_item: cannot create the export's temporary file in $PWD/no_such_dir" e ||
+    fail "grouped export, missing TMPDIR: $(cat e)"
+[ ! -e r300.x.tsv ] || fail "a refused export left its output"
 ls -a | grep -q '^\.rd-export-' && fail "the grouped export left a temporary file"
 rm -rf r300 r300.*
 
