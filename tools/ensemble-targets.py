@@ -8,9 +8,11 @@ the same data), to be replayed with distill.replay / tools/replay-sweep.sh.
 Each LOG is a target log (distill.target_log, a run folder's targets/). A record (teacher job,
 sample, pass) is written when every LOG has it; its logit is the mean of theirs, its window and
 teacher version those of the first LOG, its CRC-32C recomputed; the first LOG's meta records
-(header, teachers' sampling) are copied. Every record read is checked (size, CRC), the logs must
-agree on each record's stream window (else they are not of one data split), and OUT must not
-exist: it is written beside itself and renamed when whole, so a failure leaves no OUT.
+(header, teachers' sampling) are copied, after checking that every log's teacher read the same
+dataset (event count, records' CRC) with the same sampling rates. Every record read is checked
+(size, CRC), the logs must agree on each record's stream window (else they are not of one data
+split), and OUT must not exist: it is written beside itself and renamed when whole, so a failure
+leaves no OUT.
 --data DATA_DIR (the run folder's data/, from `recdistill prepare`) prints the AUC of each LOG's
 and of the mean logits over the stream windows' records (each scored by the teacher in its
 training pass before its update on it, so a fair test): what the ensemble adds as a teacher.
@@ -92,6 +94,25 @@ def records(path):
     return out
 
 
+def jobs(path, meta_kv):
+    """{job key hex: (neg rate, pos rate, events or None, records crc or None)} of a log's
+    teacher records (meta "job" | be64 key: RDTGJOB1 without the dataset, RDTGJOB2 with it)."""
+    out = {}
+    for kh, vh in meta_kv:
+        k, v = bytes.fromhex(kh), bytes.fromhex(vh)
+        if not k.startswith(b"job") or len(k) != 11:
+            continue
+        if v[:8] == b"RDTGJOB2" and len(v) >= 48:
+            neg, pos, _salt, events, rcrc = struct.unpack_from("<ddQQI", v, 8)
+            out[k[3:].hex()] = (neg, pos, events, rcrc)
+        elif v[:8] == b"RDTGJOB1" and len(v) >= 32:
+            neg, pos = struct.unpack_from("<dd", v, 8)
+            out[k[3:].hex()] = (neg, pos, None, None)
+        else:
+            die("%s: a teacher record of the meta database is neither RDTGJOB1 nor RDTGJOB2" % path)
+    return out
+
+
 def labels(data_dir):
     """{record id: label} of a prepared dataset folder (meta.yaml + events.bin)."""
     try:
@@ -163,10 +184,28 @@ def main(argv):
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         die("%s: no such folder for OUT" % parent)
+    # The teachers must have read the same dataset with the same sampling: their job records
+    # (the first log's are copied into OUT) agree on the rates, the event count and the records'
+    # CRC wherever both logs say them.
+    metas = [dump(p, "meta") for p in logs]
+    js = [jobs(p, m[1]) for p, m in zip(logs, metas)]
+    for p, j in zip(logs[1:], js[1:]):
+        for key, a in js[0].items():
+            b = j.get(key)
+            if b is None:
+                continue
+            if a[:2] != b[:2]:
+                die("%s: its teacher sampled %g / %g of the negatives / positives, %s's %g / %g: "
+                    "their targets are of other records" % (p, b[0], b[1], logs[0], a[0], a[1]))
+            if a[2] is not None and b[2] is not None and a[2:] != b[2:]:
+                die("%s: its teacher trained on another dataset than %s's (%d events, records "
+                    "CRC %08x against %d, %08x): not one data split"
+                    % (p, logs[0], b[2], b[3], a[2], a[3]))
     recs = [records(p) for p in logs]
     common = [k for k in recs[0] if all(k in r for r in recs[1:])]
     if not common:
-        die("the logs share no record (teacher job, sample, pass): not runs of one config")
+        die("the logs share no record (teacher job, sample, pass): not runs of one config (the "
+            "teacher job's name is part of each record's key: it must be the same in every run)")
     for k in common:
         w = recs[0][k][1]
         for p, r in zip(logs[1:], recs[1:]):
@@ -183,7 +222,7 @@ def main(argv):
         if miss:
             die("%s: sample %d of the logs is not a record of this dataset"
                 % (data, int.from_bytes(miss[0][8:16], "big")))
-    meta_head, meta_kv = dump(logs[0], "meta")
+    meta_head, meta_kv = metas[0]
     head, _ = dump(logs[0], "targets")
     # The header (its lines up to HEADER=END) with a map size for the records.
     lines = [h for h in head if not h.startswith("mapsize=") and h != "HEADER=END"]

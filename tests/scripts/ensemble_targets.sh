@@ -60,7 +60,10 @@ YAML
 config 16 teacher >a.yaml
 config 32 teacher >b.yaml
 config 16 other >c.yaml
-for v in a b c; do
+# The same teacher on another dataset (more events, its own data folder).
+sed -e 's/events: 3000/events: 3100/' -e "s|dir: $TMP/data$|dir: $TMP/data_d|" a.yaml >d.yaml
+grep -q "events: 3100" d.yaml && grep -q "data_d" d.yaml || fail "could not write d.yaml"
+for v in a b c d; do
     run -n 3 "$RD" train $v.yaml --out $v >$v.out 2>$v.err || fail "run $v: $(cat $v.err)"
 done
 records() { mdb_dump -s targets "$1" | awk '/^HEADER=END/ { b = 1; next } b && /^ /'; }
@@ -110,7 +113,9 @@ bad "OUT exists" "^ensemble-targets.py: AB exists" AB a/targets b/targets
 bad "a log missing" "nowhere: not a target log" X1 a/targets nowhere
 [ ! -e X1 ] || fail "a failed run left X1"
 bad "a folder that is no log" "data: not a target log" X2 a/targets data
-bad "logs of other teachers" "share no record" X3 a/targets c/targets
+bad "logs of other teachers" "share no record .*the teacher job's name" X3 a/targets c/targets
+bad "logs of other datasets" "d/targets: its teacher trained on another dataset than a/targets's \\(3100 events" X6 a/targets d/targets
+[ ! -e X6 ] || fail "a failed run left X6"
 [ ! -e X3 ] || fail "a failed run left X3"
 bad "one log" "usage" X4 a/targets
 # A damaged record: one logit byte changed, the CRC not.
