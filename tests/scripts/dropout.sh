@@ -15,7 +15,7 @@ MPIEXEC="$(command -v mpiexec.mpich || true)"
 [ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
 command -v mdb_dump >/dev/null || { echo "mdb_dump (lmdb-utils) not found: skip"; exit 77; }
 TMP="$(mktemp -d /tmp/rd_test_dropout_XXXXXX)"
-trap '[ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
+trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 run() { timeout 300 "$MPIEXEC" "$@"; }
 cd "$TMP" || exit 1

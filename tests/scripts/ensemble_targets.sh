@@ -17,7 +17,7 @@ command -v mdb_dump >/dev/null && command -v mdb_load >/dev/null ||
     { echo "mdb_dump / mdb_load (lmdb-utils) not found: skip"; exit 77; }
 python3 -c "import yaml" 2>/dev/null || { echo "python3 without PyYAML: skip"; exit 77; }
 TMP="$(mktemp -d /tmp/rd_test_ensemble_XXXXXX)"
-trap '[ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
+trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 run() { timeout 300 "$MPIEXEC" "$@"; }
 cd "$TMP" || exit 1
