@@ -143,6 +143,56 @@ static const char *show(const rd_csv_field *f, char *buf, size_t n) {
     return buf;
 }
 
+// The offset of the first byte of f that is not part of a well-formed UTF-8 sequence (RFC 3629:
+// no overlong form, no surrogate, nothing above U+10FFFF), or f->len when every byte is.
+static size_t utf8_bad_at(const rd_csv_field *f) {
+    const unsigned char *p = (const unsigned char *)f->ptr;
+    size_t n = f->len, i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                     : c >= 0xe0 && c <= 0xef ? 3
+                     : c >= 0xf0 && c <= 0xf4 ? 4
+                                              : 0;
+        if (len == 0 || i + len > n)
+            return i;
+        // The second byte's range excludes the overlong forms (e0, f0), the surrogates (ed) and
+        // code points above U+10FFFF (f4).
+        unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+        unsigned hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+        if (p[i + 1] < lo || p[i + 1] > hi)
+            return i;
+        for (size_t k = 2; k < len; k++)
+            if ((p[i + k] & 0xc0) != 0x80)
+                return i;
+        i += len;
+    }
+    return n;
+}
+
+// A text value (an id, a join key, a categorical value, a label text) that is not UTF-8. Text is
+// hashed as its bytes, and the config's label values, a Latin-1 side table (converted) and a
+// serving client's strings are UTF-8: a Latin-1 "Caf\xe9" would silently be another key than
+// "Café" there, never joining nor serving as that text.
+static int not_utf8(rd_errbuf *eb,
+                    const char *file,
+                    uint64_t line,
+                    const char *col,
+                    const rd_csv_field *f,
+                    size_t at,
+                    const char *hint) {
+    char sv[48];
+    return rd_err_set(eb, RD_ERR_PARSE,
+                      "%s:%llu: column '%s': value '%s' is not UTF-8 (byte 0x%02x at offset %zu); "
+                      "%s",
+                      file, (unsigned long long)line, col, show(f, sv, sizeof sv),
+                      (unsigned)(unsigned char)f->ptr[at], at, hint);
+}
+
 static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -375,6 +425,8 @@ typedef struct csv_ctx {
     int n_plan;
     side_table side[RD_MAX_SIDE];
     int n_side;
+    int text_cols[3 + RD_MAX_SIDE + RD_MAX_FIELDS]; // log columns read as text: checked UTF-8
+    int n_text;
 } csv_ctx;
 
 static void resolve_path(const char *input, const char *p, char *out, size_t n) {
@@ -896,6 +948,24 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
                 goto done;
             }
             f = lr.fields;
+        } else {
+            // The key and the text fields, as the log's: a Latin-1 table read as UTF-8 would
+            // join none of its non-ASCII keys (silently, with missing: empty).
+            for (int i = -1; i < cx->n_plan; i++) {
+                const field_plan *fp = i < 0 ? NULL : &cx->plan[i];
+                if (fp && (fp->side != s || rd_field_is_float(fp->kind) || fp->flags))
+                    continue;
+                int c = fp ? fp->col : kc;
+                size_t at = utf8_bad_at(&f[c]);
+                if (at < f[c].len) {
+                    char hint[96];
+                    snprintf(hint, sizeof hint,
+                             "if the table is Latin-1, set data.schema.side[%d].encoding: latin-1",
+                             s);
+                    rc = not_utf8(eb, st->path, rd_csv_line(r), cols[c], &f[c], at, hint);
+                    goto done;
+                }
+            }
         }
         if (st->n_rows == st->cap_rows) {
             uint64_t nc = st->cap_rows ? st->cap_rows * 2 : 1024;
@@ -1458,6 +1528,21 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         }
     }
 
+    // The log's columns read as text (ids, join keys, categorical values, a label text), each
+    // checked to be UTF-8 on every row.
+    cx->n_text = 0;
+    cx->text_cols[cx->n_text++] = cx->c_user;
+    cx->text_cols[cx->n_text++] = cx->c_item;
+    if (sc->n_label_values > 0)
+        cx->text_cols[cx->n_text++] = cx->c_label;
+    for (int s = 0; s < cx->n_side; s++)
+        cx->text_cols[cx->n_text++] = cx->side[s].join_col;
+    for (int i = 0; i < cx->n_plan; i++) {
+        const field_plan *fp = &cx->plan[i];
+        if (fp->side < 0 && !rd_field_is_float(fp->kind) && !fp->flags)
+            cx->text_cols[cx->n_text++] = fp->col;
+    }
+
     // 2. Stream the log.
     if (rd__u64map_init(&users.map, 1024) != RD_OK || rd__u64map_init(&items.map, 1024) != RD_OK) {
         rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
@@ -1511,6 +1596,16 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': empty id", cur,
                                 (unsigned long long)line, cx->cols[c]);
                 goto done;
+            }
+            for (int i = 0; i < cx->n_text; i++) {
+                const rd_csv_field *tv = &f[cx->text_cols[i]];
+                size_t at = utf8_bad_at(tv);
+                if (at < tv->len) {
+                    rc = not_utf8(eb, cur, line, cx->cols[cx->text_cols[i]], tv, at,
+                                  "the log is read as UTF-8: convert it (e.g. iconv -f latin1 -t "
+                                  "utf-8 for a Latin-1 file)");
+                    goto done;
+                }
             }
             if (parse_time(&f[cx->c_time], cx->tf, &m->ts_ms) != 0) {
                 rc = bad_time(eb, r, cx->cols[cx->c_time], cx->tf, &f[cx->c_time]);

@@ -1100,11 +1100,19 @@ static void test_side_latin1(void **state) {
     assert_true(rd_dataset_keys(ds, 0)[f->offset] == key_of("region", "M\xc3\xbcnchen"));
     assert_true(rd_dataset_keys(ds, 1)[f->offset] == key_of("region", "Lazio"));
     rd_dataset_close(ds);
-    // Read as UTF-8 (the default), the Latin-1 key is another string: a clear error.
+    // Read as UTF-8 (the default), the Latin-1 key is not UTF-8: refused at its line, naming
+    // the setting (with missing: empty it used to be a silent non-join).
     SET(sd->encoding, "utf-8");
-    assert_int_equal(prepare(cfg, &eb), RD_ERR_SCHEMA);
-    assert_non_null(strstr(eb.msg, "log.csv:2: column 'city': key 'Caf?"
-                                   "?' not found"));
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_PARSE);
+    assert_non_null(strstr(eb.msg, "cities.csv:2: column 'city': value 'Caf?' is not UTF-8 (byte "
+                                   "0xe9 at offset 3); if the table is Latin-1, set "
+                                   "data.schema.side[0].encoding: latin-1"));
+    // A Latin-1 log is refused too: its "Caf\xe9" would be another key than the "Café" of the
+    // converted table, of the config's label values and of a serving client.
+    SET(sd->encoding, "latin-1");
+    put("latin", "log.csv", "t,u,i,y,city\n1,a,x,1,Caf\xe9\n2,b,x,0,Rome\n");
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_PARSE);
+    assert_non_null(strstr(eb.msg, "log.csv:2: column 'city': value 'Caf?' is not UTF-8"));
     free(cfg);
 }
 
