@@ -576,19 +576,48 @@ static int find_col(char (*cols)[RD_COLUMN_MAX], int n, const char *name) {
 }
 
 // A column the config names (at key path `key`) that `file` does not have.
+// The columns are listed quoted, control bytes as \xNN, so that what makes a header name differ
+// from the wanted one shows: spaces around it (a "uid, iid" header), a stray CR (a line end
+// converted twice), a tab.
 static int missing_col(rd_errbuf *eb,
                        const char *file,
                        const char *key,
                        const char *name,
                        char (*cols)[RD_COLUMN_MAX],
                        int n) {
-    char list[600];
+    char list[800];
     size_t k = 0;
     list[0] = '\0';
-    for (int i = 0; i < n && k + RD_COLUMN_MAX + 4 < sizeof list; i++)
-        k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", cols[i]);
-    return rd_err_set(eb, RD_ERR_SCHEMA, "%s: no column '%s' in %s (columns: %s)", key, name, file,
-                      list);
+    int near = -1; // a column that is the name once spaces and control bytes around it go
+    int shown = 0;
+    for (; shown < n && k + 4 * RD_COLUMN_MAX + 16 < sizeof list; shown++) {
+        int i = shown;
+        k += (size_t)snprintf(list + k, sizeof list - k, "%s'", i ? ", " : "");
+        for (const unsigned char *c = (const unsigned char *)cols[i]; *c; c++)
+            k += (size_t)(*c < 32 || *c == 127 ? snprintf(list + k, sizeof list - k, "\\x%02x", *c)
+                                               : snprintf(list + k, sizeof list - k, "%c", *c));
+        k += (size_t)snprintf(list + k, sizeof list - k, "'");
+    }
+    if (shown < n)
+        snprintf(list + k, sizeof list - k, ", ... (%d in all)", n);
+    size_t nl = strlen(name);
+    for (int i = 0; i < n && near < 0; i++) {
+        const char *c = cols[i], *e = c + strlen(c);
+        while (c < e && (unsigned char)*c <= ' ')
+            c++;
+        while (e > c && (unsigned char)e[-1] <= ' ')
+            e--;
+        if ((size_t)(e - c) == nl && memcmp(c, name, nl) == 0)
+            near = i;
+    }
+    char hint[RD_COLUMN_MAX + 96] = "";
+    if (near >= 0)
+        snprintf(hint, sizeof hint,
+                 "; column %d has spaces or control bytes around '%s' in the file, which are "
+                 "part of its name",
+                 near + 1, name);
+    return rd_err_set(eb, RD_ERR_SCHEMA, "%s: no column '%s' in %s (columns: %s)%s", key, name,
+                      file, list, hint);
 }
 
 // A "flags" field whose max_len flag columns run past the file's last column.
