@@ -1644,6 +1644,17 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 es.label[es.n] = (uint8_t)label_of_text(sc, &f[cx->c_label]);
             } else {
                 double lv;
+                if (f[cx->c_label].len == 0) {
+                    // A text rule suggested for '' would be 'y == ""': say what is wrong.
+                    char label_rule[RD_COLUMN_MAX + 64];
+                    label_rule_text(sc, label_rule, sizeof label_rule);
+                    rc = rd_err_set(eb, RD_ERR_PARSE,
+                                    "%s:%llu: column '%s': empty label value (the rule '%s' needs "
+                                    "a number on every row)",
+                                    rd_csv_name(r), (unsigned long long)rd_csv_line(r),
+                                    cx->cols[cx->c_label], label_rule);
+                    goto done;
+                }
                 if (rd_csv_parse_double(&f[cx->c_label], &lv) != 0) {
                     char sv[48];
                     rc = rd_err_set(
