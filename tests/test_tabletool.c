@@ -533,6 +533,20 @@ static void test_import_bad_input(void **state) {
         assert_int_equal(hp.rows, 1);
         assert_int_equal(hp.pending, 1);
     }
+    // The same file saved with CRLF line ends (an editor or a spreadsheet on Windows) imports
+    // as it is: it was refused at line 2 as "expected key, ... tab separated".
+    const char *crlf = "# table emb_b dim 3 slots 0 optimizer sgd rows 2 pending 1\r\n"
+                       "7\t5\t1\t0.1\t0.2\t0.3\r\n8\t5\t1\t0.1\t0.2\t0.5\r\n# a comment\r\n"
+                       "pending\t9\t-4\t3\r\n";
+    int rc = import_text(tt, 1, crlf, strlen(crlf), &eb);
+    if (rc != RD_OK)
+        fail_msg("CRLF import: rc %d, %s", rc, eb.msg);
+    {
+        rd_tabletool_hist hp;
+        assert_int_equal(rd_tabletool_stats(tt, 1, &hp, &eb), RD_OK);
+        assert_int_equal(hp.rows, 2);
+        assert_int_equal(hp.pending, 1);
+    }
 
     // Last-seen at INT64_MIN and INT64_MAX: the age of the oldest row is 2^64 - 1 seconds,
     // computed without signed overflow and counted in the last bucket, not in bucket 0.

@@ -1124,6 +1124,10 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
             break;
         }
         ended = len > 0 && line[len - 1] == '\n';
+        if (ended && len >= 2 && line[len - 2] == '\r') { // CRLF: a file saved on Windows
+            line[len - 2] = '\n';
+            line[--len] = '\0';
+        }
         if (lineno == 1) {
             rc = tsv_header(line, ct, what, r, &want_rows, &want_pending, eb);
             continue;
