@@ -392,6 +392,7 @@ typedef struct field_plan {
     uint32_t soff;   // slot (or numeric index) inside the side row
     int index;       // in data.schema.fields (for key paths in messages)
     uint64_t filled; // fields[].missing: missing values filled (rows of its file)
+    uint64_t cut;    // multi: rows of its file with more than max_len values (the rest dropped)
 } field_plan;
 
 typedef struct side_table {
@@ -843,12 +844,17 @@ static int fill_field(field_plan *fp,
     size_t sl = strlen(sep);
     const char *p = v->ptr, *e = v->ptr + v->len;
     uint32_t k = 0;
-    while (p <= e && k < fp->width) {
+    while (p <= e) {
         const char *q = p;
         while (q < e && !((size_t)(e - q) >= sl && memcmp(q, sep, sl) == 0))
             q++;
-        if (q > p)
+        if (q > p) {
+            if (k == fp->width) { // a value past max_len: counted, so that prepare says so
+                fp->cut++;
+                break;
+            }
             keys[k++] = rd_feature_key(name, p, (size_t)(q - p));
+        }
         if (q >= e)
             break;
         p = q + sl;
@@ -1773,6 +1779,15 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     }
     // Values that parse but are likely not what the log meant: warn, naming the field, and
     // build the dataset all the same (they are legal).
+    for (int i = 0; i < cx->n_plan; i++) {
+        const field_plan *fp = &cx->plan[i];
+        if (fp->cut > 0)
+            RD_LOG_WARN("%s: multi field '%s': %llu rows hold more than max_len = %u values; "
+                        "only the first %u of each are kept (raise data.schema.fields[%d].max_len, "
+                        "at most 64, to keep more)",
+                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path, fp->cfg->name,
+                        (unsigned long long)fp->cut, fp->width, fp->width, fp->index);
+    }
     for (int i = 0; i < cx->n_plan; i++) {
         const field_plan *fp = &cx->plan[i];
         if (!rd_field_is_float(fp->kind) || (fp->cfg->standardize && fp->kind == RD_FIELD_NUMERIC))

@@ -130,6 +130,28 @@ grep -q "big.csv: time_format unix_ms: every timestamp falls before" "$TMP/err" 
 sed -i 's/time_format: unix_ms/time_format: unix/; s/kind: numeric}/kind: numeric, log1p: true}/; s/kind: feedback}/kind: feedback, log1p: true}/' "$TMP/big.yaml"
 "$RD" prepare "$TMP/big.yaml" --out "$TMP/big_out" > "$TMP/out" 2>"$TMP/err" || fail "big: $(cat "$TMP/err")"
 grep -q "WARN" "$TMP/err" && fail "warning on a sound log: $(cat "$TMP/err")"
+# A multi field keeps max_len values per row: rows with more lost the rest without a word.
+printf 'ts,uid,iid,clicked,tags\n1,9,a,1,x|y|z\n2,10,b,0,x||y\n3,9,c,0,x|y|z|w\n' > "$TMP/in/tags.csv"
+{ common; cat <<EOF
+data:
+  source: csv
+  input: $TMP/in
+  schema:
+    path: tags.csv
+    user_column: uid
+    item_column: iid
+    time_column: ts
+    label: "clicked >= 1"
+    fields:
+      - {name: tags, kind: multi, max_len: 2}
+EOF
+} > "$TMP/tags.yaml"
+"$RD" prepare "$TMP/tags.yaml" --out "$TMP/tags_out" > "$TMP/out" 2>"$TMP/err" || fail "tags: $(cat "$TMP/err")"
+grep -q "tags.csv: multi field 'tags': 2 rows hold more than max_len = 2 values; only the first 2 of each are kept (raise data.schema.fields\[0\].max_len" "$TMP/err" \
+    || fail "no warning for values past max_len: $(cat "$TMP/err")"
+sed -i 's/max_len: 2}/max_len: 4}/' "$TMP/tags.yaml"
+"$RD" prepare "$TMP/tags.yaml" --out "$TMP/tags_out" > "$TMP/out" 2>"$TMP/err" || fail "tags: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "warning when every value fits: $(cat "$TMP/err")"
 
 # --- MovieLens-100K -------------------------------------------------------------------------
 ML="${RD_SHARED_DATA:-}/movielens-100k"
