@@ -2040,6 +2040,8 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
     if (dc->synthetic.contexts == 0) // without contexts the effect changes no record
         c->data.synthetic.context_effect = effect_default;
     c->data.history_max = 1;
+    if (!c->data.schema.encoding[0]) // a schema filled in code (a preset) leaves it empty: utf-8
+        snprintf(c->data.schema.encoding, sizeof c->data.schema.encoding, "utf-8");
     if (dc->source == RD_DATA_SYNTHETIC && dc->synthetic.seed == 0)
         c->data.synthetic.seed = rd_synth_seed(&dc->synthetic, run_seed);
     int sampled = dc->negatives.rate < 1 || dc->negatives.pos_rate < 1;
@@ -2061,11 +2063,15 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
             // Keys added to the data section after the hash existed are left out of it while
             // they hold their default, so that a folder prepared before them keeps its hash.
             // Every occurrence goes (fields[].standardize is printed once per field).
-            static const char *const compat[] = {
-                "\n    quoting: true\n",          "\n    feedback: 0\n",
-                "\n        standardize: false\n", "\n        missing: error\n",
-                "\n      values: []\n",           "\n    context_effect: 0.5\n",
-                "\n    memory_rate: 0.25\n",      NULL};
+            static const char *const compat[] = {"\n    quoting: true\n",
+                                                 "\n    feedback: 0\n",
+                                                 "\n        standardize: false\n",
+                                                 "\n        missing: error\n",
+                                                 "\n      values: []\n",
+                                                 "\n    context_effect: 0.5\n",
+                                                 "\n    memory_rate: 0.25\n",
+                                                 "\n    encoding: \"utf-8\"\n",
+                                                 NULL};
             for (int k = 0; compat[k]; k++) {
                 size_t cl = strlen(compat[k]);
                 char *p = d;

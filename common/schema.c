@@ -1468,6 +1468,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     memset(&items, 0, sizeof items);
     char *yaml = NULL;
     size_t yaml_len = 0;
+    latin1_row log_lr; // a Latin-1 log's row as UTF-8 (below)
+    memset(&log_lr, 0, sizeof log_lr);
     cx->dc = dc;
     if (dc->source == RD_DATA_CSV) {
         cx->sc = dc->schema;
@@ -1586,6 +1588,9 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     uint32_t ns = cx->lay.n_slots, nn = cx->lay.n_numeric;
     const rd_csv_field *f;
     size_t nf;
+    // A Latin-1 log: each row is converted to UTF-8 before anything reads it (as a Latin-1 side
+    // table's), so that its text hashes as the same text in UTF-8 does everywhere else.
+    const int log_latin1 = strcmp(sc->encoding, "latin-1") == 0;
     // The log is held in memory until it is sorted: its store grows no further than the memory
     // this process may use, and a log beyond it is an error naming the line reached (a 10^7-event
     // log took 2.25 GB; an OOM kill would come after reading most of a larger one).
@@ -1603,6 +1608,14 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: expected %d columns, found %zu", cur,
                                 (unsigned long long)line, cx->n_cols, nf);
                 goto done;
+            }
+            if (log_latin1) {
+                if (latin1_to_utf8(&log_lr, f, nf) != 0) {
+                    rc = rd_err_set(eb, RD_ERR_NOMEM, "%s:%llu: out of memory", cur,
+                                    (unsigned long long)line);
+                    goto done;
+                }
+                f = log_lr.fields;
             }
             int grown = es.n == es.cap ? ev_grow(&es, ns, nn, mem_limit) : 0;
             if (grown == -2) {
@@ -1637,8 +1650,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 size_t at = utf8_bad_at(tv);
                 if (at < tv->len) {
                     rc = not_utf8(eb, cur, line, cx->cols[cx->text_cols[i]], tv, at,
-                                  "the log is read as UTF-8: convert it (e.g. iconv -f latin1 -t "
-                                  "utf-8 for a Latin-1 file)");
+                                  "the log is read as UTF-8: if it is Latin-1, set "
+                                  "data.schema.encoding: latin-1 (or convert it with iconv)");
                     goto done;
                 }
             }
@@ -1881,6 +1894,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     if (rc == RD_OK)
         rc = rd__builder_finish(b, yaml, eb);
 done:
+    rd_free(log_lr.buf);
+    rd_free(log_lr.fields);
     rd__builder_destroy(b);
     rd_csv_close(r);
     if (cx->have_parts)

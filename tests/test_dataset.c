@@ -1107,12 +1107,39 @@ static void test_side_latin1(void **state) {
     assert_non_null(strstr(eb.msg, "cities.csv:2: column 'city': value 'Caf?' is not UTF-8 (byte "
                                    "0xe9 at offset 3); if the table is Latin-1, set "
                                    "data.schema.side[0].encoding: latin-1"));
-    // A Latin-1 log is refused too: its "Caf\xe9" would be another key than the "Café" of the
-    // converted table, of the config's label values and of a serving client.
+    // A Latin-1 log read as UTF-8 (the default) is refused too: its "Caf\xe9" would be another
+    // key than the "Café" of the converted table, of the config's label values and of a serving
+    // client.
     SET(sd->encoding, "latin-1");
-    put("latin", "log.csv", "t,u,i,y,city\n1,a,x,1,Caf\xe9\n2,b,x,0,Rome\n");
+    put("latin", "log.csv", "t,u,i,y,city\n1,a,x\xe0,1,Caf\xe9\n2,b,x,0,Rome\n");
     assert_int_equal(prepare(cfg, &eb), RD_ERR_PARSE);
-    assert_non_null(strstr(eb.msg, "log.csv:2: column 'city': value 'Caf?' is not UTF-8"));
+    assert_non_null(strstr(eb.msg, "log.csv:2: column 'i': value 'x?' is not UTF-8"));
+    assert_non_null(strstr(eb.msg, "set data.schema.encoding: latin-1"));
+    // Declared Latin-1, it is converted row by row: the same records, keys included, as the
+    // same log in UTF-8.
+    SET(sc->encoding, "latin-1");
+    rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    char out8[512];
+    path_in(out8, sizeof out8, "latin_ds8");
+    put("latin", "log8.csv", "t,u,i,y,city\n1,a,x\xc3\xa0,1,Caf\xc3\xa9\n2,b,x,0,Rome\n");
+    SET(sc->encoding, "utf-8");
+    SET(sc->path, "log8.csv");
+    SET(cfg->data.dir, out8);
+    rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *d1 = open_ok(out), *d8 = open_ok(out8);
+    uint32_t ns = rd_dataset_get_info(d1)->n_slots;
+    assert_int_equal(ns, rd_dataset_get_info(d8)->n_slots);
+    assert_int_equal(rd_dataset_get_info(d1)->n_events, 2);
+    for (uint64_t i = 0; i < 2; i++)
+        assert_memory_equal(rd_dataset_keys(d1, i), rd_dataset_keys(d8, i), ns * sizeof(uint64_t));
+    rd_dataset_close(d1);
+    rd_dataset_close(d8);
     free(cfg);
 }
 

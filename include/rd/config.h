@@ -250,6 +250,8 @@ typedef struct rd_schema_config {
     // them); threshold is then unused. 0 values = the numeric rule above.
     int n_label_values;
     char label_values[RD_MAX_LABEL_VALUES][RD_NAME_MAX];
+    char encoding[12]; // the log's text: "utf-8" | "latin-1" (converted to UTF-8 before it is
+                       // hashed, as a Latin-1 side table is); default "utf-8"
 } rd_schema_config;
 
 typedef struct rd_synthetic_config {
