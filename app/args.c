@@ -152,6 +152,20 @@ int rd_app_parse_i64(const char *s, int64_t *v) {
     return 0;
 }
 
+int rd_app_parse_time(const char *s, int64_t *v) {
+    if (rd_app_parse_i64(s, v) == 0)
+        return 0;
+    int64_t ms;
+    if (rd_parse_iso8601(s, strlen(s), &ms) != 0)
+        return -1;
+    // Up to a whole second (towards +inf, also before 1970): "< 12:00:00.5" keeps 12:00:00.
+    int64_t sec = ms / 1000;
+    if (ms % 1000 > 0)
+        sec++;
+    *v = sec;
+    return 0;
+}
+
 int rd_app_parse_u64(const char *s, uint64_t *v) {
     if (!isdigit((unsigned char)s[0]))
         return -1;

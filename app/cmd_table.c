@@ -47,6 +47,8 @@ static void table_usage(FILE *out) {
             "                                         $TMPDIR, else beside CKPT)\n"
             "  evict   CKPT --out DIR [--table NAME] [--older-than T] [--min-count N]\n"
             "                                         drop rows last seen before stream time T\n"
+            "                                         (unix seconds, or ISO 8601: 2024-03-01,\n"
+            "                                         2024-03-01T12:00:00Z; no zone = UTC)\n"
             "                                         or updated fewer than N times; pending\n"
             "                                         admission counts last seen before T\n"
             "  reshard CKPT --shards P --out DIR      rows to rd_shard_of(key, P) (serve with P\n"
@@ -217,8 +219,11 @@ int rd_cmd_table(int argc, char **argv) {
     const char *table = opts[0].value, *out = opts[1].value, *in = opts[2].value;
     const char *format = opts[3].value ? opts[3].value : "tsv";
     int64_t older = INT64_MIN, min_count = 0, shards = 0;
-    if (opts[4].value && rd_app_parse_i64(opts[4].value, &older)) {
-        fprintf(stderr, "%s: --older-than: '%s' is not an integer\n", prog, opts[4].value);
+    if (opts[4].value && rd_app_parse_time(opts[4].value, &older)) {
+        fprintf(stderr,
+                "%s: --older-than: '%s' is not a time (unix seconds, or ISO 8601 such as "
+                "2024-03-01T12:00:00Z)\n",
+                prog, opts[4].value);
         return 2;
     }
     if (opts[5].value && (rd_app_parse_i64(opts[5].value, &min_count) || min_count < 0)) {

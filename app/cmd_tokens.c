@@ -45,6 +45,8 @@ static void tokens_usage(FILE *out) {
         "                                         exit 0\n"
         "  gc      STORE --before T               delete every record with time < T, of every\n"
         "                                         user (gc takes no --user)\n"
+        "  (T: unix seconds, or ISO 8601 such as 2024-03-01 or 2024-03-01T12:00:00+02:00; no\n"
+        "   zone = UTC)\n"
         "  verify  STORE                          MANIFEST, shard headers, every key and\n"
         "                                         record CRC\n"
         "  compact STORE --out DIR                compacted copy (the input is untouched;\n"
@@ -189,8 +191,11 @@ int rd_cmd_tokens(int argc, char **argv) {
         user = rd_feature_key("user", id, strlen(id)); // as the dataset keys a raw user id
         have_user = 1;
     }
-    if (have_before && rd_app_parse_i64(opts[2].value, &before)) {
-        fprintf(stderr, "%s: --before: '%s' is not an integer time\n", prog, opts[2].value);
+    if (have_before && rd_app_parse_time(opts[2].value, &before)) {
+        fprintf(stderr,
+                "%s: --before: '%s' is not a time (unix seconds, or ISO 8601 such as "
+                "2024-03-01T12:00:00Z)\n",
+                prog, opts[2].value);
         return 2;
     }
     uint64_t before_id = 0;

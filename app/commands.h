@@ -157,6 +157,13 @@ int rd_app_stdout_written(const char *cmd, const char *sub);
  *  leading blank or '+' is refused, and rd_app_parse_u64 refuses any sign (" -5" used to wrap
  *  to 2^64-5). The caller prints the usage error naming the option and value. */
 int rd_app_parse_i64(const char *s, int64_t *v);
+
+/** A time option (table evict --older-than, tokens fetch/gc --before) in unix seconds: an integer
+ *  as rd_app_parse_i64 takes it, or an ISO 8601 time as a log's iso8601 time_format reads it
+ *  ("2024-03-01", "2024-03-01T12:00:00Z", "2024-03-01 12:00:00+02:00"; no zone = UTC). A
+ *  fraction of a second rounds up: times are whole seconds, and every option compares "< T".
+ *  @return 0, or -1 (v untouched). */
+int rd_app_parse_time(const char *s, int64_t *v);
 int rd_app_parse_u64(const char *s, uint64_t *v);
 
 /** A finite decimal number, the whole of `s` ("-0.5", ".25", "1e-3"). Like the integer parsers

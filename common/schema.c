@@ -287,6 +287,15 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
     return 0;
 }
 
+int rd_parse_iso8601(const char *s, size_t n, int64_t *ms) {
+    rd_csv_field f = {.ptr = s, .len = n};
+    int64_t v;
+    if (parse_iso8601(&f, &v) != 0)
+        return -1;
+    *ms = v;
+    return 0;
+}
+
 // Warning thresholds of prepare: a numeric input beyond this magnitude, and a unix_ms log whose
 // latest value is below this (1973-03-03 in milliseconds, 1e11 seconds would be year 5138).
 #define RD_SCHEMA_NUMERIC_WARN 1000.0

@@ -8,6 +8,7 @@
 //   rd_dataset_prepare()   build data.dir from the config's data source (CSV/MovieLens/synthetic)
 //   rd_dataset_check_config()  refuse a prepared folder built from another data config
 //   rd_schema_preset()     fill an rd_schema_config for movielens100k / movielens1m
+//   rd_parse_iso8601()     an ISO 8601 time as the log's iso8601 time_format reads it
 //   rd_dataset_open/close  mmap a dataset folder; verify magic, version, sizes and CRC-32C
 //   rd_dataset_record/keys/nums   record i and its key slots / numeric features
 //   rd_dataset_batch/window/holdout/all/time_range   split ranges and time windows
@@ -199,6 +200,14 @@ int rd_dataset_check_config(const char *dir,
  * @return RD_OK or RD_ERR_ARG (not a MovieLens source)
  */
 int rd_schema_preset(int source, rd_schema_config *sc, rd_errbuf *eb);
+
+/**
+ * An ISO 8601 / RFC 3339 time as the log's `time_format: iso8601` reads it: the n bytes at s,
+ * YYYY-MM-DD[(T|t| )hh:mm[:ss[.fff]]][Z|z|(+|-)hh[[:]mm]] (no zone = UTC; blanks around it
+ * are skipped). *ms = milliseconds since 1970-01-01T00:00:00Z.
+ * @return 0, or -1 when the text is not such a time (*ms untouched)
+ */
+int rd_parse_iso8601(const char *s, size_t n, int64_t *ms);
 
 // ---------------------------------------------------------------------------------------------
 // Reader

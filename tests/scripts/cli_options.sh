@@ -78,9 +78,17 @@ for v in " -5" " 5" "+5" "	7" "5 " "0x10" "-"; do
     check 2 "--user: '$v' is not a user key" "$bin" tokens fetch "$S" --user "$v" --before 1 --n 2
 done
 for v in " -5" " 5" "+5" "+-5" "-"; do
-    check 2 "--older-than: '$v' is not an integer" "$bin" table evict "$S" --older-than "$v" --out "$tmp/o"
-    check 2 "--before: '$v' is not an integer time" "$bin" tokens gc "$S" --before "$v"
+    check 2 "--older-than: '$v' is not a time (unix seconds, or ISO 8601" "$bin" table evict "$S" --older-than "$v" --out "$tmp/o"
+    check 2 "--before: '$v' is not a time (unix seconds, or ISO 8601" "$bin" tokens gc "$S" --before "$v"
 done
+# ... nor are malformed ISO 8601 times (a bad day, month, hour or zone, a date alone cut short).
+for v in "2024-02-30" "2024-13-01" "2024-03-01T25:00" "2024-03-01T12:00+2" "2024-03" "2024-03-01X"; do
+    check 2 "--older-than: '$v' is not a time" "$bin" table evict "$S" --older-than "$v" --out "$tmp/o"
+    check 2 "--before: '$v' is not a time" "$bin" tokens fetch "$S" --user 1 --before "$v" --n 2
+done
+# ISO 8601 times get past the option check (exit 1: no store).
+check 1 "" "$bin" table evict "$S" --older-than 2024-03-01T12:00:00Z --out "$tmp/o"
+check 1 "" "$bin" tokens gc "$S" --before "2024-03-01 12:00:00.5+02:00"
 # ... and the negative values where they are allowed get past the option check (exit 1: no store).
 check 1 "" "$bin" table evict "$S" --older-than -9223372036854775807 --out "$tmp/o"
 check 1 "" "$bin" tokens gc "$S" --before -5

@@ -175,6 +175,15 @@ grep -qx "evicted $wantr rows and $wantp of $P0 pending admission counts: adm_ev
 "$RD" table export adm_ev --table s_item --out - | awk -F'\t' -v t="$T" '$1 == "pending" && $3 < t' | grep -q . &&
     fail "evict --older-than left older pending counts"
 "$RD" table stats adm_ev --table s_item | grep -q "pending $((P0 - wantp))," || fail "evict: pending counts after"
+# The same T as ISO 8601 (and as half a second before it, which rounds up to T): the same
+# checkpoint.
+"$RD" table export adm_ev --table s_item --out - > ev.tsv || fail "export adm_ev"
+for ti in "$(date -u -d "@$T" +%Y-%m-%dT%H:%M:%SZ)" "$(date -u -d "@$((T - 1))" '+%Y-%m-%d %H:%M:%S.5+00:00')"; do
+    rm -rf adm_evi
+    "$RD" table evict "$A" --table s_item --older-than "$ti" --out adm_evi >o 2>e || fail "evict --older-than '$ti': $(cat e)"
+    grep -qx "evicted $wantr rows and $wantp of $P0 pending admission counts: adm_evi" o || fail "evict '$ti' summary: $(cat o)"
+    "$RD" table export adm_evi --table s_item --out - | cmp -s - ev.tsv || fail "evict --older-than '$ti' differs from $T"
+done
 "$RD" table evict "$A" --min-count 1000000 --out adm_ev2 >o 2>e || fail "evict adm count: $(cat e)"
 grep -q "^evicted [0-9]* rows and 0 of $P0 pending admission counts (only --older-than drops those): adm_ev2\$" o ||
     fail "evict --min-count summary: $(cat o)"
