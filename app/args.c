@@ -519,6 +519,21 @@ int rd_app_path_kind(const char *path, char *what, size_t cap) {
                  "table checkpoint, shard-NNNN/ of a token store)");
         return RD_APP_PATH_OTHER;
     }
+    if (has(path, "data.mdb", 0)) {
+        // An LMDB env alone: a shard of a checkpoint or store given instead of the whole, or a
+        // run's target log (which no table or tokens command reads).
+        const char *base = strrchr(path, '/');
+        base = base && base[1] ? base + 1 : path;
+        if (strncmp(base, "shard-", 6) == 0)
+            snprintf(what, cap,
+                     "one shard's LMDB environment (data.mdb) of a table checkpoint or token "
+                     "store: give the folder above it, which holds the MANIFEST");
+        else
+            snprintf(what, cap,
+                     "an LMDB environment (data.mdb) without a MANIFEST, such as a run's "
+                     "distillation target log (targets/, read by a replaying student)");
+        return RD_APP_PATH_OTHER;
+    }
     DIR *d = opendir(path);
     int empty = 1;
     for (struct dirent *e; d && empty && (e = readdir(d)) != NULL;)

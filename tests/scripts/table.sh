@@ -286,6 +286,14 @@ expect_fail 1 "^recdistill tokens stats: $C is a table checkpoint \(MANIFEST \+ 
     "$RD" tokens stats "$C"
 expect_fail 1 "run is a run folder of .recdistill train.*, not an instance-token store" "$RD" tokens stats run
 expect_fail 1 "item.tsv is a file, not a folder \(expected a table checkpoint" "$RD" table stats item.tsv
+# An LMDB env alone: a shard of the checkpoint, or a target log (it said "a folder without a
+# MANIFEST").
+S0=$(ls -d "$C"/shard-* | head -n 1)
+expect_fail 1 "$S0 is one shard's LMDB environment \(data.mdb\) of a table checkpoint or token store: give the folder above it" \
+    "$RD" table stats "$S0"
+mkdir -p tl && : > tl/data.mdb
+expect_fail 1 "tl is an LMDB environment \(data.mdb\) without a MANIFEST, such as a run's distillation target log" \
+    "$RD" tokens verify tl
 expect_fail 1 "no table named 'nope'" "$RD" table export "$C" --table nope --out y.tsv
 [ ! -e y.tsv ] && ! ls y.tsv.tmp* >/dev/null 2>&1 || fail "failed export left output"
 # An --out that is a FIFO or a device (e.g. /dev/null as root) is not replaced by a file.
