@@ -2817,15 +2817,22 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
             phase_of_id(tr, tr->rs_first, &e, &w);
             phase_text(tr, e, w, a, sizeof a);
             phase_of_id(tr, own - 1, &e, &w);
-            phase_text(tr, e, w, b, sizeof b);
+            // One phase is named alone ("batch epoch 1/2 to batch epoch 1/2" read as a typo).
+            char span[160];
+            if (tr->rs_first == own - 1)
+                snprintf(span, sizeof span, "%s", a);
+            else {
+                phase_text(tr, e, w, b, sizeof b);
+                snprintf(span, sizeof span, "%s to %s", a, b);
+            }
             if (tr->job->role == RD_JOB_TEACHER)
                 printf("[%s] a job in live distillation resumes in %s: the teacher first sends "
-                       "its students again, from its target log, every target of %s to %s\n",
-                       tr->job->name, a, a, b);
+                       "its students again, from its target log, every target of %s\n",
+                       tr->job->name, a, span);
             else
                 printf("[%s] a job in live distillation resumes in %s: the student first goes "
-                       "through %s to %s with its teacher, dropping their targets\n",
-                       tr->job->name, a, a, b);
+                       "through %s with its teacher, dropping their targets\n",
+                       tr->job->name, a, span);
         }
     }
     return RD_OK;

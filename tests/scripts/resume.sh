@@ -356,6 +356,8 @@ E1=$(awk '$2 == 1 && $3 == -1 && $4 == 0 {print $1}' tpos); W1T=$(awk '$2 == 2 &
 MIDS=$(awk '$2 == 1 && $3 == -1 && $4 > 0 {print $1}' spos | sed -n 1p)
 MIDS2=$(awk '$2 == 1 && $3 == -1 && $4 > 0 {print $1}' spos | sed -n 2p)
 MIDW=$(awk '$2 == 2 && $3 == 1 && $4 > 0 {print $1; exit}' spos)
+W0S=$(awk '$2 == 2 && $3 == 0 {print $1; exit}' spos)
+[ -n "$W0S" ] || fail "no student checkpoint in stream window 1: $(cat spos)"
 [ -n "$E1" ] && [ -n "$W1T" ] && [ -n "$MIDS" ] && [ -n "$MIDS2" ] && [ -n "$MIDW" ] ||
     fail "no phase-start checkpoints or none inside epoch 1 / window 1: $(cat tpos)"
 root() { # $1 = folder, $2 = the teacher's newest step, $3 = the student's: L's checkpoints up to them
@@ -391,7 +393,7 @@ phase_start() { # $1 = step: the student's checkpoint at the start of that step'
     }
 }
 for pair in "$MIDS2 $MIDS" "$MIDS $MIDS2" "$MIDW $W1T" "$W1T $MIDW" "$W1T $MIDS" "$MIDW $MIDS" \
-    "$TF $MIDS" "$MIDS $MIDW" "$E1 $SF"; do
+    "$TF $MIDS" "$MIDS $MIDW" "$MIDS $W0S" "$E1 $SF"; do
     set -- $pair
     root LR "$1" "$2"
     rm -rf X3
@@ -404,6 +406,11 @@ for pair in "$MIDS2 $MIDS" "$MIDS $MIDS2" "$MIDW $W1T" "$W1T $MIDW" "$W1T $MIDS"
     if [ "$pair" = "$TF $MIDS" ]; then
         grep -q "\[teacher\] a job in live distillation resumes in batch epoch 2/2: the teacher first sends its students again, from its target log, every target of batch epoch 2/2 to stream window 2/2" X3.out ||
             fail "live resume $pair: the teacher did not say what it sends again: $(cat X3.out)"
+    fi
+    # One phase ahead: the phase is named alone (it read "batch epoch 2/2 to batch epoch 2/2").
+    if [ "$pair" = "$MIDS $W0S" ]; then
+        grep -q "\[student\] a job in live distillation resumes in batch epoch 2/2: the student first goes through batch epoch 2/2 with its teacher, dropping their targets" X3.out ||
+            fail "live resume $pair: the student did not name the one phase it goes through: $(cat X3.out)"
     fi
     # The records the student trained on from the start of the earlier job's phase up to its
     # checkpoint: their targets came again and were dropped (duplicates), and no target was
