@@ -368,7 +368,26 @@ static void test_pairs_reported(void **state) {
     assert_non_null(strstr(warn, "[not comparable"));
     assert_non_null(strstr(out, "student / teacher dense FLOPs per sample: 1/16.6"));
     assert_null(strstr(out, "teacher gap under 0.001"));
+    assert_null(strstr(out, "note: "));          // no popularity baseline (its AUC is not valid)
+    assert_null(strstr(out, "(warm = holdout")); // 800 warm events of 1000
     rd_free(out);
+    // Popularity at 0.755: the jobs below it (student2 0.70, student3 0.75, raw3 0.74) get a
+    // note each, the others none.
+    set_m(&res[0].pop_holdout.m, 0.755, 0.6, 1000);
+    out = printed(cfg, res, 7);
+    assert_int_equal(count_lines(out, "note: "), 3);
+    assert_non_null(strstr(out, "note: student3 ranks the holdout below item popularity (AUC "
+                                "0.7500 < 0.7550): it may be undertrained (train.epochs"));
+    assert_non_null(strstr(out, "note: raw3 ranks the holdout below item popularity (AUC 0.7400"));
+    rd_free(out);
+    memset(&res[0].pop_holdout.m, 0, sizeof res[0].pop_holdout.m);
+    // Every holdout event warm: the table says why the two rows are the same.
+    set_m(&res[0].warm.m, auc[0], 0.5, 1000);
+    out = printed(cfg, res, 7);
+    assert_non_null(strstr(out, "\n(warm = holdout: every holdout event's user has >= 20 "
+                                "earlier events)\n"));
+    rd_free(out);
+    set_m(&res[0].warm.m, auc[0], 0.5, 800);
     // A tiny teacher gap (0.7605 against 0.76): the eta line says it is mostly noise.
     set_m(&res[1].holdout.m, 0.7605, 0.5, 1000);
     set_m(&res[4].holdout.m, 0.7600, 0.5, 1000);
