@@ -640,38 +640,66 @@ static int flags_past_end(rd_errbuf *eb, const char *file, const field_plan *fp,
                       n_cols, fp->index);
 }
 
-// Column names from the header row (header = 1) or the schema's list; checks they agree.
-static int read_columns(rd_csv_reader *r,
-                        int header,
+// A row of a Latin-1 file as UTF-8: every byte >= 0x80 is the code point of the same value, two
+// bytes in UTF-8. The fields are copied into *buf and *out points at them (both grown as
+// needed, freed by the caller). @return 0, or -1 when out of memory.
+typedef struct latin1_row {
+    char *buf;
+    size_t cap;
+    rd_csv_field *fields;
+    size_t n_cap;
+} latin1_row;
+
+static int latin1_to_utf8(latin1_row *lr, const rd_csv_field *f, size_t nf) {
+    size_t need = 0;
+    for (size_t i = 0; i < nf; i++) {
+        need += f[i].len;
+        for (size_t j = 0; j < f[i].len; j++)
+            need += (unsigned char)f[i].ptr[j] >= 0x80;
+    }
+    if (need + 1 > lr->cap) {
+        char *nb = rd_realloc(lr->buf, need + 1);
+        if (!nb)
+            return -1;
+        lr->buf = nb;
+        lr->cap = need + 1;
+    }
+    if (nf > lr->n_cap) {
+        rd_csv_field *nfl = rd_realloc(lr->fields, nf * sizeof *nfl);
+        if (!nfl)
+            return -1;
+        lr->fields = nfl;
+        lr->n_cap = nf;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < nf; i++) {
+        lr->fields[i].ptr = lr->buf + k;
+        for (size_t j = 0; j < f[i].len; j++) {
+            unsigned char c = (unsigned char)f[i].ptr[j];
+            if (c < 0x80) {
+                lr->buf[k++] = (char)c;
+            } else {
+                lr->buf[k++] = (char)(0xc0 | (c >> 6));
+                lr->buf[k++] = (char)(0x80 | (c & 0x3f));
+            }
+        }
+        lr->fields[i].len = (size_t)(lr->buf + k - lr->fields[i].ptr);
+    }
+    return 0;
+}
+
+// The column names of header row f (line `line` of `file`); checks they agree with the schema's
+// list, if any (read_columns).
+static int header_names(const char *file,
+                        uint64_t line,
+                        const rd_csv_field *f,
+                        size_t nf,
                         int n_cfg,
                         const char *cfg_cols,
                         const char *cfg_key,
                         char (**out)[RD_COLUMN_MAX],
                         int *n_out,
                         rd_errbuf *eb) {
-    const char *file = rd_csv_name(r);
-    if (!header) {
-        *out = rd_malloc((size_t)(n_cfg ? n_cfg : 1) * RD_COLUMN_MAX);
-        if (!*out)
-            return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
-        memcpy(*out, cfg_cols, (size_t)n_cfg * RD_COLUMN_MAX);
-        for (int i = 0; i < n_cfg; i++)
-            (*out)[i][RD_COLUMN_MAX - 1] = '\0';
-        *n_out = n_cfg;
-        if (n_cfg == 0)
-            return rd_err_set(eb, RD_ERR_SCHEMA,
-                              "%s: the file has no header line and the schema lists no columns",
-                              file);
-        return RD_OK;
-    }
-    const rd_csv_field *f;
-    size_t nf;
-    int rc = rd_csv_next(r, &f, &nf, eb);
-    if (rc < 0)
-        return rc;
-    if (rc == 0)
-        return rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: no header line", file);
-    uint64_t line = rd_csv_line(r);
     // A header names the columns, so unlike a schema's list (RD_MAX_COLUMNS) it may be wide: the
     // columns nobody reads cost nothing.
     if (nf > RD_SCHEMA_MAX_HEADER)
@@ -720,6 +748,54 @@ static int read_columns(rd_csv_reader *r,
         }
     }
     return RD_OK;
+}
+
+// Column names from the header row (header = 1) or the schema's list; checks they agree. The
+// header of a Latin-1 file (latin1 = 1) is Latin-1 too: its names are converted to UTF-8 as its
+// rows are, so that the config's (UTF-8) names find them, and a flags field's keys, made of
+// them, are the same text's keys.
+static int read_columns(rd_csv_reader *r,
+                        int header,
+                        int latin1,
+                        int n_cfg,
+                        const char *cfg_cols,
+                        const char *cfg_key,
+                        char (**out)[RD_COLUMN_MAX],
+                        int *n_out,
+                        rd_errbuf *eb) {
+    const char *file = rd_csv_name(r);
+    if (!header) {
+        *out = rd_malloc((size_t)(n_cfg ? n_cfg : 1) * RD_COLUMN_MAX);
+        if (!*out)
+            return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+        memcpy(*out, cfg_cols, (size_t)n_cfg * RD_COLUMN_MAX);
+        for (int i = 0; i < n_cfg; i++)
+            (*out)[i][RD_COLUMN_MAX - 1] = '\0';
+        *n_out = n_cfg;
+        if (n_cfg == 0)
+            return rd_err_set(eb, RD_ERR_SCHEMA,
+                              "%s: the file has no header line and the schema lists no columns",
+                              file);
+        return RD_OK;
+    }
+    const rd_csv_field *f;
+    size_t nf;
+    int rc = rd_csv_next(r, &f, &nf, eb);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: no header line", file);
+    uint64_t line = rd_csv_line(r);
+    latin1_row lr;
+    memset(&lr, 0, sizeof lr);
+    if (latin1 && latin1_to_utf8(&lr, f, nf) != 0)
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    else
+        rc = header_names(file, line, latin1 ? lr.fields : f, nf, n_cfg, cfg_cols, cfg_key, out,
+                          n_out, eb);
+    rd_free(lr.buf);
+    rd_free(lr.fields);
+    return rc;
 }
 
 static int bad_value(
@@ -881,54 +957,6 @@ static void side_free(side_table *st) {
     rd_free(st->line);
 }
 
-// A row of a Latin-1 file as UTF-8: every byte >= 0x80 is the code point of the same value, two
-// bytes in UTF-8. The fields are copied into *buf and *out points at them (both grown as
-// needed, freed by the caller). @return 0, or -1 when out of memory.
-typedef struct latin1_row {
-    char *buf;
-    size_t cap;
-    rd_csv_field *fields;
-    size_t n_cap;
-} latin1_row;
-
-static int latin1_to_utf8(latin1_row *lr, const rd_csv_field *f, size_t nf) {
-    size_t need = 0;
-    for (size_t i = 0; i < nf; i++) {
-        need += f[i].len;
-        for (size_t j = 0; j < f[i].len; j++)
-            need += (unsigned char)f[i].ptr[j] >= 0x80;
-    }
-    if (need + 1 > lr->cap) {
-        char *nb = rd_realloc(lr->buf, need + 1);
-        if (!nb)
-            return -1;
-        lr->buf = nb;
-        lr->cap = need + 1;
-    }
-    if (nf > lr->n_cap) {
-        rd_csv_field *nfl = rd_realloc(lr->fields, nf * sizeof *nfl);
-        if (!nfl)
-            return -1;
-        lr->fields = nfl;
-        lr->n_cap = nf;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < nf; i++) {
-        lr->fields[i].ptr = lr->buf + k;
-        for (size_t j = 0; j < f[i].len; j++) {
-            unsigned char c = (unsigned char)f[i].ptr[j];
-            if (c < 0x80) {
-                lr->buf[k++] = (char)c;
-            } else {
-                lr->buf[k++] = (char)(0xc0 | (c >> 6));
-                lr->buf[k++] = (char)(0x80 | (c & 0x3f));
-            }
-        }
-        lr->fields[i].len = (size_t)(lr->buf + k - lr->fields[i].ptr);
-    }
-    return 0;
-}
-
 static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
     side_table *st = &cx->side[s];
     const rd_side_config *sd = st->cfg;
@@ -948,8 +976,8 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
         goto done;
     char key[64];
     snprintf(key, sizeof key, "data.schema.side[%d].columns", s);
-    rc =
-        read_columns(r, sd->header, sd->n_columns, &sd->columns[0][0], key, &cols, &st->n_cols, eb);
+    rc = read_columns(r, sd->header, latin1, sd->n_columns, &sd->columns[0][0], key, &cols,
+                      &st->n_cols, eb);
     if (rc != RD_OK)
         goto done;
     int kc = find_col(cols, st->n_cols, sd->key_column);
@@ -1447,8 +1475,8 @@ static int next_part(csv_ctx *cx,
         return rc;
     char(*cols)[RD_COLUMN_MAX] = NULL;
     int nc = 0;
-    if ((rc = read_columns(*r, sc->header, sc->n_columns, &sc->columns[0][0], "data.schema.columns",
-                           &cols, &nc, eb)) != RD_OK)
+    if ((rc = read_columns(*r, sc->header, strcmp(sc->encoding, "latin-1") == 0, sc->n_columns,
+                           &sc->columns[0][0], "data.schema.columns", &cols, &nc, eb)) != RD_OK)
         return rc;
     for (int i = 0; i < nc || i < cx->n_cols; i++)
         if (i >= nc || i >= cx->n_cols || strcmp(cols[i], cx->cols[i]) != 0) {
@@ -1530,8 +1558,9 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     o.quote = cx->quote;
     if ((rc = rd_csv_open(files[0], &o, &r, eb)) != RD_OK)
         goto done;
-    if ((rc = read_columns(r, sc->header, sc->n_columns, &sc->columns[0][0], "data.schema.columns",
-                           &cx->cols, &cx->n_cols, eb)) != RD_OK)
+    if ((rc = read_columns(r, sc->header, strcmp(sc->encoding, "latin-1") == 0, sc->n_columns,
+                           &sc->columns[0][0], "data.schema.columns", &cx->cols, &cx->n_cols,
+                           eb)) != RD_OK)
         goto done;
     const char *req_names[] = {"data.schema.user_column", "data.schema.item_column",
                                "data.schema.time_column", "data.schema.label.column"};

@@ -1143,6 +1143,82 @@ static void test_side_latin1(void **state) {
     free(cfg);
 }
 
+// The header line of a Latin-1 file is Latin-1 too: its column names are converted as its rows
+// are, so that a config (UTF-8) names "région" of a Latin-1 log or side table, and a flags
+// field's keys (made of its column names) are those of the same log in UTF-8.
+static void test_latin1_header(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out1[512], out8[512];
+    path_in(out1, sizeof out1, "latin_hdr_ds1");
+    path_in(out8, sizeof out8, "latin_hdr_ds8");
+    put("latin_hdr", "log-0.csv",
+        "t,u,i,y,r\xe9gion,com\xe9"
+        "die,drame\n1,a,x,1,Caf\xe9,1,0\n");
+    put("latin_hdr", "log-1.csv",
+        "t,u,i,y,r\xe9gion,com\xe9"
+        "die,drame\n2,b,x,0,Rome,1,1\n");
+    put("latin_hdr", "cities.csv", "ville,\xe2ge\nCaf\xe9,41\nRome,30\n");
+    put("latin_hdr", "log8-0.csv",
+        "t,u,i,y,r\xc3\xa9gion,com\xc3\xa9"
+        "die,drame\n1,a,x,1,Caf\xc3\xa9,1,0\n");
+    put("latin_hdr", "log8-1.csv",
+        "t,u,i,y,r\xc3\xa9gion,com\xc3\xa9"
+        "die,drame\n2,b,x,0,Rome,1,1\n");
+    put("latin_hdr", "cities8.csv", "ville,\xc3\xa2ge\nCaf\xc3\xa9,41\nRome,30\n");
+    simple_schema(cfg, "latin_hdr", out1);
+    rd_schema_config *sc = &cfg->data.schema;
+    SET(sc->path, "log-*.csv");
+    SET(sc->encoding, "latin-1");
+    sc->n_fields = 3;
+    SET(sc->fields[0].name, "region");
+    SET(sc->fields[0].column, "r\xc3\xa9gion");
+    SET(sc->fields[1].name, "genres");
+    SET(sc->fields[1].column, "com\xc3\xa9"
+                              "die");
+    sc->fields[1].flags = 1;
+    sc->fields[1].max_len = 2;
+    SET(sc->fields[2].name, "age");
+    SET(sc->fields[2].column, "\xc3\xa2ge");
+    SET(sc->fields[2].side, "cities");
+    sc->n_side = 1;
+    rd_side_config *sd = &sc->side[0];
+    SET(sd->name, "cities");
+    SET(sd->path, "cities.csv");
+    SET(sd->delimiter, ",");
+    sd->header = 1;
+    SET(sd->key_column, "ville");
+    SET(sd->join_column, "r\xc3\xa9gion");
+    SET(sd->encoding, "latin-1");
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    SET(sc->path, "log8-*.csv");
+    SET(sc->encoding, "utf-8");
+    SET(sd->path, "cities8.csv");
+    SET(sd->encoding, "utf-8");
+    SET(cfg->data.dir, out8);
+    rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *d1 = open_ok(out1), *d8 = open_ok(out8);
+    uint32_t ns = rd_dataset_get_info(d1)->n_slots;
+    assert_int_equal(ns, rd_dataset_get_info(d8)->n_slots);
+    assert_int_equal(rd_dataset_get_info(d1)->n_events, 2);
+    const rd_dataset_field *g = rd_dataset_find_field(d1, "genres");
+    assert_non_null(g);
+    assert_true(rd_dataset_keys(d1, 0)[g->offset] == key_of("genres", "com\xc3\xa9"
+                                                                      "die"));
+    for (uint64_t i = 0; i < 2; i++)
+        assert_memory_equal(rd_dataset_keys(d1, i), rd_dataset_keys(d8, i), ns * sizeof(uint64_t));
+    rd_dataset_close(d1);
+    rd_dataset_close(d8);
+    free(cfg);
+}
+
 // ---------------------------------------------------------------------------------------------
 // fields[].missing: the spellings of a missing numeric value are refused by default (naming the
 // key to set), stored as 0 with zero, and as the mean of the batch period's present values with
@@ -2412,6 +2488,7 @@ int main(void) {
         cmocka_unit_test(test_quoting_off),
         cmocka_unit_test(test_wide_header),
         cmocka_unit_test(test_side_latin1),
+        cmocka_unit_test(test_latin1_header),
         cmocka_unit_test(test_config_hash_compat),
         cmocka_unit_test(test_missing_numeric),
         cmocka_unit_test(test_missing_side_rows),
