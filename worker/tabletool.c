@@ -1093,6 +1093,8 @@ static int tsv_pending(const char *line, uint64_t *key, int64_t *ls, uint32_t *c
     if (*end != '\t' || errno)
         return 0;
     p = end + 1;
+    if (isspace((unsigned char)*p)) // strtoll would skip it
+        return 0;
     long long l = strtoll(p, &end, 10);
     if (end == p || *end != '\t' || errno)
         return 0;
@@ -1153,7 +1155,8 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
             continue;
         }
         // Key and count are unsigned: strtoull would take "-1" as 2^64-1 (and skip leading
-        // blanks), so each must start with a digit.
+        // blanks), so each must start with a digit. strtoll and strtof skip leading blanks too:
+        // last_seen and the floats must not start with one (a stray CR, a space).
         char *p = line, *end = line;
         errno = 0;
         unsigned long long key = 0;
@@ -1166,6 +1169,9 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
         }
         if (ok) {
             p = end + 1;
+            ok = !isspace((unsigned char)*p);
+        }
+        if (ok) {
             ls = strtoll(p, &end, 10);
             ok = end != p && *end == '\t' && errno == 0;
         }
@@ -1183,6 +1189,10 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
                 break;
             }
             p = end + 1;
+            if (isspace((unsigned char)*p)) {
+                ok = 0;
+                break;
+            }
             vals[j] = strtof(p, &end);
             ok = end != p && isfinite(vals[j]);
         }
