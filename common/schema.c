@@ -586,26 +586,42 @@ static int find_col(char (*cols)[RD_COLUMN_MAX], int n, const char *name) {
 }
 
 // A column the config names (at key path `key`) that `file` does not have.
-// The columns are listed quoted, control bytes as \xNN, so that what makes a header name differ
-// from the wanted one shows: spaces around it (a "uid, iid" header), a stray CR (a line end
-// converted twice), a tab.
+// The columns are listed quoted, control bytes and bytes that are not UTF-8 as \xNN, so that what
+// makes a header name differ from the wanted one shows: spaces around it (a "uid, iid" header),
+// a stray CR (a line end converted twice), a tab, a Latin-1 letter. enc_key: the file's
+// encoding key when it is read as UTF-8 (NULL when Latin-1), named when a column is the name
+// in Latin-1.
 static int missing_col(rd_errbuf *eb,
                        const char *file,
                        const char *key,
                        const char *name,
                        char (*cols)[RD_COLUMN_MAX],
-                       int n) {
+                       int n,
+                       const char *enc_key) {
     char list[800];
     size_t k = 0;
     list[0] = '\0';
-    int near = -1; // a column that is the name once spaces and control bytes around it go
+    int near = -1;  // a column that is the name once spaces and control bytes around it go
+    int latin = -1; // a column that is the name read as Latin-1
     int shown = 0;
     for (; shown < n && k + 4 * RD_COLUMN_MAX + 16 < sizeof list; shown++) {
         int i = shown;
         k += (size_t)snprintf(list + k, sizeof list - k, "%s'", i ? ", " : "");
-        for (const unsigned char *c = (const unsigned char *)cols[i]; *c; c++)
-            k += (size_t)(*c < 32 || *c == 127 ? snprintf(list + k, sizeof list - k, "\\x%02x", *c)
-                                               : snprintf(list + k, sizeof list - k, "%c", *c));
+        const unsigned char *c = (const unsigned char *)cols[i];
+        rd_csv_field rest = {.ptr = cols[i], .len = strlen(cols[i])};
+        size_t ok = utf8_bad_at(&rest); // bytes before it are UTF-8
+        for (size_t j = 0; c[j]; j++) {
+            if (j == ok) { // escape it, then find the next byte that is not UTF-8
+                k += (size_t)snprintf(list + k, sizeof list - k, "\\x%02x", c[j]);
+                rest.ptr = cols[i] + j + 1;
+                rest.len = strlen(rest.ptr);
+                ok = j + 1 + utf8_bad_at(&rest);
+            } else {
+                k += (size_t)(c[j] < 32 || c[j] == 127
+                                  ? snprintf(list + k, sizeof list - k, "\\x%02x", c[j])
+                                  : snprintf(list + k, sizeof list - k, "%c", c[j]));
+            }
+        }
         k += (size_t)snprintf(list + k, sizeof list - k, "'");
     }
     if (shown < n)
@@ -620,12 +636,27 @@ static int missing_col(rd_errbuf *eb,
         if ((size_t)(e - c) == nl && memcmp(c, name, nl) == 0)
             near = i;
     }
-    char hint[RD_COLUMN_MAX + 96] = "";
+    for (int i = 0; enc_key && i < n && latin < 0; i++) {
+        char u[2 * RD_COLUMN_MAX];
+        size_t m = 0;
+        for (const unsigned char *c = (const unsigned char *)cols[i]; *c; c++) {
+            if (*c >= 0x80)
+                u[m++] = (char)(0xc0 | (*c >> 6));
+            u[m++] = (char)(*c >= 0x80 ? 0x80 | (*c & 0x3f) : *c);
+        }
+        if (m == nl && m > strlen(cols[i]) && memcmp(u, name, nl) == 0)
+            latin = i;
+    }
+    char hint[2 * RD_COLUMN_MAX + 128] = "";
     if (near >= 0)
         snprintf(hint, sizeof hint,
                  "; column %d has spaces or control bytes around '%s' in the file, which are "
                  "part of its name",
                  near + 1, name);
+    else if (latin >= 0)
+        snprintf(hint, sizeof hint,
+                 "; column %d is '%s' read as Latin-1: if the file is Latin-1, set %s: latin-1",
+                 latin + 1, name, enc_key);
     return rd_err_set(eb, RD_ERR_SCHEMA, "%s: no column '%s' in %s (columns: %s)%s", key, name,
                       file, list, hint);
 }
@@ -980,10 +1011,13 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
                       &st->n_cols, eb);
     if (rc != RD_OK)
         goto done;
+    char enc_key[48]; // named by a missing column's message when the table is read as UTF-8
+    snprintf(enc_key, sizeof enc_key, "data.schema.side[%d].encoding", s);
     int kc = find_col(cols, st->n_cols, sd->key_column);
     if (kc < 0) {
         snprintf(key, sizeof key, "data.schema.side[%d].key_column", s);
-        rc = missing_col(eb, st->path, key, sd->key_column, cols, st->n_cols);
+        rc = missing_col(eb, st->path, key, sd->key_column, cols, st->n_cols,
+                         latin1 ? NULL : enc_key);
         goto done;
     }
     // Resolve the columns of this table's fields.
@@ -994,7 +1028,8 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
         fp->col = find_col(cols, st->n_cols, fp->cfg->column);
         if (fp->col < 0) {
             snprintf(key, sizeof key, "data.schema.fields[%d].column", fp->index);
-            rc = missing_col(eb, st->path, key, fp->cfg->column, cols, st->n_cols);
+            rc = missing_col(eb, st->path, key, fp->cfg->column, cols, st->n_cols,
+                             latin1 ? NULL : enc_key);
             goto done;
         }
         if (fp->flags && fp->col + (int)fp->width > st->n_cols) {
@@ -1562,6 +1597,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                            &sc->columns[0][0], "data.schema.columns", &cx->cols, &cx->n_cols,
                            eb)) != RD_OK)
         goto done;
+    // A missing column's message names the encoding key when the log is read as UTF-8.
+    const char *log_enc = strcmp(sc->encoding, "latin-1") == 0 ? NULL : "data.schema.encoding";
     const char *req_names[] = {"data.schema.user_column", "data.schema.item_column",
                                "data.schema.time_column", "data.schema.label.column"};
     const char *req[] = {sc->user_column, sc->item_column, sc->time_column, sc->label_column};
@@ -1569,7 +1606,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     for (int i = 0; i < 4; i++) {
         *req_idx[i] = req[i][0] ? find_col(cx->cols, cx->n_cols, req[i]) : -1;
         if (*req_idx[i] < 0) {
-            rc = req[i][0] ? missing_col(eb, files[0], req_names[i], req[i], cx->cols, cx->n_cols)
+            rc = req[i][0] ? missing_col(eb, files[0], req_names[i], req[i], cx->cols, cx->n_cols,
+                                         log_enc)
                            : rd_err_set(eb, RD_ERR_CONFIG, "%s: not set", req_names[i]);
             goto done;
         }
@@ -1580,7 +1618,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         if (st->join_col < 0) {
             char key[64];
             snprintf(key, sizeof key, "data.schema.side[%d].join_column", s);
-            rc = missing_col(eb, files[0], key, st->cfg->join_column, cx->cols, cx->n_cols);
+            rc =
+                missing_col(eb, files[0], key, st->cfg->join_column, cx->cols, cx->n_cols, log_enc);
             goto done;
         }
         if ((rc = load_side(cx, s, eb)) != RD_OK)
@@ -1594,7 +1633,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         if (fp->col < 0) {
             char key[64];
             snprintf(key, sizeof key, "data.schema.fields[%d].column", fp->index);
-            rc = missing_col(eb, files[0], key, fp->cfg->column, cx->cols, cx->n_cols);
+            rc = missing_col(eb, files[0], key, fp->cfg->column, cx->cols, cx->n_cols, log_enc);
             goto done;
         }
         if (fp->flags && fp->col + (int)fp->width > cx->n_cols) {

@@ -1191,6 +1191,19 @@ static void test_latin1_header(void **state) {
     SET(sd->join_column, "r\xc3\xa9gion");
     SET(sd->encoding, "latin-1");
     rd_errbuf eb;
+    // Read as UTF-8, a Latin-1 header's name is escaped and the encoding key named: the
+    // column is missing before any row could say the file is not UTF-8.
+    SET(sc->encoding, "utf-8");
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "data.schema.side[0].join_column: no column 'r\xc3\xa9gion'"));
+    assert_non_null(strstr(eb.msg, "'y', 'r\\xe9gion', 'com\\xe9die', 'drame'); column 5 is "
+                                   "'r\xc3\xa9gion' read as Latin-1: if the file is Latin-1, set "
+                                   "data.schema.encoding: latin-1"));
+    SET(sc->encoding, "latin-1");
+    SET(sd->encoding, "utf-8");
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "set data.schema.side[0].encoding: latin-1"));
+    SET(sd->encoding, "latin-1");
     int rc = prepare(cfg, &eb);
     if (rc)
         fprintf(stderr, "%s\n", eb.msg);
