@@ -127,14 +127,51 @@ int rd_schema_preset(int source, rd_schema_config *sc, rd_errbuf *eb) {
 // ---------------------------------------------------------------------------------------------
 // Value parsing
 
-// A printable excerpt of a field for messages.
+// The length of the well-formed UTF-8 sequence (RFC 3629: no overlong form, no surrogate,
+// nothing above U+10FFFF) at p, of the n bytes there: 1 for ASCII, 0 when it is not one.
+static size_t utf8_seq(const unsigned char *p, size_t n) {
+    unsigned c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4
+                                          : 0;
+    if (len == 0 || len > n)
+        return 0;
+    // The second byte's range excludes the overlong forms (e0, f0), the surrogates (ed) and
+    // code points above U+10FFFF (f4).
+    unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t k = 2; k < len; k++)
+        if ((p[k] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+// A printable excerpt of a field for messages: printable ASCII and whole UTF-8 characters (a
+// user 'üser_1' is shown so, where it read '??ser_1'); control bytes, C1 controls and bytes that
+// are not UTF-8 as '?'.
 static const char *show(const rd_csv_field *f, char *buf, size_t n) {
-    size_t k = 0;
-    for (size_t i = 0; i < f->len && k + 4 < n; i++) {
-        unsigned char c = (unsigned char)f->ptr[i];
-        buf[k++] = (c >= 32 && c < 127) ? (char)c : '?';
+    const unsigned char *p = (const unsigned char *)f->ptr;
+    size_t k = 0, i = 0;
+    while (i < f->len && k + 4 < n) {
+        size_t L = p[i] < 0x80 ? 1 : utf8_seq(p + i, f->len - i);
+        int c1 = L == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0; // U+0080..U+009F
+        if (L > 1 && !c1 && k + L + 4 <= n) {
+            memcpy(buf + k, p + i, L);
+            k += L;
+            i += L;
+            continue;
+        }
+        if (L > 1 && !c1) // a whole character that no longer fits: cut here
+            break;
+        buf[k++] = (p[i] >= 32 && p[i] < 127) ? (char)p[i] : '?';
+        i += L > 1 ? L : 1;
     }
-    if (f->len > 0 && k + 4 >= n && k < f->len) {
+    if (i < f->len) {
         buf[k++] = '.';
         buf[k++] = '.';
         buf[k++] = '.';
@@ -143,35 +180,18 @@ static const char *show(const rd_csv_field *f, char *buf, size_t n) {
     return buf;
 }
 
-// The offset of the first byte of f that is not part of a well-formed UTF-8 sequence (RFC 3629:
-// no overlong form, no surrogate, nothing above U+10FFFF), or f->len when every byte is.
+// The offset of the first byte of f that is not part of a well-formed UTF-8 sequence, or f->len
+// when every byte is.
 static size_t utf8_bad_at(const rd_csv_field *f) {
     const unsigned char *p = (const unsigned char *)f->ptr;
-    size_t n = f->len, i = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len = c >= 0xc2 && c <= 0xdf   ? 2
-                     : c >= 0xe0 && c <= 0xef ? 3
-                     : c >= 0xf0 && c <= 0xf4 ? 4
-                                              : 0;
-        if (len == 0 || i + len > n)
+    size_t i = 0;
+    while (i < f->len) {
+        size_t L = utf8_seq(p + i, f->len - i);
+        if (L == 0)
             return i;
-        // The second byte's range excludes the overlong forms (e0, f0), the surrogates (ed) and
-        // code points above U+10FFFF (f4).
-        unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
-        unsigned hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
-        if (p[i + 1] < lo || p[i + 1] > hi)
-            return i;
-        for (size_t k = 2; k < len; k++)
-            if ((p[i + k] & 0xc0) != 0x80)
-                return i;
-        i += len;
+        i += L;
     }
-    return n;
+    return f->len;
 }
 
 // A text value (an id, a join key, a categorical value, a label text) that is not UTF-8. Text is
