@@ -1531,8 +1531,10 @@ static int next_part(csv_ctx *cx,
     char(*cols)[RD_COLUMN_MAX] = NULL;
     int nc = 0;
     if ((rc = read_columns(*r, sc->header, strcmp(sc->encoding, "latin-1") == 0, sc->n_columns,
-                           &sc->columns[0][0], "data.schema.columns", &cols, &nc, eb)) != RD_OK)
+                           &sc->columns[0][0], "data.schema.columns", &cols, &nc, eb)) != RD_OK) {
+        rd_free(cols); // a refused header may have been read into it
         return rc;
+    }
     for (int i = 0; i < nc || i < cx->n_cols; i++)
         if (i >= nc || i >= cx->n_cols || strcmp(cols[i], cx->cols[i]) != 0) {
             rc = rd_err_set(eb, RD_ERR_SCHEMA,

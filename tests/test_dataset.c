@@ -809,6 +809,9 @@ static void test_log_parts(void **state) {
          "log-04.csv: column 3 is 'item', but 'i' in "},
         {"log-*.csv", "log-04.csv", "t,u,i\n5,u1,i1\n", RD_ERR_SCHEMA,
          "log-04.csv: column 4 is '(none)', but 'y' in "},
+        // A later part whose header is refused outright (its column names were leaked).
+        {"log-*.csv", "log-04.csv", "t,u,i,i\n5,u1,i1,1\n", RD_ERR_SCHEMA,
+         "log-04.csv:1: duplicate header column 'i'"},
         {"nothing-*.csv", NULL, NULL, RD_ERR_NOTFOUND, "data.schema.path: no file matches '"},
         {"log-0[2]*", NULL, NULL, RD_ERR_EMPTY, "empty input: all 1 matching files are empty"},
         {"*", NULL, NULL, RD_ERR_SCHEMA, "not a regular file (narrow the pattern)"},
