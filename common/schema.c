@@ -628,18 +628,14 @@ static int missing_col(rd_errbuf *eb,
         int i = shown;
         k += (size_t)snprintf(list + k, sizeof list - k, "%s'", i ? ", " : "");
         const unsigned char *c = (const unsigned char *)cols[i];
-        rd_csv_field rest = {.ptr = cols[i], .len = strlen(cols[i])};
-        size_t ok = utf8_bad_at(&rest); // bytes before it are UTF-8
-        for (size_t j = 0; c[j]; j++) {
-            if (j == ok) { // escape it, then find the next byte that is not UTF-8
+        for (size_t j = 0, len = strlen(cols[i]); j < len;) {
+            size_t L = utf8_seq(c + j, len - j);
+            if (L == 0 || (L == 1 && (c[j] < 32 || c[j] == 127))) {
                 k += (size_t)snprintf(list + k, sizeof list - k, "\\x%02x", c[j]);
-                rest.ptr = cols[i] + j + 1;
-                rest.len = strlen(rest.ptr);
-                ok = j + 1 + utf8_bad_at(&rest);
+                j++;
             } else {
-                k += (size_t)(c[j] < 32 || c[j] == 127
-                                  ? snprintf(list + k, sizeof list - k, "\\x%02x", c[j])
-                                  : snprintf(list + k, sizeof list - k, "%c", c[j]));
+                k += (size_t)snprintf(list + k, sizeof list - k, "%.*s", (int)L, cols[i] + j);
+                j += L;
             }
         }
         k += (size_t)snprintf(list + k, sizeof list - k, "'");
