@@ -185,6 +185,15 @@ int rd_cmd_export(int argc, char **argv) {
                     printf(", log1p(max(x, 0))");
                 if (xf & RD_XFORM_STANDARDIZE)
                     printf(", then (x - %.9g) / %.9g", mean, sd);
+                uint32_t mm = RD_MISSING_ERROR;
+                double fill = 0;
+                rd_serve_numeric_missing(sv, j, &mm, &fill);
+                if (mm == RD_MISSING_ZERO)
+                    printf("; missing (NaN): 0, not log1p'ed");
+                else if (mm == RD_MISSING_MEAN)
+                    printf("; missing (NaN): the mean %.9g, not log1p'ed", fill);
+                if (mm != RD_MISSING_ERROR && (xf & RD_XFORM_STANDARDIZE))
+                    printf(", then standardized");
                 printf("\n");
             }
             rd_serve_close(sv);

@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+#include <yaml.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the dataset format is little-endian; big-endian hosts are not supported"
@@ -2238,4 +2240,105 @@ int rd_dataset_check_config(const char *dir,
                       "the run seed that seeds them); remove the folder to prepare it again, or "
                       "point data.dir elsewhere",
                       dir, there, RD_DATASET_META, (unsigned long long)here);
+}
+
+// ---------------------------------------------------------------------------------------------
+// meta.yaml: a field's missing_mean
+
+// The node of key `key` in mapping node `map`, or NULL.
+static yaml_node_t *yaml_map_node(yaml_document_t *doc, yaml_node_t *map, const char *key) {
+    if (!map || map->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        if (k && k->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)k->data.scalar.value, key) == 0)
+            return yaml_document_get_node(doc, p->value);
+    }
+    return NULL;
+}
+
+int rd_dataset_missing_mean(const char *dir, const char *field, double *value, rd_errbuf *eb) {
+    char path[RD_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, RD_DATASET_META);
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(path, &f);
+    if (o != 0)
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read the fill of field '%s': %s", path, field,
+                          o > 0 ? "not a regular file" : strerror(errno));
+    // The whole file: meta.yaml is small (the vocabulary sizes, not the vocabularies).
+    size_t cap = 1 << 14, len = 0;
+    char *text = rd_malloc(cap);
+    while (text) {
+        len += fread(text + len, 1, cap - len, f);
+        if (len < cap)
+            break;
+        char *g = rd_realloc(text, cap * 2);
+        if (!g)
+            rd_free(text);
+        text = g;
+        cap *= 2;
+    }
+    int bad = text && ferror(f);
+    fclose(f);
+    if (!text)
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: out of memory", path);
+    if (bad) {
+        rd_free(text);
+        return rd_err_set(eb, RD_ERR_IO, "%s: read error", path);
+    }
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&parser)) {
+        rd_free(text);
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: cannot initialise the YAML parser", path);
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int rc = RD_OK;
+    if (!yaml_parser_load(&parser, &doc)) {
+        rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%zu: yaml: %s (reading the fill of field '%s')", path,
+                        parser.problem_mark.line + 1,
+                        parser.problem ? parser.problem : "syntax error", field);
+        yaml_parser_delete(&parser);
+        rd_free(text);
+        return rc;
+    }
+    yaml_parser_delete(&parser);
+    yaml_node_t *fields = yaml_map_node(&doc, yaml_document_get_root_node(&doc), "fields");
+    yaml_node_t *fd = NULL;
+    if (fields && fields->type == YAML_SEQUENCE_NODE)
+        for (yaml_node_item_t *it = fields->data.sequence.items.start;
+             it < fields->data.sequence.items.top && !fd; it++) {
+            yaml_node_t *e = yaml_document_get_node(&doc, *it);
+            yaml_node_t *nm = yaml_map_node(&doc, e, "name");
+            if (nm && nm->type == YAML_SCALAR_NODE &&
+                strcmp((const char *)nm->data.scalar.value, field) == 0)
+                fd = e;
+        }
+    yaml_node_t *mm = yaml_map_node(&doc, fd, "missing_mean");
+    yaml_node_t *v = yaml_map_node(&doc, mm, "value");
+    if (!fd) {
+        rc = rd_err_set(eb, RD_ERR_NOTFOUND, "%s: no field '%s' under fields:", path, field);
+    } else if (!v || v->type != YAML_SCALAR_NODE) {
+        rc = rd_err_set(eb, RD_ERR_NOTFOUND,
+                        "%s: field '%s' records no missing_mean value (the fill of "
+                        "`missing: mean`): prepare the dataset again with this build",
+                        path, field);
+    } else {
+        const char *sv = (const char *)v->data.scalar.value;
+        char *end = NULL;
+        errno = 0;
+        double x = strtod(sv, &end);
+        if (end == sv || *end != '\0' || errno == ERANGE || !isfinite(x) ||
+            fabs(x) > (double)FLT_MAX)
+            rc = rd_err_set(eb, RD_ERR_PARSE,
+                            "%s: field '%s': missing_mean value '%.40s' is not a finite number",
+                            path, field, sv);
+        else
+            *value = x;
+    }
+    yaml_document_delete(&doc);
+    rd_free(text);
+    return rc;
 }

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -70,6 +71,11 @@ struct rd_serve {
     char in_name[RD_MAX_FIELDS][RD_NAME_MAX];
     uint32_t in_xform[RD_MAX_FIELDS];
     double in_mean[RD_MAX_FIELDS], in_std[RD_MAX_FIELDS];
+    // Version 3: what prepare stored for a missing value of each input (rd_missing_fill: error
+    // = the row was refused, so no fill; zero, mean) and that fill before standardization; a
+    // version-1 or 2 bundle has error and 0 (a raw NaN is refused, as it always was).
+    uint32_t in_missing[RD_MAX_FIELDS];
+    double in_fill[RD_MAX_FIELDS];
     float *numbuf; // (max_n, n_numeric): raw inputs transformed
     void *scratch;
     size_t scratch_bytes;
@@ -285,6 +291,36 @@ int rd_serve_export(const rd_config *cfg,
         OUT(&o, xf);
         OUT(&o, mean);
         OUT(&o, sd);
+        // Version 3: the field's missing mode (the config's schema field of that name; a preset
+        // such as MovieLens has none, so error) and its fill as the dataset stored it before
+        // standardization: 0 for zero (the raw 0: log1p is not applied to it), the batch
+        // period's mean of the stored values for mean, which only meta.yaml records.
+        uint32_t miss = RD_MISSING_ERROR;
+        double fill = 0.0;
+        for (int f = 0; f < cfg->data.schema.n_fields; f++)
+            if (strcmp(cfg->data.schema.fields[f].name, fd->name) == 0)
+                miss = (uint32_t)cfg->data.schema.fields[f].missing;
+        if (xf & RD_XFORM_UNKNOWN) // a version-1 dataset: raw values are not served at all
+            miss = RD_MISSING_ERROR;
+        if (miss > RD_MISSING_MEAN) {
+            rc = rd_err_set(eb, RD_ERR_CONFIG, "data.schema field '%s': missing mode %u", fd->name,
+                            miss);
+            goto done;
+        }
+        if (miss == RD_MISSING_MEAN) {
+            rd_errbuf leb;
+            rd_errbuf_clear(&leb);
+            int r2 = rd_dataset_missing_mean(data_dir, fd->name, &fill, &leb);
+            if (r2 != RD_OK) {
+                rc = rd_err_set(eb, r2,
+                                "export: numeric input '%s' has `missing: mean`, but its fill "
+                                "cannot be read: %s",
+                                fd->name, leb.msg);
+                goto done;
+            }
+        }
+        OUT(&o, miss);
+        OUT(&o, fill);
     }
     // The job's own negative sampling (cluster.jobs[].negatives) leaves its logits in the
     // sampled space: the prior correction log(rate / pos_rate), added to every served logit.
@@ -498,6 +534,10 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
             IN(&b, s->in_std[j]);
             uint32_t xf = s->in_xform[j];
             int stdz = (xf & RD_XFORM_STANDARDIZE) != 0;
+            if (version >= 3) {
+                IN(&b, s->in_missing[j]);
+                IN(&b, s->in_fill[j]);
+            }
             if (b.bad)
                 break;
             if (memchr(s->in_name[j], '\0', RD_NAME_MAX) == NULL || !s->in_name[j][0] ||
@@ -510,6 +550,18 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                                 "%s: numeric input %u ('%s'): bad transform (flags 0x%x, mean "
                                 "%g, std %g)",
                                 path, j, s->in_name[j], xf, s->in_mean[j], s->in_std[j]);
+                goto fail;
+            }
+            // A fill is a finite stored value; error has none and zero's is the raw 0.
+            uint32_t mm = s->in_missing[j];
+            double fv = s->in_fill[j];
+            if (mm > RD_MISSING_MEAN || !isfinite(fv) || fabs(fv) > (double)FLT_MAX ||
+                (mm != RD_MISSING_MEAN && fv != 0.0) ||
+                (mm != RD_MISSING_ERROR && xf & RD_XFORM_UNKNOWN)) {
+                rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                                "%s: numeric input %u ('%s'): bad missing-value fill (mode %u, "
+                                "fill %g)",
+                                path, j, s->in_name[j], mm, fv);
                 goto fail;
             }
         }
@@ -714,6 +766,16 @@ int rd_serve_numeric(const rd_serve *s,
     return RD_OK;
 }
 
+int rd_serve_numeric_missing(const rd_serve *s, size_t j, uint32_t *missing, double *fill) {
+    if (!s || j >= s->n_inputs)
+        return RD_ERR_RANGE;
+    if (missing)
+        *missing = s->in_missing[j];
+    if (fill)
+        *fill = s->in_fill[j];
+    return RD_OK;
+}
+
 // req->numeric_raw: the raw inputs of every candidate as the dataset stores them, into numbuf
 // (the history statistics, the last n_stats floats, are passed through).
 static int transform_raw(rd_serve *s, const rd_serve_request *req, rd_errbuf *eb) {
@@ -729,6 +791,21 @@ static int transform_raw(rd_serve *s, const rd_serve_request *req, rd_errbuf *eb
         const float *x = req->numeric + b * NN;
         float *y = s->numbuf + b * NN;
         for (uint32_t j = 0; j < s->n_inputs; j++) {
+            // A missing value (NaN) takes the field's fill, which prepare stored before
+            // standardizing it like any other value (never log1p: the fill is a stored value
+            // already), so the input equals the dataset's bit for bit.
+            if (isnan(x[j]) && s->in_missing[j] != RD_MISSING_ERROR) {
+                y[j] = rd_field_transform(s->in_xform[j] & ~RD_XFORM_LOG1P, s->in_mean[j],
+                                          s->in_std[j], s->in_fill[j]);
+                continue;
+            }
+            if (isnan(x[j]) && s->info.version >= 3)
+                return rd_err_set(eb, RD_ERR_RANGE,
+                                  "request: candidate %zu: '%s' is missing (NaN), and the field "
+                                  "has no fill: `missing: error` at prepare refused such rows "
+                                  "(set data.schema.fields[].missing: zero or mean, prepare, "
+                                  "train and export again to serve missing values)",
+                                  b, s->in_name[j]);
             if (!isfinite(x[j]))
                 return rd_err_set(eb, RD_ERR_RANGE, "request: candidate %zu: '%s' is %g", b,
                                   s->in_name[j], (double)x[j]);

@@ -7,6 +7,7 @@
 //   rd_range               a half-open range [begin, end) of record indices (= sample ids)
 //   rd_dataset_prepare()   build data.dir from the config's data source (CSV/MovieLens/synthetic)
 //   rd_dataset_check_config()  refuse a prepared folder built from another data config
+//   rd_dataset_missing_mean()  a field's `missing: mean` fill, as meta.yaml records it
 //   rd_schema_preset()     fill an rd_schema_config for movielens100k / movielens1m
 //   rd_parse_iso8601()     an ISO 8601 time as the log's iso8601 time_format reads it
 //   rd_dataset_open/close  mmap a dataset folder; verify magic, version, sizes and CRC-32C
@@ -189,6 +190,18 @@ int rd_dataset_check_config(const char *dir,
                             const rd_data_config *dc,
                             uint64_t run_seed,
                             rd_errbuf *eb);
+
+/**
+ * The fill of numeric field `field` (data.schema.fields[].missing: mean) of the dataset folder
+ * `dir`: the mean of its present stored values (after log1p, before standardize) over the batch
+ * period, which prepare stored for every missing value. The field table of events.bin does not
+ * hold it: it is read from meta.yaml (fields[].missing_mean.value) with libyaml.
+ * @param[out] value  the fill, finite (a float's value)
+ * @return RD_OK, RD_ERR_NOTFOUND (no such field in meta.yaml, or it records no missing_mean),
+ *         RD_ERR_IO (meta.yaml unreadable), RD_ERR_PARSE (not YAML, or a value that is not a
+ *         finite number), RD_ERR_NOMEM; the message names the field and the file
+ */
+int rd_dataset_missing_mean(const char *dir, const char *field, double *value, rd_errbuf *eb);
 
 /**
  * Fill `sc` with the schema of a MovieLens preset (the whole struct is overwritten; other

@@ -10,6 +10,7 @@
 //   rd_serve_open / score / close
 //   rd_serve_feature()        layout of the keys of one candidate (feature f: offset, width)
 //   rd_serve_numeric()        numeric input j: its field and how a raw value is transformed
+//   rd_serve_numeric_missing()  numeric input j: what a missing raw value (NaN) becomes
 //   rd_serve_request_from_dataset()   a dataset record as a one-candidate request (tests, bench)
 //
 // Bundle file (one file, little-endian host floats like the checkpoints; written to a temporary
@@ -19,7 +20,8 @@
 //   | char job[32] | char model[32] | rd_model_config | n_tables x rd_table_config (the model's
 //   tables in model slot order, optimizer set to sgd: no slots are shipped) | u32 n_features |
 //   u32 width[n_features] | u32 n_numeric | (version 2: u32 n_inputs | n_inputs x (char
-//   field[32] | u32 transform | f64 mean | f64 std) | f32 logit_shift) | u64 n_slab | u64 n_params
+//   field[32] | u32 transform | f64 mean | f64 std | (version 3: u32 missing | f64 fill)) | f32
+//   logit_shift) | u64 n_slab | u64 n_params
 //   | params (n_slab f32) | per table: u64 rows, rows x (u64 key | dim f32) | u32 CRC-32C of
 //   everything before.
 // The configs are the plain pointer-free structs of rd/config.h (written as bytes, like the
@@ -54,7 +56,9 @@
 extern "C" {
 #endif
 
-#define RD_SERVE_VERSION 2 // written; version 1 (no numeric transforms) is still read
+#define RD_SERVE_VERSION                                                                           \
+    3 // written; versions 1 (no numeric transforms) and 2 (no missing-value
+      // fills) are still read
 
 typedef struct rd_serve rd_serve;
 
@@ -89,7 +93,11 @@ typedef struct rd_serve_request {
     const float *numeric;       // (n, n_numeric), NULL when n_numeric == 0
     int numeric_raw;            // 0: the numeric inputs are as the dataset stores them;
                                 // 1: raw field values (what the CSV held): the scorer applies
-                                // each input's log1p / standardize (rd_serve_numeric) first. The
+                                // each input's log1p / standardize (rd_serve_numeric) first. A
+                                // NaN is a missing value: with the field's `missing: zero | mean`
+                                // (version 3, rd_serve_numeric_missing) it becomes the fill, then
+                                // standardize applies (not log1p), as prepare did; a field with
+                                // `missing: error`, or a version-2 bundle, refuses it. The
                                 // history statistics (the last n_stats floats) are passed as
                                 // computed either way.
 } rd_serve_request;
@@ -101,7 +109,10 @@ typedef struct rd_serve_request {
  *                         must equal the checkpoint's
  * @param[in] dataset_dir  the prepared dataset (feature widths, numeric count); NULL =
  *                         cfg->data.dir
- * @return RD_OK, RD_ERR_NOTFOUND (job, checkpoint, dense.bin, table), RD_ERR_SCHEMA (config
+ * Each numeric input records its missing mode (the schema field of that name in cfg; error
+ * without one) and, for `missing: mean`, the fill the dataset's meta.yaml records.
+ * @return RD_OK, RD_ERR_NOTFOUND (job, checkpoint, dense.bin, table, the missing_mean of a
+ *         `missing: mean` field in meta.yaml), RD_ERR_PARSE (meta.yaml), RD_ERR_SCHEMA (config
  *         hash or model layout differs), RD_ERR_UNSUPPORTED (token branch), RD_ERR_CORRUPT,
  *         RD_ERR_VERSION, RD_ERR_IO, RD_ERR_EXISTS (out exists); nothing is left at `out` on
  *         failure
@@ -129,8 +140,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
  * @param[out] logits  (n) main-tower logits (plus info.logit_shift), or NULL
  * @return RD_OK, RD_ERR_ARG (s or req NULL, n out of 1..max_candidates, keys NULL, numeric
  *         missing),
- *         RD_ERR_RANGE (non-finite numeric, a raw value whose transform is not finite, or a
- *         history label other than 0/1),
+ *         RD_ERR_RANGE (non-finite numeric, except a raw NaN of a field with a fill; a raw
+ *         value whose transform is not finite, or a history label other than 0/1),
  *         RD_ERR_UNSUPPORTED (numeric_raw with a bundle that does not record the transforms)
  */
 int rd_serve_score(
@@ -160,6 +171,19 @@ int rd_serve_numeric(const rd_serve *s,
                      uint32_t *transform,
                      double *mean,
                      double *std);
+
+/**
+ * Numeric input j (as rd_serve_numeric): what a missing raw value (NaN with numeric_raw) becomes.
+ * @param[out] missing  rd_missing_fill of rd/config.h: RD_MISSING_ERROR (no fill: prepare refused
+ *                      such rows, and a raw NaN is RD_ERR_RANGE), RD_MISSING_ZERO or
+ *                      RD_MISSING_MEAN; always RD_MISSING_ERROR in a version-1 or 2 bundle
+ * @param[out] fill     the value prepare stored for it before standardization (after log1p for
+ *                      mean; 0 for zero: log1p is not applied to it) — the stored input is
+ *                      rd_field_transform(transform & ~RD_XFORM_LOG1P, mean, std, fill); 0 for
+ *                      error
+ * @return RD_OK or RD_ERR_RANGE (also for s NULL)
+ */
+int rd_serve_numeric_missing(const rd_serve *s, size_t j, uint32_t *missing, double *fill);
 
 /**
  * Fill a one-candidate request from dataset record `rec`, deriving every key as the trainer does

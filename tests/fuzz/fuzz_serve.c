@@ -2,7 +2,9 @@
 // configs, feature widths, numeric count, dense parameters, table rows) on arbitrary bytes, and
 // when a bundle is accepted, one scoring request of each size 1 and 4 built from its layout
 // (keys, history and numeric inputs all present), each sent once with stored and once with raw
-// numeric values (numeric_raw: the bundle's transforms). The whole input is the bundle file.
+// numeric values (numeric_raw: the bundle's transforms), and once raw with the first candidate's
+// first input missing (NaN: the fill of a version-3 bundle, else refused). The whole input is the
+// bundle file.
 // Fuzzing builds define FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION, which makes the reader ignore a
 // CRC mismatch, so that mutations reach the checks behind it (a replay in a normal build stops most
 // mutated inputs at the CRC; the committed regressions carry a valid CRC).
@@ -11,6 +13,7 @@
 #include "rd/alloc.h"
 #include "rd/serve.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,16 +38,20 @@ static void score(rd_serve *sv) {
     for (size_t i = 0; i < n * nn; i++)
         num[i] = (float)((int)(i % 7) - 2) * 1.5f;
     for (size_t s = 1; s <= n; s += n - 1)
-        for (int raw = 0; raw < 2; raw++) {
+        for (int raw = 0; raw < 3; raw++) {
+            if (nn && raw == 2)
+                num[0] = NAN;
             rd_serve_request rq = {.n = s,
                                    .keys = keys,
                                    .hist_items = L ? hist : NULL,
                                    .hist_labels = L ? hl : NULL,
                                    .numeric = nn ? num : NULL,
-                                   .numeric_raw = raw};
+                                   .numeric_raw = raw > 0};
             rd_errbuf eb;
             rd_errbuf_clear(&eb);
             (void)rd_serve_score(sv, &rq, scores, logits, &eb);
+            if (nn && raw == 2)
+                num[0] = -3.0f;
         }
     rd_free(keys);
     rd_free(hist);

@@ -9,7 +9,9 @@ Run from the repository root:
 
 Dataset seeds are named by format version: `tiny` (version 1, a tiny synthetic run; kept, since
 version 1 is still read) and `tiny-v2`. The bundle seed `tiny` is the bundle given (version 2),
-`tiny-v1` the same bundle rewritten in version 1 (without the numeric input table). The committed
+`tiny-v1` the same bundle rewritten in version 1 (without the numeric input table), `tiny-v3` the
+same bundle rewritten in version 3 (each numeric input with a missing mode and fill: the first
+`missing: mean`, its fill the input's standardization mean, the rest `missing: error`). The committed
 version-2 seeds come from tests/data/clicks.csv with a log1p + standardized numeric field (`price`)
 and the multi-valued `tags` (1 PS, one student with user and item on one dim-2 table, mlp [4]:
 `recdistill prepare`, `train` with 2 ranks, `export`). The cases of tests/bad/serve/ are written
@@ -171,6 +173,19 @@ if bundle:
         put(SB, "input_transform_flags", reseal(sv, x0 + 32, u32(0x10)))
         put(SB, "input_std_zero", reseal(sv, x0 + 32 + 4 + 8, struct.pack("<d", 0.0)))
         put(SB, "input_mean_nan", reseal(sv, x0 + 32 + 4, struct.pack("<d", float("nan"))))
+    if n_in:  # version 3: per input, after std, u32 missing (0 error, 1 zero, 2 mean), f64 fill
+        x0 = nn_off + 8
+        v3 = bytearray(sv[:x0])
+        for j in range(n_in):
+            e = sv[x0 + j * 52:x0 + (j + 1) * 52]
+            mean, = struct.unpack_from("<d", e, 36)
+            v3 += e + (struct.pack("<Id", 2, mean) if j == 0 else struct.pack("<Id", 0, 0.0))
+        v3 += sv[x0 + n_in * 52:]
+        v3[8:12] = struct.pack("<I", 3)
+        v3 = reseal(bytes(v3), 8, struct.pack("<I", 3))
+        put(os.path.join(C, "serve"), "tiny-v3", v3)
+        put(SB, "input_missing_mode", reseal(v3, x0 + 52, u32(7)))
+        put(SB, "input_fill_nan", reseal(v3, x0 + 56, struct.pack("<d", float("nan"))))
     shift_off = nn_off + 8 + n_in * (32 + 4 + 16)
     put(SB, "logit_shift_nan", reseal(sv, shift_off, struct.pack("<f", float("nan"))))
     put(SB, "logit_shift_huge", reseal(sv, shift_off, struct.pack("<f", 1e30)))
