@@ -1890,11 +1890,12 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     for (int i = 0; i < cx->n_plan; i++) {
         const field_plan *fp = &cx->plan[i];
         if (fp->cut > 0)
-            RD_LOG_WARN("%s: multi field '%s': %llu rows hold more than max_len = %u values; "
+            RD_LOG_WARN("%s: multi field '%s': %llu %s more than max_len = %u values; "
                         "only the first %u of each are kept (raise data.schema.fields[%d].max_len, "
                         "at most 64, to keep more)",
                         fp->side >= 0 ? cx->side[fp->side].path : cx->log_path, fp->cfg->name,
-                        (unsigned long long)fp->cut, fp->width, fp->width, fp->index);
+                        (unsigned long long)fp->cut, fp->cut == 1 ? "row holds" : "rows hold",
+                        fp->width, fp->width, fp->index);
     }
     for (int i = 0; i < cx->n_plan; i++) {
         const field_plan *fp = &cx->plan[i];

@@ -149,7 +149,11 @@ EOF
 "$RD" prepare "$TMP/tags.yaml" --out "$TMP/tags_out" > "$TMP/out" 2>"$TMP/err" || fail "tags: $(cat "$TMP/err")"
 grep -q "tags.csv: multi field 'tags': 2 rows hold more than max_len = 2 values; only the first 2 of each are kept (raise data.schema.fields\[0\].max_len" "$TMP/err" \
     || fail "no warning for values past max_len: $(cat "$TMP/err")"
-sed -i 's/max_len: 2}/max_len: 4}/' "$TMP/tags.yaml"
+sed -i 's/max_len: 2}/max_len: 3}/' "$TMP/tags.yaml"
+"$RD" prepare "$TMP/tags.yaml" --out "$TMP/tags_out" > "$TMP/out" 2>"$TMP/err" || fail "tags: $(cat "$TMP/err")"
+grep -q "multi field 'tags': 1 row holds more than max_len = 3 values" "$TMP/err" \
+    || fail "warning for one row past max_len: $(cat "$TMP/err")"
+sed -i 's/max_len: 3}/max_len: 4}/' "$TMP/tags.yaml"
 "$RD" prepare "$TMP/tags.yaml" --out "$TMP/tags_out" > "$TMP/out" 2>"$TMP/err" || fail "tags: $(cat "$TMP/err")"
 grep -q "WARN" "$TMP/err" && fail "warning when every value fits: $(cat "$TMP/err")"
 
