@@ -611,6 +611,27 @@ static int find_col(char (*cols)[RD_COLUMN_MAX], int n, const char *name) {
 // a stray CR (a line end converted twice), a tab, a Latin-1 letter. enc_key: the file's
 // encoding key when it is read as UTF-8 (NULL when Latin-1), named when a column is the name
 // in Latin-1.
+// A column name for a message, control bytes and bytes that are not UTF-8 as \xNN (a stray CR, a
+// Latin-1 letter), into out (cap >= 4 * RD_COLUMN_MAX). @return the bytes written
+static size_t esc_name(char *out, size_t cap, const char *name) {
+    const unsigned char *c = (const unsigned char *)name;
+    size_t k = 0;
+    out[0] = '\0';
+    for (size_t j = 0, len = strlen(name); j < len && k + 5 <= cap;) {
+        size_t L = utf8_seq(c + j, len - j);
+        if (L == 0 || (L == 1 && (c[j] < 32 || c[j] == 127))) {
+            k += (size_t)snprintf(out + k, cap - k, "\\x%02x", c[j]);
+            j++;
+        } else {
+            memcpy(out + k, name + j, L);
+            k += L;
+            out[k] = '\0';
+            j += L;
+        }
+    }
+    return k;
+}
+
 static int missing_col(rd_errbuf *eb,
                        const char *file,
                        const char *key,
@@ -627,17 +648,7 @@ static int missing_col(rd_errbuf *eb,
     for (; shown < n && k + 4 * RD_COLUMN_MAX + 16 < sizeof list; shown++) {
         int i = shown;
         k += (size_t)snprintf(list + k, sizeof list - k, "%s'", i ? ", " : "");
-        const unsigned char *c = (const unsigned char *)cols[i];
-        for (size_t j = 0, len = strlen(cols[i]); j < len;) {
-            size_t L = utf8_seq(c + j, len - j);
-            if (L == 0 || (L == 1 && (c[j] < 32 || c[j] == 127))) {
-                k += (size_t)snprintf(list + k, sizeof list - k, "\\x%02x", c[j]);
-                j++;
-            } else {
-                k += (size_t)snprintf(list + k, sizeof list - k, "%.*s", (int)L, cols[i] + j);
-                j += L;
-            }
-        }
+        k += esc_name(list + k, sizeof list - k, cols[i]);
         k += (size_t)snprintf(list + k, sizeof list - k, "'");
     }
     if (shown < n)
@@ -1533,11 +1544,13 @@ static int next_part(csv_ctx *cx,
     }
     for (int i = 0; i < nc || i < cx->n_cols; i++)
         if (i >= nc || i >= cx->n_cols || strcmp(cols[i], cx->cols[i]) != 0) {
+            char a[4 * RD_COLUMN_MAX], b[4 * RD_COLUMN_MAX];
+            esc_name(a, sizeof a, i < nc ? cols[i] : "(none)");
+            esc_name(b, sizeof b, i < cx->n_cols ? cx->cols[i] : "(none)");
             rc = rd_err_set(eb, RD_ERR_SCHEMA,
                             "%s: column %d is '%s', but '%s' in %s (the parts of one log need "
                             "one header)",
-                            path, i + 1, i < nc ? cols[i] : "(none)",
-                            i < cx->n_cols ? cx->cols[i] : "(none)", first);
+                            path, i + 1, a, b, first);
             break;
         }
     rd_free(cols);

@@ -809,6 +809,9 @@ static void test_log_parts(void **state) {
          "log-04.csv: column 3 is 'item', but 'i' in "},
         {"log-*.csv", "log-04.csv", "t,u,i\n5,u1,i1\n", RD_ERR_SCHEMA,
          "log-04.csv: column 4 is '(none)', but 'y' in "},
+        // A name that differs by a byte that is not UTF-8: escaped (it went into the message raw).
+        {"log-*.csv", "log-04.csv", "t,u,i\xe9,y\n5,u1,i1,1\n", RD_ERR_SCHEMA,
+         "log-04.csv: column 3 is 'i\\xe9', but 'i' in "},
         // A later part whose header is refused outright (its column names were leaked).
         {"log-*.csv", "log-04.csv", "t,u,i,i\n5,u1,i1,1\n", RD_ERR_SCHEMA,
          "log-04.csv:1: duplicate header column 'i'"},
