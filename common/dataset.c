@@ -2288,17 +2288,39 @@ int rd_dataset_missing_mean(const char *dir, const char *field, double *value, r
         rd_free(text);
         return rd_err_set(eb, RD_ERR_IO, "%s: read error", path);
     }
+    // Only the top-level `fields:` section is parsed. The rest of meta.yaml holds the input
+    // files' paths and the schema's texts as their bytes (rd__yaml_str escapes control
+    // characters only): a log part named in Latin-1 is not UTF-8, which libyaml refuses, and
+    // that must not make the fills unreadable. The fields section holds field names (letters,
+    // digits, '_', '-', '.') and numbers; a path's newline is escaped, so a line that starts
+    // with `fields:` is the key itself. The section ends at the next top-level key.
+    text[len] = '\0'; // len < cap: the loop above stops at a short read
+    size_t sec = 0, line0 = 0;
+    if (strncmp(text, "fields:", 7) != 0) {
+        const char *k = strstr(text, "\nfields:");
+        sec = k ? (size_t)(k + 1 - text) : len;
+    }
+    size_t stop = sec;
+    while (stop < len) {
+        const char *nl = memchr(text + stop, '\n', len - stop);
+        stop = nl ? (size_t)(nl + 1 - text) : len;
+        if (stop < len && text[stop] != ' ' && text[stop] != '-' && text[stop] != '#' &&
+            text[stop] != '\n')
+            break;
+    }
+    for (size_t i = 0; i < sec; i++)
+        line0 += text[i] == '\n';
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser)) {
         rd_free(text);
         return rd_err_set(eb, RD_ERR_NOMEM, "%s: cannot initialise the YAML parser", path);
     }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text + sec, stop - sec);
     int rc = RD_OK;
     if (!yaml_parser_load(&parser, &doc)) {
         rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%zu: yaml: %s (reading the fill of field '%s')", path,
-                        parser.problem_mark.line + 1,
+                        line0 + parser.problem_mark.line + 1,
                         parser.problem ? parser.problem : "syntax error", field);
         yaml_parser_delete(&parser);
         rd_free(text);

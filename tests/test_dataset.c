@@ -1288,6 +1288,35 @@ static void test_missing_numeric(void **state) {
         }
         rd_dataset_close(ds);
     }
+    // The fill as meta.yaml records it (what a serving bundle's export reads), also when a log
+    // part's file name is not UTF-8 (Latin-1 "caf\xe9"): meta.yaml lists the input paths as
+    // their bytes, which libyaml refuses, and that must not hide the fields section.
+    put("miss_l1", "log-caf\xe9.csv", miss_log);
+    put("miss_l1", "users.csv", NULL);
+    path_in(in, sizeof in, "miss_l1");
+    path_in(out, sizeof out, "miss_l1_ds");
+    clicks_schema(cfg, in, out);
+    SET(cfg->data.schema.path, "log-*.csv");
+    cfg->data.schema.fields[1].missing = RD_MISSING_MEAN;
+    {
+        rd_errbuf eb;
+        int rc = prepare(cfg, &eb);
+        if (rc != RD_OK)
+            fprintf(stderr, "%s\n", eb.msg);
+        assert_int_equal(rc, RD_OK);
+        double v = -1;
+        rc = rd_dataset_missing_mean(out, "price", &v, &eb);
+        if (rc != RD_OK)
+            fprintf(stderr, "%s\n", eb.msg);
+        assert_int_equal(rc, RD_OK);
+        assert_true(v == 3);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_dataset_missing_mean(out, "age", &v, &eb), RD_ERR_NOTFOUND);
+        assert_non_null(strstr(eb.msg, "records no missing_mean"));
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_dataset_missing_mean(out, "nope", &v, &eb), RD_ERR_NOTFOUND);
+        assert_non_null(strstr(eb.msg, "no field 'nope'"));
+    }
     // inf is not a missing value: still refused, whatever the fill.
     put("miss_inf", "clicks.csv",
         "ts,uid,iid,clicked,tags,price\n100,9,i1,1,a,2\n101,10,i2,0,a,inf\n");

@@ -195,7 +195,8 @@ int rd_dataset_check_config(const char *dir,
  * The fill of numeric field `field` (data.schema.fields[].missing: mean) of the dataset folder
  * `dir`: the mean of its present stored values (after log1p, before standardize) over the batch
  * period, which prepare stored for every missing value. The field table of events.bin does not
- * hold it: it is read from meta.yaml (fields[].missing_mean.value) with libyaml.
+ * hold it: it is read from meta.yaml (fields[].missing_mean.value) with libyaml, from the
+ * top-level fields section only (the input paths elsewhere in the file need not be UTF-8).
  * @param[out] value  the fill, finite (a float's value)
  * @return RD_OK, RD_ERR_NOTFOUND (no such field in meta.yaml, or it records no missing_mean),
  *         RD_ERR_IO (meta.yaml unreadable), RD_ERR_PARSE (not YAML, or a value that is not a
