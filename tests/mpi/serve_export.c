@@ -213,55 +213,53 @@ static size_t numeric_offset(const char *bundle) {
 // missing mode and fill (what version 2 lacks).
 #define INPUT_BYTES (RD_NAME_MAX + 4 + 16 + 12)
 
-// The same bundle in format version 1: version 1, without the numeric input table and the logit
-// shift that follow n_numeric, CRC resealed.
-static void copy_as_v1(const char *from, const char *to, size_t n_inputs) {
+// A bundle file read whole into a buffer (*len bytes), to be rewritten as an older format.
+static unsigned char *read_bundle(const char *from, size_t *len) {
     FILE *f = fopen(from, "rb");
     RD_ASSERT(f);
     fseek(f, 0, SEEK_END);
-    size_t len = (size_t)ftell(f);
+    *len = (size_t)ftell(f);
     fseek(f, 0, SEEK_SET);
-    unsigned char *b = rd_xmalloc(len);
-    RD_ASSERT(fread(b, 1, len, f) == len);
+    unsigned char *b = rd_xmalloc(*len);
+    RD_ASSERT(fread(b, 1, *len, f) == *len);
     fclose(f);
-    const size_t at = numeric_offset(from) + 4, cut = 4 + n_inputs * INPUT_BYTES + 4;
-    memmove(b + at, b + at + cut, len - at - cut);
-    len -= cut;
-    const uint32_t v1 = 1;
-    memcpy(b + 8, &v1, 4);
+    return b;
+}
+
+// b (len bytes) with its header version set to `version` and its CRC resealed, written to `to`;
+// frees b.
+static void write_as_version(unsigned char *b, size_t len, uint32_t version, const char *to) {
+    memcpy(b + 8, &version, 4);
     uint32_t crc = rd_crc32c(0, b, len - 4);
     memcpy(b + len - 4, &crc, 4);
-    f = fopen(to, "wb");
+    FILE *f = fopen(to, "wb");
     RD_ASSERT(f && fwrite(b, 1, len, f) == len);
     fclose(f);
     rd_free(b);
 }
 
+// The same bundle in format version 1: version 1, without the numeric input table and the logit
+// shift that follow n_numeric, CRC resealed.
+static void copy_as_v1(const char *from, const char *to, size_t n_inputs) {
+    size_t len;
+    unsigned char *b = read_bundle(from, &len);
+    const size_t at = numeric_offset(from) + 4, cut = 4 + n_inputs * INPUT_BYTES + 4;
+    memmove(b + at, b + at + cut, len - at - cut);
+    write_as_version(b, len - cut, 1, to);
+}
+
 // The same bundle in format version 2: version 2, each numeric input without its missing mode
 // and fill (the last 12 bytes of its entry), CRC resealed.
 static void copy_as_v2(const char *from, const char *to, size_t n_inputs) {
-    FILE *f = fopen(from, "rb");
-    RD_ASSERT(f);
-    fseek(f, 0, SEEK_END);
-    size_t len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = rd_xmalloc(len);
-    RD_ASSERT(fread(b, 1, len, f) == len);
-    fclose(f);
+    size_t len;
+    unsigned char *b = read_bundle(from, &len);
     const size_t at = numeric_offset(from) + 8; // the first input's entry
     for (size_t j = n_inputs; j-- > 0;) {       // from the last, so earlier offsets hold
         const size_t cut_at = at + j * INPUT_BYTES + INPUT_BYTES - 12;
         memmove(b + cut_at, b + cut_at + 12, len - cut_at - 12);
         len -= 12;
     }
-    const uint32_t v2 = 2;
-    memcpy(b + 8, &v2, 4);
-    uint32_t crc = rd_crc32c(0, b, len - 4);
-    memcpy(b + len - 4, &crc, 4);
-    f = fopen(to, "wb");
-    RD_ASSERT(f && fwrite(b, 1, len, f) == len);
-    fclose(f);
-    rd_free(b);
+    write_as_version(b, len, 2, to);
 }
 
 static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir) {
