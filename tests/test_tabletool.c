@@ -492,6 +492,24 @@ static void test_import_bad_input(void **state) {
          "in.tsv: key 7 appears twice"},
         {"# table emb_b dim 3 slots 0 optimizer adam rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n",
          "in.tsv:1: header says optimizer adam, but table emb_b uses sgd"},
+        // Trailing junk after the header's last field, and counts that are not digits: sscanf
+        // stopped at the first mismatch, and each of these imported without a word.
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 junk\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: unexpected ' junk' after 'rows N' in the header line"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1x\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: unexpected 'x' after 'rows N'"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: unexpected ' pending' after 'rows N'"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending 0 rows 1\n"
+         "7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: unexpected ' rows 1' after 'pending M'"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending 0\t#\r\n"
+         "7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: unexpected '\t#' after 'pending M'"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows -1\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: the header line's rows count is not a non-negative integer"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending +0\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: the header line's pending count is not a non-negative integer"},
     };
     for (size_t i = 0; i < sizeof hdr / sizeof hdr[0]; i++) {
         int rc = import_text(tt, 1, hdr[i].text, strlen(hdr[i].text), &eb);

@@ -1046,10 +1046,15 @@ static int tsv_header(const char *line,
                       rd_errbuf *eb) {
     unsigned dim, slots;
     char name[RD_NAME_MAX + 8], opt[32];
-    int n = strncmp(line, "# table ", 8) != 0
-                ? 0
-                : sscanf(line, "# table %39s dim %u slots %u optimizer %31s rows %zu pending %zu",
-                         name, &dim, &slots, opt, rows, pending);
+    // end[k]: where the header's k-th field ends (k = 4 optimizer, 5 rows, 6 pending), so that
+    // whatever follows the last field parsed can be checked: sscanf stops at the first mismatch
+    // and took "rows 5 junk", "rows 5x" or "rows 3 pending 1 extra" as a valid header.
+    int end[7] = {0};
+    int n =
+        strncmp(line, "# table ", 8) != 0
+            ? 0
+            : sscanf(line, "# table %39s dim %u slots %u optimizer %31s%n rows %zu%n pending %zu%n",
+                     name, &dim, &slots, opt, &end[4], rows, &end[5], pending, &end[6]);
     if (n < 4)
         return rd_err_set(eb, RD_ERR_PARSE,
                           "%s:1: no '# table NAME dim D slots S optimizer OPT rows N pending M' "
@@ -1076,6 +1081,27 @@ static int tsv_header(const char *line,
                           "%s:1: the header line has no 'rows N': the row count is required (it "
                           "is how a cut file is refused)",
                           what);
+    // The counts are digits: %zu also takes "-1" (as SIZE_MAX) and "+3".
+    const char *rp = strstr(line + end[4], "rows") + 4;
+    while (*rp == ' ' || *rp == '\t')
+        rp++;
+    const char *pp = n == 6 ? strstr(line + end[5], "pending") + 7 : NULL;
+    while (pp && (*pp == ' ' || *pp == '\t'))
+        pp++;
+    if (!isdigit((unsigned char)*rp) || (pp && !isdigit((unsigned char)*pp)))
+        return rd_err_set(eb, RD_ERR_PARSE,
+                          "%s:1: the header line's %s count is not a non-negative integer", what,
+                          !isdigit((unsigned char)*rp) ? "rows" : "pending");
+    const char *rest = line + end[n];
+    if (*rest != '\n' && *rest != '\0') {
+        char shown[48];
+        size_t k = strcspn(rest, "\n");
+        snprintf(shown, sizeof shown, "%.*s%s", (int)(k > 40 ? 40 : k), rest, k > 40 ? "..." : "");
+        return rd_err_set(eb, RD_ERR_PARSE,
+                          "%s:1: unexpected '%s' after '%s' in the header line (expected '# table "
+                          "NAME dim D slots S optimizer OPT rows N pending M' and nothing after)",
+                          what, shown, n == 6 ? "pending M" : "rows N");
+    }
     r->has_pending = n == 6;
     if (n == 5)
         *pending = 0;
