@@ -412,16 +412,18 @@ static void label_rule_text(const rd_schema_config *sc, char *out, size_t cap) {
 
 typedef struct field_plan {
     const rd_field_config *cfg;
-    int side;        // -1 = log, else side table index
-    int col;         // column in its file
-    int kind;        // RD_FIELD_CATEGORICAL, MULTI (also flags), NUMERIC
-    int flags;       // 0/1 flag columns
-    uint32_t width;  // slots
-    uint32_t offset; // slot (or numeric index) in the record
-    uint32_t soff;   // slot (or numeric index) inside the side row
-    int index;       // in data.schema.fields (for key paths in messages)
-    uint64_t filled; // fields[].missing: missing values filled (rows of its file)
-    uint64_t cut;    // multi: rows of its file with more than max_len values (the rest dropped)
+    int side;          // -1 = log, else side table index
+    int col;           // column in its file
+    int kind;          // RD_FIELD_CATEGORICAL, MULTI (also flags), NUMERIC
+    int flags;         // 0/1 flag columns
+    uint32_t width;    // slots
+    uint32_t offset;   // slot (or numeric index) in the record
+    uint32_t soff;     // slot (or numeric index) inside the side row
+    int index;         // in data.schema.fields (for key paths in messages)
+    uint64_t filled;   // fields[].missing: missing values filled (rows of its file)
+    uint64_t cut_file; // multi: such rows in the file being read (a part of the log, or the side
+                       // table), told per file: the warning names the part, not the pattern
+    uint64_t cut_line; // multi: the line of the first of them in that file
 } field_plan;
 
 typedef struct side_table {
@@ -993,7 +995,8 @@ static int fill_field(field_plan *fp,
             q++;
         if (q > p) {
             if (k == fp->width) { // a value past max_len: counted, so that prepare says so
-                fp->cut++;
+                if (fp->cut_file++ == 0)
+                    fp->cut_line = rd_csv_line(r);
                 break;
             }
             keys[k++] = rd_feature_key(name, p, (size_t)(q - p));
@@ -1003,6 +1006,21 @@ static int fill_field(field_plan *fp,
         p = q + sl;
     }
     return RD_OK;
+}
+
+// Rows of the file just read (`path`: the log's part, or the side table) whose multi field held
+// more than max_len values: a warning naming the file and the first such line (the dataset is
+// built all the same: the values are legal, the rest of each is dropped).
+static void warn_cut(field_plan *fp, const char *path) {
+    if (fp->cut_file == 0)
+        return;
+    RD_LOG_WARN("%s:%llu: multi field '%s': %llu %s more than max_len = %u values (this line is "
+                "the first); only the first %u of each are kept (raise "
+                "data.schema.fields[%d].max_len, at most 64, to keep more)",
+                path, (unsigned long long)fp->cut_line, fp->cfg->name,
+                (unsigned long long)fp->cut_file, fp->cut_file == 1 ? "row holds" : "rows hold",
+                fp->width, fp->width, fp->index);
+    fp->cut_file = 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1857,6 +1875,9 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         if (rc < 0)
             goto done;
         line_base += rd_csv_line(r);
+        for (int i = 0; i < cx->n_plan; i++)
+            if (cx->plan[i].side < 0)
+                warn_cut(&cx->plan[i], cur);
     }
     if (rc < 0)
         goto done;
@@ -1900,16 +1921,10 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     }
     // Values that parse but are likely not what the log meant: warn, naming the field, and
     // build the dataset all the same (they are legal).
-    for (int i = 0; i < cx->n_plan; i++) {
-        const field_plan *fp = &cx->plan[i];
-        if (fp->cut > 0)
-            RD_LOG_WARN("%s: multi field '%s': %llu %s more than max_len = %u values; "
-                        "only the first %u of each are kept (raise data.schema.fields[%d].max_len, "
-                        "at most 64, to keep more)",
-                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path, fp->cfg->name,
-                        (unsigned long long)fp->cut, fp->cut == 1 ? "row holds" : "rows hold",
-                        fp->width, fp->width, fp->index);
-    }
+    // (The log's fields were told part by part, as each part was read.)
+    for (int i = 0; i < cx->n_plan; i++)
+        if (cx->plan[i].side >= 0)
+            warn_cut(&cx->plan[i], cx->side[cx->plan[i].side].path);
     for (int i = 0; i < cx->n_plan; i++) {
         const field_plan *fp = &cx->plan[i];
         if (!rd_field_is_float(fp->kind) || (fp->cfg->standardize && fp->kind == RD_FIELD_NUMERIC))

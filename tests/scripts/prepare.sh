@@ -147,8 +147,19 @@ data:
 EOF
 } > "$TMP/tags.yaml"
 "$RD" prepare "$TMP/tags.yaml" --out "$TMP/tags_out" > "$TMP/out" 2>"$TMP/err" || fail "tags: $(cat "$TMP/err")"
-grep -q "tags.csv: multi field 'tags': 2 rows hold more than max_len = 2 values; only the first 2 of each are kept (raise data.schema.fields\[0\].max_len" "$TMP/err" \
+grep -q "tags.csv:2: multi field 'tags': 2 rows hold more than max_len = 2 values (this line is the first); only the first 2 of each are kept (raise data.schema.fields\[0\].max_len" "$TMP/err" \
     || fail "no warning for values past max_len: $(cat "$TMP/err")"
+# A log in parts: the warning names the part that holds such rows and its line, not the pattern
+# (which named no file the user could open).
+mkdir -p "$TMP/in/tagparts"
+printf 'ts,uid,iid,clicked,tags\n1,9,a,1,x|y\n2,10,b,0,x||y\n' > "$TMP/in/tagparts/tags-0.csv"
+printf 'ts,uid,iid,clicked,tags\n3,9,c,0,x|y\n4,11,d,1,x|y|z\n5,9,e,0,x|y|z|w\n' > "$TMP/in/tagparts/tags-1.csv"
+sed 's|path: tags.csv|path: "tagparts/tags-*.csv"|' "$TMP/tags.yaml" > "$TMP/tagparts.yaml"
+"$RD" prepare "$TMP/tagparts.yaml" --out "$TMP/tagparts_out" > "$TMP/out" 2>"$TMP/err" || fail "tag parts: $(cat "$TMP/err")"
+grep -q "tagparts/tags-1.csv:3: multi field 'tags': 2 rows hold more than max_len = 2 values (this line is the first)" "$TMP/err" \
+    || fail "warning past max_len does not name the part and line: $(cat "$TMP/err")"
+grep -q 'tags-\*' "$TMP/err" && fail "warning past max_len names the pattern: $(cat "$TMP/err")"
+grep -q "tags-0.csv" "$TMP/err" && fail "warning past max_len names a part without such rows: $(cat "$TMP/err")"
 sed -i 's/max_len: 2}/max_len: 3}/' "$TMP/tags.yaml"
 "$RD" prepare "$TMP/tags.yaml" --out "$TMP/tags_out" > "$TMP/out" 2>"$TMP/err" || fail "tags: $(cat "$TMP/err")"
 grep -q "multi field 'tags': 1 row holds more than max_len = 3 values" "$TMP/err" \
