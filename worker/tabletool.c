@@ -541,14 +541,32 @@ int rd_tabletool_evict(rd_tabletool *tt,
 // ---------------------------------------------------------------------------------------------
 // Export / import
 
+// A row to export, sorted by key: its shard and its index there (row_ref), or its index in an
+// import's rows (imp_ref, 16 bytes: an import may be large). The indices are 64 bits: a shard's
+// table grows past 2^32 rows (its capacity alone may be 2^40), and so may an import (streamed, it
+// holds 16 to 24 bytes a row); a 32-bit index wrapped there without a word, and the export wrote
+// row i - 2^32 in place of row i. The key comes first: cmp_ref sorts both.
 typedef struct row_ref {
     uint64_t key;
+    uint64_t idx;
     uint32_t shard;
-    uint32_t idx;
 } row_ref;
 
+typedef struct imp_ref {
+    uint64_t key;
+    uint64_t idx;
+} imp_ref;
+
+uint64_t rd__tabletool_ref_idx_max(void) {
+    row_ref r; // all bits set: each index holds its largest value
+    imp_ref m;
+    memset(&r, 0xff, sizeof r);
+    memset(&m, 0xff, sizeof m);
+    return r.idx < m.idx ? (uint64_t)r.idx : (uint64_t)m.idx;
+}
+
 static int cmp_ref(const void *a, const void *b) {
-    uint64_t x = ((const row_ref *)a)->key, y = ((const row_ref *)b)->key;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b; // the key: first of either
     return x < y ? -1 : x > y;
 }
 
@@ -683,7 +701,7 @@ static int export_resident(const rd_tabletool *tt, int table, exp_out *o, rd_err
         for (size_t i = 0; i < rd_table_size(t); i++) {
             rd_table_row_at(t, i, &ref[k].key, NULL, NULL);
             ref[k].shard = s;
-            ref[k++].idx = (uint32_t)i;
+            ref[k++].idx = i;
         }
     }
     qsort(ref, n, sizeof *ref, cmp_ref);
@@ -694,7 +712,7 @@ static int export_resident(const rd_tabletool *tt, int table, exp_out *o, rd_err
         const rd_table *t = tt->tab[(size_t)ref[i].shard * T + (size_t)table];
         uint64_t key, c;
         int64_t ls;
-        const float *row = rd_table_row_at(t, ref[i].idx, &key, &ls, &c);
+        const float *row = rd_table_row_at(t, (size_t)ref[i].idx, &key, &ls, &c);
         exp_row(o, key, ls, c, row);
     }
     // The pending admission counts (keys seen fewer than admit_count times, no row yet): without
@@ -1641,16 +1659,15 @@ static int export_imported(const rd_tabletool *tt,
                            uint64_t *pend_out,
                            rd_errbuf *eb) {
     rows_in *r = imp->in;
-    row_ref *ref = rd_xmalloc((r->n ? r->n : 1) * sizeof *ref);
+    imp_ref *ref = rd_xmalloc((r->n ? r->n : 1) * sizeof *ref);
     for (size_t i = 0; i < r->n; i++) {
         ref[i].key = r->key[i];
-        ref[i].shard = 0;
-        ref[i].idx = (uint32_t)i;
+        ref[i].idx = i;
     }
     qsort(ref, r->n, sizeof *ref, cmp_ref);
     int rc = RD_OK;
     for (size_t j = 0; j < r->n; j++) {
-        size_t i = ref[j].idx;
+        size_t i = (size_t)ref[j].idx;
         int64_t ls;
         uint64_t c;
         const float *v;
