@@ -433,7 +433,15 @@ struct rd__builder {
     // fields[].missing: mean: the fill, the values filled and the present values it is over
     double fill_val[RD_MAX_FIELDS];
     uint64_t fill_n[RD_MAX_FIELDS], fill_over[RD_MAX_FIELDS];
+    // The source's locator of a record's input line (rd__builder_set_where), or NULL.
+    rd__builder_where_fn where;
+    void *where_ctx;
 };
+
+void rd__builder_set_where(rd__builder *b, rd__builder_where_fn where, void *ctx) {
+    b->where = where;
+    b->where_ctx = ctx;
+}
 
 int rd__builder_create(const rd_data_config *dc,
                        const rd__layout *lay,
@@ -988,18 +996,25 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
             memcpy(&x, recs + i * rs + off, 4);
             float z = rd_field_transform(RD_XFORM_STANDARDIZE, mean, sd, (double)x);
             if (!isfinite(z)) {
-                // The record's input line is not kept past the sort: its time and value find it.
+                // The builder does not keep the records' input lines (its memory does not grow
+                // with the events); a source that does (the CSV log, held for its sort) names
+                // the file and line through `where`. The time and value find it in any case.
                 rd_record r;
                 memcpy(&r, recs + i * rs, sizeof r);
-                char when[32];
+                char when[32], at[RD_PATH_MAX + 32];
                 fmt_utc(r.ts, when, sizeof when);
+                at[0] = '\0';
+                if (b->where && b->where(b->where_ctx, i, at, sizeof at - 2) == 0)
+                    strcat(at, ": ");
+                else
+                    at[0] = '\0';
                 return rd_err_set(eb, RD_ERR_RANGE,
-                                  "field '%s': the event at %s (record %llu of the log in time "
+                                  "%sfield '%s': the event at %s (record %llu of the log in time "
                                   "order) has %g, which standardized with the batch period's "
                                   "mean %g and std %g is not finite: the batch period's spread "
                                   "is too small for this value (rescale the column, or set "
                                   "log1p: true)",
-                                  b->lay.fields[f].name, when, (unsigned long long)i, (double)x,
+                                  at, b->lay.fields[f].name, when, (unsigned long long)i, (double)x,
                                   mean, sd);
             }
             memcpy(recs + i * rs + off, &z, 4);

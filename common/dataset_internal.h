@@ -60,6 +60,14 @@ int rd__builder_add(rd__builder *b, const rd__event *ev, rd_errbuf *eb);
 uint64_t rd__builder_count(const rd__builder *b);
 uint64_t rd__builder_raw_count(const rd__builder *b);
 
+/** Where record `rec` (its index among the events kept, in time order) came from, as "FILE:LINE",
+ *  into out (cap bytes); 0 when known, else -1 (out is then empty). */
+typedef int (*rd__builder_where_fn)(void *ctx, uint64_t rec, char *out, size_t cap);
+
+/** Let the builder's messages about one record (fields[].standardize) name its input file and
+ *  line: the source keeps what `where` needs until rd__builder_finish returns. ctx is borrowed. */
+void rd__builder_set_where(rd__builder *b, rd__builder_where_fn where, void *ctx);
+
 /** Finish: index, header, meta.yaml (with `source_yaml`, the source's own section: YAML text at
  *  top level, may be NULL), fsync, rename into dc->dir.
  *  @return RD_OK, RD_ERR_EMPTY (no events kept), RD_ERR_IO, RD_ERR_EXISTS, RD_ERR_NOMEM */

@@ -449,6 +449,8 @@ typedef struct csv_ctx {
     int have_parts;                     // glob ran: parts must be freed
     char *one_part[1];                  // the list of a log that is one file
     char **part_list;                   // the non-empty parts of a pattern (pointers into parts)
+    uint64_t *part_base;                // (parts) lines of the parts before each: an event's
+                                        // line (ev_meta.line) less it is its line in its part
     int n_cols;
     char (*cols)[RD_COLUMN_MAX]; // log column names (n_cols)
     int c_user, c_item, c_time, c_label, tf;
@@ -1311,9 +1313,31 @@ static int intern_rank(intern *t) {
 typedef struct ev_meta {
     int64_t ts_ms;
     uint32_t urank, irank;
-    uint64_t line;
-    uint64_t idx; // into the per-event arrays
+    uint64_t line; // the input line, counted on across the log's parts (csv_ctx.part_base)
+    uint64_t idx;  // into the per-event arrays
 } ev_meta;
+
+// The input file and line of the builder's record `rec` (rd__builder_set_where): the line of the
+// rec-th event kept, which the build loop moves to meta[rec] (kept events are in time order too).
+typedef struct line_where {
+    const ev_meta *meta;
+    uint64_t n_kept;
+    char **files;
+    const uint64_t *base;
+    size_t n_files;
+} line_where;
+
+static int where_line(void *vctx, uint64_t rec, char *out, size_t cap) {
+    const line_where *w = vctx;
+    if (rec >= w->n_kept || w->n_files == 0)
+        return -1;
+    uint64_t g = w->meta[rec].line;
+    size_t p = w->n_files - 1;
+    while (p > 0 && w->base[p] >= g) // the last part whose lines begin before line g
+        p--;
+    snprintf(out, cap, "%s:%llu", w->files[p], (unsigned long long)(g - w->base[p]));
+    return 0;
+}
 
 static int cmp_ev(const void *a, const void *b) {
     const ev_meta *x = a, *y = b;
@@ -1724,8 +1748,14 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     const double mem_limit = (double)rd_mem_limit(&mem_what);
     // Record ids (the input line) run on across the parts: part k's lines come after part k-1's.
     uint64_t line_base = 0;
+    cx->part_base = rd_malloc((n_files ? n_files : 1) * sizeof *cx->part_base);
+    if (!cx->part_base) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     for (size_t part = 0; part < n_files; part++) {
         const char *cur = files[part];
+        cx->part_base[part] = line_base;
         if (part > 0 && (rc = next_part(cx, sc, &o, cur, files[0], &r, eb)) != RD_OK)
             goto done;
         while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
@@ -2001,6 +2031,12 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         goto done;
     }
     rc = rd__builder_create(dc, &cx->lay, seed, &b, eb);
+    // The builder's messages about a record name its file and line: the lines of the events it
+    // keeps (negative sampling drops some) move to the front of es.meta as they are added, over
+    // entries already read (kept <= i), so no memory is added for them.
+    line_where lw = {es.meta, 0, files, cx->part_base, n_files};
+    if (rc == RD_OK)
+        rd__builder_set_where(b, where_line, &lw);
     for (uint64_t i = 0; rc == RD_OK && i < es.n; i++) {
         const ev_meta *m = &es.meta[i];
         rd__event ev;
@@ -2012,6 +2048,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         ev.keys = es.keys + m->idx * ns;
         ev.nums = es.nums + m->idx * nn;
         rc = rd__builder_add(b, &ev, eb);
+        if (rc == RD_OK && rd__builder_count(b) > lw.n_kept)
+            es.meta[lw.n_kept++].line = ev.sample;
     }
     rd_free(ukey);
     rd_free(ikey);
@@ -2025,6 +2063,7 @@ done:
     if (cx->have_parts)
         globfree(&cx->parts);
     rd_free(cx->part_list);
+    rd_free(cx->part_base);
     rd_free(es.meta);
     rd_free(es.keys);
     rd_free(es.nums);

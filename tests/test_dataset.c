@@ -2291,11 +2291,50 @@ static void test_standardize_tiny(void **state) {
     sc->fields[0].standardize = 1;
     rd_errbuf_clear(&eb);
     assert_int_equal(prepare(cfg, &eb), RD_ERR_RANGE);
-    assert_non_null(strstr(eb.msg, "field 'x': the event at 1970-01-01T00:17:19Z (record 39 of "
-                                   "the log in time order) has 1e+10"));
+    // Its input file and line too (row 39 is line 41): the log is sorted by time before the
+    // build, and the message named the record's time and index only.
+    char want[700];
+    snprintf(want, sizeof want,
+             "%s/stdz_over/log.csv:41: field 'x': the event at 1970-01-01T00:17:19Z (record 39 of "
+             "the log in time order) has 1e+10",
+             g_tmp);
+    if (!strstr(eb.msg, want))
+        fail_msg("message '%s' lacks '%s'", eb.msg, want);
     assert_non_null(strstr(eb.msg, "is not finite"));
     struct stat st;
     assert_int_not_equal(stat(out, &st), 0); // no partial dataset
+
+    // The same log in two parts whose times interleave (even rows, odd rows), with negative
+    // sampling dropping some events before the build: the part and its line (row 39 is the 20th
+    // row of the odd part: line 21), not the pattern nor the line counted across the parts.
+    for (int part = 0; part < 2; part++) {
+        k = (size_t)sprintf(buf, "t,u,i,y,x\n");
+        for (int i = part; i < 40; i += 2)
+            k += (size_t)sprintf(buf + k, "%d,u%d,i%d,%d,%s\n", 1000 + i, i % 5, i % 7, i % 3 == 0,
+                                 i == 39     ? "1e10"
+                                 : i % 4 < 2 ? "1e-30"
+                                             : "2e-30");
+        put("stdz_parts", part ? "log-1.csv" : "log-0.csv", buf);
+    }
+    path_in(out, sizeof out, "stdz_parts_out");
+    simple_schema(cfg, "stdz_parts", out);
+    SET(cfg->data.schema.path, "log-*.csv");
+    sc->n_fields = 1;
+    SET(sc->fields[0].name, "x");
+    SET(sc->fields[0].column, "x");
+    sc->fields[0].kind = RD_FIELD_NUMERIC;
+    sc->fields[0].standardize = 1;
+    cfg->data.negatives.rate = 0.5;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_RANGE);
+    snprintf(want, sizeof want,
+             "%s/stdz_parts/log-1.csv:21: field 'x': the event at 1970-01-01T00:17:19Z (record ",
+             g_tmp);
+    if (!strstr(eb.msg, want))
+        fail_msg("message '%s' lacks '%s'", eb.msg, want);
+    assert_null(strstr(eb.msg, "record 39 ")); // negatives were dropped before it
+    assert_int_not_equal(stat(out, &st), 0);
+    cfg->data.negatives.rate = 1.0;
     free(cfg);
 }
 
