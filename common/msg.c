@@ -84,12 +84,17 @@ int rd_msg_check_request(const rd_msg_header *h, uint64_t max_payload, rd_errbuf
     int user = h->op >= RD_OP_USER_MIN && h->op <= RD_OP_USER_MAX;
     if (!builtin && !user)
         return rd_err_set(eb, RD_ERR_UNSUPPORTED, "unknown op %u", (unsigned)h->op);
-    const int shm = h->flags == RD_MSG_FLAG_SHM && (h->op == RD_OP_PULL || h->op == RD_OP_PUSH);
-    if ((h->flags != 0 && !shm) || h->status != RD_OK)
+    // PULL may carry SHM and READ, PUSH SHM; everything else no flag at all.
+    const uint32_t allowed = h->op == RD_OP_PULL   ? RD_MSG_FLAG_SHM | RD_MSG_FLAG_READ
+                             : h->op == RD_OP_PUSH ? RD_MSG_FLAG_SHM
+                                                   : 0u;
+    const int shm = (h->flags & RD_MSG_FLAG_SHM) != 0;
+    if ((h->flags & ~allowed) != 0 || h->status != RD_OK)
         return rd_err_set(eb, RD_ERR_PROTO,
                           "%s request with flags 0x%x and status %d (both must "
-                          "be 0, or flags 0x%x on PULL and PUSH)",
-                          name, (unsigned)h->flags, (int)h->status, RD_MSG_FLAG_SHM);
+                          "be 0, or flags 0x%x on PULL, 0x%x on PUSH)",
+                          name, (unsigned)h->flags, (int)h->status,
+                          RD_MSG_FLAG_SHM | RD_MSG_FLAG_READ, RD_MSG_FLAG_SHM);
     if (h->payload_bytes > max_payload)
         return rd_err_set(eb, RD_ERR_RANGE,
                           "%s payload of %" PRIu64 " bytes exceeds ps.max_msg_bytes (%" PRIu64 ")",

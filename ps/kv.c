@@ -102,6 +102,7 @@ struct rd_kv {
     uint64_t max_payload;
     int poll_us_max;
     int64_t step, time;
+    int read; // pulls are reads (rd_kv_set_read): RD_MSG_FLAG_READ
     int shut;
 
     kv_sub *subs; // (N_SUBS)
@@ -224,6 +225,10 @@ int rd_kv_dim(const rd_kv *kv, int table) {
 
 void rd_kv_set_time(rd_kv *kv, int64_t stream_time) {
     kv->time = stream_time;
+}
+
+void rd_kv_set_read(rd_kv *kv, int on) {
+    kv->read = on != 0;
 }
 
 int64_t rd_kv_step(const rd_kv *kv) {
@@ -407,6 +412,8 @@ static void sub_send(
         wire = RD_MSG_SHM_DESC_BYTES;
         flags = RD_MSG_FLAG_SHM;
     }
+    if (op == RD_OP_PULL && kv->read)
+        flags |= RD_MSG_FLAG_READ;
     RD_ASSERT(s->sbuf_cap >= RD_MSG_HEADER_BYTES + wire);
     rd_msg_header h = {RD_MSG_MAGIC, RD_MSG_VERSION, (uint16_t)op, 0,    table,    count,
                        dim,          flags,          s->req_id,    wire, kv->step, kv->time};

@@ -1002,11 +1002,15 @@ static int exec_pull(rd_server *s, srv_job *J, srv_msg *m) {
     const uint64_t *keys = (const uint64_t *)(const void *)msg_payload(m);
     float *out = m->shm ? m->shm_out : (float *)(void *)(b->buf + RD_MSG_HEADER_BYTES);
     J->tables_used |= 1ull << m->h.table;
+    // A read (RD_MSG_FLAG_READ: an evaluation's pull) has no sightings at all: a key only
+    // evaluated keeps its last-seen time (TTL eviction) and admission count, and gets no row, as
+    // a key only served does (rd_table_read in serve.c).
+    const int read = (m->h.flags & RD_MSG_FLAG_READ) != 0;
     // Sync: a pure read now; the sightings (admission counts, last-seen, new rows, counters)
     // are applied at the end of the step, so a SAVE at this step boundary sees none of them
     // whatever the arrival order. Async: everything at once.
-    int rc =
-        s->sync ? rd_table_read(t, keys, n, out) : rd_table_pull(t, keys, n, m->h.stream_time, out);
+    int rc = s->sync || read ? rd_table_read(t, keys, n, out)
+                             : rd_table_pull(t, keys, n, m->h.stream_time, out);
     if (rc != RD_OK) {
         reply_error(s, m, rc, "table %s: pull failed: %s", rd_table_config_of(t)->name,
                     rd_strerror(rc));
@@ -1015,7 +1019,7 @@ static int exec_pull(rd_server *s, srv_job *J, srv_msg *m) {
     if (m->shm) {
         // The values are in the sender's region; keep the keys (sync: sightings at the end of
         // the step) before the reply lets the sender reuse its range.
-        if (s->sync && localize(m) != 0) {
+        if (s->sync && !read && localize(m) != 0) {
             reply_error(s, m, RD_ERR_NOMEM, "no memory to keep the %zu keys of a pull", n);
             return 0;
         }
@@ -1024,7 +1028,7 @@ static int exec_pull(rd_server *s, srv_job *J, srv_msg *m) {
     } else {
         reply_split(s, m, b, n, (uint32_t)dim, n * dim * sizeof(float));
     }
-    if (!s->sync)
+    if (!s->sync || read)
         return 0;
     q_push(&J->pend_head[m->worker], &J->pend_tail[m->worker], m);
     return 1;

@@ -240,6 +240,19 @@ static void test_shm_check_request(void **state) {
     h = req(RD_OP_PULL, 2, 8, RD_MSG_SHM_DESC_BYTES);
     h.flags = RD_MSG_FLAG_SHM | RD_MSG_FLAG_SPLIT;
     assert_int_equal(rd_msg_check_request(&h, 4096, NULL), RD_ERR_PROTO);
+    // A read (an evaluation's pull: no sightings) is a PULL flag, with or without shared memory.
+    h.flags = RD_MSG_FLAG_SHM | RD_MSG_FLAG_READ;
+    assert_int_equal(rd_msg_check_request(&h, 4096, NULL), RD_OK);
+    h = req(RD_OP_PULL, 2, 8, 16);
+    h.flags = RD_MSG_FLAG_READ;
+    assert_int_equal(rd_msg_check_request(&h, 4096, NULL), RD_OK);
+    h = req(RD_OP_PUSH, 2, 8, 2 * (8 + 32));
+    assert_int_equal(rd_msg_check_request(&h, 4096, NULL), RD_OK);
+    h.flags = RD_MSG_FLAG_READ; // a push is never a read
+    assert_int_equal(rd_msg_check_request(&h, 4096, NULL), RD_ERR_PROTO);
+    h = req(RD_OP_CLOCK, 0, 0, 0);
+    h.flags = RD_MSG_FLAG_READ;
+    assert_int_equal(rd_msg_check_request(&h, 4096, NULL), RD_ERR_PROTO);
     h = req(RD_OP_ATTACH, 0, 0, RD_MSG_ATTACH_BYTES);
     assert_int_equal(rd_msg_check_request(&h, 4096, NULL), RD_OK);
     h.payload_bytes = RD_MSG_ATTACH_BYTES - 1;

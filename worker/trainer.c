@@ -2301,6 +2301,11 @@ static int eval_range(rd_trainer *tr,
     int rc = RD_OK;
     rd_batch bt;
     stage *cur = &tr->st[0], *nxt = &tr->st[1];
+    // The pulls of an evaluation are reads: a window is evaluated before it is trained on (and
+    // the holdout after the last step), and its sightings made the keys it holds look trained to
+    // the PS: last-seen times of events not yet trained (kept from TTL eviction, in a checkpoint
+    // inside the window, in `table stats`), admission counts, rows of keys only evaluated.
+    rd_kv_set_read(tr->kv, 1);
     rc = stage_fill(tr, cur, &it, tr->max_batch, eb);
     if (rc == RD_OK)
         rc = stage_pull(tr, cur, eb);
@@ -2343,6 +2348,7 @@ static int eval_range(rd_trainer *tr,
         cur = nxt;
         nxt = tmp;
     }
+    rd_kv_set_read(tr->kv, 0);
     if (rc != RD_OK) {
         rd_err_prefix(eb, "evaluation: ");
         return rc; // the caller aborts the launch: no collective is attempted
@@ -3140,6 +3146,7 @@ int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logi
         if (recs[i] >= n_ev)
             return rd_err_set(eb, RD_ERR_RANGE, "score: record %llu not in [0, %llu)",
                               (unsigned long long)recs[i], (unsigned long long)n_ev);
+    rd_kv_set_read(tr->kv, 1); // scoring reads the rows, as serving does (eval_range)
     for (size_t done = 0; done < n && rc == RD_OK;) {
         size_t b = n - done < tr->max_batch ? n - done : tr->max_batch;
         memcpy(s->rec, recs + done, b * sizeof *recs);
@@ -3155,5 +3162,6 @@ int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logi
                 logits[done + k] = m->logits_main[k] + tr->logit_shift;
         done += b;
     }
+    rd_kv_set_read(tr->kv, 0);
     return rc;
 }

@@ -13,6 +13,7 @@
 //   rd_kv_wait() / rd_kv_wait_all()  complete requests (polls with backoff: never spins a core)
 //   rd_kv_test()          non-blocking completion check
 //   rd_kv_set_time()      stream time carried by the next requests (last-seen, TTL eviction)
+//   rd_kv_set_read()      the next pulls are reads (evaluation): no last-seen, no admission
 //   rd_kv_step() / rd_kv_set_step()
 //   rd_kv_stats()         table statistics summed over the shards (and per shard)
 //   rd_kv_save() / rd_kv_load()   consistent checkpoints of PS tables (rd/checkpoint.h)
@@ -151,6 +152,14 @@ int rd_kv_wait_all(rd_kv *kv);
 
 /** Stream time (seconds) sent with the next requests; default 0. */
 void rd_kv_set_time(rd_kv *kv, int64_t stream_time);
+/**
+ * Make the next pulls reads (on != 0: evaluation, scoring) or training pulls (0, the default).
+ * A read answers the same values (the key's row, or its initial value) but leaves the table as
+ * it was: no last-seen time (so a key only evaluated is not kept from TTL eviction), no admission
+ * sighting, no new row, no `pulled` count (RD_MSG_FLAG_READ). Serving reads the same way
+ * (rd_table_read). Pushes, clocks and the other requests are unaffected.
+ */
+void rd_kv_set_read(rd_kv *kv, int on);
 /** This worker's step: the number of rd_kv_clock calls since creation (or the loaded step). */
 int64_t rd_kv_step(const rd_kv *kv);
 /** Set the step (after another rank of the job ran rd_kv_load). */

@@ -107,6 +107,9 @@ static inline uint64_t rd_le_get64(const unsigned char *p) {
 #define RD_MSG_FLAG_SHM                                                                            \
     0x4u // request: the payload is an rd_msg_shm descriptor; PULL reply:
          // the values are in the sender's shared-memory region
+#define RD_MSG_FLAG_READ                                                                           \
+    0x8u // PULL request: a read (evaluation): the rows or initial values, without the sightings
+         // of a training pull (last-seen, admission count, new row, `pulled`); rd_kv_set_read
 
 #define RD_MSG_SHM_DESC_BYTES 32  // an encoded rd_msg_shm
 #define RD_MSG_SHM_ALIGN      64  // request and reply offsets are multiples of this
@@ -174,7 +177,8 @@ int rd_msg_decode(const void *buf, size_t len, rd_msg_header *h, rd_errbuf *eb);
 
 /**
  * Op-specific checks of a decoded request: the op is built in or in the user range, status is
- * clear, flags are clear except RD_MSG_FLAG_SHM on PULL/PUSH (then the payload is exactly
+ * clear, flags are clear except RD_MSG_FLAG_READ on PULL and RD_MSG_FLAG_SHM on PULL/PUSH (then
+ * the payload is exactly
  * RD_MSG_SHM_DESC_BYTES and count/dim are checked as below against the descriptor's size, by
  * rd_msg_check_shm), payload_bytes <= max_payload, a built-in op's req_id slot is not reserved
  * (rd_msg_slot_reserved), and for built-in ops count/dim/payload agree

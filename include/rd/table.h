@@ -17,8 +17,9 @@
 // power of two below 64 bytes), plus a separate 24-byte record { key, last_seen i64, count u64 }
 // kept in a parallel array, so that a pull touches only the embedding's lines (a 64-d row is
 // exactly 4 lines). `count` is the number of updates applied (Adam's t); `last_seen` is the
-// latest stream time at which the key was pulled or pushed (max, so arrival order does not
-// matter).
+// latest stream time at which the key was pulled for training (rd_table_pull / rd_table_touch)
+// or pushed (max, so arrival order does not matter). Reads (rd_table_read: evaluation pulls,
+// RD_MSG_FLAG_READ, and serving) leave it: TTL eviction drops what training has not used.
 //
 // Invariants and behaviour:
 // - The index is linear probing over (key, row) pairs, power-of-two size, load <= 1/2, backward-

@@ -7,6 +7,9 @@
 // Table "ttl" (SGD, ttl 10 s): keys A are used at stream time 0 only, keys B at every step
 // (time = 5 * step); at the end of the step at time 15, A is evicted (STATS: evicted), and a
 // later pull of A returns the initial value again although A was trained at step 0.
+// Reads (rd_kv_set_read: the trainer's evaluation pulls) of every adm key and of A at every step
+// answer the same values and change none of this: they count no admission sighting and do not
+// refresh A's last-seen time (they did: A was never evicted, adm keys were admitted a step early).
 #include "ps_test_util.h"
 
 #include "rd/optim.h"
@@ -70,6 +73,15 @@ static int worker(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void *p)
 
     for (int64_t s = 0; s < 6 && errs == 0; s++) {
         rd_kv_set_time(kv, 5 * s);
+        // --- reads, as an evaluation makes: the values a training pull would get, no sightings
+        rd_kv_set_read(kv, 1);
+        errs += pull(kv, 0, kadm, NK, vals);
+        T_CHECK(&errs, memcmp(vals, expect, sizeof vals) == 0,
+                "step %lld: adm values read differ from the expected ones", (long long)s);
+        errs += pull(kv, 1, ka, NK / 2, vals);
+        T_CHECK(&errs, s < 4 || memcmp(vals, init_a, sizeof init_a) == 0,
+                "step %lld: an evicted key read is not its initial value", (long long)s);
+        rd_kv_set_read(kv, 0);
         // --- admission table
         errs += pull(kv, 0, kadm, NK, vals);
         T_CHECK(&errs, memcmp(vals, expect, sizeof vals) == 0,
@@ -111,6 +123,8 @@ static int worker(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void *p)
                 (unsigned long long)adm.pending);
         T_CHECK(&errs, adm.admitted == (s >= 2 ? NK : 0u), "step %lld: admitted %llu", (long long)s,
                 (unsigned long long)adm.admitted);
+        T_CHECK(&errs, adm.pulled == (uint64_t)(s + 1) * NK, "step %lld: pulled %llu (reads count)",
+                (long long)s, (unsigned long long)adm.pulled);
         // A is last seen at time 0: evicted at the end of the step at time 15 (0 < 15 - 10).
         uint64_t want_rows = s >= 3 ? NK / 2 : NK;
         T_CHECK(&errs, ttl.rows == want_rows, "step %lld: ttl rows %llu, expected %llu",

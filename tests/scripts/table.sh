@@ -67,6 +67,18 @@ grep -q "table s_user: dim 4, optimizer adagrad (1 slots)" s || fail "stats s_us
 grep -q "age (s before the newest row): \[0..0\]=" s || fail "age histogram: $(cat s)"
 grep -q "updates: " s || fail "update histogram"
 "$RD" table stats "$C" --table s_user | grep -q s_item && fail "--table filter"
+# Last-seen times are those of training: a window is evaluated before it is trained on, and its
+# evaluation pulls used to count as sightings, so a checkpoint inside the window already held the
+# window's last event time (step 160, 2 of the last window's 4 steps done, said 1600005458 as the
+# final checkpoint did). Evaluation pulls are reads now (docs/tools.md, "table stats").
+P="$(head -1 dirs)"
+gap=$((10#${C##*step-} - 10#${P##*step-}))
+[ "$gap" -gt 0 ] && [ "$gap" -lt 4 ] || fail "expected a checkpoint inside the last window (4 steps): $(cat dirs)"
+newest() { "$RD" table stats "$1" --table s_user | sed -n 's/.*last seen [-0-9]*[.][.]\([-0-9]*\)$/\1/p'; }
+np="$(newest "$P")"
+nc="$(newest "$C")"
+[ -n "$np" ] && [ -n "$nc" ] || fail "no last-seen range in stats: $("$RD" table stats "$P")"
+[ "$np" -lt "$nc" ] || fail "a checkpoint inside the last window has last-seen $np, the final one $nc: evaluation pulls counted as seen"
 
 # --- a damaged page in a shard: a clear error, never a signal ------------------------------------
 # (48 bytes of page 2's node offsets replaced: LMDB then follows a wild pointer; every reader
