@@ -1,6 +1,9 @@
-// ps_admission.c — feature admission and TTL eviction behave as configured (sync mode).
+// ps_admission.c — feature admission and TTL eviction behave as configured (sync mode; with
+// argv[2] = "async" the asynchronous server and no shared memory, whose pulls and reads take
+// other paths in ps/server.c: rd_table_pull at once, the keys in the message).
 //
-// Ranks: P PS + 1 worker, P = argv[1] (registered as 2 ranks / P=1 and 4 ranks / P=3).
+// Ranks: P PS + 1 worker, P = argv[1] (registered as 2 ranks / P=1 and 4 ranks / P=3 sync, and
+// 3 ranks / P=2 async).
 // Table "adm" (SGD, admit_count 3): a key's first two pulls return its initial value and its
 // pushes are dropped (STATS: rejected, pending); the third pull admits it (a row equal to the
 // initial value) and that step's push applies; from then on pulls see the trained row.
@@ -16,10 +19,15 @@
 
 #define NK 20
 
-static void make_cfg(rd_config *cfg, int P) {
+static void make_cfg(rd_config *cfg, int P, int async) {
     const char *names[] = {"train"};
     int ranks[] = {1};
     t_config(cfg, P, 1, names, ranks);
+    if (async) {
+        cfg->ps.sync = 0;
+        cfg->ps.staleness = 0;
+        cfg->ps.shm = RD_SHM_OFF; // the keys travel in the message
+    }
     rd_table_config *t = t_table(cfg, "adm", 4, RD_OPT_SGD, 0.5f);
     t->admit_count = 3;
     t = t_table(cfg, "ttl", 2, RD_OPT_SGD, 0.5f);
@@ -158,7 +166,7 @@ int main(int argc, char **argv) {
     if (P < 1 || size != P + 1)
         return t_mpi_refuse(rank, 77, "ps_admission P needs P+1 ranks");
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
-    make_cfg(cfg, P);
+    make_cfg(cfg, P, argc > 2 && strcmp(argv[2], "async") == 0);
     int errs = t_session(MPI_COMM_WORLD, cfg, worker, NULL);
     rd_free(cfg);
     int rc = t_finish("ps_admission", errs);
