@@ -42,7 +42,9 @@
 //   pure read (rd_table_read) and its sightings (counts, last-seen, new rows) are applied at the
 //   end of its step, before that step's pushes: the state at a step boundary never depends on
 //   how early the next step's pulls arrived, which makes SAVE an exact cut. Eviction is the
-//   explicit step above; it covers every table the job has touched or loaded.
+//   explicit step above; it covers every table the job has touched or loaded. A PULL flagged
+//   RD_MSG_FLAG_READ (an evaluation's or scoring's, rd_kv_set_read) is a pure read in both modes
+//   and has no sightings at all: nothing is applied, or kept, for it.
 // - SAVE(dir, tables) writes this shard with rd_ckpt_write_shard at the consistent cut "steps
 //   0..s-1 applied" (s = the request's step) and replies with its CRC; the client writes the
 //   manifest. LOAD replaces the listed tables from the shard (CRC checked) and resets the
@@ -52,8 +54,8 @@
 //   descriptor; ranges that are not inside that region, misaligned, overlapping, of the wrong
 //   length or naming another region get an error reply and a log line like other bad messages.
 //   The payload is read in place; a PULL's values are written into the region. Sync steps keep
-//   PULL keys and PUSH gradients until the step is applied: those are copied out of the region
-//   before the reply, after which the worker may reuse its ranges.
+//   PULL keys (not a read's) and PUSH gradients until the step is applied: those are copied out
+//   of the region before the reply, after which the worker may reuse its ranges.
 // - The loop ends when every worker rank of every job has sent SHUTDOWN and all replies are out.
 #ifndef RD_SERVER_H
 #define RD_SERVER_H
