@@ -1308,7 +1308,6 @@ static void test_stream_same_bytes(void **state) {
     rd_tabletool_close(back);
 }
 
-// A shard that would not fit in the memory limit is refused before it is read, by name.
 // An export sorts references to the rows by key; each names its row by an index in the shard's
 // table (or in an import's rows). That index was 32 bits, and a shard or an import of more than
 // 2^32 rows (a shard's capacity alone may be 2^40) exported row i - 2^32 in place of row i
@@ -1319,6 +1318,7 @@ static void test_ref_idx_limit(void **state) {
     assert_true(rd__tabletool_ref_idx_max() >= SIZE_MAX);
 }
 
+// A shard that would not fit in the memory limit is refused before it is read, by name.
 static void test_stream_mem_limit(void **state) {
     (void)state;
     char src[300], out[320];
