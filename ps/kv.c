@@ -227,6 +227,10 @@ void rd_kv_set_time(rd_kv *kv, int64_t stream_time) {
     kv->time = stream_time;
 }
 
+int64_t rd_kv_time(const rd_kv *kv) {
+    return kv->time;
+}
+
 void rd_kv_set_read(rd_kv *kv, int on) {
     kv->read = on != 0;
 }

@@ -2305,6 +2305,10 @@ static int eval_range(rd_trainer *tr,
     // the holdout after the last step), and its sightings made the keys it holds look trained to
     // the PS: last-seen times of events not yet trained (kept from TTL eviction, in a checkpoint
     // inside the window, in `table stats`), admission counts, rows of keys only evaluated.
+    // The stream time the pulls set (stage_pull) is the evaluated range's, which the job has
+    // not trained to: it is put back afterwards, or a rank with no records in a later training
+    // step would clock with it and move the PS's TTL eviction ahead (rd_kv_set_time).
+    const int64_t t_trained = rd_kv_time(tr->kv);
     rd_kv_set_read(tr->kv, 1);
     rc = stage_fill(tr, cur, &it, tr->max_batch, eb);
     if (rc == RD_OK)
@@ -2349,6 +2353,7 @@ static int eval_range(rd_trainer *tr,
         nxt = tmp;
     }
     rd_kv_set_read(tr->kv, 0);
+    rd_kv_set_time(tr->kv, t_trained);
     if (rc != RD_OK) {
         rd_err_prefix(eb, "evaluation: ");
         return rc; // the caller aborts the launch: no collective is attempted
@@ -3146,7 +3151,10 @@ int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logi
         if (recs[i] >= n_ev)
             return rd_err_set(eb, RD_ERR_RANGE, "score: record %llu not in [0, %llu)",
                               (unsigned long long)recs[i], (unsigned long long)n_ev);
-    rd_kv_set_read(tr->kv, 1); // scoring reads the rows, as serving does (eval_range)
+    // Scoring reads the rows, as serving does, and leaves the stream time as trained (both as
+    // eval_range does).
+    const int64_t t_trained = rd_kv_time(tr->kv);
+    rd_kv_set_read(tr->kv, 1);
     for (size_t done = 0; done < n && rc == RD_OK;) {
         size_t b = n - done < tr->max_batch ? n - done : tr->max_batch;
         memcpy(s->rec, recs + done, b * sizeof *recs);
@@ -3163,5 +3171,6 @@ int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logi
         done += b;
     }
     rd_kv_set_read(tr->kv, 0);
+    rd_kv_set_time(tr->kv, t_trained);
     return rc;
 }

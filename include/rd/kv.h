@@ -12,7 +12,8 @@
 //                         workers of the job clocked it)
 //   rd_kv_wait() / rd_kv_wait_all()  complete requests (polls with backoff: never spins a core)
 //   rd_kv_test()          non-blocking completion check
-//   rd_kv_set_time()      stream time carried by the next requests (last-seen, TTL eviction)
+//   rd_kv_set_time() / rd_kv_time()  stream time carried by the next requests (last-seen, TTL
+//                         eviction)
 //   rd_kv_set_read()      the next pulls are reads (evaluation): no last-seen, no admission
 //   rd_kv_step() / rd_kv_set_step()
 //   rd_kv_stats()         table statistics summed over the shards (and per shard)
@@ -150,8 +151,17 @@ int rd_kv_test(rd_kv *kv, int ts, int *done);
 /** Wait for every outstanding request. @return the first error, or RD_OK. */
 int rd_kv_wait_all(rd_kv *kv);
 
-/** Stream time (seconds) sent with the next requests; default 0. */
+/**
+ * Stream time (seconds) sent with the next requests; default 0. It stays until set again: a
+ * worker with no records of its own in a step clocks it with the time it set last, and the PS
+ * takes the latest time among a job's clocks as the "now" of TTL eviction (ps/server.c). So a
+ * time set only for reads (evaluation, scoring: rd_kv_set_read, which need none) must not
+ * outlive them: the caller saves it with rd_kv_time() and sets it back afterwards, or the
+ * job's rows are evicted against a stream time it has not trained to.
+ */
 void rd_kv_set_time(rd_kv *kv, int64_t stream_time);
+/** The stream time set last (rd_kv_set_time), 0 if none. */
+int64_t rd_kv_time(const rd_kv *kv);
 /**
  * Make the next pulls reads (on != 0: evaluation, scoring) or training pulls (0, the default).
  * A read answers the same values (the key's row, or its initial value) but leaves the table as
