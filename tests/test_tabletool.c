@@ -510,6 +510,27 @@ static void test_import_bad_input(void **state) {
          "in.tsv:1: the header line's rows count is not a non-negative integer"},
         {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending +0\n7\t5\t1\t0.1\t0.2\t0.3\n",
          "in.tsv:1: the header line's pending count is not a non-negative integer"},
+        // Separators as written: a space in a sscanf format is "any whitespace, or none", so a
+        // field glued to its keyword or to the previous value, or a doubled space or a tab, was
+        // taken as a valid header.
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows5\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: ' rows5' in the header line where ' rows N' was expected"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1pending 0\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: 'pending 0' in the header line where ' pending M' was expected"},
+        {"# table emb_b dim3 slots 0 optimizer sgd rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: ' dim3 slots 0 optimizer sgd rows 1' in the header line where ' dim D' was "
+         "expected"},
+        {"# table emb_b dim 3 slots  0 optimizer sgd rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: ' slots  0 optimizer sgd rows 1' in the header line where ' slots S' was "
+         "expected"},
+        {"# table emb_b dim 3 slots 0 optimizer\tsgd rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: ' optimizer\tsgd rows 1' in the header line where ' optimizer OPT' was "
+         "expected"},
+        {"# table  emb_b dim 3 slots 0 optimizer sgd rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: '# table  emb_b dim 3 slots 0 optimizer s...' in the header line where "
+         "'# table NAME' was expected"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd  rows 1 pending 0\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:1: '  rows 1 pending 0' in the header line where ' rows N' was expected"},
     };
     for (size_t i = 0; i < sizeof hdr / sizeof hdr[0]; i++) {
         int rc = import_text(tt, 1, hdr[i].text, strlen(hdr[i].text), &eb);

@@ -1064,15 +1064,24 @@ static int tsv_header(const char *line,
                       rd_errbuf *eb) {
     unsigned dim, slots;
     char name[RD_NAME_MAX + 8], opt[32];
-    // end[k]: where the header's k-th field ends (k = 4 optimizer, 5 rows, 6 pending), so that
-    // whatever follows the last field parsed can be checked: sscanf stops at the first mismatch
-    // and took "rows 5 junk", "rows 5x" or "rows 3 pending 1 extra" as a valid header.
+    // end[k]: where the header's k-th field ends (1 name, 2 dim, 3 slots, 4 optimizer, 5 rows,
+    // 6 pending), so that whatever follows the last field parsed can be checked: sscanf stops at
+    // the first mismatch and took "rows 5 junk", "rows 5x" or "rows 3 pending 1 extra" as a valid
+    // header. And a space in its format is "any whitespace, or none" (a conversion skips leading
+    // whitespace too): "rows5", "rows 1pending 0" or "dim  3" matched, hence the separators are
+    // checked below against sep[k], the text before field k as export writes it.
+    static const char *const sep[7] = {"",       "# table ", " dim ", " slots ", " optimizer ",
+                                       " rows ", " pending "};
+    static const char *const field[7] = {
+        "", "# table NAME", " dim D", " slots S", " optimizer OPT", " rows N", " pending M"};
     int end[7] = {0};
-    int n =
-        strncmp(line, "# table ", 8) != 0
-            ? 0
-            : sscanf(line, "# table %39s dim %u slots %u optimizer %31s%n rows %zu%n pending %zu%n",
-                     name, &dim, &slots, opt, &end[4], rows, &end[5], pending, &end[6]);
+    int n = strncmp(line, "# table ", 8) != 0
+                ? 0
+                : sscanf(line,
+                         "# table %39s%n dim %u%n slots %u%n optimizer %31s%n rows %zu%n pending "
+                         "%zu%n",
+                         name, &end[1], &dim, &end[2], &slots, &end[3], opt, &end[4], rows, &end[5],
+                         pending, &end[6]);
     if (n < 4)
         return rd_err_set(eb, RD_ERR_PARSE,
                           "%s:1: no '# table NAME dim D slots S optimizer OPT rows N pending M' "
@@ -1080,6 +1089,20 @@ static int tsv_header(const char *line,
                           "it names the table and counts the rows, so that a cut or foreign file "
                           "is refused",
                           what);
+    // Every field parsed follows its keyword and one space, after one space.
+    for (int k = 1; k <= n; k++) {
+        const char *at = line + (k == 1 ? 0 : end[k - 1]);
+        size_t len = strlen(sep[k]);
+        if (strncmp(at, sep[k], len) == 0 && !isspace((unsigned char)at[len]))
+            continue;
+        char shown[48];
+        size_t w = strcspn(at, "\n");
+        snprintf(shown, sizeof shown, "%.*s%s", (int)(w > 40 ? 40 : w), at, w > 40 ? "..." : "");
+        return rd_err_set(eb, RD_ERR_PARSE,
+                          "%s:1: '%s' in the header line where '%s' was expected (its fields are "
+                          "separated by single spaces, as `recdistill table export` writes them)",
+                          what, shown, field[k]);
+    }
     if (dim != ct->dim || slots != ct->slots)
         return rd_err_set(eb, RD_ERR_SCHEMA,
                           "%s: rows of dim %u with %u slots; table %s is dim %u with %u slots",
