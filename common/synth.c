@@ -720,6 +720,12 @@ static int ceiling_yaml(const ceiling *c, uint64_t kept, double holdout_fraction
                 RD_SYNTH_CEILING_MAX);
         return RD_OK;
     }
+    // data.split.holdout_fraction 0 (or a holdout that rounds to no event) is a valid split:
+    // there is nothing to score, which rd_metrics_create refuses as an empty input.
+    if (hc == 0) {
+        fprintf(ms, "  ceiling: {computed: false}   # empty holdout\n");
+        return RD_OK;
+    }
     // The true probability, then without the memory term, then without the remembered
     // exposure's context (what the context of an earlier event is worth to a later one).
     enum { N_CEIL = 3 };

@@ -432,6 +432,46 @@ static void test_prepare_synthetic(void **state) {
     prepare_synthetic(0, 1);
 }
 
+// A split without a holdout (data.split.holdout_fraction 0, or one that rounds to no event) is
+// valid: prepare writes the dataset and says the ceiling was not computed. It used to fail in the
+// ceiling with "holdout ceiling: empty input", so `recdistill train` of such a config stopped
+// after its start-up checks.
+static void test_prepare_no_holdout(void **state) {
+    (void)state;
+    const double fractions[] = {0.0, 1e-5};
+    for (size_t k = 0; k < sizeof fractions / sizeof fractions[0]; k++) {
+        rd_config *cfg = calloc(1, sizeof *cfg);
+        rd_config_defaults(cfg);
+        cfg->data.source = RD_DATA_SYNTHETIC;
+        cfg->data.synthetic = base_cfg(20000, 100);
+        cfg->data.split.holdout_fraction = fractions[k];
+        join(cfg->data.dir, sizeof cfg->data.dir, g_tmp, "syn_noholdout");
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        int rc = rd_dataset_prepare(&cfg->data, 1, &eb);
+        if (rc != RD_OK)
+            fprintf(stderr, "holdout_fraction %g: %s\n", fractions[k], eb.msg);
+        assert_int_equal(rc, RD_OK);
+        rd_dataset *ds = NULL;
+        assert_int_equal(rd_dataset_open(cfg->data.dir, 0, &ds, &eb), RD_OK);
+        rd_range h = rd_dataset_holdout(ds);
+        assert_true(h.end == h.begin);
+        rd_dataset_close(ds);
+        char meta[300];
+        join(meta, sizeof meta, cfg->data.dir, "meta.yaml");
+        FILE *f = fopen(meta, "r");
+        assert_non_null(f);
+        char line[512];
+        int said = 0;
+        while (fgets(line, sizeof line, f))
+            said |= strstr(line, "ceiling: {computed: false}   # empty holdout") != NULL;
+        fclose(f);
+        assert_true(said);
+        rm_dataset(cfg->data.dir);
+        free(cfg);
+    }
+}
+
 // Feedback: without it every engagement is 0 and the events are those of the generator without
 // the option; with it the engagement tracks the click probability (its user part), more closely
 // than the click itself does, and its noise is the documented 0.5.
@@ -852,10 +892,10 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_determinism),       cmocka_unit_test(test_ranges_and_calibration),
         cmocka_unit_test(test_long_range_signal), cmocka_unit_test(test_long_history_beats_short),
-        cmocka_unit_test(test_prepare_synthetic), cmocka_unit_test(test_contexts),
-        cmocka_unit_test(test_feedback),          cmocka_unit_test(test_check_config),
-        cmocka_unit_test(test_memory_rate),       cmocka_unit_test(test_config_errors),
-        cmocka_unit_test(test_state_memory),
+        cmocka_unit_test(test_prepare_synthetic), cmocka_unit_test(test_prepare_no_holdout),
+        cmocka_unit_test(test_contexts),          cmocka_unit_test(test_feedback),
+        cmocka_unit_test(test_check_config),      cmocka_unit_test(test_memory_rate),
+        cmocka_unit_test(test_config_errors),     cmocka_unit_test(test_state_memory),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
