@@ -286,8 +286,9 @@ rank_set(const agree_rec *all, const char *sel, int n, int multi, char *buf, siz
     append(buf, cap, &len, ")");
 }
 
-// World rank 0: the verdict over every rank's record, with its messages on stderr.
-static int judge(const char *prog, const agree_rec *all, int n) {
+// World rank 0: the verdict over every rank's record, with its messages on stderr. header heads
+// the list of the arguments that differ.
+static int judge(const char *prog, const char *header, const agree_rec *all, int n) {
     int multi = 0, n_err = 0, n_help = 0;
     for (int r = 0; r < n; r++) {
         multi |= all[r].appnum != all[0].appnum;
@@ -336,20 +337,16 @@ static int judge(const char *prog, const agree_rec *all, int n) {
             verdict = RD_APP_AGREE_MISMATCH;
         }
     } else {
-        int header = 0;
+        int said = 0;
         for (int k = 0; k < all[0].n_args; k++) {
             int differ = 0;
             for (int r = 1; r < n; r++)
                 differ |= all[r].n_args != all[0].n_args || all[r].hash[k] != all[0].hash[k];
             if (!differ)
                 continue;
-            if (!header)
-                fprintf(stderr,
-                        "%s: the ranks of this launch were given different arguments; every rank "
-                        "must be given the same (in an MPMD launch, repeat them on every "
-                        "mpiexec segment):\n",
-                        prog);
-            header = 1;
+            if (!said)
+                fprintf(stderr, "%s: %s:\n", prog, header);
+            said = 1;
             const char *name = all[0].shown[k];
             fprintf(stderr, "  %.*s differs:\n", (int)strcspn(name, "\t"), name);
             memset(done, 0, (size_t)n);
@@ -373,8 +370,12 @@ static int judge(const char *prog, const agree_rec *all, int n) {
     return verdict;
 }
 
-int rd_app_agree(
-    const char *prog, int status, const char *msg, const rd_app_arg *args, int n_args) {
+static int agree_as(const char *prog,
+                    const char *header,
+                    int status,
+                    const char *msg,
+                    const rd_app_arg *args,
+                    int n_args) {
     int rank = 0, size = 1, flag = 0;
     int *appnum = NULL;
     RD_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
@@ -395,13 +396,25 @@ int rd_app_agree(
                             MPI_COMM_WORLD));
     int verdict = RD_APP_AGREE_OK;
     if (rank == 0) {
-        verdict = judge(prog, all, size);
+        verdict = judge(prog, header, all, size);
         fflush(stderr);
     }
     RD_MPI_CHECK(MPI_Bcast(&verdict, 1, MPI_INT, 0, MPI_COMM_WORLD));
     rd_free(all);
     rd_free(mine);
     return verdict;
+}
+
+int rd_app_agree(
+    const char *prog, int status, const char *msg, const rd_app_arg *args, int n_args) {
+    return agree_as(prog,
+                    "the ranks of this launch were given different arguments; every rank must be "
+                    "given the same (in an MPMD launch, repeat them on every mpiexec segment)",
+                    status, msg, args, n_args);
+}
+
+int rd_app_agree_values(const char *prog, const char *header, const rd_app_arg *args, int n_args) {
+    return agree_as(prog, header, 0, NULL, args, n_args);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -739,7 +739,12 @@ static void config_identity(const char *config,
                             uint64_t *content_hash) {
     char real[PATH_MAX];
     const char *p = realpath(config, real) ? real : config;
-    snprintf(path, path_cap, "%s", config);
+    // The given path, and the file it names when that reads otherwise: two MPMD segments given
+    // one relative name from different working directories differ by the latter alone.
+    int k = strcmp(p, config) != 0 ? snprintf(path, path_cap, "%s (%s)", config, p)
+                                   : snprintf(path, path_cap, "%s", config);
+    if (k < 0 || (size_t)k >= path_cap) // cut: the hash still tells the ranks apart
+        path[path_cap - 1] = 0;
     *path_hash = rd_hash_str(p, 1);
     // Every rank reads it, before rank 0's rd_config_load: a FIFO must not block them either.
     FILE *f = NULL;
@@ -806,6 +811,51 @@ static int agree(const train_args *ta, int rank) {
         default:
             return 2;
     }
+}
+
+// 1b. The ranks resolve the run's relative paths (run.out_dir, and the data, checkpoint, target
+//     log and token store folders under it by default) against their own working directory. In
+//     an MPMD launch whose segments start in different directories (mpiexec -wdir, a het job's
+//     components with their own --chdir) one run became two folders: rank 0 prepared the data,
+//     locked the run folder and wrote report.json in one, the job ranks wrote their checkpoints,
+//     metrics and target log in the other (unlocked), and the launch exited 0. When the config
+//     has such a relative path, every rank must run in one directory (its real path): else every
+//     rank ends with exit 2 and rank 0 names the ranks, their segments and directories, before
+//     anything is made. A config of absolute paths runs as before (--resume stays per rank: its
+//     checkpoints are checked on every rank). Returns -1 to go on, else the exit code.
+static int same_workdir(const rd_config *cfg) {
+    const struct {
+        const char *key, *path;
+        int used;
+    } paths[] = {
+        {"run.out_dir", cfg->run.out_dir, 1},
+        {"data.dir", cfg->data.dir, 1},
+        {"ps.checkpoint_dir", cfg->ps.checkpoint_dir, 1},
+        {"distill.target_log", cfg->distill.target_log,
+         writes_target_log(cfg) || cfg->distill.replay},
+        {"tokens.store_dir", cfg->tokens.store_dir, rd_config_token_job(cfg) >= 0},
+    };
+    const char *key = NULL, *rel = NULL;
+    for (size_t k = 0; k < sizeof paths / sizeof paths[0] && !key; k++)
+        if (paths[k].used && paths[k].path[0] && paths[k].path[0] != '/') {
+            key = paths[k].key;
+            rel = paths[k].path;
+        }
+    if (!key)
+        return -1;
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+        snprintf(cwd, sizeof cwd, "(unknown: %s)", strerror(errno));
+    char header[RD_PATH_MAX + 512];
+    snprintf(header, sizeof header,
+             "the ranks of this launch run in different working directories, so the config's "
+             "relative paths (%s '%s', ...) would name different folders on them; start every "
+             "rank in one directory (in an MPMD launch, the same -wdir on every segment) or make "
+             "the paths absolute (--out DIR)",
+             key, rel);
+    rd_app_arg arg = {"working directory", cwd, rd_hash_str(cwd, 7)};
+    int v = rd_app_agree_values("recdistill train", header, &arg, 1);
+    return v == RD_APP_AGREE_OK ? -1 : 2;
 }
 
 static int train_main(int argc, char **argv, const train_args *ta, rd_watch *watch);
@@ -887,6 +937,11 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         return 1;
     }
     rd_config_bcast(cfg, 0, MPI_COMM_WORLD);
+    if ((code = same_workdir(cfg)) >= 0) {
+        rd_free(cfg);
+        rd_mpi_finalize(code);
+        return code;
+    }
     rd_log_level lvl = RD_LOG_LEVEL_INFO;
     rd_log_level_parse(cfg->run.log_level, &lvl);
     rd_log_init(lvl, rank, NULL);

@@ -102,6 +102,14 @@ enum {
 int rd_app_agree(const char *prog, int status, const char *msg, const rd_app_arg *args, int n_args);
 
 /**
+ * rd_app_agree for values that are not arguments (a rank's working directory): collective over
+ * MPI_COMM_WORLD; when some of args differ between ranks, world rank 0 prints "<prog>: <header>:"
+ * and, for each one that differs, the groups of ranks (and mpiexec segments) with their values.
+ * @return RD_APP_AGREE_OK, or RD_APP_AGREE_MISMATCH on every rank.
+ */
+int rd_app_agree_values(const char *prog, const char *header, const rd_app_arg *args, int n_args);
+
+/**
  * Refuse options the subcommand does not take: every option of `opts` given on the command line
  * must be named in `taken` (space-separated, "--before --user"; "" = none). Without this, options
  * of a sibling subcommand parse (they share one table) and are silently ignored: `tokens gc

@@ -9,6 +9,11 @@
 #    ignored (rank 0's counted; --resume was read per rank, so workers started fresh): now they
 #    are refused naming the option and the ranks, before anything is made.
 #  - --seed takes the whole uint64 range of run.seed (it stopped at 2^63 - 1).
+#  - segments started in different working directories (mpiexec -wdir) resolve the config's
+#    relative paths into different folders: one run became two (rank 0's data, locks and
+#    report.json in one, the jobs' checkpoints, metrics and unlocked target log in the other,
+#    table shards and dense.bin of each checkpoint apart) with exit 0. Now refused naming the
+#    directories; with absolute paths (--out) the launch trains into one folder.
 #  - a command that does not use MPI (config, prepare, table, tokens, ...) as a segment of a
 #    launch with train exited before MPI_Init, and the train ranks waited in MPI_Init for ever:
 #    now it joins the agreement and the launch ends (exit 2) naming its ranks and segment. Run
@@ -17,6 +22,7 @@
 #   mpmd_args.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: mpmd_args.sh path/to/recdistill}"
+case "$RD" in /*) ;; *) RD="$(pwd)/$RD" ;; esac # the -wdir launches below start elsewhere
 MPIEXEC="$(command -v mpiexec.mpich || true)"
 [ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
 SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -100,6 +106,32 @@ has resume_one "ranks 1-3 (mpiexec segment 2): (not given)"
 "$RD" train "$C" --seed 18446744073709551616 >/dev/null 2>"$TMP/seed.err"
 [ $? = 2 ] && grep -q "is not a non-negative integer (0..18446744073709551615)" "$TMP/seed.err" ||
     bad "--seed 2^64 is not a usage error: $(cat "$TMP/seed.err")"
+
+# 3b. Segments in different working directories. The same relative CONFIG name there names two
+#     files: the message shows both (it showed "c.yaml" twice).
+mkdir -p "$TMP/wa" "$TMP/wb"
+cp "$C" "$TMP/wa/c.yaml" && cp "$C" "$TMP/wb/c.yaml"
+launch 2 wdir_cfg -n 1 -wdir "$TMP/wa" "$RD" train c.yaml : -n 3 -wdir "$TMP/wb" "$RD" train c.yaml
+has wdir_cfg "rank 0 (mpiexec segment 1): c.yaml ($TMP/wa/c.yaml)" 1
+has wdir_cfg "ranks 1-3 (mpiexec segment 2): c.yaml ($TMP/wb/c.yaml)" 1
+# One CONFIG whose run.out_dir (runs/slurm-tiny) is relative, its data.dir absolute (the split
+# run then trained to exit 0): refused before anything is made.
+sed "s|^data:|data:\n  dir: $TMP/wdata|" "$C" >"$TMP/wdata.yaml"
+launch 2 wdir_rel -n 1 -wdir "$TMP/wa" "$RD" train "$TMP/wdata.yaml" : \
+    -n 3 -wdir "$TMP/wb" "$RD" train "$TMP/wdata.yaml"
+has wdir_rel "the ranks of this launch run in different working directories, so the config's relative paths (run.out_dir 'runs/slurm-tiny', ...)" 1
+has wdir_rel "rank 0 (mpiexec segment 1): $TMP/wa" 1
+has wdir_rel "ranks 1-3 (mpiexec segment 2): $TMP/wb" 1
+[ -e "$TMP/wa/runs" ] || [ -e "$TMP/wb/runs" ] || [ -e "$TMP/wdata" ] &&
+    bad "wdir_rel: a refused launch made a run or data folder"
+rm -rf "$TMP/wa/runs" "$TMP/wb/runs"
+# Every path absolute (--out): one run folder, wherever the ranks start.
+launch 0 wdir_abs -n 1 -wdir "$TMP/wa" "$RD" train "$C" --out "$TMP/wrun" : \
+    -n 3 -wdir "$TMP/wb" "$RD" train "$C" --out "$TMP/wrun"
+for f in report.json teacher.metrics.csv student.metrics.csv student_raw.metrics.csv; do
+    [ -s "$TMP/wrun/$f" ] || bad "wdir_abs: no $f in the run folder"
+done
+[ -e "$TMP/wa/runs" ] || [ -e "$TMP/wb/runs" ] && bad "wdir_abs: a launch with --out wrote under a working directory"
 
 # 4. Without mpiexec: --help still works (exit 0, on stdout), a usage error still exits 2.
 "$RD" train --help >"$TMP/help.out" 2>&1 && grep -q "usage: mpiexec -n N recdistill train" "$TMP/help.out" ||
