@@ -302,13 +302,39 @@ rd_check_tasks() {
         rd_die "the allocation has $have task(s) but the config needs $need (PS ranks + job ranks): submit with '$RD_SCRIPT_NAME CONFIG', which sizes the job, or sbatch --ntasks=$need"
 }
 
+# rd_check_one_node NEED: one node of the allocation must hold NEED tasks (the 1-node script's
+# step is srun --nodes=1 --ntasks=NEED). A job sized by hand across nodes (sbatch -N 2 -n 8) has
+# enough tasks but not on one node: its step failed in srun ("More processors requested than
+# permitted") after the run folder was made. SLURM_JOB_CPUS_PER_NODE reads "7,1" or "4(x2)".
+# A task takes at least one CPU: fewer CPUs than ranks on every node can never run the step (with
+# --cpus-per-task the step may need more, which srun then says).
+rd_check_one_node() {
+    local need="$1" spec="${SLURM_JOB_CPUS_PER_NODE:-}" max=0 part n
+    local -a parts
+    [ -n "$spec" ] || return 0
+    IFS=, read -ra parts <<<"$spec"
+    for part in "${parts[@]}"; do
+        n="${part%%(*}"
+        [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -gt "$max" ] && max="$n"
+    done
+    [ "$max" -ge "$need" ] ||
+        rd_die "the 1-node script runs all $need ranks on one node, but the allocation has at most $max CPU(s) on a node (SLURM_JOB_CPUS_PER_NODE=$spec): submit with '$RD_SCRIPT_NAME CONFIG', which asks for --nodes=1 --ntasks=$need, or use slurm/train-multinode.sbatch"
+}
+
 # rd_placement NTASKS [SRUN_OPTIONS...]: print and save which node runs which rank and role
 # (<run folder>/placement.txt), with a cheap non-MPI step of the same layout as the training step.
+# When the step fails, the job stops and leaves none of this: its temporary files go, and so do
+# the run folder and the parents it made (a refused job leaves no run folder).
 rd_placement() {
     local n="$1"
     shift
-    local dir
+    local dir top d
     dir="$(rd_run_dir)"
+    top="$dir" # the first folder of the run folder's path that does not exist yet ("" if none)
+    while [ -n "$top" ] && [ ! -e "$top" ] && [ ! -e "$(dirname -- "$top")" ]; do
+        top="$(dirname -- "$top")"
+    done
+    [ -e "$top" ] && top=""
     mkdir -p "$dir"
     # shellcheck disable=SC2016
     # Temporary names of this job alone: jobs sharing a folder must not take each other's.
@@ -317,9 +343,17 @@ rd_placement() {
         sort -n | while read -r rank node; do
         echo "rank $rank $(rd_role_of "$rank") $node"
     done >"$tmp" || true
+    if [ "$(wc -l <"$tmp")" -ne "$n" ]; then
+        local why
+        why="placement step ran $(wc -l <"$tmp") of $n tasks: $(cat "$tmp" "$tmp.err")"
+        rm -f "$tmp" "$tmp.err"
+        if [ -n "$top" ]; then # made here: empty folders from the run folder up to top
+            d="$dir"
+            while rmdir -- "$d" 2>/dev/null && [ "$d" != "$top" ]; do d="$(dirname -- "$d")"; done
+        fi
+        rd_die "$why"
+    fi
     mv "$tmp" "$dir/placement.txt"
-    [ "$(wc -l <"$dir/placement.txt")" -eq "$n" ] ||
-        rd_die "placement step ran $(wc -l <"$dir/placement.txt") of $n tasks: $(cat "$dir/placement.txt" "$tmp.err")"
     rm -f "$tmp.err"
     sed 's/^/  /' "$dir/placement.txt"
 }

@@ -205,6 +205,9 @@ grep -q "^usage: slurm/sweep.sh" "$W/out" || fail "sweep.sh --help: $(cat "$W/ou
 RD_DISTRIBUTION=bogus "$SRC/slurm/train-multinode.sbatch" "$TINY" >/dev/null 2>"$W/err" &&
     fail "train-multinode accepted RD_DISTRIBUTION=bogus"
 grep -q "RD_DISTRIBUTION 'bogus' is not an srun --distribution" "$W/err" || fail "distribution message: $(cat "$W/err")"
+env -u SLURM_HOSTFILE RD_DISTRIBUTION=arbitrary "$SRC/slurm/train-multinode.sbatch" "$TINY" >/dev/null 2>"$W/err" &&
+    fail "train-multinode accepted RD_DISTRIBUTION=arbitrary without SLURM_HOSTFILE"
+grep -q "RD_DISTRIBUTION=arbitrary needs SLURM_HOSTFILE" "$W/err" || fail "arbitrary message: $(cat "$W/err")"
 # A het job of 5 components (PS, a 2-rank teacher on 2 nodes, two students) needs 5 nodes; the
 # cluster has 4: refused at submission instead of PENDING for ever.
 sed 's/{name: teacher, role: teacher, model: teacher}/{name: teacher, role: teacher, model: teacher, ranks: 2}/' \
@@ -255,6 +258,17 @@ j3="$(submit distill-hetjob.sbatch "$(named het)" RD_TASKS_PER_NODE=2)"
 named short >/dev/null
 jbad="$(env -u RD_SLURM_DIR sbatch --parsable --ntasks=2 --output="$W/slurm-short-%j.out" \
     "$SRC/slurm/train-1node.sbatch" "$W/short.yaml")" || fail "sbatch of the short job"
+# Sized by hand with enough tasks, but not on one node (the 1-node script's step needs all 4 on
+# one): it failed in srun after making its run folder. Now refused at once, and no folder.
+named split >/dev/null
+jsplit="$(sbatch --parsable --nodes=2 --ntasks=4 --ntasks-per-node=2 --output="$W/slurm-split-%j.out" \
+    "$SRC/slurm/train-1node.sbatch" "$W/split.yaml")" || fail "sbatch of the split job"
+# A placement step that fails (a hand-made job with --distribution=arbitrary and no
+# SLURM_HOSTFILE) leaves no run folder, nor its temporary files.
+named arb >/dev/null
+jarb="$(env -u SLURM_HOSTFILE sbatch --parsable --nodes=2 --ntasks=4 --export=ALL,RD_DISTRIBUTION=arbitrary \
+    --output="$W/slurm-arb-%j.out" "$SRC/slurm/train-multinode.sbatch" "$W/arb.yaml")" ||
+    fail "sbatch of the arbitrary job"
 # A wrong RD_SLURM_DIR: the job stops at once and says how to point at the scripts.
 jdir="$(RD_SLURM_DIR="$W/nowhere" sbatch --parsable --ntasks=4 --output="$W/slurm-nodir-%j.out" \
     "$SRC/slurm/train-1node.sbatch" "$W/short.yaml")" || fail "sbatch of the no-dir job"
@@ -289,6 +303,16 @@ st="$(end_state "$jbad" "short job")"
 [ "$st" = "FAILED 1:0" ] || fail "the short job must fail with exit 1, got '$st'"
 grep -q "allocation has 2 task(s) but the config needs 4" "$W/slurm-short-$jbad.out" ||
     fail "short job message: $(cat "$W/slurm-short-$jbad.out")"
+st="$(end_state "$jsplit" "split job")"
+[ "$st" = "FAILED 1:0" ] || fail "the split job must fail with exit 1, got '$st'"
+grep -q "the 1-node script runs all 4 ranks on one node, but the allocation has at most 2 CPU(s) on a node" \
+    "$W/slurm-split-$jsplit.out" || fail "split job message: $(cat "$W/slurm-split-$jsplit.out")"
+[ ! -e "$W/runs/split" ] || fail "the refused split job left its run folder: $(ls -A "$W/runs/split")"
+st="$(end_state "$jarb" "arbitrary job")"
+[ "$st" = "FAILED 1:0" ] || fail "the arbitrary job must fail with exit 1, got '$st'"
+grep -q "placement step ran 0 of 4 tasks" "$W/slurm-arb-$jarb.out" ||
+    fail "arbitrary job message: $(cat "$W/slurm-arb-$jarb.out")"
+[ ! -e "$W/runs/arb" ] || fail "a failed placement step left its run folder: $(ls -A "$W/runs/arb")"
 st="$(end_state "$jdir" "no-dir job")"
 [ "$st" = "FAILED 1:0" ] || fail "the no-dir job must fail with exit 1, got '$st'"
 grep -q "no common.sh in '$W/nowhere'.*RD_SLURM_DIR=<repo>/slurm" "$W/slurm-nodir-$jdir.out" ||
