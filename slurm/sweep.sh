@@ -4,7 +4,7 @@
 # gathers every run's report.json into one CSV, a text table and PNG plots of throughput and of
 # communication per sample against world size (drawn by `recdistill plot`).
 #
-#   slurm/sweep.sh SWEEP.spec           # on the login node
+#   slurm/sweep.sh SWEEP.spec           # on the login node, or inside a job that drives it
 #   slurm/sweep.sh --gather OUT_DIR     # gather again (e.g. after a timeout) without submitting
 #
 # SWEEP.spec: `key: values` lines, '#' starts a comment. Relative paths are relative to the
@@ -426,7 +426,12 @@ while IFS=$'\t' read -r point jobid n rest; do
         printf '%s\t%s\t%s\t%s\n' "$point" "$jobid" "$n" "$rest" >>"$OUT/runs.tsv"
         continue
     fi
-    sub="$(RD_NODES="$n" "$RD_SLURM_DIR/train-multinode.sbatch" "$OUT/configs/$point.yaml")" ||
+    # The submitter side of train-multinode.sbatch, also when the sweep itself runs inside a Slurm
+    # job (a batch job driving a long sweep): the script takes SLURM_JOB_ID for "I am the job's
+    # batch body", and ran each point inside the sweep's own allocation (too few tasks: refused;
+    # enough: trained there, with its output read as the submission).
+    sub="$(env -u SLURM_JOB_ID -u SLURM_ARRAY_TASK_ID RD_NODES="$n" \
+        "$RD_SLURM_DIR/train-multinode.sbatch" "$OUT/configs/$point.yaml")" ||
         rd_die "submitting $point failed${ids[0]:+ (already submitted: ${ids[*]}; scancel them, or gather later: slurm/sweep.sh --gather $OUT)}"
     if [ "${RD_DRY_RUN:-0}" = 1 ]; then
         echo "$sub"

@@ -7,6 +7,7 @@
 #  - sweep.sh submitted a repeated point (nodes: 1 1, points: 2:1:1 2:1:1) several times into
 #    one run folder: a repeated value is now refused, naming the spec line.
 #  - --seed takes run.seed's range (uint64) in the submitters too.
+#  - sweep.sh run inside a Slurm job ran each point's submitter as a batch body (SLURM_JOB_ID).
 #   slurm_dry.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: slurm_dry.sh path/to/recdistill}"
@@ -79,6 +80,13 @@ spec ok "nodes: 1 2" "points: 2:1:1 1:1:1"
 "$SRC/slurm/sweep.sh" "$TMP/ok.spec" >"$TMP/ok.out" 2>"$TMP/ok.err" || bad "sweep ok: $(cat "$TMP/ok.err")"
 [ "$(grep -c "sbatch .*train-multinode.sbatch" "$TMP/ok.out")" = 4 ] || bad "sweep ok: $(cat "$TMP/ok.out")"
 [ "$(grep -o "configs/[^ ]*\.yaml\$" "$TMP/ok.out" | sort -u | wc -l)" = 4 ] || bad "sweep ok: points share a config"
+# Inside a Slurm job (a batch job that drives the sweep): the points are still submitted, not run
+# in the sweep's own allocation (each was refused there: "the allocation has 1 task(s)").
+spec injob "nodes: 1 2" "points: 2:1:1 1:1:1"
+SLURM_JOB_ID=4242 SLURM_NTASKS=1 SLURM_JOB_NUM_NODES=1 "$SRC/slurm/sweep.sh" "$TMP/injob.spec" \
+    >"$TMP/injob.out" 2>"$TMP/injob.err" || bad "sweep inside a job: $(cat "$TMP/injob.err")"
+[ "$(grep -c "sbatch .*train-multinode.sbatch" "$TMP/injob.out")" = 4 ] ||
+    bad "sweep inside a job: $(cat "$TMP/injob.out" "$TMP/injob.err")"
 # A checkpoint folder named outside out_dir (spaces and all) is one per point: points run at once,
 # and two launches on one folder removed each other's checkpoints.
 sed "s|^ps:|ps:\n  checkpoint_dir: \"$TMP/scratch ck\"|" "$TINY" >"$TMP/ck.yaml"
