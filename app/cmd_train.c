@@ -858,6 +858,39 @@ static int same_workdir(const rd_config *cfg) {
     return v == RD_APP_AGREE_OK ? -1 : 2;
 }
 
+// 2b. Roles come from world rank numbers, never from the mpiexec segment (rd/comm.h). A launch
+//     whose segments cut a role group (the PS ranks, or one job's ranks) in two runs as well, but
+//     what the segments were for (their -hosts, -env, ...) does not follow the roles: say so,
+//     naming the group and its segments. A segment may hold several whole groups (-n 1 : -n 3).
+static void warn_segments(const rd_comm *comm) {
+    int flag = 0, *appnum = NULL, mine = -1;
+    RD_MPI_CHECK(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_APPNUM, &appnum, &flag));
+    if (flag && appnum)
+        mine = *appnum;
+    int *all = comm->rank == 0 ? rd_xcalloc((size_t)comm->size, sizeof *all) : NULL;
+    RD_MPI_CHECK(MPI_Gather(&mine, 1, MPI_INT, all, 1, MPI_INT, 0, comm->world));
+    if (comm->rank == 0) {
+        for (int g = -1; g < comm->n_jobs; g++) {
+            int first = g < 0 ? 0 : comm->job_first[g], n = g < 0 ? comm->n_ps : comm->job_ranks[g];
+            if (n < 2 || all[first] < 0 || all[first] == all[first + n - 1])
+                continue; // segments are contiguous in rank order: the ends tell
+            char what[RD_NAME_MAX + 16];
+            if (g < 0)
+                snprintf(what, sizeof what, "the PS");
+            else
+                snprintf(what, sizeof what, "job '%s'", comm->job_name[g]);
+            fprintf(stderr,
+                    "recdistill train: warning: ranks %d-%d (%s) are split over mpiexec segments "
+                    "%d-%d: "
+                    "ranks take their roles from their numbers (PS first, then the jobs in "
+                    "config order), not from the segments, so options given per segment "
+                    "(-hosts, -env) do not apply per role; give each role group whole segments\n",
+                    first, first + n - 1, what, all[first] + 1, all[first + n - 1] + 1);
+        }
+    }
+    rd_free(all);
+}
+
 static int train_main(int argc, char **argv, const train_args *ta, rd_watch *watch);
 
 int rd_cmd_train(int argc, char **argv) {
@@ -959,6 +992,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     }
     rd_log_set_rank(rank, comm->role_kind == RD_ROLE_PS ? "ps" : comm->job_name[comm->job_index]);
     identify(watch, comm, cfg);
+    warn_segments(comm);
     rd_blas_set_threads(cfg->cluster.blas_threads);
 
     // 3. Run folder and dataset, by rank 0; everyone waits on the status.

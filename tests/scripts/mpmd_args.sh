@@ -14,6 +14,8 @@
 #    report.json in one, the jobs' checkpoints, metrics and unlocked target log in the other,
 #    table shards and dense.bin of each checkpoint apart) with exit 0. Now refused naming the
 #    directories; with absolute paths (--out) the launch trains into one folder.
+#  - segments that cut a role group in two (roles follow rank numbers, not segments) are warned
+#    about, naming the group and the segments.
 #  - a command that does not use MPI (config, prepare, table, tokens, ...) as a segment of a
 #    launch with train exited before MPI_Init, and the train ranks waited in MPI_Init for ever:
 #    now it joins the agreement and the launch ends (exit 2) naming its ranks and segment. Run
@@ -132,6 +134,17 @@ for f in report.json teacher.metrics.csv student.metrics.csv student_raw.metrics
     [ -s "$TMP/wrun/$f" ] || bad "wdir_abs: no $f in the run folder"
 done
 [ -e "$TMP/wa/runs" ] || [ -e "$TMP/wb/runs" ] && bad "wdir_abs: a launch with --out wrote under a working directory"
+
+# 3c. Segments that cut a role group (here the 2-rank teacher: ranks 1-2) train as well, with a
+#     warning that per-segment options do not follow the roles; whole groups per segment: none.
+sed 's/{name: teacher, role: teacher, model: teacher}/{name: teacher, role: teacher, model: teacher, ranks: 2}/' \
+    "$C" >"$TMP/t2.yaml"
+launch 0 seg_cut -n 2 "$RD" train "$TMP/t2.yaml" --out "$TMP/s1" : -n 3 "$RD" train "$TMP/t2.yaml" --out "$TMP/s1"
+has seg_cut "warning: ranks 1-2 (job 'teacher') are split over mpiexec segments 1-2: ranks take their roles from their numbers" 1
+launch 0 seg_whole -n 1 "$RD" train "$TMP/t2.yaml" --out "$TMP/s2" : -n 2 "$RD" train "$TMP/t2.yaml" --out "$TMP/s2" : \
+    -n 2 "$RD" train "$TMP/t2.yaml" --out "$TMP/s2"
+grep -q "are split over mpiexec segments" "$TMP/seg_whole.err" && bad "seg_whole: a warning for whole groups per segment"
+grep -q "are split over mpiexec segments" "$TMP/same.err" && bad "same: a warning for -n 1 : -n 3"
 
 # 4. Without mpiexec: --help still works (exit 0, on stdout), a usage error still exits 2.
 "$RD" train --help >"$TMP/help.out" 2>&1 && grep -q "usage: mpiexec -n N recdistill train" "$TMP/help.out" ||
