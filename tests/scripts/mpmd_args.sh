@@ -152,6 +152,11 @@ grep -q "are split over mpiexec segments" "$TMP/same.err" && bad "same: a warnin
 "$RD" train >/dev/null 2>"$TMP/none.err"
 [ $? = 2 ] && grep -q "recdistill train: no CONFIG given" "$TMP/none.err" || bad "train without CONFIG: $(head -2 "$TMP/none.err")"
 
+# A world of one process (no mpiexec, or srun without --mpi=pmi2) for a 4-rank config: said so.
+"$RD" train "$C" --out "$TMP/solo" >/dev/null 2>"$TMP/solo.err"
+[ $? = 1 ] && grep -q "the launch has 1 rank but the config needs 4 (ps_ranks 1 + teacher 1 + student 1 + student_raw 1); start it with mpiexec -n 4 (or the matching MPMD/srun layout): this process is a world of its own (started without mpiexec, or by srun without --mpi=pmi2)" "$TMP/solo.err" ||
+    bad "one process for a 4-rank config: $(head -3 "$TMP/solo.err")"
+
 # 5. A command that does not use MPI, in a launch of more than one process.
 NOMPI="does not use MPI: it runs as one process, on its own (without mpiexec or srun)"
 launch 2 mix_config -n 3 "$RD" train "$C" --out "$TMP/m1" : -n 1 "$RD" config "$C"
