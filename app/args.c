@@ -389,7 +389,15 @@ static int agree_as(const char *prog,
     mine->n_args = n_args < RD_APP_AGREE_MAX ? n_args : RD_APP_AGREE_MAX;
     for (int k = 0; k < mine->n_args; k++) {
         mine->hash[k] = args[k].hash;
-        snprintf(mine->shown[k], sizeof mine->shown[k], "%s\t%s", args[k].name, args[k].shown);
+        // A value too long for the record keeps its end: two paths with a long common start
+        // (/gpfs/projects/.../run_a, .../run_b) differ there, and were shown alike.
+        const char *v = args[k].shown;
+        size_t room = sizeof mine->shown[k] - strlen(args[k].name) - 2, vl = strlen(v);
+        if (strlen(args[k].name) + 2 < sizeof mine->shown[k] / 2 && vl > room)
+            snprintf(mine->shown[k], sizeof mine->shown[k], "%s\t...%s", args[k].name,
+                     v + vl - (room - 3));
+        else
+            snprintf(mine->shown[k], sizeof mine->shown[k], "%s\t%s", args[k].name, v);
     }
     agree_rec *all = rank == 0 ? rd_xcalloc((size_t)size, sizeof *all) : NULL;
     RD_MPI_CHECK(MPI_Gather(mine, (int)sizeof *mine, MPI_BYTE, all, (int)sizeof *mine, MPI_BYTE, 0,

@@ -848,12 +848,41 @@ static int same_workdir(const rd_config *cfg) {
         snprintf(cwd, sizeof cwd, "(unknown: %s)", strerror(errno));
     char header[RD_PATH_MAX + 512];
     snprintf(header, sizeof header,
-             "the ranks of this launch run in different working directories, so the config's "
+             "the ranks of this launch run in different working directories, so the run's "
              "relative paths (%s '%s', ...) would name different folders on them; start every "
              "rank in one directory (in an MPMD launch, the same -wdir on every segment) or make "
              "the paths absolute (--out DIR)",
              key, rel);
-    rd_app_arg arg = {"working directory", cwd, rd_hash_str(cwd, 7)};
+    // One directory may have several names on a node (a bind mount: -wdir /home/u/x and
+    // -wdir /gpfs/home/u/x): ranks of one node whose directories are one (device and inode) take
+    // the name of the lowest of them, so only directories that differ are refused. Across nodes
+    // the names are compared (a device number is the node's own).
+    struct {
+        uint64_t dev, ino, hash;
+    } id = {0, 0, rd_hash_str(cwd, 7)}, *ids = NULL;
+    struct stat sb;
+    int have = stat(".", &sb) == 0;
+    if (have) {
+        id.dev = (uint64_t)sb.st_dev;
+        id.ino = (uint64_t)sb.st_ino;
+    }
+    MPI_Comm node = MPI_COMM_NULL;
+    int nrank = 0, nsize = 1;
+    RD_MPI_CHECK(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    RD_MPI_CHECK(MPI_Comm_rank(node, &nrank));
+    RD_MPI_CHECK(MPI_Comm_size(node, &nsize));
+    ids = rd_xcalloc((size_t)nsize, sizeof *ids);
+    RD_MPI_CHECK(MPI_Allgather(&id, (int)sizeof id, MPI_BYTE, ids, (int)sizeof id, MPI_BYTE, node));
+    uint64_t canon = id.hash;
+    for (int r = 0; have && r < nrank; r++)
+        if (ids[r].dev == id.dev && ids[r].ino == id.ino && (ids[r].dev | ids[r].ino) != 0) {
+            canon = ids[r].hash;
+            break;
+        }
+    rd_free(ids);
+    RD_MPI_CHECK(MPI_Comm_free(&node));
+    rd_app_arg arg = {"working directory", cwd, canon};
     int v = rd_app_agree_values("recdistill train", header, &arg, 1);
     return v == RD_APP_AGREE_OK ? -1 : 2;
 }

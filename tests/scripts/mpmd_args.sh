@@ -121,12 +121,29 @@ has wdir_cfg "ranks 1-3 (mpiexec segment 2): c.yaml ($TMP/wb/c.yaml)" 1
 sed "s|^data:|data:\n  dir: $TMP/wdata|" "$C" >"$TMP/wdata.yaml"
 launch 2 wdir_rel -n 1 -wdir "$TMP/wa" "$RD" train "$TMP/wdata.yaml" : \
     -n 3 -wdir "$TMP/wb" "$RD" train "$TMP/wdata.yaml"
-has wdir_rel "the ranks of this launch run in different working directories, so the config's relative paths (run.out_dir 'runs/slurm-tiny', ...)" 1
+has wdir_rel "the ranks of this launch run in different working directories, so the run's relative paths (run.out_dir 'runs/slurm-tiny', ...)" 1
 has wdir_rel "rank 0 (mpiexec segment 1): $TMP/wa" 1
 has wdir_rel "ranks 1-3 (mpiexec segment 2): $TMP/wb" 1
 [ -e "$TMP/wa/runs" ] || [ -e "$TMP/wb/runs" ] || [ -e "$TMP/wdata" ] &&
     bad "wdir_rel: a refused launch made a run or data folder"
 rm -rf "$TMP/wa/runs" "$TMP/wb/runs"
+# Directories with a long common start (deeper than the 160-byte record) are told apart by
+# their ends (both were shown as the same cut start).
+LONG="$TMP$(printf '/a_rather_long_folder_name_%02d' 1 2 3 4 5 6)"
+mkdir -p "$LONG/wa" "$LONG/wb"
+launch 2 wdir_long -n 1 -wdir "$LONG/wa" "$RD" train "$TMP/wdata.yaml" : \
+    -n 3 -wdir "$LONG/wb" "$RD" train "$TMP/wdata.yaml"
+has wdir_long "$(printf %s "$LONG/wa" | tail -c 100)" 1
+has wdir_long "$(printf %s "$LONG/wb" | tail -c 100)" 1
+# One directory under two names on a node (a bind mount) is one directory: it trains (root only).
+mkdir -p "$TMP/bind_a" "$TMP/bind_b"
+if [ "$(id -u)" = 0 ] && mount --bind "$TMP/bind_a" "$TMP/bind_b" 2>/dev/null; then
+    launch 0 wdir_bind -n 1 -wdir "$TMP/bind_a" "$RD" train "$TMP/wdata.yaml" : \
+        -n 3 -wdir "$TMP/bind_b" "$RD" train "$TMP/wdata.yaml"
+    umount "$TMP/bind_b" || umount -l "$TMP/bind_b"
+    [ -s "$TMP/bind_a/runs/slurm-tiny/report.json" ] || bad "wdir_bind: no report.json"
+fi
+rm -rf "$TMP/wdata"
 # Every path absolute (--out): one run folder, wherever the ranks start.
 launch 0 wdir_abs -n 1 -wdir "$TMP/wa" "$RD" train "$C" --out "$TMP/wrun" : \
     -n 3 -wdir "$TMP/wb" "$RD" train "$C" --out "$TMP/wrun"
