@@ -307,11 +307,14 @@ rd_check_tasks() {
 # enough tasks but not on one node: its step failed in srun ("More processors requested than
 # permitted") after the run folder was made. SLURM_JOB_CPUS_PER_NODE reads "7,1" or "4(x2)".
 # A task takes at least one CPU: fewer CPUs than ranks on every node can never run the step (with
-# --cpus-per-task the step may need more, which srun then says).
+# --cpus-per-task the step may need more, which srun then says). Except in a job given
+# --overcommit (SLURM_OVERCOMMIT=1): Slurm then allocates one CPU per node ("1") and its steps
+# run several tasks on each CPU, so the count says nothing of what a node holds.
 rd_check_one_node() {
     local need="$1" spec="${SLURM_JOB_CPUS_PER_NODE:-}" max=0 part n
     local -a parts
     [ -n "$spec" ] || return 0
+    [ "${SLURM_OVERCOMMIT:-0}" = 0 ] || return 0
     IFS=, read -ra parts <<<"$spec"
     for part in "${parts[@]}"; do
         n="${part%%(*}"

@@ -263,6 +263,11 @@ jbad="$(env -u RD_SLURM_DIR sbatch --parsable --ntasks=2 --output="$W/slurm-shor
 named split >/dev/null
 jsplit="$(sbatch --parsable --nodes=2 --ntasks=4 --ntasks-per-node=2 --output="$W/slurm-split-%j.out" \
     "$SRC/slurm/train-1node.sbatch" "$W/split.yaml")" || fail "sbatch of the split job"
+# --overcommit (SLURM_JOB_CPUS_PER_NODE=1, the step runs 4 tasks on it) is a legitimate 1-node
+# job: it was refused by the CPU count.
+named overc >/dev/null
+jovercommit="$(sbatch --parsable --nodes=1 --ntasks=4 --overcommit --output="$W/slurm-overc-%j.out" \
+    "$SRC/slurm/train-1node.sbatch" "$W/overc.yaml")" || fail "sbatch of the overcommit job"
 # A placement step that fails (a hand-made job with --distribution=arbitrary and no
 # SLURM_HOSTFILE) leaves no run folder, nor its temporary files.
 named arb >/dev/null
@@ -308,6 +313,9 @@ st="$(end_state "$jsplit" "split job")"
 grep -q "the 1-node script runs all 4 ranks on one node, but the allocation has at most 2 CPU(s) on a node" \
     "$W/slurm-split-$jsplit.out" || fail "split job message: $(cat "$W/slurm-split-$jsplit.out")"
 [ ! -e "$W/runs/split" ] || fail "the refused split job left its run folder: $(ls -A "$W/runs/split")"
+st="$(end_state "$jovercommit" "overcommit job")"
+[ "$st" = "COMPLETED 0:0" ] || fail "the overcommit job must complete, got '$st': $(cat "$W/slurm-overc-$jovercommit.out")"
+[ -s "$W/runs/overc/report.json" ] || fail "the overcommit job left no report.json"
 st="$(end_state "$jarb" "arbitrary job")"
 [ "$st" = "FAILED 1:0" ] || fail "the arbitrary job must fail with exit 1, got '$st'"
 grep -q "placement step ran 0 of 4 tasks" "$W/slurm-arb-$jarb.out" ||
