@@ -183,14 +183,18 @@ int rd_comm_create(MPI_Comm base, const rd_config *cfg, rd_comm **out, rd_errbuf
             off += snprintf(detail + off, sizeof detail - (size_t)off, " + %s %d", cc->jobs[j].name,
                             cc->jobs[j].ranks);
         // One rank is how a launch without mpiexec looks, and each task of an srun without
-        // --mpi=pmi2 (every rank of it a world of its own): say so, it is the usual cause.
+        // --mpi=pmi2 (every rank of it a world of its own): say so, it is the usual cause. A
+        // process a launcher started (mpiexec -n 1, srun --mpi=pmi2 -n 1) has its PMI
+        // environment: there the launcher was simply given too few.
+        int no_launcher = !getenv("PMI_RANK") && !getenv("PMI_FD") && !getenv("PMIX_RANK");
         return rd_err_set(eb, RD_ERR_CONFIG,
                           "the launch has %d rank%s but the config needs %d (%s); start it with "
                           "mpiexec -n %d (or the matching MPMD/srun layout)%s",
                           size, size == 1 ? "" : "s", need, detail, need,
-                          size == 1 ? ": this process is a world of its own (started without "
-                                      "mpiexec, or by srun without --mpi=pmi2)"
-                                    : "");
+                          size == 1 && no_launcher
+                              ? ": this process is a world of its own (started without "
+                                "mpiexec, or by srun without --mpi=pmi2)"
+                              : "");
     }
 
     rd_comm *c = rd_calloc(1, sizeof *c);
