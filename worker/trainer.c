@@ -3070,9 +3070,19 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
                 res->window[w].samples_per_s = sps_before;
             res->n_windows = (int)w + 1;
         }
-        if (me == 0 && !tr->quiet)
-            printf("[%s] stream window %u: auc %.4f gauc %.4f logloss %.4f (%llu events)\n",
-                   tr->job->name, w, mr.auc, mr.gauc, mr.logloss, (unsigned long long)mr.n);
+        if (me == 0 && !tr->quiet) {
+            // n/a, not nan, where the window leaves a figure undefined (as the final table).
+            char fig[3][16];
+            const double v[3] = {mr.auc, mr.gauc, mr.logloss};
+            const int ok[3] = {mr.auc_valid, mr.gauc_valid, mr.n > 0};
+            for (int k = 0; k < 3; k++)
+                if (ok[k] && isfinite(v[k]))
+                    snprintf(fig[k], sizeof fig[k], "%.4f", v[k]);
+                else
+                    snprintf(fig[k], sizeof fig[k], "n/a");
+            printf("[%s] stream window %u: auc %s gauc %s logloss %s (%llu events)\n",
+                   tr->job->name, w, fig[0], fig[1], fig[2], (unsigned long long)mr.n);
+        }
     }
     // 3. The final checkpoint (after the last training step), then the holdout, whole and warm.
     if (rc == RD_OK) {
