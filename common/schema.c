@@ -422,6 +422,7 @@ typedef struct field_plan {
     int index;       // in data.schema.fields (for key paths in messages)
     uint64_t filled; // fields[].missing: missing values filled (rows of its file)
     uint64_t cut;    // multi: rows of its file with more than max_len values (the rest dropped)
+    uint64_t neg;    // log1p: values below 0 of its file, stored as log1p(0) = 0
 } field_plan;
 
 typedef struct side_table {
@@ -956,8 +957,10 @@ static int fill_field(field_plan *fp,
             fp->filled++;
             return RD_OK;
         }
-        if (fp->cfg->log1p)
+        if (fp->cfg->log1p) {
+            fp->neg += x < 0; // counted, so that prepare says how many it clipped
             x = log1p(x > 0 ? x : 0);
+        }
         if (fabs(x) > (double)FLT_MAX)
             return bad_value(eb, r, cols[fp->col], "value out of float range", v);
         nums[0] = (float)x;
@@ -1909,6 +1912,16 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                         fp->side >= 0 ? cx->side[fp->side].path : cx->log_path, fp->cfg->name,
                         (unsigned long long)fp->cut, fp->cut == 1 ? "row holds" : "rows hold",
                         fp->width, fp->width, fp->index);
+        // log1p stores log1p(max(x, 0)): a signed column (a delta, a score) lost its sign, or
+        // all of itself, without a word.
+        if (fp->neg > 0)
+            RD_LOG_WARN("%s: %s field '%s': %llu %s below 0, stored as 0 by log1p: true (it "
+                        "takes log1p(max(x, 0))); for a signed column drop log1p "
+                        "(data.schema.fields[%d].log1p: false)%s",
+                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path,
+                        fp->kind == RD_FIELD_NUMERIC ? "numeric" : "feedback", fp->cfg->name,
+                        (unsigned long long)fp->neg, fp->neg == 1 ? "value" : "values", fp->index,
+                        fp->kind == RD_FIELD_NUMERIC ? " and set standardize: true" : "");
     }
     for (int i = 0; i < cx->n_plan; i++) {
         const field_plan *fp = &cx->plan[i];

@@ -103,7 +103,7 @@ grep -q "country 2" "$TMP/out" || fail "csv vocabulary: $(cat "$TMP/out")"
 # --- CSV: values that parse but are likely wrong are named on stderr (the dataset is built) --
 # A raw numeric column of large values (prices in cents) saturates every model that reads it; a
 # unix_ms log whose values are seconds lands in January 1970.
-printf 'ts,uid,iid,clicked,price,dwell\n1600000000,9,a,1,1500000,-2e4\n1600000100,10,b,0,20,3\n' > "$TMP/in/big.csv"
+printf 'ts,uid,iid,clicked,price,dwell\n1600000000,9,a,1,1500000,2e4\n1600000100,10,b,0,20,3\n' > "$TMP/in/big.csv"
 { common; cat <<EOF
 data:
   source: csv
@@ -130,6 +130,14 @@ grep -q "big.csv: time_format unix_ms: every timestamp falls before" "$TMP/err" 
 sed -i 's/time_format: unix_ms/time_format: unix/; s/kind: numeric}/kind: numeric, log1p: true}/; s/kind: feedback}/kind: feedback, log1p: true}/' "$TMP/big.yaml"
 "$RD" prepare "$TMP/big.yaml" --out "$TMP/big_out" > "$TMP/out" 2>"$TMP/err" || fail "big: $(cat "$TMP/err")"
 grep -q "WARN" "$TMP/err" && fail "warning on a sound log: $(cat "$TMP/err")"
+# log1p stores log1p(max(x, 0)): a signed column lost its negative values without a word.
+printf 'ts,uid,iid,clicked,price,dwell\n1600000000,9,a,1,-3,-2e4\n1600000100,10,b,0,20,-1\n1600000200,10,c,0,-0.5,3\n' > "$TMP/in/neg.csv"
+sed 's/big.csv/neg.csv/' "$TMP/big.yaml" > "$TMP/neg.yaml"
+"$RD" prepare "$TMP/neg.yaml" --out "$TMP/neg_out" > "$TMP/out" 2>"$TMP/err" || fail "neg: $(cat "$TMP/err")"
+grep -q "neg.csv: numeric field 'price': 2 values below 0, stored as 0 by log1p: true (it takes log1p(max(x, 0))); for a signed column drop log1p (data.schema.fields\[0\].log1p: false) and set standardize: true" "$TMP/err" \
+    || fail "no warning for negative values under log1p: $(cat "$TMP/err")"
+grep -q "neg.csv: feedback field 'dwell': 2 values below 0, stored as 0" "$TMP/err" \
+    || fail "no warning for negative feedback values under log1p: $(cat "$TMP/err")"
 # A multi field keeps max_len values per row: rows with more lost the rest without a word.
 printf 'ts,uid,iid,clicked,tags\n1,9,a,1,x|y|z\n2,10,b,0,x||y\n3,9,c,0,x|y|z|w\n' > "$TMP/in/tags.csv"
 { common; cat <<EOF
