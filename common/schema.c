@@ -1560,6 +1560,67 @@ static int next_part(csv_ctx *cx,
     return rc;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Repeated rows
+
+// Rows that repeat an earlier row exactly (the same time, user, item, label and value of every
+// field read, side-table joins included) are kept: two identical events can be real. But a
+// copy's user history holds the copy before it, label included (rd_dataset_history takes equal
+// times in record order), so that a model reading the history (seq, seq.stats, tokens) reads the
+// event's own label: on a log of random labels with every row twice, a teacher reading
+// seq.stats [1, 4] reached holdout AUC 0.74, against 0.48 on the log without the copies.
+// Prepare says so. After the sort a row's copies sit in its run of equal (time, user, item), in
+// line order; each row is compared with at most REPEAT_SCAN rows before it in its run, which
+// bounds the cost on a log of one user, item and second.
+#define REPEAT_SCAN 64
+
+typedef struct repeats {
+    uint64_t n;           // rows that repeat an earlier row
+    uint64_t line, first; // the first such row and the row it repeats (input lines, all parts)
+} repeats;
+
+static int
+same_row(const ev_store *es, const ev_meta *a, const ev_meta *b, uint32_t ns, uint32_t nn) {
+    return es->label[a->idx] == es->label[b->idx] &&
+           (ns == 0 || memcmp(es->keys + a->idx * ns, es->keys + b->idx * ns, ns * 8ull) == 0) &&
+           (nn == 0 || memcmp(es->nums + a->idx * nn, es->nums + b->idx * nn, nn * 4ull) == 0);
+}
+
+// es sorted by cmp_ev.
+static repeats find_repeats(const ev_store *es, uint32_t ns, uint32_t nn) {
+    repeats rp = {0, 0, 0};
+    uint64_t run = 0; // first row of the current (time, user, item) run
+    for (uint64_t i = 1; i < es->n; i++) {
+        const ev_meta *m = &es->meta[i], *p = &es->meta[i - 1];
+        if (m->ts_ms != p->ts_ms || m->urank != p->urank || m->irank != p->irank) {
+            run = i;
+            continue;
+        }
+        uint64_t from = i - run > REPEAT_SCAN ? i - REPEAT_SCAN : run;
+        for (uint64_t j = from; j < i; j++) {
+            if (!same_row(es, &es->meta[j], m, ns, nn))
+                continue;
+            if (rp.n++ == 0 || m->line < rp.line) {
+                rp.line = m->line;
+                rp.first = es->meta[j].line;
+            }
+            break;
+        }
+    }
+    return rp;
+}
+
+// File and line of input line `line` counted across the parts (part k's lines follow part
+// k-1's; base[k] lines come before part k).
+static uint64_t
+part_line(char **files, const uint64_t *base, size_t n, uint64_t line, const char **file) {
+    size_t k = 0;
+    while (k + 1 < n && base[k + 1] < line)
+        k++;
+    *file = files[k];
+    return line - base[k];
+}
+
 int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     csv_ctx *cx = rd_calloc(1, sizeof *cx);
     if (!cx)
@@ -1576,6 +1637,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     size_t yaml_len = 0;
     latin1_row log_lr; // a Latin-1 log's row as UTF-8 (below)
     memset(&log_lr, 0, sizeof log_lr);
+    uint64_t *part_base = NULL; // input lines before each part of the log (part_line)
     cx->dc = dc;
     if (dc->source == RD_DATA_CSV) {
         cx->sc = dc->schema;
@@ -1621,6 +1683,10 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     size_t n_files = 0;
     if ((rc = log_parts(cx, &files, &n_files, eb)) != RD_OK)
         goto done;
+    if (!(part_base = rd_calloc(n_files ? n_files : 1, sizeof *part_base))) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     rd_csv_options o;
     memset(&o, 0, sizeof o);
     delim_of(sc->delimiter, o.delimiter);
@@ -1711,6 +1777,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     uint64_t line_base = 0;
     for (size_t part = 0; part < n_files; part++) {
         const char *cur = files[part];
+        part_base[part] = line_base;
         if (part > 0 && (rc = next_part(cx, sc, &o, cur, files[0], &r, eb)) != RD_OK)
             goto done;
         while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
@@ -1977,6 +2044,21 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     for (uint64_t i = 0; i < items.n; i++)
         ikey[items.rank[i]] = items.key[i];
     qsort(es.meta, es.n, sizeof *es.meta, cmp_ev);
+    repeats rp = find_repeats(&es, ns, nn);
+    if (rp.n > 0) {
+        const char *f1, *f0;
+        uint64_t l1 = part_line(files, part_base, n_files, rp.line, &f1);
+        uint64_t l0 = part_line(files, part_base, n_files, rp.first, &f0);
+        RD_LOG_WARN("%s:%llu repeats %s:%llu exactly (the same time, user, item, label and "
+                    "fields), and %llu of the log's %llu rows %s an earlier row: each is kept "
+                    "as an event, but its user history then holds the copy before it, label "
+                    "included, which a model reading the history (seq, seq.stats, tokens) learns "
+                    "as the event's own label; if the export repeated them, remove them from the "
+                    "log",
+                    f1, (unsigned long long)l1, f0, (unsigned long long)l0,
+                    (unsigned long long)rp.n, (unsigned long long)es.n,
+                    rp.n == 1 ? "repeats" : "repeat");
+    }
 
     // 4. Build.
     FILE *ms = open_memstream(&yaml, &yaml_len);
@@ -2023,6 +2105,7 @@ done:
     if (cx->have_parts)
         globfree(&cx->parts);
     rd_free(cx->part_list);
+    rd_free(part_base);
     rd_free(es.meta);
     rd_free(es.keys);
     rd_free(es.nums);

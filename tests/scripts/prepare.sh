@@ -138,6 +138,31 @@ grep -q "neg.csv: numeric field 'price': 2 values below 0, stored as 0 by log1p:
     || fail "no warning for negative values under log1p: $(cat "$TMP/err")"
 grep -q "neg.csv: feedback field 'dwell': 2 values below 0, stored as 0" "$TMP/err" \
     || fail "no warning for negative feedback values under log1p: $(cat "$TMP/err")"
+# Rows that repeat an earlier row exactly (a doubled export, parts that overlap): kept, but a
+# copy's history holds the copy before it and its label. Named, with the count, across parts.
+mkdir -p "$TMP/in/rep"
+printf 'ts,uid,iid,clicked\n10,9,a,1\n11,10,b,0\n11,10,b,1\n12,9,c,0\n' > "$TMP/in/rep/p1.csv"
+printf 'ts,uid,iid,clicked\n11,10,b,0\n12,9,c,0\n13,9,a,1\n' > "$TMP/in/rep/p2.csv"
+{ common; cat <<EOF
+data:
+  source: csv
+  input: $TMP/in
+  schema:
+    path: rep/p*.csv
+    user_column: uid
+    item_column: iid
+    time_column: ts
+    label: "clicked >= 1"
+EOF
+} > "$TMP/rep.yaml"
+"$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
+grep -q "rep/p2.csv:2 repeats $TMP/in/rep/p1.csv:3 exactly (the same time, user, item, label and fields), and 2 of the log's 7 rows repeat an earlier row" "$TMP/err" \
+    || fail "no warning for repeated rows: $(cat "$TMP/err")"
+grep -q "events       7" "$TMP/out" || fail "repeated rows are kept: $(cat "$TMP/out")"
+# A different label or field value is no repeat.
+printf 'ts,uid,iid,clicked\n14,10,b,0\n12,9,c,1\n13,9,a,1\n' > "$TMP/in/rep/p2.csv"
+"$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "warning on a log without repeats: $(cat "$TMP/err")"
 # A multi field keeps max_len values per row: rows with more lost the rest without a word.
 printf 'ts,uid,iid,clicked,tags\n1,9,a,1,x|y|z\n2,10,b,0,x||y\n3,9,c,0,x|y|z|w\n' > "$TMP/in/tags.csv"
 { common; cat <<EOF
