@@ -1187,6 +1187,9 @@ typedef struct intern {
     char *arena;
     uint64_t n, cap, alen, acap;
     uint32_t *rank; // natural-order rank of each id
+    // Ids that spell another id's number with leading zeros ("007" beside "7"; intern_rank):
+    // how many, and the first such pair (ids).
+    uint64_t twins, twin_zero, twin_canon;
 } intern;
 
 static void intern_free(intern *t) {
@@ -1289,6 +1292,34 @@ static int intern_rank(intern *t) {
     qsort(ids, t->n, sizeof *ids, cmp_ids);
     for (uint64_t i = 0; i < t->n; i++)
         t->rank[ids[i].id] = (uint32_t)i;
+    // Ids are text: "007" and "7" are two ids, as two zip codes or SKUs are. A column holding
+    // both spellings of one number more likely lost its zeros on some rows (a spreadsheet
+    // round trip): counted here, so that prepare says so. The canonical integers come first in
+    // ids, sorted by value.
+    uint64_t n_canon = 0;
+    while (n_canon < t->n && !ids[n_canon].is_str)
+        n_canon++;
+    for (uint64_t i = n_canon; i < t->n; i++) {
+        const id_sort *e = &ids[i];
+        size_t z = 0;
+        while (z < e->len && e->s[z] == '0')
+            z++;
+        uint64_t v = 0;
+        if (z == 0 || (z < e->len ? !canon_uint(e->s + z, (size_t)(e->len - z), &v) : 0))
+            continue; // no leading zero, or not a number after them
+        uint64_t lo = 0, hi = n_canon;
+        while (lo < hi) {
+            uint64_t mid = lo + (hi - lo) / 2;
+            if (ids[mid].num < v)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < n_canon && ids[lo].num == v && t->twins++ == 0) {
+            t->twin_zero = e->id;
+            t->twin_canon = ids[lo].id;
+        }
+    }
     rd_free(ids);
     return 0;
 }
@@ -1558,6 +1589,24 @@ static int next_part(csv_ctx *cx,
         }
     rd_free(cols);
     return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ids that differ only by leading zeros (intern_rank counts them)
+
+static void warn_twins(const char *log, const char *col, const char *what, const intern *t) {
+    if (t->twins == 0)
+        return;
+    rd_csv_field z = {t->arena + t->soff[t->twin_zero],
+                      (size_t)(t->soff[t->twin_zero + 1] - t->soff[t->twin_zero])};
+    rd_csv_field c = {t->arena + t->soff[t->twin_canon],
+                      (size_t)(t->soff[t->twin_canon + 1] - t->soff[t->twin_canon])};
+    char sz[48], sc[48];
+    RD_LOG_WARN("%s: column '%s': %llu %s the number of another id with leading zeros "
+                "('%s' beside '%s'): ids are text, so these are different %s; if some rows "
+                "lost their zeros (a spreadsheet round trip), make the column consistent",
+                log, col, (unsigned long long)t->twins, t->twins == 1 ? "id spells" : "ids spell",
+                show(&z, sz, sizeof sz), show(&c, sc, sizeof sc), what);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2027,6 +2076,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (sort)");
         goto done;
     }
+    warn_twins(cx->log_path, cx->cols[cx->c_user], "users", &users);
+    warn_twins(cx->log_path, cx->cols[cx->c_item], "items", &items);
     for (uint64_t i = 0; i < es.n; i++) {
         es.meta[i].urank = users.rank[es.meta[i].urank];
         es.meta[i].irank = items.rank[es.meta[i].irank];

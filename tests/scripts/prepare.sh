@@ -163,6 +163,17 @@ grep -q "events       7" "$TMP/out" || fail "repeated rows are kept: $(cat "$TMP
 printf 'ts,uid,iid,clicked\n14,10,b,0\n12,9,c,1\n13,9,a,1\n' > "$TMP/in/rep/p2.csv"
 "$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
 grep -q "WARN" "$TMP/err" && fail "warning on a log without repeats: $(cat "$TMP/err")"
+# Ids are text: "007" and "7" are two users. A column holding both spellings of one number
+# more likely lost its zeros on some rows: named (a column padded throughout is not).
+printf 'ts,uid,iid,clicked\n1,007,a,1\n2,7,a,0\n3,0,b,1\n4,000,b,0\n5,0x7,c,1\n6,12,c,0\n' > "$TMP/in/zeros.csv"
+sed 's|rep/p\*.csv|zeros.csv|' "$TMP/rep.yaml" > "$TMP/zeros.yaml"
+"$RD" prepare "$TMP/zeros.yaml" --out "$TMP/zeros_out" > "$TMP/out" 2>"$TMP/err" || fail "zeros: $(cat "$TMP/err")"
+grep -q "zeros.csv: column 'uid': 2 ids spell the number of another id with leading zeros ('000' beside '0'): ids are text, so these are different users" "$TMP/err" \
+    || fail "no warning for ids that differ by leading zeros: $(cat "$TMP/err")"
+grep -q "users        6" "$TMP/out" || fail "zeros: '007' and '7' are two users: $(cat "$TMP/out")"
+printf 'ts,uid,iid,clicked\n1,007,a,1\n2,017,a,0\n3,000,b,1\n' > "$TMP/in/zeros.csv"
+"$RD" prepare "$TMP/zeros.yaml" --out "$TMP/zeros_out" > "$TMP/out" 2>"$TMP/err" || fail "zeros: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "warning on ids padded throughout: $(cat "$TMP/err")"
 # A multi field keeps max_len values per row: rows with more lost the rest without a word.
 printf 'ts,uid,iid,clicked,tags\n1,9,a,1,x|y|z\n2,10,b,0,x||y\n3,9,c,0,x|y|z|w\n' > "$TMP/in/tags.csv"
 { common; cat <<EOF
