@@ -672,7 +672,10 @@ static void compute_splits(uint64_t n, const rd_split_config *sp, uint64_t *wb) 
 static void fmt_utc(int64_t ts, char *out, size_t n) {
     time_t t = (time_t)ts;
     struct tm tm;
-    if (!gmtime_r(&t, &tm) || strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    // The year in four digits, as ISO 8601 (and data.schema's iso8601) has it: strftime's %Y
+    // wrote a log of year 1 as "1-01-01".
+    int k = gmtime_r(&t, &tm) ? snprintf(out, n, "%04d", tm.tm_year + 1900) : -1;
+    if (k < 0 || (size_t)k >= n || !strftime(out + k, n - (size_t)k, "-%m-%dT%H:%M:%SZ", &tm))
         snprintf(out, n, "?");
 }
 

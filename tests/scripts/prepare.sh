@@ -174,6 +174,19 @@ grep -q "users        6" "$TMP/out" || fail "zeros: '007' and '7' are two users:
 printf 'ts,uid,iid,clicked\n1,007,a,1\n2,017,a,0\n3,000,b,1\n' > "$TMP/in/zeros.csv"
 "$RD" prepare "$TMP/zeros.yaml" --out "$TMP/zeros_out" > "$TMP/out" 2>"$TMP/err" || fail "zeros: $(cat "$TMP/err")"
 grep -q "WARN" "$TMP/err" && fail "warning on ids padded throughout: $(cat "$TMP/err")"
+# The first and last second data.schema takes (years 1 and 9999) print as ISO 8601, four-digit
+# years ("1-01-01" before); one second later is refused, naming the line.
+printf 'ts,uid,iid,clicked\n-62135596800,9,a,1\n-1,10,b,0\n253402300799,9,c,0\n' > "$TMP/in/years.csv"
+sed 's|rep/p\*.csv|years.csv|' "$TMP/rep.yaml" > "$TMP/years.yaml"
+"$RD" prepare "$TMP/years.yaml" --out "$TMP/years_out" > "$TMP/out" 2>"$TMP/err" || fail "years: $(cat "$TMP/err")"
+grep -q "time         0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z  (-62135596800 .. 253402300799)" "$TMP/out" \
+    || fail "years: $(cat "$TMP/out")"
+grep -q 'min_utc: "0001-01-01T00:00:00Z", max_utc: "9999-12-31T23:59:59Z"' "$TMP/years_out/meta.yaml" \
+    || fail "years: meta.yaml: $(grep min_utc "$TMP/years_out/meta.yaml")"
+printf 'ts,uid,iid,clicked\n-62135596800,9,a,1\n253402300800,9,c,0\n' > "$TMP/in/years.csv"
+"$RD" prepare "$TMP/years.yaml" --out "$TMP/years_out2" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "year 10000 must exit 1"
+grep -q "years.csv:3: column 'ts': bad unix timestamp '253402300800'" "$TMP/err" || fail "year 10000: $(cat "$TMP/err")"
+[ ! -e "$TMP/years_out2" ] || fail "a refused prepare left its folder"
 # A multi field keeps max_len values per row: rows with more lost the rest without a word.
 printf 'ts,uid,iid,clicked,tags\n1,9,a,1,x|y|z\n2,10,b,0,x||y\n3,9,c,0,x|y|z|w\n' > "$TMP/in/tags.csv"
 { common; cat <<EOF
