@@ -1012,6 +1012,41 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
     return RD_OK;
 }
 
+// A batch period of one class (a log whose negatives were logged only from some date on, a
+// label rule that holds for every early event) or of no events passed without a word: the
+// models' batch epochs then learn a constant and the popularity baseline's item rates are all
+// 0 or 1, while prepare printed only the whole log's label rate. Say so (it is legal: the
+// stream windows train on both classes).
+static void warn_batch_period(const rd__builder *b, const uint8_t *recs, uint64_t n) {
+    uint64_t wb[2];
+    rd_split_config one = b->split;
+    one.stream_windows = 1; // wb[0], the batch period's end, does not depend on the windows
+    compute_splits(n, &one, wb);
+    if (wb[0] == 0) {
+        RD_LOG_WARN("the batch period holds no events (data.split.batch_fraction %g of %llu "
+                    "events): the models train on the stream windows only",
+                    b->split.batch_fraction, (unsigned long long)n);
+        return;
+    }
+    uint64_t pos = 0;
+    for (uint64_t i = 0; i < wb[0]; i++) {
+        rd_record r;
+        memcpy(&r, recs + i * b->record_size, sizeof r);
+        pos += r.label > 0.5f;
+    }
+    if (pos == 0 || pos == wb[0]) {
+        char t[32];
+        rd_record r;
+        memcpy(&r, recs + (wb[0] - 1) * b->record_size, sizeof r);
+        fmt_utc(r.ts, t, sizeof t);
+        RD_LOG_WARN("every event of the batch period (the first %llu of %llu, up to %s) has "
+                    "label %d: its epochs train the models on one class, and the popularity "
+                    "baseline's item rates are all %d; if the log lacks the other class before "
+                    "some date (negatives logged only later), start it there",
+                    (unsigned long long)wb[0], (unsigned long long)n, t, pos ? 1 : 0, pos ? 1 : 0);
+    }
+}
+
 int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
     RD_ASSERT(!b->finished);
     int rc = RD_OK;
@@ -1089,6 +1124,7 @@ int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
         goto fn_fail;
     h.records_crc = b->records_crc;
     const uint8_t *recs = map + h.records_off;
+    warn_batch_period(b, recs, n);
     uint64_t *user_off = (uint64_t *)(map + h.user_off_off);
     uint64_t *user_rec = (uint64_t *)(map + h.user_rec_off);
     uint32_t *user_pos = (uint32_t *)(map + h.user_pos_off);

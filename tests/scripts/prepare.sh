@@ -187,6 +187,17 @@ printf 'ts,uid,iid,clicked\n-62135596800,9,a,1\n253402300800,9,c,0\n' > "$TMP/in
 "$RD" prepare "$TMP/years.yaml" --out "$TMP/years_out2" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "year 10000 must exit 1"
 grep -q "years.csv:3: column 'ts': bad unix timestamp '253402300800'" "$TMP/err" || fail "year 10000: $(cat "$TMP/err")"
 [ ! -e "$TMP/years_out2" ] || fail "a refused prepare left its folder"
+# A batch period of one class (negatives logged only from some date on) trains every batch
+# epoch on one label; prepare printed only the whole log's label rate. Warned, built all the same.
+{ echo ts,uid,iid,clicked; for i in 1 2 3 4 5 6 7 8; do echo "$i,u$((i % 3)),i$i,1"; done
+  echo 9,u1,i1,0; echo 10,u2,i2,1; } > "$TMP/in/late_neg.csv"
+sed 's|rep/p\*.csv|late_neg.csv|' "$TMP/rep.yaml" > "$TMP/late_neg.yaml"
+"$RD" prepare "$TMP/late_neg.yaml" --out "$TMP/late_out" > "$TMP/out" 2>"$TMP/err" || fail "late_neg: $(cat "$TMP/err")"
+grep -q "every event of the batch period (the first 8 of 10, up to 1970-01-01T00:00:08Z) has label 1: its epochs train the models on one class" "$TMP/err" \
+    || fail "no warning for a batch period of one class: $(cat "$TMP/err")"
+sed -i 's/^3,u0,i3,1$/3,u0,i3,0/' "$TMP/in/late_neg.csv"
+"$RD" prepare "$TMP/late_neg.yaml" --out "$TMP/late_out" > "$TMP/out" 2>"$TMP/err" || fail "late_neg: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "warning on a batch period of both classes: $(cat "$TMP/err")"
 # A multi field keeps max_len values per row: rows with more lost the rest without a word.
 printf 'ts,uid,iid,clicked,tags\n1,9,a,1,x|y|z\n2,10,b,0,x||y\n3,9,c,0,x|y|z|w\n' > "$TMP/in/tags.csv"
 { common; cat <<EOF
