@@ -331,8 +331,13 @@ enum { TF_UNIX = 0, TF_UNIX_MS = 1, TF_ISO = 2 };
 
 static int parse_time(const rd_csv_field *f, int tf, int64_t *ms) {
     int64_t v;
-    if (tf == TF_ISO)
-        return parse_iso8601(f, ms);
+    if (tf == TF_ISO) {
+        // The range of the unix formats holds once the UTC offset is applied too:
+        // "9999-12-31T23:59:59-01:00" is in year 10000.
+        if (parse_iso8601(f, ms) != 0)
+            return -1;
+        return *ms < TS_MIN_S * 1000 || *ms > TS_MAX_S * 1000 + 999 ? -1 : 0;
+    }
     if (rd_csv_parse_i64(f, &v) == 0) {
         if (tf == TF_UNIX) {
             if (v < TS_MIN_S || v > TS_MAX_S)
@@ -880,6 +885,9 @@ bad_time(rd_errbuf *eb, rd_csv_reader *r, const char *col, int tf, const rd_csv_
                "time_format: unix_ms)";
     else if (tf != TF_ISO && parse_time(f, TF_ISO, &ms) == 0)
         hint = " (it reads as an ISO 8601 date: set time_format: iso8601)";
+    else if (tf == TF_ISO && parse_iso8601(f, &ms) == 0)
+        hint = " (outside 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z once its UTC offset is "
+               "applied)";
     else if (tf == TF_ISO && parse_time(f, TF_UNIX, &ms) == 0)
         hint = " (it reads as a number: set time_format: unix or unix_ms)";
     else if (tf == TF_ISO)

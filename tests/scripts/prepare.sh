@@ -187,6 +187,13 @@ printf 'ts,uid,iid,clicked\n-62135596800,9,a,1\n253402300800,9,c,0\n' > "$TMP/in
 "$RD" prepare "$TMP/years.yaml" --out "$TMP/years_out2" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "year 10000 must exit 1"
 grep -q "years.csv:3: column 'ts': bad unix timestamp '253402300800'" "$TMP/err" || fail "year 10000: $(cat "$TMP/err")"
 [ ! -e "$TMP/years_out2" ] || fail "a refused prepare left its folder"
+# An ISO 8601 time whose UTC offset takes it past either end is refused as the unix forms are
+# (it was taken as year 10000).
+printf 'ts,uid,iid,clicked\n0001-01-01T00:30:00-01:00,9,a,1\n9999-12-31T23:59:59-01:00,9,c,0\n' > "$TMP/in/years.csv"
+sed 's|    time_column: ts|    time_column: ts\n    time_format: iso8601|' "$TMP/years.yaml" > "$TMP/years_iso.yaml"
+"$RD" prepare "$TMP/years_iso.yaml" --out "$TMP/years_out2" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "year 10000 (iso8601) must exit 1"
+grep -q "years.csv:3: column 'ts': bad iso8601 timestamp '9999-12-31T23:59:59-01:00' (outside 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z once its UTC offset is applied)" "$TMP/err" \
+    || fail "year 10000 (iso8601): $(cat "$TMP/err")"
 # A batch period of one class (negatives logged only from some date on) trains every batch
 # epoch on one label; prepare printed only the whole log's label rate. Warned, built all the same.
 { echo ts,uid,iid,clicked; for i in 1 2 3 4 5 6 7 8; do echo "$i,u$((i % 3)),i$i,1"; done
