@@ -940,6 +940,10 @@ static int fill_missing(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb
     return RD_OK;
 }
 
+// A standardized value of the stream or holdout beyond this magnitude is warned about (the
+// threshold of prepare's warning on raw numeric fields).
+#define RD_DATASET_Z_WARN 1000.0
+
 // fields[].standardize: the mean and (population) standard deviation of each such field over the
 // batch period's records (the split of the events kept), then every record's value replaced by
 // (x - mean) / std, the stream and holdout with the batch period's figures (nothing of the later
@@ -980,16 +984,23 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
         double sd = nb ? sqrt(ss / (double)nb) : 1.0;
         // Constant: no spread beyond rounding of its own magnitude (relative, so that a field of
         // real variation at a tiny scale, 1e-30, is standardized too).
-        if (!(sd > 1e-12 * amax))
+        const int constant = !(sd > 1e-12 * amax);
+        if (constant)
             sd = 1.0;
         b->stdz_mean[f] = mean;
         b->stdz_sd[f] = sd;
         b->lay.fields[f].mean = mean;
         b->lay.fields[f].std = sd;
+        uint64_t far_i = 0; // the later event standardized farthest from 0
+        double far_z = 0.0;
         for (uint64_t i = 0; i < n; i++) {
             float x;
             memcpy(&x, recs + i * rs + off, 4);
             float z = rd_field_transform(RD_XFORM_STANDARDIZE, mean, sd, (double)x);
+            if (i >= nb && fabs((double)z) > far_z) {
+                far_z = fabs((double)z);
+                far_i = i;
+            }
             if (!isfinite(z)) {
                 // The record's input line is not kept past the sort: its time and value find it.
                 rd_record r;
@@ -1006,6 +1017,26 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
                                   mean, sd);
             }
             memcpy(recs + i * rs + off, &z, 4);
+        }
+        // A batch period that barely varies (or not at all: std 1 then) against later values
+        // far from it: the models trained on inputs within a few units and meet these in the
+        // stream or holdout. A constant 5.0 before values up to 1e6 stopped training at the
+        // first stream step with "lower the learning rate". Finite, so legal: say so here.
+        if (far_z > RD_DATASET_Z_WARN) {
+            rd_record r;
+            memcpy(&r, recs + far_i * rs, sizeof r);
+            char when[32];
+            fmt_utc(r.ts, when, sizeof when);
+            RD_LOG_WARN("field '%s': standardized with the batch period's mean %g and std %g%s, "
+                        "a later event (at %s, record %llu in time order) standardizes to |z| = "
+                        "%.3g: the "
+                        "models train on values within a few units and this one saturates "
+                        "them; the batch period does not cover the column's later range "
+                        "(set log1p: true, rescale the column, or start the batch period where "
+                        "it varies)",
+                        b->lay.fields[f].name, mean, sd,
+                        constant ? " (1: the batch period holds one value)" : "", when,
+                        (unsigned long long)far_i, far_z);
         }
     }
     b->records_crc = rd_crc32c(0, recs, (size_t)(n * rs));
