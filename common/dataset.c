@@ -2143,6 +2143,7 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
                                                  "\n    context_effect: 0.5\n",
                                                  "\n    memory_rate: 0.25\n",
                                                  "\n    encoding: \"utf-8\"\n",
+                                                 "\n    drop_repeats: false\n", // added 2026-12-04
                                                  NULL};
             for (int k = 0; compat[k]; k++) {
                 size_t cl = strlen(compat[k]);

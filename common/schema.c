@@ -463,6 +463,7 @@ typedef struct csv_ctx {
     int n_side;
     int text_cols[3 + RD_MAX_SIDE + RD_MAX_FIELDS]; // log columns read as text: checked UTF-8
     int n_text;
+    uint64_t dropped; // data.schema.drop_repeats: rows dropped as repeats of an earlier row
 } csv_ctx;
 
 static void resolve_path(const char *input, const char *p, char *out, size_t n) {
@@ -1361,8 +1362,11 @@ static void write_schema_yaml(FILE *f, const csv_ctx *cx) {
     char d[4];
     delim_of(sc->delimiter, d);
     rd__yaml_str(f, d);
-    fprintf(f, "\n  quoting: %s\n  header: %s\n  columns: [", cx->quote ? "true" : "false",
+    fprintf(f, "\n  quoting: %s\n  header: %s\n", cx->quote ? "true" : "false",
             sc->header ? "true" : "false");
+    if (sc->drop_repeats)
+        fprintf(f, "  drop_repeats: true\n  dropped_rows: %llu\n", (unsigned long long)cx->dropped);
+    fprintf(f, "  columns: [");
     for (int i = 0; i < cx->n_cols; i++) {
         fprintf(f, "%s", i ? ", " : "");
         rd__yaml_str(f, cx->cols[i]);
@@ -1626,9 +1630,10 @@ static void warn_twins(const char *log, const char *col, const char *what, const
 // times in record order), so that a model reading the history (seq, seq.stats, tokens) reads the
 // event's own label: on a log of random labels with every row twice, a teacher reading
 // seq.stats [1, 4] reached holdout AUC 0.74, against 0.48 on the log without the copies.
-// Prepare says so. After the sort a row's copies sit in its run of equal (time, user, item), in
-// line order; each row is compared with at most REPEAT_SCAN rows before it in its run, which
-// bounds the cost on a log of one user, item and second.
+// Prepare says so, or drops them (data.schema.drop_repeats). After the sort a row's copies sit
+// in its run of equal (time, user, item), in line order; each row is compared with at most
+// REPEAT_SCAN rows before it in its run, which bounds the cost on a log of one user, item and
+// second (a repeat farther back in such a run is neither counted nor dropped).
 #define REPEAT_SCAN 64
 
 typedef struct repeats {
@@ -1643,27 +1648,33 @@ same_row(const ev_store *es, const ev_meta *a, const ev_meta *b, uint32_t ns, ui
            (nn == 0 || memcmp(es->nums + a->idx * nn, es->nums + b->idx * nn, nn * 4ull) == 0);
 }
 
-// es sorted by cmp_ev.
-static repeats find_repeats(const ev_store *es, uint32_t ns, uint32_t nn) {
+// es sorted by cmp_ev. With drop, the repeats leave es (its meta; the per-event arrays keep
+// their rows, unreferenced).
+static repeats find_repeats(ev_store *es, uint32_t ns, uint32_t nn, int drop) {
     repeats rp = {0, 0, 0};
-    uint64_t run = 0; // first row of the current (time, user, item) run
+    uint64_t run = 0;           // first kept row of the current (time, user, item) run
+    uint64_t k = es->n ? 1 : 0; // rows kept so far, in es->meta[0, k)
     for (uint64_t i = 1; i < es->n; i++) {
-        const ev_meta *m = &es->meta[i], *p = &es->meta[i - 1];
-        if (m->ts_ms != p->ts_ms || m->urank != p->urank || m->irank != p->irank) {
-            run = i;
-            continue;
-        }
-        uint64_t from = i - run > REPEAT_SCAN ? i - REPEAT_SCAN : run;
-        for (uint64_t j = from; j < i; j++) {
-            if (!same_row(es, &es->meta[j], m, ns, nn))
-                continue;
-            if (rp.n++ == 0 || m->line < rp.line) {
-                rp.line = m->line;
-                rp.first = es->meta[j].line;
+        const ev_meta m = es->meta[i], *p = &es->meta[k - 1];
+        int repeat = 0;
+        if (m.ts_ms != p->ts_ms || m.urank != p->urank || m.irank != p->irank) {
+            run = k;
+        } else {
+            uint64_t from = k - run > REPEAT_SCAN ? k - REPEAT_SCAN : run;
+            for (uint64_t j = from; j < k && !repeat; j++) {
+                if (!same_row(es, &es->meta[j], &m, ns, nn))
+                    continue;
+                repeat = 1;
+                if (rp.n++ == 0 || m.line < rp.line) {
+                    rp.line = m.line;
+                    rp.first = es->meta[j].line;
+                }
             }
-            break;
         }
+        if (!repeat || !drop)
+            es->meta[k++] = m;
     }
+    es->n = k;
     return rp;
 }
 
@@ -2103,8 +2114,17 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     for (uint64_t i = 0; i < items.n; i++)
         ikey[items.rank[i]] = items.key[i];
     qsort(es.meta, es.n, sizeof *es.meta, cmp_ev);
-    repeats rp = find_repeats(&es, ns, nn);
-    if (rp.n > 0) {
+    repeats rp = find_repeats(&es, ns, nn, sc->drop_repeats);
+    cx->dropped = sc->drop_repeats ? rp.n : 0;
+    if (rp.n > 0 && sc->drop_repeats) {
+        const char *f1, *f0;
+        uint64_t l1 = part_line(files, part_base, n_files, rp.line, &f1);
+        uint64_t l0 = part_line(files, part_base, n_files, rp.first, &f0);
+        RD_LOG_INFO("dropped %llu rows that repeat an earlier row exactly (data.schema."
+                    "drop_repeats; the first %s:%llu, a repeat of %s:%llu): %llu events left",
+                    (unsigned long long)rp.n, f1, (unsigned long long)l1, f0,
+                    (unsigned long long)l0, (unsigned long long)es.n);
+    } else if (rp.n > 0) {
         const char *f1, *f0;
         uint64_t l1 = part_line(files, part_base, n_files, rp.line, &f1);
         uint64_t l0 = part_line(files, part_base, n_files, rp.first, &f0);
@@ -2112,8 +2132,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                     "fields), and %llu of the log's %llu rows %s an earlier row: each is kept "
                     "as an event, but its user history then holds the copy before it, label "
                     "included, which a model reading the history (seq, seq.stats, tokens) learns "
-                    "as the event's own label; if the export repeated them, remove them from the "
-                    "log",
+                    "as the event's own label; if the export repeated them, set "
+                    "data.schema.drop_repeats: true (or remove them from the log)",
                     f1, (unsigned long long)l1, f0, (unsigned long long)l0,
                     (unsigned long long)rp.n, (unsigned long long)es.n,
                     rp.n == 1 ? "repeats" : "repeat");

@@ -159,6 +159,19 @@ EOF
 grep -q "rep/p2.csv:2 repeats $TMP/in/rep/p1.csv:3 exactly (the same time, user, item, label and fields), and 2 of the log's 7 rows repeat an earlier row" "$TMP/err" \
     || fail "no warning for repeated rows: $(cat "$TMP/err")"
 grep -q "events       7" "$TMP/out" || fail "repeated rows are kept: $(cat "$TMP/out")"
+grep -q "set data.schema.drop_repeats: true" "$TMP/err" || fail "the warning names drop_repeats: $(cat "$TMP/err")"
+# data.schema.drop_repeats drops them (the first copy stays), says how many, and meta.yaml too;
+# another dataset than the one that kept them (its config hash differs).
+sed 's/^    path: rep\/p\*.csv$/    path: rep\/p*.csv\n    drop_repeats: true/' "$TMP/rep.yaml" > "$TMP/rep_drop.yaml"
+grep -q "drop_repeats: true" "$TMP/rep_drop.yaml" || fail "rep_drop.yaml was not derived"
+"$RD" prepare "$TMP/rep_drop.yaml" --out "$TMP/rep_drop" > "$TMP/out" 2>"$TMP/err" || fail "rep_drop: $(cat "$TMP/err")"
+grep -q "dropped 2 rows that repeat an earlier row exactly (data.schema.drop_repeats; the first $TMP/in/rep/p2.csv:2, a repeat of $TMP/in/rep/p1.csv:3): 5 events left" "$TMP/err" \
+    || fail "drop_repeats message: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "drop_repeats still warns: $(cat "$TMP/err")"
+grep -q "events       5" "$TMP/out" || fail "drop_repeats: $(cat "$TMP/out")"
+grep -q "^  dropped_rows: 2$" "$TMP/rep_drop/meta.yaml" || fail "meta.yaml lacks dropped_rows"
+h1=$(grep data_config_hash "$TMP/rep_out/meta.yaml"); h2=$(grep data_config_hash "$TMP/rep_drop/meta.yaml")
+[ "$h1" != "$h2" ] || fail "drop_repeats does not change the dataset's config hash"
 # A different label or field value is no repeat.
 printf 'ts,uid,iid,clicked\n14,10,b,0\n12,9,c,1\n13,9,a,1\n' > "$TMP/in/rep/p2.csv"
 "$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
