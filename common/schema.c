@@ -1525,13 +1525,14 @@ typedef struct ev_store {
     uint64_t *keys;
     float *nums;
     uint8_t *label;
+    uint64_t *rowh; // a hash of the row's every column as read (find_repeats)
     uint64_t n, cap;
 } ev_store;
 
 // Bytes an event of the log costs until the dataset is built: its meta record (twice: the sort's
 // scratch), key slots, numbers and label, and the builder's per-user index (8 + 4).
 static double ev_bytes(uint32_t ns, uint32_t nn) {
-    return 2.0 * sizeof(ev_meta) + 8.0 * ns + 4.0 * nn + 1.0 + 12.0;
+    return 2.0 * sizeof(ev_meta) + 8.0 * ns + 4.0 * nn + 1.0 + 8.0 + 12.0;
 }
 
 uint64_t rd__schema_log_cap(uint64_t cap, double per_event, double limit) {
@@ -1562,7 +1563,10 @@ static int ev_grow(ev_store *es, uint32_t ns, uint32_t nn, double limit) {
     uint8_t *l = rd_realloc(es->label, nc);
     if (l)
         es->label = l;
-    if (!m || !k || !f || !l)
+    uint64_t *h = rd_realloc(es->rowh, nc * 8);
+    if (h)
+        es->rowh = h;
+    if (!m || !k || !f || !l || !h)
         return -1;
     es->cap = nc;
     return 0;
@@ -1624,17 +1628,18 @@ static void warn_twins(const char *log, const char *col, const char *what, const
 // ---------------------------------------------------------------------------------------------
 // Repeated rows
 
-// Rows that repeat an earlier row exactly (the same time, user, item, label and value of every
-// field read, side-table joins included) are kept: two identical events can be real. But a
-// copy's user history holds the copy before it, label included (rd_dataset_history takes equal
-// times in record order), so that a model reading the history (seq, seq.stats, tokens) reads the
-// event's own label: on a log of random labels with every row twice, a teacher reading
-// seq.stats [1, 4] reached holdout AUC 0.74, against 0.48 on the log without the copies.
-// Prepare says so, or drops them (data.schema.drop_repeats). After the sort a row's copies sit
-// in its run of equal (time, user, item), in line order; each row is compared with at most
-// REPEAT_SCAN rows before it in its run, which bounds the cost on a log of one user, item and
-// second (a repeat farther back in such a run is neither counted nor dropped).
-#define REPEAT_SCAN 64
+// Rows that repeat an earlier row exactly (every column of the log the same, so the same time,
+// user, item, label and value of every field read, side-table joins included) are kept: two
+// identical events can be real. But a copy's user history holds the copy before it, label
+// included (rd_dataset_history takes equal times in record order), so that a model reading the
+// history (seq, seq.stats, tokens) reads the event's own label: on a log of random labels with
+// every row twice, a teacher reading seq.stats [1, 4] reached holdout AUC 0.74, against 0.48 on
+// the log without the copies. Prepare says so, or drops them (data.schema.drop_repeats). After
+// the sort a row's copies sit in its run of equal (time, user, item), in line order. A run of
+// more than one row is sorted by the hash of its whole row (es->rowh), so that every repeat is
+// found however far back its first copy is (a doubled export of a run of 100 rows puts each
+// copy 100 rows after its first), at O(r log r) for a run of r rows; rows of equal hash are
+// compared field by field too. The count does not depend on drop.
 
 typedef struct repeats {
     uint64_t n;           // rows that repeat an earlier row
@@ -1643,39 +1648,89 @@ typedef struct repeats {
 
 static int
 same_row(const ev_store *es, const ev_meta *a, const ev_meta *b, uint32_t ns, uint32_t nn) {
-    return es->label[a->idx] == es->label[b->idx] &&
+    return es->rowh[a->idx] == es->rowh[b->idx] && es->label[a->idx] == es->label[b->idx] &&
            (ns == 0 || memcmp(es->keys + a->idx * ns, es->keys + b->idx * ns, ns * 8ull) == 0) &&
            (nn == 0 || memcmp(es->nums + a->idx * nn, es->nums + b->idx * nn, nn * 4ull) == 0);
 }
 
+typedef struct run_row {
+    uint64_t h;   // es->rowh of the row
+    uint64_t pos; // in es->meta (line order within the run)
+} run_row;
+
+static int cmp_run_row(const void *a, const void *b) {
+    const run_row *x = a, *y = b;
+    if (x->h != y->h)
+        return x->h < y->h ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
 // es sorted by cmp_ev. With drop, the repeats leave es (its meta; the per-event arrays keep
-// their rows, unreferenced).
-static repeats find_repeats(ev_store *es, uint32_t ns, uint32_t nn, int drop) {
-    repeats rp = {0, 0, 0};
-    uint64_t run = 0;           // first kept row of the current (time, user, item) run
-    uint64_t k = es->n ? 1 : 0; // rows kept so far, in es->meta[0, k)
-    for (uint64_t i = 1; i < es->n; i++) {
-        const ev_meta m = es->meta[i], *p = &es->meta[k - 1];
-        int repeat = 0;
-        if (m.ts_ms != p->ts_ms || m.urank != p->urank || m.irank != p->irank) {
-            run = k;
-        } else {
-            uint64_t from = k - run > REPEAT_SCAN ? k - REPEAT_SCAN : run;
-            for (uint64_t j = from; j < k && !repeat; j++) {
-                if (!same_row(es, &es->meta[j], &m, ns, nn))
-                    continue;
-                repeat = 1;
-                if (rp.n++ == 0 || m.line < rp.line) {
-                    rp.line = m.line;
-                    rp.first = es->meta[j].line;
+// their rows, unreferenced). @return 0, -1 out of memory
+static int find_repeats(ev_store *es, uint32_t ns, uint32_t nn, int drop, repeats *rp) {
+    rp->n = rp->line = rp->first = 0;
+    run_row *rr = NULL;
+    uint8_t *rep = NULL; // per row of the run: 1 = repeats an earlier row
+    uint64_t cap = 0, k = 0;
+    for (uint64_t s = 0, e; s < es->n; s = e) {
+        const ev_meta *m0 = &es->meta[s];
+        for (e = s + 1; e < es->n && es->meta[e].ts_ms == m0->ts_ms &&
+                        es->meta[e].urank == m0->urank && es->meta[e].irank == m0->irank;
+             e++)
+            ;
+        const uint64_t r = e - s;
+        if (r == 1) {
+            es->meta[k++] = es->meta[s];
+            continue;
+        }
+        if (r > cap) {
+            run_row *nr = rd_realloc(rr, r * sizeof *rr);
+            if (nr)
+                rr = nr;
+            uint8_t *np = rd_realloc(rep, r);
+            if (np)
+                rep = np;
+            if (!nr || !np) {
+                rd_free(rr);
+                rd_free(rep);
+                return -1;
+            }
+            cap = r;
+        }
+        for (uint64_t i = 0; i < r; i++) {
+            rr[i].h = es->rowh[es->meta[s + i].idx];
+            rr[i].pos = i;
+            rep[i] = 0;
+        }
+        qsort(rr, r, sizeof *rr, cmp_run_row);
+        // In a group of equal hash (line order), a row repeats the first earlier row of the
+        // group that is no repeat itself and equals it.
+        for (uint64_t g = 0, ge; g < r; g = ge) {
+            for (ge = g + 1; ge < r && rr[ge].h == rr[g].h; ge++)
+                ;
+            for (uint64_t i = g + 1; i < ge; i++) {
+                const ev_meta *mi = &es->meta[s + rr[i].pos];
+                for (uint64_t j = g; j < i; j++) {
+                    const ev_meta *mj = &es->meta[s + rr[j].pos];
+                    if (rep[rr[j].pos] || !same_row(es, mj, mi, ns, nn))
+                        continue;
+                    rep[rr[i].pos] = 1;
+                    if (rp->n++ == 0 || mi->line < rp->line) {
+                        rp->line = mi->line;
+                        rp->first = mj->line;
+                    }
+                    break;
                 }
             }
         }
-        if (!repeat || !drop)
-            es->meta[k++] = m;
+        for (uint64_t i = 0; i < r; i++)
+            if (!rep[i] || !drop)
+                es->meta[k++] = es->meta[s + i];
     }
     es->n = k;
-    return rp;
+    rd_free(rr);
+    rd_free(rep);
+    return 0;
 }
 
 // File and line of input line `line` counted across the parts (part k's lines follow part
@@ -1942,6 +1997,12 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
             m->irank = (uint32_t)iid;
             m->line = line_base + line;
             m->idx = es.n;
+            // Every column as read (Latin-1 converted), the unread ones too: a repeat is the
+            // same row, not only the same event (find_repeats).
+            uint64_t rh = 0x7265706561747321ULL;
+            for (size_t c = 0; c < nf; c++)
+                rh = rd_hash64(f[c].ptr, f[c].len, rh ^ (uint64_t)c);
+            es.rowh[es.n] = rh;
             memset(keys, 0, ns * 8ull);
             for (int s = 0; s < cx->n_side; s++) {
                 side_table *st = &cx->side[s];
@@ -2114,22 +2175,25 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     for (uint64_t i = 0; i < items.n; i++)
         ikey[items.rank[i]] = items.key[i];
     qsort(es.meta, es.n, sizeof *es.meta, cmp_ev);
-    repeats rp = find_repeats(&es, ns, nn, sc->drop_repeats);
+    repeats rp;
+    if (find_repeats(&es, ns, nn, sc->drop_repeats, &rp) != 0) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (repeated rows)");
+        goto done;
+    }
     cx->dropped = sc->drop_repeats ? rp.n : 0;
     if (rp.n > 0 && sc->drop_repeats) {
         const char *f1, *f0;
         uint64_t l1 = part_line(files, part_base, n_files, rp.line, &f1);
         uint64_t l0 = part_line(files, part_base, n_files, rp.first, &f0);
-        RD_LOG_INFO("dropped %llu rows that repeat an earlier row exactly (data.schema."
+        RD_LOG_INFO("dropped %llu %s an earlier row exactly (data.schema."
                     "drop_repeats; the first %s:%llu, a repeat of %s:%llu): %llu events left",
-                    (unsigned long long)rp.n, f1, (unsigned long long)l1, f0,
+                    (unsigned long long)rp.n, rp.n == 1 ? "row that repeats" : "rows that repeat", f1, (unsigned long long)l1, f0,
                     (unsigned long long)l0, (unsigned long long)es.n);
     } else if (rp.n > 0) {
         const char *f1, *f0;
         uint64_t l1 = part_line(files, part_base, n_files, rp.line, &f1);
         uint64_t l0 = part_line(files, part_base, n_files, rp.first, &f0);
-        RD_LOG_WARN("%s:%llu repeats %s:%llu exactly (the same time, user, item, label and "
-                    "fields), and %llu of the log's %llu rows %s an earlier row: each is kept "
+        RD_LOG_WARN("%s:%llu repeats %s:%llu exactly (every column), and %llu of the log's %llu rows %s an earlier row: each is kept "
                     "as an event, but its user history then holds the copy before it, label "
                     "included, which a model reading the history (seq, seq.stats, tokens) learns "
                     "as the event's own label; if the export repeated them, set "
@@ -2189,6 +2253,7 @@ done:
     rd_free(es.keys);
     rd_free(es.nums);
     rd_free(es.label);
+    rd_free(es.rowh);
     intern_free(&users);
     intern_free(&items);
     for (int s = 0; s < RD_MAX_SIDE; s++)

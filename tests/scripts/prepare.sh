@@ -156,7 +156,7 @@ data:
 EOF
 } > "$TMP/rep.yaml"
 "$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
-grep -q "rep/p2.csv:2 repeats $TMP/in/rep/p1.csv:3 exactly (the same time, user, item, label and fields), and 2 of the log's 7 rows repeat an earlier row" "$TMP/err" \
+grep -q "rep/p2.csv:2 repeats $TMP/in/rep/p1.csv:3 exactly (every column), and 2 of the log's 7 rows repeat an earlier row" "$TMP/err" \
     || fail "no warning for repeated rows: $(cat "$TMP/err")"
 grep -q "events       7" "$TMP/out" || fail "repeated rows are kept: $(cat "$TMP/out")"
 grep -q "set data.schema.drop_repeats: true" "$TMP/err" || fail "the warning names drop_repeats: $(cat "$TMP/err")"
@@ -176,6 +176,29 @@ h1=$(grep data_config_hash "$TMP/rep_out/meta.yaml"); h2=$(grep data_config_hash
 printf 'ts,uid,iid,clicked\n14,10,b,0\n12,9,c,1\n13,9,a,1\n' > "$TMP/in/rep/p2.csv"
 "$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
 grep -q "WARN" "$TMP/err" && fail "warning on a log without repeats: $(cat "$TMP/err")"
+# Every column counts, not only those read: a label value of the same class (2 beside 1 for
+# "clicked >= 1") or another value of an unread column is another row, not a repeat (drop_repeats
+# dropped it as one).
+printf 'ts,uid,iid,clicked,order\n10,9,a,1,o1\n10,9,a,2,o1\n10,9,a,1,o2\n' > "$TMP/in/rep/p1.csv"
+printf 'ts,uid,iid,clicked,order\n11,9,a,0,o3\n' > "$TMP/in/rep/p2.csv"
+"$RD" prepare "$TMP/rep_drop.yaml" --out "$TMP/rep_drop2" > "$TMP/out" 2>"$TMP/err" || fail "rep_drop2: $(cat "$TMP/err")"
+grep -q "events       4" "$TMP/out" || fail "drop_repeats dropped rows that differ in a column: $(cat "$TMP/err")"
+grep -q "dropped" "$TMP/err" && fail "drop_repeats dropped rows that differ in a column: $(cat "$TMP/err")"
+# A log exported twice whose run of one (time, user, item) holds more than 64 rows: every copy is
+# found, however far back its first (only the last copy was, of 71, with a scan of the 64 rows
+# before each), and the count is the same with and without drop_repeats.
+{ echo ts,uid,iid,clicked,order; for i in $(seq 1 70); do echo "10,9,a,1,o$i"; done; echo 11,10,b,0,x; } > "$TMP/in/rep/p1.csv"
+cp "$TMP/in/rep/p1.csv" "$TMP/in/rep/p2.csv"
+# (order read as a field: the rows of the run are distinct events too)
+printf '    fields:\n      - {name: order, column: order, kind: categorical}\n' > "$TMP/rep_fields"
+cat "$TMP/rep.yaml" "$TMP/rep_fields" > "$TMP/rep3.yaml"
+cat "$TMP/rep_drop.yaml" "$TMP/rep_fields" > "$TMP/rep_drop3.yaml"
+"$RD" prepare "$TMP/rep3.yaml" --out "$TMP/rep_out3" > "$TMP/out" 2>"$TMP/err" || fail "rep3: $(cat "$TMP/err")"
+grep -q "rep/p2.csv:2 repeats $TMP/in/rep/p1.csv:2 exactly (every column), and 71 of the log's 142 rows repeat" "$TMP/err" \
+    || fail "repeats beyond 64 rows back: $(cat "$TMP/err")"
+"$RD" prepare "$TMP/rep_drop3.yaml" --out "$TMP/rep_drop3" > "$TMP/out" 2>"$TMP/err" || fail "rep_drop3: $(cat "$TMP/err")"
+grep -q "dropped 71 rows that repeat an earlier row exactly .*: 71 events left" "$TMP/err" \
+    || fail "drop_repeats beyond 64 rows back: $(cat "$TMP/err")"
 # Ids are text: "007" and "7" are two users. A column holding both spellings of one number
 # more likely lost its zeros on some rows: named (a column padded throughout is not).
 printf 'ts,uid,iid,clicked\n1,007,a,1\n2,7,a,0\n3,0,b,1\n4,000,b,0\n5,0x7,c,1\n6,12,c,0\n' > "$TMP/in/zeros.csv"
