@@ -35,7 +35,10 @@ static double now_s(void) {
 static void utc(int64_t t, char *buf, size_t n) {
     time_t tt = (time_t)t;
     struct tm tm;
-    if (!gmtime_r(&tt, &tm) || !strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm))
+    // The year in four digits, as ISO 8601 (and data.schema's iso8601) has it: strftime's %Y
+    // wrote a log of year 1 as "1-01-01".
+    int k = gmtime_r(&tt, &tm) ? snprintf(buf, n, "%04d", tm.tm_year + 1900) : -1;
+    if (k < 0 || (size_t)k >= n || !strftime(buf + k, n - (size_t)k, "-%m-%dT%H:%M:%SZ", &tm))
         snprintf(buf, n, "?");
 }
 

@@ -226,6 +226,7 @@ static const ck_key schema_keys[] = {
     K_BOOL(rd_schema_config, "header", header, "true"),
     K_BOOL(rd_schema_config, "quoting", quoting, "true"),
     K_CHOICE(rd_schema_config, "encoding", encoding, encodings, "utf-8"),
+    K_BOOL(rd_schema_config, "drop_repeats", drop_repeats, "false"),
     K_COLS(rd_schema_config, "columns", columns, n_columns),
     K_STR(rd_schema_config, "user_column", user_column, 0, NULL),
     K_STR(rd_schema_config, "item_column", item_column, 0, NULL),

@@ -680,7 +680,10 @@ static void compute_splits(uint64_t n, const rd_split_config *sp, uint64_t *wb) 
 static void fmt_utc(int64_t ts, char *out, size_t n) {
     time_t t = (time_t)ts;
     struct tm tm;
-    if (!gmtime_r(&t, &tm) || strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    // The year in four digits, as ISO 8601 (and data.schema's iso8601) has it: strftime's %Y
+    // wrote a log of year 1 as "1-01-01".
+    int k = gmtime_r(&t, &tm) ? snprintf(out, n, "%04d", tm.tm_year + 1900) : -1;
+    if (k < 0 || (size_t)k >= n || !strftime(out + k, n - (size_t)k, "-%m-%dT%H:%M:%SZ", &tm))
         snprintf(out, n, "?");
 }
 
@@ -945,6 +948,10 @@ static int fill_missing(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb
     return RD_OK;
 }
 
+// A standardized value of the stream or holdout beyond this magnitude is warned about (the
+// threshold of prepare's warning on raw numeric fields).
+#define RD_DATASET_Z_WARN 1000.0
+
 // fields[].standardize: the mean and (population) standard deviation of each such field over the
 // batch period's records (the split of the events kept), then every record's value replaced by
 // (x - mean) / std, the stream and holdout with the batch period's figures (nothing of the later
@@ -985,16 +992,23 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
         double sd = nb ? sqrt(ss / (double)nb) : 1.0;
         // Constant: no spread beyond rounding of its own magnitude (relative, so that a field of
         // real variation at a tiny scale, 1e-30, is standardized too).
-        if (!(sd > 1e-12 * amax))
+        const int constant = !(sd > 1e-12 * amax);
+        if (constant)
             sd = 1.0;
         b->stdz_mean[f] = mean;
         b->stdz_sd[f] = sd;
         b->lay.fields[f].mean = mean;
         b->lay.fields[f].std = sd;
+        uint64_t far_i = 0; // the later event standardized farthest from 0
+        double far_z = 0.0;
         for (uint64_t i = 0; i < n; i++) {
             float x;
             memcpy(&x, recs + i * rs + off, 4);
             float z = rd_field_transform(RD_XFORM_STANDARDIZE, mean, sd, (double)x);
+            if (i >= nb && fabs((double)z) > far_z) {
+                far_z = fabs((double)z);
+                far_i = i;
+            }
             if (!isfinite(z)) {
                 // The builder does not keep the records' input lines (its memory does not grow
                 // with the events); a source that does (the CSV log, held for its sort) names
@@ -1019,9 +1033,64 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
             }
             memcpy(recs + i * rs + off, &z, 4);
         }
+        // A batch period that barely varies (or not at all: std 1 then) against later values
+        // far from it: the models trained on inputs within a few units and meet these in the
+        // stream or holdout. A constant 5.0 before values up to 1e6 stopped training at the
+        // first stream step with "lower the learning rate". Finite, so legal: say so here.
+        if (far_z > RD_DATASET_Z_WARN) {
+            rd_record r;
+            memcpy(&r, recs + far_i * rs, sizeof r);
+            char when[32];
+            fmt_utc(r.ts, when, sizeof when);
+            RD_LOG_WARN("field '%s': standardized with the batch period's mean %g and std %g%s, "
+                        "a later event (at %s, record %llu in time order) standardizes to |z| = "
+                        "%.3g: the "
+                        "models train on values within a few units and this one saturates "
+                        "them; the batch period does not cover the column's later range "
+                        "(set log1p: true, rescale the column, or start the batch period where "
+                        "it varies)",
+                        b->lay.fields[f].name, mean, sd,
+                        constant ? " (1: the batch period holds one value)" : "", when,
+                        (unsigned long long)far_i, far_z);
+        }
     }
     b->records_crc = rd_crc32c(0, recs, (size_t)(n * rs));
     return RD_OK;
+}
+
+// A batch period of one class (a log whose negatives were logged only from some date on, a
+// label rule that holds for every early event) or of no events passed without a word: the
+// models' batch epochs then learn a constant and the popularity baseline's item rates are all
+// 0 or 1, while prepare printed only the whole log's label rate. Say so (it is legal: the
+// stream windows train on both classes).
+static void warn_batch_period(const rd__builder *b, const uint8_t *recs, uint64_t n) {
+    uint64_t wb[2];
+    rd_split_config one = b->split;
+    one.stream_windows = 1; // wb[0], the batch period's end, does not depend on the windows
+    compute_splits(n, &one, wb);
+    if (wb[0] == 0) {
+        RD_LOG_WARN("the batch period holds no events (data.split.batch_fraction %g of %llu "
+                    "events): the models train on the stream windows only",
+                    b->split.batch_fraction, (unsigned long long)n);
+        return;
+    }
+    uint64_t pos = 0;
+    for (uint64_t i = 0; i < wb[0]; i++) {
+        rd_record r;
+        memcpy(&r, recs + i * b->record_size, sizeof r);
+        pos += r.label > 0.5f;
+    }
+    if (pos == 0 || pos == wb[0]) {
+        char t[32];
+        rd_record r;
+        memcpy(&r, recs + (wb[0] - 1) * b->record_size, sizeof r);
+        fmt_utc(r.ts, t, sizeof t);
+        RD_LOG_WARN("every event of the batch period (the first %llu of %llu, up to %s) has "
+                    "label %d: its epochs train the models on one class, and the popularity "
+                    "baseline's item rates are all %d; if the log lacks the other class before "
+                    "some date (negatives logged only later), start it there",
+                    (unsigned long long)wb[0], (unsigned long long)n, t, pos ? 1 : 0, pos ? 1 : 0);
+    }
 }
 
 int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
@@ -1101,6 +1170,7 @@ int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
         goto fn_fail;
     h.records_crc = b->records_crc;
     const uint8_t *recs = map + h.records_off;
+    warn_batch_period(b, recs, n);
     uint64_t *user_off = (uint64_t *)(map + h.user_off_off);
     uint64_t *user_rec = (uint64_t *)(map + h.user_rec_off);
     uint32_t *user_pos = (uint32_t *)(map + h.user_pos_off);
@@ -2088,6 +2158,7 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed) {
                                                  "\n    context_effect: 0.5\n",
                                                  "\n    memory_rate: 0.25\n",
                                                  "\n    encoding: \"utf-8\"\n",
+                                                 "\n    drop_repeats: false\n", // added 2026-12-04
                                                  NULL};
             for (int k = 0; compat[k]; k++) {
                 size_t cl = strlen(compat[k]);

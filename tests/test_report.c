@@ -432,11 +432,67 @@ static void test_pairs_reported(void **state) {
     rd_free(cfg);
 }
 
+// Undefined figures in the printed table (odd logs: a holdout of one class, users of one class,
+// no warm user, no stream events) read "n/a" with a line saying why, never "nan".
+static void test_table_undefined(void **state) {
+    (void)state;
+    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
+    rd_config_defaults(cfg);
+    snprintf(cfg->run.name, sizeof cfg->run.name, "odd");
+    cfg->cluster.n_jobs = 0;
+    add_job(cfg, "teacher", RD_JOB_TEACHER, 0, NULL);
+    add_job(cfg, "student", RD_JOB_STUDENT, 1, "teacher");
+    rd_trainer_result *res = results(cfg, (const uint64_t[]){5000, 300});
+    for (int j = 0; j < 2; j++) {
+        set_m(&res[j].holdout.m, 0.6, 0.5, 200);
+        res[j].holdout.m.gauc = NAN; // every holdout user of one class
+        res[j].holdout.m.gauc_valid = 0;
+        set_m(&res[j].warm.m, NAN, NAN, 0); // no warm user
+        res[j].warm.m.calibration_valid = 0;
+        res[j].n_windows = 2; // windows of 0 events
+        set_m(&res[j].window[0].m, NAN, NAN, 0);
+        set_m(&res[j].window[1].m, NAN, NAN, 0);
+        res[j].window[0].m.calibration_valid = res[j].window[1].m.calibration_valid = 0;
+    }
+    set_m(&res[0].pop_holdout.m, 0.55, 0.6, 200);
+    set_m(&res[0].pop_warm.m, NAN, NAN, 0);
+    res[0].pop_warm.m.calibration_valid = 0;
+    char *out = printed(cfg, res, 2);
+    assert_null(strstr(out, "nan"));
+    assert_non_null(
+        strstr(out, "teacher        holdout    0.6000      n/a   0.5000   1.0000      200"));
+    assert_non_null(
+        strstr(out, "teacher        warm          n/a      n/a      n/a      n/a        0"));
+    assert_non_null(
+        strstr(out, "student        stream        n/a      n/a      n/a      n/a        0"));
+    assert_non_null(strstr(out, "\n(n/a: undefined on the slice: AUC needs both classes, GAUC a "
+                                "user with both, calib a positive, every figure an event)\n"));
+    assert_non_null(strstr(out, "\n(warm is empty: no holdout event's user has >= 20 earlier "
+                                "events)\n"));
+    assert_non_null(strstr(out, "\n(stream is empty: data.split leaves no events between the "
+                                "batch period and the holdout)\n"));
+    rd_free(out);
+    // Every figure defined: no footnote.
+    for (int j = 0; j < 2; j++) {
+        set_m(&res[j].holdout.m, 0.6, 0.5, 200);
+        set_m(&res[j].warm.m, 0.6, 0.5, 100);
+        set_m(&res[j].window[0].m, 0.6, 0.5, 10);
+        set_m(&res[j].window[1].m, 0.6, 0.5, 10);
+    }
+    set_m(&res[0].pop_warm.m, 0.55, 0.6, 100);
+    out = printed(cfg, res, 2);
+    assert_null(strstr(out, "n/a:"));
+    assert_null(strstr(out, "is empty"));
+    rd_free(out);
+    rd_free(res);
+    rd_free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eta_of),         cmocka_unit_test(test_stream_mean),
         cmocka_unit_test(test_pairs),          cmocka_unit_test(test_write),
-        cmocka_unit_test(test_pairs_reported),
+        cmocka_unit_test(test_pairs_reported), cmocka_unit_test(test_table_undefined),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -545,10 +545,25 @@ int rd_report_plot(const rd_config *cfg, const rd_trainer_result *res, int n, rd
 // ---------------------------------------------------------------------------------------------
 // Final table
 
-static void row(const char *job, const char *slice, const rd_metrics_result *m) {
-    printf("%-14s %-8s %8.4f %8.4f %8.4f %8.4f %8llu\n", job, slice,
-           m->auc_valid ? m->auc : (double)NAN, m->gauc_valid ? m->gauc : (double)NAN, m->logloss,
-           m->calibration_valid ? m->calibration : (double)NAN, (unsigned long long)m->n);
+// A figure of the table, or "n/a" where the slice leaves it undefined (AUC of one class, GAUC
+// without a user of both, anything of 0 events): a bare "nan" in the table said nothing of why.
+static void cell(double v, int valid) {
+    if (valid && isfinite(v))
+        printf(" %8.4f", v);
+    else
+        printf(" %8s", "n/a");
+}
+
+// @return 1 when a figure of the row is n/a.
+static int row(const char *job, const char *slice, const rd_metrics_result *m) {
+    printf("%-14s %-8s", job, slice);
+    cell(m->auc, m->auc_valid);
+    cell(m->gauc, m->gauc_valid);
+    cell(m->logloss, m->n > 0);
+    cell(m->calibration, m->calibration_valid);
+    printf(" %8llu\n", (unsigned long long)m->n);
+    return !(m->auc_valid && isfinite(m->auc) && m->gauc_valid && isfinite(m->gauc) && m->n > 0 &&
+             isfinite(m->logloss) && m->calibration_valid && isfinite(m->calibration));
 }
 
 // One pair: a header naming it and its warning if any, then its three eta lines and the FLOP
@@ -597,15 +612,26 @@ void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n) 
     printf("\n== %s (seed %llu) ==\n", cfg->run.name, (unsigned long long)cfg->run.seed);
     printf("%-14s %-8s %8s %8s %8s %8s %8s\n", "job", "slice", "AUC", "GAUC", "logloss", "calib",
            "events");
+    int na = 0;
     for (int j = 0; j < n; j++) {
         rd_metrics_result sm = rd_report_stream_mean(&res[j]);
-        row(res[j].job, "holdout", &res[j].holdout.m);
-        row(res[j].job, "warm", &res[j].warm.m);
-        row(res[j].job, "stream", &sm);
+        na |= row(res[j].job, "holdout", &res[j].holdout.m);
+        na |= row(res[j].job, "warm", &res[j].warm.m);
+        na |= row(res[j].job, "stream", &sm);
     }
     if (n > 0) {
-        row("popularity", "holdout", &res[0].pop_holdout.m);
-        row("popularity", "warm", &res[0].pop_warm.m);
+        na |= row("popularity", "holdout", &res[0].pop_holdout.m);
+        na |= row("popularity", "warm", &res[0].pop_warm.m);
+        // Why a figure is n/a: the slice's events, not the model.
+        if (na)
+            printf("(n/a: undefined on the slice: AUC needs both classes, GAUC a user with both, "
+                   "calib a positive, every figure an event)\n");
+        if (res[0].holdout.m.n > 0 && res[0].warm.m.n == 0)
+            printf("(warm is empty: no holdout event's user has >= %d earlier events)\n",
+                   RD_TRAINER_WARM_MIN);
+        if (rd_report_stream_mean(&res[0]).n == 0)
+            printf("(stream is empty: data.split leaves no events between the batch period and "
+                   "the holdout)\n");
         // A model that ranks the holdout worse than item counts do learned too little: say so
         // where its figures are read (a run of 2 epochs on a new log gave AUC 0.53 against
         // popularity's 0.61, and nothing said why).

@@ -862,33 +862,15 @@ stage_check_rows(const rd_trainer *tr, const stage *s, const char *phase, rd_err
 // untrained model's loss is already broken.
 #define RD_TRAIN_INPUT_LARGE 1000.0
 
-// The training loss of a step, NaN, inf or beyond RD_TRAIN_LOSS_DIVERGED: the dense part or a
-// table diverged; at the run's first step, before any update, no learning rate is the cause: the
-// message names the numeric inputs of the batch that are out of scale instead.
-static int check_loss(const rd_trainer *tr, const stage *s, double loss, rd_errbuf *eb) {
-    // The loss sums the main tower's, the auxiliary tower's and alpha times the distillation
-    // term: each is bounded alike.
-    double terms = 2.0 + (tr->job->distill ? (double)tr->cfg->distill.alpha : 0.0);
-    if (isfinite(loss) && loss < RD_TRAIN_LOSS_DIVERGED * terms)
-        return RD_OK;
-    char what[64];
-    if (isfinite(loss))
-        snprintf(what, sizeof what, "%.3g nats per example", loss);
-    else
-        snprintf(what, sizeof what, "%s", isnan(loss) ? "NaN" : "inf");
-    if (tr->step > 0)
-        return rd_err_set(eb, RD_ERR_DIVERGED,
-                          "training diverged at step %llu: the loss is %s (train.lr %g, "
-                          "train.optimizer %s); lower the learning rate",
-                          (unsigned long long)tr->step, what, (double)tr->cfg->train.lr,
-                          tr->cfg->train.optimizer);
-    // Step 0: the initial model. Name the dataset's numeric inputs out of scale in this batch.
+// The dataset's numeric inputs of the stage's batch beyond RD_TRAIN_INPUT_LARGE, named into
+// names ("'price' (|x| up to 1e+06), ..."). @return how many.
+static int large_inputs(const rd_trainer *tr, const stage *s, char *names, size_t cap) {
     const rd_model *m = tr->model;
     const uint32_t n_in = rd_dataset_n_inputs(tr->info);
     const rd_dataset_field *fl = rd_dataset_fields(tr->ds);
-    char names[512] = "";
     size_t len = 0;
     int n_large = 0;
+    names[0] = 0;
     for (uint32_t j = 0; s->numeric && j < n_in && j < (uint32_t)m->n_numeric; j++) {
         double big = 0.0;
         for (size_t b = 0; b < s->B; b++) {
@@ -901,14 +883,54 @@ static int check_loss(const rd_trainer *tr, const stage *s, double loss, rd_errb
         for (uint32_t f = 0; f < tr->info->n_fields; f++)
             if (fl[f].kind == RD_FIELD_NUMERIC && fl[f].offset == j)
                 name = fl[f].name;
-        if (len < sizeof names - 1) {
-            int w = snprintf(names + len, sizeof names - len, "%s'%s' (|x| up to %.3g)",
-                             n_large ? ", " : "", name, big);
+        if (len < cap - 1) {
+            int w = snprintf(names + len, cap - len, "%s'%s' (|x| up to %.3g)", n_large ? ", " : "",
+                             name, big);
             len += w > 0 ? (size_t)w : 0;
-            len = len < sizeof names - 1 ? len : sizeof names - 1;
+            len = len < cap - 1 ? len : cap - 1;
         }
         n_large++;
     }
+    return n_large;
+}
+
+// The training loss of a step, NaN, inf or beyond RD_TRAIN_LOSS_DIVERGED: the dense part or a
+// table diverged; at the run's first step, before any update, no learning rate is the cause: the
+// message names the numeric inputs of the batch that are out of scale instead. Later, inputs out
+// of scale in the diverging batch are named too: a standardized field whose batch period barely
+// varied meets values of |z| 10^6 in the stream, and "lower the learning rate" sent the user the
+// wrong way.
+static int check_loss(const rd_trainer *tr, const stage *s, double loss, rd_errbuf *eb) {
+    // The loss sums the main tower's, the auxiliary tower's and alpha times the distillation
+    // term: each is bounded alike.
+    double terms = 2.0 + (tr->job->distill ? (double)tr->cfg->distill.alpha : 0.0);
+    if (isfinite(loss) && loss < RD_TRAIN_LOSS_DIVERGED * terms)
+        return RD_OK;
+    char what[64];
+    if (isfinite(loss))
+        snprintf(what, sizeof what, "%.3g nats per example", loss);
+    else
+        snprintf(what, sizeof what, "%s", isnan(loss) ? "NaN" : "inf");
+    // Name the dataset's numeric inputs out of scale in this batch.
+    char names[512];
+    const int n_large = large_inputs(tr, s, names, sizeof names);
+    if (tr->step > 0 && n_large)
+        return rd_err_set(eb, RD_ERR_DIVERGED,
+                          "training diverged at step %llu: the loss is %s, and numeric input%s "
+                          "%s of this batch %s out of scale (as the model reads %s, after "
+                          "log1p and standardize): set log1p: true on %s or rescale the "
+                          "column, and prepare the data again (a standardized field whose batch "
+                          "period barely varies meets such values later: prepare warned)",
+                          (unsigned long long)tr->step, what, n_large > 1 ? "s" : "", names,
+                          n_large > 1 ? "are" : "is", n_large > 1 ? "them" : "it",
+                          n_large > 1 ? "them" : "it");
+    if (tr->step > 0)
+        return rd_err_set(eb, RD_ERR_DIVERGED,
+                          "training diverged at step %llu: the loss is %s (train.lr %g, "
+                          "train.optimizer %s); lower the learning rate",
+                          (unsigned long long)tr->step, what, (double)tr->cfg->train.lr,
+                          tr->cfg->train.optimizer);
+    // Step 0: the initial model.
     if (n_large)
         return rd_err_set(eb, RD_ERR_DIVERGED,
                           "the untrained model's loss is %s at the first step, before any "
@@ -3081,9 +3103,19 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
                 res->window[w].samples_per_s = sps_before;
             res->n_windows = (int)w + 1;
         }
-        if (me == 0 && !tr->quiet)
-            printf("[%s] stream window %u: auc %.4f gauc %.4f logloss %.4f (%llu events)\n",
-                   tr->job->name, w, mr.auc, mr.gauc, mr.logloss, (unsigned long long)mr.n);
+        if (me == 0 && !tr->quiet) {
+            // n/a, not nan, where the window leaves a figure undefined (as the final table).
+            char fig[3][16];
+            const double v[3] = {mr.auc, mr.gauc, mr.logloss};
+            const int ok[3] = {mr.auc_valid, mr.gauc_valid, mr.n > 0};
+            for (int k = 0; k < 3; k++)
+                if (ok[k] && isfinite(v[k]))
+                    snprintf(fig[k], sizeof fig[k], "%.4f", v[k]);
+                else
+                    snprintf(fig[k], sizeof fig[k], "n/a");
+            printf("[%s] stream window %u: auc %s gauc %s logloss %s (%llu events)\n",
+                   tr->job->name, w, fig[0], fig[1], fig[2], (unsigned long long)mr.n);
+        }
     }
     // 3. The final checkpoint (after the last training step), then the holdout, whole and warm.
     if (rc == RD_OK) {

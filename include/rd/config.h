@@ -252,6 +252,9 @@ typedef struct rd_schema_config {
     char label_values[RD_MAX_LABEL_VALUES][RD_NAME_MAX];
     char encoding[12]; // the log's text: "utf-8" | "latin-1" (converted to UTF-8 before it is
                        // hashed, as a Latin-1 side table is); default "utf-8"
+    int drop_repeats;  // 1 = drop the rows that repeat an earlier row exactly (every column
+                       // of the log the same: a doubled export, overlapping parts); 0 = keep
+                       // them (prepare warns); default 0
 } rd_schema_config;
 
 typedef struct rd_synthetic_config {

@@ -9,7 +9,7 @@
 #   many_windows   100 stream windows: every one is in the metrics files and the stream slice
 # Each log also has a numeric field with `standardize: true` (its meta.yaml figures are
 # checked). report.json must parse, hold null (never NaN) where a figure is undefined, and the
-# printed eta lines must read "n/a" with the reason.
+# printed eta lines must read "n/a" with the reason, as the table must where it has no figure.
 #
 #   bash tests/scripts/odd_logs.sh build/recdistill
 set -u
@@ -87,6 +87,8 @@ EOF
     [ $rc -eq 0 ] || fail "$f: exit $rc: $(tail -5 "$TMP/$f.err")"
     [ -f "$out/report.json" ] || fail "$f: no report.json"
     grep '^eta ' "$TMP/$f.out" | grep -q nan && fail "$f: an eta line prints nan"
+    # The table prints n/a where a slice leaves a figure undefined (it printed nan, unexplained).
+    grep -qw nan "$TMP/$f.out" && fail "$f: the printed table holds nan: $(grep -w nan "$TMP/$f.out")"
     [ "$(grep -c '^eta ' "$TMP/$f.out")" -eq 3 ] || fail "$f: expected three eta lines"
     grep '^eta ' "$TMP/$f.out" | grep -vq "n/a\|[0-9]\.[0-9][0-9][0-9] " &&
         fail "$f: an eta line is neither a figure nor n/a: $(grep '^eta ' "$TMP/$f.out")"

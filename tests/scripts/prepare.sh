@@ -103,7 +103,7 @@ grep -q "country 2" "$TMP/out" || fail "csv vocabulary: $(cat "$TMP/out")"
 # --- CSV: values that parse but are likely wrong are named on stderr (the dataset is built) --
 # A raw numeric column of large values (prices in cents) saturates every model that reads it; a
 # unix_ms log whose values are seconds lands in January 1970.
-printf 'ts,uid,iid,clicked,price,dwell\n1600000000,9,a,1,1500000,-2e4\n1600000100,10,b,0,20,3\n' > "$TMP/in/big.csv"
+printf 'ts,uid,iid,clicked,price,dwell\n1600000000,9,a,1,1500000,2e4\n1600000100,10,b,0,20,3\n' > "$TMP/in/big.csv"
 { common; cat <<EOF
 data:
   source: csv
@@ -130,6 +130,117 @@ grep -q "big.csv: time_format unix_ms: every timestamp falls before" "$TMP/err" 
 sed -i 's/time_format: unix_ms/time_format: unix/; s/kind: numeric}/kind: numeric, log1p: true}/; s/kind: feedback}/kind: feedback, log1p: true}/' "$TMP/big.yaml"
 "$RD" prepare "$TMP/big.yaml" --out "$TMP/big_out" > "$TMP/out" 2>"$TMP/err" || fail "big: $(cat "$TMP/err")"
 grep -q "WARN" "$TMP/err" && fail "warning on a sound log: $(cat "$TMP/err")"
+# log1p stores log1p(max(x, 0)): a signed column lost its negative values without a word.
+printf 'ts,uid,iid,clicked,price,dwell\n1600000000,9,a,1,-3,-2e4\n1600000100,10,b,0,20,-1\n1600000200,10,c,0,-0.5,3\n' > "$TMP/in/neg.csv"
+sed 's/big.csv/neg.csv/' "$TMP/big.yaml" > "$TMP/neg.yaml"
+"$RD" prepare "$TMP/neg.yaml" --out "$TMP/neg_out" > "$TMP/out" 2>"$TMP/err" || fail "neg: $(cat "$TMP/err")"
+grep -q "neg.csv: numeric field 'price': 2 values below 0, stored as 0 by log1p: true (it takes log1p(max(x, 0))); for a signed column drop log1p (data.schema.fields\[0\].log1p: false) and set standardize: true" "$TMP/err" \
+    || fail "no warning for negative values under log1p: $(cat "$TMP/err")"
+grep -q "neg.csv: feedback field 'dwell': 2 values below 0, stored as 0" "$TMP/err" \
+    || fail "no warning for negative feedback values under log1p: $(cat "$TMP/err")"
+# Rows that repeat an earlier row exactly (a doubled export, parts that overlap): kept, but a
+# copy's history holds the copy before it and its label. Named, with the count, across parts.
+mkdir -p "$TMP/in/rep"
+printf 'ts,uid,iid,clicked\n10,9,a,1\n11,10,b,0\n11,10,b,1\n12,9,c,0\n' > "$TMP/in/rep/p1.csv"
+printf 'ts,uid,iid,clicked\n11,10,b,0\n12,9,c,0\n13,9,a,1\n' > "$TMP/in/rep/p2.csv"
+{ common; cat <<EOF
+data:
+  source: csv
+  input: $TMP/in
+  schema:
+    path: rep/p*.csv
+    user_column: uid
+    item_column: iid
+    time_column: ts
+    label: "clicked >= 1"
+EOF
+} > "$TMP/rep.yaml"
+"$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
+grep -q "rep/p2.csv:2 repeats $TMP/in/rep/p1.csv:3 exactly (every column), and 2 of the log's 7 rows repeat an earlier row" "$TMP/err" \
+    || fail "no warning for repeated rows: $(cat "$TMP/err")"
+grep -q "events       7" "$TMP/out" || fail "repeated rows are kept: $(cat "$TMP/out")"
+grep -q "set data.schema.drop_repeats: true" "$TMP/err" || fail "the warning names drop_repeats: $(cat "$TMP/err")"
+# data.schema.drop_repeats drops them (the first copy stays), says how many, and meta.yaml too;
+# another dataset than the one that kept them (its config hash differs).
+sed 's/^    path: rep\/p\*.csv$/    path: rep\/p*.csv\n    drop_repeats: true/' "$TMP/rep.yaml" > "$TMP/rep_drop.yaml"
+grep -q "drop_repeats: true" "$TMP/rep_drop.yaml" || fail "rep_drop.yaml was not derived"
+"$RD" prepare "$TMP/rep_drop.yaml" --out "$TMP/rep_drop" > "$TMP/out" 2>"$TMP/err" || fail "rep_drop: $(cat "$TMP/err")"
+grep -q "dropped 2 rows that repeat an earlier row exactly (data.schema.drop_repeats; the first $TMP/in/rep/p2.csv:2, a repeat of $TMP/in/rep/p1.csv:3): 5 events left" "$TMP/err" \
+    || fail "drop_repeats message: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "drop_repeats still warns: $(cat "$TMP/err")"
+grep -q "events       5" "$TMP/out" || fail "drop_repeats: $(cat "$TMP/out")"
+grep -q "^  dropped_rows: 2$" "$TMP/rep_drop/meta.yaml" || fail "meta.yaml lacks dropped_rows"
+h1=$(grep data_config_hash "$TMP/rep_out/meta.yaml"); h2=$(grep data_config_hash "$TMP/rep_drop/meta.yaml")
+[ "$h1" != "$h2" ] || fail "drop_repeats does not change the dataset's config hash"
+# A different label or field value is no repeat.
+printf 'ts,uid,iid,clicked\n14,10,b,0\n12,9,c,1\n13,9,a,1\n' > "$TMP/in/rep/p2.csv"
+"$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "warning on a log without repeats: $(cat "$TMP/err")"
+# Every column counts, not only those read: a label value of the same class (2 beside 1 for
+# "clicked >= 1") or another value of an unread column is another row, not a repeat (drop_repeats
+# dropped it as one).
+printf 'ts,uid,iid,clicked,order\n10,9,a,1,o1\n10,9,a,2,o1\n10,9,a,1,o2\n' > "$TMP/in/rep/p1.csv"
+printf 'ts,uid,iid,clicked,order\n11,9,a,0,o3\n' > "$TMP/in/rep/p2.csv"
+"$RD" prepare "$TMP/rep_drop.yaml" --out "$TMP/rep_drop2" > "$TMP/out" 2>"$TMP/err" || fail "rep_drop2: $(cat "$TMP/err")"
+grep -q "events       4" "$TMP/out" || fail "drop_repeats dropped rows that differ in a column: $(cat "$TMP/err")"
+grep -q "dropped" "$TMP/err" && fail "drop_repeats dropped rows that differ in a column: $(cat "$TMP/err")"
+# A log exported twice whose run of one (time, user, item) holds more than 64 rows: every copy is
+# found, however far back its first (only the last copy was, of 71, with a scan of the 64 rows
+# before each), and the count is the same with and without drop_repeats.
+{ echo ts,uid,iid,clicked,order; for i in $(seq 1 70); do echo "10,9,a,1,o$i"; done; echo 11,10,b,0,x; } > "$TMP/in/rep/p1.csv"
+cp "$TMP/in/rep/p1.csv" "$TMP/in/rep/p2.csv"
+# (order read as a field: the rows of the run are distinct events too)
+printf '    fields:\n      - {name: order, column: order, kind: categorical}\n' > "$TMP/rep_fields"
+cat "$TMP/rep.yaml" "$TMP/rep_fields" > "$TMP/rep3.yaml"
+cat "$TMP/rep_drop.yaml" "$TMP/rep_fields" > "$TMP/rep_drop3.yaml"
+"$RD" prepare "$TMP/rep3.yaml" --out "$TMP/rep_out3" > "$TMP/out" 2>"$TMP/err" || fail "rep3: $(cat "$TMP/err")"
+grep -q "rep/p2.csv:2 repeats $TMP/in/rep/p1.csv:2 exactly (every column), and 71 of the log's 142 rows repeat" "$TMP/err" \
+    || fail "repeats beyond 64 rows back: $(cat "$TMP/err")"
+"$RD" prepare "$TMP/rep_drop3.yaml" --out "$TMP/rep_drop3" > "$TMP/out" 2>"$TMP/err" || fail "rep_drop3: $(cat "$TMP/err")"
+grep -q "dropped 71 rows that repeat an earlier row exactly .*: 71 events left" "$TMP/err" \
+    || fail "drop_repeats beyond 64 rows back: $(cat "$TMP/err")"
+# Ids are text: "007" and "7" are two users. A column holding both spellings of one number
+# more likely lost its zeros on some rows: named (a column padded throughout is not).
+printf 'ts,uid,iid,clicked\n1,007,a,1\n2,7,a,0\n3,0,b,1\n4,000,b,0\n5,0x7,c,1\n6,12,c,0\n' > "$TMP/in/zeros.csv"
+sed 's|rep/p\*.csv|zeros.csv|' "$TMP/rep.yaml" > "$TMP/zeros.yaml"
+"$RD" prepare "$TMP/zeros.yaml" --out "$TMP/zeros_out" > "$TMP/out" 2>"$TMP/err" || fail "zeros: $(cat "$TMP/err")"
+grep -q "zeros.csv: column 'uid': 2 ids spell the number of another id with leading zeros ('000' beside '0'): ids are text, so these are different users" "$TMP/err" \
+    || fail "no warning for ids that differ by leading zeros: $(cat "$TMP/err")"
+grep -q "users        6" "$TMP/out" || fail "zeros: '007' and '7' are two users: $(cat "$TMP/out")"
+printf 'ts,uid,iid,clicked\n1,007,a,1\n2,017,a,0\n3,000,b,1\n' > "$TMP/in/zeros.csv"
+"$RD" prepare "$TMP/zeros.yaml" --out "$TMP/zeros_out" > "$TMP/out" 2>"$TMP/err" || fail "zeros: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "warning on ids padded throughout: $(cat "$TMP/err")"
+# The first and last second data.schema takes (years 1 and 9999) print as ISO 8601, four-digit
+# years ("1-01-01" before); one second later is refused, naming the line.
+printf 'ts,uid,iid,clicked\n-62135596800,9,a,1\n-1,10,b,0\n253402300799,9,c,0\n' > "$TMP/in/years.csv"
+sed 's|rep/p\*.csv|years.csv|' "$TMP/rep.yaml" > "$TMP/years.yaml"
+"$RD" prepare "$TMP/years.yaml" --out "$TMP/years_out" > "$TMP/out" 2>"$TMP/err" || fail "years: $(cat "$TMP/err")"
+grep -q "time         0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z  (-62135596800 .. 253402300799)" "$TMP/out" \
+    || fail "years: $(cat "$TMP/out")"
+grep -q 'min_utc: "0001-01-01T00:00:00Z", max_utc: "9999-12-31T23:59:59Z"' "$TMP/years_out/meta.yaml" \
+    || fail "years: meta.yaml: $(grep min_utc "$TMP/years_out/meta.yaml")"
+printf 'ts,uid,iid,clicked\n-62135596800,9,a,1\n253402300800,9,c,0\n' > "$TMP/in/years.csv"
+"$RD" prepare "$TMP/years.yaml" --out "$TMP/years_out2" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "year 10000 must exit 1"
+grep -q "years.csv:3: column 'ts': bad unix timestamp '253402300800'" "$TMP/err" || fail "year 10000: $(cat "$TMP/err")"
+[ ! -e "$TMP/years_out2" ] || fail "a refused prepare left its folder"
+# An ISO 8601 time whose UTC offset takes it past either end is refused as the unix forms are
+# (it was taken as year 10000).
+printf 'ts,uid,iid,clicked\n0001-01-01T00:30:00-01:00,9,a,1\n9999-12-31T23:59:59-01:00,9,c,0\n' > "$TMP/in/years.csv"
+sed 's|    time_column: ts|    time_column: ts\n    time_format: iso8601|' "$TMP/years.yaml" > "$TMP/years_iso.yaml"
+"$RD" prepare "$TMP/years_iso.yaml" --out "$TMP/years_out2" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "year 10000 (iso8601) must exit 1"
+grep -q "years.csv:3: column 'ts': bad iso8601 timestamp '9999-12-31T23:59:59-01:00' (outside 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z once its UTC offset is applied)" "$TMP/err" \
+    || fail "year 10000 (iso8601): $(cat "$TMP/err")"
+# A batch period of one class (negatives logged only from some date on) trains every batch
+# epoch on one label; prepare printed only the whole log's label rate. Warned, built all the same.
+{ echo ts,uid,iid,clicked; for i in 1 2 3 4 5 6 7 8; do echo "$i,u$((i % 3)),i$i,1"; done
+  echo 9,u1,i1,0; echo 10,u2,i2,1; } > "$TMP/in/late_neg.csv"
+sed 's|rep/p\*.csv|late_neg.csv|' "$TMP/rep.yaml" > "$TMP/late_neg.yaml"
+"$RD" prepare "$TMP/late_neg.yaml" --out "$TMP/late_out" > "$TMP/out" 2>"$TMP/err" || fail "late_neg: $(cat "$TMP/err")"
+grep -q "every event of the batch period (the first 8 of 10, up to 1970-01-01T00:00:08Z) has label 1: its epochs train the models on one class" "$TMP/err" \
+    || fail "no warning for a batch period of one class: $(cat "$TMP/err")"
+sed -i 's/^3,u0,i3,1$/3,u0,i3,0/' "$TMP/in/late_neg.csv"
+"$RD" prepare "$TMP/late_neg.yaml" --out "$TMP/late_out" > "$TMP/out" 2>"$TMP/err" || fail "late_neg: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "warning on a batch period of both classes: $(cat "$TMP/err")"
 # A multi field keeps max_len values per row: rows with more lost the rest without a word.
 printf 'ts,uid,iid,clicked,tags\n1,9,a,1,x|y|z\n2,10,b,0,x||y\n3,9,c,0,x|y|z|w\n' > "$TMP/in/tags.csv"
 { common; cat <<EOF

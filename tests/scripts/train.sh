@@ -186,6 +186,21 @@ run -n 2 "$RD" train "$TMP/div3.yaml" --out "$TMP/div3" >"$TMP/out" 2>"$TMP/err"
 grep -q "solo: the untrained model's loss is [0-9.e+]* nats per example at the first step, before any update, so no learning rate is the cause: numeric input 'price' (|x| up to [0-9.e+]*) of this batch is out of scale; set standardize: true (or log1p: true) on it in the schema" "$TMP/err" ||
     fail "input out of scale: $(cat "$TMP/err")"
 
+# A standardized input whose batch period is constant meets values of |z| up to 10^6 in the
+# stream: prepare warns, and the divergence names the field rather than the learning rate.
+awk -F, 'NR == 1 { print; next } { printf "%s,%s,%s,%s,%s\n", $1, $2, $3, $4, NR <= 1801 ? "5" : $5 * 1e4 }' \
+    "$TMP/div.csv" > "$TMP/shift.csv"
+diverge "{batch_size: 64, epochs: 1}" "{type: adagrad, lr: 0.2}" |
+    sed -e 's/path: div.csv/path: shift.csv/' > "$TMP/div4.yaml"
+grep -q "path: shift.csv" "$TMP/div4.yaml" || fail "div4.yaml was not derived"
+run -n 2 "$RD" train "$TMP/div4.yaml" --out "$TMP/div4" >"$TMP/out" 2>"$TMP/err" &&
+    fail "a model with a standardized input of |z| 1e6 trained"
+[ ! -e "$TMP/div4/report.json" ] || fail "input out of scale in the stream left a report"
+grep -q "WARN field 'price': standardized with the batch period's mean 5 and std 1 (1: the batch period holds one value), a later event (at .*) standardizes to |z| = [0-9.e+]*: the models train on values within a few units" "$TMP/err" ||
+    fail "no warning of prepare for a standardized input out of scale later: $(cat "$TMP/err")"
+grep -q "solo: training diverged at step [0-9]*: the loss is .*, and numeric input 'price' (|x| up to [0-9.e+]*) of this batch is out of scale (as the model reads it, after log1p and standardize): set log1p: true on it" "$TMP/err" ||
+    fail "input out of scale in the stream: $(cat "$TMP/err")"
+
 # --- one class only: a job whose own sampling keeps positives only, and a dataset sampled so --------
 diverge "{batch_size: 64, epochs: 1}" "{type: adagrad, lr: 0.2}" |
     sed 's/{name: solo, role: student, model: m}/{name: solo, role: student, model: m, negatives: {rate: 1e-9}}/' > "$TMP/one1.yaml"
