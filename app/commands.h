@@ -76,6 +76,11 @@ int rd_app_parse_msg(int argc,
                      char *msg,
                      size_t cap);
 
+/** This binary's build identity (app/build_id.c): one line, "recdistill 0.1.0 src=<digest>
+ *  wire=1 ... fp=ieee abi=le64". Two ranks of a launch must have the same (rd_app_agree). A
+ *  static string. */
+const char *rd_app_build_id(void);
+
 /** One argument every rank of a launch must agree on (rd_app_agree). */
 typedef struct rd_app_arg {
     const char *name;  // "--out", "CONFIG (file content)"
