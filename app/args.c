@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 // "-5", "-0.25", "-.5": a negative number, not an option.
 static int is_negative_number(const char *v) {
@@ -236,7 +237,7 @@ static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
 // mpiexec segments, " (mpiexec segment 2)" / " (mpiexec segments 1, 2)", counted from 1 in the
 // order of the command line.
 static void
-rank_set(const agree_rec *all, const char *sel, int n, int multi, char *buf, size_t cap) {
+rank_set(const int32_t *appnum, const char *sel, int n, int multi, char *buf, size_t cap) {
     size_t len = 0;
     int cnt = 0;
     buf[0] = 0;
@@ -265,8 +266,8 @@ rank_set(const agree_rec *all, const char *sel, int n, int multi, char *buf, siz
     for (int a = 0;; a++) { // the distinct segments, ascending (appnum is small)
         int next = -1;
         for (int r = 0; r < n; r++)
-            if (sel[r] && all[r].appnum > last && (next < 0 || all[r].appnum < next))
-                next = all[r].appnum;
+            if (sel[r] && appnum[r] > last && (next < 0 || appnum[r] < next))
+                next = appnum[r];
         if (next < 0 || a > n)
             break;
         append(buf, cap, &len, "%s%d", nseg ? ", " : " ", next + 1);
@@ -290,7 +291,9 @@ rank_set(const agree_rec *all, const char *sel, int n, int multi, char *buf, siz
 // the list of the arguments that differ.
 static int judge(const char *prog, const char *header, const agree_rec *all, int n) {
     int multi = 0, n_err = 0, n_help = 0;
+    int32_t *appnum = rd_xcalloc((size_t)n, sizeof *appnum);
     for (int r = 0; r < n; r++) {
+        appnum[r] = all[r].appnum;
         multi |= all[r].appnum != all[0].appnum;
         n_err += all[r].status == 2;
         n_help += all[r].status == 1;
@@ -314,7 +317,7 @@ static int judge(const char *prog, const char *header, const agree_rec *all, int
             if (cnt == n) {
                 fprintf(stderr, "%s: %s\n", prog, all[r].msg);
             } else {
-                rank_set(all, sel, n, multi, set, sizeof set);
+                rank_set(appnum, sel, n, multi, set, sizeof set);
                 fprintf(stderr, "%s: %s: %s\n", prog, set, all[r].msg);
             }
         }
@@ -329,7 +332,7 @@ static int judge(const char *prog, const char *header, const agree_rec *all, int
         if (n_help < n) {
             for (int q = 0; q < n; q++)
                 sel[q] = all[q].status == 1;
-            rank_set(all, sel, n, multi, set, sizeof set);
+            rank_set(appnum, sel, n, multi, set, sizeof set);
             fprintf(stderr,
                     "%s: --help was given on %s only: every rank of a launch must be given the "
                     "same arguments\n",
@@ -357,7 +360,7 @@ static int judge(const char *prog, const char *header, const agree_rec *all, int
                     sel[q] = q >= r && !done[q] && all[q].hash[k] == all[r].hash[k];
                     done[q] |= sel[q];
                 }
-                rank_set(all, sel, n, multi, set, sizeof set);
+                rank_set(appnum, sel, n, multi, set, sizeof set);
                 // shown[k] is "NAME\tVALUE": the name heads the group, the value per group.
                 const char *tab = strchr(all[r].shown[k], '\t');
                 fprintf(stderr, "    %s: %s\n", set, tab ? tab + 1 : all[r].shown[k]);
@@ -367,7 +370,179 @@ static int judge(const char *prog, const char *header, const agree_rec *all, int
     }
     rd_free(sel);
     rd_free(done);
+    rd_free(appnum);
     return verdict;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The build check: the first exchange of every launch (rd_app_agree, phase 1)
+//
+// MPMD segments, Slurm het-job components or nodes with their own install may run two builds of
+// recdistill. Nothing compared them: a wire or file layout that differs showed up late (a PROTO
+// error at the first evaluation, after the whole batch phase), model code that differs not at
+// all. So every rank sends its build identity (rd_app_build_id), host and executable path first.
+//
+// hello_rec is frozen: two builds must make the same first collective, whatever else changed.
+// Its size and its first fields are those of agree_rec as it was before this check (1272 bytes:
+// status, appnum, msg_hash, msg, n_args, hash[6], then shown[6][160], where hello keeps its own
+// fields). A rank 0 of such an older build thus reads a new rank as a usage error whose message
+// names the new build, and every rank still exits 2 together; a new rank 0 reads an old rank as
+// a build without identity. Change nothing here; a later build adds fields in `spare` only.
+
+enum { HELLO_SIZE = 1272, HELLO_MSG = 240, HELLO_ID = 256, HELLO_HOST = 128, HELLO_EXE = 560 };
+#define HELLO_MAGIC "RDBUILD1"
+
+typedef struct hello_rec {
+    int32_t status;        // 2: what an older rank 0 takes for a usage error (above)
+    int32_t appnum;        // MPI_APPNUM: the mpiexec segment, from 0 (-1 unknown)
+    uint64_t msg_hash;     // rd_hash_str(msg, 0), as an older rank 0 groups messages
+    char msg[HELLO_MSG];   // "runs another build of recdistill: <id>", for an older rank 0
+    int32_t n_args;        // 0
+    int32_t pad;           // 0
+    uint64_t old_hash[6];  // 0
+    char magic[8];         // HELLO_MAGIC, not NUL-terminated: absent in an older build's record
+    char id[HELLO_ID];     // rd_app_build_id()
+    char host[HELLO_HOST]; // gethostname
+    char exe[HELLO_EXE];   // /proc/self/exe ("" when unknown)
+    char spare[8];         // 0
+} hello_rec;
+_Static_assert(sizeof(hello_rec) == HELLO_SIZE, "hello_rec is frozen: never change its size");
+
+// What rank 0 shows of a record's build: its identity, or that it has none.
+static const char *hello_id(const hello_rec *h) {
+    return memcmp(h->magic, HELLO_MAGIC, 8) == 0 ? h->id : NULL;
+}
+
+// Is `field` one whole space-separated field of `line`?
+static int has_field(const char *line, const char *field) {
+    size_t n = strlen(field);
+    for (const char *p = line; (p = strstr(p, field)) != NULL; p++)
+        if ((p == line || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0))
+            return 1;
+    return 0;
+}
+
+// Append to buf (", "-separated, each once) the keys ("src", "wire", ...) of line a whose
+// key=value field line b lacks.
+static void id_diff(const char *a, const char *b, char *buf, size_t cap, size_t *len) {
+    char ta[HELLO_ID];
+    snprintf(ta, sizeof ta, "%s", a);
+    char *save = NULL;
+    for (char *f = strtok_r(ta, " ", &save); f; f = strtok_r(NULL, " ", &save)) {
+        const char *eq = strchr(f, '=');
+        if (!eq || has_field(b, f))
+            continue;
+        char key[48];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - f), f);
+        char listed[600];
+        snprintf(listed, sizeof listed, ", %s", buf);
+        char *at = strstr(listed, key);
+        int dup = 0;
+        while (at && !dup) { // already listed as a whole key?
+            dup = at[-1] == ' ' && (at[strlen(key)] == ',' || at[strlen(key)] == 0);
+            at = strstr(at + 1, key);
+        }
+        if (!dup)
+            append(buf, cap, len, "%s%s", *len ? ", " : "", key);
+    }
+}
+
+// World rank 0: 0 when every rank runs this build, else the report (stderr) and 1.
+static int judge_builds(const char *prog, const hello_rec *all, int n) {
+    const char *mine = rd_app_build_id();
+    int same = 1, multi = 0;
+    for (int r = 0; r < n; r++) {
+        const char *id = hello_id(&all[r]);
+        same &= id != NULL && strcmp(id, mine) == 0;
+        multi |= all[r].appnum != all[0].appnum;
+    }
+    if (same)
+        return 0;
+    int32_t *appnum = rd_xcalloc((size_t)n, sizeof *appnum);
+    char *sel = rd_xcalloc((size_t)n, 1), *done = rd_xcalloc((size_t)n, 1);
+    char *where = rd_xcalloc((size_t)n, 1);
+    for (int r = 0; r < n; r++)
+        appnum[r] = all[r].appnum;
+    fprintf(stderr,
+            "%s: the ranks of this launch run different builds of recdistill; every rank must run "
+            "the same build (the same sources, wire and file format versions, floating-point "
+            "mode and ABI: `recdistill --version`), wherever it is installed:\n",
+            prog);
+    char set[600], diff[512] = "";
+    size_t dlen = 0;
+    int nb = 0;
+    for (int r = 0; r < n; r++) {
+        if (done[r])
+            continue;
+        const char *id = hello_id(&all[r]);
+        for (int q = 0; q < n; q++) {
+            const char *iq = hello_id(&all[q]);
+            sel[q] = !done[q] && (id ? iq && strcmp(iq, id) == 0 : !iq);
+            done[q] |= sel[q];
+        }
+        fprintf(stderr, "  build %d: %s\n", ++nb,
+                id ? id : "(no build identity: a build from before this check)");
+        if (id && strcmp(id, mine) != 0)
+            id_diff(mine, id, diff, sizeof diff, &dlen);
+        // The build's ranks, by host and executable path.
+        memset(where, 0, (size_t)n);
+        for (int q = r; q < n; q++) {
+            if (!sel[q] || where[q])
+                continue;
+            char *ss = rd_xcalloc((size_t)n, 1);
+            for (int p = q; p < n; p++) {
+                ss[p] = sel[p] && !where[p] && strcmp(all[p].host, all[q].host) == 0 &&
+                        strcmp(all[p].exe, all[q].exe) == 0;
+                where[p] |= ss[p];
+            }
+            rank_set(appnum, ss, n, multi, set, sizeof set);
+            if (id)
+                fprintf(stderr, "    %s on %s: %s\n", set, all[q].host[0] ? all[q].host : "?",
+                        all[q].exe[0] ? all[q].exe : "(executable path unknown)");
+            else
+                fprintf(stderr, "    %s\n", set);
+            rd_free(ss);
+        }
+    }
+    if (diff[0])
+        fprintf(stderr, "  they differ in: %s\n", diff);
+    rd_free(where);
+    rd_free(done);
+    rd_free(sel);
+    rd_free(appnum);
+    return 1;
+}
+
+// 1. Every rank's build; 0 when they all run this one, else RD_APP_AGREE_MISMATCH (printed by
+//    world rank 0). Collective, with the same verdict on every rank.
+static int agree_build(const char *prog, int rank, int size, int appnum) {
+    hello_rec *mine = rd_xcalloc(1, sizeof *mine);
+    mine->status = 2;
+    mine->appnum = appnum;
+    snprintf(mine->msg, sizeof mine->msg, "runs another build of recdistill: %s",
+             rd_app_build_id());
+    mine->msg_hash = rd_hash_str(mine->msg, 0);
+    memcpy(mine->magic, HELLO_MAGIC, 8);
+    snprintf(mine->id, sizeof mine->id, "%s", rd_app_build_id());
+    gethostname(mine->host, sizeof mine->host - 1);
+    ssize_t k = readlink("/proc/self/exe", mine->exe, sizeof mine->exe - 1);
+    mine->exe[k > 0 ? k : 0] = 0;
+    hello_rec *all = rank == 0 ? rd_xcalloc((size_t)size, sizeof *all) : NULL;
+    RD_MPI_CHECK(MPI_Gather(mine, (int)sizeof *mine, MPI_BYTE, all, (int)sizeof *mine, MPI_BYTE, 0,
+                            MPI_COMM_WORLD));
+    int verdict = RD_APP_AGREE_OK;
+    if (rank == 0) {
+        for (int r = 0; r < size; r++) { // another build's strings are bytes until proven else
+            all[r].id[HELLO_ID - 1] = all[r].host[HELLO_HOST - 1] = all[r].exe[HELLO_EXE - 1] = 0;
+        }
+        verdict = judge_builds(prog, all, size) ? RD_APP_AGREE_MISMATCH : RD_APP_AGREE_OK;
+        fflush(stderr);
+    }
+    // An older rank 0 sends its own verdict (a usage error, 2): any non-zero one refuses.
+    RD_MPI_CHECK(MPI_Bcast(&verdict, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    rd_free(all);
+    rd_free(mine);
+    return verdict == RD_APP_AGREE_OK ? RD_APP_AGREE_OK : RD_APP_AGREE_MISMATCH;
 }
 
 static int agree_as(const char *prog,
@@ -380,8 +555,8 @@ static int agree_as(const char *prog,
     int *appnum = NULL;
     RD_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
     RD_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
-    agree_rec *mine = rd_xcalloc(1, sizeof *mine);
     RD_MPI_CHECK(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_APPNUM, &appnum, &flag));
+    agree_rec *mine = rd_xcalloc(1, sizeof *mine);
     mine->appnum = flag && appnum ? *appnum : -1;
     mine->status = status;
     snprintf(mine->msg, sizeof mine->msg, "%s", msg ? msg : "");
@@ -415,6 +590,16 @@ static int agree_as(const char *prog,
 
 int rd_app_agree(
     const char *prog, int status, const char *msg, const rd_app_arg *args, int n_args) {
+    // 1. The same build on every rank, before anything else is compared or made (the first
+    //    collective of every launch; rd_app_agree_values comes later, among ranks of one build).
+    int rank = 0, size = 1, flag = 0;
+    int *appnum = NULL;
+    RD_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    RD_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
+    RD_MPI_CHECK(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_APPNUM, &appnum, &flag));
+    if (agree_build(prog, rank, size, flag && appnum ? *appnum : -1) != RD_APP_AGREE_OK)
+        return RD_APP_AGREE_MISMATCH;
+    // 2. The same arguments.
     return agree_as(prog,
                     "the ranks of this launch were given different arguments; every rank must be "
                     "given the same (in an MPMD launch, repeat them on every mpiexec segment)",

@@ -7,10 +7,12 @@
 // Phases (every rank):
 //   0. MPI_Init comes first, whatever the command line: a rank that stopped before it (a usage
 //      error on one segment of an MPMD launch) left the other ranks in MPI_Init for ever. Then
-//      the ranks agree (rd_app_agree): a usage error on any rank, or a CONFIG (path or content),
-//      --out, --seed or --resume that differs between ranks, ends every rank with exit 2 and one
-//      report by rank 0 naming the ranks and mpiexec segments. So rank 0's arguments are every
-//      rank's, and each segment of an MPMD launch must be given the same ones.
+//      the ranks agree (rd_app_agree): ranks that run different builds of recdistill (another
+//      segment's binary, a node's own install: rd_app_build_id) end every rank with exit 2 and
+//      one report by rank 0 naming each build; then a usage error on any rank, or a CONFIG
+//      (path or content), --out, --seed or --resume that differs between ranks, ends every rank
+//      with exit 2 and one report by rank 0 naming the ranks and mpiexec segments. So rank 0's
+//      arguments are every rank's, and each segment of an MPMD launch must be given the same ones.
 //   1. rank 0 loads the config; the status, then the config, are broadcast (bad config: rank 0
 //      prints one line, every rank exits 1).
 //   2. the world size must equal rd_config_world_size (else one message from rank 0, exit 1).
@@ -1140,7 +1142,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
                                    TAG_RESULT, comm->world, &r));
             rd_comm_wait(&r, poll);
         }
-        if ((rc = rd_report_write(cfg, res, comm->n_jobs, now_s() - t_start, &eb)) != RD_OK)
+        if ((rc = rd_report_write(cfg, res, comm->n_jobs, now_s() - t_start, rd_app_build_id(),
+                                  &eb)) != RD_OK)
             die(comm, "report", &eb, rc);
         if (cfg->output.plot && (rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)
             die(comm, "plot", &eb, rc);

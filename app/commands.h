@@ -76,6 +76,11 @@ int rd_app_parse_msg(int argc,
                      char *msg,
                      size_t cap);
 
+/** This binary's build identity (app/build_id.c): one line, "recdistill 0.1.0 src=<digest>
+ *  wire=1 ... fp=ieee abi=le64". Two ranks of a launch must have the same (rd_app_agree). A
+ *  static string. */
+const char *rd_app_build_id(void);
+
 /** One argument every rank of a launch must agree on (rd_app_agree). */
 typedef struct rd_app_arg {
     const char *name;  // "--out", "CONFIG (file content)"
@@ -98,6 +103,11 @@ enum {
  * (and mpiexec segments) that have it, or every argument that differs with each group of ranks
  * and its value; every rank returns the same verdict (RD_APP_AGREE_*). So a usage error on one
  * segment of an MPMD launch ends the whole launch instead of leaving the others in MPI_Init.
+ * Before the arguments, every rank's build identity (rd_app_build_id), host and executable path
+ * are gathered: ranks that run different builds (an MPMD segment or a node with its own install)
+ * end with RD_APP_AGREE_MISMATCH on every rank, world rank 0 naming each build and its ranks,
+ * segments, hosts and paths. That first exchange has a frozen layout (args.c, hello_rec), so two
+ * builds can always reach the verdict together, a build from before the check included.
  */
 int rd_app_agree(const char *prog, int status, const char *msg, const rd_app_arg *args, int n_args);
 

@@ -25,7 +25,9 @@ static const rd_command commands[] = {
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: recdistill <command> [args]   (recdistill <command> --help)\n\n"
+    fprintf(out, "usage: recdistill <command> [args]   (recdistill <command> --help)\n"
+                 "       recdistill --version   (the build identity every rank of a launch "
+                 "must share)\n\n"
                  "commands:\n");
     for (int i = 0; i < n_commands; i++)
         fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
@@ -93,6 +95,16 @@ int main(int argc, char **argv) {
         if (in_parallel_launch())
             return end_in_launch(argc, argv, 1, "", 1);
         usage(stdout);
+        return rd_app_stdout_written(argv[1], NULL);
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        // The build identity (app/build_id.c): what train compares across the ranks of a launch.
+        if (in_parallel_launch())
+            return end_in_launch(argc, argv, 2,
+                                 "'--version' runs as one process, on its own (without mpiexec "
+                                 "or srun), not in a parallel launch",
+                                 0);
+        printf("%s\n", rd_app_build_id());
         return rd_app_stdout_written(argv[1], NULL);
     }
     for (int i = 0; i < n_commands; i++) {

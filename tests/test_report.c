@@ -224,11 +224,13 @@ static void test_write(void **state) {
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_report_write(cfg, res, 3, 1.5, &eb), RD_OK);
+    assert_int_equal(rd_report_write(cfg, res, 3, 1.5, "recdistill 0.1.0 src=0123", &eb), RD_OK);
     char path[600];
     snprintf(path, sizeof path, "%s/report.json", dir);
     char *js = slurp(path);
     assert_non_null(js);
+    // The build identity follows the config (a NULL one leaves the key out: the other cases).
+    assert_non_null(strstr(js, "\"build\": \"recdistill 0.1.0 src=0123\",\n  \"wall_s\""));
     // holdout eta = (0.77 - 0.76) / (0.80 - 0.76) = 0.25; warm (0.78 - 0.78) / (0.8 - 0.78) = 0
     assert_non_null(strstr(js, "\"holdout\": {\"eta\": 0.250000, \"teacher_gap\": 0.040000"));
     assert_non_null(strstr(js, "\"warm\": {\"eta\": 0.000000, \"teacher_gap\": 0.020000"));
@@ -261,7 +263,7 @@ static void test_write(void **state) {
 
     // A folder that does not exist: an error naming the file, nothing written.
     snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s/missing/sub", dir);
-    assert_int_equal(rd_report_write(cfg, res, 3, 1.5, &eb), RD_ERR_IO);
+    assert_int_equal(rd_report_write(cfg, res, 3, 1.5, NULL, &eb), RD_ERR_IO);
     assert_non_null(strstr(eb.msg, "missing/sub/report.json"));
     snprintf(path, sizeof path, "%s/report.json", dir);
     assert_int_equal(remove(path), 0);
@@ -330,7 +332,7 @@ static void test_pairs_reported(void **state) {
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_report_write(cfg, res, 7, 1.0, &eb), RD_OK);
+    assert_int_equal(rd_report_write(cfg, res, 7, 1.0, NULL, &eb), RD_OK);
     char path[600];
     snprintf(path, sizeof path, "%s/report.json", dir);
     char *js = slurp(path);
@@ -402,7 +404,7 @@ static void test_pairs_reported(void **state) {
     // No raw student (QA report C #5, repro fan.yaml): eta null with its reason, and one
     // printed "eta n/a (...)" line per distilled student.
     cfg->cluster.n_jobs = 4;
-    assert_int_equal(rd_report_write(cfg, res, 4, 1.0, &eb), RD_OK);
+    assert_int_equal(rd_report_write(cfg, res, 4, 1.0, NULL, &eb), RD_OK);
     js = slurp(path);
     assert_non_null(js);
     assert_non_null(strstr(js, "\"eta\": null,\n  \"eta_reason\": \"no student_raw job: no "
@@ -417,7 +419,7 @@ static void test_pairs_reported(void **state) {
     // No distilled student: still a reason.
     cfg->cluster.n_jobs = 3;
     cfg->cluster.jobs[0].distill = 0;
-    assert_int_equal(rd_report_write(cfg, res, 3, 1.0, &eb), RD_OK);
+    assert_int_equal(rd_report_write(cfg, res, 3, 1.0, NULL, &eb), RD_OK);
     out = printed(cfg, res, 3);
     assert_int_equal(count_lines(out, "eta n/a (no distill: true student in this launch)"), 1);
     rd_free(out);

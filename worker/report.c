@@ -425,8 +425,12 @@ static void jper_job(FILE *f, const char *key, const rd_trainer_result *res, int
     fputs("}", f);
 }
 
-int rd_report_write(
-    const rd_config *cfg, const rd_trainer_result *res, int n, double wall_s, rd_errbuf *eb) {
+int rd_report_write(const rd_config *cfg,
+                    const rd_trainer_result *res,
+                    int n,
+                    double wall_s,
+                    const char *build,
+                    rd_errbuf *eb) {
     char path[RD_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/report.json", cfg->run.out_dir);
     rd_lmdbx_outfile of;
@@ -437,6 +441,10 @@ int rd_report_write(
     fprintf(f, "{\n  \"run\": \"%s\",\n  \"seed\": %llu,\n  \"config\": ", cfg->run.name,
             (unsigned long long)cfg->run.seed);
     jstr(f, cfg->source_path); // a path: any bytes
+    if (build) {
+        fputs(",\n  \"build\": ", f);
+        jstr(f, build);
+    }
     fputs(",\n  \"wall_s\": ", f);
     jnum(f, wall_s);
     if (n > 0) {

@@ -89,10 +89,15 @@ rd_report_eta rd_report_eta_of(double teacher_auc, double student_auc, double ra
  * (per job), throughput (samples/s per job, of this launch: launch_samples / train_s), targets
  * (summed), comm (this launch's traffic per launch sample), jobs (details and per-window
  * metrics). Written to a temp file and renamed.
+ * @param[in] build  the program's build identity ("build" after "config"; NULL: no such key)
  * @return RD_OK or RD_ERR_IO (nothing left behind)
  */
-int rd_report_write(
-    const rd_config *cfg, const rd_trainer_result *res, int n, double wall_s, rd_errbuf *eb);
+int rd_report_write(const rd_config *cfg,
+                    const rd_trainer_result *res,
+                    int n,
+                    double wall_s,
+                    const char *build,
+                    rd_errbuf *eb);
 
 /**
  * Write <cfg->run.out_dir>/auc_windows.png: AUC of every stream window (x = window index, each

@@ -21,6 +21,12 @@
 #    now it joins the agreement and the launch ends (exit 2) naming its ranks and segment. Run
 #    on every rank of a launch of several processes it is refused too (it would run N times at
 #    once on the same files); a launch of one process runs it as before.
+#  - the segments of a launch may run two builds of recdistill (another install path, a node
+#    with its own build): nothing compared them, and a mixed launch trained (a wire or layout
+#    difference failing late, model code differing silently). Now every rank's build identity
+#    (`recdistill --version`) is compared first: another build is refused on every rank, exit 2,
+#    rank 0 naming each build with its ranks, segment, host and path; a copy of the same binary
+#    at another path is the same build and trains.
 #   mpmd_args.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: mpmd_args.sh path/to/recdistill}"
@@ -93,12 +99,35 @@ sed 's/seed: 7/seed: 8/' "$C" >"$TMP/other.yaml"
 launch 2 other_cfg -n 2 "$RD" train "$C" : -n 2 "$RD" train "$TMP/other.yaml"
 has other_cfg "CONFIG (the file's content) differs:"
 
+# Two builds: OTHER is a copy of the binary with another source digest in its build identity
+# (the line between the markers "RD_BUILD_ID{" and "\0}" of app/build_id.c, changed in place:
+# what another commit, built anywhere, has). SAME is a plain copy at another path: the same
+# build. No option or environment variable changes a binary's identity.
+mkdir -p "$TMP/other" "$TMP/same"
+OTHER="$TMP/other/recdistill" SAME="$TMP/same/recdistill"
+cp "$RD" "$OTHER" && cp "$RD" "$SAME" || bad "cannot copy $RD"
+python3 - "$OTHER" <<'EOF_PY' || bad "cannot give the copy $OTHER another build identity"
+import sys
+path = sys.argv[1]
+b = bytearray(open(path, "rb").read())
+mark = b"RD_BUILD_ID{"
+if b.count(mark) != 1:
+    sys.exit("the build identity's marker is in the binary %d times, not once" % b.count(mark))
+at = b.index(b" src=", b.index(mark)) + len(b" src=")
+b[at] = ord("0") if b[at] != ord("0") else ord("1")
+open(path, "wb").write(b)
+EOF_PY
+
 # 3. The same arguments on every segment: trains; --seed takes 2^64 - 1 (run.seed's range), and
-#    the same path spelled another way (./) is the same CONFIG.
+#    the same path spelled another way (./) is the same CONFIG. The second segment runs a copy of
+#    the binary at another path: the same build (its identity is in report.json).
 launch 0 same -n 1 "$RD" train "$C" --out "$TMP/run" --seed 18446744073709551615 : \
-    -n 3 "$RD" train "$TMP/./tiny.yaml" --out "$TMP/run" --seed 18446744073709551615
+    -n 3 "$SAME" train "$TMP/./tiny.yaml" --out "$TMP/run" --seed 18446744073709551615
 grep -q '"seed": 18446744073709551615' "$TMP/run/report.json" 2>/dev/null ||
     bad "same: report.json lacks the --seed 18446744073709551615"
+grep -qF "\"build\": \"$("$RD" --version)\"" "$TMP/run/report.json" 2>/dev/null ||
+    bad "same: report.json lacks the build identity '$("$RD" --version)'"
+grep -q "different builds" "$TMP/same.err" && bad "same: copies of one binary taken for two builds"
 # --resume only on the PS segment used to train the workers from scratch, exit 0.
 launch 2 resume_one -n 1 "$RD" train "$C" --out "$TMP/run" --resume "$TMP/run/ckpt" : \
     -n 3 "$RD" train "$C" --out "$TMP/run"
@@ -200,6 +229,33 @@ has all_help "'table' $NOMPI" 1
 # One process under mpiexec: runs as before.
 launch 0 one_config -n 1 "$RD" config "$C"
 grep -q "^run:" "$TMP/one_config.out" || bad "one_config: no configuration printed: $(head -3 "$TMP/one_config.err")"
+
+# 6. Two builds in one launch: refused on every rank before anything is made (no run folder),
+#    whichever segment has rank 0, rank 0 naming each build, its ranks, segment, host and path.
+ID="$("$RD" --version)" OTHER_ID="$("$OTHER" --version)"
+[ -n "$ID" ] && [ "$ID" != "$OTHER_ID" ] || bad "--version: '$ID' and '$OTHER_ID' (the copy)"
+HOST="$(hostname)"
+launch 2 builds -n 2 "$RD" train "$C" --out "$TMP/b1" : -n 2 "$OTHER" train "$C" --out "$TMP/b1"
+has builds "recdistill train: the ranks of this launch run different builds of recdistill" 1
+has builds "  build 1: $ID" 1
+has builds "    ranks 0, 1 (mpiexec segment 1) on $HOST: $(readlink -f "$RD")" 1
+has builds "  build 2: $OTHER_ID" 1
+has builds "    ranks 2, 3 (mpiexec segment 2) on $HOST: $(readlink -f "$OTHER")" 1
+has builds "  they differ in: src" 1
+launch 2 builds_first -n 1 "$OTHER" train "$C" --out "$TMP/b2" : -n 3 "$RD" train "$C" --out "$TMP/b2"
+has builds_first "  build 1: $OTHER_ID" 1
+has builds_first "    ranks 1-3 (mpiexec segment 2) on $HOST: $(readlink -f "$RD")" 1
+# Three segments, two of them the same build at two paths: one build, two places.
+launch 2 builds_three -n 1 "$RD" train "$C" --out "$TMP/b3" : -n 1 "$OTHER" train "$C" \
+    --out "$TMP/b3" : -n 2 "$SAME" train "$C" --out "$TMP/b3"
+has builds_three "    rank 0 (mpiexec segment 1) on $HOST: $(readlink -f "$RD")" 1
+has builds_three "    ranks 2, 3 (mpiexec segment 3) on $HOST: $(readlink -f "$SAME")" 1
+has builds_three "    rank 1 (mpiexec segment 2) on $HOST: $(readlink -f "$OTHER")" 1
+# The build check comes first: another build's usage error (or a command that does not use MPI)
+# is not reached, and the launch still ends together.
+launch 2 builds_usage -n 3 "$RD" train "$C" --out "$TMP/b4" : -n 1 "$OTHER" trian "$C"
+has builds_usage "different builds of recdistill" 1
+for b in b1 b2 b3 b4; do [ -e "$TMP/$b" ] && bad "a launch of two builds made its run folder $b"; done
 
 [ "$fail" = 0 ] && echo "mpmd_args: ok"
 exit "$fail"
