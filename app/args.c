@@ -422,18 +422,24 @@ static int has_field(const char *line, const char *field) {
     return 0;
 }
 
-// Append to buf (", "-separated, each once) the keys ("src", "wire", ...) of line a whose
-// key=value field line b lacks.
+// Append to buf (", "-separated, each once) the names of the fields of identity line a that line
+// b lacks: "version" for the second field (the line begins "recdistill VERSION"), the key of a
+// key=value field ("src", "wire", ...), else the field itself (" fuzzing"). Called both ways, so
+// that a field only one of the two builds has is named too.
 static void id_diff(const char *a, const char *b, char *buf, size_t cap, size_t *len) {
     char ta[HELLO_ID];
     snprintf(ta, sizeof ta, "%s", a);
     char *save = NULL;
-    for (char *f = strtok_r(ta, " ", &save); f; f = strtok_r(NULL, " ", &save)) {
-        const char *eq = strchr(f, '=');
-        if (!eq || has_field(b, f))
+    int i = 0;
+    for (char *f = strtok_r(ta, " ", &save); f; f = strtok_r(NULL, " ", &save), i++) {
+        if (i == 0 || has_field(b, f))
             continue;
+        const char *eq = strchr(f, '=');
         char key[48];
-        snprintf(key, sizeof key, "%.*s", (int)(eq - f), f);
+        if (i == 1)
+            snprintf(key, sizeof key, "version");
+        else
+            snprintf(key, sizeof key, "%.*s", eq ? (int)(eq - f) : (int)strlen(f), f);
         char listed[600];
         snprintf(listed, sizeof listed, ", %s", buf);
         char *at = strstr(listed, key);
@@ -482,8 +488,10 @@ static int judge_builds(const char *prog, const hello_rec *all, int n) {
         }
         fprintf(stderr, "  build %d: %s\n", ++nb,
                 id ? id : "(no build identity: a build from before this check)");
-        if (id && strcmp(id, mine) != 0)
+        if (id && strcmp(id, mine) != 0) {
             id_diff(mine, id, diff, sizeof diff, &dlen);
+            id_diff(id, mine, diff, sizeof diff, &dlen);
+        }
         // The build's ranks, by host and executable path.
         memset(where, 0, (size_t)n);
         for (int q = r; q < n; q++) {
@@ -491,8 +499,11 @@ static int judge_builds(const char *prog, const hello_rec *all, int n) {
                 continue;
             char *ss = rd_xcalloc((size_t)n, 1);
             for (int p = q; p < n; p++) {
-                ss[p] = sel[p] && !where[p] && strcmp(all[p].host, all[q].host) == 0 &&
-                        strcmp(all[p].exe, all[q].exe) == 0;
+                // A build from before the check sent no host and path (those bytes are its
+                // argument record): its ranks are one set.
+                ss[p] = sel[p] && !where[p] &&
+                        (!id || (strcmp(all[p].host, all[q].host) == 0 &&
+                                 strcmp(all[p].exe, all[q].exe) == 0));
                 where[p] |= ss[p];
             }
             rank_set(appnum, ss, n, multi, set, sizeof set);

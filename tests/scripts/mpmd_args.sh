@@ -117,6 +117,17 @@ at = b.index(b" src=", b.index(mark)) + len(b" src=")
 b[at] = ord("0") if b[at] != ord("0") else ord("1")
 open(path, "wb").write(b)
 EOF_PY
+# VER: a copy whose identity differs in the version alone (a field without a key).
+VER="$TMP/ver/recdistill"
+mkdir -p "$TMP/ver" && cp "$RD" "$VER" || bad "cannot copy $RD"
+python3 - "$VER" <<'EOF_PY' || bad "cannot give the copy $VER another version"
+import sys
+path = sys.argv[1]
+b = bytearray(open(path, "rb").read())
+at = b.index(b" ", b.index(b" ", b.index(b"RD_BUILD_ID{")) + 1) - 1  # the version's last byte
+b[at] = ord("7") if b[at] != ord("7") else ord("8")
+open(path, "wb").write(b)
+EOF_PY
 
 # 3. The same arguments on every segment: trains; --seed takes 2^64 - 1 (run.seed's range), and
 #    the same path spelled another way (./) is the same CONFIG. The second segment runs a copy of
@@ -245,6 +256,10 @@ has builds "  they differ in: src" 1
 launch 2 builds_first -n 1 "$OTHER" train "$C" --out "$TMP/b2" : -n 3 "$RD" train "$C" --out "$TMP/b2"
 has builds_first "  build 1: $OTHER_ID" 1
 has builds_first "    ranks 1-3 (mpiexec segment 2) on $HOST: $(readlink -f "$RD")" 1
+# Builds that differ in the version alone: the line says so (it named key=value fields only).
+launch 2 builds_ver -n 2 "$RD" train "$C" --out "$TMP/b5" : -n 2 "$VER" train "$C" --out "$TMP/b5"
+has builds_ver "  build 2: $("$VER" --version)" 1
+has builds_ver "  they differ in: version" 1
 # Three segments, two of them the same build at two paths: one build, two places.
 launch 2 builds_three -n 1 "$RD" train "$C" --out "$TMP/b3" : -n 1 "$OTHER" train "$C" \
     --out "$TMP/b3" : -n 2 "$SAME" train "$C" --out "$TMP/b3"
@@ -255,7 +270,7 @@ has builds_three "    rank 1 (mpiexec segment 2) on $HOST: $(readlink -f "$OTHER
 # is not reached, and the launch still ends together.
 launch 2 builds_usage -n 3 "$RD" train "$C" --out "$TMP/b4" : -n 1 "$OTHER" trian "$C"
 has builds_usage "different builds of recdistill" 1
-for b in b1 b2 b3 b4; do [ -e "$TMP/$b" ] && bad "a launch of two builds made its run folder $b"; done
+for b in b1 b2 b3 b4 b5; do [ -e "$TMP/$b" ] && bad "a launch of two builds made its run folder $b"; done
 
 [ "$fail" = 0 ] && echo "mpmd_args: ok"
 exit "$fail"
