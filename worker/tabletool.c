@@ -1050,6 +1050,12 @@ static int read_bin(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
     return rc;
 }
 
+// The header line from `at` to its end, cut at 40 bytes, for a message.
+static void header_excerpt(const char *at, char *out, size_t cap) {
+    size_t w = strcspn(at, "\n");
+    snprintf(out, cap, "%.*s%s", (int)(w > 40 ? 40 : w), at, w > 40 ? "..." : "");
+}
+
 // The header line of a TSV export, "# table NAME dim D slots S optimizer OPT rows N pending M"
 // ("pending M" since format 2), checked against the table imported into: its layout, its name
 // and its optimizer (rows of another table, or slots of another optimizer, would load without
@@ -1096,8 +1102,7 @@ static int tsv_header(const char *line,
         if (strncmp(at, sep[k], len) == 0 && !isspace((unsigned char)at[len]))
             continue;
         char shown[48];
-        size_t w = strcspn(at, "\n");
-        snprintf(shown, sizeof shown, "%.*s%s", (int)(w > 40 ? 40 : w), at, w > 40 ? "..." : "");
+        header_excerpt(at, shown, sizeof shown);
         return rd_err_set(eb, RD_ERR_PARSE,
                           "%s:1: '%s' in the header line where '%s' was expected (its fields are "
                           "separated by single spaces, as `recdistill table export` writes them)",
@@ -1136,8 +1141,7 @@ static int tsv_header(const char *line,
     const char *rest = line + end[n];
     if (*rest != '\n' && *rest != '\0') {
         char shown[48];
-        size_t k = strcspn(rest, "\n");
-        snprintf(shown, sizeof shown, "%.*s%s", (int)(k > 40 ? 40 : k), rest, k > 40 ? "..." : "");
+        header_excerpt(rest, shown, sizeof shown);
         return rd_err_set(eb, RD_ERR_PARSE,
                           "%s:1: unexpected '%s' after '%s' in the header line (expected '# table "
                           "NAME dim D slots S optimizer OPT rows N pending M' and nothing after)",
