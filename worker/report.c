@@ -555,23 +555,25 @@ int rd_report_plot(const rd_config *cfg, const rd_trainer_result *res, int n, rd
 
 // A figure of the table, or "n/a" where the slice leaves it undefined (AUC of one class, GAUC
 // without a user of both, anything of 0 events): a bare "nan" in the table said nothing of why.
-static void cell(double v, int valid) {
-    if (valid && isfinite(v))
+// @return 1 when it printed n/a.
+static int cell(double v, int valid) {
+    if (valid && isfinite(v)) {
         printf(" %8.4f", v);
-    else
-        printf(" %8s", "n/a");
+        return 0;
+    }
+    printf(" %8s", "n/a");
+    return 1;
 }
 
 // @return 1 when a figure of the row is n/a.
 static int row(const char *job, const char *slice, const rd_metrics_result *m) {
     printf("%-14s %-8s", job, slice);
-    cell(m->auc, m->auc_valid);
-    cell(m->gauc, m->gauc_valid);
-    cell(m->logloss, m->n > 0);
-    cell(m->calibration, m->calibration_valid);
+    int na = cell(m->auc, m->auc_valid);
+    na |= cell(m->gauc, m->gauc_valid);
+    na |= cell(m->logloss, m->n > 0);
+    na |= cell(m->calibration, m->calibration_valid);
     printf(" %8llu\n", (unsigned long long)m->n);
-    return !(m->auc_valid && isfinite(m->auc) && m->gauc_valid && isfinite(m->gauc) && m->n > 0 &&
-             isfinite(m->logloss) && m->calibration_valid && isfinite(m->calibration));
+    return na;
 }
 
 // One pair: a header naming it and its warning if any, then its three eta lines and the FLOP
