@@ -2424,6 +2424,9 @@ static void popularity(rd_trainer *tr, rd_trainer_result *res) {
     }
     rd_metrics_compute(all, &res->pop_holdout.m);
     rd_metrics_compute(warm, &res->pop_warm.m);
+    // A baseline computed from counts, not a model scored: no throughput (nan, not 0).
+    res->pop_holdout.samples_per_s = (double)NAN;
+    res->pop_warm.samples_per_s = (double)NAN;
     rd_metrics_destroy(all);
     rd_metrics_destroy(warm);
     rd_free(cnt);
@@ -3127,7 +3130,9 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         double es = 0;
         rc = eval_range(tr, rd_dataset_holdout(tr->ds), &res->holdout.m, &res->warm.m, &es, eb);
         res->holdout.samples_per_s = es > 0 ? (double)res->holdout.m.n / es : 0.0;
-        res->warm.samples_per_s = res->holdout.samples_per_s;
+        // The warm slice is scored in the same pass as the holdout, not timed on its own: its
+        // throughput is not measured (nan in the metrics file, as the popularity rows').
+        res->warm.samples_per_s = (double)NAN;
     }
     if (rc == RD_OK)
         rc = distill_finish(tr, res, eb);

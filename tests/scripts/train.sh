@@ -231,6 +231,11 @@ for job in teacher student student_raw; do
     grep -q '^holdout,-1,0\.[0-9]' "$TMP/run/$job.metrics.csv" || fail "holdout line of $job"
     grep -q '^holdout_warm,' "$TMP/run/$job.metrics.csv" || fail "warm line of $job"
     grep -q '^popularity_holdout,' "$TMP/run/$job.metrics.csv" || fail "popularity line of $job"
+    # Throughput is measured for the holdout pass only: the warm slice (scored in that pass) and
+    # the popularity baseline carry nan, not a copy of the holdout's figure (nor 0).
+    awk -F, '$1 == "holdout" && !($8 > 0) {exit 1}
+             ($1 == "holdout_warm" || $1 ~ /^popularity_/) && $8 != "nan" {exit 1}' \
+        "$TMP/run/$job.metrics.csv" || fail "samples_per_s of the derived rows of $job: $(tail -4 "$TMP/run/$job.metrics.csv")"
 done
 if command -v python3 >/dev/null; then
     python3 - "$R" <<'EOF' || fail "report.json content: $(cat "$R")"
