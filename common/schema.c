@@ -430,6 +430,11 @@ typedef struct field_plan {
                        // table), told per file: the warning names the part, not the pattern
     uint64_t cut_line; // multi: the line of the first of them in that file
     uint64_t neg;      // log1p: values below 0 of its file, stored as log1p(0) = 0
+    // The first missing value (filled) and the first value below 0 (neg), so that the messages
+    // name a file and line, not the log's pattern: the file (a part of the log, or the side
+    // table; borrowed from csv_ctx, which outlives the plan's use) and its line there.
+    const char *miss_file, *neg_file;
+    uint64_t miss_line, neg_line;
 } field_plan;
 
 typedef struct side_table {
@@ -931,8 +936,10 @@ static float missing_fill(const field_plan *fp) {
     return fp->cfg->missing == RD_MISSING_MEAN ? NAN : 0.0f;
 }
 
-// Fill the slots / floats of one field from a row (of the log or of a side table).
+// Fill the slots / floats of one field from a row (of the log or of a side table). `file` is the
+// file being read (borrowed, kept for messages: it must outlive the plan's use).
 static int fill_field(field_plan *fp,
+                      const char *file,
                       rd_csv_reader *r,
                       const rd_csv_field *row,
                       char (*cols)[RD_COLUMN_MAX],
@@ -967,11 +974,17 @@ static int fill_field(field_plan *fp,
                                   why, show(v, sv, sizeof sv), fp->index);
             }
             nums[0] = missing_fill(fp);
-            fp->filled++;
+            if (fp->filled++ == 0) {
+                fp->miss_file = file;
+                fp->miss_line = rd_csv_line(r);
+            }
             return RD_OK;
         }
         if (fp->cfg->log1p) {
-            fp->neg += x < 0; // counted, so that prepare says how many it clipped
+            if (x < 0 && fp->neg++ == 0) { // counted, so that prepare says how many it clipped
+                fp->neg_file = file;
+                fp->neg_line = rd_csv_line(r);
+            }
             x = log1p(x > 0 ? x : 0);
         }
         if (fabs(x) > (double)FLT_MAX)
@@ -1185,7 +1198,8 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
             field_plan *fp = &cx->plan[i];
             if (fp->side != s)
                 continue;
-            rc = fill_field(fp, r, f, cols, keys + (rd_field_is_float(fp->kind) ? 0 : fp->soff),
+            rc = fill_field(fp, st->path, r, f, cols,
+                            keys + (rd_field_is_float(fp->kind) ? 0 : fp->soff),
                             nums + (rd_field_is_float(fp->kind) ? fp->soff : 0), eb);
             if (rc != RD_OK)
                 goto done;
@@ -2086,7 +2100,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 field_plan *fp = &cx->plan[i];
                 if (fp->side >= 0)
                     continue;
-                rc = fill_field(fp, r, f, cx->cols,
+                rc = fill_field(fp, cur, r, f, cx->cols,
                                 keys + (rd_field_is_float(fp->kind) ? 0 : fp->offset),
                                 nums + (rd_field_is_float(fp->kind) ? fp->offset : 0), eb);
                 if (rc != RD_OK)
@@ -2115,15 +2129,23 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                         "empty; their fields of it are missing values)",
                         cx->side[s].cfg->name, cx->side[s].path,
                         (unsigned long long)cx->side[s].unmatched, (unsigned long long)es.n);
+    // The count is over the whole log (or side table); the first missing value is named by its
+    // file and line, a part of the log rather than its pattern.
     for (int i = 0; i < cx->n_plan; i++) {
         const field_plan *fp = &cx->plan[i];
-        if (fp->cfg->missing != RD_MISSING_ERROR && rd_field_is_float(fp->kind))
-            RD_LOG_INFO("field '%s': %llu missing values in %s (missing: %s)", fp->cfg->name,
-                        (unsigned long long)fp->filled,
-                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path,
-                        fp->cfg->missing == RD_MISSING_MEAN ? "mean, filled when the dataset "
-                                                              "is built"
-                                                            : "zero");
+        if (fp->cfg->missing == RD_MISSING_ERROR || !rd_field_is_float(fp->kind))
+            continue;
+        const char *how = fp->cfg->missing == RD_MISSING_MEAN ? "mean, filled when the dataset "
+                                                                "is built"
+                                                              : "zero";
+        if (fp->filled == 0)
+            RD_LOG_INFO("field '%s': no missing values in %s (missing: %s)", fp->cfg->name,
+                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path, how);
+        else
+            RD_LOG_INFO("%s:%llu: field '%s': %llu missing %s (this line is the first; "
+                        "missing: %s)",
+                        fp->miss_file, (unsigned long long)fp->miss_line, fp->cfg->name,
+                        (unsigned long long)fp->filled, fp->filled == 1 ? "value" : "values", how);
     }
     // A log with one class only (purchases or clicks without their impressions, or a label rule
     // that no event meets) has nothing for a classifier to learn and no AUC to report: refuse
@@ -2152,10 +2174,11 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         // log1p stores log1p(max(x, 0)): a signed column (a delta, a score) lost its sign, or
         // all of itself, without a word.
         if (fp->neg > 0)
-            RD_LOG_WARN("%s: %s field '%s': %llu %s below 0, stored as 0 by log1p: true (it "
+            RD_LOG_WARN("%s:%llu: %s field '%s': %llu %s below 0 (this line is the first), "
+                        "stored as 0 by log1p: true (it "
                         "takes log1p(max(x, 0))); for a signed column drop log1p "
                         "(data.schema.fields[%d].log1p: false)%s",
-                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path,
+                        fp->neg_file, (unsigned long long)fp->neg_line,
                         fp->kind == RD_FIELD_NUMERIC ? "numeric" : "feedback", fp->cfg->name,
                         (unsigned long long)fp->neg, fp->neg == 1 ? "value" : "values", fp->index,
                         fp->kind == RD_FIELD_NUMERIC ? " and set standardize: true" : "");
@@ -2164,27 +2187,59 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         const field_plan *fp = &cx->plan[i];
         if (!rd_field_is_float(fp->kind) || (fp->cfg->standardize && fp->kind == RD_FIELD_NUMERIC))
             continue; // standardized fields are rescaled by the dataset builder
+        // The first event (in input order) of the largest magnitude: its line, or for a side
+        // table's field the first row of the table holding that value (the event's is a copy).
         double big = 0.0;
-        for (uint64_t e = 0; e < es.n; e++)
-            big = fmax(big, fabs((double)es.nums[e * nn + fp->offset]));
-        if (big > RD_SCHEMA_NUMERIC_WARN)
-            RD_LOG_WARN("%s: %s field '%s' reaches %g: the models read %s as they are, and "
-                        "inputs this large saturate them (set %slog1p: true, or rescale the "
-                        "column)",
-                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path,
-                        fp->kind == RD_FIELD_NUMERIC ? "numeric" : "feedback", fp->cfg->name, big,
-                        fp->kind == RD_FIELD_NUMERIC ? "numeric fields"
-                                                     : "its means (seq.stats_feedback)",
-                        fp->kind == RD_FIELD_NUMERIC ? "standardize: true, or " : "");
+        uint64_t at = 0;
+        for (uint64_t e = 0; e < es.n; e++) {
+            double a = fabs((double)es.nums[e * nn + fp->offset]);
+            if (a > big) {
+                big = a;
+                at = e;
+            }
+        }
+        if (!(big > RD_SCHEMA_NUMERIC_WARN))
+            continue;
+        const char *file = NULL;
+        uint64_t fline = 0;
+        if (fp->side >= 0) {
+            const side_table *st = &cx->side[fp->side];
+            file = st->path;
+            for (uint64_t row = 0; row < st->n_rows; row++)
+                if (fabs((double)st->nums[row * st->n_num + fp->soff]) == big) {
+                    fline = st->line[row];
+                    break;
+                }
+        } else {
+            fline = part_line(files, cx->part_base, n_files, es.meta[at].line, &file);
+        }
+        RD_LOG_WARN("%s:%llu: %s field '%s' reaches %g (on this line): the models read %s as "
+                    "they are, and inputs this large saturate them (set %slog1p: true, or "
+                    "rescale the column)",
+                    file, (unsigned long long)fline,
+                    fp->kind == RD_FIELD_NUMERIC ? "numeric" : "feedback", fp->cfg->name, big,
+                    fp->kind == RD_FIELD_NUMERIC ? "numeric fields"
+                                                 : "its means (seq.stats_feedback)",
+                    fp->kind == RD_FIELD_NUMERIC ? "standardize: true, or " : "");
     }
     if (cx->tf == TF_UNIX_MS) {
+        // Named by the latest timestamp's file and line (the first row holding it): the log
+        // may be many parts.
         int64_t last = INT64_MIN;
+        uint64_t at = 0;
         for (uint64_t e = 0; e < es.n; e++)
-            last = es.meta[e].ts_ms > last ? es.meta[e].ts_ms : last;
-        if (last < RD_SCHEMA_MS_WARN)
-            RD_LOG_WARN("%s: time_format unix_ms: every timestamp falls before 1973-03-03 (the "
-                        "latest is %lld): are they unix seconds (time_format: unix)?",
-                        cx->log_path, (long long)last);
+            if (es.meta[e].ts_ms > last) {
+                last = es.meta[e].ts_ms;
+                at = e;
+            }
+        if (last < RD_SCHEMA_MS_WARN) {
+            const char *file = NULL;
+            uint64_t fline = part_line(files, cx->part_base, n_files, es.meta[at].line, &file);
+            RD_LOG_WARN("%s:%llu: time_format unix_ms: every timestamp of the log falls before "
+                        "1973-03-03 (the latest is %lld, on this line): are they unix seconds "
+                        "(time_format: unix)?",
+                        file, (unsigned long long)fline, (long long)last);
+        }
     }
     if (users.n >= UINT32_MAX || items.n >= UINT32_MAX) {
         rc = rd_err_set(eb, RD_ERR_RANGE, "%s: more than 2^32-1 distinct users or items",

@@ -121,12 +121,29 @@ data:
 EOF
 } > "$TMP/big.yaml"
 "$RD" prepare "$TMP/big.yaml" --out "$TMP/big_out" > "$TMP/out" 2>"$TMP/err" || fail "big: $(cat "$TMP/err")"
-grep -q "big.csv: numeric field 'price' reaches 1.5e+06" "$TMP/err" \
+grep -q "big.csv:2: numeric field 'price' reaches 1.5e+06 (on this line)" "$TMP/err" \
     || fail "no warning for a large numeric field: $(cat "$TMP/err")"
-grep -q "big.csv: feedback field 'dwell' reaches 20000" "$TMP/err" \
+grep -q "big.csv:2: feedback field 'dwell' reaches 20000" "$TMP/err" \
     || fail "no warning for a large feedback field: $(cat "$TMP/err")"
-grep -q "big.csv: time_format unix_ms: every timestamp falls before" "$TMP/err" \
+grep -q "big.csv:3: time_format unix_ms: every timestamp of the log falls before 1973-03-03 (the latest is 1600000100, on this line)" "$TMP/err" \
     || fail "no warning for seconds read as unix_ms: $(cat "$TMP/err")"
+# A log in parts: these messages, and the missing values' count, name the part and line of the
+# row meant (the first of the largest value, of the latest time, of the first missing value),
+# not the log's pattern; a side table's field names the side table's row.
+mkdir -p "$TMP/in/bigp"
+printf 'ts,uid,iid,clicked,price,dwell\n1600000000,9,a,1,15,2\n1600000100,10,b,0,,3\n' > "$TMP/in/bigp/p1.csv"
+printf 'ts,uid,iid,clicked,price,dwell\n1600000200,9,c,0,20,3\n1600000300,10,a,1,1500000,NA\n1600000400,9,b,0,2,1\n' > "$TMP/in/bigp/p2.csv"
+printf 'uid,score\n9,1\n10,7e6\n' > "$TMP/in/bigp/users.csv"
+sed 's|    path: big.csv|    path: bigp/p*.csv|; s|- {name: price, kind: numeric}|- {name: price, kind: numeric, missing: zero}|; s|- {name: dwell, kind: feedback}|- {name: dwell, kind: feedback, missing: mean}\n      - {name: score, side: users, kind: numeric}\n    side:\n      - {name: users, path: bigp/users.csv, header: true, key_column: uid, join_column: uid}|' "$TMP/big.yaml" > "$TMP/bigp.yaml"
+"$RD" prepare "$TMP/bigp.yaml" --out "$TMP/bigp_out" > "$TMP/out" 2>"$TMP/err" || fail "bigp: $(cat "$TMP/err")"
+for w in "bigp/p2.csv:3: numeric field 'price' reaches 1.5e+06 (on this line)" \
+         "bigp/users.csv:3: numeric field 'score' reaches 7e+06 (on this line)" \
+         "bigp/p2.csv:4: time_format unix_ms: every timestamp of the log falls before 1973-03-03 (the latest is 1600000400, on this line)" \
+         "bigp/p1.csv:3: field 'price': 1 missing value (this line is the first; missing: zero)" \
+         "bigp/p2.csv:3: field 'dwell': 1 missing value (this line is the first; missing: mean"; do
+    grep -qF "$w" "$TMP/err" || fail "bigp: no '$w': $(cat "$TMP/err")"
+done
+grep -q "p\*.csv" "$TMP/err" && fail "bigp: a message names the pattern: $(cat "$TMP/err")"
 sed -i 's/time_format: unix_ms/time_format: unix/; s/kind: numeric}/kind: numeric, log1p: true}/; s/kind: feedback}/kind: feedback, log1p: true}/' "$TMP/big.yaml"
 "$RD" prepare "$TMP/big.yaml" --out "$TMP/big_out" > "$TMP/out" 2>"$TMP/err" || fail "big: $(cat "$TMP/err")"
 grep -q "WARN" "$TMP/err" && fail "warning on a sound log: $(cat "$TMP/err")"
@@ -134,9 +151,9 @@ grep -q "WARN" "$TMP/err" && fail "warning on a sound log: $(cat "$TMP/err")"
 printf 'ts,uid,iid,clicked,price,dwell\n1600000000,9,a,1,-3,-2e4\n1600000100,10,b,0,20,-1\n1600000200,10,c,0,-0.5,3\n' > "$TMP/in/neg.csv"
 sed 's/big.csv/neg.csv/' "$TMP/big.yaml" > "$TMP/neg.yaml"
 "$RD" prepare "$TMP/neg.yaml" --out "$TMP/neg_out" > "$TMP/out" 2>"$TMP/err" || fail "neg: $(cat "$TMP/err")"
-grep -q "neg.csv: numeric field 'price': 2 values below 0, stored as 0 by log1p: true (it takes log1p(max(x, 0))); for a signed column drop log1p (data.schema.fields\[0\].log1p: false) and set standardize: true" "$TMP/err" \
+grep -q "neg.csv:2: numeric field 'price': 2 values below 0 (this line is the first), stored as 0 by log1p: true (it takes log1p(max(x, 0))); for a signed column drop log1p (data.schema.fields\[0\].log1p: false) and set standardize: true" "$TMP/err" \
     || fail "no warning for negative values under log1p: $(cat "$TMP/err")"
-grep -q "neg.csv: feedback field 'dwell': 2 values below 0, stored as 0" "$TMP/err" \
+grep -q "neg.csv:2: feedback field 'dwell': 2 values below 0 (this line is the first), stored as 0" "$TMP/err" \
     || fail "no warning for negative feedback values under log1p: $(cat "$TMP/err")"
 # Rows that repeat an earlier row exactly (a doubled export, parts that overlap): kept, but a
 # copy's history holds the copy before it and its label. Named, with the count, across parts.
