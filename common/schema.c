@@ -1591,13 +1591,33 @@ typedef struct ev_store {
     float *nums;
     uint8_t *label;
     uint64_t *rowh; // a hash of the row's every column as read (find_repeats)
+    // data.schema.drop_repeats: tb bytes an event of tally bits (TALLY_*), what the row added to
+    // the counts prepare prints, so that they are counted again over the rows kept (0: none)
+    uint8_t *tally;
+    uint32_t tb;
     uint64_t n, cap;
 } ev_store;
 
+// The tally bits of an event: log field i's missing value (3i), value below 0 under log1p
+// (3i + 1) and multi values past max_len (3i + 2); no row in side table s (3 RD_MAX_FIELDS + s).
+#define TALLY_MISS(i) (3 * (i))
+#define TALLY_NEG(i)  (3 * (i) + 1)
+#define TALLY_CUT(i)  (3 * (i) + 2)
+#define TALLY_UNM(s)  (3 * RD_MAX_FIELDS + (s))
+#define TALLY_BYTES   ((3 * RD_MAX_FIELDS + RD_MAX_SIDE + 7) / 8)
+
+static void tally_set(uint8_t *t, int bit) {
+    t[bit / 8] |= (uint8_t)(1u << (bit % 8));
+}
+
+static int tally_get(const uint8_t *t, int bit) {
+    return (t[bit / 8] >> (bit % 8)) & 1;
+}
+
 // Bytes an event of the log costs until the dataset is built: its meta record (twice: the sort's
 // scratch), key slots, numbers and label, and the builder's per-user index (8 + 4).
-static double ev_bytes(uint32_t ns, uint32_t nn) {
-    return 2.0 * sizeof(ev_meta) + 8.0 * ns + 4.0 * nn + 1.0 + 8.0 + 12.0;
+static double ev_bytes(uint32_t ns, uint32_t nn, uint32_t tb) {
+    return 2.0 * sizeof(ev_meta) + 8.0 * ns + 4.0 * nn + 1.0 + 8.0 + 12.0 + tb;
 }
 
 uint64_t rd__schema_log_cap(uint64_t cap, double per_event, double limit) {
@@ -1613,7 +1633,7 @@ uint64_t rd__schema_log_cap(uint64_t cap, double per_event, double limit) {
 // Grow the store (doubling, but never past what `limit` bytes hold).
 // @return 0, -1 out of memory, -2 no room under the limit
 static int ev_grow(ev_store *es, uint32_t ns, uint32_t nn, double limit) {
-    uint64_t nc = rd__schema_log_cap(es->cap, ev_bytes(ns, nn), limit);
+    uint64_t nc = rd__schema_log_cap(es->cap, ev_bytes(ns, nn, es->tb), limit);
     if (nc <= es->cap)
         return -2;
     ev_meta *m = rd_realloc(es->meta, nc * sizeof *m);
@@ -1631,7 +1651,10 @@ static int ev_grow(ev_store *es, uint32_t ns, uint32_t nn, double limit) {
     uint64_t *h = rd_realloc(es->rowh, nc * 8);
     if (h)
         es->rowh = h;
-    if (!m || !k || !f || !l || !h)
+    uint8_t *t = es->tb ? rd_realloc(es->tally, nc * es->tb) : NULL;
+    if (t)
+        es->tally = t;
+    if (!m || !k || !f || !l || !h || (es->tb && !t))
         return -1;
     es->cap = nc;
     return 0;
@@ -1799,6 +1822,122 @@ static int find_repeats(ev_store *es, uint32_t ns, uint32_t nn, int drop, repeat
     return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Counts of the rows read
+
+// The part of the log that input line `line` (counted across the parts) is in.
+static size_t part_of(const uint64_t *base, size_t n, uint64_t line) {
+    size_t k = 0;
+    while (k + 1 < n && base[k + 1] < line)
+        k++;
+    return k;
+}
+
+// data.schema.drop_repeats: the counts of the log's rows (missing values, values below 0 under
+// log1p, rows without a side row, multi values cut) counted again over the rows kept, from each
+// event's tally bits, so that what prepare prints is what the dataset holds (they counted the
+// dropped copies too). The first line of each stays: a dropped row repeats an earlier row, which
+// is kept and counted the same. The multi fields' cuts, told per part, are told here. Side
+// tables' own counts (their rows) do not change.
+static int recount_kept(csv_ctx *cx, const ev_store *es, char **files, size_t n_files) {
+    for (int i = 0; i < cx->n_plan; i++)
+        if (cx->plan[i].side < 0)
+            cx->plan[i].filled = cx->plan[i].neg = 0;
+    for (int s = 0; s < cx->n_side; s++)
+        cx->side[s].unmatched = 0;
+    uint64_t *cut = NULL, *first = NULL; // per part: rows cut, the first such line (all parts)
+    for (int i = 0; i < cx->n_plan; i++) {
+        field_plan *fp = &cx->plan[i];
+        if (fp->side >= 0)
+            continue;
+        if (fp->cut_file > 0 && !cut) {
+            cut = rd_calloc(n_files, sizeof *cut);
+            first = rd_calloc(n_files, sizeof *first);
+            if (!cut || !first) {
+                rd_free(cut);
+                rd_free(first);
+                return -1;
+            }
+        }
+        const int had_cut = fp->cut_file > 0;
+        if (had_cut)
+            memset(cut, 0, n_files * sizeof *cut);
+        for (uint64_t e = 0; e < es->n; e++) {
+            const uint8_t *t = es->tally + es->meta[e].idx * es->tb;
+            fp->filled += (uint64_t)tally_get(t, TALLY_MISS(i));
+            fp->neg += (uint64_t)tally_get(t, TALLY_NEG(i));
+            if (had_cut && tally_get(t, TALLY_CUT(i))) {
+                size_t k = part_of(cx->part_base, n_files, es->meta[e].line);
+                if (cut[k]++ == 0 || es->meta[e].line < first[k])
+                    first[k] = es->meta[e].line;
+            }
+        }
+        for (size_t k = 0; had_cut && k < n_files; k++) {
+            const char *f;
+            fp->cut_file = cut[k];
+            fp->cut_line = cut[k] ? part_line(files, cx->part_base, n_files, first[k], &f) : 0;
+            warn_cut(fp, files[k]);
+        }
+        fp->cut_file = 0;
+    }
+    for (uint64_t e = 0; e < es->n; e++)
+        for (int s = 0; s < cx->n_side; s++)
+            cx->side[s].unmatched +=
+                (uint64_t)tally_get(es->tally + es->meta[e].idx * es->tb, TALLY_UNM(s));
+    rd_free(cut);
+    rd_free(first);
+    return 0;
+}
+
+// What the missing-value options and log1p did, over the `n_rows` rows of the log kept.
+static void tell_counts(const csv_ctx *cx, uint64_t n_rows) {
+    // Counted over the rows kept: said so when repeats were dropped (data.schema.drop_repeats).
+    const char *kept = cx->dropped ? "; counted after dropping repeats" : "";
+    const char *kept_rows = cx->dropped ? " (after dropping repeats)" : "";
+    // What the missing-value options did, so that a log mostly without side rows or values shows.
+    for (int s = 0; s < cx->n_side; s++)
+        if (cx->side[s].cfg->missing == RD_SIDE_MISSING_EMPTY)
+            RD_LOG_INFO("side table '%s' (%s): %llu of %llu log rows%s have no row there (missing: "
+                        "empty; their fields of it are missing values)",
+                        cx->side[s].cfg->name, cx->side[s].path,
+                        (unsigned long long)cx->side[s].unmatched, (unsigned long long)n_rows,
+                        kept_rows);
+    // The count is over the whole log (or side table); the first missing value is named by its
+    // file and line, a part of the log rather than its pattern.
+    for (int i = 0; i < cx->n_plan; i++) {
+        const field_plan *fp = &cx->plan[i];
+        if (fp->cfg->missing == RD_MISSING_ERROR || !rd_field_is_float(fp->kind))
+            continue;
+        const char *how = fp->cfg->missing == RD_MISSING_MEAN ? "mean, filled when the dataset "
+                                                                "is built"
+                                                              : "zero";
+        if (fp->filled == 0)
+            RD_LOG_INFO("field '%s': no missing values in %s (missing: %s)", fp->cfg->name,
+                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path, how);
+        else
+            RD_LOG_INFO("%s:%llu: field '%s': %llu missing %s (this line is the first%s; "
+                        "missing: %s)",
+                        fp->miss_file, (unsigned long long)fp->miss_line, fp->cfg->name,
+                        (unsigned long long)fp->filled, fp->filled == 1 ? "value" : "values",
+                        fp->side < 0 ? kept : "", how);
+    }
+    for (int i = 0; i < cx->n_plan; i++) {
+        const field_plan *fp = &cx->plan[i];
+        // log1p stores log1p(max(x, 0)): a signed column (a delta, a score) lost its sign, or
+        // all of itself, without a word.
+        if (fp->neg > 0)
+            RD_LOG_WARN("%s:%llu: %s field '%s': %llu %s below 0 (this line is the first%s), "
+                        "stored as 0 by log1p: true (it "
+                        "takes log1p(max(x, 0))); for a signed column drop log1p "
+                        "(data.schema.fields[%d].log1p: false)%s",
+                        fp->neg_file, (unsigned long long)fp->neg_line,
+                        fp->kind == RD_FIELD_NUMERIC ? "numeric" : "feedback", fp->cfg->name,
+                        (unsigned long long)fp->neg, fp->neg == 1 ? "value" : "values",
+                        fp->side < 0 ? kept : "", fp->index,
+                        fp->kind == RD_FIELD_NUMERIC ? " and set standardize: true" : "");
+    }
+}
+
 int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     csv_ctx *cx = rd_calloc(1, sizeof *cx);
     if (!cx)
@@ -1936,6 +2075,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         goto done;
     }
     uint32_t ns = cx->lay.n_slots, nn = cx->lay.n_numeric;
+    es.tb = sc->drop_repeats ? TALLY_BYTES : 0;
     const rd_csv_field *f;
     size_t nf;
     // A Latin-1 log: each row is converted to UTF-8 before anything reads it (as a Latin-1 side
@@ -1976,15 +2116,16 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
             int grown = es.n == es.cap ? ev_grow(&es, ns, nn, mem_limit) : 0;
             if (grown == -2) {
                 const double G = 1073741824.0;
-                rc = rd_err_set(eb, RD_ERR_NOMEM,
-                                "%s:%llu: prepare holds the log in memory to sort it by time, "
-                                "about %.0f bytes an event here (%u key slots, %u numbers): the "
-                                "%llu events read so far take %.1f GiB, and more do not fit in "
-                                "%s (%.1f GiB); prepare on a node with more memory, or narrow "
-                                "the fields (data.schema.fields: fewer, or a smaller max_len)",
-                                cur, (unsigned long long)line, ev_bytes(ns, nn), ns, nn,
-                                (unsigned long long)es.n, (double)es.n * ev_bytes(ns, nn) / G,
-                                mem_what, mem_limit / G);
+                rc =
+                    rd_err_set(eb, RD_ERR_NOMEM,
+                               "%s:%llu: prepare holds the log in memory to sort it by time, "
+                               "about %.0f bytes an event here (%u key slots, %u numbers): the "
+                               "%llu events read so far take %.1f GiB, and more do not fit in "
+                               "%s (%.1f GiB); prepare on a node with more memory, or narrow "
+                               "the fields (data.schema.fields: fewer, or a smaller max_len)",
+                               cur, (unsigned long long)line, ev_bytes(ns, nn, es.tb), ns, nn,
+                               (unsigned long long)es.n, (double)es.n * ev_bytes(ns, nn, es.tb) / G,
+                               mem_what, mem_limit / G);
                 goto done;
             }
             if (grown != 0) {
@@ -2058,6 +2199,9 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
             for (size_t c = 0; c < nf; c++)
                 rh = rd_hash64(f[c].ptr, f[c].len, rh ^ (uint64_t)c);
             es.rowh[es.n] = rh;
+            uint8_t *tl = es.tb ? es.tally + es.n * es.tb : NULL;
+            if (tl)
+                memset(tl, 0, es.tb);
             memset(keys, 0, ns * 8ull);
             for (int s = 0; s < cx->n_side; s++) {
                 side_table *st = &cx->side[s];
@@ -2067,6 +2211,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                     // Key fields stay 0 (no key, as an empty value); numeric ones take their
                     // fill (config validation requires one).
                     st->unmatched++;
+                    if (tl)
+                        tally_set(tl, TALLY_UNM(s));
                     for (int i = 0; i < cx->n_plan; i++) {
                         const field_plan *fp = &cx->plan[i];
                         if (fp->side == s && rd_field_is_float(fp->kind))
@@ -2100,18 +2246,25 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 field_plan *fp = &cx->plan[i];
                 if (fp->side >= 0)
                     continue;
+                const uint64_t miss0 = fp->filled, neg0 = fp->neg, cut0 = fp->cut_file;
                 rc = fill_field(fp, cur, r, f, cx->cols,
                                 keys + (rd_field_is_float(fp->kind) ? 0 : fp->offset),
                                 nums + (rd_field_is_float(fp->kind) ? fp->offset : 0), eb);
                 if (rc != RD_OK)
                     goto done;
+                if (tl && fp->filled != miss0)
+                    tally_set(tl, TALLY_MISS(i));
+                if (tl && fp->neg != neg0)
+                    tally_set(tl, TALLY_NEG(i));
+                if (tl && fp->cut_file != cut0)
+                    tally_set(tl, TALLY_CUT(i));
             }
             es.n++;
         }
         if (rc < 0)
             goto done;
         line_base += rd_csv_line(r);
-        for (int i = 0; i < cx->n_plan; i++)
+        for (int i = 0; es.tb == 0 && i < cx->n_plan; i++) // (drop_repeats: once rows dropped)
             if (cx->plan[i].side < 0)
                 warn_cut(&cx->plan[i], cur);
     }
@@ -2121,31 +2274,6 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     if (es.n == 0) {
         rc = rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: no data rows", cx->log_path);
         goto done;
-    }
-    // What the missing-value options did, so that a log mostly without side rows or values shows.
-    for (int s = 0; s < cx->n_side; s++)
-        if (cx->side[s].cfg->missing == RD_SIDE_MISSING_EMPTY)
-            RD_LOG_INFO("side table '%s' (%s): %llu of %llu log rows have no row there (missing: "
-                        "empty; their fields of it are missing values)",
-                        cx->side[s].cfg->name, cx->side[s].path,
-                        (unsigned long long)cx->side[s].unmatched, (unsigned long long)es.n);
-    // The count is over the whole log (or side table); the first missing value is named by its
-    // file and line, a part of the log rather than its pattern.
-    for (int i = 0; i < cx->n_plan; i++) {
-        const field_plan *fp = &cx->plan[i];
-        if (fp->cfg->missing == RD_MISSING_ERROR || !rd_field_is_float(fp->kind))
-            continue;
-        const char *how = fp->cfg->missing == RD_MISSING_MEAN ? "mean, filled when the dataset "
-                                                                "is built"
-                                                              : "zero";
-        if (fp->filled == 0)
-            RD_LOG_INFO("field '%s': no missing values in %s (missing: %s)", fp->cfg->name,
-                        fp->side >= 0 ? cx->side[fp->side].path : cx->log_path, how);
-        else
-            RD_LOG_INFO("%s:%llu: field '%s': %llu missing %s (this line is the first; "
-                        "missing: %s)",
-                        fp->miss_file, (unsigned long long)fp->miss_line, fp->cfg->name,
-                        (unsigned long long)fp->filled, fp->filled == 1 ? "value" : "values", how);
     }
     // A log with one class only (purchases or clicks without their impressions, or a label rule
     // that no event meets) has nothing for a classifier to learn and no AUC to report: refuse
@@ -2169,20 +2297,6 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     for (int i = 0; i < cx->n_plan; i++)
         if (cx->plan[i].side >= 0)
             warn_cut(&cx->plan[i], cx->side[cx->plan[i].side].path);
-    for (int i = 0; i < cx->n_plan; i++) {
-        const field_plan *fp = &cx->plan[i];
-        // log1p stores log1p(max(x, 0)): a signed column (a delta, a score) lost its sign, or
-        // all of itself, without a word.
-        if (fp->neg > 0)
-            RD_LOG_WARN("%s:%llu: %s field '%s': %llu %s below 0 (this line is the first), "
-                        "stored as 0 by log1p: true (it "
-                        "takes log1p(max(x, 0))); for a signed column drop log1p "
-                        "(data.schema.fields[%d].log1p: false)%s",
-                        fp->neg_file, (unsigned long long)fp->neg_line,
-                        fp->kind == RD_FIELD_NUMERIC ? "numeric" : "feedback", fp->cfg->name,
-                        (unsigned long long)fp->neg, fp->neg == 1 ? "value" : "values", fp->index,
-                        fp->kind == RD_FIELD_NUMERIC ? " and set standardize: true" : "");
-    }
     for (int i = 0; i < cx->n_plan; i++) {
         const field_plan *fp = &cx->plan[i];
         if (!rd_field_is_float(fp->kind) || (fp->cfg->standardize && fp->kind == RD_FIELD_NUMERIC))
@@ -2301,6 +2415,13 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                     rp.n == 1 ? "repeats" : "repeat");
     }
 
+    // The counts of the rows, over the rows kept.
+    if (es.tb && recount_kept(cx, &es, files, n_files) != 0) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (repeated rows)");
+        goto done;
+    }
+    tell_counts(cx, es.n);
+
     // 4. Build.
     FILE *ms = open_memstream(&yaml, &yaml_len);
     if (!ms) {
@@ -2360,6 +2481,7 @@ done:
     rd_free(es.nums);
     rd_free(es.label);
     rd_free(es.rowh);
+    rd_free(es.tally);
     intern_free(&users);
     intern_free(&items);
     for (int s = 0; s < RD_MAX_SIDE; s++)

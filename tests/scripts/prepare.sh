@@ -189,6 +189,29 @@ grep -q "events       5" "$TMP/out" || fail "drop_repeats: $(cat "$TMP/out")"
 grep -q "^  dropped_rows: 2$" "$TMP/rep_drop/meta.yaml" || fail "meta.yaml lacks dropped_rows"
 h1=$(grep data_config_hash "$TMP/rep_out/meta.yaml"); h2=$(grep data_config_hash "$TMP/rep_drop/meta.yaml")
 [ "$h1" != "$h2" ] || fail "drop_repeats does not change the dataset's config hash"
+# The counts prepare prints of the rows (missing values, values below 0 under log1p, rows
+# without a side row, multi values cut) are those of the rows kept: they counted the dropped
+# copies too (3 missing, 3 below 0, 2 of 7 without a side row, 3 cut).
+mkdir -p "$TMP/in/repc"
+printf 'ts,uid,iid,clicked,price,tags\n10,9,a,1,,x|y|z\n11,10,b,0,-1,x\n11,10,b,0,-1,x\n11,10,b,0,-1,x\n12,77,c,1,,x|y|z\n12,77,c,1,,x|y|z\n13,9,a,0,2,x\n' > "$TMP/in/repc/l.csv"
+printf 'uid,country\n9,fr\n10,de\n' > "$TMP/in/repc/users.csv"
+sed 's|    path: rep/p\*.csv|    path: repc/l.csv|' "$TMP/rep_drop.yaml" > "$TMP/repc.yaml"
+cat >> "$TMP/repc.yaml" <<EOF
+    side:
+      - {name: users, path: repc/users.csv, header: true, key_column: uid, join_column: uid, missing: empty}
+    fields:
+      - {name: country, side: users}
+      - {name: price, kind: numeric, missing: zero, log1p: true, standardize: true}
+      - {name: tags, kind: multi, max_len: 2}
+EOF
+"$RD" prepare "$TMP/repc.yaml" --out "$TMP/repc_out" > "$TMP/out" 2>"$TMP/err" || fail "repc: $(cat "$TMP/err")"
+for w in "dropped 3 rows that repeat" "events       4" \
+         "repc/users.csv): 1 of 4 log rows (after dropping repeats) have no row there" \
+         "repc/l.csv:2: field 'price': 2 missing values (this line is the first; counted after dropping repeats; missing: zero)" \
+         "repc/l.csv:3: numeric field 'price': 1 value below 0 (this line is the first; counted after dropping repeats)" \
+         "repc/l.csv:2: multi field 'tags': 2 rows hold more than max_len"; do
+    cat "$TMP/err" "$TMP/out" | grep -qF "$w" || fail "repc: no '$w': $(cat "$TMP/err")"
+done
 # A different label or field value is no repeat.
 printf 'ts,uid,iid,clicked\n14,10,b,0\n12,9,c,1\n13,9,a,1\n' > "$TMP/in/rep/p2.csv"
 "$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
