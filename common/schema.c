@@ -435,6 +435,7 @@ typedef struct field_plan {
     // table; borrowed from csv_ctx, which outlives the plan's use) and its line there.
     const char *miss_file, *neg_file;
     uint64_t miss_line, neg_line;
+    uint64_t present; // rows of its file holding a value (not empty, not a missing spelling)
 } field_plan;
 
 typedef struct side_table {
@@ -990,25 +991,29 @@ static int fill_field(field_plan *fp,
         if (fabs(x) > (double)FLT_MAX)
             return bad_value(eb, r, cols[fp->col], "value out of float range", v);
         nums[0] = (float)x;
+        fp->present++;
         return RD_OK;
     }
     if (fp->flags) {
-        uint32_t k = 0;
+        uint32_t k = 0, cells = 0;
         for (uint32_t j = 0; j < fp->width; j++) {
             const rd_csv_field *fl = &row[fp->col + (int)j];
             int64_t b;
             if (fl->len == 0)
                 continue;
+            cells++;
             if (rd_csv_parse_i64(fl, &b) != 0 || (b != 0 && b != 1))
                 return bad_value(eb, r, cols[fp->col + (int)j], "flag column holds", fl);
             if (b)
                 keys[k++] =
                     rd_feature_key(name, cols[fp->col + (int)j], strlen(cols[fp->col + (int)j]));
         }
+        fp->present += cells > 0; // a 0 is a value (none of the flags), an empty cell is not
         return RD_OK;
     }
     if (fp->kind == RD_FIELD_CATEGORICAL) {
         keys[0] = v->len ? rd_feature_key(name, v->ptr, v->len) : 0;
+        fp->present += v->len > 0;
         return RD_OK;
     }
     // Multi-valued: split by sep, skip empty parts, keep the first `width`.
@@ -1032,6 +1037,7 @@ static int fill_field(field_plan *fp,
             break;
         p = q + sl;
     }
+    fp->present += k > 0;
     return RD_OK;
 }
 
@@ -1890,7 +1896,7 @@ static int recount_kept(csv_ctx *cx, const ev_store *es, char **files, size_t n_
 }
 
 // What the missing-value options and log1p did, over the `n_rows` rows of the log kept.
-static void tell_counts(const csv_ctx *cx, uint64_t n_rows) {
+static void tell_counts(const csv_ctx *cx, uint64_t n_rows, size_t n_files) {
     // Counted over the rows kept: said so when repeats were dropped (data.schema.drop_repeats).
     const char *kept = cx->dropped ? "; counted after dropping repeats" : "";
     const char *kept_rows = cx->dropped ? " (after dropping repeats)" : "";
@@ -1920,6 +1926,28 @@ static void tell_counts(const csv_ctx *cx, uint64_t n_rows) {
                         fp->miss_file, (unsigned long long)fp->miss_line, fp->cfg->name,
                         (unsigned long long)fp->filled, fp->filled == 1 ? "value" : "values",
                         fp->side < 0 ? kept : "", how);
+    }
+    // A field empty on every row of its file (a column name that is not the one meant, a
+    // column the export left blank, a side table without that data): legal, but the models get
+    // nothing from it, and nothing said so.
+    for (int i = 0; i < cx->n_plan; i++) {
+        const field_plan *fp = &cx->plan[i];
+        if (fp->present > 0)
+            continue;
+        char where[RD_PATH_MAX * 2 + 64];
+        if (fp->side >= 0)
+            snprintf(where, sizeof where, "%s", cx->side[fp->side].path);
+        else if (n_files > 1)
+            snprintf(where, sizeof where, "%s (all %zu files of the log)", cx->log_path, n_files);
+        else
+            snprintf(where, sizeof where, "%s", cx->log_path);
+        RD_LOG_WARN("%s: field '%s' has no value on any row: column '%s' is empty%s on all %llu "
+                    "rows%s; the models get nothing from it (check that "
+                    "data.schema.fields[%d].column names the column meant, or remove the field)",
+                    where, fp->cfg->name, fp->cfg->column[0] ? fp->cfg->column : fp->cfg->name,
+                    rd_field_is_float(fp->kind) ? " (or a missing-value spelling)" : "",
+                    (unsigned long long)(fp->side >= 0 ? cx->side[fp->side].n_rows : n_rows),
+                    fp->side >= 0 ? " of the side table" : "", fp->index);
     }
     for (int i = 0; i < cx->n_plan; i++) {
         const field_plan *fp = &cx->plan[i];
@@ -2420,7 +2448,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (repeated rows)");
         goto done;
     }
-    tell_counts(cx, es.n);
+    tell_counts(cx, es.n, n_files);
 
     // 4. Build.
     FILE *ms = open_memstream(&yaml, &yaml_len);

@@ -212,6 +212,32 @@ for w in "dropped 3 rows that repeat" "events       4" \
          "repc/l.csv:2: multi field 'tags': 2 rows hold more than max_len"; do
     cat "$TMP/err" "$TMP/out" | grep -qF "$w" || fail "repc: no '$w': $(cat "$TMP/err")"
 done
+# A field with no value on any row (a column left blank, a side table without that data) is
+# legal but gives the models nothing: named with its file(s) (it passed without a word).
+mkdir -p "$TMP/in/emp"
+printf 'ts,uid,iid,clicked,price,cat,tags\n10,9,a,1,,,\n11,10,b,0,NA,,\n' > "$TMP/in/emp/p1.csv"
+printf 'ts,uid,iid,clicked,price,cat,tags\n12,9,c,1,,,\n' > "$TMP/in/emp/p2.csv"
+printf 'uid,country\n9,\n10,\n' > "$TMP/in/emp/users.csv"
+sed 's|    path: rep/p\*.csv|    path: emp/p*.csv|' "$TMP/rep.yaml" > "$TMP/emp.yaml"
+cat >> "$TMP/emp.yaml" <<EOF
+    side:
+      - {name: users, path: emp/users.csv, header: true, key_column: uid, join_column: uid}
+    fields:
+      - {name: country, side: users}
+      - {name: price, kind: numeric, missing: zero}
+      - {name: cat, kind: categorical}
+      - {name: tags, kind: multi}
+EOF
+"$RD" prepare "$TMP/emp.yaml" --out "$TMP/emp_out" > "$TMP/out" 2>"$TMP/err" || fail "emp: $(cat "$TMP/err")"
+for w in "emp/users.csv: field 'country' has no value on any row: column 'country' is empty on all 2 rows of the side table" \
+         "emp/p*.csv (all 2 files of the log): field 'price' has no value on any row: column 'price' is empty (or a missing-value spelling) on all 3 rows" \
+         "emp/p*.csv (all 2 files of the log): field 'cat' has no value on any row" \
+         "emp/p*.csv (all 2 files of the log): field 'tags' has no value on any row"; do
+    grep -qF "$w" "$TMP/err" || fail "emp: no '$w': $(cat "$TMP/err")"
+done
+printf 'ts,uid,iid,clicked,price,cat,tags\n12,9,c,1,,,x\n' > "$TMP/in/emp/p2.csv"
+"$RD" prepare "$TMP/emp.yaml" --out "$TMP/emp_out" > "$TMP/out" 2>"$TMP/err" || fail "emp: $(cat "$TMP/err")"
+grep -q "field 'tags' has no value" "$TMP/err" && fail "emp: a field with one value: $(cat "$TMP/err")"
 # A different label or field value is no repeat.
 printf 'ts,uid,iid,clicked\n14,10,b,0\n12,9,c,1\n13,9,a,1\n' > "$TMP/in/rep/p2.csv"
 "$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
