@@ -1015,10 +1015,10 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
                 // the file and line through `where`. The time and value find it in any case.
                 rd_record r;
                 memcpy(&r, recs + i * rs, sizeof r);
-                char when[32], at[RD_PATH_MAX + 32];
+                char when[32], at[3 * RD_PATH_MAX + 96];
                 fmt_utc(r.ts, when, sizeof when);
                 at[0] = '\0';
-                if (b->where && b->where(b->where_ctx, i, at, sizeof at - 2) == 0)
+                if (b->where && b->where(b->where_ctx, i, f, at, sizeof at - 2) == 0)
                     strcat(at, ": ");
                 else
                     at[0] = '\0';

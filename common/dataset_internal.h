@@ -61,8 +61,10 @@ uint64_t rd__builder_count(const rd__builder *b);
 uint64_t rd__builder_raw_count(const rd__builder *b);
 
 /** Where record `rec` (its index among the events kept, in time order) came from, as "FILE:LINE",
- *  into out (cap bytes); 0 when known, else -1 (out is then empty). */
-typedef int (*rd__builder_where_fn)(void *ctx, uint64_t rec, char *out, size_t cap);
+ *  into out (cap bytes); 0 when known, else -1 (out is then empty). `field` is the layout field
+ *  the message is about, or -1: a field read from a side table is named by the side table's row
+ *  (FILE:LINE of the side table) rather than the event's line. */
+typedef int (*rd__builder_where_fn)(void *ctx, uint64_t rec, int field, char *out, size_t cap);
 
 /** Let the builder's messages about one record (fields[].standardize) name its input file and
  *  line: the source keeps what `where` needs until rd__builder_finish returns. ctx is borrowed. */

@@ -1393,20 +1393,66 @@ part_line(char **files, const uint64_t *base, size_t n, uint64_t line, const cha
 
 // The input file and line of the builder's record `rec` (rd__builder_set_where): the line of the
 // rec-th event kept, which the build loop moves to meta[rec] (kept events are in time order too).
+// A field of a side table is named by the side table's row joined to the event: the first row
+// of the table equal to the event's copy in every field read from that table (the event keeps
+// the values, not the row; a row equal in all of them is the row joined or indistinguishable
+// from it).
 typedef struct line_where {
-    const ev_meta *meta;
+    const ev_meta *meta; // meta[rec]: line and idx of the rec-th event kept
     uint64_t n_kept;
     char **files;
     const uint64_t *base;
     size_t n_files;
+    const csv_ctx *cx;
+    const uint64_t *keys; // the events' key slots (ns each) and numbers (nn each), by idx
+    const float *nums;
+    uint32_t ns, nn;
 } line_where;
 
-static int where_line(void *vctx, uint64_t rec, char *out, size_t cap) {
+// The row of side table s that event idx was joined with (equal in every field read from s), or
+// UINT64_MAX (the event had no row there: missing: empty).
+static uint64_t side_row_of(const line_where *w, int s, uint64_t idx) {
+    const csv_ctx *cx = w->cx;
+    const side_table *st = &cx->side[s];
+    for (uint64_t row = 0; row < st->n_rows; row++) {
+        int same = 1;
+        for (int i = 0; same && i < cx->n_plan; i++) {
+            const field_plan *fp = &cx->plan[i];
+            if (fp->side != s)
+                continue;
+            if (rd_field_is_float(fp->kind))
+                same = memcmp(&w->nums[idx * w->nn + fp->offset],
+                              &st->nums[row * st->n_num + fp->soff], 4) == 0;
+            else
+                same = memcmp(&w->keys[idx * w->ns + fp->offset],
+                              &st->keys[row * st->n_slots + fp->soff], fp->width * 8ull) == 0;
+        }
+        if (same)
+            return row;
+    }
+    return UINT64_MAX;
+}
+
+static int where_line(void *vctx, uint64_t rec, int field, char *out, size_t cap) {
     const line_where *w = vctx;
     if (rec >= w->n_kept || w->n_files == 0)
         return -1;
     const char *file = NULL;
     uint64_t line = part_line(w->files, w->base, w->n_files, w->meta[rec].line, &file);
+    // Layout field `field` is plan[field] (plan_fields adds them in plan order).
+    const field_plan *fp = field >= 0 && field < w->cx->n_plan ? &w->cx->plan[field] : NULL;
+    if (fp && fp->side >= 0) {
+        const side_table *st = &w->cx->side[fp->side];
+        uint64_t row = side_row_of(w, fp->side, w->meta[rec].idx);
+        if (row != UINT64_MAX)
+            snprintf(out, cap, "%s:%llu (side table '%s', the row joined to the event of %s:%llu)",
+                     st->path, (unsigned long long)st->line[row], st->cfg->name, file,
+                     (unsigned long long)line);
+        else
+            snprintf(out, cap, "%s:%llu (no row of side table '%s': its missing fill)", file,
+                     (unsigned long long)line, st->cfg->name);
+        return 0;
+    }
     snprintf(out, cap, "%s:%llu", file, (unsigned long long)line);
     return 0;
 }
@@ -1578,7 +1624,7 @@ static int plan_fields(csv_ctx *cx, rd_errbuf *eb) {
                 }
             }
             int idx = rd__layout_add(&cx->lay, fc->name, fp->kind, fp->width);
-            RD_ASSERT(idx >= 0);
+            RD_ASSERT(idx == cx->n_plan); // layout field k is plan[k] (where_line)
             fp->offset = cx->lay.fields[idx].offset;
             if (rd_field_is_float(fp->kind)) {
                 cx->lay.fields[idx].transform = (fc->log1p ? RD_XFORM_LOG1P : 0u) |
@@ -2474,7 +2520,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     // The builder's messages about a record name its file and line: the lines of the events it
     // keeps (negative sampling drops some) move to the front of es.meta as they are added, over
     // entries already read (kept <= i), so no memory is added for them.
-    line_where lw = {es.meta, 0, files, cx->part_base, n_files};
+    line_where lw = {es.meta, 0, files, cx->part_base, n_files, cx, es.keys, es.nums, ns, nn};
     if (rc == RD_OK)
         rd__builder_set_where(b, where_line, &lw);
     for (uint64_t i = 0; rc == RD_OK && i < es.n; i++) {
@@ -2488,8 +2534,11 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         ev.keys = es.keys + m->idx * ns;
         ev.nums = es.nums + m->idx * nn;
         rc = rd__builder_add(b, &ev, eb);
-        if (rc == RD_OK && rd__builder_count(b) > lw.n_kept)
-            es.meta[lw.n_kept++].line = ev.sample;
+        if (rc == RD_OK && rd__builder_count(b) > lw.n_kept) { // (m is copied first: kept <= i)
+            const uint64_t idx = m->idx;
+            es.meta[lw.n_kept].line = ev.sample;
+            es.meta[lw.n_kept++].idx = idx;
+        }
     }
     rd_free(ukey);
     rd_free(ikey);

@@ -238,6 +238,22 @@ done
 printf 'ts,uid,iid,clicked,price,cat,tags\n12,9,c,1,,,x\n' > "$TMP/in/emp/p2.csv"
 "$RD" prepare "$TMP/emp.yaml" --out "$TMP/emp_out" > "$TMP/out" 2>"$TMP/err" || fail "emp: $(cat "$TMP/err")"
 grep -q "field 'tags' has no value" "$TMP/err" && fail "emp: a field with one value: $(cat "$TMP/err")"
+# A standardized side-table field whose value the batch period cannot scale is refused naming
+# the side table's row (file:line), not only the log line of the event it was joined to (the
+# message named the log line alone, where the value is not).
+mkdir -p "$TMP/in/std"
+printf 'ts,uid,iid,clicked\n1,u1,a,1\n2,u2,b,0\n3,u1,c,0\n4,u2,a,1\n5,u1,b,1\n6,u2,c,0\n7,u1,a,0\n8,u2,b,1\n9,u3,c,1\n10,u3,a,0\n' > "$TMP/in/std/l.csv"
+printf 'uid,score\nu1,1e-30\nu3,1e30\nu2,2e-30\n' > "$TMP/in/std/users.csv"
+sed 's|    path: rep/p\*.csv|    path: std/l.csv|' "$TMP/rep.yaml" > "$TMP/std.yaml"
+cat >> "$TMP/std.yaml" <<EOF
+    side:
+      - {name: users, path: std/users.csv, header: true, key_column: uid, join_column: uid}
+    fields:
+      - {name: score, side: users, kind: numeric, standardize: true}
+EOF
+"$RD" prepare "$TMP/std.yaml" --out "$TMP/std_out" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "std: an unscalable value must exit 1"
+grep -qF "std/users.csv:3 (side table 'users', the row joined to the event of $TMP/in/std/l.csv:10): field 'score': the event at" "$TMP/err" \
+    || fail "std: the side table's row is not named: $(cat "$TMP/err")"
 # A different label or field value is no repeat.
 printf 'ts,uid,iid,clicked\n14,10,b,0\n12,9,c,1\n13,9,a,1\n' > "$TMP/in/rep/p2.csv"
 "$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
