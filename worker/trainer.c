@@ -152,12 +152,14 @@ struct rd_trainer {
     // Progress.
     double t_create;
     double t_progress;
-    uint64_t planned;  // training examples of the whole schedule (job total)
-    uint64_t trained;  // training examples done (job total)
-    uint64_t trained0; // of those, done before this launch (restored by --resume)
-    double train_s;    // seconds inside training phases (this launch)
-    int32_t win_w;     // the stream window being trained, -1 outside one
-    double win_s0;     // train_s and trained when window win_w began (this launch)
+    double t_window_line;     // when the last stream window line was printed
+    uint32_t windows_unshown; // window lines left out since it (window_line_due)
+    uint64_t planned;         // training examples of the whole schedule (job total)
+    uint64_t trained;         // training examples done (job total)
+    uint64_t trained0;        // of those, done before this launch (restored by --resume)
+    double train_s;           // seconds inside training phases (this launch)
+    int32_t win_w;            // the stream window being trained, -1 outside one
+    double win_s0;            // train_s and trained when window win_w began (this launch)
     uint64_t win_n0;
     double loss_ema;
     int have_loss;
@@ -1057,6 +1059,19 @@ static void progress(rd_trainer *tr, const char *phase, int64_t step, int64_t st
     printf("[%s] %s %s  loss %.4f  %.0f samples/s  ETA %.0fs  (%.0fs elapsed)\n", tr->job->name,
            phase, at, tr->loss_ema, rate, eta, t - tr->t_create);
     fflush(stdout);
+}
+
+// Up to this many stream windows, each prints its line ("stream window w: auc ..."); beyond it
+// (10,000 windows printed 30,000 lines over three jobs) the first and last windows print theirs,
+// and between them one whenever output.progress_every_s seconds have passed since the last
+// (none with 0). Every window is in the metrics file and report.json all the same.
+#define RD_TRAINER_WINDOW_LINES_ALL 100
+
+static int window_line_due(rd_trainer *tr, uint32_t w, uint32_t K) {
+    if (K <= RD_TRAINER_WINDOW_LINES_ALL || w == 0 || w + 1 == K)
+        return 1;
+    const int every = tr->cfg->output.progress_every_s;
+    return every > 0 && now_s() - tr->t_window_line >= (double)every;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3106,7 +3121,9 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
                 res->window[w].samples_per_s = sps_before;
             res->n_windows = (int)w + 1;
         }
-        if (me == 0 && !tr->quiet) {
+        if (me == 0 && !tr->quiet && !window_line_due(tr, w, K)) {
+            tr->windows_unshown++;
+        } else if (me == 0 && !tr->quiet) {
             // n/a, not nan, where the window leaves a figure undefined (as the final table).
             char fig[3][16];
             const double v[3] = {mr.auc, mr.gauc, mr.logloss};
@@ -3116,8 +3133,16 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
                     snprintf(fig[k], sizeof fig[k], "%.4f", v[k]);
                 else
                     snprintf(fig[k], sizeof fig[k], "n/a");
-            printf("[%s] stream window %u: auc %s gauc %s logloss %s (%llu events)\n",
-                   tr->job->name, w, fig[0], fig[1], fig[2], (unsigned long long)mr.n);
+            char gap[160] = "";
+            if (tr->windows_unshown > 0)
+                snprintf(gap, sizeof gap,
+                         " (%u %s since the last line not printed: every window is in the "
+                         "metrics file)",
+                         tr->windows_unshown, tr->windows_unshown == 1 ? "window" : "windows");
+            printf("[%s] stream window %u: auc %s gauc %s logloss %s (%llu events)%s\n",
+                   tr->job->name, w, fig[0], fig[1], fig[2], (unsigned long long)mr.n, gap);
+            tr->t_window_line = now_s();
+            tr->windows_unshown = 0;
         }
     }
     // 3. The final checkpoint (after the last training step), then the holdout, whole and warm.

@@ -62,4 +62,19 @@ config 5 0 >"$TMP/off.yaml"
 timeout 300 "$MPIEXEC" -n 2 "$RD" train "$TMP/off.yaml" --out "$TMP/off" >"$TMP/outoff" \
     2>"$TMP/erroff" || fail "progress off: $(cat "$TMP/erroff")"
 ! grep -q ' step [0-9]*/\| done ' "$TMP/outoff" || fail "progress_every_s 0 printed progress"
+# The stream windows' own lines ("stream window w: auc ..."): one a window up to 100 windows
+# (two here); beyond, the first and the last, and between them one per progress_every_s (a day
+# here: none), the next printed line saying how many were left out. 10,000 windows printed
+# 30,000 lines over three jobs.
+[ "$(grep -c '^\[solo\] stream window [0-9]*: auc' "$TMP/out5")" -eq 2 ] ||
+    fail "2 windows: not one line each: $(grep 'stream window [0-9]*:' "$TMP/out5")"
+config 1000 86400 | sed 's/stream_windows: 2/stream_windows: 300/' >"$TMP/many.yaml"
+timeout 300 "$MPIEXEC" -n 2 "$RD" train "$TMP/many.yaml" --out "$TMP/many" >"$TMP/outmany" \
+    2>"$TMP/errmany" || fail "300 windows: $(cat "$TMP/errmany")"
+lines=$(grep '^\[solo\] stream window [0-9]*: auc' "$TMP/outmany")
+[ "$(echo "$lines" | wc -l)" -eq 2 ] || fail "300 windows: $(echo "$lines" | wc -l) lines: $lines"
+echo "$lines" | head -1 | grep -q '^\[solo\] stream window 0: auc .*events)$' || fail "300 windows, first: $lines"
+echo "$lines" | tail -1 | grep -q '^\[solo\] stream window 299: auc .*(298 windows since the last line not printed: every window is in the metrics file)$' ||
+    fail "300 windows, last: $lines"
+[ "$(grep -c '^stream,' "$TMP/many/solo.metrics.csv")" -eq 300 ] || fail "300 windows: the metrics file"
 echo "progress: ok (batch $b, window $w steps a phase)"
