@@ -400,6 +400,34 @@ static void test_pairs_reported(void **state) {
     rd_free(out);
     set_m(&res[1].holdout.m, auc[1], 0.5, 1000);
     set_m(&res[4].holdout.m, auc[4], 0.5, 1000);
+    // A holdout of 1000 events (500 of each class) gets no caution; one of 40 (20 positives)
+    // does, on its eta line and as few_events in report.json, the other slices not.
+    out = printed(cfg, res, 7);
+    const char *hl = strstr(out, "eta holdout    0.250");
+    assert_non_null(hl);
+    assert_true(!strstr(hl, "[caution") || strstr(hl, "[caution") > strchr(hl, '\n'));
+    rd_free(out);
+    for (int j = 0; j < 7; j++)
+        set_m(&res[j].holdout.m, auc[j], 0.5, 40);
+    out = printed(cfg, res, 7);
+    hl = strstr(out, "eta holdout    0.250   (teacher gap +0.0400, student gain +0.0100)  "
+                     "[caution: 20 positives and 20 negatives on this slice, under 100 of a "
+                     "class: its AUCs are too uncertain for eta to mean much]\n");
+    assert_non_null(hl);
+    const char *wl = strstr(hl, "eta warm");
+    assert_non_null(wl);
+    assert_true(strstr(wl, "[caution") == NULL || strstr(wl, "[caution") > strchr(wl, '\n'));
+    rd_free(out);
+    assert_int_equal(rd_report_write(cfg, res, 7, 1.0, NULL, &eb), RD_OK);
+    js = slurp(path);
+    assert_non_null(js);
+    assert_non_null(strstr(js, "\"student_raw_auc\": 0.760000, \"positives\": 20, "
+                               "\"negatives\": 20, \"few_events\": true},\n"));
+    assert_non_null(strstr(js, "\"positives\": 400, \"negatives\": 400, \"few_events\": "
+                               "false}"));
+    rd_free(js);
+    for (int j = 0; j < 7; j++)
+        set_m(&res[j].holdout.m, auc[j], 0.5, 1000);
 
     // No raw student (QA report C #5, repro fan.yaml): eta null with its reason, and one
     // printed "eta n/a (...)" line per distilled student.

@@ -189,6 +189,8 @@ rd_report_eta rd_report_eta_of(double teacher_auc, double student_auc, double ra
     e.gap = teacher_auc - raw_auc; // NaN propagates
     e.gain = student_auc - raw_auc;
     e.eta = isfinite(e.gap) && isfinite(e.gain) && e.gap > 0 ? e.gain / e.gap : (double)NAN;
+    e.positives = e.negatives = 0;
+    e.few = 0;
     return e;
 }
 
@@ -200,25 +202,34 @@ static double auc_of(const rd_metrics_result *m) {
 static rd_report_eta slice_eta(const rd_trainer_result *res, const rd_report_pair *pr, int slice) {
     double a[3] = {NAN, NAN, NAN};
     int idx[3] = {pr->teacher, pr->student, pr->student_raw};
+    uint64_t pos = UINT64_MAX, neg = UINT64_MAX; // the fewest of the three jobs
     for (int k = 0; k < 3; k++) {
         if (idx[k] < 0)
             continue;
         const rd_trainer_result *r = &res[idx[k]];
         rd_metrics_result sm;
+        const rd_metrics_result *m;
         switch (slice) {
             case 0:
-                a[k] = auc_of(&r->holdout.m);
+                m = &r->holdout.m;
                 break;
             case 1:
-                a[k] = auc_of(&r->warm.m);
+                m = &r->warm.m;
                 break;
             default:
                 sm = rd_report_stream_mean(r);
-                a[k] = auc_of(&sm);
+                m = &sm;
                 break;
         }
+        a[k] = auc_of(m);
+        pos = m->positives < pos ? m->positives : pos;
+        neg = m->n - m->positives < neg ? m->n - m->positives : neg;
     }
-    return rd_report_eta_of(a[0], a[1], a[2]);
+    rd_report_eta e = rd_report_eta_of(a[0], a[1], a[2]);
+    e.positives = pos == UINT64_MAX ? 0 : pos;
+    e.negatives = neg == UINT64_MAX ? 0 : neg;
+    e.few = e.positives < RD_REPORT_FEW_CLASS || e.negatives < RD_REPORT_FEW_CLASS;
+    return e;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,6 +323,9 @@ static void jeta(FILE *f, const char *ind, const char *key, rd_report_eta e, int
     jnum(f, e.student_auc);
     fputs(", \"student_raw_auc\": ", f);
     jnum(f, e.raw_auc);
+    fprintf(f, ", \"positives\": %llu, \"negatives\": %llu, \"few_events\": %s",
+            (unsigned long long)e.positives, (unsigned long long)e.negatives,
+            e.few ? "true" : "false");
     fputs(last ? "}" : "},\n", f);
 }
 
@@ -592,12 +606,20 @@ static void print_pair(const rd_trainer_result *res, const rd_report_pair *pr) {
     static const char *const names[] = {"holdout", "warm", "stream"};
     for (int s = 0; s < 3; s++) {
         rd_report_eta e = slice_eta(res, pr, s);
+        char few[160] = "";
+        if (e.few)
+            snprintf(few, sizeof few,
+                     "  [caution: %llu positives and %llu negatives on this slice, under %d of a "
+                     "class: its AUCs are too uncertain for eta to mean much]",
+                     (unsigned long long)e.positives, (unsigned long long)e.negatives,
+                     RD_REPORT_FEW_CLASS);
         if (isfinite(e.eta))
-            printf("eta %-8s %7.3f   (teacher gap %+.4f, student gain %+.4f)%s%s\n", names[s],
+            printf("eta %-8s %7.3f   (teacher gap %+.4f, student gain %+.4f)%s%s%s\n", names[s],
                    e.eta, e.gap, e.gain, pr->warning[0] ? "  [not comparable: see WARNING]" : "",
                    e.gap < RD_REPORT_TINY_GAP ? "  [teacher gap under 0.001 AUC: the ratio of two "
                                                 "tiny differences, mostly noise]"
-                                              : "");
+                                              : "",
+                   few);
         else if (isfinite(e.gap))
             printf("eta %-8s     n/a   (teacher gap %+.4f, student gain %+.4f: no gap over "
                    "student_raw to transfer)\n",

@@ -61,6 +61,11 @@ typedef struct rd_report_eta {
     double gap;                               // teacher_auc - raw_auc (NaN when absent)
     double gain;                              // student_auc - raw_auc (NaN when absent)
     double eta;                               // gain / gap, NaN unless gap > 0
+    // The slice's events of each class, the fewest of the three jobs (0 from rd_report_eta_of;
+    // the stream's are summed over its windows), and whether either is under
+    // RD_REPORT_FEW_CLASS (few: eta is then mostly noise)
+    uint64_t positives, negatives;
+    int few;
 } rd_report_eta;
 
 /**
@@ -83,7 +88,8 @@ rd_report_eta rd_report_eta_of(double teacher_auc, double student_auc, double ra
 /**
  * Write <cfg->run.out_dir>/report.json: run, seed, config, wall_s, popularity, holdout, warm,
  * stream (per job); eta: the first pair that has one (teacher, student, student_raw, warning
- * (null or text), and holdout, warm, stream: eta, teacher_gap, student_gain, the three AUCs), or
+ * (null or text), and holdout, warm, stream: eta, teacher_gap, student_gain, the three AUCs,
+ * positives, negatives and few_events: either under RD_REPORT_FEW_CLASS), or
  * null with eta_reason beside it; eta_pairs: every pair in job order, with the same keys plus
  * reason (null or text; the slices are null when there is a reason); flops_per_sample and params
  * (per job), throughput (samples/s per job, of this launch: launch_samples / train_s), targets
@@ -114,5 +120,12 @@ void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n);
 /** A teacher gap (AUC) under which the printed eta carries a note that it is mostly noise (an eta
  *  of -92 from a gap of +0.00005 was printed plain); report.json is unchanged. */
 #define RD_REPORT_TINY_GAP 0.001
+
+/** Events of a class (positives or negatives) on a slice under which its eta carries a caution,
+ *  in the table and as few_events in report.json: with 100 of each an AUC near 0.7 has a
+ *  standard error of about 0.036 (Hanley and McNeil, 1982), more than most teacher gaps
+ *  (0.01 to 0.05), so eta, a ratio of two AUC differences, is mostly noise below it (an eta
+ *  printed plain from a holdout of 30 events). */
+#define RD_REPORT_FEW_CLASS 100
 
 #endif // RD_REPORT_H
