@@ -25,6 +25,12 @@
 // The line sits in the binary between the markers "RD_BUILD_ID{" and "\0}", once, so a test can
 // find it and change a copy of the binary (tests/scripts/mpmd_args.sh). No environment variable
 // or option changes it.
+//
+// The run-time identity (rd_app_runtime_id) is the other half: the shared libraries this process
+// loaded, which are not part of the build. Two nodes with other CPUs or other installs run one
+// build, but OpenBLAS picks its kernels by CPU, and another MPI, libm or OpenBLAS version may
+// round a reduction or an sgemm differently: their float results are not bit-for-bit
+// reproducible. rd_app_agree warns about a launch whose ranks differ there; it never refuses it.
 #include "commands.h"
 
 #include "rd/checkpoint.h"
@@ -36,6 +42,18 @@
 #include "rd/train_ckpt.h"
 
 #include "rd_build_src.h" // generated: RD_BUILD_SRC_DIGEST, RD_BUILD_VERSION
+
+#include <cblas.h> // OpenBLAS's: openblas_get_config, openblas_get_corename
+#include <ctype.h>
+#include <lmdb.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+#if defined(__GLIBC__)
+#include <gnu/libc-version.h>
+#endif
 
 #define STR2(x) #x
 #define STR(x)  STR2(x)
@@ -79,4 +97,105 @@ static const char marked[] = BUILD_MARK BUILD_ID "\0}";
 
 const char *rd_app_build_id(void) {
     return marked + sizeof BUILD_MARK - 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run-time identity
+
+enum { RUNTIME_VALUE = 160 };
+
+// " key=value" appended to line, value with each run of blanks as one '_' (a value has no
+// spaces: the line splits on them), cut to RUNTIME_VALUE bytes; "unknown" when empty.
+static void add_field(char *line, size_t cap, const char *key, const char *value) {
+    char v[RUNTIME_VALUE];
+    size_t n = 0;
+    for (const char *p = value ? value : ""; *p && n + 1 < sizeof v; p++) {
+        if (isspace((unsigned char)*p) || !isprint((unsigned char)*p)) {
+            if (n > 0 && v[n - 1] != '_')
+                v[n++] = '_';
+        } else {
+            v[n++] = *p;
+        }
+    }
+    while (n > 0 && v[n - 1] == '_')
+        n--;
+    v[n] = 0;
+    size_t len = strlen(line);
+    if (len + 1 < cap)
+        snprintf(line + len, cap - len, "%s%s=%s", len ? " " : "", key, n ? v : "unknown");
+}
+
+// The MPI library from the first line of MPI_Get_library_version: "MPICH Version:\t4.0.2" gives
+// "MPICH-4.0.2", "Intel(R) MPI Library 2021.6 for Linux* OS" is taken whole, "Open MPI v4.1.4,
+// package: ..." up to its first comma. Callable before MPI_Init (MPI-3).
+static void mpi_library(char *out, size_t cap) {
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    v[0] = 0;
+    if (MPI_Get_library_version(v, &len) != MPI_SUCCESS)
+        v[0] = 0;
+    v[sizeof v - 1] = 0;
+    char *line = v + strspn(v, " \t\r\n");
+    line[strcspn(line, "\r\n")] = 0;
+    char *tag = strstr(line, "Version:");
+    if (tag) {
+        // name, then the first word after "Version:" ("MPICH Version: 4.0.2" -> MPICH-4.0.2).
+        const char *ver = tag + strlen("Version:");
+        ver += strspn(ver, " \t");
+        int name_len = (int)(tag - line);
+        while (name_len > 0 && isspace((unsigned char)line[name_len - 1]))
+            name_len--;
+        snprintf(out, cap, "%.*s-%.*s", name_len, line, (int)strcspn(ver, " \t,"), ver);
+        if (name_len > 0 && ver[0])
+            return;
+    }
+    line[strcspn(line, ",")] = 0;
+    snprintf(out, cap, "%s", line);
+}
+
+const char *rd_app_runtime_id(void) {
+    // Computed once, on the first call: the libraries a process loaded do not change.
+    static char line[RD_APP_RUNTIME_MAX];
+    static int done;
+    if (done)
+        return line;
+    char v[RUNTIME_VALUE];
+    line[0] = 0;
+
+    mpi_library(v, sizeof v);
+    add_field(line, sizeof line, "mpi", v);
+
+    // "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64": the version is its second
+    // word; the core is the kernel set a DYNAMIC_ARCH build picked for this CPU.
+    const char *cfg = openblas_get_config();
+    cfg = cfg ? cfg : "";
+    const char *ver = cfg + strspn(cfg, " ");
+    ver += strcspn(ver, " ");
+    ver += strspn(ver, " ");
+    snprintf(v, sizeof v, "%.*s", (int)strcspn(ver, " "), ver);
+    add_field(line, sizeof line, "openblas", v);
+    add_field(line, sizeof line, "blas_core", openblas_get_corename());
+    add_field(line, sizeof line, "blas_config", cfg);
+
+#if defined(__GLIBC__)
+    snprintf(v, sizeof v, "glibc-%s", gnu_get_libc_version());
+#else
+    snprintf(v, sizeof v, "unknown");
+#endif
+    add_field(line, sizeof line, "libc", v);
+
+    int major = 0, minor = 0, patch = 0;
+    mdb_version(&major, &minor, &patch);
+    snprintf(v, sizeof v, "%d.%d.%d", major, minor, patch);
+    add_field(line, sizeof line, "lmdb", v);
+    add_field(line, sizeof line, "yaml", yaml_get_version_string());
+
+    // Test only (tests/scripts/runtime_id.sh): one more field, " test=VALUE", so that one launch
+    // can have ranks with two run-time identities. It only appends to this line: the build
+    // identity, and what the program does, stay the same.
+    const char *t = getenv("RD_TEST_RUNTIME_SUFFIX");
+    if (t && t[0])
+        add_field(line, sizeof line, "test", t);
+    done = 1;
+    return line;
 }

@@ -27,7 +27,9 @@ static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 static void usage(FILE *out) {
     fprintf(out, "usage: recdistill <command> [args]   (recdistill <command> --help)\n"
                  "       recdistill --version   (the build identity every rank of a launch "
-                 "must share)\n\n"
+                 "must share)\n"
+                 "       recdistill --version --runtime   (and the run-time libraries: MPI, "
+                 "OpenBLAS and its CPU kernel, libc, LMDB, libyaml)\n\n"
                  "commands:\n");
     for (int i = 0; i < n_commands; i++)
         fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
@@ -104,7 +106,17 @@ int main(int argc, char **argv) {
                                  "'--version' runs as one process, on its own (without mpiexec "
                                  "or srun), not in a parallel launch",
                                  0);
+        // --runtime adds a second line, the run-time identity (the libraries this process runs
+        // on, which ranks of one build may not share); anything else is a usage error, so that a
+        // typo does not print the build line alone.
+        int runtime = argc == 3 && strcmp(argv[2], "--runtime") == 0;
+        if (argc > 2 && !runtime) {
+            fprintf(stderr, "recdistill: --version takes only --runtime, not '%s'\n", argv[2]);
+            return 2;
+        }
         printf("%s\n", rd_app_build_id());
+        if (runtime)
+            printf("%s\n", rd_app_runtime_id());
         return rd_app_stdout_written(argv[1], NULL);
     }
     for (int i = 0; i < n_commands; i++) {
