@@ -422,21 +422,24 @@ static int has_field(const char *line, const char *field) {
     return 0;
 }
 
-// Append to buf (", "-separated, each once) the names of the fields of identity line a that line
-// b lacks: "version" for the second field (the line begins "recdistill VERSION"), the key of a
-// key=value field ("src", "wire", ...), else the field itself (" fuzzing"). Called both ways, so
-// that a field only one of the two builds has is named too.
-static void id_diff(const char *a, const char *b, char *buf, size_t cap, size_t *len) {
-    char ta[HELLO_ID];
+// Append to buf (", "-separated, each once) the names of the fields of line a that line b lacks:
+// the key of a key=value field ("src", "wire", "openblas", ...), else the field itself
+// (" fuzzing"). A build identity (build_line) begins "recdistill VERSION": its first field is
+// skipped and its second named "version". Called both ways, so that a field only one of the two
+// lines has is named too. For the build identities (judge_builds) and the run-time identities
+// (judge_runtimes) alike.
+static void
+fields_diff(const char *a, const char *b, int build_line, char *buf, size_t cap, size_t *len) {
+    char ta[RD_APP_RUNTIME_MAX > HELLO_ID ? RD_APP_RUNTIME_MAX : HELLO_ID];
     snprintf(ta, sizeof ta, "%s", a);
     char *save = NULL;
     int i = 0;
     for (char *f = strtok_r(ta, " ", &save); f; f = strtok_r(NULL, " ", &save), i++) {
-        if (i == 0 || has_field(b, f))
+        if ((build_line && i == 0) || has_field(b, f))
             continue;
         const char *eq = strchr(f, '=');
         char key[48];
-        if (i == 1)
+        if (build_line && i == 1)
             snprintf(key, sizeof key, "version");
         else
             snprintf(key, sizeof key, "%.*s", eq ? (int)(eq - f) : (int)strlen(f), f);
@@ -489,8 +492,8 @@ static int judge_builds(const char *prog, const hello_rec *all, int n) {
         fprintf(stderr, "  build %d: %s\n", ++nb,
                 id ? id : "(no build identity: a build from before this check)");
         if (id && strcmp(id, mine) != 0) {
-            id_diff(mine, id, diff, sizeof diff, &dlen);
-            id_diff(id, mine, diff, sizeof diff, &dlen);
+            fields_diff(mine, id, 1, diff, sizeof diff, &dlen);
+            fields_diff(id, mine, 1, diff, sizeof diff, &dlen);
         }
         // The build's ranks, by host and executable path.
         memset(where, 0, (size_t)n);
