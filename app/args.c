@@ -559,6 +559,147 @@ static int agree_build(const char *prog, int rank, int size, int appnum) {
     return verdict == RD_APP_AGREE_OK ? RD_APP_AGREE_OK : RD_APP_AGREE_MISMATCH;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The run-time check: after the arguments agree (rd_app_agree, phase 3)
+//
+// Ranks of one build may still run on other libraries: a node with another CPU (OpenBLAS picks
+// its kernels by CPU), another OpenBLAS, MPI, glibc (libm), LMDB or libyaml install. The launch
+// is valid, but its float results are not bit-for-bit reproducible against a launch on one kind
+// of node, which users comparing scaling runs need to know. So a launch whose ranks differ in
+// rd_app_runtime_id gets one warning from world rank 0, never a refusal. Every rank runs this
+// build (phase 1), so this exchange may have any layout.
+
+enum { RUNTIME_GROUPS_SHOWN = 8, RUNTIME_HOSTS_SHOWN = 4 };
+
+typedef struct runtime_rec {
+    int32_t appnum;                // MPI_APPNUM: the mpiexec segment, from 0 (-1 unknown)
+    int32_t rank;                  // world rank
+    char line[RD_APP_RUNTIME_MAX]; // rd_app_runtime_id()
+    char host[HELLO_HOST];         // gethostname
+} runtime_rec;
+
+// Order of the records: by run-time line, then host, then rank.
+static int runtime_cmp(const void *pa, const void *pb) {
+    const runtime_rec *a = *(const runtime_rec *const *)pa, *b = *(const runtime_rec *const *)pb;
+    int c = strcmp(a->line, b->line);
+    if (!c)
+        c = strcmp(a->host, b->host);
+    return c ? c : (a->rank > b->rank) - (a->rank < b->rank);
+}
+
+// A run of equal records (one run-time line, or one line and host) in the sorted order, by its
+// lowest rank: the groups are shown in rank order, rank 0's first.
+typedef struct runtime_run {
+    int start, end, first_rank;
+} runtime_run;
+
+static int run_cmp(const void *pa, const void *pb) {
+    const runtime_run *a = pa, *b = pb;
+    return (a->first_rank > b->first_rank) - (a->first_rank < b->first_rank);
+}
+
+// World rank 0, when the ranks' run-time lines differ: one warning on stderr, naming the fields
+// that differ, then each line with its ranks per host. Bounded on any launch: sorted once
+// (n log n), at most RUNTIME_GROUPS_SHOWN lines with RUNTIME_HOSTS_SHOWN hosts each, the rest
+// counted.
+static void judge_runtimes(const char *prog, const runtime_rec *all, int n) {
+    const runtime_rec **by = rd_xcalloc((size_t)n, sizeof *by);
+    int32_t *appnum = rd_xcalloc((size_t)n, sizeof *appnum);
+    char *sel = rd_xcalloc((size_t)n, 1);
+    runtime_run *groups = rd_xcalloc((size_t)n, sizeof *groups);
+    runtime_run *hosts = rd_xcalloc((size_t)n, sizeof *hosts);
+    int multi = 0;
+    for (int r = 0; r < n; r++) {
+        by[r] = &all[r];
+        appnum[r] = all[r].appnum;
+        multi |= all[r].appnum != all[0].appnum;
+    }
+    qsort(by, (size_t)n, sizeof *by, runtime_cmp);
+    int ng = 0;
+    for (int i = 0; i < n; i++) {
+        if (i == 0 || strcmp(by[i]->line, by[i - 1]->line) != 0)
+            groups[ng++] = (runtime_run){i, i, by[i]->rank};
+        runtime_run *g = &groups[ng - 1];
+        g->end = i + 1;
+        if (by[i]->rank < g->first_rank)
+            g->first_rank = by[i]->rank;
+    }
+    qsort(groups, (size_t)ng, sizeof *groups, run_cmp);
+    // The fields in which a line differs from rank 0's (groups[0]), both ways.
+    const char *line0 = by[groups[0].start]->line;
+    char diff[512] = "", set[600];
+    size_t dlen = 0;
+    for (int g = 1; g < ng; g++) {
+        fields_diff(line0, by[groups[g].start]->line, 0, diff, sizeof diff, &dlen);
+        fields_diff(by[groups[g].start]->line, line0, 0, diff, sizeof diff, &dlen);
+    }
+    fprintf(stderr,
+            "%s: warning: the ranks of this launch run one build on different run-time libraries "
+            "(they differ in: %s); the launch goes on, but its float results (BLAS kernels, MPI "
+            "reductions, libm) are not bit-for-bit reproducible against a launch on one kind of "
+            "node (`recdistill --version --runtime`):\n",
+            prog, diff[0] ? diff : "?");
+    for (int g = 0; g < ng && g < RUNTIME_GROUPS_SHOWN; g++) {
+        fprintf(stderr, "  runtime %d: %s\n", g + 1, by[groups[g].start]->line);
+        // The group's hosts, each with its ranks (sorted by host, then rank, within the group).
+        int nh = 0;
+        for (int i = groups[g].start; i < groups[g].end; i++) {
+            if (i == groups[g].start || strcmp(by[i]->host, by[i - 1]->host) != 0)
+                hosts[nh++] = (runtime_run){i, i, by[i]->rank};
+            hosts[nh - 1].end = i + 1;
+        }
+        qsort(hosts, (size_t)nh, sizeof *hosts, run_cmp);
+        for (int h = 0; h < nh && h < RUNTIME_HOSTS_SHOWN; h++) {
+            for (int i = hosts[h].start; i < hosts[h].end; i++)
+                sel[by[i]->rank] = 1;
+            rank_set(appnum, sel, n, multi, set, sizeof set);
+            for (int i = hosts[h].start; i < hosts[h].end; i++)
+                sel[by[i]->rank] = 0;
+            const char *host = by[hosts[h].start]->host;
+            fprintf(stderr, "    %s on %s\n", set, host[0] ? host : "?");
+        }
+        if (nh > RUNTIME_HOSTS_SHOWN)
+            fprintf(stderr, "    ... and %d more hosts\n", nh - RUNTIME_HOSTS_SHOWN);
+    }
+    if (ng > RUNTIME_GROUPS_SHOWN) {
+        int rest = 0;
+        for (int g = RUNTIME_GROUPS_SHOWN; g < ng; g++)
+            rest += groups[g].end - groups[g].start;
+        fprintf(stderr, "  ... and %d more runtimes (%d ranks)\n", ng - RUNTIME_GROUPS_SHOWN, rest);
+    }
+    rd_free(hosts);
+    rd_free(groups);
+    rd_free(sel);
+    rd_free(appnum);
+    rd_free(by);
+}
+
+// 3. Every rank's run-time identity. Collective; returns 1 on every rank when they differ
+//    (world rank 0 has printed the warning), else 0. The common case, one identity, costs one
+//    allreduce of two words: the records are gathered only when the hashes differ.
+static int agree_runtime(const char *prog, int rank, int size, int appnum) {
+    const char *line = rd_app_runtime_id();
+    uint64_t h = rd_hash_str(line, 0), mm[2] = {h, ~h}; // max(h) and ~min(h)
+    RD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD));
+    if (mm[0] == ~mm[1])
+        return 0;
+    runtime_rec *mine = rd_xcalloc(1, sizeof *mine);
+    mine->appnum = appnum;
+    mine->rank = rank;
+    snprintf(mine->line, sizeof mine->line, "%s", line);
+    gethostname(mine->host, sizeof mine->host - 1);
+    runtime_rec *all = rank == 0 ? rd_xcalloc((size_t)size, sizeof *all) : NULL;
+    RD_MPI_CHECK(MPI_Gather(mine, (int)sizeof *mine, MPI_BYTE, all, (int)sizeof *mine, MPI_BYTE, 0,
+                            MPI_COMM_WORLD));
+    if (rank == 0) {
+        judge_runtimes(prog, all, size);
+        fflush(stderr);
+    }
+    rd_free(all);
+    rd_free(mine);
+    return 1;
+}
+
 static int agree_as(const char *prog,
                     const char *header,
                     int status,
@@ -602,8 +743,12 @@ static int agree_as(const char *prog,
     return verdict;
 }
 
-int rd_app_agree(
-    const char *prog, int status, const char *msg, const rd_app_arg *args, int n_args) {
+int rd_app_agree(const char *prog,
+                 int status,
+                 const char *msg,
+                 const rd_app_arg *args,
+                 int n_args,
+                 int *runtime_mixed) {
     // 1. The same build on every rank, before anything else is compared or made (the first
     //    collective of every launch; rd_app_agree_values comes later, among ranks of one build).
     int rank = 0, size = 1, flag = 0;
@@ -611,13 +756,23 @@ int rd_app_agree(
     RD_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
     RD_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
     RD_MPI_CHECK(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_APPNUM, &appnum, &flag));
+    if (runtime_mixed)
+        *runtime_mixed = 0;
     if (agree_build(prog, rank, size, flag && appnum ? *appnum : -1) != RD_APP_AGREE_OK)
         return RD_APP_AGREE_MISMATCH;
     // 2. The same arguments.
-    return agree_as(prog,
-                    "the ranks of this launch were given different arguments; every rank must be "
-                    "given the same (in an MPMD launch, repeat them on every mpiexec segment)",
-                    status, msg, args, n_args);
+    int v = agree_as(prog,
+                     "the ranks of this launch were given different arguments; every rank must be "
+                     "given the same (in an MPMD launch, repeat them on every mpiexec segment)",
+                     status, msg, args, n_args);
+    // 3. The run-time libraries, compared (a warning) only for a launch that goes on: a refused
+    //    one ends with its own message. Every rank has the same verdict, so all or none run it.
+    if (v == RD_APP_AGREE_OK) {
+        int mixed = agree_runtime(prog, rank, size, flag && appnum ? *appnum : -1);
+        if (runtime_mixed)
+            *runtime_mixed = mixed;
+    }
+    return v;
 }
 
 int rd_app_agree_values(const char *prog, const char *header, const rd_app_arg *args, int n_args) {

@@ -778,7 +778,8 @@ static void config_identity(const char *config,
 // 0. Every rank's command line, settled: a usage error anywhere, or arguments that differ
 //    between ranks (the segments of an MPMD launch each have their own), end every rank with
 //    exit 2 and one report by world rank 0 (rd_app_agree). Returns -1 to go on, else the exit code.
-static int agree(const train_args *ta, int rank) {
+//    runtime_mixed: whether the ranks' run-time libraries differ (a warning, rd_app_agree).
+static int agree(const train_args *ta, int rank, int *runtime_mixed) {
     char cpath[RD_PATH_MAX], ccontent[128], seed[32];
     rd_app_arg args[5];
     int n = 0;
@@ -795,7 +796,7 @@ static int agree(const train_args *ta, int rank) {
         args[n++] = (rd_app_arg){"--resume", ta->resume ? ta->resume : "(not given)",
                                  ta->resume ? rd_hash_str(ta->resume, 6) : 6};
     }
-    int v = rd_app_agree("recdistill train", ta->status, ta->msg, args, n);
+    int v = rd_app_agree("recdistill train", ta->status, ta->msg, args, n, runtime_mixed);
     switch (v) {
         case RD_APP_AGREE_OK:
             return -1;
@@ -976,7 +977,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     rd_log_set_rank(rank, NULL);
-    int code = agree(ta, rank);
+    int runtime_mixed = 0; // the ranks' run-time libraries differ (report.json, rd_app_agree)
+    int code = agree(ta, rank, &runtime_mixed);
     if (code >= 0) {
         rd_mpi_finalize(code);
         return code;

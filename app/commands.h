@@ -118,8 +118,18 @@ enum {
  * end with RD_APP_AGREE_MISMATCH on every rank, world rank 0 naming each build and its ranks,
  * segments, hosts and paths. That first exchange has a frozen layout (args.c, hello_rec), so two
  * builds can always reach the verdict together, a build from before the check included.
+ * When the verdict is RD_APP_AGREE_OK, the ranks' run-time identities (rd_app_runtime_id) are
+ * compared too: when they differ, world rank 0 prints one warning naming the fields that differ
+ * and each run-time line with its ranks and hosts, and the launch goes on.
+ * @param[out] runtime_mixed  (may be NULL) 1 on every rank when the ranks' run-time identities
+ *                            differ, else 0 (also when the verdict is not RD_APP_AGREE_OK)
  */
-int rd_app_agree(const char *prog, int status, const char *msg, const rd_app_arg *args, int n_args);
+int rd_app_agree(const char *prog,
+                 int status,
+                 const char *msg,
+                 const rd_app_arg *args,
+                 int n_args,
+                 int *runtime_mixed);
 
 /**
  * rd_app_agree for values that are not arguments (a rank's working directory): collective over

@@ -73,7 +73,7 @@ static int end_in_launch(int argc, char **argv, int status, const char *msg, int
     }
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    int v = rd_app_agree("recdistill", status, msg, NULL, 0);
+    int v = rd_app_agree("recdistill", status, msg, NULL, 0, NULL);
     int code = v == RD_APP_AGREE_HELP ? 0 : 2;
     if (rank == 0 && usage_too) {
         usage(code == 0 ? stdout : stderr);
