@@ -1144,8 +1144,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
                                    TAG_RESULT, comm->world, &r));
             rd_comm_wait(&r, poll);
         }
-        if ((rc = rd_report_write(cfg, res, comm->n_jobs, now_s() - t_start, rd_app_build_id(),
-                                  &eb)) != RD_OK)
+        const rd_report_build build = {rd_app_build_id(), rd_app_runtime_id(), runtime_mixed};
+        if ((rc = rd_report_write(cfg, res, comm->n_jobs, now_s() - t_start, &build, &eb)) != RD_OK)
             die(comm, "report", &eb, rc);
         if (cfg->output.plot && (rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)
             die(comm, "plot", &eb, rc);

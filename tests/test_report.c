@@ -224,13 +224,18 @@ static void test_write(void **state) {
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_report_write(cfg, res, 3, 1.5, "recdistill 0.1.0 src=0123", &eb), RD_OK);
+    const rd_report_build build = {"recdistill 0.1.0 src=0123", "mpi=MPICH-4.0.2 openblas=0.3.21",
+                                   1};
+    assert_int_equal(rd_report_write(cfg, res, 3, 1.5, &build, &eb), RD_OK);
     char path[600];
     snprintf(path, sizeof path, "%s/report.json", dir);
     char *js = slurp(path);
     assert_non_null(js);
-    // The build identity follows the config (a NULL one leaves the key out: the other cases).
-    assert_non_null(strstr(js, "\"build\": \"recdistill 0.1.0 src=0123\",\n  \"wall_s\""));
+    // The build identity follows the config, then rank 0's run-time identity and whether some
+    // rank's differed (a NULL build leaves the keys out: the other cases).
+    assert_non_null(strstr(js, "\"build\": \"recdistill 0.1.0 src=0123\",\n  \"runtime\": "
+                               "\"mpi=MPICH-4.0.2 openblas=0.3.21\",\n  \"runtime_mixed\": true,\n"
+                               "  \"wall_s\""));
     // holdout eta = (0.77 - 0.76) / (0.80 - 0.76) = 0.25; warm (0.78 - 0.78) / (0.8 - 0.78) = 0
     assert_non_null(strstr(js, "\"holdout\": {\"eta\": 0.250000, \"teacher_gap\": 0.040000"));
     assert_non_null(strstr(js, "\"warm\": {\"eta\": 0.000000, \"teacher_gap\": 0.020000"));

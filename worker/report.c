@@ -443,7 +443,7 @@ int rd_report_write(const rd_config *cfg,
                     const rd_trainer_result *res,
                     int n,
                     double wall_s,
-                    const char *build,
+                    const rd_report_build *build,
                     rd_errbuf *eb) {
     char path[RD_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/report.json", cfg->run.out_dir);
@@ -455,9 +455,14 @@ int rd_report_write(const rd_config *cfg,
     fprintf(f, "{\n  \"run\": \"%s\",\n  \"seed\": %llu,\n  \"config\": ", cfg->run.name,
             (unsigned long long)cfg->run.seed);
     jstr(f, cfg->source_path); // a path: any bytes
-    if (build) {
+    if (build && build->build) {
         fputs(",\n  \"build\": ", f);
-        jstr(f, build);
+        jstr(f, build->build);
+    }
+    if (build && build->runtime) { // the ranks' run-time libraries (app/build_id.c)
+        fputs(",\n  \"runtime\": ", f);
+        jstr(f, build->runtime);
+        fprintf(f, ",\n  \"runtime_mixed\": %s", build->runtime_mixed ? "true" : "false");
     }
     fputs(",\n  \"wall_s\": ", f);
     jnum(f, wall_s);

@@ -5,6 +5,7 @@
 //   RD_REPORT_NOTE_MAX      size of a pair's reason / warning text
 //   rd_report_pair          one distilled student, its teacher and its raw twin
 //   rd_report_eta           transferability of one slice (holdout, warm, stream mean)
+//   rd_report_build         what ran: build and run-time identities, for report.json
 //   rd_report_find_pairs()  pair every distilled student with its teacher and raw twin
 //   rd_report_stream_mean() per-window metrics averaged over a job's stream windows
 //   rd_report_eta_of()      eta = (AUC_student - AUC_raw) / (AUC_teacher - AUC_raw)
@@ -79,6 +80,13 @@ int rd_report_find_pairs(const rd_config *cfg,
                          int n,
                          rd_report_pair *out);
 
+/** What report.json records of the program that wrote it (borrowed strings, NULL: no key). */
+typedef struct rd_report_build {
+    const char *build;   // the build identity, rd_app_build_id(): "build"
+    const char *runtime; // world rank 0's run-time identity, rd_app_runtime_id(): "runtime"
+    int runtime_mixed;   // 1: some rank's run-time identity differs ("runtime_mixed", with runtime)
+} rd_report_build;
+
 /** Averages of r's stream windows (see the header comment). n = 0 windows gives NaN metrics. */
 rd_metrics_result rd_report_stream_mean(const rd_trainer_result *r);
 
@@ -95,14 +103,15 @@ rd_report_eta rd_report_eta_of(double teacher_auc, double student_auc, double ra
  * (per job), throughput (samples/s per job, of this launch: launch_samples / train_s), targets
  * (summed), comm (this launch's traffic per launch sample), jobs (details and per-window
  * metrics). Written to a temp file and renamed.
- * @param[in] build  the program's build identity ("build" after "config"; NULL: no such key)
+ * @param[in] build  what ran: "build", then "runtime" and "runtime_mixed", after "config" (NULL,
+ *                   or a NULL field: no such key)
  * @return RD_OK or RD_ERR_IO (nothing left behind)
  */
 int rd_report_write(const rd_config *cfg,
                     const rd_trainer_result *res,
                     int n,
                     double wall_s,
-                    const char *build,
+                    const rd_report_build *build,
                     rd_errbuf *eb);
 
 /**
