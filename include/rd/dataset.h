@@ -274,6 +274,10 @@ typedef struct rd_feature_src {
  *  <= cap means the log does not fit. */
 uint64_t rd__schema_log_cap(uint64_t cap, double per_event, double limit);
 
+/** The CSV source's event store under data.schema.drop_repeats, for tests: the bytes of tally
+ *  bits an event keeps (3 a field of the schema's plan, 1 a side table), sized by the schema. */
+uint32_t rd__schema_tally_bytes(int n_plan, int n_side);
+
 /**
  * Resolve the model feature named `field` in this dataset. "user" and "item" are the record's
  * keys; a field of the dataset comes next (so a CSV column named "hour" wins over the derived
