@@ -109,9 +109,11 @@ int main(int argc, char **argv) {
         // --runtime adds a second line, the run-time identity (the libraries this process runs
         // on, which ranks of one build may not share); anything else is a usage error, so that a
         // typo does not print the build line alone.
-        int runtime = argc == 3 && strcmp(argv[2], "--runtime") == 0;
-        if (argc > 2 && !runtime) {
-            fprintf(stderr, "recdistill: --version takes only --runtime, not '%s'\n", argv[2]);
+        // The message names the first argument refused: argv[3] after a valid --runtime.
+        int runtime = argc >= 3 && strcmp(argv[2], "--runtime") == 0;
+        if (argc > 2 + runtime) {
+            fprintf(stderr, "recdistill: --version takes only --runtime, not '%s'\n",
+                    argv[2 + runtime]);
             return 2;
         }
         printf("%s\n", rd_app_build_id());

@@ -75,6 +75,10 @@ echo "$RT" | grep -qE '(^| )openblas=[0-9]+\.[0-9]+' || bad "--version --runtime
 "$RD" --version --bogus >/dev/null 2>"$TMP/vb.err"
 [ $? = 2 ] && grep -qF -- "--version takes only --runtime, not '--bogus'" "$TMP/vb.err" ||
     bad "--version --bogus: not a usage error: $(cat "$TMP/vb.err")"
+# An extra argument after --runtime is named as the one refused (it named --runtime itself).
+"$RD" --version --runtime extra >/dev/null 2>"$TMP/vr.err"
+[ $? = 2 ] && grep -qF -- "--version takes only --runtime, not 'extra'" "$TMP/vr.err" ||
+    bad "--version --runtime extra: $(cat "$TMP/vr.err")"
 # The test-only suffix appends a field and changes nothing else (not the build line).
 S="$(RD_TEST_RUNTIME_SUFFIX='odd one' "$RD" --version --runtime)"
 [ "$S" = "$(printf '%s\n%s test=odd_one' "$ID" "$RT")" ] || bad "RD_TEST_RUNTIME_SUFFIX: '$S'"
