@@ -42,28 +42,8 @@ cp "$SRC/tests/data/slurm-tiny.yaml" "$C"
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
 
-# launch EXPECTED-RC NAME mpiexec-args...: run under a timeout, output in $TMP/NAME.err.
-launch() {
-    local want="$1" name="$2"
-    shift 2
-    timeout 60 "$MPIEXEC" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
-    local got=$?
-    if [ "$got" = 124 ]; then
-        bad "$name: the launch hung (killed after 60 s): $(head -3 "$TMP/$name.err")"
-    elif [ "$got" != "$want" ]; then
-        bad "$name: exit $got, expected $want: $(head -5 "$TMP/$name.err")"
-    fi
-}
-# has NAME PATTERN [COUNT]: the launch's stderr has PATTERN (exactly COUNT times when given).
-has() {
-    local n
-    n=$(grep -cF -- "$2" "$TMP/$1.err")
-    if [ "$n" = 0 ]; then
-        bad "$1: stderr lacks '$2': $(head -8 "$TMP/$1.err")"
-    elif [ -n "${3:-}" ] && [ "$n" != "$3" ]; then
-        bad "$1: '$2' printed $n times, expected $3"
-    fi
-}
+# shellcheck source=lib/launch.sh
+. "$SRC/tests/scripts/lib/launch.sh" # launch, has
 
 # 1. Usage errors on one segment end the whole launch, reported once.
 launch 2 typo_last -n 2 "$RD" train "$C" --out "$TMP/r1" : -n 2 "$RD" train "$C" --sed 3

@@ -32,28 +32,9 @@ bad() { echo "FAIL: $*"; fail=1; }
 HOST="$(hostname)"
 WARN="run one build on different run-time libraries"
 
-# launch EXPECTED-RC NAME mpiexec-args...: run under a timeout, output in $TMP/NAME.err.
-launch() {
-    local want="$1" name="$2"
-    shift 2
-    timeout 120 "$MPIEXEC" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
-    local got=$?
-    if [ "$got" = 124 ]; then
-        bad "$name: the launch hung (killed after 120 s): $(head -3 "$TMP/$name.err")"
-    elif [ "$got" != "$want" ]; then
-        bad "$name: exit $got, expected $want: $(head -5 "$TMP/$name.err")"
-    fi
-}
-# has NAME PATTERN [COUNT]: the launch's stderr has PATTERN (exactly COUNT times when given).
-has() {
-    local n
-    n=$(grep -cF -- "$2" "$TMP/$1.err")
-    if [ "$n" = 0 ]; then
-        bad "$1: stderr lacks '$2': $(head -8 "$TMP/$1.err")"
-    elif [ -n "${3:-}" ] && [ "$n" != "$3" ]; then
-        bad "$1: '$2' printed $n times, expected $3"
-    fi
-}
+LAUNCH_TIMEOUT=120
+# shellcheck source=lib/launch.sh
+. "$SRC/tests/scripts/lib/launch.sh" # launch, has
 # report RUN KEY VALUE: report.json of run RUN has "KEY": VALUE (VALUE as JSON text).
 report() {
     grep -qF "\"$2\": $3," "$TMP/$1/report.json" 2>/dev/null ||
