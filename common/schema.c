@@ -1897,50 +1897,57 @@ static size_t part_of(const uint64_t *base, size_t n, uint64_t line) {
 // is kept and counted the same. The multi fields' cuts, told per part, are told here. Side
 // tables' own counts (their rows) do not change.
 static int recount_kept(csv_ctx *cx, const ev_store *es, char **files, size_t n_files) {
+    int any_cut = 0;
     for (int i = 0; i < cx->n_plan; i++)
-        if (cx->plan[i].side < 0)
+        if (cx->plan[i].side < 0) {
             cx->plan[i].filled = cx->plan[i].neg = 0;
+            any_cut |= cx->plan[i].cut_file > 0;
+        }
     for (int s = 0; s < cx->n_side; s++)
         cx->side[s].unmatched = 0;
-    uint64_t *cut = NULL, *first = NULL; // per part: rows cut, the first such line (all parts)
-    for (int i = 0; i < cx->n_plan; i++) {
-        field_plan *fp = &cx->plan[i];
-        if (fp->side >= 0)
-            continue;
-        if (fp->cut_file > 0 && !cut) {
-            cut = rd_calloc(n_files, sizeof *cut);
-            first = rd_calloc(n_files, sizeof *first);
-            if (!cut || !first) {
-                rd_free(cut);
-                rd_free(first);
-                return -1;
-            }
-        }
-        const int had_cut = fp->cut_file > 0;
-        if (had_cut)
-            memset(cut, 0, n_files * sizeof *cut);
-        for (uint64_t e = 0; e < es->n; e++) {
-            const uint8_t *t = es->tally + es->meta[e].idx * es->tb;
+    // Per field and part: rows cut, and the first such line (all parts). One pass over the kept
+    // events, each event's tally read once (they are in time order, not in the tally's).
+    const size_t np = (size_t)cx->n_plan * n_files;
+    uint64_t *cut = any_cut ? rd_calloc(np, sizeof *cut) : NULL;
+    uint64_t *first = any_cut ? rd_calloc(np, sizeof *first) : NULL;
+    if (any_cut && (!cut || !first)) {
+        rd_free(cut);
+        rd_free(first);
+        return -1;
+    }
+    for (uint64_t e = 0; e < es->n; e++) {
+        const uint8_t *t = es->tally + es->meta[e].idx * es->tb;
+        for (int i = 0; i < cx->n_plan; i++) {
+            field_plan *fp = &cx->plan[i];
+            if (fp->side >= 0)
+                continue;
             fp->filled += (uint64_t)tally_get(t, TALLY_MISS(i));
             fp->neg += (uint64_t)tally_get(t, TALLY_NEG(i));
-            if (had_cut && tally_get(t, TALLY_CUT(i))) {
-                size_t k = part_of(cx->part_base, n_files, es->meta[e].line);
+            if (fp->cut_file > 0 && tally_get(t, TALLY_CUT(i))) {
+                size_t k = (size_t)i * n_files + part_of(cx->part_base, n_files, es->meta[e].line);
                 if (cut[k]++ == 0 || es->meta[e].line < first[k])
                     first[k] = es->meta[e].line;
             }
         }
-        for (size_t k = 0; had_cut && k < n_files; k++) {
+        for (int s = 0; s < cx->n_side; s++)
+            cx->side[s].unmatched += (uint64_t)tally_get(t, TALLY_UNM(cx->n_plan, s));
+    }
+    // The multi fields' cuts, told per part as the first pass told them.
+    for (int i = 0; i < cx->n_plan; i++) {
+        field_plan *fp = &cx->plan[i];
+        if (fp->side >= 0 || fp->cut_file == 0)
+            continue;
+        for (size_t k = 0; k < n_files; k++) {
+            const uint64_t c = cut[(size_t)i * n_files + k];
             const char *f;
-            fp->cut_file = cut[k];
-            fp->cut_line = cut[k] ? part_line(files, cx->part_base, n_files, first[k], &f) : 0;
+            fp->cut_file = c;
+            fp->cut_line =
+                c ? part_line(files, cx->part_base, n_files, first[(size_t)i * n_files + k], &f)
+                  : 0;
             warn_cut(fp, files[k]);
         }
         fp->cut_file = 0;
     }
-    for (uint64_t e = 0; e < es->n; e++)
-        for (int s = 0; s < cx->n_side; s++)
-            cx->side[s].unmatched +=
-                (uint64_t)tally_get(es->tally + es->meta[e].idx * es->tb, TALLY_UNM(cx->n_plan, s));
     rd_free(cut);
     rd_free(first);
     return 0;
