@@ -1393,10 +1393,11 @@ part_line(char **files, const uint64_t *base, size_t n, uint64_t line, const cha
 
 // The input file and line of the builder's record `rec` (rd__builder_set_where): the line of the
 // rec-th event kept, which the build loop moves to meta[rec] (kept events are in time order too).
-// A field of a side table is named by the side table's row joined to the event: the first row
-// of the table equal to the event's copy in every field read from that table (the event keeps
-// the values, not the row; a row equal in all of them is the row joined or indistinguishable
-// from it).
+// A field of a side table is named by the side table's row joined to the event. The event keeps
+// the values it was joined to, not the row (a row index an event and side table would grow the
+// log's store for a message), so the event's line is read again and its join value looked up as
+// the first pass did. Matching the values instead named the first row holding them, which is
+// another key's row when two rows agree in every field read and the key column is no field.
 typedef struct line_where {
     const ev_meta *meta; // meta[rec]: line and idx of the rec-th event kept
     uint64_t n_kept;
@@ -1404,33 +1405,46 @@ typedef struct line_where {
     const uint64_t *base;
     size_t n_files;
     const csv_ctx *cx;
-    const uint64_t *keys; // the events' key slots (ns each) and numbers (nn each), by idx
-    const float *nums;
-    uint32_t ns, nn;
+    const rd_csv_options *o; // the log's reader options (borrowed, outlive the build)
+    int latin1;              // the log is Latin-1: its rows are converted as the first pass did
 } line_where;
 
-// The row of side table s that event idx was joined with (equal in every field read from s), or
-// UINT64_MAX (the event had no row there: missing: empty).
-static uint64_t side_row_of(const line_where *w, int s, uint64_t idx) {
-    const csv_ctx *cx = w->cx;
-    const side_table *st = &cx->side[s];
-    for (uint64_t row = 0; row < st->n_rows; row++) {
-        int same = 1;
-        for (int i = 0; same && i < cx->n_plan; i++) {
-            const field_plan *fp = &cx->plan[i];
-            if (fp->side != s)
-                continue;
-            if (rd_field_is_float(fp->kind))
-                same = memcmp(&w->nums[idx * w->nn + fp->offset],
-                              &st->nums[row * st->n_num + fp->soff], 4) == 0;
-            else
-                same = memcmp(&w->keys[idx * w->ns + fp->offset],
-                              &st->keys[row * st->n_slots + fp->soff], fp->width * 8ull) == 0;
+enum { SIDE_NO_ROW = -1, SIDE_UNREAD = -2 };
+
+// The row of side table s joined to the log row at file:line (its line in its part), read again
+// from the file: >= 0 the row, SIDE_NO_ROW the key has no row there (missing: empty),
+// SIDE_UNREAD the line cannot be read again (the file changed or cannot be opened).
+static int64_t side_row_of(const line_where *w, int s, const char *file, uint64_t line) {
+    const side_table *st = &w->cx->side[s];
+    rd_csv_reader *r = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_csv_open(file, w->o, &r, &eb) != RD_OK)
+        return SIDE_UNREAD;
+    latin1_row lr;
+    memset(&lr, 0, sizeof lr);
+    int64_t out = SIDE_UNREAD;
+    const rd_csv_field *f;
+    size_t nf;
+    while (rd_csv_next(r, &f, &nf, &eb) == 1) {
+        if (rd_csv_line(r) < line)
+            continue;
+        if (rd_csv_line(r) > line || (int)nf != w->cx->n_cols)
+            break;
+        if (w->latin1) {
+            if (latin1_to_utf8(&lr, f, nf) != 0)
+                break;
+            f = lr.fields;
         }
-        if (same)
-            return row;
+        const rd_csv_field *jv = &f[st->join_col];
+        const uint32_t *row = rd__u64map_get(&st->rows, rd_hash64(jv->ptr, jv->len, 0x5e1d));
+        out = row ? (int64_t)*row : SIDE_NO_ROW;
+        break;
     }
-    return UINT64_MAX;
+    rd_free(lr.buf);
+    rd_free(lr.fields);
+    rd_csv_close(r);
+    return out;
 }
 
 static int where_line(void *vctx, uint64_t rec, int field, char *out, size_t cap) {
@@ -1443,14 +1457,19 @@ static int where_line(void *vctx, uint64_t rec, int field, char *out, size_t cap
     const field_plan *fp = field >= 0 && field < w->cx->n_plan ? &w->cx->plan[field] : NULL;
     if (fp && fp->side >= 0) {
         const side_table *st = &w->cx->side[fp->side];
-        uint64_t row = side_row_of(w, fp->side, w->meta[rec].idx);
-        if (row != UINT64_MAX)
+        int64_t row = side_row_of(w, fp->side, file, line);
+        if (row >= 0)
             snprintf(out, cap, "%s:%llu (side table '%s', the row joined to the event of %s:%llu)",
                      st->path, (unsigned long long)st->line[row], st->cfg->name, file,
                      (unsigned long long)line);
-        else
+        else if (row == SIDE_NO_ROW)
             snprintf(out, cap, "%s:%llu (no row of side table '%s': its missing fill)", file,
                      (unsigned long long)line, st->cfg->name);
+        else
+            snprintf(out, cap,
+                     "%s:%llu (the event joined to side table '%s', %s: the line could not be "
+                     "read again to name its row)",
+                     file, (unsigned long long)line, st->cfg->name, st->path);
         return 0;
     }
     snprintf(out, cap, "%s:%llu", file, (unsigned long long)line);
@@ -2532,7 +2551,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     // The builder's messages about a record name its file and line: the lines of the events it
     // keeps (negative sampling drops some) move to the front of es.meta as they are added, over
     // entries already read (kept <= i), so no memory is added for them.
-    line_where lw = {es.meta, 0, files, cx->part_base, n_files, cx, es.keys, es.nums, ns, nn};
+    line_where lw = {es.meta, 0, files, cx->part_base, n_files, cx, &o, log_latin1};
     if (rc == RD_OK)
         rd__builder_set_where(b, where_line, &lw);
     for (uint64_t i = 0; rc == RD_OK && i < es.n; i++) {

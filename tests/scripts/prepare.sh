@@ -254,6 +254,13 @@ EOF
 "$RD" prepare "$TMP/std.yaml" --out "$TMP/std_out" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "std: an unscalable value must exit 1"
 grep -qF "std/users.csv:3 (side table 'users', the row joined to the event of $TMP/in/std/l.csv:10): field 'score': the event at" "$TMP/err" \
     || fail "std: the side table's row is not named: $(cat "$TMP/err")"
+# The row named is the one joined by the event's key, not the first row of another key that
+# holds the same values: the key column is no field here, and users.csv:3 (u9) named for the
+# event of u3 (users.csv:4) sent the user to the wrong row.
+printf 'uid,score\nu1,1e-30\nu9,1e30\nu3,1e30\nu2,2e-30\n' > "$TMP/in/std/users.csv"
+"$RD" prepare "$TMP/std.yaml" --out "$TMP/std_out" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "std twin: an unscalable value must exit 1"
+grep -qF "std/users.csv:4 (side table 'users', the row joined to the event of $TMP/in/std/l.csv:10): field 'score': the event at" "$TMP/err" \
+    || fail "std twin: not the row joined (users.csv:4, key u3): $(cat "$TMP/err")"
 # A different label or field value is no repeat.
 printf 'ts,uid,iid,clicked\n14,10,b,0\n12,9,c,1\n13,9,a,1\n' > "$TMP/in/rep/p2.csv"
 "$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_out" > "$TMP/out" 2>"$TMP/err" || fail "rep: $(cat "$TMP/err")"
