@@ -2193,6 +2193,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     const double mem_limit = (double)rd_mem_limit(&mem_what);
     // Record ids (the input line) run on across the parts: part k's lines come after part k-1's.
     uint64_t line_base = 0;
+    uint64_t n_label_empty = 0; // a text label column's empty values (the one-class refusal)
     cx->part_base = rd_malloc((n_files ? n_files : 1) * sizeof *cx->part_base);
     if (!cx->part_base) {
         rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
@@ -2263,6 +2264,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
             }
             if (sc->n_label_values > 0) {
                 es.label[es.n] = (uint8_t)label_of_text(sc, &f[cx->c_label]);
+                n_label_empty += f[cx->c_label].len == 0;
             } else {
                 double lv;
                 if (f[cx->c_label].len == 0) {
@@ -2380,22 +2382,6 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         rc = rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: no data rows", cx->log_path);
         goto done;
     }
-    // A log with one class only (purchases or clicks without their impressions, or a label rule
-    // that no event meets) has nothing for a classifier to learn and no AUC to report: refuse
-    // it here, naming the rule, rather than train it into a report of nulls.
-    uint64_t n_pos = 0;
-    for (uint64_t i = 0; i < es.n; i++)
-        n_pos += es.label[i];
-    if (n_pos == 0 || n_pos == es.n) {
-        char rule[RD_COLUMN_MAX + RD_NAME_MAX * RD_MAX_LABEL_VALUES + 64];
-        label_rule_text(sc, rule, sizeof rule);
-        rc = rd_err_set(eb, RD_ERR_SCHEMA,
-                        "%s: label rule '%s' gives label %d to all %llu events: training "
-                        "needs both classes (a log of positives only needs its negatives, e.g. "
-                        "the impressions that were not clicked)",
-                        cx->log_path, rule, n_pos ? 1 : 0, (unsigned long long)es.n);
-        goto done;
-    }
     // Values that parse but are likely not what the log meant: warn, naming the field, and
     // build the dataset all the same (they are legal).
     // (The log's fields were told part by part, as each part was read.)
@@ -2460,7 +2446,35 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                         file, (unsigned long long)fline, (long long)last);
         }
     }
-    if (users.n >= UINT32_MAX || items.n >= UINT32_MAX) {
+    // A log with one class only (purchases or clicks without their impressions, or a label rule
+    // that no event meets) has nothing for a classifier to learn and no AUC to report: refuse
+    // it here, naming the rule, rather than train it into a report of nulls. A text label
+    // column empty on every row (a column left blank by the export) is named as the cause.
+    uint64_t n_pos = 0;
+    for (uint64_t i = 0; i < es.n; i++)
+        n_pos += es.label[i];
+    const int one_class = n_pos == 0 || n_pos == es.n;
+    const int too_many = users.n >= UINT32_MAX || items.n >= UINT32_MAX;
+    // A refused log still gets the whole-log counts and warnings (missing values, values below
+    // 0 under log1p, a field empty on every row), over every row read: they may explain the
+    // refusal (the one class of a log whose fields are all empty), and were not printed at all.
+    if (one_class || too_many)
+        tell_counts(cx, es.n, n_files);
+    if (one_class) {
+        char rule[RD_COLUMN_MAX + RD_NAME_MAX * RD_MAX_LABEL_VALUES + 64];
+        label_rule_text(sc, rule, sizeof rule);
+        char empty[RD_COLUMN_MAX + 48] = "";
+        if (n_label_empty == es.n)
+            snprintf(empty, sizeof empty, " (column '%s' is empty on every row)",
+                     cx->cols[cx->c_label]);
+        rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                        "%s: label rule '%s' gives label %d to all %llu events%s: training "
+                        "needs both classes (a log of positives only needs its negatives, e.g. "
+                        "the impressions that were not clicked)",
+                        cx->log_path, rule, n_pos ? 1 : 0, (unsigned long long)es.n, empty);
+        goto done;
+    }
+    if (too_many) {
         rc = rd_err_set(eb, RD_ERR_RANGE, "%s: more than 2^32-1 distinct users or items",
                         cx->log_path);
         goto done;

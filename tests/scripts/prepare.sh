@@ -238,6 +238,22 @@ done
 printf 'ts,uid,iid,clicked,price,cat,tags\n12,9,c,1,,,x\n' > "$TMP/in/emp/p2.csv"
 "$RD" prepare "$TMP/emp.yaml" --out "$TMP/emp_out" > "$TMP/out" 2>"$TMP/err" || fail "emp: $(cat "$TMP/err")"
 grep -q "field 'tags' has no value" "$TMP/err" && fail "emp: a field with one value: $(cat "$TMP/err")"
+# A log refused for one class still shows the whole-log warnings counted before the refusal
+# (they were printed after it, so never), and a text label column empty on every row is named
+# as the cause (the refusal gave the rule and the class alone).
+mkdir -p "$TMP/in/one"
+printf 'ts,uid,iid,ev,cat\n10,9,a,,\n11,10,b,,\n' > "$TMP/in/one/l.csv"
+sed 's|    path: rep/p\*.csv|    path: one/l.csv|; s|    label: "clicked >= 1"|    label: '"'"'ev == "click"'"'"'|' \
+    "$TMP/rep.yaml" > "$TMP/one.yaml"
+cat >> "$TMP/one.yaml" <<EOF
+    fields:
+      - {name: cat, kind: categorical}
+EOF
+"$RD" prepare "$TMP/one.yaml" --out "$TMP/one_out" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "one: a log of one class must exit 1: $(cat "$TMP/err")"
+for w in "one/l.csv: field 'cat' has no value on any row: column 'cat' is empty on all 2 rows" \
+         "one/l.csv: label rule 'ev == [\"click\"]' gives label 0 to all 2 events (column 'ev' is empty on every row)"; do
+    grep -qF "$w" "$TMP/err" || fail "one: no '$w': $(cat "$TMP/err")"
+done
 # A standardized side-table field whose value the batch period cannot scale is refused naming
 # the side table's row (file:line), not only the log line of the event it was joined to (the
 # message named the log line alone, where the value is not).
