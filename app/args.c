@@ -13,6 +13,7 @@
 #include "rd/dataset.h"
 #include "rd/error.h"
 #include "rd/hash.h"
+#include "rd/numfmt.h"
 #include "rd/train_ckpt.h"
 
 #include <ctype.h>
@@ -233,58 +234,11 @@ static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
         *len = (size_t)w < cap - *len ? *len + (size_t)w : cap - 1;
 }
 
-// "rank 2" / "ranks 0-1, 4" for the ranks r with sel[r], then, when the launch has several
-// mpiexec segments, " (mpiexec segment 2)" / " (mpiexec segments 1, 2)", counted from 1 in the
-// order of the command line.
+// The ranks r with sel[r] as text (rd_fmt_rank_set), with their mpiexec segments when the launch
+// has several (multi).
 static void
 rank_set(const int32_t *appnum, const char *sel, int n, int multi, char *buf, size_t cap) {
-    size_t len = 0;
-    int cnt = 0;
-    buf[0] = 0;
-    for (int r = 0; r < n; r++)
-        cnt += sel[r] != 0;
-    append(buf, cap, &len, "rank%s ", cnt == 1 ? "" : "s");
-    int first = 1;
-    for (int r = 0; r < n; r++) {
-        if (!sel[r])
-            continue;
-        int e = r;
-        while (e + 1 < n && sel[e + 1])
-            e++;
-        append(buf, cap, &len, "%s%d", first ? "" : ", ", r);
-        if (e > r)
-            append(buf, cap, &len, "%s%d", e == r + 1 ? ", " : "-", e);
-        first = 0;
-        r = e;
-    }
-    if (!multi)
-        return;
-    int nseg = 0, last = -2;
-    size_t mark = len;
-    append(buf, cap, &len, " (mpiexec segment");
-    size_t seg_at = len;
-    for (int a = 0;; a++) { // the distinct segments, ascending (appnum is small)
-        int next = -1;
-        for (int r = 0; r < n; r++)
-            if (sel[r] && appnum[r] > last && (next < 0 || appnum[r] < next))
-                next = appnum[r];
-        if (next < 0 || a > n)
-            break;
-        append(buf, cap, &len, "%s%d", nseg ? ", " : " ", next + 1);
-        nseg++;
-        last = next;
-    }
-    if (nseg == 0) {
-        buf[mark] = 0;
-        return;
-    }
-    if (nseg > 1) { // "segment" -> "segments"
-        char tail[256];
-        snprintf(tail, sizeof tail, "%s", buf + seg_at);
-        len = seg_at;
-        append(buf, cap, &len, "s%s", tail);
-    }
-    append(buf, cap, &len, ")");
+    rd_fmt_rank_set(sel, multi ? appnum : NULL, n, buf, cap);
 }
 
 // World rank 0: the verdict over every rank's record, with its messages on stderr. header heads

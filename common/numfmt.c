@@ -1,7 +1,8 @@
-// numfmt.c — a float as "%.9g" without printf (rd/numfmt.h).
+// numfmt.c — a float as "%.9g" without printf, and a set of MPI ranks as text (rd/numfmt.h).
 #include "rd/numfmt.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -107,4 +108,74 @@ size_t rd_fmt_float9(float x, char out[RD_FMT_FLOAT_MAX]) {
     }
     *p = 0;
     return (size_t)(p - out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A set of ranks
+
+static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
+    if (*len + 1 >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        *len = (size_t)w < cap - *len ? *len + (size_t)w : cap - 1;
+}
+
+// "rank 2" / "ranks 0-1, 4" for the ranks r with sel[r], then, when the launch has several
+// mpiexec segments, " (mpiexec segment 2)" / " (mpiexec segments 1, 2)", counted from 1 in the
+// order of the command line.
+void rd_fmt_rank_set(const char *sel, const int32_t *appnum, int n, char *buf, size_t cap) {
+    const int multi = appnum != NULL;
+    size_t len = 0;
+    int cnt = 0;
+    buf[0] = 0;
+    for (int r = 0; r < n; r++)
+        cnt += sel[r] != 0;
+    append(buf, cap, &len, "rank%s ", cnt == 1 ? "" : "s");
+    int first = 1;
+    for (int r = 0; r < n; r++) {
+        if (!sel[r])
+            continue;
+        int e = r;
+        while (e + 1 < n && sel[e + 1])
+            e++;
+        append(buf, cap, &len, "%s%d", first ? "" : ", ", r);
+        if (e > r)
+            append(buf, cap, &len, "%s%d", e == r + 1 ? ", " : "-", e);
+        first = 0;
+        r = e;
+    }
+    if (!multi)
+        return;
+    int nseg = 0, last = -2;
+    size_t mark = len;
+    append(buf, cap, &len, " (mpiexec segment");
+    size_t seg_at = len;
+    for (int a = 0;; a++) { // the distinct segments, ascending (appnum is small)
+        int next = -1;
+        for (int r = 0; r < n; r++)
+            if (sel[r] && appnum[r] > last && (next < 0 || appnum[r] < next))
+                next = appnum[r];
+        if (next < 0 || a > n)
+            break;
+        append(buf, cap, &len, "%s%d", nseg ? ", " : " ", next + 1);
+        nseg++;
+        last = next;
+    }
+    if (nseg == 0) {
+        buf[mark] = 0;
+        return;
+    }
+    if (nseg > 1) { // "segment" -> "segments"
+        char tail[256];
+        snprintf(tail, sizeof tail, "%s", buf + seg_at);
+        len = seg_at;
+        append(buf, cap, &len, "s%s", tail);
+    }
+    append(buf, cap, &len, ")");
 }

@@ -485,6 +485,29 @@ static void test_oom_injection(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// rd_fmt_rank_set: the rank lists of the launch-wide messages (app/args.c)
+
+static void test_fmt_rank_set(void **state) {
+    (void)state;
+    char sel[16] = {0}, buf[600];
+    int32_t app[16] = {0};
+    sel[2] = 1;
+    rd_fmt_rank_set(sel, NULL, 16, buf, sizeof buf);
+    assert_string_equal(buf, "rank 2");
+    sel[0] = sel[1] = sel[4] = sel[5] = sel[7] = sel[8] = sel[9] = 1;
+    rd_fmt_rank_set(sel, NULL, 16, buf, sizeof buf);
+    assert_string_equal(buf, "ranks 0-2, 4, 5, 7-9");
+    for (int r = 8; r < 16; r++)
+        app[r] = 1;
+    rd_fmt_rank_set(sel, app, 16, buf, sizeof buf);
+    assert_string_equal(buf, "ranks 0-2, 4, 5, 7-9 (mpiexec segments 1, 2)");
+    memset(sel, 0, sizeof sel);
+    sel[9] = sel[10] = 1;
+    rd_fmt_rank_set(sel, app, 16, buf, sizeof buf);
+    assert_string_equal(buf, "ranks 9, 10 (mpiexec segment 2)");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Logging
 
 // rd_mem_limit's cgroup part on a fake hierarchy: v2 memory.max ("max" = none) and v1
@@ -663,15 +686,24 @@ static void test_log_levels(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strerror),        cmocka_unit_test(test_errbuf),
-        cmocka_unit_test(test_hash_golden),     cmocka_unit_test(test_hash_properties),
-        cmocka_unit_test(test_keys_never_zero), cmocka_unit_test(test_shard_balance),
-        cmocka_unit_test(test_crc32c),          cmocka_unit_test(test_rng_determinism),
-        cmocka_unit_test(test_rng_split),       cmocka_unit_test(test_rng_ranges),
-        cmocka_unit_test(test_aligned),         cmocka_unit_test(test_oom_injection),
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_errbuf),
+        cmocka_unit_test(test_hash_golden),
+        cmocka_unit_test(test_hash_properties),
+        cmocka_unit_test(test_keys_never_zero),
+        cmocka_unit_test(test_shard_balance),
+        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_rng_determinism),
+        cmocka_unit_test(test_rng_split),
+        cmocka_unit_test(test_rng_ranges),
+        cmocka_unit_test(test_aligned),
+        cmocka_unit_test(test_oom_injection),
         cmocka_unit_test(test_cgroup_limit), // rd_mem_limit
-        cmocka_unit_test(test_fmt_float9),      cmocka_unit_test(test_log_levels),
-        cmocka_unit_test(test_abort_watchdog),  cmocka_unit_test(test_abort_launch_without_mpi),
+        cmocka_unit_test(test_fmt_float9),
+        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_fmt_rank_set),
+        cmocka_unit_test(test_abort_watchdog),
+        cmocka_unit_test(test_abort_launch_without_mpi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,13 @@
-// rd/numfmt.h — numbers as text: a float as printf("%.9g") writes it, without printf.
+// rd/numfmt.h — numbers as text: a float as printf("%.9g") writes it, without printf; a set of
+// MPI ranks.
 //
 // Defines:
 //   RD_FMT_FLOAT_MAX        bytes rd_fmt_float9 may write, the NUL included
 //   rd_fmt_float9()         the shortest "%.9g" text of a float: 9 significant digits, enough to
 //                           read back the same float (strtof), the same bytes as printf
 //   rd_fmt_float9_naive()   its twin through snprintf (tests, benchmarks)
+//   rd_fmt_rank_set()       a set of MPI ranks, "ranks 0-3, 7 (mpiexec segments 1, 2)", for the
+//                           launch-wide messages of app/args.c
 //
 // Why: a TSV export of a table writes one "%.9g" per float, and printf's general conversion made
 // `recdistill table export --format tsv` about 6x slower than the binary export. The fast path
@@ -18,6 +21,7 @@
 #define RD_NUMFMT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define RD_FMT_FLOAT_MAX 32
 
@@ -26,5 +30,13 @@
 size_t rd_fmt_float9(float x, char out[RD_FMT_FLOAT_MAX]);
 /** The same through snprintf. */
 size_t rd_fmt_float9_naive(float x, char out[RD_FMT_FLOAT_MAX]);
+
+/** The ranks r < n with sel[r] as text into buf (NUL-terminated, cap > 0): "rank 2", "ranks 0-1,
+ *  4", runs of three or more as a range; then, when appnum is not NULL (the launch has several
+ *  mpiexec segments; appnum[r] is rank r's MPI_APPNUM, from 0), " (mpiexec segment 2)" or
+ *  " (mpiexec segments 1, 2)", counted from 1.
+ *  @param[in] sel     n flags
+ *  @param[in] appnum  n segment numbers, or NULL */
+void rd_fmt_rank_set(const char *sel, const int32_t *appnum, int n, char *buf, size_t cap);
 
 #endif // RD_NUMFMT_H
