@@ -126,56 +126,101 @@ static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
         *len = (size_t)w < cap - *len ? *len + (size_t)w : cap - 1;
 }
 
-// "rank 2" / "ranks 0-1, 4" for the ranks r with sel[r], then, when the launch has several
-// mpiexec segments, " (mpiexec segment 2)" / " (mpiexec segments 1, 2)", counted from 1 in the
-// order of the command line.
+// A list of entries, ", "-separated, appended to buf: each entry is written whole or not at all,
+// and once one does not fit, the rest are counted as ", ... (N more)" (units: ranks, or
+// segments). Each entry written keeps room for the count of those after it and for `reserve`
+// bytes that follow the list, so the count always fits where the list stops.
+typedef struct list_out {
+    char *buf;
+    size_t cap, len;
+    size_t reserve; // bytes kept for what follows the list
+    int total;      // units in the list
+    int done;       // units written
+    int n;          // entries written
+    int cut;        // an entry did not fit: the rest are counted
+} list_out;
+
+static void list_add(list_out *l, int units, const char *text) {
+    if (l->cut)
+        return;
+    const int left = l->total - l->done - units; // units after this entry
+    char more[48];
+    size_t after = left > 0 ? (size_t)snprintf(more, sizeof more, ", ... (%d more)", left) : 0;
+    if (l->len + (l->n ? 2 : 0) + strlen(text) + after + l->reserve >= l->cap) {
+        l->cut = 1;
+        return;
+    }
+    append(l->buf, l->cap, &l->len, "%s%s", l->n ? ", " : "", text);
+    l->done += units;
+    l->n++;
+}
+
+static void list_end(list_out *l) {
+    if (l->cut)
+        append(l->buf, l->cap, &l->len, "%s... (%d more)", l->n ? ", " : "", l->total - l->done);
+}
+
+// The smallest segment above `last` among the ranks of sel, or -1.
+static int next_segment(const char *sel, const int32_t *appnum, int n, int last) {
+    int next = -1;
+    for (int r = 0; r < n; r++)
+        if (sel[r] && appnum[r] > last && (next < 0 || appnum[r] < next))
+            next = appnum[r];
+    return next;
+}
+
 void rd_fmt_rank_set(const char *sel, const int32_t *appnum, int n, char *buf, size_t cap) {
-    const int multi = appnum != NULL;
-    size_t len = 0;
-    int cnt = 0;
     buf[0] = 0;
+    int cnt = 0;
     for (int r = 0; r < n; r++)
         cnt += sel[r] != 0;
+    // 1. The segments, ascending (appnum is small), into their own buffer: the ranks' list
+    //    keeps room for them, so they always end the text.
+    char seg[192];
+    seg[0] = 0;
+    size_t seg_len = 0;
+    if (appnum) {
+        int nseg = 0;
+        for (int last = -1, a = 0; a <= n && (last = next_segment(sel, appnum, n, last)) >= 0; a++)
+            nseg++;
+        size_t seg_cap = cap / 3 < sizeof seg ? cap / 3 : sizeof seg;
+        if (nseg > 0 && seg_cap > 0) {
+            append(seg, seg_cap, &seg_len, " (mpiexec segment%s ", nseg > 1 ? "s" : "");
+            list_out l = {seg, seg_cap, seg_len, 1, nseg, 0, 0, 0};
+            for (int last = -1, a = 0; a <= n && (last = next_segment(sel, appnum, n, last)) >= 0;
+                 a++) {
+                char e[16];
+                snprintf(e, sizeof e, "%d", last + 1);
+                list_add(&l, 1, e);
+            }
+            list_end(&l);
+            seg_len = l.len;
+            append(seg, seg_cap, &seg_len, ")");
+        }
+    }
+    // 2. The ranks: runs of three or more as a range, one entry; a pair as two.
+    size_t len = 0;
     append(buf, cap, &len, "rank%s ", cnt == 1 ? "" : "s");
-    int first = 1;
+    list_out l = {buf, cap, len, seg_len, cnt, 0, 0, 0};
     for (int r = 0; r < n; r++) {
         if (!sel[r])
             continue;
         int e = r;
         while (e + 1 < n && sel[e + 1])
             e++;
-        append(buf, cap, &len, "%s%d", first ? "" : ", ", r);
-        if (e > r)
-            append(buf, cap, &len, "%s%d", e == r + 1 ? ", " : "-", e);
-        first = 0;
+        char t[32];
+        if (e >= r + 2) {
+            snprintf(t, sizeof t, "%d-%d", r, e);
+            list_add(&l, e - r + 1, t);
+        } else {
+            for (int q = r; q <= e; q++) {
+                snprintf(t, sizeof t, "%d", q);
+                list_add(&l, 1, t);
+            }
+        }
         r = e;
     }
-    if (!multi)
-        return;
-    int nseg = 0, last = -2;
-    size_t mark = len;
-    append(buf, cap, &len, " (mpiexec segment");
-    size_t seg_at = len;
-    for (int a = 0;; a++) { // the distinct segments, ascending (appnum is small)
-        int next = -1;
-        for (int r = 0; r < n; r++)
-            if (sel[r] && appnum[r] > last && (next < 0 || appnum[r] < next))
-                next = appnum[r];
-        if (next < 0 || a > n)
-            break;
-        append(buf, cap, &len, "%s%d", nseg ? ", " : " ", next + 1);
-        nseg++;
-        last = next;
-    }
-    if (nseg == 0) {
-        buf[mark] = 0;
-        return;
-    }
-    if (nseg > 1) { // "segment" -> "segments"
-        char tail[256];
-        snprintf(tail, sizeof tail, "%s", buf + seg_at);
-        len = seg_at;
-        append(buf, cap, &len, "s%s", tail);
-    }
-    append(buf, cap, &len, ")");
+    list_end(&l);
+    len = l.len;
+    append(buf, cap, &len, "%s", seg);
 }

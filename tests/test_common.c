@@ -507,6 +507,73 @@ static void test_fmt_rank_set(void **state) {
     assert_string_equal(buf, "ranks 9, 10 (mpiexec segment 2)");
 }
 
+// Every other rank of a large launch: cut after a whole rank, and "... (N more)" says how many
+// are left out (the list was cut mid-number, with nothing to say it was cut). The segments
+// stay at the end.
+static void check_cut(const char *buf, size_t cap, int total, const char *tail) {
+    assert_true(strlen(buf) < cap);
+    const char *dots = strstr(buf, ", ... (");
+    assert_non_null(dots);
+    int shown = 0, last = -2;
+    for (const char *p = buf + strlen("ranks "); p < dots;) {
+        char *end;
+        long r = strtol(p, &end, 10);
+        assert_true(end > p);
+        assert_true(r == last + 2); // every other rank, whole numbers
+        last = (int)r;
+        shown++;
+        p = end;
+        if (p < dots) {
+            assert_memory_equal(p, ", ", 2);
+            p += 2;
+        }
+    }
+    int more = -1;
+    char rest[128] = "";
+    assert_int_equal(sscanf(dots, ", ... (%d more)%127[^\n]", &more, rest) >= 1, 1);
+    assert_int_equal(shown + more, total);
+    assert_string_equal(rest, tail);
+}
+
+static void test_fmt_rank_set_cut(void **state) {
+    (void)state;
+    enum { N = 1000 };
+    char *sel = calloc(N, 1);
+    int32_t *app = calloc(N, sizeof *app);
+    assert_non_null(sel);
+    assert_non_null(app);
+    char buf[600];
+    for (int r = 0; r < N; r += 2)
+        sel[r] = 1;
+    rd_fmt_rank_set(sel, NULL, N, buf, sizeof buf);
+    check_cut(buf, sizeof buf, N / 2, "");
+    for (int r = N / 2; r < N; r++)
+        app[r] = 1;
+    rd_fmt_rank_set(sel, app, N, buf, sizeof buf);
+    check_cut(buf, sizeof buf, N / 2, " (mpiexec segments 1, 2)");
+    // One segment a rank: the segments are cut the same way, and the ranks still shown.
+    for (int r = 0; r < N; r++)
+        app[r] = r;
+    rd_fmt_rank_set(sel, app, N, buf, sizeof buf);
+    assert_true(strlen(buf) < sizeof buf);
+    assert_non_null(strstr(buf, "ranks 0, 2, 4, "));
+    const char *seg = strstr(buf, " (mpiexec segments 1, 3, 5, ");
+    assert_non_null(seg);
+    assert_non_null(strstr(seg, ", ... ("));
+    assert_string_equal(buf + strlen(buf) - strlen(" more))"), " more))");
+    // A small buffer: still whole entries, or the count alone.
+    char small[24];
+    rd_fmt_rank_set(sel, NULL, N, small, sizeof small);
+    assert_true(strlen(small) < sizeof small);
+    assert_non_null(strstr(small, "more)"));
+    // A long run is one entry, never cut.
+    memset(sel, 1, N);
+    rd_fmt_rank_set(sel, NULL, N, buf, sizeof buf);
+    assert_string_equal(buf, "ranks 0-999");
+    free(sel);
+    free(app);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Logging
 
@@ -686,24 +753,16 @@ static void test_log_levels(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strerror),
-        cmocka_unit_test(test_errbuf),
-        cmocka_unit_test(test_hash_golden),
-        cmocka_unit_test(test_hash_properties),
-        cmocka_unit_test(test_keys_never_zero),
-        cmocka_unit_test(test_shard_balance),
-        cmocka_unit_test(test_crc32c),
-        cmocka_unit_test(test_rng_determinism),
-        cmocka_unit_test(test_rng_split),
-        cmocka_unit_test(test_rng_ranges),
-        cmocka_unit_test(test_aligned),
-        cmocka_unit_test(test_oom_injection),
+        cmocka_unit_test(test_strerror),        cmocka_unit_test(test_errbuf),
+        cmocka_unit_test(test_hash_golden),     cmocka_unit_test(test_hash_properties),
+        cmocka_unit_test(test_keys_never_zero), cmocka_unit_test(test_shard_balance),
+        cmocka_unit_test(test_crc32c),          cmocka_unit_test(test_rng_determinism),
+        cmocka_unit_test(test_rng_split),       cmocka_unit_test(test_rng_ranges),
+        cmocka_unit_test(test_aligned),         cmocka_unit_test(test_oom_injection),
         cmocka_unit_test(test_cgroup_limit), // rd_mem_limit
-        cmocka_unit_test(test_fmt_float9),
-        cmocka_unit_test(test_log_levels),
-        cmocka_unit_test(test_fmt_rank_set),
-        cmocka_unit_test(test_abort_watchdog),
-        cmocka_unit_test(test_abort_launch_without_mpi),
+        cmocka_unit_test(test_fmt_float9),      cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_fmt_rank_set),    cmocka_unit_test(test_fmt_rank_set_cut),
+        cmocka_unit_test(test_abort_watchdog),  cmocka_unit_test(test_abort_launch_without_mpi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
