@@ -34,6 +34,7 @@
 #include "commands.h"
 
 #include "rd/checkpoint.h"
+#include "rd/comm.h"
 #include "rd/dataset.h"
 #include "rd/msg.h"
 #include "rd/serve.h"
@@ -125,9 +126,8 @@ static void add_field(char *line, size_t cap, const char *key, const char *value
         snprintf(line + len, cap - len, "%s%s=%s", len ? " " : "", key, n ? v : "unknown");
 }
 
-// The MPI library from the first line of MPI_Get_library_version: "MPICH Version:\t4.0.2" gives
-// "MPICH-4.0.2", "Intel(R) MPI Library 2021.6 for Linux* OS" is taken whole, "Open MPI v4.1.4,
-// package: ..." up to its first comma. Callable before MPI_Init (MPI-3).
+// The MPI library (rd_mpi_library_name): "MPICH-4.0.2/ch4:ucx", the version and device of an
+// MPICH build. Callable before MPI_Init (MPI-3).
 static void mpi_library(char *out, size_t cap) {
     char v[MPI_MAX_LIBRARY_VERSION_STRING];
     int len = 0;
@@ -135,22 +135,7 @@ static void mpi_library(char *out, size_t cap) {
     if (MPI_Get_library_version(v, &len) != MPI_SUCCESS)
         v[0] = 0;
     v[sizeof v - 1] = 0;
-    char *line = v + strspn(v, " \t\r\n");
-    line[strcspn(line, "\r\n")] = 0;
-    char *tag = strstr(line, "Version:");
-    if (tag) {
-        // name, then the first word after "Version:" ("MPICH Version: 4.0.2" -> MPICH-4.0.2).
-        const char *ver = tag + strlen("Version:");
-        ver += strspn(ver, " \t");
-        int name_len = (int)(tag - line);
-        while (name_len > 0 && isspace((unsigned char)line[name_len - 1]))
-            name_len--;
-        snprintf(out, cap, "%.*s-%.*s", name_len, line, (int)strcspn(ver, " \t,"), ver);
-        if (name_len > 0 && ver[0])
-            return;
-    }
-    line[strcspn(line, ",")] = 0;
-    snprintf(out, cap, "%s", line);
+    rd_mpi_library_name(v, out, cap);
 }
 
 const char *rd_app_runtime_id(void) {

@@ -82,12 +82,12 @@ int rd_app_parse_msg(int argc,
 const char *rd_app_build_id(void);
 
 /** This process's run-time identity (app/build_id.c): the shared libraries it runs on, one line
- *  of space-separated key=value fields, values without spaces: "mpi=MPICH-4.0.2 openblas=0.3.21
- *  blas_core=Zen blas_config=OpenBLAS_0.3.21_DYNAMIC_ARCH_... libc=glibc-2.36 lmdb=0.9.24
- *  yaml=0.2.5" ("unknown" for a value that cannot be had). Ranks of one build may differ here
- *  (rd_app_agree warns: their floats may round differently). The environment variable
- *  RD_TEST_RUNTIME_SUFFIX, for tests only, appends " test=VALUE". Computed on the first call
- *  (before or after MPI_Init); a static string. */
+ *  of space-separated key=value fields, values without spaces: "mpi=MPICH-4.0.2/ch4:ucx
+ *  openblas=0.3.21 blas_core=Zen blas_config=OpenBLAS_0.3.21_DYNAMIC_ARCH_... libc=glibc-2.36
+ *  lmdb=0.9.24 yaml=0.2.5" ("unknown" for a value that cannot be had). Ranks of one build may
+ *  differ here (rd_app_agree warns: their floats may round differently). The environment
+ *  variable RD_TEST_RUNTIME_SUFFIX, for tests only, appends " test=VALUE". Computed on the first
+ *  call (before or after MPI_Init); a static string. */
 const char *rd_app_runtime_id(void);
 #define RD_APP_RUNTIME_MAX 512 // bytes of rd_app_runtime_id(), its NUL included, at most
 

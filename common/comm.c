@@ -11,6 +11,7 @@
 #include "rd/log.h"
 #include "rd/watch.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -317,4 +318,50 @@ void rd_comm_wait(MPI_Request *req, int poll_us_max) {
             return;
         rd_backoff_wait(&b);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The MPI library's name (rd_mpi_library_name)
+
+void rd_mpi_library_name(const char *version, char *out, size_t cap) {
+    const char *line = version + strspn(version, " \t\r\n");
+    const size_t line_len = strcspn(line, "\r\n");
+    const char *tag = NULL;
+    for (const char *p = line; p + 8 <= line + line_len; p++)
+        if (memcmp(p, "Version:", 8) == 0) {
+            tag = p;
+            break;
+        }
+    if (tag) {
+        // The name, then the first word after "Version:" ("MPICH Version: 4.0.2" -> MPICH-4.0.2).
+        const char *ver = tag + strlen("Version:");
+        ver += strspn(ver, " \t");
+        int name_len = (int)(tag - line);
+        while (name_len > 0 && isspace((unsigned char)line[name_len - 1]))
+            name_len--;
+        const int ver_len = (int)strcspn(ver, " \t\r\n,");
+        if (name_len > 0 && ver_len > 0) {
+            // MPICH and its derivatives (MVAPICH2) have a line "<name> Device: ch4:ofi".
+            const char *dev = NULL;
+            int dev_len = 0;
+            for (const char *p = strchr(line, '\n'); p; p = strchr(p + 1, '\n')) {
+                const char *q = p + 1;
+                if (strncmp(q, line, (size_t)name_len) != 0)
+                    continue;
+                q += name_len;
+                q += strspn(q, " \t");
+                if (strncmp(q, "Device:", 7) != 0)
+                    continue;
+                q += 7;
+                q += strspn(q, " \t");
+                dev = q;
+                dev_len = (int)strcspn(q, " \t\r\n");
+                break;
+            }
+            snprintf(out, cap, "%.*s-%.*s%s%.*s", name_len, line, ver_len, ver,
+                     dev_len > 0 ? "/" : "", dev_len, dev ? dev : "");
+            return;
+        }
+    }
+    snprintf(out, cap, "%.*s", (int)strcspn(line, "\r\n,"), line);
 }

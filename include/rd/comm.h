@@ -2,6 +2,7 @@
 //
 // Defines:
 //   rd_mpi_init() / rd_mpi_finalize()  MPI_Init_thread with a required thread level
+//   rd_mpi_library_name()              the MPI library, from MPI_Get_library_version's text
 //   rd_role                            RD_ROLE_PS | RD_ROLE_WORKER
 //   rd_tag                             every point-to-point tag of the program (named enum),
 //                                      including the reply-slot partition of rd_comm.kv
@@ -56,6 +57,18 @@ int rd_mpi_init(int *argc, char ***argv, int required, rd_errbuf *eb);
  * are flushed first.
  */
 void rd_mpi_finalize(int status);
+
+/**
+ * The MPI library named by the text of MPI_Get_library_version, one word without blanks for the
+ * run-time identity (app/build_id.c): "MPICH Version:\t4.0.2 ... MPICH Device:\tch4:ofi" gives
+ * "MPICH-4.0.2/ch4:ofi" (the device tells two builds of one version apart: ch3 and ch4, ucx and
+ * ofi, reduce differently), "MPICH Version: 4.0.2" without a device line "MPICH-4.0.2";
+ * "Intel(R) MPI Library 2021.6 for Linux* OS" is its first line whole, "Open MPI v4.1.4, package:
+ * ..." its first line up to the first comma. A pure function (no MPI call).
+ * @param[in] version  the text, NUL-terminated
+ * @param[out] out     cap bytes, NUL-terminated (cut to fit); blanks in the first line are kept
+ */
+void rd_mpi_library_name(const char *version, char *out, size_t cap);
 
 typedef enum rd_role {
     RD_ROLE_PS = 0,     // embedding parameter server (one shard per rank)

@@ -52,6 +52,14 @@ keys="$(echo "$RT" | tr ' ' '\n' | sed 's/=.*//' | tr '\n' ' ')"
     bad "--version --runtime: fields '$keys' in '$RT'"
 echo "$RT" | tr ' ' '\n' | grep -qvE '^[a-z_]+=[^=]' && bad "--version --runtime: a field without a value: '$RT'"
 echo "$RT" | grep -qE '(^| )openblas=[0-9]+\.[0-9]+' || bad "--version --runtime: no OpenBLAS version: '$RT'"
+# The mpi field names MPICH's device too (MPICH-4.0.2/ch4:ucx): two MPICH builds of one version
+# with other devices (ch3 vs ch4, ucx vs ofi) reduce differently, and read as the same library.
+if command -v mpichversion >/dev/null 2>&1 && echo "$RT" | grep -qE '(^| )mpi=MPICH-'; then
+    DEV="$(mpichversion | sed -n 's/^MPICH Device:[[:space:]]*//p' | head -1)"
+    MV="$(mpichversion | sed -n 's/^MPICH Version:[[:space:]]*//p' | head -1)"
+    [ -n "$DEV" ] && { echo "$RT" | tr ' ' '\n' | grep -qxF "mpi=MPICH-$MV/$DEV" ||
+        bad "--version --runtime: mpi is not MPICH-$MV/$DEV: '$RT'"; }
+fi
 [ "$(echo "$ID" | wc -l)" = 1 ] || bad "--version: more than the build line: $ID"
 "$RD" --version --bogus >/dev/null 2>"$TMP/vb.err"
 [ $? = 2 ] && grep -qF -- "--version takes only --runtime, not '--bogus'" "$TMP/vb.err" ||
