@@ -184,8 +184,14 @@ void rd_fmt_rank_set(const char *sel, const int32_t *appnum, int n, char *buf, s
         for (int last = -1, a = 0; a <= n && (last = next_segment(sel, appnum, n, last)) >= 0; a++)
             nseg++;
         size_t seg_cap = cap / 3 < sizeof seg ? cap / 3 : sizeof seg;
-        if (nseg > 0 && seg_cap > 0) {
+        if (nseg > 0 && seg_cap > 0)
             append(seg, seg_cap, &seg_len, " (mpiexec segment%s ", nseg > 1 ? "s" : "");
+        // The words, the count alone and ")" must fit, or the suffix is left out: cut there, it
+        // read " (mpiexec segmen" or "... (8 mo", the parenthesis left open.
+        if (nseg > 0 && seg_len + (size_t)snprintf(NULL, 0, "... (%d more)", nseg) + 1 >= seg_cap) {
+            seg[0] = 0;
+            seg_len = 0;
+        } else if (nseg > 0) {
             list_out l = {seg, seg_cap, seg_len, 1, nseg, 0, 0, 0};
             for (int last = -1, a = 0; a <= n && (last = next_segment(sel, appnum, n, last)) >= 0;
                  a++) {
@@ -201,6 +207,11 @@ void rd_fmt_rank_set(const char *sel, const int32_t *appnum, int n, char *buf, s
     // 2. The ranks: runs of three or more as a range, one entry; a pair as two.
     size_t len = 0;
     append(buf, cap, &len, "rank%s ", cnt == 1 ? "" : "s");
+    // Room for the count alone and the suffix, or the suffix is left out (the ranks come first).
+    if (cnt > 0 && len + (size_t)snprintf(NULL, 0, "... (%d more)", cnt) + seg_len >= cap) {
+        seg[0] = 0;
+        seg_len = 0;
+    }
     list_out l = {buf, cap, len, seg_len, cnt, 0, 0, 0};
     for (int r = 0; r < n; r++) {
         if (!sel[r])

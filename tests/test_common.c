@@ -574,6 +574,51 @@ static void test_fmt_rank_set_cut(void **state) {
     free(app);
 }
 
+// Every buffer size from the smallest that holds "ranks ... (N more)": the text is whole entries
+// and whole counts, its parentheses closed, or the segment suffix is left out entirely. A
+// buffer whose third could not hold the suffix's words and count wrote "(mpiexec segments ...
+// (8 mo" or "(mpiexec segmen", cut inside a word with the parenthesis left open.
+static void test_fmt_rank_set_small(void **state) {
+    (void)state;
+    enum { N = 1000 };
+    char *sel = calloc(N, 1);
+    int32_t *app = calloc(N, sizeof *app);
+    assert_non_null(sel);
+    assert_non_null(app);
+    for (int r = 0; r < N; r += 2)
+        sel[r] = 1;
+    for (int r = 0; r < N; r++)
+        app[r] = r;
+    char buf[256];
+    for (size_t cap = 24; cap <= sizeof buf; cap++) {
+        rd_fmt_rank_set(sel, app, N, buf, cap);
+        const size_t len = strlen(buf);
+        assert_true(len < cap);
+        int open = 0;
+        for (size_t i = 0; i < len; i++) {
+            open += buf[i] == '(';
+            open -= buf[i] == ')';
+            assert_true(open >= 0 && open <= 2);
+        }
+        if (open != 0)
+            fail_msg("cap %zu: parenthesis left open: '%s'", cap, buf);
+        // Each count is whole: "... (N more)".
+        for (const char *p = buf; (p = strstr(p, "... (")) != NULL; p += 5) {
+            int more = 0;
+            char close = 0;
+            if (sscanf(p, "... (%d more%c", &more, &close) != 2 || close != ')' || more <= 0)
+                fail_msg("cap %zu: a count cut: '%s'", cap, buf);
+        }
+        // The suffix, when present, holds a segment or a count after its words.
+        const char *seg = strstr(buf, " (mpiexec segment");
+        if (seg && !strstr(seg, "segments 1") && !strstr(seg, "segments ... ("))
+            fail_msg("cap %zu: a suffix cut inside its words: '%s'", cap, buf);
+        assert_true(len > 0 && buf[len - 1] == ')'); // 500 ranks never fit: a count ends it
+    }
+    free(sel);
+    free(app);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Logging
 
@@ -762,6 +807,7 @@ int main(void) {
         cmocka_unit_test(test_cgroup_limit), // rd_mem_limit
         cmocka_unit_test(test_fmt_float9),      cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_fmt_rank_set),    cmocka_unit_test(test_fmt_rank_set_cut),
+        cmocka_unit_test(test_fmt_rank_set_small),
         cmocka_unit_test(test_abort_watchdog),  cmocka_unit_test(test_abort_launch_without_mpi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,7 +34,9 @@ size_t rd_fmt_float9_naive(float x, char out[RD_FMT_FLOAT_MAX]);
 /** The ranks r < n with sel[r] as text into buf (NUL-terminated, cap > 0): "rank 2", "ranks 0-1,
  *  4", runs of three or more as a range; then, when appnum is not NULL (the launch has several
  *  mpiexec segments; appnum[r] is rank r's MPI_APPNUM, from 0), " (mpiexec segment 2)" or
- *  " (mpiexec segments 1, 2)", counted from 1.
+ *  " (mpiexec segments 1, 2)", counted from 1. A list too long for buf ends after a whole entry
+ *  with ", ... (N more)"; the segments take at most a third of cap, and are left out when their
+ *  words and count do not fit there.
  *  @param[in] sel     n flags
  *  @param[in] appnum  n segment numbers, or NULL */
 void rd_fmt_rank_set(const char *sel, const int32_t *appnum, int n, char *buf, size_t cap);
