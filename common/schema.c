@@ -22,6 +22,7 @@
 #include "rd/hash.h"
 #include "rd/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <float.h>
 #include <glob.h>
@@ -483,6 +484,34 @@ static void resolve_path(const char *input, const char *p, char *out, size_t n) 
         snprintf(out, n, "%s/%s", input, p);
 }
 
+// glob() with GLOB_ERR stopped at a folder it could not read (GLOB_ABORTED, with no word of which
+// one or why). The usual cause is the folder that holds the pattern's first glob character (a
+// wrong data.input, a typo in the path): name it with its errno. Failing that, the folder was a
+// deeper one ("*/day.csv" with a folder that cannot be read).
+static int glob_folder_error(const char *pattern, rd_errbuf *eb) {
+    char dir[RD_PATH_MAX * 2 + 2]; // as csv_ctx.log_path
+    size_t cut = strcspn(pattern, "*?[");
+    while (cut > 0 && pattern[cut - 1] != '/')
+        cut--;
+    if (cut == 0)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(cut > 1 ? cut - 1 : 1), pattern);
+    DIR *d = opendir(dir);
+    if (!d) {
+        int e = errno;
+        return rd_err_set(eb, e == ENOENT || e == ENOTDIR ? RD_ERR_NOTFOUND : RD_ERR_IO,
+                          "data.schema.path: cannot read the folder '%s' (%s) to list the "
+                          "files of '%s'",
+                          dir, strerror(e), pattern);
+    }
+    closedir(d);
+    return rd_err_set(eb, RD_ERR_IO,
+                      "data.schema.path: cannot list the files of '%s': a folder under '%s' "
+                      "that the pattern reads cannot be read",
+                      pattern, dir);
+}
+
 // The files of the log: log_path itself (also when a file of that very name exists), or, when it
 // holds a glob character (* ? [), every non-empty regular file it matches, in name order (a
 // folder of part files, one per day or per writer). Empty files are skipped (a writer with no
@@ -501,6 +530,8 @@ static int log_parts(csv_ctx *cx, char ***files, size_t *n, rd_errbuf *eb) {
     if (g == GLOB_NOMATCH || (g == 0 && cx->parts.gl_pathc == 0))
         return rd_err_set(eb, RD_ERR_NOTFOUND, "data.schema.path: no file matches '%s'",
                           cx->log_path);
+    if (g == GLOB_ABORTED)
+        return glob_folder_error(cx->log_path, eb);
     if (g != 0)
         return rd_err_set(eb, RD_ERR_IO, "data.schema.path: cannot list the files of '%s': %s",
                           cx->log_path, g == GLOB_NOSPACE ? "out of memory" : "read error");

@@ -816,6 +816,10 @@ static void test_log_parts(void **state) {
         {"log-*.csv", "log-04.csv", "t,u,i,i\n5,u1,i1,1\n", RD_ERR_SCHEMA,
          "log-04.csv:1: duplicate header column 'i'"},
         {"nothing-*.csv", NULL, NULL, RD_ERR_NOTFOUND, "data.schema.path: no file matches '"},
+        // A pattern under a folder that does not exist (a wrong data.input or a typo in the
+        // path): the folder and why it cannot be read, not "read error".
+        {"days/log-*.csv", NULL, NULL, RD_ERR_NOTFOUND,
+         "/days' (No such file or directory) to list the files of '"},
         {"log-0[2]*", NULL, NULL, RD_ERR_EMPTY, "empty input: all 1 matching files are empty"},
         {"*", NULL, NULL, RD_ERR_SCHEMA, "not a regular file (narrow the pattern)"},
     };
