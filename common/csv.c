@@ -256,6 +256,26 @@ static const char *compressed_kind(const unsigned char *b, size_t n) {
     return NULL;
 }
 
+// A log saved as UTF-16 or UTF-32 ("Unicode text" of a spreadsheet, PowerShell's default): by its
+// byte-order mark, or, without one, by a NUL byte beside each of the first two ASCII bytes. Read
+// as UTF-8 it failed on its first NUL byte as "a binary or damaged file", which it is not. The
+// iconv name of the encoding, or NULL.
+static const char *wide_text_kind(const unsigned char *b, size_t n) {
+    if (n >= 4 && memcmp(b, "\xff\xfe\x00\x00", 4) == 0)
+        return "UTF-32LE";
+    if (n >= 4 && memcmp(b, "\x00\x00\xfe\xff", 4) == 0)
+        return "UTF-32BE";
+    if (n >= 2 && memcmp(b, "\xff\xfe", 2) == 0)
+        return "UTF-16LE";
+    if (n >= 2 && memcmp(b, "\xfe\xff", 2) == 0)
+        return "UTF-16BE";
+    if (n >= 4 && b[0] && b[0] < 0x80 && !b[1] && b[2] && b[2] < 0x80 && !b[3])
+        return "UTF-16LE";
+    if (n >= 4 && !b[0] && b[1] && b[1] < 0x80 && !b[2] && b[3] && b[3] < 0x80)
+        return "UTF-16BE";
+    return NULL;
+}
+
 static int cr_only_error(const rd_csv_reader *r, rd_errbuf *eb) {
     // A small binary file with a CR byte and no LF reads as CR-only text: say what it is.
     if (memchr(r->buf, '\0', r->end))
@@ -466,6 +486,15 @@ int rd_csv_next(rd_csv_reader *r, const rd_csv_field **fields, size_t *n, rd_err
                 return rd_err_set(eb, RD_ERR_PARSE,
                                   "%s:1: a %s-compressed file, not text: decompress it first",
                                   r->name, kind);
+            }
+            const char *wide =
+                wide_text_kind((const unsigned char *)r->buf + r->beg, r->end - r->beg);
+            if (wide) {
+                r->failed = 1;
+                return rd_err_set(eb, RD_ERR_PARSE,
+                                  "%s:1: %s text, not UTF-8 (or Latin-1): convert it first, e.g. "
+                                  "iconv -f %s -t UTF-8",
+                                  r->name, wide, wide);
             }
         }
         size_t nf = 0, used = 0;

@@ -197,15 +197,24 @@ static void test_cr_only_line_ends(void **state) {
         const char *data;
         size_t len;
         const char *msg;
-    } bin[] = {{"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\r3", 12,
-                "mem.csv:1: a gzip-compressed file, not text: decompress it first"},
-               {"\x28\xb5\x2f\xfd\x04\x00", 6, "a zstd-compressed file"},
-               {"\xfd"
-                "7zXZ\x00\x00",
-                7, "a xz-compressed file"},
-               {"BZh91AY&SY\r", 11, "a bzip2-compressed file"},
-               {"PK\x03\x04\x14\x00", 6, "a zip-compressed file"},
-               {"ab\x00c\rd", 6, "mem.csv:1: NUL byte (a binary or damaged file?)"}};
+    } bin[] = {
+        {"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\r3", 12,
+         "mem.csv:1: a gzip-compressed file, not text: decompress it first"},
+        {"\x28\xb5\x2f\xfd\x04\x00", 6, "a zstd-compressed file"},
+        {"\xfd"
+         "7zXZ\x00\x00",
+         7, "a xz-compressed file"},
+        {"BZh91AY&SY\r", 11, "a bzip2-compressed file"},
+        {"PK\x03\x04\x14\x00", 6, "a zip-compressed file"},
+        {"ab\x00c\rd", 6, "mem.csv:1: NUL byte (a binary or damaged file?)"},
+        // UTF-16 and UTF-32 text (a spreadsheet's "Unicode text"), with a byte-order
+        // mark or without: not "a binary or damaged file".
+        {"\xff\xfeu\x00,\x00i\x00\n\x00", 10,
+         "mem.csv:1: UTF-16LE text, not UTF-8 (or Latin-1): convert it first, e.g. iconv -f "
+         "UTF-16LE -t UTF-8"},
+        {"\xfe\xff\x00u\x00,\x00i\x00\n", 10, "mem.csv:1: UTF-16BE text, not UTF-8"},
+        {"u\x00,\x00i\x00\n\x00", 8, "mem.csv:1: UTF-16LE text, not UTF-8"},
+        {"\xff\xfe\x00\x00u\x00\x00\x00\n\x00\x00\x00", 12, "mem.csv:1: UTF-32LE text, not UTF-8"}};
     for (size_t i = 0; i < sizeof bin / sizeof bin[0]; i++) {
         rd_csv_options opt = {.delimiter = ","};
         rd_csv_reader *r = NULL;
