@@ -451,6 +451,15 @@ typedef struct side_table {
     uint64_t *line;  // input line of each row (duplicate-key messages)
     uint64_t n_rows, cap_rows;
     uint64_t unmatched; // missing: empty: log rows whose key has no row here
+    // The first unmatched log row's key and line (what a join that matches nothing shows), and
+    // the keys of this table with spaces around them: a log id never matches one of those (ids
+    // are compared byte for byte), the first with its line.
+    char miss_key[48];
+    const char *miss_file; // borrowed: a path of the log's file list (log_parts)
+    uint64_t miss_line;
+    uint64_t spaced;
+    char spaced_key[48];
+    uint64_t spaced_line;
 } side_table;
 
 typedef struct csv_ctx {
@@ -476,6 +485,22 @@ typedef struct csv_ctx {
     int n_text;
     uint64_t dropped; // data.schema.drop_repeats: rows dropped as repeats of an earlier row
 } csv_ctx;
+
+static int is_space_byte(char c) {
+    return c == ' ' || c == '\t';
+}
+
+// "; N of its keys have spaces around them ..." when the side table has such keys (a log key
+// that is not found may be one of them written without the spaces), else "".
+static void spaced_hint(const side_table *st, char *out, size_t n) {
+    out[0] = 0;
+    if (st->spaced)
+        snprintf(out, n,
+                 "; %llu of its keys have spaces around them, e.g. '%s' on line %llu, and ids are "
+                 "compared byte for byte",
+                 (unsigned long long)st->spaced, st->spaced_key,
+                 (unsigned long long)st->spaced_line);
+}
 
 static void resolve_path(const char *input, const char *p, char *out, size_t n) {
     if (p[0] == '/' || !input[0])
@@ -1228,6 +1253,12 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
         }
         *slot = (uint32_t)row;
         st->line[row] = rd_csv_line(r);
+        if (is_space_byte(kv->ptr[0]) || is_space_byte(kv->ptr[kv->len - 1])) {
+            if (!st->spaced++) {
+                show(kv, st->spaced_key, sizeof st->spaced_key);
+                st->spaced_line = rd_csv_line(r);
+            }
+        }
         uint64_t *keys = st->keys + row * st->n_slots;
         float *nums = st->nums + row * st->n_num;
         memset(keys, 0, st->n_slots * 8ull);
@@ -2009,13 +2040,29 @@ static void tell_counts(const csv_ctx *cx, uint64_t n_rows, size_t n_files) {
     const char *kept = cx->dropped ? "; counted after dropping repeats" : "";
     const char *kept_rows = cx->dropped ? " (after dropping repeats)" : "";
     // What the missing-value options did, so that a log mostly without side rows or values shows.
-    for (int s = 0; s < cx->n_side; s++)
-        if (cx->side[s].cfg->missing == RD_SIDE_MISSING_EMPTY)
-            RD_LOG_INFO("side table '%s' (%s): %llu of %llu log rows%s have no row there (missing: "
-                        "empty; their fields of it are missing values)",
-                        cx->side[s].cfg->name, cx->side[s].path,
-                        (unsigned long long)cx->side[s].unmatched, (unsigned long long)n_rows,
-                        kept_rows);
+    for (int s = 0; s < cx->n_side; s++) {
+        const side_table *st = &cx->side[s];
+        if (st->cfg->missing != RD_SIDE_MISSING_EMPTY)
+            continue;
+        if (n_rows > 0 && st->unmatched == n_rows && st->n_rows > 0) {
+            // Not one row joined: the join names the wrong columns, or the two sides write
+            // their ids differently. missing: empty would otherwise hide it as a count.
+            char sp[256];
+            spaced_hint(st, sp, sizeof sp);
+            RD_LOG_WARN("side table '%s' (%s): none of the %llu log rows%s has a row there (log "
+                        "column '%s', e.g. '%s' on %s:%llu, never matches its key "
+                        "column '%s'%s): its fields are missing values on every event; check "
+                        "data.schema.side[%d].join_column and key_column",
+                        st->cfg->name, st->path, (unsigned long long)n_rows, kept_rows,
+                        st->cfg->join_column, st->miss_key, st->miss_file ? st->miss_file : "?",
+                        (unsigned long long)st->miss_line, st->cfg->key_column, sp, s);
+            continue;
+        }
+        RD_LOG_INFO("side table '%s' (%s): %llu of %llu log rows%s have no row there (missing: "
+                    "empty; their fields of it are missing values)",
+                    st->cfg->name, st->path, (unsigned long long)st->unmatched,
+                    (unsigned long long)n_rows, kept_rows);
+    }
     // The count is over the whole log (or side table); the first missing value is named by its
     // file and line, a part of the log rather than its pattern.
     for (int i = 0; i < cx->n_plan; i++) {
@@ -2348,7 +2395,11 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 if (!row && st->cfg->missing == RD_SIDE_MISSING_EMPTY) {
                     // Key fields stay 0 (no key, as an empty value); numeric ones take their
                     // fill (config validation requires one).
-                    st->unmatched++;
+                    if (!st->unmatched++) {
+                        show(jv, st->miss_key, sizeof st->miss_key);
+                        st->miss_file = cur;
+                        st->miss_line = line;
+                    }
                     if (tl)
                         tally_set(tl, TALLY_UNM(cx->n_plan, s));
                     for (int i = 0; i < cx->n_plan; i++) {
@@ -2359,13 +2410,14 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                     continue;
                 }
                 if (!row) {
-                    char sv[48];
+                    char sv[48], sp[256];
+                    spaced_hint(st, sp, sizeof sp);
                     rc = rd_err_set(eb, RD_ERR_SCHEMA,
                                     "%s:%llu: column '%s': key '%s' not found in side table '%s' "
-                                    "(%s; set data.schema.side[%d].missing: empty to join "
+                                    "(%s%s; set data.schema.side[%d].missing: empty to join "
                                     "missing values instead)",
                                     cur, (unsigned long long)line, cx->cols[st->join_col],
-                                    show(jv, sv, sizeof sv), st->cfg->name, st->path, s);
+                                    show(jv, sv, sizeof sv), st->cfg->name, st->path, sp, s);
                     goto done;
                 }
                 for (int i = 0; i < cx->n_plan; i++) {

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# side_join.sh — a side table that the log never joins says why. Its keys written with spaces
+# around them ("i3 , c1" from a hand-made CSV) never match the log's ids (compared byte for
+# byte): with missing: error the "key not found" message names them, and with missing: empty a
+# join that matches no log row at all is a warning naming both columns and an example key of
+# each side, not an info line of counts (every event then silently lacked the table's fields).
+# A join that matches some rows keeps its info line.
+#
+#   bash tests/scripts/side_join.sh build/recdistill
+set -u
+RD="${1:?usage: side_join.sh path/to/recdistill}"
+TMP="$(mktemp -d /tmp/rd_test_side_join_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+mkdir -p "$TMP/in"
+{ echo "u,i,t,y"; for k in $(seq 0 59); do echo "u$((k % 7)),i$((k % 9)),$((1000 + k)),$((k % 3 == 0))"; done; } \
+    > "$TMP/in/log.csv"
+{ echo "iid,cat"; for i in $(seq 0 8); do echo "i$i , c$((i % 3))"; done; } > "$TMP/in/spaced.csv"
+{ echo "iid,cat"; for i in 0 1 2; do echo "i$i,c$i"; done; } > "$TMP/in/some.csv"
+cfg() { # side file, missing mode
+    cat <<EOF
+run: {name: t, seed: 3}
+cluster: {jobs: [{name: s, role: student, model: m}]}
+ps: {tables: [{name: t, dim: 4}]}
+models: [{name: m, features: [{field: user, table: t}, {field: cat, table: t}]}]
+data:
+  source: csv
+  input: $TMP/in
+  split: {batch_fraction: 0.6, holdout_fraction: 0.2, stream_windows: 2}
+  schema:
+    path: log.csv
+    user_column: u
+    item_column: i
+    time_column: t
+    label: "y >= 1"
+    side:
+      - {name: items, path: $1, header: true, key_column: iid, join_column: i, missing: $2}
+    fields:
+      - {name: cat, side: items}
+EOF
+}
+
+# missing: error: refused, and the message says the table's keys have spaces around them.
+cfg spaced.csv error > "$TMP/e.yaml"
+"$RD" prepare "$TMP/e.yaml" --out "$TMP/e" >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 1 ] || fail "spaced keys, missing: error: exit $rc, $(cat "$TMP/err")"
+grep -q "log.csv:2: column 'i': key 'i0' not found in side table 'items' (.*spaced.csv; 9 of its keys have spaces around them, e.g. 'i0 ' on line 2, and ids are compared byte for byte; set data.schema.side\[0\].missing: empty" "$TMP/err" \
+    || fail "missing: error message: $(cat "$TMP/err")"
+[ ! -e "$TMP/e" ] || fail "a refused prepare left its folder"
+
+# missing: empty, no row joins: a warning naming the columns, a key of each side.
+cfg spaced.csv empty > "$TMP/m.yaml"
+"$RD" prepare "$TMP/m.yaml" --out "$TMP/m" >/dev/null 2>"$TMP/err" || fail "missing: empty: $(cat "$TMP/err")"
+grep -q "WARN side table 'items' (.*spaced.csv): none of the 60 log rows has a row there (log column 'i', e.g. 'i0' on $TMP/in/log.csv:2, never matches its key column 'iid'; 9 of its keys have spaces around them, e.g. 'i0 ' on line 2, and ids are compared byte for byte): its fields are missing values on every event; check data.schema.side\[0\].join_column and key_column" "$TMP/err" \
+    || fail "no-join warning: $(cat "$TMP/err")"
+
+# Some rows join: the count, as info, no warning.
+cfg some.csv empty > "$TMP/s.yaml"
+"$RD" prepare "$TMP/s.yaml" --out "$TMP/s" >/dev/null 2>"$TMP/err" || fail "partial join: $(cat "$TMP/err")"
+grep -q "INFO side table 'items' (.*some.csv): 39 of 60 log rows have no row there" "$TMP/err" \
+    || fail "partial join info: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "a partial join warns: $(cat "$TMP/err")"
+echo "side_join: ok"
