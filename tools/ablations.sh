@@ -15,7 +15,7 @@
 #   tools/ablations.sh [-n RANKS] [-s FIRST] [-k SEEDS] [-v "VARIANT ..."] [-d DATASEED] CONFIG OUTDIR
 #
 # Seeds FIRST .. FIRST+SEEDS-1 (default 1..3), as tools/seeds.sh runs them; a later -s extends a
-# sweep with new seeds in another OUTDIR.
+# sweep with new seeds in another OUTDIR. RANKS defaults to the config's world size (`recdistill config --layout`).
 #
 # -d fixes data.synthetic.seed in every variant, so that on synthetic data only the training
 # seed varies between the paired seeds (without it the generator follows run.seed too).
@@ -32,7 +32,7 @@ usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
 done
-N=4 S=1 K=3 VARIANTS="base no_aux mid_stream sampled sampled_raw alpha3 t2" DSEED=0
+N= S=1 K=3 VARIANTS="base no_aux mid_stream sampled sampled_raw alpha3 t2" DSEED=0
 while getopts "n:s:k:v:d:h" o; do
     case $o in
         n) N=$OPTARG ;; s) S=$OPTARG ;; k) K=$OPTARG ;; v) VARIANTS=$OPTARG ;; d) DSEED=$OPTARG ;;
@@ -55,7 +55,7 @@ num() {
     fi
     printf '%s' "$d"
 }
-N=$(num -n "$N" 1 4096) || exit 2
+[ -z "$N" ] || N=$(num -n "$N" 1 4096) || exit 2
 S=$(num -s "$S" 1 18446744073709551615) || exit 2
 K=$(num -k "$K" 1 100000) || exit 2
 DSEED=$(num -d "$DSEED" 0 18446744073709551615) || exit 2
@@ -146,7 +146,7 @@ done
 
 for v in $VARIANTS; do
     echo "== $v"
-    RD=$RD "$HERE/seeds.sh" -n "$N" -s "$S" -k "$K" "$OUT/$v.yaml" "$OUT/$v" >/dev/null
+    RD=$RD "$HERE/seeds.sh" ${N:+-n "$N"} -s "$S" -k "$K" "$OUT/$v.yaml" "$OUT/$v" >/dev/null
 done
 
 {

@@ -9,7 +9,8 @@
 #
 # Seeds FIRST .. FIRST+COUNT-1 (default 1..10) run one after the other as
 #   mpiexec.mpich -n RANKS build/recdistill train CONFIG --seed S --out OUTDIR/seed-S
-# (RANKS default 4; RD=path/to/recdistill overrides build/recdistill). A seed whose run folder
+# (RANKS default: the config's world size, from `recdistill config --layout`; RD=path/to/recdistill
+# overrides build/recdistill). A seed whose run folder
 # already holds report.json is not run again, so an interrupted sweep resumes. The summary is
 # printed and written to OUTDIR/summary.md and OUTDIR/summary.csv; it reads the runs'
 # <job>.metrics.csv files (awk only). Job names default to teacher, student, student_raw; jobs
@@ -22,7 +23,7 @@ usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
 done
-N=4 FIRST=1 COUNT=10 T=teacher S=student R=student_raw
+N= FIRST=1 COUNT=10 T=teacher S=student R=student_raw
 while getopts "n:s:k:t:d:r:h" o; do
     case $o in
         n) N=$OPTARG ;; s) FIRST=$OPTARG ;; k) COUNT=$OPTARG ;;
@@ -49,7 +50,7 @@ num() {
     fi
     printf '%s' "$d"
 }
-N=$(num -n "$N" 1 4096) || exit 2
+[ -z "$N" ] || N=$(num -n "$N" 1 4096) || exit 2
 FIRST=$(num -s "$FIRST" 0 18446744073709551615) || exit 2
 COUNT=$(num -k "$COUNT" 0 100000) || exit 2
 [ "$COUNT" -ge 1 ] || { echo "seeds.sh: -k $COUNT: at least one seed" >&2; exit 2; }
@@ -60,6 +61,22 @@ LAST=$(printf '%u' "$((FIRST + COUNT - 1))")
     { echo "seeds.sh: -s $FIRST -k $COUNT: the last seed would pass 18446744073709551615" >&2; exit 2; }
 [ -r "$CONFIG" ] || { echo "seeds.sh: $CONFIG: cannot read the config" >&2; exit 2; }
 [ -x "$RD" ] || { echo "seeds.sh: $RD: not built (cmake --build build)" >&2; exit 2; }
+# Without -n, the launch the config itself needs (a fixed 4 failed every seed of any other layout:
+# "the launch has 4 ranks but the config needs 6"), read when a seed is to run: a sweep whose
+# seeds are all done only summarises them.
+world_size() {
+    [ -z "$N" ] || return 0
+    N=$("$RD" config --layout "$CONFIG" 2>/dev/null | sed -n 's/^world_size=//p') || N=
+    [[ $N =~ ^[1-9][0-9]*$ ]] || {
+        echo "seeds.sh: $CONFIG: cannot read its world size (recdistill config --layout $CONFIG:" \
+            "$("$RD" config --layout "$CONFIG" 2>&1 | tail -1)); give -n RANKS" >&2
+        exit 2
+    }
+}
+for ((i = 0; i < COUNT; i++)); do # a seed to run: its launch size first, before OUTDIR is made
+    printf -v s '%u' "$((FIRST + i))"
+    [ -s "$OUT/seed-$s/report.json" ] || { world_size; break; }
+done
 mkdir -p "$OUT"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 

@@ -32,7 +32,11 @@ exec "$@"
 EOF
 cat >"$TMP/fake-rd" <<'EOF'
 #!/usr/bin/env bash
-[ "$1" = config ] && exit 0
+if [ "$1" = config ]; then # --layout: the world size the test sets (RD_FAKE_WORLD)
+    [ "$2" = --layout ] && [ -n "${RD_FAKE_WORLD:-4}" ] && echo "world_size=${RD_FAKE_WORLD:-4}"
+    [ "${RD_FAKE_WORLD-4}" = bad ] && { echo "bad.yaml:3:1: cluster.jobs: required" >&2; exit 1; }
+    exit 0
+fi
 [ "$1" = train ] || exit 1
 shift 2
 while [ $# -gt 0 ]; do
@@ -81,6 +85,13 @@ refuse "seeds.sh -s 2^64" "expected a whole number 0..18446744073709551615" \
     tools/seeds.sh -s 18446744073709551616 -k 1 "$CFG" "$TMP/o"
 refuse "seeds.sh past the last seed" "the last seed would pass 18446744073709551615" \
     tools/seeds.sh -s 18446744073709551615 -k 2 "$CFG" "$TMP/o"
+# Without -n, seeds.sh launches the config's own world size (it launched 4 ranks, and every seed of
+# a config of another layout failed); a config whose layout cannot be read is a usage error.
+(cd "$SRC" && RD_FAKE_WORLD=6 tools/seeds.sh -k 1 "$CFG" "$TMP/w6" >"$TMP/out" 2>&1) || fail "seeds.sh world 6: $(cat "$TMP/out")"
+[ "$(cat "$TMP/log.ranks")" = 6 ] || fail "seeds.sh without -n launched $(cat "$TMP/log.ranks") ranks, not the layout's 6"
+seeds_run >/dev/null
+RD_FAKE_WORLD=bad refuse "seeds.sh, layout unreadable" "cannot read its world size (recdistill config --layout" \
+    tools/seeds.sh -k 1 "$CFG" "$TMP/o"
 refuse "seeds.sh -k 100001" "-k '100001': expected a whole number" tools/seeds.sh -k 100001 "$CFG" "$TMP/o"
 refuse "seeds.sh -k 00" "at least one seed" tools/seeds.sh -k 00 "$CFG" "$TMP/o"
 refuse "seeds.sh -n 0" "-n '0': expected a whole number 1..4096" tools/seeds.sh -n 0 "$CFG" "$TMP/o"
