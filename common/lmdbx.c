@@ -386,8 +386,10 @@ static void install_terminate(void) {
     if (g_term_installed)
         return;
     g_term_installed = 1;
-    static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
-    for (int k = 0; k < 3; k++) {
+    // SIGPIPE too: a tool whose output or log goes into a pipe that closed early (`recdistill
+    // prepare C 2>&1 | head`) died by it mid-build and left its partial folder behind.
+    static const int sigs[4] = {SIGTERM, SIGINT, SIGHUP, SIGPIPE};
+    for (int k = 0; k < 4; k++) {
         struct sigaction old, sa;
         if (sigaction(sigs[k], NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
             old.sa_handler != SIG_DFL)

@@ -22,7 +22,7 @@
 //   rd_lmdbx_mkdir_partial() a unique "<out>.partial.<host>.<pid>.<hex>" folder to build `out` in
 //   rd_lmdbx_host_tag()      this host's name as partial-output names carry it
 //   rd_lmdbx_pid_gone()      whether a leftover's process of this host no longer runs
-//   rd_lmdbx_pending_add() / _forget()   outputs in progress, removed on SIGTERM/SIGINT/SIGHUP
+//   rd_lmdbx_pending_add() / _forget()   outputs in progress, removed on SIGTERM/INT/HUP/PIPE
 //   rd_lmdbx_outfile, rd_lmdbx_outfile_open() / _commit() / _abort()   write a file under a
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
 //   rd_lmdbx_write_file_atomic()  write a small file via an outfile: fsync + rename + fsync(dir)
@@ -300,8 +300,8 @@ void rd_lmdbx_rmdir_created(const char *path, const char *created);
  * digits>` (mkdir, mode 0755, exclusive: concurrent builds of one `out` never share a folder,
  * and no planted symlink is followed; <host> is this host's name with every byte but letters,
  * digits and '-' made '-'). Rename it to `out` when complete; remove it on failure; then
- * rd_lmdbx_pending_forget(part). It is registered for removal on SIGTERM / SIGINT / SIGHUP
- * (rd_lmdbx_pending_add). A SIGKILL or a crash leaves it behind; the next build of the same
+ * rd_lmdbx_pending_forget(part). It is registered for removal on SIGTERM / SIGINT / SIGHUP /
+ * SIGPIPE (rd_lmdbx_pending_add). A SIGKILL or a crash leaves it behind; the next build of the same
  * `out` on the same host removes such leftovers of processes that no longer run (a warning
  * names each), and leaves other hosts' and running processes' alone.
  * @param[out] part  the folder's name, cap bytes (strlen(out) + 88 is enough)
@@ -324,10 +324,11 @@ void rd_lmdbx_host_tag(char *buf, size_t cap);
 int rd_lmdbx_pid_gone(long pid);
 
 /**
- * Outputs in progress, removed if the process is terminated by SIGTERM, SIGINT or SIGHUP (a
- * Slurm time limit or scancel, a Ctrl-C): the temporary files of rd_lmdbx_outfile and the
- * folders of rd_lmdbx_mkdir_partial register themselves. The first registration installs a
- * handler for each of the three signals whose action is the default (an ignored or otherwise
+ * Outputs in progress, removed if the process is terminated by SIGTERM, SIGINT, SIGHUP or
+ * SIGPIPE (a Slurm time limit or scancel, a Ctrl-C, output piped into a reader that quit): the
+ * temporary files of rd_lmdbx_outfile and the folders of rd_lmdbx_mkdir_partial register
+ * themselves. The first registration installs a handler for each of the four signals whose
+ * action is the default (an ignored or otherwise
  * handled signal is left alone). It removes every registered path (a folder with what it holds)
  * with async-signal-safe calls only, then lets the signal end the process as before (exit
  * status 128 + signal). At most 16 paths at once; a 17th is not registered (return -1).
