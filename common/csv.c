@@ -260,18 +260,27 @@ static const char *compressed_kind(const unsigned char *b, size_t n) {
 // byte-order mark, or, without one, by a NUL byte beside each of the first two ASCII bytes. Read
 // as UTF-8 it failed on its first NUL byte as "a binary or damaged file", which it is not. The
 // iconv name of the encoding, or NULL.
+// A UTF-16 mark is also how a Latin-1 text may start ("\xff\xfe" is "ÿþ"): it counts only with a
+// NUL byte after it (UTF-16 writes one in every comma and line end) or alone in the file. The
+// bytes beside the NULs must be printable ASCII text: little-endian 16-bit binary numbers
+// ("\x01\x00\x02\x00") stay "a binary or damaged file".
+static int ascii_text(unsigned char c) {
+    return (c >= 0x20 && c < 0x7f) || c == '\t' || c == '\n' || c == '\r';
+}
+
 static const char *wide_text_kind(const unsigned char *b, size_t n) {
     if (n >= 4 && memcmp(b, "\xff\xfe\x00\x00", 4) == 0)
         return "UTF-32LE";
     if (n >= 4 && memcmp(b, "\x00\x00\xfe\xff", 4) == 0)
         return "UTF-32BE";
-    if (n >= 2 && memcmp(b, "\xff\xfe", 2) == 0)
+    const int nul_after_mark = n == 2 || (n > 2 && memchr(b + 2, '\0', n - 2) != NULL);
+    if (n >= 2 && memcmp(b, "\xff\xfe", 2) == 0 && nul_after_mark)
         return "UTF-16LE";
-    if (n >= 2 && memcmp(b, "\xfe\xff", 2) == 0)
+    if (n >= 2 && memcmp(b, "\xfe\xff", 2) == 0 && nul_after_mark)
         return "UTF-16BE";
-    if (n >= 4 && b[0] && b[0] < 0x80 && !b[1] && b[2] && b[2] < 0x80 && !b[3])
+    if (n >= 4 && ascii_text(b[0]) && !b[1] && ascii_text(b[2]) && !b[3])
         return "UTF-16LE";
-    if (n >= 4 && !b[0] && b[1] && b[1] < 0x80 && !b[2] && b[3] && b[3] < 0x80)
+    if (n >= 4 && !b[0] && ascii_text(b[1]) && !b[2] && ascii_text(b[3]))
         return "UTF-16BE";
     return NULL;
 }

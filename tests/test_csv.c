@@ -228,6 +228,22 @@ static void test_cr_only_line_ends(void **state) {
     // A text line that starts like bzip2's magic is text.
     parse_mem("BZh,x\n1,2\n", ",", 0, &o);
     assert_int_equal(o.rc, 0);
+    // A Latin-1 text may start with the bytes of a UTF-16 byte-order mark ("\xff\xfe" is "ÿþ"):
+    // without a NUL byte after them it is text (UTF-16 writes one in every comma and line end).
+    parse_mem("\xff\xfe,x\n1,2\n", ",", 0, &o);
+    assert_int_equal(o.rc, 0);
+    parse_mem("\xfe\xff" "a,x\n1,2\n", ",", 0, &o);
+    assert_int_equal(o.rc, 0);
+    // Binary bytes beside NUL bytes (little-endian 16-bit numbers) are not UTF-16 text.
+    {
+        rd_csv_options opt = {.delimiter = ","};
+        rd_csv_reader *r = NULL;
+        assert_int_equal(rd_csv_open_mem("mem.csv", "\x01\x00\x02\x00\n", 5, &opt, &r, NULL), RD_OK);
+        drain(r, &o);
+        rd_csv_close(r);
+    }
+    if (o.rc != RD_ERR_PARSE || !strstr(o.eb.msg, "NUL byte"))
+        fail_msg("binary 16-bit numbers: rc %d, '%s'", o.rc, o.eb.msg);
     parse_mem("a,b\rc\n1,2\n", ",", '"', &o);
     assert_int_equal(o.rc, 0);
     assert_string_equal(o.text, "1:a/b\rc;2:1/2;");
