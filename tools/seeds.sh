@@ -18,7 +18,7 @@
 # RANKS, FIRST and COUNT are decimal (-s 010 is seed 10): RANKS 1..4096, seeds
 # 0..18446744073709551615 (run.seed is a uint64), COUNT 1..100000; anything else is exit 2.
 set -euo pipefail
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 # -h and --help (anywhere before a "--") print this text and exit 0.
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac

@@ -92,6 +92,9 @@ refuse "seeds.sh past the last seed" "the last seed would pass 18446744073709551
 seeds_run >/dev/null
 RD_FAKE_WORLD=bad refuse "seeds.sh, layout unreadable" "cannot read its world size (recdistill config --layout" \
     tools/seeds.sh -k 1 "$CFG" "$TMP/o"
+# -h prints the whole usage text, not cut mid-sentence (the -n line that grew by one line cut it).
+[ "$(cd "$SRC" && tools/seeds.sh -h | tail -1)" = "the config does not have are left out (and then eta too)." ] ||
+    fail "seeds.sh -h ends: $(cd "$SRC" && tools/seeds.sh -h | tail -1)"
 refuse "seeds.sh -k 100001" "-k '100001': expected a whole number" tools/seeds.sh -k 100001 "$CFG" "$TMP/o"
 refuse "seeds.sh -k 00" "at least one seed" tools/seeds.sh -k 00 "$CFG" "$TMP/o"
 refuse "seeds.sh -n 0" "-n '0': expected a whole number 1..4096" tools/seeds.sh -n 0 "$CFG" "$TMP/o"
