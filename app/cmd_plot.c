@@ -55,7 +55,7 @@ static int col_index(const rd_csv_field *f, size_t n, const char *name) {
 static double cell(const rd_csv_field *f, size_t n, int col) {
     double v;
     if (col < 0 || (size_t)col >= n || rd_csv_parse_double(&f[col], &v) != 0)
-        return NAN;
+        return (double)NAN;
     return v;
 }
 
@@ -93,7 +93,7 @@ int rd_cmd_plot(int argc, char **argv) {
     const char *out = opts[3].value, *title = opts[4].value ? opts[4].value : "";
     const char *xlabel = opts[5].value, *ylabel = opts[6].value;
     int log_x = opts[9].value != NULL, log_y = opts[10].value != NULL;
-    double ymin = NAN, ymax = NAN;
+    double ymin = (double)NAN, ymax = (double)NAN;
     for (int k = 7; k <= 8; k++) {
         const char *v = opts[k].value;
         if (!v)

@@ -457,7 +457,7 @@ static uint64_t found_tokens(const outs *x, int R) {
 }
 
 static void stats_of(const double *t, int n, stats3 *s) {
-    s->min = INFINITY;
+    s->min = (double)INFINITY;
     s->max = 0;
     s->avg = 0;
     for (int i = 0; i < n; i++) {

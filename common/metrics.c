@@ -123,7 +123,7 @@ int rd_metrics_add_logit(rd_metrics *m, float logit, float label, uint64_t user)
         return RD_ERR_ARG;
     if (reserve(m, 1) != RD_OK)
         return RD_ERR_NOMEM;
-    m->ex[m->n++] = (example){user, logit, (uint32_t)label, 0};
+    m->ex[m->n++] = (example){user, (double)logit, (uint32_t)label, 0};
     return RD_OK;
 }
 
@@ -225,14 +225,14 @@ static double auc_sorted(const example *ex, size_t n, uint64_t *npos_out) {
     if (npos_out)
         *npos_out = npos;
     if (npos == 0 || nneg == 0)
-        return NAN;
+        return (double)NAN;
     return pairs / ((double)npos * (double)nneg);
 }
 
 int rd_metrics_compute(rd_metrics *m, rd_metrics_result *out) {
     memset(out, 0, sizeof *out);
-    out->auc = out->gauc = out->logloss = NAN;
-    out->mean_pred = out->mean_label = out->calibration = NAN;
+    out->auc = out->gauc = out->logloss = (double)NAN;
+    out->mean_pred = out->mean_label = out->calibration = (double)NAN;
     out->n = m->n;
     if (m->n == 0)
         return RD_ERR_EMPTY;
@@ -291,7 +291,7 @@ int rd_metrics_compute(rd_metrics *m, rd_metrics_result *out) {
 
 // Both exact-AUC entry points: scores are probabilities (logits = 0) or logits (1).
 static int auc_of(const float *score, int logits, const float *label, size_t n, double *auc) {
-    *auc = NAN;
+    *auc = (double)NAN;
     for (size_t i = 0; i < n; i++)
         if (!(logits ? isfinite(score[i]) : valid_pred(score[i])) || !valid_label(label[i]))
             return RD_ERR_ARG;

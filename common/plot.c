@@ -256,7 +256,7 @@ static int axis_range(const rd_plot *p, int is_x, double *lo, double *hi, rd_err
         return rd_err_set(eb, RD_ERR_ARG,
                           "plot '%s': fixed %s range [%g, %g] must be finite, min < max%s",
                           p->title, name, fmin, fmax, lg ? " and positive (log axis)" : "");
-    double mn = INFINITY, mx = -INFINITY;
+    double mn = (double)INFINITY, mx = -(double)INFINITY;
     for (int s = 0; s < p->n_series; s++) {
         const rd_plot_series *se = &p->series[s];
         for (size_t i = 0; i < se->n; i++) {
@@ -361,7 +361,7 @@ void rd_plot_init(rd_plot *p) {
     memset(p, 0, sizeof *p);
     p->width = 800;
     p->height = 500;
-    p->xmin = p->xmax = p->ymin = p->ymax = NAN;
+    p->xmin = p->xmax = p->ymin = p->ymax = (double)NAN;
     p->compress = 1;
 }
 

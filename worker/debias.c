@@ -133,7 +133,7 @@ void rd_debias_logit_backward(
 
 void rd_debias_logit_forward_naive(float *out, const float *inp, const rd_debias *d, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        double z = inp[i];
+        double z = (double)inp[i];
         double f = 1.0 / (1.0 + (d->r_s / d->p_x) * (exp(-z) + 1.0 - d->r_plus) + d->b_s);
         out[i] = (float)log(f / (1.0 - f));
     }
@@ -142,7 +142,7 @@ void rd_debias_logit_forward_naive(float *out, const float *inp, const rd_debias
 void rd_debias_logit_backward_naive(
     float *dinp, const float *dout, const float *inp, const rd_debias *d, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        double z = inp[i], a = d->r_s / d->p_x;
+        double z = (double)inp[i], a = d->r_s / d->p_x;
         double num = a * exp(-z);
         double den = a * (exp(-z) + 1.0 - d->r_plus) + d->b_s;
         dinp[i] += (float)((double)dout[i] * num / den);

@@ -200,7 +200,7 @@ static double auc_of(const rd_metrics_result *m) {
 
 // eta of the three roles on one slice: 0 holdout, 1 warm, 2 stream mean.
 static rd_report_eta slice_eta(const rd_trainer_result *res, const rd_report_pair *pr, int slice) {
-    double a[3] = {NAN, NAN, NAN};
+    double a[3] = {(double)NAN, (double)NAN, (double)NAN};
     int idx[3] = {pr->teacher, pr->student, pr->student_raw};
     uint64_t pos = UINT64_MAX, neg = UINT64_MAX; // the fewest of the three jobs
     for (int k = 0; k < 3; k++) {

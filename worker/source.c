@@ -1661,7 +1661,7 @@ int rd_source_driver_run(rd_source_driver *sd,
         return rd_err_set(eb, RD_ERR_ARG, "rd_source_driver_run: NULL argument");
     driver *dv = &sd->dv;
     memset(st, 0, sizeof *st);
-    st->auc_last = NAN;
+    st->auc_last = (double)NAN;
     if (o->order != RD_ORDER_TIME && o->order != RD_ORDER_USER && o->order != RD_ORDER_WINDOWS)
         return rd_err_set(eb, RD_ERR_ARG, "source driver: order %d is not time|user|windows",
                           o->order);
@@ -1737,9 +1737,9 @@ int rd_source_driver_run(rd_source_driver *sd,
         if (e == 0)
             st->loss_first = mean;
         st->loss_last = mean;
-        double auc = NAN;
+        double auc = (double)NAN;
         if (dv->n_pred > 0 && rd_metrics_auc_logits(dv->pred, dv->plab, dv->n_pred, &auc) != RD_OK)
-            auc = NAN;
+            auc = (double)NAN;
         st->auc_last = auc;
     }
     win_list_free(&wl);
@@ -1795,7 +1795,7 @@ int rd_source_train_range(const rd_config *cfg,
     if (!cfg || !ds || !o || !store || !st)
         return rd_err_set(eb, RD_ERR_ARG, "rd_source_train_range: NULL argument");
     memset(st, 0, sizeof *st);
-    st->auc_last = NAN;
+    st->auc_last = (double)NAN;
     rd_token_store_info si;
     rd_token_store_info_get(store, &si);
     if ((int)si.dim != cfg->tokens.dim)
