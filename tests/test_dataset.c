@@ -1836,7 +1836,7 @@ static void test_feedback_stats(void **state) {
     for (uint64_t e = 0; e < n; e++) {
         double s_it = 0, s_all = 0, c_it = 0;
         for (uint64_t f = 0; f < e; f++) {
-            double v = rd_dataset_nums(ds, f)[1];
+            double v = (double)rd_dataset_nums(ds, f)[1];
             s_all += v;
             if (rd_dataset_record(ds, f)->item == rd_dataset_record(ds, e)->item) {
                 s_it += v;
@@ -1867,7 +1867,7 @@ static void test_feedback_stats(void **state) {
                 size_t end = (size_t)sq.stats[k] < ne ? (size_t)sq.stats[k] : ne;
                 double sy = 0, sf = 0, sr = 0;
                 for (size_t j = 0; j < end; j++) {
-                    double v = rd_dataset_nums(ds, earlier[j])[1];
+                    double v = (double)rd_dataset_nums(ds, earlier[j])[1];
                     sy += (double)rd_dataset_record(ds, earlier[j])->label;
                     sf += v;
                     sr += v - (double)im[earlier[j]];
@@ -2269,7 +2269,7 @@ static void test_standardize_tiny(void **state) {
     rd_range b = rd_dataset_batch(ds);
     double ss = 0, sum = 0;
     for (uint64_t i = b.begin; i < b.end; i++) {
-        double x = rd_dataset_nums(ds, i)[f->offset];
+        double x = (double)rd_dataset_nums(ds, i)[f->offset];
         sum += x;
         ss += x * x;
     }

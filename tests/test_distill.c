@@ -44,7 +44,7 @@ static void test_debias_identity(void **state) {
     for (int i = 0; i < N; i++) {
         assert_true(fabsf(out[i] - z[i]) <= 1e-6f * (1.0f + fabsf(z[i])));
         assert_true(fabsf(out2[i] - z[i]) <= 1e-6f * (1.0f + fabsf(z[i])));
-        assert_true(fabs(rd_debias_prob(&id, z[i]) - sigm(z[i])) < 1e-12);
+        assert_true(fabs(rd_debias_prob(&id, (double)z[i]) - sigm((double)z[i])) < 1e-12);
     }
     // Gradient of the identity is 1.
     float dz[N], dout[N];
@@ -90,12 +90,12 @@ static void test_debias_naive_twin(void **state) {
             assert_true(fabsf(a[i] - b[i]) <= 2e-4f * (1.0f + fabsf(a[i])));
             assert_true(fabsf(ga[i] - gb[i]) <= 1e-5f * (1.0f + fabsf(gb[i])));
             // f = sigmoid(projected logit)
-            double f = rd_debias_prob(&k_params[p], z[i]);
+            double f = rd_debias_prob(&k_params[p], (double)z[i]);
             const rd_debias *d = &k_params[p];
             double ref =
                 1.0 / (1.0 + (d->r_s / d->p_x) * (exp(-(double)z[i]) + 1.0 - d->r_plus) + d->b_s);
             assert_true(fabs(f - ref) < 1e-12);
-            assert_true(fabs(sigm(a[i]) - ref) < 1e-6);
+            assert_true(fabs(sigm((double)a[i]) - ref) < 1e-6);
         }
     }
 }
@@ -206,7 +206,7 @@ static void test_debias_extremes_and_checks(void **state) {
         rd_debias_logit_backward(dz, ones, z, &k_params[p], N);
         for (int i = 0; i < N; i++) {
             assert_true(isfinite(out[i]) && isfinite(dz[i]));
-            double f = rd_debias_prob(&k_params[p], z[i]);
+            double f = rd_debias_prob(&k_params[p], (double)z[i]);
             assert_true(f >= 0.0 && f <= 1.0);
         }
         for (int i = 1; i < N; i++)
@@ -219,7 +219,7 @@ static void test_debias_extremes_and_checks(void **state) {
     assert_non_null(strstr(eb.msg, "< 0"));
     bad = (rd_debias){0.0, 1.0, 1.0, 0.0};
     assert_int_equal(rd_debias_check(&bad, NULL), RD_ERR_ARG);
-    bad = (rd_debias){1.0, NAN, 1.0, 0.0};
+    bad = (rd_debias){1.0, (double)NAN, 1.0, 0.0};
     assert_int_equal(rd_debias_check(&bad, NULL), RD_ERR_ARG);
     rd_debias d;
     assert_int_equal(rd_debias_from_sampling(0.0, 1.0, 0.0, &d, NULL), RD_ERR_ARG);

@@ -356,7 +356,7 @@ static double central(rd_model *m, const rd_batch *b, float *x, float h) {
 // from (h, h/2) for h = 0.04 and h = 0.16; the one whose two central differences agree best wins
 // (small steps lose to rounding noise, large ones to the O(h^4) truncation).
 static double fd_element(rd_model *m, const rd_batch *b, float *x) {
-    double best = 0.0, best_err = INFINITY;
+    double best = 0.0, best_err = (double)INFINITY;
     const float hs[2] = {0.04f, 0.16f};
     for (int k = 0; k < 2; k++) {
         double d1 = central(m, b, x, hs[k]), d2 = central(m, b, x, 0.5f * hs[k]);
@@ -515,7 +515,7 @@ static void test_distill_calibrated_loss(void **state) {
     tb_make(&t, m, 4, 17, 2);
     step(m, &t.b);
     double A = k_calib.r_s / k_calib.p_x, K = A * (1.0 - k_calib.r_plus) + k_calib.b_s;
-    double T = t.b.temperature, sum = 0.0;
+    double T = (double)t.b.temperature, sum = 0.0;
     size_t n = 0;
     for (size_t b = 0; b < t.b.B; b++) {
         if (!t.has_target[b])

@@ -341,8 +341,8 @@ static void test_roundtrip_and_pixels(void **state) {
 // A NaN point is skipped and breaks the line; an empty series and an all-NaN plot are fine.
 static void test_nan_and_empty(void **state) {
     (void)state;
-    static const double x[] = {0, 1, 2, 3, 4}, y[] = {0, 1, NAN, 3, 4};
-    static const double xn[] = {NAN, 1}, yn[] = {1, INFINITY};
+    static const double x[] = {0, 1, 2, 3, 4}, y[] = {0, 1, (double)NAN, 3, 4};
+    static const double xn[] = {(double)NAN, 1}, yn[] = {1, (double)INFINITY};
     rd_plot p;
     rd_plot_init(&p);
     assert_int_equal(rd_plot_add(&p, "gap", x, y, 5), RD_OK);
@@ -360,7 +360,7 @@ static void test_nan_and_empty(void **state) {
     // ... but the line 1 -> 3 across the NaN is not drawn.
     assert_int_equal(rd_plot_map(&p, 2.0, 2.0, &px, &py), 1);
     assert_false(near_colour(img, 800, 500, px, py, 4, RED));
-    assert_int_equal(rd_plot_map(&p, 2.0, NAN, &px, &py), 0);
+    assert_int_equal(rd_plot_map(&p, 2.0, (double)NAN, &px, &py), 0);
 
     // No valid point at all: axes over [0, 1] (with padding), still written.
     rd_plot q;
@@ -477,13 +477,13 @@ static void test_bad_input(void **state) {
     assert_int_equal(rd_plot_render(&p, img, &eb), RD_OK);
     // One bound fixed, the other from the data (y data is 1..2, padded).
     p.ymin = 0;
-    p.ymax = NAN;
+    p.ymax = (double)NAN;
     assert_int_equal(rd_plot_render(&p, img, &eb), RD_OK);
     assert_true(p.lo_y == 0 && p.hi_y > 2 && p.hi_y < 2.1);
     p.ymin = 5; // above every point: a unit range from it
     assert_int_equal(rd_plot_render(&p, img, &eb), RD_OK);
     assert_true(p.lo_y == 5 && p.hi_y == 6);
-    p.ymin = NAN;
+    p.ymin = (double)NAN;
     // Size out of range.
     p.width = 10;
     rd_errbuf_clear(&eb);

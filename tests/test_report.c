@@ -54,7 +54,7 @@ static void test_eta_of(void **state) {
     assert_true(e.gap < 0);
     e = rd_report_eta_of(0.77, 0.78, 0.77); // zero gap
     assert_true(isnan(e.eta));
-    e = rd_report_eta_of(NAN, 0.78, 0.77);
+    e = rd_report_eta_of((double)NAN, 0.78, 0.77);
     assert_true(isnan(e.eta) && isnan(e.gap));
     e = rd_report_eta_of(0.8, 0.74, 0.76); // distillation hurt: negative eta
     assert_true(fabs(e.eta - (-0.5)) < 1e-9);
@@ -67,7 +67,7 @@ static void test_stream_mean(void **state) {
     assert_true(isnan(m.auc) && !m.auc_valid && m.n == 0);
     r->n_windows = 3;
     set_m(&r->window[0].m, 0.70, 0.6, 100);
-    set_m(&r->window[1].m, NAN, 0.5, 10); // one class only: AUC undefined, skipped
+    set_m(&r->window[1].m, (double)NAN, 0.5, 10); // one class only: AUC undefined, skipped
     set_m(&r->window[2].m, 0.80, 0.4, 300);
     m = rd_report_stream_mean(r);
     assert_true(m.auc_valid);
@@ -480,17 +480,17 @@ static void test_table_undefined(void **state) {
     rd_trainer_result *res = results(cfg, (const uint64_t[]){5000, 300});
     for (int j = 0; j < 2; j++) {
         set_m(&res[j].holdout.m, 0.6, 0.5, 200);
-        res[j].holdout.m.gauc = NAN; // every holdout user of one class
+        res[j].holdout.m.gauc = (double)NAN; // every holdout user of one class
         res[j].holdout.m.gauc_valid = 0;
-        set_m(&res[j].warm.m, NAN, NAN, 0); // no warm user
+        set_m(&res[j].warm.m, (double)NAN, (double)NAN, 0); // no warm user
         res[j].warm.m.calibration_valid = 0;
         res[j].n_windows = 2; // windows of 0 events
-        set_m(&res[j].window[0].m, NAN, NAN, 0);
-        set_m(&res[j].window[1].m, NAN, NAN, 0);
+        set_m(&res[j].window[0].m, (double)NAN, (double)NAN, 0);
+        set_m(&res[j].window[1].m, (double)NAN, (double)NAN, 0);
         res[j].window[0].m.calibration_valid = res[j].window[1].m.calibration_valid = 0;
     }
     set_m(&res[0].pop_holdout.m, 0.55, 0.6, 200);
-    set_m(&res[0].pop_warm.m, NAN, NAN, 0);
+    set_m(&res[0].pop_warm.m, (double)NAN, (double)NAN, 0);
     res[0].pop_warm.m.calibration_valid = 0;
     char *out = printed(cfg, res, 2);
     assert_null(strstr(out, "nan"));

@@ -68,7 +68,7 @@ static const float *g_steps = FD_STEPS_DEFAULT;
 static int g_nsteps = 2;
 
 static double fd_element(loss_fn f, void *ctx, float *x) {
-    double best = 0.0, best_err = INFINITY;
+    double best = 0.0, best_err = (double)INFINITY;
     const float *hs = g_steps;
     for (int k = 0; k < g_nsteps; k++) {
         double d1 = central(f, ctx, x, hs[k]), d2 = central(f, ctx, x, 0.5f * hs[k]);
@@ -428,7 +428,7 @@ static void test_sit_causal(void **state) {
         for (size_t j = 0; j < T; j++) {
             double gnorm = 0.0;
             for (size_t c = 0; c < C; c++)
-                gnorm += fabs(f.dinp[(0 * T + j) * C + c]);
+                gnorm += fabs((double)f.dinp[(0 * T + j) * C + c]);
             if (j > i)
                 assert_true(gnorm == 0.0);
             else

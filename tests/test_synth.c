@@ -488,7 +488,8 @@ static void test_feedback(void **state) {
     double n = 0, se = 0, sl = 0, sp = 0, see = 0, sll = 0, spp = 0, sep = 0, slp = 0;
     while (rd_synth_next(g, &ev)) {
         assert_true(isfinite(ev.engagement));
-        double e = ev.engagement, l = ev.label, pr = ev.p, x = log(pr / (1.0 - pr)); // true logit
+        double e = (double)ev.engagement, l = (double)ev.label, pr = (double)ev.p,
+               x = log(pr / (1.0 - pr)); // true logit
         n++, se += e, sl += l, sp += x, see += e * e, sll += l * l, spp += x * x;
         sep += e * x, slp += l * x;
     }

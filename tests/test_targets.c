@@ -252,7 +252,7 @@ static void test_job_sampling_record(void **state) {
     assert_non_null(strstr(eb.msg, "no sampling record"));
     assert_int_equal(rd_target_log_put_job(ro, u, &ji, &eb), RD_ERR_ARG);
     rd_target_job_info bad[3] = {
-        {0.0, 1.0, 1, 1, 1, 1}, {0.5, 1.5, 1, 1, 1, 1}, {NAN, 1.0, 1, 1, 1, 1}};
+        {0.0, 1.0, 1, 1, 1, 1}, {0.5, 1.5, 1, 1, 1, 1}, {(double)NAN, 1.0, 1, 1, 1, 1}};
     for (int k = 0; k < 3; k++) {
         rd_errbuf_clear(&eb);
         assert_int_equal(rd_target_log_put_job(log, u, &bad[k], &eb), RD_ERR_ARG);

@@ -328,8 +328,8 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         solo[i] = logit[0];
         double d = fabs((double)logit[0] - (double)ref[i]);
         maxd = d > maxd ? d : maxd;
-        lo = fmin(lo, ref[i]);
-        hi = fmax(hi, ref[i]);
+        lo = fmin(lo, (double)ref[i]);
+        hi = fmax(hi, (double)ref[i]);
         T_CHECK(&g_errs, fabs((double)score[0] - 1.0 / (1.0 + exp(-(double)logit[0]))) < 1e-6,
                 "score");
     }
@@ -681,7 +681,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             x = NULL;
         }
         if (g_csv) { // the standardized input's mean NaN, its std 0
-            const double bad_v[2] = {NAN, 0.0};
+            const double bad_v[2] = {(double)NAN, 0.0};
             for (int k = 0; k < 2; k++) {
                 snprintf(p, sizeof p, "%s/lie_xform%d.rdsv", dir, k);
                 copy_reseal(bundle, p, nn_off + 8 + RD_NAME_MAX + 4 + 8 * (size_t)k, &bad_v[k], 8);
@@ -696,7 +696,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
             // fill beside `missing: zero` (dwell, whose fill is the raw 0).
             const size_t in0 = nn_off + 8, miss_at = RD_NAME_MAX + 4 + 16;
             const uint32_t bad_mode = 7;
-            const double nan_fill = NAN, one = 1.0;
+            const double nan_fill = (double)NAN, one = 1.0;
             struct {
                 const char *what, *field;
                 size_t off;
