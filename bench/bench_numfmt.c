@@ -42,7 +42,7 @@ static void usage(FILE *out) {
 static int parse(int argc, char **argv, opts *o) {
     *o = (opts){1000000, 5, NULL};
     const char *P = "bench_numfmt";
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
             return 1;
@@ -59,7 +59,6 @@ static int parse(int argc, char **argv, opts *o) {
         }
         if (rc != 0)
             return -1;
-        i++;
     }
     if (o->json && bench_json_ok(stderr, P, o->json) != 0)
         return -1;

@@ -119,7 +119,7 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
                 0, 64u << 20, 1,           NULL};
     const char *P = "bench_ps";
     long long x = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         static const struct {
             const char *name;
@@ -199,7 +199,6 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
                         v ? "unknown option" : "unknown option, or an option without its value");
             return -1;
         }
-        i++;
     }
     if (o->n_dims < 1) {
         if (err)

@@ -61,7 +61,7 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
     *o = (opts){1, 1000000, 256, 4, {64, 256, 1024, 4096}, 8, 5, 1, 0, NULL};
     const char *P = "bench_targets";
     long long x = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         static const struct {
             const char *name;
@@ -122,7 +122,6 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
                         v ? "unknown option" : "unknown option, or an option without its value");
             return -1;
         }
-        i++;
     }
     if (o->n_batches < 1) {
         if (err)
