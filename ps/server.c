@@ -1387,6 +1387,14 @@ int rd_server_respond(
 
 static void execute(rd_server *s, srv_job *J, srv_msg *m) {
     int kept = 0;
+    // route() refuses what arrives after the worker's SHUTDOWN was executed; this catches what
+    // was routed before that (received in the same poll, or queued behind a deferred SHUTDOWN).
+    // A second SHUTDOWN counted again would end the server while other workers still need it.
+    if (!J->pseudo && J->shut[m->worker]) {
+        reply_error(s, m, RD_ERR_STATE, "request after SHUTDOWN");
+        msg_put(s, m);
+        return;
+    }
     if (bad_step(J, m)) {
         char nb[24];
         reply_error(s, m, RD_ERR_STATE,

@@ -11,10 +11,11 @@
 //   size, wrong dim, key 0, unsorted keys, a far-future step, reply flag set, malformed SAVE,
 //   LOAD of a missing checkpoint, STATS of an unknown table, a built-in op whose req_id names a
 //   reply slot reserved for other clients (rejected on RD_TAG_PS_BADMSG, never on the reserved
-//   tag) while a user op may use such a slot, 300 random or mutated messages, and a request
-//   after SHUTDOWN. Shared memory (evil_shm): a shared-memory request before any ATTACH, ATTACH
-//   payloads of the wrong size, from another node, naming a missing file, a region of another
-//   size or id, a second ATTACH after a good one; then, with a real region attached, descriptors
+//   tag) while a user op may use such a slot, 300 random or mutated messages, a SHUTDOWN sent
+//   twice in a row (the second is refused, not counted) and a request after SHUTDOWN. Shared
+//   memory (evil_shm): a shared-memory request before any ATTACH, ATTACH payloads of the wrong
+//   size, from another node, naming a missing file, a region of another size or id, a second
+//   ATTACH after a good one; then, with a real region attached, descriptors
 //   naming another region, ranges outside the region, in its reserved start, unaligned,
 //   overflowing, of the wrong length, a reply overlapping the keys or out of the region, a PUSH
 //   with a reply range, a descriptor of the wrong size, the flag on CLOCK, too many keys, key 0 in
@@ -463,9 +464,41 @@ static int evil_run(const rd_comm *comm) {
     RD_MPI_CHECK(MPI_Iprobe(e.ps, MPI_ANY_TAG, e.c, &flag, &st));
     T_CHECK(&e.errs, !flag, "an extra reply (tag %d) arrived", st.MPI_TAG);
 
-    // SHUTDOWN, then a request after it.
-    h = hdr(&e, RD_OP_SHUTDOWN, 0, 0, 0, 0);
-    expect(&e, "shutdown", &h, NULL, 0, RD_OK, NULL);
+    // SHUTDOWN twice, then a request after it. The SHUTDOWNs follow a SAVE (fsync'ed LMDB
+    // writes: milliseconds), so both arrive while the server is busy and are received in one
+    // poll: the second must be refused, not counted as another worker's SHUTDOWN (with two
+    // workers in all, the server would stop while the good worker still trains).
+    {
+        char base[] = "/tmp/rd_badmsg_XXXXXX";
+        RD_ASSERT(mkdtemp(base) != NULL);
+        rd__ckpt_req req;
+        memset(&req, 0, sizeof req);
+        snprintf(req.dir, sizeof req.dir, "%s/ck", base);
+        req.n_tables = 1;
+        unsigned char buf[512];
+        size_t n = rd__ckpt_req_bytes(&req);
+        rd_msg_header hs = hdr(&e, RD_OP_SAVE, 0, 0, 0, n);
+        rd_msg_encode(&hs, buf);
+        rd__ckpt_req_encode(&req, buf + 64);
+        rd_msg_header h1 = hdr(&e, RD_OP_SHUTDOWN, 0, 0, 0, 0);
+        rd_msg_header h2 = hdr(&e, RD_OP_SHUTDOWN, 0, 0, 0, 0);
+        unsigned char b1[64], b2[64];
+        rd_msg_encode(&h1, b1);
+        rd_msg_encode(&h2, b2);
+        send_raw(&e, buf, 64 + n);
+        send_raw(&e, b1, sizeof b1);
+        send_raw(&e, b2, sizeof b2);
+        rd_msg_header rh;
+        char text[600];
+        int rs = get_reply(&e, reply_tag_of(hs.req_id), &rh, text, sizeof text);
+        T_CHECK(&e.errs, rs == RD_OK, "SAVE before the SHUTDOWNs: %d: %s", rs, text);
+        rs = get_reply(&e, reply_tag_of(h1.req_id), &rh, text, sizeof text);
+        T_CHECK(&e.errs, rs == RD_OK, "shutdown: %d: %s", rs, text);
+        rs = get_reply(&e, reply_tag_of(h2.req_id), &rh, text, sizeof text);
+        T_CHECK(&e.errs, rs == RD_ERR_STATE && strstr(text, "after SHUTDOWN"),
+                "second SHUTDOWN: status %d (%s): %s", rs, rd_strerror(rs), text);
+        t_rmtree(base);
+    }
     h = hdr(&e, RD_OP_STATS, RD_MSG_ALL_TABLES, 0, 0, 0);
     expect(&e, "request after SHUTDOWN", &h, NULL, 0, RD_ERR_STATE, "after SHUTDOWN");
     return e.errs;
