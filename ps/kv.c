@@ -28,6 +28,7 @@
 #include "ps_internal.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -109,6 +110,7 @@ struct rd_kv {
     int free_head, n_free;
     kv_handle handles[RD_KV_MAX_HANDLES];
     int next_ts;
+    int wrapped; // next_ts wrapped past INT_MAX to 0: any ts >= 0 may have been issued
     uint64_t seq;
 
     int deferred_status; // error of a detached request, reported by the next wait
@@ -255,6 +257,11 @@ void rd_kv_add_traffic(const rd_kv *kv, rd_traffic *t) {
     rd_traffic_add(t, &kv->traffic);
 }
 
+void rd__kv_set_next_ts(rd_kv *kv, int ts) {
+    RD_ASSERT(ts >= 0);
+    kv->next_ts = ts;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dedup: LSD radix sort of (key, position) pairs, 8 bits per pass, skipping constant bytes.
 
@@ -379,7 +386,13 @@ static int handle_open(rd_kv *kv, unsigned op, int detached, int *slot) {
     H->detached = detached;
     H->head = -1;
     H->op = op;
-    kv->next_ts = ts + 1 < 0 ? 0 : ts + 1;
+    // Wrap explicitly (ts + 1 would overflow): slot INT_MAX % 256 = 255 is followed by 0.
+    if (ts == INT_MAX) {
+        kv->next_ts = 0;
+        kv->wrapped = 1;
+    } else {
+        kv->next_ts = ts + 1;
+    }
     *slot = h;
     return RD_OK;
 }
@@ -668,9 +681,15 @@ static int take_deferred(rd_kv *kv) {
     return rc;
 }
 
+// A timestamp that can have been issued: below next_ts, or any after the wrap past INT_MAX
+// (a request issued just before the wrap is still outstanding then).
+static int issued(const rd_kv *kv, int ts) {
+    return ts >= 0 && (kv->wrapped || ts < kv->next_ts);
+}
+
 int rd_kv_wait(rd_kv *kv, int ts) {
     rd_errbuf_clear(&kv->err);
-    if (ts < 0 || ts >= kv->next_ts)
+    if (!issued(kv, ts))
         return rd_err_set(&kv->err, RD_ERR_ARG, "rd_kv_wait: timestamp %d was never issued", ts);
     int h = ts % RD_KV_MAX_HANDLES;
     kv_handle *H = &kv->handles[h];
@@ -690,7 +709,7 @@ int rd_kv_wait(rd_kv *kv, int ts) {
 int rd_kv_test(rd_kv *kv, int ts, int *done) {
     rd_errbuf_clear(&kv->err);
     *done = 0;
-    if (ts < 0 || ts >= kv->next_ts)
+    if (!issued(kv, ts))
         return rd_err_set(&kv->err, RD_ERR_ARG, "rd_kv_test: timestamp %d was never issued", ts);
     int h = ts % RD_KV_MAX_HANDLES;
     kv_handle *H = &kv->handles[h];

@@ -225,4 +225,7 @@ void rd_kv_get_counters(const rd_kv *kv, rd_kv_counters *c);
  *  through the region, no message) as received. */
 void rd_kv_add_traffic(const rd_kv *kv, rd_traffic *t);
 
+/** Tests only: make `ts` the next timestamp issued (to reach the wrap past INT_MAX). */
+void rd__kv_set_next_ts(rd_kv *kv, int ts);
+
 #endif // RD_KV_H

@@ -22,8 +22,11 @@
 //   the region; and one valid shared-memory PULL whose values must land in the region.
 // Each gets exactly one error reply with the expected status (on RD_TAG_PS_BADMSG when the
 // header could not be read); nothing else arrives; the good worker's pulled values equal a
-// single-process reference, i.e. the attack did not disturb training.
+// single-process reference, i.e. the attack did not disturb training. The good worker then
+// checks that its request timestamps wrap past INT_MAX to 0 without losing the ones in flight.
 #include "ps_test_util.h"
+
+#include <limits.h>
 
 #include "../../ps/ps_internal.h"
 #include "rd/msg.h"
@@ -550,6 +553,32 @@ int main(int argc, char **argv) {
         uint32_t crc = 0;
         t_reference(cfg, ref, 1, &z, DRAWS, 0, STEPS, &crc);
         T_CHECK(&errs, crc == tr.pulled_crc, "training was disturbed by the bad messages");
+        // Timestamps wrap past INT_MAX to 0: a request issued just before the wrap is still
+        // waited on (not "never issued"), and those after it get valid, non-negative slots.
+        {
+            rd_kv_set_read(kv, 1);
+            rd__kv_set_next_ts(kv, INT_MAX - 2);
+            uint64_t key = 1;
+            float v0[8], v1[8];
+            int ts_prev = -1;
+            for (int i = 0; i < 6 && errs == 0; i++) {
+                int ts = -1;
+                rc = rd_kv_pull(kv, 0, &key, 1, i % 2 ? v1 : v0, &ts);
+                T_CHECK(&errs, rc == RD_OK && ts >= 0, "pull %d at the wrap: ts %d, %s", i, ts,
+                        rd_kv_errmsg(kv));
+                if (ts_prev >= 0) {
+                    rc = rd_kv_wait(kv, ts_prev);
+                    T_CHECK(&errs, rc == RD_OK, "wait on ts %d at the wrap: %s", ts_prev,
+                            rd_kv_errmsg(kv));
+                }
+                ts_prev = ts;
+            }
+            if (ts_prev >= 0)
+                T_CHECK(&errs, rd_kv_wait(kv, ts_prev) == RD_OK, "last wait: %s",
+                        rd_kv_errmsg(kv));
+            T_CHECK(&errs, memcmp(v0, v1, sizeof v0) == 0, "read pulls differ");
+            rd_kv_set_read(kv, 0);
+        }
         for (int t = 0; t < cfg->ps.n_tables; t++) {
             rd_table_stats st;
             T_CHECK(&errs, rd_kv_stats(kv, t, &st, NULL) == RD_OK, "stats");
