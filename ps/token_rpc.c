@@ -658,8 +658,9 @@ static void msg_finish(rd_token_client *c, tc_op *op, tc_msg *m) {
                 (long long)m->reply_len);
         return;
     }
+    // An error text exactly as long as the expected reply was received into the stage.
     const unsigned char *hdr = m->where == WHERE_STAGE ? m->stage : m->small;
-    const char *text = (const char *)m->small + RD_MSG_HEADER_BYTES;
+    const char *text = (const char *)hdr + RD_MSG_HEADER_BYTES;
     rd_msg_header h;
     int rc = rd_msg_decode(hdr, (size_t)m->reply_len, &h, &eb);
     if (rc == RD_OK)
@@ -669,7 +670,7 @@ static void msg_finish(rd_token_client *c, tc_op *op, tc_msg *m) {
         return;
     }
     if (h.status != RD_OK) {
-        size_t len = m->where == WHERE_SMALL ? (size_t)h.payload_bytes : 0;
+        size_t len = (size_t)h.payload_bytes; // rd_msg_decode checked it against the length
         if (len > RD_MSG_ERRTEXT_MAX)
             len = RD_MSG_ERRTEXT_MAX;
         op_fail(op, h.status < 0 ? h.status : RD_ERR_PROTO, "PS rank %d: %.*s", world, (int)len,

@@ -499,6 +499,44 @@ static void error_phase(rd_token_client *cl, int w) {
             "error text: %s", eb.msg);
 }
 
+// An error reply whose text happens to be exactly as long as the expected fetch reply is
+// received into the staging buffer; its text must still reach the caller. A client that counts
+// 3 shards (the store has 4) sends user u to a PS rank that does not own it, which answers
+// "token fetch: user U is in shard S, owned by PS rank R; this handle (PS rank Q of 2) does not
+// open it": 104 bytes for a 5-digit user, the size of a reply of one request of L = 2 with
+// labels (24 + 2 x 8 x 4 + 2 x 4 + 4 + 2, padded to 104). Needs P = 2.
+static void errtext_phase(const rd_comm *comm, const rd_token_store_info *info, int P) {
+    if (P != 2)
+        return;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_client_opts co = {
+        (int)info->n_shards - 1, (int)info->dim, 100, 8 << 10, (int)info->n_side, 0};
+    rd_token_client *cl = NULL;
+    int rc = rd_token_client_create(comm, &co, &cl, &eb);
+    T_CHECK(&g_errs, rc == RD_OK, "client: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    uint64_t u = 10000;
+    while (rd_token_ps_rank_of_shard(rd_token_shard_of_user(u, co.n_shards), P) ==
+           rd_token_ps_rank_of_shard(rd_token_shard_of_user(u, (int)info->n_shards), P))
+        u++;
+    const size_t L = 2;
+    T_CHECK(&g_errs,
+            u < 100000 &&
+                rd_token_fetch_reply_bytes(1, L, info->dim, 0, RD_TOKEN_FIELD_LABELS) == 104,
+            "errtext phase set-up: user %llu", (unsigned long long)u);
+    int64_t t = 5;
+    float tokens[2 * DIM], labels[2];
+    uint32_t nf = 0;
+    rd_token_fetch_out o = {tokens, labels, NULL, NULL, NULL, NULL, &nf, NULL};
+    rd_errbuf_clear(&eb);
+    rc = rd_token_client_fetch(cl, 1, &u, &t, NULL, L, &o, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_ARG && strstr(eb.msg, "does not open it") != NULL,
+            "fetch of another rank's user gave %d (%s)", rc, eb.msg);
+    rd_token_client_destroy(cl);
+}
+
 // The built store mapped for serving on every PS rank (RD_TOKEN_OP_MAP): the ranks' stats come
 // back summed; the fetch phase that follows checks the content through the re-read pages.
 static void map_phase(const rd_comm *comm, rd_token_client *cl, int n_shards) {
@@ -673,6 +711,8 @@ int main(int argc, char **argv) {
             fetch_phase(cl, kv, W, comm->job_rank, P, n_shards); // after the re-read
             error_phase(cl, comm->job_rank);
             split_phase(comm, cl, &info, W, comm->job_rank, P);
+            if (comm->job_rank == 0)
+                errtext_phase(comm, &info, P);
             // The two token channels add up to the client's totals; fetches were counted.
             rd_traffic tr;
             memset(&tr, 0, sizeof tr);
