@@ -6,6 +6,7 @@
 #include "rd/lmdbx.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,6 +25,37 @@ static int copy_small(const char *from, const char *to, rd_errbuf *eb) {
     if (bad)
         return rd_err_set(eb, RD_ERR_IO, "%s: read error (or larger than a MANIFEST)", from);
     return rd_lmdbx_write_file_atomic(to, buf, n, eb);
+}
+
+// fsync a file or folder: LMDB's copy (mdb_env_copy2) writes data.mdb without syncing it, and
+// the renames that publish the copy are only durable once the folders holding them are synced.
+// Folders some file systems refuse to sync (EINVAL) are skipped, as rd_lmdbx does.
+static int fsync_path(const char *path, rd_errbuf *eb) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return rd_err_set(eb, RD_ERR_IO, "open %s to fsync it: %s", path, strerror(errno));
+    int rc = RD_OK;
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+        rc = rd_err_set(eb, RD_ERR_IO, "fsync %s: %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+// fsync the folder holding `path`.
+static int fsync_parent_of(const char *path, rd_errbuf *eb) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        dir[--n] = '\0';
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    return fsync_path(dir, eb);
 }
 
 // rm -r of a directory of shard directories (two levels), for cleanup after a failure.
@@ -117,6 +149,15 @@ compact_locked(const char *dir, const char *out, const rd_token_store_info *sinf
         } else if (lrc)
             rc = rd_lmdbx_error(eb, lrc, "compacting copy of", src);
         rd_lmdbx_env_close(env);
+        // The copy must be on disk before the MANIFEST and the rename below publish it: a crash
+        // after them must not leave a store whose shards are empty or cut short.
+        if (rc == RD_OK) {
+            char data[4300];
+            snprintf(data, sizeof data, "%s/data.mdb", dst);
+            rc = fsync_path(data, eb);
+            if (rc == RD_OK)
+                rc = fsync_path(dst, eb);
+        }
     }
     if (rc == RD_OK) {
         char src[4200], dst[4200];
@@ -140,7 +181,10 @@ compact_locked(const char *dir, const char *out, const rd_token_store_info *sinf
             errno == EEXIST || errno == ENOTEMPTY
                 ? rd_err_set(eb, RD_ERR_EXISTS, "%s exists (written meanwhile by another run)", out)
                 : rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));
-    if (rc != RD_OK) {
+    int renamed = rc == RD_OK;
+    if (renamed)
+        rc = fsync_parent_of(out, eb); // the rename itself
+    if (rc != RD_OK && !renamed) {
         remove_partial(part, (int)info.n_shards);
         rd_lmdbx_rmdir_created(out, created);
     }

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -313,6 +314,57 @@ static void test_compact_out_parents(void **state) {
     assert_int_equal(system(cmd), 0); // no partial copy left
 }
 
+// fsync of this process, recorded while g_fsync_log is on: the path of each synced file or
+// folder, in order (test_compact_durable). Forwards to the system call.
+static int g_fsync_log;
+static char g_fsynced[64][512];
+static int g_n_fsynced;
+
+int fsync(int fd) {
+    if (g_fsync_log && g_n_fsynced < 64) {
+        char link[64];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, g_fsynced[g_n_fsynced], sizeof g_fsynced[0] - 1);
+        g_fsynced[g_n_fsynced][n > 0 ? n : 0] = '\0';
+        g_n_fsynced++;
+    }
+    return (int)syscall(SYS_fsync, fd);
+}
+
+// A compacted copy is durable once compact returns: every shard's data.mdb (which LMDB's copy
+// writes without syncing) is synced before the rename that publishes the copy, and the folder
+// holding --out is synced after it. Before, only the MANIFEST and the partial folder were.
+static void test_compact_durable(void **state) {
+    (void)state;
+    char dir[300], out[400], want[600], root[4096];
+    snprintf(dir, sizeof dir, "%s/store_dur", g_root);
+    rd_token_store *s = create_store(dir, 3);
+    rd_token_store_destroy(s);
+    snprintf(out, sizeof out, "%s/copy_dur", g_root);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    g_n_fsynced = 0;
+    g_fsync_log = 1;
+    int rc = rd_tokentool_compact(dir, out, &eb);
+    g_fsync_log = 0;
+    assert_int_equal(rc, RD_OK);
+    for (int k = 0; k < 3; k++) {
+        snprintf(want, sizeof want, "/shard-%04d/data.mdb", k);
+        int seen = 0;
+        for (int i = 0; i < g_n_fsynced; i++) {
+            size_t n = strlen(g_fsynced[i]), w = strlen(want);
+            seen |= n >= w && strcmp(g_fsynced[i] + n - w, want) == 0;
+        }
+        if (!seen)
+            fail_msg("compact did not fsync the copy of shard %d (%d fsyncs)", k, g_n_fsynced);
+    }
+    assert_non_null(realpath(g_root, root));
+    assert_true(g_n_fsynced > 0);
+    if (strcmp(g_fsynced[g_n_fsynced - 1], root) != 0)
+        fail_msg("compact's last fsync is %s, not the folder of --out %s",
+                 g_fsynced[g_n_fsynced - 1], root);
+}
+
 // One writer per store: while a launch (here a child process) holds the store's writer lock,
 // another writer (rd_token_store_lock), `tokens gc` and `tokens compact` are refused at once
 // with a message naming the store and the holder (host, pid, what) and change nothing (no
@@ -560,9 +612,11 @@ static void test_wrong_folder(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokens_cli), cmocka_unit_test(test_compact_out_parents),
-        cmocka_unit_test(test_store_writer_lock), cmocka_unit_test(test_users_and_empty_fetch),
-        cmocka_unit_test(test_wrong_folder)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokens_cli),
+                                       cmocka_unit_test(test_compact_out_parents),
+                                       cmocka_unit_test(test_compact_durable),
+                                       cmocka_unit_test(test_store_writer_lock),
+                                       cmocka_unit_test(test_users_and_empty_fetch),
+                                       cmocka_unit_test(test_wrong_folder)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
