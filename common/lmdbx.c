@@ -29,6 +29,7 @@
 
 #define DEFAULT_MAX_MAP    (UINT64_C(1) << 40) // 1 TiB of address space, not of disk
 #define MAX_RESIZE_RETRIES 64
+#define LMDB_DEFAULT_MAP   (UINT64_C(1) << 20) // the map of a new env without mdb_env_set_mapsize
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -854,6 +855,14 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
         flags |= MDB_RDONLY;
     else if (o->no_sync)
         flags |= MDB_NOSYNC;
+    if (!rc && !o->read_only && o->max_map_size && o->max_map_size < LMDB_DEFAULT_MAP) {
+        // A new env starts at LMDB's default map (1 MiB), which the code below never lowers: a
+        // cap under it would not hold. Start such an env at the cap instead.
+        char data[4096 + 16];
+        snprintf(data, sizeof data, "%s/data.mdb", path);
+        if (stat(data, &st) != 0 && errno == ENOENT)
+            rc = mdb_env_set_mapsize(env, (size_t)o->max_map_size);
+    }
     if (!rc)
         rc = mdb_env_open(env, path, flags, 0644);
     if (rc) {

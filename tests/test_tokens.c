@@ -1004,6 +1004,50 @@ static void test_duplicate_keys(void **state) {
 // ---------------------------------------------------------------------------------------------
 // Map growth
 
+// max_map_size below LMDB's default map (1 MiB) holds: a new shard starts at the cap, and an
+// append that needs more is refused with RD_ERR_FULL instead of filling a 1 MiB map. Before,
+// a 128 KiB cap took 2000 records of 300 bytes (a 688 KiB file in a 1 MiB map).
+static void test_small_map_cap(void **state) {
+    (void)state;
+    char dir[512];
+    store_path(dir, sizeof dir, "smallcap");
+    rd_token_store_opts o = {0};
+    o.dim = 64;
+    o.dtype = RD_TOKEN_FP32;
+    o.n_shards = 1;
+    o.max_map_size = 128 << 10;
+    o.no_sync = 1;
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &o, &s, &eb), RD_OK);
+    enum { N = 2000, B = 100 };
+    uint64_t *users = calloc(N, 8), *ids = calloc(N, 8);
+    int64_t *ts = calloc(N, 8);
+    float *tok = calloc((size_t)N * 64, 4);
+    for (size_t i = 0; i < N; i++) {
+        users[i] = 7;
+        ts[i] = (int64_t)i;
+        ids[i] = i;
+    }
+    int rc = RD_OK;
+    for (size_t b = 0; b < N && rc == RD_OK; b += B) {
+        rd_token_batch bt = {B, users + b, ts + b, ids + b, tok + b * 64, NULL, NULL, NULL, NULL};
+        rc = rd_token_store_append(s, &bt, &eb);
+    }
+    assert_int_equal(rc, RD_ERR_FULL);
+    rd_token_stats st;
+    assert_int_equal(rd_token_store_stats(s, &st, NULL, &eb), RD_OK);
+    assert_true(st.map_bytes <= (uint64_t)o.max_map_size);
+    assert_true(st.file_bytes <= (uint64_t)o.max_map_size);
+    assert_true(st.entries > 0 && st.entries < N);
+    rd_token_store_destroy(s);
+    free(users);
+    free(ids);
+    free(ts);
+    free(tok);
+}
+
 static void test_map_growth(void **state) {
     (void)state;
     const size_t dim = 64, N = 100000, B = 10000;
@@ -2636,6 +2680,7 @@ int main(void) {
         cmocka_unit_test(test_no_leakage),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_map_growth),
+        cmocka_unit_test(test_small_map_cap),
         cmocka_unit_test(test_layout_mismatch),
         cmocka_unit_test(test_manifest_corrupt_missing),
         cmocka_unit_test(test_bind_dataset),
