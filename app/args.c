@@ -21,7 +21,6 @@
 #include <errno.h>
 #include <math.h>
 #include <mpi.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,19 +220,6 @@ typedef struct agree_rec {
     char shown[RD_APP_AGREE_MAX][AGREE_SHOWN];
 } agree_rec;
 
-static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
-    if (*len + 1 >= cap)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int w = vsnprintf(buf + *len, cap - *len, fmt, ap);
-    va_end(ap);
-    if (w > 0)
-        *len = (size_t)w < cap - *len ? *len + (size_t)w : cap - 1;
-}
-
 // The ranks r with sel[r] as text (rd_fmt_rank_set), with their mpiexec segments when the launch
 // has several (multi).
 static void
@@ -406,7 +392,7 @@ fields_diff(const char *a, const char *b, int build_line, char *buf, size_t cap,
             at = strstr(at + 1, key);
         }
         if (!dup)
-            append(buf, cap, len, "%s%s", *len ? ", " : "", key);
+            rd_fmt_append(buf, cap, len, "%s%s", *len ? ", " : "", key);
     }
 }
 
@@ -824,18 +810,20 @@ int rd_app_path_kind(const char *path, char *what, size_t cap) {
     if (has(path, "report.json", 0) || has(path, "ckpt", 1) ||
         (has(path, "tokens", 1) && has(path, "data", 1))) {
         size_t len = 0;
-        append(what, cap, &len, "a run folder of `recdistill train`");
+        rd_fmt_append(what, cap, &len, "a run folder of `recdistill train`");
         int nj = snprintf(q, sizeof q, "%s/ckpt", path) < (int)sizeof q && is_dir(q)
                      ? root_jobs(q, p, sizeof p)
                      : 0;
         if (nj > 0)
-            append(what, cap, &len, " (its checkpoints: %s/ckpt/<job>/step-N, e.g. %s", path, p);
+            rd_fmt_append(what, cap, &len, " (its checkpoints: %s/ckpt/<job>/step-N, e.g. %s", path,
+                          p);
         int store =
             snprintf(q, sizeof q, "%s/tokens", path) < (int)sizeof q && has(q, "MANIFEST", 0);
         if (store)
-            append(what, cap, &len, "%s its token store: %s/tokens", nj > 0 ? ";" : " (", path);
+            rd_fmt_append(what, cap, &len, "%s its token store: %s/tokens", nj > 0 ? ";" : " (",
+                          path);
         if (nj > 0 || store)
-            append(what, cap, &len, ")");
+            rd_fmt_append(what, cap, &len, ")");
         return RD_APP_PATH_OTHER;
     }
     if (has(path, RD_DATASET_FILE, 0)) {

@@ -113,9 +113,7 @@ size_t rd_fmt_float9(float x, char out[RD_FMT_FLOAT_MAX]) {
 // ---------------------------------------------------------------------------------------------
 // A set of ranks
 
-static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void append(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
+void rd_fmt_append(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
     if (*len + 1 >= cap)
         return;
     va_list ap;
@@ -150,14 +148,15 @@ static void list_add(list_out *l, int units, const char *text) {
         l->cut = 1;
         return;
     }
-    append(l->buf, l->cap, &l->len, "%s%s", l->n ? ", " : "", text);
+    rd_fmt_append(l->buf, l->cap, &l->len, "%s%s", l->n ? ", " : "", text);
     l->done += units;
     l->n++;
 }
 
 static void list_end(list_out *l) {
     if (l->cut)
-        append(l->buf, l->cap, &l->len, "%s... (%d more)", l->n ? ", " : "", l->total - l->done);
+        rd_fmt_append(l->buf, l->cap, &l->len, "%s... (%d more)", l->n ? ", " : "",
+                      l->total - l->done);
 }
 
 // The smallest segment above `last` among the ranks of sel, or -1.
@@ -185,7 +184,7 @@ void rd_fmt_rank_set(const char *sel, const int32_t *appnum, int n, char *buf, s
             nseg++;
         size_t seg_cap = cap / 3 < sizeof seg ? cap / 3 : sizeof seg;
         if (nseg > 0 && seg_cap > 0)
-            append(seg, seg_cap, &seg_len, " (mpiexec segment%s ", nseg > 1 ? "s" : "");
+            rd_fmt_append(seg, seg_cap, &seg_len, " (mpiexec segment%s ", nseg > 1 ? "s" : "");
         // The words, the count alone and ")" must fit, or the suffix is left out: cut there, it
         // read " (mpiexec segmen" or "... (8 mo", the parenthesis left open.
         if (nseg > 0 && seg_len + (size_t)snprintf(NULL, 0, "... (%d more)", nseg) + 1 >= seg_cap) {
@@ -201,12 +200,12 @@ void rd_fmt_rank_set(const char *sel, const int32_t *appnum, int n, char *buf, s
             }
             list_end(&l);
             seg_len = l.len;
-            append(seg, seg_cap, &seg_len, ")");
+            rd_fmt_append(seg, seg_cap, &seg_len, ")");
         }
     }
     // 2. The ranks: runs of three or more as a range, one entry; a pair as two.
     size_t len = 0;
-    append(buf, cap, &len, "rank%s ", cnt == 1 ? "" : "s");
+    rd_fmt_append(buf, cap, &len, "rank%s ", cnt == 1 ? "" : "s");
     // Room for the count alone and the suffix, or the suffix is left out (the ranks come first).
     if (cnt > 0 && len + (size_t)snprintf(NULL, 0, "... (%d more)", cnt) + seg_len >= cap) {
         seg[0] = 0;
@@ -233,5 +232,5 @@ void rd_fmt_rank_set(const char *sel, const int32_t *appnum, int n, char *buf, s
     }
     list_end(&l);
     len = l.len;
-    append(buf, cap, &len, "%s", seg);
+    rd_fmt_append(buf, cap, &len, "%s", seg);
 }

@@ -578,6 +578,25 @@ static void test_fmt_rank_set_cut(void **state) {
 // and whole counts, its parentheses closed, or the segment suffix is left out entirely. A
 // buffer whose third could not hold the suffix's words and count wrote "(mpiexec segments ...
 // (8 mo" or "(mpiexec segmen", cut inside a word with the parenthesis left open.
+// rd_fmt_append: printf text appended, cut at the buffer's end, nothing once it is full.
+static void test_fmt_append(void **state) {
+    (void)state;
+    char buf[8];
+    size_t len = 0;
+    rd_fmt_append(buf, sizeof buf, &len, "%s", "ab");
+    assert_string_equal(buf, "ab");
+    assert_int_equal(len, 2);
+    rd_fmt_append(buf, sizeof buf, &len, "%d-%d", 12, 345);
+    assert_string_equal(buf, "ab12-34"); // cut at cap - 1
+    assert_int_equal(len, 7);
+    rd_fmt_append(buf, sizeof buf, &len, "x");
+    assert_string_equal(buf, "ab12-34");
+    assert_int_equal(len, 7);
+    len = 0;
+    rd_fmt_append(buf, sizeof buf, &len, "%s", "");
+    assert_int_equal(len, 0);
+}
+
 static void test_fmt_rank_set_small(void **state) {
     (void)state;
     enum { N = 1000 };
@@ -808,6 +827,7 @@ int main(void) {
         cmocka_unit_test(test_fmt_float9),      cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_fmt_rank_set),    cmocka_unit_test(test_fmt_rank_set_cut),
         cmocka_unit_test(test_fmt_rank_set_small),
+        cmocka_unit_test(test_fmt_append),
         cmocka_unit_test(test_abort_watchdog),  cmocka_unit_test(test_abort_launch_without_mpi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,7 @@
 //   rd_fmt_float9_naive()   its twin through snprintf (tests, benchmarks)
 //   rd_fmt_rank_set()       a set of MPI ranks, "ranks 0-3, 7 (mpiexec segments 1, 2)", for the
 //                           launch-wide messages of app/args.c
+//   rd_fmt_append()         printf-style text appended to a fixed buffer, cut at its end
 //
 // Why: a TSV export of a table writes one "%.9g" per float, and printf's general conversion made
 // `recdistill table export --format tsv` about 6x slower than the binary export. The fast path
@@ -40,5 +41,10 @@ size_t rd_fmt_float9_naive(float x, char out[RD_FMT_FLOAT_MAX]);
  *  @param[in] sel     n flags
  *  @param[in] appnum  n segment numbers, or NULL */
 void rd_fmt_rank_set(const char *sel, const int32_t *appnum, int n, char *buf, size_t cap);
+
+/** Append printf(fmt, ...) to buf[*len..] (NUL-terminated, cap > 0), cut at cap - 1 bytes;
+ *  *len becomes the new length. Nothing is written once the buffer is full. */
+void rd_fmt_append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif // RD_NUMFMT_H

@@ -574,8 +574,7 @@ int main(int argc, char **argv) {
                 ts_prev = ts;
             }
             if (ts_prev >= 0)
-                T_CHECK(&errs, rd_kv_wait(kv, ts_prev) == RD_OK, "last wait: %s",
-                        rd_kv_errmsg(kv));
+                T_CHECK(&errs, rd_kv_wait(kv, ts_prev) == RD_OK, "last wait: %s", rd_kv_errmsg(kv));
             T_CHECK(&errs, memcmp(v0, v1, sizeof v0) == 0, "read pulls differ");
             rd_kv_set_read(kv, 0);
         }
