@@ -817,18 +817,27 @@ static void test_log_levels(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strerror),        cmocka_unit_test(test_errbuf),
-        cmocka_unit_test(test_hash_golden),     cmocka_unit_test(test_hash_properties),
-        cmocka_unit_test(test_keys_never_zero), cmocka_unit_test(test_shard_balance),
-        cmocka_unit_test(test_crc32c),          cmocka_unit_test(test_rng_determinism),
-        cmocka_unit_test(test_rng_split),       cmocka_unit_test(test_rng_ranges),
-        cmocka_unit_test(test_aligned),         cmocka_unit_test(test_oom_injection),
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_errbuf),
+        cmocka_unit_test(test_hash_golden),
+        cmocka_unit_test(test_hash_properties),
+        cmocka_unit_test(test_keys_never_zero),
+        cmocka_unit_test(test_shard_balance),
+        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_rng_determinism),
+        cmocka_unit_test(test_rng_split),
+        cmocka_unit_test(test_rng_ranges),
+        cmocka_unit_test(test_aligned),
+        cmocka_unit_test(test_oom_injection),
         cmocka_unit_test(test_cgroup_limit), // rd_mem_limit
-        cmocka_unit_test(test_fmt_float9),      cmocka_unit_test(test_log_levels),
-        cmocka_unit_test(test_fmt_rank_set),    cmocka_unit_test(test_fmt_rank_set_cut),
+        cmocka_unit_test(test_fmt_float9),
+        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_fmt_rank_set),
+        cmocka_unit_test(test_fmt_rank_set_cut),
         cmocka_unit_test(test_fmt_rank_set_small),
         cmocka_unit_test(test_fmt_append),
-        cmocka_unit_test(test_abort_watchdog),  cmocka_unit_test(test_abort_launch_without_mpi),
+        cmocka_unit_test(test_abort_watchdog),
+        cmocka_unit_test(test_abort_launch_without_mpi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -232,13 +232,16 @@ static void test_cr_only_line_ends(void **state) {
     // without a NUL byte after them it is text (UTF-16 writes one in every comma and line end).
     parse_mem("\xff\xfe,x\n1,2\n", ",", 0, &o);
     assert_int_equal(o.rc, 0);
-    parse_mem("\xfe\xff" "a,x\n1,2\n", ",", 0, &o);
+    parse_mem("\xfe\xff"
+              "a,x\n1,2\n",
+              ",", 0, &o);
     assert_int_equal(o.rc, 0);
     // Binary bytes beside NUL bytes (little-endian 16-bit numbers) are not UTF-16 text.
     {
         rd_csv_options opt = {.delimiter = ","};
         rd_csv_reader *r = NULL;
-        assert_int_equal(rd_csv_open_mem("mem.csv", "\x01\x00\x02\x00\n", 5, &opt, &r, NULL), RD_OK);
+        assert_int_equal(rd_csv_open_mem("mem.csv", "\x01\x00\x02\x00\n", 5, &opt, &r, NULL),
+                         RD_OK);
         drain(r, &o);
         rd_csv_close(r);
     }
