@@ -272,10 +272,23 @@ int rd_lmdbx_check_out_not_input(
     return RD_OK;
 }
 
-// fsync the folder holding `path`, so that a rename in it is durable.
-static int fsync_parent(const char *path, rd_errbuf *eb) {
+int rd_lmdbx_fsync_path(const char *path, rd_errbuf *eb) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return io_error(eb, "open to fsync", path);
+    int rc = RD_OK;
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+        rc = io_error(eb, "fsync", path);
+    close(fd);
+    return rc;
+}
+
+int rd_lmdbx_fsync_parent(const char *path, rd_errbuf *eb) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        dir[--n] = '\0';
     char *slash = strrchr(dir, '/');
     if (slash == dir)
         slash[1] = '\0';
@@ -283,17 +296,15 @@ static int fsync_parent(const char *path, rd_errbuf *eb) {
         *slash = '\0';
     else
         snprintf(dir, sizeof dir, ".");
-    int dfd = open(dir, O_RDONLY);
-    if (dfd >= 0) {
-        // Some file systems refuse fsync on folders (EINVAL); the data itself is already synced.
-        if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS) {
-            int rc = io_error(eb, "fsync folder", dir);
-            close(dfd);
-            return rc;
-        }
-        close(dfd);
-    }
-    return RD_OK;
+    int dfd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (dfd < 0)
+        return RD_OK; // nothing to sync through: the data itself is already synced
+    // Some file systems refuse fsync on folders (EINVAL); the data itself is already synced.
+    int rc = RD_OK;
+    if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS)
+        rc = io_error(eb, "fsync folder", dir);
+    close(dfd);
+    return rc;
 }
 
 // A suffix nobody can predict for a temporary name: ".<pid>.<8 hex digits>" from the pid, the
@@ -525,7 +536,7 @@ int rd_lmdbx_outfile_commit(rd_lmdbx_outfile *of, rd_errbuf *eb) {
     }
     rd_lmdbx_pending_forget(of->tmp);
     of->tmp[0] = '\0';
-    return fsync_parent(of->path, eb);
+    return rd_lmdbx_fsync_parent(of->path, eb);
 }
 
 // Cut the last component (and the slashes before it) off `p` in place. @return 0 when nothing

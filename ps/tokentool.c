@@ -6,7 +6,6 @@
 #include "rd/lmdbx.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,37 +24,6 @@ static int copy_small(const char *from, const char *to, rd_errbuf *eb) {
     if (bad)
         return rd_err_set(eb, RD_ERR_IO, "%s: read error (or larger than a MANIFEST)", from);
     return rd_lmdbx_write_file_atomic(to, buf, n, eb);
-}
-
-// fsync a file or folder: LMDB's copy (mdb_env_copy2) writes data.mdb without syncing it, and
-// the renames that publish the copy are only durable once the folders holding them are synced.
-// Folders some file systems refuse to sync (EINVAL) are skipped, as rd_lmdbx does.
-static int fsync_path(const char *path, rd_errbuf *eb) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return rd_err_set(eb, RD_ERR_IO, "open %s to fsync it: %s", path, strerror(errno));
-    int rc = RD_OK;
-    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
-        rc = rd_err_set(eb, RD_ERR_IO, "fsync %s: %s", path, strerror(errno));
-    close(fd);
-    return rc;
-}
-
-// fsync the folder holding `path`.
-static int fsync_parent_of(const char *path, rd_errbuf *eb) {
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/')
-        dir[--n] = '\0';
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        slash[1] = '\0';
-    else
-        *slash = '\0';
-    return fsync_path(dir, eb);
 }
 
 // rm -r of a directory of shard directories (two levels), for cleanup after a failure.
@@ -154,9 +122,9 @@ compact_locked(const char *dir, const char *out, const rd_token_store_info *sinf
         if (rc == RD_OK) {
             char data[4300];
             snprintf(data, sizeof data, "%s/data.mdb", dst);
-            rc = fsync_path(data, eb);
+            rc = rd_lmdbx_fsync_path(data, eb);
             if (rc == RD_OK)
-                rc = fsync_path(dst, eb);
+                rc = rd_lmdbx_fsync_path(dst, eb);
         }
     }
     if (rc == RD_OK) {
@@ -183,7 +151,7 @@ compact_locked(const char *dir, const char *out, const rd_token_store_info *sinf
                 : rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));
     int renamed = rc == RD_OK;
     if (renamed)
-        rc = fsync_parent_of(out, eb); // the rename itself
+        rc = rd_lmdbx_fsync_parent(out, eb); // the rename itself
     if (rc != RD_OK && !renamed) {
         remove_partial(part, (int)info.n_shards);
         rd_lmdbx_rmdir_created(out, created);

@@ -26,6 +26,8 @@
 //   rd_lmdbx_outfile, rd_lmdbx_outfile_open() / _commit() / _abort()   write a file under a
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
 //   rd_lmdbx_write_file_atomic()  write a small file via an outfile: fsync + rename + fsync(dir)
+//   rd_lmdbx_fsync_path() / rd_lmdbx_fsync_parent()   make a file or folder, or a rename in a
+//                            folder, durable (LMDB's compacting copy writes without syncing)
 //   rd_lmdbx_check_replaceable()  refuse to rename a file over a FIFO, device or symlink
 //   rd_lmdbx_fopen_regular()  open an input file for reading, refusing a FIFO or device
 //                            without blocking in open()
@@ -275,6 +277,20 @@ void rd_lmdbx_outfile_abort(rd_lmdbx_outfile *of);
  *         RD_ERR_EXISTS when `path` is a FIFO, device or symlink
  */
 int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb);
+
+/**
+ * fsync the file or folder `path`. A folder the file system refuses to sync (EINVAL, EROFS) is
+ * not an error: what it holds is synced on its own.
+ * @return RD_OK or RD_ERR_IO / RD_ERR_FULL with the path and strerror in eb (open or fsync)
+ */
+int rd_lmdbx_fsync_path(const char *path, rd_errbuf *eb);
+
+/**
+ * fsync the folder holding `path` (trailing slashes ignored; "." for a bare name), so that a
+ * rename into it is durable. A folder that cannot be opened is skipped, as above.
+ * @return RD_OK or RD_ERR_IO / RD_ERR_FULL (fsync failed)
+ */
+int rd_lmdbx_fsync_parent(const char *path, rd_errbuf *eb);
 
 /**
  * Create the missing parent folders of `path` (not `path` itself), mode 0755, and say which was
