@@ -63,6 +63,7 @@ static const char *const orders[] = {"time", "user", NULL};
 static const char *const batch_orders[] = {"time", "user", "windows", NULL}; // rd_order
 static const char *const huge_modes[] = {"off", "auto", NULL};  // RD_TOKEN_HUGE_* order
 static const char *const sit_groups[] = {"user", "item", NULL}; // rd_sit_group
+static const char *const batch_tokens_modes[] = {"first_pass", "final", NULL}; // rd_batch_tokens
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const time_formats[] = {"unix", "unix_ms", "iso8601", NULL};
 static const char *const encodings[] = {"utf-8", "latin-1", NULL};
@@ -402,6 +403,7 @@ static const ck_key tokens_keys[] = {
     K_BOOL(rd_tokens_config, "sit_item_code", sit_item_code, "false"),
     K_ENUM(rd_tokens_config, "sit_group", sit_group, sit_groups, 0, "user"),
     K_STR(rd_tokens_config, "sit_group_by", sit_group_by, 0, "item"),
+    K_ENUM(rd_tokens_config, "batch_tokens", batch_tokens, batch_tokens_modes, 0, "first_pass"),
 };
 TABLE(tokens_desc, rd_tokens_config, tokens_keys);
 

@@ -1538,6 +1538,142 @@ static void test_driver_persistent(void **state) {
     free(cfg);
 }
 
+// The parts a build reports, in order.
+typedef struct part_log {
+    int part[8];
+    uint64_t written[8];
+    int n;
+} part_log;
+
+static void log_part(void *ctx, int part, const rd_source_train_stats *st) {
+    part_log *pl = ctx;
+    if (pl->n < 8) {
+        pl->part[pl->n] = part;
+        pl->written[pl->n] = st->tokens_written;
+    }
+    pl->n++;
+}
+
+// A fresh store in g_tmp/<name>; its tokens by instance id after fn ran on it (fn NULL: none).
+static float *store_tokens(const char *name, uint64_t n, rd_token_store **out) {
+    char dir[320];
+    snprintf(dir, sizeof dir, "%s/%s", g_tmp, name);
+    rd_token_store_opts so = {.dim = 8, .dtype = RD_TOKEN_FP32, .n_shards = 2, .no_sync = 1};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &so, out, &eb), RD_OK);
+    float *tok = calloc(n * 8, sizeof(float));
+    assert_non_null(tok);
+    return tok;
+}
+
+static void grab_all(rd_token_store *store, float *tok) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    grab_ctx g = {.tok = tok, .dim = 8};
+    assert_int_equal(rd_token_store_iterate(store, -1, grab, &g, &eb), RD_OK);
+}
+
+// tokens.batch_tokens final: after its batch epochs the source model writes the batch period's
+// tokens again without training, then goes on to the stream and the holdout as before. Against
+// the same sequence run by hand on one driver, for both schemes; the first-pass build is the
+// control (its batch tokens differ, so the comparison can fail).
+static void test_build_batch_tokens_final(void **state) {
+    (void)state;
+    for (int scheme = 1; scheme <= 2; scheme++) {
+        rd_config *cfg = make_cfg(scheme, 4, 1, 8);
+        cfg->data.source = RD_DATA_SYNTHETIC;
+        cfg->data.synthetic.events = 1200;
+        cfg->data.synthetic.users = 30;
+        cfg->data.synthetic.items = 50;
+        cfg->data.synthetic.seed = 9;
+        cfg->data.split.batch_fraction = 0.7;
+        cfg->data.split.holdout_fraction = 0.1;
+        cfg->data.split.stream_windows = 2;
+        snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds_final", g_tmp);
+        cfg->train.lr = 3e-3f;
+        cfg->train.epochs = 3;
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        if (access(cfg->data.dir, F_OK) != 0)
+            assert_int_equal(rd_dataset_prepare(&cfg->data, 1, &eb), RD_OK);
+        rd_dataset *ds = NULL;
+        assert_int_equal(rd_dataset_open(cfg->data.dir, 0, &ds, &eb), RD_OK);
+        uint64_t n = rd_dataset_get_info(ds)->n_events;
+        rd_range batch = rd_dataset_batch(ds), hold = rd_dataset_holdout(ds);
+        uint32_t K = rd_dataset_get_info(ds)->n_windows;
+        assert_true(K > 0);
+        rd_range stream = {batch.end, rd_dataset_window(ds, K - 1).end};
+        assert_true(batch.end > batch.begin && stream.end > stream.begin && hold.end > hold.begin);
+        char name[64];
+        // The two builds.
+        float *tok[2];
+        part_log pl[2];
+        memset(pl, 0, sizeof pl);
+        for (int mode = 0; mode < 2; mode++) {
+            cfg->tokens.batch_tokens = mode ? RD_BATCH_TOKENS_FINAL : RD_BATCH_TOKENS_FIRST_PASS;
+            rd_token_store *st = NULL;
+            snprintf(name, sizeof name, "final_s%d_m%d", scheme, mode);
+            tok[mode] = store_tokens(name, n, &st);
+            rd_source_io io = rd_source_io_store(st);
+            assert_int_equal(rd_source_build(cfg, ds, &io, 32, log_part, &pl[mode], &eb), RD_OK);
+            grab_all(st, tok[mode]);
+            rd_token_store_destroy(st);
+        }
+        // The parts: batch, its rewrite (final only), stream, holdout; each writes its range.
+        assert_int_equal(pl[0].n, 3);
+        assert_int_equal(pl[0].part[0], RD_SOURCE_PART_BATCH);
+        assert_int_equal(pl[0].part[1], RD_SOURCE_PART_STREAM);
+        assert_int_equal(pl[0].part[2], RD_SOURCE_PART_HOLDOUT);
+        assert_int_equal(pl[1].n, 4);
+        assert_int_equal(pl[1].part[0], RD_SOURCE_PART_BATCH);
+        assert_int_equal(pl[1].part[1], RD_SOURCE_PART_BATCH_FINAL);
+        assert_int_equal(pl[1].part[2], RD_SOURCE_PART_STREAM);
+        assert_int_equal(pl[1].part[3], RD_SOURCE_PART_HOLDOUT);
+        assert_int_equal(pl[1].written[0], batch.end - batch.begin);
+        assert_int_equal(pl[1].written[1], batch.end - batch.begin);
+        assert_int_equal(pl[1].written[2], stream.end - stream.begin);
+        // The reference: one driver, by hand.
+        rd_token_store *rs = NULL;
+        snprintf(name, sizeof name, "final_s%d_ref", scheme);
+        float *ref = store_tokens(name, n, &rs);
+        rd_source_io rio = rd_source_io_store(rs);
+        rd_source_driver *sd = NULL;
+        assert_int_equal(rd_source_driver_create(cfg, ds, &rio, 32, &sd, &eb), RD_OK);
+        int border = scheme == 2 ? cfg->tokens.batch_order : RD_ORDER_TIME;
+        rd_source_train_opts steps[4] = {
+            {.range = batch, .order = border, .epochs = 3, .first_epoch_tokens = 1},
+            {.range = batch, .order = border, .epochs = 1, .infer_only = 1},
+            {.range = stream, .order = RD_ORDER_TIME, .epochs = 1, .first_epoch_tokens = 1},
+            {.range = hold, .order = RD_ORDER_TIME, .epochs = 1, .infer_only = 1},
+        };
+        rd_source_train_stats sts;
+        float *after_batch = calloc(n * 8, sizeof(float));
+        assert_non_null(after_batch);
+        for (int k = 0; k < 4; k++) {
+            assert_int_equal(rd_source_driver_run(sd, &steps[k], &sts, &eb), RD_OK);
+            if (k == 0)
+                grab_all(rs, after_batch);
+        }
+        grab_all(rs, ref);
+        rd_source_driver_destroy(sd);
+        rd_token_store_destroy(rs);
+        assert_memory_equal(tok[1], ref, n * 8 * sizeof(float));
+        // The first-pass build holds the tokens of the batch epochs as they were written.
+        size_t nb = (size_t)(batch.end - batch.begin) * 8;
+        assert_memory_equal(tok[0] + batch.begin * 8, after_batch + batch.begin * 8,
+                            nb * sizeof(float));
+        // Control: the trained model's batch tokens are others than the first pass's.
+        assert_true(max_abs_diff(tok[0] + batch.begin * 8, tok[1] + batch.begin * 8, nb) > 1e-4);
+        free(after_batch);
+        free(ref);
+        free(tok[0]);
+        free(tok[1]);
+        rd_dataset_close(ds);
+        free(cfg);
+    }
+}
+
 // The driver's buffers in the memory check, split by what they grow with (reserve(B) = B x per
 // instance + over the data): tokens.side_residual adds per event the item means of each side
 // field, one float (rd_dataset_item_means), not one per side value (the residuals double those
@@ -1603,6 +1739,7 @@ int main(void) {
         cmocka_unit_test(test_driver_user_windows),
         cmocka_unit_test(test_driver_temporal),
         cmocka_unit_test(test_driver_persistent),
+        cmocka_unit_test(test_build_batch_tokens_final),
         cmocka_unit_test(test_memory_check),
         cmocka_unit_test(test_driver_reserve),
     };

@@ -980,6 +980,12 @@ static void test_dense_identity(void **state) {
     rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &tc);
     cfg->tokens.sit_item_code = 0;
     assert_true(tp.tokens_hash != tc.tokens_hash);
+    // batch_tokens final (hashed only when set): the batch period's tokens are others.
+    cfg->tokens.batch_tokens = RD_BATCH_TOKENS_FINAL;
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "batch_tokens"));
+    cfg->tokens.batch_tokens = RD_BATCH_TOKENS_FIRST_PASS;
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_OK);
     cfg->tokens.sit_group = RD_SIT_GROUP_ITEM;
     assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
     // Grouped by the item, by default or by name, is the same build; by an attribute is another,

@@ -1854,6 +1854,15 @@ int rd_source_build(const rd_config *cfg,
         rd_source_train_stats st;
         if ((rc = rd_source_driver_run(sd, &o, &st, eb)) == RD_OK && on_part)
             on_part(ctx, k, &st);
+        // tokens.batch_tokens final: the trained model writes the batch period's tokens again,
+        // in the order it trained in (a time-ordered pass fetches the earlier ones it rewrote).
+        if (rc == RD_OK && k == RD_SOURCE_PART_BATCH &&
+            cfg->tokens.batch_tokens == RD_BATCH_TOKENS_FINAL) {
+            o.epochs = 1;
+            o.infer_only = 1;
+            if ((rc = rd_source_driver_run(sd, &o, &st, eb)) == RD_OK && on_part)
+                on_part(ctx, RD_SOURCE_PART_BATCH_FINAL, &st);
+        }
     }
     rd_source_driver_destroy(sd);
     return rc;

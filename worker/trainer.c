@@ -2924,12 +2924,14 @@ typedef struct build_ctx {
 } build_ctx;
 
 static void tokens_part_done(void *ctx, int part, const rd_source_train_stats *st) {
-    static const char *what[3] = {"batch period", "stream", "holdout (no training)"};
+    static const char *what[4] = {"batch period", "stream", "holdout (no training)",
+                                  "batch period rewritten by the trained model (no training)"};
     build_ctx *bc = ctx;
     rd_trainer *tr = bc->tr;
-    tr->tok_stats.source_events += part == RD_SOURCE_PART_HOLDOUT ? 0 : st->events;
+    int trained = part == RD_SOURCE_PART_BATCH || part == RD_SOURCE_PART_STREAM;
+    tr->tok_stats.source_events += trained ? st->events : 0;
     tr->tok_stats.tokens_written += st->tokens_written;
-    if (part != RD_SOURCE_PART_HOLDOUT)
+    if (trained)
         tr->tok_stats.source_auc = st->auc_last;
     if (!tr->quiet)
         printf("[%s] tokens: %s, %llu tokens written, source model progressive AUC %.4f, "

@@ -546,7 +546,18 @@ typedef struct rd_tokens_config {
                                     // attribute of the item: the SIT of an instance reads its
                                     // user's events whose item has the same value (the same
                                     // series), as models[].tokens.search_by
+    int batch_tokens; // rd_batch_tokens; YAML first_pass | final: which model writes the batch
+                      // period's tokens: the source model in its first pass (each token before
+                      // the update on its own event, as the stream's) or, after its last batch
+                      // epoch, the trained model in one more pass without training (in-sample
+                      // tokens, as the holdout's are written by the model at its end); default
+                      // first_pass
 } rd_tokens_config;
+
+typedef enum rd_batch_tokens {
+    RD_BATCH_TOKENS_FIRST_PASS = 0, // tokens.batch_tokens first_pass
+    RD_BATCH_TOKENS_FINAL = 1,      // tokens.batch_tokens final
+} rd_batch_tokens;
 
 /** Whether a search_by / sit_group_by names the item itself ("" reads as the item too). */
 static inline int rd_field_is_item(const char *field) {

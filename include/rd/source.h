@@ -415,9 +415,15 @@ int rd__source_driver_reserve(
     const rd_config *cfg, const rd_dataset *ds, size_t B, double *out, rd_errbuf *eb);
 
 /** One part of a run's token build: RD_SOURCE_PART_BATCH (the batch period, train.epochs passes,
- *  user order for scheme 2 as tokens.batch_order says), _STREAM (the stream windows in time
- *  order, one pass) or _HOLDOUT (tokenised without training). */
-enum { RD_SOURCE_PART_BATCH = 0, RD_SOURCE_PART_STREAM = 1, RD_SOURCE_PART_HOLDOUT = 2 };
+ *  user order for scheme 2 as tokens.batch_order says), _BATCH_FINAL (with tokens.batch_tokens
+ *  final: the batch period again, tokenised by the trained model without training), _STREAM
+ *  (the stream windows in time order, one pass) or _HOLDOUT (tokenised without training). */
+enum {
+    RD_SOURCE_PART_BATCH = 0,
+    RD_SOURCE_PART_STREAM = 1,
+    RD_SOURCE_PART_HOLDOUT = 2,
+    RD_SOURCE_PART_BATCH_FINAL = 3
+};
 
 /** Called after each part that ran (an empty part, or a batch period of 0 epochs, is skipped). */
 typedef void (*rd_source_part_fn)(void *ctx, int part, const rd_source_train_stats *st);
@@ -425,7 +431,8 @@ typedef void (*rd_source_part_fn)(void *ctx, int part, const rd_source_train_sta
 /**
  * The token store of a run, as `recdistill train` builds it: one driver over the batch period,
  * then the stream, then the holdout (first-epoch tokens of the batch period: each token is
- * computed before the update on its own batch, so no stored token carries its own label).
+ * computed before the update on its own batch, so no stored token carries its own label; with
+ * tokens.batch_tokens final the trained model writes them again after the last batch epoch).
  * @param[in] io          the store directly, or the PS ranks through a client
  * @param[in] batch_size  events per step (0 = cfg.train.batch_size)
  * @param[in] on_part     NULL, or called after each part

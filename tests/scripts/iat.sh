@@ -13,7 +13,8 @@
 # other token-build settings is refused. The target search
 # (models[].tokens.search) reads only the request item's tokens, or those of its series
 # (search_by); the source model's SIT can be grouped by series (tokens.sit_group_by). The store
-# is the same when the teacher's batch is split over 2 ranks. Token fetch buffers beyond the
+# is the same when the teacher's batch is split over 2 ranks. With tokens.batch_tokens final the
+# trained source model rewrites the batch period's tokens. Token fetch buffers beyond the
 # memory limit are refused at set-up naming train.batch_size and models[].tokens.search.
 #
 #   bash tests/scripts/iat.sh build/recdistill
@@ -154,6 +155,18 @@ for variant in "2:, batch_order: user, sit_labels: false" 2 1 "2:, batch_order: 
     [ "$a1" = "$a2" ] || fail "scheme $scheme: AUC depends on the PS count ($a1 vs $a2)"
     plausible "$a1" "scheme $scheme$extra"
 done
+
+# tokens.batch_tokens final: after its batch epochs the source model writes the batch period's
+# 4800 tokens again without training (a build line of its own, the tokens counted twice, the
+# events trained on unchanged); still the same with 1 and 2 PS ranks, and no leak of the event.
+config 1 2 "" ", batch_tokens: final" > "$TMP/f1.yaml"
+config 2 2 "" ", batch_tokens: final" > "$TMP/f2.yaml"
+pair_runs "$TMP/f" "batch_tokens final"
+grep -q "tokens: batch period rewritten by the trained model (no training), 4800 tokens written" \
+    "$TMP/out" || fail "batch_tokens final: no rewrite line: $(cat "$TMP/out")"
+check "$TMP/f1/report.json" $((W + 4800)) $F
+check "$TMP/f2/report.json" $((W + 4800)) $F
+plausible "$PAIR_AUC" "batch_tokens final"
 
 # The store does not depend on how the teacher job's batch is split over its ranks: the source
 # model trains on the job's global batch (1 rank x 64 = 2 ranks x 32), so its build lines agree.
