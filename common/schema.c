@@ -2541,8 +2541,16 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     // A refused log still gets the whole-log counts and warnings (missing values, values below
     // 0 under log1p, a field empty on every row), over every row read: they may explain the
     // refusal (the one class of a log whose fields are all empty), and were not printed at all.
-    if (one_class || too_many)
+    // With drop_repeats the multi fields' cuts were kept back to be told per part once the
+    // repeats are dropped (recount_kept), which a refused log never reaches: told here over
+    // every row read, as without drop_repeats (nothing is dropped yet, so all rows are kept).
+    if (one_class || too_many) {
+        if (es.tb && recount_kept(cx, &es, files, n_files) != 0) {
+            rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (repeated rows)");
+            goto done;
+        }
         tell_counts(cx, es.n, n_files);
+    }
     if (one_class) {
         char rule[RD_COLUMN_MAX + RD_NAME_MAX * RD_MAX_LABEL_VALUES + 64];
         label_rule_text(sc, rule, sizeof rule);

@@ -254,6 +254,27 @@ for w in "one/l.csv: field 'cat' has no value on any row: column 'cat' is empty 
          "one/l.csv: label rule 'ev == [\"click\"]' gives label 0 to all 2 events (column 'ev' is empty on every row)"; do
     grep -qF "$w" "$TMP/err" || fail "one: no '$w': $(cat "$TMP/err")"
 done
+# The per-file "multi values cut" lines of a refused log in parts, with drop_repeats as without
+# (with it they were told only once the repeats were dropped, after the refusal: never). Both
+# count every row read, copies included: nothing was dropped.
+mkdir -p "$TMP/in/onecut"
+printf 'ts,uid,iid,clicked,tags\n10,9,a,1,x|y|z\n11,10,b,1,x\n' > "$TMP/in/onecut/p1.csv"
+printf 'ts,uid,iid,clicked,tags\n12,9,c,1,x\n13,10,a,1,x|y|z\n13,10,a,1,x|y|z\n' > "$TMP/in/onecut/p2.csv"
+sed 's|    path: rep/p\*.csv|    path: onecut/p*.csv|' "$TMP/rep.yaml" > "$TMP/onecut.yaml"
+cat >> "$TMP/onecut.yaml" <<EOF
+    fields:
+      - {name: tags, kind: multi, max_len: 2}
+EOF
+sed 's|^    path: onecut/p\*.csv$|    path: onecut/p*.csv\n    drop_repeats: true|' "$TMP/onecut.yaml" > "$TMP/onecut_drop.yaml"
+grep -q "drop_repeats: true" "$TMP/onecut_drop.yaml" || fail "onecut_drop.yaml was not derived"
+for y in onecut onecut_drop; do
+    "$RD" prepare "$TMP/$y.yaml" --out "$TMP/${y}_out" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "$y: a log of one class must exit 1: $(cat "$TMP/err")"
+    for w in "onecut/p1.csv:2: multi field 'tags': 1 row holds more than max_len = 2 values (this line is the first)" \
+             "onecut/p2.csv:3: multi field 'tags': 2 rows hold more than max_len = 2 values (this line is the first)" \
+             "onecut/p*.csv: label rule 'clicked >= 1' gives label 1 to all 5 events"; do
+        grep -qF "$w" "$TMP/err" || fail "$y: no '$w': $(cat "$TMP/err")"
+    done
+done
 # A standardized side-table field whose value the batch period cannot scale is refused naming
 # the side table's row (file:line), not only the log line of the event it was joined to (the
 # message named the log line alone, where the value is not).
