@@ -317,10 +317,11 @@ int rd_parse_iso8601(const char *s, size_t n, int64_t *ms) {
     return 0;
 }
 
-// Warning thresholds of prepare: a numeric input beyond this magnitude, and a unix_ms log whose
-// latest value is below this (1973-03-03 in milliseconds, 1e11 seconds would be year 5138).
+// Warning thresholds of prepare: a numeric input beyond this magnitude, and the event times a
+// log's timestamps are expected in (unix seconds: 1971-01-01 .. 2200-01-01, end excluded).
 #define RD_SCHEMA_NUMERIC_WARN 1000.0
-#define RD_SCHEMA_MS_WARN      100000000000LL
+#define RD_SCHEMA_TS_LO_S      31536000LL
+#define RD_SCHEMA_TS_HI_S      7258118400LL
 
 // Columns of a file with a header line (a schema's own list holds at most RD_MAX_COLUMNS).
 #define RD_SCHEMA_MAX_HEADER 65536
@@ -1961,6 +1962,82 @@ static int find_repeats(ev_store *es, uint32_t ns, uint32_t nn, int drop, repeat
 }
 
 // ---------------------------------------------------------------------------------------------
+// Timestamp units
+
+// Rows of the log whose time, in ms as read, falls in the expected years.
+static uint64_t count_plausible(const ev_store *es, int64_t num, int64_t den) {
+    const int64_t lo = RD_SCHEMA_TS_LO_S * 1000, hi = RD_SCHEMA_TS_HI_S * 1000;
+    uint64_t n = 0;
+    for (uint64_t e = 0; e < es->n; e++) {
+        // |ts_ms| <= 2.6e14 (year 9999), so times 1000 does not overflow.
+        const int64_t t = floor_div(es->meta[e].ts_ms * num, den);
+        n += t >= lo && t < hi;
+    }
+    return n;
+}
+
+// Timestamps that parse in the declared unit but most likely are of another: a unix_ms column of
+// seconds lands in January 1970, a unix column of milliseconds (those of 1971 .. 1978: later ones
+// are refused, beyond year 9999) in the years 2200 .. 9999, a unix_ms column of microseconds
+// centuries ahead. The events keep their order, so the run is usable: a warning, not an error,
+// when most rows of the log fall outside 1971 .. 2199 (a unix log of small numbers, before 1971,
+// is a toy log, not a unit mistake), naming the first such row (in input order, over every row
+// read) and the unit in which most rows would fit, if one does.
+static void warn_time_unit(const csv_ctx *cx, const ev_store *es, char **files, size_t n_files) {
+    if (cx->tf == TF_ISO || es->n == 0)
+        return;
+    const int64_t lo = RD_SCHEMA_TS_LO_S * 1000, hi = RD_SCHEMA_TS_HI_S * 1000;
+    uint64_t n_early = 0, n_late = 0, at_early = 0, at_late = 0;
+    for (uint64_t e = 0; e < es->n; e++) {
+        const int64_t t = es->meta[e].ts_ms;
+        if (t < lo && n_early++ == 0)
+            at_early = e;
+        if (t >= hi && n_late++ == 0)
+            at_late = e;
+    }
+    const int late = n_late > es->n / 2;
+    if (!late && (cx->tf == TF_UNIX || n_early <= es->n / 2))
+        return;
+    const uint64_t at = late ? at_late : at_early;
+    const int64_t t = es->meta[at].ts_ms;
+    // The value as the column holds it, and the unit that fits most rows: as milliseconds
+    // (unix), as seconds (unix_ms before 1971), as microseconds (unix_ms from 2200 on).
+    char value[40], date[32], fit[160];
+    if (cx->tf == TF_UNIX_MS)
+        snprintf(value, sizeof value, "%lld", (long long)t);
+    else if (t % 1000 == 0)
+        snprintf(value, sizeof value, "%lld", (long long)(t / 1000));
+    else
+        snprintf(value, sizeof value, "%lld.%03lld", (long long)(t / 1000), (long long)(t % 1000));
+    rd__fmt_utc(floor_div(t, 1000), date, sizeof date);
+    const uint64_t half = es->n / 2;
+    if (cx->tf == TF_UNIX && count_plausible(es, 1, 1000) > half)
+        snprintf(fit, sizeof fit,
+                 "; read as milliseconds most fall in 1971 .. 2199: set time_format: unix_ms");
+    else if (cx->tf == TF_UNIX_MS && !late && count_plausible(es, 1000, 1) > half)
+        snprintf(fit, sizeof fit,
+                 "; read as seconds most fall in 1971 .. 2199: set time_format: unix");
+    else if (cx->tf == TF_UNIX_MS && late && count_plausible(es, 1, 1000) > half)
+        snprintf(fit, sizeof fit,
+                 "; read as microseconds most fall in 1971 .. 2199: divide the column by 1000 "
+                 "and keep time_format: unix_ms");
+    else if (cx->tf == TF_UNIX)
+        snprintf(fit, sizeof fit, "; read as milliseconds they do not either: check the column");
+    else
+        snprintf(fit, sizeof fit, "; read as %s they do not either: check the column",
+                 late ? "microseconds" : "seconds");
+    const char *file = NULL;
+    uint64_t fline = part_line(files, cx->part_base, n_files, es->meta[at].line, &file);
+    RD_LOG_WARN("%s:%llu: column '%s': time_format %s: %llu of the log's %llu rows have a time %s "
+                "(this line is the first: %s reads as %s)%s (the events keep their order; the "
+                "dataset is built with these dates)",
+                file, (unsigned long long)fline, cx->cols[cx->c_time],
+                cx->tf == TF_UNIX ? "unix" : "unix_ms",
+                (unsigned long long)(late ? n_late : n_early), (unsigned long long)es->n,
+                late ? "in 2200 or later" : "before 1971", value, date, fit);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Counts of the rows read
 
 // The part of the log that input line `line` (counted across the parts) is in.
@@ -2510,25 +2587,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                                                  : "its means (seq.stats_feedback)",
                     fp->kind == RD_FIELD_NUMERIC ? "standardize: true, or " : "");
     }
-    if (cx->tf == TF_UNIX_MS) {
-        // Named by the latest timestamp's file and line (the first row holding it): the log
-        // may be many parts.
-        int64_t last = INT64_MIN;
-        uint64_t at = 0;
-        for (uint64_t e = 0; e < es.n; e++)
-            if (es.meta[e].ts_ms > last) {
-                last = es.meta[e].ts_ms;
-                at = e;
-            }
-        if (last < RD_SCHEMA_MS_WARN) {
-            const char *file = NULL;
-            uint64_t fline = part_line(files, cx->part_base, n_files, es.meta[at].line, &file);
-            RD_LOG_WARN("%s:%llu: time_format unix_ms: every timestamp of the log falls before "
-                        "1973-03-03 (the latest is %lld, on this line): are they unix seconds "
-                        "(time_format: unix)?",
-                        file, (unsigned long long)fline, (long long)last);
-        }
-    }
+    warn_time_unit(cx, &es, files, n_files);
     // A log with one class only (purchases or clicks without their impressions, or a label rule
     // that no event meets) has nothing for a classifier to learn and no AUC to report: refuse
     // it here, naming the rule, rather than train it into a report of nulls. A text label
