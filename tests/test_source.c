@@ -1338,8 +1338,9 @@ static void check_store(const rd_dataset *ds, rd_token_store *store, size_t dim)
     free(tok);
 }
 
-static void run_driver(const char *name, int scheme, int order, int sit_layers) {
-    rd_config *cfg = make_cfg(scheme, 4, sit_layers, 8);
+// The driver tests' data: 1500 synthetic events of 40 users and 60 items (the default split:
+// batch period, 5 stream windows, holdout), prepared once in g_tmp/ds; opened into *ds.
+static void open_synth(rd_config *cfg, rd_dataset **ds) {
     cfg->data.source = RD_DATA_SYNTHETIC;
     cfg->data.synthetic.events = 1500;
     cfg->data.synthetic.users = 40;
@@ -1349,12 +1350,20 @@ static void run_driver(const char *name, int scheme, int order, int sit_layers) 
     cfg->train.lr = 3e-3f;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    char tdir[300];
-    snprintf(tdir, sizeof tdir, "%s/tokens_%s", g_tmp, name);
     if (access(cfg->data.dir, F_OK) != 0)
         assert_int_equal(rd_dataset_prepare(&cfg->data, 1, &eb), RD_OK);
+    *ds = NULL;
+    assert_int_equal(rd_dataset_open(cfg->data.dir, 0, ds, &eb), RD_OK);
+}
+
+static void run_driver(const char *name, int scheme, int order, int sit_layers) {
+    rd_config *cfg = make_cfg(scheme, 4, sit_layers, 8);
     rd_dataset *ds = NULL;
-    assert_int_equal(rd_dataset_open(cfg->data.dir, 0, &ds, &eb), RD_OK);
+    open_synth(cfg, &ds);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    char tdir[300];
+    snprintf(tdir, sizeof tdir, "%s/tokens_%s", g_tmp, name);
     rd_token_store_opts so = {.dim = 8, .dtype = RD_TOKEN_FP32, .n_shards = 2, .no_sync = 1};
     rd_token_store *store = NULL;
     assert_int_equal(rd_token_store_create(tdir, &so, &store, &eb), RD_OK);
@@ -1446,19 +1455,10 @@ static int grab(const rd_token_record *rec, void *user) {
 static void test_driver_persistent(void **state) {
     (void)state;
     rd_config *cfg = make_cfg(2, 4, 1, 8);
-    cfg->data.source = RD_DATA_SYNTHETIC;
-    cfg->data.synthetic.events = 1500;
-    cfg->data.synthetic.users = 40;
-    cfg->data.synthetic.items = 60;
-    cfg->data.synthetic.seed = 5;
-    snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds", g_tmp);
-    cfg->train.lr = 3e-3f;
+    rd_dataset *ds = NULL;
+    open_synth(cfg, &ds);
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    if (access(cfg->data.dir, F_OK) != 0)
-        assert_int_equal(rd_dataset_prepare(&cfg->data, 1, &eb), RD_OK);
-    rd_dataset *ds = NULL;
-    assert_int_equal(rd_dataset_open(cfg->data.dir, 0, &ds, &eb), RD_OK);
     uint64_t n = rd_dataset_get_info(ds)->n_events, half = n / 2;
     char tdir[300];
     snprintf(tdir, sizeof tdir, "%s/tokens_persistent", g_tmp);
@@ -1582,23 +1582,11 @@ static void test_build_batch_tokens_final(void **state) {
     (void)state;
     for (int scheme = 1; scheme <= 2; scheme++) {
         rd_config *cfg = make_cfg(scheme, 4, 1, 8);
-        cfg->data.source = RD_DATA_SYNTHETIC;
-        cfg->data.synthetic.events = 1200;
-        cfg->data.synthetic.users = 30;
-        cfg->data.synthetic.items = 50;
-        cfg->data.synthetic.seed = 9;
-        cfg->data.split.batch_fraction = 0.7;
-        cfg->data.split.holdout_fraction = 0.1;
-        cfg->data.split.stream_windows = 2;
-        snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds_final", g_tmp);
-        cfg->train.lr = 3e-3f;
+        rd_dataset *ds = NULL;
+        open_synth(cfg, &ds);
         cfg->train.epochs = 3;
         rd_errbuf eb;
         rd_errbuf_clear(&eb);
-        if (access(cfg->data.dir, F_OK) != 0)
-            assert_int_equal(rd_dataset_prepare(&cfg->data, 1, &eb), RD_OK);
-        rd_dataset *ds = NULL;
-        assert_int_equal(rd_dataset_open(cfg->data.dir, 0, &ds, &eb), RD_OK);
         uint64_t n = rd_dataset_get_info(ds)->n_events;
         rd_range batch = rd_dataset_batch(ds), hold = rd_dataset_holdout(ds);
         uint32_t K = rd_dataset_get_info(ds)->n_windows;
