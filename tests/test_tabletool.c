@@ -31,6 +31,8 @@
 //     bytes after evictions and an import, the CRC check kept, and a missing or full
 //     (RLIMIT_FSIZE) temporary folder is RD_ERR_IO naming it, with nothing written; a key held
 //     by several shards (misplaced) comes out in shard order, grouped or not, the same bytes.
+//   - a rewritten checkpoint is durable when the call returns: the folder holding --out is the
+//     last fsync (after the rename).
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,6 +59,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static char g_root[256];
@@ -1777,6 +1780,52 @@ static void test_stream_export_groups_dup_keys(void **state) {
     }
 }
 
+// fsync of this process, recorded while g_fsync_log is on: the path of each synced file or
+// folder, in order (test_write_durable). Forwards to the system call.
+static int g_fsync_log;
+static char g_fsynced[256][512];
+static int g_n_fsynced;
+
+int fsync(int fd) {
+    if (g_fsync_log && g_n_fsynced < 256) {
+        char link[64];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, g_fsynced[g_n_fsynced], sizeof g_fsynced[0] - 1);
+        g_fsynced[g_n_fsynced][n > 0 ? n : 0] = '\0';
+        g_n_fsynced++;
+    }
+    return (int)syscall(SYS_fsync, fd);
+}
+
+// A checkpoint written by compact / reshard / evict / import is durable once the command
+// returns: the folder holding --out is synced after the rename that publishes it. Before, the
+// last fsync was the partial folder's, so a power loss could undo the rename.
+static void test_write_durable(void **state) {
+    (void)state;
+    char src[300], sub[300], out[340], root[4096];
+    path(src, sizeof src, "dur_src");
+    path(sub, sizeof sub, "dur_into");
+    make_ckpt(src, 2);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_non_null(realpath(sub, root));
+    for (int shards = 0; shards <= 3; shards += 3) { // compact (same P), reshard to 3
+        snprintf(out, sizeof out, "%s/out%d", sub, shards);
+        rd_tabletool *tt = open_tt(src);
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        g_n_fsynced = 0;
+        g_fsync_log = 1;
+        int rc = rd_tabletool_write(tt, out, shards, &eb);
+        g_fsync_log = 0;
+        rd_tabletool_close(tt);
+        assert_int_equal(rc, RD_OK);
+        assert_true(g_n_fsynced > 0);
+        if (strcmp(g_fsynced[g_n_fsynced - 1], root) != 0)
+            fail_msg("write (shards %d): the last fsync is %s, not the folder of --out %s", shards,
+                     g_fsynced[g_n_fsynced - 1], root);
+    }
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/rd_test_tabletool_XXXXXX");
@@ -1804,6 +1853,7 @@ int main(void) {
         cmocka_unit_test(test_stream_import_spill),
         cmocka_unit_test(test_stream_export_groups),
         cmocka_unit_test(test_stream_export_groups_dup_keys),
+        cmocka_unit_test(test_write_durable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
