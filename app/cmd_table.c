@@ -17,6 +17,7 @@
 #include "rd/optim.h"
 #include "rd/tabletool.h"
 #include "rd/train_ckpt.h"
+#include "rd/trainer.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -54,7 +55,7 @@ static void table_usage(FILE *out) {
             "  reshard CKPT --shards P --out DIR      rows to rd_shard_of(key, P) (serve with P\n"
             "                                         PS ranks)\n"
             "  verify  CKPT                           MANIFEST, every shard's CRC and layout,\n"
-            "                                         row totals, dense.bin\n"
+            "                                         row totals, dense.bin, windows.tsv\n"
             "  compact CKPT --out DIR                 rewrite every shard env without free pages\n"
             "\n"
             "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
@@ -317,6 +318,11 @@ int rd_cmd_table(int argc, char **argv) {
                     rc = rd_err_set(&eb, RD_ERR_CORRUPT,
                                     "%s: dense.bin is of step %lld, the MANIFEST of step %lld", dir,
                                     (long long)pos.step, (long long)m->step);
+                // windows.tsv has no CRC, but a resume refuses one it cannot read: so does
+                // verify, rather than saying ok about a checkpoint that will not resume.
+                int n_win = -1;
+                if (rc == RD_OK)
+                    rc = rd_trainer_windows_check(dir, pos.window, pos.range_step, &n_win, &eb);
             } else if (d != RD_ERR_NOTFOUND) {
                 rc = d;
             } else {

@@ -28,6 +28,7 @@
 #include "rd/numfmt.h"
 #include "rd/optim.h"
 #include "rd/train_ckpt.h"
+#include "rd/trainer.h"
 #include "tabletool_internal.h"
 
 #include <ctype.h>
@@ -2202,9 +2203,15 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
             drc = copy_file(from, to, eb);
             if (drc != RD_OK && drc != RD_ERR_NOTFOUND)
                 rc = drc;
-            // The window metrics of the trainer's position go with it (absent: an older build).
+            // The window metrics of the trainer's position go with it (absent: an older build),
+            // if a resume can read them: a damaged file would be copied into a checkpoint that
+            // looks new, as a damaged dense.bin would.
             snprintf(from, sizeof from, "%s/%s", tt->dir, RD_TRAIN_CKPT_WINDOWS);
             snprintf(to, sizeof to, "%s/%s", part, RD_TRAIN_CKPT_WINDOWS);
+            int n_win = -1;
+            if (rc == RD_OK && (drc = rd_trainer_windows_check(tt->dir, pos.window, pos.range_step,
+                                                               &n_win, &local)) != RD_OK)
+                rc = rd_err_set(eb, drc, "%s (not copied along)", local.msg);
             if (rc == RD_OK && (drc = copy_file(from, to, eb)) != RD_OK && drc != RD_ERR_NOTFOUND)
                 rc = drc;
         } else if (drc != RD_ERR_NOTFOUND) {

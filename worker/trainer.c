@@ -2107,6 +2107,25 @@ windows_read(const char *dir, rd_trainer_result *res, int max, int *n, int *abse
     return rc;
 }
 
+int rd_trainer_windows_check(
+    const char *dir, int32_t window, int64_t range_step, int *n, rd_errbuf *eb) {
+    rd_trainer_result *res = rd_xcalloc(1, sizeof *res);
+    int absent = 0, got = 0;
+    int rc = windows_read(dir, res, RD_TRAINER_MAX_WINDOWS, &got, &absent, eb);
+    rd_free(res);
+    *n = absent ? -1 : got;
+    // As the resume counts them (windows_evaluated): a position inside window w has w + 1, the
+    // start of w has w; the last window's end is the start of window K, which has K.
+    int need = window + (range_step > 0 ? 1 : 0);
+    need = need < 0 ? 0 : need;
+    need = need < RD_TRAINER_MAX_WINDOWS ? need : RD_TRAINER_MAX_WINDOWS;
+    if (rc == RD_OK && !absent && got != need)
+        rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                        "%s/%s: %d window(s), the checkpoint is in window %d (expected %d)", dir,
+                        RD_TRAIN_CKPT_WINDOWS, got, window, need);
+    return rc;
+}
+
 // Job rank 0 writes the checkpoint of the cut "steps 0..step-1 applied" when it is due (or
 // forced); the other ranks return at once. Called between rd_dense_optim_step and the next
 // step's push, so the PS cut (rd_kv_save waits for it) and the dense parameters agree.

@@ -236,6 +236,18 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb);
  */
 int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logits, rd_errbuf *eb);
 
+/**
+ * Check a checkpoint's windows.tsv (the stream windows' metrics, not CRC-protected) as
+ * `train --resume` reads it: the header, one well-formed line per window with values an
+ * evaluation can give, and as many windows as the position (window, range_step of its
+ * dense.bin) has evaluated. `table verify` runs it, so a file the resume would refuse is not
+ * reported as ok.
+ * @param[out] n  the windows it holds, -1 when there is no windows.tsv (an older build: ok)
+ * @return RD_OK, RD_ERR_CORRUPT (naming the file and line), RD_ERR_IO
+ */
+int rd_trainer_windows_check(
+    const char *dir, int32_t window, int64_t range_step, int *n, rd_errbuf *eb);
+
 /** The dense model (parameters identical on the job's ranks after every step). */
 rd_model *rd_trainer_model(rd_trainer *tr);
 /** The KV client (valid until rd_trainer_destroy). */

@@ -101,6 +101,27 @@ done
 [ ! -e dmg_c ] && [ ! -e dmg_r ] || fail "a failed compact/reshard left its --out"
 run -n 3 "$RD" train tiny.yaml --out dres --resume dmg >o 2>e && fail "resume from a damaged page"
 grep -q "damaged LMDB file\|CRC-32C" e || fail "resume from a damaged page: $(tail -5 e)"
+# --- a damaged windows.tsv (no CRC): verify says so, the rewriting tools do not copy it ----------
+# The resume refuses a windows.tsv cut short or with a window too many or too few; `table verify`
+# said "ok" about such a checkpoint and compact / reshard copied the file into a new one.
+"$RD" table verify "$P" >/dev/null || fail "verify of the checkpoint inside the last window"
+for how in cut short extra; do
+    rm -rf wdmg wdmg_c
+    cp -r "$P" wdmg
+    case $how in
+    cut) head -c 300 "$P/windows.tsv" >wdmg/windows.tsv ;;
+    short) head -n -1 "$P/windows.tsv" >wdmg/windows.tsv ;;
+    extra) { cat "$P/windows.tsv"; tail -1 "$P/windows.tsv" | sed 's/^[0-9]*/9/'; } >wdmg/windows.tsv ;;
+    esac
+    "$RD" table verify wdmg >o 2>e && fail "verify of a windows.tsv $how: $(cat o)"
+    grep -q "wdmg/windows.tsv" e || fail "verify of a windows.tsv $how: $(cat e)"
+    "$RD" table compact wdmg --out wdmg_c >o 2>e && fail "compact copied a windows.tsv $how"
+    grep -q "wdmg/windows.tsv.*(not copied along)" e || fail "compact, windows.tsv $how: $(cat e)"
+    [ ! -e wdmg_c ] || fail "a failed compact left its --out"
+    run -n 3 "$RD" train tiny.yaml --out wres --resume wdmg >o 2>e && fail "resume from a windows.tsv $how"
+    grep -q "wdmg/windows.tsv" e || fail "resume, windows.tsv $how: $(tail -3 e)"
+done
+rm -rf wdmg wres
 # Random damage of every kind (tools/lmdb-damage-sweep.py); not under ASan, which reports the
 # CRC pass reading through a wild pointer before the fault the guard turns into an error.
 if ldd "$RD" 2>/dev/null | grep -q libasan; then
