@@ -602,10 +602,39 @@ static int run_folder_ready(const rd_config *cfg, char *msg, size_t cap) {
 // configs) has a lock of its own, as the run folder: a launch removes the earlier checkpoints of
 // its jobs there and writes its own, so two launches on one folder removed each other's live
 // checkpoints and then failed. One inside the run folder is covered by run.lock.
+// A path with its deepest existing folder resolved (symlinks, "..") and the rest as written.
+static void resolve_existing(const char *path, char *out, size_t cap) {
+    char head[RD_PATH_MAX + 1], real[PATH_MAX];
+    snprintf(head, sizeof head, "%s", path);
+    size_t tail = strlen(head);
+    for (;;) {
+        if (realpath(head, real)) {
+            snprintf(out, cap, "%s%s", real, path + tail);
+            return;
+        }
+        char *slash = strrchr(head, '/');
+        if (!slash || slash == head) {
+            snprintf(out, cap, "%s", path);
+            return;
+        }
+        *slash = '\0';
+        tail = (size_t)(slash - head);
+    }
+}
+
+// Inside means inside as the file system has it: a run folder whose ckpt is a symlink to a
+// shared folder (or a checkpoint_dir spelled run/../shared) holds no run.lock for it, and two
+// such launches removed each other's live checkpoints.
 static int ckpt_folder_outside(const rd_config *cfg) {
     size_t n = strlen(cfg->run.out_dir);
     const char *d = cfg->ps.checkpoint_dir;
-    return !(strncmp(d, cfg->run.out_dir, n) == 0 && d[n] == '/');
+    if (!(strncmp(d, cfg->run.out_dir, n) == 0 && d[n] == '/'))
+        return 1;
+    char dreal[RD_PATH_MAX + PATH_MAX], ro[RD_PATH_MAX + PATH_MAX];
+    resolve_existing(d, dreal, sizeof dreal);
+    resolve_existing(cfg->run.out_dir, ro, sizeof ro);
+    size_t m = strlen(ro);
+    return !(strncmp(dreal, ro, m) == 0 && dreal[m] == '/');
 }
 
 static int ckpt_folder_ready(const rd_config *cfg, char *msg, size_t cap) {

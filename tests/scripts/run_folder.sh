@@ -10,7 +10,8 @@
 #      555): refused at start-up, naming the folder, nothing trained;
 #   1b. a launch that fails on its data (prepare) leaves no run folder it created (nor the target
 #       log and its lock file a distillation launch made); a launch into a run folder another
-#       launch holds (<out>/run.lock) is refused before it removes anything;
+#       launch holds (<out>/run.lock) is refused before it removes anything, and so is one whose
+#       checkpoint folder another holds, also through a symlink <out>/ckpt -> that folder;
 #   4. `prepare` stopped by SIGTERM: the "<data.dir>.tmp-<pid>.<host>" folder is removed; a train
 #      launch stopped by SIGTERM while it prepares removes it too, or (rank 0 SIGKILLed by the
 #      launcher first) the next prepare does; after a SIGKILL the next prepare removes the dead
@@ -152,6 +153,18 @@ if command -v flock >/dev/null; then
     wait $FL 2>/dev/null
     run ckx.yaml --out R6 || fail "R6 after the lock was released: $(grep -v INFO err | head -3)"
     ls CK/student | grep -q '^step-' || fail "R6 wrote no checkpoint into CK"
+    # A run folder whose ckpt is a symlink to a shared folder: its checkpoints are outside the
+    # run folder as the file system has it, so the shared folder's lock holds (it was taken for
+    # inside, no lock was taken, and two such launches removed each other's live checkpoints).
+    mkdir -p R8 && ln -s "$TMP/CK" R8/ckpt
+    flock -o CK/writer.lock sleep 30 &
+    FL=$!
+    sleep 0.5
+    run c.yaml --out R8
+    expect_refused "checkpoint folder (ps.checkpoint_dir) R8/ckpt is in use by another writer"
+    pkill -P $FL sleep 2>/dev/null
+    kill $FL 2>/dev/null
+    wait $FL 2>/dev/null
     # A launch that fails on its data removes the checkpoint folder it made (and its lock).
     sed "s|^ps:|ps:\n  checkpoint_dir: $TMP/CK2/sub|" nolabel.yaml >ckn.yaml
     run ckn.yaml --out R7 && fail "a launch without its label column succeeded"
