@@ -19,6 +19,7 @@
 #
 #   bash tests/scripts/run_folder.sh build/recdistill
 set -u
+. "$(cd "$(dirname "$0")" && pwd)/lib/flock.sh" # hold_lock, release_lock
 RD="${1:?usage: run_folder.sh path/to/recdistill}"
 case "$RD" in /*) ;; *) RD="$PWD/$RD" ;; esac
 MPIEXEC="$(command -v mpiexec.mpich || true)"
@@ -129,42 +130,30 @@ grep -q "no column 'clik'" err || fail "dist no-label message: $(grep -v INFO er
 # before it removes anything: two launches removed each other's checkpoints and reports.
 if command -v flock >/dev/null; then
     mkdir -p R5 && echo earlier >R5/report.json
-    flock -o R5/run.lock sleep 30 &  # -o: flock itself holds the lock, sleep does not
-    FL=$!
-    sleep 0.5
+    hold_lock R5/run.lock
     run c.yaml --out R5
     expect_refused "run folder R5 is in use by another writer"
-    pkill -P $FL sleep 2>/dev/null
-    kill $FL 2>/dev/null
-    wait $FL 2>/dev/null
+    release_lock
     [ "$(cat R5/report.json)" = earlier ] || fail "a refused launch removed the folder's report"
     run c.yaml --out R5 || fail "R5 after the lock was released: $(grep -v INFO err | head -3)"
     # The same for a checkpoint folder outside the run folder (two launches on one removed each
     # other's live checkpoints); a refused launch leaves no run folder.
     mkdir -p CK && with_ps "checkpoint_dir: $TMP/CK" >ckx.yaml
-    flock -o CK/writer.lock sleep 30 &
-    FL=$!
-    sleep 0.5
+    hold_lock CK/writer.lock
     run ckx.yaml --out R6
     expect_refused "checkpoint folder (ps.checkpoint_dir) $TMP/CK is in use by another writer"
     [ ! -e R6 ] || fail "a launch refused by its checkpoint folder left its run folder"
-    pkill -P $FL sleep 2>/dev/null
-    kill $FL 2>/dev/null
-    wait $FL 2>/dev/null
+    release_lock
     run ckx.yaml --out R6 || fail "R6 after the lock was released: $(grep -v INFO err | head -3)"
     ls CK/student | grep -q '^step-' || fail "R6 wrote no checkpoint into CK"
     # A run folder whose ckpt is a symlink to a shared folder: its checkpoints are outside the
     # run folder as the file system has it, so the shared folder's lock holds (it was taken for
     # inside, no lock was taken, and two such launches removed each other's live checkpoints).
     mkdir -p R8 && ln -s "$TMP/CK" R8/ckpt
-    flock -o CK/writer.lock sleep 30 &
-    FL=$!
-    sleep 0.5
+    hold_lock CK/writer.lock
     run c.yaml --out R8
     expect_refused "checkpoint folder (ps.checkpoint_dir) R8/ckpt is in use by another writer"
-    pkill -P $FL sleep 2>/dev/null
-    kill $FL 2>/dev/null
-    wait $FL 2>/dev/null
+    release_lock
     # A launch that fails on its data removes the checkpoint folder it made (and its lock).
     sed "s|^ps:|ps:\n  checkpoint_dir: $TMP/CK2/sub|" nolabel.yaml >ckn.yaml
     run ckn.yaml --out R7 && fail "a launch without its label column succeeded"

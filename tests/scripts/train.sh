@@ -11,6 +11,7 @@
 #
 #   bash tests/scripts/train.sh build/recdistill
 set -u
+. "$(cd "$(dirname "$0")" && pwd)/lib/flock.sh" # hold_lock, release_lock
 RD="${1:?usage: train.sh path/to/recdistill}"
 MPIEXEC="$(command -v mpiexec.mpich || true)"
 [ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
@@ -441,14 +442,10 @@ grep -q "^teacher .*(the live run)" "$D/rs.out" && ! grep -q Traceback "$D/rs.er
 # A replay of a log still being written (its writer.lock held: here by flock(1)) is refused; it
 # used to train with most targets missing and exit 0.
 if command -v flock >/dev/null; then
-    flock -o "$D/live/targets/writer.lock" sleep 30 &
-    FL=$!
-    sleep 0.5
+    hold_lock "$D/live/targets/writer.lock"
     timeout 120 "$MPIEXEC" -n 2 "$RD" train "$D/replay.yaml" --out "$D/busy" >/dev/null \
         2>"$D/err" && fail "replay of a log being written must fail"
-    pkill -P $FL sleep 2>/dev/null
-    kill $FL 2>/dev/null
-    wait $FL 2>/dev/null
+    release_lock
     grep -q "is still being written" "$D/err" || fail "busy-log replay message: $(cat "$D/err")"
     [ ! -e "$D/busy" ] || fail "a refused replay left its run folder: $(find "$D/busy" | head -3)"
 fi
