@@ -465,7 +465,7 @@ static void test_replay_receiver(void **state) {
             assert_true(z[i] == logits[k] && v[i] == versions[k]);
     }
     assert_int_equal(rd_target_recv_end(r, &eb), RD_OK);
-    assert_int_equal(rd_target_recv_begin(r, 1, 0, &eb), RD_OK);
+    assert_int_equal(rd_target_recv_begin(r, 1, -1, &eb), RD_OK);
     assert_int_equal(rd_target_recv_get(r, 3, samples, z, NULL, has, &eb), RD_OK);
     assert_true(has[0] && has[1] && !has[2] && z[0] == logits[4] && z[1] == logits[5]);
     assert_int_equal(rd_target_recv_end(r, &eb), RD_OK);
@@ -473,6 +473,70 @@ static void test_replay_receiver(void **state) {
     rd_target_stats st;
     rd_target_recv_stats(r, &st);
     assert_true(st.replayed == 7 && st.missing == 2 && st.late == 0);
+    rd_target_recv_destroy(r);
+    rd_target_log_close(log);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
+// A replayed target is the teacher's of the phase the student is in: a record the teacher
+// logged in another phase (its run split the data otherwise: another batch_fraction or number
+// of stream windows, over the same events) is refused, naming the sample and both phases, rather
+// than joined into a phase it was not produced for.
+static void test_replay_other_phase(void **state) {
+    (void)state;
+    char root[] = "/tmp/rd_test_distill_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char path[300];
+    snprintf(path, sizeof path, "%s/log", root);
+    rd_target_log_opts lo = {0, 0, 1};
+    rd_target_log *log = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_create(path, &lo, &log, &eb), RD_OK);
+    uint64_t job = rd_target_job_key("teacher");
+    uint64_t samples[3] = {20, 21, 22};
+    float logits[3] = {0.5f, -1.0f, 2.0f};
+    int32_t windows[3] = {-1, 0, 1}; // the teacher's batch period, stream windows 0 and 1
+    rd_target_batch b = {3, job, 0, samples, logits, NULL, windows};
+    assert_int_equal(rd_target_log_append(log, &b, &eb), RD_OK);
+    rd_target_recv_opts ro;
+    memset(&ro, 0, sizeof ro);
+    ro.replay = log;
+    ro.job = job;
+    rd_target_recv *r = NULL;
+    assert_int_equal(rd_target_recv_create(&ro, &r, &eb), RD_OK);
+    float z[3];
+    uint8_t has[3];
+    // Each in its own phase: found.
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rd_target_recv_begin(r, 0, windows[i], &eb), RD_OK);
+        assert_int_equal(rd_target_recv_get(r, 1, samples + i, z, NULL, has, &eb), RD_OK);
+        assert_true(has[0] && z[0] == logits[i]);
+        assert_int_equal(rd_target_recv_end(r, &eb), RD_OK);
+    }
+    // The student's batch period reaches into the teacher's stream window 0.
+    assert_int_equal(rd_target_recv_begin(r, 0, -1, &eb), RD_OK);
+    assert_int_equal(rd_target_recv_get(r, 2, samples, z, NULL, has, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "sample 21"));
+    assert_non_null(strstr(eb.msg, "stream window 0"));
+    assert_non_null(strstr(eb.msg, "batch period"));
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_recv_end(r, &eb), RD_OK);
+    // The student's stream window 0 holds a record of the teacher's batch period.
+    assert_int_equal(rd_target_recv_begin(r, 0, 0, &eb), RD_OK);
+    assert_int_equal(rd_target_recv_get(r, 1, samples, z, NULL, has, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "sample 20"));
+    rd_errbuf_clear(&eb);
+    // Another stream window.
+    assert_int_equal(rd_target_recv_get(r, 1, samples + 2, z, NULL, has, &eb), RD_ERR_CONFIG);
+    assert_non_null(strstr(eb.msg, "stream window 1"));
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_recv_end(r, &eb), RD_OK);
+    rd_target_stats st;
+    rd_target_recv_stats(r, &st);
+    assert_true(st.replayed >= 3 && st.missing == 0); // none counted missing
     rd_target_recv_destroy(r);
     rd_target_log_close(log);
     char cmd[400];
@@ -492,6 +556,7 @@ int main(void) {
         cmocka_unit_test(test_join_capacity),
         cmocka_unit_test(test_join_growth),
         cmocka_unit_test(test_replay_receiver),
+        cmocka_unit_test(test_replay_other_phase),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

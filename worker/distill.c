@@ -1265,9 +1265,31 @@ static int replay_get(rd_target_recv *r,
     for (size_t i = 0; i < n; i++) {
         float z = 0.0f;
         uint64_t v = 0;
+        int32_t w = r->window;
         rd_errbuf leb;
         rd_errbuf_clear(&leb);
-        int rc = rd_target_log_get(r->log, r->job, samples[i], r->pass, &z, &v, NULL, &leb);
+        int rc = rd_target_log_get(r->log, r->job, samples[i], r->pass, &z, &v, &w, &leb);
+        if (rc == RD_OK && w != r->window) {
+            // The key (sample, pass) does not name the phase: stream windows are all pass 0, as
+            // the first batch epoch is. A record of another phase means the teacher's run split
+            // the same events otherwise (data.split), and its target is not the one this phase
+            // of a live run would have joined.
+            char tw[48], sw[48];
+            if (w < 0)
+                snprintf(tw, sizeof tw, "its batch period");
+            else
+                snprintf(tw, sizeof tw, "its stream window %d", w);
+            if (r->window < 0)
+                snprintf(sw, sizeof sw, "the batch period (epoch %u)", r->pass);
+            else
+                snprintf(sw, sizeof sw, "stream window %d", r->window);
+            return rd_err_set(eb, RD_ERR_CONFIG,
+                              "target replay: the teacher logged the target of sample %llu in "
+                              "%s, but this student trains on it in %s: the teacher's run split "
+                              "the data otherwise (data.split: batch_fraction, stream_windows); "
+                              "replay with the teacher's split",
+                              (unsigned long long)samples[i], tw, sw);
+        }
         if (rc == RD_OK) {
             logits[i] = z;
             if (versions)
