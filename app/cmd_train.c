@@ -568,9 +568,16 @@ static int check_replay_log(const rd_config *cfg, char *msg, size_t cap) {
         return rc;
     }
     // A log still being written holds only the targets sent so far: a replay of it trained with
-    // most targets missing and ended with exit 0. A replay reads a finished log.
+    // most targets missing and ended with exit 0. A replay reads a finished log. And it stays
+    // finished while the replay reads it: the lock is held shared until rank 0 ends (the kernel
+    // drops it however the launch ends), so a teacher launch writing the log meanwhile, which
+    // would drop its job's targets and write new ones under the replay (a mix of two teacher
+    // runs, the rest missing), is refused instead. Other replays share it. Taken before the
+    // students open the log (they do after this check's broadcast).
+    static int replay_lock = -1; // never released by hand (see above)
     char holder[256];
-    if (rd_writer_lock_holder(cfg->distill.target_log, NULL, holder, sizeof holder) == 1) {
+    if (replay_lock < 0 && rd_writer_lock_shared(cfg->distill.target_log, NULL, &replay_lock,
+                                                 holder, sizeof holder) == 1) {
         snprintf(msg, cap,
                  "distill.replay: target log %.400s is still being written (%.250s): a replay "
                  "reads a finished log; start it when that launch has ended",

@@ -74,6 +74,17 @@ int rd_writer_lock(const char *dir,
                 return rd_err_set(eb, RD_ERR_IO, "%s %s: cannot lock %s: %s", kind, dir, path,
                                   strerror(err));
             }
+            // Held shared only (rd_writer_lock_shared: a launch reading the folder, which must
+            // not be rewritten under it) when a shared lock can be taken now: the file's line is
+            // then the last writer's, not the holder's.
+            if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+                close(fd);
+                return rd_err_set(eb, RD_ERR_STATE,
+                                  "%s %s is being read by another launch (a replay of it; lock "
+                                  "file %s): it is not written while it is read; wait for that "
+                                  "launch to end, or use another folder",
+                                  kind, dir, path);
+            }
             char holder[256];
             read_holder(fd, holder, sizeof holder);
             close(fd);
@@ -136,6 +147,41 @@ int rd_writer_lock_holder(const char *dir, const char *file, char *holder, size_
     }
     close(fd); // drops the shared lock if it was taken
     return held;
+}
+
+int rd_writer_lock_shared(
+    const char *dir, const char *file, int *fd_out, char *holder, size_t cap) {
+    *fd_out = -1;
+    if (holder && cap)
+        holder[0] = 0;
+    char path[4200];
+    if (lock_path(dir, file, path, sizeof path) != 0)
+        return -1;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        // O_NONBLOCK: a FIFO planted as the lock file must not block in open().
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+        if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
+            fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0)
+            return -1;
+        if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+            int held = errno == EWOULDBLOCK || errno == EAGAIN ? 1 : -1;
+            if (held == 1 && holder && cap)
+                read_holder(fd, holder, cap);
+            close(fd);
+            return held;
+        }
+        // The file that bears the name now (as rd_writer_lock: a remover may have replaced it).
+        struct stat a, b;
+        if (fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev ||
+            a.st_ino != b.st_ino) {
+            close(fd);
+            continue;
+        }
+        *fd_out = fd;
+        return 0;
+    }
+    return -1;
 }
 
 int rd_writer_lock_name(const char *name) {

@@ -5,6 +5,7 @@
 //   rd_writer_lock()         take it, or fail at once naming the holder (RD_ERR_STATE)
 //   rd_writer_unlock()       release it (or let the process end: the kernel drops it)
 //   rd_writer_lock_holder()  is it held by another open file, and by whom (read-only probe)
+//   rd_writer_lock_shared()  hold it shared, as a reader that must not see the folder rewritten
 //   rd_writer_lock_name()    is a folder entry the default lock file ("writer.lock")
 //
 // The lock lives exactly as long as its file descriptor, so a process that ends, is killed or
@@ -39,6 +40,19 @@ void rd_writer_unlock(int fd);
  * @return 1 held, 0 not held or no such file, -1 it cannot be opened or probed
  */
 int rd_writer_lock_holder(const char *dir, const char *file, char *holder, size_t cap);
+
+/**
+ * Hold <dir>/<file> (file NULL: RD_WRITER_LOCK_FILE) with a shared lock (flock(LOCK_SH |
+ * LOCK_NB)) for as long as *fd_out is open: a reader (a replaying launch) that must not see the
+ * folder rewritten under it. Readers share it; a writer's rd_writer_lock fails while any holds
+ * it, and a reader cannot take it while a writer holds it. Creates the file when missing (a
+ * folder written by a tool holds none), else opens it read-only when it cannot be written.
+ * @param[out] fd_out  the lock (release with rd_writer_unlock), -1 when none was taken
+ * @param[out] holder  the writer's line when a writer holds it; may be NULL
+ * @return 0 held shared; 1 a writer holds it (nothing taken); -1 the file cannot be created or
+ *         opened, or flock failed otherwise (nothing taken: the caller goes on unprotected)
+ */
+int rd_writer_lock_shared(const char *dir, const char *file, int *fd_out, char *holder, size_t cap);
 
 /** 1 if `name` is RD_WRITER_LOCK_FILE: an entry a fresh store or log folder may hold. */
 int rd_writer_lock_name(const char *name);
