@@ -37,20 +37,25 @@ r = s.replace("    - {name: teacher, role: teacher, model: teacher}\n", "")
 r = r.replace("    - {name: student_raw, role: student, model: student_raw}\n", "")
 r = r.replace("distill: true}", "distill: true, teacher: teacher}")
 r = r.replace("distill:\n", "distill:\n  replay: true\n")
-r = r.replace("    mlp: [8]\n", "    mlp: [1024, 1024]\n", 1)
+r = r.replace("    mlp: [8]\n", "    mlp: [2048, 2048]\n", 1)
 open(sys.argv[2], "w").write(r)
 open(sys.argv[3], "w").write(s.replace("    mlp: [16]\n", "    mlp: [24]\n", 1))
 PY
-grep -q "mlp: \[1024, 1024\]" "$TMP/r.yaml" && grep -q "mlp: \[24\]" "$TMP/w.yaml" ||
+grep -q "mlp: \[2048, 2048\]" "$TMP/r.yaml" && grep -q "mlp: \[24\]" "$TMP/w.yaml" ||
     fail "replay / writer config edits did not apply"
 
 timeout 300 "$MPIEXEC" -n 2 "$RD" train "$TMP/r.yaml" --out "$TMP/r" >"$TMP/rout" 2>"$TMP/rerr" &
 RPID=$!
 # Rank 0 checks the log (and now locks it) before it prepares the dataset: once that line is out,
 # the replay holds the log and has most of its training ahead.
+# The writer starts as soon as the replay holds the lock (an exclusive flock then fails), not
+# after a fixed wait that a fast machine could outlast.
 for _ in $(seq 300); do grep -q "preparing the dataset" "$TMP/rout" 2>/dev/null && break; sleep 0.1; done
 grep -q "preparing the dataset" "$TMP/rout" || fail "the replay did not start: $(cat "$TMP/rerr")"
-sleep 1
+if command -v flock >/dev/null; then
+    flock -n -x "$TMP/log/writer.lock" true 2>/dev/null &&
+        fail "the replay does not hold $TMP/log/writer.lock"
+fi
 kill -0 "$RPID" 2>/dev/null || fail "the replay ended before the writer started: make it slower"
 if timeout 120 "$MPIEXEC" -n 4 "$RD" train "$TMP/w.yaml" --out "$TMP/w" >"$TMP/wout" 2>"$TMP/werr"; then
     wait "$RPID"; RPID=
