@@ -129,26 +129,6 @@ void rd_writer_unlock(int fd) {
         close(fd); // drops the flock
 }
 
-int rd_writer_lock_holder(const char *dir, const char *file, char *holder, size_t cap) {
-    if (holder && cap)
-        holder[0] = 0;
-    char path[4200];
-    if (lock_path(dir, file, path, sizeof path) != 0)
-        return -1;
-    // O_NONBLOCK: a FIFO planted as the lock file must not block a reader in open().
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -1;
-    int held = 0;
-    if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
-        held = errno == EWOULDBLOCK || errno == EAGAIN ? 1 : -1;
-        if (held == 1 && holder && cap)
-            read_holder(fd, holder, cap);
-    }
-    close(fd); // drops the shared lock if it was taken
-    return held;
-}
-
 int rd_writer_lock_shared(
     const char *dir, const char *file, int *fd_out, char *holder, size_t cap) {
     *fd_out = -1;

@@ -4,7 +4,6 @@
 //
 //   rd_writer_lock()         take it, or fail at once naming the holder (RD_ERR_STATE)
 //   rd_writer_unlock()       release it (or let the process end: the kernel drops it)
-//   rd_writer_lock_holder()  is it held by another open file, and by whom (read-only probe)
 //   rd_writer_lock_shared()  hold it shared, as a reader that must not see the folder rewritten
 //   rd_writer_lock_name()    is a folder entry the default lock file ("writer.lock")
 //
@@ -32,14 +31,6 @@ int rd_writer_lock(
 
 /** Release a lock of rd_writer_lock (closes fd; -1 is ignored). */
 void rd_writer_unlock(int fd);
-
-/**
- * Whether <dir>/<file> (file NULL: RD_WRITER_LOCK_FILE) is locked by another open file: opens it
- * read-only (never creates it) and tries a shared lock without waiting.
- * @param[out] holder  its holder line when held ("" when it cannot be read); may be NULL
- * @return 1 held, 0 not held or no such file, -1 it cannot be opened or probed
- */
-int rd_writer_lock_holder(const char *dir, const char *file, char *holder, size_t cap);
 
 /**
  * Hold <dir>/<file> (file NULL: RD_WRITER_LOCK_FILE) with a shared lock (flock(LOCK_SH |
