@@ -40,6 +40,7 @@
 
 #include <cmocka.h>
 
+#include "fsync_log.h" // fsync() records what is synced (test_write_durable)
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
 #include "rd/hash.h"
@@ -59,7 +60,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 static char g_root[256];
@@ -1778,23 +1778,6 @@ static void test_stream_export_groups_dup_keys(void **state) {
             rd_tabletool_close(str);
         }
     }
-}
-
-// fsync of this process, recorded while g_fsync_log is on: the path of each synced file or
-// folder, in order (test_write_durable). Forwards to the system call.
-static int g_fsync_log;
-static char g_fsynced[256][512];
-static int g_n_fsynced;
-
-int fsync(int fd) {
-    if (g_fsync_log && g_n_fsynced < 256) {
-        char link[64];
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(link, g_fsynced[g_n_fsynced], sizeof g_fsynced[0] - 1);
-        g_fsynced[g_n_fsynced][n > 0 ? n : 0] = '\0';
-        g_n_fsynced++;
-    }
-    return (int)syscall(SYS_fsync, fd);
 }
 
 // A checkpoint written by compact / reshard / evict / import is durable once the command

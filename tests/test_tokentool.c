@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "fsync_log.h" // fsync() records what is synced (test_compact_durable)
 #include "rd/alloc.h"
 #include "rd/tokens.h"
 #include "rd/tokentool.h"
@@ -30,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -312,23 +312,6 @@ static void test_compact_out_parents(void **state) {
     assert_int_equal(lstat(keep, &st), 0);
     snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", keep);
     assert_int_equal(system(cmd), 0); // no partial copy left
-}
-
-// fsync of this process, recorded while g_fsync_log is on: the path of each synced file or
-// folder, in order (test_compact_durable). Forwards to the system call.
-static int g_fsync_log;
-static char g_fsynced[64][512];
-static int g_n_fsynced;
-
-int fsync(int fd) {
-    if (g_fsync_log && g_n_fsynced < 64) {
-        char link[64];
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(link, g_fsynced[g_n_fsynced], sizeof g_fsynced[0] - 1);
-        g_fsynced[g_n_fsynced][n > 0 ? n : 0] = '\0';
-        g_n_fsynced++;
-    }
-    return (int)syscall(SYS_fsync, fd);
 }
 
 // A compacted copy is durable once compact returns: every shard's data.mdb (which LMDB's copy
