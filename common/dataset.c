@@ -1825,6 +1825,32 @@ rd_range rd_dataset_holdout(const rd_dataset *ds) {
     return (rd_range){ds->wb[ds->info.n_windows], ds->info.n_events};
 }
 
+int64_t rd_dataset_window_of(const rd_dataset *ds, uint64_t i) {
+    // wb[0 .. K] are non-decreasing (empty windows repeat a bound): the window is the last w
+    // with wb[w] <= i, if i < wb[K].
+    uint32_t K = ds->info.n_windows;
+    if (K == 0 || i < ds->wb[0] || i >= ds->wb[K])
+        return -1;
+    uint32_t lo = 0, hi = K; // wb[lo] <= i < wb[hi]
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (ds->wb[mid] <= i)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int64_t rd_dataset_window_of_naive(const rd_dataset *ds, uint64_t i) {
+    for (uint32_t w = 0; w < ds->info.n_windows; w++) {
+        rd_range r = rd_dataset_window(ds, w);
+        if (i >= r.begin && i < r.end)
+            return w;
+    }
+    return -1;
+}
+
 // First record with ts >= t.
 static uint64_t lower_ts(const rd_dataset *ds, int64_t t) {
     uint64_t lo = 0, hi = ds->info.n_events;

@@ -2240,6 +2240,50 @@ static void standardize_schema(rd_config *cfg, const char *out, int on) {
     cfg->data.split.stream_windows = 2;
 }
 
+// rd_dataset_window_of against its linear twin for every record and past the end, with more
+// windows than the stream has events (empty windows repeat a bound) and with one window.
+static void test_window_of(void **state) {
+    (void)state;
+    char buf[4096];
+    size_t k = (size_t)sprintf(buf, "t,u,i,y\n");
+    for (int i = 0; i < 60; i++)
+        k += (size_t)sprintf(buf + k, "%d,u%d,i%d,%d\n", 1000 + i, i % 5, i % 7, i % 3 == 0);
+    put("winof", "log.csv", buf);
+    const int windows[3] = {1, 7, 40};
+    for (int c = 0; c < 3; c++) {
+        rd_config *cfg = new_cfg();
+        char out[512], name[32];
+        snprintf(name, sizeof name, "winof_out%d", c);
+        path_in(out, sizeof out, name);
+        simple_schema(cfg, "winof", out);
+        cfg->data.split.batch_fraction = 0.5;
+        cfg->data.split.holdout_fraction = 0.2;
+        cfg->data.split.stream_windows = windows[c];
+        rd_errbuf eb;
+        assert_int_equal(prepare(cfg, &eb), RD_OK);
+        rd_dataset *ds = open_ok(out);
+        uint64_t n = rd_dataset_get_info(ds)->n_events;
+        int empty = 0, in_windows = 0;
+        for (uint32_t w = 0; w < rd_dataset_get_info(ds)->n_windows; w++)
+            empty += rd_dataset_window(ds, w).end == rd_dataset_window(ds, w).begin;
+        for (uint64_t i = 0; i < n + 3; i++) {
+            int64_t a = rd_dataset_window_of(ds, i), b = rd_dataset_window_of_naive(ds, i);
+            if (a != b)
+                fail_msg("%d windows: record %llu: window %lld, the scan says %lld", windows[c],
+                         (unsigned long long)i, (long long)a, (long long)b);
+            in_windows += a >= 0;
+        }
+        assert_int_equal(rd_dataset_window_of(ds, rd_dataset_batch(ds).end - 1), -1);
+        assert_int_equal(rd_dataset_window_of(ds, rd_dataset_holdout(ds).begin), -1);
+        assert_int_equal(in_windows,
+                         (int)(rd_dataset_holdout(ds).begin - rd_dataset_batch(ds).end));
+        if (windows[c] == 40)
+            assert_true(empty > 0); // the case it is there for
+        rd_dataset_close(ds);
+        free(cfg);
+    }
+}
+
 // A field of real variation at a tiny scale (1e-30) is standardized like any other: the
 // constant-field threshold is relative to the field's own magnitude.
 static void test_standardize_tiny(void **state) {
@@ -2600,6 +2644,7 @@ int main(void) {
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_yaml_config),
         cmocka_unit_test(test_standardize),
+        cmocka_unit_test(test_window_of),
         cmocka_unit_test(test_standardize_tiny),
         cmocka_unit_test(test_version1_folder),
         cmocka_unit_test(test_job_sampling),

@@ -64,7 +64,6 @@ typedef struct owner_ctx {
     const rd_dataset *ds;
     uint64_t batch_end;  // records [0, batch_end) are the batch period
     uint64_t stream_end; // end of the last stream window
-    uint32_t n_windows;
     int batch_mode; // RD_PART_STRIDED or RD_PART_USER
     int n;          // ranks of the student job
 } owner_ctx;
@@ -1090,12 +1089,12 @@ static int owner_of(uint64_t sample, void *ctx) {
             return rd_shard_of(rd_dataset_record(o->ds, sample)->user_key, o->n);
         return (int)((sample - b.begin) % (uint64_t)o->n);
     }
-    for (uint32_t w = 0; w < o->n_windows; w++) {
-        rd_range r = rd_dataset_window(o->ds, w);
-        if (sample >= r.begin && sample < r.end)
-            return (int)((sample - r.begin) % (uint64_t)o->n);
-    }
-    return -1;
+    // Once per target on both sides: a binary search. The scan over 10,000 windows it replaces
+    // cost 3.1 us a target on average, the search 24 ns (bench/bench_window, README).
+    int64_t w = rd_dataset_window_of(o->ds, sample);
+    if (w < 0)
+        return -1;
+    return (int)((sample - rd_dataset_window(o->ds, (uint32_t)w).begin) % (uint64_t)o->n);
 }
 
 static int keep_of(uint64_t sample, void *ctx) {
@@ -1123,7 +1122,6 @@ static void owner_init(const rd_trainer *tr, owner_ctx *o, int n) {
         .ds = tr->ds,
         .batch_end = b.end,
         .stream_end = K ? rd_dataset_window(tr->ds, K - 1).end : b.end,
-        .n_windows = K,
         .batch_mode = tr->cfg->train.order == RD_ORDER_USER ? RD_PART_USER : RD_PART_STRIDED,
         .n = n,
     };

@@ -13,6 +13,7 @@
 //   rd_dataset_open/close  mmap a dataset folder; verify magic, version, sizes and CRC-32C
 //   rd_dataset_record/keys/nums   record i and its key slots / numeric features
 //   rd_dataset_batch/window/holdout/all/time_range   split ranges and time windows
+//   rd_dataset_window_of       the stream window of a record
 //   rd_dataset_shard()     contiguous share of a range for one of n ranks
 //   rd_dataset_iter_*      iterate a range in time order (contiguous or strided over ranks) or in
 //                          user order (users owned by a rank, time-sorted within each user),
@@ -309,6 +310,13 @@ rd_range rd_dataset_all(const rd_dataset *ds);
 rd_range rd_dataset_batch(const rd_dataset *ds);
 rd_range rd_dataset_window(const rd_dataset *ds, uint32_t w);
 rd_range rd_dataset_holdout(const rd_dataset *ds);
+
+/** The stream window that holds record i: w with i in rd_dataset_window(ds, w), or -1 when i is
+ *  in the batch period, the holdout or beyond the events (binary search over the windows'
+ *  bounds: O(log n_windows)). rd_dataset_window_of_naive is its linear twin, for tests and
+ *  bench/bench_window.c. */
+int64_t rd_dataset_window_of(const rd_dataset *ds, uint64_t i);
+int64_t rd_dataset_window_of_naive(const rd_dataset *ds, uint64_t i);
 
 /** Records with t0 <= ts < t1 (binary search; an empty range if none). */
 rd_range rd_dataset_time_range(const rd_dataset *ds, int64_t t0, int64_t t1);
