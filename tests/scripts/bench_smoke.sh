@@ -23,6 +23,7 @@ CASES=(
   "prepare||--events 20000 --reps 1 --warmup 0 --skip-ml --out $TMP/prep|j['cases'][0]['events'] == 20000 and j['cases'][0]['events_per_s']['avg'] > 0"
   "serve||--iters 10 --warmup 1 --dir $TMP/serve|all(j['candidates'][n]['qps'] > 0 for n in ('1', '16', '256'))"
   "ps|mpi|--ps 1 --dims 8 --steps 5 --warmup 1 --draws 500 --vocab 2000|j['rows'][0]['dim'] == 8 and j['rows'][0]['ps_row_gbps'] > 0 and j['rows'][0]['memcpy_gbps'] > 0"
+  "window||--events 2000 --windows 50 --lookups 1000 --reps 1|j['search_ns'] > 0 and j['scan_ns'] > 0 and j['windows'] == 50"
   "numfmt||--floats 2000 --reps 1|j['fast_mfloats_per_s'] > 0 and j['snprintf_mfloats_per_s'] > 0 and j['floats'] == 2000"
   "targets|mpi|--teachers 1 --targets 5000 --batches 64,256 --reps 1 --warmup 0|len(j['results']) == 2 and all(r['targets_per_s_median'] > 0 for r in j['results'])"
 )
@@ -61,7 +62,7 @@ PY
     rc=${PIPESTATUS[0]}
     [ $rc -ne 0 ] || fail "bench_$name: a JSON it could not write exited 0"
     case "$name" in
-      prepare | serve) ;; # they write a dataset first, which the limit stops before the JSON
+      prepare | serve | window) ;; # they write a dataset first, which the limit stops before the JSON
       *) grep -q -- "--json: cannot write" "$TMP/xfsz-$name.txt" ||
            fail "bench_$name: no reason for the unwritten JSON: $(tail -3 "$TMP/xfsz-$name.txt")" ;;
     esac
@@ -74,7 +75,7 @@ done
 # The command line of every bench, as bench_dense's: --help is the usage on stdout (exit 0); a
 # bad value names the option and its range (exit 2), trailing junk and a negative --zipf are
 # refused, and an unwritable --json is refused before the benchmark runs.
-for name in dense prepare ps serve table targets tokens; do
+for name in dense prepare ps serve table targets tokens window; do
   run=("$B/bench_$name")
   case "$name" in ps | targets | tokens) run=("$MPIEXEC" -n 1 "$B/bench_$name") ;; esac
   timeout 60 "${run[@]}" --help > "$TMP/help.out" 2> "$TMP/help.err" ||
