@@ -64,8 +64,8 @@ typedef struct owner_ctx {
     const rd_dataset *ds;
     uint64_t batch_end;  // records [0, batch_end) are the batch period
     uint64_t stream_end; // end of the last stream window
-    int batch_mode; // RD_PART_STRIDED or RD_PART_USER
-    int n;          // ranks of the student job
+    int batch_mode;      // RD_PART_STRIDED or RD_PART_USER
+    int n;               // ranks of the student job
 } owner_ctx;
 
 // A job's own sampling of its training records (cluster.jobs[].negatives) as a predicate on
