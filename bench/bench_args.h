@@ -7,6 +7,8 @@
 // Every function prints its message to `err` (NULL: silent, for the MPI ranks other than 0) and
 // returns 0 or -1. The conventions of every bench: -h/--help prints the usage on stdout and
 // exits 0; a bad option or value prints the reason and the usage on stderr and exits 2.
+// Also the two helpers every bench's figures use: qsort's comparison of doubles (medians and
+// extremes over repetitions) and the calling thread's CPU time.
 #ifndef RD_BENCH_ARGS_H
 #define RD_BENCH_ARGS_H
 
@@ -16,7 +18,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+/** qsort's comparison of doubles, ascending. */
+static inline int bench_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/** Seconds of the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID): on a shared machine this
+ *  leaves out the time the thread waited for a core. */
+static inline double bench_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /** An integer in lo..hi, also in exponent form (`1e6`); the value must be given (v != NULL). */
 static inline int bench_int(FILE *err,

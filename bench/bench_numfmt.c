@@ -16,23 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 typedef struct opts {
     long long floats, reps;
     const char *json;
 } opts;
-
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void usage(FILE *out) {
     fprintf(out, "usage: bench_numfmt [--floats N] [--reps R] [--json PATH]\n");
@@ -69,10 +57,10 @@ static int parse(int argc, char **argv, opts *o) {
 static size_t run(size_t (*f)(float, char *), const float *x, size_t n, double *secs) {
     char buf[RD_FMT_FLOAT_MAX];
     size_t total = 0;
-    double t0 = cpu_s();
+    double t0 = bench_cpu_s();
     for (size_t i = 0; i < n; i++)
         total += f(x[i], buf);
-    *secs = cpu_s() - t0;
+    *secs = bench_cpu_s() - t0;
     return total;
 }
 
@@ -116,8 +104,8 @@ int main(int argc, char **argv) {
         mf[k] = (double)n / sf * 1e-6;
         ms[k] = (double)n / ss * 1e-6;
     }
-    qsort(mf, (size_t)o.reps, sizeof *mf, cmp_double);
-    qsort(ms, (size_t)o.reps, sizeof *ms, cmp_double);
+    qsort(mf, (size_t)o.reps, sizeof *mf, bench_cmp_double);
+    qsort(ms, (size_t)o.reps, sizeof *ms, bench_cmp_double);
     double fmed = mf[o.reps / 2], fbest = mf[o.reps - 1];
     double smed = ms[o.reps / 2], sbest = ms[o.reps - 1];
     printf("# bench_numfmt: %zu floats (embedding values and accumulators), %lld reps, %.1f bytes "

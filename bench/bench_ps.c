@@ -97,11 +97,6 @@ static void barrier(MPI_Comm c) {
     poll_wait(&r);
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 // memcpy bandwidth: `n` samples of copying `bytes` from a to b (already faulted in).
 static void measure_memcpy(char *a, char *b, size_t bytes, double *out, int n) {
     for (int i = 0; i < n; i++) {
@@ -435,7 +430,7 @@ int main(int argc, char **argv) {
                 rw->t_min = -out[1];
                 rw->t_avg = out[2] / W;
                 rw->seconds = out[0];
-                qsort(mc, 6, sizeof mc[0], cmp_double);
+                qsort(mc, 6, sizeof mc[0], bench_cmp_double);
                 double memcpy_gbps = 0.5 * (mc[2] + mc[3]);
                 rw->memcpy_gbps = memcpy_gbps;
                 rw->memcpy_min = mc[0];

@@ -44,11 +44,6 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void usage(FILE *out) {
     fprintf(out, "usage: bench_table [--dim 64] [--optim sgd|adagrad|adam|ftrl] "
                  "[--vocab V] [--zipf S] [--draws N] [--batches 8] [--reps R] "
@@ -111,7 +106,7 @@ static int parse(int argc, char **argv, opts *o) {
 
 // median and minimum of x (n values; sorts x).
 static void med_min(double *x, int n, double *med, double *min) {
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    qsort(x, (size_t)n, sizeof *x, bench_cmp_double);
     *med = n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
     *min = x[0];
 }

@@ -135,11 +135,6 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank, size;
@@ -331,7 +326,7 @@ int main(int argc, char **argv) {
         double sorted[256];
         int nr = o.reps < 256 ? o.reps : 256;
         memcpy(sorted, timed, (size_t)nr * sizeof *sorted);
-        qsort(sorted, (size_t)nr, sizeof *sorted, cmp_double);
+        qsort(sorted, (size_t)nr, sizeof *sorted, bench_cmp_double);
         double median = sorted[nr / 2];
         int med_rep = 0;
         for (int k = 0; k < nr; k++)

@@ -376,16 +376,11 @@ static int build(const opts *o, const char *store, results *res) {
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 // Median, min and max of n values (n <= MAX_ROUNDS).
 static void median_of(const double *v, int n, double *med, double *lo, double *hi) {
     double t[MAX_ROUNDS];
     memcpy(t, v, (size_t)n * sizeof *t);
-    qsort(t, (size_t)n, sizeof t[0], cmp_double);
+    qsort(t, (size_t)n, sizeof t[0], bench_cmp_double);
     *med = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
     *lo = t[0];
     *hi = t[n - 1];

@@ -18,19 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef struct opts {
     long long events, windows, lookups, reps;
     const char *out, *json;
 } opts;
-
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // The folder made for the dataset (no --out), removed however main returns.
 static char g_tmp[64];
@@ -42,11 +35,6 @@ static void remove_tmp(void) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
     if (system(cmd) != 0)
         fprintf(stderr, "bench_window: could not remove %s\n", g_tmp);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static void usage(FILE *out) {
@@ -97,12 +85,12 @@ static int64_t run(int64_t (*f)(const rd_dataset *, uint64_t),
                    double *secs) {
     int64_t sum = 0;
     uint64_t i = b;
-    double t0 = cpu_s();
+    double t0 = bench_cpu_s();
     for (uint64_t k = 0; k < m; k++) {
         sum += f(ds, i);
         i = i + 1 < e ? i + 1 : b;
     }
-    *secs = cpu_s() - t0;
+    *secs = bench_cpu_s() - t0;
     return sum;
 }
 
@@ -175,8 +163,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_window: the two lookups disagree\n");
         return 1;
     }
-    qsort(fast, (size_t)o.reps, sizeof *fast, cmp_double);
-    qsort(scan, (size_t)o.reps, sizeof *scan, cmp_double);
+    qsort(fast, (size_t)o.reps, sizeof *fast, bench_cmp_double);
+    qsort(scan, (size_t)o.reps, sizeof *scan, bench_cmp_double);
     double fmed = fast[o.reps / 2], fbest = fast[0], smed = scan[o.reps / 2], sbest = scan[0];
     printf("# bench_window: %llu events, %u stream windows (%llu stream records), %llu lookups a "
            "rep, %lld reps\n",
