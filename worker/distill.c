@@ -876,6 +876,11 @@ struct rd_target_recv {
     uint32_t cons_pass;
     int32_t cons_window;
     int warned_full; // the "credits pause" warning was logged
+    // A teacher's stream lost an end-of-phase marker (it sent something of a later phase, or its
+    // FIN, before the end of a phase reached here): that phase can never complete, so every
+    // later call fails with this message instead of waiting for it.
+    int broken;
+    char broken_msg[512];
     uint32_t pass;
     int32_t window;
     rd_target_stats stats;
@@ -989,6 +994,24 @@ static int phase_before(uint32_t pass, int32_t window, uint32_t cpass, int32_t c
     return cwindow >= 0 && window < cwindow;
 }
 
+// Teacher t's well-formed message shows it ended every phase before `phase` (targets of phase
+// `phase`; a FIN after `phase` phases). A teacher ends its phases in order, and its stream
+// carries a phase's end before anything later: when that is past the phases it ended here, the
+// end of phase eos[t] came and was rejected as malformed, and that phase can never complete
+// here. A rejected marker itself proves nothing (its phase field may be what is wrong).
+static void note_past(rd_target_recv *r, int t, uint64_t phase, int kind) {
+    if (phase <= r->eos[t] || r->broken)
+        return;
+    const char *what = kind == KIND_DATA ? "targets of phase" : "its FIN after a phase count of";
+    snprintf(r->broken_msg, sizeof r->broken_msg,
+             "target receiver %d: teacher %d (rank %d) sent %s %llu, but its end of phase %llu "
+             "never arrived here (a malformed message from it was rejected): that phase can "
+             "never complete",
+             r->student_index, t, r->teachers[t], what, (unsigned long long)phase,
+             (unsigned long long)r->eos[t]);
+    r->broken = 1;
+}
+
 // Handle one received message of teacher t. Returns RD_OK, or RD_ERR_PROTO (dropped, counted).
 // *credit = 1 when the message came from a well-formed stream and must be acknowledged.
 static int handle_msg(
@@ -1044,7 +1067,8 @@ static int handle_msg(
                                   (unsigned long long)r->eos[t]);
             r->eos[t]++;
         } else {
-            if (h.phase != r->eos[t])
+            note_past(r, t, h.phase, KIND_FIN); // its phase is the count of phases it began
+            if (h.phase != r->eos[t] && !r->broken)
                 RD_LOG_WARN("target receiver %d: teacher %d closed after beginning %llu phases "
                             "but ending %llu",
                             r->student_index, t, (unsigned long long)h.phase,
@@ -1095,6 +1119,7 @@ static int handle_msg(
                                   r->student_index, t, (unsigned long long)sample, d);
         }
     }
+    note_past(r, t, h.phase, KIND_DATA);                 // well formed: its phase can be trusted
     if (r->skip && r->open && h.phase == r->phase - 1) { // never stored: credits keep flowing
         r->stats.received += n;
         r->stats.unused += n;
@@ -1182,6 +1207,8 @@ static void send_credits(rd_target_recv *r) {
 int rd_target_recv_progress(rd_target_recv *r, rd_errbuf *eb) {
     if (r->replay_mode)
         return RD_OK;
+    if (r->broken)
+        return rd_err_set(eb, RD_ERR_STATE, "%s", r->broken_msg);
     int rc = RD_OK;
     for (int t = 0; t < r->n_teachers; t++) {
         for (;;) {
@@ -1210,6 +1237,10 @@ int rd_target_recv_progress(rd_target_recv *r, rd_errbuf *eb) {
                 rc = mrc;
                 goto done;
             }
+            if (r->broken) {
+                rc = rd_err_set(eb, RD_ERR_STATE, "%s", r->broken_msg);
+                goto done;
+            }
         }
     }
 done:
@@ -1224,6 +1255,54 @@ int rd_target_recv_phase_complete(const rd_target_recv *r) {
         if (r->eos[t] < r->phase)
             return 0;
     return 1;
+}
+
+int rd_target_recv_wait_phase(rd_target_recv *r, int timeout_ms, rd_errbuf *eb) {
+    if (!r->open)
+        return rd_err_set(eb, RD_ERR_STATE, "target receiver: wait outside a phase");
+    rd_backoff bo;
+    rd_backoff_reset(&bo, r->poll_us_max);
+    double t0 = now_ms();
+    while (!rd_target_recv_phase_complete(r)) {
+        rd_errbuf peb;
+        rd_errbuf_clear(&peb);
+        int rc = rd_target_recv_progress(r, &peb);
+        if (rc == RD_ERR_PROTO)
+            RD_LOG_WARN("%s", peb.msg); // dropped and counted; the end may still come
+        else if (rc != RD_OK)
+            return rd_err_set(eb, rc, "%s", peb.msg);
+        if (rd_target_recv_phase_complete(r))
+            break;
+        // A teacher that closed without ending the phase never will (a FIN of the right phase
+        // count after a lost end of phase is caught as broken above; this is one that ran fewer
+        // phases).
+        char who[256];
+        size_t k = 0;
+        int owing = 0, closed = 0;
+        who[0] = 0;
+        for (int t = 0; t < r->n_teachers; t++) {
+            if (r->eos[t] >= r->phase)
+                continue;
+            closed += r->fin[t];
+            if (owing++ < 8 && k < sizeof who)
+                k += (size_t)snprintf(who + k, sizeof who - k, "%s%d (rank %d%s)",
+                                      owing > 1 ? ", " : "", t, r->teachers[t],
+                                      r->fin[t] ? ", closed" : "");
+        }
+        if (owing > 8 && k < sizeof who)
+            snprintf(who + k, sizeof who - k, " and %d more", owing - 8);
+        int late = timeout_ms > 0 && now_ms() - t0 > timeout_ms;
+        if (closed || late)
+            return rd_err_set(
+                eb, closed ? RD_ERR_PROTO : RD_ERR_TIMEOUT,
+                "target receiver %d: phase %llu (pass %u, window %d): %s from "
+                "teacher %s (%llu malformed messages rejected so far)",
+                r->student_index, (unsigned long long)(r->phase - 1), r->pass, r->window,
+                closed ? "closed without an end of the phase" : "no end of the phase in time", who,
+                (unsigned long long)r->stats.rejected);
+        rd_backoff_wait(&bo);
+    }
+    return RD_OK;
 }
 
 void rd_target_recv_skip(rd_target_recv *r) {
@@ -1362,7 +1441,8 @@ int rd_target_recv_get(rd_target_recv *r,
             }
         }
         left = still;
-        if (left == 0 || rd_target_recv_phase_complete(r) || now_ms() - t0 >= r->wait_ms)
+        if (left == 0 || rd_target_recv_phase_complete(r) || now_ms() - t0 >= r->wait_ms ||
+            r->broken)
             break;
         rd_backoff_wait(&bo);
         int prc = rd_target_recv_progress(r, eb);
@@ -1406,6 +1486,8 @@ int rd_target_recv_close(rd_target_recv *r, rd_errbuf *eb) {
     int rc = RD_OK;
     for (;;) {
         int prc = rd_target_recv_progress(r, eb);
+        if (prc != RD_OK && prc != RD_ERR_PROTO)
+            return prc; // a broken stream (or MPI): waiting on cannot help
         if (prc != RD_OK)
             rc = prc;
         // Whatever arrives after the last phase the student ran is unused.

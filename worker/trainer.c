@@ -1452,15 +1452,10 @@ static int distill_end(rd_trainer *tr, rd_errbuf *eb) {
     // the teacher: wait for its end of the phase now, so that the student does not reach the
     // first phase that uses targets far ahead of the teacher (its bounded waits would then run
     // out and those samples would train without targets). The phase's targets count as unused.
-    if (tr->rcv && !tr->tgt_use) {
-        rd_backoff bo;
-        rd_backoff_reset(&bo, tr->cfg->cluster.poll_us_max);
-        while (!rd_target_recv_phase_complete(tr->rcv)) {
-            if ((rc = rd_target_recv_progress(tr->rcv, eb)) != RD_OK)
-                return rc;
-            rd_backoff_wait(&bo);
-        }
-    }
+    // No time limit (a teacher's phase may be long), but an end of phase that can never come (a
+    // rejected end-of-phase message, a teacher closed without it) is an error naming the teacher.
+    if (tr->rcv && !tr->tgt_use && (rc = rd_target_recv_wait_phase(tr->rcv, 0, eb)) != RD_OK)
+        return rc;
     for (int k = 0; k < tr->n_snd; k++)
         if ((rc = rd_target_sender_end(tr->snd[k], eb)) != RD_OK)
             return rc;
@@ -1471,13 +1466,16 @@ static int distill_end(rd_trainer *tr, rd_errbuf *eb) {
 }
 
 // Between steps and during evaluation: let credits and targets flow; never waits. A malformed
-// message is dropped and counted by the receiver: a warning, not a failure.
+// message is dropped and counted by the receiver: a warning, not a failure. A stream that lost a
+// teacher's end of phase (RD_ERR_STATE) fails: the phase could never complete.
 static int distill_progress(rd_trainer *tr, rd_errbuf *eb) {
     int rc;
     for (int k = 0; k < tr->n_snd; k++)
         if ((rc = rd_target_sender_progress(tr->snd[k], eb)) != RD_OK)
             return rc;
-    if (tr->rcv && rd_target_recv_progress(tr->rcv, eb) != RD_OK) {
+    if (tr->rcv && (rc = rd_target_recv_progress(tr->rcv, eb)) != RD_OK) {
+        if (rc != RD_ERR_PROTO)
+            return rc;
         if (eb->msg[0])
             RD_LOG_WARN("job '%s': %s", tr->job->name, eb->msg);
         eb->msg[0] = 0;

@@ -373,7 +373,8 @@ int rd_target_recv_begin(rd_target_recv *r, uint32_t pass, int32_t window, rd_er
  * sample) and not at all once every teacher ended the phase. Samples without a target get
  * has_target[i] = 0 (logits[i] = 0) and are counted missing. Arrays are (n), caller-owned;
  * versions may be NULL. In replay mode: one target-log lookup per sample, no wait.
- * @return RD_OK, RD_ERR_STATE (no open phase), RD_ERR_ARG, RD_ERR_PROTO (a malformed message
+ * @return RD_OK, RD_ERR_STATE (no open phase, or a teacher's stream lost an end of phase: see
+ * progress), RD_ERR_ARG, RD_ERR_PROTO (a malformed message
  * arrived: it was dropped and counted, eb names sender and defect; the outputs are still valid),
  *         RD_ERR_CORRUPT / RD_ERR_LMDB (replay)
  */
@@ -385,11 +386,23 @@ int rd_target_recv_get(rd_target_recv *r,
                        uint8_t *has_target,
                        rd_errbuf *eb);
 /** Receive what has arrived, join it, return credits; never waits (call between steps).
- *  Stops at a malformed message: it is dropped and reported, the next call goes on.
- *  @return RD_OK or RD_ERR_PROTO */
+ *  Stops at a malformed message: it is dropped and reported, the next call goes on. A teacher
+ *  whose end-of-phase message was rejected and who then sent something of a later phase has
+ *  left a phase that can never complete: RD_ERR_STATE naming it, from then on at every call.
+ *  @return RD_OK, RD_ERR_PROTO or RD_ERR_STATE */
 int rd_target_recv_progress(rd_target_recv *r, rd_errbuf *eb);
 /** 1 when every teacher ended the open phase (nothing more will come for it). */
 int rd_target_recv_phase_complete(const rd_target_recv *r);
+/**
+ * Receive (backoff) until every teacher ended the open phase; timeout_ms > 0 bounds the wait
+ * (0 = none: a teacher's phase may take long, and a lost teacher ends the launch). A malformed
+ * message on the way is dropped, counted and logged as a warning, as between steps. The phase
+ * can never complete when a teacher's end-of-phase message was rejected (it then sends
+ * something of a later phase: RD_ERR_STATE, as from progress) or a teacher closed without
+ * ending it (RD_ERR_PROTO): an error naming the teacher, never a hang. Replay mode: RD_OK.
+ * @return RD_OK, RD_ERR_STATE, RD_ERR_PROTO, RD_ERR_TIMEOUT, RD_ERR_MPI
+ */
+int rd_target_recv_wait_phase(rd_target_recv *r, int timeout_ms, rd_errbuf *eb);
 /** The open phase takes no targets (distill.start_epoch / start_window): what arrives for it,
  *  and what came before it began, is counted received and unused at once and never stored, so
  *  credits keep flowing while the student waits for the teachers' end of the phase. */

@@ -1051,6 +1051,150 @@ static void run_resume_student(void) {
           (unsigned long long)st.missing, RES_PAST + RES_DONE, m);
     rd_target_recv_destroy(r);
 }
+// After mode bad (2 ranks): an end of phase that can never come is an error naming the teacher,
+// never a hang. A student in a phase without targets (distill.start_epoch) waits for the
+// teachers' end of it with no time limit, so each case must be caught without one:
+//   A. the teacher's end-of-phase message is malformed (rejected), then its targets of the next
+//      phase arrive: wait_phase, progress, get and close fail with RD_ERR_STATE at once;
+//   B. the teacher closes (FIN) without beginning the phase: RD_ERR_PROTO, "closed without";
+//   C. nothing arrives: a bounded wait is RD_ERR_TIMEOUT; then the end comes and all is well.
+enum { TAG_LOST_GO = 202 };
+
+static void drain_credits(int from, uint64_t want, const char *part) {
+    uint64_t credited = 0;
+    double t0 = MPI_Wtime();
+    while (credited < want && MPI_Wtime() - t0 < 60) {
+        int flag = 0;
+        RD_MPI_CHECK(
+            MPI_Iprobe(from, RD_TAG_DISTILL_CREDIT, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
+        if (!flag) {
+            sleep_us(200);
+            continue;
+        }
+        unsigned char c[16];
+        RD_MPI_CHECK(MPI_Recv(c, 16, MPI_BYTE, from, RD_TAG_DISTILL_CREDIT, MPI_COMM_WORLD,
+                              MPI_STATUS_IGNORE));
+        credited += (uint64_t)c[8] | (uint64_t)c[9] << 8;
+    }
+    CHECK(credited == want, "lost end %s: %llu messages credited, expected %llu", part,
+          (unsigned long long)credited, (unsigned long long)want);
+}
+
+static void send_crafted(const unsigned char *buf, size_t len) {
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+}
+
+static void run_lost_end_teacher(void) {
+    unsigned char buf[512];
+    uint64_t mine = owned_by(0);
+    float ok[1] = {0.25f};
+    // A. an end of phase 0 carrying a target count (malformed), then targets of phase 1.
+    send_crafted(buf, craft(buf, 2, 0, 1, 0, 0, 0, NULL, NULL));
+    send_crafted(buf, craft(buf, 1, 0, 1, 1, 1, 1, &mine, ok));
+    drain_credits(1, 2, "A");
+    MPI_Barrier(MPI_COMM_WORLD);
+    // B. FIN after 0 phases begun (a teacher that ran fewer phases).
+    send_crafted(buf, craft(buf, 3, 0, 0, 0, 0, 0, NULL, NULL));
+    drain_credits(1, 1, "B");
+    MPI_Barrier(MPI_COMM_WORLD);
+    // C. silence until the student's bounded wait ran out, then the end of phase 0 and FIN.
+    int go = 0;
+    RD_MPI_CHECK(MPI_Recv(&go, 1, MPI_INT, 1, TAG_LOST_GO, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    send_crafted(buf, craft(buf, 2, 0, 0, 0, 0, 0, NULL, NULL));
+    send_crafted(buf, craft(buf, 3, 0, 0, 1, 1, 0, NULL, NULL));
+    drain_credits(1, 2, "C");
+}
+
+static rd_target_recv *lost_end_receiver(owner_ctx *oc) {
+    int teachers[1] = {0};
+    rd_target_recv_opts ro = {.comm = MPI_COMM_WORLD,
+                              .n_teachers = 1,
+                              .teachers = teachers,
+                              .student_index = 0,
+                              .owner = owner_of,
+                              .owner_ctx = oc,
+                              .max_in_flight = 4,
+                              .batch = 4,
+                              .wait_ms = 30000,
+                              .timeout_ms = 60000};
+    rd_target_recv *r = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    CHECK(rd_target_recv_create(&ro, &r, &eb) == RD_OK, "create: %s", eb.msg);
+    if (r)
+        CHECK(rd_target_recv_begin(r, 0, 0, &eb) == RD_OK, "begin: %s", eb.msg);
+    return r;
+}
+
+static void run_lost_end_student(void) {
+    owner_ctx oc = {2};
+    rd_errbuf eb;
+    // A. It returns as soon as the targets of phase 1 show the end of phase 0 lost (the 20 s
+    // bound only turns a regression into a failure rather than a hang).
+    rd_target_recv *r = lost_end_receiver(&oc);
+    double t0 = MPI_Wtime();
+    if (r) {
+        rd_errbuf_clear(&eb);
+        int rc = rd_target_recv_wait_phase(r, 20000, &eb);
+        CHECK(rc == RD_ERR_STATE && strstr(eb.msg, "teacher 0 (rank 0)") &&
+                  strstr(eb.msg, "end of phase 0 never arrived") &&
+                  strstr(eb.msg, "targets of phase 1"),
+              "A: wait_phase %d '%s'", rc, eb.msg);
+    }
+    if (r && n_errors == 0) { // (after a failure above, get and close would wait out their bounds)
+        rd_target_stats st;
+        rd_target_recv_stats(r, &st);
+        CHECK(st.rejected == 1, "A: rejected %llu", (unsigned long long)st.rejected);
+        rd_errbuf_clear(&eb);
+        CHECK(rd_target_recv_progress(r, &eb) == RD_ERR_STATE && strstr(eb.msg, "never arrived"),
+              "A: progress after: '%s'", eb.msg);
+        uint64_t mine = owned_by(0);
+        float z = 0;
+        uint8_t has = 1;
+        rd_errbuf_clear(&eb);
+        CHECK(rd_target_recv_get(r, 1, &mine, &z, NULL, &has, &eb) == RD_ERR_STATE, "A: get: '%s'",
+              eb.msg);
+        CHECK(rd_target_recv_end(r, &eb) == RD_ERR_STATE, "A: end: '%s'", eb.msg);
+        rd_errbuf_clear(&eb);
+        CHECK(rd_target_recv_close(r, &eb) == RD_ERR_STATE, "A: close: '%s'", eb.msg);
+        // Neither the bound, nor get's wait_ms (30 s), nor close's timeout (60 s) was waited out.
+        CHECK(MPI_Wtime() - t0 < 15, "A: took %.1f s", MPI_Wtime() - t0);
+    }
+    rd_target_recv_destroy(r);
+    MPI_Barrier(MPI_COMM_WORLD);
+    // B.
+    r = lost_end_receiver(&oc);
+    if (r) {
+        rd_errbuf_clear(&eb);
+        int rc = rd_target_recv_wait_phase(r, 20000, &eb);
+        CHECK(rc == RD_ERR_PROTO && strstr(eb.msg, "closed without an end of the phase") &&
+                  strstr(eb.msg, "teacher 0 (rank 0, closed)"),
+              "B: wait_phase %d '%s'", rc, eb.msg);
+        rd_errbuf_clear(&eb);
+        CHECK(rd_target_recv_end(r, &eb) == RD_OK, "B: end: '%s'", eb.msg);
+        CHECK(rd_target_recv_close(r, &eb) == RD_OK, "B: close: '%s'", eb.msg);
+        rd_target_recv_destroy(r);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    // C.
+    r = lost_end_receiver(&oc);
+    int go = 1;
+    if (r) {
+        rd_errbuf_clear(&eb);
+        int rc = rd_target_recv_wait_phase(r, 300, &eb);
+        CHECK(rc == RD_ERR_TIMEOUT && strstr(eb.msg, "no end of the phase in time") &&
+                  strstr(eb.msg, "teacher 0 (rank 0)"),
+              "C: wait_phase %d '%s'", rc, eb.msg);
+    }
+    RD_MPI_CHECK(MPI_Send(&go, 1, MPI_INT, 0, TAG_LOST_GO, MPI_COMM_WORLD));
+    if (r) {
+        rd_errbuf_clear(&eb);
+        CHECK(rd_target_recv_wait_phase(r, 0, &eb) == RD_OK, "C: wait_phase: '%s'", eb.msg);
+        CHECK(rd_target_recv_end(r, &eb) == RD_OK, "C: end: '%s'", eb.msg);
+        CHECK(rd_target_recv_close(r, &eb) == RD_OK, "C: close: '%s'", eb.msg);
+        rd_target_recv_destroy(r);
+    }
+}
 
 // Mode drift (4 ranks: teacher 0, students 1..3; owner = sample % 3): the records' orders of the
 // two jobs drift apart (train.order: user with different rank counts). The teacher emits the
@@ -1212,6 +1356,11 @@ int main(int argc, char **argv) {
             run_resume_teacher();
         else
             run_resume_student();
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (rank == 0) // then ends of phase that can never come
+            run_lost_end_teacher();
+        else
+            run_lost_end_student();
         int total = 0;
         MPI_Allreduce(&n_errors, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
         if (rank == 0)
