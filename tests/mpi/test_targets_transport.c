@@ -680,6 +680,52 @@ static uint64_t owned_by(int d) {
 
 enum { N_BAD = 8, N_CREDITED = 9 };
 
+static void drain_credits(int from, uint64_t want, const char *part) {
+    uint64_t credited = 0;
+    double t0 = MPI_Wtime();
+    while (credited < want && MPI_Wtime() - t0 < 60) {
+        int flag = 0;
+        RD_MPI_CHECK(
+            MPI_Iprobe(from, RD_TAG_DISTILL_CREDIT, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
+        if (!flag) {
+            sleep_us(200);
+            continue;
+        }
+        unsigned char c[16];
+        RD_MPI_CHECK(MPI_Recv(c, 16, MPI_BYTE, from, RD_TAG_DISTILL_CREDIT, MPI_COMM_WORLD,
+                              MPI_STATUS_IGNORE));
+        credited += (uint64_t)c[8] | (uint64_t)c[9] << 8;
+    }
+    CHECK(credited == want, "%s: %llu messages credited, expected %llu", part,
+          (unsigned long long)credited, (unsigned long long)want);
+}
+
+static void send_crafted(const unsigned char *buf, size_t len) {
+    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
+}
+
+// A receiver of teacher rank 0 as student 0 of two, in phase 0 (pass 0, window 0).
+static rd_target_recv *bad_receiver(owner_ctx *oc) {
+    int teachers[1] = {0};
+    rd_target_recv_opts ro = {.comm = MPI_COMM_WORLD,
+                              .n_teachers = 1,
+                              .teachers = teachers,
+                              .student_index = 0,
+                              .owner = owner_of,
+                              .owner_ctx = oc,
+                              .max_in_flight = 4,
+                              .batch = 4,
+                              .wait_ms = 30000,
+                              .timeout_ms = 60000};
+    rd_target_recv *r = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    CHECK(rd_target_recv_create(&ro, &r, &eb) == RD_OK, "create: %s", eb.msg);
+    if (r)
+        CHECK(rd_target_recv_begin(r, 0, 0, &eb) == RD_OK, "begin: %s", eb.msg);
+    return r;
+}
+
 static void run_fake_teacher(void) {
     unsigned char buf[512];
     uint64_t mine = owned_by(0), other = owned_by(1), two[2] = {mine, mine + 0};
@@ -728,45 +774,15 @@ static void run_fake_teacher(void) {
     len = craft(buf, 3, 0, 0, 2, 9, 0, NULL, NULL);
     RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
     // Collect the credits: every message of the stream except d and e, i.e. 10.
-    uint64_t credited = 0;
-    double t0 = MPI_Wtime();
-    while (credited < N_CREDITED + 1 && MPI_Wtime() - t0 < 60) {
-        int flag = 0;
-        RD_MPI_CHECK(
-            MPI_Iprobe(1, RD_TAG_DISTILL_CREDIT, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
-        if (!flag) {
-            sleep_us(200);
-            continue;
-        }
-        unsigned char c[16];
-        RD_MPI_CHECK(
-            MPI_Recv(c, 16, MPI_BYTE, 1, RD_TAG_DISTILL_CREDIT, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-        credited += (uint64_t)c[8] | (uint64_t)c[9] << 8;
-    }
-    CHECK(credited == N_CREDITED + 1, "fake teacher: %llu messages credited, expected %d",
-          (unsigned long long)credited, N_CREDITED + 1);
+    drain_credits(1, N_CREDITED + 1, "fake teacher");
 }
 
 static void run_bad_receiver(void) {
     owner_ctx oc = {2};
-    int teachers[1] = {0};
-    rd_target_recv_opts ro = {.comm = MPI_COMM_WORLD,
-                              .n_teachers = 1,
-                              .teachers = teachers,
-                              .student_index = 0,
-                              .owner = owner_of,
-                              .owner_ctx = &oc,
-                              .max_in_flight = 4,
-                              .batch = 4,
-                              .wait_ms = 30000,
-                              .timeout_ms = 60000};
-    rd_target_recv *r = NULL;
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    CHECK(rd_target_recv_create(&ro, &r, &eb) == RD_OK, "create: %s", eb.msg);
+    rd_target_recv *r = bad_receiver(&oc);
     if (!r)
         return;
-    CHECK(rd_target_recv_begin(r, 0, 0, &eb) == RD_OK, "begin: %s", eb.msg);
+    rd_errbuf eb;
     const char *expect[N_BAD] = {"non-finite",         "owned by student 1", "does not match",
                                  "lost or duplicated", "claims sender 1",    "unknown message kind",
                                  "ended phase 1",      "after ending it"};
@@ -1060,30 +1076,6 @@ static void run_resume_student(void) {
 //   C. nothing arrives: a bounded wait is RD_ERR_TIMEOUT; then the end comes and all is well.
 enum { TAG_LOST_GO = 202 };
 
-static void drain_credits(int from, uint64_t want, const char *part) {
-    uint64_t credited = 0;
-    double t0 = MPI_Wtime();
-    while (credited < want && MPI_Wtime() - t0 < 60) {
-        int flag = 0;
-        RD_MPI_CHECK(
-            MPI_Iprobe(from, RD_TAG_DISTILL_CREDIT, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
-        if (!flag) {
-            sleep_us(200);
-            continue;
-        }
-        unsigned char c[16];
-        RD_MPI_CHECK(MPI_Recv(c, 16, MPI_BYTE, from, RD_TAG_DISTILL_CREDIT, MPI_COMM_WORLD,
-                              MPI_STATUS_IGNORE));
-        credited += (uint64_t)c[8] | (uint64_t)c[9] << 8;
-    }
-    CHECK(credited == want, "lost end %s: %llu messages credited, expected %llu", part,
-          (unsigned long long)credited, (unsigned long long)want);
-}
-
-static void send_crafted(const unsigned char *buf, size_t len) {
-    RD_MPI_CHECK(MPI_Send(buf, (int)len, MPI_BYTE, 1, RD_TAG_DISTILL_TARGET, MPI_COMM_WORLD));
-}
-
 static void run_lost_end_teacher(void) {
     unsigned char buf[512];
     uint64_t mine = owned_by(0);
@@ -1091,39 +1083,18 @@ static void run_lost_end_teacher(void) {
     // A. an end of phase 0 carrying a target count (malformed), then targets of phase 1.
     send_crafted(buf, craft(buf, 2, 0, 1, 0, 0, 0, NULL, NULL));
     send_crafted(buf, craft(buf, 1, 0, 1, 1, 1, 1, &mine, ok));
-    drain_credits(1, 2, "A");
+    drain_credits(1, 2, "lost end A");
     MPI_Barrier(MPI_COMM_WORLD);
     // B. FIN after 0 phases begun (a teacher that ran fewer phases).
     send_crafted(buf, craft(buf, 3, 0, 0, 0, 0, 0, NULL, NULL));
-    drain_credits(1, 1, "B");
+    drain_credits(1, 1, "lost end B");
     MPI_Barrier(MPI_COMM_WORLD);
     // C. silence until the student's bounded wait ran out, then the end of phase 0 and FIN.
     int go = 0;
     RD_MPI_CHECK(MPI_Recv(&go, 1, MPI_INT, 1, TAG_LOST_GO, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
     send_crafted(buf, craft(buf, 2, 0, 0, 0, 0, 0, NULL, NULL));
     send_crafted(buf, craft(buf, 3, 0, 0, 1, 1, 0, NULL, NULL));
-    drain_credits(1, 2, "C");
-}
-
-static rd_target_recv *lost_end_receiver(owner_ctx *oc) {
-    int teachers[1] = {0};
-    rd_target_recv_opts ro = {.comm = MPI_COMM_WORLD,
-                              .n_teachers = 1,
-                              .teachers = teachers,
-                              .student_index = 0,
-                              .owner = owner_of,
-                              .owner_ctx = oc,
-                              .max_in_flight = 4,
-                              .batch = 4,
-                              .wait_ms = 30000,
-                              .timeout_ms = 60000};
-    rd_target_recv *r = NULL;
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    CHECK(rd_target_recv_create(&ro, &r, &eb) == RD_OK, "create: %s", eb.msg);
-    if (r)
-        CHECK(rd_target_recv_begin(r, 0, 0, &eb) == RD_OK, "begin: %s", eb.msg);
-    return r;
+    drain_credits(1, 2, "lost end C");
 }
 
 static void run_lost_end_student(void) {
@@ -1131,7 +1102,7 @@ static void run_lost_end_student(void) {
     rd_errbuf eb;
     // A. It returns as soon as the targets of phase 1 show the end of phase 0 lost (the 20 s
     // bound only turns a regression into a failure rather than a hang).
-    rd_target_recv *r = lost_end_receiver(&oc);
+    rd_target_recv *r = bad_receiver(&oc);
     double t0 = MPI_Wtime();
     if (r) {
         rd_errbuf_clear(&eb);
@@ -1163,7 +1134,7 @@ static void run_lost_end_student(void) {
     rd_target_recv_destroy(r);
     MPI_Barrier(MPI_COMM_WORLD);
     // B.
-    r = lost_end_receiver(&oc);
+    r = bad_receiver(&oc);
     if (r) {
         rd_errbuf_clear(&eb);
         int rc = rd_target_recv_wait_phase(r, 20000, &eb);
@@ -1177,7 +1148,7 @@ static void run_lost_end_student(void) {
     }
     MPI_Barrier(MPI_COMM_WORLD);
     // C.
-    r = lost_end_receiver(&oc);
+    r = bad_receiver(&oc);
     int go = 1;
     if (r) {
         rd_errbuf_clear(&eb);
