@@ -596,6 +596,22 @@ int rd_lmdbx_mkdir_parents(const char *path, char *created, size_t cap, rd_errbu
     return RD_OK;
 }
 
+int rd_lmdbx_fsync_parents(const char *path, const char *created, rd_errbuf *eb) {
+    int rc = rd_lmdbx_fsync_parent(path, eb);
+    if (rc != RD_OK || !created || !created[0])
+        return rc;
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return RD_OK; // mkdir_parents refused such a path: it created nothing
+    size_t cl = strlen(created);
+    while (rc == RD_OK && cut_last(dir) && strlen(dir) >= cl) {
+        rc = rd_lmdbx_fsync_parent(dir, eb);
+        if (strcmp(dir, created) == 0)
+            break;
+    }
+    return rc;
+}
+
 void rd_lmdbx_rmdir_created(const char *path, const char *created) {
     if (!created || !created[0])
         return;

@@ -151,7 +151,7 @@ compact_locked(const char *dir, const char *out, const rd_token_store_info *sinf
                 : rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));
     int renamed = rc == RD_OK;
     if (renamed)
-        rc = rd_lmdbx_fsync_parent(out, eb); // the rename itself
+        rc = rd_lmdbx_fsync_parents(out, created, eb); // the rename, and folders made for it
     if (rc != RD_OK && !renamed) {
         remove_partial(part, (int)info.n_shards);
         rd_lmdbx_rmdir_created(out, created);

@@ -1807,6 +1807,27 @@ static void test_write_durable(void **state) {
             fail_msg("write (shards %d): the last fsync is %s, not the folder of --out %s", shards,
                      g_fsynced[g_n_fsynced - 1], root);
     }
+    // --out in folders that do not exist yet: each folder made for it is synced in its parent,
+    // innermost first (before, only the innermost was: a power loss could take new1 away).
+    snprintf(out, sizeof out, "%s/new1/new2/out", sub);
+    rd_tabletool *tt = open_tt(src);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    g_n_fsynced = 0;
+    g_fsync_log = 1;
+    int rc = rd_tabletool_write(tt, out, 0, &eb);
+    g_fsync_log = 0;
+    rd_tabletool_close(tt);
+    assert_int_equal(rc, RD_OK);
+    char want[3][4200];
+    snprintf(want[0], sizeof want[0], "%s/new1/new2", root);
+    snprintf(want[1], sizeof want[1], "%s/new1", root);
+    snprintf(want[2], sizeof want[2], "%s", root);
+    assert_true(g_n_fsynced >= 3);
+    for (int k = 0; k < 3; k++)
+        if (strcmp(g_fsynced[g_n_fsynced - 3 + k], want[k]) != 0)
+            fail_msg("write into new folders: fsync %d of the last 3 is %s, expected %s", k,
+                     g_fsynced[g_n_fsynced - 3 + k], want[k]);
 }
 
 static int setup(void **state) {

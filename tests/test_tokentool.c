@@ -346,6 +346,24 @@ static void test_compact_durable(void **state) {
     if (strcmp(g_fsynced[g_n_fsynced - 1], root) != 0)
         fail_msg("compact's last fsync is %s, not the folder of --out %s",
                  g_fsynced[g_n_fsynced - 1], root);
+    // --out in folders that do not exist yet: each one made is synced in its parent, innermost
+    // first (before, only the innermost was).
+    snprintf(out, sizeof out, "%s/dur_new1/dur_new2/copy", g_root);
+    rd_errbuf_clear(&eb);
+    g_n_fsynced = 0;
+    g_fsync_log = 1;
+    rc = rd_tokentool_compact(dir, out, &eb);
+    g_fsync_log = 0;
+    assert_int_equal(rc, RD_OK);
+    char nw[3][4200];
+    snprintf(nw[0], sizeof nw[0], "%s/dur_new1/dur_new2", root);
+    snprintf(nw[1], sizeof nw[1], "%s/dur_new1", root);
+    snprintf(nw[2], sizeof nw[2], "%s", root);
+    assert_true(g_n_fsynced >= 3);
+    for (int k = 0; k < 3; k++)
+        if (strcmp(g_fsynced[g_n_fsynced - 3 + k], nw[k]) != 0)
+            fail_msg("compact into new folders: fsync %d of the last 3 is %s, expected %s", k,
+                     g_fsynced[g_n_fsynced - 3 + k], nw[k]);
 }
 
 // One writer per store: while a launch (here a child process) holds the store's writer lock,

@@ -2224,11 +2224,12 @@ int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbu
                 ? rd_err_set(eb, RD_ERR_EXISTS, "%s exists (written meanwhile by another run)", out)
                 : rd_err_set(eb, RD_ERR_IO, "rename %s to %s: %s", part, out, strerror(errno));
     // The rename that publishes the checkpoint is durable only once the folder holding --out is
-    // synced: without it a power loss after "compacted ...: OUT" (and the user's removal of the
-    // input) could leave neither. The shards, MANIFEST and dense.bin were synced before.
+    // synced (and the folders made for it, each in its parent): without it a power loss after
+    // "compacted ...: OUT" (and the user's removal of the input) could leave neither. The
+    // shards, MANIFEST and dense.bin were synced before.
     int renamed = rc == RD_OK;
     if (renamed)
-        rc = rd_lmdbx_fsync_parent(out, eb);
+        rc = rd_lmdbx_fsync_parents(out, created, eb);
     if (rc != RD_OK && !renamed) {
         rd_train_ckpt_rmtree(part, NULL);
         rd_lmdbx_rmdir_created(out, created);

@@ -26,7 +26,8 @@
 //   rd_lmdbx_outfile, rd_lmdbx_outfile_open() / _commit() / _abort()   write a file under a
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
 //   rd_lmdbx_write_file_atomic()  write a small file via an outfile: fsync + rename + fsync(dir)
-//   rd_lmdbx_fsync_path() / rd_lmdbx_fsync_parent()   make a file or folder, or a rename in a
+//   rd_lmdbx_fsync_path() / rd_lmdbx_fsync_parent() / _parents()   make a file or folder, or a
+//   rename in a
 //                            folder, durable (LMDB's compacting copy writes without syncing)
 //   rd_lmdbx_check_replaceable()  refuse to rename a file over a FIFO, device or symlink
 //   rd_lmdbx_fopen_regular()  open an input file for reading, refusing a FIFO or device
@@ -291,6 +292,15 @@ int rd_lmdbx_fsync_path(const char *path, rd_errbuf *eb);
  * @return RD_OK or RD_ERR_IO / RD_ERR_FULL (fsync failed)
  */
 int rd_lmdbx_fsync_parent(const char *path, rd_errbuf *eb);
+
+/**
+ * rd_lmdbx_fsync_parent(path), then, when rd_lmdbx_mkdir_parents created folders for it
+ * (`created` its outermost, "" or NULL = none), the folder holding each of them, innermost
+ * first: a new folder's entry lives in its parent, so without this a power loss could take
+ * --out a/b/c away with a and b although the command had said it was written.
+ * @return RD_OK or RD_ERR_IO / RD_ERR_FULL (an fsync failed)
+ */
+int rd_lmdbx_fsync_parents(const char *path, const char *created, rd_errbuf *eb);
 
 /**
  * Create the missing parent folders of `path` (not `path` itself), mode 0755, and say which was
