@@ -38,6 +38,11 @@ struct rd_csv_reader {
     size_t dlen;
     int quote;
     size_t max_line;
+    // The quoted field the parse of the current row stopped in (column, 1-based; 0 = none) and
+    // the newlines it held by then: a row past max_line inside an open quote is most likely a
+    // quote that is never closed (a stray '"' swallowing the rest of a large file), said so.
+    size_t open_col;
+    uint64_t open_lines;
     char *out; // field bytes of the current row, unquoted
     size_t out_len, out_cap;
     size_t *starts; // field start offsets into out (n + 1 entries used)
@@ -154,6 +159,20 @@ const char *rd_csv_name(const rd_csv_reader *r) {
 // ---------------------------------------------------------------------------------------------
 // Buffer management
 
+// A row longer than max_line: inside a quoted field still open, name it (its column and the
+// lines it spans), as a file too small to reach the limit names its unterminated quote.
+static int too_long_error(const rd_csv_reader *r, rd_errbuf *eb) {
+    if (r->open_col)
+        return rd_err_set(eb, RD_ERR_PARSE,
+                          "%s:%llu: quoted field (column %zu) still open after %zu bytes and %llu "
+                          "newlines: an unterminated quote? (a '\"' that opens a field runs to the "
+                          "next one; if quotes are ordinary bytes here, turn quoting off)",
+                          r->name, (unsigned long long)r->line, r->open_col, r->max_line,
+                          (unsigned long long)r->open_lines);
+    return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: row longer than %zu bytes", r->name,
+                      (unsigned long long)r->line, r->max_line);
+}
+
 // Make room and read more bytes. Keeps buf[beg, end) and moves it to the front.
 static int refill(rd_csv_reader *r, rd_errbuf *eb) {
     if (r->eof)
@@ -165,8 +184,7 @@ static int refill(rd_csv_reader *r, rd_errbuf *eb) {
     }
     if (r->end == r->cap) {
         if (r->cap > r->max_line + 4)
-            return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: row longer than %zu bytes", r->name,
-                              (unsigned long long)r->line, r->max_line);
+            return too_long_error(r, eb);
         size_t ncap = r->cap * 2;
         char *nb = rd_realloc(r->own, ncap);
         if (!nb)
@@ -328,6 +346,7 @@ static int parse_row(rd_csv_reader *r, size_t *nf_out, size_t *used, uint64_t *n
         }
     }
     r->out_len = 0;
+    r->open_col = 0;
     size_t nf = 0;
     for (;;) {
         if (field_start(r, nf) != 0)
@@ -338,7 +357,9 @@ static int parse_row(rd_csv_reader *r, size_t *nf_out, size_t *used, uint64_t *n
         if (r->quote && p < e && *p == (char)r->quote) {
             // Quoted field: runs to the matching quote; "" is a literal quote.
             p++;
+            r->open_col = nf;
             for (;;) {
+                r->open_lines = lines;
                 if (p == e) {
                     if (!r->eof)
                         return P_MORE;
@@ -356,6 +377,7 @@ static int parse_row(rd_csv_reader *r, size_t *nf_out, size_t *used, uint64_t *n
                         continue;
                     }
                     p++;
+                    r->open_col = 0;
                     break;
                 }
                 const char *q = p;
@@ -465,8 +487,8 @@ nomem:
     return rd_err_set(eb, RD_ERR_NOMEM, "%s:%llu: out of memory", r->name,
                       (unsigned long long)r->line);
 too_long:
-    return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: row longer than %zu bytes", r->name,
-                      (unsigned long long)r->line, r->max_line);
+    r->open_lines = lines;
+    return too_long_error(r, eb);
 }
 
 int rd_csv_next(rd_csv_reader *r, const rd_csv_field **fields, size_t *n, rd_errbuf *eb) {

@@ -161,6 +161,51 @@ static void test_errors_name_line(void **state) {
     assert_true(rd_csv_next(r, &f, &n, NULL) < 0);
     rd_csv_close(r);
 
+    // A row past the limit inside a quoted field that is still open is named as what it most
+    // likely is, a quote never closed (a stray '"' in a large file said only "row longer than
+    // 67108864 bytes", where a small file said "unterminated quoted field"): its line, column
+    // and the newlines it holds.
+    const char *open_q = "a,b\n1,\"open\n2,3\n4,5\n6,7\n8,\"9\n";
+    assert_int_equal(rd_csv_open_mem("q.csv", open_q, strlen(open_q), &opt, &r, NULL), RD_OK);
+    drain(r, &o);
+    assert_int_equal(o.rc, RD_ERR_PARSE);
+    assert_non_null(strstr(o.eb.msg, "q.csv:2: quoted field (column 2) still open after 16 bytes "
+                                     "and 4 newlines: an unterminated quote?"));
+    rd_csv_close(r);
+    // The same from a file, where the reader's window reaches the limit first.
+    {
+        char path[] = "/tmp/rd_test_csv_openq_XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        FILE *fp = fdopen(fd, "w");
+        assert_non_null(fp);
+        fputs("a,b\n1,2\n3,\"open\n", fp);
+        for (int i = 0; i < 400000; i++)
+            fputs("4,5,6,7,8\n", fp);
+        fclose(fp);
+        rd_csv_options fo = {.delimiter = ",", .quote = '"', .max_line = 4096};
+        rd_errbuf feb;
+        rd_errbuf_clear(&feb);
+        assert_int_equal(rd_csv_open(path, &fo, &r, &feb), RD_OK);
+        const rd_csv_field *ff;
+        size_t fn;
+        int frc;
+        while ((frc = rd_csv_next(r, &ff, &fn, &feb)) > 0)
+            ;
+        assert_int_equal(frc, RD_ERR_PARSE);
+        assert_non_null(strstr(feb.msg, ":3: quoted field (column 2) still open after 4096 bytes"));
+        assert_non_null(strstr(feb.msg, "an unterminated quote?"));
+        rd_csv_close(r);
+        unlink(path);
+    }
+    // An unquoted row past the limit keeps its message.
+    const char *plain = "a,b\n\"q\",\"x\"\nthis,row,is,much,longer,than,sixteen\n";
+    assert_int_equal(rd_csv_open_mem("p.csv", plain, strlen(plain), &opt, &r, NULL), RD_OK);
+    drain(r, &o);
+    assert_int_equal(o.rc, RD_ERR_PARSE);
+    assert_non_null(strstr(o.eb.msg, "p.csv:3: row longer than 16 bytes"));
+    rd_csv_close(r);
+
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_csv_open("/nonexistent/dir/x.csv", NULL, &r, &eb), RD_ERR_IO);

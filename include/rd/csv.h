@@ -21,7 +21,8 @@
 // (no transcoding: Latin-1 input simply yields Latin-1 bytes).
 //
 // Errors (RD_ERR_PARSE, message "name:line: ..."): unterminated quoted field, a character after a
-// closing quote that is not a delimiter or the end of the row, a row longer than max_line bytes,
+// closing quote that is not a delimiter or the end of the row, a row longer than max_line bytes
+// (inside a quoted field still open: named with its column as a likely unterminated quote),
 // a NUL byte in a field (binary or damaged input), a first line holding a lone "\r" with no "\n"
 // after it in the window ("name:1: line ends are CR only (old Mac): convert to LF or CRLF").
 // RD_ERR_IO for unreadable files and folders ("name: not a regular file (a folder)"),
