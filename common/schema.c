@@ -1852,6 +1852,53 @@ static void warn_twins(const char *log, const char *col, const char *what, const
                 show(&z, sz, sizeof sz), show(&c, sc, sizeof sc), what);
 }
 
+// Ids that spell a missing value. An id of spaces alone is as empty as an empty one (refused
+// with it). An export's spelling of a missing id (NULL, \N, NaN, None, NA, N/A) is a text like
+// any other, so every row holding it became one user (or item) without a word: anonymous
+// sessions merged into one huge history. Counted per column (the first row and its spelling
+// kept) and named once the log is read.
+static int blank_id(const rd_csv_field *v) {
+    for (size_t i = 0; i < v->len; i++)
+        if (v->ptr[i] != ' ' && v->ptr[i] != '\t')
+            return 0;
+    return 1;
+}
+
+typedef struct null_ids {
+    uint64_t n, line; // rows, and the first one's line (across the parts)
+    char first[16];   // its spelling
+} null_ids;
+
+static void count_null_id(null_ids *z, const rd_csv_field *v, uint64_t line) {
+    if (!(v->len == 2 && v->ptr[0] == '\\' && v->ptr[1] == 'N') && !is_missing_value(v))
+        return;
+    if (z->n++ == 0) {
+        z->line = line;
+        size_t k = v->len < sizeof z->first - 1 ? v->len : sizeof z->first - 1;
+        memcpy(z->first, v->ptr, k);
+        z->first[k] = '\0';
+    }
+}
+
+static void warn_null_ids(const null_ids *z,
+                          const char *col,
+                          const char *what,
+                          uint64_t rows,
+                          char **files,
+                          const uint64_t *base,
+                          size_t n_files) {
+    if (z->n == 0)
+        return;
+    const char *file = NULL;
+    uint64_t line = part_line(files, base, n_files, z->line, &file);
+    RD_LOG_WARN("%s:%llu: column '%s': %llu of the log's %llu rows hold '%s' or another spelling "
+                "of a missing value (this line is the first): ids are text, so each spelling is "
+                "one %s holding all of its rows; if these ids are missing, drop the rows or give "
+                "them ids of their own",
+                file, (unsigned long long)line, col, (unsigned long long)z->n,
+                (unsigned long long)rows, z->first, what);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Repeated rows
 
@@ -2349,6 +2396,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     // Record ids (the input line) run on across the parts: part k's lines come after part k-1's.
     uint64_t line_base = 0;
     uint64_t n_label_empty = 0; // a text label column's empty values (the one-class refusal)
+    null_ids null_users = {0}, null_items = {0}; // ids spelling a missing value
     cx->part_base = rd_malloc((n_files ? n_files : 1) * sizeof *cx->part_base);
     if (!cx->part_base) {
         rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
@@ -2397,12 +2445,15 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
             ev_meta *m = &es.meta[es.n];
             uint64_t *keys = es.keys + es.n * ns;
             float *nums = es.nums + es.n * nn;
-            if (f[cx->c_user].len == 0 || f[cx->c_item].len == 0) {
-                int c = f[cx->c_user].len == 0 ? cx->c_user : cx->c_item;
-                rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': empty id", cur,
-                                (unsigned long long)line, cx->cols[c]);
+            if (blank_id(&f[cx->c_user]) || blank_id(&f[cx->c_item])) {
+                int c = blank_id(&f[cx->c_user]) ? cx->c_user : cx->c_item;
+                rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': empty id%s", cur,
+                                (unsigned long long)line, cx->cols[c],
+                                f[c].len ? " (spaces only)" : "");
                 goto done;
             }
+            count_null_id(&null_users, &f[cx->c_user], line_base + line);
+            count_null_id(&null_items, &f[cx->c_item], line_base + line);
             for (int i = 0; i < cx->n_text; i++) {
                 const rd_csv_field *tv = &f[cx->text_cols[i]];
                 size_t at = utf8_bad_at(tv);
@@ -2588,6 +2639,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                     fp->kind == RD_FIELD_NUMERIC ? "standardize: true, or " : "");
     }
     warn_time_unit(cx, &es, files, n_files);
+    warn_null_ids(&null_users, cx->cols[cx->c_user], "user", es.n, files, cx->part_base, n_files);
+    warn_null_ids(&null_items, cx->cols[cx->c_item], "item", es.n, files, cx->part_base, n_files);
     // A log with one class only (purchases or clicks without their impressions, or a label rule
     // that no event meets) has nothing for a classifier to learn and no AUC to report: refuse
     // it here, naming the rule, rather than train it into a report of nulls. A text label

@@ -357,6 +357,22 @@ grep -q "users        6" "$TMP/out" || fail "zeros: '007' and '7' are two users:
 printf 'ts,uid,iid,clicked\n1,007,a,1\n2,017,a,0\n3,000,b,1\n' > "$TMP/in/zeros.csv"
 "$RD" prepare "$TMP/zeros.yaml" --out "$TMP/zeros_out" > "$TMP/out" 2>"$TMP/err" || fail "zeros: $(cat "$TMP/err")"
 grep -q "WARN" "$TMP/err" && fail "warning on ids padded throughout: $(cat "$TMP/err")"
+# An id of spaces only is as empty as an empty one: refused (it was one more user, ' ').
+printf 'ts,uid,iid,clicked\n1,7,a,1\n2,  ,a,0\n' > "$TMP/in/zeros.csv"
+"$RD" prepare "$TMP/zeros.yaml" --out "$TMP/blank_out" > "$TMP/out" 2>"$TMP/err"; [ $? -eq 1 ] || fail "a blank id must exit 1"
+grep -q "zeros.csv:3: column 'uid': empty id (spaces only)" "$TMP/err" || fail "blank id: $(cat "$TMP/err")"
+[ ! -e "$TMP/blank_out" ] || fail "a refused prepare left its folder"
+# An export's spelling of a missing id (NULL, \N, NaN, None, NA) is one user or item holding
+# every such row, which passed without a word: named, with the count, the part and line.
+mkdir -p "$TMP/in/nul"
+printf 'ts,uid,iid,clicked\n1,u1,a,1\n2,u2,b,0\n' > "$TMP/in/nul/p1.csv"
+printf 'ts,uid,iid,clicked\n3,u1,a,0\n4,NULL,b,1\n5,\\N,a,0\n6,u2,nan,1\n' > "$TMP/in/nul/p2.csv"
+sed 's|rep/p\*.csv|nul/p*.csv|' "$TMP/rep.yaml" > "$TMP/nul.yaml"
+"$RD" prepare "$TMP/nul.yaml" --out "$TMP/nul_out" > "$TMP/out" 2>"$TMP/err" || fail "nul: $(cat "$TMP/err")"
+for w in "nul/p2.csv:3: column 'uid': 2 of the log's 6 rows hold 'NULL' or another spelling of a missing value (this line is the first): ids are text, so each spelling is one user" \
+         "nul/p2.csv:5: column 'iid': 1 of the log's 6 rows hold 'nan' or another spelling of a missing value"; do
+    grep -qF "$w" "$TMP/err" || fail "nul: no '$w': $(cat "$TMP/err")"
+done
 # The first and last second data.schema takes (years 1 and 9999) print as ISO 8601, four-digit
 # years ("1-01-01" before); one second later is refused, naming the line.
 printf 'ts,uid,iid,clicked\n-62135596800,9,a,1\n-1,10,b,0\n253402300799,9,c,0\n' > "$TMP/in/years.csv"
