@@ -331,6 +331,43 @@ int rd_parse_iso8601(const char *s, size_t n, int64_t *ms) {
 
 enum { TF_UNIX = 0, TF_UNIX_MS = 1, TF_ISO = 2 };
 
+// A plain decimal time ("1600000000.123", unix; "1600000000123.5", unix_ms) to milliseconds,
+// exactly: floor(value * 10^shift). Through a double, "1083080910.1690" * 1000 was
+// 1083080910168.99998 and its floor lost the millisecond, which orders the events of a second.
+// @return 0, -1 out of range, 1 not a plain decimal (an exponent: left to strtod).
+static int parse_decimal_ms(const rd_csv_field *f, int shift, int64_t *ms) {
+    const char *p = f->ptr, *e = f->ptr + f->len;
+    while (p < e && (*p == ' ' || *p == '\t'))
+        p++;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    int neg = 0;
+    if (p < e && (*p == '-' || *p == '+'))
+        neg = *p++ == '-';
+    int64_t v = 0;
+    int nd = 0, nf = 0, rest = 0;
+    for (; p < e && *p >= '0' && *p <= '9'; p++, nd++) {
+        if (v > (INT64_MAX / 10 - 9) / 1000)
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    if (p < e && *p == '.') {
+        for (p++; p < e && *p >= '0' && *p <= '9'; p++) {
+            if (nf < shift)
+                v = v * 10 + (*p - '0'), nf++;
+            else
+                rest |= *p != '0';
+            nd++;
+        }
+    }
+    if (p != e || nd == 0)
+        return 1;
+    for (; nf < shift; nf++)
+        v *= 10;
+    *ms = neg ? -v - rest : v;
+    return 0;
+}
+
 static int parse_time(const rd_csv_field *f, int tf, int64_t *ms) {
     int64_t v;
     if (tf == TF_ISO) {
@@ -352,6 +389,11 @@ static int parse_time(const rd_csv_field *f, int tf, int64_t *ms) {
         }
         return 0;
     }
+    int dr = parse_decimal_ms(f, tf == TF_UNIX ? 3 : 0, ms);
+    if (dr == 0)
+        return *ms < TS_MIN_S * 1000 || *ms > TS_MAX_S * 1000 + 999 ? -1 : 0;
+    if (dr < 0)
+        return -1;
     double dv;
     if (rd_csv_parse_double(f, &dv) != 0)
         return -1;

@@ -969,6 +969,36 @@ static void test_time_formats(void **state) {
     assert_int_equal(rd_dataset_record(ds, 1)->ts, 1600000000);
     assert_int_equal(rd_dataset_record(ds, 2)->ts, 1600000000);
     rd_dataset_close(ds);
+
+    // Decimal times are read exactly: "1083080910.1690" s is 1 ms after "1083080910.1689" s, so
+    // b's event comes before a's (through a double, .1690 s was 168 ms: a tie broken by the
+    // user, a first); a fraction finer than the unit floors, negative times too.
+    path_in(out, sizeof out, "frac_ds");
+    put("frac", "log.csv",
+        "t,u,i,y\n1083080910.1690,a,x,1\n1083080910.1689,b,x,0\n-0.0005,c,x,1\n"
+        "1083080910.5e0,d,x,0\n");
+    simple_schema(cfg, "frac", out);
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    ds = open_ok(out);
+    assert_int_equal(rd_dataset_record(ds, 0)->ts, -1); // floor(-0.0005 s)
+    assert_true(rd_dataset_record(ds, 1)->user_key == key_of("user", "b"));
+    assert_true(rd_dataset_record(ds, 2)->user_key == key_of("user", "a"));
+    assert_true(rd_dataset_record(ds, 3)->user_key == key_of("user", "d"));
+    assert_int_equal(rd_dataset_record(ds, 3)->ts, 1083080910);
+    rd_dataset_close(ds);
+    path_in(out, sizeof out, "frac_ms_ds");
+    put("frac_ms", "log.csv",
+        "t,u,i,y\n1600000000001.9,a,x,1\n1600000000001.1,b,x,0\n"
+        "1600000000000.99,c,x,1\n-0.5,d,x,0\n");
+    simple_schema(cfg, "frac_ms", out);
+    SET(cfg->data.schema.time_format, "unix_ms");
+    assert_int_equal(prepare(cfg, &eb), RD_OK);
+    ds = open_ok(out);
+    assert_int_equal(rd_dataset_record(ds, 0)->ts, -1);
+    assert_true(rd_dataset_record(ds, 1)->user_key == key_of("user", "c"));
+    assert_true(rd_dataset_record(ds, 2)->user_key == key_of("user", "a"));
+    assert_true(rd_dataset_record(ds, 3)->user_key == key_of("user", "b"));
+    rd_dataset_close(ds);
     free(cfg);
 }
 
