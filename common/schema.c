@@ -1941,6 +1941,71 @@ static void warn_null_ids(const null_ids *z,
                 (unsigned long long)rows, z->first, what);
 }
 
+// A text label (label.values) equal to one of the values once case and spaces around it are
+// ignored, but not byte for byte: a column of booleans from two exporters ("true" and "True"),
+// or " click". Such rows got the other label without a word; counted (the first row, its
+// spelling and the value it resembles kept) and named once the log is read.
+typedef struct label_near {
+    uint64_t n, line;
+    int value;      // index of the label value the first resembles
+    char first[48]; // its spelling
+} label_near;
+
+static void
+count_label_near(label_near *z, const rd_schema_config *sc, const rd_csv_field *v, uint64_t line) {
+    const char *p = v->ptr, *e = v->ptr + v->len;
+    while (p < e && (*p == ' ' || *p == '\t'))
+        p++;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    size_t n = (size_t)(e - p);
+    int near = -1;
+    for (int i = 0; i < sc->n_label_values; i++) {
+        const char *lv = sc->label_values[i];
+        size_t ln = strnlen(lv, sizeof sc->label_values[i]);
+        if (v->len == ln && (ln == 0 || memcmp(v->ptr, lv, ln) == 0))
+            return; // an exact match
+        if (near >= 0 || ln != n || n == 0)
+            continue;
+        size_t k = 0;
+        while (k < n && ((p[k] >= 'A' && p[k] <= 'Z') ? p[k] | 0x20 : p[k]) ==
+                            ((lv[k] >= 'A' && lv[k] <= 'Z') ? lv[k] | 0x20 : lv[k]))
+            k++;
+        if (k == n)
+            near = i;
+    }
+    if (near < 0)
+        return;
+    if (z->n++ == 0) {
+        z->line = line;
+        z->value = near;
+        size_t k = v->len < sizeof z->first - 1 ? v->len : sizeof z->first - 1;
+        memcpy(z->first, v->ptr, k);
+        z->first[k] = '\0';
+    }
+}
+
+static void warn_label_near(const label_near *z,
+                            const rd_schema_config *sc,
+                            const char *col,
+                            uint64_t rows,
+                            char **files,
+                            const uint64_t *base,
+                            size_t n_files) {
+    if (z->n == 0)
+        return;
+    const char *file = NULL;
+    uint64_t line = part_line(files, base, n_files, z->line, &file);
+    RD_LOG_WARN("%s:%llu: column '%s': %llu of the log's %llu rows hold '%s' (this line is the "
+                "first) or another spelling that matches label value '%s' only when case and "
+                "spaces around it are ignored: label.values are compared byte for byte, so these "
+                "rows get label %d; if they mean '%s', add their spellings to "
+                "data.schema.label.values",
+                file, (unsigned long long)line, col, (unsigned long long)z->n,
+                (unsigned long long)rows, z->first, sc->label_values[z->value],
+                sc->label_op == RD_LABEL_NE ? 1 : 0, sc->label_values[z->value]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Repeated rows
 
@@ -2439,6 +2504,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     uint64_t line_base = 0;
     uint64_t n_label_empty = 0; // a text label column's empty values (the one-class refusal)
     null_ids null_users = {0}, null_items = {0}; // ids spelling a missing value
+    label_near near_labels = {0}; // text labels that match a value but for case or spaces
     cx->part_base = rd_malloc((n_files ? n_files : 1) * sizeof *cx->part_base);
     if (!cx->part_base) {
         rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
@@ -2512,6 +2578,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
             }
             if (sc->n_label_values > 0) {
                 es.label[es.n] = (uint8_t)label_of_text(sc, &f[cx->c_label]);
+                count_label_near(&near_labels, sc, &f[cx->c_label], line_base + line);
                 n_label_empty += f[cx->c_label].len == 0;
             } else {
                 double lv;
@@ -2683,6 +2750,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     warn_time_unit(cx, &es, files, n_files);
     warn_null_ids(&null_users, cx->cols[cx->c_user], "user", es.n, files, cx->part_base, n_files);
     warn_null_ids(&null_items, cx->cols[cx->c_item], "item", es.n, files, cx->part_base, n_files);
+    warn_label_near(&near_labels, sc, cx->cols[cx->c_label], es.n, files, cx->part_base, n_files);
     // A log with one class only (purchases or clicks without their impressions, or a label rule
     // that no event meets) has nothing for a classifier to learn and no AUC to report: refuse
     // it here, naming the rule, rather than train it into a report of nulls. A text label

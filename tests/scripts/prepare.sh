@@ -373,6 +373,16 @@ for w in "nul/p2.csv:3: column 'uid': 2 of the log's 6 rows hold 'NULL' or anoth
          "nul/p2.csv:5: column 'iid': 1 of the log's 6 rows hold 'nan' or another spelling of a missing value"; do
     grep -qF "$w" "$TMP/err" || fail "nul: no '$w': $(cat "$TMP/err")"
 done
+# label.values compare bytes: a boolean column from two exporters ("true" and "True") or a value
+# with spaces (" true") gave those rows label 0 without a word. Named; exact spellings are not.
+printf 'ts,uid,iid,ev\n1,u1,a,true\n2,u2,b,false\n3,u1,c,True\n4,u2,a, true\n5,u1,b,FALSE\n' > "$TMP/in/nul/bool.csv"
+sed 's|nul/p\*.csv|nul/bool.csv|; s|    label: "clicked >= 1"|    label: '"'"'ev == "true"'"'"'|' "$TMP/nul.yaml" > "$TMP/bool.yaml"
+"$RD" prepare "$TMP/bool.yaml" --out "$TMP/bool_out" > "$TMP/out" 2>"$TMP/err" || fail "bool: $(cat "$TMP/err")"
+grep -qF "nul/bool.csv:4: column 'ev': 2 of the log's 5 rows hold 'True' (this line is the first) or another spelling that matches label value 'true' only when case and spaces around it are ignored: label.values are compared byte for byte, so these rows get label 0" "$TMP/err" \
+    || fail "bool: no warning for label values of another case: $(cat "$TMP/err")"
+sed -i 's/True/true/; s/, true/,true/' "$TMP/in/nul/bool.csv"
+"$RD" prepare "$TMP/bool.yaml" --out "$TMP/bool_out" > "$TMP/out" 2>"$TMP/err" || fail "bool: $(cat "$TMP/err")"
+grep -q "WARN" "$TMP/err" && fail "bool: warning on exact label values: $(cat "$TMP/err")"
 # The first and last second data.schema takes (years 1 and 9999) print as ISO 8601, four-digit
 # years ("1-01-01" before); one second later is refused, naming the line.
 printf 'ts,uid,iid,clicked\n-62135596800,9,a,1\n-1,10,b,0\n253402300799,9,c,0\n' > "$TMP/in/years.csv"
