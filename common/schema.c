@@ -790,7 +790,32 @@ static int missing_col(rd_errbuf *eb,
         if (m == nl && m > strlen(cols[i]) && memcmp(u, name, nl) == 0)
             latin = i;
     }
-    char hint[2 * RD_COLUMN_MAX + 128] = "";
+    // A column that holds the name between the separators of another delimiter (a TSV or a
+    // ';' file read as ','): its header came as one column, or a few.
+    static const char *const seps[] = {"\t", ",", ";", "|", "::", " "};
+    static const char *const sep_shown[] = {"\\t", ",", ";", "|", "::", " "};
+    int other = -1, other_col = -1;
+    for (int si = 0; si < (int)(sizeof seps / sizeof seps[0]) && other < 0; si++) {
+        size_t sl = strlen(seps[si]);
+        for (int i = 0; i < n && other < 0; i++) {
+            const char *c = cols[i], *e = c + strlen(c);
+            if (!strstr(c, seps[si]))
+                continue;
+            while (c <= e) {
+                const char *t = strstr(c, seps[si]);
+                const char *te = t ? t : e;
+                if ((size_t)(te - c) == nl && memcmp(c, name, nl) == 0) {
+                    other = si;
+                    other_col = i;
+                    break;
+                }
+                if (!t)
+                    break;
+                c = t + sl;
+            }
+        }
+    }
+    char hint[2 * RD_COLUMN_MAX + 160] = "";
     if (near >= 0)
         snprintf(hint, sizeof hint,
                  "; column %d has spaces or control bytes around '%s' in the file, which are "
@@ -800,6 +825,12 @@ static int missing_col(rd_errbuf *eb,
         snprintf(hint, sizeof hint,
                  "; column %d is '%s' read as Latin-1: if the file is Latin-1, set %s: latin-1",
                  latin + 1, name, enc_key);
+    else if (other >= 0)
+        snprintf(hint, sizeof hint,
+                 "; column %d holds '%s' between '%s' separators: the file looks "
+                 "'%s'-separated, set its delimiter (data.schema.delimiter, or the side "
+                 "table's) to \"%s\"",
+                 other_col + 1, name, sep_shown[other], sep_shown[other], sep_shown[other]);
     return rd_err_set(eb, RD_ERR_SCHEMA, "%s: no column '%s' in %s (columns: %s)%s", key, name,
                       file, list, hint);
 }
@@ -2515,6 +2546,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         cx->part_base[part] = line_base;
         if (part > 0 && (rc = next_part(cx, sc, &o, cur, files[0], &r, eb)) != RD_OK)
             goto done;
+        int first_row = 1;
         while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
             uint64_t line = rd_csv_line(r);
             if ((int)nf != cx->n_cols) {
@@ -2530,6 +2562,31 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 }
                 f = log_lr.fields;
             }
+            // header: false over a file that has its header line: its names were refused as a
+            // time or a label ("bad unix timestamp 'ts'"), which did not say why.
+            if (!sc->header && first_row) {
+                const int named[] = {cx->c_time, cx->c_user, cx->c_item, cx->c_label};
+                int same = 0, hit[2] = {0, 0};
+                for (int k = 0; k < 4; k++) {
+                    int c = named[k];
+                    size_t cl = c >= 0 ? strnlen(cx->cols[c], RD_COLUMN_MAX) : 0;
+                    if (c >= 0 && cl && f[c].len == cl && memcmp(f[c].ptr, cx->cols[c], cl) == 0) {
+                        if (same < 2)
+                            hit[same] = c;
+                        same++;
+                    }
+                }
+                if (same >= 2) {
+                    rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                                    "%s:%llu: the first row holds the column names ('%s' in column "
+                                    "'%s', '%s' in column '%s'): the file has a header line, but "
+                                    "data.schema.header is false; set header: true",
+                                    cur, (unsigned long long)line, cx->cols[hit[0]],
+                                    cx->cols[hit[0]], cx->cols[hit[1]], cx->cols[hit[1]]);
+                    goto done;
+                }
+            }
+            first_row = 0;
             int grown = es.n == es.cap ? ev_grow(&es, ns, nn, mem_limit) : 0;
             if (grown == -2) {
                 const double G = 1073741824.0;
