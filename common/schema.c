@@ -510,6 +510,7 @@ typedef struct csv_ctx {
     rd_schema_config sc;
     int quote;
     char log_path[RD_PATH_MAX * 2 + 2]; // the log: a file, or a glob pattern of its parts
+    size_t log_lit;                     // bytes of log_path from data.input: never a pattern
     glob_t parts;                       // the files of a pattern (have_parts), in name order
     int have_parts;                     // glob ran: parts must be freed
     char *one_part[1];                  // the list of a log that is one file
@@ -552,13 +553,22 @@ static void resolve_path(const char *input, const char *p, char *out, size_t n) 
         snprintf(out, n, "%s/%s", input, p);
 }
 
+// The log's path, and how much of it is data.input: a folder named "logs [2020]" is a name, not
+// a pattern (its '[' made "*.csv" under it match nothing).
+static void resolve_log_path(csv_ctx *cx, const char *input, const char *p) {
+    resolve_path(input, p, cx->log_path, sizeof cx->log_path);
+    cx->log_lit = (p[0] == '/' || !input[0]) ? 0 : strlen(input) + 1;
+    if (cx->log_lit > strlen(cx->log_path))
+        cx->log_lit = strlen(cx->log_path);
+}
+
 // glob() with GLOB_ERR stopped at a folder it could not read (GLOB_ABORTED, with no word of which
 // one or why). The usual cause is the folder that holds the pattern's first glob character (a
 // wrong data.input, a typo in the path): name it with its errno. Failing that, the folder was a
 // deeper one ("*/day.csv" with a folder that cannot be read).
-static int glob_folder_error(const char *pattern, rd_errbuf *eb) {
+static int glob_folder_error(const char *pattern, size_t lit, rd_errbuf *eb) {
     char dir[RD_PATH_MAX * 2 + 2]; // as csv_ctx.log_path
-    size_t cut = strcspn(pattern, "*?[");
+    size_t cut = lit + strcspn(pattern + lit, "*?[");
     while (cut > 0 && pattern[cut - 1] != '/')
         cut--;
     if (cut == 0)
@@ -587,23 +597,32 @@ static int glob_folder_error(const char *pattern, rd_errbuf *eb) {
 // the pattern.
 static int log_parts(csv_ctx *cx, char ***files, size_t *n, rd_errbuf *eb) {
     struct stat lit;
-    if (!strpbrk(cx->log_path, "*?[") || stat(cx->log_path, &lit) == 0) { // a file named so
-        cx->one_part[0] = cx->log_path;
+    if (!strpbrk(cx->log_path + cx->log_lit, "*?[") || stat(cx->log_path, &lit) == 0) {
+        cx->one_part[0] = cx->log_path; // a file named so
         *files = cx->one_part;
         *n = 1;
         return RD_OK;
     }
-    int g = glob(cx->log_path, GLOB_ERR, NULL, &cx->parts);
+    // The data.input part is matched as it is spelled: its glob characters escaped.
+    char pat[2 * sizeof cx->log_path];
+    size_t k = 0;
+    for (size_t i = 0; cx->log_path[i] && k + 2 < sizeof pat; i++) {
+        if (i < cx->log_lit && strchr("*?[\\", cx->log_path[i]))
+            pat[k++] = '\\';
+        pat[k++] = cx->log_path[i];
+    }
+    pat[k] = '\0';
+    int g = glob(pat, GLOB_ERR, NULL, &cx->parts);
     cx->have_parts = 1; // globfree after any return of glob, partial results included
     if (g == GLOB_NOMATCH || (g == 0 && cx->parts.gl_pathc == 0))
         return rd_err_set(eb, RD_ERR_NOTFOUND, "data.schema.path: no file matches '%s'",
                           cx->log_path);
     if (g == GLOB_ABORTED)
-        return glob_folder_error(cx->log_path, eb);
+        return glob_folder_error(cx->log_path, cx->log_lit, eb);
     if (g != 0)
         return rd_err_set(eb, RD_ERR_IO, "data.schema.path: cannot list the files of '%s': %s",
                           cx->log_path, g == GLOB_NOSPACE ? "out of memory" : "read error");
-    size_t k = 0;
+    k = 0;
     if (!(cx->part_list = rd_malloc(cx->parts.gl_pathc * sizeof *cx->part_list)))
         return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < cx->parts.gl_pathc; i++) {
@@ -689,7 +708,7 @@ int rd__schema_each_input(const rd_data_config *dc,
     char **files = NULL;
     size_t n = 0;
     if (rc == RD_OK) {
-        resolve_path(dc->input, cx->sc.path, cx->log_path, sizeof cx->log_path);
+        resolve_log_path(cx, dc->input, cx->sc.path);
         rc = log_parts(cx, &files, &n, eb);
     }
     for (size_t k = 0; rc == RD_OK && k < n; k++)
@@ -2413,7 +2432,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         rc = rd_err_set(eb, RD_ERR_CONFIG, "data.schema.path: the interaction log is not set");
         goto done;
     }
-    resolve_path(dc->input, sc->path, cx->log_path, sizeof cx->log_path);
+    resolve_log_path(cx, dc->input, sc->path);
     const char *tfs = sc->time_format[0] ? sc->time_format : "unix";
     if (!strcmp(tfs, "unix"))
         cx->tf = TF_UNIX;

@@ -383,6 +383,15 @@ grep -qF "nul/bool.csv:4: column 'ev': 2 of the log's 5 rows hold 'True' (this l
 sed -i 's/True/true/; s/, true/,true/' "$TMP/in/nul/bool.csv"
 "$RD" prepare "$TMP/bool.yaml" --out "$TMP/bool_out" > "$TMP/out" 2>"$TMP/err" || fail "bool: $(cat "$TMP/err")"
 grep -q "WARN" "$TMP/err" && fail "bool: warning on exact label values: $(cat "$TMP/err")"
+# data.input is a folder's name, never a pattern: under a folder named "logs [2020]" (a bracket
+# in a download or archive name), the parts' pattern matched nothing ("no file matches").
+mkdir -p "$TMP/logs [2020]"
+printf 'ts,uid,iid,clicked\n10,9,a,1\n11,10,b,0\n' > "$TMP/logs [2020]/p1.csv"
+printf 'ts,uid,iid,clicked\n12,9,b,0\n13,10,a,1\n14,9,c,1\n' > "$TMP/logs [2020]/p2.csv"
+sed "s|  input: $TMP/in|  input: \"$TMP/logs [2020]\"|; s|rep/p\\*.csv|\"p*.csv\"|" "$TMP/rep.yaml" > "$TMP/brk.yaml"
+grep -q 'logs \[2020\]' "$TMP/brk.yaml" || fail "brk.yaml was not derived"
+"$RD" prepare "$TMP/brk.yaml" --out "$TMP/brk_out" > "$TMP/out" 2>"$TMP/err" || fail "brk: $(cat "$TMP/err")"
+grep -q "events       5" "$TMP/out" || fail "brk: both parts under 'logs [2020]': $(cat "$TMP/out")"
 # The first and last second data.schema takes (years 1 and 9999) print as ISO 8601, four-digit
 # years ("1-01-01" before); one second later is refused, naming the line.
 printf 'ts,uid,iid,clicked\n-62135596800,9,a,1\n-1,10,b,0\n253402300799,9,c,0\n' > "$TMP/in/years.csv"
