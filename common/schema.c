@@ -2581,9 +2581,11 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                 }
                 f = log_lr.fields;
             }
-            // header: false over a file that has its header line: its names were refused as a
-            // time or a label ("bad unix timestamp 'ts'"), which did not say why.
-            if (!sc->header && first_row) {
+            // A row of column names: with header: false, the file's header line; with a header,
+            // one repeated further down (exports joined by cat). The time column's name never
+            // reads as a time, so such a row was refused all the same, as "bad unix timestamp
+            // 'ts'", which did not say why. The time column and one more must hold their names.
+            if (sc->header || first_row) {
                 const int named[] = {cx->c_time, cx->c_user, cx->c_item, cx->c_label};
                 int same = 0, hit[2] = {0, 0};
                 for (int k = 0; k < 4; k++) {
@@ -2593,13 +2595,26 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                         if (same < 2)
                             hit[same] = c;
                         same++;
+                    } else if (k == 0) {
+                        break;
                     }
                 }
-                if (same >= 2) {
+                if (same >= 2 && !sc->header) {
                     rc = rd_err_set(eb, RD_ERR_SCHEMA,
                                     "%s:%llu: the first row holds the column names ('%s' in column "
                                     "'%s', '%s' in column '%s'): the file has a header line, but "
                                     "data.schema.header is false; set header: true",
+                                    cur, (unsigned long long)line, cx->cols[hit[0]],
+                                    cx->cols[hit[0]], cx->cols[hit[1]], cx->cols[hit[1]]);
+                    goto done;
+                }
+                if (same >= 2) {
+                    rc = rd_err_set(eb, RD_ERR_PARSE,
+                                    "%s:%llu: the row repeats the header line ('%s' in column "
+                                    "'%s', '%s' in column '%s'): the file looks like several "
+                                    "exports joined one after another; remove the repeated header "
+                                    "lines, or keep the exports as separate files read as parts "
+                                    "(data.schema.path: a pattern such as \"part-*.csv\")",
                                     cur, (unsigned long long)line, cx->cols[hit[0]],
                                     cx->cols[hit[0]], cx->cols[hit[1]], cx->cols[hit[1]]);
                     goto done;
