@@ -535,15 +535,48 @@ static int is_space_byte(char c) {
 }
 
 // "; N of its keys have spaces around them ..." when the side table has such keys (a log key
-// that is not found may be one of them written without the spaces), else "".
-static void spaced_hint(const side_table *st, char *out, size_t n) {
+// that is not found may be one of them written without the spaces); else, when the key `k` not
+// found is an integer that the table holds as a decimal ("12" beside "12.0", an integer column
+// written as floats: pandas does so to a column with gaps), or the other way round, that; else "".
+static void spaced_hint(const side_table *st, const rd_csv_field *k, char *out, size_t n) {
     out[0] = 0;
-    if (st->spaced)
+    if (st->spaced) {
         snprintf(out, n,
                  "; %llu of its keys have spaces around them, e.g. '%s' on line %llu, and ids are "
                  "compared byte for byte",
                  (unsigned long long)st->spaced, st->spaced_key,
                  (unsigned long long)st->spaced_line);
+        return;
+    }
+    if (!k || k->len == 0 || k->len > 40)
+        return;
+    size_t i = k->ptr[0] == '-' ? 1 : 0, d = 0;
+    while (i < k->len && k->ptr[i] >= '0' && k->ptr[i] <= '9')
+        i++, d++;
+    if (d == 0)
+        return;
+    char alt[48];
+    size_t an;
+    if (i == k->len) { // an integer: is it there as a decimal?
+        memcpy(alt, k->ptr, k->len);
+        memcpy(alt + k->len, ".0", 2);
+        an = k->len + 2;
+    } else if (k->len - i >= 2 && k->ptr[i] == '.') {
+        for (size_t j = i + 1; j < k->len; j++)
+            if (k->ptr[j] != '0')
+                return;
+        an = i; // a decimal of zeros after the point: is it there as an integer?
+        memcpy(alt, k->ptr, an);
+    } else {
+        return;
+    }
+    if (!rd__u64map_get(&st->rows, rd_hash64(alt, an, 0x5e1d)))
+        return;
+    snprintf(out, n,
+             "; the table holds it as '%.*s': ids are compared byte for byte, and one side "
+             "writes the integer ids as decimals (a float column, as pandas writes an integer "
+             "column with gaps): write both as integers",
+             (int)an, alt);
 }
 
 static void resolve_path(const char *input, const char *p, char *out, size_t n) {
@@ -2328,8 +2361,9 @@ static void tell_counts(const csv_ctx *cx, uint64_t n_rows, size_t n_files) {
         if (n_rows > 0 && st->unmatched == n_rows && st->n_rows > 0) {
             // Not one row joined: the join names the wrong columns, or the two sides write
             // their ids differently. missing: empty would otherwise hide it as a count.
-            char sp[256];
-            spaced_hint(st, sp, sizeof sp);
+            char sp[384];
+            rd_csv_field mk = {st->miss_key, strnlen(st->miss_key, sizeof st->miss_key)};
+            spaced_hint(st, &mk, sp, sizeof sp);
             RD_LOG_WARN("side table '%s' (%s): none of the %llu log rows%s has a row there (log "
                         "column '%s', e.g. '%s' on %s:%llu, never matches its key "
                         "column '%s'%s): its fields are missing values on every event; check "
@@ -2738,8 +2772,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                     continue;
                 }
                 if (!row) {
-                    char sv[48], sp[256];
-                    spaced_hint(st, sp, sizeof sp);
+                    char sv[48], sp[384];
+                    spaced_hint(st, jv, sp, sizeof sp);
                     rc = rd_err_set(eb, RD_ERR_SCHEMA,
                                     "%s:%llu: column '%s': key '%s' not found in side table '%s' "
                                     "(%s%s; set data.schema.side[%d].missing: empty to join "

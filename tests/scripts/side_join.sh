@@ -4,7 +4,8 @@
 # byte): with missing: error the "key not found" message names them, and with missing: empty a
 # join that matches no log row at all is a warning naming both columns and an example key of
 # each side, not an info line of counts (every event then silently lacked the table's fields).
-# A join that matches some rows keeps its info line.
+# A join that matches some rows keeps its info line. Integer keys on one side written as decimals
+# on the other ("12" and "12.0") are named too.
 #
 #   bash tests/scripts/side_join.sh build/recdistill
 set -u
@@ -61,4 +62,26 @@ cfg some.csv empty > "$TMP/s.yaml"
 grep -q "INFO side table 'items' (.*some.csv): 39 of 60 log rows have no row there" "$TMP/err" \
     || fail "partial join info: $(cat "$TMP/err")"
 grep -q "WARN" "$TMP/err" && fail "a partial join warns: $(cat "$TMP/err")"
+# Integer ids on one side, the same ids written as decimals on the other ("12" and "12.0": pandas
+# writes an integer column with gaps as floats): named in both messages, either way round.
+mkdir -p "$TMP/num"
+{ echo "u,i,t,y"; for k in $(seq 0 59); do echo "u$((k % 7)),$((k % 9)),$((1000 + k)),$((k % 3 == 0))"; done; } \
+    > "$TMP/num/log.csv"
+{ echo "iid,cat"; for i in $(seq 0 8); do echo "$i.0,c$((i % 3))"; done; } > "$TMP/num/dec.csv"
+cfg dec.csv error | sed "s|  input: $TMP/in|  input: $TMP/num|" > "$TMP/nd.yaml"
+"$RD" prepare "$TMP/nd.yaml" --out "$TMP/nd" >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 1 ] || fail "decimal keys, missing: error: exit $rc, $(cat "$TMP/err")"
+grep -q "log.csv:2: column 'i': key '0' not found in side table 'items' (.*dec.csv; the table holds it as '0.0': ids are compared byte for byte, and one side writes the integer ids as decimals" "$TMP/err" \
+    || fail "decimal keys, missing: error: $(cat "$TMP/err")"
+cfg dec.csv empty | sed "s|  input: $TMP/in|  input: $TMP/num|" > "$TMP/ne.yaml"
+"$RD" prepare "$TMP/ne.yaml" --out "$TMP/ne" >/dev/null 2>"$TMP/err" || fail "decimal keys, missing: empty: $(cat "$TMP/err")"
+grep -q "never matches its key column 'iid'; the table holds it as '0.0'" "$TMP/err" \
+    || fail "decimal keys, no-join warning: $(cat "$TMP/err")"
+# The other way round: the log writes decimals, the table integers.
+sed -i 's/^\([^,]*\),\([0-9]\),/\1,\2.0,/' "$TMP/num/log.csv"
+{ echo "iid,cat"; for i in $(seq 0 8); do echo "$i,c$((i % 3))"; done; } > "$TMP/num/dec.csv"
+"$RD" prepare "$TMP/nd.yaml" --out "$TMP/nd" >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 1 ] || fail "decimal log keys: exit $rc, $(cat "$TMP/err")"
+grep -q "log.csv:2: column 'i': key '0.0' not found in side table 'items' (.*dec.csv; the table holds it as '0':" "$TMP/err" \
+    || fail "decimal log keys: $(cat "$TMP/err")"
 echo "side_join: ok"
