@@ -347,7 +347,9 @@ static int parse_decimal_ms(const rd_csv_field *f, int shift, int64_t *ms) {
     int64_t v = 0;
     int nd = 0, nf = 0, rest = 0;
     for (; p < e && *p >= '0' && *p <= '9'; p++, nd++) {
-        if (v > (INT64_MAX / 10 - 9) / 1000)
+        // Under 10^15 after this digit, so under 10^18 after the scaling below (no overflow):
+        // far past TS_MAX_S in seconds (2.5e11) and in milliseconds (2.5e14) alike.
+        if (v >= 100000000000000LL)
             return -1;
         v = v * 10 + (*p - '0');
     }

@@ -999,6 +999,15 @@ static void test_time_formats(void **state) {
     assert_true(rd_dataset_record(ds, 2)->user_key == key_of("user", "a"));
     assert_true(rd_dataset_record(ds, 3)->user_key == key_of("user", "b"));
     rd_dataset_close(ds);
+    // A decimal time whose integer part has 16 digits is out of range, not an int64 overflow in
+    // the scaling to milliseconds (UBSan flagged 9223372036854779 s before the bound).
+    path_in(out, sizeof out, "frac_big_ds");
+    put("frac_big", "log.csv", "t,u,i,y\n1600000000,a,x,1\n9223372036854779.5,b,x,0\n");
+    simple_schema(cfg, "frac_big", out);
+    rd_errbuf_clear(&eb);
+    assert_int_not_equal(prepare(cfg, &eb), RD_OK);
+    if (!strstr(eb.msg, "log.csv:3"))
+        fail_msg("a 16-digit decimal time: '%s'", eb.msg);
     free(cfg);
 }
 
