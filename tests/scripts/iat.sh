@@ -137,12 +137,14 @@ for variant in "2:, batch_order: user, sit_labels: false" 2 1 "2:, batch_order: 
     extra=${extra#:}
     config 1 $scheme "" "$extra" > "$TMP/p1.yaml"
     config 2 $scheme "" "$extra" > "$TMP/p2.yaml"
-    run -n 2 "$RD" train "$TMP/p1.yaml" --out "$TMP/p1-$tag" >"$TMP/out" 2>"$TMP/err" ||
+    # Kept per variant: the plain one (tag 2) is also the 1 x 64 run and the no-search run below.
+    cp "$TMP/p1.yaml" "$TMP/p1-$tag.yaml"
+    run -n 2 "$RD" train "$TMP/p1.yaml" --out "$TMP/p1-$tag" >"$TMP/p1-$tag.out" 2>"$TMP/err" ||
         fail "scheme $scheme, 1 PS: $(cat "$TMP/err")"
-    grep -q "tokens: holdout (no training), 600 tokens written" "$TMP/out" ||
-        fail "build lines: $(cat "$TMP/out")"
-    grep -q "tokens: store of .* on 1 PS rank(s) mapped for serving: " "$TMP/out" ||
-        fail "no 'mapped for serving' line: $(cat "$TMP/out")"
+    grep -q "tokens: holdout (no training), 600 tokens written" "$TMP/p1-$tag.out" ||
+        fail "build lines: $(cat "$TMP/p1-$tag.out")"
+    grep -q "tokens: store of .* on 1 PS rank(s) mapped for serving: " "$TMP/p1-$tag.out" ||
+        fail "no 'mapped for serving' line: $(cat "$TMP/p1-$tag.out")"
     run -n 3 "$RD" train "$TMP/p2.yaml" --out "$TMP/p2-$tag" >"$TMP/out" 2>"$TMP/err" ||
         fail "scheme $scheme, 2 PS: $(cat "$TMP/err")"
     check "$TMP/p1-$tag/report.json" $W $F
@@ -170,13 +172,14 @@ plausible "$PAIR_AUC" "batch_tokens final"
 
 # The store does not depend on how the teacher job's batch is split over its ranks: the source
 # model trains on the job's global batch (1 rank x 64 = 2 ranks x 32), so its build lines agree.
+# The 1 x 64 run is the plain scheme-2 run above (p1-2): the same config, not run again.
 config 1 2 "" > "$TMP/g1.yaml"
+cmp -s "$TMP/g1.yaml" "$TMP/p1-2.yaml" || fail "g1.yaml is not the config of run p1-2"
 sed -e 's/{name: teacher, role: teacher, model: big}/{name: teacher, role: teacher, model: big, ranks: 2}/' \
     -e 's/batch_size: 64/batch_size: 32/' "$TMP/g1.yaml" > "$TMP/g2.yaml"
 grep -q "ranks: 2}" "$TMP/g2.yaml" && grep -q "batch_size: 32" "$TMP/g2.yaml" || fail "g2.yaml was not derived"
-run -n 2 "$RD" train "$TMP/g1.yaml" --out "$TMP/g1" >"$TMP/g1.out" 2>"$TMP/err" || fail "1 x 64: $(cat "$TMP/err")"
 run -n 3 "$RD" train "$TMP/g2.yaml" --out "$TMP/g2" >"$TMP/g2.out" 2>"$TMP/err" || fail "2 x 32: $(cat "$TMP/err")"
-b1=$(grep "tokens: .* written, source model" "$TMP/g1.out" | sed 's/ ([0-9.]* s)$//')
+b1=$(grep "tokens: .* written, source model" "$TMP/p1-2.out" | sed 's/ ([0-9.]* s)$//')
 b2=$(grep "tokens: .* written, source model" "$TMP/g2.out" | sed 's/ ([0-9.]* s)$//')
 [ "$(printf '%s\n' "$b1" | wc -l)" -eq 3 ] || fail "build lines of 1 x 64: $b1"
 [ "$b1" = "$b2" ] || fail "the token build depends on the teacher's ranks: $b1 // $b2"
@@ -408,8 +411,11 @@ PY
 # tokens and reads the 12 latest of those of the request's own item. The same with 1 and 2 PS
 # ranks, the same number of fetches as without it and fewer tokens read; with one item in the
 # whole log every token matches, and a search over 12 is the run without it to the last digit.
+# The run without the search is the plain scheme-2 run above (p1-2): the same config.
 config 1 2 "" "" >"$TMP/nos1.yaml"
 config 2 2 "" "" >"$TMP/nos2.yaml"
+cmp -s "$TMP/nos1.yaml" "$TMP/p1-2.yaml" || fail "nos1.yaml is not the config of run p1-2"
+ln -s "$TMP/p1-2" "$TMP/nos1"
 for p in 1 2; do
     sed 's/adapter: 8}/adapter: 8, search: 200}/' "$TMP/nos$p.yaml" >"$TMP/se$p.yaml"
     grep -q "search: 200}" "$TMP/se$p.yaml" || fail "tokens.search not set in the config"
@@ -419,7 +425,7 @@ sed 's/items: 300}/items: 1}/' "$TMP/nos1.yaml" >"$TMP/one.yaml"
 sed 's/adapter: 8}/adapter: 8, search: 12}/' "$TMP/one.yaml" >"$TMP/ones.yaml"
 grep -q "items: 1}" "$TMP/ones.yaml" && grep -q "search: 12}" "$TMP/ones.yaml" ||
     fail "one-item configs not derived"
-for c in nos1 one ones; do
+for c in one ones; do
     run -n 2 "$RD" train "$TMP/$c.yaml" --out "$TMP/$c" >"$TMP/out" 2>"$TMP/err" ||
         fail "$c: $(cat "$TMP/err")"
 done
