@@ -505,6 +505,10 @@ typedef struct side_table {
     uint64_t spaced;
     char spaced_key[48];
     uint64_t spaced_line;
+    // Rows repeating an earlier row of their key in every column the fields read (an export
+    // joined twice, a denormalised table): kept once, counted, the first with both lines.
+    uint64_t *row_hash; // (rows) hash of the columns the fields read
+    uint64_t repeats, repeat_line, repeat_of;
 } side_table;
 
 typedef struct csv_ctx {
@@ -1248,6 +1252,27 @@ static void side_free(side_table *st) {
     rd_free(st->keys);
     rd_free(st->nums);
     rd_free(st->line);
+    rd_free(st->row_hash);
+}
+
+// Hash of the columns side table s's fields read in row f (each length-prefixed): two rows of a
+// key with the same hash give the same features (64 bits: two rows that differ collide with
+// probability 2^-64, far below a disk's undetected error rate).
+static uint64_t side_row_hash(const csv_ctx *cx, int s, const rd_csv_field *f) {
+    uint64_t h = 0x5e1d0a11ULL;
+    for (int i = 0; i < cx->n_plan; i++) {
+        const field_plan *fp = &cx->plan[i];
+        if (fp->side != s)
+            continue;
+        int w = fp->flags ? (int)fp->width : 1;
+        for (int j = 0; j < w; j++) {
+            const rd_csv_field *v = &f[fp->col + j];
+            uint64_t len = v->len;
+            h = rd_hash64(&len, sizeof len, h);
+            h = rd_hash64(v->ptr, v->len, h);
+        }
+    }
+    return h;
 }
 
 static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
@@ -1347,7 +1372,10 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
             uint64_t *nl = rd_realloc(st->line, nc * 8);
             if (nl)
                 st->line = nl;
-            if (!nk || !nn || !nl) {
+            uint64_t *nh = rd_realloc(st->row_hash, nc * 8);
+            if (nh)
+                st->row_hash = nh;
+            if (!nk || !nn || !nl || !nh) {
                 rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (side table %s)", sd->name);
                 goto done;
             }
@@ -1366,15 +1394,24 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
             rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory (side table %s)", sd->name);
             goto done;
         }
+        uint64_t rh = side_row_hash(cx, s, f);
+        if (!ins && st->row_hash[*slot] == rh) { // the same features again: kept once
+            if (st->repeats++ == 0) {
+                st->repeat_line = rd_csv_line(r);
+                st->repeat_of = st->line[*slot];
+            }
+            continue;
+        }
         if (!ins) {
             char sv[48];
             rc = rd_err_set(eb, RD_ERR_SCHEMA,
-                            "%s:%llu: duplicate key '%s' in column '%s' "
+                            "%s:%llu: duplicate key '%s' in column '%s' with other values "
                             "(first on line %llu)",
                             st->path, (unsigned long long)rd_csv_line(r), show(kv, sv, sizeof sv),
                             sd->key_column, (unsigned long long)st->line[*slot]);
             goto done;
         }
+        st->row_hash[row] = rh;
         if (row >= UINT32_MAX) {
             rc = rd_err_set(eb, RD_ERR_RANGE, "%s: more than 2^32-1 rows", st->path);
             goto done;
@@ -1408,6 +1445,12 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
     if (st->n_rows == 0)
         rc = rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: side table '%s' has no rows", st->path,
                         sd->name);
+    if (rc == RD_OK && st->repeats)
+        RD_LOG_WARN("%s:%llu: side table '%s': %llu row(s) repeat an earlier row of the same key "
+                    "in every column its fields read (this line is the first, repeating line "
+                    "%llu): each key is kept once",
+                    st->path, (unsigned long long)st->repeat_line, sd->name,
+                    (unsigned long long)st->repeats, (unsigned long long)st->repeat_of);
 done:
     rd_free(lr.buf);
     rd_free(lr.fields);

@@ -5,7 +5,8 @@
 # join that matches no log row at all is a warning naming both columns and an example key of
 # each side, not an info line of counts (every event then silently lacked the table's fields).
 # A join that matches some rows keeps its info line. Integer keys on one side written as decimals
-# on the other ("12" and "12.0") are named too.
+# on the other ("12" and "12.0") are named too. Rows repeating an earlier row of their key in
+# every column the fields read are kept once with a warning; other repeated keys are refused.
 #
 #   bash tests/scripts/side_join.sh build/recdistill
 set -u
@@ -84,4 +85,26 @@ sed -i 's/^\([^,]*\),\([0-9]\),/\1,\2.0,/' "$TMP/num/log.csv"
 [ $rc -eq 1 ] || fail "decimal log keys: exit $rc, $(cat "$TMP/err")"
 grep -q "log.csv:2: column 'i': key '0.0' not found in side table 'items' (.*dec.csv; the table holds it as '0':" "$TMP/err" \
     || fail "decimal log keys: $(cat "$TMP/err")"
+# Rows that repeat an earlier row of their key in every column the fields read (here 'cat'; the
+# unread 'note' may differ) are kept once, with one warning naming the first repeat and its
+# original, and give the same dataset as the table without them; a repeated key whose 'cat'
+# differs is refused, naming both lines.
+{ echo "iid,cat,note"; for i in $(seq 0 8); do echo "i$i,c$((i % 3)),n$i"; done; } > "$TMP/in/once.csv"
+{ cat "$TMP/in/once.csv"; echo "i3,c0,other"; echo "i5,c2,n5"; } > "$TMP/in/rep.csv"
+{ cat "$TMP/in/once.csv"; echo "i3,c1,n3"; } > "$TMP/in/diff.csv"
+for t in once rep diff; do cfg $t.csv error > "$TMP/$t.yaml"; done
+"$RD" prepare "$TMP/once.yaml" --out "$TMP/once" >/dev/null 2>"$TMP/err" || fail "once: $(cat "$TMP/err")"
+"$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep" >/dev/null 2>"$TMP/err" ||
+    fail "a side table with repeated rows: $(cat "$TMP/err")"
+grep -q "WARN .*rep.csv:11: side table 'items': 2 row(s) repeat an earlier row of the same key in every column its fields read (this line is the first, repeating line 5): each key is kept once" "$TMP/err" ||
+    fail "repeated rows warning: $(cat "$TMP/err")"
+for f in "$TMP/once"/*; do
+    b=$(basename "$f")
+    [ "$b" = meta.yaml ] || cmp -s "$f" "$TMP/rep/$b" || fail "repeated rows changed $b"
+done
+"$RD" prepare "$TMP/diff.yaml" --out "$TMP/diff" >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 1 ] || fail "a repeated key with another value: exit $rc, $(cat "$TMP/err")"
+grep -q "diff.csv:11: duplicate key 'i3' in column 'iid' with other values (first on line 5)" "$TMP/err" ||
+    fail "a repeated key with another value: $(cat "$TMP/err")"
+[ ! -e "$TMP/diff" ] || fail "a refused prepare left its folder"
 echo "side_join: ok"
