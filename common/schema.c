@@ -2034,20 +2034,28 @@ static int blank_id(const rd_csv_field *v) {
     return 1;
 }
 
-typedef struct null_ids {
-    uint64_t n, line; // rows, and the first one's line (across the parts)
-    char first[16];   // its spelling
-} null_ids;
+// Rows of a kind a warning counts, and the first one's line (across the parts) and spelling.
+typedef struct first_seen {
+    uint64_t n, line;
+    char first[48];
+} first_seen;
+
+// Count value v of the row at `line`. @return 1 when it is the first (recorded).
+static int note_seen(first_seen *z, const rd_csv_field *v, uint64_t line) {
+    if (z->n++ > 0)
+        return 0;
+    z->line = line;
+    size_t k = v->len < sizeof z->first - 1 ? v->len : sizeof z->first - 1;
+    memcpy(z->first, v->ptr, k);
+    z->first[k] = '\0';
+    return 1;
+}
+
+typedef first_seen null_ids;
 
 static void count_null_id(null_ids *z, const rd_csv_field *v, uint64_t line) {
-    if (!(v->len == 2 && v->ptr[0] == '\\' && v->ptr[1] == 'N') && !is_missing_value(v))
-        return;
-    if (z->n++ == 0) {
-        z->line = line;
-        size_t k = v->len < sizeof z->first - 1 ? v->len : sizeof z->first - 1;
-        memcpy(z->first, v->ptr, k);
-        z->first[k] = '\0';
-    }
+    if ((v->len == 2 && v->ptr[0] == '\\' && v->ptr[1] == 'N') || is_missing_value(v))
+        note_seen(z, v, line);
 }
 
 static void warn_null_ids(const null_ids *z,
@@ -2074,9 +2082,8 @@ static void warn_null_ids(const null_ids *z,
 // or " click". Such rows got the other label without a word; counted (the first row, its
 // spelling and the value it resembles kept) and named once the log is read.
 typedef struct label_near {
-    uint64_t n, line;
-    int value;      // index of the label value the first resembles
-    char first[48]; // its spelling
+    first_seen seen;
+    int value; // index of the label value the first resembles
 } label_near;
 
 static void
@@ -2102,15 +2109,8 @@ count_label_near(label_near *z, const rd_schema_config *sc, const rd_csv_field *
         if (k == n)
             near = i;
     }
-    if (near < 0)
-        return;
-    if (z->n++ == 0) {
-        z->line = line;
+    if (near >= 0 && note_seen(&z->seen, v, line))
         z->value = near;
-        size_t k = v->len < sizeof z->first - 1 ? v->len : sizeof z->first - 1;
-        memcpy(z->first, v->ptr, k);
-        z->first[k] = '\0';
-    }
 }
 
 static void warn_label_near(const label_near *z,
@@ -2120,17 +2120,17 @@ static void warn_label_near(const label_near *z,
                             char **files,
                             const uint64_t *base,
                             size_t n_files) {
-    if (z->n == 0)
+    if (z->seen.n == 0)
         return;
     const char *file = NULL;
-    uint64_t line = part_line(files, base, n_files, z->line, &file);
+    uint64_t line = part_line(files, base, n_files, z->seen.line, &file);
     RD_LOG_WARN("%s:%llu: column '%s': %llu of the log's %llu rows hold '%s' (this line is the "
                 "first) or another spelling that matches label value '%s' only when case and "
                 "spaces around it are ignored: label.values are compared byte for byte, so these "
                 "rows get label %d; if they mean '%s', add their spellings to "
                 "data.schema.label.values",
-                file, (unsigned long long)line, col, (unsigned long long)z->n,
-                (unsigned long long)rows, z->first, sc->label_values[z->value],
+                file, (unsigned long long)line, col, (unsigned long long)z->seen.n,
+                (unsigned long long)rows, z->seen.first, sc->label_values[z->value],
                 sc->label_op == RD_LABEL_NE ? 1 : 0, sc->label_values[z->value]);
 }
 
