@@ -2634,6 +2634,10 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     uint64_t n_label_empty = 0; // a text label column's empty values (the one-class refusal)
     null_ids null_users = {0}, null_items = {0}; // ids spelling a missing value
     label_near near_labels = {0}; // text labels that match a value but for case or spaces
+    // A numeric label column's range, and whether any value had a fraction: a log of scores or
+    // probabilities under the default rule (>= 1) is one class, and the refusal says why.
+    double lab_min = (double)INFINITY, lab_max = -(double)INFINITY;
+    int lab_frac = 0;
     cx->part_base = rd_malloc((n_files ? n_files : 1) * sizeof *cx->part_base);
     if (!cx->part_base) {
         rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
@@ -2774,6 +2778,9 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
                     goto done;
                 }
                 es.label[es.n] = (uint8_t)label_of(sc->label_op, lv, sc->label_threshold);
+                lab_min = lv < lab_min ? lv : lab_min;
+                lab_max = lv > lab_max ? lv : lab_max;
+                lab_frac |= lv != floor(lv);
             }
             int64_t uid = intern_put(&users, "user", &f[cx->c_user]);
             int64_t iid = intern_put(&items, "item", &f[cx->c_item]);
@@ -2946,10 +2953,18 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     if (one_class) {
         char rule[RD_COLUMN_MAX + RD_NAME_MAX * RD_MAX_LABEL_VALUES + 64];
         label_rule_text(sc, rule, sizeof rule);
-        char empty[RD_COLUMN_MAX + 48] = "";
-        if (n_label_empty == es.n)
+        char empty[RD_COLUMN_MAX + 160] = "";
+        if (sc->n_label_values > 0 && n_label_empty == es.n)
             snprintf(empty, sizeof empty, " (column '%s' is empty on every row)",
                      cx->cols[cx->c_label]);
+        else if (sc->n_label_values == 0 && lab_frac && lab_min >= 0 && lab_max <= 1)
+            snprintf(empty, sizeof empty,
+                     " (column '%s' holds %.6g to %.6g: scores or probabilities? set "
+                     "data.schema.label.threshold, e.g. 0.5)",
+                     cx->cols[cx->c_label], lab_min, lab_max);
+        else if (sc->n_label_values == 0)
+            snprintf(empty, sizeof empty, " (column '%s' holds %.6g to %.6g)",
+                     cx->cols[cx->c_label], lab_min, lab_max);
         rc = rd_err_set(eb, RD_ERR_SCHEMA,
                         "%s: label rule '%s' gives label %d to all %llu events%s: training "
                         "needs both classes (a log of positives only needs its negatives, e.g. "
