@@ -6,6 +6,7 @@
 #define RD_TESTS_FSYNC_LOG_H
 
 #include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -24,6 +25,28 @@ int fsync(int fd) {
         g_n_fsynced++;
     }
     return (int)syscall(SYS_fsync, fd);
+}
+
+// Whether the last three fsyncs are those of an output written into two folders made for it,
+// root/a/b: root/a/b, root/a, root (each new folder synced in its parent, innermost first).
+// @return NULL when they are, else what differs (a static buffer).
+static const char *fsync_log_made_parents(const char *root, const char *a, const char *b) {
+    static char msg[9000];
+    char want[3][8192];
+    snprintf(want[0], sizeof want[0], "%s/%s/%s", root, a, b);
+    snprintf(want[1], sizeof want[1], "%s/%s", root, a);
+    snprintf(want[2], sizeof want[2], "%s", root);
+    if (g_n_fsynced < 3) {
+        snprintf(msg, sizeof msg, "%d fsyncs, expected at least 3", g_n_fsynced);
+        return msg;
+    }
+    for (int k = 0; k < 3; k++)
+        if (strcmp(g_fsynced[g_n_fsynced - 3 + k], want[k]) != 0) {
+            snprintf(msg, sizeof msg, "fsync %d of the last 3 is %.511s, expected %.8191s", k,
+                     g_fsynced[g_n_fsynced - 3 + k], want[k]);
+            return msg;
+        }
+    return NULL;
 }
 
 #endif // RD_TESTS_FSYNC_LOG_H
