@@ -120,9 +120,16 @@ int rd_lmdbx_mkdir_p(const char *path, rd_errbuf *eb) {
             continue;
         char c = tmp[i];
         tmp[i] = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        if (mkdir(tmp, 0755) == 0) {
+            // A new folder's entry lives in its parent: synced there, or a crash could lose the
+            // folder (and the LMDB env or file made in it) although their own data was synced.
+            int rc = rd_lmdbx_fsync_parent(tmp, eb);
+            if (rc != RD_OK)
+                return rc;
+        } else if (errno != EEXIST) {
             return rd_err_set(eb, errno == ENOSPC ? RD_ERR_FULL : RD_ERR_IO, "mkdir %s: %s", tmp,
                               strerror(errno));
+        }
         tmp[i] = c;
     }
     struct stat st;
@@ -837,6 +844,8 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
     RD_ASSERT(path && o && out);
     *out = NULL;
     struct stat st;
+    char data_path[4096 + 16];
+    int fresh = 0; // LMDB makes data.mdb in the folder: synced there once it exists
     if (o->read_only || !o->create) {
         if (stat(path, &st) != 0)
             return rd_err_set(eb, RD_ERR_NOTFOUND, "LMDB env %s: no such folder", path);
@@ -856,6 +865,8 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
         int rc = rd_lmdbx_mkdir_p(path, eb);
         if (rc != RD_OK)
             return rc;
+        snprintf(data_path, sizeof data_path, "%s/data.mdb", path);
+        fresh = stat(data_path, &st) != 0 && errno == ENOENT;
     }
     open_env *held = open_env_find(path);
     if (held && held->read_only && !o->read_only)
@@ -918,6 +929,12 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
                 return rd_lmdbx_error(eb, rc, "mdb_env_set_mapsize", path);
             }
         }
+    }
+    // A new env's files are entries of its folder, which LMDB never syncs: a crash could lose
+    // the env although its commits were durable (not for no_sync envs: scratch data).
+    if (fresh && !o->no_sync && (rc = rd_lmdbx_fsync_path(path, eb)) != RD_OK) {
+        mdb_env_close(env);
+        return rc;
     }
     rc = open_env_add(env, o->read_only, path, eb);
     if (rc != RD_OK) {

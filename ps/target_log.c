@@ -415,6 +415,11 @@ int rd_target_log_open_or_create(const char *path,
     if (rc != RD_OK || lost)
         remove_env_dir(part);
     rd_lmdbx_pending_forget(part);
+    // The log's folder (its data.mdb renamed or linked in), the rename into place and the
+    // folders made for the log are synced in their parents, or a crash could lose a log whose
+    // pages were synced (no_sync env: at the checkpoints, which sync data.mdb only).
+    if (rc == RD_OK && !lost && (rc = rd_lmdbx_fsync_path(path, eb)) == RD_OK)
+        rc = rd_lmdbx_fsync_parents(path, made, eb);
     if (rc != RD_OK) {
         rd_lmdbx_rmdir_created(path, made);
         return rc;

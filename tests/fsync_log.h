@@ -49,4 +49,12 @@ static const char *fsync_log_made_parents(const char *root, const char *a, const
     return NULL;
 }
 
+// The index of the first fsync of `path` at or after `from`, or -1.
+static int fsync_log_find(const char *path, int from) {
+    for (int i = from < 0 ? 0 : from; i < g_n_fsynced; i++)
+        if (strcmp(g_fsynced[i], path) == 0)
+            return i;
+    return -1;
+}
+
 #endif // RD_TESTS_FSYNC_LOG_H

@@ -28,6 +28,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fsync_log.h" // fsync() records what is synced (test_create_durable)
+
 static char g_root[256];
 
 static int setup_root(void **state) {
@@ -431,6 +433,47 @@ static void test_open_or_create(void **state) {
     while ((e = readdir(d)) != NULL)
         assert_null(strstr(e->d_name, ".partial."));
     closedir(d);
+}
+
+// A new log in folders that do not exist yet: it is built beside its place and renamed there;
+// then the log's own folder, the folder it was renamed in and each folder made for it are
+// synced, innermost first. Likewise a log linked into its writer lock's folder. Before, none
+// was: a crash could lose a log whose pages were synced.
+static void test_create_durable(void **state) {
+    (void)state;
+    char root[4096], p[4400];
+    assert_non_null(realpath(g_root, root));
+    snprintf(p, sizeof p, "%s/tl_new1/tl_new2/log", root);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_log *log = NULL;
+    g_n_fsynced = 0;
+    g_fsync_log = 1;
+    int rc = rd_target_log_open_or_create(p, NULL, &log, NULL, &eb);
+    g_fsync_log = 0;
+    assert_int_equal(rc, RD_OK);
+    rd_target_log_close(log);
+    char a[4400], b[4400];
+    snprintf(a, sizeof a, "%s/tl_new1/tl_new2", root);
+    snprintf(b, sizeof b, "%s/tl_new1", root);
+    int h = fsync_log_find(p, 0), i = fsync_log_find(a, h), j = fsync_log_find(b, i),
+        k = fsync_log_find(root, j);
+    if (h < 0 || i < 0 || j < 0 || k < 0)
+        fail_msg("new log in new folders: %s, %s, %s, %s synced at %d, %d, %d, %d of %d", p, a, b,
+                 root, h, i, j, k, g_n_fsynced);
+    // The launch's writer lock made the log's folder first: the log's data.mdb is linked in.
+    snprintf(p, sizeof p, "%s/tl_locked", root);
+    int fd = -1;
+    assert_int_equal(rd_target_log_lock(p, "launch A", &fd, &eb), RD_OK);
+    g_n_fsynced = 0;
+    g_fsync_log = 1;
+    rc = rd_target_log_open_or_create(p, NULL, &log, NULL, &eb);
+    g_fsync_log = 0;
+    assert_int_equal(rc, RD_OK);
+    rd_target_log_close(log);
+    rd_target_log_unlock(fd);
+    if (fsync_log_find(p, 0) < 0)
+        fail_msg("log linked into %s: the folder was not synced", p);
 }
 
 static void test_errors(void **state) {
@@ -909,6 +952,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_job_sampling_record),
         cmocka_unit_test(test_open_or_create),
+        cmocka_unit_test(test_create_durable),
         cmocka_unit_test(test_drop_job),
         cmocka_unit_test(test_one_env_per_process),
     };

@@ -360,6 +360,37 @@ static void test_compact_durable(void **state) {
         fail_msg("compact into new folders: %s", bad);
 }
 
+// A new store in folders that do not exist yet: each folder made (the store's, its parents,
+// each shard's) is synced in its parent, and each shard's folder once LMDB has made its files in
+// it. Before, no folder was synced: a crash could lose a store whose commits were durable.
+static void test_create_durable(void **state) {
+    (void)state;
+    char root[4096], dir[4400], want[4500];
+    assert_non_null(realpath(g_root, root));
+    snprintf(dir, sizeof dir, "%s/cd_new1/cd_new2/store", root);
+    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 2, 0, 0, 4096, 0, 0, 0}; // synced commits
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    g_n_fsynced = 0;
+    g_fsync_log = 1;
+    int rc = rd_token_store_create(dir, &co, &s, &eb);
+    g_fsync_log = 0;
+    assert_int_equal(rc, RD_OK);
+    rd_token_store_destroy(s);
+    const char *parents[3] = {"", "/cd_new1", "/cd_new1/cd_new2"}; // where each new folder lives
+    for (int k = 0; k < 3; k++) {
+        snprintf(want, sizeof want, "%s%s", root, parents[k]);
+        if (fsync_log_find(want, 0) < 0)
+            fail_msg("%s: not synced after a folder was made in it (%d fsyncs)", want, g_n_fsynced);
+    }
+    for (int k = 0; k < 2; k++) {
+        snprintf(want, sizeof want, "%s/shard-%04d", dir, k);
+        if (fsync_log_find(want, 0) < 0)
+            fail_msg("shard folder %s: not synced after LMDB made its files in it", want);
+    }
+}
+
 // One writer per store: while a launch (here a child process) holds the store's writer lock,
 // another writer (rd_token_store_lock), `tokens gc` and `tokens compact` are refused at once
 // with a message naming the store and the holder (host, pid, what) and change nothing (no
@@ -607,11 +638,10 @@ static void test_wrong_folder(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokens_cli),
-                                       cmocka_unit_test(test_compact_out_parents),
-                                       cmocka_unit_test(test_compact_durable),
-                                       cmocka_unit_test(test_store_writer_lock),
-                                       cmocka_unit_test(test_users_and_empty_fetch),
-                                       cmocka_unit_test(test_wrong_folder)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tokens_cli),        cmocka_unit_test(test_compact_out_parents),
+        cmocka_unit_test(test_compact_durable),   cmocka_unit_test(test_create_durable),
+        cmocka_unit_test(test_store_writer_lock), cmocka_unit_test(test_users_and_empty_fetch),
+        cmocka_unit_test(test_wrong_folder)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

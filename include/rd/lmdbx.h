@@ -227,7 +227,9 @@ static inline int64_t rd_lmdbx_key_i64(uint64_t u) {
 // ---------------------------------------------------------------------------------------------
 // Files
 
-/** mkdir -p `path` (mode 0755). @return RD_OK or RD_ERR_IO ("mkdir <dir>: <strerror>"). */
+/** mkdir -p `path` (mode 0755); each folder it creates is synced in its parent
+ *  (rd_lmdbx_fsync_parent), so that what is later made and synced inside is reachable after a
+ *  crash. @return RD_OK or RD_ERR_IO / RD_ERR_FULL ("mkdir <dir>: <strerror>", a failed fsync). */
 int rd_lmdbx_mkdir_p(const char *path, rd_errbuf *eb);
 
 /**
