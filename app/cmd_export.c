@@ -156,6 +156,10 @@ int rd_cmd_export(int argc, char **argv) {
         rc = rd_lmdbx_mkdir_parents(out, created, sizeof created, &eb);
     if (rc == RD_OK)
         rc = rd_serve_export(cfg, job, ckpt, data, out, &eb);
+    // The bundle is synced in its folder; the folders made for it are synced in theirs, or a
+    // crash could lose the path to a bundle the command reported.
+    if (rc == RD_OK && (rc = rd_lmdbx_fsync_parents(out, created, &eb)) != RD_OK)
+        remove(out);
     if (rc == RD_OK) {
         rd_serve *sv = NULL;
         rc = rd_serve_open(out, 1, &sv, &eb); // read back: the bundle must load

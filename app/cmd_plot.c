@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_ROWS 100000
 
@@ -65,7 +66,12 @@ int rd_app_write_png(rd_plot *p, const char *path, rd_errbuf *eb) {
     if (strlen(path) >= sizeof created)
         return rd_err_set(eb, RD_ERR_ARG, "%.64s...: path too long", path);
     int rc = rd_lmdbx_mkdir_parents(path, created, sizeof created, eb);
-    if (rc == RD_OK && (rc = rd_plot_write_png(p, path, eb)) != RD_OK)
+    if (rc != RD_OK)
+        return rc;
+    if ((rc = rd_plot_write_png(p, path, eb)) == RD_OK &&
+        (rc = rd_lmdbx_fsync_parents(path, created, eb)) != RD_OK)
+        unlink(path); // the folders made for it are not durable: no plot
+    if (rc != RD_OK)
         rd_lmdbx_rmdir_created(path, created);
     return rc;
 }

@@ -376,8 +376,12 @@ int rd_cmd_scale_model(int argc, char **argv) {
     // leaves neither plot.
     char created[4096];
     created[0] = 0;
+    // The folders made for --out are synced in theirs once the plot is in place, or a crash
+    // could lose the path to a plot the command reported.
     if (out && (rd_lmdbx_mkdir_parents(out, created, sizeof created, &eb) != RD_OK ||
-                efficiency_plot(out, &c, &net, (int)max_nodes, &eb) != RD_OK)) {
+                efficiency_plot(out, &c, &net, (int)max_nodes, &eb) != RD_OK ||
+                rd_lmdbx_fsync_parents(out, created, &eb) != RD_OK)) {
+        unlink(out); // nothing there unless the sync failed
         rd_lmdbx_rmdir_created(out, created);
         fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
         return 1;

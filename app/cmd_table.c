@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void table_usage(FILE *out) {
     fprintf(out,
@@ -395,6 +396,9 @@ int rd_cmd_table(int argc, char **argv) {
                 rc = rd_lmdbx_outfile_commit(&of, &eb);
             else
                 rd_lmdbx_outfile_abort(&of);
+            // The folders made for it are synced in theirs too (a crash could lose the path).
+            if (rc == RD_OK && (rc = rd_lmdbx_fsync_parents(out, created, &eb)) != RD_OK)
+                unlink(out);
             if (rc != RD_OK)
                 rd_lmdbx_rmdir_created(out, created);
         }
