@@ -1275,6 +1275,12 @@ static uint64_t side_row_hash(const csv_ctx *cx, int s, const rd_csv_field *f) {
     return h;
 }
 
+// Whether a field holds exactly `name` (a column's name).
+static int field_is(const rd_csv_field *f, const char *name) {
+    size_t n = strnlen(name, RD_COLUMN_MAX);
+    return n && f->len == n && memcmp(f->ptr, name, n) == 0;
+}
+
 static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
     side_table *st = &cx->side[s];
     const rd_side_config *sd = st->cfg;
@@ -1380,6 +1386,38 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
                 goto done;
             }
             st->cap_rows = nc;
+        }
+        // A row of column names: with a header, one repeated further down (tables joined by
+        // cat), kept before as a row keyed by the key column's name; without, the file's own
+        // header line. The key column and a column a field reads (if any) must hold their names.
+        if (sd->header || st->n_rows + st->repeats == 0) {
+            int names = field_is(&f[kc], cols[kc]), other = -1;
+            for (int i = 0; names && i < cx->n_plan && other < 0; i++)
+                if (cx->plan[i].side == s && !cx->plan[i].flags &&
+                    field_is(&f[cx->plan[i].col], cols[cx->plan[i].col]))
+                    other = cx->plan[i].col;
+            int reads = 0;
+            for (int i = 0; i < cx->n_plan; i++)
+                reads |= cx->plan[i].side == s && !cx->plan[i].flags;
+            if (names && (other >= 0 || !reads)) {
+                int c2 = other >= 0 ? other : kc;
+                rc = sd->header
+                         ? rd_err_set(eb, RD_ERR_PARSE,
+                                      "%s:%llu: the row repeats the header line ('%s' in column "
+                                      "'%s', '%s' in column '%s'): the table looks like several "
+                                      "files joined one after another; remove the repeated "
+                                      "header lines",
+                                      st->path, (unsigned long long)rd_csv_line(r), cols[kc],
+                                      cols[kc], cols[c2], cols[c2])
+                         : rd_err_set(eb, RD_ERR_SCHEMA,
+                                      "%s:%llu: the first row holds the column names ('%s' in "
+                                      "column '%s', '%s' in column '%s'): the table has a header "
+                                      "line, but data.schema.side[%d].header is false; set "
+                                      "header: true",
+                                      st->path, (unsigned long long)rd_csv_line(r), cols[kc],
+                                      cols[kc], cols[c2], cols[c2], s);
+                goto done;
+            }
         }
         uint64_t row = st->n_rows;
         const rd_csv_field *kv = &f[kc];

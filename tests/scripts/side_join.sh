@@ -6,7 +6,8 @@
 # each side, not an info line of counts (every event then silently lacked the table's fields).
 # A join that matches some rows keeps its info line. Integer keys on one side written as decimals
 # on the other ("12" and "12.0") are named too. Rows repeating an earlier row of their key in
-# every column the fields read are kept once with a warning; other repeated keys are refused.
+# every column the fields read are kept once with a warning; other repeated keys are refused, and
+# so is a repeated header line (tables joined by cat) or one read as data (header: false).
 #
 #   bash tests/scripts/side_join.sh build/recdistill
 set -u
@@ -107,4 +108,19 @@ done
 grep -q "diff.csv:11: duplicate key 'i3' in column 'iid' with other values (first on line 5)" "$TMP/err" ||
     fail "a repeated key with another value: $(cat "$TMP/err")"
 [ ! -e "$TMP/diff" ] || fail "a refused prepare left its folder"
+# Tables joined by cat: the second header line was kept as a row keyed 'iid'. Refused, naming
+# the line; so is a header line read as data (header: false), which asks for header: true.
+{ cat "$TMP/in/once.csv"; cat "$TMP/in/once.csv"; } > "$TMP/in/joined.csv"
+cfg joined.csv error > "$TMP/joined.yaml"
+"$RD" prepare "$TMP/joined.yaml" --out "$TMP/joined" >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 1 ] || fail "a side table with a repeated header line: exit $rc, $(cat "$TMP/err")"
+grep -q "joined.csv:11: the row repeats the header line ('iid' in column 'iid', 'cat' in column 'cat'): the table looks like several files joined one after another" "$TMP/err" ||
+    fail "a side table with a repeated header line: $(cat "$TMP/err")"
+[ ! -e "$TMP/joined" ] || fail "a refused prepare left its folder"
+cfg once.csv error | sed 's/header: true,/header: false, columns: [iid, cat, note],/' > "$TMP/nohdr.yaml"
+"$RD" prepare "$TMP/nohdr.yaml" --out "$TMP/nohdr" >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 1 ] || fail "a side header line read as data: exit $rc, $(cat "$TMP/err")"
+grep -q "once.csv:1: the first row holds the column names ('iid' in column 'iid', 'cat' in column 'cat'): the table has a header line, but data.schema.side\[0\].header is false; set header: true" "$TMP/err" ||
+    fail "a side header line read as data: $(cat "$TMP/err")"
+[ ! -e "$TMP/nohdr" ] || fail "a refused prepare left its folder"
 echo "side_join: ok"
