@@ -1275,6 +1275,24 @@ static uint64_t side_row_hash(const csv_ctx *cx, int s, const rd_csv_field *f) {
     return h;
 }
 
+// A row with the wrong number of columns. A field that holds a carriage return not before a
+// newline is named: in a file of "\n" lines, a line ended by a lone "\r" (mixed line endings,
+// text pasted from another system) joins the next one, and the count alone did not say why.
+static int columns_error(
+    rd_errbuf *eb, const char *file, uint64_t line, int want, const rd_csv_field *f, size_t nf) {
+    for (size_t i = 0; i < nf; i++) {
+        const char *cr = f[i].len ? memchr(f[i].ptr, '\r', f[i].len) : NULL;
+        if (cr)
+            return rd_err_set(eb, RD_ERR_PARSE,
+                              "%s:%llu: expected %d columns, found %zu; field %zu holds a "
+                              "carriage return (\\r) that ends no line: if the file mixes line "
+                              "endings, make every line end in \\n (or \\r\\n)",
+                              file, (unsigned long long)line, want, nf, i + 1);
+    }
+    return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: expected %d columns, found %zu", file,
+                      (unsigned long long)line, want, nf);
+}
+
 // Whether a field holds exactly `name` (a column's name).
 static int field_is(const rd_csv_field *f, const char *name) {
     size_t n = strnlen(name, RD_COLUMN_MAX);
@@ -1338,8 +1356,7 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
     size_t nf;
     while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
         if ((int)nf != st->n_cols) {
-            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: expected %d columns, found %zu", st->path,
-                            (unsigned long long)rd_csv_line(r), st->n_cols, nf);
+            rc = columns_error(eb, st->path, rd_csv_line(r), st->n_cols, f, nf);
             goto done;
         }
         if (latin1) {
@@ -2690,8 +2707,7 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
             uint64_t line = rd_csv_line(r);
             if ((int)nf != cx->n_cols) {
-                rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: expected %d columns, found %zu", cur,
-                                (unsigned long long)line, cx->n_cols, nf);
+                rc = columns_error(eb, cur, line, cx->n_cols, f, nf);
                 goto done;
             }
             if (log_latin1) {
