@@ -170,19 +170,15 @@ static void rmdir_made(const char *path, const char *first) {
     }
 }
 
-static int mkdir_p(const char *path) {
-    char buf[RD_PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return -1;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0775) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    return mkdir(buf, 0775) != 0 && errno != EEXIST ? -1 : 0;
+// mkdir -p `path`, each folder made synced in its parent (rd_lmdbx_mkdir_p): its message,
+// "mkdir <the folder>: <why>", in msg.
+static int mkdir_p(const char *path, char *msg, size_t cap) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_lmdbx_mkdir_p(path, &eb);
+    if (rc != RD_OK)
+        snprintf(msg, cap, "%s", eb.msg);
+    return rc;
 }
 
 // Can the run make `path` (a folder) and write in it? Probed on the deepest folder that exists on
@@ -314,8 +310,9 @@ static int token_store_ready(const rd_config *cfg, int *lock_out, char *msg, siz
         rc = rd_err_set(&eb, RD_ERR_CONFIG,
                         "is %s, not a token store (tokens.store_dir names the store's own folder)",
                         what);
-    if (rc == RD_OK && mkdir_p(dir) != 0)
-        rc = rd_err_set(&eb, RD_ERR_IO, "cannot create it: %s", strerror(errno));
+    char why[RD_ERR_MSG_MAX];
+    if (rc == RD_OK && mkdir_p(dir, why, sizeof why) != RD_OK)
+        rc = rd_err_set(&eb, RD_ERR_IO, "cannot create it: %s", why);
     if (rc == RD_OK)
         rc = rd_token_store_lock(dir, who, &lock, &eb);
     rd_token_store_info info;
@@ -652,10 +649,11 @@ static int ckpt_folder_ready(const rd_config *cfg, char *msg, size_t cap) {
     char who[256];
     writer_name(cfg, who, sizeof who);
     int fd = -1, rc = RD_OK;
-    if (mkdir_p(cfg->ps.checkpoint_dir) != 0)
+    char why[RD_ERR_MSG_MAX];
+    if (mkdir_p(cfg->ps.checkpoint_dir, why, sizeof why) != RD_OK)
         rc = rd_err_set(&eb, RD_ERR_IO,
                         "checkpoint folder (ps.checkpoint_dir) %s: cannot create it: %s",
-                        cfg->ps.checkpoint_dir, strerror(errno));
+                        cfg->ps.checkpoint_dir, why);
     else
         rc = rd_writer_lock(cfg->ps.checkpoint_dir, RD_WRITER_LOCK_FILE,
                             "checkpoint folder (ps.checkpoint_dir)", who, &fd, &eb);
@@ -1073,7 +1071,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
          ckpt_made[RD_PATH_MAX] = "";
     int store_lock = -1; // rank 0: the token store's writer lock (token_store_ready)
     if (rank == 0) {
-        char probe[RD_PATH_MAX + 16];
+        char probe[RD_PATH_MAX + 16], why[RD_ERR_MSG_MAX];
         snprintf(probe, sizeof probe, "%s/%s", cfg->data.dir, RD_DATASET_FILE);
         // Every folder the run writes, probed before anything is made (an existing dataset is
         // only read, so data.dir is probed only when it is to be prepared).
@@ -1094,10 +1092,10 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
             (need_data && probe_folder("dataset folder (data.dir)", cfg->data.dir, st.msg,
                                        sizeof st.msg) != 0)) {
             st.rc = RD_ERR_IO;
-        } else if (mkdir_p(cfg->run.out_dir) != 0) {
+        } else if (mkdir_p(cfg->run.out_dir, why, sizeof why) != RD_OK) {
             st.rc = RD_ERR_IO;
-            snprintf(st.msg, sizeof st.msg, "%s: cannot create the run folder: %s",
-                     cfg->run.out_dir, strerror(errno));
+            snprintf(st.msg, sizeof st.msg, "%s: cannot create the run folder: %.1024s",
+                     cfg->run.out_dir, why);
         } else if ((st.rc = run_folder_ready(cfg, st.msg, sizeof st.msg)) != RD_OK) {
             ; // another launch writes this run folder: nothing is removed
         } else if ((st.rc = ckpt_folder_ready(cfg, st.msg, sizeof st.msg)) != RD_OK) {

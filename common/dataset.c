@@ -288,23 +288,6 @@ static void parent_of(const char *path, char *out, size_t n) {
         *slash = '\0';
 }
 
-// mkdir -p
-static int make_dirs(const char *path) {
-    char tmp[RD_PATH_MAX + 64];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
 // What is at `path`: 0 nothing, 1 a dataset folder (only events.bin / meta.yaml inside, and
 // events.bin present), 2 something else (name of an offending entry in `why`).
 static int classify_dir(const char *path, char *why, size_t wn) {
@@ -523,10 +506,8 @@ int rd__builder_create(const rd_data_config *dc,
 
     char parent[RD_PATH_MAX];
     parent_of(b->dir, parent, sizeof parent);
-    if (make_dirs(parent) != 0) {
-        rc = rd_err_set(eb, RD_ERR_IO, "cannot create folder %s: %s", parent, strerror(errno));
+    if ((rc = rd_lmdbx_mkdir_p(parent, eb)) != RD_OK)
         goto fn_fail;
-    }
     remove_stale_tmps(b->dir, host);
     // A SIGTERM (scancel, a Slurm time limit), SIGINT or SIGHUP removes it (rd/lmdbx.h):
     // registered before the mkdir, as a signal between the two left the folder behind.

@@ -120,7 +120,7 @@ int rd_lmdbx_mkdir_p(const char *path, rd_errbuf *eb) {
             continue;
         char c = tmp[i];
         tmp[i] = '\0';
-        if (mkdir(tmp, 0755) == 0) {
+        if (mkdir(tmp, 0777) == 0) {
             // A new folder's entry lives in its parent: synced there, or a crash could lose the
             // folder (and the LMDB env or file made in it) although their own data was synced.
             int rc = rd_lmdbx_fsync_parent(tmp, eb);
@@ -582,7 +582,7 @@ int rd_lmdbx_mkdir_parents(const char *path, char *created, size_t cap, rd_errbu
             continue; // "a//b": the same folder again
         char c = dir[i];
         dir[i] = '\0';
-        if (mkdir(dir, 0755) == 0) {
+        if (mkdir(dir, 0777) == 0) {
             if (!created[0])
                 memcpy(created, dir, i + 1); // the outermost one: everything below is new too
         } else {
@@ -712,7 +712,7 @@ int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *e
         // handler removes what exists; the name is this process's own).
         (void)rd_lmdbx_pending_add(part);
         // mkdir is exclusive: it fails on any existing entry, a planted symlink included.
-        if (mkdir(part, 0755) == 0)
+        if (mkdir(part, 0777) == 0)
             return RD_OK;
         int e = errno;
         rd_lmdbx_pending_forget(part);

@@ -87,24 +87,6 @@ static uint64_t key_from_be(const unsigned char *p) {
     return k;
 }
 
-static int mkdir_p(const char *path, rd_errbuf *eb) {
-    char tmp[RD_PATH_MAX * 2];
-    int n = snprintf(tmp, sizeof tmp, "%s", path);
-    if (n <= 0 || (size_t)n >= sizeof tmp)
-        return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long: %s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-            return rd_err_set(eb, RD_ERR_IO, "mkdir %s: %s", tmp, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-        return rd_err_set(eb, RD_ERR_IO, "mkdir %s: %s", tmp, strerror(errno));
-    return RD_OK;
-}
-
 static int fsync_dir(const char *dir, rd_errbuf *eb) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0)
@@ -476,7 +458,7 @@ int rd_ckpt_write_shard(const char *dir,
     if (rd_ckpt_shard_path(dir, shard, final_path, sizeof final_path) != RD_OK)
         return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long: %s", dir);
     snprintf(tmp_path, sizeof tmp_path, "%s/.shard-%05d.tmp", dir, shard);
-    int rc = mkdir_p(dir, eb);
+    int rc = rd_lmdbx_mkdir_p(dir, eb);
     if (rc != RD_OK)
         return rc;
     if (dir_exists(final_path))
@@ -495,7 +477,7 @@ int rd_ckpt_write_shard(const char *dir,
 
     size_t mapsize = env_size_estimate(tables, n_tables);
     for (int attempt = 0;; attempt++) {
-        if (mkdir(tmp_path, 0755) != 0)
+        if (mkdir(tmp_path, 0777) != 0)
             return rd_err_set(eb, RD_ERR_IO, "mkdir %s: %s", tmp_path, strerror(errno));
         MDB_env *env;
         int lrc = mdb_env_create(&env);
@@ -839,7 +821,7 @@ int rd_ckpt_write_manifest(const char *dir, const rd_ckpt_manifest *m, rd_errbuf
     uint32_t crc = rd_crc32c(0, buf, len - 4);
     memcpy(p, &crc, 4);
 
-    int rc = mkdir_p(dir, eb);
+    int rc = rd_lmdbx_mkdir_p(dir, eb);
     char fin[RD_PATH_MAX * 2];
     if (rc == RD_OK && snprintf(fin, sizeof fin, "%s/MANIFEST", dir) >= (int)sizeof fin)
         rc = rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long: %s", dir);

@@ -242,23 +242,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int mkdir_p(const char *path) {
-    char buf[RD_PATH_MAX + 64];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return -1;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0775) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, 0775) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Create / destroy
 
@@ -2506,8 +2489,9 @@ static int write_metrics(const rd_trainer *tr, const rd_trainer_result *res, rd_
     char *slash = strrchr(dir, '/');
     if (slash) {
         *slash = 0;
-        if (mkdir_p(dir) != 0)
-            return rd_err_set(eb, RD_ERR_IO, "%s: cannot create folder: %s", dir, strerror(errno));
+        int rc = rd_lmdbx_mkdir_p(dir, eb);
+        if (rc != RD_OK)
+            return rc;
     }
     rd_lmdbx_outfile of;
     int rc = rd_lmdbx_outfile_open(tr->metrics_path, &of, eb);

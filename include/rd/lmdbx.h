@@ -227,9 +227,12 @@ static inline int64_t rd_lmdbx_key_i64(uint64_t u) {
 // ---------------------------------------------------------------------------------------------
 // Files
 
-/** mkdir -p `path` (mode 0755); each folder it creates is synced in its parent
- *  (rd_lmdbx_fsync_parent), so that what is later made and synced inside is reachable after a
- *  crash. @return RD_OK or RD_ERR_IO / RD_ERR_FULL ("mkdir <dir>: <strerror>", a failed fsync). */
+/**
+ * mkdir -p `path` (mode 0777 less the umask, as mkdir -p does); each folder it creates is synced
+ * in its parent (rd_lmdbx_fsync_parent), so that what is later made and synced inside is
+ * reachable after a crash.
+ * @return RD_OK or RD_ERR_IO / RD_ERR_FULL ("mkdir <dir>: <strerror>", a failed fsync)
+ */
 int rd_lmdbx_mkdir_p(const char *path, rd_errbuf *eb);
 
 /**
@@ -305,9 +308,9 @@ int rd_lmdbx_fsync_parent(const char *path, rd_errbuf *eb);
 int rd_lmdbx_fsync_parents(const char *path, const char *created, rd_errbuf *eb);
 
 /**
- * Create the missing parent folders of `path` (not `path` itself), mode 0755, and say which was
- * the outermost one created, so that a run that fails can remove exactly what it made
- * (rd_lmdbx_rmdir_created). On failure the folders made so far are removed again.
+ * Create the missing parent folders of `path` (not `path` itself), mode 0777 less the umask,
+ * and say which was the outermost one created, so that a run that fails can remove exactly what
+ * it made (rd_lmdbx_rmdir_created). On failure the folders made so far are removed again.
  * @param[in]  path     a file or folder about to be created
  * @param[out] created  the outermost folder this call created, "" when every parent existed;
  *                      cap bytes (at least strlen(path) + 1)
@@ -325,12 +328,12 @@ void rd_lmdbx_rmdir_created(const char *path, const char *created);
 
 /**
  * Create a fresh folder beside `out` to build it in, `<out>.partial.<host>.<pid>.<8 hex
- * digits>` (mkdir, mode 0755, exclusive: concurrent builds of one `out` never share a folder,
- * and no planted symlink is followed; <host> is this host's name with every byte but letters,
- * digits and '-' made '-'). Rename it to `out` when complete; remove it on failure; then
+ * digits>` (mkdir, mode 0777 less the umask, exclusive: concurrent builds of one `out` never share
+ * a folder, and no planted symlink is followed; <host> is this host's name with every byte but
+ * letters, digits and '-' made '-'). Rename it to `out` when complete; remove it on failure; then
  * rd_lmdbx_pending_forget(part). It is registered for removal on SIGTERM / SIGINT / SIGHUP /
- * SIGPIPE (rd_lmdbx_pending_add). A SIGKILL or a crash leaves it behind; the next build of the same
- * `out` on the same host removes such leftovers of processes that no longer run (a warning
+ * SIGPIPE (rd_lmdbx_pending_add). A SIGKILL or a crash leaves it behind; the next build of the
+ * same `out` on the same host removes such leftovers of processes that no longer run (a warning
  * names each), and leaves other hosts' and running processes' alone.
  * @param[out] part  the folder's name, cap bytes (strlen(out) + 88 is enough)
  * @return RD_OK; RD_ERR_ARG (out empty or too long); RD_ERR_IO / RD_ERR_FULL from mkdir (the

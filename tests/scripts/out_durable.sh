@@ -3,7 +3,8 @@
 # its parent, innermost first, once the output is in place: `export`, `table export`, `plot` and
 # `scale-model` synced only the output's own folder, so a crash right after the command said
 # "written" could take the output away with the folders made for it. What each command fsyncs is
-# logged by an LD_PRELOAD library (tests/fsync_shim.c, RD_FSYNC_SHIM).
+# logged by an LD_PRELOAD library (tests/fsync_shim.c, RD_FSYNC_SHIM). Likewise `train --out`
+# (its run and checkpoint folders). Folders follow the umask.
 #
 #   bash tests/scripts/out_durable.sh build/recdistill
 set -u
@@ -73,4 +74,23 @@ printf 'x,y\n1,2\n2,3\n' >xy.csv
 synced plot "$RD" plot xy.csv --x x --y y --out n_plot/a/b/xy.png
 synced scale_model "$RD" scale-model --calib "$SRC/docs/scaling/calib-student.yaml" --ps 4 \
     --max-nodes 2 --out n_scale_model/a/b/eff.png
+# train --out in folders that do not exist: each folder it makes is synced in its parent (the
+# run folder and the checkpoint folder were made by copies of mkdir -p that synced nothing).
+rm -f fsync.log
+RD_FSYNC_LOG="$TMP/fsync.log" LD_PRELOAD="$SHIM" OPENBLAS_NUM_THREADS=1 timeout 300 "$MPIEXEC" -n 2 \
+    "$RD" train tiny.yaml --out n_train/a/R >train.out 2>&1 || fail "train: $(grep -v INFO train.out | tail -3)"
+for d in "$TMP" "$TMP/n_train" "$TMP/n_train/a" "$TMP/n_train/a/R" "$TMP/n_train/a/R/ckpt"; do
+    grep -qxF "$d" fsync.log || fail "train --out n_train/a/R: $d never synced after a folder was made in it"
+done
+echo "ok: train"
+
+# Folders follow the umask, as mkdir -p's do: under umask 002 (a group that shares its runs and
+# tables) a checkpoint's folders were 0755, while the run folder around them was 0775.
+(umask 002 && OPENBLAS_NUM_THREADS=1 timeout 300 "$MPIEXEC" -n 2 "$RD" train tiny.yaml --out G \
+    >train.out 2>&1) || fail "train under umask 002: $(grep -v INFO train.out | tail -3)"
+S=$(ls -d G/ckpt/student/step-* | tail -1)
+for d in G G/ckpt G/ckpt/student "$S" $(ls -d "$S"/shard-*); do
+    [ "$(stat -c %a "$d")" = 775 ] || fail "umask 002: $d has mode $(stat -c %a "$d"), expected 775"
+done
+echo "ok: umask"
 echo "out_durable: all passed"
