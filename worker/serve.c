@@ -635,6 +635,20 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         goto fail;
     }
     in_get(&b, m->params, m->n_slab * sizeof(float));
+    // A NaN or infinite parameter (a checkpoint written as training diverged, or a file
+    // rewritten by hand) would make every score NaN with RD_OK: refused here, naming it, as the
+    // trainer's evaluation refuses a non-finite score.
+    for (int i = 0; i < m->n_tensors && !b.bad; i++) {
+        const rd_model_tensor *tt = &m->tensors[i];
+        for (size_t k = 0; k < tt->n; k++)
+            if (!isfinite(m->params[tt->offset + k])) {
+                rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                                "%s: dense parameter %s[%zu] is %g: the checkpoint it was "
+                                "exported from had diverged",
+                                path, tt->name, k, (double)m->params[tt->offset + k]);
+                goto fail;
+            }
+    }
     // Tables: created from the config and seed (initial values of unseen keys), then the rows.
     in->rows = 0;
     for (int t = 0; t < s->n_tables && rc == RD_OK; t++) {
@@ -659,6 +673,17 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
             IN(&b, key);
             float tmp[1024]; // dim <= 1024 (rd_table_create checks)
             in_get(&b, tmp, dim * sizeof(float));
+            for (size_t k = 0; k < dim && !b.bad; k++)
+                if (!isfinite(tmp[k])) {
+                    rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                                    "%s: table %s row %llu (key %016llx): value %zu is %g: the "
+                                    "checkpoint it was exported from had diverged",
+                                    path, s->tc[t].name, (unsigned long long)i,
+                                    (unsigned long long)key, k, (double)tmp[k]);
+                    break;
+                }
+            if (rc != RD_OK)
+                break;
             rc = rd_table_put(s->tab[t], key, tmp, 0, 0);
             if (rc != RD_OK)
                 rd_err_set(eb, rc, "%s: table %s row %llu: %s", path, s->tc[t].name,
@@ -937,6 +962,18 @@ int rd_serve_score(
     int rc = rd_model_forward(m, &bt, eb);
     if (rc != RD_OK)
         return rc;
+    // A finite bundle still overflows on inputs far outside the training range (a stored
+    // numeric value of 1e38): a NaN or infinite logit is no score, so the request fails, as the
+    // trainer's evaluation does, rather than a NaN score (or 0 or 1 from an infinite logit)
+    // with RD_OK.
+    for (size_t b = 0; b < N; b++) {
+        float z = m->logits_main[b] + s->info.logit_shift;
+        if (!isfinite(z))
+            return rd_err_set(eb, RD_ERR_RANGE,
+                              "request: candidate %zu: the main-tower logit is %s (an overflow: "
+                              "numeric inputs far outside the range the model was trained on?)",
+                              b, isnan(z) ? "NaN" : "infinite");
+    }
     for (size_t b = 0; b < N; b++) {
         float z = m->logits_main[b] + s->info.logit_shift;
         if (logits)

@@ -127,7 +127,8 @@ int rd_serve_export(const rd_config *cfg,
 /**
  * Load a bundle and allocate everything a request of up to max_candidates needs.
  * @param[out] out  free with rd_serve_close
- * @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_CORRUPT (magic, size, CRC), RD_ERR_VERSION (format
+ * @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_CORRUPT (magic, size, CRC; a NaN or infinite dense
+ *         parameter or embedding value, named: a diverged checkpoint), RD_ERR_VERSION (format
  *         or struct sizes), RD_ERR_CONFIG (the model cannot be built), RD_ERR_ARG
  *         (max_candidates 0), RD_ERR_NOMEM, RD_ERR_IO (also a path that is not a regular file:
  *         a folder, a FIFO; never blocks on one)
@@ -141,7 +142,9 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
  * @return RD_OK, RD_ERR_ARG (s or req NULL, n out of 1..max_candidates, keys NULL, numeric
  *         missing),
  *         RD_ERR_RANGE (non-finite numeric, except a raw NaN of a field with a fill; a raw
- *         value whose transform is not finite, or a history label other than 0/1),
+ *         value whose transform is not finite, a history label other than 0/1, or a main-tower
+ *         logit that is not finite: an overflow on inputs far outside the training range; no
+ *         score of that request is then written),
  *         RD_ERR_UNSUPPORTED (numeric_raw with a bundle that does not record the transforms)
  */
 int rd_serve_score(

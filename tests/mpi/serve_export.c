@@ -11,7 +11,9 @@
 //   3. scores requests of 16 and 256 candidates (the record's own item first, then other items):
 //      candidate 0 equals the one-candidate score to 1e-6, i.e. no dependence on the batch;
 //   4. bad input: missing bundle, a flipped byte (CRC), another version, a truncated file,
-//      CRC-sealed files whose widths, counts, sizes or strings lie (refused, never an abort), a
+//      CRC-sealed files whose widths, counts, sizes or strings lie (refused, never an abort) or
+//      whose parameters are NaN (refused at open) or so large the forward overflows (the request
+//      is RD_ERR_RANGE, not a score of 1 with RD_OK), a
 //      config whose model differs from the checkpoint's (config hash), PS shards whose tables
 //      have another dim than the model's, an existing output file,
 //      a request of 0 or too many candidates — each a clear error code, nothing written.
@@ -737,6 +739,63 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         rc = rd_serve_open(p, 4, &x, &eb);
         T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && !x && strstr(eb.msg, "NUL"),
                 "unterminated model name: %d %s", rc, eb.msg);
+        rd_serve_close(x);
+        x = NULL;
+        // Non-finite parameters (a checkpoint of a diverged run): a NaN dense parameter, or a
+        // NaN in an embedding row, is refused at open, naming it; they loaded, and every score
+        // (or that key's) was NaN with RD_OK.
+        const size_t n_in = in.n_numeric - in.n_stats;
+        const size_t par_off = nn_off + 4 + 4 + n_in * INPUT_BYTES + 4 + 16;
+        uint64_t n_slab = 0;
+        f = fopen(bundle, "rb");
+        RD_ASSERT(f && fseek(f, (long)(par_off - 16), SEEK_SET) == 0 &&
+                  fread(&n_slab, 8, 1, f) == 1);
+        fclose(f);
+        RD_ASSERT(n_slab >= in.params && in.params > 0);
+        const float fnan = NAN;
+        snprintf(p, sizeof p, "%s/lie_param_nan.rdsv", dir);
+        copy_reseal(bundle, p, par_off, &fnan, 4);
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_open(p, 4, &x, &eb);
+        T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && !x && strstr(eb.msg, "dense parameter"),
+                "NaN dense parameter: %d %s", rc, eb.msg);
+        rd_serve_close(x);
+        x = NULL;
+        // Table 0's first row: after the slab, the row count and the row's key.
+        snprintf(p, sizeof p, "%s/lie_row_nan.rdsv", dir);
+        copy_reseal(bundle, p, par_off + 4 * n_slab + 8 + 8, &fnan, 4);
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_open(p, 4, &x, &eb);
+        T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && !x && strstr(eb.msg, "table s_user row 0"),
+                "NaN embedding value: %d %s", rc, eb.msg);
+        rd_serve_close(x);
+        x = NULL;
+        // Finite parameters whose forward overflows (every one 1e20: the hidden layer's outputs
+        // pass 1e38): the logit is not finite, and the request fails instead of returning a
+        // score of 1 (or NaN) with RD_OK.
+        float *huge = rd_xmalloc(n_slab * sizeof *huge);
+        for (size_t k = 0; k < n_slab; k++)
+            huge[k] = 1e20f;
+        snprintf(p, sizeof p, "%s/lie_param_huge.rdsv", dir);
+        copy_reseal(bundle, p, par_off, huge, n_slab * sizeof *huge);
+        rd_free(huge);
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_open(p, 4, &x, &eb);
+        T_CHECK(&g_errs, rc == RD_OK, "finite 1e20 parameters: %d %s", rc, eb.msg);
+        if (rc == RD_OK) {
+            uint64_t k2[64], h2[8];
+            uint8_t l2[8];
+            float n2[64], z2 = 0, p2 = -1;
+            RD_ASSERT(in.keys_per_candidate <= 64 && in.n_numeric <= 64);
+            RD_ASSERT(rd_serve_request_from_dataset(x, ds, recs[0], k2, h2, l2, n2, &eb) == RD_OK);
+            rd_serve_request rq2 = {
+                .n = 1, .keys = k2, .hist_items = h2, .hist_labels = l2, .numeric = n2};
+            rc = rd_serve_score(x, &rq2, &p2, &z2, &eb);
+            T_CHECK(&g_errs,
+                    rc == RD_ERR_RANGE && strstr(eb.msg, "candidate 0") && strstr(eb.msg, "logit"),
+                    "overflowing forward: %d %s (logit %g, score %g)", rc, eb.msg, (double)z2,
+                    (double)p2);
+        }
         rd_serve_close(x);
         x = NULL;
     }
