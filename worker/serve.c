@@ -113,6 +113,7 @@ int rd_serve_export(const rd_config *cfg,
                     const char *dataset_dir,
                     const char *out,
                     rd_errbuf *eb) {
+    rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
     const rd_job_config *jc = rd_config_find_job(cfg, job);
     if (!jc)
         return rd_err_set(eb, RD_ERR_NOTFOUND, "no job named '%s' in the config", job);

@@ -809,9 +809,15 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
     rc = rd_serve_export(other, "student", ckpt, NULL, p, &eb);
     T_CHECK(&g_errs, rc == RD_ERR_SCHEMA && strstr(eb.msg, "config hash") && !exists(p),
             "other config: %d %s", rc, eb.msg);
+    // The caller does not clear the buffer, which holds an earlier call's failure: the export's
+    // message must be its own (it kept the earlier one, naming another file).
     rd_errbuf_clear(&eb);
+    snprintf(p, sizeof p, "%s/none.rdsv", dir);
+    RD_ASSERT(rd_serve_open(p, 4, &x, &eb) == RD_ERR_NOTFOUND);
+    snprintf(p, sizeof p, "%s/other.rdsv", dir);
     rc = rd_serve_export(cfg, "teacher", ckpt, NULL, p, &eb);
-    T_CHECK(&g_errs, rc == RD_ERR_NOTFOUND && !exists(p), "unknown job: %d %s", rc, eb.msg);
+    T_CHECK(&g_errs, rc == RD_ERR_NOTFOUND && !exists(p) && strstr(eb.msg, "'teacher'"),
+            "unknown job: %d %s", rc, eb.msg);
     {
         // The student's own dense.bin (its config hash matches) beside PS shards whose tables
         // have the right names but dim 2: the rows would be read as dim 4 and 8 (past each
