@@ -449,7 +449,11 @@ static int read_file(const char *path, unsigned char **buf, size_t *len, rd_errb
 
 int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_errbuf *eb) {
     rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
+    if (!out)
+        return rd_err_set(eb, RD_ERR_ARG, "rd_serve_open: out is NULL");
     *out = NULL;
+    if (!path)
+        return rd_err_set(eb, RD_ERR_ARG, "rd_serve_open: path is NULL");
     if (max_candidates == 0 || max_candidates > ((size_t)1 << 20))
         return rd_err_set(eb, RD_ERR_ARG, "max_candidates %zu outside 1..2^20", max_candidates);
     unsigned char *buf = NULL;
@@ -1002,6 +1006,17 @@ int rd_serve_request_from_dataset(const rd_serve *s,
                           !s    ? "the scorer"
                           : !ds ? "the dataset"
                                 : "keys");
+    // The bundle's history and numeric inputs are written: NULL is only for a bundle without.
+    if (s->info.hist_len && (!hist || !hist_lab))
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "request from dataset: %s is NULL, and the bundle's history has %zu "
+                          "events",
+                          !hist ? "hist" : "hist_lab", s->info.hist_len);
+    if (s->info.n_numeric && !numeric)
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "request from dataset: numeric is NULL, and the bundle has %zu numeric "
+                          "inputs",
+                          s->info.n_numeric);
     const rd_dataset_info *di = rd_dataset_get_info(ds);
     if (rec >= di->n_events)
         return rd_err_set(eb, RD_ERR_RANGE, "record %llu not in [0, %llu)", (unsigned long long)rec,

@@ -130,8 +130,8 @@ int rd_serve_export(const rd_config *cfg,
  * @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_CORRUPT (magic, size, CRC; a NaN or infinite dense
  *         parameter or embedding value, named: a diverged checkpoint), RD_ERR_VERSION (format
  *         or struct sizes), RD_ERR_CONFIG (the model cannot be built), RD_ERR_ARG
- *         (max_candidates 0), RD_ERR_NOMEM, RD_ERR_IO (also a path that is not a regular file:
- *         a folder, a FIFO; never blocks on one)
+ *         (max_candidates 0, path or out NULL), RD_ERR_NOMEM, RD_ERR_IO (also a path that is
+ *         not a regular file: a folder, a FIFO; never blocks on one)
  */
 int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_errbuf *eb);
 
@@ -199,7 +199,8 @@ int rd_serve_numeric_missing(const rd_serve *s, size_t j, uint32_t *missing, dou
  * @param[out] hist      (L) or NULL when L == 0
  * @param[out] hist_lab  (L) or NULL when L == 0
  * @param[out] numeric   (n_numeric) or NULL when n_numeric == 0
- * @return RD_OK, RD_ERR_ARG (s, ds or keys NULL), RD_ERR_RANGE (rec), RD_ERR_SCHEMA (a feature
+ * @return RD_OK, RD_ERR_ARG (s, ds or keys NULL; hist, hist_lab or numeric NULL where the
+ * bundle has a history or numeric inputs), RD_ERR_RANGE (rec), RD_ERR_SCHEMA (a feature
  * missing from the dataset or of another width, or seq.stats_feedback not a feedback field of it),
  * RD_ERR_NOMEM
  */

@@ -596,6 +596,25 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
     T_CHECK(&g_errs, rd_serve_score(NULL, &bad, NULL, logit, &eb) == RD_ERR_ARG, "NULL scorer");
     T_CHECK(&g_errs, rd_serve_score(sv, NULL, NULL, logit, &eb) == RD_ERR_ARG, "NULL request");
     T_CHECK(&g_errs, rd_serve_feature(NULL, 0, NULL, NULL, NULL) == RD_ERR_RANGE, "NULL feature");
+    // NULL outputs the bundle needs (its history of L = 8, its numeric inputs and statistics),
+    // and NULL open arguments: RD_ERR_ARG naming them (each was a segfault).
+    rc = rd_serve_request_from_dataset(sv, ds, recs[0], keys, NULL, hl, num, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_ARG && strstr(eb.msg, "hist"), "NULL hist: %d %s", rc, eb.msg);
+    rc = rd_serve_request_from_dataset(sv, ds, recs[0], keys, hist, NULL, num, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_ARG && strstr(eb.msg, "hist_lab"), "NULL hist_lab: %d %s", rc,
+            eb.msg);
+    rc = rd_serve_request_from_dataset(sv, ds, recs[0], keys, hist, hl, NULL, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_ARG && strstr(eb.msg, "numeric"), "NULL numeric: %d %s", rc,
+            eb.msg);
+    rc = rd_serve_open(bundle, 4, NULL, &eb);
+    T_CHECK(&g_errs, rc == RD_ERR_ARG && strstr(eb.msg, "out"), "open, NULL out: %d %s", rc,
+            eb.msg);
+    {
+        rd_serve *none = (rd_serve *)&eb; // must be set to NULL
+        rc = rd_serve_open(NULL, 4, &none, &eb);
+        T_CHECK(&g_errs, rc == RD_ERR_ARG && !none && strstr(eb.msg, "path"),
+                "open, NULL path: %d %s", rc, eb.msg);
+    }
     T_CHECK(&g_errs, rd_serve_numeric(NULL, 0, NULL, NULL, NULL, NULL) == RD_ERR_RANGE,
             "NULL numeric");
     rd_serve_info zero;
