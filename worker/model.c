@@ -834,10 +834,10 @@ int rd_model_create(const rd_model_config *mcfg,
         if (phys > 0 && gib > phys) {
             rc = rd_err_set(eb, RD_ERR_NOMEM,
                             "model '%s' needs %.1f GiB (%.1f GiB of activations for %zu examples "
-                            "a step), more than %s (%.1f GiB): lower train.batch_size or "
-                            "the history lengths (a transformer's attention grows with their "
-                            "square)",
-                            mcfg->name, gib, acts, opts->max_batch, whose, phys);
+                            "a step), more than %s (%.1f GiB): lower %s or the history "
+                            "lengths (a transformer's attention grows with their square)",
+                            mcfg->name, gib, acts, opts->max_batch, whose, phys,
+                            opts->batch_knob ? opts->batch_knob : "train.batch_size");
             goto fail;
         }
         int attention = mcfg->seq.kind == RD_SEQ_TRANSFORMER ||

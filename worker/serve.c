@@ -625,7 +625,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                         .token_dim = 0,
                         .opt_slots = 0,
                         .seed = 1,
-                        .quiet = 1}; // a serving process's stderr is not ours to write
+                        .quiet = 1, // a serving process's stderr is not ours to write
+                        .batch_knob = "max_candidates (the largest request this server sends)"};
     if ((rc = rd_model_create(&s->mc, &mo, &s->m, eb)) != RD_OK) {
         rd_err_prefix(eb, "%s: ", path);
         goto fail;

@@ -80,6 +80,8 @@ typedef struct rd_model_opts {
     int plan_only; // 1 = size the model (n_slab, n_acts, n_params, the hidden width, FLOPs) and
                    // allocate no slab nor check its memory: the result can only be read and
                    // destroyed (a caller that adds its own buffers checks the sum first)
+    const char *batch_knob; // what sets max_batch, named when the model does not fit in memory;
+                            // NULL = "train.batch_size" (rd_serve: its max_candidates)
 } rd_model_opts;
 
 /** One tensor of the parameter slab; the same offset addresses its gradient and its optimizer

@@ -760,6 +760,20 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
                 "unterminated model name: %d %s", rc, eb.msg);
         rd_serve_close(x);
         x = NULL;
+        // A model too large for this machine at max_candidates (mlp[0] 65536, the most a config
+        // allows, for 2^20 candidates: 256 TiB of activations): RD_ERR_NOMEM, whose advice is the
+        // serving knob (it said "lower train.batch_size", which a server does not have).
+        const uint32_t wide = 65536;
+        snprintf(p, sizeof p, "%s/wide.rdsv", dir);
+        copy_reseal(bundle, p, mc_off + offsetof(rd_model_config, mlp), &wide, 4);
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_open(p, (size_t)1 << 20, &x, &eb);
+        T_CHECK(&g_errs,
+                rc == RD_ERR_NOMEM && !x && strstr(eb.msg, "max_candidates") &&
+                    !strstr(eb.msg, "train.batch_size"),
+                "too large for memory: %d %s", rc, eb.msg);
+        rd_serve_close(x);
+        x = NULL;
         // Non-finite parameters (a checkpoint of a diverged run): a NaN dense parameter, or a
         // NaN in an embedding row, is refused at open, naming it; they loaded, and every score
         // (or that key's) was NaN with RD_OK.
