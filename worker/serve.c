@@ -886,6 +886,24 @@ int rd_serve_score(
         if (rc0 != RD_OK)
             return rc0;
     }
+    // A non-finite stored value (or history statistic of a raw request) would also be refused
+    // by the model's batch check, but that names only a flat index: name the candidate and the
+    // input here.
+    for (size_t b = 0; b < N && s->info.n_numeric; b++)
+        for (size_t j = req->numeric_raw ? s->n_inputs : 0; j < s->info.n_numeric; j++) {
+            float v = req->numeric[b * s->info.n_numeric + j];
+            if (isfinite(v))
+                continue;
+            if (j < s->n_inputs && s->in_name[j][0])
+                return rd_err_set(eb, RD_ERR_RANGE,
+                                  "request: candidate %zu: numeric input %zu ('%s') is %g (a "
+                                  "stored value must be finite; a missing raw value is sent as "
+                                  "NaN with numeric_raw)",
+                                  b, j, s->in_name[j], (double)v);
+            return rd_err_set(
+                eb, RD_ERR_RANGE, "request: candidate %zu: numeric input %zu (%s) is %g", b, j,
+                j < s->n_inputs ? "a dataset field" : "a history statistic", (double)v);
+        }
     size_t n_raw[RD_MAX_TABLES] = {0};
     // 1. Table keys in use order, positions into raw.
     for (int f = 0; f < m->n_features; f++) {

@@ -445,6 +445,24 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
                 rq.numeric_raw = 0;
                 RD_ASSERT(rd_serve_score(sv, &rq, NULL, logit, &eb) == RD_OK);
                 T_CHECK(&g_errs, logit[0] != solo[i], "raw read as stored: same logit");
+                // A stored NaN is refused naming the candidate and the field (it was "batch:
+                // numeric[1] is not finite"), and so is a raw request's NaN history statistic.
+                const float keep1 = num[1];
+                num[1] = NAN;
+                rc = rd_serve_score(sv, &rq, NULL, logit, &eb);
+                T_CHECK(&g_errs,
+                        rc == RD_ERR_RANGE && strstr(eb.msg, "candidate 0") &&
+                            strstr(eb.msg, "'dwell'"),
+                        "stored NaN dwell: %d %s", rc, eb.msg);
+                num[1] = keep1;
+                const float keep_st = num[NN - 1];
+                num[NN - 1] = INFINITY;
+                rq.numeric_raw = 1;
+                rc = rd_serve_score(sv, &rq, NULL, logit, &eb);
+                T_CHECK(&g_errs, rc == RD_ERR_RANGE && strstr(eb.msg, "history statistic"),
+                        "raw request, infinite statistic: %d %s", rc, eb.msg);
+                num[NN - 1] = keep_st;
+                rq.numeric_raw = 0;
                 // NaN of a field without a fill (missing: error) is refused by name; infinity
                 // is never a missing value.
                 rq.numeric_raw = 1;
