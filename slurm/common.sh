@@ -392,11 +392,54 @@ rd_is_seed() {
     [ "${#d}" -lt 20 ] || { [ "${#d}" -eq 20 ] && [[ ! "$d" > 18446744073709551615 ]]; }
 }
 
+# rd_ckpt_root: the checkpoint root the training step writes, absolute: ps.checkpoint_dir, moved
+# into the run folder of --out (or of an array task) when it lies under run.out_dir, as train
+# moves it.
+rd_ckpt_root() {
+    local ck out="${RD_L[out_dir]}"
+    ck="$(rd_config_value ps checkpoint_dir "$RD_CONFIG")"
+    [ -n "$ck" ] || ck="$out/ckpt"
+    case "$ck" in
+        "$out"/*) echo "$(rd_run_dir)/${ck#"$out"/}" ;;
+        *) rd_in_workdir "$ck" ;;
+    esac
+}
+
+# rd_requeue_resume: a job Slurm has requeued (preemption with PreemptMode=REQUEUE, a node
+# failure, scontrol requeue: SLURM_RESTART_COUNT >= 1) runs this script again with the arguments
+# of its submission. Without --resume, train took that for a fresh run and removed every
+# checkpoint (and the target log) the earlier attempt had written, then started again from step 0.
+# So a restarted job resumes from its own checkpoint root when every job has a complete
+# checkpoint there (replacing a --resume of the submission: the root holds newer ones), starts
+# again when none has (nothing to lose), and otherwise stops, keeping what is there: train cannot
+# resume some jobs and start the others. Prints the resume root, or nothing.
+rd_requeue_resume() {
+    local n="${SLURM_RESTART_COUNT:-0}" root i name have=() missing=()
+    [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] || return 0
+    root="$(rd_ckpt_root)"
+    for ((i = 0; i < ${RD_L[n_jobs]}; i++)); do
+        name="${RD_L[job${i}_name]}"
+        if compgen -G "$root/$name/step-*" >/dev/null; then have+=("$name"); else missing+=("$name"); fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        rd_note "job ${SLURM_JOB_ID:-?} restarted by Slurm (restart $n): resuming from $root"
+        echo "$root"
+    elif [ "${#have[@]}" -eq 0 ]; then
+        if [ -n "$RD_RESUME_ARG" ]; then
+            rd_note "job ${SLURM_JOB_ID:-?} restarted by Slurm (restart $n): no checkpoint under $root yet: resuming from --resume $RD_RESUME_ARG again"
+        else
+            rd_note "job ${SLURM_JOB_ID:-?} restarted by Slurm (restart $n): no checkpoint under $root: starting again"
+        fi
+    else
+        rd_die "job ${SLURM_JOB_ID:-?} restarted by Slurm (restart $n), but under $root only ${have[*]} have a checkpoint (not ${missing[*]}): train resumes every job or none, and a fresh start would remove those checkpoints; resubmit without --resume to start again, or give a root holding every job"
+    fi
+}
+
 # rd_train SRUN_OPTIONS...: the training step with the train options given after CONFIG (an
 # array task instead gets --out <its folder> --seed <base + task id>), then check that it left
-# its report.
+# its report. A job Slurm restarted resumes from its own checkpoints (rd_requeue_resume).
 rd_train() {
-    local dir rc=0 seed
+    local dir rc=0 seed resume
     local -a targs=("${RD_TRAIN_ARGS[@]+"${RD_TRAIN_ARGS[@]}"}")
     dir="$(rd_run_dir)"
     if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
@@ -407,6 +450,15 @@ rd_train() {
         # refuses. The sum is taken modulo 2^64 and printed unsigned (run.seed is a uint64).
         seed="${seed#"${seed%%[!0]*}"}"
         targs=(--out "$dir" --seed "$(printf '%u' "$((${seed:-0} + SLURM_ARRAY_TASK_ID))")")
+    fi
+    resume="$(rd_requeue_resume)" || exit 1
+    if [ -n "$resume" ]; then
+        local -a kept=()
+        local k
+        for ((k = 0; k < ${#targs[@]}; k += 2)); do
+            [ "${targs[k]}" = --resume ] || kept+=("${targs[k]}" "${targs[k + 1]}")
+        done
+        targs=("${kept[@]+"${kept[@]}"}" --resume "$resume")
     fi
     # OPENBLAS/OMP threads: one per rank unless the user asked otherwise (cluster.blas_threads
     # sets OpenBLAS's own count inside recdistill).
