@@ -277,6 +277,10 @@ rd_submit() {
     local script="$1" cfg="$2"
     shift 2
     export RD_CONFIG="$cfg" RD_BIN RD_SLURM_DIR
+    # A submission from inside a requeued job (a sweep driven by a batch job) would pass its
+    # SLURM_RESTART_COUNT on with --export=ALL (Slurm sets it only in a restarted job), and the new
+    # job would take itself for a restarted one (rd_requeue_resume).
+    unset SLURM_RESTART_COUNT
     local -a cmd=(sbatch --parsable --chdir="$(pwd)" --export=ALL)
     # shellcheck disable=SC2206
     [ -n "${RD_SBATCH_ARGS:-}" ] && cmd+=($RD_SBATCH_ARGS)

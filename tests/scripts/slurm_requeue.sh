@@ -11,7 +11,8 @@
 #  2. restarted: the job resumes every job from step 30 (nothing removed) and ends byte-identical
 #     to the uninterrupted run (final dense.bin and MANIFEST);
 #  3. restarted when only some jobs have a checkpoint: exit 1 naming them, checkpoints kept;
-#  4. restarted with no checkpoint at all: a fresh start, said so.
+#  4. restarted with no checkpoint at all: a fresh start, said so;
+#  5. a submission from inside a restarted job does not pass SLURM_RESTART_COUNT on.
 #
 #   bash tests/scripts/slurm_requeue.sh build/recdistill
 set -u
@@ -107,4 +108,16 @@ rm -rf "$CK"
 attempt 1 "$W/a4.log" || fail "restart without checkpoints: $(tail -n 20 "$W/a4.log")"
 grep -q "no checkpoint under $CK: starting again" "$W/a4.log" || fail "fresh restart: $(head -n 5 "$W/a4.log")"
 [ -s "$W/runs/rq/report.json" ] || fail "fresh restart: no report.json"
+# 5. A submission made inside a restarted job (a sweep driven by a batch job) does not hand its
+#    SLURM_RESTART_COUNT to the new job (--export=ALL): that job would take itself for a restart.
+cat >"$TMP/bin/sbatch" <<EOF
+#!/usr/bin/env bash
+echo "restart=\${SLURM_RESTART_COUNT:-unset}" >"$W/sbatch.env"
+echo 12
+EOF
+printf '#!/bin/sh\nexit 1\n' >"$TMP/bin/sinfo"
+chmod +x "$TMP/bin/sbatch" "$TMP/bin/sinfo"
+SLURM_RESTART_COUNT=2 "$SRC/slurm/train-1node.sbatch" "$CFG" >"$W/sub.out" 2>&1 ||
+    fail "submission: $(cat "$W/sub.out")"
+grep -qx "restart=unset" "$W/sbatch.env" || fail "sbatch saw $(cat "$W/sbatch.env")"
 echo "slurm_requeue.sh: ok"
