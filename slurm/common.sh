@@ -29,6 +29,8 @@
 #                   (the het-job script gives them to every component)
 #   RD_DRY_RUN=1    print the sbatch command (shell-quoted, after the variables it exports)
 #                   instead of submitting
+#   RD_TEST_ONLY=1  ask the controller whether the job could run (sbatch --test-only) instead of
+#                   submitting; exit 1 with Slurm's reason when not (slurm/sweep.sh uses it)
 #
 # Exit status of the submitters: 0 submitted, 1 bad config / missing binary / sbatch failed,
 # 2 usage error. Of the batch bodies: the exit status of `recdistill train` (0 ok), or 1 when the
@@ -293,6 +295,13 @@ rd_submit() {
     fi
     command -v sbatch >/dev/null || rd_die "sbatch not found (is this a Slurm login node?)"
     local out
+    if [ "${RD_TEST_ONLY:-0}" = 1 ]; then
+        # sbatch --test-only: the controller checks the request against the partition's nodes
+        # (CPUs per node, limits) and says when it would start; nothing is submitted.
+        out="$(sbatch --test-only "${cmd[@]:1}" 2>&1)" || rd_die "sbatch --test-only refused the job: $out"
+        echo "tested $(rd_run_dir): $out"
+        return 0
+    fi
     out="$("${cmd[@]}" 2>&1)" || rd_die "sbatch failed: $out"
     local id="${out%%;*}"
     [[ "$id" =~ ^[0-9]+$ ]] || rd_die "sbatch printed no job id: $out"

@@ -410,15 +410,26 @@ done
 # ---------------------------------------------------------------------------------------------
 # 3. Prepare the dataset once (every point reads the same data), then submit every point.
 
+# Every submitted point's nodes (skipped points aside) must exist in the partition before any is
+# submitted: a point beyond it pends for ever, and the sweep with it.
+maxn="$(awk -F'\t' 'NR > 1 && $3 > m { m = $3 } END { print m + 0 }' "$OUT/runs.tsv.new")"
+rd_check_nodes "$maxn" "" "the sweep has points on $maxn nodes" "drop them from nodes:, or use another partition (RD_SBATCH_ARGS=--partition=P)"
+# And Slurm must accept every point (sbatch --test-only: CPUs per node, limits) before any is
+# submitted: a point it refused (more ranks on a node than the node has CPUs) stopped the sweep at
+# its own submission, with the points before it submitted and running on.
+if [ "${RD_DRY_RUN:-0}" != 1 ]; then
+    while IFS=$'\t' read -r point jobid n rest; do
+        [ "$point" = point ] && continue
+        err="$(env -u SLURM_JOB_ID -u SLURM_ARRAY_TASK_ID RD_NODES="$n" RD_TEST_ONLY=1 \
+            "$RD_SLURM_DIR/train-multinode.sbatch" "$OUT/configs/$point.yaml" 2>&1 >/dev/null)" ||
+            rd_die "$SPEC: point $point ($n node(s), $(cut -f 4 <<<"$rest") ranks) cannot run here, nothing submitted: $(sed 's/^recdistill-slurm: error: //' <<<"$err" | tr '\n' ' ')"
+    done <"$OUT/runs.tsv.new"
+fi
 if [ ! -f "$OUT/data/meta.yaml" ] && [ "${RD_DRY_RUN:-0}" != 1 ]; then
     rd_note "preparing the shared dataset in $OUT/data"
     "$RD_BIN" prepare "$OUT/configs/${points[0]}.yaml" >"$OUT/prepare.log" 2>&1 ||
         rd_die "prepare failed: $(tail -n 5 "$OUT/prepare.log")"
 fi
-# Every submitted point's nodes (skipped points aside) must exist in the partition before any is
-# submitted: a point beyond it pends for ever, and the sweep with it.
-maxn="$(awk -F'\t' 'NR > 1 && $3 > m { m = $3 } END { print m + 0 }' "$OUT/runs.tsv.new")"
-rd_check_nodes "$maxn" "" "the sweep has points on $maxn nodes" "drop them from nodes:, or use another partition (RD_SBATCH_ARGS=--partition=P)"
 ids=()
 : >"$OUT/runs.tsv"
 while IFS=$'\t' read -r point jobid n rest; do
