@@ -249,13 +249,32 @@ rd_check_inputs() {
         rd_die "data.input '$input' (source $src) not found from the job's working directory $wd, and data.dir '${RD_L[data_dir]}' is not prepared there: relative config paths are relative to the working directory, so submit from the folder they start from (the checkout for configs/ml100k*.yaml), give --chdir=DIR in RD_SBATCH_ARGS, or make them absolute"
 }
 
-# rd_check_array: an array job (--array/-a in RD_SBATCH_ARGS) gives each task its own run folder
+# rd_check_array CONFIG: an array job (--array/-a in RD_SBATCH_ARGS) gives each task its own run folder
 # and seed (rd_train); --resume has no per-task meaning there, so it is refused.
 rd_check_array() {
     [ -n "$(rd_sbatch_opt array a)" ] || return 0
     [ -z "$RD_RESUME_ARG" ] ||
         rd_die "--resume with an array job: resume each task as its own job (CONFIG --out RUN/task-N --seed BASE+N --resume RUN/task-N/ckpt)"
+    rd_check_array_dirs "$1"
     rd_note "array job: task N trains into $(rd_run_dir)/task-N with run seed ${RD_SEED_ARG:-<run.seed>}+N"
+}
+
+# rd_check_array_dirs CONFIG: an array's tasks run at once, each in <run folder>/task-N, where
+# --out moves every path under run.out_dir. A checkpoint folder (ps.checkpoint_dir) or the target
+# log of a live distillation (distill.target_log) named outside run.out_dir does not move: every
+# task wrote the same one, and all but the first were refused by its writer lock once they had
+# their nodes (or, run one after another, each removed the checkpoints of the one before).
+rd_check_array_dirs() {
+    local out="${RD_L[out_dir]}" key v
+    for key in "ps checkpoint_dir" "distill target_log"; do
+        [ "$key" != "distill target_log" ] || [ "${RD_L[replay]}" = 0 ] || continue
+        # shellcheck disable=SC2086
+        v="$(rd_config_value $key "$1")"
+        case "$v" in
+            "" | "$out"/*) ;;
+            *) rd_die "an array job's tasks run at once, each in its own <run folder>/task-N, but ${key/ /.} '$v' lies outside run.out_dir '$out', so every task would write that one (all but one refused by its lock): leave it under the run folder, or submit each repeat as its own job with its own ${key/ /.}" ;;
+        esac
+    done
 }
 
 # rd_run_dir: the run folder, absolute: --out if given, else RD_L's out_dir; a relative one is
@@ -345,6 +364,9 @@ rd_placement() {
     local n="$1"
     shift
     local dir top d
+    # An array task (also one submitted by hand with sbatch --array) stops before it makes
+    # anything when its tasks would share a checkpoint folder or target log.
+    [ -z "${SLURM_ARRAY_TASK_ID:-}" ] || rd_check_array_dirs "$RD_CONFIG"
     dir="$(rd_run_dir)"
     top="$dir" # the first folder of the run folder's path that does not exist yet ("" if none)
     while [ -n "$top" ] && [ ! -e "$top" ] && [ ! -e "$(dirname -- "$top")" ]; do

@@ -152,5 +152,30 @@ RD_SBATCH_ARGS="--chdir=$TMP/J" "$SRC/slurm/train-1node.sbatch" "$TINY" --resume
 ) || bad "rd_is_seed / unsigned seed sum"
 grep -q "printf '%u'" "$SRC/slurm/common.sh" || bad "rd_train does not print the array seed unsigned"
 
+# 4. An array job whose checkpoint folder or live target log lies outside run.out_dir: the tasks
+# ran at once into that one folder, and all but one were refused by its writer lock once they had
+# their nodes. Refused at submission, and by a task submitted by hand before it makes anything; a
+# replay's target log (an input) and the default folders are fine.
+sed "s|^ps:\$|ps:\n  checkpoint_dir: $TMP/ck_ext|" "$TINY" >"$TMP/ack.yaml"
+sed "s|^ps:\$|distill:\n  target_log: $TMP/log_ext\nps:|" "$TINY" >"$TMP/alog.yaml"
+for c in ack:ps.checkpoint_dir:ck_ext alog:distill.target_log:log_ext; do
+    IFS=: read -r name key dir <<<"$c"
+    RD_SBATCH_ARGS="--array=1-2" "$SRC/slurm/train-1node.sbatch" "$TMP/$name.yaml" >"$TMP/a.out" 2>"$TMP/a.err"
+    [ $? = 1 ] && ! grep -q sbatch "$TMP/a.out" &&
+        grep -q "array job's tasks run at once.*$key '$TMP/$dir' lies outside run.out_dir 'runs/slurm-tiny'" "$TMP/a.err" ||
+        bad "array with $key outside the run folder: $(cat "$TMP/a.out" "$TMP/a.err")"
+    (cd "$TMP" && env -u RD_DRY_RUN SLURM_JOB_ID=9 SLURM_ARRAY_TASK_ID=1 SLURM_NTASKS=4 \
+        SLURM_JOB_CPUS_PER_NODE=4 RD_SLURM_DIR="$SRC/slurm" RD_CONFIG="$TMP/$name.yaml" \
+        bash "$SRC/slurm/train-1node.sbatch" "$TMP/$name.yaml" >"$TMP/a.out" 2>"$TMP/a.err")
+    [ $? = 1 ] && grep -q "$key '$TMP/$dir' lies outside run.out_dir" "$TMP/a.err" &&
+        [ ! -e "$TMP/runs/slurm-tiny/task-1" ] ||
+        bad "array task by hand with $key outside the run folder: $(cat "$TMP/a.out" "$TMP/a.err")"
+done
+RD_SBATCH_ARGS="--array=1-2" "$SRC/slurm/train-1node.sbatch" "$TINY" >/dev/null 2>"$TMP/a.err" ||
+    bad "array with the default folders: $(cat "$TMP/a.err")"
+RD_SBATCH_ARGS="--array=1-2" "$SRC/slurm/student-replay.sbatch" "$TMP/rp.yaml" >/dev/null 2>"$TMP/a.err" ||
+    true # the replay's log does not exist here: only the array check must not be what refuses it
+grep -q "array job's tasks run at once" "$TMP/a.err" && bad "array replay refused for its input log: $(cat "$TMP/a.err")"
+
 [ "$fail" = 0 ] && echo "slurm_dry: ok"
 exit "$fail"
