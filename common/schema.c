@@ -1281,8 +1281,10 @@ static uint64_t side_row_hash(const csv_ctx *cx, int s, const rd_csv_field *f) {
 static int columns_error(
     rd_errbuf *eb, const char *file, uint64_t line, int want, const rd_csv_field *f, size_t nf) {
     for (size_t i = 0; i < nf; i++) {
-        const char *cr = f[i].len ? memchr(f[i].ptr, '\r', f[i].len) : NULL;
-        if (cr)
+        int lone = 0; // a "\r\n" inside a quoted field ends a line of its text
+        for (size_t k = 0; k < f[i].len && !lone; k++)
+            lone = f[i].ptr[k] == '\r' && (k + 1 == f[i].len || f[i].ptr[k + 1] != '\n');
+        if (lone)
             return rd_err_set(eb, RD_ERR_PARSE,
                               "%s:%llu: expected %d columns, found %zu; field %zu holds a "
                               "carriage return (\\r) that ends no line: if the file mixes line "
