@@ -1348,6 +1348,34 @@ static void test_dense_optim(void **state) {
     assert_true(fabsf(p[0] - 3.0f) < 1e-2f && fabsf(p[1] - 3.0f) < 1e-2f);
 }
 
+// Two steps of Adam and AdamW against values computed by hand (in double, from the formulas of
+// rd/dense_optim.h) with eps = 0.1, so that its placement outside the square root, the bias
+// corrections at t = 2 and where the weight decay enters all show; test_dense_optim's eps = 1e-8
+// and first step (a move of exactly lr) cannot tell these apart.
+static void test_dense_adam_reference(void **state) {
+    (void)state;
+    rd_train_config tc = {
+        .lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 0.1f, .weight_decay = 0.5f};
+    // [kind][step][param]: lr 0.1, p0 = (1, -2), g = (0.5, 0.25) then (-0.25, 0.75).
+    const double want[2][2][2] = {
+        {{0.9090909090909091, -1.911764705882353}, {0.8383322854074317, -1.840419604919218}},
+        {{0.8666666666666667, -1.9714285714285715}, {0.8020777268970087, -1.9507111012394582}}};
+    const float g[2][2] = {{0.5f, 0.25f}, {-0.25f, 0.75f}};
+    for (int k = 0; k < 2; k++) {
+        snprintf(tc.optimizer, sizeof tc.optimizer, "%s", k ? "adamw" : "adam");
+        rd_dense_optim o;
+        assert_int_equal(rd_dense_optim_init(&o, &tc, NULL), RD_OK);
+        float p[2] = {1.0f, -2.0f}, st[4] = {0};
+        for (int t = 0; t < 2; t++) {
+            rd_dense_optim_step(&o, p, g[t], st, 2);
+            for (int i = 0; i < 2; i++)
+                if (!(fabs((double)p[i] - want[k][t][i]) < 1e-6))
+                    fail_msg("%s step %d p[%d] = %.9g, want %.9g", tc.optimizer, t + 1, i,
+                             (double)p[i], want[k][t][i]);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_model_a),
@@ -1373,6 +1401,7 @@ int main(void) {
         cmocka_unit_test(test_batch_errors),
         cmocka_unit_test(test_from_yaml),
         cmocka_unit_test(test_dense_optim),
+        cmocka_unit_test(test_dense_adam_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

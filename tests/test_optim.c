@@ -141,6 +141,36 @@ static void test_ftrl(void **state) {
     near(0.028823529411764706, w4[0]);
 }
 
+// eps sits outside the square root (rd/optim.h): with eps = 1e-8 above, sqrt(v) + eps and
+// sqrt(v + eps) agree to 1e-8 and the hand values cannot tell them apart, so Adam and Adagrad are
+// checked again over two steps with eps = 0.1, where the two placements differ by ~1e-4.
+static void test_eps_placement(void **state) {
+    (void)state;
+    rd_optim_config oc = make(RD_OPT_ADAM, 0.01f);
+    oc.eps = 0.1f;
+    float w[1] = {1.0f}, slots[2] = {0, 0};
+    float g1[1] = {0.5f}, g2[1] = {-0.25f};
+    // t=1: mhat = 0.5, vhat = 0.25: w = 1 - 0.01*0.5/(0.5 + 0.1) = 0.991666667
+    //      (sqrt(0.25 + 0.1) would give 0.991548)
+    rd_optim_update(&oc, w, slots, 1, g1, 1);
+    near(0.9916666666666667, w[0]);
+    // t=2: m = 0.02, v = 0.00031225 as in test_adam:
+    //      w -= 0.01*(0.02/0.19)/(sqrt(0.00031225/0.001999) + 0.1) = 0.989541106
+    rd_optim_update(&oc, w, slots, 2, g2, 1);
+    near(0.9895411060230342, w[0]);
+
+    oc = make(RD_OPT_ADAGRAD, 0.1f);
+    oc.eps = 0.1f;
+    float wa[1] = {1.0f}, acc[1];
+    rd_optim_init_slots(&oc, acc, 1);
+    // acc = 0.35: w = 1 - 0.1*0.5/(sqrt(0.35) + 0.1) = 0.927704709
+    rd_optim_update(&oc, wa, acc, 1, g1, 1);
+    near(0.9277047090720645, wa[0]);
+    // acc = 0.6: w -= 0.05/(sqrt(0.6) + 0.1) = 0.8705355
+    rd_optim_update(&oc, wa, acc, 2, g1, 1);
+    near(0.8705354998143117, wa[0]);
+}
+
 // Coordinates are independent and the vector bodies equal the scalar tail bit for bit: a 21-d
 // update (AVX, SSE2 and scalar parts) equals 21 one-element updates, for every optimizer,
 // over several steps with mixed-sign gradients.
@@ -185,9 +215,13 @@ static void test_vector_matches_scalar(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slots),   cmocka_unit_test(test_sgd),
-        cmocka_unit_test(test_adagrad), cmocka_unit_test(test_adam),
-        cmocka_unit_test(test_ftrl),    cmocka_unit_test(test_vector_matches_scalar),
+        cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_sgd),
+        cmocka_unit_test(test_adagrad),
+        cmocka_unit_test(test_adam),
+        cmocka_unit_test(test_ftrl),
+        cmocka_unit_test(test_eps_placement),
+        cmocka_unit_test(test_vector_matches_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
