@@ -758,6 +758,26 @@ static void test_losses(void **state) {
     rd_distill_bce_backward(g, ones, zt, zt, 3.0f, 4);
     for (int i = 0; i < 4; i++)
         assert_true(fabsf(g[i]) < 1e-6f);
+    // At T != 1 the loss is T^2 * BCE(sigma(z / T), sigma(z_t / T)) and its gradient
+    // T * (sigma(z / T) - sigma(z_t / T)): the finite differences above check the two against
+    // each other only, so a T^2 missing from both would pass them.
+    const float T = 2.0f;
+    float zs[4];
+    for (int i = 0; i < 4; i++) {
+        zs[i] = z[i] / T;
+        soft[i] = 1.0f / (1.0f + expf(-zt[i] / T));
+    }
+    rd_distill_bce_forward(ld, z, zt, T, 4);
+    rd_bce_logits_forward(lb, zs, soft, 4);
+    for (int i = 0; i < 4; i++)
+        lb[i] *= T * T;
+    assert_close(ld, lb, 4, 1e-6f, "distill at T=2 vs T^2 soft-label BCE of z / T");
+    memset(g, 0, sizeof g);
+    rd_distill_bce_backward(g, ones, z, zt, T, 4);
+    for (int i = 0; i < 4; i++) {
+        float want = T * (1.0f / (1.0f + expf(-zs[i])) - soft[i]);
+        assert_true(fabsf(g[i] - want) < 1e-6f);
+    }
     arena_free(&A);
 }
 
@@ -1427,13 +1447,19 @@ static void test_two_tower(void **state) {
     rd_mlp_scratch sc = {take(&A, c.B * 5), take(&A, c.B * 5)};
     tt_loss(&c);
     rd_two_tower_backward(dh, dw, &sc, c.wm, c.wa, c.h, &c.t, c.B);
+    // Every parameter tensor of both towers, and the shared input.
     fdt ts[] = {{"h", c.h, dh, c.B * 4},
                 {"main.w0", c.t.w[0].w[0], dw[0].w[0], 12},
+                {"main.b0", c.t.w[0].b[0], dw[0].b[0], 3},
                 {"main.w1", c.t.w[0].w[1], dw[0].w[1], 3},
+                {"main.b1", c.t.w[0].b[1], dw[0].b[1], 1},
                 {"aux.w0", c.t.w[1].w[0], dw[1].w[0], 20},
+                {"aux.b0", c.t.w[1].b[0], dw[1].b[0], 5},
+                {"aux.w1", c.t.w[1].w[1], dw[1].w[1], 10},
+                {"aux.b1", c.t.w[1].b[1], dw[1].b[1], 2},
                 {"aux.w2", c.t.w[1].w[2], dw[1].w[2], 2},
                 {"aux.b2", c.t.w[1].b[2], dw[1].b[2], 1}};
-    fd_check(&c, tt_loss, ts, 6, "two towers");
+    fd_check(&c, tt_loss, ts, sizeof ts / sizeof ts[0], "two towers");
 
     // Isolation: the aux tower's gradient alone leaves every main-tower gradient exactly zero.
     for (int i = 0; i < 2; i++)
