@@ -55,6 +55,26 @@ static void test_debias_identity(void **state) {
     rd_debias_logit_backward(dz, dout, z, &id, N);
     for (int i = 0; i < N; i++)
         assert_true(fabsf(dz[i] - 2.5f) < 1e-6f); // accumulates: 0.5 + 2 * 1
+    // rd_debias_is_identity decides whether the student's logit is calibrated at all (the trainer
+    // passes calib = NULL for an identity) while the teacher's always is: a calibration with
+    // r_s / p_x = 1 is still not the identity when b_s or 1 - r_plus make K > 0.
+    assert_true(rd_debias_is_identity(&id));
+    assert_true(rd_debias_is_identity(&s1));
+    const rd_debias not_id[] = {
+        {1.0, 1.0, 1.0, 0.1},  // bias only (distill.bias without sampling)
+        {1.0, 1.0, 0.5, 0.0},  // r_plus < 1
+        {2.0, 2.0, 0.9, 0.0},  // A = 1, K = 0.1
+        {10.0, 1.0, 1.0, 0.0}, // pure shift
+    };
+    for (size_t k = 0; k < sizeof not_id / sizeof not_id[0]; k++) {
+        assert_false(rd_debias_is_identity(&not_id[k]));
+        float o;
+        rd_debias_logit_forward(&o, &z[20], &not_id[k], 1); // z = 0
+        assert_true(fabsf(o - z[20]) > 1e-2f);              // and it does move the logit
+    }
+    rd_debias b1;
+    assert_int_equal(rd_debias_from_sampling(1.0, 1.0, 0.1, &b1, NULL), RD_OK);
+    assert_false(rd_debias_is_identity(&b1));
 }
 
 static const rd_debias k_params[] = {
