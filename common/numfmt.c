@@ -1,10 +1,12 @@
-// numfmt.c — a float as "%.9g" without printf, and a set of MPI ranks as text (rd/numfmt.h).
+// numfmt.c — a float as "%.9g" without printf, a double that reads back exactly, and a set of
+// MPI ranks as text (rd/numfmt.h).
 #include "rd/numfmt.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 // 10^(i - 60), i = 0..120, each the double nearest the power (the compiler rounds the literals).
@@ -22,6 +24,18 @@ static const double pow10_tab[121] = {
 
 static double pow10_of(int k) {
     return pow10_tab[k + 60];
+}
+
+size_t rd_fmt_double(double x, char out[RD_FMT_DOUBLE_MAX]) {
+    int n = 0;
+    // 17 significant digits always read back (IEEE binary64); fewer are kept when they do, so
+    // that a value such as 0.25 or 20000 is not written as 0.25000000000000000.
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(out, RD_FMT_DOUBLE_MAX, "%.*g", prec, x);
+        if (!isfinite(x) || strtod(out, NULL) == x)
+            break;
+    }
+    return n > 0 ? (size_t)n : 0;
 }
 
 size_t rd_fmt_float9_naive(float x, char out[RD_FMT_FLOAT_MAX]) {

@@ -747,6 +747,43 @@ static int fmt_check(uint32_t bits, long *fallback_free) {
     return 0;
 }
 
+// rd_fmt_double: every double reads back exactly (strtod), in no more digits than it needs.
+static void test_fmt_double(void **state) {
+    (void)state;
+    char s[RD_FMT_DOUBLE_MAX];
+    const struct {
+        double x;
+        const char *text;
+    } exact[] = {{0.25, "0.25"},
+                 {20000.0, "20000"},
+                 {0.0, "0"},
+                 {-0.0, "-0"},
+                 {0.1, "0.1"},
+                 {1e-7, "1e-07"},
+                 {0.7447150, "0.744715"},
+                 {0.8 - 0.76, "0.040000000000000036"},
+                 {1.0 / 3.0, "0.3333333333333333"},
+                 {(double)INFINITY, "inf"}};
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) {
+        assert_int_equal(rd_fmt_double(exact[i].x, s), strlen(exact[i].text));
+        assert_string_equal(s, exact[i].text);
+    }
+    uint64_t z = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 200000; i++) {
+        z ^= z << 13, z ^= z >> 7, z ^= z << 17;
+        double x;
+        memcpy(&x, &z, sizeof x);
+        if (!isfinite(x))
+            continue;
+        size_t n = rd_fmt_double(x, s);
+        assert_true(n > 0 && n < RD_FMT_DOUBLE_MAX);
+        assert_true(strtod(s, NULL) == x);
+        double u = (double)(z >> 11) / 9007199254740992.0; // an AUC-like value in [0, 1)
+        rd_fmt_double(u, s);
+        assert_true(strtod(s, NULL) == u);
+    }
+}
+
 static void test_fmt_float9(void **state) {
     (void)state;
     long n = 0;
@@ -831,6 +868,7 @@ int main(void) {
         cmocka_unit_test(test_oom_injection),
         cmocka_unit_test(test_cgroup_limit), // rd_mem_limit
         cmocka_unit_test(test_fmt_float9),
+        cmocka_unit_test(test_fmt_double),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_fmt_rank_set),
         cmocka_unit_test(test_fmt_rank_set_cut),

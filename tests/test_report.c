@@ -236,13 +236,15 @@ static void test_write(void **state) {
     assert_non_null(strstr(js, "\"build\": \"recdistill 0.1.0 src=0123\",\n  \"runtime\": "
                                "\"mpi=MPICH-4.0.2 openblas=0.3.21\",\n  \"runtime_mixed\": true,\n"
                                "  \"wall_s\""));
-    // holdout eta = (0.77 - 0.76) / (0.80 - 0.76) = 0.25; warm (0.78 - 0.78) / (0.8 - 0.78) = 0
-    assert_non_null(strstr(js, "\"holdout\": {\"eta\": 0.250000, \"teacher_gap\": 0.040000"));
-    assert_non_null(strstr(js, "\"warm\": {\"eta\": 0.000000, \"teacher_gap\": 0.020000"));
+    // holdout eta = (0.77 - 0.76) / (0.80 - 0.76) = 0.25; warm (0.78 - 0.78) / (0.8 - 0.78) = 0.
+    // Every figure reads back to its double: the gap 0.80 - 0.76 is 0.040000000000000036.
+    assert_non_null(
+        strstr(js, "\"holdout\": {\"eta\": 0.25, \"teacher_gap\": 0.040000000000000036,"));
+    assert_non_null(strstr(js, "\"warm\": {\"eta\": 0, \"teacher_gap\": 0.020000000000000018,"));
     // stream: mean of (auc - 0.01, auc + 0.03) = auc + 0.01 for each: eta 0.25
-    assert_non_null(strstr(js, "\"stream\": {\"eta\": 0.250000"));
-    assert_non_null(strstr(js, "\"stream\": {\n    \"teacher\": {\n      \"auc\": 0.810000"));
-    assert_non_null(strstr(js, "\"flops_per_sample\": {\"teacher\": 20000.000000"));
+    assert_non_null(strstr(js, "\"stream\": {\"eta\": 0.25,"));
+    assert_non_null(strstr(js, "\"stream\": {\n    \"teacher\": {\n      \"auc\": 0.81,"));
+    assert_non_null(strstr(js, "\"flops_per_sample\": {\"teacher\": 20000,"));
     assert_non_null(strstr(js, "\"params\": {\"teacher\": 10000, \"student\": 100"));
     // No temporary file is left beside it (report.json.tmp.<pid>.<hex>, rd_lmdbx_outfile).
     DIR *dd = opendir(dir);
@@ -271,6 +273,78 @@ static void test_write(void **state) {
     assert_int_equal(rd_report_write(cfg, res, 3, 1.5, NULL, &eb), RD_ERR_IO);
     assert_non_null(strstr(eb.msg, "missing/sub/report.json"));
     snprintf(path, sizeof path, "%s/report.json", dir);
+    assert_int_equal(remove(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+    rd_free(res);
+    rd_free(cfg);
+}
+
+// The number after the first `key` at or after p (strtod), and where it ends; NaN when absent.
+static double num_after(const char *p, const char *key, const char **end) {
+    const char *k = p ? strstr(p, key) : NULL;
+    if (!k)
+        return (double)NAN;
+    char *e = NULL;
+    double v = strtod(k + strlen(key), &e);
+    if (end)
+        *end = e;
+    return v;
+}
+
+// A reader recomputes eta from the three AUCs report.json prints beside it, and compares the AUCs
+// with the job slices: every figure must read back to the double the run computed. With "%.6f"
+// the AUCs of a real run (0.744715..., 0.730018..., 0.681760...) gave back eta 0.766548 against
+// the printed 0.766537.
+static void test_write_round_trip(void **state) {
+    (void)state;
+    char dir[] = "/tmp/rd_test_report_rt_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
+    rd_config_defaults(cfg);
+    cfg->cluster.n_jobs = 0;
+    add_job(cfg, "teacher", RD_JOB_TEACHER, 0, NULL);
+    add_job(cfg, "student", RD_JOB_STUDENT, 1, NULL);
+    add_job(cfg, "student_raw", RD_JOB_STUDENT, 0, NULL);
+    snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", dir);
+    snprintf(cfg->run.name, sizeof cfg->run.name, "unit");
+    rd_trainer_result *res = rd_xcalloc(3, sizeof *res);
+    const double auc[3] = {0.74471537019231, 0.73001812345679, 0.68176043219876};
+    for (int j = 0; j < 3; j++) {
+        snprintf(res[j].job, sizeof res[j].job, "%s", cfg->cluster.jobs[j].name);
+        res[j].params = 100;
+        res[j].flops_per_sample = 200;
+        set_m(&res[j].holdout.m, auc[j], 0.53089812345, 12000);
+        set_m(&res[j].warm.m, auc[j], 0.53089812345, 12000);
+        res[j].n_windows = 1;
+        set_m(&res[j].window[0].m, auc[j] + 1e-7, 0.5, 2400);
+    }
+    res[0].wall_s = 76.82647013664246;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_report_write(cfg, res, 3, 76.82647013664246, NULL, &eb), RD_OK);
+    char path[600];
+    snprintf(path, sizeof path, "%s/report.json", dir);
+    char *js = slurp(path);
+    assert_non_null(js);
+    const char *eta = strstr(js, "\"eta\": {");
+    assert_non_null(eta);
+    const char *h = strstr(eta, "\"holdout\": {");
+    double e = num_after(h, "\"eta\": ", NULL), t = num_after(h, "\"teacher_auc\": ", NULL);
+    double s = num_after(h, "\"student_auc\": ", NULL),
+           r = num_after(h, "\"student_raw_auc\": ", NULL);
+    double gap = num_after(h, "\"teacher_gap\": ", NULL);
+    double gain = num_after(h, "\"student_gain\": ", NULL);
+    assert_true(t == auc[0] && s == auc[1] && r == auc[2]);
+    assert_true(gap == t - r && gain == s - r);
+    assert_true(e == (s - r) / (t - r)); // the same operations on the same doubles
+    // The job slice holds the same figure; the stream window keeps its 1e-7.
+    assert_true(num_after(strstr(js, "\"holdout\": {\n    \"teacher\""), "\"auc\": ", NULL) ==
+                auc[0]);
+    assert_true(num_after(strstr(js, "\"windows\": ["), "\"auc\": ", NULL) == auc[0] + 1e-7);
+    assert_true(num_after(js, "\"wall_s\": ", NULL) == 76.82647013664246);
+    // A round figure stays short: no trailing zeros to 17 digits.
+    assert_non_null(strstr(js, "\"flops_per_sample\": {\"teacher\": 200, "));
+    rd_free(js);
     assert_int_equal(remove(path), 0);
     assert_int_equal(rmdir(dir), 0);
     rd_free(res);
@@ -347,7 +421,7 @@ static void test_pairs_reported(void **state) {
                            "\"eta\": {\n    \"teacher\": \"teacher\", \"student\": \"student\", "
                            "\"student_raw\": \"student_raw\",\n    \"comparable\": true, "
                            "\"warning\": null, \"reason\": null,\n    \"holdout\": {\"eta\": "
-                           "0.250000, \"teacher_gap\": 0.040000"));
+                           "0.25, \"teacher_gap\": 0.040000000000000036,"));
     assert_null(strstr(js, "\"eta_reason\""));
     const char *list = strstr(js, "\"eta_pairs\": [");
     assert_non_null(list);
@@ -360,7 +434,7 @@ static void test_pairs_reported(void **state) {
     // student3 (2 ranks) vs raw3 (1): eta (0.75 - 0.74) / (0.78 - 0.74) = 0.25, with a warning.
     assert_non_null(
         strstr(p3, "\"comparable\": false, \"warning\": \"ranks: student3 trains on 2"));
-    assert_non_null(strstr(p3, "\"holdout\": {\"eta\": 0.250000"));
+    assert_non_null(strstr(p3, "\"holdout\": {\"eta\": 0.25,"));
     rd_free(js);
 
     char *out = printed(cfg, res, 7);
@@ -426,7 +500,7 @@ static void test_pairs_reported(void **state) {
     assert_int_equal(rd_report_write(cfg, res, 7, 1.0, NULL, &eb), RD_OK);
     js = slurp(path);
     assert_non_null(js);
-    assert_non_null(strstr(js, "\"student_raw_auc\": 0.760000, \"positives\": 20, "
+    assert_non_null(strstr(js, "\"student_raw_auc\": 0.76, \"positives\": 20, "
                                "\"negatives\": 20, \"few_events\": true},\n"));
     assert_non_null(strstr(js, "\"positives\": 400, \"negatives\": 400, \"few_events\": "
                                "false}"));
@@ -525,9 +599,13 @@ static void test_table_undefined(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eta_of),         cmocka_unit_test(test_stream_mean),
-        cmocka_unit_test(test_pairs),          cmocka_unit_test(test_write),
-        cmocka_unit_test(test_pairs_reported), cmocka_unit_test(test_table_undefined),
+        cmocka_unit_test(test_eta_of),
+        cmocka_unit_test(test_stream_mean),
+        cmocka_unit_test(test_pairs),
+        cmocka_unit_test(test_write),
+        cmocka_unit_test(test_write_round_trip),
+        cmocka_unit_test(test_pairs_reported),
+        cmocka_unit_test(test_table_undefined),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

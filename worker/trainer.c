@@ -35,6 +35,7 @@
 #include "rd/hash.h"
 #include "rd/lmdbx.h"
 #include "rd/log.h"
+#include "rd/numfmt.h"
 #include "rd/optim.h"
 #include "rd/source.h"
 #include "rd/tokens.h"
@@ -2446,11 +2447,16 @@ static void popularity(rd_trainer *tr, rd_trainer_result *res) {
     rd_free(pos);
 }
 
+// A figure of the metrics file in the fewest digits that read back to v (rd_fmt_double), as in
+// report.json, so that the two agree to the last digit; undefined: null (jsonl) or nan (csv).
 static void put_num(FILE *f, double v, int json) {
-    if (isfinite(v))
-        fprintf(f, "%.6f", v);
-    else
+    char buf[RD_FMT_DOUBLE_MAX];
+    if (isfinite(v)) {
+        rd_fmt_double(v, buf);
+        fputs(buf, f);
+    } else {
         fputs(json ? "null" : "nan", f);
+    }
 }
 
 static void write_line(FILE *f, int json, const char *phase, int window, const rd_trainer_eval *e) {

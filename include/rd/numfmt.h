@@ -1,11 +1,15 @@
-// rd/numfmt.h — numbers as text: a float as printf("%.9g") writes it, without printf; a set of
-// MPI ranks.
+// rd/numfmt.h — numbers as text: a float as printf("%.9g") writes it, without printf; a double
+// in the fewest digits that read back to it; a set of MPI ranks.
 //
 // Defines:
 //   RD_FMT_FLOAT_MAX        bytes rd_fmt_float9 may write, the NUL included
 //   rd_fmt_float9()         the shortest "%.9g" text of a float: 9 significant digits, enough to
 //                           read back the same float (strtof), the same bytes as printf
 //   rd_fmt_float9_naive()   its twin through snprintf (tests, benchmarks)
+//   RD_FMT_DOUBLE_MAX       bytes rd_fmt_double may write, the NUL included
+//   rd_fmt_double()         the shortest "%.15g" .. "%.17g" text of a double that strtod reads
+//                           back to the same double (the figures of report.json and the metrics
+//                           files)
 //   rd_fmt_rank_set()       a set of MPI ranks, "ranks 0-3, 7 (mpiexec segments 1, 2)", for the
 //                           launch-wide messages of app/args.c
 //   rd_fmt_append()         printf-style text appended to a fixed buffer, cut at its end
@@ -31,6 +35,17 @@
 size_t rd_fmt_float9(float x, char out[RD_FMT_FLOAT_MAX]);
 /** The same through snprintf. */
 size_t rd_fmt_float9_naive(float x, char out[RD_FMT_FLOAT_MAX]);
+
+#define RD_FMT_DOUBLE_MAX 32
+
+/** Write x into out (NUL-terminated) as the first of "%.15g", "%.16g" and "%.17g" that strtod
+ *  reads back to x exactly: 0.25 stays "0.25", a computed AUC keeps every digit it has. A figure
+ *  a reader recomputes from others (eta from three AUCs) then comes out the same to the last bit,
+ *  which six decimals did not give (eta 0.766537 printed, 0.766548 from the printed AUCs).
+ *  Non-finite values are written as printf does ("nan", "inf", "-inf"): JSON writers test
+ *  isfinite first and write null.
+ *  @return the length written, NUL excluded (at most RD_FMT_DOUBLE_MAX - 1). */
+size_t rd_fmt_double(double x, char out[RD_FMT_DOUBLE_MAX]);
 
 /** The ranks r < n with sel[r] as text into buf (NUL-terminated, cap > 0): "rank 2", "ranks 0-1,
  *  4", runs of three or more as a range; then, when appnum is not NULL (the launch has several
