@@ -169,7 +169,8 @@ static void usage(FILE *out) {
                  "                     [--warmup W] [--skip-ml] [--skip-synth] [--json PATH]\n"
                  "MovieLens-100K is read from --ml100k DIR, else $RD_SHARED_DATA/movielens-100k,\n"
                  "else ../shared/data/movielens-100k relative to the current folder (as the\n"
-                 "movielens100k preset's default); without u.data there the case is skipped.\n");
+                 "movielens100k preset's default); without u.data there the case is skipped,\n"
+                 "but a --ml100k DIR without u.data is refused (exit 2).\n");
 }
 
 int main(int argc, char **argv) {
@@ -221,6 +222,22 @@ int main(int argc, char **argv) {
     }
     if (json && bench_json_ok(stderr, "bench_prepare", json) != 0)
         return 2;
+    // A case left out must be one asked for: a --ml100k DIR without u.data (a typo) was skipped
+    // like the default folder, and the run exited 0 with JSON that lacked the case, which a
+    // comparison of two machines' files then read as the other machine's only.
+    if (skip_ml && skip_synth) {
+        fprintf(stderr, "bench_prepare: --skip-ml and --skip-synth leave no case to run\n");
+        return usage(stderr), 2;
+    }
+    struct stat st;
+    char probe[600];
+    if (ml && !skip_ml) {
+        snprintf(probe, sizeof probe, "%s/u.data", ml);
+        if (stat(probe, &st) != 0) {
+            fprintf(stderr, "bench_prepare: --ml100k: no %s (%s)\n", probe, strerror(errno));
+            return usage(stderr), 2;
+        }
+    }
     char mlbuf[512];
     if (!ml) {
         const char *shared = getenv("RD_SHARED_DATA");
@@ -241,9 +258,7 @@ int main(int argc, char **argv) {
     }
     case_result cases[2];
     int n_cases = 0, rc = 0;
-    char probe[600];
     snprintf(probe, sizeof probe, "%s/u.data", ml);
-    struct stat st;
     if (!skip_ml && stat(probe, &st) != 0) {
         printf("movielens100k: skipped (no %s; give --ml100k DIR or RD_SHARED_DATA)\n", probe);
         skip_ml = 1;

@@ -105,6 +105,13 @@ badval "--zipf: expected a number in 0\.\.100, got '-0.5'" "$MPIEXEC" -n 2 "$B/b
 badval "--iters: expected an integer in 10\.\.[0-9]*, got '5x'" "$B/bench_serve" --iters 5x
 badval "--batches: expected an integer in 1\.\.[0-9]*, got '0'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,0
 badval "--dim: '0' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim 0
+# A case left out must be one asked for: a --ml100k DIR without u.data was skipped, exit 0, with
+# JSON that lacked the case; so were both cases (an empty "cases" list).
+badval "--ml100k: no $TMP/no-ml/u.data" "$B/bench_prepare" --ml100k "$TMP/no-ml" --events 1000 \
+    --reps 1 --warmup 0 --json "$TMP/noml.json"
+[ ! -e "$TMP/noml.json" ] || fail "bench_prepare --ml100k without u.data wrote JSON"
+badval "leave no case to run" "$B/bench_prepare" --skip-ml --skip-synth --json "$TMP/none.json"
+[ ! -e "$TMP/none.json" ] || fail "bench_prepare with no case wrote JSON"
 # An unknown option given last was reported as "missing value of '--bogus'".
 badval "'--bogus': unknown option" "$B/bench_table" --bogus
 badval "'--bogus': unknown option" "$B/bench_prepare" --skip-ml --bogus
