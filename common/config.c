@@ -1472,6 +1472,68 @@ check_struct(const vctx *v, const ck_struct *st, const void *base, char *path, s
     return RD_OK;
 }
 
+// Is field `k` of the struct at `base` at its table default? Lists are at their default when
+// empty (no list has another), maps when every key of theirs is. With a NULL `path` it only
+// answers; else, when it answers 0, path holds the key path of the first key that is not (below
+// the path it held). For keys that a setting makes meaningless: a value other than the default
+// was written by hand, and would do nothing.
+static int at_default(const ck_key *k, const void *base, char *path, size_t cap) {
+    const char *dst = (const char *)base + k->off;
+    size_t plen = path ? strlen(path) : 0;
+    if (path)
+        snprintf(path + plen, cap - plen, "%s%s", plen ? "." : "", k->key);
+    int same = 1;
+    switch (k->type) {
+        case CK_MAP:
+        case CK_LABEL:
+            for (size_t i = 0; i < k->sub->n_keys && same; i++)
+                same = at_default(&k->sub->keys[i], dst, path, cap);
+            if (!same)
+                return 0; // the path names the sub-key
+            break;
+        case CK_MAP_LIST:
+        case CK_INT_LIST:
+        case CK_STR_LIST: {
+            int n;
+            memcpy(&n, (const char *)base + k->count_off, sizeof n);
+            same = n == 0;
+            break;
+        }
+        default: {
+            // The largest scalar is a path (RD_PATH_MAX bytes); every number fits 8.
+            union {
+                char text[RD_PATH_MAX];
+                double align;
+            } def;
+            memset(&def, 0, sizeof def);
+            char why[256];
+            if (k->def &&
+                parse_scalar(k, k->type, k->def, strlen(k->def), 0, 0, &def, why, sizeof why) != 0)
+                RD_ASSERT_MSG(0, "bad default '%s' for %s: %s", k->def, k->key, why);
+            size_t n = k->type == CK_STR      ? k->size
+                       : k->type == CK_INT64  ? sizeof(int64_t)
+                       : k->type == CK_UINT64 ? sizeof(uint64_t)
+                       : k->type == CK_DOUBLE ? sizeof(double)
+                       : k->type == CK_FLOAT  ? sizeof(float)
+                                              : sizeof(int);
+            same = k->type == CK_STR ? strncmp(dst, def.text, n) == 0 : memcmp(dst, &def, n) == 0;
+            break;
+        }
+    }
+    if (path && same)
+        path[plen] = '\0';
+    return same;
+}
+
+// The key of table `st` named `key` (it must exist).
+static const ck_key *key_of(const ck_struct *st, const char *key) {
+    for (size_t i = 0; i < st->n_keys; i++)
+        if (strcmp(st->keys[i].key, key) == 0)
+            return &st->keys[i];
+    RD_ASSERT_MSG(0, "no key '%s' in %s", key, st->name);
+    return NULL;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Derived defaults.
 
@@ -2205,6 +2267,32 @@ static int check_derived_paths(const rd_config *cfg, const vctx *v) {
     return RD_OK;
 }
 
+// Each source reads its own part of data:. A MovieLens preset fills the schema itself (a label
+// "rating >= 3" under data.schema left the label at rating >= 4), and the generator reads no
+// input folder: a key set where its source does not look would be accepted and do nothing.
+// Values equal to the defaults pass (a printed config holds them all). Left alone: data.schema
+// under source synthetic (configs/reference.yaml, a template, shows its example schema there)
+// and data.synthetic under a file source (a config switched from the generator to files keeps
+// the generator's line, and nobody expects it to change a file).
+static int check_unread_data(const rd_config *cfg, const vctx *v) {
+    const rd_data_config *dc = &cfg->data;
+    const char *src = data_sources[dc->source];
+    char path[256] = "data";
+    if ((dc->source == RD_DATA_MOVIELENS100K || dc->source == RD_DATA_MOVIELENS1M) &&
+        !at_default(key_of(&data_desc, "schema"), dc, path, sizeof path))
+        return verr(v, path,
+                    "set, but data.source %s does not read data.schema (the MovieLens preset "
+                    "fills the schema itself: its files, fields, and the label rating >= 4): "
+                    "remove it, or read the files with source: csv and a full data.schema",
+                    src);
+    if (dc->source == RD_DATA_SYNTHETIC && dc->input[0])
+        return verr(v, "data.input",
+                    "'%s' is set, but data.source synthetic reads no input folder (the generator "
+                    "makes its events): remove it, or set data.source to the files' source",
+                    dc->input);
+    return RD_OK;
+}
+
 static int validate_impl(const rd_config *cfg, const vctx *v) {
     char path[256] = "";
     char p[128];
@@ -2363,6 +2451,8 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
         !cfg->data.input[0])
         return verr(v, "data.input", "the MovieLens sources need an input folder");
     if (cfg->data.source == RD_DATA_CSV && (rc = check_csv_schema(cfg, v)))
+        return rc;
+    if ((rc = check_unread_data(cfg, v)))
         return rc;
     if (!cfg->data.dir[0])
         return verr(v, "data.dir", "must not be empty (rd_config_resolve fills it)");
