@@ -2293,6 +2293,41 @@ static int check_unread_data(const rd_config *cfg, const vctx *v) {
     return RD_OK;
 }
 
+// The optimizer keys that each type does not read (ps/optim.c, worker/dense_optim.c): one set
+// away from its default would be accepted and do nothing (an ftrl l1 under adagrad, an Adam
+// beta under sgd), so name it.
+static const char *const ps_optim_unread[][7] = {
+    [RD_OPT_SGD] = {"beta1", "beta2", "eps", "initial_accumulator", "l1", "beta", NULL},
+    [RD_OPT_ADAGRAD] = {"beta1", "beta2", "l1", "beta", NULL},
+    [RD_OPT_ADAM] = {"initial_accumulator", "l1", "beta", NULL},
+    [RD_OPT_FTRL] = {"beta1", "beta2", "eps", "initial_accumulator", NULL},
+};
+
+static int check_unread_optim(const rd_config *cfg, const vctx *v) {
+    char path[256];
+    for (int i = 0; i < cfg->ps.n_tables; i++) {
+        const rd_optim_config *oc = &cfg->ps.tables[i].optim;
+        for (const char *const *k = ps_optim_unread[oc->kind]; *k; k++) {
+            snprintf(path, sizeof path, "ps.tables[%d].optimizer", i);
+            if (!at_default(key_of(&optim_desc, *k), oc, path, sizeof path))
+                return verr(v, path, "set, but optimizer type %s does not read %s: remove it",
+                            opt_kinds[oc->kind], *k);
+        }
+    }
+    // The dense optimizer: sgd reads lr and weight_decay only.
+    static const char *const sgd_unread[] = {"beta1", "beta2", "eps", NULL};
+    if (strcmp(cfg->train.optimizer, "sgd") == 0)
+        for (const char *const *k = sgd_unread; *k; k++) {
+            snprintf(path, sizeof path, "train");
+            if (!at_default(key_of(&train_desc, *k), &cfg->train, path, sizeof path))
+                return verr(v, path,
+                            "set, but train.optimizer sgd does not read %s (adam and adamw "
+                            "do): remove it",
+                            *k);
+        }
+    return RD_OK;
+}
+
 static int validate_impl(const rd_config *cfg, const vctx *v) {
     char path[256] = "";
     char p[128];
@@ -2402,6 +2437,9 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
                             o->name, o->dim, t->dim);
         }
     }
+
+    if ((rc = check_unread_optim(cfg, v)))
+        return rc;
 
     // ---- models, tokens
     if ((rc = check_models(cfg, v)))
