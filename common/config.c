@@ -2440,6 +2440,13 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
 
     if ((rc = check_unread_optim(cfg, v)))
         return rc;
+    // Synchronous training applies every push before the next pull: no worker runs ahead, and
+    // the server reads the staleness bound only in async mode (ps/server.c eligible()).
+    if (cfg->ps.sync && cfg->ps.staleness > 0)
+        return verr(v, "ps.staleness",
+                    "%d is set, but ps.sync is true (no worker runs ahead, and the bound is read "
+                    "only with sync: false): remove it, or set ps.sync: false",
+                    cfg->ps.staleness);
 
     // ---- models, tokens
     if ((rc = check_models(cfg, v)))
