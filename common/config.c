@@ -2261,6 +2261,14 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                     "model '%s' has dropout %g: the tokens a source model stores come from its "
                     "training pass, which runs without dropout (set its dropout to 0)",
                     src->name, (double)src->dropout);
+    // The source model trains only to build the store for a job whose model reads tokens
+    // (rd_config_token_job): without one, it and every tokens: setting did nothing.
+    if (src && rd_config_token_job(cfg) < 0)
+        return verr(v, "tokens.source_model",
+                    "'%s' is set, but no job's model reads instance tokens (models[].tokens."
+                    "scheme > 0), so no token store is built and the source model never trains: "
+                    "give a job's model a tokens: branch, or remove tokens.source_model",
+                    src->name);
     return RD_OK;
 }
 
