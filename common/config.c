@@ -2401,6 +2401,28 @@ static int check_unread_optim(const rd_config *cfg, const vctx *v) {
     return RD_OK;
 }
 
+// distill: is read by distilled students (and their teachers, for what they send): without a
+// job that has distill: true, nothing distils, and a key set there did nothing — the student
+// meant to distil trained on labels only. target_log (a derived path, and a replay's input) and
+// replay (checked above) aside.
+static int check_unread_distill(const rd_config *cfg, const vctx *v) {
+    for (int i = 0; i < cfg->cluster.n_jobs; i++)
+        if (cfg->cluster.jobs[i].distill)
+            return RD_OK;
+    char path[256];
+    for (size_t i = 0; i < distill_desc.n_keys; i++) {
+        const ck_key *k = &distill_desc.keys[i];
+        if (strcmp(k->key, "target_log") == 0 || strcmp(k->key, "replay") == 0)
+            continue;
+        snprintf(path, sizeof path, "distill");
+        if (!at_default(k, &cfg->distill, path, sizeof path))
+            return verr(v, path,
+                        "set, but no student job has distill: true, so nothing distils: give "
+                        "the student distill: true (and a two-tower model), or remove it");
+    }
+    return RD_OK;
+}
+
 static int validate_impl(const rd_config *cfg, const vctx *v) {
     char path[256] = "";
     char p[128];
@@ -2592,7 +2614,9 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
     }
     if ((rc = check_shared_tables(cfg, v)))
         return rc;
-    return check_derived_paths(cfg, v);
+    if ((rc = check_derived_paths(cfg, v)))
+        return rc;
+    return check_unread_distill(cfg, v);
 }
 
 int rd_config_validate(const rd_config *cfg, rd_errbuf *eb) {

@@ -48,6 +48,21 @@
     "        table: e\n"
 // BASE has 14 lines; text appended after it starts at line 15.
 
+// A teacher and a two-tower student that distils from it, each with its own table: the keys of
+// distill: are refused without a distilling job. 11 lines.
+#define BASE_STUDENT                                                                               \
+    "cluster:\n"                                                                                   \
+    "  jobs:\n"                                                                                    \
+    "    - {name: w, role: teacher, model: m}\n"                                                   \
+    "    - {name: s, role: student, model: sm, distill: true}\n"                                   \
+    "ps:\n"                                                                                        \
+    "  tables:\n"                                                                                  \
+    "    - {name: e, dim: 8}\n"                                                                    \
+    "    - {name: f, dim: 8}\n"                                                                    \
+    "models:\n"                                                                                    \
+    "  - {name: m, features: [{field: user, table: e}]}\n"                                         \
+    "  - {name: sm, two_towers: true, features: [{field: user, table: f}]}\n"
+
 static rd_config *new_cfg(void) {
     rd_config *c = calloc(1, sizeof *c);
     assert_non_null(c);
@@ -371,17 +386,17 @@ static void test_entry_defaults_and_resolve(void **state) {
 static void test_value_forms(void **state) {
     (void)state;
     rd_config *c = new_cfg();
-    expect_ok(BASE "data:\n  synthetic:\n    events: 2e5\n    drift: 1e-3\n"
-                   "output:\n  plot: Off\n  progress_every_s: +7\n"
-                   "distill:\n  aux_tower: 0\n  debias: YES\n  bias: 2.5\n"
-                   "tokens:\n  map_size: 1GiB\n  window: 1_000\n  sit_layers: 0x10\n"
-                   "train:\n  lr: 3\n",
+    expect_ok(BASE_STUDENT "data:\n  synthetic:\n    events: 2e5\n    drift: 1e-3\n"
+                           "output:\n  plot: Off\n  progress_every_s: +7\n"
+                           "distill:\n  aux_task: 0\n  debias: YES\n  bias: 2.5\n"
+                           "tokens:\n  map_size: 1GiB\n  window: 1_000\n  sit_layers: 0x10\n"
+                           "train:\n  lr: 3\n",
               c);
     assert_int_equal(c->data.synthetic.events, 200000);
     assert_true(c->data.synthetic.drift == 1e-3);
     assert_int_equal(c->output.plot, 0);
     assert_int_equal(c->output.progress_every_s, 7);
-    assert_int_equal(c->distill.aux_tower, 0);
+    assert_int_equal(c->distill.aux_task, 0);
     assert_int_equal(c->distill.debias, 1);
     assert_true(c->distill.bias == 2.5f);
     assert_int_equal(c->tokens.map_size, 1u << 30);
@@ -966,9 +981,9 @@ static void test_errors_cross(void **state) {
     // out of range [0.01, 1000]"). The upper bound is in range too.
     {
         rd_config *c = new_cfg();
-        expect_ok(BASE "distill:\n  temperature: 0.01\n", c);
+        expect_ok(BASE_STUDENT "distill:\n  temperature: 0.01\n", c);
         assert_true(c->distill.temperature == 0.01f);
-        expect_ok(BASE "distill:\n  temperature: 1000\n", c);
+        expect_ok(BASE_STUDENT "distill:\n  temperature: 1000\n", c);
         assert_true(c->distill.temperature == 1000.0f);
         free(c);
     }
@@ -1090,7 +1105,7 @@ static void test_errors_cross(void **state) {
     expect_error(BASE "distill:\n  aux_tower: false\n  aux_task: false\n",
                  "t.yaml:", "distill.aux_task: false needs distill.aux_tower: true");
     rd_config *c = new_cfg();
-    expect_ok(BASE "distill:\n  aux_task: false\n", c);
+    expect_ok(BASE_STUDENT "distill:\n  aux_task: false\n", c);
     assert_int_equal(c->distill.aux_task, 0);
     free(c);
     expect_error(BASE "distill:\n  start_epoch: 1\n",
@@ -1571,15 +1586,16 @@ static void test_round_trip(void **state) {
 static void test_round_trip_values(void **state) {
     (void)state;
     rd_config *c = new_cfg();
-    expect_ok(BASE "run:\n  name: r.t-1\n  seed: 18446744073709551615\n"
-                   "data:\n  schema:\n    delimiter: \"\\t\"\n"
-                   "    path: \"we\\u00efrd \\\"q\\\" \\\\ \\u2028 \\U0001F600 x\"\n"
-                   "    columns: [\"a b\", \"c:d\", \"#e\", \"- f\", \"null\", \"yes\", \"\"]\n"
-                   "    label: {column: \"rating, x\", op: \"!=\", threshold: -0.1}\n"
-                   "  synthetic: {drift: 0.1234567890123, long_range: 3e-300, base_ctr: 0.7}\n"
-                   "train: {lr: 0.1, eps: 1.17549435e-38, weight_decay: 123.456789}\n"
-                   "distill: {bias: -0.0, alpha: 1e-7}\n"
-                   "tokens: {map_size: 17592186044416}\n",
+    expect_ok(BASE_STUDENT
+              "run:\n  name: r.t-1\n  seed: 18446744073709551615\n"
+              "data:\n  schema:\n    delimiter: \"\\t\"\n"
+              "    path: \"we\\u00efrd \\\"q\\\" \\\\ \\u2028 \\U0001F600 x\"\n"
+              "    columns: [\"a b\", \"c:d\", \"#e\", \"- f\", \"null\", \"yes\", \"\"]\n"
+              "    label: {column: \"rating, x\", op: \"!=\", threshold: -0.1}\n"
+              "  synthetic: {drift: 0.1234567890123, long_range: 3e-300, base_ctr: 0.7}\n"
+              "train: {lr: 0.1, eps: 1.17549435e-38, weight_decay: 123.456789}\n"
+              "distill: {bias: -0.0, alpha: 1e-7}\n"
+              "tokens: {map_size: 17592186044416}\n",
               c);
     assert_string_equal(c->data.schema.columns[4], "null");
     assert_string_equal(c->data.schema.columns[6], "");

@@ -146,7 +146,8 @@ for t in toks:
     except ValueError:
         sys.exit("replay-sweep.sh: point '%s': unknown or bad token '%s'" % (p, t))
 c["cluster"]["jobs"] = [job]
-c["distill"] = d
+# An undistilled twin reads none of distill: (the config refuses it set): keep it at its defaults.
+c["distill"] = d if job.get("distill") else {}
 c.setdefault("run", {}).pop("out_dir", None)
 yaml.safe_dump(c, open(dst, "w"), sort_keys=False)
 PY
