@@ -1992,69 +1992,6 @@ static int check_item_key_field(
     return RD_OK;
 }
 
-// The first of `keys` (scalar rows of table `st`, the struct at base) set away from both its
-// default and zero, as "<prefix>.<key>" in path, or NULL. Zero switches a setting off (false,
-// none, 0), which a branch that is off already is; it is also what a model built in code holds.
-static const char *
-first_set(const ck_struct *st, const void *base, const char *const *keys, char *path, size_t cap) {
-    size_t plen = strlen(path);
-    for (; *keys; keys++) {
-        const ck_key *k = key_of(st, *keys);
-        RD_ASSERT(k->type != CK_STR && k->type < CK_INT_LIST); // numbers, enums and booleans
-        size_t n = k->type == CK_INT64 || k->type == CK_UINT64 || k->type == CK_DOUBLE ? 8
-                   : k->type == CK_FLOAT                                               ? 4
-                                         : sizeof(int);
-        static const char zero[8];
-        if (memcmp((const char *)base + k->off, zero, n) != 0 && !at_default(k, base, path, cap))
-            return path;
-        path[plen] = '\0';
-    }
-    return NULL;
-}
-
-// A branch's settings when the branch is off, or of a kind that does not read them (layers and
-// heads are the transformer's, view_length the view's): a model meant to read its history or
-// its tokens trained without them, and nothing said so. Defaults pass (printed configs hold
-// every key).
-static int check_unread_branches(const rd_model_config *mc, int m, const vctx *v) {
-    static const char *const seq_off[] = {"length", "layers", "heads", "dim", "view_length", NULL};
-    static const char *const tok_off[] = {"length", "kind",      "layers", "heads", "adapter",
-                                          "gate",   "same_time", "norm",   NULL};
-    static const char *const attn[] = {"layers", "heads", NULL};
-    static const char *const view[] = {"view_length", NULL};
-    char path[128];
-    const rd_seq_config *sq = &mc->seq;
-    snprintf(path, sizeof path, "models[%d].seq", m);
-    if (sq->kind == RD_SEQ_NONE && sq->table[0])
-        snprintf(path, sizeof path, "models[%d].seq.table", m);
-    if (sq->kind == RD_SEQ_NONE &&
-        (sq->table[0] || first_set(&seq_desc, sq, seq_off, path, sizeof path)))
-        return verr(v, path,
-                    "set, but seq.kind is none: model '%s' has no history branch to read it "
-                    "(seq.stats need none); set seq.kind (mean | din | transformer), or remove it",
-                    mc->name);
-    if ((sq->kind == RD_SEQ_MEAN || sq->kind == RD_SEQ_DIN) &&
-        first_set(&seq_desc, sq, attn, path, sizeof path))
-        return verr(v, path, "set, but seq.kind %s does not read it (transformer does): remove it",
-                    seq_kinds[sq->kind]);
-    if (sq->kind != RD_SEQ_NONE && sq->view == RD_SEQ_NONE &&
-        first_set(&seq_desc, sq, view, path, sizeof path))
-        return verr(v, path, "set, but seq.view is none (the length of that view): remove it");
-    const rd_token_use *tu = &mc->tokens;
-    snprintf(path, sizeof path, "models[%d].tokens", m);
-    if (tu->scheme == 0 && first_set(&token_use_desc, tu, tok_off, path, sizeof path))
-        return verr(v, path,
-                    "set, but tokens.scheme is 0: model '%s' reads no instance tokens; set "
-                    "tokens.scheme (1 or 2, as the top-level tokens.scheme), or remove it",
-                    mc->name);
-    if (tu->scheme > 0 && (tu->kind == RD_SEQ_MEAN || tu->kind == RD_SEQ_DIN) &&
-        first_set(&token_use_desc, tu, attn, path, sizeof path))
-        return verr(v, path,
-                    "set, but tokens.kind %s does not read it (transformer does): remove it",
-                    seq_kinds[tu->kind]);
-    return RD_OK;
-}
-
 static int check_models(const rd_config *cfg, const vctx *v) {
     char p[128];
     src_fields sf;
@@ -2085,8 +2022,6 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             return verr(v, p, "%g needs an mlp (it drops the backbone MLP's outputs)",
                         (double)mc->dropout);
         }
-        if ((rc = check_unread_branches(mc, m, v)))
-            return rc;
         const rd_seq_config *sq = &mc->seq;
         for (int k = 0; k < sq->n_stats; k++) {
             snprintf(p, sizeof p, "models[%d].seq.stats[%d]", m, k);
@@ -2261,14 +2196,6 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                     "model '%s' has dropout %g: the tokens a source model stores come from its "
                     "training pass, which runs without dropout (set its dropout to 0)",
                     src->name, (double)src->dropout);
-    // The source model trains only to build the store for a job whose model reads tokens
-    // (rd_config_token_job): without one, it and every tokens: setting did nothing.
-    if (src && rd_config_token_job(cfg) < 0)
-        return verr(v, "tokens.source_model",
-                    "'%s' is set, but no job's model reads instance tokens (models[].tokens."
-                    "scheme > 0), so no token store is built and the source model never trains: "
-                    "give a job's model a tokens: branch, or remove tokens.source_model",
-                    src->name);
     return RD_OK;
 }
 
