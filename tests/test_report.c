@@ -198,10 +198,8 @@ static char *slurp(const char *path) {
     return buf;
 }
 
-static void test_write(void **state) {
-    (void)state;
-    char dir[] = "/tmp/rd_test_report_XXXXXX";
-    assert_non_null(mkdtemp(dir));
+// A teacher, its distilled student and the student's raw twin, reporting into `dir` (free it).
+static rd_config *distill_config(const char *dir) {
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
     rd_config_defaults(cfg);
     cfg->cluster.n_jobs = 0;
@@ -210,6 +208,14 @@ static void test_write(void **state) {
     add_job(cfg, "student_raw", RD_JOB_STUDENT, 0, NULL);
     snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", dir);
     snprintf(cfg->run.name, sizeof cfg->run.name, "unit");
+    return cfg;
+}
+
+static void test_write(void **state) {
+    (void)state;
+    char dir[] = "/tmp/rd_test_report_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    rd_config *cfg = distill_config(dir);
     rd_trainer_result *res = rd_xcalloc(3, sizeof *res); // ~1.2 MB each
     const double auc[3] = {0.80, 0.77, 0.76};
     for (int j = 0; j < 3; j++) {
@@ -299,14 +305,7 @@ static void test_write_round_trip(void **state) {
     (void)state;
     char dir[] = "/tmp/rd_test_report_rt_XXXXXX";
     assert_non_null(mkdtemp(dir));
-    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
-    rd_config_defaults(cfg);
-    cfg->cluster.n_jobs = 0;
-    add_job(cfg, "teacher", RD_JOB_TEACHER, 0, NULL);
-    add_job(cfg, "student", RD_JOB_STUDENT, 1, NULL);
-    add_job(cfg, "student_raw", RD_JOB_STUDENT, 0, NULL);
-    snprintf(cfg->run.out_dir, sizeof cfg->run.out_dir, "%s", dir);
-    snprintf(cfg->run.name, sizeof cfg->run.name, "unit");
+    rd_config *cfg = distill_config(dir);
     rd_trainer_result *res = rd_xcalloc(3, sizeof *res);
     const double auc[3] = {0.74471537019231, 0.73001812345679, 0.68176043219876};
     for (int j = 0; j < 3; j++) {
