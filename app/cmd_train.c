@@ -55,6 +55,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -959,7 +960,57 @@ static void warn_segments(const rd_comm *comm) {
 
 static int train_main(int argc, char **argv, const train_args *ta, rd_watch *watch);
 
+static void on_sigusr1(int sig) {
+    (void)sig;
+    rd_trainer_request_checkpoint();
+}
+
+// The SIGUSR1 handler an MPI library installed over on_sigusr1 in MPI_Init (MPICH's ch3 does, to
+// look for failed processes, and calls the one it replaced), kept and called by on_sigusr1_mpi.
+static struct sigaction sigusr1_mpi;
+
+static void on_sigusr1_mpi(int sig, siginfo_t *si, void *uc) {
+    rd_trainer_request_checkpoint();
+    if (sigusr1_mpi.sa_flags & SA_SIGINFO) {
+        if (sigusr1_mpi.sa_sigaction)
+            sigusr1_mpi.sa_sigaction(sig, si, uc);
+    } else if (sigusr1_mpi.sa_handler != SIG_DFL && sigusr1_mpi.sa_handler != SIG_IGN) {
+        sigusr1_mpi.sa_handler(sig);
+    }
+}
+
+// SIGUSR1 asks for a checkpoint after the next step (rd_trainer_request_checkpoint) instead of
+// ending the rank, on every rank (a PS rank ignores it): Slurm's --signal=USR1@N reaches every
+// process of the step, and mpiexec passes a SIGUSR1 it gets on to each rank. Installed before
+// anything else, so that a signal early in the start-up does not kill the rank. SA_RESTART: the
+// system calls it interrupts go on (a sleep of a polling loop only ends early).
+static void checkpoint_signal_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigusr1;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+// After MPI_Init: a handler the MPI library put in place of on_sigusr1 might not call it (MPICH's
+// does), so on_sigusr1_mpi takes its place and calls it.
+static void checkpoint_signal_after_mpi_init(void) {
+    struct sigaction cur;
+    if (sigaction(SIGUSR1, NULL, &cur) != 0 ||
+        (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == on_sigusr1))
+        return;
+    sigusr1_mpi = cur;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigusr1_mpi;
+    sa.sa_mask = cur.sa_mask;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
 int rd_cmd_train(int argc, char **argv) {
+    checkpoint_signal_install();
     rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL},
                          {"--resume", RD_APP_STRING, NULL},
                          {"--seed", RD_APP_NUMBER, NULL}};
@@ -1006,6 +1057,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         rd_mpi_finalize(1);
         return 1;
     }
+    checkpoint_signal_after_mpi_init();
     double t_start = now_s();
     int rank = 0, size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -137,6 +137,9 @@ RD_NORETURN static void sentinel(int rfd, pid_t parent) {
             close(devnull);
     }
     signal(SIGPIPE, SIG_IGN);
+    // A SIGUSR1 asks the rank for a checkpoint (`recdistill train`); Slurm's --signal sends it to
+    // every process of the step, the sentinel included, which its default action would end.
+    signal(SIGUSR1, SIG_IGN);
     // Out of the rank's process group: launchers end a torn-down rank's whole group, and the
     // sentinel of the rank that died first must live long enough to say so.
     setsid();

@@ -43,6 +43,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2106,22 +2107,49 @@ int rd_trainer_windows_check(
     return rc;
 }
 
+// A checkpoint request (rd_trainer_request_checkpoint), set by a signal handler: answered, and
+// cleared, by the job rank 0 that writes the checkpoint.
+static volatile sig_atomic_t ckpt_requested;
+
+void rd_trainer_request_checkpoint(void) {
+    ckpt_requested = 1;
+}
+
+int rd_trainer_checkpoint_requested(void) {
+    return ckpt_requested != 0;
+}
+
 // Job rank 0 writes the checkpoint of the cut "steps 0..step-1 applied" when it is due (or
 // forced); the other ranks return at once. Called between rd_dense_optim_step and the next
 // step's push, so the PS cut (rd_kv_save waits for it) and the dense parameters agree.
 static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_end, rd_errbuf *eb) {
     const int every = tr->cfg->ps.checkpoint_every, every_s = tr->cfg->ps.checkpoint_every_s;
     int64_t step = rd_kv_step(tr->kv);
-    if (!tr->ckpt_root[0] || step == tr->ckpt_step || step == 0)
+    if (!tr->ckpt_root[0] || step == 0)
         return RD_OK;
-    // Only job rank 0 writes, so its own clock may decide the time cadence.
-    int due = force || (every > 0 && step % every == 0) ||
+    // Only job rank 0 writes, so its own clock may decide the time cadence, and only its own
+    // pending request counts (ckpt_requested).
+    int asked = tr->comm->job_rank == 0 && ckpt_requested;
+    if (step == tr->ckpt_step) { // written at this step already: that one answers a request
+        char path[RD_PATH_MAX + 96];
+        if (asked &&
+            rd_train_ckpt_path(tr->ckpt_root, tr->job->name, step, path, sizeof path) == RD_OK) {
+            ckpt_requested = 0;
+            printf("[%s] checkpoint on SIGUSR1: %s (written already)\n", tr->job->name, path);
+            fflush(stdout);
+        }
+        return RD_OK;
+    }
+    int due = force || asked || (every > 0 && step % every == 0) ||
               (every_s > 0 && tr->comm->job_rank == 0 && now_s() - tr->ckpt_t >= every_s);
     if (!due)
         return RD_OK;
     tr->ckpt_step = step;
     if (tr->comm->job_rank != 0)
         return RD_OK;
+    // Cleared before the write: a request that arrives during it asks for the next step's.
+    if (asked)
+        ckpt_requested = 0;
     tr->ckpt_t = now_s();
     char final[RD_PATH_MAX + 96], part[RD_PATH_MAX + 128], jdir[RD_PATH_MAX + 64];
     snprintf(jdir, sizeof jdir, "%s/%s", tr->ckpt_root, tr->job->name);
@@ -2177,8 +2205,12 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_e
     if ((rc = rd_train_ckpt_prune(jdir, step, tr->cfg->ps.checkpoint_keep, live_distill(tr) ? 3 : 0,
                                   eb)) != RD_OK)
         goto fail;
-    if (!tr->quiet)
+    if (asked) { // said even when quiet: the user asked for it
+        printf("[%s] checkpoint on SIGUSR1: %s\n", tr->job->name, final);
+        fflush(stdout);
+    } else if (!tr->quiet) {
         printf("[%s] checkpoint: %s\n", tr->job->name, final);
+    }
     return RD_OK;
 fail:
     rd_err_prefix(eb, "checkpoint of step %lld: ", (long long)step);

@@ -12,6 +12,7 @@
 //   rd_trainer_model()       the dense model (tests compare parameters)
 //   rd_trainer_kv()          the KV client (tests pull rows after training)
 //   rd_trainer_destroy()     rd_kv_shutdown + free (every worker rank must reach it)
+//   rd_trainer_request_checkpoint() a checkpoint after the next step (async-signal-safe)
 //   rd_trainer_targets_json() the target counters as JSON members (targets.json, report.json)
 //
 // Schedule (per job, all ranks of the job in lock step):
@@ -247,6 +248,19 @@ int rd_trainer_score(rd_trainer *tr, const uint64_t *recs, size_t n, float *logi
  */
 int rd_trainer_windows_check(
     const char *dir, int32_t window, int64_t range_step, int *n, rd_errbuf *eb);
+
+/**
+ * Ask every trainer of this process for a checkpoint after its next training step, whatever the
+ * checkpoint cadence (none set included); training then goes on. Job rank 0 writes it, as it
+ * writes the periodic ones, so a request that reaches only the other ranks of a job does
+ * nothing; a request before the first step or while no step is left (evaluation) waits for the
+ * next step, if any. Async-signal-safe: it only sets a flag. `recdistill train` calls it from its
+ * SIGUSR1 handler, so `kill -USR1`, or Slurm's `--signal=USR1@N` some minutes before a time
+ * limit, leaves a checkpoint seconds old to resume from (docs/slurm.md).
+ */
+void rd_trainer_request_checkpoint(void);
+/** Pending requests (rd_trainer_request_checkpoint) not yet answered in this process: 0 or 1. */
+int rd_trainer_checkpoint_requested(void);
 
 /** The dense model (parameters identical on the job's ranks after every step). */
 rd_model *rd_trainer_model(rd_trainer *tr);
