@@ -31,6 +31,10 @@
 #                   instead of submitting
 #   RD_TEST_ONLY=1  ask the controller whether the job could run (sbatch --test-only) instead of
 #                   submitting; exit 1 with Slurm's reason when not (slurm/sweep.sh uses it)
+#   RD_REQUEUE_AT_LIMIT=1  submit with --requeue, and requeue the job once every job of the config
+#                   has written the checkpoint asked for by the SIGUSR1 that Slurm sends before
+#                   the time limit (#SBATCH --signal): the next attempt resumes from it, so a run
+#                   longer than the limit goes on in slices by itself (rd_limit_checkpoint)
 #
 # Exit status of the submitters: 0 submitted, 1 bad config / missing binary / sbatch failed,
 # 2 usage error. Of the batch bodies: the exit status of `recdistill train` (0 ok), or 1 when the
@@ -56,6 +60,9 @@ rd_init() {
         *) RD_BIN="$(pwd)/$RD_BIN" ;;
     esac
     export RD_BIN
+    # From the start of a batch body: SIGUSR1's default action would end the script (rd_on_usr1).
+    trap rd_on_usr1 USR1
+    rd_check_requeue_at_limit
     [ -f "$RD_BIN" ] && [ -x "$RD_BIN" ] || rd_die "recdistill binary '$RD_BIN' not found or not executable (build it, or set RD_BIN)"
 }
 
@@ -305,6 +312,9 @@ rd_submit() {
     local -a cmd=(sbatch --parsable --chdir="$(pwd)" --export=ALL)
     # shellcheck disable=SC2206
     [ -n "${RD_SBATCH_ARGS:-}" ] && cmd+=($RD_SBATCH_ARGS)
+    # A job Slurm may requeue: without it `scontrol requeue` is refused on clusters whose
+    # JobRequeue is 0.
+    [ "${RD_REQUEUE_AT_LIMIT:-0}" = 0 ] || cmd+=(--requeue)
     cmd+=("$@" "$script" "$cfg" "${RD_TRAIN_ARGS[@]+"${RD_TRAIN_ARGS[@]}"}")
     if [ "${RD_DRY_RUN:-0}" = 1 ]; then
         printf 'RD_BIN=%q RD_SLURM_DIR=%q RD_CONFIG=%q' "$RD_BIN" "$RD_SLURM_DIR" "$cfg"
@@ -470,6 +480,72 @@ rd_requeue_resume() {
     fi
 }
 
+# rd_check_requeue_at_limit: RD_REQUEUE_AT_LIMIT is unset, 0 or 1 (rd_init checks it, for the
+# submission and the batch body); another value stops the script.
+rd_check_requeue_at_limit() {
+    case "${RD_REQUEUE_AT_LIMIT:-0}" in
+        0 | 1) ;;
+        *) rd_die "RD_REQUEUE_AT_LIMIT='$RD_REQUEUE_AT_LIMIT': 1 (requeue the job once it has checkpointed before its time limit) or 0" ;;
+    esac
+}
+
+# The checkpoint before a time limit. The scripts ask Slurm for a SIGUSR1 to the batch shell some
+# minutes before the limit (#SBATCH --signal=B:USR1@300). rd_on_usr1 passes it to the training
+# step (srun hands it to every task): each job writes a checkpoint after its next step and
+# trains on (rd/trainer.h, rd_trainer_request_checkpoint). With RD_REQUEUE_AT_LIMIT=1,
+# rd_limit_checkpoint then waits until every job has written it and requeues the job: Slurm ends
+# this attempt and runs the script again, which resumes from those checkpoints
+# (rd_requeue_resume). Without it the checkpoints wait for a resubmission with --resume.
+RD_STEP_PID=""
+RD_USR1=0
+RD_LIMIT_BEFORE=""
+rd_on_usr1() {
+    if [ -n "$RD_STEP_PID" ] && kill -0 "$RD_STEP_PID" 2>/dev/null; then
+        rd_note "job ${SLURM_JOB_ID:-?}: SIGUSR1 (the time limit is near): every job writes a checkpoint after its next step"
+        RD_USR1=1
+        RD_LIMIT_BEFORE="$(rd_newest_ckpts "$(rd_ckpt_root)")"
+        kill -USR1 "$RD_STEP_PID" 2>/dev/null || true
+    else
+        rd_note "job ${SLURM_JOB_ID:-?}: SIGUSR1 (the time limit is near) while no training step runs: no checkpoint to ask for"
+    fi
+}
+# rd_newest_ckpts ROOT: "job step-N" for each job of the config with a complete checkpoint under
+# ROOT, the newest (step folders sort by name).
+rd_newest_ckpts() {
+    local i name d
+    for ((i = 0; i < ${RD_L[n_jobs]}; i++)); do
+        name="${RD_L[job${i}_name]}"
+        d="$(compgen -G "$1/$name/step-*" | LC_ALL=C sort | tail -n 1)" || true
+        [ -z "$d" ] || echo "$name ${d##*/}"
+    done
+}
+
+# rd_limit_checkpoint BEFORE: after a SIGUSR1 with RD_REQUEUE_AT_LIMIT=1, wait until every job
+# has a newer checkpoint than in BEFORE (rd_newest_ckpts' lines at the signal), then requeue the
+# job (scontrol requeue). Returns when requeued, or when the step ended first (then it needs no
+# requeue; a job whose training was over writes none: the attempt ends as it would have).
+rd_limit_checkpoint() {
+    local before="$1" root now i name b n out all
+    root="$(rd_ckpt_root)"
+    while kill -0 "$RD_STEP_PID" 2>/dev/null; do
+        now="$(rd_newest_ckpts "$root")"
+        all=1
+        for ((i = 0; i < ${RD_L[n_jobs]}; i++)); do
+            name="${RD_L[job${i}_name]}"
+            b="$(awk -v j="$name" '$1 == j {print $2}' <<<"$before")"
+            n="$(awk -v j="$name" '$1 == j {print $2}' <<<"$now")"
+            [ -n "$n" ] && [ "$n" != "$b" ] || all=0
+        done
+        if [ "$all" = 1 ]; then
+            rd_note "job ${SLURM_JOB_ID:-?}: every job has a checkpoint since the signal ($(tr '\n' ' ' <<<"$now")under $root): requeueing the job; the next attempt resumes from them"
+            out="$(scontrol requeue "${SLURM_JOB_ID:-}" 2>&1)" ||
+                rd_note "job ${SLURM_JOB_ID:-?}: scontrol requeue failed ($out): this attempt goes on to its time limit; resume with --resume $root"
+            return 0
+        fi
+        sleep 0.5
+    done
+}
+
 # rd_train SRUN_OPTIONS...: the training step with the train options given after CONFIG (an
 # array task instead gets --out <its folder> --seed <base + task id>), then check that it left
 # its report. A job Slurm restarted resumes from its own checkpoints (rd_requeue_resume).
@@ -503,8 +579,19 @@ rd_train() {
     # rank_death.sh, docs/reliability.md).
     rd_note "job ${SLURM_JOB_ID:-?}: srun --mpi=pmi2 --kill-on-bad-exit=1 $* $RD_BIN train $RD_CONFIG ${targs[*]}"
     local t0=$SECONDS
+    # In the background, so that the SIGUSR1 trap runs while the step does (a trap waits for a
+    # foreground command to end); `wait` returns early (status > 128) when a trapped signal came.
     srun --mpi=pmi2 --kill-on-bad-exit=1 "$@" "$RD_BIN" train "$RD_CONFIG" \
-        "${targs[@]+"${targs[@]}"}" || rc=$?
+        "${targs[@]+"${targs[@]}"}" &
+    RD_STEP_PID=$!
+    while :; do
+        RD_USR1=0
+        rc=0
+        wait "$RD_STEP_PID" || rc=$?
+        [ "$rc" -gt 128 ] && kill -0 "$RD_STEP_PID" 2>/dev/null || break
+        [ "$RD_USR1" = 0 ] || [ "${RD_REQUEUE_AT_LIMIT:-0}" = 0 ] || rd_limit_checkpoint "$RD_LIMIT_BEFORE"
+    done
+    RD_STEP_PID=""
     rd_note "job ${SLURM_JOB_ID:-?}: train exited $rc after $((SECONDS - t0)) s"
     [ "$rc" -eq 0 ] || exit "$rc"
     [ -s "$dir/report.json" ] || rd_die "train exited 0 but left no $dir/report.json"
