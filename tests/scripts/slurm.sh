@@ -392,6 +392,48 @@ cmp -s "$W/res1.csv" "$W/res2.csv" || fail "resumed through Slurm: metrics diffe
     fail "the resumed run must span 2 nodes: $(cat "$W/runs/res2/placement.txt")"
 echo "a run stopped after step 30 resumed through Slurm on 2 nodes, exactly"
 
+# --- the time limit's SIGUSR1, and a requeue that resumes -----------------------------------------
+# The teacher alone, no checkpoint cadence, long enough to be running when the signal comes;
+# submitted with RD_REQUEUE_AT_LIMIT=1 (so with --requeue). `scancel --signal=USR1 --batch` sends
+# what #SBATCH --signal=B:USR1@N sends before the limit: the batch shell passes it to srun, which
+# hands it to the tasks; the teacher checkpoints, the shell requeues the job (scontrol), and the
+# restarted job resumes from that checkpoint and completes. The PS rank is held (SIGSTOP) from
+# when it has its handler until the signal reached it, so the run cannot end before, and again
+# from the checkpoint on, so that it ends by the requeue.
+# shellcheck source=lib/hold.sh
+. "$SRC/tests/scripts/lib/hold.sh"
+sed -e 's/^  name: slurm-tiny$/  name: lim/' -e '/role: student/d' \
+    -e 's/^  batch_size: 64$/  batch_size: 64\n  epochs: 25/' "$TINY" >"$W/lim.yaml"
+grep -q "^  epochs: 25$" "$W/lim.yaml" || fail "could not derive lim.yaml from $TINY"
+jlim="$(submit train-1node.sbatch "$W/lim.yaml" RD_REQUEUE_AT_LIMIT=1)"
+hold_ps "train $W/lim.yaml" 2 "$$"
+scancel --signal=USR1 --batch "$jlim" || fail "scancel --signal=USR1 --batch $jlim"
+until_pending
+release_ps
+# Held again once the signal's checkpoint is there: the run waits for the requeue to end it.
+tlim=$SECONDS
+until_ckpts "$W/runs/lim/ckpt" teacher
+hold_again
+# Slurm holds a requeued job back for a while (BeginTime): here it may start at once.
+for ((i = 0; i < 600; i++)); do
+    case "$(state_of "$jlim")" in PENDING*) scontrol update JobId="$jlim" StartTime=now >/dev/null 2>&1; break ;; esac
+    sleep 0.1
+done
+wait_job "$jlim"
+HELD="" # killed by the requeue
+LOUT="$W/slurm-rd-train-1node-$jlim.out"
+grep -q "SIGUSR1 (the time limit is near): every job writes a checkpoint after its next step" "$LOUT" ||
+    fail "lim: the batch shell did not pass SIGUSR1 on: $(cat "$LOUT")"
+line="$(grep "^\[teacher\] checkpoint on SIGUSR1: " "$LOUT")" || fail "lim: no checkpoint on SIGUSR1: $(cat "$LOUT")"
+LCK="$(basename "${line#*SIGUSR1: }")"
+grep -q "requeueing the job; the next attempt resumes from them" "$LOUT" || fail "lim: no requeue: $(cat "$LOUT")"
+grep -q "restarted by Slurm (restart 1): resuming from $W/runs/lim/ckpt" "$LOUT" ||
+    fail "lim: the requeued job did not resume: $(cat "$LOUT")"
+grep -q "\[teacher\] resumed from .*ckpt/teacher/$LCK" "$LOUT" ||
+    fail "lim: not resumed from the signal's checkpoint $LCK: $(grep resumed "$LOUT")"
+check_report lim teacher
+echo "a job signalled before its time limit checkpointed, requeued itself and resumed in $((SECONDS - tlim)) s"
+
 # --- scaling sweep ---------------------------------------------------------------------------------
 cat >"$W/tiny.spec" <<EOF
 # a small sweep over the tiny config

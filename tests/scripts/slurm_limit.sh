@@ -70,11 +70,8 @@ unset RD_REQUEUE_AT_LIMIT SLURM_RESTART_COUNT
 W="$TMP/work"
 mkdir -p "$W"
 cd "$W" || fail "cd $W"
-# 25 epochs: the training goes on for seconds after the signal's checkpoints (written after the
-# first step), for the batch shell to see them while the step runs (it polls every 0.5 s).
-sed -e 's/^  name: slurm-tiny$/  name: lim/' -e 's/^  batch_size: 64$/  batch_size: 64\n  epochs: 25/' \
-    "$SRC/tests/data/slurm-tiny.yaml" >"$W/lim.yaml"
-grep -q "^  name: lim$" "$W/lim.yaml" && grep -q "^  epochs: 25$" "$W/lim.yaml" || fail "could not derive lim.yaml"
+sed -e 's/^  name: slurm-tiny$/  name: lim/' "$SRC/tests/data/slurm-tiny.yaml" >"$W/lim.yaml"
+grep -q "^  name: lim$" "$W/lim.yaml" || fail "could not derive lim.yaml"
 CFG="$W/lim.yaml"
 CK="$W/runs/lim/ckpt"
 JOBS="teacher student student_raw"
@@ -93,6 +90,20 @@ signalled() {
     hold_ps "train $CFG" 4 "$b"
     kill -USR1 "$b"
     until_pending
+    release_ps
+    # Held again once every job has the signal's checkpoint, until the batch shell saw them (or,
+    # without a requeue, for a second): the run cannot end before.
+    until_ckpts "$CK" $JOBS
+    hold_again
+    if [ "${RD_REQUEUE_AT_LIMIT:-0}" = 1 ]; then
+        local i
+        for ((i = 0; i < 3000; i++)); do
+            grep -q "every job has a checkpoint since the signal" "$1" && break
+            sleep 0.01
+        done
+    else
+        sleep 1
+    fi
     release_ps
     wait "$b" || fail "$1: the signalled attempt exited $?: $(tail -n 20 "$1")"
     [ -s "$W/runs/lim/report.json" ] || fail "$1: no report.json"

@@ -4,7 +4,8 @@
 # is held with SIGSTOP: no training step completes without it, so a signal sent meanwhile reaches
 # the ranks before their training is over, however loaded the machine.
 
-HELD=""
+HELD=""    # the PS rank while it is held
+PS_PID=""  # the PS rank of the last hold_ps
 
 # rank_procs PATTERN: the processes running $RD whose command line matches PATTERN (pgrep -f):
 # the ranks of a launch and their sentinels.
@@ -30,8 +31,10 @@ hold_ps() {
     local i p n=0
     for ((i = 0; i < 3000; i++)); do
         for p in $(rank_procs "$1"); do
-            grep -qz '^PMI_RANK=0$' "/proc/$p/environ" 2>/dev/null && sig_bit SigCgt "$p" 10 || continue
-            kill -STOP "$p" && HELD=$p
+            # World rank 0: PMI_RANK under mpiexec, SLURM_PROCID under srun.
+            grep -qzE '^(PMI_RANK|SLURM_PROCID)=0$' "/proc/$p/environ" 2>/dev/null &&
+                sig_bit SigCgt "$p" 10 || continue
+            kill -STOP "$p" && HELD=$p PS_PID=$p
             break 2
         done
         kill -0 "$3" 2>/dev/null || fail "the launch ($1) ended before its PS rank started"
@@ -61,4 +64,23 @@ until_pending() {
 release_ps() {
     kill -CONT "$HELD"
     HELD=""
+}
+
+# hold_again: the same PS rank held again (a run that must not end before what follows).
+hold_again() {
+    kill -STOP "$PS_PID" && HELD=$PS_PID
+}
+
+# until_ckpts ROOT JOBS...: wait until every job has a complete checkpoint (its MANIFEST) under
+# ROOT/<job>/.
+until_ckpts() {
+    local root="$1" i j n
+    shift
+    for ((i = 0; i < 3000; i++)); do
+        n=0
+        for j in "$@"; do compgen -G "$root/$j/step-*/MANIFEST" >/dev/null && n=$((n + 1)); done
+        [ "$n" -eq $# ] && return 0
+        sleep 0.01
+    done
+    fail "no checkpoint of every job ($*) under $root after 30 s"
 }
