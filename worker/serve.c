@@ -89,6 +89,46 @@ struct rd_serve {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Non-finite values (a checkpoint written as training diverged, or a file rewritten by hand)
+// would make every score NaN with RD_OK. Export refuses to write them and open refuses to load
+// them, with the same message: `where` is the checkpoint (export) or the bundle (open), `origin`
+// what held the values.
+
+// Every dense parameter of m. @return RD_OK or RD_ERR_CORRUPT naming the tensor and index
+static int
+check_dense_finite(const rd_model *m, const char *where, const char *origin, rd_errbuf *eb) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const rd_model_tensor *tt = &m->tensors[i];
+        for (size_t k = 0; k < tt->n; k++)
+            if (!isfinite(m->params[tt->offset + k]))
+                return rd_err_set(eb, RD_ERR_CORRUPT,
+                                  "%s: dense parameter %s[%zu] is %g: %s had diverged", where,
+                                  tt->name, k, (double)m->params[tt->offset + k], origin);
+    }
+    return RD_OK;
+}
+
+// Row `i` (its place in the table's rows) of `table`, key `key`: row is (dim).
+// @return RD_OK or RD_ERR_CORRUPT naming the table, row, key and value index
+static int check_row_finite(const char *where,
+                            const char *table,
+                            uint64_t i,
+                            uint64_t key,
+                            const float *row,
+                            size_t dim,
+                            const char *origin,
+                            rd_errbuf *eb) {
+    for (size_t k = 0; k < dim; k++)
+        if (!isfinite(row[k]))
+            return rd_err_set(eb, RD_ERR_CORRUPT,
+                              "%s: table %s row %llu (key %016llx): value %zu is %g: %s had "
+                              "diverged",
+                              where, table, (unsigned long long)i, (unsigned long long)key, k,
+                              (double)row[k], origin);
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Export
 
 typedef struct obuf {
@@ -192,6 +232,9 @@ int rd_serve_export(const rd_config *cfg,
     for (int i = 0; i < m->n_tensors; i++)
         if (strncmp(m->tensors[i].name, "tower_aux", 9) == 0)
             memset(m->params + m->tensors[i].offset, 0, m->tensors[i].n * sizeof(float));
+    // A bundle open would refuse (a checkpoint written as training diverged) is not written.
+    if ((rc = check_dense_finite(m, ckpt_dir, "the checkpoint", eb)) != RD_OK)
+        goto done;
     uint32_t width[RD_MAX_FEATURES];
     char who[RD_NAME_MAX + 16];
     snprintf(who, sizeof who, "model '%s'", mc->name);
@@ -336,11 +379,15 @@ int rd_serve_export(const rd_config *cfg,
         for (uint32_t s = 0; s < man->n_shards; s++)
             rows += rd_table_size(rd_tabletool_table(tt, (int)s, ti[t]));
         OUT(&o, rows);
+        uint64_t r = 0; // the row's place in the bundle's rows of the table, as open counts
         for (uint32_t s = 0; s < man->n_shards; s++) {
             const rd_table *tab = rd_tabletool_table(tt, (int)s, ti[t]);
-            for (size_t i = 0; i < rd_table_size(tab); i++) {
+            for (size_t i = 0; i < rd_table_size(tab); i++, r++) {
                 uint64_t key;
                 const float *row = rd_table_row_at(tab, i, &key, NULL, NULL);
+                if ((rc = check_row_finite(ckpt_dir, m->tables[t].name, r, key, row,
+                                           m->tables[t].dim, "the checkpoint", eb)) != RD_OK)
+                    goto done;
                 OUT(&o, key);
                 out_put(&o, row, m->tables[t].dim * sizeof(float));
             }
@@ -644,17 +691,9 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     // A NaN or infinite parameter (a checkpoint written as training diverged, or a file
     // rewritten by hand) would make every score NaN with RD_OK: refused here, naming it, as the
     // trainer's evaluation refuses a non-finite score.
-    for (int i = 0; i < m->n_tensors && !b.bad; i++) {
-        const rd_model_tensor *tt = &m->tensors[i];
-        for (size_t k = 0; k < tt->n; k++)
-            if (!isfinite(m->params[tt->offset + k])) {
-                rc = rd_err_set(eb, RD_ERR_CORRUPT,
-                                "%s: dense parameter %s[%zu] is %g: the checkpoint it was "
-                                "exported from had diverged",
-                                path, tt->name, k, (double)m->params[tt->offset + k]);
-                goto fail;
-            }
-    }
+    if (!b.bad &&
+        (rc = check_dense_finite(m, path, "the checkpoint it was exported from", eb)) != RD_OK)
+        goto fail;
     // Tables: created from the config and seed (initial values of unseen keys), then the rows.
     in->rows = 0;
     for (int t = 0; t < s->n_tables && rc == RD_OK; t++) {
@@ -679,16 +718,9 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
             IN(&b, key);
             float tmp[1024]; // dim <= 1024 (rd_table_create checks)
             in_get(&b, tmp, dim * sizeof(float));
-            for (size_t k = 0; k < dim && !b.bad; k++)
-                if (!isfinite(tmp[k])) {
-                    rc = rd_err_set(eb, RD_ERR_CORRUPT,
-                                    "%s: table %s row %llu (key %016llx): value %zu is %g: the "
-                                    "checkpoint it was exported from had diverged",
-                                    path, s->tc[t].name, (unsigned long long)i,
-                                    (unsigned long long)key, k, (double)tmp[k]);
-                    break;
-                }
-            if (rc != RD_OK)
+            if (!b.bad &&
+                (rc = check_row_finite(path, s->tc[t].name, i, key, tmp, dim,
+                                       "the checkpoint it was exported from", eb)) != RD_OK)
                 break;
             rc = rd_table_put(s->tab[t], key, tmp, 0, 0);
             if (rc != RD_OK)

@@ -113,7 +113,9 @@ typedef struct rd_serve_request {
  * without one) and, for `missing: mean`, the fill the dataset's meta.yaml records.
  * @return RD_OK, RD_ERR_NOTFOUND (job, checkpoint, dense.bin, table, the missing_mean of a
  *         `missing: mean` field in meta.yaml), RD_ERR_PARSE (meta.yaml), RD_ERR_SCHEMA (config
- *         hash or model layout differs), RD_ERR_UNSUPPORTED (token branch), RD_ERR_CORRUPT,
+ *         hash or model layout differs), RD_ERR_UNSUPPORTED (token branch), RD_ERR_CORRUPT
+ *         (also a NaN or infinite dense parameter or embedding value of the checkpoint, named
+ *         as rd_serve_open names it: a diverged run, whose bundle open would refuse),
  *         RD_ERR_VERSION, RD_ERR_IO, RD_ERR_EXISTS (out exists); nothing is left at `out` on
  *         failure
  */

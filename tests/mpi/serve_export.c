@@ -264,6 +264,76 @@ static void copy_as_v2(const char *from, const char *to, size_t n_inputs) {
     write_as_version(b, len, 2, to);
 }
 
+// A checkpoint folder `to` (replaced) made from the student's checkpoint `ckpt`: its dense.bin,
+// with the float at byte `nan_at` set to NaN when nan_at >= 0, beside one PS shard of 40 rows
+// (keys 977, 2 * 977, ...) in each of the config's tables at dim `dim` (0 = the config's),
+// value 1 of table 0's key 3 * 977 NaN when `nan_row`.
+static void make_ckpt(const rd_config *cfg,
+                      const char *ckpt,
+                      const char *to,
+                      uint32_t dim,
+                      int nan_row,
+                      long nan_at) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_train_ckpt_rmtree(to, NULL); // left by the session before (same folder), or a call before
+    const int nt = cfg->ps.n_tables;
+    rd_table_config tc[RD_MAX_TABLES];
+    rd_table *tab[RD_MAX_TABLES];
+    rd_ckpt_manifest *mm = rd_xcalloc(1, sizeof *mm);
+    mm->version = RD_CKPT_VERSION;
+    mm->n_shards = 1;
+    mm->seed = cfg->run.seed;
+    mm->n_tables = (uint32_t)nt;
+    for (int t = 0; t < nt; t++) {
+        tc[t] = cfg->ps.tables[t];
+        if (dim)
+            tc[t].dim = (int)dim;
+        tc[t].optim.kind = RD_OPT_SGD;
+        tc[t].capacity = 16;
+        RD_ASSERT(rd_table_create(&tc[t], t, cfg->run.seed, &tab[t], &eb) == RD_OK);
+        float row[1024];
+        RD_ASSERT(tc[t].dim <= 1024);
+        for (uint64_t k = 1; k <= 40; k++) {
+            for (int j = 0; j < tc[t].dim; j++)
+                row[j] = j % 2 ? -0.5f : 0.5f;
+            if (nan_row && t == 0 && k == 3)
+                row[1] = NAN;
+            RD_ASSERT(rd_table_put(tab[t], k * 977, row, 1, 1) == RD_OK);
+        }
+        memcpy(mm->tables[t].name, tc[t].name, RD_NAME_MAX);
+        mm->tables[t].index = (uint32_t)t;
+        mm->tables[t].dim = (uint32_t)tc[t].dim;
+        mm->tables[t].optim = RD_OPT_SGD;
+        mm->tables[t].slots = 0;
+    }
+    rd_ckpt_shard_info info;
+    RD_ASSERT(rd_ckpt_write_shard(to, 0, 1, 0, cfg->run.seed, tab, nt, &info, &eb) == RD_OK);
+    mm->shard_crc[0] = info.crc;
+    for (int t = 0; t < nt; t++) {
+        mm->tables[t].rows = info.rows[t];
+        mm->shard_rows[0] += info.rows[t];
+        rd_table_destroy(tab[t]);
+    }
+    RD_ASSERT(rd_ckpt_write_manifest(to, mm, &eb) == RD_OK);
+    rd_free(mm);
+    char from[RD_PATH_MAX * 2 + 64], dst[RD_PATH_MAX + 128];
+    snprintf(from, sizeof from, "%s/%s", ckpt, RD_TRAIN_CKPT_DENSE);
+    snprintf(dst, sizeof dst, "%s/%s", to, RD_TRAIN_CKPT_DENSE);
+    if (nan_at >= 0) {
+        const float fnan = NAN;
+        copy_reseal(from, dst, (size_t)nan_at, &fnan, 4);
+        return;
+    }
+    FILE *fi = fopen(from, "rb"), *fo = fopen(dst, "wb");
+    RD_ASSERT(fi && fo);
+    int ch;
+    while ((ch = fgetc(fi)) != EOF)
+        fputc(ch, fo);
+    fclose(fi);
+    RD_ASSERT(fclose(fo) == 0);
+}
+
 static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
@@ -873,55 +943,78 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         // The student's own dense.bin (its config hash matches) beside PS shards whose tables
         // have the right names but dim 2: the rows would be read as dim 4 and 8 (past each
         // row), so the export must refuse.
-        char mix[RD_PATH_MAX + 64], from[RD_PATH_MAX * 2 + 64], to[RD_PATH_MAX + 128];
+        char mix[RD_PATH_MAX + 64];
         snprintf(mix, sizeof mix, "%s/mixed_ckpt", dir);
-        rd_train_ckpt_rmtree(mix, NULL); // left by the session before (same folder)
-        rd_table_config tc[2];
-        rd_table *tab[2];
-        rd_ckpt_manifest *mm = rd_xcalloc(1, sizeof *mm);
-        mm->version = RD_CKPT_VERSION;
-        mm->n_shards = 1;
-        mm->seed = cfg->run.seed;
-        mm->n_tables = 2;
-        for (int t = 0; t < 2; t++) {
-            tc[t] = cfg->ps.tables[t];
-            tc[t].dim = 2;
-            tc[t].optim.kind = RD_OPT_SGD;
-            tc[t].capacity = 16;
-            RD_ASSERT(rd_table_create(&tc[t], t, cfg->run.seed, &tab[t], &eb) == RD_OK);
-            float row[2] = {0.5f, -0.5f};
-            for (uint64_t k = 1; k <= 40; k++)
-                RD_ASSERT(rd_table_put(tab[t], k * 977, row, 1, 1) == RD_OK);
-            memcpy(mm->tables[t].name, tc[t].name, RD_NAME_MAX);
-            mm->tables[t].index = (uint32_t)t;
-            mm->tables[t].dim = 2;
-            mm->tables[t].optim = RD_OPT_SGD;
-            mm->tables[t].slots = 0;
-        }
-        rd_ckpt_shard_info info;
-        RD_ASSERT(rd_ckpt_write_shard(mix, 0, 1, 0, cfg->run.seed, tab, 2, &info, &eb) == RD_OK);
-        mm->shard_crc[0] = info.crc;
-        for (int t = 0; t < 2; t++) {
-            mm->tables[t].rows = info.rows[t];
-            mm->shard_rows[0] += info.rows[t];
-            rd_table_destroy(tab[t]);
-        }
-        RD_ASSERT(rd_ckpt_write_manifest(mix, mm, &eb) == RD_OK);
-        rd_free(mm);
-        snprintf(from, sizeof from, "%s/%s", ckpt, RD_TRAIN_CKPT_DENSE);
-        snprintf(to, sizeof to, "%s/%s", mix, RD_TRAIN_CKPT_DENSE);
-        FILE *fi = fopen(from, "rb"), *fo = fopen(to, "wb");
-        RD_ASSERT(fi && fo);
-        int ch;
-        while ((ch = fgetc(fi)) != EOF)
-            fputc(ch, fo);
-        fclose(fi);
-        fclose(fo);
+        make_ckpt(cfg, ckpt, mix, 2, 0, -1);
         snprintf(p, sizeof p, "%s/mixed_%s.rdsv", dir, session_name());
         rd_errbuf_clear(&eb);
         rc = rd_serve_export(cfg, "student", mix, NULL, p, &eb);
         T_CHECK(&g_errs, rc == RD_ERR_SCHEMA && strstr(eb.msg, "dim 2") && !exists(p),
                 "checkpoint tables of another dim: %d %s", rc, eb.msg);
+    }
+    {
+        // Non-finite values in the checkpoint (a run that diverged): the export refuses them,
+        // naming them as rd_serve_open does, and writes nothing; it wrote a bundle that open
+        // then refused. First the same checkpoint with finite rows, which exports.
+        char nanck[RD_PATH_MAX + 64];
+        snprintf(nanck, sizeof nanck, "%s/nan_ckpt", dir);
+        make_ckpt(cfg, ckpt, nanck, 0, 0, -1);
+        snprintf(p, sizeof p, "%s/finite_%s.rdsv", dir, session_name());
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_export(cfg, "student", nanck, NULL, p, &eb);
+        T_CHECK(&g_errs, rc == RD_OK && exists(p), "finite made-up checkpoint: %d %s", rc, eb.msg);
+        // A NaN in an embedding row: table 0's key 3 * 977, value 1.
+        make_ckpt(cfg, ckpt, nanck, 0, 1, -1);
+        char keyhex[64];
+        snprintf(keyhex, sizeof keyhex, "(key %016llx): value 1 is nan", 3ull * 977);
+        snprintf(p, sizeof p, "%s/nan_row_%s.rdsv", dir, session_name());
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_export(cfg, "student", nanck, NULL, p, &eb);
+        T_CHECK(&g_errs,
+                rc == RD_ERR_CORRUPT && strstr(eb.msg, nanck) &&
+                    strstr(eb.msg, "table s_user row ") && strstr(eb.msg, keyhex) && !exists(p),
+                "NaN embedding value at export: %d %s", rc, eb.msg);
+        // A NaN dense parameter. Where the bundle's parameter k lies in dense.bin: its slab
+        // precedes the optimizer slots (0 to 2 floats per parameter) and the CRC, and equals
+        // the bundle's but for the auxiliary tower, which the bundle zeroes; k is the first
+        // parameter that is not zero, so not the auxiliary tower's.
+        size_t blen = 0, dlen = 0;
+        unsigned char *bb = read_bundle(bundle, &blen);
+        char dpath[RD_PATH_MAX * 2 + 64];
+        snprintf(dpath, sizeof dpath, "%s/%s", ckpt, RD_TRAIN_CKPT_DENSE);
+        unsigned char *db = read_bundle(dpath, &dlen);
+        const size_t par_off =
+            numeric_offset(bundle) + 4 + 4 + (in.n_numeric - in.n_stats) * INPUT_BYTES + 4 + 16;
+        uint64_t n_slab = 0;
+        memcpy(&n_slab, bb + par_off - 16, 8);
+        RD_ASSERT(par_off + 4 * n_slab <= blen);
+        const float *bp = (const float *)(bb + par_off);
+        size_t k0 = 0;
+        while (k0 < n_slab && bp[k0] == 0.0f)
+            k0++;
+        RD_ASSERT(k0 < n_slab);
+        long dense_at = -1;
+        for (size_t slots = 0; slots <= 2 && dense_at < 0; slots++) {
+            if (4 + 4 * n_slab * (1 + slots) > dlen)
+                break;
+            const size_t off = dlen - 4 - 4 * n_slab * (1 + slots);
+            int same = 1;
+            for (size_t k = 0; k < n_slab && same; k++)
+                same = bp[k] == 0.0f || memcmp(db + off + 4 * k, &bp[k], 4) == 0;
+            if (same)
+                dense_at = (long)(off + 4 * k0);
+        }
+        rd_free(bb);
+        rd_free(db);
+        RD_ASSERT(dense_at >= 0);
+        make_ckpt(cfg, ckpt, nanck, 0, 0, dense_at);
+        snprintf(p, sizeof p, "%s/nan_param_%s.rdsv", dir, session_name());
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_export(cfg, "student", nanck, NULL, p, &eb);
+        T_CHECK(&g_errs,
+                rc == RD_ERR_CORRUPT && strstr(eb.msg, nanck) &&
+                    strstr(eb.msg, "dense parameter ") && strstr(eb.msg, "is nan") && !exists(p),
+                "NaN dense parameter at export: %d %s", rc, eb.msg);
     }
     if (g_csv) {
         // A `missing: mean` field whose fill meta.yaml does not record (a folder edited, or
