@@ -12,8 +12,9 @@
 #   iat_temporal  temporal-order tokens (tokens.scheme 1, every reader too)
 #   iat_user      user-order tokens (tokens.scheme 2)
 #
-#   tools/ablations.sh [-n RANKS] [-s FIRST] [-k SEEDS] [-v "VARIANT ..."] [-d DATASEED] CONFIG OUTDIR
+#   tools/ablations.sh [-c] [-n RANKS] [-s FIRST] [-k SEEDS] [-v "VARIANT ..."] [-d DATASEED] CONFIG OUTDIR
 #
+# -c only writes and checks the variant configs and runs nothing (tests/scripts/doc_variants.sh).
 # Seeds FIRST .. FIRST+SEEDS-1 (default 1..3), as tools/seeds.sh runs them; a later -s extends a
 # sweep with new seeds in another OUTDIR. RANKS defaults to the config's world size (`recdistill config --layout`).
 #
@@ -27,15 +28,15 @@
 # summary go to OUTDIR/<variant>/ (seeds.sh resumes what is done). OUTDIR/ablations.md collects
 # the holdout η, teacher gap and student gain of every variant.
 set -euo pipefail
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 # -h and --help (anywhere before a "--") print this text and exit 0.
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
 done
-N= S=1 K=3 VARIANTS="base no_aux mid_stream sampled sampled_raw alpha3 t2" DSEED=0
-while getopts "n:s:k:v:d:h" o; do
+N= S=1 K=3 VARIANTS="base no_aux mid_stream sampled sampled_raw alpha3 t2" DSEED=0 CHECK=0
+while getopts "cn:s:k:v:d:h" o; do
     case $o in
-        n) N=$OPTARG ;; s) S=$OPTARG ;; k) K=$OPTARG ;; v) VARIANTS=$OPTARG ;; d) DSEED=$OPTARG ;;
+        c) CHECK=1 ;; n) N=$OPTARG ;; s) S=$OPTARG ;; k) K=$OPTARG ;; v) VARIANTS=$OPTARG ;; d) DSEED=$OPTARG ;;
         h) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -143,6 +144,7 @@ yaml.safe_dump(c, open(dst, "w"), sort_keys=False)
 PY
     "$RD" config "$OUT/$v.yaml" >/dev/null || { echo "ablations.sh: variant $v is not a valid config" >&2; exit 1; }
 done
+[ "$CHECK" = 0 ] || { echo "ablations.sh: $VARIANTS: valid configs in $OUT (-c: not run)"; exit 0; }
 
 for v in $VARIANTS; do
     echo "== $v"

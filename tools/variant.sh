@@ -3,11 +3,14 @@
 # keys, run the result with tools/seeds.sh (mean ± std per job; gap, gain and eta when the
 # teacher, student and student_raw jobs are all kept).
 #
-#   tools/variant.sh [-j "JOB ..."] [-k SEEDS] [-s FIRST] CONFIG OUTDIR [KEY=VALUE ...]
+#   tools/variant.sh [-c] [-j "JOB ..."] [-k SEEDS] [-s FIRST] CONFIG OUTDIR [KEY=VALUE ...]
 #
+# -c only writes and checks the variant (OUTDIR/config.yaml) and runs nothing: whether a
+# documented command still makes a valid config (tests/scripts/doc_variants.sh).
 # -j keeps only the named cluster jobs, in their order (default: all). A teacher kept alone from
 # configs/ml100k.yaml is the pipeline's teacher: same job name, index and tables, so the same
-# initial point and the same run (its targets go nowhere).
+# initial point and the same run (its targets go nowhere); with no distilled student kept, the
+# distill: settings are dropped (target_log and replay aside), as nothing reads them.
 # KEY is a dotted path into the YAML: a map key, a list index, or the name of a list element
 # that has a `name` (models.teacher.seq.view, ps.tables.t_item.optimizer.lr, train.epochs);
 # VALUE is YAML (din, 3, "[64, 32]", "{kind: mean, length: 16}"). A missing map key is added;
@@ -18,15 +21,15 @@
 # SEEDS and FIRST are decimal (-s 010 is seed 10): SEEDS 1..100000, seeds 0..18446744073709551615.
 # Needs python3 with PyYAML (apt-get install python3-yaml).
 set -euo pipefail
-JOBS="" K=3 FIRST=1
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+JOBS="" K=3 FIRST=1 CHECK=0
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 # -h and --help (anywhere before a "--") print this text and exit 0.
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
 done
-while getopts "j:k:s:h" o; do
+while getopts "cj:k:s:h" o; do
     case $o in
-        j) JOBS=$OPTARG ;; k) K=$OPTARG ;; s) FIRST=$OPTARG ;;
+        c) CHECK=1 ;; j) JOBS=$OPTARG ;; k) K=$OPTARG ;; s) FIRST=$OPTARG ;;
         h) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -78,6 +81,10 @@ if jobs.split():
         if n not in have:
             die(f"-j: no job '{n}' in {src} (have: {' '.join(have)})")
     c["cluster"]["jobs"] = [j for j in c["cluster"]["jobs"] if j["name"] in jobs.split()]
+    # With no distilled student kept, nothing reads distill: (the config refuses its keys set
+    # then): keep only target_log and replay, which it allows, as tools/replay-sweep.sh does.
+    if not any(j.get("distill") for j in c["cluster"]["jobs"]) and isinstance(c.get("distill"), dict):
+        c["distill"] = {k: v for k, v in c["distill"].items() if k in ("target_log", "replay")}
 for kv in sys.argv[4:]:
     if "=" not in kv:
         die(f"'{kv}': expected KEY=VALUE")
@@ -114,5 +121,6 @@ print(cl.get("ps_ranks", 1) + sum(j.get("ranks", 1) for j in cl["jobs"]))
 PY
 )
 "$RD" config "$OUT/config.yaml" >/dev/null || { echo "variant.sh: $OUT/config.yaml is not valid" >&2; exit 2; }
+[ "$CHECK" = 0 ] || { echo "variant.sh: $OUT/config.yaml is valid, $RANKS ranks (-c: not run)"; exit 0; }
 echo "variant.sh: $OUT/config.yaml, $RANKS ranks, seeds $FIRST..$LAST"
 RD=$RD "$HERE/seeds.sh" -n "$RANKS" -s "$FIRST" -k "$K" "$OUT/config.yaml" "$OUT"
