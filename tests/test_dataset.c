@@ -660,6 +660,42 @@ static void test_bad_inputs(void **state) {
     free(cfg);
 }
 
+// A wrong column count whose fields hold no lone carriage return is not blamed on one: a file
+// of "\r\n" lines, and a quoted field whose text has a "\r\n" line break (a review), which
+// 07748ca stopped naming as "a carriage return (\r) that ends no line".
+
+static void test_columns_no_cr_hint(void **state) {
+    (void)state;
+    char log[3][256];
+    snprintf(log[0], sizeof log[0], "%s100,9,i1,1,a,1\n100,10,i2,1,a\n", hdr);
+    snprintf(log[1], sizeof log[1],
+             "ts,uid,iid,clicked,tags,price\r\n100,9,i1,1,a,1\r\n100,10,i2,1,a\r\n");
+    snprintf(log[2], sizeof log[2], "%s100,9,i1,1,a,1\n100,10,i2,1,\"good\r\nfilm\",1,7\n", hdr);
+    static const char *const want[] = {"clicks.csv:3: expected 6 columns, found 5",
+                                       "clicks.csv:3: expected 6 columns, found 5",
+                                       "clicks.csv:3: expected 6 columns, found 7"};
+    rd_config *cfg = new_cfg();
+    for (size_t c = 0; c < 3; c++) {
+        char sub[64], in[512], out[512];
+        snprintf(sub, sizeof sub, "nocr%zu", c);
+        put(sub, "clicks.csv", log[c]);
+        put(sub, "users.csv", NULL);
+        path_in(in, sizeof in, sub);
+        path_in(out, sizeof out, "nocr_out");
+        clicks_schema(cfg, in, out);
+        rd_errbuf eb;
+        int rc = prepare(cfg, &eb);
+        if (rc != RD_ERR_PARSE || !strstr(eb.msg, want[c]) || strstr(eb.msg, "carriage"))
+            fprintf(stderr, "case %zu: rc %d, message: %s\n", c, rc, eb.msg);
+        assert_int_equal(rc, RD_ERR_PARSE);
+        assert_non_null(strstr(eb.msg, want[c]));
+        assert_null(strstr(eb.msg, "carriage"));
+        assert_null(strstr(eb.msg, "\\r"));
+        assert_false(exists(out));
+    }
+    free(cfg);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ties in time are broken by user id, then item id, in natural order (canonical integers by
 // value, before any other string, which compare bytewise), then by input line.
@@ -2662,6 +2698,7 @@ int main(void) {
         cmocka_unit_test(test_index_history_iterators),
         cmocka_unit_test(test_determinism_and_replace),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_columns_no_cr_hint),
         cmocka_unit_test(test_natural_order),
         cmocka_unit_test(test_text_labels),
         cmocka_unit_test(test_log_parts),
