@@ -156,11 +156,13 @@ done
     echo "|---|---|---|---|---|---|---|---|"
     for v in $VARIANTS; do
         awk -F, -v v="$v" '
-            $2 == "gap" && $1 == "holdout" { gap = sprintf("%+.4f ± %.4f", $3, $4) }
-            $2 == "gain" && $1 == "holdout" { gain = sprintf("%+.4f ± %.4f", $3, $4) }
+            # An empty std is one seed (seeds.sh): no spread, so none printed.
+            function pm(fmt, m, sd) { return sd == "" ? sprintf(fmt " (n=1)", m) : sprintf(fmt " ± %.4f", m, sd) }
+            $2 == "gap" && $1 == "holdout" { gap = pm("%+.4f", $3, $4) }
+            $2 == "gain" && $1 == "holdout" { gain = pm("%+.4f", $3, $4) }
             $2 == "eta" { e[$1] = $3 == "" ? "undef." : sprintf("%.3f", $3) }
-            $1 == "holdout" && $2 == "teacher" { t = sprintf("%.4f ± %.4f", $3, $4) }
-            $1 == "warm" && $2 == "teacher" { w = sprintf("%.4f ± %.4f", $3, $4) }
+            $1 == "holdout" && $2 == "teacher" { t = pm("%.4f", $3, $4) }
+            $1 == "warm" && $2 == "teacher" { w = pm("%.4f", $3, $4) }
             END { printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", v, t, w, gap, gain,
                          e["holdout"], e["warm"], e["stream"] }' \
             "$OUT/$v/summary.csv"

@@ -135,9 +135,12 @@ def main(argv):
         ma = sum(a for _, a, _ in pairs) / n
         mb = sum(b for _, _, b in pairs) / n
         up = sum(1 for x in d if x > 0)
-        print("  %-8s A %.4f  B %.4f  B−A %+.4f ± %.4f (%+.2f %%, se %.4f), %d of %d seeds above"
-              % (sl, ma, mb, mean, sd, 100.0 * mean / ma, sd / math.sqrt(n) if n > 1 else
-                 float("nan"), up, n))
+        if n > 1:
+            print("  %-8s A %.4f  B %.4f  B−A %+.4f ± %.4f (%+.2f %%, se %.4f), %d of %d seeds above"
+                  % (sl, ma, mb, mean, sd, 100.0 * mean / ma, sd / math.sqrt(n), up, n))
+        else:  # one pair has no spread: no ± (it printed "± nan, se nan")
+            print("  %-8s A %.4f  B %.4f  B−A %+.4f (n=1, %+.2f %%), %d of %d seeds above"
+                  % (sl, ma, mb, mean, 100.0 * mean / ma, up, n))
         if show:
             print("           " + " ".join("%d:%+.4f" % (s, b - a) for s, a, b in pairs))
     return 0

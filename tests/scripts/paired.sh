@@ -28,6 +28,11 @@ report "$TMP/a" 1 0.70 0.71; report "$TMP/a" 2 0.72 0.73; report "$TMP/a" 3 0.74
 report "$TMP/a2" 4 0.70 0.70
 report "$TMP/b" 1 0.71 0.72; report "$TMP/b" 2 0.71 0.74; report "$TMP/b" 3 0.77 0.71
 report "$TMP/b" 4 0.72 0.70; report "$TMP/b" 5 0.90 0.90
+# One paired seed has no spread: the difference is printed with (n=1), not "± nan" or "± 0".
+out1="$(python3 "$P" "$TMP/a2" "$TMP/b" 2>/dev/null)" || fail "paired.py, one seed: $out1"
+echo "$out1" | grep -q "holdout  A 0.7000  B 0.7200  B−A +0.0200 (n=1, +2.86 %), 1 of 1 seeds above" ||
+    fail "one paired seed: $out1"
+echo "$out1" | grep -q "±" && fail "one paired seed prints a spread: $out1"
 out="$(python3 "$P" --seeds "$TMP/a,$TMP/a2" "$TMP/b" 2>"$TMP/err")" || fail "paired.py: $out $(cat "$TMP/err")"
 echo "$out"
 # B's seed 5 is not paired, and said so (it was dropped silently).

@@ -75,6 +75,14 @@ refuse() {
 [ "$(seeds_run)" = "10 11 " ] && [ -d "$TMP/s1/seed-10" ] || fail "seeds.sh -s 010 -k 02: ran $(ls "$TMP/s1")"
 (cd "$SRC" && tools/seeds.sh -n 1 -s 08 -k 1 "$CFG" "$TMP/s2" >"$TMP/out" 2>&1) || fail "seeds.sh -s 08: $(cat "$TMP/out")"
 [ "$(seeds_run)" = "8 " ] || fail "seeds.sh -s 08: $(cat "$TMP/out")"
+# One seed has no spread: the summary prints its values with (n=1), never "± 0.0000" (which reads
+# as a measured zero spread), and summary.csv leaves its std empty.
+grep -q "± 0.0000" "$TMP/s2/summary.md" && fail "seeds.sh -k 1 prints a spread: $(cat "$TMP/s2/summary.md")"
+grep -q "| holdout | teacher | 0.7000 (n=1) |" "$TMP/s2/summary.md" &&
+    grep -q "| holdout | +0.0000 (n=1) | +0.0000 (n=1) |" "$TMP/s2/summary.md" ||
+    fail "seeds.sh -k 1 summary: $(cat "$TMP/s2/summary.md")"
+grep -q "^holdout,teacher,0.700000,,0.600000,,0.500000,,1$" "$TMP/s2/summary.csv" ||
+    fail "seeds.sh -k 1 summary.csv: $(cat "$TMP/s2/summary.csv")"
 (cd "$SRC" && tools/seeds.sh -n 1 -s 18446744073709551614 -k 2 "$CFG" "$TMP/s3" >"$TMP/out" 2>&1) ||
     fail "seeds.sh at the top of the seed range: $(cat "$TMP/out")"
 [ "$(seeds_run)" = "18446744073709551614 18446744073709551615 " ] || fail "seeds.sh top seeds: $(ls "$TMP/s3")"
@@ -134,6 +142,9 @@ refuse "variant.sh -k 08x" "-k '08x'" tools/variant.sh -k 08x "$CFG" "$TMP/o"
 (cd "$SRC" && tools/ablations.sh -n 1 -s 08 -k 1 -v base "$CFG" "$TMP/a1" >"$TMP/out" 2>&1) ||
     fail "ablations.sh -s 08: $(cat "$TMP/out")"
 [ "$(seeds_run)" = "8 " ] && [ -d "$TMP/a1/base/seed-8" ] || fail "ablations.sh -s 08: $(cat "$TMP/out")"
+# Its table over one seed prints no spread either (it read seeds.sh's std as "± 0.0000").
+grep -q "| base | 0.7000 (n=1) | 0.7000 (n=1) | +0.0000 (n=1) | +0.0000 (n=1) |" "$TMP/a1/ablations.md" ||
+    fail "ablations.sh -k 1 table: $(cat "$TMP/a1/ablations.md")"
 refuse "ablations.sh -s 0" "-s '0': expected a whole number 1.." tools/ablations.sh -s 0 "$CFG" "$TMP/o"
 refuse "ablations.sh -d 2^67" "-d '99999999999999999999'" tools/ablations.sh -d 99999999999999999999 "$CFG" "$TMP/o"
 refuse "ablations.sh -k x" "-k 'x'" tools/ablations.sh -k x "$CFG" "$TMP/o"
