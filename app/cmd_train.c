@@ -28,6 +28,9 @@
 //   5. each job's rank 0 sends its rd_trainer_result to world rank 0, which writes report.json
 //      (written to a temporary name and renamed).
 //
+// Signals: SIGUSR1 (Slurm's --signal before a time limit, kill -USR1 of mpiexec) asks each job for
+// a checkpoint after its next step; training goes on (rd_trainer_request_checkpoint).
+//
 // Exit codes: 0 success, 1 failure (a non-zero exit of mpiexec after MPI_Abort), 2 usage error.
 #include "commands.h"
 
