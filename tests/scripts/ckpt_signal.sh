@@ -12,8 +12,8 @@
 #     its time limit right after them leaves it): ends byte-identical to the unsignalled run;
 #  3. the signal to mpiexec only: the same as 1;
 #  4. sent twice in a row: the run ends as well, with one or two checkpoints per job for it.
-# The run cannot end before the signal arrives: the PS rank is held with SIGSTOP (no step
-# completes without it) from when it can take the signal until the signal was sent.
+# The run cannot end before the signal arrives: its ranks are held with SIGSTOP before they
+# train, from when they can take the signal until it is pending on each (tests/scripts/lib/hold.sh).
 #
 #   bash tests/scripts/ckpt_signal.sh build/recdistill
 set -u
@@ -60,7 +60,7 @@ distill: {wait_ms: 600000}
 output: {plot: false, progress_every_s: 0}
 YAML
 
-timeout 300 "$MPIEXEC" -n 3 "$RD" train live.yaml --out U >U.out 2>U.err || fail "unsignalled run: $(cat U.err)"
+timeout 300 "$MPIEXEC" -n 3 "$RD" train "$TMP/live.yaml" --out U >U.out 2>U.err || fail "unsignalled run: $(cat U.err)"
 final() { ls -d "$1"/ckpt/"$2"/step-* | tail -1; }
 [ "$(ls -d U/ckpt/teacher/step-* | wc -l)" -eq 1 ] ||
     fail "without a cadence only the final checkpoint: $(ls U/ckpt/teacher)"
@@ -77,12 +77,21 @@ same_final() { # $1 = run folder, $2 = what
 
 # shellcheck source=lib/hold.sh
 . "$(dirname "$0")/lib/hold.sh"
-procs() { rank_procs "train live.yaml --out $1\$"; }
-# start RUN: the run in the background (PID: timeout's), its PS rank held (lib/hold.sh).
+HW="$(hold_wrapper "$TMP")"
+# Every process of run $1 running recdistill: its ranks and their sentinels.
+procs() {
+    local p
+    for p in $(pgrep -f -- "train $TMP/live.yaml --out $1\$"); do
+        [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$RD" ] && echo "$p"
+    done
+}
+# start RUN: the run in the background (PID: timeout's), every rank held before it trained
+# (lib/hold.sh).
 start() {
-    timeout 300 "$MPIEXEC" -n 3 "$RD" train live.yaml --out "$1" >"$1.out" 2>"$1.err" &
+    hold_gate "$TMP"
+    timeout 300 "$MPIEXEC" -n 3 "$HW" train "$TMP/live.yaml" --out "$1" >"$1.out" 2>"$1.err" &
     PID=$!
-    hold_ps "train live.yaml --out $1\$" 3 "$PID"
+    hold_ps "train $TMP/live.yaml --out $1\$" 3 "$PID"
 }
 # check RUN: exit 0, one line per job naming a checkpoint before the final one, which exists.
 check() {
@@ -116,7 +125,7 @@ for j in teacher student; do
     ck="CK_$j"
     [ "$(ls "X/ckpt/$j")" = "$(basename "${!ck}")" ] || fail "X: $j: $(ls "X/ckpt/$j")"
 done
-timeout 300 "$MPIEXEC" -n 3 "$RD" train live.yaml --out X --resume X/ckpt >X.out 2>X.err ||
+timeout 300 "$MPIEXEC" -n 3 "$RD" train "$TMP/live.yaml" --out X --resume X/ckpt >X.out 2>X.err ||
     fail "resume from the signal's checkpoints: $(cat X.err)"
 same_final X "resumed from the signal's checkpoints"
 

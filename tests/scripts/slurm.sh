@@ -397,15 +397,16 @@ echo "a run stopped after step 30 resumed through Slurm on 2 nodes, exactly"
 # submitted with RD_REQUEUE_AT_LIMIT=1 (so with --requeue). `scancel --signal=USR1 --batch` sends
 # what #SBATCH --signal=B:USR1@N sends before the limit: the batch shell passes it to srun, which
 # hands it to the tasks; the teacher checkpoints, the shell requeues the job (scontrol), and the
-# restarted job resumes from that checkpoint and completes. The PS rank is held (SIGSTOP) from
-# when it has its handler until the signal reached it, so the run cannot end before, and again
-# from the checkpoint on, so that it ends by the requeue.
+# restarted job resumes from that checkpoint and completes. The ranks are held (SIGSTOP) before
+# they train until the signal reached them (lib/hold.sh), so the run cannot end before, and rank
+# 0 again from the checkpoint on, so that the run ends by the requeue.
 # shellcheck source=lib/hold.sh
 . "$SRC/tests/scripts/lib/hold.sh"
 sed -e 's/^  name: slurm-tiny$/  name: lim/' -e '/role: student/d' \
     -e 's/^  batch_size: 64$/  batch_size: 64\n  epochs: 25/' "$TINY" >"$W/lim.yaml"
 grep -q "^  epochs: 25$" "$W/lim.yaml" || fail "could not derive lim.yaml from $TINY"
-jlim="$(submit train-1node.sbatch "$W/lim.yaml" RD_REQUEUE_AT_LIMIT=1)"
+hold_gate "$W"
+jlim="$(submit train-1node.sbatch "$W/lim.yaml" RD_REQUEUE_AT_LIMIT=1 RD_BIN="$(hold_wrapper "$W")")"
 hold_ps "train $W/lim.yaml" 2 "$$"
 scancel --signal=USR1 --batch "$jlim" || fail "scancel --signal=USR1 --batch $jlim"
 until_pending

@@ -64,7 +64,9 @@ echo "\$*" >>"$TMP/scontrol.log"
 [ "\${FAKE_SCONTROL_FAILS:-0}" = 0 ] || { echo "scontrol: error: Requested operation is presently disabled" >&2; exit 1; }
 EOF
 chmod +x "$TMP/bin/srun" "$TMP/bin/scontrol"
-export PATH="$TMP/bin:$PATH" RD_BIN="$RD" RD_SLURM_DIR="$SRC/slurm" OPENBLAS_NUM_THREADS=1 UCX_TLS=self,sm
+# The binary through the hold wrapper (lib/hold.sh): a signalled attempt's ranks are held before
+# they train, until the signal is pending on each.
+export PATH="$TMP/bin:$PATH" RD_BIN="$(hold_wrapper "$TMP")" RD_SLURM_DIR="$SRC/slurm" OPENBLAS_NUM_THREADS=1 UCX_TLS=self,sm
 unset RD_REQUEUE_AT_LIMIT SLURM_RESTART_COUNT
 
 W="$TMP/work"
@@ -80,10 +82,11 @@ body() { # RESTART_COUNT LOG: the batch body as Slurm runs it in a 1-node, 4-tas
         SLURM_SUBMIT_DIR="$W" SLURM_RESTART_COUNT="$1" RD_CONFIG="$CFG" \
         bash "$SRC/slurm/train-1node.sbatch" "$CFG" >"$2" 2>&1
 }
-# signalled LOG: the first attempt in the background, SIGUSR1 to its batch shell while the PS
-# rank is held (lib/hold.sh), then its end.
+# signalled LOG: the first attempt in the background, SIGUSR1 to its batch shell while its ranks
+# are held (lib/hold.sh), then its end.
 signalled() {
     rm -rf "$W/runs" "$TMP/scontrol.log"
+    hold_gate "$TMP"
     (body 0 "$1") &
     local b=$!
     BODY=$b

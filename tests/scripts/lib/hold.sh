@@ -1,18 +1,50 @@
-# lib/hold.sh — hold a launch before it can end, to signal it at a known point (ckpt_signal.sh,
-# slurm_limit.sh). Sourced, not run (tests/CMakeLists.txt makes tests of tests/scripts/*.sh only).
-# The caller defines fail() and $RD (the recdistill binary, absolute). The PS rank (world rank 0)
-# is held with SIGSTOP: no training step completes without it, so a signal sent meanwhile reaches
-# the ranks before their training is over, however loaded the machine.
+# lib/hold.sh — hold a launch at a known point, to signal it there (ckpt_signal.sh,
+# slurm_limit.sh, slurm.sh). Sourced, not run (tests/CMakeLists.txt makes tests of
+# tests/scripts/*.sh only). The caller defines fail() and $RD (the recdistill binary, absolute).
+#
+# A poll of /proc cannot catch a tiny run between its start and its end on a loaded machine, so
+# the launch runs its ranks through a wrapper (hold_wrapper): world rank 0 (the PS) starts at
+# once, the other ranks stop themselves before they exec recdistill. Rank 0 then waits in
+# MPI_Init for them, with its SIGUSR1 handler installed: hold_ps stops it there, lets the others
+# go on, and once they have their handlers (they wait in MPI_Init for the stopped rank 0), stops
+# them too. Nothing has trained yet and nothing can; a signal sent then is pending on every rank
+# when release_ps lets them go on.
 
-HELD=""    # the PS rank while it is held
-PS_PID=""  # the PS rank of the last hold_ps
+HELD=""      # the held ranks
+PS_PID=""    # world rank 0 of the last hold_ps
+HOLD_GATE="" # the gate of the last hold_gate
 
-# rank_procs PATTERN: the processes running $RD whose command line matches PATTERN (pgrep -f):
-# the ranks of a launch and their sentinels.
+# hold_wrapper DIR: write DIR/rd-held, a stand-in for $RD that runs it; while DIR/rd-held.gate
+# exists (hold_gate; hold_ps removes it), the ranks of a `train` other than world rank 0
+# (PMI_RANK under mpiexec, SLURM_PROCID under srun) stop themselves first. Prints its path.
+hold_wrapper() {
+    cat >"$1/rd-held" <<EOF
+#!/bin/sh
+if [ "\${1:-}" = train ] && [ -e "$1/rd-held.gate" ]; then
+    r="\${PMI_RANK:-\${SLURM_PROCID:-}}"
+    [ -z "\$r" ] || [ "\$r" = 0 ] || kill -STOP \$\$
+fi
+exec "$RD" "\$@"
+EOF
+    chmod +x "$1/rd-held"
+    echo "$1/rd-held"
+}
+
+# hold_gate DIR: the next launch through DIR/rd-held is held (hold_ps removes the gate).
+hold_gate() {
+    HOLD_GATE="$1/rd-held.gate"
+    : >"$HOLD_GATE"
+}
+
+# rank_procs PATTERN: the ranks of a launch: the processes running $RD whose command line matches
+# PATTERN (pgrep -f), without their sentinels (children of a rank).
 rank_procs() {
-    local p
+    local p pp rd
+    rd="$(readlink -f "$RD")"
     for p in $(pgrep -f -- "$1"); do
-        [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$RD" ] && echo "$p"
+        [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$rd" ] || continue
+        pp="$(awk '$1 == "PPid:" {print $2}' "/proc/$p/status" 2>/dev/null)"
+        [ -n "$pp" ] && [ "$(readlink "/proc/$pp/exe" 2>/dev/null)" != "$rd" ] && echo "$p"
     done
 }
 
@@ -24,49 +56,64 @@ sig_bit() {
     [ -n "$m" ] && [ $((0x$m & (1 << ($3 - 1)))) -ne 0 ]
 }
 
-# hold_ps PATTERN RANKS RUNNING_PID: once the PS rank of the launch has a SIGUSR1 handler, stop
-# it (HELD); then wait until RANKS processes have one (every rank: the sentinels ignore it).
-# RUNNING_PID is the launch's process: its end before that fails the test.
+# hold_ps PATTERN RANKS RUNNING_PID: every rank of a launch started through hold_wrapper after
+# hold_gate held before it trained (above); HELD lists them. RUNNING_PID is the launch's process: its end before
+# that fails the test.
 hold_ps() {
-    local i p n=0
+    local i p w="" ranks=""
+    PS_PID=""
     for ((i = 0; i < 3000; i++)); do
         for p in $(rank_procs "$1"); do
             # World rank 0: PMI_RANK under mpiexec, SLURM_PROCID under srun.
             grep -qzE '^(PMI_RANK|SLURM_PROCID)=0$' "/proc/$p/environ" 2>/dev/null &&
                 sig_bit SigCgt "$p" 10 || continue
-            kill -STOP "$p" && HELD=$p PS_PID=$p
+            kill -STOP "$p" && PS_PID=$p
             break 2
         done
-        kill -0 "$3" 2>/dev/null || fail "the launch ($1) ended before its PS rank started"
+        kill -0 "$3" 2>/dev/null || fail "the launch ($1) ended before its rank 0 started"
         sleep 0.01
     done
-    [ -n "$HELD" ] || fail "no PS rank with a SIGUSR1 handler after 30 s ($1)"
+    [ -n "$PS_PID" ] || fail "no rank 0 with a SIGUSR1 handler after 30 s ($1)"
+    # The other ranks, stopped by the wrapper before their exec: on.
     for ((i = 0; i < 3000; i++)); do
-        n=0
-        for p in $(rank_procs "$1"); do sig_bit SigCgt "$p" 10 && n=$((n + 1)); done
-        [ "$n" -ge "$2" ] && return 0
+        # shellcheck disable=SC2046
+        w="$(pgrep -f -- "rd-held $1")" && kill -CONT $w 2>/dev/null
+        ranks=""
+        for p in $(rank_procs "$1"); do sig_bit SigCgt "$p" 10 && ranks="$ranks $p"; done
+        if [ "$(wc -w <<<"$ranks")" -ge "$2" ]; then
+            for p in $ranks; do [ "$p" = "$PS_PID" ] || kill -STOP "$p"; done
+            HELD="${ranks# }"
+            rm -f "$HOLD_GATE"
+            return 0
+        fi
+        kill -0 "$3" 2>/dev/null || fail "the launch ($1) ended before its ranks started"
         sleep 0.01
     done
-    fail "$n of $2 ranks have a SIGUSR1 handler after 30 s ($1)"
+    fail "$(wc -w <<<"$ranks") of $2 ranks have a SIGUSR1 handler after 30 s ($1)"
 }
 
-# until_pending: wait until SIGUSR1 is pending on the held PS rank (it came through mpiexec or a
-# batch script).
+# until_pending: wait until SIGUSR1 is pending on every held rank (it came through mpiexec, srun
+# or a batch script).
 until_pending() {
-    local i
+    local i p n
     for ((i = 0; i < 3000; i++)); do
-        sig_bit SigPnd "$HELD" 10 || sig_bit ShdPnd "$HELD" 10 && return 0
+        n=0
+        for p in $HELD; do
+            { sig_bit SigPnd "$p" 10 || sig_bit ShdPnd "$p" 10; } || n=$((n + 1))
+        done
+        [ "$n" -eq 0 ] && return 0
         sleep 0.01
     done
-    fail "SIGUSR1 did not reach the PS rank in 30 s"
+    fail "SIGUSR1 did not reach $n of the held ranks ($HELD) in 30 s"
 }
 
 release_ps() {
-    kill -CONT "$HELD"
+    # shellcheck disable=SC2086
+    kill -CONT $HELD
     HELD=""
 }
 
-# hold_again: the same PS rank held again (a run that must not end before what follows).
+# hold_again: rank 0 held again (a run that must not end before what follows).
 hold_again() {
     kill -STOP "$PS_PID" && HELD=$PS_PID
 }
