@@ -956,10 +956,30 @@ static void defaults_raw(rd_config *cfg) {
 // ---------------------------------------------------------------------------------------------
 // The YAML walk.
 
+// The keys a config wrote (the file, including the overrides tools/variant.sh and
+// tools/ablations.sh write into it), as opposed to those left at their table defaults: one entry
+// per YAML key parsed, naming the struct it filled (its byte offset in rd_config) and the row of
+// its table. A row pointer names the table and the key at once, and the offset tells apart the
+// instances of one table (models[0].seq from models[1].seq). Grown with rd_realloc as keys come;
+// a config has a few hundred keys, at most some thousands (the tables bound every list), so a
+// linear lookup is fine. Kept only while loading: rd_config itself holds no pointers (it is
+// broadcast as bytes), and configs built in code have no such record.
+typedef struct ck_written_key {
+    size_t off;      // byte offset in rd_config of the struct the key filled
+    const ck_key *k; // its row
+} ck_written_key;
+
+typedef struct ck_written {
+    ck_written_key *keys; // n entries of cap, owned (rd_free)
+    size_t n, cap;
+} ck_written;
+
 typedef struct pctx {
     yaml_document_t *doc;
     const char *name; // file name for messages
     rd_errbuf *eb;
+    const char *root; // the rd_config being filled: offsets in `written` are relative to it
+    ck_written *written;
     char path[256]; // key path of the node being parsed ("ps.tables[1].optimizer")
     // The scalars with an explicit tag (`!!str 4`, `! 4`, `!!int 64`), as start offset
     // (yaml_mark_t.index) * 8 + TAG_* kind, ascending: libyaml's document gives every untagged
@@ -1298,6 +1318,26 @@ static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *
     }
 }
 
+// Record that the config wrote key k of the struct at base (any value, null too: the key is
+// there). No-op without a record (c->written NULL).
+static int written_add(pctx *c, const void *base, const ck_key *k) {
+    ck_written *w = c->written;
+    if (!w)
+        return RD_OK;
+    if (w->n == w->cap) {
+        size_t ncap = w->cap ? 2 * w->cap : 64;
+        ck_written_key *nk = rd_realloc(w->keys, ncap * sizeof *nk);
+        if (!nk)
+            return rd_err_set(c->eb, RD_ERR_NOMEM, "%s: out of memory recording the keys written",
+                              c->name);
+        w->keys = nk;
+        w->cap = ncap;
+    }
+    RD_ASSERT((const char *)base >= c->root);
+    w->keys[w->n++] = (ck_written_key){(size_t)((const char *)base - c->root), k};
+    return RD_OK;
+}
+
 static int parse_struct(pctx *c, const ck_struct *st, void *base, const yaml_node_t *node) {
     RD_ASSERT(st->n_keys <= CK_MAX_KEYS);
     size_t seen[CK_MAX_KEYS] = {0}; // 1-based line of the key's first occurrence
@@ -1335,7 +1375,9 @@ static int parse_struct(pctx *c, const ck_struct *st, void *base, const yaml_nod
             return rc;
         }
         seen[idx] = kn->start_mark.line + 1;
-        int rc = parse_value(c, &st->keys[idx], base, vn);
+        int rc = written_add(c, base, &st->keys[idx]);
+        if (rc == RD_OK)
+            rc = parse_value(c, &st->keys[idx], base, vn);
         if (rc)
             return rc;
         path_pop(c, old);
@@ -1353,6 +1395,9 @@ typedef struct vctx {
     rd_errbuf *eb;
     const char *name;           // file name ("" = none)
     const yaml_document_t *doc; // NULL when validating a struct built in code
+    const char *root;           // the rd_config that `written` describes (with written)
+    const ck_written *written;  // the keys the config wrote; NULL when validating a struct
+                                // built in code (nothing is known about what was written)
 } vctx;
 
 // Find the node of a key path ("cluster.jobs[1].model") in the document; falls back to the
@@ -1534,6 +1579,46 @@ static const ck_key *key_of(const ck_struct *st, const char *key) {
     return NULL;
 }
 
+// Whether the config wrote key `key` of table st in the struct at base (a part of the config
+// being validated): 1 or 0, or -1 without a record of the written keys (a struct built in code).
+static int was_written(const vctx *v, const void *base, const ck_struct *st, const char *key) {
+    if (!v->written)
+        return -1;
+    const ck_key *k = key_of(st, key);
+    RD_ASSERT((const char *)base >= v->root && (const char *)base < v->root + sizeof(rd_config));
+    size_t off = (size_t)((const char *)base - v->root);
+    for (size_t i = 0; i < v->written->n; i++)
+        if (v->written->keys[i].k == k && v->written->keys[i].off == off)
+            return 1;
+    return 0;
+}
+
+// The keys of `keys` (NULL-ended) that the config wrote in the struct at base, as "a, b" in out
+// (cap bytes; a list that does not fit ends in "..."). @return how many.
+static int written_list(const vctx *v,
+                        const void *base,
+                        const ck_struct *st,
+                        const char *const *keys,
+                        char *out,
+                        size_t cap) {
+    int n = 0;
+    size_t o = 0;
+    out[0] = '\0';
+    for (; *keys; keys++) {
+        if (was_written(v, base, st, *keys) != 1)
+            continue;
+        int w = snprintf(out + o, cap - o, "%s%s", n ? ", " : "", *keys);
+        if (w < 0 || (size_t)w >= cap - o) {
+            snprintf(out + (cap > 4 ? cap - 4 : 0), cap > 4 ? 4 : cap, "...");
+            o = cap - 1;
+        } else {
+            o += (size_t)w;
+        }
+        n++;
+    }
+    return n;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Derived defaults.
 
@@ -1662,7 +1747,7 @@ int rd_config_move_out_dir(rd_config *cfg, const char *dir, rd_errbuf *eb) {
 }
 
 int rd_config_resolve(rd_config *cfg, rd_errbuf *eb) {
-    vctx v = {eb, "", NULL};
+    vctx v = {eb, "", NULL, NULL, NULL};
     rd_errbuf_clear(eb);
     return resolve_impl(cfg, &v);
 }
@@ -1992,6 +2077,64 @@ static int check_item_key_field(
     return RD_OK;
 }
 
+// ---- Branch settings written without the branch's switch.
+//
+// A history branch is on by models[].seq.kind and a token branch by models[].tokens.scheme; both
+// default to off (none, 0). Settings of a branch written while its switch was never written are
+// a forgotten switch: `seq: {length: 64, layers: 2}` without a kind trained no history branch,
+// and `tokens: {length: 64}` without a scheme no token branch, and nothing said so. A switch
+// written to its off value keeps its settings: that is how ablations switch a branch off
+// (`tools/variant.sh ... seq.kind=none`, docs/distillation.md; `models.teacher.tokens.scheme=0`,
+// docs/iat.md), and how a printed config (every key written) reads. An earlier check went by
+// values (a setting away from its default while the switch is off) and refused those ablations
+// too (docs/reliability.md, "Taken back after review"). The seq.stats keys are not settings of
+// the branch: they work without one. Without a record of the written keys (a struct built in
+// code, rd_config_validate) nothing is known, and these checks pass.
+static const char *const seq_settings[] = {"length",      "table", "layers",      "heads",
+                                           "dim",         "view",  "view_length", "view_by_label",
+                                           "with_labels", NULL};
+static const char *const token_settings[] = {"length",  "kind", "layers",    "heads",
+                                             "adapter", "gate", "stats",     "same_time",
+                                             "search",  "norm", "search_by", NULL};
+
+static int check_forgotten_switches(const rd_model_config *mc, int m, const vctx *v) {
+    char p[128], given[256];
+    if (!v->written)
+        return RD_OK;
+    if (was_written(v, &mc->seq, &seq_desc, "kind") == 0 &&
+        written_list(v, &mc->seq, &seq_desc, seq_settings, given, sizeof given) > 0) {
+        snprintf(p, sizeof p, "models[%d].seq", m);
+        return verr(v, p,
+                    "%s given, but seq.kind is not set (its default is none: model '%s' would "
+                    "train no history branch): set seq.kind (mean | din | transformer), or "
+                    "seq.kind: none to keep the branch off",
+                    given, mc->name);
+    }
+    if (was_written(v, &mc->tokens, &token_use_desc, "scheme") == 0 &&
+        written_list(v, &mc->tokens, &token_use_desc, token_settings, given, sizeof given) > 0) {
+        snprintf(p, sizeof p, "models[%d].tokens", m);
+        return verr(v, p,
+                    "%s given, but tokens.scheme is not set (its default is 0: model '%s' would "
+                    "read no instance tokens): set tokens.scheme (1 temporal | 2 user, as the "
+                    "top-level tokens.scheme), or tokens.scheme: 0 to keep the branch off",
+                    given, mc->name);
+    }
+    return RD_OK;
+}
+
+// 1 if some job's model writes its tokens.scheme (any value: 0 switches its token branch off on
+// purpose), 0 if none does, -1 without a record of the written keys.
+static int job_writes_token_scheme(const rd_config *cfg, const vctx *v) {
+    if (!v->written)
+        return -1;
+    for (int j = 0; j < cfg->cluster.n_jobs; j++) {
+        const rd_model_config *mc = rd_config_find_model(cfg, cfg->cluster.jobs[j].model);
+        if (mc && was_written(v, &mc->tokens, &token_use_desc, "scheme") == 1)
+            return 1;
+    }
+    return 0;
+}
+
 static int check_models(const rd_config *cfg, const vctx *v) {
     char p[128];
     src_fields sf;
@@ -2143,6 +2286,10 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                         "token branch, and the data source has no numeric field",
                         mc->name);
         }
+        // After the value checks above, whose messages are more precise where they apply (a
+        // view, token stats or a search with its branch off).
+        if ((rc = check_forgotten_switches(mc, m, v)))
+            return rc;
     }
     if (cfg->tokens.source_model[0] && !rd_config_find_model(cfg, cfg->tokens.source_model))
         return verr(v, "tokens.source_model", "no model named '%s' in models",
@@ -2196,6 +2343,21 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                     "model '%s' has dropout %g: the tokens a source model stores come from its "
                     "training pass, which runs without dropout (set its dropout to 0)",
                     src->name, (double)src->dropout);
+    // The source model trains only to build the store for a job whose model reads tokens
+    // (rd_config_token_job). tokens.source_model given with no such job, while no job's model
+    // writes its tokens.scheme either, is the same forgotten switch as above: the run would
+    // train no IAT stage and say nothing. A job's model with tokens.scheme: 0 written is an
+    // ablation that switches the token branch off on purpose (docs/iat.md), and passes.
+    if (src && rd_config_token_job(cfg) < 0 &&
+        was_written(v, &cfg->tokens, &tokens_desc, "source_model") == 1 &&
+        job_writes_token_scheme(cfg, v) == 0)
+        return verr(v, "tokens.source_model",
+                    "'%s' given, but no job's model reads instance tokens and none sets "
+                    "tokens.scheme, so no token store would be built and the source model would "
+                    "never train: give a job's model a token branch (models[].tokens.scheme 1 or "
+                    "2), write its tokens.scheme: 0 to keep the branch off, or remove "
+                    "tokens.source_model",
+                    src->name);
     return RD_OK;
 }
 
@@ -2548,13 +2710,13 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
 
 int rd_config_validate(const rd_config *cfg, rd_errbuf *eb) {
     rd_errbuf_clear(eb);
-    vctx v = {eb, cfg->source_path, NULL};
+    vctx v = {eb, cfg->source_path, NULL, NULL, NULL};
     return validate_impl(cfg, &v);
 }
 
 static int check_one(const ck_struct *st, const void *base, const char *what, rd_errbuf *eb) {
     rd_errbuf_clear(eb);
-    vctx v = {eb, what, NULL};
+    vctx v = {eb, what, NULL, NULL, NULL};
     char path[256] = "";
     return check_struct(&v, st, base, path, sizeof path);
 }
@@ -2572,7 +2734,7 @@ int rd_config_check_table(const rd_table_config *tc, const char *what, rd_errbuf
 
 void rd_config_defaults(rd_config *cfg) {
     defaults_raw(cfg);
-    vctx v = {NULL, "", NULL};
+    vctx v = {NULL, "", NULL, NULL, NULL};
     int rc = resolve_impl(cfg, &v);
     RD_ASSERT(rc == RD_OK);
 }
@@ -2741,20 +2903,27 @@ int rd_config_parse_string(
         yaml_document_delete(&doc2);
     }
     yaml_parser_delete(&parser);
+    ck_written written = {NULL, 0, 0};
     if (rc == RD_OK) {
-        pctx c = {
-            .doc = &doc, .name = name, .eb = eb, .str_tagged = tagged, .n_str_tagged = n_tagged};
+        pctx c = {.doc = &doc,
+                  .name = name,
+                  .eb = eb,
+                  .root = (const char *)cfg,
+                  .written = &written,
+                  .str_tagged = tagged,
+                  .n_str_tagged = n_tagged};
         yaml_node_t *root = yaml_document_get_root_node(&doc);
         if (root)
             rc = parse_struct(&c, &rd__config_root, cfg, root);
     }
     if (rc == RD_OK) {
-        vctx v = {eb, name, &doc};
+        vctx v = {eb, name, &doc, (const char *)cfg, &written};
         rc = resolve_impl(cfg, &v);
         if (rc == RD_OK)
             rc = validate_impl(cfg, &v);
     }
     yaml_document_delete(&doc);
+    rd_free(written.keys);
     rd_free(tagged);
     return rc;
 }

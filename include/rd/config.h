@@ -664,7 +664,11 @@ int rd_config_resolve(rd_config *cfg, rd_errbuf *eb);
 int rd_config_move_out_dir(rd_config *cfg, const char *dir, rd_errbuf *eb);
 
 /**
- * Parse and validate a YAML run configuration.
+ * Parse and validate a YAML run configuration. Besides rd_config_validate's checks, refuses a
+ * branch's settings written while its switch was not (models[].seq keys without seq.kind,
+ * models[].tokens keys without tokens.scheme, tokens.source_model with no job's model reading
+ * tokens or writing tokens.scheme): only the loader knows which keys the file wrote. A switch
+ * written to off (seq.kind: none, tokens.scheme: 0) keeps its settings.
  * @param[in]  path  YAML file
  * @param[out] cfg   filled on success; unspecified on failure
  * @param[out] eb    on failure "path:line:col: key.path: what is wrong" (may be NULL)
