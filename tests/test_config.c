@@ -1788,6 +1788,119 @@ static void test_load_oom(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Branch settings written without the branch's switch (models[].seq.kind, models[].tokens.scheme,
+// and tokens.source_model without a token reader): the loader records which keys a config wrote,
+// so a forgotten switch is refused while a switch written to off (the documented ablations
+// `seq.kind=none`, `models.teacher.tokens.scheme=0`) keeps its settings.
+
+// BASE plus a token source model `src` on its own table (BASE's model m is models[0]). 20 lines.
+#define BASE_SRC                                                                                   \
+    "cluster:\n"                                                                                   \
+    "  jobs:\n"                                                                                    \
+    "    - {name: w, role: teacher, model: m}\n"                                                   \
+    "ps:\n"                                                                                        \
+    "  tables:\n"                                                                                  \
+    "    - {name: e, dim: 8}\n"                                                                    \
+    "    - {name: k, dim: 8}\n"                                                                    \
+    "models:\n"                                                                                    \
+    "  - name: src\n"                                                                              \
+    "    features: [{field: item, table: k}]\n"                                                    \
+    "  - name: m\n"                                                                                \
+    "    features: [{field: item, table: e}]\n"
+
+static void test_forgotten_switches(void **state) {
+    (void)state;
+    rd_config *c = new_cfg();
+
+    // 1. Settings without their switch: refused, naming the branch's path and the model.
+    expect_error(BASE "    seq: {length: 64, layers: 2}\n",
+                 "t.yaml:15:10: models[0].seq: length, layers given, but seq.kind is not set",
+                 "model 'm' would train no history branch): set seq.kind (mean | din | "
+                 "transformer), or seq.kind: none to keep the branch off");
+    expect_error(BASE "    seq:\n      table: e\n      with_labels: false\n",
+                 "t.yaml:16:7: models[0].seq: table, with_labels given, but seq.kind is not set",
+                 NULL);
+    expect_error(BASE "    tokens: {length: 64}\n",
+                 "t.yaml:15:13: models[0].tokens: length given, but tokens.scheme is not set",
+                 "model 'm' would read no instance tokens): set tokens.scheme (1 temporal | 2 "
+                 "user, as the top-level tokens.scheme), or tokens.scheme: 0 to keep the branch "
+                 "off");
+    // Written at its default value, a setting is still written.
+    expect_error(BASE "    tokens: {kind: transformer, adapter: 64}\n",
+                 "t.yaml:15:13: models[0].tokens: kind, adapter given, but tokens.scheme", NULL);
+    // The second model is named by its index and name.
+    expect_error(BASE_SRC "    seq: {length: 8}\n",
+                 "t.yaml:13:10: models[1].seq: length given, but seq.kind is not set", "model 'm'");
+    // A source model with no job's model reading tokens or writing tokens.scheme.
+    expect_error(BASE_SRC "tokens: {dim: 8, source_model: src}\n",
+                 "t.yaml:13:32: tokens.source_model: 'src' given, but no job's model reads "
+                 "instance tokens and none sets tokens.scheme",
+                 "write its tokens.scheme: 0 to keep the branch off");
+    // A tokens.scheme written on a model that no job trains (here the source model itself)
+    // switches no job's token branch off.
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n    - {name: k, dim: 8}\n"
+                 "models:\n"
+                 "  - {name: src, features: [{field: item, table: k}], tokens: {scheme: 0}}\n"
+                 "  - {name: m, features: [{field: item, table: e}]}\n"
+                 "tokens: {source_model: src}\n",
+                 "t.yaml:11:24: tokens.source_model: 'src' given, but no job's model reads", NULL);
+
+    // 2. The switch written to off, settings kept (the ablations): accepted, branch off.
+    expect_ok(BASE "    seq: {kind: none, length: 64, layers: 2, heads: 4, dim: 16}\n", c);
+    assert_int_equal(c->models[0].seq.kind, RD_SEQ_NONE);
+    assert_int_equal(c->models[0].seq.length, 64);
+    expect_ok(BASE "    tokens: {scheme: 0, length: 64, kind: din, adapter: 16}\n", c);
+    assert_int_equal(c->models[0].tokens.scheme, 0);
+    expect_ok(BASE_SRC "    tokens: {scheme: 0, length: 32}\ntokens: {dim: 8, source_model: src}\n",
+              c);
+    assert_int_equal(rd_config_token_job(c), -1);
+    assert_string_equal(c->tokens.source_model, "src");
+
+    // 3. The switch on with its settings: accepted.
+    expect_ok(BASE "    seq: {kind: transformer, table: e, length: 64, layers: 2, heads: 4}\n", c);
+    assert_int_equal(c->models[0].seq.kind, RD_SEQ_TRANSFORMER);
+    assert_int_equal(c->models[0].seq.layers, 2);
+    expect_ok(BASE_SRC "    tokens: {scheme: 2, length: 16, kind: din}\n"
+                       "tokens: {dim: 8, scheme: 2, source_model: src}\n",
+              c);
+    assert_int_equal(c->models[1].tokens.scheme, 2);
+    assert_int_equal(rd_config_token_job(c), 0);
+
+    // 4. Defaults only, an empty branch map, and the seq.stats (no setting of the branch):
+    // accepted.
+    expect_ok(BASE, c);
+    assert_int_equal(c->models[0].seq.kind, RD_SEQ_NONE);
+    assert_int_equal(c->models[0].tokens.scheme, 0);
+    expect_ok(BASE "    seq: {}\n    tokens: {}\n", c);
+    expect_ok(BASE "    seq: {stats: [1, 4]}\n", c);
+
+    // A printed config writes every key, the switches too: it reads back.
+    expect_ok(BASE "    seq: {kind: none, length: 64}\n", c);
+    expect_round_trip(c);
+
+    // A struct built in code has no record of written keys: the settings of a branch that is off
+    // pass rd_config_validate (as models held in bundles and tests do).
+    rd_errbuf eb;
+    expect_ok(BASE, c);
+    c->models[0].seq.length = 64;
+    c->models[0].seq.layers = 2;
+    c->models[0].tokens.length = 8;
+    assert_int_equal(rd_config_validate(c, &eb), RD_OK);
+
+    // The record is allocated while loading: out of memory is an error, nothing leaks (ASan).
+    rd_allocator a = {failing_malloc, failing_realloc, free};
+    rd_alloc_set(&a);
+    g_fail_malloc = 1;
+    int rc = parse(BASE, c, &eb);
+    g_fail_malloc = 0;
+    rd_alloc_set(NULL);
+    assert_int_equal(rc, RD_ERR_NOMEM);
+    assert_non_null(strstr(eb.msg, "t.yaml: out of memory recording the keys written"));
+    free(c);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Fuzz: random bytes, and mutations of configs/reference.yaml. Every input must end in RD_OK or
 // in an error with a non-empty message; ASan/UBSan builds catch memory errors. Longer campaigns:
 // RD_FUZZ_ITERS=200000 RD_FUZZ_SEED=7 ./test_config
@@ -1936,6 +2049,8 @@ int main(void) {
         cmocka_unit_test(test_reference_names_every_key),
         cmocka_unit_test(test_load_files),
         cmocka_unit_test(test_load_oom),
+        cmocka_unit_test_setup_teardown(test_forgotten_switches, reset_mismatches,
+                                        check_mismatches),
         cmocka_unit_test(test_fuzz),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
