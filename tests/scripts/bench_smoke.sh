@@ -25,6 +25,7 @@ CASES=(
   "ps|mpi|--ps 1 --dims 8 --steps 5 --warmup 1 --draws 500 --vocab 2000|j['rows'][0]['dim'] == 8 and j['rows'][0]['ps_row_gbps'] > 0 and j['rows'][0]['memcpy_gbps'] > 0"
   "window||--events 2000 --windows 50 --lookups 1000 --reps 1|j['search_ns'] > 0 and j['scan_ns'] > 0 and j['windows'] == 50"
   "numfmt||--floats 2000 --reps 1|j['fast_mfloats_per_s'] > 0 and j['snprintf_mfloats_per_s'] > 0 and j['floats'] == 2000"
+  "ckpt||--rows 3000 --dim 8 --tables 2 --reps 2 --dir $TMP|j['rows'] == 3000 and j['tables'] == 2 and j['write_s'] > 0 and j['read_s'] > 0 and j['rows_per_s'] > 0"
   "targets|mpi|--teachers 1 --targets 5000 --batches 64,256 --reps 1 --warmup 0|len(j['results']) == 2 and all(r['targets_per_s_median'] > 0 for r in j['results'])"
 )
 for c in "${CASES[@]}"; do
@@ -62,7 +63,7 @@ PY
     rc=${PIPESTATUS[0]}
     [ $rc -ne 0 ] || fail "bench_$name: a JSON it could not write exited 0"
     case "$name" in
-      prepare | serve | window) ;; # they write a dataset first, which the limit stops before the JSON
+      prepare | serve | window | ckpt) ;; # they write a dataset or shard first, which the limit stops before the JSON
       *) grep -q -- "--json: cannot write" "$TMP/xfsz-$name.txt" ||
            fail "bench_$name: no reason for the unwritten JSON: $(tail -3 "$TMP/xfsz-$name.txt")" ;;
     esac
@@ -75,7 +76,7 @@ done
 # The command line of every bench, as bench_dense's: --help is the usage on stdout (exit 0); a
 # bad value names the option and its range (exit 2), trailing junk and a negative --zipf are
 # refused, and an unwritable --json is refused before the benchmark runs.
-for name in dense prepare ps serve table targets tokens window; do
+for name in ckpt dense prepare ps serve table targets tokens window; do
   run=("$B/bench_$name")
   case "$name" in ps | targets | tokens) run=("$MPIEXEC" -n 1 "$B/bench_$name") ;; esac
   timeout 60 "${run[@]}" --help > "$TMP/help.out" 2> "$TMP/help.err" ||
@@ -113,6 +114,8 @@ badval "--ml100k: no $TMP/no-ml/u.data" "$B/bench_prepare" --ml100k "$TMP/no-ml"
 badval "leave no case to run" "$B/bench_prepare" --skip-ml --skip-synth --json "$TMP/none.json"
 [ ! -e "$TMP/none.json" ] || fail "bench_prepare with no case wrote JSON"
 # An unknown option given last was reported as "missing value of '--bogus'".
+badval "--dir: cannot open '$TMP/no-dir'" "$B/bench_ckpt" --dir "$TMP/no-dir"
+badval "--optim: expected sgd|adagrad|adam|ftrl, got 'lamb'" "$B/bench_ckpt" --optim lamb
 badval "'--bogus': unknown option" "$B/bench_table" --bogus
 badval "'--bogus': unknown option" "$B/bench_prepare" --skip-ml --bogus
 badval "unknown option '--bogus'" "$B/bench_serve" --bogus
