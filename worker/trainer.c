@@ -2115,10 +2115,6 @@ void rd_trainer_request_checkpoint(void) {
     ckpt_requested = 1;
 }
 
-int rd_trainer_checkpoint_requested(void) {
-    return ckpt_requested != 0;
-}
-
 // Job rank 0 writes the checkpoint of the cut "steps 0..step-1 applied" when it is due (or
 // forced); the other ranks return at once. Called between rd_dense_optim_step and the next
 // step's push, so the PS cut (rd_kv_save waits for it) and the dense parameters agree.

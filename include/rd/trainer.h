@@ -259,8 +259,6 @@ int rd_trainer_windows_check(
  * limit, leaves a checkpoint seconds old to resume from (docs/slurm.md).
  */
 void rd_trainer_request_checkpoint(void);
-/** Pending requests (rd_trainer_request_checkpoint) not yet answered in this process: 0 or 1. */
-int rd_trainer_checkpoint_requested(void);
 
 /** The dense model (parameters identical on the job's ranks after every step). */
 rd_model *rd_trainer_model(rd_trainer *tr);
