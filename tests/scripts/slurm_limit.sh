@@ -38,32 +38,17 @@ fail() {
 # shellcheck source=lib/hold.sh
 . "$SRC/tests/scripts/lib/hold.sh"
 
-# A fake srun: the training step (--mpi=pmi2) is mpiexec itself (exec: the batch shell's SIGUSR1
+# A fake srun: the training step (--mpi=pmi2) is mpiexec itself (the batch shell's SIGUSR1
 # reaches it, as it reaches srun), any other step once per task.
-mkdir -p "$TMP/bin"
-cat >"$TMP/bin/srun" <<EOF
-#!/usr/bin/env bash
-n=1 mpi=none
-while [ \$# -gt 0 ]; do
-    case "\$1" in
-        --ntasks=*) n="\${1#--ntasks=}" ;;
-        --mpi=*) mpi="\${1#--mpi=}" ;;
-        -*) ;;
-        *) break ;;
-    esac
-    shift
-done
-if [ "\$mpi" = pmi2 ]; then
-    exec "$MPIEXEC" -n "\$n" "\$@"
-fi
-for ((i = 0; i < n; i++)); do SLURM_PROCID=\$i SLURMD_NODENAME=n1 "\$@" || exit 1; done
-EOF
+# shellcheck source=lib/fake_srun.sh
+. "$SRC/tests/scripts/lib/fake_srun.sh"
+fake_srun "$TMP/bin"
 cat >"$TMP/bin/scontrol" <<EOF
 #!/usr/bin/env bash
 echo "\$*" >>"$TMP/scontrol.log"
 [ "\${FAKE_SCONTROL_FAILS:-0}" = 0 ] || { echo "scontrol: error: Requested operation is presently disabled" >&2; exit 1; }
 EOF
-chmod +x "$TMP/bin/srun" "$TMP/bin/scontrol"
+chmod +x "$TMP/bin/scontrol"
 # The binary through the hold wrapper (lib/hold.sh): a signalled attempt's ranks are held before
 # they train, until the signal is pending on each.
 export PATH="$TMP/bin:$PATH" RD_BIN="$(hold_wrapper "$TMP")" RD_SLURM_DIR="$SRC/slurm" OPENBLAS_NUM_THREADS=1 UCX_TLS=self,sm

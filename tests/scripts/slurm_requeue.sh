@@ -30,25 +30,9 @@ fail() {
 
 # A fake srun: the training step (--mpi=pmi2) through mpiexec, any other step once per task with
 # SLURM_PROCID and SLURMD_NODENAME set.
-mkdir -p "$TMP/bin"
-cat >"$TMP/bin/srun" <<EOF
-#!/usr/bin/env bash
-n=1 mpi=none
-while [ \$# -gt 0 ]; do
-    case "\$1" in
-        --ntasks=*) n="\${1#--ntasks=}" ;;
-        --mpi=*) mpi="\${1#--mpi=}" ;;
-        -*) ;;
-        *) break ;;
-    esac
-    shift
-done
-if [ "\$mpi" = pmi2 ]; then
-    exec timeout 300 "$MPIEXEC" -n "\$n" "\$@"
-fi
-for ((i = 0; i < n; i++)); do SLURM_PROCID=\$i SLURMD_NODENAME=n1 "\$@" || exit 1; done
-EOF
-chmod +x "$TMP/bin/srun"
+# shellcheck source=lib/fake_srun.sh
+. "$SRC/tests/scripts/lib/fake_srun.sh"
+fake_srun "$TMP/bin" timeout 300
 export PATH="$TMP/bin:$PATH" RD_BIN="$RD" RD_SLURM_DIR="$SRC/slurm" OPENBLAS_NUM_THREADS=1 UCX_TLS=self,sm
 
 W="$TMP/work"
