@@ -499,6 +499,7 @@ rd_check_requeue_at_limit() {
 RD_STEP_PID=""
 RD_USR1=0
 RD_LIMIT_BEFORE=""
+RD_REQUEUED=0 # scontrol requeue accepted: Slurm ends this attempt
 rd_on_usr1() {
     if [ -n "$RD_STEP_PID" ] && kill -0 "$RD_STEP_PID" 2>/dev/null; then
         rd_note "job ${SLURM_JOB_ID:-?}: SIGUSR1 (the time limit is near): every job writes a checkpoint after its next step"
@@ -538,8 +539,11 @@ rd_limit_checkpoint() {
         done
         if [ "$all" = 1 ]; then
             rd_note "job ${SLURM_JOB_ID:-?}: every job has a checkpoint since the signal ($(tr '\n' ' ' <<<"$now")under $root): requeueing the job; the next attempt resumes from them"
-            out="$(scontrol requeue "${SLURM_JOB_ID:-}" 2>&1)" ||
+            if out="$(scontrol requeue "${SLURM_JOB_ID:-}" 2>&1)"; then
+                RD_REQUEUED=1
+            else
                 rd_note "job ${SLURM_JOB_ID:-?}: scontrol requeue failed ($out): this attempt goes on to its time limit; resume with --resume $root"
+            fi
             return 0
         fi
         sleep 0.5
@@ -593,6 +597,15 @@ rd_train() {
     done
     RD_STEP_PID=""
     rd_note "job ${SLURM_JOB_ID:-?}: train exited $rc after $((SECONDS - t0)) s"
+    if [ "$RD_REQUEUED" = 1 ]; then
+        # The requeue ends the step, then this script. An exit of ours with the step's status could
+        # reach the controller after it had put the job back in the queue, and end the job as
+        # FAILED instead (seen under load): the script waits for its end instead.
+        rd_note "job ${SLURM_JOB_ID:-?}: requeued: waiting for Slurm to end this attempt"
+        local i
+        for ((i = 0; i < 600; i++)); do sleep 1; done
+        rd_die "job ${SLURM_JOB_ID:-?} was requeued, but Slurm has not ended this attempt in 10 minutes"
+    fi
     [ "$rc" -eq 0 ] || exit "$rc"
     [ -s "$dir/report.json" ] || rd_die "train exited 0 but left no $dir/report.json"
     echo "report: $dir/report.json"

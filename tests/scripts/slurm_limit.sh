@@ -9,11 +9,11 @@
 # gives it, a fake `srun` (the training step through mpiexec, which passes SIGUSR1 on to every
 # rank) and a fake `scontrol` that logs what it is asked.
 #  1. RD_REQUEUE_AT_LIMIT=1: the batch shell takes the signal, every job writes a checkpoint, the
-#     job asks to be requeued (scontrol requeue <job id>) and, as the fake scontrol ends nothing,
-#     the attempt runs to its end with exit 0 and its report;
-#  2. the restarted attempt (SLURM_RESTART_COUNT=1, after what a requeue leaves: the checkpoints
-#     after the signal's and the report gone) resumes every job from the signal's checkpoint and
-#     ends byte-identical to the uninterrupted attempt;
+#     job asks to be requeued (scontrol requeue <job id>); the test then ends the step as Slurm
+#     would, and the batch shell waits for its own end rather than exit with the step's status
+#     (which, under load, could reach the controller after the requeue and end the job FAILED);
+#  2. the restarted attempt (SLURM_RESTART_COUNT=1) resumes every job from the signal's
+#     checkpoint and ends byte-identical to the uninterrupted attempt;
 #  3. without RD_REQUEUE_AT_LIMIT: the checkpoints, no requeue; a failing scontrol requeue is
 #     said and the attempt goes on;
 #  4. a SIGUSR1 before the training step runs does not end the script; RD_REQUEUE_AT_LIMIT is
@@ -73,7 +73,7 @@ signalled() {
     rm -rf "$W/runs" "$TMP/scontrol.log"
     hold_gate "$TMP"
     (body 0 "$1") &
-    local b=$!
+    local b=$! i m
     BODY=$b
     hold_ps "train $CFG" 4 "$b"
     kill -USR1 "$b"
@@ -84,7 +84,6 @@ signalled() {
     until_ckpts "$CK" $JOBS
     hold_again
     if [ "${RD_REQUEUE_AT_LIMIT:-0}" = 1 ]; then
-        local i
         for ((i = 0; i < 3000; i++)); do
             grep -q "every job has a checkpoint since the signal" "$1" && break
             sleep 0.01
@@ -92,9 +91,26 @@ signalled() {
     else
         sleep 1
     fi
-    release_ps
-    wait "$b" || fail "$1: the signalled attempt exited $?: $(tail -n 20 "$1")"
-    [ -s "$W/runs/lim/report.json" ] || fail "$1: no report.json"
+    if [ "${RD_REQUEUE_AT_LIMIT:-0}" = 1 ] && [ "${FAKE_SCONTROL_FAILS:-0}" = 0 ]; then
+        # What Slurm does on the requeue: it ends the step (SIGCONT, SIGTERM), and the batch shell,
+        # which waits for that instead of ending the job with the step's status.
+        m="$(pgrep -P "$b" -f mpiexec)" || fail "$1: no training step under the batch shell"
+        release_ps
+        kill -TERM $m
+        for ((i = 0; i < 3000; i++)); do
+            grep -q "requeued: waiting for Slurm to end this attempt" "$1" && break
+            sleep 0.01
+        done
+        [ "$i" -lt 3000 ] || fail "$1: the requeued attempt does not wait for its end: $(tail -n 5 "$1")"
+        kill -TERM "$b"
+        wait "$b"
+        [ $? -eq 143 ] || fail "$1: the requeued attempt ended by itself: $(tail -n 5 "$1")"
+        [ ! -e "$W/runs/lim/report.json" ] || fail "$1: a report after the requeue"
+    else
+        release_ps
+        wait "$b" || fail "$1: the signalled attempt exited $?: $(tail -n 20 "$1")"
+        [ -s "$W/runs/lim/report.json" ] || fail "$1: no report.json"
+    fi
     local j
     grep -q "SIGUSR1 (the time limit is near): every job writes a checkpoint after its next step" "$1" ||
         fail "$1: the batch shell did not pass the signal on: $(cat "$1")"

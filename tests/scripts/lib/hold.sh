@@ -77,7 +77,7 @@ hold_ps() {
     # The other ranks, stopped by the wrapper before their exec: on.
     for ((i = 0; i < 3000; i++)); do
         # shellcheck disable=SC2046
-        w="$(pgrep -f -- "rd-held $1")" && kill -CONT $w 2>/dev/null
+        w="$(pgrep -f -- "^/bin/sh [^ ]*/rd-held $1")" && kill -CONT $w 2>/dev/null
         ranks=""
         for p in $(rank_procs "$1"); do sig_bit SigCgt "$p" 10 && ranks="$ranks $p"; done
         if [ "$(wc -w <<<"$ranks")" -ge "$2" ]; then
