@@ -15,6 +15,7 @@
 //   write_mb_per_s / read_mb_per_s   the rows' bytes (keys and values) per second
 //   rows_per_s                  rows written per second (median)
 #include "bench_args.h"
+#include "bench_tables.h"
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
 #include "rd/config.h"
@@ -77,14 +78,8 @@ static int parse(int argc, char **argv, opts *o) {
         } else if (strcmp(a, "--json") == 0 && v) {
             o->json = v;
         } else if (strcmp(a, "--optim") == 0 && v) {
-            o->optim = -1;
-            for (int k = 0; k < 4; k++)
-                if (strcmp(v, rd_optim_name(k)) == 0)
-                    o->optim = k;
-            if (o->optim < 0) {
-                fprintf(stderr, "%s: --optim: expected sgd|adagrad|adam|ftrl, got '%s'\n", P, v);
+            if (bench_optim(P, v, &o->optim) != 0)
                 return -1;
-            }
         } else {
             fprintf(stderr, "%s: '%s': %s\n", P, a,
                     v ? "unknown option" : "unknown option, or an option without its value");
@@ -106,19 +101,9 @@ static void med_min(double *x, int n, double *med, double *min) {
 static int make_tables(const opts *o, int fill, rd_table **t, rd_errbuf *eb) {
     for (int k = 0; k < o->tables; k++) {
         rd_table_config tc;
-        memset(&tc, 0, sizeof tc);
-        snprintf(tc.name, sizeof tc.name, "t%d", k);
-        tc.dim = o->dim;
-        tc.optim.kind = o->optim;
-        tc.optim.lr = 0.05f;
-        tc.optim.beta1 = 0.9f;
-        tc.optim.beta2 = 0.999f;
-        tc.optim.eps = 1e-8f;
-        tc.optim.initial_accumulator = 0.1f;
-        tc.optim.beta = 1.0f;
-        tc.init_std = 0.01f;
-        tc.admit_count = 1;
-        tc.capacity = 1u << 16;
+        char name[16];
+        snprintf(name, sizeof name, "t%d", k);
+        bench_table_config(&tc, name, o->dim, o->optim);
         int rc = rd_table_create(&tc, k, 1, &t[k], eb);
         if (rc != RD_OK)
             return rc;

@@ -13,6 +13,7 @@
 //   pull_wall / push_wall    wall time (CLOCK_MONOTONIC)
 // Single-threaded. No timed unit tests exist; this is where the table's speed is measured.
 #include "bench_args.h"
+#include "bench_tables.h"
 #include "rd/alloc.h"
 #include "rd/config.h"
 #include "rd/hash.h"
@@ -85,14 +86,8 @@ static int parse(int argc, char **argv, opts *o) {
         } else if (strcmp(a, "--json") == 0 && v) {
             o->json = v;
         } else if (strcmp(a, "--optim") == 0 && v) {
-            o->optim = -1;
-            for (int k = 0; k < 4; k++)
-                if (strcmp(v, rd_optim_name(k)) == 0)
-                    o->optim = k;
-            if (o->optim < 0) {
-                fprintf(stderr, "%s: --optim: expected sgd|adagrad|adam|ftrl, got '%s'\n", P, v);
+            if (bench_optim(P, v, &o->optim) != 0)
                 return -1;
-            }
         } else {
             fprintf(stderr, "%s: '%s': %s\n", P, a,
                     v ? "unknown option" : "unknown option, or an option without its value");
@@ -119,19 +114,9 @@ int main(int argc, char **argv) {
         return pst == 1 ? 0 : 2;
     }
     rd_table_config tc;
-    memset(&tc, 0, sizeof tc);
-    snprintf(tc.name, sizeof tc.name, "d%d", o.dim);
-    tc.dim = o.dim;
-    tc.optim.kind = o.optim;
-    tc.optim.lr = 0.05f;
-    tc.optim.beta1 = 0.9f;
-    tc.optim.beta2 = 0.999f;
-    tc.optim.eps = 1e-8f;
-    tc.optim.initial_accumulator = 0.1f;
-    tc.optim.beta = 1.0f;
-    tc.init_std = 0.01f;
-    tc.admit_count = 1;
-    tc.capacity = 1u << 16;
+    char name[16];
+    snprintf(name, sizeof name, "d%d", o.dim);
+    bench_table_config(&tc, name, o.dim, o.optim);
     rd_table *t = NULL;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
