@@ -1125,6 +1125,124 @@ static int unknown_key(pctx *c, const ck_struct *st, const yaml_node_t *kn) {
     return rc;
 }
 
+// ---- YAML merge keys.
+//
+// `<<: *base` (or `<<: [*a, *b]`) in a map brings in the keys of the merged maps that the map does
+// not write itself, an earlier merged map before a later one: YAML 1.1's merge key, which PyYAML
+// and most YAML tools read, so a config can write a table's or a model's settings once and change
+// a key or two in the others (`- {<<: *student, name: student_raw}`). libyaml loads `<<` as a
+// plain key; the merge is done here, for parsing and for locating a key in messages. Only a plain
+// `<<` merges: quoted ("<<") or tagged (!!str <<) it is a key of that name (an unknown one).
+
+typedef struct ck_pair {
+    const yaml_node_t *k, *v;
+} ck_pair;
+
+// A map's effective pairs, in a fixed array: a struct has at most CK_MAX_KEYS keys, so among
+// CK_MAX_KEYS + 1 pairs (the map's own, then merged ones of keys not seen yet) one is unknown or
+// given twice, and parse_struct stops at that one; the pairs after it are not needed.
+typedef struct ck_pairs {
+    ck_pair p[CK_MAX_KEYS + 1];
+    size_t n;
+} ck_pairs;
+
+enum { CK_MERGE_DEPTH = 16 }; // merged maps that merge maps ..., at most this deep
+
+static int is_merge_key(const pctx *c, const yaml_node_t *kn) {
+    return kn->type == YAML_SCALAR_NODE && kn->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+           kn->data.scalar.length == 2 && memcmp(kn->data.scalar.value, "<<", 2) == 0 &&
+           (!c || scalar_tag(c, kn) == TAG_NONE);
+}
+
+static int pairs_have(const ck_pairs *out, const yaml_node_t *kn) {
+    if (kn->type != YAML_SCALAR_NODE)
+        return 0;
+    for (size_t i = 0; i < out->n; i++)
+        if (out->p[i].k->type == YAML_SCALAR_NODE &&
+            out->p[i].k->data.scalar.length == kn->data.scalar.length &&
+            memcmp(out->p[i].k->data.scalar.value, kn->data.scalar.value, kn->data.scalar.length) ==
+                0)
+            return 1;
+    return 0;
+}
+
+// Append the effective pairs of mapping `map` to out (up to its capacity): its own (all of them
+// when !merged, so that parse_struct sees and refuses a duplicate; when merged, only keys not in
+// out yet), then those of each map its `<<` merges. c may be NULL (no tags known: every plain `<<`
+// merges). 0, or -1 with *bad and *why (a `<<` that is not a map or a list of maps, given twice,
+// or nested too deep, a broken document).
+static int pairs_collect(yaml_document_t *doc,
+                         const pctx *c,
+                         const yaml_node_t *map,
+                         int merged,
+                         int depth,
+                         ck_pairs *out,
+                         const yaml_node_t **bad,
+                         const char **why) {
+    const yaml_node_t *merge = NULL;
+    for (const yaml_node_pair_t *pr = map->data.mapping.pairs.start;
+         pr < map->data.mapping.pairs.top; pr++) {
+        const yaml_node_t *kn = yaml_document_get_node(doc, pr->key);
+        const yaml_node_t *vn = yaml_document_get_node(doc, pr->value);
+        if (!kn || !vn) {
+            *bad = map;
+            *why = "broken YAML document";
+            return -1;
+        }
+        if (is_merge_key(c, kn)) {
+            if (merge) {
+                *bad = kn;
+                *why = "'<<' (a YAML merge key) given twice in one map: merge a list, "
+                       "<<: [*a, *b]";
+                return -1;
+            }
+            merge = vn;
+            continue;
+        }
+        if (merged && pairs_have(out, kn))
+            continue; // the merging map's own key, or an earlier merged map's, wins
+        if (out->n < sizeof out->p / sizeof out->p[0])
+            out->p[out->n++] = (ck_pair){kn, vn};
+    }
+    if (!merge)
+        return 0;
+    if (depth >= CK_MERGE_DEPTH) {
+        *bad = merge;
+        *why = "'<<' (a YAML merge key): merged maps nested more than 16 deep";
+        return -1;
+    }
+    size_t n = merge->type == YAML_SEQUENCE_NODE
+                   ? (size_t)(merge->data.sequence.items.top - merge->data.sequence.items.start)
+                   : 1;
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *m =
+            merge->type == YAML_SEQUENCE_NODE
+                ? yaml_document_get_node(doc, merge->data.sequence.items.start[i])
+                : merge;
+        if (!m || m->type != YAML_MAPPING_NODE) {
+            *bad = m ? m : merge;
+            *why = "'<<' (a YAML merge key) takes a map (<<: *name) or a list of maps "
+                   "(<<: [*a, *b])";
+            return -1;
+        }
+        int rc = pairs_collect(doc, c, m, 1, depth + 1, out, bad, why);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+// The effective pairs of mapping `node` (pairs_collect) into out: RD_OK or the error, with the
+// file position.
+static int map_pairs(pctx *c, const yaml_node_t *node, ck_pairs *out) {
+    out->n = 0;
+    const yaml_node_t *bad = node;
+    const char *why = "";
+    if (pairs_collect(c->doc, c, node, 0, 0, out, &bad, &why) == 0)
+        return RD_OK;
+    return perr(c, bad->start_mark, "%s", why);
+}
+
 static int parse_struct(pctx *c, const ck_struct *st, void *base, const yaml_node_t *node);
 
 // "rating >= 4" -> label_column, label_op, label_threshold of the schema at base;
@@ -1231,10 +1349,12 @@ static int parse_value(pctx *c, const ck_key *k, void *base, const yaml_node_t *
                 return rc;
             // label.values: the op is == unless the map says != ; threshold has no meaning.
             int have_op = 0;
-            for (const yaml_node_pair_t *p = node->data.mapping.pairs.start;
-                 p < node->data.mapping.pairs.top; p++) {
-                const yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
-                if (!kn || kn->type != YAML_SCALAR_NODE)
+            ck_pairs ps;
+            if ((rc = map_pairs(c, node, &ps)) != RD_OK)
+                return rc;
+            for (size_t i = 0; i < ps.n; i++) {
+                const yaml_node_t *kn = ps.p[i].k;
+                if (kn->type != YAML_SCALAR_NODE)
                     continue;
                 const char *key = (const char *)kn->data.scalar.value;
                 if (strcmp(key, "threshold") == 0)
@@ -1338,6 +1458,43 @@ static int written_add(pctx *c, const void *base, const ck_key *k) {
     return RD_OK;
 }
 
+// One key of a map parsed into the struct at base (parse_struct); seen: the 1-based line of each
+// key's first occurrence.
+static int parse_key(pctx *c,
+                     const ck_struct *st,
+                     void *base,
+                     const yaml_node_t *kn,
+                     const yaml_node_t *vn,
+                     size_t *seen) {
+    if (kn->type != YAML_SCALAR_NODE)
+        return perr(c, kn->start_mark, "keys must be plain strings, got %s", node_text(kn));
+    const char *ks = (const char *)kn->data.scalar.value;
+    size_t kl = kn->data.scalar.length;
+    size_t idx = st->n_keys;
+    for (size_t i = 0; i < st->n_keys; i++) {
+        if (strlen(st->keys[i].key) == kl && memcmp(st->keys[i].key, ks, kl) == 0) {
+            idx = i;
+            break;
+        }
+    }
+    if (idx == st->n_keys)
+        return unknown_key(c, st, kn);
+    size_t old = path_push_key(c, st->keys[idx].key);
+    if (seen[idx]) {
+        int rc = perr(c, kn->start_mark, "duplicate key (first given at line %zu)", seen[idx]);
+        path_pop(c, old);
+        return rc;
+    }
+    seen[idx] = kn->start_mark.line + 1;
+    int rc = written_add(c, base, &st->keys[idx]);
+    if (rc == RD_OK)
+        rc = parse_value(c, &st->keys[idx], base, vn);
+    if (rc)
+        return rc;
+    path_pop(c, old);
+    return RD_OK;
+}
+
 static int parse_struct(pctx *c, const ck_struct *st, void *base, const yaml_node_t *node) {
     RD_ASSERT(st->n_keys <= CK_MAX_KEYS);
     size_t seen[CK_MAX_KEYS] = {0}; // 1-based line of the key's first occurrence
@@ -1349,39 +1506,12 @@ static int parse_struct(pctx *c, const ck_struct *st, void *base, const yaml_nod
     }
     if (node->type != YAML_MAPPING_NODE)
         return perr(c, node->start_mark, "expected a map, got %s", node_text(node));
-    for (const yaml_node_pair_t *p = node->data.mapping.pairs.start;
-         p < node->data.mapping.pairs.top; p++) {
-        const yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
-        const yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
-        if (!kn || !vn)
-            return perr(c, node->start_mark, "broken YAML document");
-        if (kn->type != YAML_SCALAR_NODE)
-            return perr(c, kn->start_mark, "keys must be plain strings, got %s", node_text(kn));
-        const char *ks = (const char *)kn->data.scalar.value;
-        size_t kl = kn->data.scalar.length;
-        size_t idx = st->n_keys;
-        for (size_t i = 0; i < st->n_keys; i++) {
-            if (strlen(st->keys[i].key) == kl && memcmp(st->keys[i].key, ks, kl) == 0) {
-                idx = i;
-                break;
-            }
-        }
-        if (idx == st->n_keys)
-            return unknown_key(c, st, kn);
-        size_t old = path_push_key(c, st->keys[idx].key);
-        if (seen[idx]) {
-            int rc = perr(c, kn->start_mark, "duplicate key (first given at line %zu)", seen[idx]);
-            path_pop(c, old);
-            return rc;
-        }
-        seen[idx] = kn->start_mark.line + 1;
-        int rc = written_add(c, base, &st->keys[idx]);
-        if (rc == RD_OK)
-            rc = parse_value(c, &st->keys[idx], base, vn);
-        if (rc)
-            return rc;
-        path_pop(c, old);
-    }
+    ck_pairs ps;
+    int rc = map_pairs(c, node, &ps);
+    for (size_t i = 0; i < ps.n && rc == RD_OK; i++)
+        rc = parse_key(c, st, base, ps.p[i].k, ps.p[i].v, seen);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < st->n_keys; i++)
         if ((st->keys[i].flags & CK_REQUIRED) && !seen[i])
             return perr(c, node->start_mark, "missing required key '%s'", st->keys[i].key);
@@ -1433,19 +1563,20 @@ static yaml_mark_t locate(const yaml_document_t *doc, const char *path) {
         size_t kl = strcspn(p, ".[");
         if (node->type != YAML_MAPPING_NODE)
             break;
-        yaml_node_t *next = NULL;
-        for (yaml_node_pair_t *pr = node->data.mapping.pairs.start;
-             pr < node->data.mapping.pairs.top; pr++) {
-            yaml_node_t *kn = yaml_document_get_node(d, pr->key);
-            if (kn && kn->type == YAML_SCALAR_NODE && kn->data.scalar.length == kl &&
-                memcmp(kn->data.scalar.value, p, kl) == 0) {
-                next = yaml_document_get_node(d, pr->value);
-                break;
-            }
-        }
+        // The map's own keys and those it merges (a key from a merged map is found at the
+        // merged map, as a value reached through an alias is at the anchor).
+        const yaml_node_t *next = NULL, *bad = NULL;
+        const char *why = NULL;
+        ck_pairs ps;
+        ps.n = 0;
+        if (pairs_collect(d, NULL, node, 0, 0, &ps, &bad, &why) == 0)
+            for (size_t i = 0; i < ps.n && !next; i++)
+                if (ps.p[i].k->type == YAML_SCALAR_NODE && ps.p[i].k->data.scalar.length == kl &&
+                    memcmp(ps.p[i].k->data.scalar.value, p, kl) == 0)
+                    next = ps.p[i].v;
         if (!next)
             break;
-        node = next;
+        node = (yaml_node_t *)(uintptr_t)next;
         mark = node->start_mark;
         p += kl;
     }

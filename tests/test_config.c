@@ -1916,6 +1916,66 @@ static void check_fuzz_result(int rc, const rd_errbuf *eb, const char *text, siz
     assert_int_equal(strncmp(eb->msg, "fuzz:", 5), 0);
 }
 
+// YAML merge keys: `<<: *anchor` brings in the keys the map does not write itself, an earlier
+// merged map before a later one; errors inside a merged map name the merged key's place.
+static void test_merge_keys(void **state) {
+    (void)state;
+    rd_config *c = new_cfg();
+    // The second table takes the first one's keys, with its own name and dim.
+    expect_ok("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+              "ps:\n  tables:\n"
+              "    - &t {name: e, dim: 8, optimizer: {type: adam, lr: 0.003}, ttl: 5}\n"
+              "    - {<<: *t, name: f, dim: 16}\n"
+              "models:\n  - {name: m, features: [{field: user, table: e}, "
+              "{field: item, table: f}]}\n",
+              c);
+    assert_int_equal(c->ps.n_tables, 2);
+    assert_string_equal(c->ps.tables[1].name, "f");
+    assert_int_equal(c->ps.tables[1].dim, 16);
+    assert_int_equal(c->ps.tables[1].optim.kind, RD_OPT_ADAM);
+    assert_float_equal(c->ps.tables[1].optim.lr, 0.003, 1e-9);
+    assert_int_equal(c->ps.tables[1].ttl, 5);
+    // A list: the first map wins over the second, the map's own key over both; a merged map
+    // may merge in turn.
+    expect_ok(BASE "train: {<<: [{lr: 0.5, batch_size: 64}, {<<: {epochs: 3}, lr: 0.25, "
+                   "batch_size: 32}], batch_size: 16}\n",
+              c);
+    assert_float_equal(c->train.lr, 0.5, 1e-9);
+    assert_int_equal(c->train.batch_size, 16);
+    assert_int_equal(c->train.epochs, 3);
+    // A merged key counts as written (the record of written keys: a forgotten switch).
+    expect_error(BASE "    seq: {<<: {length: 8}}\n",
+                 "t.yaml:15:10: models[0].seq: length given, but seq.kind is not set", NULL);
+    // Bad merges.
+    expect_error(BASE "train: {<<: 5}\n",
+                 "t.yaml:15:13: train: '<<' (a YAML merge key) takes a map (<<: *name) or a list "
+                 "of maps",
+                 NULL);
+    expect_error(BASE "train: {<<: [{lr: 0.5}, [1]]}\n",
+                 "t.yaml:15:25: train: '<<' (a YAML merge key) takes a map", NULL);
+    expect_error(BASE "train: {<<: {lr: 0.5}, <<: {epochs: 2}}\n",
+                 "t.yaml:15:24: train: '<<' (a YAML merge key) given twice in one map", NULL);
+    // Errors inside the merged map: at the merged key, with the merging map's path.
+    expect_error(BASE "train: {<<: {lrr: 0.5}}\n",
+                 "t.yaml:15:14: train.lrr: unknown key (did you mean 'lr'?)", NULL);
+    expect_error(BASE "train: {<<: {lr: -1}}\n", "t.yaml:15:18: train.lr: ", NULL);
+    // Quoted or tagged, "<<" is a key of that name.
+    expect_error(BASE "train: {\"<<\": {lr: 0.5}}\n", "t.yaml:15:9: train.<<: unknown key", NULL);
+    expect_error(BASE "train: {!!str <<: {lr: 0.5}}\n", "t.yaml:15:9: train.<<: unknown key", NULL);
+    // A value checked after parsing is located through the merge (at the merged map's key).
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                 "models:\n  - &m {name: m, features: [{field: user, table: nosuch}]}\n"
+                 "  - {<<: *m, name: n}\n",
+                 "t.yaml:8:50: models[0].features[0].table: no table named 'nosuch'", NULL);
+    expect_error("cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"
+                 "ps:\n  tables:\n    - {name: e, dim: 8}\n"
+                 "models:\n  - {name: m, features: [{field: user, table: e}]}\n"
+                 "  - {<<: {features: [{field: user, table: nosuch}]}, name: n}\n",
+                 "t.yaml:9:43: models[1].features[0].table: no table named 'nosuch'", NULL);
+    free(c);
+}
+
 static void test_fuzz(void **state) {
     (void)state;
     char path[1024];
@@ -2051,6 +2111,7 @@ int main(void) {
         cmocka_unit_test(test_load_oom),
         cmocka_unit_test_setup_teardown(test_forgotten_switches, reset_mismatches,
                                         check_mismatches),
+        cmocka_unit_test(test_merge_keys),
         cmocka_unit_test(test_fuzz),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -102,6 +102,13 @@ for name in ("slurm-tiny.yaml",):
     shutil.copy(os.path.join(ROOT, "tests", "data", name), os.path.join(C, "config", name))
 for name in ("reference.yaml", "schema-example.yaml"):
     shutil.copy(os.path.join(ROOT, "configs", name), os.path.join(C, "config", name))
+put(os.path.join(C, "config"), "merge_keys.yaml",
+    b"cluster: {jobs: [{name: w, role: student, model: m}]}\n"
+    b"ps:\n  tables:\n    - &t {name: a, dim: 8, optimizer: {type: adam, lr: 0.01}}\n"
+    b"    - {<<: *t, name: b}\n"
+    b"models:\n  - &m {name: m, features: [{field: user, table: a}], mlp: [8]}\n"
+    b"  - {<<: [*m, {mlp: [4]}], name: n, features: [{field: item, table: b}]}\n"
+    b"train: {<<: {lr: 0.5, epochs: 2}, lr: 0.25}\n")
 clicks = open(os.path.join(ROOT, "tests", "data", "clicks.csv"), "rb").read()
 users = open(os.path.join(ROOT, "tests", "data", "users.csv"), "rb").read()
 put(os.path.join(C, "csv"), "clicks_quoted", bytes([4]) + clicks)
