@@ -986,6 +986,7 @@ typedef struct pctx {
     // scalar the same str tag, so only the event stream tells them apart (see prescan).
     const size_t *str_tagged;
     size_t n_str_tagged;
+    const char *set_arg; // parsing an override's VALUE: "PATH=VALUE" (messages name it), or NULL
 } pctx;
 
 static size_t path_push(pctx *c, const char *fmt, ...) RD_PRINTF(2, 3);
@@ -1013,6 +1014,9 @@ static int perr(pctx *c, yaml_mark_t mark, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (c->set_arg)
+        return rd_err_set(c->eb, RD_ERR_CONFIG, "--set %s: %s: %s", c->set_arg,
+                          c->path[0] ? c->path : "(top level)", msg);
     return rd_err_set(c->eb, RD_ERR_CONFIG, "%s:%zu:%zu: %s: %s", c->name, mark.line + 1,
                       mark.column + 1, c->path[0] ? c->path : "(top level)", msg);
 }
@@ -1518,6 +1522,13 @@ static int parse_struct(pctx *c, const ck_struct *st, void *base, const yaml_nod
     return RD_OK;
 }
 
+// An override applied (--set): the argument as given and the key path it resolved to, in the
+// validator's form ("models[0].seq.kind").
+typedef struct ck_set {
+    const char *arg;
+    char path[256];
+} ck_set;
+
 // ---------------------------------------------------------------------------------------------
 // Validation context: messages carry file:line:col when the YAML document is available.
 
@@ -1528,6 +1539,8 @@ typedef struct vctx {
     const char *root;           // the rd_config that `written` describes (with written)
     const ck_written *written;  // the keys the config wrote; NULL when validating a struct
                                 // built in code (nothing is known about what was written)
+    const struct ck_set *sets;  // the overrides applied (messages under their paths name them)
+    int n_sets;
 } vctx;
 
 // Find the node of a key path ("cluster.jobs[1].model") in the document; falls back to the
@@ -1590,6 +1603,14 @@ static int verr(const vctx *v, const char *path, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    // A key at or under an override's path took its value from the command line: the last such
+    // override is named (a later one replaced what an earlier one set).
+    for (int i = v->n_sets - 1; i >= 0; i--) {
+        size_t n = strlen(v->sets[i].path);
+        if (strncmp(path, v->sets[i].path, n) == 0 &&
+            (path[n] == '\0' || path[n] == '.' || path[n] == '['))
+            return rd_err_set(v->eb, RD_ERR_CONFIG, "--set %s: %s: %s", v->sets[i].arg, path, msg);
+    }
     if (v->doc) {
         yaml_mark_t m = locate(v->doc, path);
         return rd_err_set(v->eb, RD_ERR_CONFIG, "%s:%zu:%zu: %s: %s", v->name, m.line + 1,
@@ -1878,7 +1899,7 @@ int rd_config_move_out_dir(rd_config *cfg, const char *dir, rd_errbuf *eb) {
 }
 
 int rd_config_resolve(rd_config *cfg, rd_errbuf *eb) {
-    vctx v = {eb, "", NULL, NULL, NULL};
+    vctx v = {eb, "", NULL, NULL, NULL, NULL, 0};
     rd_errbuf_clear(eb);
     return resolve_impl(cfg, &v);
 }
@@ -2841,13 +2862,13 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
 
 int rd_config_validate(const rd_config *cfg, rd_errbuf *eb) {
     rd_errbuf_clear(eb);
-    vctx v = {eb, cfg->source_path, NULL, NULL, NULL};
+    vctx v = {eb, cfg->source_path, NULL, NULL, NULL, NULL, 0};
     return validate_impl(cfg, &v);
 }
 
 static int check_one(const ck_struct *st, const void *base, const char *what, rd_errbuf *eb) {
     rd_errbuf_clear(eb);
-    vctx v = {eb, what, NULL, NULL, NULL};
+    vctx v = {eb, what, NULL, NULL, NULL, NULL, 0};
     char path[256] = "";
     return check_struct(&v, st, base, path, sizeof path);
 }
@@ -2865,7 +2886,7 @@ int rd_config_check_table(const rd_table_config *tc, const char *what, rd_errbuf
 
 void rd_config_defaults(rd_config *cfg) {
     defaults_raw(cfg);
-    vctx v = {NULL, "", NULL, NULL, NULL};
+    vctx v = {NULL, "", NULL, NULL, NULL, NULL, 0};
     int rc = resolve_impl(cfg, &v);
     RD_ASSERT(rc == RD_OK);
 }
@@ -2988,9 +3009,244 @@ static int prescan(const char *text,
     return rc;
 }
 
+// ---- Overrides: `recdistill <command> CONFIG --set PATH=VALUE` (rd_config_load_sets).
+
+// Forget what the config wrote in the struct `st` at byte offset `off` of rd_config and below it
+// (nested maps, every entry of its lists): an override replaces that part as a whole, and a key
+// the file wrote there must not count as written (a forgotten switch: `--set
+// models.m.seq={length: 8}` over a file's seq with a kind).
+static void written_drop(ck_written *w, const ck_struct *st, size_t off) {
+    size_t o = 0;
+    for (size_t i = 0; i < w->n; i++)
+        if (!(w->keys[i].off == off && w->keys[i].k >= st->keys &&
+              w->keys[i].k < st->keys + st->n_keys))
+            w->keys[o++] = w->keys[i];
+    w->n = o;
+    for (size_t i = 0; i < st->n_keys; i++) {
+        const ck_key *k = &st->keys[i];
+        if (k->type == CK_MAP || k->type == CK_LABEL)
+            written_drop(w, k->sub, off + k->off);
+        else if (k->type == CK_MAP_LIST)
+            for (int e = 0; e < k->max_count; e++)
+                written_drop(w, k->sub, off + k->off + (size_t)e * k->size);
+    }
+}
+
+// Append to the resolved path of rec (rl bytes long): its new length (cut at its capacity).
+static size_t rec_add(ck_set *rec, size_t rl, const char *fmt, ...) RD_PRINTF(3, 4);
+static size_t rec_add(ck_set *rec, size_t rl, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rec->path + rl, sizeof rec->path - rl, fmt, ap);
+    va_end(ap);
+    return strlen(rec->path);
+}
+
+// The key of `st` named by the kl bytes at ks, or NULL.
+static const ck_key *key_named(const ck_struct *st, const char *ks, size_t kl) {
+    for (size_t i = 0; i < st->n_keys; i++)
+        if (strlen(st->keys[i].key) == kl && memcmp(st->keys[i].key, ks, kl) == 0)
+            return &st->keys[i];
+    return NULL;
+}
+
+// One override "PATH=VALUE" applied to cfg (parsed, not yet resolved or validated); rec gets the
+// path it resolved to. Errors name the override.
+static int
+apply_set(const char *arg, rd_config *cfg, ck_written *written, ck_set *rec, rd_errbuf *eb) {
+    rec->arg = arg;
+    rec->path[0] = '\0';
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg)
+        return rd_err_set(eb, RD_ERR_CONFIG,
+                          "--set %s: expected PATH=VALUE, a key path and a YAML value "
+                          "(train.lr=0.01, models.teacher.seq.kind=din)",
+                          arg);
+    size_t plen = (size_t)(eq - arg);
+    const ck_struct *st = &rd__config_root;
+    char *base = (char *)cfg;
+    const ck_key *k = NULL; // NULL: the path names the struct st at base (a list entry)
+    size_t rl = 0;
+    const char *p = arg, *end = eq;
+#define SET_ERR(...)                                                                               \
+    do {                                                                                           \
+        char m_[512];                                                                              \
+        snprintf(m_, sizeof m_, __VA_ARGS__);                                                      \
+        return rd_err_set(eb, RD_ERR_CONFIG, "--set %s: %s", arg, m_);                             \
+    } while (0)
+    if (plen >= sizeof rec->path)
+        SET_ERR("the key path is longer than %zu bytes", sizeof rec->path - 1);
+    while (p < end) {
+        if (k) { // a key with more path after it: it must hold a map
+            if (k->type != CK_MAP && k->type != CK_LABEL)
+                SET_ERR("'%s' holds %s, not a map: nothing under it", rec->path,
+                        k->type == CK_MAP_LIST ? "a list" : "a value");
+            base += k->off;
+            st = k->sub;
+            k = NULL;
+        }
+        size_t kl = strcspn(p, ".[=");
+        if (kl == 0)
+            SET_ERR("an empty key in the path '%.*s'", (int)plen, arg);
+        const ck_key *nk = key_named(st, p, kl);
+        if (!nk) {
+            size_t best = 99, besti = 0;
+            for (size_t i = 0; i < st->n_keys; i++) {
+                size_t d = edit_distance(p, kl, st->keys[i].key);
+                if (d < best) {
+                    best = d;
+                    besti = i;
+                }
+            }
+            if (best <= 1 || (best == 2 && kl >= 4) || best * 3 <= kl)
+                SET_ERR("%s%s%.*s: unknown key (did you mean '%s'?)", rec->path, rl ? "." : "",
+                        (int)kl, p, st->keys[besti].key);
+            SET_ERR("%s%s%.*s: unknown key (%s takes: see configs/reference.yaml)", rec->path,
+                    rl ? "." : "", (int)kl, p, rl ? rec->path : "the top level");
+        }
+        rl = rec_add(rec, rl, "%s%s", rl ? "." : "", nk->key);
+        k = nk;
+        p += kl;
+        if (p < end && *p == '.')
+            p++;
+        else if (p < end && *p != '[')
+            SET_ERR("bad key path '%.*s'", (int)plen, arg);
+        if (k->type != CK_MAP_LIST || p >= end)
+            continue;
+        // An entry of a list of maps: [i] / [name], or the next key as an index or a name.
+        const char *sel;
+        size_t sl;
+        if (*p == '[') {
+            sel = p + 1;
+            const char *close = memchr(sel, ']', (size_t)(end - sel));
+            if (!close)
+                SET_ERR("'[' without its ']' in '%.*s'", (int)plen, arg);
+            sl = (size_t)(close - sel);
+            p = close + 1;
+            if (p < end && *p != '.')
+                SET_ERR("bad key path '%.*s' (a '.' must follow ']')", (int)plen, arg);
+            if (p < end)
+                p++;
+        } else {
+            sel = p;
+            sl = strcspn(p, ".[=");
+            p += sl;
+            if (p < end && *p == '.')
+                p++;
+        }
+        if (sl == 0)
+            SET_ERR("'%s' needs an entry: its index or its name", rec->path);
+        int count;
+        memcpy(&count, base + k->count_off, sizeof count);
+        char *elems = base + k->off;
+        const ck_key *name_key = key_named(k->sub, "name", 4);
+        int idx = -1;
+        for (int e = 0; name_key && e < count && idx < 0; e++) {
+            const char *nm = elems + (size_t)e * k->size + name_key->off;
+            if (strlen(nm) == sl && memcmp(nm, sel, sl) == 0)
+                idx = e;
+        }
+        if (idx < 0) {
+            int digits = sl <= 9;
+            for (size_t i = 0; i < sl && digits; i++)
+                digits = isdigit((unsigned char)sel[i]) != 0;
+            if (digits)
+                idx = atoi(sel); // sl <= 9 digits: fits
+            if (idx >= count || idx < 0) {
+                char names[200] = "";
+                size_t o = 0;
+                for (int e = 0; name_key && e < count && o < sizeof names; e++)
+                    o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", e ? ", " : "",
+                                          elems + (size_t)e * k->size + name_key->off);
+                if (digits)
+                    SET_ERR("'%s' has %d entr%s: no index %d (an override changes entries, it "
+                            "adds none)",
+                            rec->path, count, count == 1 ? "y" : "ies", idx);
+                SET_ERR("'%s' has no entry named '%.*s'%s%s%s", rec->path, (int)sl, sel,
+                        name_key ? " (its entries: " : "", name_key ? names : "",
+                        name_key ? ")" : "");
+            }
+        }
+        rl = rec_add(rec, rl, "[%d]", idx);
+        st = k->sub;
+        base = elems + (size_t)idx * k->size;
+        k = NULL;
+    }
+    // The value: one YAML document (empty: null).
+    const char *val = eq + 1;
+    size_t vlen = strlen(val);
+    size_t *tagged = NULL, n_tagged = 0;
+    char vname[96];
+    snprintf(vname, sizeof vname, "--set %.80s", arg);
+    int rc = prescan(val, vlen, vname, eb, &tagged, &n_tagged);
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    int have_doc = 0;
+    if (rc == RD_OK && !yaml_parser_initialize(&parser))
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "--set %s: cannot initialise the YAML parser", arg);
+    else if (rc == RD_OK) {
+        yaml_parser_set_input_string(&parser, (const unsigned char *)(vlen ? val : "~"),
+                                     vlen ? vlen : 1);
+        if (!yaml_parser_load(&parser, &doc))
+            rc = yaml_fail(&parser, val, vlen, vname, eb);
+        else
+            have_doc = 1;
+        yaml_parser_delete(&parser);
+    }
+    const yaml_node_t *node = have_doc ? yaml_document_get_root_node(&doc) : NULL;
+    if (rc == RD_OK && !node)
+        rc = rd_err_set(eb, RD_ERR_CONFIG, "--set %s: no value", arg);
+    if (rc == RD_OK) {
+        pctx c = {.doc = &doc,
+                  .name = vname,
+                  .eb = eb,
+                  .root = (const char *)cfg,
+                  .written = written,
+                  .str_tagged = tagged,
+                  .n_str_tagged = n_tagged,
+                  .set_arg = arg};
+        snprintf(c.path, sizeof c.path, "%s", rec->path);
+        if (!k) { // a whole list entry
+            written_drop(written, st, (size_t)(base - (char *)cfg));
+            apply_defaults(st, base);
+            rc = parse_struct(&c, st, base, node);
+        } else {
+            if (k->type == CK_MAP || k->type == CK_LABEL)
+                written_drop(written, k->sub, (size_t)(base + k->off - (char *)cfg));
+            else if (k->type == CK_MAP_LIST)
+                for (int e = 0; e < k->max_count; e++)
+                    written_drop(written, k->sub,
+                                 (size_t)(base + k->off + (size_t)e * k->size - (char *)cfg));
+            if (k->type == CK_MAP)
+                apply_defaults(k->sub, base + k->off);
+            rc = written_add(&c, base, k);
+            if (rc == RD_OK)
+                rc = parse_value(&c, k, base, node);
+        }
+    }
+    if (have_doc)
+        yaml_document_delete(&doc);
+    rd_free(tagged);
+    return rc;
+}
+#undef SET_ERR
+
 int rd_config_parse_string(
     const char *text, size_t len, const char *name, rd_config *cfg, rd_errbuf *eb) {
+    return rd_config_parse_string_sets(text, len, name, NULL, 0, cfg, eb);
+}
+
+int rd_config_parse_string_sets(const char *text,
+                                size_t len,
+                                const char *name,
+                                const char *const *sets,
+                                int n_sets,
+                                rd_config *cfg,
+                                rd_errbuf *eb) {
     rd_errbuf_clear(eb);
+    if (n_sets < 0 || n_sets > RD_CONFIG_MAX_SETS || (n_sets && !sets))
+        return rd_err_set(eb, RD_ERR_ARG, "%d overrides (--set): at most %d", n_sets,
+                          RD_CONFIG_MAX_SETS);
     if (!name)
         name = "<string>";
     defaults_raw(cfg);
@@ -3047,8 +3303,15 @@ int rd_config_parse_string(
         if (root)
             rc = parse_struct(&c, &rd__config_root, cfg, root);
     }
+    ck_set recs[RD_CONFIG_MAX_SETS];
+    for (int i = 0; i < n_sets && rc == RD_OK; i++) {
+        if (!sets[i])
+            rc = rd_err_set(eb, RD_ERR_ARG, "override %d (--set) is NULL", i);
+        else
+            rc = apply_set(sets[i], cfg, &written, &recs[i], eb);
+    }
     if (rc == RD_OK) {
-        vctx v = {eb, name, &doc, (const char *)cfg, &written};
+        vctx v = {eb, name, &doc, (const char *)cfg, &written, recs, n_sets};
         rc = resolve_impl(cfg, &v);
         if (rc == RD_OK)
             rc = validate_impl(cfg, &v);
@@ -3060,6 +3323,11 @@ int rd_config_parse_string(
 }
 
 int rd_config_load(const char *path, rd_config *cfg, rd_errbuf *eb) {
+    return rd_config_load_sets(path, NULL, 0, cfg, eb);
+}
+
+int rd_config_load_sets(
+    const char *path, const char *const *sets, int n_sets, rd_config *cfg, rd_errbuf *eb) {
     rd_errbuf_clear(eb);
     if (!path)
         return rd_err_set(eb, RD_ERR_ARG, "rd_config_load: NULL path");
@@ -3109,7 +3377,7 @@ int rd_config_load(const char *path, rd_config *cfg, rd_errbuf *eb) {
             break;
         }
     }
-    rc = rd_config_parse_string(buf, len, path, cfg, eb);
+    rc = rd_config_parse_string_sets(buf, len, path, sets, n_sets, cfg, eb);
     if (rc == RD_OK)
         snprintf(cfg->source_path, sizeof cfg->source_path, "%s", path);
 fn_fail:

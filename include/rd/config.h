@@ -681,6 +681,35 @@ int rd_config_load(const char *path, rd_config *cfg, rd_errbuf *eb);
 int rd_config_parse_string(
     const char *text, size_t len, const char *name, rd_config *cfg, rd_errbuf *eb);
 
+/** At most this many overrides (`--set`) per load. */
+#define RD_CONFIG_MAX_SETS 64
+
+/**
+ * rd_config_load with overrides (`recdistill <command> CONFIG --set PATH=VALUE`), applied in
+ * order after the file is parsed and before it is resolved and validated. PATH is a dotted key
+ * path: map keys, and in a list of maps an entry by its name or its index (models.teacher.seq.kind,
+ * ps.tables.t_item.optimizer.lr, cluster.jobs.0.ranks; `ps.tables[t_item]` for a name with a
+ * '.'); VALUE is YAML (3, din, [64, 32], {kind: mean, length: 16}; empty = null). A value
+ * replaces the whole of what the file wrote at PATH (a map's keys that VALUE leaves out take
+ * their defaults; a list becomes VALUE), as tools/variant.sh does; a later override wins over an
+ * earlier one. A key the file did not write is added (every key of the tables exists); an entry
+ * that the list does not hold is an error. Messages about a key at or under an override's PATH
+ * name the override ("--set PATH=VALUE: key.path: what is wrong") instead of a file position.
+ * @param sets  n_sets strings "PATH=VALUE" (n_sets 0..RD_CONFIG_MAX_SETS; sets may be NULL if 0)
+ * @return as rd_config_load; RD_ERR_CONFIG for a bad override
+ */
+int rd_config_load_sets(
+    const char *path, const char *const *sets, int n_sets, rd_config *cfg, rd_errbuf *eb);
+
+/** rd_config_load_sets from a buffer; `name` stands for the file name in messages. */
+int rd_config_parse_string_sets(const char *text,
+                                size_t len,
+                                const char *name,
+                                const char *const *sets,
+                                int n_sets,
+                                rd_config *cfg,
+                                rd_errbuf *eb);
+
 /** Range checks of every field (as the loader does) and cross-field checks: unique job, model,
  *  table and field names; jobs' models and models' tables exist; a distilled student's teacher is
  *  a teacher job; at least one job; split fractions; csv columns exist; no PS table is used by
