@@ -71,7 +71,7 @@ int rd_app_parse_msg(int argc,
                 o = &opts[k];
         if (!o)
             return USAGE("unknown option '%s'", a);
-        if (o->value)
+        if (o->value && o->kind != RD_APP_REPEAT)
             return USAGE("%s given twice", a);
         if (o->kind == RD_APP_FLAG) {
             o->value = o->name;
@@ -92,6 +92,20 @@ int rd_app_parse_msg(int argc,
     return 0;
 }
 #undef USAGE
+
+int rd_app_values(int argc, char **argv, int first, const char *name, const char **out, int cap) {
+    // rd_app_parse took no option-like argument as a value or a positional argument, so every
+    // `name` in argv is that option, and the argument after it its value.
+    int n = 0;
+    for (int i = first; i + 1 < argc; i++) {
+        if (strcmp(argv[i], name) != 0)
+            continue;
+        if (n >= cap)
+            return -1;
+        out[n++] = argv[++i];
+    }
+    return n;
+}
 
 int rd_app_parse(const char *prog,
                  int argc,

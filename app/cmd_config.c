@@ -16,20 +16,21 @@
 #include <string.h>
 
 static void config_usage(FILE *out) {
-    fprintf(out,
-            "usage: recdistill config [--layout] CONFIG.yaml\n"
-            "\n"
-            "Check a run configuration and print the effective configuration (all defaults\n"
-            "filled in, derived paths resolved) as YAML on stdout. The output is itself a valid\n"
-            "configuration.\n"
-            "\n"
-            "  --layout  print the launch layout instead, one key=value per line:\n"
-            "            world_size, ps_ranks, n_jobs; per job i (config order; ranks are\n"
-            "            laid out PS first): job<i>_name, _role, _ranks, _first_rank,\n"
-            "            _distill, _teacher; then run_name, out_dir, data_dir, target_log,\n"
-            "            replay, batch_size (read by the launch scripts in slurm/)\n"
-            "\n"
-            "exit status: 0 valid, 1 invalid (message on stderr), 2 usage error\n");
+    fprintf(
+        out,
+        "usage: recdistill config [--layout] CONFIG.yaml [--set PATH=VALUE ...]\n"
+        "\n"
+        "Check a run configuration and print the effective configuration (all defaults\n"
+        "filled in, derived paths resolved) as YAML on stdout. The output is itself a valid\n"
+        "configuration.\n"
+        "\n"
+        "  --layout  print the launch layout instead, one key=value per line:\n"
+        "            world_size, ps_ranks, n_jobs; per job i (config order; ranks are\n"
+        "            laid out PS first): job<i>_name, _role, _ranks, _first_rank,\n"
+        "            _distill, _teacher; then run_name, out_dir, data_dir, target_log,\n"
+        "            replay, batch_size (read by the launch scripts in slurm/)\n" RD_APP_SET_HELP
+        "\n"
+        "exit status: 0 valid, 1 invalid (message on stderr), 2 usage error\n");
 }
 
 // One key=value per line. Names are restricted to [A-Za-z0-9_.-] by the loader; paths are printed
@@ -53,10 +54,16 @@ static void print_layout(const rd_config *cfg, FILE *f) {
 }
 
 int rd_cmd_config(int argc, char **argv) {
-    rd_app_opt opts[] = {{"--layout", RD_APP_FLAG, NULL}};
+    rd_app_opt opts[] = {{"--layout", RD_APP_FLAG, NULL}, {"--set", RD_APP_REPEAT, NULL}};
     const char *path = NULL;
     int n_pos = 0;
-    int st = rd_app_parse("recdistill config", argc, argv, 1, opts, 1, &path, 1, &n_pos);
+    int st = rd_app_parse("recdistill config", argc, argv, 1, opts, 2, &path, 1, &n_pos);
+    const char *sets[RD_CONFIG_MAX_SETS];
+    int n_sets = st == 0 ? rd_app_values(argc, argv, 1, "--set", sets, RD_CONFIG_MAX_SETS) : 0;
+    if (n_sets < 0) {
+        fprintf(stderr, "recdistill config: --set given more than %d times\n", RD_CONFIG_MAX_SETS);
+        st = 2;
+    }
     if (st == 1) {
         config_usage(stdout);
         return 0;
@@ -70,16 +77,19 @@ int rd_cmd_config(int argc, char **argv) {
     rd_config *cfg = rd_xmalloc(sizeof *cfg);
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    int rc = rd_config_load(path, cfg, &eb);
+    int rc = rd_config_load_sets(path, sets, n_sets, cfg, &eb);
     if (rc != RD_OK) {
         fprintf(stderr, "recdistill config: %s\n", eb.msg[0] ? eb.msg : rd_strerror(rc));
         rd_free(cfg);
         return 1;
     }
-    if (layout)
+    if (layout) {
         print_layout(cfg, stdout);
-    else
+    } else {
+        for (int i = 0; i < n_sets; i++) // YAML comments: the output stays a valid config
+            printf("# --set %s\n", sets[i]);
         rd_config_print(cfg, stdout);
+    }
     rd_free(cfg);
     return 0;
 }

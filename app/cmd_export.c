@@ -28,7 +28,7 @@ static void export_usage(FILE *out) {
     fprintf(
         out,
         "usage: recdistill export CONFIG.yaml --out FILE [--job NAME] [--run DIR] [--ckpt DIR]\n"
-        "                         [--data DIR] [--seed N]\n"
+        "                         [--data DIR] [--seed N] [--set PATH=VALUE ...]\n"
         "\n"
         "Write the serving bundle of a trained model (a student, or with --job any job whose\n"
         "model reads no token store, a teacher included): the dense parameters of its main\n"
@@ -44,7 +44,8 @@ static void export_usage(FILE *out) {
         "               complete one under <ps.checkpoint_dir>/<job>\n"
         "  --data DIR   prepared dataset (feature widths); default: data.dir\n"
         "  --seed N     run.seed instead of the config's, as given to `train --seed N`\n"
-        "               (the checkpoint records the seed; it must match)\n"
+        "               (the checkpoint records the seed; it must match)\n" RD_APP_SET_HELP
+        "              (those given to `train`: the checkpoint records the config's hash)\n"
         "\n"
         "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
 }
@@ -70,7 +71,8 @@ static int check_same_step(const char *dir, rd_errbuf *eb) {
 int rd_cmd_export(int argc, char **argv) {
     rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL},  {"--job", RD_APP_STRING, NULL},
                          {"--ckpt", RD_APP_STRING, NULL}, {"--data", RD_APP_STRING, NULL},
-                         {"--run", RD_APP_STRING, NULL},  {"--seed", RD_APP_NUMBER, NULL}};
+                         {"--run", RD_APP_STRING, NULL},  {"--seed", RD_APP_NUMBER, NULL},
+                         {"--set", RD_APP_REPEAT, NULL}};
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const char *config = NULL;
     int n_pos = 0;
@@ -78,6 +80,12 @@ int rd_cmd_export(int argc, char **argv) {
     if (st == 1) {
         export_usage(stdout);
         return 0;
+    }
+    const char *sets[RD_CONFIG_MAX_SETS];
+    int n_sets = st == 0 ? rd_app_values(argc, argv, 1, "--set", sets, RD_CONFIG_MAX_SETS) : 0;
+    if (n_sets < 0) {
+        fprintf(stderr, "recdistill export: --set given more than %d times\n", RD_CONFIG_MAX_SETS);
+        st = 2;
     }
     if (st != 0) {
         export_usage(stderr);
@@ -110,7 +118,7 @@ int rd_cmd_export(int argc, char **argv) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
-    int rc = rd_config_load(config, cfg, &eb);
+    int rc = rd_config_load_sets(config, sets, n_sets, cfg, &eb);
     if (rc == RD_OK && seed_arg)
         cfg->run.seed = seed;
     if (rc == RD_OK && run && (rc = rd_config_move_out_dir(cfg, run, &eb)) != RD_OK)

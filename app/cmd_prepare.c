@@ -16,13 +16,13 @@
 
 static void prepare_usage(FILE *out) {
     fprintf(out,
-            "usage: recdistill prepare CONFIG.yaml [--out DIR]\n"
+            "usage: recdistill prepare CONFIG.yaml [--out DIR] [--set PATH=VALUE ...]\n"
             "\n"
             "Build the binary, time-sorted dataset folder of the config's data source\n"
             "(data.source: synthetic | movielens100k | movielens1m | csv) at data.dir, or at DIR\n"
             "with --out, and print its statistics. The folder is written under a temporary name\n"
             "and renamed: on failure nothing is left. An existing dataset folder is replaced.\n"
-            "\n"
+            "\n" RD_APP_SET_HELP "\n"
             "exit status: 0 ok, 1 bad config or input (message on stderr), 2 usage error\n");
 }
 
@@ -92,10 +92,16 @@ static void print_stats(const rd_dataset *ds, const char *dir, double secs) {
 }
 
 int rd_cmd_prepare(int argc, char **argv) {
-    rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL}};
+    rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL}, {"--set", RD_APP_REPEAT, NULL}};
     const char *config = NULL;
     int n_pos = 0;
-    int st = rd_app_parse("recdistill prepare", argc, argv, 1, opts, 1, &config, 1, &n_pos);
+    int st = rd_app_parse("recdistill prepare", argc, argv, 1, opts, 2, &config, 1, &n_pos);
+    const char *sets[RD_CONFIG_MAX_SETS];
+    int n_sets = st == 0 ? rd_app_values(argc, argv, 1, "--set", sets, RD_CONFIG_MAX_SETS) : 0;
+    if (n_sets < 0) {
+        fprintf(stderr, "recdistill prepare: --set given more than %d times\n", RD_CONFIG_MAX_SETS);
+        st = 2;
+    }
     if (st == 1) {
         prepare_usage(stdout);
         return 0;
@@ -108,7 +114,7 @@ int rd_cmd_prepare(int argc, char **argv) {
     rd_config *cfg = rd_xmalloc(sizeof *cfg); // hundreds of KB: keep it off the stack
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    int rc = rd_config_load(config, cfg, &eb);
+    int rc = rd_config_load_sets(config, sets, n_sets, cfg, &eb);
     if (rc == RD_OK && out) {
         if (strlen(out) >= sizeof cfg->data.dir) {
             rc = rd_err_set(&eb, RD_ERR_ARG, "--out: path too long");

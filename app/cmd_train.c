@@ -72,6 +72,7 @@ static void train_usage(FILE *out) {
     fprintf(
         out,
         "usage: mpiexec -n N recdistill train CONFIG.yaml [--out DIR] [--seed N] [--resume DIR]\n"
+        "                                   [--set PATH=VALUE ...]\n"
         "\n"
         "Train every job of the config concurrently: ranks [0, ps_ranks) serve the embedding\n"
         "tables, then the ranks of cluster.jobs in config order train their models (batch\n"
@@ -86,7 +87,10 @@ static void train_usage(FILE *out) {
         "              synthetic run with another --seed also trains on other data)\n"
         "  --resume DIR  continue from a checkpoint: a step-N directory of the (single) job, or\n"
         "              a checkpoint root holding <job>/step-N (each job takes its newest; a\n"
-        "              teacher and its live students, the newest phase start they all have)\n"
+        "              teacher and its live students, the newest phase start they all "
+        "have)\n" RD_APP_SET_HELP
+        "              (before --seed and --out; N is the world size with the overrides:\n"
+        "              `recdistill config --layout CONFIG --set ...`)\n"
         "\n"
         "The dataset at data.dir is prepared first when it does not exist. The run folder gets\n"
         "<job>.metrics.<csv|jsonl> (one line per stream window, holdout, warm slice and\n"
@@ -764,6 +768,8 @@ typedef struct train_args {
     char msg[512];                                // the usage error
     const char *config, *out, *resume, *seed_arg; // borrowed from argv; NULL: not given
     uint64_t seed;                                // --seed, when seed_arg
+    const char *sets[RD_CONFIG_MAX_SETS];         // --set PATH=VALUE, in order (argv)
+    int n_sets;
 } train_args;
 
 // What a rank's CONFIG is: its real path, and a hash of its bytes (an MPMD segment, or another
@@ -818,8 +824,8 @@ static void config_identity(const char *config,
 //    exit 2 and one report by world rank 0 (rd_app_agree). Returns -1 to go on, else the exit code.
 //    runtime_mixed: whether the ranks' run-time libraries differ (a warning, rd_app_agree).
 static int agree(const train_args *ta, int rank, int *runtime_mixed) {
-    char cpath[RD_PATH_MAX], ccontent[128], seed[32];
-    rd_app_arg args[5];
+    char cpath[RD_PATH_MAX], ccontent[128], seed[32], sets[512];
+    rd_app_arg args[6];
     int n = 0;
     if (ta->status == 0) {
         uint64_t hp = 0, hc = 0;
@@ -833,6 +839,16 @@ static int agree(const train_args *ta, int rank, int *runtime_mixed) {
                                  ta->seed_arg ? rd_mix64(ta->seed) ^ 5 : 5};
         args[n++] = (rd_app_arg){"--resume", ta->resume ? ta->resume : "(not given)",
                                  ta->resume ? rd_hash_str(ta->resume, 6) : 6};
+        // Every --set, in order (the order decides which of two on one key wins).
+        uint64_t hs = 7;
+        size_t o = 0;
+        sets[0] = '\0';
+        for (int i = 0; i < ta->n_sets; i++) {
+            hs = rd_hash_str(ta->sets[i], hs + 1);
+            if (o < sizeof sets)
+                o += (size_t)snprintf(sets + o, sizeof sets - o, "%s%s", i ? " " : "", ta->sets[i]);
+        }
+        args[n++] = (rd_app_arg){"--set", ta->n_sets ? sets : "(not given)", hs};
     }
     int v = rd_app_agree("recdistill train", ta->status, ta->msg, args, n, runtime_mixed);
     switch (v) {
@@ -1016,17 +1032,22 @@ int rd_cmd_train(int argc, char **argv) {
     checkpoint_signal_install();
     rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL},
                          {"--resume", RD_APP_STRING, NULL},
-                         {"--seed", RD_APP_NUMBER, NULL}};
+                         {"--seed", RD_APP_NUMBER, NULL},
+                         {"--set", RD_APP_REPEAT, NULL}};
     // Nothing is printed here: a rank that stopped before MPI_Init would leave the other ranks of
     // an MPMD launch waiting in MPI_Init for ever. train_main reports after MPI_Init (agree).
     train_args *ta = rd_xcalloc(1, sizeof *ta);
     int n_pos = 0;
     ta->status =
-        rd_app_parse_msg(argc, argv, 1, opts, 3, &ta->config, 1, &n_pos, ta->msg, sizeof ta->msg);
+        rd_app_parse_msg(argc, argv, 1, opts, 4, &ta->config, 1, &n_pos, ta->msg, sizeof ta->msg);
     ta->out = opts[0].value;
     ta->resume = opts[1].value;
     ta->seed_arg = opts[2].value;
-    if (ta->status == 0 && !ta->config) {
+    if (ta->status == 0 &&
+        (ta->n_sets = rd_app_values(argc, argv, 1, "--set", ta->sets, RD_CONFIG_MAX_SETS)) < 0) {
+        ta->status = 2;
+        snprintf(ta->msg, sizeof ta->msg, "--set given more than %d times", RD_CONFIG_MAX_SETS);
+    } else if (ta->status == 0 && !ta->config) {
         ta->status = 2;
         snprintf(ta->msg, sizeof ta->msg, "no CONFIG given");
     } else if (ta->status == 0 && ta->seed_arg && rd_app_parse_u64(ta->seed_arg, &ta->seed) != 0) {
@@ -1077,7 +1098,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
     int rc = RD_OK;
     if (rank == 0) {
-        rc = rd_config_load(config, cfg, &eb);
+        rc = rd_config_load_sets(config, ta->sets, ta->n_sets, cfg, &eb);
         if (rc == RD_OK && ta->seed_arg)
             cfg->run.seed = ta->seed;
         if (rc == RD_OK && out && (rc = rd_config_move_out_dir(cfg, out, &eb)) != RD_OK)
@@ -1233,7 +1254,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
                                    TAG_RESULT, comm->world, &r));
             rd_comm_wait(&r, poll);
         }
-        const rd_report_build build = {rd_app_build_id(), rd_app_runtime_id(), runtime_mixed};
+        const rd_report_build build = {rd_app_build_id(), rd_app_runtime_id(), runtime_mixed,
+                                       ta->sets, ta->n_sets};
         if ((rc = rd_report_write(cfg, res, comm->n_jobs, now_s() - t_start, &build, &eb)) != RD_OK)
             die(comm, "report", &eb, rc);
         if (cfg->output.plot && (rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)

@@ -34,6 +34,8 @@ typedef enum rd_app_opt_kind {
     RD_APP_STRING,   // the next argument, which must not be an option ("-" alone is a value)
     RD_APP_NUMBER,   // the next argument, which may also be a negative number (--before -5)
     RD_APP_TEXT,     // as STRING, and may be empty (a plot's --title ''); no other kind may
+    RD_APP_REPEAT,   // as STRING, and may be given again (--set A=1 --set B=2): value is the
+                     // last one; rd_app_values lists them all
 } rd_app_opt_kind;
 
 /** One option of a command. The command converts and range-checks the value itself. */
@@ -62,6 +64,19 @@ int rd_app_parse(const char *prog,
                  const char **pos,
                  int max_pos,
                  int *n_pos);
+
+/** The values of a repeatable option `name` (RD_APP_REPEAT) in argv[first..argc), in order, after
+ *  rd_app_parse accepted argv (so each occurrence in an option position is followed by its value).
+ *  @return how many (at most cap are stored), or -1 when there are more than cap */
+int rd_app_values(int argc, char **argv, int first, const char *name, const char **out, int cap);
+
+/** The --help lines of --set, shared by the commands that read a CONFIG. */
+#define RD_APP_SET_HELP                                                                            \
+    "  --set PATH=VALUE  override one key of CONFIG (repeatable, applied in order):\n"             \
+    "              PATH a dotted key path (train.lr, models.teacher.seq.kind,\n"                   \
+    "              ps.tables.t_item.dim: list entries by name or index), VALUE YAML\n"             \
+    "              (0.01, din, '[64, 32]', '{kind: mean, length: 16}'), replacing what\n"          \
+    "              the file has there\n"
 
 /** rd_app_parse without printing: a usage error's line (without "<prog>: ") goes into msg. For
  *  commands that run under MPI, whose ranks must first agree (rd_app_agree). */

@@ -230,13 +230,17 @@ static void test_write(void **state) {
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
+    const char *sets[] = {"train.lr=0.5", "models.t.seq={kind: \"din\"}"};
     const rd_report_build build = {"recdistill 0.1.0 src=0123", "mpi=MPICH-4.0.2 openblas=0.3.21",
-                                   1};
+                                   1, sets, 2};
     assert_int_equal(rd_report_write(cfg, res, 3, 1.5, &build, &eb), RD_OK);
     char path[600];
     snprintf(path, sizeof path, "%s/report.json", dir);
     char *js = slurp(path);
     assert_non_null(js);
+    // The config's overrides (train --set) follow the config, in order, as JSON strings.
+    assert_non_null(strstr(js, "\"config_sets\": [\"train.lr=0.5\", "
+                               "\"models.t.seq={kind: \\\"din\\\"}\"],\n  \"build\""));
     // The build identity follows the config, then rank 0's run-time identity and whether some
     // rank's differed (a NULL build leaves the keys out: the other cases).
     assert_non_null(strstr(js, "\"build\": \"recdistill 0.1.0 src=0123\",\n  \"runtime\": "

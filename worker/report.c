@@ -461,7 +461,15 @@ int rd_report_write(const rd_config *cfg,
     FILE *f = of.f;
     fprintf(f, "{\n  \"run\": \"%s\",\n  \"seed\": %llu,\n  \"config\": ", cfg->run.name,
             (unsigned long long)cfg->run.seed);
-    jstr(f, cfg->source_path); // a path: any bytes
+    jstr(f, cfg->source_path);        // a path: any bytes
+    if (build && build->n_sets > 0) { // what the run changed in the file (train --set)
+        fputs(",\n  \"config_sets\": [", f);
+        for (int i = 0; i < build->n_sets; i++) {
+            fputs(i ? ", " : "", f);
+            jstr(f, build->sets[i]);
+        }
+        fputs("]", f);
+    }
     if (build && build->build) {
         fputs(",\n  \"build\": ", f);
         jstr(f, build->build);

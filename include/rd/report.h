@@ -85,6 +85,8 @@ typedef struct rd_report_build {
     const char *build;   // the build identity, rd_app_build_id(): "build"
     const char *runtime; // world rank 0's run-time identity, rd_app_runtime_id(): "runtime"
     int runtime_mixed;   // 1: some rank's run-time identity differs ("runtime_mixed", with runtime)
+    const char *const *sets; // the config's overrides, `train --set` ("config_sets", in order)
+    int n_sets;
 } rd_report_build;
 
 /** Averages of r's stream windows (see the header comment). n = 0 windows gives NaN metrics. */
