@@ -346,10 +346,29 @@ static int token_store_ready(const rd_config *cfg, int *lock_out, char *msg, siz
                             "tokens.side_residual ask for %d (a store keeps the side values it was "
                             "created with)",
                             info.n_side, rd_tokens_side_width(&cfg->tokens));
-        if (rc == RD_OK && info.n_shards % (uint32_t)cfg->cluster.ps_ranks != 0)
+        if (rc == RD_OK && info.n_shards % (uint32_t)cfg->cluster.ps_ranks != 0) {
+            // Shard s is served by PS rank s % P, so P must divide the shard count: say which
+            // ps_ranks would serve this store, and the other way out (a store of P shards).
+            char fits[160];
+            int off = 0, skipped = 0;
+            for (uint32_t p = 1; p <= info.n_shards; p++) {
+                if (info.n_shards % p != 0)
+                    continue;
+                if (p != info.n_shards && off > (int)sizeof fits - 32) {
+                    skipped = 1; // keep room for the last one, the store's own count
+                    continue;
+                }
+                off += snprintf(fits + off, sizeof fits - (size_t)off, "%s%s%u", off ? ", " : "",
+                                skipped ? "..., " : "", p);
+            }
             rc = rd_err_set(&eb, RD_ERR_VERSION,
-                            "the store has %u shards, not a multiple of the %d PS ranks",
-                            info.n_shards, cfg->cluster.ps_ranks);
+                            "the store has %u shards, not a multiple of the %d PS ranks "
+                            "(cluster.ps_ranks): shard s is served by PS rank s %% ps_ranks, so "
+                            "ps_ranks must divide %u (%s); or give tokens.store_dir a new folder, "
+                            "where the run builds a store of %d shards (one per PS rank)",
+                            info.n_shards, cfg->cluster.ps_ranks, info.n_shards, fits,
+                            cfg->cluster.ps_ranks);
+        }
     }
     if (rc != RD_OK) {
         rd_token_store_unlock(lock);
