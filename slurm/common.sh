@@ -68,11 +68,13 @@ rd_init() {
 
 # rd_layout CONFIG: validate the config and read its launch layout into the associative array
 # RD_L (keys of `recdistill config --layout`). A bad config stops here with the loader's message.
+# The config's overrides (--set PATH=VALUE after CONFIG, rd_args) apply to every read of it.
 declare -A RD_L
+RD_SET_ARGS=()
 rd_layout() {
     local cfg="$1" out k v
     [ -f "$cfg" ] || rd_die "config '$cfg' not found"
-    if ! out="$("$RD_BIN" config --layout "$cfg" 2>&1)"; then
+    if ! out="$("$RD_BIN" config --layout "$cfg" "${RD_SET_ARGS[@]+"${RD_SET_ARGS[@]}"}" 2>&1)"; then
         rd_die "bad config: $out"
     fi
     RD_L=()
@@ -94,12 +96,13 @@ rd_abs() {
 # rd_usage_text: the usage of RD_SCRIPT_NAME.
 rd_usage_text() {
     cat <<EOF
-usage: $RD_SCRIPT_NAME [-h|--help] CONFIG.yaml [--out DIR] [--seed N] [--resume DIR]
+usage: $RD_SCRIPT_NAME [-h|--help] CONFIG.yaml [--out DIR] [--seed N] [--resume DIR] [--set PATH=VALUE ...]
 
 Sizes a Slurm job for the config's rank layout and submits it (the same file is the batch
 script). The options after CONFIG go to 'recdistill train': --out DIR (run folder instead of
 run.out_dir), --seed N (run.seed), --resume DIR (continue from a checkpoint root such as
-runs/NAME/ckpt, e.g. after a time limit). Environment: RD_BIN, RD_SBATCH_ARGS (an --array gives
+runs/NAME/ckpt, e.g. after a time limit), --set PATH=VALUE (repeatable: override a key of
+CONFIG, e.g. --set cluster.ps_ranks=4; the job is sized with the overrides). Environment: RD_BIN, RD_SBATCH_ARGS (an --array gives
 each task <run folder>/task-N and seed + N), RD_TASKS_PER_NODE, RD_NODES, RD_DISTRIBUTION,
 RD_DRY_RUN=1. See docs/slurm.md.
 EOF
@@ -110,7 +113,7 @@ EOF
 # an option before CONFIG, an unknown train option, a missing or bad value: usage error (exit 2).
 rd_args() {
     RD_CFG_ARG="" RD_OUT_ARG="" RD_SEED_ARG="" RD_RESUME_ARG=""
-    RD_TRAIN_ARGS=()
+    RD_TRAIN_ARGS=() RD_SET_ARGS=()
     local bad="" var
     case "${1:-}" in
         -h | --help)
@@ -145,11 +148,21 @@ rd_args() {
                 RD_TRAIN_ARGS+=("$1" "$2")
                 shift 2
                 ;;
+            --set)
+                # Repeatable; recdistill checks the override (rd_layout, at submission).
+                if [ $# -lt 2 ] || [ -z "$2" ]; then
+                    bad="--set needs a value PATH=VALUE"
+                    break
+                fi
+                RD_SET_ARGS+=("$1" "$2")
+                RD_TRAIN_ARGS+=("$1" "$2")
+                shift 2
+                ;;
             -h | --help)
                 rd_usage_text
                 exit 0
                 ;;
-            *) bad="unexpected argument '$1' after CONFIG (train options: --out DIR, --seed N, --resume DIR)" ;;
+            *) bad="unexpected argument '$1' after CONFIG (train options: --out DIR, --seed N, --resume DIR, --set PATH=VALUE)" ;;
         esac
     done
     if [ -n "$bad" ]; then
@@ -235,7 +248,7 @@ rd_in_workdir() {
 # (`recdistill config`: top-level SECTION, its two-space-indented KEY), without quotes. awk reads
 # to the end: an early exit would kill the writer with SIGPIPE, which pipefail reports.
 rd_config_value() {
-    "$RD_BIN" config "$3" 2>/dev/null | awk -v s="$1:" -v k="$2:" '
+    "$RD_BIN" config "$3" "${RD_SET_ARGS[@]+"${RD_SET_ARGS[@]}"}" 2>/dev/null | awk -v s="$1:" -v k="$2:" '
         /^[^ #]/ { in_s = ($1 == s); next }
         in_s && !done && /^  [^ ]/ && $1 == k { v = $0; sub(/^  [^:]*: */, "", v); gsub(/^"|"$/, "", v); print v; done = 1 }'
 }
@@ -564,7 +577,8 @@ rd_train() {
         # Bash arithmetic is signed 64-bit: a base seed >= 2^63 came out negative, which train
         # refuses. The sum is taken modulo 2^64 and printed unsigned (run.seed is a uint64).
         seed="${seed#"${seed%%[!0]*}"}"
-        targs=(--out "$dir" --seed "$(printf '%u' "$((${seed:-0} + SLURM_ARRAY_TASK_ID))")")
+        targs=(--out "$dir" --seed "$(printf '%u' "$((${seed:-0} + SLURM_ARRAY_TASK_ID))")"
+            "${RD_SET_ARGS[@]+"${RD_SET_ARGS[@]}"}")
     fi
     resume="$(rd_requeue_resume)" || exit 1
     if [ -n "$resume" ]; then

@@ -8,6 +8,8 @@
 #    launch must agree on them (exit 2 naming --set); a bad override ends every rank (exit 1).
 #  - prepare: the dataset of the overridden data section. export: a model overridden otherwise
 #    than in train is refused (the checkpoint records the config's hash).
+#  - the Slurm submitters: sized with the overrides, a bad one refused at submission, and the
+#    batch body passes them on to train.
 #   config_set.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: config_set.sh path/to/recdistill}"
@@ -111,6 +113,33 @@ grep -qE '^events +2500 ' p.log || say "prepare --set: $(grep ^events p.log)"
 "$RD" export base.yaml --run run_set --job student --out s2.rdsv --set data.synthetic.events=3000 \
     --set models.teacher.seq.kind=din >e2.log 2>&1 && say "export without the dim override was accepted"
 [ -e s2.rdsv ] && say "a refused export left its bundle"
+
+# 5. The Slurm submitters take --set after CONFIG: the job is sized with the overrides and the
+#    batch body passes them to train (a fake srun runs the training step through mpiexec; no
+#    sinfo reaches a controller here, and RD_DRY_RUN prints the sbatch command).
+mkdir -p bin
+printf '#!/bin/sh\necho "sinfo: error: Could not establish a configuration source" >&2\nexit 1\n' >bin/sinfo
+chmod +x bin/sinfo
+# shellcheck source=lib/fake_srun.sh
+. "$SRC/tests/scripts/lib/fake_srun.sh"
+fake_srun "$TMP/bin" timeout 300
+SL=(env PATH="$TMP/bin:$PATH" RD_BIN="$RD" RD_SLURM_DIR="$SRC/slurm")
+"${SL[@]}" RD_DRY_RUN=1 "$SRC/slurm/train-1node.sbatch" base.yaml --set cluster.ps_ranks=2 \
+    --set 'models.teacher.mlp=[8, 4]' >d.out 2>d.err || say "dry run with --set: $(cat d.err)"
+grep -q -- "--ntasks=5 .*train-1node.sbatch $TMP/base.yaml --set cluster.ps_ranks=2 --set models.teacher.mlp=" d.out ||
+    say "dry run with --set: $(cat d.out)"
+"${SL[@]}" RD_DRY_RUN=1 "$SRC/slurm/train-multinode.sbatch" base.yaml --set cluster.ps_rank=2 >d.out 2>d.err
+rc=$?
+[ "$rc" = 1 ] && grep -qF "cluster.ps_rank: unknown key (did you mean 'ps_ranks'?)" d.err ||
+    say "a bad --set at submission: exit $rc: $(cat d.err)"
+"${SL[@]}" RD_DRY_RUN=1 "$SRC/slurm/train-1node.sbatch" base.yaml --set >d.out 2>d.err
+[ $? = 2 ] && grep -q -- "--set needs a value" d.err || say "--set without a value: $(cat d.err)"
+"${SL[@]}" SLURM_JOB_ID=78 SLURM_NTASKS=5 SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE=5 \
+    SLURM_SUBMIT_DIR="$TMP" RD_CONFIG="$TMP/base.yaml" OPENBLAS_NUM_THREADS=1 UCX_TLS=self,sm \
+    bash "$SRC/slurm/train-1node.sbatch" "$TMP/base.yaml" --out run_sl --set cluster.ps_ranks=2 \
+    --set train.lr=0.01 >sl.log 2>&1 || say "batch body with --set: $(tail -5 sl.log)"
+grep -qF '"config_sets": ["cluster.ps_ranks=2", "train.lr=0.01"]' run_sl/report.json 2>/dev/null ||
+    say "the batch body did not pass --set to train: $(grep -i -- '--set\|error' sl.log | head -3)"
 
 [ "$fail" = 0 ] && echo "config_set: all checks passed"
 exit "$fail"
