@@ -772,14 +772,21 @@ static void delim_of(const char *d, char *out) {
         snprintf(out, 4, "%s", d[0] ? d : ",");
 }
 
+// The column named `name`: its index, -1 if none, -2 if the header names two or more columns
+// so (which one the schema means is unknown; missing_col says so).
 static int find_col(char (*cols)[RD_COLUMN_MAX], int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(cols[i], name) == 0)
-            return i;
-    return -1;
+    int at = -1;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(cols[i], name) != 0)
+            continue;
+        if (at >= 0)
+            return -2;
+        at = i;
+    }
+    return at;
 }
 
-// A column the config names (at key path `key`) that `file` does not have.
+// A column the config names (at key path `key`) that `file` does not have, or names more than once.
 // The columns are listed quoted, control bytes and bytes that are not UTF-8 as \xNN, so that what
 // makes a header name differ from the wanted one shows: spaces around it (a "uid, iid" header),
 // a stray CR (a line end converted twice), a tab, a Latin-1 letter. enc_key: the file's
@@ -813,6 +820,23 @@ static int missing_col(rd_errbuf *eb,
                        char (*cols)[RD_COLUMN_MAX],
                        int n,
                        const char *enc_key) {
+    // A name the header gives to several columns: the schema cannot say which one it reads.
+    int first = -1, second = -1, times = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(cols[i], name) != 0)
+            continue;
+        if (times == 0)
+            first = i;
+        else if (times == 1)
+            second = i;
+        times++;
+    }
+    if (times > 1)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s: column '%s' is named %d times in the header line of %s (columns %d "
+                          "and %d%s): the schema cannot tell which one it reads; rename all but "
+                          "one in the file",
+                          key, name, times, file, first + 1, second + 1, times > 2 ? ", ..." : "");
     char list[800];
     size_t k = 0;
     list[0] = '\0';
@@ -903,6 +927,26 @@ static int flags_past_end(rd_errbuf *eb, const char *file, const field_plan *fp,
                       n_cols, fp->index);
 }
 
+// A "flags" field whose flag columns repeat a name: each flag's key is its column's name, so the
+// two columns would be one flag. (A header may repeat the name of a column nobody reads; these
+// are read.) @return RD_OK, or the error naming both columns.
+static int
+flags_repeat(rd_errbuf *eb, const char *file, const field_plan *fp, char (*cols)[RD_COLUMN_MAX]) {
+    for (uint32_t a = 1; a < fp->width; a++)
+        for (uint32_t b = 0; b < a; b++) {
+            const char *na = cols[fp->col + (int)a], *nb = cols[fp->col + (int)b];
+            if (strcmp(na, nb) != 0)
+                continue;
+            return rd_err_set(eb, RD_ERR_SCHEMA,
+                              "%s: data.schema.fields[%d]: field '%s' (flags: true) reads flag "
+                              "columns %d and %d, both named '%s': a flag's key is its column's "
+                              "name, so the two would be one flag; rename one in the file",
+                              file, fp->index, fp->cfg->name, fp->col + (int)b + 1,
+                              fp->col + (int)a + 1, na);
+        }
+    return RD_OK;
+}
+
 // A row of a Latin-1 file as UTF-8: every byte >= 0x80 is the code point of the same value, two
 // bytes in UTF-8. The fields are copied into *buf and *out points at them (both grown as
 // needed, freed by the caller). @return 0, or -1 when out of memory.
@@ -979,12 +1023,12 @@ static int header_names(const char *file,
             (*out)[i][0] = '\0';
             continue;
         }
+        // A name may repeat (an export of a join: two "id" or "created_at" columns): only a
+        // column the schema reads must be named once, which find_col checks. Refusing every
+        // repeat refused logs whose repeated columns nobody reads, and comparing each name with
+        // all before it took seconds on a header of 65536 columns.
         memcpy((*out)[i], f[i].ptr, f[i].len);
         (*out)[i][f[i].len] = '\0';
-        for (size_t j = 0; j < i; j++)
-            if (strcmp((*out)[i], (*out)[j]) == 0)
-                return rd_err_set(eb, RD_ERR_SCHEMA, "%s:%llu: duplicate header column '%s'", file,
-                                  (unsigned long long)line, (*out)[i]);
     }
     *n_out = (int)nf;
     if (n_cfg > 0) {
@@ -1349,6 +1393,8 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
             rc = flags_past_end(eb, st->path, fp, st->n_cols);
             goto done;
         }
+        if (fp->flags && (rc = flags_repeat(eb, st->path, fp, cols)) != RD_OK)
+            goto done;
     }
     if (rd__u64map_init(&st->rows, 1024) != RD_OK) {
         rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
@@ -2652,6 +2698,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
             rc = flags_past_end(eb, files[0], fp, cx->n_cols);
             goto done;
         }
+        if (fp->flags && (rc = flags_repeat(eb, files[0], fp, cx->cols)) != RD_OK)
+            goto done;
     }
 
     // The log's columns read as text (ids, join keys, categorical values, a label text), each
