@@ -634,6 +634,26 @@ static int glob_folder_error(const char *pattern, size_t lit, rd_errbuf *eb) {
 // folder of part files, one per day or per writer). Empty files are skipped (a writer with no
 // rows leaves one); a match that is not a regular file, or no match at all, is an error naming
 // the pattern.
+// A part that holds no text: nothing but a UTF-8 byte-order mark and line ends (the mark a
+// Windows tool writes into an empty export, the lone newline of an empty partition). It is
+// skipped as an empty file is; read as a part, it refused the whole log as "empty input: no
+// header line".
+static int blank_part(const char *path, off_t size) {
+    unsigned char b[4096];
+    if (size > (off_t)sizeof b)
+        return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0; // opening it again names the cause
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    size_t i = n >= 3 && memcmp(b, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    for (; i < n; i++)
+        if (b[i] != '\n' && b[i] != '\r')
+            return 0;
+    return 1;
+}
+
 static int log_parts(csv_ctx *cx, char ***files, size_t *n, rd_errbuf *eb) {
     struct stat lit;
     if (!strpbrk(cx->log_path + cx->log_lit, "*?[") || stat(cx->log_path, &lit) == 0) {
@@ -674,10 +694,12 @@ static int log_parts(csv_ctx *cx, char ***files, size_t *n, rd_errbuf *eb) {
             return rd_err_set(eb, RD_ERR_SCHEMA,
                               "%s (matched by '%s'): not a regular file (narrow the pattern)", p,
                               cx->log_path);
-        if (st.st_size > 0)
+        if (st.st_size > 0 && !blank_part(p, st.st_size))
             cx->part_list[k++] = cx->parts.gl_pathv[i];
         else
-            RD_LOG_INFO("%s: empty file, skipped (matched by '%s')", p, cx->log_path);
+            RD_LOG_INFO("%s: empty file%s, skipped (matched by '%s')", p,
+                        st.st_size > 0 ? " (no text but line ends, or a byte-order mark)" : "",
+                        cx->log_path);
     }
     if (k == 0)
         return rd_err_set(eb, RD_ERR_EMPTY, "%s: empty input: all %zu matching files are empty",
