@@ -364,8 +364,10 @@ static int parse_row(rd_csv_reader *r, size_t *nf_out, size_t *used, uint64_t *n
                     if (!r->eof)
                         return P_MORE;
                     return rd_err_set(eb, RD_ERR_PARSE,
-                                      "%s:%llu: unterminated quoted field (column %zu)", r->name,
-                                      (unsigned long long)r->line, nf);
+                                      "%s:%llu: unterminated quoted field (column %zu): a '\"' "
+                                      "that opens a field runs to the next one; if quotes are "
+                                      "ordinary bytes here, turn quoting off",
+                                      r->name, (unsigned long long)r->line, nf);
                 }
                 if (*p == (char)r->quote) {
                     if (p + 1 == e && !r->eof)
@@ -426,7 +428,8 @@ static int parse_row(rd_csv_reader *r, size_t *nf_out, size_t *used, uint64_t *n
             }
             return rd_err_set(eb, RD_ERR_PARSE,
                               "%s:%llu: unexpected character '%c' after the closing quote of "
-                              "column %zu",
+                              "column %zu (a field that starts with '\"' is quoted; if quotes "
+                              "are ordinary bytes here, turn quoting off)",
                               r->name, (unsigned long long)(r->line + lines),
                               (*p >= 32 && *p < 127) ? *p : '?', nf);
         }
