@@ -234,8 +234,8 @@ static int digits(const char **p, const char *e, int n, int64_t *v) {
     return 0;
 }
 
-// ISO 8601: YYYY-MM-DD[(T|t| )hh:mm[:ss[.fff...]]][Z|z|(+|-)hh[[:]mm]] -> milliseconds since
-// epoch.
+// ISO 8601: YYYY-MM-DD[(T|t| )hh:mm[:ss[.fff...]][ UTC]][Z|z|(+|-)hh[[:]mm]] -> milliseconds
+// since epoch.
 static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
     const char *p = f->ptr, *e = f->ptr + f->len;
     while (p < e && *p == ' ')
@@ -254,7 +254,8 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
         return -1;
     int64_t off = 0;
     // RFC 3339 (section 5.6) lets the separator and the UTC designator be lowercase.
-    if (p < e && (*p == 'T' || *p == 't' || *p == ' ')) {
+    int timed = p < e && (*p == 'T' || *p == 't' || *p == ' ');
+    if (timed) {
         p++;
         if (digits(&p, e, 2, &hh) || p >= e || *p++ != ':' || digits(&p, e, 2, &mi))
             return -1;
@@ -281,9 +282,13 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
             return -1;
     }
     // The zone, after the time or after a date alone (an XML Schema xs:date such as
-    // "2023-03-01Z" or "2023-03-01+02:00": the start of that day in that zone).
+    // "2023-03-01Z" or "2023-03-01+02:00": the start of that day in that zone). " UTC" after
+    // a time is Z: the text form of a TIMESTAMP in BigQuery's CSV exports ("2023-11-14
+    // 22:13:20.123456 UTC"), refused before as "bad iso8601 timestamp".
     if (p < e && (*p == 'Z' || *p == 'z')) {
         p++;
+    } else if (timed && e - p == 4 && memcmp(p, " UTC", 4) == 0) {
+        p += 4;
     } else if (p < e && (*p == '+' || *p == '-')) {
         int sign = *p++ == '-' ? -1 : 1;
         int64_t oh, om = 0;
@@ -1157,7 +1162,7 @@ bad_time(rd_errbuf *eb, rd_csv_reader *r, const char *col, int tf, const rd_csv_
         hint = " (it reads as a number: set time_format: unix or unix_ms)";
     else if (tf == TF_ISO)
         hint = " (expected YYYY-MM-DD[(T| )hh:mm[:ss[.fff]]][Z|(+|-)hh[[:]mm]], T and Z in "
-               "either case)";
+               "either case, or ' UTC' for Z after a time)";
     return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': %s '%s'%s", rd_csv_name(r),
                       (unsigned long long)rd_csv_line(r), col, what, show(f, sv, sizeof sv), hint);
 }

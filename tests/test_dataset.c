@@ -977,7 +977,9 @@ static void test_time_formats(void **state) {
         "2021-03-04T05:06:07.5+05,f,x,0\n"
         // A date alone may carry a zone too (XML Schema xs:date): that day's start there.
         "2021-03-05Z,g,x,1\n"
-        "2021-03-05+02:00,h,x,0\n");
+        "2021-03-05+02:00,h,x,0\n"
+        // BigQuery's TIMESTAMP text: " UTC" after a time is Z (refused before).
+        "2021-03-05 01:02:03.123456 UTC,k,x,1\n");
     simple_schema(cfg, "iso", out);
     SET(cfg->data.schema.time_format, "iso8601");
     rd_errbuf eb;
@@ -997,7 +999,25 @@ static void test_time_formats(void **state) {
     assert_int_equal(rd_dataset_record(ds, 6)->ts, 1614895200); // h: 03-04 22:00 UTC
     assert_true(rd_dataset_record(ds, 6)->user_key == key_of("user", "h"));
     assert_int_equal(rd_dataset_record(ds, 7)->ts, 1614902400); // g: 03-05 midnight UTC
+    assert_int_equal(rd_dataset_record(ds, 8)->ts, 1614906123); // k: 03-05 01:02:03 UTC
+    assert_true(rd_dataset_record(ds, 8)->user_key == key_of("user", "k"));
     rd_dataset_close(ds);
+    // " UTC" only after a time, and as the whole zone.
+    static const char *const not_utc[] = {"2021-03-05 UTC", "2021-03-05 01:02 UTC+01:00",
+                                          "2021-03-05 01:02:03Z UTC", "2021-03-05 01:02 utc"};
+    for (size_t k = 0; k < sizeof not_utc / sizeof not_utc[0]; k++) {
+        char text[128], want[96];
+        snprintf(text, sizeof text, "t,u,i,y\n%s,a,x,1\n2021-03-06,b,x,0\n", not_utc[k]);
+        put("iso_bad", "log.csv", text);
+        path_in(out, sizeof out, "iso_bad_ds");
+        simple_schema(cfg, "iso_bad", out);
+        SET(cfg->data.schema.time_format, "iso8601");
+        assert_int_equal(prepare(cfg, &eb), RD_ERR_PARSE);
+        snprintf(want, sizeof want, "log.csv:2: column 't': bad iso8601 timestamp '%s'",
+                 not_utc[k]);
+        assert_non_null(strstr(eb.msg, want));
+    }
+    path_in(out, sizeof out, "iso_ds");
 
     path_in(out, sizeof out, "ms_ds");
     put("ms", "log.csv", "t,u,i,y\n1600000000999,a,x,1\n1600000000001,b,x,0\n-1500,c,x,1\n");
