@@ -1153,6 +1153,10 @@ bad_time(rd_errbuf *eb, rd_csv_reader *r, const char *col, int tf, const rd_csv_
         parse_time(f, TF_UNIX_MS, &ms) == 0)
         hint = " (beyond year 9999 as seconds: if the column holds milliseconds, set "
                "time_format: unix_ms)";
+    else if (tf == TF_UNIX_MS && rd_csv_parse_i64(f, &v) == 0 && v / 1000 > TS_MAX_S)
+        hint = " (beyond year 9999 as milliseconds: microseconds or nanoseconds? time_format "
+               "reads seconds (unix) or milliseconds (unix_ms): divide the column by 1000 or "
+               "1000000 before prepare)";
     else if (tf != TF_ISO && parse_time(f, TF_ISO, &ms) == 0)
         hint = " (it reads as an ISO 8601 date: set time_format: iso8601)";
     else if (tf == TF_ISO && parse_iso8601(f, &ms) == 0)
@@ -1168,14 +1172,16 @@ bad_time(rd_errbuf *eb, rd_csv_reader *r, const char *col, int tf, const rd_csv_
 }
 
 // The spellings of a missing numeric value (fields[].missing), compared without case after
-// trimming spaces: an empty field (pandas writes NaN so), NA and N/A (R, spreadsheets), NaN,
-// null and None (SQL and Python dumps). "inf" is not one of them: it is refused as ever.
+// trimming spaces and tabs: an empty field (pandas writes NaN so), NA and N/A (R, spreadsheets),
+// NaN, null and None (SQL and Python dumps). "inf" is not one of them: it is refused as ever.
 static int is_missing_value(const rd_csv_field *v) {
     static const char *const names[] = {"", "na", "n/a", "nan", "null", "none"};
+    // Spaces and tabs around it are trimmed, as rd_csv_parse_double trims them around a number:
+    // a tab alone is as empty as a space alone.
     const char *p = v->ptr, *e = v->ptr + v->len;
-    while (p < e && *p == ' ')
+    while (p < e && (*p == ' ' || *p == '\t'))
         p++;
-    while (e > p && e[-1] == ' ')
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
         e--;
     size_t n = (size_t)(e - p);
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {

@@ -1030,6 +1030,15 @@ static void test_time_formats(void **state) {
     assert_int_equal(rd_dataset_record(ds, 1)->ts, 1600000000);
     assert_int_equal(rd_dataset_record(ds, 2)->ts, 1600000000);
     rd_dataset_close(ds);
+    // Microseconds under unix_ms (Spark, Kafka): past year 9999, with a hint to divide.
+    path_in(out, sizeof out, "us_ds");
+    put("us", "log.csv", "t,u,i,y\n1600000000000,a,x,1\n1600000000000123,b,x,0\n");
+    simple_schema(cfg, "us", out);
+    SET(cfg->data.schema.time_format, "unix_ms");
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_PARSE);
+    if (!strstr(eb.msg, "log.csv:3: column 't': bad unix_ms timestamp '1600000000000123' "
+                        "(beyond year 9999 as milliseconds: microseconds or nanoseconds?"))
+        fail_msg("microseconds under unix_ms: '%s'", eb.msg);
 
     // Decimal times are read exactly: "1083080910.1690" s is 1 ms after "1083080910.1689" s, so
     // b's event comes before a's (through a double, .1690 s was 168 ms: a tie broken by the
@@ -1374,7 +1383,7 @@ static void test_latin1_header(void **state) {
 static const char miss_log[] = "ts,uid,iid,clicked,tags,price\n"
                                "100,9,i1,1,a,2\n101,10,i2,0,a,\n102,9,i3,1,a,NA\n"
                                "103,10,i1,0,a,4\n104,9,i2,1,a,nan\n105,10,i3,0,a,null\n"
-                               "106,9,i1,1,a, n/a \n107,10,i2,0,a,1000\n108,9,i3,1,a,None\n"
+                               "106,9,i1,1,a,\t n/a \n107,10,i2,0,a,1000\n108,9,i3,1,a,None\n"
                                "109,10,i1,0,a,1000\n";
 
 static void test_missing_numeric(void **state) {
