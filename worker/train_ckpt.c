@@ -314,13 +314,17 @@ config_mismatch(const char *dir, const rd_train_pos *ck, const rd_train_pos *run
         }
     }
 #undef SAY
+    // The config includes its command-line overrides (train --set; report.json's config_sets).
     if (n)
-        return rd_err_set(eb, RD_ERR_SCHEMA, "%s: %s (config hash %016llx, this run's %016llx)",
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s: %s (config hash %016llx, this run's %016llx; give the --set "
+                          "overrides the checkpoint was trained with, if any)",
                           dir, what, (unsigned long long)ck->config_hash,
                           (unsigned long long)run->config_hash);
     return rd_err_set(eb, RD_ERR_SCHEMA,
                       "%s: written for another model or table config (config hash %016llx, "
-                      "expected %016llx)",
+                      "expected %016llx; give the --set overrides the checkpoint was trained "
+                      "with, if any)",
                       dir, (unsigned long long)ck->config_hash,
                       (unsigned long long)run->config_hash);
 }
