@@ -524,6 +524,7 @@ typedef struct csv_ctx {
     size_t log_lit;                     // bytes of log_path from data.input: never a pattern
     glob_t parts;                       // the files of a pattern (have_parts), in name order
     int have_parts;                     // glob ran: parts must be freed
+    int quiet_parts;                    // log_parts says nothing of skipped parts (a second walk)
     char *one_part[1];                  // the list of a log that is one file
     char **part_list;                   // the non-empty parts of a pattern (pointers into parts)
     uint64_t *part_base;                // (parts) lines of the parts before each: an event's
@@ -701,7 +702,7 @@ static int log_parts(csv_ctx *cx, char ***files, size_t *n, rd_errbuf *eb) {
                               cx->log_path);
         if (st.st_size > 0 && !blank_part(p, st.st_size))
             cx->part_list[k++] = cx->parts.gl_pathv[i];
-        else
+        else if (!cx->quiet_parts)
             RD_LOG_INFO("%s: empty file%s, skipped (matched by '%s')", p,
                         st.st_size > 0 ? " (no text but line ends, or a byte-order mark)" : "",
                         cx->log_path);
@@ -767,6 +768,7 @@ int rd__schema_each_input(const rd_data_config *dc,
         return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
     int rc = RD_OK;
     cx->dc = dc;
+    cx->quiet_parts = 1; // the read of the log says which parts it skips
     if (dc->source == RD_DATA_CSV)
         cx->sc = dc->schema;
     else
