@@ -10,6 +10,7 @@
 #include "commands.h"
 
 #include "rd/alloc.h"
+#include "rd/config.h"
 #include "rd/dataset.h"
 #include "rd/error.h"
 #include "rd/hash.h"
@@ -104,6 +105,13 @@ int rd_app_values(int argc, char **argv, int first, const char *name, const char
             return -1;
         out[n++] = argv[++i];
     }
+    return n;
+}
+
+int rd_app_sets(const char *prog, int argc, char **argv, const char **sets) {
+    int n = rd_app_values(argc, argv, 1, "--set", sets, RD_CONFIG_MAX_SETS);
+    if (n < 0)
+        fprintf(stderr, "%s: --set given more than %d times\n", prog, RD_CONFIG_MAX_SETS);
     return n;
 }
 

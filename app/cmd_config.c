@@ -59,11 +59,9 @@ int rd_cmd_config(int argc, char **argv) {
     int n_pos = 0;
     int st = rd_app_parse("recdistill config", argc, argv, 1, opts, 2, &path, 1, &n_pos);
     const char *sets[RD_CONFIG_MAX_SETS];
-    int n_sets = st == 0 ? rd_app_values(argc, argv, 1, "--set", sets, RD_CONFIG_MAX_SETS) : 0;
-    if (n_sets < 0) {
-        fprintf(stderr, "recdistill config: --set given more than %d times\n", RD_CONFIG_MAX_SETS);
+    int n_sets = st == 0 ? rd_app_sets("recdistill config", argc, argv, sets) : 0;
+    if (n_sets < 0)
         st = 2;
-    }
     if (st == 1) {
         config_usage(stdout);
         return 0;

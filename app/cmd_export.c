@@ -82,11 +82,9 @@ int rd_cmd_export(int argc, char **argv) {
         return 0;
     }
     const char *sets[RD_CONFIG_MAX_SETS];
-    int n_sets = st == 0 ? rd_app_values(argc, argv, 1, "--set", sets, RD_CONFIG_MAX_SETS) : 0;
-    if (n_sets < 0) {
-        fprintf(stderr, "recdistill export: --set given more than %d times\n", RD_CONFIG_MAX_SETS);
+    int n_sets = st == 0 ? rd_app_sets("recdistill export", argc, argv, sets) : 0;
+    if (n_sets < 0)
         st = 2;
-    }
     if (st != 0) {
         export_usage(stderr);
         return 2;

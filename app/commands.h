@@ -70,6 +70,11 @@ int rd_app_parse(const char *prog,
  *  @return how many (at most cap are stored), or -1 when there are more than cap */
 int rd_app_values(int argc, char **argv, int first, const char *name, const char **out, int cap);
 
+/** The --set values of argv (rd_app_values, at most RD_CONFIG_MAX_SETS of config.h, into sets,
+ *  which has that many entries) for a command that does not run under MPI: their count, or -1
+ *  after printing "<prog>: --set given more than N times" on stderr. */
+int rd_app_sets(const char *prog, int argc, char **argv, const char **sets);
+
 /** The --help lines of --set, shared by the commands that read a CONFIG. */
 #define RD_APP_SET_HELP                                                                            \
     "  --set PATH=VALUE  override one key of CONFIG (repeatable, applied in order):\n"             \

@@ -1095,6 +1095,20 @@ static size_t edit_distance(const char *a, size_t la, const char *b) {
     return d[la][lb];
 }
 
+// The key of st closest to the kl bytes at ks when it is close enough to suggest (one edit, two
+// edits on keys of 4+ bytes, or a third of the key), else NULL.
+static const char *closest_key(const ck_struct *st, const char *ks, size_t kl) {
+    size_t best = 99, besti = 0;
+    for (size_t i = 0; i < st->n_keys; i++) {
+        size_t d = edit_distance(ks, kl, st->keys[i].key);
+        if (d < best) {
+            best = d;
+            besti = i;
+        }
+    }
+    return best <= 1 || (best == 2 && kl >= 4) || best * 3 <= kl ? st->keys[besti].key : NULL;
+}
+
 static int unknown_key(pctx *c, const ck_struct *st, const yaml_node_t *kn) {
     const char *ks = (const char *)kn->data.scalar.value;
     size_t kl = kn->data.scalar.length;
@@ -1104,18 +1118,10 @@ static int unknown_key(pctx *c, const ck_struct *st, const yaml_node_t *kn) {
     size_t exl = strlen(ex);
     ex[exl - 1] = '\0';
     size_t old = path_push_key(c, ex + 1);
-    size_t best = 99, besti = 0;
-    for (size_t i = 0; i < st->n_keys; i++) {
-        size_t d = edit_distance(ks, kl, st->keys[i].key);
-        if (d < best) {
-            best = d;
-            besti = i;
-        }
-    }
+    const char *near = closest_key(st, ks, kl);
     int rc;
-    // Suggest only close matches: one edit, two edits on keys of 4+ bytes, or a third of the key.
-    if (best <= 1 || (best == 2 && kl >= 4) || best * 3 <= kl) {
-        rc = perr(c, kn->start_mark, "unknown key (did you mean '%s'?)", st->keys[besti].key);
+    if (near) {
+        rc = perr(c, kn->start_mark, "unknown key (did you mean '%s'?)", near);
     } else {
         char known[400];
         size_t o = 0;
@@ -3090,17 +3096,10 @@ apply_set(const char *arg, rd_config *cfg, ck_written *written, ck_set *rec, rd_
             SET_ERR("an empty key in the path '%.*s'", (int)plen, arg);
         const ck_key *nk = key_named(st, p, kl);
         if (!nk) {
-            size_t best = 99, besti = 0;
-            for (size_t i = 0; i < st->n_keys; i++) {
-                size_t d = edit_distance(p, kl, st->keys[i].key);
-                if (d < best) {
-                    best = d;
-                    besti = i;
-                }
-            }
-            if (best <= 1 || (best == 2 && kl >= 4) || best * 3 <= kl)
+            const char *near = closest_key(st, p, kl);
+            if (near)
                 SET_ERR("%s%s%.*s: unknown key (did you mean '%s'?)", rec->path, rl ? "." : "",
-                        (int)kl, p, st->keys[besti].key);
+                        (int)kl, p, near);
             SET_ERR("%s%s%.*s: unknown key (%s takes: see configs/reference.yaml)", rec->path,
                     rl ? "." : "", (int)kl, p, rl ? rec->path : "the top level");
         }
