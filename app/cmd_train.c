@@ -95,7 +95,8 @@ static void train_usage(FILE *out) {
         "The dataset at data.dir is prepared first when it does not exist. The run folder gets\n"
         "<job>.metrics.<csv|jsonl> (one line per stream window, holdout, warm slice and\n"
         "popularity baseline), <job>.targets.json (jobs that send or receive targets),\n"
-        "auc_windows.png (output.plot), the checkpoints and report.json.\n"
+        "auc_windows.png (output.plot), the checkpoints, config.effective.yaml (the config\n"
+        "as run: overrides, --seed and --out applied, defaults filled in) and report.json.\n"
         "\n"
         "exit status: 0 ok, 1 failure on any rank (message on stderr), 2 usage error\n");
 }
@@ -723,6 +724,9 @@ static void remove_made(const rd_config *cfg,
     }
 }
 
+// The file the run's effective configuration is written to (write_effective_config).
+#define RD_EFFECTIVE_CONFIG "config.effective.yaml"
+
 static int clear_earlier_outputs(const rd_config *cfg, int fresh, char *msg, size_t cap) {
     const char *dir = cfg->run.out_dir;
     char names[512] = "";
@@ -730,11 +734,11 @@ static int clear_earlier_outputs(const rd_config *cfg, int fresh, char *msg, siz
     int n = 0, rc = RD_OK;
     char path[RD_PATH_MAX + 256];
     // A name removed: listed (the list stops growing when it would not fit, the count goes on).
-    const char *fixed[] = {"report.json", "auc_windows.png"};
+    const char *fixed[] = {"report.json", "auc_windows.png", RD_EFFECTIVE_CONFIG};
     DIR *d = NULL;
     for (size_t k = 0; rc == RD_OK; k++) {
         const char *name;
-        if (k < 2) {
+        if (k < sizeof fixed / sizeof fixed[0]) {
             name = fixed[k];
         } else {
             if (!fresh)
@@ -753,7 +757,7 @@ static int clear_earlier_outputs(const rd_config *cfg, int fresh, char *msg, siz
         }
         snprintf(path, sizeof path, "%s/%s", dir, name);
         struct stat sb;
-        if (lstat(path, &sb) != 0 || (k >= 2 && !S_ISREG(sb.st_mode)))
+        if (lstat(path, &sb) != 0 || (k >= sizeof fixed / sizeof fixed[0] && !S_ISREG(sb.st_mode)))
             continue; // absent (or a metrics-like name that is no file: not ours)
         if (unlink(path) != 0) {
             rc = RD_ERR_IO;
@@ -790,6 +794,22 @@ typedef struct train_args {
     const char *sets[RD_CONFIG_MAX_SETS];         // --set PATH=VALUE, in order (argv)
     int n_sets;
 } train_args;
+
+// The run's effective configuration, written beside report.json (before it: the report is the
+// last file a run writes): the config file with the --set overrides, --seed and --out applied
+// and every default filled in, the overrides listed on top. `train` of it trains the same run.
+static int write_effective_config(const rd_config *cfg, const train_args *ta, rd_errbuf *eb) {
+    char path[RD_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s", cfg->run.out_dir, RD_EFFECTIVE_CONFIG);
+    rd_lmdbx_outfile of;
+    int rc = rd_lmdbx_outfile_open(path, &of, eb);
+    if (rc != RD_OK)
+        return rc;
+    for (int i = 0; i < ta->n_sets; i++)
+        fprintf(of.f, "# --set %s\n", ta->sets[i]);
+    rd_config_print(cfg, of.f);
+    return rd_lmdbx_outfile_commit(&of, eb);
+}
 
 // What a rank's CONFIG is: its real path, and a hash of its bytes (an MPMD segment, or another
 // node, may see another file under the same name). A file that cannot be read gets a hash of
@@ -1275,6 +1295,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         }
         const rd_report_build build = {rd_app_build_id(), rd_app_runtime_id(), runtime_mixed,
                                        ta->sets, ta->n_sets};
+        if ((rc = write_effective_config(cfg, ta, &eb)) != RD_OK)
+            die(comm, "effective configuration", &eb, rc);
         if ((rc = rd_report_write(cfg, res, comm->n_jobs, now_s() - t_start, &build, &eb)) != RD_OK)
             die(comm, "report", &eb, rc);
         if (cfg->output.plot && (rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)

@@ -4,7 +4,8 @@
 #  - config: the same effective configuration as the edited file (and --layout its world size);
 #    a later --set over an earlier one; errors name the override, exit 1, nothing on stdout.
 #  - train: a run with overrides trains as the run of the edited file (metrics identical but
-#    the throughput columns) and its report.json lists them ("config_sets"); the ranks of an MPMD
+#    the throughput columns) and its report.json lists them ("config_sets"); its
+#    config.effective.yaml trains the same run again; the ranks of an MPMD
 #    launch must agree on them (exit 2 naming --set); a bad override ends every rank (exit 1).
 #  - prepare: the dataset of the overridden data section. export: a model overridden otherwise
 #    than in train is refused (the checkpoint records the config's hash).
@@ -89,6 +90,16 @@ done
 grep -qF '"config_sets": ["data.synthetic.events=3000", "models.teacher.seq.kind=din", "ps.tables[s_emb].dim=6"]' \
     run_set/report.json || say "report.json lacks config_sets: $(grep config run_set/report.json)"
 grep -q config_sets run_ed/report.json && say "report.json of a run without --set has config_sets"
+# The run folder keeps the config as run (overrides applied, listed on top): trained again from
+# it, the run is the same.
+head -3 run_set/config.effective.yaml | grep -qx -- '# --set ps.tables\[s_emb\].dim=6' ||
+    say "config.effective.yaml does not list the overrides: $(head -4 run_set/config.effective.yaml)"
+"$MPIEXEC" -n 4 "$RD" train run_set/config.effective.yaml --out run_again >t5.log 2>&1 || { say "train of config.effective.yaml"; tail t5.log; }
+for j in teacher student student_raw; do
+    c=$(head -1 run_set/$j.metrics.csv | tr ',' '\n' | grep -n '^samples_per_s$' | cut -d: -f1)
+    cmp -s <(cut -d, -f"$c" --complement run_set/$j.metrics.csv) \
+        <(cut -d, -f"$c" --complement run_again/$j.metrics.csv) || say "$j: the run of its config.effective.yaml differs"
+done
 # A bad override ends every rank: exit 1, rank 0's message, no run folder.
 timeout 120 "$MPIEXEC" -n 4 "$RD" train base.yaml --out run_bad --set train.lr=abc >t3.log 2>&1
 rc=$?
