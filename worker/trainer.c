@@ -888,8 +888,12 @@ static int large_inputs(const rd_trainer *tr, const stage *s, char *names, size_
 // wrong way.
 static int check_loss(const rd_trainer *tr, const stage *s, double loss, rd_errbuf *eb) {
     // The loss sums the main tower's, the auxiliary tower's and alpha times the distillation
-    // term: each is bounded alike.
-    double terms = 2.0 + (tr->job->distill ? (double)tr->cfg->distill.alpha : 0.0);
+    // term: each is bounded alike, the last after its T^2 factor. Against soft targets that
+    // term does not fall below T^2 times their entropy (ln 2 at T 1000: 6.9e5 nats before any
+    // update, however sound the model), so T^2 scales its bound when T > 1.
+    double t2 = (double)tr->cfg->distill.temperature * (double)tr->cfg->distill.temperature;
+    double terms =
+        2.0 + (tr->job->distill ? (double)tr->cfg->distill.alpha * (t2 > 1.0 ? t2 : 1.0) : 0.0);
     if (isfinite(loss) && loss < RD_TRAIN_LOSS_DIVERGED * terms)
         return RD_OK;
     char what[64];
