@@ -1822,6 +1822,19 @@ static int resolve_impl(rd_config *cfg, const vctx *v) {
         else if (cfg->data.source == RD_DATA_MOVIELENS1M)
             snprintf(cfg->data.input, sizeof cfg->data.input, "../shared/data/movielens-1m");
     }
+    // A table's init_as names the table whose rows it draws (init stream and key salt); when
+    // that table draws another's in turn, this one draws the same: the chain's root, written
+    // here so that every reader of the salt (PS, model, serving bundle, table tools) agrees.
+    // A cycle is left as written: validation refuses it.
+    for (int i = 0; i < cfg->ps.n_tables && i < RD_MAX_TABLES; i++) {
+        rd_table_config *t = &cfg->ps.tables[i];
+        const rd_table_config *r = t;
+        for (int k = 0;
+             k <= cfg->ps.n_tables && r && r->init_as[0] && strcmp(r->init_as, r->name) != 0; k++)
+            r = rd_config_find_table(cfg, r->init_as);
+        if (r && r != t && (!r->init_as[0] || strcmp(r->init_as, r->name) == 0))
+            snprintf(t->init_as, sizeof t->init_as, "%s", r->name);
+    }
     rd_schema_config *sc = &cfg->data.schema;
     for (int i = 0; i < sc->n_fields && i < RD_MAX_FIELDS; i++)
         if (!sc->fields[i].column[0]) {
@@ -2697,6 +2710,11 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
         if (j->init_as[0] && strcmp(j->init_as, j->name) != 0 &&
             !rd_config_find_job(cfg, j->init_as))
             return verr(v, p, "no job named '%s' to initialise as", j->init_as);
+        if (!rd_config_job_init_name(cfg, j))
+            return verr(v, p,
+                        "'%s' never reaches a job that starts from its own parameters (one "
+                        "whose init_as is empty): the init_as chain of job '%s' loops",
+                        j->init_as, j->name);
         snprintf(p, sizeof p, "cluster.jobs[%d].model", i);
         const rd_model_config *mc = rd_config_find_model(cfg, j->model);
         if (!mc)
@@ -2777,6 +2795,11 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
             if (o->dim != t->dim)
                 return verr(v, p, "table '%s' has dim %d, this one %d: rows cannot start alike",
                             o->name, o->dim, t->dim);
+            if (o->init_as[0] && strcmp(o->init_as, o->name) != 0) // resolve_impl left a cycle
+                return verr(v, p,
+                            "'%s' never reaches a table that draws its own rows (one whose "
+                            "init_as is empty): the init_as chain of table '%s' loops",
+                            t->init_as, t->name);
         }
     }
 
@@ -3634,6 +3657,19 @@ const rd_job_config *rd_config_find_job(const rd_config *cfg, const char *name) 
         if (strcmp(cfg->cluster.jobs[i].name, name) == 0)
             return &cfg->cluster.jobs[i];
     return NULL;
+}
+
+const char *rd_config_job_init_name(const rd_config *cfg, const rd_job_config *job) {
+    const rd_job_config *j = job;
+    for (int k = 0; k <= cfg->cluster.n_jobs; k++) {
+        if (!j->init_as[0] || strcmp(j->init_as, j->name) == 0)
+            return j->name;
+        const rd_job_config *n = rd_config_find_job(cfg, j->init_as);
+        if (!n)
+            return j->init_as; // not a job of this config (validation refuses it)
+        j = n;
+    }
+    return NULL; // a cycle
 }
 
 int rd_config_token_job(const rd_config *cfg) {

@@ -501,8 +501,7 @@ int rd_trainer_create(const rd_comm *comm,
         .token_side = (size_t)rd_tokens_side_width(&cfg->tokens),
         .causal = 0,
         .opt_slots = rd_dense_optim_slots(tr->opt.kind),
-        .seed =
-            cfg->run.seed ^ rd_hash_str(tr->job->init_as[0] ? tr->job->init_as : tr->job->name, 0),
+        .seed = cfg->run.seed ^ rd_hash_str(rd_config_job_init_name(cfg, tr->job), 0),
     };
     if ((rc = rd_model_create(tr->mcfg, &mo, &tr->model, eb)) != RD_OK)
         goto fail;

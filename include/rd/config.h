@@ -742,6 +742,10 @@ void rd_config_bcast(rd_config *cfg, int root, MPI_Comm comm);
 const rd_model_config *rd_config_find_model(const rd_config *cfg, const char *name);
 const rd_table_config *rd_config_find_table(const rd_config *cfg, const char *name);
 const rd_job_config *rd_config_find_job(const rd_config *cfg, const char *name);
+/** The job whose initial dense parameters `job` takes: init_as followed through other jobs to
+ *  the first that leaves it empty (or names itself), so that a twin of a job initialised as
+ *  another starts where that job does. @return a name in cfg, or NULL when init_as loops. */
+const char *rd_config_job_init_name(const rd_config *cfg, const rd_job_config *job);
 /** Total ranks the config needs: ps_ranks + sum of jobs[i].ranks (-1 if it overflows int). */
 int rd_config_world_size(const rd_config *cfg);
 /** Index of the first job whose model reads instance tokens (models[].tokens.scheme > 0), or -1:

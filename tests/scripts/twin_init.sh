@@ -4,7 +4,10 @@
 # same data gives bitwise the same metrics, though the two jobs train separate tables on the PS),
 # and without init_as the same two jobs differ (so the comparison can fail). This is what makes
 # student_raw a paired twin of the distilled student (configs/demo.yaml): only the distillation
-# differs between them.
+# differs between them. init_as follows a chain: a job c initialised as b, itself initialised as
+# a, starts where b does (before, c started from b's own name: a twin of a student initialised as
+# another job did not share its initial point, and the eta pair still called it comparable), and
+# so do tables; an init_as chain that loops is refused by the config check (tests/bad/config).
 #
 #   bash tests/scripts/twin_init.sh build/recdistill
 set -u
@@ -91,4 +94,27 @@ diff <(rows "$TMP/drop/a.metrics.csv") <(rows "$TMP/drop/b.metrics.csv") >"$TMP/
     fail "twins with dropout differ: $(cat "$TMP/diff")"
 ! diff -q <(rows "$TMP/twin/a.metrics.csv") <(rows "$TMP/drop/a.metrics.csv") >/dev/null ||
     fail "dropout 0.25 changed nothing"
+# A chain: job c and its tables initialised as b's, which are initialised as a's. c must follow a
+# (and b) exactly, as a distilled student's declared twin does when the student itself is
+# initialised as another job.
+python3 - "$TMP/twin.yaml" "$TMP/chain.yaml" <<'PY' || fail "could not write the chain config"
+import sys
+s = open(sys.argv[1]).read()
+s = s.replace("    - {name: b, role: student, model: mb, init_as: a}\n",
+              "    - {name: b, role: student, model: mb, init_as: a}\n"
+              "    - {name: c, role: student, model: mc, init_as: b}\n")
+s = s.replace("    - {name: b_item, dim: 4, init_as: a_item}\n",
+              "    - {name: b_item, dim: 4, init_as: a_item}\n"
+              "    - {name: c_user, dim: 4, init_as: b_user}\n"
+              "    - {name: c_item, dim: 4, init_as: b_item}\n")
+m = s[s.index("  - name: mb"):s.index("train:")]
+s = s.replace("train:", m.replace("mb", "mc").replace("b_user", "c_user").replace("b_item", "c_item")
+              + "train:")
+assert s.count("init_as: b}") == 1 and "name: mc" in s
+open(sys.argv[2], "w").write(s)
+PY
+run -n 4 "$RD" train "$TMP/chain.yaml" --out "$TMP/chain" >"$TMP/out" 2>"$TMP/err" ||
+    fail "init_as chain: $(cat "$TMP/err")"
+diff <(rows "$TMP/chain/a.metrics.csv") <(rows "$TMP/chain/c.metrics.csv") >"$TMP/diff" ||
+    fail "a job initialised as b (itself initialised as a) does not start where b does: $(cat "$TMP/diff")"
 echo "twin_init: OK"
