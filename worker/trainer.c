@@ -1241,6 +1241,28 @@ static int replay_has_targets(rd_trainer *tr, rd_errbuf *eb) {
 static int resume_read_targets(rd_trainer *tr, rd_errbuf *eb);
 static int resume_mid(const rd_trainer *tr);
 
+// A teacher that sends no targets (no live distilled student in the launch) writes no target log
+// and leaves an existing one as it is: when that log holds this job's targets of an earlier
+// launch, a replay would read those as this run's. Said once, by job rank 0 (docs/distillation.md).
+static void stale_log_warn(const rd_trainer *tr) {
+    const char *path = tr->cfg->distill.target_log;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return; // no log: a replay of this run is refused ("no such log"), nothing is misread
+    rd_errbuf leb;
+    rd_errbuf_clear(&leb);
+    rd_target_log *log = NULL;
+    rd_target_job_info ji;
+    if (rd_target_log_open(path, 0, NULL, &log, &leb) == RD_OK &&
+        rd_target_log_get_job(log, rd_target_job_key(tr->job->name), &ji, &leb) == RD_OK)
+        RD_LOG_WARN("the target log %s holds targets of an earlier launch of teacher '%s'; this "
+                    "launch sends none (no live distilled student), so it leaves them: a replay "
+                    "of this log reads the earlier teacher's targets, not this run's",
+                    path, tr->job->name);
+    if (log)
+        rd_target_log_close(log);
+}
+
 // Before any job writes: the teacher opens (or creates) its target log and checks that the log's
 // record of it names this run's dataset (and, resumed inside a phase, reads back the targets it
 // sent in that phase before its checkpoint); a replaying student opens the log and reads the
@@ -1249,6 +1271,8 @@ static int resume_mid(const rd_trainer *tr);
 static int distill_logs(rd_trainer *tr, rd_errbuf *eb) {
     const rd_distill_config *dc = &tr->cfg->distill;
     if (tr->job->role == RD_JOB_TEACHER) {
+        if (!dc->replay && dc->target_log[0] && !distills(tr) && tr->comm->job_rank == 0)
+            stale_log_warn(tr);
         if (dc->replay || !dc->target_log[0] || !distills(tr))
             return RD_OK;
         int rc = distill_open_log(tr, eb);

@@ -3,6 +3,8 @@
 # distill.temperature 1000 (with alpha 1 and 1e6) is a valid setting whose T^2-scaled
 # distillation term starts near T^2 ln 2 = 6.9e5 nats per example; the untrained-loss check
 # refused it as "numerically broken" (exit 1, no report) before its bound took T^2 into account.
+# A teacher rerun with no live student over a log of an earlier launch warns that the log keeps
+# the earlier teacher's targets (a replay would read them).
 #
 #   bash tests/scripts/distill_ranges.sh build/recdistill
 set -u
@@ -36,4 +38,12 @@ t = json.load(open(sys.argv[1] + "/student.targets.json"))
 assert t["joined"] == 3600 and t["late"] == 0 and t["missing"] == 0, t
 PY
 done
+# 2. A teacher rerun without a live distilled student (here: the teacher alone) writes no
+#    targets and leaves those of the earlier launch in its log: said, since a replay would read
+#    them as this run's.
+train t1000_a1 2 --set 'cluster.jobs=[{name: teacher, role: teacher, model: teacher}]'
+grep -q "the target log .* holds targets of an earlier launch of teacher 'teacher'; this launch sends none" \
+    "$TMP/t1000_a1.err" || fail "teacher-only rerun over a log: no warning: $(grep -v INFO "$TMP/t1000_a1.err" | tail -3)"
+train alone 2 --set 'cluster.jobs=[{name: teacher, role: teacher, model: teacher}]'
+grep -q "holds targets of an earlier launch" "$TMP/alone.err" && fail "a teacher-only run without a log warned"
 echo "ok"
