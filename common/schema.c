@@ -1253,6 +1253,13 @@ static int fill_field(field_plan *fp,
                 fp->neg_file = file;
                 fp->neg_line = rd_csv_line(r);
             }
+            // A serving request carries the raw value as a float (rd_serve_request.numeric with
+            // numeric_raw), so log1p reads the value rounded to float, as the scorer's
+            // rd_field_transform does: of the double of the text, the stored value of "123.45"
+            // was one float step away from what a served raw 123.45f gives. A value beyond the
+            // float range, which no request can carry, keeps its double.
+            if (fabs(x) <= (double)FLT_MAX)
+                x = (double)(float)x;
             x = log1p(x > 0 ? x : 0);
         }
         if (fabs(x) > (double)FLT_MAX)

@@ -93,9 +93,12 @@ static const char *g_ml_input; // movielens session: the MovieLens-100K folder
 static int g_csv;              // csv session
 
 enum { CSV_ROWS = 4000, CSV_T0 = 1000000 };
-// The raw values of the csv session's event at time t (exact in float and in the CSV text).
+// The raw values of the csv session's event at time t, as the CSV text reads (the nearest double
+// of its decimal). Prices have cents, which most often a float does not hold exactly: prepare
+// parsed "123.45" as a double and took log1p of that, one float step away in some rows from
+// the log1p of the float 123.45f that a raw request carries.
 static double csv_price(int64_t t) {
-    return (double)((t / 60 * 37) % 1000) + 0.25 * (double)((t / 60) % 4);
+    return (double)((t / 60 * 37) % 1000 * 100 + (t / 60) % 97) / 100.0;
 }
 static double csv_dwell(int64_t t) {
     return (double)((t / 60) % 13);
