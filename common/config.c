@@ -932,6 +932,35 @@ static int parse_scalar(const ck_key *k,
 // ---------------------------------------------------------------------------------------------
 // Defaults.
 
+// Bytes of the storage of key k (a scalar, a string, a list's array), for a zero default.
+static size_t default_bytes(const ck_key *k) {
+    switch (k->type) {
+        case CK_INT:
+        case CK_BOOL:
+        case CK_ENUM:
+            return sizeof(int);
+        case CK_INT64:
+            return sizeof(int64_t);
+        case CK_UINT64:
+            return sizeof(uint64_t);
+        case CK_FLOAT:
+            return sizeof(float);
+        case CK_DOUBLE:
+            return sizeof(double);
+        case CK_STR:
+            return k->size;
+        case CK_INT_LIST:
+            return (size_t)k->max_count * sizeof(int);
+        case CK_STR_LIST:
+        case CK_MAP_LIST:
+            return (size_t)k->max_count * k->size;
+        case CK_MAP:
+        case CK_LABEL:
+            break;
+    }
+    return 0;
+}
+
 static void apply_defaults(const ck_struct *st, void *base) {
     RD_ASSERT(st->n_keys <= CK_MAX_KEYS);
     for (size_t i = 0; i < st->n_keys; i++) {
@@ -943,6 +972,15 @@ static void apply_defaults(const ck_struct *st, void *base) {
             char why[256] = "";
             int rc = parse_scalar(k, k->type, k->def, strlen(k->def), 0, 0, dst, why, sizeof why);
             RD_ASSERT_MSG(rc == 0, "bad default '%s' for %s.%s: %s", k->def, st->name, k->key, why);
+        } else {
+            // No default text: zero / empty. Written out, not assumed from a memset of the whole
+            // config: an override (--set) applies the defaults over what the file wrote, and a
+            // list, a string or a list entry left holding the file's value would survive an
+            // override that leaves it out (`--set models.m.seq={kind: din}` kept the file's
+            // seq.stats and stats_feedback, and the model trained with them).
+            memset(dst, 0, default_bytes(k));
+            if (k->type == CK_INT_LIST || k->type == CK_STR_LIST || k->type == CK_MAP_LIST)
+                memset((char *)base + k->count_off, 0, sizeof(int));
         }
     }
 }

@@ -49,6 +49,17 @@ grep -q '^    mlp: \[4, 2\]$' o.out || say "models.0.mlp not set"
 grep -q '^  lr: 0.25$' o.out || say "the later train.lr did not win"
 awk '/^  - name: "student_raw"$/{s=1} s&&/two_towers/{print; exit}' o.out | grep -q 'false' ||
     say "the replaced model kept two_towers"
+# Keys whose default is empty (lists, strings, list entries) are reset too: a replaced seq kept
+# the file's stats and stats_feedback, and a replaced list its first entry's init_as.
+sed -e 's/    seq: {kind: mean, length: 8}/    seq: {kind: mean, length: 8, stats: [2, 4], table: t_emb}/' \
+    -e 's/    - {name: r_emb, dim: 4}/    - {name: r_emb, dim: 4, init_as: s_emb}/' base.yaml >stats.yaml
+grep -q "stats: \[2, 4\]" stats.yaml && grep -q "init_as: s_emb" stats.yaml ||
+    { echo "FAIL: slurm-tiny.yaml changed: adapt the sed"; exit 1; }
+"$RD" config stats.yaml --set 'models.teacher.seq={kind: din, length: 8}' \
+    --set 'ps.tables.r_emb={name: r_emb, dim: 4}' >st.out 2>st.err || say "config: $(cat st.err)"
+"$RD" config base.yaml --set models.teacher.seq.kind=din >din.out || say "config of the din seq"
+diff <(grep -v '^#' st.out) <(grep -v '^#' din.out) >/dev/null ||
+    say "a replaced seq (or table) kept keys the file wrote: $(diff <(grep -v '^#' st.out) <(grep -v '^#' din.out) | head -6)"
 # --layout follows the overrides.
 ws=$("$RD" config --layout base.yaml --set cluster.ps_ranks=3 | sed -n 's/^world_size=//p')
 [ "$ws" = 6 ] || say "config --layout with ps_ranks=3: world size '$ws', expected 6"
