@@ -3277,7 +3277,7 @@ apply_set(const char *arg, rd_config *cfg, ck_written *written, ck_set *rec, rd_
                 for (int e = 0; e < k->max_count; e++)
                     written_drop(written, k->sub,
                                  (size_t)(base + k->off + (size_t)e * k->size - (char *)cfg));
-            if (k->type == CK_MAP)
+            if (k->type == CK_MAP || k->type == CK_LABEL) // a label rule or map: all of it
                 apply_defaults(k->sub, base + k->off);
             rc = written_add(&c, base, k);
             if (rc == RD_OK)

@@ -60,6 +60,11 @@ grep -q "stats: \[2, 4\]" stats.yaml && grep -q "init_as: s_emb" stats.yaml ||
 "$RD" config base.yaml --set models.teacher.seq.kind=din >din.out || say "config of the din seq"
 diff <(grep -v '^#' st.out) <(grep -v '^#' din.out) >/dev/null ||
     say "a replaced seq (or table) kept keys the file wrote: $(diff <(grep -v '^#' st.out) <(grep -v '^#' din.out) | head -6)"
+# A label replaced as a whole: a threshold over label values leaves none of them.
+"$RD" config "$SRC/configs/schema-example.yaml" --set 'data.schema.label={column: rating, values: ["5"]}' \
+    --set 'data.schema.label={column: rating, threshold: 3}' >lb.out 2>lb.err ||
+    say "a label threshold over label values: $(cat lb.err)"
+grep -A4 '^    label:' lb.out | grep -q '^      threshold: 3$' || say "label not replaced: $(grep -A4 '^    label:' lb.out)"
 # --layout follows the overrides.
 ws=$("$RD" config --layout base.yaml --set cluster.ps_ranks=3 | sed -n 's/^world_size=//p')
 [ "$ws" = 6 ] || say "config --layout with ps_ranks=3: world size '$ws', expected 6"
