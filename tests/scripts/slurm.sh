@@ -22,8 +22,6 @@ skip() {
     echo "SKIP: $*"
     exit 77
 }
-T_START=$SECONDS
-DEADLINE=$((SECONDS + 300)) # the whole test; about 60-90 s on an idle host, 210 s on 2 busy cores
 
 [ "$(id -u)" -eq 0 ] || skip "not root (slurmd and munged need root)"
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null ||
@@ -37,6 +35,18 @@ command -v jq >/dev/null || skip "jq missing (tools/install-deps.sh --slurm inst
 command -v python3 >/dev/null || skip "python3 missing (tools/install-deps.sh --slurm installs it)"
 exec 9>/var/tmp/rd-slurm-test.lock
 flock -w 600 9 || skip "another slurm.sh held the lock for 10 minutes"
+# Holding the lock, no other slurm.sh runs: a cluster folder left in /var/tmp is of a test that
+# was killed before its cleanup (a CI run stopped with kill -9), and its daemons may still run
+# on their ports. Stop them. (Daemons started by a test before this one did not inherit fd 9 and
+# held the lock, so a killed test made every later one wait 10 minutes and skip.)
+for old in /var/tmp/rd_test_slurm_*; do
+    [ -d "$old/cluster" ] || continue
+    "$SRC/tools/slurm-local.sh" down --dir "$old/cluster" --purge >/dev/null 2>&1 || true
+    rm -rf "$old"
+done
+# The deadline counts from here: the wait for the lock is another test's time.
+T_START=$SECONDS
+DEADLINE=$((SECONDS + 300)) # the whole test; about 60-90 s on an idle host, 210 s on 2 busy cores
 
 # --- a private cluster ------------------------------------------------------------------------
 TMP="$(mktemp -d /var/tmp/rd_test_slurm_XXXXXX)"
@@ -54,7 +64,8 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-"$SRC/tools/slurm-local.sh" up --nodes 4 --cpus 8 --dir "$CL" --port "$PORT" >"$TMP/up.log" 2>&1 ||
+# fd 9 (the lock) closed for the daemons: the lock ends with this test, even if it is killed.
+"$SRC/tools/slurm-local.sh" up --nodes 4 --cpus 8 --dir "$CL" --port "$PORT" >"$TMP/up.log" 2>&1 9>&- ||
     fail "slurm-local up: $(cat "$TMP/up.log")"
 export SLURM_CONF="$CL/etc/slurm.conf"
 "$SRC/tools/slurm-local.sh" up --nodes 4 --cpus 8 --dir "$CL" --port "$PORT" 2>&1 |
@@ -498,7 +509,7 @@ while [ -d "/proc/$pid" ] && [ "$(sed 's/^.*) //; s/ .*//' "/proc/$pid/stat" 2>/
 done
 "$SRC/tools/slurm-local.sh" status --dir "$CL" >/dev/null 2>&1
 [ $? -eq 3 ] || fail "status with a dead slurmd must exit 3"
-"$SRC/tools/slurm-local.sh" up --nodes 4 --cpus 8 --dir "$CL" --port "$PORT" >"$TMP/up2.log" 2>&1 ||
+"$SRC/tools/slurm-local.sh" up --nodes 4 --cpus 8 --dir "$CL" --port "$PORT" >"$TMP/up2.log" 2>&1 9>&- ||
     fail "up after a dead slurmd: $(cat "$TMP/up2.log")"
 grep -q "restarting (5 of 6 daemons alive" "$TMP/up2.log" || fail "up did not restart: $(cat "$TMP/up2.log")"
 
