@@ -2394,6 +2394,27 @@ static int check_models(const rd_config *cfg, const vctx *v) {
             if ((rc = check_feedback_name(cfg, v, p, sq->stats_feedback)))
                 return rc;
         }
+        // Target attention and the transformer's request-built query read the request's
+        // embedded features: a model without any cannot build one (the model refused it only
+        // when its job's ranks were set up, after the launch had started).
+        if (mc->n_features == 0) {
+            const char *which = NULL, *kind = NULL;
+            if (sq->kind == RD_SEQ_DIN || sq->kind == RD_SEQ_TRANSFORMER)
+                which = "seq.kind", kind = sq->kind == RD_SEQ_DIN ? "din" : "transformer";
+            else if (sq->kind != RD_SEQ_NONE && sq->view == RD_SEQ_DIN)
+                which = "seq.view", kind = "din";
+            else if (mc->tokens.scheme > 0 &&
+                     (mc->tokens.kind == RD_SEQ_DIN || mc->tokens.kind == RD_SEQ_TRANSFORMER))
+                which = "tokens.kind", kind = mc->tokens.kind == RD_SEQ_DIN ? "din" : "transformer";
+            if (which) {
+                snprintf(p, sizeof p, "models[%d].%s", m, which);
+                return verr(v, p,
+                            "%s needs a query from the request, but model '%s' embeds no feature "
+                            "(features is empty): embed one (e.g. {field: item, table: ...}), "
+                            "or use mean",
+                            kind, mc->name);
+            }
+        }
         if (sq->kind == RD_SEQ_NONE && sq->view != RD_SEQ_NONE) {
             snprintf(p, sizeof p, "models[%d].seq.view", m);
             return verr(v, p,
