@@ -3103,6 +3103,17 @@ static int prescan(const char *text,
 // (nested maps, every entry of its lists): an override replaces that part as a whole, and a key
 // the file wrote there must not count as written (a forgotten switch: `--set
 // models.m.seq={length: 8}` over a file's seq with a kind).
+static void written_drop(ck_written *w, const ck_struct *st, size_t off);
+
+// written_drop of what key k of the struct at offset `off` holds: its map, or every list entry.
+static void written_drop_under(ck_written *w, const ck_key *k, size_t off) {
+    if (k->type == CK_MAP || k->type == CK_LABEL)
+        written_drop(w, k->sub, off + k->off);
+    else if (k->type == CK_MAP_LIST)
+        for (int e = 0; e < k->max_count; e++)
+            written_drop(w, k->sub, off + k->off + (size_t)e * k->size);
+}
+
 static void written_drop(ck_written *w, const ck_struct *st, size_t off) {
     size_t o = 0;
     for (size_t i = 0; i < w->n; i++)
@@ -3110,14 +3121,8 @@ static void written_drop(ck_written *w, const ck_struct *st, size_t off) {
               w->keys[i].k < st->keys + st->n_keys))
             w->keys[o++] = w->keys[i];
     w->n = o;
-    for (size_t i = 0; i < st->n_keys; i++) {
-        const ck_key *k = &st->keys[i];
-        if (k->type == CK_MAP || k->type == CK_LABEL)
-            written_drop(w, k->sub, off + k->off);
-        else if (k->type == CK_MAP_LIST)
-            for (int e = 0; e < k->max_count; e++)
-                written_drop(w, k->sub, off + k->off + (size_t)e * k->size);
-    }
+    for (size_t i = 0; i < st->n_keys; i++)
+        written_drop_under(w, &st->keys[i], off);
 }
 
 // Append to the resolved path of rec (rl bytes long): its new length (cut at its capacity).
@@ -3292,12 +3297,7 @@ apply_set(const char *arg, rd_config *cfg, ck_written *written, ck_set *rec, rd_
             apply_defaults(st, base);
             rc = parse_struct(&c, st, base, node);
         } else {
-            if (k->type == CK_MAP || k->type == CK_LABEL)
-                written_drop(written, k->sub, (size_t)(base + k->off - (char *)cfg));
-            else if (k->type == CK_MAP_LIST)
-                for (int e = 0; e < k->max_count; e++)
-                    written_drop(written, k->sub,
-                                 (size_t)(base + k->off + (size_t)e * k->size - (char *)cfg));
+            written_drop_under(written, k, (size_t)(base - (char *)cfg));
             if (k->type == CK_MAP || k->type == CK_LABEL) // a label rule or map: all of it
                 apply_defaults(k->sub, base + k->off);
             rc = written_add(&c, base, k);
