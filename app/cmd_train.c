@@ -1023,7 +1023,7 @@ static void on_sigusr1(int sig) {
     rd_trainer_request_checkpoint();
 }
 
-// The SIGUSR1 handler an MPI library installed over on_sigusr1 in MPI_Init (MPICH's ch3 does, to
+// The SIGUSR1 handler an MPI library installed over on_sigusr1 in MPI_Init (MPICH 4's does, to
 // look for failed processes, and calls the one it replaced), kept and called by on_sigusr1_mpi.
 static struct sigaction sigusr1_mpi;
 
@@ -1051,20 +1051,36 @@ static void checkpoint_signal_install(void) {
     sigaction(SIGUSR1, &sa, NULL);
 }
 
+// MPI_Init with SIGUSR1 blocked: a signal then stays pending until checkpoint_signal_after_mpi_init
+// has put on_sigusr1_mpi in place. MPICH installs its handler with signal() and stores the one it
+// replaced from signal()'s return value; a SIGUSR1 taken between the two (a rank stopped by
+// SIGSTOP at that system call's return, then sent SIGUSR1 and continued, meets that instant for
+// sure) ran MPICH's handler with nothing to call, and the request was lost: the job trained to its
+// end without the checkpoint (tests/scripts/slurm_limit.sh failed so once in CI). Threads the MPI
+// library starts inherit the mask, so the signal reaches the main thread afterwards.
+static void checkpoint_signal_block(sigset_t *old) {
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, old);
+}
+
 // After MPI_Init: a handler the MPI library put in place of on_sigusr1 might not call it (MPICH's
-// does), so on_sigusr1_mpi takes its place and calls it.
-static void checkpoint_signal_after_mpi_init(void) {
+// does), so on_sigusr1_mpi takes its place and calls it. Then the mask from before
+// checkpoint_signal_block: a SIGUSR1 that came during MPI_Init runs on_sigusr1_mpi now.
+static void checkpoint_signal_after_mpi_init(const sigset_t *old) {
     struct sigaction cur;
-    if (sigaction(SIGUSR1, NULL, &cur) != 0 ||
-        (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == on_sigusr1))
-        return;
-    sigusr1_mpi = cur;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_sigusr1_mpi;
-    sa.sa_mask = cur.sa_mask;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigaction(SIGUSR1, &sa, NULL);
+    if (sigaction(SIGUSR1, NULL, &cur) == 0 &&
+        ((cur.sa_flags & SA_SIGINFO) || cur.sa_handler != on_sigusr1)) {
+        sigusr1_mpi = cur;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_sigusr1_mpi;
+        sa.sa_mask = cur.sa_mask;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigaction(SIGUSR1, &sa, NULL);
+    }
+    sigprocmask(SIG_SETMASK, old, NULL);
 }
 
 int rd_cmd_train(int argc, char **argv) {
@@ -1112,7 +1128,10 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     const char *config = ta->config, *out = ta->out, *resume = ta->resume;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
+    sigset_t mask;
+    checkpoint_signal_block(&mask);
     if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
+        sigprocmask(SIG_SETMASK, &mask, NULL);
         int r0 = 0;
         MPI_Comm_rank(MPI_COMM_WORLD, &r0);
         if (r0 == 0)
@@ -1120,7 +1139,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         rd_mpi_finalize(1);
         return 1;
     }
-    checkpoint_signal_after_mpi_init();
+    checkpoint_signal_after_mpi_init(&mask);
     double t_start = now_s();
     int rank = 0, size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
