@@ -29,9 +29,13 @@
 //      (written to a temporary name and renamed).
 //
 // Signals: SIGUSR1 (Slurm's --signal before a time limit, kill -USR1 of mpiexec) asks each job for
-// a checkpoint after its next step; training goes on (rd_trainer_request_checkpoint).
+// a checkpoint after its next step; training goes on (rd_trainer_request_checkpoint). SIGTERM
+// (scancel, Slurm's preemption, a kill of mpiexec), once the roles run, does the same and then
+// ends the run (rd_trainer_request_stop, rd_server_request_stop); before that it ends the rank
+// as it did.
 //
-// Exit codes: 0 success, 1 failure (a non-zero exit of mpiexec after MPI_Abort), 2 usage error.
+// Exit codes: 0 success, 1 failure (a non-zero exit of mpiexec after MPI_Abort), 2 usage error,
+// 143 ended on SIGTERM after every job's checkpoint (or the grace time).
 #include "commands.h"
 
 #include "rd/alloc.h"
@@ -98,7 +102,13 @@ static void train_usage(FILE *out) {
         "auc_windows.png (output.plot), the checkpoints, config.effective.yaml (the config\n"
         "as run: overrides, --seed and --out applied, defaults filled in) and report.json.\n"
         "\n"
-        "exit status: 0 ok, 1 failure on any rank (message on stderr), 2 usage error\n");
+        "Signals (to every rank, as Slurm and mpiexec send them): SIGUSR1 asks every job for a\n"
+        "checkpoint after its next step, and training goes on. SIGTERM (scancel, preemption)\n"
+        "does the same, then ends the run once every job has one (at most RD_STOP_GRACE_S\n"
+        "seconds, default 20, after the signal): resume it with --resume.\n"
+        "\n"
+        "exit status: 0 ok, 1 failure on any rank (message on stderr), 2 usage error,\n"
+        "143 ended on SIGTERM\n");
 }
 
 static double now_s(void) {
@@ -1083,6 +1093,28 @@ static void checkpoint_signal_after_mpi_init(const sigset_t *old) {
     sigprocmask(SIG_SETMASK, old, NULL);
 }
 
+static void on_sigterm_ps(int sig) {
+    (void)sig;
+    rd_server_request_stop();
+}
+
+static void on_sigterm_worker(int sig) {
+    (void)sig;
+    rd_trainer_request_stop();
+}
+
+// SIGTERM from the roles on: every job's checkpoint, then the end of the run (rd/server.h,
+// rd_server_run). Before, while the dataset is prepared or checked, it ends the rank as it did
+// (removing a partial dataset folder: rd_lmdbx_pending_add), and every rank with it.
+static void stop_signal_install(int ps) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = ps ? on_sigterm_ps : on_sigterm_worker;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 int rd_cmd_train(int argc, char **argv) {
     checkpoint_signal_install();
     rd_app_opt opts[] = {{"--out", RD_APP_STRING, NULL},
@@ -1278,6 +1310,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     }
 
     // 4. Roles.
+    stop_signal_install(comm->role_kind == RD_ROLE_PS);
     rd_trainer_result *res = rd_xcalloc((size_t)comm->n_jobs, sizeof *res);
     rd_trainer_result *mine = rd_xcalloc(1, sizeof *mine); // ~1.2 MB (the window table)
     if (comm->role_kind == RD_ROLE_PS) {

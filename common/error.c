@@ -119,6 +119,12 @@ void rd__abort_watchdog(unsigned seconds) {
 }
 
 void rd_abort_launch(void) {
+    rd_abort_launch_status(1);
+}
+
+void rd_abort_launch_status(int status) {
+    if (status < 1 || status > 255)
+        status = 1;
     int inited = 0, finalized = 0;
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
@@ -136,8 +142,8 @@ void rd_abort_launch(void) {
     // abort in 12 on a loaded host).
     struct timespec ts = {0, 250 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-    _exit(1); // MPI_Abort returned, which it must not: end this rank at least
+    MPI_Abort(MPI_COMM_WORLD, status);
+    _exit(status); // MPI_Abort returned, which it must not: end this rank at least
 }
 
 void rd__fatal(const char *file, int line, const char *fmt, ...) {

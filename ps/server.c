@@ -32,10 +32,14 @@
 
 #include "ps_internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { MSG_NORMAL = 0, MSG_SHORT = 1, MSG_OVERSIZED = 2, MSG_NOMEM = 3 };
 
@@ -128,6 +132,12 @@ struct rd_server {
     int n_jobs; // worker jobs; jobs[n_jobs] is the pseudo job of PS senders
     srv_job jobs[RD_MAX_JOBS + 1];
     int workers_total, workers_shut;
+
+    // SIGTERM (shard 0 only, stop_poll): since when the run is stopping (0: it is not), and
+    // which jobs said they have a checkpoint since the signal.
+    double stop_t0, stop_grace;
+    unsigned stop_turn;
+    int stop_acked[RD_MAX_JOBS];
 
     srv_msg *incoming_head, *incoming_tail; // posted receives, probe order
     srv_msg *free_msgs;
@@ -1509,6 +1519,124 @@ static int process_ready(rd_server *s) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// SIGTERM: a checkpoint of every job, then the end of the run
+//
+// Slurm's preemption and scancel, and a kill of mpiexec, send SIGTERM to every rank; SIGKILL
+// follows some seconds later (Slurm's KillWait, 30 s by default). A worker rank takes it as a
+// checkpoint request (rd_trainer_request_stop): its job's rank 0 writes one after its next step,
+// tells shard 0 (RD_TAG_STOP), and trains on, because another job may need it to reach its own
+// next step (a student the teacher's targets). Shard 0 ends the run once every job has said so
+// or has shut down, or when RD_STOP_GRACE_S seconds (default 20) have passed since the signal:
+// MPI_Abort with exit status 143 (128 + SIGTERM), which ends every rank. The other shards keep
+// serving until then: every job's checkpoint needs them.
+
+static volatile sig_atomic_t stop_requested;
+
+void rd_server_request_stop(void) {
+    stop_requested = 1;
+}
+
+static double now_mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// RD_STOP_GRACE_S: seconds, 1..3600; anything else is the default (and said once).
+static double stop_grace_s(void) {
+    const char *e = getenv("RD_STOP_GRACE_S");
+    if (!e || !e[0])
+        return 20.0;
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(e, &end, 10);
+    if (errno || *end || v < 1 || v > 3600) {
+        RD_LOG_WARN("RD_STOP_GRACE_S='%.32s' is not a whole number of seconds in 1..3600: using 20",
+                    e);
+        return 20.0;
+    }
+    return (double)v;
+}
+
+static int job_shut(const srv_job *J) {
+    for (int w = 0; w < J->n; w++)
+        if (!J->shut[w])
+            return 0;
+    return 1;
+}
+
+RD_NORETURN static void stop_end(rd_server *s, const char *why) {
+    printf("[ps] SIGTERM: %s: ending the run (exit status 143); resume it with --resume %s\n", why,
+           s->cfg->ps.checkpoint_dir);
+    fflush(stdout);
+    rd_abort_launch_status(143);
+}
+
+// Shard 0: the acknowledgements of the jobs, the start and the end of a stop. Returns 1 on work.
+static int stop_poll(rd_server *s) {
+    int work = 0;
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        RD_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, RD_TAG_STOP, s->comm->world, &flag, &st));
+        if (!flag)
+            break;
+        int job = -1, index = 0, got = -1;
+        RD_MPI_CHECK(MPI_Recv(&got, 1, MPI_INT, st.MPI_SOURCE, RD_TAG_STOP, s->comm->world,
+                              MPI_STATUS_IGNORE));
+        // Only a job's rank 0 acknowledges, for its own job: anything else is not ours to count.
+        if (rd_comm_job_of(s->comm, st.MPI_SOURCE, &job, &index) == RD_OK && job >= 0 &&
+            index == 0 && got == job)
+            s->stop_acked[job] = 1;
+        else
+            RD_LOG_WARN("a stop message from rank %d (job %d) ignored: not a job's rank 0",
+                        st.MPI_SOURCE, got);
+        work = 1;
+    }
+    if (s->stop_t0 == 0.0) {
+        int acked = 0;
+        for (int j = 0; j < s->n_jobs; j++)
+            acked |= s->stop_acked[j];
+        if (!stop_requested && !acked)
+            return work;
+        s->stop_t0 = now_mono_s();
+        s->stop_grace = stop_grace_s();
+        if (!stop_requested)
+            RD_LOG_WARN("a job checkpointed on SIGTERM, which this rank did not get: the run ends "
+                        "once every job has");
+    }
+    int left = 0, running = 0;
+    char missing[512] = "";
+    size_t off = 0;
+    for (int j = 0; j < s->n_jobs; j++) {
+        int shut = job_shut(&s->jobs[j]);
+        running += !shut;
+        if (s->stop_acked[j] || shut)
+            continue;
+        left++;
+        int n = snprintf(missing + off, sizeof missing - off, "%s%s", off ? ", " : "",
+                         s->comm->job_name[j]);
+        if (n > 0 && (size_t)n < sizeof missing - off)
+            off += (size_t)n;
+    }
+    if (!running) // every job is done: the run ends as usual (finished)
+        return work;
+    if (!left)
+        stop_end(s, "every job has a checkpoint since the signal");
+    double grace = s->stop_grace;
+    if (now_mono_s() - s->stop_t0 >= grace) {
+        char why[768];
+        snprintf(why, sizeof why,
+                 "no checkpoint of %s since the signal after %.0f s (RD_STOP_GRACE_S): %s from "
+                 "%s earlier checkpoint",
+                 missing, grace, left > 1 ? "they resume" : "it resumes",
+                 left > 1 ? "their" : "its");
+        stop_end(s, why);
+    }
+    return work;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Loop
 
 static int finished(const rd_server *s) {
@@ -1530,6 +1658,9 @@ int rd_server_run(rd_server *s) {
         int work = poll_incoming(s);
         work |= process_ready(s);
         work |= progress_sends(s);
+        // Shard 0: SIGTERM's stop (a probe of the world every 16th turn until it begins).
+        if (s->shard == 0 && (stop_requested || s->stop_t0 != 0.0 || (++s->stop_turn & 15) == 0))
+            work |= stop_poll(s);
         if (finished(s))
             break;
         // After traffic, poll without yielding for a short window (the data message of a

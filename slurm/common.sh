@@ -62,6 +62,7 @@ rd_init() {
     export RD_BIN
     # From the start of a batch body: SIGUSR1's default action would end the script (rd_on_usr1).
     trap rd_on_usr1 USR1
+    trap rd_on_term TERM
     rd_check_requeue_at_limit
     [ -f "$RD_BIN" ] && [ -x "$RD_BIN" ] || rd_die "recdistill binary '$RD_BIN' not found or not executable (build it, or set RD_BIN)"
 }
@@ -521,6 +522,18 @@ rd_on_usr1() {
         kill -USR1 "$RD_STEP_PID" 2>/dev/null || true
     else
         rd_note "job ${SLURM_JOB_ID:-?}: SIGUSR1 (the time limit is near) while no training step runs: no checkpoint to ask for"
+    fi
+}
+# SIGTERM (scancel, a preemption; Slurm sends it to the steps too): while the training step runs,
+# passed on to it (whose ranks write a checkpoint of every job, then end with 143) and waited
+# for, so that this script ends with the step's status; otherwise it ends the script as before.
+rd_on_term() {
+    if [ -n "$RD_STEP_PID" ] && kill -0 "$RD_STEP_PID" 2>/dev/null; then
+        rd_note "job ${SLURM_JOB_ID:-?}: SIGTERM: every job writes a checkpoint after its next step, then the run ends"
+        kill -TERM "$RD_STEP_PID" 2>/dev/null || true
+    else
+        trap - TERM
+        kill -TERM $$
     fi
 }
 # rd_newest_ckpts ROOT: "job step-N" for each job of the config with a complete checkpoint under

@@ -199,6 +199,7 @@ struct rd_trainer {
     int32_t pos_epoch;           // position of the range being trained
     int32_t pos_window;
     int64_t ckpt_step;                // step of the last checkpoint written, -1 = none
+    int stop_acked;                   // PS shard 0 was told of the checkpoint on SIGTERM
     double ckpt_t;                    // when it was written (or the trainer created)
     char resume_dir[RD_PATH_MAX * 2]; // "" = fresh start (rd_trainer_opts.resume_dir)
     int resuming;                     // the run continues from rpos
@@ -2134,12 +2135,36 @@ int rd_trainer_windows_check(
     return rc;
 }
 
-// A checkpoint request (rd_trainer_request_checkpoint), set by a signal handler: answered, and
-// cleared, by the job rank 0 that writes the checkpoint.
+// A checkpoint request, set by a signal handler: answered, and cleared, by the job rank 0 that
+// writes the checkpoint. Bit 1: SIGUSR1 (rd_trainer_request_checkpoint), bit 2: SIGTERM
+// (rd_trainer_request_stop: once the checkpoint is written, PS shard 0 is told, and ends the run
+// when every job has one, rd/server.h).
 static volatile sig_atomic_t ckpt_requested;
 
 void rd_trainer_request_checkpoint(void) {
-    ckpt_requested = 1;
+    ckpt_requested |= 1;
+}
+
+void rd_trainer_request_stop(void) {
+    ckpt_requested |= 2;
+}
+
+// Job rank 0, after the checkpoint that answers a SIGTERM (req bit 2): tell PS shard 0 (once). The
+// buffer outlives the send (static); the request is freed at once, the send completes on its own.
+static void stop_ack(rd_trainer *tr, int req) {
+    static int job;
+    if (!(req & 2) || tr->stop_acked || tr->comm->job_rank != 0)
+        return;
+    tr->stop_acked = 1;
+    job = tr->comm->job_index;
+    MPI_Request r;
+    RD_MPI_CHECK(
+        MPI_Isend(&job, 1, MPI_INT, tr->comm->ps_world[0], RD_TAG_STOP, tr->comm->world, &r));
+    RD_MPI_CHECK(MPI_Request_free(&r));
+}
+
+static const char *asked_by(int req) {
+    return (req & 2) ? "SIGTERM" : "SIGUSR1";
 }
 
 // Job rank 0 writes the checkpoint of the cut "steps 0..step-1 applied" when it is due (or
@@ -2152,14 +2177,16 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_e
         return RD_OK;
     // Only job rank 0 writes, so its own clock may decide the time cadence, and only its own
     // pending request counts (ckpt_requested).
-    int asked = tr->comm->job_rank == 0 && ckpt_requested;
+    int req = tr->comm->job_rank == 0 ? (int)ckpt_requested : 0, asked = req != 0;
     if (step == tr->ckpt_step) { // written at this step already: that one answers a request
         char path[RD_PATH_MAX + 96];
         if (asked &&
             rd_train_ckpt_path(tr->ckpt_root, tr->job->name, step, path, sizeof path) == RD_OK) {
             ckpt_requested = 0;
-            printf("[%s] checkpoint on SIGUSR1: %s (written already)\n", tr->job->name, path);
+            printf("[%s] checkpoint on %s: %s (written already)\n", tr->job->name, asked_by(req),
+                   path);
             fflush(stdout);
+            stop_ack(tr, req);
         }
         return RD_OK;
     }
@@ -2229,8 +2256,9 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_e
                                   eb)) != RD_OK)
         goto fail;
     if (asked) { // said even when quiet: the user asked for it
-        printf("[%s] checkpoint on SIGUSR1: %s\n", tr->job->name, final);
+        printf("[%s] checkpoint on %s: %s\n", tr->job->name, asked_by(req), final);
         fflush(stdout);
+        stop_ack(tr, req);
     } else if (!tr->quiet) {
         printf("[%s] checkpoint: %s\n", tr->job->name, final);
     }

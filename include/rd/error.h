@@ -110,6 +110,8 @@ RD_NORETURN void rd__fatal(const char *file, int line, const char *fmt, ...) RD_
  *  watchdog alarm of RD_ABORT_WATCHDOG_S seconds is armed first, so the rank dies by SIGALRM if
  *  MPI_Abort hangs. */
 RD_NORETURN void rd_abort_launch(void);
+/** rd_abort_launch with exit status `status` (1..255) for MPI_Abort, as mpiexec then exits. */
+RD_NORETURN void rd_abort_launch_status(int status);
 
 #define RD_ABORT_WATCHDOG_S 20u
 

@@ -116,8 +116,14 @@ int rd_ps_serve(const rd_comm *comm, const rd_config *cfg);
  * @return RD_OK, RD_ERR_ARG (not a PS rank), RD_ERR_CONFIG (no tables, bad table), RD_ERR_NOMEM
  */
 int rd_server_create(const rd_comm *comm, const rd_config *cfg, rd_server **out, rd_errbuf *eb);
-/** Serve until shutdown. @return RD_OK (errors of single requests are replied, not returned). */
+/** Serve until shutdown. @return RD_OK (errors of single requests are replied, not returned).
+ *  After rd_server_request_stop (on shard 0), or a job's RD_TAG_STOP message: ends the launch
+ *  (MPI_Abort, exit status 143) once every job still training has a checkpoint since the signal,
+ *  or RD_STOP_GRACE_S seconds (default 20) after it; a run whose jobs all finish meanwhile ends
+ *  as usual. */
 int rd_server_run(rd_server *srv);
+/** Async-signal-safe: SIGTERM reached this PS rank (only shard 0 acts on it, rd_server_run). */
+void rd_server_request_stop(void);
 /** Free tables, buffers and handlers. Accepts NULL. Requests still deferred are dropped. */
 void rd_server_destroy(rd_server *srv);
 

@@ -13,6 +13,7 @@
 //   rd_trainer_kv()          the KV client (tests pull rows after training)
 //   rd_trainer_destroy()     rd_kv_shutdown + free (every worker rank must reach it)
 //   rd_trainer_request_checkpoint() a checkpoint after the next step (async-signal-safe)
+//   rd_trainer_request_stop()  the same, then PS shard 0 is told (SIGTERM: the run ends after)
 //   rd_trainer_targets_json() the target counters as JSON members (targets.json, report.json)
 //
 // Schedule (per job, all ranks of the job in lock step):
@@ -259,6 +260,14 @@ int rd_trainer_windows_check(
  * limit, leaves a checkpoint seconds old to resume from (docs/slurm.md).
  */
 void rd_trainer_request_checkpoint(void);
+
+/**
+ * rd_trainer_request_checkpoint for SIGTERM: the checkpoint is announced as "on SIGTERM", and
+ * job rank 0 then tells PS shard 0 (RD_TAG_STOP), which ends the launch once every job still
+ * training has done so (rd_server_run). Training goes on meanwhile: another job may need this
+ * one's next steps to reach its own (a student the teacher's targets). Async-signal-safe.
+ */
+void rd_trainer_request_stop(void);
 
 /** The dense model (parameters identical on the job's ranks after every step). */
 rd_model *rd_trainer_model(rd_trainer *tr);

@@ -441,8 +441,15 @@ LCK="$(basename "${line#*SIGUSR1: }")"
 grep -q "requeueing the job; the next attempt resumes from them" "$LOUT" || fail "lim: no requeue: $(cat "$LOUT")"
 grep -q "restarted by Slurm (restart 1): resuming from $W/runs/lim/ckpt" "$LOUT" ||
     fail "lim: the requeued job did not resume: $(cat "$LOUT")"
-grep -q "\[teacher\] resumed from .*ckpt/teacher/$LCK" "$LOUT" ||
-    fail "lim: not resumed from the signal's checkpoint $LCK: $(grep resumed "$LOUT")"
+# The requeue ends the step with SIGTERM, on which every job writes one more checkpoint before
+# the run ends (docs/slurm.md): when it came, the next attempt resumes from that one.
+RCK="$LCK"
+if line="$(grep "^\[teacher\] checkpoint on SIGTERM: " "$LOUT")"; then
+    RCK="$(basename "${line#*SIGTERM: }")"
+    [[ "$RCK" > "$LCK" ]] || fail "lim: the requeue's checkpoint $RCK is not after the signal's $LCK"
+fi
+grep -q "\[teacher\] resumed from .*ckpt/teacher/$RCK" "$LOUT" ||
+    fail "lim: not resumed from the newest checkpoint $RCK (the signal's: $LCK): $(grep -E "resumed|checkpoint on" "$LOUT")"
 check_report lim teacher
 echo "a job signalled before its time limit checkpointed, requeued itself and resumed in $((SECONDS - tlim)) s"
 
