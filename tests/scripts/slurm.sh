@@ -453,6 +453,46 @@ grep -q "\[teacher\] resumed from .*ckpt/teacher/$RCK" "$LOUT" ||
 check_report lim teacher
 echo "a job signalled before its time limit checkpointed, requeued itself and resumed in $((SECONDS - tlim)) s"
 
+# --- scancel: every job checkpoints on SIGTERM, then the run ends --------------------------------
+# Once every rank has its SIGTERM handler (from the roles on: lib/hold.sh's pid_wrapper records
+# the ranks, term_caught reads their handlers), the job is cancelled. Slurm sends SIGTERM to the
+# batch shell and every task, and SIGKILL KillWait (5 s here) later; the run ends well before.
+sed -e 's/^  name: slurm-tiny$/  name: term/' \
+    -e 's/^  batch_size: 64$/  batch_size: 64\n  epochs: 200/' "$TINY" >"$W/term.yaml"
+grep -q "^  epochs: 200$" "$W/term.yaml" || fail "could not derive term.yaml from $TINY"
+mkdir -p "$W/pids.term"
+jterm="$(submit train-1node.sbatch "$W/term.yaml" RD_BIN="$(pid_wrapper "$W")" PIDS="$W/pids.term" RD_STOP_GRACE_S=3)"
+TOUT="$W/slurm-rd-train-1node-$jterm.out"
+for ((i = 0; ; i++)); do
+    n=0
+    for r in 0 1 2 3; do
+        p=""
+        [ -s "$W/pids.term/$r" ] && read -r p <"$W/pids.term/$r"
+        [ -n "$p" ] && term_caught "$p" && n=$((n + 1))
+    done
+    [ "$n" -eq 4 ] && break
+    if [ $((i % 200)) -eq 0 ]; then
+        case "$(state_of "$jterm")" in
+            PENDING* | RUNNING* | CONFIGURING* | "") ;;
+            *) fail "term: job $jterm ended before its ranks had a SIGTERM handler: $(state_of "$jterm"): $(cat "$TOUT" 2>/dev/null)" ;;
+        esac
+        [ "$SECONDS" -lt "$DEADLINE" ] || { scancel "$jterm"; fail "term: job $jterm: no SIGTERM handler on every rank at the deadline"; }
+    fi
+done
+scancel "$jterm" || fail "scancel $jterm"
+until grep -q "^\[ps\] SIGTERM: " "$TOUT" 2>/dev/null; do
+    [ "$SECONDS" -lt "$DEADLINE" ] || fail "term: job $jterm: no end of the run after scancel: $(cat "$TOUT" 2>/dev/null)"
+    sleep 0.2
+done
+grep -q "^\[ps\] SIGTERM: every job has a checkpoint since the signal: ending the run (exit status 143); resume it with --resume " "$TOUT" ||
+    fail "term: $(grep "^\[ps\]" "$TOUT")"
+for j in teacher student student_raw; do
+    line="$(grep "^\[$j\] checkpoint on SIGTERM: " "$TOUT")" || fail "term: $j did not checkpoint on SIGTERM: $(cat "$TOUT")"
+    [ -f "${line#*SIGTERM: }/MANIFEST" ] || fail "term: $j: ${line#*SIGTERM: } is not a complete checkpoint"
+done
+[ ! -e "$W/runs/term/report.json" ] || fail "term: a report after scancel"
+echo "a cancelled job checkpointed every job before it ended"
+
 # --- scaling sweep ---------------------------------------------------------------------------------
 cat >"$W/tiny.spec" <<EOF
 # a small sweep over the tiny config

@@ -72,27 +72,8 @@ JOBS="teacher student"
 timeout 300 "$MPIEXEC" -n 3 "$RD" train live.yaml --out U >U.out 2>U.err || fail "unsignalled run: $(cat U.err)"
 final() { ls -d "$1"/ckpt/"$2"/step-* | tail -1; }
 
-# The ranks run through a wrapper that writes its pid (the rank's, after its exec) to
-# $PIDS/<world rank>: polling /proc for them with pgrep is too slow to catch a short run.
-cat >rd-pid <<EOF
-#!/bin/sh
-if [ "\$1" = train ] && [ -n "\${PMI_RANK:-}" ] && [ -n "\${PIDS:-}" ]; then
-    echo \$\$ >"\$PIDS/\$PMI_RANK.tmp" && mv "\$PIDS/\$PMI_RANK.tmp" "\$PIDS/\$PMI_RANK"
-fi
-exec "$RD" "\$@"
-EOF
-chmod +x rd-pid
-# caught PID: 0 when PID runs recdistill and has a SIGTERM handler (SigCgt bit 15). Builtins
-# only: the roles, where the handlers are installed, may last well under a second.
-caught() {
-    local k v c=""
-    read -r c <"/proc/$1/comm" 2>/dev/null
-    [ "$c" = recdistill ] || return 1
-    while read -r k v; do
-        [ "$k" = SigCgt: ] && { [ $((0x$v & (1 << 14))) -ne 0 ]; return; }
-    done <"/proc/$1/status" 2>/dev/null
-    return 1
-}
+# The ranks run through a wrapper that records their pids (lib/hold.sh).
+RDP="$(pid_wrapper "$TMP")"
 # hold RUN [SET...]: RUN in the background (PID: timeout's), each of its three ranks stopped
 # (SIGSTOP) once it has its SIGTERM handler; RANK0..RANK2 are their pids.
 hold() {
@@ -100,7 +81,7 @@ hold() {
     shift
     export PIDS="$TMP/pids.$run"
     mkdir -p "$PIDS"
-    timeout 300 "$MPIEXEC" -n 3 "$TMP/rd-pid" train live.yaml --out "$run" "$@" >"$run.out" 2>"$run.err" &
+    timeout 300 "$MPIEXEC" -n 3 "$RDP" train live.yaml --out "$run" "$@" >"$run.out" 2>"$run.err" &
     PID=$!
     hold_ranks "$run"
 }
@@ -120,7 +101,7 @@ hold_ranks() {
             fi
             if [[ " $HELD " == *" ${!p} "* ]]; then
                 n=$((n + 1))
-            elif { [ "$r" != 0 ] || [ "$n" -eq 2 ]; } && caught "${!p}"; then
+            elif { [ "$r" != 0 ] || [ "$n" -eq 2 ]; } && term_caught "${!p}"; then
                 # World rank 0 (the PS) last: stopped right after it installed its handler, the
                 # workers would not get the broadcast before theirs.
                 kill -STOP "${!p}" && HELD="$HELD ${!p}"
@@ -238,7 +219,7 @@ fake_srun "$TMP/bin"
 mkdir -p B
 export PIDS="$TMP/pids.B"
 mkdir -p "$PIDS"
-(exec env PATH="$TMP/bin:$PATH" RD_BIN="$TMP/rd-pid" RD_SLURM_DIR="$SRC/slurm" SLURM_JOB_ID=79 \
+(exec env PATH="$TMP/bin:$PATH" RD_BIN="$RDP" RD_SLURM_DIR="$SRC/slurm" SLURM_JOB_ID=79 \
     SLURM_NTASKS=3 SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE=3 SLURM_SUBMIT_DIR="$TMP/B" \
     RD_CONFIG="$TMP/live.yaml" bash -c 'cd B && exec bash "$0" "$1" --set train.epochs=40' \
     "$SRC/slurm/train-1node.sbatch" "$TMP/live.yaml" >B.log 2>&1) &

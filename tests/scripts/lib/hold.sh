@@ -131,3 +131,32 @@ until_ckpts() {
     done
     fail "no checkpoint of every job ($*) under $root after 30 s"
 }
+
+# pid_wrapper DIR: write DIR/rd-pid, a stand-in for $RD that records the pid of each rank of a
+# `train` (its own, kept by the exec) in $PIDS/<world rank> (PMI_RANK under mpiexec,
+# SLURM_PROCID under srun) when PIDS is set. Prints its path. Polling /proc with pgrep is too slow
+# to catch a run whose training lasts well under a second; these files are read with builtins.
+pid_wrapper() {
+    cat >"$1/rd-pid" <<EOF
+#!/bin/sh
+r="\${PMI_RANK:-\${SLURM_PROCID:-}}"
+if [ "\${1:-}" = train ] && [ -n "\$r" ] && [ -n "\${PIDS:-}" ]; then
+    echo \$\$ >"\$PIDS/\$r.tmp" && mv "\$PIDS/\$r.tmp" "\$PIDS/\$r"
+fi
+exec "$RD" "\$@"
+EOF
+    chmod +x "$1/rd-pid"
+    echo "$1/rd-pid"
+}
+
+# term_caught PID: 0 when PID runs recdistill and has a SIGTERM handler (SigCgt bit 15: `train`
+# installs it when its roles start). Builtins only, as pid_wrapper's files are read.
+term_caught() {
+    local k v c=""
+    read -r c <"/proc/$1/comm" 2>/dev/null
+    [ "$c" = recdistill ] || return 1
+    while read -r k v; do
+        [ "$k" = SigCgt: ] && { [ $((0x$v & (1 << 14))) -ne 0 ]; return; }
+    done <"/proc/$1/status" 2>/dev/null
+    return 1
+}
