@@ -147,6 +147,18 @@ static void out_put(obuf *o, const void *v, size_t n) {
 }
 #define OUT(o, v) out_put((o), &(v), sizeof(v))
 
+// A table row of a checkpoint: its key, and where it is (shard, index in the shard's table).
+typedef struct row_ref {
+    uint64_t key;
+    uint32_t shard;
+    size_t index;
+} row_ref;
+
+static int row_ref_cmp(const void *a, const void *b) {
+    uint64_t x = ((const row_ref *)a)->key, y = ((const row_ref *)b)->key;
+    return (x > y) - (x < y);
+}
+
 int rd_serve_export(const rd_config *cfg,
                     const char *job,
                     const char *ckpt_dir,
@@ -170,6 +182,7 @@ int rd_serve_export(const rd_config *cfg,
     rd_model *m = NULL;
     rd_tabletool *tt = NULL;
     obuf o = {0};
+    row_ref *order = NULL;
     int rc =
         rd_dataset_open(dataset_dir ? dataset_dir : cfg->data.dir, RD_DATASET_NOVERIFY, &ds, eb);
     if (rc != RD_OK)
@@ -374,29 +387,46 @@ int rd_serve_export(const rd_config *cfg,
     OUT(&o, n_slab);
     OUT(&o, n_params);
     out_put(&o, m->params, m->n_slab * sizeof(float));
+    // Each table's rows in key order, whichever shard holds them: a bundle is then the same
+    // bytes whatever the training run's PS count (rows sharded by key over 1 or 4 ranks).
     for (int t = 0; t < m->n_tables; t++) {
         uint64_t rows = 0;
         for (uint32_t s = 0; s < man->n_shards; s++)
             rows += rd_table_size(rd_tabletool_table(tt, (int)s, ti[t]));
         OUT(&o, rows);
-        uint64_t r = 0; // the row's place in the bundle's rows of the table, as open counts
+        rd_free(order);
+        order = rows ? rd_malloc((size_t)rows * sizeof *order) : NULL;
+        if (rows && !order) {
+            rc = rd_err_set(eb, RD_ERR_NOMEM, "export: out of memory ordering %llu rows of '%s'",
+                            (unsigned long long)rows, m->tables[t].name);
+            goto done;
+        }
+        size_t k = 0;
         for (uint32_t s = 0; s < man->n_shards; s++) {
             const rd_table *tab = rd_tabletool_table(tt, (int)s, ti[t]);
-            for (size_t i = 0; i < rd_table_size(tab); i++, r++) {
-                uint64_t key;
-                const float *row = rd_table_row_at(tab, i, &key, NULL, NULL);
-                if ((rc = check_row_finite(ckpt_dir, m->tables[t].name, r, key, row,
-                                           m->tables[t].dim, "the checkpoint", eb)) != RD_OK)
-                    goto done;
-                OUT(&o, key);
-                out_put(&o, row, m->tables[t].dim * sizeof(float));
+            for (size_t i = 0; i < rd_table_size(tab); i++, k++) {
+                rd_table_row_at(tab, i, &order[k].key, NULL, NULL);
+                order[k].shard = s;
+                order[k].index = i;
             }
+        }
+        qsort(order, k, sizeof *order, row_ref_cmp);
+        for (uint64_t r = 0; r < rows; r++) { // r: the row's place in the bundle, as open counts
+            const rd_table *tab = rd_tabletool_table(tt, (int)order[r].shard, ti[t]);
+            uint64_t key;
+            const float *row = rd_table_row_at(tab, order[r].index, &key, NULL, NULL);
+            if ((rc = check_row_finite(ckpt_dir, m->tables[t].name, r, key, row, m->tables[t].dim,
+                                       "the checkpoint", eb)) != RD_OK)
+                goto done;
+            OUT(&o, key);
+            out_put(&o, row, m->tables[t].dim * sizeof(float));
         }
     }
     uint32_t crc = rd_crc32c(0, o.p, o.len);
     OUT(&o, crc);
     rc = rd_lmdbx_write_file_atomic(out, o.p, o.len, eb);
 done:
+    rd_free(order);
     rd_free(o.p);
     rd_tabletool_close(tt);
     rd_model_destroy(m);

@@ -253,6 +253,14 @@ done
 B0="$(basename "$C")"
 cmp -s "$B0.bin" r1.bin && cmp -s "$B0.bin" r12.bin || fail "binary export differs after reshard"
 cmp -s "$B0.stats" r1.stats && cmp -s "$B0.stats" r12.stats || fail "stats differ after reshard"
+# A serving bundle holds each table's rows in key order too: one exported from any shard count
+# is the same bytes (before, the rows followed the shards, and bundles of one model trained on
+# 1 and 2 PS ranks differed).
+for d in "$C" r1 r3; do
+    SOURCE_DATE_EPOCH=1 "$RD" export tiny.yaml --run run --ckpt "$d" \
+        --out "$(basename "$d").rdsv" >/dev/null 2>e || fail "bundle of $d: $(cat e)"
+done
+cmp -s "$B0.rdsv" r1.rdsv && cmp -s "$B0.rdsv" r3.rdsv || fail "bundles differ between shard counts"
 # An export merges every shard at once (an LMDB env, one file, per shard): 1100 shards are more
 # than the usual soft limit of 1024 open files, which the table tools raise to the hard limit
 # (before, "open r1100/shard-01018: Too many open files").
