@@ -234,8 +234,8 @@ static int digits(const char **p, const char *e, int n, int64_t *v) {
     return 0;
 }
 
-// ISO 8601: YYYY-MM-DD[(T|t| )hh:mm[:ss[.fff...]][ UTC]][Z|z|(+|-)hh[[:]mm]] -> milliseconds
-// since epoch.
+// ISO 8601: YYYY-MM-DD[(T|t| )hh:mm[:ss[.fff...]][ UTC]][Z|z|(+|-)hh[[:]mm]], or the basic
+// YYYYMMDD[(T|t)hhmm[ss[.fff...]]][ UTC|Z|z|(+|-)hh[[:]mm]] -> milliseconds since epoch.
 static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
     const char *p = f->ptr, *e = f->ptr + f->len;
     while (p < e && *p == ' ')
@@ -243,9 +243,19 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
     while (e > p && e[-1] == ' ')
         e--;
     int64_t y, mo, d, hh = 0, mi = 0, ss = 0, frac = 0;
-    if (digits(&p, e, 4, &y) || p >= e || *p++ != '-' || digits(&p, e, 2, &mo) || p >= e ||
-        *p++ != '-' || digits(&p, e, 2, &d))
+    if (digits(&p, e, 4, &y) || p >= e)
         return -1;
+    // The basic format (ISO 8601 section 4.1.2.2, 4.2.2.2): YYYYMMDD[Thhmm[ss[.fff]]] with its
+    // zone, e.g. 20231114T221320Z (compact exports, iCalendar). Its time is basic too, and it
+    // needs the T: a date is not run on into a time.
+    int basic = *p >= '0' && *p <= '9';
+    if (basic) {
+        if (digits(&p, e, 2, &mo) || digits(&p, e, 2, &d))
+            return -1;
+    } else if (*p++ != '-' || digits(&p, e, 2, &mo) || p >= e || *p++ != '-' ||
+               digits(&p, e, 2, &d)) {
+        return -1;
+    }
     static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1])
         return -1;
@@ -254,13 +264,13 @@ static int parse_iso8601(const rd_csv_field *f, int64_t *ms) {
         return -1;
     int64_t off = 0;
     // RFC 3339 (section 5.6) lets the separator and the UTC designator be lowercase.
-    int timed = p < e && (*p == 'T' || *p == 't' || *p == ' ');
+    int timed = p < e && (*p == 'T' || *p == 't' || (*p == ' ' && !basic));
     if (timed) {
         p++;
-        if (digits(&p, e, 2, &hh) || p >= e || *p++ != ':' || digits(&p, e, 2, &mi))
+        if (digits(&p, e, 2, &hh) || (!basic && (p >= e || *p++ != ':')) || digits(&p, e, 2, &mi))
             return -1;
-        if (p < e && *p == ':') {
-            p++;
+        if (p < e && (basic ? *p >= '0' && *p <= '9' : *p == ':')) {
+            p += !basic;
             if (digits(&p, e, 2, &ss))
                 return -1;
             if (p < e && (*p == '.' || *p == ',')) {
@@ -1168,7 +1178,8 @@ bad_time(rd_errbuf *eb, rd_csv_reader *r, const char *col, int tf, const rd_csv_
         hint = " (it reads as a number: set time_format: unix or unix_ms)";
     else if (tf == TF_ISO)
         hint = " (expected YYYY-MM-DD[(T| )hh:mm[:ss[.fff]]][Z|(+|-)hh[[:]mm]], T and Z in "
-               "either case, or ' UTC' for Z after a time)";
+               "either case, or ' UTC' for Z after a time; or the basic form "
+               "YYYYMMDD[Thhmm[ss[.fff]]][Z|(+|-)hh[mm]])";
     return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: column '%s': %s '%s'%s", rd_csv_name(r),
                       (unsigned long long)rd_csv_line(r), col, what, show(f, sv, sizeof sv), hint);
 }

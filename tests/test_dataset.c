@@ -1613,6 +1613,42 @@ static void test_iso8601_lowercase(void **state) {
     free(cfg);
 }
 
+// iso8601: the basic format (compact exports, iCalendar) reads as the extended one; a date and
+// time must both be basic, and the time needs its T.
+static void test_iso8601_basic(void **state) {
+    (void)state;
+    static const struct {
+        const char *s;
+        int64_t ms;
+    } ok[] = {
+        {"20231114T221320Z", 1700000000000},
+        {"20231114t221320z", 1700000000000},
+        {"20231114T2213Z", 1699999980000},
+        {"20231114T221320.5+0100", 1699996400500},
+        {"20231114T221320-05", 1700018000000},
+        {"20231114T221320 UTC", 1700000000000},
+        {"20231115", 1700006400000},
+        {" 20231115Z ", 1700006400000},
+        {"2023-11-14T22:13:20Z", 1700000000000},
+    };
+    for (size_t k = 0; k < sizeof ok / sizeof ok[0]; k++) {
+        int64_t ms = -1;
+        if (rd_parse_iso8601(ok[k].s, strlen(ok[k].s), &ms) != 0 || ms != ok[k].ms)
+            fail_msg("'%s': %lld, expected %lld", ok[k].s, (long long)ms, (long long)ok[k].ms);
+    }
+    static const char *const bad[] = {
+        "20231114 221320", "2023-11-14T221320Z", "20231114T22:13:20Z",
+        "202311",          "20231114T22",        "20231114T221",
+        "20231131",        "20231114T246000Z",   "20231114T221320.Z",
+        "2023111",         "20231114T",          "20231114Z+01",
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        int64_t ms = 0;
+        if (rd_parse_iso8601(bad[k], strlen(bad[k]), &ms) == 0)
+            fail_msg("'%s' was read as %lld", bad[k], (long long)ms);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // data_config_hash: a key added to the data section later (schema.quoting) leaves the hash of
 // a config that keeps its default unchanged, so folders prepared before it are still accepted.
@@ -2769,6 +2805,7 @@ int main(void) {
         cmocka_unit_test(test_missing_numeric),
         cmocka_unit_test(test_missing_side_rows),
         cmocka_unit_test(test_iso8601_lowercase),
+        cmocka_unit_test(test_iso8601_basic),
         cmocka_unit_test(test_long_and_many_columns),
         cmocka_unit_test(test_negative_sampling),
         cmocka_unit_test(test_presets),
