@@ -922,3 +922,18 @@ int rd_app_stdout_written(const char *cmd, const char *sub) {
         cmd, named ? " " : "", named ? sub : "", e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
     return 1;
 }
+
+void rd_app_config_warnings(const char *cmd, const rd_config *cfg) {
+    char buf[4096];
+    if (rd_config_warnings(cfg, buf, sizeof buf) == 0)
+        return;
+    for (char *line = buf, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        if (!nl) { // cut at the buffer's end
+            fprintf(stderr, "recdistill %s: warning: %s: %s...\n", cmd, cfg->source_path, line);
+            break;
+        }
+        fprintf(stderr, "recdistill %s: warning: %s: %.*s\n", cmd, cfg->source_path,
+                (int)(nl - line), line);
+    }
+}

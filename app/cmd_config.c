@@ -81,6 +81,7 @@ int rd_cmd_config(int argc, char **argv) {
         rd_free(cfg);
         return 1;
     }
+    rd_app_config_warnings("config", cfg);
     if (layout) {
         print_layout(cfg, stdout);
     } else {

@@ -1189,6 +1189,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     int rc = RD_OK;
     if (rank == 0) {
         rc = rd_config_load_sets(config, ta->sets, ta->n_sets, cfg, &eb);
+        if (rc == RD_OK)
+            rd_app_config_warnings("train", cfg);
         if (rc == RD_OK && ta->seed_arg)
             cfg->run.seed = ta->seed;
         if (rc == RD_OK && out && (rc = rd_config_move_out_dir(cfg, out, &eb)) != RD_OK)

@@ -229,4 +229,9 @@ int rd_app_parse_u64(const char *s, uint64_t *v);
  *  "inf"/"nan" and hex floats ("0x1p3"), which are not what an option's number means.
  *  @return 0, or -1 (v untouched). */
 int rd_app_parse_double(const char *s, double *v);
+
+struct rd_config;
+/** Print rd_config_warnings of a loaded config to stderr, one line each:
+ *  "recdistill <cmd>: warning: <config file>: <what>" (config, and train on rank 0). */
+void rd_app_config_warnings(const char *cmd, const struct rd_config *cfg);
 #endif

@@ -3691,6 +3691,59 @@ void rd_config_bcast(rd_config *cfg, int root, MPI_Comm comm) {
     RD_MPI_CHECK(MPI_Bcast(cfg, (int)sizeof *cfg, MPI_BYTE, root, comm));
 }
 
+// One branch's layers/heads under a kind that reads neither: a line into buf at *len.
+static int warn_branch_blocks(const char *model,
+                              int m,
+                              const char *branch,
+                              int kind,
+                              int layers,
+                              int heads,
+                              char *buf,
+                              size_t cap,
+                              size_t *len) {
+    if (kind != RD_SEQ_MEAN && kind != RD_SEQ_DIN)
+        return 0;
+    char what[64] = "";
+    if (layers != 1)
+        snprintf(what, sizeof what, "layers %d", layers);
+    if (heads != 2)
+        snprintf(what + strlen(what), sizeof what - strlen(what), "%sheads %d",
+                 what[0] ? " and " : "", heads);
+    if (!what[0])
+        return 0;
+    if (*len < cap) {
+        int n = snprintf(buf + *len, cap - *len,
+                         "models[%d].%s: %s %s no effect: model '%s' reads its %s with %s "
+                         "(%s.kind %s); only %s.kind transformer has layers and heads\n",
+                         m, branch, what, layers != 1 && heads != 2 ? "have" : "has", model,
+                         strcmp(branch, "seq") ? "tokens" : "history",
+                         kind == RD_SEQ_MEAN ? "mean pooling" : "target attention", branch,
+                         kind == RD_SEQ_MEAN ? "mean" : "din", branch);
+        *len += n > 0 ? (size_t)n : 0;
+        if (*len >= cap)
+            *len = cap;
+    }
+    return 1;
+}
+
+int rd_config_warnings(const rd_config *cfg, char *buf, size_t cap) {
+    size_t len = 0;
+    int n = 0;
+    if (cap)
+        buf[0] = '\0';
+    for (int m = 0; m < cfg->n_models && m < RD_MAX_MODELS; m++) {
+        const rd_model_config *mc = &cfg->models[m];
+        n += warn_branch_blocks(mc->name, m, "seq", mc->seq.kind, mc->seq.layers, mc->seq.heads,
+                                buf, cap, &len);
+        if (mc->tokens.scheme > 0)
+            n += warn_branch_blocks(mc->name, m, "tokens", mc->tokens.kind, mc->tokens.layers,
+                                    mc->tokens.heads, buf, cap, &len);
+    }
+    if (cap && len >= cap)
+        buf[cap - 1] = '\0';
+    return n;
+}
+
 const rd_model_config *rd_config_find_model(const rd_config *cfg, const char *name) {
     if (!cfg || !name)
         return NULL;

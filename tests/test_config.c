@@ -1627,6 +1627,11 @@ static void test_shipped_configs(void **state) {
             fail();
         }
         assert_string_equal(c->source_path, path);
+        char warn[1024];
+        if (rd_config_warnings(c, warn, sizeof warn) != 0) {
+            print_error("%s: %s", path, warn);
+            fail();
+        }
         expect_round_trip(c);
         seen_reference |= strcmp(e->d_name, "reference.yaml") == 0;
         seen_demo |= strcmp(e->d_name, "demo.yaml") == 0;
@@ -1807,6 +1812,60 @@ static void test_load_oom(void **state) {
     "    features: [{field: item, table: k}]\n"                                                    \
     "  - name: m\n"                                                                                \
     "    features: [{field: item, table: e}]\n"
+
+// rd_config_warnings: layers/heads under a branch kind that reads neither are valid (an ablation
+// switching seq.kind keeps them) but said; under transformer, or at their defaults, nothing.
+static void test_config_warnings(void **state) {
+    (void)state;
+    static const struct {
+        const char *tail; // appended to BASE
+        int n;
+        const char *part; // in the text (NULL: empty)
+    } cases[] = {
+        {"    seq: {kind: din, length: 16, table: e, layers: 3}\n", 1,
+         "models[0].seq: layers 3 has no effect: model 'm' reads its history with target "
+         "attention (seq.kind din); only seq.kind transformer has layers and heads\n"},
+        {"    seq: {kind: mean, length: 16, table: e, layers: 2, heads: 4}\n", 1,
+         "models[0].seq: layers 2 and heads 4 have no effect: model 'm' reads its history with "
+         "mean pooling (seq.kind mean)"},
+        {"    seq: {kind: transformer, length: 16, table: e, layers: 3, heads: 4}\n", 0, NULL},
+        {"    seq: {kind: din, length: 16, table: e, layers: 1, heads: 2}\n", 0, NULL},
+        {"    seq: {kind: none, layers: 3}\n", 0, NULL},
+    };
+    rd_config *c = new_cfg();
+    char text[2048], yaml[2048];
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(yaml, sizeof yaml, "%s%s", BASE, cases[k].tail);
+        rd_errbuf eb;
+        if (parse(yaml, c, &eb) != RD_OK)
+            fail_msg("case %zu: %s", k, eb.msg);
+        int n = rd_config_warnings(c, text, sizeof text);
+        if (n != cases[k].n || (cases[k].part ? !strstr(text, cases[k].part) : text[0] != '\0'))
+            fail_msg("case %zu: %d warnings: '%s'", k, n, text);
+    }
+    // A token branch under kind din: named by its path; a small buffer is cut, NUL-terminated.
+    snprintf(yaml, sizeof yaml,
+             "%s"
+             "    tokens: {scheme: 1, kind: din, heads: 4}\n"
+             "  - {name: src, features: [{field: item, table: e2}]}\n"
+             "tokens: {source_model: src, scheme: 1, dim: 8}\n",
+             BASE);
+    char *t = strstr(yaml, "      dim: 8\n");
+    assert_non_null(t);
+    char fixed[2048];
+    snprintf(fixed, sizeof fixed, "%.*s      dim: 8\n    - {name: e2, dim: 8}\n%s", (int)(t - yaml),
+             yaml, t + strlen("      dim: 8\n"));
+    rd_errbuf eb;
+    if (parse(fixed, c, &eb) != RD_OK)
+        fail_msg("tokens: %s", eb.msg);
+    assert_int_equal(rd_config_warnings(c, text, sizeof text), 1);
+    assert_non_null(strstr(text, "models[0].tokens: heads 4 has no effect: model 'm' reads its "
+                                 "tokens with target attention (tokens.kind din)"));
+    char small[24];
+    assert_int_equal(rd_config_warnings(c, small, sizeof small), 1);
+    assert_int_equal(strlen(small), sizeof small - 1);
+    free(c);
+}
 
 static void test_forgotten_switches(void **state) {
     (void)state;
@@ -2106,6 +2165,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_round_trip_values),
         cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test(test_config_warnings),
         cmocka_unit_test(test_reference_names_every_key),
         cmocka_unit_test(test_load_files),
         cmocka_unit_test(test_load_oom),

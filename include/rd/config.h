@@ -16,6 +16,7 @@
 //   rd_config_load()      parse + validate a YAML file (errors name file:line:column and key path)
 //   rd_config_parse_string()  same from memory (tests, fuzzing)
 //   rd_config_validate()  range checks of every field + cross-field checks (also run by load)
+//   rd_config_warnings()  settings of a valid config that have no effect (printed, not refused)
 //   rd_config_check_model/table()  the same range and string checks of one models[] / ps.tables[]
 //                         entry read from a file (a serving bundle), not from YAML
 //   rd_config_resolve()   fill derived defaults left empty (paths under run.out_dir, ...)
@@ -730,6 +731,15 @@ int rd_config_validate(const rd_config *cfg, rd_errbuf *eb);
  */
 int rd_config_check_model(const rd_model_config *mc, const char *what, rd_errbuf *eb);
 int rd_config_check_table(const rd_table_config *tc, const char *what, rd_errbuf *eb);
+
+/**
+ * Settings a valid config holds that have no effect, one line each into buf (NUL-terminated,
+ * cut at cap): a branch's `layers` or `heads` away from their defaults (1, 2) while its kind is
+ * mean or din, which read neither (only transformer does). Not errors: an ablation that switches
+ * seq.kind from transformer to mean (`--set models.m.seq.kind=mean`) keeps the file's layers.
+ * @return the number of lines (0: nothing to say)
+ */
+int rd_config_warnings(const rd_config *cfg, char *buf, size_t cap);
 
 /** Write the effective configuration as YAML to `out` (a FILE *). rd_config_parse_string reads
  *  it back into an identical struct (memcmp-equal, source_path aside). */

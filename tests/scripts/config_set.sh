@@ -28,12 +28,12 @@ say() { echo "FAIL: $*"; fail=1; }
 cp "$SRC/tests/data/slurm-tiny.yaml" base.yaml
 # The same changes written into the file (sed on lines of slurm-tiny.yaml).
 sed -e 's/  synthetic: {events: 4000,/  synthetic: {events: 3000,/' \
-    -e 's/    seq: {kind: mean, length: 8}/    seq: {kind: din, length: 8}/' \
+    -e 's/    seq: {kind: mean, length: 8}/    seq: {kind: din, length: 8, heads: 4}/' \
     -e 's/    - {name: s_emb, dim: 4}/    - {name: s_emb, dim: 6}/' base.yaml >edited.yaml
 grep -q "events: 3000" edited.yaml && grep -q "kind: din" edited.yaml &&
     grep -q "s_emb, dim: 6" edited.yaml || { echo "FAIL: slurm-tiny.yaml changed: adapt the sed"; exit 1; }
 SETS=(--set data.synthetic.events=3000 --set models.teacher.seq.kind=din
-      --set 'ps.tables[s_emb].dim=6')
+      --set models.teacher.seq.heads=4 --set 'ps.tables[s_emb].dim=6')
 
 # 1. config: the effective configuration of the edited file (but the comment lines on top).
 "$RD" config base.yaml "${SETS[@]}" >set.out 2>set.err || say "config with --set: $(cat set.err)"
@@ -103,12 +103,21 @@ for j in teacher student student_raw; do
     cmp -s <(cut -d, -f"$c" --complement run_set/$j.metrics.csv) \
         <(cut -d, -f"$c" --complement run_ed/$j.metrics.csv) || say "$j: --set trained otherwise than the edited file"
 done
-grep -qF '"config_sets": ["data.synthetic.events=3000", "models.teacher.seq.kind=din", "ps.tables[s_emb].dim=6"]' \
+grep -qF '"config_sets": ["data.synthetic.events=3000", "models.teacher.seq.kind=din", "models.teacher.seq.heads=4", "ps.tables[s_emb].dim=6"]' \
     run_set/report.json || say "report.json lacks config_sets: $(grep config run_set/report.json)"
 grep -q config_sets run_ed/report.json && say "report.json of a run without --set has config_sets"
+# heads under seq.kind din has no effect: valid (an ablation switching the kind keeps it), said
+# once by rank 0, by train as by config.
+for l in t1.log t2.log; do
+    [ "$(grep -c "recdistill train: warning: .*models\[0\].seq: heads 4 has no effect: model 'teacher' reads its history with target attention (seq.kind din)" $l)" = 1 ] ||
+        say "$l: not one warning of the teacher's heads: $(grep -c warning $l) warning lines"
+done
+"$RD" config edited.yaml >w.out 2>w.err || say "config of the edited file: $(cat w.err)"
+grep -q "^recdistill config: warning: edited.yaml: models\[0\].seq: heads 4 has no effect" w.err ||
+    say "config: no warning of heads under din: $(cat w.err)"
 # The run folder keeps the config as run (overrides applied, listed on top): trained again from
 # it, the run is the same.
-head -3 run_set/config.effective.yaml | grep -qx -- '# --set ps.tables\[s_emb\].dim=6' ||
+head -5 run_set/config.effective.yaml | grep -qx -- '# --set ps.tables\[s_emb\].dim=6' ||
     say "config.effective.yaml does not list the overrides: $(head -4 run_set/config.effective.yaml)"
 "$MPIEXEC" -n 4 "$RD" train run_set/config.effective.yaml --out run_again >t5.log 2>&1 || { say "train of config.effective.yaml"; tail t5.log; }
 for j in teacher student student_raw; do
