@@ -287,7 +287,11 @@ int main(int argc, char **argv) {
             rc = 1;
     }
     rmdir(out);
-    if (json) {
+    // A failed case leaves no JSON (the one that ran, or an empty "cases" list, replaced an earlier
+    // file, with exit 1): a comparison of two machines' files must not read it as a whole run.
+    if (json && rc != 0)
+        fprintf(stderr, "bench_prepare: --json: a case failed: '%s' not written\n", json);
+    else if (json) {
         bench_json bj;
         FILE *f = bench_json_open(&bj, "bench_prepare", json);
         if (!f)

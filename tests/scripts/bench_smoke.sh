@@ -61,7 +61,7 @@ PY
     (trap '' XFSZ; ulimit -f 0; timeout 300 "${run[@]}" $args --json "$TMP/prev-$name.json") 2>&1 |
       cat > "$TMP/xfsz-$name.txt"
     rc=${PIPESTATUS[0]}
-    [ $rc -ne 0 ] || fail "bench_$name: a JSON it could not write exited 0"
+    [ "$rc" -ne 0 ] || fail "bench_$name: a JSON it could not write exited 0"
     case "$name" in
       prepare | serve | window | ckpt) ;; # they write a dataset or shard first, which the limit stops before the JSON
       *) grep -q -- "--json: cannot write" "$TMP/xfsz-$name.txt" ||
@@ -103,6 +103,8 @@ badval "--events: expected an integer in 1\.\.[0-9]*, got '1e3x'" "$B/bench_prep
 badval "--reps: expected an integer in 1\.\.[0-9]*, got 'abc'" "$B/bench_table" --reps abc
 badval "--zipf: expected a number in 0\.\.100, got '-1'" "$B/bench_table" --zipf -1
 badval "--zipf: expected a number in 0\.\.100, got '-0.5'" "$MPIEXEC" -n 2 "$B/bench_ps" --zipf -0.5
+# A dim over 1024 (the table's limit) was refused, exit 2, with no reason: the range said 1..4096.
+badval "--dims: expected an integer in 1\.\.1024, got '2048'" "$MPIEXEC" -n 2 "$B/bench_ps" --dims 8,2048
 badval "--iters: expected an integer in 10\.\.[0-9]*, got '5x'" "$B/bench_serve" --iters 5x
 badval "--batches: expected an integer in 1\.\.[0-9]*, got '0'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,0
 badval "--dim: '0' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim 0
@@ -113,6 +115,17 @@ badval "--ml100k: no $TMP/no-ml/u.data" "$B/bench_prepare" --ml100k "$TMP/no-ml"
 [ ! -e "$TMP/noml.json" ] || fail "bench_prepare --ml100k without u.data wrote JSON"
 badval "leave no case to run" "$B/bench_prepare" --skip-ml --skip-synth --json "$TMP/none.json"
 [ ! -e "$TMP/none.json" ] || fail "bench_prepare with no case wrote JSON"
+# A case that fails (its dataset cannot be made: --out is a file) is exit 1 and writes no JSON: it
+# wrote '"cases": []' over the file of an earlier run.
+echo x > "$TMP/out-file"
+echo '{"earlier": 1}' > "$TMP/prep-fail.json"
+timeout 60 "$B/bench_prepare" --skip-ml --events 1000 --reps 1 --warmup 0 --out "$TMP/out-file" \
+    --json "$TMP/prep-fail.json" > /dev/null 2> "$TMP/prep-fail.err"
+rc=$?
+[ $rc -eq 1 ] || fail "bench_prepare with a failed case exited $rc, expected 1"
+[ "$(cat "$TMP/prep-fail.json")" = '{"earlier": 1}' ] ||
+    fail "bench_prepare with a failed case wrote JSON: $(cat "$TMP/prep-fail.json")"
+grep -q -- "--json: a case failed" "$TMP/prep-fail.err" || fail "bench_prepare: $(cat "$TMP/prep-fail.err")"
 # An unknown option given last was reported as "missing value of '--bogus'".
 badval "--dir: cannot open '$TMP/no-dir'" "$B/bench_ckpt" --dir "$TMP/no-dir"
 badval "--optim: expected sgd|adagrad|adam|ftrl, got 'lamb'" "$B/bench_ckpt" --optim lamb
