@@ -28,7 +28,7 @@
 # Needs python3 with PyYAML (apt-get install python3-yaml).
 set -euo pipefail
 SEED=1 K=0 FIRST=1
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 # -h and --help (anywhere before a "--") print this text and exit 0.
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac

@@ -177,4 +177,7 @@ refuse "replay-sweep.sh -f past the last seed" "the last seed would pass" \
 (cd "$SRC" && tools/replay-sweep.sh -s 08 "$CFG" "$TMP/run" "$TMP/r1" 1:1 >"$TMP/out" 2>&1) ||
     fail "replay-sweep.sh -s 08: $(cat "$TMP/out")"
 [ "$(seeds_run)" = "8 " ] && grep -q "^1:1 .*holdout AUC 0.7000" "$TMP/out" || fail "replay-sweep.sh -s 08: $(cat "$TMP/out")"
+# replay-sweep.sh -h prints its whole text (it stopped one line short: the PyYAML line).
+[ "$(cd "$SRC" && tools/replay-sweep.sh -h | tail -1)" = "Needs python3 with PyYAML (apt-get install python3-yaml)." ] ||
+    fail "replay-sweep.sh -h ends: $(cd "$SRC" && tools/replay-sweep.sh -h | tail -1)"
 echo "tools_args: ok"
