@@ -16,7 +16,8 @@
 # mlp=64-32 (the student's shared backbone), tower=8 (hidden layers of each tower; tower=0: none).
 # Results: one line per point with the student's holdout and warm AUC, next to RUN_DIR's student
 # and student_raw. A POINT names files in OUTDIR: one with a '/', or "." / "..", is refused, as is
-# a bad token, before anything runs (exit 2). SEED, SEEDS and FIRST are decimal.
+# a bad token or a run folder (RUN_DIR, a seed's) without report.json (a failed or unfinished run:
+# its log is partial), before anything runs (exit 2). SEED, SEEDS and FIRST are decimal.
 #
 # With -k, SEEDS_DIR holds a tools/seeds.sh sweep (seed-F .. seed-F+K-1, default F = 1): every point
 # is replayed on every seed's log, and each distilled point is paired with its undistilled twin
@@ -28,7 +29,7 @@
 # Needs python3 with PyYAML (apt-get install python3-yaml).
 set -euo pipefail
 SEED=1 K=0 FIRST=1
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 # -h and --help (anywhere before a "--") print this text and exit 0.
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
@@ -194,6 +195,17 @@ for p in $POINTS; do
         */* | . | .. | '') echo "replay-sweep.sh: point '$p': not a name for a file in OUTDIR" >&2; exit 2 ;;
     esac
     mkconfig /dev/null "$p" /nonexistent/targets || exit 2
+done
+# Every run folder to replay is a finished run, checked before OUTDIR is made: one without
+# report.json (a seed that failed or is still running) has a partial target log and metrics. A
+# sweep replayed it, then left that seed out of the slices where its teacher had no AUC, while
+# the summary's header still counted it.
+for ((i = 0; i < (K > 0 ? K : 1); i++)); do
+    r=$RUN
+    [ "$K" -eq 0 ] || printf -v r '%s/seed-%u' "$RUN" "$((FIRST + i))"
+    [ -d "$r/targets" ] || { echo "replay-sweep.sh: $r/targets: no target log" >&2; exit 2; }
+    [ -s "$r/report.json" ] ||
+        { echo "replay-sweep.sh: $r: no report.json (a failed or unfinished run)" >&2; exit 2; }
 done
 [ -e "$OUT" ] || trap 'rmdir "$OUT" 2>/dev/null || true' EXIT
 mkdir -p "$OUT"

@@ -174,9 +174,26 @@ refuse "replay-sweep.sh glob point" "point '*': unknown or bad token '*'" \
 refuse "replay-sweep.sh -s 08x" "-s '08x'" tools/replay-sweep.sh -s 08x "$CFG" "$TMP/run" "$TMP/o"
 refuse "replay-sweep.sh -f past the last seed" "the last seed would pass" \
     tools/replay-sweep.sh -k 2 -f 18446744073709551615 "$CFG" "$TMP/run" "$TMP/o"
+# A run folder without report.json is a failed or unfinished run, its target log and metrics
+# partial: refused before OUTDIR is made (a -k sweep replayed such a seed, then left it out of the
+# slices its teacher had no AUC on while the summary's header still counted it).
+refuse "replay-sweep.sh, a run without report.json" "$TMP/run: no report.json (a failed or unfinished run)" \
+    tools/replay-sweep.sh "$CFG" "$TMP/run" "$TMP/o" 1:1
+echo '{}' >"$TMP/run/report.json"
 (cd "$SRC" && tools/replay-sweep.sh -s 08 "$CFG" "$TMP/run" "$TMP/r1" 1:1 >"$TMP/out" 2>&1) ||
     fail "replay-sweep.sh -s 08: $(cat "$TMP/out")"
 [ "$(seeds_run)" = "8 " ] && grep -q "^1:1 .*holdout AUC 0.7000" "$TMP/out" || fail "replay-sweep.sh -s 08: $(cat "$TMP/out")"
+# -k: seeds 1 and 2 finished (seed 2's teacher has no warm AUC), seed 3 failed (a log, no report).
+for s in 1 2 3; do
+    mkdir -p "$TMP/ms/seed-$s/targets"
+    [ $s = 3 ] || echo '{}' >"$TMP/ms/seed-$s/report.json"
+    w=0.74
+    [ $s = 2 ] && w=nan
+    printf 'phase,window,auc,gauc,logloss\nholdout,-1,0.75,0.6,0.5\nholdout_warm,-1,%s,0.6,0.5\n' "$w" \
+        >"$TMP/ms/seed-$s/teacher.metrics.csv"
+done
+refuse "replay-sweep.sh -k 3, seed 3 failed" "$TMP/ms/seed-3: no report.json (a failed or unfinished run)" \
+    tools/replay-sweep.sh -k 3 "$CFG" "$TMP/ms" "$TMP/o" 1:1
 # replay-sweep.sh -h prints its whole text (it stopped one line short: the PyYAML line).
 [ "$(cd "$SRC" && tools/replay-sweep.sh -h | tail -1)" = "Needs python3 with PyYAML (apt-get install python3-yaml)." ] ||
     fail "replay-sweep.sh -h ends: $(cd "$SRC" && tools/replay-sweep.sh -h | tail -1)"
