@@ -283,8 +283,9 @@ def twin(p):
     keep = [t for t in toks if not t.startswith(("a=", "t=", "e=")) and t not in ("raw", "notask")]
     return ",".join(keep + ["raw"])  # as twin() above
 
-def ms(x): return "%.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0.0)
-def pm(x): return "%+.4f ± %.4f" % (st.mean(x), st.stdev(x) if len(x) > 1 else 0.0)
+# One seed has no spread: "(n=1)", not "± 0.0000" (a measured zero spread), as tools/seeds.sh.
+def ms(x): return "%.4f ± %.4f" % (st.mean(x), st.stdev(x)) if len(x) > 1 else "%.4f (n=1)" % x[0]
+def pm(x): return "%+.4f ± %.4f" % (st.mean(x), st.stdev(x)) if len(x) > 1 else "%+.4f (n=1)" % x[0]
 
 # The teacher the points replay: their student's `teacher:` (not a job named "teacher").
 tname = sys.argv[6]
@@ -303,11 +304,13 @@ for p in points:
                 p if sl == "holdout" else "", sl))
             continue
         T, S, R = ([t[i] for t in trip] for i in range(3))
+        # A slice over fewer seeds than the header's says which (its figures were read as over k).
+        name = sl if len(trip) == k else "%s (%d of %d seeds)" % (sl, len(trip), k)
         gap = [a - b for a, b in zip(T, R)]
         gain = [a - b for a, b in zip(S, R)]
         eta = st.mean(gain) / st.mean(gap) if st.mean(gap) > 0 else float("nan")
         lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            p if sl == "holdout" else "", sl, ms(T), ms(S), ms(R), pm(gap), pm(gain),
+            p if sl == "holdout" else "", name, ms(T), ms(S), ms(R), pm(gap), pm(gain),
             ("%.2f" % eta + (" (gap within its seed spread)"
                              if len(gap) > 1 and st.mean(gap) <= st.stdev(gap) else ""))
             if st.mean(gap) > 0 else "undef. (gap <= 0)"))

@@ -194,6 +194,19 @@ for s in 1 2 3; do
 done
 refuse "replay-sweep.sh -k 3, seed 3 failed" "$TMP/ms/seed-3: no report.json (a failed or unfinished run)" \
     tools/replay-sweep.sh -k 3 "$CFG" "$TMP/ms" "$TMP/o" 1:1
+# One seed has no spread: "(n=1)", not "± 0.0000"; a slice over fewer seeds than the header's says so.
+(cd "$SRC" && tools/replay-sweep.sh -k 1 "$CFG" "$TMP/ms" "$TMP/k1" 1:1 >"$TMP/out" 2>&1) ||
+    fail "replay-sweep.sh -k 1: $(cat "$TMP/out")"
+seeds_run >/dev/null
+grep -q "± 0.0000" "$TMP/k1/summary.md" && fail "replay-sweep.sh -k 1 prints a spread: $(cat "$TMP/k1/summary.md")"
+grep -qF "| 1:1 | holdout | 0.7500 (n=1) | 0.7000 (n=1) | 0.7000 (n=1) | +0.0500 (n=1) | +0.0000 (n=1) | 0.00 |" \
+    "$TMP/k1/summary.md" || fail "replay-sweep.sh -k 1 summary: $(cat "$TMP/k1/summary.md")"
+(cd "$SRC" && tools/replay-sweep.sh -k 2 "$CFG" "$TMP/ms" "$TMP/k2" 1:1 >"$TMP/out" 2>&1) ||
+    fail "replay-sweep.sh -k 2: $(cat "$TMP/out")"
+seeds_run >/dev/null
+{ grep -qF "| 1:1 | holdout | 0.7500 ± 0.0000 |" "$TMP/k2/summary.md" &&
+    grep -qF "|  | warm (1 of 2 seeds) | 0.7400 (n=1) |" "$TMP/k2/summary.md"; } ||
+    fail "replay-sweep.sh -k 2 summary: $(cat "$TMP/k2/summary.md")"
 # replay-sweep.sh -h prints its whole text (it stopped one line short: the PyYAML line).
 [ "$(cd "$SRC" && tools/replay-sweep.sh -h | tail -1)" = "Needs python3 with PyYAML (apt-get install python3-yaml)." ] ||
     fail "replay-sweep.sh -h ends: $(cd "$SRC" && tools/replay-sweep.sh -h | tail -1)"
