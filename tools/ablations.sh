@@ -155,14 +155,18 @@ done
     echo "| variant | teacher AUC | teacher warm AUC | teacher gap | student gain | η (holdout) | η (warm) | η (stream) |"
     echo "|---|---|---|---|---|---|---|---|"
     for v in $VARIANTS; do
-        awk -F, -v v="$v" '
-            # An empty std is one seed (seeds.sh): no spread, so none printed.
-            function pm(fmt, m, sd) { return sd == "" ? sprintf(fmt " (n=1)", m) : sprintf(fmt " ± %.4f", m, sd) }
-            $2 == "gap" && $1 == "holdout" { gap = pm("%+.4f", $3, $4) }
-            $2 == "gain" && $1 == "holdout" { gain = pm("%+.4f", $3, $4) }
+        awk -F, -v v="$v" -v K="$K" '
+            # n, the last field of the summary.csv of seeds.sh, is how many seeds have the value:
+            # none is undefined (it printed "0.0000 (n=1)"), one has no spread (an empty std), and
+            # fewer than K are said.
+            function pm(fmt, m, sd, n) { if (n == 0) return "undefined"
+                if (sd == "") return sprintf(fmt " (n=1%s)", m, n < K ? " of " K : "")
+                return sprintf(fmt " ± %.4f", m, sd) (n < K ? sprintf(" (%d of %d seeds)", n, K) : "") }
+            $2 == "gap" && $1 == "holdout" { gap = pm("%+.4f", $3, $4, $NF) }
+            $2 == "gain" && $1 == "holdout" { gain = pm("%+.4f", $3, $4, $NF) }
             $2 == "eta" { e[$1] = $3 == "" ? "undef." : sprintf("%.3f", $3) }
-            $1 == "holdout" && $2 == "teacher" { t = pm("%.4f", $3, $4) }
-            $1 == "warm" && $2 == "teacher" { w = pm("%.4f", $3, $4) }
+            $1 == "holdout" && $2 == "teacher" { t = pm("%.4f", $3, $4, $NF) }
+            $1 == "warm" && $2 == "teacher" { w = pm("%.4f", $3, $4, $NF) }
             END { printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", v, t, w, gap, gain,
                          e["holdout"], e["warm"], e["stream"] }' \
             "$OUT/$v/summary.csv"

@@ -135,13 +135,17 @@ awk -v T="$T" -v S="$S" -v R="$R" -v K="$COUNT" -v md="$OUT/summary.md" -v csv="
     function sd(x, n,   i, m, t) { if (n < 2) return 0; m = mean(x, n); t = 0
         for (i = 1; i <= n; i++) t += (x[i] - m) ^ 2; return sqrt(t / (n - 1)) }
     # One seed has no spread: its value is printed with (n=1), not as "± 0.0000" (a measured zero
-    # spread), and its std in summary.csv is empty.
-    function ms(x, n) { if (n > 1) return sprintf("%.4f ± %.4f", mean(x, n), sd(x, n))
-        return n ? sprintf("%.4f (n=1)", mean(x, n)) : "undefined" }
+    # spread), and its std in summary.csv is empty. A value over fewer than the K seeds (undefined
+    # on the others) says so: it read as a mean over all K.
+    function of(n) { return n < K ? sprintf(" of %d", K) : "" }
+    function ms(x, n) { if (n > 1) return sprintf("%.4f ± %.4f", mean(x, n), sd(x, n)) \
+                                          (n < K ? sprintf(" (%d of %d seeds)", n, K) : "")
+        return n ? sprintf("%.4f (n=1%s)", mean(x, n), of(n)) : "undefined" }
     function mc(x, n) { if (n > 1) return sprintf("%.6f,%.6f", mean(x, n), sd(x, n))
         return n ? sprintf("%.6f,", mean(x, n)) : "," }
-    function pm(x, n) { if (n > 1) return sprintf("%+.4f ± %.4f", mean(x, n), sd(x, n))
-        return n ? sprintf("%+.4f (n=1)", mean(x, n)) : "undefined" }
+    function pm(x, n) { if (n > 1) return sprintf("%+.4f ± %.4f", mean(x, n), sd(x, n)) \
+                                          (n < K ? sprintf(" (%d of %d seeds)", n, K) : "")
+        return n ? sprintf("%+.4f (n=1%s)", mean(x, n), of(n)) : "undefined" }
     function ok(v) { return v != "" && tolower(v) !~ /nan|inf|null/ }
     # Each mean is over the seeds where the value is defined (n beside it in summary.csv); the
     # paired differences over the seeds where both are.

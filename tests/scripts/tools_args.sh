@@ -131,6 +131,30 @@ grep -q "^| holdout | +0.0083 ± 0.0126 | .* (gap within its seed spread: not me
 grep -q "^| stream | +0.0107 ± 0.0006 | +0.0053 ± 0.0006 | 0.500 |$" "$TMP/out" ||
     fail "stream eta: $(cat "$TMP/out")"
 
+# A value over fewer seeds than were run (undefined on the others: a holdout with one class)
+# says so; it read as a mean over all of them. Seed 2's holdout has no AUC; the ablations table
+# over a variant whose holdout has none on any seed says "undefined" (it printed "0.0000 (n=1)").
+for s in 1 2 3; do
+    for d in "$TMP/sn" "$TMP/an/base"; do
+        mkdir -p "$d/seed-$s" && echo '{}' >"$d/seed-$s/report.json"
+        h=0.7$s
+        [ "$d" = "$TMP/an/base" ] || [ $s = 2 ] && h=nan
+        for j in teacher student student_raw; do
+            printf 'phase,window,auc,gauc,logloss\nholdout,-1,%s,0.6,0.5\nholdout_warm,-1,0.7%s,0.6,0.5\n' \
+                "$h" "$s" >"$d/seed-$s/$j.metrics.csv"
+        done
+    done
+done
+(cd "$SRC" && tools/seeds.sh -k 3 "$CFG" "$TMP/sn" >"$TMP/out" 2>&1) || fail "seeds.sh, one seed undefined: $(cat "$TMP/out")"
+{ grep -qF "| holdout | teacher | 0.7200 ± 0.0141 (2 of 3 seeds) |" "$TMP/out" &&
+    grep -qF "| warm | teacher | 0.7200 ± 0.0100 |" "$TMP/out" &&
+    grep -qF "| holdout | +0.0000 ± 0.0000 (2 of 3 seeds) |" "$TMP/out"; } ||
+    fail "seeds.sh, one seed undefined: $(cat "$TMP/out")"
+(cd "$SRC" && tools/ablations.sh -k 3 -v base "$CFG" "$TMP/an" >"$TMP/out" 2>&1) || fail "ablations.sh: $(cat "$TMP/out")"
+grep -qF "| base | undefined | 0.7200 ± 0.0100 | undefined | undefined |" "$TMP/an/ablations.md" ||
+    fail "ablations.sh, holdout undefined: $(cat "$TMP/an/ablations.md")"
+[ -z "$(seeds_run)" ] || fail "seeds.sh or ablations.sh ran seeds whose runs exist"
+
 # ---- variant.sh --------------------------------------------------------------------------------
 (cd "$SRC" && tools/variant.sh -s 09 -k 01 "$CFG" "$TMP/v1" >"$TMP/out" 2>&1) || fail "variant.sh -s 09: $(cat "$TMP/out")"
 [ "$(seeds_run)" = "9 " ] && grep -q "seeds 9..9" "$TMP/out" || fail "variant.sh -s 09: $(cat "$TMP/out")"
