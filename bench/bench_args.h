@@ -75,11 +75,14 @@ static inline int bench_num(FILE *err,
     return 0;
 }
 
-/** --json PATH can be written: an existing file we may write, or a new file we can create (made
- *  and removed again). */
+/** --json PATH can be written: if it exists, a regular file we may write; and in its folder we
+ *  can create the file bench_json_open writes first, "<path>.tmp.<pid>" (made and removed
+ *  again), also when PATH exists: a writable file in a read-only folder passed the check, and
+ *  the benchmark failed only after its run. */
 static inline int bench_json_ok(FILE *err, const char *prog, const char *path) {
     struct stat st;
     const char *why = NULL;
+    char tmp[4400];
     if (stat(path, &st) == 0) {
         if (S_ISDIR(st.st_mode))
             why = "is a directory";
@@ -87,13 +90,16 @@ static inline int bench_json_ok(FILE *err, const char *prog, const char *path) {
             why = "is not a regular file";
         else if (access(path, W_OK) != 0)
             why = strerror(errno);
-    } else {
-        FILE *f = fopen(path, "w");
+    }
+    if (!why && snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        why = "path too long";
+    if (!why) {
+        FILE *f = fopen(tmp, "w");
         if (!f)
             why = strerror(errno);
         else {
             fclose(f);
-            remove(path);
+            remove(tmp);
         }
     }
     if (why && err)

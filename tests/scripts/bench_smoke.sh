@@ -91,6 +91,26 @@ for name in ckpt dense prepare ps serve table targets tokens window; do
   grep -q -- "--json: cannot write '/nonexistent/dir/x.json'" "$TMP/json.err" ||
     fail "bench_$name --json message: $(cat "$TMP/json.err")"
 done
+# A writable --json file in a folder the benchmark cannot write to is refused at once too: the
+# JSON is written beside it and renamed over it, and the check asked only whether the file could
+# be written, so the benchmark ran and then exited 1. Root runs the benchmark as nobody here.
+if [ "$(id -u)" = 0 ] && command -v setpriv > /dev/null && id nobody > /dev/null 2>&1; then
+  nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+  mkdir "$TMP/ro" && echo '{"earlier": 1}' > "$TMP/ro/x.json" && chmod 666 "$TMP/ro/x.json" &&
+    chmod 755 "$TMP/ro" && chmod 711 "$TMP"
+  if "${nobody[@]}" test -x "$B/bench_numfmt"; then
+    for c in "numfmt --floats 1000 --reps 1" "table --dim 8 --draws 100 --batches 1 --reps 1 --vocab 100"; do
+      name=${c%% *}
+      # shellcheck disable=SC2086 # the arguments after the name: word splitting wanted
+      timeout 60 "${nobody[@]}" "$B/bench_$name" ${c#* } --json "$TMP/ro/x.json" > /dev/null 2> "$TMP/ro.err"
+      rc=$?
+      [ $rc -eq 2 ] || fail "bench_$name, --json in a read-only folder: exit $rc, expected 2 at once"
+      grep -q -- "--json: cannot write '$TMP/ro/x.json': Permission denied" "$TMP/ro.err" ||
+        fail "bench_$name, --json in a read-only folder: $(cat "$TMP/ro.err")"
+      [ "$(cat "$TMP/ro/x.json")" = '{"earlier": 1}' ] || fail "bench_$name changed the JSON"
+    done
+  fi
+fi
 badval() { # expected message, then the command
   local want="$1"
   shift
