@@ -43,9 +43,19 @@ def die(msg):
 def load(path):
     try:
         with open(path) as f:
-            return json.load(f)
+            j = json.load(f)
     except (OSError, ValueError) as e:
         die(f"{path}: {e}")
+    if not isinstance(j, dict):  # a list or a number gave a traceback (exit 1 all the same)
+        die(f"{path}: not a JSON object")
+    return j
+
+
+def positive(v, where):
+    """v, a finite number > 0 (a figure we divide by); else a message naming where it is."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        die(f"{where}: {json.dumps(v)} is not a positive number")
+    return float(v)
 
 
 def number(lo, lo_open=False):
@@ -77,9 +87,12 @@ def main():
     a = ap.parse_args()
 
     rep = load(a.report)
-    job = rep.get("jobs", {}).get(a.job)
-    if job is None:
-        die(f"{a.report}: no job '{a.job}' (jobs: {', '.join(rep.get('jobs', {}))})")
+    jobs = rep.get("jobs") if isinstance(rep.get("jobs"), dict) else {}
+    job = jobs.get(a.job)
+    if not isinstance(job, dict):
+        die(f"{a.report}: no job '{a.job}' (jobs: {', '.join(jobs)})")
+    if not isinstance(job.get("params"), int):
+        die(f"{a.report}: jobs.{a.job}.params missing or not a whole number")
     comm = job.get("comm")
     if not isinstance(comm, dict):
         die(f"{a.report}: job '{a.job}' has no 'comm' object (a report of an older recdistill?)")
@@ -95,7 +108,10 @@ def main():
 
     t = comm.get("targets", {})
     tgt = (t.get("bytes_sent", 0) + t.get("bytes_recv", 0)) / samples
-    pull = comm["ps_pull"]
+    pull = comm.get("ps_pull")
+    if not isinstance(pull, dict) or not all(
+            isinstance(pull.get(f), int) for f in ("msgs_sent", "msgs_recv", "bytes_sent")):
+        die(f"{a.report}: jobs.{a.job}.comm.ps_pull: no msgs_sent, msgs_recv and bytes_sent")
     sent, recv = pull["msgs_sent"], pull["msgs_recv"]
     if sent <= 0 or recv < sent or recv > 2 * sent:
         die(f"{a.report}: jobs.{a.job}.comm.ps_pull: {sent} requests and {recv} replies "
@@ -107,9 +123,10 @@ def main():
     elif a.bench_dense:
         bd = load(a.bench_dense)
         k = f"{a.dense_model}_samples_per_s"
-        if not bd.get(k):
+        if bd.get(k) is None:
             die(f"{a.bench_dense}: no {k}")
-        compute, csrc = 1e6 / bd[k], f"{a.bench_dense}: 1e6 / {k} ({bd[k]:.1f})"
+        sps = positive(bd[k], f"{a.bench_dense}: {k}")
+        compute, csrc = 1e6 / sps, f"{a.bench_dense}: 1e6 / {k} ({sps:.1f})"
     else:
         die("give --bench-dense or --compute-us")
     if a.ps_key_ns is not None:
@@ -122,6 +139,7 @@ def main():
         except (KeyError, IndexError, TypeError, AttributeError):
             die(f"{a.bench_ps}: no row" + (f" with dim {a.ps_dim}" if a.ps_dim else "") +
                 " with keys_per_s_per_ps")
+        kps = positive(kps, f"{a.bench_ps}: keys_per_s_per_ps at dim {dim}")
         key_ns, ksrc = 1e9 / kps, f"{a.bench_ps}: 1e9 / keys_per_s_per_ps ({kps:.3g}) at dim {dim}"
     else:
         die("give --bench-ps or --ps-key-ns")

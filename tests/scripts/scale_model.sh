@@ -189,6 +189,26 @@ grep -q "^ps_key_ns: 50.000" "$TMP/calib.yaml" || fail "calib ps_key_ns: $(cat "
 python3 "$SRC/tools/scale-calib.py" --report "$R" --job nobody --batch 64 --compute-us 1 \
     --ps-key-ns 1 >/dev/null 2>"$TMP/err" && fail "scale-calib accepted an unknown job"
 grep -q "no job 'nobody'" "$TMP/err" || fail "scale-calib message: $(cat "$TMP/err")"
+# Malformed inputs: exit 1 and one line naming the file and the key, not a Python traceback (a
+# JSON list, or a bench_ps row of 0 keys/s: a ZeroDivisionError). A later option overrides.
+calib_bad() { # the expected message, then the options that make the input bad
+    local want=$1
+    shift
+    python3 "$SRC/tools/scale-calib.py" --report "$R" --job student --batch 64 \
+        --bench-dense "$TMP/dense.json" --dense-model student --bench-ps "$TMP/ps.json" "$@" \
+        >/dev/null 2>"$TMP/err"
+    local rc=$?
+    { [ $rc -eq 1 ] && grep -qxF "scale-calib: $want" "$TMP/err"; } ||
+        fail "scale-calib $*: exit $rc: $(cat "$TMP/err")"
+}
+echo '[]' >"$TMP/list.json"
+printf '{"rows": [{"dim": 8, "keys_per_s_per_ps": 0}]}\n' >"$TMP/ps0.json"
+printf '{"student_samples_per_s": "fast"}\n' >"$TMP/dstr.json"
+calib_bad "$TMP/list.json: not a JSON object" --report "$TMP/list.json"
+calib_bad "$TMP/list.json: not a JSON object" --bench-dense "$TMP/list.json"
+calib_bad "$TMP/ps0.json: keys_per_s_per_ps at dim 8: 0 is not a positive number" --bench-ps "$TMP/ps0.json"
+calib_bad "$TMP/dstr.json: student_samples_per_s: \"fast\" is not a positive number" \
+    --bench-dense "$TMP/dstr.json"
 
 "$RD" scale-model --calib "$TMP/calib.yaml" --bw 12.5 --lat 2 --out "$TMP/eff.png" \
     --out-throughput "$TMP/tp.png" >"$TMP/model.txt" 2>"$TMP/err" || fail "scale-model: $(cat "$TMP/err")"
