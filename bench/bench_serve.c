@@ -223,6 +223,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_serve: --bundle needs --data\n");
         return 2;
     }
+    // --data alone was ignored: the run scored its own synthetic bundle, and its JSON read as
+    // figures of the data asked for.
+    if (data_arg && !bundle_arg) {
+        fprintf(stderr, "bench_serve: --data needs --bundle (without both it builds its own)\n");
+        return 2;
+    }
     if (json && bench_json_ok(stderr, "bench_serve", json) != 0)
         return 2;
     rd_log_init(RD_LOG_LEVEL_WARN, 0, "bench");

@@ -152,4 +152,7 @@ badval "--optim: expected sgd|adagrad|adam|ftrl, got 'lamb'" "$B/bench_ckpt" --o
 badval "'--bogus': unknown option" "$B/bench_table" --bogus
 badval "'--bogus': unknown option" "$B/bench_prepare" --skip-ml --bogus
 badval "unknown option '--bogus'" "$B/bench_serve" --bogus
+# --data without --bundle was ignored: it benchmarked its own synthetic bundle, exit 0.
+badval "--data needs --bundle" "$B/bench_serve" --data "$TMP" --iters 10 --warmup 0 --json "$TMP/sd.json"
+[ ! -e "$TMP/sd.json" ] || fail "bench_serve --data without --bundle wrote JSON"
 echo "bench_smoke.sh: ok"
