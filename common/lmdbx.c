@@ -764,12 +764,24 @@ int rd_lmdbx_check_size(MDB_env *env, const char *path, rd_errbuf *eb) {
 
 // A data.mdb of 0 bytes (a copy that never started, a truncate, a full disk at creation) makes
 // mdb_env_open fail with EBADF ("Bad file descriptor") when read-only, and a writable open
-// would quietly make a new, empty env of it: say what it is before LMDB sees it.
+// would quietly make a new, empty env of it: say what it is before LMDB sees it. A data.mdb that
+// is not a regular file is refused too: a read-only mdb_env_open of a FIFO blocks in open() for
+// ever (`tokens stats`, `table stats` hung), and of a folder or device it fails with a bare errno.
 int rd_lmdbx_check_nonempty(const char *path, rd_errbuf *eb) {
     char data[4096 + 16];
     struct stat st;
     snprintf(data, sizeof data, "%s/data.mdb", path);
-    if (stat(data, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+    if (stat(data, &st) != 0)
+        return RD_OK; // missing: not this function's concern
+    if (!S_ISREG(st.st_mode)) {
+        const char *what = S_ISFIFO(st.st_mode)                         ? "a FIFO"
+                           : S_ISDIR(st.st_mode)                        ? "a folder"
+                           : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                        : "a special file";
+        return rd_err_set(eb, RD_ERR_CORRUPT, "%s: not a regular file (%s): not an LMDB env", data,
+                          what);
+    }
+    if (st.st_size == 0)
         return rd_err_set(eb, RD_ERR_CORRUPT,
                           "%s: empty file (0 bytes): not an LMDB env (truncated or never written)",
                           data);

@@ -637,11 +637,46 @@ static void test_wrong_folder(void **state) {
     assert_non_null(strstr(out, "MANIFEST"));
 }
 
+// A shard whose data.mdb is a FIFO (or a folder) is not an LMDB env: every tokens command refuses
+// it at once, naming the file. A read-only mdb_env_open of a FIFO blocked in open() for ever, so
+// stats, users, fetch, verify and compact hung (timeout's 124 here); gc said "Illegal seek".
+static void test_shard_not_regular(void **state) {
+    (void)state;
+    if (!find_cli())
+        skip();
+    char dir[300], out[4096], cmd[1200];
+    snprintf(dir, sizeof dir, "%s/fifo_store", g_root);
+    rd_token_store *s = create_store(dir, 2);
+    rd_token_store_destroy(s);
+    snprintf(cmd, sizeof cmd, "rm '%s/shard-0001/data.mdb' && mkfifo '%s/shard-0001/data.mdb'", dir,
+             dir);
+    assert_int_equal(system(cmd), 0);
+    const char *cmds[] = {"stats", "users", "fetch", "verify", "gc"};
+    const char *opts[] = {"", "", "--user 1 --before 9 --n 2", "", "--before 9"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        assert_int_equal(
+            run(out, sizeof out, "timeout 30 %s tokens %s %s %s 2>&1", g_rd, cmds[i], dir, opts[i]),
+            1);
+        assert_non_null(strstr(out, "shard-0001/data.mdb: not a regular file (a FIFO)"));
+    }
+    assert_int_equal(run(out, sizeof out, "timeout 30 %s tokens compact %s --out %s/fifo_copy 2>&1",
+                         g_rd, dir, g_root),
+                     1);
+    assert_non_null(strstr(out, "shard-0001/data.mdb: not a regular file (a FIFO)"));
+    snprintf(cmd, sizeof cmd, "%s/fifo_copy", g_root);
+    assert_int_not_equal(access(cmd, F_OK), 0);
+    snprintf(cmd, sizeof cmd, "rm '%s/shard-0001/data.mdb' && mkdir '%s/shard-0001/data.mdb'", dir,
+             dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(run(out, sizeof out, "timeout 30 %s tokens stats %s 2>&1", g_rd, dir), 1);
+    assert_non_null(strstr(out, "shard-0001/data.mdb: not a regular file (a folder)"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokens_cli),        cmocka_unit_test(test_compact_out_parents),
         cmocka_unit_test(test_compact_durable),   cmocka_unit_test(test_create_durable),
         cmocka_unit_test(test_store_writer_lock), cmocka_unit_test(test_users_and_empty_fetch),
-        cmocka_unit_test(test_wrong_folder)};
+        cmocka_unit_test(test_wrong_folder),      cmocka_unit_test(test_shard_not_regular)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -8,7 +8,8 @@
 //                            shares the env this process holds on the same file
 //   rd_lmdbx_env_close()     release an env of rd_lmdbx_env_open (closed with its last user)
 //   rd_lmdbx_check_size()    refuse a data.mdb shorter than its meta page says (a SIGBUS later)
-//   rd_lmdbx_check_nonempty()  refuse a data.mdb of 0 bytes before mdb_env_open sees it
+//   rd_lmdbx_check_nonempty()  refuse a data.mdb of 0 bytes, or not a regular file (a FIFO would
+//                            block a read-only mdb_env_open for ever), before LMDB sees it
 //   rd_lmdbx_grow()          double the map size (no transaction of this process may be active)
 //   rd_lmdbx_write()         run a callback in a write transaction; on MDB_MAP_FULL abort, grow
 //                            the map and run the whole callback again (never a lost write)
@@ -128,10 +129,12 @@ int rd_lmdbx_check_size(MDB_env *env, const char *path, rd_errbuf *eb);
 
 /**
  * Refuse a data.mdb of 0 bytes in the env folder `path`: a read-only mdb_env_open fails on it
- * with "Bad file descriptor", and a writable one would make a new, empty env of it.
+ * with "Bad file descriptor", and a writable one would make a new, empty env of it. Refuse one that
+ * is not a regular file too: a read-only mdb_env_open of a FIFO blocks in open() for ever.
  * rd_lmdbx_env_open calls it for every env it does not create; call it before any other
  * mdb_env_open of an existing env. A missing data.mdb is not this function's concern (RD_OK).
- * @return RD_OK, RD_ERR_CORRUPT ("<path>/data.mdb: empty file (0 bytes): not an LMDB env ...")
+ * @return RD_OK, RD_ERR_CORRUPT ("<path>/data.mdb: empty file (0 bytes): not an LMDB env ...",
+ *         "<path>/data.mdb: not a regular file (a FIFO): not an LMDB env")
  */
 int rd_lmdbx_check_nonempty(const char *path, rd_errbuf *eb);
 
