@@ -114,8 +114,12 @@ compact_locked(const char *dir, const char *out, const rd_token_store_info *sinf
         if (faulted) {
             rd_err_prefix(eb, "token store ");
             rc = lrc;
-        } else if (lrc)
-            rc = rd_lmdbx_error(eb, lrc, "compacting copy of", src);
+        } else if (lrc) {
+            // The copy is written under --out: a full disk there is named, not only the source.
+            char what[4300];
+            snprintf(what, sizeof what, "compacting copy of %s into --out", src);
+            rc = rd_lmdbx_error(eb, lrc, what, out);
+        }
         rd_lmdbx_env_close(env);
         // The copy must be on disk before the MANIFEST and the rename below publish it: a crash
         // after them must not leave a store whose shards are empty or cut short.

@@ -1,7 +1,7 @@
-// test_fulldisk.c — a full disk during a token-store append, a checkpoint write or a dataset
-// prepare is a clear error (RD_ERR_FULL or RD_ERR_IO naming the file), and nothing valid is lost:
-// the store keeps every transaction committed before the failure and still verifies, the previous
-// checkpoint still verifies, and a failed prepare leaves no folder behind.
+// test_fulldisk.c — a full disk during a token-store append or compaction, a checkpoint write or a
+// dataset prepare is a clear error (RD_ERR_FULL or RD_ERR_IO naming the file), and nothing valid is
+// lost: the store keeps every transaction committed before the failure and still verifies, the
+// previous checkpoint still verifies, and a failed prepare leaves no folder behind.
 //
 // The disk is made "full" with RLIMIT_FSIZE (SIGXFSZ ignored, so writes past the limit fail with
 // EFBIG), which needs no privileges; tests/scripts/full_disk.sh does the same with a real ENOSPC
@@ -19,6 +19,7 @@
 #include "rd/optim.h"
 #include "rd/table.h"
 #include "rd/tokens.h"
+#include "rd/tokentool.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -171,6 +172,34 @@ static void test_token_append_full(void **state) {
     rd_token_store_destroy(s);
 }
 
+// `tokens compact` onto a full disk: the copy fails naming --out, where the disk is full (the
+// message named only the source shard, "compacting copy of: STORE/shard-0000: File too large"),
+// and leaves no --out behind.
+static void test_token_compact_full(void **state) {
+    fx *f = *state;
+    char dir[512], out[512];
+    snprintf(dir, sizeof dir, "%s/store", f->dir);
+    snprintf(out, sizeof out, "%s/compacted", f->dir);
+    rd_token_store_opts o = {0};
+    o.dim = DIM;
+    o.dtype = RD_TOKEN_FP32;
+    o.n_shards = 1;
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &o, &s, &eb), RD_OK);
+    assert_int_equal(append_range(s, 0, 20000, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    limit_files(256 * 1024); // the copy needs more than a megabyte
+    int rc = rd_tokentool_compact(dir, out, &eb);
+    unlimit_files();
+    assert_int_not_equal(rc, RD_OK);
+    print_message("compact past the limit: %s (%s)\n", rd_strerror(rc), eb.msg);
+    assert_non_null(strstr(eb.msg, "into --out"));
+    assert_non_null(strstr(eb.msg, out));
+    assert_int_equal(file_size(out), -1);
+}
+
 // MDB_MAP_FULL: the map may not grow past max_map_size. Same promise as a full disk.
 static void test_token_map_full(void **state) {
     fx *f = *state;
@@ -317,6 +346,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_token_append_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_map_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_compact_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepare_full, setup, teardown),
     };
