@@ -285,9 +285,22 @@ int rd_cmd_tokens(int argc, char **argv) {
                 }
                 rd_free(ps);
             } else if (strcmp(cmd, "users") == 0) {
+                // The list goes to stdout only once the walk ended well: a damaged shard met
+                // after the first users printed them and then failed (a partial list, exit 1).
                 uint64_t listed = 0;
                 int more = 0;
-                rc = rd_tokentool_print_users(s, limit, stdout, &listed, &more, &eb);
+                char *text = NULL;
+                size_t len = 0;
+                FILE *ms = open_memstream(&text, &len);
+                if (!ms)
+                    rc = rd_err_set(&eb, RD_ERR_NOMEM, "no memory for the list of users");
+                if (rc == RD_OK)
+                    rc = rd_tokentool_print_users(s, limit, ms, &listed, &more, &eb);
+                if (ms && fclose(ms) != 0 && rc == RD_OK)
+                    rc = rd_err_set(&eb, RD_ERR_NOMEM, "no memory for the list of users");
+                if (rc == RD_OK)
+                    fwrite(text, 1, len, stdout);
+                free(text); // open_memstream's buffer comes from libc malloc
                 if (rc == RD_OK && more)
                     printf("# first %llu users listed; more follow (--limit N lists more)\n",
                            (unsigned long long)listed);

@@ -12,7 +12,9 @@
 //     writer, compact and `tokens gc` are refused naming the store and the holder, and change
 //     nothing; stats and verify still read; the lock dies with its (SIGKILLed) holder.
 //   - `tokens users` lists the user keys fetch takes (count, times, shard; --limit), and a
-//     fetch that finds nothing says "no tokens for user K" on stderr.
+//     fetch that finds nothing says "no tokens for user K" on stderr; a damaged record met while
+//     listing leaves stdout empty (exit 1), and a shard's data.mdb that is a FIFO or a folder is
+//     refused at once by every command.
 // The CLI is $RD_BINARY_DIR/recdistill (set by ctest); the test skips without it.
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +28,7 @@
 #include "rd/tokens.h"
 #include "rd/tokentool.h"
 
+#include <lmdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -672,11 +675,67 @@ static void test_shard_not_regular(void **state) {
     assert_non_null(strstr(out, "shard-0001/data.mdb: not a regular file (a folder)"));
 }
 
+// `tokens users` on a store with a damaged record in its last shard: exit 1 and nothing on stdout.
+// It printed the users of the shards before the damage, then failed (a partial list).
+static void test_users_damaged_no_partial(void **state) {
+    (void)state;
+    if (!find_cli())
+        skip();
+    char dir[300], shard[340], out[4096];
+    snprintf(dir, sizeof dir, "%s/users_damaged", g_root);
+    rd_token_store *s = create_store(dir, 2);
+    uint64_t users[8], ids[8];
+    int64_t ts[8];
+    float tok[8 * DIM] = {0};
+    for (int i = 0; i < 8; i++) {
+        users[i] = 500u + (uint64_t)i;
+        ts[i] = 10 + i;
+        ids[i] = (uint64_t)i;
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_batch bt = {8, users, ts, ids, tok, NULL, NULL, NULL, NULL};
+    assert_int_equal(rd_token_store_append(s, &bt, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    int in0 = 0;
+    for (int i = 0; i < 8; i++)
+        in0 |= rd_token_shard_of_user(users[i], 2) == 0;
+    assert_true(in0); // the listing has users to print before it meets shard 1
+    // A record of shard 1 whose value has 5 bytes (a record is 20 + 4 * dim + 4 bytes).
+    uint64_t bad = 1;
+    while (rd_token_shard_of_user(bad, 2) != 1)
+        bad++;
+    unsigned char key[RD_TOKEN_KEY_BYTES] = {0};
+    for (int b = 0; b < 8; b++)
+        key[b] = (unsigned char)(bad >> (56 - 8 * b));
+    snprintf(shard, sizeof shard, "%s/shard-0001", dir);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_open(env, shard, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "tokens", 0, &dbi), 0);
+    MDB_val k = {sizeof key, key}, v = {5, (void *)"short"};
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    assert_int_equal(run(out, sizeof out, "%s tokens users %s 2>/dev/null", g_rd, dir), 1);
+    assert_string_equal(out, "");
+    assert_int_equal(run(out, sizeof out, "%s tokens users %s 2>&1 >/dev/null", g_rd, dir), 1);
+    assert_non_null(strstr(out, "value of 5 bytes"));
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokens_cli),        cmocka_unit_test(test_compact_out_parents),
-        cmocka_unit_test(test_compact_durable),   cmocka_unit_test(test_create_durable),
-        cmocka_unit_test(test_store_writer_lock), cmocka_unit_test(test_users_and_empty_fetch),
-        cmocka_unit_test(test_wrong_folder),      cmocka_unit_test(test_shard_not_regular)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokens_cli),
+                                       cmocka_unit_test(test_compact_out_parents),
+                                       cmocka_unit_test(test_compact_durable),
+                                       cmocka_unit_test(test_create_durable),
+                                       cmocka_unit_test(test_store_writer_lock),
+                                       cmocka_unit_test(test_users_and_empty_fetch),
+                                       cmocka_unit_test(test_wrong_folder),
+                                       cmocka_unit_test(test_shard_not_regular),
+                                       cmocka_unit_test(test_users_damaged_no_partial)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
