@@ -198,9 +198,10 @@ int rd_cmd_tokens(int argc, char **argv) {
                 prog, opts[2].value);
         return 2;
     }
+    // An instance id is its event's index in the dataset: 0 is the first event's.
     uint64_t before_id = 0;
-    if (opts[6].value && (rd_app_parse_u64(opts[6].value, &before_id) || before_id == 0)) {
-        fprintf(stderr, "%s: --before-id: '%s' is not an instance id (1..2^64-1)\n", prog,
+    if (opts[6].value && rd_app_parse_u64(opts[6].value, &before_id)) {
+        fprintf(stderr, "%s: --before-id: '%s' is not an instance id (0..2^64-1)\n", prog,
                 opts[6].value);
         return 2;
     }
@@ -308,8 +309,8 @@ int rd_cmd_tokens(int argc, char **argv) {
                     printf("# %llu users\n", (unsigned long long)listed);
             } else if (strcmp(cmd, "fetch") == 0) {
                 uint32_t nf = 0;
-                rc = rd_tokentool_print_fetch(s, user, before, before_id, (size_t)L, stdout, &nf,
-                                              &eb);
+                rc = rd_tokentool_print_fetch(s, user, before, opts[6].value ? &before_id : NULL,
+                                              (size_t)L, stdout, &nf, &eb);
                 if (rc == RD_OK && nf == 0)
                     rc = say_no_tokens(s, user, opts[1].value, before, &eb);
             } else if (strcmp(cmd, "gc") == 0) {

@@ -167,7 +167,7 @@ compact_locked(const char *dir, const char *out, const rd_token_store_info *sinf
 int rd_tokentool_print_fetch(rd_token_store *s,
                              uint64_t user,
                              int64_t before_t,
-                             uint64_t before_id,
+                             const uint64_t *before_id,
                              size_t L,
                              FILE *f,
                              uint32_t *n_found,
@@ -189,12 +189,11 @@ int rd_tokentool_print_fetch(rd_token_store *s,
                             .mask = mask,
                             .n_found = &nf,
                             .side = side};
-    int rc = rd_token_store_fetch_batch(s, 1, &user, &before_t, before_id ? &before_id : NULL, L,
-                                        &o, eb);
+    int rc = rd_token_store_fetch_batch(s, 1, &user, &before_t, before_id, L, &o, eb);
     if (rc == RD_OK) {
         fprintf(f, "# user %llu before %lld", (unsigned long long)user, (long long)before_t);
         if (before_id)
-            fprintf(f, " id %llu", (unsigned long long)before_id);
+            fprintf(f, " id %llu", (unsigned long long)*before_id);
         fprintf(f, " L %zu n_found %u dim %zu", L, nf, d);
         if (S)
             fprintf(f, " side %zu", S);

@@ -212,10 +212,24 @@ static void test_tokens_cli(void **state) {
     assert_int_equal(ts_l, before); // the newest line is the record at `before` itself
     assert_int_equal(run(out, sizeof out, "%s tokens gc %s --before 1 --before-id 5", g_rd, dir),
                      2);
+    // Id 0 is the dataset's first event (the store holds a record of id 0 here): the records at
+    // T below it are none, so the answer is the plain fetch's, and the header names the id. It
+    // was refused as "not an instance id (1..2^64-1)".
+    char plain[4096];
+    assert_int_equal(
+        run(plain, sizeof plain, "%s tokens fetch %s --user %u --before 5 --n 3", g_rd, dir, USER),
+        0);
     assert_int_equal(run(out, sizeof out,
                          "%s tokens fetch %s --user %u --before 5 --before-id 0 --n 3", g_rd, dir,
                          USER),
+                     0);
+    assert_non_null(strstr(out, " before 5 id 0 L 3 n_found 3"));
+    assert_string_equal(strchr(out, '\n'), strchr(plain, '\n'));
+    assert_int_equal(run(out, sizeof out,
+                         "%s tokens fetch %s --user %u --before 5 --before-id -1 --n 3 2>&1", g_rd,
+                         dir, USER),
                      2);
+    assert_non_null(strstr(out, "--before-id: '-1' is not an instance id (0..2^64-1)"));
     rd_token_store_destroy(s);
     assert_int_equal(run(out, sizeof out, "%s tokens fetch %s --user %u --before %lld --n %zu",
                          g_rd, dir, USER, (long long)before, L),

@@ -35,16 +35,17 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb);
 /**
  * Fetch (user, before_t, L) from `s` and print "# user U before T L n_found N" then one line per
  * found record: slot, ts, id, label, item, then the dim token values (%.9g: exact for fp32).
- * before_id 0 fetches strictly before before_t; otherwise also the records at before_t with a
- * lower instance id (rd_token_store_fetch_batch's before_id, what a model with
- * tokens.same_time earlier reads), and the header says "before T id I".
+ * before_id NULL fetches strictly before before_t; otherwise also the records at before_t with an
+ * instance id below *before_id (rd_token_store_fetch_batch's before_id, what a model with
+ * tokens.same_time earlier reads; 0, the dataset's first event, adds none), and the header says
+ * "before T id I".
  * @param[out] n_found records printed (may be NULL); 0 for a user the store does not hold
  * @return rd_token_store_fetch_batch's code
  */
 int rd_tokentool_print_fetch(rd_token_store *s,
                              uint64_t user,
                              int64_t before_t,
-                             uint64_t before_id,
+                             const uint64_t *before_id,
                              size_t L,
                              FILE *f,
                              uint32_t *n_found,
