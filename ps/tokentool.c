@@ -4,6 +4,7 @@
 
 #include "rd/alloc.h"
 #include "rd/lmdbx.h"
+#include "rd/writer_lock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -56,8 +57,22 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
     // through that build, shard by shard: the copier takes the store's writer lock, so it waits
     // for no one and is refused while a writer holds the store.
     int lock = -1;
-    if ((rc = rd_token_store_lock(dir, "tokens compact", &lock, eb)) != RD_OK)
-        return rc;
+    if ((rc = rd_token_store_lock(dir, "tokens compact", &lock, eb)) != RD_OK) {
+        // A store this process may not write (a read-only mount, another user's folder) could
+        // not even get its lock file opened for writing, and the copy only reads it: hold the
+        // lock file shared instead, which still refuses the copy while a writer holds it (and
+        // keeps writers out until it is done). No lock file to hold: no writer ever locked it.
+        if (rc != RD_ERR_IO || access(dir, W_OK) == 0 || (errno != EROFS && errno != EACCES))
+            return rc;
+        rd_errbuf_clear(eb);
+        char holder[256];
+        int held = rd_writer_lock_shared(dir, NULL, &lock, holder, sizeof holder);
+        if (held == 1)
+            return rd_err_set(eb, RD_ERR_STATE,
+                              "token store %s is in use by another writer (%s): one launch or "
+                              "tool writes it at a time; wait for it to end",
+                              dir, holder[0] ? holder : "holder unknown");
+    }
     rc = compact_locked(dir, out, &info, eb);
     rd_token_store_unlock(lock);
     return rc;
