@@ -320,6 +320,21 @@ static int token_store_ready(const rd_config *cfg, int *lock_out, char *msg, siz
     rd_token_store_opts o;
     int lock = -1;
     int rc = rd_token_store_opts_from_config(&cfg->tokens, cfg->cluster.ps_ranks, &o, &eb);
+    // The store has a folder of its own: not the dataset's (nor one inside it or holding it) and
+    // not the run folder (nor one holding it). Such a store was refused later, as a folder "not
+    // empty but has no MANIFEST" or a data.dir that "holds 'writer.lock'", with "remove it".
+    if (rc == RD_OK &&
+        ((rc = rd_lmdbx_check_out_not_input("tokens.store_dir", dir, "data.dir", cfg->data.dir,
+                                            &eb)) != RD_OK ||
+         (rc = rd_lmdbx_check_out_not_input("data.dir", cfg->data.dir, "tokens.store_dir", dir,
+                                            &eb)) != RD_OK ||
+         (rc = rd_lmdbx_check_out_not_input("the run folder", cfg->run.out_dir, "tokens.store_dir",
+                                            dir, &eb)) != RD_OK)) {
+        char m[RD_ERR_MSG_MAX];
+        snprintf(m, sizeof m, "%s", eb.msg);
+        rd_errbuf_clear(&eb);
+        rc = rd_err_set(&eb, RD_ERR_CONFIG, "%s; give tokens.store_dir a folder of its own", m);
+    }
     // A folder of another kind (a table checkpoint, a dataset) is said as such before its lock
     // file is made in it: its MANIFEST read as a damaged store's ("65 bytes, expected 64").
     char what[RD_PATH_MAX * 3];
