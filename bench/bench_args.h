@@ -1,8 +1,11 @@
-// bench_args.h — option values of the bench/ programs, checked the way bench_dense checks them:
-// the whole argument must be a number in the option's range (no trailing junk: `--events 1e3x`
-// is refused, not read as 1000), and a bad one is refused naming the option and the range
-// ("bench_ps: --zipf: expected a number in 0..100, got '-1'"). Also the check that --json PATH
-// can be written, made before a benchmark runs (possibly for minutes) rather than after.
+// bench_args.h — option values of the bench/ programs: the whole argument must be a plain
+// decimal number in the option's range, and a bad one is refused naming the option and the range
+// ("bench_ps: --zipf: expected a number in 0..100, got '-1'"). Plain decimal: digits, an optional
+// fraction and an optional exponent (`1e6`, `2.5e3`; an integer option takes such a value only
+// when it is a whole number); no leading space, no `+`, no hex (`0x10`), no `inf`/`nan`, no
+// trailing junk (`--events 1e3x` is refused, not read as 1000); a `-` only where the range
+// allows negative values (a count is never signed). Also the check that --json PATH can be
+// written, made before a benchmark runs (possibly for minutes) rather than after.
 //
 // Every function prints its message to `err` (NULL: silent, for the MPI ranks other than 0) and
 // returns 0 or -1. The conventions of every bench: -h/--help prints the usage on stdout and
@@ -35,7 +38,39 @@ static inline double bench_cpu_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/** An integer in lo..hi, also in exponent form (`1e6`); the value must be given (v != NULL). */
+/** Whether v is a plain decimal number: `-`? digits (`.` digits)? ((`e`|`E`) (`+`|`-`)? digits)?,
+ *  and nothing else. strtod alone also takes a leading space, `+`, hex (`0x10`), `inf` and `nan`:
+ *  `--reps 0x10` ran 16 reps. The `-` is taken only when minus_ok (a range with negative
+ *  values). */
+static inline int bench_decimal(const char *v, int minus_ok) {
+    const char *p = v;
+    if (*p == '-' && minus_ok)
+        p++;
+    if (*p < '0' || *p > '9')
+        return 0;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (*p < '0' || *p > '9')
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    return *p == '\0';
+}
+
+/** An integer in lo..hi, plain decimal (bench_decimal), also in exponent form (`1e6`); the value
+ *  must be given (v != NULL). */
 static inline int bench_int(FILE *err,
                             const char *prog,
                             const char *opt,
@@ -44,8 +79,8 @@ static inline int bench_int(FILE *err,
                             long long hi,
                             long long *out) {
     char *end = NULL;
-    double x = v ? strtod(v, &end) : (double)NAN;
-    if (!v || !*v || *end || !isfinite(x) || x != floor(x) || x < (double)lo || x > (double)hi) {
+    double x = v && bench_decimal(v, lo < 0) ? strtod(v, &end) : (double)NAN;
+    if (!v || !end || *end || !isfinite(x) || x != floor(x) || x < (double)lo || x > (double)hi) {
         if (err)
             fprintf(err, "%s: %s: expected an integer in %lld..%lld, got '%s'\n", prog, opt, lo, hi,
                     v ? v : "(nothing)");
@@ -55,7 +90,8 @@ static inline int bench_int(FILE *err,
     return 0;
 }
 
-/** A finite number in lo..hi; the value must be given (v != NULL). */
+/** A finite number in lo..hi, plain decimal (bench_decimal); the value must be given
+ *  (v != NULL). */
 static inline int bench_num(FILE *err,
                             const char *prog,
                             const char *opt,
@@ -64,8 +100,8 @@ static inline int bench_num(FILE *err,
                             double hi,
                             double *out) {
     char *end = NULL;
-    double x = v ? strtod(v, &end) : (double)NAN;
-    if (!v || !*v || *end || !isfinite(x) || x < lo || x > hi) {
+    double x = v && bench_decimal(v, lo < 0) ? strtod(v, &end) : (double)NAN;
+    if (!v || !end || *end || !isfinite(x) || x < lo || x > hi) {
         if (err)
             fprintf(err, "%s: %s: expected a number in %g..%g, got '%s'\n", prog, opt, lo, hi,
                     v ? v : "(nothing)");

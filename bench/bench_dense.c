@@ -49,15 +49,6 @@ static void usage(FILE *out) {
                  "[--json PATH]\n");
 }
 
-static int parse_size(const char *s, size_t lo, size_t hi, size_t *out) {
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = (size_t)v;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, args *a) {
     *a = (args){.batch = 256,
                 .iters = 5,
@@ -86,21 +77,18 @@ static int parse_args(int argc, char **argv, args *a) {
             hi = 64, dst = &a->layers;
         else if (strcmp(k, "--heads") == 0)
             hi = 64, dst = &a->heads;
+        // The values of bench_args.h, as every bench takes them: strtoull read ' 5' as 5 and
+        // '-1' as 2^64 - 1, and refused the `1e3` the other benches take.
+        long long x = 0;
         if (dst) {
-            if (!v || parse_size(v, lo, hi, dst) != 0) {
-                fprintf(stderr, "bench_dense: %s: expected an integer in %zu..%zu, got '%s'\n", k,
-                        lo, hi, v ? v : "(nothing)");
+            if (bench_int(stderr, "bench_dense", k, v, (long long)lo, (long long)hi, &x) != 0)
                 return -1;
-            }
+            *dst = (size_t)x;
             i++;
         } else if (strcmp(k, "--threads") == 0) {
-            size_t t;
-            if (!v || parse_size(v, 1, 256, &t) != 0) {
-                fprintf(stderr, "bench_dense: --threads: expected 1..256, got '%s'\n",
-                        v ? v : "(nothing)");
+            if (bench_int(stderr, "bench_dense", k, v, 1, 256, &x) != 0)
                 return -1;
-            }
-            a->threads = (int)t;
+            a->threads = (int)x;
             i++;
         } else if (strcmp(k, "--act") == 0) {
             rd_act_kind kind;

@@ -128,6 +128,25 @@ badval "--dims: expected an integer in 1\.\.1024, got '2048'" "$MPIEXEC" -n 2 "$
 badval "--iters: expected an integer in 10\.\.[0-9]*, got '5x'" "$B/bench_serve" --iters 5x
 badval "--batches: expected an integer in 1\.\.[0-9]*, got '0'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,0
 badval "--dim: '0' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim 0
+# Values are plain decimal, as bench_args.h says: strtod took a leading space, '+' and hex
+# (`--reps 0x10` ran 16 reps, exit 0), and a signed zero where a count is expected.
+badval "--reps: expected an integer in 1\.\.[0-9]*, got '0x10'" "$B/bench_table" --reps 0x10
+badval "--reps: expected an integer in 1\.\.[0-9]*, got ' 5'" "$B/bench_table" --reps ' 5'
+badval "--reps: expected an integer in 1\.\.[0-9]*, got '+2'" "$B/bench_table" --reps +2
+badval "--zipf: expected a number in 0\.\.100, got '0x1p0'" "$B/bench_table" --zipf 0x1p0
+badval "--zipf: expected a number in 0\.\.100, got '-0'" "$B/bench_table" --zipf -0
+badval "--warmup: expected an integer in 0\.\.[0-9]*, got '-0'" "$MPIEXEC" -n 2 "$B/bench_ps" --warmup -0
+badval "--warmup: expected an integer in 0\.\.[0-9]*, got ' 0'" "$B/bench_dense" --warmup ' 0'
+badval "--threads: expected an integer in 1\.\.256, got '0x2'" "$B/bench_dense" --threads 0x2
+badval "--dim: ' 8' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim ' 8'
+badval "--dim: '+8' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim +8
+# ... and the exponent form bench_args.h documents is taken by every bench: bench_dense's own
+# parser refused `--batch 1e1` (exit 2) where bench_prepare takes `--events 1e7` (README).
+timeout 120 "$B/bench_dense" --batch 1e1 --iters 1 --warmup 0 --seq-len 8 --dim 8 --layers 1 \
+    --heads 1 --json "$TMP/dense-1e1.json" > /dev/null 2> "$TMP/dense-1e1.err" ||
+    fail "bench_dense --batch 1e1: $(cat "$TMP/dense-1e1.err")"
+python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["batch"] == 10' "$TMP/dense-1e1.json" ||
+    fail "bench_dense --batch 1e1 did not run a batch of 10"
 # A case left out must be one asked for: a --ml100k DIR without u.data was skipped, exit 0, with
 # JSON that lacked the case; so were both cases (an empty "cases" list).
 badval "--ml100k: no $TMP/no-ml/u.data" "$B/bench_prepare" --ml100k "$TMP/no-ml" --events 1000 \
