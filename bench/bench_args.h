@@ -111,6 +111,52 @@ static inline int bench_num(FILE *err,
     return 0;
 }
 
+/** A comma list of 1..max_n integers in lo..hi (`--dims 8,16,64`), each as bench_int takes it,
+ *  into out[0..*n). An empty entry (`8,,16`, a leading or trailing comma, an empty value) is
+ *  refused naming the option: strtok skipped it, and the run measured fewer cases than asked. */
+static inline int bench_int_list(FILE *err,
+                                 const char *prog,
+                                 const char *opt,
+                                 const char *v,
+                                 long long lo,
+                                 long long hi,
+                                 int max_n,
+                                 long long *out,
+                                 int *n) {
+    *n = 0;
+    for (const char *p = v; p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char item[64];
+        if (len == 0) {
+            if (err)
+                fprintf(err,
+                        "%s: %s: an empty entry in '%s' (expected integers in %lld..%lld, "
+                        "separated by single commas)\n",
+                        prog, opt, v, lo, hi);
+            return -1;
+        }
+        if (*n >= max_n) {
+            if (err)
+                fprintf(err, "%s: %s: at most %d entries, got '%s'\n", prog, opt, max_n, v);
+            return -1;
+        }
+        if (len >= sizeof item) { // no number in range is this long: refuse it as it is
+            if (err)
+                fprintf(err, "%s: %s: expected an integer in %lld..%lld, got '%.*s'\n", prog, opt,
+                        lo, hi, (int)len, p);
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (bench_int(err, prog, opt, item, lo, hi, &out[*n]) != 0)
+            return -1;
+        (*n)++;
+        p = comma ? comma + 1 : NULL;
+    }
+    return 0;
+}
+
 /** --json PATH can be written: if it exists, a regular file we may write; and in its folder we
  *  can create the file bench_json_open writes first, "<path>.tmp.<pid>" (made and removed
  *  again), also when PATH exists: a writable file in a read-only folder passed the check, and

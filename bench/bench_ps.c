@@ -177,17 +177,11 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
                 return -1;
             }
         } else if (strcmp(a, "--dims") == 0 && v) {
-            o->n_dims = 0;
-            char buf[128];
-            snprintf(buf, sizeof buf, "%s", v);
-            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-                if (o->n_dims >= MAX_DIMS || bench_int(err, P, "--dims", t, 1, 1024, &x) != 0) {
-                    if (err && o->n_dims >= MAX_DIMS)
-                        fprintf(err, "%s: --dims: at most %d dims\n", P, MAX_DIMS);
-                    return -1;
-                }
-                o->dims[o->n_dims++] = (int)x;
-            }
+            long long d[MAX_DIMS];
+            if (bench_int_list(err, P, a, v, 1, 1024, MAX_DIMS, d, &o->n_dims) != 0)
+                return -1;
+            for (int j = 0; j < o->n_dims; j++)
+                o->dims[j] = (int)d[j];
         } else {
             if (err)
                 fprintf(err, "%s: '%s': %s\n", P, a,

@@ -104,18 +104,11 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
         } else if (strcmp(a, "--json") == 0 && v) {
             o->json = v;
         } else if (strcmp(a, "--batches") == 0 && v) {
-            o->n_batches = 0;
-            char buf[256];
-            snprintf(buf, sizeof buf, "%s", v);
-            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-                if (o->n_batches >= MAX_CONF ||
-                    bench_int(err, P, "--batches", tok, 1, 1 << 24, &x) != 0) {
-                    if (err && o->n_batches >= MAX_CONF)
-                        fprintf(err, "%s: --batches: at most %d sizes\n", P, MAX_CONF);
-                    return -1;
-                }
-                o->batches[o->n_batches++] = (int)x;
-            }
+            long long b[MAX_CONF];
+            if (bench_int_list(err, P, a, v, 1, 1 << 24, MAX_CONF, b, &o->n_batches) != 0)
+                return -1;
+            for (int j = 0; j < o->n_batches; j++)
+                o->batches[j] = (int)b[j];
         } else {
             if (err)
                 fprintf(err, "%s: '%s': %s\n", P, a,

@@ -125,6 +125,13 @@ badval "--zipf: expected a number in 0\.\.100, got '-1'" "$B/bench_table" --zipf
 badval "--zipf: expected a number in 0\.\.100, got '-0.5'" "$MPIEXEC" -n 2 "$B/bench_ps" --zipf -0.5
 # A dim over 1024 (the table's limit) was refused, exit 2, with no reason: the range said 1..4096.
 badval "--dims: expected an integer in 1\.\.1024, got '2048'" "$MPIEXEC" -n 2 "$B/bench_ps" --dims 8,2048
+# An empty entry of a comma list is refused naming the option: strtok skipped it, and
+# '--dims 8,,16' measured two dims, exit 0.
+badval "--dims: an empty entry in '8,,16'" "$MPIEXEC" -n 2 "$B/bench_ps" --dims 8,,16
+badval "--dims: an empty entry in '8,'" "$MPIEXEC" -n 2 "$B/bench_ps" --dims 8,
+badval "--dims: an empty entry in ''" "$MPIEXEC" -n 2 "$B/bench_ps" --dims ''
+badval "--batches: an empty entry in ',64'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches ,64
+badval "--batches: an empty entry in '64,,256'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,,256
 badval "--iters: expected an integer in 10\.\.[0-9]*, got '5x'" "$B/bench_serve" --iters 5x
 badval "--batches: expected an integer in 1\.\.[0-9]*, got '0'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,0
 badval "--dim: '0' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim 0
