@@ -157,6 +157,30 @@ static inline int bench_int_list(FILE *err,
     return 0;
 }
 
+/** Bytes of physical memory of this machine (sysconf(_SC_PHYS_PAGES) * page size), 0 if unknown. */
+static inline unsigned long long bench_phys_bytes(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (unsigned long long)pages * (unsigned long long)page : 0;
+}
+
+/** The memory a run needs, computed from its options before it starts, fits in the machine's:
+ *  else `what` (the options it follows from, "--vocab 1099511627776 (...)") is refused with the
+ *  bytes needed and the bytes the machine has. rd_xmalloc aborted (exit 134) only once the run
+ *  allocated, or the OOM killer stopped it. An unknown size of memory (0) passes. */
+static inline int bench_mem_ok(FILE *err,
+                               const char *prog,
+                               const char *what,
+                               unsigned long long need,
+                               unsigned long long phys) {
+    if (phys == 0 || need <= phys)
+        return 0;
+    if (err)
+        fprintf(err,
+                "%s: %s needs %llu bytes of memory, more than the %llu bytes this machine has\n",
+                prog, what, need, phys);
+    return -1;
+}
+
 /** --json PATH can be written: if it exists, a regular file we may write; and in its folder we
  *  can create the file bench_json_open writes first, "<path>.tmp.<pid>" (made and removed
  *  again), also when PATH exists: a writable file in a read-only folder passed the check, and

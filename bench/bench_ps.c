@@ -314,6 +314,48 @@ int main(int argc, char **argv) {
         rd_mpi_finalize(2);
         return 2;
     }
+    // The memory the workers on one node need, known from the options (the PS ranks' tables are
+    // a fixed 65536 rows): every worker's Zipf table of 8 bytes per id, its batches, dedup
+    // buffers, values and gradients, and worker 0's two memcpy buffers. A --vocab up to 2^40 was
+    // taken and every worker aborted in rd_xmalloc. Each node sums its ranks' needs; the node
+    // most over its memory (MPI_MAXLOC) is the one reported, by rank 0.
+    {
+        const unsigned long long draws = (unsigned long long)o.draws;
+        int maxdim = 0;
+        for (int d = 0; d < o.n_dims; d++)
+            maxdim = o.dims[d] > maxdim ? o.dims[d] : maxdim;
+        unsigned long long mine[2] = {0, rank >= o.ps}, node_sum[2];
+        if (rank >= o.ps)
+            mine[0] = o.vocab * 8 + draws * (8 + 4 + N_BATCH * 8) +
+                      rd_kv_dedup_scratch_bytes((size_t)o.draws) +
+                      4 * draws * (unsigned long long)maxdim * 4 +
+                      (rank == o.ps ? 2ULL * (256u << 20) : 0);
+        MPI_Comm node;
+        RD_MPI_CHECK(
+            MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node));
+        RD_MPI_CHECK(MPI_Allreduce(mine, node_sum, 2, MPI_UNSIGNED_LONG_LONG, MPI_SUM, node));
+        RD_MPI_CHECK(MPI_Comm_free(&node));
+        const unsigned long long phys = bench_phys_bytes();
+        struct {
+            double over;
+            int rank;
+        } in = {phys ? (double)node_sum[0] - (double)phys : 0.0, rank}, worst;
+        RD_MPI_CHECK(MPI_Allreduce(&in, &worst, 1, MPI_DOUBLE_INT, MPI_MAXLOC, MPI_COMM_WORLD));
+        if (worst.over > 0) {
+            unsigned long long fig[3] = {node_sum[0], node_sum[1], phys};
+            RD_MPI_CHECK(MPI_Bcast(fig, 3, MPI_UNSIGNED_LONG_LONG, worst.rank, MPI_COMM_WORLD));
+            char what[200];
+            snprintf(
+                what, sizeof what,
+                "--vocab %llu (with --draws %d, dims up to %d, %llu worker rank(s) on one node)",
+                (unsigned long long)o.vocab, o.draws, maxdim, fig[1]);
+            bench_mem_ok(rank == 0 ? stderr : NULL, "bench_ps", what, fig[0], fig[2]);
+            if (rank == 0)
+                usage(stderr);
+            rd_mpi_finalize(2);
+            return 2;
+        }
+    }
     int W = size - o.ps;
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
     rd_config_defaults(cfg);

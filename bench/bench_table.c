@@ -94,6 +94,17 @@ static int parse(int argc, char **argv, opts *o) {
             return -1;
         }
     }
+    // What main allocates from the options (the table itself is a fixed 65536 rows): the Zipf
+    // table of 8 bytes per id, the batches, the pulled values and gradients, the timings. A
+    // --vocab up to 2^40 was taken and the run aborted in rd_xmalloc (exit 134).
+    unsigned long long draws = (unsigned long long)o->draws, dim = (unsigned long long)o->dim;
+    unsigned long long need = o->vocab * 8 + (unsigned long long)o->batches * (draws * 8 + 16) +
+                              2 * draws * dim * 4 + 4 * (unsigned long long)o->reps * 8;
+    char what[160];
+    snprintf(what, sizeof what, "--vocab %llu (with --draws %d, --dim %d, --batches %d, --reps %d)",
+             (unsigned long long)o->vocab, o->draws, o->dim, o->batches, o->reps);
+    if (bench_mem_ok(stderr, P, what, need, bench_phys_bytes()) != 0)
+        return -1;
     if (o->json && bench_json_ok(stderr, P, o->json) != 0)
         return -1;
     return 0;

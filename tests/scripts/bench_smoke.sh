@@ -132,6 +132,13 @@ badval "--dims: an empty entry in '8,'" "$MPIEXEC" -n 2 "$B/bench_ps" --dims 8,
 badval "--dims: an empty entry in ''" "$MPIEXEC" -n 2 "$B/bench_ps" --dims ''
 badval "--batches: an empty entry in ',64'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches ,64
 badval "--batches: an empty entry in '64,,256'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,,256
+# A --vocab the machine cannot hold is refused before the run, with the bytes needed and the
+# bytes there are: up to 2^40 was taken, and the Zipf table's allocation aborted (exit 134).
+badval "--vocab 1099511627776 (with .*) needs [0-9]* bytes of memory, more than the [0-9]* bytes this machine has" \
+    "$B/bench_table" --vocab 1099511627776 --json "$TMP/vocab.json"
+badval "--vocab 1099511627776 (with .*) needs [0-9]* bytes of memory, more than the [0-9]* bytes this machine has" \
+    "$MPIEXEC" -n 2 "$B/bench_ps" --vocab 1099511627776 --json "$TMP/vocab.json"
+[ ! -e "$TMP/vocab.json" ] || fail "a --vocab too large for the machine wrote JSON"
 badval "--iters: expected an integer in 10\.\.[0-9]*, got '5x'" "$B/bench_serve" --iters 5x
 badval "--batches: expected an integer in 1\.\.[0-9]*, got '0'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,0
 badval "--dim: '0' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim 0
