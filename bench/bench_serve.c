@@ -1,8 +1,10 @@
 // bench_serve.c — serving latency and throughput of rd_serve_score (rd/serve.h) for requests
 // of 1, 16 and 256 candidates.
 //
-// Usage: bench_serve [--bundle FILE --data DIR] [--iters N] [--warmup N] [--dir DIR]
+// Usage: bench_serve [--bundle FILE --data DIR | --dir DIR] [--iters N] [--warmup N]
 //                    [--json PATH]
+// --dir DIR is where the benchmark builds its own bundle (kept afterwards); with --bundle there
+// is nothing to build, so the two are refused together.
 // Without --bundle the benchmark builds its own student, the size of the ml100k-student model
 // but not its features (configs/ml100k-student.yaml embeds 8 fields, one tower): user, item and
 // the derived hour and weekday embedded at d = 8, a 16-event mean history with labels, MLP
@@ -168,8 +170,8 @@ typedef struct result {
 } result;
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: bench_serve [--bundle FILE --data DIR] [--iters N] "
-                 "[--warmup N] [--dir DIR] [--json PATH]\n");
+    fprintf(out, "usage: bench_serve [--bundle FILE --data DIR | --dir DIR] [--iters N] "
+                 "[--warmup N] [--json PATH]\n");
 }
 
 int main(int argc, char **argv) {
@@ -227,6 +229,16 @@ int main(int argc, char **argv) {
     // figures of the data asked for.
     if (data_arg && !bundle_arg) {
         fprintf(stderr, "bench_serve: --data needs --bundle (without both it builds its own)\n");
+        return 2;
+    }
+    // --dir is where the benchmark's own bundle is built: with --bundle it was ignored, exit 0,
+    // and the folder a user asked for stayed empty.
+    if (bundle_arg && dir_arg) {
+        fprintf(stderr,
+                "bench_serve: --dir '%s' and --bundle '%s' exclude each other (--dir is "
+                "where the benchmark builds its own bundle)\n",
+                dir_arg, bundle_arg);
+        usage(stderr);
         return 2;
     }
     if (json && bench_json_ok(stderr, "bench_serve", json) != 0)

@@ -188,4 +188,12 @@ badval "unknown option '--bogus'" "$B/bench_serve" --bogus
 # --data without --bundle was ignored: it benchmarked its own synthetic bundle, exit 0.
 badval "--data needs --bundle" "$B/bench_serve" --data "$TMP" --iters 10 --warmup 0 --json "$TMP/sd.json"
 [ ! -e "$TMP/sd.json" ] || fail "bench_serve --data without --bundle wrote JSON"
+# --dir (where the benchmark builds its own bundle) with --bundle was ignored: it scored the
+# bundle, exit 0, and left the --dir folder empty.
+mkdir -p "$TMP/sv-data"
+badval "--dir '$TMP/sv-dir' and --bundle '$TMP/sv.rdsv' exclude each other" "$B/bench_serve" \
+    --dir "$TMP/sv-dir" --bundle "$TMP/sv.rdsv" --data "$TMP/sv-data" --iters 10 --warmup 0 \
+    --json "$TMP/sv.json"
+[ ! -e "$TMP/sv.json" ] || fail "bench_serve --dir with --bundle wrote JSON"
+[ ! -e "$TMP/sv-dir" ] || fail "bench_serve --dir with --bundle made the --dir folder"
 echo "bench_smoke.sh: ok"
