@@ -9,9 +9,10 @@ the relative change against A's mean.
 Each DIR holds the seed-S/report.json run folders of tools/seeds.sh (or tools/ablations.sh's
 OUT/<variant>); a comma joins several folders of one variant (a sweep extended with -s). JOB
 defaults to teacher, METRIC to auc (gauc, logloss work too). --seeds prints every seed's pair.
-A seed run in both folders of one variant, a report without the job, or a holdout metric that is
-missing or not a number is an error (exit 2); on the warm and stream slices a null or NaN value
-(undefined on that slice) leaves that seed's pair out of the slice.
+A seed run in both folders of one variant (or twice under two names, seed-01 and seed-1), a
+report without the job, or a holdout metric that is missing or not a number is an error (exit 2);
+on the warm and stream slices a null or NaN value (undefined on that slice) leaves that seed's
+pair out of the slice. Where A's mean is 0 the relative change is printed as undefined.
 A seed-S folder without report.json (a failed or unfinished run) is an error too: dropping it
 would bias the comparison towards the seeds that ran. --allow-missing skips such folders with a
 warning on stderr instead. Seeds found in only one variant are left out of the pairs and listed
@@ -40,7 +41,7 @@ def number(v, where):
 
 def load(dirs, job, metric, allow_missing):
     """{seed: {slice: value}} of one variant."""
-    out = {}
+    out, where = {}, {}
     for d in dirs.split(","):
         if not os.path.isdir(d):
             die("%s: no such folder" % d)
@@ -57,7 +58,13 @@ def load(dirs, job, metric, allow_missing):
                 continue
             seed = int(m.group(1))
             if seed in out:
+                # seed-01 and seed-1 are one seed under two names: "in two folders" sent the
+                # reader looking for a second folder of the variant.
+                if os.path.basename(where[seed]) != name:
+                    die("%s and %s are the same seed %d"
+                        % (where[seed], os.path.join(d, name), seed))
                 die("seed %d is in two folders of %s" % (seed, dirs))
+            where[seed] = os.path.join(d, name)
             try:
                 with open(path) as f:
                     r = json.load(f)
@@ -135,12 +142,15 @@ def main(argv):
         ma = sum(a for _, a, _ in pairs) / n
         mb = sum(b for _, _, b in pairs) / n
         up = sum(1 for x in d if x > 0)
+        # The relative change against a zero mean of A is undefined: said so in words, as the
+        # spread of one pair is left out, not a division by zero (a traceback).
+        rel = "%+.2f %%" % (100.0 * mean / ma) if ma != 0 else "% undefined: A's mean is 0"
         if n > 1:
-            print("  %-8s A %.4f  B %.4f  B−A %+.4f ± %.4f (%+.2f %%, se %.4f), %d of %d seeds above"
-                  % (sl, ma, mb, mean, sd, 100.0 * mean / ma, sd / math.sqrt(n), up, n))
+            print("  %-8s A %.4f  B %.4f  B−A %+.4f ± %.4f (%s, se %.4f), %d of %d seeds above"
+                  % (sl, ma, mb, mean, sd, rel, sd / math.sqrt(n), up, n))
         else:  # one pair has no spread: no ± (it printed "± nan, se nan")
-            print("  %-8s A %.4f  B %.4f  B−A %+.4f (n=1, %+.2f %%), %d of %d seeds above"
-                  % (sl, ma, mb, mean, 100.0 * mean / ma, up, n))
+            print("  %-8s A %.4f  B %.4f  B−A %+.4f (n=1, %s), %d of %d seeds above"
+                  % (sl, ma, mb, mean, rel, up, n))
         if show:
             print("           " + " ".join("%d:%+.4f" % (s, b - a) for s, a, b in pairs))
     return 0

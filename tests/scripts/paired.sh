@@ -3,10 +3,11 @@
 # report: on hand-written report.json folders it pairs only the seeds both variants have, joins
 # the folders of an extended sweep, gives the mean, sample std, relative change and seeds above
 # zero that a hand computation gives, lists on stderr the seeds only one variant has, and refuses
-# what it cannot pair (a seed in two folders of one variant, a report without the job, one
-# variant, empty folders, a seed-S folder without report.json unless --allow-missing, a metric
-# that is not a number, -j without a value or twice) with one line, never a traceback; an output
-# that cannot be written is one line too.
+# what it cannot pair (a seed in two folders of one variant or under two names, seed-01 and
+# seed-1, a report without the job, one variant, empty folders, a seed-S folder without
+# report.json unless --allow-missing, a metric that is not a number, -j without a value or twice)
+# with one line, never a traceback; an output that cannot be written is one line too. A relative
+# change against a zero mean of A is printed as undefined.
 #
 #   bash tests/scripts/paired.sh [path/to/recdistill (unused)]
 set -u
@@ -57,6 +58,24 @@ refuse() { # WHAT EXPECTED-TEXT ARGS...
 }
 report "$TMP/dup" 2 0.5 0.5
 refuse "seed twice" "seed 2 is in two folders" "$TMP/a,$TMP/dup" "$TMP/b"
+# seed-01 and seed-1 are one seed under two names: said so (it read "in two folders" of a variant
+# given as one folder), in one folder or across two.
+report "$TMP/pad" 01 0.5 0.5; report "$TMP/pad" 1 0.5 0.5
+refuse "seed-01 and seed-1" "$TMP/pad/seed-01 and $TMP/pad/seed-1 are the same seed 1" "$TMP/pad" "$TMP/b"
+report "$TMP/pad2" 02 0.5 0.5
+refuse "seed-2 and seed-02" "$TMP/a/seed-2 and $TMP/pad2/seed-02 are the same seed 2" "$TMP/a,$TMP/pad2" "$TMP/b"
+# A mean of A of 0 makes the relative change undefined: printed as such, with the other figures
+# (it divided by zero: a traceback after the first line).
+report "$TMP/za" 1 0 0.5; report "$TMP/za" 2 0 0.5
+out="$(python3 "$P" "$TMP/za" "$TMP/b" 2>&1)" || fail "A's mean 0: $out"
+echo "$out" | grep -q "holdout  A 0.0000  B 0.7100  B−A +0.7100 ± 0.0000 (% undefined: A's mean is 0, se 0.0000), 2 of 2 seeds above" ||
+    fail "A's mean 0: $out"
+echo "$out" | grep -q "stream   A 0.5000  B 0.7300  B−A +0.2300 ± 0.0141 (+46.00 %, se 0.0100), 2 of 2 seeds above" ||
+    fail "A's mean 0, the stream slice: $out"
+rm -r "$TMP/za/seed-2"
+out="$(python3 "$P" "$TMP/za" "$TMP/b" 2>&1)" || fail "A's mean 0, one seed: $out"
+echo "$out" | grep -q "holdout  A 0.0000  B 0.7100  B−A +0.7100 (n=1, % undefined: A's mean is 0), 1 of 1 seeds above" ||
+    fail "A's mean 0, one seed: $out"
 mkdir -p "$TMP/nojob/seed-1" && echo '{"holdout": {"student": {"auc": 0.6}}}' > "$TMP/nojob/seed-1/report.json"
 refuse "no job" "no holdout.teacher.auc" "$TMP/nojob" "$TMP/b"
 echo '{"holdout": {"teacher": {"auc": NaN}}}' > "$TMP/nojob/seed-1/report.json"
