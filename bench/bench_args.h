@@ -181,15 +181,63 @@ static inline int bench_mem_ok(FILE *err,
     return -1;
 }
 
+/** The file --json PATH names: PATH itself, or where PATH leads when it is a symbolic link (the
+ *  JSON is written beside that file and renamed over it: renamed over PATH, it replaced a
+ *  results link with a regular file). A dangling link leads to the file it names, made if its
+ *  folder exists. @return 0, or -1 with errno set (ELOOP, ENAMETOOLONG, a readlink error). */
+static inline int bench_json_target(const char *path, char *out, size_t cap) {
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISLNK(st.st_mode)) {
+        if (snprintf(out, cap, "%s", path) >= (int)cap)
+            return errno = ENAMETOOLONG, -1;
+        return 0;
+    }
+    char *real = realpath(path, NULL);
+    if (real) {
+        int n = snprintf(out, cap, "%s", real);
+        free(real);
+        return n >= (int)cap ? (errno = ENAMETOOLONG, -1) : 0;
+    }
+    // A dangling link (realpath needs every component to exist): follow it by hand, a relative
+    // target from the folder of the link that names it, until a name that is not a link.
+    char cur[4096], link[4096];
+    if (snprintf(cur, sizeof cur, "%s", path) >= (int)sizeof cur)
+        return errno = ENAMETOOLONG, -1;
+    for (int hop = 0; hop < 40; hop++) {
+        if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) {
+            if (snprintf(out, cap, "%s", cur) >= (int)cap)
+                return errno = ENAMETOOLONG, -1;
+            return 0;
+        }
+        ssize_t n = readlink(cur, link, sizeof link - 1);
+        if (n < 0)
+            return -1;
+        link[n] = '\0';
+        const char *slash = strrchr(cur, '/');
+        if (link[0] == '/' || !slash) {
+            memcpy(cur, link, (size_t)n + 1);
+        } else {
+            size_t dir = (size_t)(slash - cur) + 1; // keep "folder/"
+            if (dir + (size_t)n >= sizeof cur)
+                return errno = ENAMETOOLONG, -1;
+            memcpy(cur + dir, link, (size_t)n + 1);
+        }
+    }
+    return errno = ELOOP, -1;
+}
+
 /** --json PATH can be written: if it exists, a regular file we may write; and in its folder we
  *  can create the file bench_json_open writes first, "<path>.tmp.<pid>" (made and removed
  *  again), also when PATH exists: a writable file in a read-only folder passed the check, and
- *  the benchmark failed only after its run. */
+ *  the benchmark failed only after its run. A symbolic link is checked at the file it leads to
+ *  (bench_json_target). */
 static inline int bench_json_ok(FILE *err, const char *prog, const char *path) {
     struct stat st;
     const char *why = NULL;
-    char tmp[4400];
-    if (stat(path, &st) == 0) {
+    char tmp[4400], target[4096];
+    if (bench_json_target(path, target, sizeof target) != 0)
+        why = strerror(errno);
+    else if (stat(target, &st) == 0) {
         if (S_ISDIR(st.st_mode))
             why = "is a directory";
         else if (!S_ISREG(st.st_mode)) // the JSON is renamed over it: never over a device
@@ -197,7 +245,7 @@ static inline int bench_json_ok(FILE *err, const char *prog, const char *path) {
         else if (access(path, W_OK) != 0)
             why = strerror(errno);
     }
-    if (!why && snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+    if (!why && snprintf(tmp, sizeof tmp, "%s.tmp.%ld", target, (long)getpid()) >= (int)sizeof tmp)
         why = "path too long";
     if (!why) {
         FILE *f = fopen(tmp, "w");
@@ -213,20 +261,26 @@ static inline int bench_json_ok(FILE *err, const char *prog, const char *path) {
     return why ? -1 : 0;
 }
 
-/** --json output, written atomically: bench_json_open opens "<path>.tmp.<pid>"; bench_json_commit
- *  flushes and closes it, checking every write, and renames it over path. On any failure (a full
- *  disk, a file size limit) the temporary file is removed, path is left as it was, the reason
- *  goes to stderr and the benchmark exits 1: never a cut or empty JSON with exit 0. */
+/** --json output, written atomically: bench_json_open opens "<target>.tmp.<pid>", target being
+ *  path or, for a symbolic link, the file it leads to (bench_json_target); bench_json_commit
+ *  flushes and closes it, checking every write, and renames it over target, so a link keeps
+ *  pointing where it did. On any failure (a full disk, a file size limit) the temporary file is
+ *  removed, path is left as it was, the reason goes to stderr and the benchmark exits 1: never a
+ *  cut or empty JSON with exit 0. */
 typedef struct bench_json {
     FILE *f;
     const char *path;
+    char target[4096];
     char tmp[4400];
 } bench_json;
 
 static inline FILE *bench_json_open(bench_json *j, const char *prog, const char *path) {
     j->path = path;
     j->f = NULL;
-    if (snprintf(j->tmp, sizeof j->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof j->tmp)
+    if (bench_json_target(path, j->target, sizeof j->target) != 0)
+        fprintf(stderr, "%s: --json: cannot write '%s': %s\n", prog, path, strerror(errno));
+    else if (snprintf(j->tmp, sizeof j->tmp, "%s.tmp.%ld", j->target, (long)getpid()) >=
+             (int)sizeof j->tmp)
         fprintf(stderr, "%s: --json: path too long: %s\n", prog, path);
     else if (!(j->f = fopen(j->tmp, "w")))
         fprintf(stderr, "%s: --json: cannot write '%s': %s\n", prog, j->tmp, strerror(errno));
@@ -240,7 +294,7 @@ static inline int bench_json_commit(bench_json *j, const char *prog) {
     if (fclose(j->f) != 0 && !err)
         err = errno ? errno : EIO;
     j->f = NULL;
-    if (!err && rename(j->tmp, j->path) != 0)
+    if (!err && rename(j->tmp, j->target) != 0)
         err = errno;
     if (!err)
         return 0;

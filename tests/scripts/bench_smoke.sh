@@ -196,4 +196,32 @@ badval "--dir '$TMP/sv-dir' and --bundle '$TMP/sv.rdsv' exclude each other" "$B/
     --json "$TMP/sv.json"
 [ ! -e "$TMP/sv.json" ] || fail "bench_serve --dir with --bundle wrote JSON"
 [ ! -e "$TMP/sv-dir" ] || fail "bench_serve --dir with --bundle made the --dir folder"
+# A --json PATH that is a symbolic link is written through it: the JSON was renamed over the
+# link, which became a regular file, and the results file it pointed to kept the old figures.
+# A dangling link makes the file it names when that folder exists; else "cannot write", exit 2.
+mkdir -p "$TMP/res"
+for name in numfmt table; do
+  case "$name" in
+    numfmt) small=(--floats 1000 --reps 1) ;;
+    table) small=(--dim 8 --draws 100 --batches 1 --reps 1 --vocab 100) ;;
+  esac
+  echo '{"earlier": 1}' > "$TMP/res/$name.json"
+  ln -sfn "res/$name.json" "$TMP/link-$name.json"
+  ln -sfn "res/new-$name.json" "$TMP/dangling-$name.json"
+  for link in link dangling; do
+    timeout 60 "$B/bench_$name" "${small[@]}" --json "$TMP/$link-$name.json" > /dev/null 2> "$TMP/link.err" ||
+      fail "bench_$name --json through a $link symlink: $(cat "$TMP/link.err")"
+    [ -L "$TMP/$link-$name.json" ] || fail "bench_$name replaced the $link symlink --json with a file"
+  done
+  [ "$(readlink "$TMP/link-$name.json")" = "res/$name.json" ] || fail "bench_$name moved the symlink"
+  for f in "$TMP/res/$name.json" "$TMP/res/new-$name.json"; do
+    python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["bench"] == sys.argv[2]' \
+      "$f" "$name" || fail "bench_$name did not write its JSON to $f: $(cat "$f")"
+  done
+  ln -sfn "no-dir/x.json" "$TMP/nowhere-$name.json"
+  badval "--json: cannot write '$TMP/nowhere-$name.json'" "$B/bench_$name" "${small[@]}" \
+    --json "$TMP/nowhere-$name.json"
+  [ -L "$TMP/nowhere-$name.json" ] || fail "bench_$name replaced a dangling --json symlink"
+done
+ls "$TMP"/res/*.tmp.* "$TMP"/*.json.tmp.* > /dev/null 2>&1 && fail "a temporary JSON was left"
 echo "bench_smoke.sh: ok"
