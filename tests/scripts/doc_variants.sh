@@ -11,8 +11,10 @@
 set -u
 RD="$(cd "$(dirname "${1:?usage: doc_variants.sh path/to/recdistill}")" && pwd)/$(basename "$1")"
 SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
-command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
-    { echo "python3 with PyYAML not found: skip"; exit 77; }
+if ! command -v python3 >/dev/null || ! python3 -c "import yaml" 2>/dev/null; then
+    echo "python3 with PyYAML not found: skip"
+    exit 77
+fi
 TMP="$(mktemp -d /tmp/rd_test_docvar_XXXXXX)"
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -62,9 +64,25 @@ check "distillation.md one epoch" variant.sh -k 3 configs/ml100k.yaml "$TMP/e1" 
     distill.alpha=1 distill.start_epoch=0
 check "distillation.md ablations" ablations.sh -k 10 -v "no_aux mid_stream sampled sampled_raw" \
     configs/demo.yaml "$TMP/abl"
+# README.md: the teacher's statistics taken away step by step (without, label statistics only,
+# + mean rating), the demo's sampled students with cross-debias, and the one-tower ablation
+# on MovieLens-100K.
+check "README.md no stats" variant.sh -j teacher -k 2 configs/ml100k.yaml "$TMP/ns" \
+    "models.teacher.seq.stats=[]" models.teacher.seq.stats_residual=false \
+    'models.teacher.seq.stats_feedback=""'
+check "README.md label stats" variant.sh -j teacher -k 2 configs/ml100k.yaml "$TMP/ls" \
+    models.teacher.seq.stats_residual=false 'models.teacher.seq.stats_feedback=""'
+check "README.md + mean rating" variant.sh -j teacher -k 2 configs/ml100k.yaml "$TMP/mr" \
+    models.teacher.seq.stats_residual=false
+check "README.md sampled" variant.sh -k 10 configs/demo.yaml "$TMP/neg" \
+    "cluster.jobs.student.negatives={rate: 0.3}" "cluster.jobs.student_raw.negatives={rate: 0.3}" \
+    distill.debias=true distill.debias_teacher=teacher
+check "README.md no_aux" ablations.sh -k 10 -v no_aux configs/ml100k.yaml "$TMP/naux"
 
 # -c runs nothing: no seed folder, no summary.
-ls "$TMP/side" | grep -qvx config.yaml && fail "variant.sh -c ran something: $(ls "$TMP/side")"
+for f in "$TMP/side"/*; do
+    [ "$f" = "$TMP/side/config.yaml" ] || fail "variant.sh -c ran something: $(ls "$TMP/side")"
+done
 [ -e "$TMP/abl/ablations.md" ] || [ -e "$TMP/abl/base" ] && fail "ablations.sh -c ran something"
 # ... and still refuses what the config refuses: an explicitly set distill key with no student,
 # and (a') without dropping the summaries, naming the key.
