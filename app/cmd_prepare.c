@@ -7,6 +7,7 @@
 #include "commands.h"
 
 #include "rd/alloc.h"
+#include "rd/clock.h"
 #include "rd/config.h"
 #include "rd/dataset.h"
 
@@ -24,12 +25,6 @@ static void prepare_usage(FILE *out) {
             "and renamed: on failure nothing is left. An existing dataset folder is replaced.\n"
             "\n" RD_APP_SET_HELP "\n"
             "exit status: 0 ok, 1 bad config or input (message on stderr), 2 usage error\n");
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void utc(int64_t t, char *buf, size_t n) {
@@ -120,14 +115,14 @@ int rd_cmd_prepare(int argc, char **argv) {
             snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s", out);
         }
     }
-    double t0 = now_s();
+    double t0 = rd_mono_s();
     if (rc == RD_OK) {
         rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
         // The library names the folder by its config key; here the user gave it as --out.
         if (rc == RD_ERR_EXISTS && out)
             rd_err_prefix(&eb, "--out %s (the dataset folder, data.dir): ", out);
     }
-    double secs = now_s() - t0;
+    double secs = rd_mono_s() - t0;
     rd_dataset *ds = NULL;
     if (rc == RD_OK)
         rc = rd_dataset_open(cfg->data.dir, RD_DATASET_NOVERIFY, &ds, &eb);

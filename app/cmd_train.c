@@ -40,6 +40,7 @@
 
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
+#include "rd/clock.h"
 #include "rd/comm.h"
 #include "rd/config.h"
 #include "rd/dataset.h"
@@ -109,12 +110,6 @@ static void train_usage(FILE *out) {
         "\n"
         "exit status: 0 ok, 1 failure on any rank (message on stderr), 2 usage error,\n"
         "143 ended on SIGTERM\n");
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void bcast_polled(void *buf, int count, MPI_Datatype dt, MPI_Comm c, int poll_us) {
@@ -1187,7 +1182,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         return 1;
     }
     checkpoint_signal_after_mpi_init(&mask);
-    double t_start = now_s();
+    double t_start = rd_mono_s();
     int rank = 0, size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -1366,7 +1361,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
                                        ta->sets, ta->n_sets};
         if ((rc = write_effective_config(cfg, ta, &eb)) != RD_OK)
             die(comm, "effective configuration", &eb, rc);
-        if ((rc = rd_report_write(cfg, res, comm->n_jobs, now_s() - t_start, &build, &eb)) != RD_OK)
+        if ((rc = rd_report_write(cfg, res, comm->n_jobs, rd_mono_s() - t_start, &build, &eb)) !=
+            RD_OK)
             die(comm, "report", &eb, rc);
         if (cfg->output.plot && (rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)
             die(comm, "plot", &eb, rc);

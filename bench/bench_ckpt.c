@@ -18,6 +18,7 @@
 #include "bench_tables.h"
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
+#include "rd/clock.h"
 #include "rd/config.h"
 #include "rd/hash.h"
 #include "rd/optim.h"
@@ -37,12 +38,6 @@ typedef struct opts {
     int dim, optim, tables, reps;
     const char *dir, *json;
 } opts;
-
-static double wall_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void usage(FILE *out) {
     fprintf(out, "usage: bench_ckpt [--rows R] [--dim 64] [--optim sgd|adagrad|adam|ftrl] "
@@ -181,17 +176,17 @@ int main(int argc, char **argv) {
     char dir[4200] = "";
     for (int rep = 0; rep < o.reps && rc == RD_OK; rep++) {
         snprintf(dir, sizeof dir, "%s/rep-%d", root, rep);
-        double w0 = wall_s();
+        double w0 = rd_mono_s();
         rd_ckpt_shard_info info;
         rc = rd_ckpt_write_shard(dir, 0, 1, 1, 1, t, o.tables, &info, &eb);
-        double w1 = wall_s();
+        double w1 = rd_mono_s();
         if (rc != RD_OK)
             break;
         if ((rc = make_tables(&o, 0, r, &eb)) != RD_OK)
             break;
-        double r0 = wall_s();
+        double r0 = rd_mono_s();
         rc = rd_ckpt_read_shard(dir, 0, 1, r, o.tables, &info.crc, NULL, NULL, &eb);
-        double r1 = wall_s();
+        double r1 = rd_mono_s();
         free_tables(r, o.tables);
         wr[rep] = w1 - w0;
         rd[rep] = r1 - r0;

@@ -18,6 +18,7 @@
 // usage: bench_dense [--batch 256] [--threads 1] [--iters 7] [--warmup 2] [--seq-len 256]
 //                    [--dim 64] [--layers 2] [--heads 2] [--act relu|gelu] [--json PATH]
 #include "bench_args.h"
+#include "rd/clock.h"
 #include "rd/config.h"
 #include "rd/dense_optim.h"
 #include "rd/layers.h"
@@ -36,12 +37,6 @@ typedef struct args {
     char act[8];
     const char *json;
 } args;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void usage(FILE *out) {
     fprintf(out, "usage: bench_dense [--batch N] [--threads N] [--iters N] [--warmup N] "
@@ -295,13 +290,13 @@ static timing time_steps(const rd_model_config *mc,
     timing tm = {1e30, 0.0, 0.0, 0.0};
     double *dts = xcalloc(a->iters, sizeof(double));
     for (size_t it = 0; it < a->warmup + a->iters; it++) {
-        double t0 = now_s();
+        double t0 = rd_mono_s();
         if (rd_model_forward(m, &t.b, &eb) != RD_OK || rd_model_backward(m, &t.b, &eb) != RD_OK) {
             fprintf(stderr, "bench_dense: %s\n", eb.msg);
             exit(1);
         }
         rd_dense_optim_step(&opt, m->params, m->grads, m->opt_state, m->n_slab);
-        double dt = now_s() - t0;
+        double dt = rd_mono_s() - t0;
         if (it < a->warmup)
             continue;
         tm.min = dt < tm.min ? dt : tm.min;
@@ -410,12 +405,12 @@ static double sgemm_mix_gflops(const shape_list *l, double *flops_step) {
         size_t reps = (size_t)(3e7 / (f + 1e4)) + 1;
         double best = 1e30;
         for (int round = 0; round < 3; round++) {
-            double t0 = now_s();
+            double t0 = rd_mono_s();
             for (size_t k = 0; k < reps; k++)
                 cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans,
                             g->tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda, Bm, ldb, 1.0f,
                             Cm, N);
-            double dt = (now_s() - t0) / (double)reps;
+            double dt = (rd_mono_s() - t0) / (double)reps;
             best = dt < best ? dt : best;
         }
         total_t += g->count * best;

@@ -11,6 +11,7 @@
 // pages of the output file touched through the mapping while the index is built (released in
 // 32 MiB steps), not the page cache.
 #include "bench_args.h"
+#include "rd/clock.h"
 #include "rd/config.h"
 #include "rd/dataset.h"
 
@@ -46,12 +47,6 @@ typedef struct case_result {
     stats time_s, events_per_s, peak_rss_mb, open_s;
 } case_result;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void remove_dataset(const char *dir) {
     char p[RD_PATH_MAX + 64];
     snprintf(p, sizeof p, "%s/%s", dir, RD_DATASET_FILE);
@@ -67,14 +62,14 @@ static void child_run(const rd_data_config *dc, int fd) {
     memset(&r, 0, sizeof r);
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    double t0 = now_s();
+    double t0 = rd_mono_s();
     int rc = rd_dataset_prepare(dc, 42, &eb);
-    r.prepare_s = now_s() - t0;
+    r.prepare_s = rd_mono_s() - t0;
     if (rc == RD_OK) {
         rd_dataset *ds = NULL;
-        t0 = now_s();
+        t0 = rd_mono_s();
         rc = rd_dataset_open(dc->dir, 0, &ds, &eb);
-        r.open_s = now_s() - t0;
+        r.open_s = rd_mono_s() - t0;
         if (rc == RD_OK) {
             r.events = rd_dataset_get_info(ds)->raw_events;
             r.file_bytes = rd_dataset_get_info(ds)->file_bytes;

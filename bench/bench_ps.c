@@ -29,6 +29,7 @@
 // plus min/avg/max of per-worker seconds (OSU style). Wall time is the slowest worker's.
 #include "bench_args.h"
 #include "rd/alloc.h"
+#include "rd/clock.h"
 #include "rd/comm.h"
 #include "rd/config.h"
 #include "rd/hash.h"
@@ -73,12 +74,6 @@ typedef struct row {
     int min_bytes_per_key;
 } row;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void poll_wait(MPI_Request *r) {
     rd_backoff b;
     rd_backoff_reset(&b, 50);
@@ -100,9 +95,9 @@ static void barrier(MPI_Comm c) {
 // memcpy bandwidth: `n` samples of copying `bytes` from a to b (already faulted in).
 static void measure_memcpy(char *a, char *b, size_t bytes, double *out, int n) {
     for (int i = 0; i < n; i++) {
-        double t0 = now_s();
+        double t0 = rd_mono_s();
         memcpy(b, a, bytes);
-        double t1 = now_s();
+        double t1 = rd_mono_s();
         a[i] = b[bytes - 1 - (size_t)i]; // keep the copies observable
         out[i] = (double)bytes / (t1 - t0) / 1e9;
     }
@@ -246,7 +241,7 @@ static double run_dim(rd_kv *kv,
     int ts_pull = -1, ts_push[2] = {-1, -1};
     RD_ASSERT(rd_kv_wait_all(kv) == RD_OK);
     barrier(job);
-    double t0 = now_s();
+    double t0 = rd_mono_s();
     int rc = rd_kv_pull(kv, table, batch[0], nb[0], vals[0], &ts_pull);
     RD_ASSERT_MSG(rc == RD_OK, "pull: %s", rd_kv_errmsg(kv));
     for (int s = 0; s < steps; s++) {
@@ -275,7 +270,7 @@ static double run_dim(rd_kv *kv,
     }
     rc = rd_kv_wait_all(kv);
     RD_ASSERT_MSG(rc == RD_OK, "%s", rd_kv_errmsg(kv));
-    return now_s() - t0;
+    return rd_mono_s() - t0;
 }
 
 static void usage(FILE *out) {

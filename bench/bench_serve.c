@@ -19,6 +19,7 @@
 #include "bench_args.h"
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
+#include "rd/clock.h"
 #include "rd/config.h"
 #include "rd/dataset.h"
 #include "rd/dense_optim.h"
@@ -53,12 +54,6 @@ static const char *yaml_fmt =
     "      - {field: weekday, table: s_side}\n"
     "    seq: {kind: mean, length: 16, table: s_item}\n    mlp: [64, 32]\n"
     "    two_towers: true\n";
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int die(const char *what, const rd_errbuf *eb) {
     fprintf(stderr, "bench_serve: %s: %s\n", what, eb->msg);
@@ -316,10 +311,10 @@ int main(int argc, char **argv) {
                                    .hist_items = L ? hist + r * L : NULL,
                                    .hist_labels = L ? hl + r * L : NULL,
                                    .numeric = NN ? num + r * NC * NN : NULL};
-            double t0 = now_s();
+            double t0 = rd_mono_s();
             if (rd_serve_score(sv, &rq, out, NULL, &eb) != RD_OK)
                 die("score", &eb);
-            double dt = now_s() - t0;
+            double dt = rd_mono_s() - t0;
             if (i >= 0) {
                 lat[i] = dt;
                 total += dt;

@@ -45,6 +45,7 @@
 // thirteenth session's paragraph).
 #include "bench_args.h"
 #include "rd/alloc.h"
+#include "rd/clock.h"
 #include "rd/comm.h"
 #include "rd/config.h"
 #include "rd/hash.h"
@@ -181,12 +182,6 @@ static void faults(long *minflt, long *majflt) {
     getrusage(RUSAGE_SELF, &ru);
     *minflt = ru.ru_minflt;
     *majflt = ru.ru_majflt;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 // An integer option value: all of `v` must be a number in [lo, hi], in the plain decimal every
@@ -333,10 +328,10 @@ static int build(const opts *o, const char *store, results *res) {
     int64_t *ts = rd_xmalloc(B * 8);
     float *tok = rd_xmalloc(B * d * 4), *labels = rd_xmalloc(B * 4);
     const uint64_t total = (uint64_t)o->users * (uint64_t)o->per_user;
-    double t0 = now_s(), gen = 0;
+    double t0 = rd_mono_s(), gen = 0;
     int rc = RD_OK;
     for (uint64_t g0 = 0; g0 < total && rc == RD_OK; g0 += B) {
-        double tg = now_s();
+        double tg = rd_mono_s();
         size_t n = total - g0 < B ? (size_t)(total - g0) : B;
         for (size_t i = 0; i < n; i++) {
             uint64_t g = g0 + i; // time-major: step g / users, user g % users
@@ -350,11 +345,11 @@ static int build(const opts *o, const char *store, results *res) {
             for (size_t j = 0; j < d; j++)
                 tok[i * d + j] = tokval(users[i], t, (int)j);
         }
-        gen += now_s() - tg; // generating the data is not the store's cost
+        gen += rd_mono_s() - tg; // generating the data is not the store's cost
         rd_token_batch b = {n, users, ts, ids, tok, labels, items, NULL, NULL};
         rc = rd_token_store_append(s, &b, &eb);
     }
-    res->build_s = now_s() - t0 - gen;
+    res->build_s = rd_mono_s() - t0 - gen;
     res->append_tokens_per_s = (double)total / res->build_s;
     rd_token_stats st;
     if (rc == RD_OK)
@@ -393,12 +388,12 @@ static int scan(const opts *o, rd_token_store *s, results *res) {
     uint64_t sink = 0;
     for (int rep = -1; rep < o->rounds; rep++) {
         uint64_t bytes = 0, digest = 0;
-        double t0 = now_s();
+        double t0 = rd_mono_s();
         if (rd_token_store_scan_raw(s, -1, &bytes, &digest, &eb) != RD_OK) {
             fprintf(stderr, "bench_tokens: scan: %s\n", eb.msg);
             return 1;
         }
-        double dt = now_s() - t0;
+        double dt = rd_mono_s() - t0;
         sink ^= digest;
         if (rep >= 0)
             g[rep] = (double)bytes / dt / 1e9;
@@ -475,10 +470,10 @@ static int direct_fetch(const opts *o, rd_token_store *s, results *res) {
     int rc = RD_OK;
     for (int b = 0; b < o->warmup + timed && rc == RD_OK; b++) {
         make_batch(o, b, users, ts);
-        double t0 = now_s();
+        double t0 = rd_mono_s();
         rc = rd_token_store_fetch_batch(s, (size_t)o->batch, users, ts, NULL, (size_t)o->L, &x.o,
                                         &eb);
-        double dt = now_s() - t0;
+        double dt = rd_mono_s() - t0;
         if (b < o->warmup)
             continue;
         int k = b - o->warmup;
@@ -531,7 +526,7 @@ static int rpc_ring(const opts *o,
             rc = rd_token_client_wait(cl, handle[slot], eb);
             if (rc != RD_OK)
                 break;
-            double now = now_s();
+            double now = rd_mono_s();
             lat[done_b] = now - t_start[slot];
             done_at[done_b] = now - t0;
             found[done_b] = found_tokens(&x[slot], o->batch);
@@ -540,7 +535,7 @@ static int rpc_ring(const opts *o,
         }
         if (b < n) {
             make_batch(o, b, users, ts);
-            t_start[slot] = now_s();
+            t_start[slot] = rd_mono_s();
             rc = rd_token_client_fetch_start(cl, (size_t)o->batch, users, ts, NULL, (size_t)o->L,
                                              &x[slot].o, &handle[slot], eb);
         }
@@ -563,7 +558,7 @@ static int rpc_fetch(const opts *o, rd_token_client *cl, int inflight, results *
     uint64_t *found = rd_xmalloc((size_t)n * sizeof *found);
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    const double t0 = now_s();
+    const double t0 = rd_mono_s();
     int rc = rpc_ring(o, cl, inflight, x, n, t0, lat, done_at, found, &eb);
     for (int r = 0; r < o->rounds && rc == RD_OK; r++) {
         int first = o->warmup + r * o->iters, last = first + o->iters - 1;
@@ -622,12 +617,12 @@ static int compact_store(char *store, size_t cap, results *res) {
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    double t0 = now_s();
+    double t0 = rd_mono_s();
     if (rd_tokentool_compact(store, copy, &eb) != RD_OK) {
         fprintf(stderr, "bench_tokens: compact: %s\n", eb.msg);
         return 1;
     }
-    res->compact_s = now_s() - t0;
+    res->compact_s = rd_mono_s() - t0;
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", store);
     if (system(cmd) != 0)
         fprintf(stderr, "bench_tokens: could not remove %s\n", store);

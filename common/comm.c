@@ -8,6 +8,7 @@
 // yields or sleeps with exponential backoff.
 #include "rd/comm.h"
 #include "rd/alloc.h"
+#include "rd/clock.h"
 #include "rd/log.h"
 #include "rd/watch.h"
 
@@ -264,12 +265,6 @@ int rd_comm_job_of(const rd_comm *comm, int world_rank, int *job, int *index) {
 // ---------------------------------------------------------------------------------------------
 // Backoff
 
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts); // vDSO: tens of nanoseconds, no system call
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -286,12 +281,12 @@ void rd_backoff_reset(rd_backoff *b, int max_us) {
 void rd_backoff_hot(rd_backoff *b, int max_us, int hot_us) {
     rd_backoff_reset(b, max_us);
     if (hot_us > 0)
-        b->hot_until_ns = mono_ns() + (int64_t)hot_us * 1000;
+        b->hot_until_ns = rd_mono_ns() + (int64_t)hot_us * 1000;
 }
 
 void rd_backoff_wait(rd_backoff *b) {
     if (b->hot_until_ns) {
-        if (mono_ns() < b->hot_until_ns) {
+        if (rd_mono_ns() < b->hot_until_ns) {
             cpu_relax();
             return;
         }

@@ -10,6 +10,8 @@
 // global besides the logger state, set once per process.
 #include "rd/watch.h"
 
+#include "rd/clock.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -69,12 +71,6 @@ static void copy_str(char *dst, size_t cap, const char *src) {
 // nothing; the order in which the sentinels wake does follow the order of the deaths.
 enum { WATCH_SETTLE_MS = 200, WATCH_LINGER_MS = 3000 };
 #define WATCH_DIR "/dev/shm"
-
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 // Write my stamp; return 1 if it was written.
 static int stamp_write(const char *prefix, long pid, int64_t t, char *path, size_t cap) {
@@ -188,7 +184,7 @@ RD_NORETURN static void sentinel(int rfd, pid_t parent) {
         _exit(0);
     }
     if (!failing) {
-        int64_t t = mono_ns();
+        int64_t t = rd_mono_ns();
         have_stamp = prefix[0] && stamp_write(prefix, (long)parent, t, mine, sizeof mine);
         int first = 1;
         if (have_stamp) {

@@ -24,6 +24,7 @@
 #include "rd/server.h"
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
+#include "rd/clock.h"
 #include "rd/hash.h"
 #include "rd/log.h"
 #include "rd/msg.h"
@@ -1536,12 +1537,6 @@ void rd_server_request_stop(void) {
     stop_requested = 1;
 }
 
-static double now_mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // RD_STOP_GRACE_S: seconds, 1..3600; anything else is the default (and said once).
 static double stop_grace_s(void) {
     const char *e = getenv("RD_STOP_GRACE_S");
@@ -1599,7 +1594,7 @@ static int stop_poll(rd_server *s) {
             acked |= s->stop_acked[j];
         if (!stop_requested && !acked)
             return work;
-        s->stop_t0 = now_mono_s();
+        s->stop_t0 = rd_mono_s();
         s->stop_grace = stop_grace_s();
         if (!stop_requested)
             RD_LOG_WARN("a job checkpointed on SIGTERM, which this rank did not get: the run ends "
@@ -1624,7 +1619,7 @@ static int stop_poll(rd_server *s) {
     if (!left)
         stop_end(s, "every job has a checkpoint since the signal");
     double grace = s->stop_grace;
-    if (now_mono_s() - s->stop_t0 >= grace) {
+    if (rd_mono_s() - s->stop_t0 >= grace) {
         char why[768];
         snprintf(why, sizeof why,
                  "no checkpoint of %s since the signal after %.0f s (RD_STOP_GRACE_S): %s from "

@@ -16,6 +16,7 @@
 #include "rd/tokens.h"
 
 #include "rd/alloc.h"
+#include "rd/clock.h"
 #include "rd/lmdbx.h"
 
 #include "token_store_internal.h"
@@ -66,12 +67,6 @@ static int start(const rd_token_store *s, int mode, rd_token_map_stats *st, rd_e
                           "token store %s: huge-page mode %d is neither off nor auto",
                           rd__token_store_dir(s), mode);
     return RD_OK;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 #if RD_HAVE_MAP_HUGE
@@ -164,7 +159,7 @@ int rd_token_store_map_huge(rd_token_store *s, int mode, rd_token_map_stats *st,
     int rc0 = start(s, mode, st, eb);
     if (rc0 != RD_OK)
         return rc0;
-    const double t0 = now_s();
+    const double t0 = rd_mono_s();
     rd_token_store_info info;
     rd_token_store_info_get(s, &info);
     const int n = (int)info.n_shards;
@@ -269,7 +264,7 @@ done:
     if (n_found > 0)
         map_usage(starts, n, &st->resident_kb, &st->huge_kb);
     rd_free(starts);
-    st->seconds = now_s() - t0;
+    st->seconds = rd_mono_s() - t0;
     return rc;
 }
 

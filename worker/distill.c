@@ -23,6 +23,7 @@
 #include "rd/distill.h"
 
 #include "rd/alloc.h"
+#include "rd/clock.h"
 #include "rd/comm.h"
 #include "rd/hash.h"
 #include "rd/log.h"
@@ -48,9 +49,7 @@ size_t rd_target_msg_bytes(size_t n) {
 }
 
 static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+    return rd_mono_s() * 1e3;
 }
 
 // ---------------------------------------------------------------------------------------------

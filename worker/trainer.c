@@ -29,6 +29,7 @@
 #include "rd/trainer.h"
 
 #include "rd/alloc.h"
+#include "rd/clock.h"
 #include "rd/dataset.h"
 #include "rd/dense_optim.h"
 #include "rd/distill.h"
@@ -239,12 +240,6 @@ _Static_assert(RD_PATH_MAX + RD_NAME_MAX + sizeof ".targets.json" <=
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Create / destroy
 
@@ -445,7 +440,7 @@ int rd_trainer_create(const rd_comm *comm,
     if (!comm || comm->role_kind != RD_ROLE_WORKER || comm->job_index < 0)
         return rd_err_set(eb, RD_ERR_ARG, "trainer: not a worker rank");
     rd_trainer *tr = rd_xcalloc(1, sizeof *tr);
-    tr->t_create = now_s();
+    tr->t_create = rd_mono_s();
     tr->win_w = -1;
     tr->comm = comm;
     tr->cfg = cfg;
@@ -602,7 +597,7 @@ int rd_trainer_create(const rd_comm *comm,
         opts && opts->checkpoint_dir ? opts->checkpoint_dir : cfg->ps.checkpoint_dir;
     snprintf(tr->ckpt_root, sizeof tr->ckpt_root, "%s", croot);
     tr->ckpt_step = -1;
-    tr->ckpt_t = now_s();
+    tr->ckpt_t = rd_mono_s();
     if (opts && opts->resume_dir && opts->resume_dir[0])
         snprintf(tr->resume_dir, sizeof tr->resume_dir, "%s", opts->resume_dir);
     const char *mdir = opts && opts->metrics_dir ? opts->metrics_dir : cfg->run.out_dir;
@@ -1033,7 +1028,7 @@ static void stage_batch(rd_trainer *tr, stage *s, rd_batch *bt) {
 static void progress(rd_trainer *tr, const char *phase, int64_t step, int64_t steps, int force) {
     if (tr->quiet || tr->comm->job_rank != 0 || tr->cfg->output.progress_every_s <= 0)
         return;
-    double t = now_s();
+    double t = rd_mono_s();
     const int64_t every = tr->cfg->train.eval_every;
     int on_step = steps > 0 && every > 0 && step % every == 0;
     if (!force && !on_step && t - tr->t_progress < (double)tr->cfg->output.progress_every_s)
@@ -1059,7 +1054,7 @@ static int window_line_due(rd_trainer *tr, uint32_t w, uint32_t K) {
     if (K <= RD_TRAINER_WINDOW_LINES_ALL || w == 0 || w + 1 == K)
         return 1;
     const int every = tr->cfg->output.progress_every_s;
-    return every > 0 && now_s() - tr->t_window_line >= (double)every;
+    return every > 0 && rd_mono_s() - tr->t_window_line >= (double)every;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2191,7 +2186,7 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_e
         return RD_OK;
     }
     int due = force || asked || (every > 0 && step % every == 0) ||
-              (every_s > 0 && tr->comm->job_rank == 0 && now_s() - tr->ckpt_t >= every_s);
+              (every_s > 0 && tr->comm->job_rank == 0 && rd_mono_s() - tr->ckpt_t >= every_s);
     if (!due)
         return RD_OK;
     tr->ckpt_step = step;
@@ -2200,7 +2195,7 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_e
     // Cleared before the write: a request that arrives during it asks for the next step's.
     if (asked)
         ckpt_requested = 0;
-    tr->ckpt_t = now_s();
+    tr->ckpt_t = rd_mono_s();
     char final[RD_PATH_MAX + 96], part[RD_PATH_MAX + 128], jdir[RD_PATH_MAX + 64];
     snprintf(jdir, sizeof jdir, "%s/%s", tr->ckpt_root, tr->job->name);
     if (rd_train_ckpt_path(tr->ckpt_root, tr->job->name, step, final, sizeof final) != RD_OK)
@@ -2292,7 +2287,7 @@ static int train_range(rd_trainer *tr,
     }
     if (steps == 0 || start >= steps)
         return RD_OK;
-    double t0 = now_s();
+    double t0 = rd_mono_s();
     rd_dataset_iter it;
     job_iter_init(tr, &it, range, mode);
     // Resumed run: skip the records of the steps the checkpoint already holds.
@@ -2380,7 +2375,7 @@ static int train_range(rd_trainer *tr,
             rd_dense_allreduce_counted(m->grads, m->n_slab, tr->comm->job, &tr->traffic);
         rd_dense_optim_step(&tr->opt, m->params, m->grads, m->opt_state, m->n_slab);
         tr->trained += Btot;
-        tr->train_s += now_s() - t0;
+        tr->train_s += rd_mono_s() - t0;
         // 5. Every checkpoint_every steps: the cut "steps 0..s applied" (no push of s+1 yet).
         //    Not counted as training time.
         const int ew = tr->cfg->ps.checkpoint_every_windows;
@@ -2391,7 +2386,7 @@ static int train_range(rd_trainer *tr,
                              window_end || (phase_end && live_distill(tr) && ckpt_cadence(tr)),
                              phase_end, eb)) != RD_OK)
             return rc;
-        t0 = now_s();
+        t0 = rd_mono_s();
         progress(tr, phase, s + 1, steps, 0);
     }
     for (int k = 0; k < 2; k++)
@@ -2412,7 +2407,7 @@ static int eval_range(rd_trainer *tr,
                       rd_errbuf *eb) {
     rd_model *m = tr->model;
     const int W = tr->comm->job_size, me = tr->comm->job_rank;
-    double t0 = now_s();
+    double t0 = rd_mono_s();
     rd_metrics_reset(tr->met);
     rd_metrics_reset(tr->met_warm);
     rd_dataset_iter it;
@@ -2484,7 +2479,7 @@ static int eval_range(rd_trainer *tr,
         if (warm)
             rd_metrics_compute(tr->met_warm, warm);
     }
-    *secs = now_s() - t0;
+    *secs = rd_mono_s() - t0;
     return RD_OK;
 }
 
@@ -3025,12 +3020,12 @@ static void tokens_part_done(void *ctx, int part, const rd_source_train_stats *s
         printf("[%s] tokens: %s, %llu tokens written, source model progressive AUC %.4f, "
                "loss %.4f -> %.4f (%.1f s)\n",
                tr->job->name, what[part], (unsigned long long)st->tokens_written, st->auc_last,
-               st->loss_first, st->loss_last, now_s() - bc->t0);
+               st->loss_first, st->loss_last, rd_mono_s() - bc->t0);
     fflush(stdout);
 }
 
 static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
-    build_ctx bc = {tr, now_s()};
+    build_ctx bc = {tr, rd_mono_s()};
     rd_source_io io = rd_source_io_client(tr->tok);
     // The job's global batch (train.batch_size on each of its ranks): the store, built on one
     // rank, is the same whatever the number of ranks the batch is split over (docs/scaling.md).
@@ -3041,7 +3036,7 @@ static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
                       "job '%s' builds the token store on one rank at its global batch of %zu "
                       "(train.batch_size %zu x %d ranks): ",
                       tr->job->name, build_batch, tr->max_batch, tr->job->ranks);
-    tr->tok_stats.build_s = now_s() - bc.t0;
+    tr->tok_stats.build_s = rd_mono_s() - bc.t0;
     tr->tok_stats.built = rc == RD_OK;
     return rc;
 }
@@ -3129,7 +3124,7 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     uint32_t K = tr->info->n_windows;
     rd_range wend = K ? rd_dataset_window(tr->ds, K - 1) : batch;
     tr->planned = (uint64_t)cfg->train.epochs * (batch.end - batch.begin) + (wend.end - batch.end);
-    tr->t_progress = now_s();
+    tr->t_progress = rd_mono_s();
     int mode = cfg->train.order == RD_ORDER_USER ? RD_PART_USER : RD_PART_STRIDED;
     // Resume (or, for a fresh run, remove the job's earlier checkpoints), then open the target
     // logs, each step agreed by every worker of the launch: a launch that fails here has
@@ -3231,7 +3226,7 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
                          tr->windows_unshown, tr->windows_unshown == 1 ? "window" : "windows");
             printf("[%s] stream window %u: auc %s gauc %s logloss %s (%llu events)%s\n",
                    tr->job->name, w, fig[0], fig[1], fig[2], (unsigned long long)mr.n, gap);
-            tr->t_window_line = now_s();
+            tr->t_window_line = rd_mono_s();
             tr->windows_unshown = 0;
         }
     }
@@ -3280,7 +3275,7 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     res->tokens.fetched_tokens = tks[1];
     if (me == 0) {
         popularity(tr, res);
-        res->wall_s = now_s() - tr->t_create;
+        res->wall_s = rd_mono_s() - tr->t_create;
         if ((rc = write_metrics(tr, res, eb)) != RD_OK)
             return rc;
         if ((rc = write_targets(tr, &res->targets, eb)) != RD_OK)
