@@ -1180,6 +1180,38 @@ static void expect_create_error(rd_config *cfg, const char *needle) {
         fail_msg("error '%s' does not mention '%s'", eb.msg, needle);
 }
 
+// n_groups = 0 makes every instance a group of its own: B groups, which the SIT tensors (sized
+// for max_groups) must hold. A batch of more instances than max_groups is refused, not run past
+// the end of sit_in, mask and sit_lab.
+static void test_ungrouped_batch_over_max_groups(void **state) {
+    (void)state;
+    rd_config *cfg = make_cfg(2, 4, 1, 4);
+    cfg->tokens.sit_labels = 1;
+    rd_source_opts o = {.tables = cfg->ps.tables,
+                        .n_tables = cfg->ps.n_tables,
+                        .max_batch = 8,
+                        .max_groups = 2,
+                        .sit_heads = 2,
+                        .seed = 17};
+    rd_source *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_create(cfg, &o, &s, &eb), RD_OK);
+    assert_int_equal(s->max_groups, 2);
+    sbatch t;
+    sb_make(&t, s, 5, 4); // no group arrays: 5 groups of one
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_ERR_ARG);
+    if (!strstr(eb.msg, "5 groups"))
+        fail_msg("unexpected message: %s", eb.msg);
+    sb_free(&t);
+    sb_make(&t, s, 2, 4); // two groups of one fit
+    fwd_bwd(s, &t.sb);
+    sb_free(&t);
+    rd_source_destroy(s);
+    free(cfg);
+}
+
 static void test_errors(void **state) {
     (void)state;
     rd_config *cfg = make_cfg(2, 4, 2, 4);
@@ -1722,6 +1754,7 @@ int main(void) {
         cmocka_unit_test(test_temporal_equals_user_t1),
         cmocka_unit_test(test_no_alloc_in_step),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_ungrouped_batch_over_max_groups),
         cmocka_unit_test(test_driver_user_time),
         cmocka_unit_test(test_driver_user_user),
         cmocka_unit_test(test_driver_user_windows),

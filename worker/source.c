@@ -723,6 +723,10 @@ int rd_source_check_batch(const rd_source *s, const rd_source_batch *b, rd_errbu
     } else if (b->prev_tokens || b->n_prev || b->group_len || b->prev_labels) {
         return rd_err_set(eb, RD_ERR_ARG,
                           "source batch: group arrays given with n_groups = 0 (set n_groups)");
+    } else if (s->sit_layers > 0 && B > s->max_groups) { // the SIT tensors hold max_groups
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "source batch: n_groups = 0 makes %zu groups of one (at most %zu)", B,
+                          s->max_groups);
     }
     if (s->sit_item_code && !b->item_keys)
         return rd_err_set(eb, RD_ERR_ARG,
