@@ -251,6 +251,54 @@ static int writes_target_log(const rd_config *cfg) {
     return 0;
 }
 
+// The run's folders: the run folder, data.dir, ps.checkpoint_dir, distill.target_log (written, or
+// read by a replay) and tokens.store_dir (IAT). No two of the last four may be one folder (each
+// has its writer lock file or its own contents), and nothing may lie inside the dataset's
+// folder, the target log's or the store's, which hold only what the program puts there (the run
+// folder and the checkpoint folder may hold the others, as the run folder does by default). Such
+// layouts were refused late and wrongly: "in use by another writer" (the launch's own lock),
+// "not a dataset folder (it holds 'writer.lock'); remove it", a store "not empty but has no
+// MANIFEST", a log folder that "holds other files" after the dataset was prepared. Compared by
+// real path, before anything is made. 0, or -1 with the message in msg.
+static int folders_distinct(const rd_config *cfg, char *msg, size_t cap) {
+    const struct {
+        const char *key, *path;
+        int used, sole; // sole: holds nothing of another
+    } f[] = {
+        {"the run folder", cfg->run.out_dir, 1, 0},
+        {"data.dir", cfg->data.dir, 1, 1},
+        {"ps.checkpoint_dir", cfg->ps.checkpoint_dir, 1, 0},
+        {"distill.target_log", cfg->distill.target_log,
+         writes_target_log(cfg) || cfg->distill.replay, 1},
+        {"tokens.store_dir", cfg->tokens.store_dir, rd_config_token_job(cfg) >= 0, 1},
+    };
+    const size_t n = sizeof f / sizeof f[0];
+    for (size_t j = 1; j < n; j++)
+        for (size_t i = 0; i < j; i++) {
+            if (!f[i].used || !f[j].used || !f[i].path[0] || !f[j].path[0])
+                continue;
+            // j is i or inside it; i is j or inside it (both: one folder).
+            rd_errbuf ej, ei;
+            rd_errbuf_clear(&ej);
+            rd_errbuf_clear(&ei);
+            int j_in = rd_lmdbx_check_out_not_input(f[j].key, f[j].path, f[i].key, f[i].path,
+                                                    &ej) != RD_OK;
+            int i_in = rd_lmdbx_check_out_not_input(f[i].key, f[i].path, f[j].key, f[j].path,
+                                                    &ei) != RD_OK;
+            const char *m = i_in && j_in        ? (i > 0       ? ej.msg
+                                                   : f[j].sole ? ei.msg
+                                                               : NULL)
+                            : i_in && f[j].sole ? ei.msg
+                            : j_in && f[i].sole ? ej.msg
+                                                : NULL;
+            if (m) {
+                snprintf(msg, cap, "%.2048s; give %s a folder of its own", m, f[j].key);
+                return -1;
+            }
+        }
+    return 0;
+}
+
 // The writer locks rank 0 took (run_folder_ready, target_log_ready): a failed launch removes only
 // lock files it holds (remove_made).
 static int g_run_locked, g_log_locked;
@@ -315,16 +363,11 @@ static int token_store_ready(const rd_config *cfg, int *lock_out, char *msg, siz
     rd_token_store_opts o;
     int lock = -1;
     int rc = rd_token_store_opts_from_config(&cfg->tokens, cfg->cluster.ps_ranks, &o, &eb);
-    // The store has a folder of its own: not the dataset's (nor one inside it or holding it) and
-    // not the run folder (nor one holding it). Such a store was refused later, as a folder "not
-    // empty but has no MANIFEST" or a data.dir that "holds 'writer.lock'", with "remove it".
-    if (rc == RD_OK &&
-        ((rc = rd_lmdbx_check_out_not_input("tokens.store_dir", dir, "data.dir", cfg->data.dir,
-                                            &eb)) != RD_OK ||
-         (rc = rd_lmdbx_check_out_not_input("data.dir", cfg->data.dir, "tokens.store_dir", dir,
-                                            &eb)) != RD_OK ||
-         (rc = rd_lmdbx_check_out_not_input("the run folder", cfg->run.out_dir, "tokens.store_dir",
-                                            dir, &eb)) != RD_OK)) {
+    // The store has a folder of its own: not the run folder (nor one holding it), which was
+    // refused later as a folder "not empty but has no MANIFEST", with "remove it". Against the
+    // dataset's, checkpoint and target log folders: folders_distinct, earlier.
+    if (rc == RD_OK && (rc = rd_lmdbx_check_out_not_input("the run folder", cfg->run.out_dir,
+                                                          "tokens.store_dir", dir, &eb)) != RD_OK) {
         char m[RD_ERR_MSG_MAX];
         snprintf(m, sizeof m, "%s", eb.msg);
         rd_errbuf_clear(&eb);
@@ -1261,14 +1304,16 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
             first_missing(cfg->tokens.store_dir, store_made, sizeof store_made);
         if (ckpt_folder_outside(cfg))
             first_missing(cfg->ps.checkpoint_dir, ckpt_made, sizeof ckpt_made);
-        if (probe_folder("run folder", cfg->run.out_dir, st.msg, sizeof st.msg) != 0 ||
-            probe_folder("checkpoint folder (ps.checkpoint_dir)", cfg->ps.checkpoint_dir, st.msg,
-                         sizeof st.msg) != 0 ||
-            (writes_target_log(cfg) &&
-             probe_folder("target log (distill.target_log)", cfg->distill.target_log, st.msg,
-                          sizeof st.msg) != 0) ||
-            (need_data && probe_folder("dataset folder (data.dir)", cfg->data.dir, st.msg,
-                                       sizeof st.msg) != 0)) {
+        if (folders_distinct(cfg, st.msg, sizeof st.msg) != 0) {
+            st.rc = RD_ERR_CONFIG; // nothing is made
+        } else if (probe_folder("run folder", cfg->run.out_dir, st.msg, sizeof st.msg) != 0 ||
+                   probe_folder("checkpoint folder (ps.checkpoint_dir)", cfg->ps.checkpoint_dir,
+                                st.msg, sizeof st.msg) != 0 ||
+                   (writes_target_log(cfg) &&
+                    probe_folder("target log (distill.target_log)", cfg->distill.target_log, st.msg,
+                                 sizeof st.msg) != 0) ||
+                   (need_data && probe_folder("dataset folder (data.dir)", cfg->data.dir, st.msg,
+                                              sizeof st.msg) != 0)) {
             st.rc = RD_ERR_IO;
         } else if (mkdir_p(cfg->run.out_dir, why, sizeof why) != RD_OK) {
             st.rc = RD_ERR_IO;
