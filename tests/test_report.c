@@ -600,6 +600,37 @@ static void test_table_undefined(void **state) {
     rd_free(cfg);
 }
 
+// A slice where the student's AUC is undefined but the teacher's and the twin's are (its stream
+// windows all NaN, as after a resume from a checkpoint without windows.tsv): the eta line says
+// so, without a "nan" gain and without claiming the teacher has no gap over the twin.
+static void test_eta_student_undefined(void **state) {
+    (void)state;
+    rd_config *cfg = distill_config("/nonexistent");
+    rd_trainer_result *res = rd_xcalloc(3, sizeof *res);
+    const double auc[3] = {0.80, 0.77, 0.76};
+    for (int j = 0; j < 3; j++) {
+        snprintf(res[j].job, sizeof res[j].job, "%s", cfg->cluster.jobs[j].name);
+        res[j].params = j ? 100 : 10000;
+        res[j].flops_per_sample = j ? 200 : 20000;
+        set_m(&res[j].holdout.m, auc[j], 0.5, 1000);
+        set_m(&res[j].warm.m, auc[j], 0.5, 1000);
+        res[j].n_windows = 2;
+        set_m(&res[j].window[0].m, auc[j], 0.5, 200);
+        set_m(&res[j].window[1].m, auc[j], 0.5, 200);
+    }
+    set_m(&res[1].window[0].m, (double)NAN, (double)NAN, 0);
+    set_m(&res[1].window[1].m, (double)NAN, (double)NAN, 0);
+    char *out = printed(cfg, res, 3);
+    assert_non_null(strstr(out, "eta holdout    0.250"));
+    const char *line = strstr(out, "eta stream");
+    assert_non_null(line);
+    assert_null(strstr(line, "nan"));
+    assert_null(strstr(line, "no gap over student_raw"));
+    rd_free(out);
+    rd_free(res);
+    rd_free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eta_of),
@@ -609,6 +640,7 @@ int main(void) {
         cmocka_unit_test(test_write_round_trip),
         cmocka_unit_test(test_pairs_reported),
         cmocka_unit_test(test_table_undefined),
+        cmocka_unit_test(test_eta_student_undefined),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

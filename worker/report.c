@@ -640,7 +640,7 @@ static void print_pair(const rd_trainer_result *res, const rd_report_pair *pr) {
                                                 "tiny differences, mostly noise]"
                                               : "",
                    few);
-        else if (isfinite(e.gap))
+        else if (isfinite(e.gap) && isfinite(e.gain))
             printf("eta %-8s     n/a   (teacher gap %+.4f, student gain %+.4f: no gap over "
                    "student_raw to transfer)\n",
                    names[s], e.gap, e.gain);
