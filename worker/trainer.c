@@ -3016,10 +3016,14 @@ static void tokens_part_done(void *ctx, int part, const rd_source_train_stats *s
     tr->tok_stats.tokens_written += st->tokens_written;
     if (trained)
         tr->tok_stats.source_auc = st->auc_last;
+    // A part of one class (a holdout of positives only) has no AUC: said so, not "nan".
+    char auc[32] = "n/a (one class)";
+    if (isfinite(st->auc_last))
+        snprintf(auc, sizeof auc, "%.4f", st->auc_last);
     if (!tr->quiet)
-        printf("[%s] tokens: %s, %llu tokens written, source model progressive AUC %.4f, "
+        printf("[%s] tokens: %s, %llu tokens written, source model progressive AUC %s, "
                "loss %.4f -> %.4f (%.1f s)\n",
-               tr->job->name, what[part], (unsigned long long)st->tokens_written, st->auc_last,
+               tr->job->name, what[part], (unsigned long long)st->tokens_written, auc,
                st->loss_first, st->loss_last, rd_mono_s() - bc->t0);
     fflush(stdout);
 }

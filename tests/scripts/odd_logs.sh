@@ -6,6 +6,7 @@
 #   one_user       a single user
 #   tiny           30 events: stream windows of 0-1 events, a holdout of 3
 #   oneclass_tail  only positives after the batch period: no AUC on the stream or the holdout
+#                  (its teacher also reads instance tokens: no source-model AUC either)
 #   many_windows   100 stream windows: every one is in the metrics files and the stream slice
 # Each log also has a numeric field with `standardize: true` (its meta.yaml figures are
 # checked). report.json must parse, hold null (never NaN) where a figure is undefined, and the
@@ -80,6 +81,15 @@ models:
   - {name: small_raw, features: [{field: user, table: r}, {field: item, table: r}], mlp: [8],
      two_towers: true}
 EOF
+    # oneclass_tail's teacher also reads instance tokens: the token build's progress line of the
+    # one-class holdout said "progressive AUC nan".
+    if [ "$f" = oneclass_tail ]; then
+        sed -i -e 's/^    - {name: r, dim: 4, init_as: s}$/&\n    - {name: k, dim: 4}/' \
+            -e 's/seq: {kind: mean, length: 8}, mlp: \[16\]}/seq: {kind: mean, length: 8}, mlp: [16],\n     tokens: {scheme: 1, length: 4, kind: mean, adapter: 4}}/' "$TMP/$f.yaml"
+        printf '  - {name: src, features: [{field: user, table: k}, {field: item, table: k}], mlp: [4]}\ntokens: {dim: 4, scheme: 1, source_model: src}\n' >>"$TMP/$f.yaml"
+        grep -q "tokens: {scheme: 1" "$TMP/$f.yaml" || fail "could not add the branch to $f.yaml"
+        grep -q "name: k, dim: 4" "$TMP/$f.yaml" || fail "could not add table k to $f.yaml"
+    fi
     out="$TMP/run_$f"
     timeout 300 "$MPIEXEC" -n 4 "$RD" train "$TMP/$f.yaml" --out "$out" >"$TMP/$f.out" \
         2>"$TMP/$f.err"
@@ -90,6 +100,9 @@ EOF
     # The table prints n/a where a slice leaves a figure undefined (it printed nan, unexplained).
     grep -qw nan "$TMP/$f.out" && fail "$f: the printed table holds nan: $(grep -w nan "$TMP/$f.out")"
     [ "$(grep -c '^eta ' "$TMP/$f.out")" -eq 3 ] || fail "$f: expected three eta lines"
+    [ "$f" != oneclass_tail ] ||
+        grep -q "holdout (no training), .* progressive AUC n/a (one class)" "$TMP/$f.out" ||
+        fail "$f: no token build line with n/a: $(grep 'tokens:' "$TMP/$f.out")"
     grep '^eta ' "$TMP/$f.out" | grep -vq "n/a\|[0-9]\.[0-9][0-9][0-9] " &&
         fail "$f: an eta line is neither a figure nor n/a: $(grep '^eta ' "$TMP/$f.out")"
     python3 - "$f" "$out/report.json" "$TMP/$f.out" "$out/data/meta.yaml" "$windows" "$out" <<'EOF' ||
