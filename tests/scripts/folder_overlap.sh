@@ -6,8 +6,10 @@
 # out. Before, each failed late and wrongly: "token store X is in use by another writer" (the
 # launch's own checkpoint lock), "data.dir X exists and is not a dataset folder (it holds
 # 'writer.lock'); remove it", "the folder holds other files but no log" after the dataset was
-# prepared. The layouts that worked still run: the store and the target log inside the
-# checkpoint folder, and a checkpoint folder that is the run folder.
+# prepared, a store equal to or nested with data.dir or the run folder "remove it" about a folder
+# the launch had itself just written into. The layouts that worked still run: the store and the
+# target log inside the checkpoint folder, a checkpoint folder that is the run folder, and the
+# default store inside the run folder.
 #
 #   bash tests/scripts/folder_overlap.sh build/recdistill
 set -u
@@ -101,6 +103,16 @@ refused ckpt_in_log "ps.checkpoint_dir $F/l/ck is inside distill.target_log $F/l
     distill.target_log "$F/r" "$F/d" "$F/l/ck" "$F/l" ""
 refused run_is_log "the run folder $F/r is distill.target_log $F/r" distill.target_log \
     "$F/r" "$F/d" "" "$F/r" ""
+# The store against the dataset's folder and the run folder (these were refused with "remove it"
+# about a folder the launch had just written into: its lock file, or the run folder it made).
+refused store_is_data "tokens.store_dir $F/d is data.dir $F/d" tokens.store_dir \
+    "$F/r" "$F/d" "" "" "$F/d"
+refused store_in_data "tokens.store_dir $F/d/tokens is inside data.dir $F/d" tokens.store_dir \
+    "$F/r" "$F/d" "" "" "$F/d/tokens"
+refused data_in_store "data.dir $F/s/data is inside tokens.store_dir $F/s" tokens.store_dir \
+    "$F/r" "$F/s/data" "" "" "$F/s"
+refused store_is_run "the run folder $F/r is tokens.store_dir $F/r" tokens.store_dir \
+    "$F/r" "$F/d" "" "" "$F/r"
 # By another name: a symlink to the checkpoint folder as the store.
 mkdir -p "$TMP/real" && ln -s "$TMP/real" "$TMP/link"
 config "$F/r" "$F/d" "$TMP/real" "" "$TMP/link" >link.yaml
@@ -118,7 +130,7 @@ for p in tokens/MANIFEST log/data.mdb teacher; do
 done
 config "$TMP/ok2" "$TMP/d2" "$TMP/ok2" "" "" >ok2.yaml
 run ok2.yaml || fail "checkpoint folder = run folder: $(cat ok2.yaml.err)"
-for p in report.json teacher; do
+for p in report.json teacher tokens/MANIFEST; do
     [ -e "$TMP/ok2/$p" ] || fail "ok2: no $TMP/ok2/$p: $(find "$TMP/ok2" -maxdepth 1)"
 done
 echo "folder_overlap: ok"
