@@ -99,7 +99,8 @@ typedef struct rd_negsample_config {
     double rate;     // keep this fraction of negatives (q_-), (0,1]; 1 = no sampling;
                      // default 1. Cross-debias turns the keep rates into Rec-Distill's
                      // r_s / p_X = pos_rate / rate (rd_debias_from_sampling, rd/distill.h)
-    double pos_rate; // fraction of positives kept (r_+), (0,1]; default 1
+    double pos_rate; // fraction of positives kept (q_+), (0,1]; default 1. It enters the
+                     // calibration through r_s, not as Eq. 12's r_+ (which stays 1)
 } rd_negsample_config;
 
 typedef struct rd_job_config {
