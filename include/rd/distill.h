@@ -149,12 +149,13 @@ int rd_debias_from_sampling(
     double neg_keep, double pos_keep, double b_s, rd_debias *out, rd_errbuf *eb);
 
 /**
- * The student's calibration from the run configuration: identity when distill.debias is 0 or
- * the student's training records are not sampled, else rd_debias_from_sampling(neg, pos,
- * distill.bias) with the keep rates the student trains at: data.negatives times the student
- * job's own cluster.jobs[].negatives (`job`, NULL = none). This is where the config's keep rates
- * are turned into the formula's parameters (see the header comment); trainers should not do it
- * themselves.
+ * The student's calibration from the run configuration: identity when distill.debias is 0, or
+ * when the student's training records are not sampled and distill.bias is 0; else
+ * rd_debias_from_sampling(neg, pos, distill.bias) (b_s applies without sampling too: f is
+ * then 1 / (1 + e^{-z} + b_s), not the sigmoid) with the keep rates the student trains at:
+ * data.negatives times the student job's own cluster.jobs[].negatives (`job`, NULL = none).
+ * This is where the config's keep rates are turned into the formula's parameters (see the
+ * header comment); trainers should not do it themselves.
  * @return RD_OK, RD_ERR_ARG
  */
 int rd_debias_from_config(const rd_data_config *data,
