@@ -750,8 +750,8 @@ static int write_meta(rd__builder *b,
     fprintf(f, "time: {min: %lld, max: %lld, min_utc: \"%s\", max_utc: \"%s\"}\n",
             (long long)h->ts_min, (long long)h->ts_max, t0, t1);
     fprintf(f,
-            "negatives:\n  rate: %.17g          # r_s: fraction of negatives kept\n"
-            "  pos_rate: %.17g      # r_+: fraction of positives kept\n"
+            "negatives:\n  rate: %.17g          # q_-: fraction of negatives kept\n"
+            "  pos_rate: %.17g      # q_+: fraction of positives kept\n"
             "  events_before: %llu\n  positives_before: %llu\n  negatives_before: %llu\n"
             "  positives_kept: %llu\n  negatives_kept: %llu\n",
             h->neg_rate, h->pos_rate, (unsigned long long)h->raw_events,
