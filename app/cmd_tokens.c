@@ -37,8 +37,9 @@ static void tokens_usage(FILE *out) {
         "  fetch   STORE --user KEY --before T --n L   the last L tokens of user KEY strictly\n"
         "                                         before time T (the training path's answer);\n"
         "                                         --user-id ID instead names the user by the\n"
-        "                                         raw id of a CSV or MovieLens log; --before-id I\n"
-        "                                         also returns the records at T with an id\n"
+        "                                         raw id of a CSV or MovieLens log (or the\n"
+        "                                         number of a synthetic log's user); --before-id\n"
+        "                                         I also returns the records at T with an id\n"
         "                                         below I (tokens.same_time earlier); a user\n"
         "                                         with no record before T: the header line\n"
         "                                         only, \"no tokens for user KEY\" on stderr,\n"
@@ -93,10 +94,8 @@ static void print_stats(const char *what, const rd_token_stats *t) {
     printf("\n");
 }
 
-// `tokens fetch` found nothing: say so on stderr (the answer itself, a header line, is right),
-// telling a user the store does not hold from one with records only at or after T.
-static int say_no_tokens(
-    rd_token_store *s, uint64_t user, const char *user_id, int64_t before, rd_errbuf *eb) {
+// Does the store hold any record of user key `user` (*known)?
+static int user_known(rd_token_store *s, uint64_t user, int *known, rd_errbuf *eb) {
     rd_token_store_info in;
     rd_token_store_info_get(s, &in);
     float *tok = rd_xmalloc(in.dim * sizeof *tok);
@@ -104,12 +103,42 @@ static int say_no_tokens(
     rd_token_fetch_out o = {.tokens = tok, .n_found = &nf};
     int rc = rd_token_store_fetch(s, user, INT64_MAX, 1, &o, eb);
     rd_free(tok);
+    *known = rc == RD_OK && nf > 0;
+    return rc;
+}
+
+// --user-id of a synthetic log: its users are numbered 0..n-1 and keyed by number
+// (rd_feature_key_u64), not by the text of a CSV or MovieLens id, so "3" found nothing in such a
+// store. A decimal id the store does not hold as text is tried as that number (said on stderr).
+static int user_id_key(rd_token_store *s, const char *id, uint64_t *user, rd_errbuf *eb) {
+    int known = 0;
+    uint64_t n = 0;
+    int rc = user_known(s, *user, &known, eb);
+    if (rc != RD_OK || known || id[0] < '0' || id[0] > '9' || rd_app_parse_u64(id, &n) != 0)
+        return rc;
+    uint64_t num = rd_feature_key_u64("user", n);
+    if ((rc = user_known(s, num, &known, eb)) == RD_OK && known) {
+        fprintf(stderr,
+                "recdistill tokens fetch: --user-id %s: no user '%s' of a CSV or MovieLens log "
+                "here; user number %llu of a synthetic log (key %llu)\n",
+                id, id, (unsigned long long)n, (unsigned long long)num);
+        *user = num;
+    }
+    return rc;
+}
+
+// `tokens fetch` found nothing: say so on stderr (the answer itself, a header line, is right),
+// telling a user the store does not hold from one with records only at or after T.
+static int say_no_tokens(
+    rd_token_store *s, uint64_t user, const char *user_id, int64_t before, rd_errbuf *eb) {
+    int known = 0;
+    int rc = user_known(s, user, &known, eb);
     if (rc != RD_OK)
         return rc;
     char id[160] = "";
     if (user_id)
         snprintf(id, sizeof id, " (--user-id %.120s)", user_id);
-    if (nf == 0)
+    if (!known)
         fprintf(stderr,
                 "recdistill tokens fetch: no tokens for user %llu%s: the store holds no record "
                 "of this user (`recdistill tokens users STORE` lists its users)\n",
@@ -309,8 +338,12 @@ int rd_cmd_tokens(int argc, char **argv) {
                     printf("# %llu users\n", (unsigned long long)listed);
             } else if (strcmp(cmd, "fetch") == 0) {
                 uint32_t nf = 0;
-                rc = rd_tokentool_print_fetch(s, user, before, opts[6].value ? &before_id : NULL,
-                                              (size_t)L, stdout, &nf, &eb);
+                if (opts[1].value)
+                    rc = user_id_key(s, opts[1].value, &user, &eb);
+                if (rc == RD_OK)
+                    rc =
+                        rd_tokentool_print_fetch(s, user, before, opts[6].value ? &before_id : NULL,
+                                                 (size_t)L, stdout, &nf, &eb);
                 if (rc == RD_OK && nf == 0)
                     rc = say_no_tokens(s, user, opts[1].value, before, &eb);
             } else if (strcmp(cmd, "gc") == 0) {

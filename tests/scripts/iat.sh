@@ -301,6 +301,12 @@ text = text.replace("""  source: synthetic
 text = text.replace("source_model: src}", "source_model: src, side: " + sys.argv[2] + "}")
 sys.stdout.write(text)' "$TMP" "$2"
 }
+# --user-id on a synthetic store: its users are numbered and keyed by number, so "3" is user
+# number 3 (said on stderr); it used to hash the text "3" and find nothing.
+"$RD" tokens fetch "$TMP/p1-2/tokens" --user-id 3 --before 4000000000 --n 4 >"$TMP/out" \
+    2>"$TMP/err" || fail "fetch --user-id 3 (synthetic): $(cat "$TMP/err")"
+grep -q "n_found 4 " "$TMP/out" || fail "fetch --user-id 3 (synthetic): $(cat "$TMP/out")"
+grep -q "user number 3 of a synthetic log" "$TMP/err" || fail "no note: $(cat "$TMP/err")"
 side_config 1 "[r]" > "$TMP/s1.yaml"
 side_config 2 "[r]" > "$TMP/s2.yaml"
 pair_runs "$TMP/s" "side values"
