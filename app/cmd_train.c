@@ -285,12 +285,13 @@ static int folders_distinct(const rd_config *cfg, char *msg, size_t cap) {
                                                     &ej) != RD_OK;
             int i_in = rd_lmdbx_check_out_not_input(f[i].key, f[i].path, f[j].key, f[j].path,
                                                     &ei) != RD_OK;
-            const char *m = i_in && j_in        ? (i > 0       ? ej.msg
-                                                   : f[j].sole ? ei.msg
-                                                               : NULL)
-                            : i_in && f[j].sole ? ei.msg
-                            : j_in && f[i].sole ? ej.msg
-                                                : NULL;
+            const char *m = NULL;
+            if (i_in && j_in) // one folder: only the run folder may be the checkpoint folder
+                m = i > 0 ? ej.msg : f[j].sole ? ei.msg : NULL;
+            else if (i_in && f[j].sole)
+                m = ei.msg;
+            else if (j_in && f[i].sole)
+                m = ej.msg;
             if (m) {
                 snprintf(msg, cap, "%.2048s; give %s a folder of its own", m, f[j].key);
                 return -1;

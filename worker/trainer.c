@@ -238,9 +238,6 @@ _Static_assert(RD_PATH_MAX + RD_NAME_MAX + sizeof ".targets.json" <=
                "targets_path must hold the longest run folder and job name");
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers
-
-// ---------------------------------------------------------------------------------------------
 // Create / destroy
 
 static int resolve_features(rd_trainer *tr, rd_errbuf *eb) {
