@@ -59,6 +59,7 @@ static const char *const poolings[] = {"sum", "mean", NULL};
 static const char *const shm_modes[] = {"auto", "off", NULL};
 static const char *const seq_kinds[] = {"none", "mean", "din", "transformer", NULL};
 static const char *const same_time_modes[] = {"exclude", "earlier", NULL};
+static const char *const token_queries[] = {"request", "request_seq", NULL}; // rd_token_use.query
 static const char *const orders[] = {"time", "user", NULL};
 static const char *const batch_orders[] = {"time", "user", "windows", NULL}; // rd_order
 static const char *const huge_modes[] = {"off", "auto", NULL};  // RD_TOKEN_HUGE_* order
@@ -353,6 +354,7 @@ static const ck_key token_use_keys[] = {
     K_INT(rd_token_use, "search", search, 0, 4096, 0, "0"),
     K_BOOL(rd_token_use, "norm", norm, "false"),
     K_STR(rd_token_use, "search_by", search_by, 0, "item"),
+    K_ENUM(rd_token_use, "query", query, token_queries, 0, "request"),
 };
 TABLE(token_use_desc, rd_token_use, token_use_keys);
 
@@ -2302,9 +2304,9 @@ static int check_item_key_field(
 static const char *const seq_settings[] = {"length",      "table", "layers",      "heads",
                                            "dim",         "view",  "view_length", "view_by_label",
                                            "with_labels", NULL};
-static const char *const token_settings[] = {"length",  "kind", "layers",    "heads",
-                                             "adapter", "gate", "stats",     "same_time",
-                                             "search",  "norm", "search_by", NULL};
+static const char *const token_settings[] = {"length",    "kind",  "layers",    "heads",  "adapter",
+                                             "gate",      "stats", "same_time", "search", "norm",
+                                             "search_by", "query", NULL};
 
 static int check_forgotten_switches(const rd_model_config *mc, int m, const vctx *v) {
     char p[128], given[256];
@@ -2504,6 +2506,15 @@ static int check_models(const rd_config *cfg, const vctx *v) {
                 return verr(v, p,
                             "the model reads instance tokens but tokens.source_model is not "
                             "set");
+            snprintf(p, sizeof p, "models[%d].tokens.query", m);
+            if (tu->query == 1 && mc->seq.kind == RD_SEQ_NONE)
+                return verr(v, p,
+                            "request_seq reads the item-ID history branch, but seq.kind is none "
+                            "(set seq.kind, or query: request)");
+            if (tu->query == 1 && tu->kind == RD_SEQ_MEAN)
+                return verr(v, p,
+                            "request_seq with tokens.kind mean: a mean reads no query (want din "
+                            "| transformer, or query: request)");
         }
         // The backbone reads the embedded features, the dataset's numeric fields, the history
         // branch and statistics and the token branch and summaries: with none of them the model

@@ -1394,6 +1394,31 @@ static void test_errors_csv(void **state) {
         assert_false(rd_field_is_item("items") || rd_field_is_item("ite"));
         free(cc);
     }
+    // tokens.query request_seq reads the history branch's output: it needs one, and a branch
+    // kind that reads a query.
+#define TOK_Q(model_keys)                                                                          \
+    TOK_M model_keys "  - name: s\n    features:\n      - {field: user, table: e}\n"               \
+                     "tokens: {scheme: 2, source_model: s}\n" FB_CSV
+    expect_error(TOK_Q("    tokens: {scheme: 2, query: request_seq}\n"), "t.yaml:",
+                 "models[0].tokens.query: request_seq reads the item-ID history branch, but "
+                 "seq.kind is none");
+    expect_error(TOK_Q("    seq: {kind: mean, table: e}\n"
+                       "    tokens: {scheme: 2, kind: mean, query: request_seq}\n"),
+                 "t.yaml:", "models[0].tokens.query: request_seq with tokens.kind mean");
+    {
+        rd_config *cc = new_cfg();
+        rd_errbuf eb = {0};
+        int rc = parse(TOK_Q("    seq: {kind: mean, table: e}\n"
+                             "    tokens: {scheme: 2, query: request_seq}\n"),
+                       cc, &eb);
+        if (rc != RD_OK)
+            fprintf(stderr, "%s\n", eb.msg);
+        assert_int_equal(rc, RD_OK);
+        assert_int_equal(cc->models[0].tokens.query, 1);
+        assert_int_equal(cc->models[1].tokens.query, 0); // the default: request
+        free(cc);
+    }
+#undef TOK_Q
 #undef TOK_M
 #undef FB_CSV
     // ... but hour and weekday come from the timestamp of every source.

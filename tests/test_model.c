@@ -567,6 +567,66 @@ static void test_fd_model_e(void **state) {
     fd_model(&mc, 0, 3, 1);
 }
 
+// tokens.query request_seq: the token branch's query reads [x_req | seq out]. FD gradients with a
+// din and a transformer token branch over a din history (the query's gradient reaches the history
+// rows and the seq branch's weights through its output), over a mean history without features
+// (the query is the seq output alone); the query's weights widen by the seq branch's width.
+static void test_fd_token_query_seq(void **state) {
+    (void)state;
+    rd_model_config mc;
+    config_d(&mc, RD_SEQ_DIN);
+    mc.tokens.query = 1;
+    fd_model(&mc, 0, 3, 1);
+    config_d(&mc, RD_SEQ_TRANSFORMER);
+    mc.tokens.query = 1;
+    fd_model(&mc, 0, 3, 2);
+    mc_defaults(&mc, "q_nofeat");
+    mc.seq = (rd_seq_config){.kind = RD_SEQ_MEAN, .length = 5, .with_labels = 1};
+    snprintf(mc.seq.table, sizeof mc.seq.table, "t_item");
+    mc.tokens = (rd_token_use){.scheme = 2,
+                               .length = 4,
+                               .kind = RD_SEQ_TRANSFORMER,
+                               .layers = 1,
+                               .heads = 2,
+                               .adapter = 4,
+                               .query = 1};
+    mc.n_mlp = 1;
+    mc.mlp[0] = 6;
+    snprintf(mc.activation, sizeof mc.activation, "gelu");
+    fd_model(&mc, 0, 3, 1);
+
+    // The query's weights widen by the seq branch's width: C_tok more columns of C_seq each.
+    config_d(&mc, RD_SEQ_TRANSFORMER);
+    rd_model_opts o = opts_for(4, 0, 3);
+    rd_model *m0 = build(&mc, &o);
+    mc.tokens.query = 1;
+    rd_model *m1 = build(&mc, &o);
+    const rd_model_tensor *q0 = rd_model_find_tensor(m0, "tok.ra.qw");
+    const rd_model_tensor *q1 = rd_model_find_tensor(m1, "tok.ra.qw");
+    const rd_model_tensor *tb = rd_model_find_tensor(m1, "tok.in.b");
+    const rd_model_tensor *sb = rd_model_find_tensor(m1, "seq.in.b");
+    assert_non_null(q0);
+    assert_non_null(q1);
+    assert_non_null(tb);
+    assert_non_null(sb);
+    assert_int_equal(q1->n, q0->n + tb->n * sb->n);
+    // The query reads the history's output: zeroing its columns of the query weights moves the
+    // loss.
+    tbatch t;
+    tb_make(&t, m1, 3, 99, 1);
+    double l1 = fwd_loss(m1, &t.b);
+    float *w1 = m1->params + q1->offset;
+    size_t E = q0->n / tb->n, Eq = q1->n / tb->n;
+    for (size_t r = 0; r < tb->n; r++)
+        for (size_t c = E; c < Eq; c++)
+            w1[r * Eq + c] = 0.0f;
+    double l0 = fwd_loss(m1, &t.b);
+    assert_true(l0 != l1);
+    tb_free(&t);
+    rd_model_destroy(m0);
+    rd_model_destroy(m1);
+}
+
 // tokens.norm: rd_token_standardize on known values (padding 0, a constant token 0); a model
 // with it equals the same model without it fed the standardised tokens (logits and every
 // gradient), and its gradients pass finite differences.
@@ -1126,6 +1186,14 @@ static void test_config_errors(void **state) {
     mc.tokens.kind = RD_SEQ_NONE;
     expect_config_error(&mc, &o, "tokens.kind none");
     config_a(&mc);
+    mc.tokens.query = 1;
+    mc.seq.kind = RD_SEQ_NONE;
+    expect_config_error(&mc, &o, "tokens.query request_seq reads the item-ID history");
+    config_a(&mc);
+    mc.tokens.query = 1;
+    mc.tokens.kind = RD_SEQ_MEAN;
+    expect_config_error(&mc, &o, "tokens.query request_seq with tokens.kind mean");
+    config_a(&mc);
     rd_model_opts o0 = opts_for(4, 2, 0);
     expect_config_error(&mc, &o0, "token dim is 0");
     config_a(&mc);
@@ -1384,6 +1452,7 @@ int main(void) {
         cmocka_unit_test(test_fd_model_c),
         cmocka_unit_test(test_fd_model_d),
         cmocka_unit_test(test_fd_model_e),
+        cmocka_unit_test(test_fd_token_query_seq),
         cmocka_unit_test(test_fd_model_f),
         cmocka_unit_test(test_model_dropout),
         cmocka_unit_test(test_token_norm),

@@ -115,6 +115,8 @@ struct rd__model_priv {
     float *tok_in;                  // (B, L, d_tok) with tok_norm
     float *gate_p, *gate_g;         // (C_tok), initialised to 0
     float *tok_gated, *dtok_gated;  // (B, C_tok)
+    int tok_qseq;                   // tokens.query request_seq: the query reads tok_q
+    float *tok_q, *dtok_q;          // (B, E + C_seq) [x_req | seq out] with tok_qseq
 
     // Backbone
     size_t W;             // backbone input width
@@ -404,6 +406,10 @@ static void layout(builder *bd) {
         p->dad_pre = act(bd, B * L * A);
         flops_linear(bd, (double)L, m->tok_dim, A, 0); // frozen tokens: no input gradient
         layout_branch(bd, &p->tok, "tok");
+        if (p->tok_qseq) {
+            p->tok_q = act(bd, B * p->tok.d.E);
+            p->dtok_q = act(bd, B * p->tok.d.E);
+        }
         if (p->tok_gate) {
             param(bd, &p->gate_p, &p->gate_g, p->tok.d.C, INIT_ZERO, 0.0f, "tok.gate");
             p->tok_gated = act(bd, B * p->tok.d.C);
@@ -687,11 +693,27 @@ static int validate(rd_model *m,
                               "model '%s': tokens.kind none with tokens.scheme %d (want "
                               "mean|din|transformer, or scheme 0)",
                               name, tu->scheme);
+        if (tu->query != 0 && tu->query != 1)
+            return rd_err_set(eb, RD_ERR_CONFIG,
+                              "model '%s': tokens.query %d is not request|request_seq", name,
+                              tu->query);
+        if (tu->query == 1 && !p->seq.on)
+            return rd_err_set(eb, RD_ERR_CONFIG,
+                              "model '%s': tokens.query request_seq reads the item-ID history "
+                              "branch, but the model has none (seq.kind none)",
+                              name);
+        if (tu->query == 1 && tu->kind == RD_SEQ_MEAN)
+            return rd_err_set(eb, RD_ERR_CONFIG,
+                              "model '%s': tokens.query request_seq with tokens.kind mean: a mean "
+                              "reads no query (want din|transformer, or query request)",
+                              name);
+        p->tok_qseq = tu->query == 1;
         p->A = (size_t)tu->adapter;
+        size_t Eq = p->E + (p->tok_qseq ? p->seq.d.C : 0); // the query's input width
         int rc = setup_branch(
             &p->tok, "tokens", name, tu->kind, (size_t)(tu->length > 0 ? tu->length : 0), p->A,
-            (size_t)(tu->heads > 0 ? tu->heads : 0), (size_t)(tu->layers > 0 ? tu->layers : 0),
-            p->E, 2 * p->A, o->causal, p->act, eb);
+            (size_t)(tu->heads > 0 ? tu->heads : 0), (size_t)(tu->layers > 0 ? tu->layers : 0), Eq,
+            2 * p->A, o->causal, p->act, eb);
         if (rc != RD_OK)
             return rc;
         m->tok_length = p->tok.d.T;
@@ -1185,7 +1207,14 @@ static void tok_forward(rd_model *m, const rd_batch *bt) {
                 x[A + k] += v * w[k];
         }
     }
-    branch_forward(br, p->x_req, B);
+    const float *q = p->x_req;
+    if (p->tok_qseq) { // [x_req | seq out]: the seq branch ran before
+        const float *parts[2] = {p->x_req, p->seq.out};
+        size_t widths[2] = {p->E, p->seq.d.C}, skip = p->E > 0 ? 0 : 1; // no x_req: seq alone
+        rd_concat_forward(p->tok_q, parts + skip, widths + skip, 2 - skip, B);
+        q = p->tok_q;
+    }
+    branch_forward(br, q, B);
     if (p->tok_gate) {
         size_t C = br->d.C;
         for (size_t b = 0; b < B; b++)
@@ -1440,7 +1469,15 @@ static void tok_backward(rd_model *m, const rd_batch *bt) {
                 br->dout[b * C + k] = d * p->gate_p[k];
             }
     }
-    branch_backward(br, p->dx_req, p->x_req, B);
+    if (p->tok_qseq) { // the query's gradient goes to x_req and to the seq branch's output
+        memset(p->dtok_q, 0, B * br->d.E * sizeof(float));
+        branch_backward(br, p->dtok_q, p->tok_q, B);
+        float *dparts[2] = {p->dx_req, p->seq.dout};
+        size_t widths[2] = {p->E, p->seq.d.C}, skip = p->E > 0 ? 0 : 1;
+        rd_concat_backward(dparts + skip, p->dtok_q, widths + skip, 2 - skip, B);
+    } else {
+        branch_backward(br, p->dx_req, p->x_req, B);
+    }
     for (size_t i = 0; i < BL; i++) {
         const float *d = br->dbin + i * 2 * A;
         memcpy(p->dad + i * A, d, A * sizeof(float));
@@ -1566,10 +1603,13 @@ static void backward_backbone(rd_model *m, const rd_batch *bt) {
             memset(p->dpart[i], 0, B * p->part_w[i] * sizeof(float));
     rd_concat_backward(p->dpart, dx, p->part_w, (size_t)p->n_parts, B);
 
-    // 4. Sequence branches (their queries add to dx_req).
+    // 4. Sequence branches (their queries add to dx_req). A token query that reads the seq
+    //    branch's output adds to its dout, so the token branch goes first then.
+    if (p->tok.on && p->tok_qseq)
+        tok_backward(m, bt);
     if (p->seq.on)
         seq_backward(m, bt);
-    if (p->tok.on)
+    if (p->tok.on && !p->tok_qseq)
         tok_backward(m, bt);
 
     // 5. Features: split dx_req and scatter into the rows.

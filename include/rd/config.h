@@ -451,6 +451,10 @@ typedef struct rd_token_use {
                                  // categorical attribute of the item (a field with one value per
                                  // item: a category, a series; SIM's search by category). A
                                  // token is picked when its event's item has the request's value
+    int query; // what the branch's query (din | transformer) is built from: 0 = the request
+               // features x_req; 1 = x_req and the item-ID history branch's output (IAT's
+               // F_compress(concat(X_seq, X_non-seq)): a query that knows the user's recent
+               // sequence), needs a seq branch; YAML request | request_seq; default request
 } rd_token_use;
 
 typedef struct rd_model_config {

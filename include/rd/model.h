@@ -30,7 +30,10 @@
 //   token branch (models[].tokens, IAT stage 2, scheme > 0): frozen tokens (B, L, d_tok) ->
 //             [tokens.norm: each token standardised, rd_token_standardize] ->
 //             adapter sigma(W x + b) (B, L, A) -> concat a label side-embedding (2, A) ->
-//             linear to C = A -> the same mean | din | transformer machinery -> (B, C).
+//             linear to C = A -> the same mean | din | transformer machinery -> (B, C). Its
+//             query is Wq x_req, or with tokens.query request_seq Wq [x_req | seq out] (the
+//             seq branch's output gets that gradient too: the token branch's backward runs
+//             before the seq branch's).
 //   backbone: concat [x_req, numeric, seq vector, token vector] -> optional layer norm -> MLP
 //             (models[].mlp, activation after every layer; with models[].dropout, inverted
 //             dropout on every layer's output in a forward whose batch carries a dropout_key)
