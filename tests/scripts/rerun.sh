@@ -20,45 +20,13 @@ TMP="$(mktemp -d /tmp/rd_test_rerun_XXXXXX)"
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 run() { timeout 300 "$MPIEXEC" "$@"; }
+# shellcheck source=lib/pair_yaml.sh
+. "$(cd "$(dirname "$0")" && pwd)/lib/pair_yaml.sh" # pair_yaml
 cd "$TMP" || exit 1
 
 # Run 1: a teacher (mlp [16], 3 epochs, a checkpoint every 20 steps) and its distilled student.
-cat > t3.yaml <<YAML
-run: {name: tl, seed: 7}
-cluster:
-  ps_ranks: 1
-  jobs:
-    - {name: teacher, role: teacher, model: teacher}
-    - {name: student, role: student, model: student, distill: true}
-data:
-  source: synthetic
-  dir: $TMP/data
-  history_max: 8
-  synthetic: {events: 4000, users: 40, items: 200, topics: 4, dim: 4}
-  split: {batch_fraction: 0.7, holdout_fraction: 0.1, stream_windows: 2}
-ps:
-  checkpoint_every: 20
-  checkpoint_keep: 100
-  tables:
-    - {name: t_emb, dim: 8}
-    - {name: s_emb, dim: 4}
-models:
-  - name: teacher
-    features:
-      - {field: user, table: t_emb}
-      - {field: item, table: t_emb}
-    seq: {kind: mean, length: 8}
-    mlp: [16]
-  - name: student
-    features:
-      - {field: user, table: s_emb}
-      - {field: item, table: s_emb}
-    mlp: [8]
-    two_towers: true
-    tower: [4]
-train: {batch_size: 64, epochs: 3}
-output: {plot: true, progress_every_s: 0}
-YAML
+pair_yaml name=tl data="$TMP/data" ckpt_every=20 epochs=3 distill= \
+    teacher_seq="{kind: mean, length: 8}" student_tower="[4]" plot=true > t3.yaml || fail "could not write t3.yaml"
 # Run 2: another teacher (mlp [32]), 1 epoch, only the final checkpoint.
 sed -e 's/epochs: 3}/epochs: 1}/' -e 's/mlp: \[16\]/mlp: [32]/' \
     -e 's/checkpoint_every: 20/checkpoint_every: 0/' t3.yaml > t1.yaml

@@ -31,6 +31,8 @@ TMP="$(mktemp -d /tmp/rd_test_resume_XXXXXX)"
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 run() { timeout 300 "$MPIEXEC" "$@"; }
+# shellcheck source=lib/pair_yaml.sh
+. "$(cd "$(dirname "$0")" && pwd)/lib/pair_yaml.sh" # pair_yaml
 cd "$TMP" || exit 1
 
 config() { # $1 = PS ranks, $2 = mlp width
@@ -290,41 +292,8 @@ bad "data.dir .*/data holds a dataset prepared from another data configuration" 
 # --- a student replaying a target log alone resumes exactly ----------------------------------------
 # Its targets come from the log by (sample, pass): a resumed replay ends byte-identical to an
 # uninterrupted one (dense.bin, tables, holdout).
-cat > live.yaml <<YAML
-run: {name: tl, seed: 7}
-cluster:
-  ps_ranks: 1
-  jobs:
-    - {name: teacher, role: teacher, model: teacher}
-    - {name: student, role: student, model: student, distill: true}
-data:
-  source: synthetic
-  dir: $TMP/data_replay
-  history_max: 8
-  synthetic: {events: 4000, users: 40, items: 200, topics: 4, dim: 4}
-  split: {batch_fraction: 0.7, holdout_fraction: 0.1, stream_windows: 2}
-ps:
-  checkpoint_every: 20
-  checkpoint_keep: 100
-  tables:
-    - {name: t_emb, dim: 8}
-    - {name: s_emb, dim: 4}
-models:
-  - name: teacher
-    features:
-      - {field: user, table: t_emb}
-      - {field: item, table: t_emb}
-    mlp: [16]
-  - name: student
-    features:
-      - {field: user, table: s_emb}
-      - {field: item, table: s_emb}
-    mlp: [8]
-    two_towers: true
-train: {batch_size: 64, epochs: 2}
-distill: {target_log: $TMP/targets, wait_ms: 600000}
-output: {plot: false, progress_every_s: 0}
-YAML
+pair_yaml name=tl data="$TMP/data_replay" ckpt_every=20 \
+    distill="{target_log: $TMP/targets, wait_ms: 600000}" > live.yaml || fail "could not write live.yaml"
 grep -v "name: teacher, role: teacher" live.yaml | sed -e 's/distill: true}/distill: true, teacher: teacher}/' \
     -e "s|^distill: {target_log: $TMP/targets, wait_ms: 600000}|distill: {target_log: $TMP/targets, wait_ms: 600000, replay: true}|" > replay.yaml
 grep -q "replay: true" replay.yaml || fail "could not write the replay config"

@@ -28,45 +28,15 @@ TMP="$(mktemp -d /tmp/rd_test_term_ckpt_XXXXXX)"
 HELD=""
 trap '[ -z "$HELD" ] || kill -CONT $HELD 2>/dev/null; rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck source=lib/pair_yaml.sh
+. "$(cd "$(dirname "$0")" && pwd)/lib/pair_yaml.sh" # pair_yaml
 cd "$TMP" || exit 1
 export OPENBLAS_NUM_THREADS=1
 # shellcheck source=lib/hold.sh
 . "$HERE/lib/hold.sh"
 
-cat > live.yaml <<YAML
-run: {name: term, seed: 7}
-cluster:
-  ps_ranks: 1
-  jobs:
-    - {name: teacher, role: teacher, model: teacher}
-    - {name: student, role: student, model: student, distill: true}
-data:
-  source: synthetic
-  dir: $TMP/data
-  history_max: 8
-  synthetic: {events: 30000, users: 60, items: 300, topics: 4, dim: 4}
-  split: {batch_fraction: 0.7, holdout_fraction: 0.1, stream_windows: 2}
-ps:
-  checkpoint_keep: 100
-  tables:
-    - {name: t_emb, dim: 8}
-    - {name: s_emb, dim: 4}
-models:
-  - name: teacher
-    features:
-      - {field: user, table: t_emb}
-      - {field: item, table: t_emb}
-    mlp: [16]
-  - name: student
-    features:
-      - {field: user, table: s_emb}
-      - {field: item, table: s_emb}
-    mlp: [8]
-    two_towers: true
-train: {batch_size: 32, epochs: 2}
-distill: {wait_ms: 600000}
-output: {plot: false, progress_every_s: 0}
-YAML
+pair_yaml name=term data="$TMP/data" events=30000 users=60 items=300 batch=32 > live.yaml ||
+    fail "could not write live.yaml"
 JOBS="teacher student"
 
 timeout 300 "$MPIEXEC" -n 3 "$RD" train live.yaml --out U >U.out 2>U.err || fail "unsignalled run: $(cat U.err)"
