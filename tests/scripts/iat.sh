@@ -381,6 +381,14 @@ for p in 1 2; do
 done
 pair_runs "$TMP/st" "token summaries"
 [ "$PAIR_AUC" != "$a1" ] || fail "token summaries change nothing ($PAIR_AUC)"
+# The token branch's query built from the request and the history branch's output
+# (models[].tokens.query: request_seq): the same with 1 and 2 PS ranks, and it changes the model.
+for p in 1 2; do
+    sed 's/adapter: 8}/adapter: 8, query: request_seq}/' "$TMP/s$p.yaml" >"$TMP/tq$p.yaml"
+    grep -q "query: request_seq" "$TMP/tq$p.yaml" || fail "tokens.query not set in the config"
+done
+pair_runs "$TMP/tq" "token query from the request and the history"
+[ "$PAIR_AUC" != "$a1" ] || fail "tokens.query request_seq changes nothing ($PAIR_AUC)"
 # Same-second events (models[].tokens.same_time): a log whose users rate four items a second. With
 # `earlier` the teacher also reads the tokens of its own second's earlier events (dataset order),
 # so it fetches more for the same requests, the same with 1 and 2 PS ranks; `exclude` (the
