@@ -47,6 +47,10 @@ check "iat.md series" ablations.sh -n 2 -k 10 -v iat_temporal configs/synthetic-
     "$TMP/ser"
 check "iat.md series oracle" variant.sh -k 10 "$TMP/ser/iat_temporal.yaml" "$TMP/or2" \
     data.synthetic.feedback=2 "tokens.side=[engagement]"
+check "iat.md query (c)" variant.sh -k 5 configs/ml100k-iat.yaml "$TMP/qc" tokens.scheme=2 \
+    models.teacher.tokens.scheme=2 models.teacher.tokens.query=request_seq
+check "iat.md query (b)" variant.sh -k 5 configs/ml100k-iat.yaml "$TMP/qb" tokens.scheme=1 \
+    models.teacher.tokens.scheme=1 models.teacher.tokens.query=request_seq
 
 # docs/distillation.md and README.md: a teacher kept alone from configs/ml100k.yaml (its
 # distill: section is dropped with the students), the layer-norm and seq.stats variants, and
