@@ -454,6 +454,52 @@ static void in_get(ibuf *b, void *v, size_t n) {
 }
 #define IN(b, v) in_get((b), &(v), sizeof(v))
 
+// A bundle stores rd_model_config as this build lays it out. Members added since bundles were
+// first written, oldest first, at their offset in this build's layout: a bundle of an earlier
+// build holds the struct without the members added after it, and each reads as 0 (its default;
+// they are training or token settings, which serving does not use). A member added to
+// rd_model_config (or to a struct inside it) is appended here. Every member is 4-byte aligned,
+// so taking one out moves the rest by its size and changes no padding.
+typedef struct mc_member {
+    size_t off, len;
+} mc_member;
+static const mc_member mc_added[] = {
+    {offsetof(rd_model_config, dropout), sizeof(float)}, // models[].dropout
+    // models[].tokens.query
+    {offsetof(rd_model_config, tokens) + offsetof(rd_token_use, query), sizeof(int)},
+};
+#define N_MC_ADDED ((int)(sizeof mc_added / sizeof mc_added[0]))
+_Static_assert(_Alignof(rd_model_config) == sizeof(int) && sizeof(float) == sizeof(int),
+               "rd_model_config: bundles of earlier builds are read by taking 4-byte members out");
+
+// The layout of a bundle's model config of mcs bytes: how many members of mc_added it has (the
+// oldest ones), or -1 when mcs is no layout this build knows.
+static int mc_layout(uint32_t mcs) {
+    size_t size = sizeof(rd_model_config);
+    int present = N_MC_ADDED;
+    while (size != mcs && present > 0)
+        size -= mc_added[--present].len;
+    return size == mcs ? present : -1;
+}
+
+// Read a bundle's model config of layout `present` (mc_layout) into *mc, in this build's layout.
+static void get_model_config(ibuf *b, rd_model_config *mc, int present) {
+    memset(mc, 0, sizeof *mc);
+    // Copy around the absent members mc_added[present..], in the order they sit in the struct.
+    size_t pos = 0;
+    for (;;) {
+        const mc_member *next = NULL;
+        for (int i = present; i < N_MC_ADDED; i++)
+            if (mc_added[i].off >= pos && (!next || mc_added[i].off < next->off))
+                next = &mc_added[i];
+        if (!next)
+            break;
+        in_get(b, (char *)mc + pos, next->off - pos);
+        pos = next->off + next->len;
+    }
+    in_get(b, (char *)mc + pos, sizeof *mc - pos);
+}
+
 void rd_serve_close(rd_serve *s) {
     if (!s)
         return;
@@ -563,14 +609,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: CRC mismatch (file damaged)", path);
         goto fail;
     }
-    _Static_assert(offsetof(rd_model_config, dropout) + sizeof(float) == sizeof(rd_model_config),
-                   "models[].dropout must stay the last member of rd_model_config: bundles of "
-                   "the builds before it are read as its prefix");
-    // The model config of the builds before models[].dropout is this one's without its last
-    // member (dropout, appended at the end): read as such, with dropout 0 (a training setting).
-    int mc_old = mcs == (uint32_t)offsetof(rd_model_config, dropout);
-    if ((mcs != sizeof(rd_model_config) && !mc_old) || tcs != sizeof(rd_table_config) || nt == 0 ||
-        nt > RD_MAX_TABLES) {
+    int mc_present = mc_layout(mcs); // the model config of this build or of an earlier one
+    if (mc_present < 0 || tcs != sizeof(rd_table_config) || nt == 0 || nt > RD_MAX_TABLES) {
         rc = rd_err_set(eb, RD_ERR_VERSION,
                         "%s: written by a build with another config layout (model config %u "
                         "bytes, table config %u, %u tables; this build: %zu, %zu)",
@@ -586,8 +626,7 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     in_get(&b, in->job, RD_NAME_MAX);
     in_get(&b, in->model, RD_NAME_MAX);
     in->job[RD_NAME_MAX - 1] = in->model[RD_NAME_MAX - 1] = 0;
-    memset(&s->mc, 0, sizeof s->mc);
-    in_get(&b, &s->mc, mcs);
+    get_model_config(&b, &s->mc, mc_present);
     s->n_tables = (int)nt;
     for (uint32_t t = 0; t < nt; t++) {
         in_get(&b, &s->tc[t], sizeof s->tc[t]);

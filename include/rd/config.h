@@ -457,6 +457,9 @@ typedef struct rd_token_use {
                // sequence), needs a seq branch; YAML request | request_seq; default request
 } rd_token_use;
 
+// Serving bundles store this struct as the build lays it out: a member added to it (or to a
+// struct inside it) is listed in worker/serve.c's mc_added, so bundles of earlier builds still
+// open.
 typedef struct rd_model_config {
     char name[RD_NAME_MAX]; // unique model name; required
     int n_features;

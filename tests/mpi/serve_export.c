@@ -267,6 +267,26 @@ static void copy_as_v2(const char *from, const char *to, size_t n_inputs) {
     write_as_version(b, len, 2, to);
 }
 
+// The same bundle as an earlier build wrote it: its model config without the n 4-byte members
+// at offs (offsets in this build's rd_model_config, the highest first) that the build lacked,
+// the config size in the header (bytes 12..15) to match, CRC resealed.
+static void copy_as_layout(const char *from, const char *to, const size_t *offs, size_t n) {
+    size_t len;
+    unsigned char *b = read_bundle(from, &len);
+    const size_t mc_off = 56 + 2 * RD_NAME_MAX;
+    uint32_t mcs, version;
+    memcpy(&version, b + 8, 4);
+    memcpy(&mcs, b + 12, 4);
+    for (size_t i = 0; i < n; i++) {
+        const size_t at = mc_off + offs[i];
+        memmove(b + at, b + at + 4, len - at - 4);
+        len -= 4;
+        mcs -= 4;
+    }
+    memcpy(b + 12, &mcs, 4);
+    write_as_version(b, len, version, to);
+}
+
 // A checkpoint folder `to` (replaced) made from the student's checkpoint `ckpt`: its dense.bin,
 // with the float at byte `nan_at` set to NaN when nan_at >= 0, beside one PS shard of 40 rows
 // (keys 977, 2 * 977, ...) in each of the config's tables at dim `dim` (0 = the config's),
@@ -675,6 +695,47 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
                 T_CHECK(&g_errs, rc == RD_ERR_RANGE && strstr(eb.msg, "'price'"),
                         "version-2 raw NaN: %d %s", rc, eb.msg);
             }
+            rd_serve_close(old);
+        }
+    }
+    {
+        // Bundles of the earlier config layouts (rd_model_config before models[].tokens.query,
+        // and before models[].dropout too) still open and score the same; a layout no build
+        // wrote (one 4-byte member fewer still) is refused by name.
+        const size_t q_off = offsetof(rd_model_config, tokens) + offsetof(rd_token_use, query),
+                     d_off = offsetof(rd_model_config, dropout);
+        const size_t no_q[] = {q_off}, no_dq[] = {d_off, q_off},
+                     none[] = {d_off, q_off, offsetof(rd_model_config, layer_norm)};
+        struct {
+            const char *what;
+            const size_t *offs;
+            size_t n;
+        } layouts[] = {{"without tokens.query", no_q, 1},
+                       {"without dropout and tokens.query", no_dq, 2},
+                       {"of no build", none, 3}};
+        RD_ASSERT(d_off > q_off);
+        for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+            char old_p[800];
+            snprintf(old_p, sizeof old_p, "%s/layout%zu_%s.rdsv", dir, i, session_name());
+            copy_as_layout(bundle, old_p, layouts[i].offs, layouts[i].n);
+            rd_serve *old = NULL;
+            rd_errbuf_clear(&eb);
+            rc = rd_serve_open(old_p, 4, &old, &eb);
+            if (i == 2) {
+                T_CHECK(&g_errs, rc == RD_ERR_VERSION && !old && strstr(eb.msg, "config layout"),
+                        "bundle %s: %d %s", layouts[i].what, rc, eb.msg);
+                continue;
+            }
+            T_CHECK(&g_errs, rc == RD_OK, "bundle %s: %d %s", layouts[i].what, rc, eb.msg);
+            if (rc != RD_OK)
+                continue;
+            RD_ASSERT(rd_serve_request_from_dataset(old, ds, recs[0], keys, hist, hl, num, &eb) ==
+                      RD_OK);
+            rd_serve_request rq = {
+                .n = 1, .keys = keys, .hist_items = hist, .hist_labels = hl, .numeric = num};
+            rc = rd_serve_score(old, &rq, NULL, logit, &eb);
+            T_CHECK(&g_errs, rc == RD_OK && logit[0] == solo[0], "bundle %s: score %d %s",
+                    layouts[i].what, rc, eb.msg);
             rd_serve_close(old);
         }
     }
