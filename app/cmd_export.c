@@ -30,15 +30,18 @@ static void export_usage(FILE *out) {
         "usage: recdistill export CONFIG.yaml --out FILE [--job NAME] [--run DIR] [--ckpt DIR]\n"
         "                         [--data DIR] [--seed N] [--set PATH=VALUE ...]\n"
         "\n"
-        "Write the serving bundle of a trained model (a student, or with --job any job whose\n"
-        "model reads no token store, a teacher included): the dense parameters of its main\n"
-        "tower and the embedding rows of the tables it reads, with the bundle version and the\n"
-        "hash of the model and table config (checked against the checkpoint's).\n"
+        "Write the serving bundle of a trained model (a student, or with --job any job, a\n"
+        "teacher included): the dense parameters of its main tower and the embedding rows of\n"
+        "the tables it reads, with the bundle version and the hash of the model and table\n"
+        "config (checked against the checkpoint's). A model that reads instance tokens records\n"
+        "its token store (tokens.store_dir, which must exist): the server reads the tokens\n"
+        "from that store, read-only (rd_serve_fetch_tokens of rd/serve.h).\n"
         "\n"
         "  --out FILE   bundle to write (must not exist; missing parent folders are made)\n"
         "  --job NAME   job to export; default: the first student job of the config\n"
         "  --run DIR    the run folder given to `train --out DIR`: the paths derived from\n"
-        "               run.out_dir (ps.checkpoint_dir, data.dir) move with it, as in train\n"
+        "               run.out_dir (ps.checkpoint_dir, data.dir, tokens.store_dir) move with\n"
+        "               it, as in train\n"
         "  --ckpt DIR   training checkpoint (a step-N directory, or a checkpoint root:\n"
         "               its newest complete one of the job); default: the newest\n"
         "               complete one under <ps.checkpoint_dir>/<job>\n"
@@ -176,6 +179,12 @@ int rd_cmd_export(int argc, char **argv) {
                    "%016llx) from %s: %s\n",
                    in.job, in.model, (long long)in.step, (unsigned long long)in.params,
                    (unsigned long long)in.rows, (unsigned long long)in.config_hash, ckpt, out);
+            if (in.tok_length)
+                printf("instance tokens: %zu per candidate (of up to %zu a request carries), dim "
+                       "%zu, %zu side values, %zu summaries computed by the scorer; served from "
+                       "the store %s (id %016llx), read-only\n",
+                       in.tok_length, in.tok_pool, in.tok_dim, in.tok_side, in.tok_stats,
+                       cfg->tokens.store_dir, (unsigned long long)in.tok_store_id);
             if (in.logit_shift != 0.0f)
                 printf("logit shift %+.6g: the job's own negative sampling, undone in every "
                        "served score\n",

@@ -15,6 +15,7 @@
 #include "rd/model.h"
 #include "rd/table.h"
 #include "rd/tabletool.h"
+#include "rd/tokens.h"
 #include "rd/train_ckpt.h"
 
 #include <errno.h>
@@ -76,7 +77,15 @@ struct rd_serve {
     // version-1 or 2 bundle has error and 0 (a raw NaN is refused, as it always was).
     uint32_t in_missing[RD_MAX_FIELDS];
     double in_fill[RD_MAX_FIELDS];
-    float *numbuf; // (max_n, n_numeric): raw inputs transformed
+    float *numbuf;   // (max_n, nn_model): raw inputs transformed, then the token summaries
+    size_t nn_model; // the model's numeric inputs: info.n_numeric + info.tok_stats
+    // Version 4, the token branch: each candidate's picked tokens as the model reads them (most
+    // recent first, padding after), and rd_serve_fetch_tokens' buffers (tok_pool tokens).
+    float *tk;                 // (max_n, tok_length, tok_dim)
+    uint8_t *tk_mask, *tk_lab; // (max_n, tok_length)
+    float *tk_side;            // (max_n, tok_length, tok_side) or NULL
+    float *f_tok, *f_lab, *f_side;
+    uint64_t *f_item;
     void *scratch;
     size_t scratch_bytes;
     // rd_serve_request_from_dataset's item means (seq.stats_residual), built at first use for
@@ -172,9 +181,13 @@ int rd_serve_export(const rd_config *cfg,
     const rd_model_config *mc = rd_config_find_model(cfg, jc->model);
     if (!mc)
         return rd_err_set(eb, RD_ERR_NOTFOUND, "job '%s': no model named '%s'", job, jc->model);
-    if (mc->tokens.scheme > 0)
+    // The token branch serves from the store it was trained on; a search by an item attribute
+    // would need the item -> value map of the dataset in the bundle, which it does not carry.
+    if (mc->tokens.scheme > 0 && mc->tokens.search && !rd_field_is_item(mc->tokens.search_by))
         return rd_err_set(eb, RD_ERR_UNSUPPORTED,
-                          "model '%s': the instance-token branch is not served yet", mc->name);
+                          "model '%s': tokens.search_by '%s' (an item attribute) is not served "
+                          "yet; export a model whose token search matches the item",
+                          mc->name, mc->tokens.search_by);
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new file name", out);
@@ -229,12 +242,37 @@ int rd_serve_export(const rd_config *cfg,
                     "it; make sure "
                     "it is the data the model was trained on",
                     ckpt_dir, data_dir);
+    // The token store the model read: the bundle records its id, dim and side values, and a
+    // serving process reads its tokens from that store (rd_serve_fetch_tokens refuses another).
+    rd_token_store_info tsi;
+    memset(&tsi, 0, sizeof tsi);
+    const size_t tok_side = mc->tokens.scheme > 0 ? (size_t)rd_tokens_side_width(&cfg->tokens) : 0;
+    if (mc->tokens.scheme > 0) {
+        if ((rc = rd_token_store_read_manifest(cfg->tokens.store_dir, &tsi, eb)) != RD_OK) {
+            rd_err_prefix(eb,
+                          "model '%s' reads instance tokens, and its store (tokens.store_dir; "
+                          "--run DIR moves it with the run): ",
+                          mc->name);
+            goto done;
+        }
+        if ((int)tsi.dim != cfg->tokens.dim || tsi.n_side != tok_side) {
+            rc = rd_err_set(eb, RD_ERR_SCHEMA,
+                            "token store %s holds tokens of dim %u with %u side values, the "
+                            "config's tokens.dim is %d with %zu (tokens.side)",
+                            cfg->tokens.store_dir, tsi.dim, tsi.n_side, cfg->tokens.dim, tok_side);
+            goto done;
+        }
+    }
+    const size_t tok_stats =
+        mc->tokens.scheme > 0 ? rd_token_summary_width(mc->tokens.n_stats, tok_side) : 0;
     // 2. The model, its dense parameters from the checkpoint.
     rd_model_opts mo = {.tables = cfg->ps.tables,
                         .n_tables = cfg->ps.n_tables,
                         .max_batch = 1,
-                        .n_numeric = rd_dataset_n_inputs(di) + rd_history_stats_width(&mc->seq),
+                        .n_numeric =
+                            rd_dataset_n_inputs(di) + rd_history_stats_width(&mc->seq) + tok_stats,
                         .token_dim = (size_t)cfg->tokens.dim,
+                        .token_side = tok_side,
                         .opt_slots = 0,
                         .seed = 1};
     if ((rc = rd_model_create(mc, &mo, &m, eb)) != RD_OK)
@@ -321,8 +359,10 @@ int rd_serve_export(const rd_config *cfg,
         tc.optim.kind = RD_OPT_SGD;
         out_put(&o, &tc, sizeof tc);
     }
-    uint32_t nf = (uint32_t)m->n_features,
-             nn = rd_dataset_n_inputs(di) + (uint32_t)rd_history_stats_width(&mc->seq);
+    // nn: the model's numeric inputs, the token summaries last (the scorer computes those).
+    uint32_t nf = (uint32_t)m->n_features, nn = rd_dataset_n_inputs(di) +
+                                                (uint32_t)rd_history_stats_width(&mc->seq) +
+                                                (uint32_t)tok_stats;
     OUT(&o, nf);
     out_put(&o, width, nf * sizeof width[0]);
     OUT(&o, nn);
@@ -383,6 +423,12 @@ int rd_serve_export(const rd_config *cfg,
     // sampled space: the prior correction log(rate / pos_rate), added to every served logit.
     float shift = (float)log(jc->negatives.rate / jc->negatives.pos_rate);
     OUT(&o, shift);
+    // Version 4: the token store (all 0 without a token branch).
+    uint32_t tdim = mc->tokens.scheme > 0 ? tsi.dim : 0, tside = (uint32_t)tok_side;
+    uint64_t tid = mc->tokens.scheme > 0 ? tsi.store_id : 0;
+    OUT(&o, tdim);
+    OUT(&o, tside);
+    OUT(&o, tid);
     uint64_t n_slab = m->n_slab, n_params = m->n_params;
     OUT(&o, n_slab);
     OUT(&o, n_params);
@@ -520,6 +566,14 @@ void rd_serve_close(rd_serve *s) {
     rd_free(s->hpos);
     rd_free(s->labels);
     rd_free(s->numbuf);
+    rd_free(s->tk);
+    rd_free(s->tk_mask);
+    rd_free(s->tk_lab);
+    rd_free(s->tk_side);
+    rd_free(s->f_tok);
+    rd_free(s->f_lab);
+    rd_free(s->f_item);
+    rd_free(s->f_side);
     rd_free(s->scratch);
     rd_model_destroy(s->m);
     rd_free(s);
@@ -695,6 +749,12 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
             goto fail;
         }
     }
+    uint32_t tdim = 0, tside = 0;
+    if (version >= 4) {
+        IN(&b, tdim);
+        IN(&b, tside);
+        IN(&b, in->tok_store_id);
+    }
     uint64_t n_slab, n_params;
     IN(&b, n_slab);
     IN(&b, n_params);
@@ -727,9 +787,21 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                             s->width[f], MAX_WIDTH);
             goto fail;
         }
-    if (nn > RD_MAX_FIELDS + rd_history_stats_width(&s->mc.seq)) {
+    // The token branch: a store's dim and side values with it (versions before 4 never wrote
+    // one), nothing without it.
+    const int tok_on = s->mc.tokens.scheme > 0;
+    if (tok_on ? (version < 4 || tdim < 1 || tdim > RD_TOKEN_MAX_DIM || tside > RD_TOKEN_MAX_SIDE)
+               : (tdim || tside || in->tok_store_id)) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                        "%s: token store of dim %u with %u side values for a model %s a token "
+                        "branch (bundle version %u)",
+                        path, tdim, tside, tok_on ? "with" : "without", version);
+        goto fail;
+    }
+    const size_t tok_stats = tok_on ? rd_token_summary_width(s->mc.tokens.n_stats, tside) : 0;
+    if (nn > RD_MAX_FIELDS + rd_history_stats_width(&s->mc.seq) + tok_stats) {
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %u numeric inputs (at most %zu)", path, nn,
-                        RD_MAX_FIELDS + rd_history_stats_width(&s->mc.seq));
+                        RD_MAX_FIELDS + rd_history_stats_width(&s->mc.seq) + tok_stats);
         goto fail;
     }
     // The model, then its parameters.
@@ -738,7 +810,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                         .n_tables = s->n_tables,
                         .max_batch = max_candidates,
                         .n_numeric = nn,
-                        .token_dim = 0,
+                        .token_dim = tdim,
+                        .token_side = tside,
                         .opt_slots = 0,
                         .seed = 1,
                         .quiet = 1, // a serving process's stderr is not ours to write
@@ -805,23 +878,34 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         goto fail;
     snprintf(in->model, sizeof in->model, "%s", s->mc.name);
     in->n_features = m->n_features;
-    in->n_numeric = nn;
     in->n_stats = rd_history_stats_width(&s->mc.seq);
-    if (in->n_stats > nn) {
+    if (in->n_stats + tok_stats > nn) {
         rc = rd_err_set(eb, RD_ERR_CORRUPT,
                         "%s: %u numeric inputs, fewer than the model's %zu "
-                        "history statistics",
-                        path, nn, in->n_stats);
+                        "history statistics and %zu token summaries",
+                        path, nn, in->n_stats, tok_stats);
         goto fail;
+    }
+    in->n_numeric = nn - tok_stats; // what a request sends; the scorer adds the summaries
+    s->nn_model = nn;
+    if (tok_on) {
+        in->tok_length = m->tok_length;
+        in->tok_pool = s->mc.tokens.search ? (size_t)s->mc.tokens.search : m->tok_length;
+        in->tok_dim = tdim;
+        in->tok_side = tside;
+        in->tok_stats = tok_stats;
+        in->tok_same_time = s->mc.tokens.same_time != 0;
+        in->tok_search = s->mc.tokens.search != 0;
     }
     if (version < 2) { // no transforms recorded: the inputs are known only as stored values
         s->n_inputs = nn - (uint32_t)in->n_stats;
         for (uint32_t j = 0; j < s->n_inputs; j++)
             s->in_xform[j] = RD_XFORM_UNKNOWN;
-    } else if (s->n_inputs != nn - in->n_stats) {
+    } else if (s->n_inputs != in->n_numeric - in->n_stats) {
         rc = rd_err_set(eb, RD_ERR_CORRUPT,
-                        "%s: %u numeric input fields, but %u inputs less %zu history statistics",
-                        path, s->n_inputs, nn, in->n_stats);
+                        "%s: %u numeric input fields, but %u inputs less %zu history statistics "
+                        "and %zu token summaries",
+                        path, s->n_inputs, nn, in->n_stats, tok_stats);
         goto fail;
     }
     in->hist_len = m->seq_table >= 0 ? m->seq_length : 0;
@@ -858,6 +942,30 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     s->labels = rd_xcalloc(N, sizeof(float));
     if (nn)
         s->numbuf = rd_xmalloc(N * nn * sizeof(float));
+    if (tok_on) {
+        const size_t Lt = in->tok_length, P = in->tok_pool, d = tdim, S = tside;
+        // Each candidate's tokens, as the model's activations are checked (rd_model_create):
+        // beyond the node's memory is an error naming max_candidates, not an abort.
+        const char *whose = NULL;
+        double need = (double)N * (double)Lt * (4.0 * (double)(d + S) + 2.0) +
+                      (double)P * (4.0 * (double)(d + S) + 12.0),
+               phys = (double)rd_mem_limit(&whose);
+        if (phys > 0 && need > phys) {
+            rc = rd_err_set(eb, RD_ERR_NOMEM,
+                            "%s: the token inputs of %zu candidates (%zu tokens of %u values "
+                            "each) need %.1f GiB, more than %s (%.1f GiB): lower max_candidates",
+                            path, N, Lt, tdim, need / 1073741824.0, whose, phys / 1073741824.0);
+            goto fail;
+        }
+        s->tk = rd_xmalloc(N * Lt * d * sizeof(float));
+        s->tk_mask = rd_xmalloc(N * Lt);
+        s->tk_lab = rd_xmalloc(N * Lt);
+        s->tk_side = S ? rd_xmalloc(N * Lt * S * sizeof(float)) : NULL;
+        s->f_tok = rd_xmalloc(P * d * sizeof(float));
+        s->f_lab = rd_xmalloc(P * sizeof(float));
+        s->f_item = rd_xmalloc(P * sizeof(uint64_t));
+        s->f_side = S ? rd_xmalloc(P * S * sizeof(float)) : NULL;
+    }
     s->scratch_bytes = rd_kv_dedup_scratch_bytes(cap_max);
     s->scratch = rd_xmalloc(s->scratch_bytes);
     rd_free(buf);
@@ -909,7 +1017,7 @@ int rd_serve_numeric_missing(const rd_serve *s, size_t j, uint32_t *missing, dou
 }
 
 // req->numeric_raw: the raw inputs of every candidate as the dataset stores them, into numbuf
-// (the history statistics, the last n_stats floats, are passed through).
+// (rows of nn_model; the history statistics, the last n_stats floats, are passed through).
 static int transform_raw(rd_serve *s, const rd_serve_request *req, rd_errbuf *eb) {
     const size_t N = req->n, NN = s->info.n_numeric;
     for (uint32_t j = 0; j < s->n_inputs; j++)
@@ -921,7 +1029,7 @@ static int transform_raw(rd_serve *s, const rd_serve_request *req, rd_errbuf *eb
                               s->info.version);
     for (size_t b = 0; b < N; b++) {
         const float *x = req->numeric + b * NN;
-        float *y = s->numbuf + b * NN;
+        float *y = s->numbuf + b * s->nn_model;
         for (uint32_t j = 0; j < s->n_inputs; j++) {
             // A missing value (NaN) takes the field's fill, which prepare stored before
             // standardizing it like any other value (never log1p: the fill is a stored value
@@ -968,6 +1076,86 @@ int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offse
 // ---------------------------------------------------------------------------------------------
 // Score
 
+// The token branch's inputs of every candidate from the request's tokens (oldest first, as a
+// fetch returns them), as the trainer lays out a fetch (stage_wait_tokens): the candidate's
+// picks (rd_token_pick: the latest tok_length, or with tokens.search the latest of its item) most
+// recent first, padding after, and the summaries (rd_token_summary) after the request's numeric
+// inputs in numbuf.
+static int prepare_tokens(rd_serve *s, const rd_serve_request *req, rd_errbuf *eb) {
+    const rd_serve_info *in = &s->info;
+    const size_t N = req->n, L = in->tok_length, P = in->tok_pool, d = in->tok_dim,
+                 S = in->tok_side, nf = req->tok_n;
+    if (nf > P)
+        return rd_err_set(eb, RD_ERR_RANGE,
+                          "request: %zu tokens, the bundle reads at most %zu (tok_pool: "
+                          "models[].tokens.%s)",
+                          nf, P, s->mc.tokens.search ? "search" : "length");
+    if (nf && (!req->tok || !req->tok_labels || (S && !req->tok_side) ||
+               (in->tok_search && !req->tok_items)))
+        return rd_err_set(eb, RD_ERR_RANGE, "request: %zu tokens, but %s is NULL", nf,
+                          !req->tok               ? "tok"
+                          : !req->tok_labels      ? "tok_labels"
+                          : (S && !req->tok_side) ? "tok_side (the bundle's tokens have side "
+                                                    "values)"
+                                                  : "tok_items (the bundle's token search "
+                                                    "matches items)");
+    if (in->tok_search && !req->items)
+        return rd_err_set(eb, RD_ERR_RANGE,
+                          "request: items is NULL, and the bundle's token branch reads the "
+                          "tokens of each candidate's item (tokens.search)");
+    // Tokens come from a store that checks its records' CRC, or from a caller: a NaN would
+    // score NaN with RD_OK (the model's NaN scan runs only in debug builds), so name it here.
+    for (size_t j = 0; j < nf; j++) {
+        int bad = !isfinite(req->tok_labels[j]);
+        for (size_t k = 0; k < d && !bad; k++)
+            bad = !isfinite(req->tok[j * d + k]);
+        for (size_t k = 0; k < S && !bad; k++)
+            bad = !isfinite(req->tok_side[j * S + k]);
+        if (bad)
+            return rd_err_set(eb, RD_ERR_RANGE,
+                              "request: token %zu (of %zu, oldest first): a value, its label or "
+                              "a side value is not finite",
+                              j, nf);
+    }
+    uint32_t pick[RD_TOKEN_PICK_MAX];
+    size_t n = 0;
+    for (size_t b = 0; b < N; b++) {
+        // Without a search every candidate reads the same tokens: picked once, copied.
+        if (b == 0 || in->tok_search)
+            n = rd_token_pick(in->tok_search ? req->tok_items : NULL, nf,
+                              in->tok_search ? req->items[b] : 0, L, pick);
+        float *dst = s->tk + b * L * d;
+        uint8_t *mk = s->tk_mask + b * L, *lb = s->tk_lab + b * L;
+        if (b > 0 && !in->tok_search) {
+            memcpy(dst, s->tk, L * d * sizeof(float));
+            memcpy(mk, s->tk_mask, L);
+            memcpy(lb, s->tk_lab, L);
+            if (S)
+                memcpy(s->tk_side + b * L * S, s->tk_side, L * S * sizeof(float));
+        } else {
+            for (size_t j = 0; j < n; j++) {
+                memcpy(dst + j * d, req->tok + (size_t)pick[j] * d, d * sizeof(float));
+                mk[j] = 1;
+                lb[j] = req->tok_labels[pick[j]] > 0.5f ? 1 : 0;
+            }
+            memset(dst + n * d, 0, (L - n) * d * sizeof(float));
+            memset(mk + n, 0, L - n);
+            memset(lb + n, 0, L - n);
+            if (S) {
+                float *ds = s->tk_side + b * L * S;
+                for (size_t j = 0; j < n; j++)
+                    memcpy(ds + j * S, req->tok_side + (size_t)pick[j] * S, S * sizeof(float));
+                memset(ds + n * S, 0, (L - n) * S * sizeof(float));
+            }
+        }
+        if (in->tok_stats)
+            rd_token_summary(s->mc.tokens.stats, s->mc.tokens.n_stats, n, lb,
+                             S ? s->tk_side + b * L * S : NULL, S,
+                             s->numbuf + (b + 1) * s->nn_model - in->tok_stats);
+    }
+    return RD_OK;
+}
+
 int rd_serve_score(
     rd_serve *s, const rd_serve_request *req, float *scores, float *logits, rd_errbuf *eb) {
     rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
@@ -1005,6 +1193,17 @@ int rd_serve_score(
                 eb, RD_ERR_RANGE, "request: candidate %zu: numeric input %zu (%s) is %g", b, j,
                 j < s->n_inputs ? "a dataset field" : "a history statistic", (double)v);
         }
+    // The numeric inputs the model reads: the request's (or their transforms), then the token
+    // summaries, which prepare_tokens writes.
+    const size_t NNr = s->info.n_numeric, NNm = s->nn_model;
+    if (NNm > NNr && NNr && !req->numeric_raw)
+        for (size_t b = 0; b < N; b++)
+            memcpy(s->numbuf + b * NNm, req->numeric + b * NNr, NNr * sizeof(float));
+    if (s->info.tok_length) {
+        int rc0 = prepare_tokens(s, req, eb);
+        if (rc0 != RD_OK)
+            return rc0;
+    }
     size_t n_raw[RD_MAX_TABLES] = {0};
     // 1. Table keys in use order, positions into raw.
     for (int f = 0; f < m->n_features; f++) {
@@ -1081,7 +1280,13 @@ int rd_serve_score(
         bt.seq_idx = s->sidx;
         bt.seq_labels = m->seq_with_labels ? s->slab : NULL;
     }
-    bt.numeric = !s->info.n_numeric ? NULL : req->numeric_raw ? s->numbuf : req->numeric;
+    bt.numeric = !NNm ? NULL : (req->numeric_raw || NNm > NNr) ? s->numbuf : req->numeric;
+    if (s->info.tok_length) {
+        bt.tokens = s->tk;
+        bt.tok_mask = s->tk_mask;
+        bt.tok_labels = s->tk_lab;
+        bt.tok_side = s->tk_side;
+    }
     bt.labels = s->labels;
     bt.temperature = 1.0f;
     int rc = rd_model_forward(m, &bt, eb);
@@ -1193,5 +1398,58 @@ int rd_serve_request_from_dataset(const rd_serve *s,
     if (n_in)
         memcpy(numeric, rd_dataset_nums(ds, rec), n_in * sizeof(float));
     rd_dataset_history_stats(ds, rec, &s->mc.seq, fb, item_mean, numeric + n_in);
+    return RD_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens from the store
+
+int rd_serve_fetch_tokens(rd_serve *s,
+                          rd_token_store *store,
+                          uint64_t user,
+                          int64_t t,
+                          uint64_t id,
+                          rd_serve_request *req,
+                          rd_errbuf *eb) {
+    rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
+    if (!s || !store || !req)
+        return rd_err_set(eb, RD_ERR_ARG, "fetch tokens: %s is NULL",
+                          !s       ? "the scorer"
+                          : !store ? "the token store"
+                                   : "the request");
+    const rd_serve_info *in = &s->info;
+    if (!in->tok_length)
+        return rd_err_set(eb, RD_ERR_UNSUPPORTED,
+                          "fetch tokens: model '%s' of the bundle reads no instance tokens",
+                          in->model);
+    // The tokens the model was trained on come from one store: another store (rebuilt by another
+    // run or source model, or another layout) gives tokens it never saw.
+    rd_token_store_info si;
+    rd_token_store_info_get(store, &si);
+    if (si.store_id != in->tok_store_id || si.dim != in->tok_dim || si.n_side != in->tok_side)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "fetch tokens: the store (id %016llx, dim %u, %u side values) is not "
+                          "the one model '%s' was trained on (id %016llx, dim %zu, %zu side "
+                          "values): open the store of the training run (tokens.store_dir)",
+                          (unsigned long long)si.store_id, si.dim, si.n_side, in->model,
+                          (unsigned long long)in->tok_store_id, in->tok_dim, in->tok_side);
+    uint32_t found = 0;
+    rd_token_fetch_out fo = {.tokens = s->f_tok,
+                             .labels = s->f_lab,
+                             .items = s->f_item,
+                             .n_found = &found,
+                             .side = s->f_side};
+    int rc = rd_token_store_fetch_batch(store, 1, &user, &t, in->tok_same_time ? &id : NULL,
+                                        in->tok_pool, &fo, eb);
+    if (rc != RD_OK) {
+        rd_err_prefix(eb, "fetch tokens of user %llu before time %lld: ", (unsigned long long)user,
+                      (long long)t);
+        return rc;
+    }
+    req->tok_n = found < in->tok_pool ? found : in->tok_pool;
+    req->tok = s->f_tok;
+    req->tok_labels = s->f_lab;
+    req->tok_items = s->f_item;
+    req->tok_side = in->tok_side ? s->f_side : NULL;
     return RD_OK;
 }

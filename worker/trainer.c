@@ -84,7 +84,6 @@ static void keep_init(const rd_trainer *tr, const rd_job_config *j, keep_ctx *k)
 
 // Longest wait of a distillation call (credits, FIN) besides distill.wait_ms: a real limit.
 #define DISTILL_TIMEOUT_MS 300000
-#define TOK_PICK_MAX       4096 // tokens.length and tokens.search are at most this (common/config.c)
 
 // Everything one batch needs, from record indices to pulled rows and row gradients.
 typedef struct stage {
@@ -942,7 +941,7 @@ static int stage_wait_tokens(rd_trainer *tr, stage *s, rd_errbuf *eb) {
     for (size_t b = 0; b < s->B; b++) {
         // pick[j]: the fetched slot of the branch's j-th token, most recent first: the latest L,
         // or with tokens.search the latest L whose item is the example's.
-        uint32_t pick[TOK_PICK_MAX];
+        uint32_t pick[RD_TOKEN_PICK_MAX];
         size_t nf = s->tk_n[b] < P ? s->tk_n[b] : P;
         if (tr->search_attr_on) // the fetched item keys become the keys tokens.search_by compares
             for (size_t j = 0; j < nf; j++)

@@ -12,6 +12,7 @@
 //   rd_serve_numeric()        numeric input j: its field and how a raw value is transformed
 //   rd_serve_numeric_missing()  numeric input j: what a missing raw value (NaN) becomes
 //   rd_serve_request_from_dataset()   a dataset record as a one-candidate request (tests, bench)
+//   rd_serve_fetch_tokens()   a request's instance tokens from the model's token store (IAT)
 //
 // Bundle file (one file, little-endian host floats like the checkpoints; written to a temporary
 // name, fsync'ed and renamed):
@@ -21,7 +22,8 @@
 //   tables in model slot order, optimizer set to sgd: no slots are shipped) | u32 n_features |
 //   u32 width[n_features] | u32 n_numeric | (version 2: u32 n_inputs | n_inputs x (char
 //   field[32] | u32 transform | f64 mean | f64 std | (version 3: u32 missing | f64 fill)) | f32
-//   logit_shift) | u64 n_slab | u64 n_params
+//   logit_shift) | (version 4: u32 token_dim | u32 token_side | u64 token_store_id: the token
+//   store the model was trained on, all 0 without a token branch) | u64 n_slab | u64 n_params
 //   | params (n_slab f32) | per table: u64 rows, rows x (u64 key | dim f32) | u32 CRC-32C of
 //   everything before.
 // The configs are the plain pointer-free structs of rd/config.h (written as bytes, like the
@@ -57,8 +59,8 @@ extern "C" {
 #endif
 
 #define RD_SERVE_VERSION                                                                           \
-    3 // written; versions 1 (no numeric transforms) and 2 (no missing-value
-      // fills) are still read
+    4 // written; versions 1 (no numeric transforms), 2 (no missing-value fills) and 3 (no
+      // token branch) are still read
 
 typedef struct rd_serve rd_serve;
 
@@ -81,6 +83,18 @@ typedef struct rd_serve_info {
     uint64_t params;           // dense parameters
     float logit_shift; // added to every main-tower logit: log(rate / pos_rate) of the job's own
                        // negative sampling (cluster.jobs[].negatives), 0 without (and in v1)
+    // The instance-token branch (IAT; version 4), all 0 without one:
+    size_t tok_length;     // tokens the branch reads per candidate (models[].tokens.length)
+    size_t tok_pool;       // most tokens a request carries: tok_length, or tokens.search's pool
+    size_t tok_dim;        // values per token (tokens.dim of the store)
+    size_t tok_side;       // side values per token (tokens.side, twice with side_residual)
+    size_t tok_stats;      // summary inputs the scorer computes from the tokens (tokens.stats):
+                           // not part of n_numeric, a request never sends them
+    int tok_same_time;     // tokens.same_time earlier: a request's tokens include the user's
+                           // earlier events of its own second (rd_serve_fetch_tokens' id)
+    int tok_search;        // tokens.search: each candidate reads the tokens of its own item, so
+                           // a request carries tok_items and the candidates' items
+    uint64_t tok_store_id; // the token store the model was trained on (its MANIFEST's id)
 } rd_serve_info;
 
 /** One request: n candidates of one user at one time. Pointers are borrowed for the call. */
@@ -100,6 +114,16 @@ typedef struct rd_serve_request {
                                 // `missing: error`, or a version-2 bundle, refuses it. The
                                 // history statistics (the last n_stats floats) are passed as
                                 // computed either way.
+    // The instance-token branch (info.tok_length > 0): the user's tokens before the request, as
+    // rd_token_store_fetch returns them (oldest first, left-aligned); rd_serve_fetch_tokens fills
+    // these from the store. The scorer picks each candidate's tokens (the latest tok_length, or
+    // with tok_search the latest of the candidate's item) and computes their summaries.
+    size_t tok_n;              // 0..info.tok_pool tokens
+    const float *tok;          // (tok_n, tok_dim)
+    const float *tok_labels;   // (tok_n) the label stored with each token, 0 or 1
+    const uint64_t *tok_items; // (tok_n) their item keys (rd_record.item_key); with tok_search
+    const float *tok_side;     // (tok_n, tok_side) side values; NULL when tok_side is 0
+    const uint64_t *items;     // (n) each candidate's item key, the key tok_search matches
 } rd_serve_request;
 
 /**
@@ -144,7 +168,9 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
  * @return RD_OK, RD_ERR_ARG (s or req NULL, n out of 1..max_candidates, keys NULL, numeric
  *         missing),
  *         RD_ERR_RANGE (non-finite numeric, except a raw NaN of a field with a fill; a raw
- *         value whose transform is not finite, a history label other than 0/1, or a main-tower
+ *         value whose transform is not finite, a history label other than 0/1; tok_n above
+ *         tok_pool, a token, token label or side value that is not finite, tokens or item keys
+ *         missing where the bundle reads them; or a main-tower
  *         logit that is not finite: an overflow on inputs far outside the training range; no
  *         score of that request is then written),
  *         RD_ERR_UNSUPPORTED (numeric_raw with a bundle that does not record the transforms)
@@ -214,6 +240,26 @@ int rd_serve_request_from_dataset(const rd_serve *s,
                                   uint8_t *hist_lab,
                                   float *numeric,
                                   rd_errbuf *eb);
+
+struct rd_token_store;
+
+/**
+ * The instance tokens of one request, read from the token store the model was trained on (a
+ * read-only rd_token_store_open of its folder; a serving process reads it while the training
+ * jobs append to it): the user's last info.tok_pool tokens strictly before time t (with
+ * tok_same_time also the records of time t whose instance id is below `id`, as training read
+ * them). Sets req's tok_* members to buffers of s, valid until the next call on s.
+ * @return RD_OK, RD_ERR_ARG (s, store or req NULL), RD_ERR_UNSUPPORTED (the bundle has no token
+ *         branch), RD_ERR_SCHEMA (another store: its id, dim or side values differ from the
+ *         bundle's), and the codes of rd_token_store_fetch_batch
+ */
+int rd_serve_fetch_tokens(rd_serve *s,
+                          struct rd_token_store *store,
+                          uint64_t user,
+                          int64_t t,
+                          uint64_t id,
+                          rd_serve_request *req,
+                          rd_errbuf *eb);
 
 #ifdef __cplusplus
 }

@@ -72,6 +72,7 @@
 #define RD_TOKEN_MAX_DIM       4096  // largest token dimension
 #define RD_TOKEN_MAX_SHARDS    4096  // largest number of shards of a store
 #define RD_TOKEN_MAX_L         65536 // largest fetch length
+#define RD_TOKEN_PICK_MAX      4096  // most tokens a branch reads or searches (config.c checks)
 #define RD_TOKEN_KEY_BYTES     24    // user | time | instance id
 #define RD_TOKEN_VALUE_FIXED   20    // label + flags + item + crc (+ 4 * n_side)
 #define RD_TOKEN_OP_FETCH      40    // rd_server user op: packed fetch request -> packed reply

@@ -11,7 +11,9 @@ Dataset seeds are named by format version: `tiny` (version 1, a tiny synthetic r
 version 1 is still read) and `tiny-v2`. The bundle seed `tiny` is the bundle given (version 2),
 `tiny-v1` the same bundle rewritten in version 1 (without the numeric input table), `tiny-v3` the
 same bundle rewritten in version 3 (each numeric input with a missing mode and fill: the first
-`missing: mean`, its fill the input's standardization mean, the rest `missing: error`). The committed
+`missing: mean`, its fill the input's standardization mean, the rest `missing: error`) and
+`tiny-v4` that version-3 seed in version 4 (the token store fields, 0: no token branch; written on
+every run from the committed `tiny-v3`, with two bad cases whose token fields lie). The committed
 version-2 seeds come from tests/data/clicks.csv with a log1p + standardized numeric field (`price`)
 and the multi-valued `tags` (1 PS, one student with user and item on one dim-2 table, mlp [4]:
 `recdistill prepare`, `train` with 2 ranks, `export`). The cases of tests/bad/serve/ are written
@@ -197,3 +199,23 @@ if bundle:
     shift_off = nn_off + 8 + n_in * (32 + 4 + 16)
     put(SB, "logit_shift_nan", reseal(sv, shift_off, struct.pack("<f", float("nan"))))
     put(SB, "logit_shift_huge", reseal(sv, shift_off, struct.pack("<f", 1e30)))
+
+# --- serving bundle, version 4 (the token store fields: u32 token dim, u32 side values, u64 store
+# id after the logit shift), derived from the committed version-3 seed: its model has no token
+# branch, so the fields are 0; the same fields non-zero are a lie (tests/bad/serve/).
+V3 = os.path.join(C, "serve", "tiny-v3")
+if os.path.exists(V3):
+    b3 = open(V3, "rb").read()
+    version, mcs, tcs, nt = struct.unpack_from("<IIII", b3, 8)
+    assert version == 3, "tiny-v3 is not a version-3 bundle"
+    nf_off = 56 + 2 * 32 + mcs + nt * tcs
+    nf, = struct.unpack_from("<I", b3, nf_off)
+    nn_off = nf_off + 4 + 4 * nf
+    n_in, = struct.unpack_from("<I", b3, nn_off + 4)
+    tok_off = nn_off + 8 + n_in * (32 + 4 + 16 + 12) + 4  # after the f32 logit shift
+    v4 = bytearray(b3[:tok_off] + bytes(16) + b3[tok_off:])
+    v4 = reseal(bytes(v4), 8, struct.pack("<I", 4))
+    put(os.path.join(C, "serve"), "tiny-v4", v4)
+    SB = os.path.join(ROOT, "tests", "bad", "serve")
+    put(SB, "token_dim_without_branch", reseal(v4, tok_off, struct.pack("<I", 16)))
+    put(SB, "token_store_id_without_branch", reseal(v4, tok_off + 8, struct.pack("<Q", 7)))

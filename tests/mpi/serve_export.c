@@ -243,21 +243,42 @@ static void write_as_version(unsigned char *b, size_t len, uint32_t version, con
     rd_free(b);
 }
 
-// The same bundle in format version 1: version 1, without the numeric input table and the logit
-// shift that follow n_numeric, CRC resealed.
+// Bytes of the token store fields of a version-4 bundle (after the logit shift): token dim, side
+// values, store id.
+#define TOKEN_BYTES (4 + 4 + 8)
+
+// The same bundle in format version 1: version 1, without the numeric input table, the logit
+// shift and the token store fields that follow n_numeric, CRC resealed.
 static void copy_as_v1(const char *from, const char *to, size_t n_inputs) {
     size_t len;
     unsigned char *b = read_bundle(from, &len);
-    const size_t at = numeric_offset(from) + 4, cut = 4 + n_inputs * INPUT_BYTES + 4;
+    const size_t at = numeric_offset(from) + 4, cut = 4 + n_inputs * INPUT_BYTES + 4 + TOKEN_BYTES;
     memmove(b + at, b + at + cut, len - at - cut);
     write_as_version(b, len - cut, 1, to);
 }
 
-// The same bundle in format version 2: version 2, each numeric input without its missing mode
-// and fill (the last 12 bytes of its entry), CRC resealed.
+// b (*len bytes, n_inputs numeric inputs, from file `from`) without the token store fields of
+// version 4.
+static void cut_token_fields(unsigned char *b, size_t *len, const char *from, size_t n_inputs) {
+    const size_t at = numeric_offset(from) + 8 + n_inputs * INPUT_BYTES + 4;
+    memmove(b + at, b + at + TOKEN_BYTES, *len - at - TOKEN_BYTES);
+    *len -= TOKEN_BYTES;
+}
+
+// The same bundle in format version 3: version 3, without the token store fields, CRC resealed.
+static void copy_as_v3(const char *from, const char *to, size_t n_inputs) {
+    size_t len;
+    unsigned char *b = read_bundle(from, &len);
+    cut_token_fields(b, &len, from, n_inputs);
+    write_as_version(b, len, 3, to);
+}
+
+// The same bundle in format version 2: version 2, without the token store fields, each numeric
+// input without its missing mode and fill (the last 12 bytes of its entry), CRC resealed.
 static void copy_as_v2(const char *from, const char *to, size_t n_inputs) {
     size_t len;
     unsigned char *b = read_bundle(from, &len);
+    cut_token_fields(b, &len, from, n_inputs);
     const size_t at = numeric_offset(from) + 8; // the first input's entry
     for (size_t j = n_inputs; j-- > 0;) {       // from the last, so earlier offsets hold
         const size_t cut_at = at + j * INPUT_BYTES + INPUT_BYTES - 12;
@@ -634,6 +655,32 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         }
     }
     {
+        // A version-3 bundle (before the token branch was served) still opens and scores the same.
+        char v3[800];
+        snprintf(v3, sizeof v3, "%s/v3_%s.rdsv", dir, session_name());
+        copy_as_v3(bundle, v3, NN - in.n_stats);
+        rd_serve *old = NULL;
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_open(v3, 4, &old, &eb);
+        T_CHECK(&g_errs, rc == RD_OK, "version-3 bundle: %d %s", rc, eb.msg);
+        if (rc == RD_OK) {
+            rd_serve_info oi;
+            rd_serve_get_info(old, &oi);
+            T_CHECK(&g_errs,
+                    oi.version == 3 && oi.n_numeric == NN && !oi.tok_length && !oi.tok_store_id,
+                    "version-3 info: version %u, %zu numeric, %zu tokens", oi.version, oi.n_numeric,
+                    oi.tok_length);
+            RD_ASSERT(rd_serve_request_from_dataset(old, ds, recs[0], keys, hist, hl, num, &eb) ==
+                      RD_OK);
+            rd_serve_request rq = {
+                .n = 1, .keys = keys, .hist_items = hist, .hist_labels = hl, .numeric = num};
+            rc = rd_serve_score(old, &rq, NULL, logit, &eb);
+            T_CHECK(&g_errs, rc == RD_OK && logit[0] == solo[0], "version-3 score: %d %s", rc,
+                    eb.msg);
+            rd_serve_close(old);
+        }
+    }
+    {
         // A version-2 bundle (transforms, no missing-value fills) still opens and scores stored
         // and raw values the same, and refuses a raw NaN as before: it records no fill.
         char v2[800];
@@ -790,7 +837,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
     T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && strstr(eb.msg, "CRC"), "flipped byte: %d %s", rc,
             eb.msg);
     snprintf(p, sizeof p, "%s/ver.rdsv", dir);
-    copy_patch(bundle, p, 8, 0x07, 0); // the version field
+    copy_patch(bundle, p, 8, 0x10, 0); // the version field: 20
     rd_errbuf_clear(&eb);
     rc = rd_serve_open(p, 4, &x, &eb);
     T_CHECK(&g_errs, rc == RD_ERR_VERSION && strstr(eb.msg, "version"), "version: %d %s", rc,
@@ -930,7 +977,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         // NaN in an embedding row, is refused at open, naming it; they loaded, and every score
         // (or that key's) was NaN with RD_OK.
         const size_t n_in = in.n_numeric - in.n_stats;
-        const size_t par_off = nn_off + 4 + 4 + n_in * INPUT_BYTES + 4 + 16;
+        const size_t par_off = nn_off + 4 + 4 + n_in * INPUT_BYTES + 4 + TOKEN_BYTES + 16;
         uint64_t n_slab = 0;
         f = fopen(bundle, "rb");
         RD_ASSERT(f && fseek(f, (long)(par_off - 16), SEEK_SET) == 0 &&
@@ -944,6 +991,17 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         rc = rd_serve_open(p, 4, &x, &eb);
         T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && !x && strstr(eb.msg, "dense parameter"),
                 "NaN dense parameter: %d %s", rc, eb.msg);
+        rd_serve_close(x);
+        x = NULL;
+        // A token store recorded for a model without a token branch (the 16 bytes before
+        // n_slab): refused, not read as a token model.
+        const uint32_t tdim = 8;
+        snprintf(p, sizeof p, "%s/lie_token_dim.rdsv", dir);
+        copy_reseal(bundle, p, par_off - 16 - TOKEN_BYTES, &tdim, 4);
+        rd_errbuf_clear(&eb);
+        rc = rd_serve_open(p, 4, &x, &eb);
+        T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && !x && strstr(eb.msg, "without a token branch"),
+                "token dim without a token branch: %d %s", rc, eb.msg);
         rd_serve_close(x);
         x = NULL;
         // Table 0's first row: after the slab, the row count and the row's key.
@@ -1047,8 +1105,8 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir)
         char dpath[RD_PATH_MAX * 2 + 64];
         snprintf(dpath, sizeof dpath, "%s/%s", ckpt, RD_TRAIN_CKPT_DENSE);
         unsigned char *db = read_bundle(dpath, &dlen);
-        const size_t par_off =
-            numeric_offset(bundle) + 4 + 4 + (in.n_numeric - in.n_stats) * INPUT_BYTES + 4 + 16;
+        const size_t par_off = numeric_offset(bundle) + 4 + 4 +
+                               (in.n_numeric - in.n_stats) * INPUT_BYTES + 4 + TOKEN_BYTES + 16;
         uint64_t n_slab = 0;
         memcpy(&n_slab, bb + par_off - 16, 8);
         RD_ASSERT(par_off + 4 * n_slab <= blen);

@@ -6,7 +6,8 @@
 # holdout AUC with 1 and 2 PS ranks (neither the store nor the tables depend on P), both schemes,
 # a student job that waits for the store while the teacher builds it, a store of another dim
 # answered with a clear error, the built store mapped for serving in 2 MiB pages (and nothing
-# changed with tokens.huge_pages off), and side values (tokens.side: a CSV log's rating stored
+# changed with tokens.huge_pages off), the token teacher exported for serving (and refused
+# without its store), and side values (tokens.side: a CSV log's rating stored
 # with each token, fetched back equal, and a reused store without them refused). The token
 # teacher's holdout AUC stays within a plausible margin of the same teacher without tokens (a
 # token of the event itself leaking in fails there). A resume of the token-reading job with
@@ -160,6 +161,20 @@ for variant in "2:, batch_order: user, sit_labels: false" 2 1 "2:, batch_order: 
     [ "$a1" = "$a2" ] || fail "scheme $scheme: AUC depends on the PS count ($a1 vs $a2)"
     plausible "$a1" "scheme $scheme$extra"
 done
+
+# The token teacher exports for serving: the bundle records the run's store, which the server
+# reads read-only (tests/mpi/serve_tokens.c scores through it); without the store the export is
+# refused, naming tokens.store_dir, and writes nothing.
+"$RD" export "$TMP/p1-2.yaml" --job teacher --run "$TMP/p1-2" --out "$TMP/teacher.rdsv" \
+    >"$TMP/out" 2>"$TMP/err" || fail "export of the token teacher: $(cat "$TMP/err")"
+grep -q "^instance tokens: 12 per candidate (of up to 12 a request carries), dim 8, 0 side values, 0 summaries computed by the scorer; served from the store $TMP/p1-2/tokens (id [0-9a-f]*), read-only$" \
+    "$TMP/out" || fail "export: no token line: $(cat "$TMP/out")"
+mv "$TMP/p1-2/tokens" "$TMP/p1-2/tokens.away"
+"$RD" export "$TMP/p1-2.yaml" --job teacher --run "$TMP/p1-2" --out "$TMP/teacher2.rdsv" \
+    >"$TMP/out" 2>"$TMP/err" && fail "export without the token store succeeded"
+grep -q "tokens.store_dir" "$TMP/err" || fail "export without the store: $(cat "$TMP/err")"
+[ ! -e "$TMP/teacher2.rdsv" ] || fail "export without the store left a bundle"
+mv "$TMP/p1-2/tokens.away" "$TMP/p1-2/tokens"
 
 # tokens.batch_tokens final: after its batch epochs the source model writes the batch period's
 # 4800 tokens again without training (a build line of its own, the tokens counted twice, the
