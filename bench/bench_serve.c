@@ -1,8 +1,8 @@
 // bench_serve.c — serving latency and throughput of rd_serve_score (rd/serve.h) for requests
 // of 1, 16 and 256 candidates.
 //
-// Usage: bench_serve [--bundle FILE --data DIR | --dir DIR] [--iters N] [--warmup N]
-//                    [--json PATH]
+// Usage: bench_serve [--bundle FILE --data DIR [--store DIR] | --dir DIR [--tokens L]]
+//                    [--iters N] [--warmup N] [--json PATH]
 // --dir DIR is where the benchmark builds its own bundle (kept afterwards); with --bundle there
 // is nothing to build, so the two are refused together.
 // Without --bundle the benchmark builds its own student, the size of the ml100k-student model
@@ -16,6 +16,12 @@
 // item, then items of other events). Only rd_serve_score is timed (one thread, OpenBLAS with one
 // thread); requests are built beforehand. Per N: p50_us, p99_us (latency percentiles),
 // qps (requests / total scoring time) and min/avg/max us, after `warmup` untimed requests.
+// --tokens L: the built-in student also reads the user's last L instance tokens (IAT; a DIN
+// branch, d = 16, adapter 16) from a token store built beside it with one random token per
+// dataset event (all of its users' histories; a one-shard store, as served from one PS rank's
+// folder). A request is then its tokens fetched from the store (rd_serve_fetch_tokens, opened
+// read-only as a server does) plus its scoring: the latency columns time both, and fetch_p50_us /
+// fetch_p99_us the fetch alone. With --bundle, a token bundle needs --store (its store).
 #include "bench_args.h"
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
@@ -32,6 +38,7 @@
 #include "rd/rng.h"
 #include "rd/serve.h"
 #include "rd/table.h"
+#include "rd/tokens.h"
 #include "rd/train_ckpt.h"
 #include "rd/trainer.h"
 
@@ -55,6 +62,13 @@ static const char *yaml_fmt =
     "    seq: {kind: mean, length: 16, table: s_item}\n    mlp: [64, 32]\n"
     "    two_towers: true\n";
 
+// --tokens L: the same student with a token branch, and the token section (its source model is
+// never trained here: the store's tokens are random).
+static const char *yaml_tokens =
+    "    tokens: {scheme: 2, length: %d, kind: din, adapter: 16}\n"
+    "  - name: src\n    features:\n      - {field: user, table: s_user}\n    mlp: [8]\n"
+    "tokens: {dim: 16, scheme: 2, source_model: src}\n";
+
 static int die(const char *what, const rd_errbuf *eb) {
     fprintf(stderr, "bench_serve: %s: %s\n", what, eb->msg);
     exit(1);
@@ -62,11 +76,20 @@ static int die(const char *what, const rd_errbuf *eb) {
 
 // Build a one-shard checkpoint of the student with a row for every key of the dataset, and
 // export it. Returns the bundle path in out.
-static void build_bundle(const char *dir, char *bundle, size_t cap, char *dsdir, size_t dcap) {
+static void build_bundle(const char *dir,
+                         int tokens,
+                         char *bundle,
+                         size_t cap,
+                         char *dsdir,
+                         size_t dcap,
+                         char *store_dir,
+                         size_t scap) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     char text[4096];
-    snprintf(text, sizeof text, yaml_fmt, dir, dir);
+    int len = snprintf(text, sizeof text, yaml_fmt, dir, dir);
+    if (tokens)
+        snprintf(text + len, sizeof text - (size_t)len, yaml_tokens, tokens);
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
     if (rd_config_parse_string(text, strlen(text), "bench_serve", cfg, &eb) != RD_OK)
         die("config", &eb);
@@ -122,6 +145,50 @@ static void build_bundle(const char *dir, char *bundle, size_t cap, char *dsdir,
     m->shard_crc[0] = info.crc;
     if (rd_ckpt_write_manifest(ck, m, &eb) != RD_OK)
         die("manifest", &eb);
+    // The token store: one random token per event, appended in one batch (time order).
+    if (tokens) {
+        snprintf(store_dir, scap, "%s", cfg->tokens.store_dir);
+        rd_token_store_opts so;
+        if (rd_token_store_opts_from_config(&cfg->tokens, 1, &so, &eb) != RD_OK)
+            die("token store options", &eb);
+        so.no_sync = 1;
+        rd_token_store *st = NULL;
+        if (rd_token_store_create(cfg->tokens.store_dir, &so, &st, &eb) != RD_OK)
+            die("token store", &eb);
+        const size_t n = di->n_events, d = (size_t)cfg->tokens.dim;
+        uint64_t *users = rd_xmalloc(n * sizeof *users), *ids = rd_xmalloc(n * sizeof *ids),
+                 *items = rd_xmalloc(n * sizeof *items);
+        int64_t *ts = rd_xmalloc(n * sizeof *ts);
+        float *tok = rd_xmalloc(n * d * sizeof *tok), *lab = rd_xmalloc(n * sizeof *lab);
+        rd_rng rng;
+        rd_rng_seed(&rng, 5);
+        for (size_t i = 0; i < n; i++) {
+            const rd_record *r = rd_dataset_record(ds, i);
+            users[i] = r->user_key;
+            ts[i] = r->ts;
+            ids[i] = r->id;
+            items[i] = r->item_key;
+            lab[i] = r->label;
+            for (size_t k = 0; k < d; k++)
+                tok[i * d + k] = (float)(rd_rng_u64(&rng) % 2001) / 1000.0f - 1.0f;
+        }
+        rd_token_batch tb = {.n = n,
+                             .users = users,
+                             .ts = ts,
+                             .ids = ids,
+                             .tokens = tok,
+                             .labels = lab,
+                             .items = items};
+        if (rd_token_store_append(st, &tb, &eb) != RD_OK)
+            die("token append", &eb);
+        rd_token_store_destroy(st);
+        rd_free(users);
+        rd_free(ids);
+        rd_free(items);
+        rd_free(ts);
+        rd_free(tok);
+        rd_free(lab);
+    }
     // Dense parameters: the model's initial ones.
     rd_dense_optim opt;
     if (rd_dense_optim_init(&opt, &cfg->train, &eb) != RD_OK)
@@ -130,6 +197,7 @@ static void build_bundle(const char *dir, char *bundle, size_t cap, char *dsdir,
                         .n_tables = cfg->ps.n_tables,
                         .max_batch = 1,
                         .n_numeric = rd_dataset_n_inputs(di),
+                        .token_dim = (size_t)cfg->tokens.dim,
                         .opt_slots = rd_dense_optim_slots(opt.kind),
                         .seed = 11};
     rd_model *model = NULL;
@@ -161,17 +229,18 @@ static int cmp_d(const void *a, const void *b) {
 
 typedef struct result {
     size_t n;
-    double p50_us, p99_us, qps, min_us, avg_us, max_us;
+    double p50_us, p99_us, qps, min_us, avg_us, max_us, fetch_p50_us, fetch_p99_us;
 } result;
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: bench_serve [--bundle FILE --data DIR | --dir DIR] [--iters N] "
-                 "[--warmup N] [--json PATH]\n");
+    fprintf(out, "usage: bench_serve [--bundle FILE --data DIR [--store DIR] | [--dir DIR] "
+                 "[--tokens L]] [--iters N] [--warmup N] [--json PATH]\n");
 }
 
 int main(int argc, char **argv) {
-    const char *bundle_arg = NULL, *data_arg = NULL, *json = NULL, *dir_arg = NULL;
-    int iters = 2000, warmup = 100;
+    const char *bundle_arg = NULL, *data_arg = NULL, *json = NULL, *dir_arg = NULL,
+               *store_arg = NULL;
+    int iters = 2000, warmup = 100, tokens = 0;
     long long val = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -179,8 +248,8 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
-        static const char *const known[] = {"--bundle", "--data",  "--json",
-                                            "--dir",    "--iters", "--warmup"};
+        static const char *const known[] = {"--bundle", "--data",   "--json",  "--dir",
+                                            "--iters",  "--warmup", "--store", "--tokens"};
         int is_known = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             is_known |= strcmp(a, known[k]) == 0;
@@ -203,7 +272,15 @@ int main(int argc, char **argv) {
             json = v;
         else if (strcmp(a, "--dir") == 0)
             dir_arg = v;
-        else if (strcmp(a, "--iters") == 0 || strcmp(a, "--warmup") == 0) {
+        else if (strcmp(a, "--store") == 0)
+            store_arg = v;
+        else if (strcmp(a, "--tokens") == 0) {
+            if (bench_int(stderr, "bench_serve", a, v, 1, 4096, &val) != 0) {
+                usage(stderr);
+                return 2;
+            }
+            tokens = (int)val;
+        } else if (strcmp(a, "--iters") == 0 || strcmp(a, "--warmup") == 0) {
             int it = strcmp(a, "--iters") == 0;
             if (bench_int(stderr, "bench_serve", a, v, it ? 10 : 0, 100000000, &val) != 0) {
                 usage(stderr);
@@ -236,11 +313,24 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    // --tokens builds the benchmark's own token student, --store is the store of a given
+    // bundle: each is meaningless with the other mode, and was silently ignored.
+    if (tokens && bundle_arg) {
+        fprintf(stderr, "bench_serve: --tokens builds the benchmark's own token student: not "
+                        "with --bundle (give its store with --store)\n");
+        usage(stderr);
+        return 2;
+    }
+    if (store_arg && !bundle_arg) {
+        fprintf(stderr, "bench_serve: --store is the token store of --bundle FILE\n");
+        usage(stderr);
+        return 2;
+    }
     if (json && bench_json_ok(stderr, "bench_serve", json) != 0)
         return 2;
     rd_log_init(RD_LOG_LEVEL_WARN, 0, "bench");
     rd_blas_set_threads(1);
-    char dir[512], bundle[700], dsdir[RD_PATH_MAX];
+    char dir[512], bundle[700], dsdir[RD_PATH_MAX], store_dir[RD_PATH_MAX] = "";
     if (dir_arg)
         snprintf(dir, sizeof dir, "%s", dir_arg);
     else
@@ -248,8 +338,11 @@ int main(int argc, char **argv) {
     if (bundle_arg) {
         snprintf(bundle, sizeof bundle, "%s", bundle_arg);
         snprintf(dsdir, sizeof dsdir, "%s", data_arg);
+        if (store_arg)
+            snprintf(store_dir, sizeof store_dir, "%s", store_arg);
     } else {
-        build_bundle(dir, bundle, sizeof bundle, dsdir, sizeof dsdir);
+        build_bundle(dir, tokens, bundle, sizeof bundle, dsdir, sizeof dsdir, store_dir,
+                     sizeof store_dir);
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
@@ -261,6 +354,21 @@ int main(int argc, char **argv) {
         die("dataset", &eb);
     rd_serve_info in;
     rd_serve_get_info(sv, &in);
+    rd_token_store *st = NULL;
+    if (in.tok_length && !store_dir[0]) {
+        fprintf(stderr, "bench_serve: %s reads instance tokens: give its token store (--store)\n",
+                bundle);
+        return 2;
+    }
+    if (!in.tok_length && store_arg) {
+        fprintf(stderr, "bench_serve: --store: %s reads no instance tokens\n", bundle);
+        return 2;
+    }
+    if (in.tok_length) {
+        rd_token_open_opts oo = {.mode = RD_TOKEN_READ_ONLY};
+        if (rd_token_store_open(store_dir, &oo, &st, &eb) != RD_OK)
+            die("token store", &eb);
+    }
     rd_range h = rd_dataset_holdout(ds);
     const size_t K = in.keys_per_candidate, L = in.hist_len, NN = in.n_numeric;
     size_t item_off = (size_t)-1;
@@ -280,8 +388,11 @@ int main(int argc, char **argv) {
     rd_rng rng;
     rd_rng_seed(&rng, 99);
     uint64_t span = h.end - h.begin;
+    uint64_t *rq_rec = rd_xmalloc(R * sizeof *rq_rec), *items = rd_xmalloc(R * NC * sizeof *items);
     for (size_t r = 0; r < R; r++) {
         uint64_t rec = h.begin + rd_rng_u64(&rng) % span;
+        rq_rec[r] = rec;
+        items[r * NC] = rd_dataset_record(ds, rec)->item_key;
         uint64_t *kr = keys + r * NC * K;
         if (rd_serve_request_from_dataset(sv, ds, rec, kr, hist + r * L, hl + r * L,
                                           num + r * NC * NN, &eb) != RD_OK)
@@ -294,12 +405,15 @@ int main(int argc, char **argv) {
                 uint64_t other = rd_rng_u64(&rng) % rd_dataset_get_info(ds)->n_events;
                 kr[c * K + item_off] = rd_dataset_record(ds, other)->item_key;
             }
+            items[r * NC + c] = item_off != (size_t)-1 ? kr[c * K + item_off] : items[r * NC];
         }
     }
     const size_t sizes[3] = {1, 16, 256};
     result res[3];
-    double *lat = rd_xmalloc((size_t)iters * sizeof *lat);
+    double *lat = rd_xmalloc((size_t)iters * sizeof *lat),
+           *flat = rd_xmalloc((size_t)iters * sizeof *flat);
     float out[256];
+    size_t fetched = 0, fetches = 0;
     for (int k = 0; k < 3; k++) {
         size_t N = sizes[k];
         int it_k = N == 256 ? (iters / 4 > 10 ? iters / 4 : 10) : iters;
@@ -310,19 +424,34 @@ int main(int argc, char **argv) {
                                    .keys = keys + r * NC * K,
                                    .hist_items = L ? hist + r * L : NULL,
                                    .hist_labels = L ? hl + r * L : NULL,
-                                   .numeric = NN ? num + r * NC * NN : NULL};
-            double t0 = rd_mono_s();
+                                   .numeric = NN ? num + r * NC * NN : NULL,
+                                   .items = items + r * NC};
+            double t0 = rd_mono_s(), tf = 0;
+            if (st) { // the request's tokens, as a server fetches them
+                const rd_record *rr = rd_dataset_record(ds, rq_rec[r]);
+                if (rd_serve_fetch_tokens(sv, st, rr->user_key, rr->ts, rr->id, &rq, &eb) != RD_OK)
+                    die("fetch tokens", &eb);
+                tf = rd_mono_s() - t0;
+                if (i >= 0) {
+                    fetched += rq.tok_n;
+                    fetches++;
+                }
+            }
             if (rd_serve_score(sv, &rq, out, NULL, &eb) != RD_OK)
                 die("score", &eb);
             double dt = rd_mono_s() - t0;
             if (i >= 0) {
                 lat[i] = dt;
+                flat[i] = tf;
                 total += dt;
             }
         }
         qsort(lat, (size_t)it_k, sizeof *lat, cmp_d);
+        qsort(flat, (size_t)it_k, sizeof *flat, cmp_d);
         result *x = &res[k];
         x->n = N;
+        x->fetch_p50_us = 1e6 * flat[(size_t)(0.50 * (it_k - 1))];
+        x->fetch_p99_us = 1e6 * flat[(size_t)(0.99 * (it_k - 1))];
         x->p50_us = 1e6 * lat[(size_t)(0.50 * (it_k - 1))];
         x->p99_us = 1e6 * lat[(size_t)(0.99 * (it_k - 1))];
         x->qps = it_k / total;
@@ -334,12 +463,21 @@ int main(int argc, char **argv) {
            "%d timed requests (256: %d), %d warm-up\n",
            bundle, in.model, (unsigned long long)in.params, (unsigned long long)in.rows, K, L,
            iters, iters / 4 > 10 ? iters / 4 : 10, warmup);
-    printf("  %10s %10s %10s %12s %12s %10s %10s %10s\n", "candidates", "p50_us", "p99_us", "qps",
+    if (st)
+        printf("  tokens: %zu per candidate (dim %zu) from %s, %.1f a request on average; the "
+               "latencies include the fetch\n",
+               in.tok_length, in.tok_dim, store_dir, fetches ? (double)fetched / fetches : 0.0);
+    printf("  %10s %10s %10s %12s %12s %10s %10s %10s", "candidates", "p50_us", "p99_us", "qps",
            "cands/s", "min_us", "avg_us", "max_us");
-    for (int k = 0; k < 3; k++)
-        printf("  %10zu %10.1f %10.1f %12.0f %12.0f %10.1f %10.1f %10.1f\n", res[k].n,
-               res[k].p50_us, res[k].p99_us, res[k].qps, res[k].qps * (double)res[k].n,
-               res[k].min_us, res[k].avg_us, res[k].max_us);
+    printf(st ? " %12s %12s\n" : "\n", "fetch_p50_us", "fetch_p99_us");
+    for (int k = 0; k < 3; k++) {
+        printf("  %10zu %10.1f %10.1f %12.0f %12.0f %10.1f %10.1f %10.1f", res[k].n, res[k].p50_us,
+               res[k].p99_us, res[k].qps, res[k].qps * (double)res[k].n, res[k].min_us,
+               res[k].avg_us, res[k].max_us);
+        if (st)
+            printf(" %12.1f %12.1f", res[k].fetch_p50_us, res[k].fetch_p99_us);
+        printf("\n");
+    }
     if (json) {
         bench_json bj;
         FILE *f = bench_json_open(&bj, "bench_serve", json);
@@ -347,20 +485,29 @@ int main(int argc, char **argv) {
             return 1;
         fprintf(f,
                 "{\"bench\": \"serve\", \"model\": \"%s\", \"params\": %llu, \"rows\": %llu, "
-                "\"iters\": %d, \"warmup\": %d, \"candidates\": {",
-                in.model, (unsigned long long)in.params, (unsigned long long)in.rows, iters,
-                warmup);
-        for (int k = 0; k < 3; k++)
+                "\"iters\": %d, \"warmup\": %d, \"tokens\": %zu, \"candidates\": {",
+                in.model, (unsigned long long)in.params, (unsigned long long)in.rows, iters, warmup,
+                st ? in.tok_length : 0);
+        for (int k = 0; k < 3; k++) {
             fprintf(f,
                     "%s\"%zu\": {\"p50_us\": %.2f, \"p99_us\": %.2f, \"qps\": %.1f, "
-                    "\"min_us\": %.2f, \"avg_us\": %.2f, \"max_us\": %.2f}",
+                    "\"min_us\": %.2f, \"avg_us\": %.2f, \"max_us\": %.2f",
                     k ? ", " : "", res[k].n, res[k].p50_us, res[k].p99_us, res[k].qps,
                     res[k].min_us, res[k].avg_us, res[k].max_us);
+            if (st)
+                fprintf(f, ", \"fetch_p50_us\": %.2f, \"fetch_p99_us\": %.2f", res[k].fetch_p50_us,
+                        res[k].fetch_p99_us);
+            fprintf(f, "}");
+        }
         fprintf(f, "}}\n");
         if (bench_json_commit(&bj, "bench_serve") != 0)
             return 1;
     }
     rd_free(lat);
+    rd_free(flat);
+    rd_free(rq_rec);
+    rd_free(items);
+    rd_token_store_destroy(st);
     rd_free(keys);
     rd_free(hist);
     rd_free(hl);

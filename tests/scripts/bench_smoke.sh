@@ -21,7 +21,8 @@ CASES=(
   "dense||--batch 8 --iters 1 --warmup 0 --seq-len 8 --dim 8 --layers 1 --heads 1|j['sgemm_gflops'] > 0 and j['teacher_samples_per_s'] > 0 and j['student_samples_per_s'] > 0"
   "table||--dim 8 --draws 2000 --batches 2 --reps 2 --vocab 1000|j['pull_ns'] > 0 and j['push_ns'] > 0"
   "prepare||--events 20000 --reps 1 --warmup 0 --skip-ml --out $TMP/prep|j['cases'][0]['events'] == 20000 and j['cases'][0]['events_per_s']['avg'] > 0"
-  "serve||--iters 10 --warmup 1 --dir $TMP/serve|all(j['candidates'][n]['qps'] > 0 for n in ('1', '16', '256'))"
+  "serve||--iters 10 --warmup 1 --dir $TMP/serve|all(j['candidates'][n]['qps'] > 0 for n in ('1', '16', '256')) and j['tokens'] == 0"
+  "serve||--iters 10 --warmup 1 --tokens 8 --dir $TMP/servetok|j['tokens'] == 8 and all(j['candidates'][n]['qps'] > 0 and 0 < j['candidates'][n]['fetch_p50_us'] <= j['candidates'][n]['p50_us'] for n in ('1', '16', '256'))"
   "ps|mpi|--ps 1 --dims 8 --steps 5 --warmup 1 --draws 500 --vocab 2000|j['rows'][0]['dim'] == 8 and j['rows'][0]['ps_row_gbps'] > 0 and j['rows'][0]['memcpy_gbps'] > 0"
   "window||--events 2000 --windows 50 --lookups 1000 --reps 1|j['search_ns'] > 0 and j['scan_ns'] > 0 and j['windows'] == 50"
   "numfmt||--floats 2000 --reps 1|j['fast_mfloats_per_s'] > 0 and j['snprintf_mfloats_per_s'] > 0 and j['floats'] == 2000"
@@ -196,6 +197,21 @@ badval "--dir '$TMP/sv-dir' and --bundle '$TMP/sv.rdsv' exclude each other" "$B/
     --json "$TMP/sv.json"
 [ ! -e "$TMP/sv.json" ] || fail "bench_serve --dir with --bundle wrote JSON"
 [ ! -e "$TMP/sv-dir" ] || fail "bench_serve --dir with --bundle made the --dir folder"
+# --tokens (the built-in token student) and --store (the store of a given bundle) belong to one
+# mode each; a token bundle without its store, or a store for a bundle without tokens, is refused.
+badval "--tokens: expected an integer in 1..4096, got '0'" "$B/bench_serve" --tokens 0
+badval "--tokens builds the benchmark's own token student: not with --bundle" "$B/bench_serve" \
+    --tokens 8 --bundle "$TMP/sv.rdsv" --data "$TMP/sv-data"
+badval "--store is the token store of --bundle FILE" "$B/bench_serve" --store "$TMP/sv-data"
+badval "servetok/student.rdsv reads instance tokens: give its token store (--store)" \
+    "$B/bench_serve" --bundle "$TMP/servetok/student.rdsv" --data "$TMP/servetok/data" --iters 10
+badval "--store: $TMP/serve/student.rdsv reads no instance tokens" "$B/bench_serve" \
+    --bundle "$TMP/serve/student.rdsv" --data "$TMP/serve/data" --store "$TMP/servetok/run/tokens" \
+    --iters 10
+timeout 300 "$B/bench_serve" --bundle "$TMP/servetok/student.rdsv" --data "$TMP/servetok/data" \
+    --store "$TMP/servetok/run/tokens" --iters 10 --warmup 1 > "$TMP/st.txt" 2>&1 ||
+    fail "bench_serve of a token bundle with its store: $(cat "$TMP/st.txt")"
+grep -q "tokens: 8 per candidate (dim 16)" "$TMP/st.txt" || fail "bench_serve --store: $(cat "$TMP/st.txt")"
 # A --json PATH that is a symbolic link is written through it: the JSON was renamed over the
 # link, which became a regular file, and the results file it pointed to kept the old figures.
 # A dangling link makes the file it names when that folder exists; else "cannot write", exit 2.
