@@ -1015,7 +1015,22 @@ RD_SIMD static void add_inplace(float *restrict y, const float *restrict x, size
 
 // ---- DIN
 
+// Positions the attention MLP runs on: every (b, t), or with `pack` only the valid ones (mask
+// != 0), in (b, t) order — the rows of feat, hid, hid_act and score then hold those alone, first
+// (a padded position gets p = 0 from the softmax, so its score, and its share of every gradient,
+// is never used; histories shorter than T leave many such rows). The naive twin does not pack,
+// so test_layers checks the packing against the plain computation.
+static size_t din_rows(const float *mask, size_t BT, int pack) {
+    if (!pack || !mask)
+        return BT;
+    size_t n = 0;
+    for (size_t i = 0; i < BT; i++)
+        n += mask[i] != 0.0f;
+    return n;
+}
+
 static void din_forward(const kern *K,
+                        int pack,
                         float *out,
                         const rd_din_acts *a,
                         const float *q,
@@ -1025,24 +1040,35 @@ static void din_forward(const kern *K,
                         const rd_seq_dims *d) {
     size_t B = d->B, T = d->T, C = d->C, H = d->H;
     RD_ASSERT(B > 0 && T > 0 && C > 0 && H > 0 && d->act != RD_ACT_NONE);
-    // Attention-unit input [q, k, q - k, q * k] per (b, t): (B, T, 4C).
+    const size_t BT = B * T, n = din_rows(mask, BT, pack);
+    // Attention-unit input [q, k, q - k, q * k] per (b, t) it runs on: (n, 4C).
+    float *f = a->feat;
     for (size_t b = 0; b < B; b++) {
         const float *qb = q + b * C;
         for (size_t t = 0; t < T; t++) {
+            if (n < BT && mask[b * T + t] == 0.0f)
+                continue;
             const float *kt = k + (b * T + t) * C;
-            float *f = a->feat + (b * T + t) * 4 * C;
             for (size_t i = 0; i < C; i++) {
                 f[i] = qb[i];
                 f[C + i] = kt[i];
                 f[2 * C + i] = qb[i] - kt[i];
                 f[3 * C + i] = qb[i] * kt[i];
             }
+            f += 4 * C;
         }
     }
-    K->linear_fwd(a->hid, a->feat, w->w1, w->b1, B * T, 4 * C, H);
-    rd_act_forward(a->hid_act, a->hid, B * T * H, d->act);
-    K->linear_fwd(a->score, a->hid_act, w->w2, w->b2, B * T, H, 1);
-    memcpy(a->att, a->score, B * T * sizeof(float));
+    if (n) {
+        K->linear_fwd(a->hid, a->feat, w->w1, w->b1, n, 4 * C, H);
+        rd_act_forward(a->hid_act, a->hid, n * H, d->act);
+        K->linear_fwd(a->score, a->hid_act, w->w2, w->b2, n, H, 1);
+    }
+    if (n == BT) {
+        memcpy(a->att, a->score, BT * sizeof(float));
+    } else { // the scores back to their positions; a padded one is 0 (the softmax drops it)
+        for (size_t i = 0, r = 0; i < BT; i++)
+            a->att[i] = mask[i] != 0.0f ? a->score[r++] : 0.0f;
+    }
     for (size_t b = 0; b < B; b++) {
         float *p = a->att + b * T;
         K->softmax(p, mask ? mask + b * T : NULL, T);
@@ -1057,6 +1083,7 @@ static void din_forward(const kern *K,
 }
 
 static void din_backward(const kern *K,
+                         int pack,
                          float *dq,
                          float *dk,
                          const rd_din_weights *dw,
@@ -1064,11 +1091,13 @@ static void din_backward(const kern *K,
                          const float *dout,
                          const float *q,
                          const float *k,
+                         const float *mask,
                          const rd_din_acts *a,
                          const rd_din_weights *w,
                          const rd_seq_dims *d) {
     size_t B = d->B, T = d->T, C = d->C, H = d->H;
     RD_ASSERT(dk != NULL);
+    const size_t BT = B * T, n = din_rows(mask, BT, pack);
     // out = sum_t p_t k_t: dk_t += p_t dout; dp_t = dout . k_t; then through the softmax.
     for (size_t b = 0; b < B; b++) {
         const float *g = dout + b * C;
@@ -1089,21 +1118,30 @@ static void din_backward(const kern *K,
         for (size_t t = 0; t < T; t++)
             ds[t] = p[t] * (ds[t] - dot);
     }
-    K->linear_bwd(s->dhid_act, dw->w2, dw->b2, s->dscore, a->hid_act, w->w2, B * T, H, 1, 0);
-    act_backward_set(s->dhid, s->dhid_act, a->hid, a->hid_act, B * T * H, d->act);
-    K->linear_bwd(s->dfeat, dw->w1, dw->b1, s->dhid, a->feat, w->w1, B * T, 4 * C, H, 0);
+    if (n < BT) // the rows the forward ran: the valid positions' score gradients, first
+        for (size_t i = 0, r = 0; i < BT; i++)
+            if (mask[i] != 0.0f)
+                s->dscore[r++] = s->dscore[i];
+    if (n) {
+        K->linear_bwd(s->dhid_act, dw->w2, dw->b2, s->dscore, a->hid_act, w->w2, n, H, 1, 0);
+        act_backward_set(s->dhid, s->dhid_act, a->hid, a->hid_act, n * H, d->act);
+        K->linear_bwd(s->dfeat, dw->w1, dw->b1, s->dhid, a->feat, w->w1, n, 4 * C, H, 0);
+    }
+    const float *f = s->dfeat;
     for (size_t b = 0; b < B; b++) {
         const float *qb = q + b * C;
         float *dqb = dq ? dq + b * C : NULL;
         for (size_t t = 0; t < T; t++) {
+            if (n < BT && mask[b * T + t] == 0.0f)
+                continue;
             const float *kt = k + (b * T + t) * C;
             float *dkt = dk + (b * T + t) * C;
-            const float *f = s->dfeat + (b * T + t) * 4 * C;
             for (size_t i = 0; i < C; i++) {
                 if (dqb)
                     dqb[i] += f[i] + f[2 * C + i] + f[3 * C + i] * kt[i];
                 dkt[i] += f[C + i] - f[2 * C + i] + f[3 * C + i] * qb[i];
             }
+            f += 4 * C;
         }
     }
 }
@@ -1115,7 +1153,7 @@ void rd_din_forward(float *out,
                     const float *mask,
                     const rd_din_weights *w,
                     const rd_seq_dims *d) {
-    din_forward(&kern_blas, out, acts, q, k, mask, w, d);
+    din_forward(&kern_blas, 1, out, acts, q, k, mask, w, d);
 }
 void rd_din_backward(float *dq,
                      float *dk,
@@ -1128,8 +1166,7 @@ void rd_din_backward(float *dq,
                      const rd_din_acts *acts,
                      const rd_din_weights *w,
                      const rd_seq_dims *d) {
-    (void)mask; // p = 0 on padding
-    din_backward(&kern_blas, dq, dk, dw, s, dout, q, k, acts, w, d);
+    din_backward(&kern_blas, 1, dq, dk, dw, s, dout, q, k, mask, acts, w, d);
 }
 void rd_din_forward_naive(float *out,
                           const rd_din_acts *acts,
@@ -1138,7 +1175,7 @@ void rd_din_forward_naive(float *out,
                           const float *mask,
                           const rd_din_weights *w,
                           const rd_seq_dims *d) {
-    din_forward(&kern_naive, out, acts, q, k, mask, w, d);
+    din_forward(&kern_naive, 0, out, acts, q, k, mask, w, d);
 }
 void rd_din_backward_naive(float *dq,
                            float *dk,
@@ -1151,8 +1188,7 @@ void rd_din_backward_naive(float *dq,
                            const rd_din_acts *acts,
                            const rd_din_weights *w,
                            const rd_seq_dims *d) {
-    (void)mask;
-    din_backward(&kern_naive, dq, dk, dw, s, dout, q, k, acts, w, d);
+    din_backward(&kern_naive, 0, dq, dk, dw, s, dout, q, k, mask, acts, w, d);
 }
 
 // ---- Transformer block

@@ -352,12 +352,16 @@ typedef struct rd_din_weights {
     float *b2; // (1)
 } rd_din_weights;
 
+// rd_din_forward runs the attention MLP on the valid positions (mask != 0) only: the rows of
+// feat, hid, hid_act and score (and of the scratch's dfeat, dhid, dhid_act, dscore in the
+// backward pass) then hold those positions first, in (b, t) order; att is always positional.
+// The naive twin runs every position (rows in (b, t) order), as a mask of all ones does.
 typedef struct rd_din_acts {
     float *feat;    // (B, T, 4C) attention-unit input
     float *hid;     // (B, T, H) pre-activation
     float *hid_act; // (B, T, H)
     float *score;   // (B, T)
-    float *att;     // (B, T) softmax over valid t
+    float *att;     // (B, T) softmax over valid t; 0 on padding
 } rd_din_acts;
 
 typedef struct rd_din_scratch {
