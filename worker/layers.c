@@ -1193,7 +1193,38 @@ void rd_din_backward_naive(float *dq,
 
 // ---- Transformer block
 
+// Rows of a (B, T) layout and its packed form (the valid positions, in (b, t) order): gather
+// copies the valid rows of src (positional) to dst rows 0..n-1; scatter writes packed rows back
+// to their positions from the last one down (so src may be dst: a packed row never lies after
+// its position), zero rows at padding; scatter_add adds them instead. Rows are w floats.
+static void rows_gather(float *dst, const float *src, const float *mask, size_t BT, size_t w) {
+    for (size_t i = 0, r = 0; i < BT; i++)
+        if (mask[i] != 0.0f)
+            memmove(dst + r++ * w, src + i * w, w * sizeof(float));
+}
+static void
+rows_scatter(float *dst, const float *src, const float *mask, size_t BT, size_t n, size_t w) {
+    for (size_t i = BT, r = n; i-- > 0;) {
+        if (mask[i] != 0.0f)
+            memmove(dst + i * w, src + --r * w, w * sizeof(float));
+        else
+            memset(dst + i * w, 0, w * sizeof(float));
+    }
+}
+static void rows_scatter_add(float *dst, const float *src, const float *mask, size_t BT, size_t w) {
+    for (size_t i = 0, r = 0; i < BT; i++)
+        if (mask[i] != 0.0f)
+            add_inplace(dst + i * w, src + r++ * w, w);
+}
+
+// The block runs its row-wise layers (layer norms, the linears, the FFN) on the valid positions
+// only, like DIN (din_rows): with `pack` and padding, ln1, ln1_mean/rstd, atty, res, ln2,
+// ln2_mean/rstd, fch and fch_act hold the n valid rows first, in (b, t) order, while qkv and att
+// stay positional for the attention (a padded position's qkv row is 0: masked as a key, its
+// output as a query is not used). out is positional with zero rows at padding. The naive twin
+// runs every row.
 static void tblock_forward(const kern *K,
+                           int pack,
                            float *out,
                            const rd_tblock_acts *a,
                            const float *inp,
@@ -1202,19 +1233,33 @@ static void tblock_forward(const kern *K,
                            const rd_seq_dims *d) {
     size_t B = d->B, T = d->T, C = d->C, NH = d->NH, BT = B * T;
     RD_ASSERT(out != inp && C % NH == 0);
-    rd_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w->ln1w, w->ln1b, BT, C);
-    K->linear_fwd(a->qkv, a->ln1, w->qkvw, w->qkvb, BT, C, 3 * C);
+    const size_t n = din_rows(mask, BT, pack);
+    const int packed = n < BT;
+    const float *x = inp;
+    if (packed) { // out holds the packed input until the FFN writes it
+        rows_gather(out, inp, mask, BT, C);
+        x = out;
+    }
+    rd_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1w, w->ln1b, n, C);
+    K->linear_fwd(a->qkv, a->ln1, w->qkvw, w->qkvb, n, C, 3 * C);
+    if (packed)
+        rows_scatter(a->qkv, a->qkv, mask, BT, n, 3 * C);
     K->attn_fwd(a->atty, a->att, a->qkv, mask, B, T, C, NH, d->causal);
-    K->linear_fwd(a->res, a->atty, w->projw, w->projb, BT, C, C);
-    add_inplace(a->res, inp, BT * C);
-    rd_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res, w->ln2w, w->ln2b, BT, C);
-    K->linear_fwd(a->fch, a->ln2, w->fcw, w->fcb, BT, C, 4 * C);
-    rd_act_forward(a->fch_act, a->fch, BT * 4 * C, d->act);
-    K->linear_fwd(out, a->fch_act, w->fcprojw, w->fcprojb, BT, 4 * C, C);
-    add_inplace(out, a->res, BT * C);
+    if (packed)
+        rows_gather(a->atty, a->atty, mask, BT, C);
+    K->linear_fwd(a->res, a->atty, w->projw, w->projb, n, C, C);
+    add_inplace(a->res, x, n * C);
+    rd_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res, w->ln2w, w->ln2b, n, C);
+    K->linear_fwd(a->fch, a->ln2, w->fcw, w->fcb, n, C, 4 * C);
+    rd_act_forward(a->fch_act, a->fch, n * 4 * C, d->act);
+    K->linear_fwd(out, a->fch_act, w->fcprojw, w->fcprojb, n, 4 * C, C);
+    add_inplace(out, a->res, n * C);
+    if (packed)
+        rows_scatter(out, out, mask, BT, n, C);
 }
 
 static void tblock_backward(const kern *K,
+                            int pack,
                             float *dinp,
                             const rd_tblock_weights *dw,
                             const rd_tblock_scratch *s,
@@ -1226,22 +1271,44 @@ static void tblock_backward(const kern *K,
                             const rd_seq_dims *d) {
     size_t B = d->B, T = d->T, C = d->C, NH = d->NH, BT = B * T;
     RD_ASSERT(dinp != NULL);
-    // FFN half: out = res + fcproj(act(fc(ln2(res))))
-    memcpy(s->dres, dout, BT * C * sizeof(float));
+    const size_t n = din_rows(mask, BT, pack);
+    const int packed = n < BT;
+    // FFN half: out = res + fcproj(act(fc(ln2(res)))); dres starts as dout (its valid rows).
+    if (packed)
+        rows_gather(s->dres, dout, mask, BT, C);
+    else
+        memcpy(s->dres, dout, BT * C * sizeof(float));
     // The scratch buffers are overwritten by their first writer (acc = 0): no zeroing passes.
-    K->linear_bwd(s->dfch_act, dw->fcprojw, dw->fcprojb, dout, a->fch_act, w->fcprojw, BT, 4 * C, C,
-                  0);
-    act_backward_set(s->dfch, s->dfch_act, a->fch, a->fch_act, BT * 4 * C, d->act);
-    K->linear_bwd(s->dln, dw->fcw, dw->fcb, s->dfch, a->ln2, w->fcw, BT, C, 4 * C, 0);
+    K->linear_bwd(s->dfch_act, dw->fcprojw, dw->fcprojb, s->dres, a->fch_act, w->fcprojw, n, 4 * C,
+                  C, 0);
+    act_backward_set(s->dfch, s->dfch_act, a->fch, a->fch_act, n * 4 * C, d->act);
+    K->linear_bwd(s->dln, dw->fcw, dw->fcb, s->dfch, a->ln2, w->fcw, n, C, 4 * C, 0);
     rd_layernorm_backward(s->dres, dw->ln2w, dw->ln2b, s->dln, a->res, w->ln2w, a->ln2_mean,
-                          a->ln2_rstd, BT, C);
+                          a->ln2_rstd, n, C);
     // Attention half: res = inp + proj(attn(qkv(ln1(inp))))
-    add_inplace(dinp, s->dres, BT * C);
-    K->linear_bwd(s->datty, dw->projw, dw->projb, s->dres, a->atty, w->projw, BT, C, C, 0);
+    if (packed)
+        rows_scatter_add(dinp, s->dres, mask, BT, C);
+    else
+        add_inplace(dinp, s->dres, BT * C);
+    K->linear_bwd(s->datty, dw->projw, dw->projb, s->dres, a->atty, w->projw, n, C, C, 0);
+    if (packed) // a padded query's output is not used: no gradient
+        rows_scatter(s->datty, s->datty, mask, BT, n, C);
     K->attn_bwd(s->dqkv, s->datt, s->datty, a->qkv, a->att, mask, B, T, C, NH, d->causal, 0);
-    K->linear_bwd(s->dln, dw->qkvw, dw->qkvb, s->dqkv, a->ln1, w->qkvw, BT, C, 3 * C, 0);
-    rd_layernorm_backward(dinp, dw->ln1w, dw->ln1b, s->dln, inp, w->ln1w, a->ln1_mean, a->ln1_rstd,
-                          BT, C);
+    if (packed)
+        rows_gather(s->dqkv, s->dqkv, mask, BT, 3 * C);
+    K->linear_bwd(s->dln, dw->qkvw, dw->qkvb, s->dqkv, a->ln1, w->qkvw, n, C, 3 * C, 0);
+    if (!packed) {
+        rd_layernorm_backward(dinp, dw->ln1w, dw->ln1b, s->dln, inp, w->ln1w, a->ln1_mean,
+                              a->ln1_rstd, BT, C);
+        return;
+    }
+    // The input's valid rows (into dres, free now) and their gradient (into datty, zeroed),
+    // added to dinp at their positions.
+    rows_gather(s->dres, inp, mask, BT, C);
+    memset(s->datty, 0, n * C * sizeof(float));
+    rd_layernorm_backward(s->datty, dw->ln1w, dw->ln1b, s->dln, s->dres, w->ln1w, a->ln1_mean,
+                          a->ln1_rstd, n, C);
+    rows_scatter_add(dinp, s->datty, mask, BT, C);
 }
 
 void rd_tblock_forward(float *out,
@@ -1250,7 +1317,7 @@ void rd_tblock_forward(float *out,
                        const float *mask,
                        const rd_tblock_weights *w,
                        const rd_seq_dims *d) {
-    tblock_forward(&kern_blas, out, acts, inp, mask, w, d);
+    tblock_forward(&kern_blas, 1, out, acts, inp, mask, w, d);
 }
 void rd_tblock_backward(float *dinp,
                         const rd_tblock_weights *dw,
@@ -1261,7 +1328,7 @@ void rd_tblock_backward(float *dinp,
                         const rd_tblock_acts *acts,
                         const rd_tblock_weights *w,
                         const rd_seq_dims *d) {
-    tblock_backward(&kern_blas, dinp, dw, s, dout, inp, mask, acts, w, d);
+    tblock_backward(&kern_blas, 1, dinp, dw, s, dout, inp, mask, acts, w, d);
 }
 void rd_tblock_forward_naive(float *out,
                              const rd_tblock_acts *acts,
@@ -1269,7 +1336,7 @@ void rd_tblock_forward_naive(float *out,
                              const float *mask,
                              const rd_tblock_weights *w,
                              const rd_seq_dims *d) {
-    tblock_forward(&kern_naive, out, acts, inp, mask, w, d);
+    tblock_forward(&kern_naive, 0, out, acts, inp, mask, w, d);
 }
 void rd_tblock_backward_naive(float *dinp,
                               const rd_tblock_weights *dw,
@@ -1280,12 +1347,15 @@ void rd_tblock_backward_naive(float *dinp,
                               const rd_tblock_acts *acts,
                               const rd_tblock_weights *w,
                               const rd_seq_dims *d) {
-    tblock_backward(&kern_naive, dinp, dw, s, dout, inp, mask, acts, w, d);
+    tblock_backward(&kern_naive, 0, dinp, dw, s, dout, inp, mask, acts, w, d);
 }
 
 // ---- Request-query target attention
 
+// Like the block (tblock_forward): with `pack` and padding, the layer norm and the key/value
+// linear run on the valid rows only (ln, ln_mean/rstd packed; kv positional, 0 at padding).
 static void reqattn_forward(const kern *K,
+                            int pack,
                             float *out,
                             const rd_reqattn_acts *a,
                             const float *x_req,
@@ -1295,14 +1365,23 @@ static void reqattn_forward(const kern *K,
                             const rd_seq_dims *d) {
     size_t B = d->B, T = d->T, C = d->C, E = d->E, BT = B * T;
     RD_ASSERT(E > 0 && C % d->NH == 0);
-    rd_layernorm_forward(a->ln, a->ln_mean, a->ln_rstd, h, w->lnw, w->lnb, BT, C);
+    const size_t n = din_rows(mask, BT, pack);
+    const float *x = h;
+    if (n < BT) { // the valid rows of h, in kv until the linear writes it
+        rows_gather(a->kv, h, mask, BT, C);
+        x = a->kv;
+    }
+    rd_layernorm_forward(a->ln, a->ln_mean, a->ln_rstd, x, w->lnw, w->lnb, n, C);
     K->linear_fwd(a->q, x_req, w->qw, w->qb, B, E, C);
-    K->linear_fwd(a->kv, a->ln, w->kvw, w->kvb, BT, C, 2 * C);
+    K->linear_fwd(a->kv, a->ln, w->kvw, w->kvb, n, C, 2 * C);
+    if (n < BT)
+        rows_scatter(a->kv, a->kv, mask, BT, n, 2 * C);
     K->tattn_fwd(a->o, a->att, a->q, a->kv, mask, B, T, C, d->NH);
     K->linear_fwd(out, a->o, w->projw, w->projb, B, C, C);
 }
 
 static void reqattn_backward(const kern *K,
+                             int pack,
                              float *dx_req,
                              float *dh,
                              const rd_reqattn_weights *dw,
@@ -1321,8 +1400,21 @@ static void reqattn_backward(const kern *K,
     memset(s->dkv, 0, BT * 2 * C * sizeof(float));
     K->tattn_bwd(s->dq, s->dkv, s->dp, s->do_, a->q, a->kv, a->att, mask, B, T, C, d->NH);
     K->linear_bwd(dx_req, dw->qw, dw->qb, s->dq, x_req, w->qw, B, E, C, 1);
-    K->linear_bwd(s->dln, dw->kvw, dw->kvb, s->dkv, a->ln, w->kvw, BT, C, 2 * C, 0);
-    rd_layernorm_backward(dh, dw->lnw, dw->lnb, s->dln, h, w->lnw, a->ln_mean, a->ln_rstd, BT, C);
+    const size_t n = din_rows(mask, BT, pack);
+    if (n == BT) {
+        K->linear_bwd(s->dln, dw->kvw, dw->kvb, s->dkv, a->ln, w->kvw, BT, C, 2 * C, 0);
+        rd_layernorm_backward(dh, dw->lnw, dw->lnb, s->dln, h, w->lnw, a->ln_mean, a->ln_rstd, BT,
+                              C);
+        return;
+    }
+    rows_gather(s->dkv, s->dkv, mask, BT, 2 * C); // a padded key has no gradient
+    K->linear_bwd(s->dln, dw->kvw, dw->kvb, s->dkv, a->ln, w->kvw, n, C, 2 * C, 0);
+    // dkv is free now: h's valid rows in its first n C floats, their gradient in the next.
+    float *hx = s->dkv, *dx = s->dkv + n * C;
+    rows_gather(hx, h, mask, BT, C);
+    memset(dx, 0, n * C * sizeof(float));
+    rd_layernorm_backward(dx, dw->lnw, dw->lnb, s->dln, hx, w->lnw, a->ln_mean, a->ln_rstd, n, C);
+    rows_scatter_add(dh, dx, mask, BT, C);
 }
 
 void rd_reqattn_forward(float *out,
@@ -1332,7 +1424,7 @@ void rd_reqattn_forward(float *out,
                         const float *mask,
                         const rd_reqattn_weights *w,
                         const rd_seq_dims *d) {
-    reqattn_forward(&kern_blas, out, acts, x_req, h, mask, w, d);
+    reqattn_forward(&kern_blas, 1, out, acts, x_req, h, mask, w, d);
 }
 void rd_reqattn_backward(float *dx_req,
                          float *dh,
@@ -1345,7 +1437,7 @@ void rd_reqattn_backward(float *dx_req,
                          const rd_reqattn_acts *acts,
                          const rd_reqattn_weights *w,
                          const rd_seq_dims *d) {
-    reqattn_backward(&kern_blas, dx_req, dh, dw, s, dout, x_req, h, mask, acts, w, d);
+    reqattn_backward(&kern_blas, 1, dx_req, dh, dw, s, dout, x_req, h, mask, acts, w, d);
 }
 void rd_reqattn_forward_naive(float *out,
                               const rd_reqattn_acts *acts,
@@ -1354,7 +1446,7 @@ void rd_reqattn_forward_naive(float *out,
                               const float *mask,
                               const rd_reqattn_weights *w,
                               const rd_seq_dims *d) {
-    reqattn_forward(&kern_naive, out, acts, x_req, h, mask, w, d);
+    reqattn_forward(&kern_naive, 0, out, acts, x_req, h, mask, w, d);
 }
 void rd_reqattn_backward_naive(float *dx_req,
                                float *dh,
@@ -1367,7 +1459,7 @@ void rd_reqattn_backward_naive(float *dx_req,
                                const rd_reqattn_acts *acts,
                                const rd_reqattn_weights *w,
                                const rd_seq_dims *d) {
-    reqattn_backward(&kern_naive, dx_req, dh, dw, s, dout, x_req, h, mask, acts, w, d);
+    reqattn_backward(&kern_naive, 0, dx_req, dh, dw, s, dout, x_req, h, mask, acts, w, d);
 }
 
 // ---- MLP

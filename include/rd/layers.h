@@ -511,7 +511,9 @@ typedef struct rd_reqattn_scratch {
     float *dp;  // (T)
 } rd_reqattn_scratch;
 
-/** x_req (B, E), h (B, T, C), mask (B, T) -> out (B, C). */
+/** x_req (B, E), h (B, T, C), mask (B, T) -> out (B, C). The layer norm and the key / value
+ *  linear run on the valid rows of h only (ln, ln_mean/rstd packed first, as rd_tblock_forward
+ *  packs its rows; kv positional, 0 at padding); the naive twin runs every row. */
 void rd_reqattn_forward(float *out,
                         const rd_reqattn_acts *acts,
                         const float *x_req,
