@@ -52,6 +52,15 @@ check "iat.md query (c)" variant.sh -k 5 configs/ml100k-iat.yaml "$TMP/qc" token
 check "iat.md query (b)" variant.sh -k 5 configs/ml100k-iat.yaml "$TMP/qb" tokens.scheme=1 \
     models.teacher.tokens.scheme=1 models.teacher.tokens.query=request_seq
 
+# docs/iat.md, "The whole pipeline": the token students, without history, and with the 16-item
+# history in place of the tokens.
+check "iat.md pipeline" variant.sh -k 3 configs/ml100k-iat-distill.yaml "$TMP/pipe"
+check "iat.md pipeline, no history" variant.sh -k 3 configs/ml100k-iat-distill.yaml "$TMP/pnone" \
+    models.student.tokens.scheme=0 models.student_raw.tokens.scheme=0
+check "iat.md pipeline, item history" variant.sh -k 3 configs/ml100k-iat-distill.yaml "$TMP/phist" \
+    models.student.tokens.scheme=0 models.student_raw.tokens.scheme=0 \
+    'models.student.seq={kind: mean, length: 16, table: s_item}' \
+    'models.student_raw.seq={kind: mean, length: 16, table: r_item}'
 # docs/distillation.md and README.md: a teacher kept alone from configs/ml100k.yaml (its
 # distill: section is dropped with the students), the layer-norm and seq.stats variants, and
 # the one-epoch runs with the distillation of before start_epoch.
