@@ -27,6 +27,7 @@
 #include "rd/rng.h"
 #include "rd/server.h"
 #include "rd/table.h"
+#include "rd/trainer.h"
 
 // ---------------------------------------------------------------------------------------------
 // Checks: failures are counted and printed; main sums them with MPI_Allreduce.
@@ -222,6 +223,39 @@ static int t_session(MPI_Comm base, const rd_config *cfg, t_worker_fn fn, void *
             T_CHECK(&errs, rc == RD_OK, "rd_kv_shutdown: %s", rd_kv_errmsg(kv));
             rd_kv_destroy(kv);
         }
+    }
+    rd_comm_destroy(comm);
+    return errs;
+}
+
+typedef void (*t_trainer_fn)(rd_trainer *tr, const rd_config *cfg, const void *ctx);
+
+/** One `train` session on MPI_COMM_WORLD: the PS ranks serve; each worker rank creates its
+ *  trainer, runs every phase to the end (checkpoints included), calls fn (NULL: nothing) and
+ *  destroys the trainer. Returns the number of failures. */
+static int t_train_session(const rd_config *cfg, t_trainer_fn fn, const void *ctx) {
+    int errs = 0;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_comm *comm = NULL;
+    int rc = rd_comm_create(MPI_COMM_WORLD, cfg, &comm, &eb);
+    RD_ASSERT_MSG(rc == RD_OK, "rd_comm_create: %s", eb.msg);
+    if (comm->role_kind == RD_ROLE_PS) {
+        rc = rd_ps_serve(comm, cfg);
+        T_CHECK(&errs, rc == RD_OK, "rd_ps_serve: %s", rd_strerror(rc));
+    } else {
+        rd_trainer *tr = NULL;
+        rd_trainer_opts o = {.metrics_dir = "", .quiet = 1};
+        rc = rd_trainer_create(comm, cfg, &o, &tr, &eb);
+        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_create: %s", eb.msg);
+        rd_trainer_result *res = rd_xcalloc(1, sizeof *res); // ~1.2 MB: not on the stack
+        rc = rd_trainer_run(tr, res, &eb);
+        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_run: %s", eb.msg);
+        rd_free(res);
+        if (fn)
+            fn(tr, cfg, ctx);
+        rc = rd_trainer_destroy(tr);
+        T_CHECK(&errs, rc == RD_OK, "rd_trainer_destroy: %s", rd_strerror(rc));
     }
     rd_comm_destroy(comm);
     return errs;

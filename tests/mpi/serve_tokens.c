@@ -111,7 +111,9 @@ static void record_request(rd_serve *sv,
     RD_ASSERT_MSG(rc == RD_OK, "fetch tokens: %s", eb.msg);
 }
 
-static void worker_checks(rd_trainer *tr, const rd_config *cfg, const char *dir) {
+// After training, on the worker rank (t_train_session): ctx is the test's folder.
+static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx) {
+    const char *dir = ctx;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     char ckpt[RD_PATH_MAX * 2], bundle[RD_PATH_MAX + 64], p[RD_PATH_MAX + 64];
@@ -389,26 +391,7 @@ static void session(const char *dir) {
     }
     t_bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
     RD_ASSERT_MSG(rc == RD_OK, "prepare: %s", eb.msg);
-    rd_comm *comm = NULL;
-    rc = rd_comm_create(MPI_COMM_WORLD, cfg, &comm, &eb);
-    RD_ASSERT_MSG(rc == RD_OK, "rd_comm_create: %s", eb.msg);
-    if (comm->role_kind == RD_ROLE_PS) {
-        rc = rd_ps_serve(comm, cfg);
-        T_CHECK(&g_errs, rc == RD_OK, "rd_ps_serve: %s", rd_strerror(rc));
-    } else {
-        rd_trainer *tr = NULL;
-        rd_trainer_opts o = {.metrics_dir = "", .quiet = 1};
-        rc = rd_trainer_create(comm, cfg, &o, &tr, &eb);
-        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_create: %s", eb.msg);
-        rd_trainer_result *res = rd_xcalloc(1, sizeof *res); // ~1.2 MB: not on the stack
-        rc = rd_trainer_run(tr, res, &eb);
-        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_run: %s", eb.msg);
-        rd_free(res);
-        worker_checks(tr, cfg, dir);
-        rc = rd_trainer_destroy(tr);
-        T_CHECK(&g_errs, rc == RD_OK, "rd_trainer_destroy: %s", rd_strerror(rc));
-    }
-    rd_comm_destroy(comm);
+    g_errs += t_train_session(cfg, worker_checks, dir);
     t_barrier(MPI_COMM_WORLD);
     rd_free(cfg);
 }
