@@ -12,11 +12,14 @@
 // rates use the medians (the VM's other tenants make single timings noisy).
 //
 // Teacher (default): user + item embeddings of dim 64, a 2-layer transformer history branch of
-// length 256 (2 heads, width 64, item labels), MLP [256, 128, 64], one tower. Student: dim 16,
-// mean history of length 16, MLP [64, 32], two towers [16] with distillation targets.
+// length 256 (2 heads, width 64, item labels), MLP [256, 128, 64], one tower; `--seq din` puts a
+// DIN target attention over the same history in place of the transformer (demo.yaml's teacher).
+// Student: dim 16, mean history of length 16, MLP [64, 32], two towers [16] with distillation
+// targets. Every history is full (no padded positions).
 //
 // usage: bench_dense [--batch 256] [--threads 1] [--iters 7] [--warmup 2] [--seq-len 256]
-//                    [--dim 64] [--layers 2] [--heads 2] [--act relu|gelu] [--json PATH]
+//                    [--dim 64] [--layers 2] [--heads 2] [--seq transformer|din]
+//                    [--act relu|gelu] [--json PATH]
 #include "bench_args.h"
 #include "rd/clock.h"
 #include "rd/config.h"
@@ -34,14 +37,15 @@
 typedef struct args {
     size_t batch, iters, warmup, seq_len, dim, layers, heads;
     int threads;
+    int seq; // rd_seq_kind of the teacher's history branch: RD_SEQ_TRANSFORMER | RD_SEQ_DIN
     char act[8];
     const char *json;
 } args;
 
 static void usage(FILE *out) {
     fprintf(out, "usage: bench_dense [--batch N] [--threads N] [--iters N] [--warmup N] "
-                 "[--seq-len N] [--dim N] [--layers N] [--heads N] [--act relu|gelu] "
-                 "[--json PATH]\n");
+                 "[--seq-len N] [--dim N] [--layers N] [--heads N] [--seq transformer|din] "
+                 "[--act relu|gelu] [--json PATH]\n");
 }
 
 static int parse_args(int argc, char **argv, args *a) {
@@ -53,6 +57,7 @@ static int parse_args(int argc, char **argv, args *a) {
                 .layers = 2,
                 .heads = 2,
                 .threads = 1,
+                .seq = RD_SEQ_TRANSFORMER,
                 .json = NULL};
     snprintf(a->act, sizeof a->act, "relu");
     for (int i = 1; i < argc; i++) {
@@ -84,6 +89,17 @@ static int parse_args(int argc, char **argv, args *a) {
             if (bench_int(stderr, "bench_dense", k, v, 1, 256, &x) != 0)
                 return -1;
             a->threads = (int)x;
+            i++;
+        } else if (strcmp(k, "--seq") == 0) {
+            if (v && strcmp(v, "transformer") == 0) {
+                a->seq = RD_SEQ_TRANSFORMER;
+            } else if (v && strcmp(v, "din") == 0) {
+                a->seq = RD_SEQ_DIN;
+            } else {
+                fprintf(stderr, "bench_dense: --seq: expected transformer|din, got '%s'\n",
+                        v ? v : "(nothing)");
+                return -1;
+            }
             i++;
         } else if (strcmp(k, "--act") == 0) {
             rd_act_kind kind;
@@ -134,7 +150,7 @@ static void teacher_config(rd_model_config *mc, const args *a) {
         mc->features[f].pooling = RD_POOL_MEAN;
     }
     mc->n_features = 2;
-    mc->seq = (rd_seq_config){.kind = RD_SEQ_TRANSFORMER,
+    mc->seq = (rd_seq_config){.kind = a->seq,
                               .length = (int)a->seq_len,
                               .layers = (int)a->layers,
                               .heads = (int)a->heads,
@@ -354,6 +370,20 @@ static void teacher_shapes(shape_list *l, const args *a) {
     size_t E = 2 * a->dim;
     l->n = 0;
     add_linear(l, BL, C, C, 1); // history in-projection (table dim = width)
+    if (a->seq == RD_SEQ_DIN) {
+        // Attention MLP over [q, k, q - k, q * k] (H = C), first layer folded (rd_din_forward):
+        // the query's share once per example, [k, q * k] per position.
+        add_linear(l, B, E, C, 1); // query from the request
+        add_linear(l, B, C, C, 1);
+        add_linear(l, BL, 2 * C, C, 1);
+        add_linear(l, BL, C, 1, 1); // the score
+        size_t W = E + C;
+        add_linear(l, B, W, 256, 1);
+        add_linear(l, B, 256, 128, 1);
+        add_linear(l, B, 128, 64, 1);
+        add_linear(l, B, 64, 1, 1);
+        return;
+    }
     for (size_t k = 0; k < a->layers; k++) {
         add_linear(l, BL, C, 3 * C, 1);
         add_linear(l, BL, C, C, 1);
@@ -456,9 +486,10 @@ int main(int argc, char **argv) {
     double ratio = teacher_gflops / sgemm_gflops;
     double tsps = (double)a.batch / tt.median, ssps = (double)a.batch / st.median;
 
-    printf("bench_dense: batch %zu, %d BLAS thread(s), teacher L=%zu d=%zu layers=%zu heads=%zu "
-           "act=%s (%zu params), student (%zu params)\n",
-           a.batch, a.threads, a.seq_len, a.dim, a.layers, a.heads, a.act, tparams, sparams);
+    const char *seq = a.seq == RD_SEQ_DIN ? "din" : "transformer";
+    printf("bench_dense: batch %zu, %d BLAS thread(s), teacher %s L=%zu d=%zu layers=%zu "
+           "heads=%zu act=%s (%zu params), student (%zu params)\n",
+           a.batch, a.threads, seq, a.seq_len, a.dim, a.layers, a.heads, a.act, tparams, sparams);
     printf("  teacher dense FLOPs per step %.3g (model count) vs %.3g (matmul mix)\n", step_flops,
            gemm_flops_step);
     printf("  %-24s %12s %12s %12s %12s\n", "step time (s)", "min", "median", "avg", "max");
@@ -481,10 +512,10 @@ int main(int argc, char **argv) {
                 "\"batch\": %zu, \"threads\": %d, \"teacher_step_s\": {\"min\": %.5f, \"median\": "
                 "%.5f, \"avg\": %.5f, \"max\": %.5f}, \"student_step_s\": {\"min\": %.6f, "
                 "\"median\": %.6f, \"avg\": %.6f, \"max\": %.6f}, \"seq_len\": %zu, \"dim\": %zu, "
-                "\"layers\": %zu, \"heads\": %zu, \"activation\": \"%s\"}\n",
+                "\"layers\": %zu, \"heads\": %zu, \"seq\": \"%s\", \"activation\": \"%s\"}\n",
                 sgemm_gflops, teacher_gflops, ratio, tsps, ssps, a.batch, a.threads, tt.min,
                 tt.median, tt.avg, tt.max, st.min, st.median, st.avg, st.max, a.seq_len, a.dim,
-                a.layers, a.heads, a.act);
+                a.layers, a.heads, seq, a.act);
         if (bench_json_commit(&bj, "bench_dense") != 0)
             return 1;
     }

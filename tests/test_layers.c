@@ -799,7 +799,8 @@ static void din_alloc(arena *A,
                       rd_din_weights *w,
                       rd_din_weights *dw,
                       rd_din_acts *a,
-                      rd_din_scratch *s) {
+                      rd_din_scratch *s,
+                      size_t feat_w) { // 2: rd_din_*'s [k, q * k] rows; 4: the naive twin's
     size_t B = d->B, T = d->T, C = d->C, H = d->H;
     w->w1 = rnd(A, r, H * 4 * C, 0.4f);
     w->b1 = rnd(A, r, H, 0.1f);
@@ -809,15 +810,17 @@ static void din_alloc(arena *A,
     dw->b1 = take(A, H);
     dw->w2 = take(A, H);
     dw->b2 = take(A, 1);
-    a->feat = take(A, B * T * 4 * C);
+    a->feat = take(A, B * T * feat_w * C);
     a->hid = take(A, B * T * H);
     a->hid_act = take(A, B * T * H);
     a->score = take(A, B * T);
     a->att = take(A, B * T);
-    s->dfeat = take(A, B * T * 4 * C);
+    a->fold = take(A, rd_din_fold_floats(d));
+    s->dfeat = take(A, B * T * feat_w * C);
     s->dhid = take(A, B * T * H);
     s->dhid_act = take(A, B * T * H);
     s->dscore = take(A, B * T);
+    s->dfold = take(A, rd_din_fold_floats(d));
 }
 
 static double din_loss(void *p) {
@@ -829,7 +832,7 @@ static double din_loss(void *p) {
     return dotw(c->out, c->wout, c->d.B * c->d.C);
 }
 
-// Example 2 of mask (B, T) must be fully padded.
+// An example whose mask row is all 0 must give an output of 0.
 static void din_case(const rd_seq_dims *dims, const float *mask, uint64_t seed) {
     arena A;
     arena_init(&A, 1 << 17);
@@ -840,14 +843,16 @@ static void din_case(const rd_seq_dims *dims, const float *mask, uint64_t seed) 
     din_ctx c = {.d = d, .mask = mask};
     rd_din_weights dw;
     rd_din_scratch s;
-    din_alloc(&A, &r, &d, &c.w, &dw, &c.a, &s);
+    din_alloc(&A, &r, &d, &c.w, &dw, &c.a, &s, 2);
     c.q = rnd(&A, &r, d.B * d.C, 1.0f);
     c.k = rnd(&A, &r, d.B * d.T * d.C, 1.0f);
     c.out = take(&A, d.B * d.C);
     c.wout = rnd(&A, &r, d.B * d.C, 1.0f);
     float *dq = take(&A, d.B * d.C), *dk = take(&A, d.B * d.T * d.C);
     din_loss(&c);
-    assert_true(all_zero(c.out + 2 * d.C, d.C));
+    for (size_t b = 0; b < d.B; b++)
+        if (all_zero(mask + b * d.T, d.T))
+            assert_true(all_zero(c.out + b * d.C, d.C));
     for (size_t i = 0; i < d.B * d.T; i++) // no attention weight on padding
         if (mask[i] == 0.0f)
             assert_true(c.a.att[i] == 0.0f);
@@ -870,7 +875,7 @@ static void din_case(const rd_seq_dims *dims, const float *mask, uint64_t seed) 
     rd_din_acts a_n;
     rd_din_scratch s_n;
     rd_din_weights w_save = c.w;
-    din_alloc(&A, &r, &d, &c.w, &dw_n, &a_n, &s_n);
+    din_alloc(&A, &r, &d, &c.w, &dw_n, &a_n, &s_n, 4);
     c.w = w_save;
     c.a = a_n;
     c.naive = 1;
@@ -892,6 +897,9 @@ static void test_din(void **state) {
     rd_seq_dims d = {.B = 3, .T = 4, .C = 4, .NH = 1, .H = 6, .act = RD_ACT_GELU};
     const float mask[12] = {1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0};
     din_case(&d, mask, 9);
+    // No padding at all: every position is a row.
+    const float full[12] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    din_case(&d, full, 10);
     // Softmax rows of 17 and 35 keys, padded inside the vectorised region.
     float big[4 * 35];
     d = (rd_seq_dims){.B = 4, .T = 17, .C = 17, .NH = 1, .H = 6, .act = RD_ACT_GELU};

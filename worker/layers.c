@@ -1015,12 +1015,27 @@ RD_SIMD static void add_inplace(float *restrict y, const float *restrict x, size
 
 // ---- DIN
 
-// Positions the attention MLP runs on: every (b, t), or with `pack` only the valid ones (mask
-// != 0), in (b, t) order — the rows of feat, hid, hid_act and score then hold those alone, first
-// (a padded position gets p = 0 from the softmax, so its score, and its share of every gradient,
-// is never used; histories shorter than T leave many such rows). The naive twin does not pack,
-// so test_layers checks the packing against the plain computation.
-static size_t din_rows(const float *mask, size_t BT, int pack) {
+// The attention MLP's first layer over [q, k, q - k, q * k] with W1 = [Wa | Wb | Wc | Wd] is
+//     W1 f + b1 = (Wa + Wc) q + b1  +  [Wb - Wc | Wd] [k, q * k]
+// so rd_din_forward computes the query's share once per example (uq, B x H) and runs the
+// per-position matmul on 2C inputs instead of 4C: half the FLOPs of the layer that dominates a
+// DIN step (bench_dense --seq din). The folded weights (a->fold) are rebuilt from W1 on every
+// forward; gradients are unfolded back into W1's layout, so checkpoints, bundles and the
+// optimiser see the plain parameterisation. The naive twin runs the plain [q, k, q - k, q * k]
+// layer on every position, so test_layers checks the fold and the packing below against it.
+//
+// Positions: the fast path runs the MLP on the valid ones (mask != 0) only, in (b, t) order —
+// the rows of feat, hid, hid_act and score then hold those alone, first (a padded position gets
+// p = 0 from the softmax, so its score, and its share of every gradient, is never used;
+// histories shorter than T leave many such rows).
+
+size_t rd_din_fold_floats(const rd_seq_dims *d) {
+    return d->H * 3 * d->C + d->B * d->H;
+}
+
+// Rows a row-wise layer runs on: every (b, t), or with `pack` only the valid ones (mask != 0), in
+// (b, t) order (DIN, the transformer block and the request attention).
+static size_t packed_rows(const float *mask, size_t BT, int pack) {
     if (!pack || !mask)
         return BT;
     size_t n = 0;
@@ -1029,40 +1044,15 @@ static size_t din_rows(const float *mask, size_t BT, int pack) {
     return n;
 }
 
-static void din_forward(const kern *K,
-                        int pack,
-                        float *out,
-                        const rd_din_acts *a,
-                        const float *q,
-                        const float *k,
-                        const float *mask,
-                        const rd_din_weights *w,
-                        const rd_seq_dims *d) {
-    size_t B = d->B, T = d->T, C = d->C, H = d->H;
-    RD_ASSERT(B > 0 && T > 0 && C > 0 && H > 0 && d->act != RD_ACT_NONE);
-    const size_t BT = B * T, n = din_rows(mask, BT, pack);
-    // Attention-unit input [q, k, q - k, q * k] per (b, t) it runs on: (n, 4C).
-    float *f = a->feat;
-    for (size_t b = 0; b < B; b++) {
-        const float *qb = q + b * C;
-        for (size_t t = 0; t < T; t++) {
-            if (n < BT && mask[b * T + t] == 0.0f)
-                continue;
-            const float *kt = k + (b * T + t) * C;
-            for (size_t i = 0; i < C; i++) {
-                f[i] = qb[i];
-                f[C + i] = kt[i];
-                f[2 * C + i] = qb[i] - kt[i];
-                f[3 * C + i] = qb[i] * kt[i];
-            }
-            f += 4 * C;
-        }
-    }
-    if (n) {
-        K->linear_fwd(a->hid, a->feat, w->w1, w->b1, n, 4 * C, H);
-        rd_act_forward(a->hid_act, a->hid, n * H, d->act);
-        K->linear_fwd(a->score, a->hid_act, w->w2, w->b2, n, H, 1);
-    }
+// Scores (n rows, or BT without packing) -> att (positional, 0 on padding) -> softmax -> out.
+static void din_attend(int (*softmax)(float *, const float *, size_t),
+                       float *out,
+                       const rd_din_acts *a,
+                       const float *k,
+                       const float *mask,
+                       size_t n,
+                       const rd_seq_dims *d) {
+    size_t B = d->B, T = d->T, C = d->C, BT = B * T;
     if (n == BT) {
         memcpy(a->att, a->score, BT * sizeof(float));
     } else { // the scores back to their positions; a padded one is 0 (the softmax drops it)
@@ -1071,7 +1061,7 @@ static void din_forward(const kern *K,
     }
     for (size_t b = 0; b < B; b++) {
         float *p = a->att + b * T;
-        K->softmax(p, mask ? mask + b * T : NULL, T);
+        softmax(p, mask ? mask + b * T : NULL, T);
         float *o = out + b * C;
         memset(o, 0, C * sizeof *o);
         for (size_t t = 0; t < T; t++) {
@@ -1082,23 +1072,18 @@ static void din_forward(const kern *K,
     }
 }
 
-static void din_backward(const kern *K,
-                         int pack,
-                         float *dq,
-                         float *dk,
-                         const rd_din_weights *dw,
-                         const rd_din_scratch *s,
-                         const float *dout,
-                         const float *q,
-                         const float *k,
-                         const float *mask,
-                         const rd_din_acts *a,
-                         const rd_din_weights *w,
-                         const rd_seq_dims *d) {
-    size_t B = d->B, T = d->T, C = d->C, H = d->H;
-    RD_ASSERT(dk != NULL);
-    const size_t BT = B * T, n = din_rows(mask, BT, pack);
-    // out = sum_t p_t k_t: dk_t += p_t dout; dp_t = dout . k_t; then through the softmax.
+// out = sum_t p_t k_t: dk_t += p_t dout; dp_t = dout . k_t; then through the softmax into
+// s->dscore (positional; with n < BT the valid positions' entries are then moved first, as the
+// rows the forward ran).
+static void din_dscore(float *dk,
+                       const rd_din_scratch *s,
+                       const float *dout,
+                       const float *k,
+                       const float *mask,
+                       const rd_din_acts *a,
+                       size_t n,
+                       const rd_seq_dims *d) {
+    size_t B = d->B, T = d->T, C = d->C, BT = B * T;
     for (size_t b = 0; b < B; b++) {
         const float *g = dout + b * C;
         const float *p = a->att + b * T;
@@ -1118,22 +1103,181 @@ static void din_backward(const kern *K,
         for (size_t t = 0; t < T; t++)
             ds[t] = p[t] * (ds[t] - dot);
     }
-    if (n < BT) // the rows the forward ran: the valid positions' score gradients, first
+    if (n < BT)
         for (size_t i = 0, r = 0; i < BT; i++)
             if (mask[i] != 0.0f)
                 s->dscore[r++] = s->dscore[i];
-    if (n) {
-        K->linear_bwd(s->dhid_act, dw->w2, dw->b2, s->dscore, a->hid_act, w->w2, n, H, 1, 0);
-        act_backward_set(s->dhid, s->dhid_act, a->hid, a->hid_act, n * H, d->act);
-        K->linear_bwd(s->dfeat, dw->w1, dw->b1, s->dhid, a->feat, w->w1, n, 4 * C, H, 0);
+}
+
+void rd_din_forward(float *out,
+                    const rd_din_acts *a,
+                    const float *q,
+                    const float *k,
+                    const float *mask,
+                    const rd_din_weights *w,
+                    const rd_seq_dims *d) {
+    size_t B = d->B, T = d->T, C = d->C, H = d->H, C2 = 2 * C;
+    RD_ASSERT(B > 0 && T > 0 && C > 0 && H > 0 && d->act != RD_ACT_NONE && a->fold);
+    const size_t BT = B * T, n = packed_rows(mask, BT, 1);
+    float *wk = a->fold, *wq = wk + H * C2, *uq = wq + H * C;
+    for (size_t h = 0; h < H; h++) {
+        const float *r = w->w1 + h * 4 * C;
+        for (size_t i = 0; i < C; i++) {
+            wq[h * C + i] = r[i] + r[2 * C + i];
+            wk[h * C2 + i] = r[C + i] - r[2 * C + i];
+            wk[h * C2 + C + i] = r[3 * C + i];
+        }
     }
-    const float *f = s->dfeat;
+    rd_linear_forward(uq, q, wq, w->b1, B, C, H); // the query's share, bias included
+    // Rows [k_t, q * k_t] (n, 2C); each hid row starts as its example's query share.
+    size_t r = 0;
+    for (size_t b = 0; b < B; b++) {
+        const float *qb = q + b * C;
+        for (size_t t = 0; t < T; t++) {
+            if (n < BT && mask[b * T + t] == 0.0f)
+                continue;
+            const float *kt = k + (b * T + t) * C;
+            float *f = a->feat + r * C2;
+            memcpy(f, kt, C * sizeof *f);
+            for (size_t i = 0; i < C; i++)
+                f[C + i] = qb[i] * kt[i];
+            memcpy(a->hid + r * H, uq + b * H, H * sizeof(float));
+            r++;
+        }
+    }
+    if (n) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)H, (int)C2, 1.0f, a->feat,
+                    (int)C2, wk, (int)C2, 1.0f, a->hid, (int)H);
+        rd_act_forward(a->hid_act, a->hid, n * H, d->act);
+        rd_linear_forward(a->score, a->hid_act, w->w2, w->b2, n, H, 1);
+    }
+    din_attend(softmax_row, out, a, k, mask, n, d);
+}
+
+void rd_din_backward(float *dq,
+                     float *dk,
+                     const rd_din_weights *dw,
+                     const rd_din_scratch *s,
+                     const float *dout,
+                     const float *q,
+                     const float *k,
+                     const float *mask,
+                     const rd_din_acts *a,
+                     const rd_din_weights *w,
+                     const rd_seq_dims *d) {
+    size_t B = d->B, T = d->T, C = d->C, H = d->H, C2 = 2 * C;
+    RD_ASSERT(dk != NULL && a->fold && s->dfold);
+    const size_t BT = B * T, n = packed_rows(mask, BT, 1);
+    const float *wk = a->fold, *wq = wk + H * C2;
+    float *dwk = s->dfold, *ga = dwk + H * C2, *S = ga + H * C;
+    din_dscore(dk, s, dout, k, mask, a, n, d);
+    memset(S, 0, B * H * sizeof *S);
+    if (n) {
+        linear_backward(s->dhid_act, dw->w2, dw->b2, s->dscore, a->hid_act, w->w2, n, H, 1, 0);
+        act_backward_set(s->dhid, s->dhid_act, a->hid, a->hid_act, n * H, d->act);
+        // d[k, q * k] (n, 2C) = dhid wk; d wk (H, 2C) = dhid^T [k, q * k]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)C2, (int)H, 1.0f,
+                    s->dhid, (int)H, wk, (int)C2, 0.0f, s->dfeat, (int)C2);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H, (int)C2, (int)n, 1.0f, s->dhid,
+                    (int)H, a->feat, (int)C2, 0.0f, dwk, (int)C2);
+    } else {
+        memset(dwk, 0, H * C2 * sizeof *dwk);
+    }
+    // Per row: dk_t += d[k] + d[q * k] * q_b, dq_b += d[q * k] * k_t; S_b = sum_t dhid_t.
+    size_t r = 0;
     for (size_t b = 0; b < B; b++) {
         const float *qb = q + b * C;
         float *dqb = dq ? dq + b * C : NULL;
         for (size_t t = 0; t < T; t++) {
             if (n < BT && mask[b * T + t] == 0.0f)
                 continue;
+            const float *kt = k + (b * T + t) * C, *f = s->dfeat + r * C2;
+            float *dkt = dk + (b * T + t) * C;
+            for (size_t i = 0; i < C; i++) {
+                if (dqb)
+                    dqb[i] += f[C + i] * kt[i];
+                dkt[i] += f[i] + f[C + i] * qb[i];
+            }
+            add_inplace(S + b * H, s->dhid + r * H, H);
+            r++;
+        }
+    }
+    // The query's share uq = q wq^T + b1: dq += S wq, d wq = S^T q, db1 += sum_b S_b.
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H, (int)C, (int)B, 1.0f, S, (int)H, q,
+                (int)C, 0.0f, ga, (int)C);
+    colsum_add(dw->b1, S, B, H);
+    if (dq)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)C, (int)H, 1.0f, S,
+                    (int)H, wq, (int)C, 1.0f, dq, (int)C);
+    // Unfold into W1 = [Wa | Wb | Wc | Wd]: wq = Wa + Wc, wk = [Wb - Wc | Wd].
+    for (size_t h = 0; h < H; h++) {
+        float *g = dw->w1 + h * 4 * C;
+        const float *gq = ga + h * C, *gk = dwk + h * C2;
+        for (size_t i = 0; i < C; i++) {
+            g[i] += gq[i];
+            g[C + i] += gk[i];
+            g[2 * C + i] += gq[i] - gk[i];
+            g[3 * C + i] += gk[C + i];
+        }
+    }
+}
+
+// The plain layer on every position: feat (B, T, 4C) = [q, k, q - k, q * k].
+void rd_din_forward_naive(float *out,
+                          const rd_din_acts *a,
+                          const float *q,
+                          const float *k,
+                          const float *mask,
+                          const rd_din_weights *w,
+                          const rd_seq_dims *d) {
+    size_t B = d->B, T = d->T, C = d->C, H = d->H;
+    RD_ASSERT(B > 0 && T > 0 && C > 0 && H > 0 && d->act != RD_ACT_NONE);
+    const size_t BT = B * T;
+    float *f = a->feat;
+    for (size_t b = 0; b < B; b++) {
+        const float *qb = q + b * C;
+        for (size_t t = 0; t < T; t++) {
+            const float *kt = k + (b * T + t) * C;
+            for (size_t i = 0; i < C; i++) {
+                f[i] = qb[i];
+                f[C + i] = kt[i];
+                f[2 * C + i] = qb[i] - kt[i];
+                f[3 * C + i] = qb[i] * kt[i];
+            }
+            f += 4 * C;
+        }
+    }
+    rd_linear_forward_naive(a->hid, a->feat, w->w1, w->b1, BT, 4 * C, H);
+    rd_act_forward(a->hid_act, a->hid, BT * H, d->act);
+    rd_linear_forward_naive(a->score, a->hid_act, w->w2, w->b2, BT, H, 1);
+    din_attend(rd__softmax_row_naive, out, a, k, mask, BT, d);
+}
+
+void rd_din_backward_naive(float *dq,
+                           float *dk,
+                           const rd_din_weights *dw,
+                           const rd_din_scratch *s,
+                           const float *dout,
+                           const float *q,
+                           const float *k,
+                           const float *mask,
+                           const rd_din_acts *a,
+                           const rd_din_weights *w,
+                           const rd_seq_dims *d) {
+    size_t B = d->B, T = d->T, C = d->C, H = d->H;
+    RD_ASSERT(dk != NULL);
+    const size_t BT = B * T;
+    din_dscore(dk, s, dout, k, mask, a, BT, d);
+    rd__linear_backward_naive_ex(s->dhid_act, dw->w2, dw->b2, s->dscore, a->hid_act, w->w2, BT, H,
+                                 1, 0);
+    act_backward_set(s->dhid, s->dhid_act, a->hid, a->hid_act, BT * H, d->act);
+    rd__linear_backward_naive_ex(s->dfeat, dw->w1, dw->b1, s->dhid, a->feat, w->w1, BT, 4 * C, H,
+                                 0);
+    const float *f = s->dfeat;
+    for (size_t b = 0; b < B; b++) {
+        const float *qb = q + b * C;
+        float *dqb = dq ? dq + b * C : NULL;
+        for (size_t t = 0; t < T; t++) {
             const float *kt = k + (b * T + t) * C;
             float *dkt = dk + (b * T + t) * C;
             for (size_t i = 0; i < C; i++) {
@@ -1144,51 +1288,6 @@ static void din_backward(const kern *K,
             f += 4 * C;
         }
     }
-}
-
-void rd_din_forward(float *out,
-                    const rd_din_acts *acts,
-                    const float *q,
-                    const float *k,
-                    const float *mask,
-                    const rd_din_weights *w,
-                    const rd_seq_dims *d) {
-    din_forward(&kern_blas, 1, out, acts, q, k, mask, w, d);
-}
-void rd_din_backward(float *dq,
-                     float *dk,
-                     const rd_din_weights *dw,
-                     const rd_din_scratch *s,
-                     const float *dout,
-                     const float *q,
-                     const float *k,
-                     const float *mask,
-                     const rd_din_acts *acts,
-                     const rd_din_weights *w,
-                     const rd_seq_dims *d) {
-    din_backward(&kern_blas, 1, dq, dk, dw, s, dout, q, k, mask, acts, w, d);
-}
-void rd_din_forward_naive(float *out,
-                          const rd_din_acts *acts,
-                          const float *q,
-                          const float *k,
-                          const float *mask,
-                          const rd_din_weights *w,
-                          const rd_seq_dims *d) {
-    din_forward(&kern_naive, 0, out, acts, q, k, mask, w, d);
-}
-void rd_din_backward_naive(float *dq,
-                           float *dk,
-                           const rd_din_weights *dw,
-                           const rd_din_scratch *s,
-                           const float *dout,
-                           const float *q,
-                           const float *k,
-                           const float *mask,
-                           const rd_din_acts *acts,
-                           const rd_din_weights *w,
-                           const rd_seq_dims *d) {
-    din_backward(&kern_naive, 0, dq, dk, dw, s, dout, q, k, mask, acts, w, d);
 }
 
 // ---- Transformer block
@@ -1233,7 +1332,7 @@ static void tblock_forward(const kern *K,
                            const rd_seq_dims *d) {
     size_t B = d->B, T = d->T, C = d->C, NH = d->NH, BT = B * T;
     RD_ASSERT(out != inp && C % NH == 0);
-    const size_t n = din_rows(mask, BT, pack);
+    const size_t n = packed_rows(mask, BT, pack);
     const int packed = n < BT;
     const float *x = inp;
     if (packed) { // out holds the packed input until the FFN writes it
@@ -1271,7 +1370,7 @@ static void tblock_backward(const kern *K,
                             const rd_seq_dims *d) {
     size_t B = d->B, T = d->T, C = d->C, NH = d->NH, BT = B * T;
     RD_ASSERT(dinp != NULL);
-    const size_t n = din_rows(mask, BT, pack);
+    const size_t n = packed_rows(mask, BT, pack);
     const int packed = n < BT;
     // FFN half: out = res + fcproj(act(fc(ln2(res)))); dres starts as dout (its valid rows).
     if (packed)
@@ -1365,7 +1464,7 @@ static void reqattn_forward(const kern *K,
                             const rd_seq_dims *d) {
     size_t B = d->B, T = d->T, C = d->C, E = d->E, BT = B * T;
     RD_ASSERT(E > 0 && C % d->NH == 0);
-    const size_t n = din_rows(mask, BT, pack);
+    const size_t n = packed_rows(mask, BT, pack);
     const float *x = h;
     if (n < BT) { // the valid rows of h, in kv until the linear writes it
         rows_gather(a->kv, h, mask, BT, C);
@@ -1400,7 +1499,7 @@ static void reqattn_backward(const kern *K,
     memset(s->dkv, 0, BT * 2 * C * sizeof(float));
     K->tattn_bwd(s->dq, s->dkv, s->dp, s->do_, a->q, a->kv, a->att, mask, B, T, C, d->NH);
     K->linear_bwd(dx_req, dw->qw, dw->qb, s->dq, x_req, w->qw, B, E, C, 1);
-    const size_t n = din_rows(mask, BT, pack);
+    const size_t n = packed_rows(mask, BT, pack);
     if (n == BT) {
         K->linear_bwd(s->dln, dw->kvw, dw->kvb, s->dkv, a->ln, w->kvw, BT, C, 2 * C, 0);
         rd_layernorm_backward(dh, dw->lnw, dw->lnb, s->dln, h, w->lnw, a->ln_mean, a->ln_rstd, BT,

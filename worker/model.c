@@ -273,17 +273,24 @@ static void layout_branch(builder *bd, branch *br, const char *name) {
         param(bd, &br->p.din.b2, &br->g.din.b2, 1, INIT_ZERO, 0.0f, "%s.din.b2", name);
         br->q = act(bd, B * C);
         br->dq = act(bd, B * C);
-        br->din.feat = act(bd, B * L * 4 * C);
+        br->din.feat = act(bd, B * L * 2 * C); // [k, q * k]: rd_din_forward folds the layer
         br->din.hid = act(bd, B * L * H);
         br->din.hid_act = act(bd, B * L * H);
         br->din.score = act(bd, B * L);
         br->din.att = act(bd, B * L);
-        br->ds.dfeat = act(bd, B * L * 4 * C);
+        rd_seq_dims fd = br->d;
+        fd.B = B;
+        br->din.fold = act(bd, rd_din_fold_floats(&fd));
+        br->ds.dfold = act(bd, rd_din_fold_floats(&fd));
+        br->ds.dfeat = act(bd, B * L * 2 * C);
         br->ds.dhid = act(bd, B * L * H);
         br->ds.dhid_act = act(bd, B * L * H);
         br->ds.dscore = act(bd, B * L);
         flops_linear(bd, 1.0, E, C, 1);
-        flops_linear(bd, Ld, 4 * C, H, 1);
+        // The attention MLP's first layer, folded (rd_din_forward): the query's share once per
+        // example, [k, q * k] per position.
+        flops_linear(bd, 1.0, C, H, 1);
+        flops_linear(bd, Ld, 2 * C, H, 1);
         flops_linear(bd, Ld, H, 1, 1);
         bd->ff += 2.0 * Ld * (double)C; // weighted sum of the keys
         bd->fb += 4.0 * Ld * (double)C;

@@ -355,21 +355,31 @@ typedef struct rd_din_weights {
 // rd_din_forward runs the attention MLP on the valid positions (mask != 0) only: the rows of
 // feat, hid, hid_act and score (and of the scratch's dfeat, dhid, dhid_act, dscore in the
 // backward pass) then hold those positions first, in (b, t) order; att is always positional.
-// The naive twin runs every position (rows in (b, t) order), as a mask of all ones does.
+// It also folds the first layer: W1 [q, k, q-k, q*k] = (Wa + Wc) q + [Wb - Wc | Wd] [k, q*k]
+// (W1 = [Wa | Wb | Wc | Wd]), so its feat rows are [k, q*k] (2C wide) and the query's share is
+// computed once per example; fold and dfold hold the folded weights and their gradients
+// (rd_din_fold_floats each). Gradients are unfolded into dw->w1, which keeps the plain layout.
+// The naive twin runs the plain layer on every position (rows (b, t), feat 4C wide), as a mask
+// of all ones does, and needs neither fold nor dfold.
 typedef struct rd_din_acts {
-    float *feat;    // (B, T, 4C) attention-unit input
+    float *feat;    // (B, T, 4C) attention-unit input; (B, T, 2C) suffice for rd_din_forward
     float *hid;     // (B, T, H) pre-activation
     float *hid_act; // (B, T, H)
     float *score;   // (B, T)
     float *att;     // (B, T) softmax over valid t; 0 on padding
+    float *fold;    // rd_din_fold_floats: folded first-layer weights, the query's share (B, H)
 } rd_din_acts;
 
 typedef struct rd_din_scratch {
-    float *dfeat;    // (B, T, 4C)
+    float *dfeat;    // (B, T, 4C); (B, T, 2C) suffice for rd_din_backward
     float *dhid;     // (B, T, H)
     float *dhid_act; // (B, T, H)
     float *dscore;   // (B, T)
+    float *dfold;    // rd_din_fold_floats: their gradients, summed hidden gradients (B, H)
 } rd_din_scratch;
+
+/** Floats of rd_din_acts.fold and of rd_din_scratch.dfold for dims d (d->B the largest batch). */
+size_t rd_din_fold_floats(const rd_seq_dims *d);
 
 /** q (B, C), k (B, T, C), mask (B, T) -> out (B, C). */
 void rd_din_forward(float *out,
