@@ -1,5 +1,6 @@
 // bench_table.c — one PS shard's table without MPI: rd_table_pull and rd_table_push per key, the
-// table-side part of bench_ps (whose PS rank also pays the MPI copies).
+// table-side part of bench_ps (whose PS rank also pays the MPI copies), and the worker's side of
+// a pull: rd_kv_dedup of the batch's raw keys.
 //
 // Usage: bench_table [--dim 64] [--optim sgd|adagrad|adam|ftrl] [--vocab V] [--zipf S]
 //                    [--draws N] [--batches 8] [--reps R] [--json PATH]
@@ -11,12 +12,16 @@
 //                            this leaves out the time the thread waited for a core, though
 //                            not the cache and memory traffic of other processes
 //   pull_wall / push_wall    wall time (CLOCK_MONOTONIC)
+//   dedup_ns / dedup_wall    rd_kv_dedup of the batch's N raw draws, per raw key (what a worker
+//                            runs on each step's keys of a table before it pulls; a teacher step
+//                            of the main job: --draws 65536 --vocab 2000)
 // Single-threaded. No timed unit tests exist; this is where the table's speed is measured.
 #include "bench_args.h"
 #include "bench_tables.h"
 #include "rd/alloc.h"
 #include "rd/config.h"
 #include "rd/hash.h"
+#include "rd/kv.h"
 #include "rd/optim.h"
 #include "rd/rng.h"
 #include "rd/table.h"
@@ -98,8 +103,9 @@ static int parse(int argc, char **argv, opts *o) {
     // table of 8 bytes per id, the batches, the pulled values and gradients, the timings. A
     // --vocab up to 2^40 was taken and the run aborted in rd_xmalloc (exit 134).
     unsigned long long draws = (unsigned long long)o->draws, dim = (unsigned long long)o->dim;
-    unsigned long long need = o->vocab * 8 + (unsigned long long)o->batches * (draws * 8 + 16) +
-                              2 * draws * dim * 4 + 4 * (unsigned long long)o->reps * 8;
+    unsigned long long need = o->vocab * 8 + (unsigned long long)o->batches * (draws * 16 + 16) +
+                              2 * draws * dim * 4 + 6 * (unsigned long long)o->reps * 8 +
+                              rd_kv_dedup_scratch_bytes((size_t)draws) + draws * 12;
     char what[160];
     snprintf(what, sizeof what, "--vocab %llu (with --draws %d, --dim %d, --batches %d, --reps %d)",
              (unsigned long long)o->vocab, o->draws, o->dim, o->batches, o->reps);
@@ -143,6 +149,7 @@ int main(int argc, char **argv) {
         cdf[i] /= acc;
     uint64_t tid = rd_hash_str(tc.name, 0);
     uint64_t **batch = rd_xmalloc((size_t)o.batches * sizeof *batch);
+    uint64_t **raw = rd_xmalloc((size_t)o.batches * sizeof *raw); // the draws, as drawn
     size_t *nb = rd_xmalloc((size_t)o.batches * sizeof *nb);
     double uniq = 0;
     for (int b = 0; b < o.batches; b++) {
@@ -161,6 +168,8 @@ int main(int argc, char **argv) {
             }
             k[i] = rd_table_key(tid, lo + 1);
         }
+        raw[b] = rd_xmalloc((size_t)o.draws * sizeof *k);
+        memcpy(raw[b], k, (size_t)o.draws * sizeof *k);
         qsort(k, (size_t)o.draws, sizeof *k, cmp_u64);
         size_t n = 0;
         for (int i = 0; i < o.draws; i++)
@@ -175,8 +184,19 @@ int main(int argc, char **argv) {
     for (int b = 0; b < o.batches; b++) // fill the table (untimed)
         RD_ASSERT(rd_table_pull(t, batch[b], nb[b], 0, out) == RD_OK);
 
-    double *x[4];
-    for (int j = 0; j < 4; j++)
+    // rd_kv_dedup's output, checked against the qsort of each batch above (untimed).
+    size_t sb = rd_kv_dedup_scratch_bytes((size_t)o.draws);
+    void *scratch = rd_xmalloc(sb);
+    uint64_t *uq = rd_xmalloc((size_t)o.draws * sizeof *uq);
+    uint32_t *inv = rd_xmalloc((size_t)o.draws * sizeof *inv);
+    for (int b = 0; b < o.batches; b++) {
+        size_t nu = 0;
+        RD_ASSERT(rd_kv_dedup(raw[b], (size_t)o.draws, uq, inv, &nu, scratch, sb) == RD_OK);
+        RD_ASSERT(nu == nb[b] && memcmp(uq, batch[b], nu * sizeof *uq) == 0);
+    }
+
+    double *x[6];
+    for (int j = 0; j < 6; j++)
         x[j] = rd_xmalloc((size_t)o.reps * sizeof(double));
     double check = 0;
     for (int rep = 0; rep < o.reps; rep++) {
@@ -190,14 +210,19 @@ int main(int argc, char **argv) {
         double c2 = clock_s(CLOCK_THREAD_CPUTIME_ID), w2 = clock_s(CLOCK_MONOTONIC);
         RD_ASSERT(rd_table_push(t, batch[b], g, n, rep + 1) == RD_OK);
         double c3 = clock_s(CLOCK_THREAD_CPUTIME_ID), w3 = clock_s(CLOCK_MONOTONIC);
+        size_t nu = 0;
+        RD_ASSERT(rd_kv_dedup(raw[b], (size_t)o.draws, uq, inv, &nu, scratch, sb) == RD_OK);
+        double c4 = clock_s(CLOCK_THREAD_CPUTIME_ID), w4 = clock_s(CLOCK_MONOTONIC);
+        x[4][rep] = (c4 - c3) / (double)o.draws * 1e9;
+        x[5][rep] = (w4 - w3) / (double)o.draws * 1e9;
         x[0][rep] = (c1 - c0) / (double)n * 1e9;
         x[1][rep] = (c3 - c2) / (double)n * 1e9;
         x[2][rep] = (w1 - w0) / (double)n * 1e9;
         x[3][rep] = (w3 - w2) / (double)n * 1e9;
         check += (double)out[dim / 2];
     }
-    double med[4], mn[4];
-    for (int j = 0; j < 4; j++)
+    double med[6], mn[6];
+    for (int j = 0; j < 6; j++)
         med_min(x[j], o.reps, &med[j], &mn[j]);
     printf("# bench_table: dim %d, %s, Zipf(%.2f) over %llu ids, %d draws per batch (%.0f "
            "unique), %zu rows, %d reps (checksum %g)\n",
@@ -207,29 +232,37 @@ int main(int argc, char **argv) {
            "wall min");
     printf("%-10s %12.1f %12.1f %12.1f %12.1f\n", "pull", med[0], mn[0], med[2], mn[2]);
     printf("%-10s %12.1f %12.1f %12.1f %12.1f\n", "push", med[1], mn[1], med[3], mn[3]);
+    printf("%-10s %12.1f %12.1f %12.1f %12.1f   (per raw key)\n", "dedup", med[4], mn[4], med[5],
+           mn[5]);
     if (o.json) {
         bench_json bj;
         FILE *f = bench_json_open(&bj, "bench_table", o.json);
         if (!f)
             return 1;
-        fprintf(
-            f,
-            "{\n  \"bench\": \"table\",\n  \"dim\": %d,\n  \"optimizer\": \"%s\",\n"
-            "  \"zipf\": %.3f,\n  \"vocab\": %llu,\n  \"draws\": %d,\n"
-            "  \"unique_keys_per_batch\": %.1f,\n  \"rows\": %zu,\n  \"reps\": %d,\n"
-            "  \"pull_ns\": %.2f,\n  \"pull_ns_min\": %.2f,\n  \"push_ns\": %.2f,\n"
-            "  \"push_ns_min\": %.2f,\n  \"pull_wall_ns\": %.2f,\n  \"push_wall_ns\": %.2f\n}\n",
-            o.dim, rd_optim_name(o.optim), o.zipf, (unsigned long long)o.vocab, o.draws,
-            uniq / o.batches, rd_table_size(t), o.reps, med[0], mn[0], med[1], mn[1], med[2],
-            med[3]);
+        fprintf(f,
+                "{\n  \"bench\": \"table\",\n  \"dim\": %d,\n  \"optimizer\": \"%s\",\n"
+                "  \"zipf\": %.3f,\n  \"vocab\": %llu,\n  \"draws\": %d,\n"
+                "  \"unique_keys_per_batch\": %.1f,\n  \"rows\": %zu,\n  \"reps\": %d,\n"
+                "  \"pull_ns\": %.2f,\n  \"pull_ns_min\": %.2f,\n  \"push_ns\": %.2f,\n"
+                "  \"push_ns_min\": %.2f,\n  \"pull_wall_ns\": %.2f,\n  \"push_wall_ns\": %.2f,\n"
+                "  \"dedup_ns\": %.2f,\n  \"dedup_ns_min\": %.2f,\n  \"dedup_wall_ns\": %.2f\n}\n",
+                o.dim, rd_optim_name(o.optim), o.zipf, (unsigned long long)o.vocab, o.draws,
+                uniq / o.batches, rd_table_size(t), o.reps, med[0], mn[0], med[1], mn[1], med[2],
+                med[3], med[4], mn[4], med[5]);
         if (bench_json_commit(&bj, "bench_table") != 0)
             return 1;
     }
-    for (int j = 0; j < 4; j++)
+    for (int j = 0; j < 6; j++)
         rd_free(x[j]);
-    for (int b = 0; b < o.batches; b++)
+    for (int b = 0; b < o.batches; b++) {
         rd_free(batch[b]);
+        rd_free(raw[b]);
+    }
     rd_free(batch);
+    rd_free(raw);
+    rd_free(scratch);
+    rd_free(uq);
+    rd_free(inv);
     rd_free(nb);
     rd_free(cdf);
     rd_aligned_free(out);

@@ -100,11 +100,12 @@ int rd_kv_table(const rd_kv *kv, const char *name);
 /** @return the dim of table `table`, or RD_ERR_RANGE. */
 int rd_kv_dim(const rd_kv *kv, int table);
 
-/** Scratch bytes rd_kv_dedup needs for n keys (32 per key). */
+/** Scratch bytes rd_kv_dedup needs for n keys (at most 80 per key, and 12 KiB). */
 size_t rd_kv_dedup_scratch_bytes(size_t n);
 /**
  * Sort and deduplicate a batch's keys: uniq[0..*n_uniq) strictly increasing, and keys[i] ==
- * uniq[inverse[i]]. Linear time (radix sort).
+ * uniq[inverse[i]]. Expected linear time: a hash table finds the distinct keys, a radix sort
+ * orders them (a batch's keys repeat a lot: the distinct ones are what costs).
  * @param[out] uniq     (n) capacity
  * @param[out] inverse  (n)
  * @return RD_OK, RD_ERR_ARG (key 0, n >= 2^32, scratch too small)
