@@ -5,6 +5,8 @@
 // everything else is a single pass over memory. The composite layers are written once against a
 // small kernel table (`kern`) so that their `_naive` twins (layers_naive.c primitives) run the
 // exact same composition: the tests compare the two and check gradients by finite differences.
+// DIN is the exception: its fast path folds the attention MLP's first layer (see "DIN" below),
+// its naive twin computes the layer as written, and the tests compare those.
 //
 // Invariants: kernels never allocate and never log; public backward kernels accumulate (+=) into
 // their gradient outputs; inside the composite layers, the first writer of a scratch buffer
