@@ -15,11 +15,13 @@
 // length 256 (2 heads, width 64, item labels), MLP [256, 128, 64], one tower; `--seq din` puts a
 // DIN target attention over the same history in place of the transformer (demo.yaml's teacher).
 // Student: dim 16, mean history of length 16, MLP [64, 32], two towers [16] with distillation
-// targets. Every history is full (no padded positions).
+// targets. Every history is full (no padded positions); with `--lengths uniform` example b's
+// history holds a length drawn uniformly from 1..L, padding after it, as a log's early events do
+// (the FLOP and GFLOP/s figures still count full histories then: read samples/s).
 //
 // usage: bench_dense [--batch 256] [--threads 1] [--iters 7] [--warmup 2] [--seq-len 256]
 //                    [--dim 64] [--layers 2] [--heads 2] [--seq transformer|din]
-//                    [--act relu|gelu] [--json PATH]
+//                    [--lengths full|uniform] [--act relu|gelu] [--json PATH]
 #include "bench_args.h"
 #include "rd/clock.h"
 #include "rd/config.h"
@@ -37,7 +39,8 @@
 typedef struct args {
     size_t batch, iters, warmup, seq_len, dim, layers, heads;
     int threads;
-    int seq; // rd_seq_kind of the teacher's history branch: RD_SEQ_TRANSFORMER | RD_SEQ_DIN
+    int seq;     // rd_seq_kind of the teacher's history branch: RD_SEQ_TRANSFORMER | RD_SEQ_DIN
+    int uniform; // --lengths uniform: history lengths uniform in 1..L (else full)
     char act[8];
     const char *json;
 } args;
@@ -45,7 +48,7 @@ typedef struct args {
 static void usage(FILE *out) {
     fprintf(out, "usage: bench_dense [--batch N] [--threads N] [--iters N] [--warmup N] "
                  "[--seq-len N] [--dim N] [--layers N] [--heads N] [--seq transformer|din] "
-                 "[--act relu|gelu] [--json PATH]\n");
+                 "[--lengths full|uniform] [--act relu|gelu] [--json PATH]\n");
 }
 
 static int parse_args(int argc, char **argv, args *a) {
@@ -97,6 +100,15 @@ static int parse_args(int argc, char **argv, args *a) {
                 a->seq = RD_SEQ_DIN;
             } else {
                 fprintf(stderr, "bench_dense: --seq: expected transformer|din, got '%s'\n",
+                        v ? v : "(nothing)");
+                return -1;
+            }
+            i++;
+        } else if (strcmp(k, "--lengths") == 0) {
+            if (v && (strcmp(v, "full") == 0 || strcmp(v, "uniform") == 0)) {
+                a->uniform = strcmp(v, "uniform") == 0;
+            } else {
+                fprintf(stderr, "bench_dense: --lengths: expected full|uniform, got '%s'\n",
                         v ? v : "(nothing)");
                 return -1;
             }
@@ -200,7 +212,7 @@ static void *xcalloc(size_t n, size_t s) {
 }
 
 // Unique rows: B per feature table, 4096 history items (the item table doubles as history).
-static void make_batch(bbatch *t, const rd_model *m, size_t B, uint64_t seed) {
+static void make_batch(bbatch *t, const rd_model *m, size_t B, int uniform, uint64_t seed) {
     memset(t, 0, sizeof *t);
     rd_rng r;
     rd_rng_seed(&r, seed);
@@ -229,6 +241,10 @@ static void make_batch(bbatch *t, const rd_model *m, size_t B, uint64_t seed) {
         t->seq[i] = (int32_t)rd_rng_below(&r, U);
         t->lab[i] = (uint8_t)rd_rng_below(&r, 2);
     }
+    if (uniform && L > 0) // example b: the first 1..L positions hold events, padding after
+        for (size_t b = 0; b < B; b++)
+            for (size_t j = 1 + (size_t)rd_rng_below(&r, L); j < L; j++)
+                t->seq[b * L + j] = -1;
     t->b.seq_idx = t->seq;
     t->b.seq_labels = t->lab;
     t->labels = xcalloc(B, sizeof(float));
@@ -295,7 +311,7 @@ static timing time_steps(const rd_model_config *mc,
     *flops_per_example = ff + fb;
     *n_params = rd_model_param_count(m);
     bbatch t;
-    make_batch(&t, m, a->batch, 3);
+    make_batch(&t, m, a->batch, a->uniform, 3);
     rd_train_config tc = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
     snprintf(tc.optimizer, sizeof tc.optimizer, "adam");
     rd_dense_optim opt;
@@ -487,9 +503,10 @@ int main(int argc, char **argv) {
     double tsps = (double)a.batch / tt.median, ssps = (double)a.batch / st.median;
 
     const char *seq = a.seq == RD_SEQ_DIN ? "din" : "transformer";
-    printf("bench_dense: batch %zu, %d BLAS thread(s), teacher %s L=%zu d=%zu layers=%zu "
+    printf("bench_dense: batch %zu, %d BLAS thread(s), teacher %s L=%zu (%s) d=%zu layers=%zu "
            "heads=%zu act=%s (%zu params), student (%zu params)\n",
-           a.batch, a.threads, seq, a.seq_len, a.dim, a.layers, a.heads, a.act, tparams, sparams);
+           a.batch, a.threads, seq, a.seq_len, a.uniform ? "lengths uniform in 1..L" : "full",
+           a.dim, a.layers, a.heads, a.act, tparams, sparams);
     printf("  teacher dense FLOPs per step %.3g (model count) vs %.3g (matmul mix)\n", step_flops,
            gemm_flops_step);
     printf("  %-24s %12s %12s %12s %12s\n", "step time (s)", "min", "median", "avg", "max");
@@ -512,10 +529,11 @@ int main(int argc, char **argv) {
                 "\"batch\": %zu, \"threads\": %d, \"teacher_step_s\": {\"min\": %.5f, \"median\": "
                 "%.5f, \"avg\": %.5f, \"max\": %.5f}, \"student_step_s\": {\"min\": %.6f, "
                 "\"median\": %.6f, \"avg\": %.6f, \"max\": %.6f}, \"seq_len\": %zu, \"dim\": %zu, "
-                "\"layers\": %zu, \"heads\": %zu, \"seq\": \"%s\", \"activation\": \"%s\"}\n",
+                "\"layers\": %zu, \"heads\": %zu, \"seq\": \"%s\", \"lengths\": \"%s\", "
+                "\"activation\": \"%s\"}\n",
                 sgemm_gflops, teacher_gflops, ratio, tsps, ssps, a.batch, a.threads, tt.min,
                 tt.median, tt.avg, tt.max, st.min, st.median, st.avg, st.max, a.seq_len, a.dim,
-                a.layers, a.heads, seq, a.act);
+                a.layers, a.heads, seq, a.uniform ? "uniform" : "full", a.act);
         if (bench_json_commit(&bj, "bench_dense") != 0)
             return 1;
     }

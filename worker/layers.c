@@ -650,6 +650,19 @@ RD_SIMD void rd_layernorm_backward(float *restrict dinp,
 // ---------------------------------------------------------------------------------------------
 // Multi-head self-attention
 
+// Positions of example b up to its last valid one (mask NULL: T). The fast attention runs on those
+// only: a history keeps its padding after its events, so the queries and keys after the last
+// valid position are padding, and an example of n events costs n^2 rather than T^2.
+static size_t attn_span(const float *mask, size_t b, size_t T) {
+    if (!mask)
+        return T;
+    const float *m = mask + b * T;
+    size_t n = T;
+    while (n > 0 && m[n - 1] == 0.0f)
+        n--;
+    return n;
+}
+
 // out (B, T, C), att (B, NH, T, T), qkv (B, T, 3C), mask (B, T)
 void rd_attention_forward(float *restrict out,
                           float *restrict att,
@@ -665,23 +678,30 @@ void rd_attention_forward(float *restrict out,
     float scale = 1.0f / sqrtf((float)hs);
     for (size_t b = 0; b < B; b++) {
         const float *mb = mask_row(mask, b, T);
+        const size_t n = attn_span(mask, b, T);
+        if (n < T) // the queries after the last valid position: output 0, probabilities 0
+            memset(out + (b * T + n) * C, 0, (T - n) * C * sizeof *out);
         for (size_t h = 0; h < NH; h++) {
             const float *q = qkv + b * T * 3 * C + h * hs;
             const float *k = q + C;
             const float *v = q + 2 * C;
             float *S = att + (b * NH + h) * T * T;
-            // S (T, T) = scale * Q_bh (T, hs) . K_bh^T: both read in place with stride 3C.
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hs, scale, q,
+            if (n < T)
+                memset(S + n * T, 0, (T - n) * T * sizeof *S);
+            if (n == 0)
+                continue;
+            // S (n, n) = scale * Q_bh (n, hs) . K_bh^T: both read in place with stride 3C.
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)hs, scale, q,
                         (int)(3 * C), k, (int)(3 * C), 0.0f, S, (int)T);
-            for (size_t i = 0; i < T; i++) {
+            for (size_t i = 0; i < n; i++) {
                 float *row = S + i * T;
-                size_t n = causal ? i + 1 : T;
-                softmax_row(row, mb, n);
-                if (n < T)
-                    memset(row + n, 0, (T - n) * sizeof *row);
+                size_t w = causal ? i + 1 : n;
+                softmax_row(row, mb, w);
+                if (w < T)
+                    memset(row + w, 0, (T - w) * sizeof *row);
             }
-            // out_bh (T, hs) = P (T, T) . V_bh (T, hs), written with stride C.
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, S,
+            // out_bh (n, hs) = P (n, n) . V_bh (n, hs), written with stride C.
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)hs, (int)n, 1.0f, S,
                         (int)T, v, (int)(3 * C), 0.0f, out + b * T * C + h * hs, (int)C);
         }
     }
@@ -703,12 +723,19 @@ static void attention_backward(float *restrict dqkv,
                                int acc) {
     RD_ASSERT(NH > 0 && C % NH == 0 && T > 0 && scratch);
     float beta = acc ? 1.0f : 0.0f;
-    (void)mask;   // masked and causal entries have p = 0, so their gradient is 0 by itself
-    (void)causal; // (softmax backward multiplies by p).
+    (void)causal; // masked and causal entries have p = 0, so their gradient is 0 by itself
+                  // (softmax backward multiplies by p)
     size_t hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     int ld3 = (int)(3 * C);
     for (size_t b = 0; b < B; b++) {
+        // Positions after the last valid one were not computed (rd_attention_forward): their
+        // dout is not read and they get no gradient (0 when acc = 0).
+        const size_t n = attn_span(mask, b, T);
+        if (n < T && !acc)
+            memset(dqkv + (b * T + n) * 3 * C, 0, (T - n) * 3 * C * sizeof *dqkv);
+        if (n == 0)
+            continue;
         for (size_t h = 0; h < NH; h++) {
             const float *q = qkv + b * T * 3 * C + h * hs;
             const float *k = q + C;
@@ -718,19 +745,19 @@ static void attention_backward(float *restrict dqkv,
             float *dv = dq + 2 * C;
             const float *P = att + (b * NH + h) * T * T;
             const float *dO = dout + b * T * C + h * hs;
-            // dP (T, T) = dO (T, hs) . V^T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hs, 1.0f, dO,
-                        (int)C, v, ld3, 0.0f, scratch, (int)T);
-            // dV (T, hs) += P^T . dO
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, P,
+            // dP (n, n) = dO (n, hs) . V^T
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)hs, 1.0f, dO,
+                        (int)C, v, ld3, 0.0f, scratch, (int)n);
+            // dV (n, hs) += P^T . dO
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)hs, (int)n, 1.0f, P,
                         (int)T, dO, (int)C, beta, dv, ld3);
-            for (size_t i = 0; i < T; i++)
-                softmax_row_backward(scratch + i * T, P + i * T, T, scale);
+            for (size_t i = 0; i < n; i++)
+                softmax_row_backward(scratch + i * n, P + i * T, n, scale);
             // dQ += dS . K ; dK += dS^T . Q   (dS already carries the 1/sqrt(hs) scale)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f,
-                        scratch, (int)T, k, ld3, beta, dq, ld3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f,
-                        scratch, (int)T, q, ld3, beta, dk, ld3);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)hs, (int)n, 1.0f,
+                        scratch, (int)n, k, ld3, beta, dq, ld3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)hs, (int)n, 1.0f,
+                        scratch, (int)n, q, ld3, beta, dk, ld3);
         }
     }
 }

@@ -204,7 +204,11 @@ void rd_layernorm_backward_naive(float *dinp,
  *  att (B, NH, T, T) receives the attention probabilities (kept for backward); out (B, T, C).
  *  mask (B, T): key t of example b is visible when mask[b, t] != 0 (and t <= query when causal).
  *  Scale 1 / sqrt(hs). The BLAS version runs two cblas_sgemm per (b, head) straight on the
- *  strided qkv (lda = 3C): no copies. */
+ *  strided qkv (lda = 3C): no copies. It runs each example on its positions up to the last
+ *  valid one only (histories keep their padding last): the queries after it get an output of 0
+ *  and probabilities of 0, and rd_attention_backward neither reads their dout nor gives them a
+ *  gradient. The naive twin computes every query; the two agree on the queries up to the last
+ *  valid position, and on every gradient when dout is 0 after it (as rd_tblock's is). */
 void rd_attention_forward(float *out,
                           float *att,
                           const float *qkv,

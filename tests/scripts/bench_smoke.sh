@@ -20,6 +20,7 @@ export OPENBLAS_NUM_THREADS=1
 CASES=(
   "dense||--batch 8 --iters 1 --warmup 0 --seq-len 8 --dim 8 --layers 1 --heads 1|j['sgemm_gflops'] > 0 and j['teacher_samples_per_s'] > 0 and j['student_samples_per_s'] > 0"
   "dense||--batch 8 --iters 1 --warmup 0 --seq-len 8 --dim 8 --seq din|j['seq'] == 'din' and j['sgemm_gflops'] > 0 and j['teacher_samples_per_s'] > 0"
+  "dense||--batch 8 --iters 1 --warmup 0 --seq-len 8 --dim 8 --layers 1 --heads 1 --lengths uniform|j['lengths'] == 'uniform' and j['teacher_samples_per_s'] > 0"
   "table||--dim 8 --draws 2000 --batches 2 --reps 2 --vocab 1000|j['pull_ns'] > 0 and j['push_ns'] > 0 and j['dedup_ns'] > 0"
   "prepare||--events 20000 --reps 1 --warmup 0 --skip-ml --out $TMP/prep|j['cases'][0]['events'] == 20000 and j['cases'][0]['events_per_s']['avg'] > 0"
   "serve||--iters 10 --warmup 1 --dir $TMP/serve|all(j['candidates'][n]['qps'] > 0 for n in ('1', '16', '256')) and j['tokens'] == 0"
@@ -124,6 +125,7 @@ badval() { # expected message, then the command
 badval "--events: expected an integer in 1\.\.[0-9]*, got '1e3x'" "$B/bench_prepare" --skip-ml --events 1e3x
 badval "--reps: expected an integer in 1\.\.[0-9]*, got 'abc'" "$B/bench_table" --reps abc
 badval "--seq: expected transformer|din, got 'lstm'" "$B/bench_dense" --seq lstm
+badval "--lengths: expected full|uniform, got 'some'" "$B/bench_dense" --lengths some
 badval "--zipf: expected a number in 0\.\.100, got '-1'" "$B/bench_table" --zipf -1
 badval "--zipf: expected a number in 0\.\.100, got '-0.5'" "$MPIEXEC" -n 2 "$B/bench_ps" --zipf -0.5
 # A dim over 1024 (the table's limit) was refused, exit 2, with no reason: the range said 1..4096.
