@@ -185,6 +185,10 @@ int rd_cmd_export(int argc, char **argv) {
                        "the store %s (id %016llx), read-only\n",
                        in.tok_length, in.tok_pool, in.tok_dim, in.tok_side, in.tok_stats,
                        cfg->tokens.store_dir, (unsigned long long)in.tok_store_id);
+            if (in.tok_search_items)
+                printf("token search by item attribute '%s': the bundle maps %zu items to "
+                       "their values (an item not among them matches only itself)\n",
+                       in.tok_search_by, in.tok_search_items);
             if (in.logit_shift != 0.0f)
                 printf("logit shift %+.6g: the job's own negative sampling, undone in every "
                        "served score\n",

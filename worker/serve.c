@@ -86,6 +86,10 @@ struct rd_serve {
     float *tk_side;            // (max_n, tok_length, tok_side) or NULL
     float *f_tok, *f_lab, *f_side;
     uint64_t *f_item;
+    // Version 5, tokens.search_by an item attribute: the dataset's item -> value map, and the
+    // request's token item keys turned into the values the search compares (tok_pool).
+    rd_item_attr attr;
+    uint64_t *f_key;
     void *scratch;
     size_t scratch_bytes;
     // rd_serve_request_from_dataset's item means (seq.stats_residual), built at first use for
@@ -181,13 +185,6 @@ int rd_serve_export(const rd_config *cfg,
     const rd_model_config *mc = rd_config_find_model(cfg, jc->model);
     if (!mc)
         return rd_err_set(eb, RD_ERR_NOTFOUND, "job '%s': no model named '%s'", job, jc->model);
-    // The token branch serves from the store it was trained on; a search by an item attribute
-    // would need the item -> value map of the dataset in the bundle, which it does not carry.
-    if (mc->tokens.scheme > 0 && mc->tokens.search && !rd_field_is_item(mc->tokens.search_by))
-        return rd_err_set(eb, RD_ERR_UNSUPPORTED,
-                          "model '%s': tokens.search_by '%s' (an item attribute) is not served "
-                          "yet; export a model whose token search matches the item",
-                          mc->name, mc->tokens.search_by);
     struct stat st;
     if (stat(out, &st) == 0)
         return rd_err_set(eb, RD_ERR_EXISTS, "%s exists: give a new file name", out);
@@ -196,6 +193,7 @@ int rd_serve_export(const rd_config *cfg,
     rd_tabletool *tt = NULL;
     obuf o = {0};
     row_ref *order = NULL;
+    rd_item_attr attr = {0};
     int rc =
         rd_dataset_open(dataset_dir ? dataset_dir : cfg->data.dir, RD_DATASET_NOVERIFY, &ds, eb);
     if (rc != RD_OK)
@@ -265,6 +263,15 @@ int rd_serve_export(const rd_config *cfg,
     }
     const size_t tok_stats =
         mc->tokens.scheme > 0 ? rd_token_summary_width(mc->tokens.n_stats, tok_side) : 0;
+    // A token search by an attribute of the item (a series, a category) compares the values of
+    // the dataset's item -> value map, which the bundle carries: the trainer built it from the
+    // same dataset (rd_dataset_item_attr), so a candidate picks the tokens training picked.
+    if (mc->tokens.scheme > 0 && mc->tokens.search && !rd_field_is_item(mc->tokens.search_by)) {
+        char who[RD_NAME_MAX + 40];
+        snprintf(who, sizeof who, "model '%s': tokens.search_by", mc->name);
+        if ((rc = rd_dataset_item_attr(ds, mc->tokens.search_by, who, &attr, eb)) != RD_OK)
+            goto done;
+    }
     // 2. The model, its dense parameters from the checkpoint.
     rd_model_opts mo = {.tables = cfg->ps.tables,
                         .n_tables = cfg->ps.n_tables,
@@ -468,10 +475,18 @@ int rd_serve_export(const rd_config *cfg,
             out_put(&o, row, m->tables[t].dim * sizeof(float));
         }
     }
+    // Version 5: the item attribute map of tokens.search_by (0 items without one).
+    uint64_t n_attr = attr.n;
+    OUT(&o, n_attr);
+    for (size_t k = 0; k < attr.n; k++) {
+        OUT(&o, attr.item_key[k]);
+        OUT(&o, attr.value[k]);
+    }
     uint32_t crc = rd_crc32c(0, o.p, o.len);
     OUT(&o, crc);
     rc = rd_lmdbx_write_file_atomic(out, o.p, o.len, eb);
 done:
+    rd_item_attr_free(&attr);
     rd_free(order);
     rd_free(o.p);
     rd_tabletool_close(tt);
@@ -574,6 +589,8 @@ void rd_serve_close(rd_serve *s) {
     rd_free(s->f_lab);
     rd_free(s->f_item);
     rd_free(s->f_side);
+    rd_free(s->f_key);
+    rd_item_attr_free(&s->attr);
     rd_free(s->scratch);
     rd_model_destroy(s->m);
     rd_free(s);
@@ -871,6 +888,43 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         }
         in->rows += rows;
     }
+    // Version 5: the item -> value map of a token search by an item attribute; present exactly
+    // when the model's search is by one (an earlier version never wrote a map, so such a model
+    // in one is a lie), keys strictly ascending (rd_item_attr_key searches them).
+    const int attr_on = tok_on && s->mc.tokens.search && !rd_field_is_item(s->mc.tokens.search_by);
+    if (rc == RD_OK && version >= 5) {
+        uint64_t n_attr = 0;
+        IN(&b, n_attr);
+        if (b.bad || n_attr > (len - 4 - b.off) / 16 || (n_attr > 0) != attr_on) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                            "%s: an item attribute map of %llu items for a model whose token "
+                            "search is %s (%zu bytes left)",
+                            path, (unsigned long long)n_attr,
+                            attr_on ? "by an item attribute" : "not by one", len - 4 - b.off);
+            goto fail;
+        }
+        s->attr.n = (size_t)n_attr;
+        s->attr.item_key = rd_xmalloc((n_attr ? n_attr : 1) * sizeof(uint64_t));
+        s->attr.value = rd_xmalloc((n_attr ? n_attr : 1) * sizeof(uint64_t));
+        for (size_t k = 0; k < s->attr.n; k++) {
+            IN(&b, s->attr.item_key[k]);
+            IN(&b, s->attr.value[k]);
+            if (k > 0 && s->attr.item_key[k] <= s->attr.item_key[k - 1]) {
+                rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                                "%s: item attribute map: item key %llu at %zu after %llu (keys "
+                                "must ascend)",
+                                path, (unsigned long long)s->attr.item_key[k], k,
+                                (unsigned long long)s->attr.item_key[k - 1]);
+                goto fail;
+            }
+        }
+    } else if (rc == RD_OK && attr_on) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                        "%s: a model whose token search is by an item attribute ('%s') in a "
+                        "version-%u bundle, which carries no item attribute map",
+                        path, s->mc.tokens.search_by, version);
+        goto fail;
+    }
     if (rc == RD_OK && (b.bad || b.off != len - 4))
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %zu bytes left over after the rows", path,
                         len - 4 - b.off);
@@ -896,6 +950,10 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         in->tok_stats = tok_stats;
         in->tok_same_time = s->mc.tokens.same_time != 0;
         in->tok_search = s->mc.tokens.search != 0;
+        if (in->tok_search)
+            snprintf(in->tok_search_by, sizeof in->tok_search_by, "%s",
+                     attr_on ? s->mc.tokens.search_by : "item");
+        in->tok_search_items = s->attr.n;
     }
     if (version < 2) { // no transforms recorded: the inputs are known only as stored values
         s->n_inputs = nn - (uint32_t)in->n_stats;
@@ -965,6 +1023,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         s->f_lab = rd_xmalloc(P * sizeof(float));
         s->f_item = rd_xmalloc(P * sizeof(uint64_t));
         s->f_side = S ? rd_xmalloc(P * S * sizeof(float)) : NULL;
+        if (attr_on)
+            s->f_key = rd_xmalloc(P * sizeof(uint64_t));
     }
     s->scratch_bytes = rd_kv_dedup_scratch_bytes(cap_max);
     s->scratch = rd_xmalloc(s->scratch_bytes);
@@ -1117,13 +1177,24 @@ static int prepare_tokens(rd_serve *s, const rd_serve_request *req, rd_errbuf *e
                               "a side value is not finite",
                               j, nf);
     }
+    // A search by an item attribute compares the items' values (an item the map does not hold
+    // keeps its own key, as in training).
+    const uint64_t *tok_keys = in->tok_search ? req->tok_items : NULL;
+    if (in->tok_search && s->f_key) {
+        for (size_t j = 0; j < nf; j++)
+            s->f_key[j] = rd_item_attr_key(&s->attr, req->tok_items[j]);
+        tok_keys = s->f_key;
+    }
     uint32_t pick[RD_TOKEN_PICK_MAX];
     size_t n = 0;
     for (size_t b = 0; b < N; b++) {
         // Without a search every candidate reads the same tokens: picked once, copied.
         if (b == 0 || in->tok_search)
-            n = rd_token_pick(in->tok_search ? req->tok_items : NULL, nf,
-                              in->tok_search ? req->items[b] : 0, L, pick);
+            n = rd_token_pick(tok_keys, nf,
+                              !in->tok_search ? 0
+                              : s->f_key      ? rd_item_attr_key(&s->attr, req->items[b])
+                                              : req->items[b],
+                              L, pick);
         float *dst = s->tk + b * L * d;
         uint8_t *mk = s->tk_mask + b * L, *lb = s->tk_lab + b * L;
         if (b > 0 && !in->tok_search) {

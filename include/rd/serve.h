@@ -24,8 +24,10 @@
 //   field[32] | u32 transform | f64 mean | f64 std | (version 3: u32 missing | f64 fill)) | f32
 //   logit_shift) | (version 4: u32 token_dim | u32 token_side | u64 token_store_id: the token
 //   store the model was trained on, all 0 without a token branch) | u64 n_slab | u64 n_params
-//   | params (n_slab f32) | per table: u64 rows, rows x (u64 key | dim f32) | u32 CRC-32C of
-//   everything before.
+//   | params (n_slab f32) | per table: u64 rows, rows x (u64 key | dim f32) | (version 5: u64
+//   n_attr | n_attr x (u64 item_key | u64 value): the item -> value map of the attribute that
+//   models[].tokens.search_by names, ascending item keys; 0 items unless the token search is by
+//   an attribute) | u32 CRC-32C of everything before.
 // The configs are the plain pointer-free structs of rd/config.h (written as bytes, like the
 // config broadcast): a bundle is read by a build with the same struct sizes, else
 // RD_ERR_VERSION. Only the main tower serves: the auxiliary tower's parameters (trained on the
@@ -59,8 +61,8 @@ extern "C" {
 #endif
 
 #define RD_SERVE_VERSION                                                                           \
-    4 // written; versions 1 (no numeric transforms), 2 (no missing-value fills) and 3 (no
-      // token branch) are still read
+    5 // written; versions 1 (no numeric transforms), 2 (no missing-value fills), 3 (no token
+      // branch) and 4 (no item attribute map for tokens.search_by) are still read
 
 typedef struct rd_serve rd_serve;
 
@@ -95,6 +97,12 @@ typedef struct rd_serve_info {
     int tok_search;        // tokens.search: each candidate reads the tokens of its own item, so
                            // a request carries tok_items and the candidates' items
     uint64_t tok_store_id; // the token store the model was trained on (its MANIFEST's id)
+    // With tok_search (version 5): "item", or the item attribute the search matches
+    // (tokens.search_by, e.g. a series): a candidate then reads the tokens of the items with its
+    // item's value, looked up in the bundle's map of tok_search_items items (0 for a search by
+    // item); an item not in it (new since training) matches only itself.
+    char tok_search_by[RD_NAME_MAX];
+    size_t tok_search_items;
 } rd_serve_info;
 
 /** One request: n candidates of one user at one time. Pointers are borrowed for the call. */
@@ -124,6 +132,7 @@ typedef struct rd_serve_request {
     const uint64_t *tok_items; // (tok_n) their item keys (rd_record.item_key); with tok_search
     const float *tok_side;     // (tok_n, tok_side) side values; NULL when tok_side is 0
     const uint64_t *items;     // (n) each candidate's item key, the key tok_search matches
+                               // (through the bundle's map when tok_search_by is an attribute)
 } rd_serve_request;
 
 /**
@@ -137,7 +146,8 @@ typedef struct rd_serve_request {
  * without one) and, for `missing: mean`, the fill the dataset's meta.yaml records.
  * @return RD_OK, RD_ERR_NOTFOUND (job, checkpoint, dense.bin, table, the missing_mean of a
  *         `missing: mean` field in meta.yaml), RD_ERR_PARSE (meta.yaml), RD_ERR_SCHEMA (config
- *         hash or model layout differs), RD_ERR_UNSUPPORTED (token branch), RD_ERR_CORRUPT
+ *         hash or model layout differs), RD_ERR_CONFIG (tokens.search_by names a field that
+ *         is not a one-valued attribute of the dataset's items), RD_ERR_CORRUPT
  *         (also a NaN or infinite dense parameter or embedding value of the checkpoint, named
  *         as rd_serve_open names it: a diverged run, whose bundle open would refuse),
  *         RD_ERR_VERSION, RD_ERR_IO, RD_ERR_EXISTS (out exists); nothing is left at `out` on

@@ -13,7 +13,9 @@ version 1 is still read) and `tiny-v2`. The bundle seed `tiny` is the bundle giv
 same bundle rewritten in version 3 (each numeric input with a missing mode and fill: the first
 `missing: mean`, its fill the input's standardization mean, the rest `missing: error`) and
 `tiny-v4` that version-3 seed in version 4 (the token store fields, 0: no token branch; written on
-every run from the committed `tiny-v3`, with two bad cases whose token fields lie). The committed
+every run from the committed `tiny-v3`, with two bad cases whose token fields lie), and `tiny-v5`
+that seed in version 5 (an empty item attribute map after the rows, with two bad cases: a map for a
+model that searches no tokens, a count the file cannot hold). The committed
 version-2 seeds come from tests/data/clicks.csv with a log1p + standardized numeric field (`price`)
 and the multi-valued `tags` (1 PS, one student with user and item on one dim-2 table, mlp [4]:
 `recdistill prepare`, `train` with 2 ranks, `export`). The cases of tests/bad/serve/ are written
@@ -219,3 +221,12 @@ if os.path.exists(V3):
     SB = os.path.join(ROOT, "tests", "bad", "serve")
     put(SB, "token_dim_without_branch", reseal(v4, tok_off, struct.pack("<I", 16)))
     put(SB, "token_store_id_without_branch", reseal(v4, tok_off + 8, struct.pack("<Q", 7)))
+    # --- version 5: the item attribute map of a token search by an item attribute after the
+    # rows (u64 count, then u64 item key | u64 value pairs, ascending); 0 items without one. A map
+    # for this model (no token branch) is a lie, and so is a count the file cannot hold.
+    v5 = reseal(v4[:-4] + struct.pack("<Q", 0) + v4[-4:], 8, struct.pack("<I", 5))
+    put(os.path.join(C, "serve"), "tiny-v5", v5)
+    pair = struct.pack("<QQ", 3, 9)
+    put(SB, "item_map_without_search",
+        reseal(v5[:-12] + struct.pack("<Q", 1) + pair + v5[-4:], 0, b"RDSERVE1"))
+    put(SB, "item_map_huge", reseal(v5, len(v5) - 12, struct.pack("<Q", 1 << 60)))

@@ -232,8 +232,16 @@ static unsigned char *read_bundle(const char *from, size_t *len) {
 }
 
 // b (len bytes) with its header version set to `version` and its CRC resealed, written to `to`;
-// frees b.
+// frees b. Before version 5 a bundle ends with its rows: the item attribute map after them (its
+// count, 0 here: these models search no tokens) is cut.
 static void write_as_version(unsigned char *b, size_t len, uint32_t version, const char *to) {
+    if (version < 5) {
+        uint64_t n_attr;
+        memcpy(&n_attr, b + len - 12, 8);
+        RD_ASSERT_MSG(n_attr == 0, "bundle with an item attribute map of %llu items",
+                      (unsigned long long)n_attr);
+        len -= 8;
+    }
     memcpy(b + 8, &version, 4);
     uint32_t crc = rd_crc32c(0, b, len - 4);
     memcpy(b + len - 4, &crc, 4);

@@ -13,10 +13,15 @@
 //      request (with tokens.search each candidate picks the tokens of its own item);
 //   4. bad input: too many tokens, tokens or item keys missing, a NaN token, another store of the
 //      same shape, the bundle rewritten as version 3 (which never held a token branch), an export
-//      without the store or with a search by an item attribute — each a clear error code.
-// Two sessions: a DIN branch over user-order tokens with side values and their residuals,
+//      without the store or with another search key than the checkpoint's; with a search by an
+//      item attribute, the bundle rewritten as version 4 (no item map) and with its map out of
+//      order — each a clear error code.
+// Three sessions: a DIN branch over user-order tokens with side values and their residuals,
 // summaries, same-second tokens and standardised tokens; a transformer branch over temporal-order
-// tokens with a search by item and a query from the request and the history.
+// tokens with a search by item and a query from the request and the history; a DIN branch over
+// user-order tokens searched by the item's series (tokens.search_by: series, the synthetic data's
+// item attribute), whose picks differ from a search by item for many requests (counted: the
+// test could not pass if the bundle's item map were not applied).
 #include "ps_test_util.h"
 
 #include <math.h>
@@ -31,7 +36,8 @@
 #include "rd/trainer.h"
 
 static int g_errs;
-static int g_search; // session 2: transformer branch, tokens.search, query request_seq
+static int g_search; // 1: transformer branch, tokens.search, query request_seq; 2: DIN branch,
+                     // tokens.search by series
 
 static const char *yaml_fmt =
     "run: {name: st, seed: 7, out_dir: %s/run%d}\n"
@@ -55,12 +61,17 @@ static const char *yaml_fmt =
     "output: {progress_every_s: 0}\n";
 
 static const char *session_name(void) {
-    return g_search ? "transformer-search" : "din";
+    return g_search == 2 ? "din-series" : g_search ? "transformer-search" : "din";
 }
 
 static void make_config(rd_config *cfg, const char *dir) {
     char text[4096];
-    if (g_search)
+    if (g_search == 2)
+        snprintf(text, sizeof text, yaml_fmt, dir, 3, dir, 3, "",
+                 "{scheme: 2, length: 4, search: 12, search_by: series, kind: din, adapter: 4, "
+                 "stats: [2]}",
+                 2, "false");
+    else if (g_search)
         snprintf(text, sizeof text, yaml_fmt, dir, 2, dir, 2,
                  "    seq: {kind: mean, length: 8, table: s_item}\n",
                  "{scheme: 1, length: 4, search: 12, kind: transformer, layers: 1, heads: 2, "
@@ -75,6 +86,19 @@ static void make_config(rd_config *cfg, const char *dir) {
     rd_errbuf_clear(&eb);
     int rc = rd_config_parse_string(text, strlen(text), "serve_tokens", cfg, &eb);
     RD_ASSERT_MSG(rc == RD_OK, "config: %s", eb.msg);
+}
+
+// The file at path read whole (*len bytes).
+static unsigned char *read_whole(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    RD_ASSERT(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = rd_xmalloc(*len);
+    RD_ASSERT(fread(b, 1, *len, f) == *len);
+    fclose(f);
+    return b;
 }
 
 static int exists(const char *p) {
@@ -150,20 +174,33 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx)
     rd_serve_get_info(sv, &in);
     rd_token_store_info si;
     rd_token_store_info_get(st, &si);
-    // Session 1: 6 tokens, engagement and its residual, summaries 1 + 2 x (1 + 2); session 2:
-    // 4 of a pool of 12, engagement alone, summaries 1 + 1 x (1 + 1).
+    // Session 1: 6 tokens, engagement and its residual, summaries 1 + 2 x (1 + 2); sessions 2
+    // and 3: 4 of a pool of 12, engagement alone, summaries 1 + 1 x (1 + 1); session 3's item
+    // map holds every item of the dataset.
     const size_t want_stats = g_search ? 3 : 7;
+    const rd_dataset_info *dinf = rd_dataset_get_info(ds);
     T_CHECK(&g_errs,
             in.version == RD_SERVE_VERSION && in.tok_length == (g_search ? 4u : 6u) &&
                 in.tok_pool == (g_search ? 12u : 6u) && in.tok_dim == 6 &&
                 in.tok_side == (g_search ? 1u : 2u) && in.tok_stats == want_stats &&
-                in.tok_same_time == !g_search && in.tok_search == g_search &&
+                in.tok_same_time == !g_search && in.tok_search == (g_search != 0) &&
+                strcmp(in.tok_search_by, g_search == 2 ? "series"
+                                         : g_search    ? "item"
+                                                       : "") == 0 &&
+                in.tok_search_items == (g_search == 2 ? dinf->n_items : 0) &&
                 in.tok_store_id == si.store_id && in.n_numeric == in.n_stats,
             "info: version %u, tokens %zu of %zu, dim %zu, side %zu, stats %zu, same time %d, "
-            "search %d, store %016llx (the store's %016llx), %zu numeric",
+            "search %d by '%s' (%zu items), store %016llx (the store's %016llx), %zu numeric",
             in.version, in.tok_length, in.tok_pool, in.tok_dim, in.tok_side, in.tok_stats,
-            in.tok_same_time, in.tok_search, (unsigned long long)in.tok_store_id,
-            (unsigned long long)si.store_id, in.n_numeric);
+            in.tok_same_time, in.tok_search, in.tok_search_by, in.tok_search_items,
+            (unsigned long long)in.tok_store_id, (unsigned long long)si.store_id, in.n_numeric);
+    // Session 3: the series of every item, to count the requests whose picks by series differ
+    // from picks by item.
+    rd_item_attr series = {0};
+    if (g_search == 2)
+        RD_ASSERT_MSG(rd_dataset_item_attr(ds, "series", "test", &series, &eb) == RD_OK, "%s",
+                      eb.msg);
+    size_t by_series_differs = 0;
     const size_t K = in.keys_per_candidate, NN = in.n_numeric ? in.n_numeric : 1, NC = 16;
     uint64_t *keys = rd_xcalloc(NC * K, sizeof *keys), hist[8] = {0}, items[16];
     uint8_t hl[8] = {0};
@@ -183,6 +220,16 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx)
         hi = fmax(hi, (double)ref[i]);
         T_CHECK(&g_errs, fabs((double)score[0] - 1.0 / (1.0 + exp(-(double)logit[0]))) < 1e-6,
                 "score");
+        if (g_search == 2) {
+            size_t same_item = 0, same_series = 0;
+            const uint64_t want = rd_item_attr_key(&series, items[0]);
+            for (size_t j = 0; j < rq.tok_n; j++) {
+                same_item += rq.tok_items[j] == items[0];
+                same_series += rd_item_attr_key(&series, rq.tok_items[j]) == want;
+            }
+            by_series_differs +=
+                (same_item < 4 ? same_item : 4) != (same_series < 4 ? same_series : 4);
+        }
         // The same request without its tokens.
         with_tokens += rq.tok_n > 0;
         rq.tok_n = 0;
@@ -199,6 +246,14 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx)
     T_CHECK(&g_errs, with_tokens > n / 2 && moved > n / 4,
             "%zu of %zu requests have tokens, %zu move without them: the tokens are not read",
             with_tokens, n, moved);
+    if (g_search == 2) {
+        printf("[%s] %zu of %zu requests pick other tokens by series than by item\n",
+               session_name(), by_series_differs, n);
+        T_CHECK(&g_errs, by_series_differs > n / 4,
+                "only %zu of %zu requests pick other tokens by series: the test could not fail",
+                by_series_differs, n);
+    }
+    rd_item_attr_free(&series);
 
     // 3. 16 candidates: the record's item, then other records' items; each candidate against
     // its one-candidate request (same user, time, history and tokens).
@@ -317,20 +372,14 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx)
     }
     {
         // The bundle rewritten as version 3, which never held a token branch: refused.
-        FILE *f = fopen(bundle, "rb");
-        RD_ASSERT(f);
-        fseek(f, 0, SEEK_END);
-        size_t len = (size_t)ftell(f);
-        fseek(f, 0, SEEK_SET);
-        unsigned char *b = rd_xmalloc(len);
-        RD_ASSERT(fread(b, 1, len, f) == len);
-        fclose(f);
+        size_t len;
+        unsigned char *b = read_whole(bundle, &len);
         const uint32_t v3 = 3;
         memcpy(b + 8, &v3, 4);
         uint32_t crc = rd_crc32c(0, b, len - 4);
         memcpy(b + len - 4, &crc, 4);
         snprintf(p, sizeof p, "%s/v3_%s.rdsv", dir, session_name());
-        f = fopen(p, "wb");
+        FILE *f = fopen(p, "wb");
         RD_ASSERT(f && fwrite(b, 1, len, f) == len);
         fclose(f);
         rd_free(b);
@@ -349,15 +398,74 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx)
         rc = rd_serve_export(c2, "student", ckpt, NULL, p, &eb);
         T_CHECK(&g_errs, rc != RD_OK && strstr(eb.msg, "tokens.store_dir") && !exists(p),
                 "export without the store: %d %s", rc, eb.msg);
-        // A search by an item attribute is not served: refused by name.
+        // Another search key than the checkpoint's: the model differs from the one trained.
         memcpy(c2, cfg, sizeof *c2);
         c2->models[0].tokens.search = 12;
-        snprintf(c2->models[0].tokens.search_by, sizeof c2->models[0].tokens.search_by, "genre");
+        snprintf(c2->models[0].tokens.search_by, sizeof c2->models[0].tokens.search_by,
+                 g_search == 2 ? "topic" : "series");
         rc = rd_serve_export(c2, "student", ckpt, NULL, p, &eb);
         T_CHECK(&g_errs,
-                rc == RD_ERR_UNSUPPORTED && strstr(eb.msg, "search_by 'genre'") && !exists(p),
-                "export with search_by: %d %s", rc, eb.msg);
+                rc == RD_ERR_SCHEMA && strstr(eb.msg, "model 'small' differs") && !exists(p),
+                "export with another search_by: %d %s", rc, eb.msg);
         rd_free(c2);
+    }
+    {
+        // The bundle as version 4 wrote it: without the item map (its count and pairs before
+        // the CRC). Without a search by an attribute it opens and scores as before; with one it
+        // is refused (version 4 never held the map). With the map's keys out of order: refused.
+        size_t len;
+        unsigned char *b = read_whole(bundle, &len);
+        const size_t map = 8 + 16 * in.tok_search_items, at = len - 4 - map;
+        uint64_t n_map;
+        memcpy(&n_map, b + at, 8);
+        RD_ASSERT(n_map == in.tok_search_items);
+        const uint32_t v4 = 4;
+        unsigned char *c = rd_xmalloc(len);
+        memcpy(c, b, at);
+        memcpy(c + 8, &v4, 4);
+        uint32_t crc = rd_crc32c(0, c, at);
+        memcpy(c + at, &crc, 4);
+        snprintf(p, sizeof p, "%s/v4_%s.rdsv", dir, session_name());
+        FILE *f = fopen(p, "wb");
+        RD_ASSERT(f && fwrite(c, 1, at + 4, f) == at + 4);
+        fclose(f);
+        rd_serve *x = NULL;
+        rc = rd_serve_open(p, 4, &x, &eb);
+        if (g_search == 2) {
+            T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && !x && strstr(eb.msg, "no item attribute map"),
+                    "version 4 with a search by series: %d %s", rc, eb.msg);
+        } else {
+            T_CHECK(&g_errs, rc == RD_OK, "version 4: %d %s", rc, eb.msg);
+            rd_serve_request rq;
+            record_request(sv, ds, st, recs[n - 1], keys, hist, hl, num, &items[0], &rq);
+            if (rc == RD_OK)
+                rc = rd_serve_score(x, &rq, NULL, logit, &eb);
+            T_CHECK(&g_errs, rc == RD_OK && logit[0] == solo[n - 1],
+                    "version 4 scores otherwise: %d %s", rc, eb.msg);
+        }
+        rd_serve_close(x);
+        remove(p);
+        if (g_search == 2 && in.tok_search_items >= 2) { // swap the first two item keys
+            memcpy(c, b, len);
+            uint64_t k0, k1;
+            memcpy(&k0, c + at + 8, 8);
+            memcpy(&k1, c + at + 24, 8);
+            memcpy(c + at + 8, &k1, 8);
+            memcpy(c + at + 24, &k0, 8);
+            crc = rd_crc32c(0, c, len - 4);
+            memcpy(c + len - 4, &crc, 4);
+            snprintf(p, sizeof p, "%s/unordered_%s.rdsv", dir, session_name());
+            f = fopen(p, "wb");
+            RD_ASSERT(f && fwrite(c, 1, len, f) == len);
+            fclose(f);
+            x = NULL;
+            rc = rd_serve_open(p, 4, &x, &eb);
+            T_CHECK(&g_errs, rc == RD_ERR_CORRUPT && !x && strstr(eb.msg, "must ascend"),
+                    "item map out of order: %d %s", rc, eb.msg);
+            remove(p);
+        }
+        rd_free(c);
+        rd_free(b);
     }
     rd_free(keys);
     rd_free(num);
@@ -406,6 +514,8 @@ int main(int argc, char **argv) {
     t_tmpdir(dir, sizeof dir, "servetok");
     session(dir);
     g_search = 1;
+    session(dir);
+    g_search = 2;
     session(dir);
     int errs = t_allsum(g_errs, MPI_COMM_WORLD);
     if (rank == 0) {
