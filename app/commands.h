@@ -18,6 +18,7 @@ int rd_cmd_config(int argc, char **argv);
 int rd_cmd_train(int argc, char **argv);
 int rd_cmd_table(int argc, char **argv);
 int rd_cmd_export(int argc, char **argv);
+int rd_cmd_score(int argc, char **argv);
 int rd_cmd_tokens(int argc, char **argv);
 int rd_cmd_scale_model(int argc, char **argv);
 int rd_cmd_plot(int argc, char **argv);

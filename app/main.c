@@ -18,6 +18,8 @@ static const rd_command commands[] = {
      rd_cmd_table},
     {"tokens", "inspect, fetch from, gc, verify, compact an instance-token store", rd_cmd_tokens},
     {"export", "write the serving bundle of a trained student from a checkpoint", rd_cmd_export},
+    {"score", "score a dataset's records through a serving bundle (AUC, logloss, CSV)",
+     rd_cmd_score},
     {"scale-model", "project throughput and efficiency to many nodes (calibrated model)",
      rd_cmd_scale_model},
     {"plot", "draw columns of a CSV file as a PNG line plot", rd_cmd_plot},

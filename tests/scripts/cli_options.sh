@@ -157,7 +157,8 @@ if [ -w /dev/full ]; then
     done
 fi
 # A FIFO where a file is read whole (CONFIG, --calib, a MANIFEST): fopen() blocked for ever
-# before the S_ISREG check (config, prepare, export, train; train's every rank hashed CONFIG).
+# before the S_ISREG check (config, prepare, export, train; train's every rank hashed CONFIG;
+# score opens its bundle as rd_serve_open does).
 # Refused at once: "not a regular file", exit 1.
 if command -v mkfifo >/dev/null; then
     mkfifo "$tmp/cfg.fifo"
@@ -165,11 +166,12 @@ if command -v mkfifo >/dev/null; then
     mkfifo "$tmp/ck/MANIFEST" "$tmp/st/MANIFEST"
     # @ marks the config's place (a mktemp name may hold any letter, never an @).
     for c in "config @" "prepare @ --out $tmp/p" "export @ --out $tmp/x.rdsv" "train @" \
-        "scale-model --calib @" "table stats $tmp/ck" "tokens stats $tmp/st"; do
+        "scale-model --calib @" "table stats $tmp/ck" "tokens stats $tmp/st" \
+        "score @ --data $tmp --out $tmp/s.csv"; do
         # shellcheck disable=SC2086
         check 1 "not a regular file" timeout 10 "$bin" ${c/@/$tmp/cfg.fifo}
     done
-    [ ! -e "$tmp/p" ] && [ ! -e "$tmp/x.rdsv" ] || { echo "FAIL: a refused FIFO config left output"; fail=1; }
+    [ ! -e "$tmp/p" ] && [ ! -e "$tmp/x.rdsv" ] && [ ! -e "$tmp/s.csv" ] || { echo "FAIL: a refused FIFO config left output"; fail=1; }
 fi
 # A 5000-byte path filled the 4 KiB message and its cause was cut off ("recdistill config:
 # aaaa...a"). The path is shortened (head ...(N bytes)... tail), and any message still too long

@@ -1,0 +1,426 @@
+// cmd_score.c — `recdistill score BUNDLE (--data DIR | --run DIR) [--split S] [--store DIR]
+// [--out FILE] [--json FILE] [--limit N]`: score the records of a prepared dataset through a
+// serving bundle (rd/serve.h), one request each, as a server would, and report the AUC, GAUC,
+// logloss and calibration of the scores and the scoring rate.
+//
+// What it is for: checking an exported bundle against the training run (on the run's own data,
+// the holdout AUC equals the one `train` reported for the job), scoring a dataset offline, and
+// comparing two bundles on the same records. Every record is one request with one candidate:
+// its keys, its user's history before it and its numeric inputs come from the dataset
+// (rd_serve_request_from_dataset), its instance tokens from the model's token store opened
+// read-only (rd_serve_fetch_tokens), as in training.
+//
+// The numeric inputs of a dataset are stored transformed with the statistics of the data it was
+// prepared from. A folder prepared from other data (another period of the log) stores other
+// values for the same raw ones, and the model would score values it never saw; such a folder is
+// refused, naming the first input whose transform differs.
+//
+// Outputs (--out CSV, --json) are written to a temporary name and renamed: a failure leaves
+// nothing at their paths. Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
+#include "commands.h"
+
+#include "rd/alloc.h"
+#include "rd/clock.h"
+#include "rd/dataset.h"
+#include "rd/error.h"
+#include "rd/lmdbx.h"
+#include "rd/metrics.h"
+#include "rd/serve.h"
+#include "rd/tokens.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void score_usage(FILE *out) {
+    fprintf(out,
+            "usage: recdistill score BUNDLE (--data DIR | --run DIR) [--split SPLIT]\n"
+            "                        [--store DIR] [--out FILE] [--json FILE] [--limit N]\n"
+            "\n"
+            "Score the records of a prepared dataset through a serving bundle of `recdistill\n"
+            "export`, one request each (the record's keys, its user's history before it, its\n"
+            "numeric inputs and, for a model that reads them, its instance tokens), and print\n"
+            "the AUC, GAUC, logloss and calibration of the scores and the scoring rate. On the\n"
+            "training run's own data the holdout AUC equals the one `train` reported for the\n"
+            "job.\n"
+            "\n"
+            "  --data DIR    the prepared dataset (a folder of `recdistill prepare`, or\n"
+            "                <run>/data); it must have been prepared from the model's training\n"
+            "                data (its numeric inputs stored with the same statistics)\n"
+            "  --run DIR     the run folder of `train --out DIR`: --data DIR/data and, for a\n"
+            "                bundle that reads instance tokens, --store DIR/tokens\n"
+            "  --split SPLIT holdout (default), stream, batch or all\n"
+            "  --store DIR   the token store the model was trained on (tokens.store_dir), opened\n"
+            "                read-only; needed by a bundle that reads instance tokens\n"
+            "  --out FILE    one CSV row per record: record,user_key,item_key,ts,label,logit,\n"
+            "                score ('-' = standard output, the summary then goes to stderr)\n"
+            "  --json FILE   the summary as JSON\n"
+            "  --limit N     score the first N records of the split only\n"
+            "\n"
+            "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
+}
+
+// The numeric inputs of the bundle and of the dataset must be one transform each: same field,
+// same log1p / standardize flags, same mean and std. A version-1 bundle did not record them.
+static int check_numeric(
+    const rd_serve *sv, const rd_dataset *ds, const char *data, int *unchecked, rd_errbuf *eb) {
+    rd_serve_info in;
+    rd_serve_get_info(sv, &in);
+    const rd_dataset_info *di = rd_dataset_get_info(ds);
+    const rd_dataset_field *fields = rd_dataset_fields(ds);
+    const size_t n_in = in.n_numeric - in.n_stats;
+    if (rd_dataset_n_inputs(di) != n_in)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s has %u numeric inputs, the bundle's model reads %zu: it is not "
+                          "data of the model's schema",
+                          data, rd_dataset_n_inputs(di), n_in);
+    *unchecked = 0;
+    for (size_t j = 0; j < n_in; j++) {
+        const char *name = NULL;
+        uint32_t xf = 0;
+        double mean = 0, sd = 1;
+        rd_serve_numeric(sv, j, &name, &xf, &mean, &sd);
+        if (xf & RD_XFORM_UNKNOWN) {
+            *unchecked = 1;
+            continue;
+        }
+        const rd_dataset_field *fd = NULL;
+        for (uint32_t f = 0; f < di->n_fields && !fd; f++)
+            if (fields[f].kind == RD_FIELD_NUMERIC && fields[f].offset == j)
+                fd = &fields[f];
+        if (!fd || strcmp(fd->name, name) != 0)
+            return rd_err_set(eb, RD_ERR_SCHEMA,
+                              "%s: numeric input %zu is '%s', the bundle's is '%s': it is not "
+                              "data of the model's schema",
+                              data, j, fd ? fd->name : "(none)", name);
+        if (fd->transform & RD_XFORM_UNKNOWN) {
+            *unchecked = 1;
+            continue;
+        }
+        if (fd->transform != xf || fd->mean != mean || fd->std != sd)
+            return rd_err_set(
+                eb, RD_ERR_SCHEMA,
+                "%s: numeric input '%s' is stored with transform 0x%x, mean %.17g, std %.17g; "
+                "the bundle's model was trained on 0x%x, mean %.17g, std %.17g: the folder was "
+                "prepared from other data than the model's training data, so its stored values "
+                "are not those the model saw (score the training run's <run>/data, or send raw "
+                "values to rd_serve_score with numeric_raw)",
+                data, name, fd->transform, fd->mean, fd->std, xf, mean, sd);
+    }
+    return RD_OK;
+}
+
+// The records of `split`: *r, or RD_ERR_ARG for an unknown name.
+static int split_range(const rd_dataset *ds, const char *split, rd_range *r) {
+    if (strcmp(split, "holdout") == 0)
+        *r = rd_dataset_holdout(ds);
+    else if (strcmp(split, "batch") == 0)
+        *r = rd_dataset_batch(ds);
+    else if (strcmp(split, "all") == 0)
+        *r = rd_dataset_all(ds);
+    else if (strcmp(split, "stream") == 0)
+        *r = (rd_range){rd_dataset_batch(ds).end, rd_dataset_holdout(ds).begin};
+    else
+        return RD_ERR_ARG;
+    return RD_OK;
+}
+
+// A JSON number, or null for NaN (JSON has no NaN).
+static void json_num(FILE *f, const char *key, double v, int last) {
+    if (isfinite(v))
+        fprintf(f, "  \"%s\": %.17g%s\n", key, v, last ? "" : ",");
+    else
+        fprintf(f, "  \"%s\": null%s\n", key, last ? "" : ",");
+}
+
+// A JSON string of a path (quotes, backslashes and control characters escaped).
+static void json_str(FILE *f, const char *key, const char *s) {
+    fprintf(f, "  \"%s\": \"", key);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fprintf(f, "\",\n");
+}
+
+typedef struct score_out {
+    rd_lmdbx_outfile of;
+    FILE *f; // of.f, or stdout for "-"
+    int to_stdout;
+    char created[RD_PATH_MAX * 2]; // parent folders made for it
+    const char *path;
+} score_out;
+
+static int out_open(score_out *o, const char *path, rd_errbuf *eb) {
+    memset(o, 0, sizeof *o);
+    o->path = path;
+    if (strcmp(path, "-") == 0) {
+        o->to_stdout = 1;
+        o->f = stdout;
+        return RD_OK;
+    }
+    if (strlen(path) >= sizeof o->created)
+        return rd_err_set(eb, RD_ERR_ARG, "%s: path too long", path);
+    int rc = rd_lmdbx_mkdir_parents(path, o->created, sizeof o->created, eb);
+    if (rc == RD_OK && (rc = rd_lmdbx_outfile_open(path, &o->of, eb)) != RD_OK)
+        rd_lmdbx_rmdir_created(path, o->created);
+    o->f = o->of.f;
+    return rc;
+}
+
+// Commit (rc == RD_OK) or abort an output; returns the final status.
+static int out_close(score_out *o, int rc, rd_errbuf *eb) {
+    if (!o->path || o->to_stdout)
+        return rc;
+    if (rc == RD_OK)
+        rc = rd_lmdbx_outfile_commit(&o->of, eb);
+    else
+        rd_lmdbx_outfile_abort(&o->of);
+    if (rc == RD_OK && (rc = rd_lmdbx_fsync_parents(o->path, o->created, eb)) != RD_OK)
+        remove(o->path);
+    if (rc != RD_OK)
+        rd_lmdbx_rmdir_created(o->path, o->created);
+    return rc;
+}
+
+int rd_cmd_score(int argc, char **argv) {
+    rd_app_opt opts[] = {{"--data", RD_APP_STRING, NULL},  {"--run", RD_APP_STRING, NULL},
+                         {"--split", RD_APP_STRING, NULL}, {"--store", RD_APP_STRING, NULL},
+                         {"--out", RD_APP_STRING, NULL},   {"--json", RD_APP_STRING, NULL},
+                         {"--limit", RD_APP_NUMBER, NULL}};
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    const char *bundle = NULL;
+    int n_pos = 0;
+    int st = rd_app_parse("recdistill score", argc, argv, 1, opts, n_opts, &bundle, 1, &n_pos);
+    if (st == 1) {
+        score_usage(stdout);
+        return rd_app_stdout_written("score", NULL);
+    }
+    if (st != 0) {
+        score_usage(stderr);
+        return 2;
+    }
+    const char *data = opts[0].value, *run = opts[1].value, *split = opts[2].value,
+               *store_dir = opts[3].value, *out = opts[4].value, *json = opts[5].value,
+               *limit_arg = opts[6].value;
+    if (!bundle || (!data && !run)) {
+        fprintf(stderr, "recdistill score: missing %s\n",
+                !bundle ? "BUNDLE" : "--data DIR (or --run DIR)");
+        score_usage(stderr);
+        return 2;
+    }
+    if (!bundle[0]) { // (the options' empty values are usage errors of rd_app_parse)
+        fprintf(stderr, "recdistill score: BUNDLE: empty path\n");
+        return 2;
+    }
+    if (!split)
+        split = "holdout";
+    if (strcmp(split, "holdout") && strcmp(split, "stream") && strcmp(split, "batch") &&
+        strcmp(split, "all")) {
+        fprintf(stderr,
+                "recdistill score: --split '%.64s': not one of holdout, stream, batch, all\n",
+                split);
+        return 2;
+    }
+    uint64_t limit = UINT64_MAX;
+    if (limit_arg && (rd_app_parse_u64(limit_arg, &limit) != 0 || limit == 0)) {
+        fprintf(stderr, "recdistill score: --limit: '%.64s' is not a positive integer\n",
+                limit_arg);
+        return 2;
+    }
+    if (json && rd_app_out_not_stdout("recdistill score", "--json", json,
+                                      "the summary is printed; --json writes it to a file") != 0)
+        return 2;
+    if (out && json && strcmp(out, json) == 0) {
+        fprintf(stderr, "recdistill score: --out and --json are the same file '%s'\n", out);
+        return 2;
+    }
+    char data_buf[RD_PATH_MAX * 2], store_buf[RD_PATH_MAX * 2];
+    if (!data) {
+        snprintf(data_buf, sizeof data_buf, "%s/data", run);
+        data = data_buf;
+    }
+
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_serve *sv = NULL;
+    rd_dataset *ds = NULL;
+    rd_token_store *store = NULL;
+    rd_metrics *met = NULL;
+    score_out csv = {0}, js = {0};
+    uint64_t *keys = NULL, *hist = NULL;
+    uint8_t *hl = NULL;
+    float *num = NULL;
+    rd_serve_info in;
+    memset(&in, 0, sizeof in);
+    int rc = rd_serve_open(bundle, 1, &sv, &eb);
+    if (rc == RD_OK)
+        rd_serve_get_info(sv, &in);
+    // The outputs must not overwrite an input.
+    const char *outs[2] = {out, json};
+    for (int k = 0; k < 2 && rc == RD_OK; k++) {
+        if (!outs[k] || strcmp(outs[k], "-") == 0)
+            continue;
+        const char *opt = k ? "--json" : "--out";
+        rc = rd_lmdbx_check_out_not_input(opt, outs[k], "the bundle", bundle, &eb);
+        if (rc == RD_OK)
+            rc = rd_lmdbx_check_out_not_input(opt, outs[k], "the dataset", data, &eb);
+    }
+    if (rc == RD_OK && (rc = rd_dataset_open(data, 0, &ds, &eb)) != RD_OK) {
+        char msg[sizeof eb.msg];
+        if (rd_app_wrong_folder(data, RD_APP_PATH_DATASET,
+                                "a dataset folder of `recdistill prepare` (events.bin; <run>/data "
+                                "after `train --out`)",
+                                msg, sizeof msg)) {
+            rd_errbuf_clear(&eb);
+            rd_err_set(&eb, rc, "--data %s", msg);
+        }
+    }
+    int unchecked = 0;
+    if (rc == RD_OK)
+        rc = check_numeric(sv, ds, data, &unchecked, &eb);
+    // The token store: the bundle's model reads tokens exactly when it needs one.
+    if (rc == RD_OK && in.tok_length) {
+        if (!store_dir && run) {
+            snprintf(store_buf, sizeof store_buf, "%s/tokens", run);
+            store_dir = store_buf;
+        }
+        if (!store_dir) {
+            rc = rd_err_set(&eb, RD_ERR_ARG,
+                            "model '%s' of %s reads instance tokens: give its token store "
+                            "(--store DIR, tokens.store_dir of the training run, or --run DIR)",
+                            in.model, bundle);
+        } else {
+            rd_token_open_opts oo = {.mode = RD_TOKEN_READ_ONLY};
+            if ((rc = rd_token_store_open(store_dir, &oo, &store, &eb)) != RD_OK)
+                rd_err_prefix(&eb, "--store: ");
+        }
+    } else if (rc == RD_OK && opts[3].value) {
+        rc = rd_err_set(&eb, RD_ERR_ARG, "--store %s: model '%s' of %s reads no instance tokens",
+                        store_dir, in.model, bundle);
+    }
+    rd_range r = {0, 0};
+    if (rc == RD_OK) {
+        split_range(ds, split, &r);
+        if (r.end - r.begin > limit)
+            r.end = r.begin + limit;
+        if (r.end == r.begin)
+            rc = rd_err_set(&eb, RD_ERR_EMPTY, "%s: the %s split holds no records", data, split);
+    }
+    if (rc == RD_OK && rd_metrics_create((size_t)(r.end - r.begin), &met) != RD_OK)
+        rc = rd_err_set(&eb, RD_ERR_NOMEM, "out of memory for %llu scores",
+                        (unsigned long long)(r.end - r.begin));
+    if (rc == RD_OK && out && (rc = out_open(&csv, out, &eb)) == RD_OK)
+        fprintf(csv.f, "record,user_key,item_key,ts,label,logit,score\n");
+    if (rc == RD_OK && json)
+        rc = out_open(&js, json, &eb);
+    const size_t K = in.keys_per_candidate, L = in.hist_len, NN = in.n_numeric;
+    if (rc == RD_OK) {
+        keys = rd_xcalloc(K ? K : 1, sizeof *keys);
+        hist = rd_xcalloc(L ? L : 1, sizeof *hist);
+        hl = rd_xcalloc(L ? L : 1, 1);
+        num = rd_xcalloc(NN ? NN : 1, sizeof *num);
+    }
+    double t_score = 0;
+    uint64_t with_tokens = 0;
+    for (uint64_t i = r.begin; i < r.end && rc == RD_OK; i++) {
+        const rd_record *rec = rd_dataset_record(ds, i);
+        if ((rc = rd_serve_request_from_dataset(sv, ds, i, keys, L ? hist : NULL, L ? hl : NULL,
+                                                NN ? num : NULL, &eb)) != RD_OK) {
+            rd_err_prefix(&eb, "%s record %llu: ", data, (unsigned long long)i);
+            break;
+        }
+        uint64_t item = rec->item_key;
+        rd_serve_request rq = {.n = 1,
+                               .keys = keys,
+                               .hist_items = L ? hist : NULL,
+                               .hist_labels = L ? hl : NULL,
+                               .numeric = NN ? num : NULL,
+                               .items = &item};
+        double t0 = rd_mono_s();
+        if (store && (rc = rd_serve_fetch_tokens(sv, store, rec->user_key, rec->ts, rec->id, &rq,
+                                                 &eb)) != RD_OK) {
+            rd_err_prefix(&eb, "%s record %llu: ", data, (unsigned long long)i);
+            break;
+        }
+        float logit = 0, score = 0;
+        if ((rc = rd_serve_score(sv, &rq, &score, &logit, &eb)) != RD_OK) {
+            rd_err_prefix(&eb, "%s record %llu: ", data, (unsigned long long)i);
+            break;
+        }
+        t_score += rd_mono_s() - t0;
+        with_tokens += rq.tok_n > 0;
+        if ((rc = rd_metrics_add_logit(met, logit, rec->label > 0.5f ? 1.0f : 0.0f,
+                                       rec->user_key)) != RD_OK) {
+            rc = rd_err_set(&eb, RD_ERR_CORRUPT, "%s record %llu: logit %g, label %g", data,
+                            (unsigned long long)i, (double)logit, (double)rec->label);
+            break;
+        }
+        if (csv.f)
+            fprintf(csv.f, "%llu,%llu,%llu,%lld,%d,%.9g,%.9g\n", (unsigned long long)i,
+                    (unsigned long long)rec->user_key, (unsigned long long)rec->item_key,
+                    (long long)rec->ts, rec->label > 0.5f, (double)logit, (double)score);
+    }
+    rd_metrics_result res;
+    memset(&res, 0, sizeof res);
+    if (rc == RD_OK)
+        rd_metrics_compute(met, &res);
+    const double rate = t_score > 0 ? (double)res.n / t_score : (double)NAN;
+    if (rc == RD_OK && js.f) {
+        fprintf(js.f, "{\n");
+        json_str(js.f, "bundle", bundle);
+        json_str(js.f, "data", data);
+        json_str(js.f, "split", split);
+        json_str(js.f, "job", in.job);
+        json_str(js.f, "model", in.model);
+        fprintf(js.f, "  \"step\": %lld,\n", (long long)in.step);
+        fprintf(js.f, "  \"records\": %llu,\n", (unsigned long long)res.n);
+        fprintf(js.f, "  \"positives\": %llu,\n", (unsigned long long)res.positives);
+        fprintf(js.f, "  \"with_tokens\": %llu,\n", (unsigned long long)with_tokens);
+        json_num(js.f, "auc", res.auc, 0);
+        json_num(js.f, "gauc", res.gauc, 0);
+        json_num(js.f, "logloss", res.logloss, 0);
+        json_num(js.f, "calibration", res.calibration, 0);
+        json_num(js.f, "mean_score", res.mean_pred, 0);
+        json_num(js.f, "records_per_s", rate, 1);
+        fprintf(js.f, "}\n");
+    }
+    rc = out_close(&csv, rc, &eb);
+    rc = out_close(&js, rc, &eb);
+    if (rc == RD_OK) {
+        FILE *sum = csv.to_stdout ? stderr : stdout;
+        fprintf(
+            sum, "scored %llu records (%s split of %s) with %s (job %s, model %s, step %lld)%s\n",
+            (unsigned long long)res.n, split, data, bundle, in.job, in.model, (long long)in.step,
+            unchecked ? " [numeric transforms not recorded: unchecked]" : "");
+        fprintf(sum,
+                "AUC %.4f  GAUC %.4f (%llu users)  logloss %.4f  calibration %.4f  mean "
+                "score %.4f  positives %llu\n",
+                res.auc, res.gauc, (unsigned long long)res.gauc_users, res.logloss, res.calibration,
+                res.mean_pred, (unsigned long long)res.positives);
+        if (in.tok_length)
+            fprintf(sum, "instance tokens from %s: %llu of the records had some\n", store_dir,
+                    (unsigned long long)with_tokens);
+        fprintf(sum, "%.0f records/s (one request each, one thread%s)\n", rate,
+                store ? ", token fetch included" : "");
+    }
+    rd_free(keys);
+    rd_free(hist);
+    rd_free(hl);
+    rd_free(num);
+    rd_metrics_destroy(met);
+    rd_token_store_destroy(store);
+    rd_dataset_close(ds);
+    rd_serve_close(sv);
+    if (rc != RD_OK) {
+        fprintf(stderr, "recdistill score: %s\n", eb.msg);
+        return 1;
+    }
+    return rd_app_stdout_written("score", NULL);
+}

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# score.sh — `recdistill score` end to end:
+#   1. the tiny teacher + student run (tests/data/slurm-tiny.yaml, 4 ranks): the student's and
+#      the teacher's bundles score the holdout with the AUC, GAUC and sample count `train`
+#      reported for each job (report.json); --out writes one CSV row per record, --json the
+#      summary; the splits cover the dataset (batch + stream + holdout = all); --limit N scores
+#      N records; --out - puts the CSV on stdout and the summary on stderr;
+#   2. a CSV log with a standardised numeric field: a folder prepared from other data (the same
+#      log with other prices) is refused, naming the field, and nothing is written;
+#   3. a model reading instance tokens searched by series (configs/synthetic-iat-series.yaml,
+#      made small): with --run the bundle reads the run's store and scores the holdout with the
+#      reported AUC; without a store it is refused, with another run's store it stops at the
+#      first record (the store is not the model's) and leaves no output;
+#   4. bad arguments: usage errors exit 2, bad inputs exit 1 naming them, nothing written.
+#
+#   bash tests/scripts/score.sh build/recdistill
+set -u
+RD="${1:?usage: score.sh path/to/recdistill}"
+MPIEXEC="$(command -v mpiexec.mpich || true)"
+[ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+command -v python3 >/dev/null || { echo "python3 not found: skip"; exit 77; }
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+TMP="$(mktemp -d /tmp/rd_test_score_XXXXXX)"
+trap '[ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+export OPENBLAS_NUM_THREADS=1
+
+drun() { # N config out [--set ...]: one launch, 120 s at most (a hang is a failure)
+    local n="$1" cfg="$2" out="$3"
+    shift 3
+    timeout 120 "$MPIEXEC" -n "$n" "$RD" train "$cfg" --out "$out" "$@" >"$TMP/out" 2>"$TMP/err"
+    local rc=$?
+    [ $rc -eq 0 ] || fail "train $cfg (exit $rc): $(grep -v INFO "$TMP/err" | head -20)"
+}
+# expect CODE PATTERN cmd...: the command exits CODE and its stderr holds PATTERN (grep -E)
+expect() {
+    local code="$1" pat="$2"
+    shift 2
+    timeout 60 "$@" >"$TMP/o" 2>"$TMP/e"
+    local rc=$?
+    [ $rc -eq "$code" ] || fail "$* : exit $rc, expected $code: $(cat "$TMP/e")"
+    [ -z "$pat" ] || grep -Eq -- "$pat" "$TMP/e" || fail "$* : stderr lacks '$pat': $(cat "$TMP/e")"
+}
+# same JOB JSON REPORT: the summary of `score --json` equals the report's holdout figures of JOB
+same() {
+    python3 - "$@" <<'PY' || fail "score of $1 differs from the report"
+import json, sys
+job, js, rep = sys.argv[1:4]
+s = json.load(open(js))
+h = json.load(open(rep))["holdout"][job]
+print("%s: score AUC %.6f GAUC %.6f n %d; report AUC %.6f GAUC %.6f n %d"
+      % (job, s["auc"], s["gauc"], s["records"], h["auc"], h["gauc"], h["samples"]))
+assert s["records"] == h["samples"], "record counts differ"
+# The logits equal the trainer's up to the rounding of its batched matmuls (the logloss says so
+# to 1e-9); scores tied in one and not in the other move the AUC by a few 1e-5 (a two-tower
+# student over user and item only has many ties) and a user's GAUC a little more.
+assert abs(s["logloss"] - h["logloss"]) < 1e-7, "logloss differs"
+assert abs(s["auc"] - h["auc"]) < 1e-3 and abs(s["gauc"] - h["gauc"]) < 5e-3, "AUC differs"
+PY
+}
+
+# --- 1. the tiny run -------------------------------------------------------------------------
+C="$SRC/tests/data/slurm-tiny.yaml"
+drun 4 "$C" "$TMP/t"
+"$RD" export "$C" --run "$TMP/t" --out "$TMP/student.rdsv" >/dev/null 2>"$TMP/e" ||
+    fail "export student: $(cat "$TMP/e")"
+"$RD" export "$C" --run "$TMP/t" --job teacher --out "$TMP/teacher.rdsv" >/dev/null 2>"$TMP/e" ||
+    fail "export teacher: $(cat "$TMP/e")"
+for job in student teacher; do
+    "$RD" score "$TMP/$job.rdsv" --run "$TMP/t" --out "$TMP/$job.csv" --json "$TMP/$job.json" \
+        >"$TMP/$job.sum" 2>"$TMP/e" || fail "score $job: $(cat "$TMP/e")"
+    grep -q "^scored [0-9]* records (holdout split of $TMP/t/data)" "$TMP/$job.sum" ||
+        fail "score $job summary: $(cat "$TMP/$job.sum")"
+    grep -q "^AUC 0\.[0-9]*  GAUC" "$TMP/$job.sum" || fail "no AUC line: $(cat "$TMP/$job.sum")"
+    same "$job" "$TMP/$job.json" "$TMP/t/report.json"
+    n=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['records'])" "$TMP/$job.json")
+    [ "$(head -1 "$TMP/$job.csv")" = "record,user_key,item_key,ts,label,logit,score" ] ||
+        fail "CSV header: $(head -1 "$TMP/$job.csv")"
+    [ "$(($(wc -l <"$TMP/$job.csv") - 1))" -eq "$n" ] || fail "$job: CSV rows != $n records"
+done
+# The CSV's scores are the sigmoid of its logits, its labels 0/1, its records the holdout's.
+python3 - "$TMP/student.csv" <<'PY' || fail "student CSV"
+import csv, math, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+rec = [int(r["record"]) for r in rows]
+assert rec == list(range(rec[0], rec[0] + len(rec))), "records not consecutive"
+for r in rows:
+    assert r["label"] in ("0", "1")
+    s = 1 / (1 + math.exp(-float(r["logit"])))
+    assert abs(s - float(r["score"])) < 1e-6, r
+assert len(set(r["logit"] for r in rows)) > 10, "the scores do not vary"
+PY
+# The splits: batch + stream + holdout = all; --limit; --out - (CSV on stdout).
+for s in batch stream all; do
+    "$RD" score "$TMP/student.rdsv" --data "$TMP/t/data" --split "$s" --json "$TMP/$s.json" \
+        >/dev/null 2>"$TMP/e" || fail "score --split $s: $(cat "$TMP/e")"
+done
+python3 - "$TMP" <<'PY' || fail "split counts"
+import json, sys
+n = {s: json.load(open("%s/%s.json" % (sys.argv[1], s)))["records"] for s in ("batch", "stream", "all")}
+h = json.load(open(sys.argv[1] + "/student.json"))["records"]
+print("splits: batch %d, stream %d, holdout %d, all %d" % (n["batch"], n["stream"], h, n["all"]))
+assert n["batch"] + n["stream"] + h == n["all"] == 4000 and min(n.values()) > 0
+PY
+"$RD" score "$TMP/student.rdsv" --data "$TMP/t/data" --limit 7 --out - >"$TMP/lim.csv" 2>"$TMP/lim.err" ||
+    fail "score --limit 7 --out -: $(cat "$TMP/lim.err")"
+[ "$(wc -l <"$TMP/lim.csv")" -eq 8 ] || fail "--limit 7 --out -: $(cat "$TMP/lim.csv")"
+grep -q "^scored 7 records" "$TMP/lim.err" || fail "--out -: the summary belongs on stderr"
+echo "ok: the tiny run's bundles score the holdout as train reported"
+
+# --- 2. numeric inputs of other data -----------------------------------------------------------
+python3 - "$TMP" <<'PY'
+import os, random, sys
+d = sys.argv[1]
+rng = random.Random(5)
+rows = []
+for k in range(3000):
+    u, i = rng.randrange(60), rng.randrange(120)
+    price = round(rng.lognormvariate(1.0, 0.8), 2)
+    y = int(rng.random() < (0.6 if (u + i) % 3 == 0 else 0.2) * (1.2 if price < 3 else 0.8))
+    rows.append((1000 + k, u, i, y, price))
+for name, f in (("log", 1.0), ("other", 3.0)):
+    os.makedirs("%s/%s" % (d, name))
+    with open("%s/%s/log.csv" % (d, name), "w") as out:
+        out.write("t,u,i,y,price\n")
+        for t, u, i, y, p in rows:
+            out.write("%d,%d,i%d,%d,%.2f\n" % (t, u, i, y, p * f))
+PY
+cat >"$TMP/csv.yaml" <<EOF
+run: {name: scorecsv, seed: 3}
+cluster:
+  ps_ranks: 1
+  jobs: [{name: student, role: student, model: small}]
+data:
+  source: csv
+  input: $TMP/log
+  history_max: 8
+  schema:
+    path: log.csv
+    user_column: u
+    item_column: i
+    time_column: t
+    label: "y >= 1"
+    fields: [{name: price, kind: numeric, log1p: true, standardize: true}]
+  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 1}
+ps:
+  tables: [{name: e, dim: 4}]
+models:
+  - name: small
+    features: [{field: user, table: e}, {field: item, table: e}]
+    seq: {kind: mean, length: 8}
+    mlp: [8]
+train: {batch_size: 64}
+output: {progress_every_s: 0, plot: false}
+EOF
+drun 2 "$TMP/csv.yaml" "$TMP/c"
+"$RD" export "$TMP/csv.yaml" --run "$TMP/c" --out "$TMP/csv.rdsv" >/dev/null 2>"$TMP/e" ||
+    fail "export csv: $(cat "$TMP/e")"
+"$RD" score "$TMP/csv.rdsv" --run "$TMP/c" --json "$TMP/csv.json" >/dev/null 2>"$TMP/e" ||
+    fail "score csv: $(cat "$TMP/e")"
+same student "$TMP/csv.json" "$TMP/c/report.json"
+sed "s|input: $TMP/log$|input: $TMP/other|" "$TMP/csv.yaml" >"$TMP/other.yaml"
+grep -q "input: $TMP/other$" "$TMP/other.yaml" || fail "could not write the other config"
+"$RD" prepare "$TMP/other.yaml" --out "$TMP/otherdata" >/dev/null 2>"$TMP/e" || fail "prepare other: $(cat "$TMP/e")"
+expect 1 "numeric input 'price' is stored with .*prepared from other data" \
+    "$RD" score "$TMP/csv.rdsv" --data "$TMP/otherdata" --out "$TMP/x.csv" --json "$TMP/x.json"
+{ [ ! -e "$TMP/x.csv" ] && [ ! -e "$TMP/x.json" ]; } || fail "a refused score left output"
+echo "ok: a folder prepared from other data is refused"
+
+# --- 3. instance tokens searched by series -----------------------------------------------------
+S=(--set data.synthetic.events=3000 --set train.epochs=1 --set data.history_max=32
+    --set models.teacher.seq.length=32 --set models.teacher.tokens.search=32 --set tokens.window=8)
+I="$SRC/configs/synthetic-iat-series.yaml"
+drun 2 "$I" "$TMP/i" "${S[@]}"
+"$RD" export "$I" --run "$TMP/i" --job teacher --out "$TMP/iat.rdsv" "${S[@]}" >"$TMP/exp" 2>"$TMP/e" ||
+    fail "export iat: $(cat "$TMP/e")"
+grep -q "token search by item attribute 'series'" "$TMP/exp" || fail "export iat: $(cat "$TMP/exp")"
+"$RD" score "$TMP/iat.rdsv" --run "$TMP/i" --json "$TMP/iat.json" >"$TMP/iat.sum" 2>"$TMP/e" ||
+    fail "score iat: $(cat "$TMP/e")"
+grep -q "^instance tokens from $TMP/i/tokens: [1-9][0-9]* of the records had some" "$TMP/iat.sum" ||
+    fail "score iat: $(cat "$TMP/iat.sum")"
+same teacher "$TMP/iat.json" "$TMP/i/report.json"
+expect 1 "reads instance tokens: give its token store" "$RD" score "$TMP/iat.rdsv" --data "$TMP/i/data"
+drun 2 "$I" "$TMP/i2" "${S[@]}" --seed 8
+expect 1 "record [0-9]*: fetch tokens: the store .* is not the one model 'teacher' was trained on" \
+    "$RD" score "$TMP/iat.rdsv" --data "$TMP/i/data" --store "$TMP/i2/tokens" --out "$TMP/y.csv" \
+    --json "$TMP/y.json"
+{ [ ! -e "$TMP/y.csv" ] && [ ! -e "$TMP/y.json" ]; } || fail "a failed score left output"
+expect 1 "--store .*reads no instance tokens" \
+    "$RD" score "$TMP/student.rdsv" --data "$TMP/t/data" --store "$TMP/i/tokens"
+echo "ok: a token model searched by series scores the holdout as train reported"
+
+# --- 4. bad arguments ------------------------------------------------------------------------------
+B="$TMP/student.rdsv"
+expect 2 "missing BUNDLE" "$RD" score
+expect 2 "missing --data DIR" "$RD" score "$B"
+expect 2 "--split 'test': not one of holdout, stream, batch, all" "$RD" score "$B" --data "$TMP/t/data" --split test
+for v in 0 -3 x 1.5; do
+    expect 2 "--limit: '$v' is not a positive integer" "$RD" score "$B" --data "$TMP/t/data" --limit "$v"
+done
+expect 2 "--out and --json are the same file" "$RD" score "$B" --data "$TMP/t/data" --out "$TMP/z" --json "$TMP/z"
+expect 2 "--json -" "$RD" score "$B" --data "$TMP/t/data" --json -
+expect 2 "--data: empty value" "$RD" score "$B" --data ''
+expect 2 "BUNDLE: empty path" "$RD" score '' --data "$TMP/t/data"
+expect 1 "No such file" "$RD" score "$TMP/none.rdsv" --data "$TMP/t/data"
+expect 1 "not a serving bundle" "$RD" score "$C" --data "$TMP/t/data"
+expect 1 "--data .*is a checkpoint root .*, not a dataset folder" "$RD" score "$B" --data "$TMP/t/ckpt"
+expect 1 "--out .*s.csv is inside the dataset .*: nothing written" "$RD" score "$B" --data "$TMP/t/data" --out "$TMP/t/data/s.csv"
+expect 1 "--json .* is the bundle .*: nothing written" "$RD" score "$B" --data "$TMP/t/data" --json "$B"
+{ [ ! -e "$TMP/t/data/s.csv" ] && [ ! -e "$TMP/z" ]; } || fail "a refused score left output"
+expect 0 "" "$RD" score --help
+grep -q "^usage: recdistill score BUNDLE" "$TMP/o" || fail "score --help: $(cat "$TMP/o")"
+echo "score.sh: ok"
