@@ -10,10 +10,12 @@
 // (rd_serve_request_from_dataset), its instance tokens from the model's token store opened
 // read-only (rd_serve_fetch_tokens), as in training.
 //
-// The numeric inputs of a dataset are stored transformed with the statistics of the data it was
-// prepared from. A folder prepared from other data (another period of the log) stores other
-// values for the same raw ones, and the model would score values it never saw; such a folder is
-// refused, naming the first input whose transform differs.
+// The numeric inputs of a dataset are stored standardised with the statistics of the data it was
+// prepared from. A folder prepared from other data (another period of the log, another split)
+// stores other values for the same raw ones: its inputs are standardised again with the bundle's
+// statistics (a `missing: mean` value keeps that folder's mean, which is the one thing it cannot
+// tell apart). A folder whose fields differ (another log1p or standardize flag, other fields) is
+// refused, naming the field.
 //
 // Outputs (--out CSV, --json) are written to a temporary name and renamed: a failure leaves
 // nothing at their paths. Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
@@ -47,8 +49,9 @@ static void score_usage(FILE *out) {
             "job.\n"
             "\n"
             "  --data DIR    the prepared dataset (a folder of `recdistill prepare`, or\n"
-            "                <run>/data); it must have been prepared from the model's training\n"
-            "                data (its numeric inputs stored with the same statistics)\n"
+            "                <run>/data), of the model's schema; its numeric inputs are\n"
+            "                standardised again with the model's statistics when they differ\n"
+            "                (a folder of another period of the log)\n"
             "  --run DIR     the run folder of `train --out DIR`: --data DIR/data and, for a\n"
             "                bundle that reads instance tokens, --store DIR/tokens\n"
             "  --split SPLIT holdout (default), stream, batch or all\n"
@@ -62,10 +65,28 @@ static void score_usage(FILE *out) {
             "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n");
 }
 
-// The numeric inputs of the bundle and of the dataset must be one transform each: same field,
-// same log1p / standardize flags, same mean and std. A version-1 bundle did not record them.
-static int check_numeric(
-    const rd_serve *sv, const rd_dataset *ds, const char *data, int *unchecked, rd_errbuf *eb) {
+// How a numeric input stored in the dataset becomes the value the bundle's model reads. A
+// dataset stores log1p(x) (or x), standardised with the mean and std of the batch period of the
+// data it was prepared from; the model was trained on its own training data's. With the same
+// flags, a stored value s is taken back to u = s * std + mean and standardised again with the
+// bundle's figures. Inputs of equal figures pass unchanged (exactly).
+typedef struct numeric_conv {
+    int restd;              // 1: re-standardise
+    double ds_mean, ds_std; // the dataset's figures
+    double b_mean, b_std;   // the bundle's
+} numeric_conv;
+
+// Check the numeric inputs of the bundle against the dataset's and fill conv (n_in entries):
+// the same fields in the same order with the same log1p / standardize flags; the mean and std
+// may differ (*restd counts those inputs). A version-1 bundle or dataset recorded no transform:
+// its inputs pass unchanged (*unchecked = 1).
+static int check_numeric(const rd_serve *sv,
+                         const rd_dataset *ds,
+                         const char *data,
+                         numeric_conv *conv,
+                         int *restd,
+                         int *unchecked,
+                         rd_errbuf *eb) {
     rd_serve_info in;
     rd_serve_get_info(sv, &in);
     const rd_dataset_info *di = rd_dataset_get_info(ds);
@@ -76,8 +97,9 @@ static int check_numeric(
                           "%s has %u numeric inputs, the bundle's model reads %zu: it is not "
                           "data of the model's schema",
                           data, rd_dataset_n_inputs(di), n_in);
-    *unchecked = 0;
+    *unchecked = *restd = 0;
     for (size_t j = 0; j < n_in; j++) {
+        memset(&conv[j], 0, sizeof conv[j]);
         const char *name = NULL;
         uint32_t xf = 0;
         double mean = 0, sd = 1;
@@ -99,15 +121,20 @@ static int check_numeric(
             *unchecked = 1;
             continue;
         }
-        if (fd->transform != xf || fd->mean != mean || fd->std != sd)
+        if (fd->transform != xf)
             return rd_err_set(
                 eb, RD_ERR_SCHEMA,
-                "%s: numeric input '%s' is stored with transform 0x%x, mean %.17g, std %.17g; "
-                "the bundle's model was trained on 0x%x, mean %.17g, std %.17g: the folder was "
-                "prepared from other data than the model's training data, so its stored values "
-                "are not those the model saw (score the training run's <run>/data, or send raw "
-                "values to rd_serve_score with numeric_raw)",
-                data, name, fd->transform, fd->mean, fd->std, xf, mean, sd);
+                "%s: numeric input '%s' is stored%s%s, the bundle's model read it%s%s: "
+                "the folder was prepared with another schema (the field's log1p / "
+                "standardize)",
+                data, name, fd->transform & RD_XFORM_LOG1P ? " after log1p" : "",
+                fd->transform & RD_XFORM_STANDARDIZE ? " standardised" : " as is",
+                xf & RD_XFORM_LOG1P ? " after log1p" : "",
+                xf & RD_XFORM_STANDARDIZE ? " standardised" : " as is");
+        if ((xf & RD_XFORM_STANDARDIZE) && (fd->mean != mean || fd->std != sd)) {
+            conv[j] = (numeric_conv){1, fd->mean, fd->std, mean, sd};
+            (*restd)++;
+        }
     }
     return RD_OK;
 }
@@ -282,9 +309,10 @@ int rd_cmd_score(int argc, char **argv) {
             rd_err_set(&eb, rc, "--data %s", msg);
         }
     }
-    int unchecked = 0;
+    int unchecked = 0, restd = 0;
+    numeric_conv conv[RD_MAX_FIELDS];
     if (rc == RD_OK)
-        rc = check_numeric(sv, ds, data, &unchecked, &eb);
+        rc = check_numeric(sv, ds, data, conv, &restd, &unchecked, &eb);
     // The token store: the bundle's model reads tokens exactly when it needs one.
     if (rc == RD_OK && in.tok_length) {
         if (!store_dir && run) {
@@ -336,6 +364,11 @@ int rd_cmd_score(int argc, char **argv) {
             rd_err_prefix(&eb, "%s record %llu: ", data, (unsigned long long)i);
             break;
         }
+        for (size_t j = 0; restd && j < NN - in.n_stats; j++)
+            if (conv[j].restd) {
+                double u = (double)num[j] * conv[j].ds_std + conv[j].ds_mean;
+                num[j] = (float)((u - conv[j].b_mean) / conv[j].b_std);
+            }
         uint64_t item = rec->item_key;
         rd_serve_request rq = {.n = 1,
                                .keys = keys,
@@ -383,6 +416,7 @@ int rd_cmd_score(int argc, char **argv) {
         fprintf(js.f, "  \"records\": %llu,\n", (unsigned long long)res.n);
         fprintf(js.f, "  \"positives\": %llu,\n", (unsigned long long)res.positives);
         fprintf(js.f, "  \"with_tokens\": %llu,\n", (unsigned long long)with_tokens);
+        fprintf(js.f, "  \"numeric_restandardised\": %d,\n", restd);
         json_num(js.f, "auc", res.auc, 0);
         json_num(js.f, "gauc", res.gauc, 0);
         json_num(js.f, "logloss", res.logloss, 0);
@@ -404,6 +438,11 @@ int rd_cmd_score(int argc, char **argv) {
                 "score %.4f  positives %llu\n",
                 res.auc, res.gauc, (unsigned long long)res.gauc_users, res.logloss, res.calibration,
                 res.mean_pred, (unsigned long long)res.positives);
+        if (restd)
+            fprintf(sum,
+                    "%d numeric input%s standardised again: %s was prepared from other data "
+                    "than the model's training data\n",
+                    restd, restd == 1 ? "" : "s", data);
         if (in.tok_length)
             fprintf(sum, "instance tokens from %s: %llu of the records had some\n", store_dir,
                     (unsigned long long)with_tokens);

@@ -6,7 +6,9 @@
 #      summary; the splits cover the dataset (batch + stream + holdout = all); --limit N scores
 #      N records; --out - puts the CSV on stdout and the summary on stderr;
 #   2. a CSV log with a standardised numeric field: a folder prepared from other data (the same
-#      log with other prices) is refused, naming the field, and nothing is written;
+#      log with another split, so other statistics) is standardised again with the bundle's and
+#      scores every record as the training folder does; one with other prices is scored too;
+#      one whose field has another transform (no log1p) is refused, naming it, nothing written;
 #   3. a model reading instance tokens searched by series (configs/synthetic-iat-series.yaml,
 #      made small): with --run the bundle reads the run's store and scores the holdout with the
 #      reported AUC; without a store it is refused, with another run's store it stops at the
@@ -159,13 +161,43 @@ drun 2 "$TMP/csv.yaml" "$TMP/c"
 "$RD" score "$TMP/csv.rdsv" --run "$TMP/c" --json "$TMP/csv.json" >/dev/null 2>"$TMP/e" ||
     fail "score csv: $(cat "$TMP/e")"
 same student "$TMP/csv.json" "$TMP/c/report.json"
+# The same log with another split: other batch-period statistics, so every stored price
+# differs; standardised again, each record scores as in the training folder (to float rounding).
+sed 's/batch_fraction: 0.8/batch_fraction: 0.5/' "$TMP/csv.yaml" >"$TMP/split.yaml"
+grep -q "batch_fraction: 0.5" "$TMP/split.yaml" || fail "could not write the other-split config"
+"$RD" prepare "$TMP/split.yaml" --out "$TMP/splitdata" >/dev/null 2>"$TMP/e" || fail "prepare split: $(cat "$TMP/e")"
+for d in c/data splitdata; do
+    "$RD" score "$TMP/csv.rdsv" --data "$TMP/$d" --split all --out "$TMP/${d%%/*}.csv" \
+        --json "$TMP/${d%%/*}.json" >"$TMP/${d%%/*}.sum" 2>"$TMP/e" || fail "score $d: $(cat "$TMP/e")"
+done
+grep -q "^1 numeric input standardised again: $TMP/splitdata was prepared from other data" \
+    "$TMP/splitdata.sum" || fail "other split: $(cat "$TMP/splitdata.sum")"
+! grep -q "standardised again" "$TMP/c.sum" || fail "the training folder was standardised again"
+python3 - "$TMP" <<'PY' || fail "the other split's scores"
+import csv, json, sys
+d = sys.argv[1]
+a = list(csv.DictReader(open(d + "/c.csv")))
+b = list(csv.DictReader(open(d + "/splitdata.csv")))
+assert len(a) == len(b) == 3000
+md = max(abs(float(x["logit"]) - float(y["logit"])) for x, y in zip(a, b))
+assert all(x["record"] == y["record"] and x["label"] == y["label"] for x, y in zip(a, b))
+assert json.load(open(d + "/splitdata.json"))["numeric_restandardised"] == 1
+print("another split of the same log, standardised again: max |logit difference| %.3g" % md)
+assert md < 1e-4, md
+PY
+# Other prices: scored (standardised again); another schema of the field: refused.
 sed "s|input: $TMP/log$|input: $TMP/other|" "$TMP/csv.yaml" >"$TMP/other.yaml"
 grep -q "input: $TMP/other$" "$TMP/other.yaml" || fail "could not write the other config"
 "$RD" prepare "$TMP/other.yaml" --out "$TMP/otherdata" >/dev/null 2>"$TMP/e" || fail "prepare other: $(cat "$TMP/e")"
-expect 1 "numeric input 'price' is stored with .*prepared from other data" \
-    "$RD" score "$TMP/csv.rdsv" --data "$TMP/otherdata" --out "$TMP/x.csv" --json "$TMP/x.json"
+"$RD" score "$TMP/csv.rdsv" --data "$TMP/otherdata" >"$TMP/other.sum" 2>"$TMP/e" || fail "score other: $(cat "$TMP/e")"
+grep -q "^1 numeric input standardised again" "$TMP/other.sum" || fail "other prices: $(cat "$TMP/other.sum")"
+sed 's/log1p: true, //' "$TMP/other.yaml" >"$TMP/nolog.yaml"
+grep -q "{name: price, kind: numeric, standardize: true}" "$TMP/nolog.yaml" || fail "could not write the no-log1p config"
+"$RD" prepare "$TMP/nolog.yaml" --out "$TMP/nologdata" >/dev/null 2>"$TMP/e" || fail "prepare nolog: $(cat "$TMP/e")"
+expect 1 "numeric input 'price' is stored standardised, the bundle's model read it after log1p standardised: the folder was prepared with another schema" \
+    "$RD" score "$TMP/csv.rdsv" --data "$TMP/nologdata" --out "$TMP/x.csv" --json "$TMP/x.json"
 { [ ! -e "$TMP/x.csv" ] && [ ! -e "$TMP/x.json" ]; } || fail "a refused score left output"
-echo "ok: a folder prepared from other data is refused"
+echo "ok: a folder of other data is standardised again, one of another schema refused"
 
 # --- 3. instance tokens searched by series -----------------------------------------------------
 S=(--set data.synthetic.events=3000 --set train.epochs=1 --set data.history_max=32
