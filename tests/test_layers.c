@@ -1223,6 +1223,70 @@ static void test_reqattn(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Shared history (serving: B candidates of one request read one history)
+
+// rd_din_forward_shared and rd_reqattn_forward_shared against their plain kernels on B copies of
+// the history (the reference: what serving ran before). The DIN builds the same rows in the same
+// order, so its output must be the same bits; the request attention's key / value matmul runs on
+// T rows instead of B T, which OpenBLAS may round differently: a few ulp.
+static void shared_case(size_t B, size_t T, size_t C, const float *hmask, uint64_t seed) {
+    arena A;
+    arena_init(&A, 1 << 18);
+    rd_rng r;
+    rd_rng_seed(&r, seed);
+    rd_seq_dims d = {.B = B, .T = T, .C = C, .NH = 2, .E = 7, .H = 6, .act = RD_ACT_RELU};
+    float *mask = take(&A, B * T), *k = rnd(&A, &r, T * C, 1.0f), *kb = take(&A, B * T * C);
+    for (size_t b = 0; b < B; b++) {
+        memcpy(mask + b * T, hmask, T * sizeof(float));
+        memcpy(kb + b * T * C, k, T * C * sizeof(float));
+    }
+    // DIN
+    rd_din_weights w, dw;
+    rd_din_acts a, a_s;
+    rd_din_scratch s, s_s;
+    din_alloc(&A, &r, &d, &w, &dw, &a, &s, 2);
+    rd_din_weights w_save = w;
+    din_alloc(&A, &r, &d, &w, &dw, &a_s, &s_s, 2);
+    w = w_save;
+    float *q = rnd(&A, &r, B * C, 1.0f), *out = take(&A, B * C), *out_s = take(&A, B * C);
+    rd_din_forward(out, &a, q, kb, mask, &w, &d);
+    rd_din_forward_shared(out_s, &a_s, q, k, hmask, &w, &d);
+    assert_memory_equal(out, out_s, B * C * sizeof(float));
+    assert_memory_equal(a.att, a_s.att, B * T * sizeof(float));
+    if (all_zero(hmask, T)) // no valid position: every output 0
+        assert_true(all_zero(out_s, B * C));
+    // Request attention
+    rd_reqattn_weights rw;
+    ra_weights(&A, &r, &d, &rw, 1);
+    rd_reqattn_acts ra, ra_s;
+    rd_reqattn_scratch rs;
+    ra_acts(&A, &d, &ra, &rs);
+    ra_acts(&A, &d, &ra_s, &rs);
+    float *x = rnd(&A, &r, B * d.E, 1.0f);
+    rd_reqattn_forward(out, &ra, x, kb, mask, &rw, &d);
+    rd_reqattn_forward_shared(out_s, &ra_s, x, k, hmask, &rw, &d);
+    char what[64];
+    snprintf(what, sizeof what, "shared reqattn T=%zu C=%zu", T, C);
+    assert_close(out_s, out, B * C, 1e-5f, what);
+    assert_close(ra_s.att, ra.att, B * d.NH * T, 1e-5f, what);
+    arena_free(&A);
+}
+
+static void test_shared_history(void **state) {
+    (void)state;
+    const float some[6] = {1, 1, 0, 1, 0, 0}, all[6] = {1, 1, 1, 1, 1, 1}, none[6] = {0};
+    for (size_t B = 1; B <= 5; B += 4) {
+        shared_case(B, 6, 4, some, 21 + B);
+        shared_case(B, 6, 4, all, 31 + B);
+        shared_case(B, 6, 4, none, 41 + B); // an empty history (0 valid positions)
+    }
+    float big[35];
+    for (size_t t = 0; t < 35; t++) // padding inside the first 16 keys, and after the 30th
+        big[t] = t % 5 == 2 || t >= 30 ? 0.0f : 1.0f;
+    shared_case(9, 35, 18, big, 51);
+}
+
+// ---------------------------------------------------------------------------------------------
 // MLP and two towers
 
 static void mlp_alloc(arena *A,
@@ -1551,21 +1615,14 @@ static void test_two_tower(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_linear),
-        cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_layernorm),
-        cmocka_unit_test(test_embedding_pool),
-        cmocka_unit_test(test_concat),
-        cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_target_attention),
-        cmocka_unit_test(test_masked_mean),
-        cmocka_unit_test(test_losses),
-        cmocka_unit_test(test_din),
-        cmocka_unit_test(test_tblock),
-        cmocka_unit_test(test_reqattn),
-        cmocka_unit_test(test_mlp),
-        cmocka_unit_test(test_mlp_dropout),
-        cmocka_unit_test(test_dropout_mask),
+        cmocka_unit_test(test_linear),           cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_layernorm),        cmocka_unit_test(test_embedding_pool),
+        cmocka_unit_test(test_concat),           cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_target_attention), cmocka_unit_test(test_masked_mean),
+        cmocka_unit_test(test_losses),           cmocka_unit_test(test_din),
+        cmocka_unit_test(test_tblock),           cmocka_unit_test(test_reqattn),
+        cmocka_unit_test(test_shared_history),   cmocka_unit_test(test_mlp),
+        cmocka_unit_test(test_mlp_dropout),      cmocka_unit_test(test_dropout_mask),
         cmocka_unit_test(test_two_tower),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -901,6 +901,173 @@ static int has_prefix(const char *s, const char *p) {
     return strncmp(s, p, strlen(p)) == 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Shared history (rd_batch.seq_shared / tok_shared): the serving forward of B candidates of one
+// request against the plain forward on B copies of example 0's history and tokens (the naive
+// twin: what serving ran before).
+
+// Example 0's history and tokens in `mode` 0: as tb_make made them (full history, the last token
+// padded); 1: two events, one token; 2: empty (no valid event, no valid token). Then copied to
+// every example.
+static void share_example0(tbatch *t, const rd_model *m, int mode) {
+    size_t B = t->b.B;
+    if (m->seq_table >= 0) {
+        size_t L = m->seq_length;
+        for (size_t j = 0; j < L; j++)
+            if (mode == 2 || (mode == 1 && j >= 2))
+                t->seq_idx[j] = -1;
+        for (size_t b = 1; b < B; b++) {
+            memcpy(t->seq_idx + b * L, t->seq_idx, L * sizeof(int32_t));
+            memcpy(t->seq_labels + b * L, t->seq_labels, L);
+        }
+    }
+    if (m->tok_length > 0) {
+        size_t L = m->tok_length, d = m->tok_dim, S = m->tok_side;
+        for (size_t j = 0; j < L; j++)
+            if (mode == 2 || (mode == 1 && j >= 1))
+                t->tok_mask[j] = 0;
+        for (size_t b = 1; b < B; b++) {
+            memcpy(t->tokens + b * L * d, t->tokens, L * d * sizeof(float));
+            memcpy(t->tok_mask + b * L, t->tok_mask, L);
+            memcpy(t->tok_labels + b * L, t->tok_labels, L);
+            if (S)
+                memcpy(t->tok_side + b * L * S, t->tok_side, L * S * sizeof(float));
+        }
+    }
+}
+
+// Rows 1.. of the history and token arrays out of range: a shared forward must not read them.
+static void spoil_rows(tbatch *t, const rd_model *m, int seq, int tok) {
+    size_t B = t->b.B;
+    if (seq && m->seq_table >= 0)
+        for (size_t i = m->seq_length; i < B * m->seq_length; i++) {
+            t->seq_idx[i] = 1 << 30;
+            t->seq_labels[i] = 7;
+        }
+    if (tok && m->tok_length > 0) {
+        size_t L = m->tok_length;
+        for (size_t i = L * m->tok_dim; i < B * L * m->tok_dim; i++)
+            t->tokens[i] = NAN;
+        for (size_t i = L; i < B * L; i++)
+            t->tok_mask[i] = t->tok_labels[i] = 9;
+        for (size_t i = L * m->tok_side; i < B * L * m->tok_side; i++)
+            t->tok_side[i] = NAN;
+    }
+}
+
+// The logits of the shared forward (seq, tok as the flags) vs the plain one; returns the largest
+// difference (a few ulp at most: the shared matmuls run on fewer rows).
+static double shared_vs_plain(const rd_model_config *mc, const rd_model_opts *o, uint64_t seed) {
+    const size_t B = 5;
+    rd_model_opts ob = *o;
+    ob.max_batch = B;
+    rd_model *m = build(mc, &ob);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    double worst = 0.0;
+    for (int mode = 0; mode < 3; mode++) {
+        for (int flags = 1; flags < 4; flags++) {
+            int seq = flags & 1, tok = (flags >> 1) & 1;
+            if ((seq && m->seq_table < 0) || (tok && m->tok_length == 0))
+                continue;
+            tbatch t;
+            tb_make(&t, m, B, seed + (uint64_t)mode, 0);
+            share_example0(&t, m, mode);
+            assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+            float plain[B], plain_aux[B];
+            memcpy(plain, m->logits_main, sizeof plain);
+            if (m->two_towers)
+                memcpy(plain_aux, m->logits_aux, sizeof plain_aux);
+            // The shared forward reads row 0 only: spoil the other rows of what it shares, and
+            // leave other activations behind (a slip to a stale row of the last forward would
+            // read other histories).
+            spoil_rows(&t, m, seq, tok);
+            tbatch other;
+            tb_make(&other, m, B, seed + 99, 0);
+            assert_int_equal(rd_model_forward(m, &other.b, &eb), RD_OK);
+            tb_free(&other);
+            t.b.seq_shared = seq;
+            t.b.tok_shared = tok;
+            int rc = rd_model_forward(m, &t.b, &eb);
+            if (rc != RD_OK)
+                fail_msg("%s mode %d flags %d: %s", mc->name, mode, flags, eb.msg);
+            for (size_t b = 0; b < B; b++) {
+                double dz = fabs((double)m->logits_main[b] - (double)plain[b]);
+                if (m->two_towers)
+                    dz = fmax(dz, fabs((double)m->logits_aux[b] - (double)plain_aux[b]));
+                if (!(dz <= 1e-5 * fmax(1.0, fabs((double)plain[b]))))
+                    fail_msg("%s mode %d flags %d: example %zu: shared %.9g vs plain %.9g",
+                             mc->name, mode, flags, b, (double)m->logits_main[b], (double)plain[b]);
+                worst = fmax(worst, dz);
+            }
+            // Inference only: no backward after it, and a plain forward allows one again.
+            assert_int_equal(rd_model_backward(m, &t.b, &eb), RD_ERR_STATE);
+            assert_non_null(strstr(eb.msg, "shared"));
+            float dh[B * 64];
+            memset(dh, 0, sizeof dh);
+            assert_true(rd_model_hidden_dim(m) <= 64);
+            assert_int_equal(rd_model_backward_hidden(m, &t.b, dh, &eb), RD_ERR_STATE);
+            tb_free(&t);
+            tb_make(&t, m, B, seed, 0);
+            assert_int_equal(rd_model_forward(m, &t.b, &eb), RD_OK);
+            assert_int_equal(rd_model_backward(m, &t.b, &eb), RD_OK);
+            tb_free(&t);
+        }
+    }
+    rd_model_destroy(m);
+    return worst;
+}
+
+// The DIN history branch (config b, with a mean token branch; config d with a din token branch;
+// config f with a din view), the transformer history (config a with a din token branch; config
+// f with a mean or din view, by label), a mean history with a transformer token branch (config
+// c), and the token branch over DIN and transformer with tokens.norm, side values and the
+// request_seq query; each with a full, a short and an empty history.
+static void test_shared_history(void **state) {
+    (void)state;
+    rd_model_config mc;
+    rd_model_opts o = opts_for(4, 0, 3), o0 = opts_for(4, 0, 0);
+    double worst = 0.0;
+    config_b(&mc);
+    worst = fmax(worst, shared_vs_plain(&mc, &o, 101));
+    config_d(&mc, RD_SEQ_DIN);
+    worst = fmax(worst, shared_vs_plain(&mc, &o, 102));
+    config_d(&mc, RD_SEQ_TRANSFORMER);
+    worst = fmax(worst, shared_vs_plain(&mc, &o, 103));
+    config_c(&mc);
+    worst = fmax(worst, shared_vs_plain(&mc, &o, 104));
+    config_f(&mc, RD_SEQ_DIN, RD_SEQ_DIN, 3);
+    worst = fmax(worst, shared_vs_plain(&mc, &o0, 105));
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_DIN, 3);
+    mc.seq.view_by_label = 1;
+    worst = fmax(worst, shared_vs_plain(&mc, &o0, 106));
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 4);
+    worst = fmax(worst, shared_vs_plain(&mc, &o0, 107));
+    // Token branches with tokens.norm, side values and numeric inputs; the query from
+    // [x_req | seq out].
+    rd_model_opts os = opts_for(4, 2, 5);
+    os.token_side = 2;
+    config_a(&mc);
+    mc.tokens.norm = 1;
+    worst = fmax(worst, shared_vs_plain(&mc, &os, 108));
+    os = opts_for(4, 0, 3);
+    os.token_side = 1;
+    const int kinds[2] = {RD_SEQ_DIN, RD_SEQ_TRANSFORMER};
+    for (int k = 0; k < 2; k++) {
+        config_d(&mc, kinds[k]);
+        mc.tokens.norm = 1;
+        worst = fmax(worst, shared_vs_plain(&mc, &os, 109));
+        mc.tokens.query = 1;
+        worst = fmax(worst, shared_vs_plain(&mc, &os, 110));
+    }
+    // Causal self-attention in both branches.
+    config_d(&mc, RD_SEQ_TRANSFORMER);
+    mc.seq.kind = RD_SEQ_TRANSFORMER;
+    o.causal = 1;
+    worst = fmax(worst, shared_vs_plain(&mc, &o, 111));
+    print_message("shared history vs plain: max |logit difference| %.3g\n", worst);
+}
+
 static void test_two_tower_isolation(void **state) {
     (void)state;
     rd_model_config mc;
@@ -1460,6 +1627,7 @@ int main(void) {
         cmocka_unit_test(test_seq_view_window),
         cmocka_unit_test(test_seq_view_by_label),
         cmocka_unit_test(test_token_gate_starts_closed),
+        cmocka_unit_test(test_shared_history),
         cmocka_unit_test(test_two_tower_isolation),
         cmocka_unit_test(test_overfit),
         cmocka_unit_test(test_prefix_and_determinism),

@@ -1074,27 +1074,32 @@ static size_t packed_rows(const float *mask, size_t BT, int pack) {
 }
 
 // Scores (n rows, or BT without packing) -> att (positional, 0 on padding) -> softmax -> out.
+// Example b reads k + b * ks and mask + b * ms: (T * C, T) for its own history, (0, 0) when every
+// example reads example 0's (rd_din_forward_shared).
 static void din_attend(int (*softmax)(float *, const float *, size_t),
                        float *out,
                        const rd_din_acts *a,
                        const float *k,
                        const float *mask,
+                       size_t ks,
+                       size_t ms,
                        size_t n,
                        const rd_seq_dims *d) {
     size_t B = d->B, T = d->T, C = d->C, BT = B * T;
     if (n == BT) {
         memcpy(a->att, a->score, BT * sizeof(float));
     } else { // the scores back to their positions; a padded one is 0 (the softmax drops it)
-        for (size_t i = 0, r = 0; i < BT; i++)
-            a->att[i] = mask[i] != 0.0f ? a->score[r++] : 0.0f;
+        for (size_t b = 0, r = 0; b < B; b++)
+            for (size_t t = 0; t < T; t++)
+                a->att[b * T + t] = mask[b * ms + t] != 0.0f ? a->score[r++] : 0.0f;
     }
     for (size_t b = 0; b < B; b++) {
         float *p = a->att + b * T;
-        softmax(p, mask ? mask + b * T : NULL, T);
+        softmax(p, mask ? mask + b * ms : NULL, T);
         float *o = out + b * C;
         memset(o, 0, C * sizeof *o);
         for (size_t t = 0; t < T; t++) {
-            const float *kt = k + (b * T + t) * C;
+            const float *kt = k + b * ks + t * C;
             for (size_t i = 0; i < C; i++)
                 o[i] += p[t] * kt[i];
         }
@@ -1138,16 +1143,20 @@ static void din_dscore(float *dk,
                 s->dscore[r++] = s->dscore[i];
 }
 
-void rd_din_forward(float *out,
-                    const rd_din_acts *a,
-                    const float *q,
-                    const float *k,
-                    const float *mask,
-                    const rd_din_weights *w,
-                    const rd_seq_dims *d) {
+// The fast forward; example b reads its keys and mask at k + b * ks, mask + b * ms (din_attend).
+static void din_forward(float *out,
+                        const rd_din_acts *a,
+                        const float *q,
+                        const float *k,
+                        const float *mask,
+                        size_t ks,
+                        size_t ms,
+                        const rd_din_weights *w,
+                        const rd_seq_dims *d) {
     size_t B = d->B, T = d->T, C = d->C, H = d->H, C2 = 2 * C;
     RD_ASSERT(B > 0 && T > 0 && C > 0 && H > 0 && d->act != RD_ACT_NONE && a->fold);
-    const size_t BT = B * T, n = packed_rows(mask, BT, 1);
+    // Valid rows: every example's, or B times those of the one shared history.
+    const size_t BT = B * T, n = ms ? packed_rows(mask, BT, 1) : B * packed_rows(mask, T, 1);
     float *wk = a->fold, *wq = wk + H * C2, *uq = wq + H * C;
     for (size_t h = 0; h < H; h++) {
         const float *r = w->w1 + h * 4 * C;
@@ -1163,9 +1172,9 @@ void rd_din_forward(float *out,
     for (size_t b = 0; b < B; b++) {
         const float *qb = q + b * C;
         for (size_t t = 0; t < T; t++) {
-            if (n < BT && mask[b * T + t] == 0.0f)
+            if (n < BT && mask[b * ms + t] == 0.0f)
                 continue;
-            const float *kt = k + (b * T + t) * C;
+            const float *kt = k + b * ks + t * C;
             float *f = a->feat + r * C2;
             memcpy(f, kt, C * sizeof *f);
             for (size_t i = 0; i < C; i++)
@@ -1180,7 +1189,31 @@ void rd_din_forward(float *out,
         rd_act_forward(a->hid_act, a->hid, n * H, d->act);
         rd_linear_forward(a->score, a->hid_act, w->w2, w->b2, n, H, 1);
     }
-    din_attend(softmax_row, out, a, k, mask, n, d);
+    din_attend(softmax_row, out, a, k, mask, ks, ms, n, d);
+}
+
+void rd_din_forward(float *out,
+                    const rd_din_acts *a,
+                    const float *q,
+                    const float *k,
+                    const float *mask,
+                    const rd_din_weights *w,
+                    const rd_seq_dims *d) {
+    din_forward(out, a, q, k, mask, d->T * d->C, d->T, w, d);
+}
+
+// Every example reads the one history (k, mask): the same rows as rd_din_forward on B copies of
+// it, in the same order, through the same matmuls, so the same bits. What the sharing saves is
+// the caller's: the history's gather, in-projection (and a token adapter) ran once for all B.
+void rd_din_forward_shared(float *out,
+                           const rd_din_acts *a,
+                           const float *q,
+                           const float *k,
+                           const float *mask,
+                           const rd_din_weights *w,
+                           const rd_seq_dims *d) {
+    RD_ASSERT(mask != NULL);
+    din_forward(out, a, q, k, mask, 0, 0, w, d);
 }
 
 void rd_din_backward(float *dq,
@@ -1279,7 +1312,7 @@ void rd_din_forward_naive(float *out,
     rd_linear_forward_naive(a->hid, a->feat, w->w1, w->b1, BT, 4 * C, H);
     rd_act_forward(a->hid_act, a->hid, BT * H, d->act);
     rd_linear_forward_naive(a->score, a->hid_act, w->w2, w->b2, BT, H, 1);
-    din_attend(rd__softmax_row_naive, out, a, k, mask, BT, d);
+    din_attend(rd__softmax_row_naive, out, a, k, mask, T * C, T, BT, d);
 }
 
 void rd_din_backward_naive(float *dq,
@@ -1553,6 +1586,37 @@ void rd_reqattn_forward(float *out,
                         const rd_reqattn_weights *w,
                         const rd_seq_dims *d) {
     reqattn_forward(&kern_blas, 1, out, acts, x_req, h, mask, w, d);
+}
+// Every example's query against the one history h (T, C), mask (T): the layer norm and the
+// key / value linear run once, on its valid rows; the query, the attention and the output
+// projection per example. Each example's attention is rd_target_attention_forward of one
+// example over that kv, the calls rd_reqattn_forward makes per example. The key / value linear
+// runs on n rows instead of B n: OpenBLAS may round a row differently with another row count (a
+// few ulp; a batch of another size does the same), so the result equals the plain one to that.
+void rd_reqattn_forward_shared(float *out,
+                               const rd_reqattn_acts *a,
+                               const float *x_req,
+                               const float *h,
+                               const float *mask,
+                               const rd_reqattn_weights *w,
+                               const rd_seq_dims *d) {
+    size_t B = d->B, T = d->T, C = d->C, E = d->E, NH = d->NH;
+    RD_ASSERT(E > 0 && C % NH == 0 && mask != NULL);
+    const size_t n = packed_rows(mask, T, 1);
+    const float *x = h;
+    if (n < T) { // the valid rows of h, in kv until the linear writes it
+        rows_gather(a->kv, h, mask, T, C);
+        x = a->kv;
+    }
+    rd_layernorm_forward(a->ln, a->ln_mean, a->ln_rstd, x, w->lnw, w->lnb, n, C);
+    rd_linear_forward(a->q, x_req, w->qw, w->qb, B, E, C);
+    rd_linear_forward(a->kv, a->ln, w->kvw, w->kvb, n, C, 2 * C);
+    if (n < T)
+        rows_scatter(a->kv, a->kv, mask, T, n, 2 * C);
+    for (size_t b = 0; b < B; b++)
+        rd_target_attention_forward(a->o + b * C, a->att + b * NH * T, a->q + b * C, a->kv, mask, 1,
+                                    T, C, NH);
+    rd_linear_forward(out, a->o, w->projw, w->projb, B, C, C);
 }
 void rd_reqattn_backward(float *dx_req,
                          float *dh,

@@ -163,6 +163,9 @@ struct rd__model_priv {
     size_t fwd_B;                // B of the last forward, 0 = none
     int fwd_head;                // 1 = the last forward ran the head and losses (rd_model_forward),
                                  // 0 = it stopped at h (rd_model_forward_hidden)
+    int fwd_shared;              // 1 = the last forward shared a history (rd_batch.seq_shared or
+                                 // tok_shared): it kept no per-example activations to go back
+                                 // through
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1029,28 +1032,30 @@ int rd_model_check_batch(const rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
             return rd_err_set(eb, RD_ERR_ARG,
                               "batch: the model has a seq branch but seq_idx is "
                               "NULL");
-        if ((rc = check_idx(bt->seq_idx, B, m->seq_length, bt->n_rows[m->seq_table], "seq_idx",
+        const size_t Bh = bt->seq_shared ? 1 : B; // histories the batch holds
+        if ((rc = check_idx(bt->seq_idx, Bh, m->seq_length, bt->n_rows[m->seq_table], "seq_idx",
                             m->tables[m->seq_table].name, eb)))
             return rc;
         if (m->seq_with_labels) {
             if (!bt->seq_labels)
                 return rd_err_set(eb, RD_ERR_ARG,
                                   "batch: seq.with_labels is on but seq_labels is NULL");
-            if ((rc = check_01(bt->seq_labels, B * m->seq_length, "seq_labels", eb)))
+            if ((rc = check_01(bt->seq_labels, Bh * m->seq_length, "seq_labels", eb)))
                 return rc;
         }
     }
     if (m->tok_length > 0) {
+        const size_t Bt = bt->tok_shared ? 1 : B; // token sequences the batch holds
         if (!bt->tokens || !bt->tok_mask || !bt->tok_labels)
             return rd_err_set(eb, RD_ERR_ARG,
                               "batch: the model has a token branch but tokens, tok_mask or "
                               "tok_labels is NULL");
 #ifndef NDEBUG
-        if ((rc = check_floats(bt->tokens, B * m->tok_length * m->tok_dim, "tokens", eb)))
+        if ((rc = check_floats(bt->tokens, Bt * m->tok_length * m->tok_dim, "tokens", eb)))
             return rc;
 #endif
-        if ((rc = check_01(bt->tok_mask, B * m->tok_length, "tok_mask", eb)) ||
-            (rc = check_01(bt->tok_labels, B * m->tok_length, "tok_labels", eb)))
+        if ((rc = check_01(bt->tok_mask, Bt * m->tok_length, "tok_mask", eb)) ||
+            (rc = check_01(bt->tok_labels, Bt * m->tok_length, "tok_labels", eb)))
             return rc;
         if (m->tok_side && !bt->tok_side)
             return rd_err_set(eb, RD_ERR_ARG,
@@ -1058,7 +1063,7 @@ int rd_model_check_batch(const rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
                               m->tok_side);
 #ifndef NDEBUG
         if (m->tok_side &&
-            (rc = check_floats(bt->tok_side, B * m->tok_length * m->tok_side, "tok_side", eb)))
+            (rc = check_floats(bt->tok_side, Bt * m->tok_length * m->tok_side, "tok_side", eb)))
             return rc;
 #endif
     }
@@ -1097,31 +1102,50 @@ int rd_model_check_batch(const rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-static void branch_forward(branch *br, const float *x_req, size_t B) {
+// With `shared` (rd_batch.seq_shared / tok_shared, inference only) br->mask and br->bin hold
+// example 0's history alone, one row of L, and every per-position activation of the branch is
+// computed on that row once: the in-projection, a transformer's blocks, the request attention's
+// layer norm and keys / values. What reads the example's own inputs — the DIN or request
+// attention query and what follows it — runs per example against that one history. Per row the
+// arithmetic is the plain path's; the shared matmuls run on fewer rows, which OpenBLAS may round
+// differently (a few ulp, as it does for another batch size).
+static void branch_forward(branch *br, const float *x_req, size_t B, int shared) {
     rd_seq_dims d = br->d;
     d.B = B;
-    size_t L = d.T, C = d.C;
-    rd_linear_forward(br->x[0], br->bin, br->p.in_w, br->p.in_b, B * L, br->Din, C);
+    size_t L = d.T, C = d.C, Bh = shared ? 1 : B; // Bh: histories held
+    rd_linear_forward(br->x[0], br->bin, br->p.in_w, br->p.in_b, Bh * L, br->Din, C);
     switch (br->kind) {
         case RD_SEQ_MEAN:
-            rd_masked_mean_forward(br->out, br->x[0], br->mask, B, L, C);
+            rd_masked_mean_forward(br->out, br->x[0], br->mask, Bh, L, C);
+            for (size_t b = 1; b < B && shared; b++)
+                memcpy(br->out + b * C, br->out, C * sizeof(float));
             break;
         case RD_SEQ_DIN:
             rd_linear_forward(br->q, x_req, br->p.q_w, br->p.q_b, B, d.E, C);
-            rd_din_forward(br->out, &br->din, br->q, br->x[0], br->mask, &br->p.din, &d);
+            if (shared)
+                rd_din_forward_shared(br->out, &br->din, br->q, br->x[0], br->mask, &br->p.din, &d);
+            else
+                rd_din_forward(br->out, &br->din, br->q, br->x[0], br->mask, &br->p.din, &d);
             break;
-        case RD_SEQ_TRANSFORMER:
-            for (size_t b = 0; b < B; b++)
+        case RD_SEQ_TRANSFORMER: {
+            for (size_t b = 0; b < Bh; b++)
                 for (size_t l = 0; l < L; l++) {
                     float *x = br->x[0] + (b * L + l) * C;
                     const float *pe = br->p.pos + l * C;
                     for (size_t i = 0; i < C; i++)
                         x[i] += pe[i];
                 }
+            rd_seq_dims dh = d; // the blocks see the histories only
+            dh.B = Bh;
             for (size_t l = 0; l < br->layers; l++)
-                rd_tblock_forward(br->x[l + 1], &br->ba[l], br->x[l], br->mask, &br->p.blk[l], &d);
-            rd_reqattn_forward(br->out, &br->ra, x_req, br->x[br->layers], br->mask, &br->p.ra, &d);
+                rd_tblock_forward(br->x[l + 1], &br->ba[l], br->x[l], br->mask, &br->p.blk[l], &dh);
+            const float *h = br->x[br->layers];
+            if (shared)
+                rd_reqattn_forward_shared(br->out, &br->ra, x_req, h, br->mask, &br->p.ra, &d);
+            else
+                rd_reqattn_forward(br->out, &br->ra, x_req, h, br->mask, &br->p.ra, &d);
             break;
+        }
         default:
             RD_ASSERT(0);
     }
@@ -1130,14 +1154,17 @@ static void branch_forward(branch *br, const float *x_req, size_t B) {
 static void seq_forward(rd_model *m, const rd_batch *bt) {
     rd__model_priv *p = m->priv;
     branch *br = &p->seq;
-    size_t B = bt->B, L = br->d.T, t = (size_t)m->seq_table, Dt = m->tables[t].dim;
-    for (size_t i = 0; i < B * L; i++)
+    const int shared = bt->seq_shared != 0;
+    // Bh histories: every example's, or example 0's alone (bt->seq_shared).
+    size_t B = bt->B, Bh = shared ? 1 : B, L = br->d.T, t = (size_t)m->seq_table,
+           Dt = m->tables[t].dim;
+    for (size_t i = 0; i < Bh * L; i++)
         br->mask[i] = bt->seq_idx[i] >= 0 ? 1.0f : 0.0f;
     // Gather = pooling of one slot: padding (-1) gives a zero row.
-    rd_embedding_pool_forward(br->bin, bt->rows[t], bt->seq_idx, B * L, 1, bt->n_rows[t], Dt,
+    rd_embedding_pool_forward(br->bin, bt->rows[t], bt->seq_idx, Bh * L, 1, bt->n_rows[t], Dt,
                               RD_POOL_SUM);
     if (m->seq_with_labels)
-        for (size_t i = 0; i < B * L; i++) {
+        for (size_t i = 0; i < Bh * L; i++) {
             if (bt->seq_idx[i] < 0)
                 continue;
             const float *lab = p->seq_lab_p + (size_t)bt->seq_labels[i] * Dt;
@@ -1145,11 +1172,11 @@ static void seq_forward(rd_model *m, const rd_batch *bt) {
             for (size_t k = 0; k < Dt; k++)
                 x[k] += lab[k];
         }
-    branch_forward(br, p->x_req, B);
+    branch_forward(br, p->x_req, B, shared);
     if (p->seqm.on) { // the view reads the first Lm (most recent) events of the same input
         branch *bm = &p->seqm;
         size_t Lm = bm->d.T;
-        for (size_t b = 0; b < B; b++) {
+        for (size_t b = 0; b < Bh; b++) {
             memcpy(bm->mask + b * Lm, br->mask + b * L, Lm * sizeof(float));
             if (!p->seqm_by_label) {
                 memcpy(bm->bin + b * Lm * Dt, br->bin + b * L * Dt, Lm * Dt * sizeof(float));
@@ -1165,7 +1192,7 @@ static void seq_forward(rd_model *m, const rd_batch *bt) {
                 memcpy(dst, br->bin + i * Dt, Dt * sizeof(float));
             }
         }
-        branch_forward(bm, p->x_req, B);
+        branch_forward(bm, p->x_req, B, shared);
     }
 }
 
@@ -1193,7 +1220,10 @@ void rd_token_standardize(
 static void tok_forward(rd_model *m, const rd_batch *bt) {
     rd__model_priv *p = m->priv;
     branch *br = &p->tok;
-    size_t B = bt->B, L = br->d.T, A = p->A, BL = B * L;
+    const int shared = bt->tok_shared != 0;
+    // The adapter and the token inputs run on every example's tokens, or on example 0's alone
+    // (bt->tok_shared): BL rows.
+    size_t B = bt->B, L = br->d.T, A = p->A, BL = (shared ? 1 : B) * L;
     for (size_t i = 0; i < BL; i++)
         br->mask[i] = bt->tok_mask[i] ? 1.0f : 0.0f;
     const float *tin = bt->tokens;
@@ -1221,7 +1251,7 @@ static void tok_forward(rd_model *m, const rd_batch *bt) {
         rd_concat_forward(p->tok_q, parts + skip, widths + skip, 2 - skip, B);
         q = p->tok_q;
     }
-    branch_forward(br, q, B);
+    branch_forward(br, q, B, shared);
     if (p->tok_gate) {
         size_t C = br->d.C;
         for (size_t b = 0; b < B; b++)
@@ -1302,6 +1332,7 @@ int rd_model_forward_hidden(
     forward_backbone(m, bt);
     p->fwd_B = bt->B;
     p->fwd_head = 0;
+    p->fwd_shared = bt->seq_shared || bt->tok_shared;
     if (h)
         *h = p->h;
     if (Hd)
@@ -1368,6 +1399,7 @@ int rd_model_forward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
     m->loss = m->loss_main + m->loss_aux;
     p->fwd_B = B;
     p->fwd_head = 1;
+    p->fwd_shared = bt->seq_shared || bt->tok_shared;
     return RD_OK;
 }
 
@@ -1521,6 +1553,10 @@ int rd_model_backward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
                           "rd_model_backward: no forward of this batch before it (last forward "
                           "B = %zu%s)",
                           p->fwd_B, p->fwd_B && !p->fwd_head ? ", hidden only" : "");
+    if (p->fwd_shared)
+        return rd_err_set(eb, RD_ERR_STATE,
+                          "rd_model_backward: the last forward shared example 0's history "
+                          "(seq_shared / tok_shared): inference only, no backward");
     size_t B = bt->B;
     zero_grads(m, bt);
 
@@ -1572,6 +1608,10 @@ int rd_model_backward_hidden(rd_model *m, const rd_batch *bt, const float *dh, r
                           "rd_model_backward_hidden: no forward of this batch before it (last "
                           "forward B = %zu) or NULL dh",
                           p->fwd_B);
+    if (p->fwd_shared)
+        return rd_err_set(eb, RD_ERR_STATE,
+                          "rd_model_backward_hidden: the last forward shared example 0's history "
+                          "(seq_shared / tok_shared): inference only, no backward");
     zero_grads(m, bt);
     if (!p->need_dh) // the backbone is the identity on numeric inputs: nothing learns below h
         return RD_OK;

@@ -4,7 +4,10 @@
 // table keys -> per-table dedup -> rd_table_read (rows, or the deterministic initial value) ->
 // rd_batch -> rd_model_forward -> logits_main. Every buffer is sized at open for
 // max_candidates, so a request allocates nothing. The history is shared by the candidates of a
-// request: its keys are added once per table and their row indices copied to every candidate.
+// request: its keys are added once per table, its row indices written once, and the forward
+// runs with rd_batch.seq_shared, so its per-position work runs once for all candidates. The
+// instance tokens are shared too unless the bundle searches them by item (tokens.search): they
+// are picked once and the forward runs with tok_shared (the adapter over them runs once).
 #include "rd/serve.h"
 
 #include "rd/alloc.h"
@@ -62,8 +65,8 @@ struct rd_serve {
     uint32_t *inv[RD_MAX_TABLES];
     float *vals[RD_MAX_TABLES];
     int32_t *fidx[RD_MAX_FEATURES];
-    int32_t *sidx; // (max_n, L)
-    uint8_t *slab; // (max_n, L)
+    int32_t *sidx; // (L) the history's row indices: every candidate reads it (seq_shared)
+    uint8_t *slab; // (L)
     int32_t *hpos; // (L) history positions in raw
     float *labels; // (max_n) zeros: the forward wants labels
     // Version 2: each numeric input's field and transform (rd_field_transform), for requests
@@ -80,10 +83,12 @@ struct rd_serve {
     float *numbuf;   // (max_n, nn_model): raw inputs transformed, then the token summaries
     size_t nn_model; // the model's numeric inputs: info.n_numeric + info.tok_stats
     // Version 4, the token branch: each candidate's picked tokens as the model reads them (most
-    // recent first, padding after), and rd_serve_fetch_tokens' buffers (tok_pool tokens).
-    float *tk;                 // (max_n, tok_length, tok_dim)
-    uint8_t *tk_mask, *tk_lab; // (max_n, tok_length)
-    float *tk_side;            // (max_n, tok_length, tok_side) or NULL
+    // recent first, padding after), and rd_serve_fetch_tokens' buffers (tok_pool tokens). Without
+    // tokens.search every candidate reads the same tokens: one row (tok_rows = 1, tok_shared).
+    size_t tok_rows;           // max_n with tok_search, else 1
+    float *tk;                 // (tok_rows, tok_length, tok_dim)
+    uint8_t *tk_mask, *tk_lab; // (tok_rows, tok_length)
+    float *tk_side;            // (tok_rows, tok_length, tok_side) or NULL
     float *f_tok, *f_lab, *f_side;
     uint64_t *f_item;
     // Version 5, tokens.search_by an item attribute: the dataset's item -> value map, and the
@@ -993,8 +998,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     for (int f = 0; f < m->n_features; f++)
         s->fidx[f] = rd_xmalloc(N * s->width[f] * sizeof(int32_t));
     if (L) {
-        s->sidx = rd_xmalloc(N * L * sizeof(int32_t));
-        s->slab = rd_xmalloc(N * L);
+        s->sidx = rd_xmalloc(L * sizeof(int32_t));
+        s->slab = rd_xmalloc(L);
         s->hpos = rd_xmalloc(L * sizeof(int32_t));
     }
     s->labels = rd_xcalloc(N, sizeof(float));
@@ -1002,10 +1007,12 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         s->numbuf = rd_xmalloc(N * nn * sizeof(float));
     if (tok_on) {
         const size_t Lt = in->tok_length, P = in->tok_pool, d = tdim, S = tside;
+        s->tok_rows = in->tok_search ? N : 1;
+        const size_t Nt = s->tok_rows;
         // Each candidate's tokens, as the model's activations are checked (rd_model_create):
         // beyond the node's memory is an error naming max_candidates, not an abort.
         const char *whose = NULL;
-        double need = (double)N * (double)Lt * (4.0 * (double)(d + S) + 2.0) +
+        double need = (double)Nt * (double)Lt * (4.0 * (double)(d + S) + 2.0) +
                       (double)P * (4.0 * (double)(d + S) + 12.0),
                phys = (double)rd_mem_limit(&whose);
         if (phys > 0 && need > phys) {
@@ -1015,10 +1022,10 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                             path, N, Lt, tdim, need / 1073741824.0, whose, phys / 1073741824.0);
             goto fail;
         }
-        s->tk = rd_xmalloc(N * Lt * d * sizeof(float));
-        s->tk_mask = rd_xmalloc(N * Lt);
-        s->tk_lab = rd_xmalloc(N * Lt);
-        s->tk_side = S ? rd_xmalloc(N * Lt * S * sizeof(float)) : NULL;
+        s->tk = rd_xmalloc(Nt * Lt * d * sizeof(float));
+        s->tk_mask = rd_xmalloc(Nt * Lt);
+        s->tk_lab = rd_xmalloc(Nt * Lt);
+        s->tk_side = S ? rd_xmalloc(Nt * Lt * S * sizeof(float)) : NULL;
         s->f_tok = rd_xmalloc(P * d * sizeof(float));
         s->f_lab = rd_xmalloc(P * sizeof(float));
         s->f_item = rd_xmalloc(P * sizeof(uint64_t));
@@ -1186,44 +1193,39 @@ static int prepare_tokens(rd_serve *s, const rd_serve_request *req, rd_errbuf *e
         tok_keys = s->f_key;
     }
     uint32_t pick[RD_TOKEN_PICK_MAX];
-    size_t n = 0;
-    for (size_t b = 0; b < N; b++) {
-        // Without a search every candidate reads the same tokens: picked once, copied.
-        if (b == 0 || in->tok_search)
-            n = rd_token_pick(tok_keys, nf,
-                              !in->tok_search ? 0
-                              : s->f_key      ? rd_item_attr_key(&s->attr, req->items[b])
-                                              : req->items[b],
-                              L, pick);
+    // Without a search every candidate reads the same tokens: picked, written and summarised
+    // once (row 0; the forward shares them, tok_shared). With one, each candidate its own row.
+    const size_t rows = in->tok_search ? N : 1, NNm = s->nn_model;
+    for (size_t b = 0; b < rows; b++) {
+        size_t n = rd_token_pick(tok_keys, nf,
+                                 !in->tok_search ? 0
+                                 : s->f_key      ? rd_item_attr_key(&s->attr, req->items[b])
+                                                 : req->items[b],
+                                 L, pick);
         float *dst = s->tk + b * L * d;
         uint8_t *mk = s->tk_mask + b * L, *lb = s->tk_lab + b * L;
-        if (b > 0 && !in->tok_search) {
-            memcpy(dst, s->tk, L * d * sizeof(float));
-            memcpy(mk, s->tk_mask, L);
-            memcpy(lb, s->tk_lab, L);
-            if (S)
-                memcpy(s->tk_side + b * L * S, s->tk_side, L * S * sizeof(float));
-        } else {
-            for (size_t j = 0; j < n; j++) {
-                memcpy(dst + j * d, req->tok + (size_t)pick[j] * d, d * sizeof(float));
-                mk[j] = 1;
-                lb[j] = req->tok_labels[pick[j]] > 0.5f ? 1 : 0;
-            }
-            memset(dst + n * d, 0, (L - n) * d * sizeof(float));
-            memset(mk + n, 0, L - n);
-            memset(lb + n, 0, L - n);
-            if (S) {
-                float *ds = s->tk_side + b * L * S;
-                for (size_t j = 0; j < n; j++)
-                    memcpy(ds + j * S, req->tok_side + (size_t)pick[j] * S, S * sizeof(float));
-                memset(ds + n * S, 0, (L - n) * S * sizeof(float));
-            }
+        for (size_t j = 0; j < n; j++) {
+            memcpy(dst + j * d, req->tok + (size_t)pick[j] * d, d * sizeof(float));
+            mk[j] = 1;
+            lb[j] = req->tok_labels[pick[j]] > 0.5f ? 1 : 0;
+        }
+        memset(dst + n * d, 0, (L - n) * d * sizeof(float));
+        memset(mk + n, 0, L - n);
+        memset(lb + n, 0, L - n);
+        if (S) {
+            float *ds = s->tk_side + b * L * S;
+            for (size_t j = 0; j < n; j++)
+                memcpy(ds + j * S, req->tok_side + (size_t)pick[j] * S, S * sizeof(float));
+            memset(ds + n * S, 0, (L - n) * S * sizeof(float));
         }
         if (in->tok_stats)
             rd_token_summary(s->mc.tokens.stats, s->mc.tokens.n_stats, n, lb,
                              S ? s->tk_side + b * L * S : NULL, S,
-                             s->numbuf + (b + 1) * s->nn_model - in->tok_stats);
+                             s->numbuf + (b + 1) * NNm - in->tok_stats);
     }
+    for (size_t b = rows; b < N && in->tok_stats; b++) // the shared tokens' summaries
+        memcpy(s->numbuf + (b + 1) * NNm - in->tok_stats, s->numbuf + NNm - in->tok_stats,
+               in->tok_stats * sizeof(float));
     return RD_OK;
 }
 
@@ -1329,10 +1331,8 @@ int rd_serve_score(
         for (size_t j = 0; j < L; j++) {
             int32_t p = s->hpos[j] >= 0 ? (int32_t)inv[s->hpos[j]] : -1;
             uint8_t lab = req->hist_labels && s->hpos[j] >= 0 ? req->hist_labels[j] : 0;
-            for (size_t b = 0; b < N; b++) {
-                s->sidx[b * L + j] = p;
-                s->slab[b * L + j] = lab;
-            }
+            s->sidx[j] = p; // one row: every candidate reads it (seq_shared)
+            s->slab[j] = lab;
         }
     }
     // 3. Forward.
@@ -1350,6 +1350,7 @@ int rd_serve_score(
     if (L) {
         bt.seq_idx = s->sidx;
         bt.seq_labels = m->seq_with_labels ? s->slab : NULL;
+        bt.seq_shared = 1;
     }
     bt.numeric = !NNm ? NULL : (req->numeric_raw || NNm > NNr) ? s->numbuf : req->numeric;
     if (s->info.tok_length) {
@@ -1357,6 +1358,7 @@ int rd_serve_score(
         bt.tok_mask = s->tk_mask;
         bt.tok_labels = s->tk_lab;
         bt.tok_side = s->tk_side;
+        bt.tok_shared = !s->info.tok_search;
     }
     bt.labels = s->labels;
     bt.temperature = 1.0f;

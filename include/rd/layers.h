@@ -17,8 +17,10 @@
 //     rd_distill_bce_*       distillation BCE against the soft target sigma(z_t / T), times T^2
 //   Composite layers (plain structs of pointers for weights and activations):
 //     rd_din_*               DIN target attention: MLP over [q, k, q-k, q*k], softmax over valid
+//                            (rd_din_forward_shared: every example reads one history)
 //     rd_tblock_*            pre-LN transformer block (self-attention + FFN, residuals)
 //     rd_reqattn_*           target attention whose query is built from the current request
+//                            (rd_reqattn_forward_shared: every example reads one history)
 //     rd_mlp_*               stack of linear layers with activations
 //     rd_two_tower_*         main + auxiliary tower on a shared backbone output
 //   Every kernel that calls BLAS has a `_naive` twin (plain loops) kept for the tests.
@@ -393,6 +395,17 @@ void rd_din_forward(float *out,
                     const float *mask,
                     const rd_din_weights *w,
                     const rd_seq_dims *d);
+/** Shared-history inference (rd_batch.seq_shared / tok_shared): q (B, C), but one history
+ *  k (T, C), mask (T) (not NULL) that every example reads -> out (B, C). Equals rd_din_forward on
+ *  B copies of k and mask bit for bit (the same rows in the same order). Forward only: the acts
+ *  hold no per-example keys for a backward. */
+void rd_din_forward_shared(float *out,
+                           const rd_din_acts *acts,
+                           const float *q,
+                           const float *k,
+                           const float *mask,
+                           const rd_din_weights *w,
+                           const rd_seq_dims *d);
 /** dq (B, C) +=, dk (B, T, C) +=, dw +=. dq may be NULL. */
 void rd_din_backward(float *dq,
                      float *dk,
@@ -535,6 +548,18 @@ void rd_reqattn_forward(float *out,
                         const float *mask,
                         const rd_reqattn_weights *w,
                         const rd_seq_dims *d);
+/** Shared-history inference: x_req (B, E), but one history h (T, C), mask (T) (not NULL) that
+ *  every example reads -> out (B, C). The layer norm and the key / value linear run once (ln,
+ *  kv hold that history's rows: T of kv), the query, attention (att (B, NH, T)) and output per
+ *  example. Equals rd_reqattn_forward on B copies of h and mask up to the rounding of the
+ *  key / value matmul on fewer rows (a few ulp, as another batch size). Forward only. */
+void rd_reqattn_forward_shared(float *out,
+                               const rd_reqattn_acts *acts,
+                               const float *x_req,
+                               const float *h,
+                               const float *mask,
+                               const rd_reqattn_weights *w,
+                               const rd_seq_dims *d);
 /** dx_req (B, E) += (may be NULL), dh (B, T, C) +=, dw +=. */
 void rd_reqattn_backward(float *dx_req,
                          float *dh,

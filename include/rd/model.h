@@ -9,7 +9,8 @@
 //   rd_batch             the trainer -> model boundary of one step
 //   rd_model_create() / rd_model_destroy()
 //   rd_model_check_batch()         validate a batch (indices, shapes, finiteness)
-//   rd_model_forward()             logits and losses
+//   rd_model_forward()             logits and losses (rd_batch.seq_shared / tok_shared: the
+//                                  candidates of one request share one history, run once)
 //   rd_model_backward()            dense gradients (grad slab) + sparse row gradients (drows)
 //   rd_model_find_tensor(), rd_model_param_count(), rd_model_flops()
 //   rd_token_standardize()         tokens.norm: each token minus its mean, over its std
@@ -196,6 +197,20 @@ typedef struct rd_batch {
     // masks are drawn (rd_dropout_mask; the same key gives the same masks, so a resumed step
     // repeats them); 0 = no dropout (evaluation, scoring, serving, a teacher's targets).
     uint64_t dropout_key;
+    // Shared history (inference only: serving scores the candidates of one request, which all
+    // carry the same user history). seq_shared = 1: every example reads example 0's history, and
+    // seq_idx / seq_labels hold that one row (1, seq_length) (more rows may follow; they are not
+    // read). tok_shared = 1: likewise tokens, tok_mask, tok_labels and tok_side hold one example's
+    // (1, tok_length, ...). The forward then runs what depends on the history alone once — the
+    // gather, the token adapter, the in-projection, a transformer's blocks, the request
+    // attention's keys and values — and per example only what reads the example's own features:
+    // the DIN / request-attention query and the attention over the shared keys. The logits equal
+    // those of the plain forward on B copies of the history up to float rounding: the shared
+    // matmuls run on fewer rows, which OpenBLAS may round differently (a few ulp, as a batch of
+    // another size is rounded). A backward after such a forward is RD_ERR_STATE. 0 = every example
+    // has its own (training, evaluation).
+    int seq_shared;
+    int tok_shared;
 } rd_batch;
 
 /**
@@ -231,7 +246,8 @@ int rd_model_forward(rd_model *m, const rd_batch *batch, rd_errbuf *eb);
 
 /** Backward pass of the last forward, which must have run on this same batch: overwrites the
  *  gradient slab with d loss / d params and every non-NULL batch->drows[t] with d loss / d rows.
- *  @return RD_OK or RD_ERR_STATE (no forward before it, or a different B). */
+ *  @return RD_OK or RD_ERR_STATE (no forward before it, a different B, or a forward with
+ *  seq_shared / tok_shared, which is inference only). */
 int rd_model_backward(rd_model *m, const rd_batch *batch, rd_errbuf *eb);
 
 /** Forward pass up to the backbone output h only (no head, no loss): checks the batch like
@@ -247,7 +263,8 @@ int rd_model_forward_hidden(
 /** Backward pass of the last rd_model_forward_hidden (or rd_model_forward) of this same batch
  *  from a given d loss / d h (B, Hd): overwrites the gradient slab (towers get 0) and every
  *  non-NULL batch->drows[t]. dh is copied (borrowed for the call).
- *  @return RD_OK or RD_ERR_STATE (no forward before it, a different B, dh NULL). */
+ *  @return RD_OK or RD_ERR_STATE (no forward before it, a different B, dh NULL, a shared-history
+ *  forward). */
 int rd_model_backward_hidden(rd_model *m, const rd_batch *batch, const float *dh, rd_errbuf *eb);
 /** @return Hd, the width of the backbone output h (the last mlp size, else the backbone input
  *  width). */
