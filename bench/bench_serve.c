@@ -1,7 +1,7 @@
 // bench_serve.c — serving latency and throughput of rd_serve_score (rd/serve.h) for requests
 // of 1, 16 and 256 candidates.
 //
-// Usage: bench_serve [--bundle FILE --data DIR [--store DIR] | --dir DIR [--tokens L]]
+// Usage: bench_serve [--bundle FILE --data DIR [--store DIR] | --dir DIR [--tokens L] [--seq K]]
 //                    [--iters N] [--warmup N] [--json PATH]
 // --dir DIR is where the benchmark builds its own bundle (kept afterwards); with --bundle there
 // is nothing to build, so the two are refused together.
@@ -22,6 +22,9 @@
 // folder). A request is then its tokens fetched from the store (rd_serve_fetch_tokens, opened
 // read-only as a server does) plus its scoring: the latency columns time both, and fetch_p50_us /
 // fetch_p99_us the fetch alone. With --bundle, a token bundle needs --store (its store).
+// --seq KIND: the built-in student's 16-event item history is a `mean` (default), `din` or
+// `transformer` branch (one block, two heads): the candidates of a request share it, so its
+// per-position work runs once a request (rd_batch.seq_shared).
 #include "bench_args.h"
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
@@ -59,7 +62,7 @@ static const char *yaml_fmt =
     "models:\n  - name: student\n    features:\n      - {field: user, table: s_user}\n"
     "      - {field: item, table: s_item}\n      - {field: hour, table: s_side}\n"
     "      - {field: weekday, table: s_side}\n"
-    "    seq: {kind: mean, length: 16, table: s_item}\n    mlp: [64, 32]\n"
+    "    seq: {kind: %s, length: 16, table: s_item}\n    mlp: [64, 32]\n"
     "    two_towers: true\n";
 
 // --tokens L: the same student with a token branch, and the token section (its source model is
@@ -78,6 +81,7 @@ static int die(const char *what, const rd_errbuf *eb) {
 // export it. Returns the bundle path in out.
 static void build_bundle(const char *dir,
                          int tokens,
+                         const char *seq,
                          char *bundle,
                          size_t cap,
                          char *dsdir,
@@ -87,7 +91,7 @@ static void build_bundle(const char *dir,
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     char text[4096];
-    int len = snprintf(text, sizeof text, yaml_fmt, dir, dir);
+    int len = snprintf(text, sizeof text, yaml_fmt, dir, dir, seq);
     if (tokens)
         snprintf(text + len, sizeof text - (size_t)len, yaml_tokens, tokens);
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
@@ -233,13 +237,14 @@ typedef struct result {
 } result;
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: bench_serve [--bundle FILE --data DIR [--store DIR] | [--dir DIR] "
-                 "[--tokens L]] [--iters N] [--warmup N] [--json PATH]\n");
+    fprintf(out,
+            "usage: bench_serve [--bundle FILE --data DIR [--store DIR] | [--dir DIR] "
+            "[--tokens L] [--seq mean|din|transformer]] [--iters N] [--warmup N] [--json PATH]\n");
 }
 
 int main(int argc, char **argv) {
     const char *bundle_arg = NULL, *data_arg = NULL, *json = NULL, *dir_arg = NULL,
-               *store_arg = NULL;
+               *store_arg = NULL, *seq = NULL;
     int iters = 2000, warmup = 100, tokens = 0;
     long long val = 0;
     for (int i = 1; i < argc; i++) {
@@ -248,8 +253,8 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
-        static const char *const known[] = {"--bundle", "--data",   "--json",  "--dir",
-                                            "--iters",  "--warmup", "--store", "--tokens"};
+        static const char *const known[] = {"--bundle", "--data",  "--json",   "--dir", "--iters",
+                                            "--warmup", "--store", "--tokens", "--seq"};
         int is_known = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             is_known |= strcmp(a, known[k]) == 0;
@@ -274,7 +279,15 @@ int main(int argc, char **argv) {
             dir_arg = v;
         else if (strcmp(a, "--store") == 0)
             store_arg = v;
-        else if (strcmp(a, "--tokens") == 0) {
+        else if (strcmp(a, "--seq") == 0) {
+            if (strcmp(v, "mean") != 0 && strcmp(v, "din") != 0 && strcmp(v, "transformer") != 0) {
+                fprintf(stderr, "bench_serve: --seq: expected mean, din or transformer, got '%s'\n",
+                        v);
+                usage(stderr);
+                return 2;
+            }
+            seq = v;
+        } else if (strcmp(a, "--tokens") == 0) {
             if (bench_int(stderr, "bench_serve", a, v, 1, 4096, &val) != 0) {
                 usage(stderr);
                 return 2;
@@ -315,6 +328,12 @@ int main(int argc, char **argv) {
     }
     // --tokens builds the benchmark's own token student, --store is the store of a given
     // bundle: each is meaningless with the other mode, and was silently ignored.
+    if (seq && bundle_arg) {
+        fprintf(stderr, "bench_serve: --seq builds the benchmark's own student: not with "
+                        "--bundle\n");
+        usage(stderr);
+        return 2;
+    }
     if (tokens && bundle_arg) {
         fprintf(stderr, "bench_serve: --tokens builds the benchmark's own token student: not "
                         "with --bundle (give its store with --store)\n");
@@ -341,8 +360,8 @@ int main(int argc, char **argv) {
         if (store_arg)
             snprintf(store_dir, sizeof store_dir, "%s", store_arg);
     } else {
-        build_bundle(dir, tokens, bundle, sizeof bundle, dsdir, sizeof dsdir, store_dir,
-                     sizeof store_dir);
+        build_bundle(dir, tokens, seq ? seq : "mean", bundle, sizeof bundle, dsdir, sizeof dsdir,
+                     store_dir, sizeof store_dir);
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);

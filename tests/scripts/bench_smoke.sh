@@ -216,6 +216,14 @@ timeout 300 "$B/bench_serve" --bundle "$TMP/servetok/student.rdsv" --data "$TMP/
     --store "$TMP/servetok/run/tokens" --iters 10 --warmup 1 > "$TMP/st.txt" 2>&1 ||
     fail "bench_serve of a token bundle with its store: $(cat "$TMP/st.txt")"
 grep -q "tokens: 8 per candidate (dim 16)" "$TMP/st.txt" || fail "bench_serve --store: $(cat "$TMP/st.txt")"
+# --seq: the built-in student with a transformer (or DIN) item history and a DIN token branch,
+# the candidates sharing both (rd_batch.seq_shared / tok_shared); a bad kind is refused.
+badval "--seq: expected mean, din or transformer, got 'lstm'" "$B/bench_serve" --seq lstm
+badval "--seq builds the benchmark's own student: not with --bundle" "$B/bench_serve" \
+    --seq din --bundle "$TMP/sv.rdsv" --data "$TMP/sv-data"
+timeout 300 "$B/bench_serve" --seq transformer --tokens 8 --dir "$TMP/sv-seq" --iters 10 \
+    --warmup 1 > "$TMP/sq.txt" 2>&1 || fail "bench_serve --seq transformer: $(cat "$TMP/sq.txt")"
+grep -q "history 16" "$TMP/sq.txt" || fail "bench_serve --seq transformer: $(cat "$TMP/sq.txt")"
 # A --json PATH that is a symbolic link is written through it: the JSON was renamed over the
 # link, which became a regular file, and the results file it pointed to kept the old figures.
 # A dangling link makes the file it names when that folder exists; else "cannot write", exit 2.
