@@ -27,6 +27,7 @@
 #include "rd/error.h"
 #include "rd/lmdbx.h"
 #include "rd/metrics.h"
+#include "rd/report.h"
 #include "rd/serve.h"
 #include "rd/tokens.h"
 
@@ -162,18 +163,11 @@ static void json_num(FILE *f, const char *key, double v, int last) {
         fprintf(f, "  \"%s\": null%s\n", key, last ? "" : ",");
 }
 
-// A JSON string of a path (quotes, backslashes and control characters escaped).
-static void json_str(FILE *f, const char *key, const char *s) {
-    fprintf(f, "  \"%s\": \"", key);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fprintf(f, "\",\n");
+// "key": v, as report.json writes strings.
+static void json_str(FILE *f, const char *key, const char *v) {
+    fprintf(f, "  \"%s\": ", key);
+    rd_report_json_string(f, v);
+    fprintf(f, ",\n");
 }
 
 typedef struct score_out {

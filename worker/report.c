@@ -249,7 +249,6 @@ static void jnum(FILE *f, double v) {
     }
 }
 
-// A JSON string (quotes, backslashes and control bytes escaped), or null for "" / NULL.
 // Length of the valid UTF-8 sequence at c (1..4), or 0 when c does not start one.
 static int utf8_len(const unsigned char *c) {
     int n = c[0] < 0x80             ? 1
@@ -271,7 +270,7 @@ static int utf8_len(const unsigned char *c) {
 // A JSON string (null when empty): quotes, backslashes and control characters escaped, and a
 // byte that is not valid UTF-8 (a path in another encoding) written as the code point of its
 // Latin-1 reading, so that the file stays valid JSON whatever the path holds.
-static void jstr(FILE *f, const char *v) {
+void rd_report_json_string(FILE *f, const char *v) {
     if (!v || !v[0]) {
         fputs("null", f);
         return;
@@ -340,18 +339,18 @@ static void jeta(FILE *f, const char *ind, const char *key, rd_report_eta e, int
 static void
 jpair(FILE *f, const char *ind, const rd_trainer_result *res, const rd_report_pair *pr) {
     fputs("\"teacher\": ", f);
-    jstr(f, pr->teacher >= 0 ? res[pr->teacher].job : NULL);
+    rd_report_json_string(f, pr->teacher >= 0 ? res[pr->teacher].job : NULL);
     fputs(", \"student\": ", f);
-    jstr(f, res[pr->student].job);
+    rd_report_json_string(f, res[pr->student].job);
     fputs(", \"student_raw\": ", f);
-    jstr(f, pr->student_raw >= 0 ? res[pr->student_raw].job : NULL);
+    rd_report_json_string(f, pr->student_raw >= 0 ? res[pr->student_raw].job : NULL);
     fprintf(f, ",\n%s\"comparable\": %s, \"warning\": ", ind,
             pr->student_raw < 0 ? "null"
             : pr->warning[0]    ? "false"
                                 : "true");
-    jstr(f, pr->warning);
+    rd_report_json_string(f, pr->warning);
     fputs(", \"reason\": ", f);
-    jstr(f, pr->reason);
+    rd_report_json_string(f, pr->reason);
     fputs(",\n", f);
     if (pr->reason[0]) {
         fprintf(f, "%s\"holdout\": null, \"warm\": null, \"stream\": null", ind);
@@ -461,22 +460,22 @@ int rd_report_write(const rd_config *cfg,
     FILE *f = of.f;
     fprintf(f, "{\n  \"run\": \"%s\",\n  \"seed\": %llu,\n  \"config\": ", cfg->run.name,
             (unsigned long long)cfg->run.seed);
-    jstr(f, cfg->source_path);        // a path: any bytes
-    if (build && build->n_sets > 0) { // what the run changed in the file (train --set)
+    rd_report_json_string(f, cfg->source_path); // a path: any bytes
+    if (build && build->n_sets > 0) {           // what the run changed in the file (train --set)
         fputs(",\n  \"config_sets\": [", f);
         for (int i = 0; i < build->n_sets; i++) {
             fputs(i ? ", " : "", f);
-            jstr(f, build->sets[i]);
+            rd_report_json_string(f, build->sets[i]);
         }
         fputs("]", f);
     }
     if (build && build->build) {
         fputs(",\n  \"build\": ", f);
-        jstr(f, build->build);
+        rd_report_json_string(f, build->build);
     }
     if (build && build->runtime) { // the ranks' run-time libraries (app/build_id.c)
         fputs(",\n  \"runtime\": ", f);
-        jstr(f, build->runtime);
+        rd_report_json_string(f, build->runtime);
         fprintf(f, ",\n  \"runtime_mixed\": %s", build->runtime_mixed ? "true" : "false");
     }
     fputs(",\n  \"wall_s\": ", f);
@@ -505,7 +504,7 @@ int rd_report_write(const rd_config *cfg,
         fputs("\n  }", f);
     } else {
         fputs(",\n  \"eta\": null,\n  \"eta_reason\": ", f);
-        jstr(f, np ? pairs[0].reason : "no distill: true student in this launch");
+        rd_report_json_string(f, np ? pairs[0].reason : "no distill: true student in this launch");
     }
     fputs(",\n  \"eta_pairs\": [", f);
     for (int k = 0; k < np; k++) {

@@ -12,6 +12,7 @@
 //   rd_report_write()       <run.out_dir>/report.json (temp + rename: complete or absent)
 //   rd_report_plot()        <run.out_dir>/auc_windows.png: AUC per stream window, per job
 //   rd_report_print()       the final table of every job plus eta, on stdout
+//   rd_report_json_string() a string as report.json writes it (for other JSON outputs)
 //
 // Pairs: one per distilled student (distill: true), in job order. Its teacher is the job it
 // names (teacher:), else the first teacher job, as the trainer reads targets. Its raw twin is a
@@ -138,5 +139,10 @@ void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n);
  *  (0.01 to 0.05), so eta, a ratio of two AUC differences, is mostly noise below it (an eta
  *  printed plain from a holdout of 30 events). */
 #define RD_REPORT_FEW_CLASS 100
+
+/** Write v as a JSON string, or null when v is NULL or empty: quotes, backslashes and control
+ *  characters escaped, and a byte that is not valid UTF-8 (a path in another encoding) written
+ *  as the code point of its Latin-1 reading, so the output stays valid JSON. */
+void rd_report_json_string(FILE *f, const char *v);
 
 #endif // RD_REPORT_H

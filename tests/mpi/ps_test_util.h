@@ -136,6 +136,19 @@ static void t_rmtree(const char *dir) {
     rmdir(dir);
 }
 
+/** The file at path read whole into a new buffer (*len bytes; rd_free it). */
+static unsigned char *t_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    RD_ASSERT_MSG(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = rd_xmalloc(*len ? *len : 1);
+    RD_ASSERT(fread(b, 1, *len, f) == *len);
+    fclose(f);
+    return b;
+}
+
 /** A fresh directory made by world rank 0 and broadcast to every rank. */
 static void t_tmpdir(char *out, size_t cap, const char *tag) {
     int rank;

@@ -218,19 +218,6 @@ static size_t numeric_offset(const char *bundle) {
 // missing mode and fill (what version 2 lacks).
 #define INPUT_BYTES (RD_NAME_MAX + 4 + 16 + 12)
 
-// A bundle file read whole into a buffer (*len bytes), to be rewritten as an older format.
-static unsigned char *read_bundle(const char *from, size_t *len) {
-    FILE *f = fopen(from, "rb");
-    RD_ASSERT(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = rd_xmalloc(*len);
-    RD_ASSERT(fread(b, 1, *len, f) == *len);
-    fclose(f);
-    return b;
-}
-
 // b (len bytes) with its header version set to `version` and its CRC resealed, written to `to`;
 // frees b. Before version 5 a bundle ends with its rows: the item attribute map after them (its
 // count, 0 here: these models search no tokens) is cut.
@@ -259,7 +246,7 @@ static void write_as_version(unsigned char *b, size_t len, uint32_t version, con
 // shift and the token store fields that follow n_numeric, CRC resealed.
 static void copy_as_v1(const char *from, const char *to, size_t n_inputs) {
     size_t len;
-    unsigned char *b = read_bundle(from, &len);
+    unsigned char *b = t_read_file(from, &len);
     const size_t at = numeric_offset(from) + 4, cut = 4 + n_inputs * INPUT_BYTES + 4 + TOKEN_BYTES;
     memmove(b + at, b + at + cut, len - at - cut);
     write_as_version(b, len - cut, 1, to);
@@ -276,7 +263,7 @@ static void cut_token_fields(unsigned char *b, size_t *len, const char *from, si
 // The same bundle in format version 3: version 3, without the token store fields, CRC resealed.
 static void copy_as_v3(const char *from, const char *to, size_t n_inputs) {
     size_t len;
-    unsigned char *b = read_bundle(from, &len);
+    unsigned char *b = t_read_file(from, &len);
     cut_token_fields(b, &len, from, n_inputs);
     write_as_version(b, len, 3, to);
 }
@@ -285,7 +272,7 @@ static void copy_as_v3(const char *from, const char *to, size_t n_inputs) {
 // input without its missing mode and fill (the last 12 bytes of its entry), CRC resealed.
 static void copy_as_v2(const char *from, const char *to, size_t n_inputs) {
     size_t len;
-    unsigned char *b = read_bundle(from, &len);
+    unsigned char *b = t_read_file(from, &len);
     cut_token_fields(b, &len, from, n_inputs);
     const size_t at = numeric_offset(from) + 8; // the first input's entry
     for (size_t j = n_inputs; j-- > 0;) {       // from the last, so earlier offsets hold
@@ -301,7 +288,7 @@ static void copy_as_v2(const char *from, const char *to, size_t n_inputs) {
 // the config size in the header (bytes 12..15) to match, CRC resealed.
 static void copy_as_layout(const char *from, const char *to, const size_t *offs, size_t n) {
     size_t len;
-    unsigned char *b = read_bundle(from, &len);
+    unsigned char *b = t_read_file(from, &len);
     const size_t mc_off = 56 + 2 * RD_NAME_MAX;
     uint32_t mcs, version;
     memcpy(&version, b + 8, 4);
@@ -1111,10 +1098,10 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx)
         // the bundle's but for the auxiliary tower, which the bundle zeroes; k is the first
         // parameter that is not zero, so not the auxiliary tower's.
         size_t blen = 0, dlen = 0;
-        unsigned char *bb = read_bundle(bundle, &blen);
+        unsigned char *bb = t_read_file(bundle, &blen);
         char dpath[RD_PATH_MAX * 2 + 64];
         snprintf(dpath, sizeof dpath, "%s/%s", ckpt, RD_TRAIN_CKPT_DENSE);
-        unsigned char *db = read_bundle(dpath, &dlen);
+        unsigned char *db = t_read_file(dpath, &dlen);
         const size_t par_off = numeric_offset(bundle) + 4 + 4 +
                                (in.n_numeric - in.n_stats) * INPUT_BYTES + 4 + TOKEN_BYTES + 16;
         uint64_t n_slab = 0;

@@ -88,19 +88,6 @@ static void make_config(rd_config *cfg, const char *dir) {
     RD_ASSERT_MSG(rc == RD_OK, "config: %s", eb.msg);
 }
 
-// The file at path read whole (*len bytes).
-static unsigned char *read_whole(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    RD_ASSERT(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = rd_xmalloc(*len);
-    RD_ASSERT(fread(b, 1, *len, f) == *len);
-    fclose(f);
-    return b;
-}
-
 static int exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
@@ -373,7 +360,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx)
     {
         // The bundle rewritten as version 3, which never held a token branch: refused.
         size_t len;
-        unsigned char *b = read_whole(bundle, &len);
+        unsigned char *b = t_read_file(bundle, &len);
         const uint32_t v3 = 3;
         memcpy(b + 8, &v3, 4);
         uint32_t crc = rd_crc32c(0, b, len - 4);
@@ -414,7 +401,7 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx)
         // the CRC). Without a search by an attribute it opens and scores as before; with one it
         // is refused (version 4 never held the map). With the map's keys out of order: refused.
         size_t len;
-        unsigned char *b = read_whole(bundle, &len);
+        unsigned char *b = t_read_file(bundle, &len);
         const size_t map = 8 + 16 * in.tok_search_items, at = len - 4 - map;
         uint64_t n_map;
         memcpy(&n_map, b + at, 8);
