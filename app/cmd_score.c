@@ -263,6 +263,10 @@ int rd_cmd_score(int argc, char **argv) {
         return 2;
     }
     char data_buf[RD_PATH_MAX * 2], store_buf[RD_PATH_MAX * 2];
+    if (run && strlen(run) + sizeof "/tokens" > sizeof data_buf) {
+        fprintf(stderr, "recdistill score: --run: path too long (%zu bytes)\n", strlen(run));
+        return 1;
+    }
     if (!data) {
         snprintf(data_buf, sizeof data_buf, "%s/data", run);
         data = data_buf;
@@ -293,6 +297,9 @@ int rd_cmd_score(int argc, char **argv) {
         if (rc == RD_OK)
             rc = rd_lmdbx_check_out_not_input(opt, outs[k], "the dataset", data, &eb);
     }
+    // The two outputs under two names of one file (./s and s): the JSON would replace the CSV.
+    if (rc == RD_OK && out && json && strcmp(out, "-") != 0)
+        rc = rd_lmdbx_check_out_not_input("--json", json, "the --out file", out, &eb);
     if (rc == RD_OK && (rc = rd_dataset_open(data, 0, &ds, &eb)) != RD_OK) {
         char msg[sizeof eb.msg];
         if (rd_app_wrong_folder(data, RD_APP_PATH_DATASET,

@@ -231,6 +231,7 @@ for v in 0 -3 x 1.5; do
     expect 2 "--limit: '$v' is not a positive integer" "$RD" score "$B" --data "$TMP/t/data" --limit "$v"
 done
 expect 2 "--out and --json are the same file" "$RD" score "$B" --data "$TMP/t/data" --out "$TMP/z" --json "$TMP/z"
+expect 1 "--json .*/./z is the --out file" "$RD" score "$B" --data "$TMP/t/data" --out "$TMP/z" --json "$TMP/./z"
 expect 2 "--json -" "$RD" score "$B" --data "$TMP/t/data" --json -
 expect 2 "--data: empty value" "$RD" score "$B" --data ''
 expect 2 "BUNDLE: empty path" "$RD" score '' --data "$TMP/t/data"
