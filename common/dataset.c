@@ -1998,7 +1998,7 @@ uint32_t rd_dataset_user_pos(const rd_dataset *ds, uint64_t i) {
     return ds->user_pos[i];
 }
 
-const uint64_t *rd_dataset_history_view(const rd_dataset *ds, uint64_t i, size_t L, size_t *n) {
+uint64_t rd_dataset_history_at(const rd_dataset *ds, uint64_t i, size_t L, size_t *n) {
     const rd_record *r = rd_dataset_record(ds, i);
     RD_ASSERT(r->user < ds->info.n_users);
     uint64_t off = ds->user_off[r->user];
@@ -2007,7 +2007,21 @@ const uint64_t *rd_dataset_history_view(const rd_dataset *ds, uint64_t i, size_t
     RD_ASSERT(off + p < ds->user_off[r->user + 1] && ds->user_rec[off + p] == i);
     uint64_t start = p > L ? p - L : 0;
     *n = (size_t)(p - start);
-    return ds->user_rec + off + start;
+    return off + start;
+}
+
+const uint64_t *rd_dataset_history_view(const rd_dataset *ds, uint64_t i, size_t L, size_t *n) {
+    return ds->user_rec + rd_dataset_history_at(ds, i, L, n);
+}
+
+void rd_dataset_history_keys(const rd_dataset *ds, uint64_t table_id, uint64_t *key, uint8_t *pos) {
+    // List order: the records of one user are far apart in the log, so this pass reads them
+    // scattered once, and the histories read the result contiguously ever after.
+    for (uint64_t k = 0; k < ds->info.n_events; k++) {
+        const rd_record *r = rd_dataset_record(ds, ds->user_rec[k]);
+        key[k] = rd_table_key(table_id, r->item_key);
+        pos[k] = r->label > 0.5f ? 1 : 0;
+    }
 }
 
 size_t rd_history_stats_width(const rd_seq_config *sq) {

@@ -471,7 +471,30 @@ static void test_index_history_iterators(void **state) {
         assert_int_equal(got, want);
         for (size_t j = 0; j < got; j++)
             assert_int_equal(out_idx[j], brute[m - want + j]);
+        // The same entries, by their place in the per-user lists (user 0's list first).
+        size_t got_at = 0, got_v = 0;
+        uint64_t cnt0;
+        uint64_t at = rd_dataset_history_at(ds, i, L, &got_at);
+        assert_int_equal(got_at, got);
+        assert_ptr_equal(rd_dataset_user_records(ds, 0, &cnt0) + at,
+                         rd_dataset_history_view(ds, i, L, &got_v));
     }
+    // The per-entry table keys and label bits, in that list order.
+    uint64_t *hkey = malloc(n * sizeof *hkey);
+    uint8_t *hpos = malloc(n);
+    assert_true(hkey && hpos);
+    rd_dataset_history_keys(ds, 77, hkey, hpos);
+    for (uint64_t u = 0, k = 0; u < in->n_users; u++) {
+        uint64_t cnt;
+        const uint64_t *l = rd_dataset_user_records(ds, u, &cnt);
+        for (uint64_t j = 0; j < cnt; j++, k++) {
+            const rd_record *r = rd_dataset_record(ds, l[j]);
+            assert_true(hkey[k] == rd_table_key(77, r->item_key));
+            assert_int_equal(hpos[k], r->label > 0.5f);
+        }
+    }
+    free(hkey);
+    free(hpos);
     free(brute);
     // Iterators: each mode over 3 ranks covers the range exactly once.
     rd_range range = {123, 2777};

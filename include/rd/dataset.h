@@ -22,6 +22,8 @@
 //   rd_field_transform()   a raw numeric value as the builder stores it (log1p, standardize)
 //   rd_dataset_user_*      per-user index: a user's records in time order, a record's position
 //   rd_dataset_history()   the last L records of the same user strictly before record i, O(L)
+//   rd_dataset_history_at/keys  where a history lies in the per-user lists, and an array of
+//                          each list entry's table key and label bit (histories read contiguously)
 //   rd_dataset_feature_src/key  where a model feature's keys are in a record, and the keys
 //   rd_dataset_time_fields()    the derived "hour" and "weekday" of a timestamp
 //
@@ -394,6 +396,25 @@ const uint64_t *rd_dataset_history_view(const rd_dataset *ds, uint64_t i, size_t
 
 /** Same, copied into out_idx (room for L entries). */
 void rd_dataset_history(const rd_dataset *ds, uint64_t i, size_t L, uint64_t *out_idx, size_t *n);
+
+/**
+ * Where the history of rd_dataset_history_view lies in the per-user lists: its *n indices are
+ * entries [k, k + *n) of user_rec, the n_events entries of every user's list one after the other
+ * (user 0's first). An array parallel to those lists (rd_dataset_history_keys) thus holds a
+ * history's values contiguously, where the records themselves are scattered over the log.
+ * @param[out] n  number of indices (0 for a user's first event)
+ * @return k; k + *n is record i's own entry, so k + *n < n_events
+ */
+uint64_t rd_dataset_history_at(const rd_dataset *ds, uint64_t i, size_t L, size_t *n);
+
+/**
+ * For every entry k of the per-user lists (rd_dataset_history_at), the table key of its record's
+ * item and its label bit: key[k] = rd_table_key(table_id, item_key), pos[k] = label > 0.5. One
+ * scattered pass over the log, O(n_events).
+ * @param[out] key  n_events uint64 (caller-owned)
+ * @param[out] pos  n_events bytes, 0 or 1 (caller-owned)
+ */
+void rd_dataset_history_keys(const rd_dataset *ds, uint64_t table_id, uint64_t *key, uint8_t *pos);
 
 /** Floats of a record that are model inputs: n_numeric - n_feedback, the first ones. */
 static inline uint32_t rd_dataset_n_inputs(const rd_dataset_info *in) {

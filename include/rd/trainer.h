@@ -15,6 +15,7 @@
 //   rd_trainer_request_checkpoint() a checkpoint after the next step (async-signal-safe)
 //   rd_trainer_request_stop()  the same, then PS shard 0 is told (SIGTERM: the run ends after)
 //   rd_trainer_targets_json() the target counters as JSON members (targets.json, report.json)
+//   rd_history_keys          a history's table keys and labels in per-user order (stage_build)
 //
 // Schedule (per job, all ranks of the job in lock step):
 //   1. batch phase: train.epochs passes over rd_dataset_batch, in train.order (time: ranks take
@@ -87,6 +88,7 @@
 
 #include "rd/comm.h"
 #include "rd/config.h"
+#include "rd/dataset.h"
 #include "rd/error.h"
 #include "rd/kv.h"
 #include "rd/metrics.h"
@@ -216,6 +218,30 @@ int rd__trainer_check_token_memory(const rd_config *cfg,
                                    const rd_model_config *mc,
                                    double limit,
                                    rd_errbuf *eb);
+
+/** The table keys and label bits of rd_dataset_history_keys (n_events each), or both NULL. */
+typedef struct rd_history_keys {
+    uint64_t *key; // (n_events) rd_table_key(seq table, item key) of each per-user list entry
+    uint8_t *pos;  // (n_events) its label > 0.5
+} rd_history_keys;
+
+/**
+ * stage_build's history of record i, for tests: appends the table keys of its (up to L) earlier
+ * events, latest first, to raw[*n_raw ..], and sets si (L) to their positions in raw (-1 after
+ * them) and sl (L) to their label bits (0 after them). hk NULL or empty reads the records of the
+ * log; else hk must hold rd_dataset_history_keys(ds, table_id). Both give the same output.
+ */
+void rd__trainer_history_fill(const rd_dataset *ds,
+                              const rd_history_keys *hk,
+                              uint64_t table_id,
+                              uint64_t i,
+                              size_t L,
+                              uint64_t *raw,
+                              size_t *n_raw,
+                              int32_t *si,
+                              uint8_t *sl);
+/** The bytes a worker rank may give that array: a quarter of limit over world_size ranks. */
+double rd__trainer_history_keys_budget(double limit, int world_size);
 
 /**
  * Run the schedule. Collective over the job's ranks (allreduce, metric gathers) and talks to the
