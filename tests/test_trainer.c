@@ -20,7 +20,6 @@
 #include "rd/train_ckpt.h"
 #include "rd/trainer.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,29 +151,6 @@ static void test_token_memory(void **state) {
 // ---------------------------------------------------------------------------------------------
 // stage_build's history: the array in per-user order against the records of the log
 
-static void rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                    continue;
-                char sub[1024];
-                snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 // A log whose users have one event (an empty history only), about 5 (short ones), 750 (longer than
 // any L below) and about 22 (the other 20 users), interleaved at random, with ties of the
 // timestamp.
@@ -304,7 +280,7 @@ static void test_history_keys(void **state) {
     free(hk.pos);
     rd_dataset_close(ds);
     free(cfg);
-    rm_rf(tmp);
+    rd_train_ckpt_rmtree(tmp, NULL);
 }
 
 // The array's budget: a quarter of the memory over the ranks (at most those of the node).
