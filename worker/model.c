@@ -23,6 +23,8 @@
 #include "rd/rng.h"
 #include "rd/table.h"
 
+#include "slab_internal.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -74,13 +76,6 @@ typedef struct branch {
     rd_reqattn_scratch ras;
     rd_din_scratch ds;
 } branch;
-
-typedef struct init_spec {
-    int kind; // INIT_*
-    float std;
-} init_spec;
-
-enum { INIT_ZERO = 0, INIT_ONE = 1, INIT_NORMAL = 2 };
 
 struct rd__model_priv {
     float *acts; // the activation slab
@@ -159,7 +154,7 @@ struct rd__model_priv {
 
     // Accounting and state
     double flops_fwd, flops_bwd; // per example
-    init_spec *inits;            // (n_tensors)
+    rd__init_spec *inits;        // (n_tensors)
     size_t fwd_B;                // B of the last forward, 0 = none
     int fwd_head;                // 1 = the last forward ran the head and losses (rd_model_forward),
                                  // 0 = it stopped at h (rd_model_forward_hidden)
@@ -174,50 +169,24 @@ struct rd__model_priv {
 typedef struct builder {
     rd_model *m;
     rd__model_priv *p;
-    int assign;  // 0 = counting pass, 1 = assigning pass
-    size_t poff; // floats carved from the parameter slab
-    size_t aoff; // floats carved from the activation slab
-    int nt;      // tensors
-    size_t nparams;
+    rd__carver c;
     double ff, fb; // FLOPs per example
 } builder;
-
-static size_t pad16(size_t n) {
-    return (n + 15) / 16 * 16;
-}
 
 static void
 param(builder *bd, float **pp, float **gp, size_t n, int init, float std, const char *fmt, ...)
     RD_PRINTF(7, 8);
 
-// Carve a parameter tensor of n floats: *pp in the parameter slab, *gp at the same offset of the
-// gradient slab; record it in the directory with its initialisation.
 static void
 param(builder *bd, float **pp, float **gp, size_t n, int init, float std, const char *fmt, ...) {
-    if (bd->assign) {
-        rd_model_tensor *t = &bd->m->tensors[bd->nt];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(t->name, sizeof t->name, fmt, ap);
-        va_end(ap);
-        t->offset = bd->poff;
-        t->n = n;
-        bd->p->inits[bd->nt] = (init_spec){init, std};
-        *pp = bd->m->params + bd->poff;
-        *gp = bd->m->grads + bd->poff;
-    } else {
-        *pp = NULL;
-        *gp = NULL;
-    }
-    bd->nt++;
-    bd->poff += pad16(n);
-    bd->nparams += n;
+    va_list ap;
+    va_start(ap, fmt);
+    rd__carve_vparam(&bd->c, pp, gp, n, init, std, fmt, ap);
+    va_end(ap);
 }
 
 static float *act(builder *bd, size_t n) {
-    float *r = bd->assign ? bd->p->acts + bd->aoff : NULL;
-    bd->aoff += pad16(n);
-    return r;
+    return rd__carve_act(&bd->c, n);
 }
 
 // FLOPs of a linear layer applied to `rows` rows per example.
@@ -243,8 +212,8 @@ static void layout_mlp(builder *bd,
     size_t B = bd->m->max_batch;
     for (size_t i = 0; i < s->n; i++) {
         size_t in = s->dims[i], out = s->dims[i + 1];
-        param(bd, &w->w[i], &g->w[i], out * in, INIT_NORMAL, fan_std(in), "%s.l%zu.w", name, i);
-        param(bd, &w->b[i], &g->b[i], out, INIT_ZERO, 0.0f, "%s.l%zu.b", name, i);
+        param(bd, &w->w[i], &g->w[i], out * in, RD__INIT_NORMAL, fan_std(in), "%s.l%zu.w", name, i);
+        param(bd, &w->b[i], &g->b[i], out, RD__INIT_ZERO, 0.0f, "%s.l%zu.b", name, i);
         a->pre[i] = act(bd, B * out);
         int f = i + 1 < s->n ? s->act : s->act_last;
         a->post[i] = f == RD_ACT_NONE ? a->pre[i] : act(bd, B * out);
@@ -255,8 +224,8 @@ static void layout_mlp(builder *bd,
 static void layout_branch(builder *bd, branch *br, const char *name) {
     size_t B = bd->m->max_batch, L = br->d.T, C = br->d.C, E = br->d.E, Din = br->Din;
     double Ld = (double)L;
-    param(bd, &br->p.in_w, &br->g.in_w, C * Din, INIT_NORMAL, fan_std(Din), "%s.in.w", name);
-    param(bd, &br->p.in_b, &br->g.in_b, C, INIT_ZERO, 0.0f, "%s.in.b", name);
+    param(bd, &br->p.in_w, &br->g.in_w, C * Din, RD__INIT_NORMAL, fan_std(Din), "%s.in.w", name);
+    param(bd, &br->p.in_b, &br->g.in_b, C, RD__INIT_ZERO, 0.0f, "%s.in.b", name);
     flops_linear(bd, Ld, Din, C, 1);
     br->mask = act(bd, B * L);
     br->bin = act(bd, B * L * Din);
@@ -267,13 +236,13 @@ static void layout_branch(builder *bd, branch *br, const char *name) {
     br->dbin = act(bd, B * L * Din);
     if (br->kind == RD_SEQ_DIN) {
         size_t H = br->d.H;
-        param(bd, &br->p.q_w, &br->g.q_w, C * E, INIT_NORMAL, fan_std(E), "%s.q.w", name);
-        param(bd, &br->p.q_b, &br->g.q_b, C, INIT_ZERO, 0.0f, "%s.q.b", name);
-        param(bd, &br->p.din.w1, &br->g.din.w1, H * 4 * C, INIT_NORMAL, fan_std(4 * C), "%s.din.w1",
-              name);
-        param(bd, &br->p.din.b1, &br->g.din.b1, H, INIT_ZERO, 0.0f, "%s.din.b1", name);
-        param(bd, &br->p.din.w2, &br->g.din.w2, H, INIT_NORMAL, fan_std(H), "%s.din.w2", name);
-        param(bd, &br->p.din.b2, &br->g.din.b2, 1, INIT_ZERO, 0.0f, "%s.din.b2", name);
+        param(bd, &br->p.q_w, &br->g.q_w, C * E, RD__INIT_NORMAL, fan_std(E), "%s.q.w", name);
+        param(bd, &br->p.q_b, &br->g.q_b, C, RD__INIT_ZERO, 0.0f, "%s.q.b", name);
+        param(bd, &br->p.din.w1, &br->g.din.w1, H * 4 * C, RD__INIT_NORMAL, fan_std(4 * C),
+              "%s.din.w1", name);
+        param(bd, &br->p.din.b1, &br->g.din.b1, H, RD__INIT_ZERO, 0.0f, "%s.din.b1", name);
+        param(bd, &br->p.din.w2, &br->g.din.w2, H, RD__INIT_NORMAL, fan_std(H), "%s.din.w2", name);
+        param(bd, &br->p.din.b2, &br->g.din.b2, 1, RD__INIT_ZERO, 0.0f, "%s.din.b2", name);
         br->q = act(bd, B * C);
         br->dq = act(bd, B * C);
         br->din.feat = act(bd, B * L * 2 * C); // [k, q * k]: rd_din_forward folds the layer
@@ -300,7 +269,7 @@ static void layout_branch(builder *bd, branch *br, const char *name) {
     } else if (br->kind == RD_SEQ_TRANSFORMER) {
         size_t NH = br->d.NH;
         float res_std = fan_std(C) / sqrtf(2.0f * (float)br->layers);
-        param(bd, &br->p.pos, &br->g.pos, L * C, INIT_NORMAL, 0.02f, "%s.pos", name);
+        param(bd, &br->p.pos, &br->g.pos, L * C, RD__INIT_NORMAL, 0.02f, "%s.pos", name);
         br->dx[1] = act(bd, B * L * C);
         // One shared backward scratch for all blocks (they run one at a time).
         br->bs.dres = act(bd, B * L * C);
@@ -313,22 +282,23 @@ static void layout_branch(builder *bd, branch *br, const char *name) {
         for (size_t l = 0; l < br->layers; l++) {
             rd_tblock_weights *w = &br->p.blk[l], *g = &br->g.blk[l];
             rd_tblock_acts *a = &br->ba[l];
-            param(bd, &w->ln1w, &g->ln1w, C, INIT_ONE, 0.0f, "%s.block%zu.ln1w", name, l);
-            param(bd, &w->ln1b, &g->ln1b, C, INIT_ZERO, 0.0f, "%s.block%zu.ln1b", name, l);
-            param(bd, &w->qkvw, &g->qkvw, 3 * C * C, INIT_NORMAL, fan_std(C), "%s.block%zu.qkvw",
+            param(bd, &w->ln1w, &g->ln1w, C, RD__INIT_ONE, 0.0f, "%s.block%zu.ln1w", name, l);
+            param(bd, &w->ln1b, &g->ln1b, C, RD__INIT_ZERO, 0.0f, "%s.block%zu.ln1b", name, l);
+            param(bd, &w->qkvw, &g->qkvw, 3 * C * C, RD__INIT_NORMAL, fan_std(C),
+                  "%s.block%zu.qkvw", name, l);
+            param(bd, &w->qkvb, &g->qkvb, 3 * C, RD__INIT_ZERO, 0.0f, "%s.block%zu.qkvb", name, l);
+            param(bd, &w->projw, &g->projw, C * C, RD__INIT_NORMAL, res_std, "%s.block%zu.projw",
                   name, l);
-            param(bd, &w->qkvb, &g->qkvb, 3 * C, INIT_ZERO, 0.0f, "%s.block%zu.qkvb", name, l);
-            param(bd, &w->projw, &g->projw, C * C, INIT_NORMAL, res_std, "%s.block%zu.projw", name,
-                  l);
-            param(bd, &w->projb, &g->projb, C, INIT_ZERO, 0.0f, "%s.block%zu.projb", name, l);
-            param(bd, &w->ln2w, &g->ln2w, C, INIT_ONE, 0.0f, "%s.block%zu.ln2w", name, l);
-            param(bd, &w->ln2b, &g->ln2b, C, INIT_ZERO, 0.0f, "%s.block%zu.ln2b", name, l);
-            param(bd, &w->fcw, &g->fcw, 4 * C * C, INIT_NORMAL, fan_std(C), "%s.block%zu.fcw", name,
-                  l);
-            param(bd, &w->fcb, &g->fcb, 4 * C, INIT_ZERO, 0.0f, "%s.block%zu.fcb", name, l);
-            param(bd, &w->fcprojw, &g->fcprojw, 4 * C * C, INIT_NORMAL,
+            param(bd, &w->projb, &g->projb, C, RD__INIT_ZERO, 0.0f, "%s.block%zu.projb", name, l);
+            param(bd, &w->ln2w, &g->ln2w, C, RD__INIT_ONE, 0.0f, "%s.block%zu.ln2w", name, l);
+            param(bd, &w->ln2b, &g->ln2b, C, RD__INIT_ZERO, 0.0f, "%s.block%zu.ln2b", name, l);
+            param(bd, &w->fcw, &g->fcw, 4 * C * C, RD__INIT_NORMAL, fan_std(C), "%s.block%zu.fcw",
+                  name, l);
+            param(bd, &w->fcb, &g->fcb, 4 * C, RD__INIT_ZERO, 0.0f, "%s.block%zu.fcb", name, l);
+            param(bd, &w->fcprojw, &g->fcprojw, 4 * C * C, RD__INIT_NORMAL,
                   fan_std(4 * C) / sqrtf(2.0f * (float)br->layers), "%s.block%zu.fcprojw", name, l);
-            param(bd, &w->fcprojb, &g->fcprojb, C, INIT_ZERO, 0.0f, "%s.block%zu.fcprojb", name, l);
+            param(bd, &w->fcprojb, &g->fcprojb, C, RD__INIT_ZERO, 0.0f, "%s.block%zu.fcprojb", name,
+                  l);
             a->ln1 = act(bd, B * L * C);
             a->ln1_mean = act(bd, B * L);
             a->ln1_rstd = act(bd, B * L);
@@ -350,14 +320,14 @@ static void layout_branch(builder *bd, branch *br, const char *name) {
             flops_linear(bd, Ld, 4 * C, C, 1);
         }
         rd_reqattn_weights *w = &br->p.ra, *g = &br->g.ra;
-        param(bd, &w->lnw, &g->lnw, C, INIT_ONE, 0.0f, "%s.ra.lnw", name);
-        param(bd, &w->lnb, &g->lnb, C, INIT_ZERO, 0.0f, "%s.ra.lnb", name);
-        param(bd, &w->qw, &g->qw, C * E, INIT_NORMAL, fan_std(E), "%s.ra.qw", name);
-        param(bd, &w->qb, &g->qb, C, INIT_ZERO, 0.0f, "%s.ra.qb", name);
-        param(bd, &w->kvw, &g->kvw, 2 * C * C, INIT_NORMAL, fan_std(C), "%s.ra.kvw", name);
-        param(bd, &w->kvb, &g->kvb, 2 * C, INIT_ZERO, 0.0f, "%s.ra.kvb", name);
-        param(bd, &w->projw, &g->projw, C * C, INIT_NORMAL, fan_std(C), "%s.ra.projw", name);
-        param(bd, &w->projb, &g->projb, C, INIT_ZERO, 0.0f, "%s.ra.projb", name);
+        param(bd, &w->lnw, &g->lnw, C, RD__INIT_ONE, 0.0f, "%s.ra.lnw", name);
+        param(bd, &w->lnb, &g->lnb, C, RD__INIT_ZERO, 0.0f, "%s.ra.lnb", name);
+        param(bd, &w->qw, &g->qw, C * E, RD__INIT_NORMAL, fan_std(E), "%s.ra.qw", name);
+        param(bd, &w->qb, &g->qb, C, RD__INIT_ZERO, 0.0f, "%s.ra.qb", name);
+        param(bd, &w->kvw, &g->kvw, 2 * C * C, RD__INIT_NORMAL, fan_std(C), "%s.ra.kvw", name);
+        param(bd, &w->kvb, &g->kvb, 2 * C, RD__INIT_ZERO, 0.0f, "%s.ra.kvb", name);
+        param(bd, &w->projw, &g->projw, C * C, RD__INIT_NORMAL, fan_std(C), "%s.ra.projw", name);
+        param(bd, &w->projb, &g->projb, C, RD__INIT_ZERO, 0.0f, "%s.ra.projb", name);
         br->ra.ln = act(bd, B * L * C);
         br->ra.ln_mean = act(bd, B * L);
         br->ra.ln_rstd = act(bd, B * L);
@@ -392,19 +362,20 @@ static void layout(builder *bd) {
     if (p->seq.on) {
         size_t Dt = m->tables[m->seq_table].dim;
         if (m->seq_with_labels)
-            param(bd, &p->seq_lab_p, &p->seq_lab_g, 2 * Dt, INIT_NORMAL, 0.02f, "seq.label_emb");
+            param(bd, &p->seq_lab_p, &p->seq_lab_g, 2 * Dt, RD__INIT_NORMAL, 0.02f,
+                  "seq.label_emb");
         layout_branch(bd, &p->seq, "seq");
     }
     if (p->seqm.on)
         layout_branch(bd, &p->seqm, "seq_view");
     if (p->tok.on) {
         size_t L = m->tok_length, A = p->A;
-        param(bd, &p->ad_w_p, &p->ad_w_g, A * m->tok_dim, INIT_NORMAL, fan_std(m->tok_dim),
+        param(bd, &p->ad_w_p, &p->ad_w_g, A * m->tok_dim, RD__INIT_NORMAL, fan_std(m->tok_dim),
               "tok.adapter.w");
-        param(bd, &p->ad_b_p, &p->ad_b_g, A, INIT_ZERO, 0.0f, "tok.adapter.b");
-        param(bd, &p->tok_lab_p, &p->tok_lab_g, 2 * A, INIT_NORMAL, 0.02f, "tok.label_emb");
+        param(bd, &p->ad_b_p, &p->ad_b_g, A, RD__INIT_ZERO, 0.0f, "tok.adapter.b");
+        param(bd, &p->tok_lab_p, &p->tok_lab_g, 2 * A, RD__INIT_NORMAL, 0.02f, "tok.label_emb");
         if (m->tok_side) // only then: the slab of models without side values is unchanged
-            param(bd, &p->tok_side_p, &p->tok_side_g, m->tok_side * A, INIT_NORMAL, 0.02f,
+            param(bd, &p->tok_side_p, &p->tok_side_g, m->tok_side * A, RD__INIT_NORMAL, 0.02f,
                   "tok.side_w");
         if (p->tok_norm) {
             p->tok_in = act(bd, B * L * m->tok_dim);
@@ -421,7 +392,7 @@ static void layout(builder *bd) {
             p->dtok_q = act(bd, B * p->tok.d.E);
         }
         if (p->tok_gate) {
-            param(bd, &p->gate_p, &p->gate_g, p->tok.d.C, INIT_ZERO, 0.0f, "tok.gate");
+            param(bd, &p->gate_p, &p->gate_g, p->tok.d.C, RD__INIT_ZERO, 0.0f, "tok.gate");
             p->tok_gated = act(bd, B * p->tok.d.C);
             p->dtok_gated = act(bd, B * p->tok.d.C);
         }
@@ -459,8 +430,8 @@ static void layout(builder *bd) {
     p->dbb_in = act(bd, B * p->W);
     float *x = p->bb_in;
     if (p->ln) {
-        param(bd, &p->ln_w_p, &p->ln_w_g, p->W, INIT_ONE, 0.0f, "backbone.ln.w");
-        param(bd, &p->ln_b_p, &p->ln_b_g, p->W, INIT_ZERO, 0.0f, "backbone.ln.b");
+        param(bd, &p->ln_w_p, &p->ln_w_g, p->W, RD__INIT_ONE, 0.0f, "backbone.ln.w");
+        param(bd, &p->ln_b_p, &p->ln_b_g, p->W, RD__INIT_ZERO, 0.0f, "backbone.ln.b");
         p->bb_ln = act(bd, B * p->W);
         p->dbb_ln = act(bd, B * p->W);
         p->bb_mean = act(bd, B);
@@ -494,9 +465,9 @@ static void layout(builder *bd) {
     }
     p->mlp_sc.a = act(bd, B * maxw);
     p->mlp_sc.b = act(bd, B * maxw);
-    m->logits_main = bd->assign ? rd_mlp_output(&p->head.acts[0], &p->head.shape[0]) : NULL;
+    m->logits_main = bd->c.assign ? rd_mlp_output(&p->head.acts[0], &p->head.shape[0]) : NULL;
     m->logits_aux =
-        bd->assign && m->two_towers ? rd_mlp_output(&p->head.acts[1], &p->head.shape[1]) : NULL;
+        bd->c.assign && m->two_towers ? rd_mlp_output(&p->head.acts[1], &p->head.shape[1]) : NULL;
     p->loss_b = act(bd, B);
     p->dist_b = act(bd, B);
     p->zcal = act(bd, B);
@@ -804,21 +775,6 @@ static void advise_huge(void *p, size_t bytes) {
 #endif
 }
 
-static void init_params(rd_model *m, uint64_t seed) {
-    for (int i = 0; i < m->n_tensors; i++) {
-        const rd_model_tensor *t = &m->tensors[i];
-        const init_spec *s = &m->priv->inits[i];
-        float *x = m->params + t->offset;
-        // One stream per tensor index: a tensor's values do not depend on the others' sizes.
-        rd_rng r;
-        rd_rng_split(&r, seed, (uint64_t)i);
-        for (size_t k = 0; k < t->n; k++)
-            x[k] = s->kind == INIT_ONE      ? 1.0f
-                   : s->kind == INIT_NORMAL ? s->std * (float)rd_rng_normal(&r)
-                                            : 0.0f;
-    }
-}
-
 int rd_model_create(const rd_model_config *mcfg,
                     const rd_model_opts *opts,
                     rd_model **out,
@@ -840,12 +796,12 @@ int rd_model_create(const rd_model_config *mcfg,
         goto fail;
 
     // Pass 1: sizes and FLOPs.
-    builder bd = {.m = m, .p = p, .assign = 0};
+    builder bd = {.m = m, .p = p};
     layout(&bd);
-    m->n_slab = bd.poff;
-    m->n_params = bd.nparams;
-    m->n_acts = bd.aoff;
-    m->n_tensors = bd.nt;
+    m->n_slab = bd.c.poff;
+    m->n_params = bd.c.nparams;
+    m->n_acts = bd.c.aoff;
+    m->n_tensors = bd.c.nt;
     m->opt_slots = opts->opt_slots;
     p->flops_fwd = bd.ff;
     p->flops_bwd = bd.fb;
@@ -911,10 +867,17 @@ int rd_model_create(const rd_model_config *mcfg,
     memset(p->acts, 0, (m->n_acts > 0 ? m->n_acts : 1) * sizeof(float));
 
     // Pass 2: carve.
-    bd = (builder){.m = m, .p = p, .assign = 1};
+    bd = (builder){.m = m,
+                   .p = p,
+                   .c = {.assign = 1,
+                         .tensors = m->tensors,
+                         .inits = p->inits,
+                         .params = m->params,
+                         .grads = m->grads,
+                         .acts = p->acts}};
     layout(&bd);
-    RD_ASSERT(bd.poff == m->n_slab && bd.aoff == m->n_acts && bd.nt == m->n_tensors);
-    init_params(m, opts->seed);
+    RD_ASSERT(bd.c.poff == m->n_slab && bd.c.aoff == m->n_acts && bd.c.nt == m->n_tensors);
+    rd__init_tensors(m->tensors, p->inits, m->n_tensors, m->params, opts->seed);
     *out = m;
     return RD_OK;
 

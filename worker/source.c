@@ -26,6 +26,8 @@
 #include "rd/rng.h"
 #include "rd/table.h"
 
+#include "slab_internal.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -220,16 +222,9 @@ void rd_source_sit_backward_naive(float *dinp,
 // ---------------------------------------------------------------------------------------------
 // The source model: private state
 
-enum { INIT_ZERO = 0, INIT_ONE = 1, INIT_NORMAL = 2 };
-
-typedef struct init_spec {
-    int kind;
-    float std;
-} init_spec;
-
 struct rd__source_priv {
     float *acts; // activation slab
-    init_spec *inits;
+    rd__init_spec *inits;
     size_t *row_pos; // (max_batch) position g * slots + p of each new instance in the SIT tensors
                      // (its unlabelled slot with sit_pairs; its labelled one is the next)
     int act;         // rd_act_kind of the backbone model (decompress and head use it too)
@@ -279,15 +274,9 @@ struct rd__source_priv {
 typedef struct builder {
     rd_source *s;
     rd__source_priv *p;
-    int assign;
-    size_t poff, aoff, nparams;
+    rd__carver c;
     size_t sit_acts; // floats of the activation slab that the SIT takes (its blocks and scratch)
-    int nt;
 } builder;
-
-static size_t pad16(size_t n) {
-    return (n + 15) / 16 * 16;
-}
 
 static void
 param(builder *bd, float **pp, float **gp, size_t n, int init, float std, const char *fmt, ...)
@@ -295,29 +284,14 @@ param(builder *bd, float **pp, float **gp, size_t n, int init, float std, const 
 
 static void
 param(builder *bd, float **pp, float **gp, size_t n, int init, float std, const char *fmt, ...) {
-    if (bd->assign) {
-        rd_model_tensor *t = &bd->s->tensors[bd->nt];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(t->name, sizeof t->name, fmt, ap);
-        va_end(ap);
-        t->offset = bd->poff;
-        t->n = n;
-        bd->p->inits[bd->nt] = (init_spec){init, std};
-        *pp = bd->s->params + bd->poff;
-        *gp = bd->s->grads + bd->poff;
-    } else {
-        *pp = *gp = NULL;
-    }
-    bd->nt++;
-    bd->poff += pad16(n);
-    bd->nparams += n;
+    va_list ap;
+    va_start(ap, fmt);
+    rd__carve_vparam(&bd->c, pp, gp, n, init, std, fmt, ap);
+    va_end(ap);
 }
 
 static float *act(builder *bd, size_t n) {
-    float *r = bd->assign ? bd->p->acts + bd->aoff : NULL;
-    bd->aoff += pad16(n);
-    return r;
+    return rd__carve_act(&bd->c, n);
 }
 
 static float fan_std(size_t in) {
@@ -333,8 +307,8 @@ static void layout_mlp(builder *bd,
     size_t B = bd->s->max_batch;
     for (size_t i = 0; i < sh->n; i++) {
         size_t in = sh->dims[i], out = sh->dims[i + 1];
-        param(bd, &w->w[i], &g->w[i], out * in, INIT_NORMAL, fan_std(in), "%s.l%zu.w", name, i);
-        param(bd, &w->b[i], &g->b[i], out, INIT_ZERO, 0.0f, "%s.l%zu.b", name, i);
+        param(bd, &w->w[i], &g->w[i], out * in, RD__INIT_NORMAL, fan_std(in), "%s.l%zu.w", name, i);
+        param(bd, &w->b[i], &g->b[i], out, RD__INIT_ZERO, 0.0f, "%s.l%zu.b", name, i);
         a->pre[i] = act(bd, B * out);
         int f = i + 1 < sh->n ? sh->act : sh->act_last;
         a->post[i] = f == RD_ACT_NONE ? a->pre[i] : act(bd, B * out);
@@ -347,33 +321,35 @@ static void layout(builder *bd) {
     size_t B = s->max_batch, G = s->max_groups, T = p->slots, d = s->dim, Hd = s->hidden;
     // Tensor order: bottleneck, decompress, head, then the SIT, so that a temporal model and a
     // user-order model without SIT have the same tensors at the same indices (same init).
-    param(bd, &p->bw_p, &p->bw_g, d * Hd, INIT_NORMAL, fan_std(Hd), "bottleneck.w");
-    param(bd, &p->bb_p, &p->bb_g, d, INIT_ZERO, 0.0f, "bottleneck.b");
+    param(bd, &p->bw_p, &p->bw_g, d * Hd, RD__INIT_NORMAL, fan_std(Hd), "bottleneck.w");
+    param(bd, &p->bb_p, &p->bb_g, d, RD__INIT_ZERO, 0.0f, "bottleneck.b");
     layout_mlp(bd, "decompress", &p->dec_shape, &p->dec_p, &p->dec_g, &p->dec_a);
     layout_mlp(bd, "head", &p->head_shape, &p->head_p, &p->head_g, &p->head_a);
-    size_t sit_from = bd->aoff;
+    size_t sit_from = bd->c.aoff;
     if (p->sit_on) {
         size_t L = s->sit_layers, C = d, NH = s->sit_heads, GT = G * T;
         float res_std = fan_std(C) / sqrtf(2.0f * (float)L);
         rd_source_sit_weights *w = &p->sit_p, *g = &p->sit_g;
-        param(bd, &w->pos, &g->pos, T * C, INIT_NORMAL, 0.02f, "sit.pos");
+        param(bd, &w->pos, &g->pos, T * C, RD__INIT_NORMAL, 0.02f, "sit.pos");
         for (size_t l = 0; l < L; l++) {
             rd_tblock_weights *bw = &w->blk[l], *bg = &g->blk[l];
-            param(bd, &bw->ln1w, &bg->ln1w, C, INIT_ONE, 0.0f, "sit.block%zu.ln1w", l);
-            param(bd, &bw->ln1b, &bg->ln1b, C, INIT_ZERO, 0.0f, "sit.block%zu.ln1b", l);
-            param(bd, &bw->qkvw, &bg->qkvw, 3 * C * C, INIT_NORMAL, fan_std(C), "sit.block%zu.qkvw",
+            param(bd, &bw->ln1w, &bg->ln1w, C, RD__INIT_ONE, 0.0f, "sit.block%zu.ln1w", l);
+            param(bd, &bw->ln1b, &bg->ln1b, C, RD__INIT_ZERO, 0.0f, "sit.block%zu.ln1b", l);
+            param(bd, &bw->qkvw, &bg->qkvw, 3 * C * C, RD__INIT_NORMAL, fan_std(C),
+                  "sit.block%zu.qkvw", l);
+            param(bd, &bw->qkvb, &bg->qkvb, 3 * C, RD__INIT_ZERO, 0.0f, "sit.block%zu.qkvb", l);
+            param(bd, &bw->projw, &bg->projw, C * C, RD__INIT_NORMAL, res_std, "sit.block%zu.projw",
                   l);
-            param(bd, &bw->qkvb, &bg->qkvb, 3 * C, INIT_ZERO, 0.0f, "sit.block%zu.qkvb", l);
-            param(bd, &bw->projw, &bg->projw, C * C, INIT_NORMAL, res_std, "sit.block%zu.projw", l);
-            param(bd, &bw->projb, &bg->projb, C, INIT_ZERO, 0.0f, "sit.block%zu.projb", l);
-            param(bd, &bw->ln2w, &bg->ln2w, C, INIT_ONE, 0.0f, "sit.block%zu.ln2w", l);
-            param(bd, &bw->ln2b, &bg->ln2b, C, INIT_ZERO, 0.0f, "sit.block%zu.ln2b", l);
-            param(bd, &bw->fcw, &bg->fcw, 4 * C * C, INIT_NORMAL, fan_std(C), "sit.block%zu.fcw",
-                  l);
-            param(bd, &bw->fcb, &bg->fcb, 4 * C, INIT_ZERO, 0.0f, "sit.block%zu.fcb", l);
-            param(bd, &bw->fcprojw, &bg->fcprojw, 4 * C * C, INIT_NORMAL,
+            param(bd, &bw->projb, &bg->projb, C, RD__INIT_ZERO, 0.0f, "sit.block%zu.projb", l);
+            param(bd, &bw->ln2w, &bg->ln2w, C, RD__INIT_ONE, 0.0f, "sit.block%zu.ln2w", l);
+            param(bd, &bw->ln2b, &bg->ln2b, C, RD__INIT_ZERO, 0.0f, "sit.block%zu.ln2b", l);
+            param(bd, &bw->fcw, &bg->fcw, 4 * C * C, RD__INIT_NORMAL, fan_std(C),
+                  "sit.block%zu.fcw", l);
+            param(bd, &bw->fcb, &bg->fcb, 4 * C, RD__INIT_ZERO, 0.0f, "sit.block%zu.fcb", l);
+            param(bd, &bw->fcprojw, &bg->fcprojw, 4 * C * C, RD__INIT_NORMAL,
                   fan_std(4 * C) / sqrtf(2.0f * (float)L), "sit.block%zu.fcprojw", l);
-            param(bd, &bw->fcprojb, &bg->fcprojb, C, INIT_ZERO, 0.0f, "sit.block%zu.fcprojb", l);
+            param(bd, &bw->fcprojb, &bg->fcprojb, C, RD__INIT_ZERO, 0.0f, "sit.block%zu.fcprojb",
+                  l);
             rd_tblock_acts *a = &p->sit_a.blk[l];
             a->ln1 = act(bd, GT * C);
             a->ln1_mean = act(bd, GT);
@@ -388,10 +364,10 @@ static void layout(builder *bd) {
             a->fch = act(bd, GT * 4 * C);
             a->fch_act = act(bd, GT * 4 * C);
         }
-        param(bd, &w->lnfw, &g->lnfw, C, INIT_ONE, 0.0f, "sit.lnfw");
-        param(bd, &w->lnfb, &g->lnfb, C, INIT_ZERO, 0.0f, "sit.lnfb");
+        param(bd, &w->lnfw, &g->lnfw, C, RD__INIT_ONE, 0.0f, "sit.lnfw");
+        param(bd, &w->lnfb, &g->lnfb, C, RD__INIT_ZERO, 0.0f, "sit.lnfb");
         if (s->sit_labels)
-            param(bd, &p->lab_p, &p->lab_g, 3 * C, INIT_NORMAL, 0.02f, "sit.prev_label");
+            param(bd, &p->lab_p, &p->lab_g, 3 * C, RD__INIT_NORMAL, 0.02f, "sit.prev_label");
         for (size_t l = 0; l <= L; l++)
             p->sit_a.x[l] = act(bd, GT * C);
         p->sit_a.lnf_mean = act(bd, GT);
@@ -414,7 +390,7 @@ static void layout(builder *bd) {
         p->sit_s.dx[0] = act(bd, GT * C);
         p->sit_s.dx[1] = act(bd, GT * C);
     }
-    bd->sit_acts = bd->aoff - sit_from;
+    bd->sit_acts = bd->c.aoff - sit_from;
     s->tokens = act(bd, B * d);
     p->pre = act(bd, B * d);
     p->loss_b = act(bd, B);
@@ -430,7 +406,7 @@ static void layout(builder *bd) {
         maxw = p->head_shape.dims[i] > maxw ? p->head_shape.dims[i] : maxw;
     p->mlp_sc.a = act(bd, B * maxw);
     p->mlp_sc.b = act(bd, B * maxw);
-    s->logits = bd->assign ? rd_mlp_output(&p->head_a, &p->head_shape) : NULL;
+    s->logits = bd->c.assign ? rd_mlp_output(&p->head_a, &p->head_shape) : NULL;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,20 +421,6 @@ typedef struct mem_est {
     double limit; // 0 = unknown
     const char *limit_what;
 } mem_est;
-
-static void init_params(rd_source *s, uint64_t seed) {
-    for (int i = 0; i < s->n_tensors; i++) {
-        const rd_model_tensor *t = &s->tensors[i];
-        const init_spec *sp = &s->priv->inits[i];
-        float *x = s->params + t->offset;
-        rd_rng r;
-        rd_rng_split(&r, seed, (uint64_t)i);
-        for (size_t k = 0; k < t->n; k++)
-            x[k] = sp->kind == INIT_ONE      ? 1.0f
-                   : sp->kind == INIT_NORMAL ? sp->std * (float)rd_rng_normal(&r)
-                                             : 0.0f;
-    }
-}
 
 int rd_source_create(const rd_config *cfg,
                      const rd_source_opts *opts,
@@ -557,12 +519,12 @@ int rd_source_create(const rd_config *cfg,
         p->head_shape.dims[i + 1] = (size_t)mc->tower[i];
     p->head_shape.dims[p->head_shape.n] = 1;
 
-    builder bd = {.s = s, .p = p, .assign = 0};
+    builder bd = {.s = s, .p = p};
     layout(&bd);
-    s->n_slab = bd.poff;
-    s->n_params = bd.nparams;
-    s->n_tensors = bd.nt;
-    size_t n_acts = bd.aoff;
+    s->n_slab = bd.c.poff;
+    s->n_params = bd.c.nparams;
+    s->n_tensors = bd.c.nt;
+    size_t n_acts = bd.c.aoff;
     // What the slabs and the caller's buffers take, in bytes (doubles: a wrong batch of 2^32
     // instances must give a figure, not a wrapped size_t).
     const rd_model *bb = s->backbone;
@@ -622,10 +584,18 @@ int rd_source_create(const rd_config *cfg,
     if (s->opt_state)
         memset(s->opt_state, 0, s->opt_slots * s->n_slab * sizeof(float));
     memset(p->acts, 0, n_acts * sizeof(float));
-    bd = (builder){.s = s, .p = p, .assign = 1};
+    bd = (builder){.s = s,
+                   .p = p,
+                   .c = {.assign = 1,
+                         .tensors = s->tensors,
+                         .inits = p->inits,
+                         .params = s->params,
+                         .grads = s->grads,
+                         .acts = p->acts}};
     layout(&bd);
-    RD_ASSERT(bd.poff == s->n_slab && bd.aoff == n_acts && bd.nt == s->n_tensors);
-    init_params(s, opts->seed ^ 0x534f55524345ULL); // "SOURCE": a stream apart from the backbone
+    RD_ASSERT(bd.c.poff == s->n_slab && bd.c.aoff == n_acts && bd.c.nt == s->n_tensors);
+    rd__init_tensors(s->tensors, p->inits, s->n_tensors, s->params,
+                     opts->seed ^ 0x534f55524345ULL); // "SOURCE": a stream apart from the backbone
     *out = s;
     return RD_OK;
 
