@@ -331,6 +331,15 @@ printf 'ts,uid,iid,clicked,order\n11,9,a,0,o3\n' > "$TMP/in/rep/p2.csv"
 "$RD" prepare "$TMP/rep_drop.yaml" --out "$TMP/rep_drop2" > "$TMP/out" 2>"$TMP/err" || fail "rep_drop2: $(cat "$TMP/err")"
 grep -q "events       4" "$TMP/out" || fail "drop_repeats dropped rows that differ in a column: $(cat "$TMP/err")"
 grep -q "dropped" "$TMP/err" && fail "drop_repeats dropped rows that differ in a column: $(cat "$TMP/err")"
+# But the dataset stores those rows as one event (the unread column and the label value of one
+# class aside), so a copy's history holds the other with its label as a repeat's does: named
+# with the count, drop_repeats or not (a retried click logged under a new request id).
+grep -q "rep/p1.csv:3 is stored as the same event as $TMP/in/rep/p1.csv:2 (the same time, user, item, label and fields: the rows differ only in columns the schema does not read, or in label values of one class), and 2 of the log's 4 events are such a copy of an earlier row" "$TMP/err" \
+    || fail "no warning for rows stored as one event: $(cat "$TMP/err")"
+"$RD" prepare "$TMP/rep.yaml" --out "$TMP/rep_twin" > "$TMP/out" 2>"$TMP/err" || fail "rep_twin: $(cat "$TMP/err")"
+grep -q "and 2 of the log's 4 events are such a copy of an earlier row: each is kept as an event" "$TMP/err" \
+    || fail "no warning for rows stored as one event without drop_repeats: $(cat "$TMP/err")"
+grep -q "repeats .* exactly" "$TMP/err" && fail "rows stored as one event named as exact repeats: $(cat "$TMP/err")"
 # A log exported twice whose run of one (time, user, item) holds more than 64 rows: every copy is
 # found, however far back its first (only the last copy was, of 71, with a scan of the 64 rows
 # before each), and the count is the same with and without drop_repeats.
