@@ -852,6 +852,12 @@ static size_t esc_name(char *out, size_t cap, const char *name) {
     return k;
 }
 
+// The delimiters a file read with the wrong one most likely uses (missing_col, columns_error),
+// and how a message shows each.
+static const char *const seps[] = {"\t", ",", ";", "|", "::", " "};
+static const char *const sep_shown[] = {"\\t", ",", ";", "|", "::", " "};
+#define N_SEPS ((int)(sizeof seps / sizeof seps[0]))
+
 static int missing_col(rd_errbuf *eb,
                        const char *file,
                        const char *key,
@@ -913,10 +919,8 @@ static int missing_col(rd_errbuf *eb,
     }
     // A column that holds the name between the separators of another delimiter (a TSV or a
     // ';' file read as ','): its header came as one column, or a few.
-    static const char *const seps[] = {"\t", ",", ";", "|", "::", " "};
-    static const char *const sep_shown[] = {"\\t", ",", ";", "|", "::", " "};
     int other = -1, other_col = -1;
-    for (int si = 0; si < (int)(sizeof seps / sizeof seps[0]) && other < 0; si++) {
+    for (int si = 0; si < N_SEPS && other < 0; si++) {
         size_t sl = strlen(seps[si]);
         for (int i = 0; i < n && other < 0; i++) {
             const char *c = cols[i], *e = c + strlen(c);
@@ -1372,11 +1376,57 @@ static uint64_t side_row_hash(const csv_ctx *cx, int s, const rd_csv_field *f) {
     return h;
 }
 
+// The separator of seps[] (not `delim`) at which the row of fields f, put back together with
+// `delim`, splits into `want` columns; -1 if none does (or out of memory: no hint then). A row
+// that `delim` did split is not tried at ' ': a short row of text with spaces would match.
+static int other_sep(const rd_csv_field *f, size_t nf, const char *delim, int want) {
+    const size_t dl = strlen(delim);
+    size_t len = 0;
+    for (size_t i = 0; i < nf; i++)
+        len += f[i].len + (i ? dl : 0);
+    char *row = rd_malloc(len + 1);
+    if (!row)
+        return -1;
+    size_t at = 0;
+    for (size_t i = 0; i < nf; i++) {
+        if (i) {
+            memcpy(row + at, delim, dl);
+            at += dl;
+        }
+        if (f[i].len)
+            memcpy(row + at, f[i].ptr, f[i].len);
+        at += f[i].len;
+    }
+    row[at] = '\0';
+    int found = -1;
+    for (int si = 0; si < N_SEPS && found < 0; si++) {
+        if (strcmp(seps[si], delim) == 0 || (nf > 1 && strcmp(seps[si], " ") == 0))
+            continue;
+        const size_t sl = strlen(seps[si]);
+        long pieces = 1;
+        for (const char *c = strstr(row, seps[si]); c; c = strstr(c + sl, seps[si]))
+            pieces++;
+        if (pieces == want)
+            found = si;
+    }
+    rd_free(row);
+    return found;
+}
+
 // A row with the wrong number of columns. A field that holds a carriage return not before a
 // newline is named: in a file of "\n" lines, a line ended by a lone "\r" (mixed line endings,
-// text pasted from another system) joins the next one, and the count alone did not say why.
-static int columns_error(
-    rd_errbuf *eb, const char *file, uint64_t line, int want, const rd_csv_field *f, size_t nf) {
+// text pasted from another system) joins the next one, and the count alone did not say why. A
+// row that another common separator splits into the expected columns names the delimiter
+// setting (`dkey`, whose value is `delim`): with header: false no column name is looked up, so
+// a TSV read as ',' (or `delimiter: tab`, three bytes) was only "expected 7 columns, found 1".
+static int columns_error(rd_errbuf *eb,
+                         const char *file,
+                         uint64_t line,
+                         int want,
+                         const rd_csv_field *f,
+                         size_t nf,
+                         const char *delim,
+                         const char *dkey) {
     for (size_t i = 0; i < nf; i++) {
         int lone = 0; // a "\r\n" inside a quoted field ends a line of its text
         for (size_t k = 0; k < f[i].len && !lone; k++)
@@ -1388,6 +1438,15 @@ static int columns_error(
                               "endings, make every line end in \\n (or \\r\\n)",
                               file, (unsigned long long)line, want, nf, i + 1);
     }
+    const int si = other_sep(f, nf, delim, want);
+    if (si >= 0)
+        return rd_err_set(eb, RD_ERR_PARSE,
+                          "%s:%llu: expected %d columns, found %zu; the line splits into %d at "
+                          "'%s': the file looks '%s'-separated, but %s is \"%s\": set it to "
+                          "\"%s\"",
+                          file, (unsigned long long)line, want, nf, want, sep_shown[si],
+                          sep_shown[si], dkey, strcmp(delim, "\t") == 0 ? "\\t" : delim,
+                          sep_shown[si]);
     return rd_err_set(eb, RD_ERR_PARSE, "%s:%llu: expected %d columns, found %zu", file,
                       (unsigned long long)line, want, nf);
 }
@@ -1457,7 +1516,9 @@ static int load_side(csv_ctx *cx, int s, rd_errbuf *eb) {
     size_t nf;
     while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
         if ((int)nf != st->n_cols) {
-            rc = columns_error(eb, st->path, rd_csv_line(r), st->n_cols, f, nf);
+            char dkey[48];
+            snprintf(dkey, sizeof dkey, "data.schema.side[%d].delimiter", s);
+            rc = columns_error(eb, st->path, rd_csv_line(r), st->n_cols, f, nf, o.delimiter, dkey);
             goto done;
         }
         if (latin1) {
@@ -2866,7 +2927,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
         while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
             uint64_t line = rd_csv_line(r);
             if ((int)nf != cx->n_cols) {
-                rc = columns_error(eb, cur, line, cx->n_cols, f, nf);
+                rc = columns_error(eb, cur, line, cx->n_cols, f, nf, o.delimiter,
+                                   "data.schema.delimiter");
                 goto done;
             }
             if (log_latin1) {
