@@ -476,6 +476,15 @@ static void label_rule_text(const rd_schema_config *sc, char *out, size_t cap) {
 // ---------------------------------------------------------------------------------------------
 // Field plans
 
+// A categorical or multi value read with spaces or tabs around it, kept to name one in a
+// warning (warn_spaced): its file (borrowed, as field_plan.miss_file), line and text.
+typedef struct spaced_ex {
+    const char *file;
+    uint64_t line;
+    char text[48];
+} spaced_ex;
+#define SPACED_EX_MAX 256 // examples kept per field (the first distinct values)
+
 typedef struct field_plan {
     const rd_field_config *cfg;
     int side;          // -1 = log, else side table index
@@ -497,6 +506,13 @@ typedef struct field_plan {
     const char *miss_file, *neg_file;
     uint64_t miss_line, neg_line;
     uint64_t present; // rows of its file holding a value (not empty, not a missing spelling)
+    // Categorical and multi values read with spaces or tabs around them: the key of the text
+    // inside (-> the index of its example in ex, SPACED_EX_MAX when none was kept), so that
+    // prepare names a value that is another's text with spaces around it (warn_spaced). Made
+    // at the first such value: a log without them pays two byte tests a value.
+    rd__u64map spaced;
+    spaced_ex *ex;
+    uint32_t n_ex;
 } field_plan;
 
 typedef struct side_table {
@@ -1219,6 +1235,41 @@ static float missing_fill(const field_plan *fp) {
     return fp->cfg->missing == RD_MISSING_MEAN ? NAN : 0.0f;
 }
 
+// Note categorical or multi value [p, p + n) of field fp at the current row of r in `file`
+// when spaces or tabs surround it: the key of the text inside. A split at ',' of "rock, pop"
+// gives " pop", which the model learns apart from the "pop" that opens other rows: two keys,
+// two embeddings, for one genre. @return 0, -1 out of memory
+static int note_value(field_plan *fp, const char *file, rd_csv_reader *r, const char *p, size_t n) {
+    if (n == 0 || (p[0] != ' ' && p[0] != '\t' && p[n - 1] != ' ' && p[n - 1] != '\t'))
+        return 0;
+    const char *b = p, *e = p + n;
+    while (b < e && (*b == ' ' || *b == '\t'))
+        b++;
+    while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    if (b == e)
+        return 0; // spaces only: no text to be another value
+    if (!fp->spaced.keys && rd__u64map_init(&fp->spaced, 64) != RD_OK)
+        return -1;
+    uint64_t k = rd_feature_key(fp->cfg->name, b, (size_t)(e - b));
+    int ins = 0;
+    uint32_t *slot = rd__u64map_put(&fp->spaced, k ? k : 1, SPACED_EX_MAX, &ins);
+    if (!slot)
+        return -1;
+    if (!ins || fp->n_ex == SPACED_EX_MAX)
+        return 0;
+    if (!fp->ex && !(fp->ex = rd_malloc(SPACED_EX_MAX * sizeof *fp->ex)))
+        return -1;
+    spaced_ex *x = &fp->ex[fp->n_ex];
+    x->file = file;
+    x->line = rd_csv_line(r);
+    size_t c = n < sizeof x->text - 1 ? n : sizeof x->text - 1;
+    memcpy(x->text, p, c);
+    x->text[c] = '\0';
+    *slot = fp->n_ex++;
+    return 0;
+}
+
 // Fill the slots / floats of one field from a row (of the log or of a side table). `file` is the
 // file being read (borrowed, kept for messages: it must outlive the plan's use).
 static int fill_field(field_plan *fp,
@@ -1303,6 +1354,8 @@ static int fill_field(field_plan *fp,
     if (fp->kind == RD_FIELD_CATEGORICAL) {
         keys[0] = v->len ? rd_feature_key(name, v->ptr, v->len) : 0;
         fp->present += v->len > 0;
+        if (note_value(fp, file, r, v->ptr, v->len) != 0)
+            return rd_err_set(eb, RD_ERR_NOMEM, "out of memory (field '%s')", name);
         return RD_OK;
     }
     // Multi-valued: split by sep, skip empty parts, keep the first `width`.
@@ -1321,6 +1374,8 @@ static int fill_field(field_plan *fp,
                 break;
             }
             keys[k++] = rd_feature_key(name, p, (size_t)(q - p));
+            if (note_value(fp, file, r, p, (size_t)(q - p)) != 0)
+                return rd_err_set(eb, RD_ERR_NOMEM, "out of memory (field '%s')", name);
         }
         if (q >= e)
             break;
@@ -1343,6 +1398,57 @@ static void warn_cut(field_plan *fp, const char *path) {
                 (unsigned long long)fp->cut_file, fp->cut_file == 1 ? "row holds" : "rows hold",
                 fp->width, fp->width, fp->index);
     fp->cut_file = 0;
+}
+
+// The values of field fp read with spaces or tabs around them whose text is also a value of
+// an event (its key is in the event's slots of the field: keys, n events of ns slots): a
+// warning with their count and the first kept example (the dataset is built all the same: ids
+// and values are text, compared byte for byte). Marks fp->spaced (bit 31 of a value).
+static void warn_spaced(field_plan *fp, const uint64_t *keys, uint64_t n, uint32_t ns) {
+    if (!fp->spaced.keys || rd_field_is_float(fp->kind))
+        return;
+    const uint32_t seen = 0x80000000u;
+    for (uint64_t e = 0; e < n; e++)
+        for (uint32_t j = 0; j < fp->width; j++) {
+            const uint64_t k = keys[e * ns + fp->offset + j];
+            uint32_t *v = k ? rd__u64map_get(&fp->spaced, k) : NULL;
+            if (v)
+                *v |= seen;
+        }
+    uint64_t twins = 0;
+    uint32_t best = SPACED_EX_MAX;
+    for (uint64_t j = 0; j < fp->spaced.cap; j++) {
+        if (!fp->spaced.keys[j] || !(fp->spaced.vals[j] & seen))
+            continue;
+        twins++;
+        const uint32_t x = fp->spaced.vals[j] & ~seen;
+        best = x < best ? x : best;
+    }
+    if (twins == 0)
+        return;
+    char at[RD_PATH_MAX * 2 + 128] = "";
+    if (best < SPACED_EX_MAX) {
+        const spaced_ex *x = &fp->ex[best];
+        rd_csv_field v = {x->text, strlen(x->text)};
+        char sv[64];
+        snprintf(at, sizeof at, " ('%s' at %s:%llu is the first)", show(&v, sv, sizeof sv), x->file,
+                 (unsigned long long)x->line);
+    }
+    char fix[256];
+    if (fp->kind == RD_FIELD_MULTI && !fp->flags)
+        snprintf(fix, sizeof fix,
+                 "if the separator has spaces beside it (\"rock, pop\" split at ','), remove "
+                 "them from the log or set data.schema.fields[%d].sep to the separator with "
+                 "its spaces",
+                 fp->index);
+    else
+        snprintf(fix, sizeof fix, "remove the spaces from the log");
+    RD_LOG_WARN("%s field '%s': %llu %s read with spaces around %s beside the same text "
+                "without%s: values are compared byte for byte, so the model learns each as two "
+                "values; %s",
+                fp->kind == RD_FIELD_MULTI && !fp->flags ? "multi" : "categorical", fp->cfg->name,
+                (unsigned long long)twins, twins == 1 ? "value is" : "values are",
+                twins == 1 ? "it" : "them", at, fix);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3260,6 +3366,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     }
     warn_twins(cx->log_path, cx->cols[cx->c_user], "users", &users);
     warn_twins(cx->log_path, cx->cols[cx->c_item], "items", &items);
+    for (int i = 0; i < cx->n_plan; i++)
+        warn_spaced(&cx->plan[i], es.keys, es.n, ns);
     for (uint64_t i = 0; i < es.n; i++) {
         es.meta[i].urank = users.rank[es.meta[i].urank];
         es.meta[i].irank = items.rank[es.meta[i].irank];
@@ -3398,6 +3506,10 @@ done:
     intern_free(&items);
     for (int s = 0; s < RD_MAX_SIDE; s++)
         side_free(&cx->side[s]);
+    for (int i = 0; i < RD_MAX_FIELDS; i++) {
+        rd__u64map_free(&cx->plan[i].spaced);
+        rd_free(cx->plan[i].ex);
+    }
     rd_free(cx->cols);
     rd_free(cx);
     free(yaml); // open_memstream's buffer comes from libc malloc

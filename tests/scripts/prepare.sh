@@ -355,6 +355,42 @@ grep -q "rep/p2.csv:2 repeats $TMP/in/rep/p1.csv:2 exactly (every column), and 7
 "$RD" prepare "$TMP/rep_drop3.yaml" --out "$TMP/rep_drop3" > "$TMP/out" 2>"$TMP/err" || fail "rep_drop3: $(cat "$TMP/err")"
 grep -q "dropped 71 rows that repeat an earlier row exactly .*: 71 events left" "$TMP/err" \
     || fail "drop_repeats beyond 64 rows back: $(cat "$TMP/err")"
+# Values are text too: genres written "rock, pop" and split at ',' give " pop" beside the "pop"
+# that opens other rows, two keys for one genre; named with the count and the first such value,
+# for a multi field and a categorical one, a side table's too (its file and line). Values with
+# spaces around them and no twin without are no warning.
+mkdir -p "$TMP/in/sp"
+printf 'ts,uid,iid,clicked,genres,device\n1,u1,a,1,"rock, pop",web\n2,u2,b,0,"pop, jazz",web \n3,u1,b,1,jazz,ios\n4,u2,a,0," folk",ios\n' > "$TMP/in/sp/l.csv"
+printf 'iid,brand\na,acme\nb, acme\n' > "$TMP/in/sp/items.csv"
+{ common; cat <<EOF
+data:
+  source: csv
+  input: $TMP/in/sp
+  schema:
+    path: l.csv
+    user_column: uid
+    item_column: iid
+    time_column: ts
+    label: "clicked >= 1"
+    side:
+      - {name: items, path: items.csv, header: true, key_column: iid, join_column: iid}
+    fields:
+      - {name: genres, kind: multi, sep: ","}
+      - {name: device}
+      - {name: brand, side: items}
+EOF
+} > "$TMP/sp.yaml"
+"$RD" prepare "$TMP/sp.yaml" --out "$TMP/sp_out" > "$TMP/out" 2>"$TMP/err" || fail "sp: $(cat "$TMP/err")"
+grep -qF "multi field 'genres': 2 values are read with spaces around them beside the same text without (' pop' at $TMP/in/sp/l.csv:2 is the first): values are compared byte for byte" "$TMP/err" \
+    || fail "no warning for multi values with spaces around them: $(cat "$TMP/err")"
+grep -qF "set data.schema.fields[0].sep to the separator with its spaces" "$TMP/err" \
+    || fail "the spaced multi warning names the sep key: $(cat "$TMP/err")"
+grep -qF "categorical field 'device': 1 value is read with spaces around it beside the same text without ('web ' at $TMP/in/sp/l.csv:3 is the first)" "$TMP/err" \
+    || fail "no warning for categorical values with spaces around them: $(cat "$TMP/err")"
+grep -qF "categorical field 'brand': 1 value is read with spaces around it beside the same text without (' acme' at $TMP/in/sp/items.csv:3 is the first)" "$TMP/err" \
+    || fail "no warning for a side table's values with spaces around them: $(cat "$TMP/err")"
+grep -q "folk" "$TMP/err" && fail "a spaced value without a twin was warned about: $(cat "$TMP/err")"
+grep -q "genres 6, device 3, brand 2" "$TMP/out" || fail "sp: the values stay as read: $(cat "$TMP/out")"
 # Ids are text: "007" and "7" are two users. A column holding both spellings of one number
 # more likely lost its zeros on some rows: named (a column padded throughout is not).
 printf 'ts,uid,iid,clicked\n1,007,a,1\n2,7,a,0\n3,0,b,1\n4,000,b,0\n5,0x7,c,1\n6,12,c,0\n' > "$TMP/in/zeros.csv"
