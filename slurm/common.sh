@@ -380,10 +380,25 @@ rd_check_one_node() {
         rd_die "the 1-node script runs all $need ranks on one node, but the allocation has at most $max CPU(s) on a node (SLURM_JOB_CPUS_PER_NODE=$spec): submit with '$RD_SCRIPT_NAME CONFIG', which asks for --nodes=1 --ntasks=$need, or use slurm/train-multinode.sbatch"
 }
 
+# rd_check_run_lock DIR: stop (before anything is written) when another launch writes the run
+# folder DIR: `recdistill train` holds DIR/run.lock (flock) for its whole launch, and would refuse
+# this job at start-up, after its placement step had replaced the running launch's placement.txt
+# with this job's. The lock is tried without waiting (flock -n), the way train takes it; without
+# flock(1) on the node, train's own check stands alone.
+rd_check_run_lock() {
+    local lock="$1/run.lock"
+    [ -f "$lock" ] && command -v flock >/dev/null || return 0
+    flock -n "$lock" true 2>/dev/null && return 0
+    rd_die "run folder $1 is in use by another writer ($(head -c 512 "$lock" 2>/dev/null | head -n 1); lock file $lock): one launch writes it at a time; wait for it to end, or use another folder (--out)"
+}
+
 # rd_placement NTASKS [SRUN_OPTIONS...]: print and save which node runs which rank and role
 # (<run folder>/placement.txt), with a cheap non-MPI step of the same layout as the training step.
 # When the step fails, the job stops and leaves none of this: its temporary files go, and so do
-# the run folder and the parents it made (a refused job leaves no run folder).
+# the run folder and the parents it made (a refused job leaves no run folder). RD_PLACED_TOP is
+# then the first folder of the run folder's path that this job made ("" when the run folder was
+# there before): rd_unplace removes them again when train makes nothing.
+RD_PLACED_TOP=""
 rd_placement() {
     local n="$1"
     shift
@@ -392,6 +407,7 @@ rd_placement() {
     # anything when its tasks would share a checkpoint folder or target log.
     [ -z "${SLURM_ARRAY_TASK_ID:-}" ] || rd_check_array_dirs "$RD_CONFIG"
     dir="$(rd_run_dir)"
+    rd_check_run_lock "$dir"
     top="$dir" # the first folder of the run folder's path that does not exist yet ("" if none)
     while [ -n "$top" ] && [ ! -e "$top" ] && [ ! -e "$(dirname -- "$top")" ]; do
         top="$(dirname -- "$top")"
@@ -417,7 +433,30 @@ rd_placement() {
     fi
     mv "$tmp" "$dir/placement.txt"
     rm -f "$tmp.err"
+    RD_PLACED_TOP="$top"
     sed 's/^/  /' "$dir/placement.txt"
+}
+
+# rd_unplace: after a training step that failed, remove the run folder rd_placement made when
+# train made nothing in it (refused at start-up: a --resume checkpoint of another layout, a token
+# store of another shard count, ...), as `recdistill train` under mpiexec leaves no run folder
+# then. Only placement.txt and train's empty run.lock may be there; anything else (a dataset,
+# checkpoints, metrics) keeps the folder whole. The placement stays in the job's log.
+rd_unplace() {
+    local dir d
+    [ -n "$RD_PLACED_TOP" ] || return 0
+    dir="$(rd_run_dir)"
+    [ -d "$dir" ] || return 0
+    [ -z "$(find "$dir" -mindepth 1 -maxdepth 1 ! -name placement.txt ! -name run.lock -print -quit)" ] ||
+        return 0
+    if [ -e "$dir/run.lock" ]; then # removed under its lock, as train removes it
+        command -v flock >/dev/null || return 0
+        flock -n "$dir/run.lock" rm -f -- "$dir/run.lock" 2>/dev/null || return 0
+    fi
+    rm -f -- "$dir/placement.txt"
+    d="$dir"
+    while rmdir -- "$d" 2>/dev/null && [ "$d" != "$RD_PLACED_TOP" ]; do d="$(dirname -- "$d")"; done
+    rd_note "job ${SLURM_JOB_ID:-?}: train made nothing in $dir: removed the run folder this job made"
 }
 
 # rd_role_of RANK: "ps" or the job name owning the world rank (PS first, then jobs in order).
@@ -593,7 +632,10 @@ rd_train() {
         targs=(--out "$dir" --seed "$(printf '%u' "$((${seed:-0} + SLURM_ARRAY_TASK_ID))")"
             "${RD_SET_ARGS[@]+"${RD_SET_ARGS[@]}"}")
     fi
-    resume="$(rd_requeue_resume)" || exit 1
+    resume="$(rd_requeue_resume)" || {
+        rd_unplace
+        exit 1
+    }
     if [ -n "$resume" ]; then
         local -a kept=()
         local k
@@ -633,7 +675,10 @@ rd_train() {
         for ((i = 0; i < 600; i++)); do sleep 1; done
         rd_die "job ${SLURM_JOB_ID:-?} was requeued, but Slurm has not ended this attempt in 10 minutes"
     fi
-    [ "$rc" -eq 0 ] || exit "$rc"
+    if [ "$rc" -ne 0 ]; then
+        rd_unplace
+        exit "$rc"
+    fi
     [ -s "$dir/report.json" ] || rd_die "train exited 0 but left no $dir/report.json"
     echo "report: $dir/report.json"
 }
