@@ -221,6 +221,40 @@ rd_check_nodes() {
     [ "$have" -ge "$need" ] || rd_die "$what, partition $part has $have: $hint"
 }
 
+# rd_check_cpus PER_NODE PARTITION WHAT HINT: the partition's largest node (PARTITION, else as
+# rd_check_nodes finds it) must have the CPUs of PER_NODE tasks (times RD_SBATCH_ARGS's
+# --cpus-per-task): sbatch refuses a job that puts more tasks on a node with "Requested node
+# configuration is not available", which names neither the counts nor what to change. Dies with
+# "WHAT: PER_NODE task(s) on a node, but the nodes of partition P have at most C CPUs: HINT",
+# where HINT may use {C} for that count. Not checked with --overcommit (Slurm then runs several
+# tasks on a CPU), or when sinfo cannot say (rd_check_nodes has said why).
+rd_check_cpus() {
+    local per="$1" part="$2" what="$3" hint="$4" cpt max a
+    # shellcheck disable=SC2206
+    local -a args=(${RD_SBATCH_ARGS:-})
+    for a in "${args[@]+"${args[@]}"}"; do
+        case "$a" in --overcommit | -O) return 0 ;; esac
+    done
+    cpt="$(rd_sbatch_opt cpus-per-task c)"
+    [[ "$cpt" =~ ^[1-9][0-9]*$ ]] || cpt=1
+    [ -n "$part" ] || part="$(rd_sbatch_opt partition p)"
+    [ -n "$part" ] || part="${SBATCH_PARTITION:-}"
+    command -v sinfo >/dev/null || return 0
+    if [ -z "$part" ]; then
+        part="$(sinfo -h -o %P 2>/dev/null | sed -n 's/\*$//p' | head -n 1)" || return 0
+        [ -n "$part" ] || return 0
+    fi
+    # One line per node (-N): the CPUs Slurm allocates from.
+    max="$(sinfo -h -N -p "$part" -o %c 2>/dev/null | awk '$1 ~ /^[0-9]+$/ && $1 > m {m = $1} END {print m + 0}')" ||
+        return 0
+    [ "$max" -gt 0 ] || return 0
+    [ $((per * cpt)) -le "$max" ] && return 0
+    local c=$((max / cpt))
+    [ "$c" -ge 1 ] || c=1
+    [ "$cpt" -eq 1 ] || what="$what (--cpus-per-task=$cpt each)"
+    rd_die "$what: $per task(s) on a node, but the nodes of partition $part have at most $max CPUs: ${hint//\{C\}/$c}"
+}
+
 # rd_workdir: the directory the job runs in, absolute. Inside a job: the current directory (Slurm
 # starts the batch script in the job's working directory: --chdir, else the submit directory).
 # In the submitter: RD_SBATCH_ARGS's --chdir/-D if any, else the current directory (rd_submit

@@ -250,7 +250,7 @@ eval "dry=($(cat "$W/dry1.out"))"
 # point is submitted: it stopped at that point's submission, the points before it running on.
 printf 'config: %s\nnodes: 1 2\nteacher_ranks: 1 9\nout: runs/unfit\n' "$TINY" >"$W/unfit.spec"
 "$SRC/slurm/sweep.sh" "$W/unfit.spec" >/dev/null 2>"$W/err" && fail "sweep accepted a point on 1 node of 8 CPUs with 12 ranks"
-grep -q "unfit.spec: point n1-t9-p1-b64 (1 node(s), 12 ranks) cannot run here, nothing submitted: .*Requested node configuration is not available" \
+grep -q "unfit.spec: point n1-t9-p1-b64 (1 node(s), 12 ranks) cannot run here, nothing submitted: the run deals its 12 ranks over 1 node(s): 12 task(s) on a node, but the nodes of partition debug have at most 8 CPUs: set RD_TASKS_PER_NODE=8" \
     "$W/err" || fail "unfit sweep message: $(cat "$W/err")"
 [ ! -e "$W/runs/unfit/runs.tsv" ] && [ ! -e "$W/runs/unfit/data" ] || fail "the refused sweep submitted or prepared: $(ls "$W/runs/unfit")"
 [ "$(squeue -h | wc -l)" -eq "$before" ] || fail "a failed submission left a job: $(squeue)"

@@ -8,6 +8,8 @@
 #    one run folder: a repeated value is now refused, naming the spec line.
 #  - --seed takes run.seed's range (uint64) in the submitters too.
 #  - sweep.sh run inside a Slurm job ran each point's submitter as a batch body (SLURM_JOB_ID).
+#  - a job with more tasks on a node than the partition's nodes have CPUs was refused by sbatch
+#    with Slurm's own message, naming neither the counts nor the setting to change (2c).
 #   slurm_dry.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: slurm_dry.sh path/to/recdistill}"
@@ -127,6 +129,49 @@ printf 'config: %s\nnodes: 1 3\nout: runs/n3\n' "$TINY" >"$TMP/n3.spec"
 PATH="$TMP/bin2:$PATH" "$SRC/slurm/sweep.sh" "$TMP/n3.spec" >"$TMP/n3.out" 2>"$TMP/n3.err"
 [ $? = 1 ] && grep -q "the sweep has points on 3 nodes, partition part has 2" "$TMP/n3.err" &&
     ! grep -q "sbatch" "$TMP/n3.out" || bad "sweep nodes: 1 3 on 2 nodes: $(cat "$TMP/n3.out" "$TMP/n3.err")"
+# 2c. More tasks on a node than its CPUs: sbatch refused the job with Slurm's "Requested node
+# configuration is not available" alone, naming neither the counts nor what to change. Each
+# submitter now says how many tasks it puts on a node, the partition's CPUs a node and the
+# setting that fits. A fake sinfo answers "part*", 8 nodes of 4 CPUs.
+mkdir -p "$TMP/bin3"
+cat >"$TMP/bin3/sinfo" <<'EOF2'
+#!/bin/sh
+case "$*" in *%P*) echo "part*" ;; *%D*) echo 8 ;; *%c*) printf '4\n4\n' ;; esac
+EOF2
+chmod +x "$TMP/bin3/sinfo"
+cpus() { # NAME EXPECTED-STATUS PATTERN SCRIPT ARGS...: a dry submission against bin3's sinfo
+    local name="$1" want="$2" pat="$3" rc
+    shift 3
+    PATH="$TMP/bin3:$PATH" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
+    rc=$?
+    [ "$rc" = "$want" ] || bad "cpus $name: exit $rc, expected $want: $(cat "$TMP/$name.out" "$TMP/$name.err")"
+    [ -z "$pat" ] || grep -qF -- "$pat" "$TMP/$name.err" || bad "cpus $name: stderr lacks '$pat': $(cat "$TMP/$name.err")"
+    if [ "$want" = 0 ]; then
+        grep -q "sbatch " "$TMP/$name.out" || bad "cpus $name: no sbatch command: $(cat "$TMP/$name.out")"
+    else
+        grep -q "sbatch " "$TMP/$name.out" && bad "cpus $name: submitted: $(cat "$TMP/$name.out")"
+    fi
+}
+cpus one_fits 0 "" "$SRC/slurm/train-1node.sbatch" "$TINY"
+cpus one_5 1 "the 1-node script runs all 5 ranks (PS + job ranks) on one node: 5 task(s) on a node, but the nodes of partition part have at most 4 CPUs: use slurm/train-multinode.sbatch (RD_TASKS_PER_NODE=4)" \
+    "$SRC/slurm/train-1node.sbatch" "$TINY" --set cluster.ps_ranks=2
+RD_SBATCH_ARGS=--overcommit cpus one_over 0 "" "$SRC/slurm/train-1node.sbatch" "$TINY" --set cluster.ps_ranks=2
+RD_SBATCH_ARGS=--cpus-per-task=2 cpus one_cpt 1 "on one node (--cpus-per-task=2 each): 4 task(s) on a node, but the nodes of partition part have at most 4 CPUs: use slurm/train-multinode.sbatch (RD_TASKS_PER_NODE=2)" \
+    "$SRC/slurm/train-1node.sbatch" "$TINY"
+cpus multi_8 0 "" "$SRC/slurm/train-multinode.sbatch" "$TINY" --set cluster.jobs.teacher.ranks=5
+cpus multi_9 1 "the run deals its 9 ranks over 2 node(s): 5 task(s) on a node, but the nodes of partition part have at most 4 CPUs: set RD_TASKS_PER_NODE=4" \
+    "$SRC/slurm/train-multinode.sbatch" "$TINY" --set cluster.jobs.teacher.ranks=6
+cpus het_6 1 "the het job's component 2 (student, 6 rank(s) on 1 node(s)) (RD_TASKS_PER_NODE=8): 6 task(s) on a node, but the nodes of partition part have at most 4 CPUs: set RD_TASKS_PER_NODE=4" \
+    "$SRC/slurm/distill-hetjob.sbatch" "$TINY" --set cluster.jobs.student.ranks=6
+mkdir -p "$TMP/rlog"
+sed -e 's/    - {name: teacher, role: teacher, model: teacher}//' \
+    -e 's/{name: student, role: student, model: student, distill: true}/{name: student, role: student, model: student, distill: true, teacher: teacher}/' \
+    "$TINY" >"$TMP/rc.yaml"
+printf 'distill:\n  replay: true\n  target_log: %s/rlog\n' "$TMP" >>"$TMP/rc.yaml"
+cpus replay_3 0 "" "$SRC/slurm/student-replay.sbatch" "$TMP/rc.yaml"
+cpus replay_6 1 "the replay deals its 6 ranks over 1 node(s) (RD_TASKS_PER_NODE=8): 6 task(s) on a node, but the nodes of partition part have at most 4 CPUs: set RD_TASKS_PER_NODE=4" \
+    "$SRC/slurm/student-replay.sbatch" "$TMP/rc.yaml" --set cluster.jobs.student.ranks=4
+RD_TASKS_PER_NODE=4 cpus replay_6b 0 "" "$SRC/slurm/student-replay.sbatch" "$TMP/rc.yaml" --set cluster.jobs.student.ranks=4
 # A relative --resume is the job's: under RD_SBATCH_ARGS's --chdir, not the submitting folder.
 mkdir -p "$TMP/J/runs/x/ckpt" "$TMP/runs/y/ckpt"
 RD_SBATCH_ARGS="--chdir=$TMP/J" "$SRC/slurm/train-1node.sbatch" "$TINY" --resume runs/x/ckpt >/dev/null 2>"$TMP/r.err" ||
