@@ -169,9 +169,14 @@ sed -e 's/    - {name: teacher, role: teacher, model: teacher}//' \
     "$TINY" >"$TMP/rc.yaml"
 printf 'distill:\n  replay: true\n  target_log: %s/rlog\n' "$TMP" >>"$TMP/rc.yaml"
 cpus replay_3 0 "" "$SRC/slurm/student-replay.sbatch" "$TMP/rc.yaml"
-cpus replay_6 1 "the replay deals its 6 ranks over 1 node(s) (RD_TASKS_PER_NODE=8): 6 task(s) on a node, but the nodes of partition part have at most 4 CPUs: set RD_TASKS_PER_NODE=4" \
+cpus replay_6 1 "the replay deals its 6 ranks over 1 node(s) (RD_TASKS_PER_NODE=8): 6 task(s) on a node, but the nodes of partition part have at most 4 CPUs: set RD_TASKS_PER_NODE=4 (or a larger RD_NODES: at most 4 ranks a node)" \
     "$SRC/slurm/student-replay.sbatch" "$TMP/rc.yaml" --set cluster.jobs.student.ranks=4
 RD_TASKS_PER_NODE=4 cpus replay_6b 0 "" "$SRC/slurm/student-replay.sbatch" "$TMP/rc.yaml" --set cluster.jobs.student.ranks=4
+# RD_NODES sizes the replay as it does train-multinode (it was ignored: 1 node, refused above).
+RD_NODES=2 cpus replay_6n 0 "" "$SRC/slurm/student-replay.sbatch" "$TMP/rc.yaml" --set cluster.jobs.student.ranks=4
+grep -q -- "--nodes=2 --ntasks=6 --ntasks-per-node=3" "$TMP/replay_6n.out" ||
+    bad "replay with RD_NODES=2: $(cat "$TMP/replay_6n.out")"
+RD_NODES=0 cpus replay_n0 1 "RD_NODES must be a positive integer" "$SRC/slurm/student-replay.sbatch" "$TMP/rc.yaml"
 # A relative --resume is the job's: under RD_SBATCH_ARGS's --chdir, not the submitting folder.
 mkdir -p "$TMP/J/runs/x/ckpt" "$TMP/runs/y/ckpt"
 RD_SBATCH_ARGS="--chdir=$TMP/J" "$SRC/slurm/train-1node.sbatch" "$TINY" --resume runs/x/ckpt >/dev/null 2>"$TMP/r.err" ||
