@@ -852,6 +852,16 @@ void rd_lmdbx_env_close(MDB_env *env) {
     mdb_env_close(env);
 }
 
+// Free the reader-table slots of processes that no longer run (LMDB's mdb_reader_check: a
+// process's liveness is its lock on lock.mdb, dropped by the kernel however it ended). Best
+// effort: an env without a lock table (a read-only file system) has none. @return slots freed.
+static int clear_stale_readers(MDB_env *env) {
+    int dead = 0;
+    if (mdb_reader_check(env, &dead) != 0)
+        return 0;
+    return dead;
+}
+
 int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, rd_errbuf *eb) {
     RD_ASSERT(path && o && out);
     *out = NULL;
@@ -925,6 +935,11 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
         mdb_env_close(env);
         return rc;
     }
+    // A process that died reading (SIGKILL, a crash) left its slot in lock.mdb, which LMDB
+    // clears only when an opener finds nobody else holding the env: while a launch or a server
+    // keeps it open, the slots add up to MDB_READERS_FULL for every new reader, and one left
+    // inside a read pins its snapshot's pages. Clear those of dead processes at every open.
+    clear_stale_readers(env);
     if (!o->read_only) {
         // Opened with the size recorded in the file; raise it to the requested one (never shrink:
         // a smaller map than the file's would only make the next writes fail).
@@ -1018,6 +1033,7 @@ int rd_lmdbx_write(MDB_env *env,
 }
 
 int rd_lmdbx_read_begin(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf *eb) {
+    int cleared = 0;
     for (int tries = 0;; tries++) {
         int rc;
         if (*txn) {
@@ -1039,6 +1055,18 @@ int rd_lmdbx_read_begin(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf
             rc = mdb_env_set_mapsize(env, 0);
             if (rc == 0)
                 continue;
+        }
+        // Full of slots since this env was opened: those of processes that died reading are
+        // freed and the read tried again; live readers only is a real limit, said as such.
+        if (rc == MDB_READERS_FULL && !cleared++ && clear_stale_readers(env) > 0)
+            continue;
+        if (rc == MDB_READERS_FULL) {
+            unsigned slots = 0;
+            mdb_env_get_maxreaders(env, &slots);
+            return rd_err_set(eb, RD_ERR_LMDB,
+                              "begin read transaction: %s: all %u reader slots of its lock.mdb "
+                              "are taken by live processes reading it at once (LMDB rc %d)",
+                              path ? path : "(env)", slots, rc);
         }
         return rd_lmdbx_error(eb, rc, "begin read transaction", path);
     }

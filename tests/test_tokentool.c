@@ -741,6 +741,120 @@ static void test_users_damaged_no_partial(void **state) {
     assert_non_null(strstr(out, "value of 5 bytes"));
 }
 
+// A reader that dies without closing the store (SIGKILL, a crash, the OOM killer) leaves its
+// slot in the shard's reader table (lock.mdb), which LMDB clears only when a process opens the
+// env with nobody else holding it. While a long-lived process (a launch's PS ranks, a server)
+// keeps the store open, such slots added up: after 126 of them every new reader failed with
+// MDB_READERS_FULL ("begin read transaction ...: Environment maxreaders limit reached"), the
+// tools and the holder alike, and a slot left inside a read kept its snapshot's pages from
+// being reused. An open (and a read that finds the table full) now clears the slots of dead
+// processes (mdb_reader_check).
+static int fetch_one(rd_token_store *s) {
+    float tok[DIM];
+    uint32_t nf = 0;
+    rd_token_fetch_out o = {.tokens = tok, .n_found = &nf};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_token_store_fetch(s, USER, INT64_MAX, 1, &o, &eb);
+    if (rc != RD_OK)
+        fprintf(stderr, "fetch: %s\n", eb.msg);
+    return rc == RD_OK && nf == 1 ? 0 : 1;
+}
+
+static int fetch_in_child(const char *dir, int leave_slot) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rd_token_open_opts o;
+        memset(&o, 0, sizeof o);
+        o.mode = RD_TOKEN_READ_ONLY;
+        rd_token_store *s = NULL;
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        if (rd_token_store_open(dir, &o, &s, &eb) != RD_OK) {
+            fprintf(stderr, "open: %s\n", eb.msg);
+            _exit(2);
+        }
+        int bad = fetch_one(s);
+        if (!leave_slot)
+            rd_token_store_destroy(s);
+        _exit(bad); // leave_slot: as a killed reader, without closing the env
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_stale_readers(void **state) {
+    (void)state;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/stale_readers", g_root);
+    rd_token_store *w = create_store(dir, 1);
+    uint64_t users[1] = {USER}, ids[1] = {1};
+    int64_t ts[1] = {10};
+    float tok[DIM] = {0};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_batch bt = {1, users, ts, ids, tok, NULL, NULL, NULL, NULL};
+    assert_int_equal(rd_token_store_append(w, &bt, &eb), RD_OK);
+    rd_token_store_destroy(w);
+    // The long-lived holder: the env stays open, so its lock table is never reset.
+    rd_token_open_opts o;
+    memset(&o, 0, sizeof o);
+    o.mode = RD_TOKEN_READ_ONLY;
+    rd_token_store *hold = NULL;
+    assert_int_equal(rd_token_store_open(dir, &o, &hold, &eb), RD_OK);
+    for (int i = 0; i < 140; i++) // more than LMDB's 126 reader slots
+        assert_int_equal(fetch_in_child(dir, 1), 0);
+    assert_int_equal(fetch_in_child(dir, 0), 0); // a new reader (tool, server) still reads
+    for (int i = 0; i < 140; i++)
+        assert_int_equal(fetch_in_child(dir, 1), 0);
+    assert_int_equal(fetch_one(hold), 0); // and so does the holder, its env opened before
+    rd_token_store_destroy(hold);
+    // Every slot taken by live readers: a new reader is refused, saying so, and reads again
+    // once they died (the read that finds the table full clears it).
+    enum { LIVE = 130 };
+    pid_t live[LIVE];
+    int gate[2];
+    assert_int_equal(pipe(gate), 0);
+    int n_live = 0;
+    for (int i = 0; i < LIVE; i++) {
+        int ready[2];
+        assert_int_equal(pipe(ready), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(gate[1]);
+            close(ready[0]);
+            rd_token_store *s = NULL;
+            char c =
+                rd_token_store_open(dir, &o, &s, &eb) == RD_OK && fetch_one(s) == 0 ? 'y' : 'n';
+            (void)!write(ready[1], &c, 1);
+            (void)!read(gate[0], &c, 1); // held open (a slot each) until killed
+            _exit(0);
+        }
+        close(ready[1]);
+        char c = 0;
+        assert_int_equal(read(ready[0], &c, 1), 1);
+        close(ready[0]);
+        live[i] = pid;
+        n_live += c == 'y';
+    }
+    assert_true(n_live >= 100 && n_live < LIVE); // the table filled up
+    char out[4096];
+    assert_int_equal(run(out, sizeof out, "%s tokens verify %s 2>&1", g_rd, dir), 1);
+    if (!strstr(out, "reader slots of its lock.mdb are taken by live processes"))
+        fprintf(stderr, "verify said: %s\n", out);
+    assert_non_null(strstr(out, "reader slots of its lock.mdb are taken by live processes"));
+    for (int i = 0; i < LIVE; i++)
+        kill(live[i], SIGKILL);
+    for (int i = 0; i < LIVE; i++)
+        waitpid(live[i], NULL, 0);
+    close(gate[0]);
+    close(gate[1]);
+    assert_int_equal(run(out, sizeof out, "%s tokens verify %s 2>&1", g_rd, dir), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokens_cli),
                                        cmocka_unit_test(test_compact_out_parents),
@@ -750,6 +864,7 @@ int main(void) {
                                        cmocka_unit_test(test_users_and_empty_fetch),
                                        cmocka_unit_test(test_wrong_folder),
                                        cmocka_unit_test(test_shard_not_regular),
-                                       cmocka_unit_test(test_users_damaged_no_partial)};
+                                       cmocka_unit_test(test_users_damaged_no_partial),
+                                       cmocka_unit_test(test_stale_readers)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
