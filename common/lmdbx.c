@@ -923,8 +923,20 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
         if (stat(data, &st) != 0 && errno == ENOENT)
             rc = mdb_env_set_mapsize(env, (size_t)o->max_map_size);
     }
+    // 0666 less the umask, as the folders are made: with a team's umask 002 in a setgid folder
+    // the group's readers can register in lock.mdb (a reader writes there) and its writers
+    // write. A fixed 0644 made them the owner's alone, and nobody else could even read the env.
     if (!rc)
-        rc = mdb_env_open(env, path, flags, 0644);
+        rc = mdb_env_open(env, path, flags, 0666);
+    if (rc == EACCES && o->read_only) {
+        mdb_env_close(env);
+        return rd_err_set(eb, RD_ERR_IO,
+                          "mdb_env_open: %s: %s: a reader registers its snapshot in the env's "
+                          "lock.mdb, so it needs write access to that file (an env built with "
+                          "umask 002 in a group's folder gives it to the group; or chmod g+w "
+                          "lock.mdb) (LMDB rc %d)",
+                          path, strerror(EACCES), EACCES);
+    }
     if (rc) {
         mdb_env_close(env);
         // LMDB says EINVAL for a file that is not an LMDB env on some paths; MDB_INVALID on most.

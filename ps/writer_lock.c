@@ -63,7 +63,7 @@ int rd_writer_lock(const char *dir,
     if (lock_path(dir, file, path, sizeof path) != 0)
         return rd_err_set(eb, RD_ERR_ARG, "%s %s: path too long for its lock file", kind, dir);
     for (int attempt = 0; attempt < 8; attempt++) {
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
         if (fd < 0)
             return rd_err_set(eb, RD_ERR_IO, "%s %s: cannot open its lock file %s: %s", kind, dir,
                               path, strerror(errno));
@@ -139,7 +139,7 @@ int rd_writer_lock_shared(
         return -1;
     for (int attempt = 0; attempt < 8; attempt++) {
         // O_NONBLOCK: a FIFO planted as the lock file must not block in open().
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0666);
         if (fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
             fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0)
