@@ -608,7 +608,19 @@ typedef struct exp_out {
     size_t nf;
     uint32_t crc;
     char *line; // TSV: one row's text (exp_line_cap(nf) bytes), written with one fwrite
+    int err;    // errno of the first write that failed (0: none); nothing is written after it
 } exp_out;
+
+// Every write of the export goes through here: the errno of the first one that fails is kept,
+// since the stream's error flag alone does not say why (a full disk was reported as "write
+// error (Input/output error)" when the buffer flush that failed was not the last one).
+static void exp_put(exp_out *o, const void *p, size_t n) {
+    if (o->err || n == 0)
+        return;
+    errno = 0;
+    if (fwrite(p, 1, n, o->f) != n)
+        o->err = errno ? errno : EIO;
+}
 
 // Bytes of a TSV row: three integers (at most 20 digits and a sign each), nf floats
 // (rd_fmt_float9), the tabs and the newline.
@@ -618,8 +630,11 @@ static size_t exp_line_cap(size_t nf) {
 
 static void exp_header(exp_out *o, const rd_ckpt_table *ct, uint64_t n, uint64_t np) {
     if (o->format == RD_TABLETOOL_TSV) {
-        fprintf(o->f, "# table %s dim %u slots %u optimizer %s rows %zu pending %zu\n", ct->name,
-                ct->dim, ct->slots, rd_optim_name((int)ct->optim), (size_t)n, (size_t)np);
+        char h[RD_NAME_MAX + 160];
+        int k = snprintf(h, sizeof h,
+                         "# table %s dim %u slots %u optimizer %s rows %zu pending %zu\n", ct->name,
+                         ct->dim, ct->slots, rd_optim_name((int)ct->optim), (size_t)n, (size_t)np);
+        exp_put(o, h, k > 0 && (size_t)k < sizeof h ? (size_t)k : 0);
     } else {
         unsigned char h[EXP_HEADER + 8];
         uint32_t v[4] = {EXP_VERSION, ct->dim, ct->slots, ct->optim};
@@ -633,7 +648,7 @@ static void exp_header(exp_out *o, const rd_ckpt_table *ct, uint64_t n, uint64_t
         memcpy(h + 32, name, sizeof name);
         memcpy(h + EXP_HEADER, &pending, 8);
         o->crc = rd_crc32c(o->crc, h, sizeof h);
-        fwrite(h, 1, sizeof h, o->f);
+        exp_put(o, h, sizeof h);
     }
 }
 
@@ -649,7 +664,7 @@ static void exp_row(exp_out *o, uint64_t key, int64_t ls, uint64_t c, const floa
             p += rd_fmt_float9(row[j], p);
         }
         *p++ = '\n';
-        fwrite(o->line, 1, (size_t)(p - o->line), o->f);
+        exp_put(o, o->line, (size_t)(p - o->line));
     } else {
         unsigned char r[24];
         memcpy(r, &key, 8);
@@ -657,14 +672,17 @@ static void exp_row(exp_out *o, uint64_t key, int64_t ls, uint64_t c, const floa
         memcpy(r + 16, &c, 8);
         o->crc = rd_crc32c(o->crc, r, sizeof r);
         o->crc = rd_crc32c(o->crc, row, o->nf * sizeof(float));
-        fwrite(r, 1, sizeof r, o->f);
-        fwrite(row, sizeof(float), o->nf, o->f);
+        exp_put(o, r, sizeof r);
+        exp_put(o, row, o->nf * sizeof(float));
     }
 }
 
 static void exp_pending(exp_out *o, uint64_t key, int64_t ls, uint32_t count) {
     if (o->format == RD_TABLETOOL_TSV) {
-        fprintf(o->f, "pending\t%llu\t%lld\t%u\n", (unsigned long long)key, (long long)ls, count);
+        char t[96];
+        int k = snprintf(t, sizeof t, "pending\t%llu\t%lld\t%u\n", (unsigned long long)key,
+                         (long long)ls, count);
+        exp_put(o, t, k > 0 && (size_t)k < sizeof t ? (size_t)k : 0);
     } else {
         unsigned char r[24];
         uint32_t zero = 0;
@@ -673,16 +691,16 @@ static void exp_pending(exp_out *o, uint64_t key, int64_t ls, uint32_t count) {
         memcpy(r + 16, &count, 4);
         memcpy(r + 20, &zero, 4);
         o->crc = rd_crc32c(o->crc, r, sizeof r);
-        fwrite(r, 1, sizeof r, o->f);
+        exp_put(o, r, sizeof r);
     }
 }
 
 static int exp_finish(exp_out *o, const rd_ckpt_table *ct, rd_errbuf *eb) {
     if (o->format != RD_TABLETOOL_TSV)
-        fwrite(&o->crc, 4, 1, o->f);
-    // A failed write of the buffer sets errno at the flush that failed: this one, or (the error
-    // flag set) an earlier one whose errno is lost.
-    int e = fflush(o->f) != 0 ? errno : 0;
+        exp_put(o, &o->crc, 4);
+    // The first failed write's errno (exp_put), else this flush's.
+    errno = 0;
+    int e = o->err ? o->err : fflush(o->f) != 0 ? (errno ? errno : EIO) : 0;
     if (e || ferror(o->f))
         return rd_err_set(eb, RD_ERR_IO, "export of table %s: write error (%s)", ct->name,
                           strerror(e ? e : EIO));
@@ -1803,7 +1821,7 @@ static int export_stream(rd_tabletool *tt, int table, exp_out *o, rd_errbuf *eb)
 int rd_tabletool_export(rd_tabletool *tt, int table, int format, FILE *f, rd_errbuf *eb) {
     const rd_ckpt_table *ct = &tt->man->tables[table];
     size_t nf = (size_t)ct->dim * (1 + ct->slots);
-    exp_out o = {f, format, nf, 0, NULL};
+    exp_out o = {f, format, nf, 0, NULL, 0};
     if (format == RD_TABLETOOL_TSV)
         o.line = rd_xmalloc(exp_line_cap(nf));
     int rc = tt->stream ? export_stream(tt, table, &o, eb) : export_resident(tt, table, &o, eb);
