@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -909,6 +910,14 @@ int rd_app_out_not_stdout(const char *prog, const char *opt, const char *out, co
 
 // ---------------------------------------------------------------------------------------------
 // Standard output, flushed and checked (main, and train's --help)
+
+void rd_app_raise_nofile(void) {
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &nofile); // best effort: the open then says the limit
+    }
+}
 
 int rd_app_stdout_written(const char *cmd, const char *sub) {
     int e = fflush(stdout) != 0 ? errno : 0;

@@ -327,6 +327,7 @@ int rd_cmd_score(int argc, char **argv) {
                             in.model, bundle);
         } else {
             rd_token_open_opts oo = {.mode = RD_TOKEN_READ_ONLY};
+            rd_app_raise_nofile(); // every shard is opened (two descriptors each)
             if ((rc = rd_token_store_open(store_dir, &oo, &store, &eb)) != RD_OK)
                 rd_err_prefix(&eb, "--store: ");
         }

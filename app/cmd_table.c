@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -348,11 +347,7 @@ int rd_cmd_table(int argc, char **argv) {
     // checkpoint of thousands of shards needs more files than the usual soft limit of 1024. With
     // the hard limit too low as well, it merges them in groups through a temporary file (slower,
     // rd/tabletool.h "Memory"): raise the soft limit so that one pass is taken whenever it can.
-    struct rlimit nofile;
-    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-        nofile.rlim_cur = nofile.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &nofile); // best effort: the export groups the shards
-    }
+    rd_app_raise_nofile(); // best effort: the export groups the shards
     rd_tabletool *tt = NULL;
     // One shard at a time (rd/tabletool.h "Memory"): a checkpoint larger than this machine's
     // memory can be inspected, edited and resharded.

@@ -258,6 +258,9 @@ int rd_cmd_tokens(int argc, char **argv) {
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
+    // Every command opens every shard (two descriptors each): a store of ~510 shards or more
+    // failed with "Too many open files" under the usual soft limit of 1024.
+    rd_app_raise_nofile();
     // A copy inside the store it copies would add a folder to the input (and be copied again by
     // the next compact): refused before anything is written.
     if (strcmp(cmd, "compact") == 0 &&

@@ -203,6 +203,12 @@ int rd_app_wrong_folder(const char *path, int want, const char *expected, char *
  *  folder") and returns 2 (a usage error); else 0. */
 int rd_app_out_not_stdout(const char *prog, const char *opt, const char *out, const char *what);
 
+/** Raise the soft limit of open files to the hard one (best effort). A tool that opens every
+ *  shard of a checkpoint or token store at once holds one or two descriptors per shard (a token
+ *  store's LMDB env: data.mdb and lock.mdb), so thousands of shards pass the usual soft limit of
+ *  1024 that the hard limit allows to raise. */
+void rd_app_raise_nofile(void);
+
 /** What a command printed went through stdio's buffer: a write that failed there (a full disk,
  *  /dev/full, a closed pipe's reader gone) is found only by flushing, after the command said it
  *  succeeded. Flushes stdout; on a write error (now or earlier) prints "recdistill CMD[ SUB]:

@@ -101,8 +101,16 @@ int rd_lmdbx_error(rd_errbuf *eb, int rc, const char *what, const char *path) {
         st = RD_ERR_FULL;
         why = "short write: no space left (disk full or file size limit)";
     }
-    rd_err_set(eb, st, "%s: %s: %s (LMDB rc %d)", what ? what : "LMDB", path ? path : "(env)", why,
-               rc);
+    // Out of descriptors: say the limit, which an env of each shard of a store adds up against.
+    char nofile[96] = "";
+    struct rlimit rl;
+    if ((rc == EMFILE || rc == ENFILE) && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        snprintf(nofile, sizeof nofile,
+                 rc == EMFILE ? " (this process may open %llu files: ulimit -n)"
+                              : " (the system's open files; this process may open %llu)",
+                 (unsigned long long)rl.rlim_cur);
+    rd_err_set(eb, st, "%s: %s: %s%s (LMDB rc %d)", what ? what : "LMDB", path ? path : "(env)",
+               why, nofile, rc);
     return st;
 }
 

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -855,6 +856,53 @@ static void test_stale_readers(void **state) {
     assert_int_equal(run(out, sizeof out, "%s tokens verify %s 2>&1", g_rd, dir), 0);
 }
 
+// Every tokens command opens every shard of the store, each an LMDB env of two descriptors
+// (data.mdb, lock.mdb): a store of about 510 shards or more failed with "mdb_env_open:
+// STORE/shard-0509: Too many open files" under the usual soft limit of 1024, although the hard
+// limit allowed more (the table tools raise it; the tokens tools and score did not). They raise
+// it now, and when the hard limit itself is too low the message says the limit.
+static void test_many_shards(void **state) {
+    (void)state;
+    if (!find_cli())
+        skip();
+    enum { SHARDS = 600 };
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 2 * SHARDS + 64)
+        skip(); // the hard limit itself is too low to open such a store
+    struct rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max; // the store is made with every shard open
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &raised), 0);
+    char dir[300], out[4096];
+    snprintf(dir, sizeof dir, "%s/many_shards", g_root);
+    rd_token_store *s = create_store(dir, SHARDS);
+    uint64_t users[1] = {USER}, ids[1] = {1};
+    int64_t ts[1] = {10};
+    float tok[DIM] = {0};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_batch bt = {1, users, ts, ids, tok, NULL, NULL, NULL, NULL};
+    assert_int_equal(rd_token_store_append(s, &bt, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    const char *cmds[] = {"stats", "verify", "users", "fetch --user 777 --before 11 --n 1"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        int st =
+            run(out, sizeof out, "ulimit -Sn 1024 && %s tokens %s %s 2>&1", g_rd, cmds[i], dir);
+        if (st != 0)
+            fail_msg("tokens %s under a soft limit of 1024: %s", cmds[i], out);
+    }
+    assert_int_equal(run(out, sizeof out,
+                         "ulimit -Sn 1024 && %s tokens compact %s --out %s.copy 2>&1", g_rd, dir,
+                         dir),
+                     0);
+    // A hard limit of 1024: refused, naming the shard and the limit.
+    assert_int_equal(run(out, sizeof out, "ulimit -n 1024 && %s tokens stats %s 2>&1", g_rd, dir),
+                     1);
+    if (!strstr(out, "Too many open files (this process may open 1024 files: ulimit -n)"))
+        fail_msg("tokens stats under a hard limit of 1024: %s", out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokens_cli),
                                        cmocka_unit_test(test_compact_out_parents),
@@ -865,6 +913,7 @@ int main(void) {
                                        cmocka_unit_test(test_wrong_folder),
                                        cmocka_unit_test(test_shard_not_regular),
                                        cmocka_unit_test(test_users_damaged_no_partial),
-                                       cmocka_unit_test(test_stale_readers)};
+                                       cmocka_unit_test(test_stale_readers),
+                                       cmocka_unit_test(test_many_shards)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
