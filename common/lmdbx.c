@@ -522,7 +522,49 @@ void rd_lmdbx_outfile_abort(rd_lmdbx_outfile *of) {
     of->tmp[0] = '\0';
 }
 
+// Move the complete temporary file to of->path, which must not exist: link(2) fails with
+// EEXIST on any entry there (a file another run made since the caller checked, a dangling
+// symlink), where rename(2) would replace it. A file system without hard links takes
+// renameat2(RENAME_NOREPLACE); one without that either, a check and rename (a narrow race).
+static int place_new(const rd_lmdbx_outfile *of, rd_errbuf *eb) {
+    int rc = link(of->tmp, of->path);
+    if (rc != 0 && errno != EEXIST) {
+#if defined(SYS_renameat2)
+        rc = (int)syscall(SYS_renameat2, AT_FDCWD, of->tmp, AT_FDCWD, of->path, 1 /*NOREPLACE*/);
+        if (rc == 0)
+            return RD_OK;
+#endif
+        if (errno != EEXIST) {
+            struct stat st;
+            if (lstat(of->path, &st) == 0)
+                errno = EEXIST;
+            else
+                rc = rename(of->tmp, of->path);
+            if (rc == 0)
+                return RD_OK;
+        }
+    }
+    if (rc != 0 && errno == EEXIST)
+        return rd_err_set(eb, RD_ERR_EXISTS,
+                          "%s exists (written meanwhile by another run): give a new file name",
+                          of->path);
+    if (rc != 0)
+        return io_error(eb, "link to", of->path);
+    unlink(of->tmp); // the target holds the file now
+    return RD_OK;
+}
+
+static int outfile_commit(rd_lmdbx_outfile *of, int no_replace, rd_errbuf *eb);
+
 int rd_lmdbx_outfile_commit(rd_lmdbx_outfile *of, rd_errbuf *eb) {
+    return outfile_commit(of, 0, eb);
+}
+
+int rd_lmdbx_outfile_commit_new(rd_lmdbx_outfile *of, rd_errbuf *eb) {
+    return outfile_commit(of, 1, eb);
+}
+
+static int outfile_commit(rd_lmdbx_outfile *of, int no_replace, rd_errbuf *eb) {
     if (!of->f)
         return rd_err_set(eb, RD_ERR_ARG, "%s: output file not open", of->path);
     // A failed fwrite/fprintf of the caller (a full disk) sticks in ferror; the errno it set is
@@ -541,9 +583,11 @@ int rd_lmdbx_outfile_commit(rd_lmdbx_outfile *of, rd_errbuf *eb) {
     if (rc == RD_OK && cerr != 0)
         rc = io_error(eb, "close", of->tmp);
     // Checked again: the target may have been replaced by a FIFO or a link since the open.
-    if (rc == RD_OK)
+    if (rc == RD_OK && !no_replace)
         rc = rd_lmdbx_check_replaceable(of->path, eb);
-    if (rc == RD_OK && rename(of->tmp, of->path) != 0)
+    if (rc == RD_OK && no_replace)
+        rc = place_new(of, eb);
+    else if (rc == RD_OK && rename(of->tmp, of->path) != 0)
         rc = io_error(eb, "rename to", of->path);
     if (rc != RD_OK) {
         rd_lmdbx_outfile_abort(of);
@@ -733,7 +777,8 @@ int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *e
     return rc;
 }
 
-int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb) {
+static int
+write_file(const char *path, const void *data, size_t len, int no_replace, rd_errbuf *eb) {
     rd_lmdbx_outfile of;
     int rc = rd_lmdbx_outfile_open(path, &of, eb);
     if (rc != RD_OK)
@@ -743,7 +788,15 @@ int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, r
         rd_lmdbx_outfile_abort(&of);
         return rc;
     }
-    return rd_lmdbx_outfile_commit(&of, eb);
+    return outfile_commit(&of, no_replace, eb);
+}
+
+int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb) {
+    return write_file(path, data, len, 0, eb);
+}
+
+int rd_lmdbx_write_file_new(const char *path, const void *data, size_t len, rd_errbuf *eb) {
+    return write_file(path, data, len, 1, eb);
 }
 
 // ---------------------------------------------------------------------------------------------

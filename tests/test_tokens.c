@@ -576,6 +576,78 @@ static void test_atomic_file_races(void **state) {
     assert_true(S_ISDIR(st.st_mode));
 }
 
+// An output that must not exist (`recdistill export`): the command checked that the path was
+// free, wrote its temporary file and renamed it over the path. Two exports into one new path
+// (two jobs of a sweep given the same --out) both said they exported it, and the second rename
+// silently replaced the first bundle. rd_lmdbx_outfile_commit_new links the file in place
+// instead: an entry made meanwhile is kept and the commit fails, naming the path.
+static void test_commit_new(void **state) {
+    (void)state;
+    char dir[300], path[400], other[420];
+    snprintf(dir, sizeof dir, "%s/commit_new", g_root);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/x.rdsv", dir);
+    snprintf(other, sizeof other, "%s/elsewhere", dir);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_write_file_new(path, "first", 5, &eb), RD_OK);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 5);
+    // Another run's file is there by now: refused, kept, nothing left behind.
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_write_file_new(path, "second!", 7, &eb), RD_ERR_EXISTS);
+    assert_non_null(strstr(eb.msg, "x.rdsv exists (written meanwhile by another run)"));
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 5);
+    assert_int_equal(count_tmp(dir, "x.rdsv"), 0);
+    // The stream form, the target made between the open and the commit.
+    assert_int_equal(unlink(path), 0);
+    rd_lmdbx_outfile of;
+    assert_int_equal(rd_lmdbx_outfile_open(path, &of, &eb), RD_OK);
+    fputs("mine", of.f);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs("theirs!!", f);
+    fclose(f);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_outfile_commit_new(&of, &eb), RD_ERR_EXISTS);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 8);
+    assert_int_equal(count_tmp(dir, "x.rdsv"), 0);
+    // A dangling symlink made meanwhile is an entry too, and is not followed.
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rd_lmdbx_outfile_open(path, &of, &eb), RD_OK);
+    fputs("mine", of.f);
+    assert_int_equal(symlink(other, path), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_outfile_commit_new(&of, &eb), RD_ERR_EXISTS);
+    assert_int_equal(lstat(other, &st), -1);
+    assert_int_equal(count_tmp(dir, "x.rdsv"), 0);
+    // Concurrent writers into one new path, many times over: exactly one succeeds each time.
+    enum { WRITERS = 4, ROUNDS = 20 };
+    for (int r = 0; r < ROUNDS; r++) {
+        unlink(path);
+        fflush(NULL);
+        pid_t pid[WRITERS];
+        for (int w = 0; w < WRITERS; w++) {
+            pid[w] = fork();
+            assert_true(pid[w] >= 0);
+            if (pid[w] == 0)
+                _exit(rd_lmdbx_write_file_new(path, "bundle", 6, NULL) == RD_OK ? 0 : 1);
+        }
+        int ok = 0;
+        for (int w = 0; w < WRITERS; w++) {
+            int status = 0;
+            assert_int_equal(waitpid(pid[w], &status, 0), pid[w]);
+            assert_true(WIFEXITED(status));
+            ok += WEXITSTATUS(status) == 0;
+        }
+        assert_int_equal(ok, 1);
+        assert_int_equal(count_tmp(dir, "x.rdsv"), 0);
+    }
+}
+
 // Leftovers of killed builds (SIGKILL: no handler ran) are removed by the next build of the same
 // output on this host when their process no longer runs; another host's, a running process's,
 // another output's and a name that does not parse are left alone.
@@ -2699,6 +2771,7 @@ int main(void) {
         cmocka_unit_test(test_iterate_and_stats),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_opts_from_config),
+        cmocka_unit_test(test_commit_new),
     };
     return cmocka_run_group_tests(tests, setup_root, teardown_root);
 }

@@ -489,7 +489,7 @@ int rd_serve_export(const rd_config *cfg,
     }
     uint32_t crc = rd_crc32c(0, o.p, o.len);
     OUT(&o, crc);
-    rc = rd_lmdbx_write_file_atomic(out, o.p, o.len, eb);
+    rc = rd_lmdbx_write_file_new(out, o.p, o.len, eb); // two exports into one path: one fails
 done:
     rd_item_attr_free(&attr);
     rd_free(order);

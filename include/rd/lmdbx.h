@@ -277,6 +277,15 @@ int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb)
  */
 int rd_lmdbx_outfile_commit(rd_lmdbx_outfile *of, rd_errbuf *eb);
 
+/**
+ * rd_lmdbx_outfile_commit for an output that must not exist (`recdistill export`): the file is
+ * linked in place (link(2), else renameat2 RENAME_NOREPLACE), never renamed over an entry made
+ * since the caller checked, so of two runs writing one new path one fails.
+ * @return as rd_lmdbx_outfile_commit; RD_ERR_EXISTS "<path> exists (written meanwhile by another
+ *         run): give a new file name" (the temporary file is removed, the entry there kept)
+ */
+int rd_lmdbx_outfile_commit_new(rd_lmdbx_outfile *of, rd_errbuf *eb);
+
 /** Close and remove the temporary file (a failed write). Accepts NULL and a committed, aborted
  *  or failed-to-open `of` (then does nothing). */
 void rd_lmdbx_outfile_abort(rd_lmdbx_outfile *of);
@@ -289,6 +298,9 @@ void rd_lmdbx_outfile_abort(rd_lmdbx_outfile *of);
  *         RD_ERR_EXISTS when `path` is a FIFO, device or symlink
  */
 int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb);
+
+/** rd_lmdbx_write_file_atomic for a `path` that must not exist: rd_lmdbx_outfile_commit_new. */
+int rd_lmdbx_write_file_new(const char *path, const void *data, size_t len, rd_errbuf *eb);
 
 /**
  * fsync the file or folder `path`. A folder the file system refuses to sync (EINVAL, EROFS) is
