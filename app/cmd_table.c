@@ -42,7 +42,8 @@ static void table_usage(FILE *out) {
             "                                         (FILE '-' = stdout, tsv only)\n"
             "  import  CKPT --table NAME --in FILE --out DIR [--keys-of T]   replace the\n"
             "                                         table's rows by an export of it (tsv or\n"
-            "                                         bin, detected); --keys-of T: of table T,\n"
+            "                                         bin, detected; FILE '-' = stdin);\n"
+            "                                         --keys-of T: of table T,\n"
             "                                         when NAME has init_as: T in the config\n"
             "                                         (the rows wait in a temporary file in\n"
             "                                         $TMPDIR, else beside CKPT)\n"
@@ -398,15 +399,19 @@ int rd_cmd_table(int argc, char **argv) {
                 rd_lmdbx_rmdir_created(out, created);
         }
     } else if (strcmp(cmd, "import") == 0) {
-        FILE *f = fopen(in, "rb");
+        // "-" reads standard input, as export's "--out -" writes standard output: an export
+        // piped through a filter into an import.
+        const int from_stdin = strcmp(in, "-") == 0;
+        const char *in_name = from_stdin ? "standard input" : in;
+        FILE *f = from_stdin ? stdin : fopen(in, "rb");
         rd_tabletool_imported im;
         memset(&im, 0, sizeof im);
         if (!f)
             rc = rd_err_set(&eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", in,
                             strerror(errno));
         else
-            rc = rd_tabletool_import_keys_of(tt, ti, opts[7].value, f, in, &im, &eb);
-        if (f)
+            rc = rd_tabletool_import_keys_of(tt, ti, opts[7].value, f, in_name, &im, &eb);
+        if (f && !from_stdin)
             fclose(f);
         if (rc == RD_OK)
             rc = rd_tabletool_write(tt, out, 0, &eb);
@@ -417,7 +422,7 @@ int rd_cmd_table(int argc, char **argv) {
                 fprintf(stderr,
                         "%s: note: %s is an export of an older build (no pending admission "
                         "counts): the table's %llu pending counts were dropped\n",
-                        prog, in, (unsigned long long)im.dropped);
+                        prog, in_name, (unsigned long long)im.dropped);
         }
     } else if (strcmp(cmd, "evict") == 0) {
         // Pending admission counts (keys counted for admission, no row yet) carry a last-seen

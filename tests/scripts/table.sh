@@ -165,6 +165,16 @@ awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$4="0.5"} {print}' item.tsv > edit.tsv
 "$RD" table import "$C" --table s_item --in edit.tsv --out imp3 >/dev/null || fail "import edit"
 "$RD" table export imp3 --table s_item --out - | sed -n 2p | cut -f4 | grep -qx 0.5 || fail "edit lost"
 "$RD" table export "$C" --table s_item --out - | cmp -s - item.tsv || fail "input changed"
+# "--in -" reads standard input, so an export piped through a filter imports (it was "-: No
+# such file or directory"); a bad row is named in "standard input", and nothing is written.
+"$RD" table export "$C" --table s_item --out - |
+    awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$4="0.5"} {print}' |
+    "$RD" table import "$C" --table s_item --in - --out imp_stdin >/dev/null || fail "import from stdin"
+"$RD" table export imp_stdin --table s_item --out - | cmp -s - edit.tsv || fail "stdin import differs from the file's"
+printf 'not a table export\n' | "$RD" table import "$C" --table s_item --in - --out imp_stdin_bad >o 2>e &&
+    fail "a bad stdin import succeeded"
+grep -q "standard input" e || fail "a bad stdin import does not name standard input: $(cat e)"
+[ ! -e imp_stdin_bad ] || fail "a refused stdin import left imp_stdin_bad"
 # Last-seen times at both ends of int64 (valid in a TSV): stats must print the age histogram's
 # last bucket (2^63-1 .. 2^64-1) without overflow (the ASan/UBSan build aborts on one).
 awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$2="-9223372036854775808"} NR==3{$2="9223372036854775807"} {print}' \
