@@ -2476,9 +2476,9 @@ static void warn_label_near(const label_near *z,
 //
 // A row that differs from an earlier one only in columns nobody reads (a request or row id, an
 // export time), or in label values of one class (2 beside 1 under "clicked >= 1"), is no repeat,
-// but the dataset stores the same event twice and the history leaks the same way: on a click log
-// with a quarter of its rows logged again under another request id, a teacher reading seq.stats
-// [1, 4] gained 0.023 holdout AUC over the log without them. These twins are counted in a second
+// but the dataset stores the same event twice and the history leaks the same way: a model reading
+// the history (seq, seq.stats, tokens) sees the copy's label just before the event, and scores
+// better on such a log than it could on the real one. These twins are counted in a second
 // pass over the run, by the hash of what the dataset stores (label, field keys, numeric values),
 // and warned about; they stay, whatever drop_repeats says, since they are not the same row.
 
