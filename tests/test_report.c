@@ -184,6 +184,28 @@ static void test_pairs(void **state) {
     cfg->cluster.jobs[0].distill = 0;
     assert_int_equal(rd_report_find_pairs(cfg, res, 1, pr), 0);
     rd_free(res);
+
+    // A replaying launch that also holds the teacher job (the pipeline config with replay: true):
+    // the teacher trains anew and sends nothing, so the student learnt from the log's teacher,
+    // not from this one. Its gap was reported as the pair's (a teacher of another model gave
+    // "teacher gap -0.0309" against the student's +0.0308 gain).
+    cfg->cluster.n_jobs = 0;
+    add_job(cfg, "teacher", RD_JOB_TEACHER, 0, NULL);
+    add_job(cfg, "student", RD_JOB_STUDENT, 1, "teacher");
+    add_job(cfg, "student_raw", RD_JOB_STUDENT, 0, NULL);
+    snprintf(cfg->cluster.jobs[2].init_as, RD_NAME_MAX, "student");
+    cfg->distill.replay = 1;
+    res = results(cfg, (const uint64_t[]){5000, 302, 302});
+    assert_int_equal(rd_report_find_pairs(cfg, res, 3, pr), 1);
+    assert_int_equal(pr[0].teacher, -1);
+    assert_int_equal(pr[0].student_raw, 2); // the twin is still named
+    assert_non_null(strstr(pr[0].reason, "student replays its targets from distill.target_log: "
+                                         "teacher teacher of this launch trains anew"));
+    cfg->distill.replay = 0; // live: the same launch is a pair with an eta
+    assert_int_equal(rd_report_find_pairs(cfg, res, 3, pr), 1);
+    assert_int_equal(pr[0].teacher, 0);
+    assert_string_equal(pr[0].reason, "");
+    rd_free(res);
     rd_free(cfg);
 }
 

@@ -133,6 +133,16 @@ int rd_report_find_pairs(const rd_config *cfg,
                      js->teacher, js->name);
         else if (pr->teacher < 0)
             note_add(pr->reason, "no teacher job in this launch for %s", js->name);
+        else if (cfg->distill.replay) {
+            // A replaying launch sends no live targets: a teacher job in it trains anew (its
+            // config or seed may differ from the run that wrote the log), so its AUC is not that
+            // of the teacher the student learnt from, and a gap against it is not this pair's.
+            note_add(pr->reason,
+                     "%s replays its targets from distill.target_log: teacher %s of this launch "
+                     "trains anew and sends none, so it is not the teacher %s learnt from",
+                     js->name, res[pr->teacher].job, js->name);
+            pr->teacher = -1;
+        }
     }
     return np;
 }

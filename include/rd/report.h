@@ -21,7 +21,9 @@
 // FLOPs per sample). Within a tier a twin whose training is comparable (see below) comes first,
 // then (tier 2) one whose init_as names no other job, then job order. A raw student of another
 // shape is never used: a student without a twin, or whose teacher is not a job of this launch
-// (replayed targets), has no eta, and the pair's reason says why.
+// (replayed targets), has no eta, and the pair's reason says why. In a replaying launch
+// (distill.replay) no pair has a teacher: a teacher job there trains anew and sends nothing, so
+// it is not the one whose logged targets the student learnt from.
 //
 // Comparable: eta credits distillation with the gain over the twin, so the twin should train the
 // same steps: the same model shape, the same rank count (the global batch and the step count
