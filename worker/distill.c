@@ -607,15 +607,23 @@ static void send_msg(rd_target_sender *s, int d, int kind) {
 }
 
 // Wait (progress + backoff) until the held targets are at most `most` (0: every FIFO empty),
-// or, with `all_credited`, also every message credited and every send complete.
+// or, with `all_credited`, also every message credited and every send complete. timeout_ms
+// bounds the time without a credit, not the whole wait: a student slower than the teacher
+// drains a phase's held targets for as long as it takes to train the rest of that phase
+// (minutes or hours), crediting all along, and is not a student that stopped.
 static int wait_held(rd_target_sender *s, size_t most, int all_credited, rd_errbuf *eb) {
     rd_backoff bo;
     rd_backoff_reset(&bo, s->poll_us_max);
-    double t0 = now_ms();
+    double t0 = now_ms(), t_credit = t0;
+    uint64_t credits = s->stats.credits;
     for (;;) {
         int rc = rd_target_sender_progress(s, eb);
         if (rc != RD_OK)
             return rc;
+        if (s->stats.credits != credits) {
+            credits = s->stats.credits;
+            t_credit = now_ms();
+        }
         int queued = 0, busy = 0;
         for (int d = 0; d < s->n_students; d++)
             queued += s->q_head[d] < s->q_tail[d];
@@ -626,7 +634,7 @@ static int wait_held(rd_target_sender *s, size_t most, int all_credited, rd_errb
             s->stats.blocked_us += (uint64_t)((now_ms() - t0) * 1e3);
             return RD_OK;
         }
-        if (s->timeout_ms > 0 && now_ms() - t0 > s->timeout_ms)
+        if (s->timeout_ms > 0 && now_ms() - t_credit > s->timeout_ms)
             return rd_err_set(eb, RD_ERR_TIMEOUT,
                               "target sender %d: no credit within %d ms (%d messages "
                               "unacknowledged, %zu targets held; are the students "

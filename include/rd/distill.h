@@ -271,7 +271,7 @@ typedef struct rd_target_sender_opts {
     int max_in_flight;        // unacknowledged messages, >= 1 (distill.max_in_flight)
     int batch;                // targets per message, 1..2^24 (distill.batch)
     int poll_us_max;          // backoff cap (cluster.poll_us_max); <= 0 = 200
-    int timeout_ms;           // longest a call waits for credits; 0 = no limit
+    int timeout_ms;           // longest a call waits without a credit; 0 = no limit
     int tag_data, tag_credit; // 0 = RD_TAG_DISTILL_TARGET / RD_TAG_DISTILL_CREDIT
     rd_target_log *log;       // optional: every emitted target is appended; borrowed
     uint64_t job;             // rd_target_job_key(teacher job name), for the log

@@ -4,8 +4,8 @@
 // Usage: mpiexec -n R test_targets_transport T   (ranks [0, T) teach, [T, R) are students)
 //        mpiexec -n 2 test_targets_transport bad (crafted malformed messages, see below)
 //        mpiexec -n 4 test_targets_transport drift (record orders drift apart, see below)
-//        (then a phase that takes no targets: run_skip_*, and a pair resumed inside a
-//        phase: run_resume_*, below)
+//        (then a phase that takes no targets: run_skip_*, a pair resumed inside a
+//        phase: run_resume_*, and a student slower than its teacher: run_slow_*, below)
 // Over 5 phases (stream windows) with a random number of samples each, the teachers emit the
 // targets of their half of each window in shuffled order and random batch sizes, with a tiny
 // message batch (7) and window (max_in_flight 2) so that back-pressure is constant; students
@@ -1282,6 +1282,101 @@ static void run_drift_student(int me) {
     rd_target_recv_destroy(r);
 }
 
+// Last in mode bad (2 ranks): a student slower than its teacher. The teacher emits a phase of
+// SLOW_N targets at once (window 1, one target a message: all but one held) and ends the phase;
+// the student takes one target every SLOW_STEP_MS, crediting each, so the teacher's end waits
+// about SLOW_N x SLOW_STEP_MS = 2.4 s in all with a credit every 80 ms, against a sender
+// timeout of 1 s. The timeout bounds the time without a credit: the end must succeed and every
+// target be joined. Before the fix it bounded the whole wait, and the teacher gave up after 1 s
+// with "no credit within 1000 ms" while credits kept coming (in a launch: a student slower than
+// the teacher by more than 300 s over one phase ended the launch).
+enum { SLOW_N = 30, SLOW_STEP_MS = 80, SLOW_TIMEOUT_MS = 1000 };
+
+static void run_slow_teacher(void) {
+    int students[1] = {1};
+    owner_ctx oc = {1};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_sender_opts so = {.comm = MPI_COMM_WORLD,
+                                .n_students = 1,
+                                .students = students,
+                                .owner = owner_of,
+                                .owner_ctx = &oc,
+                                .max_in_flight = 1,
+                                .batch = 1,
+                                .poll_us_max = 200,
+                                .timeout_ms = SLOW_TIMEOUT_MS,
+                                .job = rd_target_job_key("teacher")};
+    rd_target_sender *s = NULL;
+    int rc = rd_target_sender_create(&so, &s, &eb);
+    CHECK(rc == RD_OK, "slow sender create: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    rc = rd_target_sender_begin(s, 0, -1, &eb);
+    for (int i = 0; i < SLOW_N && rc == RD_OK; i++) {
+        uint64_t sample = (uint64_t)i;
+        float logit = (float)i * 0.5f;
+        rc = rd_target_sender_emit(s, 1, &sample, &logit, 1, &eb);
+    }
+    double t0 = MPI_Wtime();
+    if (rc == RD_OK)
+        rc = rd_target_sender_end(s, &eb);
+    CHECK(rc == RD_OK, "slow student: the teacher's end of phase failed after %.1f s: %s",
+          MPI_Wtime() - t0, eb.msg);
+    if (rc == RD_OK) {
+        rc = rd_target_sender_close(s, &eb);
+        CHECK(rc == RD_OK, "slow teacher close: %s", eb.msg);
+    }
+    rd_target_sender_destroy(s);
+}
+
+static void run_slow_student(void) {
+    int teachers[1] = {0};
+    owner_ctx oc = {1};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_recv_opts ro = {.comm = MPI_COMM_WORLD,
+                              .n_teachers = 1,
+                              .teachers = teachers,
+                              .owner = owner_of,
+                              .owner_ctx = &oc,
+                              .max_in_flight = 1,
+                              .batch = 1,
+                              .poll_us_max = 200,
+                              .wait_ms = 5000,
+                              .timeout_ms = 0};
+    rd_target_recv *r = NULL;
+    int rc = rd_target_recv_create(&ro, &r, &eb);
+    CHECK(rc == RD_OK, "slow recv create: %s", eb.msg);
+    if (rc != RD_OK)
+        return;
+    rc = rd_target_recv_begin(r, 0, -1, &eb);
+    int good = 0;
+    for (int i = 0; i < SLOW_N && rc == RD_OK; i++) {
+        sleep_us(SLOW_STEP_MS * 1000L); // a slow training step
+        uint64_t sample = (uint64_t)i;
+        float logit = 0;
+        uint8_t has = 0;
+        rc = rd_target_recv_get(r, 1, &sample, &logit, NULL, &has, &eb);
+        good += rc == RD_OK && has && logit == (float)i * 0.5f;
+        // The teacher gave up (before the fix): stop instead of waiting out wait_ms per step.
+        int gone = 0;
+        MPI_Iprobe(0, TAG_GO, MPI_COMM_WORLD, &gone, MPI_STATUS_IGNORE);
+        if (gone) {
+            int go = 0;
+            MPI_Recv(&go, 1, MPI_INT, 0, TAG_GO, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            break;
+        }
+    }
+    CHECK(good == SLOW_N, "slow student: %d of %d targets joined", good, SLOW_N);
+    if (rc == RD_OK)
+        rc = rd_target_recv_end(r, &eb);
+    if (rc == RD_OK && good == SLOW_N)
+        rc = rd_target_recv_close(r, &eb);
+    CHECK(rc == RD_OK, "slow student: %s", eb.msg);
+    rd_target_recv_destroy(r);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int size;
@@ -1332,6 +1427,17 @@ int main(int argc, char **argv) {
             run_lost_end_teacher();
         else
             run_lost_end_student();
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (rank == 0) { // then a student slower than its teacher
+            int before = n_errors;
+            run_slow_teacher();
+            if (n_errors > before) { // the student waits for what will never come: stop it
+                int go = 1;
+                MPI_Send(&go, 1, MPI_INT, 1, TAG_GO, MPI_COMM_WORLD);
+            }
+        } else {
+            run_slow_student();
+        }
         int total = 0;
         MPI_Allreduce(&n_errors, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
         if (rank == 0)
