@@ -82,7 +82,9 @@ typedef struct keep_ctx {
 
 static void keep_init(const rd_trainer *tr, const rd_job_config *j, keep_ctx *k);
 
-// Longest wait of a distillation call (credits, FIN) besides distill.wait_ms: a real limit.
+// Longest time a teacher's distillation call waits without a credit, besides distill.wait_ms:
+// a real limit (a student that credits nothing for that long has stopped). The student's wait
+// for the teachers' FIN at close has none (distill_setup).
 #define DISTILL_TIMEOUT_MS 300000
 
 // Everything one batch needs, from record indices to pulled rows and row gradients.
@@ -1470,7 +1472,11 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
             .batch = dc->batch,
             .poll_us_max = cfg->cluster.poll_us_max,
             .wait_ms = dc->wait_ms,
-            .timeout_ms = DISTILL_TIMEOUT_MS + dc->wait_ms,
+            // No limit on the wait for the teachers' FIN at close: a student whose bounded
+            // waits ran out (distill.wait_ms, or a teacher step longer than it) finishes ahead of
+            // its teacher by whatever the teacher still has to train and evaluate, which may
+            // be far above any fixed limit; a teacher that fails or dies ends the launch.
+            .timeout_ms = 0,
             .job = rd_target_job_key(tr->job->teacher),
         };
         int *ranks = NULL;
