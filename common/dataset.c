@@ -1356,6 +1356,7 @@ static int check_index(const rd_dataset *ds, const disk_header *h, const char *p
 }
 
 int rd_dataset_open(const char *dir, int flags, rd_dataset **out, rd_errbuf *eb) {
+    rd_errbuf_clear(eb); // the message is this call's (rd_err_set keeps the first one)
     *out = NULL;
     rd_dataset *ds = rd_calloc(1, sizeof *ds);
     if (!ds)

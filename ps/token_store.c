@@ -481,6 +481,9 @@ int rd_token_store_create(const char *dir,
                           rd_token_store **out,
                           rd_errbuf *eb) {
     RD_ASSERT(dir && o && out);
+    // The message is this call's (rd_err_set keeps the first one): a serving process opens
+    // stores again with the errbuf of an earlier failure (rd/serve.h's calls clear it too).
+    rd_errbuf_clear(eb);
     *out = NULL;
     if (!host_is_little_endian())
         return rd_err_set(eb, RD_ERR_UNSUPPORTED,
@@ -672,6 +675,9 @@ int rd_token_store_open(const char *dir,
                         rd_token_store **out,
                         rd_errbuf *eb) {
     RD_ASSERT(dir && o && out);
+    // The message is this call's (rd_err_set keeps the first one): a serving process opens
+    // stores again with the errbuf of an earlier failure (rd/serve.h's calls clear it too).
+    rd_errbuf_clear(eb);
     *out = NULL;
     if (!host_is_little_endian())
         return rd_err_set(eb, RD_ERR_UNSUPPORTED,

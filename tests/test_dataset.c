@@ -2210,6 +2210,20 @@ static void test_corruption(void **state) {
     assert_int_equal(truncate(file, 0), 0);
     assert_int_equal(open_err(bad, 0, msg, sizeof msg), RD_ERR_CORRUPT);
     assert_non_null(strstr(msg, "truncated"));
+    {
+        // The message is this call's, also with the errbuf of an earlier failure (a server
+        // opens datasets again with one errbuf): it named the earlier failure.
+        rd_dataset *ds = NULL;
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_dataset_open(bad, 0, &ds, &eb), RD_ERR_CORRUPT);
+        assert_int_equal(rd_dataset_open(good, 0, &ds, &eb), RD_OK);
+        assert_int_equal(eb.code, RD_OK);
+        rd_dataset_close(ds);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_dataset_open(bad, 0, &ds, &eb), RD_ERR_CORRUPT);
+        assert_int_equal(rd_dataset_open(g_tmp, 0, &ds, &eb), RD_ERR_IO);
+        assert_null(strstr(eb.msg, "truncated"));
+    }
     rm_rf(bad);
 
     copy_dataset(good, bad);

@@ -1342,6 +1342,12 @@ static void test_manifest_corrupt_missing(void **state) {
     assert_non_null(strstr(eb.msg, "MANIFEST"));
     s = open_store("no-such-store", RD_TOKEN_READ_ONLY, &rc, &eb);
     assert_int_equal(rc, RD_ERR_NOTFOUND);
+    // The message is this call's, also with the errbuf of an earlier failure (a server opens
+    // stores again with one errbuf): it named the earlier failure's path.
+    store_path(dir, sizeof dir, "no-such-store-2");
+    rd_token_open_opts oo = {.mode = RD_TOKEN_READ_ONLY};
+    assert_int_equal(rd_token_store_open(dir, &oo, &s, &eb), RD_ERR_NOTFOUND);
+    assert_non_null(strstr(eb.msg, "no-such-store-2"));
     // A missing shard env.
     s = create_store("miss", 8, RD_TOKEN_FP32, 3, 0);
     rd_token_store_destroy(s);

@@ -239,7 +239,8 @@ enum {
  * @param[in]  dir    dataset folder
  * @param[in]  flags  0 or RD_DATASET_NOVERIFY
  * @param[out] out    the dataset; close with rd_dataset_close
- * @param[out] eb     "dir/events.bin: what" (bad magic, truncated, CRC mismatch, ...)
+ * @param[out] eb     "dir/events.bin: what" (bad magic, truncated, CRC mismatch, ...); cleared
+ *                    first, so its message is this call's
  * @return RD_OK, RD_ERR_IO, RD_ERR_CORRUPT (bad magic, CRC mismatch, inconsistent header,
  *         truncated or oversized file), RD_ERR_VERSION, RD_ERR_NOMEM
  */

@@ -164,7 +164,7 @@ int rd_token_store_create(const char *dir,
 
 /**
  * Open an existing store. Checks the MANIFEST (magic, CRC, version, expectations) and each opened
- * shard's header record against it.
+ * shard's header record against it. Clears eb first: its message is this call's.
  * @return RD_OK, RD_ERR_NOTFOUND (no dir, no MANIFEST, a shard env missing), RD_ERR_CORRUPT
  *         (MANIFEST or shard header: bad size, magic or CRC), RD_ERR_VERSION (other store version,
  *         dim or dtype than expected, a shard header that disagrees with the MANIFEST: the message
