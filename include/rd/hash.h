@@ -18,6 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 static inline uint64_t rd_mix64(uint64_t x) {
     x += 0x9e3779b97f4a7c15ULL;
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -44,4 +48,7 @@ uint32_t rd_crc32c(uint32_t crc, const void *data, size_t len);
 /** The naive twin of rd_crc32c (one table lookup per byte), for tests. Same results. */
 uint32_t rd_crc32c_bytewise(uint32_t crc, const void *data, size_t len);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_HASH_H

@@ -67,6 +67,10 @@
 #include "rd/error.h"
 #include "rd/hash.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_TOKEN_STORE_VERSION 2     // what create writes; versions 1 (n_side 0) and 2 are read
 #define RD_TOKEN_MAX_SIDE      16    // most side values per record
 #define RD_TOKEN_MAX_DIM       4096  // largest token dimension
@@ -719,4 +723,7 @@ void rd_token_client_counters(const rd_token_client *c,
  *  RD_CHAN_TOKEN_FETCH or RD_CHAN_TOKEN_APPEND (rd/traffic.h). */
 void rd_token_client_add_traffic(const rd_token_client *c, struct rd_traffic *t);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_TOKENS_H

@@ -4,6 +4,9 @@
 # extern "C"; a C++ client failed to link with undefined mangled names), and opens bundles the
 # way a server would: a missing file is RD_ERR_NOTFOUND, a folder and a FIFO RD_ERR_IO at once
 # (a FIFO blocked rd_serve_open for ever), each message its own (the caller does not clear).
+# The client also derives a key from a raw value (rd_feature_key_u64 of rd/hash.h) and opens a
+# token store read-only (rd/tokens.h), as a server building requests from raw ids and fetching
+# tokens does: a C++ client failed to link both (rd/hash.h and rd/tokens.h had no extern "C").
 #
 #   bash tests/scripts/serve_client.sh build/recdistill
 set -u
@@ -20,12 +23,15 @@ for l in "${LIBS[@]}"; do [ -f "$l" ] || { echo "$l not built: skipped"; exit 77
 # A sanitizer build's libraries need the sanitizer runtimes linked in too (-DRD_SANITIZE=ON).
 SAN=()
 if nm "${LIBS[2]}" 2>/dev/null | grep -q __asan_; then
-    SAN=(-fsanitize=address,undefined)
+    SAN=("-fsanitize=address,undefined")
     export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
 fi
 cat >"$TMP/client.c" <<'C'
+#include "rd/hash.h"
 #include "rd/serve.h"
+#include "rd/tokens.h"
 #include <stdio.h>
+#include <string.h>
 int main(int argc, char **argv) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
@@ -35,6 +41,14 @@ int main(int argc, char **argv) {
         printf("%d %s\n", rc, eb.msg);
         rd_serve_close(sv);
     }
+    rd_token_store *st = NULL;
+    rd_token_open_opts oo;
+    memset(&oo, 0, sizeof oo);
+    oo.mode = RD_TOKEN_READ_ONLY;
+    int rc = rd_token_store_open(argv[1], &oo, &st, &eb);
+    printf("%d %s\n", rc, eb.msg);
+    rd_token_store_destroy(st);
+    printf("key %llu\n", (unsigned long long)rd_feature_key_u64("hour", 3));
     return 0;
 }
 C
@@ -48,6 +62,8 @@ run_client() { # binary: every case's code and message
     sed -n 1p "$TMP/out" | grep -q "^-10 $TMP/none.rdsv: No such file" || fail "missing: $(cat "$TMP/out")"
     sed -n 2p "$TMP/out" | grep -q "^-2 $TMP/dir: not a regular file (a folder)" || fail "folder: $(cat "$TMP/out")"
     sed -n 3p "$TMP/out" | grep -q "^-2 $TMP/fifo: not a regular file (a FIFO" || fail "fifo: $(cat "$TMP/out")"
+    sed -n 4p "$TMP/out" | grep -q "^-10 .*$TMP/none.rdsv" || fail "token store: $(cat "$TMP/out")"
+    sed -n 5p "$TMP/out" | grep -q "^key [1-9][0-9]*$" || fail "feature key: $(cat "$TMP/out")"
 }
 mpicc.mpich -std=c11 -Wall -Werror "${SAN[@]}" -I"$SRC/include" "$TMP/client.c" "${LIBS[@]}" \
     -lopenblas -llmdb -lyaml -lm -o "$TMP/client_c" 2>"$TMP/cc.err" || fail "C client: $(cat "$TMP/cc.err")"
@@ -56,7 +72,9 @@ if command -v mpicxx.mpich >/dev/null && command -v g++ >/dev/null; then
     mpicxx.mpich -std=c++17 -Wall -Werror "${SAN[@]}" -I"$SRC/include" "$TMP/client.cpp" "${LIBS[@]}" \
         -lopenblas -llmdb -lyaml -lm -o "$TMP/client_cxx" 2>"$TMP/cc.err" ||
         fail "C++ client: $(cat "$TMP/cc.err")"
+    cp "$TMP/out" "$TMP/out_c"
     run_client "$TMP/client_cxx"
+    cmp -s "$TMP/out" "$TMP/out_c" || fail "the C++ client differs: $(diff "$TMP/out_c" "$TMP/out")"
     echo "ok: C and C++ clients"
 else
     echo "ok: C client (no mpicxx.mpich/g++: C++ not checked)"
