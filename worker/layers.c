@@ -35,10 +35,12 @@
 // GCC vectorises the hot element-wise loops only with the dynamic cost model (-O2 uses the
 // "very cheap" one), and only for SSE2 unless told the target: clone them per ISA (an ifunc picks
 // the clone at load time). Clang (the fuzz build) rejects the GCC-only `optimize` attribute and
-// sanitizer builds keep one code path, so both get plain functions. ISO C mode (-std=c11) keeps
-// -ffp-contract=off, so every clone computes bit-identical results.
+// sanitizer builds keep one code path, so both get plain functions: under ThreadSanitizer the
+// ifunc resolvers, instrumented too, ran before its runtime was set up and crashed the program
+// in the loader. ISO C mode (-std=c11) keeps -ffp-contract=off, so every clone computes
+// bit-identical results.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define RD_SIMD                                                                                    \
     __attribute__((optimize("tree-vectorize", "vect-cost-model=dynamic")))                         \
     __attribute__((target_clones("avx512f", "avx2", "default")))
