@@ -57,7 +57,12 @@
 //
 // Threading: a store handle is used by one thread at a time (it reuses its read transactions
 // and scratch buffers). Several handles, in one or several processes, may read the same store
-// while its owner writes.
+// while its owner writes. Known limit: the handles of one process share each shard's LMDB env,
+// and when the writer has grown a shard's map the next read maps it again, which must not
+// happen while another thread of the process reads that shard (a server's threads fetching
+// through their own handles crashed in a helper's test): within one process, fetch from one
+// thread at a time (a mutex around rd_token_store_fetch / rd_serve_fetch_tokens) while a
+// writer may still grow the store. Reads in different processes are not affected.
 #ifndef RD_TOKENS_H
 #define RD_TOKENS_H
 
