@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -864,6 +865,46 @@ typedef struct open_env {
 
 static open_env *g_open;
 static size_t g_open_n, g_open_cap;
+// Threads of one process open and close handles of one env at once (a server's threads each
+// with their own token-store handle): the table is changed under this mutex only.
+static pthread_mutex_t g_open_mu = PTHREAD_MUTEX_INITIALIZER;
+
+// The remap lock of an env (its LMDB userctx, made by rd_lmdbx_env_open): read transactions of
+// rd_lmdbx_read_begin_shared hold it shared from begin to end; adopting a map that another
+// process grew (mdb_env_set_mapsize, which unmaps and maps the file again) holds it exclusive,
+// so no thread of this process reads the old mapping while it goes. Writer-preferring, so that
+// threads that keep reading cannot starve the remap.
+typedef struct remap_lock {
+    pthread_rwlock_t lk;
+} remap_lock;
+
+static remap_lock *remap_lock_new(void) {
+    remap_lock *r = malloc(sizeof *r);
+    if (!r)
+        return NULL;
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+#if defined(__GLIBC__)
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    int rc = pthread_rwlock_init(&r->lk, &a);
+    pthread_rwlockattr_destroy(&a);
+    if (rc != 0) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+// Close an env of rd_lmdbx_env_open (or one it failed to finish) and free its remap lock.
+static void env_close_free(MDB_env *env) {
+    remap_lock *r = mdb_env_get_userctx(env);
+    mdb_env_close(env);
+    if (r) {
+        pthread_rwlock_destroy(&r->lk);
+        free(r);
+    }
+}
 
 static open_env *open_env_find(const char *path) {
     char data[4096 + 16];
@@ -898,10 +939,13 @@ static int open_env_add(MDB_env *env, int read_only, const char *path, rd_errbuf
 void rd_lmdbx_env_close(MDB_env *env) {
     if (!env)
         return;
+    pthread_mutex_lock(&g_open_mu);
     for (size_t i = 0; i < g_open_n; i++)
         if (g_open[i].env == env) {
-            if (--g_open[i].refs > 0)
+            if (--g_open[i].refs > 0) {
+                pthread_mutex_unlock(&g_open_mu);
                 return; // another handle of this process still uses it
+            }
             g_open[i] = g_open[--g_open_n];
             break;
         }
@@ -910,7 +954,8 @@ void rd_lmdbx_env_close(MDB_env *env) {
         g_open = NULL;
         g_open_cap = 0;
     }
-    mdb_env_close(env);
+    env_close_free(env);
+    pthread_mutex_unlock(&g_open_mu);
 }
 
 // Free the reader-table slots of processes that no longer run (LMDB's mdb_reader_check: a
@@ -923,8 +968,17 @@ static int clear_stale_readers(MDB_env *env) {
     return dead;
 }
 
+static int env_open_locked(const char *path, const rd_lmdbx_opts *o, MDB_env **out, rd_errbuf *eb);
+
 int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, rd_errbuf *eb) {
     RD_ASSERT(path && o && out);
+    pthread_mutex_lock(&g_open_mu); // find-or-open and the table change are one step
+    int rc = env_open_locked(path, o, out, eb);
+    pthread_mutex_unlock(&g_open_mu);
+    return rc;
+}
+
+static int env_open_locked(const char *path, const rd_lmdbx_opts *o, MDB_env **out, rd_errbuf *eb) {
     *out = NULL;
     struct stat st;
     char data_path[4096 + 16];
@@ -966,6 +1020,12 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
     int rc = mdb_env_create(&env);
     if (rc)
         return rd_lmdbx_error(eb, rc, "mdb_env_create", path);
+    remap_lock *rl = remap_lock_new();
+    if (!rl) {
+        env_close_free(env);
+        return rd_err_set(eb, RD_ERR_NOMEM, "LMDB env %s: out of memory", path);
+    }
+    mdb_env_set_userctx(env, rl);
     rd_lmdbx_guard_env(env);
     if (o->max_dbs)
         rc = mdb_env_set_maxdbs(env, o->max_dbs);
@@ -990,7 +1050,7 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
     if (!rc)
         rc = mdb_env_open(env, path, flags, 0666);
     if (rc == EACCES && o->read_only) {
-        mdb_env_close(env);
+        env_close_free(env);
         return rd_err_set(eb, RD_ERR_IO,
                           "mdb_env_open: %s: %s: a reader registers its snapshot in the env's "
                           "lock.mdb, so it needs write access to that file (an env built with "
@@ -999,13 +1059,13 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
                           path, strerror(EACCES), EACCES);
     }
     if (rc) {
-        mdb_env_close(env);
+        env_close_free(env);
         // LMDB says EINVAL for a file that is not an LMDB env on some paths; MDB_INVALID on most.
         return rd_lmdbx_error(eb, rc, "mdb_env_open", path);
     }
     rc = rd_lmdbx_check_size(env, path, eb);
     if (rc != RD_OK) {
-        mdb_env_close(env);
+        env_close_free(env);
         return rc;
     }
     // A process that died reading (SIGKILL, a crash) left its slot in lock.mdb, which LMDB
@@ -1025,7 +1085,7 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
         if (want > (uint64_t)info.me_mapsize) {
             rc = mdb_env_set_mapsize(env, (size_t)want);
             if (rc) {
-                mdb_env_close(env);
+                env_close_free(env);
                 return rd_lmdbx_error(eb, rc, "mdb_env_set_mapsize", path);
             }
         }
@@ -1033,12 +1093,12 @@ int rd_lmdbx_env_open(const char *path, const rd_lmdbx_opts *o, MDB_env **out, r
     // A new env's files are entries of its folder, which LMDB never syncs: a crash could lose
     // the env although its commits were durable (not for no_sync envs: scratch data).
     if (fresh && !o->no_sync && (rc = rd_lmdbx_fsync_path(path, eb)) != RD_OK) {
-        mdb_env_close(env);
+        env_close_free(env);
         return rc;
     }
     rc = open_env_add(env, o->read_only, path, eb);
     if (rc != RD_OK) {
-        mdb_env_close(env);
+        env_close_free(env);
         return rc;
     }
     *out = env;
@@ -1105,6 +1165,18 @@ int rd_lmdbx_write(MDB_env *env,
     }
 }
 
+static int read_begin_error(MDB_env *env, int rc, const char *path, rd_errbuf *eb) {
+    if (rc == MDB_READERS_FULL) {
+        unsigned slots = 0;
+        mdb_env_get_maxreaders(env, &slots);
+        return rd_err_set(eb, RD_ERR_LMDB,
+                          "begin read transaction: %s: all %u reader slots of its lock.mdb "
+                          "are taken by live processes reading it at once (LMDB rc %d)",
+                          path ? path : "(env)", slots, rc);
+    }
+    return rd_lmdbx_error(eb, rc, "begin read transaction", path);
+}
+
 int rd_lmdbx_read_begin(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf *eb) {
     int cleared = 0;
     for (int tries = 0;; tries++) {
@@ -1133,16 +1205,64 @@ int rd_lmdbx_read_begin(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf
         // freed and the read tried again; live readers only is a real limit, said as such.
         if (rc == MDB_READERS_FULL && !cleared++ && clear_stale_readers(env) > 0)
             continue;
-        if (rc == MDB_READERS_FULL) {
-            unsigned slots = 0;
-            mdb_env_get_maxreaders(env, &slots);
-            return rd_err_set(eb, RD_ERR_LMDB,
-                              "begin read transaction: %s: all %u reader slots of its lock.mdb "
-                              "are taken by live processes reading it at once (LMDB rc %d)",
-                              path ? path : "(env)", slots, rc);
-        }
-        return rd_lmdbx_error(eb, rc, "begin read transaction", path);
+        return read_begin_error(env, rc, path, eb);
     }
+}
+
+int rd_lmdbx_read_begin_shared(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf *eb) {
+    remap_lock *rl = mdb_env_get_userctx(env);
+    if (!rl)
+        return rd_lmdbx_read_begin(env, txn, path, eb);
+    int cleared = 0;
+    for (int tries = 0;; tries++) {
+        pthread_rwlock_rdlock(&rl->lk);
+        int rc;
+        if (*txn) {
+            rc = mdb_txn_renew(*txn);
+        } else {
+            MDB_txn *t = NULL;
+            rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &t);
+            if (rc == 0)
+                *txn = t;
+        }
+        if (rc == 0)
+            return RD_OK; // held shared until rd_lmdbx_read_end_shared
+        if (*txn) {
+            mdb_txn_abort(*txn);
+            *txn = NULL;
+        }
+        pthread_rwlock_unlock(&rl->lk);
+        if (rc == MDB_READERS_FULL && !cleared++ && clear_stale_readers(env) > 0)
+            continue; // as rd_lmdbx_read_begin
+        if (rc != MDB_MAP_RESIZED || tries >= MAX_RESIZE_RETRIES)
+            return read_begin_error(env, rc, path, eb);
+        // The writer grew the map: adopt its size while no thread of this process reads the
+        // old mapping (another thread may have adopted it meanwhile: then this is a no-op).
+        pthread_rwlock_wrlock(&rl->lk);
+        rc = mdb_env_set_mapsize(env, 0);
+        pthread_rwlock_unlock(&rl->lk);
+        if (rc)
+            return rd_lmdbx_error(eb, rc, "mdb_env_set_mapsize (adopt the grown map)", path);
+    }
+}
+
+int rd_lmdbx_read_end_shared(MDB_env *env, MDB_txn **txn, int how) {
+    if (!*txn)
+        return 0;
+    int rc = 0;
+    if (how == RD_LMDBX_READ_RESET) {
+        mdb_txn_reset(*txn);
+    } else {
+        if (how == RD_LMDBX_READ_COMMIT)
+            rc = mdb_txn_commit(*txn);
+        else
+            mdb_txn_abort(*txn);
+        *txn = NULL;
+    }
+    remap_lock *rl = mdb_env_get_userctx(env);
+    if (rl)
+        pthread_rwlock_unlock(&rl->lk);
+    return rc;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -606,18 +607,20 @@ void rd_token_store_unlock(int fd) {
     rd_writer_unlock(fd);
 }
 
+static pthread_mutex_t g_dbi_open_mu = PTHREAD_MUTEX_INITIALIZER;
+
 // The databases and the header check of shard i (its env is open), under open_shard's guard.
 static int open_shard_dbs(rd_token_store *s, int i, const char *path, rd_errbuf *eb) {
     tk_shard *sh = &s->shards[i];
     MDB_txn *txn = NULL;
-    int rc = rd_lmdbx_read_begin(sh->env, &txn, path, eb);
+    int rc = rd_lmdbx_read_begin_shared(sh->env, &txn, path, eb);
     if (rc != RD_OK)
         return rc;
     int mrc = mdb_dbi_open(txn, "meta", 0, &sh->dbi_meta);
     if (!mrc)
         mrc = mdb_dbi_open(txn, "tokens", 0, &sh->dbi_tokens);
     if (mrc) {
-        mdb_txn_abort(txn);
+        rd_lmdbx_read_end_shared(sh->env, &txn, RD_LMDBX_READ_ABORT);
         if (mrc == MDB_NOTFOUND)
             return rd_err_set(eb, RD_ERR_CORRUPT,
                               "token shard %s: no meta/tokens database (not a token-store shard)",
@@ -627,14 +630,14 @@ static int open_shard_dbs(rd_token_store *s, int i, const char *path, rd_errbuf 
     MDB_val k = {6, (void *)"header"}, v;
     mrc = mdb_get(txn, sh->dbi_meta, &k, &v);
     if (mrc) {
-        mdb_txn_abort(txn);
+        rd_lmdbx_read_end_shared(sh->env, &txn, RD_LMDBX_READ_ABORT);
         if (mrc == MDB_NOTFOUND)
             return rd_err_set(eb, RD_ERR_CORRUPT, "token shard %s: no header record", path);
         return rd_lmdbx_error(eb, mrc, "read shard header", path);
     }
     rc = header_check(&v, &s->info, i, path, eb);
     // Committing a read transaction keeps the database handles open for the env's lifetime.
-    mrc = mdb_txn_commit(txn);
+    mrc = rd_lmdbx_read_end_shared(sh->env, &txn, RD_LMDBX_READ_COMMIT);
     if (rc != RD_OK)
         return rc;
     if (mrc)
@@ -661,7 +664,11 @@ static int open_shard(rd_token_store *s, int i, const rd_token_open_opts *o, rd_
     }
     set_where(s, i);
     int faulted = 0;
+    // mdb_dbi_open must not run in two transactions of one process at once, and the handles of
+    // a server's threads share each shard's env (rd_lmdbx_env_open).
+    pthread_mutex_lock(&g_dbi_open_mu);
     RD_LMDBX_GUARDED(rc, faulted, s->where, eb, open_shard_dbs(s, i, path, eb));
+    pthread_mutex_unlock(&g_dbi_open_mu);
     if (faulted)
         rd_err_prefix(eb, "token store ");
     if (rc != RD_OK)
@@ -746,6 +753,8 @@ void rd_token_store_destroy(rd_token_store *s) {
             tk_shard *sh = &s->shards[i];
             if (sh->rcur)
                 mdb_cursor_close(sh->rcur);
+            if (sh->live) // left live by a call that faulted: release its remap lock too
+                rd_lmdbx_read_end_shared(sh->env, &sh->rtxn, RD_LMDBX_READ_ABORT);
             if (sh->rtxn)
                 mdb_txn_abort(sh->rtxn);
             if (sh->env)
@@ -1044,13 +1053,13 @@ static int shard_read(rd_token_store *s, int sh, rd_errbuf *eb) {
         return RD_OK;
     char path[DIR_MAX + 32];
     shard_path(s, s->dir, sh, path, sizeof path);
-    int rc = rd_lmdbx_read_begin(t->env, &t->rtxn, path, eb);
+    int rc = rd_lmdbx_read_begin_shared(t->env, &t->rtxn, path, eb);
     if (rc != RD_OK)
         return rc;
     int mrc = t->rcur ? mdb_cursor_renew(t->rtxn, t->rcur)
                       : mdb_cursor_open(t->rtxn, t->dbi_tokens, &t->rcur);
     if (mrc) {
-        mdb_txn_reset(t->rtxn);
+        rd_lmdbx_read_end_shared(t->env, &t->rtxn, RD_LMDBX_READ_RESET);
         return rd_lmdbx_error(eb, mrc, "open read cursor", path);
     }
     t->live = 1;
@@ -1062,7 +1071,7 @@ static int shard_read(rd_token_store *s, int sh, rd_errbuf *eb) {
 static void release_reads(rd_token_store *s) {
     for (int i = 0; i < s->n_live; i++) {
         tk_shard *t = &s->shards[s->live[i]];
-        mdb_txn_reset(t->rtxn);
+        rd_lmdbx_read_end_shared(t->env, &t->rtxn, RD_LMDBX_READ_RESET);
         t->live = 0;
     }
     s->n_live = 0;

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1297,6 +1298,96 @@ static void test_layout_mismatch(void **state) {
     co.map_size = 1 << 20;
     co.max_map_size = 1 << 19;
     assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_ERR_ARG);
+}
+
+// Threads of one process, each with its own read-only handle (a server's scoring threads),
+// fetch while another process appends and grows the map. The handles share each shard's env
+// (one per file and process), and adopting the grown map remapped it under the other threads'
+// read transactions: SIGSEGV in LMDB, reported as "damaged LMDB file" (or a crash).
+typedef struct ro_reader {
+    const char *dir;
+    volatile int *stop;
+    long fetches;
+    int rc;
+    char msg[RD_ERR_MSG_MAX];
+} ro_reader;
+
+static void *ro_reader_run(void *arg) {
+    ro_reader *r = arg;
+    rd_token_open_opts o = {0};
+    o.mode = RD_TOKEN_READ_ONLY;
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    r->rc = rd_token_store_open(r->dir, &o, &s, &eb);
+    fout f;
+    fout_init(&f, 1, 16, 8);
+    for (uint64_t k = 0; r->rc == RD_OK && !__atomic_load_n(r->stop, __ATOMIC_ACQUIRE); k++) {
+        uint64_t user = 1 + k % 64;
+        int64_t t = 1000000;
+        r->rc = rd_token_store_fetch(s, user, t, 16, &f.o, &eb);
+        r->fetches++;
+    }
+    snprintf(r->msg, sizeof r->msg, "%s", eb.msg);
+    fout_free(&f);
+    rd_token_store_destroy(s);
+    return NULL;
+}
+
+static void test_threads_read_while_map_grows(void **state) {
+    (void)state;
+    rd_token_store *w = create_store("mtgrow", 8, RD_TOKEN_FP32, 1, 1 << 20);
+    rd_token_store_destroy(w);
+    char dir[512];
+    store_path(dir, sizeof dir, "mtgrow");
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { // the writer: 1 MiB map, grown by doubling to ~64 MiB
+        rd_token_open_opts o = {0};
+        o.mode = RD_TOKEN_WRITE;
+        o.no_sync = 1;
+        rd_token_store *s = NULL;
+        if (rd_token_store_open(dir, &o, &s, NULL) != RD_OK)
+            _exit(90);
+        enum { B = 4096 };
+        static uint64_t users[B], ids[B];
+        static int64_t ts[B];
+        static float tok[B * 8];
+        for (int round = 0; round < 100; round++) {
+            for (int i = 0; i < B; i++) {
+                users[i] = 1 + (uint64_t)i % 64;
+                ts[i] = (int64_t)round * B + i;
+                ids[i] = (uint64_t)i;
+                fill_token(tok + i * 8, 8, users[i], ts[i], ids[i]);
+            }
+            rd_token_batch b = {.n = B, .users = users, .ts = ts, .ids = ids, .tokens = tok};
+            if (rd_token_store_append(s, &b, NULL) != RD_OK)
+                _exit(91);
+        }
+        rd_token_store_destroy(s);
+        _exit(0);
+    }
+    enum { T = 4 };
+    volatile int stop = 0;
+    ro_reader r[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        r[i] = (ro_reader){.dir = dir, .stop = &stop};
+        assert_int_equal(pthread_create(&th[i], NULL, ro_reader_run, &r[i]), 0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < T; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    for (int i = 0; i < T; i++) {
+        if (r[i].rc != RD_OK)
+            fail_msg("reader %d after %ld fetches: %s", i, r[i].fetches, r[i].msg);
+        assert_true(r[i].fetches > 0);
+    }
 }
 
 static void test_manifest_corrupt_missing(void **state) {
@@ -2761,6 +2852,7 @@ int main(void) {
         cmocka_unit_test(test_small_map_cap),
         cmocka_unit_test(test_layout_mismatch),
         cmocka_unit_test(test_manifest_corrupt_missing),
+        cmocka_unit_test(test_threads_read_while_map_grows),
         cmocka_unit_test(test_bind_dataset),
         cmocka_unit_test(test_concurrent_reader),
         cmocka_unit_test(test_map_huge),

@@ -14,6 +14,7 @@
 //   rd_lmdbx_write()         run a callback in a write transaction; on MDB_MAP_FULL abort, grow
 //                            the map and run the whole callback again (never a lost write)
 //   rd_lmdbx_read_begin()    begin (or renew) a read-only transaction, absorbing MDB_MAP_RESIZED
+//   rd_lmdbx_read_begin_shared() / _end_shared()   the same for an env several threads read
 //   rd_lmdbx_is_rd_status()  tell an rd_status from an LMDB/errno code in callback results
 //   rd_lmdbx_put_be64() / rd_lmdbx_get_be64() / _be32   big-endian key packing
 //   rd_lmdbx_i64_key() / rd_lmdbx_key_i64()             int64 <-> uint64 in unsigned order
@@ -184,6 +185,28 @@ int rd_lmdbx_write(MDB_env *env,
  * @return RD_OK or the mapped LMDB error (eb says which env)
  */
 int rd_lmdbx_read_begin(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf *eb);
+
+/**
+ * rd_lmdbx_read_begin for an env that several threads of this process read at once (each
+ * through its own handle and transactions: the token store). Adopting a map another process grew
+ * remaps the env under every thread's transactions, so these hold the env's remap lock shared
+ * from begin to rd_lmdbx_read_end_shared, and the adoption takes it exclusive. Plain
+ * rd_lmdbx_read_begin adopted it under other threads' reads: SIGSEGV ("damaged LMDB file") in a
+ * serving process whose threads fetched tokens while training grew the store. A thread must
+ * end its transaction of an env before it begins another of the same env.
+ * @return as rd_lmdbx_read_begin; on RD_OK end the transaction with rd_lmdbx_read_end_shared
+ */
+int rd_lmdbx_read_begin_shared(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf *eb);
+
+enum {
+    RD_LMDBX_READ_ABORT = 0, // abort the transaction (*txn becomes NULL)
+    RD_LMDBX_READ_RESET = 1, // reset it: the next rd_lmdbx_read_begin_shared renews it
+    RD_LMDBX_READ_COMMIT = 2 // commit it (keeps the databases it opened; *txn becomes NULL)
+};
+
+/** End a transaction of rd_lmdbx_read_begin_shared as `how` says (RD_LMDBX_READ_*) and release
+ *  the remap lock. @return 0, or mdb_txn_commit's code; 0 and nothing done for *txn NULL */
+int rd_lmdbx_read_end_shared(MDB_env *env, MDB_txn **txn, int how);
 
 // ---------------------------------------------------------------------------------------------
 // Key packing: big-endian so that memcmp order (LMDB's default) is numeric order.

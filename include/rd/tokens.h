@@ -57,12 +57,12 @@
 //
 // Threading: a store handle is used by one thread at a time (it reuses its read transactions
 // and scratch buffers). Several handles, in one or several processes, may read the same store
-// while its owner writes. Known limit: the handles of one process share each shard's LMDB env,
-// and when the writer has grown a shard's map the next read maps it again, which must not
-// happen while another thread of the process reads that shard (a server's threads fetching
-// through their own handles crashed in a helper's test): within one process, fetch from one
-// thread at a time (a mutex around rd_token_store_fetch / rd_serve_fetch_tokens) while a
-// writer may still grow the store. Reads in different processes are not affected.
+// while its owner writes. The handles of one process share each shard's LMDB env (one per file
+// and process): their reads hold its remap lock shared, and adopting a map that the writer grew
+// takes it exclusive (rd_lmdbx_read_begin_shared), so threads each with their own handle (a
+// serving process's) may open, fetch and close at once. Until 2026-12-06 the adoption remapped
+// the env under the other threads' reads: "damaged LMDB file (SIGSEGV ...)" in a server whose
+// threads fetched while training appended (test_tokens test_threads_read_while_map_grows).
 #ifndef RD_TOKENS_H
 #define RD_TOKENS_H
 
