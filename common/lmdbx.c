@@ -872,8 +872,12 @@ static pthread_mutex_t g_open_mu = PTHREAD_MUTEX_INITIALIZER;
 // The remap lock of an env (its LMDB userctx, made by rd_lmdbx_env_open): read transactions of
 // rd_lmdbx_read_begin_shared hold it shared from begin to end; adopting a map that another
 // process grew (mdb_env_set_mapsize, which unmaps and maps the file again) holds it exclusive,
-// so no thread of this process reads the old mapping while it goes. Writer-preferring, so that
-// threads that keep reading cannot starve the remap.
+// so no thread of this process reads the old mapping while it goes. Reader-preferring (glibc's
+// default), and a thread waits for it exclusive only while it holds no other read: a batched
+// fetch holds reads of several shards, and two threads each waiting to remap a shard the other
+// reads (or, with writer preference, readers queued behind those waits) would deadlock. Nobody
+// starves a remap: every new read of the env fails with MDB_MAP_RESIZED until it is done, so
+// its readers only drain.
 typedef struct remap_lock {
     pthread_rwlock_t lk;
 } remap_lock;
@@ -882,14 +886,7 @@ static remap_lock *remap_lock_new(void) {
     remap_lock *r = malloc(sizeof *r);
     if (!r)
         return NULL;
-    pthread_rwlockattr_t a;
-    pthread_rwlockattr_init(&a);
-#if defined(__GLIBC__)
-    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-#endif
-    int rc = pthread_rwlock_init(&r->lk, &a);
-    pthread_rwlockattr_destroy(&a);
-    if (rc != 0) {
+    if (pthread_rwlock_init(&r->lk, NULL) != 0) {
         free(r);
         return NULL;
     }
@@ -1209,7 +1206,10 @@ int rd_lmdbx_read_begin(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf
     }
 }
 
-int rd_lmdbx_read_begin_shared(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf *eb) {
+int rd_lmdbx_read_begin_shared(
+    MDB_env *env, MDB_txn **txn, const char *path, int holding, int *busy, rd_errbuf *eb) {
+    if (busy)
+        *busy = 0;
     remap_lock *rl = mdb_env_get_userctx(env);
     if (!rl)
         return rd_lmdbx_read_begin(env, txn, path, eb);
@@ -1237,8 +1237,18 @@ int rd_lmdbx_read_begin_shared(MDB_env *env, MDB_txn **txn, const char *path, rd
         if (rc != MDB_MAP_RESIZED || tries >= MAX_RESIZE_RETRIES)
             return read_begin_error(env, rc, path, eb);
         // The writer grew the map: adopt its size while no thread of this process reads the
-        // old mapping (another thread may have adopted it meanwhile: then this is a no-op).
-        pthread_rwlock_wrlock(&rl->lk);
+        // old mapping (another thread may have adopted it meanwhile: then this remaps again,
+        // harmlessly). A thread that holds other reads may only try: it must not wait here
+        // (see remap_lock), so it tells its caller to end those reads and call again.
+        if (holding) {
+            if (pthread_rwlock_trywrlock(&rl->lk) != 0) {
+                if (busy)
+                    *busy = 1;
+                return RD_ERR_STATE; // no message: the caller retries, holding nothing
+            }
+        } else {
+            pthread_rwlock_wrlock(&rl->lk);
+        }
         rc = mdb_env_set_mapsize(env, 0);
         pthread_rwlock_unlock(&rl->lk);
         if (rc)

@@ -613,7 +613,7 @@ static pthread_mutex_t g_dbi_open_mu = PTHREAD_MUTEX_INITIALIZER;
 static int open_shard_dbs(rd_token_store *s, int i, const char *path, rd_errbuf *eb) {
     tk_shard *sh = &s->shards[i];
     MDB_txn *txn = NULL;
-    int rc = rd_lmdbx_read_begin_shared(sh->env, &txn, path, eb);
+    int rc = rd_lmdbx_read_begin_shared(sh->env, &txn, path, 0, NULL, eb);
     if (rc != RD_OK)
         return rc;
     int mrc = mdb_dbi_open(txn, "meta", 0, &sh->dbi_meta);
@@ -1045,7 +1045,13 @@ int rd_token_store_append(rd_token_store *s, const rd_token_batch *b, rd_errbuf 
 // ---------------------------------------------------------------------------------------------
 // Fetch
 
-// Make shard sh's read transaction and cursor live for the current call.
+static void release_reads(rd_token_store *s);
+
+// Make shard sh's read transaction and cursor live for the current call. A batched fetch keeps
+// the shards it has read live; when shard sh's map must be adopted (the writer grew it) and
+// another thread of this process reads sh, waiting here while holding those reads could
+// deadlock (rd_lmdbx_read_begin_shared), so they are ended first and sh is read anew. Callers
+// keep no pointer into a live read across this call (fetch_one copies a user's tokens out).
 static int shard_read(rd_token_store *s, int sh, rd_errbuf *eb) {
     tk_shard *t = &s->shards[sh];
     set_where(s, sh);
@@ -1053,7 +1059,13 @@ static int shard_read(rd_token_store *s, int sh, rd_errbuf *eb) {
         return RD_OK;
     char path[DIR_MAX + 32];
     shard_path(s, s->dir, sh, path, sizeof path);
-    int rc = rd_lmdbx_read_begin_shared(t->env, &t->rtxn, path, eb);
+    int busy = 0;
+    int rc = rd_lmdbx_read_begin_shared(t->env, &t->rtxn, path, s->n_live > 0, &busy, eb);
+    if (rc != RD_OK && busy) {
+        release_reads(s);
+        set_where(s, sh);
+        rc = rd_lmdbx_read_begin_shared(t->env, &t->rtxn, path, 0, NULL, eb);
+    }
     if (rc != RD_OK)
         return rc;
     int mrc = t->rcur ? mdb_cursor_renew(t->rtxn, t->rcur)

@@ -194,9 +194,17 @@ int rd_lmdbx_read_begin(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf
  * rd_lmdbx_read_begin adopted it under other threads' reads: SIGSEGV ("damaged LMDB file") in a
  * serving process whose threads fetched tokens while training grew the store. A thread must
  * end its transaction of an env before it begins another of the same env.
- * @return as rd_lmdbx_read_begin; on RD_OK end the transaction with rd_lmdbx_read_end_shared
+ * @param[in]  holding  1 when the calling thread holds reads of other envs of this kind: it
+ *                      then never waits for the remap lock (two such threads could wait for
+ *                      each other); when it would have to, it returns RD_ERR_STATE with *busy
+ *                      set and nothing in eb, and the caller ends its other reads and calls
+ *                      again with holding 0
+ * @param[out] busy     NULL, or set to 1 in that case only
+ * @return as rd_lmdbx_read_begin, or RD_ERR_STATE as above; on RD_OK end the transaction with
+ *         rd_lmdbx_read_end_shared
  */
-int rd_lmdbx_read_begin_shared(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf *eb);
+int rd_lmdbx_read_begin_shared(
+    MDB_env *env, MDB_txn **txn, const char *path, int holding, int *busy, rd_errbuf *eb);
 
 enum {
     RD_LMDBX_READ_ABORT = 0, // abort the transaction (*txn becomes NULL)

@@ -60,9 +60,12 @@
 // while its owner writes. The handles of one process share each shard's LMDB env (one per file
 // and process): their reads hold its remap lock shared, and adopting a map that the writer grew
 // takes it exclusive (rd_lmdbx_read_begin_shared), so threads each with their own handle (a
-// serving process's) may open, fetch and close at once. Until 2026-12-06 the adoption remapped
-// the env under the other threads' reads: "damaged LMDB file (SIGSEGV ...)" in a server whose
-// threads fetched while training appended (test_tokens test_threads_read_while_map_grows).
+// serving process's) may open, fetch and close at once. A batched fetch that must adopt a
+// shard's map while it holds reads of other shards ends those reads first rather than wait
+// with them held (two such fetches would wait for each other). Until 2026-12-06 the adoption
+// remapped the env under the other threads' reads: "damaged LMDB file (SIGSEGV ...)" in a
+// server whose threads fetched while training appended (test_tokens
+// test_threads_read_while_map_grows, one shard and four with batched fetches).
 #ifndef RD_TOKENS_H
 #define RD_TOKENS_H
 
