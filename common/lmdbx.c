@@ -1174,24 +1174,31 @@ static int read_begin_error(MDB_env *env, int rc, const char *path, rd_errbuf *e
     return rd_lmdbx_error(eb, rc, "begin read transaction", path);
 }
 
+// Begin a read-only transaction, or renew *txn when it is a reset one. @return 0, or the LMDB
+// code with *txn aborted and NULL.
+static int txn_start(MDB_env *env, MDB_txn **txn) {
+    int rc;
+    if (*txn) {
+        rc = mdb_txn_renew(*txn);
+    } else {
+        MDB_txn *t = NULL;
+        rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &t);
+        if (rc == 0)
+            *txn = t;
+    }
+    if (rc != 0 && *txn) {
+        mdb_txn_abort(*txn);
+        *txn = NULL;
+    }
+    return rc;
+}
+
 int rd_lmdbx_read_begin(MDB_env *env, MDB_txn **txn, const char *path, rd_errbuf *eb) {
     int cleared = 0;
     for (int tries = 0;; tries++) {
-        int rc;
-        if (*txn) {
-            rc = mdb_txn_renew(*txn);
-        } else {
-            MDB_txn *t = NULL;
-            rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &t);
-            if (rc == 0)
-                *txn = t;
-        }
+        int rc = txn_start(env, txn);
         if (rc == 0)
             return RD_OK;
-        if (*txn) {
-            mdb_txn_abort(*txn);
-            *txn = NULL;
-        }
         if (rc == MDB_MAP_RESIZED && tries < MAX_RESIZE_RETRIES) {
             // The writer grew the map beyond ours: adopt the size recorded in the file.
             rc = mdb_env_set_mapsize(env, 0);
@@ -1216,21 +1223,9 @@ int rd_lmdbx_read_begin_shared(
     int cleared = 0;
     for (int tries = 0;; tries++) {
         pthread_rwlock_rdlock(&rl->lk);
-        int rc;
-        if (*txn) {
-            rc = mdb_txn_renew(*txn);
-        } else {
-            MDB_txn *t = NULL;
-            rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &t);
-            if (rc == 0)
-                *txn = t;
-        }
+        int rc = txn_start(env, txn);
         if (rc == 0)
             return RD_OK; // held shared until rd_lmdbx_read_end_shared
-        if (*txn) {
-            mdb_txn_abort(*txn);
-            *txn = NULL;
-        }
         pthread_rwlock_unlock(&rl->lk);
         if (rc == MDB_READERS_FULL && !cleared++ && clear_stale_readers(env) > 0)
             continue; // as rd_lmdbx_read_begin
