@@ -123,6 +123,19 @@ static rd_token_store *create_store(const char *dir, int shards) {
     return s;
 }
 
+// A store of `shards` shards at dir holding one token of USER (at time 10), closed.
+static void make_one_token_store(const char *dir, int shards) {
+    rd_token_store *s = create_store(dir, shards);
+    uint64_t users[1] = {USER}, ids[1] = {1};
+    int64_t ts[1] = {10};
+    float tok[DIM] = {0};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_batch bt = {1, users, ts, ids, tok, NULL, NULL, NULL, NULL};
+    assert_int_equal(rd_token_store_append(s, &bt, &eb), RD_OK);
+    rd_token_store_destroy(s);
+}
+
 static void test_tokens_cli(void **state) {
     (void)state;
     if (!find_cli())
@@ -790,15 +803,9 @@ static void test_stale_readers(void **state) {
     (void)state;
     char dir[300];
     snprintf(dir, sizeof dir, "%s/stale_readers", g_root);
-    rd_token_store *w = create_store(dir, 1);
-    uint64_t users[1] = {USER}, ids[1] = {1};
-    int64_t ts[1] = {10};
-    float tok[DIM] = {0};
+    make_one_token_store(dir, 1);
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    rd_token_batch bt = {1, users, ts, ids, tok, NULL, NULL, NULL, NULL};
-    assert_int_equal(rd_token_store_append(w, &bt, &eb), RD_OK);
-    rd_token_store_destroy(w);
     // The long-lived holder: the env stays open, so its lock table is never reset.
     rd_token_open_opts o;
     memset(&o, 0, sizeof o);
@@ -895,15 +902,7 @@ static void test_many_shards(void **state) {
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &raised), 0);
     char dir[300], out[4096];
     snprintf(dir, sizeof dir, "%s/many_shards", g_root);
-    rd_token_store *s = create_store(dir, SHARDS);
-    uint64_t users[1] = {USER}, ids[1] = {1};
-    int64_t ts[1] = {10};
-    float tok[DIM] = {0};
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    rd_token_batch bt = {1, users, ts, ids, tok, NULL, NULL, NULL, NULL};
-    assert_int_equal(rd_token_store_append(s, &bt, &eb), RD_OK);
-    rd_token_store_destroy(s);
+    make_one_token_store(dir, SHARDS);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
     const char *cmds[] = {"stats", "verify", "users", "fetch --user 777 --before 11 --n 1"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
