@@ -406,6 +406,7 @@ static const ck_key tokens_keys[] = {
     K_ENUM(rd_tokens_config, "sit_group", sit_group, sit_groups, 0, "user"),
     K_STR(rd_tokens_config, "sit_group_by", sit_group_by, 0, "item"),
     K_ENUM(rd_tokens_config, "batch_tokens", batch_tokens, batch_tokens_modes, 0, "first_pass"),
+    K_BOOL(rd_tokens_config, "two_pass", two_pass, "false"),
 };
 TABLE(tokens_desc, rd_tokens_config, tokens_keys);
 

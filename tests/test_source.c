@@ -670,7 +670,7 @@ static void fd_source(rd_source *s, sbatch *t) {
 
 // labels: 0 none, 1 tokens.sit_labels (shifted), 2 sit_labels + sit_pairs, 3 those and
 // sit_item_code.
-static void fd_user_order_streaming(int labels) {
+static void fd_user_order(int labels, int reverse) {
     rd_config *cfg = make_cfg(2, 4, 2, 8);
     int sit_labels = labels > 0;
     cfg->tokens.sit_labels = sit_labels;
@@ -692,6 +692,12 @@ static void fd_user_order_streaming(int labels) {
     float plab[3 * 3] = {1, 0, 0, 0, 1, 1, 0, 0, 0}; // labels of the frozen tokens
     t.sb.prev_labels = sit_labels ? plab : NULL;
     t.sb.loss_weights = t.weights;
+    if (reverse) { // the two_pass step: each group's new instances latest first, nothing frozen
+        t.sb.prev_tokens = NULL;
+        t.sb.n_prev = NULL;
+        t.sb.prev_labels = NULL;
+        t.sb.reverse = 1;
+    }
     // Spread the tokens over (0, 1) as a trained bottleneck does: at the initial scale they sit
     // near 0.5 with a tiny spread, and the SIT's layer norms then amplify the curvature so much
     // that fp32 finite differences cannot resolve 1e-3.
@@ -714,9 +720,99 @@ static void fd_user_order_streaming(int labels) {
     free(cfg);
 }
 
+static void fd_user_order_streaming(int labels) {
+    fd_user_order(labels, 0);
+}
+
 static void test_fd_user_order_streaming(void **state) {
     (void)state;
     fd_user_order_streaming(0);
+}
+
+// The reverse pass of tokens.two_pass (pairs and item codes: every label and code path).
+static void test_fd_reverse(void **state) {
+    (void)state;
+    fd_user_order(0, 1);
+    fd_user_order(3, 1);
+}
+
+// A reverse batch is the forward batch with each group's rows in reverse order: the same logits
+// (rows permuted back) and the same gradients, for every label variant (0 none, 1 sit_labels,
+// 2 sit_pairs, 3 sit_item_code). The reference reorders the inputs, not the SIT.
+static void reverse_equals_reordered(int labels) {
+    rd_config *cfg = make_cfg(2, 4, 2, 4);
+    cfg->tokens.sit_labels = labels > 0;
+    cfg->tokens.sit_pairs = labels >= 2;
+    cfg->tokens.sit_item_code = labels == 3;
+    rd_source *s = build(cfg, 8, 2);
+    rd_model *m = s->backbone;
+    const size_t B = 6, L = m->seq_length;
+    const uint32_t glen[3] = {3, 1, 2};
+    size_t perm[6]; // perm[i]: the row of the reversed batch that holds row i of the forward one
+    for (size_t g = 0, o = 0; g < 3; o += glen[g++])
+        for (size_t k = 0; k < glen[g]; k++)
+            perm[o + k] = o + glen[g] - 1 - k;
+    sbatch t[2];
+    float logits[6], *gs = zerov(s->n_slab), *gm = zerov(m->n_slab), *gr[2];
+    for (int v = 0; v < 2; v++) {
+        sb_make(&t[v], s, B, 21);
+        memcpy(t[v].glen, glen, sizeof glen);
+        t[v].sb.n_groups = 3;
+        t[v].sb.group_len = t[v].glen;
+        t[v].sb.loss_weights = t[v].weights;
+        if (v == 0) {
+            t[v].sb.reverse = 1;
+        } else { // rows reordered by hand: row perm[i] of this batch is row i of the other
+            for (size_t i = 0; i < B; i++) {
+                size_t j = perm[i];
+                for (int f = 0; f < m->n_features; f++)
+                    t[1].fidx[f][j] = t[0].fidx[f][i];
+                memcpy(t[1].sidx + j * L, t[0].sidx + i * L, L * sizeof(int32_t));
+                memcpy(t[1].slab + j * L, t[0].slab + i * L, L);
+                t[1].labels[j] = t[0].labels[i];
+                t[1].weights[j] = t[0].weights[i];
+                t[1].items[j] = t[0].items[i];
+            }
+        }
+        fwd_bwd(s, &t[v].sb);
+        if (v == 0) {
+            memcpy(logits, s->logits, B * sizeof(float));
+            memcpy(gs, s->grads, s->n_slab * sizeof(float));
+            memcpy(gm, m->grads, m->n_slab * sizeof(float));
+            for (int k = 0; k < 2; k++) {
+                gr[k] = zerov(6 * m->tables[k].dim);
+                memcpy(gr[k], t[0].drows[k], 6 * m->tables[k].dim * sizeof(float));
+            }
+            continue;
+        }
+        for (size_t i = 0; i < B; i++)
+            assert_float_equal(s->logits[perm[i]], logits[i], 1e-5f);
+        double es = rel_diff(gs, s->grads, s->n_slab), em = rel_diff(gm, m->grads, m->n_slab);
+        if (!(es < 1e-5 && em < 1e-5))
+            fail_msg("reverse vs reordered (labels %d): gradients differ: source %.3g, backbone "
+                     "%.3g",
+                     labels, es, em);
+        for (int k = 0; k < 2; k++)
+            assert_true(rel_diff(gr[k], t[1].drows[k], 6 * m->tables[k].dim) < 1e-5);
+    }
+    // Control: the same batch forward in its own order gives other logits.
+    t[0].sb.reverse = 0;
+    fwd_bwd(s, &t[0].sb);
+    assert_true(max_abs_diff(s->logits, logits, B) > 1e-4);
+    for (int v = 0; v < 2; v++)
+        sb_free(&t[v]);
+    free(gs);
+    free(gm);
+    free(gr[0]);
+    free(gr[1]);
+    rd_source_destroy(s);
+    free(cfg);
+}
+
+static void test_reverse_equals_reordered(void **state) {
+    (void)state;
+    for (int labels = 0; labels <= 3; labels++)
+        reverse_equals_reordered(labels);
 }
 
 static void test_fd_temporal(void **state) {
@@ -1583,7 +1679,7 @@ static void test_driver_persistent(void **state) {
 // The parts a build reports, in order.
 typedef struct part_log {
     int part[8];
-    uint64_t written[8];
+    uint64_t written[8], steps[8], reverse[8];
     int n;
 } part_log;
 
@@ -1592,6 +1688,8 @@ static void log_part(void *ctx, int part, const rd_source_train_stats *st) {
     if (pl->n < 8) {
         pl->part[pl->n] = part;
         pl->written[pl->n] = st->tokens_written;
+        pl->steps[pl->n] = st->steps;
+        pl->reverse[pl->n] = st->reverse_steps;
     }
     pl->n++;
 }
@@ -1704,6 +1802,88 @@ static void test_build_batch_tokens_final(void **state) {
     }
 }
 
+// tokens.two_pass: in the batch period every step is followed by a reverse one (none in the
+// stream and the holdout, none without a SIT); the tokens are written by the forward steps, so
+// the first batch's tokens (written before any update) are those of a build without it and the
+// later ones differ (the reverse steps trained the model).
+static void test_build_two_pass(void **state) {
+    (void)state;
+    for (int sit = 0; sit < 2; sit++) {
+        rd_config *cfg = make_cfg(2, 4, sit, 8);
+        rd_dataset *ds = NULL;
+        open_synth(cfg, &ds);
+        cfg->train.epochs = 2;
+        cfg->tokens.batch_order = RD_ORDER_WINDOWS;
+        cfg->tokens.sit_labels = 1;
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        uint64_t n = rd_dataset_get_info(ds)->n_events;
+        rd_range batch = rd_dataset_batch(ds);
+        float *tok[2];
+        part_log pl[2];
+        memset(pl, 0, sizeof pl);
+        for (int two = 0; two < 2; two++) {
+            cfg->tokens.two_pass = two;
+            rd_token_store *st = NULL;
+            char name[64];
+            snprintf(name, sizeof name, "two_pass_s%d_%d", sit, two);
+            tok[two] = store_tokens(name, n, &st);
+            rd_source_io io = rd_source_io_store(st);
+            assert_int_equal(rd_source_build(cfg, ds, &io, 32, log_part, &pl[two], &eb), RD_OK);
+            grab_all(st, tok[two]);
+            rd_token_store_destroy(st);
+            assert_int_equal(pl[two].n, 3);
+            for (int k = 0; k < 3; k++) // the same parts, steps and tokens written either way
+                assert_int_equal(pl[two].written[k], pl[0].written[k]);
+        }
+        assert_int_equal(pl[1].part[0], RD_SOURCE_PART_BATCH);
+        assert_true(pl[1].steps[0] > 2);
+        assert_int_equal(pl[1].reverse[0], sit ? pl[1].steps[0] : 0);
+        assert_int_equal(pl[1].reverse[1], 0);
+        assert_int_equal(pl[1].reverse[2], 0);
+        assert_int_equal(pl[0].reverse[0], 0);
+        size_t same = 0, nb = (size_t)(batch.end - batch.begin);
+        for (size_t i = batch.begin; i < batch.end; i++)
+            same += memcmp(tok[0] + i * 8, tok[1] + i * 8, 8 * sizeof(float)) == 0;
+        if (sit) // the first batch's events (windows of 4 packed into 32), no others
+            assert_true(same >= 29 && same <= 32);
+        else // ignored without a SIT
+            assert_int_equal(same, nb);
+        print_message("two_pass (sit_layers %d): %zu of %zu batch-period tokens as without\n", sit,
+                      same, nb);
+        free(tok[0]);
+        free(tok[1]);
+        rd_dataset_close(ds);
+        free(cfg);
+    }
+}
+
+// A reverse batch reads its groups' own instances: with a frozen prefix, or without groups, it is
+// refused.
+static void test_reverse_errors(void **state) {
+    (void)state;
+    rd_config *cfg = make_cfg(2, 4, 1, 4);
+    rd_source *s = build(cfg, 4, 1);
+    sbatch t;
+    one_group(&t, s, NULL);
+    t.sb.reverse = 1;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "reverse with prev_tokens"));
+    t.sb.prev_tokens = NULL;
+    t.sb.n_prev = NULL;
+    assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_OK);
+    t.sb.n_groups = 0;
+    t.sb.group_len = NULL;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_source_forward(s, &t.sb, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "reverse with n_groups = 0"));
+    sb_free(&t);
+    rd_source_destroy(s);
+    free(cfg);
+}
+
 // The driver's buffers in the memory check, split by what they grow with (reserve(B) = B x per
 // instance + over the data): tokens.side_residual adds per event the item means of each side
 // field, one float (rd_dataset_item_means), not one per side value (the residuals double those
@@ -1749,6 +1929,8 @@ int main(void) {
         cmocka_unit_test(test_sit_naive_and_fd),
         cmocka_unit_test(test_sit_causal),
         cmocka_unit_test(test_fd_user_order_streaming),
+        cmocka_unit_test(test_fd_reverse),
+        cmocka_unit_test(test_reverse_equals_reordered),
         cmocka_unit_test(test_fd_temporal),
         cmocka_unit_test(test_fd_sit_labels),
         cmocka_unit_test(test_sit_labels_causal),
@@ -1771,6 +1953,8 @@ int main(void) {
         cmocka_unit_test(test_driver_temporal),
         cmocka_unit_test(test_driver_persistent),
         cmocka_unit_test(test_build_batch_tokens_final),
+        cmocka_unit_test(test_build_two_pass),
+        cmocka_unit_test(test_reverse_errors),
         cmocka_unit_test(test_memory_check),
         cmocka_unit_test(test_driver_reserve),
     };

@@ -992,6 +992,21 @@ static void test_dense_identity(void **state) {
     assert_non_null(strstr(eb.msg, "batch_tokens"));
     cfg->tokens.batch_tokens = RD_BATCH_TOKENS_FIRST_PASS;
     assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_OK);
+    // two_pass (hashed only when set, and only where there is a SIT to train twice).
+    cfg->tokens.two_pass = 1;
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "two_pass"));
+    int layers = cfg->tokens.sit_layers;
+    cfg->tokens.sit_layers = 0;
+    rd_train_pos tw0, tw1;
+    memset(&tw0, 0, sizeof tw0);
+    memset(&tw1, 0, sizeof tw1);
+    rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &tw1);
+    cfg->tokens.two_pass = 0;
+    rd_train_ckpt_ident(cfg, NULL, mc, &info, 1, &tw0);
+    assert_true(tw0.tokens_hash == tw1.tokens_hash);
+    cfg->tokens.sit_layers = layers;
+    assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_OK);
     cfg->tokens.sit_group = RD_SIT_GROUP_ITEM;
     assert_int_equal(check_against(&tk, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
     // Grouped by the item, by default or by name, is the same build; by an attribute is another,

@@ -690,6 +690,12 @@ int rd_source_check_batch(const rd_source *s, const rd_source_batch *b, rd_errbu
             return rd_err_set(eb, RD_ERR_ARG,
                               "source batch: prev_tokens without prev_items (tokens.sit_item_code "
                               "needs the item of every frozen token)");
+        if (b->reverse && b->prev_tokens)
+            return rd_err_set(eb, RD_ERR_ARG,
+                              "source batch: reverse with prev_tokens (a reverse pass reads a "
+                              "group's own instances only)");
+    } else if (b->reverse) {
+        return rd_err_set(eb, RD_ERR_ARG, "source batch: reverse with n_groups = 0");
     } else if (b->prev_tokens || b->n_prev || b->group_len || b->prev_labels) {
         return rd_err_set(eb, RD_ERR_ARG,
                           "source batch: group arrays given with n_groups = 0 (set n_groups)");
@@ -726,6 +732,12 @@ void rd_source_item_code(float *code, uint64_t item_key, size_t d) {
 // slots, [token + e_unknown, token + e_label]: the first is its own position (its logit reads
 // it), the second is seen only by the slots after it, i.e. by later instances. @return the
 // number of groups.
+// The new instance at position i of a group of n (reverse: the latest first), and the position of
+// instance i (the map is its own inverse).
+static size_t flip(int reverse, size_t n, size_t i) {
+    return reverse ? n - 1 - i : i;
+}
+
 static size_t sit_assemble(rd_source *s, const rd_source_batch *b) {
     rd__source_priv *p = s->priv;
     size_t B = b->base.B, T = s->window, d = s->dim, S = p->slots, w = s->sit_pairs ? 2 : 1;
@@ -747,16 +759,17 @@ static size_t sit_assemble(rd_source *s, const rd_source_batch *b) {
                            d * sizeof(float));
         }
         for (size_t k = 0; k < n; k++, row++) {
-            p->row_pos[row] = g * S + (P + k) * w;
+            size_t at = P + flip(b->reverse, n, k); // its own inverse
+            p->row_pos[row] = g * S + at * w;
             for (size_t c = 0; c < w; c++)
-                memcpy(x + ((P + k) * w + c) * d, s->tokens + row * d, d * sizeof(float));
+                memcpy(x + (at * w + c) * d, s->tokens + row * d, d * sizeof(float));
         }
         for (size_t t = 0; t < (P + n) * w; t++)
             p->mask[g * S + t] = 1.0f;
         if (s->sit_item_code)
             for (size_t i = 0; i < P + n; i++) {
-                uint64_t key =
-                    i < P ? b->prev_items[g * (T - 1) + have - P + i] : b->item_keys[first + i - P];
+                uint64_t key = i < P ? b->prev_items[g * (T - 1) + have - P + i]
+                                     : b->item_keys[first + flip(b->reverse, n, i - P)];
                 rd_source_item_code(p->code, key, d);
                 for (size_t c = 0; c < w; c++) {
                     float *xt = x + (i * w + c) * d;
@@ -781,7 +794,7 @@ static size_t sit_assemble(rd_source *s, const rd_source_batch *b) {
                 if (k >= 1 && k <= have)
                     l = pl ? (pl[k - 1] > 0.5f ? 1 : 0) : 2;
                 else if (k > have)
-                    l = b->base.labels[first + (k - 1 - have)] > 0.5f ? 1 : 0;
+                    l = b->base.labels[first + flip(b->reverse, n, k - 1 - have)] > 0.5f ? 1 : 0;
             }
             li[t] = l;
             const float *e = p->lab_p + (size_t)l * d;
@@ -1475,10 +1488,13 @@ static uint64_t group_key(const driver *dv, uint64_t rec) {
 
 // One step on the batch in dv->rec: fetch the frozen prefix, forward, record the progressive
 // predictions, backward, update, push the rows, append the tokens.
+// One step on the batch formed in dv. reverse: the two_pass step after it on the same batch, each
+// group's events reversed (no frozen prefix, no predictions kept, no tokens written).
 static int run_step(driver *dv,
                     int streaming,
                     int update,
                     int write,
+                    int reverse,
                     double *loss_sum,
                     uint64_t *frozen,
                     rd_errbuf *eb) {
@@ -1492,6 +1508,7 @@ static int run_step(driver *dv,
     if (src->scheme == 2) {
         sb.n_groups = dv->G;
         sb.group_len = dv->glen;
+        sb.reverse = reverse;
     }
     if (src->sit_item_code) {
         if (!dv->by_item || dv->by_attr) // else the split left them in the batch's order
@@ -1499,7 +1516,7 @@ static int run_step(driver *dv,
                 dv->bitems[b] = rd_dataset_record(dv->ds, dv->rec[b])->item_key;
         sb.item_keys = dv->bitems;
     }
-    if (src->scheme == 2 && streaming && dv->T > 1) {
+    if (src->scheme == 2 && streaming && !reverse && dv->T > 1) {
         // The frozen prefix of each group: its user's tokens strictly before its first event.
         size_t row = 0;
         for (size_t g = 0; g < dv->G; g++) {
@@ -1538,11 +1555,12 @@ static int run_step(driver *dv,
     }
     if ((rc = rd_source_forward(src, &sb, eb)) != RD_OK)
         return rc;
-    *loss_sum += src->loss * (double)B;
-    for (size_t b = 0; b < B; b++) {
+    for (size_t b = 0; b < B && !reverse; b++) {
         dv->pred[dv->n_pred] = src->logits[b]; // ranked by the logit (rd/metrics.h)
         dv->plab[dv->n_pred++] = dv->labels[b];
     }
+    if (!reverse)
+        *loss_sum += src->loss * (double)B;
     if (update) {
         if ((rc = rd_source_backward(src, &sb, eb)) != RD_OK)
             return rc;
@@ -1582,7 +1600,7 @@ static int run_step(driver *dv,
                          .items = dv->items,
                          .side = dv->tside};
     (void)d;
-    return write ? dv->io.append(dv->io.ctx, &tb, eb) : RD_OK;
+    return write && !reverse ? dv->io.append(dv->io.ctx, &tb, eb) : RD_OK;
 }
 
 struct rd_source_driver {
@@ -1696,9 +1714,14 @@ int rd_source_driver_run(rd_source_driver *sd,
                 rd_source_split_by_item(dv->rec, dv->bitems, dv->glen, &dv->G, dv->B, dv->isort);
             }
             int write = !oo.first_epoch_tokens || e == 0;
-            if ((rc = run_step(dv, oo.order == RD_ORDER_TIME, !oo.infer_only, write, &loss_sum,
+            if ((rc = run_step(dv, oo.order == RD_ORDER_TIME, !oo.infer_only, write, 0, &loss_sum,
                                &st->frozen_used, eb)) != RD_OK)
                 break;
+            if (oo.two_pass && !oo.infer_only && dv->src->scheme == 2 && dv->src->sit_layers > 0) {
+                if ((rc = run_step(dv, 0, 1, 0, 1, &loss_sum, &st->frozen_used, eb)) != RD_OK)
+                    break;
+                st->reverse_steps++;
+            }
             st->steps++;
             st->groups += dv->src->scheme == 2 ? dv->G : 0;
             st->events += dv->B;
@@ -1824,7 +1847,8 @@ int rd_source_build(const rd_config *cfg,
                                   .order = parts[k].order,
                                   .epochs = parts[k].epochs,
                                   .infer_only = parts[k].infer,
-                                  .first_epoch_tokens = 1};
+                                  .first_epoch_tokens = 1,
+                                  .two_pass = k == RD_SOURCE_PART_BATCH && cfg->tokens.two_pass};
         rd_source_train_stats st;
         if ((rc = rd_source_driver_run(sd, &o, &st, eb)) == RD_OK && on_part)
             on_part(ctx, k, &st);

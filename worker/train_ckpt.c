@@ -194,6 +194,8 @@ static uint64_t tokens_part(const rd_config *cfg) {
     }
     if (t->batch_tokens == RD_BATCH_TOKENS_FINAL)
         h = rd_hash_str("batch_tokens final", h);
+    if (t->two_pass && t->scheme == 2 && t->sit_layers > 0)
+        h = rd_hash_str("two_pass", h);
     // The store is built at the builder job's global batch (twenty-seventh session; before, at
     // its per-rank batch): a builder of several ranks builds another store than before, so its
     // checkpoints of earlier builds are refused. One rank: the same store, the same identity.
@@ -361,13 +363,13 @@ int rd_train_ckpt_check(const char *dir,
                           order_name(ck->order), run->job_ranks, run->batch_size,
                           order_name(run->order));
     if ((what & RD_TRAIN_CKPT_CHECK_TOKENS) && ck->tokens_hash != run->tokens_hash)
-        return rd_err_set(eb, RD_ERR_SCHEMA,
-                          "%s was trained on tokens built with other settings (tokens.window, "
-                          "sit_layers, scheme, batch_order, batch_tokens, sit_labels, sit_pairs, "
-                          "sit_item_code, sit_group, dim, dtype, side or the source model differ; "
-                          "token hash %016llx, this run's %016llx)",
-                          dir, (unsigned long long)ck->tokens_hash,
-                          (unsigned long long)run->tokens_hash);
+        return rd_err_set(
+            eb, RD_ERR_SCHEMA,
+            "%s was trained on tokens built with other settings (tokens.window, "
+            "sit_layers, scheme, batch_order, batch_tokens, two_pass, sit_labels, sit_pairs, "
+            "sit_item_code, sit_group, dim, dtype, side or the source model differ; "
+            "token hash %016llx, this run's %016llx)",
+            dir, (unsigned long long)ck->tokens_hash, (unsigned long long)run->tokens_hash);
     return RD_OK;
 }
 

@@ -3101,11 +3101,15 @@ static void tokens_part_done(void *ctx, int part, const rd_source_train_stats *s
     char auc[32] = "n/a (one class)";
     if (isfinite(st->auc_last))
         snprintf(auc, sizeof auc, "%.4f", st->auc_last);
+    char rev[64] = "";
+    if (st->reverse_steps)
+        snprintf(rev, sizeof rev, " (and %llu reverse steps)",
+                 (unsigned long long)st->reverse_steps);
     if (!tr->quiet)
         printf("[%s] tokens: %s, %llu tokens written, source model progressive AUC %s, "
-               "loss %.4f -> %.4f (%.1f s)\n",
+               "loss %.4f -> %.4f%s (%.1f s)\n",
                tr->job->name, what[part], (unsigned long long)st->tokens_written, auc,
-               st->loss_first, st->loss_last, rd_mono_s() - bc->t0);
+               st->loss_first, st->loss_last, rev, rd_mono_s() - bc->t0);
     fflush(stdout);
 }
 

@@ -561,6 +561,12 @@ typedef struct rd_tokens_config {
                       // epoch, the trained model in one more pass without training (in-sample
                       // tokens, as the holdout's are written by the model at its end); default
                       // first_pass
+    int two_pass;     // 1 = the user-order source model trains each batch-period step twice: its
+                      // groups in time order (writing the tokens, as without), then each group's
+                      // events in reverse order, so that a token is also trained to serve its
+                      // user's earlier events (IAT's appendix "two-pass" training); the stream and
+                      // the holdout stay in time order. Ignored without a SIT (scheme 1, sit_layers
+                      // 0); default 0
 } rd_tokens_config;
 
 typedef enum rd_batch_tokens {

@@ -250,6 +250,9 @@ typedef struct rd_source_batch {
                                 // only with sit_item_code, and then required
     const uint64_t *prev_items; // (G, T - 1) item keys of prev_tokens, row for row (the store's
                                 // side info); with sit_item_code required with prev_tokens
+    int reverse; // 1 = the SIT reads each group's new instances in reverse time order (latest
+                 // first, so an instance's position sees its group's later ones): the reverse
+                 // pass of tokens.two_pass. Needs n_groups > 0 and no prev_tokens.
 } rd_source_batch;
 
 /**
@@ -305,6 +308,10 @@ typedef struct rd_source_train_opts {
                             // computed before the model trained on its batch (progressive, as
                             // in the stream and the holdout); later epochs only train. 0 = every
                             // epoch appends (the last epoch's tokens win: in-sample tokens)
+    int two_pass; // 1 = each training step is followed by one on the same batch with every
+                  // group's events in reverse order (rd_source_batch.reverse: no frozen prefix,
+                  // no tokens written, not in the progressive AUC); only with scheme 2 and a SIT,
+                  // else ignored (tokens.two_pass)
 } rd_source_train_opts;
 
 typedef struct rd_source_train_stats {
@@ -314,6 +321,7 @@ typedef struct rd_source_train_stats {
     uint64_t frozen_used;    // frozen previous tokens fed to the SIT (time order, user scheme)
     uint64_t groups;         // SIT groups over all steps (user scheme: a user's events in one
                              // batch; 0 for the temporal scheme)
+    uint64_t reverse_steps;  // steps of the reverse pass (two_pass)
     double loss_first;       // mean loss of the first epoch
     double loss_last;        // mean loss of the last epoch
     double auc_last;         // AUC of the last epoch's logits, each computed before the update
