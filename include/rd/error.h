@@ -8,6 +8,7 @@
 //   rd_err_path()      a path shortened for a message (head ... tail), so its cause fits
 //   RD_ASSERT(c)       broken invariant: prints rank, file:line and aborts the whole MPI job
 //   RD_MPI_CHECK(call) every MPI call goes through it; failure aborts the job
+//   RD_RESTRICT        `restrict` of a prototype, spelled for C and for C++
 //
 // Three tiers (STYLE.md 4): recoverable failures return rd_status and describe themselves in an
 // rd_errbuf; broken invariants assert; out-of-memory and MPI errors abort.
@@ -71,6 +72,16 @@ void rd_errbuf_clear(rd_errbuf *eb);
 #else
 #define RD_PRINTF(fmt_idx, arg_idx)
 #define RD_NORETURN
+#endif
+
+// `restrict` in a public prototype: C++ has no such keyword (g++ and clang++ spell it __restrict).
+// In C it stays `restrict`, so a C caller gets the same prototype and -Wrestrict checks as before.
+#if !defined(__cplusplus)
+#define RD_RESTRICT restrict
+#elif defined(__GNUC__)
+#define RD_RESTRICT __restrict
+#else
+#define RD_RESTRICT
 #endif
 
 /** Set `eb` (if not NULL) to code + formatted message. Keeps the first error if one is already set.

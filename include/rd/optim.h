@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "rd/config.h"
+#include "rd/error.h"
 
 /** Slot vectors per row: SGD 0, Adagrad 1, Adam 2, FTRL 2; -1 for an unknown kind. */
 int rd_optim_slots(int kind);
@@ -45,10 +46,10 @@ void rd_optim_init_slots(const rd_optim_config *oc, float *slots, size_t dim);
  * @param[in]     g      the gradient, (dim); may not alias w or slots
  */
 void rd_optim_update(const rd_optim_config *oc,
-                     float *restrict w,
-                     float *restrict slots,
+                     float *RD_RESTRICT w,
+                     float *RD_RESTRICT slots,
                      uint64_t t,
-                     const float *restrict g,
+                     const float *RD_RESTRICT g,
                      size_t dim);
 
 #endif // RD_OPTIM_H
