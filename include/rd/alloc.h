@@ -13,6 +13,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_ALIGN 64
 
 typedef struct rd_allocator {
@@ -61,4 +65,7 @@ unsigned long long rd_mem_limit(const char **what);
  *  `root` for a process whose /proc/self/cgroup reads `proc_cgroup`; 0 = none found. */
 unsigned long long rd__cgroup_mem_limit(const char *root, const char *proc_cgroup);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_ALLOC_H

@@ -43,6 +43,10 @@
 #include "rd/error.h"
 #include "rd/table.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_CKPT_VERSION    1
 #define RD_CKPT_MAX_SHARDS 4096
 
@@ -193,4 +197,7 @@ int rd_ckpt_verify(const char *dir, rd_errbuf *eb);
  */
 int rd_ckpt_load_table(const char *dir, const char *name, rd_table *dst, rd_errbuf *eb);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_CHECKPOINT_H

@@ -36,6 +36,10 @@
 #include "rd/error.h"
 #include "rd/msg.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /**
  * MPI_Init_thread asking for `required` (MPI_THREAD_SINGLE ... MPI_THREAD_MULTIPLE).
  * Also reads RD_FINALIZE_TIMEOUT_S (rd_mpi_finalize) and duplicates MPI_COMM_WORLD for the
@@ -164,4 +168,7 @@ void rd_backoff_wait(rd_backoff *b);
  *  rank waiting on a collective or a point-to-point message does not spin a core. */
 void rd_comm_wait(MPI_Request *req, int poll_us_max);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_COMM_H

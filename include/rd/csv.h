@@ -35,6 +35,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rd_csv_options {
     char delimiter[4]; // 1..3 bytes, NUL-terminated; default (all zero) ","
     int quote;         // quote character ('"') or 0 = no quoting (MovieLens); default 0 when the
@@ -92,4 +96,7 @@ void rd_csv_close(rd_csv_reader *r);
 int rd_csv_parse_i64(const rd_csv_field *f, int64_t *out);
 int rd_csv_parse_double(const rd_csv_field *f, double *out);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_CSV_H

@@ -26,6 +26,10 @@
 #include "rd/error.h"
 #include "rd/traffic.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum rd_dense_optim_kind {
     RD_DENSE_SGD = 0,   // p -= lr (g + wd p)
     RD_DENSE_ADAM = 1,  // Adam on g + wd p (L2 regularisation)
@@ -68,4 +72,7 @@ void rd_dense_allreduce(float *grads, size_t n, MPI_Comm comm);
  *  size of comm) counted on RD_CHAN_ALLREDUCE of *t, both directions. t may be NULL. */
 void rd_dense_allreduce_counted(float *grads, size_t n, MPI_Comm comm, rd_traffic *t);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_DENSE_OPTIM_H

@@ -117,6 +117,10 @@
 #include "rd/error.h"
 #include "rd/targets.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_TARGET_CREDIT_BYTES 16 // size of one credit message (wire format above)
 // Default bounds (see "Transport", 2): targets a sender holds before emit waits for credits
 // (80 MiB at 20 bytes each), and join entries a receiver holds (about 200 MiB, 400 MiB while
@@ -434,4 +438,7 @@ void rd_target_recv_destroy(rd_target_recv *r);
 /** Bytes of one data message carrying n targets (40 + 20 n). */
 size_t rd_target_msg_bytes(size_t n);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_DISTILL_H

@@ -72,6 +72,10 @@
 #include "rd/table.h"
 #include "rd/traffic.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_KV_MAX_HANDLES 256 // outstanding timestamps per client
 
 typedef struct rd_kv rd_kv;
@@ -229,4 +233,7 @@ void rd_kv_add_traffic(const rd_kv *kv, rd_traffic *t);
 /** Tests only: make `ts` the next timestamp issued (to reach the wrap past INT_MAX). */
 void rd__kv_set_next_ts(rd_kv *kv, int ts);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_KV_H

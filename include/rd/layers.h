@@ -40,6 +40,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** Set the OpenBLAS threads of this process (the trainer passes cfg.cluster.blas_threads; one
  *  thread per rank is the default so that ranks sharing a node do not oversubscribe it).
  *  @param[in] n  threads, >= 1 (asserted) */
@@ -733,4 +737,7 @@ void rd_two_tower_backward_naive(float *dh,
                                  const rd_two_tower *t,
                                  size_t B);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_LAYERS_H

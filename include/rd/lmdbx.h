@@ -70,6 +70,10 @@
 
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** How to open an env. Zero-initialise and set what you need. */
 typedef struct rd_lmdbx_opts {
     int read_only;         // 1 = MDB_RDONLY (tools, readers of other jobs)
@@ -560,4 +564,7 @@ int rd_lmdbx_damage_record(rd_lmdbx_damage *d, const char *prefix, rd_errbuf *ge
         return rd_lmdbx_damage_record((dmg), (prefix), &geb_, (eb));                               \
     } while (0)
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_LMDBX_H

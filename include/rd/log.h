@@ -11,6 +11,10 @@
 
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum rd_log_level {
     RD_LOG_LEVEL_ERROR = 0,
     RD_LOG_LEVEL_WARN = 1,
@@ -44,4 +48,7 @@ void rd__log(rd_log_level level, const char *file, int line, const char *fmt, ..
 /** Write one metric record line to stdout ("key:value ..."), only on rank 0. */
 void rd_log_metric(const char *fmt, ...) RD_PRINTF(1, 2);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_LOG_H

@@ -34,6 +34,10 @@
 
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_METRICS_EPS 1e-7 // logloss clipping of predictions
 
 typedef struct rd_metrics rd_metrics;
@@ -152,4 +156,7 @@ int rd_metrics_auc(const float *pred, const float *label, size_t n, double *auc)
 /** The same by logits (finite; RD_ERR_ARG otherwise). */
 int rd_metrics_auc_logits(const float *logit, const float *label, size_t n, double *auc);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_METRICS_H

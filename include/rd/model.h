@@ -65,6 +65,10 @@
 #include "rd/config.h"
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_MODEL_TENSOR_NAME 48
 
 /** Builder options. Pointers are borrowed only during rd_model_create. */
@@ -286,4 +290,7 @@ void rd_model_flops(const rd_model *m, double *fwd_per_example, double *bwd_per_
  *  The tokens are frozen inputs: nothing is differentiated through it. */
 void rd_token_standardize(float *out, const float *tokens, const uint8_t *mask, size_t n, size_t d);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_MODEL_H

@@ -58,6 +58,10 @@
 
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // Little-endian fields of the wire formats (headers, descriptors, ATTACH payloads): byte by byte,
 // so they read the same on any host and at any alignment.
 static inline void rd_le_put16(unsigned char *p, uint16_t v) {
@@ -217,4 +221,7 @@ int rd_msg_check_reply(const rd_msg_header *reply, unsigned op, uint64_t req_id,
 /** "PULL", "PUSH", ..., "USER(40)", "UNKNOWN(9)" into a static table or `buf` (>= 16 bytes). */
 const char *rd_msg_op_name(unsigned op, char *buf, size_t cap);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_MSG_H

@@ -28,6 +28,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_FMT_FLOAT_MAX 32
 
 /** Write x as printf("%.9g", (double)x) does into out (NUL-terminated).
@@ -62,4 +66,7 @@ void rd_fmt_rank_set(const char *sel, const int32_t *appnum, int n, char *buf, s
 void rd_fmt_append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_NUMFMT_H

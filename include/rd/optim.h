@@ -28,6 +28,10 @@
 #include "rd/config.h"
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** Slot vectors per row: SGD 0, Adagrad 1, Adam 2, FTRL 2; -1 for an unknown kind. */
 int rd_optim_slots(int kind);
 
@@ -52,4 +56,7 @@ void rd_optim_update(const rd_optim_config *oc,
                      const float *RD_RESTRICT g,
                      size_t dim);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_OPTIM_H

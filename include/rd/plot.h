@@ -35,6 +35,10 @@
 
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_PLOT_MAX_SERIES 8
 #define RD_PLOT_MAX_SIDE   8192 // largest width / height in pixels
 
@@ -110,4 +114,7 @@ int rd_png_encode(
 int rd_png_write(
     const char *path, const uint8_t *rgb, int width, int height, int compress, rd_errbuf *eb);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_PLOT_H

@@ -47,6 +47,10 @@
 #include "rd/metrics.h"
 #include "rd/trainer.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_REPORT_NOTE_MAX 384
 
 /** A distilled student and what its eta is measured against (indices into the results, in
@@ -147,4 +151,7 @@ void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n);
  *  as the code point of its Latin-1 reading, so the output stays valid JSON. */
 void rd_report_json_string(FILE *f, const char *v);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_REPORT_H

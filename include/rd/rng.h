@@ -11,6 +11,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rd_rng {
     uint64_t s[4];
 } rd_rng;
@@ -27,4 +31,7 @@ double rd_rng_normal(rd_rng *r);
 /** Uniform integer in [0, n), n > 0, without modulo bias. */
 uint64_t rd_rng_below(rd_rng *r, uint64_t n);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_RNG_H

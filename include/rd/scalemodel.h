@@ -35,6 +35,10 @@
 
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rd_scale_calib {
     double compute_us_per_sample;    // dense step time per sample of one worker rank, us
     double batch_per_worker;         // samples per worker step (train.batch_size)
@@ -104,4 +108,7 @@ int rd_scale_eval(const rd_scale_calib *c,
 
 const char *rd_scale_term_name(int term);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_SCALEMODEL_H

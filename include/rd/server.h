@@ -68,6 +68,10 @@
 #include "rd/error.h"
 #include "rd/table.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rd_server rd_server;
 
 /** What a handler knows about a request (decoded header + sender identity). */
@@ -157,4 +161,7 @@ void *rd_server_reply_buffer(rd_server *srv, const rd_kv_meta *req, size_t bytes
 /** This rank's shard of table `index` (borrowed; replaced by LOAD). NULL if out of range. */
 rd_table *rd_server_table(rd_server *srv, int index);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_SERVER_H

@@ -57,6 +57,10 @@
 #include "rd/model.h"
 #include "rd/tokens.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_SOURCE_MAX_SIT   64   // config limit of tokens.sit_layers
 #define RD_SOURCE_ITEM_CODE 0.5f // magnitude of each dimension of a tokens.sit_item_code code
 
@@ -454,4 +458,7 @@ int rd_source_build(const rd_config *cfg,
                     void *ctx,
                     rd_errbuf *eb);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_SOURCE_H

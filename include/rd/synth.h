@@ -71,6 +71,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum rd_synth_kind {
     RD_SYNTH_POPULAR = 0,  // globally popular item
     RD_SYNTH_INTEREST = 1, // item of one of the user's interest topics
@@ -136,4 +140,7 @@ uint32_t rd_synth_n_series(const rd_synth *g);
 /** Accepts NULL. */
 void rd_synth_destroy(rd_synth *g);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_SYNTH_H

@@ -48,6 +48,10 @@
 #include "rd/config.h"
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rd_table rd_table;
 
 typedef struct rd_table_stats {
@@ -161,4 +165,7 @@ void rd_table_get_stats(const rd_table *t, rd_table_stats *st);
  *  now) from a checkpoint; rows/pending/bytes are ignored (they are live values). */
 void rd_table_set_counters(rd_table *t, const rd_table_stats *st);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_TABLE_H

@@ -61,6 +61,10 @@
 #include "rd/error.h"
 #include "rd/table.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_TABLETOOL_HIST 64 // log2 buckets
 
 typedef struct rd_tabletool rd_tabletool;
@@ -208,4 +212,7 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
  */
 int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbuf *eb);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_TABLETOOL_H

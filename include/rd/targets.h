@@ -38,6 +38,10 @@
 
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_TARGET_LOG_VERSION 1
 #define RD_TARGET_KEY_BYTES   20
 #define RD_TARGET_VALUE_BYTES 20
@@ -231,4 +235,7 @@ int rd_target_log_put_job(rd_target_log *log,
  */
 int rd_target_log_get_job(rd_target_log *log, uint64_t job, rd_target_job_info *ji, rd_errbuf *eb);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_TARGETS_H

@@ -27,6 +27,10 @@
 #include "rd/error.h"
 #include "rd/tokens.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** @return RD_OK, RD_ERR_NOTFOUND / RD_ERR_CORRUPT / RD_ERR_VERSION (input store),
  *  RD_ERR_STATE (another writer holds the input store: the message names it),
  *  RD_ERR_EXISTS (out exists), RD_ERR_IO, RD_ERR_LMDB; nothing is left at `out` on failure */
@@ -65,4 +69,7 @@ int rd_tokentool_print_fetch(rd_token_store *s,
 int rd_tokentool_print_users(
     rd_token_store *s, uint64_t limit, FILE *f, uint64_t *listed, int *more, rd_errbuf *eb);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_TOKENTOOL_H

@@ -30,6 +30,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum rd_chan {
     RD_CHAN_PS_PULL = 0,      // worker <-> PS: PULL requests (keys) and replies (rows)
     RD_CHAN_PS_PUSH = 1,      // worker <-> PS: PUSH requests (keys + gradients) and acks
@@ -94,4 +98,7 @@ void rd_traffic_allreduce_cost(uint64_t n, int W, uint64_t *msgs, uint64_t *byte
  */
 void rd_traffic_write_json(FILE *f, const rd_traffic *t, uint64_t samples, const char *indent);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_TRAFFIC_H

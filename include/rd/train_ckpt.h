@@ -54,6 +54,10 @@
 #include "rd/error.h"
 #include "rd/model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_TRAIN_CKPT_VERSION 2
 #define RD_TRAIN_CKPT_DENSE   "dense.bin"
 #define RD_TRAIN_CKPT_WINDOWS "windows.tsv" // the stream windows' metrics so far (trainer.c)
@@ -212,4 +216,7 @@ int rd_train_ckpt_latest(const char *root, const char *job, char *out, size_t ca
 /** rm -r path (a missing path is fine). @return RD_OK or RD_ERR_IO */
 int rd_train_ckpt_rmtree(const char *path, rd_errbuf *eb);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_TRAIN_CKPT_H

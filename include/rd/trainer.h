@@ -96,6 +96,10 @@
 #include "rd/tokens.h"
 #include "rd/traffic.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_TRAINER_WARM_MIN 20 // warm slice: the user has >= this many earlier events
 // Stream windows kept in rd_trainer_result: as many as a config allows (data.split.stream_windows),
 // so every window counts in the metrics file, the report's stream slice and the plot.
@@ -304,4 +308,7 @@ rd_kv *rd_trainer_kv(rd_trainer *tr);
  *  to return normally), then free everything. Accepts NULL. @return the shutdown's status. */
 int rd_trainer_destroy(rd_trainer *tr);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_TRAINER_H

@@ -32,6 +32,10 @@
 
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rd_watch rd_watch;
 
 /**
@@ -57,4 +61,7 @@ void rd_watch_stop(rd_watch *w);
  *  rd__fatal and RD_MPI_CHECK (common/error.c), which end the launch from anywhere. */
 void rd__watch_failing(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_WATCH_H

@@ -17,6 +17,10 @@
 
 #include "rd/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RD_WRITER_LOCK_FILE "writer.lock"
 
 /**
@@ -48,4 +52,7 @@ int rd_writer_lock_shared(const char *dir, const char *file, int *fd_out, char *
 /** 1 if `name` is RD_WRITER_LOCK_FILE: an entry a fresh store or log folder may hold. */
 int rd_writer_lock_name(const char *name);
 
+#ifdef __cplusplus
+}
+#endif
 #endif // RD_WRITER_LOCK_H
