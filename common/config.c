@@ -203,7 +203,7 @@ TABLE(field_desc, rd_field_config, field_keys);
 static const ck_key side_keys[] = {
     K_STR(rd_side_config, "name", name, REQ, NULL),
     K_STR(rd_side_config, "path", path, REQ, NULL),
-    K_STR(rd_side_config, "delimiter", delimiter, 0, ","),
+    K_STR(rd_side_config, "delimiter", delimiter, CK_DELIM, ","),
     K_BOOL(rd_side_config, "header", header, "false"),
     K_COLS(rd_side_config, "columns", columns, n_columns),
     K_STR(rd_side_config, "key_column", key_column, REQ, NULL),
@@ -224,7 +224,7 @@ TABLE(label_desc, rd_schema_config, label_keys);
 
 static const ck_key schema_keys[] = {
     K_STR(rd_schema_config, "path", path, 0, NULL),
-    K_STR(rd_schema_config, "delimiter", delimiter, 0, ","),
+    K_STR(rd_schema_config, "delimiter", delimiter, CK_DELIM, ","),
     K_BOOL(rd_schema_config, "header", header, "true"),
     K_BOOL(rd_schema_config, "quoting", quoting, "true"),
     K_CHOICE(rd_schema_config, "encoding", encoding, encodings, "utf-8"),
@@ -766,6 +766,17 @@ static int check_scalar(const ck_key *k, ck_type t, const void *dst, char *why, 
     }
 }
 
+// Delimiters by name (CK_DELIM rows: data.schema.delimiter, side[].delimiter), as the byte each
+// names. The member holds 3 bytes, so "tab" fitted and was taken as a three-byte separator that
+// split no line of a TSV. Only these whole names (in any case) are read so: single characters,
+// "::" and "\\t" as two characters (which the CSV source reads as a tab) stay as written.
+static const struct {
+    const char *name;
+    const char *byte;
+} delimiter_names[] = {
+    {"tab", "\t"}, {"comma", ","}, {"semicolon", ";"}, {"pipe", "|"}, {"space", " "}};
+#define N_DELIMITER_NAMES (sizeof delimiter_names / sizeof delimiter_names[0])
+
 // Convert one scalar text into the field at dst (type t: the row's type, or the element type of
 // a list row). `quoted` = the YAML scalar was quoted (1) or tagged as a string (2, `!!str 4`);
 // `null` = it was an empty/null plain scalar.
@@ -799,8 +810,19 @@ static int parse_scalar(const ck_key *k,
                 return -1;
             }
         }
+        for (size_t d = 0; (k->flags & CK_DELIM) && d < N_DELIMITER_NAMES; d++)
+            if (len == strlen(delimiter_names[d].name) &&
+                strncasecmp(s, delimiter_names[d].name, len) == 0) {
+                s = delimiter_names[d].byte;
+                len = 1;
+                break;
+            }
         if (len >= k->size) {
-            snprintf(why, wn, "string too long (%zu bytes; at most %zu)", len, k->size - 1);
+            snprintf(why, wn, "string too long (%zu bytes; at most %zu)%s", len, k->size - 1,
+                     (k->flags & CK_DELIM) ? ": a delimiter is 1 to 3 bytes (\",\", \"\\t\", "
+                                             "\"::\") or one of the names tab, comma, "
+                                             "semicolon, pipe, space"
+                                           : "");
             return -1;
         }
         memset(dst, 0, k->size);

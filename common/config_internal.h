@@ -36,6 +36,7 @@ enum {
     CK_EXCL_LO = 1u << 2,  // ... lo < v
     CK_EXCL_HI = 1u << 3,  // ... v < hi
     CK_BYTES = 1u << 4,    // integers: accept KiB/MiB/GiB/TiB suffixes
+    CK_DELIM = 1u << 5,    // strings: a delimiter, also by name (tab, comma, ...: one byte)
 };
 
 typedef struct ck_struct ck_struct;

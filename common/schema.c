@@ -1524,7 +1524,8 @@ static int other_sep(const rd_csv_field *f, size_t nf, const char *delim, int wa
 // text pasted from another system) joins the next one, and the count alone did not say why. A
 // row that another common separator splits into the expected columns names the delimiter
 // setting (`dkey`, whose value is `delim`): with header: false no column name is looked up, so
-// a TSV read as ',' (or `delimiter: tab`, three bytes) was only "expected 7 columns, found 1".
+// a TSV read as ',' (or, before delimiter names were read, `delimiter: tab` as three bytes) was
+// only "expected 7 columns, found 1".
 static int columns_error(rd_errbuf *eb,
                          const char *file,
                          uint64_t line,

@@ -477,6 +477,52 @@ static void test_value_forms(void **state) {
     free(c);
 }
 
+// Delimiters by name: data.schema.delimiter and side[].delimiter take tab, comma, semicolon,
+// pipe and space (in any case, quoted or not) as the one byte each names; "tab" fitted the
+// 3-byte member and was read as a three-byte separator. Literal separators and the "\t"
+// spellings are unchanged, and a name is printed back as its byte.
+#define DELIM_CSV                                                                                  \
+    BASE "data:\n  source: csv\n  schema:\n    path: log.csv\n    user_column: u\n"                \
+         "    item_column: i\n    time_column: t\n    label: l >= 1\n"
+
+static void test_delimiter_names(void **state) {
+    (void)state;
+    static const struct {
+        const char *yaml; // the value as written in the YAML
+        const char *want; // the delimiter it gives
+    } cases[] = {
+        {"tab", "\t"},    {"TAB", "\t"},  {"\"tab\"", "\t"}, {"comma", ","},     {"semicolon", ";"},
+        {"pipe", "|"},    {"Space", " "}, {"\"\\t\"", "\t"}, {"'\\t'", "\\t"},   {"\";\"", ";"},
+        {"\"::\"", "::"}, {"\"|\"", "|"}, {"tabs", NULL},    {"\"tab \"", NULL}, {"colon", NULL},
+    };
+    rd_config *c = new_cfg();
+    char y[2048];
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(y, sizeof y,
+                 DELIM_CSV "    delimiter: %s\n"
+                           "    side:\n      - {name: users, path: u.csv, key_column: id, "
+                           "join_column: u, header: true, delimiter: %s}\n",
+                 cases[k].yaml, cases[k].yaml);
+        if (!cases[k].want) {
+            // Not a name and longer than a delimiter: refused, saying what to write.
+            expect_error(y, "t.yaml:", "string too long");
+            expect_error(y, "t.yaml:", "one of the names tab, comma, semicolon, pipe, space");
+            continue;
+        }
+        expect_ok(y, c);
+        assert_string_equal(c->data.schema.delimiter, cases[k].want);
+        assert_string_equal(c->data.schema.side[0].delimiter, cases[k].want);
+        expect_round_trip(c);
+    }
+    // A --set override is parsed as YAML too.
+    rd_errbuf eb;
+    snprintf(y, sizeof y, DELIM_CSV);
+    const char *sets[] = {"data.schema.delimiter=pipe"};
+    assert_int_equal(rd_config_parse_string_sets(y, strlen(y), "t.yaml", sets, 1, c, &eb), RD_OK);
+    assert_string_equal(c->data.schema.delimiter, "|");
+    free(c);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Error kinds, each with its exact location and key path.
 
@@ -2180,6 +2226,7 @@ int main(void) {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_entry_defaults_and_resolve),
         cmocka_unit_test(test_value_forms),
+        cmocka_unit_test_setup_teardown(test_delimiter_names, reset_mismatches, check_mismatches),
         cmocka_unit_test_setup_teardown(test_errors_syntax, reset_mismatches, check_mismatches),
         cmocka_unit_test_setup_teardown(test_errors_keys, reset_mismatches, check_mismatches),
         cmocka_unit_test_setup_teardown(test_errors_types, reset_mismatches, check_mismatches),
