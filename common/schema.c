@@ -500,6 +500,11 @@ typedef struct field_plan {
                        // table), told per file: the warning names the part, not the pattern
     uint64_t cut_line; // multi: the line of the first of them in that file
     uint64_t neg;      // log1p: values below 0 of its file, stored as log1p(0) = 0
+    // multi: rows that repeat a value ("x|x|y"), each value being kept once; the first such row's
+    // file (borrowed, as miss_file) and line, so that prepare says so once (tell_multi_repeats)
+    uint64_t dup;
+    const char *dup_file;
+    uint64_t dup_line;
     // The first missing value (filled) and the first value below 0 (neg), so that the messages
     // name a file and line, not the log's pattern: the file (a part of the log, or the side
     // table; borrowed from csv_ctx, which outlives the plan's use) and its line there.
@@ -1358,31 +1363,57 @@ static int fill_field(field_plan *fp,
             return rd_err_set(eb, RD_ERR_NOMEM, "out of memory (field '%s')", name);
         return RD_OK;
     }
-    // Multi-valued: split by sep, skip empty parts, keep the first `width`.
+    // Multi-valued: split by sep, skip empty parts, keep each distinct value once (a set: "x|x|y"
+    // is {x, y}, as a tag list means, where a repeat weighed x double in mean and sum pooling),
+    // and keep the first `width` distinct values. Values are compared by key, as the model sees
+    // them; a row holds at most 64, so the scan of the kept ones is short.
     const char *sep = fp->cfg->sep[0] ? fp->cfg->sep : "|";
     size_t sl = strlen(sep);
     const char *p = v->ptr, *e = v->ptr + v->len;
     uint32_t k = 0;
+    int repeat = 0;
     while (p <= e) {
         const char *q = p;
         while (q < e && !((size_t)(e - q) >= sl && memcmp(q, sep, sl) == 0))
             q++;
         if (q > p) {
-            if (k == fp->width) { // a value past max_len: counted, so that prepare says so
+            const uint64_t key = rd_feature_key(name, p, (size_t)(q - p));
+            uint32_t j = 0;
+            while (j < k && keys[j] != key)
+                j++;
+            if (j < k) {
+                repeat = 1;
+            } else if (k == fp->width) { // a value past max_len: counted, so that prepare says so
                 if (fp->cut_file++ == 0)
                     fp->cut_line = rd_csv_line(r);
                 break;
+            } else {
+                keys[k++] = key;
+                if (note_value(fp, file, r, p, (size_t)(q - p)) != 0)
+                    return rd_err_set(eb, RD_ERR_NOMEM, "out of memory (field '%s')", name);
             }
-            keys[k++] = rd_feature_key(name, p, (size_t)(q - p));
-            if (note_value(fp, file, r, p, (size_t)(q - p)) != 0)
-                return rd_err_set(eb, RD_ERR_NOMEM, "out of memory (field '%s')", name);
         }
         if (q >= e)
             break;
         p = q + sl;
     }
+    if (repeat && fp->dup++ == 0) {
+        fp->dup_file = file;
+        fp->dup_line = rd_csv_line(r);
+    }
     fp->present += k > 0;
     return RD_OK;
+}
+
+// Rows whose multi field repeated a value ("x|x|y"), over every row read of its file or files:
+// one line, since each value was kept once (the rule, not a defect of the row), naming the first.
+static void tell_multi_repeats(const field_plan *fp) {
+    if (fp->dup == 0)
+        return;
+    RD_LOG_INFO("%s:%llu: multi field '%s': %llu %s a value more than once (this line is the "
+                "first); each distinct value is kept once",
+                fp->dup_file ? fp->dup_file : "?", (unsigned long long)fp->dup_line, fp->cfg->name,
+                (unsigned long long)fp->dup, fp->dup == 1 ? "row repeats" : "rows repeat");
 }
 
 // Rows of the file just read (`path`: the log's part, or the side table) whose multi field held
@@ -3267,6 +3298,8 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     for (int i = 0; i < cx->n_plan; i++)
         if (cx->plan[i].side >= 0)
             warn_cut(&cx->plan[i], cx->side[cx->plan[i].side].path);
+    for (int i = 0; i < cx->n_plan; i++)
+        tell_multi_repeats(&cx->plan[i]);
     for (int i = 0; i < cx->n_plan; i++) {
         const field_plan *fp = &cx->plan[i];
         if (!rd_field_is_float(fp->kind) || (fp->cfg->standardize && fp->kind == RD_FIELD_NUMERIC))

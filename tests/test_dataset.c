@@ -1230,6 +1230,77 @@ static void test_wide_header(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A multi-valued field is a set: a value repeated in one row ("x|x|y") is kept once, in the order
+// of its first appearance, so mean and sum pooling weigh each distinct value once (it was kept
+// twice). Repeats do not count against max_len; distinct values past it are still cut. The same
+// holds for a side table's multi field.
+
+static void test_multi_repeats(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "multi_rep_ds");
+    put("multi_rep", "log.csv",
+        "t,u,i,y,tags\n"
+        "1,a,p,1,x|x|y\n"     // {x, y}
+        "2,a,q,0,y|x|y|x\n"   // {y, x}
+        "3,b,p,0,m|m|m|n|o\n" // {m, n, o}: three distinct values fit max_len 3
+        "4,b,q,1,z|z\n"       // {z}
+        "5,c,p,1,r|r|s|t|u\n" // {r, s, t}: u is past max_len, the repeat of r is not
+        "6,c,q,0,\n");
+    put("multi_rep", "items.csv", "iid,genres\np,g1|g2|g1\nq,g3\n");
+    simple_schema(cfg, "multi_rep", out);
+    rd_schema_config *sc = &cfg->data.schema;
+    sc->n_fields = 2;
+    SET(sc->fields[0].name, "tags");
+    SET(sc->fields[0].column, "tags");
+    sc->fields[0].kind = RD_FIELD_MULTI;
+    sc->fields[0].max_len = 3;
+    SET(sc->fields[0].sep, "|");
+    SET(sc->fields[1].name, "genres");
+    SET(sc->fields[1].column, "genres");
+    SET(sc->fields[1].side, "items");
+    sc->fields[1].kind = RD_FIELD_MULTI;
+    sc->fields[1].max_len = 3;
+    SET(sc->fields[1].sep, "|");
+    sc->n_side = 1;
+    rd_side_config *sd = &sc->side[0];
+    SET(sd->name, "items");
+    SET(sd->path, "items.csv");
+    SET(sd->delimiter, ",");
+    sd->header = 1;
+    SET(sd->key_column, "iid");
+    SET(sd->join_column, "i");
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, 6);
+    const rd_dataset_field *tags = rd_dataset_find_field(ds, "tags");
+    const rd_dataset_field *genres = rd_dataset_find_field(ds, "genres");
+    assert_non_null(tags);
+    assert_non_null(genres);
+    assert_int_equal(tags->vocab, 9); // x y m n o z r s t (u was cut)
+    static const char *const want[6][3] = {{"x", "y", NULL},  {"y", "x", NULL}, {"m", "n", "o"},
+                                           {"z", NULL, NULL}, {"r", "s", "t"},  {NULL, NULL, NULL}};
+    for (uint64_t i = 0; i < 6; i++) {
+        const uint64_t *k = rd_dataset_keys(ds, i);
+        assert_int_equal(rd_dataset_record(ds, i)->ts, (int64_t)i + 1);
+        for (uint32_t j = 0; j < 3; j++)
+            assert_true(k[tags->offset + j] == (want[i][j] ? key_of("tags", want[i][j]) : 0));
+        // Item p's genres "g1|g2|g1" are {g1, g2}.
+        const int p = rd_dataset_record(ds, i)->item_key == key_of("item", "p");
+        assert_true(k[genres->offset] == key_of("genres", p ? "g1" : "g3"));
+        assert_true(k[genres->offset + 1] == (p ? key_of("genres", "g2") : 0));
+        assert_true(k[genres->offset + 2] == 0);
+    }
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
 // A side table declared latin-1 is read as Latin-1: its keys and values join and hash as the
 // same text in UTF-8 would, so a Latin-1 city table joins a UTF-8 log.
 
@@ -2836,6 +2907,7 @@ int main(void) {
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_quoting_off),
         cmocka_unit_test(test_wide_header),
+        cmocka_unit_test(test_multi_repeats),
         cmocka_unit_test(test_side_latin1),
         cmocka_unit_test(test_latin1_header),
         cmocka_unit_test(test_config_hash_compat),
