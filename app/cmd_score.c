@@ -17,6 +17,11 @@
 // tell apart). A folder whose fields differ (another log1p or standardize flag, other fields) is
 // refused, naming the field.
 //
+// The CSV of --out joins back to the log: the records keep only a hash of each user and item id
+// (rd_record.user_key / item_key), so each row also carries the raw ids, which prepare keeps in
+// the dataset folder (ids.csv, rd_dataset_ids_load). A folder without that file (the synthetic
+// source, or one prepared before it was written) leaves those two columns empty and says so.
+//
 // Outputs (--out CSV, --json) are written to a temporary name and renamed: a failure leaves
 // nothing at their paths. Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 #include "commands.h"
@@ -59,7 +64,10 @@ static void score_usage(FILE *out) {
             "  --store DIR   the token store the model was trained on (tokens.store_dir), opened\n"
             "                read-only; needed by a bundle that reads instance tokens\n"
             "  --out FILE    one CSV row per record: record,user_key,item_key,ts,label,logit,\n"
-            "                score ('-' = standard output, the summary then goes to stderr)\n"
+            "                score,user_id,item_id, the last two the log's own user and item\n"
+            "                ids (empty for a dataset without them: the synthetic source, or\n"
+            "                a folder prepared before they were kept) ('-' = standard output,\n"
+            "                the summary then goes to stderr)\n"
             "  --json FILE   the summary as JSON\n"
             "  --limit N     score the first N records of the split only\n"
             "\n"
@@ -152,6 +160,53 @@ static int split_range(const rd_dataset *ds, const char *split, rd_range *r) {
         *r = (rd_range){rd_dataset_batch(ds).end, rd_dataset_holdout(ds).begin};
     else
         return RD_ERR_ARG;
+    return RD_OK;
+}
+
+// A CSV value, quoted (RFC 4180) when it holds a comma, a quote or a line break, so that a raw id
+// reads back as it is in the log.
+static void csv_value(FILE *f, const char *s, size_t n) {
+    int quote = 0;
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
+    if (!quote) {
+        fwrite(s, 1, n, f);
+        return;
+    }
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"')
+            fputc('"', f);
+        fputc(s[i], f);
+    }
+    fputc('"', f);
+}
+
+// The raw user and item ids of a record, as ",user_id,item_id" of its CSV row (empty without
+// ids). A key the ids file does not hold means the file is not this dataset's: RD_ERR_CORRUPT.
+static int csv_ids(FILE *f,
+                   const rd_dataset_ids *ids,
+                   const rd_record *rec,
+                   const char *data,
+                   uint64_t i,
+                   rd_errbuf *eb) {
+    if (!ids) {
+        fputs(",,", f);
+        return RD_OK;
+    }
+    for (int k = 0; k < 2; k++) {
+        const uint64_t key = k ? rec->item_key : rec->user_key;
+        size_t len = 0;
+        const char *id = rd_dataset_ids_find(ids, k, key, &len);
+        if (!id)
+            return rd_err_set(eb, RD_ERR_CORRUPT,
+                              "%s record %llu: its %s (key 0x%016llx) is not in %s/%s: that "
+                              "file is not this dataset's",
+                              data, (unsigned long long)i, k ? "item" : "user",
+                              (unsigned long long)key, data, RD_DATASET_IDS);
+        fputc(',', f);
+        csv_value(f, id, len);
+    }
     return RD_OK;
 }
 
@@ -277,6 +332,7 @@ int rd_cmd_score(int argc, char **argv) {
     rd_serve *sv = NULL;
     rd_dataset *ds = NULL;
     rd_token_store *store = NULL;
+    rd_dataset_ids *ids = NULL;
     rd_metrics *met = NULL;
     score_out csv = {0}, js = {0};
     uint64_t *keys = NULL, *hist = NULL;
@@ -346,8 +402,15 @@ int rd_cmd_score(int argc, char **argv) {
     if (rc == RD_OK && rd_metrics_create((size_t)(r.end - r.begin), &met) != RD_OK)
         rc = rd_err_set(&eb, RD_ERR_NOMEM, "out of memory for %llu scores",
                         (unsigned long long)(r.end - r.begin));
+    // The raw ids, for the CSV only; a folder without them scores all the same.
+    int no_ids = 0;
+    if (rc == RD_OK && out && (rc = rd_dataset_ids_load(data, &ids, &eb)) == RD_ERR_NOTFOUND) {
+        rd_errbuf_clear(&eb);
+        rc = RD_OK;
+        no_ids = 1;
+    }
     if (rc == RD_OK && out && (rc = out_open(&csv, out, &eb)) == RD_OK)
-        fprintf(csv.f, "record,user_key,item_key,ts,label,logit,score\n");
+        fprintf(csv.f, "record,user_key,item_key,ts,label,logit,score,user_id,item_id\n");
     if (rc == RD_OK && json)
         rc = out_open(&js, json, &eb);
     const size_t K = in.keys_per_candidate, L = in.hist_len, NN = in.n_numeric;
@@ -397,10 +460,14 @@ int rd_cmd_score(int argc, char **argv) {
                             (unsigned long long)i, (double)logit, (double)rec->label);
             break;
         }
-        if (csv.f)
-            fprintf(csv.f, "%llu,%llu,%llu,%lld,%d,%.9g,%.9g\n", (unsigned long long)i,
+        if (csv.f) {
+            fprintf(csv.f, "%llu,%llu,%llu,%lld,%d,%.9g,%.9g", (unsigned long long)i,
                     (unsigned long long)rec->user_key, (unsigned long long)rec->item_key,
                     (long long)rec->ts, rec->label > 0.5f, (double)logit, (double)score);
+            if ((rc = csv_ids(csv.f, ids, rec, data, i, &eb)) != RD_OK)
+                break;
+            fputc('\n', csv.f);
+        }
     }
     rd_metrics_result res;
     memset(&res, 0, sizeof res);
@@ -419,6 +486,8 @@ int rd_cmd_score(int argc, char **argv) {
         fprintf(js.f, "  \"positives\": %llu,\n", (unsigned long long)res.positives);
         fprintf(js.f, "  \"with_tokens\": %llu,\n", (unsigned long long)with_tokens);
         fprintf(js.f, "  \"numeric_restandardised\": %d,\n", restd);
+        if (out)
+            fprintf(js.f, "  \"raw_ids\": %s,\n", ids ? "true" : "false");
         json_num(js.f, "auc", res.auc, 0);
         json_num(js.f, "gauc", res.gauc, 0);
         json_num(js.f, "logloss", res.logloss, 0);
@@ -445,6 +514,12 @@ int rd_cmd_score(int argc, char **argv) {
                     "%d numeric input%s standardised again: %s was prepared from other data "
                     "than the model's training data\n",
                     restd, restd == 1 ? "" : "s", data);
+        if (no_ids)
+            fprintf(sum,
+                    "no raw ids in %s (no %s: a synthetic source, or a folder prepared before "
+                    "they were kept; prepare it again): the CSV's user_id and item_id are "
+                    "empty\n",
+                    data, RD_DATASET_IDS);
         if (in.tok_length)
             fprintf(sum, "instance tokens from %s: %llu of the records had some\n", store_dir,
                     (unsigned long long)with_tokens);
@@ -456,6 +531,7 @@ int rd_cmd_score(int argc, char **argv) {
     rd_free(hl);
     rd_free(num);
     rd_metrics_destroy(met);
+    rd_dataset_ids_free(ids);
     rd_token_store_destroy(store);
     rd_dataset_close(ds);
     rd_serve_close(sv);

@@ -17,6 +17,7 @@
 #include "dataset_internal.h"
 
 #include "rd/alloc.h"
+#include "rd/csv.h"
 #include "rd/hash.h"
 #include "rd/lmdbx.h"
 #include "rd/log.h"
@@ -310,7 +311,8 @@ static int classify_dir(const char *path, char *why, size_t wn) {
             continue;
         if (strcmp(de->d_name, RD_DATASET_FILE) == 0)
             has_events = 1;
-        else if (strcmp(de->d_name, RD_DATASET_META) != 0 && !other) {
+        else if (strcmp(de->d_name, RD_DATASET_META) != 0 &&
+                 strcmp(de->d_name, RD_DATASET_IDS) != 0 && !other) {
             other = 1;
             snprintf(why, wn, "it holds '%s'", de->d_name);
         }
@@ -331,6 +333,8 @@ static void remove_dataset_dir(const char *path) {
     snprintf(f, sizeof f, "%s/%s", path, RD_DATASET_FILE);
     unlink(f);
     snprintf(f, sizeof f, "%s/%s", path, RD_DATASET_META);
+    unlink(f);
+    snprintf(f, sizeof f, "%s/%s", path, RD_DATASET_IDS);
     unlink(f);
     rmdir(path);
 }
@@ -1254,6 +1258,29 @@ fn_fail:
         munmap(map, file_size);
     rd_free(cursor);
     return rc;
+}
+
+int rd__builder_write_file(
+    rd__builder *b, const char *name, int (*fn)(FILE *f, void *ctx), void *ctx, rd_errbuf *eb) {
+    RD_ASSERT(strcmp(name, RD_DATASET_IDS) == 0); // remove_dataset_dir removes the known names
+    char path[sizeof b->tmp + 16];
+    snprintf(path, sizeof path, "%s/%s", b->tmp, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return rd_err_set(eb, RD_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    if (fn(f, ctx) != 0) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory writing %s", path);
+    }
+    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
+    int e = errno;
+    if (fclose(f) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    if (bad)
+        return rd_err_set(eb, RD_ERR_IO, "cannot write %s: %s", path, strerror(e));
+    return RD_OK;
 }
 
 void rd__builder_destroy(rd__builder *b) {
@@ -2471,4 +2498,152 @@ int rd_dataset_missing_mean(const char *dir, const char *field, double *value, r
     yaml_document_delete(&doc);
     rd_free(text);
     return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw ids (ids.csv): per kind, the keys sorted ascending with each id's place in one arena, so
+// that a key is found by binary search. Memory: the ids' bytes plus 24 bytes an id.
+
+typedef struct ids_entry {
+    uint64_t key;
+    uint64_t off; // into the arena
+    uint64_t len;
+} ids_entry;
+
+struct rd_dataset_ids {
+    ids_entry *e[2]; // users, items
+    uint64_t n[2], cap[2];
+    char *arena;
+    uint64_t alen, acap;
+};
+
+static int cmp_ids_entry(const void *a, const void *b) {
+    const ids_entry *x = a, *y = b;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+static int ids_add(rd_dataset_ids *v, int kind, const rd_csv_field *id) {
+    if (v->n[kind] == v->cap[kind]) {
+        uint64_t nc = v->cap[kind] ? v->cap[kind] * 2 : 1024;
+        ids_entry *ne = rd_realloc(v->e[kind], nc * sizeof *ne);
+        if (!ne)
+            return -1;
+        v->e[kind] = ne;
+        v->cap[kind] = nc;
+    }
+    if (v->alen + id->len > v->acap) {
+        uint64_t nc = v->acap ? v->acap : 65536;
+        while (nc < v->alen + id->len)
+            nc *= 2;
+        char *na = rd_realloc(v->arena, nc);
+        if (!na)
+            return -1;
+        v->arena = na;
+        v->acap = nc;
+    }
+    if (id->len)
+        memcpy(v->arena + v->alen, id->ptr, id->len);
+    v->e[kind][v->n[kind]++] =
+        (ids_entry){rd_feature_key(kind ? "item" : "user", id->ptr, id->len), v->alen, id->len};
+    v->alen += id->len;
+    return 0;
+}
+
+static int field_eq(const rd_csv_field *f, const char *s) {
+    return f->len == strlen(s) && memcmp(f->ptr, s, f->len) == 0;
+}
+
+int rd_dataset_ids_load(const char *dir, rd_dataset_ids **out, rd_errbuf *eb) {
+    *out = NULL;
+    rd_errbuf_clear(eb);
+    char path[RD_PATH_MAX * 2 + 16];
+    snprintf(path, sizeof path, "%s/%s", dir, RD_DATASET_IDS);
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT)
+        return rd_err_set(eb, RD_ERR_NOTFOUND,
+                          "%s: no such file (the dataset keeps no raw ids: a synthetic source, or "
+                          "a folder prepared before they were kept; prepare it again)",
+                          path);
+    rd_csv_options o = {.delimiter = ",", .quote = '"', .max_line = 0};
+    rd_csv_reader *r = NULL;
+    int rc = rd_csv_open(path, &o, &r, eb);
+    if (rc != RD_OK)
+        return rc;
+    rd_dataset_ids *v = rd_calloc(1, sizeof *v);
+    if (!v) {
+        rd_csv_close(r);
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    }
+    const rd_csv_field *f;
+    size_t nf;
+    int row = 0;
+    while ((rc = rd_csv_next(r, &f, &nf, eb)) == 1) {
+        const unsigned long long line = (unsigned long long)rd_csv_line(r);
+        if (row++ == 0) {
+            if (nf != 2 || !field_eq(&f[0], "kind") || !field_eq(&f[1], "id")) {
+                rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s:%llu: not the header line \"kind,id\"",
+                                path, line);
+                goto fn_fail;
+            }
+            continue;
+        }
+        const int kind = nf == 2 && field_eq(&f[0], "user")   ? 0
+                         : nf == 2 && field_eq(&f[0], "item") ? 1
+                                                              : -1;
+        if (kind < 0) {
+            rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                            "%s:%llu: expected a row \"user,ID\" or \"item,ID\" (%zu columns)",
+                            path, line, nf);
+            goto fn_fail;
+        }
+        if (ids_add(v, kind, &f[1]) != 0) {
+            rc = rd_err_set(eb, RD_ERR_NOMEM, "out of memory reading %s", path);
+            goto fn_fail;
+        }
+    }
+    if (rc < 0)
+        goto fn_fail;
+    if (row == 0) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: empty file (no header line \"kind,id\")", path);
+        goto fn_fail;
+    }
+    for (int k = 0; k < 2; k++)
+        if (v->n[k])
+            qsort(v->e[k], v->n[k], sizeof *v->e[k], cmp_ids_entry);
+    rd_csv_close(r);
+    *out = v;
+    return RD_OK;
+fn_fail:
+    rd_csv_close(r);
+    rd_dataset_ids_free(v);
+    return rc;
+}
+
+const char *rd_dataset_ids_find(const rd_dataset_ids *ids, int is_item, uint64_t key, size_t *len) {
+    const int k = is_item ? 1 : 0;
+    uint64_t lo = 0, hi = ids->n[k];
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (ids->e[k][mid].key < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == ids->n[k] || ids->e[k][lo].key != key)
+        return NULL;
+    *len = (size_t)ids->e[k][lo].len;
+    return ids->arena + ids->e[k][lo].off;
+}
+
+uint64_t rd_dataset_ids_count(const rd_dataset_ids *ids, int is_item) {
+    return ids->n[is_item ? 1 : 0];
+}
+
+void rd_dataset_ids_free(rd_dataset_ids *ids) {
+    if (!ids)
+        return;
+    rd_free(ids->e[0]);
+    rd_free(ids->e[1]);
+    rd_free(ids->arena);
+    rd_free(ids);
 }

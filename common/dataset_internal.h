@@ -70,6 +70,14 @@ typedef int (*rd__builder_where_fn)(void *ctx, uint64_t rec, int field, char *ou
  *  line: the source keeps what `where` needs until rd__builder_finish returns. ctx is borrowed. */
 void rd__builder_set_where(rd__builder *b, rd__builder_where_fn where, void *ctx);
 
+/** Write file `name` of the folder being built (RD_DATASET_IDS: a name the builder knows, so
+ *  that a failed build removes it too): fn writes its content to f and returns 0, or -1 on an
+ *  error of its own (out of memory); the file is flushed and fsynced before this returns, and
+ *  rd__builder_finish renames it into place with the rest. Call before rd__builder_finish.
+ *  @return RD_OK, RD_ERR_IO (cannot create or write, disk full), RD_ERR_NOMEM (fn failed) */
+int rd__builder_write_file(
+    rd__builder *b, const char *name, int (*fn)(FILE *f, void *ctx), void *ctx, rd_errbuf *eb);
+
 /** Finish: index, header, meta.yaml (with `source_yaml`, the source's own section: YAML text at
  *  top level, may be NULL), fsync, rename into dc->dir.
  *  @return RD_OK, RD_ERR_EMPTY (no events kept), RD_ERR_IO, RD_ERR_EXISTS, RD_ERR_NOMEM */

@@ -2064,6 +2064,44 @@ static int where_line(void *vctx, uint64_t rec, int field, char *out, size_t cap
     return 0;
 }
 
+// The raw ids file of the dataset (RD_DATASET_IDS, rd/dataset.h): "kind,id", then every user's
+// id and every item's, in order of first appearance in the log (the interned order). An id holding
+// a comma, a quote or a line break is quoted (RFC 4180), so that any id reads back as it was.
+typedef struct ids_ctx {
+    const intern *users, *items;
+} ids_ctx;
+
+static void csv_value(FILE *f, const char *s, size_t n) {
+    int quote = 0;
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
+    if (!quote) {
+        fwrite(s, 1, n, f);
+        return;
+    }
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"')
+            fputc('"', f);
+        fputc(s[i], f);
+    }
+    fputc('"', f);
+}
+
+static int write_ids(FILE *f, void *vctx) {
+    const ids_ctx *c = vctx;
+    fputs("kind,id\n", f);
+    for (int k = 0; k < 2; k++) {
+        const intern *t = k ? c->items : c->users;
+        for (uint64_t i = 0; i < t->n; i++) {
+            fputs(k ? "item," : "user,", f);
+            csv_value(f, t->arena + t->soff[i], (size_t)(t->soff[i + 1] - t->soff[i]));
+            fputc('\n', f);
+        }
+    }
+    return 0;
+}
+
 static int cmp_ev(const void *a, const void *b) {
     const ev_meta *x = a, *y = b;
     if (x->ts_ms != y->ts_ms)
@@ -3519,6 +3557,11 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     }
     rd_free(ukey);
     rd_free(ikey);
+    // The records keep only a hash of each id: the ids themselves, so that scores can be
+    // joined to the log (rd_dataset_ids_load).
+    ids_ctx ic = {&users, &items};
+    if (rc == RD_OK)
+        rc = rd__builder_write_file(b, RD_DATASET_IDS, write_ids, &ic, eb);
     if (rc == RD_OK)
         rc = rd__builder_finish(b, yaml, eb);
 done:

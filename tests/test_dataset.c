@@ -561,8 +561,8 @@ static void test_determinism_and_replace(void **state) {
     assert_int_equal(prepare(cfg, &eb), RD_OK);
     clicks_schema(cfg, g_data, b);
     assert_int_equal(prepare(cfg, &eb), RD_OK);
-    static const char *const files[] = {RD_DATASET_FILE, RD_DATASET_META};
-    for (int f = 0; f < 2; f++) {
+    static const char *const files[] = {RD_DATASET_FILE, RD_DATASET_META, RD_DATASET_IDS};
+    for (int f = 0; f < 3; f++) {
         size_t la, lb;
         snprintf(fa, sizeof fa, "%s/%s", a, files[f]);
         snprintf(fb, sizeof fb, "%s/%s", b, files[f]);
@@ -1226,6 +1226,74 @@ static void test_wide_header(void **state) {
     assert_int_equal(prepare(cfg, &eb), RD_ERR_SCHEMA);
     assert_non_null(strstr(eb.msg, "field 'genres' (flags: true) reads flag columns 6 and 7, both "
                                    "named 'h'"));
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw ids (ids.csv): every record's user_key and item_key lead back to the log's own text,
+// ids with a comma, a quote or a line break included (quoted in the file); a folder without the
+// file is RD_ERR_NOTFOUND, a file of another shape RD_ERR_CORRUPT naming its line.
+
+static void test_raw_ids(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512], path[600];
+    path_in(out, sizeof out, "ids_ds");
+    put("ids", "log.csv",
+        "t,u,i,y\n"
+        "1,alice,sku-1,1\n"
+        "2,\"bob, jr\",\"say \"\"hi\"\"\",0\n"
+        "3,007,\"two\nlines\",1\n"
+        "4,7,sku-1,0\n"
+        "5,alice,x,0\n");
+    simple_schema(cfg, "ids", out);
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    rd_dataset_ids *ids = NULL;
+    rc = rd_dataset_ids_load(out, &ids, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    assert_int_equal(rd_dataset_ids_count(ids, 0), 4); // alice, "bob, jr", 007, 7
+    assert_int_equal(rd_dataset_ids_count(ids, 1), 4);
+    static const char *const want[5][2] = {{"alice", "sku-1"},
+                                           {"bob, jr", "say \"hi\""},
+                                           {"007", "two\nlines"},
+                                           {"7", "sku-1"},
+                                           {"alice", "x"}};
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, 5);
+    for (uint64_t i = 0; i < 5; i++) {
+        const rd_record *rec = rd_dataset_record(ds, i);
+        for (int k = 0; k < 2; k++) {
+            size_t len = 0;
+            const char *id = rd_dataset_ids_find(ids, k, k ? rec->item_key : rec->user_key, &len);
+            assert_non_null(id);
+            assert_int_equal(len, strlen(want[i][k]));
+            assert_memory_equal(id, want[i][k], len);
+        }
+    }
+    size_t len = 0;
+    assert_null(rd_dataset_ids_find(ids, 0, key_of("user", "carol"), &len));
+    assert_null(rd_dataset_ids_find(ids, 1, key_of("user", "alice"), &len)); // a user, no item
+    rd_dataset_ids_free(ids);
+    rd_dataset_ids_free(NULL);
+    rd_dataset_close(ds);
+    // Damaged or missing: refused with the file (and line).
+    snprintf(path, sizeof path, "%s/%s", out, RD_DATASET_IDS);
+    write_file(path, "kind,id\nuser,a\nshop,b\n", 23);
+    assert_int_equal(rd_dataset_ids_load(out, &ids, &eb), RD_ERR_CORRUPT);
+    assert_null(ids);
+    assert_non_null(strstr(eb.msg, "ids.csv:3: expected a row"));
+    write_file(path, "user,a\n", 7);
+    assert_int_equal(rd_dataset_ids_load(out, &ids, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "ids.csv:1: not the header line"));
+    unlink(path);
+    assert_int_equal(rd_dataset_ids_load(out, &ids, &eb), RD_ERR_NOTFOUND);
+    assert_non_null(strstr(eb.msg, "prepare it again"));
     free(cfg);
 }
 
@@ -2907,6 +2975,7 @@ int main(void) {
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_quoting_off),
         cmocka_unit_test(test_wide_header),
+        cmocka_unit_test(test_raw_ids),
         cmocka_unit_test(test_multi_repeats),
         cmocka_unit_test(test_side_latin1),
         cmocka_unit_test(test_latin1_header),

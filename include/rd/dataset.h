@@ -26,12 +26,20 @@
 //                          each list entry's table key and label bit (histories read contiguously)
 //   rd_dataset_feature_src/key  where a model feature's keys are in a record, and the keys
 //   rd_dataset_time_fields()    the derived "hour" and "weekday" of a timestamp
+//   rd_dataset_ids_*       the raw user and item ids of a CSV or MovieLens folder (ids.csv), by key
 //
 // Folder layout (written by rd_dataset_prepare into "<dir>.tmp-<pid>.<host>", fsynced, then
 // renamed):
 //   events.bin   [header | records | user offsets | user record lists | record positions]
 //   meta.yaml    human-readable: source, schema, layout, vocabulary sizes, time range, label rate,
 //                negative-sampling counts, split boundaries (record ranges + timestamps)
+//   ids.csv      CSV and MovieLens sources: the raw id of every user and item of the log, as the
+//                header "kind,id" and one row "user,<id>" or "item,<id>" each (RFC 4180 quoting),
+//                users first, in order of first appearance in the log. The records keep only
+//                rd_feature_key of an id, a hash: this file takes a key back to the log's text
+//                (rd_dataset_ids_load), so that scores can be joined to the log. An id is as
+//                hashed: UTF-8 (a Latin-1 log's ids converted). Written since 2026-12-06; the
+//                synthetic source has no raw ids and writes none.
 //
 // events.bin, little-endian, every section 8-byte aligned:
 //   header     magic "RDDSET\r\n", version, sizes, counts, field table, split boundaries, CRCs;
@@ -71,6 +79,7 @@ extern "C" {
 #define RD_DATASET_VERSION 2 // written; version 1 (no field transforms recorded) is still read
 #define RD_DATASET_FILE    "events.bin"
 #define RD_DATASET_META    "meta.yaml"
+#define RD_DATASET_IDS     "ids.csv"
 
 // ---------------------------------------------------------------------------------------------
 // Format
@@ -498,6 +507,35 @@ int rd_dataset_stats_feedback(
  */
 int rd_dataset_feedback_index(
     const rd_dataset *ds, const char *what, const char *name, int *index, rd_errbuf *eb);
+
+// ---------------------------------------------------------------------------------------------
+// Raw ids
+
+typedef struct rd_dataset_ids rd_dataset_ids;
+
+/**
+ * Load the raw ids of dataset folder `dir` (its RD_DATASET_IDS file), keyed as the records are:
+ * rd_feature_key("user" | "item", id bytes).
+ * @param[out] out  the ids; free with rd_dataset_ids_free
+ * @return RD_OK; RD_ERR_NOTFOUND when the folder has no ids file (the synthetic source, or a
+ *         folder prepared before the file was written: prepare it again); RD_ERR_CORRUPT
+ *         ("DIR/ids.csv:LINE: ...": not the header "kind,id", a row that is not kind,id, a kind
+ *         other than user and item); RD_ERR_PARSE (a malformed CSV row), RD_ERR_IO, RD_ERR_NOMEM
+ */
+int rd_dataset_ids_load(const char *dir, rd_dataset_ids **out, rd_errbuf *eb);
+
+/**
+ * The raw id of the user (is_item 0) or item (1) of `key` (rd_record.user_key / item_key).
+ * @param[out] len  its length in bytes (the id is not NUL-terminated)
+ * @return a pointer into ids, valid until rd_dataset_ids_free, or NULL when ids holds no such key
+ */
+const char *rd_dataset_ids_find(const rd_dataset_ids *ids, int is_item, uint64_t key, size_t *len);
+
+/** The number of users (is_item 0) or items (1) that ids holds. */
+uint64_t rd_dataset_ids_count(const rd_dataset_ids *ids, int is_item);
+
+/** Free. Accepts NULL. */
+void rd_dataset_ids_free(rd_dataset_ids *ids);
 
 #ifdef __cplusplus
 }

@@ -4,11 +4,15 @@
 #      the teacher's bundles score the holdout with the AUC, GAUC and sample count `train`
 #      reported for each job (report.json); --out writes one CSV row per record, --json the
 #      summary; the splits cover the dataset (batch + stream + holdout = all); --limit N scores
-#      N records; --out - puts the CSV on stdout and the summary on stderr;
+#      N records; --out - puts the CSV on stdout and the summary on stderr; the synthetic data
+#      has no raw ids: user_id and item_id are empty, and the summary says so;
 #   2. a CSV log with a standardised numeric field: a folder prepared from other data (the same
 #      log with another split, so other statistics) is standardised again with the bundle's and
 #      scores every record as the training folder does; one with other prices is scored too;
 #      one whose field has another transform (no log1p) is refused, naming it, nothing written;
+#      every CSV row carries the log's own user and item ids (ids.csv of the dataset), which
+#      join it to exactly one row of the log (user, item, time, label), ids with a comma or a
+#      quote included; an ids.csv of another dataset is refused, nothing written;
 #   3. a model reading instance tokens searched by series (configs/synthetic-iat-series.yaml,
 #      made small): with --run the bundle reads the run's store and scores the holdout with the
 #      reported AUC; without a store it is refused, with another run's store it stops at the
@@ -76,9 +80,11 @@ for job in student teacher; do
     grep -q "^AUC 0\.[0-9]*  GAUC" "$TMP/$job.sum" || fail "no AUC line: $(cat "$TMP/$job.sum")"
     same "$job" "$TMP/$job.json" "$TMP/t/report.json"
     n=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['records'])" "$TMP/$job.json")
-    [ "$(head -1 "$TMP/$job.csv")" = "record,user_key,item_key,ts,label,logit,score" ] ||
+    [ "$(head -1 "$TMP/$job.csv")" = "record,user_key,item_key,ts,label,logit,score,user_id,item_id" ] ||
         fail "CSV header: $(head -1 "$TMP/$job.csv")"
     [ "$(($(wc -l <"$TMP/$job.csv") - 1))" -eq "$n" ] || fail "$job: CSV rows != $n records"
+    grep -q "^no raw ids in $TMP/t/data (no ids.csv: a synthetic source" "$TMP/$job.sum" ||
+        fail "score $job: the summary does not say the ids are missing: $(cat "$TMP/$job.sum")"
 done
 # The CSV's scores are the sigmoid of its logits, its labels 0/1, its records the holdout's.
 python3 - "$TMP/student.csv" <<'PY' || fail "student CSV"
@@ -87,6 +93,7 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 rec = [int(r["record"]) for r in rows]
 assert rec == list(range(rec[0], rec[0] + len(rec))), "records not consecutive"
 for r in rows:
+    assert r["user_id"] == "" and r["item_id"] == "", r  # synthetic data: no raw ids
     assert r["label"] in ("0", "1")
     s = 1 / (1 + math.exp(-float(r["logit"])))
     assert abs(s - float(r["score"])) < 1e-6, r
@@ -126,7 +133,9 @@ for name, f in (("log", 1.0), ("other", 3.0)):
     with open("%s/%s/log.csv" % (d, name), "w") as out:
         out.write("t,u,i,y,price\n")
         for t, u, i, y, p in rows:
-            out.write("%d,%d,i%d,%d,%.2f\n" % (t, u, i, y, p * f))
+            # Some items' ids hold a comma or a quote (quoted, as RFC 4180 has it).
+            iid = {0: '"i0, large"', 1: '"i1 ""x"""'}.get(i, "i%d" % i)
+            out.write("%d,%d,%s,%d,%.2f\n" % (t, u, iid, y, p * f))
 PY
 cat >"$TMP/csv.yaml" <<EOF
 run: {name: scorecsv, seed: 3}
@@ -184,7 +193,30 @@ assert all(x["record"] == y["record"] and x["label"] == y["label"] for x, y in z
 assert json.load(open(d + "/splitdata.json"))["numeric_restandardised"] == 1
 print("another split of the same log, standardised again: max |logit difference| %.3g" % md)
 assert md < 1e-4, md
+# Every row joins back to the log by its raw ids: exactly one log row has its user, item, time
+# and label (the times are unique in this log, so the join is one to one).
+log = {}
+for r in csv.DictReader(open(d + "/log/log.csv")):
+    log.setdefault((r["u"], r["i"], r["t"]), []).append(r)
+assert json.load(open(d + "/c.json"))["raw_ids"] is True
+joined = set()
+for r in a:
+    hit = log.get((r["user_id"], r["item_id"], r["ts"]), [])
+    assert len(hit) == 1, ("no single log row for", r)
+    assert int(hit[0]["y"]) >= 1 if r["label"] == "1" else int(hit[0]["y"]) < 1, (r, hit)
+    joined.add((r["user_id"], r["item_id"], r["ts"]))
+assert len(joined) == len(a) == 3000
+assert any(r["item_id"] == "i0, large" for r in a) and any(r["item_id"] == 'i1 "x"' for r in a)
+print("every scored row joins one log row by its raw user and item ids")
 PY
+# An ids.csv that is not the dataset's (another log's ids) is refused, nothing written.
+cp -r "$TMP/c/data" "$TMP/badids"
+printf 'kind,id\nuser,nobody\nitem,nothing\n' >"$TMP/badids/ids.csv"
+expect 1 "record [0-9]*: its user \(key 0x[0-9a-f]*\) is not in $TMP/badids/ids.csv: that file is not this dataset's" \
+    "$RD" score "$TMP/csv.rdsv" --data "$TMP/badids" --out "$TMP/w.csv" --json "$TMP/w.json"
+{ [ ! -e "$TMP/w.csv" ] && [ ! -e "$TMP/w.json" ]; } || fail "a score with foreign ids left output"
+# Without --out the ids are not read: the summary scores as before.
+"$RD" score "$TMP/csv.rdsv" --data "$TMP/badids" >/dev/null 2>"$TMP/e" || fail "score without --out read the ids: $(cat "$TMP/e")"
 # Other prices: scored (standardised again); another schema of the field: refused.
 sed "s|input: $TMP/log$|input: $TMP/other|" "$TMP/csv.yaml" >"$TMP/other.yaml"
 grep -q "input: $TMP/other$" "$TMP/other.yaml" || fail "could not write the other config"
