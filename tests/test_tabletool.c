@@ -57,6 +57,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -493,9 +494,27 @@ static void test_import_bad_input(void **state) {
         {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending 1\n7\t5\t1\t0.1\t0.2\t0.3\n"
          "pending\t9\t5\t0\n",
          "in.tsv:3: expected 'pending', key, last_seen and a count"},
+        // A repeated key names the line of its repeat and of its first occurrence (it named
+        // neither), also across comment lines and when a later-sorted key repeats first.
         {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending 1\n7\t5\t1\t0.1\t0.2\t0.3\n"
          "pending\t7\t5\t2\n",
-         "in.tsv: key 7 appears twice"},
+         "in.tsv:3: pending count 0: key 7 appears twice (first as row 0 on line 2)"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 3\n7\t5\t1\t0.1\t0.2\t0.3\n# note\n"
+         "8\t5\t1\t0.1\t0.2\t0.3\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:5: row 2: key 7 appears twice (first as row 0 on line 2)"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 4\n9\t5\t1\t0.1\t0.2\t0.3\n"
+         "9\t5\t1\t0.1\t0.2\t0.3\n7\t5\t1\t0.1\t0.2\t0.3\n7\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:3: row 1: key 9 appears twice (first as row 0 on line 2)"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 0 pending 2\npending\t4\t5\t1\n"
+         "# note\npending\t4\t5\t1\n",
+         "in.tsv:4: pending count 1: key 4 appears twice (first as pending count 0 on line 2)"},
+        // Every other check of an entry names its line too.
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending 1\n7\t5\t1\t0.1\t0.2\t0.3\n"
+         "pending\t0\t5\t2\n",
+         "in.tsv:3: pending count 0 has key 0"},
+        {"# table emb_b dim 3 slots 0 optimizer sgd rows 2\n# note\n7\t5\t1\t0.1\t0.2\t0.3\n"
+         "0\t5\t1\t0.1\t0.2\t0.3\n",
+         "in.tsv:4: row 1 has key 0 (reserved)"},
         {"# table emb_b dim 3 slots 0 optimizer adam rows 1\n7\t5\t1\t0.1\t0.2\t0.3\n",
          "in.tsv:1: header says optimizer adam, but table emb_b uses sgd"},
         // Trailing junk after the header's last field, and counts that are not digits: sscanf
@@ -548,6 +567,49 @@ static void test_import_bad_input(void **state) {
     rd_tabletool *ref = open_tt(src);
     same_rows(ref, tt);
     rd_tabletool_close(ref);
+
+    // A binary export has no lines: a repeated key, key 0 or a non-finite value is named by
+    // its entry and byte offset (header 72 bytes, rows of 24 + 3 * 4 bytes).
+    {
+        float nan = NAN;
+        const struct {
+            uint64_t key[3];
+            int nan_at;
+            const char *expect;
+        } bin_case[] = {
+            {{7, 8, 7},
+             -1,
+             "in.tsv: row 2 (byte 144): key 7 appears twice (first as row 0, byte 72)"},
+            {{7, 0, 8}, -1, "in.tsv: row 1 (byte 108) has key 0 (reserved)"},
+            {{7, 8, 9}, 2, "in.tsv: row 2 (byte 144) (key 9) has a non-finite value"},
+        };
+        for (size_t c = 0; c < sizeof bin_case / sizeof bin_case[0]; c++) {
+            unsigned char b[72 + 3 * 36 + 4];
+            memset(b, 0, sizeof b);
+            memcpy(b, "RDTBLEXP", 8);
+            const uint32_t hv[4] = {2, 3, 0, RD_OPT_SGD};
+            memcpy(b + 8, hv, sizeof hv);
+            const uint64_t rows = 3;
+            memcpy(b + 24, &rows, 8);
+            memcpy(b + 32, "emb_b", 5); // name[32], then u64 pending 0
+            for (int i = 0; i < 3; i++) {
+                unsigned char *row = b + 72 + 36 * i;
+                const int64_t ls = 5;
+                const uint64_t cnt = 1;
+                const float v[3] = {0.1f, i == bin_case[c].nan_at ? nan : 0.2f, 0.3f};
+                memcpy(row, &bin_case[c].key[i], 8);
+                memcpy(row + 8, &ls, 8);
+                memcpy(row + 16, &cnt, 8);
+                memcpy(row + 24, v, sizeof v);
+            }
+            uint32_t crc = rd_crc32c(0, b, sizeof b - 4);
+            memcpy(b + sizeof b - 4, &crc, 4);
+            int rc = import_text(tt, 1, (const char *)b, sizeof b, &eb);
+            if (rc != RD_ERR_PARSE || !strstr(eb.msg, bin_case[c].expect))
+                fail_msg("binary case %zu: rc %d, message '%s' lacks '%s'", c, rc, eb.msg,
+                         bin_case[c].expect);
+        }
+    }
 
     // Starts with 'R' like "RDTBLEXP", but is a checkpoint MANIFEST ("RDCKMANI...").
     char bin[256];
@@ -1567,7 +1629,7 @@ static void test_stream_import_spill(void **state) {
     for (int k = 0; k < 2; k++) {
         rd_tabletool *tt = k ? open_stream(src) : open_tt(src);
         assert_int_equal(import_text(tt, 1, zero_key, sizeof zero_key - 1, &eb), RD_ERR_PARSE);
-        assert_non_null(strstr(eb.msg, "in.tsv: row 1 has key 0 (reserved)"));
+        assert_non_null(strstr(eb.msg, "in.tsv:3: row 1 has key 0 (reserved)"));
         rd_tabletool_close(tt);
     }
     assert_int_equal(dir_entries(tmpd), 0);

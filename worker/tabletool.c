@@ -34,6 +34,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -742,6 +743,17 @@ static int export_resident(const rd_tabletool *tt, int table, exp_out *o, rd_err
     rd_free(ref);
     return exp_finish(o, ct, eb);
 }
+// Where entries of one kind (rows, or pending counts) stood in a TSV import: runs of consecutive
+// lines, entry `index` on line `line` and the next ones on the lines after it. An export is one
+// run of rows and one of pending counts whatever its size; a hand-edited file adds a run per
+// comment line or per switch between the two kinds. Messages name the line of an entry with it.
+typedef struct line_run {
+    size_t index; // first entry of the run
+    long line;    // its line (1-based)
+} line_run;
+
+enum { ENTRY_ROW = 0, ENTRY_PENDING = 1 };
+
 // Parsed rows of an import. Resident (rd_tabletool_open): every field in memory. Streamed
 // (rd_tabletool_open_stream): the keys stay in memory, each row's last_seen, count and values go
 // to an unlinked temporary file (spill, spill_rec(nf) bytes a row, in input order), read back a
@@ -770,7 +782,61 @@ typedef struct rows_in {
     size_t *by_shard;    // (n) row indices, shard by shard (rd_shard_of(key, P)), input order
     size_t *shard_start; // (P + 1) rows of shard s: by_shard[shard_start[s] .. shard_start[s+1])
     unsigned char *rec;  // (spill_rec(nf)) one row read back
+    // Where each entry is in the file, for messages: a TSV's lines (runs[ENTRY_ROW], runs[
+    // ENTRY_PENDING]), or a binary file's byte offsets (bin_header: the header's bytes).
+    int bin;
+    size_t bin_header;
+    line_run *runs[2];
+    size_t n_runs[2], runs_cap[2];
 } rows_in;
+
+// Entry `index` of `kind` is on line `line` of a TSV import.
+static void note_line(rows_in *r, int kind, size_t index, long line) {
+    size_t n = r->n_runs[kind];
+    const line_run *last = n ? &r->runs[kind][n - 1] : NULL;
+    if (last && last->line + (long)(index - last->index) == line)
+        return;
+    if (n == r->runs_cap[kind]) {
+        r->runs_cap[kind] = n ? 2 * n : 4;
+        r->runs[kind] = rd_xrealloc(r->runs[kind], r->runs_cap[kind] * sizeof *r->runs[kind]);
+    }
+    r->runs[kind][n].index = index;
+    r->runs[kind][n].line = line;
+    r->n_runs[kind] = n + 1;
+}
+
+// Position of entry i of `kind` in the file, in file order: its line (TSV) or its byte offset
+// (binary: the rows, then the pending counts).
+static long long entry_pos(const rows_in *r, int kind, size_t i) {
+    if (r->bin) {
+        size_t row_bytes = 24 + r->nf * sizeof(float);
+        return kind == ENTRY_ROW ? (long long)(r->bin_header + i * row_bytes)
+                                 : (long long)(r->bin_header + r->n * row_bytes + i * 24);
+    }
+    const line_run *run = r->runs[kind];
+    size_t lo = 0, hi = r->n_runs[kind]; // the last run with index <= i
+    if (hi == 0)
+        return 0;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (run[mid].index <= i)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return run[lo].line + (long long)(i - run[lo].index);
+}
+
+// "FILE:LINE: row I" (TSV) or "FILE: row I (byte B)" (binary), and likewise "pending count I":
+// where entry i of `kind` is, as a message starts.
+static void
+entry_at(const rows_in *r, const char *what, int kind, size_t i, char *out, size_t cap) {
+    const char *k = kind == ENTRY_ROW ? "row" : "pending count";
+    if (r->bin)
+        snprintf(out, cap, "%s: %s %zu (byte %lld)", what, k, i, entry_pos(r, kind, i));
+    else
+        snprintf(out, cap, "%s:%lld: %s %zu", what, entry_pos(r, kind, i), k, i);
+}
 
 // Bytes of one spilled row: last_seen i64 | count u64 | nf floats.
 static size_t spill_rec(size_t nf) {
@@ -797,23 +863,35 @@ static int rows_push(rows_in *r,
                      const char *what,
                      rd_errbuf *eb) {
     size_t i = r->n;
-    if (!r->chk_rc && key == 0)
-        r->chk_rc = rd_err_set(&r->chk, RD_ERR_PARSE, "%s: row %zu has key 0 (reserved)", what, i);
-    for (size_t j = 0; !r->chk_rc && j < r->nf; j++)
+    // The first failing check; its message (with the entry's place, formatted only then: a
+    // snprintf per row would slow a large import) is kept in r->chk.
+    size_t bad_val = r->nf, bad_sq = r->nf;
+    int bad_key = !r->chk_rc && key == 0;
+    for (size_t j = 0; !r->chk_rc && !bad_key && bad_val == r->nf && j < r->nf; j++)
         if (!isfinite(v[j]))
-            r->chk_rc =
-                rd_err_set(&r->chk, RD_ERR_PARSE, "%s: row %zu (key %llu) has a non-finite value",
-                           what, i, (unsigned long long)key);
+            bad_val = j;
     // Optimizer state the optimizer can hold: its sums of squared gradients (Adagrad's
     // accumulator, Adam's v, FTRL's n) are >= 0; a negative one made the first update of the row
     // NaN, reported at train time as a diverged optimizer.
-    for (size_t j = 0; !r->chk_rc && r->sq_slot >= 0 && j < r->dim; j++) {
-        size_t col = r->dim * (1 + (size_t)r->sq_slot) + j;
-        if (v[col] < 0)
+    for (size_t j = 0; !r->chk_rc && !bad_key && bad_val == r->nf && bad_sq == r->nf &&
+                       r->sq_slot >= 0 && j < r->dim;
+         j++)
+        if (v[r->dim * (1 + (size_t)r->sq_slot) + j] < 0)
+            bad_sq = j;
+    if (bad_key || bad_val < r->nf || bad_sq < r->nf) {
+        char at[RD_PATH_MAX + 64];
+        entry_at(r, what, ENTRY_ROW, i, at, sizeof at);
+        size_t col = r->dim * (1 + (size_t)(r->sq_slot < 0 ? 0 : r->sq_slot)) + bad_sq;
+        if (bad_key)
+            r->chk_rc = rd_err_set(&r->chk, RD_ERR_PARSE, "%s has key 0 (reserved)", at);
+        else if (bad_val < r->nf)
+            r->chk_rc = rd_err_set(&r->chk, RD_ERR_PARSE, "%s (key %llu) has a non-finite value",
+                                   at, (unsigned long long)key);
+        else
             r->chk_rc = rd_err_set(&r->chk, RD_ERR_PARSE,
-                                   "%s: row %zu (key %llu): value %zu of %zu after the count (%s, "
+                                   "%s (key %llu): value %zu of %zu after the count (%s, "
                                    "coordinate %zu) is %g: a sum of squares, never negative",
-                                   what, i, (unsigned long long)key, col + 1, r->nf, r->sq_name, j,
+                                   at, (unsigned long long)key, col + 1, r->nf, r->sq_name, bad_sq,
                                    (double)v[col]);
     }
     if (r->n == r->cap) {
@@ -872,6 +950,8 @@ static void rows_free(rows_in *r) {
     rd_free(r->by_shard);
     rd_free(r->shard_start);
     rd_free(r->rec);
+    rd_free(r->runs[ENTRY_ROW]);
+    rd_free(r->runs[ENTRY_PENDING]);
     if (r->spill)
         fclose(r->spill);
     r->spill = NULL;
@@ -1019,6 +1099,8 @@ static int read_bin(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
                           "%s: rows of dim %u, %u slots (%s); table %s is dim %u, %u slots (%s)",
                           what, v[1], v[2], rd_optim_name((int)v[3]), ct->name, ct->dim, ct->slots,
                           rd_optim_name((int)ct->optim));
+    r->bin = 1;
+    r->bin_header = hlen;
     uint32_t crc = rd_crc32c(0, h, hlen);
     float *vals = rd_xmalloc(r->nf * sizeof *vals);
     int rc = RD_OK;
@@ -1240,8 +1322,10 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
                                 "%s:%ld: expected 'pending', key, last_seen and a count in "
                                 "1..%u, tab separated",
                                 what, lineno, UINT32_MAX);
-            else
+            else {
+                note_line(r, ENTRY_PENDING, r->np, lineno);
                 pend_push(r, key, ls, c);
+            }
             continue;
         }
         // Key and count are unsigned: strtoull would take "-1" as 2^64-1 (and skip leading
@@ -1295,6 +1379,7 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
                             what, lineno, r->nf);
             break;
         }
+        note_line(r, ENTRY_ROW, r->n, lineno);
         if ((rc = rows_push(r, key, ls, c, vals, what, eb)) != RD_OK)
             break;
     }
@@ -1325,6 +1410,82 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+// One place a key occurs in an import: its position in file order (entry_pos), kind and index.
+typedef struct key_occ {
+    long long pos;
+    int kind;
+    size_t index;
+} key_occ;
+
+static int cmp_occ_pos(const key_occ *a, const key_occ *b) {
+    return a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+// Keys of an import unique (a key is a row or a pending count, once). The check sorts the keys
+// alone (8 bytes a key); only when one repeats are the entries scanned again, to name the
+// repeat that comes first in the file (its second occurrence) and where the key first was.
+static int unique_keys(const rows_in *r, const char *what, rd_errbuf *eb) {
+    size_t nk = r->n + r->np, nd = 0;
+    uint64_t *k = rd_xmalloc(nk * sizeof *k);
+    if (r->n) // r->key is NULL for an export of pending counts only
+        memcpy(k, r->key, r->n * sizeof *k);
+    for (size_t i = 0; i < r->np; i++)
+        k[r->n + i] = r->pend[i].key;
+    qsort(k, nk, sizeof *k, cmp_u64);
+    for (size_t i = 1; i < nk; i++) // the repeated keys, once each, sorted, to the front of k
+        if (k[i] == k[i - 1] && (nd == 0 || k[nd - 1] != k[i]))
+            k[nd++] = k[i];
+    if (nd == 0) {
+        rd_free(k);
+        return RD_OK;
+    }
+    // first[d], second[d]: the two earliest occurrences of repeated key d.
+    key_occ *first = rd_xmalloc(2 * nd * sizeof *first), *second = first + nd;
+    for (size_t d = 0; d < 2 * nd; d++)
+        first[d].pos = LLONG_MAX;
+    for (int kind = ENTRY_ROW; kind <= ENTRY_PENDING; kind++) {
+        size_t n = kind == ENTRY_ROW ? r->n : r->np;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t key = kind == ENTRY_ROW ? r->key[i] : r->pend[i].key;
+            const uint64_t *hit = bsearch(&key, k, nd, sizeof *k, cmp_u64);
+            if (!hit)
+                continue;
+            size_t d = (size_t)(hit - k);
+            key_occ o = {entry_pos(r, kind, i), kind, i};
+            if (cmp_occ_pos(&o, &first[d]) < 0) {
+                second[d] = first[d];
+                first[d] = o;
+            } else if (cmp_occ_pos(&o, &second[d]) < 0) {
+                second[d] = o;
+            }
+        }
+    }
+    size_t best = 0;
+    for (size_t d = 1; d < nd; d++)
+        if (cmp_occ_pos(&second[d], &second[best]) < 0)
+            best = d;
+    const key_occ *a = &first[best], *b = &second[best];
+    static const char *const kind_name[2] = {"row", "pending count"};
+    char at[RD_PATH_MAX + 64];
+    entry_at(r, what, b->kind, b->index, at, sizeof at);
+    int rc;
+    if (r->bin)
+        rc = rd_err_set(eb, RD_ERR_PARSE,
+                        "%s: key %llu appears twice (first as %s %zu, byte %lld): a key is one "
+                        "row or one pending admission count%s",
+                        at, (unsigned long long)k[best], kind_name[a->kind], a->index, a->pos,
+                        nd > 1 ? " (other keys repeat too)" : "");
+    else
+        rc = rd_err_set(eb, RD_ERR_PARSE,
+                        "%s: key %llu appears twice (first as %s %zu on line %lld): a key is one "
+                        "row or one pending admission count%s",
+                        at, (unsigned long long)k[best], kind_name[a->kind], a->index, a->pos,
+                        nd > 1 ? " (other keys repeat too)" : "");
+    rd_free(first);
+    rd_free(k);
+    return rc;
 }
 
 // ---- Streamed export: P cursors merged by key
@@ -1877,23 +2038,14 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
     if (rc == RD_OK && r.chk_rc)
         rc = rd_err_set(eb, r.chk_rc, "%s", r.chk.msg);
     for (size_t i = 0; rc == RD_OK && i < r.np; i++)
-        if (r.pend[i].key == 0 || r.pend[i].count == 0)
-            rc =
-                rd_err_set(eb, RD_ERR_PARSE, "%s: pending count %zu has key 0 or count 0", what, i);
-    if (rc == RD_OK && r.n + r.np > 1) {
-        size_t nk = r.n + r.np;
-        uint64_t *k = rd_xmalloc(nk * sizeof *k);
-        if (r.n) // r.key is NULL for an export of pending counts only
-            memcpy(k, r.key, r.n * sizeof *k);
-        for (size_t i = 0; i < r.np; i++)
-            k[r.n + i] = r.pend[i].key;
-        qsort(k, nk, sizeof *k, cmp_u64);
-        for (size_t i = 1; rc == RD_OK && i < nk; i++)
-            if (k[i] == k[i - 1])
-                rc = rd_err_set(eb, RD_ERR_PARSE, "%s: key %llu appears twice", what,
-                                (unsigned long long)k[i]);
-        rd_free(k);
-    }
+        if (r.pend[i].key == 0 || r.pend[i].count == 0) {
+            char at[RD_PATH_MAX + 64];
+            entry_at(&r, what, ENTRY_PENDING, i, at, sizeof at);
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s has %s 0", at,
+                            r.pend[i].key == 0 ? "key" : "count");
+        }
+    if (rc == RD_OK && r.n + r.np > 1)
+        rc = unique_keys(&r, what, eb);
     // Only now touch the table: fresh shard tables (counters kept), then the rows and the
     // pending counts. Resident: every shard now. Streamed: recorded, and applied to each shard as
     // it is read (import_into); the rows stay in the spill file until rd_tabletool_close.

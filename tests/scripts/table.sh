@@ -391,11 +391,18 @@ expect_fail 1 "truncated" "$RD" table import "$C" --table s_item --in trunc.bin 
 (sed -n 1p item.tsv; printf '5\t1\t2\t0.1\n') > short.tsv
 expect_fail 1 "short.tsv:2: expected key" "$RD" table import "$C" --table s_item --in short.tsv --out z
 (sed -n 1p item.tsv | sed 's/rows [0-9]* pending [0-9]*$/rows 2 pending 0/'; sed -n 2p item.tsv; sed -n 2p item.tsv) > dup.tsv
-expect_fail 1 "appears twice" "$RD" table import "$C" --table s_item --in dup.tsv --out z
+# A repeated key names its line and the line of its first occurrence, in a file and in standard
+# input (it named neither: a maintainer had to search a table of 10^6 lines for it).
+expect_fail 1 "dup.tsv:3: row 1: key [0-9]* appears twice \(first as row 0 on line 2\)" \
+    "$RD" table import "$C" --table s_item --in dup.tsv --out z
+"$RD" table import "$C" --table s_item --in - --out z <dup.tsv >o 2>e && fail "a repeated key in standard input imported"
+grep -Eq "standard input:3: row 1: key [0-9]+ appears twice \(first as row 0 on line 2\)" e ||
+    fail "a repeated key in standard input is not named by its lines: $(cat e)"
+[ -s o ] && fail "a refused import printed $(cat o)"
 # Optimizer state no optimizer holds: a negative sum of squared gradients (Adam's v here) was
 # imported and made the first update of its row NaN, blamed on the learning rate at train time.
 awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$13="-1"} {print}' item.tsv > negv.tsv
-expect_fail 1 "negv.tsv: row 0 \(key [0-9]*\): value 10 of 12 after the count \(Adam second moment v, coordinate 1\) is -1: a sum of squares" \
+expect_fail 1 "negv.tsv:2: row 0 \(key [0-9]*\): value 10 of 12 after the count \(Adam second moment v, coordinate 1\) is -1: a sum of squares" \
     "$RD" table import "$C" --table s_item --in negv.tsv --out z
 [ ! -e z ] || fail "a refused import left z"
 # A TSV export cut short (header "rows 300", 100 rows) imported 100 rows and reset the others to
