@@ -174,8 +174,9 @@ uint64_t rd_table_salt(const rd_table_config *tc) {
 
 int rd_table_create(
     const rd_table_config *tc, int index, uint64_t run_seed, rd_table **out, rd_errbuf *eb) {
-    RD_ASSERT(tc && out);
+    RD_ARG_CHECK(eb, out != NULL);
     *out = NULL;
+    RD_ARG_CHECK(eb, tc != NULL);
     int ns = rd_optim_slots(tc->optim.kind);
     if (tc->dim < 1 || tc->dim > 1024)
         return rd_err_set(eb, RD_ERR_CONFIG, "table %s: dim %d outside 1..1024", tc->name, tc->dim);
@@ -410,7 +411,7 @@ static void init_row(rd_table *t, uint64_t key, size_t r, int64_t now) {
 }
 
 int rd_table_insert(rd_table *t, uint64_t key, int64_t now, float **row) {
-    if (key == 0)
+    if (!t || key == 0)
         return RD_ERR_ARG;
     if (idx_lookup(t, key))
         return RD_ERR_EXISTS;
@@ -466,6 +467,8 @@ static void remove_slot(rd_table *t, idx_slot *p) {
 }
 
 int rd_table_remove(rd_table *t, uint64_t key) {
+    if (!t)
+        return RD_ERR_ARG;
     if (key == 0)
         return RD_ERR_NOTFOUND;
     idx_slot *p = idx_lookup(t, key);
@@ -601,6 +604,8 @@ static int pull_missing(rd_table *t, uint64_t key, int64_t now, float *dst, size
 }
 
 int rd_table_pull(rd_table *t, const uint64_t *keys, size_t n, int64_t now, float *out) {
+    if (!t || (n && (!keys || !out)))
+        return RD_ERR_ARG;
     const size_t dim = t->dim;
     lookahead la;
     la_start(t, &la, keys, n, dim * sizeof(float), 1);
@@ -627,6 +632,8 @@ int rd_table_pull(rd_table *t, const uint64_t *keys, size_t n, int64_t now, floa
 }
 
 int rd_table_read(const rd_table *t, const uint64_t *keys, size_t n, float *out) {
+    if (!t || (n && (!keys || !out)))
+        return RD_ERR_ARG;
     const size_t dim = t->dim;
     lookahead la;
     la_start(t, &la, keys, n, dim * sizeof(float), 0);
@@ -643,6 +650,8 @@ int rd_table_read(const rd_table *t, const uint64_t *keys, size_t n, float *out)
 }
 
 int rd_table_touch(rd_table *t, const uint64_t *keys, size_t n, int64_t now) {
+    if (!t || (n && !keys))
+        return RD_ERR_ARG;
     lookahead la;
     la_start(t, &la, keys, n, 0, 1);
     for (size_t i = 0; i < n; i++) {
@@ -665,6 +674,8 @@ int rd_table_touch(rd_table *t, const uint64_t *keys, size_t n, int64_t now) {
 }
 
 int rd_table_push(rd_table *t, const uint64_t *keys, const float *grads, size_t n, int64_t now) {
+    if (!t || (n && (!keys || !grads)))
+        return RD_ERR_ARG;
     const size_t dim = t->dim;
     lookahead la;
     la_start(t, &la, keys, n, t->row_floats * sizeof(float), 1);
@@ -790,7 +801,7 @@ rd_table_row_at(const rd_table *t, size_t i, uint64_t *key, int64_t *last_seen, 
 }
 
 int rd_table_put(rd_table *t, uint64_t key, const float *row, int64_t last_seen, uint64_t count) {
-    if (key == 0)
+    if (!t || !row || key == 0)
         return RD_ERR_ARG;
     idx_slot *p = idx_lookup(t, key);
     size_t r;
@@ -831,7 +842,7 @@ int rd_table_pending_next(
 }
 
 int rd_table_pending_put(rd_table *t, uint64_t key, uint32_t count, int64_t last_seen) {
-    if (key == 0 || count == 0)
+    if (!t || key == 0 || count == 0)
         return RD_ERR_ARG;
     adm_slot *a = adm_lookup(t, key);
     if (!a) {

@@ -60,6 +60,10 @@ const char *rd_token_huge_note_text(uint32_t note) {
 
 // Both builds: empty stats, and the mode checked.
 static int start(const rd_token_store *s, int mode, rd_token_map_stats *st, rd_errbuf *eb) {
+    // rd_token_store_map_huge's argument checks (RD_ARG_CHECK would name this function).
+    if (!st || !s)
+        return rd_err_set(eb, RD_ERR_ARG, "rd_token_store_map_huge: invalid argument: %s",
+                          !st ? "st != NULL" : "s != NULL");
     memset(st, 0, sizeof *st);
     st->resident_kb = st->huge_kb = -1;
     if (mode != RD_TOKEN_HUGE_OFF && mode != RD_TOKEN_HUGE_AUTO)

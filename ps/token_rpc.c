@@ -319,8 +319,10 @@ int rd_token_service_create(rd_server *srv,
                             rd_token_store *store,
                             rd_token_service **out,
                             rd_errbuf *eb) {
-    RD_ASSERT(srv && store && out);
+    RD_ARG_CHECK(eb, out != NULL);
     *out = NULL;
+    RD_ARG_CHECK(eb, srv != NULL);
+    RD_ARG_CHECK(eb, store != NULL);
     rd_token_service *svc = rd_calloc(1, sizeof *svc);
     if (!svc)
         return rd_err_set(eb, RD_ERR_NOMEM, "token service: out of memory");
@@ -433,8 +435,10 @@ int rd_token_client_create(const rd_comm *comm,
                            const rd_token_client_opts *o,
                            rd_token_client **out,
                            rd_errbuf *eb) {
-    RD_ASSERT(comm && o && out);
+    RD_ARG_CHECK(eb, out != NULL);
     *out = NULL;
+    RD_ARG_CHECK(eb, comm != NULL);
+    RD_ARG_CHECK(eb, o != NULL);
     if (o->n_shards < 1 || o->n_shards > RD_TOKEN_MAX_SHARDS || o->dim < 1 ||
         o->dim > RD_TOKEN_MAX_DIM || o->n_side < 0 || o->n_side > RD_TOKEN_MAX_SIDE)
         return rd_err_set(eb, RD_ERR_ARG,
@@ -494,7 +498,8 @@ void rd_token_client_destroy(rd_token_client *c) {
 }
 
 void rd_token_client_add_traffic(const rd_token_client *c, rd_traffic *t) {
-    rd_traffic_add(t, &c->traffic);
+    if (c && t)
+        rd_traffic_add(t, &c->traffic);
 }
 
 void rd_token_client_counters(const rd_token_client *c,
@@ -502,11 +507,11 @@ void rd_token_client_counters(const rd_token_client *c,
                               uint64_t *bytes_recv,
                               uint64_t *messages) {
     if (bytes_sent)
-        *bytes_sent = c->bytes_sent;
+        *bytes_sent = c ? c->bytes_sent : 0;
     if (bytes_recv)
-        *bytes_recv = c->bytes_recv;
+        *bytes_recv = c ? c->bytes_recv : 0;
     if (messages)
-        *messages = c->messages;
+        *messages = c ? c->messages : 0;
 }
 
 static int reply_tag_of(const tc_op *op) {
@@ -799,8 +804,10 @@ int rd_token_client_fetch_start(rd_token_client *c,
                                 const rd_token_fetch_out *out,
                                 int *handle,
                                 rd_errbuf *eb) {
-    RD_ASSERT(c && out && handle);
+    RD_ARG_CHECK(eb, handle != NULL);
     *handle = -1;
+    RD_ARG_CHECK(eb, c != NULL);
+    RD_ARG_CHECK(eb, out != NULL);
     if (n < 1 || n > RD__TOKEN_MAX_REQUESTS || L < 1 || L > RD_TOKEN_MAX_L)
         return rd_err_set(eb, RD_ERR_ARG,
                           "token client fetch: n = %zu (1..%u) or L = %zu (1..%d) "
@@ -933,7 +940,7 @@ int rd_token_client_fetch_start(rd_token_client *c,
 }
 
 int rd_token_client_wait(rd_token_client *c, int handle, rd_errbuf *eb) {
-    RD_ASSERT(c);
+    RD_ARG_CHECK(eb, c != NULL);
     if (handle < 0 || handle >= RD_TOKEN_CLIENT_MAX_INFLIGHT || !c->ops[handle].active)
         return rd_err_set(eb, RD_ERR_ARG, "token client: no outstanding fetch %d", handle);
     tc_op *op = &c->ops[handle];
@@ -951,7 +958,8 @@ int rd_token_client_fetch(rd_token_client *c,
                           size_t L,
                           const rd_token_fetch_out *out,
                           rd_errbuf *eb) {
-    RD_ASSERT(c && out);
+    RD_ARG_CHECK(eb, c != NULL);
+    RD_ARG_CHECK(eb, out != NULL);
     // Requests per piece: as many as fit one reply when every one of them lands on one PS rank
     // (halving from the request limit; a reply's size is affine in its request count).
     const unsigned fields = rd_token_fetch_fields(out);
@@ -999,7 +1007,8 @@ int rd_token_client_fetch(rd_token_client *c,
 }
 
 int rd_token_client_append(rd_token_client *c, const rd_token_batch *b, rd_errbuf *eb) {
-    RD_ASSERT(c && b);
+    RD_ARG_CHECK(eb, c != NULL);
+    RD_ARG_CHECK(eb, b != NULL);
     if (b->n == 0)
         return RD_OK;
     if (!b->users || !b->ts || !b->ids || !b->tokens)
@@ -1097,9 +1106,10 @@ int rd_token_client_append(rd_token_client *c, const rd_token_batch *b, rd_errbu
 }
 
 int rd_token_client_map_huge(rd_token_client *c, int mode, rd_token_map_stats *sum, rd_errbuf *eb) {
-    RD_ASSERT(c && sum);
+    RD_ARG_CHECK(eb, sum != NULL);
     memset(sum, 0, sizeof *sum);
     sum->resident_kb = sum->huge_kb = -1;
+    RD_ARG_CHECK(eb, c != NULL);
     if (mode != RD_TOKEN_HUGE_OFF && mode != RD_TOKEN_HUGE_AUTO)
         return rd_err_set(eb, RD_ERR_ARG, "token map: mode %d is neither off nor auto", mode);
     tc_op *op = &c->ops[RD_TOKEN_CLIENT_MAX_INFLIGHT];

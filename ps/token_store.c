@@ -135,6 +135,8 @@ static size_t elem_size(int dtype) {
 // dtype and binary16
 
 int rd_token_dtype_parse(const char *name, int *dtype) {
+    if (!dtype)
+        return RD_ERR_ARG;
     if (name && strcmp(name, "fp32") == 0) {
         *dtype = RD_TOKEN_FP32;
         return RD_OK;
@@ -319,7 +321,9 @@ static int header_check(
 }
 
 int rd_token_store_read_manifest(const char *dir, rd_token_store_info *info, rd_errbuf *eb) {
-    RD_ASSERT(dir && info);
+    RD_ARG_CHECK(eb, info != NULL);
+    memset(info, 0, sizeof *info);
+    RD_ARG_CHECK(eb, dir != NULL);
     memset(info, 0, sizeof *info);
     if (strlen(dir) >= DIR_MAX)
         return rd_err_set(eb, RD_ERR_ARG, "token store path is longer than %d bytes", DIR_MAX - 1);
@@ -358,6 +362,8 @@ int rd_token_store_read_manifest(const char *dir, rd_token_store_info *info, rd_
 #define DATASET_BYTES 24
 
 int rd_token_store_read_dataset(const char *dir, rd_token_dataset *ds, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, dir != NULL);
+    RD_ARG_CHECK(eb, ds != NULL);
     char path[DIR_MAX + 16];
     if (strlen(dir) >= DIR_MAX)
         return rd_err_set(eb, RD_ERR_ARG, "token store path is longer than %d bytes", DIR_MAX - 1);
@@ -393,6 +399,8 @@ int rd_token_store_bind_dataset(const char *dir,
                                 rd_errbuf *eb) {
     if (had_record)
         *had_record = 1;
+    RD_ARG_CHECK(eb, dir != NULL);
+    RD_ARG_CHECK(eb, ds != NULL);
     rd_token_store_info info;
     int rc = rd_token_store_read_manifest(dir, &info, eb);
     if (rc != RD_OK)
@@ -481,7 +489,10 @@ int rd_token_store_create(const char *dir,
                           const rd_token_store_opts *o,
                           rd_token_store **out,
                           rd_errbuf *eb) {
-    RD_ASSERT(dir && o && out);
+    RD_ARG_CHECK(eb, out != NULL);
+    *out = NULL;
+    RD_ARG_CHECK(eb, dir != NULL);
+    RD_ARG_CHECK(eb, o != NULL);
     // The message is this call's (rd_err_set keeps the first one): a serving process opens
     // stores again with the errbuf of an earlier failure (rd/serve.h's calls clear it too).
     rd_errbuf_clear(eb);
@@ -590,7 +601,9 @@ int rd_token_store_create(const char *dir,
 }
 
 int rd_token_store_lock(const char *dir, const char *what, int *fd, rd_errbuf *eb) {
-    RD_ASSERT(dir && fd);
+    RD_ARG_CHECK(eb, fd != NULL);
+    *fd = -1;
+    RD_ARG_CHECK(eb, dir != NULL);
     *fd = -1;
     if (strlen(dir) == 0 || strlen(dir) >= DIR_MAX)
         return rd_err_set(eb, RD_ERR_ARG, "token store: path length %zu out of range 1..%d",
@@ -681,11 +694,13 @@ int rd_token_store_open(const char *dir,
                         const rd_token_open_opts *o,
                         rd_token_store **out,
                         rd_errbuf *eb) {
-    RD_ASSERT(dir && o && out);
     // The message is this call's (rd_err_set keeps the first one): a serving process opens
     // stores again with the errbuf of an earlier failure (rd/serve.h's calls clear it too).
     rd_errbuf_clear(eb);
+    RD_ARG_CHECK(eb, out != NULL);
     *out = NULL;
+    RD_ARG_CHECK(eb, dir != NULL);
+    RD_ARG_CHECK(eb, o != NULL);
     if (!host_is_little_endian())
         return rd_err_set(eb, RD_ERR_UNSUPPORTED,
                           "token store: big-endian hosts are not supported");
@@ -772,8 +787,9 @@ int rd_token_store_opts_from_config(const rd_tokens_config *tc,
                                     int n_shards,
                                     rd_token_store_opts *o,
                                     rd_errbuf *eb) {
-    RD_ASSERT(tc && o);
+    RD_ARG_CHECK(eb, o != NULL);
     memset(o, 0, sizeof *o);
+    RD_ARG_CHECK(eb, tc != NULL);
     int dtype = 0;
     if (rd_token_dtype_parse(tc->dtype, &dtype) != RD_OK)
         return rd_err_set(eb, RD_ERR_CONFIG, "tokens.dtype: \"%.8s\" is neither fp32 nor fp16",
@@ -790,6 +806,12 @@ int rd_token_store_opts_from_config(const rd_tokens_config *tc,
 _Static_assert(RD_MAX_TOKEN_SIDE == RD_TOKEN_MAX_SIDE, "tokens.side fits a store's side values");
 
 void rd_token_store_info_get(const rd_token_store *s, rd_token_store_info *info) {
+    if (!info)
+        return;
+    if (!s) {
+        memset(info, 0, sizeof *info);
+        return;
+    }
     *info = s->info;
 }
 
@@ -806,7 +828,7 @@ const char *rd__token_store_dir(const rd_token_store *s) {
 }
 
 int rd_token_store_has_shard(const rd_token_store *s, int shard) {
-    return shard >= 0 && (uint32_t)shard < s->info.n_shards && s->shards[shard].env != NULL;
+    return s && shard >= 0 && (uint32_t)shard < s->info.n_shards && s->shards[shard].env != NULL;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1038,7 +1060,8 @@ static int store_append_unguarded(rd_token_store *s, const rd_token_batch *b, rd
 }
 
 int rd_token_store_append(rd_token_store *s, const rd_token_batch *b, rd_errbuf *eb) {
-    RD_ASSERT(s);
+    RD_ARG_CHECK(eb, s != NULL);
+    RD_ARG_CHECK(eb, b != NULL);
     TK_GUARDED(s, eb, store_append_unguarded(s, b, eb));
 }
 
@@ -1258,7 +1281,8 @@ int rd_token_store_fetch_batch(rd_token_store *s,
                                size_t L,
                                const rd_token_fetch_out *out,
                                rd_errbuf *eb) {
-    RD_ASSERT(s);
+    RD_ARG_CHECK(eb, s != NULL);
+    RD_ARG_CHECK(eb, out != NULL);
     TK_GUARDED(s, eb, store_fetch_batch_unguarded(s, n, users, before_t, before_id, L, out, eb));
 }
 
@@ -1388,7 +1412,7 @@ store_gc_unguarded(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_
 }
 
 int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_errbuf *eb) {
-    RD_ASSERT(s);
+    RD_ARG_CHECK(eb, s != NULL);
     if (n_deleted)
         *n_deleted = 0;
     // Verify first: deleting walks and rewrites the B-tree, and on a damaged page LMDB can
@@ -1508,7 +1532,8 @@ int rd_token_store_stats(rd_token_store *s,
                          rd_token_stats *total,
                          rd_token_stats *per_shard,
                          rd_errbuf *eb) {
-    RD_ASSERT(s);
+    RD_ARG_CHECK(eb, s != NULL);
+    RD_ARG_CHECK(eb, total != NULL);
     TK_GUARDED(s, eb, store_stats_unguarded(s, total, per_shard, eb));
 }
 
@@ -1627,7 +1652,7 @@ static int store_verify_unguarded(rd_token_store *s, uint64_t *n_checked, rd_err
 }
 
 int rd_token_store_verify(rd_token_store *s, uint64_t *n_checked, rd_errbuf *eb) {
-    RD_ASSERT(s);
+    RD_ARG_CHECK(eb, s != NULL);
     TK_GUARDED(s, eb, store_verify_unguarded(s, n_checked, eb));
 }
 
@@ -1649,7 +1674,8 @@ static int store_iterate_unguarded(
 
 int rd_token_store_iterate(
     rd_token_store *s, int shard, rd_token_visit_fn fn, void *user, rd_errbuf *eb) {
-    RD_ASSERT(s);
+    RD_ARG_CHECK(eb, s != NULL);
+    RD_ARG_CHECK(eb, fn != NULL);
     TK_GUARDED(s, eb, store_iterate_unguarded(s, shard, fn, user, eb));
 }
 
@@ -1709,7 +1735,7 @@ static int store_scan_raw_unguarded(
 
 int rd_token_store_scan_raw(
     rd_token_store *s, int shard, uint64_t *bytes, uint64_t *digest, rd_errbuf *eb) {
-    RD_ASSERT(s);
+    RD_ARG_CHECK(eb, s != NULL);
     TK_GUARDED(s, eb, store_scan_raw_unguarded(s, shard, bytes, digest, eb));
 }
 
@@ -1837,6 +1863,8 @@ void rd_token_summary(const int *windows,
 }
 
 unsigned rd_token_fetch_fields(const rd_token_fetch_out *out) {
+    if (!out)
+        return 0;
     return (out->labels ? RD_TOKEN_FIELD_LABELS : 0u) | (out->items ? RD_TOKEN_FIELD_ITEMS : 0u) |
            (out->ts ? RD_TOKEN_FIELD_TS : 0u) | (out->ids ? RD_TOKEN_FIELD_IDS : 0u) |
            (out->side ? RD_TOKEN_FIELD_SIDE : 0u);
@@ -1875,7 +1903,8 @@ int rd_token_shard_fetch_batch(rd_token_store *s,
                                void *buf,
                                size_t cap,
                                rd_errbuf *eb) {
-    RD_ASSERT(s && buf);
+    RD_ARG_CHECK(eb, s != NULL);
+    RD_ARG_CHECK(eb, buf != NULL);
     rd__token_reply_layout lay;
     if (!rd__token_reply_layout_of(n, L, s->info.dim, s->info.n_side, fields, &lay))
         return rd_err_set(eb, RD_ERR_ARG,
@@ -1908,7 +1937,8 @@ int rd_token_fetch_reply_view(const void *buf,
                               unsigned fields,
                               rd_token_fetch_out *view,
                               rd_errbuf *eb) {
-    RD_ASSERT(buf && view);
+    RD_ARG_CHECK(eb, buf != NULL);
+    RD_ARG_CHECK(eb, view != NULL);
     rd__token_reply_layout lay;
     if (!rd__token_reply_layout_of(n, L, dim, n_side, fields, &lay))
         return rd_err_set(eb, RD_ERR_PROTO,
@@ -1950,7 +1980,8 @@ int rd_token_fetch_reply_view(const void *buf,
 
 int rd_token_append_pack(
     const rd_token_batch *b, size_t dim, size_t n_side, void *buf, size_t cap, rd_errbuf *eb) {
-    RD_ASSERT(b && buf);
+    RD_ARG_CHECK(eb, b != NULL);
+    RD_ARG_CHECK(eb, buf != NULL);
     rd__token_append_layout lay;
     if (!rd__token_append_layout_of(b->n, dim, n_side, &lay))
         return rd_err_set(eb, RD_ERR_ARG,
@@ -1993,7 +2024,8 @@ int rd_token_append_pack(
 }
 
 int rd_token_shard_append_packed(rd_token_store *s, const void *buf, size_t len, rd_errbuf *eb) {
-    RD_ASSERT(s);
+    RD_ARG_CHECK(eb, s != NULL);
+    RD_ARG_CHECK(eb, buf != NULL || len == 0);
     if (!buf || len < RD__TOKEN_REQ_HEADER)
         return rd_err_set(eb, RD_ERR_PROTO,
                           "token append: payload of %zu bytes is shorter than "

@@ -70,6 +70,40 @@ static void test_create_errors(void **state) {
         strstr(eb.msg, "table huge: the initial capacity of 1099511627776 rows needs "));
     assert_non_null(strstr(eb.msg, "GiB, more than this node's"));
     rd_table_destroy(NULL);
+    // A NULL config or output is the caller's error, reported (rd_table_create asserted, and
+    // the assertion aborted every rank of the job).
+    t = (rd_table *)&eb;
+    tc = make_cfg("emb", 4, RD_OPT_SGD);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_table_create(NULL, 0, 1, &t, &eb), RD_ERR_ARG);
+    assert_null(t);
+    assert_non_null(strstr(eb.msg, "rd_table_create: invalid argument: tc != NULL"));
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_table_create(&tc, 0, 1, NULL, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_table_create: invalid argument: out != NULL"));
+    // The status-returning calls give RD_ERR_ARG for a NULL table or array, as for key 0.
+    t = make(&tc);
+    uint64_t key = 5;
+    float v[4] = {0};
+    assert_int_equal(rd_table_pull(NULL, &key, 1, 0, v), RD_ERR_ARG);
+    assert_int_equal(rd_table_pull(t, NULL, 1, 0, v), RD_ERR_ARG);
+    assert_int_equal(rd_table_pull(t, &key, 1, 0, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_table_pull(t, NULL, 0, 0, NULL), RD_OK); // nothing asked
+    assert_int_equal(rd_table_read(NULL, &key, 1, v), RD_ERR_ARG);
+    assert_int_equal(rd_table_read(t, &key, 1, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_table_touch(NULL, &key, 1, 0), RD_ERR_ARG);
+    assert_int_equal(rd_table_touch(t, NULL, 1, 0), RD_ERR_ARG);
+    assert_int_equal(rd_table_push(NULL, &key, v, 1, 0), RD_ERR_ARG);
+    assert_int_equal(rd_table_push(t, &key, NULL, 1, 0), RD_ERR_ARG);
+    assert_int_equal(rd_table_insert(NULL, key, 0, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_table_remove(NULL, key), RD_ERR_ARG);
+    assert_int_equal(rd_table_put(NULL, key, v, 0, 1), RD_ERR_ARG);
+    assert_int_equal(rd_table_put(t, key, NULL, 0, 1), RD_ERR_ARG);
+    assert_int_equal(rd_table_pending_put(NULL, key, 1, 0), RD_ERR_ARG);
+    assert_int_equal(rd_table_size(t), 0); // none of the refused calls made a row
+    assert_int_equal(rd_table_pull(t, &key, 1, 0, v), RD_OK);
+    assert_int_equal(rd_table_size(t), 1);
+    rd_table_destroy(t);
 }
 
 static void test_insert_find(void **state) {

@@ -611,6 +611,75 @@ static void test_import_bad_input(void **state) {
         }
     }
 
+    // A NULL handle, file or output and a table index out of range are refused with RD_ERR_ARG
+    // naming the function (an index past the manifest's tables read beyond it), the table
+    // unchanged.
+    {
+        char ok_text[] = "# table emb_b dim 3 slots 0 optimizer sgd rows 0\n";
+        FILE *g = fmemopen(ok_text, sizeof ok_text - 1, "rb");
+        rd_tabletool_hist h;
+        rd_tabletool_imported im;
+        const int T = (int)rd_tabletool_manifest(tt)->n_tables;
+        static const struct {
+            int table;
+            int null_file;
+        } imp[] = {{-1, 0}, {99, 0}, {1, 1}};
+        for (size_t c = 0; c < sizeof imp / sizeof imp[0]; c++) {
+            rd_errbuf_clear(&eb);
+            im.rows = 5;
+            int rc = rd_tabletool_import(tt, imp[c].table == 99 ? T : imp[c].table,
+                                         imp[c].null_file ? NULL : g, "in.tsv", &im, &eb);
+            if (rc != RD_ERR_ARG ||
+                !strstr(eb.msg, "rd_tabletool_import_keys_of: invalid argument: "))
+                fail_msg("import case %zu: rc %d, '%s'", c, rc, eb.msg);
+            assert_int_equal(im.rows, 0);
+        }
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_import(NULL, 0, g, "in.tsv", NULL, &eb), RD_ERR_ARG);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_export(tt, T, RD_TABLETOOL_TSV, stdout, &eb), RD_ERR_ARG);
+        assert_non_null(strstr(eb.msg, "rd_tabletool_export: invalid argument: table"));
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_export(tt, 1, 7, stdout, &eb), RD_ERR_ARG);
+        assert_non_null(strstr(eb.msg, "rd_tabletool_export: invalid argument: format"));
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_export(tt, 1, RD_TABLETOOL_TSV, NULL, &eb), RD_ERR_ARG);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_stats(tt, T, &h, &eb), RD_ERR_ARG);
+        assert_non_null(strstr(eb.msg, "rd_tabletool_stats: invalid argument: table"));
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_stats(NULL, 0, &h, &eb), RD_ERR_ARG);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_evict(tt, T, 5, 0, NULL, &eb), RD_ERR_ARG);
+        assert_non_null(strstr(eb.msg, "rd_tabletool_evict: invalid argument: table"));
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_write(tt, NULL, 0, &eb), RD_ERR_ARG);
+        assert_non_null(strstr(eb.msg, "rd_tabletool_write: invalid argument: out != NULL"));
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_write(NULL, "x", 0, &eb), RD_ERR_ARG);
+        rd_tabletool *o2 = (rd_tabletool *)&eb;
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_open(NULL, &o2, &eb), RD_ERR_ARG);
+        assert_null(o2);
+        assert_non_null(strstr(eb.msg, "rd_tabletool_open: invalid argument: dir != NULL"));
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_open_stream(src, 0, NULL, &eb), RD_ERR_ARG);
+        assert_int_equal(rd_tabletool_find(NULL, "emb_b"), -1);
+        assert_int_equal(rd_tabletool_find(tt, NULL), -1);
+        assert_null(rd_tabletool_manifest(NULL));
+        assert_null(rd_tabletool_table(tt, 0, T));
+        assert_null(rd_tabletool_table(tt, -1, 0));
+        uint64_t rows = 1, pend = 1;
+        rd_tabletool_counts(NULL, -1, &rows, &pend);
+        assert_true(rows == 0 && pend == 0);
+        fclose(g);
+        rd_tabletool *st = NULL;
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_open_stream(src, 0, &st, &eb), RD_OK);
+        assert_null(rd_tabletool_table(st, 0, 0)); // streamed: it asserted
+        rd_tabletool_close(st);
+    }
+
     // Starts with 'R' like "RDTBLEXP", but is a checkpoint MANIFEST ("RDCKMANI...").
     char bin[256];
     memset(bin, 0, sizeof bin);

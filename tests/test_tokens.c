@@ -2154,6 +2154,144 @@ static void test_ownership_and_bad_input(void **state) {
     fout_free(&f);
 }
 
+// A NULL argument of a public function is the caller's error, RD_ERR_ARG naming the function and
+// the argument: rd_token_store_open and the others asserted, which aborted a serving process (or
+// every rank of a launch) instead of letting it report the mistake.
+#define EXPECT_ARG(call, fn)                                                                       \
+    do {                                                                                           \
+        rd_errbuf_clear(&eb);                                                                      \
+        int rc_ = (call);                                                                          \
+        if (rc_ != RD_ERR_ARG || !strstr(eb.msg, fn ": invalid argument: "))                       \
+            fail_msg("%s: rc %d, message '%s'", #call, rc_, eb.msg);                               \
+    } while (0)
+
+static void test_null_arguments(void **state) {
+    (void)state;
+    rd_errbuf eb;
+    char dir[512];
+    store_path(dir, sizeof dir, "nullargs");
+    rd_token_store_opts co = {0};
+    co.dim = 4;
+    co.dtype = RD_TOKEN_FP32;
+    co.n_shards = 2;
+    rd_token_open_opts oo = {0};
+    rd_token_store *s = (rd_token_store *)&eb; // a stale value each call must clear
+    EXPECT_ARG(rd_token_store_open(NULL, &oo, &s, &eb), "rd_token_store_open");
+    assert_null(s);
+    EXPECT_ARG(rd_token_store_open(dir, NULL, &s, &eb), "rd_token_store_open");
+    EXPECT_ARG(rd_token_store_open(dir, &oo, NULL, &eb), "rd_token_store_open");
+    assert_int_equal(rd_token_store_open(dir, &oo, NULL, NULL), RD_ERR_ARG); // eb may be NULL
+    s = (rd_token_store *)&eb;
+    EXPECT_ARG(rd_token_store_create(NULL, &co, &s, &eb), "rd_token_store_create");
+    assert_null(s);
+    EXPECT_ARG(rd_token_store_create(dir, NULL, &s, &eb), "rd_token_store_create");
+    EXPECT_ARG(rd_token_store_create(dir, &co, NULL, &eb), "rd_token_store_create");
+    assert_int_equal(access(dir, F_OK), -1); // nothing was made
+    int fd = 7;
+    EXPECT_ARG(rd_token_store_lock(NULL, "test", &fd, &eb), "rd_token_store_lock");
+    assert_int_equal(fd, -1);
+    EXPECT_ARG(rd_token_store_lock(dir, "test", NULL, &eb), "rd_token_store_lock");
+    rd_token_store_info info;
+    EXPECT_ARG(rd_token_store_read_manifest(NULL, &info, &eb), "rd_token_store_read_manifest");
+    EXPECT_ARG(rd_token_store_read_manifest(dir, NULL, &eb), "rd_token_store_read_manifest");
+    rd_token_dataset ds = {1, 2};
+    EXPECT_ARG(rd_token_store_read_dataset(NULL, &ds, &eb), "rd_token_store_read_dataset");
+    EXPECT_ARG(rd_token_store_read_dataset(dir, NULL, &eb), "rd_token_store_read_dataset");
+    EXPECT_ARG(rd_token_store_bind_dataset(NULL, &ds, NULL, &eb), "rd_token_store_bind_dataset");
+    EXPECT_ARG(rd_token_store_bind_dataset(dir, NULL, NULL, &eb), "rd_token_store_bind_dataset");
+    rd_tokens_config tc;
+    memset(&tc, 0, sizeof tc);
+    EXPECT_ARG(rd_token_store_opts_from_config(NULL, 2, &co, &eb),
+               "rd_token_store_opts_from_config");
+    EXPECT_ARG(rd_token_store_opts_from_config(&tc, 2, NULL, &eb),
+               "rd_token_store_opts_from_config");
+    assert_int_equal(rd_token_dtype_parse("fp32", NULL), RD_ERR_ARG);
+
+    // A NULL handle, and the NULL arrays of a real one.
+    float tok[4] = {1, 2, 3, 4};
+    uint64_t user = 3, id = 1;
+    int64_t ts = 5;
+    rd_token_batch b = {1, &user, &ts, &id, tok, NULL, NULL, NULL, NULL};
+    fout f;
+    fout_init(&f, 1, 2, 4);
+    rd_token_stats st;
+    uint64_t n = 0;
+    rd_token_map_stats ms;
+    static unsigned char buf[4096] __attribute__((aligned(8)));
+    for (int real = 0; real < 2; real++) {
+        s = real ? create_store("nullargs", 4, RD_TOKEN_FP32, 2, 0) : NULL;
+        if (!real) {
+            EXPECT_ARG(rd_token_store_append(s, &b, &eb), "rd_token_store_append");
+            EXPECT_ARG(rd_token_store_fetch(s, user, 10, 2, &f.o, &eb),
+                       "rd_token_store_fetch_batch");
+            EXPECT_ARG(rd_token_store_fetch_batch(s, 1, &user, &ts, NULL, 2, &f.o, &eb),
+                       "rd_token_store_fetch_batch");
+            EXPECT_ARG(rd_token_store_gc(s, 10, &n, &eb), "rd_token_store_gc");
+            EXPECT_ARG(rd_token_store_stats(s, &st, NULL, &eb), "rd_token_store_stats");
+            EXPECT_ARG(rd_token_store_verify(s, &n, &eb), "rd_token_store_verify");
+            EXPECT_ARG(rd_token_store_scan_raw(s, -1, &n, NULL, &eb), "rd_token_store_scan_raw");
+            EXPECT_ARG(rd_token_store_map_huge(s, RD_TOKEN_HUGE_OFF, &ms, &eb),
+                       "rd_token_store_map_huge");
+            EXPECT_ARG(
+                rd_token_shard_fetch_batch(s, 1, &user, &ts, NULL, 2, 0, buf, sizeof buf, &eb),
+                "rd_token_shard_fetch_batch");
+            EXPECT_ARG(rd_token_shard_append_packed(s, buf, 16, &eb),
+                       "rd_token_shard_append_packed");
+            assert_false(rd_token_store_has_shard(s, 0));
+            memset(&info, 0xff, sizeof info);
+            rd_token_store_info_get(s, &info);
+            assert_int_equal(info.n_shards, 0);
+        } else {
+            EXPECT_ARG(rd_token_store_append(s, NULL, &eb), "rd_token_store_append");
+            EXPECT_ARG(rd_token_store_fetch(s, user, 10, 2, NULL, &eb),
+                       "rd_token_store_fetch_batch");
+            EXPECT_ARG(rd_token_store_stats(s, NULL, NULL, &eb), "rd_token_store_stats");
+            EXPECT_ARG(rd_token_store_iterate(s, -1, NULL, NULL, &eb), "rd_token_store_iterate");
+            EXPECT_ARG(rd_token_store_map_huge(s, RD_TOKEN_HUGE_OFF, NULL, &eb),
+                       "rd_token_store_map_huge");
+            EXPECT_ARG(
+                rd_token_shard_fetch_batch(s, 1, &user, &ts, NULL, 2, 0, NULL, sizeof buf, &eb),
+                "rd_token_shard_fetch_batch");
+            EXPECT_ARG(rd_token_shard_append_packed(s, NULL, 16, &eb),
+                       "rd_token_shard_append_packed");
+            // The handle still works after the refusals.
+            assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+            assert_int_equal(rd_token_store_fetch(s, user, 10, 2, &f.o, &eb), RD_OK);
+            assert_int_equal(f.o.n_found[0], 1);
+        }
+        rd_token_store_destroy(s);
+    }
+    EXPECT_ARG(rd_token_fetch_reply_view(NULL, 64, 1, 2, 4, 0, 0, &f.o, &eb),
+               "rd_token_fetch_reply_view");
+    EXPECT_ARG(rd_token_fetch_reply_view(buf, 64, 1, 2, 4, 0, 0, NULL, &eb),
+               "rd_token_fetch_reply_view");
+    EXPECT_ARG(rd_token_append_pack(NULL, 4, 0, buf, sizeof buf, &eb), "rd_token_append_pack");
+    EXPECT_ARG(rd_token_append_pack(&b, 4, 0, NULL, sizeof buf, &eb), "rd_token_append_pack");
+    assert_int_equal(rd_token_fetch_fields(NULL), 0);
+    // The MPI half: handles and outputs checked before any MPI call (MPI is not initialised).
+    rd_token_service *svc = (rd_token_service *)&eb;
+    EXPECT_ARG(rd_token_service_create(NULL, NULL, &svc, &eb), "rd_token_service_create");
+    assert_null(svc);
+    rd_token_client *cl = (rd_token_client *)&eb;
+    rd_token_client_opts cop = {0};
+    EXPECT_ARG(rd_token_client_create(NULL, &cop, &cl, &eb), "rd_token_client_create");
+    assert_null(cl);
+    int handle = 3;
+    EXPECT_ARG(rd_token_client_fetch_start(NULL, 1, &user, &ts, NULL, 2, &f.o, &handle, &eb),
+               "rd_token_client_fetch_start");
+    assert_int_equal(handle, -1);
+    EXPECT_ARG(rd_token_client_wait(NULL, 0, &eb), "rd_token_client_wait");
+    EXPECT_ARG(rd_token_client_fetch(NULL, 1, &user, &ts, NULL, 2, &f.o, &eb),
+               "rd_token_client_fetch");
+    EXPECT_ARG(rd_token_client_append(NULL, &b, &eb), "rd_token_client_append");
+    EXPECT_ARG(rd_token_client_map_huge(NULL, RD_TOKEN_HUGE_OFF, &ms, &eb),
+               "rd_token_client_map_huge");
+    uint64_t sent = 1, recv = 1, msgs = 1;
+    rd_token_client_counters(NULL, &sent, &recv, &msgs);
+    assert_true(sent == 0 && recv == 0 && msgs == 0);
+    fout_free(&f);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Packed entry points
 
@@ -2895,6 +3033,7 @@ int main(void) {
         cmocka_unit_test(test_guard_signals),
         cmocka_unit_test(test_damaged_page),
         cmocka_unit_test(test_ownership_and_bad_input),
+        cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_packed_entry_points),
         cmocka_unit_test(test_side_values),
         cmocka_unit_test(test_summary),

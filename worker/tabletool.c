@@ -254,6 +254,9 @@ static int open_tt(
 }
 
 int rd_tabletool_open(const char *dir, rd_tabletool **out, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, out != NULL);
+    *out = NULL;
+    RD_ARG_CHECK(eb, dir != NULL);
     return open_tt(dir, 0, 0, out, eb);
 }
 
@@ -261,6 +264,9 @@ int rd_tabletool_open_stream(const char *dir,
                              unsigned long long mem_limit,
                              rd_tabletool **out,
                              rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, out != NULL);
+    *out = NULL;
+    RD_ARG_CHECK(eb, dir != NULL);
     return open_tt(dir, 1, mem_limit, out, eb);
 }
 
@@ -283,10 +289,12 @@ void rd_tabletool_close(rd_tabletool *tt) {
 }
 
 const rd_ckpt_manifest *rd_tabletool_manifest(const rd_tabletool *tt) {
-    return tt->man;
+    return tt ? tt->man : NULL;
 }
 
 int rd_tabletool_find(const rd_tabletool *tt, const char *name) {
+    if (!tt || !name)
+        return -1;
     for (uint32_t t = 0; t < tt->man->n_tables; t++)
         if (strcmp(tt->man->tables[t].name, name) == 0)
             return (int)t;
@@ -294,13 +302,15 @@ int rd_tabletool_find(const rd_tabletool *tt, const char *name) {
 }
 
 rd_table *rd_tabletool_table(rd_tabletool *tt, int shard, int table) {
-    RD_ASSERT(!tt->stream && "rd_tabletool_table needs rd_tabletool_open (every shard held)");
+    if (!tt || tt->stream || shard < 0 || (uint32_t)shard >= tt->man->n_shards || table < 0 ||
+        (uint32_t)table >= tt->man->n_tables)
+        return NULL;
     return tt->tab[(size_t)shard * tt->man->n_tables + (size_t)table];
 }
 
 void rd_tabletool_counts(const rd_tabletool *tt, int table, uint64_t *rows, uint64_t *pending) {
     uint64_t r = 0, p = 0;
-    for (uint32_t s = 0; s < tt->man->n_shards; s++)
+    for (uint32_t s = 0; tt && s < tt->man->n_shards; s++)
         for (uint32_t t = 0; t < tt->man->n_tables; t++)
             if (table < 0 || (int)t == table) {
                 r += tt->rows[(size_t)s * tt->man->n_tables + t];
@@ -433,6 +443,9 @@ static int compute_stats(rd_tabletool *tt, rd_errbuf *eb) {
 }
 
 int rd_tabletool_stats(rd_tabletool *tt, int table, rd_tabletool_hist *h, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, tt != NULL);
+    RD_ARG_CHECK(eb, table >= 0 && (uint32_t)table < tt->man->n_tables);
+    RD_ARG_CHECK(eb, h != NULL);
     if (!tt->hist_ok) {
         int rc = compute_stats(tt, eb);
         if (rc != RD_OK)
@@ -510,6 +523,8 @@ int rd_tabletool_evict(rd_tabletool *tt,
                        uint64_t min_count,
                        uint64_t *removed,
                        rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, tt != NULL);
+    RD_ARG_CHECK(eb, table >= -1 && table < (int64_t)tt->man->n_tables);
     edit e;
     memset(&e, 0, sizeof e);
     e.kind = EDIT_EVICT;
@@ -1980,6 +1995,10 @@ static int export_stream(rd_tabletool *tt, int table, exp_out *o, rd_errbuf *eb)
 }
 
 int rd_tabletool_export(rd_tabletool *tt, int table, int format, FILE *f, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, tt != NULL);
+    RD_ARG_CHECK(eb, table >= 0 && (uint32_t)table < tt->man->n_tables);
+    RD_ARG_CHECK(eb, format == RD_TABLETOOL_TSV || format == RD_TABLETOOL_BIN);
+    RD_ARG_CHECK(eb, f != NULL);
     const rd_ckpt_table *ct = &tt->man->tables[table];
     size_t nf = (size_t)ct->dim * (1 + ct->slots);
     exp_out o = {f, format, nf, 0, NULL, 0};
@@ -2006,12 +2025,16 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
                                 const char *what,
                                 rd_tabletool_imported *res,
                                 rd_errbuf *eb) {
+    if (res)
+        memset(res, 0, sizeof *res);
+    RD_ARG_CHECK(eb, tt != NULL);
+    RD_ARG_CHECK(eb, table >= 0 && (uint32_t)table < tt->man->n_tables);
+    RD_ARG_CHECK(eb, f != NULL);
+    RD_ARG_CHECK(eb, what != NULL);
     const rd_ckpt_table *ct = &tt->man->tables[table];
     rows_in r;
     memset(&r, 0, sizeof r);
     r.keys_of = keys_of && keys_of[0] ? keys_of : ct->name;
-    if (res)
-        memset(res, 0, sizeof *res);
     r.nf = (size_t)ct->dim * (1 + ct->slots);
     r.dim = ct->dim;
     r.sq_slot = ct->optim == RD_OPT_ADAGRAD                            ? 0
@@ -2226,6 +2249,8 @@ static int copy_file(const char *from, const char *to, rd_errbuf *eb) {
 }
 
 int rd_tabletool_write(rd_tabletool *tt, const char *out, int n_shards, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, tt != NULL);
+    RD_ARG_CHECK(eb, out != NULL);
     const rd_ckpt_manifest *m = tt->man;
     const uint32_t P = m->n_shards, T = m->n_tables;
     uint32_t Q = n_shards > 0 ? (uint32_t)n_shards : P;

@@ -6,6 +6,7 @@
 //   rd_errbuf          caller-owned buffer holding one detailed message ("file:line:col: ...")
 //   rd_err_set()       fill an rd_errbuf and return the code (for `return rd_err_set(...)`)
 //   rd_err_path()      a path shortened for a message (head ... tail), so its cause fits
+//   RD_ARG_CHECK(eb, c) a public function's argument check: RD_ERR_ARG naming the function
 //   RD_ASSERT(c)       broken invariant: prints rank, file:line and aborts the whole MPI job
 //   RD_MPI_CHECK(call) every MPI call goes through it; failure aborts the job
 //   RD_RESTRICT        `restrict` of a prototype, spelled for C and for C++
@@ -87,6 +88,17 @@ void rd_errbuf_clear(rd_errbuf *eb);
 /** Set `eb` (if not NULL) to code + formatted message. Keeps the first error if one is already set.
  *  @return code, so that `return rd_err_set(eb, RD_ERR_IO, "...")` reads naturally. */
 int rd_err_set(rd_errbuf *eb, int code, const char *fmt, ...) RD_PRINTF(3, 4);
+
+/** At the top of a public function returning rd_status: when `cond` is false (a NULL handle,
+ *  path or output, an index out of range) return RD_ERR_ARG with "FUNCTION: invalid argument:
+ *  COND" in eb. A caller's mistake is an error it can report, where RD_ASSERT would abort every
+ *  rank of the job (or a whole serving process); RD_ASSERT stays for this module's own
+ *  invariants. */
+#define RD_ARG_CHECK(eb, cond)                                                                     \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            return rd_err_set((eb), RD_ERR_ARG, "%s: invalid argument: %s", __func__, #cond);      \
+    } while (0)
 
 /** A message longer than RD_ERR_MSG_MAX - 1 bytes (a path of several KiB) keeps its first
  *  bytes and its last RD_ERR_TAIL_KEPT, with "...[N bytes cut]..." between: the cause comes

@@ -39,6 +39,10 @@
 // - Eviction (ttl > 0): rd_table_evict(now) removes rows and pending counts with last_seen <
 //   now - ttl; an evicted key starts over (re-initialised from its key, admission from zero).
 // Not thread-safe: one PS thread owns its shards.
+//
+// Arguments: rd_table_create refuses a NULL config or output with RD_ERR_ARG and a message naming
+// itself (it asserted); the functions returning a status give RD_ERR_ARG for a NULL table, or a
+// NULL array when n > 0, as for key 0. Size and row accessors expect a table.
 #ifndef RD_TABLE_H
 #define RD_TABLE_H
 
@@ -74,7 +78,8 @@ typedef struct rd_table_stats {
  * @param[in]  run_seed  cfg.run.seed
  * @param[out] out       free with rd_table_destroy
  * @return RD_OK, RD_ERR_CONFIG (dim outside 1..1024, unknown optimizer), RD_ERR_NOMEM
- *         (the initial capacity could not be allocated; eb gives the bytes)
+ *         (the initial capacity could not be allocated; eb gives the bytes), RD_ERR_ARG (tc or
+ *         out NULL)
  */
 int rd_table_create(
     const rd_table_config *tc, int index, uint64_t run_seed, rd_table **out, rd_errbuf *eb);

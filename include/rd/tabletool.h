@@ -51,6 +51,11 @@
 // stats 425 -> 211 MB, export 425 -> 256 MB, evict 741 -> 264 MB, compact 840 -> 304 MB, reshard to
 // 5 / 2 shards 794 / 945 -> 210 / 459 MB, import 840 -> 538 MB (and 538 -> 329 MB with the
 // temporary file; docs/tools.md "Memory of the table tools").
+//
+// Arguments: every function returning a status refuses a NULL handle, path, file or required
+// output, and a table index out of range, with RD_ERR_ARG and "FUNCTION: invalid argument: ..."
+// (RD_ARG_CHECK, rd/error.h), before it touches anything; rd_tabletool_manifest and _find give
+// NULL and -1 for a NULL handle.
 #ifndef RD_TABLETOOL_H
 #define RD_TABLETOOL_H
 
@@ -107,10 +112,11 @@ const rd_ckpt_manifest *rd_tabletool_manifest(const rd_tabletool *tt);
 /** @return the table's position in the manifest, or -1. */
 int rd_tabletool_find(const rd_tabletool *tt, const char *name);
 /** Borrowed until rd_tabletool_close (or an import of that table, which replaces it). Only for
- *  a checkpoint opened with rd_tabletool_open (asserts otherwise). */
+ *  a checkpoint opened with rd_tabletool_open: NULL for a streamed one (it asserted), a NULL tt
+ *  or a shard or table out of range. */
 rd_table *rd_tabletool_table(rd_tabletool *tt, int shard, int table);
 /** Rows and pending admission counts of `table` (-1 = every table) over all shards, after the
- *  edits so far (no read). Either pointer may be NULL. */
+ *  edits so far (no read). Either pointer may be NULL (tt NULL: 0 and 0). */
 void rd_tabletool_counts(const rd_tabletool *tt, int table, uint64_t *rows, uint64_t *pending);
 
 /**

@@ -66,6 +66,13 @@
 // remapped the env under the other threads' reads: "damaged LMDB file (SIGSEGV ...)" in a
 // server whose threads fetched while training appended (test_tokens
 // test_threads_read_while_map_grows, one shard and four with batched fetches).
+//
+// Arguments: every function returning a status refuses a NULL handle, path, batch, buffer or
+// required output with RD_ERR_ARG and "FUNCTION: invalid argument: ..." in eb (RD_ARG_CHECK,
+// rd/error.h), having set an output handle to NULL (a lock's fd to -1) first; they asserted,
+// which aborted a server or every rank of a launch over a caller's mistake. The functions
+// without a status take NULL quietly: rd_token_store_info_get zeroes info, has_shard says 0,
+// rd_token_fetch_fields 0, the client's counters 0.
 #ifndef RD_TOKENS_H
 #define RD_TOKENS_H
 
