@@ -265,6 +265,41 @@ static int out_close(score_out *o, int rc, rd_errbuf *eb) {
     return rc;
 }
 
+// A `tokens gc` of the store after the bundle was made deleted tokens the model read in
+// training: it now reads fewer (a user's history starts later), and its scores differ from
+// the ones training reported, with nothing else to say why. The store records its gcs
+// (rd_token_store_gc_info); the bundle's `created` (its export, after the training) is the
+// latest time the model can have read them, so a gc at or after it is said, once, on stderr.
+// A gc between the training and the export is not seen (the bundle records no training time),
+// and SOURCE_DATE_EPOCH moves `created`. The scores themselves are still what a server reading
+// this store would give: a warning, not a refusal.
+static void
+warn_gc_after(rd_token_store *store, const char *dir, const char *bundle, const rd_serve_info *in) {
+    rd_token_gc_info gi;
+    rd_errbuf geb;
+    rd_errbuf_clear(&geb);
+    if (rd_token_store_gc_info(store, &gi, &geb) != RD_OK) {
+        fprintf(stderr,
+                "recdistill score: warning: cannot tell whether token store %s was "
+                "garbage-collected after %s was made: %s\n",
+                dir, bundle, geb.msg);
+        return;
+    }
+    if (gi.n_gc == 0 || gi.last_at < in->created)
+        return;
+    char at[32], made[32], bt[32];
+    rd_app_fmt_utc(gi.last_at, at, sizeof at);
+    rd_app_fmt_utc(in->created, made, sizeof made);
+    rd_app_fmt_utc(gi.before_t, bt, sizeof bt);
+    fprintf(stderr,
+            "recdistill score: warning: token store %s was garbage-collected at %s, after %s was "
+            "exported (%s): its records before %lld (%s) are gone (%llu deleted), so model '%s' "
+            "now reads fewer tokens than it was trained with and its scores differ from "
+            "training's\n",
+            dir, at, bundle, made, (long long)gi.before_t, bt, (unsigned long long)gi.deleted,
+            in->model);
+}
+
 int rd_cmd_score(int argc, char **argv) {
     rd_app_opt opts[] = {{"--data", RD_APP_STRING, NULL},  {"--run", RD_APP_STRING, NULL},
                          {"--split", RD_APP_STRING, NULL}, {"--store", RD_APP_STRING, NULL},
@@ -386,6 +421,8 @@ int rd_cmd_score(int argc, char **argv) {
             rd_app_raise_nofile(); // every shard is opened (two descriptors each)
             if ((rc = rd_token_store_open(store_dir, &oo, &store, &eb)) != RD_OK)
                 rd_err_prefix(&eb, "--store: ");
+            if (rc == RD_OK)
+                warn_gc_after(store, store_dir, bundle, &in);
         }
     } else if (rc == RD_OK && opts[3].value) {
         rc = rd_err_set(&eb, RD_ERR_ARG, "--store %s: model '%s' of %s reads no instance tokens",

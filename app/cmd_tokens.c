@@ -300,6 +300,9 @@ int rd_cmd_tokens(int argc, char **argv) {
                     rd_errbuf_clear(&eb);
                 else
                     rc = drc;
+                rd_token_gc_info gi;
+                if (rc == RD_OK)
+                    rc = rd_token_store_gc_info(s, &gi, &eb);
                 if (rc == RD_OK) {
                     printf("store %s: %u shards, dim %u %s, version %u, %u side values\n", dir,
                            in.n_shards, in.dim, rd_token_dtype_name((int)in.dtype), in.version,
@@ -309,6 +312,18 @@ int rd_cmd_tokens(int argc, char **argv) {
                                (unsigned long long)td.n_events, td.records_crc);
                     else
                         printf("dataset: not recorded\n");
+                    // What a reader of the store must know: records before a time are gone.
+                    if (gi.n_gc) {
+                        char at[32], bt[32];
+                        rd_app_fmt_utc(gi.last_at, at, sizeof at);
+                        rd_app_fmt_utc(gi.before_t, bt, sizeof bt);
+                        printf("gc: %llu records deleted by %u gc%s, the last at %s; records "
+                               "before %lld (%s) are gone\n",
+                               (unsigned long long)gi.deleted, gi.n_gc, gi.n_gc > 1 ? "s" : "", at,
+                               (long long)gi.before_t, bt);
+                    } else {
+                        printf("gc: none recorded\n");
+                    }
                     print_stats("total", &tot);
                     for (uint32_t k = 0; ps && k < in.n_shards; k++) {
                         char what[32];

@@ -1298,9 +1298,48 @@ int rd_token_store_fetch(rd_token_store *s,
 // ---------------------------------------------------------------------------------------------
 // gc
 
+// The gc record: meta key "gc" of a shard, written in every write transaction of a gc that
+// deletes records (so no deletion is ever committed without it), and read by
+// rd_token_store_gc_info. A store made before it has no such key, and a build before it ignores
+// the key (open and verify read only "header"; compact copies every key):
+//   "RDTOKGC1" | i64 at (unix s of the last gc that deleted here) | i64 before_t (the largest
+//   cutoff of those gcs) | u64 deleted (records deleted by them) | u32 gcs | u32 CRC-32C
+#define GC_MAGIC "RDTOKGC1"
+#define GC_BYTES 40
+
+static void gc_rec_put(unsigned char *b, const rd_token_gc_info *g) {
+    memcpy(b, GC_MAGIC, 8);
+    memcpy(b + 8, &g->last_at, 8);
+    memcpy(b + 16, &g->before_t, 8);
+    memcpy(b + 24, &g->deleted, 8);
+    memcpy(b + 32, &g->n_gc, 4);
+    uint32_t crc = rd_crc32c(0, b, GC_BYTES - 4);
+    memcpy(b + 36, &crc, 4);
+}
+
+// Decode a shard's gc record. @return 1, or 0 when it is not one (size, magic, CRC).
+static int gc_rec_get(const MDB_val *v, rd_token_gc_info *g) {
+    const unsigned char *b = v->mv_data;
+    uint32_t crc;
+    if (v->mv_size != GC_BYTES || memcmp(b, GC_MAGIC, 8) != 0)
+        return 0;
+    memcpy(&crc, b + 36, 4);
+    if (crc != rd_crc32c(0, b, GC_BYTES - 4))
+        return 0;
+    memset(g, 0, sizeof *g);
+    memcpy(&g->last_at, b + 8, 8);
+    memcpy(&g->before_t, b + 16, 8);
+    memcpy(&g->deleted, b + 24, 8);
+    memcpy(&g->n_gc, b + 32, 4);
+    return 1;
+}
+
 typedef struct gc_ctx {
     rd_token_store *s;
     int shard;
+    int64_t before_t;
+    int64_t at;        // wall clock of this gc (unix s)
+    int counted;       // this gc is already counted in the shard's record (an earlier commit)
     uint64_t before_k; // before_t in key order
     uint64_t start_user;
     int start_set; // 0: start at the first record
@@ -1310,6 +1349,36 @@ typedef struct gc_ctx {
     int finished;
     uint64_t next_user;
 } gc_ctx;
+
+// This transaction's deletions added to the shard's gc record, in the same transaction.
+static int gc_record(MDB_txn *txn, const gc_ctx *c, rd_errbuf *eb) {
+    MDB_dbi meta = c->s->shards[c->shard].dbi_meta;
+    MDB_val k = {2, (void *)"gc"}, v;
+    rd_token_gc_info g;
+    memset(&g, 0, sizeof g);
+    int rc = mdb_get(txn, meta, &k, &v);
+    if (rc == 0 && !gc_rec_get(&v, &g)) {
+        char path[DIR_MAX + 32];
+        shard_path(c->s, c->s->dir, c->shard, path, sizeof path);
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "token shard %s: its gc record is damaged (%zu bytes, expected %d with "
+                          "magic and CRC)",
+                          path, v.mv_size, GC_BYTES);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
+    if (c->at > g.last_at)
+        g.last_at = c->at;
+    if (g.n_gc == 0 || c->before_t > g.before_t)
+        g.before_t = c->before_t;
+    g.deleted += c->deleted;
+    g.n_gc += !c->counted;
+    unsigned char b[GC_BYTES];
+    gc_rec_put(b, &g);
+    v.mv_size = GC_BYTES;
+    v.mv_data = b;
+    return mdb_put(txn, meta, &k, &v, 0);
+}
 
 static int gc_cb(MDB_txn *txn, void *vctx, rd_errbuf *eb) {
     gc_ctx *c = vctx;
@@ -1340,7 +1409,7 @@ static int gc_cb(MDB_txn *txn, void *vctx, rd_errbuf *eb) {
             if (c->deleted == c->max_del) {
                 c->next_user = user; // resume here in the next transaction
                 mdb_cursor_close(cur);
-                return 0;
+                return gc_record(txn, c, eb);
             }
             // Delete, then find the successor by key: unambiguous whatever page the deletion
             // left the cursor on.
@@ -1367,8 +1436,10 @@ static int gc_cb(MDB_txn *txn, void *vctx, rd_errbuf *eb) {
     mdb_cursor_close(cur);
     if (rc == MDB_NOTFOUND) {
         c->finished = 1;
-        return 0;
+        rc = 0;
     }
+    if (rc == 0 && c->deleted > 0)
+        rc = gc_record(txn, c, eb);
     return rc;
 }
 
@@ -1389,6 +1460,8 @@ store_gc_unguarded(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_
         gc_ctx c = {0};
         c.s = s;
         c.shard = (int)sh;
+        c.before_t = before_t;
+        c.at = (int64_t)time(NULL);
         c.before_k = rd_lmdbx_i64_key(before_t);
         c.max_del = s->append_batch;
         for (;;) {
@@ -1400,6 +1473,7 @@ store_gc_unguarded(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_
                 return rc;
             }
             total += c.deleted;
+            c.counted |= c.deleted > 0; // committed with its record
             if (c.finished)
                 break;
             c.start_user = c.next_user;
@@ -1426,6 +1500,50 @@ int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, 
         }
     }
     TK_GUARDED(s, eb, store_gc_unguarded(s, before_t, n_deleted, eb));
+}
+
+static int store_gc_info_unguarded(rd_token_store *s, rd_token_gc_info *info, rd_errbuf *eb) {
+    memset(info, 0, sizeof *info);
+    for (uint32_t sh = 0; sh < s->info.n_shards; sh++) {
+        tk_shard *t = &s->shards[sh];
+        if (!t->env)
+            continue;
+        int rc = shard_read(s, (int)sh, eb);
+        if (rc != RD_OK)
+            return rc;
+        MDB_val k = {2, (void *)"gc"}, v;
+        int mrc = mdb_get(t->rtxn, t->dbi_meta, &k, &v);
+        rd_token_gc_info g;
+        int good = mrc == 0 && gc_rec_get(&v, &g);
+        size_t bytes = mrc == 0 ? v.mv_size : 0;
+        release_reads(s);
+        char path[DIR_MAX + 32];
+        shard_path(s, s->dir, (int)sh, path, sizeof path);
+        if (mrc == MDB_NOTFOUND) // never collected (or a store made before the record)
+            continue;
+        if (mrc)
+            return rd_lmdbx_error(eb, mrc, "read the gc record of", path);
+        if (!good)
+            return rd_err_set(eb, RD_ERR_CORRUPT,
+                              "token shard %s: its gc record is damaged (%zu bytes, expected %d "
+                              "with magic and CRC)",
+                              path, bytes, GC_BYTES);
+        if (g.last_at > info->last_at)
+            info->last_at = g.last_at;
+        if (info->n_gc == 0 || g.before_t > info->before_t)
+            info->before_t = g.before_t;
+        if (g.n_gc > info->n_gc)
+            info->n_gc = g.n_gc;
+        info->deleted += g.deleted;
+    }
+    return RD_OK;
+}
+
+int rd_token_store_gc_info(rd_token_store *s, rd_token_gc_info *info, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, info != NULL);
+    memset(info, 0, sizeof *info);
+    RD_ARG_CHECK(eb, s != NULL);
+    TK_GUARDED(s, eb, store_gc_info_unguarded(s, info, eb));
 }
 
 // ---------------------------------------------------------------------------------------------

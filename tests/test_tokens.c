@@ -35,6 +35,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 // ---------------------------------------------------------------------------------------------
@@ -1770,9 +1771,22 @@ static void test_gc(void **state) {
     }
     rd_token_batch b = {n, users, ts, ids, tok, NULL, NULL, NULL, NULL};
     assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    // A store never collected has no gc record, as every store made before the record existed
+    // (the same bytes: the record is written by a gc only), and it opens and reads as before.
+    rd_token_gc_info gi;
+    memset(&gi, 0xff, sizeof gi);
+    assert_int_equal(rd_token_store_gc_info(s, &gi, &eb), RD_OK);
+    assert_true(gi.n_gc == 0 && gi.deleted == 0 && gi.last_at == 0);
     uint64_t del = 0;
+    const int64_t t0 = (int64_t)time(NULL);
     assert_int_equal(rd_token_store_gc(s, 50, &del, &eb), RD_OK);
+    const int64_t t1 = (int64_t)time(NULL);
     assert_true(del == U * 50);
+    // The gc is recorded (in every transaction of 7 deletions, counted once).
+    assert_int_equal(rd_token_store_gc_info(s, &gi, &eb), RD_OK);
+    assert_int_equal(gi.n_gc, 1);
+    assert_true(gi.deleted == U * 50 && gi.before_t == 50);
+    assert_true(gi.last_at >= t0 && gi.last_at <= t1);
     rd_token_stats st;
     assert_int_equal(rd_token_store_stats(s, &st, NULL, &eb), RD_OK);
     assert_true(st.entries == U * 50);
@@ -1787,8 +1801,12 @@ static void test_gc(void **state) {
     // gc again at the same point deletes nothing; gc of everything empties the store.
     assert_int_equal(rd_token_store_gc(s, 50, &del, &eb), RD_OK);
     assert_true(del == 0);
+    assert_int_equal(rd_token_store_gc_info(s, &gi, &eb), RD_OK);
+    assert_true(gi.n_gc == 1 && gi.deleted == U * 50); // nothing deleted, nothing recorded
     assert_int_equal(rd_token_store_gc(s, INT64_MAX, &del, &eb), RD_OK);
     assert_true(del == U * 50);
+    assert_int_equal(rd_token_store_gc_info(s, &gi, &eb), RD_OK);
+    assert_true(gi.n_gc == 2 && gi.deleted == U * 100 && gi.before_t == INT64_MAX);
     assert_int_equal(rd_token_store_stats(s, &st, NULL, &eb), RD_OK);
     assert_true(st.entries == 0 && st.users == 0);
     assert_int_equal(rd_token_store_verify(s, NULL, &eb), RD_OK);
@@ -1799,6 +1817,34 @@ static void test_gc(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_token_store_gc(s, 10, &del, &eb), RD_ERR_ARG);
     assert_non_null(strstr(eb.msg, "read-only"));
+    // A reader sees the record; verify, which reads only the header, accepts the store with it.
+    memset(&gi, 0, sizeof gi);
+    assert_int_equal(rd_token_store_gc_info(s, &gi, &eb), RD_OK);
+    assert_true(gi.n_gc == 2 && gi.deleted == U * 100);
+    assert_int_equal(rd_token_store_verify(s, NULL, &eb), RD_OK);
+    rd_token_store_destroy(s);
+    // A damaged record is said, naming its shard.
+    {
+        char p[RD_PATH_MAX + 64];
+        snprintf(p, sizeof p, "%s/gc/shard-0001", g_root);
+        rd_lmdbx_opts lo = {0};
+        lo.max_dbs = 4;
+        MDB_env *env = NULL;
+        assert_int_equal(rd_lmdbx_env_open(p, &lo, &env, &eb), RD_OK);
+        MDB_txn *txn;
+        MDB_dbi meta;
+        assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+        MDB_val k = {2, (void *)(uintptr_t) "gc"}, v = {5, (void *)(uintptr_t) "junk!"};
+        assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+        assert_int_equal(mdb_txn_commit(txn), 0);
+        rd_lmdbx_env_close(env);
+    }
+    s = open_store("gc", RD_TOKEN_READ_ONLY, &rc, &eb);
+    assert_int_equal(rc, RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_gc_info(s, &gi, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "gc/shard-0001: its gc record is damaged (5 bytes"));
     rd_token_store_destroy(s);
     free(users);
     free(ids);

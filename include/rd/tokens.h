@@ -17,6 +17,7 @@
 //                                                   (_fetch_batch: or below the key (t, id))
 //   rd_token_store_gc / _stats / _verify / _iterate tools: delete old entries, counts, checks,
 //                                                   export
+//   rd_token_gc_info, rd_token_store_gc_info        what the store records of its gcs
 //   rd_token_store_map_huge, rd_token_map_stats     serve a built store from 2 MiB pages
 //   rd_token_shard_fetch_batch / rd_token_fetch_reply_bytes / rd_token_fetch_reply_view
 //   rd_token_append_pack / rd_token_append_packed_bytes / rd_token_shard_append_packed
@@ -31,7 +32,8 @@
 // value size, store id, CRC-32C; written atomically, last, by create) and <dir>/shard-%04d/ one
 // LMDB env per shard (data.mdb, lock.mdb) with two named databases: "meta" holds the header record
 // (key "header": version, dim, dtype, shard id, n_shards, store id, CRC — checked against the
-// manifest at open) and "tokens" holds the records:
+// manifest at open; and, once a gc deleted records, key "gc": rd_token_store_gc_info) and
+// "tokens" holds the records:
 //   key   (24 bytes) = big-endian user | big-endian (timestamp ^ 2^63) | big-endian instance id,
 //         so memcmp order is (user, time, id) order and a cursor walks a user's history in time
 //         order;
@@ -354,7 +356,8 @@ int rd_token_store_fetch_batch(rd_token_store *s,
 
 /**
  * Delete every record with timestamp < before_t from the writable shards of this handle, in
- * write transactions of at most append_batch deletions (a long gc never holds one huge txn).
+ * write transactions of at most append_batch deletions (a long gc never holds one huge txn),
+ * each also updating the shard's gc record (rd_token_store_gc_info).
  * The open shards are verified first (rd_token_store_verify): a damaged store is refused with
  * verify's error ("the store does not verify (nothing deleted): ...") and left unchanged.
  * @param[out] n_deleted  records deleted (may be NULL)
@@ -362,6 +365,27 @@ int rd_token_store_fetch_batch(rd_token_store *s,
  *         RD_ERR_LMDB
  */
 int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, rd_errbuf *eb);
+
+/** What the store records of the gcs that deleted records from it. Each shard keeps a record
+ *  (meta key "gc", written in the same write transaction as the deletions: a deletion is never
+ *  committed without it); a gc that deletes nothing leaves none. A store made before the record
+ *  existed (2026-12-06), or never collected, has none: n_gc 0. Builds before it ignore the key
+ *  and copy it along (compact). A model trained before last_at may have read records that are
+ *  gone (`recdistill score` warns). */
+typedef struct rd_token_gc_info {
+    int64_t last_at;  // unix seconds (wall clock) of the latest gc that deleted records; 0 = none
+    int64_t before_t; // the largest cutoff of those gcs: every record before it was deleted
+    uint64_t deleted; // records they deleted, all shards
+    uint32_t n_gc;    // how many gcs deleted records (the most of any one shard)
+} rd_token_gc_info;
+
+/**
+ * The gc records of the shards open in this handle, merged (read snapshots; read-only handles
+ * too).
+ * @return RD_OK (n_gc 0: nothing recorded), RD_ERR_CORRUPT (a damaged record: shard named),
+ *         RD_ERR_LMDB, RD_ERR_ARG (NULL s or info)
+ */
+int rd_token_store_gc_info(rd_token_store *s, rd_token_gc_info *info, rd_errbuf *eb);
 
 typedef struct rd_token_stats {
     uint64_t entries;       // records

@@ -250,6 +250,28 @@ expect 1 "record [0-9]*: fetch tokens: the store .* is not the one model 'teache
     "$RD" score "$TMP/iat.rdsv" --data "$TMP/i/data" --store "$TMP/i2/tokens" --out "$TMP/y.csv" \
     --json "$TMP/y.json"
 { [ ! -e "$TMP/y.csv" ] && [ ! -e "$TMP/y.json" ]; } || fail "a failed score left output"
+# A `tokens gc` after the export deletes tokens the model was trained with: it then reads fewer,
+# and its scores differ from training's with nothing to say why. The store records its gcs, and
+# score warns once on stderr (it said nothing); not for the store as trained, nor for a gc that
+# deleted nothing.
+"$RD" tokens compact "$TMP/i/tokens" --out "$TMP/igc" >/dev/null 2>"$TMP/e" || fail "compact: $(cat "$TMP/e")"
+"$RD" tokens gc "$TMP/igc" --before -9000000000000000000 >/dev/null 2>"$TMP/e" || fail "gc nothing: $(cat "$TMP/e")"
+expect 0 "" "$RD" score "$TMP/iat.rdsv" --data "$TMP/i/data" --store "$TMP/igc"
+grep -q "garbage-collected" "$TMP/e" && fail "score warns of a gc that deleted nothing: $(cat "$TMP/e")"
+"$RD" tokens stats "$TMP/igc" >"$TMP/st" 2>"$TMP/e" || fail "tokens stats: $(cat "$TMP/e")"
+grep -qx "gc: none recorded" "$TMP/st" || fail "tokens stats of a store never collected: $(cat "$TMP/st")"
+read -r t0 t1 < <(sed -n 's/^total: .*, time \(-\{0,1\}[0-9]*\)\.\.\(-\{0,1\}[0-9]*\)$/\1 \2/p' "$TMP/st")
+[ -n "${t1:-}" ] || fail "no time range in tokens stats: $(cat "$TMP/st")"
+mid=$(((t0 + t1) / 2))
+"$RD" tokens gc "$TMP/igc" --before "$mid" >"$TMP/o" 2>"$TMP/e" || fail "gc: $(cat "$TMP/e")"
+"$RD" tokens stats "$TMP/igc" >"$TMP/st" 2>"$TMP/e" || fail "tokens stats: $(cat "$TMP/e")"
+grep -Eq "^gc: [1-9][0-9]* records deleted by 1 gc, the last at [0-9-]+T[0-9:]+Z; records before $mid \(" "$TMP/st" ||
+    fail "tokens stats does not say the gc: $(cat "$TMP/st")"
+expect 0 "warning: token store $TMP/igc was garbage-collected at .*, after $TMP/iat.rdsv was exported .*records before $mid .* model 'teacher' now reads fewer tokens than it was trained with" \
+    "$RD" score "$TMP/iat.rdsv" --data "$TMP/i/data" --store "$TMP/igc"
+[ "$(grep -c "garbage-collected" "$TMP/e")" -eq 1 ] || fail "the gc warning is not said once: $(cat "$TMP/e")"
+expect 0 "" "$RD" score "$TMP/iat.rdsv" --run "$TMP/i"
+grep -q "garbage-collected" "$TMP/e" && fail "score warns of a gc of another copy: $(cat "$TMP/e")"
 expect 1 "--store .*reads no instance tokens" \
     "$RD" score "$TMP/student.rdsv" --data "$TMP/t/data" --store "$TMP/i/tokens"
 echo "ok: a token model searched by series scores the holdout as train reported"
