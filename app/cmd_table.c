@@ -40,11 +40,15 @@ static void table_usage(FILE *out) {
             "                                         of age and update count\n"
             "  export  CKPT --table NAME --out FILE [--format tsv|bin]   rows sorted by key\n"
             "                                         (FILE '-' = stdout, tsv only)\n"
-            "  import  CKPT --table NAME --in FILE --out DIR [--keys-of T]   replace the\n"
-            "                                         table's rows by an export of it (tsv or\n"
-            "                                         bin, detected; FILE '-' = stdin);\n"
-            "                                         --keys-of T: of table T,\n"
-            "                                         when NAME has init_as: T in the config\n"
+            "  import  CKPT --table NAME --in FILE --out DIR [--keys-of T] [--config C]\n"
+            "                                         replace the table's rows by an export of\n"
+            "                                         it (tsv or bin, detected; FILE '-' =\n"
+            "                                         stdin); --keys-of T: of table T,\n"
+            "                                         when NAME has init_as: T in the config;\n"
+            "                                         --config C: the run's config, whose\n"
+            "                                         admit_count of NAME is checked (pending\n"
+            "                                         counts into a table without admission\n"
+            "                                         are refused)\n"
             "                                         (the rows wait in a temporary file in\n"
             "                                         $TMPDIR, else beside CKPT)\n"
             "  evict   CKPT --out DIR [--table NAME] [--older-than T] [--min-count N]\n"
@@ -171,6 +175,28 @@ static int cmd_stats(rd_tabletool *tt, const char *dir, const char *table, rd_er
     return RD_OK;
 }
 
+// The admit_count of table `name` in the run's config `path`, for the import's check.
+static int
+admission_from_config(rd_tabletool *tt, int ti, const char *name, const char *path, rd_errbuf *eb) {
+    rd_config *cfg = rd_xmalloc(sizeof *cfg);
+    int rc = rd_config_load(path, cfg, eb);
+    int t = 0;
+    while (rc == RD_OK && t < cfg->ps.n_tables && strcmp(cfg->ps.tables[t].name, name) != 0)
+        t++;
+    if (rc == RD_OK && t == cfg->ps.n_tables)
+        rc = rd_err_set(eb, RD_ERR_CONFIG,
+                        "--config %s: no table '%s' in ps.tables: not the config of the run that "
+                        "wrote this checkpoint",
+                        path, name);
+    if (rc == RD_OK) {
+        char src[RD_PATH_MAX + 64];
+        snprintf(src, sizeof src, "%s: ps.tables[%d].admit_count", path, t);
+        rc = rd_tabletool_set_admission(tt, ti, cfg->ps.tables[t].admit_count, src, eb);
+    }
+    rd_free(cfg);
+    return rc;
+}
+
 int rd_cmd_table(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         table_usage(argc < 2 ? stderr : stdout);
@@ -193,7 +219,8 @@ int rd_cmd_table(int argc, char **argv) {
         {"--table", RD_APP_STRING, NULL},      {"--out", RD_APP_STRING, NULL},
         {"--in", RD_APP_STRING, NULL},         {"--format", RD_APP_STRING, NULL},
         {"--older-than", RD_APP_NUMBER, NULL}, {"--min-count", RD_APP_NUMBER, NULL},
-        {"--shards", RD_APP_NUMBER, NULL},     {"--keys-of", RD_APP_STRING, NULL}};
+        {"--shards", RD_APP_NUMBER, NULL},     {"--keys-of", RD_APP_STRING, NULL},
+        {"--config", RD_APP_STRING, NULL}};
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const char *dir = NULL;
     int n_pos = 0;
@@ -209,7 +236,7 @@ int rd_cmd_table(int argc, char **argv) {
         const char *cmd, *taken;
     } takes[] = {{"stats", "--table"},
                  {"export", "--table --out --format"},
-                 {"import", "--table --in --out --keys-of"},
+                 {"import", "--table --in --out --keys-of --config"},
                  {"evict", "--out --table --older-than --min-count"},
                  {"reshard", "--shards --out"},
                  {"verify", ""},
@@ -406,10 +433,14 @@ int rd_cmd_table(int argc, char **argv) {
         FILE *f = from_stdin ? stdin : fopen(in, "rb");
         rd_tabletool_imported im;
         memset(&im, 0, sizeof im);
-        if (!f)
+        const uint64_t pend_before = pending_of(tt, ti);
+        const char *config = opts[8].value;
+        // The checkpoint does not record the table's admission; the run's config does.
+        rc = config ? admission_from_config(tt, ti, table, config, &eb) : RD_OK;
+        if (rc == RD_OK && !f)
             rc = rd_err_set(&eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", in,
                             strerror(errno));
-        else
+        else if (rc == RD_OK)
             rc = rd_tabletool_import_keys_of(tt, ti, opts[7].value, f, in_name, &im, &eb);
         if (f && !from_stdin)
             fclose(f);
@@ -423,6 +454,15 @@ int rd_cmd_table(int argc, char **argv) {
                         "%s: note: %s is an export of an older build (no pending admission "
                         "counts): the table's %llu pending counts were dropped\n",
                         prog, in_name, (unsigned long long)im.dropped);
+            // Without the config, a file that brings the first pending counts is the one hint
+            // that the table may have no admission (such a table never has any).
+            if (!config && im.pending && pend_before == 0)
+                fprintf(stderr,
+                        "%s: note: table %s held no pending admission counts and %s brings "
+                        "%llu: a table without admission (admit_count 1) never has any, and its "
+                        "PS would never read them; --config CONFIG checks the table's "
+                        "admit_count (and refuses them then)\n",
+                        prog, table, in_name, (unsigned long long)im.pending);
         }
     } else if (strcmp(cmd, "evict") == 0) {
         // Pending admission counts (keys counted for admission, no row yet) carry a last-seen

@@ -1710,6 +1710,58 @@ static void test_stream_import_spill(void **state) {
     }
 }
 
+// Pending admission counts into a table the config gives no admission (admit_count 1): the PS
+// would never read them. They imported without a word; with the config's admit_count known
+// (rd_tabletool_set_admission) they are refused, naming the line, the table and the config key,
+// resident and streamed alike; rows alone import, and with admission the counts do.
+static void test_import_admission(void **state) {
+    (void)state;
+    char src[300];
+    path(src, sizeof src, "adm_src");
+    make_ckpt(src, 2);
+    static const char with_pending[] =
+        "# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending 2\n"
+        "7\t5\t1\t0.1\t0.2\t0.3\n# note\n"
+        "pending\t9\t5\t1\npending\t11\t6\t2\n";
+    static const char rows_only[] = "# table emb_b dim 3 slots 0 optimizer sgd rows 1 pending 0\n"
+                                    "7\t5\t1\t0.1\t0.2\t0.3\n";
+    for (int k = 0; k < 2; k++) {
+        rd_tabletool *tt = k ? open_stream(src) : open_tt(src);
+        rd_errbuf eb;
+        uint64_t rows0, pend0, rows, pend;
+        rd_tabletool_counts(tt, 1, &rows0, &pend0);
+        // Not known: imported as before (the command line says a note).
+        assert_int_equal(import_text(tt, 1, with_pending, sizeof with_pending - 1, &eb), RD_OK);
+        rd_tabletool_counts(tt, 1, &rows, &pend);
+        assert_true(rows == 1 && pend == 2);
+        rd_tabletool_close(tt);
+        tt = k ? open_stream(src) : open_tt(src);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(
+            rd_tabletool_set_admission(tt, 1, 1, "c.yaml: ps.tables[1].admit_count", &eb), RD_OK);
+        assert_int_equal(import_text(tt, 1, with_pending, sizeof with_pending - 1, &eb),
+                         RD_ERR_SCHEMA);
+        assert_non_null(strstr(eb.msg, "in.tsv:4: pending count 0: key 9 is a pending admission "
+                                       "count (2 in the file), but table emb_b has no admission "
+                                       "(c.yaml: ps.tables[1].admit_count is 1)"));
+        rd_tabletool_counts(tt, 1, &rows, &pend);
+        assert_true(rows == rows0 && pend == pend0); // untouched
+        assert_int_equal(import_text(tt, 1, rows_only, sizeof rows_only - 1, &eb), RD_OK);
+        rd_tabletool_counts(tt, 1, &rows, &pend);
+        assert_true(rows == 1 && pend == 0);
+        // With admission (admit_count 3) the counts import.
+        assert_int_equal(
+            rd_tabletool_set_admission(tt, 1, 3, "c.yaml: ps.tables[1].admit_count", &eb), RD_OK);
+        assert_int_equal(import_text(tt, 1, with_pending, sizeof with_pending - 1, &eb), RD_OK);
+        rd_tabletool_counts(tt, 1, &rows, &pend);
+        assert_true(rows == 1 && pend == 2);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tabletool_set_admission(tt, 5, 1, "x", &eb), RD_ERR_ARG);
+        assert_int_equal(rd_tabletool_set_admission(tt, 1, 1, NULL, &eb), RD_ERR_ARG);
+        rd_tabletool_close(tt);
+    }
+}
+
 // The soft RLIMIT_NOFILE that leaves `spare` descriptors free: one past the spare-th free one
 // (descriptors open above it, inherited ones say, do not count).
 static rlim_t limit_for_spare(int spare) {
@@ -2046,6 +2098,7 @@ int main(void) {
         cmocka_unit_test(test_reshard),
         cmocka_unit_test(test_compact_evict_export),
         cmocka_unit_test(test_import_bad_input),
+        cmocka_unit_test(test_import_admission),
         cmocka_unit_test(test_dense_and_dirs),
         cmocka_unit_test(test_dense_identity),
         cmocka_unit_test(test_out_parents),

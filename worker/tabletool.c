@@ -75,6 +75,10 @@ struct rd_tabletool {
     rd_tabletool_hist *hist; // (n_tables) statistics, valid while hist_ok
     int hist_ok;
     uint32_t export_group; // stream: shards a merge may open at once (0 = from RLIMIT_NOFILE)
+    // What the config says of a table's admission (rd_tabletool_set_admission; the checkpoint
+    // does not record it): admit[t] = admit_count, 0 = not known; admit_src[t] where it was read.
+    int admit[RD_MAX_TABLES];
+    char *admit_src[RD_MAX_TABLES];
 };
 
 static const char exp_magic[8] = {'R', 'D', 'T', 'B', 'L', 'E', 'X', 'P'};
@@ -284,6 +288,8 @@ void rd_tabletool_close(rd_tabletool *tt) {
     rd_free(tt->rows);
     rd_free(tt->pend);
     rd_free(tt->hist);
+    for (int t = 0; t < RD_MAX_TABLES; t++)
+        rd_free(tt->admit_src[t]);
     rd_free(tt->man);
     rd_free(tt);
 }
@@ -2009,6 +2015,18 @@ int rd_tabletool_export(rd_tabletool *tt, int table, int format, FILE *f, rd_err
     return rc;
 }
 
+int rd_tabletool_set_admission(
+    rd_tabletool *tt, int table, int admit_count, const char *source, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, tt != NULL);
+    RD_ARG_CHECK(eb, table >= 0 && (uint32_t)table < tt->man->n_tables);
+    RD_ARG_CHECK(eb, admit_count >= 0);
+    RD_ARG_CHECK(eb, source != NULL);
+    tt->admit[table] = admit_count;
+    rd_free(tt->admit_src[table]);
+    tt->admit_src[table] = rd_xstrdup(source);
+    return RD_OK;
+}
+
 int rd_tabletool_import(rd_tabletool *tt,
                         int table,
                         FILE *f,
@@ -2069,6 +2087,22 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
         }
     if (rc == RD_OK && r.n + r.np > 1)
         rc = unique_keys(&r, what, eb);
+    // Pending admission counts into a table without admission (admit_count 1): the PS creates a
+    // row at a key's first sighting and never reads them, so they would only sit in every later
+    // checkpoint and, were admission turned on, admit those keys early. A file that carries them
+    // is not an export of this table as configured (another config, or an edit gone wrong):
+    // refused, naming the first one, rather than dropped without the maintainer deciding.
+    if (rc == RD_OK && r.np > 0 && tt->admit[table] == 1) {
+        char at[RD_PATH_MAX + 64];
+        entry_at(&r, what, ENTRY_PENDING, 0, at, sizeof at);
+        rc =
+            rd_err_set(eb, RD_ERR_SCHEMA,
+                       "%s: key %llu is a pending admission count (%zu in the file), but table %s "
+                       "has no admission (%s is 1): the PS never reads them. Import the rows "
+                       "alone (drop the 'pending' lines and give the header 'pending 0'), or "
+                       "give the table admit_count > 1",
+                       at, (unsigned long long)r.pend[0].key, r.np, ct->name, tt->admit_src[table]);
+    }
     // Only now touch the table: fresh shard tables (counters kept), then the rows and the
     // pending counts. Resident: every shard now. Streamed: recorded, and applied to each shard as
     // it is read (import_into); the rows stay in the spill file until rd_tabletool_close.

@@ -16,6 +16,7 @@
 //   rd_tabletool_stats()        rows, pending keys, bytes, histograms of one table
 //   rd_tabletool_evict()        drop rows older than a stream time and/or updated fewer times
 //   rd_tabletool_export()/import()  rows and pending counts as TSV or binary (exact round trip)
+//   rd_tabletool_set_admission()    a table's admit_count from the config (import checks it)
 //   rd_tabletool_write()        write the (edited) checkpoint to a new directory with P' shards
 //                               (reshard, compact, and the output of evict / import)
 //
@@ -183,7 +184,8 @@ typedef struct rd_tabletool_imported {
  * folder, with the table unchanged.
  * @param[out] res  what was imported (may be NULL)
  * @return RD_OK, RD_ERR_PARSE (line N: what), RD_ERR_CORRUPT (binary CRC / size),
- *         RD_ERR_SCHEMA (another table, dim / slots / optimizer differ), RD_ERR_VERSION,
+ *         RD_ERR_SCHEMA (another table, dim / slots / optimizer differ; pending admission
+ *         counts into a table without admission: rd_tabletool_set_admission), RD_ERR_VERSION,
  *         RD_ERR_IO, RD_ERR_NOMEM
  */
 int rd_tabletool_import(rd_tabletool *tt,
@@ -206,6 +208,19 @@ int rd_tabletool_import_keys_of(rd_tabletool *tt,
                                 const char *what,
                                 rd_tabletool_imported *res,
                                 rd_errbuf *eb);
+
+/**
+ * What the config says of `table`'s admission, for rd_tabletool_import: a checkpoint does not
+ * record admit_count (ps.tables[].admit_count). With admit_count 1 (no admission) the PS never
+ * reads a pending admission count of the table, so an import of a file that carries some is
+ * refused (RD_ERR_SCHEMA naming its first pending line, the table and `source`). 0 = not known
+ * (the default: pending counts import as they are).
+ * @param[in] source  where admit_count was read, for the message (copied), e.g.
+ *                    "run/config.effective.yaml: ps.tables[1].admit_count"
+ * @return RD_OK or RD_ERR_ARG
+ */
+int rd_tabletool_set_admission(
+    rd_tabletool *tt, int table, int admit_count, const char *source, rd_errbuf *eb);
 
 /**
  * Write the checkpoint as it now is into the new directory `out` with `n_shards` shards

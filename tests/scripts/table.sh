@@ -399,6 +399,23 @@ expect_fail 1 "dup.tsv:3: row 1: key [0-9]* appears twice \(first as row 0 on li
 grep -Eq "standard input:3: row 1: key [0-9]+ appears twice \(first as row 0 on line 2\)" e ||
     fail "a repeated key in standard input is not named by its lines: $(cat e)"
 [ -s o ] && fail "a refused import printed $(cat o)"
+# Pending admission counts into s_item, which tiny.yaml gives no admission (admit_count 1): its
+# PS never reads them. They imported without a word; now a note says so, and with --config the
+# import is refused, naming the line, the table and the config key, and nothing is written.
+n_item=$(($(wc -l <item.tsv) - 1))
+(sed -n 1p item.tsv | sed 's/pending [0-9]*$/pending 1/'; sed -n "2,\$p" item.tsv; printf 'pending\t12345\t5\t1\n') > pend.tsv
+expect_fail 1 "^recdistill table import: pend.tsv:$((n_item + 2)): pending count 0: key 12345 is a pending admission count \(1 in the file\), but table s_item has no admission \(tiny.yaml: ps.tables\[1\].admit_count is 1\)" \
+    "$RD" table import "$C" --table s_item --in pend.tsv --out z --config tiny.yaml
+[ ! -e z ] || fail "a refused import left z"
+"$RD" table import "$C" --table s_item --in pend.tsv --out imp_pend >o 2>e || fail "import pend.tsv without --config: $(cat e)"
+grep -q "note: table s_item held no pending admission counts and pend.tsv brings 1" e ||
+    fail "no note of pending counts into a table that held none: $(cat e)"
+"$RD" table import "$C" --table s_item --in item.tsv --out imp_cfg --config tiny.yaml >o 2>e || fail "import with --config: $(cat e)"
+[ -s e ] && fail "a plain import with --config said: $(cat e)"
+sed 's/s_item/s_other/' tiny.yaml > other.yaml
+expect_fail 1 "--config other.yaml: no table 's_item' in ps.tables" \
+    "$RD" table import "$C" --table s_item --in item.tsv --out z --config other.yaml
+expect_fail 2 "--config" "$RD" table export "$C" --table s_item --out z.tsv --config tiny.yaml
 # Optimizer state no optimizer holds: a negative sum of squared gradients (Adam's v here) was
 # imported and made the first update of its row NaN, blamed on the learning rate at train time.
 awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$13="-1"} {print}' item.tsv > negv.tsv
