@@ -3773,6 +3773,29 @@ int rd_config_warnings(const rd_config *cfg, char *buf, size_t cap) {
             n += warn_branch_blocks(mc->name, m, "tokens", mc->tokens.kind, mc->tokens.layers,
                                     mc->tokens.heads, buf, cap, &len);
     }
+    // A teacher job of a replaying launch trains in full, but its targets go nowhere: the
+    // distilled students read the log's (a teacher sends and logs only to a live student), and
+    // the report measures no eta against it. Said before its ranks are spent, with what to drop.
+    for (int i = 0; cfg->distill.replay && i < cfg->cluster.n_jobs && i < RD_MAX_JOBS; i++) {
+        const rd_job_config *j = &cfg->cluster.jobs[i];
+        if (j->role != RD_JOB_TEACHER)
+            continue;
+        n++;
+        if (len < cap) {
+            int world = rd_config_world_size(cfg);
+            int w = snprintf(buf + len, cap - len,
+                             "cluster.jobs[%d]: teacher job '%s' trains for nothing: "
+                             "distill.replay is true, so the distilled students read their "
+                             "targets from distill.target_log, and this teacher sends none, logs "
+                             "none and no eta is measured against it; remove it from cluster.jobs "
+                             "and launch %d rank%s instead of %d (keep it only to train this "
+                             "teacher for its own metrics and checkpoints)\n",
+                             i, j->name, world - j->ranks, world - j->ranks == 1 ? "" : "s", world);
+            len += w > 0 ? (size_t)w : 0;
+            if (len >= cap)
+                len = cap;
+        }
+    }
     if (cap && len >= cap)
         buf[cap - 1] = '\0';
     return n;

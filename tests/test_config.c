@@ -1935,6 +1935,40 @@ static void test_config_warnings(void **state) {
     char small[24];
     assert_int_equal(rd_config_warnings(c, small, sizeof small), 1);
     assert_int_equal(strlen(small), sizeof small - 1);
+
+    // A teacher job of a replaying launch: it trains, but sends and logs nothing. Said with the
+    // ranks the launch needs without it (1 PS + 2 teacher + 1 student = 4, 2 without); nothing
+    // without replay, nor in the replay config without the teacher job (tools/replay-sweep.sh).
+    static const char pipeline[] =
+        "cluster:\n"
+        "  ps_ranks: 1\n"
+        "  jobs:\n"
+        "    - {name: big, role: teacher, model: t, ranks: 2}\n"
+        "    - {name: small, role: student, model: s, distill: true, teacher: big}\n"
+        "data: {source: synthetic}\n"
+        "ps: {tables: [{name: te, dim: 8}, {name: se, dim: 8}]}\n"
+        "models:\n"
+        "  - {name: t, features: [{field: item, table: te}]}\n"
+        "  - {name: s, features: [{field: item, table: se}]}\n"
+        "distill: {aux_tower: false, replay: %s}\n";
+    const char *teacher_line = "    - {name: big, role: teacher, model: t, ranks: 2}\n";
+    for (int replay = 0; replay <= 2; replay++) {
+        snprintf(yaml, sizeof yaml, pipeline, replay ? "true" : "false");
+        if (replay == 2) { // the replay config without the teacher job
+            char *tl = strstr(yaml, teacher_line);
+            assert_non_null(tl);
+            memmove(tl, tl + strlen(teacher_line), strlen(tl + strlen(teacher_line)) + 1);
+        }
+        if (parse(yaml, c, &eb) != RD_OK)
+            fail_msg("replay %d: %s", replay, eb.msg);
+        int n = rd_config_warnings(c, text, sizeof text);
+        if (n != (replay == 1) ||
+            (replay == 1 ? !strstr(text, "cluster.jobs[0]: teacher job 'big' trains for nothing: "
+                                         "distill.replay is true") ||
+                               !strstr(text, "launch 2 ranks instead of 4")
+                         : text[0] != '\0'))
+            fail_msg("replay %d: %d warnings: '%s'", replay, n, text);
+    }
     free(c);
 }
 

@@ -751,6 +751,9 @@ int rd_config_check_table(const rd_table_config *tc, const char *what, rd_errbuf
  * cut at cap): a branch's `layers` or `heads` away from their defaults (1, 2) while its kind is
  * mean or din, which read neither (only transformer does). Not errors: an ablation that switches
  * seq.kind from transformer to mean (`--set models.m.seq.kind=mean`) keeps the file's layers.
+ * Also each teacher job of a replaying launch (distill.replay): it trains, but sends and logs no
+ * target, so its ranks are spent for nothing unless its own model is wanted (the line says how
+ * many ranks the launch needs without it).
  * @return the number of lines (0: nothing to say)
  */
 int rd_config_warnings(const rd_config *cfg, char *buf, size_t cap);
