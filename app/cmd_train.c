@@ -119,6 +119,16 @@ static void bcast_polled(void *buf, int count, MPI_Datatype dt, MPI_Comm c, int 
 }
 
 RD_NORETURN static void die(const rd_comm *comm, const char *what, const rd_errbuf *eb, int rc) {
+    if (rc == RD_ERR_REPORTED) {
+        // Another rank reports the failure (rd_trainer_agree) and ends the launch: its
+        // MPI_Abort ends this rank too, without a second copy of its message or of MPICH's abort
+        // line. Should it not come, this rank ends the launch itself after the wait.
+        rd__watch_failing(); // an end the reporting rank explains: not a death
+        struct timespec ts = {5, 0};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        rd_abort_launch();
+    }
     fprintf(stderr, "recdistill train: rank %d: %s: %s\n", comm ? comm->rank : 0, what,
             eb && eb->msg[0] ? eb->msg : rd_strerror(rc));
     fflush(stderr);
@@ -1377,7 +1387,10 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     } else {
         rd_trainer *tr = NULL;
         rd_trainer_opts topts = {.resume_dir = resume};
-        if ((rc = rd_trainer_create(comm, cfg, &topts, &tr, &eb)) != RD_OK)
+        rc = rd_trainer_create(comm, cfg, &topts, &tr, &eb);
+        // Agreed by every worker rank (create has no collective step to hang in), so that a
+        // refusal every rank sees (an input of every job) is printed once.
+        if ((rc = rd_trainer_agree(comm, poll, rc, &eb)) != RD_OK)
             die(comm, "setting up the trainer", &eb, rc);
         if ((rc = rd_trainer_run(tr, mine, &eb)) != RD_OK)
             die(comm, comm->job_name[comm->job_index], &eb, rc);

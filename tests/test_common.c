@@ -41,7 +41,7 @@ static void test_strerror(void **state) {
 #undef ROW
     };
     size_t n = sizeof table / sizeof table[0];
-    assert_int_equal(n, 21);
+    assert_int_equal(n, 22);
     for (size_t i = 0; i < n; i++) {
         assert_string_equal(rd_strerror(table[i].code), table[i].text);
         // Codes are 0, -1, -2, ... without gaps or duplicates.
@@ -51,7 +51,8 @@ static void test_strerror(void **state) {
     assert_string_equal(rd_strerror(RD_ERR_CONFIG), "invalid configuration");
     assert_string_equal(rd_strerror(RD_ERR_EMPTY), "empty input");
     assert_string_equal(rd_strerror(RD_ERR_DIVERGED), "training diverged (NaN or inf)");
-    assert_string_equal(rd_strerror(-21), "unknown error");
+    assert_string_equal(rd_strerror(RD_ERR_REPORTED), "failed; another rank reported why");
+    assert_string_equal(rd_strerror(-22), "unknown error");
     assert_string_equal(rd_strerror(1), "unknown error");
     assert_string_equal(rd_strerror(-1000000), "unknown error");
 }

@@ -43,6 +43,7 @@
 #include "rd/train_ckpt.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -2688,20 +2689,25 @@ static void job_bcast_int(rd_trainer *tr, int *v) {
     rd_comm_wait(&r, tr->cfg->cluster.poll_us_max);
 }
 
+int rd_trainer_agree(const rd_comm *comm, int poll_us, int rc, rd_errbuf *eb) {
+    // The lowest failed world rank reports: one message however many ranks refused the same
+    // config or input (every rank of a job reads it), and every rank still ends the launch.
+    int mine = rc == RD_OK ? INT_MAX : comm->rank, first = INT_MAX;
+    MPI_Request r;
+    RD_MPI_CHECK(MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm->role, &r));
+    rd_comm_wait(&r, poll_us);
+    if (first == INT_MAX || first == comm->rank)
+        return rc;
+    return rd_err_set(eb, RD_ERR_REPORTED, "rank %d failed before training (its message says why)",
+                      first);
+}
+
 // Every worker rank of the launch (all jobs) says whether its last step before training went
 // well (resume, the target logs); no job builds tokens or trains before all did, so a launch that
 // fails there leaves no checkpoint, metrics file or target log of a run that never was. A rank
-// whose rd_trainer_create failed never gets here: its caller ends the launch (MPI_Abort).
+// whose rd_trainer_create failed never gets here: the launch ended at the agreement after it.
 static int all_workers_ready(rd_trainer *tr, int rc, rd_errbuf *eb) {
-    int ok = rc == RD_OK, all = 0;
-    MPI_Request r;
-    RD_MPI_CHECK(MPI_Iallreduce(&ok, &all, 1, MPI_INT, MPI_MIN, tr->comm->role, &r));
-    rd_comm_wait(&r, tr->cfg->cluster.poll_us_max);
-    if (rc != RD_OK || all)
-        return rc;
-    return rd_err_set(eb, RD_ERR_STATE,
-                      "another job of the launch failed before training (its message says why): "
-                      "nothing was trained");
+    return rd_trainer_agree(tr->comm, tr->cfg->cluster.poll_us_max, rc, eb);
 }
 
 // A run that does not resume starts its own timeline: job rank 0 removes every checkpoint an

@@ -43,7 +43,8 @@ extern "C" {
     X(ERR_UNSUPPORTED, -17, "unsupported operation")                                               \
     X(ERR_STATE, -18, "invalid state")                                                             \
     X(ERR_EMPTY, -19, "empty input")                                                               \
-    X(ERR_DIVERGED, -20, "training diverged (NaN or inf)")
+    X(ERR_DIVERGED, -20, "training diverged (NaN or inf)")                                         \
+    X(ERR_REPORTED, -21, "failed; another rank reported why")
 
 typedef enum rd_status {
 #define RD__STATUS_ENUM(name, code, text) RD_##name = code,

@@ -12,6 +12,7 @@
 //   rd_trainer_model()       the dense model (tests compare parameters)
 //   rd_trainer_kv()          the KV client (tests pull rows after training)
 //   rd_trainer_destroy()     rd_kv_shutdown + free (every worker rank must reach it)
+//   rd_trainer_agree()       every worker rank's status of a start-up step; one rank reports
 //   rd_trainer_request_checkpoint() a checkpoint after the next step (async-signal-safe)
 //   rd_trainer_request_stop()  the same, then PS shard 0 is told (SIGTERM: the run ends after)
 //   rd_trainer_targets_json() the target counters as JSON members (targets.json, report.json)
@@ -196,7 +197,8 @@ typedef struct rd_trainer_opts {
  * Set up one worker rank: open the dataset (and check that its split matches cfg->data.split),
  * build the job's model (seed cfg->run.seed, identical on the job's ranks), init the dense
  * optimizer and create the KV client. Not collective (no MPI traffic), so a failure here may be
- * local to one rank: the caller must turn it into a global stop (cmd_train aborts).
+ * local to one rank: the caller must turn it into a global stop (cmd_train agrees the status over
+ * every worker rank with rd_trainer_agree, so that one rank reports it, then aborts).
  * @param[in]  comm  a worker rank's layout (borrowed: must outlive the trainer)
  * @param[in]  cfg   validated run config (borrowed: must outlive the trainer)
  * @param[out] out   free with rd_trainer_destroy
@@ -307,6 +309,21 @@ rd_kv *rd_trainer_kv(rd_trainer *tr);
 /** Call rd_kv_shutdown (every worker rank must, also after a failed run when the PS ranks are
  *  to return normally), then free everything. Accepts NULL. @return the shutdown's status. */
 int rd_trainer_destroy(rd_trainer *tr);
+
+/**
+ * Agree on a start-up step (rd_trainer_create, resume, the target logs) over every worker rank
+ * of the launch: collective over comm->role, polled (poll_us as cluster.poll_us_max). A refusal
+ * of the config or of an input is usually seen by every rank at once; one of them reports it,
+ * so that `mpiexec -n N` prints it once, not once per rank.
+ * @param[in]     comm  a worker rank's layout
+ * @param[in]     rc    this rank's status of the step
+ * @param[in,out] eb    this rank's message; on a rank that gets RD_ERR_REPORTED, which rank
+ *                      reported
+ * @return RD_OK when every rank's rc is RD_OK; rc itself on the lowest world rank whose rc is not;
+ *         RD_ERR_REPORTED on every other rank, failed or not (its caller ends the launch without a
+ *         message of its own: the reporting rank's says why).
+ */
+int rd_trainer_agree(const rd_comm *comm, int poll_us, int rc, rd_errbuf *eb);
 
 #ifdef __cplusplus
 }

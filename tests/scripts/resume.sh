@@ -632,7 +632,8 @@ done
 # The ranks of one job see different checkpoints in the agreed phase (a node-local copy of the
 # root that lags: here teacher rank 1 runs in another working directory whose root stops one
 # checkpoint earlier). They would resume at different steps and fail in the PS ("PULL for step
-# ..."); refused before anything trains, naming the job, the root and both steps.
+# ..."); refused before anything trains, naming the job, the root and both steps. Both ranks see
+# it; the lowest (world rank 1, the one in UA) reports it (rd_trainer_agree).
 UT0=$(awk '$2 == 1 && $3 == -1 && $4 > 0 {print $1}' utpos | tail -2 | head -1)
 [ -n "$UT0" ] && [ "$UT0" != "$UT" ] || fail "user order: no two teacher checkpoints inside epoch 1: $(cat utpos)"
 rm -rf UA UB X5 && mkdir -p UA/R/teacher UA/R/student UB/R/teacher UB/R/student
@@ -641,7 +642,7 @@ for st in $(awk -v w="$UT0" '$1 <= w {print $1}' utpos); do cp -r U/ckpt/teacher
 for st in $(awk -v w="$US" '$1 <= w {print $1}' uspos); do
     cp -r U/ckpt/student/step-$(printf %012d $st) UA/R/student/ && cp -r U/ckpt/student/step-$(printf %012d $st) UB/R/student/
 done
-bad "teacher: --resume: the ranks of job 'teacher' do not see the same checkpoints under R: this rank resumes from R/teacher/step-$(printf %012d $UT0) \(step $UT0\), another from step $UT " \
+bad "rank 1: teacher: --resume: the ranks of job 'teacher' do not see the same checkpoints under R: this rank resumes from R/teacher/step-$(printf %012d $UT) \(step $UT\), another from step $UT0 " \
     -n 2 -wdir "$TMP/UA" "$RD" train "$TMP/ulive.yaml" --out "$TMP/X5" --resume R : \
     -n 1 -wdir "$TMP/UB" "$RD" train "$TMP/ulive.yaml" --out "$TMP/X5" --resume R : \
     -n 3 -wdir "$TMP/UA" "$RD" train "$TMP/ulive.yaml" --out "$TMP/X5" --resume R
@@ -700,7 +701,8 @@ wrong() { # $1 = message regex: the trainer ranks (segment 2, in WB) see WB/R
 }
 wrong "rank 1: teacher: --resume: R: No such file or directory \(expected a checkpoint root holding teacher/step-N"
 echo x > WB/R
-wrong "rank 2: student: --resume: R: not a directory \(expected a checkpoint root holding student/step-N"
+# (the teacher and the student see it; the lowest rank reports it: rd_trainer_agree)
+wrong "rank 1: teacher: --resume: R: not a directory \(expected a checkpoint root holding teacher/step-N"
 rm WB/R && cp -r LR/teacher WB/R
 wrong "rank 1: teacher: --resume: R holds step-N folders itself \(one job's checkpoint folder\)"
 run -n 2 "$RD" train replay.yaml --out RP >RP.out 2>RP.err || fail "replay run: $(cat RP.err)"
