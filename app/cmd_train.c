@@ -135,6 +135,26 @@ RD_NORETURN static void die(const rd_comm *comm, const char *what, const rd_errb
     rd_abort_launch(); // the message above explains the end: the sentinel must not call it a death
 }
 
+// A test hook's milliseconds from the environment (tests/scripts/fin_wait.sh): 0 when unset;
+// a value that is not a whole number of 1 .. 3600000 ms is ignored with a warning (rank 0).
+static int test_hook_ms(const char *name, int rank) {
+    const char *v = getenv(name);
+    if (!v || !v[0])
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long ms = strtol(v, &end, 10);
+    if (errno || *end || ms < 1 || ms > 3600000) {
+        if (rank == 0)
+            fprintf(stderr,
+                    "recdistill train: warning: %s='%.40s' ignored (a test hook: whole "
+                    "milliseconds, 1..3600000)\n",
+                    name, v);
+        return 0;
+    }
+    return (int)ms;
+}
+
 // Tell this rank's sentinel who we are, and the launch-wide token of its marker file (rank 0's
 // host, pid and start time, broadcast).
 static void identify(rd_watch *watch, const rd_comm *comm, const rd_config *cfg) {
@@ -1378,6 +1398,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     }
 
     // 4. Roles.
+    const int hook_timeout_ms = test_hook_ms("RD_TEST_DISTILL_TIMEOUT_MS", rank),
+              hook_fin_ms = test_hook_ms("RD_TEST_FIN_DELAY_MS", rank);
     stop_signal_install(comm->role_kind == RD_ROLE_PS);
     rd_trainer_result *res = rd_xcalloc((size_t)comm->n_jobs, sizeof *res);
     rd_trainer_result *mine = rd_xcalloc(1, sizeof *mine); // ~1.2 MB (the window table)
@@ -1386,7 +1408,11 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
             die(comm, "parameter server", NULL, rc);
     } else {
         rd_trainer *tr = NULL;
-        rd_trainer_opts topts = {.resume_dir = resume};
+        rd_trainer_opts topts = {
+            .resume_dir = resume,
+            .distill_timeout_ms = hook_timeout_ms,
+            .fin_delay_ms = hook_fin_ms,
+        };
         rc = rd_trainer_create(comm, cfg, &topts, &tr, &eb);
         // Agreed by every worker rank (create has no collective step to hang in), so that a
         // refusal every rank sees (an input of every job) is printed once.

@@ -84,8 +84,9 @@ typedef struct keep_ctx {
 static void keep_init(const rd_trainer *tr, const rd_job_config *j, keep_ctx *k);
 
 // Longest time a teacher's distillation call waits without a credit, besides distill.wait_ms:
-// a real limit (a student that credits nothing for that long has stopped). The student's wait
-// for the teachers' FIN at close has none (distill_setup).
+// a real limit (a student that credits nothing for that long has stopped); tests shorten it
+// (rd_trainer_opts.distill_timeout_ms). The student's wait for the teachers' FIN at close has
+// none (distill_setup), so a shortened limit does not reach it (tests/scripts/fin_wait.sh).
 #define DISTILL_TIMEOUT_MS 300000
 
 // Everything one batch needs, from record indices to pulled rows and row gradients.
@@ -155,6 +156,8 @@ struct rd_trainer {
     uint64_t *users;      // (max_batch) user ids of the batch
     char metrics_path[RD_PATH_MAX + 64];
     int quiet;
+    int distill_timeout_ms; // rd_trainer_opts.distill_timeout_ms, 0 resolved to the default
+    int fin_delay_ms;       // rd_trainer_opts.fin_delay_ms (tests)
     // Progress.
     double t_create;
     double t_progress;
@@ -495,6 +498,9 @@ int rd_trainer_create(const rd_comm *comm,
     tr->comm = comm;
     tr->cfg = cfg;
     tr->quiet = opts ? opts->quiet : 0;
+    tr->distill_timeout_ms =
+        opts && opts->distill_timeout_ms > 0 ? opts->distill_timeout_ms : DISTILL_TIMEOUT_MS;
+    tr->fin_delay_ms = opts && opts->fin_delay_ms > 0 ? opts->fin_delay_ms : 0;
     tr->job = &cfg->cluster.jobs[comm->job_index];
     tr->logit_shift = (float)log(tr->job->negatives.rate / tr->job->negatives.pos_rate);
     tr->mcfg = rd_config_find_model(cfg, tr->job->model);
@@ -1408,7 +1414,7 @@ static int distill_setup(rd_trainer *tr, rd_errbuf *eb) {
                 .max_in_flight = dc->max_in_flight,
                 .batch = dc->batch,
                 .poll_us_max = cfg->cluster.poll_us_max,
-                .timeout_ms = DISTILL_TIMEOUT_MS + dc->wait_ms,
+                .timeout_ms = tr->distill_timeout_ms + dc->wait_ms,
                 .log = tr->n_snd == 0 ? tr->tlog : NULL, // each target logged once
                 .job = rd_target_job_key(tr->job->name),
                 .keep = kc->sampled ? keep_of : NULL,
@@ -1631,6 +1637,14 @@ static int distill_emit(rd_trainer *tr, const stage *s, rd_errbuf *eb) {
 // Close the transport (bounded waits), then sum the counters over the job.
 static int distill_finish(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     int rc = RD_OK;
+    if (tr->n_snd > 0 && tr->fin_delay_ms > 0) {
+        // A test's teacher slow to finish: its students wait for the FIN this long.
+        RD_LOG_INFO("job '%s': holding the FIN for %d ms (RD_TEST_FIN_DELAY_MS)", tr->job->name,
+                    tr->fin_delay_ms);
+        struct timespec ts = {tr->fin_delay_ms / 1000, (long)(tr->fin_delay_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
     for (int k = 0; k < tr->n_snd && rc == RD_OK; k++)
         rc = rd_target_sender_close(tr->snd[k], eb);
     if (tr->rcv && rc == RD_OK)

@@ -191,6 +191,12 @@ typedef struct rd_trainer_opts {
                                 // cfg->ps.checkpoint_dir; "" = write none
     const char *resume_dir;     // continue from a checkpoint: a step-N directory of this job,
                                 // or a checkpoint root (its newest <job>/step-N); NULL = fresh
+    // Test hooks (cmd_train reads them from RD_TEST_DISTILL_TIMEOUT_MS, RD_TEST_FIN_DELAY_MS):
+    int distill_timeout_ms; // ms a teacher's distillation call waits without a credit, besides
+                            // distill.wait_ms; 0 = 300000. A student's wait for its teachers' FIN
+                            // never has a limit, whatever this is
+    int fin_delay_ms;       // ms a teacher that sends targets sleeps before it closes its senders
+                            // (a teacher slow to finish); 0 = none
 } rd_trainer_opts;
 
 /**
