@@ -28,6 +28,7 @@
 
 #include "rd/alloc.h"
 #include "rd/clock.h"
+#include "rd/csv.h"
 #include "rd/dataset.h"
 #include "rd/error.h"
 #include "rd/lmdbx.h"
@@ -163,25 +164,6 @@ static int split_range(const rd_dataset *ds, const char *split, rd_range *r) {
     return RD_OK;
 }
 
-// A CSV value, quoted (RFC 4180) when it holds a comma, a quote or a line break, so that a raw id
-// reads back as it is in the log.
-static void csv_value(FILE *f, const char *s, size_t n) {
-    int quote = 0;
-    for (size_t i = 0; i < n && !quote; i++)
-        quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
-    if (!quote) {
-        fwrite(s, 1, n, f);
-        return;
-    }
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"')
-            fputc('"', f);
-        fputc(s[i], f);
-    }
-    fputc('"', f);
-}
-
 // The raw user and item ids of a record, as ",user_id,item_id" of its CSV row (empty without
 // ids). A key the ids file does not hold means the file is not this dataset's: RD_ERR_CORRUPT.
 static int csv_ids(FILE *f,
@@ -205,7 +187,7 @@ static int csv_ids(FILE *f,
                               data, (unsigned long long)i, k ? "item" : "user",
                               (unsigned long long)key, data, RD_DATASET_IDS);
         fputc(',', f);
-        csv_value(f, id, len);
+        rd_csv_write_value(f, id, len);
     }
     return RD_OK;
 }

@@ -635,3 +635,20 @@ int rd_csv_parse_double(const rd_csv_field *f, double *out) {
     *out = v;
     return 0;
 }
+
+void rd_csv_write_value(FILE *f, const char *s, size_t n) {
+    int quote = 0;
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
+    if (!quote) {
+        fwrite(s, 1, n, f);
+        return;
+    }
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"')
+            fputc('"', f);
+        fputc(s[i], f);
+    }
+    fputc('"', f);
+}

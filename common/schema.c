@@ -2071,23 +2071,6 @@ typedef struct ids_ctx {
     const intern *users, *items;
 } ids_ctx;
 
-static void csv_value(FILE *f, const char *s, size_t n) {
-    int quote = 0;
-    for (size_t i = 0; i < n && !quote; i++)
-        quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
-    if (!quote) {
-        fwrite(s, 1, n, f);
-        return;
-    }
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"')
-            fputc('"', f);
-        fputc(s[i], f);
-    }
-    fputc('"', f);
-}
-
 static int write_ids(FILE *f, void *vctx) {
     const ids_ctx *c = vctx;
     fputs("kind,id\n", f);
@@ -2095,7 +2078,7 @@ static int write_ids(FILE *f, void *vctx) {
         const intern *t = k ? c->items : c->users;
         for (uint64_t i = 0; i < t->n; i++) {
             fputs(k ? "item," : "user,", f);
-            csv_value(f, t->arena + t->soff[i], (size_t)(t->soff[i + 1] - t->soff[i]));
+            rd_csv_write_value(f, t->arena + t->soff[i], (size_t)(t->soff[i + 1] - t->soff[i]));
             fputc('\n', f);
         }
     }

@@ -558,6 +558,41 @@ static void test_fuzz(void **state) {
     assert_true(errors > 100 && oks > 100);
 }
 
+// rd_csv_write_value: plain values are written as they are, others quoted; every one reads back
+// through the reader as the same bytes (a comma, quotes, line breaks, an empty value).
+static void test_write_value(void **state) {
+    (void)state;
+    static const char *vals[] = {"7", "007", "a,b", "say \"hi\"", "two\nlines", "cr\rx", "", "\""};
+    const size_t nv = sizeof vals / sizeof vals[0];
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    for (size_t i = 0; i < nv; i++) {
+        fputs("x,", f);
+        rd_csv_write_value(f, vals[i], strlen(vals[i]));
+        fputc('\n', f);
+    }
+    assert_int_equal(fclose(f), 0);
+    assert_non_null(strstr(buf, "x,7\nx,007\nx,\"a,b\"\n")); // plain ones unquoted
+    rd_csv_options opt = {.delimiter = ",", .quote = '"'};
+    rd_csv_reader *r = NULL;
+    assert_int_equal(rd_csv_open_mem("w.csv", buf, len, &opt, &r, NULL), RD_OK);
+    const rd_csv_field *fl;
+    size_t n;
+    size_t rows = 0;
+    while (rd_csv_next(r, &fl, &n, NULL) == 1) {
+        assert_int_equal(n, 2);
+        assert_true(rows < nv);
+        assert_int_equal(fl[1].len, strlen(vals[rows]));
+        assert_memory_equal(fl[1].ptr, vals[rows], fl[1].len);
+        rows++;
+    }
+    assert_int_equal(rows, nv);
+    rd_csv_close(r);
+    free(buf);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic_comma),
@@ -570,6 +605,7 @@ int main(void) {
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_fuzz),
+        cmocka_unit_test(test_write_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

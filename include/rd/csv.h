@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -95,6 +96,11 @@ void rd_csv_close(rd_csv_reader *r);
  */
 int rd_csv_parse_i64(const rd_csv_field *f, int64_t *out);
 int rd_csv_parse_double(const rd_csv_field *f, double *out);
+
+/** Write the n bytes at s to f as one CSV value: as they are, or quoted (RFC 4180: "..." with
+ *  every quote doubled) when they hold a comma, a quote or a line break, so that any value (a
+ *  raw id of a log) reads back as it was. */
+void rd_csv_write_value(FILE *f, const char *s, size_t n);
 
 #ifdef __cplusplus
 }
