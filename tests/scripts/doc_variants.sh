@@ -36,6 +36,14 @@ check "iat.md (a')" variant.sh -k 10 configs/ml100k-iat.yaml "$TMP/a1" 'models.t
     'models.teacher.tokens.stats=[]' 'models.teacher.seq.stats=[1, 4, 16, 64, 256]' \
     'models.teacher.seq.stats_feedback=rating' 'models.teacher.seq.stats_residual=true'
 grep -q "scheme: 0" "$TMP/a1/config.yaml" || fail "(a'): the variant does not switch the tokens off"
+# docs/iat.md, "Two-pass training of the source model": its four (c) variants and (b).
+check "iat.md two_pass" variant.sh -k 5 configs/ml100k-iat.yaml "$TMP/tp" tokens.two_pass=true
+grep -q "two_pass: true" "$TMP/tp/config.yaml" || fail "two_pass: the variant does not set it"
+check "iat.md windows" variant.sh -k 5 configs/ml100k-iat.yaml "$TMP/tw" tokens.batch_order=windows
+check "iat.md windows two_pass" variant.sh -k 5 configs/ml100k-iat.yaml "$TMP/twp" \
+    tokens.batch_order=windows tokens.two_pass=true
+check "iat.md (b) two_pass" variant.sh -k 5 configs/ml100k-iat.yaml "$TMP/tb" tokens.scheme=1 \
+    models.teacher.tokens.scheme=1
 # The section's pairing runs, and the ablations the IAT sections are built on.
 check "iat.md pairing" ablations.sh -n 2 -k 1 -v "iat_none iat_user" configs/ml100k-iat.yaml "$TMP/p"
 check "iat.md ml100k" ablations.sh -n 2 -k 2 -v "iat_none iat_temporal iat_user" \
