@@ -28,7 +28,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 // "-5", "-0.25", "-.5": a negative number, not an option.
@@ -175,15 +174,6 @@ int rd_app_parse_i64(const char *s, int64_t *v) {
         return -1;
     *v = x;
     return 0;
-}
-
-void rd_app_fmt_utc(int64_t ts, char *out, size_t n) {
-    time_t t = (time_t)ts;
-    struct tm tm;
-    // The year in four digits, as ISO 8601 has it (strftime's %Y writes year 1 as "1").
-    int k = gmtime_r(&t, &tm) ? snprintf(out, n, "%04d", tm.tm_year + 1900) : -1;
-    if (k < 0 || (size_t)k >= n || !strftime(out + k, n - (size_t)k, "-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(out, n, "?");
 }
 
 int rd_app_parse_time(const char *s, int64_t *v) {

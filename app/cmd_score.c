@@ -270,9 +270,9 @@ warn_gc_after(rd_token_store *store, const char *dir, const char *bundle, const 
     if (gi.n_gc == 0 || gi.last_at < in->created)
         return;
     char at[32], made[32], bt[32];
-    rd_app_fmt_utc(gi.last_at, at, sizeof at);
-    rd_app_fmt_utc(in->created, made, sizeof made);
-    rd_app_fmt_utc(gi.before_t, bt, sizeof bt);
+    rd_fmt_utc(gi.last_at, at, sizeof at);
+    rd_fmt_utc(in->created, made, sizeof made);
+    rd_fmt_utc(gi.before_t, bt, sizeof bt);
     fprintf(stderr,
             "recdistill score: warning: token store %s was garbage-collected at %s, after %s was "
             "exported (%s): its records before %lld (%s) are gone (%llu deleted), so model '%s' "

@@ -12,6 +12,7 @@
 #include "commands.h"
 
 #include "rd/alloc.h"
+#include "rd/clock.h"
 #include "rd/lmdbx.h"
 #include "rd/tokens.h"
 #include "rd/tokentool.h"
@@ -315,8 +316,8 @@ int rd_cmd_tokens(int argc, char **argv) {
                     // What a reader of the store must know: records before a time are gone.
                     if (gi.n_gc) {
                         char at[32], bt[32];
-                        rd_app_fmt_utc(gi.last_at, at, sizeof at);
-                        rd_app_fmt_utc(gi.before_t, bt, sizeof bt);
+                        rd_fmt_utc(gi.last_at, at, sizeof at);
+                        rd_fmt_utc(gi.before_t, bt, sizeof bt);
                         printf("gc: %llu records deleted by %u gc%s, the last at %s; records "
                                "before %lld (%s) are gone\n",
                                (unsigned long long)gi.deleted, gi.n_gc, gi.n_gc > 1 ? "s" : "", at,

@@ -230,8 +230,6 @@ int rd_app_parse_i64(const char *s, int64_t *v);
  *  @return 0, or -1 (v untouched). */
 int rd_app_parse_time(const char *s, int64_t *v);
 
-/** Unix seconds as "YYYY-MM-DDTHH:MM:SSZ" into out (n >= 21 bytes; "?" when gmtime fails). */
-void rd_app_fmt_utc(int64_t ts, char *out, size_t n);
 int rd_app_parse_u64(const char *s, uint64_t *v);
 
 /** A finite decimal number, the whole of `s` ("-0.5", ".25", "1e-3"). Like the integer parsers

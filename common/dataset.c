@@ -17,6 +17,7 @@
 #include "dataset_internal.h"
 
 #include "rd/alloc.h"
+#include "rd/clock.h"
 #include "rd/csv.h"
 #include "rd/hash.h"
 #include "rd/lmdbx.h"
@@ -662,16 +663,6 @@ static void compute_splits(uint64_t n, const rd_split_config *sp, uint64_t *wb) 
         wb[w] = b + (h - b) * w / K;
 }
 
-void rd__fmt_utc(int64_t ts, char *out, size_t n) {
-    time_t t = (time_t)ts;
-    struct tm tm;
-    // The year in four digits, as ISO 8601 (and data.schema's iso8601) has it: strftime's %Y
-    // wrote a log of year 1 as "1-01-01".
-    int k = gmtime_r(&t, &tm) ? snprintf(out, n, "%04d", tm.tm_year + 1900) : -1;
-    if (k < 0 || (size_t)k >= n || !strftime(out + k, n - (size_t)k, "-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(out, n, "?");
-}
-
 static const char *kind_name(int kind) {
     switch (kind) {
         case RD_FIELD_CATEGORICAL:
@@ -731,8 +722,8 @@ static int write_meta(rd__builder *b,
     if (!f)
         return rd_err_set(eb, RD_ERR_IO, "cannot create %s: %s", path, strerror(errno));
     char t0[40], t1[40];
-    rd__fmt_utc(h->ts_min, t0, sizeof t0);
-    rd__fmt_utc(h->ts_max, t1, sizeof t1);
+    rd_fmt_utc(h->ts_min, t0, sizeof t0);
+    rd_fmt_utc(h->ts_max, t1, sizeof t1);
     uint32_t rs = h->record_size;
     fprintf(f, "# recdistill dataset, written by `recdistill prepare`. events.bin holds the "
                "records;\n# this file describes them (see include/rd/dataset.h).\n");
@@ -915,7 +906,7 @@ static int fill_missing(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb
                 rd_record r;
                 memcpy(&r, recs + i * rs, sizeof r);
                 char when[32];
-                rd__fmt_utc(r.ts, when, sizeof when);
+                rd_fmt_utc(r.ts, when, sizeof when);
                 return rd_err_set(eb, RD_ERR_RANGE,
                                   "field '%s': the value of the event at %s (record %llu of the "
                                   "log in time order) is not finite",
@@ -1001,7 +992,7 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
                 rd_record r;
                 memcpy(&r, recs + i * rs, sizeof r);
                 char when[32], at[3 * RD_PATH_MAX + 96];
-                rd__fmt_utc(r.ts, when, sizeof when);
+                rd_fmt_utc(r.ts, when, sizeof when);
                 at[0] = '\0';
                 if (b->where && b->where(b->where_ctx, i, f, at, sizeof at - 2) == 0)
                     strcat(at, ": ");
@@ -1026,7 +1017,7 @@ static int standardize(rd__builder *b, uint8_t *recs, uint64_t n, rd_errbuf *eb)
             rd_record r;
             memcpy(&r, recs + far_i * rs, sizeof r);
             char when[32];
-            rd__fmt_utc(r.ts, when, sizeof when);
+            rd_fmt_utc(r.ts, when, sizeof when);
             RD_LOG_WARN("field '%s': standardized with the batch period's mean %g and std %g%s, "
                         "a later event (at %s, record %llu in time order) standardizes to |z| = "
                         "%.3g: the "
@@ -1069,7 +1060,7 @@ static void warn_batch_period(const rd__builder *b, const uint8_t *recs, uint64_
         char t[32];
         rd_record r;
         memcpy(&r, recs + (wb[0] - 1) * b->record_size, sizeof r);
-        rd__fmt_utc(r.ts, t, sizeof t);
+        rd_fmt_utc(r.ts, t, sizeof t);
         RD_LOG_WARN("every event of the batch period (the first %llu of %llu, up to %s) has "
                     "label %d: its epochs train the models on one class, and the popularity "
                     "baseline's item rates are all %d; if the log lacks the other class before "

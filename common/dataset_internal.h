@@ -86,10 +86,6 @@ int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb);
 /** Free; an unfinished builder's temporary folder is removed. Accepts NULL. */
 void rd__builder_destroy(rd__builder *b);
 
-/** Unix time `ts` (seconds) as "YYYY-MM-DDThh:mm:ssZ" (the year in four digits, as ISO 8601
- *  has it) into out (n bytes); "?" when it does not fit. */
-void rd__fmt_utc(int64_t ts, char *out, size_t n);
-
 /** Sources (schema.c, synth.c). Both write dc->dir through a builder. */
 int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb);
 

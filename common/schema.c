@@ -18,6 +18,7 @@
 #include "dataset_internal.h"
 
 #include "rd/alloc.h"
+#include "rd/clock.h"
 #include "rd/csv.h"
 #include "rd/hash.h"
 #include "rd/log.h"
@@ -2723,7 +2724,7 @@ static void warn_time_unit(const csv_ctx *cx, const ev_store *es, char **files, 
         snprintf(value, sizeof value, "%lld", (long long)(t / 1000));
     else
         snprintf(value, sizeof value, "%lld.%03lld", (long long)(t / 1000), (long long)(t % 1000));
-    rd__fmt_utc(floor_div(t, 1000), date, sizeof date);
+    rd_fmt_utc(floor_div(t, 1000), date, sizeof date);
     const uint64_t half = es->n / 2;
     if (cx->tf == TF_UNIX && count_plausible(es, 1, 1000) > half)
         snprintf(fit, sizeof fit,
