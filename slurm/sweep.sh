@@ -241,7 +241,7 @@ SPEC="$1"
 # ---------------------------------------------------------------------------------------------
 # 1. Read the spec.
 
-declare -A S=()
+declare -A S=() LN=() # key -> its values; key -> its spec line
 lineno=0
 while IFS= read -r line || [ -n "$line" ]; do
     lineno=$((lineno + 1))
@@ -274,7 +274,7 @@ while IFS= read -r line || [ -n "$line" ]; do
         done
     fi
     [ -z "${S[$key]:-}" ] || rd_die "$SPEC:$lineno: duplicate key '$key'"
-    S[$key]="$val"
+    S[$key]="$val" LN[$key]=$lineno
 done <"$SPEC"
 [ -n "${S[config]:-}" ] || rd_die "$SPEC: 'config:' is required"
 [[ "${S[timeout]:-0}" =~ ^[0-9]+$ ]] || rd_die "$SPEC: timeout must be seconds"
@@ -314,6 +314,26 @@ else
         for p in $PS_L; do TRIPLES+=("$pair:$p"); done
     done
 fi
+# Ranks of a role the config has no job of would change nothing: every value would run the same
+# point again under another name (a teacher-only config swept with student_ranks: 1 2 ran one run
+# twice, labelled as two student sizes).
+declare -A HAVE=()
+jobs_txt="" n_jobs="${B[n_jobs]}"
+for ((i = 0; i < n_jobs; i++)); do
+    HAVE[${B[job${i}_role]}]=1
+    jobs_txt="$jobs_txt${jobs_txt:+, }${B[job${i}_name]} (${B[job${i}_role]})"
+done
+for role in teacher student; do
+    [ -z "${HAVE[$role]:-}" ] || continue
+    [ -z "${S[${role}_ranks]:-}" ] ||
+        rd_die "$SPEC:${LN[${role}_ranks]}: ${role}_ranks: ${S[config]} has no $role job (its jobs: $jobs_txt): every value would run the same point again; drop the key"
+    for v in ${S[points]:-}; do
+        t="${v%%:*}" rest="${v#*:}"
+        [ "$role" = teacher ] || t="${rest%%:*}"
+        [ "$t" = - ] ||
+            rd_die "$SPEC:${LN[points]}: points: '$v' gives $role ranks, but ${S[config]} has no $role job (its jobs: $jobs_txt): write '-' for them"
+    done
+done
 mkdir -p "$OUT/configs"
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
 #    one run folder: a repeated value is now refused, naming the spec line.
 #  - --seed takes run.seed's range (uint64) in the submitters too.
 #  - sweep.sh run inside a Slurm job ran each point's submitter as a batch body (SLURM_JOB_ID).
+#  - sweep.sh given student (teacher) ranks for a config without a student (teacher) job
+#    submitted the same run once per value, under names of different sizes.
 #  - a job with more tasks on a node than the partition's nodes have CPUs was refused by sbatch
 #    with Slurm's own message, naming neither the counts nor the setting to change (2c).
 #   slurm_dry.sh PATH/TO/recdistill
@@ -77,6 +79,21 @@ spec dup_ranks "nodes: 1" "teacher_ranks: 1 2" "student_ranks: 2 2"
 refused dup_ranks "student_ranks: '2' is given twice"
 spec dup_ps "ps: 1 1"
 refused dup_ps "ps: '1' is given twice"
+# Ranks of a role the config has no job of: each value ran the same point again under another
+# name (a teacher-only config swept with student_ranks: 1 2 submitted one run twice).
+grep -v "role: student" "$TINY" >"$TMP/teacher-only.yaml"
+role_spec() { # NAME LINE
+    printf 'config: %s\nnodes: 1\n%s\nout: runs/%s\n' "$TMP/teacher-only.yaml" "$2" "$1" >"$TMP/$1.spec"
+}
+role_spec no_student "student_ranks: 1 2"
+refused no_student "no_student.spec:3: student_ranks: $TMP/teacher-only.yaml has no student job (its jobs: teacher (teacher))"
+role_spec no_student_pt "points: 2:-:1 1:2:1"
+refused no_student_pt "no_student_pt.spec:3: points: '1:2:1' gives student ranks, but $TMP/teacher-only.yaml has no student job"
+role_spec teacher_pt "points: 2:-:1 1:-:2"
+"$SRC/slurm/sweep.sh" "$TMP/teacher_pt.spec" >"$TMP/teacher_pt.out" 2>"$TMP/teacher_pt.err" ||
+    bad "sweep of a teacher-only config with '-' student ranks: $(cat "$TMP/teacher_pt.err")"
+[ "$(grep -c "sbatch .*train-multinode.sbatch" "$TMP/teacher_pt.out")" = 2 ] ||
+    bad "sweep teacher_pt: $(cat "$TMP/teacher_pt.out")"
 # Distinct values: one submission per point, each into its own folder.
 spec ok "nodes: 1 2" "points: 2:1:1 1:1:1"
 "$SRC/slurm/sweep.sh" "$TMP/ok.spec" >"$TMP/ok.out" 2>"$TMP/ok.err" || bad "sweep ok: $(cat "$TMP/ok.err")"
