@@ -255,13 +255,23 @@ rd_check_cpus() {
     rd_die "$what: $per task(s) on a node, but the nodes of partition $part have at most $max CPUs: ${hint//\{C\}/$c}"
 }
 
+# rd_in_batch_job: is this shell the batch script of a Slurm job (which Slurm starts with
+# ENVIRONMENT=BATCH besides SLURM_JOB_ID)? Each script is then the batch body; otherwise it submits.
+# The shell of an interactive allocation (salloc, srun --pty) has SLURM_JOB_ID too: a script run
+# there took itself for the batch body, looked for common.sh under the allocation's working
+# directory ("no common.sh in '<cwd>/slurm'") or ran inside the allocation, refused for too few
+# tasks ("submit with 'slurm/train-1node.sbatch CONFIG'", which was what had been typed).
+rd_in_batch_job() {
+    [ -n "${SLURM_JOB_ID:-}" ] && [ "${ENVIRONMENT:-}" = BATCH ]
+}
+
 # rd_workdir: the directory the job runs in, absolute. Inside a job: the current directory (Slurm
 # starts the batch script in the job's working directory: --chdir, else the submit directory).
 # In the submitter: RD_SBATCH_ARGS's --chdir/-D if any, else the current directory (rd_submit
 # passes --chdir=$(pwd)).
 rd_workdir() {
     local d
-    if [ -n "${SLURM_JOB_ID:-}" ]; then
+    if rd_in_batch_job; then
         pwd
         return
     fi
@@ -338,7 +348,7 @@ rd_check_array_dirs() {
 rd_run_dir() {
     local d
     d="$(rd_in_workdir "${RD_OUT_ARG:-${RD_L[out_dir]}}")"
-    [ -z "${SLURM_ARRAY_TASK_ID:-}" ] || [ -z "${SLURM_JOB_ID:-}" ] || d="$d/task-$SLURM_ARRAY_TASK_ID"
+    [ -z "${SLURM_ARRAY_TASK_ID:-}" ] || ! rd_in_batch_job || d="$d/task-$SLURM_ARRAY_TASK_ID"
     echo "$d"
 }
 
@@ -357,6 +367,14 @@ rd_submit() {
     # SLURM_RESTART_COUNT on with --export=ALL (Slurm sets it only in a restarted job), and the new
     # job would take itself for a restarted one (rd_requeue_resume).
     unset SLURM_RESTART_COUNT
+    # Likewise the variables of the job or interactive allocation it is submitted from (salloc
+    # -c 4 --overcommit exported SLURM_CPUS_PER_TASK and SLURM_OVERCOMMIT, which the new job's
+    # srun and placement checks then read as its own); Slurm sets the new job's. Only the
+    # client's configuration and a hostfile for RD_DISTRIBUTION=arbitrary are kept.
+    local v
+    for v in $(compgen -e); do
+        case "$v" in SLURM_CONF | SLURM_HOSTFILE) ;; SLURM_*) unset "$v" ;; esac
+    done
     local -a cmd=(sbatch --parsable --chdir="$(pwd)" --export=ALL)
     # shellcheck disable=SC2206
     [ -n "${RD_SBATCH_ARGS:-}" ] && cmd+=($RD_SBATCH_ARGS)

@@ -170,7 +170,7 @@ rc=$?
     say "a bad --set at submission: exit $rc: $(cat d.err)"
 "${SL[@]}" RD_DRY_RUN=1 "$SRC/slurm/train-1node.sbatch" base.yaml --set >d.out 2>d.err
 [ $? = 2 ] && grep -q -- "--set needs a value" d.err || say "--set without a value: $(cat d.err)"
-"${SL[@]}" SLURM_JOB_ID=78 SLURM_NTASKS=5 SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE=5 \
+"${SL[@]}" ENVIRONMENT=BATCH SLURM_JOB_ID=78 SLURM_NTASKS=5 SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE=5 \
     SLURM_SUBMIT_DIR="$TMP" RD_CONFIG="$TMP/base.yaml" OPENBLAS_NUM_THREADS=1 UCX_TLS=self,sm \
     bash "$SRC/slurm/train-1node.sbatch" "$TMP/base.yaml" --out run_sl --set cluster.ps_ranks=2 \
     --set train.lr=0.01 >sl.log 2>&1 || say "batch body with --set: $(tail -5 sl.log)"

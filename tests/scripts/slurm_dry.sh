@@ -8,6 +8,7 @@
 #    one run folder: a repeated value is now refused, naming the spec line.
 #  - --seed takes run.seed's range (uint64) in the submitters too.
 #  - sweep.sh run inside a Slurm job ran each point's submitter as a batch body (SLURM_JOB_ID).
+#  - a submitter run inside an interactive allocation (salloc) took itself for the batch body (1d).
 #  - sweep.sh given student (teacher) ranks for a config without a student (teacher) job
 #    submitted the same run once per value, under names of different sizes.
 #  - a job with more tasks on a node than the partition's nodes have CPUs was refused by sbatch
@@ -53,6 +54,33 @@ grep -q "recdistill binary '$TMP' not found or not executable" "$TMP/dir.err" ||
 [ $? -eq 2 ] || bad "--resume of a missing folder: exit not 2: $(cat "$TMP/res.err")"
 grep -q "\-\-resume: '$TMP/nowhere' is not a folder" "$TMP/res.err" ||
     bad "--resume of a missing folder: $(cat "$TMP/res.err")"
+
+# 1d. Inside an interactive allocation (salloc, srun --pty: SLURM_JOB_ID set, but not the
+# ENVIRONMENT=BATCH of a batch script) a submitter submits, from any folder, and does not pass the
+# allocation's variables on to the new job. It took itself for the batch body: "no common.sh in
+# '<cwd>/slurm'" from another folder, else a run inside the allocation or "the allocation has 2
+# task(s) ... submit with 'slurm/train-1node.sbatch CONFIG'".
+mkdir -p "$TMP/bin3" "$TMP/elsewhere"
+cat >"$TMP/bin3/sbatch" <<'EOF'
+#!/bin/sh
+env >"$FAKE_SBATCH_ENV"
+echo 4321
+EOF
+chmod +x "$TMP/bin3/sbatch"
+for script in train-1node train-multinode distill-hetjob; do
+    (cd "$TMP/elsewhere" && env -u RD_DRY_RUN -u ENVIRONMENT PATH="$TMP/bin3:$PATH" \
+        FAKE_SBATCH_ENV="$TMP/salloc.env" SLURM_JOB_ID=555 SLURM_NTASKS=2 SLURM_CPUS_PER_TASK=4 \
+        SLURM_OVERCOMMIT=1 SLURM_CONF=/nowhere/slurm.conf \
+        "$SRC/slurm/$script.sbatch" "$TINY" --out "$TMP/salloc-run") >"$TMP/salloc.out" 2>"$TMP/salloc.err" ||
+        bad "$script inside an allocation: exit $?: $(cat "$TMP/salloc.err")"
+    grep -qx "submitted 4321 $TMP/salloc-run" "$TMP/salloc.out" ||
+        bad "$script inside an allocation did not submit: $(cat "$TMP/salloc.out" "$TMP/salloc.err")"
+    ! grep -E "^SLURM_(JOB_ID|NTASKS|CPUS_PER_TASK|OVERCOMMIT)=" "$TMP/salloc.env" ||
+        bad "$script passed the allocation's variables on to the new job"
+    grep -qx "SLURM_CONF=/nowhere/slurm.conf" "$TMP/salloc.env" || bad "$script dropped SLURM_CONF"
+    [ ! -e "$TMP/salloc-run" ] || bad "$script inside an allocation made the run folder"
+    rm -f "$TMP/salloc.env"
+done
 
 # 2. sweep.sh: repeated values are refused before anything is derived or submitted.
 spec() { # NAME LINES...
@@ -102,7 +130,7 @@ spec ok "nodes: 1 2" "points: 2:1:1 1:1:1"
 # Inside a Slurm job (a batch job that drives the sweep): the points are still submitted, not run
 # in the sweep's own allocation (each was refused there: "the allocation has 1 task(s)").
 spec injob "nodes: 1 2" "points: 2:1:1 1:1:1"
-SLURM_JOB_ID=4242 SLURM_NTASKS=1 SLURM_JOB_NUM_NODES=1 "$SRC/slurm/sweep.sh" "$TMP/injob.spec" \
+ENVIRONMENT=BATCH SLURM_JOB_ID=4242 SLURM_NTASKS=1 SLURM_JOB_NUM_NODES=1 "$SRC/slurm/sweep.sh" "$TMP/injob.spec" \
     >"$TMP/injob.out" 2>"$TMP/injob.err" || bad "sweep inside a job: $(cat "$TMP/injob.err")"
 [ "$(grep -c "sbatch .*train-multinode.sbatch" "$TMP/injob.out")" = 4 ] ||
     bad "sweep inside a job: $(cat "$TMP/injob.out" "$TMP/injob.err")"
@@ -231,7 +259,7 @@ for c in ack:ps.checkpoint_dir:ck_ext alog:distill.target_log:log_ext; do
     [ $? = 1 ] && ! grep -q sbatch "$TMP/a.out" &&
         grep -q "array job's tasks run at once.*$key '$TMP/$dir' lies outside run.out_dir 'runs/slurm-tiny'" "$TMP/a.err" ||
         bad "array with $key outside the run folder: $(cat "$TMP/a.out" "$TMP/a.err")"
-    (cd "$TMP" && env -u RD_DRY_RUN SLURM_JOB_ID=9 SLURM_ARRAY_TASK_ID=1 SLURM_NTASKS=4 \
+    (cd "$TMP" && env -u RD_DRY_RUN ENVIRONMENT=BATCH SLURM_JOB_ID=9 SLURM_ARRAY_TASK_ID=1 SLURM_NTASKS=4 \
         SLURM_JOB_CPUS_PER_NODE=4 RD_SLURM_DIR="$SRC/slurm" RD_CONFIG="$TMP/$name.yaml" \
         bash "$SRC/slurm/train-1node.sbatch" "$TMP/$name.yaml" >"$TMP/a.out" 2>"$TMP/a.err")
     [ $? = 1 ] && grep -q "$key '$TMP/$dir' lies outside run.out_dir" "$TMP/a.err" &&

@@ -67,7 +67,7 @@ CFG="$W/lim.yaml"
 CK="$W/runs/lim/ckpt"
 JOBS="teacher student student_raw"
 body() { # RESTART_COUNT LOG: the batch body as Slurm runs it in a 1-node, 4-task job
-    exec env SLURM_JOB_ID=78 SLURM_NTASKS=4 SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE=4 \
+    exec env ENVIRONMENT=BATCH SLURM_JOB_ID=78 SLURM_NTASKS=4 SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE=4 \
         SLURM_SUBMIT_DIR="$W" SLURM_RESTART_COUNT="$1" RD_CONFIG="$CFG" \
         bash "$SRC/slurm/train-1node.sbatch" "$CFG" >"$2" 2>&1
 }

@@ -42,7 +42,7 @@ grep -q "^  name: place$" "$CFG" || fail "could not derive tiny.yaml"
 body() { # NTASKS LOG ARGS...: the batch body as Slurm runs it in a 1-node job of NTASKS tasks
     local n="$1" log="$2"
     shift 2
-    env SLURM_JOB_ID=91 SLURM_NTASKS="$n" SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE="$n" \
+    env ENVIRONMENT=BATCH SLURM_JOB_ID=91 SLURM_NTASKS="$n" SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE="$n" \
         SLURM_SUBMIT_DIR="$W" RD_CONFIG="$CFG" \
         bash "$SRC/slurm/train-1node.sbatch" "$CFG" "$@" >"$log" 2>&1
 }

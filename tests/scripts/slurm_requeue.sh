@@ -45,7 +45,7 @@ sed -e 's/^  name: slurm-tiny$/  name: rq/' -e '/distill: true/d' \
 grep -q "^  checkpoint_every: 10$" "$W/rq.yaml" || fail "could not derive rq.yaml"
 CFG="$W/rq.yaml"
 attempt() { # RESTART_COUNT LOG: the batch body as Slurm runs it in a 1-node, 3-task job
-    env SLURM_JOB_ID=77 SLURM_NTASKS=3 SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE=3 \
+    env ENVIRONMENT=BATCH SLURM_JOB_ID=77 SLURM_NTASKS=3 SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE=3 \
         SLURM_SUBMIT_DIR="$W" SLURM_RESTART_COUNT="$1" RD_CONFIG="$CFG" \
         bash "$SRC/slurm/train-1node.sbatch" "$CFG" >"$2" 2>&1
 }

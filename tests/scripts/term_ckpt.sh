@@ -189,7 +189,7 @@ fake_srun "$TMP/bin"
 mkdir -p B
 export PIDS="$TMP/pids.B"
 mkdir -p "$PIDS"
-(exec env PATH="$TMP/bin:$PATH" RD_BIN="$RDP" RD_SLURM_DIR="$SRC/slurm" SLURM_JOB_ID=79 \
+(exec env PATH="$TMP/bin:$PATH" RD_BIN="$RDP" RD_SLURM_DIR="$SRC/slurm" ENVIRONMENT=BATCH SLURM_JOB_ID=79 \
     SLURM_NTASKS=3 SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE=3 SLURM_SUBMIT_DIR="$TMP/B" \
     RD_CONFIG="$TMP/live.yaml" bash -c 'cd B && exec bash "$0" "$1" --set train.epochs=40' \
     "$SRC/slurm/train-1node.sbatch" "$TMP/live.yaml" >B.log 2>&1) &
