@@ -170,6 +170,12 @@ PATH="$TMP/bin2:$PATH" RD_NODES=3 "$SRC/slurm/train-multinode.sbatch" "$TINY" >"
     bad "train-multinode RD_NODES=3 on 2 nodes: $(cat "$TMP/n.out" "$TMP/n.err")"
 PATH="$TMP/bin2:$PATH" RD_NODES=2 "$SRC/slurm/train-multinode.sbatch" "$TINY" >"$TMP/n.out" 2>"$TMP/n.err" ||
     bad "train-multinode RD_NODES=2 on 2 nodes: $(cat "$TMP/n.err")"
+# More nodes than ranks: the job gets one node a rank, and says so (it did so silently: a scaling
+# run asked for 5 nodes and got 4 without a word).
+RD_NODES=5 "$SRC/slurm/train-multinode.sbatch" "$TINY" >"$TMP/n.out" 2>"$TMP/n.err" &&
+    grep -q -- "--nodes=4 --ntasks=4 " "$TMP/n.out" &&
+    grep -qF "RD_NODES=5 is more than the run's 4 ranks: the job gets 4 nodes, one rank each" "$TMP/n.err" ||
+    bad "train-multinode RD_NODES=5 for 4 ranks: $(cat "$TMP/n.out" "$TMP/n.err")"
 printf 'config: %s\nnodes: 1 3\nout: runs/n3\n' "$TINY" >"$TMP/n3.spec"
 PATH="$TMP/bin2:$PATH" "$SRC/slurm/sweep.sh" "$TMP/n3.spec" >"$TMP/n3.out" 2>"$TMP/n3.err"
 [ $? = 1 ] && grep -q "the sweep has points on 3 nodes, partition part has 2" "$TMP/n3.err" &&
