@@ -47,12 +47,16 @@ typedef struct case_result {
     stats time_s, events_per_s, peak_rss_mb, open_s;
 } case_result;
 
+// Remove the dataset folder a run made, every file prepare writes: the next run's prepare
+// refuses a folder that is not a dataset (an ids.csv left behind made every run after the
+// MovieLens case's first fail, "exists and is not a dataset folder").
 static void remove_dataset(const char *dir) {
+    static const char *const files[] = {RD_DATASET_FILE, RD_DATASET_META, RD_DATASET_IDS};
     char p[RD_PATH_MAX + 64];
-    snprintf(p, sizeof p, "%s/%s", dir, RD_DATASET_FILE);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/%s", dir, RD_DATASET_META);
-    unlink(p);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
     rmdir(dir);
 }
 

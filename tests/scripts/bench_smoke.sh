@@ -11,6 +11,7 @@ B="$(dirname "$RD")/bench"
 [ -x "$B/bench_dense" ] || { echo "no $B (RD_BUILD_BENCH off): skip"; exit 77; }
 MPIEXEC="$(command -v mpiexec.mpich || true)"
 [ -n "$MPIEXEC" ] || { echo "mpiexec.mpich not found: skip"; exit 77; }
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
 TMP="$(mktemp -d /tmp/rd_test_bench_smoke_XXXXXX)"
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -23,6 +24,9 @@ CASES=(
   "dense||--batch 8 --iters 1 --warmup 0 --seq-len 8 --dim 8 --layers 1 --heads 1 --lengths uniform|j['lengths'] == 'uniform' and j['teacher_samples_per_s'] > 0"
   "table||--dim 8 --draws 2000 --batches 2 --reps 2 --vocab 1000|j['pull_ns'] > 0 and j['push_ns'] > 0 and j['dedup_ns'] > 0"
   "prepare||--events 20000 --reps 1 --warmup 0 --skip-ml --out $TMP/prep|j['cases'][0]['events'] == 20000 and j['cases'][0]['events_per_s']['avg'] > 0"
+  # Both cases, each run more than once, as README's command: the MovieLens case's ids.csv was
+  # left in the bench's dataset folder, and every later run was refused ("not a dataset folder").
+  "prepare||--events 1000 --reps 2 --warmup 1 --ml100k $SRC/tests/data/ml100k-mini --out $TMP/prepml|[c['name'] for c in j['cases']] == ['movielens100k', 'synthetic'] and all(c['reps'] == 2 for c in j['cases'])"
   "serve||--iters 10 --warmup 1 --dir $TMP/serve|all(j['candidates'][n]['qps'] > 0 for n in ('1', '16', '256')) and j['tokens'] == 0"
   "serve||--iters 10 --warmup 1 --tokens 8 --dir $TMP/servetok|j['tokens'] == 8 and all(j['candidates'][n]['qps'] > 0 and 0 < j['candidates'][n]['fetch_p50_us'] <= j['candidates'][n]['p50_us'] for n in ('1', '16', '256'))"
   "ps|mpi|--ps 1 --dims 8 --steps 5 --warmup 1 --draws 500 --vocab 2000|j['rows'][0]['dim'] == 8 and j['rows'][0]['ps_row_gbps'] > 0 and j['rows'][0]['memcpy_gbps'] > 0"
