@@ -3,8 +3,8 @@
 # point replays the target log of a finished pipeline run (distill.replay) with the student job
 # alone, so it costs one student run (seconds on MovieLens-100K) instead of a teacher run.
 #
-#   tools/replay-sweep.sh [-s SEED] CONFIG RUN_DIR OUTDIR [POINT ...]
-#   tools/replay-sweep.sh -k SEEDS [-f FIRST] CONFIG SEEDS_DIR OUTDIR [POINT ...]
+#   tools/replay-sweep.sh [-c] [-s SEED] CONFIG RUN_DIR OUTDIR [POINT ...]
+#   tools/replay-sweep.sh [-c] -k SEEDS [-f FIRST] CONFIG SEEDS_DIR OUTDIR [POINT ...]
 #
 # CONFIG is the pipeline config RUN_DIR was made with (e.g. configs/ml100k.yaml, run with
 # --seed SEED --out RUN_DIR); its first distilled student job is kept, every other job dropped.
@@ -26,16 +26,20 @@
 # OUTDIR/summary.md gets every point's holdout / warm / stream-mean AUC as mean ± std over the
 # seeds, the teacher gap and the student gain (both paired per seed) and eta from the means,
 # marked "(gap within its seed spread)" when the mean gap is not above its standard deviation.
+# -c only writes and checks each point's replay config (OUTDIR/POINT.yaml; with -k also the
+# twins) and runs nothing; RUN_DIR is not read: whether a documented command still makes valid
+# configs (tests/scripts/doc_variants.sh).
 # Needs python3 with PyYAML (apt-get install python3-yaml).
 set -euo pipefail
-SEED=1 K=0 FIRST=1
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+SEED=1 K=0 FIRST=1 CHECK=0
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
 # -h and --help (anywhere before a "--") print this text and exit 0.
 for a in "$@"; do
     case $a in --) break ;; -h | --help) usage; exit 0 ;; esac
 done
-while getopts "s:k:f:h" o; do
+while getopts "cs:k:f:h" o; do
     case $o in
+        c) CHECK=1 ;;
         s) SEED=$OPTARG ;; k) K=$OPTARG ;; f) FIRST=$OPTARG ;;
         h) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
@@ -74,7 +78,7 @@ command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||
 # The config and the run folder are checked first (a missing file or bad YAML is named with its
 # line, not a Python traceback), and a failed sweep removes the OUTDIR it made while still empty.
 "$RD" config "$CONFIG" >/dev/null || { echo "replay-sweep.sh: $CONFIG: not a valid config (see above)" >&2; exit 2; }
-[ -d "$RUN" ] || { echo "replay-sweep.sh: $RUN: no such run folder" >&2; exit 2; }
+[ "$CHECK" -eq 1 ] || [ -d "$RUN" ] || { echo "replay-sweep.sh: $RUN: no such run folder" >&2; exit 2; }
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
 # The undistilled twin of a point: its tokens without a= / t= / e=, plus raw.
@@ -196,6 +200,23 @@ for p in $POINTS; do
     esac
     mkconfig /dev/null "$p" /nonexistent/targets || exit 2
 done
+# -c: each point's config (and with -k its twin's), as replay() writes it, checked; nothing runs.
+if [ "$CHECK" -eq 1 ]; then
+    mkdir -p "$OUT"
+    n=0 done_=" "
+    for p in $POINTS; do
+        for q in "$p" $([ "$K" -eq 0 ] || twin "$p"); do
+            case $done_ in *" $q "*) continue ;; esac
+            done_="$done_$q "
+            mkconfig "$OUT/$q.yaml" "$q" "$RUN/targets"
+            "$RD" config "$OUT/$q.yaml" >/dev/null ||
+                { echo "replay-sweep.sh: point $q is not a valid config ($OUT/$q.yaml)" >&2; exit 1; }
+            n=$((n + 1))
+        done
+    done
+    echo "replay-sweep.sh: $n point configs written and checked in $OUT (-c: nothing run)"
+    exit 0
+fi
 # Every run folder to replay is a finished run, checked before OUTDIR is made: one without
 # report.json (a seed that failed or is still running) has a partial target log and metrics. A
 # sweep replayed it, then left that seed out of the slices where its teacher had no AUC, while

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # doc_variants.sh — documented variant commands still make valid configs. The docs record their
-# experiments as tools/variant.sh and tools/ablations.sh commands over the committed configs; a
-# config check added later refused some of them (docs/iat.md's no-token teacher with history
-# statistics: 'models.teacher.tokens.scheme=0' beside the token summaries the config gained;
-# every `variant.sh -j teacher` of configs/ml100k.yaml: its distill: section with no student
-# kept). Each command here is run with -c: the variant is written and checked with `recdistill
+# experiments as tools/variant.sh, tools/ablations.sh and tools/replay-sweep.sh commands over the
+# committed configs; a config check added later refused some of them (docs/iat.md's no-token
+# teacher with history statistics: 'models.teacher.tokens.scheme=0' beside the token summaries
+# the config gained; every `variant.sh -j teacher` of configs/ml100k.yaml: its distill: section
+# with no student kept). Each command here is run with -c: the variant is written and checked with `recdistill
 # config`, nothing trains. Also: -c runs nothing, and a variant the config refuses still fails.
 #
 #   bash tests/scripts/doc_variants.sh path/to/recdistill
@@ -99,12 +99,28 @@ check "README.md sampled" variant.sh -k 10 configs/demo.yaml "$TMP/neg" \
     "cluster.jobs.student.negatives={rate: 0.3}" "cluster.jobs.student_raw.negatives={rate: 0.3}" \
     distill.debias=true distill.debias_teacher=teacher
 check "README.md no_aux" ablations.sh -k 10 -v no_aux configs/ml100k.yaml "$TMP/naux"
+# docs/distillation.md: replay sweeps (replay-sweep.sh -c writes and checks each point's replay
+# config, and with -k its undistilled twin's; the run folders are not read): the replay check
+# on seed 1, the MovieLens-100K α / T points, the small student's search on ml100k-stats.yaml,
+# and a sweep over a variant's config, as the docs chain them.
+check "distillation.md replay" replay-sweep.sh -s 1 configs/ml100k.yaml RUN "$TMP/r1" 10:1 1:1
+check "distillation.md replay ml100k" replay-sweep.sh -k 10 configs/ml100k.yaml OUT "$TMP/r2" \
+    0.3:1 3:1 10:1 1:2 3:2 noaux:1:1 noaux:3:2 noaux:10:1 a=10,e=4 a=10,e=2
+check "distillation.md small student" replay-sweep.sh -k 10 configs/ml100k-stats.yaml S "$TMP/r3" \
+    noaux,a=10,mlp=8 mlp=8 noaux,a=3,mlp=8 noaux,a=10,mlp=16 noaux,a=10,t=2,mlp=8 \
+    noaux,a=10,e=5,mlp=8 noaux,a=10,e=0,mlp=8 mlp=8,e=2,a=30 a=10,e=0 noaux,a=3
+check "distillation.md stats_residual" variant.sh -k 10 configs/ml100k-stats.yaml "$TMP/sr" \
+    models.student.seq.stats_residual=false models.student_raw.seq.stats_residual=false
+check "distillation.md stats_residual replay" replay-sweep.sh -k 10 "$TMP/sr/config.yaml" "$TMP/sr" \
+    "$TMP/sr/RS" a=10,e=4 a=3,e=4 noaux:3:1 a=30,e=4,t=2 notask,a=30,e=4 a=30,e=5
 
 # -c runs nothing: no seed folder, no summary.
 for f in "$TMP/side"/*; do
     [ "$f" = "$TMP/side/config.yaml" ] || fail "variant.sh -c ran something: $(ls "$TMP/side")"
 done
 [ -e "$TMP/abl/ablations.md" ] || [ -e "$TMP/abl/base" ] && fail "ablations.sh -c ran something"
+[ -e "$TMP/r2/summary.md" ] || [ -e "$TMP/r2/seed-1" ] && fail "replay-sweep.sh -c ran something"
+[ -e "$TMP/r2/noaux,raw.yaml" ] || fail "replay-sweep.sh -c -k did not check the twins: $(ls "$TMP/r2")"
 # ... and still refuses what the config refuses: an explicitly set distill key with no student,
 # and (a') without dropping the summaries, naming the key.
 (cd "$SRC" && RD="$RD" tools/variant.sh -c -j teacher -k 2 configs/ml100k.yaml "$TMP/bad1" \
@@ -113,4 +129,7 @@ grep -q "distill.alpha" "$TMP/out" || fail "-j teacher distill.alpha=3: $(cat "$
 (cd "$SRC" && RD="$RD" tools/variant.sh -c -k 1 configs/ml100k-iat.yaml "$TMP/bad2" \
     'models.teacher.tokens.scheme=0') >"$TMP/out" 2>&1 && fail "scheme=0 with tokens.stats accepted"
 grep -q "tokens.stats" "$TMP/out" || fail "scheme=0 with tokens.stats: $(cat "$TMP/out")"
+(cd "$SRC" && RD="$RD" tools/replay-sweep.sh -c -s 1 configs/ml100k.yaml RUN "$TMP/bad3" \
+    a=10,e=9) >"$TMP/out" 2>&1 && fail "replay point e=9 of a 6-epoch config accepted"
+grep -q "distill.start_epoch" "$TMP/out" || fail "replay point e=9: $(cat "$TMP/out")"
 echo "doc_variants: $n documented commands make valid configs"
