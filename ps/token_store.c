@@ -1301,7 +1301,7 @@ int rd_token_store_fetch(rd_token_store *s,
 // The gc record: meta key "gc" of a shard, written in every write transaction of a gc that
 // deletes records (so no deletion is ever committed without it), and read by
 // rd_token_store_gc_info. A store made before it has no such key, and a build before it ignores
-// the key (open and verify read only "header"; compact copies every key):
+// the key (open reads only "header"; verify checks the record; compact copies every key):
 //   "RDTOKGC1" | i64 at (unix s of the last gc that deleted here) | i64 before_t (the largest
 //   cutoff of those gcs) | u64 deleted (records deleted by them) | u32 gcs | u32 CRC-32C
 #define GC_MAGIC "RDTOKGC1"
@@ -1679,6 +1679,18 @@ static int walk_shard(rd_token_store *s,
         rc = header_check(&hv, &s->info, sh, path, eb);
         if (rc != RD_OK)
             return rc;
+        // The gc record (absent until a gc deletes here) is what stats and readers report as
+        // "records before T are gone": a damaged one is a damaged shard, not a verified one.
+        MDB_val gk = {2, (void *)"gc"}, gv;
+        rd_token_gc_info g;
+        mrc = mdb_get(t->rtxn, t->dbi_meta, &gk, &gv);
+        if (mrc && mrc != MDB_NOTFOUND)
+            return rd_lmdbx_error(eb, mrc, "read the gc record of", path);
+        if (mrc == 0 && !gc_rec_get(&gv, &g))
+            return rd_err_set(eb, RD_ERR_CORRUPT,
+                              "token shard %s: its gc record is damaged (%zu bytes, expected %d "
+                              "with magic and CRC)",
+                              path, gv.mv_size, GC_BYTES);
     }
     unsigned char prev[RD_TOKEN_KEY_BYTES];
     int have_prev = 0;

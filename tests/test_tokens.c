@@ -1817,7 +1817,7 @@ static void test_gc(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_token_store_gc(s, 10, &del, &eb), RD_ERR_ARG);
     assert_non_null(strstr(eb.msg, "read-only"));
-    // A reader sees the record; verify, which reads only the header, accepts the store with it.
+    // A reader sees the record; verify checks it and accepts the store with it.
     memset(&gi, 0, sizeof gi);
     assert_int_equal(rd_token_store_gc_info(s, &gi, &eb), RD_OK);
     assert_true(gi.n_gc == 2 && gi.deleted == U * 100);
@@ -1844,6 +1844,11 @@ static void test_gc(void **state) {
     assert_int_equal(rc, RD_OK);
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_token_store_gc_info(s, &gi, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "gc/shard-0001: its gc record is damaged (5 bytes"));
+    // verify (and so `tokens verify`, and compact's check of its source) said the store was
+    // whole while stats refused it.
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_verify(s, NULL, &eb), RD_ERR_CORRUPT);
     assert_non_null(strstr(eb.msg, "gc/shard-0001: its gc record is damaged (5 bytes"));
     rd_token_store_destroy(s);
     free(users);
