@@ -175,9 +175,13 @@ static int cmd_stats(rd_tabletool *tt, const char *dir, const char *table, rd_er
     return RD_OK;
 }
 
-// The admit_count of table `name` in the run's config `path`, for the import's check.
-static int
-admission_from_config(rd_tabletool *tt, int ti, const char *name, const char *path, rd_errbuf *eb) {
+// The admit_count of table `name` in the run's config `path`, for the import's check. The
+// config must be the one the checkpoint `dir` was trained with: its table's dim and optimizer
+// are those of the MANIFEST, and its table hash (name, dim, optimizer, init_std, admit_count,
+// ttl, init_as) the one dense.bin records, when it records that table. Another job's config, or
+// this run's config edited since, would give an admit_count the checkpoint's PS never had.
+static int admission_from_config(
+    rd_tabletool *tt, int ti, const char *dir, const char *name, const char *path, rd_errbuf *eb) {
     rd_config *cfg = rd_xmalloc(sizeof *cfg);
     int rc = rd_config_load(path, cfg, eb);
     int t = 0;
@@ -188,10 +192,43 @@ admission_from_config(rd_tabletool *tt, int ti, const char *name, const char *pa
                         "--config %s: no table '%s' in ps.tables: not the config of the run that "
                         "wrote this checkpoint",
                         path, name);
+    const rd_table_config *tc = rc == RD_OK ? &cfg->ps.tables[t] : NULL;
+    const rd_ckpt_table *ct = &rd_tabletool_manifest(tt)->tables[ti];
+    if (rc == RD_OK && (uint32_t)tc->dim != ct->dim)
+        rc = rd_err_set(eb, RD_ERR_CONFIG,
+                        "--config %s: ps.tables[%d].dim is %d, but table '%s' of %s has dim %u: "
+                        "not the config of the run that wrote this checkpoint",
+                        path, t, tc->dim, name, dir, ct->dim);
+    else if (rc == RD_OK && (uint32_t)tc->optim.kind != ct->optim)
+        rc = rd_err_set(eb, RD_ERR_CONFIG,
+                        "--config %s: ps.tables[%d].optimizer is %s, but table '%s' of %s was "
+                        "trained with %s: not the config of the run that wrote this checkpoint",
+                        path, t, rd_optim_name(tc->optim.kind), name, dir,
+                        rd_optim_name((int)ct->optim));
+    if (rc == RD_OK) {
+        // dense.bin of a training checkpoint records the hash of each table its model reads
+        // (absent in a bare rd_kv_save folder, a version-1 file or another model's tables: not
+        // checked then; a damaged one is verify's business).
+        rd_train_pos *pos = rd_xmalloc(sizeof *pos);
+        rd_errbuf local;
+        rd_errbuf_clear(&local);
+        if (rd_train_ckpt_read_pos(dir, pos, &local) == RD_OK && pos->has_ident) {
+            for (int c = 0; c < pos->n_tables && c < RD_TRAIN_CKPT_TABLES; c++)
+                if (strcmp(pos->table[c], name) == 0 &&
+                    pos->table_hash[c] != rd_train_ckpt_table_hash(tc))
+                    rc = rd_err_set(eb, RD_ERR_CONFIG,
+                                    "--config %s: ps.tables[%d] ('%s') differs from the config "
+                                    "%s/%s was trained with (dim, optimizer, init_std, "
+                                    "admit_count, ttl or init_as): not the config of the run that "
+                                    "wrote this checkpoint (give its config.effective.yaml)",
+                                    path, t, name, dir, RD_TRAIN_CKPT_DENSE);
+        }
+        rd_free(pos);
+    }
     if (rc == RD_OK) {
         char src[RD_PATH_MAX + 64];
         snprintf(src, sizeof src, "%s: ps.tables[%d].admit_count", path, t);
-        rc = rd_tabletool_set_admission(tt, ti, cfg->ps.tables[t].admit_count, src, eb);
+        rc = rd_tabletool_set_admission(tt, ti, tc->admit_count, src, eb);
     }
     rd_free(cfg);
     return rc;
@@ -436,7 +473,7 @@ int rd_cmd_table(int argc, char **argv) {
         const uint64_t pend_before = pending_of(tt, ti);
         const char *config = opts[8].value;
         // The checkpoint does not record the table's admission; the run's config does.
-        rc = config ? admission_from_config(tt, ti, table, config, &eb) : RD_OK;
+        rc = config ? admission_from_config(tt, ti, dir, table, config, &eb) : RD_OK;
         if (rc == RD_OK && !f)
             rc = rd_err_set(&eb, errno == ENOENT ? RD_ERR_NOTFOUND : RD_ERR_IO, "%s: %s", in,
                             strerror(errno));

@@ -140,6 +140,10 @@ static uint64_t table_part(const rd_table_config *tc, uint64_t h) {
     return h;
 }
 
+uint64_t rd_train_ckpt_table_hash(const rd_table_config *tc) {
+    return table_part(tc, 0x7461626c65ULL);
+}
+
 static int job_samples(const rd_job_config *jc) {
     return jc && (jc->negatives.rate < 1.0 || jc->negatives.pos_rate < 1.0);
 }
@@ -226,7 +230,7 @@ void rd_train_ckpt_ident(const rd_config *cfg,
         if (!reads_table(mc, tc))
             continue;
         snprintf(pos->table[pos->n_tables], RD_NAME_MAX, "%s", tc->name);
-        pos->table_hash[pos->n_tables++] = table_part(tc, 0x7461626c65ULL);
+        pos->table_hash[pos->n_tables++] = rd_train_ckpt_table_hash(tc);
     }
     pos->sampling_hash = 0;
     if (job_samples(jc)) {

@@ -117,6 +117,13 @@ uint64_t
 rd_train_ckpt_config_hash(const rd_config *cfg, const rd_job_config *jc, const rd_model_config *mc);
 
 /**
+ * The hash of one table's config (name, dim, optimizer, init_std, admit_count, ttl, init_as) as
+ * the identity record keeps it in table_hash: `table import --config` checks the config it is
+ * given against the checkpoint's record with it.
+ */
+uint64_t rd_train_ckpt_table_hash(const rd_table_config *tc);
+
+/**
  * Fill the identity record of a run into pos: seed, config_hash and its parts (model_hash, the
  * tables' hashes, sampling_hash), tokens_hash (when the model reads tokens), the job's partition
  * (job_ranks, cfg->train.batch_size, cfg->train.order) and the dataset (info, may be NULL: 0).

@@ -416,6 +416,25 @@ sed 's/s_item/s_other/' tiny.yaml > other.yaml
 expect_fail 1 "--config other.yaml: no table 's_item' in ps.tables" \
     "$RD" table import "$C" --table s_item --in item.tsv --out z --config other.yaml
 expect_fail 2 "--config" "$RD" table export "$C" --table s_item --out z.tsv --config tiny.yaml
+# --config must be the config the checkpoint was trained with: one whose s_item has admission
+# (another job's, or tiny.yaml edited since) let pend.tsv's pending counts into a table whose PS
+# never reads them. dense.bin records each table's hash (with admit_count); the MANIFEST its
+# dim and optimizer: each is checked, naming the config key, and nothing is written.
+sed 's/{name: s_item, dim: 4,/{name: s_item, dim: 4, admit_count: 3,/' tiny.yaml > admit.yaml
+grep -q "admit_count: 3" admit.yaml || fail "admit.yaml was not edited"
+expect_fail 1 "--config admit.yaml: ps.tables\[1\] \('s_item'\) differs from the config .*dense.bin was trained with \(dim, optimizer, init_std, admit_count, ttl or init_as\)" \
+    "$RD" table import "$C" --table s_item --in pend.tsv --out z --config admit.yaml
+[ ! -e z ] || fail "a refused import left z"
+sed 's/{name: s_item, dim: 4,/{name: s_item, dim: 8,/' tiny.yaml > dim8.yaml
+expect_fail 1 "--config dim8.yaml: ps.tables\[1\].dim is 8, but table 's_item' of .* has dim 4" \
+    "$RD" table import "$C" --table s_item --in item.tsv --out z --config dim8.yaml
+sed 's/type: adam/type: sgd/' tiny.yaml > sgd.yaml
+expect_fail 1 "--config sgd.yaml: ps.tables\[1\].optimizer is sgd, but table 's_item' of .* was trained with adam" \
+    "$RD" table import "$C" --table s_item --in item.tsv --out z --config sgd.yaml
+[ ! -e z ] || fail "a refused import left z"
+# The run's own effective config (its --set overrides included) is accepted.
+"$RD" table import "$C" --table s_item --in item.tsv --out imp_eff --config run/config.effective.yaml >o 2>e ||
+    fail "import with run/config.effective.yaml: $(cat e)"
 # Optimizer state no optimizer holds: a negative sum of squared gradients (Adam's v here) was
 # imported and made the first update of its row NaN, blamed on the learning rate at train time.
 awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$13="-1"} {print}' item.tsv > negv.tsv
