@@ -1058,6 +1058,24 @@ static void test_dense_identity(void **state) {
     assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
     assert_non_null(strstr(eb.msg, "this run has 1 x 256 in user order"));
     cfg->train.order = RD_ORDER_TIME;
+    // Another split of the data into phases (data.split): step k of the batch period or of stream
+    // window w is other examples. It resumed, and a run with fewer windows than the checkpoint's
+    // window ended at once, reporting the windows of the old split as its own.
+    assert_true(ck.split_windows == cfg->data.split.stream_windows && ck.split_windows > 0);
+    cfg->data.split.stream_windows = 3;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "CK was written with data.split batch_fraction 0.8, "
+                                   "holdout_fraction 0.1, stream_windows 5; this run has"));
+    assert_non_null(strstr(eb.msg, ", 3 (its position"));
+    cfg->data.split.stream_windows = ck.split_windows;
+    cfg->data.split.batch_fraction = 0.7;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "stream_windows 5; this run has 0.7, 0.1, 5"));
+    cfg->data.split.batch_fraction = ck.split_batch;
+    cfg->data.split.holdout_fraction = 0.05;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
+    cfg->data.split.holdout_fraction = ck.split_holdout;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_OK);
     // Another dataset: other events, or the same count with other records.
     info.n_events = 3000;
     assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_CONFIG);
@@ -1190,8 +1208,8 @@ static void test_dense_identity(void **state) {
     assert_non_null(strstr(eb.msg, "model 'small' differs"));
     assert_null(strstr(eb.msg, "table"));
     mc->mlp[0] = 16;
-    // A version-1 file (no identity record): still read, with only the config hash to check.
-    // Version 1 = the first 192 header bytes of version 2, then the slab, then the CRC.
+    // A version-2 file (identity record, no split): still read, the split not checked.
+    // Version 2 = the header of version 3 without its last 24 bytes (the split).
     char file[350];
     snprintf(file, sizeof file, "%s/dense.bin", dir);
     FILE *f = fopen(file, "rb");
@@ -1200,12 +1218,32 @@ static void test_dense_identity(void **state) {
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
     const size_t v1 = 192, ident = 4 + 8 + 16 + 24 + 4 + RD_TRAIN_CKPT_TABLES * (RD_NAME_MAX + 8);
-    assert_int_equal(n, v1 + ident + 5 * sizeof(float) + 4);
-    memmove(buf + v1, buf + v1 + ident, n - v1 - ident);
-    n -= ident;
-    uint32_t version = 1;
+    const size_t split = 24;
+    assert_int_equal(n, v1 + ident + split + 5 * sizeof(float) + 4);
+    memmove(buf + v1 + ident, buf + v1 + ident + split, n - v1 - ident - split);
+    n -= split;
+    uint32_t version = 2;
     memcpy(buf + 8, &version, 4);
     uint32_t crc = rd_crc32c(0, buf, n - 4);
+    memcpy(buf + n - 4, &crc, 4);
+    f = fopen(file, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, n, f), n);
+    fclose(f);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_read_pos(dir, &ck, &eb), RD_OK);
+    assert_true(ck.has_ident && ck.split_windows == 0 && ck.n_tables == 2);
+    cfg->data.split.stream_windows = 3;
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_OK); // not recorded
+    cfg->data.split.stream_windows = 5; // rd_config_defaults's, as the checkpoint's
+    assert_int_equal(check_against(&ck, cfg, mc, &info, 2, &eb), RD_ERR_SCHEMA); // still checked
+    // A version-1 file (no identity record): still read, with only the config hash to check.
+    // Version 1 = the first 192 header bytes of version 2, then the slab, then the CRC.
+    memmove(buf + v1, buf + v1 + ident, n - v1 - ident);
+    n -= ident;
+    version = 1;
+    memcpy(buf + 8, &version, 4);
+    crc = rd_crc32c(0, buf, n - 4);
     memcpy(buf + n - 4, &crc, 4);
     f = fopen(file, "wb");
     assert_non_null(f);

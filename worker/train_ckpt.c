@@ -26,15 +26,17 @@ static const char dense_magic[8] = {'R', 'D', 'D', 'E', 'N', 'S', 'E', '1'};
 
 // Header bytes of version 1: magic 8 + 2*u32 + 4*u64 + 5*f32 + i64 + 2*i32 + i64 + u64 + f64 +
 // i32 + 2*u64 + 2 names. Version 2 appends the identity record: u32 + u64 + 4*i32/u32 + 3*u64 +
-// u32 + the table entries.
+// u32 + the table entries. Version 3 appends the split: 2*f64 + i32 + u32.
 #define HDR_V1    (8 + 8 + 32 + 20 + 8 + 8 + 8 + 8 + 8 + 4 + 16 + 2 * RD_NAME_MAX)
 #define IDENT_V2  (4 + 8 + 16 + 24 + 4 + RD_TRAIN_CKPT_TABLES * (RD_NAME_MAX + 8))
-#define HDR_BYTES (HDR_V1 + IDENT_V2)
+#define HDR_V2    (HDR_V1 + IDENT_V2)
+#define SPLIT_V3  (8 + 8 + 4 + 4)
+#define HDR_BYTES (HDR_V2 + SPLIT_V3)
 
 _Static_assert(RD_MAX_TABLES <= RD_TRAIN_CKPT_TABLES, "dense.bin records every table of a model");
 
 static size_t hdr_bytes(uint32_t version) {
-    return version >= 2 ? HDR_BYTES : HDR_V1;
+    return version >= 3 ? HDR_BYTES : version == 2 ? HDR_V2 : HDR_V1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,6 +246,9 @@ void rd_train_ckpt_ident(const rd_config *cfg,
     pos->order = cfg->train.order;
     pos->data_events = info ? info->n_events : 0;
     pos->data_crc = info ? info->records_crc : 0;
+    pos->split_batch = cfg->data.split.batch_fraction;
+    pos->split_holdout = cfg->data.split.holdout_fraction;
+    pos->split_windows = cfg->data.split.stream_windows;
 }
 
 static const char *order_name(int32_t o) {
@@ -366,6 +371,17 @@ int rd_train_ckpt_check(const char *dir,
                           dir, ck->job_ranks, ck->job_ranks == 1 ? "" : "s", ck->batch_size,
                           order_name(ck->order), run->job_ranks, run->batch_size,
                           order_name(run->order));
+    // The phases: batch period, stream windows, holdout (a version-2 file did not record them).
+    if ((what & RD_TRAIN_CKPT_CHECK_PARTITION) && ck->split_windows > 0 &&
+        (ck->split_batch != run->split_batch || ck->split_holdout != run->split_holdout ||
+         ck->split_windows != run->split_windows))
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s was written with data.split batch_fraction %.15g, holdout_fraction "
+                          "%.15g, stream_windows %d; this run has %.15g, %.15g, %d (its position, "
+                          "a step of the batch period or of a stream window, only means the same "
+                          "examples under the same split)",
+                          dir, ck->split_batch, ck->split_holdout, ck->split_windows,
+                          run->split_batch, run->split_holdout, run->split_windows);
     if ((what & RD_TRAIN_CKPT_CHECK_TOKENS) && ck->tokens_hash != run->tokens_hash)
         return rd_err_set(
             eb, RD_ERR_SCHEMA,
@@ -444,6 +460,14 @@ int rd_train_ckpt_write_dense(const char *dir,
         put(&w, name, sizeof name);
         PUT(&w, th);
     }
+    // A writer without the identity records no split either (read back as not recorded).
+    double sb = has_ident ? pos->split_batch : 0, sh = has_ident ? pos->split_holdout : 0;
+    int32_t sw = has_ident && pos->split_windows > 0 ? pos->split_windows : 0;
+    uint32_t zero = 0;
+    PUT(&w, sb);
+    PUT(&w, sh);
+    PUT(&w, sw);
+    PUT(&w, zero);
     put(&w, m->params, m->n_slab * sizeof(float));
     if (m->opt_slots)
         put(&w, m->opt_state, m->n_slab * m->opt_slots * sizeof(float));
@@ -507,6 +531,13 @@ static void parse_hdr(const unsigned char *p, hdr *h) {
         h->pos.table[t][RD_NAME_MAX - 1] = 0;
         GET(&r, h->pos.table_hash[t]);
     }
+    if (h->version >= 3) { // else split_windows stays 0: not recorded
+        GET(&r, h->pos.split_batch);
+        GET(&r, h->pos.split_holdout);
+        GET(&r, h->pos.split_windows);
+        if (h->pos.split_windows < 0)
+            h->pos.split_windows = 0;
+    }
     if (has_ident) // else recorded as unknown: the fields are not the run's
         h->pos.has_ident = 1;
     else
@@ -534,7 +565,8 @@ static int load_file(const char *dir, unsigned char **buf, size_t *len, rd_errbu
                           (long long)st.st_size);
     }
     size_t n = (size_t)st.st_size;
-    // The version-1 header first; a version-2 file's identity record follows it.
+    // The version-1 header first; a version-2 file's identity record (and a version-3 file's
+    // split) follows it.
     unsigned char head[HDR_BYTES];
     if (fread(head, 1, HDR_V1, f) != HDR_V1) {
         fclose(f);

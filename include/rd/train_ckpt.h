@@ -39,9 +39,11 @@
 //   (version 2:) u32 has_ident | u64 data_events | u32 data_crc | i32 job_ranks | i32 batch_size |
 //   i32 order | u64 tokens_hash | u64 model_hash | u64 sampling_hash | u32 n_tables |
 //   RD_TRAIN_CKPT_TABLES x (char table[32] | u64 table_hash) |
+//   (version 3:) f64 batch_fraction | f64 holdout_fraction | i32 stream_windows | u32 0 |
 //   params (n_slab f32) | opt_state (opt_slots * n_slab f32) | u32 CRC-32C of all before it.
 // Version 1 files (no identity record) are still read: has_ident is 0 and the callers warn that
-// the dataset, partition and token settings cannot be checked.
+// the dataset, partition and token settings cannot be checked. Version 2 files (no split) are
+// still read: split_windows is 0 and the split is not checked.
 #ifndef RD_TRAIN_CKPT_H
 #define RD_TRAIN_CKPT_H
 
@@ -58,7 +60,7 @@
 extern "C" {
 #endif
 
-#define RD_TRAIN_CKPT_VERSION 2
+#define RD_TRAIN_CKPT_VERSION 3
 #define RD_TRAIN_CKPT_DENSE   "dense.bin"
 #define RD_TRAIN_CKPT_WINDOWS "windows.tsv" // the stream windows' metrics so far (trainer.c)
 #define RD_TRAIN_CKPT_TABLES  32 // table entries of the identity record (>= RD_MAX_TABLES)
@@ -92,13 +94,19 @@ typedef struct rd_train_pos {
     int32_t n_tables;       // tables the model reads
     char table[RD_TRAIN_CKPT_TABLES][RD_NAME_MAX]; // their names
     uint64_t table_hash[RD_TRAIN_CKPT_TABLES];     // their configs (dim, optimizer, ...)
+    // The split of the dataset into phases (version 3; split_windows 0 = not recorded): a
+    // position in the batch period or in stream window w means the same examples only under
+    // the same data.split.
+    double split_batch;    // data.split.batch_fraction
+    double split_holdout;  // data.split.holdout_fraction
+    int32_t split_windows; // data.split.stream_windows
 } rd_train_pos;
 
 /** What rd_train_ckpt_check compares (bit flags). */
 enum {
     RD_TRAIN_CKPT_CHECK_CONFIG = 1,    // config_hash, naming the part that differs
     RD_TRAIN_CKPT_CHECK_DATA = 2,      // data_events and data_crc
-    RD_TRAIN_CKPT_CHECK_PARTITION = 4, // job_ranks, batch_size, order
+    RD_TRAIN_CKPT_CHECK_PARTITION = 4, // job_ranks, batch_size, order, data.split
     RD_TRAIN_CKPT_CHECK_TOKENS = 8,    // tokens_hash
 };
 

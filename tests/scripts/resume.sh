@@ -8,8 +8,8 @@
 # checkpoints every 2 steps leaves only whole step-N directories, and resuming from the newest ends
 # exactly like the uninterrupted run. Bad input: a missing checkpoint, a
 # checkpoint of another model config (the message names the model, the table or the seed that
-# differs), another job rank count, batch size, train.order or dataset, a checkpoint of 2 shards
-# on 1 PS rank — every rank exits non-zero with a clear message and writes no checkpoint; a root
+# differs), another job rank count, batch size, train.order, data.split or dataset, a checkpoint
+# of 2 shards on 1 PS rank — every rank exits non-zero with a clear message and writes no checkpoint; a root
 # without one job's checkpoints fails before any job writes. A checkpoint of an older build
 # (dense.bin version 1) still resumes exactly, with one warning. A student replaying a target log
 # alone (distill.replay) resumes byte-identical to an uninterrupted replay; a teacher and its live
@@ -245,7 +245,13 @@ bad "this run has 1 x 64 in user order" -n 3 "$RD" train user.yaml --out X --res
 sed -e "s|dir: $TMP/data|dir: $TMP/data_other|" -e 's/items: 300}/items: 300, seed: 9}/' p2.yaml > otherdata.yaml
 grep -q "seed: 9" otherdata.yaml || fail "could not write the other-data config"
 bad "step-000000000040 was trained on another dataset \(6000 events, records CRC-32C 0x[0-9a-f]+\) than the one in $TMP/data_other \(6000 events, 0x" -n 3 "$RD" train otherdata.yaml --out X --resume $CK/step-000000000040
-for y in admit ranks2 b32 user otherdata; do
+# Another data.split (its own data.dir, as a user's new run would have): the batch period and
+# the stream windows hold other examples, and the checkpoint in window 2 of 3 resumed under 2
+# windows ended at once, reporting the old split's windows as its own. Refused, naming both.
+sed -e "s|dir: $TMP/data|dir: $TMP/data_split|" -e 's/stream_windows: 3}/stream_windows: 2}/' p2.yaml > split2.yaml
+grep -q "stream_windows: 2" split2.yaml || fail "could not write the split config"
+bad "step-000000000160 was written with data.split batch_fraction 0.8, holdout_fraction 0.1, stream_windows 3; this run has 0.8, 0.1, 2" -n 3 "$RD" train split2.yaml --out X --resume $CK/step-000000000160
+for y in admit ranks2 b32 user otherdata split2; do
     [ ! -e X/ckpt ] || fail "$y: a refused resume left checkpoints: $(ls -R X/ckpt | head)"
 done
 # A checkpoint of an older build (dense.bin version 1: no identity record) still resumes, with one
@@ -266,9 +272,9 @@ def crc32c(b):
     return c ^ 0xFFFFFFFF
 p = sys.argv[1]
 d = open(p, "rb").read()
-v1, ident = 192, 4 + 8 + 16 + 24 + 4 + 32 * (32 + 8)
-assert struct.unpack_from("<I", d, 8)[0] == 2 and struct.unpack_from("<I", d, len(d) - 4)[0] == crc32c(d[:-4])
-d = d[:8] + struct.pack("<I", 1) + d[12:v1] + d[v1 + ident:-4]
+v1, ident, split = 192, 4 + 8 + 16 + 24 + 4 + 32 * (32 + 8), 24  # split: version 3
+assert struct.unpack_from("<I", d, 8)[0] == 3 and struct.unpack_from("<I", d, len(d) - 4)[0] == crc32c(d[:-4])
+d = d[:8] + struct.pack("<I", 1) + d[12:v1] + d[v1 + ident + split:-4]
 open(p, "wb").write(d + struct.pack("<I", crc32c(d)))
 PY
 run -n 3 "$RD" train p2.yaml --out B --resume V1 >B.out 2>B.err || fail "resume of a version-1 dense.bin: $(cat B.err)"
