@@ -609,7 +609,8 @@ check_resume(const rd_config *cfg, const char *resume, const rd_dataset_info *in
                  dir, &ck, &run, cfg->data.dir,
                  RD_TRAIN_CKPT_CHECK_CONFIG | (info ? RD_TRAIN_CKPT_CHECK_DATA : 0) |
                      RD_TRAIN_CKPT_CHECK_PARTITION | RD_TRAIN_CKPT_CHECK_TOKENS,
-                 eb)) != RD_OK)
+                 eb)) != RD_OK ||
+            (rc = rd_train_ckpt_check_epochs(dir, &ck, cfg->train.epochs, eb)) != RD_OK)
             return rc;
         // The PS layout: the trainers refuse it too, but only after the earlier run's outputs
         // went.

@@ -1076,6 +1076,25 @@ static void test_dense_identity(void **state) {
     assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_SCHEMA);
     cfg->data.split.holdout_fraction = ck.split_holdout;
     assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_OK);
+    // train.epochs: a position in the stream belongs to a run of exactly that many batch epochs
+    // (it resumed into the stream of a run of 3, skipping two batch epochs); a position in batch
+    // epoch e needs e + 1 or more.
+    rd_train_pos ph = ck;
+    ph.epoch = 1;
+    ph.window = 2;
+    assert_int_equal(rd_train_ckpt_check_epochs("CK", &ph, 1, &eb), RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_check_epochs("CK", &ph, 3, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "CK is in the stream (window 2) of a run of train.epochs 1; "
+                                   "this run has train.epochs 3"));
+    ph.epoch = 1;
+    ph.window = -1;
+    assert_int_equal(rd_train_ckpt_check_epochs("CK", &ph, 3, &eb), RD_OK); // more epochs
+    assert_int_equal(rd_train_ckpt_check_epochs("CK", &ph, 2, &eb), RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_check_epochs("CK", &ph, 1, &eb), RD_ERR_SCHEMA);
+    assert_non_null(strstr(eb.msg, "CK is in batch epoch 2 (counting from 1); this run has "
+                                   "train.epochs 1"));
     // Another dataset: other events, or the same count with other records.
     info.n_events = 3000;
     assert_int_equal(check_against(&ck, cfg, mc, &info, 1, &eb), RD_ERR_CONFIG);

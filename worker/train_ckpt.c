@@ -393,6 +393,25 @@ int rd_train_ckpt_check(const char *dir,
     return RD_OK;
 }
 
+int rd_train_ckpt_check_epochs(const char *dir, const rd_train_pos *ck, int epochs, rd_errbuf *eb) {
+    // In the stream, epoch is the writer's train.epochs (next_phase in trainer.c): the stream of
+    // a run of other epochs comes after other batch training, and such a resume skipped (or
+    // never reached) the batch epochs this run asks for.
+    if (ck->window >= 0 && ck->epoch != epochs)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s is in the stream (window %d) of a run of train.epochs %d; this run "
+                          "has train.epochs %d (the stream follows the batch epochs: resume with "
+                          "train.epochs %d, or start a new run)",
+                          dir, ck->window, ck->epoch, epochs, ck->epoch);
+    if (ck->window < 0 && ck->epoch >= epochs)
+        return rd_err_set(
+            eb, RD_ERR_SCHEMA,
+            "%s is in batch epoch %d (counting from 1); this run has train.epochs %d (resume "
+            "with train.epochs %d or more)",
+            dir, ck->epoch + 1, epochs, ck->epoch + 1);
+    return RD_OK;
+}
+
 int rd_train_ckpt_write_dense(const char *dir,
                               const rd_train_pos *pos,
                               const rd_model *m,

@@ -2966,6 +2966,8 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
                                  RD_TRAIN_CKPT_CHECK_CONFIG | RD_TRAIN_CKPT_CHECK_DATA |
                                      RD_TRAIN_CKPT_CHECK_PARTITION | RD_TRAIN_CKPT_CHECK_TOKENS,
                                  eb);
+    if (rc == RD_OK)
+        rc = rd_train_ckpt_check_epochs(dir, &ck, tr->cfg->train.epochs, eb);
     if (rc == RD_OK && !ck.has_ident && tr->comm->job_rank == 0)
         RD_LOG_WARN("--resume: %s does not record the run it belongs to (dense.bin version 1 of an "
                     "older build, or a file written without it): its dataset, job ranks, "

@@ -160,6 +160,15 @@ int rd_train_ckpt_check(const char *dir,
                         rd_errbuf *eb);
 
 /**
+ * The checkpoint's phase must exist in a run of `epochs` batch epochs (cfg.train.epochs): a
+ * position in the stream (or at its start, after the last batch epoch) was written by a run of
+ * exactly ck->epoch batch epochs, and batch epoch ck->epoch must be one of this run's. Another
+ * train.epochs is otherwise accepted (a run in its batch period may be given more epochs).
+ * @return RD_OK or RD_ERR_SCHEMA, naming the checkpoint, its phase and both epoch counts
+ */
+int rd_train_ckpt_check_epochs(const char *dir, const rd_train_pos *ck, int epochs, rd_errbuf *eb);
+
+/**
  * Write <dir>/dense.bin atomically (temp file + fsync + rename).
  * @return RD_OK, RD_ERR_IO, RD_ERR_FULL
  */

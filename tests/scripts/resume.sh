@@ -251,7 +251,12 @@ bad "step-000000000040 was trained on another dataset \(6000 events, records CRC
 sed -e "s|dir: $TMP/data|dir: $TMP/data_split|" -e 's/stream_windows: 3}/stream_windows: 2}/' p2.yaml > split2.yaml
 grep -q "stream_windows: 2" split2.yaml || fail "could not write the split config"
 bad "step-000000000160 was written with data.split batch_fraction 0.8, holdout_fraction 0.1, stream_windows 3; this run has 0.8, 0.1, 2" -n 3 "$RD" train split2.yaml --out X --resume $CK/step-000000000160
-for y in admit ranks2 b32 user otherdata split2; do
+# Another train.epochs: the checkpoint in the stream (after 2 batch epochs) resumed into the
+# stream of a run of 3, which then never trained its third batch epoch. Refused, naming both.
+sed -e 's/epochs: 2}/epochs: 3}/' p2.yaml > e3.yaml
+grep -q "epochs: 3}" e3.yaml || fail "could not write the epochs config"
+bad "step-000000000160 is in the stream \(window 2\) of a run of train.epochs 2; this run has train.epochs 3" -n 3 "$RD" train e3.yaml --out X --resume $CK/step-000000000160
+for y in admit ranks2 b32 user otherdata split2 e3; do
     [ ! -e X/ckpt ] || fail "$y: a refused resume left checkpoints: $(ls -R X/ckpt | head)"
 done
 # A checkpoint of an older build (dense.bin version 1: no identity record) still resumes, with one
