@@ -632,6 +632,10 @@ check_resume(const rd_config *cfg, const char *resume, const rd_dataset_info *in
                               "the same layout: `recdistill table reshard %s --shards %d --out "
                               "DIR` writes one that fits)",
                               dir, shards, cfg->cluster.ps_ranks, dir, cfg->cluster.ps_ranks);
+        // Every shard present and of this cut (its records, not its rows): a shard missing from
+        // a copied checkpoint failed only in the PS ranks, after the run folder was made.
+        if ((rc = rd_ckpt_check_shards(dir, eb)) != RD_OK)
+            return rc;
     }
     return RD_OK;
 }

@@ -364,6 +364,44 @@ static void test_truncated_shard(void **state) {
     free(m);
 }
 
+// rd_ckpt_check_shards, the quick check before a resume: passes a good checkpoint, and refuses a
+// shard that is missing, cut short or of another cut (its records disagree with the MANIFEST),
+// without the reads that grow with the tables: a flipped row byte (CRC) passes it, verify not.
+static void test_check_shards(void **state) {
+    fx *f = *state;
+    rd_ckpt_manifest *m = malloc(sizeof *m);
+    write_ckpt(f, m);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_check_shards(f->dir, &eb), RD_OK);
+    // Of another cut: the MANIFEST says step 18, the shard record 17 (the CRC is not read).
+    m->step = 18;
+    assert_int_equal(rd_ckpt_write_manifest(f->dir, m, &eb), RD_OK);
+    assert_int_equal(rd_ckpt_check_shards(f->dir, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "disagrees with the manifest"));
+    // Only the CRC wrong: the quick check passes, verify refuses.
+    m->step = 17;
+    m->shard_crc[0] ^= 1;
+    assert_int_equal(rd_ckpt_write_manifest(f->dir, m, &eb), RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_check_shards(f->dir, &eb), RD_OK);
+    assert_int_equal(rd_ckpt_verify(f->dir, &eb), RD_ERR_CORRUPT);
+    // Cut short, then missing.
+    char path[512];
+    snprintf(path, sizeof path, "%s/shard-00000/data.mdb", f->dir);
+    assert_int_equal(truncate(path, 2 * 4096), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_check_shards(f->dir, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "truncated"));
+    assert_int_equal(unlink(path), 0);
+    snprintf(path, sizeof path, "%s/shard-00000", f->dir);
+    assert_int_equal(rmdir(path), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_check_shards(f->dir, &eb), RD_ERR_NOTFOUND);
+    assert_non_null(strstr(eb.msg, "shard-00000 does not exist"));
+    free(m);
+}
+
 static void test_manifest_errors(void **state) {
     fx *f = *state;
     rd_ckpt_manifest *m = malloc(sizeof *m);
@@ -454,6 +492,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nonfinite_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_shard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_shards, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,7 @@
 //                           read from the map without loading them (the table tools' export)
 //   rd_ckpt_write_manifest / rd_ckpt_read_manifest   <dir>/MANIFEST (the commit point)
 //   rd_ckpt_verify()        manifest + every shard: CRCs, layout, row totals
+//   rd_ckpt_check_shards()  manifest + every shard's records (no CRC, no row read): quick
 //   rd_ckpt_shard_crc()     recompute one shard's CRC
 //   rd_ckpt_load_table()    merge one table from all shards into one rd_table (tests, tools,
 //                           any P)
@@ -188,6 +189,13 @@ int rd_ckpt_read_manifest(const char *dir, rd_ckpt_manifest *m, rd_errbuf *eb);
 /** Full check of a checkpoint: the manifest, each shard's CRC, its shard record (P, index, step,
  *  seed, tables) and the row totals. @return RD_OK or the first problem (eb names the shard). */
 int rd_ckpt_verify(const char *dir, rd_errbuf *eb);
+
+/** rd_ckpt_verify without the reads that grow with the tables (each shard's CRC, every row's
+ *  values): the manifest, and in each shard its shard record (P, index, step, seed, tables), its
+ *  table records and their row counts against the manifest. Opens every shard, so a missing,
+ *  foreign or mismatched one is found before a resume creates anything.
+ *  @return RD_OK or the first problem (eb names the shard) */
+int rd_ckpt_check_shards(const char *dir, rd_errbuf *eb);
 
 /**
  * Merge table `name` of every shard of the checkpoint into `dst` (created from a config with the

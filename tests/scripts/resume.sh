@@ -120,6 +120,21 @@ run -n 3 "$RD" train p2.yaml --out M --resume mix >M.out 2>M.err && fail "a mixe
 grep -q -- "--resume: mix: tables of step 162, dense.bin of step 40" M.err || fail "mixed checkpoint: $(cat M.err)"
 [ -s M/report.json ] || fail "a refused resume removed the earlier report"
 rm -rf mix M
+# A checkpoint with a shard missing (a partial copy) or cut short: refused at start-up, naming the
+# shard, before a new run folder is made (the PS ranks refused it only after the run folder, its
+# data and its lock were made).
+for cut in missing short; do
+    rm -rf ns NS && cp -a "$FINAL" ns
+    if [ $cut = missing ]; then
+        rm -rf ns/shard-00001; re="checkpoint shard ns/shard-00001 does not exist"
+    else
+        truncate -s 8192 ns/shard-00001/data.mdb; re=".*ns/shard-00001"
+    fi
+    run -n 3 "$RD" train p2.yaml --out NS --resume ns >NS.out 2>NS.err && fail "a checkpoint with its shard $cut resumed"
+    grep -Eq -- "--resume: $re" NS.err || fail "shard $cut: $(cat NS.err)"
+    [ ! -e NS ] || fail "shard $cut: a refused resume left a run folder: $(ls -R NS | head)"
+done
+rm -rf ns NS
 # A checkpoint root resumes each job from its newest checkpoint.
 rm -rf B
 mkdir -p root/student && cp -r $CK/step-000000000100 root/student/
