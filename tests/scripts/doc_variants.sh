@@ -59,6 +59,10 @@ check "iat.md query (c)" variant.sh -k 5 configs/ml100k-iat.yaml "$TMP/qc" token
     models.teacher.tokens.scheme=2 models.teacher.tokens.query=request_seq
 check "iat.md query (b)" variant.sh -k 5 configs/ml100k-iat.yaml "$TMP/qb" tokens.scheme=1 \
     models.teacher.tokens.scheme=1 models.teacher.tokens.query=request_seq
+check "iat.md deeper token branch (c)" variant.sh -k 3 configs/ml100k-iat.yaml "$TMP/l2c" \
+    models.teacher.tokens.layers=2
+check "iat.md deeper token branch (b)" variant.sh -k 3 configs/ml100k-iat.yaml "$TMP/l2b" \
+    models.teacher.tokens.layers=2 tokens.scheme=1 models.teacher.tokens.scheme=1
 
 # docs/iat.md, "The whole pipeline": the token students, without history, and with the 16-item
 # history in place of the tokens.
