@@ -9,8 +9,10 @@
 #include "rd/train_ckpt.h"
 
 #include "rd/alloc.h"
+#include "rd/checkpoint.h"
 #include "rd/hash.h"
 #include "rd/lmdbx.h"
+#include "rd/optim.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -227,11 +229,15 @@ void rd_train_ckpt_ident(const rd_config *cfg,
     pos->n_tables = 0;
     memset(pos->table, 0, sizeof pos->table);
     memset(pos->table_hash, 0, sizeof pos->table_hash);
+    memset(pos->table_dim, 0, sizeof pos->table_dim);
+    memset(pos->table_optim, 0, sizeof pos->table_optim);
     for (int t = 0; t < cfg->ps.n_tables && pos->n_tables < RD_TRAIN_CKPT_TABLES; t++) {
         const rd_table_config *tc = &cfg->ps.tables[t];
         if (!reads_table(mc, tc))
             continue;
         snprintf(pos->table[pos->n_tables], RD_NAME_MAX, "%s", tc->name);
+        pos->table_dim[pos->n_tables] = tc->dim;
+        pos->table_optim[pos->n_tables] = tc->optim.kind;
         pos->table_hash[pos->n_tables++] = rd_train_ckpt_table_hash(tc);
     }
     pos->sampling_hash = 0;
@@ -264,11 +270,25 @@ static int table_index(const rd_train_pos *p, const char *name) {
 
 // The config hashes differ: name the part. Falls back to the hashes when nothing recorded
 // explains it (a version-1 checkpoint with the same seed).
+// The table named `name` in a checkpoint's MANIFEST, or NULL.
+static const rd_ckpt_table *manifest_table(const rd_ckpt_manifest *m, const char *name) {
+    for (uint32_t i = 0; i < m->n_tables && i < RD_MAX_TABLES; i++)
+        if (strcmp(m->tables[i].name, name) == 0)
+            return &m->tables[i];
+    return NULL;
+}
+
 static int
 config_mismatch(const char *dir, const rd_train_pos *ck, const rd_train_pos *run, rd_errbuf *eb) {
     char what[1024];
     size_t n = 0;
     what[0] = 0;
+    // The MANIFEST beside dense.bin records each table's dim and optimizer: with it a table that
+    // differs is named with the field (dense.bin keeps one hash per table). Read when present.
+    rd_ckpt_manifest *man = rd_malloc(sizeof *man); // about 50 KiB
+    rd_errbuf meb;
+    rd_errbuf_clear(&meb);
+    int man_ok = man && rd_ckpt_read_manifest(dir, man, &meb) == RD_OK;
 #define SAY(...)                                                                                   \
     do {                                                                                           \
         if (n < sizeof what) {                                                                     \
@@ -291,9 +311,23 @@ config_mismatch(const char *dir, const rd_train_pos *ck, const rd_train_pos *run
             int c = table_index(ck, run->table[t]);
             if (c < 0)
                 SAY("table '%s' is not in the checkpoint", run->table[t]);
-            else if (ck->table_hash[c] != run->table_hash[t])
-                SAY("table '%s' differs (dim/optimizer/init_std/admit_count/ttl/init_as)",
-                    run->table[t]);
+            else if (ck->table_hash[c] != run->table_hash[t]) {
+                const rd_ckpt_table *mt = man_ok ? manifest_table(man, run->table[t]) : NULL;
+                if (mt && mt->dim != (uint32_t)run->table_dim[t])
+                    SAY("table '%s' is dim %u in the checkpoint, %d in this run", run->table[t],
+                        mt->dim, run->table_dim[t]);
+                else if (mt && mt->optim != (uint32_t)run->table_optim[t])
+                    SAY("table '%s' has optimizer %s in the checkpoint, %s in this run",
+                        run->table[t], rd_optim_name((int)mt->optim),
+                        rd_optim_name(run->table_optim[t]));
+                else if (mt)
+                    SAY("table '%s' differs (its dim and optimizer are the same: init_std, "
+                        "admit_count, ttl or init_as)",
+                        run->table[t]);
+                else
+                    SAY("table '%s' differs (dim/optimizer/init_std/admit_count/ttl/init_as)",
+                        run->table[t]);
+            }
         }
         for (int c = 0; c < ck->n_tables && c < RD_TRAIN_CKPT_TABLES; c++)
             if (table_index(run, ck->table[c]) < 0)
@@ -327,6 +361,7 @@ config_mismatch(const char *dir, const rd_train_pos *ck, const rd_train_pos *run
         }
     }
 #undef SAY
+    rd_free(man);
     // The config includes its command-line overrides (train --set; report.json's config_sets).
     if (n)
         return rd_err_set(eb, RD_ERR_SCHEMA,

@@ -100,6 +100,10 @@ typedef struct rd_train_pos {
     double split_batch;    // data.split.batch_fraction
     double split_holdout;  // data.split.holdout_fraction
     int32_t split_windows; // data.split.stream_windows
+    // The run's side only (rd_train_ckpt_ident; not in the file): each table's dim and optimizer
+    // (rd_optim), so that a refusal names the one that differs from the checkpoint's MANIFEST.
+    int32_t table_dim[RD_TRAIN_CKPT_TABLES];
+    int32_t table_optim[RD_TRAIN_CKPT_TABLES];
 } rd_train_pos;
 
 /** What rd_train_ckpt_check compares (bit flags). */

@@ -245,8 +245,13 @@ bad "step-000000000040: model 'small' differs .*config hash" -n 3 "$RD" train ot
 sed -e "s|dir: $TMP/data|dir: $TMP/data_seed6|" p2.yaml > seed6.yaml
 bad "step-000000000040: written with run.seed 5, this run has 6 " -n 3 "$RD" train seed6.yaml --out X --resume $CK/step-000000000040 --seed 6
 sed -e 's/{name: s_user, dim: 4, admit_count: 2}/{name: s_user, dim: 4, admit_count: 3}/' p2.yaml > admit.yaml
-bad "step-000000000040: table 's_user' differs \(" -n 3 "$RD" train admit.yaml --out X --resume $CK/step-000000000040
+bad "step-000000000040: table 's_user' differs \(its dim and optimizer are the same: init_std, admit_count, ttl or init_as\)" -n 3 "$RD" train admit.yaml --out X --resume $CK/step-000000000040
 grep -q "s_item" e && fail "the table message names s_item too: $(cat e)"
+# The field the MANIFEST records is named (it said "differs (dim/optimizer/...)" for any of them).
+sed -e 's/{name: s_user, dim: 4, admit_count: 2}/{name: s_user, dim: 8, admit_count: 2}/' p2.yaml > dim8.yaml
+bad "step-000000000040: table 's_user' is dim 4 in the checkpoint, 8 in this run" -n 3 "$RD" train dim8.yaml --out X --resume $CK/step-000000000040
+sed -e 's/{name: s_item, dim: 4, optimizer: {type: adam,/{name: s_item, dim: 4, optimizer: {type: adagrad,/' p2.yaml > opt.yaml
+bad "step-000000000040: table 's_item' has optimizer adam in the checkpoint, adagrad in this run" -n 3 "$RD" train opt.yaml --out X --resume $CK/step-000000000040
 # "Step k of the phase" only means the same examples for the same job ranks, batch size and
 # order: each of them refused before any training, naming both partitions.
 sed -e 's/{name: student, role: student, model: small}/{name: student, role: student, model: small, ranks: 2}/' p2.yaml > ranks2.yaml
@@ -271,7 +276,7 @@ bad "step-000000000160 was written with data.split batch_fraction 0.8, holdout_f
 sed -e 's/epochs: 2}/epochs: 3}/' p2.yaml > e3.yaml
 grep -q "epochs: 3}" e3.yaml || fail "could not write the epochs config"
 bad "step-000000000160 is in the stream \(window 2\) of a run of train.epochs 2; this run has train.epochs 3" -n 3 "$RD" train e3.yaml --out X --resume $CK/step-000000000160
-for y in admit ranks2 b32 user otherdata split2 e3; do
+for y in admit dim8 opt ranks2 b32 user otherdata split2 e3; do
     [ ! -e X/ckpt ] || fail "$y: a refused resume left checkpoints: $(ls -R X/ckpt | head)"
 done
 # A checkpoint of an older build (dense.bin version 1: no identity record) still resumes, with one
