@@ -1006,6 +1006,18 @@ static int check_against(const rd_train_pos *ck,
     return rd_train_ckpt_check("CK", ck, &run, "DATA", 0xf, eb);
 }
 
+// Write the n bytes of a dense.bin image to file as file format `version` (the header's version
+// field and the trailing CRC-32C set to match): an older build's file from a current one.
+static void write_dense_as(const char *file, unsigned char *buf, size_t n, uint32_t version) {
+    memcpy(buf + 8, &version, 4);
+    uint32_t crc = rd_crc32c(0, buf, n - 4);
+    memcpy(buf + n - 4, &crc, 4);
+    FILE *f = fopen(file, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, n, f), n);
+    fclose(f);
+}
+
 static void test_dense_identity(void **state) {
     (void)state;
     rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
@@ -1241,14 +1253,7 @@ static void test_dense_identity(void **state) {
     assert_int_equal(n, v1 + ident + split + 5 * sizeof(float) + 4);
     memmove(buf + v1 + ident, buf + v1 + ident + split, n - v1 - ident - split);
     n -= split;
-    uint32_t version = 2;
-    memcpy(buf + 8, &version, 4);
-    uint32_t crc = rd_crc32c(0, buf, n - 4);
-    memcpy(buf + n - 4, &crc, 4);
-    f = fopen(file, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, n, f), n);
-    fclose(f);
+    write_dense_as(file, buf, n, 2);
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_train_ckpt_read_pos(dir, &ck, &eb), RD_OK);
     assert_true(ck.has_ident && ck.split_windows == 0 && ck.n_tables == 2);
@@ -1260,14 +1265,7 @@ static void test_dense_identity(void **state) {
     // Version 1 = the first 192 header bytes of version 2, then the slab, then the CRC.
     memmove(buf + v1, buf + v1 + ident, n - v1 - ident);
     n -= ident;
-    version = 1;
-    memcpy(buf + 8, &version, 4);
-    crc = rd_crc32c(0, buf, n - 4);
-    memcpy(buf + n - 4, &crc, 4);
-    f = fopen(file, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, n, f), n);
-    fclose(f);
+    write_dense_as(file, buf, n, 1);
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_train_ckpt_read_pos(dir, &ck, &eb), RD_OK);
     assert_true(!ck.has_ident && ck.step == 40 && ck.range_step == 40);
@@ -1283,13 +1281,8 @@ static void test_dense_identity(void **state) {
     memset(m.params, 0, 5 * sizeof(float));
     assert_int_equal(rd_train_ckpt_read_dense(dir, ck.config_hash, &ck, &m, &o, &eb), RD_OK);
     assert_true(m.params[3] == 2.5f);
-    // A version from the future is refused.
-    version = RD_TRAIN_CKPT_VERSION + 1;
-    memcpy(buf + 8, &version, 4);
-    f = fopen(file, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(buf, 1, n, f), n);
-    fclose(f);
+    // A version from the future is refused (its CRC matching: the version is the reason).
+    write_dense_as(file, buf, n, RD_TRAIN_CKPT_VERSION + 1);
     assert_int_equal(rd_train_ckpt_read_pos(dir, &ck, &eb), RD_ERR_VERSION);
     rd_free(m.params);
     rd_free(mc);
