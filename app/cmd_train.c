@@ -608,7 +608,8 @@ check_resume(const rd_config *cfg, const char *resume, const rd_dataset_info *in
         if ((rc = rd_train_ckpt_check(
                  dir, &ck, &run, cfg->data.dir,
                  RD_TRAIN_CKPT_CHECK_CONFIG | (info ? RD_TRAIN_CKPT_CHECK_DATA : 0) |
-                     RD_TRAIN_CKPT_CHECK_PARTITION | RD_TRAIN_CKPT_CHECK_TOKENS,
+                     RD_TRAIN_CKPT_CHECK_PARTITION | RD_TRAIN_CKPT_CHECK_TOKENS |
+                     RD_TRAIN_CKPT_CHECK_OPTIMIZER,
                  eb)) != RD_OK ||
             (rc = rd_train_ckpt_check_epochs(dir, &ck, cfg->train.epochs, eb)) != RD_OK)
             return rc;
@@ -635,6 +636,11 @@ check_resume(const rd_config *cfg, const char *resume, const rd_dataset_info *in
         // Every shard present and of this cut (its records, not its rows): a shard missing from
         // a copied checkpoint failed only in the PS ranks, after the run folder was made.
         if ((rc = rd_ckpt_check_shards(dir, eb)) != RD_OK)
+            return rc;
+        // The stream windows' metrics (no CRC): a damaged windows.tsv, in the batch period too,
+        // is refused here, as `table verify` refuses it, not after the run folder is made.
+        int n_win = -1;
+        if ((rc = rd_trainer_windows_check(dir, ck.window, ck.range_step, &n_win, eb)) != RD_OK)
             return rc;
     }
     return RD_OK;

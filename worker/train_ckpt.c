@@ -255,6 +255,11 @@ void rd_train_ckpt_ident(const rd_config *cfg,
     pos->split_batch = cfg->data.split.batch_fraction;
     pos->split_holdout = cfg->data.split.holdout_fraction;
     pos->split_windows = cfg->data.split.stream_windows;
+    int kind = RD_DENSE_SGD;
+    if (rd_dense_optim_parse(cfg->train.optimizer, &kind) != RD_OK)
+        kind = RD_DENSE_SGD; // refused by the config check before any run
+    pos->opt_kind = kind;
+    pos->opt_slots = rd_dense_optim_slots(kind);
 }
 
 static const char *order_name(int32_t o) {
@@ -377,6 +382,11 @@ config_mismatch(const char *dir, const rd_train_pos *ck, const rd_train_pos *run
                       (unsigned long long)run->config_hash);
 }
 
+static const char *dense_optim_name(int32_t kind) {
+    static const char *const name[3] = {"sgd", "adam", "adamw"};
+    return kind >= 0 && kind < 3 ? name[kind] : "(unknown)";
+}
+
 int rd_train_ckpt_check(const char *dir,
                         const rd_train_pos *ck,
                         const rd_train_pos *run,
@@ -385,6 +395,15 @@ int rd_train_ckpt_check(const char *dir,
                         rd_errbuf *eb) {
     if ((what & RD_TRAIN_CKPT_CHECK_CONFIG) && ck->config_hash != run->config_hash)
         return config_mismatch(dir, ck, run, eb);
+    // The header's, in every version: adam <-> adamw continue the same moments; sgd keeps none.
+    if ((what & RD_TRAIN_CKPT_CHECK_OPTIMIZER) && ck->opt_slots != run->opt_slots)
+        return rd_err_set(eb, RD_ERR_SCHEMA,
+                          "%s was trained with train.optimizer %s (%llu state floats a "
+                          "parameter); this run's %s (%llu) cannot continue that state (resume "
+                          "with %s, or start a new run)",
+                          dir, dense_optim_name(ck->opt_kind), (unsigned long long)ck->opt_slots,
+                          dense_optim_name(run->opt_kind), (unsigned long long)run->opt_slots,
+                          ck->opt_slots ? "adam or adamw" : "sgd");
     if (!ck->has_ident)
         return RD_OK;
     if ((what & RD_TRAIN_CKPT_CHECK_DATA) &&
@@ -565,6 +584,8 @@ static void parse_hdr(const unsigned char *p, hdr *h) {
     get(&r, h->pos.job, RD_NAME_MAX);
     get(&r, h->pos.model, RD_NAME_MAX);
     h->pos.job[RD_NAME_MAX - 1] = h->pos.model[RD_NAME_MAX - 1] = 0;
+    h->pos.opt_kind = (int32_t)h->kind;
+    h->pos.opt_slots = h->slots;
     if (h->version < 2) // no identity record: has_ident stays 0
         return;
     uint32_t has_ident;

@@ -3005,9 +3005,11 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
         int64_t step = -1;
         st = rd_kv_load(tr->kv, dir, tables, tr->model->n_tables, &step, eb);
         int absent = 0, need = windows_evaluated(tr, tr->rpos.window, tr->rpos.range_step);
-        if (st == RD_OK && tr->res && need > 0) {
+        // Read whenever present, also with no window evaluated yet (a batch-period checkpoint
+        // holds the header alone): a damaged file is refused here as by `table verify`.
+        if (st == RD_OK && tr->res) {
             st = windows_read(dir, tr->res, RD_TRAINER_MAX_WINDOWS, &tr->n_restored, &absent, eb);
-            if (st == RD_OK && absent)
+            if (st == RD_OK && absent && need > 0)
                 RD_LOG_WARN("--resume: %s holds no %s (an older build): the metrics of the %d "
                             "stream window(s) evaluated before it are NaN in this run's files",
                             dir, RD_TRAIN_CKPT_WINDOWS, need);

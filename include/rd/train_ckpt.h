@@ -78,6 +78,8 @@ typedef struct rd_train_pos {
     uint64_t config_hash; // rd_train_ckpt_config_hash of the job's model
     char job[RD_NAME_MAX];
     char model[RD_NAME_MAX];
+    int32_t opt_kind;   // train.optimizer (rd_dense_optim_kind; the header's, every version)
+    uint64_t opt_slots; // its state floats per parameter (rd_dense_optim_slots)
     // Identity of the run the position belongs to (version 2; all 0 in a version-1 file). The
     // position "step k of the phase" only means the same examples on the same dataset, split
     // in the same way; the part hashes let a refusal say which part of config_hash differs.
@@ -108,10 +110,11 @@ typedef struct rd_train_pos {
 
 /** What rd_train_ckpt_check compares (bit flags). */
 enum {
-    RD_TRAIN_CKPT_CHECK_CONFIG = 1,    // config_hash, naming the part that differs
-    RD_TRAIN_CKPT_CHECK_DATA = 2,      // data_events and data_crc
-    RD_TRAIN_CKPT_CHECK_PARTITION = 4, // job_ranks, batch_size, order, data.split
-    RD_TRAIN_CKPT_CHECK_TOKENS = 8,    // tokens_hash
+    RD_TRAIN_CKPT_CHECK_CONFIG = 1,     // config_hash, naming the part that differs
+    RD_TRAIN_CKPT_CHECK_DATA = 2,       // data_events and data_crc
+    RD_TRAIN_CKPT_CHECK_PARTITION = 4,  // job_ranks, batch_size, order, data.split
+    RD_TRAIN_CKPT_CHECK_TOKENS = 8,     // tokens_hash
+    RD_TRAIN_CKPT_CHECK_OPTIMIZER = 16, // opt_slots: the dense optimizer's state continues
 };
 
 /** "<root>/<job>/step-%012lld" into out. @return RD_OK or RD_ERR_RANGE (does not fit). */
@@ -138,7 +141,8 @@ uint64_t rd_train_ckpt_table_hash(const rd_table_config *tc);
 /**
  * Fill the identity record of a run into pos: seed, config_hash and its parts (model_hash, the
  * tables' hashes, sampling_hash), tokens_hash (when the model reads tokens), the job's partition
- * (job_ranks, cfg->train.batch_size, cfg->train.order) and the dataset (info, may be NULL: 0).
+ * (job_ranks, cfg->train.batch_size, cfg->train.order), the dataset (info, may be NULL: 0)
+ * and the dense optimizer (opt_kind, opt_slots; an unknown train.optimizer gives sgd's).
  * Sets has_ident. Leaves the position fields (step, epoch, ...) and the names alone.
  */
 void rd_train_ckpt_ident(const rd_config *cfg,
@@ -154,7 +158,7 @@ void rd_train_ckpt_ident(const rd_config *cfg,
  * the checkpoint, what differs and both values. Parts a version-1 checkpoint did not record
  * (ck->has_ident 0) are not checked: the caller warns.
  * @param[in] data_dir  the folder of this run's dataset, named by the dataset message (may be NULL)
- * @return RD_OK, RD_ERR_SCHEMA (config, partition, tokens), RD_ERR_CONFIG (dataset)
+ * @return RD_OK, RD_ERR_SCHEMA (config, partition, tokens, optimizer), RD_ERR_CONFIG (dataset)
  */
 int rd_train_ckpt_check(const char *dir,
                         const rd_train_pos *ck,

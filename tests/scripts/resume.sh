@@ -237,7 +237,31 @@ grep -q "^0.*	-5	1	" NW4/windows.tsv || fail "could not edit NW4/windows.tsv: $(
 bad "NW4/windows.tsv:2: window 0: auc outside \[0, 1\]" -n 3 "$RD" train p2.yaml --out B --resume NW4
 rm -rf B && cp -r $CK/step-000000000160 NW5 && sed -i '3s/^\(1\t[0-9]*\t[0-9]*\t[0-9]*\t\)[^\t]*/\1nan/' NW5/windows.tsv
 bad "NW5/windows.tsv:3: window 1: auc is NaN but auc_valid is 1" -n 3 "$RD" train p2.yaml --out B --resume NW5
-rm -rf B NW NW2 NW3 NW4 NW5
+# A batch-period checkpoint (no window evaluated: the header alone) with its windows.tsv emptied
+# or given a window it cannot have: refused as `table verify` refuses it, before the run folder.
+rm -rf B && cp -r $CK/step-000000000040 NW6 && [ "$(wc -l < NW6/windows.tsv)" = 1 ] ||
+    fail "batch-period windows.tsv: $(cat NW6/windows.tsv)"
+: > NW6/windows.tsv
+bad "NW6/windows.tsv: empty \(no header\)" -n 3 "$RD" train p2.yaml --out B --resume NW6
+[ ! -e B ] || fail "a refused batch-period windows.tsv left the run folder B"
+cp -r $CK/step-000000000040 NW7 && sed -n 2p $CK/step-000000000160/windows.tsv >> NW7/windows.tsv
+bad "NW7/windows.tsv: 1 window\(s\), the checkpoint is in window -1 \(expected 0\)" -n 3 "$RD" train p2.yaml --out B --resume NW7
+[ ! -e B ] || fail "a refused batch-period windows.tsv left the run folder B"
+rm -rf B NW NW2 NW3 NW4 NW5 NW6 NW7
+# What a resume may change (docs/tools.md): the dense optimizer's numbers and adam -> adamw, a
+# table's lr. The run takes them from the checkpoint on, so its end differs from A's; sgd has
+# no Adam moments to continue and is refused.
+sed -e 's/train: {batch_size: 64, epochs: 2}/train: {batch_size: 64, epochs: 2, optimizer: adamw, lr: 0.0005}/' \
+    -e 's/optimizer: {type: adam, lr: 0.01}/optimizer: {type: adam, lr: 0.002}/' p2.yaml > lr.yaml
+grep -q "adamw, lr: 0.0005" lr.yaml && grep -q "adam, lr: 0.002" lr.yaml || fail "could not edit lr.yaml"
+rm -rf B && run -n 3 "$RD" train lr.yaml --out B --resume $CK/step-000000000040 >B.out 2>B.err ||
+    fail "resume with other learning rates: $(cat B.err)"
+grep -q "resumed from .*step-000000000040" B.out || fail "lr resume: $(cat B.out)"
+cmp -s "$FINAL/dense.bin" "B/ckpt/student/$F/dense.bin" && fail "lr resume ended as the uninterrupted run"
+sed -e 's/train: {batch_size: 64, epochs: 2}/train: {batch_size: 64, epochs: 2, optimizer: sgd}/' p2.yaml > sgd.yaml
+bad "step-000000000040 was trained with train.optimizer adam \(2 state floats a parameter\); this run.s sgd \(0\) cannot continue that state \(resume with adam or adamw, or start a new run\)" -n 3 "$RD" train sgd.yaml --out X --resume $CK/step-000000000040
+[ ! -e X ] || fail "the refused sgd resume left the run folder X"
+rm -rf B X
 bad "nowhere: No such file or directory" -n 3 "$RD" train p2.yaml --out X --resume nowhere
 bad "step-000000000040: model 'small' differs .*config hash" -n 3 "$RD" train other.yaml --out X --resume $CK/step-000000000040
 # The config hash names the part that differs: the seed, a table.
