@@ -1076,32 +1076,27 @@ static size_t packed_rows(const float *mask, size_t BT, int pack) {
 }
 
 // Scores (n rows, or BT without packing) -> att (positional, 0 on padding) -> softmax -> out.
-// Example b reads k + b * ks and mask + b * ms: (T * C, T) for its own history, (0, 0) when every
-// example reads example 0's (rd_din_forward_shared).
 static void din_attend(int (*softmax)(float *, const float *, size_t),
                        float *out,
                        const rd_din_acts *a,
                        const float *k,
                        const float *mask,
-                       size_t ks,
-                       size_t ms,
                        size_t n,
                        const rd_seq_dims *d) {
     size_t B = d->B, T = d->T, C = d->C, BT = B * T;
     if (n == BT) {
         memcpy(a->att, a->score, BT * sizeof(float));
     } else { // the scores back to their positions; a padded one is 0 (the softmax drops it)
-        for (size_t b = 0, r = 0; b < B; b++)
-            for (size_t t = 0; t < T; t++)
-                a->att[b * T + t] = mask[b * ms + t] != 0.0f ? a->score[r++] : 0.0f;
+        for (size_t i = 0, r = 0; i < BT; i++)
+            a->att[i] = mask[i] != 0.0f ? a->score[r++] : 0.0f;
     }
     for (size_t b = 0; b < B; b++) {
         float *p = a->att + b * T;
-        softmax(p, mask ? mask + b * ms : NULL, T);
+        softmax(p, mask ? mask + b * T : NULL, T);
         float *o = out + b * C;
         memset(o, 0, C * sizeof *o);
         for (size_t t = 0; t < T; t++) {
-            const float *kt = k + b * ks + t * C;
+            const float *kt = k + (b * T + t) * C;
             for (size_t i = 0; i < C; i++)
                 o[i] += p[t] * kt[i];
         }
@@ -1145,20 +1140,11 @@ static void din_dscore(float *dk,
                 s->dscore[r++] = s->dscore[i];
 }
 
-// The fast forward; example b reads its keys and mask at k + b * ks, mask + b * ms (din_attend).
-static void din_forward(float *out,
-                        const rd_din_acts *a,
-                        const float *q,
-                        const float *k,
-                        const float *mask,
-                        size_t ks,
-                        size_t ms,
-                        const rd_din_weights *w,
-                        const rd_seq_dims *d) {
-    size_t B = d->B, T = d->T, C = d->C, H = d->H, C2 = 2 * C;
-    RD_ASSERT(B > 0 && T > 0 && C > 0 && H > 0 && d->act != RD_ACT_NONE && a->fold);
-    // Valid rows: every example's, or B times those of the one shared history.
-    const size_t BT = B * T, n = ms ? packed_rows(mask, BT, 1) : B * packed_rows(mask, T, 1);
+// W1 = [Wa | Wb | Wc | Wd] folded into a->fold: wk (H, 2C) = [Wb - Wc | Wd], wq (H, C) = Wa + Wc,
+// then the query's share uq (B, H) = q wq^T + b1.
+static void
+din_fold(const rd_din_acts *a, const float *q, const rd_din_weights *w, const rd_seq_dims *d) {
+    size_t B = d->B, C = d->C, H = d->H, C2 = 2 * C;
     float *wk = a->fold, *wq = wk + H * C2, *uq = wq + H * C;
     for (size_t h = 0; h < H; h++) {
         const float *r = w->w1 + h * 4 * C;
@@ -1169,14 +1155,29 @@ static void din_forward(float *out,
         }
     }
     rd_linear_forward(uq, q, wq, w->b1, B, C, H); // the query's share, bias included
+}
+
+// The fast forward: the folded layer on the valid rows [k_t, q_b * k_t] (2C wide).
+void rd_din_forward(float *out,
+                    const rd_din_acts *a,
+                    const float *q,
+                    const float *k,
+                    const float *mask,
+                    const rd_din_weights *w,
+                    const rd_seq_dims *d) {
+    size_t B = d->B, T = d->T, C = d->C, H = d->H, C2 = 2 * C;
+    RD_ASSERT(B > 0 && T > 0 && C > 0 && H > 0 && d->act != RD_ACT_NONE && a->fold);
+    const size_t BT = B * T, n = packed_rows(mask, BT, 1);
+    din_fold(a, q, w, d);
+    const float *wk = a->fold, *uq = wk + H * C2 + H * C;
     // Rows [k_t, q * k_t] (n, 2C); each hid row starts as its example's query share.
     size_t r = 0;
     for (size_t b = 0; b < B; b++) {
         const float *qb = q + b * C;
         for (size_t t = 0; t < T; t++) {
-            if (n < BT && mask[b * ms + t] == 0.0f)
+            if (n < BT && mask[b * T + t] == 0.0f)
                 continue;
-            const float *kt = k + b * ks + t * C;
+            const float *kt = k + (b * T + t) * C;
             float *f = a->feat + r * C2;
             memcpy(f, kt, C * sizeof *f);
             for (size_t i = 0; i < C; i++)
@@ -1191,22 +1192,14 @@ static void din_forward(float *out,
         rd_act_forward(a->hid_act, a->hid, n * H, d->act);
         rd_linear_forward(a->score, a->hid_act, w->w2, w->b2, n, H, 1);
     }
-    din_attend(softmax_row, out, a, k, mask, ks, ms, n, d);
+    din_attend(softmax_row, out, a, k, mask, n, d);
 }
 
-void rd_din_forward(float *out,
-                    const rd_din_acts *a,
-                    const float *q,
-                    const float *k,
-                    const float *mask,
-                    const rd_din_weights *w,
-                    const rd_seq_dims *d) {
-    din_forward(out, a, q, k, mask, d->T * d->C, d->T, w, d);
-}
-
-// Every example reads the one history (k, mask): the same rows as rd_din_forward on B copies of
-// it, in the same order, through the same matmuls, so the same bits. What the sharing saves is
-// the caller's: the history's gather, in-projection (and a token adapter) ran once for all B.
+// Every example reads the one history (k, mask). With W1 folded (rd_din_forward) a row's
+// pre-activation is uq_b + (Wb - Wc) k_t + Wd (q_b * k_t): the middle term is the same for every
+// example, so it runs once, on the history's valid rows, and the per-row matmul reads the C
+// columns of q * k instead of 2C. The three terms are summed in another order than the
+// trainer's one matmul: a few ulp apart from rd_din_forward on B copies of the history.
 void rd_din_forward_shared(float *out,
                            const rd_din_acts *a,
                            const float *q,
@@ -1214,8 +1207,59 @@ void rd_din_forward_shared(float *out,
                            const float *mask,
                            const rd_din_weights *w,
                            const rd_seq_dims *d) {
-    RD_ASSERT(mask != NULL);
-    din_forward(out, a, q, k, mask, 0, 0, w, d);
+    size_t B = d->B, T = d->T, C = d->C, H = d->H, C2 = 2 * C;
+    RD_ASSERT(mask != NULL && B > 0 && T > 0 && C > 0 && H > 0 && d->act != RD_ACT_NONE && a->fold);
+    const size_t nt = packed_rows(mask, T, 1), n = B * nt;
+    din_fold(a, q, w, d);
+    const float *wk = a->fold, *uq = wk + H * C2 + H * C;
+    if (nt) {
+        // The keys' share kh (nt, H) = k_valid [Wb - Wc]^T, into hid_act (free until the
+        // activation below); the valid keys packed into feat first.
+        size_t r = 0;
+        for (size_t t = 0; t < T; t++)
+            if (mask[t] != 0.0f)
+                memcpy(a->feat + (r++) * C, k + t * C, C * sizeof(float));
+        float *kh = a->hid_act;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nt, (int)H, (int)C, 1.0f, a->feat,
+                    (int)C, wk, (int)C2, 0.0f, kh, (int)H);
+        // Rows q_b * k_t (n, C); each hid row starts as uq_b + kh_t.
+        r = 0;
+        for (size_t b = 0; b < B; b++) {
+            const float *qb = q + b * C, *ub = uq + b * H;
+            for (size_t t = 0, j = 0; t < T; t++) {
+                if (mask[t] == 0.0f)
+                    continue;
+                const float *kt = k + t * C, *kj = kh + (j++) * H;
+                float *f = a->feat + r * C, *hr = a->hid + r * H;
+                for (size_t i = 0; i < C; i++)
+                    f[i] = qb[i] * kt[i];
+                for (size_t i = 0; i < H; i++)
+                    hr[i] = ub[i] + kj[i];
+                r++;
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)H, (int)C, 1.0f, a->feat,
+                    (int)C, wk + C, (int)C2, 1.0f, a->hid, (int)H);
+        rd_act_forward(a->hid_act, a->hid, n * H, d->act);
+        rd_linear_forward(a->score, a->hid_act, w->w2, w->b2, n, H, 1);
+    }
+    // The softmax and the weighted sum on each example's nt valid scores (its rows of score, in
+    // place: no backward reads them) and keys only; att gets them back at their positions.
+    for (size_t b = 0; b < B; b++) {
+        float *sc = a->score + b * nt, *p = a->att + b * T, *o = out + b * C;
+        if (nt)
+            softmax_row(sc, NULL, nt);
+        memset(o, 0, C * sizeof *o);
+        for (size_t t = 0, j = 0; t < T; t++) {
+            if (mask[t] == 0.0f) {
+                p[t] = 0.0f;
+                continue;
+            }
+            const float pt = p[t] = sc[j++], *kt = k + t * C;
+            for (size_t i = 0; i < C; i++)
+                o[i] += pt * kt[i];
+        }
+    }
 }
 
 void rd_din_backward(float *dq,
@@ -1314,7 +1358,7 @@ void rd_din_forward_naive(float *out,
     rd_linear_forward_naive(a->hid, a->feat, w->w1, w->b1, BT, 4 * C, H);
     rd_act_forward(a->hid_act, a->hid, BT * H, d->act);
     rd_linear_forward_naive(a->score, a->hid_act, w->w2, w->b2, BT, H, 1);
-    din_attend(rd__softmax_row_naive, out, a, k, mask, T * C, T, BT, d);
+    din_attend(rd__softmax_row_naive, out, a, k, mask, BT, d);
 }
 
 void rd_din_backward_naive(float *dq,

@@ -400,9 +400,10 @@ void rd_din_forward(float *out,
                     const rd_din_weights *w,
                     const rd_seq_dims *d);
 /** Shared-history inference (rd_batch.seq_shared / tok_shared): q (B, C), but one history
- *  k (T, C), mask (T) (not NULL) that every example reads -> out (B, C). Equals rd_din_forward on
- *  B copies of k and mask bit for bit (the same rows in the same order). Forward only: the acts
- *  hold no per-example keys for a backward. */
+ *  k (T, C), mask (T) (not NULL) that every example reads -> out (B, C). The keys' share of the
+ *  attention MLP's first layer runs once for the history, so the per-row matmul is C wide, not
+ *  2C; equals rd_din_forward on B copies of k and mask but for rounding (the terms are summed in
+ *  another order). Forward only: the acts hold no per-example keys for a backward. */
 void rd_din_forward_shared(float *out,
                            const rd_din_acts *acts,
                            const float *q,
