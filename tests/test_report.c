@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -376,6 +377,65 @@ static void test_write_round_trip(void **state) {
     rd_free(cfg);
 }
 
+// report.json where figures are undefined: a holdout where the teacher ranks below the twin (gap
+// < 0), an empty warm slice, stream windows of one class, an empty popularity warm slice, NaN
+// throughput and loss. Every such figure is null (JSON has no NaN or Infinity), eta is null with
+// the gap and gain beside it where they are defined, and no bare nan/inf token is written.
+static void test_write_undefined(void **state) {
+    (void)state;
+    char dir[] = "/tmp/rd_test_report_undef_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    rd_config *cfg = distill_config(dir);
+    rd_trainer_result *res = rd_xcalloc(3, sizeof *res);
+    const double auc[3] = {0.70, 0.74, 0.75}; // the teacher below its twin: gap -0.05
+    for (int j = 0; j < 3; j++) {
+        snprintf(res[j].job, sizeof res[j].job, "%s", cfg->cluster.jobs[j].name);
+        res[j].params = j ? 100 : 10000;
+        res[j].flops_per_sample = j ? 200 : 20000;
+        res[j].samples_per_s = (double)NAN;
+        res[j].final_loss = (double)INFINITY;
+        set_m(&res[j].holdout.m, auc[j], 0.5, 1000);
+        set_m(&res[j].warm.m, (double)NAN, (double)NAN, 0);
+        res[j].warm.m.calibration = (double)NAN;
+        res[j].warm.m.calibration_valid = 0;
+        res[j].n_windows = 2;
+        for (int w = 0; w < 2; w++) {
+            set_m(&res[j].window[w].m, (double)NAN, 0.3, 50); // every event a positive
+            res[j].window[w].m.positives = 50;
+        }
+    }
+    set_m(&res[0].pop_holdout.m, 0.6, 0.6, 1000);
+    set_m(&res[0].pop_warm.m, (double)NAN, (double)NAN, 0);
+    res[0].pop_warm.m.calibration = (double)NAN;
+    res[0].pop_warm.m.calibration_valid = 0;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_report_write(cfg, res, 3, (double)NAN, NULL, &eb), RD_OK);
+    char path[600];
+    snprintf(path, sizeof path, "%s/report.json", dir);
+    char *js = slurp(path);
+    assert_non_null(js);
+    for (const char *p = js; *p; p++) // outside strings, no nan, inf or NaN token
+        assert_true(strncasecmp(p, "nan", 3) != 0 && strncasecmp(p, "inf", 3) != 0);
+    assert_non_null(strstr(js, "\"wall_s\": null,"));
+    assert_non_null(strstr(js, "\"warm\": {\n      \"auc\": null,\n      \"gauc\": null,\n      "
+                               "\"logloss\": null,\n      \"calibration\": null,\n      "
+                               "\"samples\": 0\n    }"));
+    assert_non_null(strstr(js, "\"holdout\": {\"eta\": null, \"teacher_gap\": -0.05"));
+    assert_non_null(strstr(js, "\"warm\": {\"eta\": null, \"teacher_gap\": null, "
+                               "\"student_gain\": null, \"teacher_auc\": null"));
+    assert_non_null(strstr(js, "\"stream\": {\"eta\": null, \"teacher_gap\": null"));
+    assert_non_null(strstr(js, "\"positives\": 100, \"negatives\": 0, \"few_events\": true"));
+    assert_non_null(strstr(js, "\"samples_per_s\": null,\n      \"final_loss\": null,"));
+    assert_non_null(strstr(js, "{\"auc\": null, \"gauc\": null, \"logloss\": 0.3, "
+                               "\"calibration\": 1, \"samples\": 50}"));
+    rd_free(js);
+    assert_int_equal(remove(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+    rd_free(res);
+    rd_free(cfg);
+}
+
 // Run rd_report_print with stdout sent to a temporary file; returns what it printed.
 static char *printed(const rd_config *cfg, const rd_trainer_result *res, int n) {
     char path[] = "/tmp/rd_test_report_out_XXXXXX";
@@ -660,6 +720,7 @@ int main(void) {
         cmocka_unit_test(test_pairs),
         cmocka_unit_test(test_write),
         cmocka_unit_test(test_write_round_trip),
+        cmocka_unit_test(test_write_undefined),
         cmocka_unit_test(test_pairs_reported),
         cmocka_unit_test(test_table_undefined),
         cmocka_unit_test(test_eta_student_undefined),
