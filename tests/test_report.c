@@ -59,6 +59,12 @@ static void test_eta_of(void **state) {
     assert_true(isnan(e.eta) && isnan(e.gap));
     e = rd_report_eta_of(0.8, 0.74, 0.76); // distillation hurt: negative eta
     assert_true(fabs(e.eta - (-0.5)) < 1e-9);
+    assert_false(e.tiny);
+    // A gap under RD_REPORT_TINY_GAP keeps its eta, flagged; an undefined eta is never tiny.
+    e = rd_report_eta_of(0.7605, 0.7601, 0.76);
+    assert_true(fabs(e.eta - 0.2) < 1e-6 && e.tiny);
+    e = rd_report_eta_of(0.76, 0.7601, 0.76);
+    assert_true(isnan(e.eta) && !e.tiny);
 }
 
 static void test_stream_mean(void **state) {
@@ -562,6 +568,15 @@ static void test_pairs_reported(void **state) {
     assert_non_null(tiny);
     assert_true(strstr(tiny, "[teacher gap under 0.001 AUC") < strchr(tiny, '\n'));
     rd_free(out);
+    // report.json says so too (tiny_gap, as few_events): its eta of 20 was there with nothing
+    // beside it to tell a reader of the JSON that the table called it noise.
+    assert_int_equal(rd_report_write(cfg, res, 7, 1.0, NULL, &eb), RD_OK);
+    js = slurp(path);
+    assert_non_null(js);
+    assert_non_null(strstr(js, "\"holdout\": {\"eta\": 20.0000000000"));
+    assert_non_null(strstr(js, "\"few_events\": false, \"tiny_gap\": true},\n"));
+    assert_non_null(strstr(js, "\"few_events\": false, \"tiny_gap\": false},\n"));
+    rd_free(js);
     set_m(&res[1].holdout.m, auc[1], 0.5, 1000);
     set_m(&res[4].holdout.m, auc[4], 0.5, 1000);
     // A holdout of 1000 events (500 of each class) gets no caution; one of 40 (20 positives)
@@ -586,9 +601,9 @@ static void test_pairs_reported(void **state) {
     js = slurp(path);
     assert_non_null(js);
     assert_non_null(strstr(js, "\"student_raw_auc\": 0.76, \"positives\": 20, "
-                               "\"negatives\": 20, \"few_events\": true},\n"));
+                               "\"negatives\": 20, \"few_events\": true, \"tiny_gap\": false},\n"));
     assert_non_null(strstr(js, "\"positives\": 400, \"negatives\": 400, \"few_events\": "
-                               "false}"));
+                               "false, \"tiny_gap\": false}"));
     rd_free(js);
     for (int j = 0; j < 7; j++)
         set_m(&res[j].holdout.m, auc[j], 0.5, 1000);

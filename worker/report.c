@@ -202,6 +202,7 @@ rd_report_eta rd_report_eta_of(double teacher_auc, double student_auc, double ra
     e.eta = isfinite(e.gap) && isfinite(e.gain) && e.gap > 0 ? e.gain / e.gap : (double)NAN;
     e.positives = e.negatives = 0;
     e.few = 0;
+    e.tiny = isfinite(e.eta) && e.gap < RD_REPORT_TINY_GAP;
     return e;
 }
 
@@ -339,9 +340,9 @@ static void jeta(FILE *f, const char *ind, const char *key, rd_report_eta e, int
     jnum(f, e.student_auc);
     fputs(", \"student_raw_auc\": ", f);
     jnum(f, e.raw_auc);
-    fprintf(f, ", \"positives\": %llu, \"negatives\": %llu, \"few_events\": %s",
+    fprintf(f, ", \"positives\": %llu, \"negatives\": %llu, \"few_events\": %s, \"tiny_gap\": %s",
             (unsigned long long)e.positives, (unsigned long long)e.negatives,
-            e.few ? "true" : "false");
+            e.few ? "true" : "false", e.tiny ? "true" : "false");
     fputs(last ? "}" : "},\n", f);
 }
 
@@ -645,9 +646,9 @@ static void print_pair(const rd_trainer_result *res, const rd_report_pair *pr) {
         if (isfinite(e.eta))
             printf("eta %-8s %7.3f   (teacher gap %+.4f, student gain %+.4f)%s%s%s\n", names[s],
                    e.eta, e.gap, e.gain, pr->warning[0] ? "  [not comparable: see WARNING]" : "",
-                   e.gap < RD_REPORT_TINY_GAP ? "  [teacher gap under 0.001 AUC: the ratio of two "
-                                                "tiny differences, mostly noise]"
-                                              : "",
+                   e.tiny ? "  [teacher gap under 0.001 AUC: the ratio of two "
+                            "tiny differences, mostly noise]"
+                          : "",
                    few);
         else if (isfinite(e.gap) && isfinite(e.gain))
             printf("eta %-8s     n/a   (teacher gap %+.4f, student gain %+.4f: no gap over "

@@ -74,6 +74,7 @@ typedef struct rd_report_eta {
     // RD_REPORT_FEW_CLASS (few: eta is then mostly noise)
     uint64_t positives, negatives;
     int few;
+    int tiny; // eta is defined but the gap is under RD_REPORT_TINY_GAP (eta mostly noise)
 } rd_report_eta;
 
 /**
@@ -106,7 +107,8 @@ rd_report_eta rd_report_eta_of(double teacher_auc, double student_auc, double ra
  * Write <cfg->run.out_dir>/report.json: run, seed, config, wall_s, popularity, holdout, warm,
  * stream (per job); eta: the first pair that has one (teacher, student, student_raw, warning
  * (null or text), and holdout, warm, stream: eta, teacher_gap, student_gain, the three AUCs,
- * positives, negatives and few_events: either under RD_REPORT_FEW_CLASS), or
+ * positives, negatives, few_events: either under RD_REPORT_FEW_CLASS, and tiny_gap: eta defined
+ * from a gap under RD_REPORT_TINY_GAP), or
  * null with eta_reason beside it; eta_pairs: every pair in job order, with the same keys plus
  * reason (null or text; the slices are null when there is a reason); flops_per_sample and params
  * (per job), throughput (samples/s per job, of this launch: launch_samples / train_s), targets
@@ -135,8 +137,9 @@ int rd_report_plot(const rd_config *cfg, const rd_trainer_result *res, int n, rd
  *  for a pair without eta or a launch without a distilled student. */
 void rd_report_print(const rd_config *cfg, const rd_trainer_result *res, int n);
 
-/** A teacher gap (AUC) under which the printed eta carries a note that it is mostly noise (an eta
- *  of -92 from a gap of +0.00005 was printed plain); report.json is unchanged. */
+/** A teacher gap (AUC) under which eta carries a note that it is mostly noise (an eta of -92 from
+ *  a gap of +0.00005 was printed plain): in the table, and as tiny_gap in report.json, whose eta
+ *  keeps its number (the gap is beside it). */
 #define RD_REPORT_TINY_GAP 0.001
 
 /** Events of a class (positives or negatives) on a slice under which its eta carries a caution,
