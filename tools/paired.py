@@ -76,9 +76,13 @@ def load(dirs, job, metric, allow_missing):
             for sl in ("holdout", "warm", "stream"):
                 v = r.get(sl) if isinstance(r.get(sl), dict) else {}
                 v = v.get(job) if isinstance(v.get(job), dict) else {}
+                if sl == "holdout" and v.get(metric) is None:
+                    # A null is a figure undefined on that seed's holdout (an AUC of one class),
+                    # not a missing key: "no holdout.teacher.auc" sent the reader to the job name.
+                    die("%s: %s.%s.%s is %s" % (path, sl, job, metric,
+                        "null (undefined on that seed's holdout: one class, or no event)"
+                        if metric in v else "missing"))
                 v = v.get(metric)
-                if sl == "holdout" and v is None:
-                    die("%s: no %s.%s.%s" % (path, sl, job, metric))
                 vals[sl] = number(v, "%s: %s.%s.%s" % (path, sl, job, metric))
                 if sl == "holdout" and vals[sl] is None:  # NaN or inf, as null above
                     die("%s: %s.%s.%s is not a number" % (path, sl, job, metric))

@@ -77,7 +77,10 @@ out="$(python3 "$P" "$TMP/za" "$TMP/b" 2>&1)" || fail "A's mean 0, one seed: $ou
 echo "$out" | grep -q "holdout  A 0.0000  B 0.7100  B−A +0.7100 (n=1, % undefined: A's mean is 0), 1 of 1 seeds above" ||
     fail "A's mean 0, one seed: $out"
 mkdir -p "$TMP/nojob/seed-1" && echo '{"holdout": {"student": {"auc": 0.6}}}' > "$TMP/nojob/seed-1/report.json"
-refuse "no job" "no holdout.teacher.auc" "$TMP/nojob" "$TMP/b"
+refuse "no job" "holdout.teacher.auc is missing" "$TMP/nojob" "$TMP/b"
+# A null holdout AUC (a holdout of one class) is said to be undefined, not missing.
+echo '{"holdout": {"teacher": {"auc": null}}}' > "$TMP/nojob/seed-1/report.json"
+refuse "null holdout" "holdout.teacher.auc is null (undefined on that seed's holdout" "$TMP/nojob" "$TMP/b"
 echo '{"holdout": {"teacher": {"auc": NaN}}}' > "$TMP/nojob/seed-1/report.json"
 refuse "NaN holdout" "holdout.teacher.auc is not a number" "$TMP/nojob" "$TMP/b"
 echo '{"holdout": ' > "$TMP/nojob/seed-1/report.json"
