@@ -259,25 +259,27 @@ void rd_table_destroy(rd_table *t) {
 }
 
 const rd_table_config *rd_table_config_of(const rd_table *t) {
-    return &t->cfg;
+    return t ? &t->cfg : NULL;
 }
 
 int rd_table_index(const rd_table *t) {
-    return t->index;
+    return t ? t->index : -1;
 }
 
 size_t rd_table_dim(const rd_table *t) {
-    return t->dim;
+    return t ? t->dim : 0;
 }
 
 size_t rd_table_row_floats(const rd_table *t) {
-    return t->row_floats;
+    return t ? t->row_floats : 0;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Initial values
 
 void rd_table_init_value(const rd_table *t, uint64_t key, float *out) {
+    if (!t || !out)
+        return;
     rd_rng r;
     rd_rng_split(&r, t->seed, key);
     const double std = (double)t->cfg.init_std;
@@ -368,7 +370,7 @@ static inline size_t la_next(const rd_table *t, lookahead *la, size_t i) {
 }
 
 float *rd_table_find(rd_table *t, uint64_t key) {
-    if (key == 0)
+    if (!t || key == 0)
         return NULL;
     idx_slot *p = idx_lookup(t, key);
     return p ? (float *)(void *)row_ptr(t, p->row) : NULL;
@@ -714,6 +716,8 @@ int rd_table_push(rd_table *t, const uint64_t *keys, const float *grads, size_t 
 // Eviction
 
 uint64_t rd_table_evict(rd_table *t, int64_t now) {
+    if (!t)
+        return 0;
     if (now > t->st.now)
         t->st.now = now;
     if (t->cfg.ttl <= 0 || t->st.now == INT64_MIN)
@@ -784,12 +788,15 @@ uint64_t rd_table_evict(rd_table *t, int64_t now) {
 // Iteration, restore, stats
 
 size_t rd_table_size(const rd_table *t) {
-    return t->n_rows;
+    return t ? t->n_rows : 0;
 }
 
 const float *
 rd_table_row_at(const rd_table *t, size_t i, uint64_t *key, int64_t *last_seen, uint64_t *count) {
-    RD_ASSERT(i < t->n_rows);
+    // A caller's index past the rows (a size read before a removal) or a NULL table is NULL,
+    // which the caller can report; an assertion here aborted a tool embedding the table.
+    if (!t || i >= t->n_rows)
+        return NULL;
     const row_meta *m = meta_of(t, i);
     if (key)
         *key = m->key;
@@ -823,11 +830,13 @@ int rd_table_put(rd_table *t, uint64_t key, const float *row, int64_t last_seen,
 }
 
 size_t rd_table_pending_size(const rd_table *t) {
-    return t->adm_n;
+    return t ? t->adm_n : 0;
 }
 
 int rd_table_pending_next(
     const rd_table *t, size_t *cursor, uint64_t *key, uint32_t *count, int64_t *last_seen) {
+    if (!t || !cursor || !key || !count || !last_seen)
+        return 0;
     for (size_t i = *cursor; i < t->adm_cap; i++) {
         if (t->adm[i].key) {
             *key = t->adm[i].key;
@@ -860,6 +869,13 @@ int rd_table_pending_put(rd_table *t, uint64_t key, uint32_t count, int64_t last
 }
 
 void rd_table_get_stats(const rd_table *t, rd_table_stats *st) {
+    if (!st)
+        return;
+    if (!t) {
+        memset(st, 0, sizeof *st);
+        st->now = INT64_MIN;
+        return;
+    }
     *st = t->st;
     st->rows = t->n_rows;
     st->pending = t->adm_n;
@@ -870,6 +886,8 @@ void rd_table_get_stats(const rd_table *t, rd_table_stats *st) {
 }
 
 void rd_table_set_counters(rd_table *t, const rd_table_stats *st) {
+    if (!t || !st)
+        return;
     t->st.admitted = st->admitted;
     t->st.rejected = st->rejected;
     t->st.evicted = st->evicted;

@@ -106,6 +106,59 @@ static void test_create_errors(void **state) {
     rd_table_destroy(t);
 }
 
+// The accessors without a status take a NULL table, and an index past the rows, quietly: size,
+// dim and counts 0, find and row_at NULL, stats zeroed. They dereferenced the table (a crash)
+// and row_at asserted its index (MPI_Abort), so a tool embedding the table died over its own
+// mistake, where the status-returning calls already gave RD_ERR_ARG.
+static void test_accessor_arguments(void **state) {
+    (void)state;
+    assert_int_equal(rd_table_size(NULL), 0);
+    assert_null(rd_table_find(NULL, 5));
+    uint64_t key = 7;
+    int64_t seen = 3;
+    uint64_t count = 9;
+    assert_null(rd_table_row_at(NULL, 0, &key, &seen, &count));
+    assert_true(key == 7 && seen == 3 && count == 9); // outputs untouched
+    assert_null(rd_table_config_of(NULL));
+    assert_int_equal(rd_table_index(NULL), -1);
+    assert_int_equal(rd_table_dim(NULL), 0);
+    assert_int_equal(rd_table_row_floats(NULL), 0);
+    assert_int_equal(rd_table_pending_size(NULL), 0);
+    assert_int_equal(rd_table_evict(NULL, 100), 0);
+    size_t cur = 0;
+    uint32_t pc = 0;
+    assert_int_equal(rd_table_pending_next(NULL, &cur, &key, &pc, &seen), 0);
+    rd_table_stats st;
+    memset(&st, 0xff, sizeof st);
+    rd_table_get_stats(NULL, &st);
+    assert_true(st.rows == 0 && st.bytes == 0 && st.pulled == 0 && st.now == INT64_MIN);
+    rd_table_set_counters(NULL, &st);
+    float init[4] = {1, 2, 3, 4};
+    rd_table_init_value(NULL, 5, init);
+    assert_true(init[0] == 1.0f && init[3] == 4.0f);
+
+    rd_table_config tc = make_cfg("emb", 4, RD_OPT_SGD);
+    rd_table *t = make(&tc);
+    float *row = NULL;
+    assert_int_equal(rd_table_insert(t, 11, 0, &row), RD_OK);
+    assert_int_equal(rd_table_size(t), 1);
+    assert_non_null(rd_table_row_at(t, 0, &key, NULL, NULL));
+    assert_true(key == 11);
+    // One past the last row, and far past it: NULL, the outputs untouched.
+    key = 1;
+    assert_null(rd_table_row_at(t, 1, &key, &seen, &count));
+    assert_null(rd_table_row_at(t, SIZE_MAX, &key, &seen, &count));
+    assert_true(key == 1);
+    // A size read before a removal no longer reaches a row.
+    assert_int_equal(rd_table_remove(t, 11), RD_OK);
+    assert_null(rd_table_row_at(t, 0, NULL, NULL, NULL));
+    // pending_next without an output or cursor is the end of the iteration.
+    assert_int_equal(rd_table_pending_next(t, NULL, &key, &pc, &seen), 0);
+    assert_int_equal(rd_table_pending_next(t, &cur, NULL, &pc, &seen), 0);
+    rd_table_get_stats(t, NULL); // no output: nothing to fill
+    rd_table_destroy(t);
+}
+
 static void test_insert_find(void **state) {
     (void)state;
     rd_table_config tc = make_cfg("emb", 4, RD_OPT_ADAGRAD);
@@ -644,7 +697,7 @@ int main(void) {
         cmocka_unit_test(test_pull_push),          cmocka_unit_test(test_batch_matches_single),
         cmocka_unit_test(test_admission),          cmocka_unit_test(test_evict),
         cmocka_unit_test(test_put_restore),        cmocka_unit_test(test_oom),
-        cmocka_unit_test(test_evict_chunks),
+        cmocka_unit_test(test_evict_chunks),       cmocka_unit_test(test_accessor_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

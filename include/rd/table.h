@@ -42,7 +42,9 @@
 //
 // Arguments: rd_table_create refuses a NULL config or output with RD_ERR_ARG and a message naming
 // itself (it asserted); the functions returning a status give RD_ERR_ARG for a NULL table, or a
-// NULL array when n > 0, as for key 0. Size and row accessors expect a table.
+// NULL array when n > 0, as for key 0. The accessors without a status take a NULL table (and
+// rd_table_row_at an index past the rows) quietly, with the value each names below: 0, -1 or
+// NULL, stats zeroed. No function aborts over an argument.
 #ifndef RD_TABLE_H
 #define RD_TABLE_H
 
@@ -85,13 +87,17 @@ int rd_table_create(
     const rd_table_config *tc, int index, uint64_t run_seed, rd_table **out, rd_errbuf *eb);
 void rd_table_destroy(rd_table *t);
 
+/** @return the table's config, borrowed until rd_table_destroy; NULL for a NULL t. */
 const rd_table_config *rd_table_config_of(const rd_table *t);
+/** @return the index given to rd_table_create; -1 for a NULL t. */
 int rd_table_index(const rd_table *t);
+/** @return floats of an embedding; 0 for a NULL t. */
 size_t rd_table_dim(const rd_table *t);
-/** Floats of a row: dim * (1 + slots). */
+/** Floats of a row: dim * (1 + slots); 0 for a NULL t. */
 size_t rd_table_row_floats(const rd_table *t);
 
-/** Deterministic initial embedding of `key`; out is (dim). */
+/** Deterministic initial embedding of `key`; out is (dim). Writes nothing when t or out is
+ *  NULL. */
 void rd_table_init_value(const rd_table *t, uint64_t key, float *out);
 
 /** rd_hash_str(name, 0), or of `init_as` when set: the salt of the table's keys (rd_table_key)
@@ -131,14 +137,14 @@ int rd_table_touch(rd_table *t, const uint64_t *keys, size_t n, int64_t now);
 int rd_table_push(rd_table *t, const uint64_t *keys, const float *grads, size_t n, int64_t now);
 
 /** Evict rows and pending counts with last_seen < now - ttl (no-op when ttl == 0). The table's
- *  clock is max(previous, now). @return rows evicted. Amortised: only the arena chunks (and the
- *  pending map) whose oldest possible last_seen is below the limit are read. */
+ *  clock is max(previous, now). @return rows evicted (0 for a NULL t). Amortised: only the arena
+ * chunks (and the pending map) whose oldest possible last_seen is below the limit are read. */
 uint64_t rd_table_evict(rd_table *t, int64_t now);
 /** Rows read by the eviction scans of t so far (for tests of the amortisation). */
 uint64_t rd__table_evict_rows_read(const rd_table *t);
 
-/** @return the row's embedding (followed by its slots), or NULL. Valid until the next call that
- *  inserts or removes. */
+/** @return the row's embedding (followed by its slots), or NULL (no row, key 0 or a NULL t).
+ *  Borrowed: valid until the next call that inserts or removes. */
 float *rd_table_find(rd_table *t, uint64_t key);
 /** Insert a new initialised row (last_seen = now, count 0).
  *  @return RD_OK, RD_ERR_EXISTS, RD_ERR_ARG (key 0), RD_ERR_NOMEM */
@@ -146,28 +152,34 @@ int rd_table_insert(rd_table *t, uint64_t key, int64_t now, float **row);
 /** @return RD_OK or RD_ERR_NOTFOUND. */
 int rd_table_remove(rd_table *t, uint64_t key);
 
-/** Live rows. Row i in [0, size) is at a stable position until the next insert/remove. */
+/** Live rows (0 for a NULL t). Row i in [0, size) is at a stable position until the next
+ *  insert/remove. */
 size_t rd_table_size(const rd_table *t);
-/** Row i: returns its floats (dim*(1+S)) and fills key / last_seen / count (each may be NULL). */
+/** Row i: returns its floats (dim*(1+S)), borrowed as rd_table_find's, and fills key / last_seen /
+ *  count (each may be NULL). NULL, the outputs untouched, for a NULL t or i >= rd_table_size
+ *  (it asserted). */
 const float *
 rd_table_row_at(const rd_table *t, size_t i, uint64_t *key, int64_t *last_seen, uint64_t *count);
 /** Insert or overwrite a row with exact contents (restore). row is (dim*(1+S)).
  *  @return RD_OK, RD_ERR_ARG (key 0), RD_ERR_NOMEM */
 int rd_table_put(rd_table *t, uint64_t key, const float *row, int64_t last_seen, uint64_t count);
 
-/** Keys waiting for admission. */
+/** Keys waiting for admission (0 for a NULL t). */
 size_t rd_table_pending_size(const rd_table *t);
 /** Iterate the admission map: start with *cursor = 0; returns 1 and fills the outputs while
- *  entries remain, then 0. The order is the map's (not sorted). */
+ *  entries remain, then 0. The order is the map's (not sorted). 0 when t, cursor or an output is
+ *  NULL. */
 int rd_table_pending_next(
     const rd_table *t, size_t *cursor, uint64_t *key, uint32_t *count, int64_t *last_seen);
 /** Set a pending count exactly (restore). @return RD_OK, RD_ERR_ARG (key 0 or count 0),
  *  RD_ERR_NOMEM */
 int rd_table_pending_put(rd_table *t, uint64_t key, uint32_t count, int64_t last_seen);
 
+/** Fill st (nothing when NULL); a NULL t gives zeroes and now = INT64_MIN. */
 void rd_table_get_stats(const rd_table *t, rd_table_stats *st);
 /** Restore the cumulative counters and the clock (admitted, rejected, evicted, pulled, pushed,
- *  now) from a checkpoint; rows/pending/bytes are ignored (they are live values). */
+ *  now) from a checkpoint; rows/pending/bytes are ignored (they are live values). No-op when t
+ *  or st is NULL. */
 void rd_table_set_counters(rd_table *t, const rd_table_stats *st);
 
 #ifdef __cplusplus
