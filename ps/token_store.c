@@ -1952,6 +1952,8 @@ int rd__token_append_layout_of(size_t n, size_t dim, size_t n_side, rd__token_ap
 
 size_t
 rd_token_pick(const uint64_t *items, size_t n_found, uint64_t key, size_t L, uint32_t *pick) {
+    if (!pick)
+        return 0;
     size_t n = 0;
     for (size_t k = n_found; k-- > 0 && n < L;)
         if (!items || items[k] == key)
@@ -1963,22 +1965,35 @@ size_t rd_token_summary_width(int n_windows, size_t n_side) {
     return n_windows > 0 ? 1 + (size_t)n_windows * (1 + n_side) : 0;
 }
 
-void rd_token_summary(const int *windows,
-                      int n_windows,
-                      size_t n,
-                      const uint8_t *labels,
-                      const float *side,
-                      size_t n_side,
-                      float *out) {
+int rd_token_summary(const int *windows,
+                     int n_windows,
+                     size_t n,
+                     const uint8_t *labels,
+                     const float *side,
+                     size_t n_side,
+                     float *out,
+                     rd_errbuf *eb) {
     if (n_windows <= 0)
-        return;
-    RD_ASSERT(n_side <= RD_TOKEN_MAX_SIDE && (side || !n_side));
+        return RD_OK;
+    // The arguments are the caller's (a model config, a request's fetch): a mistake is an error
+    // it can report, checked before anything is written. These asserted, which aborted a
+    // serving process or every rank of a launch.
+    RD_ARG_CHECK(eb, windows != NULL);
+    RD_ARG_CHECK(eb, out != NULL);
+    RD_ARG_CHECK(eb, labels || n == 0);
+    RD_ARG_CHECK(eb, n_side <= RD_TOKEN_MAX_SIDE);
+    RD_ARG_CHECK(eb, side || n_side == 0);
+    for (int k = 0; k < n_windows; k++)
+        if (windows[k] < 1 || (k > 0 && windows[k] <= windows[k - 1]))
+            return rd_err_set(eb, RD_ERR_ARG,
+                              "rd_token_summary: invalid argument: windows[%d] = %d (the windows "
+                              "must be >= 1, ascending and distinct)",
+                              k, windows[k]);
     out[0] = (float)log1p((double)n);
     // Windows ascend: one walk from the latest token back, closing each window on the way.
     double sum_y = 0, sum_s[RD_TOKEN_MAX_SIDE] = {0};
     size_t j = 0;
     for (int k = 0; k < n_windows; k++) {
-        RD_ASSERT(windows[k] >= 1 && (k == 0 || windows[k] > windows[k - 1]));
         size_t end = (size_t)windows[k] < n ? (size_t)windows[k] : n;
         for (; j < end; j++) {
             sum_y += labels[j] ? 1.0 : 0.0;
@@ -1990,6 +2005,7 @@ void rd_token_summary(const int *windows,
         for (size_t c = 0; c < n_side; c++)
             o[1 + c] = end ? (float)(sum_s[c] / (double)end) : 0.0f;
     }
+    return RD_OK;
 }
 
 unsigned rd_token_fetch_fields(const rd_token_fetch_out *out) {

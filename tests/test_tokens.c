@@ -2661,7 +2661,8 @@ static void test_summary(void **state) {
             float out[1 + 3 * (1 + S)];
             for (size_t k = 0; k < sizeof out / sizeof out[0]; k++)
                 out[k] = -7.0f; // every slot of the width must be written
-            rd_token_summary(windows, 3, n, labels, ns ? side : NULL, ns, out);
+            assert_int_equal(
+                rd_token_summary(windows, 3, n, labels, ns ? side : NULL, ns, out, NULL), RD_OK);
             assert_float_equal(out[0], log1p((double)n), 1e-6);
             for (int k = 0; k < 3; k++) {
                 size_t m = (size_t)windows[k] < n ? (size_t)windows[k] : n;
@@ -2680,6 +2681,61 @@ static void test_summary(void **state) {
                 assert_float_equal(out[k], -7.0f, 0.0); // and nothing beyond it
         }
     }
+}
+
+// A caller's mistake in rd_token_summary's arguments is RD_ERR_ARG naming it, with nothing
+// written; rd_token_pick takes a NULL pick quietly. Before, the summary asserted (MPI_Abort: a
+// serving process or every rank died) on a NULL side or windows out of order, and either
+// crashed on a NULL array.
+static void test_summary_pick_arguments(void **state) {
+    (void)state;
+    const int windows[] = {1, 3}, unordered[] = {3, 3}, zero[] = {0, 2};
+    const uint8_t labels[4] = {1, 0, 1, 1};
+    const float side[4] = {1, 2, 3, 4};
+    float out[1 + 2 * 2];
+    struct {
+        const int *w;
+        const uint8_t *lab;
+        const float *side;
+        size_t n_side;
+        float *out;
+        const char *msg;
+    } bad[] = {
+        {NULL, labels, NULL, 0, out, "rd_token_summary: invalid argument: windows != NULL"},
+        {windows, labels, NULL, 0, NULL, "rd_token_summary: invalid argument: out != NULL"},
+        {windows, NULL, NULL, 0, out, "rd_token_summary: invalid argument: labels || n == 0"},
+        {windows, labels, NULL, 1, out, "rd_token_summary: invalid argument: side || n_side == 0"},
+        {windows, labels, side, RD_TOKEN_MAX_SIDE + 1, out,
+         "invalid argument: n_side <= RD_TOKEN_MAX_SIDE"},
+        {unordered, labels, NULL, 0, out, "invalid argument: windows[1] = 3 (the windows must"},
+        {zero, labels, NULL, 0, out, "invalid argument: windows[0] = 0"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        for (size_t k = 0; k < sizeof out / sizeof out[0]; k++)
+            out[k] = -7.0f;
+        assert_int_equal(rd_token_summary(bad[i].w, 2, 4, bad[i].lab, bad[i].side, bad[i].n_side,
+                                          bad[i].out, &eb),
+                         RD_ERR_ARG);
+        assert_non_null(strstr(eb.msg, bad[i].msg));
+        for (size_t k = 0; k < sizeof out / sizeof out[0]; k++)
+            assert_float_equal(out[k], -7.0f, 0.0); // nothing written
+        // Without an error buffer the status alone.
+        assert_int_equal(rd_token_summary(bad[i].w, 2, 4, bad[i].lab, bad[i].side, bad[i].n_side,
+                                          bad[i].out, NULL),
+                         RD_ERR_ARG);
+    }
+    // No windows: nothing to write and nothing needed; no tokens: labels may be NULL.
+    assert_int_equal(rd_token_summary(NULL, 0, 4, NULL, NULL, 0, NULL, NULL), RD_OK);
+    assert_int_equal(rd_token_summary(windows, 2, 0, NULL, NULL, 0, out, NULL), RD_OK);
+    assert_float_equal(out[0], 0.0f, 0.0);
+    const uint64_t items[3] = {5, 6, 5};
+    assert_int_equal(rd_token_pick(items, 3, 5, 4, NULL), 0);
+    assert_int_equal(rd_token_pick(NULL, 3, 0, 4, NULL), 0);
+    uint32_t pick[4];
+    assert_int_equal(rd_token_pick(items, 3, 5, 4, pick), 2); // the handle-free call still works
+    assert_int_equal(pick[0], 2);
 }
 
 // rd_token_pick against its naive twin: walk every slot, keep what matches, reverse, cut at L.
@@ -3089,6 +3145,7 @@ int main(void) {
         cmocka_unit_test(test_side_values),
         cmocka_unit_test(test_summary),
         cmocka_unit_test(test_pick),
+        cmocka_unit_test(test_summary_pick_arguments),
         cmocka_unit_test(test_version1_store),
         cmocka_unit_test(test_iterate_and_stats),
         cmocka_unit_test(test_alloc_failures),

@@ -1218,10 +1218,13 @@ static int prepare_tokens(rd_serve *s, const rd_serve_request *req, rd_errbuf *e
                 memcpy(ds + j * S, req->tok_side + (size_t)pick[j] * S, S * sizeof(float));
             memset(ds + n * S, 0, (L - n) * S * sizeof(float));
         }
-        if (in->tok_stats)
-            rd_token_summary(s->mc.tokens.stats, s->mc.tokens.n_stats, n, lb,
-                             S ? s->tk_side + b * L * S : NULL, S,
-                             s->numbuf + (b + 1) * NNm - in->tok_stats);
+        if (in->tok_stats) {
+            int rc = rd_token_summary(s->mc.tokens.stats, s->mc.tokens.n_stats, n, lb,
+                                      S ? s->tk_side + b * L * S : NULL, S,
+                                      s->numbuf + (b + 1) * NNm - in->tok_stats, eb);
+            if (rc != RD_OK)
+                return rc;
+        }
     }
     for (size_t b = rows; b < N && in->tok_stats; b++) // the shared tokens' summaries
         memcpy(s->numbuf + (b + 1) * NNm - in->tok_stats, s->numbuf + NNm - in->tok_stats,

@@ -1062,9 +1062,11 @@ static int stage_wait_tokens(rd_trainer *tr, stage *s, rd_errbuf *eb) {
             // The summaries close the numeric inputs, after the fields and the history statistics.
             const rd_model *m = tr->model;
             size_t w = rd_token_summary_width(tr->mcfg->tokens.n_stats, S);
-            rd_token_summary(tr->mcfg->tokens.stats, tr->mcfg->tokens.n_stats, n, lb,
-                             S ? s->tk_side + b * L * S : NULL, S,
-                             s->numeric + (b + 1) * m->n_numeric - w);
+            rc = rd_token_summary(tr->mcfg->tokens.stats, tr->mcfg->tokens.n_stats, n, lb,
+                                  S ? s->tk_side + b * L * S : NULL, S,
+                                  s->numeric + (b + 1) * m->n_numeric - w, eb);
+            if (rc != RD_OK)
+                return rc;
         }
     }
     return RD_OK;

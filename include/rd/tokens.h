@@ -74,7 +74,7 @@
 // rd/error.h), having set an output handle to NULL (a lock's fd to -1) first; they asserted,
 // which aborted a server or every rank of a launch over a caller's mistake. The functions
 // without a status take NULL quietly: rd_token_store_info_get zeroes info, has_shard says 0,
-// rd_token_fetch_fields 0, the client's counters 0.
+// rd_token_fetch_fields 0, the client's counters 0, rd_token_pick 0 for a NULL pick.
 #ifndef RD_TOKENS_H
 #define RD_TOKENS_H
 
@@ -555,8 +555,9 @@ unsigned rd_token_fetch_fields(const rd_token_fetch_out *out);
 /** The slots of one request's fetch that the branch reads, most recent first (models[].tokens.
  * search): n_found records as fetched (oldest first), `items` their item keys. With items NULL,
  * the min(L, n_found) latest; otherwise the min(L, matches) latest whose item key equals `key`
- * (SIM's hard search: the same item shown to the user before). pick holds L slots.
- * @return the number of slots written */
+ * (SIM's hard search: the same item shown to the user before). pick holds L slots. Pure: no
+ * state, safe from any thread.
+ * @return the number of slots written; 0 for a NULL pick (nothing written) */
 size_t rd_token_pick(const uint64_t *items, size_t n_found, uint64_t key, size_t L, uint32_t *pick);
 
 /** Width of rd_token_summary's output: 1 + n_windows * (1 + n_side), or 0 without windows. */
@@ -565,16 +566,26 @@ size_t rd_token_summary_width(int n_windows, size_t n_side);
 /** Summary statistics of one request's fetched tokens, as dense model inputs
  * (models[].tokens.stats, the token-store twin of seq.stats): out[0] = log1p(n); then for each
  * window k (ascending, each >= 1) the mean label of the min(windows[k], n) most recent tokens and
- * the mean of each of their n_side side values; 0 for an empty window. labels (n) and side (n,
- * n_side) are most recent first, as the trainer lays a fetch out; side may be NULL when n_side is
- * 0. */
-void rd_token_summary(const int *windows,
-                      int n_windows,
-                      size_t n,
-                      const uint8_t *labels,
-                      const float *side,
-                      size_t n_side,
-                      float *out);
+ * the mean of each of their n_side side values; 0 for an empty window. Pure: no state, safe from
+ * any thread.
+ * @param[in]  windows  (n_windows) token counts, each >= 1, ascending and distinct; n_windows <= 0
+ *                      writes nothing (rd_token_summary_width 0)
+ * @param[in]  labels   (n) 0/1, most recent first, as the trainer lays a fetch out; NULL when n is
+ * 0
+ * @param[in]  side     (n, n_side), most recent first; NULL when n_side is 0
+ * @param[in]  n_side   0 .. RD_TOKEN_MAX_SIDE
+ * @param[out] out      (rd_token_summary_width(n_windows, n_side))
+ * @return RD_OK, or RD_ERR_ARG ("rd_token_summary: invalid argument: ..." in eb; nothing written)
+ *         for a NULL array that is needed, n_side out of range or windows not >= 1, ascending and
+ *         distinct (it asserted, which aborted a server or every rank of a launch) */
+int rd_token_summary(const int *windows,
+                     int n_windows,
+                     size_t n,
+                     const uint8_t *labels,
+                     const float *side,
+                     size_t n_side,
+                     float *out,
+                     rd_errbuf *eb);
 
 /** Bytes of a packed fetch reply (n_side: the store's; it counts only with RD_TOKEN_FIELD_SIDE);
  *  0 if n, L, dim, n_side or fields is out of range or the size overflows. */
