@@ -71,6 +71,8 @@ _Static_assert(sizeof(pending_rec) == 16, "pending record layout");
 // Small helpers
 
 int rd_ckpt_shard_path(const char *dir, int shard, char *out, size_t cap) {
+    if (!dir || !out || cap == 0)
+        return RD_ERR_ARG;
     int n = snprintf(out, cap, "%s/shard-%05d", dir, shard);
     return n < 0 || (size_t)n >= cap ? RD_ERR_RANGE : RD_OK;
 }
@@ -253,6 +255,8 @@ static int crc_fn(MDB_txn *txn, const char *path, void *ctx, rd_errbuf *eb) {
 }
 
 int rd_ckpt_shard_crc(const char *dir, int shard, uint32_t *crc, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, dir != NULL);
+    RD_ARG_CHECK(eb, crc != NULL);
     char path[RD_PATH_MAX * 2];
     if (rd_ckpt_shard_path(dir, shard, path, sizeof path) != RD_OK)
         return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long: %s", dir);
@@ -448,6 +452,7 @@ int rd_ckpt_write_shard(const char *dir,
                         int n_tables,
                         rd_ckpt_shard_info *info,
                         rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, tables || n_tables == 0);
     if (!dir || !*dir || shard < 0 || n_shards < 1 || shard >= n_shards || n_tables < 0 ||
         n_tables > RD_MAX_TABLES)
         return rd_err_set(eb, RD_ERR_ARG,
@@ -749,6 +754,7 @@ int rd_ckpt_read_shard(const char *dir,
                        int64_t *step,
                        rd_ckpt_shard_info *info,
                        rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, tables || n_tables == 0);
     char path[RD_PATH_MAX * 2];
     if (!dir || rd_ckpt_shard_path(dir, shard, path, sizeof path) != RD_OK)
         return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long or empty");
@@ -765,6 +771,7 @@ int rd_ckpt_read_shard_part(const char *dir,
                             int part,
                             int n_parts,
                             rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, tables || n_tables == 0);
     char path[RD_PATH_MAX * 2];
     if (n_parts < 1 || part < 0 || part >= n_parts)
         return rd_err_set(eb, RD_ERR_ARG, "rd_ckpt_read_shard_part: part %d of %d", part, n_parts);
@@ -787,6 +794,7 @@ static size_t manifest_bytes(uint32_t n_tables, uint32_t n_shards) {
 }
 
 int rd_ckpt_write_manifest(const char *dir, const rd_ckpt_manifest *m, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, dir != NULL);
     if (!m || m->n_shards < 1 || m->n_shards > RD_CKPT_MAX_SHARDS || m->n_tables > RD_MAX_TABLES)
         return rd_err_set(eb, RD_ERR_ARG, "manifest: bad shard/table counts");
     size_t len = manifest_bytes(m->n_tables, m->n_shards);
@@ -834,9 +842,11 @@ int rd_ckpt_write_manifest(const char *dir, const rd_ckpt_manifest *m, rd_errbuf
 }
 
 int rd_ckpt_read_manifest(const char *dir, rd_ckpt_manifest *m, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, m != NULL);
     char path[RD_PATH_MAX * 2];
     memset(m, 0, sizeof *m);
-    if (!dir || snprintf(path, sizeof path, "%s/MANIFEST", dir) >= (int)sizeof path)
+    RD_ARG_CHECK(eb, dir != NULL);
+    if (snprintf(path, sizeof path, "%s/MANIFEST", dir) >= (int)sizeof path)
         return rd_err_set(eb, RD_ERR_ARG, "checkpoint path too long");
     FILE *f = NULL;
     int o = rd_lmdbx_fopen_regular(path, &f); // a FIFO here must not block the reader
@@ -1011,6 +1021,9 @@ static int verify_shard_fn(MDB_txn *txn, const char *path, void *vctx, rd_errbuf
 }
 
 static int verify(const char *dir, int full, rd_errbuf *eb) {
+    if (!dir)
+        return rd_err_set(eb, RD_ERR_ARG, "%s: invalid argument: dir != NULL",
+                          full ? "rd_ckpt_verify" : "rd_ckpt_check_shards");
     rd_ckpt_manifest *m = rd_malloc(sizeof *m);
     if (!m)
         return rd_err_set(eb, RD_ERR_NOMEM, "verify: out of memory");
@@ -1062,6 +1075,9 @@ static int load_table_fn(MDB_txn *txn, const char *path, void *vctx, rd_errbuf *
 }
 
 int rd_ckpt_load_table(const char *dir, const char *name, rd_table *dst, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, dir != NULL);
+    RD_ARG_CHECK(eb, name != NULL);
+    RD_ARG_CHECK(eb, dst != NULL);
     rd_ckpt_manifest *m = rd_malloc(sizeof *m);
     if (!m)
         return rd_err_set(eb, RD_ERR_NOMEM, "load table: out of memory");
@@ -1160,7 +1176,9 @@ int rd_ckpt_cursor_open(const char *dir,
                         const uint32_t *expect_crc,
                         rd_ckpt_cursor **out,
                         rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, out != NULL);
     *out = NULL;
+    RD_ARG_CHECK(eb, dir != NULL);
     rd_ckpt_cursor *c = rd_calloc(1, sizeof *c);
     if (!c)
         return rd_err_set(eb, RD_ERR_NOMEM, "checkpoint cursor: out of memory");
@@ -1218,6 +1236,8 @@ static int cursor_step(rd_ckpt_cursor *c, rd_ckpt_record *r, rd_errbuf *eb) {
 }
 
 int rd_ckpt_cursor_next(rd_ckpt_cursor *c, rd_ckpt_record *r, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, c != NULL);
+    RD_ARG_CHECK(eb, r != NULL);
     int rc, faulted;
     RD_LMDBX_GUARDED(rc, faulted, c->path, eb, cursor_step(c, r, eb));
     (void)faulted;

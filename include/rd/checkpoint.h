@@ -34,6 +34,12 @@
 // Shard CRC: CRC-32C over (key bytes, value bytes) of meta, then of each table's rows.NNNN and
 // pending.NNNN in ascending table index, each database in key order. It does not depend on
 // the in-memory order of the hash map.
+//
+// Arguments: every function taking an rd_errbuf refuses a NULL path, name, table, cursor or
+// required output (a NULL table array with n_tables > 0) with RD_ERR_ARG and "FUNCTION: invalid
+// argument: ..." (RD_ARG_CHECK, rd/error.h) before it reads anything; a cursor output is set to
+// NULL first. rd_ckpt_shard_path gives RD_ERR_ARG for a NULL dir or out. A cursor is used by
+// one thread at a time.
 #ifndef RD_CHECKPOINT_H
 #define RD_CHECKPOINT_H
 
@@ -80,7 +86,8 @@ typedef struct rd_ckpt_shard_info {
     uint64_t pending[RD_MAX_TABLES]; // per table
 } rd_ckpt_shard_info;
 
-/** "<dir>/shard-NNNNN" into out. @return RD_OK or RD_ERR_RANGE (does not fit). */
+/** "<dir>/shard-NNNNN" into out (cap bytes).
+ *  @return RD_OK, RD_ERR_RANGE (does not fit), RD_ERR_ARG (dir or out NULL, cap 0) */
 int rd_ckpt_shard_path(const char *dir, int shard, char *out, size_t cap);
 
 /**
@@ -172,8 +179,9 @@ int rd_ckpt_cursor_open(const char *dir,
                         rd_ckpt_cursor **out,
                         rd_errbuf *eb);
 /** Next record into *r. @return 1 a record, 0 the end, or a negative rd_status (eb says what):
- *  RD_ERR_CORRUPT (bad record, damaged page), RD_ERR_LMDB */
+ *  RD_ERR_CORRUPT (bad record, damaged page), RD_ERR_LMDB, RD_ERR_ARG (c or r NULL) */
 int rd_ckpt_cursor_next(rd_ckpt_cursor *c, rd_ckpt_record *r, rd_errbuf *eb);
+/** Close a cursor of rd_ckpt_cursor_open. Accepts NULL. */
 void rd_ckpt_cursor_close(rd_ckpt_cursor *c);
 
 /** Recompute the CRC of <dir>/shard-NNNNN.
@@ -182,8 +190,9 @@ int rd_ckpt_shard_crc(const char *dir, int shard, uint32_t *crc, rd_errbuf *eb);
 
 /** Write <dir>/MANIFEST atomically. @return RD_OK, RD_ERR_IO, RD_ERR_ARG */
 int rd_ckpt_write_manifest(const char *dir, const rd_ckpt_manifest *m, rd_errbuf *eb);
-/** Read and validate <dir>/MANIFEST (size, magic, version, CRC, ranges).
- *  @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_IO, RD_ERR_CORRUPT, RD_ERR_VERSION */
+/** Read and validate <dir>/MANIFEST (size, magic, version, CRC, ranges). m is zeroed first.
+ *  @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_IO, RD_ERR_CORRUPT, RD_ERR_VERSION, RD_ERR_ARG (dir or
+ *          m NULL, path too long) */
 int rd_ckpt_read_manifest(const char *dir, rd_ckpt_manifest *m, rd_errbuf *eb);
 
 /** Full check of a checkpoint: the manifest, each shard's CRC, its shard record (P, index, step,

@@ -1,0 +1,386 @@
+// test_embed.c — the public read-only APIs as a program that embeds the libraries uses them.
+//
+// An outside tool includes only include/rd/*.h and links the static libraries: it reads a table
+// checkpoint (manifest, cursor, merged table, the table tools), and an instance-token store
+// (read-only open, info, fetch, stats, verify, iterate), and it hands them its own mistakes (a
+// NULL handle, path or output, an index past the rows). Each mistake must come back as an error
+// or a documented quiet value, never an abort of the tool: RD_ASSERT calls MPI_Abort, and an
+// embedder may be a long-lived server.
+//
+// The fixtures are written through the same public API (rd_table, rd_ckpt_write_*,
+// rd_token_store_create/append) into a fresh folder of this test's own (mkdtemp), removed after.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rd/alloc.h"
+#include "rd/checkpoint.h"
+#include "rd/error.h"
+#include "rd/optim.h"
+#include "rd/table.h"
+#include "rd/tabletool.h"
+#include "rd/tokens.h"
+#include "rd/train_ckpt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char g_root[256];
+static char g_ckpt[320];
+static char g_store[320];
+
+enum { DIM = 4, P = 2, N_KEYS = 40, TOK_DIM = 3, N_USERS = 5, PER_USER = 6 };
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures, written through the public API
+
+static rd_table_config table_cfg(void) {
+    rd_table_config tc;
+    memset(&tc, 0, sizeof tc);
+    snprintf(tc.name, sizeof tc.name, "emb");
+    tc.dim = DIM;
+    tc.optim.kind = RD_OPT_ADAGRAD;
+    tc.optim.lr = 0.1f;
+    tc.optim.initial_accumulator = 0.1f;
+    tc.init_std = 0.1f;
+    tc.admit_count = 1;
+    tc.capacity = 8;
+    return tc;
+}
+
+// Keys 1..N_KEYS, key k on shard k % P, each pushed once at time k.
+static void write_checkpoint(void) {
+    rd_table_config tc = table_cfg();
+    rd_ckpt_manifest *m = rd_xcalloc(1, sizeof *m);
+    m->version = RD_CKPT_VERSION;
+    m->n_shards = P;
+    m->step = 3;
+    m->seed = 11;
+    m->n_tables = 1;
+    memcpy(m->tables[0].name, tc.name, RD_NAME_MAX);
+    m->tables[0].dim = DIM;
+    m->tables[0].optim = (uint32_t)tc.optim.kind;
+    m->tables[0].slots = (uint32_t)rd_optim_slots(tc.optim.kind);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    for (int s = 0; s < P; s++) {
+        rd_table *t = NULL;
+        assert_int_equal(rd_table_create(&tc, 0, 11, &t, &eb), RD_OK);
+        const float g[DIM] = {0.5f, -0.5f, 0.25f, 1.0f};
+        for (uint64_t k = 1; k <= N_KEYS; k++)
+            if ((int)(k % P) == s)
+                assert_int_equal(rd_table_push(t, &k, g, 1, (int64_t)k), RD_OK);
+        rd_ckpt_shard_info info;
+        assert_int_equal(rd_ckpt_write_shard(g_ckpt, s, P, 3, 11, &t, 1, &info, &eb), RD_OK);
+        m->shard_crc[s] = info.crc;
+        m->shard_rows[s] = info.rows[0];
+        m->tables[0].rows += info.rows[0];
+        rd_table_destroy(t);
+    }
+    assert_int_equal(rd_ckpt_write_manifest(g_ckpt, m, &eb), RD_OK);
+    rd_free(m);
+}
+
+// N_USERS users with PER_USER records each, at times 10, 20, ...; token j of user u is
+// (u, j, u + j), label j % 2, item 100 + j.
+static void write_store(void) {
+    rd_token_store_opts o;
+    memset(&o, 0, sizeof o);
+    o.dim = TOK_DIM;
+    o.dtype = RD_TOKEN_FP32;
+    o.n_shards = 2;
+    o.no_sync = 1;
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(g_store, &o, &s, &eb), RD_OK);
+    enum { N = N_USERS * PER_USER };
+    uint64_t users[N], ids[N], items[N];
+    int64_t ts[N];
+    float tokens[N * TOK_DIM], labels[N];
+    for (int u = 0; u < N_USERS; u++) {
+        for (int j = 0; j < PER_USER; j++) {
+            int i = u * PER_USER + j;
+            users[i] = 1000 + (uint64_t)u;
+            ts[i] = 10 * (int64_t)(j + 1);
+            ids[i] = (uint64_t)i + 1;
+            items[i] = 100 + (uint64_t)j;
+            labels[i] = (float)(j % 2);
+            tokens[i * TOK_DIM] = (float)u;
+            tokens[i * TOK_DIM + 1] = (float)j;
+            tokens[i * TOK_DIM + 2] = (float)(u + j);
+        }
+    }
+    rd_token_batch b;
+    memset(&b, 0, sizeof b);
+    b.n = N;
+    b.users = users;
+    b.ts = ts;
+    b.ids = ids;
+    b.tokens = tokens;
+    b.labels = labels;
+    b.items = items;
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    rd_token_store_destroy(s);
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(g_root, sizeof g_root, "/tmp/rd_test_embed_XXXXXX");
+    if (!mkdtemp(g_root))
+        return -1;
+    snprintf(g_ckpt, sizeof g_ckpt, "%s/ckpt", g_root);
+    snprintf(g_store, sizeof g_store, "%s/tokens", g_root);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    return rd_train_ckpt_rmtree(g_root, NULL) == RD_OK ? 0 : -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A table checkpoint, read as a tool reads it
+
+static void test_read_checkpoint(void **state) {
+    (void)state;
+    write_checkpoint();
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_ckpt_manifest *m = rd_xcalloc(1, sizeof *m);
+    assert_int_equal(rd_ckpt_read_manifest(g_ckpt, m, &eb), RD_OK);
+    assert_int_equal(m->n_shards, P);
+    assert_int_equal(m->n_tables, 1);
+    assert_int_equal(m->tables[0].rows, N_KEYS);
+    assert_int_equal(rd_ckpt_verify(g_ckpt, &eb), RD_OK);
+    assert_int_equal(rd_ckpt_check_shards(g_ckpt, &eb), RD_OK);
+
+    // Each shard's rows through a cursor, in key order, checked against the manifest's CRC.
+    const size_t rf = DIM * (1 + m->tables[0].slots);
+    uint64_t seen = 0;
+    for (int s = 0; s < P; s++) {
+        rd_ckpt_cursor *c = NULL;
+        assert_int_equal(rd_ckpt_cursor_open(g_ckpt, s, 0, rf, 0, &m->shard_crc[s], &c, &eb),
+                         RD_OK);
+        rd_ckpt_record r;
+        uint64_t prev = 0;
+        int rc;
+        while ((rc = rd_ckpt_cursor_next(c, &r, &eb)) == 1) {
+            assert_true(r.key > prev && (int)(r.key % P) == s);
+            assert_non_null(r.row);
+            assert_int_equal(r.last_seen, (int64_t)r.key);
+            assert_int_equal(r.count, 1);
+            prev = r.key;
+            seen++;
+        }
+        assert_int_equal(rc, 0);
+        rd_ckpt_cursor_close(c);
+    }
+    assert_int_equal(seen, N_KEYS);
+
+    // The whole table merged into one rd_table, then iterated by index.
+    rd_table_config tc = table_cfg();
+    rd_table *t = NULL;
+    assert_int_equal(rd_table_create(&tc, 0, m->seed, &t, &eb), RD_OK);
+    assert_int_equal(rd_ckpt_load_table(g_ckpt, "emb", t, &eb), RD_OK);
+    assert_int_equal(rd_table_size(t), N_KEYS);
+    assert_int_equal(rd_table_row_floats(t), rf);
+    uint64_t key_sum = 0;
+    for (size_t i = 0; i < rd_table_size(t); i++) {
+        uint64_t key = 0;
+        const float *row = rd_table_row_at(t, i, &key, NULL, NULL);
+        assert_non_null(row);
+        assert_ptr_equal(rd_table_find(t, key), row);
+        key_sum += key;
+    }
+    assert_int_equal(key_sum, (uint64_t)N_KEYS * (N_KEYS + 1) / 2);
+    assert_null(rd_table_row_at(t, rd_table_size(t), NULL, NULL, NULL));
+    rd_table_destroy(t);
+
+    // The table tools' read side.
+    rd_tabletool *tt = NULL;
+    assert_int_equal(rd_tabletool_open(g_ckpt, &tt, &eb), RD_OK);
+    assert_int_equal(rd_tabletool_find(tt, "emb"), 0);
+    assert_int_equal(rd_tabletool_find(tt, "none"), -1);
+    uint64_t rows = 0, pending = 9;
+    rd_tabletool_counts(tt, -1, &rows, &pending);
+    assert_int_equal(rows, N_KEYS);
+    assert_int_equal(pending, 0);
+    assert_int_equal(rd_table_size(rd_tabletool_table(tt, 0, 0)) +
+                         rd_table_size(rd_tabletool_table(tt, 1, 0)),
+                     N_KEYS);
+    assert_null(rd_tabletool_table(tt, P, 0)); // a shard past the last
+    rd_tabletool_close(tt);
+    rd_free(m);
+}
+
+// A tool's mistakes with the checkpoint API: errors it can report, not an abort or a crash.
+static void test_checkpoint_arguments(void **state) {
+    (void)state;
+    rd_errbuf eb;
+    rd_ckpt_manifest *m = rd_xcalloc(1, sizeof *m);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_read_manifest(NULL, m, &eb), RD_ERR_ARG);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_read_manifest(g_ckpt, NULL, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_ckpt_read_manifest: invalid argument: m != NULL"));
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_verify(NULL, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_ckpt_verify: invalid argument: dir != NULL"));
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_check_shards(NULL, &eb), RD_ERR_ARG);
+    char sp[64];
+    assert_int_equal(rd_ckpt_shard_path(NULL, 0, sp, sizeof sp), RD_ERR_ARG);
+    assert_int_equal(rd_ckpt_shard_path(g_ckpt, 0, NULL, 64), RD_ERR_ARG);
+    assert_int_equal(rd_ckpt_shard_path("c", 1, sp, sizeof sp), RD_OK);
+    assert_string_equal(sp, "c/shard-00001");
+    uint32_t crc = 0;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_shard_crc(NULL, 0, &crc, &eb), RD_ERR_ARG);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_shard_crc(g_ckpt, 0, NULL, &eb), RD_ERR_ARG);
+    rd_ckpt_cursor *c = (rd_ckpt_cursor *)&eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_cursor_open(NULL, 0, 0, DIM * 2, 0, NULL, &c, &eb), RD_ERR_ARG);
+    assert_null(c);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_cursor_open(g_ckpt, 0, 0, DIM * 2, 0, NULL, NULL, &eb), RD_ERR_ARG);
+    rd_ckpt_record r;
+    rd_errbuf_clear(&eb);
+    assert_true(rd_ckpt_cursor_next(NULL, &r, &eb) < 0);
+    rd_ckpt_cursor_close(NULL);
+    rd_table_config tc = table_cfg();
+    rd_table *t = NULL;
+    assert_int_equal(rd_table_create(&tc, 0, 11, &t, &eb), RD_OK);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_load_table(NULL, "emb", t, &eb), RD_ERR_ARG);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_load_table(g_ckpt, NULL, t, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_ckpt_load_table: invalid argument: name != NULL"));
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_ckpt_load_table(g_ckpt, "emb", NULL, &eb), RD_ERR_ARG);
+    assert_int_equal(rd_table_size(t), 0);
+    rd_table_destroy(t);
+    rd_tabletool *tt = (rd_tabletool *)&eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tabletool_open(NULL, &tt, &eb), RD_ERR_ARG);
+    assert_null(tt);
+    assert_null(rd_tabletool_manifest(NULL));
+    assert_int_equal(rd_tabletool_find(NULL, "emb"), -1);
+    rd_tabletool_close(NULL);
+    rd_free(m);
+}
+
+// ---------------------------------------------------------------------------------------------
+// An instance-token store, read as a tool reads it
+
+static int count_visit(const rd_token_record *rec, void *user) {
+    assert_non_null(rec->token);
+    (*(uint64_t *)user)++;
+    return 0;
+}
+
+static void test_read_token_store(void **state) {
+    (void)state;
+    write_store();
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_store_info info;
+    assert_int_equal(rd_token_store_read_manifest(g_store, &info, &eb), RD_OK);
+    assert_int_equal(info.dim, TOK_DIM);
+    rd_token_open_opts oo;
+    memset(&oo, 0, sizeof oo);
+    oo.mode = RD_TOKEN_READ_ONLY;
+    oo.expect_dim = TOK_DIM;
+    rd_token_store *s = NULL;
+    assert_int_equal(rd_token_store_open(g_store, &oo, &s, &eb), RD_OK);
+    rd_token_store_info_get(s, &info);
+    assert_int_equal(info.n_shards, 2);
+
+    // The 4 latest records of user 1002 strictly before t = 50: j = 0..3, oldest first.
+    enum { L = 4 };
+    float tok[L * TOK_DIM], lab[L];
+    uint64_t items[L];
+    uint32_t n_found = 0;
+    rd_token_fetch_out out;
+    memset(&out, 0, sizeof out);
+    out.tokens = tok;
+    out.labels = lab;
+    out.items = items;
+    out.n_found = &n_found;
+    assert_int_equal(rd_token_store_fetch(s, 1002, 50, L, &out, &eb), RD_OK);
+    assert_int_equal(n_found, 4);
+    for (int j = 0; j < 4; j++) {
+        assert_float_equal(tok[j * TOK_DIM + 1], (float)j, 0.0f);
+        assert_float_equal(tok[j * TOK_DIM + 2], 2.0f + (float)j, 0.0f);
+        assert_int_equal(items[j], 100 + (uint64_t)j);
+    }
+    // What a scorer then does with them: the latest 2 whose item is 101 (one: j = 1), and the
+    // summaries of the latest tokens.
+    uint32_t pick[L];
+    assert_int_equal(rd_token_pick(items, n_found, 101, L, pick), 1);
+    assert_int_equal(pick[0], 1);
+    const int windows[] = {2, 4};
+    uint8_t lab8[L] = {1, 0, 1, 0}; // most recent first: j = 3, 2, 1, 0
+    float summ[1 + 2];
+    assert_int_equal(rd_token_summary_width(2, 0), 3);
+    assert_int_equal(rd_token_summary(windows, 2, n_found, lab8, NULL, 0, summ, &eb), RD_OK);
+    assert_float_equal(summ[1], 0.5f, 1e-6f);
+    assert_float_equal(summ[2], 0.5f, 1e-6f);
+
+    rd_token_stats total;
+    assert_int_equal(rd_token_store_stats(s, &total, NULL, &eb), RD_OK);
+    assert_int_equal(total.entries, N_USERS * PER_USER);
+    assert_int_equal(total.users, N_USERS);
+    uint64_t checked = 0, visited = 0;
+    assert_int_equal(rd_token_store_verify(s, &checked, &eb), RD_OK);
+    assert_int_equal(checked, N_USERS * PER_USER);
+    assert_int_equal(rd_token_store_iterate(s, -1, count_visit, &visited, &eb), RD_OK);
+    assert_int_equal(visited, N_USERS * PER_USER);
+    // A read-only handle refuses to write, with a status.
+    rd_errbuf_clear(&eb);
+    uint64_t deleted = 0;
+    assert_int_equal(rd_token_store_gc(s, 100, &deleted, &eb), RD_ERR_ARG);
+    rd_token_store_destroy(s);
+}
+
+// A tool's mistakes with the token store API.
+static void test_token_store_arguments(void **state) {
+    (void)state;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_store_info info;
+    assert_int_equal(rd_token_store_read_manifest(NULL, &info, &eb), RD_ERR_ARG);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_read_manifest(g_store, NULL, &eb), RD_ERR_ARG);
+    rd_token_store *s = (rd_token_store *)&eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_open(NULL, NULL, &s, &eb), RD_ERR_ARG);
+    assert_null(s);
+    memset(&info, 0xff, sizeof info);
+    rd_token_store_info_get(NULL, &info);
+    assert_int_equal(info.dim, 0);
+    assert_int_equal(rd_token_store_has_shard(NULL, 0), 0);
+    rd_token_stats total;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_stats(NULL, &total, NULL, &eb), RD_ERR_ARG);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_verify(NULL, NULL, &eb), RD_ERR_ARG);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_iterate(NULL, -1, count_visit, NULL, &eb), RD_ERR_ARG);
+    rd_token_store_destroy(NULL);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_read_checkpoint),
+        cmocka_unit_test(test_checkpoint_arguments),
+        cmocka_unit_test(test_read_token_store),
+        cmocka_unit_test(test_token_store_arguments),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
