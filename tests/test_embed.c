@@ -20,6 +20,7 @@
 #include "rd/checkpoint.h"
 #include "rd/error.h"
 #include "rd/optim.h"
+#include "rd/serve.h"
 #include "rd/table.h"
 #include "rd/tabletool.h"
 #include "rd/tokens.h"
@@ -375,12 +376,42 @@ static void test_token_store_arguments(void **state) {
     rd_token_store_destroy(NULL);
 }
 
+// The serving API as a server embeds it: a NULL bundle path, scorer or export argument is an
+// error it can log, never a crash of the server.
+static void test_serve_arguments(void **state) {
+    (void)state;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_serve *sv = (rd_serve *)&eb;
+    assert_int_equal(rd_serve_open(NULL, 1, &sv, &eb), RD_ERR_ARG);
+    assert_null(sv);
+    rd_serve_info info;
+    memset(&info, 0xff, sizeof info);
+    rd_serve_get_info(NULL, &info);
+    assert_int_equal(info.keys_per_candidate, 0);
+    assert_int_equal(rd_serve_score(NULL, NULL, NULL, NULL, &eb), RD_ERR_ARG);
+    rd_serve_close(NULL);
+    // rd_serve_export checks its arguments before it reads anything, so a zeroed config serves.
+    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
+    char out[400];
+    snprintf(out, sizeof out, "%s/bundle.rdsv", g_root);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_serve_export(NULL, "student", g_ckpt, NULL, out, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_serve_export: invalid argument: cfg != NULL"));
+    assert_int_equal(rd_serve_export(cfg, NULL, g_ckpt, NULL, out, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_serve_export: invalid argument: job != NULL"));
+    assert_int_equal(rd_serve_export(cfg, "student", NULL, NULL, out, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_serve_export: invalid argument: ckpt_dir != NULL"));
+    assert_int_equal(rd_serve_export(cfg, "student", g_ckpt, NULL, NULL, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_serve_export: invalid argument: out != NULL"));
+    rd_free(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read_checkpoint),
-        cmocka_unit_test(test_checkpoint_arguments),
-        cmocka_unit_test(test_read_token_store),
-        cmocka_unit_test(test_token_store_arguments),
+        cmocka_unit_test(test_read_checkpoint),  cmocka_unit_test(test_checkpoint_arguments),
+        cmocka_unit_test(test_read_token_store), cmocka_unit_test(test_token_store_arguments),
+        cmocka_unit_test(test_serve_arguments),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -184,6 +184,12 @@ int rd_serve_export(const rd_config *cfg,
                     const char *out,
                     rd_errbuf *eb) {
     rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
+    // A NULL config or job read as "no job named '(null)'", and a NULL checkpoint folder or
+    // output reached the file calls: the caller's mistake, said as such.
+    RD_ARG_CHECK(eb, cfg != NULL);
+    RD_ARG_CHECK(eb, job != NULL);
+    RD_ARG_CHECK(eb, ckpt_dir != NULL);
+    RD_ARG_CHECK(eb, out != NULL);
     const rd_job_config *jc = rd_config_find_job(cfg, job);
     if (!jc)
         return rd_err_set(eb, RD_ERR_NOTFOUND, "no job named '%s' in the config", job);

@@ -150,8 +150,9 @@ typedef struct rd_serve_request {
  *         is not a one-valued attribute of the dataset's items), RD_ERR_CORRUPT
  *         (also a NaN or infinite dense parameter or embedding value of the checkpoint, named
  *         as rd_serve_open names it: a diverged run, whose bundle open would refuse),
- *         RD_ERR_VERSION, RD_ERR_IO, RD_ERR_EXISTS (out exists); nothing is left at `out` on
- *         failure
+ *         RD_ERR_VERSION, RD_ERR_IO, RD_ERR_EXISTS (out exists), RD_ERR_ARG (cfg, job,
+ *         ckpt_dir or out NULL: "rd_serve_export: invalid argument: ..."); nothing is left at
+ *         `out` on failure
  */
 int rd_serve_export(const rd_config *cfg,
                     const char *job,
