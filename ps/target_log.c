@@ -241,7 +241,7 @@ int rd_target_log_create(const char *path,
                          const rd_target_log_opts *o,
                          rd_target_log **out,
                          rd_errbuf *eb) {
-    RD_ASSERT(out);
+    RD_ARG_CHECK(eb, out != NULL);
     *out = NULL;
     rd_target_log *log;
     int rc = log_new(path, &log, eb);
@@ -277,7 +277,7 @@ int rd_target_log_open(const char *path,
                        const rd_target_log_opts *o,
                        rd_target_log **out,
                        rd_errbuf *eb) {
-    RD_ASSERT(out);
+    RD_ARG_CHECK(eb, out != NULL);
     *out = NULL;
     rd_target_log *log;
     int rc = log_new(path, &log, eb);
@@ -334,7 +334,7 @@ static int holds_only_lock(const char *dir) {
 }
 
 int rd_target_log_lock(const char *path, const char *what, int *fd, rd_errbuf *eb) {
-    RD_ASSERT(fd);
+    RD_ARG_CHECK(eb, fd != NULL);
     *fd = -1;
     if (!path || !path[0] || strlen(path) >= PATH_CAP - 16)
         return rd_err_set(eb, RD_ERR_ARG, "target log: path is empty or longer than %d bytes",
@@ -362,7 +362,7 @@ int rd_target_log_open_or_create(const char *path,
                                  rd_target_log **out,
                                  int *created,
                                  rd_errbuf *eb) {
-    RD_ASSERT(out);
+    RD_ARG_CHECK(eb, out != NULL);
     *out = NULL;
     if (created)
         *created = 0;
@@ -556,7 +556,8 @@ static int append_unguarded(rd_target_log *log, const rd_target_batch *b, rd_err
 }
 
 int rd_target_log_append(rd_target_log *log, const rd_target_batch *b, rd_errbuf *eb) {
-    RD_ASSERT(log);
+    RD_ARG_CHECK(eb, log != NULL);
+    RD_ARG_CHECK(eb, b != NULL);
     TL_GUARDED(log, eb, append_unguarded(log, b, eb));
 }
 
@@ -618,7 +619,7 @@ drop_job_unguarded(rd_target_log *log, uint64_t job, uint64_t *n_dropped, rd_err
 }
 
 int rd_target_log_drop_job(rd_target_log *log, uint64_t job, uint64_t *n_dropped, rd_errbuf *eb) {
-    RD_ASSERT(log);
+    RD_ARG_CHECK(eb, log != NULL);
     TL_GUARDED(log, eb, drop_job_unguarded(log, job, n_dropped, eb));
 }
 
@@ -717,7 +718,10 @@ int rd_target_log_read_range(rd_target_log *log,
                              size_t cap,
                              size_t *n_out,
                              rd_errbuf *eb) {
-    RD_ASSERT(log);
+    RD_ARG_CHECK(eb, n_out != NULL);
+    *n_out = 0;
+    RD_ARG_CHECK(eb, log != NULL);
+    RD_ARG_CHECK(eb, out != NULL);
     TL_GUARDED(log, eb, read_range_unguarded(log, job, lo, hi, pass, out, cap, n_out, eb));
 }
 
@@ -758,7 +762,7 @@ int rd_target_log_get(rd_target_log *log,
                       uint64_t *version,
                       int32_t *window,
                       rd_errbuf *eb) {
-    RD_ASSERT(log);
+    RD_ARG_CHECK(eb, log != NULL);
     TL_GUARDED(log, eb, get_unguarded(log, job, sample, pass, logit, version, window, eb));
 }
 
@@ -778,7 +782,7 @@ static int count_unguarded(rd_target_log *log, uint64_t *n, rd_errbuf *eb) {
 }
 
 int rd_target_log_sync(rd_target_log *log, rd_errbuf *eb) {
-    RD_ASSERT(log);
+    RD_ARG_CHECK(eb, log != NULL);
     if (!log->writable)
         return rd_err_set(eb, RD_ERR_ARG, "target log %s: sync of a read-only handle", log->path);
     int mrc = mdb_env_sync(log->env, 1);
@@ -786,7 +790,8 @@ int rd_target_log_sync(rd_target_log *log, rd_errbuf *eb) {
 }
 
 int rd_target_log_count(rd_target_log *log, uint64_t *n, rd_errbuf *eb) {
-    RD_ASSERT(log);
+    RD_ARG_CHECK(eb, log != NULL);
+    RD_ARG_CHECK(eb, n != NULL);
     TL_GUARDED(log, eb, count_unguarded(log, n, eb));
 }
 
@@ -826,7 +831,8 @@ int rd_target_log_put_job(rd_target_log *log,
                           uint64_t job,
                           const rd_target_job_info *ji,
                           rd_errbuf *eb) {
-    RD_ASSERT(log && ji);
+    RD_ARG_CHECK(eb, log != NULL);
+    RD_ARG_CHECK(eb, ji != NULL);
     if (!log->writable)
         return rd_err_set(eb, RD_ERR_ARG, "target log %s: opened read-only", log->path);
     if (!(ji->neg_rate > 0 && ji->neg_rate <= 1) || !(ji->pos_rate > 0 && ji->pos_rate <= 1))
@@ -908,6 +914,7 @@ get_job_unguarded(rd_target_log *log, uint64_t job, rd_target_job_info *ji, rd_e
 }
 
 int rd_target_log_get_job(rd_target_log *log, uint64_t job, rd_target_job_info *ji, rd_errbuf *eb) {
-    RD_ASSERT(log && ji);
+    RD_ARG_CHECK(eb, log != NULL);
+    RD_ARG_CHECK(eb, ji != NULL);
     TL_GUARDED(log, eb, get_job_unguarded(log, job, ji, eb));
 }

@@ -49,6 +49,8 @@ static int
 compact_locked(const char *dir, const char *out, const rd_token_store_info *sinfo, rd_errbuf *eb);
 
 int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, dir != NULL);
+    RD_ARG_CHECK(eb, out != NULL);
     rd_token_store_info info;
     int rc = rd_token_store_read_manifest(dir, &info, eb);
     if (rc != RD_OK)
@@ -187,6 +189,13 @@ int rd_tokentool_print_fetch(rd_token_store *s,
                              FILE *f,
                              uint32_t *n_found,
                              rd_errbuf *eb) {
+    if (n_found)
+        *n_found = 0;
+    // Before the buffers of L slots are sized: an L past the store's limit would be refused by
+    // the fetch only after L * dim had been allocated (or had overflowed).
+    RD_ARG_CHECK(eb, s != NULL);
+    RD_ARG_CHECK(eb, f != NULL);
+    RD_ARG_CHECK(eb, L >= 1 && L <= RD_TOKEN_MAX_L);
     rd_token_store_info in;
     rd_token_store_info_get(s, &in);
     size_t d = in.dim, S = in.n_side;
@@ -279,7 +288,9 @@ static int users_visit(const rd_token_record *r, void *vc) {
 
 int rd_tokentool_print_users(
     rd_token_store *s, uint64_t limit, FILE *f, uint64_t *listed, int *more, rd_errbuf *eb) {
-    RD_ASSERT(s && f && limit > 0);
+    RD_ARG_CHECK(eb, s != NULL);
+    RD_ARG_CHECK(eb, f != NULL);
+    RD_ARG_CHECK(eb, limit > 0);
     users_ctx c;
     memset(&c, 0, sizeof c);
     c.f = f;

@@ -23,7 +23,9 @@
 #include "rd/serve.h"
 #include "rd/table.h"
 #include "rd/tabletool.h"
+#include "rd/targets.h"
 #include "rd/tokens.h"
+#include "rd/tokentool.h"
 #include "rd/train_ckpt.h"
 
 #include <stdio.h>
@@ -376,6 +378,119 @@ static void test_token_store_arguments(void **state) {
     rd_token_store_destroy(NULL);
 }
 
+// The distillation target log, read as a replaying tool reads it, and its mistakes.
+static void test_target_log(void **state) {
+    (void)state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/targets", g_root);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_log_opts o;
+    memset(&o, 0, sizeof o);
+    o.no_sync = 1;
+    rd_target_log *w = NULL;
+    assert_int_equal(rd_target_log_create(path, &o, &w, &eb), RD_OK);
+    const uint64_t job = rd_target_job_key("teacher");
+    const uint64_t samples[3] = {4, 5, 9};
+    const float logits[3] = {0.5f, -1.0f, 2.0f};
+    rd_target_batch b = {3, job, 0, samples, logits, NULL, NULL};
+    assert_int_equal(rd_target_log_append(w, &b, &eb), RD_OK);
+    rd_target_log_close(w);
+
+    rd_target_log *r = NULL;
+    assert_int_equal(rd_target_log_open(path, 0, NULL, &r, &eb), RD_OK);
+    uint64_t n = 0;
+    assert_int_equal(rd_target_log_count(r, &n, &eb), RD_OK);
+    assert_int_equal(n, 3);
+    uint64_t got_s[4];
+    float got_l[4];
+    rd_target_out out = {got_s, got_l, NULL, NULL, NULL};
+    size_t n_out = 0;
+    assert_int_equal(rd_target_log_read_range(r, job, 5, 10, -1, &out, 4, &n_out, &eb), RD_OK);
+    assert_int_equal(n_out, 2);
+    assert_int_equal(got_s[0], 5);
+    assert_float_equal(got_l[1], 2.0f, 0.0f);
+    float logit = 0;
+    assert_int_equal(rd_target_log_get(r, job, 4, 0, &logit, NULL, NULL, &eb), RD_OK);
+    assert_float_equal(logit, 0.5f, 0.0f);
+
+    // Each NULL is the caller's error, named; the handle stays usable.
+    rd_target_log *h = (rd_target_log *)&eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_open(path, 0, NULL, NULL, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_target_log_open: invalid argument: out != NULL"));
+    assert_int_equal(rd_target_log_open(NULL, 0, NULL, &h, NULL), RD_ERR_ARG);
+    assert_null(h);
+    assert_int_equal(rd_target_log_create(path, &o, NULL, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_log_open_or_create(path, &o, NULL, NULL, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_log_lock(path, "test", NULL, NULL), RD_ERR_ARG);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_count(NULL, &n, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_target_log_count: invalid argument: log != NULL"));
+    assert_int_equal(rd_target_log_count(r, NULL, NULL), RD_ERR_ARG);
+    n_out = 7;
+    assert_int_equal(rd_target_log_read_range(NULL, job, 0, 10, -1, &out, 4, &n_out, NULL),
+                     RD_ERR_ARG);
+    assert_int_equal(n_out, 0);
+    assert_int_equal(rd_target_log_read_range(r, job, 0, 10, -1, NULL, 4, &n_out, NULL),
+                     RD_ERR_ARG);
+    assert_int_equal(rd_target_log_read_range(r, job, 0, 10, -1, &out, 4, NULL, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_log_get(NULL, job, 4, 0, &logit, NULL, NULL, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_log_append(NULL, &b, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_log_append(r, NULL, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_log_drop_job(NULL, job, NULL, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_log_sync(NULL, NULL), RD_ERR_ARG);
+    rd_target_job_info ji;
+    memset(&ji, 0, sizeof ji);
+    assert_int_equal(rd_target_log_get_job(NULL, job, &ji, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_log_get_job(r, job, NULL, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_log_put_job(NULL, job, &ji, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_log_put_job(r, job, NULL, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_target_log_count(r, &n, &eb), RD_OK);
+    assert_int_equal(n, 3);
+    rd_target_log_close(r);
+}
+
+// The token store's tool helpers (rd/tokentool.h), and their mistakes.
+static void test_tokentool(void **state) {
+    (void)state;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_open_opts oo;
+    memset(&oo, 0, sizeof oo);
+    rd_token_store *s = NULL;
+    assert_int_equal(rd_token_store_open(g_store, &oo, &s, &eb), RD_OK);
+    char path[400];
+    snprintf(path, sizeof path, "%s/users.tsv", g_root);
+    FILE *f = fopen(path, "w+");
+    assert_non_null(f);
+    uint64_t listed = 0;
+    int more = -1;
+    assert_int_equal(rd_tokentool_print_users(s, 2, f, &listed, &more, &eb), RD_OK);
+    assert_int_equal(listed, 2);
+    assert_int_equal(more, 1);
+    uint32_t nf = 9;
+    assert_int_equal(rd_tokentool_print_fetch(s, 1001, 35, NULL, 8, f, &nf, &eb), RD_OK);
+    assert_int_equal(nf, 3);
+
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tokentool_print_users(NULL, 2, f, NULL, NULL, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_tokentool_print_users: invalid argument: s != NULL"));
+    assert_int_equal(rd_tokentool_print_users(s, 2, NULL, NULL, NULL, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_tokentool_print_users(s, 0, f, NULL, NULL, NULL), RD_ERR_ARG);
+    nf = 9;
+    assert_int_equal(rd_tokentool_print_fetch(s, 1001, 35, NULL, 8, NULL, &nf, NULL), RD_ERR_ARG);
+    assert_int_equal(nf, 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tokentool_print_fetch(s, 1001, 35, NULL, SIZE_MAX, f, NULL, &eb),
+                     RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_tokentool_print_fetch: invalid argument: L >= 1"));
+    assert_int_equal(rd_tokentool_print_fetch(NULL, 1001, 35, NULL, 8, f, NULL, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_tokentool_compact(g_store, NULL, NULL), RD_ERR_ARG);
+    fclose(f);
+    rd_token_store_destroy(s);
+}
+
 // The serving API as a server embeds it: a NULL bundle path, scorer or export argument is an
 // error it can log, never a crash of the server.
 static void test_serve_arguments(void **state) {
@@ -411,7 +526,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_checkpoint),  cmocka_unit_test(test_checkpoint_arguments),
         cmocka_unit_test(test_read_token_store), cmocka_unit_test(test_token_store_arguments),
-        cmocka_unit_test(test_serve_arguments),
+        cmocka_unit_test(test_serve_arguments),  cmocka_unit_test(test_target_log),
+        cmocka_unit_test(test_tokentool),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -30,6 +30,11 @@
 // serialises their write transactions; one launch at a time writes a log (rd_target_log_lock),
 // as a fresh teacher run drops its job's earlier records and must not drop a live run's. The map
 // grows by doubling when full (never a lost write). A handle is used by one thread at a time.
+//
+// Arguments: every function returning a status refuses a NULL handle, batch, output or lock fd
+// with RD_ERR_ARG and "FUNCTION: invalid argument: ..." (RD_ARG_CHECK, rd/error.h), having set
+// an output handle to NULL (read_range's count to 0) first; they asserted, which aborted a
+// replaying student, a tool or every rank of a launch over a caller's mistake.
 #ifndef RD_TARGETS_H
 #define RD_TARGETS_H
 

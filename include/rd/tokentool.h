@@ -31,6 +31,10 @@
 extern "C" {
 #endif
 
+// Arguments: each function refuses a NULL store, path or FILE, an L outside 1..RD_TOKEN_MAX_L and a
+// limit of 0 with RD_ERR_ARG and "FUNCTION: invalid argument: ..." (RD_ARG_CHECK, rd/error.h)
+// before it reads or writes anything; print_users asserted them, which aborted the tool.
+
 /** @return RD_OK, RD_ERR_NOTFOUND / RD_ERR_CORRUPT / RD_ERR_VERSION (input store),
  *  RD_ERR_STATE (another writer holds the input store: the message names it),
  *  RD_ERR_EXISTS (out exists), RD_ERR_IO, RD_ERR_LMDB; nothing is left at `out` on failure */
@@ -43,8 +47,9 @@ int rd_tokentool_compact(const char *dir, const char *out, rd_errbuf *eb);
  * instance id below *before_id (rd_token_store_fetch_batch's before_id, what a model with
  * tokens.same_time earlier reads; 0, the dataset's first event, adds none), and the header says
  * "before T id I".
+ * @param[in]  L       1..RD_TOKEN_MAX_L
  * @param[out] n_found records printed (may be NULL); 0 for a user the store does not hold
- * @return rd_token_store_fetch_batch's code
+ * @return rd_token_store_fetch_batch's code; RD_ERR_ARG (s or f NULL, L out of range)
  */
 int rd_tokentool_print_fetch(rd_token_store *s,
                              uint64_t user,
@@ -64,7 +69,7 @@ int rd_tokentool_print_fetch(rd_token_store *s,
  * @param[out] listed users printed (may be NULL)
  * @param[out] more   1 when the store holds further users after the last one printed (may be
  *                    NULL)
- * @return rd_token_store_iterate's codes
+ * @return rd_token_store_iterate's codes; RD_ERR_ARG (s or f NULL, limit 0)
  */
 int rd_tokentool_print_users(
     rd_token_store *s, uint64_t limit, FILE *f, uint64_t *listed, int *more, rd_errbuf *eb);
