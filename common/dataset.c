@@ -1375,7 +1375,9 @@ static int check_index(const rd_dataset *ds, const disk_header *h, const char *p
 
 int rd_dataset_open(const char *dir, int flags, rd_dataset **out, rd_errbuf *eb) {
     rd_errbuf_clear(eb); // the message is this call's (rd_err_set keeps the first one)
+    RD_ARG_CHECK(eb, out != NULL);
     *out = NULL;
+    RD_ARG_CHECK(eb, dir != NULL);
     rd_dataset *ds = rd_calloc(1, sizeof *ds);
     if (!ds)
         return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
@@ -1614,14 +1616,16 @@ void rd_dataset_close(rd_dataset *ds) {
 }
 
 const rd_dataset_info *rd_dataset_get_info(const rd_dataset *ds) {
-    return &ds->info;
+    return ds ? &ds->info : NULL;
 }
 
 const rd_dataset_field *rd_dataset_fields(const rd_dataset *ds) {
-    return ds->fields;
+    return ds ? ds->fields : NULL;
 }
 
 const rd_dataset_field *rd_dataset_find_field(const rd_dataset *ds, const char *name) {
+    if (!ds || !name)
+        return NULL;
     for (uint32_t f = 0; f < ds->info.n_fields; f++)
         if (strcmp(ds->fields[f].name, name) == 0)
             return &ds->fields[f];
@@ -2333,6 +2337,8 @@ int rd_dataset_check_config(const char *dir,
                             const rd_data_config *dc,
                             uint64_t run_seed,
                             rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, dir != NULL);
+    RD_ARG_CHECK(eb, dc != NULL);
     char path[RD_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", dir, RD_DATASET_META);
     FILE *f = NULL;
@@ -2386,6 +2392,9 @@ static yaml_node_t *yaml_map_node(yaml_document_t *doc, yaml_node_t *map, const 
 }
 
 int rd_dataset_missing_mean(const char *dir, const char *field, double *value, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, dir != NULL);
+    RD_ARG_CHECK(eb, field != NULL);
+    RD_ARG_CHECK(eb, value != NULL);
     char path[RD_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", dir, RD_DATASET_META);
     FILE *f = NULL;
@@ -2545,8 +2554,10 @@ static int field_eq(const rd_csv_field *f, const char *s) {
 }
 
 int rd_dataset_ids_load(const char *dir, rd_dataset_ids **out, rd_errbuf *eb) {
-    *out = NULL;
     rd_errbuf_clear(eb);
+    RD_ARG_CHECK(eb, out != NULL);
+    *out = NULL;
+    RD_ARG_CHECK(eb, dir != NULL);
     char path[RD_PATH_MAX * 2 + 16];
     snprintf(path, sizeof path, "%s/%s", dir, RD_DATASET_IDS);
     struct stat st;

@@ -18,6 +18,7 @@
 
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
+#include "rd/dataset.h"
 #include "rd/error.h"
 #include "rd/optim.h"
 #include "rd/serve.h"
@@ -491,6 +492,38 @@ static void test_tokentool(void **state) {
     rd_token_store_destroy(s);
 }
 
+// A dataset folder opened by a tool: its mistakes are errors, not a crash.
+static void test_dataset_arguments(void **state) {
+    (void)state;
+    rd_errbuf eb;
+    rd_dataset *ds = (rd_dataset *)&eb;
+    assert_int_equal(rd_dataset_open(NULL, 0, &ds, &eb), RD_ERR_ARG);
+    assert_null(ds);
+    assert_non_null(strstr(eb.msg, "rd_dataset_open: invalid argument: dir != NULL"));
+    assert_int_equal(rd_dataset_open(g_root, 0, NULL, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_dataset_open: invalid argument: out != NULL"));
+    // A folder without a dataset is an I/O error naming the file.
+    assert_int_equal(rd_dataset_open(g_root, 0, &ds, &eb), RD_ERR_IO);
+    assert_null(ds);
+    assert_non_null(strstr(eb.msg, "events.bin"));
+    assert_null(rd_dataset_get_info(NULL));
+    assert_null(rd_dataset_fields(NULL));
+    assert_null(rd_dataset_find_field(NULL, "user"));
+    rd_dataset_close(NULL);
+    rd_dataset_ids *ids = NULL;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_ids_load(g_root, NULL, &eb), RD_ERR_ARG);
+    assert_int_equal(rd_dataset_ids_load(NULL, &ids, &eb), RD_ERR_ARG);
+    assert_null(ids);
+    double v = 0;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_dataset_missing_mean(g_root, NULL, &v, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "rd_dataset_missing_mean: invalid argument: field != NULL"));
+    assert_int_equal(rd_dataset_missing_mean(g_root, "x", NULL, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_dataset_missing_mean(NULL, "x", &v, NULL), RD_ERR_ARG);
+    assert_int_equal(rd_dataset_check_config(g_root, NULL, 1, NULL), RD_ERR_ARG);
+}
+
 // The serving API as a server embeds it: a NULL bundle path, scorer or export argument is an
 // error it can log, never a crash of the server.
 static void test_serve_arguments(void **state) {
@@ -527,7 +560,7 @@ int main(void) {
         cmocka_unit_test(test_read_checkpoint),  cmocka_unit_test(test_checkpoint_arguments),
         cmocka_unit_test(test_read_token_store), cmocka_unit_test(test_token_store_arguments),
         cmocka_unit_test(test_serve_arguments),  cmocka_unit_test(test_target_log),
-        cmocka_unit_test(test_tokentool),
+        cmocka_unit_test(test_tokentool),        cmocka_unit_test(test_dataset_arguments),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

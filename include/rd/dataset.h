@@ -196,7 +196,7 @@ uint64_t rd_dataset_config_hash(const rd_data_config *dc, uint64_t run_seed);
  * older version) passes.
  * @return RD_OK, RD_ERR_CONFIG ("data.dir DIR holds a dataset prepared from another data
  *         configuration ..."), RD_ERR_IO (meta.yaml unreadable), RD_ERR_PARSE (malformed line),
- *         RD_ERR_NOMEM
+ *         RD_ERR_NOMEM, RD_ERR_ARG (dir or dc NULL)
  */
 int rd_dataset_check_config(const char *dir,
                             const rd_data_config *dc,
@@ -212,7 +212,8 @@ int rd_dataset_check_config(const char *dir,
  * @param[out] value  the fill, finite (a float's value)
  * @return RD_OK, RD_ERR_NOTFOUND (no such field in meta.yaml, or it records no missing_mean),
  *         RD_ERR_IO (meta.yaml unreadable), RD_ERR_PARSE (not YAML, or a value that is not a
- *         finite number), RD_ERR_NOMEM; the message names the field and the file
+ *         finite number), RD_ERR_NOMEM, RD_ERR_ARG (dir, field or value NULL); the message
+ *         names the field and the file
  */
 int rd_dataset_missing_mean(const char *dir, const char *field, double *value, rd_errbuf *eb);
 
@@ -251,18 +252,19 @@ enum {
  * @param[out] eb     "dir/events.bin: what" (bad magic, truncated, CRC mismatch, ...); cleared
  *                    first, so its message is this call's
  * @return RD_OK, RD_ERR_IO, RD_ERR_CORRUPT (bad magic, CRC mismatch, inconsistent header,
- *         truncated or oversized file), RD_ERR_VERSION, RD_ERR_NOMEM
+ *         truncated or oversized file), RD_ERR_VERSION, RD_ERR_NOMEM, RD_ERR_ARG (dir or out
+ *         NULL; out is set to NULL first)
  */
 int rd_dataset_open(const char *dir, int flags, rd_dataset **out, rd_errbuf *eb);
 
 /** Unmap and free. Accepts NULL. Pointers obtained from the dataset die with it. */
 void rd_dataset_close(rd_dataset *ds);
 
-/** Counts and layout. @return a pointer that lives as long as ds. */
+/** Counts and layout. @return a pointer that lives as long as ds; NULL for a NULL ds. */
 const rd_dataset_info *rd_dataset_get_info(const rd_dataset *ds);
 
 /** The field table (info->n_fields entries) and a lookup by name (NULL if absent).
- *  @return pointers that live as long as ds. */
+ *  @return pointers that live as long as ds; NULL for a NULL ds (or name). */
 const rd_dataset_field *rd_dataset_fields(const rd_dataset *ds);
 const rd_dataset_field *rd_dataset_find_field(const rd_dataset *ds, const char *name);
 
@@ -520,7 +522,8 @@ typedef struct rd_dataset_ids rd_dataset_ids;
  * @return RD_OK; RD_ERR_NOTFOUND when the folder has no ids file (the synthetic source, or a
  *         folder prepared before the file was written: prepare it again); RD_ERR_CORRUPT
  *         ("DIR/ids.csv:LINE: ...": not the header "kind,id", a row that is not kind,id, a kind
- *         other than user and item); RD_ERR_PARSE (a malformed CSV row), RD_ERR_IO, RD_ERR_NOMEM
+ *         other than user and item); RD_ERR_PARSE (a malformed CSV row), RD_ERR_IO, RD_ERR_NOMEM,
+ *         RD_ERR_ARG (dir or out NULL)
  */
 int rd_dataset_ids_load(const char *dir, rd_dataset_ids **out, rd_errbuf *eb);
 
