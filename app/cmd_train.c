@@ -108,8 +108,8 @@ static void train_usage(FILE *out) {
         "does the same, then ends the run once every job has one (at most RD_STOP_GRACE_S\n"
         "seconds, default 20, after the signal): resume it with --resume.\n"
         "\n"
-        "exit status: 0 ok, 1 failure on any rank (message on stderr), 2 usage error,\n"
-        "143 ended on SIGTERM\n");
+        "exit status: 0 ok, 1 failure on any rank (message on stderr), 2 usage error (a\n"
+        "launch of another N included), 143 ended on SIGTERM\n");
 }
 
 static void bcast_polled(void *buf, int count, MPI_Datatype dt, MPI_Comm c, int poll_us) {
@@ -1317,8 +1317,12 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
             fprintf(stderr, "recdistill train: %s: %s\n", config,
                     eb.msg[0] ? eb.msg : rd_strerror(rc));
         rd_free(cfg);
-        rd_mpi_finalize(1);
-        return 1;
+        // A launch of the wrong size (RD_ERR_ARG) is a usage error, as a tool started in a launch
+        // of several processes or MPMD segments given other options are: the command line
+        // (mpiexec -n) is wrong, not the config or an input.
+        code = rc == RD_ERR_ARG ? 2 : 1;
+        rd_mpi_finalize(code);
+        return code;
     }
     rd_log_set_rank(rank, comm->role_kind == RD_ROLE_PS ? "ps" : comm->job_name[comm->job_index]);
     identify(watch, comm, cfg);

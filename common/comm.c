@@ -188,8 +188,10 @@ int rd_comm_create(MPI_Comm base, const rd_config *cfg, rd_comm **out, rd_errbuf
         // --mpi=pmi2 (every rank of it a world of its own): say so, it is the usual cause. A
         // process a launcher started (mpiexec -n 1, srun --mpi=pmi2 -n 1) has its PMI
         // environment: there the launcher was simply given too few.
+        // RD_ERR_ARG, not RD_ERR_CONFIG: the config is valid, the launch (base) does not fit it,
+        // which the command reports as a usage error (exit 2, docs/tools.md).
         int no_launcher = !getenv("PMI_RANK") && !getenv("PMI_FD") && !getenv("PMIX_RANK");
-        return rd_err_set(eb, RD_ERR_CONFIG,
+        return rd_err_set(eb, RD_ERR_ARG,
                           "the launch has %d rank%s but the config needs %d (%s); start it with "
                           "mpiexec -n %d (or the matching MPMD/srun layout)%s",
                           size, size == 1 ? "" : "s", need, detail, need,

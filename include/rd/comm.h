@@ -130,7 +130,9 @@ typedef struct rd_comm {
  * @param[out] out   the layout; free with rd_comm_destroy (collective)
  * @param[out] eb    e.g. "launch has 4 ranks but the config needs 5 (ps_ranks 1 + teacher 2 +
  *                   student 2)"
- * @return RD_OK, RD_ERR_CONFIG (world size mismatch, P > 4096, no jobs), RD_ERR_NOMEM.
+ * @return RD_OK, RD_ERR_ARG (the size of base is not rd_config_world_size(cfg): a launch of the
+ *         wrong size, which `train` reports as a usage error), RD_ERR_CONFIG (P > 4096, no
+ *         jobs), RD_ERR_NOMEM.
  *         All ranks return the same code (the checks only use the size and the config).
  */
 int rd_comm_create(MPI_Comm base, const rd_config *cfg, rd_comm **out, rd_errbuf *eb);

@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
     t_config(cfg, 2, 2, names, ranks); // 2 + 1 + 2 = 5 ranks, the launch has 4
     rd_comm *bad = NULL;
     rd_errbuf_clear(&eb);
-    T_CHECK(&errs, rd_comm_create(MPI_COMM_WORLD, cfg, &bad, &eb) == RD_ERR_CONFIG && !bad,
+    T_CHECK(&errs, rd_comm_create(MPI_COMM_WORLD, cfg, &bad, &eb) == RD_ERR_ARG && !bad,
             "world size mismatch accepted");
     T_CHECK(&errs, strstr(eb.msg, "has 4 ranks but the config needs 5") != NULL, "message: %s",
             eb.msg);

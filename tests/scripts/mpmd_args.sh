@@ -191,11 +191,11 @@ grep -q "are split over mpiexec segments" "$TMP/same.err" && bad "same: a warnin
 
 # A world of one process (no mpiexec, or srun without --mpi=pmi2) for a 4-rank config: said so.
 "$RD" train "$C" --out "$TMP/solo" >/dev/null 2>"$TMP/solo.err"
-[ $? = 1 ] && grep -q "the launch has 1 rank but the config needs 4 (ps_ranks 1 + teacher 1 + student 1 + student_raw 1); start it with mpiexec -n 4 (or the matching MPMD/srun layout): this process is a world of its own (started without mpiexec, or by srun without --mpi=pmi2)" "$TMP/solo.err" ||
+[ $? = 2 ] && grep -q "the launch has 1 rank but the config needs 4 (ps_ranks 1 + teacher 1 + student 1 + student_raw 1); start it with mpiexec -n 4 (or the matching MPMD/srun layout): this process is a world of its own (started without mpiexec, or by srun without --mpi=pmi2)" "$TMP/solo.err" ||
     bad "one process for a 4-rank config: $(head -3 "$TMP/solo.err")"
 
 # mpiexec -n 1 started it: too few ranks, not a world of its own (it was said to be).
-launch 1 one_rank -n 1 "$RD" train "$C" --out "$TMP/one"
+launch 2 one_rank -n 1 "$RD" train "$C" --out "$TMP/one"
 has one_rank "the launch has 1 rank but the config needs 4" 1
 grep -q "world of its own" "$TMP/one_rank.err" && bad "mpiexec -n 1: said to be started without mpiexec"
 
