@@ -118,8 +118,12 @@ def main():
                     help="probe the store's side value K instead of a probe log's context")
     ap.add_argument("paths", nargs="+", metavar="PROBE RUN | RUN")
     a = ap.parse_args()
+    # Usage errors exit 2 with the usage, as argparse's own (the wrong number of folders exited
+    # 1, the code of a failed probe).
     if len(a.paths) != (1 if a.side is not None else 2):
-        die("give PROBE RUN, or --side K RUN")
+        ap.error("give PROBE RUN, or --side K RUN")
+    if a.side is not None and a.side < 0:
+        ap.error(f"--side {a.side}: K is a side value's index, 0 or more")
     store = os.path.join(a.paths[-1], "tokens")
     if not os.path.isdir(store):
         die(f"{store}: no token store (a run folder?)")

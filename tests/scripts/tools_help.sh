@@ -110,4 +110,14 @@ grep -q "| warm | undefined | undefined | undefined (no AUC on this slice) |" "$
 mkdir -p "$TMP/sn/seed-1" && echo '{}' >"$TMP/sn/seed-1/report.json"
 (cd "$TMP" && RD=/bin/true "$SRC/tools/seeds.sh" -k 1 x.yaml "$TMP/sn" >"$TMP/out" 2>"$TMP/err")
 [ $? -eq 1 ] && grep -q "no metrics in" "$TMP/err" || fail "seeds.sh without metrics: $(cat "$TMP/err")"
+# sit-probe-tokens.py: a wrong number of folders or a negative --side is a usage error (it was
+# exit 1, as a failed probe), the usage on stderr, before any store is read.
+for a in "$TMP" "--side 0 $TMP $TMP" "--side -1 $TMP"; do
+    # shellcheck disable=SC2086
+    python3 "$SRC/tools/sit-probe-tokens.py" --rd /bin/false $a >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+    [ $rc -eq 2 ] && grep -q "usage: sit-probe-tokens.py" "$TMP/err" &&
+        grep -q "give PROBE RUN\|--side -1: K is a side value's index" "$TMP/err" ||
+        fail "sit-probe-tokens.py $a: exit $rc: $(cat "$TMP/err")"
+done
 echo "tools_help: ok ($n usages)"
