@@ -516,7 +516,14 @@ int rd_cmd_score(int argc, char **argv) {
         fprintf(js.f, "}\n");
     }
     rc = out_close(&csv, rc, &eb);
+    int csv_placed = rc == RD_OK && csv.path && !csv.to_stdout;
     rc = out_close(&js, rc, &eb);
+    if (rc != RD_OK && csv_placed) {
+        // The JSON failed after the CSV was renamed into place: a failed command leaves neither
+        // (a script would take the CSV for a finished run's).
+        remove(csv.path);
+        rd_lmdbx_rmdir_created(csv.path, csv.created);
+    }
     if (rc == RD_OK) {
         FILE *sum = csv.to_stdout ? stderr : stdout;
         fprintf(

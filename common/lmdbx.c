@@ -473,6 +473,13 @@ int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb)
     int rc = rd_lmdbx_check_replaceable(path, eb);
     if (rc != RD_OK)
         return rc;
+    // A folder is refused now, not at the rename (EISDIR): the caller has not done its work yet
+    // (`score --out DIR` scored every record first), nor committed another output of the same
+    // command (score's CSV stayed when its --json was a folder).
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return rd_err_set(eb, RD_ERR_EXISTS,
+                          "%s exists and is a folder: not replaced; give the path of a file", path);
     memcpy(of->path, path, n + 1);
     // A name nobody can predict, created exclusively: a file or symlink planted under it is
     // never opened (O_EXCL fails on any existing entry, dangling symlinks included), and two

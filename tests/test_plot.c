@@ -490,8 +490,8 @@ static void test_bad_input(void **state) {
     assert_int_equal(rd_plot_write_png(&p, "/tmp/never.png", &eb), RD_ERR_ARG);
     assert_non_null(strstr(eb.msg, "size"));
     p.width = 800;
-    // Unwritable: a missing directory (nothing created), and a path that is a directory (the
-    // rename fails; the temporary file must be gone).
+    // Unwritable: a missing directory (nothing created), and a path that is a directory
+    // (refused before any temporary file is made, as a FIFO is).
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_plot_write_png(&p, "/nonexistent_rd_dir/x.png", &eb), RD_ERR_IO);
     assert_non_null(strstr(eb.msg, "/nonexistent_rd_dir/x.png"));
@@ -499,8 +499,8 @@ static void test_bad_input(void **state) {
     snprintf(sub, sizeof sub, "%s/isdir.png", g_dir);
     assert_int_equal(mkdir(sub, 0755), 0);
     rd_errbuf_clear(&eb);
-    assert_int_equal(rd_plot_write_png(&p, sub, &eb), RD_ERR_IO);
-    assert_non_null(strstr(eb.msg, "isdir.png"));
+    assert_int_equal(rd_plot_write_png(&p, sub, &eb), RD_ERR_EXISTS);
+    assert_non_null(strstr(eb.msg, "isdir.png exists and is a folder"));
     // A FIFO (or a device such as /dev/null, or a symlink to one) is not replaced by a file:
     // the rename would swap the node itself (as root, /dev/null became a PNG).
     char fifo[512], link[512];

@@ -520,6 +520,14 @@ static void test_atomic_file_races(void **state) {
     assert_true(S_ISLNK(st.st_mode));
     assert_int_equal(count_tmp(dir, "out.bin"), 0);
     assert_int_equal(unlink(path), 0);
+    // A folder at the target is refused at the open, not at the rename after the caller's work.
+    assert_int_equal(mkdir(path, 0755), 0);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_outfile_open(path, &of, &eb), RD_ERR_EXISTS);
+    assert_non_null(strstr(eb.msg, "exists and is a folder"));
+    assert_null(of.f);
+    assert_int_equal(count_tmp(dir, "out.bin"), 0);
+    assert_int_equal(rmdir(path), 0);
     // A missing folder: the message names the target's folder, nothing is created.
     char nodir[420];
     snprintf(nodir, sizeof nodir, "%s/none/x.bin", dir);

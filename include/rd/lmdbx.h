@@ -294,9 +294,10 @@ typedef struct rd_lmdbx_outfile {
  * Create the temporary file of `path` (see rd_lmdbx_outfile). Write to of->f, then call
  * rd_lmdbx_outfile_commit or rd_lmdbx_outfile_abort (exactly one of them).
  * @param[in]  path  the target; refused when it is a FIFO, a device or a symlink
- *                   (rd_lmdbx_check_replaceable)
+ *                   (rd_lmdbx_check_replaceable), or a folder (the rename would fail only at
+ *                   the commit, after the caller's work)
  * @param[out] of    the open file; on failure nothing is open and nothing is left on disk
- * @return RD_OK; RD_ERR_ARG (path empty or too long), RD_ERR_EXISTS (not replaceable),
+ * @return RD_OK; RD_ERR_ARG (path empty or too long), RD_ERR_EXISTS (not replaceable, a folder),
  *         RD_ERR_IO / RD_ERR_FULL (the folder is missing, read-only or full)
  */
 int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb);

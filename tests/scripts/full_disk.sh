@@ -2,7 +2,8 @@
 # full_disk.sh — a real ENOSPC: `recdistill prepare` and `recdistill train` writing into a 1 MiB
 # tmpfs. Each must exit 1 with a message naming the file and the cause, leave no partial output
 # (no dataset folder, no temporary folder, no report.json), and a dataset prepared before the disk
-# filled stays valid. Needs to mount a tmpfs (root); otherwise it reruns the prepare check under
+# filled stays valid; `score` whose --json fills the disk after its --out CSV was placed removes
+# the CSV. Needs to mount a tmpfs (root); otherwise it reruns the prepare check under
 # `ulimit -f` (EFBIG instead of ENOSPC). tests/test_fulldisk.c covers the token store, MDB_MAP_FULL
 # and checkpoints under RLIMIT_FSIZE.
 #
@@ -63,6 +64,22 @@ if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=1m rd_full "$MNT" 2>/dev/null;
         [ ! -e "$MNT/run/report.json" ] || fail "train left a report"
         [ ! -e "$MNT/run/data" ] || fail "train left a dataset: $(ls -A "$MNT/run")"
         echo "train: $(grep -v INFO "$TMP/err" | head -1)"
+        # --- score whose --json does not fit after its --out CSV was placed: the CSV goes too ----
+        rm -rf "$MNT/run"
+        timeout 120 mpiexec.mpich -n 4 "$RD" train "$SRC/tests/data/slurm-tiny.yaml" --out "$TMP/run" \
+            >/dev/null 2>"$TMP/err" || fail "train of the tiny run: $(grep -v INFO "$TMP/err" | tail -3)"
+        "$RD" export "$SRC/tests/data/slurm-tiny.yaml" --run "$TMP/run" --out "$TMP/s.rdsv" \
+            >/dev/null 2>"$TMP/err" || fail "export: $(cat "$TMP/err")"
+        head -c 2M /dev/zero >"$MNT/filler" 2>/dev/null
+        "$RD" score "$TMP/s.rdsv" --run "$TMP/run" --out "$TMP/sc/s.csv" --json "$MNT/s.json" \
+            >/dev/null 2>"$TMP/err"
+        rc=$?
+        [ $rc -eq 1 ] || fail "score with a full disk for --json: exit $rc"
+        grep -q "s.json.*No space left on device" "$TMP/err" || fail "score message: $(cat "$TMP/err")"
+        [ ! -e "$TMP/sc" ] || fail "score left its --out CSV behind: $(ls -R "$TMP/sc")"
+        [ "$(ls -A "$MNT")" = filler ] || fail "score left output on the full disk: $(ls -A "$MNT")"
+        rm -f "$MNT/filler"
+        echo "score: $(head -1 "$TMP/err")"
     fi
 else
     echo "cannot mount a tmpfs: prepare under ulimit -f instead"

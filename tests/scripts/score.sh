@@ -294,6 +294,11 @@ expect 1 "not a serving bundle" "$RD" score "$C" --data "$TMP/t/data"
 expect 1 "--data .*is a checkpoint root .*, not a dataset folder" "$RD" score "$B" --data "$TMP/t/ckpt"
 expect 1 "--out .*s.csv is inside the dataset .*: nothing written" "$RD" score "$B" --data "$TMP/t/data" --out "$TMP/t/data/s.csv"
 expect 1 "--json .* is the bundle .*: nothing written" "$RD" score "$B" --data "$TMP/t/data" --json "$B"
+# An output that is a folder: refused before scoring (it failed at the rename, after every
+# record was scored and the CSV of --out was already in place).
+mkdir -p "$TMP/jdir"
+expect 1 "jdir exists and is a folder: not replaced" "$RD" score "$B" --data "$TMP/t/data" --out "$TMP/zs.csv" --json "$TMP/jdir"
+{ [ ! -e "$TMP/zs.csv" ] && [ -z "$(ls -A "$TMP/jdir")" ]; } || fail "a score with a folder as --json left output"
 { [ ! -e "$TMP/t/data/s.csv" ] && [ ! -e "$TMP/z" ]; } || fail "a refused score left output"
 expect 0 "" "$RD" score --help
 grep -q "^usage: recdistill score BUNDLE" "$TMP/o" || fail "score --help: $(cat "$TMP/o")"
