@@ -345,6 +345,39 @@ static void test_compact_out_parents(void **state) {
     assert_int_equal(system(cmd), 0); // no partial copy left
 }
 
+// A store whose DATASET record is damaged (empty, cut, garbage) is refused by compact, as verify
+// refuses it, with nothing written: compact used to copy it along and exit 0, a copy that did
+// not verify. One without a DATASET (not bound to a dataset yet) still compacts.
+static void test_compact_damaged_dataset(void **state) {
+    (void)state;
+    char dir[300], ds[340], out[400], cmd[900];
+    snprintf(dir, sizeof dir, "%s/store_ds", g_root);
+    snprintf(ds, sizeof ds, "%s/DATASET", dir);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_store *s = create_store(dir, 1);
+    rd_token_store_destroy(s);
+    const char *damage[] = {"", "RDTOKDS1", "RDTOKDS1xxxxxxxxxxxxxxxx"};
+    for (int k = 0; k < 3; k++) {
+        FILE *f = fopen(ds, "wb");
+        assert_non_null(f);
+        fputs(damage[k], f);
+        fclose(f);
+        snprintf(out, sizeof out, "%s/ds_copy%d", g_root, k);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_tokentool_compact(dir, out, &eb), RD_ERR_CORRUPT);
+        assert_non_null(strstr(eb.msg, "DATASET"));
+        assert_non_null(strstr(eb.msg, "not a dataset record"));
+        struct stat st;
+        assert_int_not_equal(lstat(out, &st), 0);
+        snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -q ds_copy", g_root);
+        assert_int_not_equal(system(cmd), 0); // no partial folder either
+    }
+    assert_int_equal(unlink(ds), 0);
+    snprintf(out, sizeof out, "%s/ds_copy_unbound", g_root);
+    assert_int_equal(rd_tokentool_compact(dir, out, &eb), RD_OK);
+}
+
 // A compacted copy is durable once compact returns: every shard's data.mdb (which LMDB's copy
 // writes without syncing) is synced before the rename that publishes the copy, and the folder
 // holding --out is synced after it. Before, only the MANIFEST and the partial folder were.
@@ -925,6 +958,7 @@ static void test_many_shards(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_tokens_cli),
                                        cmocka_unit_test(test_compact_out_parents),
+                                       cmocka_unit_test(test_compact_damaged_dataset),
                                        cmocka_unit_test(test_compact_durable),
                                        cmocka_unit_test(test_create_durable),
                                        cmocka_unit_test(test_store_writer_lock),
