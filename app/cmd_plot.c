@@ -111,6 +111,20 @@ int rd_cmd_plot(int argc, char **argv) {
         }
         *(k == 7 ? &ymin : &ymax) = d;
     }
+    // The fixed range is checked here, before the CSV is read: it is the command line that is
+    // wrong (the plot library refused it too, but as a failure, exit 1).
+    if (!isnan(ymin) && !isnan(ymax) && !(ymin < ymax)) {
+        fprintf(stderr, "recdistill plot: --ymin %s --ymax %s: the y range needs min < max\n",
+                opts[7].value, opts[8].value);
+        return 2;
+    }
+    for (int k = 7; k <= 8 && log_y; k++)
+        if (opts[k].value && !(*(k == 7 ? &ymin : &ymax) > 0)) {
+            fprintf(stderr,
+                    "recdistill plot: %s %s: a log y axis (--log-y) needs a positive bound\n",
+                    opts[k].name, opts[k].value);
+            return 2;
+        }
     if (!csv || !xcol || !ycols || !out) {
         usage(stderr);
         return 2;

@@ -254,8 +254,9 @@ static int axis_range(const rd_plot *p, int is_x, double *lo, double *hi, rd_err
     if ((!isnan(fmin) && !valid(fmin, lg)) || (!isnan(fmax) && !valid(fmax, lg)) ||
         (!isnan(fmin) && !isnan(fmax) && !(fmin < fmax)))
         return rd_err_set(eb, RD_ERR_ARG,
-                          "plot '%s': fixed %s range [%g, %g] must be finite, min < max%s",
-                          p->title, name, fmin, fmax, lg ? " and positive (log axis)" : "");
+                          "plot%s%s%s: fixed %s range [%g, %g] must be finite, min < max%s",
+                          p->title[0] ? " '" : "", p->title, p->title[0] ? "'" : "", name, fmin,
+                          fmax, lg ? " and positive (log axis)" : "");
     double mn = (double)INFINITY, mx = -(double)INFINITY;
     for (int s = 0; s < p->n_series; s++) {
         const rd_plot_series *se = &p->series[s];

@@ -122,6 +122,13 @@ done
 check 0 "" "$bin" scale-model --calib "$CAL" --ps-per-node .5 --max-nodes 2
 check 0 "" "$bin" plot "$tmp/xy.csv" --x x --y y --ymin -.5 --ymax 1e1 --out "$tmp/p.png"
 rm -f "$tmp/p.png"
+# A fixed y range the plot cannot have is a usage error, refused before the CSV is read: it was
+# exit 1 from the plot library, after reading, as "plot '': fixed y range [1, 0] ...".
+check 2 "plot: --ymin 1 --ymax 0: the y range needs min < max" "$bin" plot "$tmp/xy.csv" --x x --y y --ymin 1 --ymax 0 --out "$tmp/p.png"
+check 2 "plot: --ymin 5 --ymax 5: the y range needs min < max" "$bin" plot "$tmp/xy.csv" --x x --y y --ymin 5 --ymax 5 --out "$tmp/p.png"
+check 2 "plot: --ymin -1: a log y axis (--log-y) needs a positive bound" "$bin" plot "$tmp/xy.csv" --x x --y y --log-y --ymin -1 --out "$tmp/p.png"
+check 2 "plot: --ymax 0: a log y axis (--log-y) needs a positive bound" "$bin" plot "$tmp/xy.csv" --x x --y y --log-y --ymax 0 --out "$tmp/p.png"
+[ ! -e "$tmp/p.png" ] || { echo "FAIL: a refused y range left $tmp/p.png"; fail=1; }
 # A PNG to "-" made a file named "-" (exit 0); missing parents of a scale-model --out were an
 # error where plot makes them.
 here="$PWD"
