@@ -120,15 +120,19 @@ run -n 3 "$RD" train p2.yaml --out M --resume mix >M.out 2>M.err && fail "a mixe
 grep -q -- "--resume: mix: tables of step 162, dense.bin of step 40" M.err || fail "mixed checkpoint: $(cat M.err)"
 [ -s M/report.json ] || fail "a refused resume removed the earlier report"
 rm -rf mix M
-# A checkpoint with a shard missing (a partial copy) or cut short: refused at start-up, naming the
-# shard, before a new run folder is made (the PS ranks refused it only after the run folder, its
-# data and its lock were made).
-for cut in missing short; do
+# A checkpoint with a shard missing (a partial copy) or cut short, or a damaged windows.tsv:
+# refused at start-up, naming the shard or file, before a new run folder is made (the PS ranks
+# refused the shard, and the job the windows.tsv, only after the run folder, its data and its
+# lock were made).
+for cut in missing short windows; do
     rm -rf ns NS && cp -a "$FINAL" ns
     if [ $cut = missing ]; then
         rm -rf ns/shard-00001; re="checkpoint shard ns/shard-00001 does not exist"
-    else
+    elif [ $cut = short ]; then
         truncate -s 8192 ns/shard-00001/data.mdb; re=".*ns/shard-00001"
+    else
+        [ -s ns/windows.tsv ] || fail "the final checkpoint has no windows.tsv"
+        printf 'garbage\n' >ns/windows.tsv; re="ns/windows.tsv:1: "
     fi
     run -n 3 "$RD" train p2.yaml --out NS --resume ns >NS.out 2>NS.err && fail "a checkpoint with its shard $cut resumed"
     grep -Eq -- "--resume: $re" NS.err || fail "shard $cut: $(cat NS.err)"
