@@ -63,6 +63,10 @@ check "iat.md deeper token branch (c)" variant.sh -k 3 configs/ml100k-iat.yaml "
     models.teacher.tokens.layers=2
 check "iat.md deeper token branch (b)" variant.sh -k 3 configs/ml100k-iat.yaml "$TMP/l2b" \
     models.teacher.tokens.layers=2 tokens.scheme=1 models.teacher.tokens.scheme=1
+check "iat.md longer SIT window (c)" variant.sh -k 10 configs/ml100k-iat.yaml "$TMP/w64" \
+    tokens.sit_layers=2 tokens.window=64
+check "iat.md longer SIT window (b)" variant.sh -k 10 configs/ml100k-iat.yaml "$TMP/w64b" \
+    tokens.scheme=1 models.teacher.tokens.scheme=1
 
 # docs/iat.md, "The whole pipeline": the token students, without history, and with the 16-item
 # history in place of the tokens.
