@@ -200,6 +200,17 @@ static void json_num(FILE *f, const char *key, double v, int last) {
         fprintf(f, "  \"%s\": null%s\n", key, last ? "" : ",");
 }
 
+// A figure of the text summary with 4 decimals, or "n/a" (returns 1) when it is undefined on
+// the scored records (NaN: AUC over one class, calibration without a positive).
+static int fig4(char buf[32], double v) {
+    if (isfinite(v)) {
+        snprintf(buf, 32, "%.4f", v);
+        return 0;
+    }
+    snprintf(buf, 32, "n/a");
+    return 1;
+}
+
 // "key": v, as report.json writes strings.
 static void json_str(FILE *f, const char *key, const char *v) {
     fprintf(f, "  \"%s\": ", key);
@@ -530,11 +541,19 @@ int rd_cmd_score(int argc, char **argv) {
             sum, "scored %llu records (%s split of %s) with %s (job %s, model %s, step %lld)%s\n",
             (unsigned long long)res.n, split, data, bundle, in.job, in.model, (long long)in.step,
             unchecked ? " [numeric transforms not recorded: unchecked]" : "");
+        char f_auc[32], f_gauc[32], f_ll[32], f_cal[32], f_mean[32];
+        int na = fig4(f_auc, res.auc) | fig4(f_gauc, res.gauc) | fig4(f_ll, res.logloss) |
+                 fig4(f_cal, res.calibration) | fig4(f_mean, res.mean_pred);
         fprintf(sum,
-                "AUC %.4f  GAUC %.4f (%llu users)  logloss %.4f  calibration %.4f  mean "
-                "score %.4f  positives %llu\n",
-                res.auc, res.gauc, (unsigned long long)res.gauc_users, res.logloss, res.calibration,
-                res.mean_pred, (unsigned long long)res.positives);
+                "AUC %s  GAUC %s (%llu users)  logloss %s  calibration %s  mean score %s  "
+                "positives %llu\n",
+                f_auc, f_gauc, (unsigned long long)res.gauc_users, f_ll, f_cal, f_mean,
+                (unsigned long long)res.positives);
+        // Why a figure is n/a: the scored records, not the model (as `train` says of a slice).
+        if (na)
+            fprintf(sum,
+                    "(n/a: undefined on these records: AUC needs both classes, GAUC a user with "
+                    "both, calibration a positive, every figure a record)\n");
         if (restd)
             fprintf(sum,
                     "%d numeric input%s standardised again: %s was prepared from other data "

@@ -115,6 +115,12 @@ PY
     fail "score --limit 7 --out -: $(cat "$TMP/lim.err")"
 [ "$(wc -l <"$TMP/lim.csv")" -eq 8 ] || fail "--limit 7 --out -: $(cat "$TMP/lim.csv")"
 grep -q "^scored 7 records" "$TMP/lim.err" || fail "--out -: the summary belongs on stderr"
+# One record has one class: the figures undefined on it say n/a (and why), never "nan".
+"$RD" score "$TMP/student.rdsv" --data "$TMP/t/data" --limit 1 >"$TMP/one.sum" 2>"$TMP/e" ||
+    fail "score --limit 1: $(cat "$TMP/e")"
+grep -q "^AUC n/a  GAUC n/a (0 users)  logloss [0-9.]*  calibration [0-9n/a.]*  mean score [0-9.]*  positives [01]$" \
+    "$TMP/one.sum" && grep -q "^(n/a: undefined on these records: AUC needs both classes" "$TMP/one.sum" &&
+    ! grep -qi nan "$TMP/one.sum" || fail "score --limit 1: $(cat "$TMP/one.sum")"
 echo "ok: the tiny run's bundles score the holdout as train reported"
 
 # --- 2. numeric inputs of other data -----------------------------------------------------------
