@@ -192,7 +192,7 @@ static const ck_key field_keys[] = {
     K_STR(rd_field_config, "side", side, 0, NULL),
     K_ENUM(rd_field_config, "kind", kind, field_kinds, 0, "categorical"),
     K_INT(rd_field_config, "max_len", max_len, 1, 64, 0, "8"),
-    K_STR(rd_field_config, "sep", sep, 0, "|"),
+    K_STR(rd_field_config, "sep", sep, CK_DELIM, "|"),
     K_BOOL(rd_field_config, "log1p", log1p, "false"),
     K_BOOL(rd_field_config, "flags", flags, "false"),
     K_BOOL(rd_field_config, "standardize", standardize, "false"),
@@ -766,10 +766,11 @@ static int check_scalar(const ck_key *k, ck_type t, const void *dst, char *why, 
     }
 }
 
-// Delimiters by name (CK_DELIM rows: data.schema.delimiter, side[].delimiter), as the byte each
-// names. The member holds 3 bytes, so "tab" fitted and was taken as a three-byte separator that
-// split no line of a TSV. Only these whole names (in any case) are read so: single characters,
-// "::" and "\\t" as two characters (which the CSV source reads as a tab) stay as written.
+// Delimiters by name (CK_DELIM rows: data.schema.delimiter, side[].delimiter, and a multi
+// field's fields[].sep), as the byte each names. The member holds 3 bytes, so "tab" fitted and
+// was taken as a three-byte separator that split no line of a TSV (or no value of a field).
+// Only these whole names (in any case) are read so: single characters, "::" and "\\t" as two
+// characters (which the CSV source reads as a tab) stay as written.
 static const struct {
     const char *name;
     const char *byte;
@@ -819,9 +820,9 @@ static int parse_scalar(const ck_key *k,
             }
         if (len >= k->size) {
             snprintf(why, wn, "string too long (%zu bytes; at most %zu)%s", len, k->size - 1,
-                     (k->flags & CK_DELIM) ? ": a delimiter is 1 to 3 bytes (\",\", \"\\t\", "
-                                             "\"::\") or one of the names tab, comma, "
-                                             "semicolon, pipe, space"
+                     (k->flags & CK_DELIM) ? ": a delimiter or separator is 1 to 3 bytes "
+                                             "(\",\", \"\\t\", \"::\") or one of the names "
+                                             "tab, comma, semicolon, pipe, space"
                                            : "");
             return -1;
         }

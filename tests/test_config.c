@@ -514,6 +514,20 @@ static void test_delimiter_names(void **state) {
         assert_string_equal(c->data.schema.side[0].delimiter, cases[k].want);
         expect_round_trip(c);
     }
+    // A multi field's value separator takes the same names ("tab" was a three-byte separator
+    // that split no value); a literal one stays as written.
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(y, sizeof y, DELIM_CSV "    fields:\n      - {name: tags, kind: multi, sep: %s}\n",
+                 cases[k].yaml);
+        if (!cases[k].want) {
+            expect_error(y, "t.yaml:", "data.schema.fields[0].sep: string too long");
+            expect_error(y, "t.yaml:", "one of the names tab, comma, semicolon, pipe, space");
+            continue;
+        }
+        expect_ok(y, c);
+        assert_string_equal(c->data.schema.fields[0].sep, cases[k].want);
+        expect_round_trip(c);
+    }
     // A --set override is parsed as YAML too.
     rd_errbuf eb;
     snprintf(y, sizeof y, DELIM_CSV);
