@@ -374,7 +374,7 @@ TABLE(model_desc, rd_model_config, model_keys);
 
 static const ck_key train_keys[] = {
     K_INT(rd_train_config, "batch_size", batch_size, 1, 1 << 20, 0, "256"),
-    K_INT(rd_train_config, "epochs", epochs, 0, 1000, 0, "1"),
+    K_INT(rd_train_config, "epochs", epochs, 0, RD_MAX_EPOCHS, 0, "1"),
     K_ENUM(rd_train_config, "order", order, orders, 0, "time"),
     K_CHOICE(rd_train_config, "optimizer", optimizer, dense_opts, "adam"),
     K_FLT(rd_train_config, "lr", lr, 0, 1e3, CK_EXCL_LO, "1e-3"),

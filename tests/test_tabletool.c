@@ -51,6 +51,7 @@
 #include "rd/table.h"
 #include "rd/tabletool.h"
 #include "rd/train_ckpt.h"
+#include "rd/trainer.h"
 
 #include "../worker/tabletool_internal.h"
 
@@ -1016,6 +1017,94 @@ static void write_dense_as(const char *file, unsigned char *buf, size_t n, uint3
     assert_non_null(f);
     assert_int_equal(fwrite(buf, 1, n, f), n);
     fclose(f);
+}
+
+// A dense.bin whose position no run writes (its CRC intact: an edited file, or another tool's):
+// window 2^31 - 1 inside the window, epoch 2^31 - 1 in the batch period, a negative step or
+// range step. Each is refused by the reader (RD_ERR_CORRUPT naming the field), before `table
+// verify`, `train --resume` or the trainer compute with it: `window + 1` and `epoch + 1`
+// overflowed (signed, undefined; UBSan aborted `table verify`), and the others resumed a
+// schedule that does not exist without an error.
+static void test_dense_position_range(void **state) {
+    (void)state;
+    rd_model m;
+    memset(&m, 0, sizeof m);
+    m.n_slab = m.n_params = 5;
+    m.params = rd_xcalloc(5, sizeof(float));
+    rd_dense_optim o;
+    memset(&o, 0, sizeof o);
+    o.kind = RD_DENSE_SGD;
+    char dir[300];
+    path(dir, sizeof dir, "badpos");
+    assert_int_equal(rd_lmdbx_mkdir_p(dir, NULL), RD_OK);
+    static const struct {
+        int64_t step, range_step;
+        int32_t epoch, window;
+        const char *needle;
+    } bad[] = {
+        {100, 3, 1, INT32_MAX, "window"}, {100, 0, INT32_MAX, -1, "epoch"},
+        {100, 0, -2, -1, "epoch"},        {100, 0, 1, -2, "window"},
+        {100, 0, 1, 10001, "window"},     {-1, 0, 0, -1, "step"},
+        {100, -5, 0, -1, "range step"},   {100, 101, 0, -1, "range step"},
+    };
+    // A windows.tsv of no window (a batch-period checkpoint's), so that the window check
+    // computes how many the position needs.
+    char wfile[350];
+    snprintf(wfile, sizeof wfile, "%s/%s", dir, RD_TRAIN_CKPT_WINDOWS);
+    FILE *wf = fopen(wfile, "w");
+    assert_non_null(wf);
+    fputs("window\tn\tpositives\tusers\tauc\tauc_valid\tgauc\tgauc_valid\tgauc_users\t"
+          "gauc_examples\tlogloss\tmean_pred\tmean_label\tcalibration\tcalibration_valid\t"
+          "samples_per_s\n",
+          wf);
+    fclose(wf);
+    rd_errbuf eb;
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        rd_train_pos pos;
+        memset(&pos, 0, sizeof pos);
+        pos.step = bad[k].step;
+        pos.range_step = bad[k].range_step;
+        pos.epoch = bad[k].epoch;
+        pos.window = bad[k].window;
+        snprintf(pos.job, sizeof pos.job, "student");
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_train_ckpt_write_dense(dir, &pos, &m, &o, &eb), RD_OK);
+        rd_train_pos pz;
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_train_ckpt_read_pos(dir, &pz, &eb), RD_ERR_CORRUPT);
+        assert_non_null(strstr(eb.msg, "dense.bin"));
+        assert_non_null(strstr(eb.msg, bad[k].needle));
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_train_ckpt_read_dense(dir, 0, &pz, &m, NULL, &eb), RD_ERR_CORRUPT);
+        // The checks that take a position from their caller do not overflow on it either.
+        int n_win = -1;
+        rd_errbuf_clear(&eb);
+        int wrc = rd_trainer_windows_check(dir, pos.window, pos.range_step, &n_win, &eb);
+        assert_true(n_win == 0 && (wrc == RD_OK || wrc == RD_ERR_CORRUPT));
+        if (pos.window == INT32_MAX) // needs every window (the most a run has), holds none
+            assert_int_equal(wrc, RD_ERR_CORRUPT);
+        rd_errbuf_clear(&eb);
+        int erc = rd_train_ckpt_check_epochs(dir, &pos, 1, &eb);
+        if (pos.epoch == INT32_MAX) {
+            assert_int_equal(erc, RD_ERR_SCHEMA);
+            assert_non_null(strstr(eb.msg, "batch epoch 2147483648"));
+        }
+    }
+    // The positions a run writes still read: the batch period, a window, the end (window K).
+    static const int32_t ok[][2] = {{0, -1}, {999, -1}, {1000, 0}, {1000, 10000}};
+    for (size_t k = 0; k < sizeof ok / sizeof ok[0]; k++) {
+        rd_train_pos pos, pz;
+        memset(&pos, 0, sizeof pos);
+        pos.step = 50;
+        pos.range_step = 50;
+        pos.epoch = ok[k][0];
+        pos.window = ok[k][1];
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_train_ckpt_write_dense(dir, &pos, &m, &o, &eb), RD_OK);
+        assert_int_equal(rd_train_ckpt_read_pos(dir, &pz, &eb), RD_OK);
+        assert_true(pz.epoch == pos.epoch && pz.window == pos.window);
+    }
+    rd_free(m.params);
 }
 
 static void test_dense_identity(void **state) {
@@ -2151,6 +2240,7 @@ int main(void) {
         cmocka_unit_test(test_import_admission),
         cmocka_unit_test(test_dense_and_dirs),
         cmocka_unit_test(test_dense_identity),
+        cmocka_unit_test(test_dense_position_range),
         cmocka_unit_test(test_out_parents),
         cmocka_unit_test(test_stream_same_bytes),
         cmocka_unit_test(test_stream_mem_limit),

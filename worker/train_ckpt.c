@@ -460,9 +460,9 @@ int rd_train_ckpt_check_epochs(const char *dir, const rd_train_pos *ck, int epoc
     if (ck->window < 0 && ck->epoch >= epochs)
         return rd_err_set(
             eb, RD_ERR_SCHEMA,
-            "%s is in batch epoch %d (counting from 1); this run has train.epochs %d (resume "
-            "with train.epochs %d or more)",
-            dir, ck->epoch + 1, epochs, ck->epoch + 1);
+            "%s is in batch epoch %lld (counting from 1); this run has train.epochs %d (resume "
+            "with train.epochs %lld or more)",
+            dir, (long long)ck->epoch + 1, epochs, (long long)ck->epoch + 1);
     return RD_OK;
 }
 
@@ -665,6 +665,25 @@ static int load_file(const char *dir, unsigned char **buf, size_t *len, rd_errbu
     }
     hdr h;
     parse_hdr(head, &h);
+    // The position as a run writes it (its CRC does not tell an edited file): the trainer and the
+    // checks before a resume compute with epoch, window and the step counts, and `window + 1` or
+    // `epoch + 1` of 2^31 - 1 overflowed, a negative or an unreachable one resumed a schedule
+    // that does not exist.
+    const rd_train_pos *ps = &h.pos;
+    const char *bad = ps->step < 0                                           ? "step"
+                      : ps->range_step < 0 || ps->range_step > ps->step      ? "range step"
+                      : ps->epoch < 0 || ps->epoch > RD_MAX_EPOCHS           ? "epoch"
+                      : ps->window < -1 || ps->window > RD_SPLIT_MAX_WINDOWS ? "window"
+                                                                             : NULL;
+    if (bad) {
+        fclose(f);
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "%s: position out of range in its %s (step %lld, epoch %d, window %d, "
+                          "range step %lld; a run writes epoch 0..%d, window -1..%d and 0 <= "
+                          "range step <= step)",
+                          path, bad, (long long)ps->step, ps->epoch, ps->window,
+                          (long long)ps->range_step, RD_MAX_EPOCHS, RD_SPLIT_MAX_WINDOWS);
+    }
     // slots <= 2 and n_slab <= 2^36 keep the product far from overflow.
     uint64_t want = h.slots > 2 || h.n_slab > ((uint64_t)1 << 36)
                         ? 0

@@ -2218,9 +2218,8 @@ int rd_trainer_windows_check(
     *n = absent ? -1 : got;
     // As the resume counts them (windows_evaluated): a position inside window w has w + 1, the
     // start of w has w; the last window's end is the start of window K, which has K.
-    int need = window + (range_step > 0 ? 1 : 0);
-    need = need < 0 ? 0 : need;
-    need = need < RD_TRAINER_MAX_WINDOWS ? need : RD_TRAINER_MAX_WINDOWS;
+    int64_t w = (int64_t)window + (range_step > 0 ? 1 : 0); // a caller's window: no overflow
+    int need = w < 0 ? 0 : w < RD_TRAINER_MAX_WINDOWS ? (int)w : RD_TRAINER_MAX_WINDOWS;
     if (rc == RD_OK && !absent && got != need)
         rc = rd_err_set(eb, RD_ERR_CORRUPT,
                         "%s/%s: %d window(s), the checkpoint is in window %d (expected %d)", dir,

@@ -62,6 +62,7 @@ extern "C" {
 #define RD_MAX_LABEL_VALUES  8     // data.schema.label.values
 #define RD_MAX_LAYERS        8     // hidden layers of one MLP
 #define RD_SPLIT_MAX_WINDOWS 10000 // data.split.stream_windows
+#define RD_MAX_EPOCHS        1000  // train.epochs
 #define RD_MAX_FEATURES      32    // features one model embeds
 #define RD_MAX_STATS         8     // windows of seq.stats
 #define RD_MAX_TOKEN_SIDE    16    // feedback fields stored with each token (= RD_TOKEN_MAX_SIDE)
