@@ -564,6 +564,18 @@ static void test_import_bad_input(void **state) {
             fail_msg("header case %zu: rc %d, message '%s' lacks '%s'", i, rc, eb.msg,
                      hdr[i].expect);
     }
+    // A NUL byte inside a line: strlen stopped there, and the rest of the line was ignored (a
+    // row with junk after its values, a header with a count after the NUL: imported as valid).
+    static const char nul_row[] = "# table emb_b dim 3 slots 0 optimizer sgd rows 1\n"
+                                  "7\t5\t1\t0.1\t0.2\t0.3\0junk\n# end\n";
+    static const char nul_header[] = "# table emb_b dim 3 slots 0 optimizer sgd rows 1\0 rows 9\n"
+                                     "7\t5\t1\t0.1\t0.2\t0.3\n";
+    rd_errbuf_clear(&eb);
+    assert_int_equal(import_text(tt, 1, nul_row, sizeof nul_row - 1, &eb), RD_ERR_PARSE);
+    assert_non_null(strstr(eb.msg, "in.tsv:2: a NUL byte at column 18"));
+    rd_errbuf_clear(&eb);
+    assert_int_equal(import_text(tt, 1, nul_header, sizeof nul_header - 1, &eb), RD_ERR_PARSE);
+    assert_non_null(strstr(eb.msg, "in.tsv:1: a NUL byte"));
     // The table is untouched by the refused imports.
     rd_tabletool *ref = open_tt(src);
     same_rows(ref, tt);

@@ -1318,6 +1318,15 @@ static int read_tsv(FILE *f, const rd_ckpt_table *ct, const char *what, rows_in 
             rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%ld: line too long", what, lineno);
             break;
         }
+        // fgets stops at a line break, a full buffer or the end of the file: a string that ends
+        // before all three stopped at a NUL byte inside the line, and the rest of the line (a
+        // field, a header's count, junk) would be ignored, or read as a line of its own.
+        if ((len == 0 || line[len - 1] != '\n') && !feof(f)) {
+            rc = rd_err_set(eb, RD_ERR_PARSE,
+                            "%s:%ld: a NUL byte at column %zu (a TSV export is text)", what, lineno,
+                            len + 1);
+            break;
+        }
         ended = len > 0 && line[len - 1] == '\n';
         if (ended && len >= 2 && line[len - 2] == '\r') { // CRLF: a file saved on Windows
             line[len - 2] = '\n';
