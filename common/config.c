@@ -3199,7 +3199,8 @@ apply_set(const char *arg, rd_config *cfg, ck_written *written, ck_set *rec, rd_
 #define SET_ERR(...)                                                                               \
     do {                                                                                           \
         char m_[512];                                                                              \
-        snprintf(m_, sizeof m_, __VA_ARGS__);                                                      \
+        if (snprintf(m_, sizeof m_, __VA_ARGS__) >= (int)sizeof m_) /* cut: said as "..." */       \
+            memcpy(m_ + sizeof m_ - 4, "...", 4);                                                  \
         return rd_err_set(eb, RD_ERR_CONFIG, "--set %s: %s", arg, m_);                             \
     } while (0)
     if (plen >= sizeof rec->path)
