@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,8 +110,14 @@ static int decode(const rd_target_log *log,
     if (rd__le32_get(p + 16) != rd_crc32c(rd_crc32c(0, k->mv_data, RD_TARGET_KEY_BYTES), p, 16))
         return bad_record(log, k, "CRC mismatch", eb);
     uint32_t lb = rd__le32_get(p);
+    float lf;
+    memcpy(&lf, &lb, 4);
+    // The sender refuses a non-finite logit before it is sent or logged: one here was written by
+    // something else, and a replaying student would fail later naming neither log nor record.
+    if (!isfinite(lf))
+        return bad_record(log, k, "the logit is not a finite number", eb);
     if (logit)
-        memcpy(logit, &lb, 4);
+        *logit = lf;
     if (window)
         *window = (int32_t)rd__le32_get(p + 4);
     if (version)

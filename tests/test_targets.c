@@ -526,6 +526,20 @@ static void test_errors(void **state) {
     unsigned char val[20] = {0};
     MDB_val k = {20, key}, v = {20, val};
     assert_int_equal(mdb_put(txn, targets, &k, &v, 0), 0); // right size, bad CRC
+    // Sample 3: a NaN logit under a right CRC (no sender logs one): refused as the record's.
+    unsigned char key3[20], val3[20] = {0};
+    memcpy(key3, key, 20);
+    rd_lmdbx_put_be64(key3 + 8, 3);
+    const float qnan = NAN;
+    uint32_t nb, c3;
+    memcpy(&nb, &qnan, 4);
+    for (int i = 0; i < 4; i++)
+        val3[i] = (unsigned char)(nb >> (8 * i));
+    c3 = rd_crc32c(rd_crc32c(0, key3, 20), val3, 16);
+    for (int i = 0; i < 4; i++)
+        val3[16 + i] = (unsigned char)(c3 >> (8 * i));
+    MDB_val k3 = {20, key3}, v3 = {20, val3};
+    assert_int_equal(mdb_put(txn, targets, &k3, &v3, 0), 0);
     assert_int_equal(mdb_txn_commit(txn), 0);
     rd_lmdbx_env_close(env);
     assert_int_equal(rd_target_log_open(p, 0, NULL, &log, &eb), RD_OK);
@@ -533,6 +547,9 @@ static void test_errors(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_target_log_get(log, 1, 2, 0, &lv, NULL, NULL, &eb), RD_ERR_CORRUPT);
     assert_non_null(strstr(eb.msg, "CRC"));
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_target_log_get(log, 1, 3, 0, &lv, NULL, NULL, &eb), RD_ERR_CORRUPT);
+    assert_non_null(strstr(eb.msg, "sample 3, pass 0): the logit is not a finite number"));
     assert_int_equal(rd_target_log_get(log, 1, 1, 0, &lv, NULL, NULL, &eb), RD_OK);
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_target_log_read_range(log, 1, 0, 9, 0, &out, 2, &n, &eb), RD_ERR_CORRUPT);
