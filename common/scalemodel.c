@@ -37,6 +37,28 @@ static const field fields[] = {
 #undef FIELD
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
+// One line of f into buf (cap bytes, NUL-terminated, its '\n' kept if it fits): 0 at the end
+// of the file with nothing read. *cut: the line was longer and its rest was read and dropped, so
+// that its tail is not read as the next line; *nul: the line holds a NUL byte.
+static int read_line(FILE *f, char *buf, size_t cap, int *cut, int *nul) {
+    size_t n = 0;
+    int ch, any = 0;
+    *cut = *nul = 0;
+    while ((ch = fgetc(f)) != EOF) {
+        any = 1;
+        if (ch == 0)
+            *nul = 1;
+        if (n + 1 < cap)
+            buf[n++] = (char)ch;
+        else
+            *cut = 1;
+        if (ch == '\n')
+            break;
+    }
+    buf[n] = 0;
+    return any;
+}
+
 int rd_scale_calib_load(const char *path, rd_scale_calib *c, rd_errbuf *eb) {
     FILE *f = NULL;
     int o = rd_lmdbx_fopen_regular(path, &f); // a FIFO as --calib hung in fopen()
@@ -47,17 +69,18 @@ int rd_scale_calib_load(const char *path, rd_scale_calib *c, rd_errbuf *eb) {
     memset(c, 0, sizeof *c);
     int seen[N_FIELDS] = {0};
     char line[512];
-    int lineno = 0, rc = RD_OK;
-    while (rc == RD_OK && fgets(line, sizeof line, f)) {
+    int lineno = 0, rc = RD_OK, cut, nul;
+    while (rc == RD_OK && read_line(f, line, sizeof line, &cut, &nul)) {
         lineno++;
-        // A line longer than the buffer: drop the rest of it, so that its tail is not read as
-        // the next line. That is fine inside a comment; a key: value must fit.
-        int cut = !strchr(line, '\n') && !feof(f);
-        if (cut) {
-            int ch;
-            while ((ch = fgetc(f)) != EOF && ch != '\n')
-                ;
+        // A NUL byte ends the line's text early: with fgets, a '#' before it made the line look
+        // cut, and the rest of the *next* line was dropped as its tail (a key lost, no word).
+        if (nul) {
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%d: a NUL byte in the line (not a text file?)",
+                            path, lineno);
+            break;
         }
+        // A line longer than the buffer (its rest dropped by read_line): fine inside a comment;
+        // a key: value must fit.
         char *hash = strchr(line, '#');
         if (cut && !hash) {
             rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%d: line longer than %zu bytes", path, lineno,

@@ -239,6 +239,24 @@ static void test_calib_file(void **state) {
     assert_int_equal(rd_scale_calib_load(p, &c, &eb), RD_OK);
     near(c.keys_per_sample, 3.7, 1e-12);
     unlink(p);
+    // A NUL byte after a '#': with fgets the line looked cut and the next line, hot_keys: 9,
+    // was dropped as its tail (read as 0, exit 0). Refused, naming its line.
+    {
+        static const char nul_text[] = "# x\0y\nhot_keys: 9\n";
+        char np[64];
+        snprintf(np, sizeof np, "/tmp/rd_test_calib_XXXXXX");
+        int fd = mkstemp(np);
+        assert_true(fd >= 0);
+        FILE *nf = fdopen(fd, "w");
+        assert_non_null(nf);
+        assert_int_equal(fwrite(nul_text, 1, sizeof nul_text - 1, nf), sizeof nul_text - 1);
+        fputs(good, nf);
+        fclose(nf);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_scale_calib_load(np, &c, &eb), RD_ERR_PARSE);
+        assert_non_null(strstr(eb.msg, ":1: a NUL byte in the line"));
+        unlink(np);
+    }
     snprintf(text, 4096, "%s# ok\nhot_keys: %0700d\n", good, 1);
     p = write_tmp(text);
     rd_errbuf_clear(&eb);
