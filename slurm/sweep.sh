@@ -27,9 +27,11 @@
 # once and shared by every point), <point>/ (each run folder), runs.tsv (point, job id, sizes),
 # sweep.csv (one row per point: the sizes, Slurm state and exit code, and every number of its
 # report.json, nested keys joined with '.', lists left out; ranks_per_job lists the jobs' ranks in
-# config order, "2/1/1"), sweep.txt (the table), sweep.png (total samples/s against world size,
-# a line per node count), sweep-comm.png (bytes per trained sample) and sweep.gp (the same
-# throughput plot as a gnuplot script, for those who restyle it).
+# config order, "2/1/1"; series names the point's line in the plots, "nodes=2" or, when points of
+# one node count share a world size, "nodes=2 batch=256" and so on), sweep.txt (the table),
+# sweep.png (total samples/s against world size, a line per series), sweep-comm.png (bytes per
+# trained sample) and sweep.gp (the same throughput plot as a gnuplot script, for those who
+# restyle it).
 #
 # Exit status: 0 every run completed with a report; 1 a bad spec/config, a failed submission or
 # a failed run (the CSV is still written for the others); 2 usage error.
@@ -65,7 +67,7 @@ gather() {
     # earlier gather recorded (states.tsv); with none recorded, a run that left its report.json
     # counts as COMPLETED (exit code unknown), since train writes the report last.
     declare -A old_state=() old_code=()
-    local point jobid rest state code line n run_dir s c
+    local point jobid rest state code line n run_dir s c lines
     if [ -f "$out/states.tsv" ]; then
         while IFS=$'\t' read -r point s c; do
             [ "$s" = UNKNOWN ] || { old_state["$point"]="$s"; old_code["$point"]="$c"; }
@@ -74,7 +76,7 @@ gather() {
     : >"$out/states.tsv.new"
     while IFS=$'\t' read -r point jobid n rest; do
         [ "$point" = point ] && continue
-        state= code=
+        state='' code=''
         if line="$(scontrol show job -o "$jobid" 2>/dev/null)" && [ -n "$line" ]; then
             state="$(sed -n 's/.*JobState=\([^ ]*\).*/\1/p' <<<"$line")"
             code="$(sed -n 's/.* ExitCode=\([^ ]*\).*/\1/p' <<<"$line")"
@@ -139,6 +141,24 @@ for r in runs:
             extra.append(k)
     rows.append(row)
 
+# The plots' lines: one per node count, as long as no two points of one node count share a world
+# size. A batch (or PS count, or rank split) crossed with the ranks gives points that do: one
+# line per node count then zigzagged between them at one x, mixing batch sizes into one curve.
+# So the sizes that tell such points apart are added to the line's key, in this order, until
+# every (line, world size) is one point (nodes, batch, PS ranks and ranks per job name a point).
+line_keys, short = ["nodes"], {"batch_size": "batch", "ps_ranks": "ps", "ranks_per_job": "ranks"}
+for k in ["batch_size", "ps_ranks", "ranks_per_job"]:
+    seen = [tuple(r[c] for c in line_keys) + (r["world_size"],) for r in rows]
+    if len(set(seen)) == len(seen):
+        break
+    if len({r[k] for r in rows}) > 1:
+        line_keys.append(k)
+for row in rows:
+    row["series"] = " ".join(f"{short.get(c, c)}={row[c]}" for c in line_keys)
+fixed.append("series")
+with open(os.path.join(out, "sweep-lines"), "w") as f:  # the plots' --group column
+    f.write(("nodes" if line_keys == ["nodes"] else "series") + "\n")
+
 cols = fixed + extra
 with open(os.path.join(out, "sweep.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=cols, restval="")
@@ -180,24 +200,30 @@ with open(os.path.join(out, "sweep.txt"), "w") as f:
 # Columns of the communication plot: with one node count, the total and every channel in use;
 # with several, the total (one line per node count).
 with open(os.path.join(out, "sweep-comm.y"), "w") as f:
-    one = len({r["nodes"] for r in rows}) <= 1
+    one = len({r["series"] for r in rows}) <= 1
     cc = (["comm.total.bytes_per_sample"] + comm_used) if one else ["comm.total.bytes_per_sample"]
     f.write(("" if one else "group ") + ",".join(c for c in cc if c in extra) + "\n")
-# Plot data: total samples/s of all jobs against world size, one block (line) per node count;
-# sweep.gp draws it (when gnuplot is there).
-nodes_vals = sorted({int(r["nodes"]) for r in rows if r["nodes"]})
+# Plot data: total samples/s of all jobs against world size, one block per line of the plot
+# (node count, and the sizes that tell apart points of one world size: above); sweep.gp draws it
+# (when gnuplot is there).
+def line_order(r):
+    return tuple(int(r[c]) if c != "ranks_per_job" else r[c] for c in line_keys)
+line_vals = []
+for r in sorted(rows, key=line_order):
+    if r["series"] not in line_vals:
+        line_vals.append(r["series"])
 blocks = []
 with open(os.path.join(out, "sweep.dat"), "w") as f:
-    for n in nodes_vals:
+    for s in line_vals:
         pts = sorted((int(r["world_size"]), sum(r[c] for c in tput))
-                     for r in rows if int(r["nodes"]) == n and tput and all(c in r for c in tput))
+                     for r in rows if r["series"] == s and tput and all(c in r for c in tput))
         if not pts:
             continue
-        f.write(f"# nodes={n}: world_size total_samples_per_s\n")
+        f.write(f"# {s}: world_size total_samples_per_s\n")
         for w_, t in pts:
             f.write(f"{w_} {t:.1f}\n")
         f.write("\n\n")
-        blocks.append(n)
+        blocks.append(s)
 with open(os.path.join(out, "sweep.gp"), "w") as f:
     f.write(f"set terminal png size 900,600 noenhanced\nset output '{out}/sweep.png'\n")
     f.write("set title 'recdistill scaling sweep: training throughput (all jobs together)'\n")
@@ -205,7 +231,7 @@ with open(os.path.join(out, "sweep.gp"), "w") as f:
     f.write("set grid\nset offsets graph 0.05, graph 0.05, graph 0.05, 0\n")
     if blocks:
         f.write("plot " + ", ".join(
-            f"'{out}/sweep.dat' index {i} using 1:2 with linespoints pt 7 title '{n} node(s)'"
+            f"'{out}/sweep.dat' index {i} using 1:2 with linespoints pt 7 title '{n}'"
             for i, n in enumerate(blocks)) + "\n")
 sys.exit(1 if bad else 0)
 PY
@@ -214,13 +240,14 @@ PY
     # Plots with recdistill's own PNG writer (no gnuplot needed); sweep.gp stays for gnuplot users.
     if ! grep -q "^plot " "$out/sweep.gp"; then
         echo "plot: none (no run reported a throughput)"
-    elif "$RD_BIN" plot "$out/sweep.csv" --x world_size --y total_samples_per_s --group nodes \
+    elif lines="$(cat "$out/sweep-lines")" &&
+        "$RD_BIN" plot "$out/sweep.csv" --x world_size --y total_samples_per_s --group "$lines" \
         --out "$out/sweep.png" --title "scaling sweep: training throughput" \
         --xlabel "world size (MPI ranks)" --ylabel "samples/s (all jobs)" >/dev/null 2>"$out/plot.err"; then
         echo "plot: $out/sweep.png"
         local ycols group=()
         ycols="$(cat "$out/sweep-comm.y" 2>/dev/null)"
-        case "$ycols" in "group "*) ycols="${ycols#group }" group=(--group nodes) ;; esac
+        case "$ycols" in "group "*) ycols="${ycols#group }" group=(--group "$lines") ;; esac
         [ -n "$ycols" ] && "$RD_BIN" plot "$out/sweep.csv" --x world_size --y "$ycols" "${group[@]}" \
             --out "$out/sweep-comm.png" --title "scaling sweep: communication per sample" \
             --xlabel "world size (MPI ranks)" --ylabel "bytes per trained sample" --ymin 0 \
