@@ -60,7 +60,7 @@ static void test_traffic(void **state) {
     assert_non_null(strstr(text, "\"samples\": 100"));
     assert_non_null(strstr(text, "\"ps_pull\": {\"msgs_sent\": 4, \"bytes_sent\": 200, "
                                  "\"msgs_recv\": 8, \"bytes_recv\": 2000, \"wire_bytes\": 2200, "
-                                 "\"bytes_per_sample\": 22.000"));
+                                 "\"bytes_per_sample\": 22, \"msgs_per_sample\": 0.12}"));
     assert_non_null(strstr(text, "\"total\": {\"wire_bytes\": 2320, \"msgs\": 14"));
     f = fopen(path, "w");
     rd_traffic_write_json(f, &b, 0, "");
@@ -70,6 +70,23 @@ static void test_traffic(void **state) {
     fclose(f);
     text[n] = 0;
     assert_non_null(strstr(text, "\"bytes_per_sample\": null"));
+    // A large batch: 3 control messages over 2048 samples is 0.00146484375 a sample, written in
+    // full ("%.3f" wrote 0.001), and so is a byte figure below 1.
+    rd_traffic c;
+    memset(&c, 0, sizeof c);
+    c.sent[RD_CHAN_PS_CTL].msgs = 3;
+    c.sent[RD_CHAN_PS_CTL].bytes = 3;
+    f = fopen(path, "w");
+    rd_traffic_write_json(f, &c, 2048, "");
+    fclose(f);
+    f = fopen(path, "r");
+    n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    assert_non_null(strstr(text,
+                           "\"ps_ctl\": {\"msgs_sent\": 3, \"bytes_sent\": 3, \"msgs_recv\": 0, "
+                           "\"bytes_recv\": 0, \"wire_bytes\": 3, \"bytes_per_sample\": "
+                           "0.00146484375, \"msgs_per_sample\": 0.00146484375}"));
     unlink(path);
 }
 
