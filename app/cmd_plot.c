@@ -29,8 +29,9 @@ static void usage(FILE *out) {
             "\n"
             "Draw CSV columns (header row first) as a PNG line plot: one series per --y column,\n"
             "or one per distinct value of --group (then a single --y column). Points are sorted\n"
-            "by x; empty or non-numeric cells are skipped and break the line. At most %d\n"
-            "series and %d rows.\n"
+            "by x; empty or non-numeric cells are skipped and break the line, as are values\n"
+            "<= 0 on a log axis (said on stderr; none left is an error). At most %d series\n"
+            "and %d rows.\n"
             "\n"
             "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n",
             RD_PLOT_MAX_SERIES, MAX_ROWS);
@@ -236,8 +237,11 @@ int rd_cmd_plot(int argc, char **argv) {
         fprintf(stderr, "recdistill plot: %s\n", eb.msg);
         goto fn_fail;
     }
-    // Sort each series by x and split into arrays; count the valid points.
-    size_t valid = 0;
+    // Sort each series by x and split into arrays; count the points the plot can draw. A log axis
+    // has no place for a value <= 0: rd_plot leaves such a point out, so it is not counted, and
+    // said (an --log-y of a channel that is 0 at one rank, or of nothing but zeros, drew fewer
+    // points than "plot: ... (N points)" said, or an empty plot, without a word).
+    size_t valid = 0, off_log = 0;
     rd_plot p;
     rd_plot_init(&p);
     snprintf(p.title, sizeof p.title, "%s", title);
@@ -254,7 +258,12 @@ int rd_cmd_plot(int argc, char **argv) {
         for (size_t i = 0; i < npts[k]; i++) {
             xs[k][i] = pts[k][i].x;
             ys[k][i] = pts[k][i].y;
-            valid += isfinite(xs[k][i]) && isfinite(ys[k][i]);
+            if (isfinite(xs[k][i]) && isfinite(ys[k][i])) {
+                if ((log_x && xs[k][i] <= 0) || (log_y && ys[k][i] <= 0))
+                    off_log++;
+                else
+                    valid++;
+            }
         }
         char label[96];
         if (group)
@@ -263,11 +272,24 @@ int rd_cmd_plot(int argc, char **argv) {
             snprintf(label, sizeof label, "%s", yname[k]);
         rd_plot_add(&p, label, xs[k], ys[k], npts[k]);
     }
+    const char *log_axes = log_x && log_y ? "--log-x or --log-y" : log_x ? "--log-x" : "--log-y";
     if (valid == 0) {
-        fprintf(stderr, "recdistill plot: %s: no row has numbers in both '%s' and the y column\n",
-                csv, xcol);
+        if (off_log)
+            fprintf(stderr,
+                    "recdistill plot: %s: every point (%zu) has a value <= 0 on the log axis "
+                    "(%s): nothing to draw\n",
+                    csv, off_log, log_axes);
+        else
+            fprintf(stderr,
+                    "recdistill plot: %s: no row has numbers in both '%s' and the y column\n", csv,
+                    xcol);
         goto fn_fail;
     }
+    if (off_log)
+        fprintf(stderr,
+                "recdistill plot: %s: %zu point(s) with a value <= 0 left out: a log axis (%s) "
+                "has no place for them\n",
+                csv, off_log, log_axes);
     // Missing parent folders of --out are made (as the other tools' --out), and removed again
     // when the PNG cannot be written.
     if (rd_app_write_png(&p, out, &eb) != RD_OK) {
