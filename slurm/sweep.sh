@@ -510,13 +510,25 @@ t0=$SECONDS
 sleep_s=1
 idlist="$(IFS=,; echo "${ids[*]}")"
 while :; do
-    left="$(squeue -h -j "$idlist" -o %i 2>/dev/null | wc -l)" || left=0
-    [ "$left" -gt 0 ] || break
+    # A squeue that fails says nothing about the jobs (a controller busy or restarting: "Socket
+    # timed out on send/recv operation"): poll again. It used to count as "no job left", and the
+    # sweep gathered at once, reporting every running point as failed, and exited while they ran.
+    # Only "Invalid job id" means Slurm has forgotten every job: they have all ended.
+    if out="$(squeue -h -j "$idlist" -o %i 2>"$OUT/squeue.err")"; then
+        left="$(grep -c . <<<"$out")" || left=0
+    elif grep -q "Invalid job id" "$OUT/squeue.err"; then
+        left=0
+    else
+        left="?"
+        rd_note "squeue failed ($(head -n 1 "$OUT/squeue.err")): polling again"
+    fi
+    [ "$left" != 0 ] || break
     if [ "${S[timeout]:-0}" -gt 0 ] && [ $((SECONDS - t0)) -ge "${S[timeout]}" ]; then
         rd_die "timeout after ${S[timeout]} s with $left job(s) left ($idlist); they keep running: gather later with slurm/sweep.sh --gather $OUT, or scancel them"
     fi
     sleep "$sleep_s"
     [ "$sleep_s" -ge "$WAIT_MAX_S" ] || sleep_s=$((sleep_s * 2 > WAIT_MAX_S ? WAIT_MAX_S : sleep_s * 2))
 done
+rm -f "$OUT/squeue.err"
 echo "sweep: ${#ids[@]} run(s) finished in $((SECONDS - t0)) s"
 gather "$OUT" || exit 1

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# sweep_wait.sh — slurm/sweep.sh waiting for its points, against a fake Slurm on PATH (sbatch
+# hands out job ids and runs nothing; squeue follows a script; scontrol and sacct know nothing),
+# so no cluster is needed.
+#  - A squeue that failed once (a busy controller: "Socket timed out on send/recv operation")
+#    counted as "no job left": the sweep gathered at once, called every running point failed
+#    ("no report"), and exited 1 while the jobs ran on. It now polls again, and only "Invalid job
+#    id" (Slurm has forgotten every job) ends the wait.
+#   sweep_wait.sh PATH/TO/recdistill
+set -u
+RD="${1:?usage: sweep_wait.sh path/to/recdistill}"
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+case "$RD" in /*) ;; *) RD="$(pwd)/$RD" ;; esac
+command -v python3 >/dev/null || { echo "python3 missing: skip"; exit 77; }
+TMP="$(mktemp -d /tmp/rd_test_sweep_wait_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+mkdir -p "$TMP/bin"
+for t in sinfo scontrol sacct; do
+    printf '#!/bin/sh\necho "%s: error: no controller" >&2\nexit 1\n' "$t" >"$TMP/bin/$t"
+done
+# sbatch: --test-only accepts; a submission prints the next job id (--parsable).
+cat >"$TMP/bin/sbatch" <<'EOF'
+#!/usr/bin/env bash
+for a in "$@"; do
+    [ "$a" != --test-only ] || { echo "sbatch: Job 1 to start at now" >&2; exit 0; }
+done
+n=$(($(cat "$FAKE/jobs" 2>/dev/null || echo 100) + 1))
+echo "$n" >"$FAKE/jobs"
+echo "$n"
+EOF
+# squeue: its answers in turn, from $FAKE/plan ("fail": the controller does not answer; "run":
+# every job is running; "end": every run left its report.json, no job is listed; "gone": Slurm
+# has forgotten every job).
+cat >"$TMP/bin/squeue" <<'EOF'
+#!/usr/bin/env bash
+k=$(($(cat "$FAKE/polls" 2>/dev/null || echo 0) + 1))
+echo "$k" >"$FAKE/polls"
+step="$(sed -n "${k}p" "$FAKE/plan")"
+[ -n "$step" ] || step="$(tail -n 1 "$FAKE/plan")"
+finish() {
+    awk -F'\t' 'NR > 1 { print $8 }' "$FAKE/out/runs.tsv" | while read -r d; do
+        mkdir -p "$d"
+        echo '{"wall_s": 1, "jobs": {"teacher": {"samples_per_s": 100}}}' >"$d/report.json"
+    done
+}
+case "$step" in
+    fail) echo "squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation" >&2; exit 1 ;;
+    run) for j in $(tr , ' ' <<<"${*: -3:1}"); do echo "$j"; done ;;
+    end) finish ;;
+    gone) finish; echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1 ;;
+esac
+EOF
+chmod +x "$TMP/bin/"*
+export PATH="$TMP/bin:$PATH" RD_BIN="$RD" FAKE="$TMP"
+cd "$TMP" || exit 1
+
+# sweep PLAN...: a two-point sweep of slurm-tiny whose squeue answers PLAN in turn.
+sweep() {
+    rm -rf "$TMP/out" "$TMP/polls" "$TMP/jobs"
+    printf '%s\n' "$@" >"$TMP/plan"
+    printf 'config: %s\nnodes: 1\nranks: 1 2\nout: %s\ntimeout: 120\n' \
+        "$SRC/tests/data/slurm-tiny.yaml" "$TMP/out" >"$TMP/w.spec"
+    "$SRC/slurm/sweep.sh" "$TMP/w.spec" >"$TMP/w.out" 2>"$TMP/w.err"
+}
+
+# 1. The first poll fails, the jobs then run, then end: the sweep waits for them.
+sweep fail run end
+rc=$?
+[ "$rc" -eq 0 ] || bad "a failed squeue poll: exit $rc: $(cat "$TMP/w.out" "$TMP/w.err")"
+grep -q "squeue failed (squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation): polling again" \
+    "$TMP/w.err" || bad "a failed squeue poll: not said: $(cat "$TMP/w.err")"
+[ "$(cat "$TMP/polls")" = 3 ] || bad "a failed squeue poll: $(cat "$TMP/polls") polls, not 3"
+grep -q "n1-r2-p1-b64  COMPLETED" "$TMP/out/sweep.txt" || bad "sweep.txt: $(cat "$TMP/out/sweep.txt")"
+[ ! -e "$TMP/out/squeue.err" ] || bad "squeue.err left in the sweep folder"
+
+# 2. Slurm has forgotten every job ("Invalid job id"): they have ended, the wait is over.
+sweep run gone
+rc=$?
+[ "$rc" -eq 0 ] || bad "jobs Slurm forgot: exit $rc: $(cat "$TMP/w.out" "$TMP/w.err")"
+[ "$(cat "$TMP/polls")" = 2 ] || bad "jobs Slurm forgot: $(cat "$TMP/polls") polls, not 2"
+
+[ "$fail" -eq 0 ] && echo "sweep_wait: ok"
+exit "$fail"
