@@ -1158,8 +1158,11 @@ static void exec_save(rd_server *s, srv_job *J, srv_msg *m) {
     unsigned char out[8 + 16 * RD_MAX_TABLES];
     rd__shard_info_encode(&info, out);
     reply_ok(s, m, out, rd__shard_info_bytes(info.n_tables));
-    RD_LOG_INFO("saved shard %d of %d tables at step %" PRId64 " into %s (crc 0x%08x)", s->shard,
-                (int)r.n_tables, m->h.step, r.dir, info.crc);
+    // "shard S of P": of 3 PS shards it said "saved shard 2 of 1 tables", the table count in the
+    // place of the shard count.
+    RD_LOG_INFO("saved shard %d of %d (%d table%s) at step %" PRId64 " into %s (crc 0x%08x)",
+                s->shard, s->P, (int)r.n_tables, r.n_tables == 1 ? "" : "s", m->h.step, r.dir,
+                info.crc);
 }
 
 // Drop a staged LOAD's tables (ABORT, a newer STAGE, or nothing to commit).

@@ -61,6 +61,10 @@ for ps in 1 3; do
         cfg "$ps" "$shm"
         timeout 300 "$MPIEXEC" -n $((ps + 2)) "$RD" train "$TMP/p$ps-$shm.yaml" --out "$TMP/r$ps-$shm" \
             >"$TMP/out" 2>"$TMP/err" || fail "train ps $ps shm $shm: $(tail -5 "$TMP/err")"
+        # Each PS shard's log of a checkpoint names the shard count (it said "saved shard 2 of 1
+        # tables", the job's table count where the shard count belongs).
+        grep -q "saved shard $((ps - 1)) of $ps (1 table) at step " "$TMP/err" ||
+            fail "ps $ps: no 'saved shard $((ps - 1)) of $ps (1 table)' line: $(grep 'saved shard' "$TMP/err")"
         python3 "$SRC/tools/scale-calib.py" --report "$TMP/r$ps-$shm/report.json" --job student \
             --batch 64 --compute-us 1 --ps-key-ns 100 >"$TMP/c$ps-$shm.yaml" 2>"$TMP/err" ||
             fail "scale-calib: $(cat "$TMP/err")"
