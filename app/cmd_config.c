@@ -11,26 +11,27 @@
 
 #include "rd/alloc.h"
 #include "rd/config.h"
+#include "rd/dataset.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static void config_usage(FILE *out) {
-    fprintf(
-        out,
-        "usage: recdistill config [--layout] CONFIG.yaml [--set PATH=VALUE ...]\n"
-        "\n"
-        "Check a run configuration and print the effective configuration (all defaults\n"
-        "filled in, derived paths resolved) as YAML on stdout. The output is itself a valid\n"
-        "configuration.\n"
-        "\n"
-        "  --layout  print the launch layout instead, one key=value per line:\n"
-        "            world_size, ps_ranks, n_jobs; per job i (config order; ranks are\n"
-        "            laid out PS first): job<i>_name, _role, _ranks, _first_rank,\n"
-        "            _distill, _teacher; then run_name, out_dir, data_dir, target_log,\n"
-        "            replay, batch_size (read by the launch scripts in slurm/)\n" RD_APP_SET_HELP
-        "\n"
-        "exit status: 0 valid, 1 invalid (message on stderr), 2 usage error\n");
+    fprintf(out,
+            "usage: recdistill config [--layout] CONFIG.yaml [--set PATH=VALUE ...]\n"
+            "\n"
+            "Check a run configuration and print the effective configuration (all defaults\n"
+            "filled in, derived paths resolved) as YAML on stdout. The output is itself a valid\n"
+            "configuration.\n"
+            "\n"
+            "  --layout  print the launch layout instead, one key=value per line:\n"
+            "            world_size, ps_ranks, n_jobs; per job i (config order; ranks are\n"
+            "            laid out PS first): job<i>_name, _role, _ranks, _first_rank,\n"
+            "            _distill, _teacher; then run_name, out_dir, data_dir, target_log,\n"
+            "            replay, batch_size, data_hash (the data_config_hash a dataset\n"
+            "            prepared from this config records in its meta.yaml; read by the\n"
+            "            launch scripts in slurm/)\n" RD_APP_SET_HELP "\n"
+            "exit status: 0 valid, 1 invalid (message on stderr), 2 usage error\n");
 }
 
 // One key=value per line. Names are restricted to [A-Za-z0-9_.-] by the loader; paths are printed
@@ -51,6 +52,10 @@ static void print_layout(const rd_config *cfg, FILE *f) {
     fprintf(f, "run_name=%s\nout_dir=%s\ndata_dir=%s\ntarget_log=%s\nreplay=%d\nbatch_size=%d\n",
             cfg->run.name, cfg->run.out_dir, cfg->data.dir, cfg->distill.target_log,
             cfg->distill.replay, cfg->train.batch_size);
+    // As meta.yaml writes it: a script tells a prepared data.dir of another data config (slurm/
+    // sweep.sh, whose shared dataset outlives a change of the base config) without training.
+    fprintf(f, "data_hash=0x%016llx\n",
+            (unsigned long long)rd_dataset_config_hash(&cfg->data, cfg->run.seed));
 }
 
 int rd_cmd_config(int argc, char **argv) {

@@ -472,7 +472,21 @@ if [ "${RD_DRY_RUN:-0}" != 1 ]; then
             rd_die "$SPEC: point $point ($n node(s), $(cut -f 4 <<<"$rest") ranks) cannot run here, nothing submitted: $(sed 's/^recdistill-slurm: error: //' <<<"$err" | tr '\n' ' ')"
     done <"$OUT/runs.tsv.new"
 fi
-if [ ! -f "$OUT/data/meta.yaml" ] && [ "${RD_DRY_RUN:-0}" != 1 ]; then
+# A dataset left by an earlier sweep into this folder is used again only when it was prepared from
+# this data config: after a change of the base config's data (events, split, seed) every point was
+# submitted and each stopped at start-up on the stale dataset ("holds a dataset prepared from
+# another data configuration").
+prep=1
+if [ -f "$OUT/data/meta.yaml" ]; then
+    rd_layout "$OUT/configs/${points[0]}.yaml"
+    had="$(sed -n 's/^data_config_hash: \(0x[0-9a-f]*\).*/\1/p' "$OUT/data/meta.yaml")"
+    if [ -z "$had" ] || [ "$had" = "${RD_L[data_hash]}" ]; then
+        prep=0
+    else
+        rd_note "$OUT/data was prepared from another data configuration (data_config_hash $had, ${RD_L[data_hash]} for ${S[config]}): preparing it again"
+    fi
+fi
+if [ "$prep" = 1 ] && [ "${RD_DRY_RUN:-0}" != 1 ]; then
     rd_note "preparing the shared dataset in $OUT/data"
     "$RD_BIN" prepare "$OUT/configs/${points[0]}.yaml" >"$OUT/prepare.log" 2>&1 ||
         rd_die "prepare failed: $(tail -n 5 "$OUT/prepare.log")"

@@ -6,6 +6,10 @@
 #    counted as "no job left": the sweep gathered at once, called every running point failed
 #    ("no report"), and exited 1 while the jobs ran on. It now polls again, and only "Invalid job
 #    id" (Slurm has forgotten every job) ends the wait.
+#  - A sweep run again into its folder after a change of the base config's data (events, split,
+#    seed) used the dataset the first one prepared: every point was submitted and stopped at
+#    start-up ("holds a dataset prepared from another data configuration"). The sweep now
+#    prepares it again, saying so, when its data_config_hash is not the config's.
 #   sweep_wait.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: sweep_wait.sh path/to/recdistill}"
@@ -56,12 +60,14 @@ chmod +x "$TMP/bin/"*
 export PATH="$TMP/bin:$PATH" RD_BIN="$RD" FAKE="$TMP"
 cd "$TMP" || exit 1
 
-# sweep PLAN...: a two-point sweep of slurm-tiny whose squeue answers PLAN in turn.
+# sweep PLAN...: a two-point sweep of slurm-tiny (CONFIG, if set) whose squeue answers PLAN in
+# turn; KEEP=1 keeps the sweep folder of the last one.
 sweep() {
-    rm -rf "$TMP/out" "$TMP/polls" "$TMP/jobs"
+    [ "${KEEP:-0}" = 1 ] || rm -rf "$TMP/out"
+    rm -rf "$TMP/polls" "$TMP/jobs"
     printf '%s\n' "$@" >"$TMP/plan"
     printf 'config: %s\nnodes: 1\nranks: 1 2\nout: %s\ntimeout: 120\n' \
-        "$SRC/tests/data/slurm-tiny.yaml" "$TMP/out" >"$TMP/w.spec"
+        "${CONFIG:-$SRC/tests/data/slurm-tiny.yaml}" "$TMP/out" >"$TMP/w.spec"
     "$SRC/slurm/sweep.sh" "$TMP/w.spec" >"$TMP/w.out" 2>"$TMP/w.err"
 }
 
@@ -80,6 +86,22 @@ sweep run gone
 rc=$?
 [ "$rc" -eq 0 ] || bad "jobs Slurm forgot: exit $rc: $(cat "$TMP/w.out" "$TMP/w.err")"
 [ "$(cat "$TMP/polls")" = 2 ] || bad "jobs Slurm forgot: $(cat "$TMP/polls") polls, not 2"
+
+# 3. The same sweep again after the config's event count changed: the dataset is prepared again.
+hash_of() { sed -n 's/^data_config_hash: \(0x[0-9a-f]*\).*/\1/p' "$TMP/out/data/meta.yaml"; }
+sed 's/events: 4000/events: 5000/' "$SRC/tests/data/slurm-tiny.yaml" >"$TMP/tiny5k.yaml"
+want="$("$RD" config --layout "$TMP/tiny5k.yaml" | sed -n 's/^data_hash=//p')"
+old="$(hash_of)"
+if [ -z "$old" ] || [ "$old" = "$want" ]; then bad "hashes: first sweep '$old', changed config '$want'"; fi
+KEEP=1 CONFIG="$TMP/tiny5k.yaml" sweep end
+rc=$?
+[ "$rc" -eq 0 ] || bad "sweep after a data change: exit $rc: $(cat "$TMP/w.out" "$TMP/w.err")"
+[ "$(hash_of)" = "$want" ] || bad "sweep after a data change kept the dataset of $(hash_of), not $want"
+grep -q "out/data was prepared from another data configuration (data_config_hash $old, $want for $TMP/tiny5k.yaml): preparing it again" \
+    "$TMP/w.err" || bad "sweep after a data change: not said: $(cat "$TMP/w.err")"
+# ... and not when the data config is the same (only the ranks or the batch changed).
+KEEP=1 CONFIG="$TMP/tiny5k.yaml" sweep end
+grep -q "preparing" "$TMP/w.err" && bad "the same data config prepared again: $(cat "$TMP/w.err")"
 
 [ "$fail" -eq 0 ] && echo "sweep_wait: ok"
 exit "$fail"
