@@ -298,6 +298,21 @@ rd_config_value() {
         in_s && !done && /^  [^ ]/ && $1 == k { v = $0; sub(/^  [^:]*: */, "", v); gsub(/^"|"$/, "", v); print v; done = 1 }'
 }
 
+# rd_blas_cpus CONFIG [ARGS]: a config with cluster.blas_threads B > 1 runs B OpenBLAS threads in
+# each rank, so each task asks for B CPUs (--cpus-per-task=B added to RD_SBATCH_ARGS, which the
+# checks of CPUs per node read too), unless RD_SBATCH_ARGS (or ARGS: the het script's
+# COMPONENT_ARGS) gives --cpus-per-task itself. Slurm gave each
+# task one CPU: on a cluster that binds tasks to their CPUs (task/affinity, task/cgroup) the B
+# threads of a rank shared one core, and a sweep of blas_threads measured no gain, silently.
+rd_blas_cpus() {
+    local b
+    b="$(rd_config_value cluster blas_threads "$1")"
+    [[ "$b" =~ ^[0-9]+$ ]] && [ "$b" -gt 1 ] || return 0
+    [ -z "$(RD_SBATCH_ARGS="${2:-} ${RD_SBATCH_ARGS:-}" rd_sbatch_opt cpus-per-task c)" ] || return 0
+    RD_SBATCH_ARGS="${RD_SBATCH_ARGS:+$RD_SBATCH_ARGS }--cpus-per-task=$b"
+    rd_note "cluster.blas_threads is $b: each rank gets $b CPUs (--cpus-per-task=$b; give --cpus-per-task in RD_SBATCH_ARGS to change it)"
+}
+
 # rd_check_inputs CONFIG: before submitting, the data the job reads must be where the job will
 # look: relative paths of a config are relative to the job's working directory, not to the
 # config. A prepared data.dir (meta.yaml) is enough; else data.input, for a source reading files.
@@ -469,6 +484,9 @@ rd_placement() {
     # shellcheck disable=SC2016
     # Temporary names of this job alone: jobs sharing a folder must not take each other's.
     local tmp="$dir/.placement.${SLURM_JOB_ID:-0}.$$"
+    # The steps' CPUs per task are the job's (rd_blas_cpus, or --cpus-per-task of the submission):
+    # srun does not take them from the allocation since Slurm 22.05, unless told so.
+    [ -z "${SLURM_CPUS_PER_TASK:-}" ] || export SRUN_CPUS_PER_TASK="${SRUN_CPUS_PER_TASK:-$SLURM_CPUS_PER_TASK}"
     srun --mpi=none "$@" bash -c 'echo "$SLURM_PROCID $SLURMD_NODENAME"' 2>"$tmp.err" |
         sort -n | while read -r rank node; do
         echo "rank $rank $(rd_role_of "$rank") $node"

@@ -278,5 +278,47 @@ RD_SBATCH_ARGS="--array=1-2" "$SRC/slurm/student-replay.sbatch" "$TMP/rp.yaml" >
     true # the replay's log does not exist here: only the array check must not be what refuses it
 grep -q "array job's tasks run at once" "$TMP/a.err" && bad "array replay refused for its input log: $(cat "$TMP/a.err")"
 
+# 5. cluster.blas_threads B > 1: every task asks for B CPUs (--cpus-per-task=B, every component of
+# a het job), unless RD_SBATCH_ARGS gives its own; the steps get them (SRUN_CPUS_PER_TASK: srun does
+# not take the job's since Slurm 22.05). Each task had one CPU, and B OpenBLAS threads on it.
+sed 's/^cluster:$/cluster:\n  blas_threads: 4/' "$TINY" >"$TMP/blas4.yaml"
+for s in train-1node train-multinode distill-hetjob; do
+    RD_TASKS_PER_NODE=2 "$SRC/slurm/$s.sbatch" "$TMP/blas4.yaml" >"$TMP/b.out" 2>"$TMP/b.err" ||
+        bad "$s with blas_threads 4: exit $?: $(cat "$TMP/b.err")"
+    want=1
+    [ "$s" != distill-hetjob ] || want=4 # one per component: PS, teacher, student, student_raw
+    [ "$(grep -o -- "--cpus-per-task=4 " "$TMP/b.out" | wc -l)" = "$want" ] ||
+        bad "$s with blas_threads 4: not $want --cpus-per-task=4: $(cat "$TMP/b.out")"
+    grep -q "cluster.blas_threads is 4: each rank gets 4 CPUs" "$TMP/b.err" || bad "$s: not said: $(cat "$TMP/b.err")"
+done
+RD_SBATCH_ARGS="-c 2" "$SRC/slurm/train-multinode.sbatch" "$TMP/blas4.yaml" >"$TMP/b.out" 2>&1 || bad "-c 2: $(cat "$TMP/b.out")"
+grep -q -- "--cpus-per-task" "$TMP/b.out" && bad "-c 2 of RD_SBATCH_ARGS overridden: $(cat "$TMP/b.out")"
+"$SRC/slurm/train-multinode.sbatch" "$TINY" >"$TMP/b.out" 2>&1 || bad "blas_threads 1: $(cat "$TMP/b.out")"
+grep -q -- "--cpus-per-task" "$TMP/b.out" && bad "blas_threads 1 asked for CPUs: $(cat "$TMP/b.out")"
+# ... nor over a --cpus-per-task of the het script's COMPONENT_ARGS (its place for het options).
+mkdir -p "$TMP/hs"
+cp "$SRC/slurm/common.sh" "$TMP/hs/"
+sed 's/^COMPONENT_ARGS=(--time=04:00:00)/COMPONENT_ARGS=(--time=04:00:00 --cpus-per-task=2)/' \
+    "$SRC/slurm/distill-hetjob.sbatch" >"$TMP/hs/distill-hetjob.sbatch"
+RD_TASKS_PER_NODE=2 bash "$TMP/hs/distill-hetjob.sbatch" "$TMP/blas4.yaml" >"$TMP/b.out" 2>&1 ||
+    bad "het with COMPONENT_ARGS -c: $(cat "$TMP/b.out")"
+[ "$(grep -o -- "--cpus-per-task=2 " "$TMP/b.out" | wc -l)" = 4 ] && ! grep -q -- "--cpus-per-task=4" "$TMP/b.out" ||
+    bad "het with COMPONENT_ARGS --cpus-per-task=2: $(cat "$TMP/b.out")"
+mkdir -p "$TMP/fsrun"
+cat >"$TMP/fsrun/srun" <<'EOF'
+#!/usr/bin/env bash
+case " $* " in
+    *" --mpi=pmi2 "*) echo "${SRUN_CPUS_PER_TASK:-unset}" >"$FSRUN_LOG"; exit 1 ;;
+esac
+for i in 0 1 2 3; do echo "$i n1"; done
+EOF
+chmod +x "$TMP/fsrun/srun"
+(cd "$TMP" && env -u RD_DRY_RUN PATH="$TMP/fsrun:$PATH" FSRUN_LOG="$TMP/fsrun.log" ENVIRONMENT=BATCH \
+    SLURM_JOB_ID=9 SLURM_NTASKS=4 SLURM_JOB_CPUS_PER_NODE=16 SLURM_CPUS_PER_TASK=4 \
+    RD_SLURM_DIR="$SRC/slurm" RD_CONFIG="$TMP/blas4.yaml" \
+    bash "$SRC/slurm/train-1node.sbatch" "$TMP/blas4.yaml" >"$TMP/b.out" 2>&1)
+[ "$(cat "$TMP/fsrun.log" 2>/dev/null)" = 4 ] ||
+    bad "the training step's SRUN_CPUS_PER_TASK: '$(cat "$TMP/fsrun.log" 2>/dev/null)': $(cat "$TMP/b.out")"
+
 [ "$fail" = 0 ] && echo "slurm_dry: ok"
 exit "$fail"
