@@ -493,11 +493,17 @@ if [ "$prep" = 1 ] && [ "${RD_DRY_RUN:-0}" != 1 ]; then
 fi
 ids=()
 : >"$OUT/runs.tsv"
+# A sweep run again into its folder starts without the states an earlier gather recorded and the
+# reports its runs left: the gather took them for this sweep's. A point whose new job Slurm had
+# forgotten (cancelled while pending, MinJobAge passed, no accounting) was listed COMPLETED with
+# the earlier run's figures.
+[ "${RD_DRY_RUN:-0}" = 1 ] || rm -f "$OUT/states.tsv"
 while IFS=$'\t' read -r point jobid n rest; do
     if [ "$point" = point ]; then
         printf '%s\t%s\t%s\t%s\n' "$point" "$jobid" "$n" "$rest" >>"$OUT/runs.tsv"
         continue
     fi
+    [ "${RD_DRY_RUN:-0}" = 1 ] || rm -f "${rest##*$'\t'}/report.json"
     # The submitter side of train-multinode.sbatch, also when the sweep itself runs inside a Slurm
     # job (a batch job driving a long sweep): the script takes SLURM_JOB_ID for "I am the job's
     # batch body", and ran each point inside the sweep's own allocation (too few tasks: refused;

@@ -10,6 +10,9 @@
 #    seed) used the dataset the first one prepared: every point was submitted and stopped at
 #    start-up ("holds a dataset prepared from another data configuration"). The sweep now
 #    prepares it again, saying so, when its data_config_hash is not the config's.
+#  - Run again into its folder, a sweep whose new jobs Slurm forgot without a trace (cancelled
+#    while pending, MinJobAge, no accounting) listed every point COMPLETED with the figures of
+#    the earlier sweep's runs (its states.tsv and report.json files). They are removed first.
 #   sweep_wait.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: sweep_wait.sh path/to/recdistill}"
@@ -36,7 +39,7 @@ echo "$n"
 EOF
 # squeue: its answers in turn, from $FAKE/plan ("fail": the controller does not answer; "run":
 # every job is running; "end": every run left its report.json, no job is listed; "gone": Slurm
-# has forgotten every job).
+# has forgotten every job; "lost": forgotten, and no run left a report).
 cat >"$TMP/bin/squeue" <<'EOF'
 #!/usr/bin/env bash
 k=$(($(cat "$FAKE/polls" 2>/dev/null || echo 0) + 1))
@@ -54,6 +57,7 @@ case "$step" in
     run) for j in $(tr , ' ' <<<"${*: -3:1}"); do echo "$j"; done ;;
     end) finish ;;
     gone) finish; echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1 ;;
+    lost) echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1 ;;
 esac
 EOF
 chmod +x "$TMP/bin/"*
@@ -102,6 +106,13 @@ grep -q "out/data was prepared from another data configuration (data_config_hash
 # ... and not when the data config is the same (only the ranks or the batch changed).
 KEEP=1 CONFIG="$TMP/tiny5k.yaml" sweep end
 grep -q "preparing" "$TMP/w.err" && bad "the same data config prepared again: $(cat "$TMP/w.err")"
+
+# 4. A sweep run again into the folder of a completed one, whose jobs never leave a trace.
+sweep end || bad "first sweep: $(cat "$TMP/w.out" "$TMP/w.err")"
+KEEP=1 sweep lost
+rc=$?
+[ "$rc" -eq 1 ] || bad "a rerun whose jobs left nothing: exit $rc, not 1: $(cat "$TMP/w.out")"
+grep -q COMPLETED "$TMP/out/sweep.txt" && bad "a rerun whose jobs left nothing: $(cat "$TMP/out/sweep.txt")"
 
 [ "$fail" -eq 0 ] && echo "sweep_wait: ok"
 exit "$fail"
