@@ -19,7 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_ROWS 100000
+#define MAX_ROWS  100000
+#define MAX_GROUP 255 // bytes of a --group value, compared in full
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -28,13 +29,13 @@ static void usage(FILE *out) {
             "                      [--log-y] [--ymin V] [--ymax V]\n"
             "\n"
             "Draw CSV columns (header row first) as a PNG line plot: one series per --y column,\n"
-            "or one per distinct value of --group (then a single --y column). Points are sorted\n"
-            "by x; empty or non-numeric cells are skipped and break the line, as are values\n"
-            "<= 0 on a log axis (said on stderr; none left is an error). At most %d series\n"
-            "and %d rows.\n"
+            "or one per distinct value of --group (values of up to %d bytes; then a single --y\n"
+            "column). Points are sorted by x; empty or non-numeric cells are skipped and break\n"
+            "the line, as are values <= 0 on a log axis (said on stderr; none left is an\n"
+            "error). At most %d series and %d rows.\n"
             "\n"
             "exit status: 0 ok, 1 failure (message on stderr), 2 usage error\n",
-            RD_PLOT_MAX_SERIES, MAX_ROWS);
+            MAX_GROUP, RD_PLOT_MAX_SERIES, MAX_ROWS);
 }
 
 typedef struct pt {
@@ -176,7 +177,7 @@ int rd_cmd_plot(int argc, char **argv) {
     pt *pts[RD_PLOT_MAX_SERIES] = {0};
     double *xs[RD_PLOT_MAX_SERIES] = {0}, *ys[RD_PLOT_MAX_SERIES] = {0};
     size_t npts[RD_PLOT_MAX_SERIES] = {0};
-    char gname[RD_PLOT_MAX_SERIES][64];
+    char gname[RD_PLOT_MAX_SERIES][MAX_GROUP + 1];
     int ng = 0;
     int xi = -1, yi[RD_PLOT_MAX_SERIES], gi = -1;
     const rd_csv_field *f;
@@ -217,9 +218,20 @@ int rd_cmd_plot(int argc, char **argv) {
                 pts[k][npts[k]++] = (pt){x, cell(f, nf, yi[k])};
             continue;
         }
-        char g[64] = "";
-        if ((size_t)gi < nf)
-            snprintf(g, sizeof g, "%.*s", (int)(f[gi].len < 63 ? f[gi].len : 63), f[gi].ptr);
+        // The whole value names the series: values were cut to 63 bytes, and two that differ
+        // only after those (run folders or config paths of one long prefix) were drawn as one
+        // line, without a word. A longer value than the series names hold is refused.
+        char g[MAX_GROUP + 1] = "";
+        size_t gl = (size_t)gi < nf ? f[gi].len : 0;
+        if (gl > MAX_GROUP) {
+            fprintf(stderr,
+                    "recdistill plot: %s: data row %zu: a value of '%s' longer than %d bytes\n",
+                    csv, rows, group, MAX_GROUP);
+            goto fn_fail;
+        }
+        if (gl)
+            memcpy(g, f[gi].ptr, gl);
+        g[gl] = 0;
         int k = 0;
         while (k < ng && strcmp(gname[k], g) != 0)
             k++;
