@@ -125,7 +125,9 @@ int rd_scale_calib_load(const char *path, rd_scale_calib *c, rd_errbuf *eb) {
         char *end = NULL;
         errno = 0;
         double v = strtod(val, &end);
-        if (!*val || *end || errno || !isfinite(v) || v < 0 || (fields[k].positive && v <= 0)) {
+        // Decimal only: strtod also reads hex ("0x10" is 16), which no calibration writes.
+        if (!*val || *end || strspn(val, "0123456789.eE+-") != strlen(val) || errno ||
+            !isfinite(v) || v < 0 || (fields[k].positive && v <= 0)) {
             rc = rd_err_set(eb, RD_ERR_PARSE, "%s:%d: %s: '%s' is not a finite number %s", path,
                             lineno, key, val, fields[k].positive ? "> 0" : ">= 0");
             break;

@@ -276,6 +276,7 @@ static void test_calib_file(void **state) {
         {"batch_per_worker: -1\n", "batch_per_worker: '-1' is not a finite number > 0",
          RD_ERR_PARSE},
         {"ps_key_ns: fast\n", "ps_key_ns: 'fast'", RD_ERR_PARSE},
+        {"ps_key_ns: 0x10\n", "ps_key_ns: '0x10' is not a finite number", RD_ERR_PARSE},
         {"ps_key_ns 3\n", ":1: expected 'key: value'", RD_ERR_PARSE},
         {"batch_per_worker: 1\n", "missing key 'compute_us_per_sample'", RD_ERR_PARSE},
         {"keys_per_sample: 0\n", "keys_per_sample: '0' is not a finite number > 0", RD_ERR_PARSE},
