@@ -128,6 +128,12 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
     return 0;
 }
 
+static void usage(FILE *out) {
+    fprintf(out, "usage: mpiexec -n T+S bench_targets [--teachers T] [--targets N] [--step B] "
+                 "[--batches 64,1024] [--in-flight W] [--reps R] [--warmup R] [--log 0|1] "
+                 "[--json PATH]   (T < ranks)\n");
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank, size;
@@ -138,9 +144,7 @@ int main(int argc, char **argv) {
     MPI_Bcast(&pst, 1, MPI_INT, 0, MPI_COMM_WORLD); // every rank follows rank 0's verdict
     if (pst == 1) {
         if (rank == 0)
-            fprintf(stdout, "usage: mpiexec -n T+S bench_targets [--teachers T] [--targets N] "
-                            "[--step B] [--batches 64,1024] [--in-flight W] [--reps R] "
-                            "[--warmup R] [--log 0|1] [--json PATH]   (T < ranks)\n");
+            usage(stdout);
         MPI_Finalize();
         return 0;
     }
@@ -149,13 +153,45 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_targets: --teachers %d needs more than %d ranks, got %d\n",
                     o.teachers, o.teachers, size);
         if (rank == 0)
-            fprintf(stderr, "usage: mpiexec -n T+S bench_targets [--teachers T] [--targets N] "
-                            "[--step B] [--batches 64,1024] [--in-flight W] [--reps R] "
-                            "[--warmup R] [--log 0|1] [--json PATH]   (T < ranks)\n");
+            usage(stderr);
         MPI_Finalize();
         return 2;
     }
     int T = o.teachers, S = size - T, teacher = rank < T;
+    // The memory the ranks on one node need, known from the options: every rank's N sample ids,
+    // a student's list of the T * N it may own (sized for all of them), the step's logits and
+    // targets. A --targets up to 2^40 was taken and every rank aborted in rd_xmalloc ("out of
+    // memory allocating 8000000000000 bytes", exit 1). Each node sums its ranks' needs; the node
+    // most over its memory (MPI_MAXLOC) is the one reported, by rank 0.
+    {
+        const unsigned long long n = (unsigned long long)o.targets;
+        unsigned long long mine = n * 8 + (teacher ? 0 : (unsigned long long)T * n * 8) +
+                                  (unsigned long long)o.step * 9,
+                           node_sum = 0;
+        MPI_Comm node;
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+        MPI_Allreduce(&mine, &node_sum, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, node);
+        MPI_Comm_free(&node);
+        const unsigned long long phys = bench_phys_bytes();
+        struct {
+            double over;
+            int rank;
+        } in = {phys ? (double)node_sum - (double)phys : 0.0, rank}, worst;
+        MPI_Allreduce(&in, &worst, 1, MPI_DOUBLE_INT, MPI_MAXLOC, MPI_COMM_WORLD);
+        if (worst.over > 0) {
+            unsigned long long fig[2] = {node_sum, phys};
+            MPI_Bcast(fig, 2, MPI_UNSIGNED_LONG_LONG, worst.rank, MPI_COMM_WORLD);
+            char what[200];
+            snprintf(what, sizeof what,
+                     "--targets %ld (with --teachers %d, --step %d, %d rank(s) in all)", o.targets,
+                     T, o.step, size);
+            bench_mem_ok(rank == 0 ? stderr : NULL, "bench_targets", what, fig[0], fig[1]);
+            if (rank == 0)
+                usage(stderr);
+            MPI_Finalize();
+            return 2;
+        }
+    }
     int *teachers = rd_xmalloc((size_t)T * sizeof *teachers);
     int *students = rd_xmalloc((size_t)S * sizeof *students);
     for (int t = 0; t < T; t++)

@@ -148,6 +148,11 @@ badval "--vocab 1099511627776 (with .*) needs [0-9]* bytes of memory, more than 
 badval "--vocab 1099511627776 (with .*) needs [0-9]* bytes of memory, more than the [0-9]* bytes this machine has" \
     "$MPIEXEC" -n 2 "$B/bench_ps" --vocab 1099511627776 --json "$TMP/vocab.json"
 [ ! -e "$TMP/vocab.json" ] || fail "a --vocab too large for the machine wrote JSON"
+# So is a --targets whose sample lists the ranks cannot hold: it was taken (up to 2^40), and every
+# rank aborted in rd_xmalloc ("out of memory allocating 8000000000000 bytes", exit 1).
+badval "--targets 1000000000000 (with .*) needs [0-9]* bytes of memory, more than the [0-9]* bytes this machine has" \
+    "$MPIEXEC" -n 2 "$B/bench_targets" --targets 1e12 --reps 1 --warmup 0 --json "$TMP/tgt.json"
+[ ! -e "$TMP/tgt.json" ] || fail "a --targets too large for the machine wrote JSON"
 badval "--iters: expected an integer in 10\.\.[0-9]*, got '5x'" "$B/bench_serve" --iters 5x
 badval "--batches: expected an integer in 1\.\.[0-9]*, got '0'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,0
 badval "--dim: '0' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim 0
