@@ -278,6 +278,27 @@ static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
                  o->L, o->per_user);
         return -1;
     }
+    // The timings of every batch and the fetch outputs, known from the options: a fetch's
+    // arrays hold --batch x --L tokens (d floats, a label, a time, a mask byte each), one set for
+    // the PS rank's direct fetch, about one for its reply, one per batch in flight on the worker.
+    // A --batch 2000000000 was taken and the PS rank aborted in rd_xmalloc (exit 1), leaving the
+    // store it had built behind; a --rounds x --iters beyond INT_MAX wrapped to a negative count.
+    double n = (double)o->warmup + (double)o->rounds * (double)o->iters;
+    if (n > INT_MAX) {
+        snprintf(why, cap, "--warmup %d + --rounds %d x --iters %d: %.0f batches, more than %d",
+                 o->warmup, o->rounds, o->iters, n, INT_MAX);
+        return -1;
+    }
+    double out = (double)o->batch * o->L * (4.0 * o->dim + 13) + 20.0 * o->batch;
+    double need = (2.0 + o->inflight) * out + 24.0 * n;
+    unsigned long long phys = bench_phys_bytes();
+    if (phys && need > (double)phys) {
+        snprintf(why, cap,
+                 "--batch %d (with --L %d, --dim %d, --inflight %d) needs %.0f bytes of memory, "
+                 "more than the %llu bytes this machine has",
+                 o->batch, o->L, o->dim, o->inflight, need, phys);
+        return -1;
+    }
     return 0;
 }
 
