@@ -81,6 +81,20 @@ static int parse(int argc, char **argv, opts *o) {
             return -1;
         }
     }
+    // What main allocates from the options: the T tables of R rows it writes, and the T tables it
+    // reads them back into, both alive during a read; a row is dim * (1 + slots) floats plus its
+    // key, last-seen, count and the table's index (64 bytes counted). A --rows up to 2^32 was
+    // taken, and the fill ran for minutes before the OOM killer or rd_xmalloc stopped it.
+    double row = (double)o->dim * (1 + rd_optim_slots(o->optim)) * 4 + 64;
+    double need = 2.0 * (double)o->rows * o->tables * row + 4096.0 * o->dim * 4;
+    unsigned long long phys = bench_phys_bytes();
+    if (phys && need > (double)phys) {
+        fprintf(stderr,
+                "%s: --rows %lld (with --tables %d, --dim %d, %s) needs %.0f bytes of memory, "
+                "more than the %llu bytes this machine has\n",
+                P, o->rows, o->tables, o->dim, rd_optim_name(o->optim), need, phys);
+        return -1;
+    }
     if (o->json && bench_json_ok(stderr, P, o->json) != 0)
         return -1;
     return 0;

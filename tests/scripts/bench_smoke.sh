@@ -153,6 +153,11 @@ badval "--vocab 1099511627776 (with .*) needs [0-9]* bytes of memory, more than 
 badval "--targets 1000000000000 (with .*) needs [0-9]* bytes of memory, more than the [0-9]* bytes this machine has" \
     "$MPIEXEC" -n 2 "$B/bench_targets" --targets 1e12 --reps 1 --warmup 0 --json "$TMP/tgt.json"
 [ ! -e "$TMP/tgt.json" ] || fail "a --targets too large for the machine wrote JSON"
+# ... and a --rows whose tables cannot be held (up to 2^32 was taken: the fill ran until the OOM
+# killer or rd_xmalloc stopped it).
+badval "--rows 4294967296 (with --tables 1, --dim 64, adam) needs [0-9]* bytes of memory, more than the [0-9]* bytes this machine has" \
+    "$B/bench_ckpt" --rows 4294967296 --reps 1 --json "$TMP/rows.json"
+[ ! -e "$TMP/rows.json" ] || fail "a --rows too large for the machine wrote JSON"
 badval "--iters: expected an integer in 10\.\.[0-9]*, got '5x'" "$B/bench_serve" --iters 5x
 badval "--batches: expected an integer in 1\.\.[0-9]*, got '0'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,0
 badval "--dim: '0' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim 0
