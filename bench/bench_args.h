@@ -10,8 +10,8 @@
 // Every function prints its message to `err` (NULL: silent, for the MPI ranks other than 0) and
 // returns 0 or -1. The conventions of every bench: -h/--help prints the usage on stdout and
 // exits 0; a bad option or value prints the reason and the usage on stderr and exits 2.
-// Also the two helpers every bench's figures use: qsort's comparison of doubles (medians and
-// extremes over repetitions) and the calling thread's CPU time.
+// Also the helpers every bench's figures use: qsort's comparison of doubles, the median of the
+// sorted values (medians and extremes over repetitions) and the calling thread's CPU time.
 #ifndef RD_BENCH_ARGS_H
 #define RD_BENCH_ARGS_H
 
@@ -28,6 +28,14 @@
 static inline int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/** The median of x[0..n), sorted ascending, n >= 1: the middle value, or the mean of the two
+ *  middle values when n is even (as bench_table, bench_dense and bench_tokens take it). x[n / 2]
+ *  alone, the upper one, made the "median" of two reps their slower one in bench_window and their
+ *  faster one in bench_numfmt. */
+static inline double bench_median_sorted(const double *x, size_t n) {
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 /** Seconds of the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID): on a shared machine this

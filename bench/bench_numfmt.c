@@ -106,8 +106,8 @@ int main(int argc, char **argv) {
     }
     qsort(mf, (size_t)o.reps, sizeof *mf, bench_cmp_double);
     qsort(ms, (size_t)o.reps, sizeof *ms, bench_cmp_double);
-    double fmed = mf[o.reps / 2], fbest = mf[o.reps - 1];
-    double smed = ms[o.reps / 2], sbest = ms[o.reps - 1];
+    double fmed = bench_median_sorted(mf, (size_t)o.reps), fbest = mf[o.reps - 1];
+    double smed = bench_median_sorted(ms, (size_t)o.reps), sbest = ms[o.reps - 1];
     printf("# bench_numfmt: %zu floats (embedding values and accumulators), %lld reps, %.1f bytes "
            "a float\n",
            n, o.reps, (double)bytes / (double)(2 * (size_t)o.reps * n));

@@ -165,7 +165,8 @@ int main(int argc, char **argv) {
     }
     qsort(fast, (size_t)o.reps, sizeof *fast, bench_cmp_double);
     qsort(scan, (size_t)o.reps, sizeof *scan, bench_cmp_double);
-    double fmed = fast[o.reps / 2], fbest = fast[0], smed = scan[o.reps / 2], sbest = scan[0];
+    double fmed = bench_median_sorted(fast, (size_t)o.reps), fbest = fast[0];
+    double smed = bench_median_sorted(scan, (size_t)o.reps), sbest = scan[0];
     printf("# bench_window: %llu events, %u stream windows (%llu stream records), %llu lookups a "
            "rep, %lld reps\n",
            (unsigned long long)rd_dataset_get_info(ds)->n_events, K, (unsigned long long)(e - b),

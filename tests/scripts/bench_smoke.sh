@@ -180,6 +180,18 @@ timeout 120 "$B/bench_dense" --batch 1e1 --iters 1 --warmup 0 --seq-len 8 --dim 
     fail "bench_dense --batch 1e1: $(cat "$TMP/dense-1e1.err")"
 python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["batch"] == 10' "$TMP/dense-1e1.json" ||
     fail "bench_dense --batch 1e1 did not run a batch of 10"
+# The median of an even number of reps is the mean of the two middle ones, as bench_table's:
+# bench_numfmt took the upper one, so the "median" of 2 reps was their best (and bench_window's
+# their slower one), and a 2-rep median compared against a 3-rep one from another build.
+timeout 120 "$B/bench_numfmt" --floats 2000 --reps 2 --json "$TMP/med.json" > /dev/null 2>&1 ||
+    fail "bench_numfmt --reps 2 exited non-zero"
+python3 - "$TMP/med.json" <<'PY' || fail "bench_numfmt --reps 2: the median is the best rep"
+import json, sys
+j = json.load(open(sys.argv[1]))
+pairs = [(j[k], j[k + "_best"]) for k in ("fast_mfloats_per_s", "snprintf_mfloats_per_s")]
+assert all(med <= best for med, best in pairs), pairs
+assert any(med < best for med, best in pairs), pairs  # equal only if both reps tie, twice
+PY
 # A case left out must be one asked for: a --ml100k DIR without u.data was skipped, exit 0, with
 # JSON that lacked the case; so were both cases (an empty "cases" list).
 badval "--ml100k: no $TMP/no-ml/u.data" "$B/bench_prepare" --ml100k "$TMP/no-ml" --events 1000 \
