@@ -192,6 +192,17 @@ pairs = [(j[k], j[k + "_best"]) for k in ("fast_mfloats_per_s", "snprintf_mfloat
 assert all(med <= best for med, best in pairs), pairs
 assert any(med < best for med, best in pairs), pairs  # equal only if both reps tie, twice
 PY
+# bench_targets' sender_blocked_ms is the credit wait of the median rep (that of t_min/t_max), so
+# a teacher's wait is within its time in that rep: it was the mean over all reps plus the wait of
+# the close after them, 402 ms against a median rep of 358 ms with one message in flight.
+timeout 300 "$MPIEXEC" -n 2 "$B/bench_targets" --targets 20000 --batches 64 --in-flight 1 \
+    --reps 3 --warmup 0 --json "$TMP/blk.json" > /dev/null 2> "$TMP/blk.err" ||
+    fail "bench_targets --in-flight 1: $(cat "$TMP/blk.err")"
+python3 - "$TMP/blk.json" <<'PY' || fail "bench_targets: sender_blocked_ms beyond its rep"
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+assert 0 <= r["sender_blocked_ms"] <= r["t_max"] * 1e3 * 1.0001 + 1e-3, r
+PY
 # A case left out must be one asked for: a --ml100k DIR without u.data was skipped, exit 0, with
 # JSON that lacked the case; so were both cases (an empty "cases" list).
 badval "--ml100k: no $TMP/no-ml/u.data" "$B/bench_prepare" --ml100k "$TMP/no-ml" --events 1000 \
