@@ -24,6 +24,28 @@
 #include <time.h>
 #include <unistd.h>
 
+/** This program was started once, not as one of N > 1 processes of mpiexec (PMI_SIZE, MPICH's
+ *  hydra and srun; OMPI_COMM_WORLD_SIZE, Open MPI): the benchmarks without MPI ran as N copies
+ *  that each printed a table, measured on cores the others were using, and renamed their JSON
+ *  over one another's, exit 0. The first process says so; every one returns -1. */
+static inline int bench_one_process(FILE *err, const char *prog) {
+    static const char *const size_vars[] = {"PMI_SIZE", "OMPI_COMM_WORLD_SIZE"};
+    static const char *const rank_vars[] = {"PMI_RANK", "OMPI_COMM_WORLD_RANK"};
+    for (int k = 0; k < 2; k++) {
+        const char *n = getenv(size_vars[k]), *r = getenv(rank_vars[k]);
+        if (!n || atol(n) <= 1)
+            continue;
+        if (err && (!r || atol(r) == 0))
+            fprintf(err,
+                    "%s: started as one of %ld processes (%s): it is not an MPI program, and "
+                    "the copies would measure each other and write one --json; run it once "
+                    "(without mpiexec, or mpiexec -n 1)\n",
+                    prog, atol(n), size_vars[k]);
+        return -1;
+    }
+    return 0;
+}
+
 /** qsort's comparison of doubles, ascending. */
 static inline int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

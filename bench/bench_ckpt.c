@@ -151,6 +151,8 @@ int main(int argc, char **argv) {
         usage(pst == 1 ? stdout : stderr);
         return pst == 1 ? 0 : 2;
     }
+    if (bench_one_process(stderr, "bench_ckpt") != 0)
+        return 2;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     // The folder the shards go to: DIR as given (it must exist), or a new one removed at the end.

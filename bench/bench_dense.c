@@ -473,6 +473,8 @@ int main(int argc, char **argv) {
     args a;
     if (parse_args(argc, argv, &a) != 0)
         return 2;
+    if (bench_one_process(stderr, "bench_dense") != 0)
+        return 2;
     rd_blas_set_threads(a.threads);
 
     rd_table_config tables[4] = {{.name = "t_user", .dim = (int)a.dim},

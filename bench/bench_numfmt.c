@@ -71,6 +71,8 @@ int main(int argc, char **argv) {
         usage(p > 0 ? stdout : stderr);
         return p > 0 ? 0 : 2;
     }
+    if (bench_one_process(stderr, "bench_numfmt") != 0)
+        return 2;
     size_t n = (size_t)o.floats;
     float *x = malloc(n * sizeof *x);
     double *mf = malloc((size_t)o.reps * sizeof *mf), *ms = malloc((size_t)o.reps * sizeof *ms);

@@ -221,6 +221,8 @@ int main(int argc, char **argv) {
     }
     if (json && bench_json_ok(stderr, "bench_prepare", json) != 0)
         return 2;
+    if (bench_one_process(stderr, "bench_prepare") != 0)
+        return 2;
     // A case left out must be one asked for: a --ml100k DIR without u.data (a typo) was skipped
     // like the default folder, and the run exited 0 with JSON that lacked the case, which a
     // comparison of two machines' files then read as the other machine's only.

@@ -347,6 +347,8 @@ int main(int argc, char **argv) {
     }
     if (json && bench_json_ok(stderr, "bench_serve", json) != 0)
         return 2;
+    if (bench_one_process(stderr, "bench_serve") != 0)
+        return 2;
     rd_log_init(RD_LOG_LEVEL_WARN, 0, "bench");
     rd_blas_set_threads(1);
     char dir[512], bundle[700], dsdir[RD_PATH_MAX], store_dir[RD_PATH_MAX] = "";

@@ -130,6 +130,8 @@ int main(int argc, char **argv) {
         usage(pst == 1 ? stdout : stderr);
         return pst == 1 ? 0 : 2;
     }
+    if (bench_one_process(stderr, "bench_table") != 0)
+        return 2;
     rd_table_config tc;
     char name[16];
     snprintf(name, sizeof name, "d%d", o.dim);

@@ -101,6 +101,8 @@ int main(int argc, char **argv) {
         usage(p > 0 ? stdout : stderr);
         return p > 0 ? 0 : 2;
     }
+    if (bench_one_process(stderr, "bench_window") != 0)
+        return 2;
     const char *dir = o.out;
     if (!dir) {
         snprintf(g_tmp, sizeof g_tmp, "/tmp/rd_bench_window_XXXXXX");

@@ -203,6 +203,23 @@ import json, sys
 r = json.load(open(sys.argv[1]))["results"][0]
 assert 0 <= r["sender_blocked_ms"] <= r["t_max"] * 1e3 * 1.0001 + 1e-3, r
 PY
+# The benchmarks without MPI, started by mpiexec as 2 processes, say so and exit 2 without JSON:
+# two copies ran on the cores each other measured, printed two tables and renamed their JSON over
+# one another's, exit 0. mpiexec -n 1 still runs them.
+for c in "numfmt --floats 1000 --reps 1" "table --dim 8 --draws 100 --batches 1 --reps 1 --vocab 100" \
+    "dense --batch 8 --iters 1 --warmup 0 --seq-len 8 --dim 8 --layers 1 --heads 1" \
+    "window --events 2000 --windows 50 --lookups 100 --reps 1" "ckpt --rows 100 --dim 8 --reps 1" \
+    "prepare --events 1000 --reps 1 --warmup 0 --skip-ml --out $TMP/mpi-prep" \
+    "serve --iters 10 --warmup 0 --dir $TMP/mpi-serve"; do
+  name=${c%% *}
+  # shellcheck disable=SC2086 # the arguments after the name: word splitting wanted
+  badval "bench_$name: started as one of 2 processes (PMI_SIZE): it is not an MPI program" \
+    "$MPIEXEC" -n 2 "$B/bench_$name" ${c#* } --json "$TMP/mpi-$name.json"
+  [ ! -e "$TMP/mpi-$name.json" ] || fail "bench_$name under mpiexec -n 2 wrote JSON"
+done
+timeout 60 "$MPIEXEC" -n 1 "$B/bench_numfmt" --floats 1000 --reps 1 --json "$TMP/mpi1.json" \
+    > /dev/null 2>&1 || fail "bench_numfmt under mpiexec -n 1 exited non-zero"
+[ -s "$TMP/mpi1.json" ] || fail "bench_numfmt under mpiexec -n 1 wrote no JSON"
 # A case left out must be one asked for: a --ml100k DIR without u.data was skipped, exit 0, with
 # JSON that lacked the case; so were both cases (an empty "cases" list).
 badval "--ml100k: no $TMP/no-ml/u.data" "$B/bench_prepare" --ml100k "$TMP/no-ml" --events 1000 \
