@@ -526,7 +526,8 @@ int main(int argc, char **argv) {
         if (!f)
             return 1;
         fprintf(f,
-                "{\"sgemm_gflops\": %.3f, \"teacher_step_gflops\": %.3f, \"ratio_sgemm\": %.4f, "
+                "{\"bench\": \"dense\", \"sgemm_gflops\": %.3f, \"teacher_step_gflops\": %.3f, "
+                "\"ratio_sgemm\": %.4f, "
                 "\"teacher_samples_per_s\": %.2f, \"student_samples_per_s\": %.2f, "
                 "\"batch\": %zu, \"threads\": %d, \"teacher_step_s\": {\"min\": %.5f, \"median\": "
                 "%.5f, \"avg\": %.5f, \"max\": %.5f}, \"student_step_s\": {\"min\": %.6f, "

@@ -42,9 +42,12 @@ for c in "${CASES[@]}"; do
   # shellcheck disable=SC2086
   timeout 300 "${run[@]}" $args --json "$TMP/$name.json" > "$TMP/$name.txt" 2>&1 ||
     { cat "$TMP/$name.txt"; fail "bench_$name exited non-zero"; }
-  python3 - "$TMP/$name.json" "$check" <<'PY' || fail "bench_$name: JSON check failed: $check"
+  python3 - "$TMP/$name.json" "$check" "$name" <<'PY' || fail "bench_$name: JSON check failed: $check"
 import json, math, sys
 j = json.load(open(sys.argv[1]))
+# Every file names its benchmark, as a dashboard reading a folder of them tells them apart:
+# bench_dense's and bench_ckpt's had no "bench" key.
+assert j.get("bench") == sys.argv[3], ("bench", j.get("bench"))
 def finite(x):
     if isinstance(x, dict):
         return all(finite(v) for v in x.values())
