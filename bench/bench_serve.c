@@ -15,7 +15,8 @@
 // A request is one holdout event (its user, time and history) with N candidate items (its own
 // item, then items of other events). Only rd_serve_score is timed (one thread, OpenBLAS with one
 // thread); requests are built beforehand. Per N: p50_us, p99_us (latency percentiles),
-// qps (requests / total scoring time) and min/avg/max us, after `warmup` untimed requests.
+// qps (requests / total scoring time) and min/avg/max us, after `warmup` untimed requests, over
+// `requests` timed ones (--iters; for 256 candidates a quarter of it, at least 10).
 // --tokens L: the built-in student also reads the user's last L instance tokens (IAT; a DIN
 // branch, d = 16, adapter 16) from a token store built beside it with one random token per
 // dataset event (all of its users' histories; a one-shard store, as served from one PS rank's
@@ -233,6 +234,7 @@ static int cmp_d(const void *a, const void *b) {
 
 typedef struct result {
     size_t n;
+    int requests; // timed requests: --iters, a quarter of it (at least 10) for 256 candidates
     double p50_us, p99_us, qps, min_us, avg_us, max_us, fetch_p50_us, fetch_p99_us;
 } result;
 
@@ -471,6 +473,7 @@ int main(int argc, char **argv) {
         qsort(flat, (size_t)it_k, sizeof *flat, cmp_d);
         result *x = &res[k];
         x->n = N;
+        x->requests = it_k;
         x->fetch_p50_us = 1e6 * flat[(size_t)(0.50 * (it_k - 1))];
         x->fetch_p99_us = 1e6 * flat[(size_t)(0.99 * (it_k - 1))];
         x->p50_us = 1e6 * lat[(size_t)(0.50 * (it_k - 1))];
@@ -511,10 +514,10 @@ int main(int argc, char **argv) {
                 st ? in.tok_length : 0);
         for (int k = 0; k < 3; k++) {
             fprintf(f,
-                    "%s\"%zu\": {\"p50_us\": %.2f, \"p99_us\": %.2f, \"qps\": %.1f, "
-                    "\"min_us\": %.2f, \"avg_us\": %.2f, \"max_us\": %.2f",
-                    k ? ", " : "", res[k].n, res[k].p50_us, res[k].p99_us, res[k].qps,
-                    res[k].min_us, res[k].avg_us, res[k].max_us);
+                    "%s\"%zu\": {\"requests\": %d, \"p50_us\": %.2f, \"p99_us\": %.2f, "
+                    "\"qps\": %.1f, \"min_us\": %.2f, \"avg_us\": %.2f, \"max_us\": %.2f",
+                    k ? ", " : "", res[k].n, res[k].requests, res[k].p50_us, res[k].p99_us,
+                    res[k].qps, res[k].min_us, res[k].avg_us, res[k].max_us);
             if (st)
                 fprintf(f, ", \"fetch_p50_us\": %.2f, \"fetch_p99_us\": %.2f", res[k].fetch_p50_us,
                         res[k].fetch_p99_us);
