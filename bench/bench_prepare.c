@@ -253,7 +253,10 @@ int main(int argc, char **argv) {
     rd_config *cfg = calloc(1, sizeof *cfg);
     rd_config_defaults(cfg);
     snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds", out);
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    // The folder is removed at the end only when this run made it: an --out DIR the user had
+    // made (empty) was removed too.
+    int made_out = mkdir(out, 0777) == 0;
+    if (!made_out && errno != EEXIST) {
         fprintf(stderr, "bench_prepare: cannot create %s\n", out);
         return 1;
     }
@@ -287,7 +290,8 @@ int main(int argc, char **argv) {
         else
             rc = 1;
     }
-    rmdir(out);
+    if (made_out)
+        rmdir(out);
     // A failed case leaves no JSON (the one that ran, or an empty "cases" list, replaced an earlier
     // file, with exit 1): a comparison of two machines' files must not read it as a whole run.
     if (json && rc != 0)

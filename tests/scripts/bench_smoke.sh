@@ -224,6 +224,13 @@ done
 timeout 60 "$MPIEXEC" -n 1 "$B/bench_numfmt" --floats 1000 --reps 1 --json "$TMP/mpi1.json" \
     > /dev/null 2>&1 || fail "bench_numfmt under mpiexec -n 1 exited non-zero"
 [ -s "$TMP/mpi1.json" ] || fail "bench_numfmt under mpiexec -n 1 wrote no JSON"
+# An --out folder the user made stays (the run removes only the dataset it wrote there): an empty
+# one was removed with it.
+mkdir "$TMP/prep-out"
+timeout 120 "$B/bench_prepare" --skip-ml --events 1000 --reps 1 --warmup 0 --out "$TMP/prep-out" \
+    > /dev/null 2> "$TMP/prep-out.err" || fail "bench_prepare --out: $(cat "$TMP/prep-out.err")"
+[ -d "$TMP/prep-out" ] || fail "bench_prepare removed the --out folder it was given"
+[ -z "$(ls -A "$TMP/prep-out")" ] || fail "bench_prepare left its dataset in --out: $(ls "$TMP/prep-out")"
 # A case left out must be one asked for: a --ml100k DIR without u.data was skipped, exit 0, with
 # JSON that lacked the case; so were both cases (an empty "cases" list).
 badval "--ml100k: no $TMP/no-ml/u.data" "$B/bench_prepare" --ml100k "$TMP/no-ml" --events 1000 \
