@@ -776,8 +776,10 @@ int main(int argc, char **argv) {
     char why[256];
     int pst = parse(argc, argv, &o, why, sizeof why);
     // Only rank 0 probes --json (ranks probing one path at once race); all follow its verdict.
-    if (pst == 0 && rank == 0 && o.json && bench_json_ok(NULL, "bench_tokens", o.json) != 0) {
-        snprintf(why, sizeof why, "--json: cannot write '%s'", o.json);
+    // It prints the reason itself ("is a directory", "Permission denied"), which the message
+    // made here left out.
+    if (pst == 0 && rank == 0 && o.json && bench_json_ok(stderr, "bench_tokens", o.json) != 0) {
+        why[0] = '\0';
         pst = -1;
     }
     MPI_Bcast(&pst, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -794,7 +796,7 @@ int main(int argc, char **argv) {
     if (pst != 0 || size > 2) {
         if (rank == 0 && size > 2)
             fprintf(stderr, "bench_tokens: %d ranks: run with 1 or 2\n", size);
-        else if (rank == 0)
+        else if (rank == 0 && why[0])
             fprintf(stderr, "bench_tokens: %s\n", why);
         if (rank == 0)
             fprintf(stderr,

@@ -83,4 +83,10 @@ done <<'EOF'
 --batch 2000000000|--batch 2000000000 (with --L 256, --dim 64, --inflight 2) needs
 --iters 2000000000 --rounds 2|--warmup 3 + --rounds 2 x --iters 2000000000: 4000000003 batches
 EOF
+# An unwritable --json says why, as every other bench does: it said only "cannot write '/tmp'".
+timeout 60 "$MPIEXEC" -n 1 "$BENCH" --json "$TMP" > "$TMP/dir.txt" 2>&1 < /dev/null
+rc=$?
+[ $rc -eq 2 ] || fail "--json DIR exited $rc, expected 2"
+grep -qF -- "bench_tokens: --json: cannot write '$TMP': is a directory" "$TMP/dir.txt" ||
+  fail "--json DIR: $(head -1 "$TMP/dir.txt")"
 echo "bench_tokens.sh: ok"
