@@ -189,6 +189,18 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
             fprintf(err, "%s: --dims: expected a list of dims in 1..1024\n", P);
         return -1;
     }
+    // A push message holds whole keys (8 + 4 x dim bytes each): --max-msg 4096 with a dim of
+    // 1022 or more was taken, and the first push aborted the worker ("FATAL: push:
+    // ps.max_msg_bytes (4096) cannot hold one key of table d1024") after the warm-up.
+    for (int j = 0; j < o->n_dims; j++)
+        if (8 + 4 * (uint64_t)o->dims[j] > o->max_msg) {
+            if (err)
+                fprintf(err,
+                        "%s: --max-msg %llu cannot hold one key of --dims %d (a push sends 8 + 4 x "
+                        "dim = %d bytes a key)\n",
+                        P, (unsigned long long)o->max_msg, o->dims[j], 8 + 4 * o->dims[j]);
+            return -1;
+        }
     // Only rank 0 (err != NULL) probes --json: ranks probing one path at once race (one's
     // probe file is removed under another's access()); main takes rank 0's verdict.
     if (o->json && err && bench_json_ok(err, P, o->json) != 0)

@@ -138,6 +138,10 @@ badval "--zipf: expected a number in 0\.\.100, got '-1'" "$B/bench_table" --zipf
 badval "--zipf: expected a number in 0\.\.100, got '-0.5'" "$MPIEXEC" -n 2 "$B/bench_ps" --zipf -0.5
 # A dim over 1024 (the table's limit) was refused, exit 2, with no reason: the range said 1..4096.
 badval "--dims: expected an integer in 1\.\.1024, got '2048'" "$MPIEXEC" -n 2 "$B/bench_ps" --dims 8,2048
+# A --max-msg that cannot hold one key of a dim is refused before the run: the first push aborted
+# the worker (FATAL, exit 1) after the memcpy reference and the warm-up.
+badval "--max-msg 4096 cannot hold one key of --dims 1024 (a push sends 8 + 4 x dim = 4104 bytes a key)" \
+    "$MPIEXEC" -n 2 "$B/bench_ps" --max-msg 4096 --dims 8,1024
 # An empty entry of a comma list is refused naming the option: strtok skipped it, and
 # '--dims 8,,16' measured two dims, exit 0.
 badval "--dims: an empty entry in '8,,16'" "$MPIEXEC" -n 2 "$B/bench_ps" --dims 8,,16
