@@ -69,7 +69,7 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
             const char *name;
             long long lo, hi;
         } ints[] = {{"--teachers", 1, 4096}, {"--targets", 1, 1LL << 40},
-                    {"--step", 1, 1 << 24},  {"--in-flight", 1, 1 << 20},
+                    {"--step", 1, 1 << 24},  {"--in-flight", 1, 65536},
                     {"--reps", 1, 1000000},  {"--warmup", 0, 1000000},
                     {"--log", 0, 1}};
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
@@ -263,7 +263,10 @@ int main(int argc, char **argv) {
                                         .timeout_ms = 600000,
                                         .log = log,
                                         .job = rd_target_job_key("bench")};
-            RD_ASSERT(rd_target_sender_create(&so, &snd, &eb) == RD_OK);
+            if (rd_target_sender_create(&so, &snd, &eb) != RD_OK) {
+                fprintf(stderr, "bench_targets rank %d: %s\n", rank, eb.msg);
+                MPI_Abort(MPI_COMM_WORLD, 1);
+            }
         } else {
             rd_target_recv_opts ro = {.comm = MPI_COMM_WORLD,
                                       .n_teachers = T,
@@ -277,7 +280,10 @@ int main(int argc, char **argv) {
                                       .poll_us_max = 200,
                                       .wait_ms = 600000,
                                       .timeout_ms = 600000};
-            RD_ASSERT(rd_target_recv_create(&ro, &rcv, &eb) == RD_OK);
+            if (rd_target_recv_create(&ro, &rcv, &eb) != RD_OK) {
+                fprintf(stderr, "bench_targets rank %d: %s\n", rank, eb.msg);
+                MPI_Abort(MPI_COMM_WORLD, 1);
+            }
         }
         int total_reps = o.warmup + o.reps;
         double *walls = rd_xmalloc((size_t)total_reps * sizeof *walls);

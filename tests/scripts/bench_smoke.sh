@@ -168,6 +168,9 @@ badval "--rows 4294967296 (with --tables 1, --dim 64, adam) needs [0-9]* bytes o
 [ ! -e "$TMP/rows.json" ] || fail "a --rows too large for the machine wrote JSON"
 badval "--iters: expected an integer in 10\.\.[0-9]*, got '5x'" "$B/bench_serve" --iters 5x
 badval "--batches: expected an integer in 1\.\.[0-9]*, got '0'" "$MPIEXEC" -n 2 "$B/bench_targets" --batches 64,0
+# --in-flight is the transport's max_in_flight, 1..65536: up to 2^20 was taken, and every rank
+# failed an assertion on rd_target_sender_create (FATAL, without the transport's reason).
+badval "--in-flight: expected an integer in 1\.\.65536, got '65537'" "$MPIEXEC" -n 2 "$B/bench_targets" --in-flight 65537
 badval "--dim: '0' is not an integer" "$MPIEXEC" -n 1 "$B/bench_tokens" --dim 0
 # Values are plain decimal, as bench_args.h says: strtod took a leading space, '+' and hex
 # (`--reps 0x10` ran 16 reps, exit 0), and a signed zero where a count is expected.
