@@ -3,8 +3,9 @@
 //
 // Usage: bench_serve [--bundle FILE --data DIR [--store DIR] | --dir DIR [--tokens L] [--seq K]]
 //                    [--iters N] [--warmup N] [--json PATH]
-// --dir DIR is where the benchmark builds its own bundle (kept afterwards); with --bundle there
-// is nothing to build, so the two are refused together.
+// --dir DIR is where the benchmark builds its own bundle (kept afterwards; a new or empty folder,
+// the bundle it leaves being scored again with --bundle DIR/student.rdsv --data DIR/data); with
+// --bundle there is nothing to build, so the two are refused together.
 // Without --bundle the benchmark builds its own student, the size of the ml100k-student model
 // but not its features (configs/ml100k-student.yaml embeds 8 fields, one tower): user, item and
 // the derived hour and weekday embedded at d = 8, a 16-event mean history with labels, MLP
@@ -46,6 +47,7 @@
 #include "rd/train_ckpt.h"
 #include "rd/trainer.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,6 +348,27 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_serve: --store is the token store of --bundle FILE\n");
         usage(stderr);
         return 2;
+    }
+    // --dir is where this run builds its bundle, checkpoint and data: a folder holding anything
+    // (an earlier run's, whose checkpoint shard is never written over) failed after the data was
+    // prepared, "write shard: DIR/ckpt/shard-00000 already exists", exit 1; so a second run into
+    // the folder of a before/after comparison never ran.
+    if (dir_arg) {
+        DIR *d = opendir(dir_arg);
+        int used = 0;
+        for (struct dirent *e; d && (e = readdir(d)) && !used;)
+            used = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+        if (d)
+            closedir(d);
+        if (used) {
+            fprintf(stderr,
+                    "bench_serve: --dir '%s' is not empty (an earlier run's bundle?): give a new "
+                    "or empty folder, or score what is there with --bundle %s/student.rdsv "
+                    "--data %s/data (and --store %s/run/tokens if it was built with --tokens)\n",
+                    dir_arg, dir_arg, dir_arg, dir_arg);
+            usage(stderr);
+            return 2;
+        }
     }
     if (json && bench_json_ok(stderr, "bench_serve", json) != 0)
         return 2;

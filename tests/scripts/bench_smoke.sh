@@ -273,6 +273,15 @@ badval "--dir '$TMP/sv-dir' and --bundle '$TMP/sv.rdsv' exclude each other" "$B/
     --json "$TMP/sv.json"
 [ ! -e "$TMP/sv.json" ] || fail "bench_serve --dir with --bundle wrote JSON"
 [ ! -e "$TMP/sv-dir" ] || fail "bench_serve --dir with --bundle made the --dir folder"
+# A --dir that holds an earlier run's bundle is refused at once, with the options that score it:
+# the run prepared its data again and failed at the checkpoint ("shard-00000 already exists",
+# exit 1), so a before/after comparison into one folder never ran twice.
+badval "--dir '$TMP/serve' is not empty (an earlier run's bundle?)" "$B/bench_serve" \
+    --dir "$TMP/serve" --iters 10 --warmup 0 --json "$TMP/sv2.json"
+[ ! -e "$TMP/sv2.json" ] || fail "bench_serve into a used --dir wrote JSON"
+timeout 300 "$B/bench_serve" --bundle "$TMP/serve/student.rdsv" --data "$TMP/serve/data" \
+    --iters 10 --warmup 0 > /dev/null 2> "$TMP/sv2.err" ||
+    fail "bench_serve of the bundle a --dir run left: $(cat "$TMP/sv2.err")"
 # --tokens (the built-in token student) and --store (the store of a given bundle) belong to one
 # mode each; a token bundle without its store, or a store for a bundle without tokens, is refused.
 badval "--tokens: expected an integer in 1..4096, got '0'" "$B/bench_serve" --tokens 0
