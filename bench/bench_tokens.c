@@ -57,6 +57,7 @@
 #include "rd/tokens.h"
 #include "rd/tokentool.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -277,6 +278,26 @@ static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
         snprintf(why, cap, "--L %d is more than --per-user %d (every fetch must find L tokens)",
                  o->L, o->per_user);
         return -1;
+    }
+    // The store is built in --dir/store (and copied to --dir/store.compact): one kept there by an
+    // earlier --keep run was refused by the store's creation, exit 1, as a folder "not empty but
+    // has no MANIFEST (not a token store ...)", which it is.
+    for (int k = 0; o->dir && k < 2; k++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", o->dir, k ? "store.compact" : "store");
+        DIR *d = opendir(p);
+        int used = 0;
+        for (struct dirent *e; d && (e = readdir(d)) && !used;)
+            used = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+        if (d)
+            closedir(d);
+        if (used) {
+            snprintf(why, cap,
+                     "--dir: %.160s is not empty (a store an earlier --keep run left?): remove "
+                     "it or give another --dir",
+                     p);
+            return -1;
+        }
     }
     // The timings of every batch and the fetch outputs, known from the options: a fetch's
     // arrays hold --batch x --L tokens (d floats, a label, a time, a mask byte each), one set for

@@ -83,6 +83,16 @@ done <<'EOF'
 --batch 2000000000|--batch 2000000000 (with --L 256, --dim 64, --inflight 2) needs
 --iters 2000000000 --rounds 2|--warmup 3 + --rounds 2 x --iters 2000000000: 4000000003 batches
 EOF
+# A --dir holding the store of an earlier --keep run is refused by name, exit 2, and the store is
+# left alone: its creation failed, exit 1, calling it a folder "not empty but has no MANIFEST",
+# and the run's clean-up (no --keep) then removed the kept store.
+mkdir -p "$TMP/kept/store" && echo x > "$TMP/kept/store/MANIFEST"
+timeout 60 "$MPIEXEC" -n 1 "$BENCH" "${TINY[@]}" --dir "$TMP/kept" > "$TMP/kept.txt" 2>&1 < /dev/null
+rc=$?
+[ $rc -eq 2 ] || fail "--dir with a kept store exited $rc, expected 2"
+grep -qF -- "bench_tokens: --dir: $TMP/kept/store is not empty (a store an earlier --keep run left?)" \
+  "$TMP/kept.txt" || fail "--dir with a kept store: $(head -1 "$TMP/kept.txt")"
+[ -e "$TMP/kept/store/MANIFEST" ] || fail "--dir with a kept store removed that store"
 # An unwritable --json says why, as every other bench does: it said only "cannot write '/tmp'".
 timeout 60 "$MPIEXEC" -n 1 "$BENCH" --json "$TMP" > "$TMP/dir.txt" 2>&1 < /dev/null
 rc=$?
