@@ -8,8 +8,8 @@
 //                   [--reps 3] [--dir DIR] [--json PATH]
 // T tables of R rows each (keys 1..R, rows as rd_table_pull admits them), optimizer slots as
 // the optimizer keeps them (adam 2, adagrad/ftrl 1-2, sgd 0). Each rep writes the shard into a
-// fresh folder under DIR (default: a new folder in $TMPDIR or /tmp, removed at the end), then
-// reads it back into fresh tables. Figures (median and minimum over reps, wall time: the sync
+// fresh folder in a new folder made in DIR (default: in $TMPDIR or /tmp) and removed at the end,
+// then reads it back into fresh tables. Figures (median and minimum over reps, wall time: the sync
 // is most of a write):
 //   write_s / read_s            seconds for the shard
 //   write_mb_per_s / read_mb_per_s   the rows' bytes (keys and values) per second
@@ -155,9 +155,10 @@ int main(int argc, char **argv) {
         return 2;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    // The folder the shards go to: DIR as given (it must exist), or a new one removed at the end.
+    // The folder the shards go to: a new one in DIR (it must exist), else in $TMPDIR or /tmp,
+    // removed at the end. The reps went straight into DIR/rep-N, and each was removed whole
+    // after its read: a DIR/rep-0 of the user's lost its files to a run that succeeded.
     char root[4096];
-    int own_root = 0;
     if (o.dir) {
         DIR *d = opendir(o.dir);
         if (!d) {
@@ -165,22 +166,18 @@ int main(int argc, char **argv) {
             return 2;
         }
         closedir(d);
-        snprintf(root, sizeof root, "%s", o.dir);
-    } else {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(root, sizeof root, "%s/bench_ckpt.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        if (!mkdtemp(root)) {
-            fprintf(stderr, "bench_ckpt: cannot make a folder %s: %s\n", root, strerror(errno));
-            return 1;
-        }
-        own_root = 1;
+    }
+    const char *tmp = getenv("TMPDIR");
+    snprintf(root, sizeof root, "%s/bench_ckpt.XXXXXX", o.dir ? o.dir : tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(root)) {
+        fprintf(stderr, "bench_ckpt: cannot make a folder %s: %s\n", root, strerror(errno));
+        return 1;
     }
     rd_table *t[RD_MAX_TABLES] = {0}, *r[RD_MAX_TABLES] = {0};
     int rc = make_tables(&o, 1, t, &eb);
     if (rc != RD_OK) {
         free_tables(t, o.tables);
-        if (own_root)
-            rmdir(root);
+        rmdir(root);
         fprintf(stderr, "bench_ckpt: %s\n", eb.msg);
         return 1;
     }
@@ -213,11 +210,10 @@ int main(int argc, char **argv) {
     if (rc != RD_OK) {
         fprintf(stderr, "bench_ckpt: %s\n", eb.msg);
         rd_errbuf_clear(&eb);
-        rd_train_ckpt_rmtree(own_root ? root : dir, &eb); // what the failed rep left
+        rd_train_ckpt_rmtree(root, &eb); // what the failed rep left
         return 1;
     }
-    if (own_root)
-        rmdir(root);
+    rmdir(root);
     double wmed, wmin, rmed, rmin;
     med_min(wr, o.reps, &wmed, &wmin);
     med_min(rd, o.reps, &rmed, &rmin);

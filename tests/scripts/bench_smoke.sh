@@ -256,6 +256,13 @@ rc=$?
 [ "$(cat "$TMP/prep-fail.json")" = '{"earlier": 1}' ] ||
     fail "bench_prepare with a failed case wrote JSON: $(cat "$TMP/prep-fail.json")"
 grep -q -- "--json: a case failed" "$TMP/prep-fail.err" || fail "bench_prepare: $(cat "$TMP/prep-fail.err")"
+# bench_ckpt writes its reps in a folder of its own in --dir, and removes only that: it wrote
+# DIR/rep-N and removed each whole, so a DIR/rep-0 of the user's lost its files to a good run.
+mkdir -p "$TMP/ck/rep-0" && echo mine > "$TMP/ck/rep-0/mine.txt"
+timeout 120 "$B/bench_ckpt" --rows 100 --dim 8 --reps 2 --dir "$TMP/ck" > /dev/null 2> "$TMP/ck.err" ||
+    fail "bench_ckpt --dir: $(cat "$TMP/ck.err")"
+[ "$(cat "$TMP/ck/rep-0/mine.txt" 2> /dev/null)" = mine ] || fail "bench_ckpt removed a file of its --dir"
+[ "$(ls -A "$TMP/ck")" = rep-0 ] || fail "bench_ckpt left behind in --dir: $(ls -A "$TMP/ck")"
 # An unknown option given last was reported as "missing value of '--bogus'".
 badval "--dir: cannot open '$TMP/no-dir'" "$B/bench_ckpt" --dir "$TMP/no-dir"
 badval "--optim: expected sgd|adagrad|adam|ftrl, got 'lamb'" "$B/bench_ckpt" --optim lamb
