@@ -737,12 +737,18 @@ static int report(const opts *o, const results *r, int ranks) {
         // The JSON carries the figures at full precision (%.6g), the same for a median and its
         // range, so that min <= median <= max holds in the file as it does in the run (the
         // printed 3 decimals would round a slow run's median below its slowest round).
-        char rj[32], r1j[32], raj[32], rrange[80], cs[32];
+        // With 1 rank nothing went through the PS: the RPC figures are null, its seconds per
+        // batch too (they were [0, 0, 0], a batch in no time).
+        char rj[32], r1j[32], raj[32], rrange[80], rbatch[120], cs[32];
         snprintf(cs, sizeof cs, o->compact ? "%.3f" : "null", r->compact_s);
-        if (r->rpc_gbps < 0)
+        if (r->rpc_gbps < 0) {
             snprintf(rrange, sizeof rrange, "null");
-        else
+            snprintf(rbatch, sizeof rbatch, "null");
+        } else {
             snprintf(rrange, sizeof rrange, "[%.6g, %.6g]", r->rpc_min, r->rpc_max);
+            snprintf(rbatch, sizeof rbatch, "[%.6f, %.6f, %.6f]", r->rpc_batch_s.min,
+                     r->rpc_batch_s.avg, r->rpc_batch_s.max);
+        }
         json_num(rj, sizeof rj, r->rpc_gbps);
         json_num(r1j, sizeof r1j, r->rpc_gbps_1);
         json_num(raj, sizeof raj, r->rpc_gbps < 0 ? -1 : r->rpc_gbps / r->scan_gbps);
@@ -754,7 +760,7 @@ static int report(const opts *o, const results *r, int ranks) {
                 "\"direct_fetch_gbps\": %.6g, \"rpc_fetch_gbps\": %s, \"rpc_fetch_gbps_1\": %s, "
                 "\"ratio_scan\": %s,\n"
                 " \"store_bytes\": %.0f, \"direct_batch_s\": [%.6f, %.6f, %.6f], "
-                "\"rpc_batch_s\": [%.6f, %.6f, %.6f],\n"
+                "\"rpc_batch_s\": %s,\n"
                 " \"lmdb_scan_gbps_range\": [%.6g, %.6g], \"direct_fetch_gbps_range\": [%.6g, "
                 "%.6g], \"rpc_fetch_gbps_range\": %s,\n"
                 " \"compacted\": %s, \"compact_s\": %s,\n"
@@ -767,11 +773,10 @@ static int report(const opts *o, const results *r, int ranks) {
                 o->users, o->per_user, o->dim, o->L, o->batch, o->iters, o->rounds, o->warmup,
                 ranks, o->inflight, o->sync, r->append_tokens_per_s, r->scan_gbps, r->direct_gbps,
                 rj, r1j, raj, r->store_bytes, r->direct_batch_s.min, r->direct_batch_s.avg,
-                r->direct_batch_s.max, r->rpc_batch_s.min, r->rpc_batch_s.avg, r->rpc_batch_s.max,
-                r->scan_min, r->scan_max, r->direct_min, r->direct_max, rrange,
-                o->compact ? "true" : "false", cs, r->scan_minflt, r->scan_majflt, r->direct_minflt,
-                r->direct_majflt, r->rpc_minflt, r->rpc_majflt, r->ps_huge_kb, r->worker_huge_kb,
-                r->store_fs, r->map_rss_kb, r->map_huge_kb,
+                r->direct_batch_s.max, rbatch, r->scan_min, r->scan_max, r->direct_min,
+                r->direct_max, rrange, o->compact ? "true" : "false", cs, r->scan_minflt,
+                r->scan_majflt, r->direct_minflt, r->direct_majflt, r->rpc_minflt, r->rpc_majflt,
+                r->ps_huge_kb, r->worker_huge_kb, r->store_fs, r->map_rss_kb, r->map_huge_kb,
                 o->huge == RD_TOKEN_HUGE_AUTO ? "auto" : "off", r->map.shards, r->map.reread,
                 rd_token_huge_note_text(r->map.note), r->map.seconds);
         if (bench_json_commit(&bj, "bench_tokens") != 0)

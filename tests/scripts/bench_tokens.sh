@@ -47,8 +47,12 @@ lo, hi = j["lmdb_scan_gbps_range"]
 assert lo <= j["lmdb_scan_gbps"] <= hi
 if n == 1:
     assert j["rpc_fetch_gbps"] is None and j["ratio_scan"] is None and j["rpc_fetch_gbps_range"] is None
+    # (its seconds per batch were [0, 0, 0]: batches that took no time)
+    assert j["rpc_batch_s"] is None, j["rpc_batch_s"]
 else:
     assert j["rpc_fetch_gbps"] > 0 and j["rpc_fetch_gbps_1"] > 0
+    lo, avg, hi = j["rpc_batch_s"]
+    assert 0 < lo <= avg <= hi, j["rpc_batch_s"]
     lo, hi = j["rpc_fetch_gbps_range"]
     assert lo <= j["rpc_fetch_gbps"] <= hi
     assert abs(j["ratio_scan"] - j["rpc_fetch_gbps"] / j["lmdb_scan_gbps"]) < 0.01
