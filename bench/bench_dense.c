@@ -145,6 +145,24 @@ static int parse_args(int argc, char **argv, args *a) {
         fprintf(stderr, "bench_dense: --heads %zu must divide --dim %zu\n", a->heads, a->dim);
         return -1;
     }
+    // A floor of the teacher's activations, known from the options: per example and history
+    // position, at least 4 x dim floats a transformer layer plus its heads' attention row
+    // (2 x dim for a DIN). Sizes far past the machine's memory ran into "bench_dense: out of
+    // memory" (exit 1, naming no option) or, when the allocation was granted lazily, the OOM
+    // killer.
+    double per = a->seq == RD_SEQ_DIN
+                     ? 2.0 * (double)a->dim
+                     : (double)a->layers * (4.0 * (double)a->dim + (double)(a->heads * a->seq_len));
+    double need = 4.0 * (double)a->batch * (double)a->seq_len * per;
+    unsigned long long phys = bench_phys_bytes();
+    if (phys && need > (double)phys) {
+        fprintf(stderr,
+                "bench_dense: --batch %zu (with --seq-len %zu, --dim %zu, --layers %zu, --heads "
+                "%zu) needs at least %.0f bytes of memory, more than the %llu bytes this machine "
+                "has\n",
+                a->batch, a->seq_len, a->dim, a->layers, a->heads, need, phys);
+        return -1;
+    }
     return 0;
 }
 

@@ -157,6 +157,11 @@ badval "--vocab 1099511627776 (with .*) needs [0-9]* bytes of memory, more than 
 badval "--vocab 1099511627776 (with .*) needs [0-9]* bytes of memory, more than the [0-9]* bytes this machine has" \
     "$MPIEXEC" -n 2 "$B/bench_ps" --vocab 1099511627776 --json "$TMP/vocab.json"
 [ ! -e "$TMP/vocab.json" ] || fail "a --vocab too large for the machine wrote JSON"
+# So is a bench_dense batch whose activations cannot be held: "bench_dense: out of memory", exit 1,
+# naming no option (or, granted lazily, the OOM killer).
+badval "--batch 1048576 (with --seq-len 256, --dim 64, --layers 2, --heads 2) needs at least [0-9]* bytes of memory, more than the [0-9]* bytes this machine has" \
+    "$B/bench_dense" --batch 1048576 --iters 1 --warmup 0 --json "$TMP/dense-big.json"
+[ ! -e "$TMP/dense-big.json" ] || fail "a --batch too large for the machine wrote JSON"
 # So is a --targets whose sample lists the ranks cannot hold: it was taken (up to 2^40), and every
 # rank aborted in rd_xmalloc ("out of memory allocating 8000000000000 bytes", exit 1).
 badval "--targets 1000000000000 (with .*) needs [0-9]* bytes of memory, more than the [0-9]* bytes this machine has" \
