@@ -260,6 +260,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_prepare: cannot create %s\n", out);
         return 1;
     }
+    // Each rep prepares into OUT/ds and removes it: a dataset (or anything) already there would
+    // be overwritten and then deleted.
+    if (!made_out && lstat(cfg->data.dir, &st) == 0) {
+        fprintf(stderr,
+                "bench_prepare: --out %s: %s exists and each rep replaces and removes it; give "
+                "another --out\n",
+                out, cfg->data.dir);
+        return 2;
+    }
     case_result cases[2];
     int n_cases = 0, rc = 0;
     snprintf(probe, sizeof probe, "%s/u.data", ml);

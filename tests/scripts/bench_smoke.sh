@@ -244,6 +244,11 @@ timeout 120 "$B/bench_prepare" --skip-ml --events 1000 --reps 1 --warmup 0 --out
     > /dev/null 2> "$TMP/prep-out.err" || fail "bench_prepare --out: $(cat "$TMP/prep-out.err")"
 [ -d "$TMP/prep-out" ] || fail "bench_prepare removed the --out folder it was given"
 [ -z "$(ls -A "$TMP/prep-out")" ] || fail "bench_prepare left its dataset in --out: $(ls "$TMP/prep-out")"
+# A DIR/ds already there (a dataset of the user's) is refused, not replaced and removed.
+mkdir "$TMP/prep-out/ds" && touch "$TMP/prep-out/ds/keep"
+badval "ds exists and each rep replaces and removes it" "$B/bench_prepare" --skip-ml --events 1000 \
+    --reps 1 --warmup 0 --out "$TMP/prep-out"
+[ -e "$TMP/prep-out/ds/keep" ] || fail "bench_prepare removed a DIR/ds it did not make"
 # A case left out must be one asked for: a --ml100k DIR without u.data was skipped, exit 0, with
 # JSON that lacked the case; so were both cases (an empty "cases" list).
 badval "--ml100k: no $TMP/no-ml/u.data" "$B/bench_prepare" --ml100k "$TMP/no-ml" --events 1000 \
