@@ -67,6 +67,9 @@ check "iat.md longer SIT window (c)" variant.sh -k 10 configs/ml100k-iat.yaml "$
     tokens.sit_layers=2 tokens.window=64
 check "iat.md longer SIT window (b)" variant.sh -k 10 configs/ml100k-iat.yaml "$TMP/w64b" \
     tokens.scheme=1 models.teacher.tokens.scheme=1
+check "iat.md tokens of dim 64 (c)" variant.sh -k 16 configs/ml100k-iat.yaml "$TMP/d64c" tokens.dim=64
+check "iat.md tokens of dim 64 (b)" variant.sh -k 16 configs/ml100k-iat.yaml "$TMP/d64b" \
+    tokens.dim=64 tokens.scheme=1 models.teacher.tokens.scheme=1
 
 # docs/iat.md, "The whole pipeline": the token students, without history, and with the 16-item
 # history in place of the tokens.
