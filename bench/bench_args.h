@@ -15,6 +15,7 @@
 #ifndef RD_BENCH_ARGS_H
 #define RD_BENCH_ARGS_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +24,18 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/** path is a folder holding something (0: missing, not a folder, or empty): a run that builds
+ *  in it would meet an earlier run's files. */
+static inline int bench_dir_used(const char *path) {
+    DIR *d = opendir(path);
+    int used = 0;
+    for (struct dirent *e; d && (e = readdir(d)) && !used;)
+        used = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    if (d)
+        closedir(d);
+    return used;
+}
 
 /** This program was started once, not as one of N > 1 processes of mpiexec (PMI_SIZE, MPICH's
  *  hydra and srun; OMPI_COMM_WORLD_SIZE, Open MPI): the benchmarks without MPI ran as N copies

@@ -47,7 +47,6 @@
 #include "rd/train_ckpt.h"
 #include "rd/trainer.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,13 +354,7 @@ int main(int argc, char **argv) {
     // prepared, "write shard: DIR/ckpt/shard-00000 already exists", exit 1; so a second run into
     // the folder of a before/after comparison never ran.
     if (dir_arg) {
-        DIR *d = opendir(dir_arg);
-        int used = 0;
-        for (struct dirent *e; d && (e = readdir(d)) && !used;)
-            used = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-        if (d)
-            closedir(d);
-        if (used) {
+        if (bench_dir_used(dir_arg)) {
             fprintf(stderr,
                     "bench_serve: --dir '%s' is not empty (an earlier run's bundle?): give a new "
                     "or empty folder, or score what is there with --bundle %s/student.rdsv "

@@ -57,7 +57,6 @@
 #include "rd/tokens.h"
 #include "rd/tokentool.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -285,13 +284,7 @@ static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
     for (int k = 0; o->dir && k < 2; k++) {
         char p[4200];
         snprintf(p, sizeof p, "%s/%s", o->dir, k ? "store.compact" : "store");
-        DIR *d = opendir(p);
-        int used = 0;
-        for (struct dirent *e; d && (e = readdir(d)) && !used;)
-            used = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-        if (d)
-            closedir(d);
-        if (used) {
+        if (bench_dir_used(p)) {
             snprintf(why, cap,
                      "--dir: %.160s is not empty (a store an earlier --keep run left?): remove "
                      "it or give another --dir",
