@@ -529,13 +529,20 @@ int rd_token_store_create(const char *dir,
     DIR *d = opendir(dir);
     if (d) {
         struct dirent *e;
-        int busy = 0;
+        int busy = 0, manifest = 0;
         // The writer's lock file may be there: the creator takes the lock first.
         while ((e = readdir(d)) != NULL)
             if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-                !rd_writer_lock_name(e->d_name))
+                !rd_writer_lock_name(e->d_name)) {
                 busy = 1;
+                manifest |= strcmp(e->d_name, "MANIFEST") == 0;
+            }
         closedir(d);
+        if (manifest) // "has no MANIFEST" said of a store misled whoever read it
+            return rd_err_set(eb, RD_ERR_EXISTS,
+                              "token store %s: the folder already holds a store (its MANIFEST): "
+                              "open it, or remove it or choose another folder to create one",
+                              dir);
         if (busy)
             return rd_err_set(eb, RD_ERR_EXISTS,
                               "token store %s: folder exists and is not empty but has no MANIFEST "

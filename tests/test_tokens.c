@@ -3103,6 +3103,10 @@ static void test_create_under_lock(void **state) {
     assert_int_equal(rd_token_store_create(dir, &o, &s, &eb), RD_OK);
     rd_token_store_destroy(s);
     rd_token_store_unlock(fd);
+    // Created again: refused as a store that is there, not as a folder "with no MANIFEST".
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &o, &s, &eb), RD_ERR_EXISTS);
+    assert_non_null(strstr(eb.msg, "the folder already holds a store (its MANIFEST)"));
     store_path(dir, sizeof dir, "junk");
     assert_int_equal(mkdir(dir, 0755), 0);
     char f[600];
