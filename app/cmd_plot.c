@@ -277,11 +277,13 @@ int rd_cmd_plot(int argc, char **argv) {
                     valid++;
             }
         }
+        // The legend's width: a longer label is cut, ending in "..." (gcc at -O0 warned of the
+        // cut when the return value went unread).
         char label[96];
-        if (group)
-            snprintf(label, sizeof label, "%s = %s", group, gname[k]);
-        else
-            snprintf(label, sizeof label, "%s", yname[k]);
+        int w = group ? snprintf(label, sizeof label, "%s = %s", group, gname[k])
+                      : snprintf(label, sizeof label, "%s", yname[k]);
+        if (w >= (int)sizeof label)
+            memcpy(label + sizeof label - 4, "...", 4);
         rd_plot_add(&p, label, xs[k], ys[k], npts[k]);
     }
     const char *log_axes = log_x && log_y ? "--log-x or --log-y" : log_x ? "--log-x" : "--log-y";
