@@ -47,12 +47,26 @@ static int cmp_pt(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int col_index(const rd_csv_field *f, size_t n, const char *name) {
+// The header's column `name` of csv, or -1 with the reason on stderr: no such column, or two of
+// that name (the first was taken, and a plot of the other's values drawn under its name).
+static int col_index(const rd_csv_field *f, size_t n, const char *name, const char *csv) {
     size_t len = strlen(name);
-    for (size_t i = 0; i < n; i++)
-        if (f[i].len == len && memcmp(f[i].ptr, name, len) == 0)
-            return (int)i;
-    return -1;
+    int at = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (f[i].len != len || memcmp(f[i].ptr, name, len) != 0)
+            continue;
+        if (at >= 0) {
+            fprintf(stderr,
+                    "recdistill plot: %s: columns %d and %zu are both named '%s': which one to "
+                    "draw is unknown (rename one)\n",
+                    csv, at + 1, i + 1, name);
+            return -1;
+        }
+        at = (int)i;
+    }
+    if (at < 0)
+        fprintf(stderr, "recdistill plot: %s: no column '%s'\n", csv, name);
+    return at;
 }
 
 static double cell(const rd_csv_field *f, size_t n, int col) {
@@ -190,19 +204,13 @@ int rd_cmd_plot(int argc, char **argv) {
             fprintf(stderr, "recdistill plot: %s: empty file (no header row)\n", csv);
         goto fn_fail;
     }
-    if ((xi = col_index(f, nf, xcol)) < 0) {
-        fprintf(stderr, "recdistill plot: %s: no column '%s'\n", csv, xcol);
+    if ((xi = col_index(f, nf, xcol, csv)) < 0)
         goto fn_fail;
-    }
     for (int k = 0; k < ny; k++)
-        if ((yi[k] = col_index(f, nf, yname[k])) < 0) {
-            fprintf(stderr, "recdistill plot: %s: no column '%s'\n", csv, yname[k]);
+        if ((yi[k] = col_index(f, nf, yname[k], csv)) < 0)
             goto fn_fail;
-        }
-    if (group && (gi = col_index(f, nf, group)) < 0) {
-        fprintf(stderr, "recdistill plot: %s: no column '%s'\n", csv, group);
+    if (group && (gi = col_index(f, nf, group, csv)) < 0)
         goto fn_fail;
-    }
     for (int k = 0; k < RD_PLOT_MAX_SERIES; k++)
         pts[k] = rd_xmalloc(MAX_ROWS * sizeof **pts);
     if (!group)

@@ -3,6 +3,7 @@
 #  - Values were cut to 63 bytes: series whose names differ only after that (run folders or
 #    config paths under one long prefix) were drawn as one line, without a word. Now compared in
 #    full; a value longer than 255 bytes is refused, naming the row.
+#  - Two columns of the name asked for: the first was drawn; now refused, naming both.
 #   plot_group.sh PATH/TO/recdistill
 set -u
 bin="${1:?usage: plot_group.sh path/to/recdistill}"
@@ -42,6 +43,19 @@ if [ "$rc" -ne 1 ] || [ -e "$tmp/huge.png" ] ||
     ! grep -q "huge.csv: data row 2: a value of 'run' longer than 255 bytes" "$tmp/e"; then
     bad "a 300-byte group value: exit $rc: $(cat "$tmp/o" "$tmp/e")"
 fi
+
+# Two columns of one name (the group's or a y column's): refused, naming both, no PNG; the first
+# of them was drawn under the name.
+printf 'x,y,run,y\n1,1,a,5\n2,2,a,6\n' >"$tmp/dup.csv"
+for args in "--y y" "--y x --group y"; do
+    # shellcheck disable=SC2086 # the options are words
+    "$bin" plot "$tmp/dup.csv" --x x $args --out "$tmp/dup.png" >"$tmp/o" 2>"$tmp/e" </dev/null
+    rc=$?
+    if [ "$rc" -ne 1 ] || [ -e "$tmp/dup.png" ] ||
+        ! grep -q "dup.csv: columns 2 and 4 are both named 'y'" "$tmp/e"; then
+        bad "two columns named y ($args): exit $rc: $(cat "$tmp/o" "$tmp/e")"
+    fi
+done
 
 [ "$fail" -eq 0 ] && echo "plot_group: ok"
 exit "$fail"
