@@ -195,15 +195,21 @@ static void test_hot_keys(void **state) {
     assert_true(hot.term_us[RD_SCALE_PS_SERVER] > cold.term_us[RD_SCALE_PS_SERVER]);
 }
 
-static const char *write_tmp(const char *text) {
+// The n bytes at text (NUL bytes too) in a fresh file; its path, valid until the next call.
+static const char *write_tmp_n(const char *text, size_t n) {
     static char path[64];
     snprintf(path, sizeof path, "/tmp/rd_test_calib_XXXXXX");
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     FILE *f = fdopen(fd, "w");
-    fputs(text, f);
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, n, f), n);
     fclose(f);
     return path;
+}
+
+static const char *write_tmp(const char *text) {
+    return write_tmp_n(text, strlen(text));
 }
 
 static void test_calib_file(void **state) {
@@ -242,20 +248,17 @@ static void test_calib_file(void **state) {
     // A NUL byte after a '#': with fgets the line looked cut and the next line, hot_keys: 9,
     // was dropped as its tail (read as 0, exit 0). Refused, naming its line.
     {
-        static const char nul_text[] = "# x\0y\nhot_keys: 9\n";
-        char np[64];
-        snprintf(np, sizeof np, "/tmp/rd_test_calib_XXXXXX");
-        int fd = mkstemp(np);
-        assert_true(fd >= 0);
-        FILE *nf = fdopen(fd, "w");
-        assert_non_null(nf);
-        assert_int_equal(fwrite(nul_text, 1, sizeof nul_text - 1, nf), sizeof nul_text - 1);
-        fputs(good, nf);
-        fclose(nf);
+        char nul_text[512];
+        static const char head[] = "# x\0y\nhot_keys: 9\n";
+        size_t hn = sizeof head - 1, gn = strlen(good);
+        assert_true(hn + gn < sizeof nul_text);
+        memcpy(nul_text, head, hn);
+        memcpy(nul_text + hn, good, gn);
+        p = write_tmp_n(nul_text, hn + gn);
         rd_errbuf_clear(&eb);
-        assert_int_equal(rd_scale_calib_load(np, &c, &eb), RD_ERR_PARSE);
+        assert_int_equal(rd_scale_calib_load(p, &c, &eb), RD_ERR_PARSE);
         assert_non_null(strstr(eb.msg, ":1: a NUL byte in the line"));
-        unlink(np);
+        unlink(p);
     }
     snprintf(text, 4096, "%s# ok\nhot_keys: %0700d\n", good, 1);
     p = write_tmp(text);

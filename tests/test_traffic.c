@@ -17,6 +17,17 @@
 #include <unistd.h>
 
 // Traffic helpers: names, sums, wire bytes, the allreduce cost model, the JSON object.
+// What rd_traffic_write_json writes for t over `samples` samples, into text (cap bytes).
+static void json_of(const rd_traffic *t, uint64_t samples, char *text, size_t cap) {
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    rd_traffic_write_json(f, t, samples, "");
+    rewind(f);
+    size_t n = fread(text, 1, cap - 1, f);
+    fclose(f);
+    text[n] = 0;
+}
+
 static void test_traffic(void **state) {
     (void)state;
     assert_string_equal(rd_traffic_chan_name(RD_CHAN_PS_PULL), "ps_pull");
@@ -44,31 +55,14 @@ static void test_traffic(void **state) {
     assert_true(m == 6 && by == 6000); // 2 * 3 * 4000 / 4
     rd_traffic_allreduce_cost(1000, 32, &m, &by);
     assert_true(m == 62 && by == 2 * 31 * 4000 / 32);
-    char path[64];
-    snprintf(path, sizeof path, "/tmp/rd_test_traffic_XXXXXX");
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    FILE *f = fopen(path, "w");
-    rd_traffic_write_json(f, &b, 100, "");
-    fclose(f);
-    f = fopen(path, "r");
     char text[4096];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
+    json_of(&b, 100, text, sizeof text);
     assert_non_null(strstr(text, "\"samples\": 100"));
     assert_non_null(strstr(text, "\"ps_pull\": {\"msgs_sent\": 4, \"bytes_sent\": 200, "
                                  "\"msgs_recv\": 8, \"bytes_recv\": 2000, \"wire_bytes\": 2200, "
                                  "\"bytes_per_sample\": 22, \"msgs_per_sample\": 0.12}"));
     assert_non_null(strstr(text, "\"total\": {\"wire_bytes\": 2320, \"msgs\": 14"));
-    f = fopen(path, "w");
-    rd_traffic_write_json(f, &b, 0, "");
-    fclose(f);
-    f = fopen(path, "r");
-    n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
+    json_of(&b, 0, text, sizeof text);
     assert_non_null(strstr(text, "\"bytes_per_sample\": null"));
     // A large batch: 3 control messages over 2048 samples is 0.00146484375 a sample, written in
     // full ("%.3f" wrote 0.001), and so is a byte figure below 1.
@@ -76,18 +70,11 @@ static void test_traffic(void **state) {
     memset(&c, 0, sizeof c);
     c.sent[RD_CHAN_PS_CTL].msgs = 3;
     c.sent[RD_CHAN_PS_CTL].bytes = 3;
-    f = fopen(path, "w");
-    rd_traffic_write_json(f, &c, 2048, "");
-    fclose(f);
-    f = fopen(path, "r");
-    n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
+    json_of(&c, 2048, text, sizeof text);
     assert_non_null(strstr(text,
                            "\"ps_ctl\": {\"msgs_sent\": 3, \"bytes_sent\": 3, \"msgs_recv\": 0, "
                            "\"bytes_recv\": 0, \"wire_bytes\": 3, \"bytes_per_sample\": "
                            "0.00146484375, \"msgs_per_sample\": 0.00146484375}"));
-    unlink(path);
 }
 
 int main(void) {
