@@ -6,10 +6,10 @@
 //
 // Each run happens in a forked child, so that its peak resident set (wait4's ru_maxrss) is its
 // own; the child also times a full open (mmap + CRC-32C of every byte). W warm-up runs per case
-// are discarded, then R runs are reported as min / avg / max. Throughput counts input events
-// (before negative sampling) per second of wall time, fsync included. Resident set counts the
-// pages of the output file touched through the mapping while the index is built (released in
-// 32 MiB steps), not the page cache.
+// are discarded, then R runs are reported as min / avg / max (the average rate is the events over
+// the average time). Throughput counts input events (before negative sampling) per second of wall
+// time, fsync included. Resident set counts the pages of the output file touched through the
+// mapping while the index is built (released in 32 MiB steps), not the page cache.
 #include "bench_args.h"
 #include "rd/clock.h"
 #include "rd/config.h"
@@ -145,7 +145,9 @@ run_case(const char *name, const rd_data_config *dc, int warmup, int reps, case_
         cr->file_bytes = r.file_bytes;
     }
     cr->time_s.avg /= reps;
-    cr->events_per_s.avg /= reps;
+    // the average rate is the events over the average time (the mean of the rates would weigh a
+    // fast run's rate as much as a slow one's and overstate the throughput)
+    cr->events_per_s.avg = cr->time_s.avg > 0 ? (double)cr->events / cr->time_s.avg : 0.0;
     cr->peak_rss_mb.avg /= reps;
     cr->open_s.avg /= reps;
     return 0;
