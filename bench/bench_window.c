@@ -5,8 +5,8 @@
 // Usage: bench_window [--events N] [--windows K] [--lookups M] [--reps R] [--out DIR]
 //                     [--json PATH]
 // Prepares N synthetic events (default 200000) with K stream windows (default 10000, the most
-// data.split.stream_windows allows) in DIR (default a fresh folder under /tmp, removed at the
-// end), then looks up M stream records (default 100000, in stream order, as targets arrive)
+// data.split.stream_windows allows) in DIR/ds (DIR by default a fresh folder under /tmp, removed
+// at the end), then looks up M stream records (default 100000, in stream order, as targets arrive)
 // with each function per rep. Figures: nanoseconds per lookup of thread CPU time
 // (CLOCK_THREAD_CPUTIME_ID), median and best over the reps, and the ratio of the medians. The
 // two must agree on every record looked up (exit 1 otherwise). Single-threaded.
@@ -39,7 +39,9 @@ static void remove_tmp(void) {
 
 static void usage(FILE *out) {
     fprintf(out, "usage: bench_window [--events N] [--windows K] [--lookups M] [--reps R] "
-                 "[--out DIR] [--json PATH]\n");
+                 "[--out DIR] [--json PATH]\n"
+                 "  --out DIR  prepare the events in DIR/ds (default: a fresh folder under /tmp,\n"
+                 "             removed at the end)\n");
 }
 
 // @return 0, 1 for --help, -1 after a message naming the option.
