@@ -25,8 +25,9 @@
 //      every worker is set up and resumed before any job writes an output). A failure on any
 //      rank from here on is printed by that rank and ends the launch with MPI_Abort (the other
 //      ranks may be inside collectives or the PS loop, which nothing else could interrupt).
-//   5. each job's rank 0 sends its rd_trainer_result to world rank 0, which writes report.json
-//      (written to a temporary name and renamed).
+//   5. each job's rank 0 sends its rd_trainer_result to world rank 0, which writes
+//      config.effective.yaml, the plot and, last, report.json (each to a temporary name, then
+//      renamed): a launch that fails before its end leaves no report.
 //
 // Signals: SIGUSR1 (Slurm's --signal before a time limit, kill -USR1 of mpiexec) asks each job for
 // a checkpoint after its next step; training goes on (rd_trainer_request_checkpoint). SIGTERM
@@ -1459,13 +1460,15 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         }
         const rd_report_build build = {rd_app_build_id(), rd_app_runtime_id(), runtime_mixed,
                                        ta->sets, ta->n_sets};
+        // report.json is the last file a run writes: a failure before it (the plot on a full
+        // disk) ends the launch with no report, not with one beside exit 1.
         if ((rc = write_effective_config(cfg, ta, &eb)) != RD_OK)
             die(comm, "effective configuration", &eb, rc);
+        if (cfg->output.plot && (rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)
+            die(comm, "plot", &eb, rc);
         if ((rc = rd_report_write(cfg, res, comm->n_jobs, rd_mono_s() - t_start, &build, &eb)) !=
             RD_OK)
             die(comm, "report", &eb, rc);
-        if (cfg->output.plot && (rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)
-            die(comm, "plot", &eb, rc);
         rd_report_print(cfg, res, comm->n_jobs);
         printf("report: %s/report.json\n", cfg->run.out_dir);
         fflush(stdout);
