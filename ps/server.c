@@ -135,10 +135,12 @@ struct rd_server {
     int workers_total, workers_shut;
 
     // SIGTERM (shard 0 only, stop_poll): since when the run is stopping (0: it is not), and
-    // which jobs said they have a checkpoint since the signal.
+    // which jobs said they have a checkpoint since the signal; stop_shard: the lowest other
+    // shard that got the signal (-1: none). Another shard: whether it told shard 0 (stop_told).
     double stop_t0, stop_grace;
     unsigned stop_turn;
     int stop_acked[RD_MAX_JOBS];
+    int stop_shard, stop_told;
 
     srv_msg *incoming_head, *incoming_tail; // posted receives, probe order
     srv_msg *free_msgs;
@@ -553,6 +555,7 @@ int rd_server_create(const rd_comm *comm, const rd_config *cfg, rd_server **out,
     s->seed = cfg->run.seed;
     s->n_jobs = comm->n_jobs;
     s->cur_reply = -1;
+    s->stop_shard = -1;
     int rc = RD_OK;
     for (int i = 0; i < s->n_tables && rc == RD_OK; i++) {
         rd_table_config tc = cfg->ps.tables[i];
@@ -1532,7 +1535,9 @@ static int process_ready(rd_server *s) {
 // next step (a student the teacher's targets). Shard 0 ends the run once every job has said so
 // or has shut down, or when RD_STOP_GRACE_S seconds (default 20) have passed since the signal:
 // MPI_Abort with exit status 143 (128 + SIGTERM), which ends every rank. The other shards keep
-// serving until then: every job's checkpoint needs them.
+// serving until then: every job's checkpoint needs them. A shard other than 0 that gets the
+// signal tells shard 0 (RD_TAG_STOP, -1), which then stops as if it had got it: a SIGTERM to that
+// rank alone was lost before (the launch trained on and ended with exit 0).
 
 static volatile sig_atomic_t stop_requested;
 
@@ -1583,9 +1588,12 @@ static int stop_poll(rd_server *s) {
         RD_MPI_CHECK(MPI_Recv(&got, 1, MPI_INT, st.MPI_SOURCE, RD_TAG_STOP, s->comm->world,
                               MPI_STATUS_IGNORE));
         // Only a job's rank 0 acknowledges, for its own job: anything else is not ours to count.
-        if (rd_comm_job_of(s->comm, st.MPI_SOURCE, &job, &index) == RD_OK && job >= 0 &&
-            index == 0 && got == job)
+        // Another shard passes on a SIGTERM it got (-1).
+        int known = rd_comm_job_of(s->comm, st.MPI_SOURCE, &job, &index) == RD_OK;
+        if (known && job >= 0 && index == 0 && got == job)
             s->stop_acked[job] = 1;
+        else if (known && job < 0 && got == -1)
+            s->stop_shard = s->stop_shard < 0 ? index : s->stop_shard;
         else
             RD_LOG_WARN("a stop message from rank %d (job %d) ignored: not a job's rank 0",
                         st.MPI_SOURCE, got);
@@ -1595,11 +1603,15 @@ static int stop_poll(rd_server *s) {
         int acked = 0;
         for (int j = 0; j < s->n_jobs; j++)
             acked |= s->stop_acked[j];
-        if (!stop_requested && !acked)
+        if (!stop_requested && !acked && s->stop_shard < 0)
             return work;
         s->stop_t0 = rd_mono_s();
         s->stop_grace = stop_grace_s();
-        if (!stop_requested)
+        if (!stop_requested && s->stop_shard >= 0)
+            RD_LOG_WARN("PS shard %d got SIGTERM, which this rank did not: the run ends once every "
+                        "job has a checkpoint since the signal",
+                        s->stop_shard);
+        else if (!stop_requested)
             RD_LOG_WARN("a job checkpointed on SIGTERM, which this rank did not get: the run ends "
                         "once every job has");
     }
@@ -1634,6 +1646,17 @@ static int stop_poll(rd_server *s) {
     return work;
 }
 
+// A shard other than 0: tell shard 0 that this rank got SIGTERM (once). The buffer outlives the
+// send (static); the request is freed at once, the send completes on its own.
+static void stop_tell(rd_server *s) {
+    static const int got = -1;
+    s->stop_told = 1;
+    MPI_Request r;
+    RD_MPI_CHECK(
+        MPI_Isend(&got, 1, MPI_INT, s->comm->ps_world[0], RD_TAG_STOP, s->comm->world, &r));
+    RD_MPI_CHECK(MPI_Request_free(&r));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loop
 
@@ -1657,8 +1680,11 @@ int rd_server_run(rd_server *s) {
         work |= process_ready(s);
         work |= progress_sends(s);
         // Shard 0: SIGTERM's stop (a probe of the world every 16th turn until it begins).
+        // Another shard passes its SIGTERM on to shard 0, once.
         if (s->shard == 0 && (stop_requested || s->stop_t0 != 0.0 || (++s->stop_turn & 15) == 0))
             work |= stop_poll(s);
+        else if (s->shard != 0 && stop_requested && !s->stop_told)
+            stop_tell(s);
         if (finished(s))
             break;
         // After traffic, poll without yielding for a short window (the data message of a

@@ -2259,17 +2259,63 @@ static const char *asked_by(int req) {
     return (req & 2) ? "SIGTERM" : "SIGUSR1";
 }
 
+// Only the job's rank 0 answers SIGTERM (its checkpoint, then stop_ack), so the signal taken by
+// another rank of the job alone (a kill of one pid) was lost: that rank trained on, and the
+// launch ended with exit 0. Such a rank passes it on to the job's rank 0 (RD_TAG_STOP), which
+// takes it as its own unless it has acknowledged one already (the same signal sent to every
+// rank, answered once). SIGUSR1 is not passed on: sent to every rank it would be answered twice
+// (the ranks take it a step apart), and a checkpoint request lost costs no more than the
+// checkpoint.
+static void stop_forward(rd_trainer *tr) {
+    const rd_comm *c = tr->comm;
+    const int first = c->job_first[c->job_index];
+    if (c->job_rank != 0) {
+        static const int bit = 2; // the send's buffer: outlives it
+        if (!(ckpt_requested & 2))
+            return;
+        ckpt_requested = 0;
+        RD_LOG_INFO("job '%s': SIGTERM on rank %d of the job, passed on to its rank 0",
+                    tr->job->name, c->job_rank);
+        MPI_Request r;
+        RD_MPI_CHECK(MPI_Isend(&bit, 1, MPI_INT, first, RD_TAG_STOP, c->world, &r));
+        rd_comm_wait(&r, tr->cfg->cluster.poll_us_max);
+        return;
+    }
+    for (;;) {
+        int flag = 0, got = 0;
+        MPI_Status st;
+        RD_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, RD_TAG_STOP, c->world, &flag, &st));
+        if (!flag)
+            return;
+        RD_MPI_CHECK(
+            MPI_Recv(&got, 1, MPI_INT, st.MPI_SOURCE, RD_TAG_STOP, c->world, MPI_STATUS_IGNORE));
+        // Only from a rank of this job (nothing else sends a worker this tag).
+        if (st.MPI_SOURCE > first && st.MPI_SOURCE < first + c->job_size && !tr->stop_acked)
+            ckpt_requested |= got & 2;
+    }
+}
+
 // Job rank 0 writes the checkpoint of the cut "steps 0..step-1 applied" when it is due (or
 // forced); the other ranks return at once. Called between rd_dense_optim_step and the next
 // step's push, so the PS cut (rd_kv_save waits for it) and the dense parameters agree.
 static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_end, rd_errbuf *eb) {
     const int every = tr->cfg->ps.checkpoint_every, every_s = tr->cfg->ps.checkpoint_every_s;
     int64_t step = rd_kv_step(tr->kv);
+    if (tr->comm->job_size > 1)
+        stop_forward(tr);
     if (!tr->ckpt_root[0] || step == 0)
         return RD_OK;
     // Only job rank 0 writes, so its own clock may decide the time cadence, and only its own
     // pending request counts (ckpt_requested).
-    int req = tr->comm->job_rank == 0 ? (int)ckpt_requested : 0, asked = req != 0;
+    int req = tr->comm->job_rank == 0 ? (int)ckpt_requested : 0;
+    // A SIGTERM after the one acknowledged asks nothing new (the run is ending): one that every
+    // rank got, taken here a step after another rank of the job passed it on (stop_forward),
+    // wrote a second checkpoint.
+    if ((req & 2) && tr->stop_acked) {
+        ckpt_requested &= ~2;
+        req &= ~2;
+    }
+    int asked = req != 0;
     if (step == tr->ckpt_step) { // written at this step already: that one answers a request
         char path[RD_PATH_MAX + 96];
         if (asked &&
