@@ -1258,15 +1258,13 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     rd_errbuf_clear(&eb);
     sigset_t mask;
     checkpoint_signal_block(&mask);
-    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
-        sigprocmask(SIG_SETMASK, &mask, NULL);
-        int r0 = 0;
-        MPI_Comm_rank(MPI_COMM_WORLD, &r0);
-        if (r0 == 0)
-            fprintf(stderr, "recdistill train: %s\n", eb.msg);
-        rd_mpi_finalize(1);
-        return 1;
-    }
+    // MPI is up when rd_mpi_init returns, also with an error of its own (a malformed
+    // RD_FINALIZE_TIMEOUT_S), which may be one rank's alone (an MPMD segment's -env): that rank
+    // ended there while the others waited in the agreement below for ever. The error is kept,
+    // and settled once the ranks agree.
+    rd_errbuf init_eb;
+    rd_errbuf_clear(&init_eb);
+    int init_rc = rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &init_eb);
     checkpoint_signal_after_mpi_init(&mask);
     double t_start = rd_mono_s();
     int rank = 0, size = 1;
@@ -1278,6 +1276,18 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
     if (code >= 0) {
         rd_mpi_finalize(code);
         return code;
+    }
+    // 0b. rd_mpi_init's error on any rank ends every rank with exit 1, printed once, by the
+    //     lowest rank that has it.
+    int first_bad = init_rc != RD_OK ? rank : size;
+    RD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &first_bad, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    if (first_bad < size) {
+        if (rank == first_bad && rank == 0)
+            fprintf(stderr, "recdistill train: %s\n", init_eb.msg);
+        else if (rank == first_bad)
+            fprintf(stderr, "recdistill train: rank %d: %s\n", rank, init_eb.msg);
+        rd_mpi_finalize(1);
+        return 1;
     }
 
     // 1. Config: rank 0 loads, everyone learns the status, then the bytes.

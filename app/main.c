@@ -68,11 +68,11 @@ static int in_parallel_launch(void) {
 static int end_in_launch(int argc, char **argv, int status, const char *msg, int usage_too) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK) {
+    // MPI is up also when rd_mpi_init fails (a malformed RD_FINALIZE_TIMEOUT_S, maybe on this
+    // segment alone): this rank still joins the agreement, which ends every rank with exit 2;
+    // ending here left the others waiting in it for ever.
+    if (rd_mpi_init(&argc, &argv, MPI_THREAD_SINGLE, &eb) != RD_OK)
         fprintf(stderr, "recdistill: %s\n", eb.msg);
-        rd_mpi_finalize(2);
-        return 2;
-    }
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     int v = rd_app_agree("recdistill", status, msg, NULL, 0, NULL);

@@ -48,7 +48,10 @@ extern "C" {
  *                 RD_FINALIZE_TIMEOUT_S
  * @return RD_OK, RD_ERR_MPI (the library provides less than required), RD_ERR_ARG (the
  *         environment variable); MPI is initialised anyway so that the caller can report and
- *         call rd_mpi_finalize
+ *         call rd_mpi_finalize. The error may be this rank's alone (an MPMD segment's -env): a
+ *         rank that calls rd_mpi_finalize on it while the others go on to a collective leaves
+ *         them waiting for ever, so every rank must learn of it first (train: after
+ *         rd_app_agree, whose first collective is frozen)
  */
 int rd_mpi_init(int *argc, char ***argv, int required, rd_errbuf *eb);
 /**
