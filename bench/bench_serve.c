@@ -17,7 +17,10 @@
 // item, then items of other events). Only rd_serve_score is timed (one thread, OpenBLAS with one
 // thread); requests are built beforehand. Per N: p50_us, p99_us (latency percentiles, nearest
 // rank), qps (requests / total scoring time) and min/avg/max us, after `warmup` untimed requests,
-// over `requests` timed ones (--iters; for 256 candidates a quarter of it, at least 10).
+// over `requests` timed ones (--iters; for 256 candidates a quarter of it, at least 10), and
+// candidates_per_s (qps times N). What a server owner sizes a host by goes in the JSON too:
+// bundle_bytes (the file) and open_bytes, the heap rd_serve_open allocated and the scorer holds
+// (the rows, the parameters and the buffers of max_candidates = 256; one per serving thread).
 // --tokens L: the built-in student also reads the user's last L instance tokens (IAT; a DIN
 // branch, d = 16, adapter 16) from a token store built beside it with one random token per
 // dataset event (all of its users' histories; a one-shard store, as served from one PS rank's
@@ -47,10 +50,13 @@
 #include "rd/train_ckpt.h"
 #include "rd/trainer.h"
 
+#include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -229,6 +235,20 @@ static void build_bundle(const char *dir,
     rd_free(cfg);
 }
 
+// Heap bytes in use (glibc: the arenas' allocated chunks and the mmap'ed ones), -1 elsewhere. Not
+// the resident set: the bundle built in this process was freed before the open, whose buffers
+// then reuse that memory (its VmRSS grew by 668 KiB, against 2500 opened in a fresh process).
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+static long long heap_bytes(void) {
+    struct mallinfo2 mi = mallinfo2();
+    return (long long)(mi.uordblks + mi.hblkhd);
+}
+#else
+static long long heap_bytes(void) {
+    return -1;
+}
+#endif
+
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -387,8 +407,15 @@ int main(int argc, char **argv) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd_serve *sv = NULL;
+    const long long heap0 = heap_bytes();
     if (rd_serve_open(bundle, 256, &sv, &eb) != RD_OK)
         die("open", &eb);
+    const long long heap1 = heap_bytes(), open_bytes = heap0 >= 0 ? heap1 - heap0 : -1;
+    struct stat bst; // the file rd_serve_open has just read
+    if (stat(bundle, &bst) != 0) {
+        fprintf(stderr, "bench_serve: %s: %s\n", bundle, strerror(errno));
+        return 1;
+    }
     rd_dataset *ds = NULL;
     if (rd_dataset_open(dsdir, 0, &ds, &eb) != RD_OK)
         die("dataset", &eb);
@@ -504,10 +531,11 @@ int main(int argc, char **argv) {
         x->max_us = 1e6 * lat[it_k - 1];
         x->avg_us = 1e6 * total / it_k;
     }
-    printf("bench_serve: bundle %s (model %s, %llu params, %llu rows, K %zu keys, history %zu), "
-           "%d timed requests (256: %d), %d warm-up\n",
-           bundle, in.model, (unsigned long long)in.params, (unsigned long long)in.rows, K, L,
-           iters, iters / 4 > 10 ? iters / 4 : 10, warmup);
+    printf("bench_serve: bundle %s (%lld bytes; model %s, %llu params, %llu rows, K %zu keys, "
+           "history %zu), %d timed requests (256: %d), %d warm-up\n",
+           bundle, (long long)bst.st_size, in.model, (unsigned long long)in.params,
+           (unsigned long long)in.rows, K, L, iters, iters / 4 > 10 ? iters / 4 : 10, warmup);
+    printf("  open at 256 candidates: %lld bytes held\n", open_bytes);
     if (st)
         printf("  tokens: %zu per candidate (dim %zu) from %s, %.1f a request on average; the "
                "latencies include the fetch\n",
@@ -530,15 +558,18 @@ int main(int argc, char **argv) {
             return 1;
         fprintf(f,
                 "{\"bench\": \"serve\", \"model\": \"%s\", \"params\": %llu, \"rows\": %llu, "
+                "\"bundle_bytes\": %lld, \"max_candidates\": 256, \"open_bytes\": %lld, "
                 "\"iters\": %d, \"warmup\": %d, \"tokens\": %zu, \"candidates\": {",
-                in.model, (unsigned long long)in.params, (unsigned long long)in.rows, iters, warmup,
-                st ? in.tok_length : 0);
+                in.model, (unsigned long long)in.params, (unsigned long long)in.rows,
+                (long long)bst.st_size, open_bytes, iters, warmup, st ? in.tok_length : 0);
         for (int k = 0; k < 3; k++) {
             fprintf(f,
                     "%s\"%zu\": {\"requests\": %d, \"p50_us\": %.2f, \"p99_us\": %.2f, "
-                    "\"qps\": %.1f, \"min_us\": %.2f, \"avg_us\": %.2f, \"max_us\": %.2f",
+                    "\"qps\": %.1f, \"candidates_per_s\": %.1f, \"min_us\": %.2f, "
+                    "\"avg_us\": %.2f, \"max_us\": %.2f",
                     k ? ", " : "", res[k].n, res[k].requests, res[k].p50_us, res[k].p99_us,
-                    res[k].qps, res[k].min_us, res[k].avg_us, res[k].max_us);
+                    res[k].qps, res[k].qps * (double)res[k].n, res[k].min_us, res[k].avg_us,
+                    res[k].max_us);
             if (st)
                 fprintf(f, ", \"fetch_p50_us\": %.2f, \"fetch_p99_us\": %.2f", res[k].fetch_p50_us,
                         res[k].fetch_p99_us);
