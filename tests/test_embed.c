@@ -20,6 +20,7 @@
 #include "rd/checkpoint.h"
 #include "rd/dataset.h"
 #include "rd/error.h"
+#include "rd/hash.h"
 #include "rd/optim.h"
 #include "rd/serve.h"
 #include "rd/table.h"
@@ -555,12 +556,100 @@ static void test_serve_arguments(void **state) {
     rd_free(cfg);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The request buffers of rd_serve_open: out of memory is RD_ERR_NOMEM, not an abort
+
+static size_t g_alloc_limit; // allocations of this many bytes or more fail (0: none)
+static size_t g_alloc_refused;
+
+static void *limited_malloc(size_t n) {
+    if (g_alloc_limit && n >= g_alloc_limit) {
+        g_alloc_refused++;
+        return NULL;
+    }
+    return malloc(n);
+}
+
+static void *limited_realloc(void *p, size_t n) {
+    if (g_alloc_limit && n >= g_alloc_limit) {
+        g_alloc_refused++;
+        return NULL;
+    }
+    return realloc(p, n);
+}
+
+// The committed bundle tests/fuzz/corpus/serve/tiny with every feature 64 keys wide (a
+// multi-valued field of max_len 64), resealed: its model is small, but each table's request
+// buffers hold (max_candidates x 64 keys per feature) keys and their rows.
+static void write_wide_bundle(const char *out) {
+    const char *src = getenv("RD_SOURCE_DIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/tests/fuzz/corpus/serve/tiny", src ? src : ".");
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    unsigned char buf[1 << 16];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_true(len > 200 && len < sizeof buf);
+    uint32_t mcs, tcs, nt, nf, crc;
+    memcpy(&mcs, buf + 12, 4);
+    memcpy(&tcs, buf + 16, 4);
+    memcpy(&nt, buf + 20, 4);
+    // magic, version, 3 sizes | hash, step, seed, created | job, model | configs | n_features
+    size_t off = 24 + 32 + 2 * RD_NAME_MAX + mcs + (size_t)nt * tcs;
+    assert_true(off + 4 < len);
+    memcpy(&nf, buf + off, 4);
+    assert_true(nf >= 1 && off + 4 + 4 * (size_t)nf < len);
+    for (uint32_t k = 0; k < nf; k++) {
+        uint32_t w = 64;
+        memcpy(buf + off + 4 + 4 * k, &w, 4);
+    }
+    crc = rd_crc32c(0, buf, len - 4);
+    memcpy(buf + len - 4, &crc, 4);
+    f = fopen(out, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+// A server opening a bundle at a max_candidates whose request buffers do not fit gets
+// RD_ERR_NOMEM naming max_candidates, as it does for the model's activations: the buffers were
+// rd_xmalloc'ed, and the failed allocation aborted the serving process ("FATAL: out of memory")
+// with a line on its stderr.
+static void test_serve_open_nomem(void **state) {
+    (void)state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/wide.rdsv", g_root);
+    write_wide_bundle(path);
+    rd_errbuf eb;
+    rd_serve *sv = NULL;
+    assert_int_equal(rd_serve_open(path, 16, &sv, &eb), RD_OK); // the bundle is sound
+    rd_serve_close(sv);
+    // At 65536 candidates the model's activations take about 14 MB, the keys of one table's
+    // request 64 MB: allocations from 32 MB fail.
+    rd_allocator a = {limited_malloc, limited_realloc, free};
+    rd_alloc_set(&a);
+    g_alloc_limit = (size_t)32 << 20;
+    g_alloc_refused = 0;
+    sv = (rd_serve *)&eb;
+    int rc = rd_serve_open(path, 65536, &sv, &eb);
+    g_alloc_limit = 0;
+    rd_alloc_set(NULL);
+    assert_int_equal(rc, RD_ERR_NOMEM);
+    assert_null(sv);
+    assert_true(g_alloc_refused > 0);
+    assert_non_null(strstr(eb.msg, "out of memory for the request buffers of 65536 candidates"));
+    assert_non_null(strstr(eb.msg, "lower max_candidates"));
+    assert_int_equal(remove(path), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_checkpoint),  cmocka_unit_test(test_checkpoint_arguments),
         cmocka_unit_test(test_read_token_store), cmocka_unit_test(test_token_store_arguments),
         cmocka_unit_test(test_serve_arguments),  cmocka_unit_test(test_target_log),
         cmocka_unit_test(test_tokentool),        cmocka_unit_test(test_dataset_arguments),
+        cmocka_unit_test(test_serve_open_nomem),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

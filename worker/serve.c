@@ -652,6 +652,17 @@ static int read_file(const char *path, unsigned char **buf, size_t *len, rd_errb
     return RD_OK;
 }
 
+// One request buffer of rd_serve_open: NULL, with *failed set to its size, when it cannot be
+// allocated; once one has failed the rest are not tried.
+static void *req_alloc(size_t *failed, size_t bytes) {
+    if (*failed)
+        return NULL;
+    void *p = rd_malloc(bytes ? bytes : 1);
+    if (!p)
+        *failed = bytes ? bytes : 1;
+    return p;
+}
+
 int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_errbuf *eb) {
     rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
     if (!out)
@@ -985,7 +996,10 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         K += s->width[f];
     }
     in->keys_per_candidate = K;
-    // Request buffers.
+    // Request buffers. Fallible, as the model's slabs are: their size grows with max_candidates
+    // times the keys per candidate (a wide multi-valued feature), and a failed allocation is
+    // RD_ERR_NOMEM naming max_candidates, never an abort of the serving process.
+    size_t failed = 0; // bytes of the first allocation that failed
     const size_t L = in->hist_len, N = max_candidates;
     size_t cap_max = 1;
     for (int t = 0; t < m->n_tables; t++) {
@@ -996,21 +1010,23 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         s->cap[t] = per * N + (m->seq_table == t ? L : 0) + 1;
         if (s->cap[t] > cap_max)
             cap_max = s->cap[t];
-        s->raw[t] = rd_xmalloc(s->cap[t] * sizeof(uint64_t));
-        s->uniq[t] = rd_xmalloc(s->cap[t] * sizeof(uint64_t));
-        s->inv[t] = rd_xmalloc(s->cap[t] * sizeof(uint32_t));
-        s->vals[t] = rd_xmalloc(s->cap[t] * m->tables[t].dim * sizeof(float));
+        s->raw[t] = req_alloc(&failed, s->cap[t] * sizeof(uint64_t));
+        s->uniq[t] = req_alloc(&failed, s->cap[t] * sizeof(uint64_t));
+        s->inv[t] = req_alloc(&failed, s->cap[t] * sizeof(uint32_t));
+        s->vals[t] = req_alloc(&failed, s->cap[t] * m->tables[t].dim * sizeof(float));
     }
     for (int f = 0; f < m->n_features; f++)
-        s->fidx[f] = rd_xmalloc(N * s->width[f] * sizeof(int32_t));
+        s->fidx[f] = req_alloc(&failed, N * s->width[f] * sizeof(int32_t));
     if (L) {
-        s->sidx = rd_xmalloc(L * sizeof(int32_t));
-        s->slab = rd_xmalloc(L);
-        s->hpos = rd_xmalloc(L * sizeof(int32_t));
+        s->sidx = req_alloc(&failed, L * sizeof(int32_t));
+        s->slab = req_alloc(&failed, L);
+        s->hpos = req_alloc(&failed, L * sizeof(int32_t));
     }
-    s->labels = rd_xcalloc(N, sizeof(float));
+    s->labels = req_alloc(&failed, N * sizeof(float));
+    if (s->labels)
+        memset(s->labels, 0, N * sizeof(float)); // the forward wants labels
     if (nn)
-        s->numbuf = rd_xmalloc(N * nn * sizeof(float));
+        s->numbuf = req_alloc(&failed, N * nn * sizeof(float));
     if (tok_on) {
         const size_t Lt = in->tok_length, P = in->tok_pool, d = tdim, S = tside;
         s->tok_rows = in->tok_search ? N : 1;
@@ -1028,19 +1044,27 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                             path, N, Lt, tdim, need / 1073741824.0, whose, phys / 1073741824.0);
             goto fail;
         }
-        s->tk = rd_xmalloc(Nt * Lt * d * sizeof(float));
-        s->tk_mask = rd_xmalloc(Nt * Lt);
-        s->tk_lab = rd_xmalloc(Nt * Lt);
-        s->tk_side = S ? rd_xmalloc(Nt * Lt * S * sizeof(float)) : NULL;
-        s->f_tok = rd_xmalloc(P * d * sizeof(float));
-        s->f_lab = rd_xmalloc(P * sizeof(float));
-        s->f_item = rd_xmalloc(P * sizeof(uint64_t));
-        s->f_side = S ? rd_xmalloc(P * S * sizeof(float)) : NULL;
+        s->tk = req_alloc(&failed, Nt * Lt * d * sizeof(float));
+        s->tk_mask = req_alloc(&failed, Nt * Lt);
+        s->tk_lab = req_alloc(&failed, Nt * Lt);
+        s->tk_side = S ? req_alloc(&failed, Nt * Lt * S * sizeof(float)) : NULL;
+        s->f_tok = req_alloc(&failed, P * d * sizeof(float));
+        s->f_lab = req_alloc(&failed, P * sizeof(float));
+        s->f_item = req_alloc(&failed, P * sizeof(uint64_t));
+        s->f_side = S ? req_alloc(&failed, P * S * sizeof(float)) : NULL;
         if (attr_on)
-            s->f_key = rd_xmalloc(P * sizeof(uint64_t));
+            s->f_key = req_alloc(&failed, P * sizeof(uint64_t));
     }
     s->scratch_bytes = rd_kv_dedup_scratch_bytes(cap_max);
-    s->scratch = rd_xmalloc(s->scratch_bytes);
+    s->scratch = req_alloc(&failed, s->scratch_bytes);
+    if (failed) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM,
+                        "%s: out of memory for the request buffers of %zu candidates (an "
+                        "allocation of %zu bytes failed; %zu keys per candidate): lower "
+                        "max_candidates (the largest request this server sends)",
+                        path, N, failed, K);
+        goto fail;
+    }
     rd_free(buf);
     *out = s;
     return RD_OK;
