@@ -30,6 +30,7 @@
 #include "rd/tokentool.h"
 #include "rd/train_ckpt.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -643,13 +644,90 @@ static void test_serve_open_nomem(void **state) {
     assert_int_equal(remove(path), 0);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Several serving threads, each with its own rd_serve (rd/serve.h: "opening bundles from several
+// threads at once is safe"; one rd_serve per serving thread)
+
+enum { SV_THREADS = 4, SV_REQUESTS = 300, SV_MAX = 8 };
+
+typedef struct sv_thread {
+    const char *path;
+    float logits[SV_REQUESTS * SV_MAX];
+    int rc;
+    char msg[RD_ERR_MSG_MAX];
+} sv_thread;
+
+// Request r: 1..SV_MAX candidates with keys and numeric inputs derived from r (some keys 0,
+// some never trained), the same in every thread.
+static int score_requests(sv_thread *t) {
+    rd_errbuf eb;
+    rd_serve *sv = NULL;
+    int rc = rd_serve_open(t->path, SV_MAX, &sv, &eb);
+    rd_serve_info in;
+    rd_serve_get_info(sv, &in);
+    uint64_t keys[SV_MAX * 16];
+    float num[SV_MAX * 8];
+    for (int r = 0; r < SV_REQUESTS && rc == RD_OK; r++) {
+        size_t n = 1 + (size_t)r % SV_MAX;
+        if (in.keys_per_candidate > 16 || in.n_numeric > 8 || in.hist_len || in.tok_length) {
+            rc = rd_err_set(&eb, RD_ERR_RANGE, "fixture bundle of another shape");
+            break;
+        }
+        for (size_t k = 0; k < n * in.keys_per_candidate; k++)
+            keys[k] = (uint64_t)(r * 31 + (int)k) % 7 == 0 ? 0 : 1 + (uint64_t)(r * 131 + (int)k);
+        for (size_t k = 0; k < n * in.n_numeric; k++)
+            num[k] = (float)((r + (int)k) % 9) * 0.25f - 1.0f;
+        rd_serve_request rq = {.n = n, .keys = keys, .numeric = in.n_numeric ? num : NULL};
+        rc = rd_serve_score(sv, &rq, NULL, t->logits + (size_t)r * SV_MAX, &eb);
+    }
+    rd_serve_close(sv);
+    t->rc = rc;
+    snprintf(t->msg, sizeof t->msg, "%s", eb.msg);
+    return rc;
+}
+
+static void *score_thread(void *arg) {
+    score_requests(arg);
+    return NULL;
+}
+
+static void test_serve_threads(void **state) {
+    (void)state;
+    const char *src = getenv("RD_SOURCE_DIR");
+    static const char *const bundles[] = {"tiny", "tiny-v1", "tiny-v5"};
+    for (size_t b = 0; b < sizeof bundles / sizeof bundles[0]; b++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/tests/fuzz/corpus/serve/%s", src ? src : ".", bundles[b]);
+        sv_thread *ref = rd_xcalloc(1, sizeof *ref), *t = rd_xcalloc(SV_THREADS, sizeof *t);
+        ref->path = path;
+        if (score_requests(ref) != RD_OK)
+            fail_msg("%s: %s", path, ref->msg);
+        pthread_t th[SV_THREADS];
+        for (int i = 0; i < SV_THREADS; i++) {
+            t[i].path = path;
+            assert_int_equal(pthread_create(&th[i], NULL, score_thread, &t[i]), 0);
+        }
+        for (int i = 0; i < SV_THREADS; i++) {
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+            if (t[i].rc != RD_OK)
+                fail_msg("%s, thread %d: %s", path, i, t[i].msg);
+            for (int r = 0; r < SV_REQUESTS; r++)
+                assert_memory_equal(t[i].logits + (size_t)r * SV_MAX,
+                                    ref->logits + (size_t)r * SV_MAX,
+                                    (1 + (size_t)r % SV_MAX) * sizeof(float));
+        }
+        rd_free(t);
+        rd_free(ref);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_checkpoint),  cmocka_unit_test(test_checkpoint_arguments),
         cmocka_unit_test(test_read_token_store), cmocka_unit_test(test_token_store_arguments),
         cmocka_unit_test(test_serve_arguments),  cmocka_unit_test(test_target_log),
         cmocka_unit_test(test_tokentool),        cmocka_unit_test(test_dataset_arguments),
-        cmocka_unit_test(test_serve_open_nomem),
+        cmocka_unit_test(test_serve_open_nomem), cmocka_unit_test(test_serve_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
