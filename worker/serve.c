@@ -345,8 +345,9 @@ int rd_serve_export(const rd_config *cfg,
         char *end = NULL;
         errno = 0;
         long long v = strtoll(sde, &end, 10);
-        if (errno != 0 || end == sde || *end != '\0' || v < 0 || sde[0] == '-' || sde[0] == '+' ||
-            sde[0] == ' ') {
+        // Digits only: strtoll also skips leading white space of every kind (a tab, a newline)
+        // and takes a sign.
+        if (errno != 0 || end == sde || *end != '\0' || v < 0 || sde[0] < '0' || sde[0] > '9') {
             rc = rd_err_set(eb, RD_ERR_ARG,
                             "SOURCE_DATE_EPOCH='%s' is not a non-negative count of seconds "
                             "since 1970 (unset it, or give e.g. SOURCE_DATE_EPOCH=1700000000)",

@@ -79,7 +79,8 @@ grep -q "logit shift -1.20397" "$TMP/exp" || fail "export does not carry log(0.3
 grep -q "from $(ls -d "$TMP"/s/ckpt/student/step-* | tail -1): " "$TMP/exp2" ||
     fail "export --ckpt ROOT did not take the newest checkpoint: $(cat "$TMP/exp2")"
 cmp -s "$TMP/student.rdsv" "$TMP/student-root.rdsv" || fail "export --ckpt ROOT wrote another bundle"
-for bad in "-5" "12x" "" " 7"; do
+# A leading tab was taken (strtoll skips any white space), only a space refused.
+for bad in "-5" "12x" "" " 7" "$(printf '\t7')"; do
   if SOURCE_DATE_EPOCH="$bad" "$RD" export "$TMP/s.yaml" --out "$TMP/bad.rdsv" --data "$TMP/s/data" \
     --ckpt "$TMP/s/ckpt" >"$TMP/exp3" 2>&1; then
     fail "export took SOURCE_DATE_EPOCH='$bad'"
