@@ -437,6 +437,14 @@ int main(int argc, char **argv) {
             die("token store", &eb);
     }
     rd_range h = rd_dataset_holdout(ds);
+    // The requests are holdout events: a folder without (holdout_fraction 0) divided by zero.
+    if (h.end == h.begin) {
+        fprintf(stderr,
+                "bench_serve: --data %s holds no holdout records to draw the requests from "
+                "(data.split.holdout_fraction 0): give a dataset with a holdout\n",
+                dsdir);
+        return 2;
+    }
     const size_t K = in.keys_per_candidate, L = in.hist_len, NN = in.n_numeric;
     size_t item_off = (size_t)-1;
     for (int f = 0; f < in.n_features; f++) {

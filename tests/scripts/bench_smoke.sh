@@ -302,6 +302,14 @@ badval "--dir '$TMP/serve' is not empty (an earlier run's bundle?)" "$B/bench_se
 timeout 300 "$B/bench_serve" --bundle "$TMP/serve/student.rdsv" --data "$TMP/serve/data" \
     --iters 10 --warmup 0 > /dev/null 2> "$TMP/sv2.err" ||
     fail "bench_serve of the bundle a --dir run left: $(cat "$TMP/sv2.err")"
+# The requests are drawn from the holdout: a --data folder without one is refused (it crashed
+# with SIGFPE, the draw dividing by its zero records).
+"$RD" prepare "$SRC/configs/demo.yaml" --set data.split.holdout_fraction=0 \
+    --set data.synthetic.events=2000 --out "$TMP/noholdout" > /dev/null 2> "$TMP/nh.err" ||
+    fail "prepare without a holdout: $(cat "$TMP/nh.err")"
+badval "--data $TMP/noholdout holds no holdout records" "$B/bench_serve" \
+    --bundle "$TMP/serve/student.rdsv" --data "$TMP/noholdout" --iters 10 --json "$TMP/nh.json"
+[ ! -e "$TMP/nh.json" ] || fail "bench_serve without holdout records wrote JSON"
 # --tokens (the built-in token student) and --store (the store of a given bundle) belong to one
 # mode each; a token bundle without its store, or a store for a bundle without tokens, is refused.
 badval "--tokens: expected an integer in 1..4096, got '0'" "$B/bench_serve" --tokens 0
