@@ -1007,12 +1007,22 @@ static int store_append_unguarded(rd_token_store *s, const rd_token_batch *b, rd
                               i, b->users[i], sh, owner, s->ps_rank, s->n_ps);
         }
         const float *tok = b->tokens + i * dim;
-        for (size_t j = 0; j < dim; j++)
+        for (size_t j = 0; j < dim; j++) {
             if (!finite_bits(tok[j]))
                 return rd_err_set(eb, RD_ERR_ARG,
                                   "token append: record %zu (user %" PRIu64 ", ts %" PRId64
                                   "): token element %zu is not finite",
                                   i, b->users[i], b->ts[i], j);
+            // A finite value that fp16 rounds to infinity would be stored as one: fetch would
+            // hand it to the model and verify would report the record as damaged.
+            if (s->info.dtype == RD_TOKEN_FP16 &&
+                (rd_token_f32_to_f16(tok[j]) & 0x7fffu) == 0x7c00u)
+                return rd_err_set(eb, RD_ERR_ARG,
+                                  "token append: record %zu (user %" PRIu64 ", ts %" PRId64
+                                  "): token element %zu = %g is beyond the range of this fp16 "
+                                  "store (|x| <= 65504)",
+                                  i, b->users[i], b->ts[i], j, (double)tok[j]);
+        }
         if (b->labels && !finite_bits(b->labels[i]))
             return rd_err_set(eb, RD_ERR_ARG,
                               "token append: record %zu (user %" PRIu64 "): label is not finite", i,

@@ -2140,6 +2140,43 @@ static void test_damaged_page(void **state) {
     free(tok);
 }
 
+// An fp16 store holds at most 65504 in magnitude: a finite token beyond the rounding limit
+// 65520 would be written as an infinity, which fetch then hands to the model and verify reports
+// as damage. Append refuses it, like a non-finite value, before anything is written; 65504 and
+// 65519.99 (rounds down to 65504) are accepted.
+static void test_fp16_append_range(void **state) {
+    (void)state;
+    const size_t dim = 4;
+    rd_token_store *s = create_store("f16range", (int)dim, RD_TOKEN_FP16, 1, 0);
+    uint64_t users[1] = {7}, ids[1] = {1};
+    int64_t ts[1] = {5};
+    float tok[4] = {0.5f, -1e5f, 0.25f, 0.0f};
+    rd_token_batch b = {1, users, ts, ids, tok, NULL, NULL, NULL, NULL};
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "element 1"));
+    tok[1] = 65520.0f; // the first value that rounds to infinity
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_ERR_ARG);
+    rd_token_stats st;
+    assert_int_equal(rd_token_store_stats(s, &st, NULL, &eb), RD_OK);
+    assert_true(st.entries == 0); // nothing was written
+    tok[1] = -65504.0f;
+    tok[3] = 65519.99f;
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    uint64_t checked = 0;
+    assert_int_equal(rd_token_store_verify(s, &checked, &eb), RD_OK);
+    assert_true(checked == 1);
+    fout f;
+    fout_init(&f, 1, 2, dim);
+    assert_int_equal(rd_token_store_fetch(s, 7, 10, 2, &f.o, &eb), RD_OK);
+    assert_int_equal(f.o.n_found[0], 1);
+    assert_true(f.o.tokens[1] == -65504.0f && f.o.tokens[3] == 65504.0f);
+    fout_free(&f);
+    rd_token_store_destroy(s);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ownership and bad input
 
@@ -3151,6 +3188,7 @@ int main(void) {
         cmocka_unit_test(test_verify_detects_corruption),
         cmocka_unit_test(test_guard_signals),
         cmocka_unit_test(test_damaged_page),
+        cmocka_unit_test(test_fp16_append_range),
         cmocka_unit_test(test_ownership_and_bad_input),
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_packed_entry_points),

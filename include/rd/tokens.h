@@ -286,7 +286,7 @@ typedef struct rd_token_batch {
     const uint64_t *users; // (n) user keys
     const int64_t *ts;     // (n) timestamps (any int64; seconds in this project)
     const uint64_t *ids;   // (n) instance ids (unique per user and timestamp)
-    const float *tokens;   // (n, dim), finite
+    const float *tokens;   // (n, dim), finite (|x| < 65520 in an fp16 store)
     const float *labels;   // (n) finite, or NULL (stored as 0)
     const uint64_t *items; // (n) item keys, or NULL (0)
     const uint32_t *flags; // (n) free flags, or NULL (0)
@@ -300,8 +300,9 @@ typedef struct rd_token_batch {
  * (user, ts, id) already exists replaces it (re-appending a batch is idempotent). When the map
  * is full it grows by doubling and the transaction is retried, so no write is lost.
  * @return RD_OK, RD_ERR_ARG (record i: shard not owned by this handle, read-only store,
- *         non-finite value; nothing written), RD_ERR_FULL (map at max_map_size or disk full;
- *         the transactions committed before the failing one stay), RD_ERR_LMDB, RD_ERR_NOMEM
+ *         non-finite value, token element fp16 rounds to infinity (|x| >= 65520) in an fp16
+ *         store; nothing written), RD_ERR_FULL (map at max_map_size or disk full; the
+ *         transactions committed before the failing one stay), RD_ERR_LMDB, RD_ERR_NOMEM
  */
 int rd_token_store_append(rd_token_store *s, const rd_token_batch *b, rd_errbuf *eb);
 
