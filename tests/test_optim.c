@@ -141,6 +141,44 @@ static void test_ftrl(void **state) {
     near(0.028823529411764706, w4[0]);
 }
 
+// l2 is coupled for Adagrad and Adam: g' = g + l2 w enters the accumulators (rd/optim.h), unlike
+// AdamW's decoupled decay. The hand values above use l2 = 0 and test_vector_matches_scalar only
+// compares the code paths with each other, so a dropped or decoupled l2 passed both. Adam's first
+// step is |lr| whatever g', so its slots and second step carry the check.
+static void test_l2_coupled(void **state) {
+    (void)state;
+    rd_optim_config oc = make(RD_OPT_ADAM, 0.01f);
+    oc.l2 = 0.1f;
+    float w[1] = {1.0f}, slots[2] = {0, 0};
+    float g1[1] = {0.5f}, g2[1] = {-0.25f};
+    // t=1: g' = 0.5 + 0.1*1 = 0.6, m = 0.06, v = 0.001*0.36 = 0.00036, w = 1 - 0.01*0.6/0.6
+    rd_optim_update(&oc, w, slots, 1, g1, 1);
+    near(0.06, slots[0]);
+    near(0.00036, slots[1]);
+    near(0.9900000001666667, w[0]);
+    // t=2: g' = -0.25 + 0.1*0.99 = -0.151, m = 0.054 - 0.0151 = 0.0389,
+    //      v = 0.00035964 + 0.000022801 = 0.000382441,
+    //      w = 0.99 - 0.01*(0.0389/0.19)/sqrt(0.000382441/0.001999) = 0.985319199
+    //      (decoupled decay would give 0.985348, no decay 0.987337)
+    rd_optim_update(&oc, w, slots, 2, g2, 1);
+    near(0.0389, slots[0]);
+    near(0.000382441, slots[1]);
+    near(0.9853191993058599, w[0]);
+
+    oc = make(RD_OPT_ADAGRAD, 0.1f);
+    oc.l2 = 0.1f;
+    float wa[1] = {1.0f}, acc[1];
+    rd_optim_init_slots(&oc, acc, 1);
+    // g' = 0.6: acc = 0.1 + 0.36 = 0.46, w = 1 - 0.1*0.6/sqrt(0.46) = 0.911534828
+    rd_optim_update(&oc, wa, acc, 1, g1, 1);
+    near(0.46, acc[0]);
+    near(0.9115348276114096, wa[0]);
+    // g' = 0.5 + 0.0911534828: acc = 0.809462440, w = 0.845829302
+    rd_optim_update(&oc, wa, acc, 2, g1, 1);
+    near(0.8094624401806265, acc[0]);
+    near(0.8458293015452683, wa[0]);
+}
+
 // eps sits outside the square root (rd/optim.h): with eps = 1e-8 above, sqrt(v) + eps and
 // sqrt(v + eps) agree to 1e-8 and the hand values cannot tell them apart, so Adam and Adagrad are
 // checked again over two steps with eps = 0.1, where the two placements differ by ~1e-4.
@@ -215,13 +253,10 @@ static void test_vector_matches_scalar(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slots),
-        cmocka_unit_test(test_sgd),
-        cmocka_unit_test(test_adagrad),
-        cmocka_unit_test(test_adam),
-        cmocka_unit_test(test_ftrl),
-        cmocka_unit_test(test_eps_placement),
-        cmocka_unit_test(test_vector_matches_scalar),
+        cmocka_unit_test(test_slots),         cmocka_unit_test(test_sgd),
+        cmocka_unit_test(test_adagrad),       cmocka_unit_test(test_adam),
+        cmocka_unit_test(test_ftrl),          cmocka_unit_test(test_l2_coupled),
+        cmocka_unit_test(test_eps_placement), cmocka_unit_test(test_vector_matches_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
