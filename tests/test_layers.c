@@ -402,6 +402,59 @@ static void layernorm_case(size_t BT, size_t C, uint64_t seed) {
     arena_free(&A);
 }
 
+// Rows that barely vary, far from 0: a constant row normalises to its bias exactly (x - mean = 0,
+// rstd = 1 / sqrt(eps)), and a row of spread 0.08 around 100 to what the double-precision twin
+// gives. Both multiply an error of the row's mean by rstd (up to 316): a float mean rounded once
+// per addition put the constant rows off their bias by up to 316 ulp(c) (0.3 at c = 12345.6,
+// 2e-3 at 100.3). The float mean itself still limits such rows to ulp(c) / 2 rstd.
+static void test_layernorm_flat_rows(void **state) {
+    (void)state;
+    enum { BT = 6, CMAX = 48 };
+    const size_t Cs[] = {3, 17, 48};
+    const float cs[BT] = {0.0f, 1.1f, -3.3f, 100.3f, -1000.1f, 12345.6f};
+    float x[BT * CMAX], w[CMAX], b[CMAX], out[BT * CMAX], out_n[BT * CMAX];
+    float mean[BT], rstd[BT], mean_n[BT], rstd_n[BT];
+    float g[BT * CMAX], dx[BT * CMAX], dx_n[BT * CMAX], dw[CMAX], db[CMAX], dw_n[CMAX], db_n[CMAX];
+    for (size_t k = 0; k < sizeof Cs / sizeof Cs[0]; k++) {
+        const size_t C = Cs[k];
+        for (size_t i = 0; i < C; i++) {
+            w[i] = 1.0f + 0.01f * (float)i;
+            b[i] = 0.5f - 0.02f * (float)i;
+        }
+        for (size_t r = 0; r < BT; r++)
+            for (size_t i = 0; i < C; i++) {
+                x[r * C + i] = cs[r];
+                g[r * C + i] = 0.1f * (float)((r + 3 * i) % 7) - 0.3f;
+            }
+        rd_layernorm_forward(out, mean, rstd, x, w, b, BT, C);
+        for (size_t r = 0; r < BT; r++) {
+            assert_true(mean[r] == cs[r]);
+            for (size_t i = 0; i < C; i++)
+                if (out[r * C + i] != b[i])
+                    fail_msg("C=%zu constant %g: out[%zu] = %.9g, bias %.9g", C, (double)cs[r], i,
+                             (double)out[r * C + i], (double)b[i]);
+        }
+        // Spread 0.08 around 100: fast vs the double-precision twin, forward and backward.
+        for (size_t r = 0; r < BT; r++)
+            for (size_t i = 0; i < C; i++)
+                x[r * C + i] = 100.0f + 0.01f * (float)((i * 5 + r) % 9);
+        rd_layernorm_forward(out, mean, rstd, x, w, b, BT, C);
+        rd_layernorm_forward_naive(out_n, mean_n, rstd_n, x, w, b, BT, C);
+        assert_close(out, out_n, BT * C, NB_TOL, "flat layernorm out vs naive");
+        assert_close(rstd, rstd_n, BT, NB_TOL, "flat layernorm rstd vs naive");
+        memset(dx, 0, sizeof dx);
+        memset(dx_n, 0, sizeof dx_n);
+        memset(dw, 0, sizeof dw);
+        memset(db, 0, sizeof db);
+        memset(dw_n, 0, sizeof dw_n);
+        memset(db_n, 0, sizeof db_n);
+        rd_layernorm_backward(dx, dw, db, g, x, w, mean, rstd, BT, C);
+        rd_layernorm_backward_naive(dx_n, dw_n, db_n, g, x, w, mean_n, rstd_n, BT, C);
+        assert_close(dx, dx_n, BT * C, NB_TOL, "flat layernorm dinp vs naive");
+        assert_close(dw, dw_n, C, NB_TOL, "flat layernorm dweight vs naive");
+    }
+}
+
 static void test_layernorm(void **state) {
     (void)state;
     layernorm_case(5, 12, 3);  // C < LANES: the scalar tail only
@@ -1625,14 +1678,23 @@ static void test_two_tower(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_linear),           cmocka_unit_test(test_activations),
-        cmocka_unit_test(test_layernorm),        cmocka_unit_test(test_embedding_pool),
-        cmocka_unit_test(test_concat),           cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_target_attention), cmocka_unit_test(test_masked_mean),
-        cmocka_unit_test(test_losses),           cmocka_unit_test(test_din),
-        cmocka_unit_test(test_tblock),           cmocka_unit_test(test_reqattn),
-        cmocka_unit_test(test_shared_history),   cmocka_unit_test(test_mlp),
-        cmocka_unit_test(test_mlp_dropout),      cmocka_unit_test(test_dropout_mask),
+        cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_layernorm_flat_rows),
+        cmocka_unit_test(test_embedding_pool),
+        cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_target_attention),
+        cmocka_unit_test(test_masked_mean),
+        cmocka_unit_test(test_losses),
+        cmocka_unit_test(test_din),
+        cmocka_unit_test(test_tblock),
+        cmocka_unit_test(test_reqattn),
+        cmocka_unit_test(test_shared_history),
+        cmocka_unit_test(test_mlp),
+        cmocka_unit_test(test_mlp_dropout),
+        cmocka_unit_test(test_dropout_mask),
         cmocka_unit_test(test_two_tower),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -554,20 +554,26 @@ static inline float lane_sum(const float *restrict x, size_t n) {
     return s;
 }
 
-// sum of (x - m)^2
-static inline float lane_sqdev(const float *restrict x, float m, size_t n) {
-    float acc[LANES] = {0};
+// sum of (x - m)^2 (returned) and of x - m (*dsum)
+static inline float lane_sqdev(const float *restrict x, float m, size_t n, float *dsum) {
+    float acc[LANES] = {0}, acc1[LANES] = {0};
     size_t j = 0;
     for (; j + LANES <= n; j += LANES)
         for (size_t k = 0; k < LANES; k++) {
             float d = x[j + k] - m;
+            acc1[k] += d;
             acc[k] += d * d;
         }
-    float s = 0.0f;
-    for (size_t k = 0; k < LANES; k++)
+    float s = 0.0f, s1 = 0.0f;
+    for (size_t k = 0; k < LANES; k++) {
         s += acc[k];
-    for (; j < n; j++)
+        s1 += acc1[k];
+    }
+    for (; j < n; j++) {
+        s1 += x[j] - m;
         s += (x[j] - m) * (x[j] - m);
+    }
+    *dsum = s1;
     return s;
 }
 
@@ -583,8 +589,14 @@ RD_SIMD void rd_layernorm_forward(float *restrict out,
     RD_ASSERT(C > 0);
     for (size_t bt = 0; bt < BT; bt++) {
         const float *x = inp + bt * C;
-        float m = lane_sum(x, C) / (float)C;
-        float v = lane_sqdev(x, m, C) / (float)C; // two passes: no cancellation
+        // Two passes (no cancellation), the second also correcting the float mean by the mean
+        // deviation from it: a row that barely varies far from 0 multiplies the mean's error by
+        // rstd (up to 1/sqrt(eps) = 316), and a constant row must normalise to exactly 0.
+        float m0 = lane_sum(x, C) / (float)C, d1;
+        float d2 = lane_sqdev(x, m0, C, &d1);
+        float m = m0 + d1 / (float)C;
+        float v = (d2 - d1 * (d1 / (float)C)) / (float)C;
+        v = v < 0.0f ? 0.0f : v; // (a NaN stays NaN)
         float s = 1.0f / sqrtf(v + LN_EPS);
         float *o = out + bt * C;
         for (size_t i = 0; i < C; i++)
