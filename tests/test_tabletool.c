@@ -822,6 +822,23 @@ static void test_dense_and_dirs(void **state) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_lmdbx_mkdir_p(part, NULL), RD_OK);
+    // A NaN or inf parameter or optimizer slot is a diverged optimizer's (behind a ReLU it
+    // leaves the loss finite): refused, naming it, and nothing is written.
+    char dense_file[450];
+    snprintf(dense_file, sizeof dense_file, "%s/dense.bin", part);
+    struct stat dst;
+    m.params[5] = NAN;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_write_dense(part, &pos, &m, &o, &eb), RD_ERR_DIVERGED);
+    assert_non_null(strstr(eb.msg, "parameter 5 "));
+    assert_int_not_equal(stat(dense_file, &dst), 0);
+    m.params[5] = 0.5f * 5.0f - 3.0f;
+    m.opt_state[37 + 2] = INFINITY; // slot 1 of parameter 2
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_train_ckpt_write_dense(part, &pos, &m, &o, &eb), RD_ERR_DIVERGED);
+    assert_non_null(strstr(eb.msg, "optimizer slot 1 of parameter 2 "));
+    assert_int_not_equal(stat(dense_file, &dst), 0);
+    m.opt_state[37 + 2] = 1e-3f * 39.0f;
     assert_int_equal(rd_train_ckpt_write_dense(part, &pos, &m, &o, &eb), RD_OK);
     // Read back into a zeroed model.
     rd_model z = m;

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -466,6 +467,34 @@ int rd_train_ckpt_check_epochs(const char *dir, const rd_train_pos *ck, int epoc
     return RD_OK;
 }
 
+// The first NaN or inf float of the parameters and optimizer slots, named into eb.
+// @return RD_OK or RD_ERR_DIVERGED
+static int dense_finite(const char *dir, const rd_model *m, rd_errbuf *eb) {
+    for (size_t s = 0; s <= m->opt_slots; s++) {
+        const float *x = s == 0 ? m->params : m->opt_state + (s - 1) * m->n_slab;
+        for (size_t i = 0; i < m->n_slab; i++) {
+            if (isfinite(x[i]))
+                continue;
+            const char *tensor = "";
+            size_t at = i;
+            for (int t = 0; t < m->n_tensors; t++)
+                if (i >= m->tensors[t].offset && i - m->tensors[t].offset < m->tensors[t].n) {
+                    tensor = m->tensors[t].name;
+                    at = i - m->tensors[t].offset;
+                }
+            char what[48] = "";
+            if (s > 0)
+                snprintf(what, sizeof what, "optimizer slot %zu of ", s - 1);
+            return rd_err_set(eb, RD_ERR_DIVERGED,
+                              "%s: %sparameter %zu (%s[%zu]) is %s: the dense optimizer diverged; "
+                              "not written",
+                              dir, what, i, tensor[0] ? tensor : "slab", at,
+                              isnan(x[i]) ? "NaN" : "inf");
+        }
+    }
+    return RD_OK;
+}
+
 int rd_train_ckpt_write_dense(const char *dir,
                               const rd_train_pos *pos,
                               const rd_model *m,
@@ -474,6 +503,12 @@ int rd_train_ckpt_write_dense(const char *dir,
     char path[RD_PATH_MAX + 64];
     if (snprintf(path, sizeof path, "%s/%s", dir, RD_TRAIN_CKPT_DENSE) >= (int)sizeof path)
         return rd_err_set(eb, RD_ERR_ARG, "%s: checkpoint path too long", dir);
+    // A parameter of NaN or inf is a diverged optimizer's, and behind a ReLU it leaves the loss
+    // finite: saved, a resumed run would train on with it. Refused, like a PS table's row
+    // (rd_ckpt verify).
+    int frc = dense_finite(dir, m, eb);
+    if (frc != RD_OK)
+        return frc;
     size_t nf = m->n_slab * (1 + m->opt_slots);
     size_t bytes = HDR_BYTES + nf * sizeof(float) + 4;
     wbuf w = {rd_xmalloc(bytes), 0};

@@ -178,7 +178,8 @@ int rd_train_ckpt_check_epochs(const char *dir, const rd_train_pos *ck, int epoc
 
 /**
  * Write <dir>/dense.bin atomically (temp file + fsync + rename).
- * @return RD_OK, RD_ERR_IO, RD_ERR_FULL
+ * @return RD_OK, RD_ERR_DIVERGED (a parameter or optimizer slot is NaN or inf, named; nothing
+ *         written), RD_ERR_IO, RD_ERR_FULL
  */
 int rd_train_ckpt_write_dense(const char *dir,
                               const rd_train_pos *pos,
