@@ -333,6 +333,39 @@ static void test_activations(void **state) {
     arena_free(&A);
 }
 
+// A NaN input (a diverged parameter) comes out of the exp-based kernels as NaN, so that the
+// trainer's checks of the loss and logits see it: the clamps of the polynomial exp let NaN
+// through, and its exponent bits were then computed in signed arithmetic that overflowed for
+// NaN (undefined behaviour: the -fsanitize=undefined build aborted in the kernel instead).
+static void test_nan_propagates(void **state) {
+    (void)state;
+    enum { N = 19 }; // one vectorised block of 16 and a tail
+    float x[N], y[N], g[N], dx[N];
+    for (size_t i = 0; i < N; i++) {
+        x[i] = 0.25f * (float)i - 2.0f;
+        g[i] = 1.0f;
+        dx[i] = 0.0f;
+    }
+    x[3] = NAN;
+    x[17] = -NAN;
+    rd_sigmoid_forward(y, x, N);
+    assert_true(isnan(y[3]) && isnan(y[17]) && isfinite(y[4]));
+    rd_gelu_forward(y, x, N);
+    assert_true(isnan(y[3]) && isnan(y[17]) && isfinite(y[4]));
+    rd_gelu_backward(dx, g, x, N);
+    assert_true(isnan(dx[3]) && isnan(dx[17]) && isfinite(dx[4]));
+    // Target attention over T = N keys, one head of C = 1: a NaN key makes every probability of
+    // the row NaN (the softmax's sum), and the output too.
+    float q[1] = {1.0f}, kv[2 * N], att[N], out[1], mask[N];
+    for (size_t t = 0; t < N; t++) {
+        kv[2 * t] = x[t] == x[t] ? x[t] : NAN; // the key
+        kv[2 * t + 1] = 1.0f;                  // the value
+        mask[t] = 1.0f;
+    }
+    rd_target_attention_forward(out, att, q, kv, mask, 1, N, 1, 1);
+    assert_true(isnan(att[0]) && isnan(out[0]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layer norm
 
@@ -1680,6 +1713,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_nan_propagates),
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_layernorm_flat_rows),
         cmocka_unit_test(test_embedding_pool),

@@ -60,9 +60,8 @@ static inline float fast_expf(float x) {
     // n = round(x / ln 2) by the 1.5 * 2^23 trick (no rounding instruction needed on SSE2).
     float t = x * 1.44269504088896341f + 12582912.0f;
     float fn = t - 12582912.0f;
-    int32_t ti;
+    uint32_t ti;
     memcpy(&ti, &t, sizeof ti);
-    int32_t n = ti - 0x4B400000;
     float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
     float y = 1.9875691500e-4f;
     y = y * r + 1.3981999507e-3f;
@@ -71,7 +70,10 @@ static inline float fast_expf(float x) {
     y = y * r + 1.6666665459e-1f;
     y = y * r + 5.0000001201e-1f;
     y = y * r * r + r + 1.0f;
-    int32_t e = (n + 127) * 8388608; // (n + 127) << 23 without shifting a signed value
+    // 2^n as float bits, (n + 127) << 23 with n = ti - 0x4B400000, in unsigned arithmetic: a NaN
+    // x passes the clamps and gives a garbage n, which overflowed the signed computation
+    // (undefined behaviour); y is NaN then and so is the result.
+    uint32_t e = (ti - 0x4B400000u + 127u) << 23;
     float s;
     memcpy(&s, &e, sizeof s);
     return y * s;
