@@ -333,10 +333,11 @@ static void test_activations(void **state) {
     arena_free(&A);
 }
 
-// A NaN input (a diverged parameter) comes out of the exp-based kernels as NaN, so that the
-// trainer's checks of the loss and logits see it: the clamps of the polynomial exp let NaN
-// through, and its exponent bits were then computed in signed arithmetic that overflowed for
-// NaN (undefined behaviour: the -fsanitize=undefined build aborted in the kernel instead).
+// A NaN input (a diverged parameter) comes out of the activations and the softmax as NaN, so
+// that the trainer's checks of the loss and logits see it: the clamps of the polynomial exp let
+// NaN through, and its exponent bits were then computed in signed arithmetic that overflowed for
+// NaN (undefined behaviour: the -fsanitize=undefined build aborted in the kernel instead); ReLU
+// turned NaN into 0.
 static void test_nan_propagates(void **state) {
     (void)state;
     enum { N = 19 }; // one vectorised block of 16 and a tail
@@ -348,6 +349,10 @@ static void test_nan_propagates(void **state) {
     }
     x[3] = NAN;
     x[17] = -NAN;
+    rd_relu_forward(y, x, N); // not 0: a silent unit would hide the NaN from the loss
+    assert_true(isnan(y[3]) && isnan(y[17]) && y[0] == 0.0f && y[16] == 2.0f);
+    rd_relu_forward_naive(y, x, N);
+    assert_true(isnan(y[3]) && isnan(y[17]) && y[0] == 0.0f && y[16] == 2.0f);
     rd_sigmoid_forward(y, x, N);
     assert_true(isnan(y[3]) && isnan(y[17]) && isfinite(y[4]));
     rd_gelu_forward(y, x, N);

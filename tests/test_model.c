@@ -630,6 +630,44 @@ static void test_fd_token_query_seq(void **state) {
 // tokens.norm: rd_token_standardize on known values (padding 0, a constant token 0); a model
 // with it equals the same model without it fed the standardised tokens (logits and every
 // gradient), and its gradients pass finite differences.
+// A NaN dense parameter (a diverged optimizer) reaches the loss, wherever it is, so that the
+// trainer's check of the loss stops the run: with ReLU (the default activation) a NaN
+// pre-activation came out as 0, the unit fell silent, and the loss stayed finite while the run
+// trained on with it. One tower, numeric inputs and a two-layer backbone: every parameter feeds
+// the main logit.
+static void test_nan_param_reaches_loss(void **state) {
+    (void)state;
+    rd_model_config mc;
+    mc_defaults(&mc, "nan");
+    add_feature(&mc, "user", "t_user", RD_POOL_MEAN);
+    add_feature(&mc, "item", "t_item", RD_POOL_SUM);
+    mc.n_mlp = 2;
+    mc.mlp[0] = 8;
+    mc.mlp[1] = 5;
+    mc.n_tower = 1;
+    mc.tower[0] = 3;
+    assert_string_equal(mc.activation, "relu");
+    rd_model_opts o = opts_for(4, 2, 0);
+    rd_model *m = build(&mc, &o);
+    tbatch t;
+    tb_make(&t, m, 4, 5, 0);
+    assert_true(isfinite(fwd_loss(m, &t.b)));
+    for (int i = 0; i < m->n_tensors; i++) {
+        const rd_model_tensor *tt = &m->tensors[i];
+        for (size_t k = 0; k<tt->n; k += tt->n> 1 ? tt->n - 1 : 1) { // first and last
+            float *x = &m->params[tt->offset + k], keep = *x;
+            *x = NAN;
+            double loss = fwd_loss(m, &t.b);
+            *x = keep;
+            if (!isnan(loss))
+                fail_msg("a NaN in %s[%zu] left the loss at %g", tt->name, k, loss);
+        }
+    }
+    assert_true(isfinite(fwd_loss(m, &t.b)));
+    tb_free(&t);
+    rd_model_destroy(m);
+}
+
 static void test_token_norm(void **state) {
     (void)state;
     float x[3 * 4] = {1, 2, 3, 4, 9, 9, 9, 9, 5, 6, 7, 8}, y[3 * 4];
@@ -1622,6 +1660,7 @@ int main(void) {
         cmocka_unit_test(test_fd_token_query_seq),
         cmocka_unit_test(test_fd_model_f),
         cmocka_unit_test(test_model_dropout),
+        cmocka_unit_test(test_nan_param_reaches_loss),
         cmocka_unit_test(test_token_norm),
         cmocka_unit_test(test_distill_calibrated_loss),
         cmocka_unit_test(test_seq_view_window),

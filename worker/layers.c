@@ -208,10 +208,12 @@ const char *rd_act_name(int kind) {
     }
 }
 
-// out, inp (N)
+// out, inp (N). A NaN input stays NaN (x <= 0 is false for it): mapped to 0, a diverged
+// parameter would silence its unit and leave the loss finite, hiding the divergence from the
+// trainer's checks.
 RD_SIMD void rd_relu_forward(float *restrict out, const float *restrict inp, size_t N) {
     for (size_t i = 0; i < N; i++)
-        out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+        out[i] = inp[i] <= 0.0f ? 0.0f : inp[i];
 }
 
 // dinp, dout, inp (N)

@@ -73,7 +73,7 @@ void rd_sigmoid_backward_naive(float *dinp, const float *dout, const float *out,
 // out, inp (N)
 void rd_relu_forward_naive(float *out, const float *inp, size_t N) {
     for (size_t i = 0; i < N; i++)
-        out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+        out[i] = inp[i] <= 0.0f ? 0.0f : inp[i]; // NaN stays NaN
 }
 
 // dinp, dout, inp (N)

@@ -503,9 +503,9 @@ int rd_train_ckpt_write_dense(const char *dir,
     char path[RD_PATH_MAX + 64];
     if (snprintf(path, sizeof path, "%s/%s", dir, RD_TRAIN_CKPT_DENSE) >= (int)sizeof path)
         return rd_err_set(eb, RD_ERR_ARG, "%s: checkpoint path too long", dir);
-    // A parameter of NaN or inf is a diverged optimizer's, and behind a ReLU it leaves the loss
-    // finite: saved, a resumed run would train on with it. Refused, like a PS table's row
-    // (rd_ckpt verify).
+    // A parameter of NaN or inf is a diverged optimizer's, and the update of the step before a
+    // checkpoint has no forward pass after it whose loss check would see it: saved, a resumed
+    // run would train on with it. Refused, like a PS table's row (rd_ckpt verify).
     int frc = dense_finite(dir, m, eb);
     if (frc != RD_OK)
         return frc;

@@ -893,9 +893,9 @@ static int stage_wait(rd_trainer *tr, int *ts, rd_errbuf *eb) {
     return RD_OK;
 }
 
-// A diverged optimizer shows first in the rows a table serves (NaN or inf): in the model a NaN
-// row can vanish behind a ReLU, and the job would go on training a constant. Checked on every
-// pulled batch (one pass over the rows, small beside the forward pass).
+// A diverged optimizer shows first in the rows a table serves (NaN or inf): named here, with the
+// table and its optimizer, rather than by the NaN loss it would cause (ReLU passes NaN on).
+// Checked on every pulled batch (one pass over the rows, small beside the forward pass).
 static int
 stage_check_rows(const rd_trainer *tr, const stage *s, const char *phase, rd_errbuf *eb) {
     const rd_model *m = tr->model;
