@@ -454,6 +454,32 @@ static void test_admission(void **state) {
     rd_table_destroy(t);
 }
 
+static void test_push_creates_row(void **state) {
+    (void)state;
+    // With admit_count 1 (the default) a push creates the row of a key never pulled, as
+    // include/rd/table.h promises ("rows are created on first touch (pull or push)"): a gradient
+    // for a key evicted between the step's pull and its push, or sent by a worker that skipped
+    // the pull, is applied to the key's initial value, not dropped as "not admitted".
+    rd_table_config tc = make_cfg("push1", 2, RD_OPT_SGD);
+    rd_table *t = make(&tc);
+    uint64_t k[1] = {77};
+    float init[2], g[2] = {1.0f, -2.0f};
+    rd_table_init_value(t, 77, init);
+    assert_null(rd_table_find(t, 77));
+    assert_int_equal(rd_table_push(t, k, g, 1, 5), RD_OK);
+    float *row = rd_table_find(t, 77);
+    assert_non_null(row);
+    assert_true(row[0] == init[0] - 0.1f * 1.0f);
+    assert_true(row[1] == init[1] - 0.1f * -2.0f);
+    rd_table_stats st;
+    rd_table_get_stats(t, &st);
+    assert_int_equal(st.rows, 1);
+    assert_int_equal(st.admitted, 1);
+    assert_int_equal(st.rejected, 0);
+    assert_int_equal(st.pushed, 1);
+    rd_table_destroy(t);
+}
+
 static void test_evict(void **state) {
     (void)state;
     rd_table_config tc = make_cfg("ttl", 2, RD_OPT_SGD);
@@ -692,12 +718,19 @@ static void test_oom(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_errors),      cmocka_unit_test(test_insert_find),
-        cmocka_unit_test(test_init_deterministic), cmocka_unit_test(test_grow_remove_model),
-        cmocka_unit_test(test_pull_push),          cmocka_unit_test(test_batch_matches_single),
-        cmocka_unit_test(test_admission),          cmocka_unit_test(test_evict),
-        cmocka_unit_test(test_put_restore),        cmocka_unit_test(test_oom),
-        cmocka_unit_test(test_evict_chunks),       cmocka_unit_test(test_accessor_arguments),
+        cmocka_unit_test(test_create_errors),
+        cmocka_unit_test(test_insert_find),
+        cmocka_unit_test(test_init_deterministic),
+        cmocka_unit_test(test_grow_remove_model),
+        cmocka_unit_test(test_pull_push),
+        cmocka_unit_test(test_batch_matches_single),
+        cmocka_unit_test(test_admission),
+        cmocka_unit_test(test_push_creates_row),
+        cmocka_unit_test(test_evict),
+        cmocka_unit_test(test_put_restore),
+        cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_evict_chunks),
+        cmocka_unit_test(test_accessor_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
