@@ -1474,6 +1474,14 @@ static void test_batch_errors(void **state) {
     assert_true(isfinite(m->loss));
     for (size_t i = 0; i < m->n_slab; i++)
         assert_true(isfinite(m->grads[i]));
+    // NaN too, the value a missing target's slot may hold: its weight is 0, and 0 * NaN is NaN,
+    // so the backward must skip the example, not multiply (an infinite logit alone would not show
+    // it: sigma(inf) = 1 is finite).
+    t.teacher[0] = NAN;
+    step(m, &t.b);
+    assert_true(isfinite(m->loss));
+    for (size_t i = 0; i < m->n_slab; i++)
+        assert_true(isfinite(m->grads[i]));
     t.has_target[0] = 1;
     t.teacher[0] = 0.0f;
     b = t.b;
