@@ -9,8 +9,9 @@
 //      ranks that own it) and scores the same records one request each, tokens fetched by
 //      rd_serve_fetch_tokens: |logit difference| <= 1e-5, the logits vary, and the tokens move
 //      them (the same requests without tokens score otherwise);
-//   3. scores requests of 16 candidates of other items: each candidate equals its one-candidate
-//      request (with tokens.search each candidate picks the tokens of its own item);
+//   3. scores requests of 16 candidates of other items and other numeric inputs: each candidate
+//      equals its one-candidate request (with tokens.search each candidate picks the tokens of its
+//      own item);
 //   4. bad input: too many tokens, tokens or item keys missing, a NaN token, another store of the
 //      same shape, the bundle rewritten as version 3 (which never held a token branch), an export
 //      without the store or with another search key than the checkpoint's; with a search by an
@@ -18,7 +19,8 @@
 //      order — each a clear error code.
 // Three sessions: a DIN branch over user-order tokens with side values and their residuals,
 // summaries, same-second tokens and standardised tokens; a transformer branch over temporal-order
-// tokens with a search by item and a query from the request and the history; a DIN branch over
+// tokens with a search by item, a query from the request and the history, and history statistics
+// (seq.stats: numeric inputs of the request, ahead of the token summaries); a DIN branch over
 // user-order tokens searched by the item's series (tokens.search_by: series, the synthetic data's
 // item attribute), whose picks differ from a search by item for many requests (counted: the
 // test could not pass if the bundle's item map were not applied).
@@ -73,7 +75,7 @@ static void make_config(rd_config *cfg, const char *dir) {
                  2, "false");
     else if (g_search)
         snprintf(text, sizeof text, yaml_fmt, dir, 2, dir, 2,
-                 "    seq: {kind: mean, length: 8, table: s_item}\n",
+                 "    seq: {kind: mean, length: 8, table: s_item, stats: [4]}\n",
                  "{scheme: 1, length: 4, search: 12, kind: transformer, layers: 1, heads: 2, "
                  "adapter: 4, query: request_seq, stats: [2]}",
                  1, "false");
@@ -262,7 +264,10 @@ static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx)
         for (size_t c = 1; c < NC; c++) {
             const rd_record *o = rd_dataset_record(ds, recs[(i + c * 7) % n]);
             memcpy(keys + c * K, keys, K * sizeof *keys);
-            memcpy(num + c * NN, num, NN * sizeof *num);
+            // Other numeric inputs too (a candidate of another item has other values): with the
+            // token summaries appended after them, a candidate given another's inputs would show.
+            for (size_t j = 0; j < NN; j++)
+                num[c * NN + j] = num[j] + 0.25f * (float)c;
             keys[c * K + item_off] = o->item_key;
             items[c] = o->item_key;
         }
