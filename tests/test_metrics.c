@@ -162,6 +162,17 @@ static void test_logloss_calibration(void **state) {
     assert_double_equal(r.logloss, clipped, 1e-12);
     assert_double_equal(r.logloss, 16.11809565 / 2.0, 1e-6);
     rd_metrics_destroy(m);
+
+    // Predictions of exactly 1 and 0 (kept as logits of +inf and -inf) stay 1 and 0: right ones
+    // cost -ln(1 - 1e-7) each and the mean prediction counts them as such. The case above is
+    // symmetric (one of each, both labels 1), so it would pass with 1 and 0 swapped.
+    const float p3[] = {1.0f, 1.0f, 0.0f}, l3[] = {1, 1, 0};
+    m = make(p3, l3, NULL, 3);
+    assert_int_equal(rd_metrics_compute(m, &r), RD_OK);
+    assert_double_equal(r.logloss, -log1p(-RD_METRICS_EPS), 1e-12);
+    assert_double_equal(r.mean_pred, 2.0 / 3.0, 1e-12);
+    assert_double_equal(r.calibration, 1.0, 1e-12);
+    rd_metrics_destroy(m);
 }
 
 // O(n^2) reference AUC.
