@@ -6,7 +6,8 @@
 #      teacher's), the teacher sends no target for a record the student dropped (counted
 #      unsampled; sent + unsampled = its training samples), the student gets a target for every
 #      record it trains on (joined = its training samples: none missing, none late), report.json
-#      names the rates, and `export` carries the prior correction log(0.3) into the bundle;
+#      names the rates, and `export` carries the prior correction log(0.3) into the bundle, whose
+#      holdout logloss (`score`) is the one report.json has (the trainer evaluates with it too);
 #      export refuses another rate, a folder of another data configuration, and data of the same
 #      configuration that is not the checkpoint's training data;
 #   2. the teacher keeps 50 % of its negatives and the student all: the records the teacher
@@ -73,6 +74,21 @@ export SOURCE_DATE_EPOCH=1700000000
 "$RD" export "$TMP/s.yaml" --out "$TMP/student.rdsv" --data "$TMP/s/data" --ckpt \
     "$(ls -d "$TMP"/s/ckpt/student/step-* | tail -1)" >"$TMP/exp" 2>&1 || fail "export: $(cat "$TMP/exp")"
 grep -q "logit shift -1.20397" "$TMP/exp" || fail "export does not carry log(0.3): $(cat "$TMP/exp")"
+# The trainer's holdout figures are those of the data every job reads, not of the student's
+# sampled space: the bundle (logit + log(0.3)) scores the holdout with the logloss the report
+# has. A trainer evaluating without its logit shift reports the sampled space's logloss (the
+# AUCs alone could not tell: the shift is monotone).
+"$RD" score "$TMP/student.rdsv" --run "$TMP/s" --json "$TMP/score.json" >/dev/null 2>"$TMP/e" ||
+    fail "score the sampled student: $(cat "$TMP/e")"
+python3 - "$TMP/score.json" "$TMP/s/report.json" <<'PY' || fail "the sampled student's holdout: score and report differ"
+import json, sys
+s = json.load(open(sys.argv[1]))
+h = json.load(open(sys.argv[2]))["holdout"]["student"]
+print("sampled student: score logloss %.9f n %d; report logloss %.9f n %d"
+      % (s["logloss"], s["records"], h["logloss"], h["samples"]))
+assert s["records"] == h["samples"], "record counts differ"
+assert abs(s["logloss"] - h["logloss"]) < 1e-6, "logloss differs"
+PY
 # --ckpt may name the checkpoint root (as train --resume takes): its newest checkpoint of the job.
 "$RD" export "$TMP/s.yaml" --out "$TMP/student-root.rdsv" --data "$TMP/s/data" --ckpt "$TMP/s/ckpt" \
     >"$TMP/exp2" 2>&1 || fail "export --ckpt ROOT: $(cat "$TMP/exp2")"
