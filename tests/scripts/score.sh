@@ -3,7 +3,8 @@
 #   1. the tiny teacher + student run (tests/data/slurm-tiny.yaml, 4 ranks): the student's and
 #      the teacher's bundles score the holdout with the AUC, GAUC and sample count `train`
 #      reported for each job (report.json); --out writes one CSV row per record, --json the
-#      summary; the splits cover the dataset (batch + stream + holdout = all); --limit N scores
+#      summary; the report's warm slice holds the holdout events whose user has >= 20 earlier
+#      events; the splits cover the dataset (batch + stream + holdout = all); --limit N scores
 #      N records; --out - puts the CSV on stdout and the summary on stderr; the synthetic data
 #      has no raw ids: user_id and item_id are empty, and the summary says so;
 #   2. a CSV log with a standardised numeric field: a folder prepared from other data (the same
@@ -104,6 +105,28 @@ for s in batch stream all; do
     "$RD" score "$TMP/student.rdsv" --data "$TMP/t/data" --split "$s" --json "$TMP/$s.json" \
         >/dev/null 2>"$TMP/e" || fail "score --split $s: $(cat "$TMP/e")"
 done
+# The warm slice of the report (train, both jobs and the popularity baseline): the holdout
+# events whose user has >= 20 earlier events in the log (RD_TRAINER_WARM_MIN), counted here from
+# the records of --split all in log order.
+"$RD" score "$TMP/student.rdsv" --data "$TMP/t/data" --split all --out "$TMP/all.csv" \
+    >/dev/null 2>"$TMP/e" || fail "score --split all --out: $(cat "$TMP/e")"
+python3 - "$TMP" <<'PY' || fail "warm slice"
+import csv, json, sys
+d = sys.argv[1]
+pos, seen = {}, {}
+for r in csv.DictReader(open(d + "/all.csv")):
+    u = r["user_key"]
+    pos[int(r["record"])] = seen.get(u, 0)
+    seen[u] = seen.get(u, 0) + 1
+hold = [int(r["record"]) for r in csv.DictReader(open(d + "/student.csv"))]
+want = sum(pos[i] >= 20 for i in hold)
+rep = json.load(open(d + "/t/report.json"))
+got = {j: rep["warm"][j]["samples"] for j in ("student", "teacher")}
+got["popularity"] = rep["popularity"]["warm"]["samples"]
+print("warm: %d of %d holdout events (users with >= 20 earlier ones); report %s" % (want, len(hold), got))
+assert 0 < want < len(hold), "the warm slice is empty or the whole holdout: the check could not fail"
+assert all(v == want for v in got.values()), "warm slice counts differ"
+PY
 python3 - "$TMP" <<'PY' || fail "split counts"
 import json, sys
 n = {s: json.load(open("%s/%s.json" % (sys.argv[1], s)))["records"] for s in ("batch", "stream", "all")}
