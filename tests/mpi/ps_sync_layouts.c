@@ -9,7 +9,8 @@
 //     checkpoints are identical bit for bit to each other and to a single-process reference
 //     computed here with rd_table (sum of gradients per key in worker order, one update per key);
 //   - every value each worker pulled (CRC over the run) is identical in A, B and the reference;
-//   - both checkpoints verify.
+//   - both checkpoints verify;
+//   - a read of 1500 untrained keys (three messages) answers every key's initial value.
 // Phase C runs asynchronous mode (ps.sync 0) with 3 PS + 1 worker on ranks 0..3: its worker waits
 // for its pushes before the next pull, so rows and pulled values must equal a one-worker
 // sequential reference bit for bit (and differ from the two-worker one: the control).
@@ -59,6 +60,35 @@ static int worker(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void *p)
             T_CHECK(&errs, rc == RD_OK, "stats: %s", rd_kv_errmsg(kv));
             c->rows[t] = st.rows;
         }
+        // A read of more keys than one message holds (ps.max_msg_bytes 4096: 512 keys of 8
+        // bytes), none of them trained: every value is its key's initial value, in its key's
+        // place. With one PS rank the chunks' values land straight in the caller's array, each at
+        // its chunk's offset (the toy loop's pulls of <= DRAWS keys never needed two chunks).
+        enum { NR = 1500 };
+        uint64_t *rk = rd_xmalloc(NR * sizeof *rk);
+        float *rv = rd_xmalloc(NR * 4 * sizeof *rv), want[4];
+        for (size_t i = 0; i < NR; i++)
+            rk[i] = 1000000 + 3 * (uint64_t)i;
+        rd_table *ref[RD_MAX_TABLES];
+        t_make_tables(cfg, ref);
+        rd_kv_set_read(kv, 1);
+        int ts = 0;
+        rc = rd_kv_pull(kv, 0, rk, NR, rv, &ts);
+        if (rc == RD_OK)
+            rc = rd_kv_wait(kv, ts);
+        T_CHECK(&errs, rc == RD_OK, "read of %d keys: %s", NR, rd_kv_errmsg(kv));
+        size_t bad = 0;
+        for (size_t i = 0; rc == RD_OK && i < NR; i++) {
+            rd_table_init_value(ref[0], rk[i], want);
+            bad += memcmp(want, rv + 4 * i, sizeof want) != 0;
+        }
+        T_CHECK(&errs, bad == 0, "read of %d untrained keys: %zu values are not their initial ones",
+                NR, bad);
+        rd_kv_set_read(kv, 0);
+        for (int t = 0; t < cfg->ps.n_tables; t++)
+            rd_table_destroy(ref[t]);
+        rd_free(rk);
+        rd_free(rv);
     }
     return errs;
 }
