@@ -3,8 +3,9 @@
 # targets alone, without its task loss) changes the distilled student and nothing else: the tiny
 # teacher + student + student_raw run (tests/data/slurm-tiny.yaml) trained with it and without
 # it ends with the teacher's and student_raw's dense.bin byte-identical (neither distils) and the
-# student's different (dense.bin, holdout logloss). A trainer that dropped the flag, in the
-# phases with targets or in every phase, trains the same student twice.
+# student's different (dense.bin, holdout logloss). The flag holds before the targets start too
+# (distill.start_window 1: the student at the end of the batch period differs). A trainer that
+# dropped the flag, in the phases with targets or in those without, trains the same student twice.
 #
 #   bash tests/scripts/aux_task.sh build/recdistill
 set -u
@@ -44,4 +45,15 @@ for job in ("teacher", "student_raw"):
     assert on[job] == off[job], job
 assert on["student"]["logloss"] != off["student"]["logloss"], "the student did not change"
 PY
-echo "ok: distill.aux_task: false changes the distilled student alone"
+# It holds in every phase of the student, also before its targets start: with
+# distill.start_window 1, the student checkpointed at the end of the batch period (no target
+# yet) differs between aux_task true and false.
+train "$TMP/late_on" --set distill.start_window=1 --set ps.checkpoint_every_windows=1
+train "$TMP/late_off" --set distill.start_window=1 --set ps.checkpoint_every_windows=1 \
+    --set distill.aux_task=false
+first() { ls -d "$1"/ckpt/student/step-* | head -1; }
+[ "$(basename "$(first "$TMP/late_on")")" = "$(basename "$(first "$TMP/late_off")")" ] ||
+    fail "the two runs checkpoint at other steps"
+cmp -s "$(first "$TMP/late_on")/dense.bin" "$(first "$TMP/late_off")/dense.bin" &&
+    fail "before the targets start, distill.aux_task: false trained the same student as true"
+echo "ok: distill.aux_task: false changes the distilled student alone, in every phase"
