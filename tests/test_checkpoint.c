@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "rd/checkpoint.h"
+#include "rd/hash.h"
 #include "rd/optim.h"
 #include "rd/table.h"
 
@@ -235,6 +236,50 @@ static void test_roundtrip(void **state) {
     rd_table_destroy(b2);
     free(m);
     free(m2);
+}
+
+// rd_ckpt_read_shard_part (table reshard): part p of 3 gets exactly the rows and pending keys
+// with rd_shard_of(key, 3) == p, each as saved; the three parts together are the whole shard.
+static void test_read_part(void **state) {
+    fx *f = *state;
+    rd_ckpt_manifest *m = malloc(sizeof *m);
+    write_ckpt(f, m);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_table_config ca = make_cfg("user", 4, RD_OPT_ADAGRAD);
+    rd_table_config cb = make_cfg("item", 8, RD_OPT_ADAM);
+    size_t rows = 0, pending = 0;
+    for (int part = 0; part < 3; part++) {
+        rd_table *a2, *b2;
+        assert_int_equal(rd_table_create(&ca, 0, 42, &a2, NULL), RD_OK);
+        assert_int_equal(rd_table_create(&cb, 1, 42, &b2, NULL), RD_OK);
+        rd_table *ts[2] = {a2, b2};
+        int rc = rd_ckpt_read_shard_part(f->dir, 0, 1, ts, 2, &m->shard_crc[0], part, 3, &eb);
+        if (rc != RD_OK)
+            fail_msg("read part %d: %s", part, eb.msg);
+        for (size_t i = 0; i < rd_table_size(a2); i++) {
+            uint64_t key;
+            const float *r = rd_table_row_at(a2, i, &key, NULL, NULL);
+            assert_int_equal(rd_shard_of(key, 3), part);
+            const float *want = rd_table_find(f->a, key);
+            assert_non_null(want);
+            assert_memory_equal(r, want, rd_table_row_floats(a2) * sizeof(float));
+        }
+        size_t cur = 0;
+        uint64_t key;
+        uint32_t c;
+        int64_t ls;
+        while (rd_table_pending_next(a2, &cur, &key, &c, &ls)) {
+            assert_int_equal(rd_shard_of(key, 3), part);
+            pending++;
+        }
+        rows += rd_table_size(a2);
+        rd_table_destroy(a2);
+        rd_table_destroy(b2);
+    }
+    assert_int_equal(rows, rd_table_size(f->a));
+    assert_int_equal(pending, rd_table_pending_size(f->a));
+    free(m);
 }
 
 static void test_layout_mismatch(void **state) {
@@ -490,6 +535,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_planted_symlinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_part, setup, teardown),
         cmocka_unit_test_setup_teardown(test_layout_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nonfinite_row, setup, teardown),
