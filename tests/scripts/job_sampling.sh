@@ -6,8 +6,10 @@
 #      teacher's), the teacher sends no target for a record the student dropped (counted
 #      unsampled; sent + unsampled = its training samples), the student gets a target for every
 #      record it trains on (joined = its training samples: none missing, none late), report.json
-#      names the rates, and `export` carries the prior correction log(0.3) into the bundle, whose
-#      holdout logloss (`score`) is the one report.json has (the trainer evaluates with it too);
+#      names the rates; the teacher's logit goes through the student's calibration (with
+#      distill.debias_teacher: teacher, through its own, and the student differs); `export`
+#      carries the prior correction log(0.3) into the bundle, whose holdout logloss (`score`) is
+#      the one report.json has (the trainer evaluates with it too);
 #      export refuses another rate, a folder of another data configuration, and data of the same
 #      configuration that is not the checkpoint's training data;
 #   2. the teacher keeps 50 % of its negatives and the student all: the records the teacher
@@ -68,6 +70,20 @@ assert st["joined"] == s["train_samples"] and st["missing"] == 0 and st["untarge
 for k in ("teacher", "student", "student_raw"):
     assert r["holdout"][k]["auc"] is not None
 PY
+# Under debias the teacher's logit goes through the student's calibration f_S by default
+# (distill.debias_teacher: student, Rec-Distill's cross-debias); with debias_teacher: teacher it
+# goes through the teacher's own (the identity: the teacher is not sampled). The two train other
+# students, and nothing else changes (the teacher and student_raw end byte-identical).
+sed -e 's/name: jobsamp/name: jobsamp_dt/' "$TMP/s.yaml" > "$TMP/s_dt.yaml"
+printf '  debias_teacher: teacher\n' >> "$TMP/s_dt.yaml"
+drun 5 "$TMP/s_dt.yaml" "$TMP/s_dt"
+last() { ls -d "$1"/ckpt/"$2"/step-* | tail -1; }
+for job in teacher student_raw; do
+    cmp -s "$(last "$TMP/s" $job)/dense.bin" "$(last "$TMP/s_dt" $job)/dense.bin" ||
+        fail "distill.debias_teacher changed $job"
+done
+cmp -s "$(last "$TMP/s" student)/dense.bin" "$(last "$TMP/s_dt" student)/dense.bin" &&
+    fail "distill.debias_teacher student and teacher trained the same student"
 # SOURCE_DATE_EPOCH fixes the bundle's creation time: two exports of one checkpoint are the same
 # bytes (without it they differ by the second each ran in).
 export SOURCE_DATE_EPOCH=1700000000
