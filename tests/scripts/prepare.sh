@@ -59,6 +59,20 @@ awk '/^  ceiling:/ {c = 1} c && /^    auc:/ {a = $2} c && /auc_without_memory:/ 
      c && /auc_without_context:/ {x = $2}
      END {exit !(a > 0.6 && a < 1 && m > 0.5 && m < a && x == a)}' "$TMP/syn_a/meta.yaml" ||
     fail "meta.yaml lacks a sane synthetic ceiling: $(grep -A5 ceiling "$TMP/syn_a/meta.yaml")"
+# Negative sampling at prepare: the printed summary and meta.yaml name each class's keep rate.
+{ common; cat <<EOF
+data:
+  source: synthetic
+  synthetic: {events: 20000, users: 50, items: 500}
+  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 4}
+  negatives: {rate: 0.5, pos_rate: 0.75}
+EOF
+} > "$TMP/syn_ns.yaml"
+"$RD" prepare "$TMP/syn_ns.yaml" --out "$TMP/syn_ns" > "$TMP/out" 2>"$TMP/err" || fail "sampled: $(cat "$TMP/err")"
+grep -Eq "^sampling     kept [0-9]+ of 20000 events \(negatives rate 0\.5, positives rate 0\.75\)$" "$TMP/out" ||
+    fail "sampled prepare summary: $(grep sampling "$TMP/out")"
+grep -Eq "^  pos_rate: 0\.75 " "$TMP/syn_ns/meta.yaml" && grep -Eq "^  rate: 0\.5 " "$TMP/syn_ns/meta.yaml" ||
+    fail "sampled meta.yaml: $(grep -B2 -A2 pos_rate "$TMP/syn_ns/meta.yaml")"
 # Running again over an existing dataset folder replaces it.
 "$RD" prepare "$TMP/syn.yaml" --out "$TMP/syn_a" >/dev/null 2>&1 || fail "replace"
 # --out onto a folder that is not a dataset: refused, naming --out (the message named only
