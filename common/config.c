@@ -2777,6 +2777,23 @@ static int check_unread_distill(const rd_config *cfg, const vctx *v) {
     return RD_OK;
 }
 
+// bias and debias_teacher shape the calibration the teacher's logits go through; with debias
+// false there is none (worker/debias.c: the identity), and either key did nothing.
+static int check_unread_debias(const rd_config *cfg, const vctx *v) {
+    static const char *const calib[] = {"bias", "debias_teacher", NULL};
+    if (cfg->distill.debias)
+        return RD_OK;
+    char path[256];
+    for (const char *const *k = calib; *k; k++) {
+        snprintf(path, sizeof path, "distill");
+        if (!at_default(key_of(&distill_desc, *k), &cfg->distill, path, sizeof path))
+            return verr(v, path,
+                        "set, but distill.debias is false (the teacher's logits are taken "
+                        "raw, through no calibration): remove it, or set distill.debias: true");
+    }
+    return RD_OK;
+}
+
 static int validate_impl(const rd_config *cfg, const vctx *v) {
     char path[256] = "";
     char p[128];
@@ -2980,7 +2997,9 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
         return rc;
     if ((rc = check_derived_paths(cfg, v)))
         return rc;
-    return check_unread_distill(cfg, v);
+    if ((rc = check_unread_distill(cfg, v)))
+        return rc;
+    return check_unread_debias(cfg, v);
 }
 
 int rd_config_validate(const rd_config *cfg, rd_errbuf *eb) {

@@ -1986,6 +1986,26 @@ static void test_config_warnings(void **state) {
     free(c);
 }
 
+// Keys that another setting leaves unread: set away from their default, refused by name; at
+// their default (as a printed config writes them), accepted.
+static void test_unread_settings(void **state) {
+    (void)state;
+    rd_config *c = new_cfg();
+
+    // distill.bias and distill.debias_teacher shape the calibration, which debias: false drops.
+    expect_error(BASE_STUDENT "distill:\n  debias: false\n  bias: 2\n",
+                 "t.yaml:14:9: distill.bias: set, but distill.debias is false",
+                 "or set distill.debias: true");
+    expect_error(BASE_STUDENT "distill:\n  debias: false\n  debias_teacher: teacher\n",
+                 "t.yaml:14:19: distill.debias_teacher: set, but distill.debias is false", NULL);
+    expect_ok(BASE_STUDENT "distill: {debias: false, bias: 0, debias_teacher: student}\n", c);
+    assert_false(c->distill.debias);
+    expect_ok(BASE_STUDENT "distill: {debias: true, bias: 2, debias_teacher: teacher}\n", c);
+    assert_int_equal(c->distill.debias_teacher, RD_DEBIAS_TEACHER);
+
+    free(c);
+}
+
 static void test_forgotten_switches(void **state) {
     (void)state;
     rd_config *c = new_cfg();
@@ -2289,6 +2309,7 @@ int main(void) {
         cmocka_unit_test(test_reference_names_every_key),
         cmocka_unit_test(test_load_files),
         cmocka_unit_test(test_load_oom),
+        cmocka_unit_test_setup_teardown(test_unread_settings, reset_mismatches, check_mismatches),
         cmocka_unit_test_setup_teardown(test_forgotten_switches, reset_mismatches,
                                         check_mismatches),
         cmocka_unit_test(test_merge_keys),
