@@ -2916,6 +2916,14 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
 
     if ((rc = check_unread_optim(cfg, v)))
         return rc;
+    // The shared-memory region is made only with ps.shm auto (ps/kv.c): with off, its size is
+    // read by nothing, and a size set for a large model's requests would quietly not apply.
+    snprintf(path, sizeof path, "ps");
+    if (cfg->ps.shm == RD_SHM_OFF &&
+        !at_default(key_of(&ps_desc, "shm_bytes"), &cfg->ps, path, sizeof path))
+        return verr(v, path,
+                    "set, but ps.shm is off (every payload goes through MPI, and no region is "
+                    "made): remove it, or set ps.shm: auto");
     // Synchronous training applies every push before the next pull: no worker runs ahead, and
     // the server reads the staleness bound only in async mode (ps/server.c eligible()).
     if (cfg->ps.sync && cfg->ps.staleness > 0)

@@ -2003,6 +2003,19 @@ static void test_unread_settings(void **state) {
     expect_ok(BASE_STUDENT "distill: {debias: true, bias: 2, debias_teacher: teacher}\n", c);
     assert_int_equal(c->distill.debias_teacher, RD_DEBIAS_TEACHER);
 
+    // ps.shm_bytes sizes the shared-memory region, which ps.shm: off never makes.
+#define SHM_CFG(ps_keys)                                                                           \
+    "cluster:\n  jobs:\n    - {name: w, role: teacher, model: m}\n"                                \
+    "ps:\n" ps_keys "  tables:\n    - {name: e, dim: 8}\n"                                         \
+    "models:\n  - {name: m, features: [{field: user, table: e}]}\n"
+    expect_error(SHM_CFG("  shm: off\n  shm_bytes: 1GiB\n"),
+                 "t.yaml:6:14: ps.shm_bytes: set, but ps.shm is off", "or set ps.shm: auto");
+    expect_ok(SHM_CFG("  shm: off\n  shm_bytes: 256MiB\n"), c);
+    assert_int_equal(c->ps.shm, RD_SHM_OFF);
+    expect_ok(SHM_CFG("  shm: auto\n  shm_bytes: 1GiB\n"), c);
+    assert_int_equal(c->ps.shm_bytes, 1ull << 30);
+#undef SHM_CFG
+
     free(c);
 }
 
