@@ -2345,6 +2345,16 @@ static int check_forgotten_switches(const rd_model_config *mc, int m, const vctx
                     "seq.kind: none to keep the branch off",
                     given, mc->name);
     }
+    // The view is the history branch's own switch (default none), view_length its setting.
+    if (was_written(v, &mc->seq, &seq_desc, "view") == 0 &&
+        was_written(v, &mc->seq, &seq_desc, "view_length") == 1) {
+        snprintf(p, sizeof p, "models[%d].seq.view_length", m);
+        return verr(v, p,
+                    "%d given, but seq.view is not set (its default is none: model '%s' reads "
+                    "no second view of its history): set seq.view (mean | din), or seq.view: "
+                    "none to keep the view off",
+                    mc->seq.view_length, mc->name);
+    }
     if (was_written(v, &mc->tokens, &token_use_desc, "scheme") == 0 &&
         written_list(v, &mc->tokens, &token_use_desc, token_settings, given, sizeof given) > 0) {
         snprintf(p, sizeof p, "models[%d].tokens", m);

@@ -2057,6 +2057,11 @@ static void test_forgotten_switches(void **state) {
                  "tokens: {source_model: src}\n",
                  "t.yaml:11:24: tokens.source_model: 'src' given, but no job's model reads", NULL);
 
+    // The view is a switch of its own: view_length without it read no view.
+    expect_error(BASE "    seq: {kind: mean, table: e, view_length: 4}\n",
+                 "t.yaml:15:46: models[0].seq.view_length: 4 given, but seq.view is not set",
+                 "or seq.view: none to keep the view off");
+
     // 2. The switch written to off, settings kept (the ablations): accepted, branch off.
     expect_ok(BASE "    seq: {kind: none, length: 64, layers: 2, heads: 4, dim: 16}\n", c);
     assert_int_equal(c->models[0].seq.kind, RD_SEQ_NONE);
@@ -2069,6 +2074,8 @@ static void test_forgotten_switches(void **state) {
     assert_string_equal(c->tokens.source_model, "src");
 
     // 3. The switch on with its settings: accepted.
+    expect_ok(BASE "    seq: {kind: mean, table: e, view: none, view_length: 4}\n", c);
+    assert_int_equal(c->models[0].seq.view, RD_SEQ_NONE);
     expect_ok(BASE "    seq: {kind: transformer, table: e, length: 64, layers: 2, heads: 4}\n", c);
     assert_int_equal(c->models[0].seq.kind, RD_SEQ_TRANSFORMER);
     assert_int_equal(c->models[0].seq.layers, 2);
@@ -2085,6 +2092,8 @@ static void test_forgotten_switches(void **state) {
     assert_int_equal(c->models[0].tokens.scheme, 0);
     expect_ok(BASE "    seq: {}\n    tokens: {}\n", c);
     expect_ok(BASE "    seq: {stats: [1, 4]}\n", c);
+    expect_ok(BASE "    seq: {kind: mean, table: e, view: mean, view_length: 4}\n", c);
+    assert_int_equal(c->models[0].seq.view_length, 4);
 
     // A printed config writes every key, the switches too: it reads back.
     expect_ok(BASE "    seq: {kind: none, length: 64}\n", c);
