@@ -1986,6 +1986,52 @@ static void test_config_warnings(void **state) {
     free(c);
 }
 
+// The ranges configs/reference.yaml states where it once stated none or another (optimizer.beta
+// said ">= 0"): both edges of each, as config.c enforces them.
+static void test_documented_edges(void **state) {
+    (void)state;
+    static const struct {
+        const char *key, *yaml_in, *yaml_out, *range;
+    } edges[] = {
+        {"ps.tables[0].optimizer.beta",
+         "ps:\n  tables:\n    - {name: e, dim: 8, optimizer: "
+         "{type: ftrl, beta: 1e6}}\n",
+         "ps:\n  tables:\n    - {name: e, dim: 8, optimizer: {type: ftrl, beta: 1000001}}\n",
+         "[0, 1000000]"},
+        {"data.synthetic.memory_span", "data:\n  synthetic: {memory_span: 1000000}\n",
+         "data:\n  synthetic: {memory_span: 1000001}\n", "[1, 1000000]"},
+        {"ps.tables[0].admit_count", "ps:\n  tables:\n    - {name: e, dim: 8, admit_count: 1e9}\n",
+         "ps:\n  tables:\n    - {name: e, dim: 8, admit_count: 1000000001}\n", "[1, 1000000000]"},
+        {"ps.checkpoint_every_s", "ps:\n  checkpoint_every_s: 31536000\n",
+         "ps:\n  checkpoint_every_s: 31536001\n", "[0, 31536000]"},
+        {"ps.checkpoint_every_windows", "ps:\n  checkpoint_every_windows: 10000\n",
+         "ps:\n  checkpoint_every_windows: 10001\n", "[0, 10000]"},
+        {"models[0].seq.dim", "models:\n  - {name: m, seq: {dim: 4096}}\n",
+         "models:\n  - {name: m, seq: {dim: 4097}}\n", "[0, 4096]"},
+        {"models[0].tower[0]", "models:\n  - {name: m, tower: [65536]}\n",
+         "models:\n  - {name: m, tower: [65537]}\n", "[1, 65536]"},
+        {"distill.start_epoch", "distill: {start_epoch: 1000000}\n",
+         "distill: {start_epoch: 1000001}\n", "[0, 1000000]"},
+    };
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        // Parsed alone (no cross checks): the range is the parser's.
+        rd_config *c = new_cfg();
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        int rc = parse(edges[i].yaml_in, c, &eb);
+        if (rc != RD_OK && strstr(eb.msg, "out of range")) {
+            print_error("%s: the documented edge is refused: %s\n", edges[i].key, eb.msg);
+            g_mismatches++;
+        }
+        char part[160];
+        snprintf(part, sizeof part, "%s: value", edges[i].key);
+        expect_error(edges[i].yaml_out, "t.yaml:", part);
+        snprintf(part, sizeof part, "out of range %s", edges[i].range);
+        expect_error(edges[i].yaml_out, "t.yaml:", part);
+        free(c);
+    }
+}
+
 // Keys that another setting leaves unread: set away from their default, refused by name; at
 // their default (as a printed config writes them), accepted.
 static void test_unread_settings(void **state) {
@@ -2331,6 +2377,7 @@ int main(void) {
         cmocka_unit_test(test_reference_names_every_key),
         cmocka_unit_test(test_load_files),
         cmocka_unit_test(test_load_oom),
+        cmocka_unit_test_setup_teardown(test_documented_edges, reset_mismatches, check_mismatches),
         cmocka_unit_test_setup_teardown(test_unread_settings, reset_mismatches, check_mismatches),
         cmocka_unit_test_setup_teardown(test_forgotten_switches, reset_mismatches,
                                         check_mismatches),
