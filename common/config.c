@@ -2133,6 +2133,24 @@ static int check_csv_schema(const rd_config *cfg, const vctx *v) {
             snprintf(p, sizeof p, "data.schema.fields[%d].sep", f);
             return verr(v, p, "a multi-valued field needs a separator");
         }
+        // sep splits the values of a multi field read from one column, and max_len bounds a
+        // multi field's values or counts a field's flag columns (common/schema.c plan_fields):
+        // elsewhere neither is read. A categorical field with `sep: ","` kept "rock,pop" as one
+        // key, where kind: multi was meant.
+        char at[256] = "";
+        snprintf(at, sizeof at, "data.schema.fields[%d]", f);
+        int split = fc->kind == RD_FIELD_MULTI && !fc->flags;
+        int width = fc->kind == RD_FIELD_MULTI || (fc->kind == RD_FIELD_CATEGORICAL && fc->flags);
+        if (!split && !at_default(key_of(&field_desc, "sep"), fc, at, sizeof at))
+            return verr(v, at,
+                        "set, but field '%s' is %s%s: only a multi field's values are split "
+                        "(kind: multi)",
+                        fc->name, field_kinds[fc->kind], fc->flags ? " with flag columns" : "");
+        if (!width && !at_default(key_of(&field_desc, "max_len"), fc, at, sizeof at))
+            return verr(v, at,
+                        "set, but field '%s' is %s: max_len bounds a multi field's values or "
+                        "counts flag columns (flags: true)",
+                        fc->name, field_kinds[fc->kind]);
         snprintf(p, sizeof p, "data.schema.fields[%d].column", f);
         if (!fc->column[0])
             return verr(v, p, "must not be empty");

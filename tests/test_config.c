@@ -2062,6 +2062,30 @@ static void test_unread_settings(void **state) {
     assert_int_equal(c->ps.shm_bytes, 1ull << 30);
 #undef SHM_CFG
 
+    // data.schema.fields[].sep splits a multi field's values, max_len bounds them or counts flag
+    // columns: a categorical field with a sep kept "a,b" as one key.
+#define FIELD_CSV(field) DELIM_CSV "    fields:\n      - " field "\n"
+    expect_error(FIELD_CSV("{name: g, sep: \",\"}"),
+                 "t.yaml:24:24: data.schema.fields[0].sep: set, but field 'g' is categorical: "
+                 "only a multi field's values are split (kind: multi)",
+                 NULL);
+    expect_error(FIELD_CSV("{name: g, max_len: 16}"),
+                 "t.yaml:24:28: data.schema.fields[0].max_len: set, but field 'g' is categorical",
+                 NULL);
+    expect_error(FIELD_CSV("{name: x, kind: numeric, max_len: 2}"),
+                 "t.yaml:24:43: data.schema.fields[0].max_len: set, but field 'x' is numeric",
+                 NULL);
+    expect_error(FIELD_CSV("{name: g, flags: true, max_len: 3, sep: \",\"}"),
+                 "t.yaml:24:49: data.schema.fields[0].sep: set, but field 'g' is categorical with "
+                 "flag columns",
+                 NULL);
+    expect_ok(FIELD_CSV("{name: g, flags: true, max_len: 3}"), c);
+    assert_int_equal(c->data.schema.fields[0].max_len, 3);
+    expect_ok(FIELD_CSV("{name: g, kind: multi, sep: \",\", max_len: 3}"), c);
+    assert_string_equal(c->data.schema.fields[0].sep, ",");
+    expect_ok(FIELD_CSV("{name: g, sep: \"|\", max_len: 8}"), c);
+#undef FIELD_CSV
+
     free(c);
 }
 
