@@ -2974,6 +2974,17 @@ static int validate_impl(const rd_config *cfg, const vctx *v) {
         return verr(v, "data.synthetic.feedback",
                     "4 (the remembered deliberate exposures as the feedback field) needs "
                     "data.synthetic.contexts");
+    // context_effect is the click offset of a request context: the generator reads it only with
+    // contexts (common/synth.c). Written without data.synthetic.contexts it did nothing (and
+    // changed the data config hash, not the data). contexts: 0 written keeps it, as a switch set
+    // to off keeps its settings (an ablation of a contexts config).
+    if (cfg->data.source == RD_DATA_SYNTHETIC &&
+        was_written(v, &cfg->data.synthetic, &synthetic_desc, "context_effect") == 1 &&
+        was_written(v, &cfg->data.synthetic, &synthetic_desc, "contexts") == 0)
+        return verr(v, "data.synthetic.context_effect",
+                    "given, but data.synthetic.contexts is not set (its default is 0: the events "
+                    "have no request context for it to offset): set contexts, or contexts: 0 to "
+                    "keep them off");
     const rd_split_config *sp = &cfg->data.split;
     if (!(sp->batch_fraction + sp->holdout_fraction < 1.0))
         return verr(v, "data.split",

@@ -2132,6 +2132,15 @@ static void test_forgotten_switches(void **state) {
                  "t.yaml:15:46: models[0].seq.view_length: 4 given, but seq.view is not set",
                  "or seq.view: none to keep the view off");
 
+    // data.synthetic.contexts switches the request contexts on; context_effect is their offset.
+    expect_error(BASE "data:\n  synthetic: {context_effect: 2}\n",
+                 "t.yaml:16:31: data.synthetic.context_effect: given, but data.synthetic.contexts "
+                 "is not set",
+                 "or contexts: 0 to keep them off");
+    expect_ok(BASE "data:\n  synthetic: {contexts: 0, context_effect: 2}\n", c);
+    expect_ok(BASE "data:\n  synthetic: {contexts: 4, context_effect: 2}\n", c);
+    assert_true(c->data.synthetic.context_effect == 2.0);
+
     // 2. The switch written to off, settings kept (the ablations): accepted, branch off.
     expect_ok(BASE "    seq: {kind: none, length: 64, layers: 2, heads: 4, dim: 16}\n", c);
     assert_int_equal(c->models[0].seq.kind, RD_SEQ_NONE);
