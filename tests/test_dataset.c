@@ -1298,6 +1298,102 @@ static void test_raw_ids(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// An adversarial log read as three parts of a pattern, checked record by record against an
+// order, ids, histories and windows worked out by hand from rd/dataset.h (and an independent
+// Python reading of the docs): parts in name order (log-1, log-10, log-2), a byte-order mark
+// and CRLF on the first, ids holding the delimiter, a newline, a quote, UTF-8, 300 bytes, and
+// "09" beside 7 and 10 (numbers by value before other strings), rows out of time order, ten
+// events in one second (sorted by user id, item id, then input line over all parts), a time
+// with milliseconds in that second (after them), users and items seen once.
+
+static void test_adversarial_parts(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512], lng[301], p2[512];
+    memset(lng, 'L', 300);
+    lng[300] = '\0';
+    put("adv", "log-1.csv",
+        "\xEF\xBB\xBFt,u,i,y\r\n"
+        "100,\"b,1\",10,1\r\n"
+        "100,7,9,0\r\n"
+        "99,\xC3\xBC,i,1\r\n"
+        "100.250,7,\"x\ny\",1\r\n");
+    put("adv", "log-10.csv",
+        "t,u,i,y\n"
+        "100,10,9,0\n"
+        "100,7,10,1\n"
+        "100,\"b,1\",9,0\n"
+        "98,solo,\"q\"\"q\",1\n");
+    snprintf(p2, sizeof p2,
+             "t,u,i,y\r\n100,7,9,1\r\n101,%s,10,0\r\n100,09,9,1\r\n99,\xC3\xBC,i,0\r\n", lng);
+    put("adv", "log-2.csv", p2);
+    path_in(out, sizeof out, "adv_ds");
+    simple_schema(cfg, "adv", out);
+    SET(cfg->data.schema.path, "log-*.csv");
+    cfg->data.split.batch_fraction = 0.5;    // b = 6
+    cfg->data.split.holdout_fraction = 0.25; // h = 12 - 3 = 9; windows [6, 7) and [7, 9)
+    cfg->data.split.stream_windows = 2;
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    static const struct {
+        int64_t ts;
+        const char *u, *i;
+        int label, user, win;
+        uint64_t hist[2]; // the last two earlier events of the user, oldest first
+        size_t nh;
+    } want[12] = {
+        {98, "solo", "q\"q", 1, 0, -1, {0}, 0},
+        {99, "\xC3\xBC", "i", 1, 1, -1, {0}, 0},
+        {99, "\xC3\xBC", "i", 0, 1, -1, {1}, 1},
+        {100, "7", "9", 0, 2, -1, {0}, 0},
+        {100, "7", "9", 1, 2, -1, {3}, 1}, // same time, user and item: line order across parts
+        {100, "7", "10", 1, 2, -1, {3, 4}, 2},
+        {100, "10", "9", 0, 3, 0, {0}, 0},
+        {100, "09", "9", 1, 4, 1, {0}, 0},
+        {100, "b,1", "9", 0, 5, 1, {0}, 0},
+        {100, "b,1", "10", 1, 5, -1, {8}, 1},
+        {100, "7", "x\ny", 1, 2, -1, {4, 5}, 2}, // 100.250: after the second's whole events
+        {101, NULL, "10", 0, 6, -1, {0}, 0},
+    };
+    rd_dataset *ds = open_ok(out);
+    rd_dataset_ids *ids = NULL;
+    assert_int_equal(rd_dataset_ids_load(out, &ids, &eb), RD_OK);
+    const rd_dataset_info *in = rd_dataset_get_info(ds);
+    assert_int_equal(in->n_events, 12);
+    assert_int_equal(in->n_users, 7);
+    assert_int_equal(in->n_items, 5);
+    for (uint64_t r = 0; r < 12; r++) {
+        const rd_record *rec = rd_dataset_record(ds, r);
+        assert_int_equal(rec->ts, want[r].ts);
+        assert_int_equal((int)rec->label, want[r].label);
+        assert_int_equal(rec->user, want[r].user);
+        assert_int_equal(rd_dataset_window_of(ds, r), want[r].win);
+        const char *wu = want[r].u ? want[r].u : lng, *id;
+        size_t len = 0;
+        id = rd_dataset_ids_find(ids, 0, rec->user_key, &len);
+        assert_non_null(id);
+        assert_int_equal(len, strlen(wu));
+        assert_memory_equal(id, wu, len);
+        id = rd_dataset_ids_find(ids, 1, rec->item_key, &len);
+        assert_non_null(id);
+        assert_int_equal(len, strlen(want[r].i));
+        assert_memory_equal(id, want[r].i, len);
+        uint64_t h[2];
+        size_t nh = 0;
+        rd_dataset_history(ds, r, 2, h, &nh);
+        assert_int_equal(nh, want[r].nh);
+        for (size_t k = 0; k < nh; k++)
+            assert_int_equal(h[k], want[r].hist[k]);
+    }
+    rd_dataset_ids_free(ids);
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
 // A multi-valued field is a set: a value repeated in one row ("x|x|y") is kept once, in the order
 // of its first appearance, so mean and sum pooling weigh each distinct value once (it was kept
 // twice). Repeats do not count against max_len; distinct values past it are still cut. The same
@@ -2976,6 +3072,7 @@ int main(void) {
         cmocka_unit_test(test_quoting_off),
         cmocka_unit_test(test_wide_header),
         cmocka_unit_test(test_raw_ids),
+        cmocka_unit_test(test_adversarial_parts),
         cmocka_unit_test(test_multi_repeats),
         cmocka_unit_test(test_side_latin1),
         cmocka_unit_test(test_latin1_header),
