@@ -46,8 +46,12 @@
 //              version 2 adds each field's transform (flags in the field entry, then a table of
 //              n_fields x {f64 mean, f64 std} after the split boundaries)
 //   records    n x record_size bytes: rd_record | uint64 keys[n_slots] | float num[n_numeric] |
-//              zero padding to a multiple of 8. Records are in time order: sorted by (timestamp,
-//              user id, item id, input line), stable and deterministic; record i has id i.
+//              zero padding to a multiple of 8. Records are in time order: sorted by (time in
+//              milliseconds as read, so "100.250" after "100" though both store ts 100; raw user
+//              id; raw item id; input line, counted over all parts of a pattern), CSV and
+//              MovieLens ids in natural order (decimal integers of at most 19 digits and no
+//              leading zero by value, before any other id, which sort bytewise: 7 < 10 < "007"
+//              < "a"), stable and deterministic; record i has id i.
 //   user_off   (n_users + 1) x uint64: user u's records are user_rec[user_off[u], user_off[u+1])
 //   user_rec   n x uint64 record indices, grouped by user, ascending (= time order) per user
 //   user_pos   n x uint32: position of record i within its user's list (padded to 8 bytes)
