@@ -675,21 +675,24 @@ static int glob_folder_error(const char *pattern, size_t lit, rd_errbuf *eb) {
 // A part that holds no text: nothing but a UTF-8 byte-order mark and line ends (the mark a
 // Windows tool writes into an empty export, the lone newline of an empty partition). It is
 // skipped as an empty file is; read as a part, it refused the whole log as "empty input: no
-// header line".
-static int blank_part(const char *path, off_t size) {
+// header line". The whole file is read, however long: the check stopped at 4 KiB, so a part of
+// more line ends than that was refused so. A part with text stops it at its first byte of text.
+static int blank_part(const char *path) {
     unsigned char b[4096];
-    if (size > (off_t)sizeof b)
-        return 0;
     FILE *f = fopen(path, "rb");
     if (!f)
         return 0; // opening it again names the cause
-    size_t n = fread(b, 1, sizeof b, f);
+    int blank = 1;
+    size_t n;
+    for (int first = 1; blank && (n = fread(b, 1, sizeof b, f)) > 0; first = 0) {
+        size_t i = first && n >= 3 && memcmp(b, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+        for (; i < n && blank; i++)
+            blank = b[i] == '\n' || b[i] == '\r';
+    }
+    if (ferror(f))
+        blank = 0; // read as a part, the error is named
     fclose(f);
-    size_t i = n >= 3 && memcmp(b, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
-    for (; i < n; i++)
-        if (b[i] != '\n' && b[i] != '\r')
-            return 0;
-    return 1;
+    return blank;
 }
 
 static int log_parts(csv_ctx *cx, char ***files, size_t *n, rd_errbuf *eb) {
@@ -732,7 +735,7 @@ static int log_parts(csv_ctx *cx, char ***files, size_t *n, rd_errbuf *eb) {
             return rd_err_set(eb, RD_ERR_SCHEMA,
                               "%s (matched by '%s'): not a regular file (narrow the pattern)", p,
                               cx->log_path);
-        if (st.st_size > 0 && !blank_part(p, st.st_size))
+        if (st.st_size > 0 && !blank_part(p))
             cx->part_list[k++] = cx->parts.gl_pathv[i];
         else if (!cx->quiet_parts)
             RD_LOG_INFO("%s: empty file%s, skipped (matched by '%s')", p,

@@ -836,6 +836,11 @@ static void test_log_parts(void **state) {
     // (they refused the log as "empty input: no header line").
     put("parts", "log-00-blank.csv", "\n");
     put("parts", "log-02b.csv", "\xEF\xBB\xBF\r\n");
+    // One of 6 KiB: the check read 4 KiB and refused the log ("empty input: no header line").
+    static char ends[2 * 3000 + 4] = "\xEF\xBB\xBF";
+    for (int k = 0; k < 3000; k++)
+        memcpy(ends + 3 + 2 * k, "\r\n", 2);
+    put("parts", "log-02c.csv", ends);
     char one[512], many[512];
     path_in(one, sizeof one, "parts_one");
     path_in(many, sizeof many, "parts_many");
