@@ -389,6 +389,47 @@ static void test_file_refill(void **state) {
     free(buf);
 }
 
+// A quoted field whose closing quote is the last byte of the first 1 MiB window, followed by a
+// two-byte delimiter cut in two by the window: the reader must refill, not take the lone ':' for
+// "an unexpected character after the closing quote". (Catches dropping the partial-delimiter
+// P_MORE after a closing quote in parse_row.)
+static void test_quote_then_split_delim(void **state) {
+    (void)state;
+    size_t cap = ((size_t)1 << 20) + 64;
+    char *buf = malloc(cap);
+    // Row 1 is padding of L bytes + '\n'; row 2 is "q"::b with its first ':' at 1 MiB - 1.
+    size_t L = ((size_t)1 << 20) - 5;
+    memset(buf, 'a', L);
+    size_t k = L;
+    k += (size_t)sprintf(buf + k, "\n\"q\"::b\n");
+    assert_int_equal(buf[((size_t)1 << 20) - 1], ':');
+    assert_int_equal(buf[((size_t)1 << 20) - 2], '"');
+    compare_file_mem(buf, k, "::", '"');
+    rd_csv_options opt;
+    memset(&opt, 0, sizeof opt);
+    snprintf(opt.delimiter, sizeof opt.delimiter, "::");
+    opt.quote = '"';
+    char *path = temp_file(buf, k);
+    rd_csv_reader *r = NULL;
+    assert_int_equal(rd_csv_open(path, &opt, &r, NULL), RD_OK);
+    const rd_csv_field *f;
+    size_t n;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_csv_next(r, &f, &n, &eb), 1);
+    assert_int_equal(rd_csv_next(r, &f, &n, &eb), 1);
+    assert_int_equal(n, 2);
+    assert_int_equal(f[0].len, 1);
+    assert_memory_equal(f[0].ptr, "q", 1);
+    assert_int_equal(f[1].len, 1);
+    assert_memory_equal(f[1].ptr, "b", 1);
+    assert_int_equal(rd_csv_next(r, &f, &n, &eb), 0);
+    rd_csv_close(r);
+    unlink(path);
+    free(path);
+    free(buf);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Numbers
 
@@ -602,6 +643,7 @@ int main(void) {
         cmocka_unit_test(test_errors_name_line),
         cmocka_unit_test(test_cr_only_line_ends),
         cmocka_unit_test(test_file_refill),
+        cmocka_unit_test(test_quote_then_split_delim),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_fuzz),
