@@ -806,6 +806,45 @@ static void test_text_labels(void **state) {
     free(cfg);
 }
 
+// Numeric label rules: every operator at, below and above its threshold (3), on ratings 2..4.
+// (Catches `<=` written as `<`, `==` as `>=`, and the like in schema.c label_of; only `>=` was
+// checked through a built dataset.)
+static void test_numeric_label_ops(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "ops_ds");
+    put("ops", "log.csv", "t,u,i,y\n1,a,1,2\n2,a,2,3\n3,a,3,4\n4,b,1,3.0\n5,b,2,2.5\n");
+    static const struct {
+        int op;
+        float want[5];
+    } cases[] = {
+        {RD_LABEL_GE, {0, 1, 1, 1, 0}}, {RD_LABEL_GT, {0, 0, 1, 0, 0}},
+        {RD_LABEL_EQ, {0, 1, 0, 1, 0}}, {RD_LABEL_NE, {1, 0, 1, 0, 1}},
+        {RD_LABEL_LE, {1, 1, 0, 1, 1}}, {RD_LABEL_LT, {1, 0, 0, 0, 1}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        simple_schema(cfg, "ops", out);
+        cfg->data.schema.label_op = cases[c].op;
+        cfg->data.schema.label_threshold = 3;
+        rd_errbuf eb;
+        int rc = prepare(cfg, &eb);
+        if (rc != RD_OK)
+            fprintf(stderr, "prepare (op %d): %s\n", cases[c].op, eb.msg);
+        assert_int_equal(rc, RD_OK);
+        rd_dataset *ds = open_ok(out);
+        assert_int_equal(rd_dataset_get_info(ds)->n_events, 5);
+        for (uint64_t e = 0; e < 5; e++)
+            if (rd_dataset_record(ds, e)->label != cases[c].want[e])
+                fail_msg("op %d, event %llu: label %g, expected %g", cases[c].op,
+                         (unsigned long long)e, (double)rd_dataset_record(ds, e)->label,
+                         (double)cases[c].want[e]);
+        rd_dataset_close(ds);
+        rm_rf(out);
+    }
+    free(cfg);
+}
+
 // ---------------------------------------------------------------------------------------------
 // A log in parts (data.schema.path a glob pattern): the same dataset as the one file they were
 // cut from, record ids unique; empty parts skipped; parts with another header, a pattern that
@@ -3071,6 +3110,7 @@ int main(void) {
         cmocka_unit_test(test_columns_no_cr_hint),
         cmocka_unit_test(test_natural_order),
         cmocka_unit_test(test_text_labels),
+        cmocka_unit_test(test_numeric_label_ops),
         cmocka_unit_test(test_log_parts),
         cmocka_unit_test(test_stale_inputs),
         cmocka_unit_test(test_time_formats),
