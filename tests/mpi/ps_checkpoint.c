@@ -28,7 +28,7 @@ static void make_cfg(rd_config *cfg) {
     t_config(cfg, 2, 1, names, ranks);
     t_table(cfg, "user", 8, RD_OPT_ADAGRAD, 0.05f);
     rd_table_config *t = t_table(cfg, "item", 16, RD_OPT_ADAM, 0.01f);
-    t->admit_count = 2;
+    t->admit_count = 3; // 3: a pending key of 2 sightings must resume at 2, not 1
     t->ttl = 60;
     t_table(cfg, "ctx", 4, RD_OPT_FTRL, 0.1f);
 }
