@@ -1685,7 +1685,7 @@ static void test_latin1_header(void **state) {
 static const char miss_log[] = "ts,uid,iid,clicked,tags,price\n"
                                "100,9,i1,1,a,2\n101,10,i2,0,a,\n102,9,i3,1,a,NA\n"
                                "103,10,i1,0,a,4\n104,9,i2,1,a,nan\n105,10,i3,0,a,null\n"
-                               "106,9,i1,1,a,\t n/a \n107,10,i2,0,a,1000\n108,9,i3,1,a,None\n"
+                               "106,9,i1,1,a,\t n/a \t\n107,10,i2,0,a,1000\n108,9,i3,1,a,None\n"
                                "109,10,i1,0,a,1000\n";
 
 static void test_missing_numeric(void **state) {
