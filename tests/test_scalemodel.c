@@ -90,6 +90,45 @@ static void test_terms_by_hand(void **state) {
     near(p.step_us, p.term_us[0] + p.term_us[1] + p.term_us[2] + p.term_us[3], 1e-12);
 }
 
+// Overlap with the PS server the largest term: the step is that term plus the allreduce, and the
+// bottleneck names it. (Catches the overlap maximum skipping the last overlapped term.)
+static void test_overlap_server_bound(void **state) {
+    (void)state;
+    rd_scale_calib c = calib();
+    c.ps_key_ns = 5000; // 2 * 1024 keys * 5 us: far above the 512 us of compute
+    rd_scale_net n = net();
+    rd_scale_point p;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_scale_eval(&c, &n, 4, &p, &eb), RD_OK);
+    assert_true(p.term_us[RD_SCALE_PS_SERVER] > p.term_us[RD_SCALE_COMPUTE] &&
+                p.term_us[RD_SCALE_PS_SERVER] > p.term_us[RD_SCALE_PS_NETWORK]);
+    near(p.step_us, p.term_us[RD_SCALE_PS_SERVER] + p.term_us[RD_SCALE_ALLREDUCE], 1e-12);
+    assert_int_equal(p.bottleneck, RD_SCALE_PS_SERVER);
+}
+
+// The efficiency's reference is one node with one PS shard, whatever the PS layout asked for
+// (ps_per_node 2 would give the lone node 2 shards). (Catches the reference keeping the layout.)
+static void test_efficiency_reference(void **state) {
+    (void)state;
+    rd_scale_calib c = calib();
+    c.batch_per_worker = 8; // few keys: the fan-out to the shards counts
+    rd_scale_net n = net();
+    n.ps_per_node = 2;
+    rd_scale_net one = net();
+    one.fixed_ps = 1;
+    rd_scale_point p, r;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_scale_eval(&c, &one, 1, &r, &eb), RD_OK);
+    assert_int_equal(r.ps, 1);
+    for (int nodes = 1; nodes <= 8; nodes *= 2) {
+        assert_int_equal(rd_scale_eval(&c, &n, nodes, &p, &eb), RD_OK);
+        assert_int_equal(p.ps, 2 * nodes);
+        near(p.efficiency, p.samples_per_s / ((double)nodes * r.samples_per_s), 1e-12);
+    }
+}
+
 static void test_limits(void **state) {
     (void)state;
     rd_scale_calib c = calib();
@@ -304,9 +343,13 @@ static void test_calib_file(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_terms_by_hand), cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_hot_keys),      cmocka_unit_test(test_non_finite),
+        cmocka_unit_test(test_terms_by_hand),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_hot_keys),
+        cmocka_unit_test(test_non_finite),
         cmocka_unit_test(test_calib_file),
+        cmocka_unit_test(test_overlap_server_bound),
+        cmocka_unit_test(test_efficiency_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
