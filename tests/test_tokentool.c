@@ -376,6 +376,18 @@ static void test_compact_damaged_dataset(void **state) {
     assert_int_equal(unlink(ds), 0);
     snprintf(out, sizeof out, "%s/ds_copy_unbound", g_root);
     assert_int_equal(rd_tokentool_compact(dir, out, &eb), RD_OK);
+    rd_token_dataset got;
+    assert_int_equal(rd_token_store_read_dataset(out, &got, &eb), RD_ERR_NOTFOUND);
+    // A bound store's copy is bound to the same dataset (catches compact leaving DATASET out:
+    // the copy would then take the tokens of any dataset).
+    rd_token_dataset bound = {.n_events = 12345, .records_crc = 0xdecafbadu};
+    assert_int_equal(rd_token_store_bind_dataset(dir, &bound, NULL, &eb), RD_OK);
+    snprintf(out, sizeof out, "%s/ds_copy_bound", g_root);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_tokentool_compact(dir, out, &eb), RD_OK);
+    memset(&got, 0, sizeof got);
+    assert_int_equal(rd_token_store_read_dataset(out, &got, &eb), RD_OK);
+    assert_true(got.n_events == 12345 && got.records_crc == 0xdecafbadu);
 }
 
 // A compacted copy is durable once compact returns: every shard's data.mdb (which LMDB's copy
