@@ -648,6 +648,46 @@ static void test_users_and_empty_fetch(void **state) {
     assert_non_null(strstr(out, "(--user-id u1): the store holds no record"));
 }
 
+// rd_tokentool_print_fetch prints each record's side values (its own, n_side of them) between
+// the item and the token. (Catches the side values indexed without the record's row, side[i + j].)
+static void test_fetch_side_values(void **state) {
+    (void)state;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/side", g_root);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_store_opts co = {DIM, RD_TOKEN_FP32, 1, 0, 0, 4096, 1, 2, 0};
+    rd_token_store *s = NULL;
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    enum { N = 3 };
+    uint64_t users[N] = {7, 7, 7}, ids[N] = {1, 2, 3};
+    int64_t ts[N] = {10, 20, 30};
+    float tok[N * DIM], side[N * 2] = {1.5f, 2.5f, 3.5f, 4.5f, 5.5f, 6.5f};
+    for (size_t i = 0; i < N * DIM; i++)
+        tok[i] = 0.25f * (float)i;
+    rd_token_batch bt = {N, users, ts, ids, tok, NULL, NULL, NULL, side};
+    assert_int_equal(rd_token_store_append(s, &bt, &eb), RD_OK);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    uint32_t nf = 0;
+    assert_int_equal(rd_tokentool_print_fetch(s, 7, 100, NULL, 8, f, &nf, &eb), RD_OK);
+    fclose(f);
+    assert_int_equal(nf, N);
+    assert_non_null(strstr(buf, " side 2\n"));
+    for (int i = 0; i < N; i++) {
+        char want[96];
+        // index, ts, id, label, item, then the two side values
+        snprintf(want, sizeof want, "\t%d\t%d\t0\t0\t%.9g\t%.9g\t", 10 * (i + 1), i + 1,
+                 (double)side[2 * i], (double)side[2 * i + 1]);
+        if (!strstr(buf, want))
+            fail_msg("record %d: no '%s' in:\n%s", i, want, buf);
+    }
+    free(buf);
+    rd_token_store_destroy(s);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_root, sizeof g_root, "/tmp/rd_test_tokentool_XXXXXX");
@@ -979,6 +1019,7 @@ int main(void) {
                                        cmocka_unit_test(test_shard_not_regular),
                                        cmocka_unit_test(test_users_damaged_no_partial),
                                        cmocka_unit_test(test_stale_readers),
-                                       cmocka_unit_test(test_many_shards)};
+                                       cmocka_unit_test(test_many_shards),
+                                       cmocka_unit_test(test_fetch_side_values)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
