@@ -310,11 +310,15 @@ static void test_roundtrip_and_pixels(void **state) {
 
         // The red series crosses the pixels of points on its segments (away from the legend
         // and from the blue line's crossing at x = 2).
-        int px, py;
+        int px, py, qx, qy;
         assert_int_equal(rd_plot_map(&p, 3.5, 3.5, &px, &py), 1);
         assert_true(near_colour(img, w, h, px, py, 1, RED));
+        assert_int_equal(rd_plot_map(&p, 0.5, 0.5, &qx, &qy), 1);
+        assert_true(near_colour(img, w, h, qx, qy, 1, RED));
+        // Larger y is higher in the image (smaller row), larger x further right: a plot drawn
+        // upside down (rd_plot_map and the drawing agree with each other) must not pass.
+        assert_true(py < qy && px > qx);
         assert_int_equal(rd_plot_map(&p, 0.5, 0.5, &px, &py), 1);
-        assert_true(near_colour(img, w, h, px, py, 1, RED));
         // ... and not pixels far from it (the blue line's point at x = 3.5).
         assert_int_equal(rd_plot_map(&p, 3.5, 0.5, &px, &py), 1);
         assert_false(near_colour(img, w, h, px, py, 3, RED));
@@ -336,6 +340,23 @@ static void test_roundtrip_and_pixels(void **state) {
         else
             assert_true(st.st_size > 800 * 500 * 3);
     }
+}
+
+// A constant series gets a range of +-10% of its value around it (plus the 4% padding), not +-1
+// whatever its scale. (Catches the spread of a one-valued axis ignoring the value.)
+static void test_constant_series_range(void **state) {
+    (void)state;
+    static const double x[] = {0, 1, 2}, y[] = {100, 100, 100};
+    rd_plot p;
+    rd_plot_init(&p);
+    assert_int_equal(rd_plot_add(&p, "flat", x, y, 3), RD_OK);
+    uint8_t *img = rd_xmalloc((size_t)p.width * (size_t)p.height * 3);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_plot_render(&p, img, &eb), RD_OK);
+    assert_true(fabs(p.lo_y - (90.0 - 0.04 * 20.0)) < 1e-9);
+    assert_true(fabs(p.hi_y - (110.0 + 0.04 * 20.0)) < 1e-9);
+    rd_free(img);
 }
 
 // A NaN point is skipped and breaks the line; an empty series and an all-NaN plot are fine.
@@ -577,11 +598,9 @@ static void test_corruption_detected(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip_and_pixels),
-        cmocka_unit_test(test_nan_and_empty),
-        cmocka_unit_test(test_log_axis),
-        cmocka_unit_test(test_integer_ticks),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_roundtrip_and_pixels),  cmocka_unit_test(test_nan_and_empty),
+        cmocka_unit_test(test_constant_series_range), cmocka_unit_test(test_log_axis),
+        cmocka_unit_test(test_integer_ticks),         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_corruption_detected),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
