@@ -630,6 +630,14 @@ static void test_users_and_empty_fetch(void **state) {
         0);
     assert_non_null(strstr(out, "n_found 5"));
     assert_null(strstr(out, "no tokens"));
+    // An ISO 8601 --before with a fraction is rounded up to the whole second (3999.5 -> 4000:
+    // "before 12:00:00.5" keeps 12:00:00). Catches rd_app_parse_time truncating it.
+    assert_int_equal(run(out, sizeof out,
+                         "%s tokens fetch %s --user 104 --before 1970-01-01T01:06:39.5Z --n 9 "
+                         "2>/dev/null",
+                         g_rd, dir),
+                     0);
+    assert_non_null(strstr(out, "# user 104 before 4000 "));
     assert_int_equal(run(out, sizeof out,
                          "%s tokens fetch %s --user 999 --before 99999 --n 9 2>&1 >/dev/null", g_rd,
                          dir),

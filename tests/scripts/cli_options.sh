@@ -36,6 +36,9 @@ check 2 "tokens stats: --before-id is not an option of stats" "$bin" tokens stat
 check 1 "" "$bin" tokens gc "$S" --before 5
 check 1 "" "$bin" tokens fetch "$S" --user-id u1 --before 2 --n 3 --before-id 7
 check 1 "" "$bin" tokens stats "$S" --per-shard
+# An option given twice is refused, not the last one taken (catches args.c skipping that check).
+check 2 "--before given twice" "$bin" tokens gc "$S" --before 5 --before 6
+check 2 "--out given twice" "$bin" tokens compact "$S" --out "$tmp/c" --out "$tmp/d"
 
 # table: likewise.
 check 2 "table reshard: --table is not an option of reshard" "$bin" table reshard "$S" --shards 2 --out "$tmp/o" --table t
