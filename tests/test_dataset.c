@@ -1443,6 +1443,40 @@ static void test_adversarial_parts(void **state) {
 // twice). Repeats do not count against max_len; distinct values past it are still cut. The same
 // holds for a side table's multi field.
 
+// A separator of two bytes ("; "): values of any length split at it, not only those whose length
+// is a multiple of it. (Catches the scan for the separator stepping by its length.)
+static void test_multi_long_sep(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "multi_sep_ds");
+    put("multi_sep", "log.csv", "t,u,i,y,tags\n1,a,p,1,ab; c; def\n2,a,q,0,xyz\n");
+    simple_schema(cfg, "multi_sep", out);
+    rd_schema_config *sc = &cfg->data.schema;
+    sc->n_fields = 1;
+    SET(sc->fields[0].name, "tags");
+    SET(sc->fields[0].column, "tags");
+    sc->fields[0].kind = RD_FIELD_MULTI;
+    sc->fields[0].max_len = 3;
+    SET(sc->fields[0].sep, "; ");
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    const rd_dataset_field *tags = rd_dataset_find_field(ds, "tags");
+    assert_non_null(tags);
+    const uint64_t *k = rd_dataset_keys(ds, 0);
+    assert_true(k[tags->offset] == key_of("tags", "ab"));
+    assert_true(k[tags->offset + 1] == key_of("tags", "c"));
+    assert_true(k[tags->offset + 2] == key_of("tags", "def"));
+    k = rd_dataset_keys(ds, 1);
+    assert_true(k[tags->offset] == key_of("tags", "xyz") && k[tags->offset + 1] == 0);
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
 static void test_multi_repeats(void **state) {
     (void)state;
     rd_config *cfg = new_cfg();
@@ -3119,6 +3153,7 @@ int main(void) {
         cmocka_unit_test(test_raw_ids),
         cmocka_unit_test(test_adversarial_parts),
         cmocka_unit_test(test_multi_repeats),
+        cmocka_unit_test(test_multi_long_sep),
         cmocka_unit_test(test_side_latin1),
         cmocka_unit_test(test_latin1_header),
         cmocka_unit_test(test_config_hash_compat),
