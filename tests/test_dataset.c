@@ -1477,6 +1477,61 @@ static void test_multi_long_sep(void **state) {
     free(cfg);
 }
 
+// Two side tables, both `missing: empty`: an event matched in the first and not in the second
+// keeps the first table's numeric value and its own log value; only the second table's field
+// takes the fill. (Catches the fill of an unmatched side table written over every numeric field.)
+static void test_side_missing_fills_own_fields(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    char out[512];
+    path_in(out, sizeof out, "side_two_ds");
+    put("side_two", "log.csv", "t,u,i,y,price\n1,a,p,1,7\n2,b,q,0,8\n");
+    put("side_two", "users.csv", "uid,age\na,30\nb,40\n");
+    put("side_two", "items.csv", "iid,weight\np,2.5\n"); // no row for item q
+    simple_schema(cfg, "side_two", out);
+    rd_schema_config *sc = &cfg->data.schema;
+    sc->n_fields = 3;
+    const char *names[3] = {"price", "age", "weight"}, *sides[3] = {"", "users", "items"};
+    for (int i = 0; i < 3; i++) {
+        SET(sc->fields[i].name, names[i]);
+        SET(sc->fields[i].column, names[i]);
+        SET(sc->fields[i].side, sides[i]);
+        sc->fields[i].kind = RD_FIELD_NUMERIC;
+        sc->fields[i].missing = RD_MISSING_ZERO;
+    }
+    sc->n_side = 2;
+    const char *sn[2] = {"users", "items"}, *key[2] = {"uid", "iid"}, *join[2] = {"u", "i"};
+    for (int k = 0; k < 2; k++) {
+        rd_side_config *sd = &sc->side[k];
+        SET(sd->name, sn[k]);
+        snprintf(sd->path, sizeof sd->path, "%s.csv", sn[k]);
+        SET(sd->delimiter, ",");
+        sd->header = 1;
+        SET(sd->key_column, key[k]);
+        SET(sd->join_column, join[k]);
+        sd->missing = RD_SIDE_MISSING_EMPTY;
+    }
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, 2);
+    static const float want[2][3] = {{7, 30, 2.5f}, {8, 40, 0}};
+    for (uint64_t e = 0; e < 2; e++)
+        for (int i = 0; i < 3; i++) {
+            const rd_dataset_field *fd = rd_dataset_find_field(ds, names[i]);
+            assert_non_null(fd);
+            float x = rd_dataset_nums(ds, e)[fd->offset];
+            if (x != want[e][i])
+                fail_msg("event %llu field %s: %g, expected %g", (unsigned long long)e, names[i],
+                         (double)x, (double)want[e][i]);
+        }
+    rd_dataset_close(ds);
+    free(cfg);
+}
+
 static void test_multi_repeats(void **state) {
     (void)state;
     rd_config *cfg = new_cfg();
@@ -3153,6 +3208,7 @@ int main(void) {
         cmocka_unit_test(test_raw_ids),
         cmocka_unit_test(test_adversarial_parts),
         cmocka_unit_test(test_multi_repeats),
+        cmocka_unit_test(test_side_missing_fills_own_fields),
         cmocka_unit_test(test_multi_long_sep),
         cmocka_unit_test(test_side_latin1),
         cmocka_unit_test(test_latin1_header),
