@@ -430,6 +430,27 @@ static void test_quote_then_split_delim(void **state) {
     free(buf);
 }
 
+// A file that starts with a UTF-8 BOM: the BOM is not part of the first column's name, also
+// when read from a file (whose window is empty until the first refill). (Catches the BOM check
+// running before the first read.)
+static void test_file_bom(void **state) {
+    (void)state;
+    static const char data[] = "\xEF\xBB\xBFuser,item\n1,2\n";
+    char *path = temp_file(data, sizeof data - 1);
+    rd_csv_options opt = {.delimiter = ",", .quote = '"'};
+    rd_csv_reader *r = NULL;
+    assert_int_equal(rd_csv_open(path, &opt, &r, NULL), RD_OK);
+    const rd_csv_field *f;
+    size_t n;
+    assert_int_equal(rd_csv_next(r, &f, &n, NULL), 1);
+    assert_int_equal(n, 2);
+    assert_int_equal(f[0].len, 4);
+    assert_memory_equal(f[0].ptr, "user", 4);
+    rd_csv_close(r);
+    unlink(path);
+    free(path);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Numbers
 
@@ -603,7 +624,9 @@ static void test_fuzz(void **state) {
 // through the reader as the same bytes (a comma, quotes, line breaks, an empty value).
 static void test_write_value(void **state) {
     (void)state;
-    static const char *vals[] = {"7", "007", "a,b", "say \"hi\"", "two\nlines", "cr\rx", "", "\""};
+    // "cr\r": a CR at the end of an unquoted value would be read as half of a CRLF line end.
+    static const char *vals[] = {"7",     "007", "a,b", "say \"hi\"", "two\nlines",
+                                 "cr\rx", "",    "\"",  "cr\r"};
     const size_t nv = sizeof vals / sizeof vals[0];
     char *buf = NULL;
     size_t len = 0;
@@ -644,6 +667,7 @@ int main(void) {
         cmocka_unit_test(test_cr_only_line_ends),
         cmocka_unit_test(test_file_refill),
         cmocka_unit_test(test_quote_then_split_delim),
+        cmocka_unit_test(test_file_bom),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_fuzz),
