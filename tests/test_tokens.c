@@ -1757,6 +1757,40 @@ static void test_map_huge(void **state) {
 // ---------------------------------------------------------------------------------------------
 // gc
 
+// The first gc of a store records its cutoff also when it is negative (times before 1970): the
+// record starts empty, not at a cutoff of 0. (Catches the first gc's cutoff compared with 0.)
+static void test_gc_negative_cutoff(void **state) {
+    (void)state;
+    const size_t dim = 4, n = 20;
+    char dir[512];
+    store_path(dir, sizeof dir, "gc_neg");
+    rd_token_store_opts co = {(int)dim, RD_TOKEN_FP32, 1, 0, 0, 0, 1, 0, 0};
+    rd_token_store *s = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_create(dir, &co, &s, &eb), RD_OK);
+    uint64_t users[20], ids[20];
+    int64_t ts[20];
+    float tok[20 * 4];
+    for (size_t i = 0; i < n; i++) {
+        users[i] = 5;
+        ts[i] = -20 + (int64_t)i; // -20 .. -1
+        ids[i] = i + 1;
+        fill_token(tok + i * dim, dim, users[i], ts[i], ids[i]);
+    }
+    rd_token_batch b = {n, users, ts, ids, tok, NULL, NULL, NULL, NULL};
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    uint64_t del = 0;
+    assert_int_equal(rd_token_store_gc(s, -10, &del, &eb), RD_OK);
+    assert_int_equal(del, 10);
+    rd_token_gc_info gi;
+    assert_int_equal(rd_token_store_gc_info(s, &gi, &eb), RD_OK);
+    assert_int_equal(gi.n_gc, 1);
+    assert_int_equal(gi.deleted, 10);
+    assert_true(gi.before_t == -10);
+    rd_token_store_destroy(s);
+}
+
 static void test_gc(void **state) {
     (void)state;
     const size_t dim = 4, U = 10, T = 100;
@@ -3185,6 +3219,7 @@ int main(void) {
         cmocka_unit_test(test_concurrent_reader),
         cmocka_unit_test(test_map_huge),
         cmocka_unit_test(test_gc),
+        cmocka_unit_test(test_gc_negative_cutoff),
         cmocka_unit_test(test_verify_detects_corruption),
         cmocka_unit_test(test_guard_signals),
         cmocka_unit_test(test_damaged_page),
