@@ -108,7 +108,7 @@ EOF
 grep -q "clicks.csv:4: column 'clicked': non-numeric label value 'maybe'" "$TMP/err" \
     || fail "bad csv message: $(cat "$TMP/err")"
 [ ! -e "$TMP/csv_out" ] || fail "a failed prepare left $TMP/csv_out"
-ls "$TMP" | grep -q "tmp-" && fail "a failed prepare left a temporary folder"
+compgen -G "$TMP/*tmp-*" > /dev/null && fail "a failed prepare left a temporary folder"
 # Fixed, it succeeds.
 printf 'ts,uid,iid,clicked\n10,9,a,1\n11,10,b,1\n12,9,c,0\n' > "$TMP/in/clicks.csv"
 "$RD" prepare "$TMP/csv.yaml" --out "$TMP/csv_out" > "$TMP/out" 2>"$TMP/err" || fail "csv: $(cat "$TMP/err")"
