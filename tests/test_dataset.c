@@ -1438,11 +1438,6 @@ static void test_adversarial_parts(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A multi-valued field is a set: a value repeated in one row ("x|x|y") is kept once, in the order
-// of its first appearance, so mean and sum pooling weigh each distinct value once (it was kept
-// twice). Repeats do not count against max_len; distinct values past it are still cut. The same
-// holds for a side table's multi field.
-
 // A separator of two bytes ("; "): values of any length split at it, not only those whose length
 // is a multiple of it. (Catches the scan for the separator stepping by its length.)
 static void test_multi_long_sep(void **state) {
@@ -1532,6 +1527,10 @@ static void test_side_missing_fills_own_fields(void **state) {
     free(cfg);
 }
 
+// A multi-valued field is a set: a value repeated in one row ("x|x|y") is kept once, in the order
+// of its first appearance, so mean and sum pooling weigh each distinct value once (it was kept
+// twice). Repeats do not count against max_len; distinct values past it are still cut. The same
+// holds for a side table's multi field.
 static void test_multi_repeats(void **state) {
     (void)state;
     rd_config *cfg = new_cfg();
