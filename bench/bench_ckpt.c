@@ -231,14 +231,13 @@ int main(int argc, char **argv) {
         FILE *f = bench_json_open(&j, "bench_ckpt", o.json);
         if (!f)
             return 1;
-        fprintf(
-            f,
-            "{\"bench\": \"ckpt\", \"rows\": %lld, \"tables\": %d, \"dim\": %d, \"optim\": \"%s\", "
-            "\"row_bytes\": %zu, \"reps\": %d, \"write_s\": %.6f, \"write_s_min\": %.6f, "
-            "\"read_s\": %.6f, \"read_s_min\": %.6f, \"write_mb_per_s\": %.3f, "
-            "\"read_mb_per_s\": %.3f, \"rows_per_s\": %.1f}\n",
-            o.rows, o.tables, o.dim, rd_optim_name(o.optim), row_bytes, o.reps, wmed, wmin, rmed,
-            rmin, mb / wmed, mb / rmed, (double)o.rows * o.tables / wmed);
+        fprintf(f,
+                "{\"bench\": \"ckpt\", \"rows\": %lld, \"tables\": %d, \"dim\": %d, "
+                "\"optimizer\": \"%s\", \"row_bytes\": %zu, \"reps\": %d, \"write_s\": %.6f, "
+                "\"write_s_min\": %.6f, \"read_s\": %.6f, \"read_s_min\": %.6f, "
+                "\"write_mb_per_s\": %.3f, \"read_mb_per_s\": %.3f, \"rows_per_s\": %.1f}\n",
+                o.rows, o.tables, o.dim, rd_optim_name(o.optim), row_bytes, o.reps, wmed, wmin,
+                rmed, rmin, mb / wmed, mb / rmed, (double)o.rows * o.tables / wmed);
         if (bench_json_commit(&j, "bench_ckpt") != 0)
             return 1;
     }
