@@ -12,6 +12,7 @@
 // exits 0; a bad option or value prints the reason and the usage on stderr and exits 2.
 // Also the helpers every bench's figures use: qsort's comparison of doubles, the median of the
 // sorted values (medians and extremes over repetitions) and the calling thread's CPU time.
+// An option given twice is refused (bench_once), as `recdistill`'s subcommands refuse it.
 #ifndef RD_BENCH_ARGS_H
 #define RD_BENCH_ARGS_H
 
@@ -24,6 +25,29 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/** The options of one command line met so far, for bench_once. */
+typedef struct bench_seen {
+    const char *name[64];
+    int n;
+} bench_seen;
+
+/** Option `a` (an argument in an option position) was not given before on this command line: 0;
+ *  else -1 after "PROG: OPT given twice" on err (NULL: silent). Every parser took the last
+ *  value of an option given twice without a word (`bench_ps --dims 8 ... --dims 64` measured 64
+ *  alone), where `recdistill` refuses it (app/args.c). Call it for each option before reading
+ *  it; an unknown option is refused at its first appearance, so only known ones are counted. */
+static inline int bench_once(bench_seen *s, FILE *err, const char *prog, const char *a) {
+    for (int k = 0; k < s->n; k++)
+        if (strcmp(s->name[k], a) == 0) {
+            if (err)
+                fprintf(err, "%s: %s given twice\n", prog, a);
+            return -1;
+        }
+    if (s->n < (int)(sizeof s->name / sizeof s->name[0]))
+        s->name[s->n++] = a;
+    return 0;
+}
 
 /** path is a folder holding something (0: missing, not a folder, or empty): a run that builds
  *  in it would meet an earlier run's files. */

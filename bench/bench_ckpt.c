@@ -49,10 +49,13 @@ static int parse(int argc, char **argv, opts *o) {
     *o = (opts){200000, 64, RD_OPT_ADAM, 1, 3, NULL, NULL};
     const char *P = "bench_ckpt";
     long long x = 0;
+    bench_seen seen = {0};
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
             return 1;
+        if (bench_once(&seen, stderr, P, a) != 0)
+            return -1;
         if (strcmp(a, "--rows") == 0) {
             if (bench_int(stderr, P, a, v, 1, 1LL << 32, &o->rows) != 0)
                 return -1;

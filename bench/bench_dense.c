@@ -63,9 +63,13 @@ static int parse_args(int argc, char **argv, args *a) {
                 .seq = RD_SEQ_TRANSFORMER,
                 .json = NULL};
     snprintf(a->act, sizeof a->act, "relu");
+    bench_seen seen = {0};
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         size_t *dst = NULL, lo = 1, hi = 1u << 20;
+        if (strcmp(k, "-h") != 0 && strcmp(k, "--help") != 0 &&
+            bench_once(&seen, stderr, "bench_dense", k) != 0)
+            return -1;
         if (strcmp(k, "--batch") == 0)
             dst = &a->batch;
         else if (strcmp(k, "--iters") == 0)

@@ -179,9 +179,13 @@ int main(int argc, char **argv) {
     const char *ml = NULL, *json = NULL, *out = NULL;
     int reps = 3, warmup = 1, skip_ml = 0, skip_synth = 0;
     long long x = 0;
+    bench_seen seen = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") != 0 && strcmp(a, "--help") != 0 &&
+            bench_once(&seen, stderr, "bench_prepare", a) != 0)
+            return usage(stderr), 2;
         if (!strcmp(a, "--events")) {
             if (bench_int(stderr, "bench_prepare", a, v, 1, 1000000000000LL, &x) != 0)
                 return usage(stderr), 2;

@@ -109,6 +109,7 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
                 0, 64u << 20, 1,           NULL};
     const char *P = "bench_ps";
     long long x = 0;
+    bench_seen seen = {0};
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         static const struct {
@@ -124,6 +125,8 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
                     {"--shm", 0, 1}};
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
             return 1;
+        if (bench_once(&seen, err, P, a) != 0)
+            return -1;
         int k = 0, n_ints = (int)(sizeof ints / sizeof ints[0]);
         while (k < n_ints && strcmp(a, ints[k].name) != 0)
             k++;

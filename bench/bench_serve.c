@@ -271,6 +271,7 @@ int main(int argc, char **argv) {
                *store_arg = NULL, *seq = NULL;
     int iters = 2000, warmup = 100, tokens = 0;
     long long val = 0;
+    bench_seen seen = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -289,6 +290,10 @@ int main(int argc, char **argv) {
         }
         if (!v) {
             fprintf(stderr, "bench_serve: %s needs a value\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (bench_once(&seen, stderr, "bench_serve", a) != 0) {
             usage(stderr);
             return 2;
         }

@@ -61,10 +61,13 @@ static int parse(int argc, char **argv, opts *o) {
     *o = (opts){64, RD_OPT_ADAGRAD, 65536, 8, 200, 1000000, 1.05, NULL};
     const char *P = "bench_table";
     long long x = 0;
+    bench_seen seen = {0};
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
             return 1;
+        if (bench_once(&seen, stderr, P, a) != 0)
+            return -1;
         if (strcmp(a, "--dim") == 0) {
             if (bench_int(stderr, P, a, v, 1, 1024, &x) != 0)
                 return -1;

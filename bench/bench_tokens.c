@@ -201,10 +201,15 @@ int_opt(const char *name, const char *v, long lo, long hi, int *out, char *why, 
 static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
     *o = (opts){2000, 1024, 64, 256, 256, 20, 3, 2, 0, 0, 5, 0, NULL, NULL, 0, RD_TOKEN_HUGE_AUTO};
     why[0] = '\0';
+    bench_seen seen = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
             return 1;
+        if (bench_once(&seen, NULL, "bench_tokens", a) != 0) {
+            snprintf(why, cap, "%s given twice", a);
+            return -1;
+        }
         if (strcmp(a, "--sync") == 0) {
             o->sync = 1;
             continue;

@@ -48,10 +48,13 @@ static void usage(FILE *out) {
 static int parse(int argc, char **argv, opts *o) {
     *o = (opts){200000, 10000, 100000, 5, NULL, NULL};
     const char *P = "bench_window";
+    bench_seen seen = {0};
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
             return 1;
+        if (bench_once(&seen, stderr, P, a) != 0)
+            return -1;
         int rc = 0;
         if (strcmp(a, "--events") == 0)
             rc = bench_int(stderr, P, a, v, 100, 1LL << 32, &o->events);
