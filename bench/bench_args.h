@@ -12,17 +12,23 @@
 // exits 0; a bad option or value prints the reason and the usage on stderr and exits 2.
 // Also the helpers every bench's figures use: qsort's comparison of doubles, the median of the
 // sorted values (medians and extremes over repetitions) and the calling thread's CPU time.
-// An option given twice is refused (bench_once), as `recdistill`'s subcommands refuse it.
+// An option given twice is refused (bench_once), as `recdistill`'s subcommands refuse it. The
+// temporary folder a bench makes for itself is removed however it ends (bench_tmp_own): a
+// return, exit(), or a signal that would end it (SIGINT, SIGTERM, SIGHUP, SIGABRT, SIGXFSZ).
 #ifndef RD_BENCH_ARGS_H
 #define RD_BENCH_ARGS_H
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +52,111 @@ static inline int bench_once(bench_seen *s, FILE *err, const char *prog, const c
         }
     if (s->n < (int)(sizeof s->name / sizeof s->name[0]))
         s->name[s->n++] = a;
+    return 0;
+}
+
+// ---- the bench's own temporary folder --------------------------------------------------------
+
+/** The folder bench_tmp_own recorded ("" none) and the process that made it: a child of fork
+ *  (bench_prepare's runs) that dies must not remove its parent's folder. */
+static char bench_tmp_path[4096];
+static pid_t bench_tmp_pid;
+
+/** Remove name (in the folder dfd) and, if it is a folder, everything in it, with calls that
+ *  are safe in a signal handler (no malloc, no stdio: openat, getdents64, unlinkat); symbolic
+ *  links are removed, never followed. depth bounds the recursion (and the stack: 4 KiB a level). */
+static inline void bench_rmtree_at(int dfd, const char *name, int depth) {
+    if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT || depth > 64)
+        return;
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    // Entries are removed while the folder is read: read it again from the start until a pass
+    // finds nothing but "." and "..", as a removal may move the entries not yet read.
+    for (int again = 1, pass = 0; again && pass < 1000; pass++) {
+        again = 0;
+        lseek(fd, 0, SEEK_SET);
+        char buf[4096];
+        long n;
+        while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0)
+            for (long off = 0; off < n;) {
+                // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name
+                unsigned short reclen;
+                memcpy(&reclen, buf + off + 16, sizeof reclen);
+                const char *e = buf + off + 19;
+                off += reclen;
+                if (strcmp(e, ".") == 0 || strcmp(e, "..") == 0)
+                    continue;
+                bench_rmtree_at(fd, e, depth + 1);
+                again = 1;
+            }
+    }
+    close(fd);
+    unlinkat(dfd, name, AT_REMOVEDIR);
+}
+
+/** Remove the recorded folder (in the process that made it) and forget it. */
+static inline void bench_tmp_remove(void) {
+    if (bench_tmp_path[0] && getpid() == bench_tmp_pid) {
+        int e = errno;
+        bench_rmtree_at(AT_FDCWD, bench_tmp_path, 0);
+        errno = e;
+    }
+    bench_tmp_path[0] = '\0';
+}
+
+static inline void bench_tmp_on_signal(int sig) {
+    bench_tmp_remove();
+    signal(sig, SIG_DFL); // then end as the signal would have (exit 128 + sig, or a core)
+    raise(sig);
+}
+
+/** Record path, a folder this process made for its own use, to be removed however the bench
+ *  ends: at exit (a return from main, exit() in a failure path) and on SIGINT, SIGTERM,
+ *  SIGHUP, SIGABRT (rd_xmalloc, RD_ASSERT) and SIGXFSZ (a file size limit), after which the
+ *  signal ends the process as it would have. A signal the bench was started with ignored stays
+ *  ignored. bench_serve left its /tmp folder (a dataset, a checkpoint, a bundle) behind on every
+ *  failure. One folder per process; a folder asked for by the user (--dir, --out) is never
+ *  given here. Removing it at the end of a run is harmless: bench_tmp_remove finds nothing. */
+static inline void bench_tmp_own(const char *path) {
+    static int registered;
+    if (snprintf(bench_tmp_path, sizeof bench_tmp_path, "%s", path) >= (int)sizeof bench_tmp_path) {
+        bench_tmp_path[0] = '\0';
+        return;
+    }
+    bench_tmp_pid = getpid();
+    if (registered++)
+        return;
+    atexit(bench_tmp_remove);
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGABRT, SIGXFSZ};
+    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
+        struct sigaction sa, old;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = bench_tmp_on_signal;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(sigs[k], NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+            sigaction(sigs[k], &sa, NULL);
+    }
+}
+
+/** Keep the recorded folder after all (bench_tokens --keep): forget it. */
+static inline void bench_tmp_keep(void) {
+    bench_tmp_path[0] = '\0';
+}
+
+/** Make a new folder "$TMPDIR/rd_<name>_XXXXXX" (TMPDIR unset or empty: /tmp) into out and own
+ *  it (bench_tmp_own). @return 0, or -1 after a message naming the folder on stderr. */
+static inline int bench_tmp_make(const char *prog, const char *name, char *out, size_t cap) {
+    const char *tmp = getenv("TMPDIR");
+    if (snprintf(out, cap, "%s/rd_%s_XXXXXX", tmp && *tmp ? tmp : "/tmp", name) >= (int)cap) {
+        fprintf(stderr, "%s: TMPDIR too long: %s\n", prog, tmp);
+        return -1;
+    }
+    if (!mkdtemp(out)) {
+        fprintf(stderr, "%s: cannot make a temporary folder %s: %s\n", prog, out, strerror(errno));
+        return -1;
+    }
+    bench_tmp_own(out);
     return 0;
 }
 

@@ -176,6 +176,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_ckpt: cannot make a folder %s: %s\n", root, strerror(errno));
         return 1;
     }
+    bench_tmp_own(root); // removed however the run ends (a signal, an abort of rd_xmalloc)
     rd_table *t[RD_MAX_TABLES] = {0}, *r[RD_MAX_TABLES] = {0};
     int rc = make_tables(&o, 1, t, &eb);
     if (rc != RD_OK) {

@@ -251,20 +251,30 @@ int main(int argc, char **argv) {
         snprintf(mlbuf, sizeof mlbuf, "%s/movielens-100k", shared ? shared : "../shared/data");
         ml = mlbuf;
     }
-    char outbuf[128];
+    // Without --out: a new folder of its own (in $TMPDIR, else /tmp), removed however the run
+    // ends (bench_tmp_own); a /tmp/rd_bench_prepare_<pid> was left by a run that failed early.
+    char outbuf[4200];
+    int made_out = 1;
     if (!out) {
-        snprintf(outbuf, sizeof outbuf, "/tmp/rd_bench_prepare_%ld", (long)getpid());
+        if (bench_tmp_make("bench_prepare", "bench_prepare", outbuf, sizeof outbuf) != 0)
+            return 1;
         out = outbuf;
+    } else {
+        // The folder is removed at the end only when this run made it: an --out DIR the user
+        // had made (empty) was removed too.
+        made_out = mkdir(out, 0777) == 0;
+        if (!made_out && errno != EEXIST) {
+            fprintf(stderr, "bench_prepare: cannot create %s\n", out);
+            return 1;
+        }
     }
     rd_config *cfg = calloc(1, sizeof *cfg);
     rd_config_defaults(cfg);
-    snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds", out);
-    // The folder is removed at the end only when this run made it: an --out DIR the user had
-    // made (empty) was removed too.
-    int made_out = mkdir(out, 0777) == 0;
-    if (!made_out && errno != EEXIST) {
-        fprintf(stderr, "bench_prepare: cannot create %s\n", out);
-        return 1;
+    if (snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds", out) >= (int)sizeof cfg->data.dir) {
+        fprintf(stderr, "bench_prepare: --out path too long: %s\n", out);
+        if (made_out)
+            rmdir(out);
+        return 2;
     }
     // Each rep prepares into OUT/ds and removes it: a dataset (or anything) already there would
     // be overwritten and then deleted.

@@ -396,10 +396,13 @@ int main(int argc, char **argv) {
     rd_log_init(RD_LOG_LEVEL_WARN, 0, "bench");
     rd_blas_set_threads(1);
     char dir[512], bundle[700], dsdir[RD_PATH_MAX], store_dir[RD_PATH_MAX] = "";
+    // Without --dir the bundle is built in a new folder of its own (in $TMPDIR, else /tmp),
+    // removed however the run ends: a failed run (exit 1 from any step, a signal) left its
+    // /tmp/rd_bench_serve_<pid>, with a dataset, a checkpoint and the bundle, behind.
     if (dir_arg)
         snprintf(dir, sizeof dir, "%s", dir_arg);
-    else
-        snprintf(dir, sizeof dir, "/tmp/rd_bench_serve_%d", (int)getpid());
+    else if (!bundle_arg && bench_tmp_make("bench_serve", "bench_serve", dir, sizeof dir) != 0)
+        return 1;
     if (bundle_arg) {
         snprintf(bundle, sizeof bundle, "%s", bundle_arg);
         snprintf(dsdir, sizeof dsdir, "%s", data_arg);

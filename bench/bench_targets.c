@@ -206,8 +206,9 @@ int main(int argc, char **argv) {
 
     char log_path[256] = {0};
     if (o.log && rank == 0) {
-        char root[] = "/tmp/rd_bench_targets_XXXXXX";
-        RD_ASSERT(mkdtemp(root) != NULL);
+        char root[200]; // removed however rank 0 ends (bench_tmp_own)
+        if (bench_tmp_make("bench_targets", "bench_targets", root, sizeof root) != 0)
+            MPI_Abort(MPI_COMM_WORLD, 1);
         snprintf(log_path, sizeof log_path, "%s/targets", root);
         rd_target_log_opts lo = {64u << 20, 0, 1};
         rd_target_log *lg = NULL;

@@ -838,11 +838,11 @@ int main(int argc, char **argv) {
         if (o.dir) {
             snprintf(base, sizeof base, "%s", o.dir);
         } else {
-            snprintf(base, sizeof base, "/tmp/rd_bench_tokens_XXXXXX");
-            if (!mkdtemp(base)) {
-                fprintf(stderr, "bench_tokens: mkdtemp failed\n");
+            // A new folder (in $TMPDIR, else /tmp), removed however rank 0 ends unless --keep.
+            if (bench_tmp_make("bench_tokens", "bench_tokens", base, sizeof base) != 0)
                 MPI_Abort(MPI_COMM_WORLD, 1);
-            }
+            if (o.keep)
+                bench_tmp_keep();
         }
     }
     MPI_Request br;

@@ -5,11 +5,11 @@
 // Usage: bench_window [--events N] [--windows K] [--lookups M] [--reps R] [--out DIR]
 //                     [--json PATH]
 // Prepares N synthetic events (default 200000) with K stream windows (default 10000, the most
-// data.split.stream_windows allows) in DIR/ds (DIR by default a fresh folder under /tmp, removed
-// at the end), then looks up M stream records (default 100000, in stream order, as targets arrive)
-// with each function per rep. Figures: nanoseconds per lookup of thread CPU time
-// (CLOCK_THREAD_CPUTIME_ID), median and best over the reps, and the ratio of the medians. The
-// two must agree on every record looked up (exit 1 otherwise). Single-threaded.
+// data.split.stream_windows allows) in DIR/ds (DIR by default a fresh folder in $TMPDIR or /tmp,
+// removed however the run ends), then looks up M stream records (default 100000, in stream order,
+// as targets arrive) with each function per rep. Figures: nanoseconds per lookup of thread CPU
+// time (CLOCK_THREAD_CPUTIME_ID), median and best over the reps, and the ratio of the medians.
+// The two must agree on every record looked up (exit 1 otherwise). Single-threaded.
 #include "bench_args.h"
 #include "rd/config.h"
 #include "rd/dataset.h"
@@ -25,23 +25,11 @@ typedef struct opts {
     const char *out, *json;
 } opts;
 
-// The folder made for the dataset (no --out), removed however main returns.
-static char g_tmp[64];
-
-static void remove_tmp(void) {
-    if (!g_tmp[0])
-        return;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "bench_window: could not remove %s\n", g_tmp);
-}
-
 static void usage(FILE *out) {
     fprintf(out, "usage: bench_window [--events N] [--windows K] [--lookups M] [--reps R] "
                  "[--out DIR] [--json PATH]\n"
-                 "  --out DIR  prepare the events in DIR/ds (default: a fresh folder under /tmp,\n"
-                 "             removed at the end)\n");
+                 "  --out DIR  prepare the events in DIR/ds (default: a fresh folder in $TMPDIR\n"
+                 "             or /tmp, removed at the end)\n");
 }
 
 // @return 0, 1 for --help, -1 after a message naming the option.
@@ -108,15 +96,14 @@ int main(int argc, char **argv) {
     }
     if (bench_one_process(stderr, "bench_window") != 0)
         return 2;
+    // Without --out: a new folder (in $TMPDIR, else /tmp) for the dataset, removed however the
+    // run ends (bench_tmp_own).
     const char *dir = o.out;
+    char tmp[4200];
     if (!dir) {
-        snprintf(g_tmp, sizeof g_tmp, "/tmp/rd_bench_window_XXXXXX");
-        if (!(dir = mkdtemp(g_tmp))) {
-            perror("bench_window: mkdtemp");
-            g_tmp[0] = '\0';
+        if (bench_tmp_make("bench_window", "bench_window", tmp, sizeof tmp) != 0)
             return 1;
-        }
-        atexit(remove_tmp);
+        dir = tmp;
     }
     rd_config *cfg = calloc(1, sizeof *cfg);
     if (!cfg) {
@@ -127,7 +114,10 @@ int main(int argc, char **argv) {
     cfg->data.source = RD_DATA_SYNTHETIC;
     cfg->data.synthetic.events = (uint64_t)o.events;
     cfg->data.split.stream_windows = (int)o.windows;
-    snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds", dir);
+    if (snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s/ds", dir) >= (int)sizeof cfg->data.dir) {
+        fprintf(stderr, "bench_window: path too long: %s/ds\n", dir);
+        return 2;
+    }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd_dataset *ds = NULL;
