@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_POINTS 16 // 1, 2, 4, ... 2^15 nodes
+#define MAX_POINTS 16 // 1, 2, 4, ... 2^15 nodes, or 2^14 and a --max-nodes between 2^14 and 2^15
 
 static void usage(FILE *out) {
     fprintf(
@@ -30,8 +30,9 @@ static void usage(FILE *out) {
         "                              [--out-throughput PLOT.png]\n"
         "\n"
         "Project one synchronous training step (compute, PS network, busiest PS shard,\n"
-        "dense allreduce) from 1 to N nodes (powers of 2) with the model calibrated by FILE\n"
-        "(`key: value` lines, see docs/scaling.md), and print throughput and efficiency.\n"
+        "dense allreduce) at 1, 2, 4, ... nodes up to N, and at N itself, with the model\n"
+        "calibrated by FILE (`key: value` lines, see docs/scaling.md), and print throughput\n"
+        "and efficiency.\n"
         "Calibration values are at most 1e9 (dense_params 1e13); a projection whose figures\n"
         "are not finite is an error.\n"
         "\n"
@@ -39,7 +40,7 @@ static void usage(FILE *out) {
         "  --bw GBPS             network bandwidth per node in GB/s (default 12.5 = 100 Gb/s;\n"
         "                        1e-6..1e6)\n"
         "  --lat US              one-way latency in microseconds (default 2; 0..1e9)\n"
-        "  --max-nodes N         largest node count (default 256; 1..32768)\n"
+        "  --max-nodes N         largest node count, any in 1..32768 (default 256)\n"
         "  --workers-per-node N  worker ranks per node (default 1; 1..4096)\n"
         "  --ps-per-node X       PS shards per node (default 1; 0 < X <= 64, rounded, at least\n"
         "                        1 in all); or --ps N: a fixed shard count (1..1e6), not both\n"
@@ -110,16 +111,22 @@ static int check_plot_target(const char *opt, const char *path, rd_errbuf *eb) {
     return RD_OK;
 }
 
-// Evaluate 1, 2, 4, ... max_nodes; returns the number of points or -1.
+// Evaluate 1, 2, 4, ... up to max_nodes, and max_nodes itself when it is not a power of 2 (the
+// model takes any node count): a --max-nodes 100 stopped at 64 nodes, and "first bottleneck:
+// none up to 64 nodes" answered a question about 100. Returns the number of points or -1.
 static int project(const rd_scale_calib *c,
                    const rd_scale_net *net,
                    int max_nodes,
                    rd_scale_point *pts,
                    rd_errbuf *eb) {
-    int n = 0;
-    for (int nodes = 1; nodes <= max_nodes && n < MAX_POINTS; nodes *= 2)
+    int n = 0, nodes = 1;
+    for (; nodes <= max_nodes && n < MAX_POINTS; nodes *= 2)
         if (rd_scale_eval(c, net, nodes, &pts[n++], eb) != RD_OK)
             return -1;
+    // Room is left: below 2^15 (the largest --max-nodes) the powers are at most 15 points.
+    if (n > 0 && n < MAX_POINTS && pts[n - 1].nodes != max_nodes &&
+        rd_scale_eval(c, net, max_nodes, &pts[n++], eb) != RD_OK)
+        return -1;
     return n;
 }
 

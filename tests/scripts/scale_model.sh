@@ -222,6 +222,24 @@ for f in eff tp; do
 done
 "$RD" scale-model --calib "$TMP/calib.yaml" --max-nodes 8 >"$TMP/m8.txt" || fail "--max-nodes 8"
 [ "$(grep -c '^ *[0-9]' "$TMP/m8.txt")" -eq 4 ] || fail "--max-nodes 8: $(cat "$TMP/m8.txt")"
+# Any node count: the powers of 2 below it, then itself (a --max-nodes 100 stopped at 64 nodes,
+# and said "none up to 64 nodes"). The largest, 32768, and one below it fit the table (16 rows).
+for m in 100:1,2,4,8,16,32,64,100 3:1,2,3 1:1 32767:16 32768:16; do
+    max="${m%%:*}" want="${m#*:}"
+    "$RD" scale-model --calib "$TMP/calib.yaml" --max-nodes "$max" --out "$TMP/m.png" >"$TMP/m.txt" ||
+        fail "--max-nodes $max: $(cat "$TMP/m.txt")"
+    got="$(awk '/^ *[0-9]/ {printf "%s%s", s, $1; s = ","}' "$TMP/m.txt")"
+    rows="$(grep -c '^ *[0-9]' "$TMP/m.txt")"
+    case "$want" in
+        *,* | 1) [ "$got" = "$want" ] || fail "--max-nodes $max: rows $got, expected $want" ;;
+        *) [ "$rows" -eq "$want" ] || fail "--max-nodes $max: $rows rows, expected $want" ;;
+    esac
+    [ "${got##*,}" = "$max" ] || fail "--max-nodes $max: the last row is ${got##*,} nodes"
+    if grep -q "^first bottleneck: none" "$TMP/m.txt"; then
+        grep -q "^first bottleneck: none up to $max nodes" "$TMP/m.txt" ||
+            fail "--max-nodes $max: $(tail -1 "$TMP/m.txt")"
+    fi
+done
 # A slower network can only lower the efficiency at 256 nodes.
 e_fast="$(awk '$1 == 256 {print $10}' "$TMP/model.txt")"
 "$RD" scale-model --calib "$TMP/calib.yaml" --bw 0.125 --lat 50 >"$TMP/slow.txt" || fail "slow network"
