@@ -285,14 +285,19 @@ int rd_cmd_plot(int argc, char **argv) {
                     valid++;
             }
         }
-        // The legend's width: a longer label is cut, ending in "..." (gcc at -O0 warned of the
-        // cut when the return value went unread).
-        char label[96];
-        int w = group ? snprintf(label, sizeof label, "%s = %s", group, gname[k])
-                      : snprintf(label, sizeof label, "%s", yname[k]);
-        if (w >= (int)sizeof label)
-            memcpy(label + sizeof label - 4, "...", 4);
-        rd_plot_add(&p, label, xs[k], ys[k], npts[k]);
+        // The label whole: rd_plot keeps a long one's head and tail, and draws what fits the
+        // legend. It was cut here to 95 bytes ending in "...", and that again to 63 by rd_plot,
+        // so the series of group values longer than that (run folders of one prefix) had one
+        // and the same legend line.
+        if (group) {
+            size_t len = strlen(group) + 3 + strlen(gname[k]) + 1;
+            char *label = rd_xmalloc(len);
+            snprintf(label, len, "%s = %s", group, gname[k]);
+            rd_plot_add(&p, label, xs[k], ys[k], npts[k]);
+            rd_free(label);
+        } else {
+            rd_plot_add(&p, yname[k], xs[k], ys[k], npts[k]);
+        }
     }
     const char *log_axes = log_x && log_y ? "--log-x or --log-y" : log_x ? "--log-x" : "--log-y";
     if (valid == 0) {

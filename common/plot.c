@@ -210,6 +210,22 @@ static int text_width(const char *s, int scale) {
     return n ? (int)n * ADVANCE * scale - scale : 0;
 }
 
+// s into out (cap bytes, at least 8) whole when it fits, else as its head, "..." and its tail,
+// cap - 1 bytes in all: the end of a label (a seed, a variant after a common path) tells series
+// apart as often as its start. A cut that kept the head only (64 bytes) drew two run folders of
+// one long prefix as two identical legend lines.
+static void fit_middle(char *out, size_t cap, const char *s) {
+    size_t n = strlen(s);
+    if (n < cap) {
+        memcpy(out, s, n + 1);
+        return;
+    }
+    size_t keep = cap - 1 - 3, head = (keep + 1) / 2, tail = keep - head;
+    memcpy(out, s, head);
+    memcpy(out + head, "...", 3);
+    memcpy(out + head + 3, s + n - tail, tail + 1);
+}
+
 // Horizontal text with its top-left corner at (x, y).
 static void text(canvas *c, int x, int y, const char *s, int scale, uint32_t col) {
     for (; *s; s++, x += ADVANCE * scale) {
@@ -373,7 +389,7 @@ int rd_plot_add(rd_plot *p, const char *label, const double *x, const double *y,
         return RD_ERR_ARG;
     rd_plot_series *s = &p->series[p->n_series++];
     memset(s, 0, sizeof *s);
-    snprintf(s->label, sizeof s->label, "%s", label ? label : "");
+    fit_middle(s->label, sizeof s->label, label ? label : "");
     s->x = x;
     s->y = y;
     s->n = n;
@@ -485,10 +501,21 @@ int rd_plot_render(rd_plot *p, uint8_t *rgb, rd_errbuf *eb) {
 
     // 5. Legend: a box with a line sample and the label per series, in the corner of the plot
     //    area where it hides the fewest series pixels (top left on ties).
+    //    A label wider than the area leaves room for is drawn shortened in the middle (fit_middle):
+    //    a box wider than the area was placed at its left and cut by its frame, long labels
+    //    losing their ends.
     if (p->n_series > 0) {
+        char shown[RD_PLOT_MAX_SERIES][RD_PLOT_LABEL_MAX];
+        // The characters a label may have: the area less the box's margins, its line sample and
+        // its gaps (8 + 20 + 6 + 8 pixels) and 8 pixels on each side; at least 7 ("ab...yz").
+        int room = (p->area_x1 - p->area_x0 - 16 - 42 + 1) / ADVANCE;
+        size_t cap = RD_PLOT_LABEL_MAX;
+        if (room + 1 < RD_PLOT_LABEL_MAX)
+            cap = room < 7 ? 8 : (size_t)room + 1;
         int tw = 0;
         for (int s = 0; s < p->n_series; s++) {
-            int w = text_width(p->series[s].label, 1);
+            fit_middle(shown[s], cap, p->series[s].label);
+            int w = text_width(shown[s], 1);
             tw = w > tw ? w : tw;
         }
         const int bw = 8 + 20 + 6 + tw + 8, bh = 6 + 12 * p->n_series;
@@ -523,7 +550,7 @@ int rd_plot_render(rd_plot *p, uint8_t *rgb, rd_errbuf *eb) {
             uint32_t col = se->rgb ? se->rgb : palette[s % RD_PLOT_MAX_SERIES];
             int ly = y0 + 6 + 12 * s + 3;
             fill_rect(&in, x0 + 8, ly, x0 + 28, ly + 1, col);
-            text(&in, x0 + 34, ly - 3, se->label, 1, ink);
+            text(&in, x0 + 34, ly - 3, shown[s], 1, ink);
         }
     }
     return RD_OK;

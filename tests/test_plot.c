@@ -399,6 +399,61 @@ static void test_nan_and_empty(void **state) {
 }
 
 // Log x axis: powers of 2 are evenly spaced; x <= 0 is skipped.
+// Long legend labels. rd_plot_add kept 63 bytes (recdistill plot cut them to 95 before that),
+// so series whose labels differ only past there (run folders of one long prefix) had one and the
+// same legend line, and a label wider than the plot area drew a box cut by the frame.
+static void test_long_labels(void **state) {
+    (void)state;
+    static const double x[] = {0, 1}, y[] = {0, 1};
+    // A 300-byte label is kept whole.
+    char a[301], b[301];
+    memset(a, 'r', 299);
+    a[299] = '1';
+    a[300] = '\0';
+    memcpy(b, a, sizeof a);
+    b[299] = '2';
+    rd_plot p;
+    rd_plot_init(&p);
+    assert_int_equal(rd_plot_add(&p, a, x, y, 2), RD_OK);
+    assert_string_equal(p.series[0].label, a);
+    // One longer than a series holds: its head, "..." and its tail, RD_PLOT_LABEL_MAX - 1 bytes.
+    char *huge = rd_xmalloc(2000);
+    memset(huge, 'h', 1000);
+    memset(huge + 1000, 't', 999);
+    huge[1999] = '\0';
+    rd_plot q;
+    rd_plot_init(&q);
+    assert_int_equal(rd_plot_add(&q, huge, x, y, 2), RD_OK);
+    const char *l = q.series[0].label;
+    size_t n = strlen(l);
+    assert_int_equal(n, RD_PLOT_LABEL_MAX - 1);
+    assert_true(l[0] == 'h' && l[n - 1] == 't');
+    assert_non_null(strstr(l, "h...t"));
+    rd_free(huge);
+
+    // Drawn: labels a and b (the same but their last byte) against a and a: the legends differ,
+    // and nothing of the legend reaches the frame's right side (the box fits the area).
+    rd_plot pa, pb;
+    rd_plot_init(&pa);
+    rd_plot_init(&pb);
+    assert_int_equal(rd_plot_add(&pa, a, x, y, 2), RD_OK);
+    assert_int_equal(rd_plot_add(&pa, b, x, y, 2), RD_OK);
+    assert_int_equal(rd_plot_add(&pb, a, x, y, 2), RD_OK);
+    assert_int_equal(rd_plot_add(&pb, a, x, y, 2), RD_OK);
+    uint8_t *ia = rd_xmalloc(800 * 500 * 3), *ib = rd_xmalloc(800 * 500 * 3);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_plot_render(&pa, ia, &eb), RD_OK);
+    assert_int_equal(rd_plot_render(&pb, ib, &eb), RD_OK);
+    assert_true(memcmp(ia, ib, 800 * 500 * 3) != 0);
+    for (int yy = pa.area_y0 + 1; yy < pa.area_y1; yy++) {
+        const uint8_t *px = ia + ((size_t)yy * 800 + (size_t)pa.area_x1 - 1) * 3;
+        assert_false(px[0] == 0x20 && px[1] == 0x20 && px[2] == 0x20);
+    }
+    rd_free(ia);
+    rd_free(ib);
+}
+
 static void test_log_axis(void **state) {
     (void)state;
     static const double x[] = {-1, 0, 1, 2, 4, 8, 16, 32, 64, 128, 256};
@@ -601,7 +656,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_and_pixels),  cmocka_unit_test(test_nan_and_empty),
         cmocka_unit_test(test_constant_series_range), cmocka_unit_test(test_log_axis),
         cmocka_unit_test(test_integer_ticks),         cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_corruption_detected),
+        cmocka_unit_test(test_corruption_detected),   cmocka_unit_test(test_long_labels),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,6 +4,7 @@
 //
 // Defines:
 //   RD_PLOT_MAX_SERIES        series per plot (8)
+//   RD_PLOT_LABEL_MAX         bytes a series label keeps, with its terminating NUL (512)
 //   rd_plot_series            one named series: borrowed x / y arrays, colour
 //   rd_plot                   the figure: title, axis labels, size, log axes, fixed ranges
 //   rd_plot_init()            defaults (800 x 500, linear axes, auto ranges)
@@ -22,6 +23,9 @@
 // values (stream windows, steps) gets a step of at least 1, so no fractional tick labels an
 // integer quantity (unless a fixed range narrower than 1 leaves no two whole numbers inside).
 // Text: printable ASCII (other bytes are drawn as '?'); titles are drawn at twice the size.
+// Legend: a label wider than the plot area leaves room for is drawn shortened in the middle
+// ("runs/sweep-a...-seed-3"), so that labels differing only at their end (run folders of one long
+// prefix) stay apart; the box always fits in the plot area.
 // PNG: 8-bit RGB, no interlace, filter type 0 on every row. The zlib stream uses either stored
 // blocks (compress = 0: simplest, about 3 bytes per pixel) or one block of fixed-Huffman codes
 // whose matches repeat the previous pixel or the row above (compress = 1, the default: a plot is
@@ -41,9 +45,10 @@ extern "C" {
 
 #define RD_PLOT_MAX_SERIES 8
 #define RD_PLOT_MAX_SIDE   8192 // largest width / height in pixels
+#define RD_PLOT_LABEL_MAX  512  // bytes of a series label, NUL included
 
 typedef struct rd_plot_series {
-    char label[64];  // legend text
+    char label[RD_PLOT_LABEL_MAX]; // legend text; a longer one is kept as its head "..." its tail
     const double *x; // (n) borrowed: must stay valid until the plot is rendered / written
     const double *y; // (n) borrowed
     size_t n;
@@ -71,7 +76,8 @@ typedef struct rd_plot {
 void rd_plot_init(rd_plot *p);
 
 /**
- * Append a series (x, y borrowed: they must outlive the render / write).
+ * Append a series (x, y borrowed: they must outlive the render / write). label is copied: up to
+ * RD_PLOT_LABEL_MAX - 1 bytes whole, a longer one as its head, "..." and its tail in that many.
  * @return RD_OK, RD_ERR_FULL (RD_PLOT_MAX_SERIES already), RD_ERR_ARG (n > 0 with NULL x or y)
  */
 int rd_plot_add(rd_plot *p, const char *label, const double *x, const double *y, size_t n);
