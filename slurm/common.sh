@@ -38,7 +38,8 @@
 #
 # Exit status of the submitters: 0 submitted, 1 bad config / missing binary / sbatch failed,
 # 2 usage error. Of the batch bodies: the exit status of `recdistill train` (0 ok), or 1 when the
-# allocation does not fit the config or the run left no report.json.
+# allocation does not fit the config (too few tasks for cluster.ps_ranks + the cluster.jobs[i].ranks,
+# the message names each; het components that do not match them) or the run left no report.json.
 
 rd_die() {
     echo "recdistill-slurm: error: $*" >&2
@@ -106,6 +107,11 @@ runs/NAME/ckpt, e.g. after a time limit), --set PATH=VALUE (repeatable: override
 CONFIG, e.g. --set cluster.ps_ranks=4; the job is sized with the overrides). Environment: RD_BIN, RD_SBATCH_ARGS (an --array gives
 each task <run folder>/task-N and seed + N), RD_TASKS_PER_NODE, RD_NODES, RD_DISTRIBUTION,
 RD_DRY_RUN=1. See docs/slurm.md.
+
+Exit status: submitting, 0 submitted, 1 bad config, missing binary or sbatch failed, 2 usage
+error. The job: the status of 'recdistill train', or 1 when the allocation does not fit the
+config (fewer tasks than cluster.ps_ranks + the cluster.jobs[i].ranks; the message names each)
+or the run left no report.json.
 EOF
 }
 
@@ -418,11 +424,28 @@ rd_submit() {
     echo "submitted $id $(rd_run_dir)"
 }
 
-# rd_check_tasks NEED: the allocation (SLURM_NTASKS) must hold NEED tasks.
+# rd_ranks_text: where the world size of the config (RD_L) comes from, key by key:
+# "cluster.ps_ranks 1 + cluster.jobs[0].ranks 2 (teacher) + cluster.jobs[1].ranks 1 (student)".
+rd_ranks_text() {
+    local i n="${RD_L[n_jobs]}" t="cluster.ps_ranks ${RD_L[ps_ranks]}"
+    for ((i = 0; i < n; i++)); do
+        t+=" + cluster.jobs[$i].ranks ${RD_L[job${i}_ranks]} (${RD_L[job${i}_name]})"
+    done
+    echo "$t"
+}
+
+# rd_check_tasks NEED: the allocation (SLURM_NTASKS) must hold NEED tasks. Exit 1 when not,
+# saying how many tasks the job has, how many ranks the config needs and which keys set them
+# (the message named neither the keys nor the variable the count was read from).
 rd_check_tasks() {
-    local need="$1" have="${SLURM_NTASKS:-0}"
-    [ "$have" -ge "$need" ] ||
-        rd_die "the allocation has $have task(s) but the config needs $need (PS ranks + job ranks): submit with '$RD_SCRIPT_NAME CONFIG', which sizes the job, or sbatch --ntasks=$need"
+    local need="$1" have="${SLURM_NTASKS:-}"
+    [[ "$have" =~ ^[0-9]+$ ]] && [ "$have" -ge "$need" ] && return 0
+    if [[ "$have" =~ ^[0-9]+$ ]]; then
+        have="has $have task(s) (SLURM_NTASKS=$have)"
+    else
+        have="has no task count (SLURM_NTASKS='$have': submitted without --ntasks?)"
+    fi
+    rd_die "too few tasks: the allocation $have but the config needs $need, one per rank: $(rd_ranks_text)${RD_SET_ARGS[0]+ (with the --set overrides)}; submit with '$RD_SCRIPT_NAME CONFIG', which sizes the job, or sbatch --ntasks=$need, or lower those keys"
 }
 
 # rd_check_one_node NEED: one node of the allocation must hold NEED tasks (the 1-node script's
@@ -444,7 +467,7 @@ rd_check_one_node() {
         [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -gt "$max" ] && max="$n"
     done
     [ "$max" -ge "$need" ] ||
-        rd_die "the 1-node script runs all $need ranks on one node, but the allocation has at most $max CPU(s) on a node (SLURM_JOB_CPUS_PER_NODE=$spec): submit with '$RD_SCRIPT_NAME CONFIG', which asks for --nodes=1 --ntasks=$need, or use slurm/train-multinode.sbatch"
+        rd_die "the 1-node script runs all $need ranks ($(rd_ranks_text)) on one node, but the allocation has at most $max CPU(s) on a node (SLURM_JOB_CPUS_PER_NODE=$spec): submit with '$RD_SCRIPT_NAME CONFIG', which asks for --nodes=1 --ntasks=$need, or use slurm/train-multinode.sbatch"
 }
 
 # rd_check_run_lock DIR: stop (before anything is written) when another launch writes the run

@@ -324,11 +324,11 @@ jq -e '.seed == 11' "$W/chd/runs/chd-out/report.json" >/dev/null ||
     fail "chdir job: no report with seed 11 in $W/chd/runs/chd-out: $(cat "$W/slurm-chd-$jchd.out")"
 st="$(end_state "$jbad" "short job")"
 [ "$st" = "FAILED 1:0" ] || fail "the short job must fail with exit 1, got '$st'"
-grep -q "allocation has 2 task(s) but the config needs 4" "$W/slurm-short-$jbad.out" ||
+grep -q "allocation has 2 task(s) (SLURM_NTASKS=2) but the config needs 4, one per rank: cluster.ps_ranks 1 + cluster.jobs\[0\].ranks 1 (teacher)" "$W/slurm-short-$jbad.out" ||
     fail "short job message: $(cat "$W/slurm-short-$jbad.out")"
 st="$(end_state "$jsplit" "split job")"
 [ "$st" = "FAILED 1:0" ] || fail "the split job must fail with exit 1, got '$st'"
-grep -q "the 1-node script runs all 4 ranks on one node, but the allocation has at most 2 CPU(s) on a node" \
+grep -q "the 1-node script runs all 4 ranks (cluster.ps_ranks 1 + .*) on one node, but the allocation has at most 2 CPU(s) on a node" \
     "$W/slurm-split-$jsplit.out" || fail "split job message: $(cat "$W/slurm-split-$jsplit.out")"
 [ ! -e "$W/runs/split" ] || fail "the refused split job left its run folder: $(ls -A "$W/runs/split")"
 st="$(end_state "$jovercommit" "overcommit job")"

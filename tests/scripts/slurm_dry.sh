@@ -13,6 +13,8 @@
 #    submitted the same run once per value, under names of different sizes.
 #  - a job with more tasks on a node than the partition's nodes have CPUs was refused by sbatch
 #    with Slurm's own message, naming neither the counts nor the setting to change (2c).
+#  - a batch body in an allocation smaller than the config's layout said the counts but not the
+#    keys that set them, nor where the count came from (6).
 #   slurm_dry.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: slurm_dry.sh path/to/recdistill}"
@@ -319,6 +321,50 @@ chmod +x "$TMP/fsrun/srun"
     bash "$SRC/slurm/train-1node.sbatch" "$TMP/blas4.yaml" >"$TMP/b.out" 2>&1)
 [ "$(cat "$TMP/fsrun.log" 2>/dev/null)" = 4 ] ||
     bad "the training step's SRUN_CPUS_PER_TASK: '$(cat "$TMP/fsrun.log" 2>/dev/null)': $(cat "$TMP/b.out")"
+
+# 6. A batch body whose allocation is smaller than the config's layout (a job sized by hand):
+# exit 1 before any step, naming the tasks it has, the ranks it needs and the keys that set them
+# ("the allocation has 2 task(s) but the config needs 4 (PS ranks + job ranks)" named none). A fake
+# srun records any step. The teacher of slurm-tiny gets 2 ranks here: 5 in all.
+mkdir -p "$TMP/nosrun"
+cat >"$TMP/nosrun/srun" <<'EOF'
+#!/bin/sh
+echo "srun $*" >>"$NOSRUN_LOG"
+exit 1
+EOF
+chmod +x "$TMP/nosrun/srun"
+sed 's/{name: teacher, role: teacher, model: teacher}/{name: teacher, role: teacher, model: teacher, ranks: 2}/' \
+    "$TINY" >"$TMP/five.yaml"
+want="the allocation has 2 task(s) (SLURM_NTASKS=2) but the config needs 5, one per rank: cluster.ps_ranks 1 + cluster.jobs\[0\].ranks 2 (teacher) + cluster.jobs\[1\].ranks 1 (student) + cluster.jobs\[2\].ranks 1 (student_raw)"
+for s in train-1node train-multinode; do
+    for ntasks in 2 ""; do
+        (cd "$TMP" && env -u RD_DRY_RUN PATH="$TMP/nosrun:$PATH" NOSRUN_LOG="$TMP/nosrun.log" ENVIRONMENT=BATCH \
+            SLURM_JOB_ID=9 ${ntasks:+SLURM_NTASKS=$ntasks} SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE=2 \
+            RD_SLURM_DIR="$SRC/slurm" RD_CONFIG="$TMP/five.yaml" \
+            bash "$SRC/slurm/$s.sbatch" "$TMP/five.yaml" >"$TMP/small.out" 2>"$TMP/small.err")
+        rc=$?
+        [ $rc = 1 ] || bad "$s in an allocation of '$ntasks' tasks for 5 ranks: exit $rc, expected 1: $(cat "$TMP/small.err")"
+        if [ -n "$ntasks" ]; then
+            grep -q "$want" "$TMP/small.err" || bad "$s, 2 tasks for 5 ranks: $(cat "$TMP/small.err")"
+        else
+            grep -q "has no task count (SLURM_NTASKS='': submitted without --ntasks?) but the config needs 5" "$TMP/small.err" ||
+                bad "$s without SLURM_NTASKS: $(cat "$TMP/small.err")"
+        fi
+        grep -q "sbatch --ntasks=5" "$TMP/small.err" || bad "$s: the fix not named: $(cat "$TMP/small.err")"
+        [ ! -e "$TMP/nosrun.log" ] || bad "$s ran a step in too small an allocation: $(cat "$TMP/nosrun.log")"
+        [ ! -e "$TMP/runs/slurm-tiny" ] || bad "$s made its run folder in too small an allocation"
+    done
+done
+# The het job: a component with fewer tasks than its job's ranks names that job's key.
+(cd "$TMP" && env -u RD_DRY_RUN PATH="$TMP/nosrun:$PATH" NOSRUN_LOG="$TMP/nosrun.log" ENVIRONMENT=BATCH \
+    SLURM_JOB_ID=9 SLURM_HET_SIZE=4 SLURM_NTASKS_HET_GROUP_0=1 SLURM_NTASKS_HET_GROUP_1=1 \
+    SLURM_NTASKS_HET_GROUP_2=1 SLURM_NTASKS_HET_GROUP_3=1 RD_SLURM_DIR="$SRC/slurm" RD_CONFIG="$TMP/five.yaml" \
+    bash "$SRC/slurm/distill-hetjob.sbatch" "$TMP/five.yaml" >"$TMP/small.out" 2>"$TMP/small.err")
+rc=$?
+[ $rc = 1 ] || bad "het job with a small component: exit $rc, expected 1: $(cat "$TMP/small.err")"
+grep -q "het component 1 (teacher) has 1 task(s) (SLURM_NTASKS_HET_GROUP_1) but the config needs 2 (cluster.jobs\[0\].ranks 2)" \
+    "$TMP/small.err" || bad "het job with a small component: $(cat "$TMP/small.err")"
+[ ! -e "$TMP/nosrun.log" ] || bad "the het job ran a step: $(cat "$TMP/nosrun.log")"
 
 [ "$fail" = 0 ] && echo "slurm_dry: ok"
 exit "$fail"
