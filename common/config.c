@@ -23,6 +23,7 @@
 #include "rd/alloc.h"
 #include "rd/dataset.h"
 #include "rd/lmdbx.h"
+#include "rd/numfmt.h"
 
 #include "config_internal.h"
 
@@ -3828,6 +3829,50 @@ static int warn_branch_blocks(const char *model,
     return 1;
 }
 
+// The source model's settings that only a Source Instance Transformer reads, set away from their
+// defaults while the source model builds none: tokens.scheme 1 (temporal order: time-ordered
+// batches, no user windows, no SIT; worker/source.c) reads none of sit_scheme_keys, and
+// tokens.sit_layers 0 none of sit_own_keys (batch_tokens and the store's keys are read by both).
+// Not refused: an ablation switches schemes by tokens.scheme alone and keeps the file's SIT
+// (tools/ablations.sh iat_temporal, docs/iat.md's (b) variants over configs/ml100k-iat.yaml);
+// written by hand, they did nothing.
+static const char *const sit_scheme_keys[] = {
+    "sit_layers",    "window",    "batch_order",  "sit_labels", "sit_pairs",
+    "sit_item_code", "sit_group", "sit_group_by", "two_pass",   NULL};
+static const char *const sit_own_keys[] = {
+    "sit_labels", "sit_pairs", "sit_item_code", "sit_group", "sit_group_by", "two_pass", NULL};
+
+static int warn_unread_sit(const rd_tokens_config *tc, char *buf, size_t cap, size_t *len) {
+    const char *const *keys = tc->scheme == 1 ? sit_scheme_keys : sit_own_keys;
+    if (tc->scheme != 1 && tc->sit_layers != 0)
+        return 0;
+    char set[256] = "";
+    size_t sl = 0;
+    int n = 0;
+    for (const char *const *k = keys; *k; k++) {
+        if (at_default(key_of(&tokens_desc, *k), tc, NULL, 0))
+            continue;
+        rd_fmt_append(set, sizeof set, &sl, "%stokens.%s", n ? ", " : "", *k);
+        n++;
+    }
+    if (!n)
+        return 0;
+    if (*len < cap) {
+        int w = snprintf(buf + *len, cap - *len,
+                         tc->scheme == 1
+                             ? "%s %s no effect: tokens.scheme 1 (temporal order) builds its "
+                               "tokens in time-ordered batches, with no user windows and no "
+                               "Source Instance Transformer; only tokens.scheme 2 reads %s\n"
+                             : "%s %s no effect: tokens.sit_layers is 0, so the source model has "
+                               "no Source Instance Transformer to read %s\n",
+                         set, n == 1 ? "has" : "have", n == 1 ? "it" : "them");
+        *len += w > 0 ? (size_t)w : 0;
+        if (*len >= cap)
+            *len = cap;
+    }
+    return 1;
+}
+
 int rd_config_warnings(const rd_config *cfg, char *buf, size_t cap) {
     size_t len = 0;
     int n = 0;
@@ -3841,6 +3886,7 @@ int rd_config_warnings(const rd_config *cfg, char *buf, size_t cap) {
             n += warn_branch_blocks(mc->name, m, "tokens", mc->tokens.kind, mc->tokens.layers,
                                     mc->tokens.heads, buf, cap, &len);
     }
+    n += warn_unread_sit(&cfg->tokens, buf, cap, &len);
     // A teacher job of a replaying launch trains in full, but its targets go nowhere: the
     // distilled students read the log's (a teacher sends and logs only to a live student), and
     // the report measures no eta against it. Said before its ranks are spent, with what to drop.

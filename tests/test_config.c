@@ -1986,6 +1986,60 @@ static void test_config_warnings(void **state) {
     free(c);
 }
 
+// rd_config_warnings: the SIT's keys (tokens.sit_layers .. two_pass) away from their defaults
+// while the source model builds no SIT (tokens.scheme 1, or tokens.sit_layers 0) are valid (an
+// ablation switching tokens.scheme keeps them: tools/ablations.sh iat_temporal) but said, each
+// named; at their defaults, or under a SIT, nothing.
+static void test_config_warnings_sit(void **state) {
+    (void)state;
+    static const struct {
+        int scheme;
+        const char *tokens; // the top-level tokens: keys after scheme
+        int n;
+        const char *part; // in the text (NULL: empty)
+    } cases[] = {
+        {1, "", 0, NULL},
+        {1, "sit_layers: 2, window: 32, batch_order: time, sit_labels: true, two_pass: false", 0,
+         NULL},
+        {1, "sit_layers: 1, window: 16", 1,
+         "tokens.sit_layers, tokens.window have no effect: tokens.scheme 1 (temporal order) "
+         "builds its tokens in time-ordered batches, with no user windows and no Source Instance "
+         "Transformer; only tokens.scheme 2 reads them\n"},
+        {1, "batch_order: windows", 1, "tokens.batch_order has no effect: tokens.scheme 1"},
+        {1, "sit_labels: false", 1, "tokens.sit_labels has no effect"},
+        {1, "sit_pairs: true", 1, "tokens.sit_pairs has no effect"},
+        {1, "sit_item_code: true", 1, "tokens.sit_item_code has no effect"},
+        {1, "sit_group: item, sit_group_by: series", 1,
+         "tokens.sit_group, tokens.sit_group_by have no effect"},
+        {1, "two_pass: true", 1, "tokens.two_pass has no effect"},
+        // Keys of the token store, not of the SIT: read under either scheme.
+        {1, "dim: 16, batch_tokens: final, side_residual: false", 0, NULL},
+        {2, "sit_layers: 1, window: 16, batch_order: windows, sit_pairs: true, two_pass: true", 0,
+         NULL},
+        {2, "sit_layers: 0, window: 16, batch_order: windows", 0, NULL},
+        {2, "sit_layers: 0, sit_labels: false, two_pass: true", 1,
+         "tokens.sit_labels, tokens.two_pass have no effect: tokens.sit_layers is 0, so the "
+         "source model has no Source Instance Transformer to read them\n"},
+        {2, "sit_layers: 0, sit_item_code: true", 1, "tokens.sit_item_code has no effect"},
+    };
+    rd_config *c = new_cfg();
+    char text[2048], yaml[4096];
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(yaml, sizeof yaml,
+                 BASE_SRC "    tokens: {scheme: %d, length: 4, kind: mean, adapter: 4}\n"
+                          "data: {source: synthetic}\n"
+                          "tokens: {source_model: src, scheme: %d%s%s}\n",
+                 cases[k].scheme, cases[k].scheme, cases[k].tokens[0] ? ", " : "", cases[k].tokens);
+        rd_errbuf eb;
+        if (parse(yaml, c, &eb) != RD_OK)
+            fail_msg("case %zu: %s", k, eb.msg);
+        int n = rd_config_warnings(c, text, sizeof text);
+        if (n != cases[k].n || (cases[k].part ? !strstr(text, cases[k].part) : text[0] != '\0'))
+            fail_msg("case %zu: %d warnings: '%s'", k, n, text);
+    }
+    free(c);
+}
+
 // The ranges configs/reference.yaml states where it once stated none or another (optimizer.beta
 // said ">= 0"): both edges of each, as config.c enforces them.
 static void test_documented_edges(void **state) {
@@ -2407,6 +2461,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip_values),
         cmocka_unit_test(test_shipped_configs),
         cmocka_unit_test(test_config_warnings),
+        cmocka_unit_test(test_config_warnings_sit),
         cmocka_unit_test(test_reference_names_every_key),
         cmocka_unit_test(test_load_files),
         cmocka_unit_test(test_load_oom),

@@ -752,6 +752,11 @@ int rd_config_check_table(const rd_table_config *tc, const char *what, rd_errbuf
  * cut at cap): a branch's `layers` or `heads` away from their defaults (1, 2) while its kind is
  * mean or din, which read neither (only transformer does). Not errors: an ablation that switches
  * seq.kind from transformer to mean (`--set models.m.seq.kind=mean`) keeps the file's layers.
+ * Likewise the Source Instance Transformer's keys (tokens.sit_layers, window, batch_order,
+ * sit_labels, sit_pairs, sit_item_code, sit_group, sit_group_by, two_pass) away from their
+ * defaults under tokens.scheme 1, which reads none of them, and the SIT's own (sit_labels,
+ * sit_pairs, sit_item_code, sit_group, sit_group_by, two_pass) under tokens.sit_layers 0: the
+ * iat_temporal ablation (tools/ablations.sh) sets tokens.scheme alone.
  * Also each teacher job of a replaying launch (distill.replay): it trains, but sends and logs no
  * target, so its ranks are spent for nothing unless its own model is wanted (the line says how
  * many ranks the launch needs without it).
