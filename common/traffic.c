@@ -12,7 +12,8 @@
 #include <string.h>
 
 static const char *const chan_names[RD_CHAN_COUNT] = {
-    "ps_pull", "ps_push", "ps_ctl", "token_fetch", "token_append", "targets", "allreduce",
+    "ps_pull",     "ps_push",      "ps_ctl",  "ps_ckpt",
+    "token_fetch", "token_append", "targets", "allreduce",
 };
 
 const char *rd_traffic_chan_name(int chan) {

@@ -497,9 +497,20 @@ static void handle_add(rd_kv *kv, int h, int sub) {
     kv->handles[h].head = sub;
 }
 
-// Accounting channel of a request op.
+// Accounting channel of a request op. SAVE and LOAD carry the checkpoint folder's path: on a
+// channel of their own, ps_ctl is the same for the same run wherever its run folder is.
 static int op_chan(unsigned op) {
-    return op == RD_OP_PULL ? RD_CHAN_PS_PULL : op == RD_OP_PUSH ? RD_CHAN_PS_PUSH : RD_CHAN_PS_CTL;
+    switch (op) {
+        case RD_OP_PULL:
+            return RD_CHAN_PS_PULL;
+        case RD_OP_PUSH:
+            return RD_CHAN_PS_PUSH;
+        case RD_OP_SAVE:
+        case RD_OP_LOAD:
+            return RD_CHAN_PS_CKPT;
+        default:
+            return RD_CHAN_PS_CTL;
+    }
 }
 
 // Send sub `i`: its header is written into sbuf[0, 64) in front of the payload_bytes already

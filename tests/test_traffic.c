@@ -31,6 +31,9 @@ static void json_of(const rd_traffic *t, uint64_t samples, char *text, size_t ca
 static void test_traffic(void **state) {
     (void)state;
     assert_string_equal(rd_traffic_chan_name(RD_CHAN_PS_PULL), "ps_pull");
+    assert_string_equal(rd_traffic_chan_name(RD_CHAN_PS_CTL), "ps_ctl");
+    assert_string_equal(rd_traffic_chan_name(RD_CHAN_PS_CKPT), "ps_ckpt");
+    assert_string_equal(rd_traffic_chan_name(RD_CHAN_TOKEN_FETCH), "token_fetch");
     assert_string_equal(rd_traffic_chan_name(RD_CHAN_ALLREDUCE), "allreduce");
     assert_string_equal(rd_traffic_chan_name(RD_CHAN_COUNT), "?");
     rd_traffic a, b;

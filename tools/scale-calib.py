@@ -11,7 +11,8 @@ Sources (each value is written with a comment naming where it came from):
   batch_per_worker          --batch (train.batch_size of the run)
   dense_params              report.json jobs.<job>.params
   ps_bytes_per_sample       report.json jobs.<job>.comm: ps_pull + ps_push bytes_per_sample
-  ctl_bytes_per_sample      report.json jobs.<job>.comm.ps_ctl.bytes_per_sample
+  ctl_bytes_per_sample      report.json jobs.<job>.comm.ps_ctl.bytes_per_sample (CLOCK, STATS,
+                            ATTACH, SHUTDOWN; the checkpoints' SAVE and LOAD are on ps_ckpt)
   targets_bytes_per_sample  report.json jobs.<job>.comm.targets: (bytes_sent + bytes_recv) /
                             samples (what crosses this job's NIC: a teacher sends, a student
                             receives)

@@ -22,7 +22,11 @@
 // messages and 2 (W - 1) / W * n * 4 bytes in each direction for n floats over W ranks (MPICH's
 // recursive-doubling choice for short vectors moves log2(W) * n * 4 bytes: more, not less).
 // Channels a run does not use stay zero (e.g. token_fetch while the trainer has no token branch).
-// "ps_ctl" holds the PS traffic that is neither pull nor push: CLOCK, STATS, SAVE/LOAD, SHUTDOWN.
+// "ps_ctl" holds the PS traffic that is neither pull nor push nor checkpoint: CLOCK, STATS, ATTACH,
+// SHUTDOWN. "ps_ckpt" holds the checkpoint SAVE and LOAD requests and their replies: a request
+// carries the checkpoint folder's path, so its bytes grow with the path (run.out_dir) and its
+// messages with the number of checkpoints; apart from it (and the total), the same run reports
+// the same traffic wherever its run folder is.
 #ifndef RD_TRAFFIC_H
 #define RD_TRAFFIC_H
 
@@ -37,12 +41,13 @@ extern "C" {
 typedef enum rd_chan {
     RD_CHAN_PS_PULL = 0,      // worker <-> PS: PULL requests (keys) and replies (rows)
     RD_CHAN_PS_PUSH = 1,      // worker <-> PS: PUSH requests (keys + gradients) and acks
-    RD_CHAN_PS_CTL = 2,       // worker <-> PS: CLOCK, STATS, SAVE, LOAD, SHUTDOWN
-    RD_CHAN_TOKEN_FETCH = 3,  // worker <-> PS: instance-token fetches
-    RD_CHAN_TOKEN_APPEND = 4, // worker <-> PS: instance-token appends
-    RD_CHAN_TARGETS = 5,      // teacher <-> student: distillation targets and credits
-    RD_CHAN_ALLREDUCE = 6,    // worker <-> worker of one job: dense gradient averaging
-    RD_CHAN_COUNT = 7,
+    RD_CHAN_PS_CTL = 2,       // worker <-> PS: CLOCK, STATS, ATTACH, SHUTDOWN
+    RD_CHAN_PS_CKPT = 3,      // worker <-> PS: checkpoint SAVE and LOAD (they carry its path)
+    RD_CHAN_TOKEN_FETCH = 4,  // worker <-> PS: instance-token fetches
+    RD_CHAN_TOKEN_APPEND = 5, // worker <-> PS: instance-token appends
+    RD_CHAN_TARGETS = 6,      // teacher <-> student: distillation targets and credits
+    RD_CHAN_ALLREDUCE = 7,    // worker <-> worker of one job: dense gradient averaging
+    RD_CHAN_COUNT = 8,
 } rd_chan;
 
 typedef struct rd_traffic_dir {

@@ -132,7 +132,8 @@ python3 - "$R" <<'EOF' || fail "report.json comm: $(python3 -m json.tool "$R" | 
 import json, sys
 r = json.load(open(sys.argv[1]))
 c = r["comm"]
-chans = ["ps_pull", "ps_push", "ps_ctl", "token_fetch", "token_append", "targets", "allreduce"]
+chans = ["ps_pull", "ps_push", "ps_ctl", "ps_ckpt", "token_fetch", "token_append", "targets",
+         "allreduce"]
 both = {"targets", "allreduce"}
 samples = sum(j["launch_samples"] for j in r["jobs"].values())
 assert all(j["launch_samples"] == j["train_samples"] for j in r["jobs"].values())  # not resumed
