@@ -59,29 +59,6 @@
 #define BOUNCE_BYTES    4096
 #define FETCH_WINDOW    RD_TOKEN_CLIENT_FETCH_WINDOW // back-pressure of a split fetch
 
-// ---------------------------------------------------------------------------------------------
-// MPI datatype helpers
-
-// A datatype that receives `bytes`: the first 64 into hdr, the rest repeatedly over bounce
-// (deliberately overlapping: the drained bytes are discarded, never read).
-static void drain_type(MPI_Count bytes, void *hdr, void *bounce, MPI_Datatype *out) {
-    MPI_Count rest = bytes > RD_MSG_HEADER_BYTES ? bytes - RD_MSG_HEADER_BYTES : 0;
-    MPI_Count chunks = (rest + BOUNCE_BYTES - 1) / BOUNCE_BYTES;
-    if (chunks < 1)
-        chunks = 1;
-    MPI_Datatype vec;
-    RD_MPI_CHECK(MPI_Type_create_hvector_c(chunks, BOUNCE_BYTES, 0, MPI_BYTE, &vec));
-    MPI_Count bl[2] = {RD_MSG_HEADER_BYTES, 1};
-    MPI_Aint a0, a1;
-    RD_MPI_CHECK(MPI_Get_address(hdr, &a0));
-    RD_MPI_CHECK(MPI_Get_address(bounce, &a1));
-    MPI_Count disp[2] = {(MPI_Count)a0, (MPI_Count)a1};
-    MPI_Datatype types[2] = {MPI_BYTE, vec};
-    RD_MPI_CHECK(MPI_Type_create_struct_c(2, bl, disp, types, out));
-    RD_MPI_CHECK(MPI_Type_commit(out));
-    RD_MPI_CHECK(MPI_Type_free(&vec));
-}
-
 static size_t errtext_len(const char *msg) {
     size_t n = strlen(msg);
     return n > RD_MSG_ERRTEXT_MAX ? RD_MSG_ERRTEXT_MAX : n;
@@ -587,7 +564,7 @@ static int msg_probe(rd_token_client *c, tc_op *op, tc_msg *m) {
     } else {
         m->where = WHERE_DRAIN;
         MPI_Datatype dt;
-        drain_type(len, m->hdr_in, c->bounce, &dt);
+        rd__drain_type(len, m->hdr_in, c->bounce, sizeof c->bounce, &dt);
         RD_MPI_CHECK(MPI_Imrecv(MPI_BOTTOM, 1, dt, &mh, &m->rreq));
         RD_MPI_CHECK(MPI_Type_free(&dt));
     }
