@@ -51,6 +51,22 @@ check 2 "table evict: --in is not an option of evict" "$bin" table evict "$S" --
 check 1 "" "$bin" table evict "$S" --out "$tmp/o" --table t --older-than 1 --min-count 2
 check 1 "" "$bin" table export "$S" --table t --out - --format tsv
 
+# An unknown subcommand is a usage error naming it, with the usage; each known one gets past the
+# check (the store or checkpoint is missing: exit 1).
+check 2 "recdistill tokens: unknown command 'frob'" "$bin" tokens frob "$S" --before 5
+check 2 "usage: recdistill tokens" "$bin" tokens frob "$S"
+check 2 "recdistill table: unknown command 'frob'" "$bin" table frob "$S" --out "$tmp/o"
+check 2 "usage: recdistill table" "$bin" table frob "$S"
+for c in stats users verify; do
+    check 1 "" "$bin" tokens "$c" "$S"
+done
+check 1 "" "$bin" tokens compact "$S" --out "$tmp/c"
+for c in stats verify; do
+    check 1 "" "$bin" table "$c" "$S"
+done
+check 1 "" "$bin" table compact "$S" --out "$tmp/o"
+check 1 "" "$bin" table reshard "$S" --shards 2 --out "$tmp/o"
+
 # No option takes an empty value (an unset shell variable): an empty --out fell back to
 # run.out_dir, an empty --resume started a fresh run, an empty --table meant every table.
 check 2 "recdistill train: --out: empty value" "$bin" train "$tmp/none.yaml" --out ''
