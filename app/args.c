@@ -159,6 +159,15 @@ int rd_app_only(
     return 0;
 }
 
+const rd_app_sub *
+rd_app_sub_find(const char *prog, const rd_app_sub *subs, size_t n_subs, const char *cmd) {
+    for (size_t i = 0; i < n_subs; i++)
+        if (strcmp(cmd, subs[i].name) == 0)
+            return &subs[i];
+    fprintf(stderr, "%s: unknown command '%s'\n\n", prog, cmd);
+    return NULL;
+}
+
 // strtoll/strtoull skip leading blanks and take a sign: " 5" and "+5" passed, and strtoull
 // negates a '-' in unsigned arithmetic, so " -5" (which got past the s[0] == '-' test) became
 // 18446744073709551611. So the text itself must start with a digit (or '-' and a digit for a

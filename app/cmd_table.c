@@ -241,13 +241,17 @@ int rd_cmd_table(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
-    static const char *const cmds[] = {"stats",   "export", "import", "evict",
-                                       "reshard", "verify", "compact"};
-    int known = 0;
-    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        known |= strcmp(cmd, cmds[i]) == 0;
-    if (!known) {
-        fprintf(stderr, "recdistill table: unknown command '%s'\n\n", cmd);
+    // The options each subcommand takes (as in its usage line); any other is refused, not ignored.
+    static const rd_app_sub subs[] = {{"stats", "--table"},
+                                      {"export", "--table --out --format"},
+                                      {"import", "--table --in --out --keys-of --config"},
+                                      {"evict", "--out --table --older-than --min-count"},
+                                      {"reshard", "--shards --out"},
+                                      {"verify", ""},
+                                      {"compact", "--out"}};
+    const rd_app_sub *sub =
+        rd_app_sub_find("recdistill table", subs, sizeof subs / sizeof subs[0], cmd);
+    if (!sub) {
         table_usage(stderr);
         return 2;
     }
@@ -269,20 +273,8 @@ int rd_cmd_table(int argc, char **argv) {
     }
     if (st != 0)
         return 2;
-    // The options each subcommand takes (as in its usage line); any other is refused, not ignored.
-    static const struct {
-        const char *cmd, *taken;
-    } takes[] = {{"stats", "--table"},
-                 {"export", "--table --out --format"},
-                 {"import", "--table --in --out --keys-of --config"},
-                 {"evict", "--out --table --older-than --min-count"},
-                 {"reshard", "--shards --out"},
-                 {"verify", ""},
-                 {"compact", "--out"}};
-    for (size_t i = 0; i < sizeof takes / sizeof takes[0]; i++)
-        if (strcmp(cmd, takes[i].cmd) == 0 &&
-            rd_app_only(prog, cmd, opts, n_opts, takes[i].taken) != 0)
-            return 2;
+    if (rd_app_only(prog, cmd, opts, n_opts, sub->taken) != 0)
+        return 2;
     const char *table = opts[0].value, *out = opts[1].value, *in = opts[2].value;
     const char *format = opts[3].value ? opts[3].value : "tsv";
     int64_t older = INT64_MIN, min_count = 0, shards = 0;

@@ -158,12 +158,16 @@ int rd_cmd_tokens(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
-    static const char *const cmds[] = {"stats", "users", "fetch", "gc", "verify", "compact"};
-    int known = 0;
-    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        known |= strcmp(cmd, cmds[i]) == 0;
-    if (!known) {
-        fprintf(stderr, "recdistill tokens: unknown command '%s'\n\n", cmd);
+    // The options each subcommand takes (in the order of its usage line); any other is refused.
+    static const rd_app_sub subs[] = {{"stats", "--per-shard"},
+                                      {"users", "--limit"},
+                                      {"fetch", "--user --user-id --before --n --before-id"},
+                                      {"gc", "--before"},
+                                      {"verify", ""},
+                                      {"compact", "--out"}};
+    const rd_app_sub *sub =
+        rd_app_sub_find("recdistill tokens", subs, sizeof subs / sizeof subs[0], cmd);
+    if (!sub) {
         tokens_usage(stderr);
         return 2;
     }
@@ -184,19 +188,8 @@ int rd_cmd_tokens(int argc, char **argv) {
     }
     if (st != 0)
         return 2;
-    // The options each subcommand takes (in the order of its usage line); any other is refused.
-    static const struct {
-        const char *cmd, *taken;
-    } takes[] = {{"stats", "--per-shard"},
-                 {"users", "--limit"},
-                 {"fetch", "--user --user-id --before --n --before-id"},
-                 {"gc", "--before"},
-                 {"verify", ""},
-                 {"compact", "--out"}};
-    for (size_t i = 0; i < sizeof takes / sizeof takes[0]; i++)
-        if (strcmp(cmd, takes[i].cmd) == 0 &&
-            rd_app_only(prog, cmd, opts, n_opts, takes[i].taken) != 0)
-            return 2;
+    if (rd_app_only(prog, cmd, opts, n_opts, sub->taken) != 0)
+        return 2;
     const char *out = opts[4].value;
     uint64_t user = 0, L = 0;
     int64_t before = 0;

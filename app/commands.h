@@ -171,6 +171,21 @@ int rd_app_agree_values(const char *prog, const char *header, const rd_app_arg *
 int rd_app_only(
     const char *prog, const char *sub, const rd_app_opt *opts, int n_opts, const char *taken);
 
+/** A subcommand of a command that has them (`table`, `tokens`): its name and the options it
+ *  takes, for rd_app_only (space-separated, "--table --out"; "" = none). */
+typedef struct rd_app_sub {
+    const char *name;
+    const char *taken;
+} rd_app_sub;
+
+/**
+ * The entry of `subs` named `cmd`.
+ * @return it; NULL after "<prog>: unknown command '<cmd>'" and an empty line on stderr (the
+ *         caller prints its usage and exits 2)
+ */
+const rd_app_sub *
+rd_app_sub_find(const char *prog, const rd_app_sub *subs, size_t n_subs, const char *cmd);
+
 /** What rd_app_path_kind found at a path. */
 enum {
     RD_APP_PATH_MISSING = 0, // no such path (or stat failed: what = its strerror)
