@@ -1,6 +1,8 @@
 // alloc.c — allocator indirection. Aligned blocks store the raw pointer just before the aligned
 // address so that they can be released through the same swappable free. rd_mem_limit reads the
 // node's memory and the cgroup limit (the budget large-allocation checks compare against).
+// rd_alloc_advise_huge asks for transparent huge pages on large blocks (the model's slabs, the
+// PS tables, message buffers).
 #include "rd/alloc.h"
 #include "rd/error.h"
 
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static rd_allocator g_alloc = {malloc, realloc, free};
@@ -91,6 +94,24 @@ void *rd_aligned_xalloc(size_t size) {
 void rd_aligned_free(void *ptr) {
     if (ptr)
         rd_free(((void **)ptr)[-1]);
+}
+
+// The kernel's default THP mode here is "madvise": a block gets huge pages only when asked. Only
+// the aligned interior can be backed by them; the ragged ends stay on 4 KiB pages.
+size_t rd_alloc_advise_huge(void *p, size_t bytes) {
+#if defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (hi <= lo)
+        return 0;
+    (void)madvise((void *)lo, (size_t)(hi - lo), MADV_HUGEPAGE);
+    return (size_t)(hi - lo);
+#else
+    (void)p;
+    (void)bytes;
+    return 0;
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------

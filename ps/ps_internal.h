@@ -63,7 +63,7 @@ void rd__stats_decode(const unsigned char *in, uint32_t *index, rd_table_stats *
 void rd__drain_type(
     MPI_Count bytes, void *hdr, void *bounce, size_t bounce_bytes, MPI_Datatype *out);
 
-/** Ask for transparent huge pages on the 2 MiB-aligned interior of a large message buffer
+/** Ask for transparent huge pages (rd_alloc_advise_huge) on a large message buffer
  *  (no-op below 4 MiB; advisory, failures ignored). Large requests and replies move by CMA
  *  (process_vm_readv), which pins and walks the peer's pages one page-table entry at a time:
  *  huge pages make that walk 512 times shorter and spare TLB misses on both sides. */

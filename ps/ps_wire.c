@@ -2,8 +2,9 @@
 // messages (see ps_internal.h). Decoders treat their input as untrusted.
 #include "ps_internal.h"
 
+#include "rd/alloc.h"
+
 #include <string.h>
-#include <sys/mman.h>
 
 size_t rd__ckpt_req_bytes(const rd__ckpt_req *r) {
     return 16 + strlen(r->dir) + 4 * (size_t)r->n_tables;
@@ -131,16 +132,6 @@ void rd__drain_type(
 // Message buffers
 
 void rd__advise_huge(void *p, size_t bytes) {
-#if defined(MADV_HUGEPAGE)
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    if (bytes < 2 * huge)
-        return;
-    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
-    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
-    if (hi > lo)
-        (void)madvise((void *)lo, (size_t)(hi - lo), MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
+    if (bytes >= (size_t)4 << 20)
+        rd_alloc_advise_huge(p, bytes);
 }

@@ -24,7 +24,6 @@
 
 #include <inttypes.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 typedef struct idx_slot {
@@ -107,22 +106,6 @@ static inline size_t slot_of(uint64_t key, size_t mask) {
 // ---------------------------------------------------------------------------------------------
 // Create / destroy
 
-// Ask for transparent huge pages on a large block (the kernel default here is "madvise"): rows
-// and index slots are accessed at random, and with 4 KiB pages most of those accesses also miss
-// the TLB. Advisory only; failures are ignored.
-static void advise_huge(void *p, size_t bytes) {
-#if defined(MADV_HUGEPAGE)
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
-    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
-    if (hi > lo)
-        (void)madvise((void *)lo, (size_t)(hi - lo), MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
 static int add_chunk(rd_table *t) {
     if (t->n_chunks == t->cap_chunks) {
         size_t nc = t->cap_chunks ? t->cap_chunks * 2 : 8;
@@ -141,7 +124,9 @@ static int add_chunk(rd_table *t) {
     unsigned char *c = rd_aligned_alloc(bytes);
     if (!c)
         return RD_ERR_NOMEM;
-    advise_huge(c, bytes);
+    // Rows and index slots are accessed at random: with 4 KiB pages most accesses also miss
+    // the TLB.
+    rd_alloc_advise_huge(c, bytes);
     t->chunks[t->n_chunks++] = c;
     return RD_OK;
 }
@@ -150,7 +135,7 @@ static int grow_index(rd_table *t, size_t new_cap) {
     idx_slot *ni = rd_calloc(new_cap, sizeof *ni);
     if (!ni)
         return RD_ERR_NOMEM;
-    advise_huge(ni, new_cap * sizeof *ni);
+    rd_alloc_advise_huge(ni, new_cap * sizeof *ni);
     size_t mask = new_cap - 1;
     // Rebuild from the arena: it holds every live key, and rows do not move.
     for (size_t r = 0; r < t->n_rows; r++) {

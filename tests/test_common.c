@@ -457,6 +457,29 @@ static void test_aligned(void **state) {
     rd_free(d);
 }
 
+// rd_alloc_advise_huge asks only for the 2 MiB-aligned interior of the block (madvise rejects an
+// unaligned start, and the ragged ends cannot be huge pages): its size, for a block inside a real
+// 10 MiB allocation at and just past a 2 MiB boundary.
+static void test_advise_huge(void **state) {
+    (void)state;
+    const size_t M2 = (size_t)2 << 20;
+    unsigned char *raw = malloc(5 * M2);
+    assert_non_null(raw);
+    unsigned char *q = raw + (M2 - (uintptr_t)raw % M2) % M2; // first 2 MiB boundary in raw
+#if defined(__linux__)
+    assert_int_equal(rd_alloc_advise_huge(q, 2 * M2), 2 * M2);
+    assert_int_equal(rd_alloc_advise_huge(q, 2 * M2 + 100), 2 * M2);
+    assert_int_equal(rd_alloc_advise_huge(q + 1, 2 * M2), M2); // [q + 2M, q + 4M)
+    assert_int_equal(rd_alloc_advise_huge(q + 1, 3 * M2 - 1), 2 * M2);
+    assert_int_equal(rd_alloc_advise_huge(q, M2), M2);
+#endif
+    assert_int_equal(rd_alloc_advise_huge(q, M2 - 1), 0);
+    assert_int_equal(rd_alloc_advise_huge(q + 1, M2), 0); // crosses no whole huge page
+    assert_int_equal(rd_alloc_advise_huge(q, 0), 0);
+    memset(q, 1, 2 * M2); // the memory stays usable
+    free(raw);
+}
+
 static void test_oom_injection(void **state) {
     (void)state;
     rd_allocator a = {test_malloc_fn, test_realloc_fn, free};
@@ -867,6 +890,7 @@ int main(void) {
         cmocka_unit_test(test_rng_ranges),
         cmocka_unit_test(test_aligned),
         cmocka_unit_test(test_oom_injection),
+        cmocka_unit_test(test_advise_huge),
         cmocka_unit_test(test_cgroup_limit), // rd_mem_limit
         cmocka_unit_test(test_fmt_float9),
         cmocka_unit_test(test_fmt_double),

@@ -30,7 +30,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #define MAX_BLOCKS 64 // config limit of seq.layers / tokens.layers
@@ -759,22 +758,6 @@ static int validate(rd_model *m,
 // ---------------------------------------------------------------------------------------------
 // Create / destroy
 
-// Ask for transparent huge pages on the 2 MiB-aligned interior of a large slab (Linux THP in
-// "madvise" mode): the teacher's activations are ~1 GB, and 4 KiB pages cost TLB misses in every
-// pass over them and ~300 k page faults at start-up. Advisory only: errors are ignored.
-static void advise_huge(void *p, size_t bytes) {
-#ifdef MADV_HUGEPAGE
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
-    uintptr_t hi = ((uintptr_t)p + bytes) & ~(huge - 1);
-    if (hi > lo)
-        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
 int rd_model_create(const rd_model_config *mcfg,
                     const rd_model_opts *opts,
                     rd_model **out,
@@ -859,7 +842,9 @@ int rd_model_create(const rd_model_config *mcfg,
                         mcfg->name, m->n_slab, m->n_acts, m->max_batch);
         goto fail;
     }
-    advise_huge(p->acts, (m->n_acts > 0 ? m->n_acts : 1) * sizeof(float));
+    // The teacher's activations are ~1 GB: 4 KiB pages cost TLB misses in every pass over them
+    // and ~300 k page faults at start-up.
+    rd_alloc_advise_huge(p->acts, (m->n_acts > 0 ? m->n_acts : 1) * sizeof(float));
     memset(m->params, 0, nslab * sizeof(float));
     memset(m->grads, 0, nslab * sizeof(float));
     if (m->opt_state)

@@ -5,6 +5,7 @@
 //                                            RD_ERR_NOMEM)
 //   rd_xmalloc/rd_xcalloc/rd_xrealloc        infallible: abort the job on out-of-memory
 //   rd_aligned_alloc/rd_aligned_free         64-byte aligned slabs for BLAS/SIMD
+//   rd_alloc_advise_huge()                   ask for transparent huge pages on a large block
 //   rd_xstrdup
 //   rd_allocator, rd_alloc_set()             replace the allocator (tests inject failures)
 //   rd_mem_limit()                           the memory this process may use (node, cgroup)
@@ -46,6 +47,14 @@ void *rd_aligned_alloc(size_t size);
 /** Infallible variant. */
 void *rd_aligned_xalloc(size_t size);
 void rd_aligned_free(void *ptr);
+
+/** Ask for transparent huge pages (madvise MADV_HUGEPAGE) on the 2 MiB-aligned interior of
+ *  [p, p + bytes): large slabs and tables accessed at random (or pinned page by page by CMA)
+ *  otherwise miss the TLB on most accesses with 4 KiB pages. Advisory: a failed madvise is
+ *  ignored, and the memory stays valid either way.
+ *  @return the bytes of the interior asked for; 0 when there is none (bytes < 2 MiB past the
+ *          first 2 MiB boundary) or the system has no MADV_HUGEPAGE */
+size_t rd_alloc_advise_huge(void *p, size_t bytes);
 
 /**
  * The bytes this process may use: the smaller of the node's physical memory and the memory limit
