@@ -236,6 +236,21 @@ static int make_room(rd_target_join *j) {
     return j->n < j->room;
 }
 
+// Claim the empty slot `e` that jfind gave for (phase, sample) for a new entry, counted in n and
+// n_live; the caller fills it. A full table is first made room in (make_room), which may rebuild
+// or grow it and so move every slot: the slot is then looked up again. @return the slot, or NULL
+// when the table is full at its cap.
+static jentry *claim(rd_target_join *j, jentry *e, uint64_t phase, uint64_t sample) {
+    if (j->n >= j->room) {
+        if (!make_room(j))
+            return NULL;
+        e = jfind(j, phase, sample);
+    }
+    j->n++;
+    j->n_live++;
+    return e;
+}
+
 int rd_target_join_put(
     rd_target_join *j, uint64_t phase, uint64_t sample, float logit, uint64_t version) {
     if (phase < j->floor)
@@ -245,14 +260,10 @@ int rd_target_join_put(
         return RD_JOIN_LATE;
     if (e->state != ST_EMPTY)
         return RD_JOIN_DUPLICATE;
-    if (j->n >= j->room) {
-        if (!make_room(j))
-            return RD_JOIN_FULL;
-        e = jfind(j, phase, sample);
-    }
+    e = claim(j, e, phase, sample);
+    if (!e)
+        return RD_JOIN_FULL;
     *e = (jentry){sample, phase, version, logit, ST_PENDING};
-    j->n++;
-    j->n_live++;
     return RD_JOIN_STORED;
 }
 
@@ -276,14 +287,10 @@ int rd_target_join_miss(rd_target_join *j, uint64_t phase, uint64_t sample) {
     jentry *e = jfind(j, phase, sample);
     if (e->state != ST_EMPTY)
         return 1;
-    if (j->n >= j->room) {
-        if (!make_room(j))
-            return 0;
-        e = jfind(j, phase, sample);
-    }
+    e = claim(j, e, phase, sample);
+    if (!e)
+        return 0;
     *e = (jentry){sample, phase, 0, 0.0f, ST_MISSED};
-    j->n++;
-    j->n_live++;
     return 1;
 }
 
