@@ -78,6 +78,33 @@ static int session2(rd_kv *kv, const rd_comm *comm, const rd_config *cfg, void *
         rd_errbuf_clear(&eb);
         int rc = rd_kv_load(kv, missing, NULL, 0, &step, &eb);
         T_CHECK(&errs, rc == RD_ERR_NOTFOUND, "load of a missing dir gave %d: %s", rc, eb.msg);
+        // Bad arguments are refused alike by save and load, before any message is sent.
+        static char longdir[RD_CKPT_PARTIAL_MAX + 2];
+        memset(longdir, 'd', sizeof longdir - 1);
+        const int dup[2] = {1, 1}, out_of_range[1] = {3}, two[2] = {0, 2};
+        for (int op = 0; op < 2; op++) {
+            const char *name = op ? "load" : "save";
+            struct {
+                const char *dir;
+                const int *tables;
+                int n;
+                const char *want;
+            } bad[] = {{"", NULL, 0, "checkpoint folder: empty path"},
+                       {NULL, NULL, 0, "checkpoint folder: empty path"},
+                       {longdir, NULL, 0, "bytes, longer than the limit of"},
+                       {c->mid, dup, 2, "table index 1 listed twice"},
+                       {c->mid, out_of_range, 1, "table index 3 out of range"},
+                       {c->mid, two, 0, "0 tables requested (1..3)"},
+                       {c->mid, two, 4, "4 tables requested (1..3)"}};
+            for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+                rd_errbuf_clear(&eb);
+                rc = op ? rd_kv_load(kv, bad[k].dir, bad[k].tables, bad[k].n, &step, &eb)
+                        : rd_kv_save(kv, bad[k].dir, bad[k].tables, bad[k].n, &eb);
+                T_CHECK(&errs, rc == RD_ERR_ARG && strstr(eb.msg, bad[k].want),
+                        "%s with bad argument %zu gave %d: %s", name, k, rc, eb.msg);
+            }
+        }
+        T_CHECK(&errs, step == -1, "a refused load set the step to %lld", (long long)step);
         rd_errbuf_clear(&eb);
         rc = rd_kv_save(kv, c->mid, NULL, 0, &eb);
         T_CHECK(&errs, rc == RD_ERR_EXISTS, "save into an existing checkpoint gave %d: %s", rc,
