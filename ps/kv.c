@@ -1259,20 +1259,33 @@ table_list(rd_kv *kv, const int *tables, int n_tables, rd__ckpt_req *req, rd_err
     return RD_OK;
 }
 
-int rd_kv_save(rd_kv *kv, const char *dir, const int *tables, int n_tables, rd_errbuf *eb) {
+// The request of a SAVE or LOAD (`fn` names it in messages) of folder `dir` and the `tables`
+// (NULL = all): refused after shutdown, for an empty path, or one too long for the partial
+// folder a save builds beside it. Clears kv->err (rd_kv_errmsg) first, as the other calls do.
+static int ckpt_req_make(rd_kv *kv,
+                         const char *fn,
+                         const char *dir,
+                         const int *tables,
+                         int n_tables,
+                         rd__ckpt_req *req,
+                         rd_errbuf *eb) {
     rd_errbuf_clear(&kv->err);
     if (kv->shut)
-        return rd_err_set(eb, RD_ERR_STATE, "rd_kv_save after rd_kv_shutdown");
+        return rd_err_set(eb, RD_ERR_STATE, "%s after rd_kv_shutdown", fn);
     if (!dir || !*dir)
         return rd_err_set(eb, RD_ERR_ARG, "checkpoint folder: empty path");
     if (strlen(dir) > RD_CKPT_PARTIAL_MAX)
         return rd_err_set(eb, RD_ERR_ARG,
                           "checkpoint folder %s: %zu bytes, longer than the limit of %d bytes", dir,
                           strlen(dir), RD_CKPT_PARTIAL_MAX);
+    memset(req, 0, sizeof *req);
+    snprintf(req->dir, sizeof req->dir, "%s", dir);
+    return table_list(kv, tables, n_tables, req, eb);
+}
+
+int rd_kv_save(rd_kv *kv, const char *dir, const int *tables, int n_tables, rd_errbuf *eb) {
     rd__ckpt_req req;
-    memset(&req, 0, sizeof req);
-    snprintf(req.dir, sizeof req.dir, "%s", dir);
-    int rc = table_list(kv, tables, n_tables, &req, eb);
+    int rc = ckpt_req_make(kv, "rd_kv_save", dir, tables, n_tables, &req, eb);
     if (rc != RD_OK)
         return rc;
     rd_ckpt_shard_info *infos = rd_calloc((size_t)kv->P, sizeof *infos);
@@ -1318,19 +1331,8 @@ int rd_kv_save(rd_kv *kv, const char *dir, const int *tables, int n_tables, rd_e
 
 int rd_kv_load(
     rd_kv *kv, const char *dir, const int *tables, int n_tables, int64_t *step, rd_errbuf *eb) {
-    rd_errbuf_clear(&kv->err);
-    if (kv->shut)
-        return rd_err_set(eb, RD_ERR_STATE, "rd_kv_load after rd_kv_shutdown");
-    if (!dir || !*dir)
-        return rd_err_set(eb, RD_ERR_ARG, "checkpoint folder: empty path");
-    if (strlen(dir) > RD_CKPT_PARTIAL_MAX)
-        return rd_err_set(eb, RD_ERR_ARG,
-                          "checkpoint folder %s: %zu bytes, longer than the limit of %d bytes", dir,
-                          strlen(dir), RD_CKPT_PARTIAL_MAX);
     rd__ckpt_req req;
-    memset(&req, 0, sizeof req);
-    snprintf(req.dir, sizeof req.dir, "%s", dir);
-    int rc = table_list(kv, tables, n_tables, &req, eb);
+    int rc = ckpt_req_make(kv, "rd_kv_load", dir, tables, n_tables, &req, eb);
     if (rc != RD_OK)
         return rc;
     rd_ckpt_manifest *m = rd_calloc(1, sizeof *m);
