@@ -2272,6 +2272,67 @@ static void test_presets(void **state) {
     free(cfg);
 }
 
+// The MovieLens presets: files, delimiters, side tables and the fields in order (the features a
+// model names and the dataset's key layout follow this order). 100K stores genres as 19 0/1
+// columns of u.item, 1M as one '|'-separated column of movies.dat; the users' fields are the same.
+static void test_schema_presets(void **state) {
+    (void)state;
+    static const struct {
+        int source;
+        const char *log, *delim, *users, *items, *side_delim, *genres_col;
+        int genres_kind, genres_len, genres_flags;
+    } want[] = {{RD_DATA_MOVIELENS100K, "u.data", "\t", "u.user", "u.item", "|", "unknown",
+                 RD_FIELD_CATEGORICAL, 19, 1},
+                {RD_DATA_MOVIELENS1M, "ratings.dat", "::", "users.dat", "movies.dat",
+                 "::", "genres", RD_FIELD_MULTI, 6, 0}};
+    rd_schema_config *sc = malloc(sizeof *sc);
+    assert_non_null(sc);
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_schema_preset(want[k].source, sc, &eb), RD_OK);
+        assert_string_equal(sc->path, want[k].log);
+        assert_string_equal(sc->delimiter, want[k].delim);
+        assert_int_equal(sc->n_side, 2);
+        assert_string_equal(sc->side[0].name, "users");
+        assert_string_equal(sc->side[0].path, want[k].users);
+        assert_string_equal(sc->side[0].delimiter, want[k].side_delim);
+        assert_string_equal(sc->side[0].key_column, "user_id");
+        assert_string_equal(sc->side[1].name, "items");
+        assert_string_equal(sc->side[1].path, want[k].items);
+        assert_string_equal(sc->side[1].delimiter, want[k].side_delim);
+        assert_string_equal(sc->side[1].key_column, "item_id");
+        static const char *const names[] = {"age", "gender", "occupation",
+                                            "zip", "genres", "rating"};
+        assert_int_equal(sc->n_fields, 6);
+        for (int f = 0; f < 6; f++) {
+            const rd_field_config *fc = &sc->fields[f];
+            assert_string_equal(fc->name, names[f]);
+            assert_string_equal(fc->sep, "|");
+            if (f < 4) { // the users' fields
+                assert_string_equal(fc->column, names[f]);
+                assert_string_equal(fc->side, "users");
+                assert_int_equal(fc->kind, RD_FIELD_CATEGORICAL);
+                assert_int_equal(fc->max_len, 8);
+                assert_int_equal(fc->flags, 0);
+            } else if (f == 4) {
+                assert_string_equal(fc->column, want[k].genres_col);
+                assert_string_equal(fc->side, "items");
+                assert_int_equal(fc->kind, want[k].genres_kind);
+                assert_int_equal(fc->max_len, want[k].genres_len);
+                assert_int_equal(fc->flags, want[k].genres_flags);
+            } else {
+                assert_string_equal(fc->column, "rating");
+                assert_string_equal(fc->side, "");
+                assert_int_equal(fc->kind, RD_FIELD_FEEDBACK);
+                assert_int_equal(fc->max_len, 8);
+                assert_int_equal(fc->flags, 0);
+            }
+        }
+    }
+    free(sc);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Corrupted and truncated files
 
@@ -3195,6 +3256,7 @@ int main(void) {
         cmocka_unit_test(test_index_history_iterators),
         cmocka_unit_test(test_determinism_and_replace),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_schema_presets),
         cmocka_unit_test(test_columns_no_cr_hint),
         cmocka_unit_test(test_natural_order),
         cmocka_unit_test(test_text_labels),
