@@ -103,12 +103,6 @@ int rd_schema_preset(int source, rd_schema_config *sc, rd_errbuf *eb) {
         snprintf(sc->delimiter, sizeof sc->delimiter, "\t");
         set_side(&sc->side[0], "users", "u.user", "|", users, "user_id");
         set_side(&sc->side[1], "items", "u.item", "|", items, "item_id");
-        add_field(sc, "age", "age", "users", RD_FIELD_CATEGORICAL, 8, 0);
-        add_field(sc, "gender", "gender", "users", RD_FIELD_CATEGORICAL, 8, 0);
-        add_field(sc, "occupation", "occupation", "users", RD_FIELD_CATEGORICAL, 8, 0);
-        add_field(sc, "zip", "zip", "users", RD_FIELD_CATEGORICAL, 8, 0);
-        add_field(sc, "genres", "unknown", "items", RD_FIELD_CATEGORICAL, 19, 1);
-        add_field(sc, "rating", "rating", "", RD_FIELD_FEEDBACK, 8, 0);
     } else {
         static const char *const users[] = {"user_id", "gender", "age", "occupation", "zip", NULL};
         static const char *const items[] = {"item_id", "title", "genres", NULL};
@@ -116,13 +110,19 @@ int rd_schema_preset(int source, rd_schema_config *sc, rd_errbuf *eb) {
         snprintf(sc->delimiter, sizeof sc->delimiter, "::");
         set_side(&sc->side[0], "users", "users.dat", "::", users, "user_id");
         set_side(&sc->side[1], "items", "movies.dat", "::", items, "item_id");
-        add_field(sc, "age", "age", "users", RD_FIELD_CATEGORICAL, 8, 0);
-        add_field(sc, "gender", "gender", "users", RD_FIELD_CATEGORICAL, 8, 0);
-        add_field(sc, "occupation", "occupation", "users", RD_FIELD_CATEGORICAL, 8, 0);
-        add_field(sc, "zip", "zip", "users", RD_FIELD_CATEGORICAL, 8, 0);
-        add_field(sc, "genres", "genres", "items", RD_FIELD_MULTI, 6, 0);
-        add_field(sc, "rating", "rating", "", RD_FIELD_FEEDBACK, 8, 0);
     }
+    // The fields, in this order in both: the users' columns are named alike (in another order in
+    // the file), and only the genres differ: 19 0/1 columns of u.item from "unknown" on (100K),
+    // one '|'-separated column of movies.dat (1M).
+    add_field(sc, "age", "age", "users", RD_FIELD_CATEGORICAL, 8, 0);
+    add_field(sc, "gender", "gender", "users", RD_FIELD_CATEGORICAL, 8, 0);
+    add_field(sc, "occupation", "occupation", "users", RD_FIELD_CATEGORICAL, 8, 0);
+    add_field(sc, "zip", "zip", "users", RD_FIELD_CATEGORICAL, 8, 0);
+    if (source == RD_DATA_MOVIELENS100K)
+        add_field(sc, "genres", "unknown", "items", RD_FIELD_CATEGORICAL, 19, 1);
+    else
+        add_field(sc, "genres", "genres", "items", RD_FIELD_MULTI, 6, 0);
+    add_field(sc, "rating", "rating", "", RD_FIELD_FEEDBACK, 8, 0);
     return RD_OK;
 }
 
