@@ -2,7 +2,7 @@
 // of 1, 16 and 256 candidates.
 //
 // Usage: bench_serve [--bundle FILE --data DIR [--store DIR] | --dir DIR [--tokens L] [--seq K]]
-//                    [--iters N] [--warmup N] [--json PATH]
+//                    [--threads T] [--iters N] [--warmup N] [--json PATH]
 // --dir DIR is where the benchmark builds its own bundle (kept afterwards; a new or empty folder,
 // the bundle it leaves being scored again with --bundle DIR/student.rdsv --data DIR/data); with
 // --bundle there is nothing to build, so the two are refused together.
@@ -30,6 +30,13 @@
 // --seq KIND: the built-in student's 16-event item history is a `mean` (default), `din` or
 // `transformer` branch (one block, two heads): the candidates of a request share it, so its
 // per-position work runs once a request (rd_batch.seq_shared).
+// --threads T: T serving threads score at once, each with its own scorer (the first opened,
+// the others as a server makes one per thread) and, with tokens, its own read-only store handle;
+// they start timing together (a barrier after the warm-up) and the request rates are all
+// threads' timed requests over the wall time from that barrier to the last thread's end (one
+// thread: its requests over its time, as before); the latency percentiles pool every thread's
+// requests. thread_bytes in the JSON is the heap each further scorer holds (one more is made
+// and closed at T = 1), what a server pays per serving thread beyond open_bytes.
 #include "bench_args.h"
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
@@ -53,6 +60,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,16 +268,84 @@ typedef struct result {
     double p50_us, p99_us, qps, min_us, avg_us, max_us, fetch_p50_us, fetch_p99_us;
 } result;
 
+// The requests every thread scores: built beforehand, only read while the threads run.
+typedef struct reqset {
+    size_t R, NC, K, L, NN;
+    const uint64_t *keys;   // (R, NC, K)
+    const uint64_t *hist;   // (R, L)
+    const uint8_t *hl;      // (R, L)
+    const float *num;       // (R, NC, NN)
+    const uint64_t *rq_rec; // (R) the holdout record of each request (its user, time and id)
+    const uint64_t *items;  // (R, NC) each candidate's item
+    const rd_dataset *ds;
+} reqset;
+
+// One serving thread: its scorer, store handle and samples of one request size.
+typedef struct worker {
+    rd_serve *sv;
+    rd_token_store *st; // NULL without tokens
+    const reqset *rs;
+    size_t N;
+    int it_k, warmup;
+    pthread_barrier_t *bar; // with several threads: passed after the warm-up
+    double *lat, *flat;     // (it_k) latency, and the fetch's part of it
+    double total;           // sum of lat
+    size_t fetched, fetches;
+} worker;
+
+static void *run_worker(void *arg) {
+    worker *w = arg;
+    const reqset *rs = w->rs;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    float out[256];
+    w->total = 0;
+    w->fetched = w->fetches = 0;
+    for (int i = -w->warmup; i < w->it_k; i++) {
+        if (i == 0 && w->bar)
+            pthread_barrier_wait(w->bar);
+        size_t r = (size_t)(i + w->warmup) % rs->R;
+        rd_serve_request rq = {.n = w->N,
+                               .keys = rs->keys + r * rs->NC * rs->K,
+                               .hist_items = rs->L ? rs->hist + r * rs->L : NULL,
+                               .hist_labels = rs->L ? rs->hl + r * rs->L : NULL,
+                               .numeric = rs->NN ? rs->num + r * rs->NC * rs->NN : NULL,
+                               .items = rs->items + r * rs->NC};
+        double t0 = rd_mono_s(), tf = 0;
+        if (w->st) { // the request's tokens, as a server fetches them
+            const rd_record *rr = rd_dataset_record(rs->ds, rs->rq_rec[r]);
+            if (rd_serve_fetch_tokens(w->sv, w->st, rr->user_key, rr->ts, rr->id, &rq, &eb) !=
+                RD_OK)
+                die("fetch tokens", &eb);
+            tf = rd_mono_s() - t0;
+            if (i >= 0) {
+                w->fetched += rq.tok_n;
+                w->fetches++;
+            }
+        }
+        if (rd_serve_score(w->sv, &rq, out, NULL, &eb) != RD_OK)
+            die("score", &eb);
+        double dt = rd_mono_s() - t0;
+        if (i >= 0) {
+            w->lat[i] = dt;
+            w->flat[i] = tf;
+            w->total += dt;
+        }
+    }
+    return NULL;
+}
+
 static void usage(FILE *out) {
     fprintf(out,
             "usage: bench_serve [--bundle FILE --data DIR [--store DIR] | [--dir DIR] "
-            "[--tokens L] [--seq mean|din|transformer]] [--iters N] [--warmup N] [--json PATH]\n");
+            "[--tokens L] [--seq mean|din|transformer]] [--threads T] [--iters N] [--warmup N] "
+            "[--json PATH]\n");
 }
 
 int main(int argc, char **argv) {
     const char *bundle_arg = NULL, *data_arg = NULL, *json = NULL, *dir_arg = NULL,
                *store_arg = NULL, *seq = NULL;
-    int iters = 2000, warmup = 100, tokens = 0;
+    int iters = 2000, warmup = 100, tokens = 0, threads = 1;
     long long val = 0;
     bench_seen seen = {0};
     for (int i = 1; i < argc; i++) {
@@ -278,8 +354,9 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
-        static const char *const known[] = {"--bundle", "--data",  "--json",   "--dir", "--iters",
-                                            "--warmup", "--store", "--tokens", "--seq"};
+        static const char *const known[] = {"--bundle", "--data",   "--json",  "--dir",
+                                            "--iters",  "--warmup", "--store", "--tokens",
+                                            "--seq",    "--threads"};
         int is_known = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             is_known |= strcmp(a, known[k]) == 0;
@@ -322,6 +399,12 @@ int main(int argc, char **argv) {
                 return 2;
             }
             tokens = (int)val;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (bench_int(stderr, "bench_serve", a, v, 1, 64, &val) != 0) {
+                usage(stderr);
+                return 2;
+            }
+            threads = (int)val;
         } else if (strcmp(a, "--iters") == 0 || strcmp(a, "--warmup") == 0) {
             int it = strcmp(a, "--iters") == 0;
             if (bench_int(stderr, "bench_serve", a, v, it ? 10 : 0, 100000000, &val) != 0) {
@@ -491,67 +574,119 @@ int main(int argc, char **argv) {
             items[r * NC + c] = item_off != (size_t)-1 ? kr[c * K + item_off] : items[r * NC];
         }
     }
+    // The threads' scorers (thread 0 scores with the one opened above) and store handles, and
+    // the heap each further scorer holds: one more is made and closed when there is one thread.
+    rd_serve **svs = rd_xcalloc((size_t)threads, sizeof *svs);
+    rd_token_store **sts = rd_xcalloc((size_t)threads, sizeof *sts);
+    svs[0] = sv;
+    sts[0] = st;
+    const long long heap2 = heap_bytes();
+    rd_serve *extra = NULL;
+    for (int t = 1; t < threads; t++)
+        if (rd_serve_open(bundle, 256, &svs[t], &eb) != RD_OK)
+            die("open a thread's scorer", &eb);
+    if (threads == 1 && rd_serve_open(bundle, 256, &extra, &eb) != RD_OK)
+        die("open a second scorer", &eb);
+    const long long heap3 = heap_bytes(),
+                    thread_bytes =
+                        heap2 >= 0 ? (heap3 - heap2) / (threads > 1 ? threads - 1 : 1) : -1;
+    rd_serve_close(extra);
+    for (int t = 1; t < threads && st; t++) {
+        rd_token_open_opts oo = {.mode = RD_TOKEN_READ_ONLY};
+        if (rd_token_store_open(store_dir, &oo, &sts[t], &eb) != RD_OK)
+            die("token store", &eb);
+    }
+    const reqset rs = {.NC = NC,
+                       .R = R,
+                       .K = K,
+                       .L = L,
+                       .NN = NN,
+                       .keys = keys,
+                       .hist = hist,
+                       .hl = hl,
+                       .num = num,
+                       .rq_rec = rq_rec,
+                       .items = items,
+                       .ds = ds};
     const size_t sizes[3] = {1, 16, 256};
     result res[3];
-    double *lat = rd_xmalloc((size_t)iters * sizeof *lat),
-           *flat = rd_xmalloc((size_t)iters * sizeof *flat);
-    float out[256];
+    const size_t per = (size_t)iters;
+    double *lat = rd_xmalloc((size_t)threads * per * sizeof *lat),
+           *flat = rd_xmalloc((size_t)threads * per * sizeof *flat);
+    worker *wk = rd_xcalloc((size_t)threads, sizeof *wk);
+    pthread_t *th = rd_xcalloc((size_t)threads, sizeof *th);
     size_t fetched = 0, fetches = 0;
     for (int k = 0; k < 3; k++) {
         size_t N = sizes[k];
         int it_k = N == 256 ? (iters / 4 > 10 ? iters / 4 : 10) : iters;
-        double total = 0;
-        for (int i = -warmup; i < it_k; i++) {
-            size_t r = (size_t)(i + warmup) % R;
-            rd_serve_request rq = {.n = N,
-                                   .keys = keys + r * NC * K,
-                                   .hist_items = L ? hist + r * L : NULL,
-                                   .hist_labels = L ? hl + r * L : NULL,
-                                   .numeric = NN ? num + r * NC * NN : NULL,
-                                   .items = items + r * NC};
-            double t0 = rd_mono_s(), tf = 0;
-            if (st) { // the request's tokens, as a server fetches them
-                const rd_record *rr = rd_dataset_record(ds, rq_rec[r]);
-                if (rd_serve_fetch_tokens(sv, st, rr->user_key, rr->ts, rr->id, &rq, &eb) != RD_OK)
-                    die("fetch tokens", &eb);
-                tf = rd_mono_s() - t0;
-                if (i >= 0) {
-                    fetched += rq.tok_n;
-                    fetches++;
-                }
-            }
-            if (rd_serve_score(sv, &rq, out, NULL, &eb) != RD_OK)
-                die("score", &eb);
-            double dt = rd_mono_s() - t0;
-            if (i >= 0) {
-                lat[i] = dt;
-                flat[i] = tf;
-                total += dt;
-            }
+        double total = 0, wall = 0;
+        pthread_barrier_t bar;
+        if (threads > 1 && pthread_barrier_init(&bar, NULL, (unsigned)threads + 1) != 0) {
+            fprintf(stderr, "bench_serve: pthread_barrier_init failed\n");
+            return 1;
         }
-        qsort(lat, (size_t)it_k, sizeof *lat, cmp_d);
-        qsort(flat, (size_t)it_k, sizeof *flat, cmp_d);
+        for (int t = 0; t < threads; t++)
+            wk[t] = (worker){.sv = svs[t],
+                             .st = sts[t],
+                             .rs = &rs,
+                             .N = N,
+                             .it_k = it_k,
+                             .warmup = warmup,
+                             .bar = threads > 1 ? &bar : NULL,
+                             .lat = lat + (size_t)t * per,
+                             .flat = flat + (size_t)t * per};
+        if (threads == 1) {
+            run_worker(&wk[0]);
+            wall = wk[0].total;
+        } else {
+            for (int t = 0; t < threads; t++)
+                if (pthread_create(&th[t], NULL, run_worker, &wk[t]) != 0) {
+                    fprintf(stderr, "bench_serve: cannot start thread %d\n", t);
+                    return 1;
+                }
+            pthread_barrier_wait(&bar); // every thread has warmed up: the timed part starts
+            const double t0 = rd_mono_s();
+            for (int t = 0; t < threads; t++)
+                pthread_join(th[t], NULL);
+            wall = rd_mono_s() - t0;
+            pthread_barrier_destroy(&bar);
+        }
+        // Pool the threads' samples (each thread's slice is it_k long at the front of its per).
+        size_t n_lat = 0;
+        for (int t = 0; t < threads; t++) {
+            memmove(lat + n_lat, wk[t].lat, (size_t)it_k * sizeof *lat);
+            memmove(flat + n_lat, wk[t].flat, (size_t)it_k * sizeof *flat);
+            n_lat += (size_t)it_k;
+            total += wk[t].total;
+            fetched += wk[t].fetched;
+            fetches += wk[t].fetches;
+        }
+        qsort(lat, n_lat, sizeof *lat, cmp_d);
+        qsort(flat, n_lat, sizeof *flat, cmp_d);
         result *x = &res[k];
         x->n = N;
-        x->requests = it_k;
+        x->requests = (int)n_lat;
         // Nearest rank: the p-th percentile is the smallest sample with at least p % of the
         // samples at or below it, sample ceil(p n) of n. floor(p (n - 1)) gave, of the 10 requests
         // of a short run, the 9th slowest as the p99: below 10 % of the samples, not 1 %.
-        const size_t i50 = (size_t)ceil(0.50 * it_k) - 1, i99 = (size_t)ceil(0.99 * it_k) - 1;
+        const size_t i50 = (size_t)ceil(0.50 * (double)n_lat) - 1,
+                     i99 = (size_t)ceil(0.99 * (double)n_lat) - 1;
         x->fetch_p50_us = 1e6 * flat[i50];
         x->fetch_p99_us = 1e6 * flat[i99];
         x->p50_us = 1e6 * lat[i50];
         x->p99_us = 1e6 * lat[i99];
-        x->qps = it_k / total;
+        x->qps = (double)n_lat / wall;
         x->min_us = 1e6 * lat[0];
-        x->max_us = 1e6 * lat[it_k - 1];
-        x->avg_us = 1e6 * total / it_k;
+        x->max_us = 1e6 * lat[n_lat - 1];
+        x->avg_us = 1e6 * total / (double)n_lat;
     }
     printf("bench_serve: bundle %s (%lld bytes; model %s, %llu params, %llu rows, K %zu keys, "
-           "history %zu), %d timed requests (256: %d), %d warm-up\n",
+           "history %zu), %d timed requests (256: %d) per thread, %d warm-up\n",
            bundle, (long long)bst.st_size, in.model, (unsigned long long)in.params,
            (unsigned long long)in.rows, K, L, iters, iters / 4 > 10 ? iters / 4 : 10, warmup);
-    printf("  open at 256 candidates: %lld bytes held\n", open_bytes);
+    printf("  open at 256 candidates: %lld bytes held; each further scorer (a serving thread): "
+           "%lld bytes; %d thread%s\n",
+           open_bytes, thread_bytes, threads, threads > 1 ? "s scoring at once" : "");
     if (st)
         printf("  tokens: %zu per candidate (dim %zu) from %s, %.1f a request on average; the "
                "latencies include the fetch\n",
@@ -575,9 +710,11 @@ int main(int argc, char **argv) {
         fprintf(f,
                 "{\"bench\": \"serve\", \"model\": \"%s\", \"params\": %llu, \"rows\": %llu, "
                 "\"bundle_bytes\": %lld, \"max_candidates\": 256, \"open_bytes\": %lld, "
-                "\"iters\": %d, \"warmup\": %d, \"tokens\": %zu, \"candidates\": {",
+                "\"thread_bytes\": %lld, \"threads\": %d, \"iters\": %d, \"warmup\": %d, "
+                "\"tokens\": %zu, \"candidates\": {",
                 in.model, (unsigned long long)in.params, (unsigned long long)in.rows,
-                (long long)bst.st_size, open_bytes, iters, warmup, st ? in.tok_length : 0);
+                (long long)bst.st_size, open_bytes, thread_bytes, threads, iters, warmup,
+                st ? in.tok_length : 0);
         for (int k = 0; k < 3; k++) {
             fprintf(f,
                     "%s\"%zu\": {\"requests\": %d, \"p50_us\": %.2f, \"p99_us\": %.2f, "
@@ -597,9 +734,17 @@ int main(int argc, char **argv) {
     }
     rd_free(lat);
     rd_free(flat);
+    rd_free(wk);
+    rd_free(th);
     rd_free(rq_rec);
     rd_free(items);
-    rd_token_store_destroy(st);
+    for (int t = 0; t < threads; t++) {
+        rd_token_store_destroy(sts[t]);
+        if (t > 0)
+            rd_serve_close(svs[t]);
+    }
+    rd_free(sts);
+    rd_free(svs);
     rd_free(keys);
     rd_free(hist);
     rd_free(hl);

@@ -31,7 +31,10 @@ CASES=(
   # p99 is the nearest rank: of 10 requests (256 candidates) the slowest; it was the 9th.
   # What a server is sized by is in the JSON, not only printed: the bundle's bytes, the memory an
   # open scorer holds, the candidates a second (the JSON had none of the three).
-  "serve||--iters 40 --warmup 1 --dir $TMP/serve|all(j['candidates'][n]['qps'] > 0 for n in ('1', '16', '256')) and j['tokens'] == 0 and [j['candidates'][n]['requests'] for n in ('1', '16', '256')] == [40, 40, 10] and j['candidates']['256']['p99_us'] == j['candidates']['256']['max_us'] and j['bundle_bytes'] == __import__('os').path.getsize('$TMP/serve/student.rdsv') and j['max_candidates'] == 256 and j['open_bytes'] > 0 and abs(j['candidates']['16']['candidates_per_s'] - 16 * j['candidates']['16']['qps']) < 1"
+  "serve||--iters 40 --warmup 1 --dir $TMP/serve|all(j['candidates'][n]['qps'] > 0 for n in ('1', '16', '256')) and j['tokens'] == 0 and [j['candidates'][n]['requests'] for n in ('1', '16', '256')] == [40, 40, 10] and j['candidates']['256']['p99_us'] == j['candidates']['256']['max_us'] and j['bundle_bytes'] == __import__('os').path.getsize('$TMP/serve/student.rdsv') and j['max_candidates'] == 256 and j['open_bytes'] > 0 and j['threads'] == 1 and j['thread_bytes'] > 0 and abs(j['candidates']['16']['candidates_per_s'] - 16 * j['candidates']['16']['qps']) < 1"
+  # Several serving threads at once, each with its scorer and token store handle: every thread's
+  # requests are pooled, and what each further scorer holds is in the JSON.
+  "serve||--iters 10 --warmup 1 --threads 2 --tokens 8 --dir $TMP/servethr|j['threads'] == 2 and j['thread_bytes'] > 0 and [j['candidates'][n]['requests'] for n in ('1', '16', '256')] == [20, 20, 20] and all(j['candidates'][n]['qps'] > 0 and j['candidates'][n]['fetch_p50_us'] > 0 for n in ('1', '16', '256'))"
   "serve||--iters 10 --warmup 1 --tokens 8 --dir $TMP/servetok|j['tokens'] == 8 and all(j['candidates'][n]['qps'] > 0 and 0 < j['candidates'][n]['fetch_p50_us'] <= j['candidates'][n]['p50_us'] for n in ('1', '16', '256'))"
   "ps|mpi|--ps 1 --dims 8 --steps 5 --warmup 1 --draws 500 --vocab 2000|j['rows'][0]['dim'] == 8 and j['rows'][0]['ps_row_gbps'] > 0 and j['rows'][0]['memcpy_gbps'] > 0"
   "window||--events 2000 --windows 50 --lookups 1000 --reps 1|j['search_ns'] > 0 and j['scan_ns'] > 0 and j['windows'] == 50"
@@ -314,6 +317,7 @@ badval "--data $TMP/noholdout holds no holdout records" "$B/bench_serve" \
 # --tokens (the built-in token student) and --store (the store of a given bundle) belong to one
 # mode each; a token bundle without its store, or a store for a bundle without tokens, is refused.
 badval "--tokens: expected an integer in 1..4096, got '0'" "$B/bench_serve" --tokens 0
+badval "--threads: expected an integer in 1..64, got '0'" "$B/bench_serve" --threads 0
 badval "--tokens builds the benchmark's own token student: not with --bundle" "$B/bench_serve" \
     --tokens 8 --bundle "$TMP/sv.rdsv" --data "$TMP/sv-data"
 badval "--store is the token store of --bundle FILE" "$B/bench_serve" --store "$TMP/sv-data"
