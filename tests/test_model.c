@@ -1106,6 +1106,86 @@ static void test_shared_history(void **state) {
     print_message("shared history vs plain: max |logit difference| %.3g\n", worst);
 }
 
+// A parameter slab shared by several models (rd_model_opts.shared_params: rd_serve's serving
+// threads): the borrowers' forwards equal the owner's bit for bit, whatever their max_batch;
+// nothing writes the slab; a borrower has no gradient slab, refuses a backward and an optimizer,
+// and its destroy leaves the slab to its owner.
+static void shared_params_case(const rd_model_config *mc, const rd_model_opts *o, uint64_t seed) {
+    const size_t B = 4;
+    rd_model_opts oo = *o;
+    oo.max_batch = B;
+    oo.seed = seed;
+    rd_model *owner = build(mc, &oo);
+    float *before = malloc(owner->n_slab * sizeof(float));
+    assert_non_null(before);
+    memcpy(before, owner->params, owner->n_slab * sizeof(float));
+    rd_model_opts ob = *o;
+    ob.max_batch = 7;   // its own activations, of another size
+    ob.seed = seed + 1; // unused: the borrowed slab is not initialised
+    ob.opt_slots = 0;
+    ob.shared_params = owner->params;
+    rd_model *a = build(mc, &ob), *b = build(mc, &ob);
+    assert_ptr_equal(a->params, owner->params);
+    assert_null(a->grads);
+    assert_null(a->opt_state);
+    assert_int_equal(a->n_slab, owner->n_slab);
+    assert_memory_equal(owner->params, before, owner->n_slab * sizeof(float));
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    tbatch t;
+    tb_make(&t, owner, B, seed, 1);
+    assert_int_equal(rd_model_forward(owner, &t.b, &eb), RD_OK);
+    float ref[B];
+    memcpy(ref, owner->logits_main, sizeof ref);
+    const double ref_loss = owner->loss;
+    // Each borrower's logits and losses are the owner's bit for bit; b runs between a's forward
+    // and the read of a's logits, which stay in a's own activations.
+    assert_int_equal(rd_model_forward(a, &t.b, &eb), RD_OK);
+    assert_int_equal(rd_model_forward(b, &t.b, &eb), RD_OK);
+    assert_memory_equal(a->logits_main, ref, sizeof ref);
+    assert_memory_equal(b->logits_main, ref, sizeof ref);
+    assert_true(a->loss == ref_loss && b->loss == ref_loss);
+    // Inference only: no backward (it would write the gradient slab it does not have).
+    assert_int_equal(rd_model_backward(a, &t.b, &eb), RD_ERR_STATE);
+    assert_non_null(strstr(eb.msg, "shared parameter slab"));
+    float dh[B * 64];
+    memset(dh, 0, sizeof dh);
+    assert_true(rd_model_hidden_dim(a) <= 64);
+    assert_int_equal(rd_model_forward(a, &t.b, &eb), RD_OK);
+    assert_int_equal(rd_model_backward_hidden(a, &t.b, dh, &eb), RD_ERR_STATE);
+    assert_memory_equal(owner->params, before, owner->n_slab * sizeof(float));
+    // A borrower's destroy leaves the slab: the owner still scores the same, and trains.
+    rd_model_destroy(a);
+    rd_model_destroy(b);
+    assert_memory_equal(owner->params, before, owner->n_slab * sizeof(float));
+    assert_int_equal(rd_model_forward(owner, &t.b, &eb), RD_OK);
+    assert_memory_equal(owner->logits_main, ref, sizeof ref);
+    assert_int_equal(rd_model_backward(owner, &t.b, &eb), RD_OK);
+    // An optimizer over a slab the model may not write is refused.
+    ob.opt_slots = 2;
+    rd_model *bad = (rd_model *)&eb;
+    assert_int_equal(rd_model_create(mc, &ob, &bad, &eb), RD_ERR_ARG);
+    assert_null(bad);
+    assert_non_null(strstr(eb.msg, "shared parameter slab"));
+    tb_free(&t);
+    free(before);
+    rd_model_destroy(owner);
+}
+
+static void test_shared_params(void **state) {
+    (void)state;
+    rd_model_config mc;
+    rd_model_opts o = opts_for(4, 0, 3);
+    config_a(&mc);
+    shared_params_case(&mc, &o, 201);
+    config_b(&mc);
+    shared_params_case(&mc, &o, 202);
+    config_c(&mc);
+    shared_params_case(&mc, &o, 203);
+    config_d(&mc, RD_SEQ_TRANSFORMER);
+    shared_params_case(&mc, &o, 204);
+}
+
 static void test_two_tower_isolation(void **state) {
     (void)state;
     rd_model_config mc;
@@ -1675,6 +1755,7 @@ int main(void) {
         cmocka_unit_test(test_seq_view_by_label),
         cmocka_unit_test(test_token_gate_starts_closed),
         cmocka_unit_test(test_shared_history),
+        cmocka_unit_test(test_shared_params),
         cmocka_unit_test(test_two_tower_isolation),
         cmocka_unit_test(test_overfit),
         cmocka_unit_test(test_prefix_and_determinism),

@@ -160,6 +160,8 @@ struct rd__model_priv {
     int fwd_shared;              // 1 = the last forward shared a history (rd_batch.seq_shared or
                                  // tok_shared): it kept no per-example activations to go back
                                  // through
+    int params_borrowed;         // 1 = params is opts.shared_params: not ours to free, and no
+                                 // gradient slab (inference only)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -792,13 +794,22 @@ int rd_model_create(const rd_model_config *mcfg,
         *out = m;
         return RD_OK;
     }
+    p->params_borrowed = opts->shared_params != NULL;
+    if (p->params_borrowed && opts->opt_slots > 0) {
+        rc = rd_err_set(eb, RD_ERR_ARG,
+                        "model '%s': a shared parameter slab is for inference: no optimizer "
+                        "slots (opt_slots %zu)",
+                        mcfg->name, opts->opt_slots);
+        goto fail;
+    }
 
     // What the slabs cost, said before they are allocated and zeroed (a long transformer history
     // at a large batch asked for 9 GB and spent minutes zeroing it): beyond the node's memory it
     // is an error, above 1 GiB a warning.
     {
-        double gib = ((double)m->n_slab * (2.0 + (double)opts->opt_slots) + (double)m->n_acts) *
-                     sizeof(float) / 1073741824.0;
+        const double own_slabs = p->params_borrowed ? 0.0 : 2.0 + (double)opts->opt_slots;
+        double gib =
+            ((double)m->n_slab * own_slabs + (double)m->n_acts) * sizeof(float) / 1073741824.0;
         double acts = (double)m->n_acts * sizeof(float) / 1073741824.0;
         const char *whose = NULL;
         double phys = (double)rd_mem_limit(&whose) / 1073741824.0;
@@ -827,15 +838,19 @@ int rd_model_create(const rd_model_config *mcfg,
         rc = rd_err_set(eb, RD_ERR_NOMEM, "model '%s': optimizer state too large", mcfg->name);
         goto fail;
     }
-    m->params = rd_aligned_alloc(nslab * sizeof(float));
-    m->grads = rd_aligned_alloc(nslab * sizeof(float));
+    if (p->params_borrowed) {
+        m->params = opts->shared_params;
+    } else {
+        m->params = rd_aligned_alloc(nslab * sizeof(float));
+        m->grads = rd_aligned_alloc(nslab * sizeof(float));
+    }
     if (m->opt_slots > 0)
         m->opt_state = rd_aligned_alloc(m->opt_slots * nslab * sizeof(float));
     p->acts = rd_aligned_alloc((m->n_acts > 0 ? m->n_acts : 1) * sizeof(float));
     m->tensors = rd_calloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1), sizeof *m->tensors);
     p->inits = rd_calloc((size_t)(m->n_tensors > 0 ? m->n_tensors : 1), sizeof *p->inits);
-    if (!m->params || !m->grads || (m->opt_slots > 0 && !m->opt_state) || !p->acts || !m->tensors ||
-        !p->inits) {
+    if (!m->params || (!m->grads && !p->params_borrowed) || (m->opt_slots > 0 && !m->opt_state) ||
+        !p->acts || !m->tensors || !p->inits) {
         rc = rd_err_set(eb, RD_ERR_NOMEM,
                         "model '%s': cannot allocate the slabs (%zu parameters, %zu activation "
                         "floats, max batch %zu)",
@@ -845,8 +860,10 @@ int rd_model_create(const rd_model_config *mcfg,
     // The teacher's activations are ~1 GB: 4 KiB pages cost TLB misses in every pass over them
     // and ~300 k page faults at start-up.
     rd_alloc_advise_huge(p->acts, (m->n_acts > 0 ? m->n_acts : 1) * sizeof(float));
-    memset(m->params, 0, nslab * sizeof(float));
-    memset(m->grads, 0, nslab * sizeof(float));
+    if (!p->params_borrowed) { // a borrowed slab is the lender's: read, never written
+        memset(m->params, 0, nslab * sizeof(float));
+        memset(m->grads, 0, nslab * sizeof(float));
+    }
     if (m->opt_state)
         memset(m->opt_state, 0, m->opt_slots * nslab * sizeof(float));
     memset(p->acts, 0, (m->n_acts > 0 ? m->n_acts : 1) * sizeof(float));
@@ -862,7 +879,8 @@ int rd_model_create(const rd_model_config *mcfg,
                          .acts = p->acts}};
     layout(&bd);
     RD_ASSERT(bd.c.poff == m->n_slab && bd.c.aoff == m->n_acts && bd.c.nt == m->n_tensors);
-    rd__init_tensors(m->tensors, p->inits, m->n_tensors, m->params, opts->seed);
+    if (!p->params_borrowed)
+        rd__init_tensors(m->tensors, p->inits, m->n_tensors, m->params, opts->seed);
     *out = m;
     return RD_OK;
 
@@ -874,12 +892,15 @@ fail:
 void rd_model_destroy(rd_model *m) {
     if (!m)
         return;
+    int borrowed = 0;
     if (m->priv) {
+        borrowed = m->priv->params_borrowed;
         rd_aligned_free(m->priv->acts);
         rd_free(m->priv->inits);
         rd_free(m->priv);
     }
-    rd_aligned_free(m->params);
+    if (!borrowed)
+        rd_aligned_free(m->params);
     rd_aligned_free(m->grads);
     rd_aligned_free(m->opt_state);
     rd_free(m->tensors);
@@ -1505,6 +1526,10 @@ int rd_model_backward(rd_model *m, const rd_batch *bt, rd_errbuf *eb) {
         return rd_err_set(eb, RD_ERR_STATE,
                           "rd_model_backward: the last forward shared example 0's history "
                           "(seq_shared / tok_shared): inference only, no backward");
+    if (p->params_borrowed)
+        return rd_err_set(eb, RD_ERR_STATE,
+                          "rd_model_backward: the model reads a shared parameter slab "
+                          "(shared_params): inference only, no backward");
     size_t B = bt->B;
     zero_grads(m, bt);
 
@@ -1560,6 +1585,10 @@ int rd_model_backward_hidden(rd_model *m, const rd_batch *bt, const float *dh, r
         return rd_err_set(eb, RD_ERR_STATE,
                           "rd_model_backward_hidden: the last forward shared example 0's history "
                           "(seq_shared / tok_shared): inference only, no backward");
+    if (p->params_borrowed)
+        return rd_err_set(eb, RD_ERR_STATE,
+                          "rd_model_backward_hidden: the model reads a shared parameter slab "
+                          "(shared_params): inference only, no backward");
     zero_grads(m, bt);
     if (!p->need_dh) // the backbone is the identity on numeric inputs: nothing learns below h
         return RD_OK;

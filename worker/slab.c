@@ -24,7 +24,7 @@ void rd__carve_vparam(rd__carver *c,
         t->n = n;
         c->inits[c->nt] = (rd__init_spec){init, std};
         *pp = c->params + c->poff;
-        *gp = c->grads + c->poff;
+        *gp = c->grads ? c->grads + c->poff : NULL; // no gradient slab: inference only
     } else {
         *pp = NULL;
         *gp = NULL;

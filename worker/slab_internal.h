@@ -39,8 +39,8 @@ typedef struct rd__carver {
 size_t rd__pad16(size_t n);
 
 /** Carve a parameter tensor of n floats named by fmt: *pp in the parameter slab, *gp at the same
- *  offset of the gradient slab (both NULL in the counting pass); record it in the directory with
- *  its initialisation. */
+ *  offset of the gradient slab (both NULL in the counting pass; *gp NULL without a gradient
+ *  slab, an inference-only model); record it in the directory with its initialisation. */
 void rd__carve_vparam(rd__carver *c,
                       float **pp,
                       float **gp,

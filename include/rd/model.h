@@ -90,6 +90,15 @@ typedef struct rd_model_opts {
                    // destroyed (a caller that adds its own buffers checks the sum first)
     const char *batch_knob; // what sets max_batch, named when the model does not fit in memory;
                             // NULL = "train.batch_size" (rd_serve: its max_candidates)
+    // Inference over a parameter slab held elsewhere (rd_serve: one slab for all its serving
+    // threads): n_slab floats laid out for this config (the params of a model built from the same
+    // config and options, or a plan_only model's n_slab filled by the caller), 64-byte aligned,
+    // borrowed for the model's life. The model never writes it: it is not initialised (seed is
+    // unused), rd_model_destroy does not free it, and there is no gradient nor optimizer slab
+    // (grads NULL; opt_slots must be 0): rd_model_backward / _hidden are RD_ERR_STATE. Several
+    // such models, each with its own activations, may run forwards on one slab at once. NULL =
+    // the model's own slab.
+    float *shared_params;
 } rd_model_opts;
 
 /** One tensor of the parameter slab; the same offset addresses its gradient and its optimizer
@@ -119,8 +128,8 @@ typedef struct rd__model_priv rd__model_priv;
 
 typedef struct rd_model {
     // Slabs (64-byte aligned). n_slab >= n_params: tensors are padded to 16 floats.
-    float *params;    // (n_slab)
-    float *grads;     // (n_slab) written by rd_model_backward
+    float *params;    // (n_slab); opts.shared_params when given (borrowed, never written)
+    float *grads;     // (n_slab) written by rd_model_backward; NULL with opts.shared_params
     float *opt_state; // (opt_slots * n_slab), zeroed at create; NULL when opt_slots == 0
     size_t n_slab;
     size_t n_params; // sum of the tensors' sizes
