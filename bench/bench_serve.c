@@ -20,7 +20,8 @@
 // over `requests` timed ones (--iters; for 256 candidates a quarter of it, at least 10), and
 // candidates_per_s (qps times N). What a server owner sizes a host by goes in the JSON too:
 // bundle_bytes (the file) and open_bytes, the heap rd_serve_open allocated and the scorer holds
-// (the rows, the parameters and the buffers of max_candidates = 256; one per serving thread).
+// (the rows, the parameters and the buffers of max_candidates = 256), and thread_bytes, what each
+// further serving thread's scorer (an rd_serve_clone: its own buffers only) adds.
 // --tokens L: the built-in student also reads the user's last L instance tokens (IAT; a DIN
 // branch, d = 16, adapter 16) from a token store built beside it with one random token per
 // dataset event (all of its users' histories; a one-shard store, as served from one PS rank's
@@ -31,7 +32,8 @@
 // `transformer` branch (one block, two heads): the candidates of a request share it, so its
 // per-position work runs once a request (rd_batch.seq_shared).
 // --threads T: T serving threads score at once, each with its own scorer (the first opened,
-// the others as a server makes one per thread) and, with tokens, its own read-only store handle;
+// the others its rd_serve_clone's, as a server makes one per thread: they share the bundle's
+// rows and parameters) and, with tokens, its own read-only store handle;
 // they start timing together (a barrier after the warm-up) and the request rates are all
 // threads' timed requests over the wall time from that barrier to the last thread's end (one
 // thread: its requests over its time, as before); the latency percentiles pool every thread's
@@ -583,10 +585,10 @@ int main(int argc, char **argv) {
     const long long heap2 = heap_bytes();
     rd_serve *extra = NULL;
     for (int t = 1; t < threads; t++)
-        if (rd_serve_open(bundle, 256, &svs[t], &eb) != RD_OK)
-            die("open a thread's scorer", &eb);
-    if (threads == 1 && rd_serve_open(bundle, 256, &extra, &eb) != RD_OK)
-        die("open a second scorer", &eb);
+        if (rd_serve_clone(sv, 256, &svs[t], &eb) != RD_OK)
+            die("a thread's scorer", &eb);
+    if (threads == 1 && rd_serve_clone(sv, 256, &extra, &eb) != RD_OK)
+        die("a second scorer", &eb);
     const long long heap3 = heap_bytes(),
                     thread_bytes =
                         heap2 >= 0 ? (heap3 - heap2) / (threads > 1 ? threads - 1 : 1) : -1;

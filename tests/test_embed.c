@@ -652,6 +652,8 @@ enum { SV_THREADS = 4, SV_REQUESTS = 300, SV_MAX = 8 };
 
 typedef struct sv_thread {
     const char *path;
+    const rd_serve *base;   // clone it (rd_serve_clone) rather than open path
+    pthread_barrier_t *bar; // with base: passed once the clone is made
     float logits[SV_REQUESTS * SV_MAX];
     int rc;
     char msg[RD_ERR_MSG_MAX];
@@ -661,8 +663,12 @@ typedef struct sv_thread {
 // some never trained), the same in every thread.
 static int score_requests(sv_thread *t) {
     rd_errbuf eb;
+    rd_errbuf_clear(&eb);
     rd_serve *sv = NULL;
-    int rc = rd_serve_open(t->path, SV_MAX, &sv, &eb);
+    int rc =
+        t->base ? rd_serve_clone(t->base, 0, &sv, &eb) : rd_serve_open(t->path, SV_MAX, &sv, &eb);
+    if (t->bar)
+        pthread_barrier_wait(t->bar);
     rd_serve_info in;
     rd_serve_get_info(sv, &in);
     uint64_t keys[SV_MAX * 16];
@@ -721,13 +727,111 @@ static void test_serve_threads(void **state) {
     }
 }
 
+// Serving threads that share one open bundle (rd_serve_clone): each clones the scorer the main
+// thread opened, all at once, and they score concurrently on the shared rows and parameters.
+// Every logit equals the one-thread logit bit for bit (a thread writing the shared part, or
+// reading another's buffers, would change some). The scorer they were cloned from is closed
+// while they score: the bundle stays until the last clone closes.
+static void test_serve_clone_threads(void **state) {
+    (void)state;
+    const char *src = getenv("RD_SOURCE_DIR");
+    static const char *const bundles[] = {"tiny", "tiny-v1", "tiny-v5"};
+    for (size_t b = 0; b < sizeof bundles / sizeof bundles[0]; b++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/tests/fuzz/corpus/serve/%s", src ? src : ".", bundles[b]);
+        sv_thread *ref = rd_xcalloc(1, sizeof *ref), *t = rd_xcalloc(SV_THREADS, sizeof *t);
+        ref->path = path;
+        if (score_requests(ref) != RD_OK)
+            fail_msg("%s: %s", path, ref->msg);
+        rd_errbuf eb;
+        rd_serve *base = NULL;
+        if (rd_serve_open(path, SV_MAX, &base, &eb) != RD_OK)
+            fail_msg("%s: %s", path, eb.msg);
+        // A clone scores as the base's own opener does (single thread, first).
+        sv_thread *own = rd_xcalloc(1, sizeof *own);
+        own->base = base;
+        assert_int_equal(score_requests(own), RD_OK);
+        // One clone of a larger max_candidates, made before the threads start; the argument
+        // errors.
+        rd_serve *wide = NULL;
+        assert_int_equal(rd_serve_clone(base, 4 * SV_MAX, &wide, &eb), RD_OK);
+        rd_serve *bad = (rd_serve *)&eb;
+        assert_int_equal(rd_serve_clone(base, ((size_t)1 << 20) + 1, &bad, &eb), RD_ERR_ARG);
+        assert_null(bad);
+        assert_int_equal(rd_serve_clone(NULL, 1, &bad, &eb), RD_ERR_ARG);
+        assert_int_equal(rd_serve_clone(base, 1, NULL, &eb), RD_ERR_ARG);
+        rd_serve_info in;
+        rd_serve_get_info(base, &in);
+        pthread_barrier_t bar;
+        assert_int_equal(pthread_barrier_init(&bar, NULL, SV_THREADS + 1), 0);
+        pthread_t th[SV_THREADS];
+        for (int i = 0; i < SV_THREADS; i++) {
+            t[i].base = base;
+            t[i].bar = &bar;
+            assert_int_equal(pthread_create(&th[i], NULL, score_thread, &t[i]), 0);
+        }
+        // The base scores while the threads clone it (a clone reads only what scoring never
+        // writes): its logits are the reference's.
+        {
+            uint64_t k1[16];
+            float n1[8], z1 = 0;
+            assert_true(in.keys_per_candidate <= 16 && in.n_numeric <= 8);
+            for (size_t k = 0; k < in.keys_per_candidate; k++)
+                k1[k] = k % 7 == 0 ? 0 : 1 + (uint64_t)k; // request 0 of score_requests
+            for (size_t k = 0; k < in.n_numeric; k++)
+                n1[k] = (float)((int)k % 9) * 0.25f - 1.0f;
+            rd_serve_request r1 = {.n = 1, .keys = k1, .numeric = in.n_numeric ? n1 : NULL};
+            for (int i = 0; i < 50; i++) {
+                assert_int_equal(rd_serve_score(base, &r1, NULL, &z1, &eb), RD_OK);
+                assert_memory_equal(&z1, ref->logits, sizeof z1);
+            }
+        }
+        // Every thread has cloned the base (which must outlive the calls that read it): close
+        // it while they score.
+        pthread_barrier_wait(&bar);
+        rd_serve_close(base);
+        for (int i = 0; i < SV_THREADS; i++) {
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+            if (t[i].rc != RD_OK)
+                fail_msg("%s, clone thread %d: %s", path, i, t[i].msg);
+            for (int r = 0; r < SV_REQUESTS; r++)
+                assert_memory_equal(t[i].logits + (size_t)r * SV_MAX,
+                                    ref->logits + (size_t)r * SV_MAX,
+                                    (1 + (size_t)r % SV_MAX) * sizeof(float));
+        }
+        pthread_barrier_destroy(&bar);
+        for (int r = 0; r < SV_REQUESTS; r++)
+            assert_memory_equal(own->logits + (size_t)r * SV_MAX, ref->logits + (size_t)r * SV_MAX,
+                                (1 + (size_t)r % SV_MAX) * sizeof(float));
+        // The last scorer of the bundle: 4 * SV_MAX candidates at once, not one more.
+        uint64_t keys[4 * SV_MAX * 16];
+        float num[4 * SV_MAX * 8], lg[4 * SV_MAX];
+        assert_true(in.keys_per_candidate <= 16 && in.n_numeric <= 8);
+        for (size_t k = 0; k < 4 * SV_MAX * in.keys_per_candidate; k++)
+            keys[k] = 1 + k;
+        for (size_t k = 0; k < 4 * SV_MAX * in.n_numeric; k++)
+            num[k] = 0.5f;
+        rd_serve_request rq = {.n = 4 * SV_MAX, .keys = keys, .numeric = in.n_numeric ? num : NULL};
+        assert_int_equal(rd_serve_score(wide, &rq, NULL, lg, &eb), RD_OK);
+        for (size_t k = 0; k < 4 * SV_MAX; k++)
+            assert_true(lg[k] == lg[k] && lg[k] - lg[k] == 0.0f); // finite
+        rq.n = 4 * SV_MAX + 1;
+        assert_int_equal(rd_serve_score(wide, &rq, NULL, lg, &eb), RD_ERR_ARG);
+        rd_serve_close(wide);
+        rd_free(own);
+        rd_free(t);
+        rd_free(ref);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read_checkpoint),  cmocka_unit_test(test_checkpoint_arguments),
-        cmocka_unit_test(test_read_token_store), cmocka_unit_test(test_token_store_arguments),
-        cmocka_unit_test(test_serve_arguments),  cmocka_unit_test(test_target_log),
-        cmocka_unit_test(test_tokentool),        cmocka_unit_test(test_dataset_arguments),
-        cmocka_unit_test(test_serve_open_nomem), cmocka_unit_test(test_serve_threads),
+        cmocka_unit_test(test_read_checkpoint),     cmocka_unit_test(test_checkpoint_arguments),
+        cmocka_unit_test(test_read_token_store),    cmocka_unit_test(test_token_store_arguments),
+        cmocka_unit_test(test_serve_arguments),     cmocka_unit_test(test_target_log),
+        cmocka_unit_test(test_tokentool),           cmocka_unit_test(test_dataset_arguments),
+        cmocka_unit_test(test_serve_open_nomem),    cmocka_unit_test(test_serve_threads),
+        cmocka_unit_test(test_serve_clone_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

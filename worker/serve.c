@@ -8,6 +8,14 @@
 // runs with rd_batch.seq_shared, so its per-position work runs once for all candidates. The
 // instance tokens are shared too unless the bundle searches them by item (tokens.search): they
 // are picked once and the forward runs with tok_shared (the adapter over them runs once).
+//
+// Threads: an open bundle is two parts. The bundle proper (serve_bundle: the parameters, the
+// embedding tables, the item attribute map, the layout) is built by rd_serve_open and then only
+// read; every scorer of it (the opener's and its rd_serve_clone's, one per serving thread)
+// holds a reference, and the last close frees it. A scorer (rd_serve) holds what a request
+// writes: its model's activations (rd_model_opts.shared_params: the model reads the bundle's
+// parameter slab) and its request buffers. A server of T threads thus holds the rows and the
+// parameters once, and T times only the buffers of max_candidates candidates.
 #include "rd/serve.h"
 
 #include "rd/alloc.h"
@@ -25,6 +33,7 @@
 #include <fcntl.h>
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +56,15 @@ static const char bundle_magic[8] = {'R', 'D', 'S', 'E', 'R', 'V', 'E', '1'};
 // config.c) values; every other feature has one.
 #define MAX_WIDTH 64
 
-struct rd_serve {
+// The read-only part of an open bundle, shared by every scorer made from it (rd_serve_open and
+// the rd_serve_clone's of it): the dense parameters, the embedding rows, the item attribute map
+// and the layout. Written only while rd_serve_open builds it, before any other thread can see
+// it; from then on only read, by any number of serving threads at once (rd_table_read is
+// side-effect free, and the scorers' models borrow the parameter slab: rd_model_opts.
+// shared_params). Freed with the last scorer that holds it.
+typedef struct serve_bundle {
+    atomic_int refs; // scorers holding it
+    char *path;      // the bundle file (messages of clones)
     rd_serve_info info;
     rd_model_config mc;
     int n_tables;
@@ -56,7 +73,29 @@ struct rd_serve {
     uint64_t table_id[RD_MAX_TABLES];
     uint32_t width[RD_MAX_FEATURES];
     size_t offset[RD_MAX_FEATURES];
-    rd_model *m;
+    float *params; // the dense parameters (n_slab floats, 64-byte aligned)
+    size_t n_slab;
+    uint32_t tdim, tside; // the token store's dim and side values (the models' options)
+    // Version 2: each numeric input's field and transform (rd_field_transform), for requests
+    // with numeric_raw; a version-1 bundle has RD_XFORM_UNKNOWN.
+    uint32_t n_inputs;
+    char in_name[RD_MAX_FIELDS][RD_NAME_MAX];
+    uint32_t in_xform[RD_MAX_FIELDS];
+    double in_mean[RD_MAX_FIELDS], in_std[RD_MAX_FIELDS];
+    // Version 3: what prepare stored for a missing value of each input (rd_missing_fill: error
+    // = the row was refused, so no fill; zero, mean) and that fill before standardization; a
+    // version-1 or 2 bundle has error and 0 (a raw NaN is refused, as it always was).
+    uint32_t in_missing[RD_MAX_FIELDS];
+    double in_fill[RD_MAX_FIELDS];
+    size_t nn_model; // the model's numeric inputs: info.n_numeric + info.tok_stats
+    // Version 5, tokens.search_by an item attribute: the dataset's item -> value map.
+    rd_item_attr attr;
+} serve_bundle;
+
+// One serving thread's scorer: the shared bundle, and everything a request writes.
+struct rd_serve {
+    serve_bundle *sh; // shared, read-only
+    rd_model *m;      // the model's activations for max_n candidates over sh->params
     size_t max_n;
     // Request buffers (max_n candidates).
     size_t cap[RD_MAX_TABLES];
@@ -69,19 +108,7 @@ struct rd_serve {
     uint8_t *slab; // (L)
     int32_t *hpos; // (L) history positions in raw
     float *labels; // (max_n) zeros: the forward wants labels
-    // Version 2: each numeric input's field and transform (rd_field_transform), for requests
-    // with numeric_raw; a version-1 bundle has RD_XFORM_UNKNOWN.
-    uint32_t n_inputs;
-    char in_name[RD_MAX_FIELDS][RD_NAME_MAX];
-    uint32_t in_xform[RD_MAX_FIELDS];
-    double in_mean[RD_MAX_FIELDS], in_std[RD_MAX_FIELDS];
-    // Version 3: what prepare stored for a missing value of each input (rd_missing_fill: error
-    // = the row was refused, so no fill; zero, mean) and that fill before standardization; a
-    // version-1 or 2 bundle has error and 0 (a raw NaN is refused, as it always was).
-    uint32_t in_missing[RD_MAX_FIELDS];
-    double in_fill[RD_MAX_FIELDS];
-    float *numbuf;   // (max_n, nn_model): raw inputs transformed, then the token summaries
-    size_t nn_model; // the model's numeric inputs: info.n_numeric + info.tok_stats
+    float *numbuf; // (max_n, nn_model): raw inputs transformed, then the token summaries
     // Version 4, the token branch: each candidate's picked tokens as the model reads them (most
     // recent first, padding after), and rd_serve_fetch_tokens' buffers (tok_pool tokens). Without
     // tokens.search every candidate reads the same tokens: one row (tok_rows = 1, tok_shared).
@@ -91,9 +118,8 @@ struct rd_serve {
     float *tk_side;            // (tok_rows, tok_length, tok_side) or NULL
     float *f_tok, *f_lab, *f_side;
     uint64_t *f_item;
-    // Version 5, tokens.search_by an item attribute: the dataset's item -> value map, and the
-    // request's token item keys turned into the values the search compares (tok_pool).
-    rd_item_attr attr;
+    // tokens.search_by an item attribute: the request's token item keys turned into the values
+    // the search compares (tok_pool).
     uint64_t *f_key;
     void *scratch;
     size_t scratch_bytes;
@@ -573,14 +599,26 @@ static void get_model_config(ibuf *b, rd_model_config *mc, int present) {
     in_get(b, (char *)mc + pos, sizeof *mc - pos);
 }
 
-void rd_serve_close(rd_serve *s) {
+// Drop one scorer's hold on the bundle; the last one frees it. Any thread, in any order.
+static void bundle_release(serve_bundle *sh) {
+    if (!sh || atomic_fetch_sub_explicit(&sh->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (int t = 0; t < RD_MAX_TABLES; t++)
+        rd_table_destroy(sh->tab[t]);
+    rd_item_attr_free(&sh->attr);
+    rd_aligned_free(sh->params);
+    rd_free(sh->path);
+    rd_free(sh);
+}
+
+// A scorer's own buffers (not the bundle).
+static void scorer_free(rd_serve *s) {
     if (!s)
         return;
     if (s->cache)
         rd_free(s->cache->item_mean);
     rd_free(s->cache);
     for (int t = 0; t < RD_MAX_TABLES; t++) {
-        rd_table_destroy(s->tab[t]);
         rd_free(s->raw[t]);
         rd_free(s->uniq[t]);
         rd_free(s->inv[t]);
@@ -602,10 +640,17 @@ void rd_serve_close(rd_serve *s) {
     rd_free(s->f_item);
     rd_free(s->f_side);
     rd_free(s->f_key);
-    rd_item_attr_free(&s->attr);
     rd_free(s->scratch);
     rd_model_destroy(s->m);
     rd_free(s);
+}
+
+void rd_serve_close(rd_serve *s) {
+    if (!s)
+        return;
+    serve_bundle *sh = s->sh;
+    scorer_free(s);
+    bundle_release(sh);
 }
 
 static int read_file(const char *path, unsigned char **buf, size_t *len, rd_errbuf *eb) {
@@ -664,6 +709,133 @@ static void *req_alloc(size_t *failed, size_t bytes) {
     return p;
 }
 
+// A scorer of bundle sh for up to max_candidates candidates: its model (activations only, over
+// sh->params; m0 when given, built for max_candidates, which the scorer takes over either way)
+// and its request buffers. Reads sh, never writes it (the caller holds a reference, which the
+// scorer takes over on success). @return RD_OK, RD_ERR_CONFIG or RD_ERR_NOMEM
+static int scorer_create(
+    serve_bundle *sh, size_t max_candidates, rd_model *m0, rd_serve **out, rd_errbuf *eb) {
+    const char *path = sh->path;
+    const rd_serve_info *in = &sh->info;
+    rd_serve *s = rd_xcalloc(1, sizeof *s);
+    s->cache = rd_xcalloc(1, sizeof *s->cache);
+    s->max_n = max_candidates;
+    rd_model_opts mo = {.tables = sh->tc,
+                        .n_tables = sh->n_tables,
+                        .max_batch = max_candidates,
+                        .n_numeric = sh->nn_model,
+                        .token_dim = sh->tdim,
+                        .token_side = sh->tside,
+                        .opt_slots = 0,
+                        .quiet = 1, // a serving process's stderr is not ours to write
+                        .batch_knob = "max_candidates (the largest request this server sends)",
+                        .shared_params = sh->params};
+    s->m = m0;
+    int rc = m0 ? RD_OK : rd_model_create(&sh->mc, &mo, &s->m, eb);
+    if (rc != RD_OK) {
+        rd_err_prefix(eb, "%s: ", path);
+        scorer_free(s);
+        return rc;
+    }
+    const rd_model *m = s->m;
+    const int tok_on = in->tok_length > 0;
+    const int attr_on = tok_on && in->tok_search && sh->attr.n > 0;
+    const size_t K = in->keys_per_candidate, nn = sh->nn_model;
+    const uint32_t tdim = sh->tdim, tside = sh->tside;
+    // Request buffers. Fallible, as the model's slabs are: their size grows with max_candidates
+    // times the keys per candidate (a wide multi-valued feature), and a failed allocation is
+    // RD_ERR_NOMEM naming max_candidates, never an abort of the serving process.
+    size_t failed = 0; // bytes of the first allocation that failed
+    const size_t L = in->hist_len, N = max_candidates;
+    size_t cap_max = 1;
+    for (int t = 0; t < m->n_tables; t++) {
+        size_t per = 0;
+        for (int f = 0; f < m->n_features; f++)
+            if (m->features[f].table == t)
+                per += sh->width[f];
+        s->cap[t] = per * N + (m->seq_table == t ? L : 0) + 1;
+        if (s->cap[t] > cap_max)
+            cap_max = s->cap[t];
+        s->raw[t] = req_alloc(&failed, s->cap[t] * sizeof(uint64_t));
+        s->uniq[t] = req_alloc(&failed, s->cap[t] * sizeof(uint64_t));
+        s->inv[t] = req_alloc(&failed, s->cap[t] * sizeof(uint32_t));
+        s->vals[t] = req_alloc(&failed, s->cap[t] * m->tables[t].dim * sizeof(float));
+    }
+    for (int f = 0; f < m->n_features; f++)
+        s->fidx[f] = req_alloc(&failed, N * sh->width[f] * sizeof(int32_t));
+    if (L) {
+        s->sidx = req_alloc(&failed, L * sizeof(int32_t));
+        s->slab = req_alloc(&failed, L);
+        s->hpos = req_alloc(&failed, L * sizeof(int32_t));
+    }
+    s->labels = req_alloc(&failed, N * sizeof(float));
+    if (s->labels)
+        memset(s->labels, 0, N * sizeof(float)); // the forward wants labels
+    if (nn)
+        s->numbuf = req_alloc(&failed, N * nn * sizeof(float));
+    if (tok_on) {
+        const size_t Lt = in->tok_length, P = in->tok_pool, d = tdim, S = tside;
+        s->tok_rows = in->tok_search ? N : 1;
+        const size_t Nt = s->tok_rows;
+        // Each candidate's tokens, as the model's activations are checked (rd_model_create):
+        // beyond the node's memory is an error naming max_candidates, not an abort.
+        const char *whose = NULL;
+        double need = (double)Nt * (double)Lt * (4.0 * (double)(d + S) + 2.0) +
+                      (double)P * (4.0 * (double)(d + S) + 12.0),
+               phys = (double)rd_mem_limit(&whose);
+        if (phys > 0 && need > phys) {
+            rc = rd_err_set(eb, RD_ERR_NOMEM,
+                            "%s: the token inputs of %zu candidates (%zu tokens of %u values "
+                            "each) need %.1f GiB, more than %s (%.1f GiB): lower max_candidates",
+                            path, N, Lt, tdim, need / 1073741824.0, whose, phys / 1073741824.0);
+            scorer_free(s);
+            return rc;
+        }
+        s->tk = req_alloc(&failed, Nt * Lt * d * sizeof(float));
+        s->tk_mask = req_alloc(&failed, Nt * Lt);
+        s->tk_lab = req_alloc(&failed, Nt * Lt);
+        s->tk_side = S ? req_alloc(&failed, Nt * Lt * S * sizeof(float)) : NULL;
+        s->f_tok = req_alloc(&failed, P * d * sizeof(float));
+        s->f_lab = req_alloc(&failed, P * sizeof(float));
+        s->f_item = req_alloc(&failed, P * sizeof(uint64_t));
+        s->f_side = S ? req_alloc(&failed, P * S * sizeof(float)) : NULL;
+        if (attr_on)
+            s->f_key = req_alloc(&failed, P * sizeof(uint64_t));
+    }
+    s->scratch_bytes = rd_kv_dedup_scratch_bytes(cap_max);
+    s->scratch = req_alloc(&failed, s->scratch_bytes);
+    if (failed) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM,
+                        "%s: out of memory for the request buffers of %zu candidates (an "
+                        "allocation of %zu bytes failed; %zu keys per candidate): lower "
+                        "max_candidates (the largest request this server sends)",
+                        path, N, failed, K);
+        scorer_free(s);
+        return rc;
+    }
+    s->sh = sh;
+    *out = s;
+    return RD_OK;
+}
+
+int rd_serve_clone(const rd_serve *s, size_t max_candidates, rd_serve **out, rd_errbuf *eb) {
+    rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
+    RD_ARG_CHECK(eb, out != NULL);
+    *out = NULL;
+    RD_ARG_CHECK(eb, s != NULL);
+    if (max_candidates == 0)
+        max_candidates = s->max_n;
+    if (max_candidates > ((size_t)1 << 20))
+        return rd_err_set(eb, RD_ERR_ARG, "max_candidates %zu outside 1..2^20", max_candidates);
+    // The new scorer's reference, taken before it exists: s holds one, so the bundle stays.
+    serve_bundle *sh = s->sh;
+    atomic_fetch_add_explicit(&sh->refs, 1, memory_order_relaxed);
+    int rc = scorer_create(sh, max_candidates, NULL, out, eb);
+    if (rc != RD_OK)
+        bundle_release(sh);
+    return rc;
+}
+
 int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_errbuf *eb) {
     rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
     if (!out)
@@ -678,8 +850,11 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     int rc = read_file(path, &buf, &len, eb);
     if (rc != RD_OK)
         return rc;
-    rd_serve *s = rd_xcalloc(1, sizeof *s);
-    s->cache = rd_xcalloc(1, sizeof *s->cache);
+    serve_bundle *sh = rd_xcalloc(1, sizeof *sh);
+    atomic_init(&sh->refs, 1);
+    sh->path = rd_xstrdup(path);
+    rd_serve *s = NULL;
+    rd_model *m = NULL; // this thread's model until its scorer takes it
     ibuf b = {buf, len - 4, 0, 0};
     char magic[8];
     uint32_t version, mcs, tcs, nt, crc;
@@ -711,7 +886,7 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                         path, mcs, tcs, nt, sizeof(rd_model_config), sizeof(rd_table_config));
         goto fail;
     }
-    rd_serve_info *in = &s->info;
+    rd_serve_info *in = &sh->info;
     in->version = version;
     IN(&b, in->config_hash);
     IN(&b, in->step);
@@ -720,12 +895,12 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     in_get(&b, in->job, RD_NAME_MAX);
     in_get(&b, in->model, RD_NAME_MAX);
     in->job[RD_NAME_MAX - 1] = in->model[RD_NAME_MAX - 1] = 0;
-    get_model_config(&b, &s->mc, mc_present);
-    s->n_tables = (int)nt;
+    get_model_config(&b, &sh->mc, mc_present);
+    sh->n_tables = (int)nt;
     for (uint32_t t = 0; t < nt; t++) {
-        in_get(&b, &s->tc[t], sizeof s->tc[t]);
-        s->tc[t].name[RD_NAME_MAX - 1] = 0;
-        s->tc[t].init_as[RD_NAME_MAX - 1] = 0;
+        in_get(&b, &sh->tc[t], sizeof sh->tc[t]);
+        sh->tc[t].name[RD_NAME_MAX - 1] = 0;
+        sh->tc[t].init_as[RD_NAME_MAX - 1] = 0;
     }
     uint32_t nf, nn;
     IN(&b, nf);
@@ -733,59 +908,59 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %u features", path, nf);
         goto fail;
     }
-    in_get(&b, s->width, nf * sizeof s->width[0]);
+    in_get(&b, sh->width, nf * sizeof sh->width[0]);
     IN(&b, nn);
     if (version >= 2) {
-        IN(&b, s->n_inputs);
-        if (s->n_inputs > RD_MAX_FIELDS || s->n_inputs > nn) {
+        IN(&b, sh->n_inputs);
+        if (sh->n_inputs > RD_MAX_FIELDS || sh->n_inputs > nn) {
             rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %u numeric input fields (%u inputs)", path,
-                            s->n_inputs, nn);
+                            sh->n_inputs, nn);
             goto fail;
         }
-        for (uint32_t j = 0; j < s->n_inputs; j++) {
-            in_get(&b, s->in_name[j], RD_NAME_MAX);
-            IN(&b, s->in_xform[j]);
-            IN(&b, s->in_mean[j]);
-            IN(&b, s->in_std[j]);
-            uint32_t xf = s->in_xform[j];
+        for (uint32_t j = 0; j < sh->n_inputs; j++) {
+            in_get(&b, sh->in_name[j], RD_NAME_MAX);
+            IN(&b, sh->in_xform[j]);
+            IN(&b, sh->in_mean[j]);
+            IN(&b, sh->in_std[j]);
+            uint32_t xf = sh->in_xform[j];
             int stdz = (xf & RD_XFORM_STANDARDIZE) != 0;
             if (version >= 3) {
-                IN(&b, s->in_missing[j]);
-                IN(&b, s->in_fill[j]);
+                IN(&b, sh->in_missing[j]);
+                IN(&b, sh->in_fill[j]);
             }
             if (b.bad)
                 break;
-            if (memchr(s->in_name[j], '\0', RD_NAME_MAX) == NULL || !s->in_name[j][0] ||
+            if (memchr(sh->in_name[j], '\0', RD_NAME_MAX) == NULL || !sh->in_name[j][0] ||
                 (xf & RD_XFORM_UNKNOWN ? xf != RD_XFORM_UNKNOWN
                                        : (xf & ~(RD_XFORM_LOG1P | RD_XFORM_STANDARDIZE)) != 0) ||
                 (stdz &&
-                 !(isfinite(s->in_mean[j]) && isfinite(s->in_std[j]) && s->in_std[j] > 0))) {
-                s->in_name[j][RD_NAME_MAX - 1] = 0;
+                 !(isfinite(sh->in_mean[j]) && isfinite(sh->in_std[j]) && sh->in_std[j] > 0))) {
+                sh->in_name[j][RD_NAME_MAX - 1] = 0;
                 rc = rd_err_set(eb, RD_ERR_CORRUPT,
                                 "%s: numeric input %u ('%s'): bad transform (flags 0x%x, mean "
                                 "%g, std %g)",
-                                path, j, s->in_name[j], xf, s->in_mean[j], s->in_std[j]);
+                                path, j, sh->in_name[j], xf, sh->in_mean[j], sh->in_std[j]);
                 goto fail;
             }
             // A fill is a finite stored value; error has none and zero's is the raw 0.
-            uint32_t mm = s->in_missing[j];
-            double fv = s->in_fill[j];
+            uint32_t mm = sh->in_missing[j];
+            double fv = sh->in_fill[j];
             if (mm > RD_MISSING_MEAN || !isfinite(fv) || fabs(fv) > (double)FLT_MAX ||
                 (mm != RD_MISSING_MEAN && fv != 0.0) ||
                 (mm != RD_MISSING_ERROR && xf & RD_XFORM_UNKNOWN)) {
                 rc = rd_err_set(eb, RD_ERR_CORRUPT,
                                 "%s: numeric input %u ('%s'): bad missing-value fill (mode %u, "
                                 "fill %g)",
-                                path, j, s->in_name[j], mm, fv);
+                                path, j, sh->in_name[j], mm, fv);
                 goto fail;
             }
         }
     }
     if (version >= 2) {
-        IN(&b, s->info.logit_shift);
-        if (!isfinite(s->info.logit_shift) || fabsf(s->info.logit_shift) > 1000.0f) {
+        IN(&b, sh->info.logit_shift);
+        if (!isfinite(sh->info.logit_shift) || fabsf(sh->info.logit_shift) > 1000.0f) {
             rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: logit shift %g (a sampling rate's log)", path,
-                            (double)s->info.logit_shift);
+                            (double)sh->info.logit_shift);
             goto fail;
         }
     }
@@ -811,10 +986,10 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         rd_errbuf local;
         char what[RD_PATH_MAX + 32];
         snprintf(what, sizeof what, "%s: model config", path);
-        rc = rd_config_check_model(&s->mc, what, &local);
+        rc = rd_config_check_model(&sh->mc, what, &local);
         for (uint32_t t = 0; rc == RD_OK && t < nt; t++) {
             snprintf(what, sizeof what, "%s: table config %u", path, t);
-            rc = rd_config_check_table(&s->tc[t], what, &local);
+            rc = rd_config_check_table(&sh->tc[t], what, &local);
         }
         if (rc != RD_OK) {
             rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s", local.msg);
@@ -822,14 +997,14 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         }
     }
     for (uint32_t f = 0; f < nf; f++)
-        if (s->width[f] < 1 || s->width[f] > MAX_WIDTH) {
+        if (sh->width[f] < 1 || sh->width[f] > MAX_WIDTH) {
             rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: feature %u has %u keys (1..%d)", path, f,
-                            s->width[f], MAX_WIDTH);
+                            sh->width[f], MAX_WIDTH);
             goto fail;
         }
     // The token branch: a store's dim and side values with it (versions before 4 never wrote
     // one), nothing without it.
-    const int tok_on = s->mc.tokens.scheme > 0;
+    const int tok_on = sh->mc.tokens.scheme > 0;
     if (tok_on ? (version < 4 || tdim < 1 || tdim > RD_TOKEN_MAX_DIM || tside > RD_TOKEN_MAX_SIDE)
                : (tdim || tside || in->tok_store_id)) {
         rc = rd_err_set(eb, RD_ERR_CORRUPT,
@@ -838,38 +1013,58 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                         path, tdim, tside, tok_on ? "with" : "without", version);
         goto fail;
     }
-    const size_t tok_stats = tok_on ? rd_token_summary_width(s->mc.tokens.n_stats, tside) : 0;
-    if (nn > RD_MAX_FIELDS + rd_history_stats_width(&s->mc.seq) + tok_stats) {
+    const size_t tok_stats = tok_on ? rd_token_summary_width(sh->mc.tokens.n_stats, tside) : 0;
+    if (nn > RD_MAX_FIELDS + rd_history_stats_width(&sh->mc.seq) + tok_stats) {
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %u numeric inputs (at most %zu)", path, nn,
-                        RD_MAX_FIELDS + rd_history_stats_width(&s->mc.seq) + tok_stats);
+                        RD_MAX_FIELDS + rd_history_stats_width(&sh->mc.seq) + tok_stats);
         goto fail;
     }
-    // The model, then its parameters.
-    s->max_n = max_candidates;
-    rd_model_opts mo = {.tables = s->tc,
-                        .n_tables = s->n_tables,
+    // The dense parameters: one slab, which every scorer's model reads (shared_params), laid
+    // out by the model the bundle's config builds (sized first, without any slab); then this
+    // thread's model over it, whose activations for max_candidates are checked against the
+    // memory before anything else is read.
+    rd_model_opts mo = {.tables = sh->tc,
+                        .n_tables = sh->n_tables,
                         .max_batch = max_candidates,
                         .n_numeric = nn,
                         .token_dim = tdim,
                         .token_side = tside,
                         .opt_slots = 0,
-                        .seed = 1,
                         .quiet = 1, // a serving process's stderr is not ours to write
+                        .plan_only = 1,
                         .batch_knob = "max_candidates (the largest request this server sends)"};
-    if ((rc = rd_model_create(&s->mc, &mo, &s->m, eb)) != RD_OK) {
+    rd_model *plan = NULL;
+    if ((rc = rd_model_create(&sh->mc, &mo, &plan, eb)) != RD_OK) {
         rd_err_prefix(eb, "%s: ", path);
         goto fail;
     }
-    rd_model *m = s->m;
+    sh->n_slab = plan->n_slab;
+    rd_model_destroy(plan);
+    sh->tdim = tdim;
+    sh->tside = tside;
+    // Fallible: a bundle's parameters are an error, not an abort, when they do not fit.
+    sh->params = rd_aligned_alloc((sh->n_slab ? sh->n_slab : 1) * sizeof(float));
+    if (!sh->params) {
+        rc = rd_err_set(eb, RD_ERR_NOMEM, "%s: no memory for %zu dense parameters", path,
+                        sh->n_slab);
+        goto fail;
+    }
+    memset(sh->params, 0, (sh->n_slab ? sh->n_slab : 1) * sizeof(float));
+    mo.plan_only = 0;
+    mo.shared_params = sh->params;
+    if ((rc = rd_model_create(&sh->mc, &mo, &m, eb)) != RD_OK) {
+        rd_err_prefix(eb, "%s: ", path);
+        goto fail;
+    }
     if (n_slab != m->n_slab || n_params != m->n_params || (int)nf != m->n_features ||
-        m->n_tables != s->n_tables) {
+        m->n_tables != sh->n_tables) {
         rc = rd_err_set(eb, RD_ERR_CORRUPT,
                         "%s: %llu dense floats and %u features, the model built from the "
                         "bundle's config has %zu and %d",
                         path, (unsigned long long)n_slab, nf, m->n_slab, m->n_features);
         goto fail;
     }
-    in_get(&b, m->params, m->n_slab * sizeof(float));
+    in_get(&b, sh->params, sh->n_slab * sizeof(float));
     // A NaN or infinite parameter (a checkpoint written as training diverged, or a file
     // rewritten by hand) would make every score NaN with RD_OK: refused here, naming it, as the
     // trainer's evaluation refuses a non-finite score.
@@ -878,21 +1073,21 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         goto fail;
     // Tables: created from the config and seed (initial values of unseen keys), then the rows.
     in->rows = 0;
-    for (int t = 0; t < s->n_tables && rc == RD_OK; t++) {
+    for (int t = 0; t < sh->n_tables && rc == RD_OK; t++) {
         if (m->tables[t].ps_index != t) {
             rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: table order differs from the model's", path);
             break;
         }
-        s->tc[t].capacity = 1024;
-        if ((rc = rd_table_create(&s->tc[t], t, in->seed, &s->tab[t], eb)) != RD_OK)
+        sh->tc[t].capacity = 1024;
+        if ((rc = rd_table_create(&sh->tc[t], t, in->seed, &sh->tab[t], eb)) != RD_OK)
             break;
-        s->table_id[t] = rd_table_salt(&s->tc[t]);
+        sh->table_id[t] = rd_table_salt(&sh->tc[t]);
         uint64_t rows;
         IN(&b, rows);
         size_t dim = m->tables[t].dim;
         if (b.bad || rows > (len - b.off) / (8 + dim * sizeof(float))) {
-            rc =
-                rd_err_set(eb, RD_ERR_CORRUPT, "%s: table %s: truncated rows", path, s->tc[t].name);
+            rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: table %s: truncated rows", path,
+                            sh->tc[t].name);
             break;
         }
         for (uint64_t i = 0; i < rows && rc == RD_OK; i++) {
@@ -901,12 +1096,12 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
             float tmp[1024]; // dim <= 1024 (rd_table_create checks)
             in_get(&b, tmp, dim * sizeof(float));
             if (!b.bad &&
-                (rc = check_row_finite(path, s->tc[t].name, i, key, tmp, dim,
+                (rc = check_row_finite(path, sh->tc[t].name, i, key, tmp, dim,
                                        "the checkpoint it was exported from", eb)) != RD_OK)
                 break;
-            rc = rd_table_put(s->tab[t], key, tmp, 0, 0);
+            rc = rd_table_put(sh->tab[t], key, tmp, 0, 0);
             if (rc != RD_OK)
-                rd_err_set(eb, rc, "%s: table %s row %llu: %s", path, s->tc[t].name,
+                rd_err_set(eb, rc, "%s: table %s row %llu: %s", path, sh->tc[t].name,
                            (unsigned long long)i, rd_strerror(rc));
         }
         in->rows += rows;
@@ -914,7 +1109,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     // Version 5: the item -> value map of a token search by an item attribute; present exactly
     // when the model's search is by one (an earlier version never wrote a map, so such a model
     // in one is a lie), keys strictly ascending (rd_item_attr_key searches them).
-    const int attr_on = tok_on && s->mc.tokens.search && !rd_field_is_item(s->mc.tokens.search_by);
+    const int attr_on =
+        tok_on && sh->mc.tokens.search && !rd_field_is_item(sh->mc.tokens.search_by);
     if (rc == RD_OK && version >= 5) {
         uint64_t n_attr = 0;
         IN(&b, n_attr);
@@ -926,18 +1122,18 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                             attr_on ? "by an item attribute" : "not by one", len - 4 - b.off);
             goto fail;
         }
-        s->attr.n = (size_t)n_attr;
-        s->attr.item_key = rd_xmalloc((n_attr ? n_attr : 1) * sizeof(uint64_t));
-        s->attr.value = rd_xmalloc((n_attr ? n_attr : 1) * sizeof(uint64_t));
-        for (size_t k = 0; k < s->attr.n; k++) {
-            IN(&b, s->attr.item_key[k]);
-            IN(&b, s->attr.value[k]);
-            if (k > 0 && s->attr.item_key[k] <= s->attr.item_key[k - 1]) {
+        sh->attr.n = (size_t)n_attr;
+        sh->attr.item_key = rd_xmalloc((n_attr ? n_attr : 1) * sizeof(uint64_t));
+        sh->attr.value = rd_xmalloc((n_attr ? n_attr : 1) * sizeof(uint64_t));
+        for (size_t k = 0; k < sh->attr.n; k++) {
+            IN(&b, sh->attr.item_key[k]);
+            IN(&b, sh->attr.value[k]);
+            if (k > 0 && sh->attr.item_key[k] <= sh->attr.item_key[k - 1]) {
                 rc = rd_err_set(eb, RD_ERR_CORRUPT,
                                 "%s: item attribute map: item key %llu at %zu after %llu (keys "
                                 "must ascend)",
-                                path, (unsigned long long)s->attr.item_key[k], k,
-                                (unsigned long long)s->attr.item_key[k - 1]);
+                                path, (unsigned long long)sh->attr.item_key[k], k,
+                                (unsigned long long)sh->attr.item_key[k - 1]);
                 goto fail;
             }
         }
@@ -945,7 +1141,7 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         rc = rd_err_set(eb, RD_ERR_CORRUPT,
                         "%s: a model whose token search is by an item attribute ('%s') in a "
                         "version-%u bundle, which carries no item attribute map",
-                        path, s->mc.tokens.search_by, version);
+                        path, sh->mc.tokens.search_by, version);
         goto fail;
     }
     if (rc == RD_OK && (b.bad || b.off != len - 4))
@@ -953,9 +1149,9 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                         len - 4 - b.off);
     if (rc != RD_OK)
         goto fail;
-    snprintf(in->model, sizeof in->model, "%s", s->mc.name);
+    snprintf(in->model, sizeof in->model, "%s", sh->mc.name);
     in->n_features = m->n_features;
-    in->n_stats = rd_history_stats_width(&s->mc.seq);
+    in->n_stats = rd_history_stats_width(&sh->mc.seq);
     if (in->n_stats + tok_stats > nn) {
         rc = rd_err_set(eb, RD_ERR_CORRUPT,
                         "%s: %u numeric inputs, fewer than the model's %zu "
@@ -964,114 +1160,52 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         goto fail;
     }
     in->n_numeric = nn - tok_stats; // what a request sends; the scorer adds the summaries
-    s->nn_model = nn;
+    sh->nn_model = nn;
     if (tok_on) {
         in->tok_length = m->tok_length;
-        in->tok_pool = s->mc.tokens.search ? (size_t)s->mc.tokens.search : m->tok_length;
+        in->tok_pool = sh->mc.tokens.search ? (size_t)sh->mc.tokens.search : m->tok_length;
         in->tok_dim = tdim;
         in->tok_side = tside;
         in->tok_stats = tok_stats;
-        in->tok_same_time = s->mc.tokens.same_time != 0;
-        in->tok_search = s->mc.tokens.search != 0;
+        in->tok_same_time = sh->mc.tokens.same_time != 0;
+        in->tok_search = sh->mc.tokens.search != 0;
         if (in->tok_search)
             snprintf(in->tok_search_by, sizeof in->tok_search_by, "%s",
-                     attr_on ? s->mc.tokens.search_by : "item");
-        in->tok_search_items = s->attr.n;
+                     attr_on ? sh->mc.tokens.search_by : "item");
+        in->tok_search_items = sh->attr.n;
     }
     if (version < 2) { // no transforms recorded: the inputs are known only as stored values
-        s->n_inputs = nn - (uint32_t)in->n_stats;
-        for (uint32_t j = 0; j < s->n_inputs; j++)
-            s->in_xform[j] = RD_XFORM_UNKNOWN;
-    } else if (s->n_inputs != in->n_numeric - in->n_stats) {
+        sh->n_inputs = nn - (uint32_t)in->n_stats;
+        for (uint32_t j = 0; j < sh->n_inputs; j++)
+            sh->in_xform[j] = RD_XFORM_UNKNOWN;
+    } else if (sh->n_inputs != in->n_numeric - in->n_stats) {
         rc = rd_err_set(eb, RD_ERR_CORRUPT,
                         "%s: %u numeric input fields, but %u inputs less %zu history statistics "
                         "and %zu token summaries",
-                        path, s->n_inputs, nn, in->n_stats, tok_stats);
+                        path, sh->n_inputs, nn, in->n_stats, tok_stats);
         goto fail;
     }
     in->hist_len = m->seq_table >= 0 ? m->seq_length : 0;
     in->params = m->n_params;
     size_t K = 0;
     for (int f = 0; f < m->n_features; f++) {
-        s->offset[f] = K;
-        K += s->width[f];
+        sh->offset[f] = K;
+        K += sh->width[f];
     }
     in->keys_per_candidate = K;
-    // Request buffers. Fallible, as the model's slabs are: their size grows with max_candidates
-    // times the keys per candidate (a wide multi-valued feature), and a failed allocation is
-    // RD_ERR_NOMEM naming max_candidates, never an abort of the serving process.
-    size_t failed = 0; // bytes of the first allocation that failed
-    const size_t L = in->hist_len, N = max_candidates;
-    size_t cap_max = 1;
-    for (int t = 0; t < m->n_tables; t++) {
-        size_t per = 0;
-        for (int f = 0; f < m->n_features; f++)
-            if (m->features[f].table == t)
-                per += s->width[f];
-        s->cap[t] = per * N + (m->seq_table == t ? L : 0) + 1;
-        if (s->cap[t] > cap_max)
-            cap_max = s->cap[t];
-        s->raw[t] = req_alloc(&failed, s->cap[t] * sizeof(uint64_t));
-        s->uniq[t] = req_alloc(&failed, s->cap[t] * sizeof(uint64_t));
-        s->inv[t] = req_alloc(&failed, s->cap[t] * sizeof(uint32_t));
-        s->vals[t] = req_alloc(&failed, s->cap[t] * m->tables[t].dim * sizeof(float));
-    }
-    for (int f = 0; f < m->n_features; f++)
-        s->fidx[f] = req_alloc(&failed, N * s->width[f] * sizeof(int32_t));
-    if (L) {
-        s->sidx = req_alloc(&failed, L * sizeof(int32_t));
-        s->slab = req_alloc(&failed, L);
-        s->hpos = req_alloc(&failed, L * sizeof(int32_t));
-    }
-    s->labels = req_alloc(&failed, N * sizeof(float));
-    if (s->labels)
-        memset(s->labels, 0, N * sizeof(float)); // the forward wants labels
-    if (nn)
-        s->numbuf = req_alloc(&failed, N * nn * sizeof(float));
-    if (tok_on) {
-        const size_t Lt = in->tok_length, P = in->tok_pool, d = tdim, S = tside;
-        s->tok_rows = in->tok_search ? N : 1;
-        const size_t Nt = s->tok_rows;
-        // Each candidate's tokens, as the model's activations are checked (rd_model_create):
-        // beyond the node's memory is an error naming max_candidates, not an abort.
-        const char *whose = NULL;
-        double need = (double)Nt * (double)Lt * (4.0 * (double)(d + S) + 2.0) +
-                      (double)P * (4.0 * (double)(d + S) + 12.0),
-               phys = (double)rd_mem_limit(&whose);
-        if (phys > 0 && need > phys) {
-            rc = rd_err_set(eb, RD_ERR_NOMEM,
-                            "%s: the token inputs of %zu candidates (%zu tokens of %u values "
-                            "each) need %.1f GiB, more than %s (%.1f GiB): lower max_candidates",
-                            path, N, Lt, tdim, need / 1073741824.0, whose, phys / 1073741824.0);
-            goto fail;
-        }
-        s->tk = req_alloc(&failed, Nt * Lt * d * sizeof(float));
-        s->tk_mask = req_alloc(&failed, Nt * Lt);
-        s->tk_lab = req_alloc(&failed, Nt * Lt);
-        s->tk_side = S ? req_alloc(&failed, Nt * Lt * S * sizeof(float)) : NULL;
-        s->f_tok = req_alloc(&failed, P * d * sizeof(float));
-        s->f_lab = req_alloc(&failed, P * sizeof(float));
-        s->f_item = req_alloc(&failed, P * sizeof(uint64_t));
-        s->f_side = S ? req_alloc(&failed, P * S * sizeof(float)) : NULL;
-        if (attr_on)
-            s->f_key = req_alloc(&failed, P * sizeof(uint64_t));
-    }
-    s->scratch_bytes = rd_kv_dedup_scratch_bytes(cap_max);
-    s->scratch = req_alloc(&failed, s->scratch_bytes);
-    if (failed) {
-        rc = rd_err_set(eb, RD_ERR_NOMEM,
-                        "%s: out of memory for the request buffers of %zu candidates (an "
-                        "allocation of %zu bytes failed; %zu keys per candidate): lower "
-                        "max_candidates (the largest request this server sends)",
-                        path, N, failed, K);
-        goto fail;
-    }
     rd_free(buf);
+    buf = NULL;
+    // The bundle is complete: from here on it is only read. This thread's scorer.
+    rc = scorer_create(sh, max_candidates, m, &s, eb);
+    m = NULL; // the scorer's, or freed with it
+    if (rc != RD_OK)
+        goto fail;
     *out = s;
     return RD_OK;
 fail:
     rd_free(buf);
-    rd_serve_close(s);
+    rd_model_destroy(m);
+    bundle_release(sh);
     return rc;
 }
 
@@ -1082,7 +1216,7 @@ void rd_serve_get_info(const rd_serve *s, rd_serve_info *info) {
         memset(info, 0, sizeof *info);
         return;
     }
-    *info = s->info;
+    *info = s->sh->info;
 }
 
 int rd_serve_numeric(const rd_serve *s,
@@ -1091,70 +1225,71 @@ int rd_serve_numeric(const rd_serve *s,
                      uint32_t *transform,
                      double *mean,
                      double *std) {
-    if (!s || j >= s->n_inputs)
+    if (!s || j >= s->sh->n_inputs)
         return RD_ERR_RANGE;
     if (field)
-        *field = s->in_name[j];
+        *field = s->sh->in_name[j];
     if (transform)
-        *transform = s->in_xform[j];
+        *transform = s->sh->in_xform[j];
     if (mean)
-        *mean = s->in_xform[j] & RD_XFORM_STANDARDIZE ? s->in_mean[j] : 0.0;
+        *mean = s->sh->in_xform[j] & RD_XFORM_STANDARDIZE ? s->sh->in_mean[j] : 0.0;
     if (std)
-        *std = s->in_xform[j] & RD_XFORM_STANDARDIZE ? s->in_std[j] : 1.0;
+        *std = s->sh->in_xform[j] & RD_XFORM_STANDARDIZE ? s->sh->in_std[j] : 1.0;
     return RD_OK;
 }
 
 int rd_serve_numeric_missing(const rd_serve *s, size_t j, uint32_t *missing, double *fill) {
-    if (!s || j >= s->n_inputs)
+    if (!s || j >= s->sh->n_inputs)
         return RD_ERR_RANGE;
     if (missing)
-        *missing = s->in_missing[j];
+        *missing = s->sh->in_missing[j];
     if (fill)
-        *fill = s->in_fill[j];
+        *fill = s->sh->in_fill[j];
     return RD_OK;
 }
 
 // req->numeric_raw: the raw inputs of every candidate as the dataset stores them, into numbuf
 // (rows of nn_model; the history statistics, the last n_stats floats, are passed through).
 static int transform_raw(rd_serve *s, const rd_serve_request *req, rd_errbuf *eb) {
-    const size_t N = req->n, NN = s->info.n_numeric;
-    for (uint32_t j = 0; j < s->n_inputs; j++)
-        if (s->in_xform[j] & RD_XFORM_UNKNOWN)
+    const size_t N = req->n, NN = s->sh->info.n_numeric;
+    for (uint32_t j = 0; j < s->sh->n_inputs; j++)
+        if (s->sh->in_xform[j] & RD_XFORM_UNKNOWN)
             return rd_err_set(eb, RD_ERR_UNSUPPORTED,
                               "request: numeric_raw needs the inputs' transforms, which this "
                               "bundle (version %u, or exported from a version-1 dataset) does "
                               "not record; send stored values, or re-prepare and re-export",
-                              s->info.version);
+                              s->sh->info.version);
     for (size_t b = 0; b < N; b++) {
         const float *x = req->numeric + b * NN;
-        float *y = s->numbuf + b * s->nn_model;
-        for (uint32_t j = 0; j < s->n_inputs; j++) {
+        float *y = s->numbuf + b * s->sh->nn_model;
+        for (uint32_t j = 0; j < s->sh->n_inputs; j++) {
             // A missing value (NaN) takes the field's fill, which prepare stored before
             // standardizing it like any other value (never log1p: the fill is a stored value
             // already), so the input equals the dataset's bit for bit.
-            if (isnan(x[j]) && s->in_missing[j] != RD_MISSING_ERROR) {
-                y[j] = rd_field_transform(s->in_xform[j] & ~RD_XFORM_LOG1P, s->in_mean[j],
-                                          s->in_std[j], s->in_fill[j]);
+            if (isnan(x[j]) && s->sh->in_missing[j] != RD_MISSING_ERROR) {
+                y[j] = rd_field_transform(s->sh->in_xform[j] & ~RD_XFORM_LOG1P, s->sh->in_mean[j],
+                                          s->sh->in_std[j], s->sh->in_fill[j]);
                 continue;
             }
-            if (isnan(x[j]) && s->info.version >= 3)
+            if (isnan(x[j]) && s->sh->info.version >= 3)
                 return rd_err_set(eb, RD_ERR_RANGE,
                                   "request: candidate %zu: '%s' is missing (NaN), and the field "
                                   "has no fill: `missing: error` at prepare refused such rows "
                                   "(set data.schema.fields[].missing: zero or mean, prepare, "
                                   "train and export again to serve missing values)",
-                                  b, s->in_name[j]);
+                                  b, s->sh->in_name[j]);
             if (!isfinite(x[j]))
                 return rd_err_set(eb, RD_ERR_RANGE, "request: candidate %zu: '%s' is %g", b,
-                                  s->in_name[j], (double)x[j]);
-            y[j] = rd_field_transform(s->in_xform[j], s->in_mean[j], s->in_std[j], (double)x[j]);
+                                  s->sh->in_name[j], (double)x[j]);
+            y[j] = rd_field_transform(s->sh->in_xform[j], s->sh->in_mean[j], s->sh->in_std[j],
+                                      (double)x[j]);
             if (!isfinite(y[j]))
                 return rd_err_set(eb, RD_ERR_RANGE,
                                   "request: candidate %zu: '%s' = %g is out of range after its "
                                   "transform",
-                                  b, s->in_name[j], (double)x[j]);
+                                  b, s->sh->in_name[j], (double)x[j]);
         }
-        memcpy(y + s->n_inputs, x + s->n_inputs, (NN - s->n_inputs) * sizeof(float));
+        memcpy(y + s->sh->n_inputs, x + s->sh->n_inputs, (NN - s->sh->n_inputs) * sizeof(float));
     }
     return RD_OK;
 }
@@ -1165,9 +1300,9 @@ int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offse
     if (field)
         *field = s->m->features[f].field;
     if (offset)
-        *offset = s->offset[f];
+        *offset = s->sh->offset[f];
     if (width)
-        *width = s->width[f];
+        *width = s->sh->width[f];
     return RD_OK;
 }
 
@@ -1176,18 +1311,18 @@ int rd_serve_feature(const rd_serve *s, int f, const char **field, size_t *offse
 
 // The token branch's inputs of every candidate from the request's tokens (oldest first, as a
 // fetch returns them), as the trainer lays out a fetch (stage_wait_tokens): the candidate's
-// picks (rd_token_pick: the latest tok_length, or with tokens.search the latest of its item) most
-// recent first, padding after, and the summaries (rd_token_summary) after the request's numeric
-// inputs in numbuf.
+// picks (rd_token_pick: the latest tok_length, or with tokens.search the latest of its item)
+// most recent first, padding after, and the summaries (rd_token_summary) after the request's
+// numeric inputs in numbuf.
 static int prepare_tokens(rd_serve *s, const rd_serve_request *req, rd_errbuf *eb) {
-    const rd_serve_info *in = &s->info;
+    const rd_serve_info *in = &s->sh->info;
     const size_t N = req->n, L = in->tok_length, P = in->tok_pool, d = in->tok_dim,
                  S = in->tok_side, nf = req->tok_n;
     if (nf > P)
         return rd_err_set(eb, RD_ERR_RANGE,
                           "request: %zu tokens, the bundle reads at most %zu (tok_pool: "
                           "models[].tokens.%s)",
-                          nf, P, s->mc.tokens.search ? "search" : "length");
+                          nf, P, s->sh->mc.tokens.search ? "search" : "length");
     if (nf && (!req->tok || !req->tok_labels || (S && !req->tok_side) ||
                (in->tok_search && !req->tok_items)))
         return rd_err_set(eb, RD_ERR_RANGE, "request: %zu tokens, but %s is NULL", nf,
@@ -1220,17 +1355,17 @@ static int prepare_tokens(rd_serve *s, const rd_serve_request *req, rd_errbuf *e
     const uint64_t *tok_keys = in->tok_search ? req->tok_items : NULL;
     if (in->tok_search && s->f_key) {
         for (size_t j = 0; j < nf; j++)
-            s->f_key[j] = rd_item_attr_key(&s->attr, req->tok_items[j]);
+            s->f_key[j] = rd_item_attr_key(&s->sh->attr, req->tok_items[j]);
         tok_keys = s->f_key;
     }
     uint32_t pick[RD_TOKEN_PICK_MAX];
     // Without a search every candidate reads the same tokens: picked, written and summarised
     // once (row 0; the forward shares them, tok_shared). With one, each candidate its own row.
-    const size_t rows = in->tok_search ? N : 1, NNm = s->nn_model;
+    const size_t rows = in->tok_search ? N : 1, NNm = s->sh->nn_model;
     for (size_t b = 0; b < rows; b++) {
         size_t n = rd_token_pick(tok_keys, nf,
                                  !in->tok_search ? 0
-                                 : s->f_key      ? rd_item_attr_key(&s->attr, req->items[b])
+                                 : s->f_key      ? rd_item_attr_key(&s->sh->attr, req->items[b])
                                                  : req->items[b],
                                  L, pick);
         float *dst = s->tk + b * L * d;
@@ -1250,7 +1385,7 @@ static int prepare_tokens(rd_serve *s, const rd_serve_request *req, rd_errbuf *e
             memset(ds + n * S, 0, (L - n) * S * sizeof(float));
         }
         if (in->tok_stats) {
-            int rc = rd_token_summary(s->mc.tokens.stats, s->mc.tokens.n_stats, n, lb,
+            int rc = rd_token_summary(s->sh->mc.tokens.stats, s->sh->mc.tokens.n_stats, n, lb,
                                       S ? s->tk_side + b * L * S : NULL, S,
                                       s->numbuf + (b + 1) * NNm - in->tok_stats, eb);
             if (rc != RD_OK)
@@ -1269,15 +1404,15 @@ int rd_serve_score(
     if (!s || !req)
         return rd_err_set(eb, RD_ERR_ARG, "request: %s is NULL", !s ? "the scorer" : "the request");
     rd_model *m = s->m;
-    const size_t N = req->n, K = s->info.keys_per_candidate, L = s->info.hist_len;
+    const size_t N = req->n, K = s->sh->info.keys_per_candidate, L = s->sh->info.hist_len;
     if (N == 0 || N > s->max_n)
         return rd_err_set(eb, RD_ERR_ARG, "request: %zu candidates outside 1..%zu", N, s->max_n);
     if (!req->keys)
         return rd_err_set(eb, RD_ERR_ARG, "request: keys missing");
-    if (s->info.n_numeric && !req->numeric)
+    if (s->sh->info.n_numeric && !req->numeric)
         return rd_err_set(eb, RD_ERR_ARG, "request: %zu numeric features per candidate missing",
-                          s->info.n_numeric);
-    if (s->info.n_numeric && req->numeric_raw) {
+                          s->sh->info.n_numeric);
+    if (s->sh->info.n_numeric && req->numeric_raw) {
         int rc0 = transform_raw(s, req, eb);
         if (rc0 != RD_OK)
             return rc0;
@@ -1285,28 +1420,28 @@ int rd_serve_score(
     // A non-finite stored value (or history statistic of a raw request) would also be refused
     // by the model's batch check, but that names only a flat index: name the candidate and the
     // input here.
-    for (size_t b = 0; b < N && s->info.n_numeric; b++)
-        for (size_t j = req->numeric_raw ? s->n_inputs : 0; j < s->info.n_numeric; j++) {
-            float v = req->numeric[b * s->info.n_numeric + j];
+    for (size_t b = 0; b < N && s->sh->info.n_numeric; b++)
+        for (size_t j = req->numeric_raw ? s->sh->n_inputs : 0; j < s->sh->info.n_numeric; j++) {
+            float v = req->numeric[b * s->sh->info.n_numeric + j];
             if (isfinite(v))
                 continue;
-            if (j < s->n_inputs && s->in_name[j][0])
+            if (j < s->sh->n_inputs && s->sh->in_name[j][0])
                 return rd_err_set(eb, RD_ERR_RANGE,
                                   "request: candidate %zu: numeric input %zu ('%s') is %g (a "
                                   "stored value must be finite; a missing raw value is sent as "
                                   "NaN with numeric_raw)",
-                                  b, j, s->in_name[j], (double)v);
+                                  b, j, s->sh->in_name[j], (double)v);
             return rd_err_set(
                 eb, RD_ERR_RANGE, "request: candidate %zu: numeric input %zu (%s) is %g", b, j,
-                j < s->n_inputs ? "a dataset field" : "a history statistic", (double)v);
+                j < s->sh->n_inputs ? "a dataset field" : "a history statistic", (double)v);
         }
     // The numeric inputs the model reads: the request's (or their transforms), then the token
     // summaries, which prepare_tokens writes.
-    const size_t NNr = s->info.n_numeric, NNm = s->nn_model;
+    const size_t NNr = s->sh->info.n_numeric, NNm = s->sh->nn_model;
     if (NNm > NNr && NNr && !req->numeric_raw)
         for (size_t b = 0; b < N; b++)
             memcpy(s->numbuf + b * NNm, req->numeric + b * NNr, NNr * sizeof(float));
-    if (s->info.tok_length) {
+    if (s->sh->info.tok_length) {
         int rc0 = prepare_tokens(s, req, eb);
         if (rc0 != RD_OK)
             return rc0;
@@ -1315,7 +1450,7 @@ int rd_serve_score(
     // 1. Table keys in use order, positions into raw.
     for (int f = 0; f < m->n_features; f++) {
         int t = m->features[f].table;
-        const size_t w = s->width[f], off = s->offset[f];
+        const size_t w = s->sh->width[f], off = s->sh->offset[f];
         for (size_t b = 0; b < N; b++)
             for (size_t k = 0; k < w; k++) {
                 uint64_t key = req->keys[b * K + off + k];
@@ -1324,7 +1459,7 @@ int rd_serve_score(
                     *dst = -1;
                     continue;
                 }
-                s->raw[t][n_raw[t]] = rd_table_key(s->table_id[t], key);
+                s->raw[t][n_raw[t]] = rd_table_key(s->sh->table_id[t], key);
                 *dst = (int32_t)n_raw[t]++;
             }
     }
@@ -1336,7 +1471,7 @@ int rd_serve_score(
                 s->hpos[j] = -1;
                 continue;
             }
-            s->raw[t][n_raw[t]] = rd_table_key(s->table_id[t], key);
+            s->raw[t][n_raw[t]] = rd_table_key(s->sh->table_id[t], key);
             s->hpos[j] = (int32_t)n_raw[t]++;
         }
     }
@@ -1348,15 +1483,15 @@ int rd_serve_score(
         int rc = rd_kv_dedup(s->raw[t], n_raw[t], s->uniq[t], s->inv[t], &n_uniq[t], s->scratch,
                              s->scratch_bytes);
         if (rc != RD_OK)
-            return rd_err_set(eb, rc, "request: dedup of table %s", s->tc[t].name);
-        rc = rd_table_read(s->tab[t], s->uniq[t], n_uniq[t], s->vals[t]);
+            return rd_err_set(eb, rc, "request: dedup of table %s", s->sh->tc[t].name);
+        rc = rd_table_read(s->sh->tab[t], s->uniq[t], n_uniq[t], s->vals[t]);
         if (rc != RD_OK)
-            return rd_err_set(eb, rc, "request: table %s", s->tc[t].name);
+            return rd_err_set(eb, rc, "request: table %s", s->sh->tc[t].name);
     }
     for (int f = 0; f < m->n_features; f++) {
         const uint32_t *inv = s->inv[m->features[f].table];
         int32_t *x = s->fidx[f];
-        for (size_t k = 0; k < N * s->width[f]; k++)
+        for (size_t k = 0; k < N * s->sh->width[f]; k++)
             if (x[k] >= 0)
                 x[k] = (int32_t)inv[x[k]];
     }
@@ -1379,7 +1514,7 @@ int rd_serve_score(
     }
     for (int f = 0; f < m->n_features; f++) {
         bt.feat_idx[f] = s->fidx[f];
-        bt.feat_slots[f] = s->width[f];
+        bt.feat_slots[f] = s->sh->width[f];
     }
     if (L) {
         bt.seq_idx = s->sidx;
@@ -1387,12 +1522,12 @@ int rd_serve_score(
         bt.seq_shared = 1;
     }
     bt.numeric = !NNm ? NULL : (req->numeric_raw || NNm > NNr) ? s->numbuf : req->numeric;
-    if (s->info.tok_length) {
+    if (s->sh->info.tok_length) {
         bt.tokens = s->tk;
         bt.tok_mask = s->tk_mask;
         bt.tok_labels = s->tk_lab;
         bt.tok_side = s->tk_side;
-        bt.tok_shared = !s->info.tok_search;
+        bt.tok_shared = !s->sh->info.tok_search;
     }
     bt.labels = s->labels;
     bt.temperature = 1.0f;
@@ -1404,7 +1539,7 @@ int rd_serve_score(
     // trainer's evaluation does, rather than a NaN score (or 0 or 1 from an infinite logit)
     // with RD_OK.
     for (size_t b = 0; b < N; b++) {
-        float z = m->logits_main[b] + s->info.logit_shift;
+        float z = m->logits_main[b] + s->sh->info.logit_shift;
         if (!isfinite(z))
             return rd_err_set(eb, RD_ERR_RANGE,
                               "request: candidate %zu: the main-tower logit is %s (an overflow: "
@@ -1412,7 +1547,7 @@ int rd_serve_score(
                               b, isnan(z) ? "NaN" : "infinite");
     }
     for (size_t b = 0; b < N; b++) {
-        float z = m->logits_main[b] + s->info.logit_shift;
+        float z = m->logits_main[b] + s->sh->info.logit_shift;
         if (logits)
             logits[b] = z;
         if (scores)
@@ -1439,30 +1574,30 @@ int rd_serve_request_from_dataset(const rd_serve *s,
                           : !ds ? "the dataset"
                                 : "keys");
     // The bundle's history and numeric inputs are written: NULL is only for a bundle without.
-    if (s->info.hist_len && (!hist || !hist_lab))
+    if (s->sh->info.hist_len && (!hist || !hist_lab))
         return rd_err_set(eb, RD_ERR_ARG,
                           "request from dataset: %s is NULL, and the bundle's history has %zu "
                           "events",
-                          !hist ? "hist" : "hist_lab", s->info.hist_len);
-    if (s->info.n_numeric && !numeric)
+                          !hist ? "hist" : "hist_lab", s->sh->info.hist_len);
+    if (s->sh->info.n_numeric && !numeric)
         return rd_err_set(eb, RD_ERR_ARG,
                           "request from dataset: numeric is NULL, and the bundle has %zu numeric "
                           "inputs",
-                          s->info.n_numeric);
+                          s->sh->info.n_numeric);
     const rd_dataset_info *di = rd_dataset_get_info(ds);
     if (rec >= di->n_events)
         return rd_err_set(eb, RD_ERR_RANGE, "record %llu not in [0, %llu)", (unsigned long long)rec,
                           (unsigned long long)di->n_events);
-    size_t n_in = s->info.n_numeric - s->info.n_stats;
+    size_t n_in = s->sh->info.n_numeric - s->sh->info.n_stats;
     if (rd_dataset_n_inputs(di) != n_in)
         return rd_err_set(eb, RD_ERR_SCHEMA, "dataset has %u numeric features, the bundle %zu",
                           rd_dataset_n_inputs(di), n_in);
     int fb = -1;
-    int rc = rd_dataset_stats_feedback(ds, s->mc.name, &s->mc.seq, &fb, eb);
+    int rc = rd_dataset_stats_feedback(ds, s->sh->mc.name, &s->sh->mc.seq, &fb, eb);
     if (rc != RD_OK)
         return rc;
     const float *item_mean = NULL;
-    if (s->mc.seq.stats_residual) {
+    if (s->sh->mc.seq.stats_residual) {
         struct stats_cache *c = s->cache;
         if (c->ds != ds || c->records_crc != di->records_crc || !c->item_mean) {
             rd_free(c->item_mean);
@@ -1475,19 +1610,19 @@ int rd_serve_request_from_dataset(const rd_serve *s,
     }
     const rd_model *m = s->m;
     char who[RD_NAME_MAX + 16];
-    snprintf(who, sizeof who, "model '%s'", s->mc.name);
+    snprintf(who, sizeof who, "model '%s'", s->sh->mc.name);
     for (int f = 0; f < m->n_features; f++) {
         const char *name = m->features[f].field;
         rd_feature_src at;
         if ((rc = rd_dataset_feature_src(ds, name, who, &at, eb)) != RD_OK)
             return rc;
-        if (at.width != s->width[f])
+        if (at.width != s->sh->width[f])
             return rd_err_set(eb, RD_ERR_SCHEMA, "field '%s' has width %u, the bundle %u", name,
-                              at.width, s->width[f]);
+                              at.width, s->sh->width[f]);
         for (uint32_t k = 0; k < at.width; k++)
-            keys[s->offset[f] + k] = rd_dataset_feature_key(ds, &at, rec, k);
+            keys[s->sh->offset[f] + k] = rd_dataset_feature_key(ds, &at, rec, k);
     }
-    const size_t L = s->info.hist_len;
+    const size_t L = s->sh->info.hist_len;
     if (L) {
         size_t nh = 0;
         const uint64_t *h = rd_dataset_history_view(ds, rec, L, &nh);
@@ -1504,7 +1639,7 @@ int rd_serve_request_from_dataset(const rd_serve *s,
     }
     if (n_in)
         memcpy(numeric, rd_dataset_nums(ds, rec), n_in * sizeof(float));
-    rd_dataset_history_stats(ds, rec, &s->mc.seq, fb, item_mean, numeric + n_in);
+    rd_dataset_history_stats(ds, rec, &s->sh->mc.seq, fb, item_mean, numeric + n_in);
     return RD_OK;
 }
 
@@ -1524,13 +1659,13 @@ int rd_serve_fetch_tokens(rd_serve *s,
                           !s       ? "the scorer"
                           : !store ? "the token store"
                                    : "the request");
-    const rd_serve_info *in = &s->info;
+    const rd_serve_info *in = &s->sh->info;
     if (!in->tok_length)
         return rd_err_set(eb, RD_ERR_UNSUPPORTED,
                           "fetch tokens: model '%s' of the bundle reads no instance tokens",
                           in->model);
-    // The tokens the model was trained on come from one store: another store (rebuilt by another
-    // run or source model, or another layout) gives tokens it never saw.
+    // The tokens the model was trained on come from one store: another store (rebuilt by
+    // another run or source model, or another layout) gives tokens it never saw.
     rd_token_store_info si;
     rd_token_store_info_get(store, &si);
     if (si.store_id != in->tok_store_id || si.dim != in->tok_dim || si.n_side != in->tok_side)

@@ -4,10 +4,13 @@
 // Defines:
 //   RD_SERVE_VERSION          bundle format version
 //   rd_serve_export()         checkpoint (dense.bin + PS shards) + config -> bundle file
-//   rd_serve                  opaque scorer (model, embedding rows, request buffers)
+//   rd_serve                  opaque scorer (a bundle's model and embedding rows, shared with
+//                             its clones; its own activation and request buffers)
 //   rd_serve_info             what a bundle holds (job, model, step, config hash, layout)
 //   rd_serve_request          one request: per-candidate feature keys, the shared history
 //   rd_serve_open / score / close
+//   rd_serve_clone()          another serving thread's scorer of the same bundle (shared rows
+//                             and parameters, its own buffers)
 //   rd_serve_feature()        layout of the keys of one candidate (feature f: offset, width)
 //   rd_serve_numeric()        numeric input j: its field and how a raw value is transformed
 //   rd_serve_numeric_missing()  numeric input j: what a missing raw value (NaN) becomes
@@ -39,11 +42,13 @@
 //
 // Keys: a request carries FIELD-level keys as stored in datasets (rd_record.user_key /
 // item_key, rd_dataset_keys slots, rd_feature_key_u64("hour" | "weekday", v)); the scorer turns
-// them into table keys (rd_table_key). Not thread-safe: one rd_serve per serving thread (they
-// share nothing); opening bundles from several threads at once is safe. An rd_serve holds the
-// rows, the parameters and activation buffers for max_candidates candidates, which grow with it
-// and with the model's widths: open it with the largest request the server sends, not the 2^20
-// maximum. The library writes
+// them into table keys (rd_table_key). Threads: one rd_serve per serving thread (a scorer is
+// not thread-safe); open the bundle once and give each further thread an rd_serve_clone of it:
+// the clones share the bundle's rows and parameters, which nothing writes after the open, and
+// each has its own activation and request buffers. Opening bundles from several threads at once
+// is safe too (separate opens share nothing). The buffers are for max_candidates candidates and
+// grow with it and with the model's widths: open it with the largest request the server sends,
+// not the 2^20 maximum. The library writes
 // nothing to stdout or stderr, and every call that takes an rd_errbuf clears it first (its
 // message is that call's). C++: the declarations are extern "C".
 #ifndef RD_SERVE_H
@@ -173,6 +178,21 @@ int rd_serve_export(const rd_config *cfg,
  *         one)
  */
 int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_errbuf *eb);
+
+/**
+ * A scorer for another serving thread, sharing s's bundle: the dense parameters, the embedding
+ * rows and the item attribute map are held once, whatever the number of scorers, and are only
+ * read after rd_serve_open (a server of T threads holds them once, not T times); the new scorer
+ * has its own activations and request buffers, for up to max_candidates candidates (0 = s's).
+ * Thread-safe: a clone, a close and scoring on other scorers of the bundle may run at once; s
+ * itself may be scoring in another thread meanwhile. Each scorer is closed with rd_serve_close,
+ * in any order: the bundle is freed with the last.
+ * @param[out] out  free with rd_serve_close
+ * @return RD_OK, RD_ERR_ARG (s or out NULL, max_candidates above 2^20), RD_ERR_CONFIG,
+ *         RD_ERR_NOMEM (the model's activations or the request buffers of max_candidates
+ *         candidates, named as rd_serve_open names them)
+ */
+int rd_serve_clone(const rd_serve *s, size_t max_candidates, rd_serve **out, rd_errbuf *eb);
 
 /**
  * Score one request. No allocation.
