@@ -1108,8 +1108,8 @@ static void test_shared_history(void **state) {
 
 // A parameter slab shared by several models (rd_model_opts.shared_params: rd_serve's serving
 // threads): the borrowers' forwards equal the owner's bit for bit, whatever their max_batch;
-// nothing writes the slab; a borrower has no gradient slab, refuses a backward and an optimizer,
-// and its destroy leaves the slab to its owner.
+// nothing writes the slab; a borrower has no gradient slab nor backward buffers, refuses a
+// backward and an optimizer, and its destroy leaves the slab to its owner.
 static void shared_params_case(const rd_model_config *mc, const rd_model_opts *o, uint64_t seed) {
     const size_t B = 4;
     rd_model_opts oo = *o;
@@ -1127,6 +1127,12 @@ static void shared_params_case(const rd_model_config *mc, const rd_model_opts *o
     rd_model *a = build(mc, &ob), *b = build(mc, &ob);
     assert_ptr_equal(a->params, owner->params);
     assert_null(a->grads);
+    // No backward buffers either: at the owner's max_batch a borrower's activations are fewer.
+    rd_model_opts oc = ob;
+    oc.max_batch = B;
+    rd_model *c = build(mc, &oc);
+    assert_true(c->n_acts < owner->n_acts);
+    rd_model_destroy(c);
     assert_null(a->opt_state);
     assert_int_equal(a->n_slab, owner->n_slab);
     assert_memory_equal(owner->params, before, owner->n_slab * sizeof(float));
@@ -1184,6 +1190,24 @@ static void test_shared_params(void **state) {
     shared_params_case(&mc, &o, 203);
     config_d(&mc, RD_SEQ_TRANSFORMER);
     shared_params_case(&mc, &o, 204);
+    // The other branch shapes, none of whose forwards may use a backward buffer: a din token
+    // branch with the request_seq query, norm and the gate; history views; side values.
+    config_d(&mc, RD_SEQ_DIN);
+    mc.tokens.query = 1;
+    mc.tokens.norm = 1;
+    mc.tokens.gate = 1;
+    shared_params_case(&mc, &o, 205);
+    rd_model_opts o0 = opts_for(4, 0, 0);
+    config_f(&mc, RD_SEQ_DIN, RD_SEQ_DIN, 3);
+    shared_params_case(&mc, &o0, 206);
+    config_f(&mc, RD_SEQ_TRANSFORMER, RD_SEQ_MEAN, 4);
+    mc.seq.view_by_label = 1;
+    shared_params_case(&mc, &o0, 207);
+    rd_model_opts os = opts_for(4, 2, 5);
+    os.token_side = 2;
+    config_a(&mc);
+    mc.tokens.norm = 1;
+    shared_params_case(&mc, &os, 208);
 }
 
 static void test_two_tower_isolation(void **state) {

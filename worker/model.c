@@ -172,6 +172,7 @@ typedef struct builder {
     rd__model_priv *p;
     rd__carver c;
     double ff, fb; // FLOPs per example
+    int fwd_only;  // inference only (opts.shared_params): no backward buffers are carved
 } builder;
 
 static void
@@ -188,6 +189,13 @@ param(builder *bd, float **pp, float **gp, size_t n, int init, float std, const 
 
 static float *act(builder *bd, size_t n) {
     return rd__carve_act(&bd->c, n);
+}
+
+// A buffer only the backward passes use (the d* gradients and their scratch): not carved, NULL,
+// in an inference-only model, whose backward is refused. A serving thread's activations are
+// then the forward's alone.
+static float *bact(builder *bd, size_t n) {
+    return bd->fwd_only ? NULL : rd__carve_act(&bd->c, n);
 }
 
 // FLOPs of a linear layer applied to `rows` rows per example.
@@ -232,9 +240,9 @@ static void layout_branch(builder *bd, branch *br, const char *name) {
     br->bin = act(bd, B * L * Din);
     br->x[0] = act(bd, B * L * C);
     br->out = act(bd, B * C);
-    br->dout = act(bd, B * C);
-    br->dx[0] = act(bd, B * L * C);
-    br->dbin = act(bd, B * L * Din);
+    br->dout = bact(bd, B * C);
+    br->dx[0] = bact(bd, B * L * C);
+    br->dbin = bact(bd, B * L * Din);
     if (br->kind == RD_SEQ_DIN) {
         size_t H = br->d.H;
         param(bd, &br->p.q_w, &br->g.q_w, C * E, RD__INIT_NORMAL, fan_std(E), "%s.q.w", name);
@@ -245,7 +253,7 @@ static void layout_branch(builder *bd, branch *br, const char *name) {
         param(bd, &br->p.din.w2, &br->g.din.w2, H, RD__INIT_NORMAL, fan_std(H), "%s.din.w2", name);
         param(bd, &br->p.din.b2, &br->g.din.b2, 1, RD__INIT_ZERO, 0.0f, "%s.din.b2", name);
         br->q = act(bd, B * C);
-        br->dq = act(bd, B * C);
+        br->dq = bact(bd, B * C);
         br->din.feat = act(bd, B * L * 2 * C); // [k, q * k]: rd_din_forward folds the layer
         br->din.hid = act(bd, B * L * H);
         br->din.hid_act = act(bd, B * L * H);
@@ -254,11 +262,11 @@ static void layout_branch(builder *bd, branch *br, const char *name) {
         rd_seq_dims fd = br->d;
         fd.B = B;
         br->din.fold = act(bd, rd_din_fold_floats(&fd));
-        br->ds.dfold = act(bd, rd_din_fold_floats(&fd));
-        br->ds.dfeat = act(bd, B * L * 2 * C);
-        br->ds.dhid = act(bd, B * L * H);
-        br->ds.dhid_act = act(bd, B * L * H);
-        br->ds.dscore = act(bd, B * L);
+        br->ds.dfold = bact(bd, rd_din_fold_floats(&fd));
+        br->ds.dfeat = bact(bd, B * L * 2 * C);
+        br->ds.dhid = bact(bd, B * L * H);
+        br->ds.dhid_act = bact(bd, B * L * H);
+        br->ds.dscore = bact(bd, B * L);
         flops_linear(bd, 1.0, E, C, 1);
         // The attention MLP's first layer, folded (rd_din_forward): the query's share once per
         // example, [k, q * k] per position.
@@ -271,15 +279,15 @@ static void layout_branch(builder *bd, branch *br, const char *name) {
         size_t NH = br->d.NH;
         float res_std = fan_std(C) / sqrtf(2.0f * (float)br->layers);
         param(bd, &br->p.pos, &br->g.pos, L * C, RD__INIT_NORMAL, 0.02f, "%s.pos", name);
-        br->dx[1] = act(bd, B * L * C);
+        br->dx[1] = bact(bd, B * L * C);
         // One shared backward scratch for all blocks (they run one at a time).
-        br->bs.dres = act(bd, B * L * C);
-        br->bs.dln = act(bd, B * L * C);
-        br->bs.dqkv = act(bd, B * L * 3 * C);
-        br->bs.datty = act(bd, B * L * C);
-        br->bs.dfch = act(bd, B * L * 4 * C);
-        br->bs.dfch_act = act(bd, B * L * 4 * C);
-        br->bs.datt = act(bd, L * L);
+        br->bs.dres = bact(bd, B * L * C);
+        br->bs.dln = bact(bd, B * L * C);
+        br->bs.dqkv = bact(bd, B * L * 3 * C);
+        br->bs.datty = bact(bd, B * L * C);
+        br->bs.dfch = bact(bd, B * L * 4 * C);
+        br->bs.dfch_act = bact(bd, B * L * 4 * C);
+        br->bs.datt = bact(bd, L * L);
         for (size_t l = 0; l < br->layers; l++) {
             rd_tblock_weights *w = &br->p.blk[l], *g = &br->g.blk[l];
             rd_tblock_acts *a = &br->ba[l];
@@ -336,11 +344,11 @@ static void layout_branch(builder *bd, branch *br, const char *name) {
         br->ra.kv = act(bd, B * L * 2 * C);
         br->ra.att = act(bd, B * NH * L);
         br->ra.o = act(bd, B * C);
-        br->ras.dln = act(bd, B * L * C);
-        br->ras.dkv = act(bd, B * L * 2 * C);
-        br->ras.dq = act(bd, B * C);
-        br->ras.do_ = act(bd, B * C);
-        br->ras.dp = act(bd, L);
+        br->ras.dln = bact(bd, B * L * C);
+        br->ras.dkv = bact(bd, B * L * 2 * C);
+        br->ras.dq = bact(bd, B * C);
+        br->ras.do_ = bact(bd, B * C);
+        br->ras.dp = bact(bd, L);
         flops_linear(bd, 1.0, E, C, 1);
         flops_linear(bd, Ld, C, 2 * C, 1);
         bd->ff += 4.0 * Ld * (double)C;
@@ -355,10 +363,10 @@ static void layout(builder *bd) {
     size_t B = m->max_batch;
     for (int f = 0; f < m->n_features; f++) {
         p->emb[f] = act(bd, B * m->features[f].dim);
-        p->demb[f] = act(bd, B * m->features[f].dim);
+        p->demb[f] = bact(bd, B * m->features[f].dim);
     }
     p->x_req = act(bd, B * p->E);
-    p->dx_req = act(bd, B * p->E);
+    p->dx_req = bact(bd, B * p->E);
 
     if (p->seq.on) {
         size_t Dt = m->tables[m->seq_table].dim;
@@ -384,18 +392,18 @@ static void layout(builder *bd) {
         }
         p->ad_pre = act(bd, B * L * A);
         p->ad = act(bd, B * L * A);
-        p->dad = act(bd, B * L * A);
-        p->dad_pre = act(bd, B * L * A);
+        p->dad = bact(bd, B * L * A);
+        p->dad_pre = bact(bd, B * L * A);
         flops_linear(bd, (double)L, m->tok_dim, A, 0); // frozen tokens: no input gradient
         layout_branch(bd, &p->tok, "tok");
         if (p->tok_qseq) {
             p->tok_q = act(bd, B * p->tok.d.E);
-            p->dtok_q = act(bd, B * p->tok.d.E);
+            p->dtok_q = bact(bd, B * p->tok.d.E);
         }
         if (p->tok_gate) {
             param(bd, &p->gate_p, &p->gate_g, p->tok.d.C, RD__INIT_ZERO, 0.0f, "tok.gate");
             p->tok_gated = act(bd, B * p->tok.d.C);
-            p->dtok_gated = act(bd, B * p->tok.d.C);
+            p->dtok_gated = bact(bd, B * p->tok.d.C);
         }
     }
 
@@ -428,13 +436,13 @@ static void layout(builder *bd) {
     int trainable_input = p->n_parts > (p->part_numeric >= 0 ? 1 : 0);
     p->need_dbb = trainable_input || p->ln;
     p->bb_in = act(bd, B * p->W);
-    p->dbb_in = act(bd, B * p->W);
+    p->dbb_in = bact(bd, B * p->W);
     float *x = p->bb_in;
     if (p->ln) {
         param(bd, &p->ln_w_p, &p->ln_w_g, p->W, RD__INIT_ONE, 0.0f, "backbone.ln.w");
         param(bd, &p->ln_b_p, &p->ln_b_g, p->W, RD__INIT_ZERO, 0.0f, "backbone.ln.b");
         p->bb_ln = act(bd, B * p->W);
-        p->dbb_ln = act(bd, B * p->W);
+        p->dbb_ln = bact(bd, B * p->W);
         p->bb_mean = act(bd, B);
         p->bb_rstd = act(bd, B);
         x = p->bb_ln;
@@ -454,7 +462,7 @@ static void layout(builder *bd) {
     } else {
         p->h = x; // no MLP: the backbone is the identity on its (normalised) input
     }
-    p->dh = act(bd, B * p->Hd);
+    p->dh = bact(bd, B * p->Hd);
 
     int ntow = m->two_towers ? 2 : 1;
     const char *tname[2] = {m->two_towers ? "tower_main" : "tower", "tower_aux"};
@@ -464,8 +472,8 @@ static void layout(builder *bd) {
         for (size_t i = 1; i <= p->head.shape[t].n; i++)
             maxw = p->head.shape[t].dims[i] > maxw ? p->head.shape[t].dims[i] : maxw;
     }
-    p->mlp_sc.a = act(bd, B * maxw);
-    p->mlp_sc.b = act(bd, B * maxw);
+    p->mlp_sc.a = bact(bd, B * maxw);
+    p->mlp_sc.b = bact(bd, B * maxw);
     m->logits_main = bd->c.assign ? rd_mlp_output(&p->head.acts[0], &p->head.shape[0]) : NULL;
     m->logits_aux =
         bd->c.assign && m->two_towers ? rd_mlp_output(&p->head.acts[1], &p->head.shape[1]) : NULL;
@@ -781,7 +789,7 @@ int rd_model_create(const rd_model_config *mcfg,
         goto fail;
 
     // Pass 1: sizes and FLOPs.
-    builder bd = {.m = m, .p = p};
+    builder bd = {.m = m, .p = p, .fwd_only = opts->shared_params != NULL};
     layout(&bd);
     m->n_slab = bd.c.poff;
     m->n_params = bd.c.nparams;
@@ -871,6 +879,7 @@ int rd_model_create(const rd_model_config *mcfg,
     // Pass 2: carve.
     bd = (builder){.m = m,
                    .p = p,
+                   .fwd_only = p->params_borrowed,
                    .c = {.assign = 1,
                          .tensors = m->tensors,
                          .inits = p->inits,

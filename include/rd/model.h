@@ -54,8 +54,9 @@
 //
 // Memory (STYLE.md 6): rd_model_create allocates ONE parameter slab, ONE gradient slab of the same
 // layout, ONE optimizer-state slab and ONE activation slab (sized for opts.max_batch, including the
-// backward scratch). Forward and backward never allocate: a batch of B <= max_batch uses the
-// first B rows of every activation.
+// backward scratch). An inference-only model (opts.shared_params) borrows its parameter slab and
+// has neither the gradient slab nor the backward scratch. Forward and backward never allocate: a
+// batch of B <= max_batch uses the first B rows of every activation.
 #ifndef RD_MODEL_H
 #define RD_MODEL_H
 
@@ -95,7 +96,8 @@ typedef struct rd_model_opts {
     // config and options, or a plan_only model's n_slab filled by the caller), 64-byte aligned,
     // borrowed for the model's life. The model never writes it: it is not initialised (seed is
     // unused), rd_model_destroy does not free it, and there is no gradient nor optimizer slab
-    // (grads NULL; opt_slots must be 0): rd_model_backward / _hidden are RD_ERR_STATE. Several
+    // (grads NULL; opt_slots must be 0) nor backward scratch in the activation slab:
+    // rd_model_backward / _hidden are RD_ERR_STATE. Several
     // such models, each with its own activations, may run forwards on one slab at once. NULL =
     // the model's own slab.
     float *shared_params;
