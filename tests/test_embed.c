@@ -30,10 +30,12 @@
 #include "rd/tokentool.h"
 #include "rd/train_ckpt.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static char g_root[256];
 static char g_ckpt[320];
@@ -824,6 +826,272 @@ static void test_serve_clone_threads(void **state) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// A long-lived process opens and closes the same things many times (a server reloading its
+// bundle and store, a tool run in a loop inside one program): each open/close cycle, and each
+// refused open, must give back every descriptor and every mapping it took.
+
+enum { CYCLES = 40 };
+
+// Descriptors open in this process, less the one reading /proc/self/fd.
+static int open_fds(void) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
+
+static char g_bundle[512];
+
+// Mappings of this process of a file of the test's folder or of the bundle (the heap's own
+// mappings come and go with malloc, and under valgrind with valgrind).
+static int open_maps(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    int n = 0;
+    char line[4096 + 256];
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, g_root) != NULL || (g_bundle[0] && strstr(line, g_bundle) != NULL);
+    fclose(f);
+    return n;
+}
+
+static char g_dataset[400];
+static char g_junk[400]; // a folder of plain files where each kind of input is expected
+static char g_bad_store[300], g_bad_ckpt[300]; // shard 1 of each damaged, shard 0 sound
+
+// Overwrite `dir`/data.mdb with 8 KiB of bytes that are no LMDB page.
+static void damage_env(const char *dir) {
+    char p[500];
+    snprintf(p, sizeof p, "%s/data.mdb", dir);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 8192; i++)
+        fputc(0x5a, f);
+    fclose(f);
+}
+
+static void cycle_store_read(void) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_open_opts oo;
+    memset(&oo, 0, sizeof oo);
+    oo.mode = RD_TOKEN_READ_ONLY;
+    rd_token_store *s = NULL;
+    assert_int_equal(rd_token_store_open(g_store, &oo, &s, &eb), RD_OK);
+    float tok[4 * TOK_DIM];
+    uint32_t n_found = 0;
+    rd_token_fetch_out out;
+    memset(&out, 0, sizeof out);
+    out.tokens = tok;
+    out.n_found = &n_found;
+    assert_int_equal(rd_token_store_fetch(s, 1002, 50, 4, &out, &eb), RD_OK);
+    assert_int_equal(n_found, 4);
+    rd_token_store_destroy(s);
+}
+
+static void cycle_store_write(void) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_open_opts oo;
+    memset(&oo, 0, sizeof oo);
+    oo.mode = RD_TOKEN_WRITE;
+    oo.no_sync = 1;
+    rd_token_store *s = NULL;
+    assert_int_equal(rd_token_store_open(g_store, &oo, &s, &eb), RD_OK);
+    uint64_t user = 1000, id = 1;
+    int64_t ts = 10;
+    float tok[TOK_DIM] = {0, 0, 0}, lab = 0;
+    uint64_t item = 100;
+    rd_token_batch b;
+    memset(&b, 0, sizeof b);
+    b.n = 1;
+    b.users = &user;
+    b.ts = &ts;
+    b.ids = &id;
+    b.tokens = tok;
+    b.labels = &lab;
+    b.items = &item;
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK); // the same record again
+    rd_token_store_destroy(s);
+}
+
+static void cycle_store_refused(void) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_open_opts oo;
+    memset(&oo, 0, sizeof oo);
+    oo.mode = RD_TOKEN_READ_ONLY;
+    oo.expect_dim = TOK_DIM + 1; // another dim: refused after the shards were opened
+    rd_token_store *s = NULL;
+    assert_int_not_equal(rd_token_store_open(g_store, &oo, &s, &eb), RD_OK);
+    assert_null(s);
+    oo.expect_dim = 0;
+    assert_int_not_equal(rd_token_store_open(g_junk, &oo, &s, &eb), RD_OK);
+    assert_null(s);
+    rd_errbuf_clear(&eb);
+    assert_int_not_equal(rd_token_store_open(g_bad_store, &oo, &s, &eb), RD_OK);
+    assert_null(s);
+    oo.mode = RD_TOKEN_WRITE;
+    rd_errbuf_clear(&eb);
+    assert_int_not_equal(rd_token_store_open(g_bad_store, &oo, &s, &eb), RD_OK);
+    assert_null(s);
+}
+
+static void cycle_checkpoint(void) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_ckpt_manifest *m = rd_xcalloc(1, sizeof *m);
+    assert_int_equal(rd_ckpt_read_manifest(g_ckpt, m, &eb), RD_OK);
+    assert_int_equal(rd_ckpt_verify(g_ckpt, &eb), RD_OK);
+    rd_ckpt_cursor *c = NULL;
+    const size_t rf = DIM * (1 + m->tables[0].slots);
+    assert_int_equal(rd_ckpt_cursor_open(g_ckpt, 1, 0, rf, 0, &m->shard_crc[1], &c, &eb), RD_OK);
+    rd_ckpt_record r;
+    assert_int_equal(rd_ckpt_cursor_next(c, &r, &eb), 1);
+    rd_ckpt_cursor_close(c);
+    rd_table_config tc = table_cfg();
+    rd_table *t = NULL;
+    assert_int_equal(rd_table_create(&tc, 0, m->seed, &t, &eb), RD_OK);
+    assert_int_equal(rd_ckpt_load_table(g_ckpt, "emb", t, &eb), RD_OK);
+    rd_table_destroy(t);
+    rd_tabletool *tt = NULL;
+    assert_int_equal(rd_tabletool_open(g_ckpt, &tt, &eb), RD_OK);
+    rd_tabletool_close(tt);
+    rd_free(m);
+}
+
+static void cycle_checkpoint_refused(void) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_ckpt_cursor *c = NULL;
+    uint32_t crc = 0;
+    assert_int_not_equal(rd_ckpt_cursor_open(g_ckpt, 1, 0, DIM * 2, 0, &crc, &c, &eb), RD_OK);
+    assert_null(c);
+    assert_int_not_equal(rd_ckpt_verify(g_junk, &eb), RD_OK);
+    rd_tabletool *tt = NULL;
+    assert_int_not_equal(rd_tabletool_open(g_junk, &tt, &eb), RD_OK);
+    assert_int_not_equal(rd_ckpt_verify(g_bad_ckpt, &eb), RD_OK);
+    assert_int_not_equal(rd_tabletool_open(g_bad_ckpt, &tt, &eb), RD_OK);
+    rd_table_config tc = table_cfg();
+    rd_table *t = NULL;
+    assert_int_equal(rd_table_create(&tc, 0, 11, &t, &eb), RD_OK);
+    assert_int_not_equal(rd_ckpt_load_table(g_bad_ckpt, "emb", t, &eb), RD_OK);
+    rd_table_destroy(t);
+}
+
+static void cycle_target_log(void) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/targets", g_root);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_target_log *r = NULL;
+    assert_int_equal(rd_target_log_open(path, 0, NULL, &r, &eb), RD_OK);
+    uint64_t n = 0;
+    assert_int_equal(rd_target_log_count(r, &n, &eb), RD_OK);
+    rd_target_log_close(r);
+    assert_int_not_equal(rd_target_log_open(g_junk, 0, NULL, &r, &eb), RD_OK);
+}
+
+static void cycle_dataset(void) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_dataset *ds = NULL;
+    assert_int_equal(rd_dataset_open(g_dataset, 0, &ds, &eb), RD_OK);
+    rd_dataset_close(ds);
+    rd_dataset_ids *ids = NULL;
+    if (rd_dataset_ids_load(g_dataset, &ids, &eb) == RD_OK)
+        rd_dataset_ids_free(ids);
+    assert_int_not_equal(rd_dataset_open(g_junk, 0, &ds, &eb), RD_OK);
+    assert_null(ds);
+}
+
+static void cycle_serve(void) {
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_serve *sv = NULL;
+    assert_int_equal(rd_serve_open(g_bundle, 4, &sv, &eb), RD_OK);
+    rd_serve_close(sv);
+    char junk[450];
+    snprintf(junk, sizeof junk, "%s/events.bin", g_junk);
+    assert_int_not_equal(rd_serve_open(junk, 4, &sv, &eb), RD_OK);
+    assert_null(sv);
+}
+
+static void test_open_close_cycles(void **state) {
+    (void)state;
+    // The fixtures of the tests above, a small prepared dataset, a bundle of the corpus and a
+    // folder of junk: a file named as each input's main file, holding text.
+    const char *src = getenv("RD_SOURCE_DIR");
+    snprintf(g_bundle, sizeof g_bundle, "%s/tests/fuzz/corpus/serve/tiny", src ? src : ".");
+    snprintf(g_dataset, sizeof g_dataset, "%s/data", g_root);
+    snprintf(g_junk, sizeof g_junk, "%s/junk", g_root);
+    assert_int_equal(mkdir(g_junk, 0777), 0);
+    static const char *const junk_files[] = {"events.bin", "MANIFEST", "data.mdb", "meta.yaml"};
+    for (size_t i = 0; i < sizeof junk_files / sizeof junk_files[0]; i++) {
+        char p[500];
+        snprintf(p, sizeof p, "%s/%s", g_junk, junk_files[i]);
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        fputs("not what it should be\n", f);
+        fclose(f);
+    }
+    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
+    rd_config_defaults(cfg);
+    cfg->data.source = RD_DATA_SYNTHETIC;
+    cfg->data.synthetic.events = 2000;
+    cfg->data.synthetic.users = 20;
+    cfg->data.synthetic.items = 50;
+    snprintf(cfg->data.dir, sizeof cfg->data.dir, "%s", g_dataset);
+    char keep[320], shard[340];
+    memcpy(keep, g_store, sizeof keep);
+    snprintf(g_bad_store, sizeof g_bad_store, "%s/tokens_bad", g_root);
+    snprintf(g_store, sizeof g_store, "%s", g_bad_store);
+    write_store();
+    memcpy(g_store, keep, sizeof keep);
+    snprintf(shard, sizeof shard, "%s/shard-0001", g_bad_store);
+    damage_env(shard);
+    memcpy(keep, g_ckpt, sizeof keep);
+    snprintf(g_bad_ckpt, sizeof g_bad_ckpt, "%s/ckpt_bad", g_root);
+    snprintf(g_ckpt, sizeof g_ckpt, "%s", g_bad_ckpt);
+    write_checkpoint();
+    memcpy(g_ckpt, keep, sizeof keep);
+    snprintf(shard, sizeof shard, "%s/shard-00001", g_bad_ckpt);
+    damage_env(shard);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    if (rd_dataset_prepare(&cfg->data, 7, &eb) != RD_OK)
+        fail_msg("prepare %s: %s", g_dataset, eb.msg);
+    rd_free(cfg);
+
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } cycles[] = {
+        {"token store, read-only open + fetch", cycle_store_read},
+        {"token store, writable open + append", cycle_store_write},
+        {"token store, refused opens", cycle_store_refused},
+        {"checkpoint: manifest, verify, cursor, load, table tool", cycle_checkpoint},
+        {"checkpoint: refused cursor, verify, table tool", cycle_checkpoint_refused},
+        {"target log, open and a refused open", cycle_target_log},
+        {"dataset, open and a refused open", cycle_dataset},
+        {"serve bundle, open and a refused open", cycle_serve},
+    };
+    for (size_t k = 0; k < sizeof cycles / sizeof cycles[0]; k++) {
+        cycles[k].fn(); // once first: what a first use sets up for the process may stay
+        int fds = open_fds(), maps = open_maps();
+        for (int i = 0; i < CYCLES; i++)
+            cycles[k].fn();
+        int fds2 = open_fds(), maps2 = open_maps();
+        if (fds2 != fds || maps2 != maps)
+            fail_msg("%s, %d times: %d descriptors and %d mappings before, %d and %d after",
+                     cycles[k].name, CYCLES, fds, maps, fds2, maps2);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_checkpoint),     cmocka_unit_test(test_checkpoint_arguments),
@@ -831,7 +1099,7 @@ int main(void) {
         cmocka_unit_test(test_serve_arguments),     cmocka_unit_test(test_target_log),
         cmocka_unit_test(test_tokentool),           cmocka_unit_test(test_dataset_arguments),
         cmocka_unit_test(test_serve_open_nomem),    cmocka_unit_test(test_serve_threads),
-        cmocka_unit_test(test_serve_clone_threads),
+        cmocka_unit_test(test_serve_clone_threads), cmocka_unit_test(test_open_close_cycles),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
