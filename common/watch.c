@@ -69,8 +69,39 @@ static void copy_str(char *dst, size_t cap, const char *src) {
 // earliest one prints. Measured on a loaded 2-core host: the launcher's SIGKILLs reach the other
 // ranks within a millisecond, before any sentinel runs, so "is a peer gone already?" tells
 // nothing; the order in which the sentinels wake does follow the order of the deaths.
-enum { WATCH_SETTLE_MS = 200, WATCH_LINGER_MS = 3000 };
+enum { WATCH_SETTLE_MS = 200, WATCH_LINGER_MS = 3000, WATCH_STALE_S = 60 };
 #define WATCH_DIR "/dev/shm"
+
+// Remove the stamps that sentinels killed within their WATCH_LINGER_MS left behind: kill -9 of
+// every process of a launch (`pkill -9 -f "recdistill train"`), or a Slurm step whose processes
+// are ended together, reaches a sentinel after it stamped and before it removed the stamp (1 in
+// 3 such kills here). No later launch reads one (its token differs), but nothing removed them:
+// one more file in /dev/shm per such kill, for as long as the host runs. A stamp lives
+// WATCH_SETTLE_MS + WATCH_LINGER_MS, so one of this user's last written WATCH_STALE_S ago is
+// garbage; younger ones (sentinels arbitrating now) and other names are left alone.
+static void stamps_sweep(void) {
+    DIR *d = opendir(WATCH_DIR);
+    if (!d)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uid_t me = geteuid();
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        // "recdistill-<token>.<pid>": the token of letters, digits, '-' and '_'
+        if (strncmp(e->d_name, "recdistill-", 11) != 0)
+            continue;
+        const char *dot = strrchr(e->d_name, '.');
+        if (!dot || !dot[1] || strspn(dot + 1, "0123456789") != strlen(dot + 1))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            st.st_uid != me || st.st_size > 64 || now.tv_sec - st.st_mtime <= WATCH_STALE_S)
+            continue;
+        unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
 
 // Write my stamp; return 1 if it was written.
 static int stamp_write(const char *prefix, long pid, int64_t t, char *path, size_t cap) {
@@ -139,6 +170,7 @@ RD_NORETURN static void sentinel(int rfd, pid_t parent) {
     // Out of the rank's process group: launchers end a torn-down rank's whole group, and the
     // sentinel of the rank that died first must live long enough to say so.
     setsid();
+    stamps_sweep();
 
     char ident[512];
     char name_prefix[160] = ""; // "recdistill-<token>"

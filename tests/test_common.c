@@ -1,4 +1,5 @@
-// test_common.c — the common pieces: errors, hashing, CRC32C, RNG, allocation, logging.
+// test_common.c — the common pieces: errors, hashing, CRC32C, RNG, allocation, logging, the rank
+// sentinel's stamps.
 //
 // Golden hash values were computed once from this implementation and pinned: the hashes are part
 // of the on-disk formats (datasets, checkpoints, token stores), so any change must be deliberate.
@@ -16,13 +17,16 @@
 #include "rd/log.h"
 #include "rd/numfmt.h"
 #include "rd/rng.h"
+#include "rd/watch.h"
 
+#include <fcntl.h>
 #include <float.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -876,6 +880,65 @@ static void test_log_levels(void **state) {
     rd_log_init(RD_LOG_LEVEL_INFO, 0, "test");
 }
 
+// ---------------------------------------------------------------------------------------------
+// The rank sentinel's stamps (rd/watch.h)
+
+// Make /dev/shm/<name> holding "123\n", its modification time `age_s` seconds ago.
+static void shm_file(const char *name, int age_s) {
+    char p[300];
+    snprintf(p, sizeof p, "/dev/shm/%s", name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("123\n", f);
+    fclose(f);
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= age_s;
+    ts[1] = ts[0];
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+}
+
+static int shm_exists(const char *name) {
+    char p[300];
+    snprintf(p, sizeof p, "/dev/shm/%s", name);
+    return access(p, F_OK) == 0;
+}
+
+// A sentinel killed within the 3 s its stamp lives (kill -9 of every process of a launch, as
+// `pkill -9 -f "recdistill train"` does, or a Slurm step's processes ended together) left the
+// stamp in /dev/shm for good: no later launch reads it (its token differs), and nothing removed
+// it, one more file per such kill. A sentinel now removes the stamps of this user older than a
+// minute when it starts; fresh stamps (another launch's sentinels arbitrating now) and other
+// names stay.
+static void test_watch_stale_stamps(void **state) {
+    (void)state;
+    struct stat st;
+    if (stat("/dev/shm", &st) != 0 || !S_ISDIR(st.st_mode) || access("/dev/shm", W_OK) != 0)
+        skip();
+    char old[96], fresh[96], other[96];
+    snprintf(old, sizeof old, "recdistill-rdtest%ld-old.%ld", (long)getpid(), (long)getpid());
+    snprintf(fresh, sizeof fresh, "recdistill-rdtest%ld-new.%ld", (long)getpid(), (long)getpid());
+    snprintf(other, sizeof other, "recdistill-rdtest%ld-keep.txt", (long)getpid());
+    shm_file(old, 600);
+    shm_file(fresh, 1);
+    shm_file(other, 600);
+    rd_watch *w = NULL;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_watch_start(&w, &eb), RD_OK);
+    rd_watch_stop(w); // waits for the sentinel
+    int old_left = shm_exists(old), fresh_left = shm_exists(fresh), other_left = shm_exists(other);
+    char p[300];
+    const char *const names[3] = {old, fresh, other};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "/dev/shm/%s", names[i]);
+        unlink(p);
+    }
+    assert_false(old_left);
+    assert_true(fresh_left);
+    assert_true(other_left);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strerror),
@@ -901,6 +964,7 @@ int main(void) {
         cmocka_unit_test(test_fmt_append),
         cmocka_unit_test(test_abort_watchdog),
         cmocka_unit_test(test_abort_launch_without_mpi),
+        cmocka_unit_test(test_watch_stale_stamps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,7 +26,10 @@
 // loaded host a victim is sometimes named instead; docs/reliability.md has the figures). A rank
 // that ends the launch on purpose (rd_watch_failing, then MPI_Abort) stamps time 0 first, so the
 // victims of its MPI_Abort stay silent. On several hosts, each host's first abrupt end is reported
-// (the first line in time is the culprit). Stamps are removed by their sentinel 3 s later.
+// (the first line in time is the culprit). Stamps are removed by their sentinel 3 s later; a
+// sentinel killed before that (kill -9 of every process of a launch, a Slurm step ended whole)
+// leaves its stamp, and every sentinel removes this user's stamps older than a minute as it
+// starts.
 #ifndef RD_WATCH_H
 #define RD_WATCH_H
 
