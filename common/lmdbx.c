@@ -1136,6 +1136,12 @@ int rd_lmdbx_write(MDB_env *env,
                    rd_errbuf *eb) {
     int resized = 0;
     for (;;) {
+        // A reader that died inside a read pins its snapshot: no page freed since is reused, and
+        // a writer that keeps the env open (a PS rank's token shards, a teacher's target log)
+        // grew the file by every commit's copied pages for as long as nobody else opened it.
+        // One lock and a liveness check per reader slot, against a commit of thousands of
+        // records.
+        clear_stale_readers(env);
         MDB_txn *txn = NULL;
         int rc = mdb_txn_begin(env, NULL, 0, &txn);
         if (rc == MDB_MAP_RESIZED && resized++ < MAX_RESIZE_RETRIES) {

@@ -794,6 +794,92 @@ static void test_stale_partials(void **state) {
     rd_lmdbx_pending_forget(again);
 }
 
+// A reader killed inside a read (a `tokens verify` stopped with kill -9, a crashed server) leaves
+// its slot in lock.mdb holding its snapshot: LMDB may not reuse any page freed after it. A
+// writer that keeps the env open (a PS rank for the whole launch) never cleared that slot, so
+// every commit's copied pages were lost: 50 rewrites of a 2.5 MB shard grew its data.mdb to
+// 130 MB instead of 3.5 MB, and appends of new records took 35 % more room, until some other
+// process happened to open the env. A write transaction now clears dead readers' slots first.
+static int block_in_read(const rd_token_record *rec, void *user) {
+    (void)rec;
+    char c = 'r';
+    (void)!write(*(int *)user, &c, 1);
+    pause(); // killed here, inside the read transaction
+    return 0;
+}
+
+static long shard_file_bytes(const char *dir) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/shard-0000/data.mdb", dir);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    return (long)st.st_size;
+}
+
+static void test_dead_reader_pins_no_pages(void **state) {
+    (void)state;
+    enum { N = 3000, DIM = 8, ROUNDS = 12 };
+    char dir[512];
+    store_path(dir, sizeof dir, "dead_reader");
+    rd_token_store *s = create_store("dead_reader", DIM, RD_TOKEN_FP32, 1, 0);
+    uint64_t *users = calloc(N, sizeof *users), *ids = calloc(N, sizeof *ids);
+    int64_t *ts = calloc(N, sizeof *ts);
+    float *tok = calloc((size_t)N * DIM, sizeof *tok);
+    assert_true(users && ids && ts && tok);
+    for (int i = 0; i < N; i++) {
+        users[i] = 1 + (uint64_t)(i % 100);
+        ts[i] = 1000 + i;
+        ids[i] = (uint64_t)i + 1;
+    }
+    rd_token_batch b = {0};
+    b.n = N;
+    b.users = users;
+    b.ts = ts;
+    b.ids = ids;
+    b.tokens = tok;
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK); // the freelist in use once
+    const long base = shard_file_bytes(dir);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        rd_token_open_opts o = {0};
+        o.mode = RD_TOKEN_READ_ONLY;
+        rd_token_store *r = NULL;
+        if (rd_token_store_open(dir, &o, &r, &eb) == RD_OK)
+            rd_token_store_iterate(r, -1, block_in_read, &p[1], &eb);
+        _exit(1);
+    }
+    close(p[1]);
+    char c = 0;
+    assert_int_equal(read(p[0], &c, 1), 1); // inside its read
+    close(p[0]);
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    for (int round = 0; round < ROUNDS; round++) { // the same records rewritten, as a rebuild
+        for (size_t i = 0; i < (size_t)N * DIM; i++)
+            tok[i] += 1.0f;
+        assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+    }
+    const long end = shard_file_bytes(dir);
+    rd_token_store_destroy(s);
+    free(users);
+    free(ids);
+    free(ts);
+    free(tok);
+    // Without the dead reader's slot cleared, each round added about a store's worth.
+    if (end > 2 * base)
+        fail_msg("%d rewrites after a reader died inside a read: data.mdb grew from %ld to %ld "
+                 "bytes",
+                 ROUNDS, base, end);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Round trips
 
@@ -3236,6 +3322,7 @@ int main(void) {
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_opts_from_config),
         cmocka_unit_test(test_commit_new),
+        cmocka_unit_test(test_dead_reader_pins_no_pages),
     };
     return cmocka_run_group_tests(tests, setup_root, teardown_root);
 }

@@ -56,9 +56,11 @@
 // Every env is opened with MDB_NOTLS (read transactions are not tied to threads, and one thread
 // may hold a read transaction while it writes), never with MDB_NOLOCK: readers in other
 // processes register in lock.mdb, so they see consistent snapshots and never block the writer.
-// A reader that dies without closing its env leaves its slot there; rd_lmdbx_env_open, and
-// rd_lmdbx_read_begin when every slot is taken, free the slots of processes that no longer run
-// (mdb_reader_check), which LMDB itself does only for an opener that finds the env unused.
+// A reader that dies without closing its env leaves its slot there; rd_lmdbx_env_open, every
+// write transaction of rd_lmdbx_write, and rd_lmdbx_read_begin when every slot is taken, free
+// the slots of processes that no longer run (mdb_reader_check), which LMDB itself does only for
+// an opener that finds the env unused. A slot left inside a read holds its snapshot: until it is
+// freed, no page freed after it is reused, and the file grows by every commit's copies.
 #ifndef RD_LMDBX_H
 #define RD_LMDBX_H
 
