@@ -1127,6 +1127,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
 static void on_sigusr1(int sig) {
     (void)sig;
     rd_trainer_request_checkpoint();
+    rd_server_request_checkpoint();
 }
 
 // The SIGUSR1 handler an MPI library installed over on_sigusr1 in MPI_Init (MPICH 4's does, to
@@ -1135,6 +1136,7 @@ static struct sigaction sigusr1_mpi;
 
 static void on_sigusr1_mpi(int sig, siginfo_t *si, void *uc) {
     rd_trainer_request_checkpoint();
+    rd_server_request_checkpoint();
     if (sigusr1_mpi.sa_flags & SA_SIGINFO) {
         if (sigusr1_mpi.sa_sigaction)
             sigusr1_mpi.sa_sigaction(sig, si, uc);
@@ -1144,7 +1146,8 @@ static void on_sigusr1_mpi(int sig, siginfo_t *si, void *uc) {
 }
 
 // SIGUSR1 asks for a checkpoint after the next step (rd_trainer_request_checkpoint) instead of
-// ending the rank, on every rank (a PS rank ignores it): Slurm's --signal=USR1@N reaches every
+// ending the rank, on every rank (a PS rank, or a worker other than its job's rank 0, passes it
+// on to the job's rank 0: rd_server_request_checkpoint): Slurm's --signal=USR1@N reaches every
 // process of the step, and mpiexec passes a SIGUSR1 it gets on to each rank. Installed before
 // anything else, so that a signal early in the start-up does not kill the rank. SA_RESTART: the
 // system calls it interrupts go on (a sleep of a polling loop only ends early).

@@ -37,6 +37,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,11 @@ struct rd_server {
     unsigned stop_turn;
     int stop_acked[RD_MAX_JOBS];
     int stop_shard, stop_told;
+    // SIGUSR1 (any shard, usr1_pass): the sends to the jobs' rank 0 of the last one passed on
+    // (usr1_n of them, from usr1_buf).
+    long long usr1_buf;
+    MPI_Request usr1_req[RD_MAX_JOBS];
+    int usr1_n;
 
     srv_msg *incoming_head, *incoming_tail; // posted receives, probe order
     srv_msg *free_msgs;
@@ -615,6 +621,10 @@ void rd_server_destroy(rd_server *s) {
         job_free(J);
     }
     free_list(s->free_msgs);
+    if (s->usr1_n > 0) { // 8 bytes each: sent at once (eager), whether received or not
+        MPI_Status st[RD_MAX_JOBS];
+        MPI_Waitall(s->usr1_n, s->usr1_req, st);
+    }
     for (size_t i = 0; i < s->n_sends; i++) {
         if (s->sends[i].active) {
             MPI_Status st[2];
@@ -1545,6 +1555,47 @@ void rd_server_request_stop(void) {
     stop_requested = 1;
 }
 
+// SIGUSR1 asks each job for a checkpoint, which a job's rank 0 writes (rd/trainer.h), so one that
+// reached a PS rank alone was lost (the PS ranks took it and did nothing). Every shard now passes
+// it on to the rank 0 of each job still training (RD_TAG_CKPT, with when it came: sent to every
+// rank, the job's rank 0 gets it once per rank and answers it once, by those times). usr1_ms: the
+// wall-clock time in ms of this rank's SIGUSR1 not yet passed on (0: none); lock-free, so
+// async-signal-safe.
+static atomic_llong usr1_ms;
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "a signal handler sets usr1_ms: it must be lock-free");
+
+void rd_server_request_checkpoint(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long t = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    atomic_store(&usr1_ms, t > 0 ? t : 1);
+}
+
+static int job_shut(const srv_job *J);
+
+// Pass this rank's SIGUSR1 on to every job still training (once the sends of the last one are
+// done: they share usr1_buf). Returns 1 on work.
+static int usr1_pass(rd_server *s) {
+    int done = 1;
+    MPI_Status st[RD_MAX_JOBS];
+    if (s->usr1_n > 0)
+        RD_MPI_CHECK(MPI_Testall(s->usr1_n, s->usr1_req, &done, st));
+    if (!done)
+        return 0;
+    s->usr1_n = 0;
+    s->usr1_buf = atomic_exchange(&usr1_ms, 0);
+    for (int j = 0; j < s->n_jobs && s->usr1_buf != 0; j++) {
+        if (job_shut(&s->jobs[j]))
+            continue;
+        RD_MPI_CHECK(MPI_Isend(&s->usr1_buf, 1, MPI_LONG_LONG, s->comm->job_first[j], RD_TAG_CKPT,
+                               s->comm->world, &s->usr1_req[s->usr1_n++]));
+    }
+    if (s->usr1_n > 0)
+        RD_LOG_INFO("PS shard %d: SIGUSR1 passed on to the rank 0 of %d job(s)", s->shard,
+                    s->usr1_n);
+    return 1;
+}
+
 // RD_STOP_GRACE_S: seconds, 1..3600; anything else is the default (and said once).
 static double stop_grace_s(void) {
     const char *e = getenv("RD_STOP_GRACE_S");
@@ -1685,6 +1736,8 @@ int rd_server_run(rd_server *s) {
             work |= stop_poll(s);
         else if (s->shard != 0 && stop_requested && !s->stop_told)
             stop_tell(s);
+        if (atomic_load(&usr1_ms) != 0)
+            work |= usr1_pass(s);
         if (finished(s))
             break;
         // After traffic, poll without yielding for a short window (the data message of a

@@ -46,6 +46,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,6 +213,11 @@ struct rd_trainer {
     char resume_dir[RD_PATH_MAX * 2]; // "" = fresh start (rd_trainer_opts.resume_dir)
     int resuming;                     // the run continues from rpos
     rd_train_pos rpos;
+    // Job rank 0: the SIGUSR1s (this rank's, or passed on by another rank: usr1_collect) that
+    // wait for a checkpoint (usr1_pend, their wall-clock times in ms), and those the last
+    // checkpoint on SIGUSR1 answered (usr1_done, usr1_lo..usr1_hi).
+    int usr1_pend, usr1_done;
+    long long usr1_pend_lo, usr1_pend_hi, usr1_lo, usr1_hi;
     rd_trainer_result *res; // the report being filled (rd_trainer_run); windows.tsv reads it
     int n_restored;         // stream windows whose metrics the checkpoint gave back (job rank 0)
     // Jobs in live distillation begin the phase sequence together (resume_common_start).
@@ -2228,13 +2234,37 @@ int rd_trainer_windows_check(
 }
 
 // A checkpoint request, set by a signal handler: answered, and cleared, by the job rank 0 that
-// writes the checkpoint. Bit 1: SIGUSR1 (rd_trainer_request_checkpoint), bit 2: SIGTERM
-// (rd_trainer_request_stop: once the checkpoint is written, PS shard 0 is told, and ends the run
-// when every job has one, rd/server.h).
+// writes the checkpoint. Bit 2: SIGTERM (rd_trainer_request_stop: once the checkpoint is written,
+// PS shard 0 is told, and ends the run when every job has one, rd/server.h). SIGUSR1 has usr1_ms
+// (below); bit 1 stands for it in a request taken (req, asked_by).
 static volatile sig_atomic_t ckpt_requested;
 
+// The wall-clock time (ms since the epoch) of this rank's latest SIGUSR1 not yet taken (0: none),
+// set by the handler, taken by usr1_take: it tells the same signal sent to every rank (Slurm,
+// mpiexec), reaching the job's rank 0 also passed on by the others, from a new one. Lock-free,
+// so async-signal-safe.
+static atomic_llong usr1_ms;
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "a signal handler sets usr1_ms: it must be lock-free");
+
+// SIGUSR1s whose times are this close are one request, answered by one checkpoint: the same
+// signal to every process reaches them within milliseconds (the clocks of a cluster's nodes agree
+// closer than that), but its copies passed on reach a job's rank 0 a step or more later.
+#define USR1_SAME_MS 5000
+
+static long long wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long t = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return t > 0 ? t : 1;
+}
+
 void rd_trainer_request_checkpoint(void) {
-    ckpt_requested |= 1;
+    atomic_store(&usr1_ms, wall_ms());
+}
+
+// This rank's pending SIGUSR1: its time, or 0 (none).
+static long long usr1_take(void) {
+    return atomic_exchange(&usr1_ms, 0);
 }
 
 void rd_trainer_request_stop(void) {
@@ -2263,20 +2293,26 @@ static const char *asked_by(int req) {
 // another rank of the job alone (a kill of one pid) was lost: that rank trained on, and the
 // launch ended with exit 0. Such a rank passes it on to the job's rank 0 (RD_TAG_STOP), which
 // takes it as its own unless it has acknowledged one already (the same signal sent to every
-// rank, answered once). SIGUSR1 is not passed on: sent to every rank it would be answered twice
-// (the ranks take it a step apart), and a checkpoint request lost costs no more than the
-// checkpoint.
+// rank, answered once). SIGUSR1 likewise (RD_TAG_CKPT, with the time the rank got it): the job's
+// rank 0 takes those in usr1_collect.
 static void stop_forward(rd_trainer *tr) {
     const rd_comm *c = tr->comm;
     const int first = c->job_first[c->job_index];
     if (c->job_rank != 0) {
-        static const int bit = 2; // the send's buffer: outlives it
+        static const int bit = 2;  // the sends' buffers: outlive them
+        static long long usr1_fwd; // (rd_comm_wait before the next)
+        MPI_Request r;
+        if ((usr1_fwd = usr1_take()) != 0) {
+            RD_LOG_INFO("job '%s': SIGUSR1 on rank %d of the job, passed on to its rank 0",
+                        tr->job->name, c->job_rank);
+            RD_MPI_CHECK(MPI_Isend(&usr1_fwd, 1, MPI_LONG_LONG, first, RD_TAG_CKPT, c->world, &r));
+            rd_comm_wait(&r, tr->cfg->cluster.poll_us_max);
+        }
         if (!(ckpt_requested & 2))
             return;
         ckpt_requested = 0;
         RD_LOG_INFO("job '%s': SIGTERM on rank %d of the job, passed on to its rank 0",
                     tr->job->name, c->job_rank);
-        MPI_Request r;
         RD_MPI_CHECK(MPI_Isend(&bit, 1, MPI_INT, first, RD_TAG_STOP, c->world, &r));
         rd_comm_wait(&r, tr->cfg->cluster.poll_us_max);
         return;
@@ -2295,6 +2331,61 @@ static void stop_forward(rd_trainer *tr) {
     }
 }
 
+static int usr1_answered(const rd_trainer *tr, long long t) {
+    return tr->usr1_done && t >= tr->usr1_lo - USR1_SAME_MS && t <= tr->usr1_hi + USR1_SAME_MS;
+}
+
+// Job rank 0: a SIGUSR1 at time t (ms), this rank's own or passed on by world rank `from` (another
+// rank of the job, stop_forward, or a PS shard, rd_server_run), waits for a checkpoint unless the
+// last checkpoint on SIGUSR1 answered it already: the same signal sent to every rank comes to
+// this rank once per rank it reached, in any order.
+static void usr1_note(rd_trainer *tr, long long t, int from) {
+    if (usr1_answered(tr, t)) {
+        RD_LOG_DEBUG("job '%s': SIGUSR1 from rank %d answered already", tr->job->name, from);
+        return;
+    }
+    if (from != tr->comm->rank)
+        RD_LOG_INFO("job '%s': a checkpoint for the SIGUSR1 rank %d got", tr->job->name, from);
+    if (!tr->usr1_pend || t < tr->usr1_pend_lo)
+        tr->usr1_pend_lo = t;
+    if (!tr->usr1_pend || t > tr->usr1_pend_hi)
+        tr->usr1_pend_hi = t;
+    tr->usr1_pend = 1;
+}
+
+// Job rank 0: this rank's SIGUSR1 and those the others passed on (RD_TAG_CKPT: another rank of
+// the job, or a PS shard; a SIGUSR1 to one of them alone was lost before).
+static void usr1_collect(rd_trainer *tr) {
+    const rd_comm *c = tr->comm;
+    long long t = usr1_take();
+    if (t != 0)
+        usr1_note(tr, t, c->rank);
+    for (;;) {
+        int flag = 0, job = 0, index = 0;
+        MPI_Status st;
+        RD_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, RD_TAG_CKPT, c->world, &flag, &st));
+        if (!flag)
+            return;
+        RD_MPI_CHECK(MPI_Recv(&t, 1, MPI_LONG_LONG, st.MPI_SOURCE, RD_TAG_CKPT, c->world,
+                              MPI_STATUS_IGNORE));
+        // From a PS shard or another rank of this job (nothing else sends a worker this tag).
+        if (rd_comm_job_of(c, st.MPI_SOURCE, &job, &index) == RD_OK &&
+            (job < 0 || (job == c->job_index && index > 0)) && t > 0)
+            usr1_note(tr, t, st.MPI_SOURCE);
+    }
+}
+
+// Job rank 0: the SIGUSR1s waiting are answered (by the checkpoint just written or written
+// at this step already).
+static void usr1_answer(rd_trainer *tr) {
+    if (!tr->usr1_pend)
+        return;
+    tr->usr1_pend = 0;
+    tr->usr1_done = 1;
+    tr->usr1_lo = tr->usr1_pend_lo;
+    tr->usr1_hi = tr->usr1_pend_hi;
+}
+
 // Job rank 0 writes the checkpoint of the cut "steps 0..step-1 applied" when it is due (or
 // forced); the other ranks return at once. Called between rd_dense_optim_step and the next
 // step's push, so the PS cut (rd_kv_save waits for it) and the dense parameters agree.
@@ -2306,8 +2397,10 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_e
     if (!tr->ckpt_root[0] || step == 0)
         return RD_OK;
     // Only job rank 0 writes, so its own clock may decide the time cadence, and only its own
-    // pending request counts (ckpt_requested).
-    int req = tr->comm->job_rank == 0 ? (int)ckpt_requested : 0;
+    // pending request counts (ckpt_requested; SIGUSR1: usr1_collect).
+    if (tr->comm->job_rank == 0)
+        usr1_collect(tr);
+    int req = tr->comm->job_rank == 0 ? ((int)ckpt_requested & 2) | (tr->usr1_pend ? 1 : 0) : 0;
     // A SIGTERM after the one acknowledged asks nothing new (the run is ending): one that every
     // rank got, taken here a step after another rank of the job passed it on (stop_forward),
     // wrote a second checkpoint.
@@ -2321,6 +2414,7 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_e
         if (asked &&
             rd_train_ckpt_path(tr->ckpt_root, tr->job->name, step, path, sizeof path) == RD_OK) {
             ckpt_requested = 0;
+            usr1_answer(tr);
             printf("[%s] checkpoint on %s: %s (written already)\n", tr->job->name, asked_by(req),
                    path);
             fflush(stdout);
@@ -2335,9 +2429,12 @@ static int ckpt_maybe(rd_trainer *tr, int64_t range_step, int force, int phase_e
     tr->ckpt_step = step;
     if (tr->comm->job_rank != 0)
         return RD_OK;
-    // Cleared before the write: a request that arrives during it asks for the next step's.
-    if (asked)
+    // Cleared before the write: a request that arrives during it asks for the next step's
+    // (a SIGUSR1 unless it is one of those answered: usr1_answered).
+    if (asked) {
         ckpt_requested = 0;
+        usr1_answer(tr);
+    }
     tr->ckpt_t = rd_mono_s();
     char final[RD_PATH_MAX + 96], part[RD_PATH_MAX + 128], jdir[RD_PATH_MAX + 64];
     snprintf(jdir, sizeof jdir, "%s/%s", tr->ckpt_root, tr->job->name);

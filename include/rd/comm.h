@@ -94,6 +94,8 @@ typedef enum rd_tag {
     RD_TAG_STOP = 25,            // job rank 0 -> PS shard 0 (world): checkpointed since SIGTERM;
                                  // another PS shard -> shard 0: got SIGTERM (-1); another rank
                                  // of a job -> its rank 0: got SIGTERM (2)
+    RD_TAG_CKPT = 26,            // another rank of a job, or a PS shard -> a job's rank 0: got
+                                 // SIGUSR1 (long long: when, ms since the epoch)
     RD_TAG_USER = 64,            // first tag free for other modules
     RD_TAG_PS_REPLY_BASE = 4096, // PS -> worker: RD_TAG_PS_REPLY_BASE + rd_msg_slot(req_id)
     RD_TAG_PS_REPLY_SLOTS = RD_MSG_SLOTS, // number of reply tags (request slots per process)

@@ -128,6 +128,10 @@ int rd_server_create(const rd_comm *comm, const rd_config *cfg, rd_server **out,
 int rd_server_run(rd_server *srv);
 /** Async-signal-safe: SIGTERM reached this PS rank (only shard 0 acts on it, rd_server_run). */
 void rd_server_request_stop(void);
+/** Async-signal-safe: SIGUSR1 reached this PS rank; rd_server_run passes it on to the rank 0 of
+ *  every job still training (RD_TAG_CKPT), which writes a checkpoint (as on
+ *  rd_trainer_request_checkpoint) unless the same signal reached it by another way. */
+void rd_server_request_checkpoint(void);
 /** Free tables, buffers and handlers. Accepts NULL. Requests still deferred are dropped. */
 void rd_server_destroy(rd_server *srv);
 

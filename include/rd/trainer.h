@@ -291,9 +291,11 @@ int rd_trainer_windows_check(
 /**
  * Ask every trainer of this process for a checkpoint after its next training step, whatever the
  * checkpoint cadence (none set included); training then goes on. Job rank 0 writes it, as it
- * writes the periodic ones, so a request that reaches only the other ranks of a job does
- * nothing; a request before the first step or while no step is left (evaluation) waits for the
- * next step, if any. Async-signal-safe: it only sets a flag. `recdistill train` calls it from its
+ * writes the periodic ones; another rank of the job passes its request on to it (RD_TAG_CKPT,
+ * as a PS rank does: rd_server_request_checkpoint), and requests less than 5 s apart are
+ * answered by one checkpoint. A request before the first step or while no step is left
+ * (evaluation) waits for the next step, if any. Async-signal-safe: it only sets a lock-free
+ * atomic. `recdistill train` calls it from its
  * SIGUSR1 handler, so `kill -USR1`, or Slurm's `--signal=USR1@N` some minutes before a time
  * limit, leaves a checkpoint seconds old to resume from (docs/slurm.md).
  */
