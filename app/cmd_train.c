@@ -36,7 +36,8 @@
 // as it did.
 //
 // Exit codes: 0 success, 1 failure (a non-zero exit of mpiexec after MPI_Abort), 2 usage error,
-// 143 ended on SIGTERM after every job's checkpoint (or the grace time).
+// 143 ended on SIGTERM after every job's checkpoint (or the grace time), the signal having come
+// before report.json was written (stop_before_report).
 #include "commands.h"
 
 #include "rd/alloc.h"
@@ -110,7 +111,8 @@ static void train_usage(FILE *out) {
         "seconds, default 20, after the signal): resume it with --resume.\n"
         "\n"
         "exit status: 0 ok, 1 failure on any rank (message on stderr), 2 usage error (a\n"
-        "launch of another N included), 143 ended on SIGTERM\n");
+        "launch of another N included), 143 ended on SIGTERM (one before report.json is\n"
+        "written)\n");
 }
 
 static void bcast_polled(void *buf, int count, MPI_Datatype dt, MPI_Comm c, int poll_us) {
@@ -1192,14 +1194,53 @@ static void checkpoint_signal_after_mpi_init(const sigset_t *old) {
     sigprocmask(SIG_SETMASK, old, NULL);
 }
 
+// This rank took SIGTERM once its role started (stop_before_report).
+static volatile sig_atomic_t got_sigterm;
+
 static void on_sigterm_ps(int sig) {
     (void)sig;
+    got_sigterm = 1;
     rd_server_request_stop();
 }
 
 static void on_sigterm_worker(int sig) {
     (void)sig;
+    got_sigterm = 1;
     rd_trainer_request_stop();
+}
+
+static void hook_sleep(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+// SIGTERM after every job has ended (PS shard 0 no longer serves, rd/server.h): the results are
+// with rank 0 and nothing is left but the report, which the signal came before. Such a run went on
+// to its report and exit 0, a SIGTERM a moment earlier ended it with 143: now it ends with 143
+// and no report too, as docs/tools.md says (resumed, it starts from the final checkpoints and only
+// evaluates). Every rank says whether it took the signal (a worker's may have come after its job
+// shut down); rank 0 asks again right before the report (`last`), its own flag alone. A SIGTERM
+// after report.json is written does not change the run's exit status 0: its outputs are complete.
+static void stop_before_report(const rd_comm *comm, const rd_config *cfg, int last) {
+    int any = got_sigterm;
+    if (!last) {
+        MPI_Request r;
+        RD_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, comm->world, &r));
+        rd_comm_wait(&r, cfg->cluster.poll_us_max);
+    }
+    if (!any)
+        return;
+    if (comm->rank == 0) {
+        printf("[ps] SIGTERM: every job has ended its training (its final checkpoint is written): "
+               "ending the run before its report (exit status 143); resume it with --resume %s\n",
+               cfg->ps.checkpoint_dir);
+        rd_abort_launch_status(143);
+    }
+    // Rank 0 ends the launch; should its abort not come, this rank ends it after the wait.
+    rd__watch_failing();
+    hook_sleep(5000);
+    rd_abort_launch_status(143);
 }
 
 // SIGTERM from the roles on: every job's checkpoint, then the end of the run (rd/server.h,
@@ -1428,7 +1469,9 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
 
     // 4. Roles.
     const int hook_timeout_ms = test_hook_ms("RD_TEST_DISTILL_TIMEOUT_MS", rank),
-              hook_fin_ms = test_hook_ms("RD_TEST_FIN_DELAY_MS", rank);
+              hook_fin_ms = test_hook_ms("RD_TEST_FIN_DELAY_MS", rank),
+              hook_report_ms = test_hook_ms("RD_TEST_REPORT_DELAY_MS", rank),
+              hook_end_ms = test_hook_ms("RD_TEST_END_DELAY_MS", rank);
     stop_signal_install(comm->role_kind == RD_ROLE_PS);
     rd_trainer_result *res = rd_xcalloc((size_t)comm->n_jobs, sizeof *res);
     rd_trainer_result *mine = rd_xcalloc(1, sizeof *mine); // ~1.2 MB (the window table)
@@ -1471,6 +1514,13 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
                                    TAG_RESULT, comm->world, &r));
             rd_comm_wait(&r, poll);
         }
+        if (hook_report_ms > 0) { // a test's rank 0 slow to its report (tests/scripts/term_late.sh)
+            RD_LOG_INFO("holding the report for %d ms (RD_TEST_REPORT_DELAY_MS)", hook_report_ms);
+            hook_sleep(hook_report_ms);
+        }
+    }
+    stop_before_report(comm, cfg, 0);
+    if (rank == 0) {
         const rd_report_build build = {rd_app_build_id(), rd_app_runtime_id(), runtime_mixed,
                                        ta->sets, ta->n_sets};
         // report.json is the last file a run writes: a failure before it (the plot on a full
@@ -1479,12 +1529,17 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
             die(comm, "effective configuration", &eb, rc);
         if (cfg->output.plot && (rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)
             die(comm, "plot", &eb, rc);
+        stop_before_report(comm, cfg, 1);
         if ((rc = rd_report_write(cfg, res, comm->n_jobs, rd_mono_s() - t_start, &build, &eb)) !=
             RD_OK)
             die(comm, "report", &eb, rc);
         rd_report_print(cfg, res, comm->n_jobs);
         printf("report: %s/report.json\n", cfg->run.out_dir);
         fflush(stdout);
+        if (hook_end_ms > 0) { // a test's rank 0 slow to end after its report (term_late.sh)
+            RD_LOG_INFO("holding the end for %d ms (RD_TEST_END_DELAY_MS)", hook_end_ms);
+            hook_sleep(hook_end_ms);
+        }
     }
     MPI_Request r;
     RD_MPI_CHECK(MPI_Ibarrier(comm->world, &r));

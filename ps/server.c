@@ -1680,8 +1680,12 @@ static int stop_poll(rd_server *s) {
         if (n > 0 && (size_t)n < sizeof missing - off)
             off += (size_t)n;
     }
-    if (!running) // every job is done: the run ends as usual (finished)
-        return work;
+    // Every job done (its final checkpoint written, its report figures too) is no reason to go
+    // on to the report: the signal asked the run to end, and it ends as it would have a step
+    // earlier (a run that went on ended with exit 0 or, with a slow evaluation, at the grace
+    // time). A resumed run starts from the final checkpoints and only evaluates.
+    if (!running)
+        stop_end(s, "every job has ended its training (its final checkpoint is written)");
     if (!left)
         stop_end(s, "every job has a checkpoint since the signal");
     double grace = s->stop_grace;

@@ -217,6 +217,7 @@ struct rd_trainer {
     // wait for a checkpoint (usr1_pend, their wall-clock times in ms), and those the last
     // checkpoint on SIGUSR1 answered (usr1_done, usr1_lo..usr1_hi).
     int usr1_pend, usr1_done;
+    int final_ckpt; // the final checkpoint is written: no step is left (stop_after_final)
     long long usr1_pend_lo, usr1_pend_hi, usr1_lo, usr1_hi;
     rd_trainer_result *res; // the report being filled (rd_trainer_run); windows.tsv reads it
     int n_restored;         // stream windows whose metrics the checkpoint gave back (job rank 0)
@@ -2386,6 +2387,28 @@ static void usr1_answer(rd_trainer *tr) {
     tr->usr1_hi = tr->usr1_pend_hi;
 }
 
+// After the final checkpoint no step is left to checkpoint after, so a SIGTERM taken then (the
+// holdout evaluation, the end of the distillation) was answered by nobody: PS shard 0 waited for
+// the job to shut down and the run went on to its report and exit 0 (or, with a slow evaluation,
+// ended at the grace time naming the job as without a checkpoint). The final checkpoint answers
+// it: the job's rank 0 tells PS shard 0 at once (another rank passes it on, stop_forward), which
+// ends the run with exit status 143 and no report (rd/server.h). Called between the steps of what
+// follows the final checkpoint.
+static void stop_after_final(rd_trainer *tr) {
+    if (!tr->final_ckpt)
+        return;
+    if (tr->comm->job_size > 1)
+        stop_forward(tr);
+    if (tr->comm->job_rank != 0 || !(ckpt_requested & 2) || tr->stop_acked)
+        return;
+    ckpt_requested = 0;
+    char path[RD_PATH_MAX + 96];
+    if (rd_train_ckpt_path(tr->ckpt_root, tr->job->name, tr->ckpt_step, path, sizeof path) == RD_OK)
+        printf("[%s] checkpoint on SIGTERM: %s (the final one)\n", tr->job->name, path);
+    fflush(stdout);
+    stop_ack(tr, 2);
+}
+
 // Job rank 0 writes the checkpoint of the cut "steps 0..step-1 applied" when it is due (or
 // forced); the other ranks return at once. Called between rd_dense_optim_step and the next
 // step's push, so the PS cut (rd_kv_save waits for it) and the dense parameters agree.
@@ -2679,6 +2702,7 @@ static int eval_range(rd_trainer *tr,
             break;
         if ((rc = distill_progress(tr, eb)) != RD_OK)
             break;
+        stop_after_final(tr);
         stage_batch(tr, cur, &bt);
         if ((rc = rd_model_forward(m, &bt, eb)) != RD_OK)
             break;
@@ -3492,6 +3516,9 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         tr->pos_epoch = cfg->train.epochs;
         tr->pos_window = (int32_t)K;
         rc = ckpt_maybe(tr, 0, 1, 0, eb);
+        // A final checkpoint (none without a checkpoint folder) answers a SIGTERM from here on.
+        tr->final_ckpt = rc == RD_OK && tr->ckpt_root[0] && tr->ckpt_step == rd_kv_step(tr->kv);
+        stop_after_final(tr);
     }
     if (rc == RD_OK) {
         double es = 0;
@@ -3501,8 +3528,11 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
         // throughput is not measured (nan in the metrics file, as the popularity rows').
         res->warm.samples_per_s = (double)NAN;
     }
-    if (rc == RD_OK)
+    if (rc == RD_OK) {
+        stop_after_final(tr);
         rc = distill_finish(tr, res, eb);
+        stop_after_final(tr);
+    }
     if (rc == RD_OK) {
         // Communication of the job: this rank's channels, summed on job rank 0.
         rd_traffic mine = tr->traffic;
@@ -3540,6 +3570,7 @@ int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb) {
     } else {
         res->n_windows = 0;
     }
+    stop_after_final(tr);
     return RD_OK;
 }
 

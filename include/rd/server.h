@@ -122,9 +122,11 @@ int rd_ps_serve(const rd_comm *comm, const rd_config *cfg);
 int rd_server_create(const rd_comm *comm, const rd_config *cfg, rd_server **out, rd_errbuf *eb);
 /** Serve until shutdown. @return RD_OK (errors of single requests are replied, not returned).
  *  After rd_server_request_stop (on shard 0), or a job's RD_TAG_STOP message: ends the launch
- *  (MPI_Abort, exit status 143) once every job still training has a checkpoint since the signal,
- *  or RD_STOP_GRACE_S seconds (default 20) after it; a run whose jobs all finish meanwhile ends
- *  as usual. */
+ *  (MPI_Abort, exit status 143) once every job still training has a checkpoint since the signal
+ *  (a job past its final checkpoint has one; a job that shut down meanwhile counts too), or
+ *  RD_STOP_GRACE_S seconds (default 20) after it. A run whose jobs all shut down meanwhile ends
+ *  with 143 as well, before its report (`recdistill train` then agrees on the signal once more
+ *  just before the report). */
 int rd_server_run(rd_server *srv);
 /** Async-signal-safe: SIGTERM reached this PS rank (only shard 0 acts on it, rd_server_run). */
 void rd_server_request_stop(void);
