@@ -54,6 +54,8 @@ typedef struct tk_shard {
     MDB_cursor *rcur;   // cursor of rtxn on dbi_tokens, renewed with it
     int live;           // rtxn is active in the current call
     int writable;
+    dev_t dev; // the data file opened (writable shards: shard_present)
+    ino_t ino;
 } tk_shard;
 
 // One record of an append, sorted by (shard, key, position in the batch).
@@ -665,6 +667,26 @@ static int open_shard_dbs(rd_token_store *s, int i, const char *path, rd_errbuf 
     return RD_OK;
 }
 
+// A writable shard's data file is the one it opened. An open LMDB env goes on working on a data
+// file that was unlinked: a store folder removed (rm -rf) or replaced while a run appended to it
+// went unnoticed, the run fetched back what it had appended since and ended with exit 0, its
+// tokens gone with the folder. One stat of the path (about a microsecond, against an append's
+// write transaction or a fetch's reads: bench/bench_tokens) after each shard's appends and
+// before each shard's reads of a call.
+static int shard_present(rd_token_store *s, int i, const char *path, rd_errbuf *eb) {
+    const tk_shard *sh = &s->shards[i];
+    char file[DIR_MAX + 48];
+    snprintf(file, sizeof file, "%s/data.mdb", path);
+    struct stat st;
+    int gone = stat(file, &st) != 0;
+    if (!gone && st.st_dev == sh->dev && st.st_ino == sh->ino)
+        return RD_OK;
+    return rd_err_set(eb, RD_ERR_IO,
+                      "token store %s: %s is %s since the store was opened (its folder removed or "
+                      "replaced?): the tokens written to it are lost",
+                      s->dir, file, gone ? "gone" : "another file");
+}
+
 // Open shard i of s: env, named databases (in a read transaction), header check.
 static int open_shard(rd_token_store *s, int i, const rd_token_open_opts *o, rd_errbuf *eb) {
     char path[DIR_MAX + 32];
@@ -694,6 +716,17 @@ static int open_shard(rd_token_store *s, int i, const rd_token_open_opts *o, rd_
     if (rc != RD_OK)
         return rc;
     sh->writable = o->mode == RD_TOKEN_WRITE;
+    mdb_filehandle_t fd;
+    struct stat st;
+    if (sh->writable && mdb_env_get_fd(sh->env, &fd) == 0 && fstat(fd, &st) == 0) {
+        sh->dev = st.st_dev;
+        sh->ino = st.st_ino;
+        if ((rc = shard_present(s, i, path, eb)) != RD_OK) // removed while it was opened
+            return rc;
+    } else if (sh->writable) {
+        return rd_err_set(eb, RD_ERR_IO, "token store %s: shard %d: %s", s->dir, i,
+                          strerror(errno));
+    }
     return RD_OK;
 }
 
@@ -1071,6 +1104,9 @@ static int store_append_unguarded(rd_token_store *s, const rd_token_batch *b, rd
             if (rc != RD_OK)
                 return rc;
         }
+        int rc = shard_present(s, (int)sh, path, eb);
+        if (rc != RD_OK)
+            return rc;
         g0 = g1;
     }
     return RD_OK;
@@ -1099,8 +1135,10 @@ static int shard_read(rd_token_store *s, int sh, rd_errbuf *eb) {
         return RD_OK;
     char path[DIR_MAX + 32];
     shard_path(s, s->dir, sh, path, sizeof path);
-    int busy = 0;
-    int rc = rd_lmdbx_read_begin_shared(t->env, &t->rtxn, path, s->n_live > 0, &busy, eb);
+    int busy = 0, rc;
+    if (t->writable && (rc = shard_present(s, sh, path, eb)) != RD_OK)
+        return rc;
+    rc = rd_lmdbx_read_begin_shared(t->env, &t->rtxn, path, s->n_live > 0, &busy, eb);
     if (rc != RD_OK && busy) {
         release_reads(s);
         set_where(s, sh);

@@ -1169,6 +1169,49 @@ static void test_duplicate_keys(void **state) {
     rd_token_store_destroy(s);
 }
 
+// A store folder removed (rm -rf) or replaced while a writer has it open: the open env went on
+// working on the unlinked files, so appends and fetches succeeded and the tokens were lost with
+// the folder. Now the next append or fetch fails, naming the store and its shard's file.
+static void test_store_removed_while_open(void **state) {
+    (void)state;
+    const size_t dim = 4;
+    char dir[512];
+    store_path(dir, sizeof dir, "gone");
+    uint64_t users[2] = {5, 6}, ids[2] = {1, 2};
+    int64_t ts[2] = {10, 11};
+    float tok[8] = {1, 1, 1, 1, 2, 2, 2, 2};
+    rd_token_batch b = {2, users, ts, ids, tok, NULL, NULL, NULL, NULL};
+    fout f;
+    fout_init(&f, 1, 4, dim);
+    rd_errbuf eb;
+    for (int replace = 0; replace < 2; replace++) {
+        rd_token_store *s = create_store("gone", (int)dim, RD_TOKEN_FP32, 2, 0);
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_token_store_append(s, &b, &eb), RD_OK);
+        assert_int_equal(rd_token_store_fetch(s, 5, 11, 4, &f.o, &eb), RD_OK);
+        assert_int_equal(f.o.n_found[0], 1);
+        rm_rf(dir);
+        if (replace) { // other files in its place (another process's new store)
+            char cmd[2400];
+            int n = snprintf(cmd, sizeof cmd,
+                             "mkdir -p '%s/shard-0000' '%s/shard-0001' && touch "
+                             "'%s/shard-0000/data.mdb' '%s/shard-0001/data.mdb'",
+                             dir, dir, dir, dir);
+            assert_true(n > 0 && (size_t)n < sizeof cmd);
+            assert_int_equal(system(cmd), 0);
+        }
+        assert_int_equal(rd_token_store_append(s, &b, &eb), RD_ERR_IO);
+        assert_non_null(strstr(eb.msg, dir));
+        assert_non_null(strstr(eb.msg, replace ? "is another file" : "is gone"));
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_token_store_fetch(s, 5, 11, 4, &f.o, &eb), RD_ERR_IO);
+        assert_non_null(strstr(eb.msg, "shard-"));
+        rd_token_store_destroy(s);
+        rm_rf(dir);
+    }
+    fout_free(&f);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Map growth
 
@@ -3296,6 +3339,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_fp16),
         cmocka_unit_test(test_no_leakage),
         cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_store_removed_while_open),
         cmocka_unit_test(test_map_growth),
         cmocka_unit_test(test_small_map_cap),
         cmocka_unit_test(test_layout_mismatch),

@@ -298,11 +298,16 @@ typedef struct rd_token_batch {
  * shard's records are sorted by key and written in write transactions of append_batch records
  * (MDB_APPEND while keys arrive in increasing order, ordinary puts otherwise). A record whose key
  * (user, ts, id) already exists replaces it (re-appending a batch is idempotent). When the map
- * is full it grows by doubling and the transaction is retried, so no write is lost.
+ * is full it grows by doubling and the transaction is retried, so no write is lost. After each
+ * shard's transactions its data file is checked to be the one this handle opened (one stat): a
+ * store folder removed or replaced meanwhile is RD_ERR_IO naming the store and the file (an open
+ * env goes on writing into unlinked files, and the tokens would be lost unseen). Fetches of a
+ * handle open for writing check the same before reading each shard.
  * @return RD_OK, RD_ERR_ARG (record i: shard not owned by this handle, read-only store,
  *         non-finite value, token element fp16 rounds to infinity (|x| >= 65520) in an fp16
  *         store; nothing written), RD_ERR_FULL (map at max_map_size or disk full; the
- *         transactions committed before the failing one stay), RD_ERR_LMDB, RD_ERR_NOMEM
+ *         transactions committed before the failing one stay), RD_ERR_IO (the shard's data file
+ *         removed or replaced since the store was opened), RD_ERR_LMDB, RD_ERR_NOMEM
  */
 int rd_token_store_append(rd_token_store *s, const rd_token_batch *b, rd_errbuf *eb);
 
@@ -327,7 +332,9 @@ typedef struct rd_token_fetch_out {
  * @param[in] L  1..RD_TOKEN_MAX_L
  * @return RD_OK, RD_ERR_ARG (L out of range, the user's shard not open in this handle),
  *         RD_ERR_CORRUPT (a record of the wrong size or CRC: shard, user and time named),
- *         RD_ERR_LMDB. On error the outputs are unspecified.
+ *         RD_ERR_IO (a handle open for writing: the shard's data file removed or replaced since
+ *         it was opened, rd_token_store_append), RD_ERR_LMDB. On error the outputs are
+ *         unspecified.
  */
 int rd_token_store_fetch(rd_token_store *s,
                          uint64_t user,
