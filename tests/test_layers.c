@@ -762,6 +762,102 @@ static void test_target_attention(void **state) {
     target_attention_case(4, 35, 18, 2, big, 62);
 }
 
+// Keys at masked positions may hold garbage (NaN or inf in a padded position's key, so that its
+// score is NaN or inf). The softmax must drop a masked score without reading it, as the naive
+// twin does: the fast one multiplied exp(s - max) by the mask, and 0 * NaN spread NaN through
+// the row's sum to every probability, to the output and to every gradient. Planted at each head's
+// first key dimension of the masked positions t: NaN (t % 3 == 0), +inf (1) or -inf (2).
+static void
+plant_masked_keys(float *k, size_t kstride, const float *m, size_t T, size_t C, size_t NH) {
+    for (size_t t = 0; t < T; t++)
+        for (size_t h = 0; h < NH && m[t] == 0.0f; h++)
+            k[t * kstride + h * (C / NH)] = t % 3 == 0 ? NAN : t % 3 == 1 ? INFINITY : -INFINITY;
+}
+
+// The backward twins agree with garbage keys: equal NaN positions (a garbage key still reaches
+// dq as its probability 0 times itself, 0 * NaN, in both twins) and close finite values, with
+// the finite values required to be most of them (dk and dv stay finite).
+static void assert_close_same_nan(const float *a, const float *b, size_t n, const char *what) {
+    size_t finite = 0;
+    float mx = 1e-3f, err = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i]) != isnan(b[i]) || isinf(a[i]) || isinf(b[i]))
+            fail_msg("%s: %g vs %g at %zu", what, (double)a[i], (double)b[i], i);
+        if (isnan(b[i]))
+            continue;
+        finite++;
+        err = fabsf(a[i] - b[i]) > err ? fabsf(a[i] - b[i]) : err;
+        mx = fabsf(b[i]) > mx ? fabsf(b[i]) : mx;
+    }
+    if (!(err <= NB_TOL * mx) || finite < n / 2)
+        fail_msg("%s: max abs difference %.3g (scale %.3g), %zu of %zu finite", what, (double)err,
+                 (double)mx, finite, n);
+}
+
+static void test_attention_masked_garbage(void **state) {
+    (void)state;
+    arena A;
+    arena_init(&A, 1 << 18);
+    rd_rng r;
+    rd_rng_seed(&r, 71);
+    // T = 35: the vectorised softmax body and its tail. Example 0 is padded at scattered
+    // positions (t % 5 == 2, inside the first 16 keys too) and at its end, example 1 on a prefix.
+    enum { B = 2, T = 35, C = 8, NH = 2 };
+    float mask[B * T];
+    for (size_t t = 0; t < T; t++) {
+        mask[t] = t % 5 == 2 || t >= T - 3 ? 0.0f : 1.0f;
+        mask[T + t] = t < 7 ? 0.0f : 1.0f;
+    }
+    const size_t span[B] = {T - 3, T};
+    float *qkv = take(&A, B * T * 3 * C), *out = take(&A, B * T * C), *out_n = take(&A, B * T * C);
+    float *att = take(&A, B * NH * T * T), *att_n = take(&A, B * NH * T * T);
+    float *dout = take(&A, B * T * C), *dqkv = take(&A, B * T * 3 * C);
+    float *dqkv_n = take(&A, B * T * 3 * C), *scratch = take(&A, T * T);
+    for (int causal = 0; causal <= 1; causal++) {
+        fill(qkv, B * T * 3 * C, &r, 0.8f);
+        fill(dout, B * T * C, &r, 1.0f);
+        for (size_t b = 0; b < B; b++) {
+            plant_masked_keys(qkv + b * T * 3 * C + C, 3 * C, mask + b * T, T, C, NH);
+            memset(dout + (b * T + span[b]) * C, 0, (T - span[b]) * C * sizeof(float));
+        }
+        rd_attention_forward(out, att, qkv, mask, B, T, C, NH, causal);
+        rd_attention_forward_naive(out_n, att_n, qkv, mask, B, T, C, NH, causal);
+        for (size_t b = 0; b < B; b++) {
+            assert_close(out + b * T * C, out_n + b * T * C, span[b] * C, NB_TOL,
+                         "attention out with garbage masked keys vs naive");
+            for (size_t h = 0; h < NH; h++)
+                assert_close(att + (b * NH + h) * T * T, att_n + (b * NH + h) * T * T, span[b] * T,
+                             NB_TOL, "attention probabilities with garbage masked keys vs naive");
+        }
+        memset(dqkv, 0, B * T * 3 * C * sizeof(float));
+        memset(dqkv_n, 0, B * T * 3 * C * sizeof(float));
+        rd_attention_backward(dqkv, scratch, dout, qkv, att, mask, B, T, C, NH, causal);
+        rd_attention_backward_naive(dqkv_n, scratch, dout, qkv, att_n, mask, B, T, C, NH, causal);
+        for (size_t b = 0; b < B; b++) // the naive twin's dq after the span: 0 * NaN too
+            assert_close_same_nan(dqkv + b * T * 3 * C, dqkv_n + b * T * 3 * C, span[b] * 3 * C,
+                                  "attention dqkv with garbage masked keys vs naive");
+    }
+    // Target attention over the same masks.
+    float *q = rnd(&A, &r, B * C, 1.0f), *kv = rnd(&A, &r, B * T * 2 * C, 1.0f);
+    float *tdout = rnd(&A, &r, B * C, 1.0f), *tatt = take(&A, B * NH * T);
+    float *tatt_n = take(&A, B * NH * T), *dq = take(&A, B * C), *dq_n = take(&A, B * C);
+    float *dkv = take(&A, B * T * 2 * C), *dkv_n = take(&A, B * T * 2 * C);
+    for (size_t b = 0; b < B; b++)
+        plant_masked_keys(kv + b * T * 2 * C, 2 * C, mask + b * T, T, C, NH);
+    rd_target_attention_forward(out, tatt, q, kv, mask, B, T, C, NH);
+    rd_target_attention_forward_naive(out_n, tatt_n, q, kv, mask, B, T, C, NH);
+    assert_close(out, out_n, B * C, NB_TOL, "target attention out with garbage masked keys");
+    assert_close(tatt, tatt_n, B * NH * T, NB_TOL,
+                 "target attention probabilities with garbage masked keys");
+    rd_target_attention_backward(dq, dkv, scratch, tdout, q, kv, tatt, mask, B, T, C, NH);
+    rd_target_attention_backward_naive(dq_n, dkv_n, scratch, tdout, q, kv, tatt_n, mask, B, T, C,
+                                       NH);
+    assert_close_same_nan(dkv, dkv_n, B * T * 2 * C,
+                          "target attention dkv with garbage masked keys vs naive");
+    assert_close_same_nan(dq, dq_n, B * C, "target attention dq with garbage masked keys vs naive");
+    arena_free(&A);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Masked mean
 
@@ -1725,6 +1821,7 @@ int main(void) {
         cmocka_unit_test(test_concat),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_target_attention),
+        cmocka_unit_test(test_attention_masked_garbage),
         cmocka_unit_test(test_masked_mean),
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_din),

@@ -79,8 +79,11 @@ static inline float fast_expf(float x) {
     return y * s;
 }
 
-// Masked softmax of one row, in place: p[j] = exp(s[j] - max) m[j] / sum for j < n, where the
-// max and the sum run over the valid entries only. m may be NULL (all valid).
+// Masked softmax of one row, in place: p[j] = exp(s[j] - max) / sum for the valid j < n (m[j] !=
+// 0) and 0 for the masked ones, where the max and the sum run over the valid entries only. m may
+// be NULL (all valid). A masked score is never read into the result: it is selected away, not
+// multiplied by m[j] = 0, because a NaN score (a padded key's NaN or overflowing q . k) times 0
+// is NaN and would spread through the sum to the whole row (the naive twin skips it too).
 // @return 1, or 0 when no entry is valid (the row is then all zeros).
 RD_SIMD static int softmax_row(float *restrict s, const float *restrict m, size_t n) {
     float acc[LANES];
@@ -113,7 +116,7 @@ RD_SIMD static int softmax_row(float *restrict s, const float *restrict m, size_
     if (m) {
         for (; j + LANES <= n; j += LANES)
             for (size_t k = 0; k < LANES; k++) {
-                float e = fast_expf(s[j + k] - mx) * m[j + k];
+                float e = m[j + k] != 0.0f ? fast_expf(s[j + k] - mx) : 0.0f;
                 s[j + k] = e;
                 sum[k] += e;
             }
@@ -129,7 +132,7 @@ RD_SIMD static int softmax_row(float *restrict s, const float *restrict m, size_
     for (size_t k = 0; k < LANES; k++)
         total += sum[k];
     for (; j < n; j++) {
-        float e = fast_expf(s[j] - mx) * (m ? m[j] : 1.0f);
+        float e = !m || m[j] != 0.0f ? fast_expf(s[j] - mx) : 0.0f;
         s[j] = e;
         total += e;
     }

@@ -209,6 +209,9 @@ void rd_layernorm_backward_naive(float *dinp,
 /** qkv (B, T, 3C) holds [q | k | v] per position, each split into NH heads of hs = C / NH.
  *  att (B, NH, T, T) receives the attention probabilities (kept for backward); out (B, T, C).
  *  mask (B, T): key t of example b is visible when mask[b, t] != 0 (and t <= query when causal).
+ *  A hidden key's score is dropped unread, in both twins: a NaN or inf in its key (garbage in
+ *  a padded position) changes no probability. (Its key and value still meet its probability 0
+ *  in the matmuls, so a NaN there reaches out or dq as 0 * NaN.)
  *  Scale 1 / sqrt(hs). The BLAS version runs two cblas_sgemm per (b, head) straight on the
  *  strided qkv (lda = 3C): no copies. It runs each example on its positions up to the last
  *  valid one only (histories keep their padding last): the queries after it get an output of 0
