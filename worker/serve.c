@@ -35,6 +35,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -818,6 +819,20 @@ static int scorer_create(
     return RD_OK;
 }
 
+// A request's key slots (every candidate's keys of one table, then the history's) are numbered
+// by int32 (the positions, then the row indices the model gathers with): refused before anything
+// is sized from max_candidates N, where they could pass INT32_MAX (2048 keys a candidate at 2^20
+// candidates). K: the keys of a candidate, over all tables together; L: the history's keys.
+static int key_slots_check(const char *path, size_t K, size_t L, size_t N, rd_errbuf *eb) {
+    if (K * N + L <= (size_t)INT32_MAX) // K <= RD_MAX_FEATURES * MAX_WIDTH, N <= 2^20: no overflow
+        return RD_OK;
+    return rd_err_set(eb, RD_ERR_ARG,
+                      "%s: max_candidates %zu x %zu keys a candidate + %zu history keys = %zu key "
+                      "slots a request, more than the 2^31 - 1 its int32 key indices hold: at "
+                      "most %zu candidates with this bundle",
+                      path, N, K, L, K * N + L, ((size_t)INT32_MAX - L) / K);
+}
+
 int rd_serve_clone(const rd_serve *s, size_t max_candidates, rd_serve **out, rd_errbuf *eb) {
     rd_errbuf_clear(eb); // each call's message is its own (rd_err_set keeps the first one)
     RD_ARG_CHECK(eb, out != NULL);
@@ -829,8 +844,12 @@ int rd_serve_clone(const rd_serve *s, size_t max_candidates, rd_serve **out, rd_
         return rd_err_set(eb, RD_ERR_ARG, "max_candidates %zu outside 1..2^20", max_candidates);
     // The new scorer's reference, taken before it exists: s holds one, so the bundle stays.
     serve_bundle *sh = s->sh;
+    int rc = key_slots_check(sh->path, sh->info.keys_per_candidate, sh->info.hist_len,
+                             max_candidates, eb);
+    if (rc != RD_OK)
+        return rc;
     atomic_fetch_add_explicit(&sh->refs, 1, memory_order_relaxed);
-    int rc = scorer_create(sh, max_candidates, NULL, out, eb);
+    rc = scorer_create(sh, max_candidates, NULL, out, eb);
     if (rc != RD_OK)
         bundle_release(sh);
     return rc;
@@ -1002,6 +1021,16 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                             sh->width[f], MAX_WIDTH);
             goto fail;
         }
+    {
+        size_t K = 0;
+        for (uint32_t f = 0; f < nf; f++)
+            K += sh->width[f];
+        rc =
+            key_slots_check(path, K, sh->mc.seq.kind != RD_SEQ_NONE ? (size_t)sh->mc.seq.length : 0,
+                            max_candidates, eb);
+        if (rc != RD_OK)
+            goto fail;
+    }
     // The token branch: a store's dim and side values with it (versions before 4 never wrote
     // one), nothing without it.
     const int tok_on = sh->mc.tokens.scheme > 0;

@@ -172,7 +172,10 @@ int rd_serve_export(const rd_config *cfg,
  * @return RD_OK, RD_ERR_NOTFOUND, RD_ERR_CORRUPT (magic, size, CRC; a NaN or infinite dense
  *         parameter or embedding value, named: a diverged checkpoint), RD_ERR_VERSION (format
  *         or struct sizes), RD_ERR_CONFIG (the model cannot be built), RD_ERR_ARG
- *         (max_candidates outside 1..2^20, path or out NULL), RD_ERR_NOMEM (the bundle, or the
+ *         (max_candidates outside 1..2^20, path or out NULL; max_candidates times the bundle's
+ *         keys per candidate, plus its history length, above 2^31 - 1: a request's key slots
+ *         are numbered by int32, and the message names the most candidates the bundle takes),
+ *         RD_ERR_NOMEM (the bundle, or the
  *         model's activations or the request buffers of max_candidates candidates, named),
  *         RD_ERR_IO (also a path that is not a regular file: a folder, a FIFO; never blocks on
  *         one)
