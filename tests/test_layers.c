@@ -18,6 +18,7 @@
 #include "rd/layers.h"
 #include "rd/rng.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,6 +331,61 @@ static void test_activations(void **state) {
     assert_int_equal(rd_act_parse("gelu", &kind), 0);
     assert_int_equal(kind, RD_ACT_GELU);
     assert_true(rd_act_parse("tanh", &kind) < 0);
+    arena_free(&A);
+}
+
+// GELU at the extremes: GELU(x) -> x and GELU'(x) -> 1 for x -> +inf, GELU(x) -> 0 and
+// GELU'(x) -> 0 for x -> -inf, in both twins. The backward computed (1 - t^2) 0.134 x^2 with
+// 0.134 x^2 = inf beyond |x| = 5e19 (0 * inf = NaN), and the forward x (1 + t) = -inf * 0 = NaN
+// at x = -inf.
+// Then finite differences on moderate inputs around the saturation point, where the kernels
+// switch to the limits (|x| = 10): no step in the gradient there.
+static void test_gelu_extremes(void **state) {
+    (void)state;
+    enum { N = 20 }; // one vectorised block of 16 and a tail
+    const float mag[N / 2] = {10.0f, 10.5f, 20.0f, 1e6f,    7e12f,
+                              1e19f, 6e19f, 1e30f, FLT_MAX, INFINITY};
+    float x[N], ones[N], y[N], dx[N];
+    for (size_t i = 0; i < N; i++) {
+        x[i] = i % 2 ? -mag[i / 2] : mag[i / 2];
+        ones[i] = 1.0f;
+    }
+    for (int naive = 0; naive <= 1; naive++) {
+        const char *twin = naive ? "naive" : "fast";
+        memset(dx, 0, sizeof dx);
+        if (naive) {
+            rd_gelu_forward_naive(y, x, N);
+            rd_gelu_backward_naive(dx, ones, x, N);
+        } else {
+            rd_gelu_forward(y, x, N);
+            rd_gelu_backward(dx, ones, x, N);
+        }
+        for (size_t i = 0; i < N; i++) {
+            float want_y = x[i] > 0.0f ? x[i] : 0.0f, want_dx = x[i] > 0.0f ? 1.0f : 0.0f;
+            if (y[i] != want_y || dx[i] != want_dx)
+                fail_msg("gelu %s at x = %g: GELU %g (want %g), GELU' %g (want %g)", twin,
+                         (double)x[i], (double)y[i], (double)want_y, (double)dx[i],
+                         (double)want_dx);
+        }
+    }
+    // FD on moderate inputs, -12 to 12 through the switch to the limits at +-10.
+    arena A;
+    arena_init(&A, 1 << 12);
+    rd_rng r;
+    rd_rng_seed(&r, 21);
+    act_ctx c = {.N = 97, .kind = RD_ACT_GELU};
+    c.inp = take(&A, c.N);
+    for (size_t i = 0; i < c.N; i++)
+        c.inp[i] = -12.0f + 24.0f * (float)i / (float)(c.N - 1);
+    c.out = take(&A, c.N);
+    c.wout = rnd(&A, &r, c.N, 1.0f);
+    float *dinp = take(&A, c.N), *dinp_n = take(&A, c.N);
+    act_loss(&c);
+    rd_act_backward(dinp, c.wout, c.inp, c.out, c.N, c.kind);
+    rd_gelu_backward_naive(dinp_n, c.wout, c.inp, c.N);
+    assert_close(dinp, dinp_n, c.N, 1e-5f, "gelu backward vs naive on [-12, 12]");
+    fdt t = {"inp", c.inp, dinp, c.N};
+    fd_check(&c, act_loss, &t, 1, "gelu on [-12, 12]");
     arena_free(&A);
 }
 
@@ -1815,6 +1871,7 @@ int main(void) {
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_nan_propagates),
+        cmocka_unit_test(test_gelu_extremes),
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_layernorm_flat_rows),
         cmocka_unit_test(test_embedding_pool),

@@ -235,12 +235,28 @@ static inline float fast_tanhf(float u) {
     return 1.0f - 2.0f / (1.0f + fast_expf(2.0f * u));
 }
 
-// out, inp (N): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+// Beyond |x| = GELU_SAT the tanh is +-1 in fp32 (|u| > 43, in fast_tanhf and libm tanhf alike),
+// so GELU(x) is x or 0 and GELU'(x) is 1 or 0 exactly: the kernels take those limits there
+// rather than compute them, because the backward's 0.134 x^2 overflows beyond |x| = 5e19 and
+// (1 - t^2) times it is then 0 * inf = NaN, and x (1 + t) at x = -inf is -inf * 0 = NaN. A NaN
+// x stays NaN (both clamps compare false).
+#define GELU_SAT 10.0f
+
+// GELU'(x) of the tanh form: 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 0.044715 x^2).
+static inline float gelu_grad(float x) {
+    x = x > GELU_SAT ? GELU_SAT : x;
+    x = x < -GELU_SAT ? -GELU_SAT : x;
+    float t = fast_tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+    float dt = (1.0f - t * t) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+    return 0.5f * (1.0f + t) + 0.5f * x * dt;
+}
+
+// out, inp (N): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); 0 below -GELU_SAT.
 RD_SIMD void rd_gelu_forward(float *restrict out, const float *restrict inp, size_t N) {
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
         float t = fast_tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
-        out[i] = 0.5f * x * (1.0f + t);
+        out[i] = x < -GELU_SAT ? 0.0f : 0.5f * x * (1.0f + t);
     }
 }
 
@@ -249,12 +265,8 @@ RD_SIMD void rd_gelu_backward(float *restrict dinp,
                               const float *restrict dout,
                               const float *restrict inp,
                               size_t N) {
-    for (size_t i = 0; i < N; i++) {
-        float x = inp[i];
-        float t = fast_tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
-        float dt = (1.0f - t * t) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
-    }
+    for (size_t i = 0; i < N; i++)
+        dinp[i] += dout[i] * gelu_grad(inp[i]);
 }
 
 // out, inp (N)
@@ -327,12 +339,8 @@ RD_SIMD static void gelu_backward_set(float *restrict dinp,
                                       const float *restrict dout,
                                       const float *restrict inp,
                                       size_t N) {
-    for (size_t i = 0; i < N; i++) {
-        float x = inp[i];
-        float t = fast_tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
-        float dt = (1.0f - t * t) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
-    }
+    for (size_t i = 0; i < N; i++)
+        dinp[i] = dout[i] * gelu_grad(inp[i]);
 }
 
 RD_SIMD static void sigmoid_backward_set(float *restrict dinp,

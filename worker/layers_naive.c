@@ -36,12 +36,17 @@ int rd__softmax_row_naive(float *s, const float *m, size_t n) {
 // ---------------------------------------------------------------------------------------------
 // Activations
 
-// out, inp (N)
+// out, inp (N). Beyond |x| = 10 the tanh is +-1 in fp32: GELU(x) is x or 0 there, and GELU'(x)
+// 1 or 0, taken as such (x (1 + t) at x = -inf and (1 - t^2) 0.134 x^2 beyond |x| = 5e19 are
+// NaN).
 void rd_gelu_forward_naive(float *out, const float *inp, size_t N) {
     const float s = 0.7978845608028654f; // sqrt(2 / pi)
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(s * (x + 0.044715f * x * x * x)));
+        if (x < -10.0f)
+            out[i] = 0.0f;
+        else
+            out[i] = 0.5f * x * (1.0f + tanhf(s * (x + 0.044715f * x * x * x)));
     }
 }
 
@@ -50,6 +55,10 @@ void rd_gelu_backward_naive(float *dinp, const float *dout, const float *inp, si
     const float s = 0.7978845608028654f; // sqrt(2 / pi)
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
+        if (x > 10.0f || x < -10.0f) {
+            dinp[i] += dout[i] * (x > 0.0f ? 1.0f : 0.0f);
+            continue;
+        }
         float u = s * (x + 0.044715f * x * x * x);
         float t = tanhf(u);
         float sech2 = 1.0f - t * t;
