@@ -549,6 +549,57 @@ static void test_layernorm_flat_rows(void **state) {
     }
 }
 
+// Rows whose squared deviations overflow float (a spread of 1e20 .. 1e37, as a diverged input
+// would have): the fast forward summed (x - m)^2 in float, got rstd = 1 / sqrt(inf) = 0, and so
+// gave every output its bias and every gradient 0, a finite loss that hid the divergence. Fast
+// vs the double-precision twin, forward and backward (rstd and dinp compared relative to their
+// tiny scale), on rows of the tail-only and the vectorised lengths.
+static void test_layernorm_wide_rows(void **state) {
+    (void)state;
+    enum { BT = 3, CMAX = 35 };
+    const size_t Cs[] = {5, 35};
+    const float scale[BT] = {1e20f, 3e30f, 1e37f};
+    float x[BT * CMAX], w[CMAX], b[CMAX], out[BT * CMAX], out_n[BT * CMAX];
+    float mean[BT], rstd[BT], mean_n[BT], rstd_n[BT];
+    float g[BT * CMAX], dx[BT * CMAX], dx_n[BT * CMAX], dw[CMAX], db[CMAX], dw_n[CMAX], db_n[CMAX];
+    for (size_t k = 0; k < sizeof Cs / sizeof Cs[0]; k++) {
+        const size_t C = Cs[k];
+        for (size_t i = 0; i < C; i++) {
+            w[i] = 1.0f + 0.01f * (float)i;
+            b[i] = 0.5f - 0.02f * (float)i;
+        }
+        for (size_t r = 0; r < BT; r++)
+            for (size_t i = 0; i < C; i++) {
+                x[r * C + i] = scale[r] * (0.1f * (float)((i * 5 + r) % 9) - 0.3f);
+                g[r * C + i] = 0.1f * (float)((r + 3 * i) % 7) - 0.3f;
+            }
+        rd_layernorm_forward(out, mean, rstd, x, w, b, BT, C);
+        rd_layernorm_forward_naive(out_n, mean_n, rstd_n, x, w, b, BT, C);
+        assert_close(out, out_n, BT * C, NB_TOL, "wide layernorm out vs naive");
+        for (size_t r = 0; r < BT; r++)
+            if (!(fabsf(rstd[r] - rstd_n[r]) <= 1e-5f * rstd_n[r]) ||
+                !(fabsf(mean[r] - mean_n[r]) <= 1e-5f * scale[r]))
+                fail_msg("wide layernorm C=%zu row %zu: mean %g rstd %g, naive %g %g", C, r,
+                         (double)mean[r], (double)rstd[r], (double)mean_n[r], (double)rstd_n[r]);
+        memset(dx, 0, sizeof dx);
+        memset(dx_n, 0, sizeof dx_n);
+        memset(dw, 0, sizeof dw);
+        memset(db, 0, sizeof db);
+        memset(dw_n, 0, sizeof dw_n);
+        memset(db_n, 0, sizeof db_n);
+        rd_layernorm_backward(dx, dw, db, g, x, w, mean, rstd, BT, C);
+        rd_layernorm_backward_naive(dx_n, dw_n, db_n, g, x, w, mean_n, rstd_n, BT, C);
+        assert_close(dw, dw_n, C, NB_TOL, "wide layernorm dweight vs naive");
+        assert_close(db, db_n, C, NB_TOL, "wide layernorm dbias vs naive");
+        for (size_t r = 0; r < BT; r++) // dinp scales as rstd: compare it in units of rstd
+            for (size_t i = 0; i < C; i++) {
+                dx[r * C + i] /= rstd_n[r];
+                dx_n[r * C + i] /= rstd_n[r];
+            }
+        assert_close(dx, dx_n, BT * C, NB_TOL, "wide layernorm dinp / rstd vs naive");
+    }
+}
+
 static void test_layernorm(void **state) {
     (void)state;
     layernorm_case(5, 12, 3);  // C < LANES: the scalar tail only
@@ -1874,6 +1925,7 @@ int main(void) {
         cmocka_unit_test(test_gelu_extremes),
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_layernorm_flat_rows),
+        cmocka_unit_test(test_layernorm_wide_rows),
         cmocka_unit_test(test_embedding_pool),
         cmocka_unit_test(test_concat),
         cmocka_unit_test(test_attention),

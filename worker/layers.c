@@ -592,6 +592,22 @@ static inline float lane_sqdev(const float *restrict x, float m, size_t n, float
     return s;
 }
 
+// Mean and rstd of a row whose squared deviations overflowed float (a spread beyond ~1e19: a
+// diverged input), in double as the naive twin computes them. The float path gave rstd =
+// 1 / sqrt(inf) = 0 there: every output its bias and every input gradient 0, a finite loss that
+// hid the divergence behind the norm. Cold: the hot loop pays one compare per row.
+static void __attribute__((noinline))
+layernorm_stats_wide(const float *restrict x, size_t C, float *mean, float *rstd) {
+    double m = 0.0, v = 0.0;
+    for (size_t i = 0; i < C; i++)
+        m += (double)x[i];
+    m /= (double)C;
+    for (size_t i = 0; i < C; i++)
+        v += ((double)x[i] - m) * ((double)x[i] - m);
+    *mean = (float)m;
+    *rstd = (float)(1.0 / sqrt(v / (double)C + (double)LN_EPS));
+}
+
 // out (BT, C), mean, rstd (BT), inp (BT, C), weight, bias (C)
 RD_SIMD void rd_layernorm_forward(float *restrict out,
                                   float *restrict mean,
@@ -613,6 +629,8 @@ RD_SIMD void rd_layernorm_forward(float *restrict out,
         float v = (d2 - d1 * (d1 / (float)C)) / (float)C;
         v = v < 0.0f ? 0.0f : v; // (a NaN stays NaN)
         float s = 1.0f / sqrtf(v + LN_EPS);
+        if (d2 == INFINITY)
+            layernorm_stats_wide(x, C, &m, &s);
         float *o = out + bt * C;
         for (size_t i = 0; i < C; i++)
             o[i] = (s * (x[i] - m)) * weight[i] + bias[i];
