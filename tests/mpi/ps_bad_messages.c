@@ -500,7 +500,7 @@ static int evil_run(const rd_comm *comm) {
         rs = get_reply(&e, reply_tag_of(h2.req_id), &rh, text, sizeof text);
         T_CHECK(&e.errs, rs == RD_ERR_STATE && strstr(text, "after SHUTDOWN"),
                 "second SHUTDOWN: status %d (%s): %s", rs, rd_strerror(rs), text);
-        t_rmtree(base);
+        T_CHECK(&e.errs, t_rmtree(base) == 0, "%s stays", base);
     }
     h = hdr(&e, RD_OP_STATS, RD_MSG_ALL_TABLES, 0, 0, 0);
     expect(&e, "request after SHUTDOWN", &h, NULL, 0, RD_ERR_STATE, "after SHUTDOWN");

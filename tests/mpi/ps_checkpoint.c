@@ -293,7 +293,7 @@ int main(int argc, char **argv) {
         }
         rd_free(mf);
         rd_free(mr);
-        t_rmtree(dir);
+        T_CHECK(&errs, t_rmtree(dir) == 0, "%s stays", dir);
     }
     t_zipf_free(&z);
     rd_free(cfg);

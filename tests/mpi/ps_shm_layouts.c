@@ -172,7 +172,7 @@ int main(int argc, char **argv) {
         }
         for (int t = 0; t < cfg->ps.n_tables; t++)
             rd_table_destroy(ref[t]);
-        t_rmtree(dir);
+        T_CHECK(&errs, t_rmtree(dir) == 0, "%s stays", dir);
     }
     t_zipf_free(&z);
     rd_free(cfg);

@@ -232,7 +232,7 @@ int main(int argc, char **argv) {
         T_CHECK(&errs, rejected > 0, "no push was rejected by admission");
         for (int t = 0; t < cfg1->ps.n_tables; t++)
             rd_table_destroy(ref[t]);
-        t_rmtree(dir);
+        T_CHECK(&errs, t_rmtree(dir) == 0, "%s stays", dir);
     }
     t_zipf_free(&z);
     rd_free(cfg1);

@@ -2,14 +2,18 @@
 // one executable). Provides: error counting, polling replacements for blocking collectives
 // (a blocked MPICH call spins a core; these tests run 5 ranks on 2 cores), config builders, a
 // PS session runner (comm split -> rd_ps_serve or client), Zipf key batches, a deterministic
-// toy training loop, and a single-process reference of synchronous training built directly on
-// rd_table (the server must match it bit for bit).
+// toy training loop, a single-process reference of synchronous training built directly on
+// rd_table (the server must match it bit for bit), and what the tests of the trainer share: a
+// config from printf-style YAML, the dataset prepared once, a `train` session on any ranks, and
+// the end of main (the temporary folder removed, a failure if it stays).
 #ifndef RD_PS_TEST_UTIL_H
 #define RD_PS_TEST_UTIL_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <mpi.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +25,14 @@
 #include "rd/checkpoint.h"
 #include "rd/comm.h"
 #include "rd/config.h"
+#include "rd/dataset.h"
 #include "rd/hash.h"
 #include "rd/kv.h"
 #include "rd/log.h"
 #include "rd/rng.h"
 #include "rd/server.h"
 #include "rd/table.h"
+#include "rd/tokens.h"
 #include "rd/trainer.h"
 
 // ---------------------------------------------------------------------------------------------
@@ -115,7 +121,9 @@ static void t_sleep_ms(int ms) {
 // ---------------------------------------------------------------------------------------------
 // Temp directories
 
-static void t_rmtree(const char *dir) {
+/** Remove dir and everything below it. Returns 0 when dir is gone (or was not there), -1 when
+ *  it stays (something in it could not be removed). */
+static int t_rmtree(const char *dir) {
     DIR *d = opendir(dir);
     if (d) {
         struct dirent *e;
@@ -133,7 +141,7 @@ static void t_rmtree(const char *dir) {
         }
         closedir(d);
     }
-    rmdir(dir);
+    return rmdir(dir) == 0 || errno == ENOENT ? 0 : -1;
 }
 
 /** The file at path read whole into a new buffer (*len bytes; rd_free it). */
@@ -241,37 +249,87 @@ static int t_session(MPI_Comm base, const rd_config *cfg, t_worker_fn fn, void *
     return errs;
 }
 
-typedef void (*t_trainer_fn)(rd_trainer *tr, const rd_config *cfg, const void *ctx);
+/** What each worker rank of a `train` session runs after rd_trainer_run: its trainer, the run's
+ *  result, its layout (comm->job, comm->job_rank) and the caller's ctx. */
+typedef void (*t_trainer_fn)(rd_trainer *tr,
+                             const rd_trainer_result *res,
+                             const rd_comm *comm,
+                             const rd_config *cfg,
+                             void *ctx);
 
-/** One `train` session on MPI_COMM_WORLD: the PS ranks serve; each worker rank creates its
- *  trainer, runs every phase to the end (checkpoints included), calls fn (NULL: nothing) and
- *  destroys the trainer. Returns the number of failures. */
-static int t_train_session(const rd_config *cfg, t_trainer_fn fn, const void *ctx) {
+/** One `train` session on `base` (MPI_COMM_WORLD or some of its ranks; every rank of base
+ *  calls): the PS ranks serve; each worker rank creates its trainer with opts (NULL: quiet, no
+ *  metrics file, checkpoints where cfg says), runs every phase to the end (checkpoints
+ *  included), calls fn (NULL: nothing) and destroys the trainer. Returns the number of
+ *  failures. */
+static int t_train_session(
+    MPI_Comm base, const rd_config *cfg, const rd_trainer_opts *opts, t_trainer_fn fn, void *ctx) {
     int errs = 0;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd_comm *comm = NULL;
-    int rc = rd_comm_create(MPI_COMM_WORLD, cfg, &comm, &eb);
+    int rc = rd_comm_create(base, cfg, &comm, &eb);
     RD_ASSERT_MSG(rc == RD_OK, "rd_comm_create: %s", eb.msg);
     if (comm->role_kind == RD_ROLE_PS) {
         rc = rd_ps_serve(comm, cfg);
         T_CHECK(&errs, rc == RD_OK, "rd_ps_serve: %s", rd_strerror(rc));
     } else {
         rd_trainer *tr = NULL;
-        rd_trainer_opts o = {.metrics_dir = "", .quiet = 1};
-        rc = rd_trainer_create(comm, cfg, &o, &tr, &eb);
+        const rd_trainer_opts quiet = {.metrics_dir = "", .quiet = 1};
+        rc = rd_trainer_create(comm, cfg, opts ? opts : &quiet, &tr, &eb);
         RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_create: %s", eb.msg);
         rd_trainer_result *res = rd_xcalloc(1, sizeof *res); // ~1.2 MB: not on the stack
         rc = rd_trainer_run(tr, res, &eb);
         RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_run: %s", eb.msg);
-        rd_free(res);
         if (fn)
-            fn(tr, cfg, ctx);
+            fn(tr, res, comm, cfg, ctx);
+        rd_free(res);
         rc = rd_trainer_destroy(tr);
         T_CHECK(&errs, rc == RD_OK, "rd_trainer_destroy: %s", rd_strerror(rc));
     }
     rd_comm_destroy(comm);
     return errs;
+}
+
+/** cfg parsed from the YAML text that fmt prints with the arguments (asserted: the tests' own
+ *  configs must parse); what names the text in messages. */
+static void t_config_yaml(rd_config *cfg, const char *what, const char *fmt, ...) RD_PRINTF(3, 4);
+static void t_config_yaml(rd_config *cfg, const char *what, const char *fmt, ...) {
+    char text[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    RD_ASSERT_MSG(n >= 0 && (size_t)n < sizeof text, "%s: config text of %d bytes", what, n);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = rd_config_parse_string(text, (size_t)n, what, cfg, &eb);
+    RD_ASSERT_MSG(rc == RD_OK, "config: %s", eb.msg);
+}
+
+/** World rank 0 prepares cfg's dataset (cfg->data.dir) and, with token_store, creates the run's
+ *  empty token store (cfg->tokens.store_dir, one shard per PS rank, as `recdistill train` does);
+ *  every rank returns once that went well (asserted). */
+static void t_prepare(const rd_config *cfg, int token_store) {
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int rc = RD_OK;
+    if (rank == 0) {
+        rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
+        if (rc == RD_OK && token_store) {
+            rd_token_store_opts so;
+            rc = rd_token_store_opts_from_config(&cfg->tokens, cfg->cluster.ps_ranks, &so, &eb);
+            rd_token_store *s = NULL;
+            so.no_sync = 1;
+            if (rc == RD_OK)
+                rc = rd_token_store_create(cfg->tokens.store_dir, &so, &s, &eb);
+            rd_token_store_destroy(s);
+        }
+    }
+    t_bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    RD_ASSERT_MSG(rc == RD_OK, "prepare (world rank 0 says why): %s", eb.msg);
 }
 
 /** The sub-communicator of world ranks [0, n) (MPI_COMM_NULL elsewhere). */
@@ -604,6 +662,23 @@ static int t_finish(const char *name, int errs) {
         fflush(stdout);
     }
     return total == 0 ? 0 : 1;
+}
+
+/** The end of a test's main: once every rank is here, world rank 0 removes dir (NULL: none; a
+ *  folder the test cannot remove is a failure: it would stay in /tmp after every run), the
+ *  verdict (t_finish), MPI finalized. Returns main's exit code. */
+static int t_end(const char *name, int errs, const char *dir) {
+    t_barrier(MPI_COMM_WORLD);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0 && dir) {
+        int gone = t_rmtree(dir) == 0;
+        const char *why = gone ? "" : strerror(errno);
+        T_CHECK(&errs, gone, "%s stays: %s", dir, why);
+    }
+    int code = t_finish(name, errs);
+    rd_mpi_finalize(code);
+    return code;
 }
 
 #endif // RD_PS_TEST_UTIL_H

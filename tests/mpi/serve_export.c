@@ -374,7 +374,13 @@ static void make_ckpt(const rd_config *cfg,
 }
 
 // After training, on the worker rank (t_train_session): ctx is the test's folder.
-static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx) {
+static void worker_checks(rd_trainer *tr,
+                          const rd_trainer_result *res,
+                          const rd_comm *comm,
+                          const rd_config *cfg,
+                          void *ctx) {
+    (void)res;
+    (void)comm;
     const char *dir = ctx;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
@@ -1175,20 +1181,15 @@ out:
     rd_dataset_close(ds);
 }
 
-static void session(const char *dir) {
+static void session(char *dir) {
     rd_config *cfg = rd_xmalloc(sizeof *cfg);
     make_config(cfg, dir, 16);
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    int rank = 0, rc = RD_OK;
+    int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     if (rank == 0 && g_csv)
         write_csv(dir);
-    if (rank == 0)
-        rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
-    t_bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    RD_ASSERT_MSG(rc == RD_OK, "prepare: %s", eb.msg);
-    g_errs += t_train_session(cfg, worker_checks, dir);
+    t_prepare(cfg, 0);
+    g_errs += t_train_session(MPI_COMM_WORLD, cfg, NULL, worker_checks, dir);
     t_barrier(MPI_COMM_WORLD);
     rd_free(cfg);
 }
@@ -1218,12 +1219,5 @@ int main(int argc, char **argv) {
             printf("movielens-100k session skipped: no %s\n", ml);
         }
     }
-    int errs = t_allsum(g_errs, MPI_COMM_WORLD);
-    if (rank == 0) {
-        t_rmtree(dir);
-        printf("serve_export: %s (%d failures)\n", errs ? "FAILED" : "ok", errs);
-    }
-    int status = errs ? 1 : 0;
-    rd_mpi_finalize(status);
-    return status;
+    return t_end("serve_export", g_errs, dir);
 }

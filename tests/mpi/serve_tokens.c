@@ -125,7 +125,13 @@ static void record_request(rd_serve *sv,
 }
 
 // After training, on the worker rank (t_train_session): ctx is the test's folder.
-static void worker_checks(rd_trainer *tr, const rd_config *cfg, const void *ctx) {
+static void worker_checks(rd_trainer *tr,
+                          const rd_trainer_result *res,
+                          const rd_comm *comm,
+                          const rd_config *cfg,
+                          void *ctx) {
+    (void)res;
+    (void)comm;
     const char *dir = ctx;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
@@ -470,28 +476,11 @@ out:
     rd_dataset_close(ds);
 }
 
-static void session(const char *dir) {
+static void session(char *dir) {
     rd_config *cfg = rd_xmalloc(sizeof *cfg);
     make_config(cfg, dir);
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    int rank = 0, rc = RD_OK;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) {
-        rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
-        if (rc == RD_OK) {
-            rd_token_store_opts so;
-            rc = rd_token_store_opts_from_config(&cfg->tokens, cfg->cluster.ps_ranks, &so, &eb);
-            rd_token_store *s = NULL;
-            so.no_sync = 1;
-            if (rc == RD_OK)
-                rc = rd_token_store_create(cfg->tokens.store_dir, &so, &s, &eb);
-            rd_token_store_destroy(s);
-        }
-    }
-    t_bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    RD_ASSERT_MSG(rc == RD_OK, "prepare: %s", eb.msg);
-    g_errs += t_train_session(cfg, worker_checks, dir);
+    t_prepare(cfg, 1);
+    g_errs += t_train_session(MPI_COMM_WORLD, cfg, NULL, worker_checks, dir);
     t_barrier(MPI_COMM_WORLD);
     rd_free(cfg);
 }
@@ -509,12 +498,5 @@ int main(int argc, char **argv) {
     session(dir);
     g_search = 2;
     session(dir);
-    int errs = t_allsum(g_errs, MPI_COMM_WORLD);
-    if (rank == 0) {
-        t_rmtree(dir);
-        printf("serve_tokens: %s (%d failures)\n", errs ? "FAILED" : "ok", errs);
-    }
-    int status = errs ? 1 : 0;
-    rd_mpi_finalize(status);
-    return status;
+    return t_end("serve_tokens", g_errs, dir);
 }

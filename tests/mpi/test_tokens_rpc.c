@@ -735,13 +735,7 @@ int main(int argc, char **argv) {
         }
     }
     rd_comm_destroy(comm);
-    int total = t_allsum(g_errs, MPI_COMM_WORLD);
-    if (rank == 0) {
-        t_rmtree(dir);
-        printf("test_tokens_rpc P=%d W=%d: %s (%d failures)\n", P, W, total ? "FAILED" : "passed",
-               total);
-    }
-    int status = total ? 1 : 0;
-    rd_mpi_finalize(status);
-    return status;
+    if (rank == 0)
+        printf("test_tokens_rpc P=%d W=%d\n", P, W);
+    return t_end("test_tokens_rpc", g_errs, dir);
 }

@@ -57,12 +57,7 @@ static const char *yaml_fmt =
     "output: {progress_every_s: 0}\n";
 
 static void make_config(rd_config *cfg, const char *dir, int scheme) {
-    char text[4096];
-    snprintf(text, sizeof text, yaml_fmt, dir, dir, scheme, scheme, BATCH);
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    int rc = rd_config_parse_string(text, strlen(text), "token_build", cfg, &eb);
-    RD_ASSERT_MSG(rc == RD_OK, "config: %s", eb.msg);
+    t_config_yaml(cfg, "token_build", yaml_fmt, dir, dir, scheme, scheme, BATCH);
 }
 
 // Every record of a store, flattened: 7 header doubles (shard, user, ts, id, label, item, flags),
@@ -158,48 +153,14 @@ static int same(const flat *a, const flat *b, size_t *first) {
     return 1;
 }
 
-static void session(MPI_Comm base, const rd_config *cfg) {
-    rd_comm *comm = NULL;
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    int rc = rd_comm_create(base, cfg, &comm, &eb);
-    RD_ASSERT_MSG(rc == RD_OK, "rd_comm_create: %s", eb.msg);
-    if (comm->role_kind == RD_ROLE_PS) {
-        rc = rd_ps_serve(comm, cfg);
-        T_CHECK(&g_errs, rc == RD_OK, "rd_ps_serve: %s", rd_strerror(rc));
-    } else {
-        rd_trainer *tr = NULL;
-        rd_trainer_opts o = {.metrics_dir = "", .quiet = 1};
-        rc = rd_trainer_create(comm, cfg, &o, &tr, &eb);
-        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_create: %s", eb.msg);
-        rd_trainer_result *res = rd_xcalloc(1, sizeof *res);
-        rc = rd_trainer_run(tr, res, &eb);
-        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_run: %s", eb.msg);
-        rd_free(res);
-        rc = rd_trainer_destroy(tr);
-        T_CHECK(&g_errs, rc == RD_OK, "rd_trainer_destroy: %s", rd_strerror(rc));
-    }
-    rd_comm_destroy(comm);
-}
-
 // One scheme: prepare, create the store, train (building it through the PS), compare.
 static void run_scheme(int rank, const char *top, int scheme) {
     char dir[560];
     snprintf(dir, sizeof dir, "%s/s%d", top, scheme);
     rd_config *cfg = rd_xmalloc(sizeof *cfg);
     make_config(cfg, dir, scheme);
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    int rc = RD_OK;
-    if (rank == 0) {
-        rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
-        if (rc == RD_OK)
-            rd_token_store_destroy(create_store(cfg, cfg->tokens.store_dir, 2));
-    }
-    t_bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    RD_ASSERT_MSG(rc == RD_OK, "prepare: %s", eb.msg);
-
-    session(MPI_COMM_WORLD, cfg);
+    t_prepare(cfg, 1);
+    g_errs += t_train_session(MPI_COMM_WORLD, cfg, NULL, NULL, NULL);
     t_barrier(MPI_COMM_WORLD);
 
     if (rank == 0) {
@@ -244,9 +205,5 @@ int main(int argc, char **argv) {
     t_tmpdir(dir, sizeof dir, "token_build");
     run_scheme(rank, dir, 2);
     run_scheme(rank, dir, 1);
-    if (rank == 0)
-        t_rmtree(dir);
-    int code = t_finish("token_build", g_errs);
-    rd_mpi_finalize(code);
-    return code;
+    return t_end("token_build", g_errs, dir);
 }

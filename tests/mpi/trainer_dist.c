@@ -57,12 +57,7 @@ static const char *yaml_fmt =
     "output: {progress_every_s: 0}\n";
 
 static void make_config(rd_config *cfg, const char *dir, int P, int W, int B, const char *order) {
-    char text[4096];
-    snprintf(text, sizeof text, yaml_fmt, dir, P, W, dir, B, order);
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    int rc = rd_config_parse_string(text, strlen(text), "trainer_dist", cfg, &eb);
-    RD_ASSERT_MSG(rc == RD_OK, "config: %s", eb.msg);
+    t_config_yaml(cfg, "trainer_dist", yaml_fmt, dir, P, W, dir, B, order);
 }
 
 // Every user and item key of the dataset, pulled from the PS (one request per table).
@@ -103,46 +98,46 @@ static size_t pull_rows(rd_trainer *tr, const char *dsdir, float **out) {
     return total;
 }
 
+// Where a session's job rank 0 sends its outcome.
+typedef struct dest {
+    const char *dir;
+    int tag;
+} dest;
+
+// After training, on each worker: job rank 0 sends (outcome, params, rows) to world rank 0.
+static void send_outcome(rd_trainer *tr,
+                         const rd_trainer_result *res,
+                         const rd_comm *comm,
+                         const rd_config *cfg,
+                         void *ctx) {
+    (void)cfg;
+    const dest *d = ctx;
+    if (comm->job_rank != 0)
+        return;
+    outcome *oc = rd_xcalloc(1, sizeof *oc); // ~1.2 MB: not on the stack
+    oc->res = *res;
+    char dsdir[600];
+    snprintf(dsdir, sizeof dsdir, "%s/data", d->dir);
+    float *rows = NULL;
+    oc->n_rows = pull_rows(tr, dsdir, &rows);
+    rd_model *m = rd_trainer_model(tr);
+    oc->n_params = m->n_slab;
+    MPI_Request r[3];
+    RD_MPI_CHECK(MPI_Isend(oc, (int)sizeof *oc, MPI_BYTE, 0, d->tag, MPI_COMM_WORLD, &r[0]));
+    RD_MPI_CHECK(
+        MPI_Isend(m->params, (int)m->n_slab, MPI_FLOAT, 0, d->tag + 1, MPI_COMM_WORLD, &r[1]));
+    RD_MPI_CHECK(
+        MPI_Isend(rows, (int)(oc->n_rows * 4), MPI_FLOAT, 0, d->tag + 2, MPI_COMM_WORLD, &r[2]));
+    for (int k = 0; k < 3; k++)
+        t_wait(&r[k]);
+    rd_free(rows);
+    rd_free(oc);
+}
+
 /** Run one session on `base`; its job rank 0 sends (outcome, params, rows) to world rank 0. */
 static void session(MPI_Comm base, const rd_config *cfg, const char *dir, int tag) {
-    rd_comm *comm = NULL;
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    int rc = rd_comm_create(base, cfg, &comm, &eb);
-    RD_ASSERT_MSG(rc == RD_OK, "rd_comm_create: %s", eb.msg);
-    if (comm->role_kind == RD_ROLE_PS) {
-        rc = rd_ps_serve(comm, cfg);
-        T_CHECK(&g_errs, rc == RD_OK, "rd_ps_serve: %s", rd_strerror(rc));
-    } else {
-        rd_trainer *tr = NULL;
-        rd_trainer_opts o = {.metrics_dir = "", .quiet = 1};
-        rc = rd_trainer_create(comm, cfg, &o, &tr, &eb);
-        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_create: %s", eb.msg);
-        outcome *oc = rd_xcalloc(1, sizeof *oc); // ~1.2 MB: not on the stack
-        rc = rd_trainer_run(tr, &oc->res, &eb);
-        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_run: %s", eb.msg);
-        if (comm->job_rank == 0) {
-            char dsdir[600];
-            snprintf(dsdir, sizeof dsdir, "%s/data", dir);
-            float *rows = NULL;
-            oc->n_rows = pull_rows(tr, dsdir, &rows);
-            rd_model *m = rd_trainer_model(tr);
-            oc->n_params = m->n_slab;
-            MPI_Request r[3];
-            RD_MPI_CHECK(MPI_Isend(oc, (int)sizeof *oc, MPI_BYTE, 0, tag, MPI_COMM_WORLD, &r[0]));
-            RD_MPI_CHECK(
-                MPI_Isend(m->params, (int)m->n_slab, MPI_FLOAT, 0, tag + 1, MPI_COMM_WORLD, &r[1]));
-            RD_MPI_CHECK(MPI_Isend(rows, (int)(oc->n_rows * 4), MPI_FLOAT, 0, tag + 2,
-                                   MPI_COMM_WORLD, &r[2]));
-            for (int k = 0; k < 3; k++)
-                t_wait(&r[k]);
-            rd_free(rows);
-        }
-        rd_free(oc);
-        rc = rd_trainer_destroy(tr);
-        T_CHECK(&g_errs, rc == RD_OK, "rd_trainer_destroy: %s", rd_strerror(rc));
-    }
-    rd_comm_destroy(comm);
+    dest d = {dir, tag};
+    g_errs += t_train_session(base, cfg, NULL, send_outcome, &d);
 }
 
 typedef struct got {
@@ -271,28 +266,16 @@ int main(int argc, char **argv) {
         return 1;
     if (size != 4)
         return t_mpi_refuse(rank, 1, "trainer_dist needs 4 ranks");
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
     char dir[512];
     t_tmpdir(dir, sizeof dir, "trainer");
     // Rank 0 prepares the dataset once; the sessions share it.
     rd_config *cfg = rd_xmalloc(sizeof *cfg);
     make_config(cfg, dir, 1, 1, B_SMALL, "time");
-    int rc = RD_OK;
-    if (rank == 0)
-        rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
-    t_bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    RD_ASSERT_MSG(rc == RD_OK, "prepare: %s", eb.msg);
+    t_prepare(cfg, 0);
     rd_free(cfg);
 
     // User order is not compared: W ranks own disjoint user shards, so a step of W ranks is not
     // a step of one rank over the same records (that equivalence holds for time order only).
     run_order(dir, "time", 1, 100);
-
-    t_barrier(MPI_COMM_WORLD);
-    if (rank == 0)
-        t_rmtree(dir);
-    int code = t_finish("trainer_dist", g_errs);
-    rd_mpi_finalize(code);
-    return code;
+    return t_end("trainer_dist", g_errs, dir);
 }

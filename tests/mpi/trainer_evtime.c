@@ -73,18 +73,17 @@ static void empty_step(rd_kv *kv, MPI_Comm job) {
     t_barrier(job);
 }
 
-static void worker(const rd_comm *comm, const rd_config *cfg, const char *dir) {
+// After training, on each worker (t_train_session): ctx is the test's folder.
+static void worker(rd_trainer *tr,
+                   const rd_trainer_result *res,
+                   const rd_comm *comm,
+                   const rd_config *cfg,
+                   void *ctx) {
+    (void)res;
+    (void)cfg;
+    const char *dir = ctx;
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
-    rd_trainer *tr = NULL;
-    rd_trainer_opts o = {.metrics_dir = "", .quiet = 1};
-    int rc = rd_trainer_create(comm, cfg, &o, &tr, &eb);
-    RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_create: %s", eb.msg);
-    rd_trainer_result *res = rd_xcalloc(1, sizeof *res); // large: not on the stack
-    rc = rd_trainer_run(tr, res, &eb);
-    RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_run: %s", eb.msg);
-    rd_free(res);
-
     char dsdir[600];
     snprintf(dsdir, sizeof dsdir, "%s/data", dir);
     rd_dataset *ds = NULL;
@@ -125,8 +124,6 @@ static void worker(const rd_comm *comm, const rd_config *cfg, const char *dir) {
                "holdout evaluation and scoring %" PRId64 "; holdout ends at %" PRId64 "\n",
                trained, now, t_holdout);
     rd_dataset_close(ds);
-    rc = rd_trainer_destroy(tr);
-    T_CHECK(&g_errs, rc == RD_OK, "rd_trainer_destroy: %s", rd_strerror(rc));
 }
 
 int main(int argc, char **argv) {
@@ -136,36 +133,12 @@ int main(int argc, char **argv) {
     if (size < 3)
         return t_mpi_refuse(rank, 1, "trainer_evtime needs 3 ranks or more (2 workers)");
     const int sync = !(argc > 1 && strcmp(argv[1], "async") == 0);
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
     char dir[512];
     t_tmpdir(dir, sizeof dir, "evtime");
     rd_config *cfg = rd_xmalloc(sizeof *cfg);
-    char text[4096];
-    snprintf(text, sizeof text, yaml_fmt, dir, size - 2, dir, sync ? "true" : "false");
-    int rc = rd_config_parse_string(text, strlen(text), "trainer_evtime", cfg, &eb);
-    RD_ASSERT_MSG(rc == RD_OK, "config: %s", eb.msg);
-    if (rank == 0)
-        rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
-    t_bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    RD_ASSERT_MSG(rc == RD_OK, "prepare: %s", eb.msg);
-
-    rd_comm *comm = NULL;
-    rc = rd_comm_create(MPI_COMM_WORLD, cfg, &comm, &eb);
-    RD_ASSERT_MSG(rc == RD_OK, "rd_comm_create: %s", eb.msg);
-    if (comm->role_kind == RD_ROLE_PS) {
-        rc = rd_ps_serve(comm, cfg);
-        T_CHECK(&g_errs, rc == RD_OK, "rd_ps_serve: %s", rd_strerror(rc));
-    } else {
-        worker(comm, cfg, dir);
-    }
-    rd_comm_destroy(comm);
+    t_config_yaml(cfg, "trainer_evtime", yaml_fmt, dir, size - 2, dir, sync ? "true" : "false");
+    t_prepare(cfg, 0);
+    g_errs += t_train_session(MPI_COMM_WORLD, cfg, NULL, worker, dir);
     rd_free(cfg);
-
-    t_barrier(MPI_COMM_WORLD);
-    if (rank == 0)
-        t_rmtree(dir);
-    int code = t_finish("trainer_evtime", g_errs);
-    rd_mpi_finalize(code);
-    return code;
+    return t_end("trainer_evtime", g_errs, dir);
 }

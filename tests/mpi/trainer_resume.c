@@ -51,38 +51,34 @@ static const char *yaml_fmt = "run: {name: rs, seed: 7, out_dir: %s/run}\n"
                               "train: {batch_size: 50, epochs: 2, optimizer: adam, lr: 0.01}\n"
                               "output: {progress_every_s: 0}\n";
 
-// Run one session on MPI_COMM_WORLD; the worker copies its dense parameters into *params (which
-// it allocates) and its result into *res.
-static void session(const rd_config *cfg,
-                    const char *ckpt,
-                    const char *resume,
-                    float **params,
-                    size_t *n,
-                    rd_trainer_result *res) {
-    rd_comm *comm = NULL;
-    rd_errbuf eb;
-    rd_errbuf_clear(&eb);
-    int rc = rd_comm_create(MPI_COMM_WORLD, cfg, &comm, &eb);
-    RD_ASSERT_MSG(rc == RD_OK, "rd_comm_create: %s", eb.msg);
-    if (comm->role_kind == RD_ROLE_PS) {
-        rc = rd_ps_serve(comm, cfg);
-        T_CHECK(&g_errs, rc == RD_OK, "rd_ps_serve: %s", rd_strerror(rc));
-    } else {
-        rd_trainer *tr = NULL;
-        rd_trainer_opts o = {
-            .metrics_dir = "", .quiet = 1, .checkpoint_dir = ckpt, .resume_dir = resume};
-        rc = rd_trainer_create(comm, cfg, &o, &tr, &eb);
-        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_create: %s", eb.msg);
-        rc = rd_trainer_run(tr, res, &eb);
-        RD_ASSERT_MSG(rc == RD_OK, "rd_trainer_run: %s", eb.msg);
-        rd_model *m = rd_trainer_model(tr);
-        *n = m->n_slab;
-        *params = rd_xmalloc(m->n_slab * sizeof(float));
-        memcpy(*params, m->params, m->n_slab * sizeof(float));
-        rc = rd_trainer_destroy(tr);
-        T_CHECK(&g_errs, rc == RD_OK, "rd_trainer_destroy: %s", rd_strerror(rc));
-    }
-    rd_comm_destroy(comm);
+// What the worker keeps of a session: its dense parameters and its result.
+typedef struct kept {
+    float *params; // rd_free
+    size_t n;
+    rd_trainer_result *res;
+} kept;
+
+static void keep(rd_trainer *tr,
+                 const rd_trainer_result *res,
+                 const rd_comm *comm,
+                 const rd_config *cfg,
+                 void *ctx) {
+    (void)comm;
+    (void)cfg;
+    kept *k = ctx;
+    rd_model *m = rd_trainer_model(tr);
+    k->n = m->n_slab;
+    k->params = rd_xmalloc(m->n_slab * sizeof(float));
+    memcpy(k->params, m->params, m->n_slab * sizeof(float));
+    memcpy(k->res, res, sizeof *res);
+}
+
+// Run one session on MPI_COMM_WORLD (checkpoints in ckpt, resumed from resume); the worker
+// keeps its dense parameters and result in *k.
+static void session(const rd_config *cfg, const char *ckpt, const char *resume, kept *k) {
+    rd_trainer_opts o = {
+        .metrics_dir = "", .quiet = 1, .checkpoint_dir = ckpt, .resume_dir = resume};
+    g_errs += t_train_session(MPI_COMM_WORLD, cfg, &o, keep, k);
 }
 
 // The warm slice of a fresh run's result against the dataset's own count.
@@ -131,21 +127,14 @@ int main(int argc, char **argv) {
     char dir[512];
     t_tmpdir(dir, sizeof dir, "resume");
     rd_config *cfg = rd_xmalloc(sizeof *cfg);
-    char text[4096];
-    snprintf(text, sizeof text, yaml_fmt, dir, dir);
-    int rc = rd_config_parse_string(text, strlen(text), "trainer_resume", cfg, &eb);
-    RD_ASSERT_MSG(rc == RD_OK, "config: %s", eb.msg);
-    if (rank == 0)
-        rc = rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb);
-    t_bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    RD_ASSERT_MSG(rc == RD_OK, "prepare: %s", eb.msg);
+    t_config_yaml(cfg, "trainer_resume", yaml_fmt, dir, dir);
+    t_prepare(cfg, 0);
 
     char ckpt[600];
     snprintf(ckpt, sizeof ckpt, "%s/ck", dir);
     rd_trainer_result *ra = rd_xcalloc(1, sizeof *ra), *rb = rd_xcalloc(1, sizeof *rb);
-    float *pa = NULL, *pb = NULL;
-    size_t na = 0, nb = 0;
-    session(cfg, ckpt, "", &pa, &na, ra);
+    kept a = {.res = ra}, b = {.res = rb};
+    session(cfg, ckpt, "", &a);
     t_barrier(MPI_COMM_WORLD);
 
     // The first checkpoint of A (world rank 1 is the worker; it picks and resumes).
@@ -153,14 +142,16 @@ int main(int argc, char **argv) {
     if (rank == 1) {
         int64_t *steps = NULL;
         size_t ns = 0;
-        rc = rd_train_ckpt_list(ckpt, "j", &steps, &ns, &eb);
+        int rc = rd_train_ckpt_list(ckpt, "j", &steps, &ns, &eb);
         T_CHECK(&g_errs, rc == RD_OK && ns >= 2, "checkpoints of A: %zu (%s)", ns, eb.msg);
         if (rc == RD_OK && ns >= 1)
             RD_ASSERT(rd_train_ckpt_path(ckpt, "j", steps[0], from, sizeof from) == RD_OK);
         rd_free(steps);
         check_warm(dir, ra);
     }
-    session(cfg, "", rank == 1 ? from : NULL, &pb, &nb, rb);
+    session(cfg, "", rank == 1 ? from : NULL, &b);
+    const float *pa = a.params, *pb = b.params;
+    const size_t na = a.n, nb = b.n;
     if (rank == 1) {
         T_CHECK(&g_errs, na == nb && na > 0, "dense slabs of %zu and %zu floats", na, nb);
         double d = 0;
@@ -174,16 +165,10 @@ int main(int argc, char **argv) {
                 "Adam step count or moments not restored?)",
                 d);
     }
-    rd_free(pa);
-    rd_free(pb);
+    rd_free(a.params);
+    rd_free(b.params);
     rd_free(ra);
     rd_free(rb);
     rd_free(cfg);
-
-    t_barrier(MPI_COMM_WORLD);
-    if (rank == 0)
-        t_rmtree(dir);
-    int code = t_finish("trainer_resume", g_errs);
-    rd_mpi_finalize(code);
-    return code;
+    return t_end("trainer_resume", g_errs, dir);
 }
