@@ -19,6 +19,7 @@
 #include "rd/dataset.h"
 #include "rd/hash.h"
 #include "rd/rng.h"
+#include "tmp_root.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -129,6 +130,10 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     rm_rf(g_tmp);
+    if (exists(g_tmp)) {
+        fprintf(stderr, "test_dataset: %s stays\n", g_tmp);
+        return -1;
+    }
     return 0;
 }
 
@@ -3293,5 +3298,5 @@ int main(void) {
         cmocka_unit_test(test_job_sampling),
         cmocka_unit_test(test_item_attr),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return tmp_root_status(cmocka_run_group_tests(tests, setup, teardown), g_tmp);
 }

@@ -29,6 +29,7 @@
 #include "rd/tokens.h"
 #include "rd/tokentool.h"
 #include "rd/train_ckpt.h"
+#include "tmp_root.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -1170,5 +1171,5 @@ int main(void) {
         cmocka_unit_test(test_serve_threads),     cmocka_unit_test(test_serve_clone_threads),
         cmocka_unit_test(test_open_close_cycles),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return tmp_root_status(cmocka_run_group_tests(tests, setup, teardown), g_root);
 }

@@ -33,6 +33,7 @@
 #include "rd/rng.h"
 #include "rd/source.h"
 #include "rd/tokens.h"
+#include "tmp_root.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -1958,5 +1959,5 @@ int main(void) {
         cmocka_unit_test(test_memory_check),
         cmocka_unit_test(test_driver_reserve),
     };
-    return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
+    return tmp_root_status(cmocka_run_group_tests(tests, setup_tmp, teardown_tmp), g_tmp);
 }

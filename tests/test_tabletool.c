@@ -52,6 +52,7 @@
 #include "rd/tabletool.h"
 #include "rd/train_ckpt.h"
 #include "rd/trainer.h"
+#include "tmp_root.h"
 
 #include "../worker/tabletool_internal.h"
 
@@ -2337,5 +2338,5 @@ int main(void) {
         cmocka_unit_test(test_write_durable),
         cmocka_unit_test(test_export_full_output),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return tmp_root_status(cmocka_run_group_tests(tests, setup, teardown), g_root);
 }

@@ -15,6 +15,7 @@
 #include "rd/hash.h"
 #include "rd/lmdbx.h"
 #include "rd/targets.h"
+#include "tmp_root.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -973,5 +974,5 @@ int main(void) {
         cmocka_unit_test(test_drop_job),
         cmocka_unit_test(test_one_env_per_process),
     };
-    return cmocka_run_group_tests(tests, setup_root, teardown_root);
+    return tmp_root_status(cmocka_run_group_tests(tests, setup_root, teardown_root), g_root);
 }

@@ -23,6 +23,7 @@
 #include "rd/lmdbx.h"
 #include "rd/rng.h"
 #include "rd/tokens.h"
+#include "tmp_root.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -3368,5 +3369,5 @@ int main(void) {
         cmocka_unit_test(test_commit_new),
         cmocka_unit_test(test_dead_reader_pins_no_pages),
     };
-    return cmocka_run_group_tests(tests, setup_root, teardown_root);
+    return tmp_root_status(cmocka_run_group_tests(tests, setup_root, teardown_root), g_root);
 }

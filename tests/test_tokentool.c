@@ -28,6 +28,7 @@
 #include "rd/alloc.h"
 #include "rd/tokens.h"
 #include "rd/tokentool.h"
+#include "tmp_root.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -1044,5 +1045,5 @@ int main(void) {
                                        cmocka_unit_test(test_stale_readers),
                                        cmocka_unit_test(test_many_shards),
                                        cmocka_unit_test(test_fetch_side_values)};
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return tmp_root_status(cmocka_run_group_tests(tests, setup, teardown), g_root);
 }

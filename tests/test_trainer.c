@@ -280,7 +280,7 @@ static void test_history_keys(void **state) {
     free(hk.pos);
     rd_dataset_close(ds);
     free(cfg);
-    rd_train_ckpt_rmtree(tmp, NULL);
+    assert_int_equal(rd_train_ckpt_rmtree(tmp, NULL), RD_OK);
 }
 
 // The array's budget: a quarter of the memory over the ranks (at most those of the node).
