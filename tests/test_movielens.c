@@ -152,7 +152,8 @@ static void test_ml100k(void **state) {
     unlink(p);
     snprintf(p, sizeof p, "%s/%s", cfg->data.dir, RD_DATASET_IDS);
     unlink(p);
-    assert_int_equal(rmdir(cfg->data.dir), 0); // nothing else written: the test leaves no folder behind
+    // Nothing else written: the test leaves no folder behind.
+    assert_int_equal(rmdir(cfg->data.dir), 0);
     free(cfg);
 }
 
