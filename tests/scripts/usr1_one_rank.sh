@@ -9,8 +9,10 @@
 #  3. to every rank (as Slurm's --signal sends it): still one checkpoint per job, though the
 #     teacher's rank 0 also hears of it from its other rank and from both PS shards.
 # World size 6: PS shards 0-1, a two-rank teacher (ranks 2-3), its student (4), student_raw (5).
-# The ranks that must not train before the signal has been taken are held (SIGSTOP) once they
-# have their signal handlers (the roles started, nothing trained).
+# Every rank is held in MPI_Init before anything trains (lib/hold.sh: hold_gate, hold_ps), the
+# signal sent and left pending, then all go on. (Holding ranks one by one once each had its
+# handlers let the others train meanwhile: under load a job trained to its end before the signal
+# came, and the test failed with the signal rightly passed on too late.)
 #
 #   bash tests/scripts/usr1_one_rank.sh build/recdistill
 set -u
@@ -26,58 +28,38 @@ HELD=""
 trap '[ -z "$HELD" ] || kill -CONT $HELD 2>/dev/null; kill $(jobs -p) 2>/dev/null; wait; [ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # shellcheck source=lib/hold.sh
-. "$HERE/lib/hold.sh" # pid_wrapper, term_caught
+. "$HERE/lib/hold.sh" # pid_wrapper, term_caught, hold_wrapper, hold_gate, hold_ps, sig_bit
 cd "$TMP" || exit 1
 export OPENBLAS_NUM_THREADS=1
-RDP="$(pid_wrapper "$TMP")"
+HW="$(hold_wrapper "$TMP")"
 JOBS="teacher student student_raw"
 
-# rank_pid RUN R: wait until world rank R of RUN has its signal handlers; its pid on stdout.
-rank_pid() {
-    local i p=""
-    for ((i = 0; i < 3000; i++)); do
-        [ -z "$p" ] && [ -s "$PIDS/$2" ] && read -r p <"$PIDS/$2"
-        [ -n "$p" ] && term_caught "$p" && { echo "$p"; return 0; }
-        kill -0 "$PID" 2>/dev/null || fail "$1 ended before rank $2 had its handlers: $(tail -n 5 "$1.err")"
-        sleep 0.01
-    done
-    fail "$1: rank $2 has no SIGTERM handler after 30 s"
-}
-
-# launch RUN: the launch in the background (PID: timeout's), its ranks' pids under $PIDS.
+# launch RUN: the launch in the background (PID: timeout's), every rank held in MPI_Init.
 launch() {
-    export PIDS="$TMP/pids.$1"
-    mkdir -p "$PIDS"
-    timeout 120 "$MPIEXEC" -n 6 "$RDP" train "$SRC/tests/data/slurm-tiny.yaml" --out "$1" \
+    hold_gate "$TMP"
+    timeout 120 "$MPIEXEC" -n 6 "$HW" train "$SRC/tests/data/slurm-tiny.yaml" --out "$TMP/$1" \
         --set cluster.ps_ranks=2 --set cluster.jobs.0.ranks=2 >"$1.out" 2>"$1.err" &
     PID=$!
+    hold_ps "train $SRC/tests/data/slurm-tiny.yaml --out $TMP/$1 " 6 "$PID"
 }
 
-# hold RUN R...: world ranks R of RUN stopped once they have their handlers (HELD: their pids).
-hold() {
-    local run="$1" r p
+# usr1 RUN R...: SIGUSR1 to the held world ranks R of RUN, pending on each before all go on.
+usr1() {
+    local run="$1" r p q i
     shift
     for r in "$@"; do
-        p="$(rank_pid "$run" "$r")" || exit 1
-        kill -STOP "$p" && HELD="$HELD $p"
+        q=""
+        for p in $HELD; do
+            grep -qzE "^PMI_RANK=$r\$" "/proc/$p/environ" 2>/dev/null && q="$p"
+        done
+        [ -n "$q" ] || fail "$run: no held rank with PMI_RANK=$r among $HELD"
+        kill -USR1 "$q"
+        for ((i = 0; i < 3000; i++)); do
+            { sig_bit SigPnd "$q" 10 || sig_bit ShdPnd "$q" 10; } && break
+            sleep 0.01
+        done
     done
-}
-
-release() {
-    # shellcheck disable=SC2086 # a list of pids
-    kill -CONT $HELD
-    HELD=""
-}
-
-# wait_log RUN TEXT: until RUN's stderr has TEXT (30 s at most).
-wait_log() {
-    local i
-    for ((i = 0; i < 3000; i++)); do
-        grep -q -- "$2" "$1.err" && return 0
-        kill -0 "$PID" 2>/dev/null || fail "$1 ended before '$2': $(grep -v INFO "$1.err" | tail -n 5)"
-        sleep 0.01
-    done
-    fail "$1: no '$2' after 30 s: $(tail -n 5 "$1.err")"
+    release_ps
 }
 
 # ended RUN JOB...: exit 0 with a report; one checkpoint on SIGUSR1 of each JOB, before its final
@@ -103,35 +85,25 @@ ended() {
     done
 }
 
-# 1. The teacher's second rank. Its rank 0 is held before it trains, so the training is all ahead
-#    when the signal has been taken.
+# 1. The teacher's second rank: the teacher's rank 0 checkpoints, no other job.
 launch W
-hold W 2
-T1="$(rank_pid W 3)" || exit 1
-kill -USR1 "$T1"
-sleep 0.2
-release
+usr1 W 3
 ended W teacher
 grep -q "job 'teacher': SIGUSR1 on rank 1 of the job, passed on to its rank 0" W.err ||
     fail "W: the teacher's rank 1 did not pass the signal on: $(grep -v INFO W.err | tail -n 5)"
 echo "W: SIGUSR1 to the teacher's rank 1: one checkpoint of the teacher, exit 0"
 
-# 2. PS shard 1, every worker held until the shard has passed the signal on.
+# 2. PS shard 1: every job's rank 0 checkpoints.
 launch P
-hold P 2 3 4 5
-S1="$(rank_pid P 1)" || exit 1
-kill -USR1 "$S1"
-wait_log P "PS shard 1: SIGUSR1 passed on to the rank 0 of 3 job(s)"
-release
+usr1 P 1
 ended P teacher student student_raw
+grep -q "PS shard 1: SIGUSR1 passed on to the rank 0 of 3 job(s)" P.err ||
+    fail "P: PS shard 1 did not pass the signal on: $(grep -v INFO P.err | tail -n 5)"
 echo "P: SIGUSR1 to PS shard 1: one checkpoint of every job, exit 0"
 
-# 3. Every rank, each held until all have it.
+# 3. Every rank (as Slurm's --signal sends it): still one checkpoint per job.
 launch A
-hold A 5 4 3 2 1 0 # the PS rank 0 last: it broadcasts the start to the others
-# shellcheck disable=SC2086 # a list of pids
-kill -USR1 $HELD
-release
+usr1 A 0 1 2 3 4 5
 ended A teacher student student_raw
 echo "A: SIGUSR1 to every rank: one checkpoint of every job, exit 0"
 echo "ok"
