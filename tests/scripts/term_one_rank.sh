@@ -41,12 +41,14 @@ rank_pid() {
     fail "$1: rank $2 has no SIGTERM handler after 30 s"
 }
 
-# launch RUN: the launch in the background (PID: timeout's), its ranks' pids under $PIDS.
+# launch RUN [ARG...]: the launch in the background (PID: timeout's), its ranks' pids under $PIDS.
 launch() {
     export PIDS="$TMP/pids.$1"
     mkdir -p "$PIDS"
-    timeout 120 "$MPIEXEC" -n 6 "$RDP" train "$SRC/tests/data/slurm-tiny.yaml" --out "$1" \
-        --set cluster.ps_ranks=2 --set cluster.jobs.0.ranks=2 >"$1.out" 2>"$1.err" &
+    local run="$1"
+    shift
+    timeout 120 "$MPIEXEC" -n 6 "$RDP" train "$SRC/tests/data/slurm-tiny.yaml" --out "$run" \
+        --set cluster.ps_ranks=2 --set cluster.jobs.0.ranks=2 "$@" >"$run.out" 2>"$run.err" &
     PID=$!
 }
 
@@ -60,7 +62,10 @@ ended() {
 
 # 1. The teacher's second rank. Its rank 0 is held (SIGSTOP) before it trains, so the training
 #    is all ahead when the signal has been taken.
-launch W
+# More epochs: rank 1 passes the signal on at its first step and rank 0 takes it at one of its own
+# steps, which do not move in step with rank 1's; with the tiny config's 30 steps, under load the
+# teacher trained to its end first and its final checkpoint answered the signal.
+launch W --set train.epochs=40
 T0="$(rank_pid W 2)" || exit 1
 kill -STOP "$T0" && HELD="$T0"
 T1="$(rank_pid W 3)" || exit 1
@@ -74,7 +79,9 @@ grep -q "job 'teacher': SIGTERM on rank 1 of the job, passed on to its rank 0" W
 grep -q "^\[teacher\] checkpoint on SIGTERM: " W.out || fail "W: no checkpoint on SIGTERM: $(cat W.out)"
 # The PS's end line names the student, which did not get the signal, unless the load let it
 # train to its end (a final checkpoint after the signal) while the teacher's rank 0 was held.
-grep -qE "SIGTERM: (no checkpoint of .*student|every job has a checkpoint) since the signal" W.out ||
+grep -q "^\[teacher\] checkpoint on SIGTERM: .*(the final one)" W.out &&
+    fail "W: the teacher trained to its end before it took the signal: $(cat W.out)"
+grep -qE "SIGTERM: (no checkpoint of .*student.*|every job has a checkpoint) since the signal" W.out ||
     fail "W: the PS's end line: $(cat W.out)"
 echo "W: SIGTERM to the teacher's rank 1: its job checkpointed, exit 143"
 
