@@ -14,7 +14,8 @@
 // sorted values (medians and extremes over repetitions) and the calling thread's CPU time.
 // An option given twice is refused (bench_once), as `recdistill`'s subcommands refuse it. The
 // temporary folder a bench makes for itself is removed however it ends (bench_tmp_own): a
-// return, exit(), or a signal that would end it (SIGINT, SIGTERM, SIGHUP, SIGABRT, SIGXFSZ).
+// return, exit(), a signal that would end it (SIGINT, SIGTERM, SIGHUP, SIGABRT, SIGXFSZ), or a
+// SIGKILL (a guard process removes it then).
 #ifndef RD_BENCH_ARGS_H
 #define RD_BENCH_ARGS_H
 
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -95,11 +97,114 @@ static inline void bench_rmtree_at(int dfd, const char *name, int depth) {
     unlinkat(dfd, name, AT_REMOVEDIR);
 }
 
+// The guard: a child forked when the first folder is recorded, in a session of its own, that
+// keeps only its end of a socket pair. The bench writes "P<path>\n" when it records a folder and
+// "K\n" when the folder is gone or kept; the kernel closes the bench's end however the bench
+// ends, and at that end of file the guard removes the folder it was last told of. It is what
+// cleans up after a SIGKILL: mpiexec kills every other rank that way when one rank calls
+// MPI_Abort (bench_tokens and bench_targets left their folder behind when a rank other than 0
+// failed), and a bench killed by the OOM killer or `kill -9` could not run a handler either.
+// The session of its own keeps it out of the process-group kill of the launcher.
+static int bench_guard_fd = -1;
+
+static inline void bench_guard_say(char tag, const char *path) {
+    if (bench_guard_fd < 0)
+        return;
+    char line[sizeof bench_tmp_path + 2];
+    size_t n = 0;
+    line[n++] = tag;
+    for (const char *c = path; c && *c && n < sizeof line - 1; c++)
+        line[n++] = *c;
+    line[n++] = '\n';
+    // MSG_NOSIGNAL: a guard killed by hand gives EPIPE here, not a SIGPIPE that ends the bench.
+    for (const char *c = line; n > 0;) {
+        ssize_t k = send(bench_guard_fd, c, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return;
+        c += k;
+        n -= (size_t)k;
+    }
+}
+
+// The guard's life: plain system calls only (it may be forked from a threaded MPI process).
+static inline void bench_guard_run(int fd) {
+    setsid();
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    // Nothing else of the bench stays open here: not its output pipes (the launcher waits for
+    // them to close), not its MPI sockets, not its LMDB files.
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long k = 0; k < (max > 0 && max < 65536 ? max : 65536); k++)
+        if (k != fd)
+            close((int)k);
+    static char path[sizeof bench_tmp_path];
+    static char line[sizeof bench_tmp_path + 2];
+    size_t have = 0, n = 0;
+    path[0] = '\0';
+    char buf[512];
+    for (;;) {
+        ssize_t k = read(fd, buf, sizeof buf);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        for (ssize_t i = 0; i < k; i++) {
+            if (buf[i] != '\n') {
+                if (n < sizeof line - 1)
+                    line[n++] = buf[i];
+                continue;
+            }
+            line[n] = '\0';
+            if (line[0] == 'P' && n > 1) {
+                memcpy(path, line + 1, n);
+                have = 1;
+            } else if (line[0] == 'K') {
+                have = 0;
+            }
+            n = 0;
+        }
+    }
+    if (have)
+        bench_rmtree_at(AT_FDCWD, path, 0);
+    _exit(0);
+}
+
+/** Start the guard (above) once per process; without it (no socket pair, no fork) the folder is
+ * still removed at exit and on the signals a handler can catch. */
+static inline void bench_guard_start(void) {
+    static pid_t started_by;
+    if (started_by == getpid())
+        return;
+    started_by = getpid();
+    int p[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0)
+        return;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return;
+    }
+    if (pid == 0) {
+        close(p[1]);
+        bench_guard_run(p[0]);
+    }
+    close(p[0]);
+    bench_guard_fd = p[1];
+}
+
 /** Remove the recorded folder (in the process that made it) and forget it. */
 static inline void bench_tmp_remove(void) {
     if (bench_tmp_path[0] && getpid() == bench_tmp_pid) {
         int e = errno;
         bench_rmtree_at(AT_FDCWD, bench_tmp_path, 0);
+        bench_guard_say('K', NULL);
         errno = e;
     }
     bench_tmp_path[0] = '\0';
@@ -125,6 +230,8 @@ static inline void bench_tmp_own(const char *path) {
         return;
     }
     bench_tmp_pid = getpid();
+    bench_guard_start();
+    bench_guard_say('P', bench_tmp_path);
     if (registered++)
         return;
     atexit(bench_tmp_remove);
@@ -141,6 +248,8 @@ static inline void bench_tmp_own(const char *path) {
 
 /** Keep the recorded folder after all (bench_tokens --keep): forget it. */
 static inline void bench_tmp_keep(void) {
+    if (bench_tmp_path[0] && getpid() == bench_tmp_pid)
+        bench_guard_say('K', NULL);
     bench_tmp_path[0] = '\0';
 }
 

@@ -5,7 +5,9 @@
 #    `recdistill` refuses it;
 #  - a bench's own temporary folder (in $TMPDIR, else /tmp) is removed however the run ends:
 #    bench_serve left /tmp/rd_bench_serve_<pid> (a dataset, a checkpoint, a bundle) behind on
-#    every failure, and bench_window, bench_ckpt and bench_serve theirs when stopped by SIGTERM.
+#    every failure, and bench_window, bench_ckpt and bench_serve theirs when stopped by SIGTERM;
+#    and after a SIGKILL, which no handler sees: bench_tokens left its folder behind when a rank
+#    other than 0 failed, as mpiexec kills the other ranks with SIGKILL after an MPI_Abort.
 #
 #   bash tests/scripts/bench_cli.sh build/recdistill
 set -u
@@ -87,4 +89,56 @@ killed() {
 killed serve --iters 100000000 --warmup 0
 killed window --events 20000000 --reps 1000
 killed ckpt --rows 3000000 --dim 8 --reps 1000
+
+# 4. SIGKILL: of the bench itself, and of the rank that does not own the folder (mpiexec then
+# kills the owner with SIGKILL). The folder's guard process removes it; give it 30 s.
+# wait_made DIR PID: until DIR holds a file (or PID ended).
+wait_made() {
+  for ((i = 0; i < 600; i++)); do
+    [ -n "$(find "$1" -mindepth 2 -print -quit 2> /dev/null)" ] && return 0
+    kill -0 "$2" 2> /dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+# gone DIR WHAT: DIR empty within 30 s, else fail naming WHAT.
+gone() {
+  for ((i = 0; i < 300; i++)); do
+    [ -z "$(ls -A "$1")" ] && return 0
+    sleep 0.1
+  done
+  fail "$2 left: $(find "$1" | head -5)"
+}
+t="$TMP/k9-serve"
+mkdir "$t"
+TMPDIR="$t" "$B/bench_serve" --iters 100000000 --warmup 0 > "$TMP/k9-serve.out" 2>&1 &
+pid=$!
+wait_made "$t" "$pid" || fail "bench_serve made nothing in \$TMPDIR: $(cat "$TMP/k9-serve.out")"
+kill -KILL "$pid"
+wait "$pid" 2> /dev/null
+gone "$t" "bench_serve killed by SIGKILL"
+echo "bench_serve: its folder removed after SIGKILL"
+
+t="$TMP/k9-tokens"
+mkdir "$t"
+TMPDIR="$t" timeout 300 "$MPIEXEC" -n 2 "$B/bench_tokens" --users 2000 --per-user 256 \
+  --iters 100000000 < /dev/null > "$TMP/k9-tokens.out" 2>&1 &
+pid=$!
+wait_made "$t" "$pid" || fail "bench_tokens made nothing in \$TMPDIR: $(cat "$TMP/k9-tokens.out")"
+victim=
+for ((i = 0; i < 300; i++)); do # rank 1: the process of this launch with PMI_RANK=1
+  for p in $(pgrep -f -- "$B/bench_tokens --users 2000"); do
+    tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null | grep -qx 'PMI_RANK=1' &&
+      tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null | grep -qx "TMPDIR=$t" && victim=$p
+  done
+  [ -n "$victim" ] && break
+  sleep 0.1
+done
+[ -n "$victim" ] || { kill "$pid"; fail "no rank 1 of bench_tokens found"; }
+kill -KILL "$victim"
+wait "$pid"
+rc=$?
+[ $rc -ne 0 ] || fail "bench_tokens with rank 1 killed exited 0"
+gone "$t" "bench_tokens with its rank 1 killed by SIGKILL (exit $rc)"
+echo "bench_tokens: its folder removed after a SIGKILL of rank 1"
 echo "bench_cli: ok"
