@@ -25,9 +25,10 @@
 //      every worker is set up and resumed before any job writes an output). A failure on any
 //      rank from here on is printed by that rank and ends the launch with MPI_Abort (the other
 //      ranks may be inside collectives or the PS loop, which nothing else could interrupt).
-//   5. each job's rank 0 sends its rd_trainer_result to world rank 0, which writes
-//      config.effective.yaml, the plot and, last, report.json (each to a temporary name, then
-//      renamed): a launch that fails before its end leaves no report.
+//   5. each job's rank 0 sends its rd_trainer_result to world rank 0, which writes every job's
+//      metrics and targets files, config.effective.yaml, the plot and, last, report.json (each to
+//      a temporary name, then renamed): a launch that fails before its end leaves none of them
+//      (run_results), only its checkpoints.
 //
 // Signals: SIGUSR1 (Slurm's --signal before a time limit, kill -USR1 of mpiexec) asks each job for
 // a checkpoint after its next step; training goes on (rd_trainer_request_checkpoint). SIGTERM
@@ -104,6 +105,9 @@ static void train_usage(FILE *out) {
         "popularity baseline), <job>.targets.json (jobs that send or receive targets),\n"
         "auc_windows.png (output.plot), the checkpoints, config.effective.yaml (the config\n"
         "as run: overrides, --seed and --out applied, defaults filled in) and report.json.\n"
+        "All but the checkpoints are written at the end, report.json last, and only by a run\n"
+        "that succeeds: a launch that fails or ends on SIGTERM leaves none of them (an earlier\n"
+        "run's are removed at the start), only its checkpoints for --resume.\n"
         "\n"
         "Signals (to every rank, as Slurm and mpiexec send them): SIGUSR1 asks every job for a\n"
         "checkpoint after its next step, and training goes on. SIGTERM (scancel, preemption)\n"
@@ -1215,6 +1219,42 @@ static void hook_sleep(int ms) {
         ;
 }
 
+// The run's result files, written by world rank 0 once every job has ended (train_main, 5.): every
+// job's "<job>.metrics.<csv|jsonl>" and "<job>.targets.json", config.effective.yaml, the plot,
+// and last report.json, each under a temporary name and renamed. The jobs used to write their own
+// metrics and targets files as they ended, so a launch that failed or took SIGTERM afterwards
+// (another job failing, a rank killed, the plot on a full disk) left complete-looking results
+// beside no report.json. Those written are listed here and removed when the launch ends before
+// report.json: a run folder holds results only with its report (only a launch killed from
+// outside while rank 0 writes them, some 40 ms on a tiny run, can leave some). Checkpoints are no
+// results: they stay for --resume, which reads nothing else of the run folder.
+typedef struct run_results {
+    int n, cap;
+    char (*path)[RD_PATH_MAX + 64];
+} run_results;
+
+static void results_remove(run_results *w) {
+    for (int i = w->n; i-- > 0;)
+        unlink(w->path[i]);
+    w->n = 0;
+}
+
+_Static_assert(RD_PATH_MAX + RD_NAME_MAX + sizeof ".metrics.jsonl" <=
+                   sizeof((run_results *)0)->path[0],
+               "a result path must hold the longest run folder and job name");
+
+// Listed before it is written: a write that fails after its rename (the folder's fsync) leaves it.
+// A path that does not fit (never: the assertion above) is "", which the write refuses.
+static const char *results_add(run_results *w, const char *dir, const char *name, const char *ext) {
+    if (w->n >= w->cap) // never: train_main sizes the list
+        return "";
+    char *p = w->path[w->n++];
+    int k = snprintf(p, sizeof w->path[0], "%s/%s%s", dir, name, ext);
+    if (k < 0 || (size_t)k >= sizeof w->path[0])
+        p[0] = '\0';
+    return p;
+}
+
 // SIGTERM after every job has ended (PS shard 0 no longer serves, rd/server.h): the results are
 // with rank 0 and nothing is left but the report, which the signal came before. Such a run went on
 // to its report and exit 0, a SIGTERM a moment earlier ended it with 143: now it ends with 143
@@ -1222,7 +1262,8 @@ static void hook_sleep(int ms) {
 // evaluates). Every rank says whether it took the signal (a worker's may have come after its job
 // shut down); rank 0 asks again right before the report (`last`), its own flag alone. A SIGTERM
 // after report.json is written does not change the run's exit status 0: its outputs are complete.
-static void stop_before_report(const rd_comm *comm, const rd_config *cfg, int last) {
+static void
+stop_before_report(const rd_comm *comm, const rd_config *cfg, int last, run_results *w) {
     int any = got_sigterm;
     if (!last) {
         MPI_Request r;
@@ -1231,6 +1272,8 @@ static void stop_before_report(const rd_comm *comm, const rd_config *cfg, int la
     }
     if (!any)
         return;
+    if (w)
+        results_remove(w); // the run ends without its report: no result file stays either
     if (comm->rank == 0) {
         printf("[ps] SIGTERM: every job has ended its training (its final checkpoint is written): "
                "ending the run before its report (exit status 143); resume it with --resume %s\n",
@@ -1241,6 +1284,17 @@ static void stop_before_report(const rd_comm *comm, const rd_config *cfg, int la
     rd__watch_failing();
     hook_sleep(5000);
     rd_abort_launch_status(143);
+}
+
+// A failure while rank 0 writes the results: those written so far go, then the launch ends. The
+// last one listed is not removed when it was refused as not replaceable (RD_ERR_EXISTS: a folder,
+// a FIFO or a symlink under its name): that entry is not the run's.
+RD_NORETURN static void
+results_die(const rd_comm *comm, run_results *w, const char *what, const rd_errbuf *eb, int rc) {
+    if (rc == RD_ERR_EXISTS && w->n > 0)
+        w->n--;
+    results_remove(w);
+    die(comm, what, eb, rc);
 }
 
 // SIGTERM from the roles on: every job's checkpoint, then the end of the run (rd/server.h,
@@ -1484,6 +1538,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
             .resume_dir = resume,
             .distill_timeout_ms = hook_timeout_ms,
             .fin_delay_ms = hook_fin_ms,
+            .metrics_dir = "", // world rank 0 writes every job's (run_results)
         };
         rc = rd_trainer_create(comm, cfg, &topts, &tr, &eb);
         // Agreed by every worker rank (create has no collective step to hang in), so that a
@@ -1519,20 +1574,42 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
             hook_sleep(hook_report_ms);
         }
     }
-    stop_before_report(comm, cfg, 0);
+    stop_before_report(comm, cfg, 0, NULL);
     if (rank == 0) {
         const rd_report_build build = {rd_app_build_id(), rd_app_runtime_id(), runtime_mixed,
                                        ta->sets, ta->n_sets};
         // report.json is the last file a run writes: a failure before it (the plot on a full
-        // disk) ends the launch with no report, not with one beside exit 1.
+        // disk) ends the launch with no report, and with none of the results written before it
+        // (run_results), not with them beside exit 1.
+        run_results w = {0, 2 * comm->n_jobs + 3, NULL};
+        w.path = rd_xcalloc((size_t)w.cap, sizeof *w.path);
+        const char *mext =
+            strcmp(cfg->output.metrics_format, "jsonl") == 0 ? ".metrics.jsonl" : ".metrics.csv";
+        for (int j = 0; j < comm->n_jobs; j++) {
+            const char *p = results_add(&w, cfg->run.out_dir, comm->job_name[j], mext);
+            if ((rc = rd_trainer_write_metrics(cfg, &res[j], p, &eb)) != RD_OK)
+                results_die(comm, &w, "metrics", &eb, rc);
+            if (res[j].targets.role == 0)
+                continue; // no targets file (rd_trainer_write_targets)
+            p = results_add(&w, cfg->run.out_dir, comm->job_name[j], ".targets.json");
+            if ((rc = rd_trainer_write_targets(comm->job_name[j], &res[j].targets, p, &eb)) !=
+                RD_OK)
+                results_die(comm, &w, "targets", &eb, rc);
+        }
+        results_add(&w, cfg->run.out_dir, RD_EFFECTIVE_CONFIG, "");
         if ((rc = write_effective_config(cfg, ta, &eb)) != RD_OK)
-            die(comm, "effective configuration", &eb, rc);
-        if (cfg->output.plot && (rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)
-            die(comm, "plot", &eb, rc);
-        stop_before_report(comm, cfg, 1);
+            results_die(comm, &w, "effective configuration", &eb, rc);
+        if (cfg->output.plot) {
+            results_add(&w, cfg->run.out_dir, "auc_windows.png", "");
+            if ((rc = rd_report_plot(cfg, res, comm->n_jobs, &eb)) != RD_OK)
+                results_die(comm, &w, "plot", &eb, rc);
+        }
+        stop_before_report(comm, cfg, 1, &w);
+        results_add(&w, cfg->run.out_dir, "report.json", ""); // a failed fsync of its folder
         if ((rc = rd_report_write(cfg, res, comm->n_jobs, rd_mono_s() - t_start, &build, &eb)) !=
             RD_OK)
-            die(comm, "report", &eb, rc);
+            results_die(comm, &w, "report", &eb, rc);
+        rd_free(w.path);
         rd_report_print(cfg, res, comm->n_jobs);
         printf("report: %s/report.json\n", cfg->run.out_dir);
         fflush(stdout);

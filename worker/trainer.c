@@ -1734,13 +1734,22 @@ void rd_trainer_targets_json(FILE *f, const rd_trainer_targets *t) {
 
 // Job rank 0: "<job>.targets.json" (written atomically).
 static int write_targets(const rd_trainer *tr, const rd_trainer_targets *t, rd_errbuf *eb) {
-    if (!tr->targets_path[0] || t->role == 0)
+    if (!tr->targets_path[0])
+        return RD_OK;
+    return rd_trainer_write_targets(tr->job->name, t, tr->targets_path, eb);
+}
+
+int rd_trainer_write_targets(const char *job,
+                             const rd_trainer_targets *t,
+                             const char *path,
+                             rd_errbuf *eb) {
+    if (t->role == 0)
         return RD_OK;
     rd_lmdbx_outfile of;
-    int rc = rd_lmdbx_outfile_open(tr->targets_path, &of, eb);
+    int rc = rd_lmdbx_outfile_open(path, &of, eb);
     if (rc != RD_OK)
         return rc;
-    fprintf(of.f, "{\"job\": \"%s\", ", tr->job->name);
+    fprintf(of.f, "{\"job\": \"%s\", ", job);
     rd_trainer_targets_json(of.f, t);
     fputs("}\n", of.f);
     return rd_lmdbx_outfile_commit(&of, eb); // unique temporary name, fsync, rename
@@ -2841,12 +2850,19 @@ static int write_metrics(const rd_trainer *tr, const rd_trainer_result *res, rd_
         if (rc != RD_OK)
             return rc;
     }
+    return rd_trainer_write_metrics(tr->cfg, res, tr->metrics_path, eb);
+}
+
+int rd_trainer_write_metrics(const rd_config *cfg,
+                             const rd_trainer_result *res,
+                             const char *path,
+                             rd_errbuf *eb) {
     rd_lmdbx_outfile of;
-    int rc = rd_lmdbx_outfile_open(tr->metrics_path, &of, eb);
+    int rc = rd_lmdbx_outfile_open(path, &of, eb);
     if (rc != RD_OK)
         return rc;
     FILE *f = of.f;
-    int json = strcmp(tr->cfg->output.metrics_format, "jsonl") == 0;
+    int json = strcmp(cfg->output.metrics_format, "jsonl") == 0;
     if (!json)
         fputs("phase,window,auc,gauc,logloss,calibration,samples,samples_per_s\n", f);
     for (int w = 0; w < res->n_windows && w < RD_TRAINER_MAX_WINDOWS; w++)

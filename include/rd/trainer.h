@@ -8,6 +8,8 @@
 //   rd_trainer               opaque: dataset, model, KV client, step buffers of one worker rank
 //   rd_trainer_create()      open the dataset, build the model, create the KV client
 //   rd_trainer_run()         run the whole schedule; job rank 0 writes the job's metrics file
+//                            (unless rd_trainer_opts.metrics_dir is "")
+//   rd_trainer_write_metrics() / _write_targets()  a job's result files from its rd_trainer_result
 //   rd_trainer_score()       main-tower logits of given records (the serving reference)
 //   rd_trainer_model()       the dense model (tests compare parameters)
 //   rd_trainer_kv()          the KV client (tests pull rows after training)
@@ -41,7 +43,8 @@
 // epoch e (pass e, window -1), then every stream window w (pass 0, window w). The owner of a
 // record is the student rank whose iterator takes it (strided by index from the range's start, or
 // rd_shard_of(user_key) in user order). Job rank 0 writes "<job>.targets.json" next to the
-// metrics file.
+// metrics file (`recdistill train` has world rank 0 write both for every job instead, beside
+// report.json: rd_trainer_write_metrics, rd_trainer_write_targets).
 //
 // Instance tokens (IAT, models[].tokens.scheme > 0; rd_config_token_job names the first job whose
 // model reads them): before any job trains, rank 0 of that job builds the run's token store at
@@ -257,13 +260,36 @@ double rd__trainer_history_keys_budget(double limit, int world_size);
 
 /**
  * Run the schedule. Collective over the job's ranks (allreduce, metric gathers) and talks to the
- * PS. On the job's rank 0 fills *res and writes the metrics file; other ranks zero *res except
+ * PS. On the job's rank 0 fills *res and writes the metrics and targets files (none when
+ * rd_trainer_opts.metrics_dir is ""); other ranks zero *res except
  * job, model and ranks.
  * @return RD_OK, or a KV error (RD_ERR_PROTO, RD_ERR_STATE, ...), RD_ERR_RANGE (a batch failed
  *         the model's checks: corrupt data), RD_ERR_IO (metrics file), RD_ERR_NOMEM. An error
  *         leaves the job's other ranks inside collectives: the caller must abort the launch.
  */
 int rd_trainer_run(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb);
+
+/**
+ * Write a job's metrics file "<job>.metrics.<csv|jsonl>" (cfg->output.metrics_format) of `res`
+ * (its job rank 0's result) to `path`: unique temporary name, fsync, rename (complete or absent).
+ * `recdistill train` writes every job's on world rank 0, beside report.json.
+ * @return RD_OK, RD_ERR_IO / RD_ERR_FULL / RD_ERR_EXISTS (rd_lmdbx_outfile_open / _commit)
+ */
+int rd_trainer_write_metrics(const rd_config *cfg,
+                             const rd_trainer_result *res,
+                             const char *path,
+                             rd_errbuf *eb);
+
+/**
+ * Write "<job>.targets.json", {"job": "<job>", <rd_trainer_targets_json>}, to `path`, atomically
+ * as rd_trainer_write_metrics. A job that neither sends nor receives targets (t->role 0) writes
+ * none.
+ * @return as rd_trainer_write_metrics
+ */
+int rd_trainer_write_targets(const char *job,
+                             const rd_trainer_targets *t,
+                             const char *path,
+                             rd_errbuf *eb);
 
 /**
  * Main-tower logits of dataset records `recs` with the current parameters and PS rows (one
