@@ -16,8 +16,9 @@
 //   1. rank 0 loads the config; the status, then the config, are broadcast (bad config: rank 0
 //      prints one line, every rank exits 1).
 //   2. the world size must equal rd_config_world_size (else one message from rank 0, exit 1).
-//   3. rank 0 creates run.out_dir and removes an earlier run's report.json and plot there (and,
-//      unless it resumes, every <job>.metrics.<csv|jsonl>): clear_earlier_outputs. When data.dir
+//   3. rank 0 creates run.out_dir and removes an earlier run's results there (report.json, the
+//      plot, config.effective.yaml, every <job>.metrics.<csv|jsonl> and <job>.targets.json, also
+//      when it resumes): clear_earlier_outputs. When data.dir
 //      holds no dataset, it prepares it (else verifies the existing one in full, CRCs included,
 //      and that it was prepared from this data config: rd_dataset_check_config); the others wait
 //      on a polled broadcast of the status (a failure: every rank exits 1).
@@ -576,11 +577,13 @@ static int newest_readable(
     return rc;
 }
 
-// One run folder holds one run: before any job trains, the report and plot of an earlier run in
-// run.out_dir are removed, so a launch that is killed or fails never leaves an earlier report
-// looking like its own. A fresh run also removes every job's metrics and targets file (other
-// job names or another metrics_format included); a resumed run keeps them: its jobs rewrite theirs
-// whole at the end. Prints one line naming what was removed (nothing when there was nothing).
+// One run folder holds one run: before any job trains, the report, plot and effective config of
+// an earlier run in run.out_dir are removed, and every job's metrics and targets file (other job
+// names or another metrics_format included), so a launch that is killed or fails never leaves an
+// earlier run's results looking like its own. A resumed run removes them too (it used to keep the
+// metrics and targets files, which it rewrites at its end: a resume that failed left the earlier
+// launch's beside no report); resume reads only the checkpoints. Prints one line naming what was
+// removed (nothing when there was nothing).
 // --resume, checked by rank 0 before anything of an earlier run is removed: every job has a
 // checkpoint there (RESUME itself when it is one, else the newest under <RESUME>/<job>) of that
 // job, the same model config, dataset, partition and token settings. The trainers check again
@@ -839,7 +842,7 @@ static void remove_made(const rd_config *cfg,
 // The file the run's effective configuration is written to (write_effective_config).
 #define RD_EFFECTIVE_CONFIG "config.effective.yaml"
 
-static int clear_earlier_outputs(const rd_config *cfg, int fresh, char *msg, size_t cap) {
+static int clear_earlier_outputs(const rd_config *cfg, char *msg, size_t cap) {
     const char *dir = cfg->run.out_dir;
     char names[512] = "";
     size_t len = 0;
@@ -853,8 +856,6 @@ static int clear_earlier_outputs(const rd_config *cfg, int fresh, char *msg, siz
         if (k < sizeof fixed / sizeof fixed[0]) {
             name = fixed[k];
         } else {
-            if (!fresh)
-                break;
             if (!d && !(d = opendir(dir))) {
                 rc = RD_ERR_IO;
                 snprintf(msg, cap, "%s: cannot list the run folder: %s", dir, strerror(errno));
@@ -1492,8 +1493,7 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         } else if (rd_config_token_job(cfg) >= 0 &&
                    (st.rc = token_store_ready(cfg, &store_lock, st.msg, sizeof st.msg)) != RD_OK) {
             ; // the store is in use or of another layout: nothing is removed or prepared
-        } else if ((st.rc = clear_earlier_outputs(cfg, !(resume && resume[0]), st.msg,
-                                                  sizeof st.msg)) != RD_OK) {
+        } else if ((st.rc = clear_earlier_outputs(cfg, st.msg, sizeof st.msg)) != RD_OK) {
             ; // st.msg names the file
         } else if (need_data) {
             printf("preparing the dataset at %s\n", cfg->data.dir);

@@ -3,8 +3,8 @@
 # the earlier run remains looking like part of the new one (docs/reliability.md, run folder
 # rules):
 #  - every launch (fresh or --resume) removes the earlier report.json and auc_windows.png before
-#    any job trains, so a failed launch shows no report; a fresh one also removes every
-#    <job>.metrics.<csv|jsonl> (other job names too), a resumed one keeps them; other files stay;
+#    any job trains, so a failed launch shows no report, and every <job>.metrics.<csv|jsonl>
+#    (other job names too); other files stay;
 #  - a fresh run removes every earlier checkpoint of its jobs: its checkpoint folders list exactly
 #    what a run into a clean folder lists (the earlier run checkpointed at other, lower steps);
 #  - a fresh live teacher drops its job's earlier records from the target log: a replay after the

@@ -8,7 +8,8 @@
 # launches (tests/data/slurm-tiny.yaml, 4 ranks: PS, teacher, student, student_raw):
 #  1. SIGTERM while rank 0 holds its report (every job has ended; test hook
 #     RD_TEST_REPORT_DELAY_MS): exit 143, no result file, the checkpoints kept; resumed from them:
-#     exit 0 and every result;
+#     exit 0 and every result; resumed again into that finished folder and ended the same way:
+#     exit 143, and the finished launch's results are gone too;
 #  2. the teacher's rank killed (SIGKILL) while it holds its FIN (RD_TEST_FIN_DELAY_MS; the other
 #     jobs have ended): non-zero exit, no result file;
 #  3. the plot cannot be written (a folder under its name, made while the teacher holds its FIN):
@@ -37,14 +38,15 @@ YAML="$SRC/tests/data/slurm-tiny.yaml"
 HOLD=20000
 
 # launch RUN [ENV=V...]: the launch in the background (PID: timeout's), its ranks' pids under
-# $PIDS, the plot on.
+# $PIDS, the plot on, the train arguments in EXTRA after its own.
+EXTRA=()
 launch() {
     local run="$1"
     shift
     export PIDS="$TMP/pids.$run"
     mkdir -p "$PIDS"
     env "$@" timeout 300 "$MPIEXEC" -n 4 "$RDP" train "$YAML" --out "$run" --set output.plot=true \
-        >"$run.out" 2>"$run.err" &
+        "${EXTRA[@]}" >"$run.out" 2>"$run.err" &
     PID=$!
 }
 
@@ -100,6 +102,19 @@ timeout 300 "$MPIEXEC" -n 4 "$RD" train "$YAML" --out T --resume T/ckpt --set ou
 want="auc_windows.png config.effective.yaml report.json student.metrics.csv student.targets.json student_raw.metrics.csv teacher.metrics.csv teacher.targets.json "
 [ "$(results T)" = "$want" ] || fail "T: resumed, the results are: $(results T)"
 echo "T: SIGTERM before the report: exit 143, no results; resumed: every result"
+
+# 1b. Resumed again into the finished folder, SIGTERM while rank 0 holds its report: exit 143, and
+#     the finished launch's results are gone too (a resume kept its metrics and targets files).
+EXTRA=(--resume T/ckpt)
+launch T RD_TEST_REPORT_DELAY_MS=$HOLD
+EXTRA=()
+wait_for T "holding the report for $HOLD ms"
+signal T TERM 0 1 2 3
+wait "$PID"
+rc=$?
+[ "$rc" -eq 143 ] || fail "T: resumed again: exit $rc after SIGTERM, not 143: $(grep -v INFO T.err | tail -n 5)"
+no_results T "a resume ended by SIGTERM before its report (exit 143)"
+echo "T: resumed again, SIGTERM before the report: exit 143, no results (the earlier ones gone)"
 
 # 2. The teacher's rank killed while it holds its FIN.
 launch K RD_TEST_FIN_DELAY_MS=$HOLD
