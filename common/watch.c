@@ -1,9 +1,11 @@
 // watch.c — the per-rank sentinel of rd/watch.h.
 //
-// The rank writes short lines into a pipe: "I<identity>\n", "T<token>\n", "F\n" (failing: it will
-// call MPI_Abort after printing its own error), "X\n" (orderly exit). The sentinel, a forked child
-// that keeps only the pipe's read end and stderr, reads until end of file. The kernel closes the
-// write end when the rank ends in any way, so an end of file without "X" is an abrupt end.
+// The rank writes short lines into a pipe: "I<identity>\n", "T<token>\n", "Z<seconds>\n" (the
+// freeze timeout), "F\n" (failing: it will call MPI_Abort after printing its own error), "X\n"
+// (orderly exit). The sentinel, a forked child that keeps only the pipe's read end and stderr,
+// reads until end of file. The kernel closes the write end when the rank ends in any way, so an
+// end of file without "X" is an abrupt end. Once a freeze timeout is set, the sentinel also
+// looks at its rank in /proc once a second (freeze_check).
 //
 // The write end is also kept in a process-wide variable (for rd__watch_failing) so that rd__fatal
 // and RD_MPI_CHECK, which end the launch from anywhere, can say "F" first. It is the only mutable
@@ -15,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -148,6 +151,117 @@ static int stamp_first(const char *name_prefix, long pid, int64_t t) {
     return first;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The freeze watch (rd_watch_freeze). A frozen rank is alive, so its pipe stays open, but it no
+// longer runs: every rank that exchanges with it then waits (PS loops, pulls, allreduces, the
+// target exchange) until the launch's time limit. The sentinel reads its rank's
+// /proc/<pid>/status once per FREEZE_TICK_MS and counts the rank frozen while it is
+//   - stopped (State T: SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU), or
+//   - in uninterruptible sleep (State D) without a context switch since the previous look: one
+//     single wait of the kernel (a dead NFS server, a hung device), the criterion of the kernel's
+//     own hung-task detector. A rank busy with I/O that makes progress switches at every wait.
+// A rank computing (a long step, an evaluation, a checkpoint write) is R or S and never frozen,
+// however long it takes: nothing here depends on the rank's own loop. A rank held by a debugger or
+// strace (TracerPid) is left alone. The time counts only while the sentinel itself ran on
+// schedule: a gap of more than FREEZE_GAP_MS between two looks (the whole job suspended, its
+// sentinels with it, by Slurm or a cgroup freezer; a host swapping hard) starts the count again.
+enum { FREEZE_TICK_MS = 1000, FREEZE_GAP_MS = 3000 };
+
+typedef struct freeze_state {
+    int64_t last_ns;       // the previous look (0: none yet)
+    int64_t since_ns;      // when the rank was first seen frozen in this spell (0: not frozen)
+    char prev_state;       // its State at the previous look
+    unsigned long long cs; // its context switches (voluntary + involuntary) then
+} freeze_state;
+
+typedef struct proc_status {
+    char state;            // 'R', 'S', 'D', 'T', 't', ...; 0 when unreadable
+    long tracer;           // TracerPid
+    unsigned long long cs; // voluntary_ctxt_switches + nonvoluntary_ctxt_switches (main thread)
+} proc_status;
+
+static void proc_status_read(pid_t pid, proc_status *ps) {
+    ps->state = 0;
+    ps->tracer = 0;
+    ps->cs = 0;
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    for (char *line = buf; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (strncmp(line, "State:", 6) == 0)
+            ps->state = line[6 + strspn(line + 6, " \t")];
+        else if (strncmp(line, "TracerPid:", 10) == 0)
+            ps->tracer = strtol(line + 10, NULL, 10);
+        else if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0)
+            ps->cs += strtoull(line + 24, NULL, 10);
+        else if (strncmp(line, "nonvoluntary_ctxt_switches:", 27) == 0)
+            ps->cs += strtoull(line + 27, NULL, 10);
+        line = next;
+    }
+}
+
+// One look at the rank. Returns 1 when it has been frozen for timeout_s seconds, with the reason
+// ("it is stopped (...)") in why.
+static int
+freeze_check(freeze_state *fz, pid_t pid, int64_t now, int timeout_s, char *why, size_t cap) {
+    proc_status ps;
+    proc_status_read(pid, &ps);
+    if (fz->last_ns && now - fz->last_ns > (int64_t)FREEZE_GAP_MS * 1000000)
+        fz->since_ns = 0; // the sentinel did not run either: count from here
+    fz->last_ns = now;
+    int frozen = ps.tracer == 0 &&
+                 (ps.state == 'T' || (ps.state == 'D' && fz->prev_state == 'D' && ps.cs == fz->cs));
+    if (ps.state == 'D' && frozen && fz->since_ns == 0)
+        fz->since_ns = now - (int64_t)FREEZE_TICK_MS * 1000000; // D since the previous look
+    else if (frozen && fz->since_ns == 0)
+        fz->since_ns = now;
+    else if (!frozen)
+        fz->since_ns = 0;
+    fz->prev_state = ps.state;
+    fz->cs = ps.cs;
+    if (!frozen || now - fz->since_ns < (int64_t)timeout_s * 1000000000)
+        return 0;
+    long secs = (long)((now - fz->since_ns) / 1000000000);
+    if (ps.state == 'T') {
+        snprintf(why, cap,
+                 "has not run for %ld s: it is stopped (State T: SIGSTOP, SIGTSTP or a job-control "
+                 "stop)",
+                 secs);
+    } else {
+        char wchan[96] = "";
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%ld/wchan", (long)pid);
+        int fd = open(path, O_RDONLY);
+        if (fd >= 0) {
+            ssize_t n = read(fd, wchan, sizeof wchan - 1);
+            close(fd);
+            wchan[n > 0 ? n : 0] = '\0';
+            wchan[strcspn(wchan, "\n")] = '\0';
+        }
+        if (wchan[0] && strcmp(wchan, "0") != 0)
+            snprintf(why, cap,
+                     "has been in one uninterruptible wait of the kernel for %ld s (State D, in "
+                     "%s: a dead network file system or a hung device)",
+                     secs, wchan);
+        else
+            snprintf(why, cap,
+                     "has been in one uninterruptible wait of the kernel for %ld s (State D: a "
+                     "dead network file system or a hung device)",
+                     secs);
+    }
+    return 1;
+}
+
 RD_NORETURN static void sentinel(int rfd, pid_t parent) {
     // Keep only the pipe and stderr: a held stdout or PMI socket would delay the launcher.
     long maxfd = sysconf(_SC_OPEN_MAX);
@@ -178,10 +292,43 @@ RD_NORETURN static void sentinel(int rfd, pid_t parent) {
     snprintf(ident, sizeof ident, "rank %s (during start-up)",
              getenv("PMI_RANK") ? getenv("PMI_RANK") : "?");
     int stopped = 0, failing = 0, have_stamp = 0;
+    int freeze_s = 0; // the freeze timeout ("Z"); 0 = not watched
+    freeze_state fz = {0};
     char mine[256] = "";
     char line[640];
     size_t len = 0;
     for (;;) {
+        if (freeze_s > 0 && !failing) {
+            struct pollfd pfd = {.fd = rfd, .events = POLLIN};
+            int pr = poll(&pfd, 1, FREEZE_TICK_MS);
+            if (pr < 0 && errno == EINTR)
+                continue;
+            if (pr == 0) {
+                char why[256];
+                if (freeze_check(&fz, parent, rd_mono_ns(), freeze_s, why, sizeof why)) {
+                    // Claim the marker first (time 0, as a failing rank does): the ranks the
+                    // launcher kills next are victims, not news.
+                    failing = 1;
+                    have_stamp =
+                        prefix[0] && stamp_write(prefix, (long)parent, 0, mine, sizeof mine);
+                    char host[128] = "?";
+                    gethostname(host, sizeof host - 1);
+                    host[sizeof host - 1] = '\0';
+                    char msg[RD_ERR_MSG_MAX];
+                    int n = snprintf(msg, sizeof msg,
+                                     "recdistill: %s, pid %ld on host %s, %s; every rank that "
+                                     "exchanges with it would wait for it until the time limit, "
+                                     "so it is killed (SIGKILL) to end the launch "
+                                     "(cluster.freeze_timeout_s: %d; 0 turns this off)\n",
+                                     ident, (long)parent, host, why, freeze_s);
+                    if (n > 0)
+                        write_all(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+                    if (getppid() == parent) // still our rank, not a reused pid
+                        kill(parent, SIGKILL);
+                }
+                continue;
+            }
+        }
         char c;
         ssize_t k = read(rfd, &c, 1);
         if (k < 0 && errno == EINTR)
@@ -195,7 +342,11 @@ RD_NORETURN static void sentinel(int rfd, pid_t parent) {
         }
         line[len] = '\0';
         len = 0;
-        if (line[0] == 'I') {
+        if (line[0] == 'Z') {
+            long v = strtol(line + 1, NULL, 10);
+            freeze_s = v > 0 && v <= RD_WATCH_FREEZE_MAX_S ? (int)v : 0;
+            fz = (freeze_state){0};
+        } else if (line[0] == 'I') {
             copy_str(ident, sizeof ident, line + 1);
         } else if (line[0] == 'T') {
             memcpy(name_prefix, "recdistill-", 12);
@@ -302,6 +453,15 @@ void rd_watch_identify(rd_watch *w, const char *identity, const char *token) {
     }
     buf[n++] = '\n';
     write_all(w->fd, buf, n);
+}
+
+void rd_watch_freeze(rd_watch *w, int timeout_s) {
+    if (!w)
+        return;
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "Z%d\n", timeout_s);
+    if (n > 0 && (size_t)n < sizeof buf)
+        write_all(w->fd, buf, (size_t)n);
 }
 
 void rd_watch_failing(rd_watch *w) {

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -939,6 +940,71 @@ static void test_watch_stale_stamps(void **state) {
     assert_true(other_left);
 }
 
+// A rank stuck in one uninterruptible wait of the kernel (State D: a dead NFS server, a hung
+// device) is frozen as surely as a stopped one (tests/scripts/freeze.sh stops ranks), though the
+// kernel, not a signal, holds it. Made here without root or a file system: the parent of vfork()
+// waits in State D (killable) until its child ends, and the child sleeps 60 s. The sentinel, told
+// a timeout of 1 s, names the wait and kills the rank long before that: the rank ends by SIGKILL,
+// not with exit 3 after the child. Before the freeze watch nothing looked at a live rank.
+static void test_watch_freeze_dstate(void **state) {
+    (void)state;
+    if (getenv("RD_UNDER_VALGRIND")) // valgrind runs vfork as a fork: no wait to watch
+        skip();
+    char dir[] = "/tmp/rd_test_freeze_XXXXXX", log[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(log, sizeof log, "%s/stderr", dir);
+    fflush(NULL);
+    pid_t rank = fork();
+    assert_true(rank >= 0);
+    if (rank == 0) {
+        int fd = open(log, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 2) < 0)
+            _exit(2);
+        close(fd);
+        rd_watch *w = NULL;
+        rd_errbuf eb;
+        rd_errbuf_clear(&eb);
+        if (rd_watch_start(&w, &eb) != RD_OK)
+            _exit(2);
+        char token[64];
+        snprintf(token, sizeof token, "rdtest%ld-freeze", (long)getpid());
+        rd_watch_identify(w, "rank 9 (role test)", token);
+        rd_watch_freeze(w, 1);
+        pid_t me = getpid();
+        pid_t child = vfork();
+        if (child == 0) {
+            // Ends with the rank: no sleeper is left behind.
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() == me) {
+                struct timespec ts = {60, 0};
+                nanosleep(&ts, NULL);
+            }
+            _exit(0);
+        }
+        rd_watch_stop(w);
+        _exit(3);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(rank, &status, 0), rank);
+    char text[2048] = "";
+    FILE *f = fopen(log, "r");
+    if (f) {
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        text[n] = '\0';
+        fclose(f);
+    }
+    unlink(log);
+    rmdir(dir);
+    char who[96];
+    snprintf(who, sizeof who, "recdistill: rank 9 (role test), pid %ld on host ", (long)rank);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+    assert_non_null(strstr(text, who));
+    assert_non_null(strstr(text, "has been in one uninterruptible wait of the kernel for "));
+    assert_non_null(strstr(text, "(cluster.freeze_timeout_s: 1; 0 turns this off)"));
+    assert_null(strstr(text, "died without an orderly exit"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strerror),
@@ -965,6 +1031,7 @@ int main(void) {
         cmocka_unit_test(test_abort_watchdog),
         cmocka_unit_test(test_abort_launch_without_mpi),
         cmocka_unit_test(test_watch_stale_stamps),
+        cmocka_unit_test(test_watch_freeze_dstate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,9 @@
 //   rd_watch_start()    fork the sentinel (call BEFORE MPI_Init: nothing of MPI is duplicated)
 //   rd_watch_identify() tell it who this rank is ("rank 1 (teacher: job 'teacher' rank 0)") and
 //                       the launch-wide token that names the per-host marker file
+//   rd_watch_freeze()   from now on, end the launch when this rank is frozen (stopped, or in
+//                       one uninterruptible kernel wait) that many seconds
+//                       (cluster.freeze_timeout_s)
 //   rd_watch_failing()  this rank is about to end the launch itself (MPI_Abort after a printed
 //                       error): the sentinel claims the marker silently
 //   rd_watch_stop()     orderly exit: the sentinel leaves without a word; frees the handle
@@ -30,6 +33,19 @@
 // sentinel killed before that (kill -9 of every process of a launch, a Slurm step ended whole)
 // leaves its stamp, and every sentinel removes this user's stamps older than a minute as it
 // starts.
+//
+// Frozen ranks: a rank stopped by SIGSTOP or stuck in the kernel (State D on a dead NFS mount)
+// is alive, so its pipe stays open, and every rank waiting on it would wait until the time limit.
+// Once told a timeout (rd_watch_freeze), the sentinel looks at its rank in /proc once a second;
+// a rank stopped (State T), or in one uninterruptible wait (State D without a context switch),
+// for that long is named
+//   recdistill: rank 1 (...), pid 123 on host vm, has not run for 600 s: it is stopped (State T:
+//   ...); every rank that exchanges with it would wait for it until the time limit, so it is
+//   killed (SIGKILL) to end the launch (cluster.freeze_timeout_s: 600; 0 turns this off)
+// and killed; the launcher then ends the launch as for any dead rank, and the sentinel's stamp
+// (time 0) keeps its victims silent. A rank that computes, however long, is never frozen (no
+// heartbeat of the rank's own loop is involved); nor is one held by a debugger (TracerPid), nor
+// one whose sentinel was suspended with it (the count restarts after a gap in its own looks).
 #ifndef RD_WATCH_H
 #define RD_WATCH_H
 
@@ -52,6 +68,13 @@ int rd_watch_start(rd_watch **out, rd_errbuf *eb);
 /** Send the identity line printed on an abrupt end and the launch-wide marker token (letters,
  *  digits, '-' and '_' only; other bytes are replaced). Accepts w == NULL. */
 void rd_watch_identify(rd_watch *w, const char *identity, const char *token);
+
+/** Longest freeze timeout, seconds (a week). */
+#define RD_WATCH_FREEZE_MAX_S 604800
+
+/** Watch this rank for freezes from now on: timeout_s seconds stopped or in one uninterruptible
+ *  wait end the launch, naming the rank (see above); 0 stops watching. Accepts w == NULL. */
+void rd_watch_freeze(rd_watch *w, int timeout_s);
 
 /** The rank is going to end the launch itself (a reported error): claim the marker so that the
  *  ranks the launcher kills next are not reported as dead. Accepts w == NULL. */
