@@ -163,8 +163,8 @@ static int test_hook_ms(const char *name, int rank) {
     return (int)ms;
 }
 
-// Tell this rank's sentinel who we are, and the launch-wide token of its marker file (rank 0's
-// host, pid and start time, broadcast).
+// Tell this rank's sentinel who we are, the launch-wide token of its marker file (rank 0's host,
+// pid and start time, broadcast) and the freeze timeout.
 static void identify(rd_watch *watch, const rd_comm *comm, const rd_config *cfg) {
     char token[96] = "";
     if (comm->rank == 0) {
@@ -184,6 +184,9 @@ static void identify(rd_watch *watch, const rd_comm *comm, const rd_config *cfg)
                  comm->job_size);
     }
     rd_watch_identify(watch, who, token);
+    // From here on a frozen rank (stopped, or stuck in the kernel) ends the launch, naming itself,
+    // instead of holding every rank that waits on it until the time limit.
+    rd_watch_freeze(watch, cfg->cluster.freeze_timeout_s);
 }
 
 // The first folder of `path` (itself or a parent) that does not exist yet into `first` ("" when

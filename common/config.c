@@ -184,6 +184,7 @@ static const ck_key cluster_keys[] = {
     K_MAPS(rd_cluster_config, "jobs", jobs, rd_job_config, n_jobs, job_desc),
     K_INT(rd_cluster_config, "blas_threads", blas_threads, 1, 256, 0, "1"),
     K_INT(rd_cluster_config, "poll_us_max", poll_us_max, 1, 1000000, 0, "200"),
+    K_INT(rd_cluster_config, "freeze_timeout_s", freeze_timeout_s, 0, 604800, 0, "600"),
 };
 TABLE(cluster_desc, rd_cluster_config, cluster_keys);
 

@@ -192,6 +192,7 @@ static void test_defaults(void **state) {
     assert_int_equal(c->cluster.n_jobs, 0);
     assert_int_equal(c->cluster.blas_threads, 1);
     assert_int_equal(c->cluster.poll_us_max, 200);
+    assert_int_equal(c->cluster.freeze_timeout_s, 600);
     assert_int_equal(c->data.source, RD_DATA_SYNTHETIC);
     assert_string_equal(c->data.input, "");
     assert_string_equal(c->data.dir, "runs/run/data");

@@ -130,6 +130,9 @@ typedef struct rd_cluster_config {
                                      // out PS first, then jobs in this order (MPMD launch)
     int blas_threads;                // OpenBLAS threads per rank, 1..256; default 1
     int poll_us_max;                 // max backoff of polling loops, 1..1e6 us; default 200
+    int freeze_timeout_s;            // a rank stopped (SIGSTOP) or in one uninterruptible kernel
+                                     // wait this long is named and killed, which ends the launch
+                                     // (rd/watch.h); 0 = never; 0..604800; default 600
 } rd_cluster_config;
 
 // ---------------------------------------------------------------------------------------------
