@@ -54,7 +54,7 @@ typedef struct tk_shard {
     MDB_cursor *rcur;   // cursor of rtxn on dbi_tokens, renewed with it
     int live;           // rtxn is active in the current call
     int writable;
-    dev_t dev; // the data file opened (writable shards: shard_present)
+    dev_t dev; // the data file opened (shard_present; read-only handles: reader_check)
     ino_t ino;
 } tk_shard;
 
@@ -67,6 +67,7 @@ typedef struct tk_rec {
 
 struct rd_token_store {
     char dir[DIR_MAX];
+    char witness[DIR_MAX + 48]; // <dir>/shard-0000/data.mdb: read-only handles (reader_check)
     rd_token_store_info info;
     int mode;
     int ps_rank, n_ps;
@@ -718,15 +719,13 @@ static int open_shard(rd_token_store *s, int i, const rd_token_open_opts *o, rd_
     sh->writable = o->mode == RD_TOKEN_WRITE;
     mdb_filehandle_t fd;
     struct stat st;
-    if (sh->writable && mdb_env_get_fd(sh->env, &fd) == 0 && fstat(fd, &st) == 0) {
-        sh->dev = st.st_dev;
-        sh->ino = st.st_ino;
-        if ((rc = shard_present(s, i, path, eb)) != RD_OK) // removed while it was opened
-            return rc;
-    } else if (sh->writable) {
+    if (mdb_env_get_fd(sh->env, &fd) != 0 || fstat(fd, &st) != 0)
         return rd_err_set(eb, RD_ERR_IO, "token store %s: shard %d: %s", s->dir, i,
                           strerror(errno));
-    }
+    sh->dev = st.st_dev;
+    sh->ino = st.st_ino;
+    if (sh->writable && (rc = shard_present(s, i, path, eb)) != RD_OK) // removed meanwhile
+        return rc;
     return RD_OK;
 }
 
@@ -768,6 +767,7 @@ int rd_token_store_open(const char *dir,
     if (!s)
         return rd_err_set(eb, RD_ERR_NOMEM, "token store %s: out of memory", dir);
     snprintf(s->dir, sizeof s->dir, "%s", dir);
+    snprintf(s->witness, sizeof s->witness, "%s/shard-0000/data.mdb", dir);
     snprintf(s->where, sizeof s->where, "%s", dir);
     s->where_shard = -1;
     s->info = info;
@@ -821,6 +821,117 @@ void rd_token_store_destroy(rd_token_store *s) {
     rd_free(s->recs);
     rd_free(s->tokbuf);
     rd_free(s);
+}
+
+// Close shard sh's cursor, read transaction and env (not live: between calls).
+static void shard_close(tk_shard *sh) {
+    if (sh->rcur)
+        mdb_cursor_close(sh->rcur);
+    if (sh->rtxn)
+        mdb_txn_abort(sh->rtxn);
+    if (sh->env)
+        rd_lmdbx_env_close(sh->env);
+    memset(sh, 0, sizeof *sh);
+}
+
+// Shard i of a read-only handle anew, from the files now at its path: on success the old env
+// is released (other handles of this process that still share it keep it until they look);
+// on failure the shard is left as it was.
+static int shard_reopen(rd_token_store *s, int i, rd_errbuf *eb) {
+    tk_shard old = s->shards[i];
+    memset(&s->shards[i], 0, sizeof s->shards[i]);
+    rd_token_open_opts o = {0};
+    o.mode = RD_TOKEN_READ_ONLY;
+    int rc = open_shard(s, i, &o, eb);
+    if (rc != RD_OK) {
+        shard_close(&s->shards[i]);
+        s->shards[i] = old;
+        return rc;
+    }
+    shard_close(&old);
+    return RD_OK;
+}
+
+static int same_layout(const rd_token_store_info *a, const rd_token_store_info *b) {
+    return a->store_id == b->store_id && a->version == b->version && a->n_shards == b->n_shards &&
+           a->dim == b->dim && a->dtype == b->dtype && a->value_bytes == b->value_bytes &&
+           a->n_side == b->n_side && a->created == b->created;
+}
+
+// Shard 0's data file is no longer the one this handle reads (reader_check): the store was
+// removed (an error until it is back), the same store is there in new files (a compacted copy
+// moved into its place, a restored backup: every shard whose data file changed is reopened,
+// shard 0 last so that a failure is retried by the next call, and reads go on), or another store
+// is (an error naming both ids: its tokens are not the ones this handle served).
+static int reader_refresh(rd_token_store *s, const char *file, int err, rd_errbuf *eb) {
+    if (err)
+        return rd_err_set(eb, RD_ERR_IO,
+                          "token store %s: %s is %s since this handle opened the store (the store "
+                          "removed?): its removed files are not read; the same store moved back "
+                          "into its place (e.g. a `tokens compact` copy) is read again",
+                          s->dir, file, err == ENOENT ? "gone" : strerror(err));
+    rd_token_store_info now;
+    rd_errbuf local;
+    rd_errbuf_clear(&local);
+    int rc = rd_token_store_read_manifest(s->dir, &now, &local);
+    if (rc != RD_OK)
+        return rd_err_set(eb, RD_ERR_IO,
+                          "token store %s was replaced since this handle opened it, and the "
+                          "new one cannot be read: %s",
+                          s->dir, local.msg);
+    if (!same_layout(&now, &s->info))
+        return rd_err_set(
+            eb, RD_ERR_IO,
+            "token store %s was replaced by another store since this handle opened it (id "
+            "%016llx, %u shards of dim %u %s with %u side values; this handle read id %016llx, "
+            "%u shards of dim %u %s with %u side values): its tokens are not the ones this "
+            "handle served; close the handle and open the store again if that is intended",
+            s->dir, (unsigned long long)now.store_id, now.n_shards, now.dim,
+            rd_token_dtype_name((int)now.dtype), now.n_side, (unsigned long long)s->info.store_id,
+            s->info.n_shards, s->info.dim, rd_token_dtype_name((int)s->info.dtype), s->info.n_side);
+    for (uint32_t k = 1; k <= s->info.n_shards; k++) {
+        uint32_t i = k % s->info.n_shards; // 1, 2, ..., n - 1, then 0
+        tk_shard *sh = &s->shards[i];
+        char data[DIR_MAX + 48];
+        snprintf(data, sizeof data, "%s/shard-%04u/data.mdb", s->dir, i);
+        struct stat ds;
+        if (stat(data, &ds) != 0)
+            return rd_err_set(eb, RD_ERR_IO,
+                              "token store %s: %s is %s since this handle opened the store (the "
+                              "store removed or replaced?)",
+                              s->dir, data, errno == ENOENT ? "gone" : strerror(errno));
+        if (ds.st_dev == sh->dev && ds.st_ino == sh->ino)
+            continue;
+        if ((rc = shard_reopen(s, (int)i, eb)) != RD_OK) {
+            rd_err_prefix(eb,
+                          "token store %s was replaced by a copy of itself, whose shard %u "
+                          "cannot be opened: ",
+                          s->dir, i);
+            return rc;
+        }
+    }
+    return RD_OK;
+}
+
+// A read-only handle reads the store that is at its folder now. An open LMDB env goes on
+// reading its data file after the file was unlinked: a serving process kept answering from a
+// store removed with rm -rf, and after a compacted copy was moved into the store's place it
+// never saw another token appended to it. Appends and gc change a shard's data file in place;
+// rm -rf, a copy moved in (tokens compact writes a new folder) and a store created anew replace
+// every shard's. So shard 0's data file stands for the store: one stat per call (about a
+// microsecond of a fetch's few: bench_serve --tokens), and the other shards only when it
+// changed. Its (dev, ino) cannot be a new file's: the handle's env holds the old file open, so
+// its inode is not reused (a MANIFEST, which nothing holds open, got its removed predecessor's
+// inode number back on ext4). Writable handles check their shards themselves (shard_present)
+// and are never reopened: what they wrote would be lost unseen.
+static int reader_check(rd_token_store *s, rd_errbuf *eb) {
+    if (s->mode != RD_TOKEN_READ_ONLY)
+        return RD_OK;
+    struct stat st;
+    int err = stat(s->witness, &st) != 0 ? errno : 0;
+    if (!err && st.st_dev == s->shards[0].dev && st.st_ino == s->shards[0].ino)
+        return RD_OK;
+    return reader_refresh(s, s->witness, err, eb);
 }
 
 int rd_token_store_opts_from_config(const rd_tokens_config *tc,
@@ -1308,7 +1419,7 @@ static int store_fetch_batch_unguarded(rd_token_store *s,
             eb, RD_ERR_ARG,
             "token fetch: users, before_t, out->tokens and out->n_found are required");
     const int ns = (int)s->info.n_shards;
-    int rc = RD_OK;
+    int rc = reader_check(s, eb);
     for (size_t i = 0; i < n && rc == RD_OK; i++) {
         int sh = rd_token_shard_of_user(users[i], ns);
         if (!s->shards[sh].env) {
@@ -1559,6 +1670,9 @@ int rd_token_store_gc(rd_token_store *s, int64_t before_t, uint64_t *n_deleted, 
 
 static int store_gc_info_unguarded(rd_token_store *s, rd_token_gc_info *info, rd_errbuf *eb) {
     memset(info, 0, sizeof *info);
+    int rc0 = reader_check(s, eb);
+    if (rc0 != RD_OK)
+        return rc0;
     for (uint32_t sh = 0; sh < s->info.n_shards; sh++) {
         tk_shard *t = &s->shards[sh];
         if (!t->env)
@@ -1676,7 +1790,9 @@ static int store_stats_unguarded(rd_token_store *s,
                                  rd_errbuf *eb) {
     RD_ASSERT(s && total);
     stats_empty(total);
-    int rc = RD_OK;
+    int rc = reader_check(s, eb);
+    if (rc != RD_OK)
+        return rc;
     for (uint32_t sh = 0; sh < s->info.n_shards; sh++) {
         rd_token_stats st;
         stats_empty(&st);
@@ -1824,7 +1940,7 @@ static int walk_shard(rd_token_store *s,
 static int store_verify_unguarded(rd_token_store *s, uint64_t *n_checked, rd_errbuf *eb) {
     RD_ASSERT(s);
     uint64_t n = 0;
-    int rc = RD_OK;
+    int rc = reader_check(s, eb);
     for (uint32_t sh = 0; sh < s->info.n_shards && rc == RD_OK; sh++) {
         if (!s->shards[sh].env)
             continue;
@@ -1847,7 +1963,7 @@ static int store_iterate_unguarded(
     if (shard >= 0 && !rd_token_store_has_shard(s, shard))
         return rd_err_set(eb, RD_ERR_ARG, "token iterate: shard %d is not open in this handle",
                           shard);
-    int rc = RD_OK;
+    int rc = reader_check(s, eb);
     for (uint32_t sh = 0; sh < s->info.n_shards && rc == RD_OK; sh++) {
         if (!s->shards[sh].env || (shard >= 0 && (int)sh != shard))
             continue;
@@ -1870,7 +1986,7 @@ static int store_scan_raw_unguarded(
     if (shard >= 0 && !rd_token_store_has_shard(s, shard))
         return rd_err_set(eb, RD_ERR_ARG, "token scan: shard %d is not open in this handle", shard);
     uint64_t n = 0, acc = 0;
-    int rc = RD_OK;
+    int rc = reader_check(s, eb);
     for (uint32_t sh = 0; sh < s->info.n_shards && rc == RD_OK; sh++) {
         if (!s->shards[sh].env || (shard >= 0 && (int)sh != shard))
             continue;

@@ -23,6 +23,7 @@
 #include "rd/lmdbx.h"
 #include "rd/rng.h"
 #include "rd/tokens.h"
+#include "rd/tokentool.h"
 #include "tmp_root.h"
 
 #include <errno.h>
@@ -1211,6 +1212,135 @@ static void test_store_removed_while_open(void **state) {
         rm_rf(dir);
     }
     fout_free(&f);
+}
+
+// Append (user, ts, id) to the store in `dir` from a child process, or with gc_before > 0 delete
+// the records before it: the writer of a store a server reads is another process (and this
+// one's read-only envs would refuse a writable open).
+static void
+child_write(const char *dir, uint64_t user, int64_t ts, uint64_t id, int64_t gc_before) {
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rd_errbuf ceb;
+        rd_errbuf_clear(&ceb);
+        rd_token_open_opts o = {0};
+        o.mode = RD_TOKEN_WRITE;
+        o.no_sync = 1;
+        rd_token_store *w = NULL;
+        float tok[4];
+        fill_token(tok, 4, user, ts, id);
+        rd_token_batch b = {1, &user, &ts, &id, tok, NULL, NULL, NULL, NULL};
+        int rc = rd_token_store_open(dir, &o, &w, &ceb);
+        if (rc == RD_OK)
+            rc = gc_before > 0 ? rd_token_store_gc(w, gc_before, NULL, &ceb)
+                               : rd_token_store_append(w, &b, &ceb);
+        rd_token_store_destroy(w);
+        if (rc != RD_OK)
+            fprintf(stderr, "child write: %s\n", ceb.msg);
+        _exit(rc == RD_OK ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+// A serving process's read-only handles outlive what the training side does to the store:
+// appends and gc change it in place (the same data.mdb, seen by the next fetch), `tokens compact`
+// writes a new folder that an operator moves into the store's place, and a store may be removed or
+// rebuilt there. The handles read their open (unlinked) files for ever: after rm -rf a fetch still
+// answered RD_OK from the removed store, and after a compacted copy was moved in it never saw
+// the tokens appended to it since. Now a fetch of a removed store fails naming its MANIFEST, a
+// copy of the same store (same MANIFEST) is reopened at the next fetch, and another store in
+// its place is refused naming both ids.
+static void test_reader_store_replaced(void **state) {
+    (void)state;
+    const size_t dim = 4;
+    char dir[512], copy[560];
+    store_path(dir, sizeof dir, "served");
+    snprintf(copy, sizeof copy, "%s.compact", dir);
+    rd_token_store *w = create_store("served", (int)dim, RD_TOKEN_FP32, 2, 0);
+    rd_token_store_info in0;
+    rd_token_store_info_get(w, &in0);
+    rd_token_store_destroy(w);
+    child_write(dir, 5, 10, 1, 0);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_token_open_opts ro = {0};
+    ro.mode = RD_TOKEN_READ_ONLY;
+    rd_token_store *r1 = NULL, *r2 = NULL; // two serving threads' handles: one env each shard
+    assert_int_equal(rd_token_store_open(dir, &ro, &r1, &eb), RD_OK);
+    assert_int_equal(rd_token_store_open(dir, &ro, &r2, &eb), RD_OK);
+    fout f;
+    fout_init(&f, 1, 8, dim);
+    assert_int_equal(rd_token_store_fetch(r1, 5, 100, 8, &f.o, &eb), RD_OK);
+    assert_int_equal(f.o.n_found[0], 1);
+    // Appends land in the same files: seen by the next fetch.
+    child_write(dir, 5, 20, 2, 0);
+    assert_int_equal(rd_token_store_fetch(r1, 5, 100, 8, &f.o, &eb), RD_OK);
+    assert_int_equal(f.o.n_found[0], 2);
+    // A compacted copy, the store removed: every read call refuses, naming the file.
+    assert_int_equal(rd_tokentool_compact(dir, copy, &eb), RD_OK);
+    rm_rf(dir);
+    char file[600];
+    snprintf(file, sizeof file, "%s/shard-0000/data.mdb", dir);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_fetch(r1, 5, 100, 8, &f.o, &eb), RD_ERR_IO);
+    print_message("%s\n", eb.msg);
+    assert_non_null(strstr(eb.msg, file));
+    assert_non_null(strstr(eb.msg, "is gone"));
+    rd_token_stats st;
+    assert_int_equal(rd_token_store_stats(r2, &st, NULL, &eb), RD_ERR_IO);
+    assert_non_null(strstr(eb.msg, file));
+    // The copy moved into its place is the same store: read again, appends to it included, in
+    // either shard.
+    assert_int_equal(rename(copy, dir), 0);
+    uint64_t other = 6;
+    while (rd_token_shard_of_user(other, 2) == rd_token_shard_of_user(5, 2))
+        other++;
+    child_write(dir, 5, 30, 3, 0);
+    child_write(dir, other, 40, 4, 0);
+    for (int k = 0; k < 2; k++) {
+        rd_token_store *r = k ? r2 : r1;
+        rd_errbuf_clear(&eb);
+        assert_int_equal(rd_token_store_fetch(r, 5, 100, 8, &f.o, &eb), RD_OK);
+        assert_int_equal(f.o.n_found[0], 3);
+        assert_true(f.o.ts[0] == 10 && f.o.ts[1] == 20 && f.o.ts[2] == 30);
+        assert_int_equal(rd_token_store_fetch(r, other, 100, 8, &f.o, &eb), RD_OK);
+        assert_int_equal(f.o.n_found[0], 1);
+        assert_int_equal(f.o.ts[0], 40);
+        assert_int_equal(rd_token_store_stats(r, &st, NULL, &eb), RD_OK);
+        assert_int_equal(st.entries, 4);
+    }
+    // gc deletes in the same files: seen by the next fetch, no reopening.
+    child_write(dir, 0, 0, 0, 15);
+    assert_int_equal(rd_token_store_fetch(r1, 5, 100, 8, &f.o, &eb), RD_OK);
+    assert_int_equal(f.o.n_found[0], 2);
+    assert_true(f.o.ts[0] == 20 && f.o.ts[1] == 30);
+    // Another store created in its place (same layout, another id): refused, naming both.
+    rm_rf(dir);
+    w = create_store("served", (int)dim, RD_TOKEN_FP32, 2, 0);
+    rd_token_store_info in1;
+    rd_token_store_info_get(w, &in1);
+    rd_token_store_destroy(w);
+    assert_true(in1.store_id != in0.store_id);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_token_store_fetch(r1, 5, 100, 8, &f.o, &eb), RD_ERR_IO);
+    print_message("%s\n", eb.msg);
+    char id[40];
+    snprintf(id, sizeof id, "%016llx", (unsigned long long)in0.store_id);
+    assert_non_null(strstr(eb.msg, id));
+    snprintf(id, sizeof id, "%016llx", (unsigned long long)in1.store_id);
+    assert_non_null(strstr(eb.msg, id));
+    assert_non_null(strstr(eb.msg, "another store"));
+    rd_token_store_info cur;
+    rd_token_store_info_get(r1, &cur);
+    assert_true(cur.store_id == in0.store_id);
+    rd_token_store_destroy(r1);
+    rd_token_store_destroy(r2);
+    fout_free(&f);
+    rm_rf(dir);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3341,6 +3471,7 @@ int main(void) {
         cmocka_unit_test(test_no_leakage),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_store_removed_while_open),
+        cmocka_unit_test(test_reader_store_replaced),
         cmocka_unit_test(test_map_growth),
         cmocka_unit_test(test_small_map_cap),
         cmocka_unit_test(test_layout_mismatch),

@@ -51,6 +51,19 @@
 // (other jobs, tools) open the store read-only: LMDB read transactions are snapshots, so they
 // never block the writer and never see a half-written batch.
 //
+// Removed or replaced stores (read-only handles; a serving process holds one for days): appends
+// and `tokens gc` change each shard's data.mdb in place, and the next call reads them. rm -rf of
+// the store, a `tokens compact` copy moved into its place and a store created anew there put new
+// files at the paths, while the handle's envs would go on reading the unlinked ones. Every read
+// call (fetch, stats, verify, iterate, gc_info, scan_raw) of a read-only handle first compares
+// shard 0's data.mdb with the file it opened (one stat; the others only when it changed): a
+// store removed is RD_ERR_IO naming that file ("... is gone since this handle opened the
+// store"), and so is another store in its place (a MANIFEST of another store id or layout,
+// both ids named; the handle keeps its own info); the same store in new files (same MANIFEST: a
+// compacted copy, a restored backup) is reopened, shard by shard where the file changed, and
+// the call goes on. A handle that failed so answers again once the store is back. A handle open
+// for writing is never reopened: its appends and fetches fail instead (rd_token_store_append).
+//
 // Fetch semantics: fetch(user, t, L) returns the LAST min(L, count) records of `user` with
 // timestamp STRICTLY LESS than t (never the instance at t itself, never the future), in time
 // order, OLDEST FIRST, left-aligned: slots [0, n_found) hold them (slot n_found - 1 is the most
@@ -333,8 +346,9 @@ typedef struct rd_token_fetch_out {
  * @return RD_OK, RD_ERR_ARG (L out of range, the user's shard not open in this handle),
  *         RD_ERR_CORRUPT (a record of the wrong size or CRC: shard, user and time named),
  *         RD_ERR_IO (a handle open for writing: the shard's data file removed or replaced since
- *         it was opened, rd_token_store_append), RD_ERR_LMDB. On error the outputs are
- *         unspecified.
+ *         it was opened, rd_token_store_append; a read-only handle: the store removed, or
+ *         replaced by another store, since it was opened — "Removed or replaced stores" above),
+ *         RD_ERR_LMDB. On error the outputs are unspecified.
  */
 int rd_token_store_fetch(rd_token_store *s,
                          uint64_t user,
@@ -391,7 +405,8 @@ typedef struct rd_token_gc_info {
  * The gc records of the shards open in this handle, merged (read snapshots; read-only handles
  * too).
  * @return RD_OK (n_gc 0: nothing recorded), RD_ERR_CORRUPT (a damaged record: shard named),
- *         RD_ERR_LMDB, RD_ERR_ARG (NULL s or info)
+ *         RD_ERR_LMDB, RD_ERR_ARG (NULL s or info), RD_ERR_IO (a read-only handle's store
+ *         removed or replaced by another: "Removed or replaced stores" above)
  */
 int rd_token_store_gc_info(rd_token_store *s, rd_token_gc_info *info, rd_errbuf *eb);
 
@@ -409,7 +424,7 @@ typedef struct rd_token_stats {
  * @param[out] total      sum (t_min/t_max: min/max)
  * @param[out] per_shard  (n_shards) or NULL; shards not open are zeroed (t_min = INT64_MAX,
  *                        t_max = INT64_MIN)
- * @return RD_OK, RD_ERR_LMDB, RD_ERR_CORRUPT
+ * @return RD_OK, RD_ERR_LMDB, RD_ERR_CORRUPT, RD_ERR_IO (as rd_token_store_gc_info)
  */
 int rd_token_store_stats(rd_token_store *s,
                          rd_token_stats *total,
@@ -422,7 +437,7 @@ int rd_token_store_stats(rd_token_store *s,
  * finite numbers.
  * @param[out] n_checked  records checked (may be NULL)
  * @return RD_OK, or RD_ERR_CORRUPT / RD_ERR_VERSION describing the first problem (shard, user,
- *         time, what), RD_ERR_LMDB
+ *         time, what), RD_ERR_LMDB, RD_ERR_IO (as rd_token_store_gc_info)
  */
 int rd_token_store_verify(rd_token_store *s, uint64_t *n_checked, rd_errbuf *eb);
 
@@ -447,7 +462,7 @@ typedef int (*rd_token_visit_fn)(const rd_token_record *rec, void *user);
  * Visit every record of `shard` (or of every open shard when shard < 0), in key order, from one
  * read snapshot per shard. For export tools.
  * @return RD_OK, the callback's non-zero value, RD_ERR_ARG (shard not open), RD_ERR_CORRUPT,
- *         RD_ERR_LMDB
+ *         RD_ERR_LMDB, RD_ERR_IO (as rd_token_store_gc_info)
  */
 int rd_token_store_iterate(
     rd_token_store *s, int shard, rd_token_visit_fn fn, void *user, rd_errbuf *eb);
@@ -461,7 +476,8 @@ int rd_token_store_iterate(
  * @param[out] bytes  key + value bytes read (may be NULL)
  * @param[out] digest an XOR of the bytes read, so the reads cannot be optimised away (may be
  *                    NULL)
- * @return RD_OK, RD_ERR_ARG (shard not open), RD_ERR_LMDB
+ * @return RD_OK, RD_ERR_ARG (shard not open), RD_ERR_LMDB, RD_ERR_IO (as
+ *         rd_token_store_gc_info)
  */
 int rd_token_store_scan_raw(
     rd_token_store *s, int shard, uint64_t *bytes, uint64_t *digest, rd_errbuf *eb);
