@@ -18,9 +18,12 @@
 
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
+#include "rd/config.h"
 #include "rd/dataset.h"
+#include "rd/dense_optim.h"
 #include "rd/error.h"
 #include "rd/hash.h"
+#include "rd/model.h"
 #include "rd/optim.h"
 #include "rd/serve.h"
 #include "rd/table.h"
@@ -715,6 +718,169 @@ static void test_serve_open_int32_keys(void **state) {
     assert_int_equal(remove(path), 0);
 }
 
+// A bundle of a model that embeds 32 features (the most a model has), each a multi-valued field
+// of max_len 64 (the most a field keeps): 2048 keys a candidate and no history, which
+// rd_serve_open takes at a small max_candidates. Exported as `recdistill export` does
+// (rd_serve_export of a one-shard checkpoint whose table is empty and whose dense parameters
+// are the initial ones) from a CSV log of 60 events.
+static void write_keys2048_bundle(const char *dir, char *bundle, size_t cap) {
+    assert_int_equal(mkdir(dir, 0777), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/log.csv", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "ts,uid,iid,clicked");
+    for (int k = 0; k < RD_MAX_FEATURES; k++)
+        fprintf(f, ",f%d", k);
+    fputc('\n', f);
+    for (int e = 0; e < 60; e++) {
+        fprintf(f, "%d,%d,%d,%d", 1000 + 60 * e, e % 7, e % 11, e % 3 == 0);
+        for (int k = 0; k < RD_MAX_FEATURES; k++)
+            fprintf(f, ",v%d|w%d", (e + k) % 5, k);
+        fputc('\n', f);
+    }
+    assert_int_equal(fclose(f), 0);
+    char yaml[8192];
+    int len = snprintf(yaml, sizeof yaml,
+                       "run: {name: k2048, seed: 7, out_dir: %s/run}\n"
+                       "cluster:\n  ps_ranks: 1\n  jobs:\n"
+                       "    - {name: student, role: student, model: wide}\n"
+                       "data:\n  source: csv\n  input: %s\n  dir: %s/data\n"
+                       "  split: {batch_fraction: 0.8, holdout_fraction: 0.1, stream_windows: 1}\n"
+                       "  schema:\n    path: log.csv\n    delimiter: \",\"\n    header: true\n"
+                       "    user_column: uid\n    item_column: iid\n    time_column: ts\n"
+                       "    time_format: unix\n    label: \"clicked >= 1\"\n    fields:\n",
+                       dir, dir, dir);
+    assert_true(len > 0 && (size_t)len < sizeof yaml);
+    for (int k = 0; k < RD_MAX_FEATURES; k++) {
+        int n = snprintf(yaml + len, sizeof yaml - (size_t)len,
+                         "      - {name: f%d, kind: multi, max_len: 64}\n", k);
+        assert_true(n > 0 && (size_t)n < sizeof yaml - (size_t)len);
+        len += n;
+    }
+    int n = snprintf(yaml + len, sizeof yaml - (size_t)len,
+                     "ps:\n  tables:\n    - {name: t, dim: 2}\n"
+                     "models:\n  - name: wide\n    mlp: [4]\n    features:\n");
+    assert_true(n > 0 && (size_t)n < sizeof yaml - (size_t)len);
+    len += n;
+    for (int k = 0; k < RD_MAX_FEATURES; k++) {
+        n = snprintf(yaml + len, sizeof yaml - (size_t)len, "      - {field: f%d, table: t}\n", k);
+        assert_true(n > 0 && (size_t)n < sizeof yaml - (size_t)len);
+        len += n;
+    }
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_config *cfg = rd_xcalloc(1, sizeof *cfg);
+    if (rd_config_parse_string(yaml, (size_t)len, "k2048", cfg, &eb) != RD_OK)
+        fail_msg("config: %s", eb.msg);
+    assert_int_equal(rd_dataset_prepare(&cfg->data, cfg->run.seed, &eb), RD_OK);
+    rd_dataset *ds = NULL;
+    assert_int_equal(rd_dataset_open(cfg->data.dir, 0, &ds, &eb), RD_OK);
+    const rd_dataset_info *di = rd_dataset_get_info(ds);
+    char ck[600];
+    snprintf(ck, sizeof ck, "%s/ckpt", dir);
+    rd_table *tab = NULL;
+    assert_int_equal(rd_table_create(&cfg->ps.tables[0], 0, cfg->run.seed, &tab, &eb), RD_OK);
+    rd_ckpt_shard_info info;
+    assert_int_equal(rd_ckpt_write_shard(ck, 0, 1, 1, cfg->run.seed, &tab, 1, &info, &eb), RD_OK);
+    rd_table_destroy(tab);
+    rd_ckpt_manifest *m = rd_xcalloc(1, sizeof *m);
+    m->version = RD_CKPT_VERSION;
+    m->n_shards = 1;
+    m->step = 1;
+    m->seed = cfg->run.seed;
+    m->n_tables = 1;
+    snprintf(m->tables[0].name, RD_NAME_MAX, "t");
+    m->tables[0].dim = (uint32_t)cfg->ps.tables[0].dim;
+    m->tables[0].optim = (uint32_t)cfg->ps.tables[0].optim.kind;
+    m->tables[0].slots = (uint32_t)rd_optim_slots(cfg->ps.tables[0].optim.kind);
+    m->shard_crc[0] = info.crc;
+    assert_int_equal(rd_ckpt_write_manifest(ck, m, &eb), RD_OK);
+    rd_free(m);
+    rd_dense_optim opt;
+    assert_int_equal(rd_dense_optim_init(&opt, &cfg->train, &eb), RD_OK);
+    rd_model_opts mo = {.tables = cfg->ps.tables,
+                        .n_tables = cfg->ps.n_tables,
+                        .max_batch = 1,
+                        .n_numeric = rd_dataset_n_inputs(di),
+                        .opt_slots = rd_dense_optim_slots(opt.kind),
+                        .seed = 11,
+                        .quiet = 1};
+    rd_model *model = NULL;
+    assert_int_equal(rd_model_create(&cfg->models[0], &mo, &model, &eb), RD_OK);
+    rd_train_pos pos;
+    memset(&pos, 0, sizeof pos);
+    pos.step = 1;
+    rd_train_ckpt_ident(cfg, NULL, &cfg->models[0], di, 1, &pos);
+    snprintf(pos.job, sizeof pos.job, "student");
+    snprintf(pos.model, sizeof pos.model, "wide");
+    assert_int_equal(rd_train_ckpt_write_dense(ck, &pos, model, &opt, &eb), RD_OK);
+    rd_model_destroy(model);
+    rd_dataset_close(ds);
+    snprintf(bundle, cap, "%s/wide.rdsv", dir);
+    if (rd_serve_export(cfg, "student", ck, NULL, bundle, &eb) != RD_OK)
+        fail_msg("export: %s", eb.msg);
+    rd_free(cfg);
+}
+
+// rd_serve_clone sizes a scorer for its own max_candidates, which may be larger than the
+// opened one's, so it checks the int32 key slots as rd_serve_open does: a bundle of 2048 keys a
+// candidate, opened at 16 candidates, cloned at 2^20 (and at one more than the most it takes)
+// is refused naming the limit, before anything is sized from max_candidates; at the most it
+// takes the check passes (and the clone fails on the allocator's limit, not on the check).
+// Without the check in rd_serve_clone the clone went on to size the scorer for 2^31 key slots
+// (refused here as out of memory by the allocator's limit; on a large node, positions wrapped
+// negative, as test_serve_open_int32_keys describes).
+static void test_serve_clone_int32_keys(void **state) {
+    (void)state;
+    char dir[400], bundle[500];
+    snprintf(dir, sizeof dir, "%s/k2048", g_root);
+    write_keys2048_bundle(dir, bundle, sizeof bundle);
+    rd_errbuf eb;
+    rd_serve *sv = NULL;
+    if (rd_serve_open(bundle, 16, &sv, &eb) != RD_OK)
+        fail_msg("open: %s", eb.msg);
+    rd_serve_info info;
+    rd_serve_get_info(sv, &info);
+    assert_int_equal(info.keys_per_candidate, 2048);
+    assert_int_equal(info.hist_len, 0);
+    const size_t most = (size_t)INT32_MAX / 2048; // 2^20 - 1
+    const size_t tries[4] = {(size_t)1 << 20, most + 1, most, 32};
+    int rc[4];
+    char msg[4][RD_ERR_MSG_MAX];
+    size_t refused[4];
+    rd_allocator a = {limited_malloc, limited_realloc, free};
+    rd_alloc_set(&a);
+    g_alloc_limit = (size_t)32 << 20;
+    for (int i = 0; i < 4; i++) {
+        g_alloc_refused = 0;
+        rd_serve *c = (rd_serve *)&eb;
+        rc[i] = rd_serve_clone(sv, tries[i], &c, &eb);
+        refused[i] = g_alloc_refused;
+        snprintf(msg[i], sizeof msg[i], "%s", eb.msg);
+        if (rc[i] != RD_OK)
+            assert_null(c);
+        rd_serve_close(c);
+    }
+    g_alloc_limit = 0;
+    rd_alloc_set(NULL);
+    print_message("%s\n", msg[0]);
+    assert_non_null(
+        strstr(msg[0], "max_candidates 1048576 x 2048 keys a candidate + 0 history keys"));
+    assert_non_null(strstr(msg[0], "more than the 2^31 - 1 its int32 key indices hold"));
+    char want[160];
+    snprintf(want, sizeof want, "at most %zu candidates with this bundle", most);
+    assert_non_null(strstr(msg[0], want));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rc[i], RD_ERR_ARG);
+        assert_int_equal(refused[i], 0);
+    }
+    assert_int_equal(rc[2], RD_ERR_NOMEM);
+    assert_null(strstr(msg[2], "int32"));
+    assert_int_equal(rc[3], RD_OK); // a clone of its own size is made as before
+    rd_serve_close(sv);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Several serving threads, each with its own rd_serve (rd/serve.h: "opening bundles from several
 // threads at once is safe"; one rd_serve per serving thread)
@@ -1163,12 +1329,19 @@ static void test_open_close_cycles(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read_checkpoint),   cmocka_unit_test(test_checkpoint_arguments),
-        cmocka_unit_test(test_read_token_store),  cmocka_unit_test(test_token_store_arguments),
-        cmocka_unit_test(test_serve_arguments),   cmocka_unit_test(test_target_log),
-        cmocka_unit_test(test_tokentool),         cmocka_unit_test(test_dataset_arguments),
-        cmocka_unit_test(test_serve_open_nomem),  cmocka_unit_test(test_serve_open_int32_keys),
-        cmocka_unit_test(test_serve_threads),     cmocka_unit_test(test_serve_clone_threads),
+        cmocka_unit_test(test_read_checkpoint),
+        cmocka_unit_test(test_checkpoint_arguments),
+        cmocka_unit_test(test_read_token_store),
+        cmocka_unit_test(test_token_store_arguments),
+        cmocka_unit_test(test_serve_arguments),
+        cmocka_unit_test(test_target_log),
+        cmocka_unit_test(test_tokentool),
+        cmocka_unit_test(test_dataset_arguments),
+        cmocka_unit_test(test_serve_open_nomem),
+        cmocka_unit_test(test_serve_open_int32_keys),
+        cmocka_unit_test(test_serve_clone_int32_keys),
+        cmocka_unit_test(test_serve_threads),
+        cmocka_unit_test(test_serve_clone_threads),
         cmocka_unit_test(test_open_close_cycles),
     };
     return tmp_root_status(cmocka_run_group_tests(tests, setup, teardown), g_root);

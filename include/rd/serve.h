@@ -191,7 +191,8 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
  * itself may be scoring in another thread meanwhile. Each scorer is closed with rd_serve_close,
  * in any order: the bundle is freed with the last.
  * @param[out] out  free with rd_serve_close
- * @return RD_OK, RD_ERR_ARG (s or out NULL, max_candidates above 2^20), RD_ERR_CONFIG,
+ * @return RD_OK, RD_ERR_ARG (s or out NULL, max_candidates above 2^20, or too many key slots
+ *         a request for int32 indices, named as rd_serve_open names them), RD_ERR_CONFIG,
  *         RD_ERR_NOMEM (the model's activations or the request buffers of max_candidates
  *         candidates, named as rd_serve_open names them)
  */
