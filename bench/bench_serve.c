@@ -20,14 +20,18 @@
 // over `requests` timed ones (--iters; for 256 candidates a quarter of it, at least 10), and
 // candidates_per_s (qps times N). What a server owner sizes a host by goes in the JSON too:
 // bundle_bytes (the file) and open_bytes, the heap rd_serve_open allocated and the scorer holds
-// (the rows, the parameters and the buffers of max_candidates = 256), and thread_bytes, what each
-// further serving thread's scorer (an rd_serve_clone: its own buffers only) adds.
+// (the rows, the parameters and the buffers of max_candidates = 256), open_peak_bytes, the most
+// the library held at once during the open (counted by a wrapping allocator: exact), and
+// thread_bytes, what each further serving thread's scorer (an rd_serve_clone: its own buffers
+// only) adds.
 // --tokens L: the built-in student also reads the user's last L instance tokens (IAT; a DIN
 // branch, d = 16, adapter 16) from a token store built beside it with one random token per
 // dataset event (all of its users' histories; a one-shard store, as served from one PS rank's
 // folder). A request is then its tokens fetched from the store (rd_serve_fetch_tokens, opened
 // read-only as a server does) plus its scoring: the latency columns time both, and fetch_p50_us /
 // fetch_p99_us the fetch alone. With --bundle, a token bundle needs --store (its store).
+// --rows N: N more rows in the built-in student's item table, of keys no request reads: the
+// memory figures of a bundle of a production student's size (its millions of rows).
 // --seq KIND: the built-in student's 16-event item history is a `mean` (default), `din` or
 // `transformer` branch (one block, two heads): the candidates of a request share it, so its
 // per-position work runs once a request (rd_batch.seq_shared).
@@ -100,6 +104,7 @@ static int die(const char *what, const rd_errbuf *eb) {
 // export it. Returns the bundle path in out.
 static void build_bundle(const char *dir,
                          int tokens,
+                         long long extra_rows,
                          const char *seq,
                          char *bundle,
                          size_t cap,
@@ -142,6 +147,12 @@ static void build_bundle(const char *dir,
         for (int j = 0; j < 4; j++)
             if (rd_table_touch(tab[slot[j]], &k[j], 1, r->ts) != RD_OK)
                 die("touch", &eb);
+    }
+    // --rows: item rows of keys no request reads (a production student's millions of rows).
+    for (long long i = 0; i < extra_rows; i++) {
+        uint64_t k = rd_table_key(tid[1], rd_feature_key_u64("bench_row", (uint64_t)i));
+        if (rd_table_touch(tab[1], &k, 1, 0) != RD_OK)
+            die("touch", &eb);
     }
     char ck[600];
     snprintf(ck, sizeof ck, "%s/ckpt", dir);
@@ -259,6 +270,37 @@ static long long heap_bytes(void) {
 }
 #endif
 
+// open_peak_bytes: the most bytes the library held at once during rd_serve_open, counted by an
+// allocator that wraps libc's (rd_alloc_set; every allocation of the library goes through it)
+// with each block's usable size. Exact and the same run to run, unlike the heap's high-water mark
+// or the resident set: what a host needs free to open the bundle beside what it already holds.
+static long long g_held, g_peak;
+
+static void *count_malloc(size_t n) {
+    void *p = malloc(n);
+    if (p) {
+        g_held += (long long)malloc_usable_size(p);
+        g_peak = g_held > g_peak ? g_held : g_peak;
+    }
+    return p;
+}
+
+static void *count_realloc(void *p, size_t n) {
+    long long before = p ? (long long)malloc_usable_size(p) : 0;
+    void *q = realloc(p, n);
+    if (q) {
+        g_held += (long long)malloc_usable_size(q) - before;
+        g_peak = g_held > g_peak ? g_held : g_peak;
+    }
+    return q;
+}
+
+static void count_free(void *p) {
+    if (p)
+        g_held -= (long long)malloc_usable_size(p);
+    free(p);
+}
+
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -338,16 +380,16 @@ static void *run_worker(void *arg) {
 }
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: bench_serve [--bundle FILE --data DIR [--store DIR] | [--dir DIR] "
-            "[--tokens L] [--seq mean|din|transformer]] [--threads T] [--iters N] [--warmup N] "
-            "[--json PATH]\n");
+    fprintf(out, "usage: bench_serve [--bundle FILE --data DIR [--store DIR] | [--dir DIR] "
+                 "[--tokens L] [--seq mean|din|transformer] [--rows N]] [--threads T] [--iters N] "
+                 "[--warmup N] [--json PATH]\n");
 }
 
 int main(int argc, char **argv) {
     const char *bundle_arg = NULL, *data_arg = NULL, *json = NULL, *dir_arg = NULL,
                *store_arg = NULL, *seq = NULL;
     int iters = 2000, warmup = 100, tokens = 0, threads = 1;
+    long long extra_rows = 0;
     long long val = 0;
     bench_seen seen = {0};
     for (int i = 1; i < argc; i++) {
@@ -356,9 +398,9 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
-        static const char *const known[] = {"--bundle", "--data",   "--json",  "--dir",
-                                            "--iters",  "--warmup", "--store", "--tokens",
-                                            "--seq",    "--threads"};
+        static const char *const known[] = {"--bundle", "--data",    "--json",  "--dir",
+                                            "--iters",  "--warmup",  "--store", "--tokens",
+                                            "--seq",    "--threads", "--rows"};
         int is_known = 0;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             is_known |= strcmp(a, known[k]) == 0;
@@ -401,6 +443,11 @@ int main(int argc, char **argv) {
                 return 2;
             }
             tokens = (int)val;
+        } else if (strcmp(a, "--rows") == 0) {
+            if (bench_int(stderr, "bench_serve", a, v, 0, 100000000, &extra_rows) != 0) {
+                usage(stderr);
+                return 2;
+            }
         } else if (strcmp(a, "--threads") == 0) {
             if (bench_int(stderr, "bench_serve", a, v, 1, 64, &val) != 0) {
                 usage(stderr);
@@ -444,6 +491,12 @@ int main(int argc, char **argv) {
     // bundle: each is meaningless with the other mode, and was silently ignored.
     if (seq && bundle_arg) {
         fprintf(stderr, "bench_serve: --seq builds the benchmark's own student: not with "
+                        "--bundle\n");
+        usage(stderr);
+        return 2;
+    }
+    if (extra_rows && bundle_arg) {
+        fprintf(stderr, "bench_serve: --rows adds rows to the benchmark's own student: not with "
                         "--bundle\n");
         usage(stderr);
         return 2;
@@ -494,16 +547,22 @@ int main(int argc, char **argv) {
         if (store_arg)
             snprintf(store_dir, sizeof store_dir, "%s", store_arg);
     } else {
-        build_bundle(dir, tokens, seq ? seq : "mean", bundle, sizeof bundle, dsdir, sizeof dsdir,
-                     store_dir, sizeof store_dir);
+        build_bundle(dir, tokens, extra_rows, seq ? seq : "mean", bundle, sizeof bundle, dsdir,
+                     sizeof dsdir, store_dir, sizeof store_dir);
     }
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd_serve *sv = NULL;
     const long long heap0 = heap_bytes();
-    if (rd_serve_open(bundle, 256, &sv, &eb) != RD_OK)
+    const rd_allocator counting = {count_malloc, count_realloc, count_free};
+    g_held = g_peak = 0;
+    rd_alloc_set(&counting);
+    int orc = rd_serve_open(bundle, 256, &sv, &eb);
+    rd_alloc_set(NULL); // blocks of either are libc's: freed by free() later
+    if (orc != RD_OK)
         die("open", &eb);
     const long long heap1 = heap_bytes(), open_bytes = heap0 >= 0 ? heap1 - heap0 : -1;
+    const long long open_peak_bytes = g_peak;
     struct stat bst; // the file rd_serve_open has just read
     if (stat(bundle, &bst) != 0) {
         fprintf(stderr, "bench_serve: %s: %s\n", bundle, strerror(errno));
@@ -686,9 +745,10 @@ int main(int argc, char **argv) {
            "history %zu), %d timed requests (256: %d) per thread, %d warm-up\n",
            bundle, (long long)bst.st_size, in.model, (unsigned long long)in.params,
            (unsigned long long)in.rows, K, L, iters, iters / 4 > 10 ? iters / 4 : 10, warmup);
-    printf("  open at 256 candidates: %lld bytes held; each further scorer (a serving thread): "
-           "%lld bytes; %d thread%s\n",
-           open_bytes, thread_bytes, threads, threads > 1 ? "s scoring at once" : "");
+    printf("  open at 256 candidates: %lld bytes held (at most %lld during the open); each "
+           "further scorer (a serving thread): %lld bytes; %d thread%s\n",
+           open_bytes, open_peak_bytes, thread_bytes, threads,
+           threads > 1 ? "s scoring at once" : "");
     if (st)
         printf("  tokens: %zu per candidate (dim %zu) from %s, %.1f a request on average; the "
                "latencies include the fetch\n",
@@ -712,11 +772,11 @@ int main(int argc, char **argv) {
         fprintf(f,
                 "{\"bench\": \"serve\", \"model\": \"%s\", \"params\": %llu, \"rows\": %llu, "
                 "\"bundle_bytes\": %lld, \"max_candidates\": 256, \"open_bytes\": %lld, "
-                "\"thread_bytes\": %lld, \"threads\": %d, \"iters\": %d, \"warmup\": %d, "
-                "\"tokens\": %zu, \"candidates\": {",
+                "\"open_peak_bytes\": %lld, \"thread_bytes\": %lld, \"threads\": %d, "
+                "\"iters\": %d, \"warmup\": %d, \"tokens\": %zu, \"candidates\": {",
                 in.model, (unsigned long long)in.params, (unsigned long long)in.rows,
-                (long long)bst.st_size, open_bytes, thread_bytes, threads, iters, warmup,
-                st ? in.tok_length : 0);
+                (long long)bst.st_size, open_bytes, open_peak_bytes, thread_bytes, threads, iters,
+                warmup, st ? in.tok_length : 0);
         for (int k = 0; k < 3; k++) {
             fprintf(f,
                     "%s\"%zu\": {\"requests\": %d, \"p50_us\": %.2f, \"p99_us\": %.2f, "
