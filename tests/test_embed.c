@@ -35,6 +35,7 @@
 #include "tmp_root.h"
 
 #include <dirent.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -721,9 +722,9 @@ static void test_serve_open_int32_keys(void **state) {
 // A bundle of a model that embeds 32 features (the most a model has), each a multi-valued field
 // of max_len 64 (the most a field keeps): 2048 keys a candidate and no history, which
 // rd_serve_open takes at a small max_candidates. Exported as `recdistill export` does
-// (rd_serve_export of a one-shard checkpoint whose table is empty and whose dense parameters
-// are the initial ones) from a CSV log of 60 events.
-static void write_keys2048_bundle(const char *dir, char *bundle, size_t cap) {
+// (rd_serve_export of a one-shard checkpoint whose table of dim 16 holds `rows` rows, of keys no
+// request uses, and whose dense parameters are the initial ones) from a CSV log of 60 events.
+static void write_keys2048_bundle(const char *dir, size_t rows, char *bundle, size_t cap) {
     assert_int_equal(mkdir(dir, 0777), 0);
     char path[600];
     snprintf(path, sizeof path, "%s/log.csv", dir);
@@ -759,7 +760,7 @@ static void write_keys2048_bundle(const char *dir, char *bundle, size_t cap) {
         len += n;
     }
     int n = snprintf(yaml + len, sizeof yaml - (size_t)len,
-                     "ps:\n  tables:\n    - {name: t, dim: 2}\n"
+                     "ps:\n  tables:\n    - {name: t, dim: 16}\n"
                      "models:\n  - name: wide\n    mlp: [4]\n    features:\n");
     assert_true(n > 0 && (size_t)n < sizeof yaml - (size_t)len);
     len += n;
@@ -781,6 +782,11 @@ static void write_keys2048_bundle(const char *dir, char *bundle, size_t cap) {
     snprintf(ck, sizeof ck, "%s/ckpt", dir);
     rd_table *tab = NULL;
     assert_int_equal(rd_table_create(&cfg->ps.tables[0], 0, cfg->run.seed, &tab, &eb), RD_OK);
+    const uint64_t salt = rd_table_salt(&cfg->ps.tables[0]);
+    for (size_t r = 0; r < rows; r++) {
+        uint64_t key = rd_table_key(salt, rd_feature_key_u64("row", (uint64_t)r));
+        assert_int_equal(rd_table_touch(tab, &key, 1, 0), RD_OK);
+    }
     rd_ckpt_shard_info info;
     assert_int_equal(rd_ckpt_write_shard(ck, 0, 1, 1, cfg->run.seed, &tab, 1, &info, &eb), RD_OK);
     rd_table_destroy(tab);
@@ -794,6 +800,8 @@ static void write_keys2048_bundle(const char *dir, char *bundle, size_t cap) {
     m->tables[0].dim = (uint32_t)cfg->ps.tables[0].dim;
     m->tables[0].optim = (uint32_t)cfg->ps.tables[0].optim.kind;
     m->tables[0].slots = (uint32_t)rd_optim_slots(cfg->ps.tables[0].optim.kind);
+    m->tables[0].rows = info.rows[0];
+    m->shard_rows[0] = info.rows[0];
     m->shard_crc[0] = info.crc;
     assert_int_equal(rd_ckpt_write_manifest(ck, m, &eb), RD_OK);
     rd_free(m);
@@ -835,7 +843,7 @@ static void test_serve_clone_int32_keys(void **state) {
     (void)state;
     char dir[400], bundle[500];
     snprintf(dir, sizeof dir, "%s/k2048", g_root);
-    write_keys2048_bundle(dir, bundle, sizeof bundle);
+    write_keys2048_bundle(dir, 0, bundle, sizeof bundle);
     rd_errbuf eb;
     rd_serve *sv = NULL;
     if (rd_serve_open(bundle, 16, &sv, &eb) != RD_OK)
@@ -879,6 +887,69 @@ static void test_serve_clone_int32_keys(void **state) {
     assert_null(strstr(msg[2], "int32"));
     assert_int_equal(rc[3], RD_OK); // a clone of its own size is made as before
     rd_serve_close(sv);
+}
+
+// The most bytes the library held at once, counted by an allocator that wraps libc's with each
+// block's usable size (rd_alloc_set: every allocation of the library goes through it).
+static long long g_held, g_peak;
+
+static void *count_malloc(size_t n) {
+    void *p = malloc(n);
+    if (p) {
+        g_held += (long long)malloc_usable_size(p);
+        g_peak = g_held > g_peak ? g_held : g_peak;
+    }
+    return p;
+}
+
+static void *count_realloc(void *p, size_t n) {
+    long long before = p ? (long long)malloc_usable_size(p) : 0;
+    void *q = realloc(p, n);
+    if (q) {
+        g_held += (long long)malloc_usable_size(q) - before;
+        g_peak = g_held > g_peak ? g_held : g_peak;
+    }
+    return q;
+}
+
+static void count_free(void *p) {
+    if (p)
+        g_held -= (long long)malloc_usable_size(p);
+    free(p);
+}
+
+// rd_serve_open read the whole bundle into memory and parsed the rows into the tables from that
+// copy: at its peak it held the file and the tables at once, about twice the rows. It reads the
+// file in chunks now: a bundle of 40,000 rows of dim 16 (2.9 MB), opened at one candidate (small
+// buffers), peaks at what the open leaves held plus the last index growth's old index (at most
+// 1 MB here) and a chunk; before, at least 2.9 MB above it.
+static void test_serve_open_peak(void **state) {
+    (void)state;
+    char dir[400], bundle[500];
+    snprintf(dir, sizeof dir, "%s/rows40k", g_root);
+    write_keys2048_bundle(dir, 40000, bundle, sizeof bundle);
+    struct stat st;
+    assert_int_equal(stat(bundle, &st), 0);
+    assert_true(st.st_size > 40000 * 72);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_serve *sv = NULL;
+    const rd_allocator counting = {count_malloc, count_realloc, count_free};
+    g_held = g_peak = 0;
+    rd_alloc_set(&counting);
+    int rc = rd_serve_open(bundle, 1, &sv, &eb);
+    const long long held = g_held, peak = g_peak;
+    rd_alloc_set(NULL);
+    if (rc != RD_OK)
+        fail_msg("open: %s", eb.msg);
+    rd_serve_info info;
+    rd_serve_get_info(sv, &info);
+    assert_int_equal(info.rows, 40000);
+    rd_serve_close(sv);
+    print_message("bundle %lld bytes: open holds %lld, peak %lld (+%lld)\n", (long long)st.st_size,
+                  held, peak, peak - held);
+    assert_true(held > (long long)st.st_size); // the rows, in the tables
+    assert_true(peak - held < (long long)st.st_size / 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1340,6 +1411,7 @@ int main(void) {
         cmocka_unit_test(test_serve_open_nomem),
         cmocka_unit_test(test_serve_open_int32_keys),
         cmocka_unit_test(test_serve_clone_int32_keys),
+        cmocka_unit_test(test_serve_open_peak),
         cmocka_unit_test(test_serve_threads),
         cmocka_unit_test(test_serve_clone_threads),
         cmocka_unit_test(test_open_close_cycles),

@@ -537,9 +537,20 @@ done:
 // ---------------------------------------------------------------------------------------------
 // Open / close
 
+// The bundle file, read in order through a buffer of IBUF_CHUNK bytes. It was read whole first,
+// and its rows were parsed into the tables from that copy: a peak of the file and the tables at
+// once (131 MB to hold 91, a bundle of 40 MB and a million rows: docs/tools.md). The first pass
+// (open_file) only checks the CRC; this second one parses, and sums the CRC of what it reads
+// again, so that a file changed between the two passes is refused, not half-trusted.
+#define IBUF_CHUNK ((size_t)1 << 16)
+
 typedef struct ibuf {
-    const unsigned char *p;
-    size_t len, off;
+    FILE *f;
+    unsigned char *chunk; // (IBUF_CHUNK) bytes read from f: [pos, end) not taken yet
+    size_t pos, end;
+    size_t len, off; // bytes to take (the file less its CRC), bytes taken
+    size_t got;      // bytes read from f (<= len)
+    uint32_t crc;    // CRC-32C of the bytes read
     int bad;
 } ibuf;
 
@@ -549,7 +560,27 @@ static void in_get(ibuf *b, void *v, size_t n) {
         memset(v, 0, n);
         return;
     }
-    memcpy(v, b->p + b->off, n);
+    unsigned char *d = v;
+    size_t left = n;
+    while (left) {
+        if (b->pos == b->end) {
+            size_t want = b->len - b->got < IBUF_CHUNK ? b->len - b->got : IBUF_CHUNK;
+            if (want == 0 || fread(b->chunk, 1, want, b->f) != want) {
+                b->bad = 1;
+                memset(v, 0, n);
+                return;
+            }
+            b->crc = rd_crc32c(b->crc, b->chunk, want);
+            b->got += want;
+            b->pos = 0;
+            b->end = want;
+        }
+        size_t k = b->end - b->pos < left ? b->end - b->pos : left;
+        memcpy(d, b->chunk + b->pos, k);
+        b->pos += k;
+        d += k;
+        left -= k;
+    }
     b->off += n;
 }
 #define IN(b, v) in_get((b), &(v), sizeof(v))
@@ -654,7 +685,16 @@ void rd_serve_close(rd_serve *s) {
     bundle_release(sh);
 }
 
-static int read_file(const char *path, unsigned char **buf, size_t *len, rd_errbuf *eb) {
+// Open the bundle at `path` for reading (*fp, its size in *len) and check its CRC: the CRC-32C
+// of its bytes but the last 4 in *computed, those 4 in *stored. The file is read in chunks of
+// `chunk` (IBUF_CHUNK bytes) and left at its start.
+static int open_file(const char *path,
+                     unsigned char *chunk,
+                     FILE **fp,
+                     size_t *len,
+                     uint32_t *computed,
+                     uint32_t *stored,
+                     rd_errbuf *eb) {
     // O_NONBLOCK: a FIFO (or a device) must not block a serving process in open(); anything but
     // a regular file is refused by its kind (a folder was "short read").
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -683,19 +723,34 @@ static int read_file(const char *path, unsigned char **buf, size_t *len, rd_errb
         fclose(f);
         return rd_err_set(eb, RD_ERR_CORRUPT, "%s: too short to be a serving bundle", path);
     }
-    *len = (size_t)st.st_size;
-    // Fallible: a huge (damaged, sparse, foreign) file is an error, not an abort.
-    *buf = rd_malloc(*len);
-    if (!*buf) {
+    // A bundle's rows take at least their bytes in memory once opened: a larger file cannot be
+    // opened, and is refused before it is read (a 2 TiB sparse file was refused as out of memory
+    // when the file was loaded whole; read in chunks, serve_export_n3 timed out reading it).
+    const char *whose = NULL;
+    unsigned long long lim = rd_mem_limit(&whose);
+    if (lim > 0 && (unsigned long long)st.st_size > lim) {
         fclose(f);
-        return rd_err_set(eb, RD_ERR_NOMEM, "%s: no memory to load %zu bytes", path, *len);
+        return rd_err_set(eb, RD_ERR_NOMEM,
+                          "%s: %lld bytes, more than %s (%.1f GiB): its rows cannot be held", path,
+                          (long long)st.st_size, whose, (double)lim / 1073741824.0);
     }
-    size_t got = fread(*buf, 1, *len, f);
-    fclose(f);
-    if (got != *len) {
-        rd_free(*buf);
+    *len = (size_t)st.st_size;
+    uint32_t crc = 0;
+    unsigned char tail[4];
+    int bad = 0;
+    for (size_t at = 0; at < *len - 4 && !bad;) {
+        size_t want = *len - 4 - at < IBUF_CHUNK ? *len - 4 - at : IBUF_CHUNK;
+        bad = fread(chunk, 1, want, f) != want;
+        crc = rd_crc32c(crc, chunk, want);
+        at += want;
+    }
+    if (bad || fread(tail, 1, 4, f) != 4 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
         return rd_err_set(eb, RD_ERR_IO, "%s: short read", path);
     }
+    *computed = crc;
+    memcpy(stored, tail, 4);
+    *fp = f;
     return RD_OK;
 }
 
@@ -864,25 +919,30 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         return rd_err_set(eb, RD_ERR_ARG, "rd_serve_open: path is NULL");
     if (max_candidates == 0 || max_candidates > ((size_t)1 << 20))
         return rd_err_set(eb, RD_ERR_ARG, "max_candidates %zu outside 1..2^20", max_candidates);
-    unsigned char *buf = NULL;
+    unsigned char *chunk = rd_malloc(IBUF_CHUNK);
+    if (!chunk)
+        return rd_err_set(eb, RD_ERR_NOMEM, "%s: no memory to read it", path);
+    FILE *file = NULL;
     size_t len = 0;
-    int rc = read_file(path, &buf, &len, eb);
-    if (rc != RD_OK)
+    uint32_t crc_file = 0, crc = 0;
+    int rc = open_file(path, chunk, &file, &len, &crc_file, &crc, eb);
+    if (rc != RD_OK) {
+        rd_free(chunk);
         return rc;
+    }
     serve_bundle *sh = rd_xcalloc(1, sizeof *sh);
     atomic_init(&sh->refs, 1);
     sh->path = rd_xstrdup(path);
     rd_serve *s = NULL;
     rd_model *m = NULL; // this thread's model until its scorer takes it
-    ibuf b = {buf, len - 4, 0, 0};
+    ibuf b = {.f = file, .chunk = chunk, .len = len - 4};
     char magic[8];
-    uint32_t version, mcs, tcs, nt, crc;
+    uint32_t version, mcs, tcs, nt;
     in_get(&b, magic, 8);
     IN(&b, version);
     IN(&b, mcs);
     IN(&b, tcs);
     IN(&b, nt);
-    memcpy(&crc, buf + len - 4, 4);
     if (memcmp(magic, bundle_magic, 8) != 0) {
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: not a serving bundle (bad magic)", path);
         goto fail;
@@ -893,7 +953,7 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
                         RD_SERVE_VERSION);
         goto fail;
     }
-    if (rd_crc32c(0, buf, len - 4) != crc && !RD__FUZZING) {
+    if (crc_file != crc && !RD__FUZZING) {
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: CRC mismatch (file damaged)", path);
         goto fail;
     }
@@ -1176,6 +1236,10 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     if (rc == RD_OK && (b.bad || b.off != len - 4))
         rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: %zu bytes left over after the rows", path,
                         len - 4 - b.off);
+    if (rc == RD_OK && b.crc != crc_file) // every byte was read again: its CRC is complete
+        rc = rd_err_set(eb, RD_ERR_CORRUPT,
+                        "%s: changed while it was read (written over in place?): open it again",
+                        path);
     if (rc != RD_OK)
         goto fail;
     snprintf(in->model, sizeof in->model, "%s", sh->mc.name);
@@ -1222,8 +1286,10 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
         K += sh->width[f];
     }
     in->keys_per_candidate = K;
-    rd_free(buf);
-    buf = NULL;
+    fclose(file);
+    file = NULL;
+    rd_free(chunk);
+    chunk = NULL;
     // The bundle is complete: from here on it is only read. This thread's scorer.
     rc = scorer_create(sh, max_candidates, m, &s, eb);
     m = NULL; // the scorer's, or freed with it
@@ -1232,7 +1298,9 @@ int rd_serve_open(const char *path, size_t max_candidates, rd_serve **out, rd_er
     *out = s;
     return RD_OK;
 fail:
-    rd_free(buf);
+    if (file)
+        fclose(file);
+    rd_free(chunk);
     rd_model_destroy(m);
     bundle_release(sh);
     return rc;
