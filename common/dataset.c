@@ -1069,6 +1069,212 @@ static void warn_batch_period(const rd__builder *b, const uint8_t *recs, uint64_
     }
 }
 
+// A field that gives the label away trains every model to read it: the event type the label
+// is derived from, a dwell time logged only for clicks, an add-to-cart flag declared as a feature
+// instead of kind: feedback. Such a run ends with a holdout AUC near 1 and nothing said. Over the
+// batch period, a group of events all of one class is warned about when it holds at least 1% of
+// the events (and RD_LEAK_MIN of them) and chance would have put at least RD_LEAK_EXPECT events
+// of the other class in it: one value of a categorical or multi field (or its empty value), or
+// for a numeric field the values beyond every value of the other class, or its missing ones.
+// Feedback fields are never model inputs, so they are not checked. One warning per field, for
+// its largest such group; the first event of the group is named by its input line when the
+// source knows it. Runs before the missing-value fill, so that a missing value is still NaN.
+#define RD_LEAK_MIN    100
+#define RD_LEAK_EXPECT 20.0
+
+typedef struct leak_group {
+    uint64_t n;     // events of the group (all of one class)
+    int label;      // that class
+    uint64_t first; // its first event (record index)
+    char what[160]; // the group, for the message
+} leak_group;
+
+static int leak_pure(uint64_t n0, uint64_t n1, uint64_t nb, const uint64_t cls[2]) {
+    const uint64_t n = n0 + n1;
+    if ((n0 && n1) || n < RD_LEAK_MIN || n * 100 < nb)
+        return -1;
+    const int label = n1 ? 1 : 0;
+    const double other = (double)cls[!label] / (double)nb;
+    return (double)n * other >= RD_LEAK_EXPECT ? label : -1;
+}
+
+static void leak_keep(leak_group *best,
+                      uint64_t n0,
+                      uint64_t n1,
+                      uint64_t nb,
+                      const uint64_t cls[2],
+                      uint64_t first,
+                      const char *what) {
+    const int label = leak_pure(n0, n1, nb, cls);
+    if (label < 0 || n0 + n1 <= best->n)
+        return;
+    best->n = n0 + n1;
+    best->label = label;
+    best->first = first;
+    snprintf(best->what, sizeof best->what, "%s", what);
+}
+
+static int rec_label(const uint8_t *rec) {
+    rd_record r;
+    memcpy(&r, rec, sizeof r);
+    return r.label > 0.5f;
+}
+
+// A numeric field's groups: its missing values, and the values above (below) every value of the
+// events of the other class.
+static void leak_numeric(const rd__builder *b,
+                         const uint8_t *recs,
+                         uint64_t nb,
+                         int f,
+                         const uint64_t cls[2],
+                         leak_group *best) {
+    const size_t rs = b->record_size, noff = sizeof(rd_record) + 8 * (size_t)b->lay.n_slots;
+    const size_t off = noff + 4 * (size_t)b->lay.fields[f].offset;
+    double lo[2] = {(double)INFINITY, (double)INFINITY},
+           hi[2] = {-(double)INFINITY, -(double)INFINITY};
+    uint64_t nan_n[2] = {0, 0}, nan_first = UINT64_MAX;
+    for (uint64_t i = 0; i < nb; i++) {
+        float x;
+        memcpy(&x, recs + i * rs + off, 4);
+        const int y = rec_label(recs + i * rs);
+        if (isnan(x)) {
+            nan_n[y]++;
+            if (nan_first == UINT64_MAX)
+                nan_first = i;
+            continue;
+        }
+        lo[y] = fmin(lo[y], (double)x);
+        hi[y] = fmax(hi[y], (double)x);
+    }
+    leak_keep(best, nan_n[0], nan_n[1], nb, cls, nan_first, "is missing");
+    // above[y]: events of class y above every value of the other class; below[y] likewise.
+    uint64_t above[2] = {0, 0}, below[2] = {0, 0};
+    uint64_t above_first[2] = {UINT64_MAX, UINT64_MAX}, below_first[2] = {UINT64_MAX, UINT64_MAX};
+    for (uint64_t i = 0; i < nb; i++) {
+        float x;
+        memcpy(&x, recs + i * rs + off, 4);
+        if (isnan(x))
+            continue;
+        const int y = rec_label(recs + i * rs);
+        if (isfinite(hi[!y]) && (double)x > hi[!y] && above[y]++ == 0)
+            above_first[y] = i;
+        if (isfinite(lo[!y]) && (double)x < lo[!y] && below[y]++ == 0)
+            below_first[y] = i;
+    }
+    const char *l1p = (b->lay.fields[f].transform & RD_XFORM_LOG1P) ? " (after log1p)" : "";
+    for (int y = 0; y < 2; y++) {
+        char what[160];
+        snprintf(what, sizeof what, "is above %.9g%s, the largest value of the label-%d events",
+                 hi[!y], l1p, !y);
+        leak_keep(best, y ? 0 : above[0], y ? above[1] : 0, nb, cls, above_first[y], what);
+        snprintf(what, sizeof what, "is below %.9g%s, the smallest value of the label-%d events",
+                 lo[!y], l1p, !y);
+        leak_keep(best, y ? 0 : below[0], y ? below[1] : 0, nb, cls, below_first[y], what);
+    }
+}
+
+// A categorical or multi field's groups: each of its values, and its empty value (no key).
+static int leak_keys(const rd__builder *b,
+                     const uint8_t *recs,
+                     uint64_t nb,
+                     int f,
+                     const uint64_t cls[2],
+                     leak_group *best) {
+    const rd_dataset_field *fd = &b->lay.fields[f];
+    const size_t rs = b->record_size, koff = sizeof(rd_record) + 8 * (size_t)fd->offset;
+    rd__u64map m;
+    if (rd__u64map_init(&m, b->vocab[f].n) != RD_OK)
+        return RD_ERR_NOMEM;
+    const uint64_t nv = b->vocab[f].n + 1; // + the empty value, index 0
+    uint64_t *cnt = rd_calloc(2 * nv, sizeof *cnt), *first = rd_malloc(nv * sizeof *first);
+    if (!cnt || !first) {
+        rd_free(cnt);
+        rd_free(first);
+        rd__u64map_free(&m);
+        return RD_ERR_NOMEM;
+    }
+    for (uint64_t v = 0; v < nv; v++)
+        first[v] = UINT64_MAX;
+    int rc = RD_OK;
+    for (uint64_t i = 0; i < nb && rc == RD_OK; i++) {
+        const uint8_t *rec = recs + i * rs;
+        const int y = rec_label(rec);
+        int any = 0;
+        for (uint32_t s = 0; s < fd->width; s++) {
+            uint64_t k;
+            memcpy(&k, rec + koff + 8 * s, 8);
+            if (!k)
+                continue;
+            int ins;
+            uint32_t *v = rd__u64map_put(&m, k, (uint32_t)(m.n + 1), &ins);
+            if (!v || *v >= nv) { // out of memory, or a key the vocabulary did not count
+                rc = v ? RD_OK : RD_ERR_NOMEM;
+                goto done;
+            }
+            cnt[2 * *v + (uint64_t)y]++;
+            if (first[*v] == UINT64_MAX)
+                first[*v] = i;
+            any = 1;
+        }
+        if (!any) {
+            cnt[(uint64_t)y]++;
+            if (first[0] == UINT64_MAX)
+                first[0] = i;
+        }
+    }
+    for (uint64_t v = 0; v < nv; v++)
+        leak_keep(best, cnt[2 * v], cnt[2 * v + 1], nb, cls, first[v],
+                  v ? "holds the value of this line" : "is empty");
+done:
+    rd_free(cnt);
+    rd_free(first);
+    rd__u64map_free(&m);
+    return rc;
+}
+
+static void warn_label_fields(const rd__builder *b, const uint8_t *recs, uint64_t n) {
+    uint64_t wb[2];
+    rd_split_config one = b->split;
+    one.stream_windows = 1;
+    compute_splits(n, &one, wb);
+    const uint64_t nb = wb[0];
+    uint64_t cls[2] = {0, 0};
+    for (uint64_t i = 0; i < nb; i++)
+        cls[rec_label(recs + i * b->record_size)]++;
+    if (!cls[0] || !cls[1])
+        return;
+    for (int f = 0; f < b->lay.n_fields; f++) {
+        const rd_dataset_field *fd = &b->lay.fields[f];
+        leak_group best = {0};
+        if (fd->kind == RD_FIELD_NUMERIC)
+            leak_numeric(b, recs, nb, f, cls, &best);
+        else if (fd->kind == RD_FIELD_CATEGORICAL || fd->kind == RD_FIELD_MULTI) {
+            if (leak_keys(b, recs, nb, f, cls, &best) != RD_OK) {
+                RD_LOG_WARN("field '%s': out of memory checking whether it gives the label away",
+                            fd->name);
+                continue;
+            }
+        }
+        if (!best.n)
+            continue;
+        char at[3 * RD_PATH_MAX + 96];
+        at[0] = '\0';
+        if (b->where && b->where(b->where_ctx, best.first, -1, at, sizeof at - 2) == 0)
+            strcat(at, ": ");
+        else
+            at[0] = '\0';
+        RD_LOG_WARN("%sfield '%s' gives the label away: in %llu of the batch period's %llu "
+                    "events (this line is the first) it %s, and every one of them has label %d, "
+                    "though %.1f%% of the period's events have label %d: a model reading it "
+                    "learns the label, not the user. A value known only after the event (a dwell "
+                    "time, an add-to-cart or purchase flag, the event type the label comes from) "
+                    "must not be a feature: declare a number kind: feedback (read over earlier "
+                    "events only), or leave the column out of data.schema.fields",
+                    at, fd->name, (unsigned long long)best.n, (unsigned long long)nb, best.what,
+                    best.label, 100.0 * (double)cls[!best.label] / (double)nb, !best.label);
+    }
+}
+
 int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
     RD_ASSERT(!b->finished);
     int rc = RD_OK;
@@ -1140,6 +1346,7 @@ int rd__builder_finish(rd__builder *b, const char *source_yaml, rd_errbuf *eb) {
         rc = rd_err_set(eb, RD_ERR_IO, "cannot map %s: %s", b->events_path, strerror(errno));
         goto fn_fail;
     }
+    warn_label_fields(b, map + h.records_off, n);
     if ((rc = fill_missing(b, map + h.records_off, n, eb)) != RD_OK)
         goto fn_fail;
     if ((rc = standardize(b, map + h.records_off, n, eb)) != RD_OK)
