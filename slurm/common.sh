@@ -321,18 +321,58 @@ rd_blas_cpus() {
 
 # rd_check_inputs CONFIG: before submitting, the data the job reads must be where the job will
 # look: relative paths of a config are relative to the job's working directory, not to the
-# config. A prepared data.dir (meta.yaml) is enough; else data.input, for a source reading files.
+# config. A prepared data.dir (meta.yaml; under --out DIR when data.dir derives from run.out_dir)
+# is enough; else data.input, for a source reading files, and for a CSV source the log
+# (data.schema.path, a pattern matching some file) and each side table in it.
 rd_check_inputs() {
-    local cfg="$1" dir input src wd
+    local cfg="$1" ddir dir input src wd q
     wd="$(rd_workdir)"
     [ -d "$wd" ] || rd_die "the job's working directory '$wd' does not exist"
-    dir="$(rd_in_workdir "${RD_L[data_dir]}")"
+    ddir="${RD_L[data_dir]}"
+    if [ -n "$RD_OUT_ARG" ]; then # --out moves a data.dir derived from run.out_dir, as in train
+        q="${RD_OUT_ARG//\\/\\\\}"
+        q="${q//\"/\\\"}"
+        ddir="$("$RD_BIN" config --layout "$cfg" "${RD_SET_ARGS[@]+"${RD_SET_ARGS[@]}"}" \
+            --set "run.out_dir=\"$q\"" 2>/dev/null | sed -n 's/^data_dir=//p')"
+        [ -n "$ddir" ] || ddir="${RD_L[data_dir]}"
+    fi
+    dir="$(rd_in_workdir "$ddir")"
     [ ! -f "$dir/meta.yaml" ] || return 0
     src="$(rd_config_value data source "$cfg")"
     input="$(rd_config_value data input "$cfg")"
     [ "$src" != synthetic ] && [ -n "$input" ] || return 0
     [ -e "$(rd_in_workdir "$input")" ] ||
-        rd_die "data.input '$input' (source $src) not found from the job's working directory $wd, and data.dir '${RD_L[data_dir]}' is not prepared there: relative config paths are relative to the working directory, so submit from the folder they start from (the checkout for configs/ml100k*.yaml), give --chdir=DIR in RD_SBATCH_ARGS, or make them absolute"
+        rd_die "data.input '$input' (source $src) not found from the job's working directory $wd, and data.dir '$ddir' is not prepared there: relative config paths are relative to the working directory, so submit from the folder they start from (the checkout for configs/ml100k*.yaml), give --chdir=DIR in RD_SBATCH_ARGS, or make them absolute"
+    [ "$src" = csv ] || return 0
+    # The log and its side tables, relative to data.input: a misspelt file name was found only
+    # once the job had its nodes, by prepare.
+    local key path in_dir
+    in_dir="$(rd_in_workdir "$input")"
+    while IFS=$'\t' read -r key path; do
+        [ -n "$path" ] || continue
+        case "$path" in
+            *[*?[]*) (cd "$in_dir" 2>/dev/null && compgen -G "$path" >/dev/null) ||
+                rd_die "$key '$path' matches no file in data.input '$input' (from the job's working directory $wd), and data.dir '$ddir' is not prepared there" ;;
+            *) case "$path" in /*) ;; *) path="$in_dir/$path" ;; esac
+                [ -f "$path" ] ||
+                rd_die "$key: no file '$path' (data.input '$input' from the job's working directory $wd), and data.dir '$ddir' is not prepared there" ;;
+        esac
+    done < <(rd_schema_paths "$cfg")
+}
+
+# rd_schema_paths CONFIG: "KEY<tab>PATH" for data.schema.path and each data.schema.side[N].path of
+# CONFIG's effective configuration, the YAML quotes and escapes undone.
+rd_schema_paths() {
+    "$RD_BIN" config "$1" "${RD_SET_ARGS[@]+"${RD_SET_ARGS[@]}"}" 2>/dev/null | awk '
+        function unq(v) { sub(/^[^:]*: */, "", v); if (v ~ /^".*"$/) { v = substr(v, 2, length(v) - 2)
+            gsub(/\\\\/, "\001", v); gsub(/\\"/, "\"", v); gsub(/\001/, "\\", v) } return v }
+        /^[^ #]/ { in_d = ($1 == "data:"); in_s = 0; next }
+        in_d && /^  [^ ]/ { in_s = ($1 == "schema:"); side = 0; next }
+        in_s && /^    side:/ { side = 1; n = -1; next }
+        in_s && /^    [^ ]/ { side = 0 }
+        in_s && !side && /^    path:/ { print "data.schema.path\t" unq($0) }
+        in_s && side && /^      - / { n++ }
+        in_s && side && /^        path:/ { print "data.schema.side[" n "].path\t" unq($0) }'
 }
 
 # rd_check_array CONFIG: an array job (--array/-a in RD_SBATCH_ARGS) gives each task its own run folder

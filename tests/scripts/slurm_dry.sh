@@ -15,6 +15,8 @@
 #    with Slurm's own message, naming neither the counts nor the setting to change (2c).
 #  - a batch body in an allocation smaller than the config's layout said the counts but not the
 #    keys that set them, nor where the count came from (6).
+#  - a CSV source's missing log or side table was accepted at submission (found by prepare once
+#    the job had its nodes), and a dataset prepared under --out DIR was not taken as prepared.
 #   slurm_dry.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: slurm_dry.sh path/to/recdistill}"
@@ -365,6 +367,39 @@ rc=$?
 grep -q "het component 1 (teacher) has 1 task(s) (SLURM_NTASKS_HET_GROUP_1) but the config needs 2 (cluster.jobs\[0\].ranks 2)" \
     "$TMP/small.err" || bad "het job with a small component: $(cat "$TMP/small.err")"
 [ ! -e "$TMP/nosrun.log" ] || bad "the het job ran a step: $(cat "$TMP/nosrun.log")"
+
+# A CSV source's log and side tables are checked at submission as data.input is: a misspelt log
+# name was accepted, and found only once the job had its nodes, by prepare. A dataset prepared
+# under --out DIR (data.dir derived from run.out_dir) is enough, as it is for train.
+mkdir -p "$TMP/csvin/parts"
+printf 'ts,u,i,y\n1,a,x,1\n2,b,y,0\n' >"$TMP/csvin/parts/p-1.csv"
+printf 'u,age\na,3\nb,4\n' >"$TMP/csvin/users.csv"
+csv_cfg() { # $1 log path, $2 side table path
+    sed -e 's|^  source: synthetic$|  source: csv\n  input: csvin\n  schema:\n    path: "'"$1"'"\n    user_column: u\n    item_column: i\n    time_column: ts\n    label: "y >= 1"\n    side: [{name: users, path: "'"$2"'", header: true, key_column: u, join_column: u}]|' \
+        -e '/^  synthetic:/d' "$TINY" >"$TMP/csv.yaml"
+}
+csv_cfg "parts/p-1.csv" users.csv
+"$SRC/slurm/train-1node.sbatch" "$TMP/csv.yaml" >/dev/null 2>"$TMP/csv.err" || bad "csv: a present log refused: $(cat "$TMP/csv.err")"
+csv_cfg "parts/p-*.csv" users.csv
+"$SRC/slurm/train-1node.sbatch" "$TMP/csv.yaml" >/dev/null 2>"$TMP/csv.err" || bad "csv: a matching pattern refused: $(cat "$TMP/csv.err")"
+csv_cfg "parts/p1.csv" users.csv
+"$SRC/slurm/train-1node.sbatch" "$TMP/csv.yaml" >/dev/null 2>"$TMP/csv.err" && bad "csv: a missing log was accepted"
+grep -q "data.schema.path: no file '$TMP/csvin/parts/p1.csv' (data.input 'csvin' from the job's working directory $TMP), and data.dir 'runs/slurm-tiny/data' is not prepared there" "$TMP/csv.err" ||
+    bad "csv: missing log message: $(cat "$TMP/csv.err")"
+csv_cfg "parts/q-*.csv" users.csv
+"$SRC/slurm/train-1node.sbatch" "$TMP/csv.yaml" >/dev/null 2>"$TMP/csv.err" && bad "csv: a pattern matching nothing was accepted"
+grep -q "data.schema.path 'parts/q-\*.csv' matches no file in data.input 'csvin'" "$TMP/csv.err" ||
+    bad "csv: empty pattern message: $(cat "$TMP/csv.err")"
+csv_cfg "parts/p-1.csv" user.csv
+"$SRC/slurm/train-1node.sbatch" "$TMP/csv.yaml" >/dev/null 2>"$TMP/csv.err" && bad "csv: a missing side table was accepted"
+grep -q "data.schema.side\[0\].path: no file '$TMP/csvin/user.csv'" "$TMP/csv.err" ||
+    bad "csv: missing side table message: $(cat "$TMP/csv.err")"
+mkdir -p "$TMP/out csv/data" && touch "$TMP/out csv/data/meta.yaml"
+mv "$TMP/csvin" "$TMP/csvin.gone"
+"$SRC/slurm/train-1node.sbatch" "$TMP/csv.yaml" --out "out csv" >/dev/null 2>"$TMP/csv.err" ||
+    bad "csv: a dataset prepared under --out refused: $(cat "$TMP/csv.err")"
+"$SRC/slurm/train-1node.sbatch" "$TMP/csv.yaml" >/dev/null 2>"$TMP/csv.err" &&
+    bad "csv: a missing data.input accepted without --out's dataset"
 
 [ "$fail" = 0 ] && echo "slurm_dry: ok"
 exit "$fail"
