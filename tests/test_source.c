@@ -1682,7 +1682,26 @@ typedef struct part_log {
     int part[8];
     uint64_t written[8], steps[8], reverse[8];
     int n;
+    // rd_source_build's step callback, per part (RD_SOURCE_PART_*): the last steps, events done
+    // and total it gave, and whether a call was out of order (steps not one more than the last,
+    // events not more, another total, or a part already reported done)
+    uint64_t s_steps[4], s_done[4], s_total[4];
+    int s_bad;
 } part_log;
+
+static void log_step(void *ctx, int part, uint64_t steps, uint64_t done, uint64_t total) {
+    part_log *pl = ctx;
+    if (part < 0 || part > 3 || steps != pl->s_steps[part] + 1 || done <= pl->s_done[part] ||
+        done > total || (pl->s_total[part] && total != pl->s_total[part]))
+        pl->s_bad = 1;
+    for (int i = 0; i < pl->n && i < 8; i++)
+        pl->s_bad |= pl->part[i] == part;
+    if (part >= 0 && part <= 3) {
+        pl->s_steps[part] = steps;
+        pl->s_done[part] = done;
+        pl->s_total[part] = total;
+    }
+}
 
 static void log_part(void *ctx, int part, const rd_source_train_stats *st) {
     part_log *pl = ctx;
@@ -1745,7 +1764,8 @@ static void test_build_batch_tokens_final(void **state) {
             snprintf(name, sizeof name, "final_s%d_m%d", scheme, mode);
             tok[mode] = store_tokens(name, n, &st);
             rd_source_io io = rd_source_io_store(st);
-            assert_int_equal(rd_source_build(cfg, ds, &io, 32, log_part, &pl[mode], &eb), RD_OK);
+            assert_int_equal(rd_source_build(cfg, ds, &io, 32, log_part, log_step, &pl[mode], &eb),
+                             RD_OK);
             grab_all(st, tok[mode]);
             rd_token_store_destroy(st);
         }
@@ -1762,6 +1782,20 @@ static void test_build_batch_tokens_final(void **state) {
         assert_int_equal(pl[1].written[0], batch.end - batch.begin);
         assert_int_equal(pl[1].written[1], batch.end - batch.begin);
         assert_int_equal(pl[1].written[2], stream.end - stream.begin);
+        // Each step of each part was reported, in order, up to the part's events x its passes
+        // (a token build of millions of events printed nothing until its part ended).
+        for (int mode = 0; mode < 2; mode++) {
+            assert_false(pl[mode].s_bad);
+            for (int i = 0; i < pl[mode].n; i++) {
+                const int k = pl[mode].part[i];
+                assert_int_equal(pl[mode].s_steps[k], pl[mode].steps[i]);
+                assert_int_equal(pl[mode].s_done[k], pl[mode].s_total[k]);
+            }
+            assert_int_equal(pl[mode].s_total[RD_SOURCE_PART_BATCH], 3 * (batch.end - batch.begin));
+            assert_int_equal(pl[mode].s_total[RD_SOURCE_PART_STREAM], stream.end - stream.begin);
+            assert_int_equal(pl[mode].s_total[RD_SOURCE_PART_HOLDOUT], hold.end - hold.begin);
+        }
+        assert_int_equal(pl[1].s_total[RD_SOURCE_PART_BATCH_FINAL], batch.end - batch.begin);
         // The reference: one driver, by hand.
         rd_token_store *rs = NULL;
         snprintf(name, sizeof name, "final_s%d_ref", scheme);
@@ -1830,7 +1864,8 @@ static void test_build_two_pass(void **state) {
             snprintf(name, sizeof name, "two_pass_s%d_%d", sit, two);
             tok[two] = store_tokens(name, n, &st);
             rd_source_io io = rd_source_io_store(st);
-            assert_int_equal(rd_source_build(cfg, ds, &io, 32, log_part, &pl[two], &eb), RD_OK);
+            assert_int_equal(rd_source_build(cfg, ds, &io, 32, log_part, NULL, &pl[two], &eb),
+                             RD_OK);
             grab_all(st, tok[two]);
             rd_token_store_destroy(st);
             assert_int_equal(pl[two].n, 3);

@@ -1727,6 +1727,9 @@ int rd_source_driver_run(rd_source_driver *sd,
             st->events += dv->B;
             st->tokens_written += write ? dv->B : 0;
             n_ep += dv->B;
+            if (oo.on_step)
+                oo.on_step(oo.step_ctx, st->steps, st->events,
+                           (uint64_t)epochs * (oo.range.end - oo.range.begin));
         }
         if (rc != RD_OK)
             break;
@@ -1815,11 +1818,24 @@ int rd_source_train_range(const rd_config *cfg,
     return rc;
 }
 
+// rd_source_build's step callback with the part it is in.
+typedef struct build_step {
+    rd_source_step_fn fn;
+    void *ctx;
+    int part;
+} build_step;
+
+static void build_on_step(void *ctx, uint64_t steps, uint64_t done, uint64_t total) {
+    const build_step *bs = ctx;
+    bs->fn(bs->ctx, bs->part, steps, done, total);
+}
+
 int rd_source_build(const rd_config *cfg,
                     const rd_dataset *ds,
                     const rd_source_io *io,
                     size_t batch_size,
                     rd_source_part_fn on_part,
+                    rd_source_step_fn on_step,
                     void *ctx,
                     rd_errbuf *eb) {
     rd_source_driver *sd = NULL;
@@ -1849,6 +1865,11 @@ int rd_source_build(const rd_config *cfg,
                                   .infer_only = parts[k].infer,
                                   .first_epoch_tokens = 1,
                                   .two_pass = k == RD_SOURCE_PART_BATCH && cfg->tokens.two_pass};
+        build_step bs = {on_step, ctx, k};
+        if (on_step) {
+            o.on_step = build_on_step;
+            o.step_ctx = &bs;
+        }
         rd_source_train_stats st;
         if ((rc = rd_source_driver_run(sd, &o, &st, eb)) == RD_OK && on_part)
             on_part(ctx, k, &st);
@@ -1858,6 +1879,7 @@ int rd_source_build(const rd_config *cfg,
             cfg->tokens.batch_tokens == RD_BATCH_TOKENS_FINAL) {
             o.epochs = 1;
             o.infer_only = 1;
+            bs.part = RD_SOURCE_PART_BATCH_FINAL;
             if ((rc = rd_source_driver_run(sd, &o, &st, eb)) == RD_OK && on_part)
                 on_part(ctx, RD_SOURCE_PART_BATCH_FINAL, &st);
         }

@@ -3293,11 +3293,41 @@ enum { TAG_TOKENS_READY = RD_TAG_USER + 2 };
 typedef struct build_ctx {
     rd_trainer *tr;
     double t0;
+    double t_part; // when the part in progress began
+    double t_line; // when the last progress line was printed
 } build_ctx;
 
+static const char *const tokens_part_name[4] = {
+    "batch period", "stream", "holdout (no training)",
+    "batch period rewritten by the trained model (no training)"};
+
+// A line every train.eval_every steps of a part, and between them one whenever
+// output.progress_every_s seconds have passed without one, as the training phases print: a
+// batch period of millions of events took minutes without a word (none with progress_every_s 0).
+static void tokens_step(void *ctx, int part, uint64_t steps, uint64_t done, uint64_t total) {
+    build_ctx *bc = ctx;
+    rd_trainer *tr = bc->tr;
+    const double t = rd_mono_s();
+    if (steps == 1)
+        bc->t_part = t;
+    const int every_s = tr->cfg->output.progress_every_s;
+    const int64_t every = tr->cfg->train.eval_every;
+    if (tr->quiet || every_s <= 0 || done >= total)
+        return;
+    if (!(every > 0 && steps % (uint64_t)every == 0) && t - bc->t_line < (double)every_s)
+        return;
+    bc->t_line = t;
+    const double rate = t > bc->t_part ? (double)done / (t - bc->t_part) : 0.0;
+    const double eta = rate > 0 ? (double)(total - done) / rate : 0.0;
+    printf("[%s] tokens: %s, step %llu, %llu of %llu events  %.0f events/s  ETA %.0fs  (%.0fs "
+           "elapsed)\n",
+           tr->job->name, tokens_part_name[part], (unsigned long long)steps,
+           (unsigned long long)done, (unsigned long long)total, rate, eta, t - bc->t0);
+    fflush(stdout);
+}
+
 static void tokens_part_done(void *ctx, int part, const rd_source_train_stats *st) {
-    static const char *what[4] = {"batch period", "stream", "holdout (no training)",
-                                  "batch period rewritten by the trained model (no training)"};
+    const char *const *what = tokens_part_name;
     build_ctx *bc = ctx;
     rd_trainer *tr = bc->tr;
     int trained = part == RD_SOURCE_PART_BATCH || part == RD_SOURCE_PART_STREAM;
@@ -3322,12 +3352,13 @@ static void tokens_part_done(void *ctx, int part, const rd_source_train_stats *s
 }
 
 static int tokens_build(rd_trainer *tr, rd_errbuf *eb) {
-    build_ctx bc = {tr, rd_mono_s()};
+    build_ctx bc = {tr, rd_mono_s(), 0.0, rd_mono_s()};
     rd_source_io io = rd_source_io_client(tr->tok);
     // The job's global batch (train.batch_size on each of its ranks): the store, built on one
     // rank, is the same whatever the number of ranks the batch is split over (docs/scaling.md).
     size_t build_batch = tr->max_batch * (size_t)tr->job->ranks;
-    int rc = rd_source_build(tr->cfg, tr->ds, &io, build_batch, tokens_part_done, &bc, eb);
+    int rc =
+        rd_source_build(tr->cfg, tr->ds, &io, build_batch, tokens_part_done, tokens_step, &bc, eb);
     if (rc == RD_ERR_NOMEM) // the memory grows with the ranks: say so where it is decided
         rd_err_prefix(eb,
                       "job '%s' builds the token store on one rank at its global batch of %zu "

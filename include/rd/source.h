@@ -316,6 +316,10 @@ typedef struct rd_source_train_opts {
                   // group's events in reverse order (rd_source_batch.reverse: no frozen prefix,
                   // no tokens written, not in the progressive AUC); only with scheme 2 and a SIT,
                   // else ignored (tokens.two_pass)
+    // NULL, or called after each step with the steps and events done so far (all epochs) and
+    // the events of the whole call (the range's events x its epochs): a caller's progress line
+    void (*on_step)(void *ctx, uint64_t steps, uint64_t done, uint64_t total);
+    void *step_ctx;
 } rd_source_train_opts;
 
 typedef struct rd_source_train_stats {
@@ -439,6 +443,10 @@ enum {
 
 /** Called after each part that ran (an empty part, or a batch period of 0 epochs, is skipped). */
 typedef void (*rd_source_part_fn)(void *ctx, int part, const rd_source_train_stats *st);
+/** Called after each step of a part: its steps and events so far, and its events in all (the
+ *  part's events x its passes), so that a long part is not silent until it ends. */
+typedef void (*rd_source_step_fn)(
+    void *ctx, int part, uint64_t steps, uint64_t done, uint64_t total);
 
 /**
  * The token store of a run, as `recdistill train` builds it: one driver over the batch period,
@@ -448,6 +456,7 @@ typedef void (*rd_source_part_fn)(void *ctx, int part, const rd_source_train_sta
  * @param[in] io          the store directly, or the PS ranks through a client
  * @param[in] batch_size  events per step (0 = cfg.train.batch_size)
  * @param[in] on_part     NULL, or called after each part
+ * @param[in] on_step     NULL, or called after each step of a part (ctx is the same)
  * @return the codes of rd_source_driver_create / _run
  */
 int rd_source_build(const rd_config *cfg,
@@ -455,6 +464,7 @@ int rd_source_build(const rd_config *cfg,
                     const rd_source_io *io,
                     size_t batch_size,
                     rd_source_part_fn on_part,
+                    rd_source_step_fn on_step,
                     void *ctx,
                     rd_errbuf *eb);
 

@@ -133,7 +133,7 @@ static void build_reference(const rd_config *cfg, const char *dir, size_t B, uin
     RD_ASSERT_MSG(rc == RD_OK, "dataset: %s", eb.msg);
     rd_token_store *store = create_store(cfg, dir, (int)n_shards);
     rd_source_io io = rd_source_io_store(store);
-    rc = rd_source_build(cfg, ds, &io, B, NULL, NULL, &eb);
+    rc = rd_source_build(cfg, ds, &io, B, NULL, NULL, NULL, &eb);
     RD_ASSERT_MSG(rc == RD_OK, "rd_source_build: %s", eb.msg);
     rd_token_store_destroy(store);
     rd_dataset_close(ds);

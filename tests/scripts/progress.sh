@@ -2,7 +2,8 @@
 # progress.sh — the trainer's progress lines: one every train.eval_every steps of each phase
 # (batch epochs, stream windows), whatever output.progress_every_s (here a day, so that no line is
 # due to time), plus the "done" line of each batch epoch; output.progress_every_s 0 prints none.
-# A regression test: eval_every was parsed and documented but read by nothing.
+# A regression test: eval_every was parsed and documented but read by nothing. The token build's
+# parts print theirs too.
 #
 #   bash tests/scripts/progress.sh build/recdistill
 set -u
@@ -77,4 +78,26 @@ echo "$lines" | head -1 | grep -q '^\[solo\] stream window 0: auc .*events)$' ||
 echo "$lines" | tail -1 | grep -q '^\[solo\] stream window 299: auc .*(298 windows since the last line not printed: every window is in the metrics file)$' ||
     fail "300 windows, last: $lines"
 [ "$(grep -c '^stream,' "$TMP/many/solo.metrics.csv")" -eq 300 ] || fail "300 windows: the metrics file"
+# The token build (a job reading instance tokens builds the store first): the same lines, every
+# eval_every steps of each part. A batch period of millions of events printed nothing until its
+# part ended, minutes later.
+config 5 86400 | sed -e 's/role: student, model: m}/role: teacher, model: m}/' \
+    -e 's/mlp: \[8\]}\]/mlp: [8], tokens: {scheme: 1, length: 4, kind: mean, adapter: 4}},\n  {name: src, features: [{field: user, table: k}, {field: item, table: k}], mlp: [4]}]\ntokens: {dim: 4, scheme: 1, source_model: src}/' \
+    -e 's/tables: \[{name: e, dim: 4}\]/tables: [{name: e, dim: 4}, {name: k, dim: 4}]/' >"$TMP/tok.yaml"
+if ! grep -q "source_model: src" "$TMP/tok.yaml" || ! grep -q "name: k, dim: 4" "$TMP/tok.yaml"; then
+    fail "tok.yaml: $(cat "$TMP/tok.yaml")"
+fi
+timeout 300 "$MPIEXEC" -n 2 "$RD" train "$TMP/tok.yaml" --out "$TMP/tok" >"$TMP/outtok" \
+    2>"$TMP/errtok" || fail "token build: $(cat "$TMP/errtok")"
+tok=$(grep '^\[solo\] tokens: [a-z ()]*, step [0-9]*, [0-9]* of [0-9]* events  [0-9]* events/s  ETA' "$TMP/outtok")
+echo "$tok" | grep -q '^\[solo\] tokens: batch period, step 5, 320 of 4800 events ' ||
+    fail "no token build step line: $(cat "$TMP/outtok")"
+echo "$tok" | grep -q '^\[solo\] tokens: stream, step 5, 320 of 800 events ' ||
+    fail "no token build step line in the stream: $(cat "$TMP/outtok")"
+bad=$(echo "$tok" | sed 's/.*, step \([0-9]*\),.*/\1/' | awk '$1 % 5 != 0' | head -1)
+[ -z "$bad" ] || fail "token build: a line at step $bad"
+sed 's/progress_every_s: 86400/progress_every_s: 0/' "$TMP/tok.yaml" >"$TMP/tokoff.yaml"
+timeout 300 "$MPIEXEC" -n 2 "$RD" train "$TMP/tokoff.yaml" --out "$TMP/tokoff" >"$TMP/outtokoff" \
+    2>"$TMP/errtokoff" || fail "token build, progress off: $(cat "$TMP/errtokoff")"
+! grep -q 'tokens: .*, step [0-9]*,' "$TMP/outtokoff" || fail "progress_every_s 0 printed token build steps"
 echo "progress: ok (batch $b, window $w steps a phase)"
