@@ -1656,8 +1656,18 @@ static int distill_finish(rd_trainer *tr, rd_trainer_result *res, rd_errbuf *eb)
     }
     for (int k = 0; k < tr->n_snd && rc == RD_OK; k++)
         rc = rd_target_sender_close(tr->snd[k], eb);
-    if (tr->rcv && rc == RD_OK)
+    if (tr->rcv && rc == RD_OK) {
+        // Live: a wait without a time limit, so say when it begins and how long it took (a
+        // student idle at its end is waiting for a teacher still evaluating; fin_wait.sh).
+        double t0 = rd_mono_s();
+        if (tr->tgt_role == 2)
+            RD_LOG_INFO("job '%s': waiting for the FIN of job '%s' (no time limit)", tr->job->name,
+                        tr->job->teacher);
         rc = rd_target_recv_close(tr->rcv, eb);
+        if (tr->tgt_role == 2 && rc == RD_OK)
+            RD_LOG_INFO("job '%s': the FIN of job '%s' after %.0f ms", tr->job->name,
+                        tr->job->teacher, (rd_mono_s() - t0) * 1e3);
+    }
     if (rc != RD_OK) {
         rd_err_prefix(eb, "distillation targets: ");
         return rc;

@@ -6,7 +6,9 @@
 # and target counters, every target joined). Before 2026-12-06 the student gave up after that
 # limit ("close: FIN from 0 of 1 teachers after ... ms") and ended the launch. And a teacher that
 # dies while its student waits for the FIN ends the launch promptly, non-zero, with no report and
-# a line naming a dead rank: the wait has no limit, but it is no hang.
+# a line naming a dead rank: the wait has no limit, but it is no hang. The student says when its
+# wait begins and how long it took: the teacher is killed only once its student waits, and the
+# held run fails unless its student waited past the old limit.
 #
 #   bash tests/scripts/fin_wait.sh build/recdistill
 set -u
@@ -40,6 +42,13 @@ echo "teacher held $HOLD_MS ms before its FIN: exit 0 after $ms ms"
 grep -q "job 'teacher': holding the FIN for $HOLD_MS ms" "$TMP/slow.err" ||
     fail "the teacher was not held: $(grep -v INFO "$TMP/slow.err" | head -5)"
 [ "$ms" -ge "$HOLD_MS" ] || fail "the launch ended after $ms ms, before the teacher's hold did"
+# The student's own measure of its wait: past the old limit, or this run did not test it (a
+# student that reached its wait late, on a loaded host, would pass with the limit back).
+wait_ms=$(sed -n "s/.*job 'student': the FIN of job 'teacher' after \([0-9]*\) ms.*/\1/p" "$TMP/slow.err")
+[ -n "$wait_ms" ] || fail "no line of the student's wait for the FIN: $(grep -v INFO "$TMP/slow.err" | head -5)"
+echo "the student waited $wait_ms ms for the FIN"
+[ "$wait_ms" -gt $((LIMIT_MS + 5000)) ] ||
+    fail "the student waited $wait_ms ms for the FIN, not past the old limit of $((LIMIT_MS + 5000)) ms"
 grep -q "warning" "$TMP/slow.err" && fail "a warning: $(grep warning "$TMP/slow.err")"
 for f in student.targets.json teacher.targets.json; do
     cmp -s "$TMP/ref/$f" "$TMP/slow/$f" || fail "$f differs from the reference: $(diff "$TMP/ref/$f" "$TMP/slow/$f")"
@@ -76,7 +85,14 @@ for p in $(pgrep -f -- "--out $TMP/dead\$"); do
     [ "$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^PMI_RANK=//p')" = 1 ] && pid=$p
 done
 [ -n "$pid" ] || { kill "$launch"; fail "no teacher process"; }
-sleep 2 # the student, done with its holdout in well under a second, waits for the FIN
+# The student waits for the FIN (it says so as it begins): kill the teacher only then.
+for _ in $(seq 600); do
+    grep -q "job 'student': waiting for the FIN of job 'teacher'" "$TMP/dead.err" && break
+    kill -0 "$launch" 2>/dev/null || fail "the launch ended before its student waited for the FIN: $(grep -v INFO "$TMP/dead.err" | tail -5)"
+    sleep 0.1
+done
+grep -q "job 'student': waiting for the FIN of job 'teacher'" "$TMP/dead.err" ||
+    { kill "$launch"; fail "the student did not wait for the FIN within 60 s"; }
 t0=$(date +%s%N)
 kill -9 "$pid"
 wait "$launch"
