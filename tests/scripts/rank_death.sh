@@ -34,6 +34,45 @@ rank_pid() {
     return 1
 }
 
+# --- Slurm: srun --kill-on-bad-exit=1 (as slurm/common.sh launches), when a cluster is up ------
+# (SLURM_CONF set and answering, e.g. after `tools/slurm-local.sh up`; tests/scripts/slurm.sh runs
+# this case alone on its private cluster, RD_DEATH_SRUN_ONLY=1). Without -K, srun leaves the other
+# ranks running after a rank is killed; with it the step ends within a second.
+slurm_up() { [ -n "${SLURM_CONF:-}" ] && command -v srun >/dev/null && timeout 10 sinfo >/dev/null 2>&1; }
+srun_case() {
+    local out rc ms t0 p pp launch pid=""
+    out="$TMP/slurm"
+    timeout 120 srun --mpi=pmi2 --kill-on-bad-exit=1 -n 4 "$RD" train "$TMP/long.yaml" --out "$out" \
+        </dev/null >"$TMP/sout" 2>"$TMP/serr" &
+    launch=$!
+    for _ in $(seq 600); do
+        for p in $(pgrep -f -- "--out $out\$"); do
+            pp=$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')
+            [ -n "$pp" ] && [ "$(ps -o comm= -p "$pp" 2>/dev/null)" = slurmstepd ] || continue
+            [ "$(tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | sed -n 's/^SLURM_PROCID=//p')" = 1 ] && pid=$p
+        done
+        [ -n "$pid" ] && grep -q "PS shard 0 of 1" "$TMP/serr" && break
+        sleep 0.1
+    done
+    [ -n "$pid" ] || { kill "$launch" 2>/dev/null; fail "srun: rank 1 never started: $(tail -3 "$TMP/serr")"; }
+    sleep 1
+    t0=$(date +%s%N)
+    kill -9 "$pid"
+    wait "$launch"
+    rc=$?
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    echo "srun: kill -9 rank 1 (teacher): step ended in $ms ms, exit $rc"
+    [ $rc -ne 124 ] && [ $rc -ne 0 ] && [ $ms -lt 30000 ] || fail "srun: exit $rc after $ms ms"
+    grep -q "recdistill: rank 1 (role teacher.*died without an orderly exit" "$TMP/serr" ||
+        fail "srun: no message naming rank 1: $(grep -v INFO "$TMP/serr" | tail -5)"
+}
+if [ -n "${RD_DEATH_SRUN_ONLY:-}" ]; then
+    slurm_up || fail "RD_DEATH_SRUN_ONLY: no Slurm cluster answering (SLURM_CONF '${SLURM_CONF:-}')"
+    srun_case
+    echo "rank_death.sh (srun case): ok"
+    exit 0
+fi
+
 # kill_case RANK ROLE-TEXT
 kill_case() {
     local out="$TMP/run$1" t0 t1 pid=""
@@ -93,35 +132,9 @@ grep -q "died without an orderly exit" "$TMP/err" && fail "an MPI_Abort was repo
 timeout 120 "$MPIEXEC" -n 4 "$RD" train "$SRC/tests/data/slurm-tiny.yaml" --out "$TMP/ok" >/dev/null 2>"$TMP/err" ||
     fail "clean run: $(grep -v INFO "$TMP/err" | tail)"
 grep -q "died without" "$TMP/err" && fail "clean run reported a death"
-# --- Slurm: srun --kill-on-bad-exit=1 (as slurm/common.sh launches), when a cluster is up ------
-# (SLURM_CONF set and answering, e.g. after `tools/slurm-local.sh up`). Without -K, srun leaves
-# the other ranks running after a rank is killed; with it the step ends within a second.
-if [ -n "${SLURM_CONF:-}" ] && command -v srun >/dev/null && timeout 10 sinfo >/dev/null 2>&1; then
-    out="$TMP/slurm"
-    timeout 120 srun --mpi=pmi2 --kill-on-bad-exit=1 -n 4 "$RD" train "$TMP/long.yaml" --out "$out" \
-        </dev/null >"$TMP/sout" 2>"$TMP/serr" &
-    launch=$! pid=""
-    for _ in $(seq 600); do
-        for p in $(pgrep -f -- "--out $out\$"); do
-            pp=$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')
-            [ -n "$pp" ] && [ "$(ps -o comm= -p "$pp" 2>/dev/null)" = slurmstepd ] || continue
-            [ "$(tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | sed -n 's/^SLURM_PROCID=//p')" = 1 ] && pid=$p
-        done
-        [ -n "$pid" ] && grep -q "PS shard 0 of 1" "$TMP/serr" && break
-        sleep 0.1
-    done
-    [ -n "$pid" ] || fail "srun: rank 1 never started: $(tail -3 "$TMP/serr")"
-    sleep 1
-    t0=$(date +%s%N)
-    kill -9 "$pid"
-    wait "$launch"
-    rc=$?
-    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-    echo "srun: kill -9 rank 1 (teacher): step ended in $ms ms, exit $rc"
-    [ $rc -ne 124 ] && [ $rc -ne 0 ] && [ $ms -lt 30000 ] || fail "srun: exit $rc after $ms ms"
-    grep -q "recdistill: rank 1 (role teacher.*died without an orderly exit" "$TMP/serr" ||
-        fail "srun: no message naming rank 1: $(grep -v INFO "$TMP/serr" | tail -5)"
+if slurm_up; then
+    srun_case
 else
-    echo "no Slurm cluster answering (SLURM_CONF unset): srun case skipped"
+    echo "no Slurm cluster answering (SLURM_CONF unset): srun case skipped (slurm.sh runs it)"
 fi
 echo "rank_death.sh: ok"
