@@ -1148,6 +1148,21 @@ static void din_attend(int (*softmax)(float *, const float *, size_t),
     }
 }
 
+// rd_din_backward's unfold of one row's d[k, q * k] (f, 2C): dk_t += d[k] + d[q * k] * q_b,
+// and with dq, dq_b += d[q * k] * k_t.
+RD_SIMD static void din_unfold_row(float *restrict dkt,
+                                   float *restrict dqb,
+                                   const float *restrict f,
+                                   const float *restrict kt,
+                                   const float *restrict qb,
+                                   size_t C) {
+    if (dqb)
+        for (size_t i = 0; i < C; i++)
+            dqb[i] += f[C + i] * kt[i];
+    for (size_t i = 0; i < C; i++)
+        dkt[i] += f[i] + f[C + i] * qb[i];
+}
+
 // out = sum_t p_t k_t: dk_t += p_t dout; dp_t = dout . k_t; then through the softmax into
 // s->dscore (positional; with n < BT the valid positions' entries are then moved first, as the
 // rows the forward ran).
@@ -1345,12 +1360,7 @@ void rd_din_backward(float *dq,
             if (n < BT && mask[b * T + t] == 0.0f)
                 continue;
             const float *kt = k + (b * T + t) * C, *f = s->dfeat + r * C2;
-            float *dkt = dk + (b * T + t) * C;
-            for (size_t i = 0; i < C; i++) {
-                if (dqb)
-                    dqb[i] += f[C + i] * kt[i];
-                dkt[i] += f[i] + f[C + i] * qb[i];
-            }
+            din_unfold_row(dk + (b * T + t) * C, dqb, f, kt, qb, C);
             add_inplace(S + b * H, s->dhid + r * H, H);
             r++;
         }
