@@ -502,7 +502,8 @@ int rd_serve_export(const rd_config *cfg,
                 order[k].index = i;
             }
         }
-        qsort(order, k, sizeof *order, row_ref_cmp);
+        if (k > 1) // order is NULL for a table of no rows, which qsort must not be given
+            qsort(order, k, sizeof *order, row_ref_cmp);
         for (uint64_t r = 0; r < rows; r++) { // r: the row's place in the bundle, as open counts
             const rd_table *tab = rd_tabletool_table(tt, (int)order[r].shard, ti[t]);
             uint64_t key;
