@@ -61,6 +61,7 @@ static const char *const shm_modes[] = {"auto", "off", NULL};
 static const char *const seq_kinds[] = {"none", "mean", "din", "transformer", NULL};
 static const char *const same_time_modes[] = {"exclude", "earlier", NULL};
 static const char *const token_queries[] = {"request", "request_seq", NULL}; // rd_token_use.query
+static const char *const token_labels[] = {"embed", "none", NULL};           // rd_token_use.label
 static const char *const orders[] = {"time", "user", NULL};
 static const char *const batch_orders[] = {"time", "user", "windows", NULL}; // rd_order
 static const char *const huge_modes[] = {"off", "auto", NULL};  // RD_TOKEN_HUGE_* order
@@ -357,6 +358,7 @@ static const ck_key token_use_keys[] = {
     K_BOOL(rd_token_use, "norm", norm, "false"),
     K_STR(rd_token_use, "search_by", search_by, 0, "item"),
     K_ENUM(rd_token_use, "query", query, token_queries, 0, "request"),
+    K_ENUM(rd_token_use, "label", label, token_labels, 0, "embed"),
 };
 TABLE(token_use_desc, rd_token_use, token_use_keys);
 
@@ -2350,7 +2352,7 @@ static const char *const seq_settings[] = {"length",      "table", "layers",    
                                            "with_labels", NULL};
 static const char *const token_settings[] = {"length",    "kind",  "layers",    "heads",  "adapter",
                                              "gate",      "stats", "same_time", "search", "norm",
-                                             "search_by", "query", NULL};
+                                             "search_by", "query", "label",     NULL};
 
 static int check_forgotten_switches(const rd_model_config *mc, int m, const vctx *v) {
     char p[128], given[256];

@@ -1479,6 +1479,20 @@ static void test_errors_csv(void **state) {
         assert_int_equal(cc->models[1].tokens.query, 0); // the default: request
         free(cc);
     }
+    // tokens.label: embed (the default) | none.
+    expect_error(TOK_Q("    tokens: {scheme: 2, label: drop}\n"),
+                 "t.yaml:", "models[0].tokens.label");
+    {
+        rd_config *cc = new_cfg();
+        rd_errbuf eb = {0};
+        int rc = parse(TOK_Q("    tokens: {scheme: 2, label: none}\n"), cc, &eb);
+        if (rc != RD_OK)
+            fprintf(stderr, "%s\n", eb.msg);
+        assert_int_equal(rc, RD_OK);
+        assert_int_equal(cc->models[0].tokens.label, 1);
+        assert_int_equal(cc->models[1].tokens.label, 0); // the default: embed
+        free(cc);
+    }
 #undef TOK_Q
 #undef TOK_M
 #undef FB_CSV

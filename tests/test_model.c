@@ -484,6 +484,66 @@ static void test_fd_model_token_side(void **state) {
     rd_model_destroy(m);
 }
 
+// tokens.label none: no label embedding (no tok.label_emb); FD gradients with and without side
+// values; the model equals the one with the embedding at zero (logits and every shared gradient),
+// and the stored labels no longer change its output.
+static void test_token_label_none(void **state) {
+    (void)state;
+    rd_model_config mc;
+    // FD over a DIN token branch. Over the transformer one (config_d's own), tok.in.b and tok.pos
+    // land at 5e-3 at this initial point, as seq.in.b does in config_a once one tensor fewer
+    // shifts the initial draws: offsets shared by every position, whose gradient nearly cancels.
+    // The transformer model's gradients are the embed model's at a zero embedding (below).
+    config_d(&mc, RD_SEQ_DIN);
+    mc.tokens.label = 1;
+    rd_model_opts o = opts_for(4, 0, 3);
+    fd_model_opts(&mc, &o, 1);
+    o.token_side = 2;
+    fd_model_opts(&mc, &o, 1);
+    config_d(&mc, RD_SEQ_TRANSFORMER);
+    mc.tokens.label = 1;
+    rd_model *a = build(&mc, &o);
+    assert_null(rd_model_find_tensor(a, "tok.label_emb"));
+    mc.tokens.label = 0;
+    rd_model *b = build(&mc, &o);
+    const rd_model_tensor *lab = rd_model_find_tensor(b, "tok.label_emb");
+    assert_non_null(lab);
+    assert_int_equal(a->n_tensors + 1, b->n_tensors);
+    for (int i = 0; i < a->n_tensors; i++) { // a's parameters into b, by name
+        const rd_model_tensor *ta = &a->tensors[i], *tb = rd_model_find_tensor(b, ta->name);
+        assert_non_null(tb);
+        assert_int_equal(ta->n, tb->n);
+        memcpy(b->params + tb->offset, a->params + ta->offset, ta->n * sizeof(float));
+    }
+    memset(b->params + lab->offset, 0, lab->n * sizeof(float));
+    tbatch t;
+    tb_make(&t, a, 3, 7, 1);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_model_forward(a, &t.b, &eb), RD_OK);
+    assert_int_equal(rd_model_backward(a, &t.b, &eb), RD_OK);
+    assert_int_equal(rd_model_forward(b, &t.b, &eb), RD_OK);
+    assert_int_equal(rd_model_backward(b, &t.b, &eb), RD_OK);
+    for (int i = 0; i < 3; i++)
+        assert_float_equal(a->logits_main[i], b->logits_main[i], 1e-6f);
+    for (int i = 0; i < a->n_tensors; i++) {
+        const rd_model_tensor *ta = &a->tensors[i], *tb = rd_model_find_tensor(b, ta->name);
+        for (size_t k = 0; k < ta->n; k++)
+            assert_float_equal(a->grads[ta->offset + k], b->grads[tb->offset + k], 1e-6f);
+    }
+    // The labels stored with the tokens reach b (its embedding made non-zero), not a.
+    for (size_t k = 0; k < lab->n; k++)
+        b->params[lab->offset + k] = 0.1f * (float)(k % 7) - 0.3f;
+    double la = fwd_loss(a, &t.b), lb = fwd_loss(b, &t.b);
+    for (size_t i = 0; i < 3 * a->tok_length; i++)
+        t.tok_labels[i] = (uint8_t)(1 - t.tok_labels[i]);
+    assert_true(fwd_loss(a, &t.b) == la);
+    assert_true(fwd_loss(b, &t.b) != lb);
+    tb_free(&t);
+    rd_model_destroy(a);
+    rd_model_destroy(b);
+}
+
 static void test_fd_model_a(void **state) {
     (void)state;
     rd_model_config mc;
@@ -1774,6 +1834,7 @@ int main(void) {
         cmocka_unit_test(test_model_dropout),
         cmocka_unit_test(test_nan_param_reaches_loss),
         cmocka_unit_test(test_token_norm),
+        cmocka_unit_test(test_token_label_none),
         cmocka_unit_test(test_distill_calibrated_loss),
         cmocka_unit_test(test_seq_view_window),
         cmocka_unit_test(test_seq_view_by_label),

@@ -95,12 +95,13 @@ struct rd__model_priv {
     branch seqm;
     int seqm_by_label; // seq.view_by_label: its bin is [x * y | x * (1 - y)] (2 D_t wide)
 
-    // Token branch: adapter + label side-embedding
+    // Token branch: adapter + label side-embedding (none with tokens.label none)
     branch tok;
     size_t A;                       // adapter width
     float *ad_w_p, *ad_w_g;         // (A, d_tok)
     float *ad_b_p, *ad_b_g;         // (A)
-    float *tok_lab_p, *tok_lab_g;   // (2, A)
+    float *tok_lab_p, *tok_lab_g;   // (2, A); NULL with tok_nolabel
+    int tok_nolabel;                // tokens.label none: the side input holds the side values only
     float *tok_side_p, *tok_side_g; // (tok_side, A): side value k adds side[k] * row k
     float *ad_pre, *ad;             // (B, L, A)
     float *dad, *dad_pre;           // (B, L, A)
@@ -382,7 +383,8 @@ static void layout(builder *bd) {
         param(bd, &p->ad_w_p, &p->ad_w_g, A * m->tok_dim, RD__INIT_NORMAL, fan_std(m->tok_dim),
               "tok.adapter.w");
         param(bd, &p->ad_b_p, &p->ad_b_g, A, RD__INIT_ZERO, 0.0f, "tok.adapter.b");
-        param(bd, &p->tok_lab_p, &p->tok_lab_g, 2 * A, RD__INIT_NORMAL, 0.02f, "tok.label_emb");
+        if (!p->tok_nolabel)
+            param(bd, &p->tok_lab_p, &p->tok_lab_g, 2 * A, RD__INIT_NORMAL, 0.02f, "tok.label_emb");
         if (m->tok_side) // only then: the slab of models without side values is unchanged
             param(bd, &p->tok_side_p, &p->tok_side_g, m->tok_side * A, RD__INIT_NORMAL, 0.02f,
                   "tok.side_w");
@@ -714,6 +716,7 @@ static int validate(rd_model *m,
         m->tok_side = o->token_side;
         p->tok_gate = tu->gate ? 1 : 0;
         p->tok_norm = tu->norm ? 1 : 0;
+        p->tok_nolabel = tu->label == 1;
     }
 
     if (mc->n_mlp < 0 || mc->n_mlp > RD_MAX_LAYERS || mc->n_tower < 0 ||
@@ -1215,7 +1218,10 @@ static void tok_forward(rd_model *m, const rd_batch *bt) {
     for (size_t i = 0; i < BL; i++) {
         float *x = br->bin + i * 2 * A;
         memcpy(x, p->ad + i * A, A * sizeof(float));
-        memcpy(x + A, p->tok_lab_p + (size_t)bt->tok_labels[i] * A, A * sizeof(float));
+        if (p->tok_nolabel)
+            memset(x + A, 0, A * sizeof(float));
+        else
+            memcpy(x + A, p->tok_lab_p + (size_t)bt->tok_labels[i] * A, A * sizeof(float));
         for (size_t j = 0; j < S; j++) {
             const float v = bt->tok_side[i * S + j], *w = p->tok_side_p + j * A;
             for (size_t k = 0; k < A; k++)
@@ -1498,9 +1504,11 @@ static void tok_backward(rd_model *m, const rd_batch *bt) {
     for (size_t i = 0; i < BL; i++) {
         const float *d = br->dbin + i * 2 * A;
         memcpy(p->dad + i * A, d, A * sizeof(float));
-        float *g = p->tok_lab_g + (size_t)bt->tok_labels[i] * A;
-        for (size_t k = 0; k < A; k++)
-            g[k] += d[A + k];
+        if (!p->tok_nolabel) {
+            float *g = p->tok_lab_g + (size_t)bt->tok_labels[i] * A;
+            for (size_t k = 0; k < A; k++)
+                g[k] += d[A + k];
+        }
         for (size_t j = 0; j < m->tok_side; j++) {
             const float v = bt->tok_side[i * m->tok_side + j];
             float *gw = p->tok_side_g + j * A;

@@ -599,6 +599,8 @@ static const mc_member mc_added[] = {
     {offsetof(rd_model_config, dropout), sizeof(float)}, // models[].dropout
     // models[].tokens.query
     {offsetof(rd_model_config, tokens) + offsetof(rd_token_use, query), sizeof(int)},
+    // models[].tokens.label
+    {offsetof(rd_model_config, tokens) + offsetof(rd_token_use, label), sizeof(int)},
 };
 #define N_MC_ADDED ((int)(sizeof mc_added / sizeof mc_added[0]))
 _Static_assert(_Alignof(rd_model_config) == sizeof(int) && sizeof(float) == sizeof(int),

@@ -109,6 +109,8 @@ static uint64_t model_part(const rd_model_config *mc, uint64_t h) {
         h = rd_hash_str("tokens.norm", h);
     if (mc->tokens.query) // what the branch's query reads (its weights' shape): hashed when on
         h = rd_hash64(&mc->tokens.query, sizeof mc->tokens.query, h);
+    if (mc->tokens.label) // no label embedding (the weights' set): hashed when not the default
+        h = rd_hash_str("tokens.label none", h);
     if (mc->tokens.search) // which tokens the branch reads: hashed when on
         h = rd_hash64(&mc->tokens.search, sizeof mc->tokens.search, h);
     if (!rd_field_is_item(mc->tokens.search_by)) { // which tokens the search reads

@@ -459,6 +459,11 @@ typedef struct rd_token_use {
                // features x_req; 1 = x_req and the item-ID history branch's output (IAT's
                // F_compress(concat(X_seq, X_non-seq)): a query that knows the user's recent
                // sequence), needs a seq branch; YAML request | request_seq; default request
+    int label; // what the branch reads of each token's stored label: 0 = a learned embedding of
+               // it, added to the token's side input (YAML embed, the default); 1 = nothing
+               // (YAML none): the branch reads the token's values and side values alone, an
+               // ablation of what the compression holds beyond the label. tokens.stats still
+               // summarise the labels
 } rd_token_use;
 
 // Serving bundles store this struct as the build lays it out: a member added to it (or to a
