@@ -845,8 +845,24 @@ static void remove_made(const rd_config *cfg,
 // The file the run's effective configuration is written to (write_effective_config).
 #define RD_EFFECTIVE_CONFIG "config.effective.yaml"
 
+// A run output world rank 0 writes through a temporary file (run_results): report.json, the plot,
+// config.effective.yaml, a job's metrics and targets files (the first len bytes of `name`).
+static int is_run_output(const char *name, size_t len) {
+    char t[256];
+    if (len >= sizeof t)
+        return 0;
+    memcpy(t, name, len);
+    t[len] = '\0';
+    return strcmp(t, "report.json") == 0 || strcmp(t, "auc_windows.png") == 0 ||
+           strcmp(t, RD_EFFECTIVE_CONFIG) == 0 || is_metrics_name(t);
+}
+
 static int clear_earlier_outputs(const rd_config *cfg, char *msg, size_t cap) {
     const char *dir = cfg->run.out_dir;
+    // The temporaries of those outputs ("report.json.tmp.<pid>.<hex>") that an earlier launch's
+    // rank 0, killed before its renames (SIGKILL, the OOM killer), left: this launch holds
+    // run.lock, so no other launch writes here, and a running process's are kept.
+    rd_lmdbx_remove_stale_outfiles(dir, is_run_output);
     char names[512] = "";
     size_t len = 0;
     int n = 0, rc = RD_OK;

@@ -785,6 +785,56 @@ int rd_lmdbx_mkdir_partial(const char *out, char *part, size_t cap, rd_errbuf *e
     return rc;
 }
 
+int rd_lmdbx_outfile_tmp_name(const char *name, size_t *target_len, long *pid) {
+    // "<target>.tmp.<pid>.<8 hex>" as unique_suffix makes it: a pid of 1..10 digits with no
+    // leading zero, 8 lowercase hex digits, a target of at least one byte.
+    size_t n = strlen(name);
+    if (n < sizeof "x.tmp.1.01234567" - 1)
+        return 0;
+    const char *hex = name + n - 8;
+    if (hex[-1] != '.' || strspn(hex, "0123456789abcdef") != 8)
+        return 0;
+    const char *end = hex - 1, *d = end;
+    while (d > name && d[-1] >= '0' && d[-1] <= '9')
+        d--;
+    if (d == end || end - d > 10 || *d == '0' || d - name < 6 || memcmp(d - 5, ".tmp.", 5) != 0)
+        return 0;
+    long p = strtol(d, NULL, 10);
+    if (p <= 0)
+        return 0;
+    if (target_len)
+        *target_len = (size_t)(d - 5 - name);
+    if (pid)
+        *pid = p;
+    return 1;
+}
+
+int rd_lmdbx_remove_stale_outfiles(const char *dir, int (*ours)(const char *target, size_t len)) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t tl;
+        long pid;
+        if (!rd_lmdbx_outfile_tmp_name(e->d_name, &tl, &pid) || (ours && !ours(e->d_name, tl)) ||
+            !rd_lmdbx_pid_gone(pid))
+            continue;
+        // A regular file only: a folder or a symlink under such a name is nobody's temporary.
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            unlinkat(dirfd(d), e->d_name, 0) != 0)
+            continue;
+        removed++;
+        RD_LOG_WARN("removed %s/%s: temporary file of process %ld of this host, which no longer "
+                    "runs (killed before its rename)",
+                    dir, e->d_name, pid);
+    }
+    closedir(d);
+    return removed;
+}
+
 static int
 write_file(const char *path, const void *data, size_t len, int no_replace, rd_errbuf *eb) {
     rd_lmdbx_outfile of;

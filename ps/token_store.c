@@ -21,12 +21,14 @@
 #include "rd/config.h"
 #include "rd/hash.h"
 #include "rd/lmdbx.h"
+#include "rd/log.h"
 #include "rd/writer_lock.h"
 
 #include "token_store_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -610,6 +612,52 @@ int rd_token_store_create(const char *dir,
     return rd_token_store_open(dir, &oo, out, eb);
 }
 
+// "DATASET.new.<pid>.<nanoseconds>", the record rd_token_store_bind_dataset writes beside
+// DATASET and links in (its first len bytes of `name`). @return the pid, or 0 for another name.
+static long dataset_new_pid(const char *name, size_t len) {
+    static const char pre[] = "DATASET.new.";
+    if (len <= sizeof pre - 1 || strncmp(name, pre, sizeof pre - 1) != 0)
+        return 0;
+    const char *p = name + sizeof pre - 1, *end = name + len, *dot = p;
+    while (dot < end && *dot >= '0' && *dot <= '9')
+        dot++;
+    if (dot == p || dot - p > 10 || *p == '0' || dot == end || *dot != '.' || dot + 1 == end)
+        return 0;
+    for (const char *q = dot + 1; q < end; q++)
+        if (*q < '0' || *q > '9')
+            return 0;
+    return strtol(p, NULL, 10);
+}
+
+// The files of a store written through a temporary one (rd_lmdbx_outfile).
+static int store_outfile(const char *name, size_t len) {
+    return (len == 8 && strncmp(name, "MANIFEST", 8) == 0) ||
+           (len == 7 && strncmp(name, "DATASET", 7) == 0) || dataset_new_pid(name, len) > 0;
+}
+
+// What writers killed mid-write (SIGKILL, the OOM killer) left in the store's folder: the
+// temporaries of MANIFEST and DATASET, and DATASET.new.<pid>.<ns> records never linked in, of
+// processes of this host that no longer run. Called by the lock's holder only.
+static void remove_stale(const char *dir) {
+    rd_lmdbx_remove_stale_outfiles(dir, store_outfile);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid = dataset_new_pid(e->d_name, strlen(e->d_name));
+        struct stat st;
+        if (pid <= 0 || !rd_lmdbx_pid_gone(pid) ||
+            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            unlinkat(dirfd(d), e->d_name, 0) != 0)
+            continue;
+        RD_LOG_WARN("removed %s/%s: dataset record of process %ld of this host, which no longer "
+                    "runs (killed before it linked the record in)",
+                    dir, e->d_name, pid);
+    }
+    closedir(d);
+}
+
 int rd_token_store_lock(const char *dir, const char *what, int *fd, rd_errbuf *eb) {
     RD_ARG_CHECK(eb, fd != NULL);
     *fd = -1;
@@ -623,7 +671,10 @@ int rd_token_store_lock(const char *dir, const char *what, int *fd, rd_errbuf *e
         return rd_err_set(eb, RD_ERR_IO, "token store %s: %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return rd_err_set(eb, RD_ERR_IO, "token store %s is not a folder", dir);
-    return rd_writer_lock(dir, NULL, "token store", what, fd, eb);
+    int rc = rd_writer_lock(dir, NULL, "token store", what, fd, eb);
+    if (rc == RD_OK)
+        remove_stale(dir); // the one writer now: no live writer's temporary is there
+    return rc;
 }
 
 void rd_token_store_unlock(int fd) {

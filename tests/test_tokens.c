@@ -796,6 +796,152 @@ static void test_stale_partials(void **state) {
     rd_lmdbx_pending_forget(again);
 }
 
+// A process that ran and is gone: its pid.
+static pid_t dead_pid(void) {
+    fflush(NULL);
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    return dead;
+}
+
+static void touch_file(const char *dir, const char *name) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%.300s", dir, name);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    fputs("left", f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static int exists_in(const char *dir, const char *name) {
+    char p[1200];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%.300s", dir, name);
+    return lstat(p, &st) == 0;
+}
+
+static int only_report(const char *name, size_t len) {
+    return len == strlen("report.json") && strncmp(name, "report.json", len) == 0;
+}
+
+// The temporary files of rd_lmdbx_outfile that killed writers left: the name the library writes
+// parses back; only regular files of a gone process of this host, for a target the caller owns,
+// are removed; a running process's, this process's, a folder, a symlink, other targets and names
+// that merely look alike stay.
+static void test_stale_outfiles(void **state) {
+    (void)state;
+    char dir[300];
+    store_path(dir, sizeof dir, "stale_out");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    char out[400];
+    snprintf(out, sizeof out, "%s/report.json", dir);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    rd_lmdbx_outfile of;
+    assert_int_equal(rd_lmdbx_outfile_open(out, &of, &eb), RD_OK);
+    size_t tl = 0;
+    long pid = 0;
+    assert_int_equal(rd_lmdbx_outfile_tmp_name(strrchr(of.tmp, '/') + 1, &tl, &pid), 1);
+    assert_int_equal(tl, strlen("report.json"));
+    assert_int_equal(pid, (long)getpid());
+    long dead = (long)dead_pid();
+    struct {
+        char name[300];
+        int stays;
+    } c[12];
+    int n = 0;
+    snprintf(c[n].name, sizeof c[n].name, "report.json.tmp.%ld.0badc0de", dead);
+    c[n++].stays = 0; // process gone: removed
+    snprintf(c[n].name, sizeof c[n].name, "report.json.tmp.%ld.0badc0de", (long)getppid());
+    c[n++].stays = 1; // a running process
+    snprintf(c[n].name, sizeof c[n].name, "report.json.tmp.%ld.0badc0de", (long)getpid());
+    c[n++].stays = 1; // this process
+    snprintf(c[n].name, sizeof c[n].name, "notes.txt.tmp.%ld.0badc0de", dead);
+    c[n++].stays = 1; // a target the caller does not own
+    snprintf(c[n].name, sizeof c[n].name, "report.json.tmp.%ld.0BADC0DE", dead);
+    c[n++].stays = 1; // not the library's hex
+    snprintf(c[n].name, sizeof c[n].name, "report.json.tmp.%ld.0badc0d", dead);
+    c[n++].stays = 1;
+    snprintf(c[n].name, sizeof c[n].name, "report.json.tmp.0%ld.0badc0de", dead);
+    c[n++].stays = 1; // a pid the library never writes
+    snprintf(c[n].name, sizeof c[n].name, "report.json.tmp%ld.0badc0de", dead);
+    c[n++].stays = 1;
+    snprintf(c[n].name, sizeof c[n].name, "report.json.tmp.%ld.0badc0de.bak", dead);
+    c[n++].stays = 1;
+    snprintf(c[n].name, sizeof c[n].name, "report.json");
+    c[n++].stays = 1;
+    for (int k = 0; k < n; k++)
+        touch_file(dir, c[k].name);
+    char folder[300], link[300], p[1200];
+    snprintf(folder, sizeof folder, "report.json.tmp.%ld.1badc0de", dead);
+    snprintf(p, sizeof p, "%s/%s", dir, folder);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(link, sizeof link, "report.json.tmp.%ld.2badc0de", dead);
+    snprintf(p, sizeof p, "%s/%s", dir, link);
+    assert_int_equal(symlink("report.json", p), 0);
+    assert_int_equal(rd_lmdbx_remove_stale_outfiles(dir, only_report), 1);
+    for (int k = 0; k < n; k++)
+        if (exists_in(dir, c[k].name) != c[k].stays)
+            fail_msg("%s: %s", c[k].name, c[k].stays ? "removed" : "left");
+    assert_true(exists_in(dir, folder));
+    assert_true(exists_in(dir, link));
+    assert_int_equal(access(of.tmp, F_OK), 0); // this process's own, being written
+    rd_lmdbx_outfile_abort(&of);
+    // No filter: any target's, still only a gone process's.
+    assert_int_equal(rd_lmdbx_remove_stale_outfiles(dir, NULL), 1);
+    assert_false(exists_in(dir, c[3].name));
+    assert_true(exists_in(dir, c[1].name));
+    assert_int_equal(rd_lmdbx_remove_stale_outfiles("/nonexistent/rd_stale", NULL), 0);
+}
+
+// The writer lock of a store, once taken, removes what killed writers of this host left: the
+// temporaries of MANIFEST and DATASET and DATASET.new records never linked in; nothing else.
+static void test_store_lock_removes_stale(void **state) {
+    (void)state;
+    char dir[300];
+    store_path(dir, sizeof dir, "stale_lock");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    long dead = (long)dead_pid();
+    struct {
+        char name[300];
+        int stays;
+    } c[10];
+    int n = 0;
+    snprintf(c[n].name, sizeof c[n].name, "MANIFEST.tmp.%ld.0badc0de", dead);
+    c[n++].stays = 0;
+    snprintf(c[n].name, sizeof c[n].name, "DATASET.tmp.%ld.0badc0de", dead);
+    c[n++].stays = 0;
+    snprintf(c[n].name, sizeof c[n].name, "DATASET.new.%ld.123456789", dead);
+    c[n++].stays = 0;
+    snprintf(c[n].name, sizeof c[n].name, "DATASET.new.%ld.5.tmp.%ld.0badc0de", dead, dead);
+    c[n++].stays = 0;
+    snprintf(c[n].name, sizeof c[n].name, "DATASET.new.%ld.5", (long)getppid());
+    c[n++].stays = 1; // a running process
+    snprintf(c[n].name, sizeof c[n].name, "MANIFEST.tmp.%ld.0badc0de", (long)getppid());
+    c[n++].stays = 1;
+    snprintf(c[n].name, sizeof c[n].name, "DATASET.new.%ld.12x", dead);
+    c[n++].stays = 1; // not a name the store writes
+    snprintf(c[n].name, sizeof c[n].name, "DATASET.new.%ld.", dead);
+    c[n++].stays = 1;
+    snprintf(c[n].name, sizeof c[n].name, "shard-0000.tmp.%ld.0badc0de", dead);
+    c[n++].stays = 1; // no file of the store is written so
+    snprintf(c[n].name, sizeof c[n].name, "my-notes.txt");
+    c[n++].stays = 1;
+    for (int k = 0; k < n; k++)
+        touch_file(dir, c[k].name);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    int fd = -1;
+    assert_int_equal(rd_token_store_lock(dir, "test", &fd, &eb), RD_OK);
+    for (int k = 0; k < n; k++)
+        if (exists_in(dir, c[k].name) != c[k].stays)
+            fail_msg("%s: %s", c[k].name, c[k].stays ? "removed" : "left");
+    rd_token_store_unlock(fd);
+}
+
 // A reader killed inside a read (a `tokens verify` stopped with kill -9, a crashed server) leaves
 // its slot in lock.mdb holding its snapshot: LMDB may not reuse any page freed after it. A
 // writer that keeps the env open (a PS rank for the whole launch) never cleared that slot, so
@@ -3465,6 +3611,8 @@ int main(void) {
         cmocka_unit_test(test_atomic_file_races),
         cmocka_unit_test(test_terminate_removes_outputs),
         cmocka_unit_test(test_stale_partials),
+        cmocka_unit_test(test_stale_outfiles),
+        cmocka_unit_test(test_store_lock_removes_stale),
         cmocka_unit_test(test_out_not_input),
         cmocka_unit_test(test_roundtrip_fp32),
         cmocka_unit_test(test_roundtrip_fp16),

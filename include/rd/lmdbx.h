@@ -27,6 +27,8 @@
 //   rd_lmdbx_pending_add() / _forget()   outputs in progress, removed on SIGTERM/INT/HUP/PIPE
 //   rd_lmdbx_outfile, rd_lmdbx_outfile_open() / _commit() / _abort()   write a file under a
 //                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
+//   rd_lmdbx_outfile_tmp_name() / rd_lmdbx_remove_stale_outfiles()   recognise and (as a
+//                            folder's owner) remove the temporaries of killed processes
 //   rd_lmdbx_write_file_atomic()  write a small file via an outfile: fsync + rename + fsync(dir)
 //   rd_lmdbx_fsync_path() / rd_lmdbx_fsync_parent() / _parents()   make a file or folder, or a
 //   rename in a
@@ -409,6 +411,28 @@ void rd_lmdbx_host_tag(char *buf, size_t cap);
  *  runs (kill(pid, 0) says ESRCH) and is not this one: its leftover may be removed. 0 for a
  *  running process, one not ours to signal (alive), this process, or pid <= 0. */
 int rd_lmdbx_pid_gone(long pid);
+
+/**
+ * Parse `name` (a folder entry) as the temporary file of an rd_lmdbx_outfile,
+ * "<target>.tmp.<pid>.<8 lowercase hex digits>".
+ * @param[out] target_len  the length of <target> (may be NULL)
+ * @param[out] pid         the process that made it (may be NULL)
+ * @return 1 for such a name, else 0 (nothing set)
+ */
+int rd_lmdbx_outfile_tmp_name(const char *name, size_t *target_len, long *pid);
+
+/**
+ * Remove from folder `dir` the temporary files of rd_lmdbx_outfile that earlier processes left
+ * when they were killed between the create and the rename (SIGKILL, the OOM killer, a crash):
+ * regular files named as rd_lmdbx_outfile_tmp_name says, whose target `ours` accepts (`ours`
+ * gets the entry's name and the target's length; NULL accepts any) and whose process no longer
+ * runs on this host (rd_lmdbx_pid_gone: never this process's, never a running one's). A
+ * warning names each file removed. Folders, symlinks and other names are left alone.
+ * The names carry no host, so call it only as the folder's one writer (holding its writer lock,
+ * rd/writer_lock.h): a process on another host that writes there is then excluded by the lock.
+ * @return the number of files removed (an unreadable folder: 0)
+ */
+int rd_lmdbx_remove_stale_outfiles(const char *dir, int (*ours)(const char *target, size_t len));
 
 /**
  * Outputs in progress, removed if the process is terminated by SIGTERM, SIGINT, SIGHUP or

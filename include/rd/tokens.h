@@ -220,7 +220,10 @@ void rd_token_store_destroy(rd_token_store *s);
  * before they create, build into, delete from or copy the store; readers (stats, fetch, verify,
  * reader jobs) never take it and never block. The lock is released by rd_token_store_unlock or
  * when the process ends, however it ends (no stale lock on this host; on NFS the server frees a
- * dead host's lock when its lease expires).
+ * dead host's lock when its lease expires). Once it holds the lock it removes what writers of
+ * this host that no longer run (killed by SIGKILL or the OOM killer mid-write) left in the
+ * folder: the temporary files of MANIFEST and DATASET and unlinked DATASET.new.<pid>.<ns>
+ * records (rd_lmdbx_remove_stale_outfiles), each named in a warning.
  * @param[in] what   who is writing, for the message of a refused writer ("train iat.yaml")
  * @param[out] fd    the lock; release with rd_token_store_unlock
  * @return RD_OK; RD_ERR_STATE "token store D is in use by another writer (host H pid P since T:
