@@ -709,7 +709,8 @@ void rd_lmdbx_host_tag(char *buf, size_t cap) {
 }
 
 int rd_lmdbx_pid_gone(long pid) {
-    if (pid <= 0 || (pid_t)pid == getpid())
+    // Above INT_MAX no process has it; cut to a pid_t it could be 1 (alive) or INT_MIN (ESRCH).
+    if (pid <= 0 || pid > INT_MAX || (pid_t)pid == getpid())
         return 0;
     return kill((pid_t)pid, 0) != 0 && errno == ESRCH; // else running (or not ours: alive)
 }

@@ -851,7 +851,7 @@ static void test_stale_outfiles(void **state) {
     struct {
         char name[300];
         int stays;
-    } c[12];
+    } c[14];
     int n = 0;
     snprintf(c[n].name, sizeof c[n].name, "report.json.tmp.%ld.0badc0de", dead);
     c[n++].stays = 0; // process gone: removed
@@ -873,6 +873,8 @@ static void test_stale_outfiles(void **state) {
     c[n++].stays = 1;
     snprintf(c[n].name, sizeof c[n].name, "report.json");
     c[n++].stays = 1;
+    snprintf(c[n].name, sizeof c[n].name, "report.json.tmp.2147483648.0badc0de");
+    c[n++].stays = 1; // no pid is that large (as a pid_t, INT_MIN: kill says ESRCH)
     for (int k = 0; k < n; k++)
         touch_file(dir, c[k].name);
     char folder[300], link[300], p[1200];

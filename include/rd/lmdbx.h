@@ -409,7 +409,7 @@ void rd_lmdbx_host_tag(char *buf, size_t cap);
 
 /** 1 when `pid`, read from the name of a leftover of THIS host, is a process that no longer
  *  runs (kill(pid, 0) says ESRCH) and is not this one: its leftover may be removed. 0 for a
- *  running process, one not ours to signal (alive), this process, or pid <= 0. */
+ *  running process, one not ours to signal (alive), this process, or a pid out of 1..INT_MAX. */
 int rd_lmdbx_pid_gone(long pid);
 
 /**
