@@ -897,6 +897,40 @@ static void test_stale_outfiles(void **state) {
     assert_false(exists_in(dir, c[3].name));
     assert_true(exists_in(dir, c[1].name));
     assert_int_equal(rd_lmdbx_remove_stale_outfiles("/nonexistent/rd_stale", NULL), 0);
+    // A writer really SIGKILLed between its create and its rename: its file goes, the target
+    // stays as it was.
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t w = fork();
+    assert_true(w >= 0);
+    if (w == 0) {
+        close(fds[0]);
+        rd_lmdbx_outfile wof;
+        if (rd_lmdbx_outfile_open(out, &wof, NULL) != RD_OK || fputs("new", wof.f) < 0 ||
+            fflush(wof.f) != 0)
+            _exit(1);
+        size_t len = strlen(wof.tmp) + 1;
+        if (write(fds[1], wof.tmp, len) != (ssize_t)len)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    char left[sizeof of.tmp];
+    size_t got = 0;
+    ssize_t r;
+    while (!memchr(left, 0, got) && got < sizeof left &&
+           (r = read(fds[0], left + got, sizeof left - got)) > 0)
+        got += (size_t)r;
+    close(fds[0]);
+    assert_non_null(memchr(left, 0, got)); // the child's temporary file, named
+    assert_int_equal(kill(w, SIGKILL), 0);
+    assert_int_equal(waitpid(w, NULL, 0), w);
+    assert_int_equal(access(left, F_OK), 0);
+    assert_int_equal(rd_lmdbx_remove_stale_outfiles(dir, only_report), 1);
+    assert_int_not_equal(access(left, F_OK), 0);
+    assert_true(exists_in(dir, "report.json"));
 }
 
 // The writer lock of a store, once taken, removes what killed writers of this host left: the
