@@ -295,13 +295,47 @@ rd_in_workdir() {
     esac
 }
 
+# RD_AWK_UNQ: awk functions for the scalars `recdistill config` prints. unq(V) is the value of
+# the YAML scalar V: a double-quoted one with its escapes undone (\" \\ \t \n \r \xHH, and \uXXXX
+# \UXXXXXXXX written back as UTF-8: the printer escapes every non-ASCII character), any other as
+# it is. Run under LC_ALL=C, where %c of 0..255 is that one byte. Only the quotes used to be
+# removed: a path with an "é" in it was read as "\u00e9", so a submission was refused for a
+# data.input that exists, and a requeued job looked for its checkpoints in a folder named
+# "...\u00e9..." (none there: it started again, removing them).
+# shellcheck disable=SC2016
+RD_AWK_UNQ='
+function rd_hex(h,   i, v) { v = 0; h = tolower(h)
+    for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1
+    return v }
+function rd_utf8(c) {
+    if (c < 128) return sprintf("%c", c)
+    if (c < 2048) return sprintf("%c%c", 192 + int(c / 64), 128 + c % 64)
+    if (c < 65536) return sprintf("%c%c%c", 224 + int(c / 4096), 128 + int(c / 64) % 64, 128 + c % 64)
+    return sprintf("%c%c%c%c", 240 + int(c / 262144), 128 + int(c / 4096) % 64, 128 + int(c / 64) % 64, 128 + c % 64) }
+function unq(v,   o, i, c) {
+    if (v !~ /^".*"$/) return v
+    v = substr(v, 2, length(v) - 2); o = ""
+    for (i = 1; i <= length(v); i++) {
+        c = substr(v, i, 1)
+        if (c != "\\") { o = o c; continue }
+        c = substr(v, ++i, 1)
+        if (c == "t") o = o "\t"; else if (c == "n") o = o "\n"; else if (c == "r") o = o "\r"
+        else if (c == "x") { o = o sprintf("%c", rd_hex(substr(v, i + 1, 2))); i += 2 }
+        else if (c == "u") { o = o rd_utf8(rd_hex(substr(v, i + 1, 4))); i += 4 }
+        else if (c == "U") { o = o rd_utf8(rd_hex(substr(v, i + 1, 8))); i += 8 }
+        else o = o c
+    }
+    return o }
+'
+
 # rd_config_value SECTION KEY CONFIG: a scalar of CONFIG's effective configuration
-# (`recdistill config`: top-level SECTION, its two-space-indented KEY), without quotes. awk reads
-# to the end: an early exit would kill the writer with SIGPIPE, which pipefail reports.
+# (`recdistill config`: top-level SECTION, its two-space-indented KEY), its YAML quotes and
+# escapes undone (unq). awk reads to the end: an early exit would kill the writer with SIGPIPE,
+# which pipefail reports.
 rd_config_value() {
-    "$RD_BIN" config "$3" "${RD_SET_ARGS[@]+"${RD_SET_ARGS[@]}"}" 2>/dev/null | awk -v s="$1:" -v k="$2:" '
+    "$RD_BIN" config "$3" "${RD_SET_ARGS[@]+"${RD_SET_ARGS[@]}"}" 2>/dev/null | LC_ALL=C awk -v s="$1:" -v k="$2:" "$RD_AWK_UNQ"'
         /^[^ #]/ { in_s = ($1 == s); next }
-        in_s && !done && /^  [^ ]/ && $1 == k { v = $0; sub(/^  [^:]*: */, "", v); gsub(/^"|"$/, "", v); print v; done = 1 }'
+        in_s && !done && /^  [^ ]/ && $1 == k { v = $0; sub(/^  [^:]*: */, "", v); print unq(v); done = 1 }'
 }
 
 # rd_blas_cpus CONFIG [ARGS]: a config with cluster.blas_threads B > 1 runs B OpenBLAS threads in
@@ -363,16 +397,15 @@ rd_check_inputs() {
 # rd_schema_paths CONFIG: "KEY<tab>PATH" for data.schema.path and each data.schema.side[N].path of
 # CONFIG's effective configuration, the YAML quotes and escapes undone.
 rd_schema_paths() {
-    "$RD_BIN" config "$1" "${RD_SET_ARGS[@]+"${RD_SET_ARGS[@]}"}" 2>/dev/null | awk '
-        function unq(v) { sub(/^[^:]*: */, "", v); if (v ~ /^".*"$/) { v = substr(v, 2, length(v) - 2)
-            gsub(/\\\\/, "\001", v); gsub(/\\"/, "\"", v); gsub(/\001/, "\\", v) } return v }
+    "$RD_BIN" config "$1" "${RD_SET_ARGS[@]+"${RD_SET_ARGS[@]}"}" 2>/dev/null | LC_ALL=C awk "$RD_AWK_UNQ"'
+        function val(v) { sub(/^[^:]*: */, "", v); return unq(v) }
         /^[^ #]/ { in_d = ($1 == "data:"); in_s = 0; next }
         in_d && /^  [^ ]/ { in_s = ($1 == "schema:"); side = 0; next }
         in_s && /^    side:/ { side = 1; n = -1; next }
         in_s && /^    [^ ]/ { side = 0 }
-        in_s && !side && /^    path:/ { print "data.schema.path\t" unq($0) }
+        in_s && !side && /^    path:/ { print "data.schema.path\t" val($0) }
         in_s && side && /^      - / { n++ }
-        in_s && side && /^        path:/ { print "data.schema.side[" n "].path\t" unq($0) }'
+        in_s && side && /^        path:/ { print "data.schema.side[" n "].path\t" val($0) }'
 }
 
 # rd_check_array CONFIG: an array job (--array/-a in RD_SBATCH_ARGS) gives each task its own run folder

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# slurm_paths.sh — the slurm/ scripts with paths a shared cluster's users have: spaces, quotes,
+# '$', a backslash and non-ASCII letters (é, 中, an emoji) in the working directory, the config's
+# name, data.input, the CSV log and side table, and run.out_dir. No cluster is needed: the
+# submitters run with RD_DRY_RUN=1 and a `sinfo` that reaches no controller, and the batch body's
+# checkpoint root is asked of slurm/common.sh directly.
+#  - common.sh read config values from `recdistill config`, which writes every non-ASCII character
+#    as a \u escape, with only the quotes removed: a data.input "ml é" that exists was refused at
+#    submission ("data.input 'ml \u00e9' not found"), a CSV log "log 中.csv" too, an array job
+#    whose run folder has an "é" was refused (its checkpoints taken for lying outside
+#    run.out_dir), and the checkpoint root of a requeued or time-limited job was a folder named
+#    ".../\u00e9/..." (none there: the restarted job started again, removing its checkpoints).
+#  - the dry run's command, read back by the shell, gives the config and working directory as
+#    they are.
+#   slurm_paths.sh PATH/TO/recdistill
+set -u
+RD="${1:?usage: slurm_paths.sh path/to/recdistill}"
+SRC="${RD_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+case "$RD" in /*) ;; *) RD="$(pwd)/$RD" ;; esac
+TMP="$(mktemp -d /tmp/rd_test_slurm_paths_XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+mkdir -p "$TMP/bin"
+printf '#!/bin/sh\necho "sinfo: error: Could not establish a configuration source" >&2\nexit 1\n' >"$TMP/bin/sinfo"
+chmod +x "$TMP/bin/sinfo"
+export PATH="$TMP/bin:$PATH" RD_BIN="$RD" RD_DRY_RUN=1
+TINY="$SRC/tests/data/slurm-tiny.yaml"
+W="$TMP/wd \$x \"q\" é 中"
+mkdir -p "$W"
+cd "$W" || exit 1
+
+# 1. A MovieLens source whose data.input has an "é" (relative to the working directory).
+mkdir -p "ml é" && touch "ml é/u.data"
+sed 's/^  source: synthetic$/  source: movielens100k\n  input: "ml é"/' "$TINY" >"c é.yaml"
+"$SRC/slurm/train-1node.sbatch" "c é.yaml" >"$TMP/ml.out" 2>"$TMP/ml.err" ||
+    bad "data.input 'ml é' refused: $(cat "$TMP/ml.err")"
+# The missing one is still refused, named as written.
+sed 's/^  source: synthetic$/  source: movielens100k\n  input: "ml ë"/' "$TINY" >"c ë.yaml"
+"$SRC/slurm/train-1node.sbatch" "c ë.yaml" >/dev/null 2>"$TMP/ml.err" && bad "a missing data.input 'ml ë' was accepted"
+grep -q "data.input 'ml ë' (source movielens100k) not found from the job's working directory $W" "$TMP/ml.err" ||
+    bad "missing data.input message: $(cat "$TMP/ml.err")"
+
+# 2. The dry run's command read back: RD_CONFIG, the config argument and --chdir as they are.
+line="$(cat "$TMP/ml.out")"
+eval "words=($line)" || bad "dry-run command does not parse: $line"
+[ "${words[0]:-}" = "RD_BIN=$RD" ] && [ "${words[2]:-}" = "RD_CONFIG=$W/c é.yaml" ] &&
+    [ "${words[-1]:-}" = "$W/c é.yaml" ] && [ "${words[5]:-}" = "--chdir=$W" ] ||
+    bad "dry-run command: $line"
+
+# 3. A CSV source: log and side table with non-ASCII names and a quote, in a data.input with one.
+mkdir -p 'in "中"/parts'
+printf 'ts,u,i,y\n1,a,x,1\n2,b,y,0\n' >'in "中"/parts/log 中.csv'
+printf 'u,age\na,3\nb,4\n' >'in "中"/users é.csv'
+csv_cfg() { # $1 log path, $2 side table path
+    sed -e 's|^  source: synthetic$|  source: csv\n  input: '"'"'in "中"'"'"'\n  schema:\n    path: "'"$1"'"\n    user_column: u\n    item_column: i\n    time_column: ts\n    label: "y >= 1"\n    side: [{name: users, path: "'"$2"'", header: true, key_column: u, join_column: u}]|' \
+        -e '/^  synthetic:/d' "$TINY" >csv.yaml
+}
+csv_cfg "parts/log 中.csv" "users é.csv"
+"$SRC/slurm/train-1node.sbatch" csv.yaml >/dev/null 2>"$TMP/csv.err" || bad "csv: present files refused: $(cat "$TMP/csv.err")"
+csv_cfg "parts/log *.csv" "users é.csv"
+"$SRC/slurm/train-1node.sbatch" csv.yaml >/dev/null 2>"$TMP/csv.err" || bad "csv: a matching pattern refused: $(cat "$TMP/csv.err")"
+csv_cfg "parts/log 中.csv" "users ë.csv"
+"$SRC/slurm/train-1node.sbatch" csv.yaml >/dev/null 2>"$TMP/csv.err" && bad "csv: a missing side table was accepted"
+grep -qF "data.schema.side[0].path: no file '$W/in \"中\"/users ë.csv'" "$TMP/csv.err" ||
+    bad "csv: missing side table message: $(cat "$TMP/csv.err")"
+
+# 4. An array job whose run folder has an "é": its checkpoints lie under it (refused before).
+RD_SBATCH_ARGS="--array=1-2" "$SRC/slurm/train-1node.sbatch" "$TINY" --set 'run.out_dir="runs é"' \
+    >/dev/null 2>"$TMP/arr.err" || bad "array job with run.out_dir 'runs é' refused: $(cat "$TMP/arr.err")"
+
+# 5. The checkpoint root of the batch body (read by a requeued job and before a time limit), for a
+# run.out_dir with every awkward character, and the scalars read back as written.
+want="$W/r é 中 😀 \"q\" b\\s \$y"
+got="$(
+    . "$SRC/slurm/common.sh"
+    rd_init "$SRC/slurm/train-1node.sbatch"
+    q="${want//\\/\\\\}"
+    RD_SET_ARGS=(--set "run.out_dir=\"${q//\"/\\\"}\"")
+    RD_CONFIG="$TINY" RD_OUT_ARG=""
+    rd_layout "$RD_CONFIG"
+    rd_ckpt_root
+    rd_config_value data source "$RD_CONFIG"
+    rd_config_value run seed "$RD_CONFIG"
+)"
+[ "$got" = "$want/ckpt"$'\n'"synthetic"$'\n'"7" ] || bad "checkpoint root / config values: '$got', expected '$want/ckpt', synthetic, 7"
+
+exit "$fail"
