@@ -375,14 +375,26 @@ mkdir -p "$OUT/configs"
 # A replaying student reads distill.target_log (an input, written by an earlier teacher run): it
 # stays where it is; a live run writes it, one per point.
 REPLAY="$(rd_config_value distill replay "$OUT/configs/base.effective.yaml")"
+# The paths reach awk through the environment: -v would take the escapes of a path with a
+# backslash in it. A value of the effective config is read whole and its YAML escapes undone
+# (unq: a path with a space was cut at it, and one with an "é" kept its \u00e9, so neither was
+# seen to lie under the base's out_dir: every point kept the base run folder's checkpoint folder,
+# target log and token store), and written back quoted with its backslashes and quotes escaped
+# (mawk's gsub wrote a backslash unescaped).
 derive() { # point teacher_ranks student_ranks ps batch -> stdout
-    awk -v name="$1" -v outdir="$OUT/$1" -v data="$OUT/data" -v tranks="$2" -v sranks="$3" \
-        -v ps="$4" -v batch="$5" -v base_out="${B[out_dir]}/" -v replay="$REPLAY" '
-        function q(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return "\"" s "\"" }
-        function derived(v) { gsub(/^"|"$/, "", v); return index(v, base_out) == 1 }
-        function val(   v) { # the value of this key line, unquoted (it may hold spaces)
-            v = $0; sub(/^ *[a-z_]+: */, "", v); gsub(/^"|"$/, "", v)
-            gsub(/\\"/, "\"", v); gsub(/\\\\/, "\\", v); return v }
+    RD_SW_NAME="$1" RD_SW_OUTDIR="$OUT/$1" RD_SW_DATA="$OUT/data" RD_SW_BASE_OUT="${B[out_dir]}/" \
+        LC_ALL=C awk -v tranks="$2" -v sranks="$3" -v ps="$4" -v batch="$5" -v replay="$REPLAY" "$RD_AWK_UNQ"'
+        BEGIN { name = ENVIRON["RD_SW_NAME"]; outdir = ENVIRON["RD_SW_OUTDIR"]
+                data = ENVIRON["RD_SW_DATA"]; base_out = ENVIRON["RD_SW_BASE_OUT"] }
+        function q(s,   o, i, c) { o = ""
+            for (i = 1; i <= length(s); i++) { c = substr(s, i, 1)
+                if (c == "\\" || c == "\"") o = o "\\" c
+                else if (c == "\t") o = o "\\t"; else if (c == "\n") o = o "\\n"
+                else if (c == "\r") o = o "\\r"; else o = o c }
+            return "\"" o "\"" }
+        function val(   v) { # the value of this key line, its quotes and escapes undone
+            v = $0; sub(/^ *[a-z_]+: */, "", v); return unq(v) }
+        function derived() { return index(val(), base_out) == 1 }
         /^[a-z_]+:/ { sec = $1; sub(/:.*/, "", sec) }
         sec == "run" && /^  name:/ { print "  name: " q(name); next }
         sec == "run" && /^  out_dir:/ { print "  out_dir: " q(outdir); next }
@@ -394,10 +406,10 @@ derive() { # point teacher_ranks student_ranks ps batch -> stdout
             print "      ranks: " sranks; next }
         sec == "data" && /^  dir:/ { print "  dir: " q(data); next }
         sec == "train" && /^  batch_size:/ { print "  batch_size: " batch; next }
-        sec == "ps" && /^  checkpoint_dir:/ && derived($2) { print "  checkpoint_dir: \"\""; next }
-        sec == "tokens" && /^  store_dir:/ && derived($2) { print "  store_dir: \"\""; next }
+        sec == "ps" && /^  checkpoint_dir:/ && derived() { print "  checkpoint_dir: \"\""; next }
+        sec == "tokens" && /^  store_dir:/ && derived() { print "  store_dir: \"\""; next }
         sec == "distill" && /^  target_log:/ && replay == "true" { print; next }
-        sec == "distill" && /^  target_log:/ && derived($2) { print "  target_log: \"\""; next }
+        sec == "distill" && /^  target_log:/ && derived() { print "  target_log: \"\""; next }
         # A checkpoint folder or target log named outside out_dir (fast scratch, say) is one
         # per point under it: points run at once, and each launch owns its folders.
         sec == "ps" && /^  checkpoint_dir:/ { print "  checkpoint_dir: " q(val() "/" name); next }

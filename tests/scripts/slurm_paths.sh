@@ -76,7 +76,9 @@ got="$(
     . "$SRC/slurm/common.sh"
     rd_init "$SRC/slurm/train-1node.sbatch"
     q="${want//\\/\\\\}"
+    # shellcheck disable=SC2034 # read by common.sh
     RD_SET_ARGS=(--set "run.out_dir=\"${q//\"/\\\"}\"")
+    # shellcheck disable=SC2034
     RD_CONFIG="$TINY" RD_OUT_ARG=""
     rd_layout "$RD_CONFIG"
     rd_ckpt_root
@@ -84,5 +86,29 @@ got="$(
     rd_config_value run seed "$RD_CONFIG"
 )"
 [ "$got" = "$want/ckpt"$'\n'"synthetic"$'\n'"7" ] || bad "checkpoint root / config values: '$got', expected '$want/ckpt', synthetic, 7"
+
+# 6. sweep.sh's derived configs. A base run.out_dir with a space or an "é": the points' checkpoint
+# folder, target log and token store follow each point's run folder (they stayed in the base's,
+# one token store for every point running at once). A checkpoint folder outside it, with a
+# backslash and a quote: one subfolder per point, the name kept (the backslash lost before).
+sweep() { # $1 the base config's run line, $2 its ps.checkpoint_dir ("" = derived)
+    { echo "$1"; sed -n '/^run:/,/^  seed:/d; p' "$TINY"; } >sw.yaml
+    [ -z "$2" ] || sed -i "s|^ps:\$|ps:\n  checkpoint_dir: $2|" sw.yaml
+    printf 'config: sw.yaml\nnodes: 1\nbatch: 32\nout: sweep_é\n' >sw.spec
+    rm -rf sweep_é
+    "$SRC/slurm/sweep.sh" sw.spec >/dev/null 2>"$TMP/sw.err" || bad "sweep.sh dry run: $(cat "$TMP/sw.err")"
+}
+derived_has() { # the derived config's KEY line must be VALUE
+    grep -qxF "  $1: $2" sweep_é/configs/n1-p1-b32.yaml ||
+        bad "sweep point config: $1 is $(grep "^  $1:" sweep_é/configs/n1-p1-b32.yaml), not $2"
+}
+for o in "runs/my run" "runs é"; do
+    sweep "run: {name: sw, seed: 7, out_dir: \"$o\"}" ""
+    derived_has checkpoint_dir '""'
+    derived_has target_log '""'
+    derived_has store_dir '""'
+done
+sweep "run: {name: sw, seed: 7}" '"/scratch/ck é \\\\ \\" x"'
+derived_has checkpoint_dir '"/scratch/ck é \\ \" x/n1-p1-b32"'
 
 exit "$fail"
