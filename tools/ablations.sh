@@ -74,6 +74,10 @@ for v in $VARIANTS; do
     esac
 done
 CONFIG=$1 OUT=$2
+# A relative path that starts with '-' is read as a path, not as an option (by mkdir, cd and
+# recdistill: "mkdir: invalid option").
+case $CONFIG in -*) CONFIG=./$CONFIG ;; esac
+case $OUT in -*) OUT=./$OUT ;; esac
 RD=${RD:-build/recdistill}
 HERE=$(cd "$(dirname "$0")" && pwd)
 command -v python3 >/dev/null && python3 -c "import yaml" 2>/dev/null ||

@@ -68,6 +68,11 @@ LAST=$(printf '%u' "$((FIRST + K - 1))") # modulo 2^64, unsigned: the seeds are 
 [ "$K" -eq 0 ] || [[ ! $(printf '%020u' "$LAST") < $(printf '%020u' "$((FIRST))") ]] ||
     { echo "replay-sweep.sh: -f $FIRST -k $K: the last seed would pass 18446744073709551615" >&2; exit 2; }
 CONFIG=$1 RUN=$2 OUT=$3
+# A relative path that starts with '-' is read as a path, not as an option (by mkdir, cd and
+# recdistill: "mkdir: invalid option").
+case $CONFIG in -*) CONFIG=./$CONFIG ;; esac
+case $RUN in -*) RUN=./$RUN ;; esac
+case $OUT in -*) OUT=./$OUT ;; esac
 shift 3
 POINTS=${*:-"0.3:1 1:1 3:1 10:1 1:3 3:3"}
 set -f # $POINTS is split into words, never expanded as a glob (a POINT "*" named cwd's files)

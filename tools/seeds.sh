@@ -35,6 +35,10 @@ done
 shift $((OPTIND - 1))
 [ $# -eq 2 ] || { usage >&2; exit 2; }
 CONFIG=$1 OUT=$2
+# A relative path that starts with '-' is read as a path, not as an option (by mkdir, cd and
+# recdistill: "mkdir: invalid option").
+case $CONFIG in -*) CONFIG=./$CONFIG ;; esac
+case $OUT in -*) OUT=./$OUT ;; esac
 RD=${RD:-build/recdistill}
 # num OPT VALUE MIN MAX: VALUE, a decimal whole number MIN..MAX, printed without leading zeros;
 # a usage error (exit 2) otherwise. Bash arithmetic would read 010 as octal 8, fail on 08, and
@@ -132,7 +136,10 @@ done
     exit 1
 }
 
-awk -v T="$T" -v S="$S" -v R="$R" -v K="$COUNT" -v md="$OUT/summary.md" -v csv="$OUT/summary.csv" '
+# The output paths reach awk through the environment: -v takes escapes, so an OUTDIR with a
+# backslash ("runs\t1") named another file (a tab in it), which awk could not open.
+RD_MD="$OUT/summary.md" RD_CSV="$OUT/summary.csv" awk -v T="$T" -v S="$S" -v R="$R" -v K="$COUNT" '
+    BEGIN { md = ENVIRON["RD_MD"]; csv = ENVIRON["RD_CSV"] }
     function mean(x, n,   i, t) { t = 0; for (i = 1; i <= n; i++) t += x[i]; return t / n }
     function sd(x, n,   i, m, t) { if (n < 2) return 0; m = mean(x, n); t = 0
         for (i = 1; i <= n; i++) t += (x[i] - m) ^ 2; return sqrt(t / (n - 1)) }

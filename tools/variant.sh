@@ -55,6 +55,10 @@ LAST=$(printf '%u' "$((FIRST + K - 1))") # modulo 2^64, unsigned: the seeds are 
 [[ ! $(printf '%020u' "$LAST") < $(printf '%020u' "$((FIRST))") ]] ||
     { echo "variant.sh: -s $FIRST -k $K: the last seed would pass 18446744073709551615" >&2; exit 2; }
 CONFIG=$1 OUT=$2
+# A relative path that starts with '-' is read as a path, not as an option (by mkdir, cd and
+# recdistill: "mkdir: invalid option").
+case $CONFIG in -*) CONFIG=./$CONFIG ;; esac
+case $OUT in -*) OUT=./$OUT ;; esac
 shift 2
 [ -r "$CONFIG" ] || { echo "variant.sh: $CONFIG: cannot read the config" >&2; exit 2; }
 RD=${RD:-build/recdistill}
