@@ -236,19 +236,35 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_prepare: --skip-ml and --skip-synth leave no case to run\n");
         return usage(stderr), 2;
     }
+    // The MovieLens folder as data.input holds it (RD_PATH_MAX - 1 bytes), checked before anything
+    // is made: probe and mlbuf had 600 and 512 bytes, so a longer --ml100k DIR was cut and
+    // refused as "no <the cut path>", and a longer RD_SHARED_DATA was cut and its case skipped.
     struct stat st;
-    char probe[600];
+    char probe[RD_PATH_MAX + 16];
     if (ml && !skip_ml) {
+        if (strlen(ml) >= RD_PATH_MAX) {
+            fprintf(stderr, "bench_prepare: --ml100k: path too long (at most %d bytes): %s\n",
+                    RD_PATH_MAX - 1, ml);
+            return usage(stderr), 2;
+        }
         snprintf(probe, sizeof probe, "%s/u.data", ml);
         if (stat(probe, &st) != 0) {
             fprintf(stderr, "bench_prepare: --ml100k: no %s (%s)\n", probe, strerror(errno));
             return usage(stderr), 2;
         }
     }
-    char mlbuf[512];
+    char mlbuf[RD_PATH_MAX];
     if (!ml) {
         const char *shared = getenv("RD_SHARED_DATA");
-        snprintf(mlbuf, sizeof mlbuf, "%s/movielens-100k", shared ? shared : "../shared/data");
+        int n =
+            snprintf(mlbuf, sizeof mlbuf, "%s/movielens-100k", shared ? shared : "../shared/data");
+        if (n < 0 || (n >= (int)sizeof mlbuf && !skip_ml)) {
+            fprintf(stderr,
+                    "bench_prepare: RD_SHARED_DATA: path too long (at most %d bytes with "
+                    "/movielens-100k): %s\n",
+                    RD_PATH_MAX - 1, shared);
+            return 2;
+        }
         ml = mlbuf;
     }
     // Without --out: a new folder of its own (in $TMPDIR, else /tmp), removed however the run
