@@ -97,6 +97,16 @@ static inline void bench_rmtree_at(int dfd, const char *name, int depth) {
     unlinkat(dfd, name, AT_REMOVEDIR);
 }
 
+/** rm -r path (symbolic links removed, never followed). @return 0 when path is gone, -1 when
+ *  something is left. bench_tokens and bench_targets ran system("rm -rf '<path>'"): a path with
+ *  a quote in it split into other words (a --dir "/w/x'a b'y" removed /w/xa and ./by/store and
+ *  left its own store), and a path longer than the command buffer was cut. */
+static inline int bench_rmtree(const char *path) {
+    struct stat st;
+    bench_rmtree_at(AT_FDCWD, path, 0);
+    return lstat(path, &st) == 0 ? -1 : 0;
+}
+
 // The guard: a child forked when the first folder is recorded, in a session of its own, that
 // keeps only its end of a socket pair. The bench writes "P<path>\n" when it records a folder and
 // "K\n" when the folder is gone or kept; the kernel closes the bench's end however the bench

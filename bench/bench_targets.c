@@ -451,12 +451,10 @@ int main(int argc, char **argv) {
     rd_target_log_close(log);
     MPI_Barrier(MPI_COMM_WORLD);
     if (o.log && rank == 0) {
-        char cmd[300];
         char *slash = strrchr(log_path, '/');
         if (slash)
             *slash = 0;
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", log_path);
-        if (system(cmd) != 0)
+        if (bench_rmtree(log_path) != 0)
             fprintf(stderr, "cannot remove %s\n", log_path);
     }
     rd_free(samples);

@@ -70,6 +70,10 @@
 #include <time.h>
 #include <unistd.h>
 
+// --dir, and the store's path in it (DIR/store.compact).
+#define BT_DIR_MAX  RD_PATH_MAX
+#define BT_PATH_MAX (BT_DIR_MAX + 32)
+
 typedef struct opts {
     int users, per_user, dim, L, batch, iters, warmup, inflight, sync, keep, rounds, verbose;
     const char *dir;
@@ -269,6 +273,12 @@ static int parse(int argc, char **argv, opts *o, char *why, size_t cap) {
         if (strcmp(a, "--dir") == 0 || strcmp(a, "--json") == 0) {
             if (!v) {
                 snprintf(why, cap, "%s needs a value", a);
+                return -1;
+            }
+            // --dir was copied into 512 bytes: a longer one was cut, and the store built and
+            // removed in the folder the cut path named.
+            if (strcmp(a, "--dir") == 0 && strlen(v) >= BT_DIR_MAX) {
+                snprintf(why, cap, "--dir: path too long (at most %d bytes)", BT_DIR_MAX - 1);
                 return -1;
             }
             *(strcmp(a, "--dir") == 0 ? &o->dir : &o->json) = v;
@@ -649,9 +659,9 @@ static void json_num(char *buf, size_t cap, double v) {
 // --compact: replace the built store by its compacted copy (<store>.compact); `store` then names
 // the copy. The original is removed first thing after the copy, to halve the disk use.
 static int compact_store(char *store, size_t cap, results *res) {
-    char copy[700], cmd[1500];
-    snprintf(copy, sizeof copy, "%s.compact", store);
-    if (strlen(copy) >= cap) {
+    char copy[BT_PATH_MAX];
+    if (snprintf(copy, sizeof copy, "%s.compact", store) >= (int)sizeof copy ||
+        strlen(copy) >= cap) {
         fprintf(stderr, "bench_tokens: store path too long\n");
         return 1;
     }
@@ -663,11 +673,10 @@ static int compact_store(char *store, size_t cap, results *res) {
         return 1;
     }
     res->compact_s = rd_mono_s() - t0;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", store);
-    if (system(cmd) != 0)
+    if (bench_rmtree(store) != 0)
         fprintf(stderr, "bench_tokens: could not remove %s\n", store);
     memcpy(store, copy, strlen(copy) + 1);
-    char data[800];
+    char data[BT_PATH_MAX + 32];
     snprintf(data, sizeof data, "%s/shard-0000/data.mdb", store);
     struct stat st;
     res->compact_bytes = stat(data, &st) == 0 ? (double)st.st_size : 0;
@@ -833,7 +842,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     // The store folder: --dir/store, or a fresh temp folder made by rank 0.
-    char base[512] = {0}, store[600];
+    char base[BT_DIR_MAX] = {0}, store[BT_PATH_MAX];
     if (rank == 0) {
         if (o.dir) {
             snprintf(base, sizeof base, "%s", o.dir);
@@ -977,10 +986,8 @@ int main(int argc, char **argv) {
         if (!any_fail && !fail && report(&o, &res, size) != 0)
             fail = 1;
         if (!o.keep) {
-            char cmd[700];
-            snprintf(cmd, sizeof cmd, "rm -rf '%s'", o.dir ? store : base);
-            if (system(cmd) != 0)
-                fprintf(stderr, "bench_tokens: could not remove %s\n", store);
+            if (bench_rmtree(o.dir ? store : base) != 0)
+                fprintf(stderr, "bench_tokens: could not remove %s\n", o.dir ? store : base);
         }
     }
     poll_barrier(MPI_COMM_WORLD);
