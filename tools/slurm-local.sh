@@ -71,6 +71,14 @@ case "$DIR" in
     *) DIR="$(pwd)/$DIR" ;;
 esac
 DIR="${DIR%/}"
+# D is written into slurm.conf unquoted, where a blank ends a value, '#' starts a comment, ','
+# separates AuthInfo's options, '%' is a node-name escape (SlurmdSpoolDir D/spool/%n) and quotes
+# and backslashes are the parser's: such a D was written as it is, for the daemons to read as
+# other folders or as a bad config. Refused before anything is made or started.
+case "$DIR" in
+    *[[:space:]\#,%\"\'\\]*)
+        bad_value "--dir '$DIR': slurm.conf cannot hold a folder with a blank, '#', ',', '%', a quote or a backslash in its path: give another --dir" ;;
+esac
 CONF="$DIR/etc/slurm.conf"
 PIDS="$DIR/pids"
 
@@ -357,7 +365,7 @@ cmd_up() {
     wait_nodes_ready
     link_default_conf
     echo "slurm-local: up: $NODES nodes x $CPUS CPUs, slurmctld on port $PORT, state in $DIR"
-    echo "slurm-local: clients need: export SLURM_CONF=$CONF"
+    printf 'slurm-local: clients need: export SLURM_CONF=%q\n' "$CONF"
 }
 
 # Jobs run under slurmstepd, which outlives slurmd: cancel every job of this (private) cluster
@@ -414,7 +422,7 @@ cmd_status() {
     done
     if [ "$alive" -eq "$expected" ]; then
         SLURM_CONF="$CONF" sinfo 2>&1 | sed 's/^/  /'
-        echo "slurm-local: up ($alive daemons; export SLURM_CONF=$CONF)"
+        printf 'slurm-local: up (%s daemons; export SLURM_CONF=%q)\n' "$alive" "$CONF"
         exit 0
     fi
     echo "slurm-local: down ($alive of $expected daemons alive; run up to restart)"
@@ -425,7 +433,7 @@ case "$cmd" in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
-    env) echo "export SLURM_CONF=$CONF" ;;
+    env) printf 'export SLURM_CONF=%q\n' "$CONF" ;; # for eval: a '$' or ';' in D stays as it is
     -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' ;;
     *) echo "slurm-local: unknown command '$cmd'" >&2; usage ;;
 esac

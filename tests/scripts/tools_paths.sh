@@ -7,6 +7,9 @@
 #    with a tab in it, awk could not open it, exit 2 after every seed had run, no summary.
 #  - an OUTDIR (or CONFIG, RUN_DIR) starting with '-' was read as an option by mkdir and cd
 #    ("mkdir: invalid option -- 'o'").
+#  - tools/slurm-local.sh env printed SLURM_CONF unquoted for `eval`: a --dir with a '$', ';' or
+#    '&' ran as shell; `up` wrote a --dir with a blank, ',' or '%' into slurm.conf as it is
+#    (now refused, exit 2, before anything is made).
 #
 #   bash tests/scripts/tools_paths.sh build/recdistill
 set -u
@@ -85,5 +88,18 @@ grep -q "^noaux  *holdout AUC 0\.[0-9]" "$TMP/out" && [ -s "./-r \\n 中/noaux/r
     bad "replay-sweep.sh: no replayed point: $(cat "$TMP/out")"
 tl="$("$RD" config "./-r \\n 中/noaux.yaml" | python3 -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["distill"]["target_log"])')"
 [ "$tl" = "$D/cwd/-s2 \$y/seed-5/targets" ] || bad "replay-sweep.sh: the point's target log is '$tl', not the run's"
+
+# 4. slurm-local.sh: `env` for eval, and a --dir slurm.conf cannot hold (a stand-in `id` says
+# "not root": nothing can start whatever the script does).
+odd="$TMP/c\$HOME;(x)&é"
+conf="$(unset SLURM_CONF; eval "$("$SRC/tools/slurm-local.sh" env --dir "$odd")" && echo "$SLURM_CONF")"
+[ "$conf" = "$odd/etc/slurm.conf" ] || bad "slurm-local.sh env --dir '$odd': SLURM_CONF '$conf'"
+mkdir -p "$TMP/bin" && printf '#!/bin/sh\necho 1000\n' >"$TMP/bin/id" && chmod +x "$TMP/bin/id"
+for d in "$TMP/cl a" "$TMP/cl,a" "$TMP/cl%n"; do
+    PATH="$TMP/bin:$PATH" "$SRC/tools/slurm-local.sh" up --dir "$d" >/dev/null 2>"$TMP/err"
+    rc=$?
+    [ $rc -eq 2 ] && grep -qF "slurm-local: --dir '$d': slurm.conf cannot hold" "$TMP/err" && [ ! -e "$d" ] ||
+        bad "slurm-local.sh up --dir '$d': exit $rc: $(head -1 "$TMP/err")"
+done
 
 exit "$fail"
