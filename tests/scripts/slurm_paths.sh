@@ -12,6 +12,8 @@
 #    ".../\u00e9/..." (none there: the restarted job started again, removing its checkpoints).
 #  - the dry run's command, read back by the shell, gives the config and working directory as
 #    they are.
+#  - end to end, a batch body restarted by Slurm in a run folder with an "é" resumes from its
+#    checkpoints (a fake srun runs the step through mpiexec).
 #   slurm_paths.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: slurm_paths.sh path/to/recdistill}"
@@ -110,5 +112,29 @@ for o in "runs/my run" "runs é"; do
 done
 sweep "run: {name: sw, seed: 7}" '"/scratch/ck é \\\\ \\" x"'
 derived_has checkpoint_dir '"/scratch/ck é \\ \" x/n1-p1-b32"'
+
+# 7. End to end: the batch body restarted by Slurm (SLURM_RESTART_COUNT=1) in a run folder with
+# an "é", under a fake srun (tests/scripts/lib/fake_srun.sh), resumes from its checkpoints. It
+# looked under ".../runs \u00e9/ckpt", found none, started again, and train removed them.
+# shellcheck disable=SC2034 # read by fake_srun
+if MPIEXEC="$(command -v mpiexec.mpich)"; then
+    # shellcheck source=lib/fake_srun.sh
+    . "$SRC/tests/scripts/lib/fake_srun.sh"
+    fake_srun "$TMP/srun" timeout 300
+    sed -e 's/^  name: slurm-tiny$/  name: rq\n  out_dir: "runs é"/' -e '/distill: true/d' \
+        -e 's/^ps:$/ps:\n  checkpoint_every: 10\n  checkpoint_keep: 100/' "$TINY" >rq.yaml
+    attempt() { # RESTART_COUNT LOG
+        env -u RD_DRY_RUN PATH="$TMP/srun:$PATH" OPENBLAS_NUM_THREADS=1 ENVIRONMENT=BATCH SLURM_JOB_ID=77 \
+            SLURM_NTASKS=3 SLURM_JOB_NUM_NODES=1 SLURM_JOB_CPUS_PER_NODE=3 SLURM_SUBMIT_DIR="$W" \
+            SLURM_RESTART_COUNT="$1" RD_CONFIG="$W/rq.yaml" RD_SLURM_DIR="$SRC/slurm" \
+            bash "$SRC/slurm/train-1node.sbatch" "$W/rq.yaml" >"$2" 2>&1
+    }
+    attempt 0 "$TMP/a1.log" || bad "first attempt: $(tail -n 5 "$TMP/a1.log")"
+    rm -rf "runs é/ckpt"/*/step-00000000004* "runs é/ckpt"/*/step-00000000005* "runs é/report.json"
+    attempt 1 "$TMP/a2.log" || bad "restarted attempt: $(tail -n 5 "$TMP/a2.log")"
+    grep -q "restarted by Slurm (restart 1): resuming from $W/runs é/ckpt" "$TMP/a2.log" &&
+        grep -q "\[teacher\] resumed from .*/step-000000000030" "$TMP/a2.log" ||
+        bad "the restarted job in 'runs é' did not resume: $(grep -E "restarted|resumed|removed" "$TMP/a2.log")"
+fi
 
 exit "$fail"
