@@ -15,6 +15,10 @@ old=$1
 new=$2
 n=${3:-6}
 out=${4:-runs/bench-ps-ab}
+# A relative path that starts with '-' is read as a path, not as an option (by mkdir, mpiexec).
+case $old in -*) old=./$old ;; esac
+case $new in -*) new=./$new ;; esac
+case $out in -*) out=./$out ;; esac
 case $n in
     '' | *[!0-9]* | 0*) echo "bench-ps-ab.sh: RUNS_EACH '$n': expected a positive whole number" >&2; exit 2 ;;
 esac

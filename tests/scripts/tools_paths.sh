@@ -5,8 +5,8 @@
 # 2- and 3-rank synthetic config of 3000 events (a few seconds in all).
 #  - seeds.sh passed OUTDIR to awk with -v, which takes escapes: an OUTDIR "s \t é" named a file
 #    with a tab in it, awk could not open it, exit 2 after every seed had run, no summary.
-#  - an OUTDIR (or CONFIG, RUN_DIR) starting with '-' was read as an option by mkdir and cd
-#    ("mkdir: invalid option -- 'o'").
+#  - an OUTDIR (or CONFIG, RUN_DIR; bench-ps-ab.sh's build folders and OUT_DIR) starting with
+#    '-' was read as an option by mkdir, cd and mpiexec ("mkdir: invalid option -- 'o'").
 #  - tools/slurm-local.sh env printed SLURM_CONF unquoted for `eval`: a --dir with a '$', ';' or
 #    '&' ran as shell; `up` wrote a --dir with a blank, ',' or '%' into slurm.conf as it is
 #    (now refused, exit 2, before anything is made).
@@ -101,5 +101,20 @@ for d in "$TMP/cl a" "$TMP/cl,a" "$TMP/cl%n"; do
     [ $rc -eq 2 ] && grep -qF "slurm-local: --dir '$d': slurm.conf cannot hold" "$TMP/err" && [ ! -e "$d" ] ||
         bad "slurm-local.sh up --dir '$d': exit $rc: $(head -1 "$TMP/err")"
 done
+
+# 5. bench-ps-ab.sh with build folders and an OUT_DIR starting with '-', against a stand-in
+# bench_ps (its JSON only) and mpiexec.mpich (runs the rest): "mkdir: invalid option" before.
+mkdir -p "./-bld/bench" "$TMP/fake"
+cat >"./-bld/bench/bench_ps" <<'EOF'
+#!/bin/sh
+while [ $# -gt 0 ]; do [ "$1" = --json ] && j=$2; shift; done
+echo '{"rows": [{"ratio_memcpy": 0.5, "memcpy_gbps": 1, "ps_row_gbps": 0.5, "bytes_per_key": 8}]}' >"$j"
+EOF
+printf '#!/bin/sh\nshift 2\nexec "$@"\n' >"$TMP/fake/mpiexec.mpich"
+chmod +x "./-bld/bench/bench_ps" "$TMP/fake/mpiexec.mpich"
+PATH="$TMP/fake:$PATH" run "$SRC/tools/bench-ps-ab.sh" -bld -bld 1 "-ab é" >"$TMP/out" 2>&1 ||
+    bad "bench-ps-ab.sh -bld -bld 1 '-ab é': exit $?: $(cat "$TMP/out")"
+[ -s "./-ab é/old-1.json" ] && grep -q "^new: median ratio_memcpy 0.500" "$TMP/out" ||
+    bad "bench-ps-ab.sh: $(cat "$TMP/out")"
 
 exit "$fail"
