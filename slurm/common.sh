@@ -65,7 +65,29 @@ rd_init() {
     trap rd_on_usr1 USR1
     trap rd_on_term TERM
     rd_check_requeue_at_limit
+    rd_in_batch_job || rd_check_sbatch_args
     [ -f "$RD_BIN" ] && [ -x "$RD_BIN" ] || rd_die "recdistill binary '$RD_BIN' not found or not executable (build it, or set RD_BIN)"
+}
+
+# rd_check_sbatch_args: RD_SBATCH_ARGS is one string, split at blanks, so a value with a blank in
+# it became two words: RD_SBATCH_ARGS="--chdir=/scratch/my runs" submitted the job to run in
+# /scratch/my (its relative paths resolved there) and gave sbatch "runs" as its script. A word
+# that is no option and follows no option that takes its value as the next word is refused.
+rd_check_sbatch_args() {
+    local a prev=""
+    # shellcheck disable=SC2206
+    local -a args=(${RD_SBATCH_ARGS:-})
+    for a in "${args[@]+"${args[@]}"}"; do
+        case "$a" in
+            -*) prev="$a" ;;
+            *)
+                case "$prev" in
+                    "" | --*=* | -[!-]?*)
+                        rd_die "RD_SBATCH_ARGS: '$a' is neither an sbatch option nor the value of one: RD_SBATCH_ARGS is split at blanks, so a value with a blank in it (a --chdir folder) cannot be given there; submit from that folder instead (the job runs in the folder it is submitted from)" ;;
+                esac
+                prev="" ;;
+        esac
+    done
 }
 
 # rd_layout CONFIG: validate the config and read its launch layout into the associative array

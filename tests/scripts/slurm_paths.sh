@@ -10,6 +10,8 @@
 #    whose run folder has an "é" was refused (its checkpoints taken for lying outside
 #    run.out_dir), and the checkpoint root of a requeued or time-limited job was a folder named
 #    ".../\u00e9/..." (none there: the restarted job started again, removing its checkpoints).
+#  - RD_SBATCH_ARGS="--chdir=DIR WITH BLANK" submitted the job to run in "DIR" (split at the
+#    blank): refused, naming the stray word.
 #  - the dry run's command, read back by the shell, gives the config and working directory as
 #    they are.
 #  - end to end, a batch body restarted by Slurm in a run folder with an "é" resumes from its
@@ -70,6 +72,17 @@ grep -qF "data.schema.side[0].path: no file '$W/in \"中\"/users ë.csv'" "$TMP/
 # 4. An array job whose run folder has an "é": its checkpoints lie under it (refused before).
 RD_SBATCH_ARGS="--array=1-2" "$SRC/slurm/train-1node.sbatch" "$TINY" --set 'run.out_dir="runs é"' \
     >/dev/null 2>"$TMP/arr.err" || bad "array job with run.out_dir 'runs é' refused: $(cat "$TMP/arr.err")"
+
+# 4b. RD_SBATCH_ARGS is split at blanks: a --chdir folder with a blank became two words, the job
+# submitted to run in the folder before the blank. Refused, naming the stray word; options with
+# their values as the next word still pass.
+mkdir -p "$TMP/sub"
+RD_SBATCH_ARGS="--chdir=$TMP/sub dir" "$SRC/slurm/train-1node.sbatch" "$TINY" >"$TMP/sb.out" 2>"$TMP/sb.err" &&
+    bad "RD_SBATCH_ARGS with a split --chdir was submitted: $(cat "$TMP/sb.out")"
+grep -q "RD_SBATCH_ARGS: 'dir' is neither an sbatch option nor the value of one" "$TMP/sb.err" ||
+    bad "split --chdir message: $(cat "$TMP/sb.err")"
+RD_SBATCH_ARGS="--partition debug -t 10 --chdir=$TMP/sub" "$SRC/slurm/train-1node.sbatch" "$TINY" \
+    >"$TMP/sb.out" 2>"$TMP/sb.err" || bad "RD_SBATCH_ARGS with separate values refused: $(cat "$TMP/sb.err")"
 
 # 5. The checkpoint root of the batch body (read by a requeued job and before a time limit), for a
 # run.out_dir with every awkward character, and the scalars read back as written.
