@@ -21,6 +21,9 @@
 // (rd_record.user_key / item_key), so each row also carries the raw ids, which prepare keeps in
 // the dataset folder (ids.csv, rd_dataset_ids_load). A folder without that file (the synthetic
 // source, or one prepared before it was written) leaves those two columns empty and says so.
+// The ids and the time do not name one row of a log that repeats an event in one second (the
+// records keep unix seconds, whatever the log's time_format): the last two columns name the log
+// file and line each record was read from (lines.csv, rd_dataset_lines_open), empty without it.
 //
 // Outputs (--out CSV, --json) are written to a temporary name and renamed: a failure leaves
 // nothing at their paths. Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
@@ -65,10 +68,14 @@ static void score_usage(FILE *out) {
             "  --store DIR   the token store the model was trained on (tokens.store_dir), opened\n"
             "                read-only; needed by a bundle that reads instance tokens\n"
             "  --out FILE    one CSV row per record: record,user_key,item_key,ts,label,logit,\n"
-            "                score,user_id,item_id, the last two the log's own user and item\n"
-            "                ids (empty for a dataset without them: the synthetic source, or\n"
-            "                a folder prepared before they were kept) ('-' = standard output,\n"
-            "                the summary then goes to stderr)\n"
+            "                score,user_id,item_id,log_file,log_line: ts in unix seconds\n"
+            "                (the log's time cut to the second, whatever its time_format),\n"
+            "                user_id and item_id the log's own ids, log_file and log_line the\n"
+            "                file and line (1-based, the header being line 1) of the log row\n"
+            "                the record was read from, to join the scores back to that very\n"
+            "                row (these four are empty for a dataset without them: the\n"
+            "                synthetic source, or a folder prepared before they were kept)\n"
+            "                ('-' = standard output, the summary then goes to stderr)\n"
             "  --json FILE   the summary as JSON\n"
             "  --limit N     score the first N records of the split only\n"
             "\n"
@@ -189,6 +196,28 @@ static int csv_ids(FILE *f,
         fputc(',', f);
         rd_csv_write_value(f, id, len);
     }
+    return RD_OK;
+}
+
+// The log file and line of record i, as ",log_file,log_line" of its CSV row (empty without
+// them). A file that ends before the record, or whose row is not "file,line", is not this
+// dataset's: RD_ERR_CORRUPT, naming its line.
+static int csv_line(FILE *f, rd_dataset_lines *lines, uint64_t i, rd_errbuf *eb) {
+    if (!lines) {
+        fputs(",,", f);
+        return RD_OK;
+    }
+    const char *file = NULL;
+    size_t len = 0;
+    uint64_t line = 0;
+    int rc = rd_dataset_lines_at(lines, i, &file, &len, &line, eb);
+    if (rc != RD_OK) {
+        rd_err_prefix(eb, "record %llu: ", (unsigned long long)i);
+        return rc;
+    }
+    fputc(',', f);
+    rd_csv_write_value(f, file, len);
+    fprintf(f, ",%llu", (unsigned long long)line);
     return RD_OK;
 }
 
@@ -361,6 +390,7 @@ int rd_cmd_score(int argc, char **argv) {
     rd_dataset *ds = NULL;
     rd_token_store *store = NULL;
     rd_dataset_ids *ids = NULL;
+    rd_dataset_lines *lines = NULL;
     rd_metrics *met = NULL;
     score_out csv = {0}, js = {0};
     uint64_t *keys = NULL, *hist = NULL;
@@ -439,8 +469,18 @@ int rd_cmd_score(int argc, char **argv) {
         rc = RD_OK;
         no_ids = 1;
     }
+    // The log lines, for the CSV only, read as the records are.
+    int no_lines = 0;
+    if (rc == RD_OK && out &&
+        (rc = rd_dataset_lines_open(data, rd_dataset_get_info(ds)->n_events, &lines, &eb)) ==
+            RD_ERR_NOTFOUND) {
+        rd_errbuf_clear(&eb);
+        rc = RD_OK;
+        no_lines = 1;
+    }
     if (rc == RD_OK && out && (rc = out_open(&csv, out, &eb)) == RD_OK)
-        fprintf(csv.f, "record,user_key,item_key,ts,label,logit,score,user_id,item_id\n");
+        fprintf(csv.f, "record,user_key,item_key,ts,label,logit,score,user_id,item_id,log_file,"
+                       "log_line\n");
     if (rc == RD_OK && json)
         rc = out_open(&js, json, &eb);
     const size_t K = in.keys_per_candidate, L = in.hist_len, NN = in.n_numeric;
@@ -494,11 +534,15 @@ int rd_cmd_score(int argc, char **argv) {
             fprintf(csv.f, "%llu,%llu,%llu,%lld,%d,%.9g,%.9g", (unsigned long long)i,
                     (unsigned long long)rec->user_key, (unsigned long long)rec->item_key,
                     (long long)rec->ts, rec->label > 0.5f, (double)logit, (double)score);
-            if ((rc = csv_ids(csv.f, ids, rec, data, i, &eb)) != RD_OK)
+            if ((rc = csv_ids(csv.f, ids, rec, data, i, &eb)) != RD_OK ||
+                (rc = csv_line(csv.f, lines, i, &eb)) != RD_OK)
                 break;
             fputc('\n', csv.f);
         }
     }
+    // A lines file of more rows than the dataset's records is not the dataset's either.
+    if (rc == RD_OK && lines)
+        rc = rd_dataset_lines_end(lines, &eb);
     rd_metrics_result res;
     memset(&res, 0, sizeof res);
     if (rc == RD_OK)
@@ -517,7 +561,8 @@ int rd_cmd_score(int argc, char **argv) {
         fprintf(js.f, "  \"with_tokens\": %llu,\n", (unsigned long long)with_tokens);
         fprintf(js.f, "  \"numeric_restandardised\": %d,\n", restd);
         if (out)
-            fprintf(js.f, "  \"raw_ids\": %s,\n", ids ? "true" : "false");
+            fprintf(js.f, "  \"raw_ids\": %s,\n  \"log_lines\": %s,\n", ids ? "true" : "false",
+                    lines ? "true" : "false");
         json_num(js.f, "auc", res.auc, 0);
         json_num(js.f, "gauc", res.gauc, 0);
         json_num(js.f, "logloss", res.logloss, 0);
@@ -565,6 +610,12 @@ int rd_cmd_score(int argc, char **argv) {
                     "they were kept; prepare it again): the CSV's user_id and item_id are "
                     "empty\n",
                     data, RD_DATASET_IDS);
+        if (no_lines)
+            fprintf(sum,
+                    "no log lines in %s (no %s: a synthetic source, or a folder prepared before "
+                    "they were kept; prepare it again): the CSV's log_file and log_line are "
+                    "empty\n",
+                    data, RD_DATASET_LINES);
         if (in.tok_length)
             fprintf(sum, "instance tokens from %s: %llu of the records had some\n", store_dir,
                     (unsigned long long)with_tokens);
@@ -577,6 +628,7 @@ int rd_cmd_score(int argc, char **argv) {
     rd_free(num);
     rd_metrics_destroy(met);
     rd_dataset_ids_free(ids);
+    rd_dataset_lines_close(lines);
     rd_token_store_destroy(store);
     rd_dataset_close(ds);
     rd_serve_close(sv);

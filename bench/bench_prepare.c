@@ -51,7 +51,8 @@ typedef struct case_result {
 // refuses a folder that is not a dataset (an ids.csv left behind made every run after the
 // MovieLens case's first fail, "exists and is not a dataset folder").
 static void remove_dataset(const char *dir) {
-    static const char *const files[] = {RD_DATASET_FILE, RD_DATASET_META, RD_DATASET_IDS};
+    static const char *const files[] = {RD_DATASET_FILE, RD_DATASET_META, RD_DATASET_IDS,
+                                        RD_DATASET_LINES};
     char p[RD_PATH_MAX + 64];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);

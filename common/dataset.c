@@ -313,7 +313,8 @@ static int classify_dir(const char *path, char *why, size_t wn) {
         if (strcmp(de->d_name, RD_DATASET_FILE) == 0)
             has_events = 1;
         else if (strcmp(de->d_name, RD_DATASET_META) != 0 &&
-                 strcmp(de->d_name, RD_DATASET_IDS) != 0 && !other) {
+                 strcmp(de->d_name, RD_DATASET_IDS) != 0 &&
+                 strcmp(de->d_name, RD_DATASET_LINES) != 0 && !other) {
             other = 1;
             snprintf(why, wn, "it holds '%s'", de->d_name);
         }
@@ -336,6 +337,8 @@ static void remove_dataset_dir(const char *path) {
     snprintf(f, sizeof f, "%s/%s", path, RD_DATASET_META);
     unlink(f);
     snprintf(f, sizeof f, "%s/%s", path, RD_DATASET_IDS);
+    unlink(f);
+    snprintf(f, sizeof f, "%s/%s", path, RD_DATASET_LINES);
     unlink(f);
     rmdir(path);
 }
@@ -1460,7 +1463,8 @@ fn_fail:
 
 int rd__builder_write_file(
     rd__builder *b, const char *name, int (*fn)(FILE *f, void *ctx), void *ctx, rd_errbuf *eb) {
-    RD_ASSERT(strcmp(name, RD_DATASET_IDS) == 0); // remove_dataset_dir removes the known names
+    // remove_dataset_dir removes the known names
+    RD_ASSERT(strcmp(name, RD_DATASET_IDS) == 0 || strcmp(name, RD_DATASET_LINES) == 0);
     char path[sizeof b->tmp + 16];
     snprintf(path, sizeof path, "%s/%s", b->tmp, name);
     FILE *f = fopen(path, "w");
@@ -2855,4 +2859,143 @@ void rd_dataset_ids_free(rd_dataset_ids *ids) {
     rd_free(ids->e[1]);
     rd_free(ids->arena);
     rd_free(ids);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log lines (lines.csv): read as the records are scored, one row a record, never loaded whole.
+
+struct rd_dataset_lines {
+    rd_csv_reader *r;
+    char path[RD_PATH_MAX * 2 + 16];
+    uint64_t n_records;
+    uint64_t next; // the record of the next row
+};
+
+int rd_dataset_lines_open(const char *dir,
+                          uint64_t n_records,
+                          rd_dataset_lines **out,
+                          rd_errbuf *eb) {
+    rd_errbuf_clear(eb);
+    RD_ARG_CHECK(eb, out != NULL);
+    *out = NULL;
+    RD_ARG_CHECK(eb, dir != NULL);
+    rd_dataset_lines *l = rd_calloc(1, sizeof *l);
+    if (!l)
+        return rd_err_set(eb, RD_ERR_NOMEM, "out of memory");
+    l->n_records = n_records;
+    int pn = snprintf(l->path, sizeof l->path, "%s/%s", dir, RD_DATASET_LINES);
+    if (pn < 0 || (size_t)pn >= sizeof l->path) {
+        rd_free(l);
+        return rd_err_set(eb, RD_ERR_ARG, "%s: path too long", dir);
+    }
+    struct stat st;
+    if (stat(l->path, &st) != 0 && errno == ENOENT) {
+        int rc = rd_err_set(eb, RD_ERR_NOTFOUND,
+                            "%s: no such file (the dataset keeps no log lines: a synthetic "
+                            "source, or a folder prepared before they were kept; prepare it "
+                            "again)",
+                            l->path);
+        rd_free(l);
+        return rc;
+    }
+    rd_csv_options o = {.delimiter = ",", .quote = '"', .max_line = 0};
+    int rc = rd_csv_open(l->path, &o, &l->r, eb);
+    const rd_csv_field *f;
+    size_t nf;
+    if (rc == RD_OK && (rc = rd_csv_next(l->r, &f, &nf, eb)) == 1) {
+        rc = nf == 2 && field_eq(&f[0], "file") && field_eq(&f[1], "line")
+                 ? RD_OK
+                 : rd_err_set(eb, RD_ERR_CORRUPT, "%s:%llu: not the header line \"file,line\"",
+                              l->path, (unsigned long long)rd_csv_line(l->r));
+    } else if (rc == 0) {
+        rc = rd_err_set(eb, RD_ERR_CORRUPT, "%s: empty file (no header line \"file,line\")",
+                        l->path);
+    }
+    if (rc != RD_OK) {
+        rd_dataset_lines_close(l);
+        return rc;
+    }
+    *out = l;
+    return RD_OK;
+}
+
+// The next row: RD_OK with *file, *len and *line, or (*more = 0) the end of the file.
+static int lines_next(
+    rd_dataset_lines *l, int *more, const char **file, size_t *len, uint64_t *line, rd_errbuf *eb) {
+    const rd_csv_field *f;
+    size_t nf;
+    int rc = rd_csv_next(l->r, &f, &nf, eb);
+    if (rc < 0)
+        return rc;
+    *more = rc == 1;
+    if (!*more)
+        return RD_OK;
+    const unsigned long long at = (unsigned long long)rd_csv_line(l->r);
+    int64_t v = 0;
+    if (nf != 2 || f[0].len == 0 || rd_csv_parse_i64(&f[1], &v) != 0 || v < 1)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "%s:%llu: expected a row \"FILE,LINE\" (a file name and a line >= 1; "
+                          "%zu columns)",
+                          l->path, at, nf);
+    if (l->next >= l->n_records)
+        return rd_err_set(eb, RD_ERR_CORRUPT,
+                          "%s:%llu: more rows than the dataset's %llu records: the file is not "
+                          "this dataset's",
+                          l->path, at, (unsigned long long)l->n_records);
+    *file = f[0].ptr;
+    *len = f[0].len;
+    *line = (uint64_t)v;
+    l->next++;
+    return RD_OK;
+}
+
+static int lines_short(const rd_dataset_lines *l, rd_errbuf *eb) {
+    return rd_err_set(eb, RD_ERR_CORRUPT,
+                      "%s: %llu rows, the dataset holds %llu records: the file is not this "
+                      "dataset's",
+                      l->path, (unsigned long long)l->next, (unsigned long long)l->n_records);
+}
+
+int rd_dataset_lines_at(rd_dataset_lines *l,
+                        uint64_t rec,
+                        const char **file,
+                        size_t *len,
+                        uint64_t *line,
+                        rd_errbuf *eb) {
+    rd_errbuf_clear(eb);
+    RD_ARG_CHECK(eb, l != NULL && file != NULL && len != NULL && line != NULL);
+    RD_ARG_CHECK(eb, rec >= l->next && rec < l->n_records);
+    for (;;) {
+        int more = 0;
+        int rc = lines_next(l, &more, file, len, line, eb);
+        if (rc != RD_OK)
+            return rc;
+        if (!more)
+            return lines_short(l, eb);
+        if (l->next == rec + 1)
+            return RD_OK;
+    }
+}
+
+int rd_dataset_lines_end(rd_dataset_lines *l, rd_errbuf *eb) {
+    rd_errbuf_clear(eb);
+    RD_ARG_CHECK(eb, l != NULL);
+    for (;;) {
+        int more = 0;
+        const char *file;
+        size_t len;
+        uint64_t line;
+        int rc = lines_next(l, &more, &file, &len, &line, eb);
+        if (rc != RD_OK)
+            return rc;
+        if (!more)
+            return l->next == l->n_records ? RD_OK : lines_short(l, eb);
+    }
+}
+
+void rd_dataset_lines_close(rd_dataset_lines *l) {
+    if (!l)
+        return;
+    rd_csv_close(l->r);
+    rd_free(l);
 }

@@ -2089,6 +2089,45 @@ static int write_ids(FILE *f, void *vctx) {
     return 0;
 }
 
+// The log lines file of the dataset (RD_DATASET_LINES, rd/dataset.h): "file,line", then each
+// record's file (its path under data.input: the bytes of data.input and its '/' cut, as the
+// config names it; the whole path when data.schema.path is absolute) and its line there, in
+// record order. meta[0 .. n) hold the lines (counted across the parts) of the events kept, in
+// record order (the build loop moves them there).
+typedef struct lines_ctx {
+    const ev_meta *meta;
+    uint64_t n;
+    char **files;
+    const uint64_t *base;
+    size_t n_files;
+    size_t cut; // csv_ctx.log_lit
+} lines_ctx;
+
+static int write_lines(FILE *f, void *vctx) {
+    const lines_ctx *c = vctx;
+    fputs("file,line\n", f);
+    for (uint64_t i = 0; i < c->n; i++) {
+        // The part as part_line finds it (the last whose base is below the line), by bisection:
+        // a log of thousands of parts has millions of records.
+        const uint64_t at = c->meta[i].line;
+        size_t lo = 0, hi = c->n_files;
+        while (hi - lo > 1) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (c->base[mid] < at)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        const char *file = c->files[lo];
+        const uint64_t line = at - c->base[lo];
+        const size_t fl = strlen(file);
+        const size_t cut = c->cut < fl ? c->cut : 0;
+        rd_csv_write_value(f, file + cut, fl - cut);
+        fprintf(f, ",%llu\n", (unsigned long long)line);
+    }
+    return 0;
+}
+
 static int cmp_ev(const void *a, const void *b) {
     const ev_meta *x = a, *y = b;
     if (x->ts_ms != y->ts_ms)
@@ -3549,6 +3588,11 @@ int rd__prepare_csv(const rd_data_config *dc, uint64_t seed, rd_errbuf *eb) {
     ids_ctx ic = {&users, &items};
     if (rc == RD_OK)
         rc = rd__builder_write_file(b, RD_DATASET_IDS, write_ids, &ic, eb);
+    // And the log line of each record: (user, item, time) is not one row of a log that repeats
+    // an event in one second, or times in milliseconds cut to seconds.
+    lines_ctx lc = {es.meta, lw.n_kept, files, cx->part_base, n_files, cx->log_lit};
+    if (rc == RD_OK)
+        rc = rd__builder_write_file(b, RD_DATASET_LINES, write_lines, &lc, eb);
     if (rc == RD_OK)
         rc = rd__builder_finish(b, yaml, eb);
 done:

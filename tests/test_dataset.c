@@ -1330,7 +1330,65 @@ static void test_raw_ids(void **state) {
     assert_null(rd_dataset_ids_find(ids, 1, key_of("user", "alice"), &len)); // a user, no item
     rd_dataset_ids_free(ids);
     rd_dataset_ids_free(NULL);
+    // The log lines: each record's file and the line its row starts on (the id of two lines
+    // makes the rows after it one line further down), read in record order, rows skipped.
+    rd_dataset_lines *ln = NULL;
+    rc = rd_dataset_lines_open(out, 5, &ln, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    static const uint64_t want_line[5] = {2, 3, 4, 6, 7};
+    for (uint64_t i = 0; i < 5; i += i == 0 ? 2 : 1) { // record 1 skipped
+        const char *file = NULL;
+        uint64_t line = 0;
+        assert_int_equal(rd_dataset_lines_at(ln, i, &file, &len, &line, &eb), RD_OK);
+        assert_int_equal(len, 7);
+        assert_memory_equal(file, "log.csv", 7);
+        assert_int_equal(line, want_line[i]);
+    }
+    assert_int_equal(rd_dataset_lines_end(ln, &eb), RD_OK);
+    rd_dataset_lines_close(ln);
+    rd_dataset_lines_close(NULL);
     rd_dataset_close(ds);
+    // A lines file that is not the dataset's: refused with the file (and line).
+    {
+        static const struct {
+            const char *text, *msg;
+            int at_end; // the error comes from rd_dataset_lines_end, not from record 4
+        } bad[] = {
+            {"file,row\nlog.csv,2\n", "lines.csv:1: not the header line \"file,line\"", 0},
+            {"", "lines.csv: empty file", 0},
+            {"file,line\nlog.csv,2\nlog.csv,x\n", "lines.csv:3: expected a row \"FILE,LINE\"", 0},
+            {"file,line\nlog.csv,2\n,3\n", "lines.csv:3: expected a row", 0},
+            {"file,line\nlog.csv,0\n", "lines.csv:2: expected a row", 0},
+            {"file,line\na,2\na,3\n", "lines.csv: 2 rows, the dataset holds 5 records", 0},
+            {"file,line\na,2\na,3\na,4\na,6\na,7\na,8\n",
+             "lines.csv:7: more rows than the dataset's 5 records", 1},
+        };
+        snprintf(path, sizeof path, "%s/%s", out, RD_DATASET_LINES);
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            write_file(path, bad[b].text, strlen(bad[b].text));
+            rc = rd_dataset_lines_open(out, 5, &ln, &eb);
+            if (rc == RD_OK) {
+                const char *file = NULL;
+                uint64_t line = 0;
+                rc = rd_dataset_lines_at(ln, 4, &file, &len, &line, &eb);
+                if (rc == RD_OK) {
+                    assert_true(bad[b].at_end);
+                    rc = rd_dataset_lines_end(ln, &eb);
+                }
+                rd_dataset_lines_close(ln);
+            } else {
+                assert_null(ln);
+            }
+            assert_int_equal(rc, RD_ERR_CORRUPT);
+            if (!strstr(eb.msg, bad[b].msg))
+                fail_msg("case %zu: %s", b, eb.msg);
+        }
+        unlink(path);
+        assert_int_equal(rd_dataset_lines_open(out, 5, &ln, &eb), RD_ERR_NOTFOUND);
+        assert_non_null(strstr(eb.msg, "prepare it again"));
+    }
     // Damaged or missing: refused with the file (and line).
     snprintf(path, sizeof path, "%s/%s", out, RD_DATASET_IDS);
     write_file(path, "kind,id\nuser,a\nshop,b\n", 23);
@@ -1393,23 +1451,29 @@ static void test_adversarial_parts(void **state) {
         int label, user, win;
         uint64_t hist[2]; // the last two earlier events of the user, oldest first
         size_t nh;
+        const char *file; // the log row (lines.csv): file under data.input, line
+        uint64_t line;
     } want[12] = {
-        {98, "solo", "q\"q", 1, 0, -1, {0}, 0},
-        {99, "\xC3\xBC", "i", 1, 1, -1, {0}, 0},
-        {99, "\xC3\xBC", "i", 0, 1, -1, {1}, 1},
-        {100, "7", "9", 0, 2, -1, {0}, 0},
-        {100, "7", "9", 1, 2, -1, {3}, 1}, // same time, user and item: line order across parts
-        {100, "7", "10", 1, 2, -1, {3, 4}, 2},
-        {100, "10", "9", 0, 3, 0, {0}, 0},
-        {100, "09", "9", 1, 4, 1, {0}, 0},
-        {100, "b,1", "9", 0, 5, 1, {0}, 0},
-        {100, "b,1", "10", 1, 5, -1, {8}, 1},
-        {100, "7", "x\ny", 1, 2, -1, {4, 5}, 2}, // 100.250: after the second's whole events
-        {101, NULL, "10", 0, 6, -1, {0}, 0},
+        {98, "solo", "q\"q", 1, 0, -1, {0}, 0, "log-10.csv", 5},
+        {99, "\xC3\xBC", "i", 1, 1, -1, {0}, 0, "log-1.csv", 4},
+        {99, "\xC3\xBC", "i", 0, 1, -1, {1}, 1, "log-2.csv", 5},
+        {100, "7", "9", 0, 2, -1, {0}, 0, "log-1.csv", 3},
+        // same time, user and item: line order across parts
+        {100, "7", "9", 1, 2, -1, {3}, 1, "log-2.csv", 2},
+        {100, "7", "10", 1, 2, -1, {3, 4}, 2, "log-10.csv", 3},
+        {100, "10", "9", 0, 3, 0, {0}, 0, "log-10.csv", 2},
+        {100, "09", "9", 1, 4, 1, {0}, 0, "log-2.csv", 4},
+        {100, "b,1", "9", 0, 5, 1, {0}, 0, "log-10.csv", 4},
+        {100, "b,1", "10", 1, 5, -1, {8}, 1, "log-1.csv", 2},
+        // 100.250: after the second's whole events
+        {100, "7", "x\ny", 1, 2, -1, {4, 5}, 2, "log-1.csv", 5},
+        {101, NULL, "10", 0, 6, -1, {0}, 0, "log-2.csv", 3},
     };
     rd_dataset *ds = open_ok(out);
     rd_dataset_ids *ids = NULL;
     assert_int_equal(rd_dataset_ids_load(out, &ids, &eb), RD_OK);
+    rd_dataset_lines *ln = NULL;
+    assert_int_equal(rd_dataset_lines_open(out, 12, &ln, &eb), RD_OK);
     const rd_dataset_info *in = rd_dataset_get_info(ds);
     assert_int_equal(in->n_events, 12);
     assert_int_equal(in->n_users, 7);
@@ -1436,7 +1500,15 @@ static void test_adversarial_parts(void **state) {
         assert_int_equal(nh, want[r].nh);
         for (size_t k = 0; k < nh; k++)
             assert_int_equal(h[k], want[r].hist[k]);
+        const char *file = NULL;
+        uint64_t line = 0;
+        assert_int_equal(rd_dataset_lines_at(ln, r, &file, &len, &line, &eb), RD_OK);
+        assert_int_equal(len, strlen(want[r].file));
+        assert_memory_equal(file, want[r].file, len);
+        assert_int_equal(line, want[r].line);
     }
+    assert_int_equal(rd_dataset_lines_end(ln, &eb), RD_OK);
+    rd_dataset_lines_close(ln);
     rd_dataset_ids_free(ids);
     rd_dataset_close(ds);
     free(cfg);

@@ -30,6 +30,7 @@ static char g_out[64];
 
 typedef struct raw {
     long user, item, rating, ts;
+    uint64_t line; // in u.data (no header: the first row is line 1)
 } raw;
 
 static int cmp_raw(const void *a, const void *b) {
@@ -74,6 +75,7 @@ static void test_ml100k(void **state) {
     while (n < 200000 &&
            fscanf(f, "%ld %ld %ld %ld", &r[n].user, &r[n].item, &r[n].rating, &r[n].ts) == 4) {
         pos += r[n].rating >= 4;
+        r[n].line = n + 1;
         n++;
     }
     fclose(f);
@@ -88,13 +90,24 @@ static void test_ml100k(void **state) {
     assert_int_equal(in->n_positives, pos);
     double rate = (double)in->n_positives / (double)in->n_events;
     assert_true(rate > 0.55 && rate < 0.56);
+    // Each record's log line (lines.csv): the row of u.data it was read from.
+    rd_dataset_lines *ln = NULL;
+    assert_int_equal(rd_dataset_lines_open(cfg->data.dir, in->n_events, &ln, &eb), RD_OK);
     for (uint64_t i = 0; i < n; i++) {
         const rd_record *rec = rd_dataset_record(ds, i);
         assert_int_equal(rec->ts, r[i].ts);
         assert_true(rec->user_key == id_key("user", r[i].user));
         assert_true(rec->item_key == id_key("item", r[i].item));
         assert_true(rec->label == (r[i].rating >= 4 ? 1.0f : 0.0f));
+        const char *file = NULL;
+        size_t len = 0;
+        uint64_t line = 0;
+        assert_int_equal(rd_dataset_lines_at(ln, i, &file, &len, &line, &eb), RD_OK);
+        assert_true(len == 6 && memcmp(file, "u.data", 6) == 0);
+        assert_int_equal(line, r[i].line);
     }
+    assert_int_equal(rd_dataset_lines_end(ln, &eb), RD_OK);
+    rd_dataset_lines_close(ln);
     free(r);
 
     // The protocol's split.
@@ -151,6 +164,8 @@ static void test_ml100k(void **state) {
     snprintf(p, sizeof p, "%s/%s", cfg->data.dir, RD_DATASET_META);
     unlink(p);
     snprintf(p, sizeof p, "%s/%s", cfg->data.dir, RD_DATASET_IDS);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/%s", cfg->data.dir, RD_DATASET_LINES);
     unlink(p);
     // Nothing else written: the test leaves no folder behind.
     assert_int_equal(rmdir(cfg->data.dir), 0);

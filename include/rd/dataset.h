@@ -27,6 +27,8 @@
 //   rd_dataset_feature_src/key  where a model feature's keys are in a record, and the keys
 //   rd_dataset_time_fields()    the derived "hour" and "weekday" of a timestamp
 //   rd_dataset_ids_*       the raw user and item ids of a CSV or MovieLens folder (ids.csv), by key
+//   rd_dataset_lines_*     the log file and line of each record of a CSV or MovieLens folder
+//                          (lines.csv), read in record order
 //
 // Folder layout (written by rd_dataset_prepare into "<dir>.tmp-<pid>.<host>", fsynced, then
 // renamed):
@@ -40,6 +42,14 @@
 //                (rd_dataset_ids_load), so that scores can be joined to the log. An id is as
 //                hashed: UTF-8 (a Latin-1 log's ids converted). Written since 2026-12-06; the
 //                synthetic source has no raw ids and writes none.
+//   lines.csv    CSV and MovieLens sources: the header "file,line", then one row per record, in
+//                record order: the log file the record was read from (its path under data.input,
+//                or as data.schema.path names it when that is absolute; RFC 4180 quoting) and
+//                its 1-based line there, the header being line 1 (the line a row starts on: the
+//                lines prepare's messages name). It joins a record back to the very row of the
+//                log, which (user, item, time) cannot do when a log repeats them in one second
+//                (rd_dataset_lines_open). Written since 2026-12-07; the synthetic source writes
+//                none.
 //
 // events.bin, little-endian, every section 8-byte aligned:
 //   header     magic "RDDSET\r\n", version, sizes, counts, field table, split boundaries, CRCs;
@@ -84,6 +94,7 @@ extern "C" {
 #define RD_DATASET_FILE    "events.bin"
 #define RD_DATASET_META    "meta.yaml"
 #define RD_DATASET_IDS     "ids.csv"
+#define RD_DATASET_LINES   "lines.csv"
 
 // ---------------------------------------------------------------------------------------------
 // Format
@@ -543,6 +554,56 @@ uint64_t rd_dataset_ids_count(const rd_dataset_ids *ids, int is_item);
 
 /** Free. Accepts NULL. */
 void rd_dataset_ids_free(rd_dataset_ids *ids);
+
+// ---------------------------------------------------------------------------------------------
+// Log lines
+
+typedef struct rd_dataset_lines rd_dataset_lines;
+
+/**
+ * Open the log lines of dataset folder `dir` (its RD_DATASET_LINES file), to be read in record
+ * order with rd_dataset_lines_at. The file is read as it goes, not loaded.
+ * @param n_records  the dataset's record count (rd_dataset_info.n_events): the file's rows
+ * @param[out] out   free with rd_dataset_lines_close
+ * @return RD_OK; RD_ERR_NOTFOUND when the folder has no lines file (the synthetic source, or a
+ *         folder prepared before the file was written: prepare it again); RD_ERR_CORRUPT
+ *         ("DIR/lines.csv:LINE: ...": not the header "file,line"); RD_ERR_IO, RD_ERR_NOMEM,
+ *         RD_ERR_ARG
+ */
+int rd_dataset_lines_open(const char *dir,
+                          uint64_t n_records,
+                          rd_dataset_lines **out,
+                          rd_errbuf *eb);
+
+/**
+ * The log file and line of record `rec`, a record after the one of the call before (the rows
+ * between are skipped).
+ * @param[out] file  the file's name (not NUL-terminated), valid until the next call
+ * @param[out] len   its length in bytes
+ * @param[out] line  its 1-based line
+ * @return RD_OK; RD_ERR_ARG (rec not after the record of the call before, or not below
+ *         n_records);
+ *         RD_ERR_CORRUPT ("DIR/lines.csv:LINE: ..." for a row that is not "file,line" with a
+ *         name and a positive line, or "DIR/lines.csv: N rows, the dataset holds M records" when
+ *         the file ends first: not this dataset's file); RD_ERR_PARSE, RD_ERR_IO
+ */
+int rd_dataset_lines_at(rd_dataset_lines *l,
+                        uint64_t rec,
+                        const char **file,
+                        size_t *len,
+                        uint64_t *line,
+                        rd_errbuf *eb);
+
+/**
+ * Read the rest of the file: it must hold exactly n_records rows.
+ * @return RD_OK; RD_ERR_CORRUPT ("DIR/lines.csv: N rows, the dataset holds M records: the file
+ *         is not this dataset's", or a malformed row as rd_dataset_lines_at); RD_ERR_PARSE,
+ *         RD_ERR_IO
+ */
+int rd_dataset_lines_end(rd_dataset_lines *l, rd_errbuf *eb);
+
+/** Close and free. Accepts NULL. */
+void rd_dataset_lines_close(rd_dataset_lines *l);
 
 #ifdef __cplusplus
 }

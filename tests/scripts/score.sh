@@ -13,7 +13,10 @@
 #      one whose field has another transform (no log1p) is refused, naming it, nothing written;
 #      every CSV row carries the log's own user and item ids (ids.csv of the dataset), which
 #      join it to exactly one row of the log (user, item, time, label), ids with a comma or a
-#      quote included; an ids.csv of another dataset is refused, nothing written;
+#      quote included; an ids.csv of another dataset is refused, nothing written; a log in
+#      milliseconds, in two parts, that repeats (user, item, second): each row names its log
+#      file and line (lines.csv of the dataset), which join it to exactly that row of the log
+#      (ts is the log's time in unix seconds); a lines.csv of another dataset is refused;
 #   3. a model reading instance tokens searched by series (configs/synthetic-iat-series.yaml,
 #      made small): with --run the bundle reads the run's store and scores the holdout with the
 #      reported AUC; without a store it is refused, with another run's store it stops at the
@@ -81,11 +84,13 @@ for job in student teacher; do
     grep -q "^AUC 0\.[0-9]*  GAUC" "$TMP/$job.sum" || fail "no AUC line: $(cat "$TMP/$job.sum")"
     same "$job" "$TMP/$job.json" "$TMP/t/report.json"
     n=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['records'])" "$TMP/$job.json")
-    [ "$(head -1 "$TMP/$job.csv")" = "record,user_key,item_key,ts,label,logit,score,user_id,item_id" ] ||
+    [ "$(head -1 "$TMP/$job.csv")" = "record,user_key,item_key,ts,label,logit,score,user_id,item_id,log_file,log_line" ] ||
         fail "CSV header: $(head -1 "$TMP/$job.csv")"
     [ "$(($(wc -l <"$TMP/$job.csv") - 1))" -eq "$n" ] || fail "$job: CSV rows != $n records"
     grep -q "^no raw ids in $TMP/t/data (no ids.csv: a synthetic source" "$TMP/$job.sum" ||
         fail "score $job: the summary does not say the ids are missing: $(cat "$TMP/$job.sum")"
+    grep -q "^no log lines in $TMP/t/data (no lines.csv: a synthetic source" "$TMP/$job.sum" ||
+        fail "score $job: the summary does not say the log lines are missing: $(cat "$TMP/$job.sum")"
 done
 # The CSV's scores are the sigmoid of its logits, its labels 0/1, its records the holdout's.
 python3 - "$TMP/student.csv" <<'PY' || fail "student CSV"
@@ -94,7 +99,7 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 rec = [int(r["record"]) for r in rows]
 assert rec == list(range(rec[0], rec[0] + len(rec))), "records not consecutive"
 for r in rows:
-    assert r["user_id"] == "" and r["item_id"] == "", r  # synthetic data: no raw ids
+    assert r["user_id"] == r["item_id"] == r["log_file"] == r["log_line"] == "", r  # synthetic
     assert r["label"] in ("0", "1")
     s = 1 / (1 + math.exp(-float(r["logit"])))
     assert abs(s - float(r["score"])) < 1e-6, r
@@ -259,6 +264,86 @@ expect 1 "numeric input 'price' is stored standardised, the bundle's model read 
     "$RD" score "$TMP/csv.rdsv" --data "$TMP/nologdata" --out "$TMP/x.csv" --json "$TMP/x.json"
 { [ ! -e "$TMP/x.csv" ] && [ ! -e "$TMP/x.json" ]; } || fail "a refused score left output"
 echo "ok: a folder of other data is standardised again, one of another schema refused"
+# Joined back by the log's own line: a log in milliseconds (time_format: unix_ms), in two part
+# files, that repeats events in one second, the same user, item and millisecond twice with two
+# labels, a blank line and an id of two lines. (user_id, item_id, ts) names several rows of it:
+# ts is unix seconds, whatever the log's format; log_file and log_line name each record's row.
+python3 - "$TMP" <<'PY'
+import os, random, sys
+d = sys.argv[1] + "/dup"
+os.makedirs(d)
+rng = random.Random(9)
+for part in ("part-a.csv", "part-b.csv"):
+    with open("%s/%s" % (d, part), "w", newline="") as out:
+        out.write("t,u,i,y,price\n")
+        for k in range(400):
+            t = 1700000000000 + rng.randrange(40) * 250  # 10 s, 4 events a second
+            u, i = rng.randrange(3), rng.randrange(3)
+            iid = '"i\n%d"' % i if i == 2 else "i%d" % i  # "i\n2": a row of two lines
+            out.write("%d,%d,%s,%d,%.2f\n" % (t, u, iid, rng.random() < 0.4, rng.uniform(1, 9)))
+            if k == 200:
+                out.write("\n")
+            if k % 50 == 0:  # the same event again, the other label
+                out.write("%d,%d,%s,%d,1.00\n" % (t, u, iid, 0))
+                out.write("%d,%d,%s,%d,1.00\n" % (t, u, iid, 1))
+PY
+sed -e "s|input: $TMP/log$|input: $TMP/dup|" -e 's|path: log.csv|path: "part-*.csv"\n    time_format: unix_ms|' \
+    "$TMP/csv.yaml" >"$TMP/dup.yaml"
+grep -q "time_format: unix_ms" "$TMP/dup.yaml" || fail "could not write the unix_ms config"
+"$RD" prepare "$TMP/dup.yaml" --out "$TMP/dupdata" >/dev/null 2>"$TMP/e" || fail "prepare dup: $(cat "$TMP/e")"
+"$RD" score "$TMP/csv.rdsv" --data "$TMP/dupdata" --split all --out "$TMP/dup.csv" --json "$TMP/dup.json" \
+    >/dev/null 2>"$TMP/e" || fail "score dup: $(cat "$TMP/e")"
+python3 - "$TMP" <<'PY' || fail "the scores do not join back to the log's rows"
+import collections, csv, json, sys
+d = sys.argv[1]
+log = {}  # (file, line the row starts on) -> row
+for part in ("part-a.csv", "part-b.csv"):
+    text = open("%s/dup/%s" % (d, part), newline="").read()
+    # Lines by hand: a row starts after the newline that ends the one before (quotes included).
+    rows, buf, first, inq = [], "", 1, False
+    for n, raw in enumerate(text.split("\n")[:-1], start=1):
+        if not buf:
+            first = n
+        buf += raw + "\n"
+        inq ^= raw.count('"') % 2 == 1
+        if not inq:
+            if buf.strip():
+                rows.append((first, next(csv.reader([buf]))))
+            buf = ""
+    hdr = rows[0][1]
+    assert rows[0][0] == 1 and hdr == ["t", "u", "i", "y", "price"], rows[0]
+    for n, r in rows[1:]:
+        log[(part, n)] = dict(zip(hdr, r))
+rows = list(csv.DictReader(open(d + "/dup.csv", newline="")))
+assert json.load(open(d + "/dup.json"))["log_lines"] is True
+assert len(rows) == len(log), (len(rows), len(log))
+seen = set()
+for r in rows:
+    k = (r["log_file"], int(r["log_line"]))
+    assert k in log and k not in seen, ("no single log row for", r)
+    seen.add(k)
+    g = log[k]
+    assert (g["u"], g["i"], g["y"]) == (r["user_id"], r["item_id"], r["label"]), (r, g)
+    assert int(g["t"]) // 1000 == int(r["ts"]), (r, g)  # ts: unix seconds, the log's ms cut
+amb = collections.Counter((r["user_id"], r["item_id"], r["ts"]) for r in rows)
+assert max(amb.values()) > 2, "no repeated (user, item, second): the check could not fail"
+assert any("\n" in r["item_id"] for r in rows)
+print("%d scored rows join %d log rows one to one by (log_file, log_line); (user_id, item_id, ts) "
+      "names up to %d rows" % (len(rows), len(seen), max(amb.values())))
+PY
+# A lines.csv that is not the dataset's (short, or a row that is not file,line) is refused,
+# naming it, nothing written; without --out it is not read.
+cp -r "$TMP/dupdata" "$TMP/badlines"
+head -5 "$TMP/dupdata/lines.csv" >"$TMP/badlines/lines.csv"
+expect 1 "record 4: $TMP/badlines/lines.csv: 4 rows, the dataset holds [0-9]* records: the file is not this dataset's" \
+    "$RD" score "$TMP/csv.rdsv" --data "$TMP/badlines" --split all --out "$TMP/w.csv" --json "$TMP/w.json"
+{ [ ! -e "$TMP/w.csv" ] && [ ! -e "$TMP/w.json" ]; } || fail "a score with a short lines.csv left output"
+{ head -3 "$TMP/dupdata/lines.csv"; echo "part-a.csv,x"; } >"$TMP/badlines/lines.csv"
+expect 1 "record 2: $TMP/badlines/lines.csv:4: expected a row \"FILE,LINE\"" \
+    "$RD" score "$TMP/csv.rdsv" --data "$TMP/badlines" --split all --out - --json "$TMP/w.json"
+[ ! -e "$TMP/w.json" ] || fail "a score with a bad lines.csv left output"
+"$RD" score "$TMP/csv.rdsv" --data "$TMP/badlines" >/dev/null 2>"$TMP/e" || fail "score without --out read the lines: $(cat "$TMP/e")"
+echo "ok: the scores join back to the log's own rows (file and line), times in milliseconds and repeats included"
 
 # --- 3. instance tokens searched by series -----------------------------------------------------
 S=(--set data.synthetic.events=3000 --set train.epochs=1 --set data.history_max=32
