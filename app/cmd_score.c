@@ -221,6 +221,22 @@ static int csv_line(FILE *f, rd_dataset_lines *lines, uint64_t i, rd_errbuf *eb)
     return RD_OK;
 }
 
+// The outputs against one input file of the dataset (the log, a part, a side table): the CSV
+// of scores is to be joined back to the log, and a name typed for it beside the log replaced it.
+typedef struct outs_ctx {
+    const char *out, *json;
+} outs_ctx;
+
+static int check_out_not_log(const char *path, void *vctx, rd_errbuf *eb) {
+    const outs_ctx *c = vctx;
+    int rc = RD_OK;
+    if (c->out && strcmp(c->out, "-") != 0)
+        rc = rd_lmdbx_check_out_not_input("--out", c->out, "the dataset's input file", path, eb);
+    if (rc == RD_OK && c->json)
+        rc = rd_lmdbx_check_out_not_input("--json", c->json, "the dataset's input file", path, eb);
+    return rc;
+}
+
 // A JSON number, or null for NaN (JSON has no NaN).
 static void json_num(FILE *f, const char *key, double v, int last) {
     if (isfinite(v))
@@ -424,6 +440,11 @@ int rd_cmd_score(int argc, char **argv) {
             rd_err_set(&eb, rc, "--data %s", msg);
         }
     }
+    // Nor the files the dataset was prepared from, which meta.yaml names.
+    if (rc == RD_OK && ((out && strcmp(out, "-") != 0) || json)) {
+        outs_ctx oc = {out, json};
+        rc = rd_dataset_each_input(data, check_out_not_log, &oc, &eb);
+    }
     int unchecked = 0, restd = 0;
     numeric_conv conv[RD_MAX_FIELDS];
     if (rc == RD_OK)
@@ -440,9 +461,14 @@ int rd_cmd_score(int argc, char **argv) {
                             "(--store DIR, tokens.store_dir of the training run, or --run DIR)",
                             in.model, bundle);
         } else {
+            // The outputs must not land in the store either (over its MANIFEST or a shard).
+            for (int k = 0; k < 2 && rc == RD_OK; k++)
+                if (outs[k] && strcmp(outs[k], "-") != 0)
+                    rc = rd_lmdbx_check_out_not_input(k ? "--json" : "--out", outs[k],
+                                                      "the token store", store_dir, &eb);
             rd_token_open_opts oo = {.mode = RD_TOKEN_READ_ONLY};
             rd_app_raise_nofile(); // every shard is opened (two descriptors each)
-            if ((rc = rd_token_store_open(store_dir, &oo, &store, &eb)) != RD_OK)
+            if (rc == RD_OK && (rc = rd_token_store_open(store_dir, &oo, &store, &eb)) != RD_OK)
                 rd_err_prefix(&eb, "--store: ");
             if (rc == RD_OK)
                 warn_gc_after(store, store_dir, bundle, &in);

@@ -24,6 +24,7 @@
 #include "rd/log.h"
 #include "rd/synth.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -2541,6 +2542,75 @@ check_inputs(const char *dir, const char *meta, const rd_data_config *dc, rd_err
                             dir, c.n_rec, c.k);
     }
     rd_free(c.rec);
+    return rc;
+}
+
+// The path of an inputs entry of meta.yaml ("  - {size: .., path: "..."}"), as rd__yaml_str
+// wrote it (\" \\ \t \xHH escaped), into out (NUL-terminated). @return 0, -1 malformed.
+static int input_path_of(const char *line, char *out, size_t cap) {
+    const char *p = strstr(line, ", path: \"");
+    if (!p)
+        return -1;
+    size_t k = 0;
+    for (p += 9; *p && *p != '"'; p++) {
+        int c = (unsigned char)*p;
+        if (c == '\\') {
+            p++;
+            if (*p == 't')
+                c = '\t';
+            else if (*p == 'x' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+                char hex[3] = {p[1], p[2], '\0'};
+                c = (int)strtol(hex, NULL, 16);
+                p += 2;
+            } else if (*p == '"' || *p == '\\')
+                c = (unsigned char)*p;
+            else
+                return -1;
+        }
+        if (k + 1 >= cap)
+            return -1;
+        out[k++] = (char)c;
+    }
+    if (*p != '"' || k == 0)
+        return -1;
+    out[k] = '\0';
+    return 0;
+}
+
+int rd_dataset_each_input(const char *dir,
+                          int (*fn)(const char *path, void *ctx, rd_errbuf *eb),
+                          void *ctx,
+                          rd_errbuf *eb) {
+    rd_errbuf_clear(eb);
+    RD_ARG_CHECK(eb, dir != NULL && fn != NULL);
+    char meta[RD_PATH_MAX * 2 + 16];
+    int n = snprintf(meta, sizeof meta, "%s/%s", dir, RD_DATASET_META);
+    if (n < 0 || (size_t)n >= sizeof meta)
+        return rd_err_set(eb, RD_ERR_ARG, "%s: path too long", dir);
+    FILE *f = NULL;
+    int o = rd_lmdbx_fopen_regular(meta, &f);
+    if (o != 0)
+        return rd_err_set(eb, RD_ERR_IO, "%s: cannot read: %s", meta,
+                          o > 0 ? "not a regular file" : strerror(errno));
+    char *line = NULL, path[RD_PATH_MAX * 2 + 2];
+    size_t lcap = 0;
+    int in = 0, rc = RD_OK;
+    while (rc == RD_OK && getline(&line, &lcap, f) > 0) {
+        if (!in) {
+            in = strncmp(line, "inputs:", 7) == 0;
+            continue;
+        }
+        if (strncmp(line, "  - {", 5) != 0)
+            break;
+        if (input_path_of(line, path, sizeof path) != 0)
+            rc = rd_err_set(eb, RD_ERR_PARSE, "%s: malformed inputs entry '%.60s'", meta, line);
+        else
+            rc = fn(path, ctx, eb);
+    }
+    if (rc == RD_OK && ferror(f))
+        rc = rd_err_set(eb, RD_ERR_IO, "%s: read error", meta);
+    free(line); // getline's buffer comes from libc malloc
+    fclose(f);
     return rc;
 }
 

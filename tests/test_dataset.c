@@ -1405,6 +1405,70 @@ static void test_raw_ids(void **state) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The input files meta.yaml records (rd_dataset_each_input, which `score` checks its outputs
+// against): each part of a pattern in order, a folder name holding a quote, a backslash and a
+// tab (escaped in meta.yaml) read back byte for byte; fn's status stops the walk; a malformed
+// entry is RD_ERR_PARSE.
+
+typedef struct inputs_seen {
+    char path[4][600];
+    int n, stop_at;
+} inputs_seen;
+
+static int note_input(const char *path, void *vctx, rd_errbuf *eb) {
+    inputs_seen *c = vctx;
+    if (c->n == c->stop_at)
+        return rd_err_set(eb, RD_ERR_ARG, "stop at %s", path);
+    if (c->n < 4)
+        snprintf(c->path[c->n], sizeof c->path[c->n], "%s", path);
+    c->n++;
+    return RD_OK;
+}
+
+static void test_each_input(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    static const char sub[] = "in \"q\" b\\s\tt";
+    char out[512], dir[512], want[600], meta[600];
+    put(sub, "p-1.csv", "t,u,i,y\n1,a,x,1\n");
+    put(sub, "p-2.csv", "t,u,i,y\n2,b,x,0\n");
+    path_in(out, sizeof out, "each_input_ds");
+    simple_schema(cfg, sub, out);
+    SET(cfg->data.schema.path, "p-*.csv");
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc)
+        fprintf(stderr, "%s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    inputs_seen c = {.stop_at = -1};
+    assert_int_equal(rd_dataset_each_input(out, note_input, &c, &eb), RD_OK);
+    assert_int_equal(c.n, 2);
+    path_in(dir, sizeof dir, sub);
+    for (int k = 0; k < 2; k++) {
+        snprintf(want, sizeof want, "%s/p-%d.csv", dir, k + 1);
+        assert_string_equal(c.path[k], want);
+    }
+    memset(&c, 0, sizeof c);
+    c.stop_at = 1;
+    assert_int_equal(rd_dataset_each_input(out, note_input, &c, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "stop at "));
+    assert_non_null(strstr(eb.msg, "p-2.csv"));
+    // A synthetic folder's meta.yaml records none; a malformed entry is refused.
+    snprintf(meta, sizeof meta, "%s/%s", out, RD_DATASET_META);
+    static const char bad[] = "inputs:\n  - {size: 1, mtime_ns: 2, crc32c: 0x3, path: \"a\\qb\"}\n";
+    write_file(meta, "events: 2\n", 10);
+    memset(&c, 0, sizeof c);
+    c.stop_at = -1;
+    assert_int_equal(rd_dataset_each_input(out, note_input, &c, &eb), RD_OK);
+    assert_int_equal(c.n, 0);
+    write_file(meta, bad, sizeof bad - 1);
+    assert_int_equal(rd_dataset_each_input(out, note_input, &c, &eb), RD_ERR_PARSE);
+    if (!strstr(eb.msg, "malformed inputs entry"))
+        fail_msg("%s", eb.msg);
+    free(cfg);
+}
+
+// ---------------------------------------------------------------------------------------------
 // An adversarial log read as three parts of a pattern, checked record by record against an
 // order, ids, histories and windows worked out by hand from rd/dataset.h (and an independent
 // Python reading of the docs): parts in name order (log-1, log-10, log-2), a byte-order mark
@@ -3344,6 +3408,7 @@ int main(void) {
         cmocka_unit_test(test_quoting_off),
         cmocka_unit_test(test_wide_header),
         cmocka_unit_test(test_raw_ids),
+        cmocka_unit_test(test_each_input),
         cmocka_unit_test(test_adversarial_parts),
         cmocka_unit_test(test_multi_repeats),
         cmocka_unit_test(test_side_missing_fills_own_fields),

@@ -8,6 +8,7 @@
 //   rd_dataset_prepare()   build data.dir from the config's data source (CSV/MovieLens/synthetic)
 //   rd_dataset_check_config()  refuse a prepared folder built from another data config
 //   rd_dataset_missing_mean()  a field's `missing: mean` fill, as meta.yaml records it
+//   rd_dataset_each_input()    the input files (log, parts, side tables) meta.yaml records
 //   rd_schema_preset()     fill an rd_schema_config for movielens100k / movielens1m
 //   rd_parse_iso8601()     an ISO 8601 time as the log's iso8601 time_format reads it
 //   rd_dataset_open/close  mmap a dataset folder; verify magic, version, sizes and CRC-32C
@@ -217,6 +218,20 @@ int rd_dataset_check_config(const char *dir,
                             const rd_data_config *dc,
                             uint64_t run_seed,
                             rd_errbuf *eb);
+
+/**
+ * Call fn with the path of each input file prepare read for dataset folder `dir`, as meta.yaml
+ * records them (`inputs:`: the log or each of its parts, then the side tables; as the config
+ * named them, so a relative path is relative to the working folder of prepare). For a command
+ * that writes beside a dataset: its outputs must not overwrite the log the scores join back to.
+ * A folder that records none (the synthetic source) calls fn for none.
+ * @return RD_OK; fn's status when it is not RD_OK (it stops there); RD_ERR_IO (meta.yaml
+ *         unreadable), RD_ERR_PARSE (a malformed inputs entry), RD_ERR_ARG
+ */
+int rd_dataset_each_input(const char *dir,
+                          int (*fn)(const char *path, void *ctx, rd_errbuf *eb),
+                          void *ctx,
+                          rd_errbuf *eb);
 
 /**
  * The fill of numeric field `field` (data.schema.fields[].missing: mean) of the dataset folder

@@ -17,10 +17,12 @@
 #      milliseconds, in two parts, that repeats (user, item, second): each row names its log
 #      file and line (lines.csv of the dataset), which join it to exactly that row of the log
 #      (ts is the log's time in unix seconds); a lines.csv of another dataset is refused;
+#      an output over the log (a part of it, under another name) is refused, the log intact;
 #   3. a model reading instance tokens searched by series (configs/synthetic-iat-series.yaml,
 #      made small): with --run the bundle reads the run's store and scores the holdout with the
 #      reported AUC; without a store it is refused, with another run's store it stops at the
-#      first record (the store is not the model's) and leaves no output;
+#      first record (the store is not the model's) and leaves no output; an output inside
+#      the store (over its MANIFEST) is refused, the store intact;
 #   4. bad arguments: usage errors exit 2, bad inputs exit 1 naming them, nothing written.
 #
 #   bash tests/scripts/score.sh build/recdistill
@@ -343,6 +345,16 @@ expect 1 "record 2: $TMP/badlines/lines.csv:4: expected a row \"FILE,LINE\"" \
     "$RD" score "$TMP/csv.rdsv" --data "$TMP/badlines" --split all --out - --json "$TMP/w.json"
 [ ! -e "$TMP/w.json" ] || fail "a score with a bad lines.csv left output"
 "$RD" score "$TMP/csv.rdsv" --data "$TMP/badlines" >/dev/null 2>"$TMP/e" || fail "score without --out read the lines: $(cat "$TMP/e")"
+# An output over the log the dataset was prepared from (its file, a part, under another name):
+# refused before anything is written, the log intact. It was replaced by the scores.
+cp "$TMP/log/log.csv" "$TMP/log.bak"
+cp "$TMP/dup/part-b.csv" "$TMP/part-b.bak"
+expect 1 "--out $TMP/log/log.csv is the dataset's input file $TMP/log/log.csv: nothing written" \
+    "$RD" score "$TMP/csv.rdsv" --data "$TMP/c/data" --out "$TMP/log/log.csv"
+expect 1 "--json $TMP/dup/../dup/part-b.csv is the dataset's input file $TMP/dup/part-b.csv: nothing written" \
+    "$RD" score "$TMP/csv.rdsv" --data "$TMP/dupdata" --out "$TMP/w.csv" --json "$TMP/dup/../dup/part-b.csv"
+{ cmp -s "$TMP/log.bak" "$TMP/log/log.csv" && cmp -s "$TMP/part-b.bak" "$TMP/dup/part-b.csv" &&
+    [ ! -e "$TMP/w.csv" ]; } || fail "a score over the dataset's log wrote something"
 echo "ok: the scores join back to the log's own rows (file and line), times in milliseconds and repeats included"
 
 # --- 3. instance tokens searched by series -----------------------------------------------------
@@ -359,6 +371,15 @@ grep -q "^instance tokens from $TMP/i/tokens: [1-9][0-9]* of the records had som
     fail "score iat: $(cat "$TMP/iat.sum")"
 same teacher "$TMP/iat.json" "$TMP/i/report.json"
 expect 1 "reads instance tokens: give its token store" "$RD" score "$TMP/iat.rdsv" --data "$TMP/i/data"
+# An output inside the token store (over its MANIFEST, or beside a shard's LMDB files): refused,
+# the store intact. It was written there.
+cp "$TMP/i/tokens/MANIFEST" "$TMP/manifest.bak"
+expect 1 "--out $TMP/i/tokens/MANIFEST is inside the token store $TMP/i/tokens: nothing written" \
+    "$RD" score "$TMP/iat.rdsv" --run "$TMP/i" --out "$TMP/i/tokens/MANIFEST"
+expect 1 "--json $TMP/i/tokens/shard-0000/s.json is inside the token store $TMP/i/tokens: nothing written" \
+    "$RD" score "$TMP/iat.rdsv" --data "$TMP/i/data" --store "$TMP/i/tokens" --json "$TMP/i/tokens/shard-0000/s.json"
+{ cmp -s "$TMP/manifest.bak" "$TMP/i/tokens/MANIFEST" && [ ! -e "$TMP/i/tokens/shard-0000/s.json" ]; } ||
+    fail "a score into the token store wrote something"
 drun 2 "$I" "$TMP/i2" "${S[@]}" --seed 8
 expect 1 "record [0-9]*: fetch tokens: the store .* is not the one model 'teacher' was trained on" \
     "$RD" score "$TMP/iat.rdsv" --data "$TMP/i/data" --store "$TMP/i2/tokens" --out "$TMP/y.csv" \
