@@ -69,7 +69,7 @@ static void score_usage(FILE *out) {
             "                read-only; needed by a bundle that reads instance tokens\n"
             "  --out FILE    one CSV row per record: record,user_key,item_key,ts,label,logit,\n"
             "                score,user_id,item_id,log_file,log_line: ts in unix seconds\n"
-            "                (the log's time cut to the second, whatever its time_format),\n"
+            "                (the log's time rounded down to the second, whatever its format),\n"
             "                user_id and item_id the log's own ids, log_file and log_line the\n"
             "                file and line (1-based, the header being line 1) of the log row\n"
             "                the record was read from, to join the scores back to that very\n"
