@@ -2123,7 +2123,14 @@ static int write_lines(FILE *f, void *vctx) {
         const size_t fl = strlen(file);
         const size_t cut = c->cut < fl ? c->cut : 0;
         rd_csv_write_value(f, file + cut, fl - cut);
-        fprintf(f, ",%llu\n", (unsigned long long)line);
+        char num[24], *e = num + sizeof num, *d = e; // ",LINE\n" without fprintf: 100M rows
+        *--d = '\n';
+        uint64_t v = line;
+        do
+            *--d = (char)('0' + v % 10);
+        while ((v /= 10) != 0);
+        *--d = ',';
+        fwrite(d, 1, (size_t)(e - d), f);
     }
     return 0;
 }
