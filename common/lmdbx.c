@@ -470,6 +470,12 @@ int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb)
     if (n == 0 || n >= sizeof of->path)
         return rd_err_set(eb, RD_ERR_ARG, "output path of %zu bytes (1..%zu): %.64s...", n,
                           sizeof of->path - 1, path);
+    // "runs/x/" names a folder (existing or not): refused by name, not as the failed create of
+    // "runs/x/.tmp.<pid>.<hex>" that it led to.
+    if (path[n - 1] == '/')
+        return rd_err_set(eb, RD_ERR_ARG,
+                          "%s ends with '/': give the path of a file (a folder is no output here)",
+                          path);
     int rc = rd_lmdbx_check_replaceable(path, eb);
     if (rc != RD_OK)
         return rc;
@@ -502,7 +508,14 @@ int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb)
             break;
     }
     if (fd < 0) {
-        rc = io_error(eb, "create temporary file", of->tmp);
+        if (errno == ENOENT || errno == ENOTDIR) { // the output's folder is missing: said so
+            const char *slash = strrchr(path, '/');
+            int dl = slash ? (slash == path ? 1 : (int)(slash - path)) : 1;
+            rc = rd_err_set(eb, RD_ERR_IO, "cannot write %s: no folder %.*s (%s)", path, dl,
+                            slash ? path : ".", strerror(errno));
+        } else {
+            rc = io_error(eb, "create temporary file", of->tmp);
+        }
         of->tmp[0] = '\0';
         return rc;
     }

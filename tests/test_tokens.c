@@ -536,6 +536,17 @@ static void test_atomic_file_races(void **state) {
     rd_errbuf_clear(&eb);
     assert_int_equal(rd_lmdbx_write_file_atomic(nodir, "x", 1, &eb), RD_ERR_IO);
     assert_non_null(strstr(eb.msg, "none/x.bin"));
+    char want[440];
+    snprintf(want, sizeof want, "no folder %s/none (", dir);
+    assert_non_null(strstr(eb.msg, want));
+    // A path ending with '/' names a folder: refused by name, before anything is made.
+    char slash[420];
+    snprintf(slash, sizeof slash, "%s/out/", dir);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_outfile_open(slash, &of, &eb), RD_ERR_ARG);
+    assert_non_null(strstr(eb.msg, "ends with '/': give the path of a file"));
+    assert_null(of.f);
+    assert_int_equal(count_tmp(dir, "out"), 0);
     // 3. Two writers into one path, many times over: every write succeeds, and the file is
     // always one writer's complete content.
     enum { SIZE = 256 << 10, ROUNDS = 25 };
