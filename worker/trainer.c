@@ -3165,9 +3165,19 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
     if (rc == RD_OK && !ck.has_ident && tr->comm->job_rank == 0)
         RD_LOG_WARN("--resume: %s does not record the run it belongs to (dense.bin version 1 of an "
                     "older build, or a file written without it): its dataset, job ranks, "
-                    "train.batch_size, train.order and token settings were "
+                    "train.batch_size, train.order, data.split and token settings were "
                     "not recorded and cannot be checked; make sure they are this run's",
                     dir);
+    else if (rc == RD_OK && ck.split_windows == 0 && tr->comm->job_rank == 0)
+        // Version 2 records the run but not the split: its position (a step of the batch
+        // period or of a stream window) is read under this run's split, which may not be the
+        // one it was written under (a version 3 checkpoint of another split is refused).
+        RD_LOG_WARN("--resume: %s does not record data.split (dense.bin version 2 of an older "
+                    "build): its position is taken under this run's split (batch_fraction %.15g, "
+                    "holdout_fraction %.15g, stream_windows %d), which cannot be checked; make "
+                    "sure it is the split the checkpoint was written with",
+                    dir, tr->cfg->data.split.batch_fraction, tr->cfg->data.split.holdout_fraction,
+                    tr->cfg->data.split.stream_windows);
     if (rc == RD_OK)
         rc = rd_train_ckpt_read_dense(dir, run.config_hash, &tr->rpos, tr->model, &tr->opt, eb);
     if (rc == RD_OK)

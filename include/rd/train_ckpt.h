@@ -43,7 +43,7 @@
 //   params (n_slab f32) | opt_state (opt_slots * n_slab f32) | u32 CRC-32C of all before it.
 // Version 1 files (no identity record) are still read: has_ident is 0 and the callers warn that
 // the dataset, partition and token settings cannot be checked. Version 2 files (no split) are
-// still read: split_windows is 0 and the split is not checked.
+// still read: split_windows is 0, the split is not checked and the trainer warns so.
 #ifndef RD_TRAIN_CKPT_H
 #define RD_TRAIN_CKPT_H
 
