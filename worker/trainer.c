@@ -3213,10 +3213,16 @@ static int resume(rd_trainer *tr, rd_errbuf *eb) {
         // holds the header alone): a damaged file is refused here as by `table verify`.
         if (st == RD_OK && tr->res) {
             st = windows_read(dir, tr->res, RD_TRAINER_MAX_WINDOWS, &tr->n_restored, &absent, eb);
+            // Builds before dense.bin version 3 may not have written it; since, every
+            // checkpoint has it, so a version-3 one without it lost it in a copy.
             if (st == RD_OK && absent && need > 0)
-                RD_LOG_WARN("--resume: %s holds no %s (an older build): the metrics of the %d "
-                            "stream window(s) evaluated before it are NaN in this run's files",
-                            dir, RD_TRAIN_CKPT_WINDOWS, need);
+                RD_LOG_WARN("--resume: %s holds no %s (%s): the metrics of the %d stream "
+                            "window(s) evaluated before it are NaN in this run's files",
+                            dir, RD_TRAIN_CKPT_WINDOWS,
+                            ck.split_windows > 0 ? "lost in a copy? dense.bin version 3 is always "
+                                                   "written with it: copy it along to keep them"
+                                                 : "an older build",
+                            need);
             else if (st == RD_OK && tr->n_restored != need)
                 st = rd_err_set(eb, RD_ERR_CORRUPT,
                                 "%s/%s: %d window(s), the checkpoint is in window %d (expected %d)",

@@ -223,14 +223,45 @@ run -n 3 "$RD" train p2.yaml --out B --resume $FINAL >B.out 2>B.err || fail "res
 [ "$(holdout A.out)" = "$(holdout B.out)" ] || fail "resume from the final checkpoint: holdout differs"
 cut -d, -f1-7 B/student.metrics.csv > b.csv
 cmp -s a.csv b.csv || fail "resume from the final checkpoint: metrics differ: $(diff a.csv b.csv)"
-# A checkpoint inside window 2 records windows 0-2; without its windows.tsv (an older build) the
-# run resumes with one warning and those windows NaN; a damaged one is refused by name and line.
+# to_v2 DENSE: rewrite a dense.bin of this build (version 3) as the build before wrote it
+# (version 2: the identity record, no data.split), its CRC recomputed.
+to_v2() {
+    python3 - "$1" <<'PY' || fail "could not write a version-2 $1"
+import struct, sys
+def crc32c(b):
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    c = 0xFFFFFFFF
+    for x in b:
+        c = t[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+p = sys.argv[1]
+d = open(p, "rb").read()
+v2, split = 192 + 4 + 8 + 16 + 24 + 4 + 32 * (32 + 8), 24  # split: version 3
+assert struct.unpack_from("<I", d, 8)[0] == 3 and struct.unpack_from("<I", d, len(d) - 4)[0] == crc32c(d[:-4])
+d = d[:8] + struct.pack("<I", 2) + d[12:v2] + d[v2 + split:-4]
+open(p, "wb").write(d + struct.pack("<I", crc32c(d)))
+PY
+}
+# A checkpoint inside window 2 records windows 0-2; without its windows.tsv the run resumes with
+# one warning and those windows NaN: of an older build (dense.bin version 2) it says so, of this
+# one (version 3, always written with it) that the file was lost in a copy (it said "an older
+# build" of both). A damaged one is refused by name and line.
 ls $CK/step-000000000160/windows.tsv >/dev/null || fail "no windows.tsv in $CK/step-000000000160"
 [ "$(wc -l < $CK/step-000000000160/windows.tsv)" = 4 ] || fail "windows.tsv: $(cat $CK/step-000000000160/windows.tsv)"
 rm -rf NW B && cp -r $CK/step-000000000160 NW && rm NW/windows.tsv
 run -n 3 "$RD" train p2.yaml --out B --resume NW >B.out 2>B.err || fail "resume without windows.tsv: $(cat B.err)"
-grep -q "holds no windows.tsv (an older build).*3 stream window" B.err || fail "no windows.tsv warning: $(cat B.err)"
+grep -q "holds no windows.tsv (lost in a copy? dense.bin version 3 is always written with it: copy it along to keep them).*3 stream window" B.err ||
+    fail "no lost-windows.tsv warning: $(cat B.err)"
 grep -q "^stream,0,nan" B/student.metrics.csv || fail "without windows.tsv: $(cat B/student.metrics.csv)"
+rm -rf NWV2 B && cp -r NW NWV2 && to_v2 NWV2/dense.bin
+run -n 3 "$RD" train p2.yaml --out B --resume NWV2 >B.out 2>B.err || fail "resume of version 2 without windows.tsv: $(cat B.err)"
+grep -q "holds no windows.tsv (an older build).*3 stream window" B.err || fail "no older-build windows.tsv warning: $(cat B.err)"
+grep -q "^stream,0,nan" B/student.metrics.csv || fail "version 2 without windows.tsv: $(cat B/student.metrics.csv)"
 rm -rf B && cp -r $CK/step-000000000160 NW2 && sed -i '3s/^1\t[0-9]*/1\tx/' NW2/windows.tsv
 bad "NW2/windows.tsv:3: not a window-metrics line" -n 3 "$RD" train p2.yaml --out B --resume NW2
 rm -rf B && cp -r $CK/step-000000000160 NW3 && sed -i '4d' NW3/windows.tsv
@@ -336,27 +367,7 @@ cmp -s "$FINAL/dense.bin" "B/ckpt/student/$F/dense.bin" || fail "resume from ver
 # A checkpoint of the build before (dense.bin version 2: the identity record, no data.split)
 # still resumes, with one warning that its split cannot be checked (it resumed silently, its
 # position read under whatever split the run had), and ends like the uninterrupted run.
-rm -rf V2 B && cp -r $CK/step-000000000040 V2
-python3 - V2/dense.bin <<'PY' || fail "could not write a version-2 dense.bin"
-import struct, sys
-def crc32c(b):
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    c = 0xFFFFFFFF
-    for x in b:
-        c = t[(c ^ x) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-p = sys.argv[1]
-d = open(p, "rb").read()
-v2, split = 192 + 4 + 8 + 16 + 24 + 4 + 32 * (32 + 8), 24  # split: version 3
-assert struct.unpack_from("<I", d, 8)[0] == 3 and struct.unpack_from("<I", d, len(d) - 4)[0] == crc32c(d[:-4])
-d = d[:8] + struct.pack("<I", 2) + d[12:v2] + d[v2 + split:-4]
-open(p, "wb").write(d + struct.pack("<I", crc32c(d)))
-PY
+rm -rf V2 B && cp -r $CK/step-000000000040 V2 && to_v2 V2/dense.bin
 run -n 3 "$RD" train p2.yaml --out B --resume V2 >B.out 2>B.err || fail "resume of a version-2 dense.bin: $(cat B.err)"
 [ "$(grep -c "dense.bin version 2 of an older build.*stream_windows 3), which cannot be checked" B.err)" = 1 ] ||
     fail "version 2: not one warning: $(cat B.err)"
