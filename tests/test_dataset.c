@@ -961,6 +961,124 @@ static void test_log_parts(void **state) {
     free(cfg);
 }
 
+// A log of many parts (a Spark or Hive export): each record's file and line (lines.csv) and the
+// file:line an error names are found by bisection over the parts' line bases. Empty parts
+// (skipped), parts of a header only and CRLF parts sit among them, and the times interleave
+// across the parts. A value the build refuses in a late part (named by the builder through the
+// bases), and a short row in the last, name their own part and line.
+enum { MP_PARTS = 40, MP_PRIME = 211 };
+
+static int mp_rows(int p) {
+    if (p % 10 == 3) // empty file
+        return -1;
+    if (p % 10 == 7) // header only
+        return 0;
+    return 1 + (p * 7) % 4;
+}
+
+// Writes the parts under `sub`; want[e] the (part, line) of the event of time 1000 + e. With
+// `bad` the last row of part 38 has the latest time and x 1e10, and part 39 ends in a short row.
+static int mp_write(const char *sub, int bad, int *want_part, int *want_line) {
+    int e = 0;
+    for (int p = 0; p < MP_PARTS; p++) {
+        char name[32], buf[1024];
+        snprintf(name, sizeof name, "log-%02d.csv", p);
+        const char *nl = p % 4 == 2 ? "\r\n" : "\n";
+        const int rows = mp_rows(p);
+        size_t k = 0;
+        buf[0] = '\0';
+        if (rows >= 0)
+            k += (size_t)snprintf(buf + k, sizeof buf - k, "t,u,i,y,x%s", nl);
+        for (int r = 0; r < rows; r++, e++) {
+            int t = (e * 29) % MP_PRIME; // unique, interleaved across the parts
+            const char *x = e % 2 ? "1e-30" : "2e-30";
+            if (bad && p == 38 && r == rows - 1) {
+                t = MP_PRIME + 1;
+                x = "1e10";
+            }
+            want_part[t] = p;
+            want_line[t] = r + 2;
+            k += (size_t)snprintf(buf + k, sizeof buf - k, "%d,u%d,i%d,%d,%s%s", 1000 + t, e % 5,
+                                  e % 7, e % 3 == 0, x, nl);
+        }
+        if (bad && p == 39)
+            k += (size_t)snprintf(buf + k, sizeof buf - k, "5,u1,i1%s", nl);
+        assert_true(k < sizeof buf);
+        put(sub, name, buf);
+    }
+    return e;
+}
+
+static void test_many_parts(void **state) {
+    (void)state;
+    rd_config *cfg = new_cfg();
+    static int want_part[MP_PRIME + 2], want_line[MP_PRIME + 2];
+    for (int t = 0; t < MP_PRIME + 2; t++)
+        want_part[t] = -1;
+    const int n = mp_write("many", 0, want_part, want_line);
+    assert_true(n > 60 && n < MP_PRIME);
+    char out[512];
+    path_in(out, sizeof out, "many_out");
+    simple_schema(cfg, "many", out);
+    SET(cfg->data.schema.path, "log-*.csv");
+    rd_errbuf eb;
+    int rc = prepare(cfg, &eb);
+    if (rc != RD_OK)
+        fprintf(stderr, "prepare: %s\n", eb.msg);
+    assert_int_equal(rc, RD_OK);
+    rd_dataset *ds = open_ok(out);
+    assert_int_equal(rd_dataset_get_info(ds)->n_events, n);
+    rd_dataset_lines *ln = NULL;
+    assert_int_equal(rd_dataset_lines_open(out, (uint64_t)n, &ln, &eb), RD_OK);
+    uint64_t r = 0;
+    for (int t = 0; t < MP_PRIME; t++) {
+        if (want_part[t] < 0)
+            continue;
+        assert_int_equal(rd_dataset_record(ds, r)->ts, 1000 + t);
+        const char *file = NULL;
+        size_t len = 0;
+        uint64_t line = 0;
+        char name[32];
+        snprintf(name, sizeof name, "log-%02d.csv", want_part[t]);
+        assert_int_equal(rd_dataset_lines_at(ln, r, &file, &len, &line, &eb), RD_OK);
+        if (len != strlen(name) || memcmp(file, name, len) != 0 || line != (uint64_t)want_line[t])
+            fail_msg("record %llu: lines.csv says %.*s:%llu, the log %s:%d", (unsigned long long)r,
+                     (int)len, file, (unsigned long long)line, name, want_line[t]);
+        r++;
+    }
+    assert_int_equal(r, n);
+    assert_int_equal(rd_dataset_lines_end(ln, &eb), RD_OK);
+    rd_dataset_lines_close(ln);
+    rd_dataset_close(ds);
+
+    // A short row in the last part: its file and line.
+    for (int t = 0; t < MP_PRIME + 2; t++)
+        want_part[t] = -1;
+    mp_write("many_bad", 1, want_part, want_line);
+    path_in(out, sizeof out, "many_bad_out");
+    simple_schema(cfg, "many_bad", out);
+    SET(cfg->data.schema.path, "log-*.csv");
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_PARSE);
+    char want[700];
+    snprintf(want, sizeof want, "%s/many_bad/log-39.csv:%d: ", g_tmp, mp_rows(39) + 2);
+    if (!strstr(eb.msg, want))
+        fail_msg("message '%s' lacks '%s'", eb.msg, want);
+    // Without it, the value that cannot be standardized, named by the builder (through the
+    // parts' bases): part 38's last row, the latest event.
+    put("many_bad", "log-39.csv", "");
+    cfg->data.schema.n_fields = 1;
+    SET(cfg->data.schema.fields[0].name, "x");
+    SET(cfg->data.schema.fields[0].column, "x");
+    cfg->data.schema.fields[0].kind = RD_FIELD_NUMERIC;
+    cfg->data.schema.fields[0].standardize = 1;
+    assert_int_equal(prepare(cfg, &eb), RD_ERR_RANGE);
+    snprintf(want, sizeof want, "%s/many_bad/log-38.csv:%d: field 'x': ", g_tmp, mp_rows(38) + 1);
+    if (!strstr(eb.msg, want))
+        fail_msg("message '%s' lacks '%s'", eb.msg, want);
+    assert_false(exists(out));
+    free(cfg);
+}
+
 // A prepared folder records its input files (size, modification time, CRC-32C): a changed,
 // added or removed input makes it stale (rd_dataset_check_config refuses it, naming the file); a
 // touch without a change, and inputs that are gone altogether, do not.
@@ -3403,6 +3521,7 @@ int main(void) {
         cmocka_unit_test(test_text_labels),
         cmocka_unit_test(test_numeric_label_ops),
         cmocka_unit_test(test_log_parts),
+        cmocka_unit_test(test_many_parts),
         cmocka_unit_test(test_stale_inputs),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_quoting_off),
