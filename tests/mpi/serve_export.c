@@ -749,21 +749,24 @@ static void worker_checks(rd_trainer *tr,
         }
     }
     {
-        // Bundles of the earlier config layouts (rd_model_config before models[].tokens.query,
-        // and before models[].dropout too) still open and score the same; a layout no build
-        // wrote (one 4-byte member fewer still) is refused by name.
+        // Bundles of the earlier config layouts (rd_model_config before models[].tokens.label,
+        // before models[].tokens.query too, and before models[].dropout too) still open and
+        // score the same; a layout no build wrote (one 4-byte member fewer still) is refused by
+        // name. The members are cut from the last one back (copy_as_layout).
         const size_t q_off = offsetof(rd_model_config, tokens) + offsetof(rd_token_use, query),
+                     l_off = offsetof(rd_model_config, tokens) + offsetof(rd_token_use, label),
                      d_off = offsetof(rd_model_config, dropout);
-        const size_t no_q[] = {q_off}, no_dq[] = {d_off, q_off},
-                     none[] = {d_off, q_off, offsetof(rd_model_config, layer_norm)};
+        const size_t no_l[] = {l_off}, no_lq[] = {l_off, q_off}, no_dlq[] = {d_off, l_off, q_off},
+                     none[] = {d_off, l_off, q_off, offsetof(rd_model_config, layer_norm)};
         struct {
             const char *what;
             const size_t *offs;
             size_t n;
-        } layouts[] = {{"without tokens.query", no_q, 1},
-                       {"without dropout and tokens.query", no_dq, 2},
-                       {"of no build", none, 3}};
-        RD_ASSERT(d_off > q_off);
+        } layouts[] = {{"without tokens.label", no_l, 1},
+                       {"without tokens.query and tokens.label", no_lq, 2},
+                       {"without dropout, tokens.query and tokens.label", no_dlq, 3},
+                       {"of no build", none, 4}};
+        RD_ASSERT(d_off > l_off && l_off > q_off);
         for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
             char old_p[800];
             snprintf(old_p, sizeof old_p, "%s/layout%zu_%s.rdsv", dir, i, session_name());
@@ -771,7 +774,7 @@ static void worker_checks(rd_trainer *tr,
             rd_serve *old = NULL;
             rd_errbuf_clear(&eb);
             rc = rd_serve_open(old_p, 4, &old, &eb);
-            if (i == 2) {
+            if (i == 3) {
                 T_CHECK(&g_errs, rc == RD_ERR_VERSION && !old && strstr(eb.msg, "config layout"),
                         "bundle %s: %d %s", layouts[i].what, rc, eb.msg);
                 continue;
