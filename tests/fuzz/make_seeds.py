@@ -22,7 +22,7 @@ and the multi-valued `tags` (1 PS, one student with user and item on one dim-2 t
 from the bundle given, at offsets of rd_model_config below (a bundle of another config layout is
 refused before its lie is read: ctest `bad_serve` requires ERR_CORRUPT of every case).
 The committed bundle seeds and bad cases are of the config layout before models[].dropout (its
-rd_model_config without dropout and tokens.query, worker/serve.c mc_added), which the reader
+rd_model_config without dropout, tokens.query and tokens.label, worker/serve.c mc_added), which the reader
 still takes: rewriting them with a
 newer bundle would leave that path untested (ctest fuzz_seeds_valid_serve opens them): keep
 copies of these under other names then.
