@@ -70,6 +70,14 @@ check "iat.md longer SIT window (b)" variant.sh -k 10 configs/ml100k-iat.yaml "$
 check "iat.md tokens of dim 64 (c)" variant.sh -k 16 configs/ml100k-iat.yaml "$TMP/d64c" tokens.dim=64
 check "iat.md tokens of dim 64 (b)" variant.sh -k 16 configs/ml100k-iat.yaml "$TMP/d64b" \
     tokens.dim=64 tokens.scheme=1 models.teacher.tokens.scheme=1
+check "iat.md token values alone (c)" variant.sh -k 10 configs/ml100k-iat.yaml "$TMP/vc" \
+    models.teacher.tokens.label=none 'models.teacher.tokens.stats=[]' 'tokens.side=[]' \
+    tokens.side_residual=false
+check "iat.md token values alone (b)" variant.sh -k 10 configs/ml100k-iat.yaml "$TMP/vb" \
+    models.teacher.tokens.label=none 'models.teacher.tokens.stats=[]' 'tokens.side=[]' \
+    tokens.side_residual=false tokens.scheme=1 models.teacher.tokens.scheme=1
+check "iat.md token values alone (a)" ablations.sh -n 2 -s 1 -k 10 -v iat_none \
+    configs/ml100k-iat.yaml "$TMP/va"
 
 # docs/iat.md, "The whole pipeline": the token students, without history, and with the 16-item
 # history in place of the tokens.
