@@ -2,13 +2,15 @@
 # slurm-local.sh — a real Slurm cluster on this one host, for testing slurm/*.sbatch: a private
 # munged, one slurmctld and N slurmd "virtual nodes" (n1..nN, all on 127.0.0.1, one port each).
 #
-#   tools/slurm-local.sh up     [--nodes N] [--cpus C] [--dir D] [--port P]
+#   tools/slurm-local.sh up     [--nodes N] [--cpus C] [--dir D] [--port P] [--proctrack T]
 #   tools/slurm-local.sh down   [--dir D] [--purge]
 #   tools/slurm-local.sh status [--dir D]
 #   tools/slurm-local.sh env    [--dir D]        # prints: export SLURM_CONF=D/etc/slurm.conf
 #
 # Defaults: N=4 nodes, C=4 CPUs per node (may exceed the real cores: config_overrides),
-# D=/var/tmp/slurm-local, P=16817 (slurmctld; slurmd of node i listens on P+i).
+# D=/var/tmp/slurm-local, P=16817 (slurmctld; slurmd of node i listens on P+i), T=linuxproc
+# (ProctrackType proctrack/T: linuxproc or pgid; with pgid a suspend stops the tasks' process
+# group only, as on clusters that track jobs so).
 #
 # Everything lives in D: the config (D/etc/slurm.conf), munge key and socket (D/munge), state,
 # spool, logs, and the PIDs this script started (D/pids). Clients find the cluster through
@@ -46,6 +48,7 @@ NODES=4
 CPUS=4
 DIR=/var/tmp/slurm-local
 PORT=16817
+PROCTRACK=linuxproc
 PURGE=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -53,8 +56,9 @@ while [ $# -gt 0 ]; do
         --cpus) CPUS="${2:-}"; shift 2 || usage ;;
         --dir) DIR="${2:-}"; shift 2 || usage ;;
         --port) PORT="${2:-}"; shift 2 || usage ;;
+        --proctrack) PROCTRACK="${2:-}"; shift 2 || usage ;;
         --purge) PURGE=1; shift ;;
-        -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "slurm-local: unknown argument '$1'" >&2; usage ;;
     esac
 done
@@ -66,6 +70,10 @@ done
     bad_value "--cpus must be 1..256 (got '$CPUS')"
 [[ "$PORT" =~ ^[0-9]{1,9}$ ]] && PORT=$((10#$PORT)) && [ "$PORT" -ge 1024 ] && [ $((PORT + NODES)) -le 65535 ] ||
     bad_value "--port must be 1024..65535-N (got '$PORT')"
+case "$PROCTRACK" in
+    linuxproc | pgid) ;;
+    *) bad_value "--proctrack must be linuxproc or pgid (got '$PROCTRACK')" ;;
+esac
 case "$DIR" in
     /*) ;;
     *) DIR="$(pwd)/$DIR" ;;
@@ -210,7 +218,7 @@ SlurmctldPidFile=$DIR/run/slurmctld.pid
 SlurmdPidFile=$DIR/run/slurmd-%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd-%n.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/$PROCTRACK
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
@@ -434,6 +442,6 @@ case "$cmd" in
     down) cmd_down ;;
     status) cmd_status ;;
     env) printf 'export SLURM_CONF=%q\n' "$CONF" ;; # for eval: a '$' or ';' in D stays as it is
-    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' ;;
     *) echo "slurm-local: unknown command '$cmd'" >&2; usage ;;
 esac
