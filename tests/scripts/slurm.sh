@@ -23,54 +23,14 @@ skip() {
     exit 77
 }
 
-[ "$(id -u)" -eq 0 ] || skip "not root (slurmd and munged need root)"
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null ||
-    ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
-    command -v apt-get >/dev/null || skip "Slurm is not installed and apt-get is missing"
-    "$SRC/tools/install-deps.sh" --slurm >/dev/null 2>&1 ||
-        skip "Slurm is not installed and tools/install-deps.sh --slurm failed"
-fi
-command -v flock >/dev/null || skip "flock missing"
-command -v jq >/dev/null || skip "jq missing (tools/install-deps.sh --slurm installs it)"
-command -v python3 >/dev/null || skip "python3 missing (tools/install-deps.sh --slurm installs it)"
-exec 9>/var/tmp/rd-slurm-test.lock
-flock -w 600 9 || skip "another slurm.sh held the lock for 10 minutes"
-# Holding the lock, no other slurm.sh runs: a cluster folder left in /var/tmp is of a test that
-# was killed before its cleanup (a CI run stopped with kill -9), and its daemons may still run
-# on their ports. Stop them. (Daemons started by a test before this one did not inherit fd 9 and
-# held the lock, so a killed test made every later one wait 10 minutes and skip.)
-for old in /var/tmp/rd_test_slurm_*; do
-    [ -d "$old/cluster" ] || continue
-    "$SRC/tools/slurm-local.sh" down --dir "$old/cluster" --purge >/dev/null 2>&1 || true
-    rm -rf "$old"
-done
-# The deadline counts from here: the wait for the lock is another test's time.
-T_START=$SECONDS
+# --- a private cluster (4 nodes of 8 CPUs), this test's folder, the lock ----------------------
+# shellcheck source=lib/slurm_cluster.sh
+. "$SRC/tests/scripts/lib/slurm_cluster.sh"
+slurm_cluster_up main 4 8
 # The whole test: about 60-90 s on an idle host, 210 s on 2 busy cores; 460-530 s on 2 cores
 # with six busy loops and other sessions' tests (300 s was hit there, 2 runs of 2: a job still
 # PENDING, then the dead-slurmd check). A hang guard under ctest's 900 s, not a speed check.
-DEADLINE=$((SECONDS + 720))
-
-# --- a private cluster ------------------------------------------------------------------------
-TMP="$(mktemp -d /var/tmp/rd_test_slurm_XXXXXX)"
-chmod 0755 "$TMP" # munged (user munge) must reach the cluster folder inside
-CL="$TMP/cluster"
-# A port base with nothing listening on it or the 4 slurmd ports after it.
-PORT=17817
-while ss -ltn 2>/dev/null | awk '{print $4}' | grep -qE ":($PORT|$((PORT + 1))|$((PORT + 2))|$((PORT + 3))|$((PORT + 4)))\$"; do
-    PORT=$((PORT + 10))
-    [ "$PORT" -lt 18817 ] || fail "no free port range found"
-done
-cleanup() {
-    "$SRC/tools/slurm-local.sh" down --dir "$CL" --purge >/dev/null 2>&1 ||
-        echo "warning: slurm-local down failed" >&2
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-# fd 9 (the lock) closed for the daemons: the lock ends with this test, even if it is killed.
-"$SRC/tools/slurm-local.sh" up --nodes 4 --cpus 8 --dir "$CL" --port "$PORT" >"$TMP/up.log" 2>&1 9>&- ||
-    fail "slurm-local up: $(cat "$TMP/up.log")"
-export SLURM_CONF="$CL/etc/slurm.conf"
+DEADLINE=$((T_START + 720))
 "$SRC/tools/slurm-local.sh" up --nodes 4 --cpus 8 --dir "$CL" --port "$PORT" 2>&1 |
     grep -q "already up" || fail "second up is not a no-op"
 "$SRC/tools/slurm-local.sh" status --dir "$CL" >"$TMP/status.log" 2>&1 ||
