@@ -262,6 +262,70 @@ freeze_check(freeze_state *fz, pid_t pid, int64_t now, int timeout_s, char *why,
     return 1;
 }
 
+// Whether Slurm holds this job suspended (`scontrol suspend`, gang scheduling, preemption with
+// PreemptMode=SUSPEND). Asked only when a stopped rank (State T) has reached its timeout: where
+// Slurm tracks a job by process group (ProctrackType=proctrack/pgid) the suspend stops the ranks
+// but not their sentinels, which left the group (their setsid), so the sentinels see stopped
+// ranks while they run on schedule themselves. A rank stopped by anyone else (a stray
+// `kill -STOP`) is in a job that Slurm says runs, or in no Slurm job at all (no SLURM_JOB_ID):
+// frozen, as before. `scontrol -o show job ID` runs with its output in a pipe, for at most
+// SLURM_ASK_MS; no answer (no scontrol, a controller that does not answer) is "not suspended".
+enum { SLURM_ASK_MS = 10000 };
+
+static int slurm_job_suspended(void) {
+    const char *id = getenv("SLURM_JOB_ID");
+    if (!id || !id[0] || strlen(id) > 20 || strspn(id, "0123456789") != strlen(id))
+        return 0;
+    int p[2];
+    if (pipe(p) != 0)
+        return 0;
+    pid_t kid = fork();
+    if (kid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return 0;
+    }
+    if (kid == 0) {
+        dup2(p[1], 1);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, 2);
+        close(p[0]);
+        close(p[1]);
+        execlp("scontrol", "scontrol", "-o", "show", "job", id, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    char buf[16384];
+    size_t len = 0;
+    int64_t deadline = rd_mono_ns() + (int64_t)SLURM_ASK_MS * 1000000;
+    for (;;) {
+        int64_t left_ms = (deadline - rd_mono_ns()) / 1000000;
+        if (left_ms <= 0)
+            break;
+        struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+        int pr = poll(&pfd, 1, (int)left_ms);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            break;
+        ssize_t k = read(p[0], buf + len, sizeof buf - 1 - len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        len += (size_t)k;
+        if (len == sizeof buf - 1)
+            break;
+    }
+    close(p[0]);
+    kill(kid, SIGKILL); // done or out of time: never wait on it
+    while (waitpid(kid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    buf[len] = '\0';
+    return strstr(buf, "JobState=SUSPENDED") != NULL;
+}
+
 RD_NORETURN static void sentinel(int rfd, pid_t parent) {
     // Keep only the pipe and stderr: a held stdout or PMI socket would delay the launcher.
     long maxfd = sysconf(_SC_OPEN_MAX);
@@ -305,7 +369,12 @@ RD_NORETURN static void sentinel(int rfd, pid_t parent) {
                 continue;
             if (pr == 0) {
                 char why[256];
-                if (freeze_check(&fz, parent, rd_mono_ns(), freeze_s, why, sizeof why)) {
+                int fire = freeze_check(&fz, parent, rd_mono_ns(), freeze_s, why, sizeof why);
+                if (fire && fz.prev_state == 'T' && slurm_job_suspended()) {
+                    fire = 0; // suspended by Slurm, not frozen: count again from here
+                    fz.since_ns = fz.last_ns = rd_mono_ns();
+                }
+                if (fire) {
                     // Claim the marker first (time 0, as a failing rank does): the ranks the
                     // launcher kills next are victims, not news.
                     failing = 1;

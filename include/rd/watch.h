@@ -45,7 +45,9 @@
 // and killed; the launcher then ends the launch as for any dead rank, and the sentinel's stamp
 // (time 0) keeps its victims silent. A rank that computes, however long, is never frozen (no
 // heartbeat of the rank's own loop is involved); nor is one held by a debugger (TracerPid), nor
-// one whose sentinel was suspended with it (the count restarts after a gap in its own looks).
+// one whose sentinel was suspended with it (the count restarts after a gap in its own looks),
+// nor a stopped rank of a Slurm job that `scontrol -o show job $SLURM_JOB_ID` says is SUSPENDED
+// (asked when the timeout is reached: where Slurm suspends by process group, the sentinels run on).
 #ifndef RD_WATCH_H
 #define RD_WATCH_H
 

@@ -121,6 +121,56 @@ kill "$LAUNCH" 2>/dev/null
 wait "$LAUNCH" 2>/dev/null
 LAUNCH=""
 
+# 2b. A job that Slurm suspends (scontrol suspend, gang scheduling) has its ranks stopped; where
+#     Slurm tracks jobs by process group (proctrack/pgid) their sentinels, which left the group,
+#     go on running and saw stopped ranks: a suspend longer than the timeout killed the job. A
+#     sentinel whose stopped rank reaches the timeout now asks `scontrol -o show job
+#     $SLURM_JOB_ID` first. A fake scontrol answers SUSPENDED, then RUNNING (a stray SIGSTOP in
+#     a job that runs). tests/scripts/slurm_suspend.sh does the same on a real Slurm.
+mkdir -p "$TMP/bin"
+printf '%s\n' '#!/bin/sh' \
+    "echo \"\$*\" >>'$TMP/scontrol.asked'" \
+    "echo \"JobId=4242 JobName=t UserId=u(0) JobState=\$(cat '$TMP/slurm.state') Reason=None\"" \
+    >"$TMP/bin/scontrol"
+chmod +x "$TMP/bin/scontrol"
+echo SUSPENDED >"$TMP/slurm.state"
+PATH="$TMP/bin:$PATH" timeout 120 "$MPIEXEC" -genv SLURM_JOB_ID 4242 -n 4 "$RD" train "$TMP/long.yaml" \
+    --set cluster.freeze_timeout_s=$TIMEOUT_S --out "$TMP/susp" >"$TMP/susp.out" 2>"$TMP/susp.err" &
+LAUNCH=$!
+for _ in $(seq 600); do
+    grep -q "PS shard 0 of 1" "$TMP/susp.err" && break
+    kill -0 "$LAUNCH" 2>/dev/null || fail "susp: the launch ended: $(tail -5 "$TMP/susp.err")"
+    sleep 0.1
+done
+pids=""
+for r in 0 1 2 3; do
+    p=$(rank_pid "$TMP/susp" "$r") || fail "susp: no pid of rank $r"
+    pids="$pids $p"
+done
+STOPPED="$STOPPED $pids"
+HOLD_S=$((2 * TIMEOUT_S + 3))
+# shellcheck disable=SC2086 # one word per pid
+kill -STOP $pids
+sleep "$HOLD_S"
+# shellcheck disable=SC2086
+kill -CONT $pids
+sleep 2
+kill -0 "$LAUNCH" 2>/dev/null ||
+    fail "susp: a Slurm suspend of $HOLD_S s ended the launch: $(grep -v INFO "$TMP/susp.err" | tail -3)"
+grep -q "has not run for" "$TMP/susp.err" &&
+    fail "susp: a suspended rank was called frozen: $(grep 'has not run' "$TMP/susp.err")"
+grep -q "^-o show job 4242$" "$TMP/scontrol.asked" 2>/dev/null || fail "susp: scontrol was never asked"
+echo "Slurm suspend of $HOLD_S s (scontrol: SUSPENDED): nothing fired; scontrol asked $(wc -l <"$TMP/scontrol.asked") times"
+echo RUNNING >"$TMP/slurm.state"
+pid=$(rank_pid "$TMP/susp" 1) || fail "susp: no pid of rank 1"
+T0=$(date +%s%N)
+kill -STOP "$pid"
+finish
+echo "SIGSTOP of rank 1 in a job Slurm says runs: launch ended after $MS ms, exit $RC"
+{ [ "$RC" -ne 124 ] && [ "$RC" -ne 0 ]; } || fail "susp: a stray stop in a running job: exit $RC"
+grep -q "^recdistill: rank 1 (role teacher.*, pid $pid on host .*has not run for [0-9]* s: it is stopped" \
+    "$TMP/susp.err" || fail "susp: the stray stop is not named: $(grep -v INFO "$TMP/susp.err" | tail -3)"
+
 # 3. A healthy run of several timeouts on a machine busier than its cores (three spinners per
 #    core), with the same short timeout: steps, evaluations, checkpoints and the waits between
 #    ranks are never a freeze. (Only a single kernel wait of 5 s, in State D, could fire here:
