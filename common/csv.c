@@ -252,25 +252,31 @@ static int cr_only(const rd_csv_reader *r, const char *q, const char *e, uint64_
            !memchr(q, '\n', (size_t)(e - q));
 }
 
-// The compressed formats a log is often shipped in, by their magic bytes; NULL if none.
-static const char *compressed_kind(const unsigned char *b, size_t n) {
+// The compressed formats a log is often shipped in, by their magic bytes; NULL if none. *cat: the
+// command that decompresses one to stdout, for a log streamed through a pipe (path /dev/stdin).
+static const char *compressed_kind(const unsigned char *b, size_t n, const char **cat) {
     static const struct {
         const char *name, *magic;
         size_t len;
-    } k[] = {{"gzip", "\x1f\x8b", 2},
-             {"zstd", "\x28\xb5\x2f\xfd", 4},
+        const char *cat; // the command that writes it decompressed to stdout
+    } k[] = {{"gzip", "\x1f\x8b", 2, "gzip -dc"},
+             {"zstd", "\x28\xb5\x2f\xfd", 4, "zstd -dc"},
              {"xz",
               "\xfd"
               "7zXZ",
-              5},
-             {"zip", "PK\x03\x04", 4}};
+              5, "xz -dc"},
+             {"zip", "PK\x03\x04", 4, "unzip -p"}};
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-        if (n >= k[i].len && memcmp(b, k[i].magic, k[i].len) == 0)
+        if (n >= k[i].len && memcmp(b, k[i].magic, k[i].len) == 0) {
+            *cat = k[i].cat;
             return k[i].name;
+        }
     // bzip2: "BZh", the block size digit, then the block magic (a text line may start "BZh").
     if (n >= 10 && memcmp(b, "BZh", 3) == 0 && b[3] >= '1' && b[3] <= '9' &&
-        memcmp(b + 4, "1AY&SY", 6) == 0)
+        memcmp(b + 4, "1AY&SY", 6) == 0) {
+        *cat = "bzip2 -dc";
         return "bzip2";
+    }
     return NULL;
 }
 
@@ -513,13 +519,16 @@ int rd_csv_next(rd_csv_reader *r, const rd_csv_field **fields, size_t *n, rd_err
                 r->beg += 3;
             r->started = 1;
             // A compressed log read as text failed on a NUL byte or as CR-only lines.
+            const char *cat = NULL;
             const char *kind =
-                compressed_kind((const unsigned char *)r->buf + r->beg, r->end - r->beg);
+                compressed_kind((const unsigned char *)r->buf + r->beg, r->end - r->beg, &cat);
             if (kind) {
                 r->failed = 1;
                 return rd_err_set(eb, RD_ERR_PARSE,
-                                  "%s:1: a %s-compressed file, not text: decompress it first",
-                                  r->name, kind);
+                                  "%s:1: a %s-compressed file, not text: decompress it first, or "
+                                  "give /dev/stdin as its path and run `%s FILE | recdistill "
+                                  "prepare CONFIG`",
+                                  r->name, kind, cat);
             }
             const char *wide =
                 wide_text_kind((const unsigned char *)r->buf + r->beg, r->end - r->beg);

@@ -244,13 +244,22 @@ static void test_cr_only_line_ends(void **state) {
         const char *msg;
     } bin[] = {
         {"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\r3", 12,
-         "mem.csv:1: a gzip-compressed file, not text: decompress it first"},
-        {"\x28\xb5\x2f\xfd\x04\x00", 6, "a zstd-compressed file"},
+         "mem.csv:1: a gzip-compressed file, not text: decompress it first, or give /dev/stdin "
+         "as its path and run `gzip -dc FILE | recdistill prepare CONFIG`"},
+        {"\x28\xb5\x2f\xfd\x04\x00", 6,
+         "a zstd-compressed file, not text: decompress it first, or "
+         "give /dev/stdin as its path and run `zstd -dc FILE |"},
         {"\xfd"
          "7zXZ\x00\x00",
-         7, "a xz-compressed file"},
-        {"BZh91AY&SY\r", 11, "a bzip2-compressed file"},
-        {"PK\x03\x04\x14\x00", 6, "a zip-compressed file"},
+         7,
+         "a xz-compressed file, not text: decompress it first, or give /dev/stdin as its path "
+         "and run `xz -dc FILE |"},
+        {"BZh91AY&SY\r", 11,
+         "a bzip2-compressed file, not text: decompress it first, or give "
+         "/dev/stdin as its path and run `bzip2 -dc FILE |"},
+        {"PK\x03\x04\x14\x00", 6,
+         "a zip-compressed file, not text: decompress it first, or give "
+         "/dev/stdin as its path and run `unzip -p FILE |"},
         {"ab\x00c\rd", 6, "mem.csv:1: NUL byte (a binary or damaged file?)"},
         // UTF-16 and UTF-32 text (a spreadsheet's "Unicode text"), with a byte-order
         // mark or without: not "a binary or damaged file".

@@ -114,6 +114,26 @@ printf 'ts,uid,iid,clicked\n10,9,a,1\n11,10,b,1\n12,9,c,0\n' > "$TMP/in/clicks.c
 "$RD" prepare "$TMP/csv.yaml" --out "$TMP/csv_out" > "$TMP/out" 2>"$TMP/err" || fail "csv: $(cat "$TMP/err")"
 grep -q "country 2" "$TMP/out" || fail "csv vocabulary: $(cat "$TMP/out")"
 
+# --- CSV: a compressed log is refused, saying how to stream it; streamed through a pipe (path
+#     /dev/stdin) it gives the dataset of the plain file --------------------------------------
+if command -v gzip >/dev/null; then
+    gzip -c "$TMP/in/clicks.csv" >"$TMP/in/clicks.csv.gz"
+    sed 's#    path: clicks.csv#    path: clicks.csv.gz#' "$TMP/csv.yaml" >"$TMP/gz.yaml"
+    "$RD" prepare "$TMP/gz.yaml" --out "$TMP/gz_out" >/dev/null 2>"$TMP/err"
+    [ $? -eq 1 ] || fail "a gzip log must exit 1"
+    grep -qF "clicks.csv.gz:1: a gzip-compressed file, not text: decompress it first, or give /dev/stdin as its path and run \`gzip -dc FILE | recdistill prepare CONFIG\`" \
+        "$TMP/err" || fail "gzip log message: $(cat "$TMP/err")"
+    [ ! -e "$TMP/gz_out" ] || fail "a refused gzip log left $TMP/gz_out"
+    sed 's#    path: clicks.csv#    path: /dev/stdin#' "$TMP/csv.yaml" >"$TMP/stdin.yaml"
+    grep -q "path: /dev/stdin" "$TMP/stdin.yaml" || fail "could not derive stdin.yaml"
+    gzip -dc "$TMP/in/clicks.csv.gz" | "$RD" prepare "$TMP/stdin.yaml" --out "$TMP/stdin_out" \
+        >"$TMP/out" 2>"$TMP/err" || fail "a log streamed on stdin: $(cat "$TMP/err")"
+    cmp -s "$TMP/csv_out/events.bin" "$TMP/stdin_out/events.bin" ||
+        fail "the streamed log gives other events than the file"
+    [ "$(sed -n 2p "$TMP/stdin_out/lines.csv")" = "/dev/stdin,2" ] ||
+        fail "lines.csv of the streamed log: $(head -3 "$TMP/stdin_out/lines.csv")"
+fi
+
 # --- CSV: values that parse but are likely wrong are named on stderr (the dataset is built) --
 # A raw numeric column of large values (prices in cents) saturates every model that reads it; a
 # unix_ms log whose values are seconds lands in January 1970.
