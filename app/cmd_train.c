@@ -242,6 +242,35 @@ static int mkdir_p(const char *path, char *msg, size_t cap) {
 // first checkpoint or metrics write, after the whole training; nothing is left. An entry on the
 // way that is not a folder (`--out F` with F a regular file) is said as such. `what` names the
 // folder in the message ("run folder"). 0, or -1 with the message in msg.
+// A CSV log or side table that is a stream (data.schema.path /dev/stdin, a pipe, a FIFO, a
+// device): `recdistill prepare` reads one, but train cannot. Under mpiexec standard input goes to
+// rank 0 only, and hydra ends the whole launch ("process reading stdin too slowly") when it is not
+// read at once. Refused before anything is made, with the way that works. 0 = none.
+static int stream_input(const rd_config *cfg, char *msg, size_t cap) {
+    if (cfg->data.source != RD_DATA_CSV)
+        return 0;
+    const rd_schema_config *sc = &cfg->data.schema;
+    for (int i = -1; i < sc->n_side; i++) {
+        const char *p = i < 0 ? sc->path : sc->side[i].path;
+        char full[2 * RD_PATH_MAX + 2];
+        if (p[0] == '/' || !cfg->data.input[0])
+            snprintf(full, sizeof full, "%s", p);
+        else
+            snprintf(full, sizeof full, "%s/%s", cfg->data.input, p);
+        struct stat st;
+        if (stat(full, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+            continue; // a missing file or a pattern is prepare's to name
+        snprintf(msg, cap,
+                 "%s (%s) is a stream (a pipe, FIFO or device), which train cannot read (mpiexec "
+                 "gives standard input to rank 0 only): prepare the dataset from it first, e.g. "
+                 "`zcat LOG.gz | recdistill prepare CONFIG --out DIR`, then train with --set "
+                 "data.dir=DIR",
+                 i < 0 ? "data.schema.path" : "data.schema.side[].path", full);
+        return 1;
+    }
+    return 0;
+}
+
 static int probe_folder(const char *what, const char *path, char *msg, size_t cap) {
     char dir[RD_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
@@ -1480,6 +1509,8 @@ static int train_main(int argc, char **argv, const train_args *ta, rd_watch *wat
         if (ckpt_folder_outside(cfg))
             first_missing(cfg->ps.checkpoint_dir, ckpt_made, sizeof ckpt_made);
         if (folders_distinct(cfg, st.msg, sizeof st.msg) != 0) {
+            st.rc = RD_ERR_CONFIG; // nothing is made
+        } else if (need_data && stream_input(cfg, st.msg, sizeof st.msg) != 0) {
             st.rc = RD_ERR_CONFIG; // nothing is made
         } else if (probe_folder("run folder", cfg->run.out_dir, st.msg, sizeof st.msg) != 0 ||
                    probe_folder("checkpoint folder (ps.checkpoint_dir)", cfg->ps.checkpoint_dir,

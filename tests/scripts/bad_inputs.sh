@@ -147,6 +147,17 @@ PY
         sed "s#TARGET_LOG#$log#" "$TMP/replay.yaml" > "$TMP/replay_$name.yaml"
         check "lmdb/$name" any "$msg" "$out" -- "$MPIEXEC" -n 2 "$RD" train "$TMP/replay_$name.yaml" --out "$out"
     done < "$BAD/lmdb/cases"
+    # A log or side table that is a stream: prepare reads one (tests/scripts/prepare.sh), train
+    # cannot. A FIFO nobody writes hung train in open() until its timeout; refused by name now.
+    fresh_input
+    mkfifo "$TMP/in/stream.csv" || fail "mkfifo"
+    sed 's#    path: clicks.csv#    path: stream.csv#' "$TMP/csv.yaml" >"$TMP/stream_log.yaml"
+    sed 's#path: users.csv#path: stream.csv#' "$TMP/csv.yaml" >"$TMP/stream_side.yaml"
+    check "train: the log is a FIFO" 1 "data.schema.path ($TMP/in/stream.csv) is a stream (a pipe, FIFO or device), which train cannot read" \
+        "$TMP/stream_out" -- "$MPIEXEC" -n 2 "$RD" train "$TMP/stream_log.yaml" --out "$TMP/stream_out"
+    check "train: a side table is a FIFO" 1 "data.schema.side[].path ($TMP/in/stream.csv) is a stream" \
+        "$TMP/stream_out" -- "$MPIEXEC" -n 2 "$RD" train "$TMP/stream_side.yaml" --out "$TMP/stream_out"
+    [ ! -e "$TMP/stream_out" ] || bad "train: a stream" "left the run folder $TMP/stream_out"
 fi
 
 echo "bad_inputs.sh: $n_cases cases, $n_fail failed"
