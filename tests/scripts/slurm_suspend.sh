@@ -64,8 +64,8 @@ rank_pids() {
         [ -n "$pp" ] && [ "$(ps -o comm= -p "$pp" 2>/dev/null)" = slurmstepd ] && echo "$p"
     done
 }
-# Training runs: every job has printed a stream window (the PS serves, the teacher's targets flow).
-until [ -f "$LOG" ] && grep -q "^\[student_raw\] stream window 0" "$LOG"; do
+# Training runs (the PS serves): about a minute of it is left, idle, more under load.
+until [ -f "$LOG" ] && grep -q "PS shard 0 of 1" "$LOG"; do
     case "$(state)" in PENDING | RUNNING | CONFIGURING) ;; *) fail "job $JOB is $(state) before training ran" ;; esac
     [ "$SECONDS" -lt "$DEADLINE" ] || { scancel "$JOB"; fail "job $JOB: training never ran"; }
     sleep 0.2
