@@ -6,6 +6,7 @@
 #include "rd/optim.h"
 #include "rd/error.h"
 
+#include <float.h>
 #include <math.h>
 
 #if defined(__SSE2__)
@@ -54,7 +55,9 @@ void rd_optim_init_slots(const rd_optim_config *oc, float *slots, size_t dim) {
 // scalar tail written with exactly the same operations in the same order; SSE2 add/mul/div/
 // sqrt are IEEE single precision like the scalar code, so results do not depend on which path
 // (or on dim % 4). GCC does not vectorize these loops at -O2 (unknown trip count, and sqrtf
-// sets errno), hence the intrinsics.
+// sets errno), hence the intrinsics. A block where Adagrad's accumulator or Adam's v / (1 - b2^t)
+// overflows to inf is stored by none of them: it stops the vector loops, and the scalar loop,
+// which alone has the overflow handling (rd/optim.h), does the rest of the row.
 
 #if defined(__SSE2__)
 static inline __m128 abs4(__m128 x) {
@@ -88,11 +91,14 @@ AVX_FN static size_t adagrad_avx(float lr,
                                  const float *restrict g,
                                  size_t dim) {
     const __m256 vlr = _mm256_set1_ps(lr), vl2 = _mm256_set1_ps(l2), veps = _mm256_set1_ps(eps);
+    const __m256 vinf = _mm256_set1_ps(INFINITY);
     size_t i = 0;
     for (; i + 8 <= dim; i += 8) {
         __m256 wv = _mm256_loadu_ps(w + i);
         __m256 gi = _mm256_add_ps(_mm256_loadu_ps(g + i), _mm256_mul_ps(vl2, wv));
         __m256 a = _mm256_add_ps(_mm256_loadu_ps(acc + i), _mm256_mul_ps(gi, gi));
+        if (_mm256_movemask_ps(_mm256_cmp_ps(a, vinf, _CMP_EQ_OQ)))
+            break; // an overflowed accumulator: the block is the scalar code's (adagrad_update)
         _mm256_storeu_ps(acc + i, a);
         __m256 upd = _mm256_div_ps(_mm256_mul_ps(vlr, gi), _mm256_add_ps(_mm256_sqrt_ps(a), veps));
         _mm256_storeu_ps(w + i, _mm256_sub_ps(wv, upd));
@@ -111,7 +117,7 @@ AVX_FN static size_t adam_avx(const float *c,
     const __m256 veps = _mm256_set1_ps(c[2]), vb1 = _mm256_set1_ps(c[3]);
     const __m256 vb2 = _mm256_set1_ps(c[4]), vob1 = _mm256_set1_ps(c[5]);
     const __m256 vob2 = _mm256_set1_ps(c[6]), vc1 = _mm256_set1_ps(c[7]);
-    const __m256 vc2 = _mm256_set1_ps(c[8]);
+    const __m256 vc2 = _mm256_set1_ps(c[8]), vinf = _mm256_set1_ps(INFINITY);
     size_t i = 0;
     for (; i + 8 <= dim; i += 8) {
         __m256 wv = _mm256_loadu_ps(w + i);
@@ -120,9 +126,11 @@ AVX_FN static size_t adam_avx(const float *c,
             _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(vob1, gi));
         __m256 vv = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(v + i)),
                                   _mm256_mul_ps(_mm256_mul_ps(vob2, gi), gi));
+        __m256 mhat = _mm256_div_ps(mv, vc1), vhat = _mm256_div_ps(vv, vc2);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(vhat, vinf, _CMP_EQ_OQ)))
+            break; // an overflowed second moment: the block is the scalar code's (adam_update)
         _mm256_storeu_ps(m + i, mv);
         _mm256_storeu_ps(v + i, vv);
-        __m256 mhat = _mm256_div_ps(mv, vc1), vhat = _mm256_div_ps(vv, vc2);
         __m256 upd =
             _mm256_div_ps(_mm256_mul_ps(vlr, mhat), _mm256_add_ps(_mm256_sqrt_ps(vhat), veps));
         _mm256_storeu_ps(w + i, _mm256_sub_ps(wv, upd));
@@ -201,10 +209,13 @@ static void adagrad_update(const rd_optim_config *oc,
 #endif
 #if defined(__SSE2__)
     const __m128 vlr = _mm_set1_ps(lr), vl2 = _mm_set1_ps(l2), veps = _mm_set1_ps(eps);
+    const __m128 vinf = _mm_set1_ps(INFINITY);
     for (; i + 4 <= dim; i += 4) {
         __m128 wv = _mm_loadu_ps(w + i);
         __m128 gi = _mm_add_ps(_mm_loadu_ps(g + i), _mm_mul_ps(vl2, wv));
         __m128 a = _mm_add_ps(_mm_loadu_ps(acc + i), _mm_mul_ps(gi, gi));
+        if (_mm_movemask_ps(_mm_cmpeq_ps(a, vinf)))
+            break; // an overflowed accumulator: left to the scalar loop below
         _mm_storeu_ps(acc + i, a);
         __m128 upd = _mm_div_ps(_mm_mul_ps(vlr, gi), _mm_add_ps(_mm_sqrt_ps(a), veps));
         _mm_storeu_ps(w + i, _mm_sub_ps(wv, upd));
@@ -212,8 +223,19 @@ static void adagrad_update(const rd_optim_config *oc,
 #endif
     for (; i < dim; i++) {
         float gi = g[i] + l2 * w[i];
-        acc[i] += gi * gi;
-        w[i] -= lr * gi / (sqrtf(acc[i]) + eps);
+        float a = acc[i] + gi * gi;
+        if (a > FLT_MAX && isfinite(gi) && isfinite(acc[i])) {
+            // The sum of squares overflowed float on a finite g' (|g'| beyond ~1.8e19): the step
+            // is taken in double, about lr as Adagrad's is, and the accumulator saturates. In
+            // float the step was 0, and the inf left in the slot froze the coordinate for good
+            // (and made rd_ckpt verify refuse the checkpoint).
+            double ad = (double)acc[i] + (double)gi * (double)gi;
+            acc[i] = FLT_MAX;
+            w[i] -= (float)((double)lr * (double)gi / (sqrt(ad) + (double)eps));
+            continue;
+        }
+        acc[i] = a;
+        w[i] -= lr * gi / (sqrtf(a) + eps);
     }
 }
 
@@ -241,25 +263,45 @@ static void adam_update(const rd_optim_config *oc,
     const __m128 vlr = _mm_set1_ps(lr), vl2 = _mm_set1_ps(l2), veps = _mm_set1_ps(eps);
     const __m128 vb1 = _mm_set1_ps(b1), vb2 = _mm_set1_ps(b2), vob1 = _mm_set1_ps(ob1);
     const __m128 vob2 = _mm_set1_ps(ob2), vc1 = _mm_set1_ps(c1), vc2 = _mm_set1_ps(c2);
+    const __m128 vinf = _mm_set1_ps(INFINITY);
     for (; i + 4 <= dim; i += 4) {
         __m128 wv = _mm_loadu_ps(w + i);
         __m128 gi = _mm_add_ps(_mm_loadu_ps(g + i), _mm_mul_ps(vl2, wv));
         __m128 mv = _mm_add_ps(_mm_mul_ps(vb1, _mm_loadu_ps(m + i)), _mm_mul_ps(vob1, gi));
         __m128 vv =
             _mm_add_ps(_mm_mul_ps(vb2, _mm_loadu_ps(v + i)), _mm_mul_ps(_mm_mul_ps(vob2, gi), gi));
+        __m128 mhat = _mm_div_ps(mv, vc1), vhat = _mm_div_ps(vv, vc2);
+        if (_mm_movemask_ps(_mm_cmpeq_ps(vhat, vinf)))
+            break; // an overflowed second moment: left to the scalar loop below
         _mm_storeu_ps(m + i, mv);
         _mm_storeu_ps(v + i, vv);
-        __m128 mhat = _mm_div_ps(mv, vc1), vhat = _mm_div_ps(vv, vc2);
         __m128 upd = _mm_div_ps(_mm_mul_ps(vlr, mhat), _mm_add_ps(_mm_sqrt_ps(vhat), veps));
         _mm_storeu_ps(w + i, _mm_sub_ps(wv, upd));
     }
 #endif
     for (; i < dim; i++) {
         float gi = g[i] + l2 * w[i];
-        m[i] = b1 * m[i] + ob1 * gi;
-        v[i] = b2 * v[i] + ob2 * gi * gi;
-        float mhat = m[i] / c1;
-        float vhat = v[i] / c2;
+        float mi = b1 * m[i] + ob1 * gi;
+        float vi = b2 * v[i] + ob2 * gi * gi;
+        float mhat = mi / c1;
+        float vhat = vi / c2;
+        if (vhat > FLT_MAX && isfinite(gi) && isfinite(v[i])) {
+            // v or v / (1 - b2^t) overflowed float on a finite g' (|g'| beyond ~1.8e19 at t = 1):
+            // in float the step was 0, and an inf v froze the coordinate for good (and made
+            // rd_ckpt verify refuse the checkpoint). g' is clipped to +-2^63, whose square fits
+            // with room, in m and v alike (v alone saturated would leave m / sqrt(v) wrong by
+            // orders of magnitude for the steps after), and the step is taken in double.
+            float gc = fabsf(gi) > 0x1p63f ? copysignf(0x1p63f, gi) : gi;
+            mi = b1 * m[i] + ob1 * gc;
+            vi = b2 * v[i] + ob2 * gc * gc;
+            m[i] = mi;
+            v[i] = vi < FLT_MAX ? vi : FLT_MAX;
+            double den = sqrt((double)v[i] / (double)c2) + (double)eps;
+            w[i] -= (float)((double)lr * ((double)mi / (double)c1) / den);
+            continue;
+        }
+        m[i] = mi;
+        v[i] = vi;
         w[i] -= lr * mhat / (sqrtf(vhat) + eps);
     }
 }

@@ -10,6 +10,7 @@
 #include "rd/config.h"
 #include "rd/optim.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -251,12 +252,110 @@ static void test_vector_matches_scalar(void **state) {
     }
 }
 
+// A finite gradient beyond ~1.8e19 overflowed Adam's v / (1 - b2^t) in float (1e20 at t = 1), or v
+// itself (1e30, FLT_MAX): the step was 0, and an inf v froze the coordinate for good and made
+// rd_ckpt verify refuse the checkpoint. Adam's step is about lr whatever the scale of g: here lr,
+// then after g = -1 the step of a g of 2^63 (the clip, rd/optim.h): m = 0.09*2^63 - 0.1,
+// v = 0.000999*2^126 + 0.001, w = 0.99 - 0.01*(m/0.19)/sqrt(v/0.001999) = 0.983299417. Lanes 0,
+// 4, ..., 20 of a 21-d row carry the huge gradient (AVX, SSE2 and scalar parts), the others 0.5,
+// and the row equals 21 one-element updates bit for bit.
+static void test_adam_huge_gradient(void **state) {
+    (void)state;
+    enum { D = 21 };
+    const float huge[] = {1e20f, 1e30f, FLT_MAX};
+    for (int k = 0; k < 3; k++) {
+        rd_optim_config oc = make(RD_OPT_ADAM, 0.01f);
+        float w[D], slots[2 * D], w1[D], s1[D][2];
+        for (int i = 0; i < D; i++) {
+            w[i] = w1[i] = 1.0f;
+            slots[i] = slots[D + i] = s1[i][0] = s1[i][1] = 0.0f;
+        }
+        for (uint64_t t = 1; t <= 2; t++) {
+            float g[D];
+            for (int i = 0; i < D; i++)
+                g[i] = t == 2 ? -1.0f : i % 4 == 0 ? huge[k] : 0.5f;
+            rd_optim_update(&oc, w, slots, t, g, D);
+            for (int i = 0; i < D; i++)
+                rd_optim_update(&oc, &w1[i], s1[i], t, &g[i], 1);
+            for (int i = 0; i < D; i += 4)
+                near(t == 1 ? 0.99 : 0.9832994174586346, w1[i]);
+        }
+        for (int i = 0; i < D; i++) {
+            assert_true(isfinite(s1[i][0]) && isfinite(s1[i][1]));
+            if (memcmp(&w[i], &w1[i], sizeof(float)) != 0 ||
+                memcmp(&slots[i], &s1[i][0], sizeof(float)) != 0 ||
+                memcmp(&slots[D + i], &s1[i][1], sizeof(float)) != 0)
+                fail_msg("g %g: lane %d: vector and scalar differ", (double)huge[k], i);
+        }
+    }
+    // A non-finite gradient still gives a non-finite weight, which the trainer reports as a
+    // diverged table (it is not clipped into a finite step).
+    const float bad[] = {INFINITY, -INFINITY, NAN};
+    for (int k = 0; k < 3; k++) {
+        rd_optim_config oc = make(RD_OPT_ADAM, 0.01f);
+        float w[D], slots[2 * D] = {0}, g[D];
+        for (int i = 0; i < D; i++) {
+            w[i] = 1.0f;
+            g[i] = i == 5 || i == 20 ? bad[k] : 0.5f;
+        }
+        rd_optim_update(&oc, w, slots, 1, g, D);
+        assert_false(isfinite(w[5]));
+        assert_false(isfinite(w[20]));
+        near(0.99, w[4]);
+    }
+}
+
+// Adagrad's accumulator overflowed float at |g| beyond ~1.8e19: the step was 0 and the inf left in
+// the slot froze the coordinate for good. Now the step is lr g / sqrt(0.1 + g^2) = lr and the
+// accumulator saturates at FLT_MAX, so the next step (g = 0.5) is 0.1*0.5/1.8e19, about 0, as the
+// exact accumulator of >= 1e40 gives. Same lane layout as test_adam_huge_gradient.
+static void test_adagrad_huge_gradient(void **state) {
+    (void)state;
+    enum { D = 21 };
+    const float huge[] = {2e19f, -1e30f, FLT_MAX};
+    for (int k = 0; k < 3; k++) {
+        rd_optim_config oc = make(RD_OPT_ADAGRAD, 0.1f);
+        float w[D], acc[D], w1[D], a1[D];
+        rd_optim_init_slots(&oc, acc, D);
+        rd_optim_init_slots(&oc, a1, D);
+        for (int i = 0; i < D; i++)
+            w[i] = w1[i] = 1.0f;
+        const double sign = huge[k] > 0.0f ? 1.0 : -1.0;
+        for (uint64_t t = 1; t <= 2; t++) {
+            float g[D];
+            for (int i = 0; i < D; i++)
+                g[i] = t == 2 ? 0.5f : i % 4 == 0 ? huge[k] : 0.5f;
+            rd_optim_update(&oc, w, acc, t, g, D);
+            for (int i = 0; i < D; i++)
+                rd_optim_update(&oc, &w1[i], &a1[i], t, &g[i], 1);
+            for (int i = 0; i < D; i += 4) {
+                near(1.0 - 0.1 * sign, w1[i]);
+                assert_true(a1[i] == FLT_MAX);
+            }
+        }
+        for (int i = 0; i < D; i++)
+            if (memcmp(&w[i], &w1[i], sizeof(float)) != 0 ||
+                memcmp(&acc[i], &a1[i], sizeof(float)) != 0)
+                fail_msg("g %g: lane %d: vector and scalar differ", (double)huge[k], i);
+    }
+    rd_optim_config oc = make(RD_OPT_ADAGRAD, 0.1f);
+    float w[1] = {1.0f}, acc[1] = {0.1f}, g[1] = {INFINITY};
+    rd_optim_update(&oc, w, acc, 1, g, 1);
+    assert_false(isfinite(w[0]));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slots),         cmocka_unit_test(test_sgd),
-        cmocka_unit_test(test_adagrad),       cmocka_unit_test(test_adam),
-        cmocka_unit_test(test_ftrl),          cmocka_unit_test(test_l2_coupled),
-        cmocka_unit_test(test_eps_placement), cmocka_unit_test(test_vector_matches_scalar),
+        cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_sgd),
+        cmocka_unit_test(test_adagrad),
+        cmocka_unit_test(test_adam),
+        cmocka_unit_test(test_ftrl),
+        cmocka_unit_test(test_l2_coupled),
+        cmocka_unit_test(test_eps_placement),
+        cmocka_unit_test(test_vector_matches_scalar),
+        cmocka_unit_test(test_adam_huge_gradient),
+        cmocka_unit_test(test_adagrad_huge_gradient),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,13 @@
 //                                                                             (slots z, n = 0)
 //            The stored weight starts at the deterministic init value; the first update folds
 //            it into z through the sigma w term, as TensorFlow's ApplyFtrl does.
+// Overflow: a finite g' whose square fp32 cannot hold (|g'| beyond ~1.8e19) takes a step of about
+// lr, as the formulas give, rather than 0 with an inf slot that froze the coordinate for good.
+// Adagrad takes that coordinate's step in double and saturates a at FLT_MAX. Adam, where v or
+// v / (1 - b2^t) would overflow, clips g' to +-2^63 for the step in m and v alike (a saturated v
+// alone would leave m / sqrt(v) wrong for the steps after) and takes the step in double. Every
+// other input gives the plain float results above, bit for bit. A non-finite g' still gives a
+// non-finite weight, which the trainer reports as a diverged table.
 // Slot layout in a row: slot k occupies floats [k*dim, (k+1)*dim) after the embedding.
 #ifndef RD_OPTIM_H
 #define RD_OPTIM_H
