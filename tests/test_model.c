@@ -25,6 +25,7 @@
 #include "rd/model.h"
 #include "rd/rng.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1821,6 +1822,46 @@ static void test_dense_adam_reference(void **state) {
     }
 }
 
+// A finite gradient beyond ~1.8e19 overflowed Adam's v * 1 / (1 - b2^t) in float (1e20 at t = 1),
+// or v itself (1e30, FLT_MAX): the step was 0, and an inf v froze the parameter for good and made
+// the training checkpoint refuse it ("optimizer slot 1 ... is inf"). Adam's step is about lr
+// whatever the scale of g: lr, then after g = -1 that of a g of 2^63 (the clip, as on the PS):
+// m = 0.09*2^63 - 0.1, v = 0.000999*2^126 + 0.001, p = 0.99 - 0.01*(m/0.19)/sqrt(v/0.001999)
+// = 0.983299417; AdamW with weight_decay 0.5 adds 0.01*0.5*p to each step: 0.985, 0.973374417.
+static void test_dense_adam_huge_gradient(void **state) {
+    (void)state;
+    rd_train_config tc = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    const double want[2][2] = {{0.99, 0.9832994174586346}, {0.985, 0.9733744174586346}};
+    for (int kind = 0; kind < 2; kind++) {
+        snprintf(tc.optimizer, sizeof tc.optimizer, "%s", kind ? "adamw" : "adam");
+        tc.weight_decay = kind ? 0.5f : 0.0f;
+        rd_dense_optim o;
+        assert_int_equal(rd_dense_optim_init(&o, &tc, NULL), RD_OK);
+        float p[4] = {1.0f, 1.0f, 1.0f, 1.0f}, st[8] = {0};
+        float g[4] = {1e20f, 1e30f, FLT_MAX, 0.5f};
+        rd_dense_optim_step(&o, p, g, st, 4);
+        for (int i = 0; i < 4; i++)
+            g[i] = -1.0f;
+        for (int i = 0; i < 3; i++)
+            assert_true(fabs((double)p[i] - want[kind][0]) < 1e-6);
+        rd_dense_optim_step(&o, p, g, st, 4);
+        for (int i = 0; i < 3; i++) {
+            if (fabs((double)p[i] - want[kind][1]) > 1e-6)
+                fail_msg("%s, g %d: p = %.9g, expected %.9g", tc.optimizer, i, (double)p[i],
+                         want[kind][1]);
+            assert_true(isfinite(st[i]) && isfinite(st[4 + i]));
+        }
+    }
+    // A non-finite gradient still gives a non-finite parameter (the loss check reports it).
+    snprintf(tc.optimizer, sizeof tc.optimizer, "adam");
+    rd_dense_optim o;
+    assert_int_equal(rd_dense_optim_init(&o, &tc, NULL), RD_OK);
+    float p[2] = {1.0f, 1.0f}, st[4] = {0}, g[2] = {INFINITY, NAN};
+    rd_dense_optim_step(&o, p, g, st, 2);
+    assert_false(isfinite(p[0]));
+    assert_false(isfinite(p[1]));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_model_a),
@@ -1852,6 +1893,7 @@ int main(void) {
         cmocka_unit_test(test_from_yaml),
         cmocka_unit_test(test_dense_optim),
         cmocka_unit_test(test_dense_adam_reference),
+        cmocka_unit_test(test_dense_adam_huge_gradient),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 // algorithm choice (ring / recursive doubling) is better than anything hand-written here.
 #include "rd/dense_optim.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -49,6 +50,28 @@ size_t rd_dense_optim_slots(int kind) {
     return kind == RD_DENSE_SGD ? 0 : 2;
 }
 
+// One Adam or AdamW coordinate whose v or v / (1 - b2^t) overflowed float (vhat is inf). On a
+// finite gradient g and v (|g| beyond ~1.8e19 at t = 1) the float step was 0, and an inf v froze
+// the parameter for good (and made the training checkpoint refuse it): as the PS's Adam does
+// (rd/optim.h), g is clipped to +-2^63 in m and v alike, and the step is taken in double.
+// @return 1 when the coordinate was updated, 0 for a non-finite g or v (left to the float code)
+static int
+adam_wide(const rd_dense_optim *o, float c1, float c2, float g, float *p, float *m, float *v) {
+    if (!isfinite(g) || !isfinite(*v))
+        return 0;
+    const float b1 = o->beta1, b2 = o->beta2;
+    float gc = fabsf(g) > 0x1p63f ? copysignf(0x1p63f, g) : g;
+    float mi = b1 * *m + (1.0f - b1) * gc;
+    float vi = b2 * *v + (1.0f - b2) * gc * gc;
+    *m = mi;
+    *v = vi < FLT_MAX ? vi : FLT_MAX;
+    double upd = (double)mi * (double)c1 / (sqrt((double)*v * (double)c2) + (double)o->eps);
+    if (o->kind == RD_DENSE_ADAMW)
+        upd += (double)o->weight_decay * (double)*p;
+    *p -= (float)((double)o->lr * upd);
+    return 1;
+}
+
 // params, grads (n); state (2n) for Adam
 void rd_dense_optim_step(rd_dense_optim *o,
                          float *restrict params,
@@ -74,9 +97,13 @@ void rd_dense_optim_step(rd_dense_optim *o,
         float g = grads[i];
         if (!decoupled)
             g += wd * params[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * g;
-        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-        float mhat = m[i] * c1, vhat = v[i] * c2;
+        float mi = b1 * m[i] + (1.0f - b1) * g;
+        float vi = b2 * v[i] + (1.0f - b2) * g * g;
+        float mhat = mi * c1, vhat = vi * c2;
+        if (vhat > FLT_MAX && adam_wide(o, c1, c2, g, &params[i], &m[i], &v[i]))
+            continue;
+        m[i] = mi;
+        v[i] = vi;
         float upd = mhat / (sqrtf(vhat) + eps);
         if (decoupled)
             upd += wd * params[i];

@@ -59,7 +59,11 @@ size_t rd_dense_optim_slots(int kind);
 /**
  * One update: params (n) -= f(grads (n)). state holds rd_dense_optim_slots(kind) slabs of n
  * floats back to back (m = state[0..n), v = state[n..2n)), zeroed before the first step.
- * Increments o->t. No allocation.
+ * Increments o->t. No allocation. A finite Adam/AdamW gradient whose v or v / (1 - b2^t) would
+ * overflow fp32 (|g| beyond ~1.8e19 at t = 1) is clipped to +-2^63 for that step in m and v alike
+ * and the step taken in double, as the PS's Adam does (rd/optim.h): a step of about lr, not 0 with
+ * an inf v. Every other input gives the plain float results; a non-finite one a non-finite
+ * parameter.
  */
 void rd_dense_optim_step(
     rd_dense_optim *o, float *params, const float *grads, float *state, size_t n);
