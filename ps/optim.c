@@ -55,9 +55,9 @@ void rd_optim_init_slots(const rd_optim_config *oc, float *slots, size_t dim) {
 // scalar tail written with exactly the same operations in the same order; SSE2 add/mul/div/
 // sqrt are IEEE single precision like the scalar code, so results do not depend on which path
 // (or on dim % 4). GCC does not vectorize these loops at -O2 (unknown trip count, and sqrtf
-// sets errno), hence the intrinsics. A block where Adagrad's accumulator or Adam's v / (1 - b2^t)
-// overflows to inf is stored by none of them: it stops the vector loops, and the scalar loop,
-// which alone has the overflow handling (rd/optim.h), does the rest of the row.
+// sets errno), hence the intrinsics. A block where Adagrad's accumulator, Adam's v / (1 - b2^t)
+// or FTRL's n overflows to inf is stored by none of them: it stops the vector loops, and the scalar
+// loop, which alone has the overflow handling (rd/optim.h), does the rest of the row.
 
 #if defined(__SSE2__)
 static inline __m128 abs4(__m128 x) {
@@ -149,12 +149,14 @@ AVX_FN static size_t ftrl_avx(float alpha,
                               size_t dim) {
     const __m256 va = _mm256_set1_ps(alpha), vl1 = _mm256_set1_ps(l1);
     const __m256 vl2 = _mm256_set1_ps(l2), vbeta = _mm256_set1_ps(beta);
-    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 sign = _mm256_set1_ps(-0.0f), vinf = _mm256_set1_ps(INFINITY);
     size_t i = 0;
     for (; i + 8 <= dim; i += 8) {
         __m256 gi = _mm256_loadu_ps(g + i), nv = _mm256_loadu_ps(n + i);
         __m256 wv = _mm256_loadu_ps(w + i);
         __m256 n_new = _mm256_add_ps(nv, _mm256_mul_ps(gi, gi));
+        if (_mm256_movemask_ps(_mm256_cmp_ps(n_new, vinf, _CMP_EQ_OQ)))
+            break; // an overflowed n: the block is the scalar code's (ftrl_update)
         __m256 sqrt_new = _mm256_sqrt_ps(n_new);
         __m256 sigma = _mm256_div_ps(_mm256_sub_ps(sqrt_new, _mm256_sqrt_ps(nv)), va);
         __m256 zv =
@@ -321,9 +323,12 @@ static void ftrl_update(const rd_optim_config *oc,
 #if defined(__SSE2__)
     const __m128 va = _mm_set1_ps(alpha), vl1 = _mm_set1_ps(l1), vl2 = _mm_set1_ps(l2);
     const __m128 vbeta = _mm_set1_ps(beta), sign = _mm_set1_ps(-0.0f);
+    const __m128 vinf = _mm_set1_ps(INFINITY);
     for (; i + 4 <= dim; i += 4) {
         __m128 gi = _mm_loadu_ps(g + i), nv = _mm_loadu_ps(n + i), wv = _mm_loadu_ps(w + i);
         __m128 n_new = _mm_add_ps(nv, _mm_mul_ps(gi, gi));
+        if (_mm_movemask_ps(_mm_cmpeq_ps(n_new, vinf)))
+            break; // an overflowed n: left to the scalar loop below
         __m128 sqrt_new = _mm_sqrt_ps(n_new);
         __m128 sigma = _mm_div_ps(_mm_sub_ps(sqrt_new, _mm_sqrt_ps(nv)), va);
         __m128 zv = _mm_add_ps(_mm_loadu_ps(z + i), _mm_sub_ps(gi, _mm_mul_ps(sigma, wv)));
@@ -341,6 +346,14 @@ static void ftrl_update(const rd_optim_config *oc,
     for (; i < dim; i++) {
         float gi = g[i];
         float n_new = n[i] + gi * gi;
+        if (n_new > FLT_MAX && isfinite(gi) && isfinite(n[i])) {
+            // n overflowed float on a finite g (|g| beyond ~1.8e19): sigma was inf and the
+            // weight NaN. g is clipped to +-2^63, whose square fits, and n saturates at
+            // FLT_MAX; the rest is the float code, from the n it stores, so z, n and w agree.
+            gi = fabsf(gi) > 0x1p63f ? copysignf(0x1p63f, gi) : gi;
+            n_new = n[i] + gi * gi;
+            n_new = n_new < FLT_MAX ? n_new : FLT_MAX;
+        }
         float sqrt_new = sqrtf(n_new);
         float sigma = (sqrt_new - sqrtf(n[i])) / alpha;
         z[i] += gi - sigma * w[i];

@@ -30,7 +30,7 @@ static rd_optim_config make(int kind, float lr) {
 }
 
 static void near(double expected, float got) {
-    if (fabs(expected - (double)got) > TOL * (1.0 + fabs(expected)))
+    if (!(fabs(expected - (double)got) <= TOL * (1.0 + fabs(expected)))) // NaN fails too
         fail_msg("expected %.9g, got %.9g", expected, (double)got);
 }
 
@@ -344,6 +344,47 @@ static void test_adagrad_huge_gradient(void **state) {
     assert_false(isfinite(w[0]));
 }
 
+// FTRL's n overflowed float at |g| beyond ~1.8e19: sigma was inf and the weight NaN, reported as a
+// diverged table. Now g is clipped to +-2^63 and n saturates: alpha 0.1, beta 1, l1 0.01, w 0.2:
+// n = 2^126, sigma = 2^63/0.1, z = 2^63 - 2^63*0.2/0.1 = -2^63,
+// w = (2^63 - 0.01)/((1 + 2^63)/0.1) = 0.1; a second step of g = 0.5 leaves n, z (to float
+// precision) and so w = 0.1. Same lane layout as test_adam_huge_gradient.
+static void test_ftrl_huge_gradient(void **state) {
+    (void)state;
+    enum { D = 21 };
+    const float huge[] = {2e19f, 1e30f, FLT_MAX};
+    for (int k = 0; k < 3; k++) {
+        rd_optim_config oc = make(RD_OPT_FTRL, 0.1f);
+        oc.l1 = 0.01f;
+        float w[D], slots[2 * D], w1[D], s1[D][2];
+        for (int i = 0; i < D; i++) {
+            w[i] = w1[i] = 0.2f;
+            slots[i] = slots[D + i] = s1[i][0] = s1[i][1] = 0.0f;
+        }
+        for (uint64_t t = 1; t <= 2; t++) {
+            float g[D];
+            for (int i = 0; i < D; i++)
+                g[i] = t == 1 && i % 4 == 0 ? huge[k] : 0.5f;
+            rd_optim_update(&oc, w, slots, t, g, D);
+            for (int i = 0; i < D; i++)
+                rd_optim_update(&oc, &w1[i], s1[i], t, &g[i], 1);
+            for (int i = 0; i < D; i += 4)
+                near(0.1, w1[i]);
+        }
+        for (int i = 0; i < D; i++) {
+            assert_true(isfinite(s1[i][0]) && isfinite(s1[i][1]));
+            if (memcmp(&w[i], &w1[i], sizeof(float)) != 0 ||
+                memcmp(&slots[i], &s1[i][0], sizeof(float)) != 0 ||
+                memcmp(&slots[D + i], &s1[i][1], sizeof(float)) != 0)
+                fail_msg("g %g: lane %d: vector and scalar differ", (double)huge[k], i);
+        }
+    }
+    rd_optim_config oc = make(RD_OPT_FTRL, 0.1f);
+    float w[1] = {0.2f}, slots[2] = {0, 0}, g[1] = {INFINITY};
+    rd_optim_update(&oc, w, slots, 1, g, 1);
+    assert_false(isfinite(w[0]));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slots),
@@ -356,6 +397,7 @@ int main(void) {
         cmocka_unit_test(test_vector_matches_scalar),
         cmocka_unit_test(test_adam_huge_gradient),
         cmocka_unit_test(test_adagrad_huge_gradient),
+        cmocka_unit_test(test_ftrl_huge_gradient),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,11 +18,13 @@
 //                                                                             (slots z, n = 0)
 //            The stored weight starts at the deterministic init value; the first update folds
 //            it into z through the sigma w term, as TensorFlow's ApplyFtrl does.
-// Overflow: a finite g' whose square fp32 cannot hold (|g'| beyond ~1.8e19) takes a step of about
-// lr, as the formulas give, rather than 0 with an inf slot that froze the coordinate for good.
+// Overflow: a finite g' whose square fp32 cannot hold (|g'| beyond ~1.8e19) gives a finite row
+// close to what the formulas give (an Adagrad or Adam step of about lr), rather than a step of 0
+// with an inf slot that froze the coordinate for good (Adagrad, Adam) or a NaN weight (FTRL).
 // Adagrad takes that coordinate's step in double and saturates a at FLT_MAX. Adam, where v or
 // v / (1 - b2^t) would overflow, clips g' to +-2^63 for the step in m and v alike (a saturated v
-// alone would leave m / sqrt(v) wrong for the steps after) and takes the step in double. Every
+// alone would leave m / sqrt(v) wrong for the steps after) and takes the step in double. FTRL,
+// where n would overflow, clips g to +-2^63 for the step and saturates n at FLT_MAX. Every
 // other input gives the plain float results above, bit for bit. A non-finite g' still gives a
 // non-finite weight, which the trainer reports as a diverged table.
 // Slot layout in a row: slot k occupies floats [k*dim, (k+1)*dim) after the embedding.
