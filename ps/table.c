@@ -688,7 +688,9 @@ int rd_table_push(rd_table *t, const uint64_t *keys, const float *grads, size_t 
         }
         float *w = (float *)(void *)row_ptr(t, r);
         row_meta *m = meta_of(t, r);
-        m->count += 1;
+        // Saturating: a count of 2^64 - 1 (a `table import` takes any u64) wrapped to 0, and Adam's
+        // t >= 1 assertion aborted the job at the row's next push.
+        m->count += m->count < UINT64_MAX;
         rd_optim_update(&t->cfg.optim, w, w + dim, m->count, grads + i * dim, dim);
         if (now > m->last_seen)
             m->last_seen = now;

@@ -652,6 +652,26 @@ static void test_put_restore(void **state) {
     rd_table_destroy(t);
 }
 
+// A row's update count is Adam's t. Restored as 2^64 - 1 (a `table import` of a TSV takes any
+// u64), it wrapped to 0 at the next push, and Adam's t >= 1 assertion aborted the job. It
+// saturates now: the push is an Adam step with bias corrections of 1, the row stays finite.
+static void test_push_count_saturates(void **state) {
+    (void)state;
+    rd_table_config tc = make_cfg("sat", 2, RD_OPT_ADAM);
+    rd_table *t = make(&tc);
+    float row[6] = {1.0f, -1.0f, 0.0f, 0.0f, 0.0f, 0.0f}; // w, m, v
+    assert_int_equal(rd_table_put(t, 9, row, 1, UINT64_MAX), RD_OK);
+    uint64_t key = 9, count = 0;
+    float g[2] = {0.5f, -0.5f};
+    assert_int_equal(rd_table_push(t, &key, g, 1, 2), RD_OK);
+    const float *r = rd_table_row_at(t, 0, NULL, NULL, &count);
+    assert_true(count == UINT64_MAX);
+    // m = 0.05, v = 0.00025, no bias correction: w -= 0.1 * 0.05 / sqrt(0.00025) = 0.316
+    assert_true(fabs((double)r[0] - (1.0 - 0.1 * 0.05 / sqrt(0.00025))) < 1e-5);
+    assert_true(fabs((double)r[1] - (-1.0 + 0.1 * 0.05 / sqrt(0.00025))) < 1e-5);
+    rd_table_destroy(t);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Out-of-memory injection: allocations fail after a budget.
 
@@ -728,6 +748,7 @@ int main(void) {
         cmocka_unit_test(test_push_creates_row),
         cmocka_unit_test(test_evict),
         cmocka_unit_test(test_put_restore),
+        cmocka_unit_test(test_push_count_saturates),
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_evict_chunks),
         cmocka_unit_test(test_accessor_arguments),
