@@ -17,6 +17,12 @@
 // appended to; the build's figures stay those of the original.
 // Figures (every throughput is the median of its rounds, with the slowest and fastest round):
 //   append_tokens_per_s  records appended per second (the whole build)
+//   append_write_bytes   bytes handed to write(2) during the build per record appended
+//                        (/proc/self/io wchar; null where unknown): LMDB writes a commit's
+//                        dirty pages whole, so once a commit's records land on as many leaf
+//                        pages as it has records (users beyond a few thousand here), it tends
+//                        to one 4 KiB page per record. The figure does not depend on the load
+//                        of the machine as append_tokens_per_s does (docs/scaling.md, section 4)
 //   lmdb_scan_gbps       raw MDB_NEXT scan touching every key and value byte, through the very
 //                        handle (the same env, the same mapping) the PS rank then serves from
 //                        (rd_token_store_scan_raw; key + value bytes per second; one untimed
@@ -90,6 +96,7 @@ typedef struct stats3 {
 
 typedef struct results {
     double append_tokens_per_s, build_s;
+    double append_write_bytes; // bytes written to the store per appended token; < 0: unknown
     double scan_gbps, scan_min, scan_max;
     double direct_gbps, direct_min, direct_max;
     stats3 direct_batch_s;
@@ -364,6 +371,26 @@ static void poll_barrier(MPI_Comm c) {
 // ---------------------------------------------------------------------------------------------
 // Build, scan, direct fetch (world rank 0)
 
+// Bytes this process has passed to write(2) and its kind so far (/proc/self/io wchar), -1 if
+// unknown. LMDB writes a commit's dirty pages with pwrite, so the build's wchar divided by the
+// records appended is the store's write amplification in bytes per token, a figure that does not
+// depend on the machine's load as the throughput does.
+static double wchar_bytes(void) {
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f)
+        return -1;
+    char line[128];
+    double v = -1;
+    unsigned long long x;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "wchar: %llu", &x) == 1) {
+            v = (double)x;
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
 static int build(const opts *o, const char *store, results *res) {
     rd_token_store_opts so = {o->dim, RD_TOKEN_FP32, 1, 64ull << 20, 0, 4096, !o->sync, 0, 0};
     rd_token_store *s = NULL;
@@ -378,7 +405,7 @@ static int build(const opts *o, const char *store, results *res) {
     int64_t *ts = rd_xmalloc(B * 8);
     float *tok = rd_xmalloc(B * d * 4), *labels = rd_xmalloc(B * 4);
     const uint64_t total = (uint64_t)o->users * (uint64_t)o->per_user;
-    double t0 = rd_mono_s(), gen = 0;
+    double w0 = wchar_bytes(), t0 = rd_mono_s(), gen = 0;
     int rc = RD_OK;
     for (uint64_t g0 = 0; g0 < total && rc == RD_OK; g0 += B) {
         double tg = rd_mono_s();
@@ -401,6 +428,8 @@ static int build(const opts *o, const char *store, results *res) {
     }
     res->build_s = rd_mono_s() - t0 - gen;
     res->append_tokens_per_s = (double)total / res->build_s;
+    double w1 = wchar_bytes();
+    res->append_write_bytes = w0 >= 0 && w1 >= w0 && total ? (w1 - w0) / (double)total : -1;
     rd_token_stats st;
     if (rc == RD_OK)
         rc = rd_token_store_stats(s, &st, NULL, &eb);
@@ -695,6 +724,11 @@ static int report(const opts *o, const results *r, int ranks) {
            o->sync ? "fsync per commit" : "MDB_NOSYNC");
     printf("  %-26s %14.0f   (build %.2f s, data.mdb %.0f MB)\n", "append_tokens_per_s",
            r->append_tokens_per_s, r->build_s, r->store_bytes / 1e6);
+    char wb[32];
+    fmt_g(wb, sizeof wb, r->append_write_bytes);
+    printf("  %-26s %14s   (bytes written per token appended, /proc/self/io wchar; one record "
+           "is %d B of key and value)\n",
+           "append_write_bytes", wb, RD_TOKEN_KEY_BYTES + RD_TOKEN_VALUE_FIXED + 4 * o->dim);
     if (o->compact)
         printf("  %-26s %14.2f   (tokens compact: verify + copy in key order; data.mdb %.0f MB); "
                "the figures below are of the copy\n",
@@ -746,7 +780,7 @@ static int report(const opts *o, const results *r, int ranks) {
         // printed 3 decimals would round a slow run's median below its slowest round).
         // With 1 rank nothing went through the PS: the RPC figures are null, its seconds per
         // batch too (they were [0, 0, 0], a batch in no time).
-        char rj[32], r1j[32], raj[32], rrange[80], rbatch[120], cs[32];
+        char rj[32], r1j[32], raj[32], rrange[80], rbatch[120], cs[32], wj[32];
         snprintf(cs, sizeof cs, o->compact ? "%.3f" : "null", r->compact_s);
         if (r->rpc_gbps < 0) {
             snprintf(rrange, sizeof rrange, "null");
@@ -757,13 +791,15 @@ static int report(const opts *o, const results *r, int ranks) {
                      r->rpc_batch_s.avg, r->rpc_batch_s.max);
         }
         json_num(rj, sizeof rj, r->rpc_gbps);
+        json_num(wj, sizeof wj, r->append_write_bytes);
         json_num(r1j, sizeof r1j, r->rpc_gbps_1);
         json_num(raj, sizeof raj, r->rpc_gbps < 0 ? -1 : r->rpc_gbps / r->scan_gbps);
         fprintf(f,
                 "{\"bench\": \"tokens\", \"users\": %d, \"tokens_per_user\": %d, \"dim\": %d, "
                 "\"L\": %d, \"batch\": %d, \"iters\": %d, \"rounds\": %d, \"warmup\": %d, "
                 "\"ranks\": %d, \"inflight\": %d, \"sync\": %d,\n"
-                " \"append_tokens_per_s\": %.0f, \"lmdb_scan_gbps\": %.6g, "
+                " \"append_tokens_per_s\": %.0f, \"append_write_bytes\": %s, "
+                "\"lmdb_scan_gbps\": %.6g, "
                 "\"direct_fetch_gbps\": %.6g, \"rpc_fetch_gbps\": %s, \"rpc_fetch_gbps_1\": %s, "
                 "\"ratio_scan\": %s,\n"
                 " \"store_bytes\": %.0f, \"direct_batch_s\": [%.6f, %.6f, %.6f], "
@@ -778,14 +814,14 @@ static int report(const opts *o, const results *r, int ranks) {
                 " \"huge_pages\": {\"mode\": \"%s\", \"shards\": %u, \"reread\": %u, \"note\": "
                 "\"%s\", \"seconds\": %.4f}}\n",
                 o->users, o->per_user, o->dim, o->L, o->batch, o->iters, o->rounds, o->warmup,
-                ranks, o->inflight, o->sync, r->append_tokens_per_s, r->scan_gbps, r->direct_gbps,
-                rj, r1j, raj, r->store_bytes, r->direct_batch_s.min, r->direct_batch_s.avg,
-                r->direct_batch_s.max, rbatch, r->scan_min, r->scan_max, r->direct_min,
-                r->direct_max, rrange, o->compact ? "true" : "false", cs, r->scan_minflt,
-                r->scan_majflt, r->direct_minflt, r->direct_majflt, r->rpc_minflt, r->rpc_majflt,
-                r->ps_huge_kb, r->worker_huge_kb, r->store_fs, r->map_rss_kb, r->map_huge_kb,
-                o->huge == RD_TOKEN_HUGE_AUTO ? "auto" : "off", r->map.shards, r->map.reread,
-                rd_token_huge_note_text(r->map.note), r->map.seconds);
+                ranks, o->inflight, o->sync, r->append_tokens_per_s, wj, r->scan_gbps,
+                r->direct_gbps, rj, r1j, raj, r->store_bytes, r->direct_batch_s.min,
+                r->direct_batch_s.avg, r->direct_batch_s.max, rbatch, r->scan_min, r->scan_max,
+                r->direct_min, r->direct_max, rrange, o->compact ? "true" : "false", cs,
+                r->scan_minflt, r->scan_majflt, r->direct_minflt, r->direct_majflt, r->rpc_minflt,
+                r->rpc_majflt, r->ps_huge_kb, r->worker_huge_kb, r->store_fs, r->map_rss_kb,
+                r->map_huge_kb, o->huge == RD_TOKEN_HUGE_AUTO ? "auto" : "off", r->map.shards,
+                r->map.reread, rd_token_huge_note_text(r->map.note), r->map.seconds);
         if (bench_json_commit(&bj, "bench_tokens") != 0)
             return -1;
     }

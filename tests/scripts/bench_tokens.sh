@@ -38,6 +38,12 @@ for k in keys:
 for k in ["lmdb_scan_gbps", "direct_fetch_gbps", "append_tokens_per_s"]:
     assert math.isfinite(j[k]) and j[k] > 0, (k, j[k])
 assert j["rounds"] == 3 and j["ranks"] == n
+# The build's write amplification: bytes handed to write(2) per token appended (/proc/self/io),
+# at least the record itself (76 B of key and value at d = 8): LMDB writes whole 4 KiB pages.
+w = j["append_write_bytes"]
+assert w is None or (math.isfinite(w) and w >= 76), w
+if sys.platform.startswith("linux"):
+    assert w is not None, "append_write_bytes is null on Linux"
 # What the PS rank did with the built store before serving it (rd_token_store_map_huge).
 hp = j["huge_pages"]
 assert hp["mode"] == ("off" if sys.argv[3] == "1" else "auto"), hp
