@@ -381,6 +381,19 @@ int rd_cmd_table(int argc, char **argv) {
                 int n_win = -1;
                 if (rc == RD_OK)
                     rc = rd_trainer_windows_check(dir, pos.window, pos.range_step, &n_win, &eb);
+                // Absent is fine of an older build only: since dense.bin version 3 (the split
+                // recorded) every checkpoint is written with it, so one without it lost it in a
+                // copy, and a resume from it goes on with the earlier windows' metrics NaN.
+                if (rc == RD_OK && n_win < 0 && pos.split_windows > 0) {
+                    int64_t w = (int64_t)pos.window + (pos.range_step > 0 ? 1 : 0);
+                    rc = rd_err_set(&eb, RD_ERR_NOTFOUND,
+                                    "%s/%s: missing, but %s (version 3) is always written with "
+                                    "it: lost in a copy? A resume would take the metrics of the "
+                                    "%lld stream window(s) evaluated before it as NaN; copy it "
+                                    "along from the checkpoint this one was copied from",
+                                    dir, RD_TRAIN_CKPT_WINDOWS, RD_TRAIN_CKPT_DENSE,
+                                    (long long)(w > 0 ? w : 0));
+                }
             } else if (d != RD_ERR_NOTFOUND) {
                 rc = d;
             } else {

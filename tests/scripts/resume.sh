@@ -261,6 +261,10 @@ grep -q "^stream,0,nan" B/student.metrics.csv || fail "without windows.tsv: $(ca
 rm -rf NWV2 B && cp -r NW NWV2 && to_v2 NWV2/dense.bin
 run -n 3 "$RD" train p2.yaml --out B --resume NWV2 >B.out 2>B.err || fail "resume of version 2 without windows.tsv: $(cat B.err)"
 grep -q "holds no windows.tsv (an older build).*3 stream window" B.err || fail "no older-build windows.tsv warning: $(cat B.err)"
+# `table verify` agrees: absent is fine of version 2, a problem of version 3 (it said ok).
+"$RD" table verify NWV2 >/dev/null 2>B.err || fail "verify of version 2 without windows.tsv: $(cat B.err)"
+"$RD" table verify NW >/dev/null 2>B.err && fail "verify of version 3 without windows.tsv said ok"
+grep -q "NW/windows.tsv: missing.*3 stream window" B.err || fail "verify of NW: $(cat B.err)"
 grep -q "^stream,0,nan" B/student.metrics.csv || fail "version 2 without windows.tsv: $(cat B/student.metrics.csv)"
 rm -rf B && cp -r $CK/step-000000000160 NW2 && sed -i '3s/^1\t[0-9]*/1\tx/' NW2/windows.tsv
 bad "NW2/windows.tsv:3: not a window-metrics line" -n 3 "$RD" train p2.yaml --out B --resume NW2
