@@ -393,17 +393,24 @@ int rd_cmd_scale_model(int argc, char **argv) {
         fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
         return 1;
     }
+    // Until the second plot is in place, a SIGTERM / SIGINT removes the first as a failure of
+    // the second does (rd_lmdbx_pending_add): a Ctrl-C at its commit left --out alone.
+    int held = out && out_tp && rd_lmdbx_pending_add(out) >= 0;
     if (out_tp && throughput_plot(out_tp, pts, n, &net, &eb) != RD_OK) {
         fprintf(stderr, "recdistill scale-model: %s\n", eb.msg);
         if (out) {
             if (unlink(out) != 0)
                 fprintf(stderr, "recdistill scale-model: cannot remove %s: %s\n", out,
                         strerror(errno));
+            if (held)
+                rd_lmdbx_pending_forget(out);
             rd_lmdbx_rmdir_created(out, created);
             fprintf(stderr, "recdistill scale-model: %s removed again: no plot written\n", out);
         }
         return 1;
     }
+    if (held)
+        rd_lmdbx_pending_forget(out);
     if (out)
         printf("plot: %s\n", out);
     if (out_tp)

@@ -599,6 +599,12 @@ int rd_cmd_score(int argc, char **argv) {
     }
     rc = out_close(&csv, rc, &eb);
     int csv_placed = rc == RD_OK && csv.path && !csv.to_stdout;
+    // Until the JSON is in place too, a SIGTERM / SIGINT removes the CSV as a failure of the JSON
+    // does below (its temporary file is registered already, rd_lmdbx_pending_add): a Ctrl-C at
+    // the JSON's commit left the CSV alone, a finished-looking output of a command that did not
+    // finish. Only once placed: registered earlier, the signal would remove the file it replaces.
+    if (csv_placed && js.path && !js.to_stdout)
+        (void)rd_lmdbx_pending_add(csv.path);
     rc = out_close(&js, rc, &eb);
     if (rc != RD_OK && csv_placed) {
         // The JSON failed after the CSV was renamed into place: a failed command leaves neither
@@ -606,6 +612,8 @@ int rd_cmd_score(int argc, char **argv) {
         remove(csv.path);
         rd_lmdbx_rmdir_created(csv.path, csv.created);
     }
+    if (csv_placed)
+        rd_lmdbx_pending_forget(csv.path);
     if (rc == RD_OK) {
         FILE *sum = csv.to_stdout ? stderr : stdout;
         fprintf(

@@ -2,14 +2,36 @@
 // durable (tests/scripts/out_durable.sh): while RD_FSYNC_LOG names a file, each fsync() of the
 // process appends the path of the file or folder synced to it, one per line, then goes on to
 // the system call. The unit tests do the same in-process with tests/fsync_log.h.
+// RD_FSYNC_RAISE="SIG:TEXT" (SIG a signal number) raises SIG at each fsync of a file
+// whose path holds TEXT, before the system call: a signal arriving at that exact point of a
+// command (tests/scripts/out_signal.sh).
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+// The path of descriptor fd (NUL-terminated, at most cap - 2 bytes), or -1.
+static ssize_t fd_path(int fd, char *path, size_t cap) {
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, cap - 2);
+    if (n > 0)
+        path[n] = '\0';
+    return n;
+}
+
 int fsync(int fd) {
+    const char *sig = getenv("RD_FSYNC_RAISE");
+    const char *colon = sig ? strchr(sig, ':') : NULL;
+    if (colon && colon[1]) {
+        char path[4097];
+        if (fd_path(fd, path, sizeof path) > 0 && strstr(path, colon + 1))
+            raise(atoi(sig));
+    }
     const char *log = getenv("RD_FSYNC_LOG");
     if (log && log[0]) {
         char link[64], path[4097];
