@@ -370,6 +370,9 @@ cmp -s pl.tsv item.tsv || fail "export beside a planted link: content"
 wait $p1 || fail "concurrent export 1"
 wait $p2 || fail "concurrent export 2"
 cmp -s two.tsv item.tsv || fail "concurrent exports: content"
+# An existing FILE is replaced (docs/tools.md: derived data, as score --out), not refused.
+"$RD" table export "$C" --table s_user --out two.tsv || fail "export over an existing file"
+head -1 two.tsv | grep -q "^# table s_user " || fail "export over an existing file: $(head -1 two.tsv)"
 ! ls two.tsv.tmp* >/dev/null 2>&1 || fail "concurrent exports left a temporary file"
 # An --out longer than the temporary name's buffer (272 bytes): the temporary file was the
 # truncated prefix of the path, so a file of that name was overwritten and then moved away.
