@@ -177,6 +177,64 @@ static int cmd_stats(rd_tabletool *tt, const char *dir, const char *table, rd_er
     return RD_OK;
 }
 
+// The config that the report.json of run folder `run` names (its line `  "config": "PATH",`, as
+// rd_report_write writes it) to out (cap bytes). @return 0 when there is none to name: no
+// report, no such line, a path with escapes or too long.
+static int report_config(const char *run, char *out, size_t cap) {
+    char p[RD_PATH_MAX + 32];
+    if (snprintf(p, sizeof p, "%s/report.json", run) >= (int)sizeof p)
+        return 0;
+    FILE *f = NULL;
+    if (rd_lmdbx_fopen_regular(p, &f) != 0)
+        return 0;
+    static const char key[] = "  \"config\": \"";
+    char line[RD_PATH_MAX + 64];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, sizeof key - 1) != 0)
+            continue;
+        const char *v = line + sizeof key - 1, *end = strchr(v, '"');
+        size_t n = end ? (size_t)(end - v) : 0;
+        if (n > 0 && n < cap && !memchr(v, '\\', n)) {
+            memcpy(out, v, n);
+            out[n] = '\0';
+            found = 1;
+        }
+        break;
+    }
+    fclose(f);
+    return found;
+}
+
+// --config PATH that does not exist. The messages and docs point at the run's
+// config.effective.yaml, which run folders of builds before it was written lack: say what to
+// give instead, the config the run's report.json names, rather than only "cannot open".
+static int config_missing(const char *path, rd_errbuf *eb) {
+    static const char eff[] = "config.effective.yaml";
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    rd_errbuf_clear(eb);
+    if (strcmp(base, eff) != 0)
+        return rd_err_set(eb, RD_ERR_NOTFOUND, "--config %s: no such file", path);
+    char run[RD_PATH_MAX], named[RD_PATH_MAX];
+    int rl = slash ? (slash == path ? 1 : (int)(slash - path)) : 1;
+    int named_ok = snprintf(run, sizeof run, "%.*s", rl, slash ? path : ".") < (int)sizeof run &&
+                   report_config(run, named, sizeof named);
+    const char *what = "a run folder written by a build before config.effective.yaml holds none";
+    const char *then = "with that run's --set overrides written into it (the table's entry is "
+                       "checked against the hash dense.bin records)";
+    if (named_ok)
+        return rd_err_set(eb, RD_ERR_NOTFOUND,
+                          "--config %s: no such file: %s; give the config the run was trained "
+                          "with instead, --config %s (%s/report.json names it; a relative path "
+                          "is from where train ran), %s",
+                          path, what, named, run, then);
+    return rd_err_set(eb, RD_ERR_NOTFOUND,
+                      "--config %s: no such file: %s; give the config the run was trained with "
+                      "instead (its report.json names it, \"config\"), %s",
+                      path, what, then);
+}
+
 // The admit_count of table `name` in the run's config `path`, for the import's check. The
 // config must be the one the checkpoint `dir` was trained with: its table's dim and optimizer
 // are those of the MANIFEST, and its table hash (name, dim, optimizer, init_std, admit_count,
@@ -184,6 +242,9 @@ static int cmd_stats(rd_tabletool *tt, const char *dir, const char *table, rd_er
 // this run's config edited since, would give an admit_count the checkpoint's PS never had.
 static int admission_from_config(
     rd_tabletool *tt, int ti, const char *dir, const char *name, const char *path, rd_errbuf *eb) {
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT)
+        return config_missing(path, eb);
     rd_config *cfg = rd_xmalloc(sizeof *cfg);
     int rc = rd_config_load(path, cfg, eb);
     int t = 0;

@@ -445,6 +445,19 @@ expect_fail 1 "--config sgd.yaml: ps.tables\[1\].optimizer is sgd, but table 's_
 # The run's own effective config (its --set overrides included) is accepted.
 "$RD" table import "$C" --table s_item --in item.tsv --out imp_eff --config run/config.effective.yaml >o 2>e ||
     fail "import with run/config.effective.yaml: $(cat e)"
+# A run folder of a build before config.effective.yaml has none: the import said only
+# "run_old/config.effective.yaml: cannot open: No such file or directory". It now says what to
+# give instead, the config its report.json names (which imports: --config tiny.yaml above).
+mkdir run_old && cp run/report.json run_old/
+expect_fail 1 "^recdistill table import: --config run_old/config.effective.yaml: no such file: .*give the config the run was trained with instead, --config tiny.yaml \\(run_old/report.json names it" \
+    "$RD" table import "$C" --table s_item --in item.tsv --out z --config run_old/config.effective.yaml
+[ ! -e z ] || fail "a refused import left z"
+rm run_old/report.json
+expect_fail 1 "^recdistill table import: --config run_old/config.effective.yaml: no such file: .*give the config the run was trained with instead" \
+    "$RD" table import "$C" --table s_item --in item.tsv --out z --config run_old/config.effective.yaml
+expect_fail 1 "^recdistill table import: --config nope.yaml: no such file" \
+    "$RD" table import "$C" --table s_item --in item.tsv --out z --config nope.yaml
+rm -r run_old
 # Optimizer state no optimizer holds: a negative sum of squared gradients (Adam's v here) was
 # imported and made the first update of its row NaN, blamed on the learning rate at train time.
 awk -F'\t' 'BEGIN{OFS="\t"} NR==2{$13="-1"} {print}' item.tsv > negv.tsv
