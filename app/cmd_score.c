@@ -293,7 +293,7 @@ static int out_close(score_out *o, int rc, rd_errbuf *eb) {
     if (!o->path || o->to_stdout)
         return rc;
     if (rc == RD_OK)
-        rc = rd_lmdbx_outfile_commit(&o->of, eb);
+        rc = rd_lmdbx_outfile_commit_out(&o->of, eb);
     else
         rd_lmdbx_outfile_abort(&o->of);
     if (rc == RD_OK && (rc = rd_lmdbx_fsync_parents(o->path, o->created, eb)) != RD_OK)

@@ -521,7 +521,7 @@ int rd_cmd_table(int argc, char **argv) {
             rd_err_prefix(&eb, "%s: ", to_stdout ? "standard output" : out);
         if (!to_stdout) {
             if (rc == RD_OK)
-                rc = rd_lmdbx_outfile_commit(&of, &eb);
+                rc = rd_lmdbx_outfile_commit_out(&of, &eb);
             else
                 rd_lmdbx_outfile_abort(&of);
             // The folders made for it are synced in theirs too (a crash could lose the path).

@@ -575,19 +575,33 @@ static int place_new(const rd_lmdbx_outfile *of, rd_errbuf *eb) {
     return RD_OK;
 }
 
-static int outfile_commit(rd_lmdbx_outfile *of, int no_replace, rd_errbuf *eb);
+// Flags of outfile_commit.
+enum {
+    COMMIT_NEW = 1,    // the target must not exist (place_new)
+    COMMIT_REMOVE = 2, // a failure after the rename removes the file placed (a command's --out)
+};
+
+static int outfile_commit(rd_lmdbx_outfile *of, int flags, rd_errbuf *eb);
 
 int rd_lmdbx_outfile_commit(rd_lmdbx_outfile *of, rd_errbuf *eb) {
     return outfile_commit(of, 0, eb);
 }
 
-int rd_lmdbx_outfile_commit_new(rd_lmdbx_outfile *of, rd_errbuf *eb) {
-    return outfile_commit(of, 1, eb);
+int rd_lmdbx_outfile_commit_out(rd_lmdbx_outfile *of, rd_errbuf *eb) {
+    return outfile_commit(of, COMMIT_REMOVE, eb);
 }
 
-static int outfile_commit(rd_lmdbx_outfile *of, int no_replace, rd_errbuf *eb) {
+int rd_lmdbx_outfile_commit_new(rd_lmdbx_outfile *of, rd_errbuf *eb) {
+    return outfile_commit(of, COMMIT_NEW | COMMIT_REMOVE, eb);
+}
+
+static int outfile_commit(rd_lmdbx_outfile *of, int flags, rd_errbuf *eb) {
     if (!of->f)
         return rd_err_set(eb, RD_ERR_ARG, "%s: output file not open", of->path);
+    const int no_replace = flags & COMMIT_NEW;
+    // The file's identity, to tell it at of->path after the rename from another writer's.
+    struct stat mine;
+    const int known = fstat(fileno(of->f), &mine) == 0;
     // A failed fwrite/fprintf of the caller (a full disk) sticks in ferror; the errno it set is
     // most likely still the one at entry, else the cause is reported as EIO.
     int rc = RD_OK, e0 = errno;
@@ -616,7 +630,15 @@ static int outfile_commit(rd_lmdbx_outfile *of, int no_replace, rd_errbuf *eb) {
     }
     rd_lmdbx_pending_forget(of->tmp);
     of->tmp[0] = '\0';
-    return rd_lmdbx_fsync_parent(of->path, eb);
+    rc = rd_lmdbx_fsync_parent(of->path, eb);
+    // In place but not durable (EIO from the folder's fsync): a command's output goes again, so
+    // that a failed command leaves none (`table export`, `score` and `export` exited 1 with the
+    // file there). Only while the entry is still this file: another writer's since is kept.
+    struct stat now;
+    if (rc != RD_OK && (flags & COMMIT_REMOVE) && known && lstat(of->path, &now) == 0 &&
+        now.st_dev == mine.st_dev && now.st_ino == mine.st_ino)
+        unlink(of->path);
+    return rc;
 }
 
 // Cut the last component (and the slashes before it) off `p` in place. @return 0 when nothing
@@ -849,8 +871,7 @@ int rd_lmdbx_remove_stale_outfiles(const char *dir, int (*ours)(const char *targ
     return removed;
 }
 
-static int
-write_file(const char *path, const void *data, size_t len, int no_replace, rd_errbuf *eb) {
+static int write_file(const char *path, const void *data, size_t len, int flags, rd_errbuf *eb) {
     rd_lmdbx_outfile of;
     int rc = rd_lmdbx_outfile_open(path, &of, eb);
     if (rc != RD_OK)
@@ -860,15 +881,19 @@ write_file(const char *path, const void *data, size_t len, int no_replace, rd_er
         rd_lmdbx_outfile_abort(&of);
         return rc;
     }
-    return outfile_commit(&of, no_replace, eb);
+    return outfile_commit(&of, flags, eb);
 }
 
 int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb) {
     return write_file(path, data, len, 0, eb);
 }
 
+int rd_lmdbx_write_file_out(const char *path, const void *data, size_t len, rd_errbuf *eb) {
+    return write_file(path, data, len, COMMIT_REMOVE, eb);
+}
+
 int rd_lmdbx_write_file_new(const char *path, const void *data, size_t len, rd_errbuf *eb) {
-    return write_file(path, data, len, 1, eb);
+    return write_file(path, data, len, COMMIT_NEW | COMMIT_REMOVE, eb);
 }
 
 // ---------------------------------------------------------------------------------------------

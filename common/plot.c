@@ -817,8 +817,10 @@ int rd_png_write(
     if (rc != RD_OK)
         return rd_err_set(eb, rc, "%s: no memory to encode a %dx%d PNG", path, width, height);
     // A unique temporary file beside the target, renamed over it: never over a FIFO, device or
-    // symlink, whose node the rename would replace (rd/lmdbx.h).
-    rc = rd_lmdbx_write_file_atomic(path, png, len, eb);
+    // symlink, whose node the rename would replace (rd/lmdbx.h). A plot is an output of its
+    // command (plot, scale-model, a run's auc_windows.png): a failed fsync of its folder removes
+    // it again.
+    rc = rd_lmdbx_write_file_out(path, png, len, eb);
     rd_free(png);
     return rc;
 }

@@ -2,9 +2,11 @@
 // Defines this test binary's fsync(), which records the path of each file or folder synced
 // while g_fsync_log is on (in order, up to RD_FSYNC_LOG_MAX) and forwards to the system call,
 // so the library's fsyncs and LMDB's go through it. Include it in one file of a test binary.
+// While g_fsync_fail holds a path, the fsync of exactly that path fails with EIO instead.
 #ifndef RD_TESTS_FSYNC_LOG_H
 #define RD_TESTS_FSYNC_LOG_H
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -15,8 +17,19 @@
 static int g_fsync_log;
 static char g_fsynced[RD_FSYNC_LOG_MAX][512];
 static int g_n_fsynced;
+static char g_fsync_fail[512];
 
 int fsync(int fd) {
+    if (g_fsync_fail[0]) {
+        char link[64], path[512];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, path, sizeof path - 1);
+        path[n > 0 ? n : 0] = '\0';
+        if (strcmp(path, g_fsync_fail) == 0) {
+            errno = EIO;
+            return -1;
+        }
+    }
     if (g_fsync_log && g_n_fsynced < RD_FSYNC_LOG_MAX) {
         char link[64];
         snprintf(link, sizeof link, "/proc/self/fd/%d", fd);

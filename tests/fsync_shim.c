@@ -4,8 +4,10 @@
 // the system call. The unit tests do the same in-process with tests/fsync_log.h.
 // RD_FSYNC_RAISE="SIG:TEXT" (SIG a signal number) raises SIG at each fsync of a file
 // whose path holds TEXT, before the system call: a signal arriving at that exact point of a
-// command (tests/scripts/out_signal.sh).
+// command (tests/scripts/out_signal.sh). RD_FSYNC_FAIL=PATH makes the fsync of exactly PATH
+// fail with EIO, without syncing (a failing disk; tests/scripts/out_durable.sh).
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +33,14 @@ int fsync(int fd) {
         char path[4097];
         if (fd_path(fd, path, sizeof path) > 0 && strstr(path, colon + 1))
             raise(atoi(sig));
+    }
+    const char *bad = getenv("RD_FSYNC_FAIL");
+    if (bad && bad[0]) {
+        char path[4097];
+        if (fd_path(fd, path, sizeof path) > 0 && strcmp(path, bad) == 0) {
+            errno = EIO;
+            return -1;
+        }
     }
     const char *log = getenv("RD_FSYNC_LOG");
     if (log && log[0]) {

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "fsync_log.h" // fsync() fails for one path (test_commit_fsync_fails)
 #include "rd/alloc.h"
 #include "rd/config.h"
 #include "rd/hash.h"
@@ -669,6 +670,48 @@ static void test_commit_new(void **state) {
         assert_int_equal(ok, 1);
         assert_int_equal(count_tmp(dir, "x.rdsv"), 0);
     }
+}
+
+// The fsync of the output's folder fails after the rename (EIO, a failing disk): the commands
+// failed with their output in place (`table export`, `score`, `export`, `plot`, `scale-model`).
+// A command's output is removed again (commit_out, commit_new, write_file_out); a file others
+// rely on (rd_lmdbx_outfile_commit: a store's MANIFEST) stays, new rather than none.
+static void test_commit_fsync_fails(void **state) {
+    (void)state;
+    char dir[300], path[400], real[4096];
+    snprintf(dir, sizeof dir, "%s/commit_fsync", g_root);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_non_null(realpath(dir, real)); // as /proc/self/fd names it
+    snprintf(path, sizeof path, "%s/x.out", dir);
+    assert_true(strlen(real) < sizeof g_fsync_fail);
+    snprintf(g_fsync_fail, sizeof g_fsync_fail, "%s", real);
+    rd_errbuf eb;
+    rd_errbuf_clear(&eb);
+    struct stat st;
+    rd_lmdbx_outfile of;
+    assert_int_equal(rd_lmdbx_outfile_open(path, &of, &eb), RD_OK);
+    fputs("new", of.f);
+    assert_int_equal(rd_lmdbx_outfile_commit_out(&of, &eb), RD_ERR_IO);
+    assert_non_null(strstr(eb.msg, "fsync folder"));
+    assert_int_equal(lstat(path, &st), -1);
+    // Over an existing file: the new one is removed (the old one went with the rename).
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs("old", f);
+    fclose(f);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_write_file_out(path, "new!", 4, &eb), RD_ERR_IO);
+    assert_int_equal(lstat(path, &st), -1);
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_write_file_new(path, "new!", 4, &eb), RD_ERR_IO);
+    assert_int_equal(lstat(path, &st), -1);
+    // rd_lmdbx_outfile_commit: the error, and the new file kept.
+    rd_errbuf_clear(&eb);
+    assert_int_equal(rd_lmdbx_write_file_atomic(path, "new!", 4, &eb), RD_ERR_IO);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 4);
+    assert_int_equal(count_tmp(dir, "x.out"), 0);
+    g_fsync_fail[0] = '\0';
 }
 
 // Leftovers of killed builds (SIGKILL: no handler ran) are removed by the next build of the same
@@ -3693,6 +3736,7 @@ int main(void) {
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_opts_from_config),
         cmocka_unit_test(test_commit_new),
+        cmocka_unit_test(test_commit_fsync_fails),
         cmocka_unit_test(test_dead_reader_pins_no_pages),
     };
     return tmp_root_status(cmocka_run_group_tests(tests, setup_root, teardown_root), g_root);

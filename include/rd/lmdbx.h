@@ -25,8 +25,9 @@
 //   rd_lmdbx_host_tag()      this host's name as partial-output names carry it
 //   rd_lmdbx_pid_gone()      whether a leftover's process of this host no longer runs
 //   rd_lmdbx_pending_add() / _forget()   outputs in progress, removed on SIGTERM/INT/HUP/PIPE
-//   rd_lmdbx_outfile, rd_lmdbx_outfile_open() / _commit() / _abort()   write a file under a
-//                            unique temporary name beside it (O_EXCL | O_NOFOLLOW), then rename
+//   rd_lmdbx_outfile, rd_lmdbx_outfile_open() / _commit() / _commit_out() / _abort()   write a
+//                            file under a unique temporary name beside it (O_EXCL |
+//                            O_NOFOLLOW), then rename
 //   rd_lmdbx_outfile_tmp_name() / rd_lmdbx_remove_stale_outfiles()   recognise and (as a
 //                            folder's owner) remove the temporaries of killed processes
 //   rd_lmdbx_write_file_atomic()  write a small file via an outfile: fsync + rename + fsync(dir)
@@ -308,19 +309,31 @@ int rd_lmdbx_outfile_open(const char *path, rd_lmdbx_outfile *of, rd_errbuf *eb)
 
 /**
  * Flush and fsync the temporary file, close it, rename it over the target (checked again to be
- * replaceable) and fsync the folder. On any failure, write errors of the caller's own
- * fwrite/fprintf included (they stick in ferror), the temporary file is removed and the target
- * is untouched.
- * @return RD_OK; RD_ERR_IO / RD_ERR_FULL ("write <tmp>: No space left on device", ...);
- *         RD_ERR_EXISTS (the target became a FIFO, device or symlink meanwhile)
+ * replaceable) and fsync the folder. On any failure before the rename, write errors of the
+ * caller's own fwrite/fprintf included (they stick in ferror), the temporary file is removed and
+ * the target is untouched. A failure of the folder's fsync, after the rename, leaves the new
+ * file in place (a store's MANIFEST, a run's report: better than none); a command's own output
+ * takes rd_lmdbx_outfile_commit_out.
+ * @return RD_OK; RD_ERR_IO / RD_ERR_FULL ("write <tmp>: No space left on device", "fsync folder
+ *         <dir>: ..."); RD_ERR_EXISTS (the target became a FIFO, device or symlink meanwhile)
  * @note of->f is closed in every case; of may be reused by rd_lmdbx_outfile_open.
  */
 int rd_lmdbx_outfile_commit(rd_lmdbx_outfile *of, rd_errbuf *eb);
 
 /**
+ * rd_lmdbx_outfile_commit for the file a command was asked to write (`table export --out`,
+ * `score --out`): when the folder's fsync fails after the rename, the file placed is removed
+ * again (while the entry is still this file), so that a failed command leaves no output; a file
+ * it replaced is gone by then, as after any failure past the rename.
+ * @return as rd_lmdbx_outfile_commit
+ */
+int rd_lmdbx_outfile_commit_out(rd_lmdbx_outfile *of, rd_errbuf *eb);
+
+/**
  * rd_lmdbx_outfile_commit for an output that must not exist (`recdistill export`): the file is
  * linked in place (link(2), else renameat2 RENAME_NOREPLACE), never renamed over an entry made
  * since the caller checked, so of two runs writing one new path one fails.
+ * A failure of the folder's fsync removes the file placed, as rd_lmdbx_outfile_commit_out does.
  * @return as rd_lmdbx_outfile_commit; RD_ERR_EXISTS "<path> exists (written meanwhile by another
  *         run): give a new file name" (the temporary file is removed, the entry there kept)
  */
@@ -338,6 +351,10 @@ void rd_lmdbx_outfile_abort(rd_lmdbx_outfile *of);
  *         RD_ERR_EXISTS when `path` is a FIFO, device or symlink
  */
 int rd_lmdbx_write_file_atomic(const char *path, const void *data, size_t len, rd_errbuf *eb);
+
+/** rd_lmdbx_write_file_atomic for a command's output: rd_lmdbx_outfile_commit_out (a failure of
+ *  the folder's fsync removes the file placed). */
+int rd_lmdbx_write_file_out(const char *path, const void *data, size_t len, rd_errbuf *eb);
 
 /** rd_lmdbx_write_file_atomic for a `path` that must not exist: rd_lmdbx_outfile_commit_new. */
 int rd_lmdbx_write_file_new(const char *path, const void *data, size_t len, rd_errbuf *eb);

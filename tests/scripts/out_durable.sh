@@ -74,6 +74,35 @@ printf 'x,y\n1,2\n2,3\n' >xy.csv
 synced plot "$RD" plot xy.csv --x x --y y --out n_plot/a/b/xy.png
 synced scale_model "$RD" scale-model --calib "$SRC/docs/scaling/calib-student.yaml" --ps 4 \
     --max-nodes 2 --out n_scale_model/a/b/eff.png
+# The folder's fsync after the rename fails (EIO): the command fails, and its output is removed
+# again, as when the fsync of a folder made for it fails. `table export`, `score`, `export`,
+# `plot` and `scale-model` exited 1 with the file in place (a failed command that left its output).
+"$RD" export tiny.yaml --run R --out b.rdsv >/dev/null 2>err || fail "export: $(cat err)"
+failing() { # name command...: run it with the fsync of $TMP/f_<name> failing
+    local name="$1"
+    shift
+    rm -rf "f_$name" && mkdir "f_$name"
+    RD_FSYNC_FAIL="$TMP/f_$name" LD_PRELOAD="$SHIM" "$@" >out 2>err
+    local rc=$?
+    [ "$rc" -eq 1 ] || fail "$name, failing folder fsync: exit $rc, not 1: $(tail -3 err)"
+    grep -q "fsync folder f_$name: Input/output error" err || fail "$name, failing folder fsync: $(cat err)"
+    [ -z "$(ls -A "f_$name")" ] || fail "$name, failing folder fsync left: $(ls -A "f_$name" | tr '\n' ' ')"
+    echo "ok: $name, failing folder fsync"
+}
+failing table_export "$RD" table export "$CK" --table s_item --out f_table_export/x.tsv
+failing score "$RD" score b.rdsv --run R --out f_score/s.csv
+failing score_json "$RD" score b.rdsv --run R --json f_score_json/s.json
+failing export "$RD" export tiny.yaml --run R --out f_export/b.rdsv
+failing plot "$RD" plot xy.csv --x x --y y --out f_plot/xy.png
+failing scale_model "$RD" scale-model --calib "$SRC/docs/scaling/calib-student.yaml" --ps 4 \
+    --max-nodes 2 --out f_scale_model/eff.png
+# An existing file replaced: the command still fails; the new file is removed (the old one is
+# gone with the rename, as after any failure past it), never another writer's file.
+mkdir -p f_keep && echo old >f_keep/x.tsv
+RD_FSYNC_FAIL="$TMP/f_keep" LD_PRELOAD="$SHIM" "$RD" table export "$CK" --table s_item --out f_keep/x.tsv >out 2>err &&
+    fail "table export over a file, failing folder fsync: exit 0"
+[ ! -e f_keep/x.tsv ] || fail "table export over a file, failing folder fsync left: $(head -c 80 f_keep/x.tsv)"
+
 # train --out in folders that do not exist: each folder it makes is synced in its parent (the
 # run folder and the checkpoint folder were made by copies of mkdir -p that synced nothing).
 rm -f fsync.log
