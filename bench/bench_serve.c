@@ -43,6 +43,7 @@
 // thread: its requests over its time, as before); the latency percentiles pool every thread's
 // requests. thread_bytes in the JSON is the heap each further scorer holds (one more is made
 // and closed at T = 1), what a server pays per serving thread beyond open_bytes.
+#include "../tests/count_alloc.h"
 #include "bench_args.h"
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
@@ -269,37 +270,6 @@ static long long heap_bytes(void) {
     return -1;
 }
 #endif
-
-// open_peak_bytes: the most bytes the library held at once during rd_serve_open, counted by an
-// allocator that wraps libc's (rd_alloc_set; every allocation of the library goes through it)
-// with each block's usable size. Exact and the same run to run, unlike the heap's high-water mark
-// or the resident set: what a host needs free to open the bundle beside what it already holds.
-static long long g_held, g_peak;
-
-static void *count_malloc(size_t n) {
-    void *p = malloc(n);
-    if (p) {
-        g_held += (long long)malloc_usable_size(p);
-        g_peak = g_held > g_peak ? g_held : g_peak;
-    }
-    return p;
-}
-
-static void *count_realloc(void *p, size_t n) {
-    long long before = p ? (long long)malloc_usable_size(p) : 0;
-    void *q = realloc(p, n);
-    if (q) {
-        g_held += (long long)malloc_usable_size(q) - before;
-        g_peak = g_held > g_peak ? g_held : g_peak;
-    }
-    return q;
-}
-
-static void count_free(void *p) {
-    if (p)
-        g_held -= (long long)malloc_usable_size(p);
-    free(p);
-}
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -554,15 +524,16 @@ int main(int argc, char **argv) {
     rd_errbuf_clear(&eb);
     rd_serve *sv = NULL;
     const long long heap0 = heap_bytes();
-    const rd_allocator counting = {count_malloc, count_realloc, count_free};
-    g_held = g_peak = 0;
-    rd_alloc_set(&counting);
+    // open_peak_bytes: the most bytes the library held at once during rd_serve_open, exact and
+    // the same run to run (count_alloc.h): what a host needs free to open the bundle beside what
+    // it already holds.
+    count_alloc_begin();
     int orc = rd_serve_open(bundle, 256, &sv, &eb);
-    rd_alloc_set(NULL); // blocks of either are libc's: freed by free() later
+    count_alloc_end(); // blocks of either are libc's: freed by free() later
     if (orc != RD_OK)
         die("open", &eb);
     const long long heap1 = heap_bytes(), open_bytes = heap0 >= 0 ? heap1 - heap0 : -1;
-    const long long open_peak_bytes = g_peak;
+    const long long open_peak_bytes = g_count_peak;
     struct stat bst; // the file rd_serve_open has just read
     if (stat(bundle, &bst) != 0) {
         fprintf(stderr, "bench_serve: %s: %s\n", bundle, strerror(errno));

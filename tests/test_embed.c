@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "count_alloc.h"
 #include "rd/alloc.h"
 #include "rd/checkpoint.h"
 #include "rd/config.h"
@@ -35,7 +36,6 @@
 #include "tmp_root.h"
 
 #include <dirent.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -889,35 +889,6 @@ static void test_serve_clone_int32_keys(void **state) {
     rd_serve_close(sv);
 }
 
-// The most bytes the library held at once, counted by an allocator that wraps libc's with each
-// block's usable size (rd_alloc_set: every allocation of the library goes through it).
-static long long g_held, g_peak;
-
-static void *count_malloc(size_t n) {
-    void *p = malloc(n);
-    if (p) {
-        g_held += (long long)malloc_usable_size(p);
-        g_peak = g_held > g_peak ? g_held : g_peak;
-    }
-    return p;
-}
-
-static void *count_realloc(void *p, size_t n) {
-    long long before = p ? (long long)malloc_usable_size(p) : 0;
-    void *q = realloc(p, n);
-    if (q) {
-        g_held += (long long)malloc_usable_size(q) - before;
-        g_peak = g_held > g_peak ? g_held : g_peak;
-    }
-    return q;
-}
-
-static void count_free(void *p) {
-    if (p)
-        g_held -= (long long)malloc_usable_size(p);
-    free(p);
-}
-
 // rd_serve_open read the whole bundle into memory and parsed the rows into the tables from that
 // copy: at its peak it held the file and the tables at once, about twice the rows. It reads the
 // file in chunks now: a bundle of 40,000 rows of dim 16 (2.9 MB), opened at one candidate (small
@@ -934,12 +905,10 @@ static void test_serve_open_peak(void **state) {
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     rd_serve *sv = NULL;
-    const rd_allocator counting = {count_malloc, count_realloc, count_free};
-    g_held = g_peak = 0;
-    rd_alloc_set(&counting);
+    count_alloc_begin(); // the most bytes the library held at once (count_alloc.h)
     int rc = rd_serve_open(bundle, 1, &sv, &eb);
-    const long long held = g_held, peak = g_peak;
-    rd_alloc_set(NULL);
+    count_alloc_end();
+    const long long held = g_count_held, peak = g_count_peak;
     if (rc != RD_OK)
         fail_msg("open: %s", eb.msg);
     rd_serve_info info;
