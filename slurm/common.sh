@@ -69,14 +69,22 @@ rd_init() {
     [ -f "$RD_BIN" ] && [ -x "$RD_BIN" ] || rd_die "recdistill binary '$RD_BIN' not found or not executable (build it, or set RD_BIN)"
 }
 
+# rd_sbatch_words VAR: the words of RD_SBATCH_ARGS into the array VAR: split at blanks (spaces,
+# tabs, newlines), backslashes kept, and never matched against file names. An unquoted
+# ${RD_SBATCH_ARGS} was globbed too: --comment=a* became the names of the files in the current
+# directory that matched it.
+rd_sbatch_words() {
+    IFS=$' \t\n' read -r -d '' -a "$1" <<<"${RD_SBATCH_ARGS:-}" || true
+}
+
 # rd_check_sbatch_args: RD_SBATCH_ARGS is one string, split at blanks, so a value with a blank in
 # it became two words: RD_SBATCH_ARGS="--chdir=/scratch/my runs" submitted the job to run in
 # /scratch/my (its relative paths resolved there) and gave sbatch "runs" as its script. A word
 # that is no option and follows no option that takes its value as the next word is refused.
 rd_check_sbatch_args() {
     local a prev=""
-    # shellcheck disable=SC2206
-    local -a args=(${RD_SBATCH_ARGS:-})
+    local -a args
+    rd_sbatch_words args
     for a in "${args[@]+"${args[@]}"}"; do
         case "$a" in
             -*) prev="$a" ;;
@@ -205,8 +213,8 @@ rd_args() {
 # -S V, -SV; the last one given), else nothing.
 rd_sbatch_opt() {
     local name="$1" short="$2" v="" a prev=""
-    # shellcheck disable=SC2206
-    local -a args=(${RD_SBATCH_ARGS:-})
+    local -a args
+    rd_sbatch_words args
     for a in "${args[@]+"${args[@]}"}"; do
         if [ "$prev" = "--$name" ] || [ "$prev" = "-$short" ]; then
             v="$a" prev=""
@@ -258,8 +266,8 @@ rd_check_nodes() {
 # tasks on a CPU), or when sinfo cannot say (rd_check_nodes has said why).
 rd_check_cpus() {
     local per="$1" part="$2" what="$3" hint="$4" cpt max a
-    # shellcheck disable=SC2206
-    local -a args=(${RD_SBATCH_ARGS:-})
+    local -a args
+    rd_sbatch_words args
     for a in "${args[@]+"${args[@]}"}"; do
         case "$a" in --overcommit | -O) return 0 ;; esac
     done
@@ -491,9 +499,9 @@ rd_submit() {
     for v in $(compgen -e); do
         case "$v" in SLURM_CONF | SLURM_HOSTFILE) ;; SLURM_*) unset "$v" ;; esac
     done
-    local -a cmd=(sbatch --parsable --chdir="$(pwd)" --export=ALL)
-    # shellcheck disable=SC2206
-    [ -n "${RD_SBATCH_ARGS:-}" ] && cmd+=($RD_SBATCH_ARGS)
+    local -a cmd=(sbatch --parsable --chdir="$(pwd)" --export=ALL) extra
+    rd_sbatch_words extra
+    cmd+=("${extra[@]+"${extra[@]}"}")
     # A job Slurm may requeue: without it `scontrol requeue` is refused on clusters whose
     # JobRequeue is 0.
     [ "${RD_REQUEUE_AT_LIMIT:-0}" = 0 ] || cmd+=(--requeue)

@@ -11,7 +11,8 @@
 #    run.out_dir), and the checkpoint root of a requeued or time-limited job was a folder named
 #    ".../\u00e9/..." (none there: the restarted job started again, removing its checkpoints).
 #  - RD_SBATCH_ARGS="--chdir=DIR WITH BLANK" submitted the job to run in "DIR" (split at the
-#    blank): refused, naming the stray word.
+#    blank): refused, naming the stray word. Its words were globbed too: "--comment=a*" went to
+#    sbatch as the names of the matching files of the current folder.
 #  - the dry run's command, read back by the shell, gives the config and working directory as
 #    they are.
 #  - end to end, a batch body restarted by Slurm in a run folder with an "é" resumes from its
@@ -83,6 +84,26 @@ grep -q "RD_SBATCH_ARGS: 'dir' is neither an sbatch option nor the value of one"
     bad "split --chdir message: $(cat "$TMP/sb.err")"
 RD_SBATCH_ARGS="--partition debug -t 10 --chdir=$TMP/sub" "$SRC/slurm/train-1node.sbatch" "$TINY" \
     >"$TMP/sb.out" 2>"$TMP/sb.err" || bad "RD_SBATCH_ARGS with separate values refused: $(cat "$TMP/sb.err")"
+
+# 4c. RD_SBATCH_ARGS's words are not matched against file names: in a folder holding files
+# "--comment=ab" and "--partition=dx", "--comment=a* --partition=d*" went to sbatch as the files'
+# names (every component of the het job's) and the partition checked was "dx".
+mkdir -p "$TMP/glob" && touch "$TMP/glob/--comment=ab" "$TMP/glob/--partition=dx"
+for s in train-multinode distill-hetjob; do
+    (cd "$TMP/glob" && RD_SBATCH_ARGS="--comment=a* --partition=d*" "$SRC/slurm/$s.sbatch" "$TINY") \
+        >"$TMP/gl.out" 2>"$TMP/gl.err" || bad "$s: RD_SBATCH_ARGS with a '*' refused: $(cat "$TMP/gl.err")"
+    eval "words=($(cat "$TMP/gl.out"))" || bad "$s: dry-run command does not parse: $(cat "$TMP/gl.out")"
+    n=0 m=0 # --comment=a* words, component separators
+    for a in "${words[@]}"; do
+        case "$a" in
+            "--comment=a*") n=$((n + 1)) ;;
+            --comment=*) n=-99 ;;
+            :) m=$((m + 1)) ;;
+        esac
+    done
+    [ "$n" -eq $((m + 1)) ] || bad "$s: --comment=a* not given as it is to each component: $(cat "$TMP/gl.out")"
+    grep -q "partition d\*" "$TMP/gl.err" || bad "$s: the partition checked is not 'd*': $(cat "$TMP/gl.err")"
+done
 
 # 5. The checkpoint root of the batch body (read by a requeued job and before a time limit), for a
 # run.out_dir with every awkward character, and the scalars read back as written.
