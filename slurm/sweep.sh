@@ -259,6 +259,8 @@ PY
 }
 
 if [ "$1" = --gather ]; then
+    # A relative OUT_DIR that starts with '-' is a path, not an option (of mv, cat, recdistill plot).
+    case $2 in -*) set -- "$1" "./$2" ;; esac
     gather "$2" || exit 1
     exit 0
 fi

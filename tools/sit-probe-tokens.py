@@ -125,6 +125,8 @@ def main():
     if a.side is not None and a.side < 0:
         ap.error(f"--side {a.side}: K is a side value's index, 0 or more")
     store = os.path.join(a.paths[-1], "tokens")
+    if store.startswith("-"):  # a path, not an option of recdistill's ("unknown option")
+        store = os.path.join(".", store)
     if not os.path.isdir(store):
         die(f"{store}: no token store (a run folder?)")
     X, Y, U = [], [], []

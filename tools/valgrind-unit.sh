@@ -17,6 +17,9 @@
 set -u
 case ${1:-} in -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 BUILD="${1:-build}"
+# A relative BUILD_DIR that starts with '-' is a path, not an option (valgrind read
+# "-b/tests/test_x" as one: "Bad option").
+case $BUILD in -*) BUILD=./$BUILD ;; esac
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 command -v valgrind >/dev/null || { echo "valgrind not found: skip"; exit 77; }
 SKIP="${RD_VALGRIND_SKIP-test_synth}"

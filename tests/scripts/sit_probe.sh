@@ -122,6 +122,12 @@ out=$(python3 "$SRC/tools/sit-probe-tokens.py" --rd "$RD" --side 0 "$TMP/run_o" 
 echo "$out"
 echo "$out" | grep -Eq "$(( 30 * 100 )) tokens of d 16; linear probe of side value 0 > 0.5 .* AUC 0\.[0-9]{4}$" ||
     fail "sit-probe-tokens.py --side 0: $out"
+# A relative RUN starting with '-' (after "--") is a folder: recdistill took "-o/tokens" for an
+# option ("unknown option").
+ln -s run_o "$TMP/-o"
+out2=$(cd "$TMP" && python3 "$SRC/tools/sit-probe-tokens.py" --rd "$RD" --side 0 -- -o 2>&1) ||
+    fail "sit-probe-tokens.py --side 0 -- -o: $out2"
+[ "${out2#./-o/tokens: }" = "${out#"$TMP"/run_o/tokens: }" ] || fail "sit-probe-tokens.py -- -o: $out2, not $out"
 python3 "$SRC/tools/sit-probe-tokens.py" --rd "$RD" --side 1 "$TMP/run_o" >/dev/null 2>"$TMP/err" &&
     fail "sit-probe-tokens.py --side 1 accepted"
 grep -q -- "--side 1, but its tokens have 1 side values" "$TMP/err" || fail "--side 1: $(cat "$TMP/err")"

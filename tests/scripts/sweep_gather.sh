@@ -6,6 +6,7 @@
 #    the ranks) were drawn as one line per node count, zigzagging between the batch sizes at each
 #    world size. Each line is now one node count and batch size (then PS ranks, ranks per job:
 #    whatever tells such points apart), named in sweep.csv's `series` column.
+#  - a relative OUT_DIR starting with '-' was read as an option by mv, cat and grep.
 #   sweep_gather.sh PATH/TO/recdistill
 set -u
 RD="${1:?usage: sweep_gather.sh path/to/recdistill}"
@@ -106,6 +107,14 @@ $got
 want
 $want"
 [ "$(cat "$D/sweep-lines")" = nodes ] || bad "sweep-lines: $(cat "$D/sweep-lines")"
+
+# 4. A relative OUT_DIR starting with '-' is a folder: mv, cat and `recdistill plot` took it for
+#    an option ("mv: invalid option -- 'g'"), and the gather failed.
+sweep "$TMP/-g" n1-r1-p1-b64:1:1:1:64:3:1000 n1-r2-p1-b64:1:2:1:64:5:1800
+(cd "$TMP" && "$SRC/slurm/sweep.sh" --gather -g) >"$TMP/g.out" 2>"$TMP/g.err" ||
+    bad "gather of '-g' exited $?: $(cat "$TMP/g.out" "$TMP/g.err")"
+[ -s "$TMP/-g/sweep.csv" ] || bad "gather of '-g': no sweep.csv: $(cat "$TMP/g.out" "$TMP/g.err")"
+grep -q "^plot: \./-g/sweep.png" "$TMP/g.out" || bad "gather of '-g': no plot: $(cat "$TMP/g.out" "$TMP/g.err")"
 
 [ "$fail" -eq 0 ] && echo "sweep_gather: ok"
 exit "$fail"

@@ -5,8 +5,9 @@
 # 2- and 3-rank synthetic config of 3000 events (a few seconds in all).
 #  - seeds.sh passed OUTDIR to awk with -v, which takes escapes: an OUTDIR "s \t é" named a file
 #    with a tab in it, awk could not open it, exit 2 after every seed had run, no summary.
-#  - an OUTDIR (or CONFIG, RUN_DIR; bench-ps-ab.sh's build folders and OUT_DIR) starting with
-#    '-' was read as an option by mkdir, cd and mpiexec ("mkdir: invalid option -- 'o'").
+#  - an OUTDIR (or CONFIG, RUN_DIR; bench-ps-ab.sh's build folders and OUT_DIR; valgrind-unit.sh's
+#    BUILD_DIR) starting with '-' was read as an option by mkdir, cd, mpiexec and valgrind
+#    ("mkdir: invalid option -- 'o'").
 #  - tools/slurm-local.sh env printed SLURM_CONF unquoted for `eval`: a --dir with a '$', ';' or
 #    '&' ran as shell; `up` wrote a --dir with a blank, ',' or '%' into slurm.conf as it is
 #    (now refused, exit 2, before anything is made).
@@ -116,5 +117,15 @@ PATH="$TMP/fake:$PATH" run "$SRC/tools/bench-ps-ab.sh" -bld -bld 1 "-ab é" >"$T
     bad "bench-ps-ab.sh -bld -bld 1 '-ab é': exit $?: $(cat "$TMP/out")"
 [ -s "./-ab é/old-1.json" ] && grep -q "^new: median ratio_memcpy 0.500" "$TMP/out" ||
     bad "bench-ps-ab.sh: $(cat "$TMP/out")"
+
+# 6. valgrind-unit.sh with a BUILD_DIR starting with '-' (one test left in, a copy of `true`):
+# valgrind read "-vg é/tests/test_args" as an option ("valgrind: no program specified").
+if command -v valgrind >/dev/null; then
+    mkdir -p "./-vg é/tests" && cp "$(type -P true)" "./-vg é/tests/test_args"
+    skip="$(cd "$SRC/tests" && for t in test_*.c; do [ "$t" = test_args.c ] || printf '%s ' "${t%.c}"; done)"
+    RD_VALGRIND_SKIP="$skip" run "$SRC/tools/valgrind-unit.sh" "-vg é" >"$TMP/out" 2>&1 ||
+        bad "valgrind-unit.sh '-vg é': exit $?: $(cat "$TMP/out")"
+    grep -q "^clean  test_args " "$TMP/out" || bad "valgrind-unit.sh '-vg é': $(cat "$TMP/out")"
+fi
 
 exit "$fail"
