@@ -31,8 +31,9 @@ TMP="$(mktemp -d /tmp/rd_test_resume_XXXXXX)"
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 run() { timeout 300 "$MPIEXEC" "$@"; }
+LIB="$(cd "$(dirname "$0")" && pwd)/lib"
 # shellcheck source=lib/pair_yaml.sh
-. "$(cd "$(dirname "$0")" && pwd)/lib/pair_yaml.sh" # pair_yaml
+. "$LIB/pair_yaml.sh" # pair_yaml
 cd "$TMP" || exit 1
 
 config() { # $1 = PS ranks, $2 = mlp width
@@ -223,29 +224,11 @@ run -n 3 "$RD" train p2.yaml --out B --resume $FINAL >B.out 2>B.err || fail "res
 [ "$(holdout A.out)" = "$(holdout B.out)" ] || fail "resume from the final checkpoint: holdout differs"
 cut -d, -f1-7 B/student.metrics.csv > b.csv
 cmp -s a.csv b.csv || fail "resume from the final checkpoint: metrics differ: $(diff a.csv b.csv)"
-# to_v2 DENSE: rewrite a dense.bin of this build (version 3) as the build before wrote it
-# (version 2: the identity record, no data.split), its CRC recomputed.
-to_v2() {
-    python3 - "$1" <<'PY' || fail "could not write a version-2 $1"
-import struct, sys
-def crc32c(b):
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    c = 0xFFFFFFFF
-    for x in b:
-        c = t[(c ^ x) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-p = sys.argv[1]
-d = open(p, "rb").read()
-v2, split = 192 + 4 + 8 + 16 + 24 + 4 + 32 * (32 + 8), 24  # split: version 3
-assert struct.unpack_from("<I", d, 8)[0] == 3 and struct.unpack_from("<I", d, len(d) - 4)[0] == crc32c(d[:-4])
-d = d[:8] + struct.pack("<I", 2) + d[12:v2] + d[v2 + split:-4]
-open(p, "wb").write(d + struct.pack("<I", crc32c(d)))
-PY
+# old_dense VERSION DENSE: rewrite a dense.bin of this build (version 3) as an older build wrote
+# it (lib/old_dense.py): version 2, the build before (the identity record, no data.split), or
+# version 1 (no identity record either), its CRC recomputed.
+old_dense() {
+    python3 "$LIB/old_dense.py" "$1" "$2" || fail "could not write a version-$1 $2"
 }
 # A checkpoint inside window 2 records windows 0-2; without its windows.tsv the run resumes with
 # one warning and those windows NaN: of an older build (dense.bin version 2) it says so, of this
@@ -258,7 +241,7 @@ run -n 3 "$RD" train p2.yaml --out B --resume NW >B.out 2>B.err || fail "resume 
 grep -q "holds no windows.tsv (lost in a copy? dense.bin version 3 is always written with it: copy it along to keep them).*3 stream window" B.err ||
     fail "no lost-windows.tsv warning: $(cat B.err)"
 grep -q "^stream,0,nan" B/student.metrics.csv || fail "without windows.tsv: $(cat B/student.metrics.csv)"
-rm -rf NWV2 B && cp -r NW NWV2 && to_v2 NWV2/dense.bin
+rm -rf NWV2 B && cp -r NW NWV2 && old_dense 2 NWV2/dense.bin
 run -n 3 "$RD" train p2.yaml --out B --resume NWV2 >B.out 2>B.err || fail "resume of version 2 without windows.tsv: $(cat B.err)"
 grep -q "holds no windows.tsv (an older build).*3 stream window" B.err || fail "no older-build windows.tsv warning: $(cat B.err)"
 # `table verify` agrees: absent is fine of version 2, a problem of version 3 (it said ok).
@@ -345,33 +328,14 @@ done
 # A checkpoint of an older build (dense.bin version 1: no identity record) still resumes, with one
 # warning that these cannot be checked, and ends like the uninterrupted run.
 rm -rf V1 B && cp -r $CK/step-000000000040 V1
-python3 - V1/dense.bin <<'PY' || fail "could not write a version-1 dense.bin"
-import struct, sys
-def crc32c(b):
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    c = 0xFFFFFFFF
-    for x in b:
-        c = t[(c ^ x) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-p = sys.argv[1]
-d = open(p, "rb").read()
-v1, ident, split = 192, 4 + 8 + 16 + 24 + 4 + 32 * (32 + 8), 24  # split: version 3
-assert struct.unpack_from("<I", d, 8)[0] == 3 and struct.unpack_from("<I", d, len(d) - 4)[0] == crc32c(d[:-4])
-d = d[:8] + struct.pack("<I", 1) + d[12:v1] + d[v1 + ident + split:-4]
-open(p, "wb").write(d + struct.pack("<I", crc32c(d)))
-PY
+old_dense 1 V1/dense.bin
 run -n 3 "$RD" train p2.yaml --out B --resume V1 >B.out 2>B.err || fail "resume of a version-1 dense.bin: $(cat B.err)"
 [ "$(grep -c "dense.bin version 1 of an older build.*cannot be checked" B.err)" = 1 ] || fail "version 1: not one warning: $(cat B.err)"
 cmp -s "$FINAL/dense.bin" "B/ckpt/student/$F/dense.bin" || fail "resume from version 1: dense.bin differs"
 # A checkpoint of the build before (dense.bin version 2: the identity record, no data.split)
 # still resumes, with one warning that its split cannot be checked (it resumed silently, its
 # position read under whatever split the run had), and ends like the uninterrupted run.
-rm -rf V2 B && cp -r $CK/step-000000000040 V2 && to_v2 V2/dense.bin
+rm -rf V2 B && cp -r $CK/step-000000000040 V2 && old_dense 2 V2/dense.bin
 run -n 3 "$RD" train p2.yaml --out B --resume V2 >B.out 2>B.err || fail "resume of a version-2 dense.bin: $(cat B.err)"
 [ "$(grep -c "dense.bin version 2 of an older build.*stream_windows 3), which cannot be checked" B.err)" = 1 ] ||
     fail "version 2: not one warning: $(cat B.err)"
