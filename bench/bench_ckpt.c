@@ -76,7 +76,7 @@ static int parse(int argc, char **argv, opts *o) {
         } else if (strcmp(a, "--json") == 0 && v) {
             o->json = v;
         } else if (strcmp(a, "--optim") == 0 && v) {
-            if (bench_optim(P, v, &o->optim) != 0)
+            if (bench_optim(stderr, P, v, &o->optim) != 0)
                 return -1;
         } else {
             fprintf(stderr, "%s: '%s': %s\n", P, a,

@@ -28,6 +28,7 @@
 //   keys_per_s_per_ps  keys pulled + pushed per second per PS rank
 // plus min/avg/max of per-worker seconds (OSU style). Wall time is the slowest worker's.
 #include "bench_args.h"
+#include "bench_tables.h"
 #include "rd/alloc.h"
 #include "rd/clock.h"
 #include "rd/comm.h"
@@ -165,15 +166,8 @@ static int parse(int argc, char **argv, opts *o, FILE *err) {
         } else if (strcmp(a, "--json") == 0 && v) {
             o->json = v;
         } else if (strcmp(a, "--optim") == 0 && v) {
-            o->optim = -1;
-            for (int j = 0; j < 4; j++)
-                if (strcmp(v, rd_optim_name(j)) == 0)
-                    o->optim = j;
-            if (o->optim < 0) {
-                if (err)
-                    fprintf(err, "%s: --optim: expected sgd|adagrad|adam|ftrl, got '%s'\n", P, v);
+            if (bench_optim(err, P, v, &o->optim) != 0)
                 return -1;
-            }
         } else if (strcmp(a, "--dims") == 0 && v) {
             long long d[MAX_DIMS];
             if (bench_int_list(err, P, a, v, 1, 1024, MAX_DIMS, d, &o->n_dims) != 0)
@@ -379,19 +373,9 @@ int main(int argc, char **argv) {
     cfg->ps.shm = o.shm ? RD_SHM_AUTO : RD_SHM_OFF;
     cfg->ps.n_tables = o.n_dims;
     for (int d = 0; d < o.n_dims; d++) {
-        rd_table_config *tc = &cfg->ps.tables[d];
-        snprintf(tc->name, RD_NAME_MAX, "d%d", o.dims[d]);
-        tc->dim = o.dims[d];
-        tc->optim.kind = o.optim;
-        tc->optim.lr = 0.05f;
-        tc->optim.beta1 = 0.9f;
-        tc->optim.beta2 = 0.999f;
-        tc->optim.eps = 1e-8f;
-        tc->optim.initial_accumulator = 0.1f;
-        tc->optim.beta = 1.0f;
-        tc->init_std = 0.01f;
-        tc->admit_count = 1;
-        tc->capacity = 1u << 16;
+        char name[RD_NAME_MAX];
+        snprintf(name, sizeof name, "d%d", o.dims[d]);
+        bench_table_config(&cfg->ps.tables[d], name, o.dims[d], o.optim);
     }
 
     rd_comm *comm = NULL;

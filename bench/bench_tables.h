@@ -1,5 +1,6 @@
-// bench_tables.h — what the benchmarks of embedding tables share (bench_table, bench_ckpt): the
-// --optim option and the table config they build, so that both measure the same table.
+// bench_tables.h — what the benchmarks of embedding tables share (bench_table, bench_ckpt,
+// bench_ps): the --optim option and the table config they build, so that all measure the same
+// table.
 #ifndef RD_BENCH_TABLES_H
 #define RD_BENCH_TABLES_H
 
@@ -9,14 +10,16 @@
 #include <stdio.h>
 #include <string.h>
 
-/** --optim V: sgd|adagrad|adam|ftrl into *out; a message to stderr and -1 otherwise. */
-static inline int bench_optim(const char *prog, const char *v, int *out) {
+/** --optim V: sgd|adagrad|adam|ftrl into *out; -1 otherwise, after a message to err (NULL: none,
+ *  as on the MPI ranks that do not print). */
+static inline int bench_optim(FILE *err, const char *prog, const char *v, int *out) {
     for (int k = 0; k < 4; k++)
         if (strcmp(v, rd_optim_name(k)) == 0) {
             *out = k;
             return 0;
         }
-    fprintf(stderr, "%s: --optim: expected sgd|adagrad|adam|ftrl, got '%s'\n", prog, v);
+    if (err)
+        fprintf(err, "%s: --optim: expected sgd|adagrad|adam|ftrl, got '%s'\n", prog, v);
     return -1;
 }
 

@@ -151,6 +151,9 @@ badval "--max-msg 4096 cannot hold one key of --dims 1024 (a push sends 8 + 4 x 
     "$MPIEXEC" -n 2 "$B/bench_ps" --max-msg 4096 --dims 8,1024
 # An empty entry of a comma list is refused naming the option: strtok skipped it, and
 # '--dims 8,,16' measured two dims, exit 0.
+# --optim as bench_table and bench_ckpt take it (bench_tables.h), said once (by rank 0).
+badval "--optim: expected sgd|adagrad|adam|ftrl, got 'lamb'" "$MPIEXEC" -n 2 "$B/bench_ps" --optim lamb
+[ "$(grep -c -- "--optim: expected" "$TMP/bad.err")" = 1 ] || fail "bench_ps --optim lamb: $(cat "$TMP/bad.err")"
 badval "--dims: an empty entry in '8,,16'" "$MPIEXEC" -n 2 "$B/bench_ps" --dims 8,,16
 badval "--dims: an empty entry in '8,'" "$MPIEXEC" -n 2 "$B/bench_ps" --dims 8,
 badval "--dims: an empty entry in ''" "$MPIEXEC" -n 2 "$B/bench_ps" --dims ''
