@@ -96,6 +96,8 @@ def main():
     rd, store = pos
     if not (os.path.isfile(rd) and os.access(rd, os.X_OK)):
         usage("%s: not an executable recdistill binary" % rd)
+    # The file checked, not a namesake on PATH (subprocess looks a name without a '/' up there).
+    rd = os.path.abspath(rd)
     if os.path.isfile(os.path.join(store, "shard-0000", "data.mdb")):
         tool, shard = "tokens", "shard-0000"
         cmds = lambda c, o: (["verify", c], ["stats", c], ["compact", c, "--out", o])

@@ -59,6 +59,13 @@ done
 echo "gc on $((NP - 2)) damaged copies: $refused refused after verify, none changed"
 # The input store is only copied, never changed.
 "$RD" tokens verify "$TMP/d/store" > /dev/null 2>&1 || fail "the sweep changed its input store"
+# RECDISTILL named as a file of the current folder is that file: the sweep ran the name
+# through PATH (a traceback when none was there; here a stand-in that fails every call).
+mkdir -p "$TMP/path" && printf '#!/bin/sh\nexit 99\n' > "$TMP/path/$(basename "$RD")" && chmod +x "$TMP/path/$(basename "$RD")"
+(cd "$(dirname "$RD")" && PATH="$TMP/path:$PATH" timeout 120 python3 "$SRC/tools/lmdb-damage-sweep.py" \
+  "$(basename "$RD")" "$TMP/d/store" --trials 1 --modes zero) > "$TMP/name.txt" 2>&1 ||
+  fail "RECDISTILL given as a bare file name: $(tail -5 "$TMP/name.txt")"
+grep -q "lmdb-damage-sweep.py: 0 defects" "$TMP/name.txt" || fail "bare file name: $(cat "$TMP/name.txt")"
 # Bad arguments: exit 2 with the reason.
 python3 "$SRC/tools/lmdb-damage-sweep.py" "$RD" "$TMP/d/store" --trials x > "$TMP/bad.txt" 2>&1
 [ $? -eq 2 ] || fail "--trials x: expected exit 2"
