@@ -1,7 +1,7 @@
 // fsync_shim.c — an LD_PRELOAD library for the script tests that check what a command makes
-// durable (tests/scripts/out_durable.sh): while RD_FSYNC_LOG names a file, each fsync() of the
-// process appends the path of the file or folder synced to it, one per line, then goes on to
-// the system call. The unit tests do the same in-process with tests/fsync_log.h.
+// durable (tests/scripts/out_durable.sh): while RD_FSYNC_LOG names a file, each fsync() or
+// fdatasync() of the process appends the path of the file or folder synced to it, one per line,
+// then goes on to the system call. The unit tests do the same in-process with tests/fsync_log.h.
 // RD_FSYNC_RAISE="SIG:TEXT" (SIG a signal number) raises SIG at each fsync of a file
 // whose path holds TEXT, before the system call: a signal arriving at that exact point of a
 // command (tests/scripts/out_signal.sh). RD_FSYNC_FAIL=PATH makes the fsync of exactly PATH
@@ -26,7 +26,8 @@ static ssize_t fd_path(int fd, char *path, size_t cap) {
     return n;
 }
 
-int fsync(int fd) {
+// fsync() and fdatasync() alike (LMDB flushes its data file with fdatasync): sysno is the call.
+static int sync_fd(int fd, long sysno) {
     const char *sig = getenv("RD_FSYNC_RAISE");
     const char *colon = sig ? strchr(sig, ':') : NULL;
     if (colon && colon[1]) {
@@ -58,5 +59,13 @@ int fsync(int fd) {
             }
         }
     }
-    return (int)syscall(SYS_fsync, fd);
+    return (int)syscall(sysno, fd);
+}
+
+int fsync(int fd) {
+    return sync_fd(fd, SYS_fsync);
+}
+
+int fdatasync(int fd) {
+    return sync_fd(fd, SYS_fdatasync);
 }
