@@ -292,6 +292,12 @@ static void map_stats_add(rd_token_map_stats *a, const rd_token_map_stats *b) {
         a->seconds = b->seconds;
 }
 
+// Before a checkpoint of this PS rank: the tokens appended so far are durable (rd/server.h).
+static int on_save(void *user, rd_errbuf *eb) {
+    rd_token_service *svc = user;
+    return rd_token_store_sync(svc->store, eb);
+}
+
 int rd_token_service_create(rd_server *srv,
                             rd_token_store *store,
                             rd_token_service **out,
@@ -305,7 +311,13 @@ int rd_token_service_create(rd_server *srv,
         return rd_err_set(eb, RD_ERR_NOMEM, "token service: out of memory");
     svc->srv = srv;
     svc->store = store;
-    int rc = rd_server_register(srv, RD_TOKEN_OP_FETCH, on_fetch, svc);
+    int rc = rd_server_on_save(srv, on_save, svc);
+    if (rc != RD_OK) {
+        rd_free(svc);
+        return rd_err_set(eb, rc, "token service: cannot hook the server's checkpoints: %s",
+                          rd_strerror(rc));
+    }
+    rc = rd_server_register(srv, RD_TOKEN_OP_FETCH, on_fetch, svc);
     if (rc != RD_OK) {
         rd_free(svc);
         return rd_err_set(eb, rc, "token service: cannot register op %d on the server: %s",

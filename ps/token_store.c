@@ -874,6 +874,20 @@ void rd_token_store_destroy(rd_token_store *s) {
     rd_free(s);
 }
 
+int rd_token_store_sync(rd_token_store *s, rd_errbuf *eb) {
+    RD_ARG_CHECK(eb, s != NULL);
+    for (uint32_t i = 0; s->shards && i < s->info.n_shards; i++) {
+        tk_shard *sh = &s->shards[i];
+        if (!sh->env || !sh->writable)
+            continue;
+        int mrc = mdb_env_sync(sh->env, 1);
+        if (mrc != 0)
+            return rd_err_set(eb, RD_ERR_IO, "token store %s: shard %u: cannot flush to disk: %s",
+                              s->dir, i, mdb_strerror(mrc));
+    }
+    return RD_OK;
+}
+
 // Close shard sh's cursor, read transaction and env (not live: between calls).
 static void shard_close(tk_shard *sh) {
     if (sh->rcur)

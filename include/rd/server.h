@@ -144,6 +144,17 @@ void rd_server_destroy(rd_server *srv);
  */
 int rd_server_register(rd_server *srv, unsigned op, rd_server_handler fn, void *user);
 
+/** What must be durable before a checkpoint of this PS rank's tables: called by every SAVE before
+ *  the shard is written; an error fails that SAVE (its message in the reply). */
+typedef int (*rd_server_save_hook)(void *user, rd_errbuf *eb);
+
+/**
+ * Call `fn` before each SAVE (e.g. the token store's sync, so that a checkpoint never claims
+ * tokens a host crash could still take). One hook per server.
+ * @return RD_OK, RD_ERR_EXISTS (a hook is set already), RD_ERR_ARG (fn NULL)
+ */
+int rd_server_on_save(rd_server *srv, rd_server_save_hook fn, void *user);
+
 /**
  * Reply to the request being handled: status (RD_OK or a negative rd_status) and a payload
  * (copied, unless it is the buffer of rd_server_reply_buffer; NULL/0 for none). Call once per

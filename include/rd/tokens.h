@@ -210,8 +210,19 @@ int rd_token_store_open(const char *dir,
                         rd_token_store **out,
                         rd_errbuf *eb);
 
-/** Close every env and free the handle. Accepts NULL. */
+/** Close every env and free the handle. Accepts NULL. A handle opened with no_sync is durable
+ *  only up to its last rd_token_store_sync: call it first. */
 void rd_token_store_destroy(rd_token_store *s);
+
+/**
+ * Make every append committed so far durable: fdatasync each shard this handle writes (a PS
+ * rank's own shards). A no-op for a read-only handle. The training PS opens its shards with
+ * no_sync (a commit of a few hundred tokens then costs no disk flush; LMDB keeps a process crash
+ * harmless, only a host crash loses what was not synced) and syncs them at every checkpoint
+ * (rd_server_on_save) and at the end of the run.
+ * @return RD_OK, RD_ERR_IO naming the shard's file
+ */
+int rd_token_store_sync(rd_token_store *s, rd_errbuf *eb);
 
 /**
  * Become the one writer of the store in `dir` (which must exist; it may still be empty): lock
