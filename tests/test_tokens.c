@@ -683,8 +683,9 @@ static void test_commit_fsync_fails(void **state) {
     assert_int_equal(mkdir(dir, 0755), 0);
     assert_non_null(realpath(dir, real)); // as /proc/self/fd names it
     snprintf(path, sizeof path, "%s/x.out", dir);
-    assert_true(strlen(real) < sizeof g_fsync_fail);
-    snprintf(g_fsync_fail, sizeof g_fsync_fail, "%s", real);
+    size_t real_len = strlen(real);
+    assert_true(real_len < sizeof g_fsync_fail);
+    memcpy(g_fsync_fail, real, real_len + 1);
     rd_errbuf eb;
     rd_errbuf_clear(&eb);
     struct stat st;
