@@ -1809,7 +1809,7 @@ int rd_ps_serve(const rd_comm *comm, const rd_config *cfg) {
         // Commits without a disk flush: a build appends every step, and a flush per commit was
         // most of the PS rank's time at scale (fdatasync of a page per token). Durable at each
         // checkpoint (the service's save hook) and at the end (below); a crash of the process
-        // loses nothing, a crash of the host what came after the last checkpoint.
+        // loses nothing, a crash of the host only tokens that every launch builds again.
         oo.no_sync = 1;
         rc = rd_token_store_open(cfg->tokens.store_dir, &oo, &store, &eb);
         if (rc == RD_OK)

@@ -218,8 +218,8 @@ void rd_token_store_destroy(rd_token_store *s);
  * Make every append committed so far durable: fdatasync each shard this handle writes (a PS
  * rank's own shards). A no-op for a read-only handle. The training PS opens its shards with
  * no_sync (a commit of a few hundred tokens then costs no disk flush; LMDB keeps a process crash
- * harmless, only a host crash loses what was not synced) and syncs them at every checkpoint
- * (rd_server_on_save) and at the end of the run.
+ * harmless, only a host crash loses what was not synced, which every launch builds again) and
+ * syncs them at every checkpoint (rd_server_on_save) and at the end of the run.
  * @return RD_OK, RD_ERR_IO naming the shard's file
  */
 int rd_token_store_sync(rd_token_store *s, rd_errbuf *eb);
