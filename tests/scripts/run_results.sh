@@ -44,7 +44,14 @@ launch() {
     local run="$1"
     shift
     export PIDS="$TMP/pids.$run"
+    # Nothing of an earlier launch of RUN may be read as this one's: its stderr (truncated by the
+    # background job only once it runs, so wait_for matched the earlier launch's line) and its
+    # pid files (dead ranks, or pids reused by then: pid_max is 32768 here; case 1b once ended
+    # with exit 0, its ranks never signalled).
+    rm -rf "$PIDS"
     mkdir -p "$PIDS"
+    : >"$run.out"
+    : >"$run.err"
     env "$@" timeout 300 "$MPIEXEC" -n 4 "$RDP" train "$YAML" --out "$run" --set output.plot=true \
         "${EXTRA[@]}" >"$run.out" 2>"$run.err" &
     PID=$!
